@@ -1,0 +1,1 @@
+"""Command-line entry points: argument parsing and output only; decisions live below."""

@@ -1,0 +1,62 @@
+"""`reconciler` command: builds the argument parser from the command modules and runs
+the chosen command. Exit codes: 0 success / no changes, 1 error, 2 changes present
+(`plan --detailed-exitcode`), 130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from reconciler import __version__
+from reconciler.cli import schema_cmd, validate_cmd
+
+# Each command module offers `register(subparsers)`, which adds its parser and sets
+# `run` (a callable taking the parsed namespace and returning an exit code).
+COMMANDS: list[ModuleType] = [validate_cmd, schema_cmd]
+
+DESCRIPTION = """\
+Declarative reconciler for energy sites. Declare Sites, Gateways, Devices and DERs
+in YAML; the reconciler compares them with the gateways and clouds and makes them match.
+"""
+
+EPILOG = """\
+examples:
+  reconciler validate examples/sites
+  reconciler validate -o json site.yaml
+  reconciler schema > site-schema.json
+  reconciler crds --out crds/
+
+Run `reconciler COMMAND --help` for the options and examples of each command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return 1
+    try:
+        return int(run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1

@@ -1,0 +1,111 @@
+"""The exception tree of the reconciler, shared by every layer.
+
+    ReconcilerError
+     ├── ConfigError          desired state that cannot be loaded (carries located diagnostics)
+     ├── DanglingRefError     a reference to a resource that is not declared
+     ├── PlanError            a plan that cannot be built or is stale
+     └── ProviderError        an external call failed (address, operation)
+          ├── ProviderUnavailable   network, timeout, 5xx, 429: retryable
+          ├── ProviderRejected      4xx: permanent until the input changes
+          ├── ProviderConflict      409: the remote object is in another state
+          └── ProviderAuthError     401/403: credentials missing or wrong
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem in the desired state, located as precisely as the source allows."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    path: str = ""
+
+    def location(self) -> str:
+        """`file:line:column` (whatever parts are known)."""
+        parts = [self.file or "<input>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+    def __str__(self) -> str:
+        where = f" {self.path}:" if self.path else ""
+        return f"{self.location()}:{where} {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+            "message": self.message,
+        }
+
+
+class ReconcilerError(Exception):
+    """Root of every error the reconciler raises on purpose."""
+
+
+class ConfigError(ReconcilerError):
+    """The desired state is invalid; `diagnostics` lists every problem found."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        count = len(diagnostics)
+        head = str(diagnostics[0]) if diagnostics else "invalid configuration"
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        super().__init__(head + more)
+
+
+class DanglingRefError(ReconcilerError):
+    """A reference names a resource that is not declared."""
+
+
+class PlanError(ReconcilerError):
+    """A plan cannot be built, or a saved plan no longer matches reality."""
+
+
+class ProviderError(ReconcilerError):
+    """An external call failed. `address` names the resource, `operation` the call."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        address: str = "",
+        operation: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.address = address
+        self.operation = operation
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ProviderUnavailable(ProviderError):
+    """Network failure, timeout, 5xx or 429: worth retrying later."""
+
+    retryable = True
+
+
+class ProviderRejected(ProviderError):
+    """The remote API refused the request (4xx): retrying the same input will not help."""
+
+
+class ProviderConflict(ProviderError):
+    """The remote object exists in a conflicting state (409)."""
+
+
+class ProviderAuthError(ProviderError):
+    """Credentials are missing, invalid or lack permission (401/403)."""

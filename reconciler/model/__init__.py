@@ -1,0 +1,2 @@
+"""PURE resource model: pydantic models of the four kinds, the type vocabularies, the
+cross-resource rules and the schema renderers. Imports no network or cluster library."""

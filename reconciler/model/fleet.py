@@ -1,0 +1,388 @@
+"""A `Fleet` is a validated set of resources: the whole desired state, indexed by kind and
+name, with stand-alone DER documents merged into their devices.
+
+`check_fleet` holds every rule that spans more than one field or more than one document.
+It returns `Problem`s that name the resource and the field path, so the loader can point at
+the file and line; it never raises for user errors.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from reconciler.model.base import Resource
+from reconciler.model.der import DER, DerFields
+from reconciler.model.device import Device, EnapterKind
+from reconciler.model.gateway import Gateway
+from reconciler.model.kinds import KINDS
+from reconciler.model.profiles import PROFILES, profiles_for
+from reconciler.model.site import Site
+from reconciler.model.vocab import allowed_der_types
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A rule violation: which resource, which field, what is wrong and what would be valid."""
+
+    kind: str
+    name: str
+    path: Path
+    message: str
+    index: int = 0  # which declaration, when a name is declared twice
+
+
+@dataclass
+class Fleet:
+    """The desired state: every resource by kind, then by name."""
+
+    sites: dict[str, Site] = field(default_factory=dict)
+    gateways: dict[str, Gateway] = field(default_factory=dict)
+    devices: dict[str, Device] = field(default_factory=dict)
+    ders: dict[str, DER] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, resources: Iterable[Resource]) -> Fleet:
+        """Index resources (first declaration wins; `check_fleet` reports duplicates)."""
+        fleet = cls()
+        for resource in resources:
+            table = fleet.table(resource.KIND)
+            table.setdefault(resource.name, resource)  # type: ignore[arg-type]
+        return fleet
+
+    def table(self, kind: str) -> dict[str, Resource]:
+        tables: dict[str, dict[str, Resource]] = {
+            "Site": self.sites,  # type: ignore[dict-item]
+            "Gateway": self.gateways,  # type: ignore[dict-item]
+            "Device": self.devices,  # type: ignore[dict-item]
+            "DER": self.ders,  # type: ignore[dict-item]
+        }
+        return tables[kind]
+
+    def resources(self) -> Iterator[Resource]:
+        for kind in KINDS:
+            yield from self.table(kind).values()
+
+    def __len__(self) -> int:
+        return sum(len(self.table(kind)) for kind in KINDS)
+
+    def ders_of(self, device_name: str) -> list[DerFields]:
+        """Inline DERs of a device followed by stand-alone DER documents that point at it."""
+        device = self.devices.get(device_name)
+        inline = list(device.spec.ders) if device else []
+        standalone = [
+            DerFields(name=d.spec.name, type=d.spec.type, publish=d.spec.publish)
+            for d in self.ders.values()
+            if d.spec.device_ref == device_name
+        ]
+        return inline + standalone
+
+    def site_of_device(self, device: Device) -> Site | None:
+        if device.spec.gateway_ref:
+            gateway = self.gateways.get(device.spec.gateway_ref)
+            return self.sites.get(gateway.spec.site_ref) if gateway else None
+        return self.sites.get(device.spec.site_ref or "")
+
+    def gateways_of(self, site_name: str) -> list[Gateway]:
+        return [g for g in self.gateways.values() if g.spec.site_ref == site_name]
+
+    def devices_of(self, gateway_name: str) -> list[Device]:
+        return [d for d in self.devices.values() if d.spec.gateway_ref == gateway_name]
+
+
+def _one_of(values: Iterable[str]) -> str:
+    items = sorted(str(v) for v in values)  # StrEnum members print as their value
+    return ", ".join(repr(v) for v in items) if items else "(none declared)"
+
+
+def check_fleet(resources: list[Resource]) -> list[Problem]:
+    """Every cross-field and cross-document rule. `resources` in declaration order."""
+    problems: list[Problem] = []
+    problems += _unique_names(resources)
+    fleet = Fleet.of(resources)
+    for gateway in fleet.gateways.values():
+        problems += _gateway_rules(fleet, gateway)
+    problems += _unique_gateway_identities(fleet)
+    for device in fleet.devices.values():
+        problems += _device_rules(fleet, device)
+    problems += _der_rules(fleet)
+    problems += _unique_hardware_ids(fleet)
+    problems += _unique_flatpeak_references(fleet)
+    return problems
+
+
+def _unique_names(resources: list[Resource]) -> list[Problem]:
+    seen: dict[tuple[str, str | None, str], int] = {}
+    problems = []
+    for resource in resources:
+        key = (resource.KIND, resource.metadata.namespace, resource.name)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:
+            problems.append(
+                Problem(
+                    resource.KIND,
+                    resource.name,
+                    ("metadata", "name"),
+                    f"{resource.KIND} {resource.name!r} is declared more than once; "
+                    "names must be unique per kind",
+                    index=seen[key] - 1,
+                )
+            )
+    return problems
+
+
+def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:
+    problems = []
+    site = fleet.sites.get(gateway.spec.site_ref)
+    if site is None:
+        problems.append(
+            Problem("Gateway", gateway.name, ("spec", "siteRef"),
+                    f"Site {gateway.spec.site_ref!r} is not declared; declared sites: "
+                    f"{_one_of(fleet.sites)}")
+        )
+        return problems
+    zap = gateway.spec.zap
+    if zap is not None and zap.org_id is None and site.spec.novacore is None:
+        problems.append(
+            Problem("Gateway", gateway.name, ("spec", "zap", "orgId"),
+                    f"no Novacore organisation to claim into: set `orgId` here or a "
+                    f"`novacore` block on Site {site.name!r}")
+        )
+    if gateway.spec.enapter is not None and site.spec.enapter is None:
+        problems.append(
+            Problem("Gateway", gateway.name, ("spec", "enapter"),
+                    f"an Enapter gateway needs an `enapter` block on Site {site.name!r}")
+        )
+    return problems
+
+
+def _unique_gateway_identities(fleet: Fleet) -> list[Problem]:
+    problems = []
+    owners: dict[str, str] = {}
+    for gateway in fleet.gateways.values():
+        if gateway.spec.zap is not None:
+            key, path = f"zap:{gateway.spec.zap.serial}", ("spec", "zap", "serial")
+        elif gateway.spec.enapter is not None:
+            key, path = f"enapter:{gateway.spec.enapter.hardware_id}", ("spec", "enapter", "hardwareId")
+        else:  # pragma: no cover - the model requires one platform
+            continue
+        if key in owners:
+            problems.append(
+                Problem("Gateway", gateway.name, path,
+                        f"the same gateway is already declared as Gateway {owners[key]!r}")
+            )
+        else:
+            owners[key] = gateway.name
+    return problems
+
+
+def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
+    spec = device.spec
+    name = device.name
+    problems: list[Problem] = []
+
+    def problem(path: Path, message: str) -> None:
+        problems.append(Problem("Device", name, path, message))
+
+    gateway = fleet.gateways.get(spec.gateway_ref) if spec.gateway_ref else None
+    if spec.gateway_ref and gateway is None:
+        problem(("spec", "gatewayRef"),
+                f"Gateway {spec.gateway_ref!r} is not declared; declared gateways: "
+                f"{_one_of(fleet.gateways)}")
+    if spec.site_ref and spec.site_ref not in fleet.sites:
+        problem(("spec", "siteRef"),
+                f"Site {spec.site_ref!r} is not declared; declared sites: {_one_of(fleet.sites)}")
+    if not spec.gateway_ref and not spec.site_ref:
+        problem(("spec",), "set `gatewayRef` (a device behind a gateway) or `siteRef` "
+                           "(a cloud-only device)")
+    if gateway and spec.site_ref and gateway.spec.site_ref != spec.site_ref:
+        problem(("spec", "siteRef"),
+                f"Gateway {gateway.name!r} is at Site {gateway.spec.site_ref!r}, not {spec.site_ref!r}")
+
+    on_zap = gateway is not None and gateway.spec.zap is not None
+    if on_zap:
+        for field_name, value in (("connection", spec.connection), ("deviceType", spec.device_type),
+                                  ("hardwareId", spec.hardware_id)):
+            if value is None:
+                problem(("spec", field_name), f"a device on a Zap gateway needs `{field_name}`")
+        if spec.enapter is not None:
+            problem(("spec", "enapter"), "a device on a Zap gateway cannot be an Enapter device; "
+                                         "point `gatewayRef` at an Enapter gateway or use `siteRef`")
+    elif spec.connection is not None:
+        problem(("spec", "connection"),
+                "`connection` describes how a Zap talks to the device; it needs `gatewayRef` "
+                "naming a Zap gateway")
+    if gateway is not None and gateway.spec.enapter is not None and spec.enapter is None:
+        problem(("spec", "enapter"), "a device on an Enapter gateway needs an `enapter` block")
+    if gateway is None and spec.site_ref and spec.enapter is None and spec.flatpeak is None:
+        problem(("spec",), "a device without a gateway must be registered somewhere: add an "
+                           "`enapter` or `flatpeak` block, or set `gatewayRef`")
+
+    if spec.ders and spec.device_type is None:
+        problem(("spec", "deviceType"), "DERs need a `deviceType` to check them against")
+    if spec.connection is not None:
+        problems += _connection_rules(device)
+    if spec.verification.check_serial and (
+        spec.connection is None or spec.connection.type not in ("modbus_tcp", "modbus_rtu")
+    ):
+        problem(("spec", "verification", "checkSerial"),
+                "serial checks read Modbus registers; they need a `modbusTcp` or `modbusRtu` connection")
+    if spec.verification.check_serial and spec.verification.via == "direct" and (
+        spec.connection is not None and spec.connection.type == "modbus_rtu"
+    ):
+        problem(("spec", "verification", "via"),
+                "a Modbus RTU device is only reachable through its gateway; use `via: gateway`")
+
+    site = fleet.site_of_device(device)
+    if spec.enapter is not None:
+        problems += _enapter_rules(fleet, device, gateway)
+        if site is not None and site.spec.enapter is None:
+            problem(("spec", "enapter"), f"Site {site.name!r} has no `enapter` block")
+    if spec.flatpeak is not None and site is not None and site.spec.flatpeak is None:
+        problem(("spec", "flatpeak"), f"Site {site.name!r} has no `flatpeak` block")
+    if on_zap and site is not None and site.spec.novacore is None:
+        problem(("spec", "gatewayRef"),
+                f"devices on a Zap are provisioned in Novacore: Site {site.name!r} needs a `novacore` block")
+    return problems
+
+
+def _connection_rules(device: Device) -> list[Problem]:
+    connection = device.spec.connection
+    assert connection is not None
+    ctype = connection.type
+    camel = {"modbus_tcp": "modbusTcp", "modbus_rtu": "modbusRtu", "p1_uart": "p1Uart", "mqtt": "mqtt"}[ctype]
+    path: Path = ("spec", "connection", camel, "profile")
+    profile_name = connection.settings.profile
+    profile = PROFILES.get(profile_name)
+    if profile is None or ctype not in profile.connection_types:
+        return [Problem("Device", device.name, path,
+                        f"profile {profile_name!r} does not work over {ctype}; valid profiles: "
+                        f"{_one_of(profiles_for(ctype))}")]
+    if device.spec.device_type is not None and device.spec.device_type != profile.device_type:
+        return [Problem("Device", device.name, ("spec", "deviceType"),
+                        f"profile {profile_name!r} reports device type {profile.device_type.value!r}, "
+                        f"not {device.spec.device_type!r}")]
+    return []
+
+
+def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> list[Problem]:
+    enapter = device.spec.enapter
+    assert enapter is not None
+    problems: list[Problem] = []
+    base: Path = ("spec", "enapter")
+
+    def problem(path: Path, message: str) -> None:
+        problems.append(Problem("Device", device.name, path, message))
+
+    kind = EnapterKind(enapter.kind)
+    needs_hardware = kind in {EnapterKind.UCM, EnapterKind.VUCM, EnapterKind.EMBEDDED,
+                              EnapterKind.LINK_MASTER, EnapterKind.LINK_SLAVE}
+    if needs_hardware and device.spec.hardware_id is None:
+        problem(("spec", "hardwareId"), f"an Enapter `{kind.value}` needs `hardwareId`")
+    if kind is EnapterKind.EMBEDDED and enapter.embedded_type is None:
+        problem((*base, "embeddedType"), "an `embedded` device needs `embeddedType`: "
+                                          "'ELECTROLYSER', 'DRYER' or 'WATER_TANK'")
+    if kind is not EnapterKind.EMBEDDED and enapter.embedded_type is not None:
+        problem((*base, "embeddedType"), "`embeddedType` applies only to kind `embedded`")
+    if kind is EnapterKind.LUA:
+        if enapter.blueprint_id is None:
+            problem((*base, "blueprintId"), "a `lua` device needs `blueprintId`")
+        runtime = fleet.devices.get(enapter.runtime_ref or "")
+        if enapter.runtime_ref is None:
+            problem((*base, "runtimeRef"), "a `lua` device needs `runtimeRef`: the UCM it runs on")
+        elif runtime is None:
+            problem((*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not declared")
+        elif runtime.spec.enapter is None or runtime.spec.enapter.kind not in ("ucm", "vucm"):
+            problem((*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not a `ucm` or `vucm`")
+    elif enapter.runtime_ref is not None:
+        problem((*base, "runtimeRef"), "`runtimeRef` applies only to kind `lua`")
+    if kind is EnapterKind.LINK_SLAVE:
+        master = fleet.devices.get(enapter.master_ref or "")
+        if enapter.master_ref is None:
+            problem((*base, "masterRef"), "a `link_slave` needs `masterRef`: its LINK master")
+        elif master is None:
+            problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not declared")
+        elif master.spec.enapter is None or master.spec.enapter.kind != "link_master":
+            problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not a `link_master`")
+    elif enapter.master_ref is not None:
+        problem((*base, "masterRef"), "`masterRef` applies only to kind `link_slave`")
+    if kind in {EnapterKind.VUCM, EnapterKind.LINK_MASTER, EnapterKind.LINK_SLAVE}:
+        version = gateway.spec.enapter.firmware_version if gateway and gateway.spec.enapter else None
+        if version is None:
+            problem(("spec", "gatewayRef"), f"a `{kind.value}` needs `gatewayRef` naming an "
+                                            "Enapter Gateway 3.x")
+        elif not version.startswith("3."):
+            problem(("spec", "gatewayRef"), f"a `{kind.value}` needs Enapter Gateway 3.x; "
+                                            f"Gateway {gateway.name!r} runs {version}")  # type: ignore[union-attr]
+    return problems
+
+
+def _der_rules(fleet: Fleet) -> list[Problem]:
+    problems: list[Problem] = []
+    for der in fleet.ders.values():
+        if der.spec.device_ref not in fleet.devices:
+            problems.append(Problem("DER", der.name, ("spec", "deviceRef"),
+                                    f"Device {der.spec.device_ref!r} is not declared; declared "
+                                    f"devices: {_one_of(fleet.devices)}"))
+    standalone_by_device: dict[str, list[DER]] = defaultdict(list)
+    for der in fleet.ders.values():
+        standalone_by_device[der.spec.device_ref].append(der)
+
+    for device in fleet.devices.values():
+        seen: set[str] = set()
+        device_type = device.spec.device_type
+        allowed = allowed_der_types(device_type) if device_type else None
+        entries: list[tuple[str, str, Path, DerFields]] = [
+            ("Device", device.name, ("spec", "ders", i), d) for i, d in enumerate(device.spec.ders)
+        ]
+        entries += [
+            ("DER", d.name, ("spec",), DerFields(name=d.spec.name, type=d.spec.type, publish=d.spec.publish))
+            for d in standalone_by_device.get(device.name, [])
+        ]
+        for kind, owner, path, der_fields in entries:
+            if der_fields.name in seen:
+                problems.append(Problem(kind, owner, (*path, "name"),
+                                        f"DER name {der_fields.name!r} is used twice on Device "
+                                        f"{device.name!r}; DER names are unique per device"))
+            seen.add(der_fields.name)
+            if allowed is not None and der_fields.type not in allowed:
+                problems.append(Problem(kind, owner, (*path, "type"),
+                                        f"a device of type {device_type!r} provides no "
+                                        f"{der_fields.type!r} DER; valid types: {_one_of(allowed)}"))
+    return problems
+
+
+def _unique_hardware_ids(fleet: Fleet) -> list[Problem]:
+    problems = []
+    seen: dict[tuple[str, str], str] = {}
+    for device in fleet.devices.values():
+        scope = device.spec.gateway_ref
+        if not scope or device.spec.hardware_id is None:
+            continue
+        key = (scope, device.spec.hardware_id)
+        if key in seen:
+            problems.append(Problem("Device", device.name, ("spec", "hardwareId"),
+                                    f"hardwareId {device.spec.hardware_id!r} is already used by "
+                                    f"Device {seen[key]!r} on Gateway {scope!r}; it must be "
+                                    "unique per gateway"))
+        else:
+            seen[key] = device.name
+    return problems
+
+
+def _unique_flatpeak_references(fleet: Fleet) -> list[Problem]:
+    problems = []
+    seen: dict[str, str] = {}
+    for device in fleet.devices.values():
+        if device.spec.flatpeak is None:
+            continue
+        ref = device.spec.flatpeak.reference_id
+        if ref in seen:
+            problems.append(Problem("Device", device.name, ("spec", "flatpeak", "referenceId"),
+                                    f"referenceId {ref!r} is already used by Device {seen[ref]!r}"))
+        else:
+            seen[ref] = device.name
+    return problems

@@ -1,0 +1,88 @@
+"""Turn pydantic validation errors into messages that say what would be valid.
+
+Pydantic says *what* is wrong; a user editing YAML also needs to know *what to write*:
+the fields allowed at that place for an unknown key, the field's description for a value
+that does not match its pattern."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
+
+Path = tuple[str | int, ...]
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional/list/Annotated down to the model class inside, if any."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            models = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+            annotation = models[0] if models else options[0]
+        elif origin in (list, tuple, set, frozenset):
+            annotation = typing.get_args(annotation)[0]
+        else:
+            return annotation
+
+
+def _field_by_alias(model: type[BaseModel], key: str) -> tuple[str, Any] | None:
+    for name, info in model.model_fields.items():
+        if key in (info.alias, name):
+            return name, info
+    return None
+
+
+def model_at(model: type[BaseModel], path: Path) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `path`, if the path leads to one."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue  # list index: the item type was unwrapped already
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        found = _field_by_alias(current, part)
+        if found is None:
+            return None
+        current = _unwrap(found[1].annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _aliases(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def describe(model: type[BaseModel], error: ErrorDetails) -> str:
+    """A human message for one pydantic error, with what would be valid."""
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    message = error["msg"]
+    if kind == "extra_forbidden":
+        parent = model_at(model, loc[:-1])
+        valid = ", ".join(_aliases(parent)) if parent else "(none)"
+        return f"unknown field {loc[-1]!r}; valid fields here: {valid}"
+    if kind == "missing":
+        return f"required field {loc[-1]!r} is missing"
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if kind in ("string_pattern_mismatch", "url_parsing", "url_scheme"):
+        parent = model_at(model, loc[:-1])
+        info = _field_by_alias(parent, str(loc[-1])) if parent and isinstance(loc[-1], str) else None
+        if info is not None and info[1].description:
+            message = f"{message}. Expected: {info[1].description}"
+    if kind == "model_type" or kind == "dict_type":
+        message = "expected a mapping of fields here"
+    return message
+
+
+def render_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

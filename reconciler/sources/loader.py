@@ -1,0 +1,145 @@
+"""Load the desired state from files and directories into a validated `Fleet`.
+
+Every problem in a run is collected (YAML syntax, schema, cross-resource rules) and
+reported with file, line, column and field path; nothing is raised half-way. The same
+`validate_document` serves the operator, where a Kubernetes object has no file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.errors import ConfigError, Diagnostic
+from reconciler.model.base import Resource
+from reconciler.model.fleet import Fleet, check_fleet
+from reconciler.model.kinds import KINDS
+from reconciler.sources import field_help
+from reconciler.sources.yaml_documents import ParsedDocument, Position, parse_yaml
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class LoadResult:
+    """Resources that validated, where each came from, and every diagnostic."""
+
+    resources: list[Resource] = field(default_factory=list)
+    origins: list[ParsedDocument] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics
+
+    def fleet(self) -> Fleet:
+        if self.diagnostics:
+            raise ConfigError(self.diagnostics)
+        return Fleet.of(self.resources)
+
+
+def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], list[Diagnostic]]:
+    """YAML files named directly or found recursively under directories, sorted."""
+    files: list[FsPath] = []
+    problems: list[Diagnostic] = []
+    for raw in paths:
+        path = FsPath(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Diagnostic("no such file or directory", file=str(path)))
+    return files, problems
+
+
+def _diagnostic(document: ParsedDocument, path: field_help.Path, message: str, *, key: bool = False) -> Diagnostic:
+    where = document.locate(path, key=key)
+    return Diagnostic(message, file=document.file, line=where.line, column=where.column,
+                      path=field_help.render_path(path))
+
+
+def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[Diagnostic]]:
+    """Validate one parsed document against the model of its kind."""
+    data = document.value
+    if not isinstance(data, dict):
+        return None, [_diagnostic(document, (), "a document must be a mapping with apiVersion, "
+                                                 "kind, metadata and spec")]
+    kind = data.get("kind")
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        known = ", ".join(KINDS)
+        what = "missing `kind`" if kind is None else f"unknown kind {kind!r}"
+        return None, [_diagnostic(document, ("kind",), f"{what}; known kinds: {known}")]
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        return None, [
+            _diagnostic(document, tuple(error["loc"]), field_help.describe(model, error),
+                        key=error["type"] == "extra_forbidden")
+            for error in exc.errors(include_url=False)
+        ]
+
+
+def load_texts(texts: Sequence[tuple[str, str]]) -> LoadResult:
+    """Load `(file name, YAML text)` pairs: parse, validate, then check cross-resource rules."""
+    result = LoadResult(files=[name for name, _ in texts])
+    for name, text in texts:
+        documents, problems = parse_yaml(text, name)
+        result.diagnostics += problems
+        for document in documents:
+            resource, problems = validate_document(document)
+            result.diagnostics += problems
+            if resource is not None:
+                result.resources.append(resource)
+                result.origins.append(document)
+    result.diagnostics += _locate_problems(result)
+    return result
+
+
+def _locate_problems(result: LoadResult) -> list[Diagnostic]:
+    by_key: dict[tuple[str, str], list[ParsedDocument]] = {}
+    for resource, origin in zip(result.resources, result.origins, strict=True):
+        by_key.setdefault((resource.KIND, resource.name), []).append(origin)
+    located = []
+    for problem in check_fleet(result.resources):
+        origins = by_key[(problem.kind, problem.name)]
+        origin = origins[min(problem.index, len(origins) - 1)]
+        located.append(_diagnostic(origin, problem.path, problem.message))
+    return located
+
+
+def load_paths(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
+    """Load every YAML file under `paths`. Unreadable files become diagnostics."""
+    files, problems = discover(paths)
+    texts: list[tuple[str, str]] = []
+    for path in files:
+        try:
+            texts.append((str(path), path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Diagnostic(f"cannot read file: {exc}", file=str(path)))
+    result = load_texts(texts)
+    result.diagnostics = problems + result.diagnostics
+    if not files and not problems:
+        result.diagnostics.append(Diagnostic("no YAML files (*.yaml, *.yml) found",
+                                             file=", ".join(str(p) for p in paths)))
+    return result
+
+
+def load_fleet(paths: Iterable[str | os.PathLike[str]]) -> Fleet:
+    """The validated desired state under `paths`; ConfigError lists every problem."""
+    return load_paths(paths).fleet()
+
+
+def resource_from_object(obj: dict[str, Any], *, source: str) -> tuple[Resource | None, list[Diagnostic]]:
+    """Validate an object that has no file (a Kubernetes custom resource): diagnostics
+    name the source and the field path, without line numbers."""
+    document = ParsedDocument(file=source, index=0, value=obj, start=Position(0, 0))
+    resource, problems = validate_document(document)
+    return resource, [Diagnostic(p.message, file=source, path=p.path) for p in problems]

@@ -1,0 +1,179 @@
+"""Safe YAML parsing that remembers where every value came from.
+
+PyYAML's composer gives a node tree with line and column marks. We build plain Python
+values from it ourselves so that we can (a) reject duplicate keys, (b) refuse every tag
+that would construct an object, (c) bound alias expansion, and (d) keep a map from field
+path to source position for error messages. Only the safe constructor builds scalars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from reconciler.errors import Diagnostic
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+Path = tuple[str | int, ...]
+
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAX_NODES = 200_000  # bound on alias expansion ("billion laughs")
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass
+class ParsedDocument:
+    """One YAML document: its value and the position of each field path."""
+
+    file: str
+    index: int
+    value: Any
+    start: Position
+    positions: dict[Path, Position] = field(default_factory=dict)
+    key_positions: dict[Path, Position] = field(default_factory=dict)
+
+    def locate(self, path: Path, *, key: bool = False) -> Position:
+        """Position of `path`, or of its nearest ancestor that exists in the source."""
+        probe = path
+        while probe:
+            if key and probe in self.key_positions:
+                return self.key_positions[probe]
+            if probe in self.positions:
+                return self.positions[probe]
+            probe = probe[:-1]
+        return self.start
+
+
+class _ConversionError(Exception):
+    def __init__(self, message: str, node: Node) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+def _position(node: Node) -> Position:
+    mark = node.start_mark
+    return Position(mark.line + 1, mark.column + 1)
+
+
+class _Converter:
+    def __init__(self, loader: yaml.SafeLoader, document: ParsedDocument) -> None:
+        self.loader = loader
+        self.document = document
+        self.count = 0
+        self.active: set[int] = set()
+
+    def convert(self, node: Node, path: Path) -> Any:
+        self.count += 1
+        if self.count > _MAX_NODES:
+            raise _ConversionError(
+                f"document expands to more than {_MAX_NODES} values (alias expansion); "
+                "split it or remove aliases", node)
+        if id(node) in self.active:
+            raise _ConversionError("recursive alias: a value contains itself", node)
+        self.document.positions.setdefault(path, _position(node))
+        self.active.add(id(node))
+        try:
+            if isinstance(node, MappingNode):
+                return self._mapping(node, path)
+            if isinstance(node, SequenceNode):
+                if node.tag != _SEQ_TAG:
+                    raise _ConversionError(f"YAML tag {node.tag!r} is not allowed", node)
+                return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
+            return self._scalar(node)
+        finally:
+            self.active.discard(id(node))
+
+    def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
+        if node.tag != _MAP_TAG:
+            raise _ConversionError(f"YAML tag {node.tag!r} is not allowed", node)
+        try:
+            self.loader.flatten_mapping(node)  # resolves `<<` merge keys safely
+        except yaml.MarkedYAMLError as exc:
+            raise _ConversionError(str(exc.problem), node) from None
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode) or key_node.tag not in _PLAIN_TAGS:
+                raise _ConversionError("mapping keys must be plain scalars", key_node)
+            key = str(self._scalar(key_node))
+            if key in result:
+                raise _ConversionError(
+                    f"duplicate key {key!r}: each key may appear once in a mapping", key_node)
+            child = (*path, key)
+            self.document.key_positions[child] = _position(key_node)
+            result[key] = self.convert(value_node, child)
+        return result
+
+    def _scalar(self, node: Node) -> Any:
+        if node.tag == _TIMESTAMP_TAG:
+            return str(node.value)  # keep dates as written; fields that take dates are strings
+        if node.tag not in _PLAIN_TAGS:
+            raise _ConversionError(
+                f"YAML tag {node.tag!r} is not allowed; only plain strings, numbers, booleans "
+                "and null", node)
+        return self.loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnostic]]:
+    """Every document of a YAML stream, plus diagnostics for what could not be parsed.
+    A syntax error stops the file at that point (YAML cannot resynchronise)."""
+    documents: list[ParsedDocument] = []
+    diagnostics: list[Diagnostic] = []
+    loader = _Loader(text)
+    index = 0
+    try:
+        while True:
+            try:
+                if not loader.check_node():
+                    break
+                node = loader.get_node()
+            except yaml.MarkedYAMLError as exc:
+                mark = exc.problem_mark or exc.context_mark
+                diagnostics.append(Diagnostic(
+                    f"YAML syntax error: {exc.problem or exc}"
+                    + (f" ({exc.context})" if exc.context else ""),
+                    file=file,
+                    line=mark.line + 1 if mark else None,
+                    column=mark.column + 1 if mark else None,
+                ))
+                break
+            except yaml.YAMLError as exc:
+                diagnostics.append(Diagnostic(f"YAML error: {exc}", file=file))
+                break
+            if node is None:
+                continue
+            document = ParsedDocument(file=file, index=index, value=None, start=_position(node))
+            index += 1
+            try:
+                document.value = _Converter(loader, document).convert(node, ())
+            except _ConversionError as exc:
+                where = _position(exc.node)
+                diagnostics.append(Diagnostic(str(exc), file=file, line=where.line, column=where.column))
+                continue
+            except yaml.YAMLError as exc:
+                where = _position(node)
+                diagnostics.append(Diagnostic(f"invalid value: {exc}", file=file, line=where.line,
+                                              column=where.column))
+                continue
+            if document.value is not None:
+                documents.append(document)
+    finally:
+        loader.dispose()
+    return documents, diagnostics
