@@ -1,0 +1,99 @@
+"""Faults a simulator can inject, deterministic for a given seed and request order:
+added latency (fixed plus jitter), a rate of 5xx answers, 429 with Retry-After, and
+offline modes (connection refused, or accepted and never answered)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+
+class Offline(StrEnum):
+    ONLINE = "online"
+    REFUSE = "refuse"  # the port is closed: connection refused
+    HANG = "hang"  # connections are accepted and never answered
+
+
+@dataclass
+class FaultConfig:
+    """What to inject. Rates are fractions of requests in [0, 1]."""
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    error_rate: float = 0.0
+    error_status: int = 503
+    throttle_rate: float = 0.0
+    retry_after_s: float = 1.0
+    offline: Offline = Offline.ONLINE
+    # Answer the next N requests with `error_status` (then behave normally): a storm.
+    fail_next: int = 0
+    # Answer the next N requests with 429: a throttling storm.
+    throttle_next: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["offline"] = str(self.offline)
+        return data
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply a partial update (from the admin API); unknown keys raise KeyError."""
+        names = {f.name: f for f in fields(self)}
+        for key, value in changes.items():
+            if key not in names:
+                raise KeyError(key)
+            if key == "offline":
+                value = Offline(value)
+            elif isinstance(getattr(self, key), float):
+                value = float(value)
+            elif isinstance(getattr(self, key), int):
+                value = int(value)
+            setattr(self, key, value)
+
+
+@dataclass
+class Decision:
+    """What the fault layer decided for one request."""
+
+    delay_s: float = 0.0
+    status: int | None = None  # an error status to answer with instead of the handler
+    retry_after_s: float | None = None
+    hang: bool = False
+
+
+@dataclass
+class FaultInjector:
+    """Draws decisions from a seeded random stream, one per request."""
+
+    config: FaultConfig = field(default_factory=FaultConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+
+    def reseed(self, seed: int) -> None:
+        self.seed = seed
+        self._random = random.Random(seed)
+
+    def decide(self) -> Decision:
+        config = self.config
+        decision = Decision()
+        if config.offline is Offline.HANG:
+            decision.hang = True
+            return decision
+        delay = config.latency_ms
+        if config.jitter_ms:
+            delay += self._random.uniform(0, config.jitter_ms)
+        decision.delay_s = delay / 1000.0
+        if config.fail_next > 0:
+            config.fail_next -= 1
+            decision.status = config.error_status
+        elif config.throttle_next > 0:
+            config.throttle_next -= 1
+            decision.status, decision.retry_after_s = 429, config.retry_after_s
+        elif config.error_rate and self._random.random() < config.error_rate:
+            decision.status = config.error_status
+        elif config.throttle_rate and self._random.random() < config.throttle_rate:
+            decision.status, decision.retry_after_s = 429, config.retry_after_s
+        return decision
