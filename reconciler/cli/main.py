@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from reconciler import __version__
-from reconciler.cli import schema_cmd, validate_cmd
+from reconciler.cli import apply_cmd, plan_cmd, schema_cmd, validate_cmd
 
 # Each command module offers `register(subparsers)`, which adds its parser and sets
 # `run` (a callable taking the parsed namespace and returning an exit code).
-COMMANDS: list[ModuleType] = [validate_cmd, schema_cmd]
+COMMANDS: list[ModuleType] = [validate_cmd, plan_cmd, apply_cmd, schema_cmd]
 
 DESCRIPTION = """\
 Declarative reconciler for energy sites. Declare Sites, Gateways, Devices and DERs
@@ -25,6 +25,8 @@ EPILOG = """\
 examples:
   reconciler validate examples/sites
   reconciler validate -o json site.yaml
+  reconciler plan examples/sites -o markdown --detailed-exitcode
+  reconciler apply examples/sites --auto-approve
   reconciler schema > site-schema.json
   reconciler crds --out crds/
 

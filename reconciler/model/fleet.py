@@ -211,7 +211,8 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
         if spec.enapter is not None:
             problem(("spec", "enapter"), "a device on a Zap gateway cannot be an Enapter device; "
                                          "point `gatewayRef` at an Enapter gateway or use `siteRef`")
-    elif spec.connection is not None:
+    elif spec.connection is not None and (gateway is not None or not spec.gateway_ref):
+        # (a dangling gatewayRef is reported above; do not blame the connection for it)
         problem(("spec", "connection"),
                 "`connection` describes how a Zap talks to the device; it needs `gatewayRef` "
                 "naming a Zap gateway")

@@ -6,6 +6,7 @@ that does not match its pattern."""
 
 from __future__ import annotations
 
+import difflib
 import types
 import typing
 from typing import Any
@@ -65,8 +66,13 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
     message = error["msg"]
     if kind == "extra_forbidden":
         parent = model_at(model, loc[:-1])
-        valid = ", ".join(_aliases(parent)) if parent else "(none)"
-        return f"unknown field {loc[-1]!r}; valid fields here: {valid}"
+        fields = _aliases(parent) if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown field {loc[-1]!r}{hint}; valid fields here: {', '.join(fields) or '(none)'}"
+    if kind == "string_type" and isinstance(error.get("input"), bool | int | float):
+        what = "a boolean" if isinstance(error["input"], bool) else "a number"
+        return f"expected a string, but YAML reads this value as {what}; put it in quotes"
     if kind == "missing":
         return f"required field {loc[-1]!r} is missing"
     if message.startswith("Value error, "):

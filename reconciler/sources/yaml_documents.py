@@ -8,6 +8,7 @@ path to source position for error messages. Only the safe constructor builds sca
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,13 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:null",
 }
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_SCALAR_CONSTRUCTORS: dict[str, Callable[[yaml.SafeLoader, ScalarNode], Any]] = {
+    "tag:yaml.org,2002:str": yaml.SafeLoader.construct_yaml_str,
+    "tag:yaml.org,2002:int": yaml.SafeLoader.construct_yaml_int,
+    "tag:yaml.org,2002:float": yaml.SafeLoader.construct_yaml_float,
+    "tag:yaml.org,2002:bool": yaml.SafeLoader.construct_yaml_bool,
+    "tag:yaml.org,2002:null": yaml.SafeLoader.construct_yaml_null,
+}
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAX_NODES = 200_000  # bound on alias expansion ("billion laughs")
@@ -39,25 +47,31 @@ class Position:
     column: int  # 1-based
 
 
+# (line, column) pairs. Plain tuples of ints, not Position objects: a large fleet has a few
+# hundred thousand of them, and the garbage collector stops tracking plain int tuples, so
+# they cost no collector time (Position instances made the loader about three times slower).
+LineColumn = tuple[int, int]
+
+
 @dataclass
 class ParsedDocument:
-    """One YAML document: its value and the position of each field path."""
+    """One YAML document: its value and the (line, column) of each field path."""
 
     file: str
     index: int
     value: Any
     start: Position
-    positions: dict[Path, Position] = field(default_factory=dict)
-    key_positions: dict[Path, Position] = field(default_factory=dict)
+    positions: dict[Path, LineColumn] = field(default_factory=dict)
+    key_positions: dict[Path, LineColumn] = field(default_factory=dict)
 
     def locate(self, path: Path, *, key: bool = False) -> Position:
         """Position of `path`, or of its nearest ancestor that exists in the source."""
         probe = path
         while probe:
             if key and probe in self.key_positions:
-                return self.key_positions[probe]
+                return Position(*self.key_positions[probe])
             if probe in self.positions:
-                return self.positions[probe]
+                return Position(*self.positions[probe])
             probe = probe[:-1]
         return self.start
 
@@ -68,9 +82,9 @@ class _ConversionError(Exception):
         self.node = node
 
 
-def _position(node: Node) -> Position:
+def _position(node: Node) -> LineColumn:
     mark = node.start_mark
-    return Position(mark.line + 1, mark.column + 1)
+    return mark.line + 1, mark.column + 1
 
 
 class _Converter:
@@ -124,11 +138,14 @@ class _Converter:
     def _scalar(self, node: Node) -> Any:
         if node.tag == _TIMESTAMP_TAG:
             return str(node.value)  # keep dates as written; fields that take dates are strings
-        if node.tag not in _PLAIN_TAGS:
+        construct = _SCALAR_CONSTRUCTORS.get(node.tag)
+        if construct is None or not isinstance(node, ScalarNode):
             raise _ConversionError(
                 f"YAML tag {node.tag!r} is not allowed; only plain strings, numbers, booleans "
                 "and null", node)
-        return self.loader.construct_object(node, deep=True)
+        # Not `loader.construct_object`: it caches every node it sees for the rest of the
+        # stream, which kept each file's whole node tree alive (and the collector busy).
+        return construct(self.loader, node)
 
 
 def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnostic]]:
@@ -159,18 +176,19 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
                 break
             if node is None:
                 continue
-            document = ParsedDocument(file=file, index=index, value=None, start=_position(node))
+            document = ParsedDocument(file=file, index=index, value=None,
+                                      start=Position(*_position(node)))
             index += 1
             try:
                 document.value = _Converter(loader, document).convert(node, ())
             except _ConversionError as exc:
-                where = _position(exc.node)
-                diagnostics.append(Diagnostic(str(exc), file=file, line=where.line, column=where.column))
+                line, column = _position(exc.node)
+                diagnostics.append(Diagnostic(str(exc), file=file, line=line, column=column))
                 continue
             except yaml.YAMLError as exc:
-                where = _position(node)
-                diagnostics.append(Diagnostic(f"invalid value: {exc}", file=file, line=where.line,
-                                              column=where.column))
+                line, column = _position(node)
+                diagnostics.append(Diagnostic(f"invalid value: {exc}", file=file, line=line,
+                                              column=column))
                 continue
             if document.value is not None:
                 documents.append(document)

@@ -1,0 +1,171 @@
+"""`reconciler apply PATH...` or `reconciler apply PLANFILE`: make the actual state match.
+
+Asks for confirmation on a terminal unless `--auto-approve`; a saved plan is applied as
+reviewed, and refused when the desired or the actual state changed since it was made.
+One writer at a time: the state directory's lock is held for the whole run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import common
+from reconciler.engine.apply import ApplyReport, Outcome
+from reconciler.engine.reconcile import PlanResult, Reconciler, desired_fingerprint
+from reconciler.engine.state import LockHeld, StateDir, command_line
+from reconciler.errors import ConfigError, PlanError, ProviderError
+from reconciler.plan import document, render
+from reconciler.plan.planner import PlanOptions
+
+EXAMPLES = """\
+examples:
+  reconciler apply examples/sites                  # shows the plan, asks before applying
+  reconciler apply examples/sites --auto-approve   # no question (CI, scripts)
+  reconciler plan examples/sites --out plan.json && reconciler apply plan.json
+
+exit codes: 0 everything applied (or nothing to do), 1 any change failed, was skipped or
+blocked, or the input was invalid.
+"""
+
+_MARKS = {"done": "✓", "failed": "✗", "skipped": "-", "blocked": "!", "deferred": "…"}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "apply", help="apply the changes (asks first on a terminal)",
+        description="Plan and apply the changes that make the gateways and clouds match PATH, "
+                    "or apply a plan saved with `plan --out`.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="PATH|PLANFILE",
+                        help="YAML files/directories, or one saved plan (JSON)")
+    parser.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                        help="result format (default: text)")
+    parser.add_argument("--no-color", action="store_true", help="plain text output")
+    common.add_selection_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def _saved_plan(paths: list[str]) -> dict[str, Any] | None:
+    if len(paths) != 1 or not paths[0].endswith(".json") or not Path(paths[0]).is_file():
+        return None
+    try:
+        doc = json.loads(Path(paths[0]).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise PlanError(f"{paths[0]} is not a saved plan: {exc}") from None
+    if not isinstance(doc, dict) or "format_version" not in doc:
+        raise PlanError(f"{paths[0]} is not a saved plan (no format_version)")
+    if not document.is_compatible(doc):
+        raise PlanError(f"{paths[0]} has plan format {doc['format_version']}; this reconciler "
+                        f"reads {document.FORMAT_VERSION}")
+    return doc
+
+
+def _progress(stream: Any) -> Any:
+    started = time.monotonic()
+
+    def show(outcome: Outcome) -> None:
+        if outcome.status in ("blocked", "deferred"):
+            return
+        elapsed = time.monotonic() - started
+        line = f"  {_MARKS[outcome.status]} {outcome.address} {outcome.action}"
+        if outcome.status != "done":
+            line += f" {outcome.status}: {outcome.message}"
+        print(f"[{elapsed:6.1f}s]{line}", file=stream, flush=True)
+
+    return show
+
+
+def print_report(report: ApplyReport, stream: Any) -> None:
+    counts = report.counts()
+    for status in ("failed", "skipped", "blocked", "deferred"):
+        for outcome in report.by_status(status):
+            print(f"{status}: {outcome.address}: {outcome.message}", file=stream)
+    print(f"Apply {'complete' if report.ok else 'finished with errors'}: {counts['done']} done, "
+          f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['blocked']} blocked, "
+          f"{counts['deferred']} deferred ({report.seconds:.1f}s).", file=stream)
+
+
+def _confirm(args: argparse.Namespace) -> bool:
+    if args.auto_approve:
+        return True
+    if not sys.stdin.isatty():
+        print("error: not asking for confirmation without a terminal; pass --auto-approve",
+              file=sys.stderr)
+        return False
+    answer = input("\nApply these changes? Only 'yes' is accepted: ")
+    return answer.strip() == "yes"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        saved = _saved_plan(args.paths)
+        paths = list(saved["inputs"].get("paths", [])) if saved else args.paths
+        fleet = common.load(paths)
+        settings = common.settings(args)
+        if saved:
+            opts = saved.get("options", {})
+            options = PlanOptions(prune=bool(opts.get("prune")), targets=tuple(opts.get("targets", [])),
+                                  excludes=tuple(opts.get("excludes", [])))
+            if desired_fingerprint(fleet) != saved["inputs"].get("desired_sha256"):
+                raise PlanError("the desired state changed since the plan was made; "
+                                "run `reconciler plan` again")
+        else:
+            options = common.plan_options(args, fleet)
+    except ConfigError as error:
+        common.print_diagnostics(error)
+        return common.EXIT_ERROR
+    except PlanError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return common.EXIT_ERROR
+    state = StateDir(Path(settings.state_dir))
+    try:
+        with state.lock(command_line()):
+            return asyncio.run(_apply(args, fleet, settings, options, saved, paths))
+    except LockHeld as error:
+        print(f"error: {error}", file=sys.stderr)
+        return common.EXIT_ERROR
+
+
+async def _apply(args: argparse.Namespace, fleet: Any, settings: Any, options: PlanOptions,
+                 saved: dict[str, Any] | None, paths: list[str]) -> int:
+    out = sys.stdout if args.output == "text" else sys.stderr
+    async with Reconciler(fleet, settings) as reconciler:
+        unfinished = reconciler.state.journal().unfinished()
+        if unfinished:
+            print(f"note: {len(unfinished)} write(s) of an earlier run were interrupted; the state "
+                  "is observed again before anything is applied", file=out)
+        try:
+            result: PlanResult = await reconciler.plan(options, paths=paths)
+        except ProviderError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return common.EXIT_ERROR
+        if saved and result.inputs["observed_sha256"] != saved["inputs"].get("observed_sha256"):
+            print("error: the actual state changed since the plan was made; run `reconciler plan` "
+                  "again and review the new plan", file=sys.stderr)
+            return common.EXIT_ERROR
+        doc = result.document()
+        if not saved:
+            out.write(render.render_text(doc, color=common.use_color(out, args.no_color)))
+        if not result.plan.has_changes:
+            if args.output == "json":
+                print(common.json_dump({"ok": True, "counts": {}, "outcomes": []}))
+            return common.EXIT_OK
+        if offline_problems := common.plan_problems(result.plan, args.offline):
+            if args.offline == "fail" and result.plan.deferred:
+                for problem in offline_problems:
+                    print(f"error: {problem}", file=sys.stderr)
+                return common.EXIT_ERROR
+        if not saved and not _confirm(args):
+            print("Apply cancelled.", file=sys.stderr)
+            return common.EXIT_ERROR
+        report = await reconciler.apply(result, progress=_progress(out))
+    print_report(report, out)
+    if args.output == "json":
+        print(common.json_dump(report.as_dict()))
+    return common.EXIT_OK if report.ok else common.EXIT_ERROR

@@ -1,0 +1,77 @@
+"""Pieces the plan, apply and watch commands share: loading the desired state with its
+diagnostics printed, settings, the plan options, and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, TextIO
+
+from reconciler.engine.config import Settings, load_settings
+from reconciler.errors import ConfigError
+from reconciler.model.fleet import Fleet
+from reconciler.plan import targeting
+from reconciler.plan.planner import Plan, PlanOptions
+from reconciler.sources import loader
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", action="append", default=[], metavar="ADDR|SELECTOR",
+                        help="only this resource (kind/name) or label selector (key=value), with "
+                             "what it depends on; repeatable")
+    parser.add_argument("--exclude", action="append", default=[], metavar="ADDR|SELECTOR",
+                        help="leave out this resource or selector, and what depends on it; repeatable")
+    parser.add_argument("--prune", action="store_true",
+                        help="also remove objects found in managed sites that are not declared "
+                             "(gateways only when their deletionPolicy is Release)")
+    parser.add_argument("--offline", choices=("defer", "fail"), default="defer",
+                        help="unreachable gateway or cloud: defer its site (default) or fail")
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (see README)")
+
+
+def print_diagnostics(error: ConfigError, stream: TextIO = sys.stderr) -> None:
+    for diagnostic in error.diagnostics:
+        print(f"error: {diagnostic}", file=stream)
+    count = len(error.diagnostics)
+    print(f"invalid desired state: {count} problem{'s' if count != 1 else ''}", file=stream)
+
+
+def load(paths: list[str]) -> Fleet:
+    """The fleet under `paths`; ConfigError carries every problem."""
+    return loader.load_fleet(paths)
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    return load_settings(config_file=getattr(args, "config", None))
+
+
+def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:
+    unknown = targeting.unknown_targets(fleet, [*args.target, *args.exclude])
+    if unknown:
+        raise ConfigError([loader.Diagnostic(f"--target/--exclude {u!r} matches no resource; use "
+                                             "kind/name (e.g. device/inv-1) or key=value")
+                           for u in unknown])
+    return PlanOptions(prune=args.prune, targets=tuple(args.target), excludes=tuple(args.exclude))
+
+
+def use_color(stream: TextIO, disabled: bool = False) -> bool:
+    return not disabled and stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def plan_problems(plan: Plan, offline: str) -> list[str]:
+    """Why a plan cannot reach the desired state (blocked changes; deferred with --offline=fail)."""
+    problems = [f"{c.address}: {c.message}" for c in plan.blocked]
+    if offline == "fail":
+        problems += [f"{c.address}: {c.message}" for c in plan.deferred]
+    return problems
+
+
+def json_dump(data: Any) -> str:
+    import json
+
+    return json.dumps(data, indent=2, sort_keys=False)

@@ -1,0 +1,84 @@
+"""`reconciler plan PATH...`: observe, compare and print the plan (text, JSON or
+Markdown), optionally saved for `reconciler apply PLANFILE`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import common
+from reconciler.engine.reconcile import Reconciler
+from reconciler.errors import ConfigError, ProviderError
+from reconciler.plan import render
+
+EXAMPLES = """\
+examples:
+  reconciler plan examples/sites
+  reconciler plan examples/sites -o markdown > plan.md         # pull-request comment
+  reconciler plan examples/sites -o json --detailed-exitcode   # CI gate
+  reconciler plan examples/sites --out plan.json               # save for `apply plan.json`
+  reconciler plan examples/sites --target device/home-inverter --target region=north
+
+exit codes: 0 success (with --detailed-exitcode: no changes), 1 error (invalid input, blocked
+changes, unreadable credentials; deferred sites with --offline=fail), 2 changes present
+(only with --detailed-exitcode).
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "plan", help="show what apply would change (a dry run)",
+        description="Compare the desired state under PATH with the gateways and clouds and "
+                    "print the changes that would make them match. Writes nothing outside.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="YAML file or directory")
+    parser.add_argument("-o", "--output", choices=("text", "json", "markdown"), default="text",
+                        help="output format (default: text)")
+    parser.add_argument("--out", metavar="FILE", help="also save the plan (JSON) for `apply FILE`")
+    parser.add_argument("--detailed-exitcode", action="store_true",
+                        help="exit 2 when changes are present, 0 when none (as terraform plan)")
+    parser.add_argument("--no-color", action="store_true", help="plain text output")
+    common.add_selection_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        fleet = common.load(args.paths)
+        options = common.plan_options(args, fleet)
+        settings = common.settings(args)
+    except ConfigError as error:
+        common.print_diagnostics(error)
+        return common.EXIT_ERROR
+
+    async def make() -> Any:
+        async with Reconciler(fleet, settings) as reconciler:
+            return await reconciler.plan(options, paths=[str(Path(p)) for p in args.paths])
+
+    try:
+        result = asyncio.run(make())
+    except ProviderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return common.EXIT_ERROR
+    doc = result.document()
+    if args.output == "json":
+        print(common.json_dump(doc))
+    elif args.output == "markdown":
+        sys.stdout.write(render.render_markdown(doc))
+    else:
+        sys.stdout.write(render.render_text(doc, color=common.use_color(sys.stdout, args.no_color)))
+    if args.out:
+        Path(args.out).write_text(common.json_dump(doc) + "\n", encoding="utf-8")
+        print(f"Saved the plan to {args.out}; apply it with: reconciler apply {args.out}",
+              file=sys.stderr)
+    problems = common.plan_problems(result.plan, args.offline)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return common.EXIT_ERROR
+    if args.detailed_exitcode and result.plan.has_changes:
+        return common.EXIT_CHANGES
+    return common.EXIT_OK

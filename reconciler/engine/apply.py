@@ -1,0 +1,116 @@
+"""Apply a plan: run each change once its dependencies succeeded, all sites and all
+independent devices concurrently (the HTTP limits bound the calls in flight), each change
+retried whole with backoff. A failure skips only what depends on it; the report says what
+was done, what failed and why, and what was skipped, blocked or deferred."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.engine.execute import Executors
+from reconciler.engine.retry import RetryPolicy, retrying
+from reconciler.errors import ProviderError
+from reconciler.plan.actions import Action, Change
+from reconciler.plan.planner import Plan
+
+
+@dataclass
+class Outcome:
+    address: str
+    action: str
+    status: str  # done | failed | skipped | blocked | deferred
+    message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    site: str = ""
+
+
+@dataclass
+class ApplyReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def by_status(self, status: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+    @property
+    def ok(self) -> bool:
+        return not any(o.status in ("failed", "skipped", "blocked") for o in self.outcomes)
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in ("done", "failed", "skipped", "blocked", "deferred")}
+        for outcome in self.outcomes:
+            out[outcome.status] += 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "seconds": round(self.seconds, 3), "counts": self.counts(),
+                "outcomes": [o.__dict__ for o in self.outcomes]}
+
+
+Progress = Callable[[Outcome], None]
+
+
+async def apply_plan(plan: Plan, executors: Executors, *, policy: RetryPolicy | None = None,
+                     progress: Progress | None = None, seed: int | None = None) -> ApplyReport:
+    policy = policy or RetryPolicy()
+    rng = random.Random(seed)  # noqa: S311 - jitter only
+    started = time.monotonic()
+    report = ApplyReport()
+
+    def record(outcome: Outcome) -> None:
+        report.outcomes.append(outcome)
+        if progress is not None:
+            progress(outcome)
+
+    runnable: list[Change] = []
+    for change in plan.changes:
+        if not change.is_change:
+            continue
+        if change.blocked:
+            record(Outcome(change.address, change.action.value, "blocked", change.message,
+                           site=change.site))
+        elif change.action is Action.DEFER:
+            record(Outcome(change.address, change.action.value, "deferred", change.message,
+                           site=change.site))
+        else:
+            runnable.append(change)
+    finished: dict[str, asyncio.Future[bool]] = {
+        c.address: asyncio.get_running_loop().create_future() for c in runnable
+    }
+
+    async def run(change: Change) -> None:
+        ok = False
+        try:
+            for dependency in change.depends_on:
+                future = finished.get(dependency)
+                if future is not None and not await asyncio.shield(future):
+                    record(Outcome(change.address, change.action.value, "skipped",
+                                   f"not attempted: {dependency} did not succeed", site=change.site))
+                    return
+            try:
+                detail = await retrying(lambda: executors.run(change), policy, rng)
+            except ProviderError as exc:
+                record(Outcome(change.address, change.action.value, "failed", str(exc), site=change.site))
+                return
+            except (KeyError, TypeError, ValueError) as exc:
+                # An answer that did not have the documented shape: fail this change only.
+                record(Outcome(change.address, change.action.value, "failed",
+                               f"unexpected answer ({type(exc).__name__}: {exc})", site=change.site))
+                return
+            ok = True
+            record(Outcome(change.address, change.action.value, "done", change.message, detail,
+                           site=change.site))
+        finally:
+            if not finished[change.address].done():
+                finished[change.address].set_result(ok)
+
+    await asyncio.gather(*(run(c) for c in runnable))
+    report.seconds = time.monotonic() - started
+    order = {c.address: i for i, c in enumerate(plan.changes)}
+    report.outcomes.sort(key=lambda o: order.get(o.address, 0))
+    return report

@@ -1,0 +1,149 @@
+"""Observation: read the actual state of a fleet in as few calls as the APIs allow, all
+concurrently. Per organisation: its sites and its gateways; per Novacore site: its
+devices; per Zap: its devices. No per-device calls, except reading the serial of a device
+that is about to be added and asks for an identity check. Nothing here writes.
+
+A source that cannot be read becomes `Unreachable` (the planner defers what depends on
+it); rejected credentials stop the run instead, since retrying cannot fix them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from reconciler.engine.retry import RetryPolicy, retrying
+from reconciler.engine.session import Session
+from reconciler.errors import ProviderAuthError, ProviderError
+from reconciler.model.device import Device
+from reconciler.model.fleet import Fleet
+from reconciler.plan.observed import IdentityReading, Observed, Unreachable, ZapState
+from reconciler.plan.sourceful import match_site
+from reconciler.providers.modbus import identity
+from reconciler.providers.novacore import convert as novacore_convert
+from reconciler.providers.zap import convert as zap_convert
+
+T = TypeVar("T")
+Observer = Callable[[Fleet, Session, Observed, RetryPolicy], Awaitable[None]]
+
+# Other platforms add their observers here (called after the Sourceful ones).
+EXTRA_OBSERVERS: list[Observer] = []
+
+
+def novacore_orgs(fleet: Fleet) -> set[str]:
+    orgs = {s.spec.novacore.org_id for s in fleet.sites.values() if s.spec.novacore}
+    orgs |= {g.spec.zap.org_id for g in fleet.gateways.values() if g.spec.zap and g.spec.zap.org_id}
+    return orgs
+
+
+class _Gather:
+    """Runs reads concurrently; records auth failures to raise after all finished."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.auth_errors: list[ProviderAuthError] = []
+
+    async def read(self, call: Callable[[], Awaitable[T]]) -> T | Unreachable:
+        try:
+            return await retrying(call, self.policy)
+        except ProviderAuthError as exc:
+            self.auth_errors.append(exc)
+            return Unreachable(str(exc))
+        except ProviderError as exc:
+            return Unreachable(str(exc))
+
+
+async def observe(fleet: Fleet, session: Session, policy: RetryPolicy | None = None) -> Observed:
+    policy = policy or RetryPolicy(attempts=3)
+    gather = _Gather(policy)
+    observed = Observed()
+    orgs = sorted(novacore_orgs(fleet))
+    zap_gateways = [g for g in fleet.gateways.values() if g.spec.zap is not None]
+    novacore = session.novacore if orgs else None
+
+    async def org_sites(org: str) -> None:
+        assert novacore is not None
+        result = await gather.read(lambda: novacore.list_sites(org))
+        observed.novacore_sites[org] = (result if isinstance(result, Unreachable)
+                                        else novacore_convert.sites(result, org))
+
+    async def org_gateways(org: str) -> None:
+        assert novacore is not None
+        result = await gather.read(lambda: novacore.list_gateways(org))
+        observed.novacore_gateways[org] = (result if isinstance(result, Unreachable)
+                                           else novacore_convert.gateway_serials(result))
+
+    async def zap_devices(gateway_name: str) -> None:
+        client = session.zap(fleet.gateways[gateway_name])
+        result = await gather.read(client.devices)
+        observed.zaps[gateway_name] = (result if isinstance(result, Unreachable)
+                                       else zap_convert.zap_state(result))
+
+    await asyncio.gather(*(org_sites(o) for o in orgs), *(org_gateways(o) for o in orgs),
+                         *(zap_devices(g.name) for g in zap_gateways))
+
+    async def site_devices(site_id: str) -> None:
+        assert novacore is not None
+        result = await gather.read(lambda: novacore.site_devices(site_id))
+        observed.novacore_devices[site_id] = (result if isinstance(result, Unreachable)
+                                              else novacore_convert.devices(result))
+
+    matched = []
+    for site in fleet.sites.values():
+        candidates = observed.novacore_sites.get(site.spec.novacore.org_id) if site.spec.novacore else None
+        if isinstance(candidates, list):
+            match = match_site(site, candidates)
+            if match is not None:
+                matched.append(match.id)
+    await asyncio.gather(*(site_devices(site_id) for site_id in matched),
+                         *(_read_identity(fleet, session, device, observed, gather)
+                           for device in _devices_to_verify(fleet, observed)))
+    for extra in EXTRA_OBSERVERS:
+        await extra(fleet, session, observed, policy)
+    if gather.auth_errors:
+        raise gather.auth_errors[0]
+    return observed
+
+
+def _devices_to_verify(fleet: Fleet, observed: Observed) -> list[Device]:
+    """Devices with `checkSerial` that are not on their (reachable) Zap yet."""
+    out = []
+    for device in fleet.devices.values():
+        spec = device.spec
+        if not spec.verification.check_serial or spec.gateway_ref is None:
+            continue
+        state = observed.zaps.get(spec.gateway_ref)
+        if isinstance(state, ZapState) and spec.hardware_id not in state.devices:
+            out.append(device)
+    return out
+
+
+def register_reader(session: Session, fleet: Fleet, device: Device) -> identity.RegisterReader:
+    """How to read the device's registers: through its gateway or directly."""
+    connection = device.spec.connection
+    assert connection is not None and connection.modbus_tcp is not None
+    tcp = connection.modbus_tcp
+    if device.spec.verification.via == "direct":
+        return identity.direct_reader(tcp.host, tcp.port, tcp.unit_id,
+                                      timeout=min(5.0, session.settings.timeout))
+    gateway = fleet.gateways[device.spec.gateway_ref or ""]
+    return identity.gateway_reader(session.zap(gateway).modbus_read, tcp.host, tcp.port, tcp.unit_id)
+
+
+async def read_device_serial(session: Session, fleet: Fleet, device: Device) -> str:
+    connection = device.spec.connection
+    assert connection is not None
+    return await identity.read_serial(connection.settings.profile, register_reader(session, fleet, device))
+
+
+async def _read_identity(fleet: Fleet, session: Session, device: Device, observed: Observed,
+                         gather: _Gather) -> None:
+    connection = device.spec.connection
+    if connection is None or connection.modbus_tcp is None:
+        observed.identities[device.name] = IdentityReading(None, "only Modbus TCP devices can be "
+                                                                 "checked before they are added")
+        return
+    result = await gather.read(lambda: read_device_serial(session, fleet, device))
+    observed.identities[device.name] = (IdentityReading(None, result.reason)
+                                        if isinstance(result, Unreachable) else IdentityReading(result))

@@ -1,0 +1,98 @@
+"""observe → plan → apply, as one facade for the CLI, the watch agent and the operator."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.engine.apply import ApplyReport, Progress, apply_plan
+from reconciler.engine.config import SecretResolver, Settings
+from reconciler.engine.execute import Executors
+from reconciler.engine.observe import observe
+from reconciler.engine.retry import RetryPolicy
+from reconciler.engine.session import Session, TransportFactory
+from reconciler.engine.state import StateDir
+from reconciler.model.fleet import Fleet
+from reconciler.plan import document
+from reconciler.plan.actions import Action
+from reconciler.plan.observed import Observed
+from reconciler.plan.planner import Plan, PlanOptions, make_plan
+
+
+def observed_fingerprint(observed: Observed) -> str:
+    """Stable hash of the observed state, to detect that reality moved under a saved plan."""
+    data = dataclasses.asdict(observed)
+    return document.fingerprint(json.loads(json.dumps(
+        data, default=lambda o: sorted(o) if isinstance(o, set) else str(o), sort_keys=True)))
+
+
+def desired_fingerprint(fleet: Fleet) -> str:
+    return document.fingerprint([r.model_dump(mode="json", by_alias=True) for r in fleet.resources()])
+
+
+@dataclass
+class PlanResult:
+    plan: Plan
+    observed: Observed
+    inputs: dict[str, Any]
+
+    def document(self) -> dict[str, Any]:
+        return document.to_document(self.plan, inputs=self.inputs)
+
+
+class Reconciler:
+    """One engine over one fleet. Use as an async context manager."""
+
+    def __init__(self, fleet: Fleet, settings: Settings, *,
+                 transport_factory: TransportFactory | None = None) -> None:
+        self.fleet = fleet
+        self.settings = settings
+        self.session = Session(settings, transport_factory=transport_factory)
+        self.state = StateDir(Path(settings.state_dir))
+
+    async def __aenter__(self) -> Reconciler:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.aclose()
+
+    async def plan(self, options: PlanOptions | None = None, *, paths: list[str] | None = None) -> PlanResult:
+        options = options or PlanOptions()
+        if not options.inventory:
+            options = dataclasses.replace(options, inventory=self.state.read_inventory())
+        observed = await observe(self.fleet, self.session,
+                                 RetryPolicy(attempts=min(3, self.settings.retries)))
+        plan = make_plan(self.fleet, observed, options)
+        inputs = {"paths": list(paths or []), "desired_sha256": desired_fingerprint(self.fleet),
+                  "observed_sha256": observed_fingerprint(observed)}
+        return PlanResult(plan, observed, inputs)
+
+    async def apply(self, result: PlanResult, *, progress: Progress | None = None) -> ApplyReport:
+        """Apply a plan made by `plan()` (the caller holds the state lock)."""
+        site_ids = {c.site: c.external_id for c in result.plan.changes
+                    if c.kind == "Site" and c.component == "novacore" and c.external_id}
+        journal = self.state.journal()
+        try:
+            executors = Executors(self.fleet, self.session,
+                                  SecretResolver(self.settings.secrets_dir), journal,
+                                  {k: v for k, v in site_ids.items() if v})
+            report = await apply_plan(result.plan, executors,
+                                      policy=RetryPolicy(attempts=self.settings.retries),
+                                      progress=progress)
+        finally:
+            journal.close()
+        self._remember_policies(result.plan)
+        return report
+
+    def _remember_policies(self, plan: Plan) -> None:
+        inventory = self.state.read_inventory()
+        for gateway in self.fleet.gateways.values():
+            if gateway.spec.zap is not None:
+                inventory[gateway.spec.zap.serial] = str(gateway.spec.deletion_policy)
+        released = {c.external_id for c in plan.changes if c.action is Action.RELEASE}
+        for serial in released:
+            inventory.pop(serial or "", None)
+        self.state.write_inventory(inventory)

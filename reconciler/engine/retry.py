@@ -1,0 +1,47 @@
+"""Retries with exponential backoff and full jitter that honour Retry-After. Only
+retryable errors (ProviderUnavailable) are retried; everything else fails at once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from reconciler.errors import ProviderError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    base_s: float = 0.1
+    max_s: float = 10.0
+    # Cap on a server's Retry-After, so one answer cannot park a run for hours.
+    max_retry_after_s: float = 60.0
+
+    def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
+        backoff = rng.uniform(0, min(self.max_s, self.base_s * 2 ** attempt))
+        if error.retry_after is not None:
+            return max(min(error.retry_after, self.max_retry_after_s), backoff)
+        return backoff
+
+
+async def retrying(call: Callable[[], Awaitable[T]], policy: RetryPolicy,
+                   rng: random.Random | None = None,
+                   on_retry: Callable[[int, ProviderError, float], None] | None = None) -> T:
+    rng = rng or random.Random()  # noqa: S311 - jitter, not security
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except ProviderError as error:
+            attempt += 1
+            if not error.retryable or attempt >= policy.attempts:
+                raise
+            delay = policy.delay(attempt, error, rng)
+            if on_retry is not None:
+                on_retry(attempt, error, delay)
+            await asyncio.sleep(delay)

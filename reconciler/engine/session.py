@@ -1,0 +1,67 @@
+"""A `Session` owns the HTTP clients of one engine run: one pooled client per cloud and
+one per gateway, all behind the same limits (a global bound on calls in flight, and per
+gateway host a small concurrency and rate limit). Close it with `aclose()`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from reconciler.engine.config import Settings
+from reconciler.engine.limits import HostLimit, LimitedTransport, Limits, host_key
+from reconciler.model.gateway import Gateway
+from reconciler.providers import transport
+from reconciler.providers.novacore.client import NovacoreClient
+from reconciler.providers.zap.client import ZapClient
+
+TransportFactory = Callable[[], httpx.AsyncBaseTransport]
+
+
+class Session:
+    def __init__(self, settings: Settings, *, transport_factory: TransportFactory | None = None) -> None:
+        self.settings = settings
+        self.limits = Limits(settings.concurrency)
+        self._transport_factory = transport_factory
+        self._clients: list[httpx.AsyncClient] = []
+        self._zaps: dict[str, ZapClient] = {}
+        self._novacore: NovacoreClient | None = None
+        self.extra: dict[str, object] = {}  # clients of other platforms, created on demand
+
+    def http_client(self, base_url: str, *, headers: dict[str, str] | None = None,
+                    timeout: httpx.Timeout | None = None, auth: httpx.Auth | None = None) -> httpx.AsyncClient:
+        inner = (self._transport_factory() if self._transport_factory else
+                 httpx.AsyncHTTPTransport(verify=self.settings.verify, retries=0,
+                                          limits=httpx.Limits(max_connections=self.settings.concurrency,
+                                                              max_keepalive_connections=self.settings.concurrency)))
+        client = transport.new_client(
+            base_url, headers=headers, auth=auth,
+            transport=LimitedTransport(inner, self.limits),
+            timeout=timeout or httpx.Timeout(self.settings.timeout, connect=min(5.0, self.settings.timeout)),
+        )
+        self._clients.append(client)
+        return client
+
+    @property
+    def novacore(self) -> NovacoreClient:
+        if self._novacore is None:
+            headers = {"Authorization": f"Bearer {self.settings.novacore_token}"}
+            self._novacore = NovacoreClient(self.http_client(self.settings.novacore_url, headers=headers))
+        return self._novacore
+
+    def zap(self, gateway: Gateway) -> ZapClient:
+        zap = gateway.spec.zap
+        assert zap is not None
+        client = self._zaps.get(gateway.name)
+        if client is None:
+            url = self.settings.gateway_url(zap.serial, str(zap.url))
+            self.limits.set_host(host_key(url), HostLimit(self.settings.gateway_concurrency,
+                                                          self.settings.gateway_rate))
+            client = ZapClient(self.http_client(url), name=gateway.name)
+            self._zaps[gateway.name] = client
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+        self._clients.clear()

@@ -1,0 +1,151 @@
+"""The state directory: a lock so only one writer acts at a time, a journal of every
+external write (intent before, outcome after, fsynced), and the inventory of deletion
+policies of gateways we manage. None of it is needed to find remote objects (they are
+matched by natural keys); the journal makes an interrupted run visible and auditable,
+the inventory remembers `deletionPolicy` for gateways removed from the desired state."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import ReconcilerError
+
+
+class LockHeld(ReconcilerError):
+    """Another process holds the state directory's lock."""
+
+
+@dataclass
+class StateDir:
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    def ensure(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Hold the writer lock; raise LockHeld naming the holder when it is taken."""
+        self.ensure()
+        lock_path = self.path / "lock"
+        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+        try:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise LockHeld(f"the state directory {self.path} is locked by {holder}; "
+                               "wait for it to finish or stop it") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} running `{command}` "
+                         f"since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+            handle.flush()
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                handle.seek(0)
+                handle.truncate()
+            handle.close()
+
+    # -- journal ---------------------------------------------------------------------------
+
+    def journal(self) -> Journal:
+        self.ensure()
+        return Journal(self.path / "journal.jsonl")
+
+    # -- inventory -------------------------------------------------------------------------
+
+    def read_inventory(self) -> dict[str, str]:
+        path = self.path / "inventory.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.get("gateways", {}).items()}
+
+    def write_inventory(self, gateways: dict[str, str]) -> None:
+        self.ensure()
+        _atomic_write(self.path / "inventory.json", json.dumps({"gateways": gateways}, indent=2,
+                                                               sort_keys=True))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class Journal:
+    """Append-only JSON lines: `intent` before each external write, then `done` or
+    `failed`. Each line is flushed and fsynced before the write it describes proceeds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.run_id = uuid.uuid4().hex[:12]
+        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def _write(self, record: dict[str, Any]) -> None:
+        record = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run": self.run_id,
+                  **record}
+        self._handle.write(json.dumps(record, sort_keys=True) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def intent(self, address: str, operation: str, **detail: Any) -> None:
+        self._write({"address": address, "operation": operation, "phase": "intent", **detail})
+
+    def done(self, address: str, operation: str, **detail: Any) -> None:
+        self._write({"address": address, "operation": operation, "phase": "done", **detail})
+
+    def failed(self, address: str, operation: str, error: str) -> None:
+        self._write({"address": address, "operation": operation, "phase": "failed", "error": error})
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Intents of earlier runs with no outcome: writes cut off by a crash or a kill."""
+        return unfinished_intents(self.path, exclude_run=self.run_id)
+
+
+def unfinished_intents(path: Path, *, exclude_run: str | None = None) -> list[dict[str, Any]]:
+    open_intents: dict[tuple[str, str, str], dict[str, Any]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line torn by a kill mid-write
+        key = (record.get("run", ""), record.get("address", ""), record.get("operation", ""))
+        if record.get("run") == exclude_run:
+            continue
+        if record.get("phase") == "intent":
+            open_intents[key] = record
+        else:
+            open_intents.pop(key, None)
+    return list(open_intents.values())
+
+
+def command_line() -> str:
+    return " ".join(["reconciler", *sys.argv[1:]])[:200]

@@ -1,0 +1,112 @@
+"""The closed set of plan actions and the `Change` record the planner emits.
+
+Generic verbs (create, update, delete, replace, no-op) follow Terraform; the domain verbs
+(claim, transfer, release, verify, defer) are what energy hardware needs and no general
+tool has. A `reason` explains a change to people; the engine never branches on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Action(StrEnum):
+    NO_OP = "no-op"
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    REPLACE = "replace"
+    CLAIM = "claim"
+    TRANSFER = "transfer"
+    RELEASE = "release"
+    VERIFY = "verify"
+    DEFER = "defer"
+
+    @property
+    def symbol(self) -> str:
+        return _SYMBOLS[self]
+
+    @property
+    def is_write(self) -> bool:
+        """Whether applying the action changes something outside."""
+        return self not in (Action.NO_OP, Action.VERIFY, Action.DEFER)
+
+    @property
+    def past_tense(self) -> str:
+        return _PAST[self]
+
+
+_SYMBOLS = {
+    Action.NO_OP: " ", Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-",
+    Action.REPLACE: "-/+", Action.CLAIM: "⇒", Action.TRANSFER: "⇄", Action.RELEASE: "⇐",
+    Action.VERIFY: "?", Action.DEFER: "…",
+}
+_PAST = {
+    Action.NO_OP: "unchanged", Action.CREATE: "created", Action.UPDATE: "updated",
+    Action.DELETE: "deleted", Action.REPLACE: "replaced", Action.CLAIM: "claimed",
+    Action.TRANSFER: "transferred", Action.RELEASE: "released", Action.VERIFY: "verified",
+    Action.DEFER: "deferred",
+}
+
+
+class Reason(StrEnum):
+    """Why a change is planned. For people and for filtering; never drives apply."""
+
+    NOT_FOUND = "not_found"
+    DRIFT = "drift"
+    CANNOT_UPDATE = "cannot_update"
+    NOT_DECLARED = "not_declared"
+    OWNED_BY_OTHER_ORG = "owned_by_other_org"
+    TRANSFER_NOT_ALLOWED = "transfer_not_allowed"
+    DELETION_POLICY = "deletion_policy"
+    IDENTITY_CHECK = "identity_check"
+    IDENTITY_MISMATCH = "identity_mismatch"
+    TARGET_UNREACHABLE = "target_unreachable"
+    DEPENDENCY_BLOCKED = "dependency_blocked"
+    IN_SYNC = "in_sync"
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    """One declared field that differs: `op` is add, remove or change."""
+
+    op: str
+    path: str
+    old: Any = None
+    new: Any = None
+
+
+@dataclass
+class Change:
+    """One planned action on one component of one resource.
+
+    `address` is `<kind>/<name>[<component>]`, e.g. `device/inv-1[novacore]`. `before` and
+    `after` hold only declared fields (and never secret values). `blocked` changes are
+    shown but not applied: `message` says what the user must do.
+    """
+
+    address: str
+    kind: str
+    name: str
+    component: str
+    action: Action
+    reason: Reason
+    message: str = ""
+    site: str = ""
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    diff: list[FieldDiff] = field(default_factory=list)
+    external_id: str | None = None
+    depends_on: list[str] = field(default_factory=list)
+    blocked: bool = False
+
+    @property
+    def is_change(self) -> bool:
+        """Whether the change is something to do (not a no-op)."""
+        return self.action is not Action.NO_OP
+
+
+def address_of(kind: str, name: str, component: str) -> str:
+    return f"{kind.lower()}/{name}[{component}]"

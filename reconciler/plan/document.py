@@ -1,0 +1,71 @@
+"""The plan document: a versioned JSON form of a plan that renderers, CI tools and
+`reconciler apply PLANFILE` read. Compatibility follows Terraform's rules: a minor
+`format_version` bump only adds keys; consumers ignore keys they do not know.
+
+Replace is encoded as `["delete", "create"]` so generic plan commenters keep working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from reconciler import __version__
+from reconciler.plan.actions import Action, Change
+from reconciler.plan.planner import Plan
+
+FORMAT_VERSION = "1.0"
+
+
+def actions_of(change: Change) -> list[str]:
+    if change.action is Action.REPLACE:
+        return ["delete", "create"]
+    return [change.action.value]
+
+
+def change_entry(change: Change) -> dict[str, Any]:
+    return {
+        "address": change.address,
+        "kind": change.kind,
+        "name": change.name,
+        "component": change.component,
+        "site": change.site,
+        "actions": actions_of(change),
+        "reason": change.reason.value,
+        "message": change.message,
+        "blocked": change.blocked,
+        "external_id": change.external_id,
+        "before": change.before,
+        "after": change.after,
+        "diff": [{"op": d.op, "path": d.path, "old": d.old, "new": d.new} for d in change.diff],
+        "depends_on": list(change.depends_on),
+    }
+
+
+def fingerprint(data: Any) -> str:
+    """Stable SHA-256 of JSON-compatible data (sorted keys)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def to_document(plan: Plan, *, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The plan as a JSON-compatible document."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "reconciler_version": __version__,
+        "inputs": inputs or {},
+        "options": {
+            "prune": plan.options.prune,
+            "targets": list(plan.options.targets),
+            "excludes": list(plan.options.excludes),
+        },
+        "changes": [change_entry(c) for c in plan.changes],
+        "unmanaged": list(plan.unmanaged),
+        "summary": plan.summary(),
+    }
+
+
+def is_compatible(document: dict[str, Any]) -> bool:
+    version = str(document.get("format_version", ""))
+    return version.split(".")[0] == FORMAT_VERSION.split(".")[0]

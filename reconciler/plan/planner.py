@@ -1,0 +1,92 @@
+"""The planner: a pure function of (desired fleet, observed state, options) to an ordered
+list of changes. Each platform contributes its own changes; this module filters them by
+target, orders them by dependency and summarises them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.model.fleet import Fleet
+from reconciler.plan import platforms, targeting
+from reconciler.plan.actions import Action, Change
+from reconciler.plan.observed import Observed
+from reconciler.plan.sourceful import SourcefulPlanner
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    prune: bool = False
+    targets: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    # Gateway serial -> deletion policy remembered from earlier applies.
+    inventory: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """Ordered changes (no-ops included, for completeness of the JSON document)."""
+
+    changes: list[Change]
+    unmanaged: list[dict[str, Any]]
+    options: PlanOptions
+
+    @property
+    def pending(self) -> list[Change]:
+        """Changes that are something to do (not no-ops)."""
+        return [c for c in self.changes if c.is_change]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.is_change for c in self.changes)
+
+    @property
+    def blocked(self) -> list[Change]:
+        return [c for c in self.changes if c.blocked]
+
+    @property
+    def deferred(self) -> list[Change]:
+        return [c for c in self.changes if c.action is Action.DEFER]
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(c.action.value for c in self.changes)
+        out = {action.value: counts.get(action.value, 0) for action in Action}
+        out["blocked"] = len(self.blocked)
+        out["changes"] = len(self.pending)
+        out["unmanaged"] = len(self.unmanaged)
+        return out
+
+
+# Phase of each component, so a site's changes read (and apply) in dependency order:
+# site → claim → identity check → device on the Zap → clouds → publishing flags.
+_PHASE = {"identity": 2, "zap": 3, "novacore": 4, "enapter": 4, "flatpeak": 5, "publish": 6}
+# Removals run the other way: clouds first, then the gateway's device, release last.
+_REMOVAL_PHASE = {"novacore": 7, "enapter": 7, "flatpeak": 7, "publish": 7, "zap": 8}
+
+
+def _phase(change: Change) -> int:
+    if change.action in (Action.DELETE, Action.RELEASE):
+        return 9 if change.kind in ("Gateway", "Site") else _REMOVAL_PHASE.get(change.component, 8)
+    if change.kind == "Site":
+        return 0
+    if change.kind == "Gateway":
+        return 1
+    return _PHASE.get(change.component, 5)
+
+
+def make_plan(fleet: Fleet, observed: Observed, options: PlanOptions | None = None) -> Plan:
+    options = options or PlanOptions()
+    changes, unmanaged = SourcefulPlanner(fleet, observed, prune=options.prune,
+                                          inventory=dict(options.inventory)).plan()
+    for extra_planner in platforms.PLANNERS:
+        more, more_unmanaged = extra_planner(fleet, observed, options.prune)
+        changes += more
+        unmanaged += more_unmanaged
+    selected = targeting.select(fleet, list(options.targets), list(options.excludes))
+    if selected is not None:
+        changes = [c for c in changes if (c.kind, c.name) in selected]
+        unmanaged = []
+    site_order = {name: i for i, name in enumerate(fleet.sites)}
+    changes.sort(key=lambda c: (site_order.get(c.site, len(site_order)), _phase(c)))
+    return Plan(changes=changes, unmanaged=unmanaged, options=options)

@@ -1,0 +1,16 @@
+"""Registry of planners for platforms beyond Sourceful (Enapter, Flatpeak). Each is a pure
+function `(fleet, observed, prune) -> (changes, unmanaged)` reading its own section of
+`Observed.extra`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from reconciler.model.fleet import Fleet
+from reconciler.plan.actions import Change
+from reconciler.plan.observed import Observed
+
+PlatformPlanner = Callable[[Fleet, Observed, bool], tuple[list[Change], list[dict[str, Any]]]]
+
+PLANNERS: list[PlatformPlanner] = []

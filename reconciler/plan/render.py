@@ -1,0 +1,118 @@
+"""Human renderings of a plan document: text for terminals (colored on a TTY unless
+NO_COLOR is set) and Markdown for pull-request comments. Both read only the document, so
+a saved plan renders exactly like a fresh one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Colour per first action; no colour for no-op.
+_COLOURS = {"create": "32", "claim": "32", "update": "33", "verify": "36", "defer": "35",
+            "delete": "31", "release": "31", "transfer": "31", "replace": "31"}
+_SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "-/+", "claim": "⇒",
+            "transfer": "⇄", "release": "⇐", "verify": "?", "defer": "…", "no-op": " "}
+_VERBS = {"create": "created", "update": "updated in place", "delete": "destroyed",
+          "replace": "replaced", "claim": "claimed", "transfer": "transferred",
+          "release": "released", "verify": "verified", "defer": "deferred"}
+
+
+def _action(entry: dict[str, Any]) -> str:
+    actions = entry["actions"]
+    return "replace" if actions == ["delete", "create"] else actions[0]
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value, sort_keys=True) if not isinstance(value, str) else json.dumps(value)
+
+
+def _diff_lines(entry: dict[str, Any]) -> list[str]:
+    lines = []
+    for d in entry.get("diff", []):
+        if d["op"] == "add":
+            lines.append(f"    + {d['path']} = {_value(d['new'])}")
+        elif d["op"] == "remove":
+            lines.append(f"    - {d['path']} = {_value(d['old'])}")
+        else:
+            lines.append(f"    ~ {d['path']}: {_value(d['old'])} -> {_value(d['new'])}")
+    return lines
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    parts = []
+    for key, label in (("create", "to create"), ("claim", "to claim"), ("update", "to update"),
+                       ("replace", "to replace"), ("transfer", "to transfer"),
+                       ("delete", "to delete"), ("release", "to release"),
+                       ("verify", "to verify"), ("defer", "deferred"), ("blocked", "blocked")):
+        if summary.get(key):
+            parts.append(f"{summary[key]} {label}")
+    return ", ".join(parts) if parts else "no changes"
+
+
+def render_text(document: dict[str, Any], *, color: bool = False) -> str:
+    def paint(code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+    pending = [e for e in document["changes"] if e["actions"] != ["no-op"]]
+    lines: list[str] = []
+    if not pending:
+        lines.append("No changes. The actual state matches the desired state.")
+    else:
+        lines.append("Planned actions: + create  ~ update  -/+ replace  - delete  ⇒ claim  "
+                     "⇄ transfer  ⇐ release  ? verify  … defer")
+        lines.append("")
+        for entry in pending:
+            action = _action(entry)
+            code = "31" if entry["blocked"] else _COLOURS.get(action, "0")
+            head = f"{_SYMBOLS[action]:>3} {entry['address']} will be {_VERBS[action]}"
+            if action == "defer":
+                head = f"{_SYMBOLS[action]:>3} {entry['address']} is deferred"
+            if entry["blocked"]:
+                head += "  [BLOCKED]"
+            lines.append(paint(code, head))
+            if entry["message"]:
+                lines.append(f"      {entry['message']}")
+            lines += _diff_lines(entry)
+    for item in document.get("unmanaged", []):
+        lines.append(f"  ! unmanaged: {item['description']}")
+    lines.append("")
+    lines.append(f"Plan: {summary_line(document['summary'])}.")
+    return "\n".join(lines) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(document: dict[str, Any]) -> str:
+    summary = document["summary"]
+    pending = [e for e in document["changes"] if e["actions"] != ["no-op"]]
+    lines = ["### Reconciler plan", ""]
+    status = "No changes." if not pending else f"**{summary_line(summary)}**"
+    if summary.get("blocked"):
+        status += f" — :no_entry: {summary['blocked']} blocked"
+    lines += [status, ""]
+    if pending:
+        lines += ["| | Address | Action | Reason |", "|---|---|---|---|"]
+        for entry in pending:
+            action = _action(entry)
+            mark = ":no_entry:" if entry["blocked"] else f"`{_SYMBOLS[action].strip() or '='}`"
+            lines.append(f"| {mark} | `{entry['address']}` | {action} | "
+                         f"{_md_escape(entry['message'] or entry['reason'])} |")
+        lines.append("")
+        detailed = [e for e in pending if e.get("diff")]
+        if detailed:
+            lines += ["<details><summary>Field changes</summary>", "", "```diff"]
+            for entry in detailed:
+                lines.append(f"# {entry['address']}")
+                lines += [line.replace("    ~", "!").replace("    +", "+").replace("    -", "-")
+                          for line in _diff_lines(entry)]
+            lines += ["```", "", "</details>", ""]
+    unmanaged = document.get("unmanaged", [])
+    if unmanaged:
+        lines += ["<details><summary>Unmanaged objects (" + str(len(unmanaged)) + ")</summary>", ""]
+        lines += [f"- {_md_escape(u['description'])}" for u in unmanaged]
+        lines += ["", "</details>", ""]
+    lines.append(f"<sub>format {document['format_version']} · reconciler "
+                 f"{document.get('reconciler_version', '')}</sub>")
+    return "\n".join(lines) + "\n"

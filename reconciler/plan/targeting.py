@@ -1,0 +1,89 @@
+"""`--target` / `--exclude`: choose resources by address (`device/inv-1`) or by label
+selector (`region=north`, `tier!=test`, `customer`), closed over dependencies so that a
+targeted device still gets its site and gateway planned."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from reconciler.model.base import Resource
+from reconciler.model.fleet import Fleet
+
+
+def _matches_selector(resource: Resource, selector: str) -> bool:
+    labels = resource.metadata.labels
+    for term in (t.strip() for t in selector.split(",") if t.strip()):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.split("=", 1)
+            if labels.get(key.strip().rstrip("=")) != value.strip().lstrip("="):
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _matches(resource: Resource, pattern: str) -> bool:
+    if "/" in pattern and "=" not in pattern:
+        kind, _, name = pattern.partition("/")
+        return resource.KIND.lower() == kind.lower() and resource.name == name
+    return _matches_selector(resource, pattern)
+
+
+def _key(resource: Resource) -> tuple[str, str]:
+    return (resource.KIND, resource.name)
+
+
+def _dependencies(fleet: Fleet, resource: Resource) -> list[Resource]:
+    spec = resource.spec
+    out: list[Resource] = []
+    refs = (("Site", getattr(spec, "site_ref", None)), ("Gateway", getattr(spec, "gateway_ref", None)),
+            ("Device", getattr(spec, "device_ref", None)))
+    for kind, ref in refs:
+        if ref and ref in fleet.table(kind):
+            out.append(fleet.table(kind)[ref])
+    return out
+
+
+def _dependents(fleet: Fleet, resource: Resource) -> list[Resource]:
+    return [r for r in fleet.resources() if resource in _dependencies(fleet, r)]
+
+
+def _closure(fleet: Fleet, start: Iterable[Resource], step: object) -> set[tuple[str, str]]:
+    seen: set[tuple[str, str]] = set()
+    stack = list(start)
+    while stack:
+        resource = stack.pop()
+        if _key(resource) in seen:
+            continue
+        seen.add(_key(resource))
+        stack += step(fleet, resource)  # type: ignore[operator]
+    return seen
+
+
+def select(fleet: Fleet, targets: list[str], excludes: list[str]) -> set[tuple[str, str]] | None:
+    """(kind, name) of the resources to plan, or None for all of them."""
+    if not targets and not excludes:
+        return None
+    resources = list(fleet.resources())
+    if targets:
+        chosen = [r for r in resources if any(_matches(r, t) for t in targets)]
+        selected = _closure(fleet, chosen, _dependencies)
+    else:
+        selected = {_key(r) for r in resources}
+    if excludes:
+        dropped = [r for r in resources if any(_matches(r, e) for e in excludes)]
+        selected -= _closure(fleet, dropped, _dependents)
+    return selected
+
+
+def unknown_targets(fleet: Fleet, patterns: list[str]) -> list[str]:
+    """Patterns that match no resource (reported to the user, not silently ignored)."""
+    resources = list(fleet.resources())
+    return [p for p in patterns if not any(_matches(r, p) for r in resources)]

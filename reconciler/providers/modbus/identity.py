@@ -1,0 +1,76 @@
+"""Read a device's serial over Modbus, to check its identity before provisioning: the
+Sungrow serial (input registers 4989, 10 registers) or the SunSpec common model's SN
+(holding registers from 40000). Directly with pymodbus, or through the Zap's
+/api/modbus/read when only the gateway reaches the device. See platform-apis §5."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from reconciler.errors import ProviderRejected, ProviderUnavailable
+
+SUNGROW_SERIAL = (4989, 10, "input")
+SUNSPEC_BASE = 40000
+SUNSPEC_LENGTH = 70  # marker (2) + header (2) + common model (66)
+_SUNS = (0x5375, 0x6E53)
+
+# (register, count, "input" | "holding") -> register values
+RegisterReader = Callable[[int, int, str], Awaitable[list[int]]]
+
+
+def decode_string(registers: list[int]) -> str:
+    """ASCII, two characters per register, high byte first, NUL/space padded."""
+    raw = b"".join(int(r).to_bytes(2, "big") for r in registers)
+    return raw.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()
+
+
+async def read_serial(profile: str, read: RegisterReader) -> str:
+    """The serial a device reports, using the register map its profile implies."""
+    if profile == "sungrow":
+        register, count, kind = SUNGROW_SERIAL
+        return decode_string(await read(register, count, kind))
+    block = await read(SUNSPEC_BASE, SUNSPEC_LENGTH, "holding")
+    if tuple(block[:2]) != _SUNS:
+        raise ProviderRejected(f"no SunSpec marker at {SUNSPEC_BASE}: the device does not "
+                               f"speak SunSpec (profile {profile!r})", operation="modbus.read_serial")
+    # Common model: ID, L, Mn(16), Md(16), Opt(8), Vr(8), SN(16) from base+2.
+    return decode_string(block[4 + 16 + 16 + 8 + 8: 4 + 16 + 16 + 8 + 8 + 16])
+
+
+def direct_reader(host: str, port: int, unit_id: int, *, timeout: float = 3.0) -> RegisterReader:
+    """Reads registers with a pymodbus TCP client (one connection per read batch)."""
+
+    async def read(register: int, count: int, kind: str) -> list[int]:
+        client = AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=0)
+        try:
+            if not await asyncio.wait_for(client.connect(), timeout):
+                raise ProviderUnavailable(f"cannot connect to Modbus device {host}:{port}",
+                                          operation="modbus.read")
+            call = client.read_input_registers if kind == "input" else client.read_holding_registers
+            result = await asyncio.wait_for(call(register, count=count, device_id=unit_id), timeout)
+        except (ModbusException, OSError, TimeoutError) as exc:
+            raise ProviderUnavailable(f"Modbus device {host}:{port} did not answer: {exc}",
+                                      operation="modbus.read") from exc
+        finally:
+            client.close()
+        if result.isError():
+            raise ProviderRejected(f"Modbus device {host}:{port} refused reading {count} "
+                                   f"registers at {register}: {result}", operation="modbus.read")
+        return list(result.registers)
+
+    return read
+
+
+def gateway_reader(modbus_read: Callable[..., Awaitable[list[int]]], host: str, port: int,
+                   unit_id: int) -> RegisterReader:
+    """Reads registers through the Zap's POST /api/modbus/read."""
+
+    async def read(register: int, count: int, kind: str) -> list[int]:
+        return await modbus_read(ip=host, port=port, unit_id=unit_id, register=register,
+                                 count=count, register_type=kind)
+
+    return read

@@ -1,0 +1,102 @@
+"""The one place HTTP errors become ProviderErrors, and the factory of httpx clients.
+
+Network failures, timeouts, 5xx and 429 are retryable (`ProviderUnavailable`, with the
+server's Retry-After); 401/403 are `ProviderAuthError`; 409 `ProviderConflict`; other 4xx
+`ProviderRejected`. Response bodies are truncated before they reach a message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import httpx
+
+from reconciler.errors import (
+    ProviderAuthError,
+    ProviderConflict,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+
+_BODY_LIMIT = 300
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+def new_client(base_url: str, *, headers: dict[str, str] | None = None,
+               transport: httpx.AsyncBaseTransport | None = None,
+               timeout: httpx.Timeout | float = DEFAULT_TIMEOUT, verify: bool | str = True,
+               auth: httpx.Auth | None = None) -> httpx.AsyncClient:
+    """An async client with pooling and timeouts. TLS is verified unless told otherwise."""
+    kwargs: dict[str, Any] = {}
+    if transport is None:
+        transport = httpx.AsyncHTTPTransport(verify=verify, retries=0,
+                                             limits=httpx.Limits(max_connections=100,
+                                                                 max_keepalive_connections=20))
+    return httpx.AsyncClient(base_url=base_url, headers=headers or {}, transport=transport,
+                             timeout=timeout, auth=auth, follow_redirects=False, **kwargs)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _body_excerpt(response: httpx.Response) -> str:
+    try:
+        text = response.text
+    except (UnicodeDecodeError, httpx.ResponseNotRead):
+        return ""
+    text = " ".join(text.split())
+    return text[:_BODY_LIMIT] + ("…" if len(text) > _BODY_LIMIT else "")
+
+
+def error_for(response: httpx.Response, *, address: str = "", operation: str = "") -> ProviderError:
+    status = response.status_code
+    message = f"{operation or response.request.method} {response.request.url.path}: HTTP {status}"
+    excerpt = _body_excerpt(response)
+    if excerpt:
+        message += f": {excerpt}"
+    kwargs: dict[str, Any] = {"address": address, "operation": operation, "status": status}
+    if status == 429 or status >= 500:
+        return ProviderUnavailable(message, retry_after=retry_after_seconds(
+            response.headers.get("Retry-After")), **kwargs)
+    if status in (401, 403):
+        return ProviderAuthError(message, **kwargs)
+    if status == 409:
+        return ProviderConflict(message, **kwargs)
+    return ProviderRejected(message, **kwargs)
+
+
+async def send(client: httpx.AsyncClient, method: str, url: str, *, address: str = "",
+               operation: str = "", ok: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
+    """Send a request; return the response when 2xx (or in `ok`), else raise the mapped error."""
+    what = operation or f"{method} {url}"
+    try:
+        response = await client.request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise ProviderUnavailable(f"{what}: timed out ({type(exc).__name__}) at {client.base_url}",
+                                  address=address, operation=operation) from exc
+    except httpx.TransportError as exc:
+        raise ProviderUnavailable(f"{what}: cannot reach {client.base_url}: {exc or type(exc).__name__}",
+                                  address=address, operation=operation) from exc
+    if response.is_success or response.status_code in ok:
+        return response
+    raise error_for(response, address=address, operation=operation)
+
+
+def json_body(response: httpx.Response, *, operation: str = "") -> Any:
+    """Decode a JSON body; a malformed one is a rejected (non-retryable) answer."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ProviderRejected(f"{operation}: the answer is not JSON: {_body_excerpt(response)}",
+                               operation=operation, status=response.status_code) from exc

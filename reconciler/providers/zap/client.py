@@ -1,0 +1,54 @@
+"""Thin async client of a Sourceful Zap's local HTTP API (one method per endpoint, no
+decisions). See platform-apis §1.2–1.3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from reconciler.providers import transport
+
+
+class ZapClient:
+    def __init__(self, client: httpx.AsyncClient, *, name: str = "") -> None:
+        self.http = client
+        self.name = name
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _json(self, method: str, path: str, *, operation: str, ok: tuple[int, ...] = (),
+                    **kwargs: Any) -> Any:
+        response = await transport.send(self.http, method, path, address=self.name,
+                                        operation=operation, ok=ok, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return transport.json_body(response, operation=operation)
+
+    async def crypto(self) -> dict[str, Any]:
+        return await self._json("GET", "/api/crypto", operation="zap.crypto")  # type: ignore[no-any-return]
+
+    async def sign(self, message: str) -> dict[str, Any]:
+        return await self._json("POST", "/api/crypto/sign", operation="zap.sign",  # type: ignore[no-any-return]
+                                json={"message": message})
+
+    async def devices(self) -> dict[str, Any] | list[Any]:
+        return await self._json("GET", "/api/devices", operation="zap.list_devices")  # type: ignore[no-any-return]
+
+    async def add_device(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", "/api/devices", operation="zap.add_device", json=body)  # type: ignore[no-any-return]
+
+    async def delete_device(self, sn: str) -> None:
+        await self._json("DELETE", f"/api/devices/{sn}", operation="zap.delete_device", ok=(404,))
+
+    async def set_types(self, sn: str, ders: list[dict[str, Any]]) -> None:
+        await self._json("POST", f"/api/devices/{sn}/types", operation="zap.set_types",
+                         json={"ders": ders})
+
+    async def modbus_read(self, *, ip: str, port: int, unit_id: int, register: int, count: int,
+                          register_type: str) -> list[int]:
+        body = {"ip": ip, "port": port, "unit_id": unit_id, "register": register, "count": count,
+                "register_type": register_type}
+        answer = await self._json("POST", "/api/modbus/read", operation="zap.modbus_read", json=body)
+        return [int(v) for v in (answer or {}).get("values", [])]

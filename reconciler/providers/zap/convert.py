@@ -1,0 +1,40 @@
+"""PURE conversion of Zap local-API payloads into observed records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.plan.observed import ZapDevice, ZapState
+
+# Keys of a device entry that describe how the Zap connects to it (compared with the spec).
+_SETTING_KEYS = ("ip", "port", "unit_id", "baud_rate", "parity", "data_bits", "stop_bits",
+                 "manufacturer", "broker_host", "broker_port", "username", "client_id")
+
+
+def zap_state(payload: Any) -> ZapState:
+    """GET /api/devices → ZapState. Accepts the current `{"count","devices"}` shape and the
+    older bare list that used `serial_number` (as the Home Assistant integration does)."""
+    entries = payload.get("devices", []) if isinstance(payload, dict) else payload or []
+    devices: dict[str, ZapDevice] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        sn = entry.get("sn") or entry.get("serial_number")
+        if not sn:
+            continue
+        devices[str(sn)] = ZapDevice(
+            sn=str(sn),
+            connection_type=str(entry.get("type", "")),
+            profile=entry.get("profile"),
+            device_type=entry.get("device_type"),
+            settings={k: entry[k] for k in _SETTING_KEYS if k in entry},
+            ders={str(d["type"]): bool(d.get("enabled", False))
+                  for d in entry.get("ders", []) if isinstance(d, dict) and "type" in d},
+            connected=bool(entry.get("connected", True)),
+        )
+    return ZapState(devices=devices)
+
+
+def types_body(flags: dict[str, bool]) -> list[dict[str, Any]]:
+    """Body items of POST /api/devices/{sn}/types."""
+    return [{"type": local, "enabled": enabled} for local, enabled in sorted(flags.items())]

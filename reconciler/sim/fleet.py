@@ -1,0 +1,244 @@
+"""`SimFleet`: the whole simulated world for a fleet, in one process. It starts a Novacore
+cloud, one Zap per declared gateway (each at its own loopback port), the Modbus devices
+behind them on each site's own simulated LAN, and the Enapter and Flatpeak clouds, seeded
+so that the hardware declared in the site YAML really exists. `env()` gives the variables
+the reconciler reads to reach them.
+
+State can be persisted to a file (`state_file`): saved after every change, restored on the
+next start, with the same ports where they are free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from reconciler.model.fleet import Fleet
+from reconciler.sim.enapter import EnapterSimulator
+from reconciler.sim.flatpeak import FlatpeakSimulator
+from reconciler.sim.lan import Lan, MqttDevice
+from reconciler.sim.modbus_device import ModbusDevice, ModbusDeviceSimulator
+from reconciler.sim.novacore import NovacoreSimulator
+from reconciler.sim.server import SimServer
+from reconciler.sim.zap import ZapSimulator
+
+_MAX_UNITS = 247  # Modbus unit ids 1..247 on one simulated server
+
+
+class SimFleet:
+    """The simulated platforms and hardware of one fleet. Use as an async context manager."""
+
+    def __init__(self, *, seed: int = 0, state_file: str | None = None,
+                 identity_id: str = "idt-00000000-0000-4000-8000-000000000001") -> None:
+        self.seed = seed
+        self.state_file = Path(state_file) if state_file else None
+        self.identity_id = identity_id
+        self.novacore = NovacoreSimulator(seed=seed)
+        self.enapter = EnapterSimulator(seed=seed)
+        self.flatpeak = FlatpeakSimulator(seed=seed)
+        self.zaps: dict[str, ZapSimulator] = {}
+        self.lans: dict[str, Lan] = {}  # site name -> its LAN
+        self.modbus: list[ModbusDeviceSimulator] = []
+        self.enapter_token = f"enapter-{secrets.token_hex(12)}"
+        self.flatpeak_account = "acc_" + secrets.token_hex(12)
+        self.flatpeak_key = secrets.token_hex(16)
+        self.novacore_token = ""
+        self._orgs: set[str] = set()
+        self._dirty = asyncio.Event()
+        self._saver: asyncio.Task[None] | None = None
+        self._ports: dict[str, int] = {}
+        self._attachments: list[tuple[ModbusDeviceSimulator, Lan, str, int]] = []
+
+    # -- seeding ---------------------------------------------------------------------------
+
+    def seed_fleet(self, fleet: Fleet, *, shared_modbus: bool = False) -> None:
+        """Create the hardware and accounts the fleet declares (not started yet).
+
+        `shared_modbus` packs Modbus devices of many sites into few servers by unit id
+        (large generated fleets); otherwise each declared host:port gets its own server."""
+        for site in fleet.sites.values():
+            self.lans.setdefault(site.name, Lan())
+            if site.spec.novacore is not None:
+                self._orgs.add(site.spec.novacore.org_id)
+        by_endpoint: dict[tuple[str, str, int], list[ModbusDevice]] = defaultdict(list)
+        for gateway in fleet.gateways.values():
+            zap = gateway.spec.zap
+            if zap is None:
+                continue
+            if zap.org_id:
+                self._orgs.add(zap.org_id)
+            lan = self.lans.setdefault(gateway.spec.site_ref, Lan())
+            self.zaps[zap.serial] = ZapSimulator(serial=zap.serial, lan=lan, seed=self.seed)
+            for device in fleet.devices_of(gateway.name):
+                connection = device.spec.connection
+                serial = device.spec.hardware_id or ""
+                if connection is None:
+                    continue
+                if connection.modbus_tcp is not None:
+                    tcp = connection.modbus_tcp
+                    by_endpoint[(gateway.spec.site_ref, tcp.host, tcp.port)].append(
+                        ModbusDevice(serial=serial, profile=tcp.profile, unit_id=tcp.unit_id,
+                                     model=device.spec.model or ""))
+                elif connection.mqtt is not None:
+                    mqtt = connection.mqtt
+                    lan.mqtt_devices[(mqtt.broker_host, mqtt.broker_port, mqtt.profile)] = \
+                        MqttDevice(serial=serial, profile=mqtt.profile)
+                elif connection.p1_uart is not None:
+                    lan.p1_meters[zap.serial] = serial
+        self._seed_modbus(by_endpoint, shared_modbus)
+        for org in sorted(self._orgs):
+            with contextlib.suppress(ValueError):
+                self.novacore.add_org(org, org)
+        for zap_sim in self.zaps.values():
+            self.novacore.register_gateway(zap_sim.serial, zap_sim.public_key_hex)
+
+    def _seed_modbus(self, by_endpoint: dict[tuple[str, str, int], list[ModbusDevice]],
+                     shared: bool) -> None:
+        if not shared:
+            for (site, host, port), devices in by_endpoint.items():
+                server = ModbusDeviceSimulator(devices)
+                self.modbus.append(server)
+                self._attachments.append((server, self.lans[site], host, port))
+            return
+        # Shared: one server per unit id slot; each site's endpoint maps to its server.
+        servers: dict[int, ModbusDeviceSimulator] = {}
+        for (site, host, port), devices in by_endpoint.items():
+            for device in devices:
+                index = 0
+                while index in servers and device.unit_id in servers[index].devices:
+                    index += 1
+                if index not in servers:
+                    servers[index] = ModbusDeviceSimulator()
+                    self.modbus.append(servers[index])
+                servers[index].add(device)
+                self._attachments.append((servers[index], self.lans[site], host, port))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def http_servers(self) -> list[SimServer]:
+        return [self.novacore, self.enapter, self.flatpeak, *self.zaps.values()]
+
+    async def start(self) -> None:
+        self._restore()
+        for server in self.modbus:
+            await server.start()
+        for server, lan, host, port in self._attachments:
+            server.attach(lan, host, port)
+        for key, server in self._named_servers().items():
+            port = self._ports.get(key, 0)
+            try:
+                await server.start(port=port)
+            except OSError:
+                await server.start()
+        orgs = sorted(self._orgs)
+        self.novacore_token = self.novacore.issue_token(self.identity_id, orgs)
+        self.enapter.add_token(self.enapter_token)
+        self.flatpeak.add_account(self.flatpeak_account, self.flatpeak_key)
+        if self.state_file is not None:
+            for server in self.http_servers():
+                server.on_change(self._dirty.set)
+            self._saver = asyncio.create_task(self._save_loop())
+
+    async def stop(self) -> None:
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
+            self.save()
+        for server in self.http_servers():
+            await server.stop()
+        for modbus in self.modbus:
+            await modbus.stop()
+
+    async def __aenter__(self) -> SimFleet:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _named_servers(self) -> dict[str, SimServer]:
+        named: dict[str, SimServer] = {"novacore": self.novacore, "enapter": self.enapter,
+                                       "flatpeak": self.flatpeak}
+        named |= {f"zap:{serial}": sim for serial, sim in self.zaps.items()}
+        return named
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    @property
+    def gateway_urls(self) -> dict[str, str]:
+        return {serial: sim.url for serial, sim in self.zaps.items()}
+
+    def env(self) -> dict[str, str]:
+        """RECONCILER_* variables that point the reconciler at this world."""
+        return {
+            "RECONCILER_NOVACORE_URL": self.novacore.url,
+            "RECONCILER_NOVACORE_TOKEN": self.novacore_token,
+            "RECONCILER_NOVACORE_IDENTITY": self.identity_id,
+            "RECONCILER_GATEWAY_URLS": ",".join(f"{s}={u}" for s, u in self.gateway_urls.items()),
+            "RECONCILER_ENAPTER_URL": self.enapter.url,
+            "RECONCILER_ENAPTER_TOKEN": self.enapter_token,
+            "RECONCILER_FLATPEAK_URL": self.flatpeak.url,
+            "RECONCILER_FLATPEAK_ACCOUNT_ID": self.flatpeak_account,
+            "RECONCILER_FLATPEAK_API_KEY": self.flatpeak_key,
+        }
+
+    # -- counting ------------------------------------------------------------------------------
+
+    def requests(self) -> int:
+        return sum(s.count() for s in self.http_servers())
+
+    def writes(self) -> int:
+        return sum(s.writes() for s in self.http_servers())
+
+    def reset_counts(self) -> None:
+        for server in self.http_servers():
+            server.requests.clear()
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self) -> None:
+        if self.state_file is None:
+            return
+        state = {
+            "ports": {k: s.port for k, s in self._named_servers().items()},
+            "novacore": self.novacore.snapshot(),
+            "enapter": self.enapter.snapshot(),
+            "flatpeak": self.flatpeak.snapshot(),
+            "zaps": {serial: sim.snapshot() for serial, sim in self.zaps.items()},
+            "credentials": {"enapter_token": self.enapter_token, "flatpeak_account": self.flatpeak_account,
+                            "flatpeak_key": self.flatpeak_key},
+        }
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.chmod(tmp, 0o600)  # it holds simulated keys and tokens
+        os.replace(tmp, self.state_file)
+
+    def _restore(self) -> None:
+        if self.state_file is None or not self.state_file.is_file():
+            return
+        state = json.loads(self.state_file.read_text(encoding="utf-8"))
+        self._ports = {k: int(v) for k, v in state.get("ports", {}).items()}
+        self.novacore.restore(state["novacore"])
+        self.enapter.restore(state["enapter"])
+        self.flatpeak.restore(state["flatpeak"])
+        for serial, snapshot in state.get("zaps", {}).items():
+            if serial in self.zaps:
+                self.zaps[serial].restore(snapshot)
+        credentials = state.get("credentials", {})
+        self.enapter_token = credentials.get("enapter_token", self.enapter_token)
+        self.flatpeak_account = credentials.get("flatpeak_account", self.flatpeak_account)
+        self.flatpeak_key = credentials.get("flatpeak_key", self.flatpeak_key)
+
+    async def _save_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            self.save()
+            await asyncio.sleep(0.2)
