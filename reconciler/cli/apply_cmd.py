@@ -136,7 +136,7 @@ async def _apply(args: argparse.Namespace, fleet: Any, settings: Any, options: P
                  saved: dict[str, Any] | None, paths: list[str]) -> int:
     out = sys.stdout if args.output == "text" else sys.stderr
     async with Reconciler(fleet, settings) as reconciler:
-        unfinished = reconciler.state.journal().unfinished()
+        unfinished = reconciler.state.unfinished()
         if unfinished:
             print(f"note: {len(unfinished)} write(s) of an earlier run were interrupted; the state "
                   "is observed again before anything is applied", file=out)

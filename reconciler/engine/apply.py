@@ -97,8 +97,8 @@ async def apply_plan(plan: Plan, executors: Executors, *, policy: RetryPolicy | 
             except ProviderError as exc:
                 record(Outcome(change.address, change.action.value, "failed", str(exc), site=change.site))
                 return
-            except (KeyError, TypeError, ValueError) as exc:
-                # An answer that did not have the documented shape: fail this change only.
+            except Exception as exc:  # noqa: BLE001 - one change's failure must not stop the fleet
+                # E.g. an answer without the documented shape: fail this change only.
                 record(Outcome(change.address, change.action.value, "failed",
                                f"unexpected answer ({type(exc).__name__}: {exc})", site=change.site))
                 return

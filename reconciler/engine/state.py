@@ -68,6 +68,10 @@ class StateDir:
         self.ensure()
         return Journal(self.path / "journal.jsonl")
 
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Journal intents with no outcome: writes cut off by a crash or a kill."""
+        return unfinished_intents(self.path / "journal.jsonl")
+
     # -- inventory -------------------------------------------------------------------------
 
     def read_inventory(self) -> dict[str, str]:
@@ -120,10 +124,6 @@ class Journal:
 
     def failed(self, address: str, operation: str, error: str) -> None:
         self._write({"address": address, "operation": operation, "phase": "failed", "error": error})
-
-    def unfinished(self) -> list[dict[str, Any]]:
-        """Intents of earlier runs with no outcome: writes cut off by a crash or a kill."""
-        return unfinished_intents(self.path, exclude_run=self.run_id)
 
 
 def unfinished_intents(path: Path, *, exclude_run: str | None = None) -> list[dict[str, Any]]:

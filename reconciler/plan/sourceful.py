@@ -265,7 +265,8 @@ class SourcefulPlanner:
 
         zap_change: Change | None = None
         if zap_obs is None:
-            if spec.verification.check_serial and zap_state is not None:
+            if spec.verification.check_serial and spec.connection.modbus_tcp is not None \
+                    and zap_state is not None:
                 verify = self._plan_verify(site, device, deps)
                 deps = [verify.address]
                 if verify.blocked:
@@ -295,6 +296,8 @@ class SourcefulPlanner:
         if site_change is not None and site_change.is_change:
             cloud_deps.append(site_change.address)
         cloud_change = self._plan_cloud_device(site, device, cloud, cloud_deps)
+        if site_change is not None and site_change.blocked and blocked_by is None:
+            blocked_by = site_change
         if cloud_change is not None and blocked_by is not None:
             self._block(cloud_change, blocked_by)
         publish_deps = [cloud_change.address] if cloud_change is not None else list(deps)

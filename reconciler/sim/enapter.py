@@ -407,11 +407,13 @@ class EnapterSimulator(SimServer):
         # examples use DEVICE_NOT_FOUND style.
         return {"errors": [error_entry(code.upper(), message)]}
 
-    def _api(self, handler: Callable[[web.Request], Awaitable[Any]]) -> Handler:
+    def _api(self, handler: Callable[[web.Request], Awaitable[Any]], *,
+             authenticate: bool = True) -> Handler:
         """Wrap a handler that returns a JSON body (None: 204) or raises ApiError."""
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
-                self._authenticate(request)
+                if authenticate:
+                    self._authenticate(request)
                 body = await handler(request)
             except ApiError as exc:
                 return json_response({"errors": exc.errors}, status=exc.status)
@@ -419,14 +421,8 @@ class EnapterSimulator(SimServer):
         return wrapped
 
     def _admin(self, handler: Callable[[web.Request], Awaitable[Any]]) -> Handler:
-        """Like `_api` without authentication: the admin API is the test harness's."""
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            try:
-                body = await handler(request)
-            except ApiError as exc:
-                return json_response({"errors": exc.errors}, status=exc.status)
-            return web.Response(status=204) if body is None else json_response(body)
-        return wrapped
+        # The admin API belongs to the test harness: no token needed.
+        return self._api(handler, authenticate=False)
 
     def _authenticate(self, request: web.Request) -> None:
         # Statuses and the invalid-token body follow the v3 docs intro (§2.1): 401 when the

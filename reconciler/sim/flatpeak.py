@@ -48,6 +48,7 @@ from reconciler.sim.faults import FaultConfig
 from reconciler.sim.server import ADMIN_PREFIX, Handler, SimServer, json_response, read_json
 
 DEFAULT_LIMIT = 30
+TOKEN_MEMORY_S = 86400.0
 MAX_LIMIT = 100
 DEVICE_TYPES = ("EV_CHARGER", "ELECTRIC_VEHICLE", "BATTERY_SYSTEM", "PV_SYSTEM", "OTHER")
 
@@ -158,7 +159,8 @@ def check_address(value: Any, *, partial: bool) -> dict[str, Any]:
     for name in ADDRESS_FIELDS:
         item = value.get(name)
         if item is None:
-            if name in ADDRESS_REQUIRED and not partial:
+            # A PATCH may unset an optional line (null) but never a required one.
+            if name in ADDRESS_REQUIRED and (not partial or name in value):
                 raise invalid(f"{name}_missing", f"{name.replace('_', ' ').capitalize()} "
                                                  "is required")
         elif not isinstance(item, str) or not item.strip():
@@ -262,10 +264,17 @@ class FlatpeakSimulator(SimServer):
         except FlatpeakError as exc:
             return json_response(self._error_object(exc.status, exc.code, exc.message,
                                                     "api.login"), status=exc.status)
+        self._forget_old_tokens()
         token = "fpt_" + secrets.token_urlsafe(32)
         self.tokens[token] = Token(account_id, self.now() + self.token_ttl_s)
         return json_response({"bearer_token": token, "expires_in": int(self.token_ttl_s),
                               "live_mode": self.live_mode})
+
+    def _forget_old_tokens(self) -> None:
+        # Keeps a long-running simulator small. A token is kept for a day after it expires
+        # so that clients still see `token_expired` rather than `token_invalid`.
+        horizon = self.now() - TOKEN_MEMORY_S
+        self.tokens = {t: token for t, token in self.tokens.items() if token.expires_at > horizon}
 
     def _basic_account(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")

@@ -91,10 +91,18 @@ class SimFleet:
                         MqttDevice(serial=serial, profile=mqtt.profile)
                 elif connection.p1_uart is not None:
                     lan.p1_meters[zap.serial] = serial
+                elif connection.modbus_rtu is not None:
+                    rtu = connection.modbus_rtu
+                    lan.rtu_devices[(rtu.unit_id, rtu.profile)] = serial
         self._seed_modbus(by_endpoint, shared_modbus)
         for org in sorted(self._orgs):
             with contextlib.suppress(ValueError):
                 self.novacore.add_org(org, org)
+        for site in fleet.sites.values():
+            novacore = site.spec.novacore
+            if novacore is not None and novacore.site_id and novacore.site_id not in self.novacore.sites:
+                # A declared siteId names a site that already exists in the cloud.
+                self.novacore.add_site(novacore.org_id, site.spec.display_name, novacore.site_id)
         for zap_sim in self.zaps.values():
             self.novacore.register_gateway(zap_sim.serial, zap_sim.public_key_hex)
 

@@ -33,6 +33,8 @@ class Lan:
     mqtt_devices: dict[tuple[str, int, str], MqttDevice] = field(default_factory=dict)
     # gateway serial -> serial of the smart meter on its P1 port.
     p1_meters: dict[str, str] = field(default_factory=dict)
+    # (unit id, profile) -> serial of a device on the gateway's RS-485 bus.
+    rtu_devices: dict[tuple[int, str], str] = field(default_factory=dict)
 
     def modbus_target(self, host: str, port: int) -> tuple[str, int]:
         """Where a Modbus TCP connection to `host:port` really goes."""
@@ -41,6 +43,9 @@ class Lan:
     def mqtt_device(self, host: str, port: int, profile: str) -> MqttDevice:
         found = self.mqtt_devices.get((host, port, profile))
         return found or MqttDevice(serial=f"{profile}_{host}", profile=profile)
+
+    def rtu_device(self, unit_id: int, profile: str) -> str:
+        return self.rtu_devices.get((unit_id, profile), f"rtu_{profile}_{unit_id}")
 
     def p1_meter(self, gateway_serial: str) -> str:
         return self.p1_meters.get(gateway_serial, f"p1_{gateway_serial.removeprefix('zap-')}")
@@ -51,6 +56,7 @@ class Lan:
             "mqtt_devices": [[h, p, prof, d.serial, d.online]
                              for (h, p, prof), d in self.mqtt_devices.items()],
             "p1_meters": dict(self.p1_meters),
+            "rtu_devices": [[unit, profile, serial] for (unit, profile), serial in self.rtu_devices.items()],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -58,3 +64,4 @@ class Lan:
         self.mqtt_devices = {(h, p, prof): MqttDevice(serial, prof, online)
                              for h, p, prof, serial, online in state.get("mqtt_devices", [])}
         self.p1_meters = dict(state.get("p1_meters", {}))
+        self.rtu_devices = {(int(u), p): s for u, p, s in state.get("rtu_devices", [])}

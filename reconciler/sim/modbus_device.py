@@ -101,7 +101,9 @@ PROFILE_IDENTITY: dict[str, tuple[str, str]] = {
 }
 
 # Blocks a real Sungrow answers as a whole: registers in them we do not model read as 0.
-SUNGROW_INPUT_BLOCKS = (range(4949, 5050), range(13000, 13050))
+# Every simulated device has the live-value block; only Sungrows the identity block.
+SUNGROW_IDENTITY_BLOCK = range(4949, 5050)
+LIVE_VALUE_BLOCK = range(13000, 13050)
 
 DRIFT_PERIOD_S = 60.0  # one slow oscillation of the power values per minute
 
@@ -194,7 +196,9 @@ class ModbusDevice:
 
     def input_registers(self, now: float | None = None) -> dict[int, int]:
         """Input registers (FC 4) by address."""
-        regs = dict.fromkeys(_ZERO_INPUTS, 0)
+        regs = dict.fromkeys(LIVE_VALUE_BLOCK, 0)
+        if self.is_sungrow:
+            regs.update(dict.fromkeys(SUNGROW_IDENTITY_BLOCK, 0))
         regs.update(self._live_registers(self.live(now)))
         if self.is_sungrow:
             regs.update(enumerate(encode_string(self.serial, SUNGROW_SERIAL_REGS), SUNGROW_SERIAL))
@@ -237,16 +241,14 @@ class ModbusDevice:
         return regs
 
 
-_ZERO_INPUTS = tuple(a for block in SUNGROW_INPUT_BLOCKS for a in block)
-
-
 def read_registers(device: ModbusDevice, function_code: int, address: int,
                    count: int) -> list[int] | ExcCodes:
     """What `device` answers to a register read: the values, or ILLEGAL_ADDRESS when any
     register in the range is not mapped (as real devices answer)."""
     if function_code == FC_READ_INPUT:
         regs = device.input_registers()
-    elif function_code == FC_READ_HOLDING:
+    elif function_code == FC_READ_HOLDING or function_code in _HOLDING_WRITE_CODES:
+        # Write requests read back what they wrote with their own function code.
         regs = device.holding_registers()
     else:
         return ExcCodes.ILLEGAL_FUNCTION

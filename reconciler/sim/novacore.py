@@ -397,12 +397,13 @@ class NovacoreSimulator(SimServer):
         self._org_gateways[org_id] = {}
         return org_id
 
-    def add_site(self, org_id: str, name: str) -> str:
-        """Create a site in `org_id` (as `POST /sites` does); returns its id."""
+    def add_site(self, org_id: str, name: str, site_id: str | None = None) -> str:
+        """Create a site in `org_id` (as `POST /sites` does, or with a given id, as an
+        existing site to adopt); returns its id."""
         if org_id not in self.orgs:
             raise KeyError(org_id)
         # UNDOCUMENTED: site names are not unique; the docs show no such rule.
-        site = Site(self._new_id("sit"), org_id, name, self._now())
+        site = Site(site_id or self._new_id("sit"), org_id, name, self._now())
         self.sites[site.id] = site
         self._org_sites[org_id][site.id] = None
         self._site_devices[site.id] = {}

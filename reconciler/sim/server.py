@@ -85,8 +85,10 @@ class SimServer:
         """Listen on `host:port` (0 picks a free port) and return the base URL."""
         self.host = host
         if self._runner is None:
+            # handler_cancellation: aiohttp otherwise keeps running a handler whose client
+            # has gone, so a hanging request (Offline.HANG) would never end, even after stop().
             self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
-                                         shutdown_timeout=0.5)
+                                         shutdown_timeout=0.5, handler_cancellation=True)
             await self._runner.setup()
         self._site = web.TCPSite(self._runner, host, port or self.port, reuse_address=True)
         await self._site.start()

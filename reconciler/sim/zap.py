@@ -901,7 +901,7 @@ class ZapSimulator(SimServer):
         """The sn of a device the simulator does not connect to for real."""
         c = config.connection
         if config.type == "modbus_rtu":
-            return f"rtu_{config.profile}_{c['unit_id']}"
+            return self.lan.rtu_device(int(c["unit_id"]), config.profile)
         if config.type == "p1_uart":
             return self.lan.p1_meter(self.serial)
         if config.type == "mqtt":

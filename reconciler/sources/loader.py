@@ -7,8 +7,10 @@ reported with file, line, column and field path; nothing is raised half-way. The
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -87,8 +89,31 @@ def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[D
         ]
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector while a fleet is loaded.
+
+    Loading builds a few hundred thousand long-lived, acyclic objects (parsed values,
+    positions, pydantic models). Each full collection rescans all of them, which took
+    about 40 % of the time of loading 10,000 documents. Nothing here creates reference
+    cycles, so reference counting frees what the load discards; collection resumes after.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_texts(texts: Sequence[tuple[str, str]]) -> LoadResult:
     """Load `(file name, YAML text)` pairs: parse, validate, then check cross-resource rules."""
+    with _collector_paused():
+        return _load_texts(texts)
+
+
+def _load_texts(texts: Sequence[tuple[str, str]]) -> LoadResult:
     result = LoadResult(files=[name for name, _ in texts])
     for name, text in texts:
         documents, problems = parse_yaml(text, name)

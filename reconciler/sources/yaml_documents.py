@@ -28,7 +28,9 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
+_STR_TAG = "tag:yaml.org,2002:str"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _SCALAR_CONSTRUCTORS: dict[str, Callable[[yaml.SafeLoader, ScalarNode], Any]] = {
     "tag:yaml.org,2002:str": yaml.SafeLoader.construct_yaml_str,
     "tag:yaml.org,2002:int": yaml.SafeLoader.construct_yaml_int,
@@ -100,44 +102,64 @@ class _Converter:
             raise _ConversionError(
                 f"document expands to more than {_MAX_NODES} values (alias expansion); "
                 "split it or remove aliases", node)
+        mark = node.start_mark
+        self.document.positions[path] = (mark.line + 1, mark.column + 1)
+        if isinstance(node, ScalarNode):
+            return self._scalar(node)
         if id(node) in self.active:
             raise _ConversionError("recursive alias: a value contains itself", node)
-        self.document.positions.setdefault(path, _position(node))
         self.active.add(id(node))
         try:
             if isinstance(node, MappingNode):
                 return self._mapping(node, path)
-            if isinstance(node, SequenceNode):
-                if node.tag != _SEQ_TAG:
-                    raise _ConversionError(f"YAML tag {node.tag!r} is not allowed", node)
-                return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
-            return self._scalar(node)
+            if node.tag != _SEQ_TAG:
+                raise _ConversionError(f"YAML tag {node.tag!r} is not allowed", node)
+            return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
         finally:
             self.active.discard(id(node))
 
     def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
         if node.tag != _MAP_TAG:
             raise _ConversionError(f"YAML tag {node.tag!r} is not allowed", node)
-        try:
-            self.loader.flatten_mapping(node)  # resolves `<<` merge keys safely
-        except yaml.MarkedYAMLError as exc:
-            raise _ConversionError(str(exc.problem), node) from None
+        explicit = {id(key) for key, _ in node.value if key.tag != _MERGE_TAG}
+        if len(explicit) != len(node.value):
+            try:
+                # Resolves `<<` merge keys safely: merged pairs come first, then the explicit
+                # ones, which override them (YAML merge-key semantics).
+                self.loader.flatten_mapping(node)
+            except yaml.MarkedYAMLError as exc:
+                raise _ConversionError(str(exc.problem), node) from None
         result: dict[str, Any] = {}
+        seen_explicit: set[str] = set()
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode) or key_node.tag not in _PLAIN_TAGS:
                 raise _ConversionError("mapping keys must be plain scalars", key_node)
             key = str(self._scalar(key_node))
-            if key in result:
-                raise _ConversionError(
-                    f"duplicate key {key!r}: each key may appear once in a mapping", key_node)
             child = (*path, key)
-            self.document.key_positions[child] = _position(key_node)
+            if id(key_node) in explicit:
+                if key in seen_explicit:
+                    raise _ConversionError(
+                        f"duplicate key {key!r}: each key may appear once in a mapping",
+                        key_node)
+                seen_explicit.add(key)
+            if key in result:  # a merged value overridden: forget where the old one was
+                self._forget(child)
+            mark = key_node.start_mark
+            self.document.key_positions[child] = (mark.line + 1, mark.column + 1)
             result[key] = self.convert(value_node, child)
         return result
+
+    def _forget(self, prefix: Path) -> None:
+        size = len(prefix)
+        for table in (self.document.positions, self.document.key_positions):
+            for stale in [p for p in table if p[:size] == prefix]:
+                del table[stale]
 
     def _scalar(self, node: Node) -> Any:
         if node.tag == _TIMESTAMP_TAG:
             return str(node.value)  # keep dates as written; fields that take dates are strings
+        if node.tag == _STR_TAG and isinstance(node, ScalarNode):
+            return node.value  # the common case, without the constructor's indirections
         construct = _SCALAR_CONSTRUCTORS.get(node.tag)
         if construct is None or not isinstance(node, ScalarNode):
             raise _ConversionError(

@@ -1,0 +1,146 @@
+"""`reconciler demo`: the whole loop against built-in simulators, in about half a minute.
+Starts simulators for the example fleet, shows the plan, applies it, shows that the next
+plan is empty (with zero writes), makes drift behind the reconciler's back, and corrects it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import apply_cmd, common
+from reconciler.engine.config import load_settings
+from reconciler.engine.reconcile import Reconciler
+from reconciler.errors import ConfigError
+from reconciler.model.device import SecretSource
+from reconciler.model.fleet import Fleet
+from reconciler.plan import render
+from reconciler.sim.fleet import SimFleet
+
+EXAMPLES = """\
+examples:
+  reconciler demo                      # the examples in examples/sites
+  reconciler demo path/to/my/sites     # your own fleet, against simulators
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="plan, apply, drift and correct a fleet against built-in simulators",
+        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", default=["examples/sites"], metavar="PATH",
+                        help="site YAML (default: examples/sites)")
+    parser.add_argument("--no-color", action="store_true", help="plain text output")
+    parser.set_defaults(run=run)
+
+
+def _demo_secrets(fleet: Fleet, directory: Path) -> dict[str, str]:
+    """Stand-in values for the secrets the fleet references (files and variables)."""
+    env: dict[str, str] = {}
+    for device in fleet.devices.values():
+        mqtt = device.spec.connection.mqtt if device.spec.connection else None
+        source: SecretSource | None = mqtt.password_from if mqtt else None
+        if source is None:
+            continue
+        if source.env:
+            env[source.env] = "demo-password"
+        elif source.secret_key_ref is not None:
+            path = directory / source.secret_key_ref.name / source.secret_key_ref.key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("demo-password", encoding="utf-8")
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        fleet = common.load(args.paths)
+    except ConfigError as error:
+        common.print_diagnostics(error)
+        return common.EXIT_ERROR
+    return asyncio.run(_demo(fleet, args))
+
+
+def _step(text: str, color: bool) -> None:
+    line = f"\n==> {text}"
+    print(f"\x1b[1m{line}\x1b[0m" if color else line, flush=True)
+
+
+async def _demo(fleet: Fleet, args: argparse.Namespace) -> int:
+    color = common.use_color(sys.stdout, args.no_color)
+    work = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
+    sims = SimFleet()
+    sims.seed_fleet(fleet)
+    await sims.start()
+    try:
+        env = sims.env() | {"RECONCILER_STATE_DIR": str(work / "state"),
+                            "RECONCILER_SECRETS_DIR": str(work / "secrets")}
+        # Stand-in passwords for variables the fleet names, unless the user set them.
+        for key, value in _demo_secrets(fleet, work / "secrets").items():
+            os.environ.setdefault(key, value)
+        settings = load_settings(env)
+        _step(f"Simulators started: Novacore {sims.novacore.url}, {len(sims.zaps)} Zap gateways, "
+              f"{len(sims.modbus)} Modbus devices, Enapter {sims.enapter.url}, "
+              f"Flatpeak {sims.flatpeak.url}", color)
+
+        async def plan_and_show(title: str) -> Any:
+            _step(title, color)
+            async with Reconciler(fleet, settings) as reconciler:
+                result = await reconciler.plan()
+            sys.stdout.write(render.render_text(result.document(), color=color))
+            return result
+
+        async def apply(title: str) -> bool:
+            _step(title, color)
+            async with Reconciler(fleet, settings) as reconciler:
+                result = await reconciler.plan()
+                report = await reconciler.apply(result, progress=apply_cmd._progress(sys.stdout))
+            apply_cmd.print_report(report, sys.stdout)
+            return report.ok
+
+        await plan_and_show("Plan: what the reconciler would do (nothing is written)")
+        if not await apply("Apply: claim gateways, add devices, provision, enable publishing"):
+            return common.EXIT_ERROR
+        sims.reset_counts()
+        result = await plan_and_show("Plan again: the fleet has converged")
+        print(f"({sims.requests()} read requests, {sims.writes()} writes)")
+        if result.plan.has_changes:
+            return common.EXIT_ERROR
+
+        _step("Drift: someone changes things behind the reconciler's back", color)
+        for line in _make_drift(sims, fleet):
+            print(f"  - {line}")
+        await plan_and_show("Plan: the drift is detected")
+        if not await apply("Apply: the drift is corrected"):
+            return common.EXIT_ERROR
+        final = await plan_and_show("Plan: back in sync")
+        return common.EXIT_ERROR if final.plan.has_changes else common.EXIT_OK
+    finally:
+        await sims.stop()
+
+
+def _make_drift(sims: SimFleet, fleet: Fleet) -> list[str]:
+    """Turn off a DER's publishing on a Zap and rename a device in Novacore."""
+    done: list[str] = []
+    for device in fleet.devices.values():
+        gateway = fleet.gateways.get(device.spec.gateway_ref or "")
+        if gateway is None or gateway.spec.zap is None or device.spec.hardware_id is None:
+            continue
+        zap = sims.zaps[gateway.spec.zap.serial]
+        state = zap.device(device.spec.hardware_id)
+        enabled = [d["type"] for d in (state.ders if state else []) if d.get("enabled")]
+        if enabled and not any("publishing" in line for line in done):
+            zap.set_der(device.spec.hardware_id, enabled[0], enabled=False)
+            done.append(f"publishing of {enabled[0]!r} on {device.name} turned off on gateway "
+                        f"{gateway.name}")
+        cloud = next((d for d in sims.novacore.devices.values()
+                      if getattr(d, "hardware_id", None) == device.spec.hardware_id), None)
+        if cloud is not None and not any("renamed" in line for line in done):
+            sims.novacore.rename_device(cloud.id, "renamed in the cloud UI")
+            done.append(f"{device.name} renamed in Novacore to 'renamed in the cloud UI'")
+        if len(done) == 2:
+            break
+    return done

@@ -1,0 +1,118 @@
+"""`reconciler sim up`: run the simulators of every platform for a fleet (from site YAML or
+generated) until interrupted, and print how to point the reconciler at them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shlex
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import common
+from reconciler.errors import ConfigError
+from reconciler.sim.fleet import SimFleet
+from reconciler.sim.generate import write_fleet
+
+EXAMPLES = """\
+examples:
+  reconciler sim up --fleet examples/sites --print-env      # then, in another shell:
+  eval "$(reconciler sim up --fleet examples/sites --print-env --env-file sim.env & sleep 3; cat sim.env)"
+  reconciler sim up --sites 100 --write-fleet /tmp/fleet   # a generated fleet of 100 sites
+  reconciler sim up --fleet examples/sites --state sim-state.json   # survives restarts
+  reconciler sim up --fleet examples/sites --latency-ms 20 --error-rate 0.05 --seed 7
+
+The simulators listen on 127.0.0.1 only. Stop them with Ctrl-C (or SIGTERM).
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("sim", help="run simulators of the gateways and clouds",
+                                   description="Simulators of the Zap, Novacore, Enapter, "
+                                               "Flatpeak and Modbus devices on loopback.")
+    sim_sub = parser.add_subparsers(title="sim commands", metavar="SIMCOMMAND")
+    up = sim_sub.add_parser("up", help="start simulators for a fleet and run until interrupted",
+                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = up.add_mutually_exclusive_group(required=True)
+    source.add_argument("--fleet", nargs="+", metavar="PATH", help="site YAML to simulate")
+    source.add_argument("--sites", type=int, metavar="N", help="generate a fleet of N sites")
+    up.add_argument("--devices-per-site", type=int, default=10, metavar="D",
+                    help="devices per generated site (default 10)")
+    up.add_argument("--write-fleet", metavar="DIR", help="where to write the generated fleet YAML")
+    up.add_argument("--print-env", action="store_true", help="print `export` lines for the reconciler")
+    up.add_argument("--env-file", metavar="FILE", help="also write the `export` lines to FILE")
+    up.add_argument("--state", metavar="FILE", help="persist simulator state to FILE")
+    up.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
+    up.add_argument("--jitter-ms", type=float, default=0.0, help="random extra latency per request")
+    up.add_argument("--error-rate", type=float, default=0.0, help="fraction of 5xx answers")
+    up.add_argument("--throttle-rate", type=float, default=0.0, help="fraction of 429 answers")
+    up.add_argument("--seed", type=int, default=0, help="seed for faults and ids")
+    up.set_defaults(run=run_up)
+    parser.set_defaults(run=lambda args: (parser.print_help(), 1)[1])
+
+
+def export_lines(env: dict[str, str]) -> str:
+    return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items())
+
+
+def build(args: argparse.Namespace) -> SimFleet:
+    paths = args.fleet
+    if args.sites is not None:
+        directory = args.write_fleet or tempfile.mkdtemp(prefix="reconciler-fleet-")
+        write_fleet(directory, args.sites, args.devices_per_site)
+        paths = [directory]
+        print(f"generated {args.sites} sites in {directory}", file=sys.stderr)
+    fleet = common.load(paths)
+    sims = SimFleet(seed=args.seed, state_file=args.state)
+    sims.seed_fleet(fleet, shared_modbus=args.sites is not None)
+    for server in sims.http_servers():
+        server.faults.latency_ms = args.latency_ms
+        server.faults.jitter_ms = args.jitter_ms
+        server.faults.error_rate = args.error_rate
+        server.faults.throttle_rate = args.throttle_rate
+    return sims
+
+
+def run_up(args: argparse.Namespace) -> int:
+    try:
+        sims = build(args)
+    except ConfigError as error:
+        common.print_diagnostics(error)
+        return common.EXIT_ERROR
+    return asyncio.run(_serve(sims, args))
+
+
+async def _serve(sims: SimFleet, args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await sims.start()
+    try:
+        lines = export_lines(sims.env())
+        if args.env_file:
+            path = Path(args.env_file)
+            path.write_text(lines, encoding="utf-8")
+            path.chmod(0o600)
+        print(f"Novacore  {sims.novacore.url}", file=sys.stderr)
+        print(f"Enapter   {sims.enapter.url}", file=sys.stderr)
+        print(f"Flatpeak  {sims.flatpeak.url}", file=sys.stderr)
+        for serial, url in sims.gateway_urls.items():
+            print(f"Zap       {serial}  {url}", file=sys.stderr)
+        for modbus in sims.modbus:
+            host, port = modbus.endpoint
+            print(f"Modbus    {host}:{port}  units {sorted(modbus.devices)}", file=sys.stderr)
+        if args.print_env:
+            sys.stdout.write(lines)
+        sys.stdout.flush()
+        print("simulators running; Ctrl-C to stop", file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await sims.stop()
+        print("simulators stopped", file=sys.stderr)
+    return common.EXIT_OK

@@ -1,0 +1,116 @@
+"""Fault injection seen from a real HTTP client against a Zap simulator: latency, a seeded
+error rate, 429 with Retry-After, offline (refused, hanging), a failure storm, and a slow
+Modbus device behind the gateway."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from zap_fixtures import INVERTER_IP, SUNGROW_SERIAL
+
+from reconciler.sim.faults import FaultConfig, Offline
+from reconciler.sim.lan import Lan
+from reconciler.sim.modbus_device import ModbusDeviceSimulator
+from reconciler.sim.zap import ZapSimulator
+
+SUNGROW = {"type": "modbus_tcp", "ip": INVERTER_IP, "port": 502, "unit_id": 1,
+           "profile": "sungrow"}
+
+
+async def statuses(client: httpx.AsyncClient, n: int) -> list[int]:
+    return [(await client.get("/api/devices")).status_code for _ in range(n)]
+
+
+async def test_latency_delays_answers(client: httpx.AsyncClient, zap: ZapSimulator) -> None:
+    zap.faults.latency_ms = 120
+    started = time.monotonic()
+    assert (await client.get("/api/devices")).status_code == 200
+    assert time.monotonic() - started >= 0.11
+
+
+async def test_error_rate_with_a_seed_is_deterministic(no_leaked_tasks: None, lan: Lan) -> None:
+    runs = []
+    for _ in range(2):
+        zap = ZapSimulator(lan=lan, seed=42, faults=FaultConfig(error_rate=0.5))
+        await zap.start()
+        try:
+            async with httpx.AsyncClient(base_url=zap.url) as client:
+                runs.append(await statuses(client, 30))
+        finally:
+            await zap.stop()
+    assert runs[0] == runs[1]
+    assert set(runs[0]) == {200, 503}, "about half fail"
+
+
+async def test_injected_errors_use_the_zap_error_body(client: httpx.AsyncClient,
+                                                      zap: ZapSimulator) -> None:
+    zap.faults.fail_next = 1
+    response = await client.get("/api/devices")
+    assert response.status_code == 503
+    assert set(response.json()) == {"message"}
+
+
+async def test_throttling_answers_429_with_retry_after(client: httpx.AsyncClient,
+                                                      zap: ZapSimulator) -> None:
+    zap.faults.throttle_next = 1
+    zap.faults.retry_after_s = 2
+    response = await client.get("/api/devices")
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "2"
+    assert (await client.get("/api/devices")).status_code == 200
+
+
+async def test_fail_next_storm_then_recovery(client: httpx.AsyncClient,
+                                             zap: ZapSimulator) -> None:
+    zap.faults.fail_next = 3
+    assert await statuses(client, 5) == [503, 503, 503, 200, 200]
+
+
+async def test_offline_refuse_is_connection_refused_until_back(client: httpx.AsyncClient,
+                                                               zap: ZapSimulator) -> None:
+    port = zap.port
+    await zap.set_offline(Offline.REFUSE)
+    with pytest.raises(httpx.ConnectError):
+        await client.get("/api/devices")
+    await zap.set_offline(Offline.ONLINE)
+    assert zap.port == port
+    assert (await client.get("/api/devices")).status_code == 200
+
+
+async def test_offline_hang_times_the_client_out(client: httpx.AsyncClient,
+                                                 zap: ZapSimulator) -> None:
+    await zap.set_offline(Offline.HANG)
+    with pytest.raises(httpx.ReadTimeout):
+        await client.get("/api/devices", timeout=0.2)
+    await zap.set_offline(Offline.ONLINE)
+    assert (await client.get("/api/devices")).status_code == 200
+
+
+async def test_faults_set_through_the_admin_api(client: httpx.AsyncClient) -> None:
+    response = await client.put("/_sim/faults", json={"fail_next": 2, "error_status": 500})
+    assert response.status_code == 200
+    assert await statuses(client, 3) == [500, 500, 200]
+    # Admin endpoints are never faulted.
+    await client.put("/_sim/faults", json={"fail_next": 5})
+    assert (await client.get("/_sim/state")).status_code == 200
+
+
+async def test_slow_modbus_device_beyond_the_timeout_is_503(
+        client: httpx.AsyncClient, modbus_sim: ModbusDeviceSimulator) -> None:
+    modbus_sim.slow_ms = 1000  # the fixture's Zap waits 0.3 s
+    started = time.monotonic()
+    response = await client.post("/api/devices", json=SUNGROW)
+    assert response.status_code == 503
+    assert time.monotonic() - started < 0.9, "the gateway gives up at its own timeout"
+
+
+async def test_slow_modbus_device_within_the_timeout_is_added_slowly(
+        client: httpx.AsyncClient, modbus_sim: ModbusDeviceSimulator) -> None:
+    modbus_sim.slow_ms = 100
+    started = time.monotonic()
+    response = await client.post("/api/devices", json=SUNGROW)
+    assert response.status_code == 201
+    assert response.json()["sn"] == SUNGROW_SERIAL
+    assert time.monotonic() - started >= 0.09
