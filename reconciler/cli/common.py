@@ -34,7 +34,10 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (see README)")
 
 
-def print_diagnostics(error: ConfigError, stream: TextIO = sys.stderr) -> None:
+def print_diagnostics(error: ConfigError, stream: TextIO | None = None) -> None:
+    # Looked up at call time, not bound as a default: sys.stderr may be replaced (tests,
+    # contextlib.redirect_stderr) after this module is imported.
+    stream = stream or sys.stderr
     for diagnostic in error.diagnostics:
         print(f"error: {diagnostic}", file=stream)
     count = len(error.diagnostics)

@@ -123,7 +123,8 @@ async def _demo(fleet: Fleet, args: argparse.Namespace) -> int:
 
 
 def _make_drift(sims: SimFleet, fleet: Fleet) -> list[str]:
-    """Turn off a DER's publishing on a Zap and rename a device in Novacore."""
+    """Turn off a DER's publishing on a Zap, rename a device in Novacore, and rename one
+    in Enapter Cloud."""
     done: list[str] = []
     for device in fleet.devices.values():
         gateway = fleet.gateways.get(device.spec.gateway_ref or "")
@@ -143,4 +144,16 @@ def _make_drift(sims: SimFleet, fleet: Fleet) -> list[str]:
             done.append(f"{device.name} renamed in Novacore to 'renamed in the cloud UI'")
         if len(done) == 2:
             break
-    return done
+    return done + _enapter_drift(sims, fleet)
+
+
+def _enapter_drift(sims: SimFleet, fleet: Fleet) -> list[str]:
+    """Rename the first declared Enapter module that has a hardware id, in Enapter Cloud."""
+    for device in fleet.devices.values():
+        if device.spec.enapter is None or device.spec.hardware_id is None:
+            continue
+        remote = sims.enapter.by_hardware_id(device.spec.hardware_id)
+        if remote is not None:
+            sims.enapter.rename_device(remote.id, name="renamed in Enapter Cloud")
+            return [f"{device.name} renamed in Enapter Cloud to 'renamed in Enapter Cloud'"]
+    return []

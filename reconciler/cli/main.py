@@ -10,11 +10,21 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from reconciler import __version__
-from reconciler.cli import apply_cmd, demo_cmd, plan_cmd, schema_cmd, sim_cmd, validate_cmd
+from reconciler.cli import (
+    apply_cmd,
+    demo_cmd,
+    operator_cmd,
+    plan_cmd,
+    schema_cmd,
+    sim_cmd,
+    validate_cmd,
+    watch_cmd,
+)
 
 # Each command module offers `register(subparsers)`, which adds its parser and sets
 # `run` (a callable taking the parsed namespace and returning an exit code).
-COMMANDS: list[ModuleType] = [validate_cmd, plan_cmd, apply_cmd, demo_cmd, sim_cmd, schema_cmd]
+COMMANDS: list[ModuleType] = [validate_cmd, plan_cmd, apply_cmd, watch_cmd, demo_cmd, sim_cmd,
+                               operator_cmd, schema_cmd]
 
 DESCRIPTION = """\
 Declarative reconciler for energy sites. Declare Sites, Gateways, Devices and DERs

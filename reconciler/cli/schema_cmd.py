@@ -44,9 +44,12 @@ def register(subparsers: Any) -> None:
         "crds", help="write one CustomResourceDefinition per kind",
         description="Write the CRDs generated from the models, one file per kind.",
         epilog=CRDS_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    crds_parser.add_argument("--out", metavar="DIR", default="crds", help="directory (default: crds)")
-    crds_parser.add_argument("--check", action="store_true",
-                             help="do not write; exit 1 if DIR differs from the models")
+    crds_parser.add_argument(
+        "--out", metavar="DIR", default="crds", help="directory (default: crds)"
+    )
+    crds_parser.add_argument(
+        "--check", action="store_true", help="do not write; exit 1 if DIR differs from the models"
+    )
     crds_parser.set_defaults(run=run_crds)
 
 
@@ -73,8 +76,10 @@ def run_schema(args: argparse.Namespace) -> int:
             print("error: --check needs --out FILE", file=sys.stderr)
             return 1
         if _stale(Path(args.out), text):
-            print(f"{args.out} is stale; regenerate with: reconciler schema --out {args.out}",
-                  file=sys.stderr)
+            print(
+                f"{args.out} is stale; regenerate with: reconciler schema --out {args.out}",
+                file=sys.stderr,
+            )
             return 1
         return 0
     if args.out:
@@ -91,8 +96,10 @@ def run_crds(args: argparse.Namespace) -> int:
     if args.check:
         stale = [name for name, text in texts.items() if _stale(out / name, text)]
         for name in stale:
-            print(f"{out / name} is stale; regenerate with: reconciler crds --out {out}",
-                  file=sys.stderr)
+            print(
+                f"{out / name} is stale; regenerate with: reconciler crds --out {out}",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     out.mkdir(parents=True, exist_ok=True)
     for name, text in texts.items():

@@ -1,7 +1,10 @@
 """Apply a plan: run each change once its dependencies succeeded, all sites and all
 independent devices concurrently (the HTTP limits bound the calls in flight), each change
 retried whole with backoff. A failure skips only what depends on it; the report says what
-was done, what failed and why, and what was skipped, blocked or deferred."""
+was done, what failed and why, and what was skipped, blocked or deferred.
+
+A `stop` event asks an apply to wind down cooperatively (the watch agent sets it on
+SIGTERM): changes in flight finish, no change or retry starts after it is set."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class Outcome:
     message: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
     site: str = ""
+    retryable: bool = False  # for failures: whether trying again later may succeed
 
 
 @dataclass
@@ -55,8 +59,13 @@ class ApplyReport:
 Progress = Callable[[Outcome], None]
 
 
+class _Stopping(Exception):
+    """Raised instead of a retry once the apply was asked to stop."""
+
+
 async def apply_plan(plan: Plan, executors: Executors, *, policy: RetryPolicy | None = None,
-                     progress: Progress | None = None, seed: int | None = None) -> ApplyReport:
+                     progress: Progress | None = None, seed: int | None = None,
+                     stop: asyncio.Event | None = None) -> ApplyReport:
     policy = policy or RetryPolicy()
     rng = random.Random(seed)  # noqa: S311 - jitter only
     started = time.monotonic()
@@ -92,10 +101,29 @@ async def apply_plan(plan: Plan, executors: Executors, *, policy: RetryPolicy | 
                     record(Outcome(change.address, change.action.value, "skipped",
                                    f"not attempted: {dependency} did not succeed", site=change.site))
                     return
+            if stop is not None and stop.is_set():
+                record(Outcome(change.address, change.action.value, "skipped",
+                               "not started: stopping", site=change.site))
+                return
+            errors: list[ProviderError] = []
+
+            async def attempt() -> dict[str, Any]:
+                # A retry is a new write: once stopping, report the failure instead.
+                if errors and stop is not None and stop.is_set():
+                    raise _Stopping
+                return await executors.run(change)
+
             try:
-                detail = await retrying(lambda: executors.run(change), policy, rng)
+                detail = await retrying(attempt, policy, rng,
+                                        on_retry=lambda _n, error, _s: errors.append(error))
+            except _Stopping:
+                record(Outcome(change.address, change.action.value, "failed",
+                               f"{errors[-1]} (not retried: stopping)", site=change.site,
+                               retryable=True))
+                return
             except ProviderError as exc:
-                record(Outcome(change.address, change.action.value, "failed", str(exc), site=change.site))
+                record(Outcome(change.address, change.action.value, "failed", str(exc),
+                               site=change.site, retryable=exc.retryable))
                 return
             except Exception as exc:  # noqa: BLE001 - one change's failure must not stop the fleet
                 # E.g. an answer without the documented shape: fail this change only.

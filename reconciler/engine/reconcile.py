@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.engine import platforms as _platforms  # noqa: F401 - registers Enapter, Flatpeak
 from reconciler.engine.apply import ApplyReport, Progress, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.execute import Executors
@@ -70,8 +72,10 @@ class Reconciler:
                   "observed_sha256": observed_fingerprint(observed)}
         return PlanResult(plan, observed, inputs)
 
-    async def apply(self, result: PlanResult, *, progress: Progress | None = None) -> ApplyReport:
-        """Apply a plan made by `plan()` (the caller holds the state lock)."""
+    async def apply(self, result: PlanResult, *, progress: Progress | None = None,
+                    stop: asyncio.Event | None = None) -> ApplyReport:
+        """Apply a plan made by `plan()` (the caller holds the state lock). Once `stop` is
+        set, the changes in flight finish and no new one starts (see `apply_plan`)."""
         site_ids = {c.site: c.external_id for c in result.plan.changes
                     if c.kind == "Site" and c.component == "novacore" and c.external_id}
         journal = self.state.journal()
@@ -81,7 +85,7 @@ class Reconciler:
                                   {k: v for k, v in site_ids.items() if v})
             report = await apply_plan(result.plan, executors,
                                       policy=RetryPolicy(attempts=self.settings.retries),
-                                      progress=progress)
+                                      progress=progress, stop=stop)
         finally:
             journal.close()
         self._remember_policies(result.plan)

@@ -43,13 +43,15 @@ class StateDir:
         lock_path = self.path / "lock"
         handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
         try:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise LockHeld(f"the state directory {self.path} is locked by {holder}; "
-                               "wait for it to finish or stop it") from None
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # Leave the holder's line alone: the next one refused must read it too.
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise LockHeld(f"the state directory {self.path} is locked by {holder}; "
+                           "wait for it to finish or stop it") from None
+        try:
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()} on {socket.gethostname()} running `{command}` "

@@ -50,8 +50,12 @@ class ModbusRtu(StrictModel):
 class P1Uart(StrictModel):
     """A smart meter's P1 port wired to the gateway's UART."""
 
-    profile: str = Field(default="p1_meter", description="Zap device profile.", examples=["p1_meter"])
-    manufacturer: str | None = Field(default=None, description="Meter manufacturer.", examples=["Landis+Gyr"])
+    profile: str = Field(
+        default="p1_meter", description="Zap device profile.", examples=["p1_meter"]
+    )
+    manufacturer: str | None = Field(
+        default=None, description="Meter manufacturer.", examples=["Landis+Gyr"]
+    )
     baud_rate: int = Field(default=115200, gt=0, description="Baud rate.", examples=[115200])
     data_bits: int = Field(default=8, ge=5, le=8, description="Data bits.", examples=[8])
     parity: Parity = Field(default=Parity.NONE, description="Parity.", examples=["none"])
@@ -90,7 +94,9 @@ class Mqtt(StrictModel):
 
     profile: str = Field(description="Zap device profile.", examples=["ferroamp"])
     broker_host: str = Field(min_length=1, description="Broker host.", examples=["192.168.1.70"])
-    broker_port: int = Field(default=1883, ge=1, le=65535, description="Broker port.", examples=[1883])
+    broker_port: int = Field(
+        default=1883, ge=1, le=65535, description="Broker port.", examples=[1883]
+    )
     username: str | None = Field(default=None, description="Broker user name.", examples=["extapi"])
     password_from: SecretSource | None = Field(
         default=None,
@@ -175,8 +181,12 @@ class ConfigOutput(StrictModel):
     """Where to write the communication config (credentials) Enapter returns: exactly one of
     a file (written with mode 0600) or a Kubernetes Secret (operator only)."""
 
-    file: str | None = Field(default=None, description="Path of a file.", examples=["secrets/ucm-1.json"])
-    secret_name: str | None = Field(default=None, description="Secret name.", examples=["ucm-1-config"])
+    file: str | None = Field(
+        default=None, description="Path of a file.", examples=["secrets/ucm-1.json"]
+    )
+    secret_name: str | None = Field(
+        default=None, description="Secret name.", examples=["ucm-1-config"]
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ConfigOutput:
@@ -193,14 +203,20 @@ class EnapterDevice(StrictModel):
         default=None, description="For `embedded`: which Enapter device.", examples=["ELECTROLYSER"]
     )
     protocol: MqttProtocol = Field(
-        default=MqttProtocol.MQTTS, description="MQTT protocol of the device's config.", examples=["MQTTS"]
+        default=MqttProtocol.MQTTS,
+        description="MQTT protocol of the device's config.",
+        examples=["MQTTS"],
     )
     blueprint_id: str | None = Field(
-        default=None, description="Blueprint id (Lua devices; changed with assign_blueprint).",
+        default=None,
+        description="Blueprint id (Lua devices; changed with assign_blueprint).",
         examples=["bluepri1-50n3-4t9d-e6v0-69i310cb110e"],
     )
     slug: str | None = Field(
-        default=None, pattern=r"^[a-z0-9][a-z0-9-]*$", description="Device slug.", examples=["gas-sensor-1"]
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Device slug.",
+        examples=["gas-sensor-1"],
     )
     runtime_ref: ResourceName | None = Field(
         default=None, description="For `lua`: name of the UCM Device the script runs on."
@@ -224,25 +240,47 @@ class FlatpeakType(StrEnum):
 class FlatpeakProperties(StrictModel):
     """Device properties Flatpeak uses for tariff-aware control."""
 
-    power_rating_import_kwh: float | None = Field(default=None, ge=0, description="Import power rating.", examples=[14.2])
-    power_rating_export_kwh: float | None = Field(default=None, ge=0, description="Export power rating.", examples=[7])
-    capacity_kwh: float | None = Field(default=None, ge=0, description="Storage capacity.", examples=[10.0])
-    pv_azimuth: float | None = Field(default=None, ge=0, lt=360, description="PV azimuth, degrees.", examples=[180])
-    pv_tilt: float | None = Field(default=None, ge=0, le=90, description="PV tilt, degrees.", examples=[23])
-    pv_terrain_shading: bool | None = Field(default=None, description="PV terrain shading.", examples=[False])
-    pv_forecasts_enabled: bool | None = Field(default=None, description="PV forecasts.", examples=[False])
+    power_rating_import_kwh: float | None = Field(
+        default=None, ge=0, description="Import power rating.", examples=[14.2]
+    )
+    power_rating_export_kwh: float | None = Field(
+        default=None, ge=0, description="Export power rating.", examples=[7]
+    )
+    capacity_kwh: float | None = Field(
+        default=None, ge=0, description="Storage capacity.", examples=[10.0]
+    )
+    pv_azimuth: float | None = Field(
+        default=None, ge=0, lt=360, description="PV azimuth, degrees.", examples=[180]
+    )
+    pv_tilt: float | None = Field(
+        default=None, ge=0, le=90, description="PV tilt, degrees.", examples=[23]
+    )
+    pv_terrain_shading: bool | None = Field(
+        default=None, description="PV terrain shading.", examples=[False]
+    )
+    pv_forecasts_enabled: bool | None = Field(
+        default=None, description="PV forecasts.", examples=[False]
+    )
     install_date: str | None = Field(
-        default=None, pattern=r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}Z)?$",
-        description="Installation date (RFC 3339).", examples=["2024-03-22T00:00:00Z"],
+        default=None,
+        pattern=r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}Z)?$",
+        description="Installation date (RFC 3339).",
+        examples=["2024-03-22T00:00:00Z"],
     )
 
 
 class FlatpeakDevice(StrictModel):
     """Registration of the device with Flatpeak."""
 
-    reference_id: str = Field(min_length=1, description="Your reference for the device; its natural key.", examples=["home-solna-battery"])
+    reference_id: str = Field(
+        min_length=1,
+        description="Your reference for the device; its natural key.",
+        examples=["home-solna-battery"],
+    )
     type: FlatpeakType = Field(description="Flatpeak device type.", examples=["BATTERY_SYSTEM"])
-    manufacturer: str | None = Field(default=None, description="Manufacturer.", examples=["Sungrow"])
+    manufacturer: str | None = Field(
+        default=None, description="Manufacturer.", examples=["Sungrow"]
+    )
     model_code: str | None = Field(default=None, description="Model code.", examples=["SBR096"])
     model_name: str | None = Field(default=None, description="Model name.", examples=["SBR 9.6"])
     properties: FlatpeakProperties | None = Field(default=None, description="Device properties.")
@@ -257,7 +295,8 @@ class DeviceSpec(StrictModel):
     site_ref: ResourceName | None = Field(
         default=None,
         description="Name of the Site, for devices without a gateway (Enapter UCMs and "
-        "standalone devices, Flatpeak-only devices). Must match the gateway's site when both are set.",
+        "standalone devices, Flatpeak-only devices). Must match the gateway's site when both "
+        "are set.",
     )
     hardware_id: str | None = Field(
         default=None,
@@ -270,12 +309,18 @@ class DeviceSpec(StrictModel):
         default=None, description="Novacore device type; required on a Zap.", examples=["inverter"]
     )
     display_name: str | None = Field(
-        default=None, min_length=1, description="Name shown in the clouds. Defaults to metadata.name.",
+        default=None,
+        min_length=1,
+        description="Name shown in the clouds. Defaults to metadata.name.",
         examples=["Sungrow SH10RT"],
     )
-    manufacturer: str | None = Field(default=None, description="Manufacturer.", examples=["Sungrow"])
+    manufacturer: str | None = Field(
+        default=None, description="Manufacturer.", examples=["Sungrow"]
+    )
     model: str | None = Field(default=None, description="Model.", examples=["SH10RT"])
-    connection: Connection | None = Field(default=None, description="How the gateway talks to the device.")
+    connection: Connection | None = Field(
+        default=None, description="How the gateway talks to the device."
+    )
     ders: list[DerFields] = Field(
         default_factory=list, max_length=16, description="DERs this device provides."
     )

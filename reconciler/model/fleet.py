@@ -22,6 +22,7 @@ from reconciler.model.site import Site
 from reconciler.model.vocab import allowed_der_types
 
 Path = tuple[str | int, ...]
+DANGLING = "dangling_ref"
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,48 @@ class Problem:
     path: Path
     message: str
     index: int = 0  # which declaration, when a name is declared twice
+    # "dangling_ref" when the problem is a reference to an undeclared resource: the operator
+    # waits for it to appear instead of failing.
+    code: str = ""
+
+
+@dataclass
+class _Children:
+    """Who points at whom, built once per fleet: the planner asks for the gateways of every
+    site and the devices of every gateway, which was a scan of the fleet per question."""
+
+    size: tuple[int, int, int, int]
+    gateways_by_site: dict[str, list[Gateway]]
+    devices_by_gateway: dict[str, list[Device]]
+    ders_by_device: dict[str, list[DER]]
+
+    @classmethod
+    def of(cls, fleet: Fleet) -> _Children:
+        gateways_by_site: dict[str, list[Gateway]] = defaultdict(list)
+        devices_by_gateway: dict[str, list[Device]] = defaultdict(list)
+        ders_by_device: dict[str, list[DER]] = defaultdict(list)
+        for gateway in fleet.gateways.values():
+            gateways_by_site[gateway.spec.site_ref].append(gateway)
+        for device in fleet.devices.values():
+            if device.spec.gateway_ref:
+                devices_by_gateway[device.spec.gateway_ref].append(device)
+        for der in fleet.ders.values():
+            ders_by_device[der.spec.device_ref].append(der)
+        return cls(fleet.size(), gateways_by_site, devices_by_gateway, ders_by_device)
 
 
 @dataclass
 class Fleet:
-    """The desired state: every resource by kind, then by name."""
+    """The desired state: every resource by kind, then by name.
+
+    Build it with `Fleet.of` and treat it as read-only: the parent -> children lookups are
+    indexed on first use (the index is rebuilt if the number of resources changes)."""
 
     sites: dict[str, Site] = field(default_factory=dict)
     gateways: dict[str, Gateway] = field(default_factory=dict)
     devices: dict[str, Device] = field(default_factory=dict)
     ders: dict[str, DER] = field(default_factory=dict)
+    _children: _Children | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, resources: Iterable[Resource]) -> Fleet:
@@ -50,7 +83,7 @@ class Fleet:
         fleet = cls()
         for resource in resources:
             table = fleet.table(resource.KIND)
-            table.setdefault(resource.name, resource)  # type: ignore[arg-type]
+            table.setdefault(resource.name, resource)
         return fleet
 
     def table(self, kind: str) -> dict[str, Resource]:
@@ -69,14 +102,22 @@ class Fleet:
     def __len__(self) -> int:
         return sum(len(self.table(kind)) for kind in KINDS)
 
+    def size(self) -> tuple[int, int, int, int]:
+        """Number of sites, gateways, devices and DER documents."""
+        return len(self.sites), len(self.gateways), len(self.devices), len(self.ders)
+
+    def _index(self) -> _Children:
+        if self._children is None or self._children.size != self.size():
+            self._children = _Children.of(self)
+        return self._children
+
     def ders_of(self, device_name: str) -> list[DerFields]:
         """Inline DERs of a device followed by stand-alone DER documents that point at it."""
         device = self.devices.get(device_name)
         inline = list(device.spec.ders) if device else []
         standalone = [
             DerFields(name=d.spec.name, type=d.spec.type, publish=d.spec.publish)
-            for d in self.ders.values()
-            if d.spec.device_ref == device_name
+            for d in self._index().ders_by_device.get(device_name, [])
         ]
         return inline + standalone
 
@@ -87,10 +128,10 @@ class Fleet:
         return self.sites.get(device.spec.site_ref or "")
 
     def gateways_of(self, site_name: str) -> list[Gateway]:
-        return [g for g in self.gateways.values() if g.spec.site_ref == site_name]
+        return list(self._index().gateways_by_site.get(site_name, []))
 
     def devices_of(self, gateway_name: str) -> list[Device]:
-        return [d for d in self.devices.values() if d.spec.gateway_ref == gateway_name]
+        return list(self._index().devices_by_gateway.get(gateway_name, []))
 
 
 def _one_of(values: Iterable[str]) -> str:
@@ -115,10 +156,12 @@ def check_fleet(resources: list[Resource]) -> list[Problem]:
 
 
 def _unique_names(resources: list[Resource]) -> list[Problem]:
-    seen: dict[tuple[str, str | None, str], int] = {}
+    # References carry no namespace and `Fleet` indexes by name, so a name is unique per
+    # kind across namespaces (keyed with the namespace, a second one was silently dropped).
+    seen: dict[tuple[str, str], int] = {}
     problems = []
     for resource in resources:
-        key = (resource.KIND, resource.metadata.namespace, resource.name)
+        key = (resource.KIND, resource.name)
         seen[key] = seen.get(key, 0) + 1
         if seen[key] > 1:
             problems.append(
@@ -141,7 +184,7 @@ def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:
         problems.append(
             Problem("Gateway", gateway.name, ("spec", "siteRef"),
                     f"Site {gateway.spec.site_ref!r} is not declared; declared sites: "
-                    f"{_one_of(fleet.sites)}")
+                    f"{_one_of(fleet.sites)}", code=DANGLING)
         )
         return problems
     zap = gateway.spec.zap
@@ -166,13 +209,18 @@ def _unique_gateway_identities(fleet: Fleet) -> list[Problem]:
         if gateway.spec.zap is not None:
             key, path = f"zap:{gateway.spec.zap.serial}", ("spec", "zap", "serial")
         elif gateway.spec.enapter is not None:
-            key, path = f"enapter:{gateway.spec.enapter.hardware_id}", ("spec", "enapter", "hardwareId")
+            key = f"enapter:{gateway.spec.enapter.hardware_id}"
+            path = ("spec", "enapter", "hardwareId")
         else:  # pragma: no cover - the model requires one platform
             continue
         if key in owners:
             problems.append(
-                Problem("Gateway", gateway.name, path,
-                        f"the same gateway is already declared as Gateway {owners[key]!r}")
+                Problem(
+                    "Gateway",
+                    gateway.name,
+                    path,
+                    f"the same gateway is already declared as Gateway {owners[key]!r}",
+                )
             )
         else:
             owners[key] = gateway.name
@@ -184,43 +232,64 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
     name = device.name
     problems: list[Problem] = []
 
-    def problem(path: Path, message: str) -> None:
-        problems.append(Problem("Device", name, path, message))
+    def problem(path: Path, message: str, code: str = "") -> None:
+        problems.append(Problem("Device", name, path, message, code=code))
 
     gateway = fleet.gateways.get(spec.gateway_ref) if spec.gateway_ref else None
     if spec.gateway_ref and gateway is None:
-        problem(("spec", "gatewayRef"),
-                f"Gateway {spec.gateway_ref!r} is not declared; declared gateways: "
-                f"{_one_of(fleet.gateways)}")
+        problem(
+            ("spec", "gatewayRef"),
+            f"Gateway {spec.gateway_ref!r} is not declared; declared gateways: "
+            f"{_one_of(fleet.gateways)}",
+            DANGLING,
+        )
     if spec.site_ref and spec.site_ref not in fleet.sites:
-        problem(("spec", "siteRef"),
-                f"Site {spec.site_ref!r} is not declared; declared sites: {_one_of(fleet.sites)}")
+        problem(
+            ("spec", "siteRef"),
+            f"Site {spec.site_ref!r} is not declared; declared sites: {_one_of(fleet.sites)}",
+            DANGLING,
+        )
     if not spec.gateway_ref and not spec.site_ref:
-        problem(("spec",), "set `gatewayRef` (a device behind a gateway) or `siteRef` "
-                           "(a cloud-only device)")
+        problem(
+            ("spec",),
+            "set `gatewayRef` (a device behind a gateway) or `siteRef` (a cloud-only device)",
+        )
     if gateway and spec.site_ref and gateway.spec.site_ref != spec.site_ref:
-        problem(("spec", "siteRef"),
-                f"Gateway {gateway.name!r} is at Site {gateway.spec.site_ref!r}, not {spec.site_ref!r}")
+        problem(
+            ("spec", "siteRef"),
+            f"Gateway {gateway.name!r} is at Site {gateway.spec.site_ref!r}, not {spec.site_ref!r}",
+        )
 
     on_zap = gateway is not None and gateway.spec.zap is not None
     if on_zap:
-        for field_name, value in (("connection", spec.connection), ("deviceType", spec.device_type),
-                                  ("hardwareId", spec.hardware_id)):
+        for field_name, value in (
+            ("connection", spec.connection),
+            ("deviceType", spec.device_type),
+            ("hardwareId", spec.hardware_id),
+        ):
             if value is None:
                 problem(("spec", field_name), f"a device on a Zap gateway needs `{field_name}`")
         if spec.enapter is not None:
-            problem(("spec", "enapter"), "a device on a Zap gateway cannot be an Enapter device; "
-                                         "point `gatewayRef` at an Enapter gateway or use `siteRef`")
+            problem(
+                ("spec", "enapter"),
+                "a device on a Zap gateway cannot be an Enapter device; "
+                "point `gatewayRef` at an Enapter gateway or use `siteRef`",
+            )
     elif spec.connection is not None and (gateway is not None or not spec.gateway_ref):
         # (a dangling gatewayRef is reported above; do not blame the connection for it)
-        problem(("spec", "connection"),
-                "`connection` describes how a Zap talks to the device; it needs `gatewayRef` "
-                "naming a Zap gateway")
+        problem(
+            ("spec", "connection"),
+            "`connection` describes how a Zap talks to the device; it needs `gatewayRef` "
+            "naming a Zap gateway",
+        )
     if gateway is not None and gateway.spec.enapter is not None and spec.enapter is None:
         problem(("spec", "enapter"), "a device on an Enapter gateway needs an `enapter` block")
     if gateway is None and spec.site_ref and spec.enapter is None and spec.flatpeak is None:
-        problem(("spec",), "a device without a gateway must be registered somewhere: add an "
-                           "`enapter` or `flatpeak` block, or set `gatewayRef`")
+        problem(
+            ("spec",),
+            "a device without a gateway must be registered somewhere: add an "
+            "`enapter` or `flatpeak` block, or set `gatewayRef`",
+        )
 
     if spec.ders and spec.device_type is None:
         problem(("spec", "deviceType"), "DERs need a `deviceType` to check them against")
@@ -229,24 +298,34 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
     if spec.verification.check_serial and (
         spec.connection is None or spec.connection.type not in ("modbus_tcp", "modbus_rtu")
     ):
-        problem(("spec", "verification", "checkSerial"),
-                "serial checks read Modbus registers; they need a `modbusTcp` or `modbusRtu` connection")
-    if spec.verification.check_serial and spec.verification.via == "direct" and (
-        spec.connection is not None and spec.connection.type == "modbus_rtu"
+        problem(
+            ("spec", "verification", "checkSerial"),
+            "serial checks read Modbus registers; they need a `modbusTcp` or `modbusRtu` "
+            "connection",
+        )
+    if (
+        spec.verification.check_serial
+        and spec.verification.via == "direct"
+        and (spec.connection is not None and spec.connection.type == "modbus_rtu")
     ):
-        problem(("spec", "verification", "via"),
-                "a Modbus RTU device is only reachable through its gateway; use `via: gateway`")
+        problem(
+            ("spec", "verification", "via"),
+            "a Modbus RTU device is only reachable through its gateway; use `via: gateway`",
+        )
 
     site = fleet.site_of_device(device)
-    if spec.enapter is not None:
+    if spec.enapter is not None and not on_zap:  # on a Zap it is wrong as a whole (above)
         problems += _enapter_rules(fleet, device, gateway)
         if site is not None and site.spec.enapter is None:
             problem(("spec", "enapter"), f"Site {site.name!r} has no `enapter` block")
     if spec.flatpeak is not None and site is not None and site.spec.flatpeak is None:
         problem(("spec", "flatpeak"), f"Site {site.name!r} has no `flatpeak` block")
     if on_zap and site is not None and site.spec.novacore is None:
-        problem(("spec", "gatewayRef"),
-                f"devices on a Zap are provisioned in Novacore: Site {site.name!r} needs a `novacore` block")
+        problem(
+            ("spec", "gatewayRef"),
+            f"devices on a Zap are provisioned in Novacore: Site {site.name!r} needs a "
+            "`novacore` block",
+        )
     return problems
 
 
@@ -254,18 +333,35 @@ def _connection_rules(device: Device) -> list[Problem]:
     connection = device.spec.connection
     assert connection is not None
     ctype = connection.type
-    camel = {"modbus_tcp": "modbusTcp", "modbus_rtu": "modbusRtu", "p1_uart": "p1Uart", "mqtt": "mqtt"}[ctype]
+    camel = {
+        "modbus_tcp": "modbusTcp",
+        "modbus_rtu": "modbusRtu",
+        "p1_uart": "p1Uart",
+        "mqtt": "mqtt",
+    }[ctype]
     path: Path = ("spec", "connection", camel, "profile")
     profile_name = connection.settings.profile
     profile = PROFILES.get(profile_name)
     if profile is None or ctype not in profile.connection_types:
-        return [Problem("Device", device.name, path,
-                        f"profile {profile_name!r} does not work over {ctype}; valid profiles: "
-                        f"{_one_of(profiles_for(ctype))}")]
+        return [
+            Problem(
+                "Device",
+                device.name,
+                path,
+                f"profile {profile_name!r} does not work over {ctype}; valid profiles: "
+                f"{_one_of(profiles_for(ctype))}",
+            )
+        ]
     if device.spec.device_type is not None and device.spec.device_type != profile.device_type:
-        return [Problem("Device", device.name, ("spec", "deviceType"),
-                        f"profile {profile_name!r} reports device type {profile.device_type.value!r}, "
-                        f"not {device.spec.device_type!r}")]
+        return [
+            Problem(
+                "Device",
+                device.name,
+                ("spec", "deviceType"),
+                f"profile {profile_name!r} reports device type {profile.device_type.value!r}, "
+                f"not {device.spec.device_type!r}",
+            )
+        ]
     return []
 
 
@@ -275,17 +371,24 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
     problems: list[Problem] = []
     base: Path = ("spec", "enapter")
 
-    def problem(path: Path, message: str) -> None:
-        problems.append(Problem("Device", device.name, path, message))
+    def problem(path: Path, message: str, code: str = "") -> None:
+        problems.append(Problem("Device", device.name, path, message, code=code))
 
     kind = EnapterKind(enapter.kind)
-    needs_hardware = kind in {EnapterKind.UCM, EnapterKind.VUCM, EnapterKind.EMBEDDED,
-                              EnapterKind.LINK_MASTER, EnapterKind.LINK_SLAVE}
+    needs_hardware = kind in {
+        EnapterKind.UCM,
+        EnapterKind.VUCM,
+        EnapterKind.EMBEDDED,
+        EnapterKind.LINK_MASTER,
+        EnapterKind.LINK_SLAVE,
+    }
     if needs_hardware and device.spec.hardware_id is None:
         problem(("spec", "hardwareId"), f"an Enapter `{kind.value}` needs `hardwareId`")
     if kind is EnapterKind.EMBEDDED and enapter.embedded_type is None:
-        problem((*base, "embeddedType"), "an `embedded` device needs `embeddedType`: "
-                                          "'ELECTROLYSER', 'DRYER' or 'WATER_TANK'")
+        problem(
+            (*base, "embeddedType"),
+            "an `embedded` device needs `embeddedType`: 'ELECTROLYSER', 'DRYER' or 'WATER_TANK'",
+        )
     if kind is not EnapterKind.EMBEDDED and enapter.embedded_type is not None:
         problem((*base, "embeddedType"), "`embeddedType` applies only to kind `embedded`")
     if kind is EnapterKind.LUA:
@@ -295,9 +398,11 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
         if enapter.runtime_ref is None:
             problem((*base, "runtimeRef"), "a `lua` device needs `runtimeRef`: the UCM it runs on")
         elif runtime is None:
-            problem((*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not declared")
+            problem((*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not declared", DANGLING)
         elif runtime.spec.enapter is None or runtime.spec.enapter.kind not in ("ucm", "vucm"):
-            problem((*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not a `ucm` or `vucm`")
+            problem(
+                (*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not a `ucm` or `vucm`"
+            )
     elif enapter.runtime_ref is not None:
         problem((*base, "runtimeRef"), "`runtimeRef` applies only to kind `lua`")
     if kind is EnapterKind.LINK_SLAVE:
@@ -305,19 +410,23 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
         if enapter.master_ref is None:
             problem((*base, "masterRef"), "a `link_slave` needs `masterRef`: its LINK master")
         elif master is None:
-            problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not declared")
+            problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not declared", DANGLING)
         elif master.spec.enapter is None or master.spec.enapter.kind != "link_master":
             problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not a `link_master`")
     elif enapter.master_ref is not None:
         problem((*base, "masterRef"), "`masterRef` applies only to kind `link_slave`")
     if kind in {EnapterKind.VUCM, EnapterKind.LINK_MASTER, EnapterKind.LINK_SLAVE}:
-        version = gateway.spec.enapter.firmware_version if gateway and gateway.spec.enapter else None
-        if version is None:
-            problem(("spec", "gatewayRef"), f"a `{kind.value}` needs `gatewayRef` naming an "
-                                            "Enapter Gateway 3.x")
-        elif not version.startswith("3."):
-            problem(("spec", "gatewayRef"), f"a `{kind.value}` needs Enapter Gateway 3.x; "
-                                            f"Gateway {gateway.name!r} runs {version}")  # type: ignore[union-attr]
+        if gateway is None or gateway.spec.enapter is None:
+            problem(
+                ("spec", "gatewayRef"),
+                f"a `{kind.value}` needs `gatewayRef` naming an Enapter Gateway 3.x",
+            )
+        elif not (version := gateway.spec.enapter.firmware_version).startswith("3."):
+            problem(
+                ("spec", "gatewayRef"),
+                f"a `{kind.value}` needs Enapter Gateway 3.x; "
+                f"Gateway {gateway.name!r} runs {version}",
+            )
     return problems
 
 
@@ -325,9 +434,16 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
     problems: list[Problem] = []
     for der in fleet.ders.values():
         if der.spec.device_ref not in fleet.devices:
-            problems.append(Problem("DER", der.name, ("spec", "deviceRef"),
-                                    f"Device {der.spec.device_ref!r} is not declared; declared "
-                                    f"devices: {_one_of(fleet.devices)}"))
+            problems.append(
+                Problem(
+                    "DER",
+                    der.name,
+                    ("spec", "deviceRef"),
+                    f"Device {der.spec.device_ref!r} is not declared; declared "
+                    f"devices: {_one_of(fleet.devices)}",
+                    code=DANGLING,
+                )
+            )
     standalone_by_device: dict[str, list[DER]] = defaultdict(list)
     for der in fleet.ders.values():
         standalone_by_device[der.spec.device_ref].append(der)
@@ -340,19 +456,42 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
             ("Device", device.name, ("spec", "ders", i), d) for i, d in enumerate(device.spec.ders)
         ]
         entries += [
-            ("DER", d.name, ("spec",), DerFields(name=d.spec.name, type=d.spec.type, publish=d.spec.publish))
+            (
+                "DER",
+                d.name,
+                ("spec",),
+                DerFields(name=d.spec.name, type=d.spec.type, publish=d.spec.publish),
+            )
             for d in standalone_by_device.get(device.name, [])
         ]
+        if allowed is None:
+            problems += [
+                Problem("DER", d.name, ("spec", "deviceRef"),
+                        f"Device {device.name!r} has no `deviceType` to check this DER against")
+                for d in standalone_by_device.get(device.name, [])
+            ]
         for kind, owner, path, der_fields in entries:
             if der_fields.name in seen:
-                problems.append(Problem(kind, owner, (*path, "name"),
-                                        f"DER name {der_fields.name!r} is used twice on Device "
-                                        f"{device.name!r}; DER names are unique per device"))
+                problems.append(
+                    Problem(
+                        kind,
+                        owner,
+                        (*path, "name"),
+                        f"DER name {der_fields.name!r} is used twice on Device "
+                        f"{device.name!r}; DER names are unique per device",
+                    )
+                )
             seen.add(der_fields.name)
             if allowed is not None and der_fields.type not in allowed:
-                problems.append(Problem(kind, owner, (*path, "type"),
-                                        f"a device of type {device_type!r} provides no "
-                                        f"{der_fields.type!r} DER; valid types: {_one_of(allowed)}"))
+                problems.append(
+                    Problem(
+                        kind,
+                        owner,
+                        (*path, "type"),
+                        f"a device of type {device_type!r} provides no "
+                        f"{der_fields.type!r} DER; valid types: {_one_of(allowed)}",
+                    )
+                )
     return problems
 
 
@@ -365,10 +504,16 @@ def _unique_hardware_ids(fleet: Fleet) -> list[Problem]:
             continue
         key = (scope, device.spec.hardware_id)
         if key in seen:
-            problems.append(Problem("Device", device.name, ("spec", "hardwareId"),
-                                    f"hardwareId {device.spec.hardware_id!r} is already used by "
-                                    f"Device {seen[key]!r} on Gateway {scope!r}; it must be "
-                                    "unique per gateway"))
+            problems.append(
+                Problem(
+                    "Device",
+                    device.name,
+                    ("spec", "hardwareId"),
+                    f"hardwareId {device.spec.hardware_id!r} is already used by "
+                    f"Device {seen[key]!r} on Gateway {scope!r}; it must be "
+                    "unique per gateway",
+                )
+            )
         else:
             seen[key] = device.name
     return problems
@@ -382,8 +527,14 @@ def _unique_flatpeak_references(fleet: Fleet) -> list[Problem]:
             continue
         ref = device.spec.flatpeak.reference_id
         if ref in seen:
-            problems.append(Problem("Device", device.name, ("spec", "flatpeak", "referenceId"),
-                                    f"referenceId {ref!r} is already used by Device {seen[ref]!r}"))
+            problems.append(
+                Problem(
+                    "Device",
+                    device.name,
+                    ("spec", "flatpeak", "referenceId"),
+                    f"referenceId {ref!r} is already used by Device {seen[ref]!r}",
+                )
+            )
         else:
             seen[ref] = device.name
     return problems

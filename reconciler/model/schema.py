@@ -256,5 +256,7 @@ def structural_problems(node: Any, path: str = "") -> list[str]:
     if isinstance(node.get("items"), dict):
         problems += structural_problems(node["items"], f"{path}/items")
     if isinstance(node.get("additionalProperties"), dict):
-        problems += structural_problems(node["additionalProperties"], f"{path}/additionalProperties")
+        problems += structural_problems(
+            node["additionalProperties"], f"{path}/additionalProperties"
+        )
     return problems

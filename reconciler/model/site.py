@@ -15,7 +15,9 @@ class PostalAddress(StrictModel):
     """Postal address, used where a platform needs one (Flatpeak locations)."""
 
     line1: str = Field(description="First address line.", examples=["Storgatan 1"])
-    line2: str | None = Field(default=None, description="Second address line.", examples=["Lgh 1102"])
+    line2: str | None = Field(
+        default=None, description="Second address line.", examples=["Lgh 1102"]
+    )
     city: str = Field(description="City.", examples=["Solna"])
     post_code: str = Field(description="Postal code.", examples=["169 70"])
     country_code: str = Field(
@@ -26,7 +28,9 @@ class PostalAddress(StrictModel):
 class Location(StrictModel):
     """Where the site is."""
 
-    name: str | None = Field(default=None, description="Human name of the place.", examples=["Solna"])
+    name: str | None = Field(
+        default=None, description="Human name of the place.", examples=["Solna"]
+    )
     latitude: float = Field(ge=-90, le=90, description="Latitude in degrees.", examples=[59.36])
     longitude: float = Field(ge=-180, le=180, description="Longitude in degrees.", examples=[18.0])
     address: PostalAddress | None = Field(default=None, description="Postal address.")
@@ -79,7 +83,9 @@ class SiteSpec(StrictModel):
     """Desired state of a site."""
 
     display_name: str = Field(
-        min_length=1, description="Human-readable site name, shown in the clouds.", examples=["Home, Solna"]
+        min_length=1,
+        description="Human-readable site name, shown in the clouds.",
+        examples=["Home, Solna"],
     )
     timezone: str = Field(description="IANA timezone of the site.", examples=["Europe/Stockholm"])
     location: Location | None = Field(default=None, description="Where the site is.")

@@ -27,10 +27,14 @@ class Condition(StrictModel):
                         pattern="^(True|False|Unknown)$")
     reason: str = Field(default="", description="CamelCase reason.", examples=["Reconciled"])
     message: str = Field(default="", description="Human-readable detail.", examples=["in sync"])
-    last_transition_time: str | None = Field(default=None, description="When the status last changed (RFC 3339).",
-                                             examples=["2026-01-01T00:00:00Z"])
-    observed_generation: int | None = Field(default=None, description="Generation the condition describes.",
-                                            examples=[3])
+    last_transition_time: str | None = Field(
+        default=None,
+        description="When the status last changed (RFC 3339).",
+        examples=["2026-01-01T00:00:00Z"],
+    )
+    observed_generation: int | None = Field(
+        default=None, description="Generation the condition describes.", examples=[3]
+    )
 
 
 class LastPlan(StrictModel):
@@ -38,17 +42,28 @@ class LastPlan(StrictModel):
 
     summary: str = Field(default="", description="One-line summary.", examples=["1 to create"])
     changes: int = Field(default=0, description="Number of changes.", examples=[1])
-    actions: list[str] = Field(default_factory=list, description="Changes, one line each.",
-                               examples=[["+ create device/inv"]])
-    time: str | None = Field(default=None, description="When it was computed (RFC 3339).",
-                             examples=["2026-01-01T00:00:00Z"])
+    actions: list[str] = Field(
+        default_factory=list,
+        description="Changes, one line each.",
+        examples=[["+ create device/inv"]],
+    )
+    time: str | None = Field(
+        default=None,
+        description="When it was computed (RFC 3339).",
+        examples=["2026-01-01T00:00:00Z"],
+    )
 
 
 class ResourceStatus(StrictModel):
     """Status written by the operator."""
 
-    observed_generation: int | None = Field(default=None, description="Last generation reconciled.", examples=[3])
+    observed_generation: int | None = Field(
+        default=None, description="Last generation reconciled.", examples=[3]
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Current conditions.")
-    external_ids: dict[str, str] = Field(default_factory=dict, description="Ids on the external platforms.",
-                                         examples=[{"novacore": "dev-abc123"}])
+    external_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="Ids on the external platforms.",
+        examples=[{"novacore": "dev-abc123"}],
+    )
     last_plan: LastPlan | None = Field(default=None, description="The last plan for this resource.")

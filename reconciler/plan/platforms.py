@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.model.fleet import Fleet
+from reconciler.plan import enapter, flatpeak
 from reconciler.plan.actions import Change
 from reconciler.plan.observed import Observed
 
 PlatformPlanner = Callable[[Fleet, Observed, bool], tuple[list[Change], list[dict[str, Any]]]]
 
-PLANNERS: list[PlatformPlanner] = []
+PLANNERS: list[PlatformPlanner] = [enapter.plan_enapter, flatpeak.plan_flatpeak]

@@ -162,6 +162,9 @@ class SourcefulPlanner:
             if gateway.spec.zap is None:
                 continue
             claim = self._plan_claim(site, gateway)
+            if claim.action is Action.DEFER:
+                # Who owns the gateway is unknown: adding devices to it would be a guess.
+                unreachable.append(claim.message)
             zap_obs = self.observed.zaps.get(gateway.name, Unreachable("not observed"))
             if isinstance(zap_obs, Unreachable):
                 unreachable.append(f"gateway {gateway.name} ({gateway.spec.zap.url}): {zap_obs.reason}")
@@ -300,7 +303,10 @@ class SourcefulPlanner:
             blocked_by = site_change
         if cloud_change is not None and blocked_by is not None:
             self._block(cloud_change, blocked_by)
-        publish_deps = [cloud_change.address] if cloud_change is not None else list(deps)
+        # Depend only on changes: a no-op is never run, so waiting on it waits on nothing
+        # (a device re-added to its Zap must be there before its DERs are switched).
+        publish_deps = ([cloud_change.address] if cloud_change is not None and cloud_change.is_change
+                        else list(deps))
         publish = self._plan_publish(site, device, zap_obs, publish_deps)
         if publish is not None and blocked_by is not None:
             self._block(publish, blocked_by)

@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.model.fleet import Fleet
+from reconciler.model.site import Site
 from reconciler.sim.enapter import EnapterSimulator
-from reconciler.sim.flatpeak import FlatpeakSimulator
+from reconciler.sim.enapter import Site as EnapterSite
+from reconciler.sim.flatpeak import FlatpeakSimulator, derive_region
+from reconciler.sim.flatpeak import timestamp as flatpeak_timestamp
 from reconciler.sim.lan import Lan, MqttDevice
 from reconciler.sim.modbus_device import ModbusDevice, ModbusDeviceSimulator
 from reconciler.sim.novacore import NovacoreSimulator
@@ -105,6 +108,48 @@ class SimFleet:
                 self.novacore.add_site(novacore.org_id, site.spec.display_name, novacore.site_id)
         for zap_sim in self.zaps.values():
             self.novacore.register_gateway(zap_sim.serial, zap_sim.public_key_hex)
+        self._seed_enapter_and_flatpeak(fleet)
+
+    def _seed_enapter_and_flatpeak(self, fleet: Fleet) -> None:
+        """A declared Enapter `siteId` or Flatpeak `locationId` names an object that already
+        exists in that cloud: create it there, with the site's declared details."""
+        for site in fleet.sites.values():
+            enapter, flatpeak = site.spec.enapter, site.spec.flatpeak
+            location = site.spec.location
+            if enapter is not None and enapter.site_id \
+                    and enapter.site_id not in self.enapter.sites:
+                place = ({"name": location.name or site.spec.display_name,
+                          "latitude": location.latitude, "longitude": location.longitude}
+                         if location is not None else None)
+                self.enapter.sites[enapter.site_id] = EnapterSite(
+                    id=enapter.site_id, name=site.spec.display_name, timezone=site.spec.timezone,
+                    location=place)
+            if flatpeak is not None and flatpeak.location_id \
+                    and flatpeak.location_id not in self.flatpeak.locations:
+                self.flatpeak.locations[flatpeak.location_id] = self._flatpeak_location(
+                    site, flatpeak.location_id, flatpeak.customer_id)
+
+    def _flatpeak_location(self, site: Site, location_id: str,
+                           customer_id: str | None) -> dict[str, Any]:
+        address = site.spec.location.address if site.spec.location is not None else None
+        # A site adopting a location need not declare its address: the cloud has one.
+        postal: dict[str, Any] = {"address_line1": "Unknown", "address_line2": None,
+                                  "city": "Unknown", "state": None, "post_code": "00000",
+                                  "country_code": "SE"}
+        if address is not None:
+            postal |= {"address_line1": address.line1, "address_line2": address.line2,
+                       "city": address.city, "post_code": address.post_code,
+                       "country_code": address.country_code}
+        location: dict[str, Any] = {
+            "id": location_id, "object": "location", "live_mode": self.flatpeak.live_mode,
+            "reference_id": site.name, "customer_id": customer_id, "timezone": None,
+            "currency_code": None, "postal_address": postal, "geo_location": None,
+            "time_created": flatpeak_timestamp(self.flatpeak.now()),
+            # The account is created at start(); the location must belong to it.
+            "account_id": self.flatpeak_account,
+        }
+        derive_region(location)
+        return location
 
     def _seed_modbus(self, by_endpoint: dict[tuple[str, str, int], list[ModbusDevice]],
                      shared: bool) -> None:

@@ -18,7 +18,7 @@ Register maps (0-based protocol addresses):
 * any other profile: the SunSpec common model (model 1) in HOLDING registers at 40000
   ("SunS", ID 1, L 66, Mn, Md, Opt, Vr, SN, DA, Pad) and the end marker 0xFFFF at 40070
   (§5.1). These devices also serve the live-value input registers of the Sungrow map
-  (5016, 13000-13037): a simulator convention, so every simulated inverter has data.
+  (5016-5017, 13000-13049): a simulator convention, so every simulated inverter has data.
 
 Strings are ASCII, two characters per register with the high byte first, NUL padded.
 

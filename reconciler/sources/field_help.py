@@ -69,17 +69,21 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
         fields = _aliases(parent) if parent else []
         close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown field {loc[-1]!r}{hint}; valid fields here: {', '.join(fields) or '(none)'}"
+        return (
+            f"unknown field {loc[-1]!r}{hint}; valid fields here: {', '.join(fields) or '(none)'}"
+        )
     if kind == "string_type" and isinstance(error.get("input"), bool | int | float):
         what = "a boolean" if isinstance(error["input"], bool) else "a number"
         return f"expected a string, but YAML reads this value as {what}; put it in quotes"
     if kind == "missing":
         return f"required field {loc[-1]!r} is missing"
     if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+        message = message[len("Value error, ") :]
     if kind in ("string_pattern_mismatch", "url_parsing", "url_scheme"):
         parent = model_at(model, loc[:-1])
-        info = _field_by_alias(parent, str(loc[-1])) if parent and isinstance(loc[-1], str) else None
+        info = (
+            _field_by_alias(parent, str(loc[-1])) if parent and isinstance(loc[-1], str) else None
+        )
         if info is not None and info[1].description:
             message = f"{message}. Expected: {info[1].description}"
     if kind == "model_type" or kind == "dict_type":

@@ -61,18 +61,30 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], lis
     return files, problems
 
 
-def _diagnostic(document: ParsedDocument, path: field_help.Path, message: str, *, key: bool = False) -> Diagnostic:
+def _diagnostic(
+    document: ParsedDocument, path: field_help.Path, message: str, *, key: bool = False
+) -> Diagnostic:
     where = document.locate(path, key=key)
-    return Diagnostic(message, file=document.file, line=where.line, column=where.column,
-                      path=field_help.render_path(path))
+    return Diagnostic(
+        message,
+        file=document.file,
+        line=where.line,
+        column=where.column,
+        path=field_help.render_path(path),
+    )
 
 
 def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[Diagnostic]]:
     """Validate one parsed document against the model of its kind."""
     data = document.value
     if not isinstance(data, dict):
-        return None, [_diagnostic(document, (), "a document must be a mapping with apiVersion, "
-                                                 "kind, metadata and spec")]
+        return None, [
+            _diagnostic(
+                document,
+                (),
+                "a document must be a mapping with apiVersion, kind, metadata and spec",
+            )
+        ]
     kind = data.get("kind")
     model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
@@ -83,8 +95,12 @@ def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[D
         return model.model_validate(data), []
     except ValidationError as exc:
         return None, [
-            _diagnostic(document, tuple(error["loc"]), field_help.describe(model, error),
-                        key=error["type"] == "extra_forbidden")
+            _diagnostic(
+                document,
+                tuple(error["loc"]),
+                field_help.describe(model, error),
+                key=error["type"] == "extra_forbidden",
+            )
             for error in exc.errors(include_url=False)
         ]
 
@@ -152,8 +168,9 @@ def load_paths(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
     result = load_texts(texts)
     result.diagnostics = problems + result.diagnostics
     if not files and not problems:
-        result.diagnostics.append(Diagnostic("no YAML files (*.yaml, *.yml) found",
-                                             file=", ".join(str(p) for p in paths)))
+        result.diagnostics.append(
+            Diagnostic("no YAML files (*.yaml, *.yml) found", file=", ".join(str(p) for p in paths))
+        )
     return result
 
 
@@ -162,7 +179,9 @@ def load_fleet(paths: Iterable[str | os.PathLike[str]]) -> Fleet:
     return load_paths(paths).fleet()
 
 
-def resource_from_object(obj: dict[str, Any], *, source: str) -> tuple[Resource | None, list[Diagnostic]]:
+def resource_from_object(
+    obj: dict[str, Any], *, source: str
+) -> tuple[Resource | None, list[Diagnostic]]:
     """Validate an object that has no file (a Kubernetes custom resource): diagnostics
     name the source and the field path, without line numbers."""
     document = ParsedDocument(file=source, index=0, value=obj, start=Position(0, 0))

@@ -8,6 +8,7 @@ path to source position for error messages. Only the safe constructor builds sca
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,13 @@ _SCALAR_CONSTRUCTORS: dict[str, Callable[[yaml.SafeLoader, ScalarNode], Any]] = 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAX_NODES = 200_000  # bound on alias expansion ("billion laughs")
+_MAX_DEPTH = 100  # bound on nesting; site documents nest about 6 levels deep
+# A document with fewer structural characters than this cannot nest deep enough to exhaust
+# the C stack of libyaml's composer, which recurses once per level without a check
+# (about 25,000 levels crash the interpreter). Larger ones are measured first.
+_SAFE_STRUCTURE = 1_000
+_DOCUMENT_MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
+_STRUCTURE = "[{-:?"
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,9 @@ class _Converter:
         self.loader = loader
         self.document = document
         self.count = 0
+        self.depth = 0
         self.active: set[int] = set()
+        self.pairs_cache: dict[int, dict[str, tuple[Node, Node]]] = {}
 
     def convert(self, node: Node, path: Path) -> Any:
         self.count += 1
@@ -108,7 +118,10 @@ class _Converter:
             return self._scalar(node)
         if id(node) in self.active:
             raise _ConversionError("recursive alias: a value contains itself", node)
+        if self.depth >= _MAX_DEPTH:
+            raise _ConversionError(_too_deep_message(), node)
         self.active.add(id(node))
+        self.depth += 1
         try:
             if isinstance(node, MappingNode):
                 return self._mapping(node, path)
@@ -116,44 +129,64 @@ class _Converter:
                 raise _ConversionError(f"YAML tag {node.tag!r} is not allowed", node)
             return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
         finally:
+            self.depth -= 1
             self.active.discard(id(node))
 
     def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
-        if node.tag != _MAP_TAG:
-            raise _ConversionError(f"YAML tag {node.tag!r} is not allowed", node)
-        explicit = {id(key) for key, _ in node.value if key.tag != _MERGE_TAG}
-        if len(explicit) != len(node.value):
-            try:
-                # Resolves `<<` merge keys safely: merged pairs come first, then the explicit
-                # ones, which override them (YAML merge-key semantics).
-                self.loader.flatten_mapping(node)
-            except yaml.MarkedYAMLError as exc:
-                raise _ConversionError(str(exc.problem), node) from None
         result: dict[str, Any] = {}
-        seen_explicit: set[str] = set()
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode) or key_node.tag not in _PLAIN_TAGS:
-                raise _ConversionError("mapping keys must be plain scalars", key_node)
-            key = str(self._scalar(key_node))
+        for key, (key_node, value_node) in self._pairs(node).items():
             child = (*path, key)
-            if id(key_node) in explicit:
-                if key in seen_explicit:
-                    raise _ConversionError(
-                        f"duplicate key {key!r}: each key may appear once in a mapping",
-                        key_node)
-                seen_explicit.add(key)
-            if key in result:  # a merged value overridden: forget where the old one was
-                self._forget(child)
             mark = key_node.start_mark
             self.document.key_positions[child] = (mark.line + 1, mark.column + 1)
             result[key] = self.convert(value_node, child)
         return result
 
-    def _forget(self, prefix: Path) -> None:
-        size = len(prefix)
-        for table in (self.document.positions, self.document.key_positions):
-            for stale in [p for p in table if p[:size] == prefix]:
-                del table[stale]
+    def _pairs(self, node: MappingNode) -> dict[str, tuple[Node, Node]]:
+        """Key -> (key node, value node) of a mapping, with `<<` merge keys resolved: explicit
+        keys override merged ones, and of several merged mappings the first wins (YAML
+        merge-key semantics). Resolved here rather than with PyYAML's `flatten_mapping`,
+        which rewrites the nodes in place and so makes a mapping that is both merged and
+        aliased look as if it repeated keys."""
+        cached = self.pairs_cache.get(id(node))
+        if cached is not None:
+            return cached
+        if node.tag != _MAP_TAG:
+            raise _ConversionError(f"YAML tag {node.tag!r} is not allowed", node)
+        merged: dict[str, tuple[Node, Node]] = {}
+        explicit: dict[str, tuple[Node, Node]] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged.update(self._merged(value_node))
+                continue
+            if not isinstance(key_node, ScalarNode) or key_node.tag not in _PLAIN_TAGS:
+                raise _ConversionError("mapping keys must be plain scalars", key_node)
+            key = str(self._scalar(key_node))
+            if key in explicit:
+                raise _ConversionError(
+                    f"duplicate key {key!r}: each key may appear once in a mapping", key_node)
+            explicit[key] = (key_node, value_node)
+        pairs = {**merged, **explicit}
+        self.pairs_cache[id(node)] = pairs
+        return pairs
+
+    def _merged(self, value: Node) -> dict[str, tuple[Node, Node]]:
+        """The pairs a `<<` key brings in: one mapping, or a list of mappings."""
+        if isinstance(value, SequenceNode) and value.tag != _SEQ_TAG:
+            raise _ConversionError(f"YAML tag {value.tag!r} is not allowed", value)
+        sources = value.value if isinstance(value, SequenceNode) else [value]
+        merged: dict[str, tuple[Node, Node]] = {}
+        for source in reversed(sources):  # the first mapping listed wins
+            if not isinstance(source, MappingNode):
+                raise _ConversionError(
+                    "`<<` (merge key) takes a mapping or a list of mappings", source)
+            if id(source) in self.active:
+                raise _ConversionError("recursive alias: a mapping merges itself", source)
+            self.active.add(id(source))
+            try:
+                merged.update(self._pairs(source))
+            finally:
+                self.active.discard(id(source))
+        return merged
 
     def _scalar(self, node: Node) -> Any:
         if node.tag == _TIMESTAMP_TAG:
@@ -170,18 +203,61 @@ class _Converter:
         return construct(self.loader, node)
 
 
+def _too_deep_message() -> str:
+    return f"values nest more than {_MAX_DEPTH} levels deep; flatten the document"
+
+
+def _might_nest_too_deep(text: str) -> bool:
+    """Cheap and sound: every level of nesting needs a character of `_STRUCTURE` of its own
+    in its document, and documents are separated by markers at the start of a line."""
+    if sum(text.count(c) for c in _STRUCTURE) <= _SAFE_STRUCTURE:
+        return False
+    return any(sum(part.count(c) for c in _STRUCTURE) > _SAFE_STRUCTURE
+               for part in _DOCUMENT_MARKER.split(text))
+
+
+def _first_too_deep(text: str) -> tuple[int, Position] | None:
+    """(document number, where) of the first collection nested deeper than `_MAX_DEPTH`,
+    found from parser events, which never recurse. None when there is none before the end
+    or the first syntax error (which composing reports)."""
+    depth, number = 0, -1
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.DocumentStartEvent):
+                number += 1
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > _MAX_DEPTH:
+                    mark = event.start_mark
+                    where = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
+                    return number, where
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    return None
+
+
 def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnostic]]:
     """Every document of a YAML stream, plus diagnostics for what could not be parsed.
     A syntax error stops the file at that point (YAML cannot resynchronise)."""
     documents: list[ParsedDocument] = []
     diagnostics: list[Diagnostic] = []
+    too_deep = _first_too_deep(text) if _might_nest_too_deep(text) else None
     loader = _Loader(text)
     index = 0
+    number = 0  # documents composed so far, empty ones included (as events count them)
     try:
         while True:
             try:
                 if not loader.check_node():
                     break
+                if too_deep is not None and number == too_deep[0]:
+                    where = too_deep[1]
+                    diagnostics.append(Diagnostic(_too_deep_message(), file=file,
+                                                  line=where.line, column=where.column))
+                    break
+                number += 1
                 node = loader.get_node()
             except yaml.MarkedYAMLError as exc:
                 mark = exc.problem_mark or exc.context_mark

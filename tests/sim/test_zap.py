@@ -361,6 +361,20 @@ async def test_data_json_reads_the_modbus_device(client: httpx.AsyncClient,
     assert body["meter"]["W"] < 0, "the simulated site exports"
 
 
+@pytest.mark.parametrize(("config", "sn", "ders"), [
+    pytest.param(SOLIS, SOLIS_SERIAL, {"pv", "battery", "meter"}, id="sunspec-over-modbus"),
+    pytest.param(P1, "p1_0123456789abcdef", {"meter"}, id="p1-synthetic"),
+    pytest.param(AMBIBOX, "ambibox_192.168.1.50", {"v2x_charger"}, id="charger-synthetic"),
+])
+async def test_data_json_has_one_object_per_der(client: httpx.AsyncClient,
+                                                config: dict[str, Any], sn: str,
+                                                ders: set[str]) -> None:
+    assert (await add(client, config)).json()["sn"] == sn
+    body = (await client.get(f"/api/devices/{sn}/data/json")).json()
+    assert set(body) == ders | {"version", "format"}
+    assert all(body[d]["type"] == d and "W" in body[d] for d in ders)
+
+
 async def test_data_json_for_offline_device_is_503(client: httpx.AsyncClient,
                                                    modbus_sim: ModbusDeviceSimulator) -> None:
     await add(client, SUNGROW)

@@ -73,7 +73,9 @@ def test_invalid_case_fails_where_its_header_says(
     assert code == 1, f"{case.name}: expected exit 1, got {code}\n{out}{err}"
     assert out == ""
     errors = [m for m in map(_ERROR.match, err.splitlines()) if m]
-    assert err.splitlines()[-1] == f"invalid: {len(errors)} problem{'s' if len(errors) != 1 else ''}"
+    assert (
+        err.splitlines()[-1] == f"invalid: {len(errors)} problem{'s' if len(errors) != 1 else ''}"
+    )
     for match in errors:
         assert match["file"] == str(case)
     reported = [(int(m["line"]), int(m["column"]), m["rest"]) for m in errors]

@@ -1,0 +1,69 @@
+#!/bin/sh
+# reconciler-ci.sh: a pull-request check for any CI system (GitLab CI, Jenkins, Buildkite,
+# Woodpecker, Azure Pipelines, ...): validate the desired state, plan it against the real
+# gateways and clouds (a dry run: nothing is written), save the plan as Markdown (for a
+# review comment) and JSON (for tools, or `reconciler apply plan.json` after the merge),
+# and exit with a code the pipeline can branch on.
+#
+# usage:   ci/reconciler-ci.sh [PATH...]          (default PATH: sites)
+#
+# environment:
+#   RECONCILER_*              endpoints and credentials, as for `reconciler plan` (README);
+#                             keep the tokens in the CI system's secret store
+#   RECONCILER_BIN            the reconciler command (default: reconciler)
+#   RECONCILER_OUT_DIR        where plan.md and plan.json are written (default: .)
+#   RECONCILER_CHANGES_EXIT   exit code when changes are planned (default: 2; set 0 to
+#                             let a plan with changes pass the job)
+#   RECONCILER_PLAN_ARGS      extra arguments for `reconciler plan`, e.g. "--prune" or
+#                             "--offline fail" (word-split; no quoting inside)
+#
+# exit codes (those of `reconciler plan --detailed-exitcode`):
+#   0  valid, and the actual state already matches: nothing to apply
+#   1  error: invalid YAML, blocked changes, rejected credentials, ... (see the output)
+#   2  valid, and changes are planned (or RECONCILER_CHANGES_EXIT): review plan.md
+#
+# GitLab CI, for example:
+#   reconciler-plan:
+#     script: ci/reconciler-ci.sh sites
+#     allow_failure: { exit_codes: [2] }
+#     artifacts: { paths: [plan.md, plan.json], when: always }
+set -u
+
+bin=${RECONCILER_BIN:-reconciler}
+out=${RECONCILER_OUT_DIR:-.}
+changes_exit=${RECONCILER_CHANGES_EXIT:-2}
+[ "$#" -gt 0 ] || set -- sites
+mkdir -p "$out" || exit 1
+
+echo "==> reconciler validate $*"
+if ! "$bin" validate "$@"; then
+    echo "reconciler-ci: exit 1: the desired state is invalid (every problem is listed above" \
+         "with file:line:column); nothing was planned" >&2
+    exit 1
+fi
+
+echo "==> reconciler plan $* -o markdown --detailed-exitcode --out $out/plan.json > $out/plan.md"
+code=0
+rm -f "$out/plan.md" "$out/plan.json"
+# One observation gives both files: the Markdown on stdout, the JSON document via --out.
+# shellcheck disable=SC2086 # RECONCILER_PLAN_ARGS is split into arguments on purpose
+"$bin" plan "$@" ${RECONCILER_PLAN_ARGS:-} -o markdown --detailed-exitcode \
+    --out "$out/plan.json" > "$out/plan.md" || code=$?
+# A usage error (a mistyped option) exits 2 too; a real plan always writes plan.json.
+if [ "$code" -eq 2 ] && [ ! -s "$out/plan.json" ]; then
+    code=1
+fi
+
+case $code in
+    0)
+        echo "reconciler-ci: exit 0: no changes; the gateways and clouds match the desired state"
+        exit 0 ;;
+    2)
+        echo "reconciler-ci: changes planned; review $out/plan.md (the plan as JSON:" \
+             "$out/plan.json); exit $changes_exit"
+        exit "$changes_exit" ;;
+    *)
+        echo "reconciler-ci: exit 1: the plan failed (plan command exit $code); see the" \
+             "errors above" >&2
+        exit 1 ;;
+esac

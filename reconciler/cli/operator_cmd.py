@@ -1,0 +1,60 @@
+"""`reconciler operator`: run the Kubernetes operator (kopf) in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from reconciler.cli import common
+
+EXAMPLES = """\
+examples:
+  reconciler operator --all-namespaces
+  reconciler operator --namespace fleet-north --liveness http://0.0.0.0:8080/healthz
+  RECONCILER_OPERATOR_MODE=observe reconciler operator -A      # plan into status only
+
+Endpoints and credentials come from RECONCILER_* variables (see README); the Helm chart in
+charts/reconciler sets them from its values and Secrets.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("operator", help="run the Kubernetes operator",
+                                   description=__doc__, epilog=EXAMPLES,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace")
+    scope.add_argument("-n", "--namespace", action="append", default=[], help="serve this namespace")
+    parser.add_argument("--liveness", metavar="URL", help="health endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from reconciler.operator import config as operator_config
+    from reconciler.operator.handlers import Runtime, configure, register
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = operator_config.load()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return common.EXIT_ERROR
+    registry = kopf.OperatorRegistry()
+    runtime = Runtime(config)
+    register(registry, runtime)
+    settings = kopf.OperatorSettings()
+    configure(settings, config)
+    namespaces = args.namespace or list(config.namespaces)
+    asyncio.run(kopf.operator(registry=registry, settings=settings,
+                              clusterwide=args.all_namespaces or not namespaces,
+                              namespaces=namespaces, liveness_endpoint=args.liveness,
+                              peering_name=config.peering or None,
+                              standalone=not config.peering))
+    return common.EXIT_OK

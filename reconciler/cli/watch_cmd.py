@@ -1,0 +1,141 @@
+"""`reconciler watch PATH...`: the local agent. Reconciles once at start, again after each
+edit of the files under PATH, and every `--interval` in between to correct drift.
+
+This module is glue: arguments, start-up checks, the state lock and signal handlers. The
+loop itself (scheduling, debouncing, one run) lives in `reconciler.engine.watch`.
+
+The state-directory lock is held for the agent's whole life, not per run: a second agent
+or a manual `reconciler apply` on the same state directory is refused with the holder's
+name for as long as the agent runs, so two writers never take turns on the same fleet.
+`--plan-only` writes nothing and takes no lock (like `reconciler plan`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import common
+from reconciler.engine import watch
+from reconciler.engine.config import Settings
+from reconciler.engine.state import LockHeld, StateDir, command_line
+from reconciler.errors import ConfigError
+from reconciler.model.fleet import Fleet
+from reconciler.plan.planner import PlanOptions
+from reconciler.sources import loader
+
+EXAMPLES = """\
+examples:
+  reconciler watch examples/sites                         # apply on every save, re-check every 5m
+  reconciler watch examples/sites --interval 30s --debounce 2s
+  reconciler watch examples/sites --plan-only             # only show what would change
+  reconciler watch examples/sites --log-format json       # one JSON object per line
+
+Each run logs one summary line on stdout, e.g.
+  2026-01-05T09:12:03.412Z run=3 trigger=change changes=2 done=2 failed=0 deferred=0 \
+blocked=0 skipped=0 duration=0.4s result=applied
+
+An edit that does not validate is reported with file:line:column and changes nothing; the
+last valid desired state stays in force and is still reconciled on the interval.
+Unreachable gateways or clouds defer their sites; the agent keeps going.
+SIGINT/SIGTERM: the changes in flight finish, nothing new starts, the lock is released.
+
+exit codes: 0 stopped by SIGINT/SIGTERM, 1 start-up error (invalid desired state or
+arguments, unreadable settings, state directory locked by another process).
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "watch", help="local agent: apply on every change, correct drift on an interval",
+        description="Watch the YAML under PATH; on each change validate, plan and apply it, "
+                    "and re-observe every --interval to correct drift.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="YAML file or directory")
+    parser.add_argument("--interval", default="5m", metavar="DURATION",
+                        help="re-observe and correct drift this often (default 5m; e.g. 30s, "
+                             "1h, or plain seconds)")
+    parser.add_argument("--debounce", default="1s", metavar="DURATION",
+                        help="run once no file changed for this long (default 1s)")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="never apply: log the plan when it changes (takes no lock)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="stdout log format (default: text)")
+    common.add_selection_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return common.EXIT_ERROR
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        interval = watch.parse_duration(args.interval)
+        debounce = watch.parse_duration(args.debounce)
+    except ValueError as error:
+        return _fail(str(error))
+    if interval <= 0:
+        return _fail("--interval must be longer than zero")
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        return _fail(f"no such file or directory: {', '.join(missing)}")
+
+    def load() -> tuple[Fleet, PlanOptions]:
+        fleet = loader.load_fleet(args.paths)
+        return fleet, common.plan_options(args, fleet)
+
+    try:
+        settings = common.settings(args)
+        load()  # fail fast: an agent with nothing valid to reconcile is a start-up error
+    except ConfigError as error:
+        common.print_diagnostics(error)
+        return common.EXIT_ERROR
+    if args.plan_only:
+        return asyncio.run(_serve(args, settings, load, interval, debounce))
+    try:
+        with StateDir(Path(settings.state_dir)).lock(command_line()):
+            return asyncio.run(_serve(args, settings, load, interval, debounce))
+    except LockHeld as error:
+        return _fail(str(error))
+
+
+async def _serve(args: argparse.Namespace, settings: Settings, load: watch.DesiredLoader,
+                 interval: float, debounce: float) -> int:
+    stop = asyncio.Event()
+    log = watch.Log(sys.stdout, args.log_format)
+    loop = asyncio.get_running_loop()
+
+    def request_stop(signum: signal.Signals) -> None:
+        if not stop.is_set():
+            log.emit("stopping", f"{signum.name}: stopping; the changes in flight finish, "
+                     "nothing new starts", signal=signum.name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, request_stop, signum)
+    mode = "plan-only" if args.plan_only else "apply"
+    log.emit("start", f"watching {' '.join(args.paths)} (mode {mode}, interval "
+             f"{watch.format_duration(interval)}, debounce {watch.format_duration(debounce)}, "
+             f"state {settings.state_dir})", paths=args.paths, mode=mode, interval=interval,
+             debounce=debounce, state_dir=settings.state_dir)
+    unfinished = StateDir(Path(settings.state_dir)).unfinished()
+    if unfinished:
+        log.emit("note", f"{len(unfinished)} write(s) of an earlier run were interrupted; the "
+                 "state is observed again before anything is applied", unfinished=len(unfinished))
+    cycle = watch.Cycle(load, settings, paths=[str(Path(p)) for p in args.paths], log=log,
+                        stop=stop, plan_only=args.plan_only, offline=args.offline)
+    try:
+        await watch.run_agent(cycle, paths=args.paths, interval=interval, debounce=debounce,
+                              stop=stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    log.emit("stopped", f"stopped after {cycle.runs} run{'s' if cycle.runs != 1 else ''}",
+             runs=cycle.runs)
+    return common.EXIT_OK

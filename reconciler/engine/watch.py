@@ -1,0 +1,479 @@
+"""The watch agent: keep a fleet reconciled with YAML files on disk, as a local agent.
+
+Owned here, for `reconciler watch` (cli/watch_cmd.py), which adds only argument parsing,
+the state lock and signal handlers:
+
+* `Agent` decides *when* to run: once at start, once after each burst of file changes has
+  gone quiet (`debounce`), and every `interval` in between to correct drift. One run at a
+  time; changes made during a run cause exactly one more run after it. A stop request
+  ends the loop after the run in flight.
+* `Cycle` decides *what* a run does: load the desired state (an invalid edit is reported
+  with file:line and changes nothing: the last valid state stays in force), observe and
+  plan, then apply (or only plan), and report one `RunSummary`. A run that cannot reach
+  a gateway or a cloud defers those sites; any error ends that run only, never the agent.
+  On stop, a plan in progress (reads only) is cancelled and an apply finishes the
+  changes in flight but starts no new one (`apply_plan(stop=...)`).
+* `watch_files` turns watchfiles events on the desired-state files into `Agent.notify`.
+* `Log` writes every event as one line: text (`<time> run=3 trigger=change ...`) or JSON.
+
+Nothing here prints settings: credentials never reach the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TextIO
+
+from reconciler.engine.apply import Outcome
+from reconciler.engine.config import Settings
+from reconciler.engine.reconcile import PlanResult, Reconciler
+from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
+from reconciler.model.fleet import Fleet
+from reconciler.plan import render
+from reconciler.plan.planner import PlanOptions
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+# -- durations ------------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `text`: a plain number of seconds (`2`, `0.5`) or Go-style units
+    (`500ms`, `30s`, `5m`, `1h`, `1m30s`). Raises ValueError naming the accepted forms."""
+    raw = text.strip().lower()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        parts = _DURATION_PART.findall(raw)
+        if not raw or "".join(n + u for n, u in parts) != raw:
+            raise ValueError(f"invalid duration {text!r}: use seconds (30) or units "
+                             "(500ms, 30s, 5m, 1h, 1m30s)") from None
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"invalid duration {text!r}: must be a finite number >= 0")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+# -- log --------------------------------------------------------------------------------------
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Log:
+    """One line per event on `stream`, flushed at once (the agent's output is a log that
+    is tailed or piped). `fmt="json"` writes `{"ts", "event", ...fields}` objects."""
+
+    def __init__(self, stream: TextIO, fmt: str = "text", clock: Callable[[], str] = _now) -> None:
+        if fmt not in ("text", "json"):
+            raise ValueError(f"unknown log format {fmt!r}")
+        self.stream = stream
+        self.fmt = fmt
+        self.clock = clock
+
+    def emit(self, event: str, text: str, **fields: Any) -> None:
+        """Write `text` (text format) or `fields` (JSON format) for `event`."""
+        ts = self.clock()
+        if self.fmt == "json":
+            line = json.dumps({"ts": ts, "event": event, **fields}, default=str)
+        else:
+            line = "\n".join(f"{ts} {part}" for part in text.splitlines() or [""])
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the reader went away; the agent keeps reconciling
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+class Trigger(enum.StrEnum):
+    START = "start"
+    CHANGE = "change"
+    INTERVAL = "interval"
+
+
+@dataclass
+class RunSummary:
+    """What one run did. `result` is one of: applied (everything done, deferred sites
+    aside), deferred (nothing could be done: targets unreachable), no-changes, planned
+    (--plan-only with changes pending), failed (a change failed, was skipped or blocked),
+    invalid (the desired state did not load), error (the run could not plan), stopped."""
+
+    run: int
+    trigger: Trigger
+    result: str
+    changes: int = 0
+    done: int = 0
+    failed: int = 0
+    deferred: int = 0
+    blocked: int = 0
+    skipped: int = 0
+    duration: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "trigger": str(self.trigger), "result": self.result,
+                "changes": self.changes, "done": self.done, "failed": self.failed,
+                "deferred": self.deferred, "blocked": self.blocked, "skipped": self.skipped,
+                "duration": round(self.duration, 3), "files": self.files}
+
+    def text(self) -> str:
+        return (f"run={self.run} trigger={self.trigger} changes={self.changes} done={self.done} "
+                f"failed={self.failed} deferred={self.deferred} blocked={self.blocked} "
+                f"skipped={self.skipped} duration={self.duration:.1f}s result={self.result}")
+
+
+class ReconcilerLike(Protocol):
+    """What a run needs of `Reconciler` (tests substitute a fake)."""
+
+    async def __aenter__(self) -> ReconcilerLike: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def plan(self, options: PlanOptions | None = None, *,
+                   paths: list[str] | None = None) -> PlanResult: ...
+
+    async def apply(self, result: PlanResult, *, progress: Callable[[Outcome], None] | None = None,
+                    stop: asyncio.Event | None = None) -> Any: ...
+
+
+# Loads the desired state and the plan options for it; raises ConfigError with every problem.
+DesiredLoader = Callable[[], tuple[Fleet, PlanOptions]]
+ReconcilerFactory = Callable[[Fleet, Settings], ReconcilerLike]
+
+_MARKS = {"done": "✓", "failed": "✗", "skipped": "-", "blocked": "!", "deferred": "…"}
+
+
+class Cycle:
+    """One reconcile run at a time over the desired state `load` returns."""
+
+    def __init__(self, load: DesiredLoader, settings: Settings, *, paths: list[str], log: Log,
+                 stop: asyncio.Event, plan_only: bool = False, offline: str = "defer",
+                 factory: ReconcilerFactory = Reconciler) -> None:
+        self.load = load
+        self.settings = settings
+        self.paths = paths
+        self.log = log
+        self.stop = stop
+        self.plan_only = plan_only
+        self.offline = offline
+        self.factory = factory
+        self.runs = 0
+        self.desired: tuple[Fleet, PlanOptions] | None = None
+        self.invalid_since: int | None = None  # run that first found the files invalid
+        self._last_plan_text = ""
+
+    async def __call__(self, trigger: Trigger, files: Iterable[str] = ()) -> RunSummary:
+        self.runs += 1
+        summary = RunSummary(self.runs, trigger, "error", files=sorted(files))
+        started = time.monotonic()
+        try:
+            await self._run(summary)
+        except asyncio.CancelledError:
+            raise
+        except ReconcilerError as error:  # e.g. credentials rejected: this run only
+            self.log.emit("error", f"run={summary.run} error: {error}", run=summary.run,
+                          message=str(error), type=type(error).__name__)
+        except Exception as error:  # an agent outlives the failure of one run
+            kind = type(error).__name__
+            self.log.emit("error", f"run={summary.run} unexpected error: {kind}: {error}",
+                          run=summary.run, message=str(error), type=kind)
+        summary.duration = time.monotonic() - started
+        self.log.emit("run", summary.text(), **summary.as_dict())
+        return summary
+
+    def _load(self, summary: RunSummary) -> tuple[Fleet, PlanOptions] | None:
+        """The desired state to reconcile in this run, or None when there is none."""
+        try:
+            self.desired = self.load()
+        except ConfigError as error:
+            first = self.invalid_since is None
+            if first or summary.trigger is not Trigger.INTERVAL:
+                self.invalid_since = self.invalid_since or summary.run
+                self._diagnostics(summary.run, error.diagnostics)
+            if self.desired is None or summary.trigger is not Trigger.INTERVAL:
+                # An edit that does not load changes nothing, not even a partial fleet.
+                summary.result = "invalid"
+                return None
+            self.log.emit("stale", f"run={summary.run} the files are invalid since run="
+                          f"{self.invalid_since}; reconciling the last valid desired state",
+                          run=summary.run, invalid_since=self.invalid_since)
+            return self.desired
+        if self.invalid_since is not None:
+            self.log.emit("valid", f"run={summary.run} the desired state is valid again",
+                          run=summary.run)
+            self.invalid_since = None
+        return self.desired
+
+    def _diagnostics(self, run: int, diagnostics: list[Diagnostic]) -> None:
+        count = len(diagnostics)
+        self.log.emit("invalid", f"run={run} invalid desired state ({count} problem"
+                      f"{'s' if count != 1 else ''}); nothing changed, the last valid state "
+                      "stays in force", run=run, problems=count)
+        for diagnostic in diagnostics:
+            self.log.emit("diagnostic", f"  error: {diagnostic}", run=run, **diagnostic.as_dict())
+
+    async def _run(self, summary: RunSummary) -> None:
+        if summary.files:
+            self.log.emit("change", f"run={summary.run} changed: {', '.join(summary.files)}",
+                          run=summary.run, files=summary.files)
+        desired = self._load(summary)
+        if desired is None:
+            return
+        fleet, options = desired
+        async with self.factory(fleet, self.settings) as reconciler:
+            result = await self._plan(reconciler, options)
+            if result is None:
+                summary.result = "stopped"
+                return
+            plan = result.plan
+            summary.changes = len(plan.pending)
+            summary.deferred = len(plan.deferred)
+            summary.blocked = len(plan.blocked)
+            if self.plan_only or not plan.has_changes:
+                self._show_plan(summary.run, result)
+                summary.result = "planned" if plan.has_changes else "no-changes"
+                return
+            report = await reconciler.apply(result, progress=self._progress(summary.run),
+                                            stop=self.stop)
+        counts = report.counts()
+        summary.done, summary.failed = counts["done"], counts["failed"]
+        summary.skipped, summary.blocked = counts["skipped"], counts["blocked"]
+        summary.deferred = counts["deferred"]
+        if self.stop.is_set() and not report.ok:
+            summary.result = "stopped"
+        elif not report.ok or (self.offline == "fail" and summary.deferred):
+            summary.result = "failed"
+        elif summary.done == 0 and summary.deferred:
+            summary.result = "deferred"
+        else:
+            summary.result = "applied"
+
+    async def _plan(self, reconciler: ReconcilerLike, options: PlanOptions) -> PlanResult | None:
+        """Observe and plan; None when a stop request came first (a plan only reads, so
+        it is safe to cancel)."""
+        if self.stop.is_set():
+            return None
+        planning = asyncio.ensure_future(reconciler.plan(options, paths=self.paths))
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({planning, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (planning, stopping):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(planning, stopping, return_exceptions=True)
+        if planning.cancelled():
+            return None
+        return planning.result()
+
+    def _show_plan(self, run: int, result: PlanResult) -> None:
+        """Print the plan when it has changes and differs from the last one printed."""
+        doc = result.document()
+        text = render.render_text(doc) if result.plan.has_changes else ""
+        if text == self._last_plan_text:
+            return
+        self._last_plan_text = text
+        if not text:
+            return
+        if self.log.fmt == "json":
+            for entry in doc["changes"]:
+                if entry["actions"] != ["no-op"]:
+                    self.log.emit("planned", "", run=run, address=entry["address"],
+                                  actions=entry["actions"], reason=entry.get("reason"),
+                                  message=entry.get("message", ""))
+        else:
+            self.log.emit("plan", text.rstrip("\n"))
+
+    def _progress(self, run: int) -> Callable[[Outcome], None]:
+        def show(outcome: Outcome) -> None:
+            line = f"  {_MARKS.get(outcome.status, '?')} {outcome.address} {outcome.action}"
+            if outcome.status != "done":
+                line += f" {outcome.status}: {outcome.message}"
+            self.log.emit("outcome", line, run=run, address=outcome.address,
+                          action=outcome.action, status=outcome.status, message=outcome.message)
+
+        return show
+
+
+# -- when to run --------------------------------------------------------------------------------
+
+Runner = Callable[[Trigger, frozenset[str]], Awaitable[object]]
+
+
+async def _wait_any(events: Iterable[asyncio.Event], seconds: float | None) -> None:
+    """Return when any event is set or after `seconds`."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+class Agent:
+    """Schedules runs: at start, after changes went quiet, and every `interval`.
+
+    Runs are awaited one after the other, so they never overlap. `notify()` during a run
+    only sets a flag, so any number of changes during a run make one more run after it.
+    A burst of changes is one run once no change came for `debounce` seconds (capped at
+    `max_wait`, so a file rewritten every half second still gets reconciled).
+    """
+
+    def __init__(self, run: Runner, *, interval: float, debounce: float, stop: asyncio.Event,
+                 max_wait: float | None = None) -> None:
+        if interval <= 0:
+            raise ValueError("the interval must be longer than zero")
+        self.run = run
+        self.interval = interval
+        self.debounce = debounce
+        self.max_wait = max_wait if max_wait is not None else max(10 * debounce, 10.0)
+        self.stop = stop
+        self._changed = asyncio.Event()
+        self._files: set[str] = set()
+
+    def notify(self, files: Iterable[str] = ()) -> None:
+        """A desired-state file changed (called by the file watcher)."""
+        self._files.update(files)
+        self._changed.set()
+
+    async def serve(self) -> None:
+        """Run until `stop` is set; the run in flight then finishes (see `Cycle`)."""
+        trigger: Trigger | None = Trigger.START
+        while trigger is not None and not self.stop.is_set():
+            files, self._files = frozenset(self._files), set()
+            await self.run(trigger, files if trigger is Trigger.CHANGE else frozenset())
+            trigger = await self._next_trigger()
+
+    async def _next_trigger(self) -> Trigger | None:
+        loop = asyncio.get_running_loop()
+        if not self._changed.is_set():
+            deadline = loop.time() + self.interval
+            while not (self._changed.is_set() or self.stop.is_set()):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return Trigger.INTERVAL
+                await _wait_any((self._changed, self.stop), remaining)
+        if self.stop.is_set():
+            return None
+        # Quiet period: wait until no change came for `debounce` seconds.
+        deadline = loop.time() + self.max_wait
+        while True:
+            self._changed.clear()
+            quiet = min(self.debounce, max(0.0, deadline - loop.time()))
+            if quiet > 0:
+                await _wait_any((self._changed, self.stop), quiet)
+            if self.stop.is_set():
+                return None
+            if not self._changed.is_set() or loop.time() >= deadline:
+                return Trigger.CHANGE
+
+
+# -- file watching -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WatchSet:
+    """What to watch for `paths`: directories recursively (their YAML files), and named
+    files through their parent directory, since editors save by writing a new file and
+    renaming it over the old one, which ends a watch on the file itself."""
+
+    directories: tuple[str, ...]
+    files: tuple[str, ...]
+
+    @classmethod
+    def of(cls, paths: Iterable[str | os.PathLike[str]]) -> WatchSet:
+        directories: list[str] = []
+        files: list[str] = []
+        for path in paths:
+            absolute = os.path.abspath(path)
+            (directories if os.path.isdir(absolute) else files).append(absolute)
+        return cls(tuple(directories), tuple(files))
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return tuple(sorted({os.path.dirname(f) for f in self.files}))
+
+    def relevant(self, path: str) -> bool:
+        """Whether a change of `path` can change the desired state."""
+        name = os.path.basename(path)
+        if name.startswith(".#"):  # an editor's lock file
+            return False
+        if path in self.files:
+            return True
+        if not name.endswith(YAML_SUFFIXES):
+            return False
+        return any(path.startswith(directory + os.sep) for directory in self.directories)
+
+
+def _display(path: str) -> str:
+    """`path` relative to the working directory when it is below it (as the user wrote it)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
+
+async def watch_files(watch: WatchSet, notify: Callable[[set[str]], None], stop: asyncio.Event,
+                      log: Log, *, step_ms: int = 50, retry_s: float = 5.0) -> None:
+    """Call `notify(changed files)` on every change until `stop` is set. A watch that
+    fails (a watched directory removed) is logged and restarted; runs on the interval
+    go on meanwhile."""
+    import watchfiles
+
+    default = watchfiles.DefaultFilter()
+
+    def accept(change: watchfiles.Change, path: str) -> bool:
+        return default(change, path) and watch.relevant(path)
+
+    async def one(roots: tuple[str, ...], recursive: bool) -> None:
+        while not stop.is_set():
+            try:
+                async for changes in watchfiles.awatch(*roots, watch_filter=accept,
+                                                       stop_event=stop, step=step_ms,
+                                                       recursive=recursive):
+                    notify({_display(path) for _, path in changes})
+            except (OSError, RuntimeError) as error:
+                log.emit("error", f"watching {', '.join(roots)} failed: {error}; retrying in "
+                         f"{retry_s:g}s (interval runs go on)", message=str(error))
+                await _wait_any((stop,), retry_s)
+
+    groups = [(watch.directories, True), (watch.parents, False)]
+    await asyncio.gather(*(one(roots, recursive) for roots, recursive in groups if roots))
+
+
+# -- the whole agent ------------------------------------------------------------------------------
+
+async def run_agent(cycle: Cycle, *, paths: list[str], interval: float, debounce: float,
+                    stop: asyncio.Event) -> None:
+    """Watch `paths` and run `cycle` as `Agent` schedules it until `stop` is set."""
+    agent = Agent(cycle, interval=interval, debounce=debounce, stop=stop)
+    watcher = asyncio.ensure_future(
+        watch_files(WatchSet.of(paths), agent.notify, stop, cycle.log))
+    try:
+        await agent.serve()
+    finally:
+        stop.set()  # ends the file watch as well
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(watcher), timeout=2.0)
+        if not watcher.done():
+            watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher

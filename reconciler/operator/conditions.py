@@ -1,0 +1,41 @@
+"""PURE: Kubernetes-style conditions. A condition keeps its lastTransitionTime while its
+status stays the same, so `kubectl wait --for=condition=Ready` and Argo health work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Cond:
+    type: str
+    status: bool | None  # None = Unknown
+    reason: str
+    message: str = ""
+
+    @property
+    def status_text(self) -> str:
+        return "Unknown" if self.status is None else ("True" if self.status else "False")
+
+
+def merge(previous: list[dict[str, Any]] | None, new: list[Cond], *, now: str,
+          generation: int | None) -> list[dict[str, Any]]:
+    """New conditions, keeping transition times of unchanged statuses and any condition
+    types not mentioned this time."""
+    old = {c.get("type"): c for c in previous or [] if isinstance(c, dict)}
+    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in old.items() if isinstance(k, str)}
+    for cond in new:
+        before = old.get(cond.type)
+        changed = before is None or before.get("status") != cond.status_text
+        merged[cond.type] = {
+            "type": cond.type,
+            "status": cond.status_text,
+            "reason": cond.reason,
+            "message": cond.message[:1000],
+            "lastTransitionTime": now if changed else before.get("lastTransitionTime", now),  # type: ignore[union-attr]
+            "observedGeneration": generation,
+        }
+    order = ["Ready", "Synced", "Reachable", "Verified", "Claimed"]
+    return sorted(merged.values(), key=lambda c: (order.index(c["type"]) if c["type"] in order else 99,
+                                                  c["type"]))

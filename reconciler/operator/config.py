@@ -1,0 +1,62 @@
+"""Operator settings, from environment variables (the Helm chart sets them).
+
+| variable | meaning | default |
+|---|---|---|
+| RECONCILER_OPERATOR_INTERVAL | seconds between drift checks of each object | 300 |
+| RECONCILER_OPERATOR_MODE | `apply`, or `observe` (plan into status, never write) | apply |
+| RECONCILER_OPERATOR_SHARD | label selector `key=value,key2` this replica serves | (all) |
+| RECONCILER_OPERATOR_RETRY_DELAY | seconds before a waiting object is retried | 15 |
+| RECONCILER_OPERATOR_NAMESPACES | comma-separated namespaces to serve | (all) |
+| RECONCILER_OPERATOR_PEERING | kopf peering object name (several replicas) | (standalone) |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import kopf
+
+PREFIX = "RECONCILER_OPERATOR_"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    interval: float = 300.0
+    mode: str = "apply"
+    shard: str = ""
+    retry_delay: float = 15.0
+    namespaces: tuple[str, ...] = ()
+    peering: str = ""
+
+    @property
+    def observe_only(self) -> bool:
+        return self.mode == "observe"
+
+    def label_filter(self) -> dict[str, str | object]:
+        """The shard selector as kopf's `labels=` filter."""
+        out: dict[str, str | object] = {}
+        for term in (t.strip() for t in self.shard.split(",") if t.strip()):
+            if "=" in term:
+                key, value = term.split("=", 1)
+                out[key.strip()] = value.strip()
+            else:
+                out[term] = kopf.PRESENT
+        return out
+
+
+def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
+    env = os.environ if environ is None else environ
+    mode = env.get(PREFIX + "MODE", "apply")
+    if mode not in ("apply", "observe"):
+        raise ValueError(f"{PREFIX}MODE must be 'apply' or 'observe', not {mode!r}")
+    namespaces = tuple(n.strip() for n in env.get(PREFIX + "NAMESPACES", "").split(",") if n.strip())
+    return OperatorConfig(
+        interval=float(env.get(PREFIX + "INTERVAL", "300")),
+        mode=mode,
+        shard=env.get(PREFIX + "SHARD", ""),
+        retry_delay=float(env.get(PREFIX + "RETRY_DELAY", "15")),
+        namespaces=namespaces,
+        peering=env.get(PREFIX + "PEERING", ""),
+    )

@@ -1,0 +1,175 @@
+"""kopf glue: indexes of every object of our four kinds, create/update/resume handlers and
+drift timers that call `reconcile_object`, and finalizers that honour `deletionPolicy`.
+Decisions live in `reconcile.py`; this module only moves data between kopf and it."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from reconciler.engine.config import Settings, load_settings
+from reconciler.model.base import API_GROUP
+from reconciler.model.kinds import KINDS
+from reconciler.operator import conditions, objects
+from reconciler.operator.config import OperatorConfig
+from reconciler.operator.reconcile import ObjectResult, reconcile_object, remove_object, status_patch
+from reconciler.operator.secrets import KubeSecrets, preload
+
+FINALIZER = f"{API_GROUP}/finalizer"
+_EVENT_REASONS = {"create": "Created", "update": "Updated", "delete": "Deleted", "replace": "Replaced",
+                  "claim": "Claimed", "transfer": "Transferred", "release": "Released",
+                  "verify": "Verified"}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _index_id(kind: str) -> str:
+    return f"index_{objects.PLURALS[kind]}"
+
+
+def _namespace_bodies(namespace: str, indexes: Mapping[str, Any], current: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every object of the namespace from the indexes, with the handler's own (fresher) body."""
+    key = (current.get("kind"), (current.get("metadata") or {}).get("name"))
+    bodies: list[dict[str, Any]] = [dict(current)]
+    for kind in KINDS:
+        index = indexes.get(_index_id(kind))
+        if index is None or namespace not in index:
+            continue
+        for body in index[namespace]:
+            if (body.get("kind"), body["metadata"]["name"]) != key:
+                bodies.append(body)
+    return bodies
+
+
+class Runtime:
+    """What the handlers share: settings, the operator config and the Secret reader."""
+
+    def __init__(self, config: OperatorConfig, settings: Settings | None = None) -> None:
+        self.config = config
+        self._settings = settings
+        self.secrets = KubeSecrets()
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+
+def _post_events(body: Mapping[str, Any], result: ObjectResult) -> None:
+    for outcome in result.outcomes:
+        if outcome.status == "done":
+            reason = _EVENT_REASONS.get(outcome.action, "Applied")
+            kopf.info(dict(body), reason=reason, message=f"{outcome.address}: {outcome.action} done")
+        elif outcome.status in ("failed", "skipped"):
+            kopf.warn(dict(body), reason="ApplyFailed",
+                      message=f"{outcome.address}: {outcome.action} {outcome.status}: {outcome.message}"[:1000])
+
+
+def _write_status(patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any],
+                  result: ObjectResult) -> None:
+    now = _now()
+    generation = meta.get("generation")
+    patch.status["conditions"] = conditions.merge(status.get("conditions"), result.conditions,
+                                                  now=now, generation=generation)
+    patch.status["observedGeneration"] = generation
+    for key, value in status_patch(result, now=now).items():
+        patch.status[key] = value
+
+
+async def _reconcile(runtime: Runtime, kind: str, body: Mapping[str, Any], namespace: str,
+                     patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any],
+                     indexes: Mapping[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    name = meta["name"]
+    if objects.is_paused(body):
+        result = ObjectResult(conditions=[conditions.Cond("Synced", False, "Paused",
+                                                          f"annotation {objects.PAUSED_ANNOTATION} is set")])
+        _write_status(patch, status, meta, result)
+        return
+    nsf = objects.build(_namespace_bodies(namespace, indexes, body))
+    secrets = await preload(runtime.secrets, namespace, nsf.fleet)
+    result = await reconcile_object(kind, name, namespace, nsf, runtime.settings, runtime.config, secrets)
+    _write_status(patch, status, meta, result)
+    _post_events(body, result)
+    if result.retry == "temporary":
+        raise kopf.TemporaryError(result.message, delay=result.delay)
+    if result.retry == "permanent":
+        kopf.warn(dict(body), reason="Failed", message=result.message[:1000])
+        raise kopf.PermanentError(result.message)
+    logger.info("%s/%s: %s", kind, name, result.summary)
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """Register every handler for the four kinds in `registry`."""
+    labels = runtime.config.label_filter() or None
+    for kind in KINDS:
+        _register_kind(registry, runtime, kind, labels)
+
+
+def _register_kind(registry: kopf.OperatorRegistry, runtime: Runtime, kind: str,
+                   labels: dict[str, Any] | None) -> None:
+    group, version, plural = objects.resource_ref(kind)
+    resource = {"group": group, "version": version, "plural": plural}
+
+    @kopf.index(**resource, id=_index_id(kind), labels=labels, registry=registry)  # type: ignore[arg-type]
+    def index(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
+        return {namespace: objects.model_document(body) | {"kind": kind}}
+
+    def indexes_of(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in kwargs.items() if k.startswith("index_")}
+
+    async def reconcile(body: kopf.Body, namespace: str, patch: kopf.Patch, status: kopf.Status,
+                        meta: kopf.Meta, logger: Any, **kwargs: Any) -> None:
+        await _reconcile(runtime, kind, body, namespace, patch, status, meta, indexes_of(kwargs), logger)
+
+    kopf.on.create(**resource, id=f"create-{plural}", labels=labels, registry=registry)(reconcile)  # type: ignore[arg-type]
+    kopf.on.update(**resource, id=f"update-{plural}", labels=labels, registry=registry)(reconcile)  # type: ignore[arg-type]
+    kopf.on.resume(**resource, id=f"resume-{plural}", labels=labels, registry=registry)(reconcile)  # type: ignore[arg-type]
+
+    @kopf.timer(**resource, id=f"drift-{plural}", interval=runtime.config.interval,  # type: ignore[arg-type]
+                initial_delay=runtime.config.interval, idle=None, labels=labels, registry=registry)
+    async def drift(body: kopf.Body, namespace: str, patch: kopf.Patch, status: kopf.Status,
+                    meta: kopf.Meta, logger: Any, **kwargs: Any) -> None:
+        if meta.get("deletionTimestamp"):
+            return
+        await _reconcile(runtime, kind, body, namespace, patch, status, meta, indexes_of(kwargs), logger)
+
+    @kopf.on.delete(**resource, id=f"finalize-{plural}", labels=labels, registry=registry)  # type: ignore[arg-type]
+    async def finalize(body: kopf.Body, namespace: str, meta: kopf.Meta, logger: Any,
+                       **kwargs: Any) -> None:
+        nsf = objects.build(_namespace_bodies(namespace, indexes_of(kwargs), body))
+        secrets = await preload(runtime.secrets, namespace, nsf.fleet)
+        outcomes = await remove_object(kind, meta["name"], namespace, nsf, runtime.settings, secrets)
+        failed = [o for o in outcomes if o.status != "done"]
+        for outcome in outcomes:
+            if outcome.status == "done":
+                kopf.info(dict(body), reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
+                          message=f"{outcome.address}: {outcome.message or outcome.action}")
+        if failed:
+            message = "; ".join(f"{o.address}: {o.message}" for o in failed)[:1000]
+            kopf.warn(dict(body), reason="ReleaseFailed", message=message)
+            raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
+        logger.info("%s/%s deleted (%s)", kind, meta["name"],
+                    "released" if outcomes else "nothing outside touched")
+
+
+def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+    """kopf settings: our finalizer name, events for info and above, a bounded watch."""
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.peering.mandatory = bool(config.peering)
+    if config.peering:
+        settings.peering.name = config.peering
+    settings.peering.standalone = not config.peering
+
+
+def namespaces_of(config: OperatorConfig) -> Iterable[str]:
+    return config.namespaces

@@ -1,0 +1,94 @@
+"""Custom-resource objects as the model sees them: strip what the API server adds, validate
+with the same models and rules as the CLI, and build the fleet of one namespace from the
+operator's in-memory indexes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.errors import Diagnostic
+from reconciler.model.base import API_GROUP, API_VERSION_NAME, Resource
+from reconciler.model.fleet import Fleet, Problem, check_fleet
+from reconciler.model.schema import CRD_NAMES
+from reconciler.sources.loader import resource_from_object
+
+PLURALS = {kind: names["plural"] for kind, names in CRD_NAMES.items()}
+PAUSED_ANNOTATION = f"{API_GROUP}/paused"
+KINDS_BY_PLURAL = {plural: kind for kind, plural in PLURALS.items()}
+
+
+def resource_ref(kind: str) -> tuple[str, str, str]:
+    return API_GROUP, API_VERSION_NAME, PLURALS[kind]
+
+
+def model_document(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a custom resource the model validates (no status, no server fields)."""
+    metadata = body.get("metadata", {})
+    meta: dict[str, Any] = {"name": metadata.get("name")}
+    if metadata.get("namespace"):
+        meta["namespace"] = metadata["namespace"]
+    if metadata.get("labels"):
+        meta["labels"] = dict(metadata["labels"])
+    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items()
+                   if not k.startswith("kopf.zalando.org/")}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": meta,
+            "spec": dict(body.get("spec") or {})}
+
+
+def is_paused(body: Mapping[str, Any]) -> bool:
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(PAUSED_ANNOTATION, "")).lower() in ("true", "1", "yes")
+
+
+@dataclass
+class NamespaceFleet:
+    """The validated resources of one namespace, and what is wrong with the others."""
+
+    fleet: Fleet
+    invalid: dict[tuple[str, str], list[Diagnostic]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def problems_of(self, kind: str, name: str) -> list[Problem]:
+        return [p for p in self.problems if p.kind == kind and p.name == name]
+
+
+def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
+    resources: list[Resource] = []
+    invalid: dict[tuple[str, str], list[Diagnostic]] = {}
+    for body in bodies:
+        kind = str(body.get("kind"))
+        name = str((body.get("metadata") or {}).get("name"))
+        resource, diagnostics = resource_from_object(model_document(body), source=f"{kind}/{name}")
+        if resource is None:
+            invalid[(kind, name)] = diagnostics
+        else:
+            resources.append(resource)
+    return NamespaceFleet(Fleet.of(resources), invalid, check_fleet(resources))
+
+
+def closure(fleet: Fleet, resource: Resource) -> Fleet:
+    """The resource with everything it depends on (site, gateway, device, runtimes), and
+    for a Device its stand-alone DERs."""
+    picked: list[Resource] = []
+
+    def add(item: Resource | None) -> None:
+        if item is not None and item not in picked:
+            picked.append(item)
+            spec = item.spec
+            add(fleet.sites.get(getattr(spec, "site_ref", None) or ""))
+            add(fleet.gateways.get(getattr(spec, "gateway_ref", None) or ""))
+            add(fleet.devices.get(getattr(spec, "device_ref", None) or ""))
+            enapter = getattr(spec, "enapter", None)
+            for ref in (getattr(enapter, "runtime_ref", None), getattr(enapter, "master_ref", None)):
+                add(fleet.devices.get(ref or ""))
+
+    add(resource)
+    for device in [r for r in picked if r.KIND == "Device"]:
+        for der in fleet.ders.values():
+            if der.spec.device_ref == device.name:
+                add(der)
+    return Fleet.of(picked)

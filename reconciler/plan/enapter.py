@@ -1,0 +1,632 @@
+"""Planning for Enapter Cloud (API v3): the Enapter site, the Enapter Gateway, and devices of
+every provisioning kind, plus the records of what Enapter reports (`EnapterState`, the
+`enapter` section of `Observed.extra`). Pure: the observer in `engine.platforms` fills the
+records; `plan.platforms` registers `plan_enapter`.
+
+Order inside a site: site → gateway → UCM / vUCM / LINK master / embedded / standalone →
+Lua device on its runtime, LINK slave on its master (each device `depends_on` what it runs
+on). Removals (only with `--prune`, only devices found in a managed site that are not
+declared) run the other way: downstream devices first, because Enapter refuses to delete
+an upstream device with devices still running on it.
+
+Natural keys, so no local state is needed to find remote devices: the hardware id for the
+kinds that have one (the Enapter types in `HARDWARE_TYPES`), and (site, slug) for
+standalone and Lua devices, whose slug defaults to the resource name.
+
+Existing devices are never provisioned again: a name or slug change is a PATCH, a blueprint
+change an `assign_blueprint`, a protocol change or a missing config output a
+`generate_config`. Communication configs carry credentials; they never appear here, only
+whether the declared output (a file, or a Secret where the operator can check) exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.model.device import Device, EnapterKind
+from reconciler.model.fleet import Fleet
+from reconciler.model.gateway import Gateway
+from reconciler.model.site import Site
+from reconciler.plan.actions import Action, Change, FieldDiff, Reason, address_of
+from reconciler.plan.diff import compared_only_where_reported, declared_diff
+from reconciler.plan.observed import Observed, Unreachable
+
+COMPONENT = "enapter"
+
+# Enapter device types (platform-apis §2.1 DeviceType).
+GATEWAY = "GATEWAY"
+NATIVE = "NATIVE"
+EMBEDDED_UCM = "EMBEDDED_UCM"
+TYPE_OF_KIND: dict[EnapterKind, str] = {
+    EnapterKind.UCM: "HARDWARE_UCM",
+    EnapterKind.VUCM: "VIRTUAL_UCM",
+    EnapterKind.EMBEDDED: EMBEDDED_UCM,
+    EnapterKind.LINK_MASTER: "LINK_MASTER_UCM",
+    EnapterKind.LINK_SLAVE: "LINK_SLAVE_UCM",
+    EnapterKind.STANDALONE: "STANDALONE",
+    EnapterKind.LUA: "LUA",
+}
+# Types that own their hardware id. LUA and NATIVE devices report the hardware id of the
+# module they run on, and standalone devices a synthetic one, so none of those is a key.
+HARDWARE_TYPES = frozenset({GATEWAY, "HARDWARE_UCM", "VIRTUAL_UCM", EMBEDDED_UCM,
+                            "LINK_MASTER_UCM", "LINK_SLAVE_UCM"})
+SLUG_KEYED = frozenset({EnapterKind.STANDALONE, EnapterKind.LUA})
+# Kinds whose provisioning takes a protocol and answers with a communication config.
+CONFIG_ON_PROVISION = frozenset({EnapterKind.UCM, EnapterKind.EMBEDDED})
+# Enapter generates no config for UCM_LUA communication (seed 003).
+NO_CONFIG = frozenset({EnapterKind.LUA})
+# MQTT communication types and the protocol each one means.
+PROTOCOL_OF_COMMUNICATION = {"MQTT_V1_TLS": "MQTTS", "MQTT_V1_PLAINTEXT": "MQTT"}
+# Runtimes and masters are planned before the devices that run on them.
+_RANK = {EnapterKind.LINK_SLAVE: 1, EnapterKind.LUA: 1}
+
+
+# -- observed records -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnapterSiteState:
+    """One entry of GET v3/sites."""
+
+    id: str
+    name: str
+    timezone: str
+    location: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class EnapterDeviceState:
+    """One entry of GET v3/sites/{id}/devices?expand=communication,properties."""
+
+    id: str
+    site_id: str
+    type: str
+    name: str
+    slug: str
+    blueprint_id: str | None = None
+    hardware_id: str | None = None
+    upstream_id: str | None = None
+    communication_type: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConfigOutputState:
+    """Whether a device's declared config output exists. `target` names it for messages
+    (a path or a Secret name); it never holds the config."""
+
+    target: str
+    present: bool
+
+
+@dataclass
+class EnapterState:
+    """The `enapter` section of `Observed.extra`."""
+
+    # GET v3/sites (every page), or Unreachable.
+    sites: list[EnapterSiteState] | Unreachable
+    # Enapter site id -> its devices, for the sites the fleet declares and that exist.
+    devices: dict[str, list[EnapterDeviceState] | Unreachable] = field(default_factory=dict)
+    # Device resource name -> its config output, where the observer could check it.
+    config_outputs: dict[str, ConfigOutputState] = field(default_factory=dict)
+    # Whether this run can write `configOutput.secretName` (the operator can; the CLI not).
+    secret_store: bool = False
+
+
+# -- declared fields and natural keys ---------------------------------------------------------
+
+
+def kind_of(device: Device) -> EnapterKind:
+    assert device.spec.enapter is not None
+    return EnapterKind(device.spec.enapter.kind)
+
+
+def default_slug(device: Device) -> str:
+    """The resource name as a slug: the natural key of standalone and Lua devices that
+    declare none (resource names may hold '.', slugs may not)."""
+    return device.name.replace(".", "-")[:64].strip("-")
+
+
+def device_slug(device: Device) -> str | None:
+    """The declared slug, or the default for slug-keyed kinds; None where Enapter picks."""
+    assert device.spec.enapter is not None
+    if device.spec.enapter.slug:
+        return device.spec.enapter.slug
+    return default_slug(device) if kind_of(device) in SLUG_KEYED else None
+
+
+def site_fields(site: Site) -> dict[str, Any]:
+    """Declared fields of the Enapter site."""
+    out: dict[str, Any] = {"name": site.spec.display_name, "timezone": site.spec.timezone}
+    location = site.spec.location
+    if location is not None:
+        declared: dict[str, Any] = {"latitude": location.latitude, "longitude": location.longitude}
+        if location.name:
+            declared["name"] = location.name
+        out["location"] = declared
+    return out
+
+
+def location_body(site: Site) -> dict[str, Any] | None:
+    """The site location as Enapter takes it (site create and gateway provisioning). The
+    name is always sent: Enapter otherwise names the location after the site."""
+    location = site.spec.location
+    if location is None:
+        return None
+    return {"name": location.name or site.spec.display_name, "latitude": location.latitude,
+            "longitude": location.longitude}
+
+
+def compares_protocol(device: Device) -> bool:
+    """The protocol matters where provisioning takes it or a config is delivered."""
+    enapter = device.spec.enapter
+    assert enapter is not None
+    kind = kind_of(device)
+    delivered = enapter.config_output is not None and kind not in NO_CONFIG
+    return kind in CONFIG_ON_PROVISION or delivered
+
+
+def device_fields(device: Device) -> dict[str, Any]:
+    """Declared fields of the device in Enapter's terms (no secret, no remote id)."""
+    enapter = device.spec.enapter
+    assert enapter is not None
+    kind = kind_of(device)
+    out: dict[str, Any] = {"type": TYPE_OF_KIND[kind], "name": device.display_name}
+    if device.spec.hardware_id is not None and kind not in SLUG_KEYED:
+        out["hardware_id"] = device.spec.hardware_id
+    slug = device_slug(device)
+    if slug is not None:
+        out["slug"] = slug
+    if enapter.blueprint_id is not None:
+        out["blueprint_id"] = enapter.blueprint_id
+    if enapter.embedded_type is not None:
+        out["embedded_type"] = str(enapter.embedded_type)
+    if compares_protocol(device):
+        out["protocol"] = str(enapter.protocol)
+    if enapter.runtime_ref is not None:
+        out["runtime"] = enapter.runtime_ref
+    if enapter.master_ref is not None:
+        out["master"] = enapter.master_ref
+    output = enapter.config_output
+    if output is not None and output.file is not None:
+        out["config_file"] = output.file
+    elif output is not None and output.secret_name is not None:
+        out["config_secret"] = output.secret_name
+    return out
+
+
+def match_site(site: Site, candidates: Iterable[EnapterSiteState]) -> EnapterSiteState | None:
+    """The Enapter site a Site declares: by `siteId` when given, else by display name."""
+    enapter = site.spec.enapter
+    assert enapter is not None
+    for candidate in candidates:
+        if enapter.site_id is not None:
+            if candidate.id == enapter.site_id:
+                return candidate
+        elif candidate.name == site.spec.display_name:
+            return candidate
+    return None
+
+
+def find_gateway(gateway: Gateway,
+                 devices: Iterable[EnapterDeviceState]) -> EnapterDeviceState | None:
+    assert gateway.spec.enapter is not None
+    hardware_id = gateway.spec.enapter.hardware_id
+    return next((d for d in devices if d.type == GATEWAY and d.hardware_id == hardware_id), None)
+
+
+def find_device(device: Device, devices: Iterable[EnapterDeviceState]
+                ) -> tuple[EnapterDeviceState | None, str | None]:
+    """The remote device by natural key, or (None, why it cannot be created) when the key is
+    held by a device of another type."""
+    kind = kind_of(device)
+    expected = TYPE_OF_KIND[kind]
+    if kind in SLUG_KEYED:
+        slug = device_slug(device)
+        holder = next((d for d in devices if d.slug == slug), None)
+        what = f"slug {slug!r}"
+    else:
+        holder = next((d for d in devices if d.hardware_id == device.spec.hardware_id
+                       and d.type in HARDWARE_TYPES), None)
+        what = f"hardware id {device.spec.hardware_id}"
+    if holder is None or holder.type == expected:
+        return holder, None
+    return None, (f"{what} belongs to {holder.type} device {holder.id} ({holder.name!r}), not a "
+                  f"{expected}; Enapter cannot change a device's type: delete that device in "
+                  f"Enapter Cloud or correct the declaration")
+
+
+def observed_protocol(remote: EnapterDeviceState) -> str | None:
+    return PROTOCOL_OF_COMMUNICATION.get(remote.communication_type or "")
+
+
+# -- the planner ------------------------------------------------------------------------------
+
+
+@dataclass
+class _SiteWork:
+    """What one site's planning has found so far."""
+
+    site: Site
+    site_change: Change
+    devices: list[EnapterDeviceState]
+    gateway_changes: dict[str, Change] = field(default_factory=dict)
+    device_changes: dict[str, Change] = field(default_factory=dict)
+    # Remote id -> the resource name it was matched to.
+    matched: dict[str, str] = field(default_factory=dict)
+    # Resource name -> remote id.
+    remote_ids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EnapterPlanner:
+    """Plans the Enapter part of one fleet. Construct, then call `plan()`."""
+
+    fleet: Fleet
+    state: EnapterState | None
+    prune: bool = False
+    changes: list[Change] = field(default_factory=list)
+    unmanaged: list[dict[str, Any]] = field(default_factory=list)
+
+    def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
+        for site in self.fleet.sites.values():
+            if site.spec.enapter is not None:
+                self._plan_site(site)
+        return self.changes, self.unmanaged
+
+    def _change(self, kind: str, name: str, action: Action, reason: Reason, site: Site,
+                **kwargs: Any) -> Change:
+        change = Change(address=address_of(kind, name, COMPONENT), kind=kind, name=name,
+                        component=COMPONENT, action=action, reason=reason, site=site.name,
+                        **kwargs)
+        self.changes.append(change)
+        return change
+
+    # -- site ------------------------------------------------------------------------------
+
+    def _plan_site(self, site: Site) -> None:
+        first = len(self.changes)
+        why: list[str] = []
+        sites = self.state.sites if self.state is not None else Unreachable("not observed")
+        remote: EnapterSiteState | None = None
+        if isinstance(sites, Unreachable):
+            why.append(f"Enapter sites: {sites.reason}")
+            site_change = self._change("Site", site.name, Action.DEFER, Reason.TARGET_UNREACHABLE,
+                                       site, after=site_fields(site))
+        else:
+            remote = match_site(site, sites)
+            site_change = self._site_change(site, remote)
+        devices: list[EnapterDeviceState] = []
+        if remote is not None:
+            observed = (self.state.devices.get(remote.id, Unreachable("not observed"))
+                        if self.state is not None else Unreachable("not observed"))
+            if isinstance(observed, Unreachable):
+                why.append(f"devices of Enapter site {remote.id}: {observed.reason}")
+            else:
+                devices = observed
+        work = _SiteWork(site, site_change, devices)
+        for gateway in self.fleet.gateways_of(site.name):
+            if gateway.spec.enapter is not None:
+                self._plan_gateway(work, gateway)
+        for device in self._devices_of(site):
+            self._plan_device(work, device)
+        if not why:
+            self._undeclared(work)
+        if why:
+            _defer(self.changes[first:], "; ".join(why))
+
+    def _site_change(self, site: Site, remote: EnapterSiteState | None) -> Change:
+        enapter = site.spec.enapter
+        assert enapter is not None
+        after = site_fields(site)
+        if remote is None:
+            if enapter.site_id is not None:
+                return self._change("Site", site.name, Action.CREATE, Reason.NOT_FOUND, site,
+                                    after=after, blocked=True,
+                                    message=f"Enapter site {enapter.site_id} does not exist (or "
+                                            "this token cannot see it); remove `siteId` to "
+                                            "create a new site")
+            return self._change("Site", site.name, Action.CREATE, Reason.NOT_FOUND, site,
+                                after=after, diff=declared_diff(after, None),
+                                message=f"no Enapter site named {site.spec.display_name!r}")
+        before: dict[str, Any] = {"name": remote.name, "timezone": remote.timezone}
+        if remote.location is not None:
+            before["location"] = dict(remote.location)
+        diff = declared_diff(after, before)
+        return self._change("Site", site.name, Action.UPDATE if diff else Action.NO_OP,
+                            Reason.DRIFT if diff else Reason.IN_SYNC, site, before=before,
+                            after=after, diff=diff, external_id=remote.id)
+
+    # -- gateway ---------------------------------------------------------------------------
+
+    def _plan_gateway(self, work: _SiteWork, gateway: Gateway) -> None:
+        spec = gateway.spec.enapter
+        assert spec is not None
+        site = work.site
+        after = {"hardware_id": spec.hardware_id, "firmware_version": spec.firmware_version}
+        deps = [work.site_change.address] if work.site_change.is_change else []
+        remote = find_gateway(gateway, work.devices)
+        if remote is None:
+            other = next((d for d in work.devices if d.type == GATEWAY), None)
+            change = self._change("Gateway", gateway.name, Action.CREATE, Reason.NOT_FOUND, site,
+                                  after=after, diff=declared_diff(after, None), depends_on=deps,
+                                  message="not provisioned in Enapter Cloud; the gateway's "
+                                          "communication config is not kept (a Gateway has no "
+                                          "configOutput)")
+            if other is not None:
+                change.blocked = True
+                change.message = (f"the Enapter site already has gateway {other.id} (hardware id "
+                                  f"{other.hardware_id}) and a site has one gateway: remove it "
+                                  "first or declare that one")
+        else:
+            work.matched[remote.id] = gateway.name
+            before: dict[str, Any] = {"hardware_id": remote.hardware_id}
+            if remote.properties.get("gateway_version") is not None:
+                before["firmware_version"] = remote.properties["gateway_version"]
+            diff = compared_only_where_reported(after, before)
+            if diff:
+                change = self._change(
+                    "Gateway", gateway.name, Action.UPDATE, Reason.DRIFT, site, before=before,
+                    after=after, diff=diff, depends_on=deps, external_id=remote.id,
+                    message="the firmware version is recorded by provisioning the gateway again "
+                            "with the same hardware id (its new config is not kept)")
+            else:
+                change = self._change("Gateway", gateway.name, Action.NO_OP, Reason.IN_SYNC, site,
+                                      before=before, after=after, external_id=remote.id)
+        if work.site_change.blocked and change.is_change:
+            _block(change, work.site_change)
+        work.gateway_changes[gateway.name] = change
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def _devices_of(self, site: Site) -> list[Device]:
+        devices = [d for d in self.fleet.devices.values()
+                   if d.spec.enapter is not None and self.fleet.site_of_device(d) is site]
+        return sorted(devices, key=lambda d: _RANK.get(kind_of(d), 0))  # stable: fleet order
+
+    def _dependencies(self, work: _SiteWork, device: Device) -> list[Change]:
+        enapter = device.spec.enapter
+        assert enapter is not None
+        out = [work.site_change]
+        if device.spec.gateway_ref is not None:
+            gateway = work.gateway_changes.get(device.spec.gateway_ref)
+            out += [gateway] if gateway is not None else []
+        else:
+            # Modules of a site run on its gateway (when it has one): provision that first.
+            out += list(work.gateway_changes.values())
+        for ref in (enapter.runtime_ref, enapter.master_ref):
+            upstream = work.device_changes.get(ref or "")
+            if upstream is not None:
+                out.append(upstream)
+        return out
+
+    def _plan_device(self, work: _SiteWork, device: Device) -> None:
+        dependencies = self._dependencies(work, device)
+        deps = [c.address for c in dependencies if c.is_change]
+        remote, problem = find_device(device, work.devices)
+        if remote is None:
+            change = self._create_device(work, device, deps, problem)
+        else:
+            work.matched[remote.id] = device.name
+            work.remote_ids[device.name] = remote.id
+            change = self._compare_device(work, device, remote, deps)
+        blocker = next((c for c in dependencies if c.blocked), None)
+        if blocker is not None and change.is_change and not change.blocked:
+            _block(change, blocker)
+        work.device_changes[device.name] = change
+
+    def _create_device(self, work: _SiteWork, device: Device, deps: list[str],
+                       problem: str | None) -> Change:
+        after = device_fields(device)
+        change = self._change("Device", device.name, Action.CREATE, Reason.NOT_FOUND, work.site,
+                              after=after, diff=declared_diff(after, None), depends_on=deps,
+                              message="not provisioned in Enapter Cloud; "
+                                      + self._config_note(device))
+        if problem is not None:
+            change.blocked = True
+            change.message = problem
+        return change
+
+    def _config_note(self, device: Device) -> str:
+        """What happens to the communication config a create or regeneration issues."""
+        enapter = device.spec.enapter
+        assert enapter is not None
+        output = enapter.config_output
+        kind = kind_of(device)
+        if output is None:
+            if kind in CONFIG_ON_PROVISION:
+                return "no configOutput: the communication config it returns is not kept"
+            return "no communication config is requested (no configOutput)"
+        if kind in NO_CONFIG:
+            return "a Lua device has no communication config of its own; configOutput is ignored"
+        if output.file is not None:
+            return f"its communication config is written to {self._target(device)} (mode 0600)"
+        if self.state is not None and self.state.secret_store:
+            return f"its communication config is written to Secret {output.secret_name}"
+        return (f"configOutput.secretName {output.secret_name!r} is written only by the operator; "
+                "this run keeps no communication config (use configOutput.file with the CLI)")
+
+    def _target(self, device: Device) -> str:
+        known = self.state.config_outputs.get(device.name) if self.state is not None else None
+        if known is not None:
+            return known.target
+        enapter = device.spec.enapter
+        assert enapter is not None and enapter.config_output is not None
+        return str(enapter.config_output.file or enapter.config_output.secret_name)
+
+    def _observed_fields(self, work: _SiteWork, device: Device,
+                         remote: EnapterDeviceState) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": remote.type, "name": remote.name, "slug": remote.slug}
+        if remote.hardware_id is not None and remote.type in HARDWARE_TYPES:
+            out["hardware_id"] = remote.hardware_id
+        if remote.blueprint_id is not None:
+            out["blueprint_id"] = remote.blueprint_id
+        if remote.properties.get("device_type") is not None:
+            out["embedded_type"] = remote.properties["device_type"]
+        protocol = observed_protocol(remote)
+        if protocol is not None:
+            out["protocol"] = protocol
+        upstream = work.matched.get(remote.upstream_id or "", remote.upstream_id)
+        enapter = device.spec.enapter
+        assert enapter is not None
+        if enapter.runtime_ref is not None:
+            out["runtime"] = upstream
+        if enapter.master_ref is not None:
+            out["master"] = upstream
+        presence = self.state.config_outputs.get(device.name) if self.state is not None else None
+        if presence is not None and presence.present:
+            after = device_fields(device)
+            for key in ("config_file", "config_secret"):
+                if key in after:
+                    out[key] = after[key]
+        return out
+
+    def _compare_device(self, work: _SiteWork, device: Device, remote: EnapterDeviceState,
+                        deps: list[str]) -> Change:
+        after = device_fields(device)
+        before = self._observed_fields(work, device, remote)
+        presence = self.state.config_outputs.get(device.name) if self.state is not None else None
+        compared = {k: v for k, v in after.items()
+                    if k not in ("protocol", "config_file", "config_secret")}
+        diff = declared_diff(compared, before)
+        diff += compared_only_where_reported({k: v for k, v in after.items() if k == "protocol"},
+                                             before)
+        if presence is not None and not presence.present:
+            key = "config_file" if "config_file" in after else "config_secret"
+            diff.append(FieldDiff("add", key, None, after[key]))
+        kwargs: dict[str, Any] = {"before": before, "after": after, "diff": diff,
+                                  "external_id": remote.id}
+        if not diff:
+            return self._change("Device", device.name, Action.NO_OP, Reason.IN_SYNC, work.site,
+                                **kwargs)
+        paths = {d.path for d in diff}
+        if "embedded_type" in paths:
+            return self._change("Device", device.name, Action.REPLACE, Reason.CANNOT_UPDATE,
+                                work.site, depends_on=deps, blocked=True, **kwargs,
+                                message=f"hardware id {device.spec.hardware_id} is registered as "
+                                        f"{before.get('embedded_type')}; Enapter cannot change an "
+                                        "embedded device's type: delete it in Enapter Cloud or "
+                                        "correct `embeddedType`")
+        moved = paths & {"runtime", "master"}
+        if moved:
+            upstream = after.get("runtime") or after.get("master")
+            return self._change("Device", device.name, Action.REPLACE, Reason.CANNOT_UPDATE,
+                                work.site, depends_on=deps, **kwargs,
+                                message=f"Enapter cannot move a device to another "
+                                        f"{'runtime' if 'runtime' in moved else 'LINK master'}: it "
+                                        f"is deleted and provisioned again on {upstream}; "
+                                        + self._config_note(device))
+        return self._update_device(work, device, deps, paths, kwargs)
+
+    def _update_device(self, work: _SiteWork, device: Device, deps: list[str], paths: set[str],
+                       kwargs: dict[str, Any]) -> Change:
+        enapter = device.spec.enapter
+        assert enapter is not None
+        notes = []
+        if paths & {"name", "slug"}:
+            notes.append("renamed with PATCH")
+        if "blueprint_id" in paths:
+            notes.append("blueprint changed with assign_blueprint")
+        blocked = False
+        if paths & {"protocol", "config_file", "config_secret"}:
+            if "config_file" in paths or "config_secret" in paths:
+                notes.append(f"the config output {self._target(device)} is missing (the only "
+                             "local state the plan checks): a new communication config is "
+                             "generated and written there; install it on the device")
+            else:
+                notes.append(f"switching to {enapter.protocol} needs a new communication config "
+                             "(generate_config); " + self._config_note(device))
+            blocked = enapter.config_output is None or (
+                enapter.config_output.file is None
+                and not (self.state is not None and self.state.secret_store))
+            if blocked:
+                notes = [f"switching to {enapter.protocol} needs a new communication config, "
+                         "and this run has nowhere to write it: add configOutput.file"]
+        return self._change("Device", device.name, Action.UPDATE, Reason.DRIFT, work.site,
+                            depends_on=deps, blocked=blocked, message="; ".join(notes), **kwargs)
+
+    # -- undeclared devices ------------------------------------------------------------------
+
+    def _undeclared(self, work: _SiteWork) -> None:
+        by_id = {d.id: d for d in work.devices}
+
+        def goes_with_parent(device: EnapterDeviceState) -> bool:
+            # The NATIVE half of an embedded UCM is deleted with it and cannot be alone.
+            parent = by_id.get(device.upstream_id or "")
+            return device.type == NATIVE and parent is not None and parent.type == EMBEDDED_UCM
+
+        kept = [d for d in work.devices if not goes_with_parent(d)]
+        undeclared = [d for d in kept if d.id not in work.matched]
+        if not undeclared:
+            return
+        if not self.prune:
+            for device in undeclared:
+                self.unmanaged.append({
+                    "platform": "enapter", "site": work.site.name, "id": device.id,
+                    "description": f"Enapter {device.type} device {device.id} ({device.name!r}, "
+                                   f"slug {device.slug}) in site {work.site.name} is not declared"})
+            return
+        children: dict[str, list[EnapterDeviceState]] = {}
+        for device in kept:
+            children.setdefault(device.upstream_id or "", []).append(device)
+        planned: dict[str, Change] = {}
+        for device in undeclared:
+            self._delete_subtree(work, device, children, planned)
+
+    def _delete_subtree(self, work: _SiteWork, device: EnapterDeviceState,
+                        children: dict[str, list[EnapterDeviceState]],
+                        planned: dict[str, Change]) -> Change | None:
+        """Plan the deletion of `device` after everything running on it (post-order)."""
+        if device.id in planned:
+            return planned[device.id]
+        if device.id in work.matched:
+            return None  # declared: kept
+        below = [self._delete_subtree(work, child, children, planned)
+                 for child in children.get(device.id, [])]
+        kept = [work.matched[c.id] for c in children.get(device.id, []) if c.id in work.matched]
+        name = f"{work.site.name}.{device.slug}"
+        description = (f"Enapter {device.type} device {device.id} ({device.name!r}, slug "
+                       f"{device.slug}) in site {work.site.name} is not declared")
+        change = self._change("Device", name, Action.DELETE, Reason.NOT_DECLARED, work.site,
+                              external_id=device.id,
+                              before={"type": device.type, "name": device.name,
+                                      "slug": device.slug},
+                              depends_on=[c.address for c in below if c is not None],
+                              message=description + "; deleted (--prune), after the devices "
+                                                    "running on it")
+        blocker = next((c for c in below if c is not None and c.blocked), None)
+        if kept:
+            change.blocked = True
+            change.message = (f"{description}, but declared devices run on it "
+                              f"({', '.join(sorted(kept))}); Enapter refuses to delete it "
+                              "while they do")
+        elif blocker is not None:
+            _block(change, blocker)
+        planned[device.id] = change
+        return change
+
+
+def _block(change: Change, cause: Change) -> None:
+    change.blocked = True
+    change.reason = Reason.DEPENDENCY_BLOCKED
+    change.message = f"blocked by {cause.address}: {cause.message}"
+
+
+def _defer(changes: Iterable[Change], why: str) -> None:
+    for change in changes:
+        if change.action in (Action.NO_OP, Action.DEFER):
+            if change.action is Action.DEFER:
+                change.message = f"deferred: {why}"
+            continue
+        change.message = f"would {change.action.value}; deferred: {why}"
+        change.action = Action.DEFER
+        change.reason = Reason.TARGET_UNREACHABLE
+
+
+def plan_enapter(fleet: Fleet, observed: Observed,
+                 prune: bool) -> tuple[list[Change], list[dict[str, Any]]]:
+    """The registered planner: reads `observed.extra["enapter"]` (an `EnapterState`)."""
+    state = observed.extra.get(COMPONENT)
+    return EnapterPlanner(fleet, state if isinstance(state, EnapterState) else None, prune).plan()

@@ -1,0 +1,304 @@
+"""Planning for Flatpeak: one location per site (tariff-aware control needs a postal
+address) and the devices registered on it, plus the records of what Flatpeak reports
+(`FlatpeakState`, the `flatpeak` section of `Observed.extra`). Pure: the observer in
+`engine.platforms` fills the records; `plan.platforms` registers `plan_flatpeak`.
+
+Keys: a location is the one the site names by `locationId`, else the one whose
+`reference_id` is the site's resource name; a device is the one whose `reference_id` is
+declared. Only declared fields are compared (properties key by key), and a change is a
+PATCH of the fields that differ.
+
+A Flatpeak account may hold devices of other systems, so the planner looks only at devices
+on the locations it manages: those are reported when undeclared, and deleted with
+`--prune` only when every location they are on is a managed one. Locations themselves
+are never deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.model.device import Device
+from reconciler.model.fleet import Fleet
+from reconciler.model.site import Site
+from reconciler.plan.actions import Action, Change, FieldDiff, Reason, address_of
+from reconciler.plan.diff import declared_diff
+from reconciler.plan.observed import Observed, Unreachable
+
+COMPONENT = "flatpeak"
+
+# Site postal address field -> Flatpeak postal_address field.
+ADDRESS_FIELDS = {"line1": "address_line1", "line2": "address_line2", "city": "city",
+                  "post_code": "post_code", "country_code": "country_code"}
+DEVICE_FIELDS = ("reference_id", "type", "manufacturer", "model_code", "model_name")
+
+
+# -- observed records -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlatpeakLocationState:
+    """One entry of GET /locations."""
+
+    id: str
+    reference_id: str | None
+    customer_id: str | None = None
+    postal_address: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FlatpeakDeviceState:
+    """One entry of GET /devices."""
+
+    id: str
+    reference_id: str
+    type: str | None = None
+    locations: tuple[str, ...] = ()
+    manufacturer: str | None = None
+    model_code: str | None = None
+    model_name: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FlatpeakState:
+    """The `flatpeak` section of `Observed.extra`: the account's locations and devices
+    (every page of each list), or why they could not be read."""
+
+    locations: list[FlatpeakLocationState] | Unreachable
+    devices: list[FlatpeakDeviceState] | Unreachable
+
+
+# -- declared fields and keys -----------------------------------------------------------------
+
+
+def postal_address(site: Site) -> dict[str, Any] | None:
+    """The site's postal address in Flatpeak's field names (declared fields only)."""
+    address = site.spec.location.address if site.spec.location is not None else None
+    if address is None:
+        return None
+    values = address.model_dump()
+    return {remote: values[local] for local, remote in ADDRESS_FIELDS.items()
+            if values.get(local) is not None}
+
+
+def location_fields(site: Site) -> dict[str, Any]:
+    """Declared fields of the site's location."""
+    flatpeak = site.spec.flatpeak
+    assert flatpeak is not None
+    out: dict[str, Any] = {}
+    if flatpeak.location_id is None:
+        out["reference_id"] = site.name
+    if flatpeak.customer_id is not None:
+        out["customer_id"] = flatpeak.customer_id
+    address = postal_address(site)
+    if address is not None:
+        out["postal_address"] = address
+    return out
+
+
+def device_fields(device: Device) -> dict[str, Any]:
+    """Declared fields of the device in Flatpeak's (snake_case) names."""
+    flatpeak = device.spec.flatpeak
+    assert flatpeak is not None
+    values = flatpeak.model_dump(exclude_none=True)
+    out = {key: values[key] for key in DEVICE_FIELDS if key in values}
+    if values.get("properties"):
+        out["properties"] = dict(values["properties"])
+    return out
+
+
+def match_location(site: Site,
+                   candidates: Iterable[FlatpeakLocationState]) -> FlatpeakLocationState | None:
+    flatpeak = site.spec.flatpeak
+    assert flatpeak is not None
+    for candidate in candidates:
+        if flatpeak.location_id is not None:
+            if candidate.id == flatpeak.location_id:
+                return candidate
+        elif candidate.reference_id == site.name:
+            return candidate
+    return None
+
+
+def observed_device_fields(remote: FlatpeakDeviceState) -> dict[str, Any]:
+    out: dict[str, Any] = {"reference_id": remote.reference_id}
+    for key in ("type", "manufacturer", "model_code", "model_name"):
+        value = getattr(remote, key)
+        if value is not None:
+            out[key] = value
+    out["properties"] = dict(remote.properties)
+    out["locations"] = list(remote.locations)
+    return out
+
+
+def patch_body(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """PATCH body: the declared fields that differ; properties key by key (Flatpeak merges
+    them, so undeclared properties stay as they are)."""
+    body: dict[str, Any] = {}
+    for key, value in after.items():
+        if key == "properties":
+            old = before.get("properties") or {}
+            changed = {k: v for k, v in value.items() if old.get(k) != v}
+            if changed:
+                body["properties"] = changed
+        elif before.get(key) != value:
+            body[key] = value
+    return body
+
+
+# -- the planner ------------------------------------------------------------------------------
+
+
+@dataclass
+class FlatpeakPlanner:
+    """Plans the Flatpeak part of one fleet. Construct, then call `plan()`."""
+
+    fleet: Fleet
+    state: FlatpeakState | None
+    prune: bool = False
+    changes: list[Change] = field(default_factory=list)
+    unmanaged: list[dict[str, Any]] = field(default_factory=list)
+
+    def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
+        managed: dict[str, Site] = {}  # location id -> site
+        for site in self.fleet.sites.values():
+            if site.spec.flatpeak is not None:
+                location = self._plan_site(site)
+                if location is not None:
+                    managed[location.id] = site
+        self._undeclared(managed)
+        return self.changes, self.unmanaged
+
+    def _change(self, kind: str, name: str, action: Action, reason: Reason, site: Site,
+                **kwargs: Any) -> Change:
+        change = Change(address=address_of(kind, name, COMPONENT), kind=kind, name=name,
+                        component=COMPONENT, action=action, reason=reason, site=site.name,
+                        **kwargs)
+        self.changes.append(change)
+        return change
+
+    def _devices_of(self, site: Site) -> list[Device]:
+        return [d for d in self.fleet.devices.values()
+                if d.spec.flatpeak is not None and self.fleet.site_of_device(d) is site]
+
+    # -- a site: its location, then its devices ----------------------------------------------
+
+    def _plan_site(self, site: Site) -> FlatpeakLocationState | None:
+        first = len(self.changes)
+        unobserved = Unreachable("not observed")
+        state = self.state or FlatpeakState(unobserved, unobserved)
+        why = [f"Flatpeak {what}: {obs.reason}"
+               for what, obs in (("locations", state.locations), ("devices", state.devices))
+               if isinstance(obs, Unreachable)]
+        locations = state.locations if isinstance(state.locations, list) else []
+        devices = state.devices if isinstance(state.devices, list) else []
+        location = match_location(site, locations)
+        location_change = self._location_change(site, location)
+        by_reference: dict[str, FlatpeakDeviceState] = {}
+        for remote in devices:
+            by_reference.setdefault(remote.reference_id, remote)  # newest first: keep newest
+        for device in self._devices_of(site):
+            assert device.spec.flatpeak is not None
+            self._plan_device(site, device, location, location_change,
+                              by_reference.get(device.spec.flatpeak.reference_id))
+        if why:
+            for change in self.changes[first:]:
+                if change.action is not Action.NO_OP:
+                    change.message = f"would {change.action.value}; deferred: {'; '.join(why)}"
+                    change.action = Action.DEFER
+                    change.reason = Reason.TARGET_UNREACHABLE
+            return None
+        return location
+
+    def _location_change(self, site: Site, location: FlatpeakLocationState | None) -> Change:
+        flatpeak = site.spec.flatpeak
+        assert flatpeak is not None
+        after = location_fields(site)
+        if location is None:
+            change = self._change("Site", site.name, Action.CREATE, Reason.NOT_FOUND, site,
+                                  after=after, diff=declared_diff(after, None),
+                                  message=f"no Flatpeak location with reference id {site.name!r}")
+            if flatpeak.location_id is not None:
+                change.blocked = True
+                change.message = (f"Flatpeak location {flatpeak.location_id} does not exist in "
+                                  "this account; remove `locationId` to create one")
+            elif "postal_address" not in after:
+                change.blocked = True
+                change.message = ("a Flatpeak location needs a postal address: set "
+                                  "spec.location.address on the Site")
+            return change
+        before: dict[str, Any] = {"reference_id": location.reference_id,
+                                  "postal_address": dict(location.postal_address)}
+        if location.customer_id is not None:
+            before["customer_id"] = location.customer_id
+        diff = declared_diff(after, before)
+        return self._change("Site", site.name, Action.UPDATE if diff else Action.NO_OP,
+                            Reason.DRIFT if diff else Reason.IN_SYNC, site, before=before,
+                            after=after, diff=diff, external_id=location.id)
+
+    def _plan_device(self, site: Site, device: Device, location: FlatpeakLocationState | None,
+                     location_change: Change, remote: FlatpeakDeviceState | None) -> None:
+        after = device_fields(device)
+        if location is not None:
+            after["locations"] = [location.id]
+        deps = [location_change.address] if location_change.is_change else []
+        if remote is None:
+            change = self._change("Device", device.name, Action.CREATE, Reason.NOT_FOUND, site,
+                                  after=after, diff=declared_diff(after, None), depends_on=deps,
+                                  message=f"no Flatpeak device with reference id "
+                                          f"{after['reference_id']!r}")
+        else:
+            before = observed_device_fields(remote)
+            diff = declared_diff({k: v for k, v in after.items() if k != "locations"}, before)
+            if location is not None and location.id not in remote.locations:
+                # Only the site's location is declared; other locations are not compared.
+                diff.append(FieldDiff("change", "locations", list(remote.locations), [location.id]))
+            else:
+                after.pop("locations", None)
+                before.pop("locations", None)
+            action = Action.UPDATE if diff else Action.NO_OP
+            change = self._change("Device", device.name, action,
+                                  Reason.DRIFT if diff else Reason.IN_SYNC, site, before=before,
+                                  after=after, diff=diff, external_id=remote.id,
+                                  depends_on=deps if diff else [])
+        if location_change.blocked and change.is_change:
+            change.blocked = True
+            change.reason = Reason.DEPENDENCY_BLOCKED
+            change.message = f"blocked by {location_change.address}: {location_change.message}"
+
+    # -- devices on managed locations that are not declared ----------------------------------
+
+    def _undeclared(self, managed: dict[str, Site]) -> None:
+        if self.state is None or not isinstance(self.state.devices, list) or not managed:
+            return
+        declared = {d.spec.flatpeak.reference_id for d in self.fleet.devices.values()
+                    if d.spec.flatpeak is not None}
+        for remote in self.state.devices:
+            ours = [managed[loc] for loc in remote.locations if loc in managed]
+            if not ours or remote.reference_id in declared:
+                continue
+            site = ours[0]
+            others = [loc for loc in remote.locations if loc not in managed]
+            description = (f"Flatpeak device {remote.id} ({remote.reference_id!r}) on the "
+                           f"location of site {site.name} is not declared")
+            if self.prune and not others:
+                self._change("Device", f"{site.name}.{remote.reference_id}", Action.DELETE,
+                             Reason.NOT_DECLARED, site, external_id=remote.id,
+                             before=observed_device_fields(remote),
+                             message=description + "; deleted (--prune)")
+                continue
+            if others:
+                description += (f"; it is also on locations this fleet does not manage "
+                                f"({', '.join(others)}), so --prune leaves it")
+            self.unmanaged.append({"platform": "flatpeak", "site": site.name, "id": remote.id,
+                                   "description": description})
+
+
+def plan_flatpeak(fleet: Fleet, observed: Observed,
+                  prune: bool) -> tuple[list[Change], list[dict[str, Any]]]:
+    """The registered planner: reads `observed.extra["flatpeak"]` (a `FlatpeakState`)."""
+    state = observed.extra.get(COMPONENT)
+    return FlatpeakPlanner(fleet, state if isinstance(state, FlatpeakState) else None, prune).plan()

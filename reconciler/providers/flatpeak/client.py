@@ -1,0 +1,159 @@
+"""Thin async client of the Flatpeak API (platform-apis §3; seed 004): one method per
+endpoint, no decisions, and `FlatpeakAuth`, which holds the bearer token.
+
+Auth (§3.2, classic): `GET /login` with Basic `account_id:api_key` answers
+`{"bearer_token", "expires_in"}`. `FlatpeakAuth` logs in on the first request, refreshes
+the token shortly before it expires, and once more when a request is answered 401 (the
+token expired or was revoked early), then repeats that request. Concurrent requests share
+one login. A failed login is answered with the login's own response, so the usual error
+mapping reports it (403 bad credentials, 422 account_disabled).
+
+Lists are Stripe-like (§3.5): `limit` (1-100) and `starting_after` the last id seen, while
+`has_more` is true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import httpx
+
+from reconciler.providers import transport
+
+MAX_PAGE_SIZE = 100
+_MAX_PAGES = 10_000
+
+
+class FlatpeakAuth(httpx.Auth):
+    """Bearer token from `GET /login`, cached with its expiry and refreshed before it."""
+
+    requires_response_body = True
+
+    def __init__(self, login_url: str, account_id: str, api_key: str, *,
+                 clock: Callable[[], float] = time.monotonic, margin_s: float = 60.0) -> None:
+        self.login_url = login_url
+        self._basic = "Basic " + base64.b64encode(f"{account_id}:{api_key}".encode()).decode()
+        self._clock = clock
+        self._margin_s = margin_s
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+        self.logins = 0  # for tests and diagnostics
+
+    def _fresh(self) -> bool:
+        return self._token is not None and self._clock() < self._expires_at
+
+    def _login_request(self) -> httpx.Request:
+        return httpx.Request("GET", self.login_url, headers={"Authorization": self._basic})
+
+    def _store(self, response: httpx.Response) -> bool:
+        """Keep the token of a successful login; False when the login failed."""
+        if not response.is_success:
+            return False
+        try:
+            body = response.json()
+            token = str(body["bearer_token"])
+            expires_in = float(body.get("expires_in", 3600))
+        except (ValueError, KeyError, TypeError):
+            return False
+        self._token = token
+        # Refresh a little early (at most a tenth of the lifetime) so that no request
+        # leaves with a token about to expire.
+        self._expires_at = self._clock() + expires_in - min(self._margin_s, expires_in / 10)
+        self.logins += 1
+        return True
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if not self._fresh():
+            async with self._lock:
+                if not self._fresh():  # another request may have logged in meanwhile
+                    login = yield self._login_request()
+                    if not self._store(login):
+                        return  # the caller gets the login's answer as the error
+        used = self._token
+        request.headers["Authorization"] = f"Bearer {used}"
+        response = yield request
+        if response.status_code != 401:
+            return
+        async with self._lock:
+            if self._token == used:  # not refreshed by a concurrent request yet
+                login = yield self._login_request()
+                if not self._store(login):
+                    return
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+    def sync_auth_flow(self, request: httpx.Request) -> Any:
+        raise RuntimeError("FlatpeakAuth works with httpx.AsyncClient only")
+
+
+class FlatpeakClient:
+    def __init__(self, client: httpx.AsyncClient, *, page_size: int = MAX_PAGE_SIZE) -> None:
+        self.http = client
+        self.page_size = max(1, min(page_size, MAX_PAGE_SIZE))
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _json(self, method: str, path: str, *, operation: str, address: str = "",
+                    ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
+        response = await transport.send(self.http, method, path, address=address,
+                                        operation=operation, ok=ok, **kwargs)
+        if response.status_code in ok or not response.content:
+            return None
+        return transport.json_body(response, operation=operation)
+
+    async def _list(self, path: str, *, operation: str,
+                    params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        query = {**(params or {}), "limit": str(self.page_size)}
+        for _ in range(_MAX_PAGES):
+            body = await self._json("GET", path, operation=operation, params=query)
+            data = body.get("data") if isinstance(body, dict) else None
+            page = [i for i in data if isinstance(i, dict)] if isinstance(data, list) else []
+            items += page
+            if not page or not body.get("has_more"):
+                break
+            query["starting_after"] = str(page[-1]["id"])
+        return items
+
+    # -- locations -------------------------------------------------------------------------
+
+    async def list_locations(self, *, reference_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"reference_id": reference_id} if reference_id is not None else None
+        return await self._list("/locations", operation="flatpeak.list_locations", params=params)
+
+    async def create_location(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
+        return dict(await self._json("POST", "/locations", operation="flatpeak.create_location",
+                                     address=address, json=body))
+
+    async def update_location(self, location_id: str, body: dict[str, Any], *,
+                              address: str = "") -> None:
+        await self._json("PATCH", f"/locations/{location_id}",
+                         operation="flatpeak.update_location", address=address, json=body)
+
+    # -- devices ---------------------------------------------------------------------------
+
+    async def list_devices(self, *, reference_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"reference_id": reference_id} if reference_id is not None else None
+        return await self._list("/devices", operation="flatpeak.list_devices", params=params)
+
+    async def create_device(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
+        return dict(await self._json("POST", "/devices", operation="flatpeak.create_device",
+                                     address=address, json=body))
+
+    async def update_device(self, device_id: str, body: dict[str, Any], *,
+                            address: str = "") -> None:
+        await self._json("PATCH", f"/devices/{device_id}", operation="flatpeak.update_device",
+                         address=address, json=body)
+
+    async def delete_device(self, device_id: str, *, address: str = "") -> None:
+        """Deleting a device that is already gone succeeds."""
+        await self._json("DELETE", f"/devices/{device_id}", operation="flatpeak.delete_device",
+                         address=address, ok=(404,))

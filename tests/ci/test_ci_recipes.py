@@ -1,0 +1,221 @@
+"""The shipped CI recipes, run end to end against simulators: `ci/reconciler-ci.sh`, the
+`run:` steps of the GitHub workflow `ci/github/reconciler-plan.yml` (extracted from the
+YAML and run as GitHub runs them), and the hooks of `.pre-commit-hooks.yaml` (invoked as
+pre-commit invokes them: entry + args + matching staged filenames)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ci_helpers import EXAMPLES, REPO, World, ci_env, run
+
+from reconciler.engine.config import load_settings
+from reconciler.engine.reconcile import Reconciler
+from reconciler.sources.loader import load_fleet
+
+pytestmark = pytest.mark.slow
+
+CI_SCRIPT = REPO / "ci" / "reconciler-ci.sh"
+WORKFLOW = REPO / "ci" / "github" / "reconciler-plan.yml"
+HOOKS = REPO / ".pre-commit-hooks.yaml"
+
+MARKDOWN_ROW = "| `+` | `site/home-solna[novacore]` | create |"
+
+
+def assert_markdown_plan(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("### Reconciler plan"), text[:200]
+    assert MARKDOWN_ROW in text, text
+
+
+# -- ci/reconciler-ci.sh --------------------------------------------------------------------------
+
+
+async def test_ci_script_maps_plan_exit_codes_and_writes_the_plan(world: World) -> None:
+    out = world.root / "out"
+    env = world.env | {"RECONCILER_OUT_DIR": str(out)}
+    script = ["sh", str(CI_SCRIPT), "sites"]
+
+    # Read-only runs, side by side: changes; changes allowed to pass; a usage error.
+    changes, passing, usage = await asyncio.gather(
+        run(script, env=env, cwd=world.root),
+        run(script, env=env | {"RECONCILER_CHANGES_EXIT": "0",
+                               "RECONCILER_OUT_DIR": str(world.root / "out-pass")},
+            cwd=world.root),
+        run(script, env=env | {"RECONCILER_PLAN_ARGS": "--no-such-option",
+                               "RECONCILER_OUT_DIR": str(world.root / "out-usage")},
+            cwd=world.root))
+    assert changes.code == 2, changes.text
+    assert "changes planned; review" in changes.stdout
+    assert_markdown_plan(out / "plan.md")
+    document = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    assert document["format_version"] and any(c["address"] == "site/home-solna[novacore]"
+                                              for c in document["changes"])
+    assert world.sims.novacore.writes() == 0, "a CI plan writes nothing"
+    assert passing.code == 0 and "changes planned" in passing.stdout, passing.text
+    # argparse exits 2 on a usage error too: that must not pass for "changes present".
+    assert usage.code == 1 and "the plan failed" in usage.stderr, usage.text
+
+    settings = load_settings(world.env)
+    async with Reconciler(load_fleet([world.root / "sites"]), settings) as reconciler:
+        report = await reconciler.apply(await reconciler.plan())
+    assert report.ok, report.as_dict()
+    converged = await run(script, env=env, cwd=world.root)
+    assert converged.code == 0, converged.text
+    assert "exit 0: no changes" in converged.stdout
+    assert "No changes" in (out / "plan.md").read_text(encoding="utf-8")
+
+    devices = world.root / "sites" / "devices.yaml"
+    devices.write_text(devices.read_text().replace("deviceType: inverter", "deviceType: x"))
+    invalid = await run(script, env=env, cwd=world.root)
+    assert invalid.code == 1, invalid.text
+    assert re.search(r"sites/devices\.yaml:12:\d+: spec\.deviceType", invalid.stderr)
+    assert "exit 1: the desired state is invalid" in invalid.stderr
+
+
+# -- the GitHub workflow --------------------------------------------------------------------------
+
+
+def load_workflow() -> dict[Any, Any]:
+    data = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def step(workflow: dict[Any, Any], name: str) -> dict[str, Any]:
+    steps = workflow["jobs"]["plan"]["steps"]
+    found = [s for s in steps if s.get("name") == name]
+    assert len(found) == 1, f"no step {name!r}"
+    return found[0]  # type: ignore[no-any-return]
+
+
+def test_workflow_runs_on_pull_requests_comments_labels_and_fails_on_errors() -> None:
+    workflow = load_workflow()
+    # YAML 1.1 reads the key `on` as true.
+    triggers = workflow.get("on", workflow.get(True))
+    assert "pull_request" in triggers
+    assert workflow["permissions"]["pull-requests"] == "write"
+    steps = workflow["jobs"]["plan"]["steps"]
+    uses = [s.get("uses", "") for s in steps]
+    assert any(u.startswith("actions/checkout@") for u in uses)
+    assert any(u.startswith("actions/setup-python@") for u in uses)
+    assert "pip install" in step(workflow, "Install the reconciler")["run"]
+    comment = step(workflow, "Comment the plan on the pull request")
+    assert comment["uses"].startswith("actions/github-script@")
+    assert "plan.md" in comment["with"]["script"]
+    label = step(workflow, "Label the pull request")
+    assert "reconciler:changes" in label["with"]["script"]
+    assert 'EXITCODE === "2"' in label["with"]["script"]
+    fail = step(workflow, "Fail on a plan error")
+    assert "exitcode != '0'" in fail["if"] and "exitcode != '2'" in fail["if"]
+    for each in steps:
+        # Expressions go through `env:`, never into a script (no injection from PR data),
+        # which is also what lets this test run the scripts as they are.
+        assert "${{" not in each.get("run", ""), each["name"]
+
+
+async def run_step(workflow: dict[Any, Any], name: str, world: World,
+                   values: dict[str, str], output: Path) -> Any:
+    """Run a `run:` step as GitHub does (bash -eo pipefail), with `${{ ... }}` in its `env:`
+    replaced from `values`."""
+    selected = step(workflow, name)
+    env = world.env | {k: str(v) for k, v in workflow.get("env", {}).items()}
+    for key, value in selected.get("env", {}).items():
+        expression = re.fullmatch(r"\$\{\{\s*(?:vars|secrets)\.(\w+)\s*\}\}", str(value))
+        assert expression, f"unexpected env value {value!r}"
+        env[key] = values.get(expression.group(1), "")
+    env["GITHUB_OUTPUT"] = str(output)
+    return await run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
+                      selected["run"]], env=env, cwd=world.root)
+
+
+async def test_workflow_validate_and_plan_steps_run_end_to_end(world: World) -> None:
+    workflow = load_workflow()
+    output = world.root / "github-output"
+    output.touch()
+    values = {k: v for k, v in world.env.items() if k.startswith("RECONCILER_")}
+
+    validate = await run_step(workflow, "Validate", world, values, output)
+    assert validate.code == 0 and validate.stdout.startswith("valid:"), validate.text
+    plan = await run_step(workflow, "Plan", world, values, output)
+    assert plan.code == 0, plan.text  # exit 2 is recorded, not a failed step
+    assert output.read_text(encoding="utf-8").splitlines() == ["exitcode=2"]
+    assert "Changes planned" in plan.stdout
+    assert_markdown_plan(world.root / "plan.md")
+    assert json.loads((world.root / "plan.json").read_text())["changes"]
+
+
+# -- pre-commit hooks ---------------------------------------------------------------------------
+
+
+def hooks() -> dict[str, dict[str, Any]]:
+    return {h["id"]: h for h in yaml.safe_load(HOOKS.read_text(encoding="utf-8"))}
+
+
+def run_hook(hook: dict[str, Any], staged: list[str], cwd: Path,
+             args: list[str] | None = None) -> subprocess.CompletedProcess[str] | None:
+    """Invoke a hook as pre-commit does: skipped unless a staged file matches `files`;
+    else `entry` + `args` (the user's replace the hook's) + the matching filenames when
+    `pass_filenames`. None when skipped."""
+    matching = [f for f in staged if re.search(hook.get("files", ""), f)]
+    if not matching:
+        return None
+    argv = shlex.split(hook["entry"]) + (args if args is not None else hook.get("args", []))
+    if hook.get("pass_filenames", True):
+        argv += matching
+    return subprocess.run(argv, cwd=cwd, env=ci_env(), capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+def test_pre_commit_hook_definitions() -> None:
+    defined = hooks()
+    assert set(defined) == {"reconciler-validate", "reconciler-validate-all"}
+    for hook in defined.values():
+        assert hook["entry"] == "reconciler validate"
+        assert hook["language"] == "python"
+        assert hook["files"] == r"\.ya?ml$"
+        assert hook["require_serial"] is True
+    assert defined["reconciler-validate"]["pass_filenames"] is True
+    assert defined["reconciler-validate-all"]["pass_filenames"] is False
+
+
+def test_pre_commit_hooks_validate_staged_files_and_the_whole_desired_state(
+        tmp_path: Path) -> None:
+    defined = hooks()
+    per_file, whole = defined["reconciler-validate"], defined["reconciler-validate-all"]
+    good_repo, bad_repo = tmp_path / "good", tmp_path / "bad"
+    for repo in (good_repo, bad_repo):
+        shutil.copytree(EXAMPLES / "home-solna", repo / "sites" / "home-solna")
+        shutil.copy(EXAMPLES / "villa-lund-v2x.yaml", repo / "sites")
+        (repo / "README.md").write_text("notes\n")
+    devices = "sites/home-solna/devices.yaml"
+    broken = bad_repo / devices
+    broken.write_text(broken.read_text().replace("deviceType: inverter", "deviceType: toaster"))
+    assert run_hook(per_file, ["README.md"], good_repo) is None, "not a YAML file: not run"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        # A self-contained file: the per-file hook is enough; README.md is not passed.
+        good = pool.submit(run_hook, per_file, ["sites/villa-lund-v2x.yaml", "README.md"],
+                           good_repo)
+        # A file that refers to another one: alone, its reference looks dangling ...
+        alone = pool.submit(run_hook, per_file, [devices], good_repo)
+        # ... and the whole-state hook checks it in context, and finds real problems.
+        in_context = pool.submit(run_hook, whole, [devices], good_repo, ["sites"])
+        bad = pool.submit(run_hook, whole, [devices], bad_repo, ["sites"])
+
+    assert (result := good.result()) is not None and result.returncode == 0, result
+    assert (result := alone.result()) is not None and result.returncode == 1
+    assert "Gateway 'home-solna-zap' is not declared" in result.stderr
+    assert (result := in_context.result()) is not None and result.returncode == 0, result
+    assert (result := bad.result()) is not None and result.returncode == 1
+    assert re.search(r"sites/home-solna/devices\.yaml:12:\d+: spec\.deviceType", result.stderr)

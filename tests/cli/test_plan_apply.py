@@ -1,0 +1,342 @@
+"""`reconciler plan` and `reconciler apply` end to end: the CLI runs in this process (its
+own `asyncio.run`) against simulators served from a background thread, and reads its
+settings from RECONCILER_* variables, as in production. Exit codes, saved plans and their
+staleness checks, target selection, the state lock, failures, offline gateways, and
+secrets that never appear in any output."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+
+from simworld import (  # noqa: E402 - tests/engine holds the shared helpers
+    ORG_A,
+    ORG_B,
+    TRANSFER_SERIAL,
+    BodyRecorder,
+    Doc,
+    ThreadedSims,
+    converged_exactly_once,
+    gateway,
+    gateway_moved_to_home,
+    load,
+    mqtt_battery,
+    serial_of,
+    shop_in_org_b,
+    site,
+    standard_site,
+    write,
+)
+
+from reconciler.cli import main as cli  # noqa: E402
+from reconciler.engine.state import StateDir  # noqa: E402
+from reconciler.sim.fleet import SimFleet  # noqa: E402
+
+
+@dataclass
+class Cli:
+    """Runs `reconciler ARGS...` in this process; the fleet lives in `fleet_dir`."""
+
+    sims: ThreadedSims
+    fleet_dir: Path
+    state_dir: Path
+    capsys: pytest.CaptureFixture[str]
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = cli.main(list(args))
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def rewrite(self, docs: Iterable[Doc]) -> None:
+        write(self.fleet_dir, docs)
+
+    @property
+    def path(self) -> str:
+        return str(self.fleet_dir)
+
+
+CliFactory = Callable[..., Cli]
+
+
+@pytest.fixture
+def make_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             capsys: pytest.CaptureFixture[str]) -> Iterator[CliFactory]:
+    running: list[ThreadedSims] = []
+
+    def make(docs: list[Doc], *, env: dict[str, str] | None = None,
+             before_start: Callable[[SimFleet], None] | None = None) -> Cli:
+        fleet_dir = tmp_path / "sites"
+        write(fleet_dir, docs)
+        sims = ThreadedSims(load(docs), before_start=before_start).__enter__()
+        running.append(sims)
+        variables = sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "state"),
+                                  "RECONCILER_SECRETS_DIR": str(tmp_path / "secrets")}
+        for key, value in (variables | (env or {})).items():
+            monkeypatch.setenv(key, value)
+        return Cli(sims, fleet_dir, tmp_path / "state", capsys)
+
+    yield make
+    for sims in running:
+        sims.__exit__(None, None, None)
+
+
+def two_sites() -> list[Doc]:
+    return standard_site(1) + standard_site(2, labels={"tier": "gold"})
+
+
+# -- exit codes ---------------------------------------------------------------------------------
+
+
+def test_plan_detailed_exitcode_is_2_with_changes_0_without(make_cli: CliFactory) -> None:
+    run = make_cli(two_sites())
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 2, out
+    assert "Plan: 10 to create, 2 to claim, 4 to update." in out
+    assert run("plan", run.path)[0] == 0, "without --detailed-exitcode changes are success"
+
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0, out
+    assert "Apply complete: 16 done, 0 failed" in out
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert (code, out.splitlines()[0]) == (0, "No changes. The actual state matches the desired "
+                                              "state.")
+
+
+def test_plan_exits_1_on_invalid_input(make_cli: CliFactory) -> None:
+    run = make_cli(two_sites())
+    (run.fleet_dir / "broken.yaml").write_text("kind: Device\nmetadata: {name: x}\n")
+    code, out, err = run("plan", run.path, "--detailed-exitcode")
+    assert code == 1 and "invalid desired state" in err and out == ""
+
+
+def test_plan_json_and_markdown_outputs(make_cli: CliFactory) -> None:
+    run = make_cli(two_sites())
+    code, out, _ = run("plan", run.path, "-o", "json")
+    doc = json.loads(out)
+    assert code == 0 and doc["format_version"].startswith("1.")
+    assert doc["summary"]["changes"] == 16
+    code, out, _ = run("plan", run.path, "-o", "markdown")
+    assert code == 0 and out.startswith("### Reconciler plan\n") and "| `⇒` |" in out
+
+
+def test_apply_without_auto_approve_and_without_a_terminal_refuses(
+        make_cli: CliFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_cli(two_sites())
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))  # an answer, but not a terminal
+    run.sims.call(run.sims.sims.reset_counts)
+    code, _, err = run("apply", run.path)
+    assert code == 1
+    assert "not asking for confirmation without a terminal; pass --auto-approve" in err
+    assert run.sims.call(run.sims.sims.writes) == 0
+
+
+# -- offline gateways ---------------------------------------------------------------------------
+
+
+def test_offline_gateway_defers_by_default_and_fails_with_offline_fail(
+        make_cli: CliFactory) -> None:
+    run = make_cli(two_sites())
+    run.sims.run(lambda: run.sims.sims.zaps[serial_of(2)].set_offline("refuse"))
+
+    code, out, err = run("plan", run.path, "--offline=fail")
+    assert code == 1
+    assert "error: site/s2[novacore]: would create; deferred: gateway s2-zap" in err
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 2 and "… site/s2[novacore] is deferred" in out
+
+    code, out, err = run("apply", run.path, "--auto-approve", "--offline=fail")
+    assert code == 1 and run.sims.call(lambda: run.sims.sims.novacore.sites) == {}
+
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0, out
+    sites = run.sims.call(lambda: sorted(s.name for s in run.sims.sims.novacore.sites.values()))
+    assert sites == ["Site s1"], "the other site applied, the offline one waits"
+
+
+# -- saved plans --------------------------------------------------------------------------------
+
+
+def test_unchanged_saved_plan_applies(make_cli: CliFactory, tmp_path: Path) -> None:
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    code, _, err = run("plan", run.path, "--out", str(saved))
+    assert code == 0 and f"Saved the plan to {saved}" in err
+    code, out, _ = run("apply", str(saved))
+    assert code == 0, out
+    assert run.sims.call(converged_exactly_once, run.sims.sims, load(two_sites())) is None
+    assert run("plan", run.path, "--detailed-exitcode")[0] == 0
+
+
+def test_saved_plan_is_refused_when_the_actual_state_changed(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    zap = run.sims.sims.zaps[serial_of(1)]
+    run.sims.call(zap.install_device, {"type": "mqtt", "profile": "ferroamp",
+                                       "broker_host": "192.168.1.99"}, sn="STRANGER")
+    run.sims.call(run.sims.sims.reset_counts)
+    code, _, err = run("apply", str(saved))
+    assert code == 1
+    assert "the actual state changed since the plan was made" in err
+    assert run.sims.call(run.sims.sims.writes) == 0
+
+
+def test_saved_plan_is_refused_when_the_desired_state_changed(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    docs = two_sites()
+    docs[0]["spec"]["displayName"] = "Renamed in git"
+    run.rewrite(docs)
+    run.sims.call(run.sims.sims.reset_counts)
+    code, _, err = run("apply", str(saved))
+    assert code == 1 and "the desired state changed since the plan was made" in err
+    assert run.sims.call(run.sims.sims.requests) == 0, "refused before observing anything"
+
+
+# -- target and exclude -------------------------------------------------------------------------
+
+
+def test_target_and_exclude_by_address_and_label(make_cli: CliFactory) -> None:
+    docs = standard_site(1) + [site("s2", labels={"tier": "gold"}),
+                               gateway("s2-zap", "s2", serial_of(2), labels={"tier": "gold"})]
+    run = make_cli(docs)
+    sims = run.sims.sims
+
+    code, out, _ = run("apply", run.path, "--auto-approve", "--target", "device/s1-inv")
+    assert code == 0, out
+    assert run.sims.call(lambda: sorted(sims.zaps[serial_of(1)].devices)) == ["SG0001"]
+    assert run.sims.call(lambda: [s.name for s in sims.novacore.sites.values()]) == ["Site s1"]
+
+    code, out, _ = run("apply", run.path, "--auto-approve", "--exclude", "tier=gold")
+    assert code == 0, out
+    assert run.sims.call(lambda: sorted(sims.zaps[serial_of(1)].devices)) == ["P1M0001", "SG0001"]
+    assert run.sims.call(lambda: sims.novacore.gateways[serial_of(2)].org_id) is None
+
+    code, out, _ = run("plan", run.path, "--target", "tier=gold", "-o", "json")
+    assert {c["address"] for c in json.loads(out)["changes"]} == {
+        "site/s2[novacore]", "gateway/s2-zap[novacore]"}
+    code, _, err = run("plan", run.path, "--target", "device/nope")
+    assert code == 1 and "'device/nope' matches no resource" in err
+
+
+# -- transfer -------------------------------------------------------------------------------
+
+
+def test_transfer_refused_without_allow_transfer_and_done_with_it(make_cli: CliFactory) -> None:
+    run = make_cli(shop_in_org_b())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    novacore = run.sims.sims.novacore
+    assert run.sims.call(lambda: novacore.gateways[TRANSFER_SERIAL].org_id) == ORG_B
+
+    run.rewrite(gateway_moved_to_home(allow_transfer=False))
+    code, out, err = run("plan", run.path)
+    assert code == 1
+    assert "⇄ gateway/gw[novacore] will be transferred  [BLOCKED]" in out
+    assert "error: gateway/gw[novacore]: gateway" in err and "allowTransfer" in err
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 1 and "blocked: gateway/gw[novacore]" in out
+    assert run.sims.call(lambda: novacore.gateways[TRANSFER_SERIAL].org_id) == ORG_B
+
+    run.rewrite(gateway_moved_to_home(allow_transfer=True))
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0, out
+    assert run.sims.call(lambda: novacore.gateways[TRANSFER_SERIAL].org_id) == ORG_A
+    legacy = run.sims.call(lambda: [d.state for d in novacore.devices.values()
+                                    if d.hardware_id == "FERRO-LEGACY"])
+    assert legacy == ["orphaned"]
+
+
+# -- failures and the lock ----------------------------------------------------------------------
+
+
+def test_apply_exits_1_when_a_change_keeps_failing(make_cli: CliFactory) -> None:
+    docs = [*standard_site(1), mqtt_battery("s1-bat", "s1-zap", "FERRO1"), *standard_site(2)]
+
+    def broker_down(sims: SimFleet) -> None:
+        sims.lans["s1"].mqtt_devices[("192.168.1.70", 1883, "ferroamp")].online = False
+
+    run = make_cli(docs, env={"RECONCILER_RETRIES": "2"}, before_start=broker_down)
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 1
+    assert "failed: device/s1-bat[zap]:" in out and "MQTT device not responding" in out
+    assert "skipped: device/s1-bat[novacore]: not attempted" in out
+    assert "Apply finished with errors: 16 done, 1 failed, 2 skipped" in out
+
+
+def test_second_apply_while_the_lock_is_held_fails_naming_the_holder(
+        make_cli: CliFactory) -> None:
+    run = make_cli(two_sites())
+    with StateDir(run.state_dir).lock("reconciler apply sites/ (held by the test)"):
+        run.sims.call(run.sims.sims.reset_counts)
+        code, _, err = run("apply", run.path, "--auto-approve")
+    assert code == 1
+    assert f"the state directory {run.state_dir} is locked by pid" in err
+    assert "running `reconciler apply sites/ (held by the test)`" in err
+    assert run.sims.call(run.sims.sims.requests) == 0
+    assert run("apply", run.path, "--auto-approve")[0] == 0, "free again once released"
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+ENV_PASSWORD = "env-pw-7f3a9c2e1b"  # noqa: S105 - a test value
+FILE_PASSWORD = "file-pw-c81d44e0aa"  # noqa: S105 - a test value
+
+
+def test_secrets_never_appear_in_any_output(make_cli: CliFactory, tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV", broker="192.168.1.70",
+                         password_from={"env": "S1_BATTERY_PASSWORD"}),
+            mqtt_battery("s1-bat2", "s1-zap", "FERRO-FILE", broker="192.168.1.71",
+                         password_from={"secretKeyRef": {"name": "ferroamp", "key": "password"}})]
+    recorder = BodyRecorder("POST", "/api/devices")
+    serial = serial_of(1)
+    run = make_cli(docs, env={"S1_BATTERY_PASSWORD": ENV_PASSWORD},
+                   before_start=lambda sims: recorder.install(sims.zaps[serial].app))
+    secret_file = tmp_path / "secrets" / "ferroamp" / "password"
+    secret_file.parent.mkdir(parents=True)
+    secret_file.write_text(FILE_PASSWORD + "\n")
+    token = run.sims.sims.novacore_token
+    caplog.set_level(logging.DEBUG)
+
+    outputs: dict[str, str] = {}
+    for fmt in ("text", "json", "markdown"):
+        code, out, err = run("plan", run.path, "-o", fmt, "--out", str(tmp_path / "plan.json"))
+        assert code == 0, err
+        outputs[f"plan -o {fmt}"] = out + err
+    outputs["saved plan"] = (tmp_path / "plan.json").read_text()
+    code, out, err = run("apply", run.path, "--auto-approve", "-o", "json")
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["ok"] and report["counts"]["done"] == 14
+    outputs["apply -o json"] = out + err
+    code, out, err = run("apply", run.path, "--auto-approve")
+    outputs["apply (text)"] = out + err
+    for path in sorted(run.state_dir.iterdir()):
+        outputs[f"state/{path.name}"] = path.read_text()
+    assert "zap.add_device" in outputs["state/journal.jsonl"], "the journal was written"
+    outputs["logs"] = "\n".join(r.getMessage() for r in caplog.records)
+    assert caplog.records, "something was logged (httpx logs each request)"
+
+    for name, text in outputs.items():
+        for secret in (ENV_PASSWORD, FILE_PASSWORD, token):
+            assert secret not in text, f"a secret appears in {name}"
+
+    sent = {body.get("broker_host"): body.get("password") for body in recorder.bodies}
+    assert sent["192.168.1.70"] == ENV_PASSWORD, "the password reached the gateway"
+    assert sent["192.168.1.71"] == FILE_PASSWORD
+    battery = run.sims.call(lambda: run.sims.sims.zaps[serial].device("FERRO-ENV"))
+    assert battery is not None and battery.password_set

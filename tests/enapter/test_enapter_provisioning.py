@@ -1,0 +1,303 @@
+"""Enapter Cloud end to end against the simulator on loopback: every provisioning kind in
+dependency order, convergence with zero writes, PATCH and assign_blueprint for changes,
+downstream-first removal with --prune (and Enapter's own error when the order is broken),
+config files (mode 0600, written again when missing) and credentials that never reach any
+output."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import MakeWorld
+from enapter_world import (
+    EL,
+    GW,
+    MASTER,
+    SLAVE,
+    UCM,
+    UCM_MQTT,
+    VUCM,
+    World,
+    device,
+    every_kind,
+    fleet_of,
+    lua,
+    pending,
+    renderings,
+    site_and_gateway,
+    ucm,
+)
+
+from reconciler.engine.config import SecretResolver
+from reconciler.engine.execute import Executors
+from reconciler.engine.reconcile import Reconciler
+from reconciler.engine.session import Session
+from reconciler.errors import ProviderRejected
+from reconciler.model.fleet import Fleet
+from reconciler.plan.actions import Action
+from reconciler.providers.enapter.client import error_code
+
+
+def remote(world: World, hardware_id: str) -> Any:
+    found = world.sims.enapter.by_hardware_id(hardware_id)
+    assert found is not None, hardware_id
+    return found
+
+
+def remote_by_slug(world: World, slug: str) -> Any:
+    return next(d for d in world.sims.enapter.devices.values() if d.slug == slug)
+
+
+def enapter_calls(world: World, endpoint: str) -> int:
+    return world.sims.enapter.requests[endpoint]
+
+
+async def test_every_provisioning_kind_is_created_in_dependency_order(
+        make_world: MakeWorld) -> None:
+    world = await make_world(every_kind())
+    result = await world.plan()
+    changes = pending(result)
+    order = list(changes)
+    assert all(c.action is Action.CREATE and not c.blocked for c in changes.values()), order
+
+    def at(name: str, kind: str = "device") -> int:
+        return order.index(f"{kind}/{name}[enapter]")
+
+    assert at("lab", "site") < at("lab-gw", "gateway") < at("lab-vucm")
+    assert at("lab-ucm") < at("lab-lua") and at("lab-link") < at("lab-slave")
+    assert "device/lab-ucm[enapter]" in changes["device/lab-lua[enapter]"].depends_on
+    assert "device/lab-link[enapter]" in changes["device/lab-slave[enapter]"].depends_on
+    assert "gateway/lab-gw[enapter]" in changes["device/lab-vucm[enapter]"].depends_on
+
+    await world.converge()
+    sim = world.sims.enapter
+    gateway = remote(world, GW)
+    expected = {UCM: "HARDWARE_UCM", UCM_MQTT: "HARDWARE_UCM", VUCM: "VIRTUAL_UCM",
+                EL: "EMBEDDED_UCM", MASTER: "LINK_MASTER_UCM", SLAVE: "LINK_SLAVE_UCM"}
+    for hardware_id, device_type in expected.items():
+        device = remote(world, hardware_id)
+        assert device.type == device_type, hardware_id
+        if device_type != "LINK_SLAVE_UCM":
+            assert sim.upstream_id(device) == gateway.id, hardware_id
+    assert sim.upstream_id(remote(world, SLAVE)) == remote(world, MASTER).id
+    assert gateway.properties["gateway_version"] == "3.1.0"
+    lua_device = remote_by_slug(world, "gas-1")
+    assert (lua_device.type, lua_device.parent_id, lua_device.blueprint_id) == (
+        "LUA", remote(world, UCM).id, "bp-gas-1")
+    assert remote_by_slug(world, "lab-standalone").type == "STANDALONE"
+    # The embedded UCM got its declared slug, and the electrolyser behind it exists.
+    assert remote(world, EL).slug == "electrolyser-1"
+    assert any(d.type == "NATIVE" and d.parent_id == remote(world, EL).id
+               for d in sim.devices.values())
+    assert remote(world, UCM).slug == "gas-ucm"
+    site = sim.sites[gateway.site_id]
+    assert (site.name, site.location) == ("H2 Lab", {"name": "Crespina", "latitude": 43.57,
+                                                     "longitude": 10.56})
+
+
+async def test_converged_fleet_plans_nothing_and_applies_without_writes(
+        make_world: MakeWorld) -> None:
+    world = await make_world(every_kind())
+    await world.converge()
+    world.sims.reset_counts()
+    result = await world.plan()
+    assert not result.plan.has_changes, [c.address for c in result.plan.pending]
+    assert result.plan.unmanaged == []
+    assert world.sims.writes() == 0
+    # Batched observation: one list of sites and one list of the site's devices.
+    assert world.sims.enapter.count() == 2, dict(world.sims.enapter.requests)
+    _, report = await world.apply()
+    assert report.outcomes == [] and world.sims.writes() == 0
+
+
+async def test_blueprint_change_is_assign_blueprint(make_world: MakeWorld) -> None:
+    world = await make_world(every_kind())
+    await world.converge()
+    changed = fleet_of(every_kind(lua={"blueprint": "bp-gas-2"}))
+    result = await world.plan(changed)
+    change = pending(result)["device/lab-lua[enapter]"]
+    assert (change.action, [d.path for d in change.diff]) == (Action.UPDATE, ["blueprint_id"])
+    world.sims.reset_counts()
+    await world.converge(changed)
+    assert enapter_calls(world, "POST /v3/devices/{device_id}/assign_blueprint") == 1
+    assert world.sims.enapter.writes() == 1
+    assert remote_by_slug(world, "gas-1").blueprint_id == "bp-gas-2"
+    assert not (await world.plan(changed)).plan.has_changes
+
+
+async def test_name_and_slug_changes_are_a_patch(make_world: MakeWorld) -> None:
+    world = await make_world(every_kind())
+    await world.converge()
+    changed = fleet_of(every_kind(ucm={"display": "Renamed UCM", "slug": "renamed-ucm"}))
+    change = pending(await world.plan(changed))["device/lab-ucm[enapter]"]
+    assert change.action is Action.UPDATE
+    assert {d.path: d.new for d in change.diff} == {"name": "Renamed UCM", "slug": "renamed-ucm"}
+    world.sims.reset_counts()
+    await world.converge(changed)
+    assert enapter_calls(world, "PATCH /v3/devices/{device_id}") == 1
+    assert world.sims.enapter.writes() == 1  # no reprovisioning, no new config
+    device = remote(world, UCM)
+    assert (device.name, device.slug) == ("Renamed UCM", "renamed-ucm")
+    assert not (await world.plan(changed)).plan.has_changes
+
+
+async def test_prune_removes_undeclared_devices_downstream_first(make_world: MakeWorld) -> None:
+    world = await make_world(every_kind())
+    await world.converge()
+    upstreams = "".join(part for part in [site_and_gateway(), device(
+        "lab-vucm", "{kind: vucm}", hardware=VUCM, gateway=True)])
+    smaller = fleet_of(upstreams)
+
+    report_only = await world.plan(smaller)
+    assert not report_only.plan.has_changes
+    assert len(report_only.plan.unmanaged) == 7  # ucm x2, lua, embedded, master, slave, standalone
+
+    result = await world.plan(smaller, prune=True)
+    deletes = [c for c in result.plan.pending if c.action is Action.DELETE]
+    assert len(deletes) == 7 and not any(c.blocked for c in deletes)
+    by_id = {c.external_id: c for c in deletes}
+    order = [c.external_id for c in result.plan.changes]
+    lua_id, ucm_id = remote_by_slug(world, "gas-1").id, remote(world, UCM).id
+    slave_id, master_id = remote(world, SLAVE).id, remote(world, MASTER).id
+    assert order.index(lua_id) < order.index(ucm_id)
+    assert order.index(slave_id) < order.index(master_id)
+    assert by_id[lua_id].address in by_id[ucm_id].depends_on
+    assert by_id[slave_id].address in by_id[master_id].depends_on
+
+    _, report = await world.apply(smaller, prune=True)
+    assert report.ok, report.as_dict()
+    left = sorted(d.type for d in world.sims.enapter.devices.values())
+    assert left == ["GATEWAY", "VIRTUAL_UCM"]
+    assert not (await world.plan(smaller, prune=True)).plan.has_changes
+
+
+async def test_deleting_an_upstream_first_surfaces_enapters_error(make_world: MakeWorld) -> None:
+    world = await make_world(every_kind())
+    await world.converge()
+    smaller = fleet_of(site_and_gateway())
+    result = await world.plan(smaller, prune=True)
+    ucm_delete = next(c for c in result.plan.pending if c.external_id == remote(world, UCM).id)
+    assert ucm_delete.depends_on  # the Lua device running on it goes first
+    async with _executors(world, smaller) as executors:
+        with pytest.raises(ProviderRejected) as caught:
+            await executors.run(ucm_delete)  # out of order, on purpose
+    assert error_code(caught.value) == "DEVICE_HAS_DOWNSTREAM_DEVICES"
+    assert "DEVICE_HAS_DOWNSTREAM_DEVICES" in str(caught.value)
+    assert caught.value.status == 422
+    assert remote(world, UCM) is not None  # nothing was deleted
+
+
+@contextlib.asynccontextmanager
+async def _executors(world: World, fleet: Fleet) -> AsyncIterator[Executors]:
+    """Executors over a fresh session, to run one change by hand."""
+    session = Session(world.settings())
+    try:
+        yield Executors(fleet, session, SecretResolver(str(world.tmp)), None, {})
+    finally:
+        await session.aclose()
+
+
+# -- communication configs -------------------------------------------------------------------------
+
+
+def _secrets_in(config_file: Path) -> list[str]:
+    """The credential values of a written config: private key lines, password."""
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    credentials = config["mqtt_credentials"]
+    values = [credentials[k] for k in ("password",) if k in credentials]
+    if "private_key" in credentials:
+        # Every base64 line of the key: none of them may appear anywhere.
+        values += [line for line in credentials["private_key"].splitlines()
+                   if line and not line.startswith("-----")]
+    assert values, config_file
+    return values
+
+
+async def _cli(world: World, *args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reconciler", *args, "--no-color",
+        env={**os.environ, **world.env()}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    return stdout.decode() + stderr.decode()
+
+
+@pytest.mark.slow
+async def test_configs_go_to_0600_files_and_credentials_never_to_any_output(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    text = every_kind()
+    world = await make_world(text)
+    fleet_dir = tmp_path / "fleet"
+    fleet_dir.mkdir()
+    (fleet_dir / "lab.yaml").write_text(text, encoding="utf-8")
+
+    outputs = [await _cli(world, "apply", str(fleet_dir), "--auto-approve")]
+    assert "Apply complete" in outputs[0], outputs[0]
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    mqtt_file = world.state_dir / "cfg" / "mqtt.json"
+    for path in (ucm_file, mqtt_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert json.loads(mqtt_file.read_text())["mqtt_protocol"] == "MQTT"
+    secrets = _secrets_in(ucm_file) + _secrets_in(mqtt_file)
+
+    # A deleted config file is planned as a new config (an update), and written again.
+    ucm_file.unlink()
+    missing = pending(await world.plan())["device/lab-ucm[enapter]"]
+    assert missing.action is Action.UPDATE and "missing" in missing.message
+    world.sims.reset_counts()
+    outputs.append(await _cli(world, "apply", str(fleet_dir), "--auto-approve", "-o", "json"))
+    assert enapter_calls(world, "POST /v3/devices/{device_id}/generate_config") == 1
+    assert enapter_calls(world, "POST /v3/provisioning/{kind}") == 0
+    assert stat.S_IMODE(ucm_file.stat().st_mode) == 0o600
+    secrets += _secrets_in(ucm_file)
+
+    # The plan as text (in both applies' output above), JSON and Markdown; the report.
+    outputs.append(renderings(await world.plan()))
+    _, report = await world.apply()
+    outputs.append(json.dumps(report.as_dict()))
+    outputs.append((world.state_dir / "journal.jsonl").read_text(encoding="utf-8"))
+    assert '"enapter.write_config_file"' in outputs[-1]  # the write is journaled, not its content
+    everything = "\n".join(outputs)
+    for secret in secrets:
+        assert secret not in everything
+    assert not [p for p in world.state_dir.rglob("*") if p.is_file()
+                and p not in (ucm_file, mqtt_file) and any(s in p.read_text() for s in secrets)]
+
+
+async def test_a_stale_create_adopts_what_an_interrupted_run_provisioned(
+        make_world: MakeWorld) -> None:
+    world = await make_world(site_and_gateway() + ucm() + lua())
+    await world.converge(fleet_of(site_and_gateway()))
+    async with Reconciler(world.fleet, world.settings()) as reconciler:
+        stale = await reconciler.plan()  # the UCM and the Lua device do not exist yet
+        # An earlier run provisioned both and was killed; someone then renamed the UCM.
+        site_id = remote(world, GW).site_id
+        async with httpx.AsyncClient(base_url=world.sims.enapter.url, headers={
+                "X-Enapter-Auth-Token": world.sims.enapter_token}) as api:
+            made = (await api.post("/v3/provisioning/ucm", json={
+                "site_id": site_id, "hardware_id": UCM, "name": "Gas sensor UCM",
+                "protocol": "MQTTS"})).json()
+            await api.post("/v3/provisioning/lua_device", json={
+                "runtime_id": made["device_id"], "blueprint_id": "bp-gas-1",
+                "name": "Gas sensor", "slug": "gas-1"})
+        world.sims.enapter.rename_device(made["device_id"], name="renamed meanwhile")
+        report = await reconciler.apply(stale)
+    assert report.ok, report.as_dict()
+    # Not provisioned twice: one UCM, and one Lua device (which reports its runtime's id).
+    assert sorted(d.type for d in world.sims.enapter.devices.values()
+                  if d.hardware_id == UCM) == ["HARDWARE_UCM", "LUA"]
+    assert remote(world, UCM).name == "Gas sensor UCM"
+    assert (world.state_dir / "cfg" / "ucm.json").is_file()
+    assert not (await world.plan()).plan.has_changes
+

@@ -1,0 +1,53 @@
+"""Fixtures of the end-to-end engine tests: a factory of simulated worlds (simulators for a
+fleet, started on loopback in the test's event loop, stopped after it) and a check that no
+asyncio task outlives its test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from simworld import Doc, World, load, world_env
+
+from reconciler.engine.config import load_settings
+from reconciler.sim.fleet import SimFleet
+
+MakeWorld = Callable[..., Awaitable[World]]
+
+
+@pytest.fixture
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    before = asyncio.all_tasks()
+    yield
+    for _ in range(3):
+        await asyncio.sleep(0)
+    leaked = {t for t in asyncio.all_tasks() - before
+              if t is not asyncio.current_task() and not t.done()}
+    for task in leaked:
+        task.cancel()
+    assert not leaked, f"tasks left running: {leaked}"
+
+
+@pytest.fixture
+async def make_world(no_leaked_tasks: None, tmp_path: Path) -> AsyncIterator[MakeWorld]:
+    started: list[SimFleet] = []
+
+    async def make(docs: Iterable[Doc], *, shared_modbus: bool = False,
+                   env: dict[str, str] | None = None,
+                   before_start: Callable[[SimFleet], Any] | None = None) -> World:
+        fleet = load(docs)
+        sims = SimFleet()
+        sims.seed_fleet(fleet, shared_modbus=shared_modbus)
+        if before_start is not None:
+            before_start(sims)
+        await sims.start()
+        started.append(sims)
+        variables = world_env(sims, tmp_path / "state", env)
+        return World(sims, fleet, load_settings(variables), variables)
+
+    yield make
+    for sims in started:
+        await sims.stop()

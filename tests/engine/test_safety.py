@@ -1,0 +1,146 @@
+"""Safety policies end to end: a gateway owned by another organisation is transferred only
+with `allowTransfer`, a device whose Modbus serial is not its declared hardware id is
+neither added nor provisioned, and an offline gateway defers its own site only."""
+
+from __future__ import annotations
+
+from conftest import MakeWorld
+from simworld import (
+    ORG_A,
+    ORG_B,
+    TRANSFER_SERIAL,
+    cloud_device,
+    cloud_devices,
+    converged_exactly_once,
+    gateway_moved_to_home,
+    load,
+    owner,
+    serial_of,
+    shop_in_org_b,
+    site_names,
+    standard_site,
+)
+
+from reconciler.plan.actions import Action, Reason
+
+# -- transfer ---------------------------------------------------------------------------------
+
+SERIAL = TRANSFER_SERIAL
+
+
+async def test_transfer_is_refused_without_allow_transfer(make_world: MakeWorld) -> None:
+    world = await make_world(shop_in_org_b())
+    _, report = await world.apply()
+    assert report.ok and owner(world.sims, SERIAL) == ORG_B
+
+    moved = load(gateway_moved_to_home(allow_transfer=False))
+    result = await world.plan(fleet=moved)
+    claim = next(c for c in result.plan.changes if c.address == "gateway/gw[novacore]")
+    assert (claim.action, claim.blocked, claim.reason) == (
+        Action.TRANSFER, True, Reason.TRANSFER_NOT_ALLOWED)
+    assert "owned by org-beta" in claim.message and "allowTransfer" in claim.message
+    blocked_device = next(c for c in result.plan.changes if c.address == "device/inv[novacore]")
+    assert blocked_device.blocked, "provisioning on a gateway we do not own waits for the claim"
+
+    world.sims.reset_counts()
+    async with world.engine(moved) as engine:
+        report = await engine.apply(result)
+    assert not report.ok and {o.status for o in report.outcomes} == {"blocked"}
+    assert world.sims.writes() == 0, "nothing was written"
+    assert owner(world.sims, SERIAL) == ORG_B
+    assert all(d.state == "active" for d in cloud_devices(world.sims)), "org-beta keeps its devices"
+
+
+async def test_transfer_with_allow_transfer_orphans_the_old_organisations_devices(
+        make_world: MakeWorld) -> None:
+    world = await make_world(shop_in_org_b())
+    await world.apply()
+    moved = load(gateway_moved_to_home(allow_transfer=True))
+
+    result, report = await world.apply(fleet=moved)
+    claim = next(c for c in result.plan.changes if c.address == "gateway/gw[novacore]")
+    assert (claim.action, claim.blocked) == (Action.TRANSFER, False)
+    assert report.ok, report.as_dict()
+    assert owner(world.sims, SERIAL) == ORG_A
+    legacy = cloud_device(world.sims, "FERRO-LEGACY")
+    assert legacy.state == "orphaned", "the old organisation's undeclared device is orphaned"
+    assert world.sims.novacore.sites[legacy.site_id].org_id == ORG_B
+    inv = cloud_device(world.sims, "SG-X")
+    assert (inv.state, world.sims.novacore.sites[inv.site_id].name) == ("active", "Site home"), \
+        "the declared device is provisioned into the new organisation's site"
+
+    again = await world.plan(fleet=moved)
+    assert not again.plan.has_changes, [c.address for c in again.plan.pending]
+    assert sorted((u["platform"], u["id"]) for u in again.plan.unmanaged) == [
+        ("novacore", legacy.id), ("zap", "FERRO-LEGACY")], \
+        "the orphaned device (in org-beta's site, and still on the Zap) is reported, not touched"
+
+
+# -- identity check -------------------------------------------------------------------------
+
+
+async def test_serial_mismatch_blocks_adding_and_provisioning(make_world: MakeWorld) -> None:
+    world = await make_world(standard_site(1, check_serial=True) + standard_site(2))
+    world.sims.modbus[0].set_serial("SWAPPED-99", unit_id=1)  # site 1's inverter was replaced
+
+    result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.action, verify.blocked, verify.reason) == (
+        Action.VERIFY, True, Reason.IDENTITY_MISMATCH)
+    assert "'SWAPPED-99'" in verify.message and "'SG0001'" in verify.message
+    assert verify.before == {"serial": "SWAPPED-99"}
+
+    async with world.engine() as engine:
+        report = await engine.apply(result)
+    statuses = {o.address: o.status for o in report.outcomes}
+    assert {a for a, s in statuses.items() if s == "blocked"} == {
+        "device/s1-inv[identity]", "device/s1-inv[zap]", "device/s1-inv[novacore]",
+        "device/s1-inv[publish]"}
+    assert not report.by_status("failed"), "blocked, not attempted"
+    zap = world.sims.zaps[serial_of(1)]
+    assert sorted(zap.devices) == ["P1M0001"], "neither SG0001 nor SWAPPED-99 was added"
+    assert cloud_devices(world.sims, "SG0001") == []
+    assert cloud_devices(world.sims, "SWAPPED-99") == []
+    assert cloud_device(world.sims, "P1M0001").state == "active", "the rest of the site applies"
+    assert sorted(world.sims.zaps[serial_of(2)].devices) == ["P1M0002", "SG0002"]
+
+
+async def test_matching_serial_is_checked_and_the_device_added(make_world: MakeWorld) -> None:
+    world = await make_world(standard_site(1, check_serial=True))
+    result, report = await world.apply()
+    assert "device/s1-inv[identity]" in [c.address for c in result.plan.pending]
+    assert report.ok
+    converged_exactly_once(world.sims, world.fleet)
+
+
+# -- offline gateway --------------------------------------------------------------------------
+
+
+async def test_offline_gateway_defers_its_site_while_the_others_apply(
+        make_world: MakeWorld) -> None:
+    world = await make_world(standard_site(1) + standard_site(2) + standard_site(3))
+    await world.sims.zaps[serial_of(2)].set_offline("refuse")
+
+    result, report = await world.apply()
+    deferred = {c.site for c in result.plan.deferred}
+    assert deferred == {"s2"}
+    assert {o.site for o in report.by_status("deferred")} == {"s2"}
+    assert {o.site for o in report.by_status("done")} == {"s1", "s3"}
+    assert report.ok, "deferred is not an error"
+    assert site_names(world.sims, ORG_A) == ["Site s1", "Site s3"], "nothing guessed for s2"
+    assert owner(world.sims, serial_of(2)) is None
+
+    await world.sims.zaps[serial_of(2)].set_offline("online")
+    _, report = await world.apply()
+    assert report.ok and {o.site for o in report.outcomes} == {"s2"}
+    converged_exactly_once(world.sims, world.fleet)
+
+
+async def test_hanging_gateway_is_deferred_after_the_timeout(make_world: MakeWorld) -> None:
+    world = await make_world(standard_site(1) + standard_site(2),
+                             env={"RECONCILER_TIMEOUT": "0.3"})
+    await world.sims.zaps[serial_of(1)].set_offline("hang")
+    result = await world.plan()
+    assert {c.site for c in result.plan.deferred} == {"s1"}
+    assert "timed out" in result.plan.deferred[0].message
+    assert not any(c.action is Action.DEFER for c in result.plan.changes if c.site == "s2")

@@ -1,0 +1,734 @@
+"""Cross-field and cross-document rules (`reconciler.model.fleet.check_fleet`), one table row
+per rule, and the `Fleet` index (`Fleet.of`, `ders_of`, `devices_of`, `gateways_of`,
+`site_of_device`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reconciler.model.base import API_VERSION, Resource
+from reconciler.model.fleet import Fleet, Problem, check_fleet
+from reconciler.model.kinds import KINDS
+
+
+def res(kind: str, name: str, spec: dict[str, Any], **metadata: Any) -> Resource:
+    return KINDS[kind].model_validate({"apiVersion": API_VERSION, "kind": kind,
+                                       "metadata": {"name": name, **metadata}, "spec": spec})
+
+
+def site(name: str = "home", **spec: Any) -> Resource:
+    base: dict[str, Any] = {"displayName": name.title(), "timezone": "Europe/Stockholm",
+                            "novacore": {"orgId": "org-4f2a9c71"}}
+    return res("Site", name, {k: v for k, v in {**base, **spec}.items() if v is not None})
+
+
+def zap(name: str = "home-zap", site_ref: str = "home", serial: str = "zap-3c61a4f0b2d8e917",
+        **zap_fields: Any) -> Resource:
+    return res("Gateway", name, {"siteRef": site_ref, "zap": {
+        "serial": serial, "url": "http://192.168.1.40", **zap_fields}})
+
+
+def enapter_gateway(name: str = "lab-gateway", site_ref: str = "lab",
+                    firmware: str = "3.2.1", hardware_id: str = "B27925CBA53754") -> Resource:
+    return res("Gateway", name, {"siteRef": site_ref, "enapter": {
+        "hardwareId": hardware_id, "firmwareVersion": firmware}})
+
+
+def device(name: str, **spec: Any) -> Resource:
+    return res("Device", name, {k: v for k, v in spec.items() if v is not None})
+
+
+TCP = {"modbusTcp": {"host": "192.168.1.60", "profile": "sungrow"}}
+RTU = {"modbusRtu": {"profile": "sungrow"}}
+
+
+def inverter(name: str = "inverter", **spec: Any) -> Resource:
+    base: dict[str, Any] = {"gatewayRef": "home-zap", "hardwareId": "A2231234567",
+                            "deviceType": "inverter", "connection": TCP,
+                            "ders": [{"name": "pv", "type": "solar"}]}
+    return device(name, **{**base, **spec})
+
+
+def lab() -> Resource:
+    return site("lab", novacore=None, enapter={})
+
+
+def enapter_device(name: str, kind: str, **spec: Any) -> Resource:
+    enapter = {"kind": kind, **spec.pop("enapter", {})}
+    base: dict[str, Any] = {"siteRef": "lab", "hardwareId": f"HW-{name}", "enapter": enapter}
+    return device(name, **{**base, **spec})
+
+
+def der(name: str, device_ref: str, der_name: str, der_type: str) -> Resource:
+    return res("DER", name, {"deviceRef": device_ref, "name": der_name, "type": der_type})
+
+
+ZAP_SITE = [site(), zap()]
+HOME = [*ZAP_SITE, inverter()]
+LAB = [lab(), enapter_gateway()]
+
+Expected = tuple[str, str, tuple[str | int, ...], str]
+
+
+CASES = [
+    # -- names and identities
+    pytest.param(
+        [*HOME, site()],
+        [("Site", "home", ("metadata", "name"), "declared more than once")],
+        id="duplicate-site",
+    ),
+    pytest.param(
+        [*HOME, zap(serial="zap-0000000000000002")],
+        [("Gateway", "home-zap", ("metadata", "name"), "declared more than once")],
+        id="duplicate-gateway-name",
+    ),
+    pytest.param(
+        [
+            *HOME,
+            res(
+                "Site",
+                "home",
+                site().spec.model_dump(by_alias=True, exclude_none=True),
+                namespace="other",
+            ),
+        ],
+        [("Site", "home", ("metadata", "name"), "declared more than once")],
+        id="duplicate-name-in-another-namespace",
+    ),
+    pytest.param(
+        [*HOME, zap("garage-zap")],
+        [
+            (
+                "Gateway",
+                "garage-zap",
+                ("spec", "zap", "serial"),
+                "already declared as Gateway 'home-zap'",
+            )
+        ],
+        id="duplicate-zap-serial",
+    ),
+    pytest.param(
+        [*LAB, enapter_gateway("lab-gateway-2")],
+        [
+            (
+                "Gateway",
+                "lab-gateway-2",
+                ("spec", "enapter", "hardwareId"),
+                "already declared as Gateway 'lab-gateway'",
+            )
+        ],
+        id="duplicate-enapter-gateway",
+    ),
+    pytest.param(
+        [*HOME, inverter("inverter-2")],
+        [
+            (
+                "Device",
+                "inverter-2",
+                ("spec", "hardwareId"),
+                "'A2231234567' is already used by Device 'inverter' on Gateway 'home-zap'",
+            )
+        ],
+        id="duplicate-hardware-id-per-gateway",
+    ),
+    pytest.param(
+        [
+            *HOME,
+            site("cabin"),
+            zap("cabin-zap", "cabin", "zap-0000000000000002"),
+            inverter("cabin-inverter", gatewayRef="cabin-zap"),
+        ],
+        [],
+        id="same-hardware-id-on-two-gateways-is-fine",
+    ),
+    pytest.param(
+        [
+            *HOME,
+            site("fp", flatpeak={}),
+            device("b1", siteRef="fp", flatpeak={"referenceId": "r", "type": "OTHER"}),
+            device("b2", siteRef="fp", flatpeak={"referenceId": "r", "type": "OTHER"}),
+        ],
+        [
+            (
+                "Device",
+                "b2",
+                ("spec", "flatpeak", "referenceId"),
+                "'r' is already used by Device 'b1'",
+            )
+        ],
+        id="duplicate-flatpeak-reference",
+    ),
+    # -- references
+    pytest.param(
+        [site(), zap(site_ref="cabin")],
+        [
+            (
+                "Gateway",
+                "home-zap",
+                ("spec", "siteRef"),
+                "Site 'cabin' is not declared; declared sites: 'home'",
+            )
+        ],
+        id="dangling-gateway-site-ref",
+    ),
+    pytest.param(
+        [site(), inverter()],
+        [
+            (
+                "Device",
+                "inverter",
+                ("spec", "gatewayRef"),
+                "Gateway 'home-zap' is not declared; declared gateways: (none declared)",
+            )
+        ],
+        id="dangling-gateway-ref-reports-only-that",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("ucm", "ucm", siteRef="labb")],
+        [("Device", "ucm", ("spec", "siteRef"), "Site 'labb' is not declared")],
+        id="dangling-device-site-ref",
+    ),
+    pytest.param(
+        [*HOME, der("d", "inverter-9", "battery", "battery")],
+        [
+            (
+                "DER",
+                "d",
+                ("spec", "deviceRef"),
+                "Device 'inverter-9' is not declared; declared devices: 'inverter'",
+            )
+        ],
+        id="dangling-device-ref",
+    ),
+    pytest.param(
+        [
+            *LAB,
+            enapter_device("ucm", "ucm"),
+            enapter_device(
+                "lua", "lua", hardwareId=None, enapter={"runtimeRef": "ucm-2", "blueprintId": "b"}
+            ),
+        ],
+        [("Device", "lua", ("spec", "enapter", "runtimeRef"), "Device 'ucm-2' is not declared")],
+        id="dangling-runtime-ref",
+    ),
+    pytest.param(
+        [
+            *LAB,
+            enapter_device(
+                "slave", "link_slave", gatewayRef="lab-gateway", enapter={"masterRef": "master"}
+            ),
+        ],
+        [("Device", "slave", ("spec", "enapter", "masterRef"), "Device 'master' is not declared")],
+        id="dangling-master-ref",
+    ),
+    pytest.param(
+        [*ZAP_SITE, site("cabin"), inverter(siteRef="cabin")],
+        [
+            (
+                "Device",
+                "inverter",
+                ("spec", "siteRef"),
+                "Gateway 'home-zap' is at Site 'home', not 'cabin'",
+            )
+        ],
+        id="site-mismatch",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("ucm", "ucm", siteRef=None)],
+        [("Device", "ucm", ("spec",), "set `gatewayRef`")],
+        id="no-gateway-or-site",
+    ),
+    # -- gateways and platforms
+    pytest.param(
+        [site(novacore=None), zap()],
+        [
+            (
+                "Gateway",
+                "home-zap",
+                ("spec", "zap", "orgId"),
+                "no Novacore organisation to claim into",
+            )
+        ],
+        id="zap-without-organisation",
+    ),
+    pytest.param(
+        [site(novacore=None), zap(orgId="org-1")],
+        [],
+        id="zap-with-its-own-org-id-needs-no-site-novacore",
+    ),
+    pytest.param(
+        [site("lab", novacore=None), enapter_gateway()],
+        [("Gateway", "lab-gateway", ("spec", "enapter"), "needs an `enapter` block on Site 'lab'")],
+        id="enapter-gateway-site",
+    ),
+    pytest.param(
+        [site(novacore=None), zap(orgId="org-1"), inverter()],
+        [("Device", "inverter", ("spec", "gatewayRef"), "Site 'home' needs a `novacore` block")],
+        id="zap-device-site-without-novacore",
+    ),
+    # -- devices on a Zap
+    pytest.param(
+        [*ZAP_SITE, inverter(connection=None)],
+        [
+            (
+                "Device",
+                "inverter",
+                ("spec", "connection"),
+                "a device on a Zap gateway needs `connection`",
+            )
+        ],
+        id="zap-device-no-connection",
+    ),
+    pytest.param(
+        [*ZAP_SITE, inverter(hardwareId=None)],
+        [
+            (
+                "Device",
+                "inverter",
+                ("spec", "hardwareId"),
+                "a device on a Zap gateway needs `hardwareId`",
+            )
+        ],
+        id="zap-device-no-hardware-id",
+    ),
+    pytest.param(
+        [*ZAP_SITE, inverter(deviceType=None, ders=[])],
+        [
+            (
+                "Device",
+                "inverter",
+                ("spec", "deviceType"),
+                "a device on a Zap gateway needs `deviceType`",
+            )
+        ],
+        id="zap-device-no-type",
+    ),
+    pytest.param(
+        [*ZAP_SITE, site("lab", enapter={}), inverter(enapter={"kind": "standalone"})],
+        [("Device", "inverter", ("spec", "enapter"), "cannot be an Enapter device")],
+        id="zap-device-with-enapter",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("ucm", "ucm", connection=TCP)],
+        [("Device", "ucm", ("spec", "connection"), "needs `gatewayRef` naming a Zap")],
+        id="connection-without-zap",
+    ),
+    pytest.param(
+        [*LAB, device("sensor", gatewayRef="lab-gateway", hardwareId="HW")],
+        [
+            (
+                "Device",
+                "sensor",
+                ("spec", "enapter"),
+                "a device on an Enapter gateway needs an `enapter` block",
+            )
+        ],
+        id="enapter-gateway-device-without-enapter",
+    ),
+    pytest.param(
+        [site(), device("powerwall", siteRef="home", deviceType="battery")],
+        [("Device", "powerwall", ("spec",), "must be registered somewhere")],
+        id="cloud-only-device-unregistered",
+    ),
+    pytest.param(
+        [
+            *ZAP_SITE,
+            inverter(connection={"mqtt": {"profile": "sungrow", "brokerHost": "192.168.1.70"}}),
+        ],
+        [
+            (
+                "Device",
+                "inverter",
+                ("spec", "connection", "mqtt", "profile"),
+                "profile 'sungrow' does not work over mqtt; valid profiles: 'ambibox', 'ferroamp'",
+            )
+        ],
+        id="profile-over-wrong-connection",
+    ),
+    pytest.param(
+        [*ZAP_SITE, inverter(connection={"modbusTcp": {"host": "h", "profile": "growatt"}})],
+        [
+            (
+                "Device",
+                "inverter",
+                ("spec", "connection", "modbusTcp", "profile"),
+                "profile 'growatt' does not work over modbus_tcp",
+            )
+        ],
+        id="unknown-profile",
+    ),
+    pytest.param(
+        [*ZAP_SITE, inverter(connection={"p1Uart": {}})],
+        [
+            (
+                "Device",
+                "inverter",
+                ("spec", "deviceType"),
+                "profile 'p1_meter' reports device type 'energy_meter', not 'inverter'",
+            )
+        ],
+        id="profile-device-type-mismatch",
+    ),
+    pytest.param(
+        [
+            *ZAP_SITE,
+            inverter(
+                connection={"p1Uart": {}},
+                deviceType="energy_meter",
+                ders=[],
+                verification={"checkSerial": True},
+            ),
+        ],
+        [
+            (
+                "Device",
+                "inverter",
+                ("spec", "verification", "checkSerial"),
+                "need a `modbusTcp` or `modbusRtu` connection",
+            )
+        ],
+        id="check-serial-needs-modbus",
+    ),
+    pytest.param(
+        [*ZAP_SITE, inverter(connection=RTU, verification={"checkSerial": True, "via": "direct"})],
+        [("Device", "inverter", ("spec", "verification", "via"), "use `via: gateway`")],
+        id="direct-check-over-rtu",
+    ),
+    pytest.param(
+        [*ZAP_SITE, inverter(verification={"checkSerial": True, "via": "direct"})],
+        [],
+        id="direct-check-over-tcp-is-fine",
+    ),
+    # -- DERs
+    pytest.param(
+        [
+            *ZAP_SITE,
+            inverter(
+                ders=[{"name": "pv", "type": "solar"}, {"name": "ev", "type": "ev_charger_port"}]
+            ),
+        ],
+        [
+            (
+                "Device",
+                "inverter",
+                ("spec", "ders", 1, "type"),
+                "a device of type 'inverter' provides no 'ev_charger_port' DER; valid types: "
+                "'battery', 'meter', 'solar'",
+            )
+        ],
+        id="der-type-not-allowed-inline",
+    ),
+    pytest.param(
+        [*HOME, der("d", "inverter", "ev", "ev_charger_port")],
+        [("DER", "d", ("spec", "type"), "provides no 'ev_charger_port' DER")],
+        id="der-type-not-allowed-standalone",
+    ),
+    pytest.param(
+        [
+            *ZAP_SITE,
+            inverter(ders=[{"name": "pv", "type": "solar"}, {"name": "pv", "type": "battery"}]),
+        ],
+        [
+            (
+                "Device",
+                "inverter",
+                ("spec", "ders", 1, "name"),
+                "DER name 'pv' is used twice on Device 'inverter'",
+            )
+        ],
+        id="duplicate-der-inline",
+    ),
+    pytest.param(
+        [*HOME, der("d", "inverter", "pv", "solar")],
+        [("DER", "d", ("spec", "name"), "DER name 'pv' is used twice")],
+        id="duplicate-der-inline-and-standalone",
+    ),
+    pytest.param(
+        [*HOME, der("d1", "inverter", "bat", "battery"), der("d2", "inverter", "bat", "battery")],
+        [("DER", "d2", ("spec", "name"), "DER name 'bat' is used twice")],
+        id="duplicate-der-two-standalone",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("ucm", "ucm", ders=[{"name": "s", "type": "battery"}])],
+        [("Device", "ucm", ("spec", "deviceType"), "DERs need a `deviceType`")],
+        id="inline-ders-without-device-type",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("ucm", "ucm"), der("d", "ucm", "s", "battery")],
+        [("DER", "d", ("spec", "deviceRef"), "Device 'ucm' has no `deviceType`")],
+        id="standalone-der-without-device-type",
+    ),
+    # -- Enapter
+    pytest.param(
+        [site("lab", novacore=None, flatpeak={}), enapter_device("ucm", "ucm")],
+        [("Device", "ucm", ("spec", "enapter"), "Site 'lab' has no `enapter` block")],
+        id="enapter-device-site-without-enapter",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("ucm", "ucm", hardwareId=None)],
+        [("Device", "ucm", ("spec", "hardwareId"), "an Enapter `ucm` needs `hardwareId`")],
+        id="ucm-without-hardware-id",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("el", "embedded", gatewayRef="lab-gateway")],
+        [
+            (
+                "Device",
+                "el",
+                ("spec", "enapter", "embeddedType"),
+                "an `embedded` device needs `embeddedType`",
+            )
+        ],
+        id="embedded-without-type",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("ucm", "ucm", enapter={"embeddedType": "DRYER"})],
+        [("Device", "ucm", ("spec", "enapter", "embeddedType"), "applies only to kind `embedded`")],
+        id="embedded-type-on-ucm",
+    ),
+    pytest.param(
+        [
+            *LAB,
+            enapter_device("ucm", "ucm"),
+            enapter_device("lua", "lua", hardwareId=None, enapter={"runtimeRef": "ucm"}),
+        ],
+        [
+            (
+                "Device",
+                "lua",
+                ("spec", "enapter", "blueprintId"),
+                "a `lua` device needs `blueprintId`",
+            )
+        ],
+        id="lua-without-blueprint",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("lua", "lua", hardwareId=None, enapter={"blueprintId": "b"})],
+        [("Device", "lua", ("spec", "enapter", "runtimeRef"), "a `lua` device needs `runtimeRef`")],
+        id="lua-without-runtime",
+    ),
+    pytest.param(
+        [
+            *LAB,
+            enapter_device(
+                "el", "embedded", gatewayRef="lab-gateway", enapter={"embeddedType": "ELECTROLYSER"}
+            ),
+            enapter_device(
+                "lua", "lua", hardwareId=None, enapter={"blueprintId": "b", "runtimeRef": "el"}
+            ),
+        ],
+        [
+            (
+                "Device",
+                "lua",
+                ("spec", "enapter", "runtimeRef"),
+                "Device 'el' is not a `ucm` or `vucm`",
+            )
+        ],
+        id="lua-runtime-not-ucm",
+    ),
+    pytest.param(
+        [
+            *LAB,
+            enapter_device("vucm", "vucm", gatewayRef="lab-gateway"),
+            enapter_device(
+                "lua", "lua", hardwareId=None, enapter={"blueprintId": "b", "runtimeRef": "vucm"}
+            ),
+        ],
+        [],
+        id="lua-on-a-vucm-is-fine",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("ucm", "ucm", enapter={"runtimeRef": "ucm"})],
+        [("Device", "ucm", ("spec", "enapter", "runtimeRef"), "applies only to kind `lua`")],
+        id="runtime-ref-on-ucm",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("slave", "link_slave", gatewayRef="lab-gateway")],
+        [("Device", "slave", ("spec", "enapter", "masterRef"), "a `link_slave` needs `masterRef`")],
+        id="link-slave-without-master",
+    ),
+    pytest.param(
+        [
+            *LAB,
+            enapter_device("ucm", "ucm"),
+            enapter_device(
+                "slave", "link_slave", gatewayRef="lab-gateway", enapter={"masterRef": "ucm"}
+            ),
+        ],
+        [
+            (
+                "Device",
+                "slave",
+                ("spec", "enapter", "masterRef"),
+                "Device 'ucm' is not a `link_master`",
+            )
+        ],
+        id="master-not-link-master",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("ucm", "ucm", enapter={"masterRef": "ucm"})],
+        [("Device", "ucm", ("spec", "enapter", "masterRef"), "applies only to kind `link_slave`")],
+        id="master-ref-on-ucm",
+    ),
+    pytest.param(
+        [
+            lab(),
+            enapter_gateway(firmware="2.9.4"),
+            enapter_device("vucm", "vucm", gatewayRef="lab-gateway"),
+        ],
+        [
+            (
+                "Device",
+                "vucm",
+                ("spec", "gatewayRef"),
+                "needs Enapter Gateway 3.x; Gateway 'lab-gateway' runs 2.9.4",
+            )
+        ],
+        id="vucm-on-gateway-2x",
+    ),
+    pytest.param(
+        [
+            lab(),
+            enapter_gateway(firmware="2.9.4"),
+            enapter_device("master", "link_master", gatewayRef="lab-gateway"),
+        ],
+        [("Device", "master", ("spec", "gatewayRef"), "needs Enapter Gateway 3.x")],
+        id="link-master-on-gateway-2x",
+    ),
+    pytest.param(
+        [*LAB, enapter_device("vucm", "vucm")],
+        [
+            (
+                "Device",
+                "vucm",
+                ("spec", "gatewayRef"),
+                "needs `gatewayRef` naming an Enapter Gateway 3.x",
+            )
+        ],
+        id="vucm-without-gateway",
+    ),
+    # -- Flatpeak
+    pytest.param(
+        [*ZAP_SITE, inverter(flatpeak={"referenceId": "pv", "type": "PV_SYSTEM"})],
+        [("Device", "inverter", ("spec", "flatpeak"), "Site 'home' has no `flatpeak` block")],
+        id="flatpeak-site-without-flatpeak",
+    ),
+    pytest.param(
+        [site(flatpeak={}), zap(), inverter(flatpeak={"referenceId": "pv", "type": "PV_SYSTEM"})],
+        [],
+        id="flatpeak-device-on-zap-is-fine",
+    ),
+]
+
+
+@pytest.mark.parametrize(("resources", "expected"), CASES)
+def test_fleet_rules(resources: list[Resource], expected: list[Expected]) -> None:
+    problems = check_fleet(resources)
+    reported = [(p.kind, p.name, p.path) for p in problems]
+    assert reported == [e[:3] for e in expected], [str(p) for p in problems]
+    for problem, (*_, message) in zip(problems, expected, strict=True):
+        assert message in problem.message, f"{message!r} not in {problem.message!r}"
+
+
+def test_a_complete_fleet_has_no_problems() -> None:
+    resources = [
+        *HOME,
+        device(
+            "p1",
+            gatewayRef="home-zap",
+            hardwareId="E0043007123456789",
+            deviceType="energy_meter",
+            connection={"p1Uart": {}},
+            ders=[{"name": "grid", "type": "meter"}],
+        ),
+        der("inverter-battery", "inverter", "battery", "battery"),
+        *LAB,
+        enapter_device("ucm", "ucm", enapter={"configOutput": {"file": "secrets/ucm.json"}}),
+        enapter_device(
+            "el", "embedded", gatewayRef="lab-gateway", enapter={"embeddedType": "ELECTROLYSER"}
+        ),
+        enapter_device(
+            "lua", "lua", hardwareId=None, enapter={"runtimeRef": "ucm", "blueprintId": "b"}
+        ),
+        enapter_device("master", "link_master", gatewayRef="lab-gateway"),
+        enapter_device(
+            "slave", "link_slave", gatewayRef="lab-gateway", enapter={"masterRef": "master"}
+        ),
+    ]
+    assert check_fleet(resources) == []
+
+
+def test_duplicates_carry_the_index_of_the_repeated_declaration() -> None:
+    problems = check_fleet([site(), site(), site()])
+    assert [(p.index, p.path) for p in problems] == [
+        (1, ("metadata", "name")),
+        (2, ("metadata", "name")),
+    ]
+    assert all(isinstance(p, Problem) for p in problems)
+
+
+def test_fleet_of_keeps_the_first_declaration() -> None:
+    first, second = site(displayName="First"), site(displayName="Second")
+    fleet = Fleet.of([first, second])
+    assert fleet.sites["home"] is first
+    assert len(fleet) == 1
+
+
+def test_fleet_lookups() -> None:
+    resources = [
+        *HOME,
+        site("cabin"),
+        zap("cabin-zap", "cabin", "zap-0000000000000002"),
+        inverter("cabin-inverter", gatewayRef="cabin-zap"),
+        device(
+            "p1",
+            gatewayRef="home-zap",
+            hardwareId="E1",
+            deviceType="energy_meter",
+            connection={"p1Uart": {}},
+        ),
+        der("inverter-battery", "inverter", "battery", "battery"),
+        *LAB,
+        enapter_device("ucm", "ucm"),
+    ]
+    fleet = Fleet.of(resources)
+    assert len(fleet) == len(resources)
+    assert [r.KIND for r in fleet.resources()] == sorted(
+        (r.KIND for r in resources), key=list(KINDS).index
+    )
+    assert [g.name for g in fleet.gateways_of("home")] == ["home-zap"]
+    assert [g.name for g in fleet.gateways_of("lab")] == ["lab-gateway"]
+    assert fleet.gateways_of("nowhere") == []
+    assert [d.name for d in fleet.devices_of("home-zap")] == ["inverter", "p1"]
+    assert [d.name for d in fleet.devices_of("lab-gateway")] == []
+    assert [(d.name, d.type) for d in fleet.ders_of("inverter")] == [
+        ("pv", "solar"),
+        ("battery", "battery"),
+    ]
+    assert fleet.ders_of("p1") == []
+    assert fleet.ders_of("unknown") == []
+    by_name = fleet.devices
+    site_of = fleet.site_of_device
+    assert [site_of(by_name[n]).name for n in ("inverter", "cabin-inverter", "ucm")] == [  # type: ignore[union-attr]
+        "home",
+        "cabin",
+        "lab",
+    ]
+
+
+def test_fleet_lookups_follow_changes_and_do_not_share_lists() -> None:
+    fleet = Fleet.of([*HOME])
+    assert [d.name for d in fleet.devices_of("home-zap")] == ["inverter"]
+    fleet.devices_of("home-zap").clear()  # a caller's copy; the index is unharmed
+    assert [d.name for d in fleet.devices_of("home-zap")] == ["inverter"]
+    added = inverter("inverter-2", hardwareId="A2")
+    fleet.devices["inverter-2"] = added  # type: ignore[assignment]
+    assert [d.name for d in fleet.devices_of("home-zap")] == ["inverter", "inverter-2"]
+
+
+def test_site_of_device_with_dangling_gateway_is_none() -> None:
+    fleet = Fleet.of([site(), inverter()])
+    assert fleet.site_of_device(fleet.devices["inverter"]) is None

@@ -1,0 +1,219 @@
+"""Runs the operator end to end for tests: kmock's KubernetesEmulator as the API server
+(with our CRDs' resources, namespaces, events, Secrets and CRDs registered, as kopf needs),
+the platform simulators seeded from site YAML, and kopf in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kmock
+import kopf
+from kmock._internal import apps
+
+from reconciler.engine.config import load_settings
+from reconciler.model.base import API_GROUP, API_VERSION
+from reconciler.model.schema import CRD_NAMES
+from reconciler.operator.config import OperatorConfig
+from reconciler.operator.handlers import Runtime, configure, register
+from reconciler.sim.fleet import SimFleet
+from reconciler.sources.loader import load_texts
+
+NAMESPACE = "fleet"
+_VERBS = {"list", "watch", "get", "patch", "create", "delete", "update"}
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """KubernetesEmulator that names objects created with `generateName` (kopf's events),
+    as a real API server does."""
+
+    async def _handle(self, request: Any) -> Any:
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
+        return await super()._handle(request)
+
+
+def register_resources(emulator: kmock.KubernetesEmulator) -> None:
+    for kind, names in CRD_NAMES.items():
+        emulator.resources[f"{API_VERSION}/{names['plural']}"] = kmock.ResourceInfo(
+            kind=kind, namespaced=True, verbs=_VERBS, subresources={"status"},
+            shortnames=set(names["shortNames"]), categories={"energy"}, singular=kind.lower())
+    emulator.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=_VERBS)
+    emulator.resources["v1/events"] = kmock.ResourceInfo(kind="Event", namespaced=True, verbs=_VERBS)
+    emulator.resources["v1/secrets"] = kmock.ResourceInfo(kind="Secret", namespaced=True, verbs=_VERBS)
+    emulator.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
+        kind="CustomResourceDefinition", namespaced=False, verbs=_VERBS)
+    emulator.objects["v1/namespaces", None, NAMESPACE] = {
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+
+
+def write_kubeconfig(path: Path, server: str) -> None:
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": server}}],
+        "users": [{"name": "test", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test",
+                                                 "namespace": NAMESPACE}}],
+    }))
+
+
+class Cluster:
+    """The emulated API server plus a small client to create, patch, delete and read."""
+
+    def __init__(self, emulator: kmock.KubernetesEmulator, url: str) -> None:
+        self.emulator = emulator
+        self.url = url.rstrip("/")
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=10)
+
+    def _path(self, kind: str, name: str | None = None, namespace: str = NAMESPACE) -> str:
+        plural = CRD_NAMES[kind]["plural"]
+        path = f"/apis/{API_VERSION}/namespaces/{namespace}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    async def create(self, document: dict[str, Any]) -> None:
+        document = json.loads(json.dumps(document))
+        document.setdefault("metadata", {})["namespace"] = NAMESPACE
+        # The emulator does not assign these as a real API server does; kopf keys its
+        # per-object memory (timers) by uid, so each object needs its own.
+        document["metadata"].setdefault("generation", 1)
+        document["metadata"].setdefault("uid", str(uuid.uuid4()))
+        document["metadata"].setdefault("resourceVersion", "1")
+        document["metadata"].setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        response = await self.http.post(self._path(document["kind"]), json=document)
+        response.raise_for_status()
+
+    async def patch(self, kind: str, name: str, body: dict[str, Any]) -> None:
+        response = await self.http.patch(self._path(kind, name), json=body,
+                                         headers={"Content-Type": "application/merge-patch+json"})
+        response.raise_for_status()
+
+    async def delete(self, kind: str, name: str) -> None:
+        response = await self.http.delete(self._path(kind, name))
+        response.raise_for_status()
+
+    async def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        response = await self.http.get(self._path(kind, name))
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    async def create_secret(self, name: str, data: dict[str, str]) -> None:
+        import base64
+
+        body = {"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        response = await self.http.post(f"/api/v1/namespaces/{NAMESPACE}/secrets", json=body)
+        response.raise_for_status()
+
+    async def events(self) -> list[dict[str, Any]]:
+        response = await self.http.get(f"/api/v1/namespaces/{NAMESPACE}/events")
+        response.raise_for_status()
+        return list(response.json().get("items", []))
+
+    async def condition(self, kind: str, name: str, type_: str) -> dict[str, Any] | None:
+        obj = await self.get(kind, name)
+        for cond in ((obj or {}).get("status") or {}).get("conditions", []):
+            if cond.get("type") == type_:
+                return cond  # type: ignore[no-any-return]
+        return None
+
+    async def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 20.0,
+                       what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = await predicate()
+            if last:
+                return last
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+    async def wait_condition(self, kind: str, name: str, type_: str = "Ready", status: str = "True",
+                             timeout: float = 20.0) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            cond = await self.condition(kind, name, type_)
+            return cond if cond and cond.get("status") == status else None
+
+        return await self.wait_for(check, timeout=timeout,  # type: ignore[no-any-return]
+                                   what=f"{kind}/{name} {type_}={status}")
+
+
+def documents(yaml_text: str) -> list[dict[str, Any]]:
+    """Validated documents of a YAML stream, as plain dicts for the API server."""
+    result = load_texts([("test.yaml", yaml_text)])
+    assert result.ok, [str(d) for d in result.diagnostics]
+    return [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in result.resources]
+
+
+@contextlib.asynccontextmanager
+async def operator(yaml_text: str, tmp_path: Path, monkeypatch: Any, *,
+                   config: OperatorConfig | None = None,
+                   logs: list[str] | None = None) -> AsyncIterator[tuple[Cluster, SimFleet]]:
+    """The emulated cluster, the simulators for the fleet in `yaml_text`, and the operator."""
+    fleet = load_texts([("fleet.yaml", yaml_text)]).fleet()
+    sims = SimFleet()
+    sims.seed_fleet(fleet)
+    async with Emulator() as emulator, apps.Server(emulator):
+        register_resources(emulator)
+        kubeconfig = tmp_path / "kubeconfig"
+        write_kubeconfig(kubeconfig, str(emulator.url))
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        await sims.start()
+        settings = load_settings(sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "state"),
+                                               "RECONCILER_RETRIES": "2"})
+        config = config or OperatorConfig(interval=1.0, retry_delay=0.5)
+        registry = kopf.OperatorRegistry()
+        register(registry, Runtime(config, settings))
+
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=str(emulator.url), insecure=True, token="test-token")
+
+        kopf_settings = kopf.OperatorSettings()
+        configure(kopf_settings, config)
+        kopf_settings.watching.server_timeout = 5
+        kopf_settings.watching.client_timeout = 10
+        stop = asyncio.Event()
+        ready = asyncio.Event()
+        handler = _CollectingHandler(logs) if logs is not None else None
+        if handler is not None:
+            logging.getLogger().addHandler(handler)
+        task = asyncio.create_task(kopf.operator(registry=registry, settings=kopf_settings,
+                                                 clusterwide=True, stop_flag=stop,
+                                                 ready_flag=ready, standalone=True))
+        cluster = Cluster(emulator, str(emulator.url))
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            yield cluster, sims
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+            if handler is not None:
+                logging.getLogger().removeHandler(handler)
+            await cluster.http.aclose()
+            await sims.stop()
+
+
+class _CollectingHandler(logging.Handler):
+    def __init__(self, sink: list[str]) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(self.format(record))
+
+
+__all__ = ["API_GROUP", "NAMESPACE", "Cluster", "documents", "operator"]

@@ -1,0 +1,109 @@
+"""The operator end to end: kopf against kmock's Kubernetes emulator and the simulators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import documents, operator
+
+FLEET = """
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata: {name: home}
+spec:
+  displayName: Home
+  timezone: Europe/Stockholm
+  novacore: {orgId: org-home}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Gateway
+metadata: {name: home-zap}
+spec:
+  siteRef: home
+  zap: {serial: zap-00000000000000a1, url: "http://192.168.1.2"}
+  deletionPolicy: Release
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Device
+metadata: {name: home-inverter}
+spec:
+  gatewayRef: home-zap
+  hardwareId: SG0001
+  deviceType: inverter
+  displayName: Inverter
+  connection:
+    modbusTcp: {host: 192.168.1.60, profile: sungrow}
+  verification: {checkSerial: true}
+  deletionPolicy: Release
+  ders:
+    - {name: pv, type: solar}
+    - {name: battery, type: battery}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Device
+metadata: {name: home-battery}
+spec:
+  gatewayRef: home-zap
+  hardwareId: ferroamp_192.168.1.70
+  deviceType: battery
+  connection:
+    mqtt:
+      profile: ferroamp
+      brokerHost: 192.168.1.70
+      username: extapi
+      passwordFrom: {secretKeyRef: {name: ferroamp-mqtt, key: password}}
+  ders:
+    - {name: battery, type: battery}
+"""
+SECRET = "s3cret-mqtt-passw0rd"
+
+
+async def test_objects_converge_and_become_ready(tmp_path: Path, monkeypatch: Any) -> None:
+    logs: list[str] = []
+    async with operator(FLEET, tmp_path, monkeypatch, logs=logs) as (cluster, sims):
+        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+        for doc in documents(FLEET):
+            await cluster.create(doc)
+        for kind, name in (("Site", "home"), ("Gateway", "home-zap"), ("Device", "home-inverter"),
+                           ("Device", "home-battery")):
+            await cluster.wait_condition(kind, name, "Ready", timeout=30)
+        zap = sims.zaps["zap-00000000000000a1"]
+        assert set(zap.devices) == {"SG0001", "ferroamp_192.168.1.70"}
+        assert zap.devices["ferroamp_192.168.1.70"].password_set
+        assert "org-home" in {g.org_id for g in sims.novacore.gateways.values()}
+        claimed = await cluster.condition("Gateway", "home-zap", "Claimed")
+        assert claimed and claimed["status"] == "True"
+        verified = await cluster.condition("Device", "home-inverter", "Verified")
+        assert verified and verified["status"] == "True"
+        inverter = await cluster.get("Device", "home-inverter")
+        assert inverter and inverter["status"]["externalIds"].get("zap") == "SG0001"
+        events = await cluster.events()
+        assert any(e.get("reason") == "Claimed" for e in events)
+        everything = repr(await cluster.get("Device", "home-battery")) + repr(events) + "\n".join(logs)
+        assert SECRET not in everything
+        assert sims.novacore_token not in everything
+
+
+@pytest.mark.parametrize("policy", ["Release", "Orphan"])
+async def test_deletion_honours_policy(policy: str, tmp_path: Path, monkeypatch: Any) -> None:
+    fleet = FLEET.replace("deletionPolicy: Release", f"deletionPolicy: {policy}")
+    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+        for doc in documents(fleet):
+            await cluster.create(doc)
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.delete("Device", "home-inverter")
+        await cluster.wait_for(lambda: _gone(cluster, "Device", "home-inverter"), what="device deleted")
+        zap = sims.zaps["zap-00000000000000a1"]
+        cloud = [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
+        if policy == "Release":
+            assert "SG0001" not in zap.devices and not cloud
+        else:
+            assert "SG0001" in zap.devices and cloud
+
+
+async def _gone(cluster: Any, kind: str, name: str) -> bool:
+    return await cluster.get(kind, name) is None

@@ -1,0 +1,482 @@
+"""The planner as a pure function: desired fleet + hand-built observed state → changes.
+Each case changes one thing in the converged actual state (see plan_fixtures) and states
+which changes must follow and why."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+from plan_fixtures import (
+    CABIN_SERIAL,
+    HOME_SERIAL,
+    ORG,
+    OTHER_ORG,
+    converged,
+    copy_of,
+    fresh,
+    make_fleet,
+    without_cabin_inverter_on_zap,
+)
+
+from reconciler.plan import document
+from reconciler.plan.actions import Action, Change, Reason
+from reconciler.plan.observed import (
+    IdentityReading,
+    NovacoreDevice,
+    Observed,
+    Unreachable,
+    ZapDevice,
+    ZapState,
+)
+from reconciler.plan.planner import Plan, PlanOptions, make_plan
+
+
+def by_address(plan: Plan) -> dict[str, Change]:
+    return {c.address: c for c in plan.changes}
+
+
+def pending(plan: Plan) -> dict[str, tuple[str, bool]]:
+    """address -> (action, blocked) of every change that is something to do."""
+    return {c.address: (c.action.value, c.blocked) for c in plan.changes if c.is_change}
+
+
+# -- convergence ------------------------------------------------------------------------------
+
+
+def test_converged_state_plans_only_no_ops() -> None:
+    plan = make_plan(make_fleet(), converged())
+    assert not plan.has_changes, pending(plan)
+    assert plan.unmanaged == []
+    assert plan.summary()["no-op"] == len(plan.changes) > 0
+
+
+def test_empty_organisation_plans_every_create_in_one_site_order() -> None:
+    plan = make_plan(make_fleet(), fresh())
+    assert [c.address for c in plan.changes if c.site == "cabin"] == [
+        "site/cabin[novacore]",
+        "gateway/cabin-zap[novacore]",
+        "device/cabin-inv[identity]",
+        "device/cabin-inv[zap]",
+        "device/cabin-inv[novacore]",
+        "device/cabin-inv[publish]",
+    ], "site → claim → identity → zap → novacore → publish"
+    changes = by_address(plan)
+    assert changes["gateway/home-zap[novacore]"].action is Action.CLAIM
+    assert changes["device/cabin-inv[zap]"].depends_on == ["device/cabin-inv[identity]"]
+    assert changes["device/cabin-inv[identity]"].depends_on == ["gateway/cabin-zap[novacore]"]
+    assert set(changes["device/home-inv[novacore]"].depends_on) == {
+        "device/home-inv[zap]", "site/home[novacore]"}, "provisioning waits for its site"
+    assert changes["device/home-inv[publish]"].depends_on == ["device/home-inv[novacore]"]
+    assert plan.summary()["create"] == 8 and plan.summary()["claim"] == 2
+
+
+# -- gateway claims and transfers -------------------------------------------------------------
+
+
+def gateways_owned(home_owner: str | None) -> Observed:
+    observed = copy_of(converged())
+    observed.novacore_gateways = {ORG: {CABIN_SERIAL}, OTHER_ORG: set()}
+    if home_owner is not None:
+        observed.novacore_gateways[home_owner].add(HOME_SERIAL)
+    return observed
+
+
+@pytest.mark.parametrize(("owner", "allow_transfer", "action", "blocked", "reason"), [
+    pytest.param(None, False, Action.CLAIM, False, Reason.NOT_FOUND, id="unclaimed-is-claimed"),
+    pytest.param(ORG, False, Action.NO_OP, False, Reason.IN_SYNC, id="same-org-is-no-op"),
+    pytest.param(OTHER_ORG, False, Action.TRANSFER, True, Reason.TRANSFER_NOT_ALLOWED,
+                 id="other-org-without-allow-transfer-is-blocked"),
+    pytest.param(OTHER_ORG, True, Action.TRANSFER, False, Reason.OWNED_BY_OTHER_ORG,
+                 id="other-org-with-allow-transfer-transfers"),
+])
+def test_claim_depends_on_who_owns_the_gateway(owner: str | None, allow_transfer: bool,
+                                              action: Action, blocked: bool,
+                                              reason: Reason) -> None:
+    plan = make_plan(make_fleet(allow_transfer=allow_transfer), gateways_owned(owner))
+    claim = by_address(plan)["gateway/home-zap[novacore]"]
+    assert (claim.action, claim.blocked, claim.reason) == (action, blocked, reason), claim.message
+    if action is Action.TRANSFER:
+        assert claim.before == {"serial": HOME_SERIAL, "org_id": OTHER_ORG}
+        assert claim.after == {"serial": HOME_SERIAL, "org_id": ORG}
+        assert "orphans org-b's devices" in claim.message
+    if blocked:
+        assert "allowTransfer: true" in claim.message, "the message says how to allow it"
+
+
+def test_blocked_transfer_blocks_the_devices_that_need_the_claim() -> None:
+    observed = gateways_owned(OTHER_ORG)
+    observed.novacore_devices["sit-home"] = []  # the devices were provisioned by org-b
+    plan = make_plan(make_fleet(), observed)
+    changes = by_address(plan)
+    for address in ("device/home-inv[novacore]", "device/home-p1[novacore]"):
+        assert changes[address].blocked, f"{address} would provision on a gateway we do not own"
+        assert changes[address].reason is Reason.DEPENDENCY_BLOCKED
+        assert changes[address].message.startswith("blocked by gateway/home-zap[novacore]")
+    assert not any(c.blocked for c in plan.changes if c.site == "cabin"), "other sites go on"
+
+
+# -- unreachable sources defer --------------------------------------------------------------
+
+
+def zap_unreachable(observed: Observed) -> Observed:
+    observed.zaps["home-zap"] = Unreachable("connection refused")
+    observed.novacore_devices["sit-home"] = []
+    return observed
+
+
+def org_sites_unreachable(observed: Observed) -> Observed:
+    observed.novacore_sites[ORG] = Unreachable("HTTP 503")
+    return observed
+
+
+def org_gateways_unreachable(observed: Observed) -> Observed:
+    observed.novacore_gateways[ORG] = Unreachable("HTTP 503")
+    observed.zaps["home-zap"] = ZapState({})
+    return observed
+
+
+def site_devices_unreachable(observed: Observed) -> Observed:
+    observed.novacore_devices["sit-home"] = Unreachable("timed out")
+    observed.zaps["home-zap"] = ZapState({})
+    return observed
+
+
+@pytest.mark.parametrize(("breaks", "why"), [
+    pytest.param(zap_unreachable, "gateway home-zap", id="gateway-offline"),
+    pytest.param(org_sites_unreachable, "Novacore organisation org-a", id="org-sites-unreadable"),
+    pytest.param(org_gateways_unreachable, "gateways of org-a", id="org-gateways-unreadable"),
+    pytest.param(site_devices_unreachable, "Novacore devices of site sit-home",
+                 id="site-devices-unreadable"),
+])
+def test_unreachable_source_defers_its_site_and_guesses_nothing(
+        breaks: Callable[[Observed], Observed], why: str) -> None:
+    plan = make_plan(make_fleet(), breaks(copy_of(converged())))
+    home = [c for c in plan.changes if c.site == "home" and c.is_change]
+    assert home, "something was left to do at home"
+    assert all(c.action is Action.DEFER for c in home), pending(plan)
+    assert all(c.reason is Reason.TARGET_UNREACHABLE for c in home)
+    assert all(why in c.message for c in home), [c.message for c in home]
+    assert not any(c.blocked for c in home), "deferred, not blocked"
+
+
+def test_unreachable_gateway_leaves_other_sites_planned() -> None:
+    observed = zap_unreachable(copy_of(converged()))
+    observed.zaps["cabin-zap"] = ZapState({})  # the cabin inverter must be added again
+    observed.identities["cabin-inv"] = IdentityReading("INV2")
+    plan = make_plan(make_fleet(), observed)
+    assert by_address(plan)["device/cabin-inv[zap]"].action is Action.CREATE
+    assert plan.deferred and all(c.site == "home" for c in plan.deferred)
+
+
+def test_deferred_change_says_what_it_would_have_done() -> None:
+    plan = make_plan(make_fleet(), zap_unreachable(copy_of(converged())))
+    change = by_address(plan)["device/home-inv[novacore]"]
+    assert change.message.startswith("would create; deferred: gateway home-zap"), change.message
+
+
+# -- identity check ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("reading", "blocked", "reason", "in_message"), [
+    pytest.param(IdentityReading("INV2"), False, Reason.IDENTITY_CHECK, "serial matches",
+                 id="serial-matches"),
+    pytest.param(IdentityReading("SWAPPED-99"), True, Reason.IDENTITY_MISMATCH, "'SWAPPED-99'",
+                 id="serial-mismatch-blocks"),
+    pytest.param(IdentityReading(None, "no answer"), False, Reason.IDENTITY_CHECK, "no answer",
+                 id="unread-serial-is-checked-at-apply"),
+    pytest.param(None, False, Reason.IDENTITY_CHECK, "not read", id="not-read-at-all"),
+])
+def test_identity_check_before_adding(reading: IdentityReading | None, blocked: bool,
+                                      reason: Reason, in_message: str) -> None:
+    observed = without_cabin_inverter_on_zap(copy_of(converged()), reading)
+    plan = make_plan(make_fleet(), observed)
+    changes = by_address(plan)
+    verify = changes["device/cabin-inv[identity]"]
+    assert (verify.action, verify.blocked, verify.reason) == (Action.VERIFY, blocked, reason)
+    assert in_message in verify.message, verify.message
+    dependents = [f"device/cabin-inv[{c}]" for c in ("zap", "novacore", "publish")]
+    assert [changes[a].blocked for a in dependents] == [blocked] * 3, \
+        "a mismatch blocks adding, provisioning and publishing; otherwise nothing is blocked"
+    if blocked:
+        assert all(changes[a].reason is Reason.DEPENDENCY_BLOCKED for a in dependents)
+        assert "hardwareId 'INV2'" in changes["device/cabin-inv[zap]"].message
+
+
+def test_identity_is_not_checked_for_a_device_already_on_its_gateway() -> None:
+    observed = copy_of(converged())
+    observed.identities["cabin-inv"] = IdentityReading("SWAPPED-99")
+    plan = make_plan(make_fleet(), observed)
+    assert "device/cabin-inv[identity]" not in by_address(plan)
+    assert not plan.has_changes
+
+
+# -- drift ------------------------------------------------------------------------------------
+
+
+def zap_device(observed: Observed, gateway: str, sn: str) -> ZapDevice:
+    state = observed.zaps[gateway]
+    assert isinstance(state, ZapState)
+    return state.devices[sn]
+
+
+def set_zap_device(observed: Observed, gateway: str, sn: str, **changes: object) -> Observed:
+    state = observed.zaps[gateway]
+    assert isinstance(state, ZapState)
+    state.devices[sn] = replace(state.devices[sn], **changes)  # type: ignore[arg-type]
+    return observed
+
+
+def set_cloud_device(observed: Observed, site_id: str, hardware_id: str,
+                     **changes: object) -> Observed:
+    devices = observed.novacore_devices[site_id]
+    assert isinstance(devices, list)
+    index = next(i for i, d in enumerate(devices) if d.hardware_id == hardware_id)
+    devices[index] = replace(devices[index], **changes)  # type: ignore[arg-type]
+    return observed
+
+
+def publishing_off(observed: Observed) -> Observed:
+    ders = dict(zap_device(observed, "home-zap", "INV1").ders, pv=False)
+    return set_zap_device(observed, "home-zap", "INV1", ders=ders)
+
+
+def renamed_in_novacore(observed: Observed) -> Observed:
+    return set_cloud_device(observed, "sit-home", "INV1", name="Renamed by hand")
+
+
+def orphaned_in_novacore(observed: Observed) -> Observed:
+    return set_cloud_device(observed, "sit-home", "INV1", state="orphaned")
+
+
+def removed_from_zap(observed: Observed) -> Observed:
+    state = observed.zaps["home-zap"]
+    assert isinstance(state, ZapState)
+    del state.devices["P1A"]
+    return observed
+
+
+def moved_to_other_ip(observed: Observed) -> Observed:
+    settings = dict(zap_device(observed, "home-zap", "INV1").settings, ip="192.168.1.61")
+    return set_zap_device(observed, "home-zap", "INV1", settings=settings)
+
+
+def device_type_changed(observed: Observed) -> Observed:
+    return set_cloud_device(observed, "sit-home", "P1A", device_type="battery")
+
+
+def site_renamed(observed: Observed) -> Observed:
+    sites = observed.novacore_sites[ORG]
+    assert isinstance(sites, list)
+    sites[0] = replace(sites[0], name="Old home")
+    return observed
+
+
+SITE_ID = {"novacore: {orgId: org-a}": "novacore: {orgId: org-a, siteId: sit-home}"}
+
+
+def declared_der_missing(observed: Observed) -> Observed:
+    devices = observed.novacore_devices["sit-home"]
+    assert isinstance(devices, list)
+    return set_cloud_device(observed, "sit-home", "INV1", ders=devices[0].ders[:2])
+
+
+@pytest.mark.parametrize(("drift", "address", "action", "paths"), [
+    pytest.param(publishing_off, "device/home-inv[publish]", Action.UPDATE, ["pv"],
+                 id="publishing-turned-off-on-the-zap"),
+    pytest.param(renamed_in_novacore, "device/home-inv[novacore]", Action.UPDATE, ["name"],
+                 id="renamed-in-novacore"),
+    pytest.param(orphaned_in_novacore, "device/home-inv[novacore]", Action.UPDATE, ["state"],
+                 id="orphaned-device-is-provisioned-again"),
+    pytest.param(removed_from_zap, "device/home-p1[zap]", Action.CREATE,
+                 ["type", "profile", "baud_rate", "data_bits", "parity", "stop_bits"],
+                 id="removed-from-the-zap-is-added-again"),
+    pytest.param(moved_to_other_ip, "device/home-inv[zap]", Action.REPLACE, ["ip"],
+                 id="connection-change-replaces-on-the-zap"),
+    pytest.param(device_type_changed, "device/home-p1[novacore]", Action.REPLACE, ["device_type"],
+                 id="device-type-change-replaces-in-novacore"),
+    pytest.param(site_renamed, "site/home[novacore]", Action.UPDATE, ["name"],
+                 id="site-with-site-id-renamed"),
+    pytest.param(declared_der_missing, "device/home-inv[novacore]", Action.UPDATE, ["ders.grid"],
+                 id="declared-der-missing-in-novacore"),
+])
+def test_drift_is_planned_as_the_smallest_fitting_change(
+        drift: Callable[[Observed], Observed], address: str, action: Action,
+        paths: list[str]) -> None:
+    # A site is found by `siteId` when declared (else by name, see the next test).
+    plan = make_plan(make_fleet(home_overrides=SITE_ID), drift(copy_of(converged())))
+    assert list(pending(plan)) == [address] + (
+        ["device/home-p1[publish]"] if address == "device/home-p1[zap]" else []), \
+        "only the drifted component changes (a re-added device's DERs are switched on again)"
+    change = by_address(plan)[address]
+    assert change.action is action, change.message
+    assert [d.path for d in change.diff] == paths
+
+
+def test_publishing_waits_for_a_device_re_added_to_its_zap() -> None:
+    plan = make_plan(make_fleet(), removed_from_zap(copy_of(converged())))
+    changes = by_address(plan)
+    assert changes["device/home-p1[novacore]"].action is Action.NO_OP
+    assert changes["device/home-p1[publish]"].depends_on == ["device/home-p1[zap]"], \
+        "a no-op is never run, so depending on it would not wait for the device to exist"
+
+
+def test_site_found_by_name_is_created_again_when_renamed_by_hand() -> None:
+    plan = make_plan(make_fleet(), site_renamed(copy_of(converged())))
+    site = by_address(plan)["site/home[novacore]"]
+    assert (site.action, site.message) == (Action.CREATE, "no site named 'Home' in org-a"), \
+        "without `siteId` the display name is the site's key"
+
+
+def test_replace_is_encoded_as_delete_then_create_in_the_document() -> None:
+    plan = make_plan(make_fleet(), moved_to_other_ip(copy_of(converged())))
+    entry = next(e for e in document.to_document(plan)["changes"]
+                 if e["address"] == "device/home-inv[zap]")
+    assert entry["actions"] == ["delete", "create"]
+    assert entry["diff"] == [{"op": "change", "path": "ip", "old": "192.168.1.61",
+                              "new": "192.168.1.60"}]
+
+
+# -- only declared fields are compared ------------------------------------------------------
+
+
+def api_extras(observed: Observed) -> Observed:
+    """Values the APIs add or default that the spec does not declare."""
+    set_cloud_device(observed, "sit-home", "P1A", manufacturer="Kaifa", model="MA105")
+    settings = dict(zap_device(observed, "home-zap", "INV1").settings, last_harvest=123,
+                    firmware="1.2.3")
+    return set_zap_device(observed, "home-zap", "INV1", settings=settings, connected=False)
+
+
+def zap_reports_less(observed: Observed) -> Observed:
+    """A Zap that does not echo every connection setting back (port, unit id)."""
+    return set_zap_device(observed, "home-zap", "INV1", settings={"ip": "192.168.1.60"})
+
+
+def undeclared_cloud_der(observed: Observed) -> Observed:
+    devices = observed.novacore_devices["sit-cabin"]
+    assert isinstance(devices, list)
+    extra = (*devices[0].ders, replace(devices[0].ders[0], id="der-9", name="legacy"))
+    return set_cloud_device(observed, "sit-cabin", "INV2", ders=extra)
+
+
+@pytest.mark.parametrize("extras", [
+    pytest.param(api_extras, id="undeclared-manufacturer-model-settings"),
+    pytest.param(zap_reports_less, id="unreported-settings-not-compared"),
+    pytest.param(undeclared_cloud_der, id="undeclared-novacore-der-left-alone"),
+])
+def test_values_the_spec_does_not_declare_are_not_drift(
+        extras: Callable[[Observed], Observed]) -> None:
+    plan = make_plan(make_fleet(), extras(copy_of(converged())))
+    assert not plan.has_changes, pending(plan)
+
+
+def test_undeclared_novacore_der_is_mentioned_without_a_change() -> None:
+    plan = make_plan(make_fleet(), undeclared_cloud_der(copy_of(converged())))
+    change = by_address(plan)["device/cabin-inv[novacore]"]
+    assert change.action is Action.NO_OP
+    assert "legacy" in change.message and "no DER delete" in change.message
+
+
+def test_der_the_zap_reports_but_nobody_declares_is_switched_off() -> None:
+    observed = set_zap_device(copy_of(converged()), "cabin-zap", "INV2",
+                              ders={"pv": True, "battery": True, "meter": False})
+    change = by_address(make_plan(make_fleet(), observed))["device/cabin-inv[publish]"]
+    assert change.action is Action.UPDATE
+    assert [(d.path, d.old, d.new) for d in change.diff] == [("battery", True, False)]
+
+
+# -- unmanaged objects and pruning ----------------------------------------------------------
+
+
+def with_strangers(observed: Observed) -> Observed:
+    state = observed.zaps["home-zap"]
+    assert isinstance(state, ZapState)
+    state.devices["STRANGER"] = ZapDevice("STRANGER", "mqtt", "ferroamp", "battery",
+                                          {"broker_host": "192.168.1.70"}, {"battery": True})
+    devices = observed.novacore_devices["sit-cabin"]
+    assert isinstance(devices, list)
+    devices.append(NovacoreDevice("dev-old", "Old meter", "energy_meter", "OLD1",
+                                  gateway_serial=CABIN_SERIAL))
+    return observed
+
+
+def test_unmanaged_devices_are_reported_not_deleted_without_prune() -> None:
+    plan = make_plan(make_fleet(), with_strangers(copy_of(converged())))
+    assert not plan.has_changes, "nothing is deleted without --prune"
+    assert [(u["platform"], u["id"]) for u in plan.unmanaged] == [
+        ("zap", "STRANGER"), ("novacore", "dev-old")]
+    assert "not declared" in plan.unmanaged[0]["description"]
+
+
+def test_prune_deletes_unmanaged_devices_clouds_first() -> None:
+    plan = make_plan(make_fleet(), with_strangers(copy_of(converged())), PlanOptions(prune=True))
+    assert pending(plan) == {"device/home-zap.STRANGER[zap]": ("delete", False),
+                             "device/cabin.OLD1[novacore]": ("delete", False)}
+    assert plan.unmanaged == []
+    changes = by_address(plan)
+    assert changes["device/home-zap.STRANGER[zap]"].external_id == "STRANGER"
+    assert changes["device/cabin.OLD1[novacore]"].external_id == "dev-old"
+
+
+LOST_SERIAL = "zap-00000000000000ff"
+
+
+def with_undeclared_gateway(observed: Observed) -> Observed:
+    gateways = observed.novacore_gateways[ORG]
+    assert isinstance(gateways, set)
+    gateways.add(LOST_SERIAL)
+    return observed
+
+
+@pytest.mark.parametrize(("prune", "inventory", "released", "note"), [
+    pytest.param(False, {}, False, "deletionPolicy Orphan", id="no-prune-no-inventory"),
+    pytest.param(True, {}, False, "deletionPolicy Orphan", id="prune-but-unknown-policy"),
+    pytest.param(True, {LOST_SERIAL: "Orphan"}, False, "deletionPolicy Orphan",
+                 id="prune-with-orphan-policy"),
+    pytest.param(False, {LOST_SERIAL: "Release"}, False, "use --prune",
+                 id="release-policy-without-prune"),
+    pytest.param(True, {LOST_SERIAL: "Release"}, True, "", id="prune-with-release-policy"),
+])
+def test_gateway_is_released_only_with_prune_and_release_policy(
+        prune: bool, inventory: dict[str, str], released: bool, note: str) -> None:
+    plan = make_plan(make_fleet(), with_undeclared_gateway(copy_of(converged())),
+                     PlanOptions(prune=prune, inventory=inventory))
+    releases = [c for c in plan.changes if c.action is Action.RELEASE]
+    if released:
+        assert [c.address for c in releases] == [f"gateway/{LOST_SERIAL}[novacore]"]
+        assert releases[0].reason is Reason.DELETION_POLICY
+        assert plan.unmanaged == []
+    else:
+        assert releases == [], "a gateway is never released by default"
+        assert [u["id"] for u in plan.unmanaged] == [LOST_SERIAL]
+        assert note in plan.unmanaged[0]["description"]
+
+
+# -- ordering -----------------------------------------------------------------------------------
+
+
+def test_removals_run_after_creates_and_in_reverse_dependency_order() -> None:
+    observed = with_undeclared_gateway(with_strangers(copy_of(converged())))
+    observed = publishing_off(removed_from_zap(observed))
+    plan = make_plan(make_fleet(), observed,
+                     PlanOptions(prune=True, inventory={LOST_SERIAL: "Release"}))
+    order = [c.address for c in plan.changes if c.is_change]
+    assert order == [
+        "device/home-p1[zap]",  # home: add before publish,
+        "device/home-inv[publish]",
+        "device/home-p1[publish]",
+        "device/home-zap.STRANGER[zap]",  # then removals
+        "device/cabin.OLD1[novacore]",  # cabin
+        f"gateway/{LOST_SERIAL}[novacore]",  # release last (belongs to no declared site)
+    ]
+
+
+def test_site_with_unknown_site_id_is_blocked_not_created() -> None:
+    fleet = make_fleet(home_overrides={"novacore: {orgId: org-a}":
+                                       "novacore: {orgId: org-a, siteId: sit-gone}"})
+    plan = make_plan(fleet, converged())
+    site = by_address(plan)["site/home[novacore]"]
+    assert (site.action, site.blocked) == (Action.CREATE, True)
+    assert "remove `siteId`" in site.message

@@ -1,0 +1,289 @@
+"""Loading desired state from files and directories (`reconciler.sources.loader`):
+recursion, multi-document files, references across files, every problem of a run reported
+at once with file:line:column, missing paths, empty and unreadable files, merge keys and
+date-like scalars end to end, objects without a file (the operator's path), `load_fleet`."""
+
+from __future__ import annotations
+
+import gc
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import ConfigError, Diagnostic
+from reconciler.model.device import Device
+from reconciler.model.fleet import Fleet
+from reconciler.sources import loader
+
+AV = "apiVersion: energy.reconciler.dev/v1alpha1"
+SITE = f"""{AV}
+kind: Site
+metadata:
+  name: home
+spec:
+  displayName: Home
+  timezone: Europe/Stockholm
+  novacore:
+    orgId: org-4f2a9c71
+"""
+GATEWAY = f"""{AV}
+kind: Gateway
+metadata:
+  name: home-zap
+spec:
+  siteRef: home
+  zap:
+    serial: zap-3c61a4f0b2d8e917
+    url: http://192.168.1.40
+"""
+INVERTER = f"""{AV}
+kind: Device
+metadata:
+  name: inverter
+spec:
+  gatewayRef: home-zap
+  hardwareId: A2231234567
+  deviceType: inverter
+  connection:
+    modbusTcp:
+      host: 192.168.1.60
+      profile: sungrow
+  ders:
+    - name: pv
+      type: solar
+"""
+
+
+def write(root: Path, relative: str, text: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def located(diagnostics: list[Diagnostic], root: Path) -> list[str]:
+    return [str(d).replace(f"{root}/", "") for d in diagnostics]
+
+
+def test_directories_are_searched_recursively_for_yaml_files(tmp_path: Path) -> None:
+    write(tmp_path, "a/site.yaml", SITE)
+    write(tmp_path, "a/b/c/gateway.yml", GATEWAY)
+    write(tmp_path, "z-device.yaml", INVERTER)
+    write(tmp_path, "notes.txt", "kind: Site\n")
+    write(tmp_path, "schema.json", "{}")
+    write(tmp_path, "a/b/README.md", "# not yaml")
+    result = loader.load_paths([tmp_path])
+    assert result.ok, located(result.diagnostics, tmp_path)
+    assert [Path(f).relative_to(tmp_path).as_posix() for f in result.files] == [
+        "a/b/c/gateway.yml", "a/site.yaml", "z-device.yaml"]
+    assert sorted(r.address for r in result.resources) == [
+        "device/inverter", "gateway/home-zap", "site/home"]
+
+
+def test_files_and_directories_can_be_mixed(tmp_path: Path) -> None:
+    site = write(tmp_path, "site.yaml", SITE)
+    write(tmp_path, "gw/gateway.yaml", GATEWAY)
+    result = loader.load_paths([site, tmp_path / "gw"])
+    assert result.ok
+    assert len(result.resources) == 2
+
+
+def test_multi_document_file_keeps_every_document_and_its_origin(tmp_path: Path) -> None:
+    path = write(tmp_path, "home.yaml", "---\n".join([SITE, GATEWAY, INVERTER]))
+    result = loader.load_paths([path])
+    assert result.ok
+    assert [r.KIND for r in result.resources] == ["Site", "Gateway", "Device"]
+    assert [(o.file, o.index, o.start.line) for o in result.origins] == [
+        (str(path), 0, 1), (str(path), 1, 11), (str(path), 2, 21)]
+
+
+def test_every_problem_of_every_file_is_reported_in_one_run(tmp_path: Path) -> None:
+    write(tmp_path, "1-site.yaml", SITE.replace("Europe/Stockholm", "Mars/Olympus"))
+    write(tmp_path, "2-gateway.yaml", GATEWAY.replace("siteRef: home", "siteRef: cabin")
+          + "---\n" + INVERTER.replace("profile: sungrow", "profile: sungrow\n      unit: 1"))
+    write(tmp_path, "3-broken.yaml", "a: [1\n")
+    write(tmp_path, "4-unknown.yaml", "kind: Inverter\n")
+    write(tmp_path, "5-device.yaml", INVERTER.replace("name: inverter", "name: inverter-2")
+          .replace("type: solar", "type: ev_charger_port"))
+    result = loader.load_paths([tmp_path])
+    assert located(result.diagnostics, tmp_path) == [
+        "1-site.yaml:7:13: spec.timezone: unknown timezone 'Mars/Olympus'; use an IANA name "
+        "such as 'Europe/Stockholm' or 'UTC'",
+        "2-gateway.yaml:23:7: spec.connection.modbusTcp.unit: unknown field 'unit' (did you "
+        "mean 'unitId'?); valid fields here: host, port, unitId, profile",
+        "3-broken.yaml:2:1: YAML syntax error: did not find expected ',' or ']' (while "
+        "parsing a flow sequence)",
+        "4-unknown.yaml:1:7: kind: unknown kind 'Inverter'; known kinds: Site, Gateway, "
+        "Device, DER",
+        "2-gateway.yaml:6:12: spec.siteRef: Site 'cabin' is not declared; declared sites: "
+        "(none declared)",
+        "5-device.yaml:15:13: spec.ders[0].type: a device of type 'inverter' provides no "
+        "'ev_charger_port' DER; valid types: 'battery', 'meter', 'solar'",
+    ]
+    assert not result.ok
+    assert len(result.resources) == 2  # the gateway and inverter-2 validated on their own
+
+
+def test_references_resolve_across_files(tmp_path: Path) -> None:
+    write(tmp_path, "sites/home.yaml", SITE)
+    write(tmp_path, "gateways/home-zap.yaml", GATEWAY)
+    write(tmp_path, "devices/inverter.yaml", INVERTER)
+    fleet = loader.load_fleet([tmp_path])
+    assert isinstance(fleet, Fleet)
+    assert [d.name for d in fleet.devices_of("home-zap")] == ["inverter"]
+
+
+def test_a_missing_path_is_reported_and_the_rest_still_loads(tmp_path: Path) -> None:
+    write(tmp_path, "site.yaml", SITE)
+    missing = tmp_path / "nope"
+    result = loader.load_paths([missing, tmp_path / "site.yaml"])
+    assert [(d.file, d.message) for d in result.diagnostics] == [
+        (str(missing), "no such file or directory")]
+    assert [r.address for r in result.resources] == ["site/home"]
+
+
+def test_a_directory_without_yaml_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "readme.md", "nothing here")
+    result = loader.load_paths([tmp_path])
+    assert [(d.file, d.message) for d in result.diagnostics] == [
+        (str(tmp_path), "no YAML files (*.yaml, *.yml) found")]
+
+
+def test_an_empty_file_is_valid_and_declares_nothing(tmp_path: Path) -> None:
+    empty = write(tmp_path, "empty.yaml", "")
+    only_comments = write(tmp_path, "comments.yaml", "# nothing yet\n---\n")
+    result = loader.load_paths([empty, only_comments])
+    assert result.ok
+    assert result.resources == []
+    assert result.files == [str(empty), str(only_comments)]
+
+
+def test_an_unreadable_file_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"displayName: Malm\xf6\n")
+    write(tmp_path, "site.yaml", SITE)
+    result = loader.load_paths([tmp_path])
+    assert len(result.diagnostics) == 1
+    assert result.diagnostics[0].file == str(bad)
+    assert result.diagnostics[0].message.startswith("cannot read file: 'utf-8' codec")
+    assert len(result.resources) == 1
+
+
+def test_merge_keys_work_in_site_files(tmp_path: Path) -> None:
+    text = INVERTER.replace("""  ders:
+    - name: pv
+      type: solar
+""", """  ders:
+    - &pv
+      name: pv-south
+      type: solar
+      publish: false
+    - <<: *pv
+      name: pv-west
+""")
+    result = loader.load_paths([write(tmp_path, "d.yaml", "---\n".join([SITE, GATEWAY, text]))])
+    assert result.ok, [str(d) for d in result.diagnostics]
+    device = result.resources[2]
+    assert isinstance(device, Device)
+    assert [(d.name, d.type, d.publish) for d in device.spec.ders] == [
+        ("pv-south", "solar", False), ("pv-west", "solar", False)]
+
+
+def test_date_like_scalars_reach_the_model_as_written(tmp_path: Path) -> None:
+    text = SITE.replace("  novacore:", "  flatpeak: {}\n  novacore:") + "---\n" + f"""{AV}
+kind: Device
+metadata:
+  name: battery
+spec:
+  siteRef: home
+  flatpeak:
+    referenceId: home-battery
+    type: BATTERY_SYSTEM
+    properties:
+      installDate: 2024-03-22
+"""
+    result = loader.load_paths([write(tmp_path, "d.yaml", text)])
+    assert result.ok, [str(d) for d in result.diagnostics]
+    device = result.resources[1]
+    assert isinstance(device, Device) and device.spec.flatpeak is not None
+    assert device.spec.flatpeak.properties is not None
+    assert device.spec.flatpeak.properties.install_date == "2024-03-22"
+
+
+def test_a_number_where_text_belongs_says_to_quote_it(tmp_path: Path) -> None:
+    text = INVERTER.replace("hardwareId: A2231234567", "hardwareId: 1031050223180042")
+    result = loader.load_paths([write(tmp_path, "d.yaml", "---\n".join([SITE, GATEWAY, text]))])
+    assert located(result.diagnostics, tmp_path) == [
+        "d.yaml:27:15: spec.hardwareId: expected a string, but YAML reads this value as a "
+        "number; put it in quotes"]
+
+
+def test_load_fleet_raises_config_error_with_every_diagnostic(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", GATEWAY)
+    write(tmp_path, "b.yaml", INVERTER.replace("hardwareId: A2231234567\n", ""))
+    with pytest.raises(ConfigError) as caught:
+        loader.load_fleet([tmp_path])
+    messages = [d.message for d in caught.value.diagnostics]
+    assert len(messages) == 2, messages
+    assert str(caught.value).endswith("(and 1 more)")
+
+
+def test_result_fleet_indexes_resources(tmp_path: Path) -> None:
+    result = loader.load_paths([write(tmp_path, "a.yaml", "---\n".join([SITE, GATEWAY]))])
+    fleet = result.fleet()
+    assert list(fleet.sites) == ["home"] and list(fleet.gateways) == ["home-zap"]
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        pytest.param([1, 2], [("", "a document must be a mapping")], id="list"),
+        pytest.param({"kind": "Site"}, [("apiVersion", "required field 'apiVersion' is missing"),
+                                        ("metadata", "required field 'metadata' is missing"),
+                                        ("spec", "required field 'spec' is missing")],
+                     id="bare-kind"),
+        pytest.param({"kind": 5}, [("kind", "unknown kind 5")], id="kind-not-text"),
+    ],
+)
+def test_objects_without_a_file_are_located_by_path(
+    obj: object, expected: list[tuple[str, str]]
+) -> None:
+    resource, problems = loader.resource_from_object(obj, source="default/sites/home")  # type: ignore[arg-type]
+    assert resource is None
+    assert [(p.path, p.message[:len(m)]) for p, (_, m) in zip(problems, expected, strict=True)] \
+        == expected
+    assert all(p.file == "default/sites/home" and p.line is None for p in problems)
+
+
+def test_a_valid_object_without_a_file() -> None:
+    obj = {"apiVersion": "energy.reconciler.dev/v1alpha1", "kind": "Site",
+           "metadata": {"name": "home"},
+           "spec": {"displayName": "Home", "timezone": "Europe/Stockholm"}}
+    resource, problems = loader.resource_from_object(obj, source="default/sites/home")
+    assert problems == [] and resource is not None and resource.address == "site/home"
+
+
+def test_loading_leaves_the_garbage_collector_as_it_was(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", SITE)
+    assert gc.isenabled()
+    loader.load_paths([path])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        loader.load_paths([path])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_loading_leaves_the_collector_enabled_after_an_exception(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def explode(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(loader, "parse_yaml", explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        loader.load_texts([("a.yaml", "a: 1\n")])
+    assert gc.isenabled()

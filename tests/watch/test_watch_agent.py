@@ -1,0 +1,180 @@
+"""`reconciler watch` as a subprocess against simulators: edits are applied, invalid edits
+change nothing, drift is corrected on the interval, the lock keeps a second writer out,
+SIGTERM leaves no half-written state, unreachable targets do not stop the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+from agent_helpers import INVERTER_SN, ZAP_SERIAL, Spawn, World
+
+from reconciler.engine.state import unfinished_intents
+
+pytestmark = pytest.mark.slow
+
+RUN_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z run=(\d+) trigger=(\w+) "
+                      r"changes=(\d+) done=(\d+) failed=(\d+) deferred=(\d+) blocked=(\d+) "
+                      r"skipped=(\d+) duration=[\d.]+s result=([\w-]+)$")
+
+
+def runs(lines: list[str], trigger: str | None = None) -> list[re.Match[str]]:
+    found = [m for m in map(RUN_LINE.match, lines) if m]
+    return [m for m in found if trigger is None or m.group(2) == trigger]
+
+
+def no_secrets(world: World, text: str) -> None:
+    for secret in world.secrets():
+        assert secret not in text, "a credential was printed"
+
+
+async def test_an_edit_is_applied_once_after_a_burst_of_saves(world: World, spawn: Spawn) -> None:
+    agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.5s",
+                        env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    assert world.cloud_device() is not None and world.cloud_device().name == "Sungrow SH10RT"
+
+    # An editor saving several times in quick succession: one run, with the last content.
+    for name in ("Sungrow A", "Sungrow B", "Sungrow C"):
+        world.edit(world.devices_file.read_text().split("displayName: ")[1].split("\n")[0],
+                   name)
+        await asyncio.sleep(0.1)
+    [line] = await agent.wait_for(r"trigger=change")
+    assert " changes=1 done=1 failed=0 " in line and line.endswith("result=applied"), line
+    device = world.cloud_device()
+    assert device is not None and device.name == "Sungrow C"
+    assert any(re.search(r"run=2 changed: sites/devices\.yaml", line) for line in agent.out)
+
+    await asyncio.sleep(1.0)
+    assert len(runs(agent.out, "change")) == 1, agent.text
+    assert await agent.terminate() == 0
+    no_secrets(world, agent.text)
+
+
+async def test_an_invalid_edit_changes_nothing_and_the_last_valid_state_stays_in_force(
+        world: World, spawn: Spawn) -> None:
+    agent = await spawn("watch", "sites", "--interval", "1s", "--debounce", "0.2s",
+                        env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    writes = world.sims.writes()
+
+    world.edit("deviceType: inverter", "deviceType: toaster")
+    await agent.wait_for(r"trigger=change .*result=invalid")
+    assert any(re.search(r"error: sites/devices\.yaml:12:\d+: spec\.deviceType: ", line)
+               for line in agent.out), agent.text
+    assert world.sims.writes() == writes, "an invalid edit must not write anything"
+
+    # Drift is still corrected, against the last valid desired state.
+    world.sims.zaps[ZAP_SERIAL].set_der(INVERTER_SN, "pv", enabled=False)
+    await agent.wait_for(r"trigger=interval changes=1 done=1 .*result=applied")
+    assert world.zap_der_enabled("pv") is True
+    assert any("reconciling the last valid desired state" in line for line in agent.out)
+
+    world.edit("deviceType: toaster", "deviceType: inverter")
+    await agent.wait_for(r"desired state is valid again")
+    assert await agent.terminate() == 0
+
+
+async def test_drift_is_corrected_on_the_interval_and_json_lines_parse(
+        world: World, spawn: Spawn) -> None:
+    agent = await spawn("watch", "sites", "--interval", "1s", "--log-format", "json",
+                        env=world.env, cwd=world.cwd)
+    await agent.wait_for(r'"event": "run".*"result": "applied"')
+    world.sims.zaps[ZAP_SERIAL].set_der(INVERTER_SN, "pv", enabled=False)
+    device = world.cloud_device()
+    assert device is not None
+    world.sims.novacore.rename_device(device.id, "renamed in the cloud UI")
+
+    def corrected(line: str) -> bool:
+        event = json.loads(line)
+        return (event["event"] == "run" and event["trigger"] == "interval"
+                and event["done"] == 2)
+
+    await agent.wait_for(corrected)
+    assert world.zap_der_enabled("pv") is True
+    assert world.cloud_device() is not None and world.cloud_device().name == "Sungrow SH10RT"
+    assert await agent.terminate() == 0
+
+    events = [json.loads(line) for line in agent.out]  # every stdout line is JSON
+    assert {"start", "run", "outcome", "stopping", "stopped"} <= {e["event"] for e in events}
+    first = next(e for e in events if e["event"] == "run")
+    assert first["run"] == 1 and first["trigger"] == "start"
+    assert set(first) >= {"ts", "changes", "done", "failed", "deferred", "blocked", "skipped",
+                          "duration", "result"}
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", e["ts"]) for e in events)
+    no_secrets(world, agent.text)
+
+
+async def test_a_second_agent_and_a_manual_apply_are_refused_naming_the_holder(
+        world: World, spawn: Spawn) -> None:
+    agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start")
+
+    second = await spawn("watch", "sites", env=world.env, cwd=world.cwd)
+    manual = await spawn("apply", "sites", "--auto-approve", env=world.env, cwd=world.cwd)
+    assert await second.finish() == 1
+    assert await manual.finish() == 1
+    for refused in (second, manual):
+        message = "\n".join(refused.err)
+        assert "is locked by" in message, message
+        assert f"pid {agent.pid} " in message and "`reconciler watch sites" in message, message
+    assert agent.process.returncode is None, "the holder keeps running"
+
+    assert await agent.terminate() == 0
+    # The lock was released: a plan-only agent can start (and a writer could too).
+    assert (world.cwd / "state" / "lock").read_text() == ""
+
+
+async def test_sigterm_mid_apply_finishes_writes_in_flight_and_the_next_start_converges(
+        world: World, spawn: Spawn) -> None:
+    for server in world.sims.http_servers():
+        server.faults.latency_ms = 150  # long enough to stop in the middle of the apply
+    agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"  ✓ ")
+    assert await agent.terminate() == 0
+    [line] = runs(agent.out)
+    assert line.group(9) == "stopped", agent.text
+    assert int(line.group(8)) > 0, "some changes were not started"
+    assert any("skipped: not started: stopping" in out for out in agent.out), agent.text
+    assert unfinished_intents(world.journal) == [], "every write started was finished"
+    assert agent.out[-1].endswith("stopped after 1 run")
+
+    for server in world.sims.http_servers():
+        server.faults.latency_ms = 0
+    again = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+    await again.wait_for(r"run=1 trigger=start .* failed=0 .*result=applied")
+    assert await again.terminate() == 0
+    plan = await spawn("plan", "sites", "--detailed-exitcode", env=world.env, cwd=world.cwd)
+    assert await plan.finish() == 0, plan.text
+
+
+async def test_unreachable_gateway_defers_and_the_agent_recovers(
+        world: World, spawn: Spawn) -> None:
+    zap = world.sims.zaps[ZAP_SERIAL]
+    await zap.set_offline("refuse")
+    env = world.env | {"RECONCILER_RETRIES": "2"}
+    agent = await spawn("watch", "sites", "--interval", "1s", env=env, cwd=world.cwd)
+    [first] = await agent.wait_for(r"run=1 trigger=start")
+    # The whole site waits for its gateway: nothing is guessed, nothing is written.
+    assert " done=0 failed=0 " in first and first.endswith("result=deferred"), agent.text
+    assert world.sims.writes() == 0
+    assert any(re.search(r"… device/home-solna-inverter\[zap\] defer deferred: ", line)
+               for line in agent.out), agent.text
+
+    await zap.set_offline("online")
+    await agent.wait_for(r"trigger=interval .* failed=0 deferred=0 .*result=applied")
+    assert world.zap_der_enabled("pv") is True
+    assert await agent.terminate() == 0
+
+
+async def test_unreachable_cloud_is_not_a_crash(world: World, spawn: Spawn) -> None:
+    env = world.env | {"RECONCILER_NOVACORE_URL": "http://127.0.0.1:9", "RECONCILER_RETRIES": "1"}
+    agent = await spawn("watch", "sites", "--interval", "0.5s", env=env, cwd=world.cwd)
+    await agent.wait_for(r"trigger=interval .*result=deferred")
+    assert runs(agent.out)[0].group(9) == "deferred"
+    # Nothing is added to the gateway while its cloud side cannot be planned.
+    assert world.sims.zaps[ZAP_SERIAL].devices == {}
+    assert world.sims.novacore.writes() == 0
+    assert await agent.terminate() == 0

@@ -1,0 +1,361 @@
+"""The watch agent's logic in-process, without files or simulators: durations, when runs
+happen (debounce, interval, no overlap, one more run after a change during a run, stop),
+what a run reports (invalid edits, errors, stop), the log formats, the file filter, and
+the cooperative stop of `apply_plan`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.engine import watch
+from reconciler.engine.apply import apply_plan
+from reconciler.engine.config import Settings
+from reconciler.engine.retry import RetryPolicy
+from reconciler.errors import ConfigError, Diagnostic, ProviderAuthError, ProviderUnavailable
+from reconciler.model.fleet import Fleet
+from reconciler.plan import document
+from reconciler.plan.actions import Action, Change, Reason
+from reconciler.plan.planner import Plan, PlanOptions
+
+# -- durations ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    pytest.param("2", 2.0, id="plain-seconds"),
+    pytest.param("0.5", 0.5, id="fractional-seconds"),
+    pytest.param("500ms", 0.5, id="milliseconds"),
+    pytest.param("30s", 30.0, id="seconds-unit"),
+    pytest.param("5m", 300.0, id="minutes"),
+    pytest.param("1h", 3600.0, id="hours"),
+    pytest.param("1m30s", 90.0, id="compound"),
+    pytest.param(" 5M ", 300.0, id="case-and-spaces"),
+])
+def test_durations_parse(text: str, seconds: float) -> None:
+    assert watch.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5 minutes", "m", "-1", "1d", "5m-", "nan", "inf"])
+def test_invalid_durations_name_the_accepted_forms(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        watch.parse_duration(text)
+
+
+# -- scheduling ---------------------------------------------------------------------------------
+
+
+class Recorder:
+    """A fake run: records triggers and overlap; can take time and notify mid-run."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.calls: list[tuple[watch.Trigger, frozenset[str]]] = []
+        self.active = 0
+        self.max_active = 0
+        self.during: Callable[[], None] | None = None
+
+    async def __call__(self, trigger: watch.Trigger, files: frozenset[str]) -> None:
+        self.calls.append((trigger, files))
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if self.during is not None:
+                during, self.during = self.during, None
+                during()
+            await asyncio.sleep(self.seconds)
+        finally:
+            self.active -= 1
+
+    @property
+    def triggers(self) -> list[str]:
+        return [str(t) for t, _ in self.calls]
+
+
+async def serve_for(agent: watch.Agent, seconds: float) -> None:
+    task = asyncio.ensure_future(agent.serve())
+    await asyncio.sleep(seconds)
+    agent.stop.set()
+    await asyncio.wait_for(task, 1.0)
+
+
+async def test_runs_at_start_then_on_every_interval() -> None:
+    runs = Recorder()
+    agent = watch.Agent(runs, interval=0.05, debounce=0.01, stop=asyncio.Event())
+    await serve_for(agent, 0.18)
+    assert runs.triggers[0] == "start"
+    assert set(runs.triggers[1:]) == {"interval"} and 2 <= len(runs.triggers) - 1 <= 4
+
+
+async def test_a_burst_of_changes_is_one_run_after_the_quiet_period() -> None:
+    runs = Recorder()
+    agent = watch.Agent(runs, interval=60, debounce=0.1, stop=asyncio.Event())
+    task = asyncio.ensure_future(agent.serve())
+    await asyncio.sleep(0.02)
+    for index in range(5):
+        agent.notify({f"sites/{index}.yaml"})
+        await asyncio.sleep(0.03)
+    assert runs.triggers == ["start"], "still inside the quiet period"
+    await asyncio.sleep(0.2)
+    agent.stop.set()
+    await asyncio.wait_for(task, 1.0)
+    assert runs.triggers == ["start", "change"]
+    assert runs.calls[1][1] == {f"sites/{i}.yaml" for i in range(5)}
+
+
+async def test_changes_that_never_pause_still_run_after_max_wait() -> None:
+    runs = Recorder()
+    agent = watch.Agent(runs, interval=60, debounce=0.05, stop=asyncio.Event(), max_wait=0.15)
+    task = asyncio.ensure_future(agent.serve())
+    for _ in range(10):
+        agent.notify({"sites/a.yaml"})
+        await asyncio.sleep(0.03)
+    agent.stop.set()
+    await asyncio.wait_for(task, 1.0)
+    assert "change" in runs.triggers
+
+
+async def test_changes_during_a_run_make_exactly_one_more_run_and_runs_never_overlap() -> None:
+    runs = Recorder(seconds=0.1)
+    agent = watch.Agent(runs, interval=60, debounce=0.01, stop=asyncio.Event())
+
+    def edit_three_times() -> None:
+        for name in ("a", "b", "c"):
+            agent.notify({f"sites/{name}.yaml"})
+
+    runs.during = edit_three_times
+    await serve_for(agent, 0.4)
+    assert runs.triggers == ["start", "change"]
+    assert runs.max_active == 1
+    assert runs.calls[1][1] == {"sites/a.yaml", "sites/b.yaml", "sites/c.yaml"}
+
+
+async def test_stop_while_waiting_returns_at_once() -> None:
+    runs = Recorder()
+    agent = watch.Agent(runs, interval=60, debounce=5, stop=asyncio.Event())
+    task = asyncio.ensure_future(agent.serve())
+    await asyncio.sleep(0.02)
+    agent.notify({"sites/a.yaml"})  # inside a long quiet period
+    await asyncio.sleep(0.02)
+    agent.stop.set()
+    await asyncio.wait_for(task, 0.5)
+    assert runs.triggers == ["start"]
+
+
+def test_the_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="longer than zero"):
+        watch.Agent(Recorder(), interval=0, debounce=1, stop=asyncio.Event())
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+def change(name: str, depends_on: list[str] | None = None) -> Change:
+    return Change(address=f"device/{name}[zap]", kind="Device", name=name, component="zap",
+                  action=Action.CREATE, reason=Reason.NOT_FOUND, depends_on=depends_on or [])
+
+
+class FakeResult:
+    """A plan result with `pending` device creations."""
+
+    def __init__(self, pending: int) -> None:
+        self.plan = Plan([change(f"d{i}") for i in range(pending)], [], PlanOptions())
+
+    def document(self) -> dict[str, Any]:
+        return document.to_document(self.plan)
+
+
+class FakeReport:
+    def __init__(self, done: int) -> None:
+        self.done = done
+        self.outcomes: list[Any] = []
+        self.ok = True
+
+    def counts(self) -> dict[str, int]:
+        return {"done": self.done, "failed": 0, "skipped": 0, "blocked": 0, "deferred": 0}
+
+
+class FakeReconciler:
+    """Plans `pending` changes (or raises `error`); `plan_seconds` makes planning slow."""
+
+    def __init__(self, pending: int = 1, error: Exception | None = None,
+                 plan_seconds: float = 0.0) -> None:
+        self.pending = pending
+        self.error = error
+        self.plan_seconds = plan_seconds
+        self.fleets: list[Fleet] = []
+        self.applied = 0
+
+    def __call__(self, fleet: Fleet, settings: Settings) -> FakeReconciler:
+        self.fleets.append(fleet)
+        return self
+
+    async def __aenter__(self) -> FakeReconciler:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def plan(self, options: PlanOptions | None = None, *,
+                   paths: list[str] | None = None) -> Any:
+        await asyncio.sleep(self.plan_seconds)
+        if self.error is not None:
+            raise self.error
+        return FakeResult(self.pending)
+
+    async def apply(self, result: Any, *, progress: Any = None, stop: Any = None) -> Any:
+        self.applied += 1
+        return FakeReport(len(result.plan.pending))
+
+
+def make_cycle(load: watch.DesiredLoader, fake: FakeReconciler, fmt: str = "text",
+               plan_only: bool = False) -> tuple[watch.Cycle, io.StringIO]:
+    out = io.StringIO()
+    cycle = watch.Cycle(load, Settings(), paths=["sites"], log=watch.Log(out, fmt),
+                        stop=asyncio.Event(), plan_only=plan_only, factory=fake)
+    return cycle, out
+
+
+INVALID = ConfigError([Diagnostic("spec.deviceType: not allowed", file="sites/d.yaml", line=12,
+                                  column=15)])
+
+
+async def test_an_invalid_edit_changes_nothing_and_the_last_valid_state_is_reconciled() -> None:
+    good = (Fleet.of([]), PlanOptions())
+    answers: list[Any] = [good, INVALID, INVALID, INVALID, good]
+
+    def load() -> tuple[Fleet, PlanOptions]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    fake = FakeReconciler(pending=1)
+    cycle, out = make_cycle(load, fake)
+    results = [(await cycle(trigger)).result for trigger in (
+        watch.Trigger.START, watch.Trigger.CHANGE, watch.Trigger.INTERVAL,
+        watch.Trigger.INTERVAL, watch.Trigger.CHANGE)]
+    assert results == ["applied", "invalid", "applied", "applied", "applied"]
+    assert fake.fleets == [good[0]] * 4, "the invalid edit was never planned"
+    log = out.getvalue()
+    assert log.count("error: sites/d.yaml:12:15: spec.deviceType: not allowed") == 1, \
+        "reported once, not on every interval"
+    assert log.count("reconciling the last valid desired state") == 2
+    assert "run=5 the desired state is valid again" in log
+
+
+async def test_an_error_ends_the_run_not_the_agent() -> None:
+    fake = FakeReconciler(error=ProviderAuthError("token rejected (401)"))
+    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake)
+    assert (await cycle(watch.Trigger.START)).result == "error"
+    fake.error = RuntimeError("a bug")
+    assert (await cycle(watch.Trigger.INTERVAL)).result == "error"
+    fake.error = None
+    assert (await cycle(watch.Trigger.INTERVAL)).result == "applied"
+    assert "run=1 error: token rejected (401)" in out.getvalue()
+    assert "run=2 unexpected error: RuntimeError: a bug" in out.getvalue()
+
+
+async def test_a_stop_during_planning_cancels_the_plan_and_applies_nothing() -> None:
+    fake = FakeReconciler(pending=3, plan_seconds=5)
+    cycle, _ = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake)
+    running = asyncio.ensure_future(cycle(watch.Trigger.START))
+    await asyncio.sleep(0.05)
+    cycle.stop.set()
+    summary = await asyncio.wait_for(running, 1.0)
+    assert summary.result == "stopped" and fake.applied == 0
+
+
+async def test_plan_only_never_applies() -> None:
+    fake = FakeReconciler(pending=2)
+    cycle, _ = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake, plan_only=True)
+    summary = await cycle(watch.Trigger.START)
+    assert (summary.result, summary.changes, fake.applied) == ("planned", 2, 0)
+
+
+async def test_json_log_lines_carry_the_summary() -> None:
+    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), FakeReconciler(pending=2),
+                            fmt="json")
+    await cycle(watch.Trigger.CHANGE, ["sites/a.yaml"])
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in events] == ["change", "run"]
+    run = events[-1]
+    assert {k: run[k] for k in ("run", "trigger", "changes", "done", "result", "files")} == {
+        "run": 1, "trigger": "change", "changes": 2, "done": 2, "result": "applied",
+        "files": ["sites/a.yaml"]}
+
+
+def test_text_summary_line_format() -> None:
+    summary = watch.RunSummary(3, watch.Trigger.CHANGE, "applied", changes=2, done=2,
+                               duration=0.43)
+    assert summary.text() == ("run=3 trigger=change changes=2 done=2 failed=0 deferred=0 "
+                              "blocked=0 skipped=0 duration=0.4s result=applied")
+    log = io.StringIO()
+    watch.Log(log, clock=lambda: "2026-01-05T09:12:03.412Z").emit("run", summary.text())
+    assert log.getvalue() == f"2026-01-05T09:12:03.412Z {summary.text()}\n"
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+def test_only_desired_state_files_are_relevant(tmp_path: Path) -> None:
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    single = tmp_path / "extra.yml"
+    single.write_text("")
+    watched = watch.WatchSet.of([sites, single])
+    assert watched.directories == (str(sites),) and watched.parents == (str(tmp_path),)
+    relevant = {
+        os.path.join(sites, "a", "devices.yaml"): True,
+        os.path.join(sites, "site.yml"): True,
+        str(single): True,
+        os.path.join(sites, "README.md"): False,
+        os.path.join(sites, ".#devices.yaml"): False,
+        os.path.join(tmp_path, "other.yaml"): False,  # beside a named file, not named
+        os.path.join(tmp_path, "sites-old", "a.yaml"): False,
+    }
+    assert {path: watched.relevant(path) for path in relevant} == relevant
+
+
+# -- the cooperative stop of apply_plan --------------------------------------------------------
+
+
+class StoppingExecutors:
+    """Executors whose flaky change asks the apply to stop while it is in flight, then fails
+    with a retryable error."""
+
+    def __init__(self, stop: asyncio.Event, fail_first: set[str]) -> None:
+        self.stop = stop
+        self.fail_first = fail_first
+        self.started: list[str] = []
+
+    async def run(self, change: Change) -> dict[str, Any]:
+        self.started.append(change.address)
+        await asyncio.sleep(0.01)
+        if change.name in self.fail_first:
+            self.stop.set()
+            self.fail_first.discard(change.name)
+            raise ProviderUnavailable("503", address=change.address)
+        return {}
+
+
+async def test_apply_finishes_changes_in_flight_and_starts_nothing_after_stop() -> None:
+    first, flaky = change("first"), change("flaky")
+    dependent = change("dependent", depends_on=[first.address])
+    plan = Plan([first, flaky, dependent], [], PlanOptions())
+    stop = asyncio.Event()
+    executors = StoppingExecutors(stop, fail_first={"flaky"})
+    report = await apply_plan(plan, executors, policy=RetryPolicy(attempts=3, base_s=0.001),
+                              stop=stop)  # type: ignore[arg-type]
+    status = {o.address: (o.status, o.message) for o in report.outcomes}
+    assert status[first.address][0] == "done"
+    assert status[dependent.address] == ("skipped", "not started: stopping")
+    assert status[flaky.address][0] == "failed"
+    assert status[flaky.address][1].endswith("(not retried: stopping)")
+    assert executors.started.count(flaky.address) == 1
