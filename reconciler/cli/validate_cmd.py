@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from typing import Any
 
+from reconciler.model.kinds import KINDS
 from reconciler.sources import loader
 
 EXAMPLES = """\
@@ -44,14 +46,16 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(document, indent=2))
     elif result.ok:
-        counts: dict[str, int] = {}
-        for resource in result.resources:
-            counts[resource.KIND] = counts.get(resource.KIND, 0) + 1
-        summary = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in counts.items())
-        print(f"valid: {len(result.files)} files, {summary or 'no resources'}")
+        counts = Counter(resource.KIND for resource in result.resources)
+        summary = ", ".join(_count(counts[kind], kind) for kind in KINDS if counts[kind])
+        print(f"valid: {_count(len(result.files), 'file')}, {summary or 'no resources'}")
     else:
         for diagnostic in result.diagnostics:
             print(f"error: {diagnostic}", file=sys.stderr)
         count = len(result.diagnostics)
         print(f"invalid: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"

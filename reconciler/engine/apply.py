@@ -99,7 +99,8 @@ async def apply_plan(plan: Plan, executors: Executors, *, policy: RetryPolicy | 
                 future = finished.get(dependency)
                 if future is not None and not await asyncio.shield(future):
                     record(Outcome(change.address, change.action.value, "skipped",
-                                   f"not attempted: {dependency} did not succeed", site=change.site))
+                                   f"not attempted: {dependency} did not succeed",
+                                   site=change.site))
                     return
             if stop is not None and stop.is_set():
                 record(Outcome(change.address, change.action.value, "skipped",
@@ -125,10 +126,11 @@ async def apply_plan(plan: Plan, executors: Executors, *, policy: RetryPolicy | 
                 record(Outcome(change.address, change.action.value, "failed", str(exc),
                                site=change.site, retryable=exc.retryable))
                 return
-            except Exception as exc:  # noqa: BLE001 - one change's failure must not stop the fleet
+            except Exception as exc:  # one change's failure must not stop the fleet
                 # E.g. an answer without the documented shape: fail this change only.
                 record(Outcome(change.address, change.action.value, "failed",
-                               f"unexpected answer ({type(exc).__name__}: {exc})", site=change.site))
+                               f"unexpected answer ({type(exc).__name__}: {exc})",
+                               site=change.site))
                 return
             ok = True
             record(Outcome(change.address, change.action.value, "done", change.message, detail,

@@ -32,7 +32,8 @@ def observed_fingerprint(observed: Observed) -> str:
 
 
 def desired_fingerprint(fleet: Fleet) -> str:
-    return document.fingerprint([r.model_dump(mode="json", by_alias=True) for r in fleet.resources()])
+    return document.fingerprint([r.model_dump(mode="json", by_alias=True)
+                                 for r in fleet.resources()])
 
 
 @dataclass
@@ -61,7 +62,8 @@ class Reconciler:
     async def __aexit__(self, *exc: object) -> None:
         await self.session.aclose()
 
-    async def plan(self, options: PlanOptions | None = None, *, paths: list[str] | None = None) -> PlanResult:
+    async def plan(self, options: PlanOptions | None = None, *,
+                   paths: list[str] | None = None) -> PlanResult:
         options = options or PlanOptions()
         if not options.inventory:
             options = dataclasses.replace(options, inventory=self.state.read_inventory())

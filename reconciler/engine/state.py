@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -101,14 +102,43 @@ def _atomic_write(path: Path, text: str) -> None:
 
 class Journal:
     """Append-only JSON lines: `intent` before each external write, then `done` or
-    `failed`. Each line is flushed and fsynced before the write it describes proceeds."""
+    `failed`. Each line is written and flushed to the operating system before the write
+    it describes proceeds, so it survives the process being killed at any point.
+
+    Lines reach the disk (fsync) shortly after, in a background thread that syncs whatever
+    has accumulated (group commit), and for good in `close()`. An fsync per line on the
+    event loop took 0.2-6 ms each and stopped every other request while it ran: two per
+    write made a 3,500-write apply many times slower than its network floor. A host crash
+    can lose the last few milliseconds of lines; that costs no correctness, since remote
+    objects are found again by their natural keys, never through the journal."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.run_id = uuid.uuid4().hex[:12]
         self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._unsynced = threading.Event()
+        self._closing = False
+        self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync",
+                                        daemon=True)
+        self._syncer.start()
+
+    def _sync_loop(self) -> None:
+        while True:
+            self._unsynced.wait()
+            if self._closing:
+                return
+            self._unsynced.clear()
+            with contextlib.suppress(OSError, ValueError):
+                os.fsync(self._handle.fileno())
 
     def close(self) -> None:
+        if self._handle.closed:
+            return
+        self._closing = True
+        self._unsynced.set()
+        self._syncer.join()
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
         self._handle.close()
 
     def _write(self, record: dict[str, Any]) -> None:
@@ -116,7 +146,7 @@ class Journal:
                   **record}
         self._handle.write(json.dumps(record, sort_keys=True) + "\n")
         self._handle.flush()
-        os.fsync(self._handle.fileno())
+        self._unsynced.set()
 
     def intent(self, address: str, operation: str, **detail: Any) -> None:
         self._write({"address": address, "operation": operation, "phase": "intent", **detail})

@@ -398,7 +398,8 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
         if enapter.runtime_ref is None:
             problem((*base, "runtimeRef"), "a `lua` device needs `runtimeRef`: the UCM it runs on")
         elif runtime is None:
-            problem((*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not declared", DANGLING)
+            problem((*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not declared",
+                    DANGLING)
         elif runtime.spec.enapter is None or runtime.spec.enapter.kind not in ("ucm", "vucm"):
             problem(
                 (*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not a `ucm` or `vucm`"
@@ -410,7 +411,8 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
         if enapter.master_ref is None:
             problem((*base, "masterRef"), "a `link_slave` needs `masterRef`: its LINK master")
         elif master is None:
-            problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not declared", DANGLING)
+            problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not declared",
+                    DANGLING)
         elif master.spec.enapter is None or master.spec.enapter.kind != "link_master":
             problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not a `link_master`")
     elif enapter.master_ref is not None:

@@ -98,7 +98,7 @@ class SiteSpec(StrictModel):
     def _known_timezone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory
             raise ValueError(
                 f"unknown timezone {value!r}; use an IANA name such as 'Europe/Stockholm' or 'UTC'"
             ) from None

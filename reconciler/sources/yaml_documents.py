@@ -203,6 +203,17 @@ class _Converter:
         return construct(self.loader, node)
 
 
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts as a line break
+
+
+def _offset_position(text: str, offset: int) -> LineColumn:
+    """1-based line and column of a character offset, counting lines as YAML marks do."""
+    line, start = 1, 0
+    for match in _LINE_BREAK.finditer(text, 0, offset):
+        line, start = line + 1, match.end()
+    return line, offset - start + 1
+
+
 def _too_deep_message() -> str:
     return f"values nest more than {_MAX_DEPTH} levels deep; flatten the document"
 
@@ -243,6 +254,12 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
     A syntax error stops the file at that point (YAML cannot resynchronise)."""
     documents: list[ParsedDocument] = []
     diagnostics: list[Diagnostic] = []
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: not text any YAML parser reads
+        line, column = _offset_position(text, exc.start)
+        return [], [Diagnostic(f"character U+{ord(text[exc.start]):04X} is not valid Unicode "
+                               "text", file=file, line=line, column=column)]
     too_deep = _first_too_deep(text) if _might_nest_too_deep(text) else None
     loader = _Loader(text)
     index = 0
@@ -269,8 +286,18 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
                     column=mark.column + 1 if mark else None,
                 ))
                 break
-            except yaml.YAMLError as exc:
-                diagnostics.append(Diagnostic(f"YAML error: {exc}", file=file))
+            except yaml.reader.ReaderError as exc:
+                # Its position is in bytes for the C reader and characters for the Python one;
+                # the first occurrence of the refused character is where reading stopped.
+                found = text.find(chr(exc.character)) if isinstance(exc.character, int) else -1
+                line, column = _offset_position(text, max(found, 0))
+                what = (f"character U+{exc.character:04X}" if isinstance(exc.character, int)
+                        else "a character")
+                diagnostics.append(Diagnostic(f"{what} is not allowed in YAML ({exc.reason})",
+                                              file=file, line=line, column=column))
+                break
+            except yaml.YAMLError as exc:  # not located by PyYAML: blame the start of the file
+                diagnostics.append(Diagnostic(f"YAML error: {exc}", file=file, line=1, column=1))
                 break
             if node is None:
                 continue

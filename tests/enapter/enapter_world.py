@@ -82,7 +82,8 @@ def every_kind(**changes: Any) -> str:
         device("lab-link", "{kind: link_master}", hardware=MASTER, gateway=True),
         device("lab-slave", "{kind: link_slave, masterRef: lab-link}", hardware=SLAVE,
                gateway=True),
-        device("lab-standalone", "{kind: standalone}", display="Weather station"),
+        device("lab-standalone", "{kind: standalone, configOutput: {file: cfg/standalone.json}}",
+               display="Weather station"),
     ])
 
 

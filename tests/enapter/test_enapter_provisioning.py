@@ -245,11 +245,13 @@ async def test_configs_go_to_0600_files_and_credentials_never_to_any_output(
     assert "Apply complete" in outputs[0], outputs[0]
     ucm_file = world.state_dir / "cfg" / "ucm.json"
     mqtt_file = world.state_dir / "cfg" / "mqtt.json"
-    for path in (ucm_file, mqtt_file):
+    # Provisioning answers with a config for a UCM; a standalone device gets one generated.
+    standalone_file = world.state_dir / "cfg" / "standalone.json"
+    for path in (ucm_file, mqtt_file, standalone_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert json.loads(mqtt_file.read_text())["mqtt_protocol"] == "MQTT"
-    secrets = _secrets_in(ucm_file) + _secrets_in(mqtt_file)
+    secrets = _secrets_in(ucm_file) + _secrets_in(mqtt_file) + _secrets_in(standalone_file)
 
     # A deleted config file is planned as a new config (an update), and written again.
     ucm_file.unlink()
@@ -272,7 +274,8 @@ async def test_configs_go_to_0600_files_and_credentials_never_to_any_output(
     for secret in secrets:
         assert secret not in everything
     assert not [p for p in world.state_dir.rglob("*") if p.is_file()
-                and p not in (ucm_file, mqtt_file) and any(s in p.read_text() for s in secrets)]
+                and p not in (ucm_file, mqtt_file, standalone_file)
+                and any(s in p.read_text() for s in secrets)]
 
 
 async def test_a_stale_create_adopts_what_an_interrupted_run_provisioned(
@@ -292,8 +295,12 @@ async def test_a_stale_create_adopts_what_an_interrupted_run_provisioned(
                 "runtime_id": made["device_id"], "blueprint_id": "bp-gas-1",
                 "name": "Gas sensor", "slug": "gas-1"})
         world.sims.enapter.rename_device(made["device_id"], name="renamed meanwhile")
+        world.sims.reset_counts()
         report = await reconciler.apply(stale)
     assert report.ok, report.as_dict()
+    # The UCM: provisioning answered 409 (other name), the name was aligned, provisioning
+    # again returned the same device and its config. The Lua device was found, not re-made.
+    assert enapter_calls(world, "POST /v3/provisioning/{kind}") == 2
     # Not provisioned twice: one UCM, and one Lua device (which reports its runtime's id).
     assert sorted(d.type for d in world.sims.enapter.devices.values()
                   if d.hardware_id == UCM) == ["HARDWARE_UCM", "LUA"]

@@ -141,6 +141,8 @@ def error_list(data: dict[str, Any]) -> list[tuple[str, tuple[str | int, ...], s
                      ("spec", "displayName"), "", id="empty-display-name"),
         pytest.param(edit(SITE, {"spec.timezone": "Europe/Solna"}), "value_error",
                      ("spec", "timezone"), "unknown timezone 'Europe/Solna'", id="bad-timezone"),
+        pytest.param(edit(SITE, {"spec.timezone": "Europe"}), "value_error",
+                     ("spec", "timezone"), "unknown timezone 'Europe'", id="timezone-directory"),
         pytest.param(edit(SITE, {"spec.timezone": "../etc/passwd"}), "value_error",
                      ("spec", "timezone"), "unknown timezone", id="timezone-path"),
         pytest.param(edit(SITE, {"spec.location.latitude": 90.5}), "less_than_equal",

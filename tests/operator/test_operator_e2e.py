@@ -107,3 +107,91 @@ async def test_deletion_honours_policy(policy: str, tmp_path: Path, monkeypatch:
 
 async def _gone(cluster: Any, kind: str, name: str) -> bool:
     return await cluster.get(kind, name) is None
+
+
+async def test_spec_update_is_applied(tmp_path: Path, monkeypatch: Any) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+        for doc in documents(FLEET):
+            await cluster.create(doc)
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.patch("Device", "home-inverter", {"metadata": {"generation": 2},
+                                                        "spec": {"displayName": "Renamed inverter"}})
+
+        async def renamed() -> bool:
+            return any(d.name == "Renamed inverter" for d in sims.novacore.devices.values())
+
+        await cluster.wait_for(renamed, what="rename applied in Novacore")
+
+        async def ready_for_generation_2() -> bool:
+            cond = await cluster.condition("Device", "home-inverter", "Ready")
+            return bool(cond and cond["status"] == "True" and cond["observedGeneration"] == 2)
+
+        await cluster.wait_for(ready_for_generation_2, what="Ready for generation 2")
+
+
+async def test_drift_is_corrected_by_the_timer(tmp_path: Path, monkeypatch: Any) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+        for doc in documents(FLEET):
+            await cluster.create(doc)
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        zap = sims.zaps["zap-00000000000000a1"]
+        zap.set_der("SG0001", "pv", enabled=False)
+        cloud = next(d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
+        sims.novacore.rename_device(cloud.id, "someone renamed it")
+
+        async def corrected() -> bool:
+            pv = next(d for d in zap.devices["SG0001"].ders if d["type"] == "pv")
+            return bool(pv["enabled"]) and sims.novacore.devices[cloud.id].name == "Inverter"
+
+        await cluster.wait_for(corrected, timeout=20, what="drift corrected")
+
+
+async def test_device_created_before_its_gateway_waits_then_converges(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in documents(FLEET)}
+        await cluster.create(docs[("Device", "home-inverter")])
+
+        async def waiting() -> dict[str, Any] | None:
+            cond = await cluster.condition("Device", "home-inverter", "Ready")
+            return cond if cond and cond["reason"] == "WaitingForDependency" else None
+
+        cond = await cluster.wait_for(waiting, what="device waiting for its gateway")
+        assert "home-zap" in cond["message"]
+        assert not sims.zaps["zap-00000000000000a1"].devices
+        for key in (("Site", "home"), ("Gateway", "home-zap")):
+            await cluster.create(docs[key])
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        assert "SG0001" in sims.zaps["zap-00000000000000a1"].devices
+
+
+async def test_paused_objects_are_left_alone(tmp_path: Path, monkeypatch: Any) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        for doc in documents(FLEET):
+            if doc["kind"] == "Gateway":
+                doc["metadata"]["annotations"] = {"energy.reconciler.dev/paused": "true"}
+            if doc["kind"] in ("Site", "Gateway"):
+                await cluster.create(doc)
+        synced = await cluster.wait_condition("Gateway", "home-zap", "Synced", status="False")
+        assert synced["reason"] == "Paused"
+        assert all(g.org_id is None for g in sims.novacore.gateways.values())
+
+
+async def test_observe_mode_reports_the_plan_without_applying(tmp_path: Path, monkeypatch: Any) -> None:
+    from reconciler.operator.config import OperatorConfig
+
+    config = OperatorConfig(interval=1.0, retry_delay=0.5, mode="observe")
+    async with operator(FLEET, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        for doc in documents(FLEET):
+            if doc["kind"] in ("Site", "Gateway"):
+                await cluster.create(doc)
+        ready = await cluster.wait_condition("Gateway", "home-zap", "Ready", status="False")
+        assert ready["reason"] == "ChangesPending"
+        gateway = await cluster.get("Gateway", "home-zap")
+        assert gateway is not None
+        assert any("claim" in line for line in gateway["status"]["lastPlan"]["actions"])
+        assert all(g.org_id is None for g in sims.novacore.gateways.values())
+        assert sims.writes() == 0

@@ -54,6 +54,10 @@ class World:
         return next((d for d in self.sims.novacore.devices.values()
                      if d.hardware_id == hardware_id), None)
 
+    def cloud_name(self, hardware_id: str = INVERTER_SN) -> str | None:
+        device = self.cloud_device(hardware_id)
+        return device.name if device is not None else None
+
     def zap_der_enabled(self, der_type: str, sn: str = INVERTER_SN) -> bool | None:
         device = self.sims.zaps[ZAP_SERIAL].device(sn)
         if device is None:

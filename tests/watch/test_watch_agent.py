@@ -11,7 +11,10 @@ import re
 import pytest
 from agent_helpers import INVERTER_SN, ZAP_SERIAL, Spawn, World
 
-from reconciler.engine.state import unfinished_intents
+from reconciler.engine.config import load_settings
+from reconciler.engine.reconcile import Reconciler
+from reconciler.engine.state import StateDir, unfinished_intents
+from reconciler.sources.loader import load_fleet
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +37,7 @@ async def test_an_edit_is_applied_once_after_a_burst_of_saves(world: World, spaw
     agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.5s",
                         env=world.env, cwd=world.cwd)
     await agent.wait_for(r"run=1 trigger=start .* result=applied")
-    assert world.cloud_device() is not None and world.cloud_device().name == "Sungrow SH10RT"
+    assert world.cloud_name() == "Sungrow SH10RT"
 
     # An editor saving several times in quick succession: one run, with the last content.
     for name in ("Sungrow A", "Sungrow B", "Sungrow C"):
@@ -43,8 +46,7 @@ async def test_an_edit_is_applied_once_after_a_burst_of_saves(world: World, spaw
         await asyncio.sleep(0.1)
     [line] = await agent.wait_for(r"trigger=change")
     assert " changes=1 done=1 failed=0 " in line and line.endswith("result=applied"), line
-    device = world.cloud_device()
-    assert device is not None and device.name == "Sungrow C"
+    assert world.cloud_name() == "Sungrow C"
     assert any(re.search(r"run=2 changed: sites/devices\.yaml", line) for line in agent.out)
 
     await asyncio.sleep(1.0)
@@ -88,13 +90,13 @@ async def test_drift_is_corrected_on_the_interval_and_json_lines_parse(
     world.sims.novacore.rename_device(device.id, "renamed in the cloud UI")
 
     def corrected(line: str) -> bool:
-        event = json.loads(line)
+        event: dict[str, object] = json.loads(line)
         return (event["event"] == "run" and event["trigger"] == "interval"
                 and event["done"] == 2)
 
     await agent.wait_for(corrected)
     assert world.zap_der_enabled("pv") is True
-    assert world.cloud_device() is not None and world.cloud_device().name == "Sungrow SH10RT"
+    assert world.cloud_name() == "Sungrow SH10RT"
     assert await agent.terminate() == 0
 
     events = [json.loads(line) for line in agent.out]  # every stdout line is JSON
@@ -110,7 +112,7 @@ async def test_drift_is_corrected_on_the_interval_and_json_lines_parse(
 async def test_a_second_agent_and_a_manual_apply_are_refused_naming_the_holder(
         world: World, spawn: Spawn) -> None:
     agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
-    await agent.wait_for(r"run=1 trigger=start")
+    await agent.wait_for(r" watching sites ")  # the lock is taken before this line
 
     second = await spawn("watch", "sites", env=world.env, cwd=world.cwd)
     manual = await spawn("apply", "sites", "--auto-approve", env=world.env, cwd=world.cwd)
@@ -123,8 +125,8 @@ async def test_a_second_agent_and_a_manual_apply_are_refused_naming_the_holder(
     assert agent.process.returncode is None, "the holder keeps running"
 
     assert await agent.terminate() == 0
-    # The lock was released: a plan-only agent can start (and a writer could too).
-    assert (world.cwd / "state" / "lock").read_text() == ""
+    with StateDir(world.cwd / "state").lock("test"):  # released: the next writer gets it
+        pass
 
 
 async def test_sigterm_mid_apply_finishes_writes_in_flight_and_the_next_start_converges(
@@ -146,8 +148,9 @@ async def test_sigterm_mid_apply_finishes_writes_in_flight_and_the_next_start_co
     again = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
     await again.wait_for(r"run=1 trigger=start .* failed=0 .*result=applied")
     assert await again.terminate() == 0
-    plan = await spawn("plan", "sites", "--detailed-exitcode", env=world.env, cwd=world.cwd)
-    assert await plan.finish() == 0, plan.text
+    async with Reconciler(load_fleet([world.sites]), load_settings(world.env)) as reconciler:
+        result = await reconciler.plan()
+    assert not result.plan.has_changes, "converged"
 
 
 async def test_unreachable_gateway_defers_and_the_agent_recovers(

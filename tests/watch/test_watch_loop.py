@@ -351,8 +351,8 @@ async def test_apply_finishes_changes_in_flight_and_starts_nothing_after_stop() 
     plan = Plan([first, flaky, dependent], [], PlanOptions())
     stop = asyncio.Event()
     executors = StoppingExecutors(stop, fail_first={"flaky"})
-    report = await apply_plan(plan, executors, policy=RetryPolicy(attempts=3, base_s=0.001),
-                              stop=stop)  # type: ignore[arg-type]
+    report = await apply_plan(plan, executors,  # type: ignore[arg-type]
+                              policy=RetryPolicy(attempts=3, base_s=0.001), stop=stop)
     status = {o.address: (o.status, o.message) for o in report.outcomes}
     assert status[first.address][0] == "done"
     assert status[dependent.address] == ("skipped", "not started: stopping")

@@ -31,8 +31,6 @@ _MAX_PAGES = 10_000
 class FlatpeakAuth(httpx.Auth):
     """Bearer token from `GET /login`, cached with its expiry and refreshed before it."""
 
-    requires_response_body = True
-
     def __init__(self, login_url: str, account_id: str, api_key: str, *,
                  clock: Callable[[], float] = time.monotonic, margin_s: float = 60.0) -> None:
         self.login_url = login_url
@@ -74,6 +72,7 @@ class FlatpeakAuth(httpx.Auth):
             async with self._lock:
                 if not self._fresh():  # another request may have logged in meanwhile
                     login = yield self._login_request()
+                    await login.aread()
                     if not self._store(login):
                         return  # the caller gets the login's answer as the error
         used = self._token
@@ -84,6 +83,7 @@ class FlatpeakAuth(httpx.Auth):
         async with self._lock:
             if self._token == used:  # not refreshed by a concurrent request yet
                 login = yield self._login_request()
+                await login.aread()
                 if not self._store(login):
                     return
         request.headers["Authorization"] = f"Bearer {self._token}"

@@ -1,0 +1,292 @@
+"""Benchmark of the engine on a large simulated fleet: the no-op plan of 1,000 sites and a
+fresh apply of 100, each measured against its round-trip floor, and peak memory.
+
+A fleet of `--sites` sites, each with one Zap and `--devices` devices, is generated with
+`reconciler.sim.generate.write_fleet` and served by a `SimFleet` (shared Modbus servers) in
+a separate process, so the reconciler's process is measured alone; the two talk over a
+pipe (the simulators' RECONCILER_* variables, latency changes, request counters). Every
+simulated HTTP call gets `--latency-ms` of latency.
+
+1. Fresh apply of the first `--apply-sites` sites: plan, then apply. Floor = the larger of
+   (longest chain of dependent calls within a site x latency) and (calls x latency /
+   concurrency).
+2. The remaining sites are applied with the engine at zero latency (set-up, also timed).
+3. No-op plan of the whole fleet: floor = calls x latency / concurrency (design.md).
+4. Peak memory: ru_maxrss of this process, and the tracemalloc peak of one extra no-op
+   plan (run untimed, since tracing slows everything down).
+
+Targets: no-op plan under 2 s and within 1.5x its floor; apply within 1.5x its floor;
+peak memory under 250 MB. Figures are printed; nothing is asserted.
+
+    .venv/bin/python benchmarks/reconcile_fleet.py [--sites 1000] [--devices 10]
+        [--latency-ms 20] [--apply-sites 100] [--repeat 3] [--profile FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import math
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from reconciler.engine.config import Settings, load_settings
+from reconciler.engine.reconcile import PlanResult, Reconciler
+from reconciler.model.fleet import Fleet
+from reconciler.plan.actions import Action, Change
+from reconciler.sim.generate import write_fleet
+from reconciler.sources.loader import load_fleet
+
+# -- the simulator process -------------------------------------------------------------------
+
+
+def serve(conn: Connection, paths: list[str]) -> None:
+    asyncio.run(_serve(conn, paths))
+
+
+async def _serve(conn: Connection, paths: list[str]) -> None:
+    from reconciler.sim.fleet import SimFleet
+
+    sims = SimFleet()
+    sims.seed_fleet(load_fleet(paths), shared_modbus=True)
+    await sims.start()
+    conn.send(sims.env())
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            command, argument = await loop.run_in_executor(None, conn.recv)
+            if command == "latency":
+                for server in sims.http_servers():
+                    server.faults.latency_ms = float(argument)
+                conn.send(None)
+            elif command == "reset":
+                sims.reset_counts()
+                conn.send(None)
+            elif command == "counts":
+                conn.send((sims.requests(), sims.writes()))
+            else:
+                break
+    finally:
+        await sims.stop()
+        conn.send("stopped")
+
+
+class SimProcess:
+    """The simulators in a child process, driven over a pipe."""
+
+    def __init__(self, paths: list[str]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=serve, args=(child, paths), daemon=True)
+        self.process.start()
+        self.env: dict[str, str] = self.conn.recv()
+
+    def ask(self, command: str, argument: Any = None) -> Any:
+        self.conn.send((command, argument))
+        return self.conn.recv()
+
+    def latency(self, ms: float) -> None:
+        self.ask("latency", ms)
+
+    def reset(self) -> None:
+        self.ask("reset")
+
+    def counts(self) -> tuple[int, int]:
+        return self.ask("counts")  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self.conn.send(("stop", None))
+        self.conn.recv()
+        self.process.join(timeout=30)
+
+
+# -- floors ------------------------------------------------------------------------------------
+
+# HTTP calls each executor makes on the success path (execute.py): a site create observes
+# the organisation's sites again first; a claim reads the gateway's key, has it sign, claims.
+CALLS = {("Site", "create"): 2, ("Gateway", "claim"): 3, ("Gateway", "transfer"): 3}
+
+
+def calls_of(change: Change) -> int:
+    return CALLS.get((change.kind, change.action.value), 1)
+
+
+def longest_chain(changes: list[Change]) -> int:
+    """Calls on the longest chain of dependent changes (per site; the maximum)."""
+    by_address = {c.address: c for c in changes}
+    memo: dict[str, int] = {}
+
+    def depth(change: Change) -> int:
+        if change.address not in memo:
+            parents = [by_address[d] for d in change.depends_on if d in by_address]
+            memo[change.address] = calls_of(change) + max((depth(p) for p in parents), default=0)
+        return memo[change.address]
+
+    runnable = [c for c in changes if c.is_change and not c.blocked
+                and c.action is not Action.DEFER]
+    return max((depth(c) for c in runnable), default=0)
+
+
+# -- measurements -------------------------------------------------------------------------------
+
+
+def timed(label: str, call: Callable[[], Any],
+          profile: cProfile.Profile | None = None) -> tuple[Any, float]:
+    cpu = cpu_seconds()
+    started = time.perf_counter()
+    if profile is not None:
+        profile.enable()
+    try:
+        result = call()
+    finally:
+        if profile is not None:
+            profile.disable()
+    seconds = time.perf_counter() - started
+    print(f"  {label}: {seconds:.3f} s (CPU of this process {cpu_seconds() - cpu:.3f} s)",
+          flush=True)
+    return result, seconds
+
+
+async def plan_once(fleet: Fleet, settings: Settings) -> PlanResult:
+    async with Reconciler(fleet, settings) as engine:
+        return await engine.plan()
+
+
+async def plan_and_apply(fleet: Fleet, settings: Settings,
+                         between: Callable[[], Any] = lambda: None,
+                         ) -> tuple[PlanResult, Any, float, float, float]:
+    """(plan result, apply report, plan seconds, apply seconds, apply CPU seconds)."""
+    async with Reconciler(fleet, settings) as engine:
+        started = time.perf_counter()
+        result = await engine.plan()
+        planned = time.perf_counter() - started
+        between()  # a short blocking call to the simulator process (counters)
+        cpu = cpu_seconds()
+        started = time.perf_counter()
+        report = await engine.apply(result)
+        applied = time.perf_counter() - started
+        return result, report, planned, applied, cpu_seconds() - cpu
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sites", type=int, default=1000)
+    parser.add_argument("--devices", type=int, default=10)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--apply-sites", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3, help="no-op plans to time")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the no-op plans")
+    args = parser.parse_args()
+    latency_s = args.latency_ms / 1000
+
+    with tempfile.TemporaryDirectory(prefix="reconcile-fleet-") as tmp:
+        files = [str(p) for p in write_fleet(Path(tmp) / "sites", args.sites, args.devices)]
+        per_file = 10  # write_fleet's default sites_per_file
+        first = files[:math.ceil(args.apply_sites / per_file)]
+        print(f"fleet: {args.sites} sites x (1 gateway + {args.devices} devices), "
+              f"latency {args.latency_ms:g} ms per call", flush=True)
+        (fleet, _) = timed("load the desired state", lambda: load_fleet(files))
+        subset = load_fleet(first)
+        print("  starting the simulators in a separate process ...", flush=True)
+        sims = SimProcess(files)
+        try:
+            env = sims.env | {"RECONCILER_STATE_DIR": str(Path(tmp) / "state")}
+            settings = load_settings(os.environ | env)
+            concurrency = settings.concurrency
+            print(f"  concurrency {concurrency}, per gateway {settings.gateway_concurrency} "
+                  f"in flight and {settings.gateway_rate:g}/s", flush=True)
+
+            # 1. Fresh apply of the first sites.
+            print(f"\n1. fresh apply of {len(subset.sites)} sites")
+            sims.latency(args.latency_ms)
+            sims.reset()
+            observed_calls: list[int] = []
+
+            def count_observation() -> None:
+                observed_calls.append(sims.counts()[0])
+                sims.reset()
+
+            result, report, planned, applied, apply_cpu = asyncio.run(
+                plan_and_apply(subset, settings, count_observation))
+            apply_calls, writes = sims.counts()
+            print(f"  plan (observe): {planned:.3f} s, {observed_calls[0]} calls")
+            chain = max(longest_chain([c for c in result.plan.changes if c.site == s])
+                        for s in subset.sites)
+            floor = max(chain * latency_s, apply_calls * latency_s / concurrency)
+            counts = report.counts()
+            print(f"  apply: {applied:.3f} s (CPU of this process {apply_cpu:.3f} s), "
+                  f"{apply_calls} calls ({writes} writes), {counts['done']} changes done, "
+                  f"{counts['failed']} failed")
+            print(f"  floor: max(chain {chain} calls x {args.latency_ms:g} ms = "
+                  f"{chain * latency_s:.3f} s, {apply_calls} x {args.latency_ms:g} ms / "
+                  f"{concurrency} = {apply_calls * latency_s / concurrency:.3f} s) = {floor:.3f} s")
+            print(f"  ratio: {applied / floor:.2f} x floor (target <= 1.5)", flush=True)
+
+            # 2. Set-up: the rest of the fleet, at zero latency.
+            print(f"\n2. set-up: apply the whole fleet ({args.sites} sites) at zero latency")
+            sims.latency(0)
+            _, setup_report, setup_plan, setup_apply, _ = asyncio.run(
+                plan_and_apply(fleet, settings))
+            print(f"  plan {setup_plan:.1f} s, apply {setup_apply:.1f} s: "
+                  f"{setup_report.counts()}", flush=True)
+
+            # 3. No-op plan of the whole fleet.
+            print(f"\n3. no-op plan of {args.sites} sites")
+            sims.latency(args.latency_ms)
+            profile = cProfile.Profile() if args.profile else None
+            walls, calls = [], 0
+            for run in range(args.repeat):
+                sims.reset()
+                noop, wall = timed(f"run {run + 1}",
+                                   lambda: asyncio.run(plan_once(fleet, settings)), profile)
+                calls, writes = sims.counts()
+                walls.append(wall)
+                if noop.plan.has_changes or writes:
+                    print(f"  WARNING: {len(noop.plan.pending)} changes, {writes} writes")
+            floor = calls * latency_s / concurrency
+            best, median = min(walls), statistics.median(walls)
+            print(f"  calls: {calls} (expected {len(fleet.sites)} sites + {len(fleet.gateways)} "
+                  f"gateways + 2 per organisation)")
+            print(f"  wall: best {best:.3f} s, median {median:.3f} s (target < 2 s)")
+            print(f"  floor: {calls} x {args.latency_ms:g} ms / {concurrency} = {floor:.3f} s")
+            print(f"  ratio: best {best / floor:.2f} x, median {median / floor:.2f} x floor "
+                  "(target <= 1.5)", flush=True)
+            if profile is not None:
+                profile.dump_stats(args.profile)
+                print(f"  profile written to {args.profile}")
+
+            # 4. Memory.
+            print("\n4. memory")
+            print(f"  peak RSS (ru_maxrss) so far: {rss_mb():.0f} MB (target < 250 MB)")
+            tracemalloc.start()
+            asyncio.run(plan_once(fleet, settings))
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            print(f"  tracemalloc peak of one no-op plan: {peak / 2**20:.0f} MB")
+        finally:
+            sims.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+{{/* Names, labels and the derived settings the templates share. */}}
+
+{{- define "reconciler.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "reconciler.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "reconciler.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "reconciler.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "reconciler.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "reconciler.labels" -}}
+helm.sh/chart: {{ include "reconciler.chart" . }}
+{{ include "reconciler.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "reconciler.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "reconciler.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "reconciler.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+The Deployments to render, as YAML `{shards: [{name, selector, replicas, suffix}]}`: one
+per entry of .Values.shards, or a single one (name "", suffix "") from .Values.shard.
+*/}}
+{{- define "reconciler.shards" -}}
+{{- $shards := list }}
+{{- if .Values.shards }}
+{{- $seen := dict }}
+{{- range .Values.shards }}
+{{- if hasKey $seen .name }}
+{{- fail (printf "shards: the name %q is used twice" .name) }}
+{{- end }}
+{{- $_ := set $seen .name true }}
+{{- $replicas := ternary .replicas $.Values.replicas (hasKey . "replicas") }}
+{{- $shards = append $shards (dict "name" .name "selector" .selector "replicas" $replicas "suffix" (printf "-%s" .name)) }}
+{{- end }}
+{{- else }}
+{{- $shards = append $shards (dict "name" "" "selector" .Values.shard.selector "replicas" .Values.replicas "suffix" "") }}
+{{- end }}
+{{- toYaml (dict "shards" $shards) }}
+{{- end }}
+
+{{/* "true" when the operators peer: asked for, or any Deployment has several replicas. */}}
+{{- define "reconciler.peering" -}}
+{{- $on := .Values.peering.enabled }}
+{{- range (include "reconciler.shards" . | fromYaml).shards }}
+{{- if gt (int .replicas) 1 }}{{ $on = true }}{{ end }}
+{{- end }}
+{{- if $on }}true{{ end }}
+{{- end }}
+
+{{/* The kopf peering object of one shard (argument: dict "root" $ "shard" $shard). */}}
+{{- define "reconciler.peeringName" -}}
+{{- printf "%s%s" (include "reconciler.fullname" .root) .shard.suffix | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The rules on our custom resources, for a ClusterRole or a Role. */}}
+{{- define "reconciler.resourceRules" -}}
+# Watch and handle Sites, Gateways, Devices and DERs; kopf merge-patches them (finalizer,
+# its annotations) and never creates, replaces or deletes them.
+- apiGroups: [energy.reconciler.dev]
+  resources: [sites, gateways, devices, ders]
+  verbs: [get, list, watch, patch]
+# Conditions, observedGeneration and the plan go to the status subresource.
+- apiGroups: [energy.reconciler.dev]
+  resources: [sites/status, gateways/status, devices/status, ders/status]
+  verbs: [get, patch]
+# kopf posts core/v1 Events for the actions taken (POST only).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+# MQTT passwords named by passwordFrom.secretKeyRef, read one by one (never listed).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}

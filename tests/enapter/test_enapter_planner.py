@@ -1,0 +1,146 @@
+"""The Enapter planner as a pure function of (fleet, observed records): no simulator, no
+I/O. Each case starts from a site that is in sync and changes one thing about what
+Enapter reports (or what is declared)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+from enapter_world import GW, UCM, device, fleet_of, lua, site_and_gateway, ucm
+
+from reconciler.plan.enapter import (
+    ConfigOutputState,
+    EnapterDeviceState,
+    EnapterSiteState,
+    EnapterState,
+)
+from reconciler.plan.observed import Observed, Unreachable
+from reconciler.plan.planner import PlanOptions, make_plan
+
+SITE = EnapterSiteState("s1", "H2 Lab", "Europe/Rome",
+                        {"name": "Crespina", "latitude": 43.57, "longitude": 10.56})
+GATEWAY = EnapterDeviceState("gw", "s1", "GATEWAY", "Enapter Gateway", "enapter-gateway",
+                             hardware_id=GW, communication_type="MQTT_V1_TLS",
+                             properties={"gateway_version": "3.1.0"})
+UCM_DEVICE = EnapterDeviceState("u1", "s1", "HARDWARE_UCM", "Gas sensor UCM", "gas-ucm",
+                                hardware_id=UCM, upstream_id="gw",
+                                communication_type="MQTT_V1_TLS")
+LUA_DEVICE = EnapterDeviceState("l1", "s1", "LUA", "Gas sensor", "gas-1", blueprint_id="bp-gas-1",
+                                hardware_id=UCM, upstream_id="u1", communication_type="UCM_LUA")
+FLEET = site_and_gateway() + ucm() + lua()
+
+Mutate = Callable[[EnapterState], None]
+
+
+def in_sync() -> EnapterState:
+    return EnapterState(sites=[SITE], devices={"s1": [GATEWAY, UCM_DEVICE, LUA_DEVICE]},
+                        config_outputs={"lab-ucm": ConfigOutputState("/state/cfg/ucm.json", True)})
+
+
+def replace_device(old: EnapterDeviceState, **changes: object) -> Mutate:
+    def mutate(state: EnapterState) -> None:
+        devices = state.devices["s1"]
+        assert isinstance(devices, list)
+        devices[devices.index(old)] = dataclasses.replace(old, **changes)  # type: ignore[arg-type]
+    return mutate
+
+
+def add_device(new: EnapterDeviceState) -> Mutate:
+    def mutate(state: EnapterState) -> None:
+        devices = state.devices["s1"]
+        assert isinstance(devices, list)
+        devices.append(new)
+    return mutate
+
+
+def plan_of(state: EnapterState, fleet_text: str = FLEET, *,
+            prune: bool = False) -> dict[str, tuple[str, bool]]:
+    plan = make_plan(fleet_of(fleet_text), Observed(extra={"enapter": state}),
+                     PlanOptions(prune=prune))
+    return {c.address: (c.action.value, c.blocked) for c in plan.pending}
+
+
+def test_in_sync_site_plans_nothing() -> None:
+    assert plan_of(in_sync()) == {}
+
+
+def _set(**values: object) -> Mutate:
+    def mutate(state: EnapterState) -> None:
+        for key, value in values.items():
+            setattr(state, key, value)
+    return mutate
+
+
+CASES = [
+    pytest.param(_set(sites=Unreachable("timed out")), FLEET, {
+        "site/lab[enapter]": ("defer", False), "gateway/lab-gw[enapter]": ("defer", False),
+        "device/lab-ucm[enapter]": ("defer", False), "device/lab-lua[enapter]": ("defer", False),
+    }, "an unreadable site list defers everything; nothing is guessed", id="sites-unreachable"),
+    pytest.param(_set(devices={"s1": Unreachable("HTTP 503")}), FLEET, {
+        "gateway/lab-gw[enapter]": ("defer", False), "device/lab-ucm[enapter]": ("defer", False),
+        "device/lab-lua[enapter]": ("defer", False),
+    }, "unreadable devices defer the site's devices, not the site", id="devices-unreachable"),
+    pytest.param(replace_device(UCM_DEVICE, name="renamed"), FLEET, {
+        "device/lab-ucm[enapter]": ("update", False),
+    }, "a rename is an update (PATCH), never a reprovision", id="renamed"),
+    pytest.param(replace_device(GATEWAY, properties={"gateway_version": "3.0.0"}), FLEET, {
+        "gateway/lab-gw[enapter]": ("update", False),
+    }, "a firmware version change is recorded by provisioning the gateway again",
+        id="gateway-version"),
+    pytest.param(replace_device(UCM_DEVICE, type="VIRTUAL_UCM"), FLEET, {
+        "device/lab-ucm[enapter]": ("create", True),
+        "device/lab-lua[enapter]": ("replace", True),
+    }, "a hardware id held by another device type blocks the create (and what runs on it)",
+        id="hardware-id-of-another-type"),
+    pytest.param(replace_device(LUA_DEVICE, upstream_id="elsewhere"), FLEET, {
+        "device/lab-lua[enapter]": ("replace", False),
+    }, "a Lua device on another runtime is deleted and provisioned again", id="lua-moved"),
+    pytest.param(replace_device(UCM_DEVICE, communication_type="MQTT_V1_PLAINTEXT"), FLEET, {
+        "device/lab-ucm[enapter]": ("update", False),
+    }, "a protocol change with a config file is generate_config", id="protocol-with-output"),
+    pytest.param(replace_device(UCM_DEVICE, communication_type="MQTT_V1_PLAINTEXT"),
+                 site_and_gateway() + device("lab-ucm", "{kind: ucm, slug: gas-ucm}",
+                                             hardware=UCM, display="Gas sensor UCM"), {
+        "device/lab-ucm[enapter]": ("update", True),
+    }, "a protocol change with nowhere to write the new config is blocked",
+        id="protocol-without-output"),
+    pytest.param(_set(config_outputs={"lab-ucm": ConfigOutputState("/state/cfg/ucm.json", False)}),
+                 FLEET, {"device/lab-ucm[enapter]": ("update", False)},
+                 "a missing config file plans a new config", id="config-file-missing"),
+    pytest.param(_set(sites=[dataclasses.replace(SITE, id="other")]),
+                 FLEET.replace("enapter: {}", "enapter: {siteId: s1}"), {
+        "site/lab[enapter]": ("create", True), "gateway/lab-gw[enapter]": ("create", True),
+        "device/lab-ucm[enapter]": ("create", True), "device/lab-lua[enapter]": ("create", True),
+    }, "a declared siteId that does not exist blocks the site and all in it",
+        id="site-id-missing"),
+    pytest.param(add_device(EnapterDeviceState("x1", "s1", "HARDWARE_UCM", "Old", "old",
+                                               hardware_id="OLD", upstream_id="gw")), FLEET, {},
+                 "an undeclared device is only reported without --prune", id="undeclared-kept"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "fleet_text", "expected", "reason"), CASES)
+def test_planner_decisions(mutate: Mutate, fleet_text: str, expected: dict[str, tuple[str, bool]],
+                           reason: str) -> None:
+    state = in_sync()
+    mutate(state)
+    assert plan_of(state, fleet_text) == expected, reason
+
+
+def test_prune_refuses_to_delete_an_upstream_that_declared_devices_run_on() -> None:
+    state = in_sync()
+    other = EnapterDeviceState("x1", "s1", "HARDWARE_UCM", "Old", "old", hardware_id="OLD",
+                               upstream_id="gw")
+    add_device(other)(state)
+    add_device(EnapterDeviceState("x2", "s1", "LUA", "Old script", "old-script",
+                                  hardware_id="OLD", upstream_id="x1"))(state)
+    # Undeclared: the old UCM with its script (deleted, script first).
+    assert plan_of(state, prune=True) == {"device/lab.old-script[enapter]": ("delete", False),
+                                          "device/lab.old[enapter]": ("delete", False)}
+    # Undeclared gateway, declared UCM on it: Enapter would refuse, so the plan does.
+    without_gateway = FLEET.split("---\n")[0] + "".join(
+        "---\n" + part for part in FLEET.split("---\n")[2:])
+    plan = plan_of(in_sync(), without_gateway, prune=True)
+    assert plan == {"device/lab.enapter-gateway[enapter]": ("delete", True)}

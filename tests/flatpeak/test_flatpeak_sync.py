@@ -1,0 +1,179 @@
+"""Flatpeak end to end against the simulator on loopback: the site's location and its
+devices are created, drift is corrected with PATCH, undeclared devices on the managed
+location are deleted with --prune (and nothing of other systems is), lists are read page
+by page, and an expired token is refreshed mid-run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from flatpeak_world import World, fleet_of, home, pending
+
+from reconciler.engine.platforms import flatpeak_api
+from reconciler.engine.reconcile import Reconciler
+from reconciler.errors import ProviderAuthError
+from reconciler.plan.actions import Action
+from reconciler.providers.flatpeak.client import FlatpeakAuth, FlatpeakClient
+from reconciler.sim.fleet import SimFleet
+
+
+async def test_location_and_devices_are_created_then_nothing_is_written(world: World) -> None:
+    result = await world.plan()
+    assert {a: c.action for a, c in pending(result).items()} == {
+        "site/home[flatpeak]": Action.CREATE, "device/home-battery[flatpeak]": Action.CREATE,
+        "device/home-pv[flatpeak]": Action.CREATE}
+    assert pending(result)["device/home-battery[flatpeak]"].depends_on == ["site/home[flatpeak]"]
+    await world.apply()
+
+    location = world.location()
+    assert location["customer_id"] == "cus_1"
+    assert location["postal_address"] | {} == {
+        "address_line1": "Storgatan 1", "address_line2": None, "city": "Malmö", "state": None,
+        "post_code": "211 19", "country_code": "SE"}
+    battery = world.device("home-battery")
+    assert (battery["type"], battery["locations"], battery["manufacturer"], battery["model_name"]) \
+        == ("BATTERY_SYSTEM", [location["id"]], "Tesla", "Powerwall 2")
+    # YAML camelCase properties arrive in Flatpeak's snake_case.
+    assert battery["properties"] == {"capacity_kwh": 13.5, "power_rating_export_kwh": 5.0,
+                                     "install_date": "2024-03-22"}
+    assert world.device("home-pv")["properties"] == {"pv_tilt": 27.0, "pv_azimuth": 180.0}
+
+    world.sims.reset_counts()
+    again = await world.plan()
+    assert not again.plan.has_changes and again.plan.unmanaged == []
+    assert world.sims.writes() == 0
+    # Batched: a login, one list of locations and one of devices.
+    assert dict(world.sims.flatpeak.requests) == {
+        "GET /login": 1, "GET /locations": 1, "GET /devices": 1}
+
+
+async def test_drift_and_declared_changes_are_patched_field_by_field(world: World) -> None:
+    await world.apply()
+    battery = world.device("home-battery")
+    # Someone edits the device elsewhere: one declared property, one undeclared.
+    world.sims.flatpeak.set_device_properties(battery["id"], {"capacity_kwh": 9.0,
+                                                              "pv_tilt": 10})
+    changed = fleet_of(home(battery_model="Powerwall 3", street="Lilla torg 2"))
+    result = await world.plan(changed)
+    assert {a: c.action for a, c in pending(result).items()} == {
+        "site/home[flatpeak]": Action.UPDATE, "device/home-battery[flatpeak]": Action.UPDATE}
+    change = pending(result)["device/home-battery[flatpeak]"]
+    assert {d.path: (d.old, d.new) for d in change.diff} == {
+        "model_name": ("Powerwall 2", "Powerwall 3"), "properties.capacity_kwh": (9.0, 13.5)}
+    world.sims.reset_counts()
+    await world.apply(changed)
+    requests = dict(world.sims.flatpeak.requests)
+    assert requests["PATCH /devices/{id}"] == requests["PATCH /locations/{id}"] == 1
+    assert world.sims.writes() == 2
+    assert world.location()["postal_address"]["address_line1"] == "Lilla torg 2"
+    battery = world.device("home-battery")
+    assert battery["model_name"] == "Powerwall 3"
+    assert battery["properties"]["capacity_kwh"] == 13.5
+    assert battery["properties"]["pv_tilt"] == 10  # not declared: left as it is
+    assert not (await world.plan(changed)).plan.has_changes
+
+
+async def test_prune_deletes_only_undeclared_devices_that_are_only_on_managed_locations(
+        world: World) -> None:
+    await world.apply()
+    ours = world.location()["id"]
+    theirs = world.add_location("other-system-site")
+    stray = world.add_device("left-over", [ours])
+    shared = world.add_device("shared", [ours, theirs])
+    foreign = world.add_device("other-system-device", [theirs])
+
+    reported = await world.plan()
+    assert not reported.plan.has_changes
+    assert sorted(u["id"] for u in reported.plan.unmanaged) == sorted([stray, shared])
+
+    pruned = await world.plan(prune=True)
+    assert {a: c.action for a, c in pending(pruned).items()} == {
+        "device/home.left-over[flatpeak]": Action.DELETE}
+    assert [u["id"] for u in pruned.plan.unmanaged] == [shared]
+    assert "does not manage" in pruned.plan.unmanaged[0]["description"]
+    await world.apply(prune=True)
+    assert set(world.sims.flatpeak.devices) >= {shared, foreign}
+    assert stray not in world.sims.flatpeak.devices
+    # Removing a declared device from the fleet deletes it too, with --prune.
+    smaller = fleet_of(home(with_pv=False))
+    assert {a: c.action for a, c in pending(await world.plan(smaller, prune=True)).items()} == {
+        "device/home.home-pv[flatpeak]": Action.DELETE}
+    await world.apply(smaller, prune=True)
+    assert not [d for d in world.sims.flatpeak.devices.values() if d["reference_id"] == "home-pv"]
+
+
+async def test_device_lists_are_read_page_by_page(world: World) -> None:
+    await world.apply()
+    theirs = world.add_location("other-system-site")
+    for index in range(120):  # more than the largest page (100)
+        world.add_device(f"other-{index}", [theirs])
+    world.sims.reset_counts()
+    result = await world.plan()
+    assert not result.plan.has_changes and result.plan.unmanaged == []
+    assert world.sims.flatpeak.requests["GET /devices"] == 2
+
+    # A smaller page size gives more pages over the same list.
+    async with httpx.AsyncClient(base_url=world.sims.flatpeak.url, auth=FlatpeakAuth(
+            world.sims.flatpeak.url + "/login", world.sims.flatpeak_account,
+            world.sims.flatpeak_key)) as http:
+        world.sims.reset_counts()
+        listed = await FlatpeakClient(http, page_size=50).list_devices()
+    assert len(listed) == 122 and len({d["id"] for d in listed}) == 122
+    assert world.sims.flatpeak.requests["GET /devices"] == 3
+
+
+async def test_a_token_that_expires_mid_run_is_refreshed(world: World) -> None:
+    async with world.reconciler() as reconciler:
+        result = await reconciler.plan()
+        world.sims.flatpeak.expire_tokens()  # between observing and applying
+        report = await reconciler.apply(result)
+        auth = flatpeak_api(reconciler.session).http.auth
+    assert report.ok, report.as_dict()
+    assert isinstance(auth, FlatpeakAuth) and auth.logins == 2
+    assert world.sims.flatpeak.requests["GET /login"] == 2
+    assert not (await world.plan()).plan.has_changes
+
+
+async def test_the_token_is_refreshed_before_it_expires(world: World) -> None:
+    now = [0.0]
+    auth = FlatpeakAuth(world.sims.flatpeak.url + "/login", world.sims.flatpeak_account,
+                        world.sims.flatpeak_key, clock=lambda: now[0])
+    async with httpx.AsyncClient(base_url=world.sims.flatpeak.url, auth=auth) as http:
+        client = FlatpeakClient(http)
+        await client.list_devices()
+        await client.list_devices()
+        assert auth.logins == 1  # cached
+        now[0] = 3600.0 - 1  # inside the refresh margin of a one-hour token
+        await client.list_devices()
+    assert auth.logins == 2
+    # Refreshed ahead: no request was sent with an expired token and repeated.
+    assert world.sims.flatpeak.requests["GET /devices"] == 3
+
+
+async def test_bad_credentials_stop_the_run_and_a_disabled_account_defers(world: World) -> None:
+    settings = world.settings(RECONCILER_FLATPEAK_API_KEY="wrong")
+    async with Reconciler(world.fleet, settings) as reconciler:
+        with pytest.raises(ProviderAuthError, match="bad_credentials"):
+            await reconciler.plan()
+    world.sims.flatpeak.set_account_disabled(world.sims.flatpeak_account)
+    result = await world.plan()
+    assert {c.action for c in result.plan.pending} == {Action.DEFER}
+    assert all("account_disabled" in c.message for c in result.plan.pending)
+
+
+async def test_a_declared_location_id_is_adopted(tmp_path: Path) -> None:
+    fleet = fleet_of(home(location="loc_existing"))
+    sims = SimFleet(seed=3)
+    sims.seed_fleet(fleet)
+    await sims.start()
+    try:
+        world = World(sims, tmp_path, fleet)
+        result = await world.plan()
+        assert "site/home[flatpeak]" not in pending(result)
+        await world.apply()
+        assert world.device("home-battery")["locations"] == ["loc_existing"]
+        assert not (await world.plan()).plan.has_changes
+    finally:
+        await sims.stop()
