@@ -51,14 +51,15 @@ from reconciler.sources.loader import load_fleet
 # -- the simulator process -------------------------------------------------------------------
 
 
-def serve(conn: Connection, paths: list[str]) -> None:
-    asyncio.run(_serve(conn, paths))
+def serve(conn: Connection, paths: list[str], restore: str | None) -> None:
+    asyncio.run(_serve(conn, paths, restore))
 
 
-async def _serve(conn: Connection, paths: list[str]) -> None:
+async def _serve(conn: Connection, paths: list[str], restore: str | None) -> None:
     from reconciler.sim.fleet import SimFleet
 
-    sims = SimFleet()
+    # A restored world is the simulators' own persisted state (SimFleet.save), not a guess.
+    sims = SimFleet(state_file=restore)
     sims.seed_fleet(load_fleet(paths), shared_modbus=True)
     await sims.start()
     conn.send(sims.env())
@@ -75,6 +76,10 @@ async def _serve(conn: Connection, paths: list[str]) -> None:
                 conn.send(None)
             elif command == "counts":
                 conn.send((sims.requests(), sims.writes()))
+            elif command == "save":
+                sims.state_file = Path(argument)
+                sims.save()
+                conn.send(None)
             else:
                 break
     finally:
@@ -85,10 +90,10 @@ async def _serve(conn: Connection, paths: list[str]) -> None:
 class SimProcess:
     """The simulators in a child process, driven over a pipe."""
 
-    def __init__(self, paths: list[str]) -> None:
+    def __init__(self, paths: list[str], restore: str | None = None) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(child, paths), daemon=True)
+        self.process = context.Process(target=serve, args=(child, paths, restore), daemon=True)
         self.process.start()
         self.env: dict[str, str] = self.conn.recv()
 
@@ -188,6 +193,88 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def set_up(paths: list[str], env: dict[str, str]) -> None:
+    """Apply the whole fleet (run in a child process, so that this process's peak memory
+    is that of the measured phases only)."""
+    fleet = load_fleet(paths)
+    settings = load_settings(os.environ | env)
+    _, report, planned, applied, _ = asyncio.run(plan_and_apply(fleet, settings))
+    print(f"  plan {planned:.1f} s, apply {applied:.1f} s: {report.counts()}", flush=True)
+
+
+def measure_apply(args: argparse.Namespace, paths: list[str], state_dir: Path) -> None:
+    subset = load_fleet(paths)
+    latency_s = args.latency_ms / 1000
+    print(f"\n1. fresh apply of {len(subset.sites)} sites (fresh simulators)", flush=True)
+    sims = SimProcess(paths)
+    try:
+        settings = load_settings(os.environ | sims.env | {"RECONCILER_STATE_DIR": str(state_dir)})
+        concurrency = settings.concurrency
+        print(f"  concurrency {concurrency}, per gateway {settings.gateway_concurrency} "
+              f"in flight and {settings.gateway_rate:g}/s")
+        sims.latency(args.latency_ms)
+        sims.reset()
+        observed_calls: list[int] = []
+
+        def count_observation() -> None:
+            observed_calls.append(sims.counts()[0])
+            sims.reset()
+
+        result, report, planned, applied, apply_cpu = asyncio.run(
+            plan_and_apply(subset, settings, count_observation))
+        apply_calls, writes = sims.counts()
+    finally:
+        sims.stop()
+    print(f"  plan (observe): {planned:.3f} s, {observed_calls[0]} calls")
+    chain = max(longest_chain([c for c in result.plan.changes if c.site == s])
+                for s in subset.sites)
+    floor = max(chain * latency_s, apply_calls * latency_s / concurrency)
+    counts = report.counts()
+    print(f"  apply: {applied:.3f} s (CPU of this process {apply_cpu:.3f} s), "
+          f"{apply_calls} calls ({writes} writes), {counts['done']} changes done, "
+          f"{counts['failed']} failed")
+    print(f"  floor: max(chain {chain} calls x {args.latency_ms:g} ms = "
+          f"{chain * latency_s:.3f} s, {apply_calls} x {args.latency_ms:g} ms / "
+          f"{concurrency} = {apply_calls * latency_s / concurrency:.3f} s) = {floor:.3f} s")
+    print(f"  ratio: {applied / floor:.2f} x floor (target <= 1.5)", flush=True)
+
+
+def measure_noop(args: argparse.Namespace, fleet: Fleet, sims: SimProcess,
+                 settings: Settings) -> None:
+    latency_s = args.latency_ms / 1000
+    print(f"\n3. no-op plan of {len(fleet.sites)} sites", flush=True)
+    sims.latency(args.latency_ms)
+    profile = cProfile.Profile() if args.profile else None
+    walls, calls = [], 0
+    for run in range(args.repeat):
+        sims.reset()
+        noop, wall = timed(f"run {run + 1}", lambda: asyncio.run(plan_once(fleet, settings)),
+                           profile)
+        calls, writes = sims.counts()
+        walls.append(wall)
+        if noop.plan.has_changes or writes:
+            print(f"  WARNING: {len(noop.plan.pending)} changes, {writes} writes")
+    floor = calls * latency_s / settings.concurrency
+    best, median = min(walls), statistics.median(walls)
+    print(f"  calls: {calls} (expected {len(fleet.sites)} sites + {len(fleet.gateways)} "
+          f"gateways + 2 per organisation)")
+    print(f"  wall: best {best:.3f} s, median {median:.3f} s (target < 2 s)")
+    print(f"  floor: {calls} x {args.latency_ms:g} ms / {settings.concurrency} = {floor:.3f} s")
+    print(f"  ratio: best {best / floor:.2f} x, median {median / floor:.2f} x floor "
+          "(target <= 1.5)", flush=True)
+    if profile is not None:
+        profile.dump_stats(args.profile)
+        print(f"  profile written to {args.profile}")
+
+    print("\n4. memory")
+    print(f"  peak RSS of this process (ru_maxrss): {rss_mb():.0f} MB (target < 250 MB)")
+    tracemalloc.start()
+    asyncio.run(plan_once(fleet, settings))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"  tracemalloc peak of one no-op plan: {peak / 2**20:.0f} MB")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sites", type=int, default=1000)
@@ -196,93 +283,37 @@ def main() -> int:
     parser.add_argument("--apply-sites", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3, help="no-op plans to time")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the no-op plans")
+    parser.add_argument("--skip-apply", action="store_true", help="skip the fresh apply (1.)")
+    parser.add_argument("--sim-state", metavar="FILE",
+                        help="keep the converged simulators' state in FILE and reuse it on the "
+                             "next run instead of the set-up apply (same --sites/--devices)")
     args = parser.parse_args()
-    latency_s = args.latency_ms / 1000
 
     with tempfile.TemporaryDirectory(prefix="reconcile-fleet-") as tmp:
         files = [str(p) for p in write_fleet(Path(tmp) / "sites", args.sites, args.devices)]
         per_file = 10  # write_fleet's default sites_per_file
-        first = files[:math.ceil(args.apply_sites / per_file)]
         print(f"fleet: {args.sites} sites x (1 gateway + {args.devices} devices), "
               f"latency {args.latency_ms:g} ms per call", flush=True)
-        (fleet, _) = timed("load the desired state", lambda: load_fleet(files))
-        subset = load_fleet(first)
-        print("  starting the simulators in a separate process ...", flush=True)
-        sims = SimProcess(files)
+        if not args.skip_apply:
+            measure_apply(args, files[:math.ceil(args.apply_sites / per_file)],
+                          Path(tmp) / "state-apply")
+
+        cached = args.sim_state is not None and Path(args.sim_state).is_file()
+        print(f"\n2. set-up: {'restore ' + args.sim_state if cached else 'apply the whole fleet'}"
+              " (simulators in a separate process, at zero latency)", flush=True)
+        sims = SimProcess(files, restore=args.sim_state if cached else None)
         try:
             env = sims.env | {"RECONCILER_STATE_DIR": str(Path(tmp) / "state")}
+            if not cached:
+                context = multiprocessing.get_context("spawn")
+                child = context.Process(target=set_up, args=(files, env))
+                child.start()
+                child.join()
+                if args.sim_state:
+                    sims.ask("save", args.sim_state)
+            (fleet, _) = timed("load the desired state", lambda: load_fleet(files))
             settings = load_settings(os.environ | env)
-            concurrency = settings.concurrency
-            print(f"  concurrency {concurrency}, per gateway {settings.gateway_concurrency} "
-                  f"in flight and {settings.gateway_rate:g}/s", flush=True)
-
-            # 1. Fresh apply of the first sites.
-            print(f"\n1. fresh apply of {len(subset.sites)} sites")
-            sims.latency(args.latency_ms)
-            sims.reset()
-            observed_calls: list[int] = []
-
-            def count_observation() -> None:
-                observed_calls.append(sims.counts()[0])
-                sims.reset()
-
-            result, report, planned, applied, apply_cpu = asyncio.run(
-                plan_and_apply(subset, settings, count_observation))
-            apply_calls, writes = sims.counts()
-            print(f"  plan (observe): {planned:.3f} s, {observed_calls[0]} calls")
-            chain = max(longest_chain([c for c in result.plan.changes if c.site == s])
-                        for s in subset.sites)
-            floor = max(chain * latency_s, apply_calls * latency_s / concurrency)
-            counts = report.counts()
-            print(f"  apply: {applied:.3f} s (CPU of this process {apply_cpu:.3f} s), "
-                  f"{apply_calls} calls ({writes} writes), {counts['done']} changes done, "
-                  f"{counts['failed']} failed")
-            print(f"  floor: max(chain {chain} calls x {args.latency_ms:g} ms = "
-                  f"{chain * latency_s:.3f} s, {apply_calls} x {args.latency_ms:g} ms / "
-                  f"{concurrency} = {apply_calls * latency_s / concurrency:.3f} s) = {floor:.3f} s")
-            print(f"  ratio: {applied / floor:.2f} x floor (target <= 1.5)", flush=True)
-
-            # 2. Set-up: the rest of the fleet, at zero latency.
-            print(f"\n2. set-up: apply the whole fleet ({args.sites} sites) at zero latency")
-            sims.latency(0)
-            _, setup_report, setup_plan, setup_apply, _ = asyncio.run(
-                plan_and_apply(fleet, settings))
-            print(f"  plan {setup_plan:.1f} s, apply {setup_apply:.1f} s: "
-                  f"{setup_report.counts()}", flush=True)
-
-            # 3. No-op plan of the whole fleet.
-            print(f"\n3. no-op plan of {args.sites} sites")
-            sims.latency(args.latency_ms)
-            profile = cProfile.Profile() if args.profile else None
-            walls, calls = [], 0
-            for run in range(args.repeat):
-                sims.reset()
-                noop, wall = timed(f"run {run + 1}",
-                                   lambda: asyncio.run(plan_once(fleet, settings)), profile)
-                calls, writes = sims.counts()
-                walls.append(wall)
-                if noop.plan.has_changes or writes:
-                    print(f"  WARNING: {len(noop.plan.pending)} changes, {writes} writes")
-            floor = calls * latency_s / concurrency
-            best, median = min(walls), statistics.median(walls)
-            print(f"  calls: {calls} (expected {len(fleet.sites)} sites + {len(fleet.gateways)} "
-                  f"gateways + 2 per organisation)")
-            print(f"  wall: best {best:.3f} s, median {median:.3f} s (target < 2 s)")
-            print(f"  floor: {calls} x {args.latency_ms:g} ms / {concurrency} = {floor:.3f} s")
-            print(f"  ratio: best {best / floor:.2f} x, median {median / floor:.2f} x floor "
-                  "(target <= 1.5)", flush=True)
-            if profile is not None:
-                profile.dump_stats(args.profile)
-                print(f"  profile written to {args.profile}")
-
-            # 4. Memory.
-            print("\n4. memory")
-            print(f"  peak RSS (ru_maxrss) so far: {rss_mb():.0f} MB (target < 250 MB)")
-            tracemalloc.start()
-            asyncio.run(plan_once(fleet, settings))
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            print(f"  tracemalloc peak of one no-op plan: {peak / 2**20:.0f} MB")
+            measure_noop(args, fleet, sims, settings)
         finally:
             sims.stop()
     return 0

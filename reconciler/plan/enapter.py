@@ -256,8 +256,6 @@ class _SiteWork:
     device_changes: dict[str, Change] = field(default_factory=dict)
     # Remote id -> the resource name it was matched to.
     matched: dict[str, str] = field(default_factory=dict)
-    # Resource name -> remote id.
-    remote_ids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -312,10 +310,10 @@ class EnapterPlanner:
                 self._plan_gateway(work, gateway)
         for device in self._devices_of(site):
             self._plan_device(work, device)
-        if not why:
-            self._undeclared(work)
         if why:
             _defer(self.changes[first:], "; ".join(why))
+        else:
+            self._undeclared(work)
 
     def _site_change(self, site: Site, remote: EnapterSiteState | None) -> Change:
         enapter = site.spec.enapter
@@ -410,7 +408,6 @@ class EnapterPlanner:
             change = self._create_device(work, device, deps, problem)
         else:
             work.matched[remote.id] = device.name
-            work.remote_ids[device.name] = remote.id
             change = self._compare_device(work, device, remote, deps)
         blocker = next((c for c in dependencies if c.blocked), None)
         if blocker is not None and change.is_change and not change.blocked:
@@ -531,9 +528,12 @@ class EnapterPlanner:
             notes.append("blueprint changed with assign_blueprint")
         blocked = False
         if paths & {"protocol", "config_file", "config_secret"}:
-            if "config_file" in paths or "config_secret" in paths:
-                notes.append(f"the config output {self._target(device)} is missing (the only "
-                             "local state the plan checks): a new communication config is "
+            if "config_file" in paths:
+                notes.append(f"the config file {self._target(device)} is missing (the one local "
+                             "file a plan looks at): a new communication config is generated "
+                             "and written there; install it on the device")
+            elif "config_secret" in paths:
+                notes.append(f"{self._target(device)} is missing: a new communication config is "
                              "generated and written there; install it on the device")
             else:
                 notes.append(f"switching to {enapter.protocol} needs a new communication config "

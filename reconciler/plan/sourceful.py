@@ -305,8 +305,9 @@ class SourcefulPlanner:
             self._block(cloud_change, blocked_by)
         # Depend only on changes: a no-op is never run, so waiting on it waits on nothing
         # (a device re-added to its Zap must be there before its DERs are switched).
-        publish_deps = ([cloud_change.address] if cloud_change is not None and cloud_change.is_change
-                        else list(deps))
+        publish_deps = list(deps)
+        if cloud_change is not None and cloud_change.is_change:
+            publish_deps = [cloud_change.address]
         publish = self._plan_publish(site, device, zap_obs, publish_deps)
         if publish is not None and blocked_by is not None:
             self._block(publish, blocked_by)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kube_schema import load_all
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "reconciler"
@@ -47,7 +48,7 @@ class Rendered:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.documents: list[dict[str, Any]] = [d for d in yaml.safe_load_all(text) if d]
+        self.documents = load_all(text)
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [d for d in self.documents if d.get("kind") == kind]
@@ -83,3 +84,61 @@ def render(helm: Path, values: Mapping[str, Any] | None = None) -> Rendered:
 
 def cache_key(values: Mapping[str, Any] | None) -> str:
     return json.dumps(values or {}, sort_keys=True)
+
+
+CREDENTIALS = {"existingSecret": "reconciler-credentials"}
+WATCHED = ["fleet-north", "fleet-south"]
+SHARDS = [{"name": "north", "selector": "energy.reconciler.dev/shard=north"},
+          {"name": "south", "selector": "energy.reconciler.dev/shard=south,tier", "replicas": 2}]
+
+# The value sets every rendering test runs on, by id.
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced": {"watchNamespaces": WATCHED, "credentials": CREDENTIALS},
+    "shards": {"shards": SHARDS, "credentials": CREDENTIALS},
+    "peering": {"replicas": 2, "credentials": CREDENTIALS},
+    "peering-namespaced": {"replicas": 2, "watchNamespaces": WATCHED},
+    "shards-namespaced": {"shards": SHARDS, "watchNamespaces": WATCHED},
+    "observe": {"mode": "observe", "reconcileInterval": 60, "retryDelay": 5,
+                "shard": {"selector": "fleet=pilot"}},
+    "everything": {
+        "replicas": 1, "peering": {"enabled": True}, "verbose": True,
+        "image": {"repository": "registry.example/reconciler", "tag": "1.2.3",
+                  "pullPolicy": "Always"},
+        "imagePullSecrets": [{"name": "pull"}],
+        "credentials": CREDENTIALS,
+        "endpoints": {"novacore": "https://novacore.example", "enapter": "https://enapter.example",
+                      "flatpeak": "https://flatpeak.example"},
+        "gatewayUrls": {"ZAP-0042": "http://10.8.0.42", "ZAP-0043": "http://10.8.0.43:8080"},
+        "limits": {"concurrency": 32, "gatewayConcurrency": 2, "gatewayRate": 5.5,
+                   "timeout": 20, "retries": 3},
+        "caBundle": {"configMap": "corporate-ca", "key": "bundle.pem"},
+        "extraEnv": [{"name": "MQTT_PASSWORD",
+                      "valueFrom": {"secretKeyRef": {"name": "mqtt", "key": "password"}}}],
+        "readinessProbe": {"enabled": True},
+        "serviceAccount": {"annotations": {"example.dev/role": "reconciler"}},
+        "podAnnotations": {"example.dev/scrape": "false"}, "podLabels": {"team": "energy"},
+        "priorityClassName": "system-cluster-critical",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops",
+                         "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
+    },
+}
+
+
+def shards_of(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Deployments a value set should give: (name suffix, selector, replicas)."""
+    replicas = values.get("replicas", 1)
+    if values.get("shards"):
+        return [{"suffix": f"-{s['name']}", "selector": s["selector"],
+                 "replicas": s.get("replicas", replicas)} for s in values["shards"]]
+    return [{"suffix": "", "selector": (values.get("shard") or {}).get("selector", ""),
+             "replicas": replicas}]
+
+
+def peering_on(values: Mapping[str, Any]) -> bool:
+    return bool((values.get("peering") or {}).get("enabled")) or any(
+        s["replicas"] > 1 for s in shards_of(values))

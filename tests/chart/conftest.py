@@ -6,9 +6,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import dockerfile_model
 import helm_binary
 import pytest
-from chart_render import Rendered, cache_key, render
+from chart_render import REPO, Rendered, cache_key, render
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +34,13 @@ def rendered(helm: Path) -> Callable[..., Rendered]:
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def dockerfile_uid() -> int:
+    """The numeric user the image runs as (the chart must run pods as the same one)."""
+    user = dockerfile_model.load(REPO / "Dockerfile").stages[-1].last("USER")
+    assert user is not None, "the Dockerfile's final stage sets no USER"
+    uid = user.text.split(":")[0]
+    assert uid.isdigit(), f"USER {user.text} is not numeric (runAsNonRoot cannot verify it)"
+    return int(uid)

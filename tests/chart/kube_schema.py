@@ -8,7 +8,8 @@ client's newer, pydantic-based models; the constructor's checks in older ones). 
 what `kubectl apply` with strict field validation would reject, without an API server.
 
 Custom resources are checked with jsonschema against the `openAPIV3Schema` of their CRD
-(draft 4 semantics, as OpenAPI 3.0 has them: a boolean `exclusiveMinimum`), made strict the way the API server is: an object with `properties` and no
+(draft 4 semantics, as OpenAPI 3.0 has them: a boolean `exclusiveMinimum`), made strict the
+way the API server is: an object with `properties` and no
 `x-kubernetes-preserve-unknown-fields` accepts no other keys. CEL rules
 (`x-kubernetes-validations`) are not evaluated here; the models enforce the same rules.
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 import jsonschema
 import pydantic
+import yaml
 from kubernetes.client import Configuration, models
 
 _CONFIG = Configuration()
@@ -30,6 +32,18 @@ _CONFIG.client_side_validation = True  # older models: the setters reject missin
 # `List[X]` / `Dict[str, X]` in the pydantic-based client, `list[X]` / `dict(str, X)` before.
 _LIST = re.compile(r"^[Ll]ist\[(.+)\]$")
 _DICT = re.compile(r"^(?:Dict\[str, (.+)\]|dict\(str, (.+)\))$")
+
+
+class _KubeLoader(yaml.SafeLoader):
+    """YAML read as kubectl reads it (sigs.k8s.io/yaml): a timestamp stays a string."""
+
+
+_KubeLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+
+
+def load_all(text: str) -> list[dict[str, Any]]:
+    """The non-empty documents of a YAML stream, as kubectl would send them."""
+    return [d for d in yaml.load_all(text, Loader=_KubeLoader) if d]  # a SafeLoader
 
 
 def model_for(api_version: str, kind: str) -> type:
@@ -129,6 +143,16 @@ def strict(schema: Any) -> Any:
     return schema
 
 
+def _with_implicit_root(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The API server allows apiVersion, kind and metadata on every object, declared or not."""
+    schema = copy.deepcopy(dict(schema))
+    properties = schema.setdefault("properties", {})
+    properties.setdefault("apiVersion", {"type": "string"})
+    properties.setdefault("kind", {"type": "string"})
+    properties.setdefault("metadata", {"type": "object"})
+    return schema
+
+
 class CrdSet:
     """The CRDs a chart installs, to validate custom resources against."""
 
@@ -139,7 +163,7 @@ class CrdSet:
             spec = crd["spec"]
             for version in spec["versions"]:
                 key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
-                schema = strict(version["schema"]["openAPIV3Schema"])
+                schema = strict(_with_implicit_root(version["schema"]["openAPIV3Schema"]))
                 jsonschema.Draft4Validator.check_schema(schema)
                 self.validators[key] = jsonschema.Draft4Validator(schema)
                 self.scopes[key] = spec["scope"]

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from chart_render import CHART, REPO
 from kopf._cogs.structs import references
-from kube_schema import CrdSet, validate_builtin
+from kube_schema import CrdSet, load_all, validate_builtin
 
 from reconciler.cli.main import main
 from reconciler.model.base import API_GROUP
@@ -23,7 +22,7 @@ REGENERATE = "regenerate with: reconciler crds --out charts/reconciler/crds"
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    return load_all(path.read_text(encoding="utf-8"))
 
 
 def _chart_crds() -> list[dict[str, Any]]:

@@ -59,7 +59,8 @@ def test_a_valid_deployment_passes() -> None:
 @pytest.mark.parametrize(("mutate", "expected"), [
     pytest.param(_unknown_field, "securityContex: unknown field", id="unknown-field"),
     pytest.param(_int_env_value, "env[0].value: expected str", id="env-value-not-a-string"),
-    pytest.param(_missing_container_name, "containers[0].name: required field", id="missing-required"),
+    pytest.param(_missing_container_name, "containers[0].name: required field",
+                 id="missing-required"),
     pytest.param(_list_where_map, "labels: expected a map", id="list-instead-of-map"),
     pytest.param(_bool_where_int, "replicas: expected int", id="bool-instead-of-int"),
 ])

@@ -40,6 +40,7 @@ from enapter_world import (
 
 from reconciler.engine.config import SecretResolver
 from reconciler.engine.execute import Executors
+from reconciler.engine.platforms import SECRET_STORE_KEY
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.session import Session
 from reconciler.errors import ProviderRejected
@@ -308,3 +309,40 @@ async def test_a_stale_create_adopts_what_an_interrupted_run_provisioned(
     assert (world.state_dir / "cfg" / "ucm.json").is_file()
     assert not (await world.plan()).plan.has_changes
 
+
+
+class _FakeSecrets:
+    """Stands in for the operator's Secret store."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, str]] = {}
+
+    async def exists(self, device: Any, name: str) -> bool:
+        return name in self.data
+
+    async def write(self, device: Any, name: str, data: Any) -> None:
+        self.data[name] = dict(data)
+
+
+async def test_secret_name_outputs_use_the_store_the_operator_registers(
+        make_world: MakeWorld) -> None:
+    text = site_and_gateway() + device(
+        "lab-vucm", "{kind: vucm, configOutput: {secretName: vucm-config}}", hardware=VUCM,
+        gateway=True)
+    world = await make_world(text)
+    # Without a store (the CLI): provisioned, no config generated, and the plan says so.
+    async with Reconciler(world.fleet, world.settings()) as reconciler:
+        result = await reconciler.plan()
+        assert "written only by the operator" in pending(result)["device/lab-vucm[enapter]"].message
+        assert (await reconciler.apply(result)).ok
+    assert enapter_calls(world, "POST /v3/devices/{device_id}/generate_config") == 0
+
+    store = _FakeSecrets()
+    async with Reconciler(world.fleet, world.settings()) as reconciler:
+        reconciler.session.extra[SECRET_STORE_KEY] = store
+        result = await reconciler.plan()
+        change = pending(result)["device/lab-vucm[enapter]"]
+        assert change.action is Action.UPDATE and "Secret vucm-config is missing" in change.message
+        assert (await reconciler.apply(result)).ok
+        assert json.loads(store.data["vucm-config"]["config.json"])["hardware_id"] == VUCM
+        assert not (await reconciler.plan()).plan.has_changes

@@ -1,0 +1,82 @@
+"""Time from creating a Device custom resource to its Ready condition, for 100 devices,
+with the operator (kopf) running against kmock's Kubernetes emulator and the platform
+simulators on loopback. Prints the median and 95th percentile.
+
+    .venv/bin/python benchmarks/operator_ready.py [--sites 10] [--devices-per-site 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "operator"))
+
+from harness import documents, operator  # noqa: E402
+
+from reconciler.operator.config import OperatorConfig  # noqa: E402
+from reconciler.sim.generate import site_documents  # noqa: E402
+
+
+class _Env:
+    """Stands in for pytest's monkeypatch in the harness."""
+
+    def setenv(self, key: str, value: str) -> None:
+        import os
+
+        os.environ[key] = value
+
+
+async def run(sites: int, per_site: int) -> None:
+    text = "---\n".join(site_documents(i, per_site, org="org-bench") for i in range(sites))
+    docs = documents(text)
+    devices = [d for d in docs if d["kind"] == "Device"]
+    others = [d for d in docs if d["kind"] != "Device"]
+    config = OperatorConfig(interval=300.0, retry_delay=0.5)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with operator(text, Path(tmp), _Env(), config=config) as (cluster, _sims):
+            for doc in others:
+                await cluster.create(doc)
+            for doc in others:
+                await cluster.wait_condition(doc["kind"], doc["metadata"]["name"], timeout=120)
+            created: dict[str, float] = {}
+            ready: dict[str, float] = {}
+            for doc in devices:
+                created[doc["metadata"]["name"]] = time.monotonic()
+                await cluster.create(doc)
+            deadline = time.monotonic() + 300
+            while len(ready) < len(devices) and time.monotonic() < deadline:
+                for doc in devices:
+                    name = doc["metadata"]["name"]
+                    if name in ready:
+                        continue
+                    cond = await cluster.condition("Device", name, "Ready")
+                    if cond and cond.get("status") == "True":
+                        ready[name] = time.monotonic()
+                await asyncio.sleep(0.05)
+    latencies = sorted(ready[n] - created[n] for n in ready)
+    if not latencies:
+        print("no device became Ready")
+        return
+    p95 = latencies[min(len(latencies) - 1, int(round(0.95 * len(latencies))) - 1)]
+    print(f"devices: {len(devices)}  ready: {len(ready)}")
+    print(f"create -> Ready: median {statistics.median(latencies):.2f} s, "
+          f"p95 {p95:.2f} s, max {latencies[-1]:.2f} s")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sites", type=int, default=10)
+    parser.add_argument("--devices-per-site", type=int, default=10)
+    args = parser.parse_args(argv)
+    asyncio.run(run(args.sites, args.devices_per_site))
+
+
+if __name__ == "__main__":
+    main()
