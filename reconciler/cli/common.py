@@ -9,7 +9,7 @@ import sys
 from typing import Any, TextIO
 
 from reconciler.engine.config import Settings, load_settings
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
 from reconciler.plan import targeting
 from reconciler.plan.planner import Plan, PlanOptions
@@ -56,7 +56,7 @@ def settings(args: argparse.Namespace) -> Settings:
 def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:
     unknown = targeting.unknown_targets(fleet, [*args.target, *args.exclude])
     if unknown:
-        raise ConfigError([loader.Diagnostic(f"--target/--exclude {u!r} matches no resource; use "
+        raise ConfigError([Diagnostic(f"--target/--exclude {u!r} matches no resource; use "
                                              "kind/name (e.g. device/inv-1) or key=value")
                            for u in unknown])
     return PlanOptions(prune=args.prune, targets=tuple(args.target), excludes=tuple(args.exclude))

@@ -10,16 +10,15 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import apply_cmd, common
-from reconciler.engine.config import load_settings
-from reconciler.engine.reconcile import Reconciler
 from reconciler.errors import ConfigError
 from reconciler.model.device import SecretSource
 from reconciler.model.fleet import Fleet
-from reconciler.plan import render
-from reconciler.sim.fleet import SimFleet
+
+if TYPE_CHECKING:
+    from reconciler.sim.fleet import SimFleet
 
 EXAMPLES = """\
 examples:
@@ -70,6 +69,12 @@ def _step(text: str, color: bool) -> None:
 
 
 async def _demo(fleet: Fleet, args: argparse.Namespace) -> int:
+    # Imported here: the simulators and the engine are not needed to parse the command line.
+    from reconciler.engine.config import load_settings
+    from reconciler.engine.reconcile import Reconciler
+    from reconciler.plan import render
+    from reconciler.sim.fleet import SimFleet
+
     color = common.use_color(sys.stdout, args.no_color)
     work = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     sims = SimFleet()

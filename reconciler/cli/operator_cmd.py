@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     from reconciler.operator import config as operator_config
-    from reconciler.operator.handlers import Runtime, configure, register
+    from reconciler.operator.handlers import Runtime, configure, register, register_login
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     registry = kopf.OperatorRegistry()
     runtime = Runtime(config)
     register(registry, runtime)
+    register_login(registry)
     settings = kopf.OperatorSettings()
     configure(settings, config)
     namespaces = args.namespace or list(config.namespaces)
@@ -56,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
                               clusterwide=args.all_namespaces or not namespaces,
                               namespaces=namespaces, liveness_endpoint=args.liveness,
                               peering_name=config.peering or None,
-                              standalone=not config.peering))
+                              priority=config.priority, standalone=not config.peering))
     return common.EXIT_OK

@@ -11,12 +11,13 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import common
 from reconciler.errors import ConfigError
-from reconciler.sim.fleet import SimFleet
-from reconciler.sim.generate import write_fleet
+
+if TYPE_CHECKING:
+    from reconciler.sim.fleet import SimFleet
 
 EXAMPLES = """\
 examples:
@@ -33,7 +34,9 @@ The simulators listen on 127.0.0.1 only. Stop them with Ctrl-C (or SIGTERM).
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("sim", help="run simulators of the gateways and clouds",
                                    description="Simulators of the Zap, Novacore, Enapter, "
-                                               "Flatpeak and Modbus devices on loopback.")
+                                               "Flatpeak and Modbus devices on loopback.",
+                                   epilog=EXAMPLES,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     sim_sub = parser.add_subparsers(title="sim commands", metavar="SIMCOMMAND")
     up = sim_sub.add_parser("up", help="start simulators for a fleet and run until interrupted",
                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,6 +63,10 @@ def export_lines(env: dict[str, str]) -> str:
 
 
 def build(args: argparse.Namespace) -> SimFleet:
+    # Imported here: the simulators are not needed to parse the command line.
+    from reconciler.sim.fleet import SimFleet
+    from reconciler.sim.generate import write_fleet
+
     paths = args.fleet
     if args.sites is not None:
         directory = args.write_fleet or tempfile.mkdtemp(prefix="reconciler-fleet-")

@@ -5,6 +5,8 @@ be retried whole, and a run killed at any point can simply be run again."""
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -213,16 +215,16 @@ async def _novacore_device(ctx: Executors, change: Change) -> dict[str, Any]:
     if change.action is Action.UPDATE and change.external_id and not _needs_rebind(change):
         device_id = change.external_id
         before = change.before or {}
-        update = {k: fields[k] for k in ("name", "manufacturer", "model")
-                  if k in fields and before.get(k) != fields[k]}
+        update: dict[str, Any] = {k: fields[k] for k in ("name", "manufacturer", "model")
+                                  if k in fields and before.get(k) != fields[k]}
         if update:
             await ctx._write(change, "novacore.update_device",
                              lambda: client.update_device(device_id, update, address=change.address))
         for name, der_type in fields.get("ders", {}).items():
             if name not in before.get("ders", {}):
                 await ctx._write(change, "novacore.add_der",
-                                 lambda n=name, t=der_type: client.add_der(device_id, n, t,
-                                                                           address=change.address))
+                                 functools.partial(client.add_der, device_id, name, der_type,
+                                                   address=change.address))
         return {"id": device_id}
     answer = await ctx._write(change, "novacore.provision",
                               lambda: client.provision_device(body, address=change.address))

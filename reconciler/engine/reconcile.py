@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import gc
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,22 @@ def observed_fingerprint(observed: Observed) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector for one plan (as the loader does for one
+    load). A plan allocates hundreds of thousands of objects, which triggers full
+    collections, and each rescans the whole desired fleet: for 1,000 sites that was a
+    third of the plan's CPU. What a plan discards is freed by reference counting; the few
+    cycles (asyncio internals) wait for the collector, which resumes right after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def desired_fingerprint(fleet: Fleet) -> str:
     """Stable hash of the desired state (every resource as pydantic serialises it, in
     order). `model_dump_json` runs in pydantic-core: ten times faster than dumping to
@@ -94,11 +113,13 @@ class Reconciler:
         options = options or PlanOptions()
         if not options.inventory:
             options = dataclasses.replace(options, inventory=self.state.read_inventory())
-        observed = await observe(self.fleet, self.session,
-                                 RetryPolicy(attempts=min(3, self.settings.retries)))
-        plan = make_plan(self.fleet, observed, options)
-        inputs = {"paths": list(paths or []), "desired_sha256": desired_fingerprint(self.fleet),
-                  "observed_sha256": observed_fingerprint(observed)}
+        with collector_paused():
+            observed = await observe(self.fleet, self.session,
+                                     RetryPolicy(attempts=min(3, self.settings.retries)))
+            plan = make_plan(self.fleet, observed, options)
+            inputs = {"paths": list(paths or []),
+                      "desired_sha256": desired_fingerprint(self.fleet),
+                      "observed_sha256": observed_fingerprint(observed)}
         return PlanResult(plan, observed, inputs)
 
     async def apply(self, result: PlanResult, *, progress: Progress | None = None,

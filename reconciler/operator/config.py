@@ -8,11 +8,17 @@
 | RECONCILER_OPERATOR_RETRY_DELAY | seconds before a waiting object is retried | 15 |
 | RECONCILER_OPERATOR_NAMESPACES | comma-separated namespaces to serve | (all) |
 | RECONCILER_OPERATOR_PEERING | kopf peering object name (several replicas) | (standalone) |
+| RECONCILER_OPERATOR_PRIORITY | kopf peering priority of this replica | random |
+
+With peering, kopf pauses every operator that sees a peer of the same or higher priority,
+so replicas need distinct priorities: by default each picks a random one (kopf's advice),
+and the highest runs while the others stand by.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,6 +35,7 @@ class OperatorConfig:
     retry_delay: float = 15.0
     namespaces: tuple[str, ...] = ()
     peering: str = ""
+    priority: int = 0
 
     @property
     def observe_only(self) -> bool:
@@ -59,4 +66,5 @@ def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
         retry_delay=float(env.get(PREFIX + "RETRY_DELAY", "15")),
         namespaces=namespaces,
         peering=env.get(PREFIX + "PEERING", ""),
+        priority=int(env.get(PREFIX + "PRIORITY") or random.randint(1, 1_000_000)),  # noqa: S311
     )

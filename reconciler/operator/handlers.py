@@ -62,13 +62,13 @@ class Runtime:
         return self._settings
 
 
-def _post_events(body: Mapping[str, Any], result: ObjectResult) -> None:
+def _post_events(body: kopf.Body, result: ObjectResult) -> None:
     for outcome in result.outcomes:
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
-            kopf.info(dict(body), reason=reason, message=f"{outcome.address}: {outcome.action} done")
+            kopf.info(body, reason=reason, message=f"{outcome.address}: {outcome.action} done")
         elif outcome.status in ("failed", "skipped"):
-            kopf.warn(dict(body), reason="ApplyFailed",
+            kopf.warn(body, reason="ApplyFailed",
                       message=f"{outcome.address}: {outcome.action} {outcome.status}: {outcome.message}"[:1000])
 
 
@@ -83,7 +83,7 @@ def _write_status(patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[st
         patch.status[key] = value
 
 
-async def _reconcile(runtime: Runtime, kind: str, body: Mapping[str, Any], namespace: str,
+async def _reconcile(runtime: Runtime, kind: str, body: kopf.Body, namespace: str,
                      patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any],
                      indexes: Mapping[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
     name = meta["name"]
@@ -100,7 +100,7 @@ async def _reconcile(runtime: Runtime, kind: str, body: Mapping[str, Any], names
     if result.retry == "temporary":
         raise kopf.TemporaryError(result.message, delay=result.delay)
     if result.retry == "permanent":
-        kopf.warn(dict(body), reason="Failed", message=result.message[:1000])
+        kopf.warn(body, reason="Failed", message=result.message[:1000])
         raise kopf.PermanentError(result.message)
     logger.info("%s/%s: %s", kind, name, result.summary)
 
@@ -149,19 +149,30 @@ def _register_kind(registry: kopf.OperatorRegistry, runtime: Runtime, kind: str,
         failed = [o for o in outcomes if o.status != "done"]
         for outcome in outcomes:
             if outcome.status == "done":
-                kopf.info(dict(body), reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
+                kopf.info(body, reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
                           message=f"{outcome.address}: {outcome.message or outcome.action}")
         if failed:
             message = "; ".join(f"{o.address}: {o.message}" for o in failed)[:1000]
-            kopf.warn(dict(body), reason="ReleaseFailed", message=message)
+            kopf.warn(body, reason="ReleaseFailed", message=message)
             raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
         logger.info("%s/%s deleted (%s)", kind, meta["name"],
                     "released" if outcomes else "nothing outside touched")
 
 
+def register_login(registry: kopf.OperatorRegistry) -> None:
+    """Authenticate as kopf does by default: the pod's service account in a cluster, else
+    the kubeconfig (a registry of our own starts without kopf's default handlers)."""
+    kopf.on.login(registry=registry, id="login")(kopf.login_via_client)
+
+
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
-    """kopf settings: our finalizer name, events for info and above, a bounded watch."""
+    """kopf settings: our finalizer name, events for info and above, a bounded watch, the
+    shard selector applied by the API server, and the peering priority."""
     settings.persistence.finalizer = FINALIZER
+    if config.shard:
+        # Filter on the server too, so a shard neither lists nor watches other shards' objects.
+        settings.watching.label_selectors[API_GROUP] = config.shard
+    settings.peering.priority = config.priority
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

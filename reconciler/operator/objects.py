@@ -4,6 +4,8 @@ operator's in-memory indexes."""
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,13 +58,23 @@ class NamespaceFleet:
         return [p for p in self.problems if p.kind == kind and p.name == name]
 
 
+@functools.lru_cache(maxsize=65536)
+def _validated(document_json: str, source: str) -> tuple[Resource | None, tuple[Diagnostic, ...]]:
+    """Validation is pure and each reconcile validates its whole namespace: remember the
+    result per document content (models are frozen, so sharing them is safe)."""
+    resource, diagnostics = resource_from_object(json.loads(document_json), source=source)
+    return resource, tuple(diagnostics)
+
+
 def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     resources: list[Resource] = []
     invalid: dict[tuple[str, str], list[Diagnostic]] = {}
     for body in bodies:
         kind = str(body.get("kind"))
         name = str((body.get("metadata") or {}).get("name"))
-        resource, diagnostics = resource_from_object(model_document(body), source=f"{kind}/{name}")
+        document = json.dumps(model_document(body), sort_keys=True, default=str)
+        resource, found = _validated(document, f"{kind}/{name}")
+        diagnostics = list(found)
         if resource is None:
             invalid[(kind, name)] = diagnostics
         else:

@@ -7,6 +7,7 @@ handlers turn `ObjectResult` into status, events and kopf retries."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,15 @@ from reconciler.plan.removal import removal_changes
 from reconciler.plan.render import summary_line
 
 # Device and DER handlers of one device must not apply its changes at the same time.
-_device_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+# Locks belong to an event loop, so they are kept per loop.
+_device_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                         defaultdict[tuple[str, str], asyncio.Lock]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _device_lock(namespace: str, device: str) -> asyncio.Lock:
+    locks = _device_locks.setdefault(asyncio.get_running_loop(), defaultdict(asyncio.Lock))
+    return locks[(namespace, device)]
 
 
 @dataclass
@@ -89,7 +98,7 @@ async def reconcile_object(kind: str, name: str, namespace: str, nsf: NamespaceF
         raise RuntimeError(f"{kind}/{name} is neither valid nor invalid: {nsf.invalid}")
     owner_kind, owner_name = _owner(kind, name, nsf)
     sub = closure(nsf.fleet, resource)
-    lock = _device_locks[(namespace, owner_name)] if owner_kind == "Device" else asyncio.Lock()
+    lock = _device_lock(namespace, owner_name) if owner_kind == "Device" else asyncio.Lock()
     async with lock, Reconciler(sub, settings) as reconciler:
         planned = await reconciler.plan(PlanOptions())
         plan = planned.plan

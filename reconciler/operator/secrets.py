@@ -25,10 +25,10 @@ class KubeSecrets:
             from kubernetes import client, config
 
             try:
-                config.load_incluster_config()
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
             except config.ConfigException:
                 # The client reads $KUBECONFIG once at import; read it now instead.
-                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
             self._api = client.CoreV1Api()
         return self._api
 

@@ -165,10 +165,13 @@ class SourcefulPlanner:
             if claim.action is Action.DEFER:
                 # Who owns the gateway is unknown: adding devices to it would be a guess.
                 unreachable.append(claim.message)
-            zap_obs = self.observed.zaps.get(gateway.name, Unreachable("not observed"))
-            if isinstance(zap_obs, Unreachable):
-                unreachable.append(f"gateway {gateway.name} ({gateway.spec.zap.url}): {zap_obs.reason}")
-                zap_obs = None
+            observed_zap = self.observed.zaps.get(gateway.name, Unreachable("not observed"))
+            zap_obs: ZapState | None = None
+            if isinstance(observed_zap, Unreachable):
+                unreachable.append(f"gateway {gateway.name} ({gateway.spec.zap.url}): "
+                                   f"{observed_zap.reason}")
+            else:
+                zap_obs = observed_zap
             for device in self.fleet.devices_of(gateway.name):
                 if device.spec.hardware_id is None or device.spec.connection is None:
                     continue

@@ -100,3 +100,23 @@ def json_body(response: httpx.Response, *, operation: str = "") -> Any:
     except ValueError as exc:
         raise ProviderRejected(f"{operation}: the answer is not JSON: {_body_excerpt(response)}",
                                operation=operation, status=response.status_code) from exc
+
+
+def expect_object(value: Any, *, operation: str) -> dict[str, Any]:
+    """A JSON object answer, or ProviderRejected naming the operation."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProviderRejected(f"{operation}: expected a JSON object, got {type(value).__name__}",
+                               operation=operation)
+    return value
+
+
+def expect_list(value: Any, *, operation: str) -> list[dict[str, Any]]:
+    """A JSON array answer (of objects), or ProviderRejected naming the operation."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ProviderRejected(f"{operation}: expected a JSON array, got {type(value).__name__}",
+                               operation=operation)
+    return value

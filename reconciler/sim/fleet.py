@@ -179,10 +179,10 @@ class SimFleet:
 
     async def start(self) -> None:
         self._restore()
-        for server in self.modbus:
-            await server.start()
-        for server, lan, host, port in self._attachments:
-            server.attach(lan, host, port)
+        for modbus in self.modbus:
+            await modbus.start()
+        for attached, lan, host, port in self._attachments:
+            attached.attach(lan, host, port)
         for key, server in self._named_servers().items():
             port = self._ports.get(key, 0)
             try:

@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
-from simworld import (  # noqa: E402 - tests/engine holds the shared helpers
+from simworld import (  # tests/engine holds the helpers shared with the engine tests
     ORG_A,
     ORG_B,
     TRANSFER_SERIAL,
@@ -37,9 +37,9 @@ from simworld import (  # noqa: E402 - tests/engine holds the shared helpers
     write,
 )
 
-from reconciler.cli import main as cli  # noqa: E402
-from reconciler.engine.state import StateDir  # noqa: E402
-from reconciler.sim.fleet import SimFleet  # noqa: E402
+from reconciler.cli import main as cli
+from reconciler.engine.state import StateDir
+from reconciler.sim.fleet import SimFleet
 
 
 @dataclass
@@ -210,8 +210,8 @@ def test_saved_plan_is_refused_when_the_desired_state_changed(
 
 
 def test_target_and_exclude_by_address_and_label(make_cli: CliFactory) -> None:
-    docs = standard_site(1) + [site("s2", labels={"tier": "gold"}),
-                               gateway("s2-zap", "s2", serial_of(2), labels={"tier": "gold"})]
+    docs = [*standard_site(1), site("s2", labels={"tier": "gold"}),
+            gateway("s2-zap", "s2", serial_of(2), labels={"tier": "gold"})]
     run = make_cli(docs)
     sims = run.sims.sims
 
@@ -244,6 +244,7 @@ def test_transfer_refused_without_allow_transfer_and_done_with_it(make_cli: CliF
     run.rewrite(gateway_moved_to_home(allow_transfer=False))
     code, out, err = run("plan", run.path)
     assert code == 1
+    assert run("plan", run.path, "--detailed-exitcode")[0] == 1, "an error, not just changes"
     assert "⇄ gateway/gw[novacore] will be transferred  [BLOCKED]" in out
     assert "error: gateway/gw[novacore]: gateway" in err and "allowTransfer" in err
     code, out, _ = run("apply", run.path, "--auto-approve")
@@ -291,8 +292,8 @@ def test_second_apply_while_the_lock_is_held_fails_naming_the_holder(
 
 # -- secrets ------------------------------------------------------------------------------------
 
-ENV_PASSWORD = "env-pw-7f3a9c2e1b"  # noqa: S105 - a test value
-FILE_PASSWORD = "file-pw-c81d44e0aa"  # noqa: S105 - a test value
+ENV_PASSWORD = "env-pw-7f3a9c2e1b"  # a test value
+FILE_PASSWORD = "file-pw-c81d44e0aa"  # a test value
 
 
 def test_secrets_never_appear_in_any_output(make_cli: CliFactory, tmp_path: Path,

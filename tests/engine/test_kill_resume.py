@@ -84,7 +84,7 @@ def test_apply_killed_mid_run_and_run_again_leaves_no_duplicates(
 
         records = journal_lines(journal)
         started = {r["address"] for r in records if r.get("phase") == "intent"}
-        assert 0 < len(started), "the killed run had started writing"
+        assert started, "the killed run had started writing"
         planned_writes = 4 * (2 + 3 * 3)  # per site: site, claim; 3 devices x (zap, cloud, DERs)
         assert len(started) < planned_writes, "killed before it finished"
 

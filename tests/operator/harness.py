@@ -72,10 +72,10 @@ def write_kubeconfig(path: Path, server: str) -> None:
 class Cluster:
     """The emulated API server plus a small client to create, patch, delete and read."""
 
-    def __init__(self, emulator: kmock.KubernetesEmulator, url: str) -> None:
+    def __init__(self, emulator: kmock.KubernetesEmulator | None, url: str) -> None:
         self.emulator = emulator
         self.url = url.rstrip("/")
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=10)
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=60)
 
     def _path(self, kind: str, name: str | None = None, namespace: str = NAMESPACE) -> str:
         plural = CRD_NAMES[kind]["plural"]
@@ -162,15 +162,23 @@ def documents(yaml_text: str) -> list[dict[str, Any]]:
 @contextlib.asynccontextmanager
 async def operator(yaml_text: str, tmp_path: Path, monkeypatch: Any, *,
                    config: OperatorConfig | None = None,
-                   logs: list[str] | None = None) -> AsyncIterator[tuple[Cluster, SimFleet]]:
+                   logs: list[str] | None = None,
+                   watch_timeout: int = 1,
+                   emulator_url: str | None = None) -> AsyncIterator[tuple[Cluster, SimFleet]]:
     """The emulated cluster, the simulators for the fleet in `yaml_text`, and the operator."""
     fleet = load_texts([("fleet.yaml", yaml_text)]).fleet()
     sims = SimFleet()
     sims.seed_fleet(fleet)
-    async with Emulator() as emulator, apps.Server(emulator):
-        register_resources(emulator)
+    async with contextlib.AsyncExitStack() as stack:
+        if emulator_url is None:
+            emulator: Emulator | None = await stack.enter_async_context(Emulator())
+            await stack.enter_async_context(apps.Server(emulator))
+            register_resources(emulator)
+            emulator_url = str(emulator.url)
+        else:
+            emulator = None
         kubeconfig = tmp_path / "kubeconfig"
-        write_kubeconfig(kubeconfig, str(emulator.url))
+        write_kubeconfig(kubeconfig, emulator_url)
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         await sims.start()
         settings = load_settings(sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "state"),
@@ -181,12 +189,13 @@ async def operator(yaml_text: str, tmp_path: Path, monkeypatch: Any, *,
 
         @kopf.on.login(registry=registry)
         def login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf.ConnectionInfo(server=str(emulator.url), insecure=True, token="test-token")
+            return kopf.ConnectionInfo(server=emulator_url, insecure=True, token="test-token")
 
         kopf_settings = kopf.OperatorSettings()
         configure(kopf_settings, config)
-        kopf_settings.watching.server_timeout = 1
-        kopf_settings.watching.client_timeout = 3
+        # Short server-side watch timeouts let the operator stop quickly at the end of a test.
+        kopf_settings.watching.server_timeout = watch_timeout
+        kopf_settings.watching.client_timeout = watch_timeout + 2
         # The emulator does not bump resourceVersion on patches; do not wait for it long.
         kopf_settings.persistence.consistency_timeout = 0.3
         kopf_settings.queueing.exit_timeout = 0.5
@@ -199,7 +208,7 @@ async def operator(yaml_text: str, tmp_path: Path, monkeypatch: Any, *,
         task = asyncio.create_task(kopf.operator(registry=registry, settings=kopf_settings,
                                                  clusterwide=True, stop_flag=stop,
                                                  ready_flag=ready, standalone=True))
-        cluster = Cluster(emulator, str(emulator.url))
+        cluster = Cluster(emulator, emulator_url)
         try:
             await asyncio.wait_for(ready.wait(), 10)
             yield cluster, sims
@@ -222,6 +231,19 @@ async def _close_leftover_sessions() -> None:
     for obj in gc.get_objects():
         if isinstance(obj, aiohttp.ClientSession) and not obj.closed:
             await obj.close()
+
+
+def serve_emulator(pipe: Any) -> None:
+    """Entry point of a separate process running the emulator (benchmarks): sends its URL
+    through `pipe`, then serves until terminated."""
+
+    async def main() -> None:
+        async with Emulator() as emulator, apps.Server(emulator):
+            register_resources(emulator)
+            pipe.send(str(emulator.url))
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
 
 
 class _CollectingHandler(logging.Handler):

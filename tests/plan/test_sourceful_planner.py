@@ -480,3 +480,65 @@ def test_site_with_unknown_site_id_is_blocked_not_created() -> None:
     site = by_address(plan)["site/home[novacore]"]
     assert (site.action, site.blocked) == (Action.CREATE, True)
     assert "remove `siteId`" in site.message
+
+
+# -- the Zap's device body --------------------------------------------------------------------
+
+ZAP_BODY_FLEET = """\
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata: {name: lab}
+spec: {displayName: Lab, timezone: Europe/Stockholm, novacore: {orgId: org-a}}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Gateway
+metadata: {name: lab-zap}
+spec: {siteRef: lab, zap: {serial: zap-00000000000000c1, url: "http://192.168.9.2"}}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Device
+metadata: {name: dev}
+spec:
+  gatewayRef: lab-zap
+  hardwareId: HW1
+  deviceType: %(type)s
+  connection: %(connection)s
+"""
+
+
+@pytest.mark.parametrize(("device_type", "connection", "body"), [
+    pytest.param("inverter", "{modbusRtu: {unitId: 3, profile: sungrow, parity: even}}",
+                 {"type": "modbus_rtu", "baud_rate": 9600, "unit_id": 3, "profile": "sungrow",
+                  "parity": 2, "data_bits": 8, "stop_bits": 1},
+                 id="rtu-parity-is-numeric"),
+    pytest.param("energy_meter", "{p1Uart: {manufacturer: Kaifa}}",
+                 {"type": "p1_uart", "profile": "p1_meter", "baud_rate": 115200, "data_bits": 8,
+                  "parity": "none", "stop_bits": 1, "manufacturer": "Kaifa"},
+                 id="p1-parity-is-text"),
+    pytest.param("battery",
+                 "{mqtt: {profile: ferroamp, brokerHost: 10.0.0.7, username: u, clientId: c, "
+                 "passwordFrom: {env: PW}}}",
+                 {"type": "mqtt", "profile": "ferroamp", "broker_host": "10.0.0.7",
+                  "broker_port": 1883, "username": "u", "client_id": "c"},
+                 id="mqtt-without-password"),
+])
+def test_zap_body_per_connection_type(device_type: str, connection: str,
+                                      body: dict[str, object]) -> None:
+    from reconciler.plan.sourceful import zap_settings
+    from reconciler.sources import loader
+
+    text = ZAP_BODY_FLEET % {"type": device_type, "connection": connection}
+    fleet = loader.load_texts([("lab.yaml", text)]).fleet()
+    device_connection = fleet.devices["dev"].spec.connection
+    assert device_connection is not None
+    assert zap_settings(device_connection) == body
+
+
+def test_gateway_not_observed_at_all_defers_its_site() -> None:
+    observed = copy_of(converged())
+    del observed.zaps["cabin-zap"]
+    plan = make_plan(make_fleet(), observed)
+    cabin = [c for c in plan.changes if c.site == "cabin" and c.is_change]
+    assert cabin and all(c.action is Action.DEFER for c in cabin), pending(plan)
+    assert all("gateway cabin-zap" in c.message and "not observed" in c.message for c in cabin)
+    assert not any(c.is_change for c in plan.changes if c.site == "home")

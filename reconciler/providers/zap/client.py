@@ -27,17 +27,23 @@ class ZapClient:
         return transport.json_body(response, operation=operation)
 
     async def crypto(self) -> dict[str, Any]:
-        return await self._json("GET", "/api/crypto", operation="zap.crypto")  # type: ignore[no-any-return]
+        answer = await self._json("GET", "/api/crypto", operation="zap.crypto")
+        return transport.expect_object(answer, operation="zap.crypto")
 
     async def sign(self, message: str) -> dict[str, Any]:
-        return await self._json("POST", "/api/crypto/sign", operation="zap.sign",  # type: ignore[no-any-return]
-                                json={"message": message})
+        answer = await self._json("POST", "/api/crypto/sign", operation="zap.sign",
+                                  json={"message": message})
+        return transport.expect_object(answer, operation="zap.sign")
 
     async def devices(self) -> dict[str, Any] | list[Any]:
-        return await self._json("GET", "/api/devices", operation="zap.list_devices")  # type: ignore[no-any-return]
+        answer = await self._json("GET", "/api/devices", operation="zap.list_devices")
+        if isinstance(answer, list):  # older firmware answers a bare list
+            return answer
+        return transport.expect_object(answer, operation="zap.list_devices")
 
     async def add_device(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._json("POST", "/api/devices", operation="zap.add_device", json=body)  # type: ignore[no-any-return]
+        answer = await self._json("POST", "/api/devices", operation="zap.add_device", json=body)
+        return transport.expect_object(answer, operation="zap.add_device")
 
     async def delete_device(self, sn: str) -> None:
         await self._json("DELETE", f"/api/devices/{sn}", operation="zap.delete_device", ok=(404,))
