@@ -24,10 +24,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "operator"))
 
-from harness import documents, operator, serve_emulator  # noqa: E402
+from harness import documents, operator, serve_emulator
 
-from reconciler.operator.config import OperatorConfig  # noqa: E402
-from reconciler.sim.generate import site_documents  # noqa: E402
+from reconciler.operator.config import OperatorConfig
+from reconciler.sim.generate import site_documents
 
 
 class _Env:
@@ -60,7 +60,7 @@ def _timed_reconcile() -> None:
 
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(fraction * len(ordered))) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
 async def run(sites: int, per_site: int) -> None:
@@ -73,13 +73,15 @@ async def run(sites: int, per_site: int) -> None:
     # The emulator gets a process (and a core) of its own: its request matching is CPU-heavy
     # and would otherwise share the operator's event loop.
     receiver, sender = multiprocessing.Pipe(duplex=False)
-    emulator = multiprocessing.get_context("spawn").Process(target=serve_emulator, args=(sender,),
-                                                            daemon=True)
+    emulator = multiprocessing.get_context("spawn").Process(
+        target=serve_emulator, args=(sender,), daemon=True
+    )
     emulator.start()
     url = receiver.recv()
     with tempfile.TemporaryDirectory() as tmp:
-        async with operator(text, Path(tmp), _Env(), config=config, watch_timeout=60,
-                            emulator_url=url) as (cluster, _sims):
+        async with operator(
+            text, Path(tmp), _Env(), config=config, watch_timeout=60, emulator_url=url
+        ) as (cluster, _sims):
             for doc in others:
                 await cluster.create(doc)
             for doc in others:
@@ -105,11 +107,15 @@ async def run(sites: int, per_site: int) -> None:
         print("no device became Ready")
         return
     print(f"devices: {len(devices)}  ready: {len(ready)}")
-    print(f"create -> Ready: median {statistics.median(latencies):.2f} s, "
-          f"p95 {_percentile(latencies, 0.95):.2f} s, max {latencies[-1]:.2f} s")
-    print(f"engine time per reconcile ({len(ENGINE_SECONDS)} reconciles): median "
-          f"{statistics.median(ENGINE_SECONDS) * 1000:.0f} ms, "
-          f"p95 {_percentile(ENGINE_SECONDS, 0.95) * 1000:.0f} ms")
+    print(
+        f"create -> Ready: median {statistics.median(latencies):.2f} s, "
+        f"p95 {_percentile(latencies, 0.95):.2f} s, max {latencies[-1]:.2f} s"
+    )
+    print(
+        f"engine time per reconcile ({len(ENGINE_SECONDS)} reconciles): median "
+        f"{statistics.median(ENGINE_SECONDS) * 1000:.0f} ms, "
+        f"p95 {_percentile(ENGINE_SECONDS, 0.95) * 1000:.0f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> Any:

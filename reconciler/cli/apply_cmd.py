@@ -37,15 +37,27 @@ _MARKS = {"done": "✓", "failed": "✗", "skipped": "-", "blocked": "!", "defer
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "apply", help="apply the changes (asks first on a terminal)",
+        "apply",
+        help="apply the changes (asks first on a terminal)",
         description="Plan and apply the changes that make the gateways and clouds match PATH, "
-                    "or apply a plan saved with `plan --out`.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", metavar="PATH|PLANFILE",
-                        help="YAML files/directories, or one saved plan (JSON)")
+        "or apply a plan saved with `plan --out`.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH|PLANFILE",
+        help="YAML files/directories, or one saved plan (JSON)",
+    )
     parser.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
-                        help="result format (default: text)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="result format (default: text)",
+    )
     parser.add_argument("--no-color", action="store_true", help="plain text output")
     common.add_selection_arguments(parser)
     parser.set_defaults(run=run)
@@ -61,8 +73,10 @@ def _saved_plan(paths: list[str]) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or "format_version" not in doc:
         raise PlanError(f"{paths[0]} is not a saved plan (no format_version)")
     if not document.is_compatible(doc):
-        raise PlanError(f"{paths[0]} has plan format {doc['format_version']}; this reconciler "
-                        f"reads {document.FORMAT_VERSION}")
+        raise PlanError(
+            f"{paths[0]} has plan format {doc['format_version']}; this reconciler "
+            f"reads {document.FORMAT_VERSION}"
+        )
     return doc
 
 
@@ -86,17 +100,22 @@ def print_report(report: ApplyReport, stream: Any) -> None:
     for status in ("failed", "skipped", "blocked", "deferred"):
         for outcome in report.by_status(status):
             print(f"{status}: {outcome.address}: {outcome.message}", file=stream)
-    print(f"Apply {'complete' if report.ok else 'finished with errors'}: {counts['done']} done, "
-          f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['blocked']} blocked, "
-          f"{counts['deferred']} deferred ({report.seconds:.1f}s).", file=stream)
+    print(
+        f"Apply {'complete' if report.ok else 'finished with errors'}: {counts['done']} done, "
+        f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['blocked']} blocked, "
+        f"{counts['deferred']} deferred ({report.seconds:.1f}s).",
+        file=stream,
+    )
 
 
 def _confirm(args: argparse.Namespace) -> bool:
     if args.auto_approve:
         return True
     if not sys.stdin.isatty():
-        print("error: not asking for confirmation without a terminal; pass --auto-approve",
-              file=sys.stderr)
+        print(
+            "error: not asking for confirmation without a terminal; pass --auto-approve",
+            file=sys.stderr,
+        )
         return False
     answer = input("\nApply these changes? Only 'yes' is accepted: ")
     return answer.strip() == "yes"
@@ -110,11 +129,15 @@ def run(args: argparse.Namespace) -> int:
         settings = common.settings(args)
         if saved:
             opts = saved.get("options", {})
-            options = PlanOptions(prune=bool(opts.get("prune")), targets=tuple(opts.get("targets", [])),
-                                  excludes=tuple(opts.get("excludes", [])))
+            options = PlanOptions(
+                prune=bool(opts.get("prune")),
+                targets=tuple(opts.get("targets", [])),
+                excludes=tuple(opts.get("excludes", [])),
+            )
             if desired_fingerprint(fleet) != saved["inputs"].get("desired_sha256"):
-                raise PlanError("the desired state changed since the plan was made; "
-                                "run `reconciler plan` again")
+                raise PlanError(
+                    "the desired state changed since the plan was made; run `reconciler plan` again"
+                )
         else:
             options = common.plan_options(args, fleet)
     except ConfigError as error:
@@ -132,22 +155,34 @@ def run(args: argparse.Namespace) -> int:
         return common.EXIT_ERROR
 
 
-async def _apply(args: argparse.Namespace, fleet: Any, settings: Any, options: PlanOptions,
-                 saved: dict[str, Any] | None, paths: list[str]) -> int:
+async def _apply(
+    args: argparse.Namespace,
+    fleet: Any,
+    settings: Any,
+    options: PlanOptions,
+    saved: dict[str, Any] | None,
+    paths: list[str],
+) -> int:
     out = sys.stdout if args.output == "text" else sys.stderr
     async with Reconciler(fleet, settings) as reconciler:
         unfinished = reconciler.state.unfinished()
         if unfinished:
-            print(f"note: {len(unfinished)} write(s) of an earlier run were interrupted; the state "
-                  "is observed again before anything is applied", file=out)
+            print(
+                f"note: {len(unfinished)} write(s) of an earlier run were interrupted; the state "
+                "is observed again before anything is applied",
+                file=out,
+            )
         try:
             result: PlanResult = await reconciler.plan(options, paths=paths)
         except ProviderError as error:
             print(f"error: {error}", file=sys.stderr)
             return common.EXIT_ERROR
         if saved and result.inputs["observed_sha256"] != saved["inputs"].get("observed_sha256"):
-            print("error: the actual state changed since the plan was made; run `reconciler plan` "
-                  "again and review the new plan", file=sys.stderr)
+            print(
+                "error: the actual state changed since the plan was made; run `reconciler plan` "
+                "again and review the new plan",
+                file=sys.stderr,
+            )
             return common.EXIT_ERROR
         doc = result.document()
         if not saved:
@@ -156,11 +191,11 @@ async def _apply(args: argparse.Namespace, fleet: Any, settings: Any, options: P
             if args.output == "json":
                 print(common.json_dump({"ok": True, "counts": {}, "outcomes": []}))
             return common.EXIT_OK
-        if offline_problems := common.plan_problems(result.plan, args.offline):
-            if args.offline == "fail" and result.plan.deferred:
-                for problem in offline_problems:
-                    print(f"error: {problem}", file=sys.stderr)
-                return common.EXIT_ERROR
+        offline_problems = common.plan_problems(result.plan, args.offline)
+        if offline_problems and args.offline == "fail" and result.plan.deferred:
+            for problem in offline_problems:
+                print(f"error: {problem}", file=sys.stderr)
+            return common.EXIT_ERROR
         if not saved and not _confirm(args):
             print("Apply cancelled.", file=sys.stderr)
             return common.EXIT_ERROR

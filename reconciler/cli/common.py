@@ -21,16 +21,33 @@ EXIT_CHANGES = 2
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", action="append", default=[], metavar="ADDR|SELECTOR",
-                        help="only this resource (kind/name) or label selector (key=value), with "
-                             "what it depends on; repeatable")
-    parser.add_argument("--exclude", action="append", default=[], metavar="ADDR|SELECTOR",
-                        help="leave out this resource or selector, and what depends on it; repeatable")
-    parser.add_argument("--prune", action="store_true",
-                        help="also remove objects found in managed sites that are not declared "
-                             "(gateways only when their deletionPolicy is Release)")
-    parser.add_argument("--offline", choices=("defer", "fail"), default="defer",
-                        help="unreachable gateway or cloud: defer its site (default) or fail")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="ADDR|SELECTOR",
+        help="only this resource (kind/name) or label selector (key=value), with "
+        "what it depends on; repeatable",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="ADDR|SELECTOR",
+        help="leave out this resource or selector, and what depends on it; repeatable",
+    )
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="also remove objects found in managed sites that are not declared "
+        "(gateways only when their deletionPolicy is Release)",
+    )
+    parser.add_argument(
+        "--offline",
+        choices=("defer", "fail"),
+        default="defer",
+        help="unreachable gateway or cloud: defer its site (default) or fail",
+    )
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (see README)")
 
 
@@ -56,9 +73,15 @@ def settings(args: argparse.Namespace) -> Settings:
 def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:
     unknown = targeting.unknown_targets(fleet, [*args.target, *args.exclude])
     if unknown:
-        raise ConfigError([Diagnostic(f"--target/--exclude {u!r} matches no resource; use "
-                                             "kind/name (e.g. device/inv-1) or key=value")
-                           for u in unknown])
+        raise ConfigError(
+            [
+                Diagnostic(
+                    f"--target/--exclude {u!r} matches no resource; use "
+                    "kind/name (e.g. device/inv-1) or key=value"
+                )
+                for u in unknown
+            ]
+        )
     return PlanOptions(prune=args.prune, targets=tuple(args.target), excludes=tuple(args.exclude))
 
 

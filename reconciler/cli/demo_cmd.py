@@ -29,10 +29,19 @@ examples:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "demo", help="plan, apply, drift and correct a fleet against built-in simulators",
-        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="*", default=["examples/sites"], metavar="PATH",
-                        help="site YAML (default: examples/sites)")
+        "demo",
+        help="plan, apply, drift and correct a fleet against built-in simulators",
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        default=["examples/sites"],
+        metavar="PATH",
+        help="site YAML (default: examples/sites)",
+    )
     parser.add_argument("--no-color", action="store_true", help="plain text output")
     parser.set_defaults(run=run)
 
@@ -81,15 +90,20 @@ async def _demo(fleet: Fleet, args: argparse.Namespace) -> int:
     sims.seed_fleet(fleet)
     await sims.start()
     try:
-        env = sims.env() | {"RECONCILER_STATE_DIR": str(work / "state"),
-                            "RECONCILER_SECRETS_DIR": str(work / "secrets")}
+        env = sims.env() | {
+            "RECONCILER_STATE_DIR": str(work / "state"),
+            "RECONCILER_SECRETS_DIR": str(work / "secrets"),
+        }
         # Stand-in passwords for variables the fleet names, unless the user set them.
         for key, value in _demo_secrets(fleet, work / "secrets").items():
             os.environ.setdefault(key, value)
         settings = load_settings(env)
-        _step(f"Simulators started: Novacore {sims.novacore.url}, {len(sims.zaps)} Zap gateways, "
-              f"{len(sims.modbus)} Modbus devices, Enapter {sims.enapter.url}, "
-              f"Flatpeak {sims.flatpeak.url}", color)
+        _step(
+            f"Simulators started: Novacore {sims.novacore.url}, {len(sims.zaps)} Zap gateways, "
+            f"{len(sims.modbus)} Modbus devices, Enapter {sims.enapter.url}, "
+            f"Flatpeak {sims.flatpeak.url}",
+            color,
+        )
 
         async def plan_and_show(title: str) -> Any:
             _step(title, color)
@@ -140,10 +154,18 @@ def _make_drift(sims: SimFleet, fleet: Fleet) -> list[str]:
         enabled = [d["type"] for d in (state.ders if state else []) if d.get("enabled")]
         if enabled and not any("publishing" in line for line in done):
             zap.set_der(device.spec.hardware_id, enabled[0], enabled=False)
-            done.append(f"publishing of {enabled[0]!r} on {device.name} turned off on gateway "
-                        f"{gateway.name}")
-        cloud = next((d for d in sims.novacore.devices.values()
-                      if getattr(d, "hardware_id", None) == device.spec.hardware_id), None)
+            done.append(
+                f"publishing of {enabled[0]!r} on {device.name} turned off on gateway "
+                f"{gateway.name}"
+            )
+        cloud = next(
+            (
+                d
+                for d in sims.novacore.devices.values()
+                if getattr(d, "hardware_id", None) == device.spec.hardware_id
+            ),
+            None,
+        )
         if cloud is not None and not any("renamed" in line for line in done):
             sims.novacore.rename_device(cloud.id, "renamed in the cloud UI")
             done.append(f"{device.name} renamed in Novacore to 'renamed in the cloud UI'")

@@ -24,8 +24,16 @@ from reconciler.cli import (
 
 # Each command module offers `register(subparsers)`, which adds its parser and sets
 # `run` (a callable taking the parsed namespace and returning an exit code).
-COMMANDS: list[ModuleType] = [validate_cmd, plan_cmd, apply_cmd, watch_cmd, demo_cmd, sim_cmd,
-                               operator_cmd, schema_cmd]
+COMMANDS: list[ModuleType] = [
+    validate_cmd,
+    plan_cmd,
+    apply_cmd,
+    watch_cmd,
+    demo_cmd,
+    sim_cmd,
+    operator_cmd,
+    schema_cmd,
+]
 
 DESCRIPTION = """\
 Declarative reconciler for energy sites. Declare Sites, Gateways, Devices and DERs

@@ -22,13 +22,21 @@ charts/reconciler sets them from its values and Secrets.
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("operator", help="run the Kubernetes operator",
-                                   description=__doc__, epilog=EXAMPLES,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "operator",
+        help="run the Kubernetes operator",
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace")
-    scope.add_argument("-n", "--namespace", action="append", default=[], help="serve this namespace")
-    parser.add_argument("--liveness", metavar="URL", help="health endpoint, e.g. http://0.0.0.0:8080/healthz")
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="serve this namespace"
+    )
+    parser.add_argument(
+        "--liveness", metavar="URL", help="health endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.set_defaults(run=run)
 
@@ -39,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.operator import config as operator_config
     from reconciler.operator.handlers import Runtime, configure, register, register_login
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         config = operator_config.load()
     except ValueError as exc:
@@ -53,9 +63,16 @@ def run(args: argparse.Namespace) -> int:
     settings = kopf.OperatorSettings()
     configure(settings, config)
     namespaces = args.namespace or list(config.namespaces)
-    asyncio.run(kopf.operator(registry=registry, settings=settings,
-                              clusterwide=args.all_namespaces or not namespaces,
-                              namespaces=namespaces, liveness_endpoint=args.liveness,
-                              peering_name=config.peering or None,
-                              priority=config.priority, standalone=not config.peering))
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            settings=settings,
+            clusterwide=args.all_namespaces or not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=args.liveness,
+            peering_name=config.peering or None,
+            priority=config.priority,
+            standalone=not config.peering,
+        )
+    )
     return common.EXIT_OK

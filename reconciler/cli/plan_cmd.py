@@ -30,16 +30,27 @@ changes, unreadable credentials; deferred sites with --offline=fail), 2 changes 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "plan", help="show what apply would change (a dry run)",
+        "plan",
+        help="show what apply would change (a dry run)",
         description="Compare the desired state under PATH with the gateways and clouds and "
-                    "print the changes that would make them match. Writes nothing outside.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "print the changes that would make them match. Writes nothing outside.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="YAML file or directory")
-    parser.add_argument("-o", "--output", choices=("text", "json", "markdown"), default="text",
-                        help="output format (default: text)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="output format (default: text)",
+    )
     parser.add_argument("--out", metavar="FILE", help="also save the plan (JSON) for `apply FILE`")
-    parser.add_argument("--detailed-exitcode", action="store_true",
-                        help="exit 2 when changes are present, 0 when none (as terraform plan)")
+    parser.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when changes are present, 0 when none (as terraform plan)",
+    )
     parser.add_argument("--no-color", action="store_true", help="plain text output")
     common.add_selection_arguments(parser)
     parser.set_defaults(run=run)
@@ -72,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render.render_text(doc, color=common.use_color(sys.stdout, args.no_color)))
     if args.out:
         Path(args.out).write_text(common.json_dump(doc) + "\n", encoding="utf-8")
-        print(f"Saved the plan to {args.out}; apply it with: reconciler apply {args.out}",
-              file=sys.stderr)
+        print(
+            f"Saved the plan to {args.out}; apply it with: reconciler apply {args.out}",
+            file=sys.stderr,
+        )
     problems = common.plan_problems(result.plan, args.offline)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)

@@ -32,18 +32,25 @@ examples:
 
 def register(subparsers: Any) -> None:
     schema_parser = subparsers.add_parser(
-        "schema", help="print the JSON Schema of site documents (editor completion)",
+        "schema",
+        help="print the JSON Schema of site documents (editor completion)",
         description="Print or write the JSON Schema generated from the models.",
-        epilog=SCHEMA_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=SCHEMA_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     schema_parser.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
-    schema_parser.add_argument("--check", action="store_true",
-                               help="do not write; exit 1 if FILE differs from the models")
+    schema_parser.add_argument(
+        "--check", action="store_true", help="do not write; exit 1 if FILE differs from the models"
+    )
     schema_parser.set_defaults(run=run_schema)
 
     crds_parser = subparsers.add_parser(
-        "crds", help="write one CustomResourceDefinition per kind",
+        "crds",
+        help="write one CustomResourceDefinition per kind",
         description="Write the CRDs generated from the models, one file per kind.",
-        epilog=CRDS_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=CRDS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     crds_parser.add_argument(
         "--out", metavar="DIR", default="crds", help="directory (default: crds)"
     )

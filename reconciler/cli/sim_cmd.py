@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 EXAMPLES = """\
 examples:
-  reconciler sim up --fleet examples/sites --print-env      # then, in another shell:
-  eval "$(reconciler sim up --fleet examples/sites --print-env --env-file sim.env & sleep 3; cat sim.env)"
+  reconciler sim up --fleet examples/sites --print-env      # prints `export` lines
+  reconciler sim up --fleet examples/sites --env-file sim.env &   # in the background, then:
+  . ./sim.env && reconciler plan examples/sites
   reconciler sim up --sites 100 --write-fleet /tmp/fleet   # a generated fleet of 100 sites
   reconciler sim up --fleet examples/sites --state sim-state.json   # survives restarts
   reconciler sim up --fleet examples/sites --latency-ms 20 --error-rate 0.05 --seed 7
@@ -32,21 +33,35 @@ The simulators listen on 127.0.0.1 only. Stop them with Ctrl-C (or SIGTERM).
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("sim", help="run simulators of the gateways and clouds",
-                                   description="Simulators of the Zap, Novacore, Enapter, "
-                                               "Flatpeak and Modbus devices on loopback.",
-                                   epilog=EXAMPLES,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "sim",
+        help="run simulators of the gateways and clouds",
+        description="Simulators of the Zap, Novacore, Enapter, "
+        "Flatpeak and Modbus devices on loopback.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sim_sub = parser.add_subparsers(title="sim commands", metavar="SIMCOMMAND")
-    up = sim_sub.add_parser("up", help="start simulators for a fleet and run until interrupted",
-                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    up = sim_sub.add_parser(
+        "up",
+        help="start simulators for a fleet and run until interrupted",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = up.add_mutually_exclusive_group(required=True)
     source.add_argument("--fleet", nargs="+", metavar="PATH", help="site YAML to simulate")
     source.add_argument("--sites", type=int, metavar="N", help="generate a fleet of N sites")
-    up.add_argument("--devices-per-site", type=int, default=10, metavar="D",
-                    help="devices per generated site (default 10)")
+    up.add_argument(
+        "--devices-per-site",
+        type=int,
+        default=10,
+        metavar="D",
+        help="devices per generated site (default 10)",
+    )
     up.add_argument("--write-fleet", metavar="DIR", help="where to write the generated fleet YAML")
-    up.add_argument("--print-env", action="store_true", help="print `export` lines for the reconciler")
+    up.add_argument(
+        "--print-env", action="store_true", help="print `export` lines for the reconciler"
+    )
     up.add_argument("--env-file", metavar="FILE", help="also write the `export` lines to FILE")
     up.add_argument("--state", metavar="FILE", help="persist simulator state to FILE")
     up.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
@@ -56,6 +71,12 @@ def register(subparsers: Any) -> None:
     up.add_argument("--seed", type=int, default=0, help="seed for faults and ids")
     up.set_defaults(run=run_up)
     parser.set_defaults(run=lambda args: (parser.print_help(), 1)[1])
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds the simulators' tokens)."""
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
 
 
 def export_lines(env: dict[str, str]) -> str:
@@ -102,9 +123,7 @@ async def _serve(sims: SimFleet, args: argparse.Namespace) -> int:
     try:
         lines = export_lines(sims.env())
         if args.env_file:
-            path = Path(args.env_file)
-            path.write_text(lines, encoding="utf-8")
-            path.chmod(0o600)
+            _write_private(Path(args.env_file), lines)
         print(f"Novacore  {sims.novacore.url}", file=sys.stderr)
         print(f"Enapter   {sims.enapter.url}", file=sys.stderr)
         print(f"Flatpeak  {sims.flatpeak.url}", file=sys.stderr)

@@ -30,8 +30,13 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="YAML file or directory")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
-                        help="output format (default: text)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="output format (default: text)",
+    )
     parser.set_defaults(run=run)
 
 

@@ -51,20 +51,37 @@ arguments, unreadable settings, state directory locked by another process).
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "watch", help="local agent: apply on every change, correct drift on an interval",
+        "watch",
+        help="local agent: apply on every change, correct drift on an interval",
         description="Watch the YAML under PATH; on each change validate, plan and apply it, "
-                    "and re-observe every --interval to correct drift.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "and re-observe every --interval to correct drift.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="YAML file or directory")
-    parser.add_argument("--interval", default="5m", metavar="DURATION",
-                        help="re-observe and correct drift this often (default 5m; e.g. 30s, "
-                             "1h, or plain seconds)")
-    parser.add_argument("--debounce", default="1s", metavar="DURATION",
-                        help="run once no file changed for this long (default 1s)")
-    parser.add_argument("--plan-only", action="store_true",
-                        help="never apply: log the plan when it changes (takes no lock)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="stdout log format (default: text)")
+    parser.add_argument(
+        "--interval",
+        default="5m",
+        metavar="DURATION",
+        help="re-observe and correct drift this often (default 5m; e.g. 30s, 1h, or plain seconds)",
+    )
+    parser.add_argument(
+        "--debounce",
+        default="1s",
+        metavar="DURATION",
+        help="run once no file changed for this long (default 1s)",
+    )
+    parser.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="never apply: log the plan when it changes (takes no lock)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="stdout log format (default: text)",
+    )
     common.add_selection_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -105,37 +122,67 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(error))
 
 
-async def _serve(args: argparse.Namespace, settings: Settings, load: watch.DesiredLoader,
-                 interval: float, debounce: float) -> int:
+async def _serve(
+    args: argparse.Namespace,
+    settings: Settings,
+    load: watch.DesiredLoader,
+    interval: float,
+    debounce: float,
+) -> int:
     stop = asyncio.Event()
     log = watch.Log(sys.stdout, args.log_format)
     loop = asyncio.get_running_loop()
 
     def request_stop(signum: signal.Signals) -> None:
         if not stop.is_set():
-            log.emit("stopping", f"{signum.name}: stopping; the changes in flight finish, "
-                     "nothing new starts", signal=signum.name)
+            log.emit(
+                "stopping",
+                f"{signum.name}: stopping; the changes in flight finish, nothing new starts",
+                signal=signum.name,
+            )
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, request_stop, signum)
     mode = "plan-only" if args.plan_only else "apply"
-    log.emit("start", f"watching {' '.join(args.paths)} (mode {mode}, interval "
-             f"{watch.format_duration(interval)}, debounce {watch.format_duration(debounce)}, "
-             f"state {settings.state_dir})", paths=args.paths, mode=mode, interval=interval,
-             debounce=debounce, state_dir=settings.state_dir)
+    log.emit(
+        "start",
+        f"watching {' '.join(args.paths)} (mode {mode}, interval "
+        f"{watch.format_duration(interval)}, debounce {watch.format_duration(debounce)}, "
+        f"state {settings.state_dir})",
+        paths=args.paths,
+        mode=mode,
+        interval=interval,
+        debounce=debounce,
+        state_dir=settings.state_dir,
+    )
     unfinished = StateDir(Path(settings.state_dir)).unfinished()
     if unfinished:
-        log.emit("note", f"{len(unfinished)} write(s) of an earlier run were interrupted; the "
-                 "state is observed again before anything is applied", unfinished=len(unfinished))
-    cycle = watch.Cycle(load, settings, paths=[str(Path(p)) for p in args.paths], log=log,
-                        stop=stop, plan_only=args.plan_only, offline=args.offline)
+        log.emit(
+            "note",
+            f"{len(unfinished)} write(s) of an earlier run were interrupted; the "
+            "state is observed again before anything is applied",
+            unfinished=len(unfinished),
+        )
+    cycle = watch.Cycle(
+        load,
+        settings,
+        paths=[str(Path(p)) for p in args.paths],
+        log=log,
+        stop=stop,
+        plan_only=args.plan_only,
+        offline=args.offline,
+    )
     try:
-        await watch.run_agent(cycle, paths=args.paths, interval=interval, debounce=debounce,
-                              stop=stop)
+        await watch.run_agent(
+            cycle, paths=args.paths, interval=interval, debounce=debounce, stop=stop
+        )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-    log.emit("stopped", f"stopped after {cycle.runs} run{'s' if cycle.runs != 1 else ''}",
-             runs=cycle.runs)
+    log.emit(
+        "stopped",
+        f"stopped after {cycle.runs} run{'s' if cycle.runs != 1 else ''}",
+        runs=cycle.runs,
+    )
     return common.EXIT_OK

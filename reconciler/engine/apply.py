@@ -52,8 +52,12 @@ class ApplyReport:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "seconds": round(self.seconds, 3), "counts": self.counts(),
-                "outcomes": [o.__dict__ for o in self.outcomes]}
+        return {
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "counts": self.counts(),
+            "outcomes": [o.__dict__ for o in self.outcomes],
+        }
 
 
 Progress = Callable[[Outcome], None]
@@ -63,9 +67,15 @@ class _Stopping(Exception):
     """Raised instead of a retry once the apply was asked to stop."""
 
 
-async def apply_plan(plan: Plan, executors: Executors, *, policy: RetryPolicy | None = None,
-                     progress: Progress | None = None, seed: int | None = None,
-                     stop: asyncio.Event | None = None) -> ApplyReport:
+async def apply_plan(
+    plan: Plan,
+    executors: Executors,
+    *,
+    policy: RetryPolicy | None = None,
+    progress: Progress | None = None,
+    seed: int | None = None,
+    stop: asyncio.Event | None = None,
+) -> ApplyReport:
     policy = policy or RetryPolicy()
     rng = random.Random(seed)  # noqa: S311 - jitter only
     started = time.monotonic()
@@ -81,11 +91,21 @@ async def apply_plan(plan: Plan, executors: Executors, *, policy: RetryPolicy | 
         if not change.is_change:
             continue
         if change.blocked:
-            record(Outcome(change.address, change.action.value, "blocked", change.message,
-                           site=change.site))
+            record(
+                Outcome(
+                    change.address, change.action.value, "blocked", change.message, site=change.site
+                )
+            )
         elif change.action is Action.DEFER:
-            record(Outcome(change.address, change.action.value, "deferred", change.message,
-                           site=change.site))
+            record(
+                Outcome(
+                    change.address,
+                    change.action.value,
+                    "deferred",
+                    change.message,
+                    site=change.site,
+                )
+            )
         else:
             runnable.append(change)
     finished: dict[str, asyncio.Future[bool]] = {
@@ -98,13 +118,26 @@ async def apply_plan(plan: Plan, executors: Executors, *, policy: RetryPolicy | 
             for dependency in change.depends_on:
                 future = finished.get(dependency)
                 if future is not None and not await asyncio.shield(future):
-                    record(Outcome(change.address, change.action.value, "skipped",
-                                   f"not attempted: {dependency} did not succeed",
-                                   site=change.site))
+                    record(
+                        Outcome(
+                            change.address,
+                            change.action.value,
+                            "skipped",
+                            f"not attempted: {dependency} did not succeed",
+                            site=change.site,
+                        )
+                    )
                     return
             if stop is not None and stop.is_set():
-                record(Outcome(change.address, change.action.value, "skipped",
-                               "not started: stopping", site=change.site))
+                record(
+                    Outcome(
+                        change.address,
+                        change.action.value,
+                        "skipped",
+                        "not started: stopping",
+                        site=change.site,
+                    )
+                )
                 return
             errors: list[ProviderError] = []
 
@@ -115,26 +148,56 @@ async def apply_plan(plan: Plan, executors: Executors, *, policy: RetryPolicy | 
                 return await executors.run(change)
 
             try:
-                detail = await retrying(attempt, policy, rng,
-                                        on_retry=lambda _n, error, _s: errors.append(error))
+                detail = await retrying(
+                    attempt, policy, rng, on_retry=lambda _n, error, _s: errors.append(error)
+                )
             except _Stopping:
-                record(Outcome(change.address, change.action.value, "failed",
-                               f"{errors[-1]} (not retried: stopping)", site=change.site,
-                               retryable=True))
+                record(
+                    Outcome(
+                        change.address,
+                        change.action.value,
+                        "failed",
+                        f"{errors[-1]} (not retried: stopping)",
+                        site=change.site,
+                        retryable=True,
+                    )
+                )
                 return
             except ProviderError as exc:
-                record(Outcome(change.address, change.action.value, "failed", str(exc),
-                               site=change.site, retryable=exc.retryable))
+                record(
+                    Outcome(
+                        change.address,
+                        change.action.value,
+                        "failed",
+                        str(exc),
+                        site=change.site,
+                        retryable=exc.retryable,
+                    )
+                )
                 return
             except Exception as exc:  # one change's failure must not stop the fleet
                 # E.g. an answer without the documented shape: fail this change only.
-                record(Outcome(change.address, change.action.value, "failed",
-                               f"unexpected answer ({type(exc).__name__}: {exc})",
-                               site=change.site))
+                record(
+                    Outcome(
+                        change.address,
+                        change.action.value,
+                        "failed",
+                        f"unexpected answer ({type(exc).__name__}: {exc})",
+                        site=change.site,
+                    )
+                )
                 return
             ok = True
-            record(Outcome(change.address, change.action.value, "done", change.message, detail,
-                           site=change.site))
+            record(
+                Outcome(
+                    change.address,
+                    change.action.value,
+                    "done",
+                    change.message,
+                    detail,
+                    site=change.site,
+                )
+            )
         finally:
             if not finished[change.address].done():
                 finished[change.address].set_result(ok)

@@ -5,7 +5,7 @@ prints. Secret values are held here only; nothing renders them.
 | variable | meaning |
 |---|---|
 | RECONCILER_CONFIG | path of a TOML file with the same keys in lowercase, without prefix |
-| RECONCILER_NOVACORE_URL / _TOKEN / _IDENTITY | Novacore base URL, operator JWT, claimer identity id |
+| RECONCILER_NOVACORE_URL / _TOKEN / _IDENTITY | Novacore URL, operator JWT, claimer identity |
 | RECONCILER_ENAPTER_URL / _TOKEN | Enapter Cloud API base URL and token |
 | RECONCILER_FLATPEAK_URL / _ACCOUNT_ID / _API_KEY | Flatpeak base URL and credentials |
 | RECONCILER_GATEWAY_URLS | `serial=url,serial=url`: where to reach Zaps (overrides spec.zap.url) |
@@ -98,7 +98,9 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-def load_settings(environ: Mapping[str, str] | None = None, *, config_file: str | None = None) -> Settings:
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, config_file: str | None = None
+) -> Settings:
     """Settings from an optional TOML file, overridden by RECONCILER_* variables."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -110,8 +112,10 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_file: str 
         names = {f.name for f in fields(Settings)}
         unknown = set(values) - names
         if unknown:
-            raise ValueError(f"unknown keys in {path}: {', '.join(sorted(unknown))}; "
-                             f"valid keys: {', '.join(sorted(names))}")
+            raise ValueError(
+                f"unknown keys in {path}: {', '.join(sorted(unknown))}; "
+                f"valid keys: {', '.join(sorted(names))}"
+            )
         for name in names - {"gateway_urls"}:
             if PREFIX + name.upper() in env:
                 values[name] = env[PREFIX + name.upper()]
@@ -121,7 +125,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_file: str 
         if env.get(PREFIX + "GATEWAY_URLS"):
             urls.update(_parse_gateway_urls(env[PREFIX + "GATEWAY_URLS"]))
         values["gateway_urls"] = urls
-        return Settings(**{k: (_coerce(k, v) if k != "gateway_urls" else v) for k, v in values.items()})
+        return Settings(
+            **{k: (_coerce(k, v) if k != "gateway_urls" else v) for k, v in values.items()}
+        )
     except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError([Diagnostic(f"invalid settings: {exc}", file=path)]) from exc
 

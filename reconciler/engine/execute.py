@@ -6,7 +6,6 @@ be retried whole, and a run killed at any point can simply be run again."""
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -32,8 +31,14 @@ EXTRA_EXECUTORS: dict[tuple[str, str], Executor] = {}
 class Executors:
     """Context shared by the executors of one apply."""
 
-    def __init__(self, fleet: Fleet, session: Session, secrets: SecretResolver,
-                 journal: Journal | None, site_ids: dict[str, str]) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        session: Session,
+        secrets: SecretResolver,
+        journal: Journal | None,
+        site_ids: dict[str, str],
+    ) -> None:
         self.fleet = fleet
         self.session = session
         self.secrets = secrets
@@ -61,8 +66,9 @@ class Executors:
             return await EXTRA_EXECUTORS[key](self, change)
         handler = _HANDLERS.get(key)
         if handler is None:
-            raise ProviderRejected(f"no executor for {change.address} ({change.action})",
-                                   address=change.address)
+            raise ProviderRejected(
+                f"no executor for {change.address} ({change.action})", address=change.address
+            )
         return await handler(self, change)
 
     def device(self, change: Change) -> Device:
@@ -70,6 +76,7 @@ class Executors:
 
 
 # -- Novacore site ------------------------------------------------------------------------
+
 
 async def _site(ctx: Executors, change: Change) -> dict[str, Any]:
     site = ctx.fleet.sites[change.name]
@@ -83,26 +90,38 @@ async def _site(ctx: Executors, change: Change) -> dict[str, Any]:
             if candidate.name == site.spec.display_name:
                 ctx.site_ids[site.name] = candidate.id
                 return {"id": candidate.id, "adopted": True}
-        created = await ctx._write(change, "novacore.create_site",
-                                   lambda: client.create_site(novacore.org_id, site.spec.display_name,
-                                                              address=change.address))
+        created = await ctx._write(
+            change,
+            "novacore.create_site",
+            lambda: client.create_site(
+                novacore.org_id, site.spec.display_name, address=change.address
+            ),
+        )
         ctx.site_ids[site.name] = str(created["id"])
         return {"id": created["id"]}
     assert change.external_id is not None
-    await ctx._write(change, "novacore.update_site",
-                     lambda: client.update_site(change.external_id or "", site.spec.display_name,
-                                                address=change.address))
+    await ctx._write(
+        change,
+        "novacore.update_site",
+        lambda: client.update_site(
+            change.external_id or "", site.spec.display_name, address=change.address
+        ),
+    )
     return {"id": change.external_id}
 
 
 # -- gateway claim / transfer / release ---------------------------------------------------
 
+
 async def _gateway(ctx: Executors, change: Change) -> dict[str, Any]:
     client = ctx.session.novacore
     if change.action is Action.RELEASE:
         serial = change.external_id or change.name
-        await ctx._write(change, "novacore.release_gateway",
-                         lambda: client.release_gateway(serial, address=change.address))
+        await ctx._write(
+            change,
+            "novacore.release_gateway",
+            lambda: client.release_gateway(serial, address=change.address),
+        )
         return {"serial": serial}
     gateway = ctx.fleet.gateways[change.name]
     zap_spec = gateway.spec.zap
@@ -113,23 +132,37 @@ async def _gateway(ctx: Executors, change: Change) -> dict[str, Any]:
     if reported != zap_spec.serial:
         raise ProviderRejected(
             f"the gateway at {zap_spec.url} reports serial {reported!r}, not {zap_spec.serial!r}; "
-            "not claimed. Check the gateway's URL or its declared serial", address=change.address)
+            "not claimed. Check the gateway's URL or its declared serial",
+            address=change.address,
+        )
     claimer = ctx.session.settings.claimer_identity()
     if not claimer:
-        raise ProviderRejected("no claimer identity: set RECONCILER_NOVACORE_IDENTITY or use a "
-                               "token that carries identity_id", address=change.address)
+        raise ProviderRejected(
+            "no claimer identity: set RECONCILER_NOVACORE_IDENTITY or use a "
+            "token that carries identity_id",
+            address=change.address,
+        )
     # The firmware appends |nonce|timestamp|serial itself and rejects '|' in the message.
     signed = await ctx._write(change, "zap.sign", lambda: zap.sign(claimer))
-    body = {"org_id": change.after["org_id"], "gateway_serial": zap_spec.serial,
-            "public_key": crypto.get("publicKey"), "message": signed["message"],
-            "signature": signed["sign"]}
-    answer = await ctx._write(change, "novacore.claim_gateway",
-                              lambda: client.claim_gateway(body, address=change.address))
-    return {"serial": zap_spec.serial, "org_id": change.after["org_id"],
-            "transferred": bool(answer.get("transferred"))}
+    body = {
+        "org_id": change.after["org_id"],
+        "gateway_serial": zap_spec.serial,
+        "public_key": crypto.get("publicKey"),
+        "message": signed["message"],
+        "signature": signed["sign"],
+    }
+    answer = await ctx._write(
+        change, "novacore.claim_gateway", lambda: client.claim_gateway(body, address=change.address)
+    )
+    return {
+        "serial": zap_spec.serial,
+        "org_id": change.after["org_id"],
+        "transferred": bool(answer.get("transferred")),
+    }
 
 
 # -- device on the Zap ----------------------------------------------------------------------
+
 
 def _zap_body(ctx: Executors, device: Device) -> dict[str, Any]:
     connection = device.spec.connection
@@ -140,8 +173,9 @@ def _zap_body(ctx: Executors, device: Device) -> dict[str, Any]:
         try:
             body["password"] = ctx.secrets.resolve(mqtt.password_from)
         except KeyError as exc:
-            raise ProviderRejected(f"MQTT password {ctx.secrets.describe(mqtt.password_from)}: "
-                                   f"{exc.args[0]}") from None
+            raise ProviderRejected(
+                f"MQTT password {ctx.secrets.describe(mqtt.password_from)}: {exc.args[0]}"
+            ) from None
     return body
 
 
@@ -149,8 +183,11 @@ async def _verify(ctx: Executors, change: Change) -> dict[str, Any]:
     device = ctx.device(change)
     serial = await read_device_serial(ctx.session, ctx.fleet, device)
     if serial != device.spec.hardware_id:
-        raise ProviderRejected(f"the device reports serial {serial!r}, not hardwareId "
-                               f"{device.spec.hardware_id!r}; not provisioned", address=change.address)
+        raise ProviderRejected(
+            f"the device reports serial {serial!r}, not hardwareId "
+            f"{device.spec.hardware_id!r}; not provisioned",
+            address=change.address,
+        )
     return {"serial": serial}
 
 
@@ -178,8 +215,11 @@ async def _zap_device(ctx: Executors, change: Change) -> dict[str, Any]:
     if sn != expected:
         # The Zap read another serial from the device: do not leave the wrong device behind.
         await ctx._write(change, "zap.delete_device", lambda: zap.delete_device(sn))
-        raise ProviderRejected(f"gateway {gateway_name} read serial {sn!r} from the device, not "
-                               f"hardwareId {expected!r}; removed it again", address=change.address)
+        raise ProviderRejected(
+            f"gateway {gateway_name} read serial {sn!r} from the device, not "
+            f"hardwareId {expected!r}; removed it again",
+            address=change.address,
+        )
     return {"sn": sn}
 
 
@@ -188,46 +228,68 @@ async def _publish(ctx: Executors, change: Change) -> dict[str, Any]:
     zap = ctx.session.zap(ctx.fleet.gateways[device.spec.gateway_ref or ""])
     flags = dict(change.after or {})
     sn = device.spec.hardware_id or ""
-    await ctx._write(change, "zap.set_types", lambda: zap.set_types(sn, zap_convert.types_body(flags)))
+    await ctx._write(
+        change, "zap.set_types", lambda: zap.set_types(sn, zap_convert.types_body(flags))
+    )
     return {"sn": sn, "ders": flags}
 
 
 # -- device in Novacore ---------------------------------------------------------------------
 
+
 async def _novacore_device(ctx: Executors, change: Change) -> dict[str, Any]:
     client = ctx.session.novacore
     if change.action in (Action.DELETE, Action.REPLACE):
         device_id = change.external_id or ""
-        await ctx._write(change, "novacore.delete_device",
-                         lambda: client.delete_device(device_id, address=change.address))
+        await ctx._write(
+            change,
+            "novacore.delete_device",
+            lambda: client.delete_device(device_id, address=change.address),
+        )
         if change.action is Action.DELETE:
             return {"id": device_id}
     device = ctx.device(change)
     fields = dict(change.after or {})
     site_id = ctx.site_ids.get(change.site)
     if site_id is None:
-        raise ProviderRejected(f"Novacore site of {change.site} is not known (was it created?)",
-                               address=change.address)
+        raise ProviderRejected(
+            f"Novacore site of {change.site} is not known (was it created?)", address=change.address
+        )
     gateway = ctx.fleet.gateways[device.spec.gateway_ref or ""]
     assert gateway.spec.zap is not None
-    body = novacore_convert.provision_body(fields, gateway_serial=gateway.spec.zap.serial,
-                                           hardware_id=device.spec.hardware_id or "", site_id=site_id)
+    body = novacore_convert.provision_body(
+        fields,
+        gateway_serial=gateway.spec.zap.serial,
+        hardware_id=device.spec.hardware_id or "",
+        site_id=site_id,
+    )
     if change.action is Action.UPDATE and change.external_id and not _needs_rebind(change):
         device_id = change.external_id
         before = change.before or {}
-        update: dict[str, Any] = {k: fields[k] for k in ("name", "manufacturer", "model")
-                                  if k in fields and before.get(k) != fields[k]}
+        update: dict[str, Any] = {
+            k: fields[k]
+            for k in ("name", "manufacturer", "model")
+            if k in fields and before.get(k) != fields[k]
+        }
         if update:
-            await ctx._write(change, "novacore.update_device",
-                             lambda: client.update_device(device_id, update, address=change.address))
+            await ctx._write(
+                change,
+                "novacore.update_device",
+                lambda: client.update_device(device_id, update, address=change.address),
+            )
         for name, der_type in fields.get("ders", {}).items():
             if name not in before.get("ders", {}):
-                await ctx._write(change, "novacore.add_der",
-                                 functools.partial(client.add_der, device_id, name, der_type,
-                                                   address=change.address))
+                await ctx._write(
+                    change,
+                    "novacore.add_der",
+                    functools.partial(
+                        client.add_der, device_id, name, der_type, address=change.address
+                    ),
+                )
         return {"id": device_id}
-    answer = await ctx._write(change, "novacore.provision",
-                              lambda: client.provision_device(body, address=change.address))
+    answer = await ctx._write(
+        change, "novacore.provision", lambda: client.provision_device(body, address=change.address)
+    )
     return {"id": answer.get("device_id"), "created": answer.get("created", True)}
 
 

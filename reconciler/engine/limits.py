@@ -42,8 +42,12 @@ class _TokenBucket:
 class Limits:
     """Shared by every client of one engine run."""
 
-    def __init__(self, concurrency: int, hosts: Mapping[str, HostLimit] | None = None,
-                 default: HostLimit | None = None) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        hosts: Mapping[str, HostLimit] | None = None,
+        default: HostLimit | None = None,
+    ) -> None:
         self.global_bound = asyncio.Semaphore(concurrency)
         self.hosts = dict(hosts or {})
         self.default = default or HostLimit()

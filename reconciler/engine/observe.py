@@ -65,40 +65,53 @@ async def observe(fleet: Fleet, session: Session, policy: RetryPolicy | None = N
     async def org_sites(org: str) -> None:
         assert novacore is not None
         result = await gather.read(lambda: novacore.list_sites(org))
-        observed.novacore_sites[org] = (result if isinstance(result, Unreachable)
-                                        else novacore_convert.sites(result, org))
+        observed.novacore_sites[org] = (
+            result if isinstance(result, Unreachable) else novacore_convert.sites(result, org)
+        )
 
     async def org_gateways(org: str) -> None:
         assert novacore is not None
         result = await gather.read(lambda: novacore.list_gateways(org))
-        observed.novacore_gateways[org] = (result if isinstance(result, Unreachable)
-                                           else novacore_convert.gateway_serials(result))
+        observed.novacore_gateways[org] = (
+            result if isinstance(result, Unreachable) else novacore_convert.gateway_serials(result)
+        )
 
     async def zap_devices(gateway_name: str) -> None:
         client = session.zap(fleet.gateways[gateway_name])
         result = await gather.read(client.devices)
-        observed.zaps[gateway_name] = (result if isinstance(result, Unreachable)
-                                       else zap_convert.zap_state(result))
+        observed.zaps[gateway_name] = (
+            result if isinstance(result, Unreachable) else zap_convert.zap_state(result)
+        )
 
-    await asyncio.gather(*(org_sites(o) for o in orgs), *(org_gateways(o) for o in orgs),
-                         *(zap_devices(g.name) for g in zap_gateways))
+    await asyncio.gather(
+        *(org_sites(o) for o in orgs),
+        *(org_gateways(o) for o in orgs),
+        *(zap_devices(g.name) for g in zap_gateways),
+    )
 
     async def site_devices(site_id: str) -> None:
         assert novacore is not None
         result = await gather.read(lambda: novacore.site_devices(site_id))
-        observed.novacore_devices[site_id] = (result if isinstance(result, Unreachable)
-                                              else novacore_convert.devices(result))
+        observed.novacore_devices[site_id] = (
+            result if isinstance(result, Unreachable) else novacore_convert.devices(result)
+        )
 
     matched = []
     for site in fleet.sites.values():
-        candidates = observed.novacore_sites.get(site.spec.novacore.org_id) if site.spec.novacore else None
+        candidates = (
+            observed.novacore_sites.get(site.spec.novacore.org_id) if site.spec.novacore else None
+        )
         if isinstance(candidates, list):
             match = match_site(site, candidates)
             if match is not None:
                 matched.append(match.id)
-    await asyncio.gather(*(site_devices(site_id) for site_id in matched),
-                         *(_read_identity(fleet, session, device, observed, gather)
-                           for device in _devices_to_verify(fleet, observed)))
+    await asyncio.gather(
+        *(site_devices(site_id) for site_id in matched),
+        *(
+            _read_identity(fleet, session, device, observed, gather)
+            for device in _devices_to_verify(fleet, observed)
+        ),
+    )
     for extra in EXTRA_OBSERVERS:
         await extra(fleet, session, observed, policy)
     if gather.auth_errors:
@@ -125,25 +138,35 @@ def register_reader(session: Session, fleet: Fleet, device: Device) -> identity.
     assert connection is not None and connection.modbus_tcp is not None
     tcp = connection.modbus_tcp
     if device.spec.verification.via == "direct":
-        return identity.direct_reader(tcp.host, tcp.port, tcp.unit_id,
-                                      timeout=min(5.0, session.settings.timeout))
+        return identity.direct_reader(
+            tcp.host, tcp.port, tcp.unit_id, timeout=min(5.0, session.settings.timeout)
+        )
     gateway = fleet.gateways[device.spec.gateway_ref or ""]
-    return identity.gateway_reader(session.zap(gateway).modbus_read, tcp.host, tcp.port, tcp.unit_id)
+    return identity.gateway_reader(
+        session.zap(gateway).modbus_read, tcp.host, tcp.port, tcp.unit_id
+    )
 
 
 async def read_device_serial(session: Session, fleet: Fleet, device: Device) -> str:
     connection = device.spec.connection
     assert connection is not None
-    return await identity.read_serial(connection.settings.profile, register_reader(session, fleet, device))
+    return await identity.read_serial(
+        connection.settings.profile, register_reader(session, fleet, device)
+    )
 
 
-async def _read_identity(fleet: Fleet, session: Session, device: Device, observed: Observed,
-                         gather: _Gather) -> None:
+async def _read_identity(
+    fleet: Fleet, session: Session, device: Device, observed: Observed, gather: _Gather
+) -> None:
     connection = device.spec.connection
     if connection is None or connection.modbus_tcp is None:
-        observed.identities[device.name] = IdentityReading(None, "only Modbus TCP devices can be "
-                                                                 "checked before they are added")
+        observed.identities[device.name] = IdentityReading(
+            None, "only Modbus TCP devices can be checked before they are added"
+        )
         return
     result = await gather.read(lambda: read_device_serial(session, fleet, device))
-    observed.identities[device.name] = (IdentityReading(None, result.reason)
-                                        if isinstance(result, Unreachable) else IdentityReading(result))
+    observed.identities[device.name] = (
+        IdentityReading(None, result.reason)
+        if isinstance(result, Unreachable)
+        else IdentityReading(result)
+    )

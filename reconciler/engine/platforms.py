@@ -77,8 +77,11 @@ def enapter_api(session: Session) -> EnapterClient:
     client = session.extra.get(_ENAPTER)
     if not isinstance(client, EnapterClient):
         url = session.settings.enapter_url
-        client = EnapterClient(session.http_client(
-            url, headers=enapter_client.headers(session.settings.enapter_token, url)))
+        client = EnapterClient(
+            session.http_client(
+                url, headers=enapter_client.headers(session.settings.enapter_token, url)
+            )
+        )
         session.extra[_ENAPTER] = client
     return client
 
@@ -87,8 +90,11 @@ def flatpeak_api(session: Session) -> FlatpeakClient:
     client = session.extra.get(_FLATPEAK)
     if not isinstance(client, FlatpeakClient):
         settings = session.settings
-        auth = FlatpeakAuth(settings.flatpeak_url.rstrip("/") + "/login",
-                            settings.flatpeak_account_id, settings.flatpeak_api_key)
+        auth = FlatpeakAuth(
+            settings.flatpeak_url.rstrip("/") + "/login",
+            settings.flatpeak_account_id,
+            settings.flatpeak_api_key,
+        )
         client = FlatpeakClient(session.http_client(settings.flatpeak_url, auth=auth))
         session.extra[_FLATPEAK] = client
     return client
@@ -107,30 +113,38 @@ def config_path(settings: Settings, declared: str) -> Path:
 # -- observation ----------------------------------------------------------------------------------
 
 
-async def observe_platforms(fleet: Fleet, session: Session, observed: Observed,
-                            policy: RetryPolicy) -> None:
+async def observe_platforms(
+    fleet: Fleet, session: Session, observed: Observed, policy: RetryPolicy
+) -> None:
     """Read Enapter and Flatpeak concurrently; rejected credentials raise after both."""
     gather = _Gather(policy)
-    await asyncio.gather(_observe_enapter(fleet, session, observed, gather),
-                         _observe_flatpeak(fleet, session, observed, gather))
+    await asyncio.gather(
+        _observe_enapter(fleet, session, observed, gather),
+        _observe_flatpeak(fleet, session, observed, gather),
+    )
     if gather.auth_errors:
         raise gather.auth_errors[0]
 
 
-async def _observe_enapter(fleet: Fleet, session: Session, observed: Observed,
-                           gather: _Gather) -> None:
+async def _observe_enapter(
+    fleet: Fleet, session: Session, observed: Observed, gather: _Gather
+) -> None:
     sites = [s for s in fleet.sites.values() if s.spec.enapter is not None]
     if not sites:
         return
     if not session.settings.enapter_token:
-        gather.auth_errors.append(ProviderAuthError(
-            "the fleet declares Enapter sites but RECONCILER_ENAPTER_TOKEN is not set",
-            operation="enapter.list_sites"))
+        gather.auth_errors.append(
+            ProviderAuthError(
+                "the fleet declares Enapter sites but RECONCILER_ENAPTER_TOKEN is not set",
+                operation="enapter.list_sites",
+            )
+        )
         return
     client = enapter_api(session)
     listed = await gather.read(client.list_sites)
-    state = EnapterState(sites=listed if isinstance(listed, Unreachable)
-                         else enapter_convert.sites(listed))
+    state = EnapterState(
+        sites=listed if isinstance(listed, Unreachable) else enapter_convert.sites(listed)
+    )
     store = secret_store(session)
     state.secret_store = store is not None
     if isinstance(state.sites, list):
@@ -138,8 +152,9 @@ async def _observe_enapter(fleet: Fleet, session: Session, observed: Observed,
 
         async def read_devices(site_id: str) -> None:
             result = await gather.read(lambda: client.site_devices(site_id))
-            devices[site_id] = (result if isinstance(result, Unreachable)
-                                else enapter_convert.devices(result))
+            devices[site_id] = (
+                result if isinstance(result, Unreachable) else enapter_convert.devices(result)
+            )
 
         matched = (enapter_plan.match_site(s, state.sites) for s in sites)
         await asyncio.gather(*(read_devices(i) for i in sorted({m.id for m in matched if m})))
@@ -147,8 +162,9 @@ async def _observe_enapter(fleet: Fleet, session: Session, observed: Observed,
     observed.extra[_ENAPTER] = state
 
 
-async def _config_outputs(fleet: Fleet, session: Session,
-                          store: ConfigSecretStore | None) -> dict[str, ConfigOutputState]:
+async def _config_outputs(
+    fleet: Fleet, session: Session, store: ConfigSecretStore | None
+) -> dict[str, ConfigOutputState]:
     """Whether each declared config output exists: a file (the one local file a plan
     looks at), or a Secret where a store can tell."""
     out: dict[str, ConfigOutputState] = {}
@@ -168,23 +184,33 @@ async def _config_outputs(fleet: Fleet, session: Session,
     return out
 
 
-async def _observe_flatpeak(fleet: Fleet, session: Session, observed: Observed,
-                            gather: _Gather) -> None:
+async def _observe_flatpeak(
+    fleet: Fleet, session: Session, observed: Observed, gather: _Gather
+) -> None:
     if not any(s.spec.flatpeak is not None for s in fleet.sites.values()):
         return
     settings = session.settings
     if not settings.flatpeak_account_id or not settings.flatpeak_api_key:
-        gather.auth_errors.append(ProviderAuthError(
-            "the fleet declares Flatpeak sites but RECONCILER_FLATPEAK_ACCOUNT_ID or "
-            "RECONCILER_FLATPEAK_API_KEY is not set", operation="flatpeak.login"))
+        gather.auth_errors.append(
+            ProviderAuthError(
+                "the fleet declares Flatpeak sites but RECONCILER_FLATPEAK_ACCOUNT_ID or "
+                "RECONCILER_FLATPEAK_API_KEY is not set",
+                operation="flatpeak.login",
+            )
+        )
         return
     client = flatpeak_api(session)
-    locations, devices = await asyncio.gather(gather.read(client.list_locations),
-                                              gather.read(client.list_devices))
+    locations, devices = await asyncio.gather(
+        gather.read(client.list_locations), gather.read(client.list_devices)
+    )
     observed.extra[_FLATPEAK] = FlatpeakState(
-        locations=(locations if isinstance(locations, Unreachable)
-                   else flatpeak_convert.locations(locations)),
-        devices=devices if isinstance(devices, Unreachable) else flatpeak_convert.devices(devices))
+        locations=(
+            locations
+            if isinstance(locations, Unreachable)
+            else flatpeak_convert.locations(locations)
+        ),
+        devices=devices if isinstance(devices, Unreachable) else flatpeak_convert.devices(devices),
+    )
 
 
 # -- ids resolved during an apply -------------------------------------------------------------
@@ -218,8 +244,10 @@ async def _enapter_site_id(ctx: Executors, site: Site) -> str:
             sites = enapter_convert.sites(await enapter_api(ctx.session).list_sites())
             remote = enapter_plan.match_site(site, sites)
             if remote is None:
-                raise ProviderRejected(f"the Enapter site of {site.name} does not exist (was it "
-                                       "created?)", address=f"site/{site.name}[enapter]")
+                raise ProviderRejected(
+                    f"the Enapter site of {site.name} does not exist (was it created?)",
+                    address=f"site/{site.name}[enapter]",
+                )
             ids.sites[site.name] = remote.id
     return ids.sites[site.name]
 
@@ -234,10 +262,13 @@ async def _enapter_device_id(ctx: Executors, name: str) -> str:
     assert site is not None
     site_id = await _enapter_site_id(ctx, site)
     remote, _ = enapter_plan.find_device(
-        device, enapter_convert.devices(await enapter_api(ctx.session).site_devices(site_id)))
+        device, enapter_convert.devices(await enapter_api(ctx.session).site_devices(site_id))
+    )
     if remote is None:
-        raise ProviderRejected(f"Device {name} is not provisioned in Enapter Cloud yet",
-                               address=f"device/{name}[enapter]")
+        raise ProviderRejected(
+            f"Device {name} is not provisioned in Enapter Cloud yet",
+            address=f"device/{name}[enapter]",
+        )
     ids.devices[name] = remote.id
     return remote.id
 
@@ -254,15 +285,23 @@ async def _enapter_site(ctx: Executors, change: Change) -> dict[str, Any]:
         if existing is not None:
             _ids(ctx).sites[site.name] = existing.id
             return {"id": existing.id, "adopted": True}
-        created = await ctx._write(change, "enapter.create_site", lambda: client.create_site(
-            enapter_convert.site_create_body(site), address=change.address))
+        created = await ctx._write(
+            change,
+            "enapter.create_site",
+            lambda: client.create_site(
+                enapter_convert.site_create_body(site), address=change.address
+            ),
+        )
         _ids(ctx).sites[site.name] = str(created["id"])
         return {"id": created["id"]}
     site_id = change.external_id or ""
     body = enapter_convert.site_update_body(change.before or {}, change.after or {}, site)
     if body:
-        await ctx._write(change, "enapter.update_site",
-                         lambda: client.update_site(site_id, body, address=change.address))
+        await ctx._write(
+            change,
+            "enapter.update_site",
+            lambda: client.update_site(site_id, body, address=change.address),
+        )
     return {"id": site_id}
 
 
@@ -273,8 +312,11 @@ async def _enapter_gateway(ctx: Executors, change: Change) -> dict[str, Any]:
     client = enapter_api(ctx.session)
     # Provisioning an existing gateway again is how its firmware version is recorded. The
     # answer's config is dropped at once: a Gateway declares no output for it.
-    answer = await ctx._write(change, "enapter.provision_gateway",
-                              lambda: client.provision("gateway", body, address=change.address))
+    answer = await ctx._write(
+        change,
+        "enapter.provision_gateway",
+        lambda: client.provision("gateway", body, address=change.address),
+    )
     return {"id": answer.get("gateway_device_id"), "config": "not kept"}
 
 
@@ -282,14 +324,18 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
     client = enapter_api(ctx.session)
     if change.action in (Action.DELETE, Action.REPLACE):
         device_id = change.external_id or ""
-        await ctx._write(change, "enapter.delete_device",
-                         lambda: client.delete_device(device_id, address=change.address))
+        await ctx._write(
+            change,
+            "enapter.delete_device",
+            lambda: client.delete_device(device_id, address=change.address),
+        )
         if change.action is Action.DELETE:
             return {"id": device_id}
     device = ctx.fleet.devices[change.name]
     if change.action is Action.UPDATE:
-        return await _update_enapter_device(ctx, change, device, change.external_id or "",
-                                            change.before or {})
+        return await _update_enapter_device(
+            ctx, change, device, change.external_id or "", change.before or {}
+        )
     return await _create_enapter_device(ctx, change, device)
 
 
@@ -319,27 +365,39 @@ async def _create_enapter_device(ctx: Executors, change: Change, device: Device)
     # Enapter names the slug of a provisioned module after its name: set the declared one.
     if enapter.slug and answer.get("slug") != enapter.slug and kind is not EnapterKind.LUA:
         slug = enapter.slug
-        await ctx._write(change, "enapter.update_device", lambda: client.update_device(
-            device_id, {"slug": slug}, address=change.address))
+        await ctx._write(
+            change,
+            "enapter.update_device",
+            lambda: client.update_device(device_id, {"slug": slug}, address=change.address),
+        )
     if enapter.blueprint_id and kind is not EnapterKind.LUA:
         blueprint = enapter.blueprint_id
-        await ctx._write(change, "enapter.assign_blueprint", lambda: client.assign_blueprint(
-            device_id, blueprint, address=change.address))
+        await ctx._write(
+            change,
+            "enapter.assign_blueprint",
+            lambda: client.assign_blueprint(device_id, blueprint, address=change.address),
+        )
     config = answer.get("config")
-    return {"id": device_id, "config": await _deliver_config(
-        ctx, change, device, device_id, config if isinstance(config, dict) else None)}
+    return {
+        "id": device_id,
+        "config": await _deliver_config(
+            ctx, change, device, device_id, config if isinstance(config, dict) else None
+        ),
+    }
 
 
-async def _provision(ctx: Executors, change: Change, endpoint: str,
-                     body: dict[str, Any]) -> dict[str, Any]:
+async def _provision(
+    ctx: Executors, change: Change, endpoint: str, body: dict[str, Any]
+) -> dict[str, Any]:
     """Provision; an earlier, interrupted run may have provisioned the device and someone
     renamed it since, which Enapter answers 409: align the name, then provision again
     (same arguments: the same device comes back, with its config)."""
     client = enapter_api(ctx.session)
     operation = f"enapter.provision_{endpoint}"
     try:
-        return await ctx._write(change, operation,
-                                lambda: client.provision(endpoint, body, address=change.address))
+        return await ctx._write(
+            change, operation, lambda: client.provision(endpoint, body, address=change.address)
+        )
     except ProviderConflict as exc:
         errors = enapter_client.api_errors(exc)
         details = errors[0].get("details", {}) if errors else {}
@@ -347,14 +405,19 @@ async def _provision(ctx: Executors, change: Change, endpoint: str,
         if enapter_client.error_code(exc) != "DEVICE_ALREADY_EXISTS" or conflicts != {"name"}:
             raise
         existing = str(details.get("device_id"))
-        await ctx._write(change, "enapter.update_device", lambda: client.update_device(
-            existing, {"name": body["name"]}, address=change.address))
-        return await ctx._write(change, operation,
-                                lambda: client.provision(endpoint, body, address=change.address))
+        await ctx._write(
+            change,
+            "enapter.update_device",
+            lambda: client.update_device(existing, {"name": body["name"]}, address=change.address),
+        )
+        return await ctx._write(
+            change, operation, lambda: client.provision(endpoint, body, address=change.address)
+        )
 
 
-async def _update_enapter_device(ctx: Executors, change: Change, device: Device, device_id: str,
-                                 before: dict[str, Any]) -> dict[str, Any]:
+async def _update_enapter_device(
+    ctx: Executors, change: Change, device: Device, device_id: str, before: dict[str, Any]
+) -> dict[str, Any]:
     """Bring an existing device to the declared fields: PATCH for name and slug,
     assign_blueprint for the blueprint, generate_config for the protocol or a missing
     config output."""
@@ -362,24 +425,33 @@ async def _update_enapter_device(ctx: Executors, change: Change, device: Device,
     after = enapter_plan.device_fields(device)
     rename = enapter_convert.rename_body(before, after)
     if rename:
-        await ctx._write(change, "enapter.update_device",
-                         lambda: client.update_device(device_id, rename, address=change.address))
+        await ctx._write(
+            change,
+            "enapter.update_device",
+            lambda: client.update_device(device_id, rename, address=change.address),
+        )
     blueprint = after.get("blueprint_id")
     if blueprint is not None and before.get("blueprint_id") != blueprint:
-        await ctx._write(change, "enapter.assign_blueprint", lambda: client.assign_blueprint(
-            device_id, blueprint, address=change.address))
-    protocol_changed = ("protocol" in before and "protocol" in after
-                        and before["protocol"] != after["protocol"])
-    output_missing = any(key in after and key not in before
-                         for key in ("config_file", "config_secret"))
+        await ctx._write(
+            change,
+            "enapter.assign_blueprint",
+            lambda: client.assign_blueprint(device_id, blueprint, address=change.address),
+        )
+    protocol_changed = (
+        "protocol" in before and "protocol" in after and before["protocol"] != after["protocol"]
+    )
+    output_missing = any(
+        key in after and key not in before for key in ("config_file", "config_secret")
+    )
     result: dict[str, Any] = {"id": device_id}
     if protocol_changed or output_missing:
         result["config"] = await _deliver_config(ctx, change, device, device_id, None)
     return result
 
 
-async def _deliver_config(ctx: Executors, change: Change, device: Device, device_id: str,
-                          config: dict[str, Any] | None) -> str:
+async def _deliver_config(
+    ctx: Executors, change: Change, device: Device, device_id: str, config: dict[str, Any] | None
+) -> str:
     """Write the device's communication config to its declared output, generating one
     when provisioning returned none. Returns what happened, never the config."""
     enapter = device.spec.enapter
@@ -392,18 +464,29 @@ async def _deliver_config(ctx: Executors, change: Change, device: Device, device
         return f"not kept (Secret {output.secret_name} is written by the operator only)"
     if config is None:
         protocol = str(enapter.protocol)
-        config = await ctx._write(change, "enapter.generate_config", lambda: enapter_api(
-            ctx.session).generate_config(device_id, protocol, address=change.address))
+        config = await ctx._write(
+            change,
+            "enapter.generate_config",
+            lambda: enapter_api(ctx.session).generate_config(
+                device_id, protocol, address=change.address
+            ),
+        )
     text = enapter_convert.config_text(config)
     if output.file is not None:
         path = config_path(ctx.session.settings, output.file)
-        await ctx._write(change, "enapter.write_config_file",
-                         lambda: asyncio.to_thread(_write_private_file, path, text, change.address))
+        await ctx._write(
+            change,
+            "enapter.write_config_file",
+            lambda: asyncio.to_thread(_write_private_file, path, text, change.address),
+        )
         return f"written to {path}"
     assert store is not None and output.secret_name is not None
     name = output.secret_name
-    await ctx._write(change, "enapter.write_config_secret",
-                     lambda: store.write(device, name, {"config.json": text}))
+    await ctx._write(
+        change,
+        "enapter.write_config_secret",
+        lambda: store.write(device, name, {"config.json": text}),
+    )
     return f"written to Secret {name}"
 
 
@@ -413,8 +496,10 @@ def _write_private_file(path: Path, text: str, address: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise ProviderRejected(f"cannot write the communication config to {path}: "
-                               f"{exc.strerror or exc}", address=address) from None
+        raise ProviderRejected(
+            f"cannot write the communication config to {path}: {exc.strerror or exc}",
+            address=address,
+        ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             os.fchmod(handle.fileno(), 0o600)  # mkstemp's default; stated, not assumed
@@ -425,8 +510,10 @@ def _write_private_file(path: Path, text: str, address: str) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise ProviderRejected(f"cannot write the communication config to {path}: "
-                               f"{exc.strerror or exc}", address=address) from None
+        raise ProviderRejected(
+            f"cannot write the communication config to {path}: {exc.strerror or exc}",
+            address=address,
+        ) from None
 
 
 # -- Flatpeak executors ----------------------------------------------------------------------------
@@ -441,8 +528,10 @@ async def _flatpeak_location_id(ctx: Executors, site: Site) -> str:
         if site.name not in ids.locations:
             found = await flatpeak_api(ctx.session).list_locations(reference_id=site.name)
             if not found:
-                raise ProviderRejected(f"the Flatpeak location of {site.name} does not exist "
-                                       "(was it created?)", address=f"site/{site.name}[flatpeak]")
+                raise ProviderRejected(
+                    f"the Flatpeak location of {site.name} does not exist (was it created?)",
+                    address=f"site/{site.name}[flatpeak]",
+                )
             ids.locations[site.name] = str(found[0]["id"])
     return ids.locations[site.name]
 
@@ -457,15 +546,21 @@ async def _flatpeak_site(ctx: Executors, change: Change) -> dict[str, Any]:
             _ids(ctx).locations[site.name] = str(existing[0]["id"])
             return {"id": existing[0]["id"], "adopted": True}
         body = flatpeak_convert.location_create_body(change.after or {}, site.name)
-        created = await ctx._write(change, "flatpeak.create_location",
-                                   lambda: client.create_location(body, address=change.address))
+        created = await ctx._write(
+            change,
+            "flatpeak.create_location",
+            lambda: client.create_location(body, address=change.address),
+        )
         _ids(ctx).locations[site.name] = str(created["id"])
         return {"id": created["id"]}
     location_id = change.external_id or ""
     update = flatpeak_convert.location_update_body(change.before or {}, change.after or {})
     if update:
-        await ctx._write(change, "flatpeak.update_location", lambda: client.update_location(
-            location_id, update, address=change.address))
+        await ctx._write(
+            change,
+            "flatpeak.update_location",
+            lambda: client.update_location(location_id, update, address=change.address),
+        )
     return {"id": location_id}
 
 
@@ -473,12 +568,16 @@ async def _flatpeak_device(ctx: Executors, change: Change) -> dict[str, Any]:
     client = flatpeak_api(ctx.session)
     if change.action is Action.DELETE:
         device_id = change.external_id or ""
-        await ctx._write(change, "flatpeak.delete_device",
-                         lambda: client.delete_device(device_id, address=change.address))
+        await ctx._write(
+            change,
+            "flatpeak.delete_device",
+            lambda: client.delete_device(device_id, address=change.address),
+        )
         return {"id": device_id}
     if change.action is Action.UPDATE:
-        return await _patch_flatpeak_device(ctx, change, change.external_id or "",
-                                            change.before or {}, dict(change.after or {}))
+        return await _patch_flatpeak_device(
+            ctx, change, change.external_id or "", change.before or {}, dict(change.after or {})
+        )
     device = ctx.fleet.devices[change.name]
     site = ctx.fleet.site_of_device(device)
     assert site is not None
@@ -486,34 +585,45 @@ async def _flatpeak_device(ctx: Executors, change: Change) -> dict[str, Any]:
     fields = flatpeak_plan.device_fields(device)
     # Flatpeak has no idempotency key: look for one an interrupted run created.
     existing = flatpeak_convert.devices(
-        await client.list_devices(reference_id=fields["reference_id"]))
+        await client.list_devices(reference_id=fields["reference_id"])
+    )
     if existing:
         before = flatpeak_plan.observed_device_fields(existing[0])
-        result = await _patch_flatpeak_device(ctx, change, existing[0].id, before,
-                                              fields | {"locations": [location_id]})
+        result = await _patch_flatpeak_device(
+            ctx, change, existing[0].id, before, fields | {"locations": [location_id]}
+        )
         return result | {"adopted": True}
     body = flatpeak_convert.device_create_body(fields, location_id)
-    created = await ctx._write(change, "flatpeak.create_device",
-                               lambda: client.create_device(body, address=change.address))
+    created = await ctx._write(
+        change, "flatpeak.create_device", lambda: client.create_device(body, address=change.address)
+    )
     return {"id": created["id"]}
 
 
-async def _patch_flatpeak_device(ctx: Executors, change: Change, device_id: str,
-                                 before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+async def _patch_flatpeak_device(
+    ctx: Executors, change: Change, device_id: str, before: dict[str, Any], after: dict[str, Any]
+) -> dict[str, Any]:
     body = flatpeak_plan.patch_body(before, after)
     if body:
-        await ctx._write(change, "flatpeak.update_device", lambda: flatpeak_api(
-            ctx.session).update_device(device_id, body, address=change.address))
+        await ctx._write(
+            change,
+            "flatpeak.update_device",
+            lambda: flatpeak_api(ctx.session).update_device(
+                device_id, body, address=change.address
+            ),
+        )
     return {"id": device_id}
 
 
 # -- registration ----------------------------------------------------------------------------------
 
 observe.EXTRA_OBSERVERS.append(observe_platforms)
-execute.EXTRA_EXECUTORS.update({
-    ("Site", "enapter"): _enapter_site,
-    ("Gateway", "enapter"): _enapter_gateway,
-    ("Device", "enapter"): _enapter_device,
-    ("Site", "flatpeak"): _flatpeak_site,
-    ("Device", "flatpeak"): _flatpeak_device,
-})
+execute.EXTRA_EXECUTORS.update(
+    {
+        ("Site", "enapter"): _enapter_site,
+        ("Gateway", "enapter"): _enapter_gateway,
+        ("Device", "enapter"): _enapter_device,
+        ("Site", "flatpeak"): _flatpeak_site,
+        ("Device", "flatpeak"): _flatpeak_device,
+    }
+)

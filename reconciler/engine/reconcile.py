@@ -95,8 +95,9 @@ class PlanResult:
 class Reconciler:
     """One engine over one fleet. Use as an async context manager."""
 
-    def __init__(self, fleet: Fleet, settings: Settings, *,
-                 transport_factory: TransportFactory | None = None) -> None:
+    def __init__(
+        self, fleet: Fleet, settings: Settings, *, transport_factory: TransportFactory | None = None
+    ) -> None:
         self.fleet = fleet
         self.settings = settings
         self.session = Session(settings, transport_factory=transport_factory)
@@ -108,34 +109,54 @@ class Reconciler:
     async def __aexit__(self, *exc: object) -> None:
         await self.session.aclose()
 
-    async def plan(self, options: PlanOptions | None = None, *,
-                   paths: list[str] | None = None) -> PlanResult:
+    async def plan(
+        self, options: PlanOptions | None = None, *, paths: list[str] | None = None
+    ) -> PlanResult:
         options = options or PlanOptions()
         if not options.inventory:
             options = dataclasses.replace(options, inventory=self.state.read_inventory())
         with collector_paused():
-            observed = await observe(self.fleet, self.session,
-                                     RetryPolicy(attempts=min(3, self.settings.retries)))
+            observed = await observe(
+                self.fleet, self.session, RetryPolicy(attempts=min(3, self.settings.retries))
+            )
             plan = make_plan(self.fleet, observed, options)
-            inputs = {"paths": list(paths or []),
-                      "desired_sha256": desired_fingerprint(self.fleet),
-                      "observed_sha256": observed_fingerprint(observed)}
+            inputs = {
+                "paths": list(paths or []),
+                "desired_sha256": desired_fingerprint(self.fleet),
+                "observed_sha256": observed_fingerprint(observed),
+            }
         return PlanResult(plan, observed, inputs)
 
-    async def apply(self, result: PlanResult, *, progress: Progress | None = None,
-                    stop: asyncio.Event | None = None) -> ApplyReport:
+    async def apply(
+        self,
+        result: PlanResult,
+        *,
+        progress: Progress | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> ApplyReport:
         """Apply a plan made by `plan()` (the caller holds the state lock). Once `stop` is
         set, the changes in flight finish and no new one starts (see `apply_plan`)."""
-        site_ids = {c.site: c.external_id for c in result.plan.changes
-                    if c.kind == "Site" and c.component == "novacore" and c.external_id}
+        site_ids = {
+            c.site: c.external_id
+            for c in result.plan.changes
+            if c.kind == "Site" and c.component == "novacore" and c.external_id
+        }
         journal = self.state.journal()
         try:
-            executors = Executors(self.fleet, self.session,
-                                  SecretResolver(self.settings.secrets_dir), journal,
-                                  {k: v for k, v in site_ids.items() if v})
-            report = await apply_plan(result.plan, executors,
-                                      policy=RetryPolicy(attempts=self.settings.retries),
-                                      progress=progress, stop=stop)
+            executors = Executors(
+                self.fleet,
+                self.session,
+                SecretResolver(self.settings.secrets_dir),
+                journal,
+                {k: v for k, v in site_ids.items() if v},
+            )
+            report = await apply_plan(
+                result.plan,
+                executors,
+                policy=RetryPolicy(attempts=self.settings.retries),
+                progress=progress,
+                stop=stop,
+            )
         finally:
             journal.close()
         self._remember_policies(result.plan)

@@ -23,15 +23,18 @@ class RetryPolicy:
     max_retry_after_s: float = 60.0
 
     def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
-        backoff = rng.uniform(0, min(self.max_s, self.base_s * 2 ** attempt))
+        backoff = rng.uniform(0, min(self.max_s, self.base_s * 2**attempt))
         if error.retry_after is not None:
             return max(min(error.retry_after, self.max_retry_after_s), backoff)
         return backoff
 
 
-async def retrying(call: Callable[[], Awaitable[T]], policy: RetryPolicy,
-                   rng: random.Random | None = None,
-                   on_retry: Callable[[int, ProviderError, float], None] | None = None) -> T:
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    rng: random.Random | None = None,
+    on_retry: Callable[[int, ProviderError, float], None] | None = None,
+) -> T:
     rng = rng or random.Random()  # noqa: S311 - jitter, not security
     attempt = 0
     while True:

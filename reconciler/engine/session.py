@@ -5,7 +5,6 @@ gateway host a small concurrency and rate limit). Close it with `aclose()`."""
 from __future__ import annotations
 
 import functools
-
 import ssl
 from collections.abc import Callable
 
@@ -63,7 +62,9 @@ def _ssl_context(insecure: bool, ca_bundle: str) -> ssl.SSLContext:
 
 
 class Session:
-    def __init__(self, settings: Settings, *, transport_factory: TransportFactory | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, transport_factory: TransportFactory | None = None
+    ) -> None:
         self.settings = settings
         self.limits = Limits(settings.concurrency)
         self._transport_factory = transport_factory
@@ -78,31 +79,46 @@ class Session:
         bundle (20-50 ms of CPU); one per gateway client made a 1,000-gateway plan spend
         most of its time, and memory, there."""
         if self._ssl is None:
-            self._ssl = _ssl_context(self.settings.insecure_skip_tls_verify, self.settings.ca_bundle)
+            self._ssl = _ssl_context(
+                self.settings.insecure_skip_tls_verify, self.settings.ca_bundle
+            )
         return self._ssl
 
     def _pool(self, connections: int) -> httpx.AsyncBaseTransport:
         def one(size: int) -> httpx.AsyncHTTPTransport:
             return httpx.AsyncHTTPTransport(
-                verify=self.ssl_context(), retries=0,
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size))
+                verify=self.ssl_context(),
+                retries=0,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            )
 
         if connections <= SMALL_POOL:
             return one(connections)
         return ShardedPool([one(1) for _ in range(connections)])
 
-    def http_client(self, base_url: str, *, headers: dict[str, str] | None = None,
-                    timeout: httpx.Timeout | None = None, auth: httpx.Auth | None = None,
-                    connections: int | None = None) -> httpx.AsyncClient:
+    def http_client(
+        self,
+        base_url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+        auth: httpx.Auth | None = None,
+        connections: int | None = None,
+    ) -> httpx.AsyncClient:
         """A client behind the session's limits, with up to `connections` connections
         (default: the global concurrency)."""
-        inner = (self._transport_factory() if self._transport_factory else
-                 self._pool(connections or self.settings.concurrency))
+        inner = (
+            self._transport_factory()
+            if self._transport_factory
+            else self._pool(connections or self.settings.concurrency)
+        )
         client = transport.new_client(
-            base_url, headers=headers, auth=auth,
+            base_url,
+            headers=headers,
+            auth=auth,
             transport=LimitedTransport(inner, self.limits),
-            timeout=timeout or httpx.Timeout(self.settings.timeout,
-                                             connect=min(5.0, self.settings.timeout)),
+            timeout=timeout
+            or httpx.Timeout(self.settings.timeout, connect=min(5.0, self.settings.timeout)),
         )
         self._clients.append(client)
         return client
@@ -111,7 +127,9 @@ class Session:
     def novacore(self) -> NovacoreClient:
         if self._novacore is None:
             headers = {"Authorization": f"Bearer {self.settings.novacore_token}"}
-            self._novacore = NovacoreClient(self.http_client(self.settings.novacore_url, headers=headers))
+            self._novacore = NovacoreClient(
+                self.http_client(self.settings.novacore_url, headers=headers)
+            )
         return self._novacore
 
     def zap(self, gateway: Gateway) -> ZapClient:
@@ -120,10 +138,14 @@ class Session:
         client = self._zaps.get(gateway.name)
         if client is None:
             url = self.settings.gateway_url(zap.serial, str(zap.url))
-            self.limits.set_host(host_key(url), HostLimit(self.settings.gateway_concurrency,
-                                                          self.settings.gateway_rate))
-            client = ZapClient(self.http_client(url, connections=self.settings.gateway_concurrency),
-                               name=gateway.name)
+            self.limits.set_host(
+                host_key(url),
+                HostLimit(self.settings.gateway_concurrency, self.settings.gateway_rate),
+            )
+            client = ZapClient(
+                self.http_client(url, connections=self.settings.gateway_concurrency),
+                name=gateway.name,
+            )
             self._zaps[gateway.name] = client
         return client
 

@@ -50,13 +50,17 @@ class StateDir:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise LockHeld(f"the state directory {self.path} is locked by {holder}; "
-                           "wait for it to finish or stop it") from None
+            raise LockHeld(
+                f"the state directory {self.path} is locked by {holder}; "
+                "wait for it to finish or stop it"
+            ) from None
         try:
             handle.seek(0)
             handle.truncate()
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()} running `{command}` "
-                         f"since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+            handle.write(
+                f"pid {os.getpid()} on {socket.gethostname()} running `{command}` "
+                f"since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
+            )
             handle.flush()
             yield
         finally:
@@ -87,8 +91,10 @@ class StateDir:
 
     def write_inventory(self, gateways: dict[str, str]) -> None:
         self.ensure()
-        _atomic_write(self.path / "inventory.json", json.dumps({"gateways": gateways}, indent=2,
-                                                               sort_keys=True))
+        _atomic_write(
+            self.path / "inventory.json",
+            json.dumps({"gateways": gateways}, indent=2, sort_keys=True),
+        )
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -118,8 +124,7 @@ class Journal:
         self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._unsynced = threading.Event()
         self._closing = False
-        self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync",
-                                        daemon=True)
+        self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
         self._syncer.start()
 
     def _sync_loop(self) -> None:
@@ -142,8 +147,11 @@ class Journal:
         self._handle.close()
 
     def _write(self, record: dict[str, Any]) -> None:
-        record = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run": self.run_id,
-                  **record}
+        record = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "run": self.run_id,
+            **record,
+        }
         self._handle.write(json.dumps(record, sort_keys=True) + "\n")
         self._handle.flush()
         self._unsynced.set()

@@ -58,8 +58,9 @@ def parse_duration(text: str) -> float:
     except ValueError:
         parts = _DURATION_PART.findall(raw)
         if not raw or "".join(n + u for n, u in parts) != raw:
-            raise ValueError(f"invalid duration {text!r}: use seconds (30) or units "
-                             "(500ms, 30s, 5m, 1h, 1m30s)") from None
+            raise ValueError(
+                f"invalid duration {text!r}: use seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)"
+            ) from None
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError(f"invalid duration {text!r}: must be a finite number >= 0")
@@ -73,6 +74,7 @@ def format_duration(seconds: float) -> str:
 
 
 # -- log --------------------------------------------------------------------------------------
+
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -105,6 +107,7 @@ class Log:
 
 # -- one run ------------------------------------------------------------------------------------
 
+
 class Trigger(enum.StrEnum):
     START = "start"
     CHANGE = "change"
@@ -131,15 +134,26 @@ class RunSummary:
     files: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run": self.run, "trigger": str(self.trigger), "result": self.result,
-                "changes": self.changes, "done": self.done, "failed": self.failed,
-                "deferred": self.deferred, "blocked": self.blocked, "skipped": self.skipped,
-                "duration": round(self.duration, 3), "files": self.files}
+        return {
+            "run": self.run,
+            "trigger": str(self.trigger),
+            "result": self.result,
+            "changes": self.changes,
+            "done": self.done,
+            "failed": self.failed,
+            "deferred": self.deferred,
+            "blocked": self.blocked,
+            "skipped": self.skipped,
+            "duration": round(self.duration, 3),
+            "files": self.files,
+        }
 
     def text(self) -> str:
-        return (f"run={self.run} trigger={self.trigger} changes={self.changes} done={self.done} "
-                f"failed={self.failed} deferred={self.deferred} blocked={self.blocked} "
-                f"skipped={self.skipped} duration={self.duration:.1f}s result={self.result}")
+        return (
+            f"run={self.run} trigger={self.trigger} changes={self.changes} done={self.done} "
+            f"failed={self.failed} deferred={self.deferred} blocked={self.blocked} "
+            f"skipped={self.skipped} duration={self.duration:.1f}s result={self.result}"
+        )
 
 
 class ReconcilerLike(Protocol):
@@ -149,11 +163,17 @@ class ReconcilerLike(Protocol):
 
     async def __aexit__(self, *exc: object) -> None: ...
 
-    async def plan(self, options: PlanOptions | None = None, *,
-                   paths: list[str] | None = None) -> PlanResult: ...
+    async def plan(
+        self, options: PlanOptions | None = None, *, paths: list[str] | None = None
+    ) -> PlanResult: ...
 
-    async def apply(self, result: PlanResult, *, progress: Callable[[Outcome], None] | None = None,
-                    stop: asyncio.Event | None = None) -> Any: ...
+    async def apply(
+        self,
+        result: PlanResult,
+        *,
+        progress: Callable[[Outcome], None] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> Any: ...
 
 
 # Loads the desired state and the plan options for it; raises ConfigError with every problem.
@@ -166,9 +186,18 @@ _MARKS = {"done": "✓", "failed": "✗", "skipped": "-", "blocked": "!", "defer
 class Cycle:
     """One reconcile run at a time over the desired state `load` returns."""
 
-    def __init__(self, load: DesiredLoader, settings: Settings, *, paths: list[str], log: Log,
-                 stop: asyncio.Event, plan_only: bool = False, offline: str = "defer",
-                 factory: ReconcilerFactory = Reconciler) -> None:
+    def __init__(
+        self,
+        load: DesiredLoader,
+        settings: Settings,
+        *,
+        paths: list[str],
+        log: Log,
+        stop: asyncio.Event,
+        plan_only: bool = False,
+        offline: str = "defer",
+        factory: ReconcilerFactory = Reconciler,
+    ) -> None:
         self.load = load
         self.settings = settings
         self.paths = paths
@@ -191,12 +220,22 @@ class Cycle:
         except asyncio.CancelledError:
             raise
         except ReconcilerError as error:  # e.g. credentials rejected: this run only
-            self.log.emit("error", f"run={summary.run} error: {error}", run=summary.run,
-                          message=str(error), type=type(error).__name__)
+            self.log.emit(
+                "error",
+                f"run={summary.run} error: {error}",
+                run=summary.run,
+                message=str(error),
+                type=type(error).__name__,
+            )
         except Exception as error:  # an agent outlives the failure of one run
             kind = type(error).__name__
-            self.log.emit("error", f"run={summary.run} unexpected error: {kind}: {error}",
-                          run=summary.run, message=str(error), type=kind)
+            self.log.emit(
+                "error",
+                f"run={summary.run} unexpected error: {kind}: {error}",
+                run=summary.run,
+                message=str(error),
+                type=kind,
+            )
         summary.duration = time.monotonic() - started
         self.log.emit("run", summary.text(), **summary.as_dict())
         return summary
@@ -214,28 +253,42 @@ class Cycle:
                 # An edit that does not load changes nothing, not even a partial fleet.
                 summary.result = "invalid"
                 return None
-            self.log.emit("stale", f"run={summary.run} the files are invalid since run="
-                          f"{self.invalid_since}; reconciling the last valid desired state",
-                          run=summary.run, invalid_since=self.invalid_since)
+            self.log.emit(
+                "stale",
+                f"run={summary.run} the files are invalid since run="
+                f"{self.invalid_since}; reconciling the last valid desired state",
+                run=summary.run,
+                invalid_since=self.invalid_since,
+            )
             return self.desired
         if self.invalid_since is not None:
-            self.log.emit("valid", f"run={summary.run} the desired state is valid again",
-                          run=summary.run)
+            self.log.emit(
+                "valid", f"run={summary.run} the desired state is valid again", run=summary.run
+            )
             self.invalid_since = None
         return self.desired
 
     def _diagnostics(self, run: int, diagnostics: list[Diagnostic]) -> None:
         count = len(diagnostics)
-        self.log.emit("invalid", f"run={run} invalid desired state ({count} problem"
-                      f"{'s' if count != 1 else ''}); nothing changed, the last valid state "
-                      "stays in force", run=run, problems=count)
+        self.log.emit(
+            "invalid",
+            f"run={run} invalid desired state ({count} problem"
+            f"{'s' if count != 1 else ''}); nothing changed, the last valid state "
+            "stays in force",
+            run=run,
+            problems=count,
+        )
         for diagnostic in diagnostics:
             self.log.emit("diagnostic", f"  error: {diagnostic}", run=run, **diagnostic.as_dict())
 
     async def _run(self, summary: RunSummary) -> None:
         if summary.files:
-            self.log.emit("change", f"run={summary.run} changed: {', '.join(summary.files)}",
-                          run=summary.run, files=summary.files)
+            self.log.emit(
+                "change",
+                f"run={summary.run} changed: {', '.join(summary.files)}",
+                run=summary.run,
+                files=summary.files,
+            )
         desired = self._load(summary)
         if desired is None:
             return
@@ -253,8 +306,9 @@ class Cycle:
                 self._show_plan(summary.run, result)
                 summary.result = "planned" if plan.has_changes else "no-changes"
                 return
-            report = await reconciler.apply(result, progress=self._progress(summary.run),
-                                            stop=self.stop)
+            report = await reconciler.apply(
+                result, progress=self._progress(summary.run), stop=self.stop
+            )
         counts = report.counts()
         summary.done, summary.failed = counts["done"], counts["failed"]
         summary.skipped, summary.blocked = counts["skipped"], counts["blocked"]
@@ -298,9 +352,15 @@ class Cycle:
         if self.log.fmt == "json":
             for entry in doc["changes"]:
                 if entry["actions"] != ["no-op"]:
-                    self.log.emit("planned", "", run=run, address=entry["address"],
-                                  actions=entry["actions"], reason=entry.get("reason"),
-                                  message=entry.get("message", ""))
+                    self.log.emit(
+                        "planned",
+                        "",
+                        run=run,
+                        address=entry["address"],
+                        actions=entry["actions"],
+                        reason=entry.get("reason"),
+                        message=entry.get("message", ""),
+                    )
         else:
             self.log.emit("plan", text.rstrip("\n"))
 
@@ -309,8 +369,15 @@ class Cycle:
             line = f"  {_MARKS.get(outcome.status, '?')} {outcome.address} {outcome.action}"
             if outcome.status != "done":
                 line += f" {outcome.status}: {outcome.message}"
-            self.log.emit("outcome", line, run=run, address=outcome.address,
-                          action=outcome.action, status=outcome.status, message=outcome.message)
+            self.log.emit(
+                "outcome",
+                line,
+                run=run,
+                address=outcome.address,
+                action=outcome.action,
+                status=outcome.status,
+                message=outcome.message,
+            )
 
         return show
 
@@ -340,8 +407,15 @@ class Agent:
     `max_wait`, so a file rewritten every half second still gets reconciled).
     """
 
-    def __init__(self, run: Runner, *, interval: float, debounce: float, stop: asyncio.Event,
-                 max_wait: float | None = None) -> None:
+    def __init__(
+        self,
+        run: Runner,
+        *,
+        interval: float,
+        debounce: float,
+        stop: asyncio.Event,
+        max_wait: float | None = None,
+    ) -> None:
         if interval <= 0:
             raise ValueError("the interval must be longer than zero")
         self.run = run
@@ -391,6 +465,7 @@ class Agent:
 
 # -- file watching -------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class WatchSet:
     """What to watch for `paths`: directories recursively (their YAML files), and named
@@ -431,8 +506,15 @@ def _display(path: str) -> str:
     return path if relative.startswith(os.pardir) else relative
 
 
-async def watch_files(watch: WatchSet, notify: Callable[[set[str]], None], stop: asyncio.Event,
-                      log: Log, *, step_ms: int = 50, retry_s: float = 5.0) -> None:
+async def watch_files(
+    watch: WatchSet,
+    notify: Callable[[set[str]], None],
+    stop: asyncio.Event,
+    log: Log,
+    *,
+    step_ms: int = 50,
+    retry_s: float = 5.0,
+) -> None:
     """Call `notify(changed files)` on every change until `stop` is set. A watch that
     fails (a watched directory removed) is logged and restarted; runs on the interval
     go on meanwhile."""
@@ -446,13 +528,17 @@ async def watch_files(watch: WatchSet, notify: Callable[[set[str]], None], stop:
     async def one(roots: tuple[str, ...], recursive: bool) -> None:
         while not stop.is_set():
             try:
-                async for changes in watchfiles.awatch(*roots, watch_filter=accept,
-                                                       stop_event=stop, step=step_ms,
-                                                       recursive=recursive):
+                async for changes in watchfiles.awatch(
+                    *roots, watch_filter=accept, stop_event=stop, step=step_ms, recursive=recursive
+                ):
                     notify({_display(path) for _, path in changes})
             except (OSError, RuntimeError) as error:
-                log.emit("error", f"watching {', '.join(roots)} failed: {error}; retrying in "
-                         f"{retry_s:g}s (interval runs go on)", message=str(error))
+                log.emit(
+                    "error",
+                    f"watching {', '.join(roots)} failed: {error}; retrying in "
+                    f"{retry_s:g}s (interval runs go on)",
+                    message=str(error),
+                )
                 await _wait_any((stop,), retry_s)
 
     groups = [(watch.directories, True), (watch.parents, False)]
@@ -461,12 +547,13 @@ async def watch_files(watch: WatchSet, notify: Callable[[set[str]], None], stop:
 
 # -- the whole agent ------------------------------------------------------------------------------
 
-async def run_agent(cycle: Cycle, *, paths: list[str], interval: float, debounce: float,
-                    stop: asyncio.Event) -> None:
+
+async def run_agent(
+    cycle: Cycle, *, paths: list[str], interval: float, debounce: float, stop: asyncio.Event
+) -> None:
     """Watch `paths` and run `cycle` as `Agent` schedules it until `stop` is set."""
     agent = Agent(cycle, interval=interval, debounce=debounce, stop=stop)
-    watcher = asyncio.ensure_future(
-        watch_files(WatchSet.of(paths), agent.notify, stop, cycle.log))
+    watcher = asyncio.ensure_future(watch_files(WatchSet.of(paths), agent.notify, stop, cycle.log))
     try:
         await agent.serve()
     finally:

@@ -19,8 +19,9 @@ class Cond:
         return "Unknown" if self.status is None else ("True" if self.status else "False")
 
 
-def merge(previous: list[dict[str, Any]] | None, new: list[Cond], *, now: str,
-          generation: int | None) -> list[dict[str, Any]]:
+def merge(
+    previous: list[dict[str, Any]] | None, new: list[Cond], *, now: str, generation: int | None
+) -> list[dict[str, Any]]:
     """New conditions, keeping transition times of unchanged statuses and any condition
     types not mentioned this time."""
     old = {c.get("type"): c for c in previous or [] if isinstance(c, dict)}
@@ -37,5 +38,7 @@ def merge(previous: list[dict[str, Any]] | None, new: list[Cond], *, now: str,
             "observedGeneration": generation,
         }
     order = ["Ready", "Synced", "Reachable", "Verified", "Claimed"]
-    return sorted(merged.values(), key=lambda c: (order.index(c["type"]) if c["type"] in order else 99,
-                                                  c["type"]))
+    return sorted(
+        merged.values(),
+        key=lambda c: (order.index(c["type"]) if c["type"] in order else 99, c["type"]),
+    )

@@ -58,7 +58,9 @@ def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
     mode = env.get(PREFIX + "MODE", "apply")
     if mode not in ("apply", "observe"):
         raise ValueError(f"{PREFIX}MODE must be 'apply' or 'observe', not {mode!r}")
-    namespaces = tuple(n.strip() for n in env.get(PREFIX + "NAMESPACES", "").split(",") if n.strip())
+    namespaces = tuple(
+        n.strip() for n in env.get(PREFIX + "NAMESPACES", "").split(",") if n.strip()
+    )
     return OperatorConfig(
         interval=float(env.get(PREFIX + "INTERVAL", "300")),
         mode=mode,

@@ -16,13 +16,25 @@ from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
 from reconciler.operator import conditions, objects
 from reconciler.operator.config import OperatorConfig
-from reconciler.operator.reconcile import ObjectResult, reconcile_object, remove_object, status_patch
+from reconciler.operator.reconcile import (
+    ObjectResult,
+    reconcile_object,
+    remove_object,
+    status_patch,
+)
 from reconciler.operator.secrets import KubeSecrets, preload
 
 FINALIZER = f"{API_GROUP}/finalizer"
-_EVENT_REASONS = {"create": "Created", "update": "Updated", "delete": "Deleted", "replace": "Replaced",
-                  "claim": "Claimed", "transfer": "Transferred", "release": "Released",
-                  "verify": "Verified"}
+_EVENT_REASONS = {
+    "create": "Created",
+    "update": "Updated",
+    "delete": "Deleted",
+    "replace": "Replaced",
+    "claim": "Claimed",
+    "transfer": "Transferred",
+    "release": "Released",
+    "verify": "Verified",
+}
 
 
 def _now() -> str:
@@ -33,7 +45,9 @@ def _index_id(kind: str) -> str:
     return f"index_{objects.PLURALS[kind]}"
 
 
-def _namespace_bodies(namespace: str, indexes: Mapping[str, Any], current: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _namespace_bodies(
+    namespace: str, indexes: Mapping[str, Any], current: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """Every object of the namespace from the indexes, with the handler's own (fresher) body."""
     key = (current.get("kind"), (current.get("metadata") or {}).get("name"))
     bodies: list[dict[str, Any]] = [dict(current)]
@@ -68,33 +82,55 @@ def _post_events(body: kopf.Body, result: ObjectResult) -> None:
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
             kopf.info(body, reason=reason, message=f"{outcome.address}: {outcome.action} done")
         elif outcome.status in ("failed", "skipped"):
-            kopf.warn(body, reason="ApplyFailed",
-                      message=f"{outcome.address}: {outcome.action} {outcome.status}: {outcome.message}"[:1000])
+            kopf.warn(
+                body,
+                reason="ApplyFailed",
+                message=f"{outcome.address}: {outcome.action} {outcome.status}: {outcome.message}"[
+                    :1000
+                ],
+            )
 
 
-def _write_status(patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any],
-                  result: ObjectResult) -> None:
+def _write_status(
+    patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
+) -> None:
     now = _now()
     generation = meta.get("generation")
-    patch.status["conditions"] = conditions.merge(status.get("conditions"), result.conditions,
-                                                  now=now, generation=generation)
+    patch.status["conditions"] = conditions.merge(
+        status.get("conditions"), result.conditions, now=now, generation=generation
+    )
     patch.status["observedGeneration"] = generation
     for key, value in status_patch(result, now=now).items():
         patch.status[key] = value
 
 
-async def _reconcile(runtime: Runtime, kind: str, body: kopf.Body, namespace: str,
-                     patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any],
-                     indexes: Mapping[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+async def _reconcile(
+    runtime: Runtime,
+    kind: str,
+    body: kopf.Body,
+    namespace: str,
+    patch: kopf.Patch,
+    status: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    indexes: Mapping[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
     name = meta["name"]
     if objects.is_paused(body):
-        result = ObjectResult(conditions=[conditions.Cond("Synced", False, "Paused",
-                                                          f"annotation {objects.PAUSED_ANNOTATION} is set")])
+        result = ObjectResult(
+            conditions=[
+                conditions.Cond(
+                    "Synced", False, "Paused", f"annotation {objects.PAUSED_ANNOTATION} is set"
+                )
+            ]
+        )
         _write_status(patch, status, meta, result)
         return
     nsf = objects.build(_namespace_bodies(namespace, indexes, body))
     secrets = await preload(runtime.secrets, namespace, nsf.fleet)
-    result = await reconcile_object(kind, name, namespace, nsf, runtime.settings, runtime.config, secrets)
+    result = await reconcile_object(
+        kind, name, namespace, nsf, runtime.settings, runtime.config, secrets
+    )
     _write_status(patch, status, meta, result)
     _post_events(body, result)
     if result.retry == "temporary":
@@ -105,6 +141,25 @@ async def _reconcile(runtime: Runtime, kind: str, body: kopf.Body, namespace: st
     logger.info("%s/%s: %s", kind, name, result.summary)
 
 
+def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k.startswith("index_")}
+
+
+async def _reconcile_call(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:
+    """Unpack kopf's keyword arguments for `_reconcile`."""
+    await _reconcile(
+        runtime,
+        kind,
+        kwargs["body"],
+        kwargs["namespace"] or "",
+        kwargs["patch"],
+        kwargs["status"],
+        kwargs["meta"],
+        _indexes(kwargs),
+        kwargs["logger"],
+    )
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     """Register every handler for the four kinds in `registry`."""
     labels = runtime.config.label_filter() or None
@@ -112,51 +167,72 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         _register_kind(registry, runtime, kind, labels)
 
 
-def _register_kind(registry: kopf.OperatorRegistry, runtime: Runtime, kind: str,
-                   labels: dict[str, Any] | None) -> None:
+def _register_kind(
+    registry: kopf.OperatorRegistry, runtime: Runtime, kind: str, labels: dict[str, Any] | None
+) -> None:
     group, version, plural = objects.resource_ref(kind)
-    resource = {"group": group, "version": version, "plural": plural}
 
-    @kopf.index(**resource, id=_index_id(kind), labels=labels, registry=registry)  # type: ignore[arg-type]
-    def index(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
-        return {namespace: objects.model_document(body) | {"kind": kind}}
+    @kopf.index(group, version, plural, id=_index_id(kind), labels=labels, registry=registry)
+    def index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Any]:
+        return {namespace or "": objects.model_document(body) | {"kind": kind}}
 
-    def indexes_of(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in kwargs.items() if k.startswith("index_")}
+    async def reconcile(**kwargs: Any) -> None:
+        await _reconcile_call(runtime, kind, kwargs)
 
-    async def reconcile(body: kopf.Body, namespace: str, patch: kopf.Patch, status: kopf.Status,
-                        meta: kopf.Meta, logger: Any, **kwargs: Any) -> None:
-        await _reconcile(runtime, kind, body, namespace, patch, status, meta, indexes_of(kwargs), logger)
+    for decorator, cause in (
+        (kopf.on.create, "create"),
+        (kopf.on.update, "update"),
+        (kopf.on.resume, "resume"),
+    ):
+        decorator(group, version, plural, id=f"{cause}-{plural}", labels=labels, registry=registry)(
+            reconcile
+        )
 
-    kopf.on.create(**resource, id=f"create-{plural}", labels=labels, registry=registry)(reconcile)  # type: ignore[arg-type]
-    kopf.on.update(**resource, id=f"update-{plural}", labels=labels, registry=registry)(reconcile)  # type: ignore[arg-type]
-    kopf.on.resume(**resource, id=f"resume-{plural}", labels=labels, registry=registry)(reconcile)  # type: ignore[arg-type]
-
-    @kopf.timer(**resource, id=f"drift-{plural}", interval=runtime.config.interval,  # type: ignore[arg-type]
-                initial_delay=runtime.config.interval, idle=None, labels=labels, registry=registry)
-    async def drift(body: kopf.Body, namespace: str, patch: kopf.Patch, status: kopf.Status,
-                    meta: kopf.Meta, logger: Any, **kwargs: Any) -> None:
-        if meta.get("deletionTimestamp"):
+    @kopf.timer(
+        group,
+        version,
+        plural,
+        id=f"drift-{plural}",
+        interval=runtime.config.interval,
+        initial_delay=runtime.config.interval,
+        labels=labels,
+        registry=registry,
+    )
+    async def drift(**kwargs: Any) -> None:
+        if kwargs["meta"].get("deletionTimestamp"):
             return
-        await _reconcile(runtime, kind, body, namespace, patch, status, meta, indexes_of(kwargs), logger)
+        await _reconcile_call(runtime, kind, kwargs)
 
-    @kopf.on.delete(**resource, id=f"finalize-{plural}", labels=labels, registry=registry)  # type: ignore[arg-type]
-    async def finalize(body: kopf.Body, namespace: str, meta: kopf.Meta, logger: Any,
-                       **kwargs: Any) -> None:
-        nsf = objects.build(_namespace_bodies(namespace, indexes_of(kwargs), body))
-        secrets = await preload(runtime.secrets, namespace, nsf.fleet)
-        outcomes = await remove_object(kind, meta["name"], namespace, nsf, runtime.settings, secrets)
-        failed = [o for o in outcomes if o.status != "done"]
-        for outcome in outcomes:
-            if outcome.status == "done":
-                kopf.info(body, reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
-                          message=f"{outcome.address}: {outcome.message or outcome.action}")
-        if failed:
-            message = "; ".join(f"{o.address}: {o.message}" for o in failed)[:1000]
-            kopf.warn(body, reason="ReleaseFailed", message=message)
-            raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
-        logger.info("%s/%s deleted (%s)", kind, meta["name"],
-                    "released" if outcomes else "nothing outside touched")
+    @kopf.on.delete(
+        group, version, plural, id=f"finalize-{plural}", labels=labels, registry=registry
+    )
+    async def finalize(**kwargs: Any) -> None:
+        await _finalize(runtime, kind, kwargs)
+
+
+async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:
+    """Honour `deletionPolicy` before kopf removes our finalizer."""
+    body: kopf.Body = kwargs["body"]
+    namespace = kwargs["namespace"] or ""
+    name = kwargs["meta"]["name"]
+    nsf = objects.build(_namespace_bodies(namespace, _indexes(kwargs), body))
+    secrets = await preload(runtime.secrets, namespace, nsf.fleet)
+    outcomes = await remove_object(kind, name, namespace, nsf, runtime.settings, secrets)
+    failed = [o for o in outcomes if o.status != "done"]
+    for outcome in outcomes:
+        if outcome.status == "done":
+            kopf.info(
+                body,
+                reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
+                message=f"{outcome.address}: {outcome.message or outcome.action}",
+            )
+    if failed:
+        message = "; ".join(f"{o.address}: {o.message}" for o in failed)[:1000]
+        kopf.warn(body, reason="ReleaseFailed", message=message)
+        raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
+    kwargs["logger"].info(
+        "%s/%s deleted (%s)", kind, name, "released" if outcomes else "nothing outside touched"
+    )
 
 
 def register_login(registry: kopf.OperatorRegistry) -> None:

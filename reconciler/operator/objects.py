@@ -33,12 +33,19 @@ def model_document(body: Mapping[str, Any]) -> dict[str, Any]:
         meta["namespace"] = metadata["namespace"]
     if metadata.get("labels"):
         meta["labels"] = dict(metadata["labels"])
-    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items()
-                   if not k.startswith("kopf.zalando.org/")}
+    annotations = {
+        k: v
+        for k, v in (metadata.get("annotations") or {}).items()
+        if not k.startswith("kopf.zalando.org/")
+    }
     if annotations:
         meta["annotations"] = annotations
-    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": meta,
-            "spec": dict(body.get("spec") or {})}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": meta,
+        "spec": dict(body.get("spec") or {}),
+    }
 
 
 def is_paused(body: Mapping[str, Any]) -> bool:
@@ -95,7 +102,10 @@ def closure(fleet: Fleet, resource: Resource) -> Fleet:
             add(fleet.gateways.get(getattr(spec, "gateway_ref", None) or ""))
             add(fleet.devices.get(getattr(spec, "device_ref", None) or ""))
             enapter = getattr(spec, "enapter", None)
-            for ref in (getattr(enapter, "runtime_ref", None), getattr(enapter, "master_ref", None)):
+            for ref in (
+                getattr(enapter, "runtime_ref", None),
+                getattr(enapter, "master_ref", None),
+            ):
                 add(fleet.devices.get(ref or ""))
 
     add(resource)

@@ -12,12 +12,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.engine.apply import Outcome
+from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import observe
 from reconciler.engine.reconcile import Reconciler
-from reconciler.engine.apply import apply_plan
 from reconciler.engine.retry import RetryPolicy
 from reconciler.model.fleet import DANGLING
 from reconciler.operator.conditions import Cond
@@ -30,9 +29,9 @@ from reconciler.plan.render import summary_line
 
 # Device and DER handlers of one device must not apply its changes at the same time.
 # Locks belong to an event loop, so they are kept per loop.
-_device_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
-                                         defaultdict[tuple[str, str], asyncio.Lock]] = \
-    weakref.WeakKeyDictionary()
+_device_locks: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, defaultdict[tuple[str, str], asyncio.Lock]
+] = weakref.WeakKeyDictionary()
 
 
 def _device_lock(namespace: str, device: str) -> asyncio.Lock:
@@ -67,15 +66,26 @@ def _line(change: Change) -> str:
     return text + (" [blocked]" if change.blocked else "")
 
 
-async def reconcile_object(kind: str, name: str, namespace: str, nsf: NamespaceFleet,
-                           settings: Settings, config: OperatorConfig,
-                           secrets: SecretResolver | None = None) -> ObjectResult:
+async def reconcile_object(
+    kind: str,
+    name: str,
+    namespace: str,
+    nsf: NamespaceFleet,
+    settings: Settings,
+    config: OperatorConfig,
+    secrets: SecretResolver | None = None,
+) -> ObjectResult:
     result = ObjectResult()
     invalid = nsf.invalid.get((kind, name))
     if invalid:
-        result.retry, result.message = "permanent", "; ".join(f"{d.path}: {d.message}" for d in invalid)
-        result.conditions = [Cond("Ready", False, "InvalidSpec", result.message),
-                             Cond("Synced", False, "InvalidSpec", result.message)]
+        result.retry, result.message = (
+            "permanent",
+            "; ".join(f"{d.path}: {d.message}" for d in invalid),
+        )
+        result.conditions = [
+            Cond("Ready", False, "InvalidSpec", result.message),
+            Cond("Synced", False, "InvalidSpec", result.message),
+        ]
         return result
     problems = nsf.problems_of(kind, name)
     waiting = [p for p in problems if p.code == DANGLING]
@@ -83,14 +93,18 @@ async def reconcile_object(kind: str, name: str, namespace: str, nsf: NamespaceF
     if fatal:
         result.retry = "permanent"
         result.message = "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in fatal)
-        result.conditions = [Cond("Ready", False, "InvalidSpec", result.message),
-                             Cond("Synced", False, "InvalidSpec", result.message)]
+        result.conditions = [
+            Cond("Ready", False, "InvalidSpec", result.message),
+            Cond("Synced", False, "InvalidSpec", result.message),
+        ]
         return result
     if waiting:
         result.retry, result.delay = "temporary", config.retry_delay
         result.message = "waiting: " + "; ".join(p.message.split(";")[0] for p in waiting)
-        result.conditions = [Cond("Ready", False, "WaitingForDependency", result.message),
-                             Cond("Synced", False, "WaitingForDependency", result.message)]
+        result.conditions = [
+            Cond("Ready", False, "WaitingForDependency", result.message),
+            Cond("Synced", False, "WaitingForDependency", result.message),
+        ]
         return result
 
     resource = nsf.fleet.table(kind).get(name)
@@ -107,25 +121,41 @@ async def reconcile_object(kind: str, name: str, namespace: str, nsf: NamespaceF
         result.plan_lines = [_line(c) for c in own if c.is_change]
         result.changes = len(result.plan_lines)
         result.external_ids = _external_ids(own)
-        blockers = [pending_elsewhere[d] for c in own if c.is_change for d in c.depends_on
-                    if d in pending_elsewhere]
+        blockers = [
+            pending_elsewhere[d]
+            for c in own
+            if c.is_change
+            for d in c.depends_on
+            if d in pending_elsewhere
+        ]
         if blockers and not config.observe_only:
             result.retry, result.delay = "temporary", config.retry_delay
             result.message = f"waiting for {blockers[0].address} ({blockers[0].action.value})"
             if blockers[0].message:
                 result.message += f": {blockers[0].message}"
-            result.conditions = [Cond("Ready", False, "WaitingForDependency", result.message),
-                                 Cond("Synced", False, "WaitingForDependency", result.message)]
+            result.conditions = [
+                Cond("Ready", False, "WaitingForDependency", result.message),
+                Cond("Synced", False, "WaitingForDependency", result.message),
+            ]
             return result
         if config.observe_only or not any(c.is_change for c in own):
             outcomes: list[Outcome] = []
         else:
             own_plan = Plan(changes=own, unmanaged=[], options=plan.options)
-            executors = Executors(sub, reconciler.session,
-                                  secrets or SecretResolver(settings.secrets_dir), None,
-                                  {c.site: c.external_id for c in plan.changes
-                                   if c.kind == "Site" and c.component == "novacore" and c.external_id})
-            report = await apply_plan(own_plan, executors, policy=RetryPolicy(attempts=settings.retries))
+            executors = Executors(
+                sub,
+                reconciler.session,
+                secrets or SecretResolver(settings.secrets_dir),
+                None,
+                {
+                    c.site: c.external_id
+                    for c in plan.changes
+                    if c.kind == "Site" and c.component == "novacore" and c.external_id
+                },
+            )
+            report = await apply_plan(
+                own_plan, executors, policy=RetryPolicy(attempts=settings.retries)
+            )
             outcomes = report.outcomes
     result.outcomes = outcomes
     for outcome in outcomes:
@@ -141,14 +171,21 @@ def _external_ids(changes: list[Change]) -> dict[str, str]:
     return {c.component: c.external_id for c in changes if c.external_id}
 
 
-def _describe(kind: str, own: list[Change], outcomes: list[Outcome], config: OperatorConfig,
-              result: ObjectResult) -> None:
+def _describe(
+    kind: str,
+    own: list[Change],
+    outcomes: list[Outcome],
+    config: OperatorConfig,
+    result: ObjectResult,
+) -> None:
     pending = [c for c in own if c.is_change]
     by_address = {o.address: o for o in outcomes}
     failed = [o for o in outcomes if o.status == "failed"]
     deferred = [c for c in pending if c.action is Action.DEFER]
     blocked = [c for c in pending if c.blocked]
-    done = [c for c in pending if by_address.get(c.address) and by_address[c.address].status == "done"]
+    done = [
+        c for c in pending if by_address.get(c.address) and by_address[c.address].status == "done"
+    ]
     remaining = [c for c in pending if c not in done]
     result.summary = summary_line({c.action.value: 1 for c in pending}) if pending else "in sync"
     conds: list[Cond] = []
@@ -161,43 +198,77 @@ def _describe(kind: str, own: list[Change], outcomes: list[Outcome], config: Ope
         claim = next((c for c in own if c.component == "novacore"), None)
         if claim is not None:
             claimed = claim.action is Action.NO_OP or claim in done
-            reason = "Claimed" if claimed else ("TransferNotAllowed" if claim.blocked else "NotClaimed")
+            reason = (
+                "Claimed" if claimed else ("TransferNotAllowed" if claim.blocked else "NotClaimed")
+            )
             conds.append(Cond("Claimed", claimed, reason, claim.message or "claimed"))
     verify = next((c for c in own if c.component == "identity"), None)
     zap = next((c for c in own if c.component == "zap"), None)
     if verify is not None:
         ok = not verify.blocked and (verify in done)
-        conds.append(Cond("Verified", ok if verify.blocked or verify in done else None,
-                          "SerialMismatch" if verify.blocked else ("SerialMatches" if ok else "Pending"),
-                          verify.message))
+        conds.append(
+            Cond(
+                "Verified",
+                ok if verify.blocked or verify in done else None,
+                "SerialMismatch" if verify.blocked else ("SerialMatches" if ok else "Pending"),
+                verify.message,
+            )
+        )
     elif zap is not None and zap.action is Action.NO_OP:
-        conds.append(Cond("Verified", True, "SerialMatches",
-                          "the gateway reports the declared hardwareId"))
+        conds.append(
+            Cond("Verified", True, "SerialMatches", "the gateway reports the declared hardwareId")
+        )
     if failed:
         message = "; ".join(f"{o.address}: {o.message}" for o in failed)[:1000]
         retryable = any(o.retryable for o in failed)
         result.retry, result.message = ("temporary" if retryable else "permanent"), message
         result.delay = config.retry_delay
-        conds += [Cond("Synced", False, "ApplyFailed", message), Cond("Ready", False, "ApplyFailed", message)]
+        conds += [
+            Cond("Synced", False, "ApplyFailed", message),
+            Cond("Ready", False, "ApplyFailed", message),
+        ]
     elif blocked:
         message = "; ".join(f"{c.address}: {c.message}" for c in blocked)[:1000]
         result.retry, result.message = "permanent", message
-        conds += [Cond("Synced", False, "Blocked", message), Cond("Ready", False, "Blocked", message)]
+        conds += [
+            Cond("Synced", False, "Blocked", message),
+            Cond("Ready", False, "Blocked", message),
+        ]
     elif deferred:
-        result.retry, result.delay, result.message = "temporary", config.retry_delay, deferred[0].message
-        conds += [Cond("Synced", False, "Deferred", deferred[0].message),
-                  Cond("Ready", False, "Deferred", deferred[0].message)]
+        result.retry, result.delay, result.message = (
+            "temporary",
+            config.retry_delay,
+            deferred[0].message,
+        )
+        conds += [
+            Cond("Synced", False, "Deferred", deferred[0].message),
+            Cond("Ready", False, "Deferred", deferred[0].message),
+        ]
     elif config.observe_only and remaining:
-        message = f"observe mode: {summary_line({c.action.value: 1 for c in remaining})} not applied"
-        conds += [Cond("Synced", True, "Observed", message), Cond("Ready", False, "ChangesPending", message)]
+        message = (
+            f"observe mode: {summary_line({c.action.value: 1 for c in remaining})} not applied"
+        )
+        conds += [
+            Cond("Synced", True, "Observed", message),
+            Cond("Ready", False, "ChangesPending", message),
+        ]
     else:
         applied = f"applied {len(done)} change(s)" if done else "in sync"
-        conds += [Cond("Synced", True, "Reconciled", applied), Cond("Ready", True, "Reconciled", applied)]
+        conds += [
+            Cond("Synced", True, "Reconciled", applied),
+            Cond("Ready", True, "Reconciled", applied),
+        ]
     result.conditions = conds
 
 
-async def remove_object(kind: str, name: str, namespace: str, nsf: NamespaceFleet,
-                        settings: Settings, secrets: SecretResolver | None = None) -> list[Outcome]:
+async def remove_object(
+    kind: str,
+    name: str,
+    namespace: str,
+    nsf: NamespaceFleet,
+    settings: Settings,
+    secrets: SecretResolver | None = None,
+) -> list[Outcome]:
     """Apply `deletionPolicy: Release` for a resource being deleted; [] for Orphan."""
     resource = nsf.fleet.table(kind).get(name)
     if resource is None or str(getattr(resource.spec, "deletion_policy", "Orphan")) != "Release":
@@ -208,10 +279,14 @@ async def remove_object(kind: str, name: str, namespace: str, nsf: NamespaceFlee
         changes = removal_changes(resource, sub, observed)
         if not changes:
             return []
-        executors = Executors(sub, reconciler.session, secrets or SecretResolver(settings.secrets_dir),
-                              None, {})
-        report = await apply_plan(Plan(changes=changes, unmanaged=[], options=PlanOptions()),
-                                  executors, policy=RetryPolicy(attempts=settings.retries))
+        executors = Executors(
+            sub, reconciler.session, secrets or SecretResolver(settings.secrets_dir), None, {}
+        )
+        report = await apply_plan(
+            Plan(changes=changes, unmanaged=[], options=PlanOptions()),
+            executors,
+            policy=RetryPolicy(attempts=settings.retries),
+        )
     return report.outcomes
 
 
@@ -219,6 +294,10 @@ def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
     """Status fields other than conditions (those are merged by the handler)."""
     return {
         "externalIds": result.external_ids,
-        "lastPlan": {"summary": result.summary, "changes": result.changes,
-                     "actions": result.plan_lines[:20], "time": now},
+        "lastPlan": {
+            "summary": result.summary,
+            "changes": result.changes,
+            "actions": result.plan_lines[:20],
+            "time": now,
+        },
     }

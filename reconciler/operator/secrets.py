@@ -38,7 +38,9 @@ class KubeSecrets:
         try:
             secret = self._core().read_namespaced_secret(name, namespace)  # type: ignore[attr-defined]
         except ApiException as exc:
-            raise KeyError(f"secret {namespace}/{name} cannot be read (HTTP {exc.status})") from None
+            raise KeyError(
+                f"secret {namespace}/{name} cannot be read (HTTP {exc.status})"
+            ) from None
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
     async def read(self, namespace: str, name: str) -> dict[str, str]:

@@ -39,14 +39,27 @@ class Action(StrEnum):
 
 
 _SYMBOLS = {
-    Action.NO_OP: " ", Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-",
-    Action.REPLACE: "-/+", Action.CLAIM: "⇒", Action.TRANSFER: "⇄", Action.RELEASE: "⇐",
-    Action.VERIFY: "?", Action.DEFER: "…",
+    Action.NO_OP: " ",
+    Action.CREATE: "+",
+    Action.UPDATE: "~",
+    Action.DELETE: "-",
+    Action.REPLACE: "-/+",
+    Action.CLAIM: "⇒",
+    Action.TRANSFER: "⇄",
+    Action.RELEASE: "⇐",
+    Action.VERIFY: "?",
+    Action.DEFER: "…",
 }
 _PAST = {
-    Action.NO_OP: "unchanged", Action.CREATE: "created", Action.UPDATE: "updated",
-    Action.DELETE: "deleted", Action.REPLACE: "replaced", Action.CLAIM: "claimed",
-    Action.TRANSFER: "transferred", Action.RELEASE: "released", Action.VERIFY: "verified",
+    Action.NO_OP: "unchanged",
+    Action.CREATE: "created",
+    Action.UPDATE: "updated",
+    Action.DELETE: "deleted",
+    Action.REPLACE: "replaced",
+    Action.CLAIM: "claimed",
+    Action.TRANSFER: "transferred",
+    Action.RELEASE: "released",
+    Action.VERIFY: "verified",
     Action.DEFER: "deferred",
 }
 

@@ -12,8 +12,9 @@ from typing import Any
 from reconciler.plan.actions import FieldDiff
 
 
-def declared_diff(declared: Mapping[str, Any], observed: Mapping[str, Any] | None,
-                  *, prefix: str = "") -> list[FieldDiff]:
+def declared_diff(
+    declared: Mapping[str, Any], observed: Mapping[str, Any] | None, *, prefix: str = ""
+) -> list[FieldDiff]:
     """Differences for every key `declared` sets. Missing observed keys count as absent,
     except where `observed` is None (the object does not exist: everything is added)."""
     diffs: list[FieldDiff] = []
@@ -32,7 +33,9 @@ def declared_diff(declared: Mapping[str, Any], observed: Mapping[str, Any] | Non
     return diffs
 
 
-def compared_only_where_reported(declared: Mapping[str, Any], observed: Mapping[str, Any]) -> list[FieldDiff]:
+def compared_only_where_reported(
+    declared: Mapping[str, Any], observed: Mapping[str, Any]
+) -> list[FieldDiff]:
     """Like `declared_diff`, but a key the API does not report at all is not compared
     (some APIs echo only part of what they were given)."""
     return [d for d in declared_diff(declared, observed) if d.op != "add"]

@@ -50,8 +50,9 @@ TYPE_OF_KIND: dict[EnapterKind, str] = {
 }
 # Types that own their hardware id. LUA and NATIVE devices report the hardware id of the
 # module they run on, and standalone devices a synthetic one, so none of those is a key.
-HARDWARE_TYPES = frozenset({GATEWAY, "HARDWARE_UCM", "VIRTUAL_UCM", EMBEDDED_UCM,
-                            "LINK_MASTER_UCM", "LINK_SLAVE_UCM"})
+HARDWARE_TYPES = frozenset(
+    {GATEWAY, "HARDWARE_UCM", "VIRTUAL_UCM", EMBEDDED_UCM, "LINK_MASTER_UCM", "LINK_SLAVE_UCM"}
+)
 SLUG_KEYED = frozenset({EnapterKind.STANDALONE, EnapterKind.LUA})
 # Kinds whose provisioning takes a protocol and answers with a communication config.
 CONFIG_ON_PROVISION = frozenset({EnapterKind.UCM, EnapterKind.EMBEDDED})
@@ -155,8 +156,11 @@ def location_body(site: Site) -> dict[str, Any] | None:
     location = site.spec.location
     if location is None:
         return None
-    return {"name": location.name or site.spec.display_name, "latitude": location.latitude,
-            "longitude": location.longitude}
+    return {
+        "name": location.name or site.spec.display_name,
+        "latitude": location.latitude,
+        "longitude": location.longitude,
+    }
 
 
 def compares_protocol(device: Device) -> bool:
@@ -210,15 +214,17 @@ def match_site(site: Site, candidates: Iterable[EnapterSiteState]) -> EnapterSit
     return None
 
 
-def find_gateway(gateway: Gateway,
-                 devices: Iterable[EnapterDeviceState]) -> EnapterDeviceState | None:
+def find_gateway(
+    gateway: Gateway, devices: Iterable[EnapterDeviceState]
+) -> EnapterDeviceState | None:
     assert gateway.spec.enapter is not None
     hardware_id = gateway.spec.enapter.hardware_id
     return next((d for d in devices if d.type == GATEWAY and d.hardware_id == hardware_id), None)
 
 
-def find_device(device: Device, devices: Iterable[EnapterDeviceState]
-                ) -> tuple[EnapterDeviceState | None, str | None]:
+def find_device(
+    device: Device, devices: Iterable[EnapterDeviceState]
+) -> tuple[EnapterDeviceState | None, str | None]:
     """The remote device by natural key, or (None, why it cannot be created) when the key is
     held by a device of another type."""
     kind = kind_of(device)
@@ -228,14 +234,22 @@ def find_device(device: Device, devices: Iterable[EnapterDeviceState]
         holder = next((d for d in devices if d.slug == slug), None)
         what = f"slug {slug!r}"
     else:
-        holder = next((d for d in devices if d.hardware_id == device.spec.hardware_id
-                       and d.type in HARDWARE_TYPES), None)
+        holder = next(
+            (
+                d
+                for d in devices
+                if d.hardware_id == device.spec.hardware_id and d.type in HARDWARE_TYPES
+            ),
+            None,
+        )
         what = f"hardware id {device.spec.hardware_id}"
     if holder is None or holder.type == expected:
         return holder, None
-    return None, (f"{what} belongs to {holder.type} device {holder.id} ({holder.name!r}), not a "
-                  f"{expected}; Enapter cannot change a device's type: delete that device in "
-                  f"Enapter Cloud or correct the declaration")
+    return None, (
+        f"{what} belongs to {holder.type} device {holder.id} ({holder.name!r}), not a "
+        f"{expected}; Enapter cannot change a device's type: delete that device in "
+        f"Enapter Cloud or correct the declaration"
+    )
 
 
 def observed_protocol(remote: EnapterDeviceState) -> str | None:
@@ -274,11 +288,19 @@ class EnapterPlanner:
                 self._plan_site(site)
         return self.changes, self.unmanaged
 
-    def _change(self, kind: str, name: str, action: Action, reason: Reason, site: Site,
-                **kwargs: Any) -> Change:
-        change = Change(address=address_of(kind, name, COMPONENT), kind=kind, name=name,
-                        component=COMPONENT, action=action, reason=reason, site=site.name,
-                        **kwargs)
+    def _change(
+        self, kind: str, name: str, action: Action, reason: Reason, site: Site, **kwargs: Any
+    ) -> Change:
+        change = Change(
+            address=address_of(kind, name, COMPONENT),
+            kind=kind,
+            name=name,
+            component=COMPONENT,
+            action=action,
+            reason=reason,
+            site=site.name,
+            **kwargs,
+        )
         self.changes.append(change)
         return change
 
@@ -291,15 +313,24 @@ class EnapterPlanner:
         remote: EnapterSiteState | None = None
         if isinstance(sites, Unreachable):
             why.append(f"Enapter sites: {sites.reason}")
-            site_change = self._change("Site", site.name, Action.DEFER, Reason.TARGET_UNREACHABLE,
-                                       site, after=site_fields(site))
+            site_change = self._change(
+                "Site",
+                site.name,
+                Action.DEFER,
+                Reason.TARGET_UNREACHABLE,
+                site,
+                after=site_fields(site),
+            )
         else:
             remote = match_site(site, sites)
             site_change = self._site_change(site, remote)
         devices: list[EnapterDeviceState] = []
         if remote is not None:
-            observed = (self.state.devices.get(remote.id, Unreachable("not observed"))
-                        if self.state is not None else Unreachable("not observed"))
+            observed = (
+                self.state.devices.get(remote.id, Unreachable("not observed"))
+                if self.state is not None
+                else Unreachable("not observed")
+            )
             if isinstance(observed, Unreachable):
                 why.append(f"devices of Enapter site {remote.id}: {observed.reason}")
             else:
@@ -321,21 +352,43 @@ class EnapterPlanner:
         after = site_fields(site)
         if remote is None:
             if enapter.site_id is not None:
-                return self._change("Site", site.name, Action.CREATE, Reason.NOT_FOUND, site,
-                                    after=after, blocked=True,
-                                    message=f"Enapter site {enapter.site_id} does not exist (or "
-                                            "this token cannot see it); remove `siteId` to "
-                                            "create a new site")
-            return self._change("Site", site.name, Action.CREATE, Reason.NOT_FOUND, site,
-                                after=after, diff=declared_diff(after, None),
-                                message=f"no Enapter site named {site.spec.display_name!r}")
+                return self._change(
+                    "Site",
+                    site.name,
+                    Action.CREATE,
+                    Reason.NOT_FOUND,
+                    site,
+                    after=after,
+                    blocked=True,
+                    message=f"Enapter site {enapter.site_id} does not exist (or "
+                    "this token cannot see it); remove `siteId` to "
+                    "create a new site",
+                )
+            return self._change(
+                "Site",
+                site.name,
+                Action.CREATE,
+                Reason.NOT_FOUND,
+                site,
+                after=after,
+                diff=declared_diff(after, None),
+                message=f"no Enapter site named {site.spec.display_name!r}",
+            )
         before: dict[str, Any] = {"name": remote.name, "timezone": remote.timezone}
         if remote.location is not None:
             before["location"] = dict(remote.location)
         diff = declared_diff(after, before)
-        return self._change("Site", site.name, Action.UPDATE if diff else Action.NO_OP,
-                            Reason.DRIFT if diff else Reason.IN_SYNC, site, before=before,
-                            after=after, diff=diff, external_id=remote.id)
+        return self._change(
+            "Site",
+            site.name,
+            Action.UPDATE if diff else Action.NO_OP,
+            Reason.DRIFT if diff else Reason.IN_SYNC,
+            site,
+            before=before,
+            after=after,
+            diff=diff,
+            external_id=remote.id,
+        )
 
     # -- gateway ---------------------------------------------------------------------------
 
@@ -348,16 +401,26 @@ class EnapterPlanner:
         remote = find_gateway(gateway, work.devices)
         if remote is None:
             other = next((d for d in work.devices if d.type == GATEWAY), None)
-            change = self._change("Gateway", gateway.name, Action.CREATE, Reason.NOT_FOUND, site,
-                                  after=after, diff=declared_diff(after, None), depends_on=deps,
-                                  message="not provisioned in Enapter Cloud; the gateway's "
-                                          "communication config is not kept (a Gateway has no "
-                                          "configOutput)")
+            change = self._change(
+                "Gateway",
+                gateway.name,
+                Action.CREATE,
+                Reason.NOT_FOUND,
+                site,
+                after=after,
+                diff=declared_diff(after, None),
+                depends_on=deps,
+                message="not provisioned in Enapter Cloud; the gateway's "
+                "communication config is not kept (a Gateway has no "
+                "configOutput)",
+            )
             if other is not None:
                 change.blocked = True
-                change.message = (f"the Enapter site already has gateway {other.id} (hardware id "
-                                  f"{other.hardware_id}) and a site has one gateway: remove it "
-                                  "first or declare that one")
+                change.message = (
+                    f"the Enapter site already has gateway {other.id} (hardware id "
+                    f"{other.hardware_id}) and a site has one gateway: remove it "
+                    "first or declare that one"
+                )
         else:
             work.matched[remote.id] = gateway.name
             before: dict[str, Any] = {"hardware_id": remote.hardware_id}
@@ -366,13 +429,30 @@ class EnapterPlanner:
             diff = compared_only_where_reported(after, before)
             if diff:
                 change = self._change(
-                    "Gateway", gateway.name, Action.UPDATE, Reason.DRIFT, site, before=before,
-                    after=after, diff=diff, depends_on=deps, external_id=remote.id,
+                    "Gateway",
+                    gateway.name,
+                    Action.UPDATE,
+                    Reason.DRIFT,
+                    site,
+                    before=before,
+                    after=after,
+                    diff=diff,
+                    depends_on=deps,
+                    external_id=remote.id,
                     message="the firmware version is recorded by provisioning the gateway again "
-                            "with the same hardware id (its new config is not kept)")
+                    "with the same hardware id (its new config is not kept)",
+                )
             else:
-                change = self._change("Gateway", gateway.name, Action.NO_OP, Reason.IN_SYNC, site,
-                                      before=before, after=after, external_id=remote.id)
+                change = self._change(
+                    "Gateway",
+                    gateway.name,
+                    Action.NO_OP,
+                    Reason.IN_SYNC,
+                    site,
+                    before=before,
+                    after=after,
+                    external_id=remote.id,
+                )
         if work.site_change.blocked and change.is_change:
             _block(change, work.site_change)
         work.gateway_changes[gateway.name] = change
@@ -380,8 +460,11 @@ class EnapterPlanner:
     # -- devices ---------------------------------------------------------------------------
 
     def _devices_of(self, site: Site) -> list[Device]:
-        devices = [d for d in self.fleet.devices.values()
-                   if d.spec.enapter is not None and self.fleet.site_of_device(d) is site]
+        devices = [
+            d
+            for d in self.fleet.devices.values()
+            if d.spec.enapter is not None and self.fleet.site_of_device(d) is site
+        ]
         return sorted(devices, key=lambda d: _RANK.get(kind_of(d), 0))  # stable: fleet order
 
     def _dependencies(self, work: _SiteWork, device: Device) -> list[Change]:
@@ -414,13 +497,21 @@ class EnapterPlanner:
             _block(change, blocker)
         work.device_changes[device.name] = change
 
-    def _create_device(self, work: _SiteWork, device: Device, deps: list[str],
-                       problem: str | None) -> Change:
+    def _create_device(
+        self, work: _SiteWork, device: Device, deps: list[str], problem: str | None
+    ) -> Change:
         after = device_fields(device)
-        change = self._change("Device", device.name, Action.CREATE, Reason.NOT_FOUND, work.site,
-                              after=after, diff=declared_diff(after, None), depends_on=deps,
-                              message="not provisioned in Enapter Cloud; "
-                                      + self._config_note(device))
+        change = self._change(
+            "Device",
+            device.name,
+            Action.CREATE,
+            Reason.NOT_FOUND,
+            work.site,
+            after=after,
+            diff=declared_diff(after, None),
+            depends_on=deps,
+            message="not provisioned in Enapter Cloud; " + self._config_note(device),
+        )
         if problem is not None:
             change.blocked = True
             change.message = problem
@@ -442,8 +533,10 @@ class EnapterPlanner:
             return f"its communication config is written to {self._target(device)} (mode 0600)"
         if self.state is not None and self.state.secret_store:
             return f"its communication config is written to Secret {output.secret_name}"
-        return (f"configOutput.secretName {output.secret_name!r} is written only by the operator; "
-                "this run keeps no communication config (use configOutput.file with the CLI)")
+        return (
+            f"configOutput.secretName {output.secret_name!r} is written only by the operator; "
+            "this run keeps no communication config (use configOutput.file with the CLI)"
+        )
 
     def _target(self, device: Device) -> str:
         known = self.state.config_outputs.get(device.name) if self.state is not None else None
@@ -453,8 +546,9 @@ class EnapterPlanner:
         assert enapter is not None and enapter.config_output is not None
         return str(enapter.config_output.file or enapter.config_output.secret_name)
 
-    def _observed_fields(self, work: _SiteWork, device: Device,
-                         remote: EnapterDeviceState) -> dict[str, Any]:
+    def _observed_fields(
+        self, work: _SiteWork, device: Device, remote: EnapterDeviceState
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {"type": remote.type, "name": remote.name, "slug": remote.slug}
         if remote.hardware_id is not None and remote.type in HARDWARE_TYPES:
             out["hardware_id"] = remote.hardware_id
@@ -480,45 +574,73 @@ class EnapterPlanner:
                     out[key] = after[key]
         return out
 
-    def _compare_device(self, work: _SiteWork, device: Device, remote: EnapterDeviceState,
-                        deps: list[str]) -> Change:
+    def _compare_device(
+        self, work: _SiteWork, device: Device, remote: EnapterDeviceState, deps: list[str]
+    ) -> Change:
         after = device_fields(device)
         before = self._observed_fields(work, device, remote)
         presence = self.state.config_outputs.get(device.name) if self.state is not None else None
-        compared = {k: v for k, v in after.items()
-                    if k not in ("protocol", "config_file", "config_secret")}
+        compared = {
+            k: v for k, v in after.items() if k not in ("protocol", "config_file", "config_secret")
+        }
         diff = declared_diff(compared, before)
-        diff += compared_only_where_reported({k: v for k, v in after.items() if k == "protocol"},
-                                             before)
+        diff += compared_only_where_reported(
+            {k: v for k, v in after.items() if k == "protocol"}, before
+        )
         if presence is not None and not presence.present:
             key = "config_file" if "config_file" in after else "config_secret"
             diff.append(FieldDiff("add", key, None, after[key]))
-        kwargs: dict[str, Any] = {"before": before, "after": after, "diff": diff,
-                                  "external_id": remote.id}
+        kwargs: dict[str, Any] = {
+            "before": before,
+            "after": after,
+            "diff": diff,
+            "external_id": remote.id,
+        }
         if not diff:
-            return self._change("Device", device.name, Action.NO_OP, Reason.IN_SYNC, work.site,
-                                **kwargs)
+            return self._change(
+                "Device", device.name, Action.NO_OP, Reason.IN_SYNC, work.site, **kwargs
+            )
         paths = {d.path for d in diff}
         if "embedded_type" in paths:
-            return self._change("Device", device.name, Action.REPLACE, Reason.CANNOT_UPDATE,
-                                work.site, depends_on=deps, blocked=True, **kwargs,
-                                message=f"hardware id {device.spec.hardware_id} is registered as "
-                                        f"{before.get('embedded_type')}; Enapter cannot change an "
-                                        "embedded device's type: delete it in Enapter Cloud or "
-                                        "correct `embeddedType`")
+            return self._change(
+                "Device",
+                device.name,
+                Action.REPLACE,
+                Reason.CANNOT_UPDATE,
+                work.site,
+                depends_on=deps,
+                blocked=True,
+                **kwargs,
+                message=f"hardware id {device.spec.hardware_id} is registered as "
+                f"{before.get('embedded_type')}; Enapter cannot change an "
+                "embedded device's type: delete it in Enapter Cloud or "
+                "correct `embeddedType`",
+            )
         moved = paths & {"runtime", "master"}
         if moved:
             upstream = after.get("runtime") or after.get("master")
-            return self._change("Device", device.name, Action.REPLACE, Reason.CANNOT_UPDATE,
-                                work.site, depends_on=deps, **kwargs,
-                                message=f"Enapter cannot move a device to another "
-                                        f"{'runtime' if 'runtime' in moved else 'LINK master'}: it "
-                                        f"is deleted and provisioned again on {upstream}; "
-                                        + self._config_note(device))
+            return self._change(
+                "Device",
+                device.name,
+                Action.REPLACE,
+                Reason.CANNOT_UPDATE,
+                work.site,
+                depends_on=deps,
+                **kwargs,
+                message=f"Enapter cannot move a device to another "
+                f"{'runtime' if 'runtime' in moved else 'LINK master'}: it "
+                f"is deleted and provisioned again on {upstream}; " + self._config_note(device),
+            )
         return self._update_device(work, device, deps, paths, kwargs)
 
-    def _update_device(self, work: _SiteWork, device: Device, deps: list[str], paths: set[str],
-                       kwargs: dict[str, Any]) -> Change:
+    def _update_device(
+        self,
+        work: _SiteWork,
+        device: Device,
+        deps: list[str],
+        paths: set[str],
+        kwargs: dict[str, Any],
+    ) -> Change:
         enapter = device.spec.enapter
         assert enapter is not None
         notes = []
@@ -529,23 +651,41 @@ class EnapterPlanner:
         blocked = False
         if paths & {"protocol", "config_file", "config_secret"}:
             if "config_file" in paths:
-                notes.append(f"the config file {self._target(device)} is missing (the one local "
-                             "file a plan looks at): a new communication config is generated "
-                             "and written there; install it on the device")
+                notes.append(
+                    f"the config file {self._target(device)} is missing (the one local "
+                    "file a plan looks at): a new communication config is generated "
+                    "and written there; install it on the device"
+                )
             elif "config_secret" in paths:
-                notes.append(f"{self._target(device)} is missing: a new communication config is "
-                             "generated and written there; install it on the device")
+                notes.append(
+                    f"{self._target(device)} is missing: a new communication config is "
+                    "generated and written there; install it on the device"
+                )
             else:
-                notes.append(f"switching to {enapter.protocol} needs a new communication config "
-                             "(generate_config); " + self._config_note(device))
+                notes.append(
+                    f"switching to {enapter.protocol} needs a new communication config "
+                    "(generate_config); " + self._config_note(device)
+                )
             blocked = enapter.config_output is None or (
                 enapter.config_output.file is None
-                and not (self.state is not None and self.state.secret_store))
+                and not (self.state is not None and self.state.secret_store)
+            )
             if blocked:
-                notes = [f"switching to {enapter.protocol} needs a new communication config, "
-                         "and this run has nowhere to write it: add configOutput.file"]
-        return self._change("Device", device.name, Action.UPDATE, Reason.DRIFT, work.site,
-                            depends_on=deps, blocked=blocked, message="; ".join(notes), **kwargs)
+                notes = [
+                    f"switching to {enapter.protocol} needs a new communication config, "
+                    "and this run has nowhere to write it: add configOutput.file"
+                ]
+        return self._change(
+            "Device",
+            device.name,
+            Action.UPDATE,
+            Reason.DRIFT,
+            work.site,
+            depends_on=deps,
+            blocked=blocked,
+            message="; ".join(notes),
+            **kwargs,
+        )
 
     # -- undeclared devices ------------------------------------------------------------------
 
@@ -563,10 +703,16 @@ class EnapterPlanner:
             return
         if not self.prune:
             for device in undeclared:
-                self.unmanaged.append({
-                    "platform": "enapter", "site": work.site.name, "id": device.id,
-                    "description": f"Enapter {device.type} device {device.id} ({device.name!r}, "
-                                   f"slug {device.slug}) in site {work.site.name} is not declared"})
+                self.unmanaged.append(
+                    {
+                        "platform": "enapter",
+                        "site": work.site.name,
+                        "id": device.id,
+                        "description": f"Enapter {device.type} device {device.id} "
+                        f"({device.name!r}, slug {device.slug}) in site {work.site.name} "
+                        "is not declared",
+                    }
+                )
             return
         children: dict[str, list[EnapterDeviceState]] = {}
         for device in kept:
@@ -575,33 +721,47 @@ class EnapterPlanner:
         for device in undeclared:
             self._delete_subtree(work, device, children, planned)
 
-    def _delete_subtree(self, work: _SiteWork, device: EnapterDeviceState,
-                        children: dict[str, list[EnapterDeviceState]],
-                        planned: dict[str, Change]) -> Change | None:
+    def _delete_subtree(
+        self,
+        work: _SiteWork,
+        device: EnapterDeviceState,
+        children: dict[str, list[EnapterDeviceState]],
+        planned: dict[str, Change],
+    ) -> Change | None:
         """Plan the deletion of `device` after everything running on it (post-order)."""
         if device.id in planned:
             return planned[device.id]
         if device.id in work.matched:
             return None  # declared: kept
-        below = [self._delete_subtree(work, child, children, planned)
-                 for child in children.get(device.id, [])]
+        below = [
+            self._delete_subtree(work, child, children, planned)
+            for child in children.get(device.id, [])
+        ]
         kept = [work.matched[c.id] for c in children.get(device.id, []) if c.id in work.matched]
         name = f"{work.site.name}.{device.slug}"
-        description = (f"Enapter {device.type} device {device.id} ({device.name!r}, slug "
-                       f"{device.slug}) in site {work.site.name} is not declared")
-        change = self._change("Device", name, Action.DELETE, Reason.NOT_DECLARED, work.site,
-                              external_id=device.id,
-                              before={"type": device.type, "name": device.name,
-                                      "slug": device.slug},
-                              depends_on=[c.address for c in below if c is not None],
-                              message=description + "; deleted (--prune), after the devices "
-                                                    "running on it")
+        description = (
+            f"Enapter {device.type} device {device.id} ({device.name!r}, slug "
+            f"{device.slug}) in site {work.site.name} is not declared"
+        )
+        change = self._change(
+            "Device",
+            name,
+            Action.DELETE,
+            Reason.NOT_DECLARED,
+            work.site,
+            external_id=device.id,
+            before={"type": device.type, "name": device.name, "slug": device.slug},
+            depends_on=[c.address for c in below if c is not None],
+            message=description + "; deleted (--prune), after the devices running on it",
+        )
         blocker = next((c for c in below if c is not None and c.blocked), None)
         if kept:
             change.blocked = True
-            change.message = (f"{description}, but declared devices run on it "
-                              f"({', '.join(sorted(kept))}); Enapter refuses to delete it "
-                              "while they do")
+            change.message = (
+                f"{description}, but declared devices run on it "
+                f"({', '.join(sorted(kept))}); Enapter refuses to delete it "
+                "while they do"
+            )
         elif blocker is not None:
             _block(change, blocker)
         planned[device.id] = change
@@ -625,8 +785,9 @@ def _defer(changes: Iterable[Change], why: str) -> None:
         change.reason = Reason.TARGET_UNREACHABLE
 
 
-def plan_enapter(fleet: Fleet, observed: Observed,
-                 prune: bool) -> tuple[list[Change], list[dict[str, Any]]]:
+def plan_enapter(
+    fleet: Fleet, observed: Observed, prune: bool
+) -> tuple[list[Change], list[dict[str, Any]]]:
     """The registered planner: reads `observed.extra["enapter"]` (an `EnapterState`)."""
     state = observed.extra.get(COMPONENT)
     return EnapterPlanner(fleet, state if isinstance(state, EnapterState) else None, prune).plan()

@@ -30,8 +30,13 @@ from reconciler.plan.observed import Observed, Unreachable
 COMPONENT = "flatpeak"
 
 # Site postal address field -> Flatpeak postal_address field.
-ADDRESS_FIELDS = {"line1": "address_line1", "line2": "address_line2", "city": "city",
-                  "post_code": "post_code", "country_code": "country_code"}
+ADDRESS_FIELDS = {
+    "line1": "address_line1",
+    "line2": "address_line2",
+    "city": "city",
+    "post_code": "post_code",
+    "country_code": "country_code",
+}
 DEVICE_FIELDS = ("reference_id", "type", "manufacturer", "model_code", "model_name")
 
 
@@ -80,8 +85,11 @@ def postal_address(site: Site) -> dict[str, Any] | None:
     if address is None:
         return None
     values = address.model_dump()
-    return {remote: values[local] for local, remote in ADDRESS_FIELDS.items()
-            if values.get(local) is not None}
+    return {
+        remote: values[local]
+        for local, remote in ADDRESS_FIELDS.items()
+        if values.get(local) is not None
+    }
 
 
 def location_fields(site: Site) -> dict[str, Any]:
@@ -110,8 +118,9 @@ def device_fields(device: Device) -> dict[str, Any]:
     return out
 
 
-def match_location(site: Site,
-                   candidates: Iterable[FlatpeakLocationState]) -> FlatpeakLocationState | None:
+def match_location(
+    site: Site, candidates: Iterable[FlatpeakLocationState]
+) -> FlatpeakLocationState | None:
     flatpeak = site.spec.flatpeak
     assert flatpeak is not None
     for candidate in candidates:
@@ -172,17 +181,28 @@ class FlatpeakPlanner:
         self._undeclared(managed)
         return self.changes, self.unmanaged
 
-    def _change(self, kind: str, name: str, action: Action, reason: Reason, site: Site,
-                **kwargs: Any) -> Change:
-        change = Change(address=address_of(kind, name, COMPONENT), kind=kind, name=name,
-                        component=COMPONENT, action=action, reason=reason, site=site.name,
-                        **kwargs)
+    def _change(
+        self, kind: str, name: str, action: Action, reason: Reason, site: Site, **kwargs: Any
+    ) -> Change:
+        change = Change(
+            address=address_of(kind, name, COMPONENT),
+            kind=kind,
+            name=name,
+            component=COMPONENT,
+            action=action,
+            reason=reason,
+            site=site.name,
+            **kwargs,
+        )
         self.changes.append(change)
         return change
 
     def _devices_of(self, site: Site) -> list[Device]:
-        return [d for d in self.fleet.devices.values()
-                if d.spec.flatpeak is not None and self.fleet.site_of_device(d) is site]
+        return [
+            d
+            for d in self.fleet.devices.values()
+            if d.spec.flatpeak is not None and self.fleet.site_of_device(d) is site
+        ]
 
     # -- a site: its location, then its devices ----------------------------------------------
 
@@ -190,9 +210,11 @@ class FlatpeakPlanner:
         first = len(self.changes)
         unobserved = Unreachable("not observed")
         state = self.state or FlatpeakState(unobserved, unobserved)
-        why = [f"Flatpeak {what}: {obs.reason}"
-               for what, obs in (("locations", state.locations), ("devices", state.devices))
-               if isinstance(obs, Unreachable)]
+        why = [
+            f"Flatpeak {what}: {obs.reason}"
+            for what, obs in (("locations", state.locations), ("devices", state.devices))
+            if isinstance(obs, Unreachable)
+        ]
         locations = state.locations if isinstance(state.locations, list) else []
         devices = state.devices if isinstance(state.devices, list) else []
         location = match_location(site, locations)
@@ -202,8 +224,13 @@ class FlatpeakPlanner:
             by_reference.setdefault(remote.reference_id, remote)  # newest first: keep newest
         for device in self._devices_of(site):
             assert device.spec.flatpeak is not None
-            self._plan_device(site, device, location, location_change,
-                              by_reference.get(device.spec.flatpeak.reference_id))
+            self._plan_device(
+                site,
+                device,
+                location,
+                location_change,
+                by_reference.get(device.spec.flatpeak.reference_id),
+            )
         if why:
             for change in self.changes[first:]:
                 if change.action is not Action.NO_OP:
@@ -218,38 +245,72 @@ class FlatpeakPlanner:
         assert flatpeak is not None
         after = location_fields(site)
         if location is None:
-            change = self._change("Site", site.name, Action.CREATE, Reason.NOT_FOUND, site,
-                                  after=after, diff=declared_diff(after, None),
-                                  message=f"no Flatpeak location with reference id {site.name!r}")
+            change = self._change(
+                "Site",
+                site.name,
+                Action.CREATE,
+                Reason.NOT_FOUND,
+                site,
+                after=after,
+                diff=declared_diff(after, None),
+                message=f"no Flatpeak location with reference id {site.name!r}",
+            )
             if flatpeak.location_id is not None:
                 change.blocked = True
-                change.message = (f"Flatpeak location {flatpeak.location_id} does not exist in "
-                                  "this account; remove `locationId` to create one")
+                change.message = (
+                    f"Flatpeak location {flatpeak.location_id} does not exist in "
+                    "this account; remove `locationId` to create one"
+                )
             elif "postal_address" not in after:
                 change.blocked = True
-                change.message = ("a Flatpeak location needs a postal address: set "
-                                  "spec.location.address on the Site")
+                change.message = (
+                    "a Flatpeak location needs a postal address: set "
+                    "spec.location.address on the Site"
+                )
             return change
-        before: dict[str, Any] = {"reference_id": location.reference_id,
-                                  "postal_address": dict(location.postal_address)}
+        before: dict[str, Any] = {
+            "reference_id": location.reference_id,
+            "postal_address": dict(location.postal_address),
+        }
         if location.customer_id is not None:
             before["customer_id"] = location.customer_id
         diff = declared_diff(after, before)
-        return self._change("Site", site.name, Action.UPDATE if diff else Action.NO_OP,
-                            Reason.DRIFT if diff else Reason.IN_SYNC, site, before=before,
-                            after=after, diff=diff, external_id=location.id)
+        return self._change(
+            "Site",
+            site.name,
+            Action.UPDATE if diff else Action.NO_OP,
+            Reason.DRIFT if diff else Reason.IN_SYNC,
+            site,
+            before=before,
+            after=after,
+            diff=diff,
+            external_id=location.id,
+        )
 
-    def _plan_device(self, site: Site, device: Device, location: FlatpeakLocationState | None,
-                     location_change: Change, remote: FlatpeakDeviceState | None) -> None:
+    def _plan_device(
+        self,
+        site: Site,
+        device: Device,
+        location: FlatpeakLocationState | None,
+        location_change: Change,
+        remote: FlatpeakDeviceState | None,
+    ) -> None:
         after = device_fields(device)
         if location is not None:
             after["locations"] = [location.id]
         deps = [location_change.address] if location_change.is_change else []
         if remote is None:
-            change = self._change("Device", device.name, Action.CREATE, Reason.NOT_FOUND, site,
-                                  after=after, diff=declared_diff(after, None), depends_on=deps,
-                                  message=f"no Flatpeak device with reference id "
-                                          f"{after['reference_id']!r}")
+            change = self._change(
+                "Device",
+                device.name,
+                Action.CREATE,
+                Reason.NOT_FOUND,
+                site,
+                after=after,
+                diff=declared_diff(after, None),
+                depends_on=deps,
+                message=f"no Flatpeak device with reference id {after['reference_id']!r}",
+            )
         else:
             before = observed_device_fields(remote)
             diff = declared_diff({k: v for k, v in after.items() if k != "locations"}, before)
@@ -260,10 +321,18 @@ class FlatpeakPlanner:
                 after.pop("locations", None)
                 before.pop("locations", None)
             action = Action.UPDATE if diff else Action.NO_OP
-            change = self._change("Device", device.name, action,
-                                  Reason.DRIFT if diff else Reason.IN_SYNC, site, before=before,
-                                  after=after, diff=diff, external_id=remote.id,
-                                  depends_on=deps if diff else [])
+            change = self._change(
+                "Device",
+                device.name,
+                action,
+                Reason.DRIFT if diff else Reason.IN_SYNC,
+                site,
+                before=before,
+                after=after,
+                diff=diff,
+                external_id=remote.id,
+                depends_on=deps if diff else [],
+            )
         if location_change.blocked and change.is_change:
             change.blocked = True
             change.reason = Reason.DEPENDENCY_BLOCKED
@@ -274,31 +343,51 @@ class FlatpeakPlanner:
     def _undeclared(self, managed: dict[str, Site]) -> None:
         if self.state is None or not isinstance(self.state.devices, list) or not managed:
             return
-        declared = {d.spec.flatpeak.reference_id for d in self.fleet.devices.values()
-                    if d.spec.flatpeak is not None}
+        declared = {
+            d.spec.flatpeak.reference_id
+            for d in self.fleet.devices.values()
+            if d.spec.flatpeak is not None
+        }
         for remote in self.state.devices:
             ours = [managed[loc] for loc in remote.locations if loc in managed]
             if not ours or remote.reference_id in declared:
                 continue
             site = ours[0]
             others = [loc for loc in remote.locations if loc not in managed]
-            description = (f"Flatpeak device {remote.id} ({remote.reference_id!r}) on the "
-                           f"location of site {site.name} is not declared")
+            description = (
+                f"Flatpeak device {remote.id} ({remote.reference_id!r}) on the "
+                f"location of site {site.name} is not declared"
+            )
             if self.prune and not others:
-                self._change("Device", f"{site.name}.{remote.reference_id}", Action.DELETE,
-                             Reason.NOT_DECLARED, site, external_id=remote.id,
-                             before=observed_device_fields(remote),
-                             message=description + "; deleted (--prune)")
+                self._change(
+                    "Device",
+                    f"{site.name}.{remote.reference_id}",
+                    Action.DELETE,
+                    Reason.NOT_DECLARED,
+                    site,
+                    external_id=remote.id,
+                    before=observed_device_fields(remote),
+                    message=description + "; deleted (--prune)",
+                )
                 continue
             if others:
-                description += (f"; it is also on locations this fleet does not manage "
-                                f"({', '.join(others)}), so --prune leaves it")
-            self.unmanaged.append({"platform": "flatpeak", "site": site.name, "id": remote.id,
-                                   "description": description})
+                description += (
+                    f"; it is also on locations this fleet does not manage "
+                    f"({', '.join(others)}), so --prune leaves it"
+                )
+            self.unmanaged.append(
+                {
+                    "platform": "flatpeak",
+                    "site": site.name,
+                    "id": remote.id,
+                    "description": description,
+                }
+            )
 
 
-def plan_flatpeak(fleet: Fleet, observed: Observed,
-                  prune: bool) -> tuple[list[Change], list[dict[str, Any]]]:
+def plan_flatpeak(
+    fleet: Fleet, observed: Observed, prune: bool
+) -> tuple[list[Change], list[dict[str, Any]]]:
     """The registered planner: reads `observed.extra["flatpeak"]` (a `FlatpeakState`)."""
     state = observed.extra.get(COMPONENT)
     return FlatpeakPlanner(fleet, state if isinstance(state, FlatpeakState) else None, prune).plan()

@@ -77,8 +77,9 @@ def _phase(change: Change) -> int:
 
 def make_plan(fleet: Fleet, observed: Observed, options: PlanOptions | None = None) -> Plan:
     options = options or PlanOptions()
-    changes, unmanaged = SourcefulPlanner(fleet, observed, prune=options.prune,
-                                          inventory=dict(options.inventory)).plan()
+    changes, unmanaged = SourcefulPlanner(
+        fleet, observed, prune=options.prune, inventory=dict(options.inventory)
+    ).plan()
     for extra_planner in platforms.PLANNERS:
         more, more_unmanaged = extra_planner(fleet, observed, options.prune)
         changes += more

@@ -27,11 +27,20 @@ def _gateway_removal(gateway: Gateway, fleet: Fleet, observed: Observed) -> list
         return []
     for org, serials in observed.novacore_gateways.items():
         if isinstance(serials, set) and zap.serial in serials:
-            return [Change(address=address_of("Gateway", gateway.name, "novacore"), kind="Gateway",
-                           name=gateway.name, component="novacore", action=Action.RELEASE,
-                           reason=Reason.DELETION_POLICY, site=gateway.spec.site_ref,
-                           before={"serial": zap.serial, "org_id": org}, external_id=zap.serial,
-                           message=f"released from {org} (deletionPolicy Release)")]
+            return [
+                Change(
+                    address=address_of("Gateway", gateway.name, "novacore"),
+                    kind="Gateway",
+                    name=gateway.name,
+                    component="novacore",
+                    action=Action.RELEASE,
+                    reason=Reason.DELETION_POLICY,
+                    site=gateway.spec.site_ref,
+                    before={"serial": zap.serial, "org_id": org},
+                    external_id=zap.serial,
+                    message=f"released from {org} (deletionPolicy Release)",
+                )
+            ]
     return []
 
 
@@ -46,17 +55,33 @@ def _device_removal(device: Device, fleet: Fleet, observed: Observed) -> list[Ch
         devices = observed.novacore_devices.get(match.id) if match else None
         for cloud in devices if isinstance(devices, list) else []:
             if cloud.hardware_id == hardware_id:
-                changes.append(Change(address=cloud_address, kind="Device", name=device.name,
-                                      component="novacore", action=Action.DELETE,
-                                      reason=Reason.DELETION_POLICY, site=site.name,
-                                      external_id=cloud.id, message="deleted in Novacore "
-                                                                    "(deletionPolicy Release)"))
+                changes.append(
+                    Change(
+                        address=cloud_address,
+                        kind="Device",
+                        name=device.name,
+                        component="novacore",
+                        action=Action.DELETE,
+                        reason=Reason.DELETION_POLICY,
+                        site=site.name,
+                        external_id=cloud.id,
+                        message="deleted in Novacore (deletionPolicy Release)",
+                    )
+                )
     state = observed.zaps.get(device.spec.gateway_ref or "")
     if isinstance(state, ZapState) and hardware_id in state.devices:
-        changes.append(Change(address=address_of("Device", device.name, "zap"), kind="Device",
-                              name=device.name, component="zap", action=Action.DELETE,
-                              reason=Reason.DELETION_POLICY, site=site.name if site else "",
-                              external_id=hardware_id,
-                              depends_on=[cloud_address] if changes else [],
-                              message="removed from its gateway (deletionPolicy Release)"))
+        changes.append(
+            Change(
+                address=address_of("Device", device.name, "zap"),
+                kind="Device",
+                name=device.name,
+                component="zap",
+                action=Action.DELETE,
+                reason=Reason.DELETION_POLICY,
+                site=site.name if site else "",
+                external_id=hardware_id,
+                depends_on=[cloud_address] if changes else [],
+                message="removed from its gateway (deletionPolicy Release)",
+            )
+        )
     return changes

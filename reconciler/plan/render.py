@@ -8,13 +8,40 @@ import json
 from typing import Any
 
 # Colour per first action; no colour for no-op.
-_COLOURS = {"create": "32", "claim": "32", "update": "33", "verify": "36", "defer": "35",
-            "delete": "31", "release": "31", "transfer": "31", "replace": "31"}
-_SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "-/+", "claim": "⇒",
-            "transfer": "⇄", "release": "⇐", "verify": "?", "defer": "…", "no-op": " "}
-_VERBS = {"create": "created", "update": "updated in place", "delete": "destroyed",
-          "replace": "replaced", "claim": "claimed", "transfer": "transferred",
-          "release": "released", "verify": "verified", "defer": "deferred"}
+_COLOURS = {
+    "create": "32",
+    "claim": "32",
+    "update": "33",
+    "verify": "36",
+    "defer": "35",
+    "delete": "31",
+    "release": "31",
+    "transfer": "31",
+    "replace": "31",
+}
+_SYMBOLS = {
+    "create": "+",
+    "update": "~",
+    "delete": "-",
+    "replace": "-/+",
+    "claim": "⇒",
+    "transfer": "⇄",
+    "release": "⇐",
+    "verify": "?",
+    "defer": "…",
+    "no-op": " ",
+}
+_VERBS = {
+    "create": "created",
+    "update": "updated in place",
+    "delete": "destroyed",
+    "replace": "replaced",
+    "claim": "claimed",
+    "transfer": "transferred",
+    "release": "released",
+    "verify": "verified",
+    "defer": "deferred",
+}
 
 
 def _action(entry: dict[str, Any]) -> str:
@@ -40,10 +67,18 @@ def _diff_lines(entry: dict[str, Any]) -> list[str]:
 
 def summary_line(summary: dict[str, Any]) -> str:
     parts = []
-    for key, label in (("create", "to create"), ("claim", "to claim"), ("update", "to update"),
-                       ("replace", "to replace"), ("transfer", "to transfer"),
-                       ("delete", "to delete"), ("release", "to release"),
-                       ("verify", "to verify"), ("defer", "deferred"), ("blocked", "blocked")):
+    for key, label in (
+        ("create", "to create"),
+        ("claim", "to claim"),
+        ("update", "to update"),
+        ("replace", "to replace"),
+        ("transfer", "to transfer"),
+        ("delete", "to delete"),
+        ("release", "to release"),
+        ("verify", "to verify"),
+        ("defer", "deferred"),
+        ("blocked", "blocked"),
+    ):
         if summary.get(key):
             parts.append(f"{summary[key]} {label}")
     return ", ".join(parts) if parts else "no changes"
@@ -58,8 +93,10 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
     if not pending:
         lines.append("No changes. The actual state matches the desired state.")
     else:
-        lines.append("Planned actions: + create  ~ update  -/+ replace  - delete  ⇒ claim  "
-                     "⇄ transfer  ⇐ release  ? verify  … defer")
+        lines.append(
+            "Planned actions: + create  ~ update  -/+ replace  - delete  ⇒ claim  "
+            "⇄ transfer  ⇐ release  ? verify  … defer"
+        )
         lines.append("")
         for entry in pending:
             action = _action(entry)
@@ -97,22 +134,28 @@ def render_markdown(document: dict[str, Any]) -> str:
         for entry in pending:
             action = _action(entry)
             mark = ":no_entry:" if entry["blocked"] else f"`{_SYMBOLS[action].strip() or '='}`"
-            lines.append(f"| {mark} | `{entry['address']}` | {action} | "
-                         f"{_md_escape(entry['message'] or entry['reason'])} |")
+            lines.append(
+                f"| {mark} | `{entry['address']}` | {action} | "
+                f"{_md_escape(entry['message'] or entry['reason'])} |"
+            )
         lines.append("")
         detailed = [e for e in pending if e.get("diff")]
         if detailed:
             lines += ["<details><summary>Field changes</summary>", "", "```diff"]
             for entry in detailed:
                 lines.append(f"# {entry['address']}")
-                lines += [line.replace("    ~", "!").replace("    +", "+").replace("    -", "-")
-                          for line in _diff_lines(entry)]
+                lines += [
+                    line.replace("    ~", "!").replace("    +", "+").replace("    -", "-")
+                    for line in _diff_lines(entry)
+                ]
             lines += ["```", "", "</details>", ""]
     unmanaged = document.get("unmanaged", [])
     if unmanaged:
         lines += ["<details><summary>Unmanaged objects (" + str(len(unmanaged)) + ")</summary>", ""]
         lines += [f"- {_md_escape(u['description'])}" for u in unmanaged]
         lines += ["", "</details>", ""]
-    lines.append(f"<sub>format {document['format_version']} · reconciler "
-                 f"{document.get('reconciler_version', '')}</sub>")
+    lines.append(
+        f"<sub>format {document['format_version']} · reconciler "
+        f"{document.get('reconciler_version', '')}</sub>"
+    )
     return "\n".join(lines) + "\n"

@@ -12,7 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.model.device import Connection, Device, Mqtt, P1Uart, Parity
+from reconciler.model.device import (
+    Connection,
+    Device,
+    ModbusRtu,
+    ModbusTcp,
+    Mqtt,
+    P1Uart,
+    Parity,
+)
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.site import Site
@@ -37,22 +45,38 @@ def zap_settings(connection: Connection) -> dict[str, Any]:
     any secret. The password of an MQTT device is added by the provider at apply time."""
     settings = connection.settings
     body: dict[str, Any] = {"type": connection.type}
-    if connection.type == "modbus_tcp":
-        body |= {"ip": settings.host, "port": settings.port,  # type: ignore[union-attr]
-                 "unit_id": settings.unit_id, "profile": settings.profile}  # type: ignore[union-attr]
-    elif connection.type == "modbus_rtu":
-        body |= {"baud_rate": settings.baud_rate, "unit_id": settings.unit_id,  # type: ignore[union-attr]
-                 "profile": settings.profile, "parity": _RTU_PARITY[Parity(settings.parity)],  # type: ignore[union-attr]
-                 "data_bits": settings.data_bits, "stop_bits": settings.stop_bits}  # type: ignore[union-attr]
+    if isinstance(settings, ModbusTcp):
+        body |= {
+            "ip": settings.host,
+            "port": settings.port,
+            "unit_id": settings.unit_id,
+            "profile": settings.profile,
+        }
+    elif isinstance(settings, ModbusRtu):
+        body |= {
+            "baud_rate": settings.baud_rate,
+            "unit_id": settings.unit_id,
+            "profile": settings.profile,
+            "parity": _RTU_PARITY[Parity(settings.parity)],
+            "data_bits": settings.data_bits,
+            "stop_bits": settings.stop_bits,
+        }
     elif isinstance(settings, P1Uart):
-        body |= {"profile": settings.profile, "baud_rate": settings.baud_rate,
-                 "data_bits": settings.data_bits, "parity": str(settings.parity),
-                 "stop_bits": settings.stop_bits}
+        body |= {
+            "profile": settings.profile,
+            "baud_rate": settings.baud_rate,
+            "data_bits": settings.data_bits,
+            "parity": str(settings.parity),
+            "stop_bits": settings.stop_bits,
+        }
         if settings.manufacturer:
             body["manufacturer"] = settings.manufacturer
     elif isinstance(settings, Mqtt):
-        body |= {"profile": settings.profile, "broker_host": settings.broker_host,
-                 "broker_port": settings.broker_port}
+        body |= {
+            "profile": settings.profile,
+            "broker_host": settings.broker_host,
+            "broker_port": settings.broker_port,
+        }
         if settings.username:
             body["username"] = settings.username
         if settings.client_id:
@@ -85,8 +109,11 @@ def novacore_fields(device: Device, fleet: Fleet) -> dict[str, Any]:
 
 
 def _observed_novacore_fields(device: NovacoreDevice) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": device.name, "device_type": device.device_type,
-                           "ders": {d.name: d.type for d in device.ders}}
+    out: dict[str, Any] = {
+        "name": device.name,
+        "device_type": device.device_type,
+        "ders": {d.name: d.type for d in device.ders},
+    }
     if device.manufacturer is not None:
         out["manufacturer"] = device.manufacturer
     if device.model is not None:
@@ -134,11 +161,28 @@ class SourcefulPlanner:
         self.changes.append(change)
         return change
 
-    def _change(self, kind: str, name: str, component: str, action: Action, reason: Reason,
-                site: Site, **kwargs: Any) -> Change:
-        return self._add(Change(address=address_of(kind, name, component), kind=kind, name=name,
-                                component=component, action=action, reason=reason,
-                                site=site.name, **kwargs))
+    def _change(
+        self,
+        kind: str,
+        name: str,
+        component: str,
+        action: Action,
+        reason: Reason,
+        site: Site,
+        **kwargs: Any,
+    ) -> Change:
+        return self._add(
+            Change(
+                address=address_of(kind, name, component),
+                kind=kind,
+                name=name,
+                component=component,
+                action=action,
+                reason=reason,
+                site=site.name,
+                **kwargs,
+            )
+        )
 
     # -- site ------------------------------------------------------------------------------
 
@@ -168,16 +212,24 @@ class SourcefulPlanner:
             observed_zap = self.observed.zaps.get(gateway.name, Unreachable("not observed"))
             zap_obs: ZapState | None = None
             if isinstance(observed_zap, Unreachable):
-                unreachable.append(f"gateway {gateway.name} ({gateway.spec.zap.url}): "
-                                   f"{observed_zap.reason}")
+                unreachable.append(
+                    f"gateway {gateway.name} ({gateway.spec.zap.url}): {observed_zap.reason}"
+                )
             else:
                 zap_obs = observed_zap
             for device in self.fleet.devices_of(gateway.name):
                 if device.spec.hardware_id is None or device.spec.connection is None:
                     continue
                 declared_hardware.add(device.spec.hardware_id)
-                self._plan_device(site, gateway, device, claim, site_change, zap_obs,
-                                  by_hardware.get(device.spec.hardware_id))
+                self._plan_device(
+                    site,
+                    gateway,
+                    device,
+                    claim,
+                    site_change,
+                    zap_obs,
+                    by_hardware.get(device.spec.hardware_id),
+                )
             if zap_obs is not None:
                 self._unmanaged_zap_devices(site, gateway, zap_obs)
         if isinstance(devices_obs, list):
@@ -193,26 +245,58 @@ class SourcefulPlanner:
         observed = self.observed.novacore_sites.get(novacore.org_id)
         if isinstance(observed, Unreachable) or observed is None:
             reason = observed.reason if isinstance(observed, Unreachable) else "not observed"
-            return self._change("Site", site.name, "novacore", Action.DEFER,
-                                Reason.TARGET_UNREACHABLE, site, after=after,
-                                message=f"Novacore organisation {novacore.org_id}: {reason}")
+            return self._change(
+                "Site",
+                site.name,
+                "novacore",
+                Action.DEFER,
+                Reason.TARGET_UNREACHABLE,
+                site,
+                after=after,
+                message=f"Novacore organisation {novacore.org_id}: {reason}",
+            )
         match = match_site(site, observed)
         if match is None:
             if novacore.site_id is not None:
-                return self._change("Site", site.name, "novacore", Action.CREATE, Reason.NOT_FOUND,
-                                    site, after=after, blocked=True,
-                                    message=f"site {novacore.site_id} does not exist in "
-                                            f"{novacore.org_id}; remove `siteId` to create a new site")
-            return self._change("Site", site.name, "novacore", Action.CREATE, Reason.NOT_FOUND, site,
-                                after=after, diff=declared_diff(after, None),
-                                message=f"no site named {site.spec.display_name!r} in {novacore.org_id}")
+                return self._change(
+                    "Site",
+                    site.name,
+                    "novacore",
+                    Action.CREATE,
+                    Reason.NOT_FOUND,
+                    site,
+                    after=after,
+                    blocked=True,
+                    message=f"site {novacore.site_id} does not exist in "
+                    f"{novacore.org_id}; remove `siteId` to create a new site",
+                )
+            return self._change(
+                "Site",
+                site.name,
+                "novacore",
+                Action.CREATE,
+                Reason.NOT_FOUND,
+                site,
+                after=after,
+                diff=declared_diff(after, None),
+                message=f"no site named {site.spec.display_name!r} in {novacore.org_id}",
+            )
         self._matched_site[site.name] = match
         before = {"name": match.name, "org_id": match.org_id}
         diff = declared_diff(after, before)
         action = Action.UPDATE if diff else Action.NO_OP
-        return self._change("Site", site.name, "novacore", action,
-                            Reason.DRIFT if diff else Reason.IN_SYNC, site, before=before,
-                            after=after, diff=diff, external_id=match.id)
+        return self._change(
+            "Site",
+            site.name,
+            "novacore",
+            action,
+            Reason.DRIFT if diff else Reason.IN_SYNC,
+            site,
+            before=before,
+            after=after,
+            diff=diff,
+            external_id=match.id,
+        )
 
     # -- gateway claim ---------------------------------------------------------------------
 
@@ -233,35 +317,85 @@ class SourcefulPlanner:
         target_obs = self.observed.novacore_gateways.get(target)
         if isinstance(target_obs, Unreachable) or target_obs is None:
             reason = target_obs.reason if isinstance(target_obs, Unreachable) else "not observed"
-            return self._change("Gateway", gateway.name, "novacore", Action.DEFER,
-                                Reason.TARGET_UNREACHABLE, site, after=after,
-                                message=f"gateways of {target}: {reason}")
+            return self._change(
+                "Gateway",
+                gateway.name,
+                "novacore",
+                Action.DEFER,
+                Reason.TARGET_UNREACHABLE,
+                site,
+                after=after,
+                message=f"gateways of {target}: {reason}",
+            )
         owner, _ = self._owner_of(zap.serial)
         if owner == target:
-            return self._change("Gateway", gateway.name, "novacore", Action.NO_OP, Reason.IN_SYNC,
-                                site, before=after, after=after, external_id=zap.serial)
+            return self._change(
+                "Gateway",
+                gateway.name,
+                "novacore",
+                Action.NO_OP,
+                Reason.IN_SYNC,
+                site,
+                before=after,
+                after=after,
+                external_id=zap.serial,
+            )
         if owner is not None:
             before = {"serial": zap.serial, "org_id": owner}
-            message = (f"gateway {zap.serial} is owned by {owner}; claiming it into {target} "
-                       f"orphans {owner}'s devices on it")
+            message = (
+                f"gateway {zap.serial} is owned by {owner}; claiming it into {target} "
+                f"orphans {owner}'s devices on it"
+            )
             if not zap.allow_transfer:
-                return self._change("Gateway", gateway.name, "novacore", Action.TRANSFER,
-                                    Reason.TRANSFER_NOT_ALLOWED, site, before=before, after=after,
-                                    diff=declared_diff(after, before), blocked=True,
-                                    message=message + "; set `allowTransfer: true` on the Gateway "
-                                                      "to allow it")
-            return self._change("Gateway", gateway.name, "novacore", Action.TRANSFER,
-                                Reason.OWNED_BY_OTHER_ORG, site, before=before, after=after,
-                                diff=declared_diff(after, before), message=message)
-        return self._change("Gateway", gateway.name, "novacore", Action.CLAIM, Reason.NOT_FOUND,
-                            site, after=after, diff=declared_diff(after, None),
-                            message=f"gateway {zap.serial} is not claimed by {target}")
+                return self._change(
+                    "Gateway",
+                    gateway.name,
+                    "novacore",
+                    Action.TRANSFER,
+                    Reason.TRANSFER_NOT_ALLOWED,
+                    site,
+                    before=before,
+                    after=after,
+                    diff=declared_diff(after, before),
+                    blocked=True,
+                    message=message + "; set `allowTransfer: true` on the Gateway to allow it",
+                )
+            return self._change(
+                "Gateway",
+                gateway.name,
+                "novacore",
+                Action.TRANSFER,
+                Reason.OWNED_BY_OTHER_ORG,
+                site,
+                before=before,
+                after=after,
+                diff=declared_diff(after, before),
+                message=message,
+            )
+        return self._change(
+            "Gateway",
+            gateway.name,
+            "novacore",
+            Action.CLAIM,
+            Reason.NOT_FOUND,
+            site,
+            after=after,
+            diff=declared_diff(after, None),
+            message=f"gateway {zap.serial} is not claimed by {target}",
+        )
 
     # -- devices ---------------------------------------------------------------------------
 
-    def _plan_device(self, site: Site, gateway: Gateway, device: Device, claim: Change,
-                     site_change: Change | None, zap_state: ZapState | None,
-                     cloud: NovacoreDevice | None) -> None:
+    def _plan_device(
+        self,
+        site: Site,
+        gateway: Gateway,
+        device: Device,
+        claim: Change,
+        site_change: Change | None,
+        zap_state: ZapState | None,
+        cloud: NovacoreDevice | None,
+    ) -> None:
         spec = device.spec
         assert spec.connection is not None and spec.hardware_id is not None
         zap_obs = zap_state.devices.get(spec.hardware_id) if zap_state else None
@@ -271,28 +405,62 @@ class SourcefulPlanner:
 
         zap_change: Change | None = None
         if zap_obs is None:
-            if spec.verification.check_serial and spec.connection.modbus_tcp is not None \
-                    and zap_state is not None:
+            if (
+                spec.verification.check_serial
+                and spec.connection.modbus_tcp is not None
+                and zap_state is not None
+            ):
                 verify = self._plan_verify(site, device, deps)
                 deps = [verify.address]
                 if verify.blocked:
                     blocked_by = verify
-            zap_change = self._change("Device", device.name, "zap", Action.CREATE, Reason.NOT_FOUND,
-                                      site, after=desired, diff=declared_diff(desired, None),
-                                      depends_on=list(deps),
-                                      message=f"not configured on gateway {gateway.name}")
+            zap_change = self._change(
+                "Device",
+                device.name,
+                "zap",
+                Action.CREATE,
+                Reason.NOT_FOUND,
+                site,
+                after=desired,
+                diff=declared_diff(desired, None),
+                depends_on=list(deps),
+                message=f"not configured on gateway {gateway.name}",
+            )
         else:
-            before = {"type": zap_obs.connection_type, "profile": zap_obs.profile, **zap_obs.settings}
+            before = {
+                "type": zap_obs.connection_type,
+                "profile": zap_obs.profile,
+                **zap_obs.settings,
+            }
             diff = compared_only_where_reported(desired, before)
             if diff:
-                zap_change = self._change("Device", device.name, "zap", Action.REPLACE,
-                                          Reason.CANNOT_UPDATE, site, before=before, after=desired,
-                                          diff=diff, depends_on=list(deps), external_id=zap_obs.sn,
-                                          message="the Zap cannot change a device's connection; "
-                                                  "it is removed and added again")
+                zap_change = self._change(
+                    "Device",
+                    device.name,
+                    "zap",
+                    Action.REPLACE,
+                    Reason.CANNOT_UPDATE,
+                    site,
+                    before=before,
+                    after=desired,
+                    diff=diff,
+                    depends_on=list(deps),
+                    external_id=zap_obs.sn,
+                    message="the Zap cannot change a device's connection; "
+                    "it is removed and added again",
+                )
             else:
-                self._change("Device", device.name, "zap", Action.NO_OP, Reason.IN_SYNC, site,
-                             before=before, after=desired, external_id=zap_obs.sn)
+                self._change(
+                    "Device",
+                    device.name,
+                    "zap",
+                    Action.NO_OP,
+                    Reason.IN_SYNC,
+                    site,
+                    before=before,
+                    after=desired,
+                    external_id=zap_obs.sn,
+                )
         if zap_change is not None:
             deps = [zap_change.address]
             if blocked_by is not None:
@@ -321,62 +489,117 @@ class SourcefulPlanner:
         after = {"serial": expected}
         if reading is None or reading.error is not None:
             why = reading.error if reading is not None else "not read"
-            return self._change("Device", device.name, "identity", Action.VERIFY,
-                                Reason.IDENTITY_CHECK, site, after=after, depends_on=list(deps),
-                                message=f"serial not read yet ({why}); it is checked before the "
-                                        "device is added")
+            return self._change(
+                "Device",
+                device.name,
+                "identity",
+                Action.VERIFY,
+                Reason.IDENTITY_CHECK,
+                site,
+                after=after,
+                depends_on=list(deps),
+                message=f"serial not read yet ({why}); it is checked before the device is added",
+            )
         if reading.serial != expected:
-            return self._change("Device", device.name, "identity", Action.VERIFY,
-                                Reason.IDENTITY_MISMATCH, site, before={"serial": reading.serial},
-                                after=after, blocked=True, depends_on=list(deps),
-                                message=f"the device reports serial {reading.serial!r}, not "
-                                        f"hardwareId {expected!r}; it is not provisioned. Check "
-                                        "the address or correct `hardwareId`")
-        return self._change("Device", device.name, "identity", Action.VERIFY, Reason.IDENTITY_CHECK,
-                            site, before={"serial": reading.serial}, after=after,
-                            depends_on=list(deps),
-                            message="serial matches hardwareId; checked again before adding")
+            return self._change(
+                "Device",
+                device.name,
+                "identity",
+                Action.VERIFY,
+                Reason.IDENTITY_MISMATCH,
+                site,
+                before={"serial": reading.serial},
+                after=after,
+                blocked=True,
+                depends_on=list(deps),
+                message=f"the device reports serial {reading.serial!r}, not "
+                f"hardwareId {expected!r}; it is not provisioned. Check "
+                "the address or correct `hardwareId`",
+            )
+        return self._change(
+            "Device",
+            device.name,
+            "identity",
+            Action.VERIFY,
+            Reason.IDENTITY_CHECK,
+            site,
+            before={"serial": reading.serial},
+            after=after,
+            depends_on=list(deps),
+            message="serial matches hardwareId; checked again before adding",
+        )
 
-    def _plan_cloud_device(self, site: Site, device: Device, cloud: NovacoreDevice | None,
-                           deps: list[str]) -> Change | None:
+    def _plan_cloud_device(
+        self, site: Site, device: Device, cloud: NovacoreDevice | None, deps: list[str]
+    ) -> Change | None:
         if site.spec.novacore is None:
             return None
         after = novacore_fields(device, self.fleet)
         if cloud is None:
-            return self._change("Device", device.name, "novacore", Action.CREATE, Reason.NOT_FOUND,
-                                site, after=after, diff=declared_diff(after, None),
-                                depends_on=deps, message="not provisioned in Novacore")
+            return self._change(
+                "Device",
+                device.name,
+                "novacore",
+                Action.CREATE,
+                Reason.NOT_FOUND,
+                site,
+                after=after,
+                diff=declared_diff(after, None),
+                depends_on=deps,
+                message="not provisioned in Novacore",
+            )
         before = _observed_novacore_fields(cloud)
         if before["device_type"] != after["device_type"] or any(
             name in before["ders"] and before["ders"][name] != der_type
             for name, der_type in after["ders"].items()
         ):
-            return self._change("Device", device.name, "novacore", Action.REPLACE,
-                                Reason.CANNOT_UPDATE, site, before=before, after=after,
-                                diff=declared_diff(after, before), depends_on=deps,
-                                external_id=cloud.id,
-                                message="device type or a DER type changed; Novacore cannot "
-                                        "update them in place")
+            return self._change(
+                "Device",
+                device.name,
+                "novacore",
+                Action.REPLACE,
+                Reason.CANNOT_UPDATE,
+                site,
+                before=before,
+                after=after,
+                diff=declared_diff(after, before),
+                depends_on=deps,
+                external_id=cloud.id,
+                message="device type or a DER type changed; Novacore cannot update them in place",
+            )
         diff = compared_only_where_reported({k: v for k, v in after.items() if k != "ders"}, before)
         diff += declared_diff(after["ders"], before["ders"], prefix="ders.")
         extra = sorted(set(before["ders"]) - set(after["ders"]))
         message = ""
         if extra:
-            message = (f"DERs in Novacore that are not declared: {', '.join(extra)} "
-                       "(Novacore has no DER delete; left as they are)")
+            message = (
+                f"DERs in Novacore that are not declared: {', '.join(extra)} "
+                "(Novacore has no DER delete; left as they are)"
+            )
         if cloud.state == "orphaned":
             # Its gateway left the organisation and came back: provisioning binds it again.
             before["state"], after["state"] = "orphaned", "active"
             diff.append(FieldDiff("change", "state", "orphaned", "active"))
             message = "device is orphaned (its gateway changed organisation); provisioned again"
         action = Action.UPDATE if diff else Action.NO_OP
-        return self._change("Device", device.name, "novacore", action,
-                            Reason.DRIFT if action is Action.UPDATE else Reason.IN_SYNC, site,
-                            before=before, after=after, diff=diff, depends_on=deps,
-                            external_id=cloud.id, message=message)
+        return self._change(
+            "Device",
+            device.name,
+            "novacore",
+            action,
+            Reason.DRIFT if action is Action.UPDATE else Reason.IN_SYNC,
+            site,
+            before=before,
+            after=after,
+            diff=diff,
+            depends_on=deps,
+            external_id=cloud.id,
+            message=message,
+        )
 
-    def _plan_publish(self, site: Site, device: Device, zap_obs: ZapDevice | None,
-                      deps: list[str]) -> Change | None:
+    def _plan_publish(
+        self, site: Site, device: Device, zap_obs: ZapDevice | None, deps: list[str]
+    ) -> Change | None:
         flags = publish_flags(device, self.fleet, zap_obs)
         before = dict(zap_obs.ders) if zap_obs is not None else None
         if zap_obs is not None:
@@ -386,10 +609,19 @@ class SourcefulPlanner:
         if zap_obs is None and not any(flags.values()):
             return None  # new devices start with every DER disabled: nothing to switch
         action = Action.UPDATE if diff else Action.NO_OP
-        return self._change("Device", device.name, "publish", action,
-                            Reason.DRIFT if diff else Reason.IN_SYNC, site, before=before,
-                            after=flags, diff=diff, depends_on=deps if action is Action.UPDATE else [],
-                            external_id=device.spec.hardware_id)
+        return self._change(
+            "Device",
+            device.name,
+            "publish",
+            action,
+            Reason.DRIFT if diff else Reason.IN_SYNC,
+            site,
+            before=before,
+            after=flags,
+            diff=diff,
+            depends_on=deps if action is Action.UPDATE else [],
+            external_id=device.spec.hardware_id,
+        )
 
     # -- unmanaged objects -----------------------------------------------------------------
 
@@ -398,32 +630,58 @@ class SourcefulPlanner:
         for sn, zap_device in state.devices.items():
             if sn in declared:
                 continue
-            entry = {"platform": "zap", "gateway": gateway.name, "id": sn,
-                     "description": f"{zap_device.device_type or 'device'} {sn} on gateway "
-                                    f"{gateway.name} is not declared"}
+            entry = {
+                "platform": "zap",
+                "gateway": gateway.name,
+                "id": sn,
+                "description": f"{zap_device.device_type or 'device'} {sn} on gateway "
+                f"{gateway.name} is not declared",
+            }
             if self.prune:
-                self._change("Device", f"{gateway.name}.{sn}", "zap", Action.DELETE,
-                             Reason.NOT_DECLARED, site, external_id=sn,
-                             before={"type": zap_device.connection_type, "profile": zap_device.profile,
-                                     **zap_device.settings},
-                             message=entry["description"] + "; removed (--prune)",
-                             depends_on=[])
+                self._change(
+                    "Device",
+                    f"{gateway.name}.{sn}",
+                    "zap",
+                    Action.DELETE,
+                    Reason.NOT_DECLARED,
+                    site,
+                    external_id=sn,
+                    before={
+                        "type": zap_device.connection_type,
+                        "profile": zap_device.profile,
+                        **zap_device.settings,
+                    },
+                    message=entry["description"] + "; removed (--prune)",
+                    depends_on=[],
+                )
             else:
                 self.unmanaged.append(entry)
 
-    def _unmanaged_cloud_devices(self, site: Site, devices: list[NovacoreDevice],
-                                 declared: set[str]) -> None:
+    def _unmanaged_cloud_devices(
+        self, site: Site, devices: list[NovacoreDevice], declared: set[str]
+    ) -> None:
         for cloud in devices:
             if cloud.hardware_id in declared:
                 continue
-            entry = {"platform": "novacore", "site": site.name, "id": cloud.id,
-                     "description": f"Novacore device {cloud.id} ({cloud.hardware_id}, "
-                                    f"{cloud.name!r}) in site {site.name} is not declared"}
+            entry = {
+                "platform": "novacore",
+                "site": site.name,
+                "id": cloud.id,
+                "description": f"Novacore device {cloud.id} ({cloud.hardware_id}, "
+                f"{cloud.name!r}) in site {site.name} is not declared",
+            }
             if self.prune:
-                self._change("Device", f"{site.name}.{cloud.hardware_id}", "novacore",
-                             Action.DELETE, Reason.NOT_DECLARED, site, external_id=cloud.id,
-                             before=_observed_novacore_fields(cloud),
-                             message=entry["description"] + "; deleted (--prune)")
+                self._change(
+                    "Device",
+                    f"{site.name}.{cloud.hardware_id}",
+                    "novacore",
+                    Action.DELETE,
+                    Reason.NOT_DECLARED,
+                    site,
+                    external_id=cloud.id,
+                    before=_observed_novacore_fields(cloud),
+                    message=entry["description"] + "; deleted (--prune)",
+                )
             else:
                 self.unmanaged.append(entry)
 
@@ -436,18 +694,34 @@ class SourcefulPlanner:
                 policy = self.inventory.get(serial, DeletionPolicy.ORPHAN.value)
                 description = f"gateway {serial} is claimed by {org} but not declared"
                 if self.prune and policy == DeletionPolicy.RELEASE.value:
-                    self._add(Change(address=address_of("Gateway", serial, "novacore"),
-                                     kind="Gateway", name=serial, component="novacore",
-                                     action=Action.RELEASE, reason=Reason.DELETION_POLICY,
-                                     before={"serial": serial, "org_id": org}, external_id=serial,
-                                     message=description + "; released (deletionPolicy Release)"))
+                    self._add(
+                        Change(
+                            address=address_of("Gateway", serial, "novacore"),
+                            kind="Gateway",
+                            name=serial,
+                            component="novacore",
+                            action=Action.RELEASE,
+                            reason=Reason.DELETION_POLICY,
+                            before={"serial": serial, "org_id": org},
+                            external_id=serial,
+                            message=description + "; released (deletionPolicy Release)",
+                        )
+                    )
                 else:
-                    why = ("deletionPolicy Orphan" if policy == DeletionPolicy.ORPHAN.value
-                           else "use --prune to release it")
+                    why = (
+                        "deletionPolicy Orphan"
+                        if policy == DeletionPolicy.ORPHAN.value
+                        else "use --prune to release it"
+                    )
                     if not self.prune and policy == DeletionPolicy.RELEASE.value:
                         why = "deletionPolicy Release; use --prune to release it"
-                    self.unmanaged.append({"platform": "novacore", "id": serial,
-                                           "description": f"{description}; left claimed ({why})"})
+                    self.unmanaged.append(
+                        {
+                            "platform": "novacore",
+                            "id": serial,
+                            "description": f"{description}; left claimed ({why})",
+                        }
+                    )
 
     # -- cross-cutting -----------------------------------------------------------------------
 

@@ -45,10 +45,13 @@ def _dependencies(fleet: Fleet, resource: Resource) -> list[Resource]:
     out: list[Resource] = []
     # An Enapter Lua device also needs its runtime, a LINK slave its master.
     enapter = getattr(spec, "enapter", None)
-    refs = (("Site", getattr(spec, "site_ref", None)), ("Gateway", getattr(spec, "gateway_ref", None)),
-            ("Device", getattr(spec, "device_ref", None)),
-            ("Device", getattr(enapter, "runtime_ref", None)),
-            ("Device", getattr(enapter, "master_ref", None)))
+    refs = (
+        ("Site", getattr(spec, "site_ref", None)),
+        ("Gateway", getattr(spec, "gateway_ref", None)),
+        ("Device", getattr(spec, "device_ref", None)),
+        ("Device", getattr(enapter, "runtime_ref", None)),
+        ("Device", getattr(enapter, "master_ref", None)),
+    )
     for kind, ref in refs:
         if ref and ref in fleet.table(kind):
             out.append(fleet.table(kind)[ref])

@@ -25,18 +25,32 @@ _BODY_LIMIT = 300
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
-def new_client(base_url: str, *, headers: dict[str, str] | None = None,
-               transport: httpx.AsyncBaseTransport | None = None,
-               timeout: httpx.Timeout | float = DEFAULT_TIMEOUT, verify: bool | str = True,
-               auth: httpx.Auth | None = None) -> httpx.AsyncClient:
+def new_client(
+    base_url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    verify: bool | str = True,
+    auth: httpx.Auth | None = None,
+) -> httpx.AsyncClient:
     """An async client with pooling and timeouts. TLS is verified unless told otherwise."""
     kwargs: dict[str, Any] = {}
     if transport is None:
-        transport = httpx.AsyncHTTPTransport(verify=verify, retries=0,
-                                             limits=httpx.Limits(max_connections=100,
-                                                                 max_keepalive_connections=20))
-    return httpx.AsyncClient(base_url=base_url, headers=headers or {}, transport=transport,
-                             timeout=timeout, auth=auth, follow_redirects=False, **kwargs)
+        transport = httpx.AsyncHTTPTransport(
+            verify=verify,
+            retries=0,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=headers or {},
+        transport=transport,
+        timeout=timeout,
+        auth=auth,
+        follow_redirects=False,
+        **kwargs,
+    )
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -67,8 +81,9 @@ def error_for(response: httpx.Response, *, address: str = "", operation: str = "
         message += f": {excerpt}"
     kwargs: dict[str, Any] = {"address": address, "operation": operation, "status": status}
     if status == 429 or status >= 500:
-        return ProviderUnavailable(message, retry_after=retry_after_seconds(
-            response.headers.get("Retry-After")), **kwargs)
+        return ProviderUnavailable(
+            message, retry_after=retry_after_seconds(response.headers.get("Retry-After")), **kwargs
+        )
     if status in (401, 403):
         return ProviderAuthError(message, **kwargs)
     if status == 409:
@@ -76,18 +91,32 @@ def error_for(response: httpx.Response, *, address: str = "", operation: str = "
     return ProviderRejected(message, **kwargs)
 
 
-async def send(client: httpx.AsyncClient, method: str, url: str, *, address: str = "",
-               operation: str = "", ok: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    address: str = "",
+    operation: str = "",
+    ok: tuple[int, ...] = (),
+    **kwargs: Any,
+) -> httpx.Response:
     """Send a request; return the response when 2xx (or in `ok`), else raise the mapped error."""
     what = operation or f"{method} {url}"
     try:
         response = await client.request(method, url, **kwargs)
     except httpx.TimeoutException as exc:
-        raise ProviderUnavailable(f"{what}: timed out ({type(exc).__name__}) at {client.base_url}",
-                                  address=address, operation=operation) from exc
+        raise ProviderUnavailable(
+            f"{what}: timed out ({type(exc).__name__}) at {client.base_url}",
+            address=address,
+            operation=operation,
+        ) from exc
     except httpx.TransportError as exc:
-        raise ProviderUnavailable(f"{what}: cannot reach {client.base_url}: {exc or type(exc).__name__}",
-                                  address=address, operation=operation) from exc
+        raise ProviderUnavailable(
+            f"{what}: cannot reach {client.base_url}: {exc or type(exc).__name__}",
+            address=address,
+            operation=operation,
+        ) from exc
     if response.is_success or response.status_code in ok:
         return response
     raise error_for(response, address=address, operation=operation)
@@ -98,8 +127,11 @@ def json_body(response: httpx.Response, *, operation: str = "") -> Any:
     try:
         return response.json()
     except ValueError as exc:
-        raise ProviderRejected(f"{operation}: the answer is not JSON: {_body_excerpt(response)}",
-                               operation=operation, status=response.status_code) from exc
+        raise ProviderRejected(
+            f"{operation}: the answer is not JSON: {_body_excerpt(response)}",
+            operation=operation,
+            status=response.status_code,
+        ) from exc
 
 
 def expect_object(value: Any, *, operation: str) -> dict[str, Any]:
@@ -107,8 +139,9 @@ def expect_object(value: Any, *, operation: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ProviderRejected(f"{operation}: expected a JSON object, got {type(value).__name__}",
-                               operation=operation)
+        raise ProviderRejected(
+            f"{operation}: expected a JSON object, got {type(value).__name__}", operation=operation
+        )
     return value
 
 
@@ -117,6 +150,7 @@ def expect_list(value: Any, *, operation: str) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ProviderRejected(f"{operation}: expected a JSON array, got {type(value).__name__}",
-                               operation=operation)
+        raise ProviderRejected(
+            f"{operation}: expected a JSON array, got {type(value).__name__}", operation=operation
+        )
     return value

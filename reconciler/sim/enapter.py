@@ -84,14 +84,16 @@ LINK = "LINK"
 # Types whose upstream is the site's gateway, when the site has one.
 GATEWAY_ATTACHED = frozenset({HARDWARE_UCM, VIRTUAL_UCM, LINK_MASTER_UCM, EMBEDDED_UCM})
 # Types that own their hardware id: the key of reprovisioning. NATIVE and LUA borrow one.
-HARDWARE_OWNERS = frozenset({HARDWARE_UCM, VIRTUAL_UCM, LINK_MASTER_UCM, LINK_SLAVE_UCM,
-                             EMBEDDED_UCM, GATEWAY})
+HARDWARE_OWNERS = frozenset(
+    {HARDWARE_UCM, VIRTUAL_UCM, LINK_MASTER_UCM, LINK_SLAVE_UCM, EMBEDDED_UCM, GATEWAY}
+)
 NO_CONFIG = frozenset({UCM_LUA, UCM_EMBEDDED})  # seed 003: generate_config refuses these
 EMBEDDED_TYPES = ("ELECTROLYSER", "DRYER", "WATER_TANK")
 PROTOCOLS = ("MQTT", "MQTTS")
 CONNECTIVITY = ("ONLINE", "OFFLINE", "UNKNOWN")
-EXPANDS = frozenset({"manifest", "properties", "connectivity", "communication",
-                     "raised_alert_names", "site"})
+EXPANDS = frozenset(
+    {"manifest", "properties", "connectivity", "communication", "raised_alert_names", "site"}
+)
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 HARDWARE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -117,8 +119,9 @@ class ApiError(Exception):
         return cls(status, [error_entry(code, message, details)])
 
 
-def error_entry(code: str, message: str,
-                details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def error_entry(
+    code: str, message: str, details: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     return {"code": code, "message": message, "details": dict(details or {})}
 
 
@@ -145,20 +148,27 @@ def parse_body(body: Any, fields: Mapping[str, Field]) -> dict[str, Any]:
     Null counts as absent, because the SDK sends null for arguments it was not given."""
     if not isinstance(body, dict):
         raise ApiError.one(400, "INVALID_REQUEST_BODY", "The request body must be a JSON object.")
-    errors = [error_entry("UNKNOWN_FIELD", f"Unknown field {name!r}.", {"field": name})
-              for name in body if name not in fields]
+    errors = [
+        error_entry("UNKNOWN_FIELD", f"Unknown field {name!r}.", {"field": name})
+        for name in body
+        if name not in fields
+    ]
     values: dict[str, Any] = {}
     for name, spec in fields.items():
         value = body.get(name)
         if value is None:
             if spec.required:
-                errors.append(error_entry("MISSING_FIELD", f"Field {name!r} is required.",
-                                          {"field": name}))
+                errors.append(
+                    error_entry("MISSING_FIELD", f"Field {name!r} is required.", {"field": name})
+                )
             continue
         reason = spec.check(value)
         if reason is not None:
-            errors.append(error_entry("INVALID_FIELD", f"Field {name!r} {reason}.",
-                                      {"field": name, "reason": reason}))
+            errors.append(
+                error_entry(
+                    "INVALID_FIELD", f"Field {name!r} {reason}.", {"field": name, "reason": reason}
+                )
+            )
         else:
             values[name] = value
     if errors:
@@ -176,12 +186,14 @@ def check_pattern(pattern: re.Pattern[str], what: str) -> Check:
     def check(value: Any) -> str | None:
         ok = isinstance(value, str) and pattern.fullmatch(value) is not None
         return None if ok else f"must be {what}"
+
     return check
 
 
 def check_enum(*allowed: str) -> Check:
     def check(value: Any) -> str | None:
         return None if value in allowed else "must be one of " + ", ".join(allowed)
+
     return check
 
 
@@ -218,37 +230,56 @@ def check_location(*, name_required: bool) -> Check:
             if value.get(key) is not None and _coordinate(value[key], limit) is None:
                 return f"has an invalid {key}"
         return None
+
     return check
 
 
 def normalize_location(value: Mapping[str, Any], default_name: str) -> dict[str, Any]:
     def coordinate(key: str, limit: float) -> float | None:
         return None if value.get(key) is None else _coordinate(value[key], limit)
-    return {"name": value.get("name") or default_name,
-            "latitude": coordinate("latitude", 90.0), "longitude": coordinate("longitude", 180.0)}
+
+    return {
+        "name": value.get("name") or default_name,
+        "latitude": coordinate("latitude", 90.0),
+        "longitude": coordinate("longitude", 180.0),
+    }
 
 
 TEXT = Field(check_text)
 OPTIONAL_TEXT = Field(check_text, required=False)
-SLUG = Field(check_pattern(SLUG_RE, "lowercase letters, digits, '-' or '_' (at most 64)"),
-             required=False)
+SLUG = Field(
+    check_pattern(SLUG_RE, "lowercase letters, digits, '-' or '_' (at most 64)"), required=False
+)
 HARDWARE_ID = Field(check_pattern(HARDWARE_ID_RE, "1-64 letters, digits, '-' or '_'"))
 PROTOCOL = Field(check_enum(*PROTOCOLS))
 
 PROVISIONING_FIELDS: dict[str, dict[str, Field]] = {
     "ucm": {"site_id": TEXT, "hardware_id": HARDWARE_ID, "name": TEXT, "protocol": PROTOCOL},
     "vucm": {"site_id": TEXT, "hardware_id": HARDWARE_ID, "name": TEXT},
-    "embedded": {"device_type": Field(check_enum(*EMBEDDED_TYPES)), "site_id": TEXT,
-                 "hardware_id": HARDWARE_ID, "name": TEXT, "protocol": PROTOCOL},
+    "embedded": {
+        "device_type": Field(check_enum(*EMBEDDED_TYPES)),
+        "site_id": TEXT,
+        "hardware_id": HARDWARE_ID,
+        "name": TEXT,
+        "protocol": PROTOCOL,
+    },
     "link_master": {"site_id": TEXT, "hardware_id": HARDWARE_ID, "name": TEXT},
-    "link_slave": {"site_id": TEXT, "hardware_id": HARDWARE_ID, "name": TEXT,
-                   "master_device_id": TEXT},
+    "link_slave": {
+        "site_id": TEXT,
+        "hardware_id": HARDWARE_ID,
+        "name": TEXT,
+        "master_device_id": TEXT,
+    },
     "standalone": {"site_id": TEXT, "name": TEXT, "slug": SLUG},
     "lua_device": {"runtime_id": TEXT, "blueprint_id": TEXT, "name": TEXT, "slug": SLUG},
-    "gateway": {"site_id": TEXT, "hardware_id": HARDWARE_ID,
-                "gateway_version": Field(check_pattern(VERSION_RE, "a version like 3.0.0")),
-                "site_name": TEXT, "site_timezone": Field(check_timezone),
-                "site_location": Field(check_location(name_required=False), required=False)},
+    "gateway": {
+        "site_id": TEXT,
+        "hardware_id": HARDWARE_ID,
+        "gateway_version": Field(check_pattern(VERSION_RE, "a version like 3.0.0")),
+        "site_name": TEXT,
+        "site_timezone": Field(check_timezone),
+        "site_location": Field(check_location(name_required=False), required=False),
+    },
 }
 
 
@@ -273,8 +304,13 @@ class Site:
     location: dict[str, Any] | None = None
 
     def dto(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"id": self.id, "name": self.name, "timezone": self.timezone,
-                                "version": "V3", "authorized_role": "OWNER"}
+        body: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "timezone": self.timezone,
+            "version": "V3",
+            "authorized_role": "OWNER",
+        }
         if self.location is not None:
             body["location"] = dict(self.location)
         return body
@@ -309,13 +345,20 @@ class CertificateAuthority:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Enapter simulator"),
-                          x509.NameAttribute(NameOID.COMMON_NAME, "Enapter simulator CA")])
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Enapter simulator"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "Enapter simulator CA"),
+            ]
+        )
         self._name = name
         now = from_posix(clock())
         self.certificate = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(self._key.public_key()).serial_number(x509.random_serial_number())
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -330,16 +373,19 @@ class CertificateAuthority:
         certificate = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(self._name).public_key(key.public_key())
+            .issuer_name(self._name)
+            .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=825))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(self._key, hashes.SHA256())
         )
-        key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
         return key_pem, certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -361,10 +407,17 @@ class EnapterSimulator(SimServer):
 
     name = "enapter"
 
-    def __init__(self, *, tokens: Iterable[str] = (), page_size: int = DEFAULT_PAGE_SIZE,
-                 max_page_size: int = MAX_PAGE_SIZE, clock: Clock | None = None,
-                 mqtt_host: str = MQTT_HOST, seed: int = 0,
-                 faults: FaultConfig | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tokens: Iterable[str] = (),
+        page_size: int = DEFAULT_PAGE_SIZE,
+        max_page_size: int = MAX_PAGE_SIZE,
+        clock: Clock | None = None,
+        mqtt_host: str = MQTT_HOST,
+        seed: int = 0,
+        faults: FaultConfig | None = None,
+    ) -> None:
         self.tokens: set[str] = set(tokens)
         self.page_size = page_size
         self.max_page_size = max_page_size
@@ -398,8 +451,9 @@ class EnapterSimulator(SimServer):
         router.add_post(f"{ADMIN_PREFIX}/tokens", admin(self._admin_add_token))
         router.add_patch(f"{ADMIN_PREFIX}/devices/{{device_id}}", admin(self._admin_rename))
         router.add_delete(f"{ADMIN_PREFIX}/devices/{{device_id}}", admin(self._admin_delete))
-        router.add_put(f"{ADMIN_PREFIX}/devices/{{device_id}}/connectivity",
-                       admin(self._admin_connectivity))
+        router.add_put(
+            f"{ADMIN_PREFIX}/devices/{{device_id}}/connectivity", admin(self._admin_connectivity)
+        )
         router.add_patch(f"{ADMIN_PREFIX}/sites/{{site_id}}", admin(self._admin_rename_site))
 
     def error_body(self, status: int, code: str, message: str) -> Any:
@@ -407,9 +461,11 @@ class EnapterSimulator(SimServer):
         # examples use DEVICE_NOT_FOUND style.
         return {"errors": [error_entry(code.upper(), message)]}
 
-    def _api(self, handler: Callable[[web.Request], Awaitable[Any]], *,
-             authenticate: bool = True) -> Handler:
+    def _api(
+        self, handler: Callable[[web.Request], Awaitable[Any]], *, authenticate: bool = True
+    ) -> Handler:
         """Wrap a handler that returns a JSON body (None: 204) or raises ApiError."""
+
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
                 if authenticate:
@@ -418,6 +474,7 @@ class EnapterSimulator(SimServer):
             except ApiError as exc:
                 return json_response({"errors": exc.errors}, status=exc.status)
             return web.Response(status=204) if body is None else json_response(body)
+
         return wrapped
 
     def _admin(self, handler: Callable[[web.Request], Awaitable[Any]]) -> Handler:
@@ -429,18 +486,25 @@ class EnapterSimulator(SimServer):
         # header is missing, 403 when the token is invalid.
         token = request.headers.get(AUTH_HEADER)
         if not token:
-            raise ApiError.one(401, "missing_header", "Authentication token is missing.",
-                               header=AUTH_HEADER)
+            raise ApiError.one(
+                401, "missing_header", "Authentication token is missing.", header=AUTH_HEADER
+            )
         if token not in self.tokens:
-            raise ApiError.one(403, "invalid_header", "Authentication token is invalid.",
-                               header=AUTH_HEADER)
+            raise ApiError.one(
+                403, "invalid_header", "Authentication token is invalid.", header=AUTH_HEADER
+            )
 
     # -- sites --------------------------------------------------------------------------------
 
     async def _create_site(self, request: web.Request) -> Any:
-        values = parse_body(await read_json(request), {
-            "name": TEXT, "timezone": Field(check_timezone),
-            "location": Field(check_location(name_required=True), required=False)})
+        values = parse_body(
+            await read_json(request),
+            {
+                "name": TEXT,
+                "timezone": Field(check_timezone),
+                "location": Field(check_location(name_required=True), required=False),
+            },
+        )
         site = self.add_site(values["name"], values["timezone"], values.get("location"))
         return {"site": site.dto()}
 
@@ -452,9 +516,14 @@ class EnapterSimulator(SimServer):
 
     async def _update_site(self, request: web.Request) -> Any:
         site = self._find_site(request.match_info["site_id"])
-        values = parse_body(await read_json(request), {
-            "name": OPTIONAL_TEXT, "timezone": Field(check_timezone, required=False),
-            "location": Field(check_location(name_required=True), required=False)})
+        values = parse_body(
+            await read_json(request),
+            {
+                "name": OPTIONAL_TEXT,
+                "timezone": Field(check_timezone, required=False),
+                "location": Field(check_location(name_required=True), required=False),
+            },
+        )
         site.name = values.get("name", site.name)
         site.timezone = values.get("timezone", site.timezone)
         if "location" in values:
@@ -465,9 +534,13 @@ class EnapterSimulator(SimServer):
         site = self._find_site(request.match_info["site_id"])
         remaining = [d.id for d in self.devices.values() if d.site_id == site.id]
         if remaining:
-            raise ApiError.one(422, "SITE_HAS_DEVICES",
-                               "The site still has devices; delete them first.",
-                               site_id=site.id, device_ids=remaining)
+            raise ApiError.one(
+                422,
+                "SITE_HAS_DEVICES",
+                "The site still has devices; delete them first.",
+                site_id=site.id,
+                device_ids=remaining,
+            )
         del self.sites[site.id]
         return None
 
@@ -481,8 +554,9 @@ class EnapterSimulator(SimServer):
 
     async def _list_devices(self, request: web.Request) -> Any:
         expand = self._expand(request)
-        return self._page(request, "devices", [self.device_dto(d, expand)
-                                               for d in self.devices.values()])
+        return self._page(
+            request, "devices", [self.device_dto(d, expand) for d in self.devices.values()]
+        )
 
     async def _get_device(self, request: web.Request) -> Any:
         device = self._find_device(request.match_info["device_id"])
@@ -494,8 +568,9 @@ class EnapterSimulator(SimServer):
         # sends null for the one it leaves alone: accept either, not neither.
         values = parse_body(await read_json(request), {"name": OPTIONAL_TEXT, "slug": SLUG})
         if not values:
-            raise ApiError.one(422, "MISSING_FIELD", "Send at least one of name or slug.",
-                               fields=["name", "slug"])
+            raise ApiError.one(
+                422, "MISSING_FIELD", "Send at least one of name or slug.", fields=["name", "slug"]
+            )
         if "slug" in values:
             self._claim_slug(device.site_id, values["slug"], device.id)
         self._rename(device, values.get("name"), values.get("slug"))
@@ -505,15 +580,21 @@ class EnapterSimulator(SimServer):
         device = self._find_device(request.match_info["device_id"])
         if device.type == NATIVE and device.parent_id in self.devices:
             raise ApiError.one(
-                422, "EMBEDDED_DEVICE_NOT_DELETABLE",
+                422,
+                "EMBEDDED_DEVICE_NOT_DELETABLE",
                 "This device is part of an embedded UCM; delete the embedded UCM instead.",
-                device_id=device.id, upstream_id=device.parent_id)
+                device_id=device.id,
+                upstream_id=device.parent_id,
+            )
         downstream = self.downstream_ids(device.id)
         if downstream:
             raise ApiError.one(
-                422, "DEVICE_HAS_DOWNSTREAM_DEVICES",
+                422,
+                "DEVICE_HAS_DOWNSTREAM_DEVICES",
                 "Devices still run on this device; delete them first.",
-                device_id=device.id, downstream_device_ids=downstream)
+                device_id=device.id,
+                downstream_device_ids=downstream,
+            )
         self._drop(device.id)
         return None
 
@@ -522,10 +603,13 @@ class EnapterSimulator(SimServer):
         values = parse_body(await read_json(request), {"protocol": PROTOCOL})
         if device.communication_type in NO_CONFIG:
             raise ApiError.one(
-                422, "CONFIG_GENERATION_NOT_SUPPORTED",
+                422,
+                "CONFIG_GENERATION_NOT_SUPPORTED",
                 f"Cannot generate a configuration for communication type "
                 f"{device.communication_type}.",
-                device_id=device.id, communication_type=device.communication_type)
+                device_id=device.id,
+                communication_type=device.communication_type,
+            )
         self._set_protocol(device, values["protocol"])
         return {"config": self._config(device, values["protocol"])}
 
@@ -541,21 +625,28 @@ class EnapterSimulator(SimServer):
     async def _provision(self, request: web.Request) -> Any:
         kind = request.match_info["kind"]
         provisioner = {
-            "ucm": self._provision_ucm, "vucm": self._provision_vucm,
-            "embedded": self._provision_embedded, "link_master": self._provision_link_master,
-            "link_slave": self._provision_link_slave, "standalone": self._provision_standalone,
-            "lua_device": self._provision_lua, "gateway": self._provision_gateway,
+            "ucm": self._provision_ucm,
+            "vucm": self._provision_vucm,
+            "embedded": self._provision_embedded,
+            "link_master": self._provision_link_master,
+            "link_slave": self._provision_link_slave,
+            "standalone": self._provision_standalone,
+            "lua_device": self._provision_lua,
+            "gateway": self._provision_gateway,
         }.get(kind)
         if provisioner is None:
-            raise ApiError.one(404, "NOT_FOUND", f"Unknown provisioning kind {kind!r}.",
-                               kind=kind)
+            raise ApiError.one(404, "NOT_FOUND", f"Unknown provisioning kind {kind!r}.", kind=kind)
         return provisioner(parse_body(await read_json(request), PROVISIONING_FIELDS[kind]))
 
     def _provision_ucm(self, values: dict[str, Any]) -> dict[str, Any]:
-        device = self._provision_hardware(values, HARDWARE_UCM, channel_id="ucm",
-                                          protocol=values["protocol"])
-        return {"config": self._config(device, values["protocol"]), "device_id": device.id,
-                "slug": device.slug}
+        device = self._provision_hardware(
+            values, HARDWARE_UCM, channel_id="ucm", protocol=values["protocol"]
+        )
+        return {
+            "config": self._config(device, values["protocol"]),
+            "device_id": device.id,
+            "slug": device.slug,
+        }
 
     def _provision_vucm(self, values: dict[str, Any]) -> dict[str, Any]:
         self._require_gateway_3(values["site_id"], "virtual UCM")
@@ -564,17 +655,33 @@ class EnapterSimulator(SimServer):
 
     def _provision_embedded(self, values: dict[str, Any]) -> dict[str, Any]:
         device_type = values["device_type"]
-        device = self._provision_hardware(values, EMBEDDED_UCM, channel_id="ucm",
-                                          protocol=values["protocol"],
-                                          properties={"device_type": device_type})
+        device = self._provision_hardware(
+            values,
+            EMBEDDED_UCM,
+            channel_id="ucm",
+            protocol=values["protocol"],
+            properties={"device_type": device_type},
+        )
         if not any(d.parent_id == device.id and d.type == NATIVE for d in self.devices.values()):
-            slug = self._free_slug(device.site_id,
-                                   f"{device.slug}-{device_type.lower().replace('_', '-')}")
-            self._add_device(device.site_id, NATIVE, values["name"], slug, UCM_EMBEDDED,
-                             hardware_id=device.hardware_id, channel_id=device_type.lower(),
-                             parent_id=device.id, properties={"device_type": device_type})
-        return {"config": self._config(device, values["protocol"]), "device_id": device.id,
-                "slug": device.slug}
+            slug = self._free_slug(
+                device.site_id, f"{device.slug}-{device_type.lower().replace('_', '-')}"
+            )
+            self._add_device(
+                device.site_id,
+                NATIVE,
+                values["name"],
+                slug,
+                UCM_EMBEDDED,
+                hardware_id=device.hardware_id,
+                channel_id=device_type.lower(),
+                parent_id=device.id,
+                properties={"device_type": device_type},
+            )
+        return {
+            "config": self._config(device, values["protocol"]),
+            "device_id": device.id,
+            "slug": device.slug,
+        }
 
     def _provision_link_master(self, values: dict[str, Any]) -> dict[str, Any]:
         self._require_gateway_3(values["site_id"], "LINK device")
@@ -587,12 +694,17 @@ class EnapterSimulator(SimServer):
         if master is None:
             raise device_not_found(values["master_device_id"])
         if master.type != LINK_MASTER_UCM or master.site_id != values["site_id"]:
-            raise ApiError.one(422, "INVALID_MASTER_DEVICE",
-                               "master_device_id must be a LINK master on the same site.",
-                               master_device_id=master.id, type=master.type,
-                               site_id=master.site_id)
-        device = self._provision_hardware(values, LINK_SLAVE_UCM, channel_id="ucm",
-                                          communication=LINK, parent_id=master.id)
+            raise ApiError.one(
+                422,
+                "INVALID_MASTER_DEVICE",
+                "master_device_id must be a LINK master on the same site.",
+                master_device_id=master.id,
+                type=master.type,
+                site_id=master.site_id,
+            )
+        device = self._provision_hardware(
+            values, LINK_SLAVE_UCM, channel_id="ucm", communication=LINK, parent_id=master.id
+        )
         return {"device_id": device.id}
 
     def _provision_standalone(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -606,9 +718,16 @@ class EnapterSimulator(SimServer):
             return {"device_id": existing.id, "slug": existing.slug}
         self._claim_slug(site.id, slug, None)
         device_id = self._new_id()
-        device = self._add_device(site.id, STANDALONE, values["name"], slug, MQTT_V1_TLS,
-                                  device_id=device_id, channel_id="primary",
-                                  hardware_id=self._synthetic_hardware_id(device_id))
+        device = self._add_device(
+            site.id,
+            STANDALONE,
+            values["name"],
+            slug,
+            MQTT_V1_TLS,
+            device_id=device_id,
+            channel_id="primary",
+            hardware_id=self._synthetic_hardware_id(device_id),
+        )
         return {"device_id": device.id, "slug": device.slug}
 
     def _provision_lua(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -616,32 +735,57 @@ class EnapterSimulator(SimServer):
         if runtime is None:
             raise device_not_found(values["runtime_id"])
         if runtime.type not in (HARDWARE_UCM, VIRTUAL_UCM):
-            raise ApiError.one(422, "INVALID_RUNTIME",
-                               "runtime_id must be a hardware or virtual UCM.",
-                               runtime_id=runtime.id, type=runtime.type)
+            raise ApiError.one(
+                422,
+                "INVALID_RUNTIME",
+                "runtime_id must be a hardware or virtual UCM.",
+                runtime_id=runtime.id,
+                type=runtime.type,
+            )
         slug = values.get("slug") or slugify(values["name"])
         existing = self._by_slug(runtime.site_id, slug)
         if existing is not None and existing.type == LUA and existing.parent_id == runtime.id:
-            raise ApiError.one(422, "REPROVISIONING_NOT_SUPPORTED",
-                               "A Lua device cannot be reprovisioned.",
-                               device_id=existing.id, runtime_id=runtime.id, slug=slug)
+            raise ApiError.one(
+                422,
+                "REPROVISIONING_NOT_SUPPORTED",
+                "A Lua device cannot be reprovisioned.",
+                device_id=existing.id,
+                runtime_id=runtime.id,
+                slug=slug,
+            )
         self._claim_slug(runtime.site_id, slug, None)
-        device = self._add_device(runtime.site_id, LUA, values["name"], slug, UCM_LUA,
-                                  blueprint_id=values["blueprint_id"],
-                                  hardware_id=runtime.hardware_id, channel_id=slug,
-                                  parent_id=runtime.id)
+        device = self._add_device(
+            runtime.site_id,
+            LUA,
+            values["name"],
+            slug,
+            UCM_LUA,
+            blueprint_id=values["blueprint_id"],
+            hardware_id=runtime.hardware_id,
+            channel_id=slug,
+            parent_id=runtime.id,
+        )
         return {"device_id": device.id, "slug": device.slug}
 
     def _provision_gateway(self, values: dict[str, Any]) -> dict[str, Any]:
         site = self._find_site(values["site_id"])
         current = self.gateway_of(site.id)
         if current is not None and current.hardware_id != values["hardware_id"]:
-            raise ApiError.one(409, "SITE_ALREADY_HAS_GATEWAY", "The site already has a gateway.",
-                               site_id=site.id, gateway_device_id=current.id)
+            raise ApiError.one(
+                409,
+                "SITE_ALREADY_HAS_GATEWAY",
+                "The site already has a gateway.",
+                site_id=site.id,
+                gateway_device_id=current.id,
+            )
         version = values["gateway_version"]
         device = self._provision_hardware(
             {"site_id": site.id, "hardware_id": values["hardware_id"], "name": None},
-            GATEWAY, channel_id="gw", protocol="MQTTS", name="Enapter Gateway")
+            GATEWAY,
+            channel_id="gw",
+            protocol="MQTTS",
+            name="Enapter Gateway",
+        )
         # Our choice: a gateway reprovisioned with a new firmware version records it, and
         # the site takes the name, timezone and location the gateway was provisioned with.
         device.properties["gateway_version"] = version
@@ -650,11 +794,18 @@ class EnapterSimulator(SimServer):
             site.location = normalize_location(values["site_location"], site.name)
         return {"config": self._config(device, "MQTTS"), "gateway_device_id": device.id}
 
-    def _provision_hardware(self, values: Mapping[str, Any], device_type: str, *,
-                            channel_id: str, protocol: str = "MQTTS",
-                            communication: str | None = None, parent_id: str | None = None,
-                            properties: dict[str, Any] | None = None,
-                            name: str | None = None) -> Device:
+    def _provision_hardware(
+        self,
+        values: Mapping[str, Any],
+        device_type: str,
+        *,
+        channel_id: str,
+        protocol: str = "MQTTS",
+        communication: str | None = None,
+        parent_id: str | None = None,
+        properties: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> Device:
         """Create a device keyed by its hardware id, or return the one provisioned before
         with the same arguments (seed 002: reprovisioning creates no new device)."""
         site = self._find_site(values["site_id"])
@@ -662,8 +813,11 @@ class EnapterSimulator(SimServer):
         communication = communication or protocol_communication(protocol)
         existing = self.by_hardware_id(values["hardware_id"])
         if existing is not None:
-            expected: dict[str, Any] = {"type": device_type, "site_id": site.id,
-                                        "parent_id": parent_id}
+            expected: dict[str, Any] = {
+                "type": device_type,
+                "site_id": site.id,
+                "parent_id": parent_id,
+            }
             if values["name"] is not None:
                 expected["name"] = name
             if properties and "device_type" in properties:
@@ -676,21 +830,35 @@ class EnapterSimulator(SimServer):
             self._touch(existing)
             return existing
         slug = self._free_slug(site.id, slugify(name))
-        return self._add_device(site.id, device_type, name, slug, communication,
-                                hardware_id=values["hardware_id"], channel_id=channel_id,
-                                parent_id=parent_id, properties=properties)
+        return self._add_device(
+            site.id,
+            device_type,
+            name,
+            slug,
+            communication,
+            hardware_id=values["hardware_id"],
+            channel_id=channel_id,
+            parent_id=parent_id,
+            properties=properties,
+        )
 
     def _check_same(self, existing: Device, expected: Mapping[str, Any]) -> None:
         actual = {**asdict(existing), **existing.properties}
-        conflicts = {key: {"existing": actual.get(key), "requested": value}
-                     for key, value in expected.items() if actual.get(key) != value}
+        conflicts = {
+            key: {"existing": actual.get(key), "requested": value}
+            for key, value in expected.items()
+            if actual.get(key) != value
+        }
         if conflicts:
             raise ApiError.one(
-                409, "DEVICE_ALREADY_EXISTS",
+                409,
+                "DEVICE_ALREADY_EXISTS",
                 "A device with these identifiers exists with other arguments; "
                 "reprovisioning needs the same arguments.",
-                device_id=existing.id, hardware_id=existing.hardware_id,
-                conflicting_fields=conflicts)
+                device_id=existing.id,
+                hardware_id=existing.hardware_id,
+                conflicting_fields=conflicts,
+            )
 
     def _require_gateway_3(self, site_id: str, what: str) -> None:
         site = self._find_site(site_id)
@@ -698,10 +866,14 @@ class EnapterSimulator(SimServer):
         version = gateway.properties.get("gateway_version") if gateway else None
         if gateway is None or version is None or gateway_major(version) != 3:
             raise ApiError.one(
-                422, "GATEWAY_VERSION_NOT_SUPPORTED",
+                422,
+                "GATEWAY_VERSION_NOT_SUPPORTED",
                 f"A {what} can be added only to a site with an Enapter Gateway 3.x.x.",
-                site_id=site.id, gateway_device_id=gateway.id if gateway else None,
-                gateway_version=version, required_version="3.x.x")
+                site_id=site.id,
+                gateway_device_id=gateway.id if gateway else None,
+                gateway_version=version,
+                required_version="3.x.x",
+            )
 
     # -- configs ------------------------------------------------------------------------------
 
@@ -714,16 +886,27 @@ class EnapterSimulator(SimServer):
             if self._ca is None:
                 self._ca = CertificateAuthority(self.clock)
             private_key, certificate = self._ca.issue(hardware_id)
-            credentials |= {"private_key": private_key, "certificate": certificate,
-                            "ca_chain": self._ca.pem}
+            credentials |= {
+                "private_key": private_key,
+                "certificate": certificate,
+                "ca_chain": self._ca.pem,
+            }
         else:
-            credentials |= {"username": f"{hardware_id}_{device.channel_id or 'ucm'}",
-                            "password": secrets.token_urlsafe(24)}
-        return {"mqtt_host": self.mqtt_host, "mqtt_port": 8883 if protocol == "MQTTS" else 1883,
-                "mqtt_credentials": credentials, "mqtt_protocol": protocol,
-                "time_sync_protocol": "HTTP", "time_sync_host": "127.0.0.1",
-                "time_sync_port": 80, "hardware_id": hardware_id,
-                "channel_id": device.channel_id or "ucm"}
+            credentials |= {
+                "username": f"{hardware_id}_{device.channel_id or 'ucm'}",
+                "password": secrets.token_urlsafe(24),
+            }
+        return {
+            "mqtt_host": self.mqtt_host,
+            "mqtt_port": 8883 if protocol == "MQTTS" else 1883,
+            "mqtt_credentials": credentials,
+            "mqtt_protocol": protocol,
+            "time_sync_protocol": "HTTP",
+            "time_sync_host": "127.0.0.1",
+            "time_sync_port": 80,
+            "hardware_id": hardware_id,
+            "channel_id": device.channel_id or "ucm",
+        }
 
     def _set_protocol(self, device: Device, protocol: str) -> None:
         # A device connects with the config it was last given, so its MQTT communication
@@ -735,24 +918,38 @@ class EnapterSimulator(SimServer):
 
     def device_dto(self, device: Device, expand: Iterable[str] = ()) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "id": device.id, "blueprint_id": device.blueprint_id, "name": device.name,
-            "site_id": device.site_id, "updated_at": device.updated_at, "slug": device.slug,
-            "type": device.type, "authorized_role": "OWNER"}
+            "id": device.id,
+            "blueprint_id": device.blueprint_id,
+            "name": device.name,
+            "site_id": device.site_id,
+            "updated_at": device.updated_at,
+            "slug": device.slug,
+            "type": device.type,
+            "authorized_role": "OWNER",
+        }
         expand = set(expand)
         if "manifest" in expand:
-            body["manifest"] = {"blueprint_id": device.blueprint_id, "blueprint_spec": "device/3.0",
-                                "display_name": device.type.replace("_", " ").title(),
-                                "implements": [], "properties": {}, "telemetry": {},
-                                "alerts": {}, "commands": {}}
+            body["manifest"] = {
+                "blueprint_id": device.blueprint_id,
+                "blueprint_spec": "device/3.0",
+                "display_name": device.type.replace("_", " ").title(),
+                "implements": [],
+                "properties": {},
+                "telemetry": {},
+                "alerts": {},
+                "commands": {},
+            }
         if "properties" in expand:
             body["properties"] = dict(device.properties)
         if "connectivity" in expand:
             body["connectivity"] = {"status": device.connectivity}
         if "communication" in expand:
-            body["communication"] = {"type": device.communication_type,
-                                     "upstream_id": self.upstream_id(device),
-                                     "hardware_id": device.hardware_id,
-                                     "channel_id": device.channel_id}
+            body["communication"] = {
+                "type": device.communication_type,
+                "upstream_id": self.upstream_id(device),
+                "hardware_id": device.hardware_id,
+                "channel_id": device.channel_id,
+            }
         if "raised_alert_names" in expand:
             body["raised_alert_names"] = []
         if "site" in expand and device.site_id in self.sites:
@@ -764,7 +961,7 @@ class EnapterSimulator(SimServer):
         offset = self._int_param(request, "offset", 0, minimum=0)
         limit = self._int_param(request, "limit", self.page_size, minimum=1)
         limit = min(limit, self.max_page_size)
-        return {key: items[offset:offset + limit], "total_count": len(items)}
+        return {key: items[offset : offset + limit], "total_count": len(items)}
 
     @staticmethod
     def _int_param(request: web.Request, name: str, default: int, *, minimum: int) -> int:
@@ -776,28 +973,38 @@ class EnapterSimulator(SimServer):
         except ValueError:
             value = minimum - 1
         if value < minimum:
-            raise ApiError.one(400, "INVALID_QUERY_PARAMETER",
-                               f"Query parameter {name!r} must be an integer >= {minimum}.",
-                               parameter=name, value=raw)
+            raise ApiError.one(
+                400,
+                "INVALID_QUERY_PARAMETER",
+                f"Query parameter {name!r} must be an integer >= {minimum}.",
+                parameter=name,
+                value=raw,
+            )
         return value
 
     @staticmethod
     def _expand(request: web.Request) -> set[str]:
-        requested = {part.strip() for part in request.query.get("expand", "").split(",")
-                     if part.strip()}
+        requested = {
+            part.strip() for part in request.query.get("expand", "").split(",") if part.strip()
+        }
         unknown = sorted(requested - EXPANDS)
         if unknown:
-            raise ApiError.one(400, "INVALID_QUERY_PARAMETER",
-                               "Unknown expand value(s): " + ", ".join(unknown),
-                               parameter="expand", value=",".join(unknown),
-                               allowed=sorted(EXPANDS))
+            raise ApiError.one(
+                400,
+                "INVALID_QUERY_PARAMETER",
+                "Unknown expand value(s): " + ", ".join(unknown),
+                parameter="expand",
+                value=",".join(unknown),
+                allowed=sorted(EXPANDS),
+            )
         return requested
 
     # -- graph ----------------------------------------------------------------------------------
 
     def gateway_of(self, site_id: str) -> Device | None:
-        return next((d for d in self.devices.values()
-                     if d.site_id == site_id and d.type == GATEWAY), None)
+        return next(
+            (d for d in self.devices.values() if d.site_id == site_id and d.type == GATEWAY), None
+        )
 
     def upstream_id(self, device: Device) -> str | None:
         if device.type in GATEWAY_ATTACHED:
@@ -808,16 +1015,26 @@ class EnapterSimulator(SimServer):
     def downstream_ids(self, device_id: str) -> list[str]:
         """Devices running on `device_id`, except the NATIVE half of an embedded UCM, which
         goes with it."""
-        return [d.id for d in self.devices.values()
-                if self.upstream_id(d) == device_id and d.type != NATIVE]
+        return [
+            d.id
+            for d in self.devices.values()
+            if self.upstream_id(d) == device_id and d.type != NATIVE
+        ]
 
     def by_hardware_id(self, hardware_id: str) -> Device | None:
-        return next((d for d in self.devices.values()
-                     if d.hardware_id == hardware_id and d.type in HARDWARE_OWNERS), None)
+        return next(
+            (
+                d
+                for d in self.devices.values()
+                if d.hardware_id == hardware_id and d.type in HARDWARE_OWNERS
+            ),
+            None,
+        )
 
     def _by_slug(self, site_id: str, slug: str) -> Device | None:
-        return next((d for d in self.devices.values()
-                     if d.site_id == site_id and d.slug == slug), None)
+        return next(
+            (d for d in self.devices.values() if d.site_id == site_id and d.slug == slug), None
+        )
 
     # -- state changes --------------------------------------------------------------------------
 
@@ -855,21 +1072,44 @@ class EnapterSimulator(SimServer):
     def _claim_slug(self, site_id: str, slug: str, device_id: str | None) -> None:
         holder = self._by_slug(site_id, slug)
         if holder is not None and holder.id != device_id:
-            raise ApiError.one(409, "SLUG_ALREADY_EXISTS",
-                               "Another device of the site has this slug.",
-                               slug=slug, site_id=site_id, device_id=holder.id)
+            raise ApiError.one(
+                409,
+                "SLUG_ALREADY_EXISTS",
+                "Another device of the site has this slug.",
+                slug=slug,
+                site_id=site_id,
+                device_id=holder.id,
+            )
 
-    def _add_device(self, site_id: str, device_type: str, name: str, slug: str,
-                    communication: str, *, device_id: str | None = None,
-                    blueprint_id: str | None = None, hardware_id: str | None = None,
-                    channel_id: str | None = None, parent_id: str | None = None,
-                    properties: dict[str, Any] | None = None) -> Device:
+    def _add_device(
+        self,
+        site_id: str,
+        device_type: str,
+        name: str,
+        slug: str,
+        communication: str,
+        *,
+        device_id: str | None = None,
+        blueprint_id: str | None = None,
+        hardware_id: str | None = None,
+        channel_id: str | None = None,
+        parent_id: str | None = None,
+        properties: dict[str, Any] | None = None,
+    ) -> Device:
         device = Device(
-            id=device_id or self._new_id(), site_id=site_id, type=device_type, name=name,
-            slug=slug, blueprint_id=blueprint_id or default_blueprint(device_type),
-            updated_at=rfc3339(self.clock()), communication_type=communication,
-            hardware_id=hardware_id, channel_id=channel_id, parent_id=parent_id,
-            properties=dict(properties or {}))
+            id=device_id or self._new_id(),
+            site_id=site_id,
+            type=device_type,
+            name=name,
+            slug=slug,
+            blueprint_id=blueprint_id or default_blueprint(device_type),
+            updated_at=rfc3339(self.clock()),
+            communication_type=communication,
+            hardware_id=hardware_id,
+            channel_id=channel_id,
+            parent_id=parent_id,
+            properties=dict(properties or {}),
+        )
         self.devices[device.id] = device
         return device
 
@@ -885,8 +1125,9 @@ class EnapterSimulator(SimServer):
 
     def _drop(self, device_id: str) -> None:
         """Remove a device and the NATIVE device embedded in it."""
-        for child in [d.id for d in self.devices.values()
-                      if d.parent_id == device_id and d.type == NATIVE]:
+        for child in [
+            d.id for d in self.devices.values() if d.parent_id == device_id and d.type == NATIVE
+        ]:
             del self.devices[child]
         del self.devices[device_id]
 
@@ -898,15 +1139,19 @@ class EnapterSimulator(SimServer):
     def revoke_token(self, token: str) -> None:
         self.tokens.discard(token)
 
-    def add_site(self, name: str, timezone: str,
-                 location: Mapping[str, Any] | None = None) -> Site:
-        site = Site(id=self._new_id(), name=name, timezone=timezone,
-                    location=normalize_location(location, name) if location else None)
+    def add_site(self, name: str, timezone: str, location: Mapping[str, Any] | None = None) -> Site:
+        site = Site(
+            id=self._new_id(),
+            name=name,
+            timezone=timezone,
+            location=normalize_location(location, name) if location else None,
+        )
         self.sites[site.id] = site
         return site
 
-    def rename_device(self, device_id: str, name: str | None = None,
-                      slug: str | None = None) -> dict[str, Any]:
+    def rename_device(
+        self, device_id: str, name: str | None = None, slug: str | None = None
+    ) -> dict[str, Any]:
         """Drift: someone renames a device in the Enapter UI."""
         device = self._find_device(device_id)
         self._rename(device, name, slug)
@@ -926,12 +1171,17 @@ class EnapterSimulator(SimServer):
 
     def set_connectivity(self, device_id: str, status: str) -> None:
         if status not in CONNECTIVITY:
-            raise ApiError.one(422, "INVALID_FIELD", "status must be one of "
-                               + ", ".join(CONNECTIVITY), field="status")
+            raise ApiError.one(
+                422,
+                "INVALID_FIELD",
+                "status must be one of " + ", ".join(CONNECTIVITY),
+                field="status",
+            )
         self._find_device(device_id).connectivity = status
 
-    def rename_site(self, site_id: str, name: str | None = None,
-                    timezone: str | None = None) -> dict[str, Any]:
+    def rename_site(
+        self, site_id: str, name: str | None = None, timezone: str | None = None
+    ) -> dict[str, Any]:
         """Drift: someone edits the site in the Enapter UI."""
         site = self._find_site(site_id)
         site.name = name or site.name
@@ -958,16 +1208,21 @@ class EnapterSimulator(SimServer):
         return {"status": values["status"]}
 
     async def _admin_rename_site(self, request: web.Request) -> Any:
-        values = parse_body(await read_json(request), {
-            "name": OPTIONAL_TEXT, "timezone": Field(check_timezone, required=False)})
+        values = parse_body(
+            await read_json(request),
+            {"name": OPTIONAL_TEXT, "timezone": Field(check_timezone, required=False)},
+        )
         return {"site": self.rename_site(request.match_info["site_id"], **values)}
 
     # -- persistence --------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {"serial": self._serial, "tokens": sorted(self.tokens),
-                "sites": [asdict(site) for site in self.sites.values()],
-                "devices": [asdict(device) for device in self.devices.values()]}
+        return {
+            "serial": self._serial,
+            "tokens": sorted(self.tokens),
+            "sites": [asdict(site) for site in self.sites.values()],
+            "devices": [asdict(device) for device in self.devices.values()],
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self._serial = int(state.get("serial", 0))
@@ -977,10 +1232,13 @@ class EnapterSimulator(SimServer):
 
     def public_state(self) -> dict[str, Any]:
         # Tokens are secrets; configs are never stored, so there is nothing else to hide.
-        return {"tokens": len(self.tokens),
-                "sites": [site.dto() for site in self.sites.values()],
-                "devices": [self.device_dto(d, EXPANDS - {"manifest", "site"})
-                            for d in self.devices.values()]}
+        return {
+            "tokens": len(self.tokens),
+            "sites": [site.dto() for site in self.sites.values()],
+            "devices": [
+                self.device_dto(d, EXPANDS - {"manifest", "site"}) for d in self.devices.values()
+            ],
+        }
 
 
 def protocol_communication(protocol: str) -> str:

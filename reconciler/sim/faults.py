@@ -70,11 +70,11 @@ class FaultInjector:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self._random = random.Random(self.seed)
+        self._random = random.Random(self.seed)  # noqa: S311 - reproducible faults
 
     def reseed(self, seed: int) -> None:
         self.seed = seed
-        self._random = random.Random(seed)
+        self._random = random.Random(seed)  # noqa: S311 - reproducible faults, not security
 
     def decide(self) -> Decision:
         config = self.config

@@ -55,25 +55,37 @@ DEVICE_TYPES = ("EV_CHARGER", "ELECTRIC_VEHICLE", "BATTERY_SYSTEM", "PV_SYSTEM",
 # Device properties of the busbar API (seed 004) and the JSON types each accepts.
 NUMBER = (int, float)
 PROPERTY_TYPES: dict[str, tuple[type, ...]] = {
-    "power_rating_import_kwh": NUMBER, "power_rating_export_kwh": NUMBER,
-    "capacity_kwh": NUMBER, "pv_azimuth": NUMBER, "pv_tilt": NUMBER,
-    "pv_terrain_shading": (bool,), "pv_forecasts_enabled": (bool,), "install_date": (str,),
+    "power_rating_import_kwh": NUMBER,
+    "power_rating_export_kwh": NUMBER,
+    "capacity_kwh": NUMBER,
+    "pv_azimuth": NUMBER,
+    "pv_tilt": NUMBER,
+    "pv_terrain_shading": (bool,),
+    "pv_forecasts_enabled": (bool,),
+    "install_date": (str,),
 }
-ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "state", "post_code",
-                  "country_code")
+ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "state", "post_code", "country_code")
 ADDRESS_REQUIRED = ("address_line1", "city", "post_code", "country_code")
 
 # Our choice: the countries the simulator can place, with the timezone and currency a new
 # location there gets (the docs only say both are derived).
 COUNTRIES: dict[str, tuple[str, str]] = {
-    "SE": ("Europe/Stockholm", "SEK"), "NO": ("Europe/Oslo", "NOK"),
-    "DK": ("Europe/Copenhagen", "DKK"), "FI": ("Europe/Helsinki", "EUR"),
-    "DE": ("Europe/Berlin", "EUR"), "NL": ("Europe/Amsterdam", "EUR"),
-    "BE": ("Europe/Brussels", "EUR"), "FR": ("Europe/Paris", "EUR"),
-    "ES": ("Europe/Madrid", "EUR"), "IT": ("Europe/Rome", "EUR"),
-    "AT": ("Europe/Vienna", "EUR"), "IE": ("Europe/Dublin", "EUR"),
-    "PT": ("Europe/Lisbon", "EUR"), "PL": ("Europe/Warsaw", "PLN"),
-    "CH": ("Europe/Zurich", "CHF"), "GB": ("Europe/London", "GBP"),
+    "SE": ("Europe/Stockholm", "SEK"),
+    "NO": ("Europe/Oslo", "NOK"),
+    "DK": ("Europe/Copenhagen", "DKK"),
+    "FI": ("Europe/Helsinki", "EUR"),
+    "DE": ("Europe/Berlin", "EUR"),
+    "NL": ("Europe/Amsterdam", "EUR"),
+    "BE": ("Europe/Brussels", "EUR"),
+    "FR": ("Europe/Paris", "EUR"),
+    "ES": ("Europe/Madrid", "EUR"),
+    "IT": ("Europe/Rome", "EUR"),
+    "AT": ("Europe/Vienna", "EUR"),
+    "IE": ("Europe/Dublin", "EUR"),
+    "PT": ("Europe/Lisbon", "EUR"),
+    "PL": ("Europe/Warsaw", "PLN"),
+    "CH": ("Europe/Zurich", "CHF"),
+    "GB": ("Europe/London", "GBP"),
 }
 
 Clock = Callable[[], float]  # POSIX seconds, like the other simulators' clocks
@@ -161,8 +173,9 @@ def check_address(value: Any, *, partial: bool) -> dict[str, Any]:
         if item is None:
             # A PATCH may unset an optional line (null) but never a required one.
             if name in ADDRESS_REQUIRED and (not partial or name in value):
-                raise invalid(f"{name}_missing", f"{name.replace('_', ' ').capitalize()} "
-                                                 "is required")
+                raise invalid(
+                    f"{name}_missing", f"{name.replace('_', ' ').capitalize()} is required"
+                )
         elif not isinstance(item, str) or not item.strip():
             raise invalid(f"{name}_invalid", f"{name} must be a non-empty string")
     country = value.get("country_code")
@@ -181,10 +194,16 @@ class FlatpeakSimulator(SimServer):
 
     name = "flatpeak"
 
-    def __init__(self, *, accounts: Mapping[str, str] | None = None,
-                 token_ttl_s: float = 3600.0, clock: Clock | None = None,
-                 live_mode: bool = False, seed: int = 0,
-                 faults: FaultConfig | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        accounts: Mapping[str, str] | None = None,
+        token_ttl_s: float = 3600.0,
+        clock: Clock | None = None,
+        live_mode: bool = False,
+        seed: int = 0,
+        faults: FaultConfig | None = None,
+    ) -> None:
         self.accounts: dict[str, Account] = {a: Account(key) for a, key in (accounts or {}).items()}
         self.token_ttl_s = token_ttl_s
         self.live_mode = live_mode
@@ -218,33 +237,44 @@ class FlatpeakSimulator(SimServer):
         router.add_delete("/locations/{id}", api("location_delete", self._delete_location))
         admin = self._admin
         router.add_post(f"{ADMIN_PREFIX}/accounts", admin(self._admin_add_account))
-        router.add_put(f"{ADMIN_PREFIX}/accounts/{{account_id}}/disabled",
-                       admin(self._admin_disable))
+        router.add_put(
+            f"{ADMIN_PREFIX}/accounts/{{account_id}}/disabled", admin(self._admin_disable)
+        )
         router.add_post(f"{ADMIN_PREFIX}/tokens/expire", admin(self._admin_expire))
         router.add_post(f"{ADMIN_PREFIX}/clock", admin(self._admin_clock))
-        router.add_patch(f"{ADMIN_PREFIX}/devices/{{id}}/properties",
-                         admin(self._admin_properties))
+        router.add_patch(f"{ADMIN_PREFIX}/devices/{{id}}/properties", admin(self._admin_properties))
         router.add_delete(f"{ADMIN_PREFIX}/devices/{{id}}", admin(self._admin_remove_device))
 
     def error_body(self, status: int, code: str, message: str) -> Any:
         return self._error_object(status, code, message, "api")
 
     def _error_object(self, status: int, code: str, message: str, context: str) -> dict[str, Any]:
-        return {"object": "error", "live_mode": self.live_mode, "context": context,
-                "type": "invalid_request" if status < 500 else "api_error",
-                "code": code, "message": message, "time_created": timestamp(self.now())}
+        return {
+            "object": "error",
+            "live_mode": self.live_mode,
+            "context": context,
+            "type": "invalid_request" if status < 500 else "api_error",
+            "code": code,
+            "message": message,
+            "time_created": timestamp(self.now()),
+        }
 
-    def _api(self, context: str,
-             handler: Callable[[web.Request, str], Awaitable[Result]]) -> Handler:
+    def _api(
+        self, context: str, handler: Callable[[web.Request, str], Awaitable[Result]]
+    ) -> Handler:
         """Authenticate the bearer token, then run `handler(request, account_id)`."""
+
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
                 account_id = self._bearer_account(request)
                 status, body = await handler(request, account_id)
             except FlatpeakError as exc:
-                return json_response(self._error_object(exc.status, exc.code, exc.message,
-                                                        f"api.{context}"), status=exc.status)
+                return json_response(
+                    self._error_object(exc.status, exc.code, exc.message, f"api.{context}"),
+                    status=exc.status,
+                )
             return json_response(body, status=status)
+
         return wrapped
 
     def _admin(self, handler: Callable[[web.Request], Awaitable[Any]]) -> Handler:
@@ -252,8 +282,11 @@ class FlatpeakSimulator(SimServer):
             try:
                 return json_response(await handler(request))
             except FlatpeakError as exc:
-                return json_response(self._error_object(exc.status, exc.code, exc.message,
-                                                        "sim.admin"), status=exc.status)
+                return json_response(
+                    self._error_object(exc.status, exc.code, exc.message, "sim.admin"),
+                    status=exc.status,
+                )
+
         return wrapped
 
     # -- auth ---------------------------------------------------------------------------------
@@ -262,13 +295,20 @@ class FlatpeakSimulator(SimServer):
         try:
             account_id = self._basic_account(request)
         except FlatpeakError as exc:
-            return json_response(self._error_object(exc.status, exc.code, exc.message,
-                                                    "api.login"), status=exc.status)
+            return json_response(
+                self._error_object(exc.status, exc.code, exc.message, "api.login"),
+                status=exc.status,
+            )
         self._forget_old_tokens()
         token = "fpt_" + secrets.token_urlsafe(32)
         self.tokens[token] = Token(account_id, self.now() + self.token_ttl_s)
-        return json_response({"bearer_token": token, "expires_in": int(self.token_ttl_s),
-                              "live_mode": self.live_mode})
+        return json_response(
+            {
+                "bearer_token": token,
+                "expires_in": int(self.token_ttl_s),
+                "live_mode": self.live_mode,
+            }
+        )
 
     def _forget_old_tokens(self) -> None:
         # Keeps a long-running simulator small. A token is kept for a day after it expires
@@ -286,8 +326,9 @@ class FlatpeakSimulator(SimServer):
         try:
             decoded = base64.b64decode(credentials.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            raise FlatpeakError(401, "authorization_invalid",
-                                "Malformed Basic credentials") from None
+            raise FlatpeakError(
+                401, "authorization_invalid", "Malformed Basic credentials"
+            ) from None
         account_id, _, api_key = decoded.partition(":")
         account = self.accounts.get(account_id)
         if account is None or not secrets.compare_digest(account.api_key, api_key):
@@ -318,17 +359,33 @@ class FlatpeakSimulator(SimServer):
     # -- devices ------------------------------------------------------------------------------
 
     async def _create_device(self, request: web.Request, account_id: str) -> Result:
-        body = require_object(await read_json(request), (
-            "reference_id", "type", "locations", "manufacturer", "model_code", "model_name",
-            "properties"))
+        body = require_object(
+            await read_json(request),
+            (
+                "reference_id",
+                "type",
+                "locations",
+                "manufacturer",
+                "model_code",
+                "model_name",
+                "properties",
+            ),
+        )
         self._check_device_fields(body, account_id, partial=False)
         device: dict[str, Any] = {
-            "id": self._new_id("dev"), "object": "device", "live_mode": self.live_mode,
-            "reference_id": body["reference_id"], "type": body["type"],
-            "locations": list(body["locations"]), "manufacturer": body.get("manufacturer"),
-            "model_code": body.get("model_code"), "model_name": body.get("model_name"),
+            "id": self._new_id("dev"),
+            "object": "device",
+            "live_mode": self.live_mode,
+            "reference_id": body["reference_id"],
+            "type": body["type"],
+            "locations": list(body["locations"]),
+            "manufacturer": body.get("manufacturer"),
+            "model_code": body.get("model_code"),
+            "model_name": body.get("model_name"),
             "properties": dict(body.get("properties") or {}),
-            "time_created": timestamp(self.now()), "account_id": account_id, "last_seen": None,
+            "time_created": timestamp(self.now()),
+            "account_id": account_id,
+            "last_seen": None,
         }
         self.devices[device["id"]] = device
         return 201, device
@@ -341,9 +398,18 @@ class FlatpeakSimulator(SimServer):
 
     async def _update_device(self, request: web.Request, account_id: str) -> Result:
         device = self._owned_one(self.devices, "device", request.match_info["id"], account_id)
-        body = require_object(await read_json(request), (
-            "reference_id", "type", "locations", "manufacturer", "model_code", "model_name",
-            "properties"))
+        body = require_object(
+            await read_json(request),
+            (
+                "reference_id",
+                "type",
+                "locations",
+                "manufacturer",
+                "model_code",
+                "model_name",
+                "properties",
+            ),
+        )
         self._check_device_fields(body, account_id, partial=True)
         # Parameters not sent stay as they are; properties merge key by key, null unsets.
         for key in ("reference_id", "type", "manufacturer", "model_code", "model_name"):
@@ -362,8 +428,9 @@ class FlatpeakSimulator(SimServer):
         del self.devices[device["id"]]
         return 202, {"message": "Accepted"}
 
-    def _check_device_fields(self, body: Mapping[str, Any], account_id: str, *,
-                             partial: bool) -> None:
+    def _check_device_fields(
+        self, body: Mapping[str, Any], account_id: str, *, partial: bool
+    ) -> None:
         for name in ("reference_id", "type", "locations"):
             if partial and name in body and body[name] is None:
                 raise invalid(f"{name}_invalid", f"{name} cannot be null")
@@ -381,8 +448,11 @@ class FlatpeakSimulator(SimServer):
             if not partial:
                 raise invalid("locations_missing", "locations is required")
             return
-        if (not isinstance(locations, list) or not locations
-                or not all(isinstance(item, str) for item in locations)):
+        if (
+            not isinstance(locations, list)
+            or not locations
+            or not all(isinstance(item, str) for item in locations)
+        ):
             raise invalid("locations_invalid", "locations must be a non-empty list of ids")
         for location_id in locations:
             location = self.locations.get(location_id)
@@ -392,8 +462,9 @@ class FlatpeakSimulator(SimServer):
     # -- locations ----------------------------------------------------------------------------
 
     async def _create_location(self, request: web.Request, account_id: str) -> Result:
-        body = require_object(await read_json(request),
-                              ("reference_id", "customer_id", "postal_address"))
+        body = require_object(
+            await read_json(request), ("reference_id", "customer_id", "postal_address")
+        )
         check_string(body, "reference_id", required=False)
         check_string(body, "customer_id", required=False)
         if body.get("postal_address") is None:
@@ -401,11 +472,16 @@ class FlatpeakSimulator(SimServer):
         address = check_address(body["postal_address"], partial=False)
         self._check_reference_free(account_id, body.get("reference_id"), None)
         location: dict[str, Any] = {
-            "id": self._new_id("loc"), "object": "location", "live_mode": self.live_mode,
-            "reference_id": body.get("reference_id"), "customer_id": body.get("customer_id"),
-            "timezone": None, "currency_code": None,
+            "id": self._new_id("loc"),
+            "object": "location",
+            "live_mode": self.live_mode,
+            "reference_id": body.get("reference_id"),
+            "customer_id": body.get("customer_id"),
+            "timezone": None,
+            "currency_code": None,
             "postal_address": {name: address.get(name) for name in ADDRESS_FIELDS},
-            "geo_location": None, "time_created": timestamp(self.now()),
+            "geo_location": None,
+            "time_created": timestamp(self.now()),
             "account_id": account_id,
         }
         derive_region(location)
@@ -420,10 +496,10 @@ class FlatpeakSimulator(SimServer):
         return 200, self._owned_one(self.locations, "location", location_id, account_id)
 
     async def _update_location(self, request: web.Request, account_id: str) -> Result:
-        location = self._owned_one(self.locations, "location", request.match_info["id"],
-                                   account_id)
-        body = require_object(await read_json(request),
-                              ("reference_id", "customer_id", "postal_address"))
+        location = self._owned_one(self.locations, "location", request.match_info["id"], account_id)
+        body = require_object(
+            await read_json(request), ("reference_id", "customer_id", "postal_address")
+        )
         check_string(body, "reference_id", required=False)
         check_string(body, "customer_id", required=False)
         if body.get("reference_id") is not None:
@@ -438,24 +514,30 @@ class FlatpeakSimulator(SimServer):
         return 200, location
 
     async def _delete_location(self, request: web.Request, account_id: str) -> Result:
-        location = self._owned_one(self.locations, "location", request.match_info["id"],
-                                   account_id)
+        location = self._owned_one(self.locations, "location", request.match_info["id"], account_id)
         users = [d["id"] for d in self.devices.values() if location["id"] in d["locations"]]
         if users:
-            raise FlatpeakError(409, "location_in_use",
-                                f"Conflict: devices still use this location: {', '.join(users)}")
+            raise FlatpeakError(
+                409,
+                "location_in_use",
+                f"Conflict: devices still use this location: {', '.join(users)}",
+            )
         del self.locations[location["id"]]
         return 202, {"message": "Accepted"}
 
-    def _check_reference_free(self, account_id: str, reference_id: str | None,
-                              own_id: str | None) -> None:
+    def _check_reference_free(
+        self, account_id: str, reference_id: str | None, own_id: str | None
+    ) -> None:
         if reference_id is None:
             return
         for location in self._owned(self.locations, account_id):
             if location["reference_id"] == reference_id and location["id"] != own_id:
-                raise FlatpeakError(409, "reference_id_conflict",
-                                    f"Conflict: location {location['id']} already has "
-                                    f"reference_id {reference_id!r}")
+                raise FlatpeakError(
+                    409,
+                    "reference_id_conflict",
+                    f"Conflict: location {location['id']} already has "
+                    f"reference_id {reference_id!r}",
+                )
 
     # -- lists --------------------------------------------------------------------------------
 
@@ -464,20 +546,20 @@ class FlatpeakSimulator(SimServer):
         objects, `ending_before` towards newer ones; `has_more` says whether more lie in
         that direction."""
         query = request.query
-        unknown = sorted(set(query) - {"reference_id", "limit", "starting_after",
-                                       "ending_before"})
+        unknown = sorted(set(query) - {"reference_id", "limit", "starting_after", "ending_before"})
         if unknown:
             raise invalid("parameter_unknown", f"Unknown parameter: {unknown[0]}")
         limit = parse_limit(query.get("limit"))
         newest_first = list(reversed(items))
         position = {item["id"]: index for index, item in enumerate(newest_first)}
-        selected = [item for item in newest_first
-                    if "reference_id" not in query
-                    or item["reference_id"] == query["reference_id"]]
+        selected = [
+            item
+            for item in newest_first
+            if "reference_id" not in query or item["reference_id"] == query["reference_id"]
+        ]
         after, before = query.get("starting_after"), query.get("ending_before")
         if after is not None and before is not None:
-            raise invalid("pagination_invalid",
-                          "Use starting_after or ending_before, not both")
+            raise invalid("pagination_invalid", "Use starting_after or ending_before, not both")
         if after is not None:
             cursor = cursor_position(position, "starting_after", after)
             tail = [item for item in selected if position[item["id"]] > cursor]
@@ -495,8 +577,9 @@ class FlatpeakSimulator(SimServer):
         return [item for item in objects.values() if item["account_id"] == account_id]
 
     @staticmethod
-    def _owned_one(objects: Mapping[str, dict[str, Any]], what: str, object_id: str,
-                   account_id: str) -> dict[str, Any]:
+    def _owned_one(
+        objects: Mapping[str, dict[str, Any]], what: str, object_id: str, account_id: str
+    ) -> dict[str, Any]:
         found = objects.get(object_id)
         if found is None or found["account_id"] != account_id:
             raise not_found(what, object_id)
@@ -527,8 +610,9 @@ class FlatpeakSimulator(SimServer):
     def advance_clock(self, seconds: float) -> None:
         self._clock_offset += seconds
 
-    def set_device_properties(self, device_id: str, properties: Mapping[str, Any], *,
-                              replace: bool = False) -> dict[str, Any]:
+    def set_device_properties(
+        self, device_id: str, properties: Mapping[str, Any], *, replace: bool = False
+    ) -> dict[str, Any]:
         """Drift: someone edits a device's properties behind the reconciler's back. Merges
         (null unsets) unless `replace`. Not validated, so drift can be anything."""
         device = self.devices.get(device_id)
@@ -575,8 +659,9 @@ class FlatpeakSimulator(SimServer):
         body = await read_json(request)
         if not isinstance(body, dict):
             raise invalid("body_invalid", "The request body must be a JSON object")
-        return self.set_device_properties(request.match_info["id"], body,
-                                          replace=request.query.get("replace") == "true")
+        return self.set_device_properties(
+            request.match_info["id"], body, replace=request.query.get("replace") == "true"
+        )
 
     async def _admin_remove_device(self, request: web.Request) -> Any:
         if not self.remove_device(request.match_info["id"]):
@@ -586,11 +671,13 @@ class FlatpeakSimulator(SimServer):
     # -- persistence --------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {"serial": self._serial,
-                "accounts": {a: asdict(account) for a, account in self.accounts.items()},
-                "tokens": {t: asdict(token) for t, token in self.tokens.items()},
-                "devices": copy.deepcopy(list(self.devices.values())),
-                "locations": copy.deepcopy(list(self.locations.values()))}
+        return {
+            "serial": self._serial,
+            "accounts": {a: asdict(account) for a, account in self.accounts.items()},
+            "tokens": {t: asdict(token) for t, token in self.tokens.items()},
+            "devices": copy.deepcopy(list(self.devices.values())),
+            "locations": copy.deepcopy(list(self.locations.values())),
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self._serial = int(state.get("serial", 0))
@@ -601,11 +688,12 @@ class FlatpeakSimulator(SimServer):
 
     def public_state(self) -> dict[str, Any]:
         # API keys and bearer tokens are secrets: /_sim/state shows neither.
-        return {"accounts": {a: {"disabled": account.disabled}
-                             for a, account in self.accounts.items()},
-                "tokens": len(self.tokens),
-                "devices": list(self.devices.values()),
-                "locations": list(self.locations.values())}
+        return {
+            "accounts": {a: {"disabled": account.disabled} for a, account in self.accounts.items()},
+            "tokens": len(self.tokens),
+            "devices": list(self.devices.values()),
+            "locations": list(self.locations.values()),
+        }
 
 
 def merge_properties(target: dict[str, Any], changes: Mapping[str, Any]) -> None:

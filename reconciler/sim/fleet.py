@@ -37,8 +37,13 @@ _MAX_UNITS = 247  # Modbus unit ids 1..247 on one simulated server
 class SimFleet:
     """The simulated platforms and hardware of one fleet. Use as an async context manager."""
 
-    def __init__(self, *, seed: int = 0, state_file: str | None = None,
-                 identity_id: str = "idt-00000000-0000-4000-8000-000000000001") -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        state_file: str | None = None,
+        identity_id: str = "idt-00000000-0000-4000-8000-000000000001",
+    ) -> None:
         self.seed = seed
         self.state_file = Path(state_file) if state_file else None
         self.identity_id = identity_id
@@ -86,12 +91,18 @@ class SimFleet:
                 if connection.modbus_tcp is not None:
                     tcp = connection.modbus_tcp
                     by_endpoint[(gateway.spec.site_ref, tcp.host, tcp.port)].append(
-                        ModbusDevice(serial=serial, profile=tcp.profile, unit_id=tcp.unit_id,
-                                     model=device.spec.model or ""))
+                        ModbusDevice(
+                            serial=serial,
+                            profile=tcp.profile,
+                            unit_id=tcp.unit_id,
+                            model=device.spec.model or "",
+                        )
+                    )
                 elif connection.mqtt is not None:
                     mqtt = connection.mqtt
-                    lan.mqtt_devices[(mqtt.broker_host, mqtt.broker_port, mqtt.profile)] = \
+                    lan.mqtt_devices[(mqtt.broker_host, mqtt.broker_port, mqtt.profile)] = (
                         MqttDevice(serial=serial, profile=mqtt.profile)
+                    )
                 elif connection.p1_uart is not None:
                     lan.p1_meters[zap.serial] = serial
                 elif connection.modbus_rtu is not None:
@@ -103,7 +114,11 @@ class SimFleet:
                 self.novacore.add_org(org, org)
         for site in fleet.sites.values():
             novacore = site.spec.novacore
-            if novacore is not None and novacore.site_id and novacore.site_id not in self.novacore.sites:
+            if (
+                novacore is not None
+                and novacore.site_id
+                and novacore.site_id not in self.novacore.sites
+            ):
                 # A declared siteId names a site that already exists in the cloud.
                 self.novacore.add_site(novacore.org_id, site.spec.display_name, novacore.site_id)
         for zap_sim in self.zaps.values():
@@ -116,34 +131,66 @@ class SimFleet:
         for site in fleet.sites.values():
             enapter, flatpeak = site.spec.enapter, site.spec.flatpeak
             location = site.spec.location
-            if enapter is not None and enapter.site_id \
-                    and enapter.site_id not in self.enapter.sites:
-                place = ({"name": location.name or site.spec.display_name,
-                          "latitude": location.latitude, "longitude": location.longitude}
-                         if location is not None else None)
+            if (
+                enapter is not None
+                and enapter.site_id
+                and enapter.site_id not in self.enapter.sites
+            ):
+                place = (
+                    {
+                        "name": location.name or site.spec.display_name,
+                        "latitude": location.latitude,
+                        "longitude": location.longitude,
+                    }
+                    if location is not None
+                    else None
+                )
                 self.enapter.sites[enapter.site_id] = EnapterSite(
-                    id=enapter.site_id, name=site.spec.display_name, timezone=site.spec.timezone,
-                    location=place)
-            if flatpeak is not None and flatpeak.location_id \
-                    and flatpeak.location_id not in self.flatpeak.locations:
+                    id=enapter.site_id,
+                    name=site.spec.display_name,
+                    timezone=site.spec.timezone,
+                    location=place,
+                )
+            if (
+                flatpeak is not None
+                and flatpeak.location_id
+                and flatpeak.location_id not in self.flatpeak.locations
+            ):
                 self.flatpeak.locations[flatpeak.location_id] = self._flatpeak_location(
-                    site, flatpeak.location_id, flatpeak.customer_id)
+                    site, flatpeak.location_id, flatpeak.customer_id
+                )
 
-    def _flatpeak_location(self, site: Site, location_id: str,
-                           customer_id: str | None) -> dict[str, Any]:
+    def _flatpeak_location(
+        self, site: Site, location_id: str, customer_id: str | None
+    ) -> dict[str, Any]:
         address = site.spec.location.address if site.spec.location is not None else None
         # A site adopting a location need not declare its address: the cloud has one.
-        postal: dict[str, Any] = {"address_line1": "Unknown", "address_line2": None,
-                                  "city": "Unknown", "state": None, "post_code": "00000",
-                                  "country_code": "SE"}
+        postal: dict[str, Any] = {
+            "address_line1": "Unknown",
+            "address_line2": None,
+            "city": "Unknown",
+            "state": None,
+            "post_code": "00000",
+            "country_code": "SE",
+        }
         if address is not None:
-            postal |= {"address_line1": address.line1, "address_line2": address.line2,
-                       "city": address.city, "post_code": address.post_code,
-                       "country_code": address.country_code}
+            postal |= {
+                "address_line1": address.line1,
+                "address_line2": address.line2,
+                "city": address.city,
+                "post_code": address.post_code,
+                "country_code": address.country_code,
+            }
         location: dict[str, Any] = {
-            "id": location_id, "object": "location", "live_mode": self.flatpeak.live_mode,
-            "reference_id": site.name, "customer_id": customer_id, "timezone": None,
-            "currency_code": None, "postal_address": postal, "geo_location": None,
+            "id": location_id,
+            "object": "location",
+            "live_mode": self.flatpeak.live_mode,
+            "reference_id": site.name,
+            "customer_id": customer_id,
+            "timezone": None,
+            "currency_code": None,
+            "postal_address": postal,
+            "geo_location": None,
             "time_created": flatpeak_timestamp(self.flatpeak.now()),
             # The account is created at start(); the location must belong to it.
             "account_id": self.flatpeak_account,
@@ -151,8 +198,9 @@ class SimFleet:
         derive_region(location)
         return location
 
-    def _seed_modbus(self, by_endpoint: dict[tuple[str, str, int], list[ModbusDevice]],
-                     shared: bool) -> None:
+    def _seed_modbus(
+        self, by_endpoint: dict[tuple[str, str, int], list[ModbusDevice]], shared: bool
+    ) -> None:
         if not shared:
             for (site, host, port), devices in by_endpoint.items():
                 server = ModbusDeviceSimulator(devices)
@@ -217,8 +265,11 @@ class SimFleet:
         await self.stop()
 
     def _named_servers(self) -> dict[str, SimServer]:
-        named: dict[str, SimServer] = {"novacore": self.novacore, "enapter": self.enapter,
-                                       "flatpeak": self.flatpeak}
+        named: dict[str, SimServer] = {
+            "novacore": self.novacore,
+            "enapter": self.enapter,
+            "flatpeak": self.flatpeak,
+        }
         named |= {f"zap:{serial}": sim for serial, sim in self.zaps.items()}
         return named
 
@@ -265,8 +316,11 @@ class SimFleet:
             "enapter": self.enapter.snapshot(),
             "flatpeak": self.flatpeak.snapshot(),
             "zaps": {serial: sim.snapshot() for serial, sim in self.zaps.items()},
-            "credentials": {"enapter_token": self.enapter_token, "flatpeak_account": self.flatpeak_account,
-                            "flatpeak_key": self.flatpeak_key},
+            "credentials": {
+                "enapter_token": self.enapter_token,
+                "flatpeak_account": self.flatpeak_account,
+                "flatpeak_key": self.flatpeak_key,
+            },
         }
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state), encoding="utf-8")

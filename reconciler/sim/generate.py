@@ -14,7 +14,8 @@ def site_documents(index: int, devices_per_site: int, *, org: str) -> str:
     name = f"site-{index:05d}"
     serial = f"zap-{index:016x}"
     unit = index % 247 + 1  # shared Modbus servers address sites by unit id
-    docs = [f"""apiVersion: {API}
+    docs = [
+        f"""apiVersion: {API}
 kind: Site
 metadata:
   name: {name}
@@ -23,7 +24,8 @@ spec:
   displayName: Generated site {index:05d}
   timezone: Europe/Stockholm
   novacore: {{orgId: {org}}}
-""", f"""apiVersion: {API}
+""",
+        f"""apiVersion: {API}
 kind: Gateway
 metadata:
   name: {name}-zap
@@ -32,7 +34,8 @@ spec:
   zap:
     serial: {serial}
     url: http://192.168.1.2
-"""]
+""",
+    ]
     for d in range(devices_per_site):
         device = f"{name}-dev-{d:02d}"
         if d == 0:
@@ -74,15 +77,23 @@ spec:
     return "---\n".join(docs)
 
 
-def write_fleet(directory: str | Path, sites: int, devices_per_site: int = 10, *,
-                org: str = "org-generated", sites_per_file: int = 10) -> list[Path]:
+def write_fleet(
+    directory: str | Path,
+    sites: int,
+    devices_per_site: int = 10,
+    *,
+    org: str = "org-generated",
+    sites_per_file: int = 10,
+) -> list[Path]:
     """Write the generated fleet into `directory`, a few sites per file."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for start in range(0, sites, sites_per_file):
-        text = "---\n".join(site_documents(i, devices_per_site, org=org)
-                            for i in range(start, min(sites, start + sites_per_file)))
+        text = "---\n".join(
+            site_documents(i, devices_per_site, org=org)
+            for i in range(start, min(sites, start + sites_per_file))
+        )
         path = out / f"sites-{start:05d}.yaml"
         path.write_text(text, encoding="utf-8")
         files.append(path)

@@ -52,16 +52,25 @@ class Lan:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "modbus_endpoints": [[h, p, th, tp] for (h, p), (th, tp) in self.modbus_endpoints.items()],
-            "mqtt_devices": [[h, p, prof, d.serial, d.online]
-                             for (h, p, prof), d in self.mqtt_devices.items()],
+            "modbus_endpoints": [
+                [h, p, th, tp] for (h, p), (th, tp) in self.modbus_endpoints.items()
+            ],
+            "mqtt_devices": [
+                [h, p, prof, d.serial, d.online] for (h, p, prof), d in self.mqtt_devices.items()
+            ],
             "p1_meters": dict(self.p1_meters),
-            "rtu_devices": [[unit, profile, serial] for (unit, profile), serial in self.rtu_devices.items()],
+            "rtu_devices": [
+                [unit, profile, serial] for (unit, profile), serial in self.rtu_devices.items()
+            ],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.modbus_endpoints = {(h, p): (th, tp) for h, p, th, tp in state.get("modbus_endpoints", [])}
-        self.mqtt_devices = {(h, p, prof): MqttDevice(serial, prof, online)
-                             for h, p, prof, serial, online in state.get("mqtt_devices", [])}
+        self.modbus_endpoints = {
+            (h, p): (th, tp) for h, p, th, tp in state.get("modbus_endpoints", [])
+        }
+        self.mqtt_devices = {
+            (h, p, prof): MqttDevice(serial, prof, online)
+            for h, p, prof, serial, online in state.get("mqtt_devices", [])
+        }
         self.p1_meters = dict(state.get("p1_meters", {}))
         self.rtu_devices = {(int(u), p): s for u, p, s in state.get("rtu_devices", [])}

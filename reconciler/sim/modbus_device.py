@@ -191,8 +191,14 @@ class ModbusDevice:
         grid = round(self.grid_w + self.drift * 100 * wave)
         soc = min(1.0, max(0.0, self.soc + self.drift * 0.01 * wave))
         hours = t / 3600
-        return LiveValues(pv, grid, battery, soc, pv_energy_wh=round(22_698_000 + pv * hours),
-                          import_energy_wh=round(5_120_000 + max(grid, 0) * hours))
+        return LiveValues(
+            pv,
+            grid,
+            battery,
+            soc,
+            pv_energy_wh=round(22_698_000 + pv * hours),
+            import_energy_wh=round(5_120_000 + max(grid, 0) * hours),
+        )
 
     def input_registers(self, now: float | None = None) -> dict[int, int]:
         """Input registers (FC 4) by address."""
@@ -217,17 +223,27 @@ class ModbusDevice:
         return regs
 
     def _sunspec_common(self) -> dict[int, int]:
-        values = [*SUNSPEC_MARKER, SUNSPEC_COMMON_ID, SUNSPEC_COMMON_LENGTH,
-                  *encode_string(self.manufacturer, 16), *encode_string(self.model, 16),
-                  *encode_string("", 8), *encode_string(self.version, 8),
-                  *encode_string(self.serial, SUNSPEC_SN_REGS), self.unit_id, 0,
-                  SUNSPEC_END_ID, 0]
+        values = [
+            *SUNSPEC_MARKER,
+            SUNSPEC_COMMON_ID,
+            SUNSPEC_COMMON_LENGTH,
+            *encode_string(self.manufacturer, 16),
+            *encode_string(self.model, 16),
+            *encode_string("", 8),
+            *encode_string(self.version, 8),
+            *encode_string(self.serial, SUNSPEC_SN_REGS),
+            self.unit_id,
+            0,
+            SUNSPEC_END_ID,
+            0,
+        ]
         return dict(enumerate(values, SUNSPEC_BASE))
 
     @staticmethod
     def _live_registers(live: LiveValues) -> dict[int, int]:
-        state = (STATE_CHARGING if live.battery_w > 0
-                 else STATE_DISCHARGING if live.battery_w < 0 else 0)
+        state = (
+            STATE_CHARGING if live.battery_w > 0 else STATE_DISCHARGING if live.battery_w < 0 else 0
+        )
         battery_v = 4820  # 482.0 V high-voltage pack
         regs = dict(enumerate(u32_low_first(live.pv_w), SUNGROW_PV_POWER))
         regs[SUNGROW_RUNNING_STATE] = state | (0x0001 if live.pv_w else 0)
@@ -241,8 +257,9 @@ class ModbusDevice:
         return regs
 
 
-def read_registers(device: ModbusDevice, function_code: int, address: int,
-                   count: int) -> list[int] | ExcCodes:
+def read_registers(
+    device: ModbusDevice, function_code: int, address: int, count: int
+) -> list[int] | ExcCodes:
     """What `device` answers to a register read: the values, or ILLEGAL_ADDRESS when any
     register in the range is not mapped (as real devices answer)."""
     if function_code == FC_READ_INPUT:
@@ -269,15 +286,17 @@ class _UnitTable:
     def device_ids(self) -> list[int]:
         return list(self._sim.devices)
 
-    async def async_getValues(self, device_id: int, func_code: int, address: int,
-                              count: int = 1) -> list[int] | list[bool] | ExcCodes:
+    async def async_getValues(
+        self, device_id: int, func_code: int, address: int, count: int = 1
+    ) -> list[int] | list[bool] | ExcCodes:
         device = self._device(device_id)
         await self._delay()
         self._sim.reads[(device_id, func_code)] += 1
         return read_registers(device, func_code, address, count)
 
-    async def async_setValues(self, device_id: int, func_code: int, address: int,
-                              values: Sequence[int] | Sequence[bool]) -> ExcCodes | None:
+    async def async_setValues(
+        self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]
+    ) -> ExcCodes | None:
         device = self._device(device_id)
         await self._delay()
         if func_code not in _HOLDING_WRITE_CODES:
@@ -401,6 +420,10 @@ class ModbusDeviceSimulator:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.stop()

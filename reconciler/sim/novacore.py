@@ -216,9 +216,12 @@ def parse_claim_message(message: str) -> ClaimMessage:
     """Nova "splits on | and expects exactly four parts" (FTW client_test.go)."""
     parts = message.split("|")
     if len(parts) != 4 or not all(parts):
-        raise ApiError(400, "invalid_message_format",
-                       f"invalid message format: expected claimer_id|nonce|timestamp|"
-                       f"gateway_serial, got {len(parts)} part(s)")
+        raise ApiError(
+            400,
+            "invalid_message_format",
+            f"invalid message format: expected claimer_id|nonce|timestamp|"
+            f"gateway_serial, got {len(parts)} part(s)",
+        )
     return ClaimMessage(*parts)
 
 
@@ -227,8 +230,9 @@ def device_type_of(value: str) -> vocab.DeviceType:
         return vocab.DeviceType(value)
     except ValueError:
         allowed = ", ".join(t.value for t in vocab.DeviceType)
-        raise ApiError(422, "invalid_device_type",
-                       f"Unknown device_type '{value}'; allowed: {allowed}") from None
+        raise ApiError(
+            422, "invalid_device_type", f"Unknown device_type '{value}'; allowed: {allowed}"
+        ) from None
 
 
 def check_der(device_type: vocab.DeviceType, name: Any, der_type: Any) -> tuple[str, str]:
@@ -236,14 +240,18 @@ def check_der(device_type: vocab.DeviceType, name: Any, der_type: Any) -> tuple[
     if not isinstance(name, str) or not isinstance(der_type, str):
         raise ApiError(400, "invalid_request", "Each DER needs string 'name' and 'type'")
     if not _DER_NAME.fullmatch(name):
-        raise ApiError(422, "invalid_der_name",
-                       f"DER name '{name}' must be 1-64 letters, digits, '-' or '_'")
+        raise ApiError(
+            422, "invalid_der_name", f"DER name '{name}' must be 1-64 letters, digits, '-' or '_'"
+        )
     allowed = vocab.ALLOWED_DER_TYPES[device_type]
     if der_type not in allowed:
         names = ", ".join(sorted(t.value for t in allowed))
-        raise ApiError(422, "invalid_der_type",
-                       f"DER type '{der_type}' is not allowed for device type "
-                       f"'{device_type.value}'; allowed: {names}")
+        raise ApiError(
+            422,
+            "invalid_der_type",
+            f"DER type '{der_type}' is not allowed for device type "
+            f"'{device_type.value}'; allowed: {names}",
+        )
     return name, der_type
 
 
@@ -258,13 +266,17 @@ def check_ders(device_type: vocab.DeviceType, raw: Any) -> list[tuple[str, str]]
     names = [name for name, _ in specs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise ApiError(422, "duplicate_der_name",
-                       f"DER names must be unique per device: {', '.join(duplicates)}")
+        raise ApiError(
+            422,
+            "duplicate_der_name",
+            f"DER names must be unique per device: {', '.join(duplicates)}",
+        )
     return specs
 
 
-async def read_body(request: web.Request, required: Iterable[str] = (),
-                    optional: Iterable[str] = ()) -> dict[str, Any]:
+async def read_body(
+    request: web.Request, required: Iterable[str] = (), optional: Iterable[str] = ()
+) -> dict[str, Any]:
     """The JSON object body; 400 when it is not one, lacks a required field or has extras.
 
     Unknown fields are refused rather than ignored so that a client relying on an
@@ -279,9 +291,11 @@ async def read_body(request: web.Request, required: Iterable[str] = (),
         raise ApiError(400, "invalid_request", f"Missing required field(s): {', '.join(missing)}")
     unknown = sorted(set(body) - set(required) - set(optional))
     if unknown:
-        raise ApiError(400, "invalid_request",
-                       f"Unknown field(s): {', '.join(unknown)}; allowed: "
-                       f"{', '.join(required + optional)}")
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"Unknown field(s): {', '.join(unknown)}; allowed: {', '.join(required + optional)}",
+        )
     return {key: value for key, value in body.items() if value is not None}
 
 
@@ -316,10 +330,17 @@ class NovacoreSimulator(SimServer):
 
     name = "novacore"
 
-    def __init__(self, *, seed: int = 0, faults: FaultConfig | None = None,
-                 secret: bytes | None = None, clock: Callable[[], float] = time.time,
-                 claim_window_s: float = CLAIM_WINDOW_S, token_ttl_s: int = TOKEN_TTL_S,
-                 public_key_format: PublicKeyFormat = "raw") -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        faults: FaultConfig | None = None,
+        secret: bytes | None = None,
+        clock: Callable[[], float] = time.time,
+        claim_window_s: float = CLAIM_WINDOW_S,
+        token_ttl_s: int = TOKEN_TTL_S,
+        public_key_format: PublicKeyFormat = "raw",
+    ) -> None:
         self.clock = clock
         self.claim_window_s = claim_window_s
         self.token_ttl_s = token_ttl_s
@@ -378,8 +399,13 @@ class NovacoreSimulator(SimServer):
         """`der-{uuid7}`: 48 bits of milliseconds, version 7, variant, 74 pseudo-random bits."""
         ms = int(self.clock() * 1000) & ((1 << 48) - 1)
         rand = int.from_bytes(self._digest("der")[:10], "big") & ((1 << 74) - 1)
-        value = ((ms << 80) | (0x7 << 76) | ((rand >> 62) << 64)
-                 | (0b10 << 62) | (rand & ((1 << 62) - 1)))
+        value = (
+            (ms << 80)
+            | (0x7 << 76)
+            | ((rand >> 62) << 64)
+            | (0b10 << 62)
+            | (rand & ((1 << 62) - 1))
+        )
         return f"der-{uuid.UUID(int=value)}"
 
     def _now(self) -> str:
@@ -415,8 +441,14 @@ class NovacoreSimulator(SimServer):
             raise KeyError(org_id)
         self.members.setdefault(identity_id, {})[org_id] = role
 
-    def issue_token(self, identity_id: str | None = None, org_ids: Iterable[str] = (), *,
-                    identity_type: str = "user", ttl_s: int | None = None) -> str:
+    def issue_token(
+        self,
+        identity_id: str | None = None,
+        org_ids: Iterable[str] = (),
+        *,
+        identity_type: str = "user",
+        ttl_s: int | None = None,
+    ) -> str:
         """An HS256 JWT for a human operator who owns `org_ids` (created if unknown)."""
         identity_id = identity_id or self.new_identity_id()
         if isinstance(org_ids, str):  # one org id given bare: not its characters
@@ -426,8 +458,13 @@ class NovacoreSimulator(SimServer):
                 self.add_org(org_id)
             self.add_member(org_id, identity_id)
         now = int(self.clock())
-        claims = {"sub": identity_id, "identity_id": identity_id, "identity_type": identity_type,
-                  "iat": now, "exp": now + (self.token_ttl_s if ttl_s is None else ttl_s)}
+        claims = {
+            "sub": identity_id,
+            "identity_id": identity_id,
+            "identity_type": identity_type,
+            "iat": now,
+            "exp": now + (self.token_ttl_s if ttl_s is None else ttl_s),
+        }
         return jwt_hs256.encode(claims, self._secret)
 
     def identity_of(self, token: str) -> str:
@@ -518,16 +555,28 @@ class NovacoreSimulator(SimServer):
         """
         if isinstance(device, str):
             device = self.devices[device]
-        return {"id": device.id, "name": device.name, "type": device.type, "state": device.state,
-                "hardware_id": device.hardware_id, "gateway_serial": device.gateway_serial,
-                "site_id": device.site_id, "manufacturer": device.manufacturer,
-                "model": device.model, "ders": [der_json(self.ders[d]) for d in device.der_ids]}
+        return {
+            "id": device.id,
+            "name": device.name,
+            "type": device.type,
+            "state": device.state,
+            "hardware_id": device.hardware_id,
+            "gateway_serial": device.gateway_serial,
+            "site_id": device.site_id,
+            "manufacturer": device.manufacturer,
+            "model": device.model,
+            "ders": [der_json(self.ders[d]) for d in device.der_ids],
+        }
 
     def gateway_json(self, gateway: Gateway) -> dict[str, Any]:
         # UNDOCUMENTED: the docs do not show GET /gateways' response at all.
         key = gateway.public_key if self.public_key_format == "raw" else "04" + gateway.public_key
-        return {"serial": gateway.serial, "org_id": gateway.org_id,
-                "claimed_at": gateway.claimed_at, "public_key": key}
+        return {
+            "serial": gateway.serial,
+            "org_id": gateway.org_id,
+            "claimed_at": gateway.claimed_at,
+            "public_key": key,
+        }
 
     def _site_devices_json(self, site_id: str) -> list[dict[str, Any]]:
         return [self.device_json(self.devices[d]) for d in self._site_devices[site_id]]
@@ -541,13 +590,16 @@ class NovacoreSimulator(SimServer):
 
     def public_state(self) -> dict[str, Any]:
         """Everything but the token secret (served at /_sim/state)."""
-        return {"version": 1, "counter": self._counter,
-                "orgs": [asdict(o) for o in self.orgs.values()],
-                "members": {idt: dict(orgs) for idt, orgs in self.members.items()},
-                "sites": [asdict(s) for s in self.sites.values()],
-                "gateways": [asdict(g) for g in self.gateways.values()],
-                "devices": [asdict(d) for d in self.devices.values()],
-                "ders": [asdict(d) for d in self.ders.values()]}
+        return {
+            "version": 1,
+            "counter": self._counter,
+            "orgs": [asdict(o) for o in self.orgs.values()],
+            "members": {idt: dict(orgs) for idt, orgs in self.members.items()},
+            "sites": [asdict(s) for s in self.sites.values()],
+            "gateways": [asdict(g) for g in self.gateways.values()],
+            "devices": [asdict(d) for d in self.devices.values()],
+            "ders": [asdict(d) for d in self.ders.values()],
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         if "secret" in state:
@@ -574,8 +626,9 @@ class NovacoreSimulator(SimServer):
             try:
                 status, body = await handler(request)
             except ApiError as exc:
-                return json_response(self.error_body(exc.status, exc.code, exc.message),
-                                     status=exc.status)
+                return json_response(
+                    self.error_body(exc.status, exc.code, exc.message), status=exc.status
+                )
             finally:
                 # The base class only reports changes made through the platform API; drift
                 # made through /_sim/ must be persisted too.
@@ -642,9 +695,12 @@ class NovacoreSimulator(SimServer):
         """Claim and provision need a human operator's token (FTW docs/nova-integration.md)."""
         caller = self._caller(request)
         if caller.identity_type not in HUMAN_IDENTITY_TYPES:
-            raise ApiError(403, "forbidden",
-                           f"Identity type '{caller.identity_type}' may not do this; "
-                           "a human operator token is required")
+            raise ApiError(
+                403,
+                "forbidden",
+                f"Identity type '{caller.identity_type}' may not do this; "
+                "a human operator token is required",
+            )
         return caller
 
     def _member_orgs(self, caller: Caller) -> dict[str, str]:
@@ -655,8 +711,9 @@ class NovacoreSimulator(SimServer):
         if org is None:
             raise ApiError(404, "not_found", "Organization not found")
         if org_id not in self._member_orgs(caller):
-            raise ApiError(403, "forbidden",
-                           f"Identity {caller.identity_id} is not a member of {org_id}")
+            raise ApiError(
+                403, "forbidden", f"Identity {caller.identity_id} is not a member of {org_id}"
+            )
         return org
 
     def _orgs_in_scope(self, request: web.Request, caller: Caller) -> list[str]:
@@ -685,9 +742,11 @@ class NovacoreSimulator(SimServer):
 
     async def _list_sites(self, request: web.Request) -> Result:
         caller = self._caller(request)
-        return 200, [site_json(self.sites[site_id])
-                     for org_id in self._orgs_in_scope(request, caller)
-                     for site_id in self._org_sites[org_id]]
+        return 200, [
+            site_json(self.sites[site_id])
+            for org_id in self._orgs_in_scope(request, caller)
+            for site_id in self._org_sites[org_id]
+        ]
 
     async def _create_site(self, request: web.Request) -> Result:
         caller = self._caller(request)
@@ -712,9 +771,12 @@ class NovacoreSimulator(SimServer):
         # UNDOCUMENTED: refuse rather than cascade, so a client that deletes in the wrong
         # order (site before its devices) is caught.
         if self._site_devices[site.id]:
-            raise ApiError(409, "site_not_empty",
-                           f"Site {site.id} still has {len(self._site_devices[site.id])} "
-                           "device(s); delete them first")
+            raise ApiError(
+                409,
+                "site_not_empty",
+                f"Site {site.id} still has {len(self._site_devices[site.id])} "
+                "device(s); delete them first",
+            )
         self.remove_site(site.id)
         return 200, SUCCESS
 
@@ -726,8 +788,9 @@ class NovacoreSimulator(SimServer):
 
     async def _claim_gateway(self, request: web.Request) -> Result:
         caller = self._human(request)
-        body = await read_body(request, required=("org_id", "gateway_serial", "public_key",
-                                                  "message", "signature"))
+        body = await read_body(
+            request, required=("org_id", "gateway_serial", "public_key", "message", "signature")
+        )
         org_id = text_field(body, "org_id")
         self._require_member(caller, org_id)
         gateway, message = self._verify_claim(caller, body)
@@ -739,38 +802,56 @@ class NovacoreSimulator(SimServer):
         serial = text_field(body, "gateway_serial")
         message = parse_claim_message(text_field(body, "message"))
         if message.gateway_serial != serial:
-            raise ApiError(400, "serial_mismatch",
-                           f"The message is for gateway '{message.gateway_serial}', "
-                           f"not '{serial}'")
+            raise ApiError(
+                400,
+                "serial_mismatch",
+                f"The message is for gateway '{message.gateway_serial}', not '{serial}'",
+            )
         if message.claimer_id != caller.identity_id:
-            raise ApiError(403, "claimer_mismatch",
-                           "The message's claimer_id is not the identity of this token")
+            raise ApiError(
+                403,
+                "claimer_mismatch",
+                "The message's claimer_id is not the identity of this token",
+            )
         gateway = self.gateways.get(serial)
         if gateway is None:
             raise ApiError(404, "not_found", "Gateway not found")
         key = normalize_public_key(text_field(body, "public_key"))
         if key is None:
-            raise ApiError(400, "invalid_public_key",
-                           "public_key must be 128 hex (X||Y) or 130 hex starting with 04")
+            raise ApiError(
+                400,
+                "invalid_public_key",
+                "public_key must be 128 hex (X||Y) or 130 hex starting with 04",
+            )
         if key != gateway.public_key:
-            raise ApiError(403, "public_key_mismatch",
-                           f"public_key is not the key registered for gateway {serial}")
+            raise ApiError(
+                403,
+                "public_key_mismatch",
+                f"public_key is not the key registered for gateway {serial}",
+            )
         if not verify_es256(key, body["message"], text_field(body, "signature")):
-            raise ApiError(403, "invalid_signature",
-                           "signature is not the gateway's ES256 signature of message")
+            raise ApiError(
+                403,
+                "invalid_signature",
+                "signature is not the gateway's ES256 signature of message",
+            )
         self._check_fresh(message)
         return gateway, message
 
     def _check_fresh(self, message: ClaimMessage) -> None:
         sent = message_time(message.timestamp)
         if sent is None:
-            raise ApiError(400, "invalid_timestamp",
-                           "timestamp must be YYYY-MM-DDTHH:MM:SSZ or unix seconds")
+            raise ApiError(
+                400, "invalid_timestamp", "timestamp must be YYYY-MM-DDTHH:MM:SSZ or unix seconds"
+            )
         skew = abs(self.clock() - sent)
         if skew > self.claim_window_s:
-            raise ApiError(400, "stale_timestamp",
-                           f"timestamp is {skew:.0f} s from server time; at most "
-                           f"{self.claim_window_s:.0f} s allowed")
+            raise ApiError(
+                400,
+                "stale_timestamp",
+                f"timestamp is {skew:.0f} s from server time; at most "
+                f"{self.claim_window_s:.0f} s allowed",
+            )
 
     def _use_nonce(self, gateway: Gateway, message: ClaimMessage) -> None:
         """Refuse a replayed nonce, then remember this one (only after the signature held,
@@ -778,8 +859,11 @@ class NovacoreSimulator(SimServer):
         horizon = self.clock() - self.claim_window_s
         gateway.nonces = {n: t for n, t in gateway.nonces.items() if t >= horizon}
         if message.nonce in gateway.nonces:
-            raise ApiError(409, "replayed_nonce",
-                           f"nonce {message.nonce} was already used for {gateway.serial}")
+            raise ApiError(
+                409,
+                "replayed_nonce",
+                f"nonce {message.nonce} was already used for {gateway.serial}",
+            )
         gateway.nonces[message.nonce] = message_time(message.timestamp) or self.clock()
 
     def _apply_claim(self, gateway: Gateway, org_id: str) -> Result:
@@ -796,19 +880,31 @@ class NovacoreSimulator(SimServer):
         if previous is None:
             return 201, self._claim_json(gateway, created=True)
         # UNDOCUMENTED: a transfer answers 200 and says what it did.
-        return 200, {**self._claim_json(gateway, created=False), "transferred": True,
-                     "previous_org_id": previous, "orphaned_devices": orphaned}
+        return 200, {
+            **self._claim_json(gateway, created=False),
+            "transferred": True,
+            "previous_org_id": previous,
+            "orphaned_devices": orphaned,
+        }
 
     def _claim_json(self, gateway: Gateway, *, created: bool) -> dict[str, Any]:
         # FTW's stub answers {"success": true}; the other fields are UNDOCUMENTED additions.
-        return {"success": True, "gateway_serial": gateway.serial, "org_id": gateway.org_id,
-                "claimed_at": gateway.claimed_at, "created": created, "transferred": False}
+        return {
+            "success": True,
+            "gateway_serial": gateway.serial,
+            "org_id": gateway.org_id,
+            "claimed_at": gateway.claimed_at,
+            "created": created,
+            "transferred": False,
+        }
 
     async def _list_gateways(self, request: web.Request) -> Result:
         caller = self._caller(request)
-        return 200, [self.gateway_json(self.gateways[serial])
-                     for org_id in self._orgs_in_scope(request, caller)
-                     for serial in self._org_gateways[org_id]]
+        return 200, [
+            self.gateway_json(self.gateways[serial])
+            for org_id in self._orgs_in_scope(request, caller)
+            for serial in self._org_gateways[org_id]
+        ]
 
     async def _release_gateway(self, request: web.Request) -> Result:
         caller = self._caller(request)
@@ -826,8 +922,10 @@ class NovacoreSimulator(SimServer):
     async def _provision_device(self, request: web.Request) -> Result:
         caller = self._human(request)
         body = await read_body(
-            request, required=("gateway_serial", "hardware_id", "device_type", "site_id"),
-            optional=("name", "manufacturer", "model", "ders", "identity"))
+            request,
+            required=("gateway_serial", "hardware_id", "device_type", "site_id"),
+            optional=("name", "manufacturer", "model", "ders", "identity"),
+        )
         for key in ("name", "manufacturer", "model"):
             if key in body:
                 text_field(body, key)
@@ -837,8 +935,11 @@ class NovacoreSimulator(SimServer):
         serial, hardware_id = text_field(body, "gateway_serial"), text_field(body, "hardware_id")
         gateway = self.gateways.get(serial)
         if gateway is None or gateway.org_id != site.org_id:
-            raise ApiError(403, "gateway_not_in_org",
-                           f"Gateway {serial} is not claimed by organization {site.org_id}")
+            raise ApiError(
+                403,
+                "gateway_not_in_org",
+                f"Gateway {serial} is not claimed by organization {site.org_id}",
+            )
         existing = self._device_by_key.get((serial, hardware_id))
         if existing is None:
             device = self._create_device(body, site, device_type, ders or [])
@@ -846,21 +947,38 @@ class NovacoreSimulator(SimServer):
         device = self._rebind_device(self.devices[existing], body, site, device_type, ders)
         return 200, self._provision_json(device, created=False)
 
-    def _create_device(self, body: dict[str, Any], site: Site, device_type: vocab.DeviceType,
-                       ders: list[tuple[str, str]]) -> Device:
-        device = Device(id=self._new_id("dev"), name=body.get("name", body["hardware_id"]),
-                        type=device_type.value, state=DEVICE_ACTIVE,
-                        hardware_id=body["hardware_id"], gateway_serial=body["gateway_serial"],
-                        site_id=site.id, manufacturer=body.get("manufacturer"),
-                        model=body.get("model"), created_at=self._now())
+    def _create_device(
+        self,
+        body: dict[str, Any],
+        site: Site,
+        device_type: vocab.DeviceType,
+        ders: list[tuple[str, str]],
+    ) -> Device:
+        device = Device(
+            id=self._new_id("dev"),
+            name=body.get("name", body["hardware_id"]),
+            type=device_type.value,
+            state=DEVICE_ACTIVE,
+            hardware_id=body["hardware_id"],
+            gateway_serial=body["gateway_serial"],
+            site_id=site.id,
+            manufacturer=body.get("manufacturer"),
+            model=body.get("model"),
+            created_at=self._now(),
+        )
         self.devices[device.id] = device
         self._index_device(device)
         self._set_ders(device, ders)
         return device
 
-    def _rebind_device(self, device: Device, body: dict[str, Any], site: Site,
-                       device_type: vocab.DeviceType,
-                       ders: list[tuple[str, str]] | None) -> Device:
+    def _rebind_device(
+        self,
+        device: Device,
+        body: dict[str, Any],
+        site: Site,
+        device_type: vocab.DeviceType,
+        ders: list[tuple[str, str]] | None,
+    ) -> Device:
         """Same (gateway_serial, hardware_id) again: move it to `site`, take the given fields,
         and reactivate it (this is how an orphaned device is adopted by its new org)."""
         if ders is None:
@@ -893,9 +1011,15 @@ class NovacoreSimulator(SimServer):
 
     def _provision_json(self, device: Device, *, created: bool) -> dict[str, Any]:
         # FTW's ProvisionResponse (§1.4 Devices and DERs).
-        return {"device_id": device.id, "hardware_id": device.hardware_id,
-                "device_type": device.type, "site_id": device.site_id, "state": device.state,
-                "created": created, "ders": [der_json(self.ders[d]) for d in device.der_ids]}
+        return {
+            "device_id": device.id,
+            "hardware_id": device.hardware_id,
+            "device_type": device.type,
+            "site_id": device.site_id,
+            "state": device.state,
+            "created": created,
+            "ders": [der_json(self.ders[d]) for d in device.der_ids],
+        }
 
     async def _get_device(self, request: web.Request) -> Result:
         device = self._device_for(self._caller(request), request.match_info["device_id"])
@@ -918,8 +1042,9 @@ class NovacoreSimulator(SimServer):
         body = await read_body(request, required=("name", "type"))
         name, der_type = check_der(vocab.DeviceType(device.type), body["name"], body["type"])
         if any(self.ders[d].name == name for d in device.der_ids):
-            raise ApiError(409, "duplicate_der_name",
-                           f"Device {device.id} already has a DER named '{name}'")
+            raise ApiError(
+                409, "duplicate_der_name", f"Device {device.id} already has a DER named '{name}'"
+            )
         der = Der(self._new_der_id(), name, der_type, device.id)
         self.ders[der.id] = der
         device.der_ids.append(der.id)
@@ -943,8 +1068,9 @@ class NovacoreSimulator(SimServer):
         return 201, org_json(self.orgs[org_id])
 
     async def _admin_issue_token(self, request: web.Request) -> Result:
-        body = await read_body(request, optional=("identity_id", "org_ids", "identity_type",
-                                                  "ttl_s"))
+        body = await read_body(
+            request, optional=("identity_id", "org_ids", "identity_type", "ttl_s")
+        )
         org_ids = body.get("org_ids", [])
         if not isinstance(org_ids, list) or not all(isinstance(o, str) for o in org_ids):
             raise ApiError(400, "invalid_request", "'org_ids' must be an array of strings")
@@ -952,12 +1078,15 @@ class NovacoreSimulator(SimServer):
         ttl_s = body.get("ttl_s", self.token_ttl_s)
         if not isinstance(ttl_s, int) or isinstance(ttl_s, bool):
             raise ApiError(400, "invalid_request", "'ttl_s' must be an integer")
-        token = self.issue_token(identity_id, org_ids,
-                                 identity_type=str(body.get("identity_type", "user")),
-                                 ttl_s=ttl_s)
+        token = self.issue_token(
+            identity_id, org_ids, identity_type=str(body.get("identity_type", "user")), ttl_s=ttl_s
+        )
         # The same shape as Novacore's POST /auth/verify, plus the expiry.
-        return 201, {"token": token, "identity_id": identity_id,
-                     "expires_at": iso_time(self.clock() + ttl_s)}
+        return 201, {
+            "token": token,
+            "identity_id": identity_id,
+            "expires_at": iso_time(self.clock() + ttl_s),
+        }
 
     async def _admin_register_gateway(self, request: web.Request) -> Result:
         body = await read_body(request, required=("serial", "public_key"))
@@ -965,8 +1094,10 @@ class NovacoreSimulator(SimServer):
             self.register_gateway(text_field(body, "serial"), text_field(body, "public_key"))
         except ValueError as exc:
             raise ApiError(400, "invalid_public_key", str(exc)) from None
-        return 201, {"serial": body["serial"],
-                     "public_key": self.gateways[body["serial"]].public_key}
+        return 201, {
+            "serial": body["serial"],
+            "public_key": self.gateways[body["serial"]].public_key,
+        }
 
     async def _admin_release_gateway(self, request: web.Request) -> Result:
         serial = request.match_info["serial"]

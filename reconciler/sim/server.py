@@ -26,8 +26,9 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def json_response(body: Any, status: int = 200, **kwargs: Any) -> web.Response:
-    return web.Response(text=json.dumps(body), status=status, content_type="application/json",
-                        **kwargs)
+    return web.Response(
+        text=json.dumps(body), status=status, content_type="application/json", **kwargs
+    )
 
 
 class SimServer:
@@ -87,8 +88,13 @@ class SimServer:
         if self._runner is None:
             # handler_cancellation: aiohttp otherwise keeps running a handler whose client
             # has gone, so a hanging request (Offline.HANG) would never end, even after stop().
-            self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
-                                         shutdown_timeout=0.5, handler_cancellation=True)
+            self._runner = web.AppRunner(
+                self.app,
+                access_log=None,
+                handle_signals=False,
+                shutdown_timeout=0.5,
+                handler_cancellation=True,
+            )
             await self._runner.setup()
         self._site = web.TCPSite(self._runner, host, port or self.port, reuse_address=True)
         await self._site.start()
@@ -129,7 +135,9 @@ class SimServer:
 
     def writes(self) -> int:
         """Requests that could change state (any method but GET/HEAD/OPTIONS)."""
-        return sum(n for key, n in self.requests.items() if key.split(" ", 1)[0] not in READ_METHODS)
+        return sum(
+            n for key, n in self.requests.items() if key.split(" ", 1)[0] not in READ_METHODS
+        )
 
     # -- middleware and admin ---------------------------------------------------------------
 
@@ -150,10 +158,16 @@ class SimServer:
             if decision.retry_after_s is not None:
                 headers["Retry-After"] = f"{decision.retry_after_s:g}"
             code = "rate_limited" if decision.status == 429 else "unavailable"
-            message = ("Too many requests" if decision.status == 429
-                       else "Service temporarily unavailable (simulated fault)")
-            return json_response(self.error_body(decision.status, code, message),
-                                 status=decision.status, headers=headers)
+            message = (
+                "Too many requests"
+                if decision.status == 429
+                else "Service temporarily unavailable (simulated fault)"
+            )
+            return json_response(
+                self.error_body(decision.status, code, message),
+                status=decision.status,
+                headers=headers,
+            )
         try:
             response = await handler(request)
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
@@ -169,8 +183,13 @@ class SimServer:
         return json_response(self.public_state())
 
     async def _admin_requests(self, request: web.Request) -> web.Response:
-        return json_response({"total": self.count(), "writes": self.writes(),
-                              "by_endpoint": dict(sorted(self.requests.items()))})
+        return json_response(
+            {
+                "total": self.count(),
+                "writes": self.writes(),
+                "by_endpoint": dict(sorted(self.requests.items())),
+            }
+        )
 
     async def _admin_reset_requests(self, request: web.Request) -> web.Response:
         self.requests.clear()
@@ -193,7 +212,8 @@ class SimServer:
         if offline is not None:
             # Turning REFUSE on closes the port this request came in on: answer first.
             asyncio.get_running_loop().call_soon(
-                lambda: asyncio.ensure_future(self.set_offline(offline)))
+                lambda: asyncio.ensure_future(self.set_offline(offline))
+            )
         return json_response(self.faults.as_dict())
 
 

@@ -48,8 +48,12 @@ CONNECTION_TYPES = ("modbus_tcp", "modbus_rtu", "p1_uart", "mqtt")
 DEVICE_NAME = "software_zap"
 DEFAULT_PV_RATED_POWER_W = 10000
 # Local DER names in the order the firmware lists them.
-_DER_ORDER = (vocab.DerType.SOLAR, vocab.DerType.BATTERY, vocab.DerType.METER,
-              vocab.DerType.EV_CHARGER_PORT)
+_DER_ORDER = (
+    vocab.DerType.SOLAR,
+    vocab.DerType.BATTERY,
+    vocab.DerType.METER,
+    vocab.DerType.EV_CHARGER_PORT,
+)
 # Metadata a freshly detected DER reports (§1.2, the 201 example), by cloud DER type.
 _DER_DEFAULTS: dict[vocab.DerType, dict[str, int]] = {
     vocab.DerType.SOLAR: {"rated_power": DEFAULT_PV_RATED_POWER_W},
@@ -61,8 +65,10 @@ DER_NUMBER_FIELDS = ("rated_power", "installed_power", "capacity")
 REGISTER_TYPES = {"u16": 1, "i16": 1, "u32": 2, "i32": 2, "f32": 2, "u64": 4, "i64": 4, "str": 0}
 _STRUCT_CODES = {"u16": "H", "i16": "h", "u32": "I", "i32": "i", "f32": "f", "u64": "Q", "i64": "q"}
 MAX_READ_COUNT = 125  # Modbus limit for one register read
-PIPE_ERRORS = {"message": "Message cannot contain | characters",
-               "timestamp": "Timestamp cannot contain | characters"}
+PIPE_ERRORS = {
+    "message": "Message cannot contain | characters",
+    "timestamp": "Timestamp cannot contain | characters",
+}
 
 KeyFormat = Literal["xy", "sec1"]
 SignatureFormat = Literal["raw", "der"]
@@ -89,12 +95,12 @@ class ModbusRefused(Exception):
 
 
 @asynccontextmanager
-async def modbus_link(host: str, port: int,
-                      timeout_s: float) -> AsyncIterator[AsyncModbusTcpClient]:
+async def modbus_link(
+    host: str, port: int, timeout_s: float
+) -> AsyncIterator[AsyncModbusTcpClient]:
     """A connected pymodbus client for one exchange; ModbusUnavailable when it cannot connect."""
     # No retries and no reconnect task: the firmware reports a failure rather than waiting.
-    client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0,
-                                  reconnect_delay=0)
+    client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0)
     try:
         if not await client.connect():
             raise ModbusUnavailable(f"cannot connect to {host}:{port}")
@@ -103,8 +109,9 @@ async def modbus_link(host: str, port: int,
         client.close()
 
 
-async def read_registers(client: AsyncModbusTcpClient, unit_id: int, address: int, count: int,
-                         *, input_registers: bool) -> list[int]:
+async def read_registers(
+    client: AsyncModbusTcpClient, unit_id: int, address: int, count: int, *, input_registers: bool
+) -> list[int]:
     read = client.read_input_registers if input_registers else client.read_holding_registers
     try:
         response = await read(address, count=count, device_id=unit_id)
@@ -115,13 +122,22 @@ async def read_registers(client: AsyncModbusTcpClient, unit_id: int, address: in
     return list(response.registers)
 
 
-async def modbus_read(host: str, port: int, unit_id: int, address: int, count: int, *,
-                      input_registers: bool, timeout_s: float) -> list[int]:
+async def modbus_read(
+    host: str,
+    port: int,
+    unit_id: int,
+    address: int,
+    count: int,
+    *,
+    input_registers: bool,
+    timeout_s: float,
+) -> list[int]:
     """Connect, read one block of registers, disconnect."""
     try:
         async with asyncio.timeout(timeout_s * 2), modbus_link(host, port, timeout_s) as client:
-            return await read_registers(client, unit_id, address, count,
-                                        input_registers=input_registers)
+            return await read_registers(
+                client, unit_id, address, count, input_registers=input_registers
+            )
     except TimeoutError as exc:
         raise ModbusUnavailable(f"no answer from {host}:{port}") from exc
 
@@ -132,44 +148,62 @@ class ModbusIdentity:
     rated_power_w: int = DEFAULT_PV_RATED_POWER_W
 
 
-async def read_identity(host: str, port: int, unit_id: int, profile: str,
-                        timeout_s: float) -> ModbusIdentity:
+async def read_identity(
+    host: str, port: int, unit_id: int, profile: str, timeout_s: float
+) -> ModbusIdentity:
     """The serial (and rated power where known) a Modbus device reports for its profile:
     Sungrow input registers 4989.., or the SunSpec common model at 40000."""
     md = modbus_device
     if profile == "sungrow":
-        regs = await modbus_read(host, port, unit_id, md.SUNGROW_SERIAL,
-                                 md.SUNGROW_RATED_POWER - md.SUNGROW_SERIAL + 1,
-                                 input_registers=True, timeout_s=timeout_s)
-        serial = md.decode_string(regs[:md.SUNGROW_SERIAL_REGS])
+        regs = await modbus_read(
+            host,
+            port,
+            unit_id,
+            md.SUNGROW_SERIAL,
+            md.SUNGROW_RATED_POWER - md.SUNGROW_SERIAL + 1,
+            input_registers=True,
+            timeout_s=timeout_s,
+        )
+        serial = md.decode_string(regs[: md.SUNGROW_SERIAL_REGS])
         rated = regs[-1] * 100 or DEFAULT_PV_RATED_POWER_W
         identity = ModbusIdentity(serial, rated)
     else:
-        regs = await modbus_read(host, port, unit_id, md.SUNSPEC_BASE,
-                                 md.SUNSPEC_END - md.SUNSPEC_BASE, input_registers=False,
-                                 timeout_s=timeout_s)
+        regs = await modbus_read(
+            host,
+            port,
+            unit_id,
+            md.SUNSPEC_BASE,
+            md.SUNSPEC_END - md.SUNSPEC_BASE,
+            input_registers=False,
+            timeout_s=timeout_s,
+        )
         if tuple(regs[:2]) != md.SUNSPEC_MARKER:
             raise ModbusRefused("no SunSpec marker at 40000")
         offset = md.SUNSPEC_SN - md.SUNSPEC_BASE
-        identity = ModbusIdentity(md.decode_string(regs[offset:offset + md.SUNSPEC_SN_REGS]))
+        identity = ModbusIdentity(md.decode_string(regs[offset : offset + md.SUNSPEC_SN_REGS]))
     if not identity.serial:
         raise ModbusRefused("device reported an empty serial number")
     return identity
 
 
-async def read_live(host: str, port: int, unit_id: int,
-                    timeout_s: float) -> modbus_device.LiveValues:
+async def read_live(
+    host: str, port: int, unit_id: int, timeout_s: float
+) -> modbus_device.LiveValues:
     """Harvest: the live values from the input registers of the Sungrow map."""
     md = modbus_device
     async with asyncio.timeout(timeout_s * 2), modbus_link(host, port, timeout_s) as client:
         pv = await read_registers(client, unit_id, md.SUNGROW_PV_POWER, 2, input_registers=True)
-        block = await read_registers(client, unit_id, md.SUNGROW_RUNNING_STATE,
-                                     md.SUNGROW_IMPORT_ENERGY + 2 - md.SUNGROW_RUNNING_STATE,
-                                     input_registers=True)
+        block = await read_registers(
+            client,
+            unit_id,
+            md.SUNGROW_RUNNING_STATE,
+            md.SUNGROW_IMPORT_ENERGY + 2 - md.SUNGROW_RUNNING_STATE,
+            input_registers=True,
+        )
 
     def at(address: int, count: int = 1) -> list[int]:
         start = address - md.SUNGROW_RUNNING_STATE
-        return block[start:start + count]
+        return block[start : start + count]
 
     state = at(md.SUNGROW_RUNNING_STATE)[0]
     battery = at(md.SUNGROW_BATTERY_POWER)[0]
@@ -210,8 +244,12 @@ def _get_str(body: dict[str, Any], key: str, *, required: bool) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value:
-        raise ApiError(400, f"Missing required field: {key}" if value is None
-                       else f"Invalid {key}: expected a non-empty string")
+        raise ApiError(
+            400,
+            f"Missing required field: {key}"
+            if value is None
+            else f"Invalid {key}: expected a non-empty string",
+        )
     return value
 
 
@@ -244,20 +282,31 @@ def parse_config(body: Any) -> DeviceConfig:
         raise ApiError(400, "Invalid JSON body")
     kind = body.get("type")
     if kind not in CONNECTION_TYPES:
-        raise ApiError(400, f"Invalid device type: {kind}" if kind
-                       else "Missing required field: type")
+        raise ApiError(
+            400, f"Invalid device type: {kind}" if kind else "Missing required field: type"
+        )
     if kind == "modbus_tcp":
-        return DeviceConfig(kind, _get_profile(body, kind), {
-            "ip": _get_str(body, "ip", required=True),
-            "port": _get_int(body, "port", 502, 1, 65535),
-            "unit_id": _get_int(body, "unit_id", 1, 0, 255)})
+        return DeviceConfig(
+            kind,
+            _get_profile(body, kind),
+            {
+                "ip": _get_str(body, "ip", required=True),
+                "port": _get_int(body, "port", 502, 1, 65535),
+                "unit_id": _get_int(body, "unit_id", 1, 0, 255),
+            },
+        )
     if kind == "modbus_rtu":
-        return DeviceConfig(kind, _get_profile(body, kind), {
-            "baud_rate": _get_int(body, "baud_rate", 9600, 1, 10_000_000),
-            "unit_id": _get_int(body, "unit_id", 1, 0, 255),
-            "parity": _get_int(body, "parity", 0, 0, 2),
-            "data_bits": _get_int(body, "data_bits", 8, 5, 8),
-            "stop_bits": _get_int(body, "stop_bits", 1, 1, 2)})
+        return DeviceConfig(
+            kind,
+            _get_profile(body, kind),
+            {
+                "baud_rate": _get_int(body, "baud_rate", 9600, 1, 10_000_000),
+                "unit_id": _get_int(body, "unit_id", 1, 0, 255),
+                "parity": _get_int(body, "parity", 0, 0, 2),
+                "data_bits": _get_int(body, "data_bits", 8, 5, 8),
+                "stop_bits": _get_int(body, "stop_bits", 1, 1, 2),
+            },
+        )
     if kind == "p1_uart":
         return _parse_p1(body)
     return _parse_mqtt(body)
@@ -271,7 +320,8 @@ def _parse_p1(body: dict[str, Any]) -> DeviceConfig:
         "baud_rate": _get_int(body, "baud_rate", 115200, 1, 10_000_000),
         "data_bits": _get_int(body, "data_bits", 8, 5, 8),
         "parity": parity,
-        "stop_bits": _get_int(body, "stop_bits", 1, 1, 2)}
+        "stop_bits": _get_int(body, "stop_bits", 1, 1, 2),
+    }
     manufacturer = _get_str(body, "manufacturer", required=False)
     if manufacturer is not None:
         connection["manufacturer"] = manufacturer
@@ -281,7 +331,8 @@ def _parse_p1(body: dict[str, Any]) -> DeviceConfig:
 def _parse_mqtt(body: dict[str, Any]) -> DeviceConfig:
     connection: dict[str, Any] = {
         "broker_host": _get_str(body, "broker_host", required=True),
-        "broker_port": _get_int(body, "broker_port", 1883, 1, 65535)}
+        "broker_port": _get_int(body, "broker_port", 1883, 1, 65535),
+    }
     for key in ("username", "client_id"):
         value = _get_str(body, key, required=False)
         if value is not None:
@@ -289,8 +340,7 @@ def _parse_mqtt(body: dict[str, Any]) -> DeviceConfig:
     password = body.get("password")
     if password is not None and not isinstance(password, str):
         raise ApiError(400, "Invalid password: expected a string")
-    return DeviceConfig("mqtt", _get_profile(body, "mqtt"), connection,
-                        password_set=bool(password))
+    return DeviceConfig("mqtt", _get_profile(body, "mqtt"), connection, password_set=bool(password))
 
 
 def parse_der_updates(body: Any, *, flags_only: bool) -> list[dict[str, Any]]:
@@ -312,21 +362,26 @@ def parse_der_updates(body: Any, *, flags_only: bool) -> list[dict[str, Any]]:
             raise ApiError(400, f"DER {der['type']}: unknown field {sorted(unknown)[0]}")
         for key in DER_NUMBER_FIELDS:
             value = der.get(key)
-            if key in der and (isinstance(value, bool) or not isinstance(value, int | float)
-                               or value < 0):
+            if key in der and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
                 raise ApiError(400, f"DER {der['type']}: {key} must be a non-negative number")
     return ders
 
 
-def default_ders(profile: str,
-                 rated_power_w: int = DEFAULT_PV_RATED_POWER_W) -> list[dict[str, Any]]:
+def default_ders(
+    profile: str, rated_power_w: int = DEFAULT_PV_RATED_POWER_W
+) -> list[dict[str, Any]]:
     """The DERs a device of `profile` reports when detected, all disabled."""
     allowed = vocab.allowed_der_types(profiles.PROFILES[profile].device_type)
     ders = []
     for cloud in _DER_ORDER:
         if cloud in allowed:
-            der: dict[str, Any] = {"type": vocab.local_der_type(cloud), "enabled": False,
-                                   **_DER_DEFAULTS[cloud]}
+            der: dict[str, Any] = {
+                "type": vocab.local_der_type(cloud),
+                "enabled": False,
+                **_DER_DEFAULTS[cloud],
+            }
             if cloud is vocab.DerType.SOLAR:
                 der["rated_power"] = rated_power_w
             ders.append(der)
@@ -359,9 +414,14 @@ class ZapDevice:
 
     def to_api(self) -> dict[str, Any]:
         """The device as GET /api/devices lists it."""
-        body: dict[str, Any] = {"type": self.type, "profile": self.profile,
-                                "device_type": self.device_type, "sn": self.sn,
-                                **self.connection, "connected": self.connected}
+        body: dict[str, Any] = {
+            "type": self.type,
+            "profile": self.profile,
+            "device_type": self.device_type,
+            "sn": self.sn,
+            **self.connection,
+            "connected": self.connected,
+        }
         if self.last_harvest is not None:
             body["last_harvest"] = self.last_harvest
         body["path"] = self.path
@@ -382,23 +442,39 @@ def now_ms() -> int:
 
 def _supported_body() -> dict[str, Any]:
     groups: dict[str, list[dict[str, Any]]] = {
-        "batteries": [], "ev_chargers": [], "energy_meters": [], "inverters": [],
-        "v2x_chargers": []}
-    group_of = {vocab.DeviceType.BATTERY: "batteries",
-                vocab.DeviceType.EV_CHARGER: "ev_chargers",
-                vocab.DeviceType.ENERGY_METER: "energy_meters",
-                vocab.DeviceType.INVERTER: "inverters",
-                vocab.DeviceType.V2X_CHARGER: "v2x_chargers"}
+        "batteries": [],
+        "ev_chargers": [],
+        "energy_meters": [],
+        "inverters": [],
+        "v2x_chargers": [],
+    }
+    group_of = {
+        vocab.DeviceType.BATTERY: "batteries",
+        vocab.DeviceType.EV_CHARGER: "ev_chargers",
+        vocab.DeviceType.ENERGY_METER: "energy_meters",
+        vocab.DeviceType.INVERTER: "inverters",
+        vocab.DeviceType.V2X_CHARGER: "v2x_chargers",
+    }
     for p in profiles.PROFILES.values():
-        groups[group_of[p.device_type]].append({
-            "display_name": p.display_name, "profile": p.name,
-            "device_type": p.device_type.value, "connection_types": list(p.connection_types)})
+        groups[group_of[p.device_type]].append(
+            {
+                "display_name": p.display_name,
+                "profile": p.name,
+                "device_type": p.device_type.value,
+                "connection_types": list(p.connection_types),
+            }
+        )
     return {"count": len(profiles.PROFILES), **groups}
 
 
 def _types_body() -> dict[str, Any]:
-    def param(name: str, kind: str, default: Any = None, required: bool = False,
-              options: list[Any] | None = None) -> dict[str, Any]:
+    def param(
+        name: str,
+        kind: str,
+        default: Any = None,
+        required: bool = False,
+        options: list[Any] | None = None,
+    ) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": name, "type": kind, "required": required}
         if default is not None:
             entry["default"] = default
@@ -409,24 +485,51 @@ def _types_body() -> dict[str, Any]:
     def profile_param(kind: str) -> dict[str, Any]:
         return param("profile", "string", required=True, options=profiles.profiles_for(kind))
 
-    return {"types": [
-        {"type": "modbus_tcp", "parameters": [
-            param("ip", "string", required=True), param("port", "integer", 502),
-            param("unit_id", "integer", 1), profile_param("modbus_tcp")]},
-        {"type": "modbus_rtu", "parameters": [
-            param("baud_rate", "integer", 9600), param("unit_id", "integer", 1),
-            profile_param("modbus_rtu"), param("parity", "integer", 0, options=[0, 1, 2]),
-            param("data_bits", "integer", 8), param("stop_bits", "integer", 1)]},
-        {"type": "p1_uart", "parameters": [
-            param("manufacturer", "string"), param("baud_rate", "integer", 115200),
-            param("data_bits", "integer", 8),
-            param("parity", "string", "none", options=["none", "even", "odd"]),
-            param("stop_bits", "integer", 1)]},
-        {"type": "mqtt", "parameters": [
-            param("broker_host", "string", required=True), param("broker_port", "integer", 1883),
-            param("username", "string"), param("password", "string"),
-            param("client_id", "string"), profile_param("mqtt")]},
-    ]}
+    return {
+        "types": [
+            {
+                "type": "modbus_tcp",
+                "parameters": [
+                    param("ip", "string", required=True),
+                    param("port", "integer", 502),
+                    param("unit_id", "integer", 1),
+                    profile_param("modbus_tcp"),
+                ],
+            },
+            {
+                "type": "modbus_rtu",
+                "parameters": [
+                    param("baud_rate", "integer", 9600),
+                    param("unit_id", "integer", 1),
+                    profile_param("modbus_rtu"),
+                    param("parity", "integer", 0, options=[0, 1, 2]),
+                    param("data_bits", "integer", 8),
+                    param("stop_bits", "integer", 1),
+                ],
+            },
+            {
+                "type": "p1_uart",
+                "parameters": [
+                    param("manufacturer", "string"),
+                    param("baud_rate", "integer", 115200),
+                    param("data_bits", "integer", 8),
+                    param("parity", "string", "none", options=["none", "even", "odd"]),
+                    param("stop_bits", "integer", 1),
+                ],
+            },
+            {
+                "type": "mqtt",
+                "parameters": [
+                    param("broker_host", "string", required=True),
+                    param("broker_port", "integer", 1883),
+                    param("username", "string"),
+                    param("password", "string"),
+                    param("client_id", "string"),
+                    profile_param("mqtt"),
+                ],
+            },
+        ]
+    }
 
 
 SUPPORTED_BODY = json.dumps(_supported_body()).encode()
@@ -459,13 +562,21 @@ class ZapSimulator(SimServer):
 
     name = "zap"
 
-    def __init__(self, *, serial: str | None = None,
-                 private_key: ec.EllipticCurvePrivateKey | None = None,
-                 firmware_version: str = "1.8.50", device_name: str | None = None,
-                 lan: Lan | None = None, lan_ip: str = "192.168.1.2",
-                 modbus_timeout_s: float = 1.0, public_key_format: KeyFormat = "xy",
-                 signature_format: SignatureFormat = "raw", seed: int = 0,
-                 faults: FaultConfig | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        serial: str | None = None,
+        private_key: ec.EllipticCurvePrivateKey | None = None,
+        firmware_version: str = "1.8.50",
+        device_name: str | None = None,
+        lan: Lan | None = None,
+        lan_ip: str = "192.168.1.2",
+        modbus_timeout_s: float = 1.0,
+        public_key_format: KeyFormat = "xy",
+        signature_format: SignatureFormat = "raw",
+        seed: int = 0,
+        faults: FaultConfig | None = None,
+    ) -> None:
         self.serial = serial or f"zap-{secrets.token_hex(8)}"
         self.private_key = private_key or ec.generate_private_key(ec.SECP256R1())
         self.firmware_version = firmware_version
@@ -519,26 +630,42 @@ class ZapSimulator(SimServer):
         sn, rated = await self._probe(config)
         if sn in self.devices:
             raise ApiError(409, f"Device already exists: {sn}")
-        device = ZapDevice(sn=sn, type=config.type, profile=config.profile,
-                           device_type=profiles.PROFILES[config.profile].device_type.value,
-                           connection=config.connection,
-                           ders=default_ders(config.profile, rated),
-                           password_set=config.password_set, last_harvest=now_ms())
+        device = ZapDevice(
+            sn=sn,
+            type=config.type,
+            profile=config.profile,
+            device_type=profiles.PROFILES[config.profile].device_type.value,
+            connection=config.connection,
+            ders=default_ders(config.profile, rated),
+            password_set=config.password_set,
+            last_harvest=now_ms(),
+        )
         self.devices[sn] = device
         self._changed()
         return device
 
-    def install_device(self, body: Any, *, sn: str | None = None,
-                       ders: list[dict[str, Any]] | None = None,
-                       connected: bool = True) -> ZapDevice:
+    def install_device(
+        self,
+        body: Any,
+        *,
+        sn: str | None = None,
+        ders: list[dict[str, Any]] | None = None,
+        connected: bool = True,
+    ) -> ZapDevice:
         """Put a device on the gateway without connecting to it (setup and drift). `ders`
         entries override the defaults by type (e.g. `{"type": "pv", "enabled": True}`)."""
         config = parse_config(body)
         sn = sn or self._offline_serial(config)
-        device = ZapDevice(sn=sn, type=config.type, profile=config.profile,
-                           device_type=profiles.PROFILES[config.profile].device_type.value,
-                           connection=config.connection, ders=default_ders(config.profile),
-                           connected=connected, password_set=config.password_set)
+        device = ZapDevice(
+            sn=sn,
+            type=config.type,
+            profile=config.profile,
+            device_type=profiles.PROFILES[config.profile].device_type.value,
+            connection=config.connection,
+            ders=default_ders(config.profile),
+            connected=connected,
+            password_set=config.password_set,
+        )
         self.devices[sn] = device
         if ders:
             self._update_ders(device, parse_der_updates({"ders": ders}, flags_only=False))
@@ -567,15 +694,23 @@ class ZapSimulator(SimServer):
     # -- persistence --------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        pem = self.private_key.private_bytes(serialization.Encoding.PEM,
-                                             serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption())
-        return {**self._identity_state(), "private_key_pem": pem.decode(),
-                "devices": [d.to_state() for d in self.devices.values()]}
+        pem = self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return {
+            **self._identity_state(),
+            "private_key_pem": pem.decode(),
+            "devices": [d.to_state() for d in self.devices.values()],
+        }
 
     def public_state(self) -> dict[str, Any]:
-        return {**self._identity_state(), "public_key": self.public_key_hex,
-                "devices": [d.to_state() for d in self.devices.values()]}
+        return {
+            **self._identity_state(),
+            "public_key": self.public_key_hex,
+            "devices": [d.to_state() for d in self.devices.values()],
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.serial = state["serial"]
@@ -591,10 +726,13 @@ class ZapSimulator(SimServer):
         self._changed()
 
     def _identity_state(self) -> dict[str, Any]:
-        return {"serial": self.serial, "device_name": self.device_name,
-                "firmware_version": self.firmware_version,
-                "public_key_format": self.public_key_format,
-                "signature_format": self.signature_format}
+        return {
+            "serial": self.serial,
+            "device_name": self.device_name,
+            "firmware_version": self.firmware_version,
+            "public_key_format": self.public_key_format,
+            "signature_format": self.signature_format,
+        }
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -631,8 +769,13 @@ class ZapSimulator(SimServer):
             router.add_route(method, path, _api(handler))
 
     async def _get_crypto(self, request: web.Request) -> web.Response:
-        return json_response({"deviceName": DEVICE_NAME, "serialNumber": self.serial,
-                              "publicKey": self.public_key_hex})
+        return json_response(
+            {
+                "deviceName": DEVICE_NAME,
+                "serialNumber": self.serial,
+                "publicKey": self.public_key_hex,
+            }
+        )
 
     async def _post_crypto(self, request: web.Request) -> web.Response:
         body = await read_json(request)
@@ -640,8 +783,9 @@ class ZapSimulator(SimServer):
         if not isinstance(wallet, str) or not wallet:
             raise ApiError(400, "Missing required field: wallet")
         id_and_wallet = f"{self.serial}:{wallet}"
-        return json_response({"idAndWallet": id_and_wallet,
-                              "signature": self.sign(id_and_wallet.encode())})
+        return json_response(
+            {"idAndWallet": id_and_wallet, "signature": self.sign(id_and_wallet.encode())}
+        )
 
     async def _post_sign(self, request: web.Request) -> web.Response:
         body = await read_json(request) if request.can_read_body else {}
@@ -651,27 +795,37 @@ class ZapSimulator(SimServer):
         for key in ("message", "timestamp"):
             value = body.get(key)
             if value is not None and not isinstance(value, str):
-                return json_response({"status": "error", "message": f"Invalid {key}"},
-                                     status=400)
+                return json_response({"status": "error", "message": f"Invalid {key}"}, status=400)
             if value is not None and "|" in value:
-                return json_response({"status": "error", "message": PIPE_ERRORS[key]},
-                                     status=400)
+                return json_response({"status": "error", "message": PIPE_ERRORS[key]}, status=400)
             fields[key] = value
         message = self.signed_message(fields["message"], fields["timestamp"])
         # `sign` first, as the firmware builds it (for BLE).
         return json_response({"sign": self.sign(message.encode()), "message": message})
 
     async def _get_system(self, request: web.Request) -> web.Response:
-        return json_response({
-            "time_utc_sec": int(time.time()),
-            "uptime_seconds": int(time.monotonic() - self._started_at),
-            "temperature_celsius": 41.5,
-            "memory_kb": {"free": 182, "total": 320, "min_free": 141},
-            "zap": {"deviceId": self.serial, "firmwareVersion": self.firmware_version,
+        return json_response(
+            {
+                "time_utc_sec": int(time.time()),
+                "uptime_seconds": int(time.monotonic() - self._started_at),
+                "temperature_celsius": 41.5,
+                "memory_kb": {"free": 182, "total": 320, "min_free": 141},
+                "zap": {
+                    "deviceId": self.serial,
+                    "firmwareVersion": self.firmware_version,
                     "publicKey": self.public_key_hex,
-                    "network": {"wifiStatus": "connected", "wifiConnected": True,
-                                "localIP": self.lan_ip, "ssid": "sim-lan", "rssi": -52,
-                                "internetConnected": True, "mqttConnected": True}}})
+                    "network": {
+                        "wifiStatus": "connected",
+                        "wifiConnected": True,
+                        "localIP": self.lan_ip,
+                        "ssid": "sim-lan",
+                        "rssi": -52,
+                        "internetConnected": True,
+                        "mqttConnected": True,
+                    },
+                },
+            }
+        )
 
     async def _get_name(self, request: web.Request) -> web.Response:
         return json_response({"name": self.device_name})
@@ -684,8 +838,14 @@ class ZapSimulator(SimServer):
 
     async def _post_devices(self, request: web.Request) -> web.Response:
         device = await self.add_device(await read_json(request))
-        return json_response({"message": "Device added and connected", "sn": device.sn,
-                              "ders": [dict(d) for d in device.ders]}, status=201)
+        return json_response(
+            {
+                "message": "Device added and connected",
+                "sn": device.sn,
+                "ders": [dict(d) for d in device.ders],
+            },
+            status=201,
+        )
 
     async def _delete_devices(self, request: web.Request) -> web.Response:
         self.remove_all_devices()
@@ -731,9 +891,10 @@ class ZapSimulator(SimServer):
         stamp = now_ms()
         device.last_harvest = stamp
         self._devices_body = None
-        body: dict[str, Any] = {der["type"]: self._der_data(der["type"], device, live, stamp,
-                                                             read_ms)
-                                for der in device.ders}
+        body: dict[str, Any] = {
+            der["type"]: self._der_data(der["type"], device, live, stamp, read_ms)
+            for der in device.ders
+        }
         return json_response({**body, "version": "v1", "format": "json"})
 
     async def _get_register(self, request: web.Request) -> web.Response:
@@ -753,9 +914,15 @@ class ZapSimulator(SimServer):
             raise ApiError(400, "Register access needs a Modbus TCP device")
         try:
             host, port = self._modbus_target(device.connection["ip"], device.connection["port"])
-            regs = await modbus_read(host, port, device.connection["unit_id"], address, count,
-                                     input_registers=function_code == 4,
-                                     timeout_s=self.modbus_timeout_s)
+            regs = await modbus_read(
+                host,
+                port,
+                device.connection["unit_id"],
+                address,
+                count,
+                input_registers=function_code == 4,
+                timeout_s=self.modbus_timeout_s,
+            )
         except ModbusUnavailable as exc:
             raise ApiError(503, "Device busy or not responding") from exc
         except ModbusRefused as exc:
@@ -763,8 +930,7 @@ class ZapSimulator(SimServer):
         value = decode_value(regs, kind, word_order)
         if scale is not None and not isinstance(value, str):
             value = value * scale
-        return json_response({"address": address, "value": value, "type": kind,
-                              "registers": count})
+        return json_response({"address": address, "value": value, "type": kind, "registers": count})
 
     async def _post_modbus_read(self, request: web.Request) -> web.Response:
         body = await read_json(request)
@@ -781,13 +947,28 @@ class ZapSimulator(SimServer):
             raise ApiError(400, "Invalid register_type: expected holding or input")
         try:
             host, target_port = self._modbus_target(ip, port)
-            values = await modbus_read(host, target_port, unit_id, register, count,
-                                       input_registers=register_type == "input",
-                                       timeout_s=self.modbus_timeout_s)
+            values = await modbus_read(
+                host,
+                target_port,
+                unit_id,
+                register,
+                count,
+                input_registers=register_type == "input",
+                timeout_s=self.modbus_timeout_s,
+            )
         except (ModbusUnavailable, ModbusRefused) as exc:
             raise ApiError(502, f"Modbus read failed: {exc}") from exc
-        return json_response({"ip": ip, "port": port, "unit_id": unit_id, "register": register,
-                              "count": count, "register_type": register_type, "values": values})
+        return json_response(
+            {
+                "ip": ip,
+                "port": port,
+                "unit_id": unit_id,
+                "register": register,
+                "count": count,
+                "register_type": register_type,
+                "values": values,
+            }
+        )
 
     # -- admin (drift and setup) ----------------------------------------------------------
 
@@ -797,8 +978,11 @@ class ZapSimulator(SimServer):
             raise ApiError(400, "Invalid JSON body")
         config = {k: v for k, v in body.items() if k not in ("sn", "ders", "connected")}
         sn, ders, connected = body.get("sn"), body.get("ders"), body.get("connected", True)
-        if (sn is not None and not isinstance(sn, str)) or not isinstance(connected, bool) \
-                or (ders is not None and not isinstance(ders, list)):
+        if (
+            (sn is not None and not isinstance(sn, str))
+            or not isinstance(connected, bool)
+            or (ders is not None and not isinstance(ders, list))
+        ):
             raise ApiError(400, "sn must be a string, ders a list, connected a boolean")
         device = self.install_device(config, sn=sn, ders=ders, connected=connected)
         self._notify()
@@ -870,8 +1054,9 @@ class ZapSimulator(SimServer):
         for device in self.devices.values():
             if device.type != config.type:
                 continue
-            same = all(device.connection[k] == config.connection[k]
-                       for k in keys.get(config.type, ()))
+            same = all(
+                device.connection[k] == config.connection[k] for k in keys.get(config.type, ())
+            )
             if config.type == "modbus_tcp" and same:
                 raise ApiError(409, "A device is already configured at this address and unit id")
             if config.type == "modbus_rtu" and same:
@@ -885,14 +1070,16 @@ class ZapSimulator(SimServer):
             c = config.connection
             try:
                 host, port = self._modbus_target(c["ip"], c["port"])
-                identity = await read_identity(host, port, c["unit_id"], config.profile,
-                                               self.modbus_timeout_s)
+                identity = await read_identity(
+                    host, port, c["unit_id"], config.profile, self.modbus_timeout_s
+                )
             except (ModbusUnavailable, ModbusRefused) as exc:
                 raise ApiError(503, f"Failed to connect to device: {exc}") from exc
             return identity.serial, identity.rated_power_w
         if config.type == "mqtt":
-            found = self.lan.mqtt_device(config.connection["broker_host"],
-                                         config.connection["broker_port"], config.profile)
+            found = self.lan.mqtt_device(
+                config.connection["broker_host"], config.connection["broker_port"], config.profile
+            )
             if not found.online:
                 raise ApiError(503, "Failed to connect to device: MQTT device not responding")
         return self._offline_serial(config), DEFAULT_PV_RATED_POWER_W
@@ -913,8 +1100,9 @@ class ZapSimulator(SimServer):
             c = device.connection
             try:
                 host, port = self._modbus_target(c["ip"], c["port"])
-                return await read_live(host, port, device.connection["unit_id"],
-                                       self.modbus_timeout_s)
+                return await read_live(
+                    host, port, device.connection["unit_id"], self.modbus_timeout_s
+                )
             except (ModbusUnavailable, ModbusRefused, TimeoutError) as exc:
                 raise ApiError(503, "Device busy or not responding") from exc
         # Devices without a real simulator behind them get synthetic values that drift.
@@ -924,10 +1112,15 @@ class ZapSimulator(SimServer):
         return synthetic.live()
 
     @staticmethod
-    def _der_data(der_type: str, device: ZapDevice, live: modbus_device.LiveValues,
-                  stamp: int, read_ms: int) -> dict[str, Any]:
-        base = {"type": der_type, "timestamp": stamp, "read_time_ms": read_ms,
-                "make": device.profile}
+    def _der_data(
+        der_type: str, device: ZapDevice, live: modbus_device.LiveValues, stamp: int, read_ms: int
+    ) -> dict[str, Any]:
+        base = {
+            "type": der_type,
+            "timestamp": stamp,
+            "read_time_ms": read_ms,
+            "make": device.profile,
+        }
         cloud = vocab.cloud_der_type(der_type)
         if cloud is vocab.DerType.SOLAR:
             # Firmware sign convention: PV production is negative.
@@ -935,8 +1128,13 @@ class ZapSimulator(SimServer):
         if cloud is vocab.DerType.METER:
             return {**base, "W": live.grid_w, "total_import_Wh": live.import_energy_wh}
         volts = 482.0
-        return {**base, "W": live.battery_w, "V": volts, "A": round(live.battery_w / volts, 1),
-                "SoC_nom_fract": round(live.soc, 3)}
+        return {
+            **base,
+            "W": live.battery_w,
+            "V": volts,
+            "A": round(live.battery_w / volts, 1),
+            "SoC_nom_fract": round(live.soc, 3),
+        }
 
 
 def _is_loopback(host: str) -> bool:

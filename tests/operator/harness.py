@@ -48,25 +48,51 @@ class Emulator(kmock.KubernetesEmulator):
 def register_resources(emulator: kmock.KubernetesEmulator) -> None:
     for kind, names in CRD_NAMES.items():
         emulator.resources[f"{API_VERSION}/{names['plural']}"] = kmock.ResourceInfo(
-            kind=kind, namespaced=True, verbs=_VERBS, subresources={"status"},
-            shortnames=set(names["shortNames"]), categories={"energy"}, singular=kind.lower())
-    emulator.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=_VERBS)
-    emulator.resources["v1/events"] = kmock.ResourceInfo(kind="Event", namespaced=True, verbs=_VERBS)
-    emulator.resources["v1/secrets"] = kmock.ResourceInfo(kind="Secret", namespaced=True, verbs=_VERBS)
+            kind=kind,
+            namespaced=True,
+            verbs=_VERBS,
+            subresources={"status"},
+            shortnames=set(names["shortNames"]),
+            categories={"energy"},
+            singular=kind.lower(),
+        )
+    emulator.resources["v1/namespaces"] = kmock.ResourceInfo(
+        kind="Namespace", namespaced=False, verbs=_VERBS
+    )
+    emulator.resources["v1/events"] = kmock.ResourceInfo(
+        kind="Event", namespaced=True, verbs=_VERBS
+    )
+    emulator.resources["v1/secrets"] = kmock.ResourceInfo(
+        kind="Secret", namespaced=True, verbs=_VERBS
+    )
     emulator.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
-        kind="CustomResourceDefinition", namespaced=False, verbs=_VERBS)
+        kind="CustomResourceDefinition", namespaced=False, verbs=_VERBS
+    )
     emulator.objects["v1/namespaces", None, NAMESPACE] = {
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": NAMESPACE},
+    }
 
 
 def write_kubeconfig(path: Path, server: str) -> None:
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "test", "cluster": {"server": server}}],
-        "users": [{"name": "test", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test",
-                                                 "namespace": NAMESPACE}}],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "test",
+                "clusters": [{"name": "test", "cluster": {"server": server}}],
+                "users": [{"name": "test", "user": {"token": "test-token"}}],
+                "contexts": [
+                    {
+                        "name": "test",
+                        "context": {"cluster": "test", "user": "test", "namespace": NAMESPACE},
+                    }
+                ],
+            }
+        )
+    )
 
 
 class Cluster:
@@ -95,8 +121,11 @@ class Cluster:
         response.raise_for_status()
 
     async def patch(self, kind: str, name: str, body: dict[str, Any]) -> None:
-        response = await self.http.patch(self._path(kind, name), json=body,
-                                         headers={"Content-Type": "application/merge-patch+json"})
+        response = await self.http.patch(
+            self._path(kind, name),
+            json=body,
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         response.raise_for_status()
 
     async def delete(self, kind: str, name: str) -> None:
@@ -113,9 +142,12 @@ class Cluster:
     async def create_secret(self, name: str, data: dict[str, str]) -> None:
         import base64
 
-        body = {"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": name, "namespace": NAMESPACE},
-                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
         response = await self.http.post(f"/api/v1/namespaces/{NAMESPACE}/secrets", json=body)
         response.raise_for_status()
 
@@ -131,8 +163,9 @@ class Cluster:
                 return cond  # type: ignore[no-any-return]
         return None
 
-    async def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 20.0,
-                       what: str = "condition") -> Any:
+    async def wait_for(
+        self, predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition"
+    ) -> Any:
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
@@ -142,14 +175,23 @@ class Cluster:
             await asyncio.sleep(0.1)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
-    async def wait_condition(self, kind: str, name: str, type_: str = "Ready", status: str = "True",
-                             timeout: float = 20.0) -> dict[str, Any]:
+    async def wait_condition(
+        self,
+        kind: str,
+        name: str,
+        type_: str = "Ready",
+        status: str = "True",
+        timeout: float = 20.0,
+    ) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:
             cond = await self.condition(kind, name, type_)
             return cond if cond and cond.get("status") == status else None
 
-        return await self.wait_for(check, timeout=timeout,  # type: ignore[no-any-return]
-                                   what=f"{kind}/{name} {type_}={status}")
+        return await self.wait_for(
+            check,
+            timeout=timeout,  # type: ignore[no-any-return]
+            what=f"{kind}/{name} {type_}={status}",
+        )
 
 
 def documents(yaml_text: str) -> list[dict[str, Any]]:
@@ -160,11 +202,16 @@ def documents(yaml_text: str) -> list[dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def operator(yaml_text: str, tmp_path: Path, monkeypatch: Any, *,
-                   config: OperatorConfig | None = None,
-                   logs: list[str] | None = None,
-                   watch_timeout: int = 1,
-                   emulator_url: str | None = None) -> AsyncIterator[tuple[Cluster, SimFleet]]:
+async def operator(
+    yaml_text: str,
+    tmp_path: Path,
+    monkeypatch: Any,
+    *,
+    config: OperatorConfig | None = None,
+    logs: list[str] | None = None,
+    watch_timeout: int = 1,
+    emulator_url: str | None = None,
+) -> AsyncIterator[tuple[Cluster, SimFleet]]:
     """The emulated cluster, the simulators for the fleet in `yaml_text`, and the operator."""
     fleet = load_texts([("fleet.yaml", yaml_text)]).fleet()
     sims = SimFleet()
@@ -181,8 +228,10 @@ async def operator(yaml_text: str, tmp_path: Path, monkeypatch: Any, *,
         write_kubeconfig(kubeconfig, emulator_url)
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         await sims.start()
-        settings = load_settings(sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "state"),
-                                               "RECONCILER_RETRIES": "2"})
+        settings = load_settings(
+            sims.env()
+            | {"RECONCILER_STATE_DIR": str(tmp_path / "state"), "RECONCILER_RETRIES": "2"}
+        )
         config = config or OperatorConfig(interval=1.0, retry_delay=0.5)
         registry = kopf.OperatorRegistry()
         register(registry, Runtime(config, settings))
@@ -205,9 +254,16 @@ async def operator(yaml_text: str, tmp_path: Path, monkeypatch: Any, *,
         handler = _CollectingHandler(logs) if logs is not None else None
         if handler is not None:
             logging.getLogger().addHandler(handler)
-        task = asyncio.create_task(kopf.operator(registry=registry, settings=kopf_settings,
-                                                 clusterwide=True, stop_flag=stop,
-                                                 ready_flag=ready, standalone=True))
+        task = asyncio.create_task(
+            kopf.operator(
+                registry=registry,
+                settings=kopf_settings,
+                clusterwide=True,
+                stop_flag=stop,
+                ready_flag=ready,
+                standalone=True,
+            )
+        )
         cluster = Cluster(emulator, emulator_url)
         try:
             await asyncio.wait_for(ready.wait(), 10)
@@ -217,7 +273,9 @@ async def operator(yaml_text: str, tmp_path: Path, monkeypatch: Any, *,
             started = time.monotonic()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(task, 30)
-            assert task.done(), f"the operator did not stop within {time.monotonic() - started:.1f}s"
+            assert task.done(), (
+                f"the operator did not stop within {time.monotonic() - started:.1f}s"
+            )
             await _close_leftover_sessions()
             if handler is not None:
                 logging.getLogger().removeHandler(handler)

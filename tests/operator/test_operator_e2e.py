@@ -66,8 +66,12 @@ async def test_objects_converge_and_become_ready(tmp_path: Path, monkeypatch: An
         await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
         for doc in documents(FLEET):
             await cluster.create(doc)
-        for kind, name in (("Site", "home"), ("Gateway", "home-zap"), ("Device", "home-inverter"),
-                           ("Device", "home-battery")):
+        for kind, name in (
+            ("Site", "home"),
+            ("Gateway", "home-zap"),
+            ("Device", "home-inverter"),
+            ("Device", "home-battery"),
+        ):
             await cluster.wait_condition(kind, name, "Ready", timeout=30)
         zap = sims.zaps["zap-00000000000000a1"]
         assert set(zap.devices) == {"SG0001", "ferroamp_192.168.1.70"}
@@ -81,7 +85,9 @@ async def test_objects_converge_and_become_ready(tmp_path: Path, monkeypatch: An
         assert inverter and inverter["status"]["externalIds"].get("zap") == "SG0001"
         events = await cluster.events()
         assert any(e.get("reason") == "Claimed" for e in events)
-        everything = repr(await cluster.get("Device", "home-battery")) + repr(events) + "\n".join(logs)
+        everything = (
+            repr(await cluster.get("Device", "home-battery")) + repr(events) + "\n".join(logs)
+        )
         assert SECRET not in everything
         assert sims.novacore_token not in everything
 
@@ -96,7 +102,9 @@ async def test_deletion_honours_policy(policy: str, tmp_path: Path, monkeypatch:
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
         await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
         await cluster.delete("Device", "home-inverter")
-        await cluster.wait_for(lambda: _gone(cluster, "Device", "home-inverter"), what="device deleted")
+        await cluster.wait_for(
+            lambda: _gone(cluster, "Device", "home-inverter"), what="device deleted"
+        )
         zap = sims.zaps["zap-00000000000000a1"]
         cloud = [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
         if policy == "Release":
@@ -115,8 +123,11 @@ async def test_spec_update_is_applied(tmp_path: Path, monkeypatch: Any) -> None:
         for doc in documents(FLEET):
             await cluster.create(doc)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
-        await cluster.patch("Device", "home-inverter", {"metadata": {"generation": 2},
-                                                        "spec": {"displayName": "Renamed inverter"}})
+        await cluster.patch(
+            "Device",
+            "home-inverter",
+            {"metadata": {"generation": 2}, "spec": {"displayName": "Renamed inverter"}},
+        )
 
         async def renamed() -> bool:
             return any(d.name == "Renamed inverter" for d in sims.novacore.devices.values())
@@ -149,7 +160,8 @@ async def test_drift_is_corrected_by_the_timer(tmp_path: Path, monkeypatch: Any)
 
 
 async def test_device_created_before_its_gateway_waits_then_converges(
-        tmp_path: Path, monkeypatch: Any) -> None:
+    tmp_path: Path, monkeypatch: Any
+) -> None:
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
         docs = {(d["kind"], d["metadata"]["name"]): d for d in documents(FLEET)}
@@ -180,7 +192,9 @@ async def test_paused_objects_are_left_alone(tmp_path: Path, monkeypatch: Any) -
         assert all(g.org_id is None for g in sims.novacore.gateways.values())
 
 
-async def test_observe_mode_reports_the_plan_without_applying(tmp_path: Path, monkeypatch: Any) -> None:
+async def test_observe_mode_reports_the_plan_without_applying(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
     from reconciler.operator.config import OperatorConfig
 
     config = OperatorConfig(interval=1.0, retry_delay=0.5, mode="observe")

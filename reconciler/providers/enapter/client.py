@@ -61,35 +61,61 @@ class EnapterClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def _call(self, method: str, path: str, *, operation: str, address: str = "",
-                    ok: tuple[int, ...] = (), secret: bool = False, **kwargs: Any) -> Any:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        address: str = "",
+        ok: tuple[int, ...] = (),
+        secret: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         """Send; return the decoded JSON (None for an empty body or a status in `ok`).
         `secret`: the answer carries credentials, so a malformed one is not quoted."""
-        response = await transport.send(self.http, method, path, address=address,
-                                        operation=operation, ok=_CLIENT_ERRORS, **kwargs)
+        response = await transport.send(
+            self.http,
+            method,
+            path,
+            address=address,
+            operation=operation,
+            ok=_CLIENT_ERRORS,
+            **kwargs,
+        )
         if response.status_code in ok:
             return None
         if not response.is_success:
-            raise _with_api_errors(transport.error_for(response, address=address,
-                                                       operation=operation), response)
+            raise _with_api_errors(
+                transport.error_for(response, address=address, operation=operation), response
+            )
         if response.status_code == 204 or not response.content:
             return None
         if secret:
             try:
                 return response.json()
             except ValueError:
-                raise ProviderRejected(f"{operation}: the answer is not JSON", address=address,
-                                       operation=operation, status=response.status_code) from None
+                raise ProviderRejected(
+                    f"{operation}: the answer is not JSON",
+                    address=address,
+                    operation=operation,
+                    status=response.status_code,
+                ) from None
         return transport.json_body(response, operation=operation)
 
-    async def _pages(self, path: str, key: str, *, operation: str,
-                     params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    async def _pages(
+        self, path: str, key: str, *, operation: str, params: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         """Every item of an offset-paginated list (§2.1: the SDK pages until an empty page;
         a reported `total_count` that is reached ends it one request earlier)."""
         items: list[dict[str, Any]] = []
         for _ in range(_MAX_PAGES):
-            body = await self._call("GET", path, operation=operation,
-                                    params={**(params or {}), "offset": str(len(items))})
+            body = await self._call(
+                "GET",
+                path,
+                operation=operation,
+                params={**(params or {}), "offset": str(len(items))},
+            )
             page = body.get(key) if isinstance(body, dict) else None
             if not isinstance(page, list) or not page:
                 break
@@ -105,48 +131,86 @@ class EnapterClient:
         return await self._pages("v3/sites", "sites", operation="enapter.list_sites")
 
     async def create_site(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
-        answer = await self._call("POST", "v3/sites", operation="enapter.create_site",
-                                  address=address, json=body)
+        answer = await self._call(
+            "POST", "v3/sites", operation="enapter.create_site", address=address, json=body
+        )
         return dict(answer["site"])
 
     async def update_site(self, site_id: str, body: dict[str, Any], *, address: str = "") -> None:
-        await self._call("PATCH", f"v3/sites/{site_id}", operation="enapter.update_site",
-                         address=address, json=body)
+        await self._call(
+            "PATCH",
+            f"v3/sites/{site_id}",
+            operation="enapter.update_site",
+            address=address,
+            json=body,
+        )
 
     # -- devices ---------------------------------------------------------------------------
 
     async def site_devices(self, site_id: str) -> list[dict[str, Any]]:
-        return await self._pages(f"v3/sites/{site_id}/devices", "devices",
-                                 operation="enapter.list_site_devices",
-                                 params={"expand": DEVICE_EXPAND})
+        return await self._pages(
+            f"v3/sites/{site_id}/devices",
+            "devices",
+            operation="enapter.list_site_devices",
+            params={"expand": DEVICE_EXPAND},
+        )
 
-    async def provision(self, kind: str, body: dict[str, Any], *,
-                        address: str = "") -> dict[str, Any]:
+    async def provision(
+        self, kind: str, body: dict[str, Any], *, address: str = ""
+    ) -> dict[str, Any]:
         """POST v3/provisioning/{kind}; the answer may hold a config (credentials)."""
-        answer = await self._call("POST", f"v3/provisioning/{kind}", secret=True,
-                                  operation=f"enapter.provision_{kind}", address=address, json=body)
+        answer = await self._call(
+            "POST",
+            f"v3/provisioning/{kind}",
+            secret=True,
+            operation=f"enapter.provision_{kind}",
+            address=address,
+            json=body,
+        )
         return dict(answer or {})
 
-    async def update_device(self, device_id: str, body: dict[str, Any], *,
-                            address: str = "") -> None:
-        await self._call("PATCH", f"v3/devices/{device_id}", operation="enapter.update_device",
-                         address=address, json=body)
+    async def update_device(
+        self, device_id: str, body: dict[str, Any], *, address: str = ""
+    ) -> None:
+        await self._call(
+            "PATCH",
+            f"v3/devices/{device_id}",
+            operation="enapter.update_device",
+            address=address,
+            json=body,
+        )
 
     async def delete_device(self, device_id: str, *, address: str = "") -> None:
         """Deleting a device that is already gone succeeds."""
-        await self._call("DELETE", f"v3/devices/{device_id}", operation="enapter.delete_device",
-                         address=address, ok=(404,))
+        await self._call(
+            "DELETE",
+            f"v3/devices/{device_id}",
+            operation="enapter.delete_device",
+            address=address,
+            ok=(404,),
+        )
 
-    async def assign_blueprint(self, device_id: str, blueprint_id: str, *,
-                               address: str = "") -> None:
-        await self._call("POST", f"v3/devices/{device_id}/assign_blueprint",
-                         operation="enapter.assign_blueprint", address=address,
-                         json={"blueprint_id": blueprint_id})
+    async def assign_blueprint(
+        self, device_id: str, blueprint_id: str, *, address: str = ""
+    ) -> None:
+        await self._call(
+            "POST",
+            f"v3/devices/{device_id}/assign_blueprint",
+            operation="enapter.assign_blueprint",
+            address=address,
+            json={"blueprint_id": blueprint_id},
+        )
 
-    async def generate_config(self, device_id: str, protocol: str, *,
-                              address: str = "") -> dict[str, Any]:
+    async def generate_config(
+        self, device_id: str, protocol: str, *, address: str = ""
+    ) -> dict[str, Any]:
         """A new communication config (credentials) for the device."""
-        answer = await self._call("POST", f"v3/devices/{device_id}/generate_config", secret=True,
-                                  operation="enapter.generate_config", address=address,
-                                  json={"protocol": protocol})
+        answer = await self._call(
+            "POST",
+            f"v3/devices/{device_id}/generate_config",
+            secret=True,
+            operation="enapter.generate_config",
+            address=address,
+            json={"protocol": protocol},
+        )
         return dict(answer["config"])

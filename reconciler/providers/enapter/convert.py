@@ -16,9 +16,13 @@ from reconciler.plan.enapter import EnapterDeviceState, EnapterSiteState
 
 # Provisioning endpoint (v3/provisioning/<name>) of each kind.
 ENDPOINT = {
-    EnapterKind.UCM: "ucm", EnapterKind.VUCM: "vucm", EnapterKind.EMBEDDED: "embedded",
-    EnapterKind.LINK_MASTER: "link_master", EnapterKind.LINK_SLAVE: "link_slave",
-    EnapterKind.STANDALONE: "standalone", EnapterKind.LUA: "lua_device",
+    EnapterKind.UCM: "ucm",
+    EnapterKind.VUCM: "vucm",
+    EnapterKind.EMBEDDED: "embedded",
+    EnapterKind.LINK_MASTER: "link_master",
+    EnapterKind.LINK_SLAVE: "link_slave",
+    EnapterKind.STANDALONE: "standalone",
+    EnapterKind.LUA: "lua_device",
 }
 
 
@@ -32,10 +36,14 @@ def sites(payload: list[dict[str, Any]]) -> list[EnapterSiteState]:
         if "id" not in item:
             continue
         location = item.get("location")
-        out.append(EnapterSiteState(
-            id=str(item["id"]), name=str(item.get("name", "")),
-            timezone=str(item.get("timezone", "")),
-            location=dict(location) if isinstance(location, dict) else None))
+        out.append(
+            EnapterSiteState(
+                id=str(item["id"]),
+                name=str(item.get("name", "")),
+                timezone=str(item.get("timezone", "")),
+                location=dict(location) if isinstance(location, dict) else None,
+            )
+        )
     return out
 
 
@@ -47,15 +55,20 @@ def devices(payload: list[dict[str, Any]]) -> list[EnapterDeviceState]:
         communication = item.get("communication")
         communication = communication if isinstance(communication, dict) else {}
         properties = item.get("properties")
-        out.append(EnapterDeviceState(
-            id=str(item["id"]), site_id=str(item.get("site_id", "")),
-            type=str(item.get("type", "")), name=str(item.get("name", "")),
-            slug=str(item.get("slug", "")), blueprint_id=_text(item.get("blueprint_id")),
-            hardware_id=_text(communication.get("hardware_id")),
-            upstream_id=_text(communication.get("upstream_id")),
-            communication_type=_text(communication.get("type")),
-            properties=dict(properties) if isinstance(properties, dict) else {},
-        ))
+        out.append(
+            EnapterDeviceState(
+                id=str(item["id"]),
+                site_id=str(item.get("site_id", "")),
+                type=str(item.get("type", "")),
+                name=str(item.get("name", "")),
+                slug=str(item.get("slug", "")),
+                blueprint_id=_text(item.get("blueprint_id")),
+                hardware_id=_text(communication.get("hardware_id")),
+                upstream_id=_text(communication.get("upstream_id")),
+                communication_type=_text(communication.get("type")),
+                properties=dict(properties) if isinstance(properties, dict) else {},
+            )
+        )
     return out
 
 
@@ -64,8 +77,11 @@ def devices(payload: list[dict[str, Any]]) -> list[EnapterDeviceState]:
 
 def site_create_body(site: Site) -> dict[str, Any]:
     """POST v3/sites."""
-    return {"name": site.spec.display_name, "timezone": site.spec.timezone,
-            "location": plan.location_body(site)}
+    return {
+        "name": site.spec.display_name,
+        "timezone": site.spec.timezone,
+        "location": plan.location_body(site),
+    }
 
 
 def site_update_body(before: dict[str, Any], after: dict[str, Any], site: Site) -> dict[str, Any]:
@@ -85,10 +101,13 @@ def gateway_body(gateway: Gateway, site: Site, site_id: str) -> dict[str, Any]:
     with it, since provisioning a gateway sets them on the site."""
     spec = gateway.spec.enapter
     assert spec is not None
-    body: dict[str, Any] = {"site_id": site_id, "hardware_id": spec.hardware_id,
-                            "gateway_version": spec.firmware_version,
-                            "site_name": site.spec.display_name,
-                            "site_timezone": site.spec.timezone}
+    body: dict[str, Any] = {
+        "site_id": site_id,
+        "hardware_id": spec.hardware_id,
+        "gateway_version": spec.firmware_version,
+        "site_name": site.spec.display_name,
+        "site_timezone": site.spec.timezone,
+    }
     location = plan.location_body(site)
     if location is not None:
         body["site_location"] = location
@@ -103,12 +122,19 @@ def provision_body(device: Device, *, site_id: str, upstream_id: str | None) -> 
     kind = EnapterKind(enapter.kind)
     name = device.display_name
     if kind is EnapterKind.LUA:
-        return {"runtime_id": upstream_id, "blueprint_id": enapter.blueprint_id, "name": name,
-                "slug": plan.device_slug(device)}
+        return {
+            "runtime_id": upstream_id,
+            "blueprint_id": enapter.blueprint_id,
+            "name": name,
+            "slug": plan.device_slug(device),
+        }
     if kind is EnapterKind.STANDALONE:
         return {"site_id": site_id, "name": name, "slug": plan.device_slug(device)}
-    body: dict[str, Any] = {"site_id": site_id, "hardware_id": device.spec.hardware_id,
-                            "name": name}
+    body: dict[str, Any] = {
+        "site_id": site_id,
+        "hardware_id": device.spec.hardware_id,
+        "name": name,
+    }
     if kind is EnapterKind.EMBEDDED:
         body["device_type"] = str(enapter.embedded_type)
     if kind in plan.CONFIG_ON_PROVISION:
@@ -120,8 +146,11 @@ def provision_body(device: Device, *, site_id: str, upstream_id: str | None) -> 
 
 def rename_body(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """PATCH v3/devices/{id}: the name and slug where they differ."""
-    return {key: after[key] for key in ("name", "slug")
-            if key in after and before.get(key) != after[key]}
+    return {
+        key: after[key]
+        for key in ("name", "slug")
+        if key in after and before.get(key) != after[key]
+    }
 
 
 def config_text(config: dict[str, Any]) -> str:

@@ -31,8 +31,15 @@ _MAX_PAGES = 10_000
 class FlatpeakAuth(httpx.Auth):
     """Bearer token from `GET /login`, cached with its expiry and refreshed before it."""
 
-    def __init__(self, login_url: str, account_id: str, api_key: str, *,
-                 clock: Callable[[], float] = time.monotonic, margin_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        login_url: str,
+        account_id: str,
+        api_key: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        margin_s: float = 60.0,
+    ) -> None:
         self.login_url = login_url
         self._basic = "Basic " + base64.b64encode(f"{account_id}:{api_key}".encode()).decode()
         self._clock = clock
@@ -101,16 +108,26 @@ class FlatpeakClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def _json(self, method: str, path: str, *, operation: str, address: str = "",
-                    ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
-        response = await transport.send(self.http, method, path, address=address,
-                                        operation=operation, ok=ok, **kwargs)
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        address: str = "",
+        ok: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> Any:
+        response = await transport.send(
+            self.http, method, path, address=address, operation=operation, ok=ok, **kwargs
+        )
         if response.status_code in ok or not response.content:
             return None
         return transport.json_body(response, operation=operation)
 
-    async def _list(self, path: str, *, operation: str,
-                    params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    async def _list(
+        self, path: str, *, operation: str, params: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         query = {**(params or {}), "limit": str(self.page_size)}
         for _ in range(_MAX_PAGES):
@@ -130,13 +147,26 @@ class FlatpeakClient:
         return await self._list("/locations", operation="flatpeak.list_locations", params=params)
 
     async def create_location(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
-        return dict(await self._json("POST", "/locations", operation="flatpeak.create_location",
-                                     address=address, json=body))
+        return dict(
+            await self._json(
+                "POST",
+                "/locations",
+                operation="flatpeak.create_location",
+                address=address,
+                json=body,
+            )
+        )
 
-    async def update_location(self, location_id: str, body: dict[str, Any], *,
-                              address: str = "") -> None:
-        await self._json("PATCH", f"/locations/{location_id}",
-                         operation="flatpeak.update_location", address=address, json=body)
+    async def update_location(
+        self, location_id: str, body: dict[str, Any], *, address: str = ""
+    ) -> None:
+        await self._json(
+            "PATCH",
+            f"/locations/{location_id}",
+            operation="flatpeak.update_location",
+            address=address,
+            json=body,
+        )
 
     # -- devices ---------------------------------------------------------------------------
 
@@ -145,15 +175,29 @@ class FlatpeakClient:
         return await self._list("/devices", operation="flatpeak.list_devices", params=params)
 
     async def create_device(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
-        return dict(await self._json("POST", "/devices", operation="flatpeak.create_device",
-                                     address=address, json=body))
+        return dict(
+            await self._json(
+                "POST", "/devices", operation="flatpeak.create_device", address=address, json=body
+            )
+        )
 
-    async def update_device(self, device_id: str, body: dict[str, Any], *,
-                            address: str = "") -> None:
-        await self._json("PATCH", f"/devices/{device_id}", operation="flatpeak.update_device",
-                         address=address, json=body)
+    async def update_device(
+        self, device_id: str, body: dict[str, Any], *, address: str = ""
+    ) -> None:
+        await self._json(
+            "PATCH",
+            f"/devices/{device_id}",
+            operation="flatpeak.update_device",
+            address=address,
+            json=body,
+        )
 
     async def delete_device(self, device_id: str, *, address: str = "") -> None:
         """Deleting a device that is already gone succeeds."""
-        await self._json("DELETE", f"/devices/{device_id}", operation="flatpeak.delete_device",
-                         address=address, ok=(404,))
+        await self._json(
+            "DELETE",
+            f"/devices/{device_id}",
+            operation="flatpeak.delete_device",
+            address=address,
+            ok=(404,),
+        )

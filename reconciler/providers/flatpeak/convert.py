@@ -19,10 +19,14 @@ def locations(payload: list[dict[str, Any]]) -> list[FlatpeakLocationState]:
         if "id" not in item:
             continue
         address = item.get("postal_address")
-        out.append(FlatpeakLocationState(
-            id=str(item["id"]), reference_id=_text(item.get("reference_id")),
-            customer_id=_text(item.get("customer_id")),
-            postal_address=dict(address) if isinstance(address, dict) else {}))
+        out.append(
+            FlatpeakLocationState(
+                id=str(item["id"]),
+                reference_id=_text(item.get("reference_id")),
+                customer_id=_text(item.get("customer_id")),
+                postal_address=dict(address) if isinstance(address, dict) else {},
+            )
+        )
     return out
 
 
@@ -33,20 +37,27 @@ def devices(payload: list[dict[str, Any]]) -> list[FlatpeakDeviceState]:
             continue
         properties = item.get("properties")
         raw = item.get("locations")
-        out.append(FlatpeakDeviceState(
-            id=str(item["id"]), reference_id=str(item["reference_id"]),
-            type=_text(item.get("type")),
-            locations=tuple(str(x) for x in raw) if isinstance(raw, list) else (),
-            manufacturer=_text(item.get("manufacturer")), model_code=_text(item.get("model_code")),
-            model_name=_text(item.get("model_name")),
-            properties=dict(properties) if isinstance(properties, dict) else {}))
+        out.append(
+            FlatpeakDeviceState(
+                id=str(item["id"]),
+                reference_id=str(item["reference_id"]),
+                type=_text(item.get("type")),
+                locations=tuple(str(x) for x in raw) if isinstance(raw, list) else (),
+                manufacturer=_text(item.get("manufacturer")),
+                model_code=_text(item.get("model_code")),
+                model_name=_text(item.get("model_name")),
+                properties=dict(properties) if isinstance(properties, dict) else {},
+            )
+        )
     return out
 
 
 def location_create_body(fields: dict[str, Any], reference_id: str) -> dict[str, Any]:
     """POST /locations from the planner's declared location fields."""
-    body: dict[str, Any] = {"reference_id": fields.get("reference_id", reference_id),
-                            "postal_address": dict(fields["postal_address"])}
+    body: dict[str, Any] = {
+        "reference_id": fields.get("reference_id", reference_id),
+        "postal_address": dict(fields["postal_address"]),
+    }
     if fields.get("customer_id") is not None:
         body["customer_id"] = fields["customer_id"]
     return body

@@ -35,10 +35,13 @@ async def read_serial(profile: str, read: RegisterReader) -> str:
         return decode_string(await read(register, count, kind))
     block = await read(SUNSPEC_BASE, SUNSPEC_LENGTH, "holding")
     if tuple(block[:2]) != _SUNS:
-        raise ProviderRejected(f"no SunSpec marker at {SUNSPEC_BASE}: the device does not "
-                               f"speak SunSpec (profile {profile!r})", operation="modbus.read_serial")
+        raise ProviderRejected(
+            f"no SunSpec marker at {SUNSPEC_BASE}: the device does not "
+            f"speak SunSpec (profile {profile!r})",
+            operation="modbus.read_serial",
+        )
     # Common model: ID, L, Mn(16), Md(16), Opt(8), Vr(8), SN(16) from base+2.
-    return decode_string(block[4 + 16 + 16 + 8 + 8: 4 + 16 + 16 + 8 + 8 + 16])
+    return decode_string(block[4 + 16 + 16 + 8 + 8 : 4 + 16 + 16 + 8 + 8 + 16])
 
 
 def direct_reader(host: str, port: int, unit_id: int, *, timeout: float = 3.0) -> RegisterReader:
@@ -48,29 +51,36 @@ def direct_reader(host: str, port: int, unit_id: int, *, timeout: float = 3.0) -
         client = AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=0)
         try:
             if not await asyncio.wait_for(client.connect(), timeout):
-                raise ProviderUnavailable(f"cannot connect to Modbus device {host}:{port}",
-                                          operation="modbus.read")
+                raise ProviderUnavailable(
+                    f"cannot connect to Modbus device {host}:{port}", operation="modbus.read"
+                )
             call = client.read_input_registers if kind == "input" else client.read_holding_registers
             result = await asyncio.wait_for(call(register, count=count, device_id=unit_id), timeout)
         except (ModbusException, OSError, TimeoutError) as exc:
-            raise ProviderUnavailable(f"Modbus device {host}:{port} did not answer: {exc}",
-                                      operation="modbus.read") from exc
+            raise ProviderUnavailable(
+                f"Modbus device {host}:{port} did not answer: {exc}", operation="modbus.read"
+            ) from exc
         finally:
             client.close()
         if result.isError():
-            raise ProviderRejected(f"Modbus device {host}:{port} refused reading {count} "
-                                   f"registers at {register}: {result}", operation="modbus.read")
+            raise ProviderRejected(
+                f"Modbus device {host}:{port} refused reading {count} "
+                f"registers at {register}: {result}",
+                operation="modbus.read",
+            )
         return list(result.registers)
 
     return read
 
 
-def gateway_reader(modbus_read: Callable[..., Awaitable[list[int]]], host: str, port: int,
-                   unit_id: int) -> RegisterReader:
+def gateway_reader(
+    modbus_read: Callable[..., Awaitable[list[int]]], host: str, port: int, unit_id: int
+) -> RegisterReader:
     """Reads registers through the Zap's POST /api/modbus/read."""
 
     async def read(register: int, count: int, kind: str) -> list[int]:
-        return await modbus_read(ip=host, port=port, unit_id=unit_id, register=register,
-                                 count=count, register_type=kind)
+        return await modbus_read(
+            ip=host, port=port, unit_id=unit_id, register=register, count=count, register_type=kind
+        )
 
     return read

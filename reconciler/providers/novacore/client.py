@@ -17,60 +17,110 @@ class NovacoreClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def _json(self, method: str, path: str, *, operation: str, address: str = "",
-                    ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
-        response = await transport.send(self.http, method, path, address=address,
-                                        operation=operation, ok=ok, **kwargs)
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        address: str = "",
+        ok: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> Any:
+        response = await transport.send(
+            self.http, method, path, address=address, operation=operation, ok=ok, **kwargs
+        )
         if response.status_code == 204 or not response.content:
             return None
         return transport.json_body(response, operation=operation)
 
     async def list_sites(self, org_id: str) -> list[dict[str, Any]]:
-        answer = await self._json("GET", "/sites", operation="novacore.list_sites",
-                                  params={"org_id": org_id})
+        answer = await self._json(
+            "GET", "/sites", operation="novacore.list_sites", params={"org_id": org_id}
+        )
         return transport.expect_list(answer, operation="novacore.list_sites")
 
     async def create_site(self, org_id: str, name: str, *, address: str = "") -> dict[str, Any]:
-        answer = await self._json("POST", "/sites", operation="novacore.create_site",
-                                  address=address, json={"org_id": org_id, "name": name})
+        answer = await self._json(
+            "POST",
+            "/sites",
+            operation="novacore.create_site",
+            address=address,
+            json={"org_id": org_id, "name": name},
+        )
         return transport.expect_object(answer, operation="novacore.create_site")
 
     async def update_site(self, site_id: str, name: str, *, address: str = "") -> None:
-        await self._json("PUT", f"/sites/{site_id}", operation="novacore.update_site",
-                         address=address, json={"name": name})
+        await self._json(
+            "PUT",
+            f"/sites/{site_id}",
+            operation="novacore.update_site",
+            address=address,
+            json={"name": name},
+        )
 
     async def site_devices(self, site_id: str) -> list[dict[str, Any]]:
-        answer = await self._json("GET", f"/sites/{site_id}/devices",
-                                  operation="novacore.list_site_devices")
+        answer = await self._json(
+            "GET", f"/sites/{site_id}/devices", operation="novacore.list_site_devices"
+        )
         return transport.expect_list(answer, operation="novacore.list_site_devices")
 
     async def list_gateways(self, org_id: str) -> list[dict[str, Any]]:
-        answer = await self._json("GET", "/gateways", operation="novacore.list_gateways",
-                                  params={"org_id": org_id})
+        answer = await self._json(
+            "GET", "/gateways", operation="novacore.list_gateways", params={"org_id": org_id}
+        )
         return transport.expect_list(answer, operation="novacore.list_gateways")
 
     async def claim_gateway(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
-        answer = await self._json("POST", "/gateways/claim", operation="novacore.claim_gateway",
-                                  address=address, json=body)
+        answer = await self._json(
+            "POST",
+            "/gateways/claim",
+            operation="novacore.claim_gateway",
+            address=address,
+            json=body,
+        )
         return transport.expect_object(answer, operation="novacore.claim_gateway")
 
     async def release_gateway(self, serial: str, *, address: str = "") -> None:
-        await self._json("DELETE", f"/gateways/{serial}", operation="novacore.release_gateway",
-                         address=address, ok=(404,))
+        await self._json(
+            "DELETE",
+            f"/gateways/{serial}",
+            operation="novacore.release_gateway",
+            address=address,
+            ok=(404,),
+        )
 
     async def provision_device(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
-        answer = await self._json("POST", "/devices/provision", operation="novacore.provision",
-                                  address=address, json=body)
+        answer = await self._json(
+            "POST", "/devices/provision", operation="novacore.provision", address=address, json=body
+        )
         return transport.expect_object(answer, operation="novacore.provision")
 
-    async def update_device(self, device_id: str, body: dict[str, Any], *, address: str = "") -> None:
-        await self._json("PUT", f"/devices/{device_id}", operation="novacore.update_device",
-                         address=address, json=body)
+    async def update_device(
+        self, device_id: str, body: dict[str, Any], *, address: str = ""
+    ) -> None:
+        await self._json(
+            "PUT",
+            f"/devices/{device_id}",
+            operation="novacore.update_device",
+            address=address,
+            json=body,
+        )
 
     async def delete_device(self, device_id: str, *, address: str = "") -> None:
-        await self._json("DELETE", f"/devices/{device_id}", operation="novacore.delete_device",
-                         address=address, ok=(404,))
+        await self._json(
+            "DELETE",
+            f"/devices/{device_id}",
+            operation="novacore.delete_device",
+            address=address,
+            ok=(404,),
+        )
 
     async def add_der(self, device_id: str, name: str, der_type: str, *, address: str = "") -> None:
-        await self._json("POST", f"/devices/{device_id}/ders", operation="novacore.add_der",
-                         address=address, json={"name": name, "type": der_type})
+        await self._json(
+            "POST",
+            f"/devices/{device_id}/ders",
+            operation="novacore.add_der",
+            address=address,
+            json={"name": name, "type": der_type},
+        )

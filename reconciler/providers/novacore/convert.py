@@ -9,8 +9,13 @@ from reconciler.plan.observed import NovacoreDer, NovacoreDevice, NovacoreSite
 
 
 def sites(payload: list[dict[str, Any]], org_id: str) -> list[NovacoreSite]:
-    return [NovacoreSite(id=str(s["id"]), org_id=str(s.get("org_id", org_id)), name=str(s.get("name", "")))
-            for s in payload if isinstance(s, dict) and "id" in s]
+    return [
+        NovacoreSite(
+            id=str(s["id"]), org_id=str(s.get("org_id", org_id)), name=str(s.get("name", ""))
+        )
+        for s in payload
+        if isinstance(s, dict) and "id" in s
+    ]
 
 
 def gateway_serials(payload: list[dict[str, Any]]) -> set[str]:
@@ -32,24 +37,33 @@ def devices(payload: list[dict[str, Any]]) -> list[NovacoreDevice]:
     for d in payload:
         if not isinstance(d, dict) or "id" not in d:
             continue
-        out.append(NovacoreDevice(
-            id=str(d["id"]),
-            name=str(d.get("name", "")),
-            device_type=str(d.get("type") or d.get("device_type") or ""),
-            hardware_id=str(d.get("hardware_id", "")),
-            state=str(d.get("state", "active")),
-            gateway_serial=d.get("gateway_serial"),
-            manufacturer=d.get("manufacturer"),
-            model=d.get("model"),
-            ders=tuple(NovacoreDer(id=str(x.get("id", "")), name=str(x.get("name", "")),
-                                   type=str(x.get("type", "")))
-                       for x in d.get("ders", []) if isinstance(x, dict)),
-        ))
+        out.append(
+            NovacoreDevice(
+                id=str(d["id"]),
+                name=str(d.get("name", "")),
+                device_type=str(d.get("type") or d.get("device_type") or ""),
+                hardware_id=str(d.get("hardware_id", "")),
+                state=str(d.get("state", "active")),
+                gateway_serial=d.get("gateway_serial"),
+                manufacturer=d.get("manufacturer"),
+                model=d.get("model"),
+                ders=tuple(
+                    NovacoreDer(
+                        id=str(x.get("id", "")),
+                        name=str(x.get("name", "")),
+                        type=str(x.get("type", "")),
+                    )
+                    for x in d.get("ders", [])
+                    if isinstance(x, dict)
+                ),
+            )
+        )
     return out
 
 
-def provision_body(fields: dict[str, Any], *, gateway_serial: str, hardware_id: str,
-                   site_id: str) -> dict[str, Any]:
+def provision_body(
+    fields: dict[str, Any], *, gateway_serial: str, hardware_id: str, site_id: str
+) -> dict[str, Any]:
     """POST /devices/provision body from the planner's declared fields."""
     body: dict[str, Any] = {
         "gateway_serial": gateway_serial,

@@ -1,5 +1,5 @@
 """Thin async client of a Sourceful Zap's local HTTP API (one method per endpoint, no
-decisions). See platform-apis §1.2–1.3."""
+decisions). See platform-apis §1.2-1.3."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ class ZapClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def _json(self, method: str, path: str, *, operation: str, ok: tuple[int, ...] = (),
-                    **kwargs: Any) -> Any:
-        response = await transport.send(self.http, method, path, address=self.name,
-                                        operation=operation, ok=ok, **kwargs)
+    async def _json(
+        self, method: str, path: str, *, operation: str, ok: tuple[int, ...] = (), **kwargs: Any
+    ) -> Any:
+        response = await transport.send(
+            self.http, method, path, address=self.name, operation=operation, ok=ok, **kwargs
+        )
         if response.status_code == 204 or not response.content:
             return None
         return transport.json_body(response, operation=operation)
@@ -31,8 +33,9 @@ class ZapClient:
         return transport.expect_object(answer, operation="zap.crypto")
 
     async def sign(self, message: str) -> dict[str, Any]:
-        answer = await self._json("POST", "/api/crypto/sign", operation="zap.sign",
-                                  json={"message": message})
+        answer = await self._json(
+            "POST", "/api/crypto/sign", operation="zap.sign", json={"message": message}
+        )
         return transport.expect_object(answer, operation="zap.sign")
 
     async def devices(self) -> dict[str, Any] | list[Any]:
@@ -49,12 +52,22 @@ class ZapClient:
         await self._json("DELETE", f"/api/devices/{sn}", operation="zap.delete_device", ok=(404,))
 
     async def set_types(self, sn: str, ders: list[dict[str, Any]]) -> None:
-        await self._json("POST", f"/api/devices/{sn}/types", operation="zap.set_types",
-                         json={"ders": ders})
+        await self._json(
+            "POST", f"/api/devices/{sn}/types", operation="zap.set_types", json={"ders": ders}
+        )
 
-    async def modbus_read(self, *, ip: str, port: int, unit_id: int, register: int, count: int,
-                          register_type: str) -> list[int]:
-        body = {"ip": ip, "port": port, "unit_id": unit_id, "register": register, "count": count,
-                "register_type": register_type}
-        answer = await self._json("POST", "/api/modbus/read", operation="zap.modbus_read", json=body)
+    async def modbus_read(
+        self, *, ip: str, port: int, unit_id: int, register: int, count: int, register_type: str
+    ) -> list[int]:
+        body = {
+            "ip": ip,
+            "port": port,
+            "unit_id": unit_id,
+            "register": register,
+            "count": count,
+            "register_type": register_type,
+        }
+        answer = await self._json(
+            "POST", "/api/modbus/read", operation="zap.modbus_read", json=body
+        )
         return [int(v) for v in (answer or {}).get("values", [])]

@@ -7,8 +7,20 @@ from typing import Any
 from reconciler.plan.observed import ZapDevice, ZapState
 
 # Keys of a device entry that describe how the Zap connects to it (compared with the spec).
-_SETTING_KEYS = ("ip", "port", "unit_id", "baud_rate", "parity", "data_bits", "stop_bits",
-                 "manufacturer", "broker_host", "broker_port", "username", "client_id")
+_SETTING_KEYS = (
+    "ip",
+    "port",
+    "unit_id",
+    "baud_rate",
+    "parity",
+    "data_bits",
+    "stop_bits",
+    "manufacturer",
+    "broker_host",
+    "broker_port",
+    "username",
+    "client_id",
+)
 
 
 def zap_state(payload: Any) -> ZapState:
@@ -28,8 +40,11 @@ def zap_state(payload: Any) -> ZapState:
             profile=entry.get("profile"),
             device_type=entry.get("device_type"),
             settings={k: entry[k] for k in _SETTING_KEYS if k in entry},
-            ders={str(d["type"]): bool(d.get("enabled", False))
-                  for d in entry.get("ders", []) if isinstance(d, dict) and "type" in d},
+            ders={
+                str(d["type"]): bool(d.get("enabled", False))
+                for d in entry.get("ders", [])
+                if isinstance(d, dict) and "type" in d
+            },
             connected=bool(entry.get("connected", True)),
         )
     return ZapState(devices=devices)
