@@ -22,7 +22,7 @@ from reconciler.operator.reconcile import (
     remove_object,
     status_patch,
 )
-from reconciler.operator.secrets import KubeSecrets, preload
+from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 
 FINALIZER = f"{API_GROUP}/finalizer"
 _EVENT_REASONS = {
@@ -129,7 +129,8 @@ async def _reconcile(
     nsf = objects.build(_namespace_bodies(namespace, indexes, body))
     secrets = await preload(runtime.secrets, namespace, nsf.fleet)
     result = await reconcile_object(
-        kind, name, namespace, nsf, runtime.settings, runtime.config, secrets
+        kind, name, namespace, nsf, runtime.settings, runtime.config, secrets,
+        config_store=ConfigSecrets(runtime.secrets, namespace),
     )
     _write_status(patch, status, meta, result)
     _post_events(body, result)

@@ -16,6 +16,7 @@ from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import observe
+from reconciler.engine.platforms import SECRET_STORE_KEY
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy
 from reconciler.model.fleet import DANGLING
@@ -74,6 +75,7 @@ async def reconcile_object(
     settings: Settings,
     config: OperatorConfig,
     secrets: SecretResolver | None = None,
+    config_store: object | None = None,
 ) -> ObjectResult:
     result = ObjectResult()
     invalid = nsf.invalid.get((kind, name))
@@ -114,6 +116,9 @@ async def reconcile_object(
     sub = closure(nsf.fleet, resource)
     lock = _device_lock(namespace, owner_name) if owner_kind == "Device" else asyncio.Lock()
     async with lock, Reconciler(sub, settings) as reconciler:
+        if config_store is not None:
+            # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
+            reconciler.session.extra[SECRET_STORE_KEY] = config_store
         planned = await reconciler.plan(PlanOptions())
         plan = planned.plan
         own = [c for c in plan.changes if c.kind == owner_kind and c.name == owner_name]

@@ -95,3 +95,17 @@ def test_rules_cover_every_kind_the_operator_handles() -> None:
     plurals = {plural for _, plural in our_resources()}
     assert plurals == {"sites", "gateways", "devices", "ders"}
     assert all(("*", g, p, "watch") in application("*") for g, p in our_resources())
+
+
+@pytest.mark.parametrize("watched", [[], ["fleet-north", "fleet-south"]], ids=["cluster", "namespaced"])
+def test_config_secrets_are_writable_only_when_asked_for(rendered: Render,
+                                                         watched: list[str]) -> None:
+    values: dict[str, object] = {"rbac": {"writeConfigSecrets": True}}
+    if watched:
+        values["watchNamespaces"] = watched
+    out = rendered(values)
+    secrets = {(scope, verb) for scope, group, resource, verb in grants(out)
+               if (group, resource) == ("", "secrets")}
+    scopes = watched or ["*"]
+    # Create and replace (update) only: never list, watch, patch or delete Secrets.
+    assert secrets == {(scope, verb) for scope in scopes for verb in ("get", "create", "update")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,53 @@ async def test_observe_mode_reports_the_plan_without_applying(
         assert any("claim" in line for line in gateway["status"]["lastPlan"]["actions"])
         assert all(g.org_id is None for g in sims.novacore.gateways.values())
         assert sims.writes() == 0
+
+
+ENAPTER_FLEET = """
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata: {name: h2-lab}
+spec:
+  displayName: H2 Lab
+  timezone: Europe/Rome
+  enapter: {}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Device
+metadata: {name: h2-ucm}
+spec:
+  siteRef: h2-lab
+  hardwareId: C8795CBA5375484E829105E959663C8B
+  displayName: Gas sensor UCM
+  enapter:
+    kind: ucm
+    protocol: MQTTS
+    configOutput: {secretName: h2-ucm-config}
+"""
+
+
+async def test_enapter_config_is_written_to_a_secret(tmp_path: Path, monkeypatch: Any) -> None:
+    logs: list[str] = []
+    async with operator(ENAPTER_FLEET, tmp_path, monkeypatch, logs=logs) as (cluster, sims):
+        for doc in documents(ENAPTER_FLEET):
+            await cluster.create(doc)
+        await cluster.wait_condition("Device", "h2-ucm", "Ready", timeout=30)
+
+        async def secret() -> dict[str, Any] | None:
+            response = await cluster.http.get("/api/v1/namespaces/fleet/secrets/h2-ucm-config")
+            return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+
+        written = await cluster.wait_for(secret, what="the config Secret")
+        import base64
+
+        data = written.get("data") or {}
+        values = {k: base64.b64decode(v).decode() for k, v in data.items()}
+        values |= written.get("stringData") or {}
+        blob = next(v for v in values.values() if "PRIVATE KEY" in v)
+        # A line of the PEM body of the private key (JSON-escaped or not).
+        pem = re.search(r"PRIVATE KEY-----(?:\\n|\n)([A-Za-z0-9+/=]{20,})", blob)
+        assert pem is not None, "the Secret holds no PEM private key"
+        device = await cluster.get("Device", "h2-ucm")
+        events = await cluster.events()
+        shown = repr(device) + repr(events) + "\n".join(logs)
+        assert pem.group(1) not in shown

@@ -96,8 +96,10 @@ per entry of .Values.shards, or a single one (name "", suffix "") from .Values.s
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# MQTT passwords named by passwordFrom.secretKeyRef, read one by one (never listed).
+# MQTT passwords named by passwordFrom.secretKeyRef, read one by one (never listed);
+# with rbac.writeConfigSecrets, also the Secrets that hold Enapter configs
+# (enapter.configOutput.secretName), created or replaced by the operator.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: {{ if .Values.rbac.writeConfigSecrets }}[get, create, update]{{ else }}[get]{{ end }}
 {{- end }}
