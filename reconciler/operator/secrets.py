@@ -56,7 +56,9 @@ class KubeSecrets:
         except ApiException as exc:
             if exc.status == 404:
                 return False
-            raise KeyError(f"secret {namespace}/{name} cannot be read (HTTP {exc.status})") from None
+            raise KeyError(
+                f"secret {namespace}/{name} cannot be read (HTTP {exc.status})"
+            ) from None
         return True
 
     def _write(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
@@ -76,9 +78,11 @@ class KubeSecrets:
                 core.create_namespaced_secret(namespace, body)  # type: ignore[attr-defined]
         except ApiException as exc:
             # The status alone: an API error body may echo the request, which holds keys.
-            raise ProviderRejected(f"secret {namespace}/{name} cannot be written (HTTP "
-                                   f"{exc.status}); the chart grants it with "
-                                   "rbac.writeConfigSecrets") from None
+            raise ProviderRejected(
+                f"secret {namespace}/{name} cannot be written (HTTP "
+                f"{exc.status}); the chart grants it with "
+                "rbac.writeConfigSecrets"
+            ) from None
 
 
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "energy-reconciler"}

@@ -60,12 +60,16 @@ def test_no_wildcards_and_no_writes_beyond_patch(rendered: Render, scenario: str
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_secrets_are_readable_only_where_objects_are_served(rendered: Render,
-                                                            scenario: str) -> None:
+def test_secrets_are_readable_only_where_objects_are_served(
+    rendered: Render, scenario: str
+) -> None:
     values = SCENARIOS[scenario]
     out = rendered(values)
-    secrets = {(scope, verb) for scope, group, resource, verb in grants(out)
-               if (group, resource) == ("", "secrets")}
+    secrets = {
+        (scope, verb)
+        for scope, group, resource, verb in grants(out)
+        if (group, resource) == ("", "secrets")
+    }
     watched = values.get("watchNamespaces")
     if watched:
         assert secrets == {(ns, "get") for ns in watched}
@@ -97,15 +101,21 @@ def test_rules_cover_every_kind_the_operator_handles() -> None:
     assert all(("*", g, p, "watch") in application("*") for g, p in our_resources())
 
 
-@pytest.mark.parametrize("watched", [[], ["fleet-north", "fleet-south"]], ids=["cluster", "namespaced"])
-def test_config_secrets_are_writable_only_when_asked_for(rendered: Render,
-                                                         watched: list[str]) -> None:
+@pytest.mark.parametrize(
+    "watched", [[], ["fleet-north", "fleet-south"]], ids=["cluster", "namespaced"]
+)
+def test_config_secrets_are_writable_only_when_asked_for(
+    rendered: Render, watched: list[str]
+) -> None:
     values: dict[str, object] = {"rbac": {"writeConfigSecrets": True}}
     if watched:
         values["watchNamespaces"] = watched
     out = rendered(values)
-    secrets = {(scope, verb) for scope, group, resource, verb in grants(out)
-               if (group, resource) == ("", "secrets")}
+    secrets = {
+        (scope, verb)
+        for scope, group, resource, verb in grants(out)
+        if (group, resource) == ("", "secrets")
+    }
     scopes = watched or ["*"]
     # Create and replace (update) only: never list, watch, patch or delete Secrets.
     assert secrets == {(scope, verb) for scope in scopes for verb in ("get", "create", "update")}

@@ -237,7 +237,7 @@ spec:
 
 async def test_enapter_config_is_written_to_a_secret(tmp_path: Path, monkeypatch: Any) -> None:
     logs: list[str] = []
-    async with operator(ENAPTER_FLEET, tmp_path, monkeypatch, logs=logs) as (cluster, sims):
+    async with operator(ENAPTER_FLEET, tmp_path, monkeypatch, logs=logs) as (cluster, _):
         for doc in documents(ENAPTER_FLEET):
             await cluster.create(doc)
         await cluster.wait_condition("Device", "h2-ucm", "Ready", timeout=30)
