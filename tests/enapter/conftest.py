@@ -3,15 +3,13 @@ fleet and stops it after the test."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from enapter_world import World, fleet_of
+from enapter_world import MakeWorld, World, fleet_of
 
 from reconciler.sim.fleet import SimFleet
-
-MakeWorld = Callable[[str], Awaitable[World]]
 
 
 @pytest.fixture

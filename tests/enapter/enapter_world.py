@@ -5,6 +5,7 @@ CLI does, with its state directory under the test's tmp_path."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,7 @@ def renderings(result: PlanResult) -> str:
 
 def failures(report: ApplyReport) -> list[dict[str, Any]]:
     return [o.__dict__ for o in report.outcomes if o.status != "done"]
+
+
+# What the `make_world` fixture (conftest.py) gives a test.
+MakeWorld = Callable[[str], Awaitable[World]]

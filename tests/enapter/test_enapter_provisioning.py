@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import MakeWorld
 from enapter_world import (
     EL,
     GW,
@@ -27,6 +26,7 @@ from enapter_world import (
     UCM,
     UCM_MQTT,
     VUCM,
+    MakeWorld,
     World,
     device,
     every_kind,

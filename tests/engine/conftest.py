@@ -5,17 +5,15 @@ asyncio task outlives its test."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from simworld import Doc, World, load, world_env
+from simworld import Doc, MakeWorld, World, load, world_env
 
 from reconciler.engine.config import load_settings
 from reconciler.sim.fleet import SimFleet
-
-MakeWorld = Callable[..., Awaitable[World]]
 
 
 @pytest.fixture

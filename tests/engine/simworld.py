@@ -302,3 +302,7 @@ class ThreadedSims:
 
     def env(self) -> dict[str, str]:
         return self.call(self.sims.env)
+
+
+# What the `make_world` fixture (conftest.py) gives a test.
+MakeWorld = Callable[..., Awaitable[World]]

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import MakeWorld
 from simworld import (
     ORG_A,
     ORG_B,
+    MakeWorld,
     World,
     cloud_device,
     converged_exactly_once,

@@ -4,11 +4,11 @@ neither added nor provisioned, and an offline gateway defers its own site only."
 
 from __future__ import annotations
 
-from conftest import MakeWorld
 from simworld import (
     ORG_A,
     ORG_B,
     TRANSFER_SERIAL,
+    MakeWorld,
     cloud_device,
     cloud_devices,
     converged_exactly_once,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 
-from conftest import MakeWorld
 from simworld import (
+    MakeWorld,
     World,
     cloud_device,
     cloud_devices,

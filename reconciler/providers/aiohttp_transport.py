@@ -1,0 +1,81 @@
+"""An httpx transport that sends requests with aiohttp.
+
+The providers speak httpx (clients, auth flows, MockTransport in tests); underneath, this
+transport moves the bytes with aiohttp's connection pool, which on loopback costs about a
+third of httpcore's CPU per request (0.4 ms against 1.2 ms measured). On a fleet-wide plan
+of 2,000 calls that CPU, not the network, was the floor. aiohttp is already a dependency
+(kopf uses it). Errors are raised as the httpx exceptions the providers already map.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import aiohttp
+import httpx
+
+# Headers aiohttp sets itself from the request it sends; copying httpx's would duplicate them.
+_HOP_BY_HOP = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# aiohttp decompresses bodies; the headers describing the encoded body no longer apply.
+_DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """One aiohttp session (created on first use, in the running loop) for every host."""
+
+    def __init__(self, *, ssl_context: ssl.SSLContext, limit: int) -> None:
+        self._ssl = ssl_context
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, ssl=self._ssl, enable_cleanup_closed=True
+            )
+            # Cookies are never used by these APIs; a dummy jar keeps none between requests.
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True
+            )
+        return self._session
+
+    @staticmethod
+    def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
+        timeouts = request.extensions.get("timeout", {})
+        return aiohttp.ClientTimeout(
+            total=None, connect=timeouts.get("connect"), sock_read=timeouts.get("read")
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _HOP_BY_HOP]
+        body = await request.aread()
+        try:
+            async with self._client().request(
+                request.method,
+                str(request.url),
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                timeout=self._timeout(request),
+            ) as answer:
+                content = await answer.read()
+                status = answer.status
+                response_headers = [
+                    (k, v) for k, v in answer.headers.items() if k.lower() not in _DECODED
+                ]
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        except aiohttp.ClientError as exc:
+            raise httpx.RemoteProtocolError(
+                str(exc) or type(exc).__name__, request=request
+            ) from exc
+        return httpx.Response(status, headers=response_headers, content=content, request=request)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
