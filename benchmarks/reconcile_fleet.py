@@ -41,6 +41,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from reconciler.cli import common
 from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.model.fleet import Fleet
@@ -323,7 +324,9 @@ def main() -> int:
                 child.join()
                 if args.sim_state:
                     sims.ask("save", args.sim_state)
-            (fleet, _) = timed("load the desired state", lambda: load_fleet(files))
+            # As `reconciler plan` loads it (common.load also takes the fleet out of the
+            # garbage collector's sight for the rest of the run).
+            (fleet, _) = timed("load the desired state", lambda: common.load(files))
             print(f"  memory after loading: {current_rss_mb():.0f} MB resident, "
                   f"peak so far {rss_mb():.0f} MB")
             settings = load_settings(os.environ | env)

@@ -19,7 +19,7 @@ from reconciler.errors import ProviderAuthError, ProviderError
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.plan.observed import IdentityReading, Observed, Unreachable, ZapState
-from reconciler.plan.sourceful import match_site
+from reconciler.plan.sourceful import SiteIndex, match_site
 from reconciler.providers.modbus import identity
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.zap import convert as zap_convert
@@ -97,12 +97,12 @@ async def observe(fleet: Fleet, session: Session, policy: RetryPolicy | None = N
         )
 
     matched = []
+    indexes = {org: SiteIndex(sites) for org, sites in observed.novacore_sites.items()
+               if isinstance(sites, list)}
     for site in fleet.sites.values():
-        candidates = (
-            observed.novacore_sites.get(site.spec.novacore.org_id) if site.spec.novacore else None
-        )
-        if isinstance(candidates, list):
-            match = match_site(site, candidates)
+        index = indexes.get(site.spec.novacore.org_id) if site.spec.novacore else None
+        if index is not None:
+            match = match_site(site, index)
             if match is not None:
                 matched.append(match.id)
     await asyncio.gather(

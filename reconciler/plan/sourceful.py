@@ -121,17 +121,25 @@ def _observed_novacore_fields(device: NovacoreDevice) -> dict[str, Any]:
     return out
 
 
-def match_site(site: Site, candidates: list[NovacoreSite]) -> NovacoreSite | None:
+class SiteIndex:
+    """The sites of one organisation by id and by name (the first of a name wins), so that
+    matching a thousand Sites against a thousand Novacore sites stays linear."""
+
+    def __init__(self, candidates: list[NovacoreSite]) -> None:
+        self.by_id = {c.id: c for c in candidates}
+        self.by_name: dict[str, NovacoreSite] = {}
+        for candidate in candidates:
+            self.by_name.setdefault(candidate.name, candidate)
+
+
+def match_site(site: Site, candidates: list[NovacoreSite] | SiteIndex) -> NovacoreSite | None:
     """The Novacore site a Site declares: by `siteId` when given, else by display name."""
     novacore = site.spec.novacore
     assert novacore is not None
-    for candidate in candidates:
-        if novacore.site_id is not None:
-            if candidate.id == novacore.site_id:
-                return candidate
-        elif candidate.name == site.spec.display_name:
-            return candidate
-    return None
+    index = candidates if isinstance(candidates, SiteIndex) else SiteIndex(candidates)
+    if novacore.site_id is not None:
+        return index.by_id.get(novacore.site_id)
+    return index.by_name.get(site.spec.display_name)
 
 
 @dataclass
@@ -146,6 +154,7 @@ class SourcefulPlanner:
     changes: list[Change] = field(default_factory=list)
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
     # Site resource name -> the Novacore site it matched.
+    _site_indexes: dict[str, SiteIndex] = field(default_factory=dict)
     _matched_site: dict[str, NovacoreSite] = field(default_factory=dict)
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
@@ -255,7 +264,10 @@ class SourcefulPlanner:
                 after=after,
                 message=f"Novacore organisation {novacore.org_id}: {reason}",
             )
-        match = match_site(site, observed)
+        index = self._site_indexes.get(novacore.org_id)
+        if index is None:
+            index = self._site_indexes[novacore.org_id] = SiteIndex(observed)
+        match = match_site(site, index)
         if match is None:
             if novacore.site_id is not None:
                 return self._change(
