@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     except ProviderError as error:
         print(f"error: {error}", file=sys.stderr)
         return common.EXIT_ERROR
-    doc = result.document()
+    # Fingerprints are for machines (JSON, a saved plan); a rendering for people skips them.
+    doc = result.document(with_inputs=args.output == "json" or bool(args.out))
     if args.output == "json":
         print(common.json_dump(doc))
     elif args.output == "markdown":

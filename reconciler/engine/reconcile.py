@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import hashlib
 import json
@@ -86,10 +87,25 @@ def desired_fingerprint(fleet: Fleet) -> str:
 class PlanResult:
     plan: Plan
     observed: Observed
-    inputs: dict[str, Any]
+    fleet: Fleet
+    paths: list[str]
 
-    def document(self) -> dict[str, Any]:
-        return document.to_document(self.plan, inputs=self.inputs)
+    @functools.cached_property
+    def inputs(self) -> dict[str, Any]:
+        """What the plan was made from: the paths and the fingerprints of the desired and
+        observed state (for `apply PLANFILE`). Computed on first use: hashing a large fleet
+        costs a good part of a no-op plan, and a plan that is only shown needs none of it."""
+        with collector_paused():
+            return {
+                "paths": list(self.paths),
+                "desired_sha256": desired_fingerprint(self.fleet),
+                "observed_sha256": observed_fingerprint(self.observed),
+            }
+
+    def document(self, *, with_inputs: bool = True) -> dict[str, Any]:
+        """The plan document; `with_inputs=False` leaves the fingerprints out (a rendering
+        for people needs none of them)."""
+        return document.to_document(self.plan, inputs=self.inputs if with_inputs else None)
 
 
 class Reconciler:
@@ -120,12 +136,7 @@ class Reconciler:
                 self.fleet, self.session, RetryPolicy(attempts=min(3, self.settings.retries))
             )
             plan = make_plan(self.fleet, observed, options)
-            inputs = {
-                "paths": list(paths or []),
-                "desired_sha256": desired_fingerprint(self.fleet),
-                "observed_sha256": observed_fingerprint(observed),
-            }
-        return PlanResult(plan, observed, inputs)
+        return PlanResult(plan, observed, self.fleet, list(paths or []))
 
     async def apply(
         self,
