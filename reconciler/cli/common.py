@@ -70,6 +70,7 @@ def load(paths: list[str]) -> Fleet:
     plan would otherwise rescan it, for nothing. (Not for the watch agent or the operator,
     which load again and again.)"""
     fleet = loader.load_fleet(paths)
+    gc.collect()  # the parse leaves garbage cycles behind; free them before freezing
     gc.freeze()
     return fleet
 

@@ -83,7 +83,7 @@ def desired_fingerprint(fleet: Fleet) -> str:
     return digest.hexdigest()
 
 
-@dataclass
+@dataclass(repr=False)
 class PlanResult:
     plan: Plan
     observed: Observed
@@ -101,6 +101,11 @@ class PlanResult:
                 "desired_sha256": desired_fingerprint(self.fleet),
                 "observed_sha256": observed_fingerprint(self.observed),
             }
+
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio.run() reprs the result of its main task when it restores
+        # the SIGINT handler, and the full repr of a fleet-wide plan took a second of CPU.
+        return f"PlanResult({len(self.plan.changes)} changes, {len(self.fleet)} resources)"
 
     def document(self, *, with_inputs: bool = True) -> dict[str, Any]:
         """The plan document; `with_inputs=False` leaves the fingerprints out (a rendering
