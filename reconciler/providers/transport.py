@@ -122,6 +122,17 @@ async def send(
     raise error_for(response, address=address, operation=operation)
 
 
+async def send_json(client: httpx.AsyncClient, method: str, url: str, *, address: str = "",
+                    operation: str = "", ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
+    """`send`, then the decoded JSON answer: None for an empty body, a 204, or an error
+    status the caller accepts in `ok` (e.g. 404 on a delete of what is already gone)."""
+    response = await send(client, method, url, address=address, operation=operation, ok=ok,
+                          **kwargs)
+    if response.status_code == 204 or response.status_code in ok or not response.content:
+        return None
+    return json_body(response, operation=operation)
+
+
 def json_body(response: httpx.Response, *, operation: str = "") -> Any:
     """Decode a JSON body; a malformed one is a rejected (non-retryable) answer."""
     try:

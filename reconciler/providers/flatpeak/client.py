@@ -118,12 +118,9 @@ class FlatpeakClient:
         ok: tuple[int, ...] = (),
         **kwargs: Any,
     ) -> Any:
-        response = await transport.send(
+        return await transport.send_json(
             self.http, method, path, address=address, operation=operation, ok=ok, **kwargs
         )
-        if response.status_code in ok or not response.content:
-            return None
-        return transport.json_body(response, operation=operation)
 
     async def _list(
         self, path: str, *, operation: str, params: dict[str, str] | None = None

@@ -27,12 +27,9 @@ class NovacoreClient:
         ok: tuple[int, ...] = (),
         **kwargs: Any,
     ) -> Any:
-        response = await transport.send(
+        return await transport.send_json(
             self.http, method, path, address=address, operation=operation, ok=ok, **kwargs
         )
-        if response.status_code == 204 or not response.content:
-            return None
-        return transport.json_body(response, operation=operation)
 
     async def list_sites(self, org_id: str) -> list[dict[str, Any]]:
         answer = await self._json(

@@ -21,12 +21,9 @@ class ZapClient:
     async def _json(
         self, method: str, path: str, *, operation: str, ok: tuple[int, ...] = (), **kwargs: Any
     ) -> Any:
-        response = await transport.send(
+        return await transport.send_json(
             self.http, method, path, address=self.name, operation=operation, ok=ok, **kwargs
         )
-        if response.status_code == 204 or not response.content:
-            return None
-        return transport.json_body(response, operation=operation)
 
     async def crypto(self) -> dict[str, Any]:
         answer = await self._json("GET", "/api/crypto", operation="zap.crypto")
