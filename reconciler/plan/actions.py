@@ -115,6 +115,21 @@ class Change:
     depends_on: list[str] = field(default_factory=list)
     blocked: bool = False
 
+    @classmethod
+    def new(
+        cls, kind: str, name: str, component: str, action: Action, reason: Reason, **fields: Any
+    ) -> Change:
+        """A change with its address made from kind, name and component."""
+        return cls(
+            address=address_of(kind, name, component),
+            kind=kind,
+            name=name,
+            component=component,
+            action=action,
+            reason=reason,
+            **fields,
+        )
+
     @property
     def is_change(self) -> bool:
         """Whether the change is something to do (not a no-op)."""

@@ -29,7 +29,7 @@ from reconciler.model.device import Device, EnapterKind
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
-from reconciler.plan.actions import Action, Change, FieldDiff, Reason, address_of
+from reconciler.plan.actions import Action, Change, FieldDiff, Reason
 from reconciler.plan.diff import compared_only_where_reported, declared_diff
 from reconciler.plan.observed import Observed, Unreachable
 
@@ -291,16 +291,7 @@ class EnapterPlanner:
     def _change(
         self, kind: str, name: str, action: Action, reason: Reason, site: Site, **kwargs: Any
     ) -> Change:
-        change = Change(
-            address=address_of(kind, name, COMPONENT),
-            kind=kind,
-            name=name,
-            component=COMPONENT,
-            action=action,
-            reason=reason,
-            site=site.name,
-            **kwargs,
-        )
+        change = Change.new(kind, name, COMPONENT, action, reason, site=site.name, **kwargs)
         self.changes.append(change)
         return change
 

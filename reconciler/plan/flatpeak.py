@@ -23,7 +23,7 @@ from typing import Any
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
-from reconciler.plan.actions import Action, Change, FieldDiff, Reason, address_of
+from reconciler.plan.actions import Action, Change, FieldDiff, Reason
 from reconciler.plan.diff import declared_diff
 from reconciler.plan.observed import Observed, Unreachable
 
@@ -184,16 +184,7 @@ class FlatpeakPlanner:
     def _change(
         self, kind: str, name: str, action: Action, reason: Reason, site: Site, **kwargs: Any
     ) -> Change:
-        change = Change(
-            address=address_of(kind, name, COMPONENT),
-            kind=kind,
-            name=name,
-            component=COMPONENT,
-            action=action,
-            reason=reason,
-            site=site.name,
-            **kwargs,
-        )
+        change = Change.new(kind, name, COMPONENT, action, reason, site=site.name, **kwargs)
         self.changes.append(change)
         return change
 

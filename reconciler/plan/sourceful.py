@@ -181,16 +181,7 @@ class SourcefulPlanner:
         **kwargs: Any,
     ) -> Change:
         return self._add(
-            Change(
-                address=address_of(kind, name, component),
-                kind=kind,
-                name=name,
-                component=component,
-                action=action,
-                reason=reason,
-                site=site.name,
-                **kwargs,
-            )
+            Change.new(kind, name, component, action, reason, site=site.name, **kwargs)
         )
 
     # -- site ------------------------------------------------------------------------------
