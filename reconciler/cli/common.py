@@ -27,8 +27,8 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ADDR|SELECTOR",
-        help="only this resource (kind/name) or label selector (key=value), with "
-        "what it depends on; repeatable",
+        help="only this resource (kind/name) or label selector (key=value), with what "
+        "it holds (a site: its gateways and devices) and depends on; repeatable",
     )
     parser.add_argument(
         "--exclude",

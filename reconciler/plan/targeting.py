@@ -1,6 +1,8 @@
 """`--target` / `--exclude`: choose resources by address (`device/inv-1`) or by label
-selector (`region=north`, `tier!=test`, `customer`), closed over dependencies so that a
-targeted device still gets its site and gateway planned."""
+selector (`region=north`, `tier!=test`, `customer`). A target brings what it holds (a site
+its gateways and devices, a device its DERs) and what those depend on (a device its gateway
+and site), so `--target site/x` plans the whole site and `--target device/y` plans the device
+with what it needs; an exclusion takes along everything that depends on it."""
 
 from __future__ import annotations
 
@@ -58,19 +60,30 @@ def _dependencies(fleet: Fleet, resource: Resource) -> list[Resource]:
     return out
 
 
-def _dependents(fleet: Fleet, resource: Resource) -> list[Resource]:
-    return [r for r in fleet.resources() if resource in _dependencies(fleet, r)]
+Key = tuple[str, str]
+Graph = dict[Key, list[Resource]]
 
 
-def _closure(fleet: Fleet, start: Iterable[Resource], step: object) -> set[tuple[str, str]]:
-    seen: set[tuple[str, str]] = set()
+def _graphs(fleet: Fleet) -> tuple[Graph, Graph]:
+    """(what each resource depends on, what depends on each resource), built once."""
+    depends: Graph = {}
+    dependents: Graph = {}
+    for resource in fleet.resources():
+        depends[_key(resource)] = _dependencies(fleet, resource)
+        for parent in depends[_key(resource)]:
+            dependents.setdefault(_key(parent), []).append(resource)
+    return depends, dependents
+
+
+def _closure(start: Iterable[Resource], edges: Graph) -> set[Key]:
+    seen: set[Key] = set()
     stack = list(start)
     while stack:
         resource = stack.pop()
         if _key(resource) in seen:
             continue
         seen.add(_key(resource))
-        stack += step(fleet, resource)  # type: ignore[operator]
+        stack += edges.get(_key(resource), [])
     return seen
 
 
@@ -79,14 +92,17 @@ def select(fleet: Fleet, targets: list[str], excludes: list[str]) -> set[tuple[s
     if not targets and not excludes:
         return None
     resources = list(fleet.resources())
+    by_key = {_key(r): r for r in resources}
+    depends, dependents = _graphs(fleet)
     if targets:
         chosen = [r for r in resources if any(_matches(r, t) for t in targets)]
-        selected = _closure(fleet, chosen, _dependencies)
+        held = _closure(chosen, dependents)
+        selected = _closure((by_key[k] for k in held), depends)
     else:
-        selected = {_key(r) for r in resources}
+        selected = set(by_key)
     if excludes:
         dropped = [r for r in resources if any(_matches(r, e) for e in excludes)]
-        selected -= _closure(fleet, dropped, _dependents)
+        selected -= _closure(dropped, dependents)
     return selected
 
 
