@@ -144,6 +144,8 @@ def check_fleet(resources: list[Resource]) -> list[Problem]:
     problems: list[Problem] = []
     problems += _unique_names(resources)
     fleet = Fleet.of(resources)
+    for site in fleet.sites.values():
+        problems += _site_rules(site)
     for gateway in fleet.gateways.values():
         problems += _gateway_rules(fleet, gateway)
     problems += _unique_gateway_identities(fleet)
@@ -177,27 +179,57 @@ def _unique_names(resources: list[Resource]) -> list[Problem]:
     return problems
 
 
+def _site_rules(site: Site) -> list[Problem]:
+    flatpeak = site.spec.flatpeak
+    has_address = site.spec.location is not None and site.spec.location.address is not None
+    if flatpeak is not None and flatpeak.location_id is None and not has_address:
+        # Flatpeak creates a location from a postal address; without one it cannot.
+        return [
+            Problem(
+                "Site",
+                site.name,
+                ("spec", "flatpeak"),
+                "a Flatpeak location is created from the site's postal address: set "
+                "`location.address`, or `locationId` to use an existing location",
+            )
+        ]
+    return []
+
+
 def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:
     problems = []
     site = fleet.sites.get(gateway.spec.site_ref)
     if site is None:
         problems.append(
-            Problem("Gateway", gateway.name, ("spec", "siteRef"),
-                    f"Site {gateway.spec.site_ref!r} is not declared; declared sites: "
-                    f"{_one_of(fleet.sites)}", code=DANGLING)
+            Problem(
+                "Gateway",
+                gateway.name,
+                ("spec", "siteRef"),
+                f"Site {gateway.spec.site_ref!r} is not declared; declared sites: "
+                f"{_one_of(fleet.sites)}",
+                code=DANGLING,
+            )
         )
         return problems
     zap = gateway.spec.zap
     if zap is not None and zap.org_id is None and site.spec.novacore is None:
         problems.append(
-            Problem("Gateway", gateway.name, ("spec", "zap", "orgId"),
-                    f"no Novacore organisation to claim into: set `orgId` here or a "
-                    f"`novacore` block on Site {site.name!r}")
+            Problem(
+                "Gateway",
+                gateway.name,
+                ("spec", "zap", "orgId"),
+                f"no Novacore organisation to claim into: set `orgId` here or a "
+                f"`novacore` block on Site {site.name!r}",
+            )
         )
     if gateway.spec.enapter is not None and site.spec.enapter is None:
         problems.append(
-            Problem("Gateway", gateway.name, ("spec", "enapter"),
-                    f"an Enapter gateway needs an `enapter` block on Site {site.name!r}")
+            Problem(
+                "Gateway",
+                gateway.name,
+                ("spec", "enapter"),
+                f"an Enapter gateway needs an `enapter` block on Site {site.name!r}",
+            )
         )
     return problems
 
@@ -398,8 +430,9 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
         if enapter.runtime_ref is None:
             problem((*base, "runtimeRef"), "a `lua` device needs `runtimeRef`: the UCM it runs on")
         elif runtime is None:
-            problem((*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not declared",
-                    DANGLING)
+            problem(
+                (*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not declared", DANGLING
+            )
         elif runtime.spec.enapter is None or runtime.spec.enapter.kind not in ("ucm", "vucm"):
             problem(
                 (*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not a `ucm` or `vucm`"
@@ -411,8 +444,9 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
         if enapter.master_ref is None:
             problem((*base, "masterRef"), "a `link_slave` needs `masterRef`: its LINK master")
         elif master is None:
-            problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not declared",
-                    DANGLING)
+            problem(
+                (*base, "masterRef"), f"Device {enapter.master_ref!r} is not declared", DANGLING
+            )
         elif master.spec.enapter is None or master.spec.enapter.kind != "link_master":
             problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not a `link_master`")
     elif enapter.master_ref is not None:
@@ -468,8 +502,12 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
         ]
         if allowed is None:
             problems += [
-                Problem("DER", d.name, ("spec", "deviceRef"),
-                        f"Device {device.name!r} has no `deviceType` to check this DER against")
+                Problem(
+                    "DER",
+                    d.name,
+                    ("spec", "deviceRef"),
+                    f"Device {device.name!r} has no `deviceType` to check this DER against",
+                )
                 for d in standalone_by_device.get(device.name, [])
             ]
         for kind, owner, path, der_fields in entries:

@@ -146,7 +146,7 @@ CASES = [
     pytest.param(
         [
             *HOME,
-            site("fp", flatpeak={}),
+            site("fp", flatpeak={"locationId": "loc_1"}),
             device("b1", siteRef="fp", flatpeak={"referenceId": "r", "type": "OTHER"}),
             device("b2", siteRef="fp", flatpeak={"referenceId": "r", "type": "OTHER"}),
         ],
@@ -462,7 +462,8 @@ CASES = [
     ),
     # -- Enapter
     pytest.param(
-        [site("lab", novacore=None, flatpeak={}), enapter_device("ucm", "ucm")],
+        [site("lab", novacore=None, flatpeak={"locationId": "loc_1"}),
+         enapter_device("ucm", "ucm")],
         [("Device", "ucm", ("spec", "enapter"), "Site 'lab' has no `enapter` block")],
         id="enapter-device-site-without-enapter",
     ),
@@ -617,7 +618,8 @@ CASES = [
         id="flatpeak-site-without-flatpeak",
     ),
     pytest.param(
-        [site(flatpeak={}), zap(), inverter(flatpeak={"referenceId": "pv", "type": "PV_SYSTEM"})],
+        [site(flatpeak={"locationId": "loc_1"}), zap(),
+         inverter(flatpeak={"referenceId": "pv", "type": "PV_SYSTEM"})],
         [],
         id="flatpeak-device-on-zap-is-fine",
     ),
@@ -732,3 +734,10 @@ def test_fleet_lookups_follow_changes_and_do_not_share_lists() -> None:
 def test_site_of_device_with_dangling_gateway_is_none() -> None:
     fleet = Fleet.of([site(), inverter()])
     assert fleet.site_of_device(fleet.devices["inverter"]) is None
+
+
+def test_flatpeak_site_needs_an_address_or_a_location_id() -> None:
+    without = check_fleet([site("fp", flatpeak={})])
+    assert [(p.kind, p.name, p.path) for p in without] == [("Site", "fp", ("spec", "flatpeak"))]
+    assert "postal address" in without[0].message
+    assert check_fleet([site("fp", flatpeak={"locationId": "loc_1"})]) == []

@@ -191,7 +191,8 @@ def test_merge_keys_work_in_site_files(tmp_path: Path) -> None:
 
 
 def test_date_like_scalars_reach_the_model_as_written(tmp_path: Path) -> None:
-    text = SITE.replace("  novacore:", "  flatpeak: {}\n  novacore:") + "---\n" + f"""{AV}
+    flatpeak = "  flatpeak: {locationId: loc_1}\n  novacore:"
+    text = SITE.replace("  novacore:", flatpeak) + "---\n" + f"""{AV}
 kind: Device
 metadata:
   name: battery
