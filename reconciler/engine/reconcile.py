@@ -175,15 +175,18 @@ class Reconciler:
             )
         finally:
             journal.close()
-        self._remember_policies(result.plan)
+        self._remember_policies(result.plan, report)
         return report
 
-    def _remember_policies(self, plan: Plan) -> None:
+    def _remember_policies(self, plan: Plan, report: ApplyReport) -> None:
+        """Record each declared gateway's deletion policy; forget gateways released by
+        this apply (a release that failed keeps its entry, so it is tried again)."""
         inventory = self.state.read_inventory()
         for gateway in self.fleet.gateways.values():
             if gateway.spec.zap is not None:
                 inventory[gateway.spec.zap.serial] = str(gateway.spec.deletion_policy)
-        released = {c.external_id for c in plan.changes if c.action is Action.RELEASE}
-        for serial in released:
-            inventory.pop(serial or "", None)
+        done = {o.address for o in report.outcomes if o.status == "done"}
+        for change in plan.changes:
+            if change.action is Action.RELEASE and change.address in done:
+                inventory.pop(change.external_id or "", None)
         self.state.write_inventory(inventory)
