@@ -138,20 +138,31 @@ def _load_texts(texts: Sequence[tuple[str, str]]) -> LoadResult:
             resource, problems = validate_document(document)
             result.diagnostics += problems
             if resource is not None:
+                # A valid document keeps only where it came from: its values and field
+                # positions would more than double the fleet's memory. The rare document
+                # that breaks a cross-resource rule is parsed again to locate the problem.
+                document.value = None
+                document.positions = {}
+                document.key_positions = {}
                 result.resources.append(resource)
                 result.origins.append(document)
-    result.diagnostics += _locate_problems(result)
+    result.diagnostics += _locate_problems(result, dict(texts))
     return result
 
 
-def _locate_problems(result: LoadResult) -> list[Diagnostic]:
+def _locate_problems(result: LoadResult, texts: dict[str, str]) -> list[Diagnostic]:
     by_key: dict[tuple[str, str], list[ParsedDocument]] = {}
     for resource, origin in zip(result.resources, result.origins, strict=True):
         by_key.setdefault((resource.KIND, resource.name), []).append(origin)
+    reparsed: dict[str, dict[int, ParsedDocument]] = {}
     located = []
     for problem in check_fleet(result.resources):
         origins = by_key[(problem.kind, problem.name)]
         origin = origins[min(problem.index, len(origins) - 1)]
+        if origin.file not in reparsed:
+            documents, _ = parse_yaml(texts.get(origin.file, ""), origin.file)
+            reparsed[origin.file] = {d.index: d for d in documents}
+        origin = reparsed[origin.file].get(origin.index, origin)
         located.append(_diagnostic(origin, problem.path, problem.message))
     return located
 
