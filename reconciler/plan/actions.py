@@ -81,7 +81,7 @@ class Reason(StrEnum):
     IN_SYNC = "in_sync"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FieldDiff:
     """One declared field that differs: `op` is add, remove or change."""
 
@@ -91,7 +91,7 @@ class FieldDiff:
     new: Any = None
 
 
-@dataclass
+@dataclass(slots=True)  # a fleet-wide plan holds tens of thousands of these
 class Change:
     """One planned action on one component of one resource.
 

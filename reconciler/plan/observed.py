@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unreachable:
     """A source that could not be observed, and why."""
 
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ZapDevice:
     """A device configured on a Zap (one entry of GET /api/devices)."""
 
@@ -34,21 +34,21 @@ class ZapDevice:
     connected: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ZapState:
     """What one Zap reports about itself and its devices."""
 
     devices: dict[str, ZapDevice] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NovacoreDer:
     id: str
     name: str
     type: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NovacoreDevice:
     id: str
     name: str
@@ -61,14 +61,14 @@ class NovacoreDevice:
     ders: tuple[NovacoreDer, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NovacoreSite:
     id: str
     org_id: str
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IdentityReading:
     """A device's serial as read over Modbus (directly or through its gateway)."""
 
