@@ -136,5 +136,10 @@ class Change:
         return self.action is not Action.NO_OP
 
 
+def update_or_in_sync(diff: list[FieldDiff]) -> tuple[Action, Reason]:
+    """What a compared object needs: an update for drift, else nothing."""
+    return (Action.UPDATE, Reason.DRIFT) if diff else (Action.NO_OP, Reason.IN_SYNC)
+
+
 def address_of(kind: str, name: str, component: str) -> str:
     return f"{kind.lower()}/{name}[{component}]"

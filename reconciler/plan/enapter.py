@@ -29,7 +29,7 @@ from reconciler.model.device import Device, EnapterKind
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
-from reconciler.plan.actions import Action, Change, FieldDiff, Reason
+from reconciler.plan.actions import Action, Change, FieldDiff, Reason, update_or_in_sync
 from reconciler.plan.diff import compared_only_where_reported, declared_diff
 from reconciler.plan.observed import Observed, Unreachable
 
@@ -372,8 +372,7 @@ class EnapterPlanner:
         return self._change(
             "Site",
             site.name,
-            Action.UPDATE if diff else Action.NO_OP,
-            Reason.DRIFT if diff else Reason.IN_SYNC,
+            *update_or_in_sync(diff),
             site,
             before=before,
             after=after,

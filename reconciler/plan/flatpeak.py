@@ -23,7 +23,7 @@ from typing import Any
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
-from reconciler.plan.actions import Action, Change, FieldDiff, Reason
+from reconciler.plan.actions import Action, Change, FieldDiff, Reason, update_or_in_sync
 from reconciler.plan.diff import declared_diff
 from reconciler.plan.observed import Observed, Unreachable
 
@@ -269,8 +269,7 @@ class FlatpeakPlanner:
         return self._change(
             "Site",
             site.name,
-            Action.UPDATE if diff else Action.NO_OP,
-            Reason.DRIFT if diff else Reason.IN_SYNC,
+            *update_or_in_sync(diff),
             site,
             before=before,
             after=after,
@@ -311,12 +310,12 @@ class FlatpeakPlanner:
             else:
                 after.pop("locations", None)
                 before.pop("locations", None)
-            action = Action.UPDATE if diff else Action.NO_OP
+            action, reason = update_or_in_sync(diff)
             change = self._change(
                 "Device",
                 device.name,
                 action,
-                Reason.DRIFT if diff else Reason.IN_SYNC,
+                reason,
                 site,
                 before=before,
                 after=after,

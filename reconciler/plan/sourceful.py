@@ -25,7 +25,14 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.site import Site
 from reconciler.model.vocab import local_der_type
-from reconciler.plan.actions import Action, Change, FieldDiff, Reason, address_of
+from reconciler.plan.actions import (
+    Action,
+    Change,
+    FieldDiff,
+    Reason,
+    address_of,
+    update_or_in_sync,
+)
 from reconciler.plan.diff import compared_only_where_reported, declared_diff
 from reconciler.plan.observed import (
     NovacoreDevice,
@@ -287,13 +294,13 @@ class SourcefulPlanner:
         self._matched_site[site.name] = match
         before = {"name": match.name, "org_id": match.org_id}
         diff = declared_diff(after, before)
-        action = Action.UPDATE if diff else Action.NO_OP
+        action, reason = update_or_in_sync(diff)
         return self._change(
             "Site",
             site.name,
             "novacore",
             action,
-            Reason.DRIFT if diff else Reason.IN_SYNC,
+            reason,
             site,
             before=before,
             after=after,
@@ -584,13 +591,13 @@ class SourcefulPlanner:
             before["state"], after["state"] = "orphaned", "active"
             diff.append(FieldDiff("change", "state", "orphaned", "active"))
             message = "device is orphaned (its gateway changed organisation); provisioned again"
-        action = Action.UPDATE if diff else Action.NO_OP
+        action, reason = update_or_in_sync(diff)
         return self._change(
             "Device",
             device.name,
             "novacore",
             action,
-            Reason.DRIFT if action is Action.UPDATE else Reason.IN_SYNC,
+            reason,
             site,
             before=before,
             after=after,
@@ -611,13 +618,13 @@ class SourcefulPlanner:
         diff = declared_diff(flags, before)
         if zap_obs is None and not any(flags.values()):
             return None  # new devices start with every DER disabled: nothing to switch
-        action = Action.UPDATE if diff else Action.NO_OP
+        action, reason = update_or_in_sync(diff)
         return self._change(
             "Device",
             device.name,
             "publish",
             action,
-            Reason.DRIFT if diff else Reason.IN_SYNC,
+            reason,
             site,
             before=before,
             after=flags,
