@@ -117,12 +117,20 @@ class Reconciler:
     """One engine over one fleet. Use as an async context manager."""
 
     def __init__(
-        self, fleet: Fleet, settings: Settings, *, transport_factory: TransportFactory | None = None
+        self,
+        fleet: Fleet,
+        settings: Settings,
+        *,
+        transport_factory: TransportFactory | None = None,
+        secrets: SecretResolver | None = None,
     ) -> None:
         self.fleet = fleet
         self.settings = settings
         self.session = Session(settings, transport_factory=transport_factory)
         self.state = StateDir(Path(settings.state_dir))
+        # Where passwordFrom values come from: files and variables (CLI), or Secrets read
+        # ahead by the operator.
+        self.secrets = secrets or SecretResolver(settings.secrets_dir)
 
     async def __aenter__(self) -> Reconciler:
         return self
@@ -140,8 +148,23 @@ class Reconciler:
             observed = await observe(
                 self.fleet, self.session, RetryPolicy(attempts=min(3, self.settings.retries))
             )
+            observed.missing_secrets = self._missing_secrets()
             plan = make_plan(self.fleet, observed, options)
         return PlanResult(plan, observed, self.fleet, list(paths or []))
+
+    def _missing_secrets(self) -> dict[str, str]:
+        """Devices whose MQTT password cannot be had: the plan says so before anything is
+        written, instead of the apply failing half-way (values are read and dropped)."""
+        missing = {}
+        for device in self.fleet.devices.values():
+            mqtt = device.spec.connection.mqtt if device.spec.connection else None
+            if mqtt is None or mqtt.password_from is None:
+                continue
+            problem = self.secrets.problem(mqtt.password_from)
+            if problem is not None:
+                where = self.secrets.describe(mqtt.password_from)
+                missing[device.name] = f"MQTT password {where}: {problem}"
+        return missing
 
     async def apply(
         self,
@@ -162,7 +185,7 @@ class Reconciler:
             executors = Executors(
                 self.fleet,
                 self.session,
-                SecretResolver(self.settings.secrets_dir),
+                self.secrets,
                 journal,
                 {k: v for k, v in site_ids.items() if v},
             )

@@ -115,7 +115,7 @@ async def reconcile_object(
     owner_kind, owner_name = _owner(kind, name, nsf)
     sub = closure(nsf.fleet, resource)
     lock = _device_lock(namespace, owner_name) if owner_kind == "Device" else asyncio.Lock()
-    async with lock, Reconciler(sub, settings) as reconciler:
+    async with lock, Reconciler(sub, settings, secrets=secrets) as reconciler:
         if config_store is not None:
             # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
@@ -150,7 +150,7 @@ async def reconcile_object(
             executors = Executors(
                 sub,
                 reconciler.session,
-                secrets or SecretResolver(settings.secrets_dir),
+                reconciler.secrets,
                 None,
                 {
                     c.site: c.external_id
@@ -279,14 +279,12 @@ async def remove_object(
     if resource is None or str(getattr(resource.spec, "deletion_policy", "Orphan")) != "Release":
         return []
     sub = closure(nsf.fleet, resource)
-    async with Reconciler(sub, settings) as reconciler:
+    async with Reconciler(sub, settings, secrets=secrets) as reconciler:
         observed = await observe(sub, reconciler.session, RetryPolicy(attempts=3))
         changes = removal_changes(resource, sub, observed)
         if not changes:
             return []
-        executors = Executors(
-            sub, reconciler.session, secrets or SecretResolver(settings.secrets_dir), None, {}
-        )
+        executors = Executors(sub, reconciler.session, reconciler.secrets, None, {})
         report = await apply_plan(
             Plan(changes=changes, unmanaged=[], options=PlanOptions()),
             executors,

@@ -91,5 +91,7 @@ class Observed:
     zaps: dict[str, ZapState | Unreachable] = field(default_factory=dict)
     # Device resource name -> serial read before provisioning (only devices that need it).
     identities: dict[str, IdentityReading] = field(default_factory=dict)
+    # Device resource name -> why its MQTT password cannot be had (never the value).
+    missing_secrets: dict[str, str] = field(default_factory=dict)
     # Other platforms add their own sections (see plan.platforms); keyed by platform name.
     extra: dict[str, Any] = field(default_factory=dict)

@@ -475,6 +475,13 @@ class SourcefulPlanner:
             deps = [zap_change.address]
             if blocked_by is not None:
                 self._block(zap_change, blocked_by)
+            elif device.name in self.observed.missing_secrets:
+                # Adding the device sends its password: without it nothing can be done.
+                zap_change.blocked = True
+                zap_change.message = (
+                    f"{self.observed.missing_secrets[device.name]}; provide it before applying"
+                )
+                blocked_by = zap_change
 
         cloud_deps = list(deps)
         if site_change is not None and site_change.is_change:

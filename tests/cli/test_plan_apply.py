@@ -341,3 +341,21 @@ def test_secrets_never_appear_in_any_output(make_cli: CliFactory, tmp_path: Path
     assert sent["192.168.1.71"] == FILE_PASSWORD
     battery = run.sims.call(lambda: run.sims.sims.zaps[serial].device("FERRO-ENV"))
     assert battery is not None and battery.password_set
+
+
+def test_a_missing_password_blocks_the_device_at_plan_time(make_cli: CliFactory) -> None:
+    """A password that cannot be had stops the plan (exit 1) before anything is written,
+    naming where it was looked for, instead of failing the apply half-way."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV", broker="192.168.1.70",
+                         password_from={"env": "S1_UNSET_PASSWORD"})]
+    run = make_cli(docs)
+    code, out, err = run("plan", run.path)
+    assert code == 1
+    assert "device/s1-bat[zap]" in out + err
+    assert "environment variable S1_UNSET_PASSWORD is not set" in out + err
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 1
+    serial = serial_of(1)
+    battery = run.sims.call(lambda: run.sims.sims.zaps[serial].device("FERRO-ENV"))
+    assert battery is None, "nothing is added without its password"
