@@ -14,9 +14,9 @@ from typing import Any
 
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
+from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import observe
-from reconciler.engine.platforms import SECRET_STORE_KEY
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy
 from reconciler.model.fleet import DANGLING

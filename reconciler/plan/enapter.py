@@ -1,6 +1,6 @@
 """Planning for Enapter Cloud (API v3): the Enapter site, the Enapter Gateway, and devices of
 every provisioning kind, plus the records of what Enapter reports (`EnapterState`, the
-`enapter` section of `Observed.extra`). Pure: the observer in `engine.platforms` fills the
+`enapter` section of `Observed.extra`). Pure: the observer in `engine.enapter` fills the
 records; `plan.platforms` registers `plan_enapter`.
 
 Order inside a site: site → gateway → UCM / vUCM / LINK master / embedded / standalone →

@@ -1,7 +1,7 @@
 """Planning for Flatpeak: one location per site (tariff-aware control needs a postal
 address) and the devices registered on it, plus the records of what Flatpeak reports
 (`FlatpeakState`, the `flatpeak` section of `Observed.extra`). Pure: the observer in
-`engine.platforms` fills the records; `plan.platforms` registers `plan_flatpeak`.
+`engine.flatpeak` fills the records; `plan.platforms` registers `plan_flatpeak`.
 
 Keys: a location is the one the site names by `locationId`, else the one whose
 `reference_id` is the site's resource name; a device is the one whose `reference_id` is

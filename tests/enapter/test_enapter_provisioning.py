@@ -39,8 +39,8 @@ from enapter_world import (
 )
 
 from reconciler.engine.config import SecretResolver
+from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
-from reconciler.engine.platforms import SECRET_STORE_KEY
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.session import Session
 from reconciler.errors import ProviderRejected

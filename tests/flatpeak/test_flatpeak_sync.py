@@ -11,7 +11,7 @@ import httpx
 import pytest
 from flatpeak_world import World, fleet_of, home, pending
 
-from reconciler.engine.platforms import flatpeak_api
+from reconciler.engine.flatpeak import flatpeak_api
 from reconciler.engine.reconcile import Reconciler
 from reconciler.errors import ProviderAuthError
 from reconciler.plan.actions import Action

@@ -1,0 +1,452 @@
+"""Enapter Cloud in the engine: its client on the session, the observer (one `GET v3/sites`
+and one `GET v3/sites/{id}/devices` per declared site, every page of each; no other call in
+a no-op plan) and the executors. `engine.platforms` registers them.
+
+Communication configs (Enapter credentials: private keys, MQTT passwords) go only where
+`configOutput` points, and nowhere else: not in the plan, the journal, the apply report or
+a log line.
+
+* `configOutput.file`: written atomically with mode 0600 (its directory is created with
+  0700). A relative path is resolved against the state directory (RECONCILER_STATE_DIR,
+  default `.reconciler`), not the working directory, so that credentials land next to the
+  journal and outside the Git checkout of the site YAML. Whether the file exists is
+  observed; a missing file makes the plan generate a new config and write it again.
+* `configOutput.secretName`: Secrets are the operator's. It registers a `ConfigSecretStore`
+  in `Session.extra[SECRET_STORE_KEY]`; without one (the CLI) the device is provisioned,
+  no config is generated or kept, and the plan and apply messages say so. We chose this
+  over failing the change because provisioning is the user's main intent and a config can
+  be generated again at any time (`generate_config`), while a failure would leave the
+  fleet never converging from the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from reconciler.engine import execute
+from reconciler.engine.config import Settings
+from reconciler.engine.execute import Executors
+from reconciler.engine.observe import _Gather
+from reconciler.engine.session import Session
+from reconciler.errors import ProviderAuthError, ProviderConflict, ProviderRejected
+from reconciler.model.device import Device, EnapterKind
+from reconciler.model.fleet import Fleet
+from reconciler.model.site import Site
+from reconciler.plan import enapter as enapter_plan
+from reconciler.plan.actions import Action, Change
+from reconciler.plan.enapter import ConfigOutputState, EnapterState
+from reconciler.plan.observed import Observed, Unreachable
+from reconciler.providers.enapter import client as enapter_client
+from reconciler.providers.enapter import convert as enapter_convert
+from reconciler.providers.enapter.client import EnapterClient
+
+SECRET_STORE_KEY = "enapter.config_secrets"  # noqa: S105 - a dict key, not a secret
+_ENAPTER = "enapter"
+
+
+class ConfigSecretStore(Protocol):
+    """Where the operator keeps `configOutput.secretName` configs (a Kubernetes Secret in
+    the device's namespace). `data` maps keys to values; it holds credentials."""
+
+    async def exists(self, device: Device, name: str) -> bool: ...
+
+    async def write(self, device: Device, name: str, data: Mapping[str, str]) -> None: ...
+
+
+def enapter_api(session: Session) -> EnapterClient:
+    client = session.extra.get(_ENAPTER)
+    if not isinstance(client, EnapterClient):
+        url = session.settings.enapter_url
+        client = EnapterClient(
+            session.http_client(
+                url, headers=enapter_client.headers(session.settings.enapter_token, url)
+            )
+        )
+        session.extra[_ENAPTER] = client
+    return client
+
+
+def secret_store(session: Session) -> ConfigSecretStore | None:
+    return cast("ConfigSecretStore | None", session.extra.get(SECRET_STORE_KEY))
+
+
+def config_path(settings: Settings, declared: str) -> Path:
+    """Where `configOutput.file` is written: absolute as given, else under the state dir."""
+    path = Path(declared).expanduser()
+    return path if path.is_absolute() else Path(settings.state_dir) / path
+
+
+# -- observation ----------------------------------------------------------------------------
+
+
+async def observe_enapter(
+    fleet: Fleet, session: Session, observed: Observed, gather: _Gather
+) -> None:
+    sites = [s for s in fleet.sites.values() if s.spec.enapter is not None]
+    if not sites:
+        return
+    if not session.settings.enapter_token:
+        gather.auth_errors.append(
+            ProviderAuthError(
+                "the fleet declares Enapter sites but RECONCILER_ENAPTER_TOKEN is not set",
+                operation="enapter.list_sites",
+            )
+        )
+        return
+    client = enapter_api(session)
+    listed = await gather.read(client.list_sites)
+    state = EnapterState(
+        sites=listed if isinstance(listed, Unreachable) else enapter_convert.sites(listed)
+    )
+    store = secret_store(session)
+    state.secret_store = store is not None
+    if isinstance(state.sites, list):
+        devices = state.devices
+
+        async def read_devices(site_id: str) -> None:
+            result = await gather.read(lambda: client.site_devices(site_id))
+            devices[site_id] = (
+                result if isinstance(result, Unreachable) else enapter_convert.devices(result)
+            )
+
+        matched = (enapter_plan.match_site(s, state.sites) for s in sites)
+        await asyncio.gather(*(read_devices(i) for i in sorted({m.id for m in matched if m})))
+    state.config_outputs = await _config_outputs(fleet, session, store)
+    observed.extra[_ENAPTER] = state
+
+
+async def _config_outputs(
+    fleet: Fleet, session: Session, store: ConfigSecretStore | None
+) -> dict[str, ConfigOutputState]:
+    """Whether each declared config output exists: a file (the one local file a plan
+    looks at), or a Secret where a store can tell."""
+    out: dict[str, ConfigOutputState] = {}
+    for device in fleet.devices.values():
+        output = device.spec.enapter.config_output if device.spec.enapter else None
+        if output is None:
+            continue
+        if output.file is not None:
+            path = config_path(session.settings, output.file)
+            out[device.name] = ConfigOutputState(str(path), path.is_file())
+        elif store is not None and output.secret_name is not None:
+            try:
+                present = await store.exists(device, output.secret_name)
+            except Exception:  # noqa: S112 - unknown presence: the plan then leaves it alone
+                continue
+            out[device.name] = ConfigOutputState(f"Secret {output.secret_name}", present)
+    return out
+
+
+# -- ids resolved during an apply -----------------------------------------------------------
+
+
+class _Ids:
+    """Remote ids an apply needs for creates: found again with a fresh read when they were
+    not created by this apply (so a resumed run needs no local state), cached after."""
+
+    def __init__(self) -> None:
+        self.sites: dict[str, str] = {}  # Site name -> Enapter site id
+        self.devices: dict[str, str] = {}  # Device name -> Enapter device id
+        self.lock = asyncio.Lock()
+
+
+def _ids(ctx: Executors) -> _Ids:
+    ids = ctx.extra.get("enapter.ids")
+    if not isinstance(ids, _Ids):
+        ids = ctx.extra["enapter.ids"] = _Ids()
+    return ids
+
+
+async def _enapter_site_id(ctx: Executors, site: Site) -> str:
+    assert site.spec.enapter is not None
+    ids = _ids(ctx)
+    if site.spec.enapter.site_id is not None:
+        return site.spec.enapter.site_id
+    async with ids.lock:
+        if site.name not in ids.sites:
+            sites = enapter_convert.sites(await enapter_api(ctx.session).list_sites())
+            remote = enapter_plan.match_site(site, sites)
+            if remote is None:
+                raise ProviderRejected(
+                    f"the Enapter site of {site.name} does not exist (was it created?)",
+                    address=f"site/{site.name}[enapter]",
+                )
+            ids.sites[site.name] = remote.id
+    return ids.sites[site.name]
+
+
+async def _enapter_device_id(ctx: Executors, name: str) -> str:
+    """The Enapter id of a declared device (a Lua device's runtime, a LINK slave's master)."""
+    ids = _ids(ctx)
+    if name in ids.devices:
+        return ids.devices[name]
+    device = ctx.fleet.devices[name]
+    site = ctx.fleet.site_of_device(device)
+    assert site is not None
+    site_id = await _enapter_site_id(ctx, site)
+    remote, _ = enapter_plan.find_device(
+        device, enapter_convert.devices(await enapter_api(ctx.session).site_devices(site_id))
+    )
+    if remote is None:
+        raise ProviderRejected(
+            f"Device {name} is not provisioned in Enapter Cloud yet",
+            address=f"device/{name}[enapter]",
+        )
+    ids.devices[name] = remote.id
+    return remote.id
+
+
+# -- executors ------------------------------------------------------------------------------
+
+
+async def _enapter_site(ctx: Executors, change: Change) -> dict[str, Any]:
+    site = ctx.fleet.sites[change.name]
+    client = enapter_api(ctx.session)
+    if change.action is Action.CREATE:
+        # Observe again first: a killed run may have created it after our observation.
+        existing = enapter_plan.match_site(site, enapter_convert.sites(await client.list_sites()))
+        if existing is not None:
+            _ids(ctx).sites[site.name] = existing.id
+            return {"id": existing.id, "adopted": True}
+        created = await ctx._write(
+            change,
+            "enapter.create_site",
+            lambda: client.create_site(
+                enapter_convert.site_create_body(site), address=change.address
+            ),
+        )
+        _ids(ctx).sites[site.name] = str(created["id"])
+        return {"id": created["id"]}
+    site_id = change.external_id or ""
+    body = enapter_convert.site_update_body(change.before or {}, change.after or {}, site)
+    if body:
+        await ctx._write(
+            change,
+            "enapter.update_site",
+            lambda: client.update_site(site_id, body, address=change.address),
+        )
+    return {"id": site_id}
+
+
+async def _enapter_gateway(ctx: Executors, change: Change) -> dict[str, Any]:
+    gateway = ctx.fleet.gateways[change.name]
+    site = ctx.fleet.sites[gateway.spec.site_ref]
+    body = enapter_convert.gateway_body(gateway, site, await _enapter_site_id(ctx, site))
+    client = enapter_api(ctx.session)
+    # Provisioning an existing gateway again is how its firmware version is recorded. The
+    # answer's config is dropped at once: a Gateway declares no output for it.
+    answer = await ctx._write(
+        change,
+        "enapter.provision_gateway",
+        lambda: client.provision("gateway", body, address=change.address),
+    )
+    return {"id": answer.get("gateway_device_id"), "config": "not kept"}
+
+
+async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
+    client = enapter_api(ctx.session)
+    if change.action in (Action.DELETE, Action.REPLACE):
+        device_id = change.external_id or ""
+        await ctx._write(
+            change,
+            "enapter.delete_device",
+            lambda: client.delete_device(device_id, address=change.address),
+        )
+        if change.action is Action.DELETE:
+            return {"id": device_id}
+    device = ctx.fleet.devices[change.name]
+    if change.action is Action.UPDATE:
+        return await _update_enapter_device(
+            ctx, change, device, change.external_id or "", change.before or {}
+        )
+    return await _create_enapter_device(ctx, change, device)
+
+
+async def _create_enapter_device(ctx: Executors, change: Change, device: Device) -> dict[str, Any]:
+    enapter = device.spec.enapter
+    assert enapter is not None
+    kind = enapter_plan.kind_of(device)
+    site = ctx.fleet.site_of_device(device)
+    assert site is not None
+    site_id = await _enapter_site_id(ctx, site)
+    upstream = enapter.runtime_ref or enapter.master_ref
+    upstream_id = await _enapter_device_id(ctx, upstream) if upstream else None
+    if kind is EnapterKind.LUA:
+        # A Lua device cannot be provisioned again: look for one an interrupted run made.
+        remotes = enapter_convert.devices(await enapter_api(ctx.session).site_devices(site_id))
+        remote, _ = enapter_plan.find_device(device, remotes)
+        if remote is not None and remote.upstream_id == upstream_id:
+            _ids(ctx).devices[device.name] = remote.id
+            before = {"name": remote.name, "slug": remote.slug, "blueprint_id": remote.blueprint_id}
+            result = await _update_enapter_device(ctx, change, device, remote.id, before)
+            return result | {"adopted": True}
+    body = enapter_convert.provision_body(device, site_id=site_id, upstream_id=upstream_id)
+    answer = await _provision(ctx, change, enapter_convert.ENDPOINT[kind], body)
+    device_id = str(answer["device_id"])
+    _ids(ctx).devices[device.name] = device_id
+    client = enapter_api(ctx.session)
+    # Enapter names the slug of a provisioned module after its name: set the declared one.
+    if enapter.slug and answer.get("slug") != enapter.slug and kind is not EnapterKind.LUA:
+        slug = enapter.slug
+        await ctx._write(
+            change,
+            "enapter.update_device",
+            lambda: client.update_device(device_id, {"slug": slug}, address=change.address),
+        )
+    if enapter.blueprint_id and kind is not EnapterKind.LUA:
+        blueprint = enapter.blueprint_id
+        await ctx._write(
+            change,
+            "enapter.assign_blueprint",
+            lambda: client.assign_blueprint(device_id, blueprint, address=change.address),
+        )
+    config = answer.get("config")
+    return {
+        "id": device_id,
+        "config": await _deliver_config(
+            ctx, change, device, device_id, config if isinstance(config, dict) else None
+        ),
+    }
+
+
+async def _provision(
+    ctx: Executors, change: Change, endpoint: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Provision; an earlier, interrupted run may have provisioned the device and someone
+    renamed it since, which Enapter answers 409: align the name, then provision again
+    (same arguments: the same device comes back, with its config)."""
+    client = enapter_api(ctx.session)
+    operation = f"enapter.provision_{endpoint}"
+    try:
+        return await ctx._write(
+            change, operation, lambda: client.provision(endpoint, body, address=change.address)
+        )
+    except ProviderConflict as exc:
+        errors = enapter_client.api_errors(exc)
+        details = errors[0].get("details", {}) if errors else {}
+        conflicts = set(details.get("conflicting_fields") or {})
+        if enapter_client.error_code(exc) != "DEVICE_ALREADY_EXISTS" or conflicts != {"name"}:
+            raise
+        existing = str(details.get("device_id"))
+        await ctx._write(
+            change,
+            "enapter.update_device",
+            lambda: client.update_device(existing, {"name": body["name"]}, address=change.address),
+        )
+        return await ctx._write(
+            change, operation, lambda: client.provision(endpoint, body, address=change.address)
+        )
+
+
+async def _update_enapter_device(
+    ctx: Executors, change: Change, device: Device, device_id: str, before: dict[str, Any]
+) -> dict[str, Any]:
+    """Bring an existing device to the declared fields: PATCH for name and slug,
+    assign_blueprint for the blueprint, generate_config for the protocol or a missing
+    config output."""
+    client = enapter_api(ctx.session)
+    after = enapter_plan.device_fields(device)
+    rename = enapter_convert.rename_body(before, after)
+    if rename:
+        await ctx._write(
+            change,
+            "enapter.update_device",
+            lambda: client.update_device(device_id, rename, address=change.address),
+        )
+    blueprint = after.get("blueprint_id")
+    if blueprint is not None and before.get("blueprint_id") != blueprint:
+        await ctx._write(
+            change,
+            "enapter.assign_blueprint",
+            lambda: client.assign_blueprint(device_id, blueprint, address=change.address),
+        )
+    protocol_changed = (
+        "protocol" in before and "protocol" in after and before["protocol"] != after["protocol"]
+    )
+    output_missing = any(
+        key in after and key not in before for key in ("config_file", "config_secret")
+    )
+    result: dict[str, Any] = {"id": device_id}
+    if protocol_changed or output_missing:
+        result["config"] = await _deliver_config(ctx, change, device, device_id, None)
+    return result
+
+
+async def _deliver_config(
+    ctx: Executors, change: Change, device: Device, device_id: str, config: dict[str, Any] | None
+) -> str:
+    """Write the device's communication config to its declared output, generating one
+    when provisioning returned none. Returns what happened, never the config."""
+    enapter = device.spec.enapter
+    assert enapter is not None
+    output = enapter.config_output
+    store = secret_store(ctx.session)
+    if output is None or enapter_plan.kind_of(device) in enapter_plan.NO_CONFIG:
+        return "not kept (no configOutput)"
+    if output.file is None and store is None:
+        return f"not kept (Secret {output.secret_name} is written by the operator only)"
+    if config is None:
+        protocol = str(enapter.protocol)
+        config = await ctx._write(
+            change,
+            "enapter.generate_config",
+            lambda: enapter_api(ctx.session).generate_config(
+                device_id, protocol, address=change.address
+            ),
+        )
+    text = enapter_convert.config_text(config)
+    if output.file is not None:
+        path = config_path(ctx.session.settings, output.file)
+        await ctx._write(
+            change,
+            "enapter.write_config_file",
+            lambda: asyncio.to_thread(_write_private_file, path, text, change.address),
+        )
+        return f"written to {path}"
+    assert store is not None and output.secret_name is not None
+    name = output.secret_name
+    await ctx._write(
+        change,
+        "enapter.write_config_secret",
+        lambda: store.write(device, name, {"config.json": text}),
+    )
+    return f"written to Secret {name}"
+
+
+def _write_private_file(path: Path, text: str, address: str) -> None:
+    """Write `text` to `path` atomically, readable by the owner only (0600)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ProviderRejected(
+            f"cannot write the communication config to {path}: {exc.strerror or exc}",
+            address=address,
+        ) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # mkstemp's default; stated, not assumed
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise ProviderRejected(
+            f"cannot write the communication config to {path}: {exc.strerror or exc}",
+            address=address,
+        ) from None
+
+
+EXECUTORS: dict[tuple[str, str], execute.Executor] = {
+    ("Site", "enapter"): _enapter_site,
+    ("Gateway", "enapter"): _enapter_gateway,
+    ("Device", "enapter"): _enapter_device,
+}
