@@ -43,6 +43,7 @@ class SimServer:
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._on_change: Callable[[], None] | None = None
         self.app = web.Application(middlewares=[self._middleware], client_max_size=1024**2)
         self.app.router.add_get(f"{ADMIN_PREFIX}/state", self._admin_state)
@@ -210,10 +211,11 @@ class SimServer:
         except (KeyError, ValueError, TypeError) as exc:
             return json_response({"error": "invalid_fault", "message": str(exc)}, status=400)
         if offline is not None:
-            # Turning REFUSE on closes the port this request came in on: answer first.
-            asyncio.get_running_loop().call_soon(
-                lambda: asyncio.ensure_future(self.set_offline(offline))
-            )
+            # Turning REFUSE on closes the port this request came in on: answer first. The
+            # task is kept referenced until it ends (the loop holds only weak references).
+            task = asyncio.get_running_loop().create_task(self.set_offline(offline))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return json_response(self.faults.as_dict())
 
 
