@@ -4,6 +4,7 @@ Modbus device behind the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -95,6 +96,26 @@ async def test_faults_set_through_the_admin_api(client: httpx.AsyncClient) -> No
     # Admin endpoints are never faulted.
     await client.put("/_sim/faults", json={"fail_next": 5})
     assert (await client.get("/_sim/state")).status_code == 200
+
+
+async def test_admin_api_takes_the_simulator_offline_after_answering(
+        client: httpx.AsyncClient, zap: ZapSimulator) -> None:
+    response = await client.put("/_sim/faults", json={"offline": "refuse"})
+    assert response.status_code == 200, "the request that asks for it is still answered"
+    refused = False
+    for _ in range(50):  # the port closes right after the answer
+        async with httpx.AsyncClient(base_url=zap.url) as fresh:
+            try:
+                await fresh.get("/api/devices")
+            except httpx.ConnectError:
+                refused = True
+                break
+        await asyncio.sleep(0.01)
+    assert refused, "new connections are refused once the simulator is offline"
+    assert zap.faults.offline is Offline.REFUSE
+    await zap.set_offline(Offline.ONLINE)
+    async with httpx.AsyncClient(base_url=zap.url) as fresh:
+        assert (await fresh.get("/api/devices")).status_code == 200
 
 
 async def test_slow_modbus_device_beyond_the_timeout_is_503(
