@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import kmock
@@ -30,6 +29,7 @@ import pytest
 from chart_rbac import allowed, grants
 from chart_render import SCENARIOS, Rendered, plain_env
 from kmock._internal import apps
+from kube_emulator import Emulator, register_resources
 
 from reconciler.model.base import API_VERSION
 from reconciler.model.schema import CRD_NAMES
@@ -82,32 +82,6 @@ spec:
 """
 TEST_CLIENT = "chart-rbac-test"  # User-Agent of this test's own requests, left out
 VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
-
-
-class Emulator(kmock.KubernetesEmulator):
-    """Names objects created with generateName (kopf's Events), as an API server does."""
-
-    async def _handle(self, request: Any) -> Any:
-        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
-            meta = request.data.setdefault("metadata", {})
-            if not meta.get("name") and meta.get("generateName"):
-                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
-        return await super()._handle(request)
-
-
-def _register(emulator: kmock.KubernetesEmulator) -> None:
-    verbs = {"get", "list", "watch", "create", "update", "patch", "delete"}
-    for kind, names in CRD_NAMES.items():
-        emulator.resources[f"{API_VERSION}/{names['plural']}"] = kmock.ResourceInfo(
-            kind=kind, namespaced=True, verbs=verbs, subresources={"status"})
-    for path, kind, namespaced in [
-        ("v1/namespaces", "Namespace", False), ("v1/events", "Event", True),
-        ("v1/secrets", "Secret", True),
-        ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False),
-        ("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", False),
-        ("kopf.dev/v1/kopfpeerings", "KopfPeering", True),
-    ]:
-        emulator.resources[path] = kmock.ResourceInfo(kind=kind, namespaced=namespaced, verbs=verbs)
 
 
 def _seed(emulator: kmock.KubernetesEmulator, out: Rendered) -> None:
@@ -168,7 +142,7 @@ def _requests(emulator: kmock.KubernetesEmulator) -> list[tuple[str | None, str,
 @contextlib.asynccontextmanager
 async def _cluster(out: Rendered) -> AsyncIterator[Emulator]:
     async with Emulator() as emulator, apps.Server(emulator):
-        _register(emulator)
+        register_resources(emulator)
         _seed(emulator, out)
         yield emulator
 

@@ -19,7 +19,9 @@ import aiohttp
 import httpx
 import kmock
 import kopf
+import kube_emulator
 from kmock._internal import apps
+from kube_emulator import Emulator
 
 from reconciler.engine.config import load_settings
 from reconciler.model.base import API_GROUP, API_VERSION
@@ -30,44 +32,9 @@ from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
 
 NAMESPACE = "fleet"
-_VERBS = {"list", "watch", "get", "patch", "create", "delete", "update"}
-
-
-class Emulator(kmock.KubernetesEmulator):
-    """KubernetesEmulator that names objects created with `generateName` (kopf's events),
-    as a real API server does."""
-
-    async def _handle(self, request: Any) -> Any:
-        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
-            meta = request.data.setdefault("metadata", {})
-            if not meta.get("name") and meta.get("generateName"):
-                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
-        return await super()._handle(request)
-
-
 def register_resources(emulator: kmock.KubernetesEmulator) -> None:
-    for kind, names in CRD_NAMES.items():
-        emulator.resources[f"{API_VERSION}/{names['plural']}"] = kmock.ResourceInfo(
-            kind=kind,
-            namespaced=True,
-            verbs=_VERBS,
-            subresources={"status"},
-            shortnames=set(names["shortNames"]),
-            categories={"energy"},
-            singular=kind.lower(),
-        )
-    emulator.resources["v1/namespaces"] = kmock.ResourceInfo(
-        kind="Namespace", namespaced=False, verbs=_VERBS
-    )
-    emulator.resources["v1/events"] = kmock.ResourceInfo(
-        kind="Event", namespaced=True, verbs=_VERBS
-    )
-    emulator.resources["v1/secrets"] = kmock.ResourceInfo(
-        kind="Secret", namespaced=True, verbs=_VERBS
-    )
-    emulator.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
-        kind="CustomResourceDefinition", namespaced=False, verbs=_VERBS
-    )
+    """The shared resources, and the namespace the tests use."""
+    kube_emulator.register_resources(emulator)
     emulator.objects["v1/namespaces", None, NAMESPACE] = {
         "apiVersion": "v1",
         "kind": "Namespace",

@@ -1,0 +1,43 @@
+"""kmock's KubernetesEmulator as the operator's tests need it: objects created with
+`generateName` (kopf's Events) get a name, as a real API server gives them, and every
+resource kopf and the operator touch is registered (our four kinds with their status,
+namespaces, events, Secrets, CRDs, and kopf's peering objects)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import kmock
+
+from reconciler.model.base import API_VERSION
+from reconciler.model.schema import CRD_NAMES
+
+VERBS = {"list", "watch", "get", "patch", "create", "delete", "update"}
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """KubernetesEmulator that names objects created with `generateName`."""
+
+    async def _handle(self, request: Any) -> Any:
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
+        return await super()._handle(request)
+
+
+def register_resources(emulator: kmock.KubernetesEmulator) -> None:
+    for kind, names in CRD_NAMES.items():
+        emulator.resources[f"{API_VERSION}/{names['plural']}"] = kmock.ResourceInfo(
+            kind=kind, namespaced=True, verbs=VERBS, subresources={"status"},
+            shortnames=set(names["shortNames"]), categories={"energy"}, singular=kind.lower())
+    for path, kind, namespaced in [
+        ("v1/namespaces", "Namespace", False),
+        ("v1/events", "Event", True),
+        ("v1/secrets", "Secret", True),
+        ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False),
+        ("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", False),
+        ("kopf.dev/v1/kopfpeerings", "KopfPeering", True),
+    ]:
+        emulator.resources[path] = kmock.ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS)
