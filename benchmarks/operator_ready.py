@@ -22,12 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "operator"))
+_TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path[:0] = [str(_TESTS / "operator"), str(_TESTS)]  # the harness and the emulator setup
 
-from harness import documents, operator, serve_emulator
+from harness import documents, operator, serve_emulator  # noqa: E402
 
-from reconciler.operator.config import OperatorConfig
-from reconciler.sim.generate import site_documents
+from reconciler.operator.config import OperatorConfig  # noqa: E402
+from reconciler.sim.generate import site_documents  # noqa: E402
 
 
 class _Env:
