@@ -120,6 +120,7 @@ async def _serve(sims: SimFleet, args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await sims.start()
+    sims.freeze_heap()
     try:
         lines = export_lines(sims.env())
         if args.env_file:

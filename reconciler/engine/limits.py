@@ -79,8 +79,7 @@ class LimitedTransport(httpx.AsyncBaseTransport):
         self.limits = limits
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = f"{request.url.host}:{request.url.port or ''}"
-        bound = await self.limits.acquire(host)
+        bound = await self.limits.acquire(host_key(request.url))
         try:
             async with self.limits.global_bound:
                 response = await self.inner.handle_async_request(request)
@@ -95,6 +94,6 @@ class LimitedTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def host_key(url: str) -> str:
-    parsed = httpx.URL(url)
-    return f"{parsed.host}:{parsed.port or ''}"
+def host_key(url: httpx.URL) -> str:
+    """The key per-host limits are kept under."""
+    return f"{url.host}:{url.port or ''}"

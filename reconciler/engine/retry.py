@@ -35,7 +35,6 @@ async def retrying(
     rng: random.Random | None = None,
     on_retry: Callable[[int, ProviderError, float], None] | None = None,
 ) -> T:
-    rng = rng or random.Random()  # noqa: S311 - jitter, not security
     attempt = 0
     while True:
         try:
@@ -44,6 +43,8 @@ async def retrying(
             attempt += 1
             if not error.retryable or attempt >= policy.attempts:
                 raise
+            # Seeding a generator reads the OS's entropy: only for calls that do retry.
+            rng = rng or random.Random()  # noqa: S311 - jitter, not security
             delay = policy.delay(attempt, error, rng)
             if on_retry is not None:
                 on_retry(attempt, error, delay)

@@ -100,15 +100,12 @@ class Session:
         assert zap is not None
         client = self._zaps.get(gateway.name)
         if client is None:
-            url = self.settings.gateway_url(zap.serial, str(zap.url))
+            http = self.http_client(self.settings.gateway_url(zap.serial, str(zap.url)))
             self.limits.set_host(
-                host_key(url),
+                host_key(http.base_url),
                 HostLimit(self.settings.gateway_concurrency, self.settings.gateway_rate),
             )
-            client = ZapClient(
-                self.http_client(url),
-                name=gateway.name,
-            )
+            client = ZapClient(http, name=gateway.name)
             self._zaps[gateway.name] = client
         return client
 

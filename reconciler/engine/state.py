@@ -121,7 +121,8 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.run_id = uuid.uuid4().hex[:12]
-        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        # A raw descriptor: each line is one write(2), with no buffer to flush.
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._unsynced = threading.Event()
         self._closing = False
         self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
@@ -133,18 +134,20 @@ class Journal:
             if self._closing:
                 return
             self._unsynced.clear()
-            with contextlib.suppress(OSError, ValueError):
-                os.fsync(self._handle.fileno())
+            with contextlib.suppress(OSError, TypeError):
+                os.fsync(self._fd)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        if self._handle.closed:
+        if self._fd is None:
             return
         self._closing = True
         self._unsynced.set()
         self._syncer.join()
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
+        fd, self._fd = self._fd, None
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _write(self, record: dict[str, Any]) -> None:
         record = {
@@ -152,8 +155,9 @@ class Journal:
             "run": self.run_id,
             **record,
         }
-        self._handle.write(json.dumps(record, sort_keys=True) + "\n")
-        self._handle.flush()
+        if self._fd is None:
+            raise ValueError(f"journal {self.path} is closed")
+        os.write(self._fd, (json.dumps(record, sort_keys=True) + "\n").encode())
         self._unsynced.set()
 
     def intent(self, address: str, operation: str, **detail: Any) -> None:

@@ -9,15 +9,22 @@ of 2,000 calls that CPU, not the network, was the floor. aiohttp is already a de
 
 from __future__ import annotations
 
+import functools
 import ssl
 
 import aiohttp
 import httpx
+import yarl
 
 # Headers aiohttp sets itself from the request it sends; copying httpx's would duplicate them.
 _HOP_BY_HOP = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 # aiohttp decompresses bodies; the headers describing the encoded body no longer apply.
 _DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+@functools.lru_cache(maxsize=32)
+def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -42,9 +49,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     @staticmethod
     def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
         timeouts = request.extensions.get("timeout", {})
-        return aiohttp.ClientTimeout(
-            total=None, connect=timeouts.get("connect"), sock_read=timeouts.get("read")
-        )
+        return _client_timeout(timeouts.get("connect"), timeouts.get("read"))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _HOP_BY_HOP]
@@ -52,7 +57,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             async with self._client().request(
                 request.method,
-                str(request.url),
+                # httpx has already escaped the URL: aiohttp need not parse and quote it again.
+                yarl.URL(str(request.url), encoded=True),
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,

@@ -25,6 +25,38 @@ _BODY_LIMIT = 300
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie store that keeps nothing."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class ApiClient(httpx.AsyncClient):
+    """httpx's async client without a cookie jar. None of the APIs uses cookies, and httpx
+    passes every response through urllib's cookie machinery to look for them: a tenth of
+    the CPU of a call, on a fleet-wide plan of 2,000 calls."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        if cookies:
+            raise ValueError("API clients keep no cookies")
+
+    def build_request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Request:
+        # A path is joined to the base URL as text, then parsed once; httpx would parse the
+        # path, then the joined URL again (URL parsing is a fifth of a write's CPU).
+        if isinstance(url, str) and url.startswith("/") and self.base_url.is_absolute_url:
+            url = str(self.base_url).rstrip("/") + url
+        return super().build_request(method, url, **kwargs)
+
+
 def new_client(
     base_url: str,
     *,
@@ -42,7 +74,7 @@ def new_client(
             retries=0,
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
-    return httpx.AsyncClient(
+    return ApiClient(
         base_url=base_url,
         headers=headers or {},
         transport=transport,
