@@ -4,6 +4,8 @@ neither added nor provisioned, and an offline gateway defers its own site only."
 
 from __future__ import annotations
 
+import asyncio
+
 from simworld import (
     ORG_A,
     ORG_B,
@@ -134,6 +136,30 @@ async def test_offline_gateway_defers_its_site_while_the_others_apply(
     _, report = await world.apply()
     assert report.ok and {o.site for o in report.outcomes} == {"s2"}
     converged_exactly_once(world.sims, world.fleet)
+
+
+async def test_cloud_reads_do_not_wait_for_a_hanging_gateway(make_world: MakeWorld) -> None:
+    """Each read starts once what it needs is known: the sites' devices are read from
+    Novacore while a gateway has not answered yet, not after every gateway has."""
+    world = await make_world(standard_site(1) + standard_site(2),
+                             env={"RECONCILER_TIMEOUT": "1"})
+    await world.apply()
+    novacore = world.sims.novacore
+    novacore.requests.clear()
+    await world.sims.zaps[serial_of(1)].set_offline("hang")
+
+    plan = asyncio.create_task(world.plan())
+    site_reads = 0
+    while not plan.done():  # the hanging gateway times out (1 s, three attempts)
+        site_reads = sum(n for key, n in novacore.requests.items()
+                         if key.startswith("GET /sites/") and key.endswith("/devices"))
+        if site_reads == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert site_reads == 2, dict(novacore.requests)
+    assert not plan.done(), "the plan is still waiting for the hanging gateway"
+    result = await plan
+    assert {c.site for c in result.plan.deferred} == {"s1"}
 
 
 async def test_hanging_gateway_is_deferred_after_the_timeout(make_world: MakeWorld) -> None:

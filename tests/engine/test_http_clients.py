@@ -1,0 +1,85 @@
+"""The providers' HTTP clients against a real server on loopback: how a path joins the
+base URL, escaping kept as sent, no cookies kept between calls, and read timeouts mapped
+to a retryable error."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiohttp import web
+
+from reconciler.errors import ProviderUnavailable
+from reconciler.providers import transport
+from reconciler.providers.aiohttp_transport import AiohttpTransport
+
+Seen = list[dict[str, str]]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[str, Seen]]:
+    seen: Seen = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append({"path": request.raw_path, "cookie": request.headers.get("Cookie", "")})
+        if request.query.get("slow"):
+            await asyncio.sleep(1)
+        response = web.json_response({"ok": True})
+        response.set_cookie("session", "abc")
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", seen
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[AiohttpTransport]:
+    shared = AiohttpTransport(ssl_context=ssl.create_default_context(), limit=8)
+    yield shared
+    await shared.aclose()
+
+
+async def test_a_path_joins_the_base_url_with_its_query(
+        server: tuple[str, Seen], pool: AiohttpTransport) -> None:
+    url, seen = server
+    async with transport.new_client(f"{url}/v1/", transport=pool) as client:
+        await transport.send_json(client, "GET", "/sites", params={"org_id": "org 1"})
+        await transport.send_json(client, "GET", "/sites/a%2Fb/devices?limit=5")
+    async with transport.new_client(url, transport=pool) as client:
+        await transport.send_json(client, "POST", "/api/devices", json={"sn": "X"})
+    assert [s["path"] for s in seen] == [
+        "/v1/sites?org_id=org+1",
+        "/v1/sites/a%2Fb/devices?limit=5",  # escaped as sent, not decoded or escaped again
+        "/api/devices",
+    ]
+
+
+async def test_no_cookie_is_kept_between_calls(
+        server: tuple[str, Seen], pool: AiohttpTransport) -> None:
+    url, seen = server
+    async with transport.new_client(url, transport=pool) as client:
+        await transport.send(client, "GET", "/first")
+        await transport.send(client, "GET", "/second")
+        assert not client.cookies
+        with pytest.raises(ValueError, match="no cookies"):
+            client.cookies = {"session": "abc"}  # type: ignore[assignment]
+    assert [s["cookie"] for s in seen] == ["", ""]
+
+
+async def test_a_read_timeout_is_retryable(
+        server: tuple[str, Seen], pool: AiohttpTransport) -> None:
+    url, _ = server
+    async with transport.new_client(url, transport=pool, timeout=httpx.Timeout(0.2)) as client:
+        with pytest.raises(ProviderUnavailable, match="timed out") as caught:
+            await transport.send(client, "GET", "/api/devices?slow=1")
+    assert caught.value.retryable
