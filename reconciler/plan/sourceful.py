@@ -187,8 +187,14 @@ class SourcefulPlanner:
         site: Site,
         **kwargs: Any,
     ) -> Change:
+        # Built here rather than through Change.new: a fleet-wide plan makes 30,000 of these,
+        # and an empty diff or dependency list is left to the shared empty default.
+        for key in ("diff", "depends_on"):
+            if key in kwargs and not kwargs[key]:
+                del kwargs[key]
+        address = address_of(kind, name, component)
         return self._add(
-            Change.new(kind, name, component, action, reason, site=site.name, **kwargs)
+            Change(address, kind, name, component, action, reason, site=site.name, **kwargs)
         )
 
     # -- site ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ to a retryable error."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
 from collections.abc import AsyncIterator
 
@@ -83,3 +84,19 @@ async def test_a_read_timeout_is_retryable(
         with pytest.raises(ProviderUnavailable, match="timed out") as caught:
             await transport.send(client, "GET", "/api/devices?slow=1")
     assert caught.value.retryable
+
+
+async def test_a_read_response_is_freed_without_the_cycle_collector(
+        server: tuple[str, Seen], pool: AiohttpTransport) -> None:
+    url, _ = server
+    async with transport.new_client(url, transport=pool) as client:
+        await transport.send_json(client, "GET", "/warm-up")
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                assert await transport.send_json(client, "GET", "/api/devices") == {"ok": True}
+            left = [o for o in gc.get_objects() if isinstance(o, httpx.Response)]
+        finally:
+            gc.enable()
+    assert left == []
