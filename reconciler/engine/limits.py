@@ -64,10 +64,15 @@ class Limits:
         limit = self._limit(host)
         bound = None
         if limit.concurrency:
-            bound = self._bounds.setdefault(host, asyncio.Semaphore(limit.concurrency))
+            bound = self._bounds.get(host)
+            if bound is None:
+                bound = self._bounds[host] = asyncio.Semaphore(limit.concurrency)
             await bound.acquire()
         if limit.rate:
-            await self._buckets.setdefault(host, _TokenBucket(limit.rate)).take()
+            bucket = self._buckets.get(host)
+            if bucket is None:
+                bucket = self._buckets[host] = _TokenBucket(limit.rate)
+            await bucket.take()
         return bound
 
 
