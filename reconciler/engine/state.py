@@ -141,8 +141,10 @@ class Journal:
             if self._closing:
                 return
             self._unsynced.clear()
-            with contextlib.suppress(OSError, TypeError):
-                os.fsync(self._fd)  # type: ignore[arg-type]
+            fd = self._fd  # close() joins this thread before it lets go of the descriptor
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.fsync(fd)
 
     def close(self) -> None:
         if self._fd is None:
