@@ -37,9 +37,10 @@ _NO_COOKIES = _NoCookies()
 
 
 class ApiClient(httpx.AsyncClient):
-    """httpx's async client without a cookie jar. None of the APIs uses cookies, and httpx
-    passes every response through urllib's cookie machinery to look for them: a tenth of
-    the CPU of a call, on a fleet-wide plan of 2,000 calls."""
+    """httpx's async client, trimmed for JSON APIs called thousands of times per run: no
+    cookie jar (none of the APIs uses cookies, and looking for them in urllib's machinery
+    was a tenth of a call's CPU), responses freed as soon as they are dropped, and a path
+    joined to the base URL with one parse instead of two."""
 
     @property
     def cookies(self) -> httpx.Cookies:
