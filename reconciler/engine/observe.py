@@ -56,71 +56,142 @@ class _Gather:
             return Unreachable(str(exc))
 
 
-async def observe(fleet: Fleet, session: Session, policy: RetryPolicy | None = None) -> Observed:
+SiteObserved = Callable[[str], None]
+
+
+async def observe(
+    fleet: Fleet,
+    session: Session,
+    policy: RetryPolicy | None = None,
+    *,
+    into: Observed | None = None,
+    on_site: SiteObserved | None = None,
+) -> Observed:
+    """Read the fleet's actual state (into `into`, or a new `Observed`). `on_site(name)` is
+    called for each site once everything planning it needs is read, while other reads
+    may still be in flight (see `plan.planner.PlanBuilder`)."""
     policy = policy or RetryPolicy(attempts=3)
-    gather = _Gather(policy)
-    observed = Observed()
-    orgs = sorted(novacore_orgs(fleet))
-    zap_gateways = [g for g in fleet.gateways.values() if g.spec.zap is not None]
-    novacore = session.novacore if orgs else None
-    sites_of_org: dict[str, list[Site]] = {}
-    for site in fleet.sites.values():
-        if site.spec.novacore is not None:
-            sites_of_org.setdefault(site.spec.novacore.org_id, []).append(site)
+    reads = _SourcefulReads(fleet, session, _Gather(policy), into or Observed())
+    await reads.run(on_site)
+    for extra in EXTRA_OBSERVERS:
+        await extra(fleet, session, reads.observed, policy)
+    if reads.gather.auth_errors:
+        raise reads.gather.auth_errors[0]
+    return reads.observed
 
-    # Every read starts as soon as what it needs is known (a site's devices once its
-    # organisation's sites are listed; a serial once its Zap answered), so the calls in
-    # flight never drain between two rounds of reads: with 1,000 sites that wait was a
-    # third of a no-op plan's wall time.
-    async def org_sites(org: str) -> None:
-        assert novacore is not None
-        result = await gather.read(lambda: novacore.list_sites(org))
-        if isinstance(result, Unreachable):
-            observed.novacore_sites[org] = result
-            return
-        sites = observed.novacore_sites[org] = novacore_convert.sites(result, org)
-        index = SiteIndex(sites)
-        matches = (match_site(site, index) for site in sites_of_org.get(org, []))
-        await asyncio.gather(*(site_devices(match.id) for match in matches if match is not None))
 
-    async def site_devices(site_id: str) -> None:
-        assert novacore is not None
-        result = await gather.read(lambda: novacore.site_devices(site_id))
-        observed.novacore_devices[site_id] = (
-            result if isinstance(result, Unreachable) else novacore_convert.devices(result)
+class _SourcefulReads:
+    """The reads of Novacore and the Zaps for one observation.
+
+    Every read starts as soon as what it needs is known (a site's devices once its
+    organisation's sites are listed; a serial once its Zap answered), so the calls in
+    flight never drain between two rounds of reads: with 1,000 sites that wait was a third
+    of a no-op plan's wall time. For the same reason each site is reported done as soon
+    as its own reads are, so it can be planned while the others are still read."""
+
+    def __init__(self, fleet: Fleet, session: Session, gather: _Gather, observed: Observed):
+        self.fleet = fleet
+        self.session = session
+        self.gather = gather
+        self.observed = observed
+        self.orgs = sorted(novacore_orgs(fleet))
+        self.novacore = session.novacore if self.orgs else None
+        # Set once an organisation's sites are listed (or found unreachable)...
+        self.listed = {org: asyncio.Event() for org in self.orgs}
+        # ...and once every organisation's sites and gateways are.
+        self.clouds_listed = asyncio.Event()
+        self.indexes: dict[str, SiteIndex] = {}
+
+    async def run(self, on_site: SiteObserved | None) -> None:
+        # Gateways are read with their site; one whose site is not declared (the operator
+        # may see it before its Site) on its own.
+        unsited = [
+            g
+            for g in self.fleet.gateways.values()
+            if g.spec.zap is not None and g.spec.site_ref not in self.fleet.sites
+        ]
+        await asyncio.gather(
+            self._clouds(),
+            *(self._site(site, on_site) for site in self.fleet.sites.values()),
+            *(self._zap(g) for g in unsited),
         )
 
-    async def org_gateways(org: str) -> None:
-        assert novacore is not None
-        result = await gather.read(lambda: novacore.list_gateways(org))
-        observed.novacore_gateways[org] = (
+    async def _clouds(self) -> None:
+        try:
+            await asyncio.gather(
+                *(self._org_sites(org) for org in self.orgs),
+                *(self._org_gateways(org) for org in self.orgs),
+            )
+        finally:
+            self.clouds_listed.set()
+
+    async def _site(self, site: Site, on_site: SiteObserved | None) -> None:
+        # One after the other within a site (sites run concurrently): a task per read of
+        # 1,000 sites cost more CPU than the overlap gained.
+        for gateway in self.fleet.gateways_of(site.name):
+            if gateway.spec.zap is not None:
+                await self._zap(gateway)
+        if site.spec.novacore is not None:
+            await self._site_devices(site)
+        if on_site is not None:
+            await self.clouds_listed.wait()
+            on_site(site.name)
+
+    async def _org_sites(self, org: str) -> None:
+        assert self.novacore is not None
+        novacore = self.novacore
+        try:
+            result = await self.gather.read(lambda: novacore.list_sites(org))
+            self.observed.novacore_sites[org] = (
+                result if isinstance(result, Unreachable) else novacore_convert.sites(result, org)
+            )
+        finally:
+            self.listed[org].set()
+
+    async def _org_gateways(self, org: str) -> None:
+        assert self.novacore is not None
+        novacore = self.novacore
+        result = await self.gather.read(lambda: novacore.list_gateways(org))
+        self.observed.novacore_gateways[org] = (
             result if isinstance(result, Unreachable) else novacore_convert.gateway_serials(result)
         )
 
-    async def zap_devices(gateway: Gateway) -> None:
-        client = session.zap(gateway)
-        result = await gather.read(client.devices)
-        if isinstance(result, Unreachable):
-            observed.zaps[gateway.name] = result
+    async def _site_devices(self, site: Site) -> None:
+        """The devices of the Novacore site the Site matches, once its organisation's sites
+        are listed (none when it matches none: the planner creates it)."""
+        assert site.spec.novacore is not None and self.novacore is not None
+        novacore = self.novacore
+        org = site.spec.novacore.org_id
+        await self.listed[org].wait()
+        sites = self.observed.novacore_sites.get(org)
+        if not isinstance(sites, list):
             return
-        state = observed.zaps[gateway.name] = zap_convert.zap_state(result)
-        await asyncio.gather(
-            *(
-                _read_identity(fleet, session, device, observed, gather)
-                for device in _devices_to_verify(fleet, gateway, state)
-            )
+        index = self.indexes.get(org)
+        if index is None:
+            index = self.indexes[org] = SiteIndex(sites)
+        match = match_site(site, index)
+        if match is None:
+            return
+        result = await self.gather.read(lambda: novacore.site_devices(match.id))
+        self.observed.novacore_devices[match.id] = (
+            result if isinstance(result, Unreachable) else novacore_convert.devices(result)
         )
 
-    await asyncio.gather(
-        *(org_sites(o) for o in orgs),
-        *(org_gateways(o) for o in orgs),
-        *(zap_devices(g) for g in zap_gateways),
-    )
-    for extra in EXTRA_OBSERVERS:
-        await extra(fleet, session, observed, policy)
-    if gather.auth_errors:
-        raise gather.auth_errors[0]
-    return observed
+    async def _zap(self, gateway: Gateway) -> None:
+        client = self.session.zap(gateway)
+        result = await self.gather.read(client.devices)
+        if isinstance(result, Unreachable):
+            self.observed.zaps[gateway.name] = result
+            return
+        state = self.observed.zaps[gateway.name] = zap_convert.zap_state(result)
+        unverified = _devices_to_verify(self.fleet, gateway, state)
+        if unverified:
+            await asyncio.gather(
+                *(
+                    _read_identity(self.fleet, self.session, device, self.observed, self.gather)
+                    for device in unverified
+                )
+            )
 
 
 def _devices_to_verify(fleet: Fleet, gateway: Gateway, state: ZapState) -> list[Device]:

@@ -26,7 +26,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.plan import document
 from reconciler.plan.actions import Action
 from reconciler.plan.observed import Observed
-from reconciler.plan.planner import Plan, PlanOptions, make_plan
+from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
@@ -145,11 +145,17 @@ class Reconciler:
         if not options.inventory:
             options = dataclasses.replace(options, inventory=self.state.read_inventory())
         with collector_paused():
-            observed = await observe(
-                self.fleet, self.session, RetryPolicy(attempts=min(3, self.settings.retries))
+            observed = Observed(missing_secrets=self._missing_secrets())
+            # Each site is planned as soon as its reads are in, while the rest are in flight.
+            builder = PlanBuilder(self.fleet, observed, options)
+            await observe(
+                self.fleet,
+                self.session,
+                RetryPolicy(attempts=min(3, self.settings.retries)),
+                into=observed,
+                on_site=builder.site_observed,
             )
-            observed.missing_secrets = self._missing_secrets()
-            plan = make_plan(self.fleet, observed, options)
+            plan = builder.finish()
         return PlanResult(plan, observed, self.fleet, list(paths or []))
 
     def _missing_secrets(self) -> dict[str, str]:

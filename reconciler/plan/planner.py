@@ -75,19 +75,40 @@ def _phase(change: Change) -> int:
     return _PHASE.get(change.component, 5)
 
 
+class PlanBuilder:
+    """A plan made while the observation is still under way: `site_observed()` plans a
+    site as soon as its observations are in, so planning a large fleet overlaps the
+    network waits of the reads still in flight; `finish()` plans the rest and what spans
+    sites. The plan is the same whatever the order sites were reported in."""
+
+    def __init__(self, fleet: Fleet, observed: Observed, options: PlanOptions | None = None):
+        self.fleet = fleet
+        self.observed = observed
+        self.options = options or PlanOptions()
+        self._sourceful = SourcefulPlanner(
+            fleet, observed, prune=self.options.prune, inventory=dict(self.options.inventory)
+        )
+
+    def site_observed(self, site_name: str) -> None:
+        self._sourceful.plan_site(site_name)
+
+    def finish(self) -> Plan:
+        options = self.options
+        changes, unmanaged = self._sourceful.plan()
+        for extra_planner in platforms.PLANNERS:
+            more, more_unmanaged = extra_planner(self.fleet, self.observed, options.prune)
+            changes += more
+            unmanaged += more_unmanaged
+        selected = targeting.select(self.fleet, list(options.targets), list(options.excludes))
+        if selected is not None:
+            changes = [c for c in changes if (c.kind, c.name) in selected]
+            unmanaged = []
+        # Stable: within a site, changes keep the order its planning made them in.
+        site_order = {name: i for i, name in enumerate(self.fleet.sites)}
+        changes.sort(key=lambda c: (site_order.get(c.site, len(site_order)), _phase(c)))
+        return Plan(changes=changes, unmanaged=unmanaged, options=options)
+
+
 def make_plan(fleet: Fleet, observed: Observed, options: PlanOptions | None = None) -> Plan:
-    options = options or PlanOptions()
-    changes, unmanaged = SourcefulPlanner(
-        fleet, observed, prune=options.prune, inventory=dict(options.inventory)
-    ).plan()
-    for extra_planner in platforms.PLANNERS:
-        more, more_unmanaged = extra_planner(fleet, observed, options.prune)
-        changes += more
-        unmanaged += more_unmanaged
-    selected = targeting.select(fleet, list(options.targets), list(options.excludes))
-    if selected is not None:
-        changes = [c for c in changes if (c.kind, c.name) in selected]
-        unmanaged = []
-    site_order = {name: i for i, name in enumerate(fleet.sites)}
-    changes.sort(key=lambda c: (site_order.get(c.site, len(site_order)), _phase(c)))
-    return Plan(changes=changes, unmanaged=unmanaged, options=options)
+    """The plan of a fleet from its complete observed state."""
+    return PlanBuilder(fleet, observed, options).finish()

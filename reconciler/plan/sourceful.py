@@ -151,7 +151,9 @@ def match_site(site: Site, candidates: list[NovacoreSite] | SiteIndex) -> Novaco
 
 @dataclass
 class SourcefulPlanner:
-    """Plans one fleet. Construct, then call `plan()`."""
+    """Plans one fleet. Construct, then call `plan()`; `plan_site()` before that plans a
+    site as soon as its observations are in (the engine does so while it still observes
+    the rest)."""
 
     fleet: Fleet
     observed: Observed
@@ -163,13 +165,33 @@ class SourcefulPlanner:
     # Site resource name -> the Novacore site it matched.
     _site_indexes: dict[str, SiteIndex] = field(default_factory=dict)
     _matched_site: dict[str, NovacoreSite] = field(default_factory=dict)
+    # Site resource name -> its unmanaged objects (kept per site: sites may be planned in
+    # any order, and the report lists them in the fleet's order).
+    _site_unmanaged: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
-        for site in self.fleet.sites.values():
-            if site.spec.novacore is not None or self.fleet.gateways_of(site.name):
-                self._plan_site(site)
+        """Every site not planned yet, then what spans sites. The changes come in the order
+        sites were planned; the caller sorts them (`planner.make_plan`)."""
+        for name in self.fleet.sites:
+            self.plan_site(name)
+        self.unmanaged = [
+            entry for name in self.fleet.sites for entry in self._site_unmanaged.get(name, [])
+        ]
         self._unmanaged_gateways()
         return self.changes, self.unmanaged
+
+    def plan_site(self, name: str) -> None:
+        """Plan one site (once). Call it only when everything the site reads is observed:
+        every organisation's sites and gateways, the Zaps of its gateways (and the serials
+        read from their new devices), and the Novacore devices of the site it matches."""
+        if name in self._site_unmanaged:
+            return
+        site = self.fleet.sites[name]
+        first = len(self.unmanaged)
+        if site.spec.novacore is not None or self.fleet.gateways_of(name):
+            self._plan_site(site)
+        self._site_unmanaged[name] = self.unmanaged[first:]
+        del self.unmanaged[first:]
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from reconciler.plan.observed import (
     ZapDevice,
     ZapState,
 )
-from reconciler.plan.planner import Plan, PlanOptions, make_plan
+from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions, make_plan
 
 
 def by_address(plan: Plan) -> dict[str, Change]:
@@ -455,6 +455,31 @@ def test_gateway_is_released_only_with_prune_and_release_policy(
 
 
 # -- ordering -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("observed", [
+    pytest.param(fresh, id="fresh"),
+    pytest.param(lambda: with_strangers(copy_of(converged())), id="unmanaged"),
+    pytest.param(lambda: without_cabin_inverter_on_zap(copy_of(converged()), None),
+                 id="identity-check"),
+])
+@pytest.mark.parametrize("prune", [False, True])
+def test_sites_planned_as_observed_in_any_order_make_the_same_plan(
+        observed: Callable[[], Observed], prune: bool) -> None:
+    """The engine plans each site as soon as its reads are in: the order sites finish in
+    must not change the plan, its order, or the unmanaged report."""
+    fleet, options = make_fleet(), PlanOptions(prune=prune)
+    at_once = make_plan(fleet, observed(), options)
+    builder = PlanBuilder(fleet, observed(), options)
+    for name in reversed(list(fleet.sites)):
+        builder.site_observed(name)
+    builder.site_observed(next(iter(fleet.sites)))  # a site reported twice is planned once
+    site_by_site = builder.finish()
+    assert document.to_document(site_by_site) == document.to_document(at_once)
+    assert site_by_site.unmanaged == at_once.unmanaged
+    assert len(fleet.sites) > 1 and (at_once.has_changes or at_once.unmanaged)
+
+
 
 
 def test_removals_run_after_creates_and_in_reverse_dependency_order() -> None:
