@@ -1,5 +1,5 @@
-"""Observation: read the actual state of a fleet in as few calls as the APIs allow, all
-concurrently. Per organisation: its sites and its gateways; per Novacore site: its
+"""Observation: read the actual state of a fleet in as few calls as the APIs allow, every
+site concurrently. Per organisation: its sites and its gateways; per Novacore site: its
 devices; per Zap: its devices. No per-device calls, except reading the serial of a device
 that is about to be added and asks for an identity check. Nothing here writes.
 
@@ -71,13 +71,14 @@ async def observe(
     called for each site once everything planning it needs is read, while other reads
     may still be in flight (see `plan.planner.PlanBuilder`)."""
     policy = policy or RetryPolicy(attempts=3)
-    reads = _SourcefulReads(fleet, session, _Gather(policy), into or Observed())
+    observed = into if into is not None else Observed()
+    reads = _SourcefulReads(fleet, session, _Gather(policy), observed)
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
-        await extra(fleet, session, reads.observed, policy)
+        await extra(fleet, session, observed, policy)
     if reads.gather.auth_errors:
         raise reads.gather.auth_errors[0]
-    return reads.observed
+    return observed
 
 
 class _SourcefulReads:
