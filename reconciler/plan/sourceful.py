@@ -171,7 +171,7 @@ class SourcefulPlanner:
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         """Every site not planned yet, then what spans sites. The changes come in the order
-        sites were planned; the caller sorts them (`planner.make_plan`)."""
+        sites were planned; the caller sorts them (`planner.PlanBuilder.finish`)."""
         for name in self.fleet.sites:
             self.plan_site(name)
         self.unmanaged = [
