@@ -1,6 +1,7 @@
 """Faults a simulator can inject, deterministic for a given seed and request order:
-added latency (fixed plus jitter), a rate of 5xx answers, 429 with Retry-After, and
-offline modes (connection refused, or accepted and never answered)."""
+added latency (fixed plus jitter), a rate of 5xx answers, 429 with Retry-After, writes
+whose answer is lost after they took effect, and offline modes (connection refused, or
+accepted and never answered)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ class FaultConfig:
     fail_next: int = 0
     # Answer the next N requests with 429: a throttling storm.
     throttle_next: int = 0
+    # Carry out the next N writes, then answer them with `error_status` all the same: the
+    # answer is lost on its way back (a proxy timing out after the backend acted)...
+    lose_next: int = 0
+    # ...or a fraction of all writes.
+    lose_rate: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,6 +66,7 @@ class Decision:
     status: int | None = None  # an error status to answer with instead of the handler
     retry_after_s: float | None = None
     hang: bool = False
+    lose_answer: bool = False  # run the handler, then answer `status` instead of its answer
 
 
 @dataclass
@@ -76,7 +83,7 @@ class FaultInjector:
         self.seed = seed
         self._random = random.Random(seed)  # noqa: S311 - reproducible faults, not security
 
-    def decide(self) -> Decision:
+    def decide(self, *, write: bool = False) -> Decision:
         config = self.config
         decision = Decision()
         if config.offline is Offline.HANG:
@@ -86,7 +93,12 @@ class FaultInjector:
         if config.jitter_ms:
             delay += self._random.uniform(0, config.jitter_ms)
         decision.delay_s = delay / 1000.0
-        if config.fail_next > 0:
+        if write and config.lose_next > 0:
+            config.lose_next -= 1
+            decision.status, decision.lose_answer = config.error_status, True
+        elif write and config.lose_rate and self._random.random() < config.lose_rate:
+            decision.status, decision.lose_answer = config.error_status, True
+        elif config.fail_next > 0:
             config.fail_next -= 1
             decision.status = config.error_status
         elif config.throttle_next > 0:

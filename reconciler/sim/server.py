@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.sim.faults import FaultConfig, FaultInjector, Offline
+from reconciler.sim.faults import Decision, FaultConfig, FaultInjector, Offline
 
 ADMIN_PREFIX = "/_sim"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -149,26 +149,13 @@ class SimServer:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else request.path
         self.requests[f"{request.method} {route}"] += 1
-        decision = self.injector.decide()
+        decision = self.injector.decide(write=request.method not in READ_METHODS)
         if decision.hang:
             await asyncio.Event().wait()  # never answers; cancelled when the client gives up
         if decision.delay_s:
             await asyncio.sleep(decision.delay_s)
-        if decision.status is not None:
-            headers = {}
-            if decision.retry_after_s is not None:
-                headers["Retry-After"] = f"{decision.retry_after_s:g}"
-            code = "rate_limited" if decision.status == 429 else "unavailable"
-            message = (
-                "Too many requests"
-                if decision.status == 429
-                else "Service temporarily unavailable (simulated fault)"
-            )
-            return json_response(
-                self.error_body(decision.status, code, message),
-                status=decision.status,
-                headers=headers,
-            )
+        if decision.status is not None and not decision.lose_answer:
+            return self._fault_response(decision)
         try:
             response = await handler(request)
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
@@ -178,7 +165,24 @@ class SimServer:
         finally:
             if request.method not in READ_METHODS and self._on_change is not None:
                 self._on_change()
+        if decision.lose_answer:
+            return self._fault_response(decision)  # the write took effect all the same
         return response
+
+    def _fault_response(self, decision: Decision) -> web.Response:
+        assert decision.status is not None
+        headers = {}
+        if decision.retry_after_s is not None:
+            headers["Retry-After"] = f"{decision.retry_after_s:g}"
+        code = "rate_limited" if decision.status == 429 else "unavailable"
+        message = (
+            "Too many requests"
+            if decision.status == 429
+            else "Service temporarily unavailable (simulated fault)"
+        )
+        return json_response(
+            self.error_body(decision.status, code, message), status=decision.status, headers=headers
+        )
 
     async def _admin_state(self, request: web.Request) -> web.Response:
         return json_response(self.public_state())

@@ -124,3 +124,30 @@ async def test_change_that_keeps_failing_is_reported_and_the_rest_applies(
     assert cloud_devices(world.sims, "FERRO1") == []
     assert cloud_device(world.sims, "SG0001").state == "active"
     assert cloud_device(world.sims, "SG0002").state == "active"
+
+
+async def test_writes_whose_answer_is_lost_are_not_repeated(make_world: MakeWorld) -> None:
+    """Writes that take effect and then lose their answer (a 503 after the backend acted,
+    as a proxy timing out would answer): the first write to each API, then a third of all
+    writes at random. Retries must find what a lost attempt made instead of making it
+    again: one site, one claim, one device on each Zap and one in Novacore, exactly."""
+    world = await make_world(standard_site(1) + standard_site(2) + standard_site(3))
+    result = await world.plan()
+    servers = [world.sims.novacore, *world.sims.zaps.values()]
+    for seed, server in enumerate(servers):
+        server.faults.lose_next, server.faults.lose_rate = 1, 0.3
+        server.injector.reseed(seed)
+    world.sims.reset_counts()
+
+    async with world.engine() as engine:
+        report = await engine.apply(result)
+    assert report.ok, [(o.address, o.message) for o in report.outcomes if o.status != "done"]
+    assert all(s.faults.lose_next == 0 for s in servers), "every API lost an answer"
+    retried = sum(s.writes() for s in servers) - sum(
+        1 for c in result.plan.pending if c.action.is_write)
+    assert retried >= len(servers), "lost answers were retried"
+    for server in servers:
+        server.faults.lose_rate = 0.0
+    converged_exactly_once(world.sims, world.fleet)
+    noop, _, writes_after = await world.noop_writes()
+    assert not noop.plan.has_changes and writes_after == 0

@@ -1,6 +1,6 @@
 """Fault injection seen from a real HTTP client against a Zap simulator: latency, a seeded
-error rate, 429 with Retry-After, offline (refused, hanging), a failure storm, and a slow
-Modbus device behind the gateway."""
+error rate, 429 with Retry-After, offline (refused, hanging), a failure storm, a write whose
+answer is lost, and a slow Modbus device behind the gateway."""
 
 from __future__ import annotations
 
@@ -67,6 +67,17 @@ async def test_fail_next_storm_then_recovery(client: httpx.AsyncClient,
                                              zap: ZapSimulator) -> None:
     zap.faults.fail_next = 3
     assert await statuses(client, 5) == [503, 503, 503, 200, 200]
+
+
+async def test_a_lost_answer_comes_after_the_write_took_effect(
+        client: httpx.AsyncClient, zap: ZapSimulator) -> None:
+    zap.faults.lose_next = 1
+    assert (await client.get("/api/devices")).status_code == 200, "reads are not counted"
+    lost = await client.post("/api/devices", json=SUNGROW)
+    assert lost.status_code == 503
+    assert zap.device(SUNGROW_SERIAL) is not None, "the device was added all the same"
+    again = await client.post("/api/devices", json=SUNGROW)
+    assert again.status_code == 409, "a retry finds it there"
 
 
 async def test_offline_refuse_is_connection_refused_until_back(client: httpx.AsyncClient,
