@@ -132,9 +132,9 @@ class SimProcess:
 
 # -- floors ------------------------------------------------------------------------------------
 
-# HTTP calls each executor makes on the success path (execute.py): a site create observes
-# the organisation's sites again first; a claim reads the gateway's key, has it sign, claims.
-CALLS = {("Site", "create"): 2, ("Gateway", "claim"): 3, ("Gateway", "transfer"): 3}
+# HTTP calls each executor makes on the success path (execute.py), where more than one: a
+# claim reads the gateway's key, has it sign, claims.
+CALLS = {("Gateway", "claim"): 3, ("Gateway", "transfer"): 3}
 
 
 def calls_of(change: Change) -> int:

@@ -6,6 +6,7 @@ be retried whole, and a run killed at any point can simply be run again."""
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -46,6 +47,8 @@ class Executors:
         # Site resource name -> Novacore site id (observed, or created during this apply).
         self.site_ids = site_ids
         self.extra: dict[str, Any] = {}
+        # Change address -> attempts so far (a retry may follow a write whose answer was lost).
+        self.attempts: Counter[str] = Counter()
 
     async def _write(self, change: Change, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         if self.journal is not None:
@@ -61,6 +64,7 @@ class Executors:
         return result
 
     async def run(self, change: Change) -> dict[str, Any]:
+        self.attempts[change.address] += 1
         key = (change.kind, change.component)
         if key in EXTRA_EXECUTORS:
             return await EXTRA_EXECUTORS[key](self, change)
@@ -84,12 +88,17 @@ async def _site(ctx: Executors, change: Change) -> dict[str, Any]:
     assert novacore is not None
     client = ctx.session.novacore
     if change.action is Action.CREATE:
-        # Observe again first: a killed run may have created it after our observation.
-        existing = novacore_convert.sites(await client.list_sites(novacore.org_id), novacore.org_id)
-        for candidate in existing:
-            if candidate.name == site.spec.display_name:
-                ctx.site_ids[site.name] = candidate.id
-                return {"id": candidate.id, "adopted": True}
+        if ctx.attempts[change.address] > 1:
+            # A retry: the attempt before may have created the site and lost the answer.
+            # (Not on a first attempt: the plan observed the sites moments ago, and listing
+            # a whole organisation for each new site made onboarding N sites read N² sites.)
+            existing = novacore_convert.sites(
+                await client.list_sites(novacore.org_id), novacore.org_id
+            )
+            for candidate in existing:
+                if candidate.name == site.spec.display_name:
+                    ctx.site_ids[site.name] = candidate.id
+                    return {"id": candidate.id, "adopted": True}
         created = await ctx._write(
             change,
             "novacore.create_site",
