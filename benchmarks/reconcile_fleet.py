@@ -133,7 +133,8 @@ class SimProcess:
 # -- floors ------------------------------------------------------------------------------------
 
 # HTTP calls each executor makes on the success path (execute.py), where more than one: a
-# claim reads the gateway's key, has it sign, claims.
+# claim reads the gateway's key, has it sign, claims. (The first site created in each
+# organisation lists its sites first: one call more, once per apply, left out here.)
 CALLS = {("Gateway", "claim"): 3, ("Gateway", "transfer"): 3}
 
 

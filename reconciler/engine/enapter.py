@@ -209,8 +209,11 @@ async def _enapter_site(ctx: Executors, change: Change) -> dict[str, Any]:
     site = ctx.fleet.sites[change.name]
     client = enapter_api(ctx.session)
     if change.action is Action.CREATE:
-        # Observe again first: a killed run may have created it after our observation.
-        existing = enapter_plan.match_site(site, enapter_convert.sites(await client.list_sites()))
+        # A site made since the plan, or by an attempt whose answer was lost, is adopted.
+        sites = await ctx.listing(
+            "enapter.sites", client.list_sites, fresh=ctx.retrying(change)
+        )
+        existing = enapter_plan.match_site(site, enapter_convert.sites(sites))
         if existing is not None:
             _ids(ctx).sites[site.name] = existing.id
             return {"id": existing.id, "adopted": True}

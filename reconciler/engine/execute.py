@@ -5,6 +5,7 @@ be retried whole, and a run killed at any point can simply be run again."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -18,8 +19,10 @@ from reconciler.errors import ProviderConflict, ProviderRejected
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.observed import NovacoreSite
 from reconciler.plan.sourceful import zap_settings
 from reconciler.providers.novacore import convert as novacore_convert
+from reconciler.providers.novacore.client import NovacoreClient
 from reconciler.providers.zap import convert as zap_convert
 
 T = TypeVar("T")
@@ -49,6 +52,24 @@ class Executors:
         self.extra: dict[str, Any] = {}
         # Change address -> attempts so far (a retry may follow a write whose answer was lost).
         self.attempts: Counter[str] = Counter()
+        self._listings: dict[str, Any] = {}
+        self._listing_locks: dict[str, asyncio.Lock] = {}
+
+    async def listing(self, key: str, read: Callable[[], Awaitable[T]], *, fresh: bool) -> T:
+        """What `read()` answers, read once per apply under `key` (concurrent callers share
+        the one read) and again when `fresh`. Creates look here for what exists already:
+        made since the plan (while a person confirmed it), or by an attempt whose answer
+        was lost (`fresh`, on a retry). Reading the whole list again for each object
+        created made onboarding N objects read N² records."""
+        lock = self._listing_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if fresh or key not in self._listings:
+                self._listings[key] = await read()
+            return self._listings[key]  # type: ignore[no-any-return]
+
+    def retrying(self, change: Change) -> bool:
+        """Whether this run of the change follows a failed attempt of it."""
+        return self.attempts[change.address] > 1
 
     async def _write(self, change: Change, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         if self.journal is not None:
@@ -82,23 +103,26 @@ class Executors:
 # -- Novacore site ------------------------------------------------------------------------
 
 
+async def _org_sites(client: NovacoreClient, org: str) -> list[NovacoreSite]:
+    return novacore_convert.sites(await client.list_sites(org), org)
+
+
 async def _site(ctx: Executors, change: Change) -> dict[str, Any]:
     site = ctx.fleet.sites[change.name]
     novacore = site.spec.novacore
     assert novacore is not None
     client = ctx.session.novacore
     if change.action is Action.CREATE:
-        if ctx.attempts[change.address] > 1:
-            # A retry: the attempt before may have created the site and lost the answer.
-            # (Not on a first attempt: the plan observed the sites moments ago, and listing
-            # a whole organisation for each new site made onboarding N sites read N² sites.)
-            existing = novacore_convert.sites(
-                await client.list_sites(novacore.org_id), novacore.org_id
-            )
-            for candidate in existing:
-                if candidate.name == site.spec.display_name:
-                    ctx.site_ids[site.name] = candidate.id
-                    return {"id": candidate.id, "adopted": True}
+        org = novacore.org_id
+        existing = await ctx.listing(
+            f"novacore.sites:{org}",
+            lambda: _org_sites(client, org),
+            fresh=ctx.retrying(change),
+        )
+        for candidate in existing:
+            if candidate.name == site.spec.display_name:
+                ctx.site_ids[site.name] = candidate.id
+                return {"id": candidate.id, "adopted": True}
         created = await ctx._write(
             change,
             "novacore.create_site",

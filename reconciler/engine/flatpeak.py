@@ -105,7 +105,8 @@ async def _flatpeak_site(ctx: Executors, change: Change) -> dict[str, Any]:
     site = ctx.fleet.sites[change.name]
     client = flatpeak_api(ctx.session)
     if change.action is Action.CREATE:
-        # Observe again first: a killed run may have created it after our observation.
+        # A location made since the plan, or by an attempt whose answer was lost, is adopted
+        # (looked up by its reference id: one small read per location created).
         existing = await client.list_locations(reference_id=site.name)
         if existing:
             _ids(ctx).locations[site.name] = str(existing[0]["id"])

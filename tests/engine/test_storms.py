@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from simworld import (
+    ORG_A,
     MakeWorld,
     World,
     cloud_device,
@@ -151,3 +152,20 @@ async def test_writes_whose_answer_is_lost_are_not_repeated(make_world: MakeWorl
     converged_exactly_once(world.sims, world.fleet)
     noop, _, writes_after = await world.noop_writes()
     assert not noop.plan.has_changes and writes_after == 0
+
+
+async def test_a_site_made_after_the_plan_is_adopted_not_made_twice(
+        make_world: MakeWorld) -> None:
+    """Between plan and apply (a person reading the plan before confirming it) someone
+    makes one of the planned sites: the apply adopts it instead of making a second."""
+    world = await make_world(standard_site(1) + standard_site(2) + standard_site(3))
+    async with world.engine() as engine:
+        result = await engine.plan()
+        made = world.sims.novacore.add_site(ORG_A, "Site s2")
+        world.sims.reset_counts()
+        report = await engine.apply(result)
+    assert report.ok, report.as_dict()
+    adopted = next(o for o in report.outcomes if o.address == "site/s2[novacore]")
+    assert adopted.detail == {"id": made, "adopted": True}
+    assert world.sims.novacore.requests["GET /sites"] == 1, "listed once for all three creates"
+    converged_exactly_once(world.sims, world.fleet)
