@@ -131,6 +131,8 @@ async def _site(ctx: Executors, change: Change) -> dict[str, Any]:
             ),
         )
         ctx.site_ids[site.name] = str(created["id"])
+        # The listing is this apply's view: a later create of the same name adopts this one.
+        existing.append(NovacoreSite(str(created["id"]), org, site.spec.display_name))
         return {"id": created["id"]}
     assert change.external_id is not None
     await ctx._write(
