@@ -1,7 +1,10 @@
 """kmock's KubernetesEmulator as the operator's tests need it: objects created with
 `generateName` (kopf's Events) get a name, as a real API server gives them, and every
 resource kopf and the operator touch is registered (our four kinds with their status,
-namespaces, events, Secrets, CRDs, and kopf's peering objects)."""
+namespaces, events, Secrets, CRDs, and kopf's peering objects). Core paths that name the
+namespaces themselves (`/api/v1/namespaces[/NAME]`) are parsed as the Namespace resource:
+kmock 0.8 reads them as a namespace prefix with nothing after it, and fails with a 500,
+which an operator serving some namespaces meets when it lists them."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import uuid
 from typing import Any
 
 import kmock
+from kmock._internal import parsing
 
 from reconciler.model.base import API_VERSION
 from reconciler.model.schema import CRD_NAMES
@@ -25,6 +29,18 @@ class Emulator(kmock.KubernetesEmulator):
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
         return await super()._handle(request)
+
+
+def _parse_path(path: str) -> parsing.ParsedPath:
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:
+        name = parts[3] if len(parts) == 4 else None
+        return parsing.ParsedPath(group="", version="v1", plural="namespaces", name=name)
+    return _kmock_parse_path(path)
+
+
+_kmock_parse_path = parsing.parse_path
+parsing.parse_path = _parse_path
 
 
 def register_resources(emulator: kmock.KubernetesEmulator) -> None:

@@ -32,14 +32,19 @@ from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
 
 NAMESPACE = "fleet"
+# A second namespace, for tests of an operator that serves only some namespaces.
+OTHER_NAMESPACE = "fleet-elsewhere"
+
+
 def register_resources(emulator: kmock.KubernetesEmulator) -> None:
-    """The shared resources, and the namespace the tests use."""
+    """The shared resources, and the namespaces the tests use."""
     kube_emulator.register_resources(emulator)
-    emulator.objects["v1/namespaces", None, NAMESPACE] = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": NAMESPACE},
-    }
+    for namespace in (NAMESPACE, OTHER_NAMESPACE):
+        emulator.objects["v1/namespaces", None, namespace] = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace},
+        }
 
 
 def write_kubeconfig(path: Path, server: str) -> None:
@@ -75,16 +80,18 @@ class Cluster:
         path = f"/apis/{API_VERSION}/namespaces/{namespace}/{plural}"
         return f"{path}/{name}" if name else path
 
-    async def create(self, document: dict[str, Any]) -> None:
+    async def create(self, document: dict[str, Any], namespace: str = NAMESPACE) -> None:
         document = json.loads(json.dumps(document))
-        document.setdefault("metadata", {})["namespace"] = NAMESPACE
+        document.setdefault("metadata", {})["namespace"] = namespace
         # The emulator does not assign these as a real API server does; kopf keys its
         # per-object memory (timers) by uid, so each object needs its own.
         document["metadata"].setdefault("generation", 1)
         document["metadata"].setdefault("uid", str(uuid.uuid4()))
         document["metadata"].setdefault("resourceVersion", "1")
         document["metadata"].setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
-        response = await self.http.post(self._path(document["kind"]), json=document)
+        response = await self.http.post(
+            self._path(document["kind"], namespace=namespace), json=document
+        )
         response.raise_for_status()
 
     async def patch(self, kind: str, name: str, body: dict[str, Any]) -> None:
@@ -99,8 +106,8 @@ class Cluster:
         response = await self.http.delete(self._path(kind, name))
         response.raise_for_status()
 
-    async def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        response = await self.http.get(self._path(kind, name))
+    async def get(self, kind: str, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
+        response = await self.http.get(self._path(kind, name, namespace))
         if response.status_code == 404:
             return None
         response.raise_for_status()
@@ -178,8 +185,10 @@ async def operator(
     logs: list[str] | None = None,
     watch_timeout: int = 1,
     emulator_url: str | None = None,
+    namespaces: list[str] | None = None,
 ) -> AsyncIterator[tuple[Cluster, SimFleet]]:
-    """The emulated cluster, the simulators for the fleet in `yaml_text`, and the operator."""
+    """The emulated cluster, the simulators for the fleet in `yaml_text`, and the operator
+    (serving every namespace, or only `namespaces` as `reconciler operator -n` does)."""
     fleet = load_texts([("fleet.yaml", yaml_text)]).fleet()
     sims = SimFleet()
     sims.seed_fleet(fleet)
@@ -225,7 +234,8 @@ async def operator(
             kopf.operator(
                 registry=registry,
                 settings=kopf_settings,
-                clusterwide=True,
+                clusterwide=not namespaces,
+                namespaces=namespaces or [],
                 stop_flag=stop,
                 ready_flag=ready,
                 standalone=True,
@@ -280,4 +290,4 @@ class _CollectingHandler(logging.Handler):
         self.sink.append(self.format(record))
 
 
-__all__ = ["API_GROUP", "NAMESPACE", "Cluster", "documents", "operator"]
+__all__ = ["API_GROUP", "NAMESPACE", "OTHER_NAMESPACE", "Cluster", "documents", "operator"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import documents, operator
+from harness import NAMESPACE, OTHER_NAMESPACE, documents, operator
 
 FLEET = """
 apiVersion: energy.reconciler.dev/v1alpha1
@@ -260,3 +260,60 @@ async def test_enapter_config_is_written_to_a_secret(tmp_path: Path, monkeypatch
         events = await cluster.events()
         shown = repr(device) + repr(events) + "\n".join(logs)
         assert pem.group(1) not in shown
+
+
+ELSEWHERE_FLEET = """
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata: {name: cabin}
+spec:
+  displayName: Cabin
+  timezone: Europe/Stockholm
+  novacore: {orgId: org-home}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Gateway
+metadata: {name: cabin-zap}
+spec:
+  siteRef: cabin
+  zap: {serial: zap-00000000000000b2, url: "http://192.168.7.2"}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Device
+metadata: {name: cabin-inverter}
+spec:
+  gatewayRef: cabin-zap
+  hardwareId: SG0002
+  deviceType: inverter
+  connection:
+    modbusTcp: {host: 192.168.7.60, profile: sungrow}
+  ders:
+    - {name: pv, type: solar}
+"""
+
+
+async def test_an_operator_serving_one_namespace_leaves_the_others_alone(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    both = FLEET + "---" + ELSEWHERE_FLEET
+    served = [NAMESPACE]
+    async with operator(both, tmp_path, monkeypatch, namespaces=served) as (cluster, sims):
+        # The other namespace's objects exist first: an operator watching every namespace
+        # would reconcile them before (or while) it makes the served ones Ready.
+        for doc in documents(ELSEWHERE_FLEET):
+            await cluster.create(doc, namespace=OTHER_NAMESPACE)
+        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+        for doc in documents(FLEET):
+            await cluster.create(doc)
+        for kind, name in (("Site", "home"), ("Gateway", "home-zap"), ("Device", "home-battery")):
+            await cluster.wait_condition(kind, name, "Ready", timeout=30)
+
+        for doc in documents(ELSEWHERE_FLEET):
+            obj = await cluster.get(doc["kind"], doc["metadata"]["name"], OTHER_NAMESPACE)
+            assert obj is not None
+            assert not obj.get("status"), obj
+            assert not obj["metadata"].get("finalizers"), obj
+        assert sims.novacore.gateways["zap-00000000000000b2"].org_id is None
+        assert sims.novacore.gateways["zap-00000000000000a1"].org_id == "org-home"
+        assert not sims.zaps["zap-00000000000000b2"].devices
+        assert "Cabin" not in {site.name for site in sims.novacore.sites.values()}
