@@ -31,6 +31,9 @@ class Emulator(kmock.KubernetesEmulator):
         return await super()._handle(request)
 
 
+_kmock_parse_path = parsing.parse_path
+
+
 def _parse_path(path: str) -> parsing.ParsedPath:
     parts = path.split("?", 1)[0].strip("/").split("/")
     if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:
@@ -39,7 +42,6 @@ def _parse_path(path: str) -> parsing.ParsedPath:
     return _kmock_parse_path(path)
 
 
-_kmock_parse_path = parsing.parse_path
 parsing.parse_path = _parse_path
 
 
