@@ -1,7 +1,8 @@
 """The exception tree of the reconciler, shared by every layer.
 
     ReconcilerError
-     ├── ConfigError          desired state that cannot be loaded (carries located diagnostics)
+     ├── ConfigError          input that cannot be used: desired state, settings or command-line
+     │                        arguments (carries located diagnostics)
      ├── DanglingRefError     a reference to a resource that is not declared
      ├── PlanError            a plan that cannot be built or is stale
      └── ProviderError        an external call failed (address, operation)
@@ -27,7 +28,7 @@ class Diagnostic:
     path: str = ""
 
     def location(self) -> str:
-        """`file:line:column` (whatever parts are known)."""
+        """`file:line:column` (whatever parts are known); `<input>` when none is."""
         parts = [self.file or "<input>"]
         if self.line is not None:
             parts.append(str(self.line))
@@ -36,6 +37,10 @@ class Diagnostic:
         return ":".join(parts)
 
     def __str__(self) -> str:
+        if self.file is None and self.line is None and self.path:
+            # Not from a file (an environment variable, a command-line option): the path
+            # alone says where.
+            return f"{self.path}: {self.message}"
         where = f" {self.path}:" if self.path else ""
         return f"{self.location()}:{where} {self.message}"
 
@@ -54,10 +59,12 @@ class ReconcilerError(Exception):
 
 
 class ConfigError(ReconcilerError):
-    """The desired state is invalid; `diagnostics` lists every problem found."""
+    """Input that cannot be used; `diagnostics` lists every problem found. `subject` names
+    the input for the summary line: "desired state", "settings" or "arguments"."""
 
-    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+    def __init__(self, diagnostics: list[Diagnostic], *, subject: str = "desired state") -> None:
         self.diagnostics = diagnostics
+        self.subject = subject
         count = len(diagnostics)
         head = str(diagnostics[0]) if diagnostics else "invalid configuration"
         more = f" (and {count - 1} more)" if count > 1 else ""

@@ -17,8 +17,8 @@ from typing import Any
 from reconciler.cli import common
 from reconciler.engine.apply import ApplyReport, Outcome
 from reconciler.engine.reconcile import PlanResult, Reconciler, desired_fingerprint
-from reconciler.engine.state import LockHeld, StateDir, command_line
-from reconciler.errors import ConfigError, PlanError, ProviderError
+from reconciler.engine.state import StateDir, StateDirError, command_line
+from reconciler.errors import ConfigError, Diagnostic, PlanError, ProviderError
 from reconciler.plan import document, render
 from reconciler.plan.planner import PlanOptions
 
@@ -121,6 +121,32 @@ def _confirm(args: argparse.Namespace) -> bool:
     return answer.strip() == "yes"
 
 
+def _refuse_selection_with_saved_plan(args: argparse.Namespace) -> None:
+    """A saved plan is applied as reviewed, with the selection it was made with: a
+    `--target` here would silently do something else than the reader expects (Terraform
+    refuses it too)."""
+    given = [
+        option
+        for option, value in (
+            ("--target", args.target),
+            ("--exclude", args.exclude),
+            ("--prune", args.prune),
+        )
+        if value
+    ]
+    if given:
+        raise ConfigError(
+            [
+                Diagnostic(
+                    "cannot be used with a saved plan, which is applied as it was made; "
+                    f"pass {' and '.join(given)} to `reconciler plan ... --out FILE` instead",
+                    path="/".join(given),
+                )
+            ],
+            subject="arguments",
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         saved = _saved_plan(args.paths)
@@ -128,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         fleet = common.load(paths)
         settings = common.settings(args)
         if saved:
+            _refuse_selection_with_saved_plan(args)
             opts = saved.get("options", {})
             options = PlanOptions(
                 prune=bool(opts.get("prune")),
@@ -150,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with state.lock(command_line()):
             return asyncio.run(_apply(args, fleet, settings, options, saved, paths))
-    except LockHeld as error:
+    except StateDirError as error:
         print(f"error: {error}", file=sys.stderr)
         return common.EXIT_ERROR
 

@@ -27,8 +27,9 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ADDR|SELECTOR",
-        help="only this resource (kind/name) or label selector (key=value), with what "
-        "it holds (a site: its gateways and devices) and depends on; repeatable",
+        help="only this resource (kind/name) or label selector (kubectl syntax: key=value, "
+        "key!=value, 'key in (a,b)', key, !key), with what it holds (a site: its gateways "
+        "and devices) and depends on; repeatable",
     )
     parser.add_argument(
         "--exclude",
@@ -59,7 +60,7 @@ def print_diagnostics(error: ConfigError, stream: TextIO | None = None) -> None:
     for diagnostic in error.diagnostics:
         print(f"error: {diagnostic}", file=stream)
     count = len(error.diagnostics)
-    print(f"invalid desired state: {count} problem{'s' if count != 1 else ''}", file=stream)
+    print(f"invalid {error.subject}: {count} problem{'s' if count != 1 else ''}", file=stream)
 
 
 def load(paths: list[str]) -> Fleet:
@@ -80,16 +81,11 @@ def settings(args: argparse.Namespace) -> Settings:
 
 
 def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:
-    unknown = targeting.unknown_targets(fleet, [*args.target, *args.exclude])
-    if unknown:
+    problems = targeting.pattern_problems(fleet, [*args.target, *args.exclude])
+    if problems:
         raise ConfigError(
-            [
-                Diagnostic(
-                    f"--target/--exclude {u!r} matches no resource; use "
-                    "kind/name (e.g. device/inv-1) or key=value"
-                )
-                for u in unknown
-            ]
+            [Diagnostic(problem, path="--target/--exclude") for problem in problems],
+            subject="arguments",
         )
     return PlanOptions(prune=args.prune, targets=tuple(args.target), excludes=tuple(args.exclude))
 

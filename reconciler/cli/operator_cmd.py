@@ -44,6 +44,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
+    from reconciler.engine.config import load_settings
+    from reconciler.errors import ConfigError
     from reconciler.operator import config as operator_config
     from reconciler.operator.handlers import Runtime, configure, register, register_login
 
@@ -56,17 +58,24 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return common.EXIT_ERROR
+    try:
+        # Checked before kopf starts: a bad variable is one clear error at start-up, not a
+        # failure in every handler.
+        settings = load_settings()
+    except ConfigError as error:
+        common.print_diagnostics(error)
+        return common.EXIT_ERROR
     registry = kopf.OperatorRegistry()
-    runtime = Runtime(config)
+    runtime = Runtime(config, settings)
     register(registry, runtime)
     register_login(registry)
-    settings = kopf.OperatorSettings()
-    configure(settings, config)
+    kopf_settings = kopf.OperatorSettings()
+    configure(kopf_settings, config)
     namespaces = args.namespace or list(config.namespaces)
     asyncio.run(
         kopf.operator(
             registry=registry,
-            settings=settings,
+            settings=kopf_settings,
             clusterwide=args.all_namespaces or not namespaces,
             namespaces=namespaces,
             liveness_endpoint=args.liveness,

@@ -22,7 +22,7 @@ from typing import Any
 from reconciler.cli import common
 from reconciler.engine import watch
 from reconciler.engine.config import Settings
-from reconciler.engine.state import LockHeld, StateDir, command_line
+from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.errors import ConfigError
 from reconciler.model.fleet import Fleet
 from reconciler.plan.planner import PlanOptions
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with StateDir(Path(settings.state_dir)).lock(command_line()):
             return asyncio.run(_serve(args, settings, load, interval, debounce))
-    except LockHeld as error:
+    except StateDirError as error:
         return _fail(str(error))
 
 

@@ -19,13 +19,18 @@ prints. Secret values are held here only; nothing renders them.
 from __future__ import annotations
 
 import base64
+import difflib
 import json
+import math
 import os
+import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.device import SecretSource
@@ -76,60 +81,220 @@ class Settings:
         return self.gateway_urls.get(serial, declared).rstrip("/")
 
 
+# Where a setting came from, for error messages: (file, key) of a TOML file, or (None,
+# variable name) of the environment.
+Origin = tuple[str | None, str]
+_DEFAULTS = {f.name: f.default for f in fields(Settings)}
+_URL_FIELDS = frozenset({"novacore_url", "enapter_url", "flatpeak_url"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+# What each limit means, for "expected ..." messages.
+_LIMITS = {
+    "concurrency": "calls in flight",
+    "gateway_concurrency": "calls in flight per gateway",
+    "retries": "attempts",
+    "gateway_rate": "requests per second",
+    "timeout": "seconds",
+}
+
+
+def _shown_url(value: str) -> str:
+    """A URL for an error message, without any `user:password@` part."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "", value
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return value
+    return f"{scheme}{sep}***@{authority.rpartition('@')[2]}{slash}{path}"
+
+
+def _url(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a URL string, got {type(value).__name__}")
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"expected an http:// or https:// URL with a host (e.g. https://api.example.com), "
+            f"got {_shown_url(value)!r}"
+        )
+    return value
+
+
 def _parse_gateway_urls(text: str) -> dict[str, str]:
     out = {}
     for item in (p.strip() for p in text.split(",") if p.strip()):
         serial, _, url = item.partition("=")
-        if not url:
-            raise ValueError(f"expected serial=url, got {item!r}")
-        out[serial.strip()] = url.strip()
+        if not serial.strip() or not url:
+            raise ValueError(
+                f"expected serial=url pairs joined by commas "
+                f"(e.g. zap-0123456789abcdef=http://192.168.1.20), got {_shown_url(item)!r}"
+            )
+        out[serial.strip()] = _url(url.strip())
     return out
 
 
-def _coerce(name: str, value: Any) -> Any:
-    kinds = {f.name: f.default for f in fields(Settings)}
-    default = kinds[name]
+def _gateway_url_table(value: object) -> dict[str, str]:
+    """A serial -> URL mapping from TOML or JSON."""
+    if not isinstance(value, dict):
+        raise ValueError(
+            'expected a table of serial = "url" (e.g. {"zap-0123456789abcdef": '
+            f'"http://192.168.1.20"}}), got {type(value).__name__}'
+        )
+    out = {}
+    for serial, url in value.items():
+        try:
+            out[str(serial)] = _url(url)
+        except ValueError as exc:
+            raise ValueError(f"{serial}: {exc}") from None
+    return out
+
+
+def _coerce(name: str, value: object) -> object:
+    """The value of setting `name` in its type; ValueError says what would be valid.
+    Values from the environment are strings; values from TOML are typed already."""
+    default = _DEFAULTS[name]
+    if name in _URL_FIELDS:
+        return _url(value)
     if isinstance(default, bool):
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-    if isinstance(default, int):
-        return int(value)
-    if isinstance(default, float):
-        return float(value)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"expected true or false, got {value!r}")
+    if isinstance(default, (int, float)):
+        return _number(name, value, whole=isinstance(default, int))
+    # Tokens and keys end up here: the message names the type, never the value.
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
     return value
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, *, config_file: str | None = None
-) -> Settings:
-    """Settings from an optional TOML file, overridden by RECONCILER_* variables."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    path = config_file or env.get(PREFIX + "CONFIG")
+def _number(name: str, value: object, *, whole: bool) -> int | float:
+    what = _LIMITS[name]
+    expected = (
+        f"expected a whole number of {what}, at least 1"
+        if whole
+        else f"expected a number of {what}, greater than 0"
+    )
     try:
-        if path:
-            with open(path, "rb") as handle:
-                values.update(tomllib.load(handle))
-        names = {f.name for f in fields(Settings)}
-        unknown = set(values) - names
-        if unknown:
-            raise ValueError(
-                f"unknown keys in {path}: {', '.join(sorted(unknown))}; "
-                f"valid keys: {', '.join(sorted(names))}"
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
+        number = int(value) if whole and not isinstance(value, float) else float(value)
+    except ValueError:
+        raise ValueError(f"{expected}; got {value!r}") from None
+    if (whole and (isinstance(number, float) or number < 1)) or not 0 < number < math.inf:
+        raise ValueError(f"{expected}; got {value!r}")
+    return number
+
+
+def _problem(origin: Origin, message: str) -> Diagnostic:
+    file, key = origin
+    return Diagnostic(message, file=file, path=key)
+
+
+def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic]]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle), []
+    except OSError as exc:
+        return {}, [Diagnostic(f"cannot read the settings file: {exc.strerror}", file=path)]
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib puts the position at the end of its message: "... (at line 3, column 7)".
+        where = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
+        message = re.sub(r"\s*\(at [^)]*\)$", "", str(exc))
+        line, column = (int(where[1]), int(where[2])) if where else (None, None)
+        return {}, [Diagnostic(f"not valid TOML: {message}", file=path, line=line, column=column)]
+
+
+def _read_gateway_urls_file(path: str) -> tuple[dict[str, str], list[Diagnostic]]:
+    variable = PREFIX + "GATEWAY_URLS_FILE"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        return {}, [Diagnostic(f"cannot read {path}: {exc.strerror}", path=variable)]
+    try:
+        return _gateway_url_table(json.loads(text)), []
+    except json.JSONDecodeError as exc:
+        return {}, [Diagnostic(f"not valid JSON: {exc.msg}", file=path, line=exc.lineno,
+                               column=exc.colno)]
+    except ValueError as exc:
+        return {}, [Diagnostic(str(exc), file=path)]
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    config_file: str | None = None,
+    check_files: bool = True,
+) -> Settings:
+    """Settings from an optional TOML file, overridden by RECONCILER_* variables. Every
+    problem is collected into one ConfigError (subject "settings"), each naming the
+    variable or the file and key, and what would be valid. `check_files=False` parses
+    without loading the CA bundle (for reading another machine's environment, such as a
+    pod's, whose files are not here)."""
+    env = os.environ if environ is None else environ
+    names = [f.name for f in fields(Settings)]
+    raw: dict[str, tuple[object, Origin]] = {}
+    problems: list[Diagnostic] = []
+    path = config_file or env.get(PREFIX + "CONFIG")
+    if path:
+        table, problems = _read_toml(path)
+        for key, value in table.items():
+            if key in names:
+                raw[key] = (value, (path, key))
+                continue
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(
+                Diagnostic(f"unknown key; {hint}valid keys: {', '.join(sorted(names))}",
+                           file=path, path=key)
             )
-        for name in names - {"gateway_urls"}:
-            if PREFIX + name.upper() in env:
-                values[name] = env[PREFIX + name.upper()]
-        urls = dict(values.get("gateway_urls", {}))
-        if env.get(PREFIX + "GATEWAY_URLS_FILE"):
-            urls.update(json.loads(Path(env[PREFIX + "GATEWAY_URLS_FILE"]).read_text()))
-        if env.get(PREFIX + "GATEWAY_URLS"):
+    for name in names:
+        variable = PREFIX + name.upper()
+        if name != "gateway_urls" and variable in env:
+            raw[name] = (env[variable], (None, variable))
+    values: dict[str, Any] = {}
+    for name, (value, origin) in raw.items():
+        try:
+            if name == "gateway_urls":
+                values[name] = _gateway_url_table(value)
+            else:
+                values[name] = _coerce(name, value)
+        except ValueError as exc:
+            problems.append(_problem(origin, str(exc)))
+    urls = dict(values.get("gateway_urls", {}))
+    if env.get(PREFIX + "GATEWAY_URLS_FILE"):
+        from_file, file_problems = _read_gateway_urls_file(env[PREFIX + "GATEWAY_URLS_FILE"])
+        urls.update(from_file)
+        problems += file_problems
+    if env.get(PREFIX + "GATEWAY_URLS"):
+        try:
             urls.update(_parse_gateway_urls(env[PREFIX + "GATEWAY_URLS"]))
-        values["gateway_urls"] = urls
-        return Settings(
-            **{k: (_coerce(k, v) if k != "gateway_urls" else v) for k, v in values.items()}
-        )
-    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError([Diagnostic(f"invalid settings: {exc}", file=path)]) from exc
+        except ValueError as exc:
+            problems.append(_problem((None, PREFIX + "GATEWAY_URLS"), str(exc)))
+    values["gateway_urls"] = urls
+    if check_files and values.get("ca_bundle"):
+        problems += _ca_bundle_problems(values["ca_bundle"], raw["ca_bundle"][1])
+    if problems:
+        raise ConfigError(problems, subject="settings")
+    return Settings(**values)
+
+
+def _ca_bundle_problems(path: str, origin: Origin) -> list[Diagnostic]:
+    """A CA bundle that cannot be loaded is an error now, not a traceback at the first call."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:  # before OSError, of which it is a subclass
+        return [_problem(origin, f"{path} is not a PEM bundle of CA certificates ({exc.reason})")]
+    except OSError as exc:
+        return [_problem(origin, f"cannot read the CA bundle {path}: {exc.strerror}")]
+    return []
 
 
 class SecretResolver:

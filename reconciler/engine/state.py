@@ -24,7 +24,12 @@ from typing import Any
 from reconciler.errors import ReconcilerError
 
 
-class LockHeld(ReconcilerError):
+class StateDirError(ReconcilerError):
+    """The state directory cannot be used: it cannot be created or written, or another
+    process holds its lock (`LockHeld`)."""
+
+
+class LockHeld(StateDirError):
     """Another process holds the state directory's lock."""
 
 
@@ -40,10 +45,16 @@ class StateDir:
 
     @contextlib.contextmanager
     def lock(self, command: str) -> Iterator[None]:
-        """Hold the writer lock; raise LockHeld naming the holder when it is taken."""
-        self.ensure()
-        lock_path = self.path / "lock"
-        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+        """Hold the writer lock; raise LockHeld naming the holder when it is taken, and
+        StateDirError when the directory cannot be created or written."""
+        try:
+            self.ensure()
+            handle = open(self.path / "lock", "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot use {self.path} as the state directory: {exc.strerror}; set "
+                "RECONCILER_STATE_DIR to a directory this process can create and write"
+            ) from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -17,6 +17,7 @@ and the highest runs while the others stand by.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Mapping
@@ -53,7 +54,31 @@ class OperatorConfig:
         return out
 
 
+def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
+    value = env.get(PREFIX + name, default)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ValueError(
+            f"{PREFIX}{name} must be a number of seconds greater than 0, not {value!r}"
+        )
+    return seconds
+
+
+def _priority(env: Mapping[str, str]) -> int:
+    value = env.get(PREFIX + "PRIORITY")
+    if not value:
+        return random.randint(1, 1_000_000)  # noqa: S311 - not a secret, kopf's own advice
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{PREFIX}PRIORITY must be a whole number, not {value!r}") from None
+
+
 def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
+    """The operator's settings; ValueError names the variable and what would be valid."""
     env = os.environ if environ is None else environ
     mode = env.get(PREFIX + "MODE", "apply")
     if mode not in ("apply", "observe"):
@@ -62,11 +87,11 @@ def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
         n.strip() for n in env.get(PREFIX + "NAMESPACES", "").split(",") if n.strip()
     )
     return OperatorConfig(
-        interval=float(env.get(PREFIX + "INTERVAL", "300")),
+        interval=_seconds(env, "INTERVAL", "300"),
         mode=mode,
         shard=env.get(PREFIX + "SHARD", ""),
-        retry_delay=float(env.get(PREFIX + "RETRY_DELAY", "15")),
+        retry_delay=_seconds(env, "RETRY_DELAY", "15"),
         namespaces=namespaces,
         peering=env.get(PREFIX + "PEERING", ""),
-        priority=int(env.get(PREFIX + "PRIORITY") or random.randint(1, 1_000_000)),  # noqa: S311
+        priority=_priority(env),
     )

@@ -1,41 +1,143 @@
 """`--target` / `--exclude`: choose resources by address (`device/inv-1`) or by label
-selector (`region=north`, `tier!=test`, `customer`). A target brings what it holds (a site
+selector, with kubectl's syntax (`region=north`, `tier!=test`, `region in (north,west)`,
+`tier notin (test)`, `customer`, `!legacy`). A target brings what it holds (a site
 its gateways and devices, a device its DERs) and what those depend on (a device its gateway
 and site), so `--target site/x` plans the whole site and `--target device/y` plans the device
 with what it needs; an exclusion takes along everything that depends on it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet
 
-
-def _matches_selector(resource: Resource, selector: str) -> bool:
-    labels = resource.metadata.labels
-    for term in (t.strip() for t in selector.split(",") if t.strip()):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            if labels.get(key.strip()) == value.strip():
-                return False
-        elif "=" in term:
-            key, value = term.split("=", 1)
-            if labels.get(key.strip().rstrip("=")) != value.strip().lstrip("="):
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
+KINDS = ("site", "gateway", "device", "der")
+SELECTOR_SYNTAX = (
+    "key=value, key!=value, key in (a,b), key notin (a,b), key or !key, joined by commas"
+)
+# Label keys and values as Kubernetes allows them (an optional DNS prefix and a name).
+_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_KEY = re.compile(rf"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?{_NAME}")
+_VALUE = re.compile(rf"({_NAME})?")
+_SET_TERM = re.compile(r"(?P<key>[^\s!=()]+)\s+(?P<op>in|notin)\s*\((?P<values>[^()]*)\)")
 
 
-def _matches(resource: Resource, pattern: str) -> bool:
-    if "/" in pattern and "=" not in pattern:
-        kind, _, name = pattern.partition("/")
-        return resource.KIND.lower() == kind.lower() and resource.name == name
-    return _matches_selector(resource, pattern)
+class PatternError(ValueError):
+    """A `--target`/`--exclude` pattern that is neither an address nor a label selector."""
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One term of a label selector, with Kubernetes' meaning: `!=` and `notin` also
+    match a resource without the label."""
+
+    key: str
+    operator: str  # "=", "!=", "in", "notin", "exists", "!exists"
+    values: frozenset[str] = frozenset()
+
+    def holds(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "exists":
+            return self.key in labels
+        if self.operator == "!exists":
+            return self.key not in labels
+        value = labels.get(self.key)
+        inside = value is not None and value in self.values
+        return inside if self.operator in ("=", "in") else not inside
+
+
+def _split_terms(selector: str) -> list[str]:
+    """The terms of a selector: commas split them, except inside `in (a,b)`."""
+    terms, depth, start = [], 0, 0
+    for index, char in enumerate(selector):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise PatternError("closes a parenthesis it never opened")
+        elif char == "," and depth == 0:
+            terms.append(selector[start:index])
+            start = index + 1
+    if depth:
+        raise PatternError("opens a parenthesis it never closes")
+    terms.append(selector[start:])
+    return [t.strip() for t in terms]
+
+
+def _requirement(term: str) -> Requirement:
+    if not term:
+        raise PatternError("has an empty term (two commas in a row, or one at an end)")
+    if match := _SET_TERM.fullmatch(term):
+        key, operator = match["key"], match["op"]
+        values = [v.strip() for v in match["values"].split(",")]
+    elif "!=" in term:
+        key, value = term.split("!=", 1)
+        operator, values = "!=", [value]
+    elif "=" in term:
+        key, value = term.split("==", 1) if "==" in term else term.split("=", 1)
+        operator, values = "=", [value]
+    elif term.startswith("!"):
+        key, operator, values = term[1:], "!exists", []
+    else:
+        key, operator, values = term, "exists", []
+    key = key.strip()
+    if not _KEY.fullmatch(key):
+        raise PatternError(f"{key!r} is not a label key")
+    values = [v.strip() for v in values]
+    for value in values:
+        if not _VALUE.fullmatch(value):
+            raise PatternError(f"{value!r} is not a label value")
+    return Requirement(key, operator, frozenset(values))
+
+
+def parse_selector(selector: str) -> list[Requirement]:
+    """The requirements of a label selector; PatternError says what is wrong with it."""
+    try:
+        return [_requirement(term) for term in _split_terms(selector)]
+    except PatternError as exc:
+        raise PatternError(
+            f"{selector!r}: {exc}; use kind/name (e.g. device/inv-1) or a label selector "
+            f"({SELECTOR_SYNTAX})"
+        ) from None
+
+
+def _address(pattern: str) -> tuple[str, str] | None:
+    """(kind, name) when the pattern is an address. `kind/name` has no dot before the
+    slash; a label key with a DNS prefix (`example.com/tier`) has one."""
+    kind, slash, name = pattern.partition("/")
+    if not slash or "." in kind or any(c in pattern for c in "=!(), "):
+        return None
+    if kind.lower() not in KINDS:
+        raise PatternError(
+            f"{pattern!r}: unknown kind {kind!r}; an address is kind/name, the kind one of "
+            + ", ".join(KINDS)
+        )
+    return kind.lower(), name
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A parsed `--target`/`--exclude` pattern: an address or a label selector."""
+
+    text: str
+    address: tuple[str, str] | None
+    requirements: tuple[Requirement, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Pattern:
+        address = _address(text)
+        if address is not None:
+            return cls(text, address)
+        return cls(text, None, tuple(parse_selector(text)))
+
+    def matches(self, resource: Resource) -> bool:
+        if self.address is not None:
+            return (resource.KIND.lower(), resource.name) == self.address
+        labels = resource.metadata.labels
+        return all(r.holds(labels) for r in self.requirements)
 
 
 def _key(resource: Resource) -> tuple[str, str]:
@@ -95,18 +197,31 @@ def select(fleet: Fleet, targets: list[str], excludes: list[str]) -> set[tuple[s
     by_key = {_key(r): r for r in resources}
     depends, dependents = _graphs(fleet)
     if targets:
-        chosen = [r for r in resources if any(_matches(r, t) for t in targets)]
+        wanted = [Pattern.parse(t) for t in targets]
+        chosen = [r for r in resources if any(p.matches(r) for p in wanted)]
         held = _closure(chosen, dependents)
         selected = _closure((by_key[k] for k in held), depends)
     else:
         selected = set(by_key)
     if excludes:
-        dropped = [r for r in resources if any(_matches(r, e) for e in excludes)]
+        unwanted = [Pattern.parse(e) for e in excludes]
+        dropped = [r for r in resources if any(p.matches(r) for p in unwanted)]
         selected -= _closure(dropped, dependents)
     return selected
 
 
-def unknown_targets(fleet: Fleet, patterns: list[str]) -> list[str]:
-    """Patterns that match no resource (reported to the user, not silently ignored)."""
+def pattern_problems(fleet: Fleet, patterns: list[str]) -> list[str]:
+    """What is wrong with each pattern that cannot select anything: one that does not
+    parse, names an unknown kind, or matches no resource (reported to the user, not
+    silently ignored)."""
     resources = list(fleet.resources())
-    return [p for p in patterns if not any(_matches(r, p) for r in resources)]
+    problems = []
+    for text in patterns:
+        try:
+            pattern = Pattern.parse(text)
+        except PatternError as exc:
+            problems.append(str(exc))
+            continue
+        if not any(pattern.matches(r) for r in resources):
+            problems.append(f"{text!r} matches no resource")
+    return problems

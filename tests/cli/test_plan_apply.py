@@ -206,6 +206,22 @@ def test_saved_plan_is_refused_when_the_desired_state_changed(
     assert run.sims.call(run.sims.sims.requests) == 0, "refused before observing anything"
 
 
+def test_a_selection_given_with_a_saved_plan_is_refused(make_cli: CliFactory,
+                                                        tmp_path: Path) -> None:
+    """The saved plan is what was reviewed: `--target` cannot narrow it after the fact."""
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", str(saved), "--target", "site/s1", "--exclude", "tier=gold")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "error: --target/--exclude: cannot be used with a saved plan, which is applied as it "
+        "was made; pass --target and --exclude to `reconciler plan ... --out FILE` instead",
+        "invalid arguments: 1 problem"]
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 # -- target and exclude -------------------------------------------------------------------------
 
 
@@ -228,8 +244,34 @@ def test_target_and_exclude_by_address_and_label(make_cli: CliFactory) -> None:
     code, out, _ = run("plan", run.path, "--target", "tier=gold", "-o", "json")
     assert {c["address"] for c in json.loads(out)["changes"]} == {
         "site/s2[novacore]", "gateway/s2-zap[novacore]"}
+    code, out, _ = run("plan", run.path, "--target", "tier in (gold,silver)", "-o", "json")
+    assert {c["address"] for c in json.loads(out)["changes"]} == {
+        "site/s2[novacore]", "gateway/s2-zap[novacore]"}
     code, _, err = run("plan", run.path, "--target", "device/nope")
     assert code == 1 and "'device/nope' matches no resource" in err
+    code, out, err = run("apply", run.path, "--auto-approve", "--target", "tier in (gold",
+                         "--exclude", "devise/s1-inv")
+    assert code == 1 and out == ""
+    assert err.splitlines() == [
+        "error: --target/--exclude: 'tier in (gold': opens a parenthesis it never closes; use "
+        "kind/name (e.g. device/inv-1) or a label selector (key=value, key!=value, "
+        "key in (a,b), key notin (a,b), key or !key, joined by commas)",
+        "error: --target/--exclude: 'devise/s1-inv': unknown kind 'devise'; an address is "
+        "kind/name, the kind one of site, gateway, device, der",
+        "invalid arguments: 2 problems"]
+
+
+def test_bad_settings_are_named_and_nothing_is_read_or_written(make_cli: CliFactory) -> None:
+    run = make_cli(standard_site(1), env={"RECONCILER_TIMEOUT": "-1",
+                                          "RECONCILER_INSECURE_SKIP_TLS_VERIFY": "maybe"})
+    for command in (["plan", run.path], ["apply", run.path, "--auto-approve"]):
+        code, out, err = run(*command)
+        assert code == 1 and out == ""
+        assert err.splitlines() == [
+            "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0; got '-1'",
+            "error: RECONCILER_INSECURE_SKIP_TLS_VERIFY: expected true or false, got 'maybe'",
+            "invalid settings: 2 problems"]
+    assert run.sims.call(run.sims.sims.requests) == 0
 
 
 # -- transfer -------------------------------------------------------------------------------
@@ -288,6 +330,19 @@ def test_second_apply_while_the_lock_is_held_fails_naming_the_holder(
     assert "running `reconciler apply sites/ (held by the test)`" in err
     assert run.sims.call(run.sims.sims.requests) == 0
     assert run("apply", run.path, "--auto-approve")[0] == 0, "free again once released"
+
+
+def test_a_state_directory_that_cannot_be_made_is_an_error_before_any_call(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    run = make_cli(two_sites(), env={"RECONCILER_STATE_DIR": str(blocker / "state")})
+    for command in (["apply", run.path, "--auto-approve"], ["watch", run.path]):
+        code, _, err = run(*command)
+        assert code == 1 and "Traceback" not in err
+        assert (f"cannot use {blocker / 'state'} as the state directory: Not a directory; set "
+                "RECONCILER_STATE_DIR to a directory this process can create and write") in err
+    assert run.sims.call(run.sims.sims.requests) == 0
 
 
 # -- secrets ------------------------------------------------------------------------------------

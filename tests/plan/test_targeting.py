@@ -1,6 +1,7 @@
 """`--target` / `--exclude` by address and by label selector: a target brings what it
 holds (a site its gateways and devices) and what it depends on (a device its gateway and
-site); an exclusion takes what depends on it along."""
+site); an exclusion takes what depends on it along. Selectors follow kubectl's syntax; a pattern
+that cannot select anything is reported with what is wrong."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def planned(targets: tuple[str, ...] = (), excludes: tuple[str, ...] = ()) -> se
                  id="terms-of-one-selector-all-hold"),
     pytest.param(("region!=north",), (), HOME | CABIN,
                  id="negated-label-also-matches-unlabelled-as-in-kubernetes"),
+    pytest.param(("region in (north, west)",), (), HOME, id="set-based-in"),
+    pytest.param((), ("region notin (north)",), {"site/home", "gateway/home-zap"},
+                 id="notin-also-matches-unlabelled-as-in-kubernetes"),
+    pytest.param(("kind==inverter",), (), {"site/home", "gateway/home-zap", "device/home-inv"},
+                 id="double-equals-as-in-kubectl"),
+    pytest.param(("region in (south),!kind",), (), CABIN, id="set-term-joined-with-others"),
     pytest.param(("device/home-p1", "device/cabin-inv"), (),
                  {"site/home", "gateway/home-zap", "device/home-p1"} | CABIN,
                  id="targets-add-up"),
@@ -59,6 +66,30 @@ def test_targeted_plan_reports_no_unmanaged_objects() -> None:
 
 
 def test_patterns_that_match_nothing_are_reported() -> None:
-    assert targeting.unknown_targets(make_fleet(), ["device/home-inv", "device/nope",
-                                                    "region=west", "region=north"]) == [
-        "device/nope", "region=west"]
+    assert targeting.pattern_problems(make_fleet(), ["device/home-inv", "device/nope",
+                                                     "region=west", "region=north"]) == [
+        "'device/nope' matches no resource", "'region=west' matches no resource"]
+
+
+@pytest.mark.parametrize(("pattern", "problem"), [
+    pytest.param("devise/home-inv", "'devise/home-inv': unknown kind 'devise'; an address is "
+                 "kind/name, the kind one of site, gateway, device, der", id="unknown-kind"),
+    pytest.param("region in (north,south", "'region in (north,south': opens a parenthesis it "
+                 "never closes", id="unclosed-set"),
+    pytest.param("region=north)", "'region=north)': closes a parenthesis it never opened",
+                 id="stray-parenthesis"),
+    pytest.param("region=north,,kind", "'region=north,,kind': has an empty term",
+                 id="empty-term"),
+    pytest.param("region=a=b", "'region=a=b': 'a=b' is not a label value", id="bad-value"),
+    pytest.param("two words", "'two words': 'two words' is not a label key", id="bad-key"),
+])
+def test_patterns_that_cannot_select_say_what_is_wrong(pattern: str, problem: str) -> None:
+    [reported] = targeting.pattern_problems(make_fleet(), [pattern])
+    assert reported.startswith(problem)
+    if "unknown kind" not in problem:
+        assert "key in (a,b)" in reported  # the syntax that would be valid
+
+
+def test_a_label_key_with_a_dns_prefix_is_a_selector_not_an_address() -> None:
+    assert targeting.pattern_problems(make_fleet(), ["example.com/tier"]) == [
+        "'example.com/tier' matches no resource"]

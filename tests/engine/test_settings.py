@@ -1,0 +1,131 @@
+"""Settings from RECONCILER_* variables and a TOML file: typed values, the environment
+winning over the file, and every bad value reported at once, naming the variable (or the
+file and key) and what would be valid, never a token's value."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import certifi
+import pytest
+
+from reconciler.engine.config import load_settings
+from reconciler.errors import ConfigError
+
+
+def problems(environ: dict[str, str], config_file: Path | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ, config_file=str(config_file) if config_file else None)
+    assert caught.value.subject == "settings"
+    return [str(d) for d in caught.value.diagnostics]
+
+
+def test_values_are_typed_and_the_environment_wins(tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text('concurrency = 16\ntimeout = 2.5\ninsecure_skip_tls_verify = true\n'
+                      'novacore_url = "https://file.example"\n'
+                      '[gateway_urls]\n"zap-0000000000000001" = "http://10.0.0.1"\n')
+    settings = load_settings({"RECONCILER_CONCURRENCY": " 8 ",
+                              "RECONCILER_GATEWAY_RATE": "2.5",
+                              "RECONCILER_CA_BUNDLE": certifi.where(),
+                              "RECONCILER_GATEWAY_URLS": "zap-0000000000000002=http://10.0.0.2"},
+                             config_file=str(config))
+    assert (settings.concurrency, settings.timeout, settings.gateway_rate) == (8, 2.5, 2.5)
+    assert settings.novacore_url == "https://file.example"
+    assert settings.insecure_skip_tls_verify is True and settings.verify is False
+    assert dict(settings.gateway_urls) == {"zap-0000000000000001": "http://10.0.0.1",
+                                           "zap-0000000000000002": "http://10.0.0.2"}
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("RECONCILER_CONCURRENCY", "abc", "expected a whole number of calls in flight, at least 1; "
+                                      "got 'abc'"),
+    ("RECONCILER_GATEWAY_CONCURRENCY", "0", "at least 1; got '0'"),
+    ("RECONCILER_RETRIES", "2.5", "expected a whole number of attempts, at least 1"),
+    ("RECONCILER_TIMEOUT", "-1", "expected a number of seconds, greater than 0; got '-1'"),
+    ("RECONCILER_GATEWAY_RATE", "nan", "expected a number of requests per second"),
+    ("RECONCILER_INSECURE_SKIP_TLS_VERIFY", "maybe", "expected true or false, got 'maybe'"),
+    ("RECONCILER_NOVACORE_URL", "novacore.example", "expected an http:// or https:// URL with "
+                                                    "a host"),
+    ("RECONCILER_ENAPTER_URL", "ftp://enapter.example", "got 'ftp://enapter.example'"),
+    ("RECONCILER_GATEWAY_URLS", "zap-1", "expected serial=url pairs joined by commas"),
+    ("RECONCILER_GATEWAY_URLS", "zap-1=192.168.1.20", "expected an http:// or https:// URL"),
+    ("RECONCILER_CA_BUNDLE", "/nonexistent/ca.pem", "cannot read the CA bundle "
+                                                    "/nonexistent/ca.pem: No such file"),
+])
+def test_a_bad_variable_is_named_with_what_would_be_valid(variable: str, value: str,
+                                                          expected: str) -> None:
+    [problem] = problems({variable: value})
+    assert problem.startswith(f"{variable}: ") and expected in problem
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    reported = problems({"RECONCILER_CONCURRENCY": "x", "RECONCILER_TIMEOUT": "y",
+                         "RECONCILER_RETRIES": "z"})
+    assert [p.split(":")[0] for p in reported] == [
+        "RECONCILER_CONCURRENCY", "RECONCILER_TIMEOUT", "RECONCILER_RETRIES"]
+
+
+def test_a_file_that_is_not_a_ca_bundle_is_refused(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not a certificate\n")
+    [problem] = problems({"RECONCILER_CA_BUNDLE": str(bundle)})
+    assert problem.startswith("RECONCILER_CA_BUNDLE: ")
+    assert "is not a PEM bundle of CA certificates" in problem
+
+
+def test_credentials_in_a_url_are_not_repeated() -> None:
+    [problem] = problems({"RECONCILER_NOVACORE_URL": "https://user:hunter2@:99/"})
+    assert "hunter2" not in problem and "'https://***@:99/'" in problem
+
+
+def test_a_token_of_the_wrong_type_is_reported_without_its_value(tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text("novacore_token = 987654321\n")
+    assert problems({}, config) == [f"{config}: novacore_token: expected a string, got int"]
+
+
+def test_unknown_and_mistyped_keys_in_the_file_are_located(tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text('concurrenc = 4\ntimeout = "soon"\n[gateway_urls]\nzap-1 = "ftp://x"\n')
+    unknown, timeout, url = problems({}, config)
+    assert unknown.startswith(f"{config}: concurrenc: unknown key; did you mean 'concurrency'? "
+                              "valid keys: ca_bundle, concurrency,")
+    assert timeout == (f"{config}: timeout: expected a number of seconds, greater than 0; "
+                       "got 'soon'")
+    assert url.startswith(f"{config}: gateway_urls: zap-1: expected an http:// or https:// URL")
+
+
+def test_a_file_that_is_not_toml_is_located_by_line_and_column(tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text("retries = 3\ntimeout = = 4\n")
+    [problem] = problems({"RECONCILER_CONFIG": str(config)})
+    assert problem.startswith(f"{config}:2:11: not valid TOML: ")
+
+
+def test_a_missing_settings_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    assert problems({}, missing) == [
+        f"{missing}: cannot read the settings file: No such file or directory"]
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    pytest.param('["http://10.0.0.1"]', 'expected a table of serial = "url"', id="not-an-object"),
+    pytest.param('{"zap-1": ', "2:1: not valid JSON: Expecting value", id="not-json"),
+    pytest.param('{"zap-1": "10.0.0.1"}', "zap-1: expected an http:// or https:// URL",
+                 id="not-a-url"),
+])
+def test_a_bad_gateway_urls_file_is_located(tmp_path: Path, content: str, expected: str) -> None:
+    urls = tmp_path / "gateways.json"
+    urls.write_text(content + "\n")
+    [problem] = problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)})
+    assert problem.startswith(str(urls)) and expected in problem
+
+
+def test_a_gateway_urls_file_is_read(tmp_path: Path) -> None:
+    urls = tmp_path / "gateways.json"
+    urls.write_text(json.dumps({"zap-0000000000000001": "https://10.0.0.1:8443"}))
+    settings = load_settings({"RECONCILER_GATEWAY_URLS_FILE": str(urls)})
+    assert settings.gateway_url("zap-0000000000000001", "http://declared") == (
+        "https://10.0.0.1:8443")

@@ -1,0 +1,34 @@
+"""`reconciler operator` checks its settings before kopf starts: a bad variable is one
+clear error and exit code 1 at start-up, not a traceback in every handler."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(("variables", "expected"), [
+    pytest.param({"RECONCILER_TIMEOUT": "0", "RECONCILER_CONCURRENCY": "many"},
+                 ["error: RECONCILER_CONCURRENCY: expected a whole number of calls in flight, "
+                  "at least 1; got 'many'",
+                  "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0; "
+                  "got '0'",
+                  "invalid settings: 2 problems"], id="engine-settings"),
+    pytest.param({"RECONCILER_OPERATOR_INTERVAL": "5m"},
+                 ["error: RECONCILER_OPERATOR_INTERVAL must be a number of seconds greater "
+                  "than 0, not '5m'"], id="operator-interval"),
+    pytest.param({"RECONCILER_OPERATOR_PRIORITY": "high"},
+                 ["error: RECONCILER_OPERATOR_PRIORITY must be a whole number, not 'high'"],
+                 id="operator-priority"),
+])
+def test_bad_settings_stop_the_operator_before_it_starts(variables: dict[str, str],
+                                                         expected: list[str]) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    # No cluster here: an operator that got past its checks would try to log in and hang
+    # or fail differently, and the timeout or the assertions below would catch it.
+    done = subprocess.run([sys.executable, "-m", "reconciler", "operator", "-A"],
+                          env=environ | variables, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", expected)
