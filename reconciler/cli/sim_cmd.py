@@ -108,10 +108,11 @@ def build(args: argparse.Namespace) -> SimFleet:
 def run_up(args: argparse.Namespace) -> int:
     try:
         sims = build(args)
+        # A --state file that cannot be restored is found in start(), before any server runs.
+        return asyncio.run(_serve(sims, args))
     except ConfigError as error:
         common.print_diagnostics(error)
         return common.EXIT_ERROR
-    return asyncio.run(_serve(sims, args))
 
 
 async def _serve(sims: SimFleet, args: argparse.Namespace) -> int:

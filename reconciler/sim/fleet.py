@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
 from reconciler.sim.enapter import EnapterSimulator
@@ -338,9 +339,34 @@ class SimFleet:
         os.replace(tmp, self.state_file)
 
     def _restore(self) -> None:
+        """Restore the saved world; a file that is not one is a ConfigError naming it, raised
+        before any server starts."""
         if self.state_file is None or not self.state_file.is_file():
             return
-        state = json.loads(self.state_file.read_text(encoding="utf-8"))
+        where = str(self.state_file)
+        advice = "; delete it to start afresh, or pass another --state"
+        try:
+            state = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                [Diagnostic(f"not valid JSON: {exc.msg}{advice}", file=where, line=exc.lineno,
+                            column=exc.colno)],
+                subject="simulator state",
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([Diagnostic(f"cannot read it: {exc}{advice}", file=where)],
+                              subject="simulator state") from None
+        try:
+            self._apply_saved(state)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A hand-edited or foreign file: say so instead of a traceback from deep inside.
+            what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ConfigError(
+                [Diagnostic(f"not a simulator state file ({what}){advice}", file=where)],
+                subject="simulator state",
+            ) from None
+
+    def _apply_saved(self, state: dict[str, Any]) -> None:
         self._ports = {k: int(v) for k, v in state.get("ports", {}).items()}
         self.novacore.restore(state["novacore"])
         self.enapter.restore(state["enapter"])

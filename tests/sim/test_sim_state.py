@@ -1,0 +1,75 @@
+"""`SimFleet(state_file=...)` / `reconciler sim up --state FILE`: the simulated world is
+saved on change and restored on the next start, with its ports and credentials; a file that
+is not a saved world stops the start with an error naming it, not a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reconciler.cli import main as cli
+from reconciler.sim.fleet import SimFleet
+from reconciler.sources.loader import load_fleet
+
+EXAMPLES = str(Path(__file__).resolve().parents[2] / "examples" / "sites")
+
+
+async def novacore_site_names(env: dict[str, str], org: str) -> list[str]:
+    async with httpx.AsyncClient(
+        base_url=env["RECONCILER_NOVACORE_URL"],
+        headers={"Authorization": f"Bearer {env['RECONCILER_NOVACORE_TOKEN']}"},
+    ) as client:
+        response = await client.get("/sites", params={"org_id": org})
+        response.raise_for_status()
+        return sorted(site["name"] for site in response.json())
+
+
+async def test_a_saved_world_is_restored_with_its_credentials(tmp_path: Path) -> None:
+    fleet = load_fleet([EXAMPLES])
+    org = next(s.spec.novacore.org_id for s in fleet.sites.values() if s.spec.novacore)
+    state = tmp_path / "sim-state.json"
+
+    first = SimFleet(state_file=str(state))
+    first.seed_fleet(fleet)
+    async with first:
+        before = first.env()
+        async with httpx.AsyncClient(
+            base_url=before["RECONCILER_NOVACORE_URL"],
+            headers={"Authorization": f"Bearer {before['RECONCILER_NOVACORE_TOKEN']}"},
+        ) as client:
+            created = await client.post("/sites", json={"org_id": org, "name": "Kept site"})
+            assert created.status_code in (200, 201), created.text
+
+    second = SimFleet(state_file=str(state))
+    second.seed_fleet(fleet)
+    async with second:
+        after = second.env()
+        assert "Kept site" in await novacore_site_names(after, org)
+        for name in ("RECONCILER_ENAPTER_TOKEN", "RECONCILER_FLATPEAK_ACCOUNT_ID",
+                     "RECONCILER_FLATPEAK_API_KEY"):
+            assert after[name] == before[name], name
+    assert state.stat().st_mode & 0o077 == 0, "it holds keys: readable by its owner only"
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    pytest.param("{bad", ":1:2: not valid JSON: Expecting property name enclosed in double "
+                 "quotes", id="not-json"),
+    pytest.param(json.dumps({"ports": {}}), ": not a simulator state file (missing 'novacore')",
+                 id="not-a-world"),
+    pytest.param("[]", ": not a simulator state file (", id="not-an-object"),
+])
+def test_a_state_file_that_is_not_a_saved_world_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, problem: str) -> None:
+    state = tmp_path / "sim-state.json"
+    state.write_text(content)
+    code = cli.main(["sim", "up", "--fleet", EXAMPLES, "--state", str(state)])
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    first, last = err.splitlines()
+    assert first.startswith(f"error: {state}{problem}")
+    assert first.endswith("; delete it to start afresh, or pass another --state")
+    assert last == "invalid simulator state: 1 problem"
+    assert state.read_text() == content, "left as it was"
