@@ -21,7 +21,12 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.plan.observed import IdentityReading, Observed, Unreachable, ZapState
-from reconciler.plan.sourceful import SiteIndex, match_site
+from reconciler.plan.sourceful import (
+    SiteIndex,
+    match_site,
+    needs_rename_search,
+    unclaimed_sites,
+)
 from reconciler.providers.modbus import identity
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.zap import convert as zap_convert
@@ -66,13 +71,15 @@ async def observe(
     *,
     into: Observed | None = None,
     on_site: SiteObserved | None = None,
+    peer_sites: tuple[Site, ...] = (),
 ) -> Observed:
     """Read the fleet's actual state (into `into`, or a new `Observed`). `on_site(name)` is
     called for each site once everything planning it needs is read, while other reads
-    may still be in flight (see `plan.planner.PlanBuilder`)."""
+    may still be in flight (see `plan.planner.PlanBuilder`). `peer_sites` are Sites
+    declared beside the fleet (`plan.planner.PlanOptions.peer_sites`)."""
     policy = policy or RetryPolicy(attempts=3)
     observed = into if into is not None else Observed()
-    reads = _SourcefulReads(fleet, session, _Gather(policy), observed)
+    reads = _SourcefulReads(fleet, session, _Gather(policy), observed, peer_sites)
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
         await extra(fleet, session, observed, policy)
@@ -90,8 +97,16 @@ class _SourcefulReads:
     of a no-op plan's wall time. For the same reason each site is reported done as soon
     as its own reads are, so it can be planned while the others are still read."""
 
-    def __init__(self, fleet: Fleet, session: Session, gather: _Gather, observed: Observed):
+    def __init__(
+        self,
+        fleet: Fleet,
+        session: Session,
+        gather: _Gather,
+        observed: Observed,
+        peer_sites: tuple[Site, ...] = (),
+    ):
         self.fleet = fleet
+        self.peer_sites = peer_sites
         self.session = session
         self.gather = gather
         self.observed = observed
@@ -102,6 +117,7 @@ class _SourcefulReads:
         # ...and once every organisation's sites and gateways are.
         self.clouds_listed = asyncio.Event()
         self.indexes: dict[str, SiteIndex] = {}
+        self.unclaimed_reads: dict[str, asyncio.Future[list[None]]] = {}
 
     async def run(self, on_site: SiteObserved | None) -> None:
         # Gateways are read with their site; one whose site is not declared (the operator
@@ -159,9 +175,9 @@ class _SourcefulReads:
 
     async def _site_devices(self, site: Site) -> None:
         """The devices of the Novacore site the Site matches, once its organisation's sites
-        are listed (none when it matches none: the planner creates it)."""
+        are listed (none when it matches none: the planner creates it, or renames the site
+        it was called before)."""
         assert site.spec.novacore is not None and self.novacore is not None
-        novacore = self.novacore
         org = site.spec.novacore.org_id
         await self.listed[org].wait()
         sites = self.observed.novacore_sites.get(org)
@@ -172,11 +188,30 @@ class _SourcefulReads:
             index = self.indexes[org] = SiteIndex(sites)
         match = match_site(site, index)
         if match is None:
+            if needs_rename_search(self.fleet, site, index):
+                await self._unclaimed_devices(org, index)
             return
-        result = await self.gather.read(lambda: novacore.site_devices(match.id))
-        self.observed.novacore_devices[match.id] = (
+        await self._read_site_devices(match.id)
+
+    async def _read_site_devices(self, site_id: str) -> None:
+        assert self.novacore is not None
+        novacore = self.novacore
+        result = await self.gather.read(lambda: novacore.site_devices(site_id))
+        self.observed.novacore_devices[site_id] = (
             result if isinstance(result, Unreachable) else novacore_convert.devices(result)
         )
+
+    def _unclaimed_devices(self, org: str, index: SiteIndex) -> asyncio.Future[list[None]]:
+        """The devices of every site of `org` that no declared Site matches, read once per
+        observation and only when a Site matches no site by name: the planner looks there
+        for the site a renamed Site was called before (`plan.sourceful.find_renamed`)."""
+        reads = self.unclaimed_reads.get(org)
+        if reads is None:
+            unclaimed = unclaimed_sites(self.fleet, org, index, self.peer_sites)
+            reads = self.unclaimed_reads[org] = asyncio.ensure_future(
+                asyncio.gather(*(self._read_site_devices(c.id) for c in unclaimed))
+            )
+        return reads
 
     async def _zap(self, gateway: Gateway) -> None:
         client = self.session.zap(gateway)

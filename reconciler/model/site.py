@@ -47,7 +47,9 @@ class NovacoreSite(StrictModel):
     site_id: str | None = Field(
         default=None,
         description="Existing Novacore site id to adopt. When absent, the site is found by "
-        "name in the organisation, or created.",
+        "display name in the organisation; failing that, a site that no other Site claims and "
+        "that holds this Site's devices and nothing else is this site renamed (it is renamed "
+        "back); else a site is created.",
         examples=["sit-abc123"],
     )
 

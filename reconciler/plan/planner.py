@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model.fleet import Fleet
+from reconciler.model.site import Site
 from reconciler.plan import platforms, targeting
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import Observed
@@ -22,6 +23,9 @@ class PlanOptions:
     excludes: tuple[str, ...] = ()
     # Gateway serial -> deletion policy remembered from earlier applies.
     inventory: dict[str, str] = field(default_factory=dict)
+    # Sites declared beside the fleet being planned (the operator plans one object's
+    # closure at a time): the Novacore sites they match are never taken for a renamed Site.
+    peer_sites: tuple[Site, ...] = ()
 
 
 @dataclass
@@ -86,7 +90,11 @@ class PlanBuilder:
         self.observed = observed
         self.options = options or PlanOptions()
         self._sourceful = SourcefulPlanner(
-            fleet, observed, prune=self.options.prune, inventory=dict(self.options.inventory)
+            fleet,
+            observed,
+            prune=self.options.prune,
+            inventory=dict(self.options.inventory),
+            peer_sites=self.options.peer_sites,
         )
 
     def site_observed(self, site_name: str) -> None:

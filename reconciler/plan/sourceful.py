@@ -149,6 +149,84 @@ def match_site(site: Site, candidates: list[NovacoreSite] | SiteIndex) -> Novaco
     return index.by_name.get(site.spec.display_name)
 
 
+def site_hardware_ids(fleet: Fleet, site: Site) -> set[str]:
+    """Hardware ids of the devices a Site provisions in Novacore (those behind its gateways)."""
+    return {
+        device.spec.hardware_id
+        for gateway in fleet.gateways_of(site.name)
+        for device in fleet.devices_of(gateway.name)
+        if device.spec.hardware_id
+    }
+
+
+def unclaimed_sites(
+    fleet: Fleet, org: str, index: SiteIndex, peer_sites: Iterable[Site] = ()
+) -> list[NovacoreSite]:
+    """Sites of the organisation that no declared Site (of the fleet, or its peers) matches:
+    where a Site renamed in git (no `siteId`, so matched by name) still is under its old
+    name."""
+    claimed = {
+        match.id
+        for site in (*fleet.sites.values(), *peer_sites)
+        if site.spec.novacore is not None and site.spec.novacore.org_id == org
+        for match in (match_site(site, index),)
+        if match is not None
+    }
+    return [c for c in index.by_id.values() if c.id not in claimed]
+
+
+@dataclass(frozen=True)
+class Rename:
+    """What `find_renamed` found: the site the Site was called before (None: none), or
+    why it cannot tell."""
+
+    site: NovacoreSite | None = None
+    problem: str | None = None
+    # The problem is a site whose devices could not be read (retry later), not ambiguity.
+    unreachable: bool = False
+
+
+def needs_rename_search(fleet: Fleet, site: Site, index: SiteIndex) -> bool:
+    """A Site matched by name that matches nothing, with devices to recognise its old site by."""
+    novacore = site.spec.novacore
+    return (
+        novacore is not None
+        and novacore.site_id is None
+        and match_site(site, index) is None
+        and bool(site_hardware_ids(fleet, site))
+    )
+
+
+def find_renamed(
+    fleet: Fleet,
+    site: Site,
+    candidates: list[NovacoreSite],
+    devices: dict[str, list[NovacoreDevice] | Unreachable],
+) -> Rename:
+    """The unclaimed site that holds this Site's devices and nothing else: the same site
+    under the name it had before the Site's `displayName` changed. Renaming it keeps its
+    id, devices and history, where creating a site would duplicate it. Only a site whose
+    every device this Site declares qualifies, so a site that also holds others is never
+    taken over; two that qualify, or one that cannot be read, is not guessed between."""
+    declared = site_hardware_ids(fleet, site)
+    found: list[NovacoreSite] = []
+    for candidate in candidates:
+        held = devices.get(candidate.id)
+        if isinstance(held, Unreachable):
+            return Rename(
+                problem=f"devices of site {candidate.id}: {held.reason}", unreachable=True
+            )
+        if held and {d.hardware_id for d in held} <= declared:
+            found.append(candidate)
+    if len(found) > 1:
+        names = ", ".join(f"{c.id} ({c.name!r})" for c in found)
+        return Rename(
+            problem=f"this Site's devices are in several sites ({names}); set `siteId` to "
+            "the one it is"
+        )
+    return Rename(site=found[0] if found else None)
+
+
 @dataclass
 class SourcefulPlanner:
     """Plans one fleet. Construct, then call `plan()`; `plan_site()` before that plans a
@@ -165,6 +243,10 @@ class SourcefulPlanner:
     # Site resource name -> the Novacore site it matched.
     _site_indexes: dict[str, SiteIndex] = field(default_factory=dict)
     _matched_site: dict[str, NovacoreSite] = field(default_factory=dict)
+    # Sites declared beside this fleet (see planner.PlanOptions.peer_sites).
+    peer_sites: tuple[Site, ...] = ()
+    # Org id -> its sites no declared Site matches (where renamed Sites are looked for).
+    _unclaimed_sites: dict[str, list[NovacoreSite]] = field(default_factory=dict)
     # Site resource name -> its unmanaged objects (kept per site: sites may be planned in
     # any order, and the report lists them in the fleet's order).
     _site_unmanaged: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -294,6 +376,37 @@ class SourcefulPlanner:
         if index is None:
             index = self._site_indexes[novacore.org_id] = SiteIndex(observed)
         match = match_site(site, index)
+        renamed_from: NovacoreSite | None = None
+        if match is None and needs_rename_search(self.fleet, site, index):
+            rename = find_renamed(
+                self.fleet, site, self._unclaimed(novacore.org_id, index),
+                self.observed.novacore_devices,
+            )
+            if rename.unreachable:
+                return self._change(
+                    "Site",
+                    site.name,
+                    "novacore",
+                    Action.DEFER,
+                    Reason.TARGET_UNREACHABLE,
+                    site,
+                    after=after,
+                    message=f"looking for the site it was renamed from: {rename.problem}",
+                )
+            if rename.problem is not None:
+                return self._change(
+                    "Site",
+                    site.name,
+                    "novacore",
+                    Action.CREATE,
+                    Reason.NOT_FOUND,
+                    site,
+                    after=after,
+                    blocked=True,
+                    message=f"no site named {site.spec.display_name!r} in {novacore.org_id}, "
+                    f"and {rename.problem}",
+                )
+            match = renamed_from = rename.site
         if match is None:
             if novacore.site_id is not None:
                 return self._change(
@@ -323,6 +436,12 @@ class SourcefulPlanner:
         before = {"name": match.name, "org_id": match.org_id}
         diff = declared_diff(after, before)
         action, reason = update_or_in_sync(diff)
+        message = ""
+        if renamed_from is not None:
+            message = (
+                f"renamed: site {match.id} holds this Site's devices and nothing else, so it "
+                "is renamed rather than created again; set `siteId` to pin it"
+            )
         return self._change(
             "Site",
             site.name,
@@ -334,7 +453,16 @@ class SourcefulPlanner:
             after=after,
             diff=diff,
             external_id=match.id,
+            message=message,
         )
+
+    def _unclaimed(self, org: str, index: SiteIndex) -> list[NovacoreSite]:
+        found = self._unclaimed_sites.get(org)
+        if found is None:
+            found = self._unclaimed_sites[org] = unclaimed_sites(
+                self.fleet, org, index, self.peer_sites
+            )
+        return found
 
     # -- gateway claim ---------------------------------------------------------------------
 

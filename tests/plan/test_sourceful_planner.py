@@ -25,12 +25,14 @@ from reconciler.plan.actions import Action, Change, Reason
 from reconciler.plan.observed import (
     IdentityReading,
     NovacoreDevice,
+    NovacoreSite,
     Observed,
     Unreachable,
     ZapDevice,
     ZapState,
 )
 from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions, make_plan
+from reconciler.sources import loader
 
 
 def by_address(plan: Plan) -> dict[str, Change]:
@@ -322,11 +324,92 @@ def test_publishing_waits_for_a_device_re_added_to_its_zap() -> None:
         "a no-op is never run, so depending on it would not wait for the device to exist"
 
 
-def test_site_found_by_name_is_created_again_when_renamed_by_hand() -> None:
-    plan = make_plan(make_fleet(), site_renamed(copy_of(converged())))
+RENAMED_IN_GIT = {"displayName: Home\n": "displayName: Solna\n"}
+
+
+@pytest.mark.parametrize(("fleet_overrides", "change", "old", "new"), [
+    pytest.param({}, site_renamed, "Old home", "Home", id="renamed-by-hand-in-novacore"),
+    pytest.param(RENAMED_IN_GIT, copy_of, "Home", "Solna", id="renamed-in-git"),
+])
+def test_a_renamed_site_is_renamed_not_created_again(
+        fleet_overrides: dict[str, str], change: Callable[[Observed], Observed],
+        old: str, new: str) -> None:
+    """Without `siteId` a site is found by name; when the name differs, the site of the org
+    that no other Site claims and that holds this Site's devices and nothing else is the
+    same site: renaming keeps its id and devices, where creating would duplicate it."""
+    plan = make_plan(make_fleet(home_overrides=fleet_overrides), change(copy_of(converged())))
     site = by_address(plan)["site/home[novacore]"]
-    assert (site.action, site.message) == (Action.CREATE, "no site named 'Home' in org-a"), \
-        "without `siteId` the display name is the site's key"
+    assert (site.action, site.external_id, site.before, site.after["name"]) == (
+        Action.UPDATE, "sit-home", {"name": old, "org_id": ORG}, new)
+    assert site.message.startswith("renamed: site sit-home holds this Site's devices and "
+                                   "nothing else")
+    assert pending(plan) == {"site/home[novacore]": ("update", False)}, \
+        "its devices are found in it: nothing else to do"
+
+
+def test_a_site_another_declared_site_matches_is_never_taken_for_a_renamed_one() -> None:
+    """The operator plans one object's closure at a time; the other Sites of its namespace
+    come as `peer_sites`, and the site one of them matches is not a candidate."""
+    peer = loader.load_texts([("peer.yaml", PEER_NAMED_HOME)]).fleet().sites["elsewhere"]
+    fleet = make_fleet(home_overrides=RENAMED_IN_GIT)
+    alone = by_address(make_plan(fleet, copy_of(converged())))["site/home[novacore]"]
+    assert alone.action is Action.UPDATE, "without the peer, sit-home is the renamed site"
+    plan = make_plan(fleet, copy_of(converged()), PlanOptions(peer_sites=(peer,)))
+    site = by_address(plan)["site/home[novacore]"]
+    assert (site.action, site.message) == (Action.CREATE, "no site named 'Solna' in org-a")
+
+
+PEER_NAMED_HOME = """\
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata: {name: elsewhere}
+spec: {displayName: Home, timezone: Europe/Stockholm, novacore: {orgId: org-a}}
+"""
+
+
+def with_foreign_device(observed: Observed) -> Observed:
+    devices = observed.novacore_devices["sit-home"]
+    assert isinstance(devices, list)
+    devices.append(NovacoreDevice("dev-x", "Neighbour", "inverter", "NOT-OURS"))
+    return observed
+
+
+def test_a_site_that_also_holds_other_devices_is_not_taken_over() -> None:
+    plan = make_plan(make_fleet(), with_foreign_device(site_renamed(copy_of(converged()))))
+    site = by_address(plan)["site/home[novacore]"]
+    assert (site.action, site.blocked, site.message) == (
+        Action.CREATE, False, "no site named 'Home' in org-a")
+
+
+def split_over_two_sites(observed: Observed) -> Observed:
+    """The home devices in two sites no Site claims: the renamed one, and another."""
+    site_renamed(observed)
+    sites, devices = observed.novacore_sites[ORG], observed.novacore_devices["sit-home"]
+    assert isinstance(sites, list) and isinstance(devices, list)
+    sites.append(NovacoreSite("sit-other", ORG, "Other"))
+    observed.novacore_devices["sit-other"] = [devices.pop()]
+    return observed
+
+
+def test_two_sites_that_could_be_the_renamed_one_block_instead_of_guessing() -> None:
+    plan = make_plan(make_fleet(), split_over_two_sites(copy_of(converged())))
+    site = by_address(plan)["site/home[novacore]"]
+    assert (site.action, site.blocked) == (Action.CREATE, True)
+    assert site.message == (
+        "no site named 'Home' in org-a, and this Site's devices are in several sites "
+        "(sit-home ('Old home'), sit-other ('Other')); set `siteId` to the one it is")
+
+
+def test_a_site_whose_devices_cannot_be_read_defers_the_search() -> None:
+    observed = site_renamed(copy_of(converged()))
+    observed.novacore_devices["sit-home"] = Unreachable("timed out")
+    plan = make_plan(make_fleet(), observed)
+    home = [c for c in plan.changes if c.site == "home" and c.is_change]
+    assert {c.action for c in home} == {Action.DEFER}, "nothing is created while it is unknown"
+    site = by_address(plan)["site/home[novacore]"]
+    assert site.message.startswith(
+        "looking for the site it was renamed from: devices of site sit-home: timed out")
+    assert {c.action for c in plan.changes if c.site == "cabin"} == {Action.NO_OP}
 
 
 def test_replace_is_encoded_as_delete_then_create_in_the_document() -> None:

@@ -1,0 +1,78 @@
+"""A Site without `siteId` is found in Novacore by its display name. Renaming it in git (or
+someone renaming the site in Novacore) must not create a second site and move the devices
+over: the site that no declared Site claims and that holds this Site's devices and nothing
+else is renamed in place. Against the simulators, counting reads and writes."""
+
+from __future__ import annotations
+
+from simworld import (
+    ORG_A,
+    MakeWorld,
+    cloud_device,
+    load,
+    site,
+    site_names,
+    standard_site,
+)
+
+from reconciler.plan.actions import Action
+
+
+def renamed_s1(display: str) -> list[dict[str, object]]:
+    return [site("s1", display=display), *standard_site(1)[1:], *standard_site(2)]
+
+
+async def test_a_site_renamed_in_git_keeps_its_id_and_devices(make_world: MakeWorld) -> None:
+    world = await make_world(standard_site(1) + standard_site(2))
+    assert (await world.apply())[1].ok
+    ids = {s.name: s.id for s in world.sims.novacore.sites.values()}
+    renamed = load(renamed_s1("Solna"))
+
+    world.sims.reset_counts()
+    result = await world.plan(fleet=renamed)
+    [change] = result.plan.pending
+    assert (change.address, change.action, change.external_id) == (
+        "site/s1[novacore]", Action.UPDATE, ids["Site s1"])
+    assert "renamed rather than created again" in change.message
+    sites, gateways, orgs = 2, 2, 1
+    assert world.sims.requests() == sites + gateways + 2 * orgs, \
+        "s1 matches no site by name, so it reads the devices of the one unclaimed site instead"
+
+    _, report = await world.apply(fleet=renamed)
+    assert report.ok and report.counts()["done"] == 1, report.as_dict()
+    assert {s.name: s.id for s in world.sims.novacore.sites.values()} == {
+        "Solna": ids["Site s1"], "Site s2": ids["Site s2"]}, "renamed, nothing created"
+    assert cloud_device(world.sims, "SG0001").site_id == ids["Site s1"]
+
+    noop, requests, writes = await world.noop_writes(renamed)
+    assert not noop.plan.has_changes and writes == 0
+    assert requests == sites + gateways + 2 * orgs, "matched by name again: no extra read"
+
+
+async def test_a_site_renamed_by_hand_in_novacore_gets_its_name_back(
+        make_world: MakeWorld) -> None:
+    world = await make_world(standard_site(1))
+    assert (await world.apply())[1].ok
+    [site_id] = world.sims.novacore.sites
+    world.sims.novacore.rename_site(site_id, "Somebody's name")
+
+    _, report = await world.apply()
+    assert report.ok and report.counts()["done"] == 1, report.as_dict()
+    assert site_names(world.sims, ORG_A) == ["Site s1"]
+    assert list(world.sims.novacore.sites) == [site_id]
+
+
+async def test_a_new_site_is_created_when_the_old_one_holds_other_devices_too(
+        make_world: MakeWorld) -> None:
+    """A site that holds a device this Site does not declare is somebody else's: it is left
+    alone and a new site is made (what the plan has always said for a new name)."""
+    world = await make_world(standard_site(1) + standard_site(2))
+    assert (await world.apply())[1].ok
+    smaller = load([site("s1", display="Solna"), *standard_site(1)[1:3], *standard_site(2)])
+
+    result = await world.plan(fleet=smaller)
+    created = {c.address: c.action for c in result.plan.pending}
+    assert created["site/s1[novacore]"] is Action.CREATE
+    _, report = await world.apply(fleet=smaller)
+    assert report.ok, report.as_dict()
+    assert site_names(world.sims, ORG_A) == ["Site s1", "Site s2", "Solna"]
