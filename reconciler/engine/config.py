@@ -257,7 +257,8 @@ def load_settings(
             )
     for name in names:
         variable = PREFIX + name.upper()
-        if name != "gateway_urls" and variable in env:
+        # An empty variable counts as unset (`X=${X}` in a compose file or unit, unset X).
+        if name != "gateway_urls" and env.get(variable):
             raw[name] = (env[variable], (None, variable))
     values: dict[str, Any] = {}
     for name, (value, origin) in raw.items():

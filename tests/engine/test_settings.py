@@ -38,6 +38,15 @@ def test_values_are_typed_and_the_environment_wins(tmp_path: Path) -> None:
                                            "zap-0000000000000002": "http://10.0.0.2"}
 
 
+def test_an_empty_variable_counts_as_unset(tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text("timeout = 3\n")
+    settings = load_settings({"RECONCILER_TIMEOUT": "", "RECONCILER_CONCURRENCY": "",
+                              "RECONCILER_NOVACORE_URL": ""}, config_file=str(config))
+    assert (settings.timeout, settings.concurrency) == (3.0, 64)
+    assert settings.novacore_url == "https://novacore-mainnet.sourceful.dev"
+
+
 @pytest.mark.parametrize(("variable", "value", "expected"), [
     ("RECONCILER_CONCURRENCY", "abc", "expected a whole number of calls in flight, at least 1; "
                                       "got 'abc'"),
