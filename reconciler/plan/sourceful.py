@@ -359,101 +359,68 @@ class SourcefulPlanner:
         if novacore is None:
             return None
         after = {"name": site.spec.display_name, "org_id": novacore.org_id}
+
+        def site_change(action: Action, reason: Reason, **kwargs: Any) -> Change:
+            return self._change("Site", site.name, "novacore", action, reason, site,
+                                after=after, **kwargs)
+
         observed = self.observed.novacore_sites.get(novacore.org_id)
         if isinstance(observed, Unreachable) or observed is None:
             reason = observed.reason if isinstance(observed, Unreachable) else "not observed"
-            return self._change(
-                "Site",
-                site.name,
-                "novacore",
+            return site_change(
                 Action.DEFER,
                 Reason.TARGET_UNREACHABLE,
-                site,
-                after=after,
                 message=f"Novacore organisation {novacore.org_id}: {reason}",
             )
         index = self._site_indexes.get(novacore.org_id)
         if index is None:
             index = self._site_indexes[novacore.org_id] = SiteIndex(observed)
         match = match_site(site, index)
-        renamed_from: NovacoreSite | None = None
+        not_found = f"no site named {site.spec.display_name!r} in {novacore.org_id}"
+        renamed = False
         if match is None and needs_rename_search(self.fleet, site, index):
             rename = find_renamed(
                 self.fleet, site, self._unclaimed(novacore.org_id, index),
                 self.observed.novacore_devices,
             )
             if rename.unreachable:
-                return self._change(
-                    "Site",
-                    site.name,
-                    "novacore",
+                return site_change(
                     Action.DEFER,
                     Reason.TARGET_UNREACHABLE,
-                    site,
-                    after=after,
                     message=f"looking for the site it was renamed from: {rename.problem}",
                 )
             if rename.problem is not None:
-                return self._change(
-                    "Site",
-                    site.name,
-                    "novacore",
+                return site_change(
                     Action.CREATE,
                     Reason.NOT_FOUND,
-                    site,
-                    after=after,
                     blocked=True,
-                    message=f"no site named {site.spec.display_name!r} in {novacore.org_id}, "
-                    f"and {rename.problem}",
+                    message=f"{not_found}, and {rename.problem}",
                 )
-            match = renamed_from = rename.site
+            match, renamed = rename.site, rename.site is not None
         if match is None:
             if novacore.site_id is not None:
-                return self._change(
-                    "Site",
-                    site.name,
-                    "novacore",
+                return site_change(
                     Action.CREATE,
                     Reason.NOT_FOUND,
-                    site,
-                    after=after,
                     blocked=True,
                     message=f"site {novacore.site_id} does not exist in "
                     f"{novacore.org_id}; remove `siteId` to create a new site",
                 )
-            return self._change(
-                "Site",
-                site.name,
-                "novacore",
-                Action.CREATE,
-                Reason.NOT_FOUND,
-                site,
-                after=after,
-                diff=declared_diff(after, None),
-                message=f"no site named {site.spec.display_name!r} in {novacore.org_id}",
+            return site_change(
+                Action.CREATE, Reason.NOT_FOUND, diff=declared_diff(after, None), message=not_found
             )
         self._matched_site[site.name] = match
         before = {"name": match.name, "org_id": match.org_id}
         diff = declared_diff(after, before)
         action, reason = update_or_in_sync(diff)
         message = ""
-        if renamed_from is not None:
+        if renamed:
             message = (
                 f"renamed: site {match.id} holds this Site's devices and nothing else, so it "
                 "is renamed rather than created again; set `siteId` to pin it"
             )
-        return self._change(
-            "Site",
-            site.name,
-            "novacore",
-            action,
-            reason,
-            site,
-            before=before,
-            after=after,
-            diff=diff,
-            external_id=match.id,
-            message=message,
+        return site_change(
+            action, reason, before=before, diff=diff, external_id=match.id, message=message
         )
 
     def _unclaimed(self, org: str, index: SiteIndex) -> list[NovacoreSite]:
