@@ -86,7 +86,11 @@ def config_path(settings: Settings, declared: str) -> Path:
 
 
 async def observe_enapter(
-    fleet: Fleet, session: Session, observed: Observed, gather: _Gather
+    fleet: Fleet,
+    session: Session,
+    observed: Observed,
+    gather: _Gather,
+    peer_sites: tuple[Site, ...] = (),
 ) -> None:
     sites = [s for s in fleet.sites.values() if s.spec.enapter is not None]
     if not sites:
@@ -115,8 +119,14 @@ async def observe_enapter(
                 result if isinstance(result, Unreachable) else enapter_convert.devices(result)
             )
 
-        matched = (enapter_plan.match_site(s, state.sites) for s in sites)
-        await asyncio.gather(*(read_devices(i) for i in sorted({m.id for m in matched if m})))
+        matched = {m.id for s in sites if (m := enapter_plan.match_site(s, state.sites))}
+        # A Site that matches no site by name may have been renamed: its old site is among
+        # those no declared Site claims (read only then, so a no-op plan reads no more).
+        if any(enapter_plan.needs_rename_search(fleet, s, state.sites) for s in sites):
+            declared = (*fleet.sites.values(), *peer_sites)
+            unclaimed = enapter_plan.unclaimed_sites(state.sites, declared)
+            state.unclaimed = tuple(s.id for s in unclaimed)
+        await asyncio.gather(*(read_devices(i) for i in sorted(matched | set(state.unclaimed))))
     state.config_outputs = await _config_outputs(fleet, session, store)
     observed.extra[_ENAPTER] = state
 
@@ -227,6 +237,8 @@ async def _enapter_site(ctx: Executors, change: Change) -> dict[str, Any]:
         _ids(ctx).sites[site.name] = str(created["id"])
         return {"id": created["id"]}
     site_id = change.external_id or ""
+    # Known now: devices created after this update (a renamed site) find it by id, not name.
+    _ids(ctx).sites[site.name] = site_id
     body = enapter_convert.site_update_body(change.before or {}, change.after or {}, site)
     if body:
         await ctx._write(

@@ -32,7 +32,8 @@ from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.zap import convert as zap_convert
 
 T = TypeVar("T")
-Observer = Callable[[Fleet, Session, Observed, RetryPolicy], Awaitable[None]]
+# (fleet, session, observed, policy, peer sites): see `observe`.
+Observer = Callable[[Fleet, Session, Observed, RetryPolicy, tuple[Site, ...]], Awaitable[None]]
 
 # Other platforms add their observers here (called after the Sourceful ones).
 EXTRA_OBSERVERS: list[Observer] = []
@@ -82,7 +83,7 @@ async def observe(
     reads = _SourcefulReads(fleet, session, _Gather(policy), observed, peer_sites)
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
-        await extra(fleet, session, observed, policy)
+        await extra(fleet, session, observed, policy, peer_sites)
     if reads.gather.auth_errors:
         raise reads.gather.auth_errors[0]
     return observed

@@ -13,16 +13,21 @@ from reconciler.engine.observe import _Gather
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
 from reconciler.model.fleet import Fleet
+from reconciler.model.site import Site
 from reconciler.plan.observed import Observed
 
 
 async def observe_platforms(
-    fleet: Fleet, session: Session, observed: Observed, policy: RetryPolicy
+    fleet: Fleet,
+    session: Session,
+    observed: Observed,
+    policy: RetryPolicy,
+    peer_sites: tuple[Site, ...] = (),
 ) -> None:
     """Read Enapter and Flatpeak concurrently; rejected credentials raise after both."""
     gather = _Gather(policy)
     await asyncio.gather(
-        enapter.observe_enapter(fleet, session, observed, gather),
+        enapter.observe_enapter(fleet, session, observed, gather, peer_sites),
         flatpeak.observe_flatpeak(fleet, session, observed, gather),
     )
     if gather.auth_errors:

@@ -60,7 +60,9 @@ class EnapterSite(StrictModel):
     site_id: str | None = Field(
         default=None,
         description="Existing Enapter site id to adopt. When absent, the site is found by "
-        "name, or created.",
+        "display name; failing that, a site that no other Site claims and that holds this "
+        "Site's gateway and devices and nothing else is this site renamed (it is renamed "
+        "back); else a site is created.",
         examples=["sitebba0-79f2-4e9e-a6f0-69a310ab110b"],
     )
 

@@ -29,9 +29,11 @@ from reconciler.model.device import Device, EnapterKind
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
+from reconciler.plan import renames
 from reconciler.plan.actions import Action, Change, FieldDiff, Reason, update_or_in_sync
 from reconciler.plan.diff import compared_only_where_reported, declared_diff
 from reconciler.plan.observed import Observed, Unreachable
+from reconciler.plan.renames import Rename
 
 COMPONENT = "enapter"
 
@@ -114,6 +116,9 @@ class EnapterState:
     config_outputs: dict[str, ConfigOutputState] = field(default_factory=dict)
     # Whether this run can write `configOutput.secretName` (the operator can; the CLI not).
     secret_store: bool = False
+    # Ids of the sites no declared Site matches, whose devices were read because a Site
+    # matches no site by name: where the site it was renamed from is looked for.
+    unclaimed: tuple[str, ...] = ()
 
 
 # -- declared fields and natural keys ---------------------------------------------------------
@@ -212,6 +217,62 @@ def match_site(site: Site, candidates: Iterable[EnapterSiteState]) -> EnapterSit
         elif candidate.name == site.spec.display_name:
             return candidate
     return None
+
+
+def unclaimed_sites(
+    sites: list[EnapterSiteState], declared: Iterable[Site]
+) -> list[EnapterSiteState]:
+    """The remote sites that none of the `declared` Sites matches."""
+    claimed = {
+        match.id
+        for site in declared
+        if site.spec.enapter is not None
+        for match in (match_site(site, sites),)
+        if match is not None
+    }
+    return [s for s in sites if s.id not in claimed]
+
+
+def site_keys(fleet: Fleet, site: Site) -> tuple[set[str], set[str]]:
+    """(hardware ids, slugs): the natural keys of the Site's gateways and devices."""
+    hardware = {
+        g.spec.enapter.hardware_id for g in fleet.gateways_of(site.name) if g.spec.enapter
+    }
+    slugs: set[str] = set()
+    for device in fleet.devices.values():
+        if device.spec.enapter is None or fleet.site_of_device(device) is not site:
+            continue
+        if kind_of(device) in SLUG_KEYED:
+            slugs.add(device_slug(device) or "")
+        elif device.spec.hardware_id is not None:
+            hardware.add(device.spec.hardware_id)
+    return hardware, slugs - {""}
+
+
+def needs_rename_search(fleet: Fleet, site: Site, sites: list[EnapterSiteState]) -> bool:
+    """Whether to look for the Enapter site this Site was renamed from."""
+    enapter = site.spec.enapter
+    return enapter is not None and renames.worth_a_search(
+        enapter.site_id, lambda: match_site(site, sites), lambda: any(site_keys(fleet, site))
+    )
+
+
+def find_renamed(fleet: Fleet, site: Site, state: EnapterState) -> Rename[EnapterSiteState]:
+    """The unclaimed Enapter site that is this Site renamed (see `plan.renames`): one whose
+    devices all carry a hardware id or slug the Site declares."""
+    assert isinstance(state.sites, list)
+    hardware, slugs = site_keys(fleet, site)
+
+    def declared(remote: EnapterDeviceState) -> bool:
+        if remote.type in HARDWARE_TYPES:
+            return remote.hardware_id in hardware
+        if remote.type == NATIVE:
+            # The half Enapter makes for an embedded UCM, with the module's hardware id.
+            return remote.hardware_id in hardware
+        return remote.slug in slugs
+
+    candidates = [s for s in state.sites if s.id in state.unclaimed]
+    return renames.find_renamed(candidates, state.devices, declared)
 
 
 def find_gateway(
@@ -314,7 +375,15 @@ class EnapterPlanner:
             )
         else:
             remote = match_site(site, sites)
-            site_change = self._site_change(site, remote)
+            rename = None
+            if remote is None and self.state is not None and needs_rename_search(
+                self.fleet, site, sites
+            ):
+                rename = find_renamed(self.fleet, site, self.state)
+                remote = rename.site
+            site_change = self._site_change(site, remote, rename)
+            if rename is not None and rename.unreachable:
+                why.append(f"looking for the site it was renamed from: {rename.problem}")
         devices: list[EnapterDeviceState] = []
         if remote is not None:
             observed = (
@@ -337,23 +406,24 @@ class EnapterPlanner:
         else:
             self._undeclared(work)
 
-    def _site_change(self, site: Site, remote: EnapterSiteState | None) -> Change:
+    def _site_change(
+        self,
+        site: Site,
+        remote: EnapterSiteState | None,
+        rename: Rename[EnapterSiteState] | None = None,
+    ) -> Change:
         enapter = site.spec.enapter
         assert enapter is not None
         after = site_fields(site)
         if remote is None:
-            if enapter.site_id is not None:
-                return self._change(
-                    "Site",
-                    site.name,
-                    Action.CREATE,
-                    Reason.NOT_FOUND,
-                    site,
-                    after=after,
-                    blocked=True,
-                    message=f"Enapter site {enapter.site_id} does not exist (or "
-                    "this token cannot see it); remove `siteId` to "
-                    "create a new site",
+            not_found = f"no Enapter site named {site.spec.display_name!r}"
+            blocked_because = None
+            if rename is not None and rename.problem is not None and not rename.unreachable:
+                blocked_because = f"{not_found}, and {rename.problem}"
+            elif enapter.site_id is not None:
+                blocked_because = (
+                    f"Enapter site {enapter.site_id} does not exist (or this token cannot see "
+                    "it); remove `siteId` to create a new site"
                 )
             return self._change(
                 "Site",
@@ -362,8 +432,9 @@ class EnapterPlanner:
                 Reason.NOT_FOUND,
                 site,
                 after=after,
-                diff=declared_diff(after, None),
-                message=f"no Enapter site named {site.spec.display_name!r}",
+                blocked=blocked_because is not None,
+                diff=declared_diff(after, None) if blocked_because is None else [],
+                message=blocked_because or not_found,
             )
         before: dict[str, Any] = {"name": remote.name, "timezone": remote.timezone}
         if remote.location is not None:
@@ -378,6 +449,7 @@ class EnapterPlanner:
             after=after,
             diff=diff,
             external_id=remote.id,
+            message=renames.RENAMED_MESSAGE.format(id=remote.id) if rename is not None else "",
         )
 
     # -- gateway ---------------------------------------------------------------------------

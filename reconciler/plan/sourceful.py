@@ -25,6 +25,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.site import Site
 from reconciler.model.vocab import local_der_type
+from reconciler.plan import renames
 from reconciler.plan.actions import (
     Action,
     Change,
@@ -42,6 +43,7 @@ from reconciler.plan.observed import (
     ZapDevice,
     ZapState,
 )
+from reconciler.plan.renames import Rename
 
 # Zap RTU parity is numeric (platform-apis §1.2: "parity 0/1/2").
 _RTU_PARITY = {Parity.NONE: 0, Parity.ODD: 1, Parity.EVEN: 2}
@@ -175,25 +177,13 @@ def unclaimed_sites(
     return [c for c in index.by_id.values() if c.id not in claimed]
 
 
-@dataclass(frozen=True)
-class Rename:
-    """What `find_renamed` found: the site the Site was called before (None: none), or
-    why it cannot tell."""
-
-    site: NovacoreSite | None = None
-    problem: str | None = None
-    # The problem is a site whose devices could not be read (retry later), not ambiguity.
-    unreachable: bool = False
-
-
 def needs_rename_search(fleet: Fleet, site: Site, index: SiteIndex) -> bool:
-    """A Site matched by name that matches nothing, with devices to recognise its old site by."""
+    """Whether to look for the Novacore site this Site was renamed from."""
     novacore = site.spec.novacore
-    return (
-        novacore is not None
-        and novacore.site_id is None
-        and match_site(site, index) is None
-        and bool(site_hardware_ids(fleet, site))
+    return novacore is not None and renames.worth_a_search(
+        novacore.site_id,
+        lambda: match_site(site, index),
+        lambda: bool(site_hardware_ids(fleet, site)),
     )
 
 
@@ -202,29 +192,11 @@ def find_renamed(
     site: Site,
     candidates: list[NovacoreSite],
     devices: dict[str, list[NovacoreDevice] | Unreachable],
-) -> Rename:
-    """The unclaimed site that holds this Site's devices and nothing else: the same site
-    under the name it had before the Site's `displayName` changed. Renaming it keeps its
-    id, devices and history, where creating a site would duplicate it. Only a site whose
-    every device this Site declares qualifies, so a site that also holds others is never
-    taken over; two that qualify, or one that cannot be read, is not guessed between."""
+) -> Rename[NovacoreSite]:
+    """The unclaimed Novacore site that is this Site renamed (see `plan.renames`): one whose
+    devices all have hardware ids the Site declares."""
     declared = site_hardware_ids(fleet, site)
-    found: list[NovacoreSite] = []
-    for candidate in candidates:
-        held = devices.get(candidate.id)
-        if isinstance(held, Unreachable):
-            return Rename(
-                problem=f"devices of site {candidate.id}: {held.reason}", unreachable=True
-            )
-        if held and {d.hardware_id for d in held} <= declared:
-            found.append(candidate)
-    if len(found) > 1:
-        names = ", ".join(f"{c.id} ({c.name!r})" for c in found)
-        return Rename(
-            problem=f"this Site's devices are in several sites ({names}); set `siteId` to "
-            "the one it is"
-        )
-    return Rename(site=found[0] if found else None)
+    return renames.find_renamed(candidates, devices, lambda d: d.hardware_id in declared)
 
 
 @dataclass
@@ -415,10 +387,7 @@ class SourcefulPlanner:
         action, reason = update_or_in_sync(diff)
         message = ""
         if renamed:
-            message = (
-                f"renamed: site {match.id} holds this Site's devices and nothing else, so it "
-                "is renamed rather than created again; set `siteId` to pin it"
-            )
+            message = renames.RENAMED_MESSAGE.format(id=match.id)
         return site_change(
             action, reason, before=before, diff=diff, external_id=match.id, message=message
         )

@@ -144,3 +144,39 @@ def test_prune_refuses_to_delete_an_upstream_that_declared_devices_run_on() -> N
         "---\n" + part for part in FLEET.split("---\n")[2:])
     plan = plan_of(in_sync(), without_gateway, prune=True)
     assert plan == {"device/lab.enapter-gateway[enapter]": ("delete", True)}
+
+
+# -- a Site renamed in git --------------------------------------------------------------------
+
+RENAMED = FLEET.replace("displayName: H2 Lab\n", "displayName: H2 Lab North\n")
+
+
+def unclaimed(*sites: EnapterSiteState, contents: dict[str, object]) -> EnapterState:
+    """The observer's record when no site has the Site's name: the unclaimed sites it read."""
+    state = in_sync()
+    state.sites = list(sites)
+    state.devices = dict(contents)  # type: ignore[arg-type]
+    state.unclaimed = tuple(s.id for s in sites)
+    return state
+
+
+def test_the_unclaimed_site_holding_only_this_sites_objects_is_renamed() -> None:
+    state = unclaimed(SITE, contents={"s1": [GATEWAY, UCM_DEVICE, LUA_DEVICE]})
+    assert plan_of(state, RENAMED) == {"site/lab[enapter]": ("update", False)}
+
+
+def test_two_sites_that_could_be_the_renamed_one_block_it() -> None:
+    other = EnapterSiteState("s2", "Lab annex", "Europe/Rome")
+    lua_elsewhere = dataclasses.replace(LUA_DEVICE, id="l2", site_id="s2")
+    state = unclaimed(SITE, other, contents={"s1": [GATEWAY, UCM_DEVICE], "s2": [lua_elsewhere]})
+    plan = make_plan(fleet_of(RENAMED), Observed(extra={"enapter": state}))
+    site = next(c for c in plan.changes if c.address == "site/lab[enapter]")
+    assert (site.action.value, site.blocked) == ("create", True)
+    assert site.message == (
+        "no Enapter site named 'H2 Lab North', and this Site's devices are in several sites "
+        "(s1 ('H2 Lab'), s2 ('Lab annex')); set `siteId` to the one it is")
+
+
+def test_an_unclaimed_site_that_cannot_be_read_defers_the_site() -> None:
+    state = unclaimed(SITE, contents={"s1": Unreachable("timed out")})
+    assert set(plan_of(state, RENAMED).values()) == {("defer", False)}

@@ -152,6 +152,44 @@ async def test_name_and_slug_changes_are_a_patch(make_world: MakeWorld) -> None:
     assert not (await world.plan(changed)).plan.has_changes
 
 
+async def test_a_site_renamed_in_git_is_renamed_with_every_kind_of_device_in_it(
+        make_world: MakeWorld) -> None:
+    """Without `siteId` the site is found by name; the one holding this Site's gateway and
+    devices (each kind, and the NATIVE half Enapter makes for the embedded UCM) and nothing
+    else is the same site: renamed in place, never created again with its devices moved."""
+    world = await make_world(every_kind())
+    await world.converge()
+    [site_id] = world.sims.enapter.sites
+    renamed = fleet_of(every_kind().replace("displayName: H2 Lab\n", "displayName: H2 Lab North\n"))
+
+    result = await world.plan(renamed)
+    [change] = result.plan.pending
+    assert (change.address, change.action, change.external_id) == (
+        "site/lab[enapter]", Action.UPDATE, site_id)
+    assert [(d.path, d.old, d.new) for d in change.diff] == [("name", "H2 Lab", "H2 Lab North")]
+    assert change.message.startswith(f"renamed: site {site_id} holds this Site's devices")
+
+    world.sims.reset_counts()
+    await world.converge(renamed)
+    assert enapter_calls(world, "PATCH /v3/sites/{site_id}") == 1
+    assert world.sims.enapter.writes() == 1
+    assert [(s.id, s.name) for s in world.sims.enapter.sites.values()] == [
+        (site_id, "H2 Lab North")]
+    assert not (await world.plan(renamed)).plan.has_changes
+
+
+async def test_a_renamed_site_holding_an_undeclared_device_is_left_alone(
+        make_world: MakeWorld) -> None:
+    world = await make_world(every_kind())
+    await world.converge()
+    renamed = site_and_gateway().replace("displayName: H2 Lab\n", "displayName: H2 Lab North\n")
+    result = await world.plan(fleet_of(renamed + ucm() + lua()))
+    change = pending(result)["site/lab[enapter]"]
+    assert (change.action, change.message) == (Action.CREATE, "no Enapter site named "
+                                               "'H2 Lab North'"), \
+        "the old site also holds devices this Site does not declare (the VUCM, ...)"
+
+
 async def test_prune_removes_undeclared_devices_downstream_first(make_world: MakeWorld) -> None:
     world = await make_world(every_kind())
     await world.converge()

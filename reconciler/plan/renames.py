@@ -1,0 +1,81 @@
+"""PURE: recognising a site renamed in git (or in the cloud) by what it holds.
+
+A Site without `siteId` is found by its display name. When no remote site has that name,
+the site no declared Site claims that holds this Site's objects and nothing else is the
+same site under the name it had before: renaming it keeps its id, devices and history,
+where creating a site would duplicate it. Only a site whose every object this Site
+declares qualifies, so a site that also holds others is never taken over; two that
+qualify, or one whose contents cannot be read, are not guessed between. Each platform's
+planner says what "holds" and "declares" mean for it (Novacore devices by hardware id,
+Enapter devices by hardware id or slug).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from reconciler.plan.observed import Unreachable
+
+RENAMED_MESSAGE = (
+    "renamed: site {id} holds this Site's devices and nothing else, so it is renamed rather "
+    "than created again; set `siteId` to pin it"
+)
+
+
+class RemoteSite(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+SiteT = TypeVar("SiteT", bound=RemoteSite)
+HeldT = TypeVar("HeldT")
+
+
+@dataclass(frozen=True)
+class Rename(Generic[SiteT]):
+    """What `find_renamed` found: the site the Site was called before (None: none), or
+    why it cannot tell."""
+
+    site: SiteT | None = None
+    problem: str | None = None
+    # The problem is a site whose contents could not be read (try again), not ambiguity.
+    unreachable: bool = False
+
+
+def worth_a_search(
+    site_id: str | None, match: Callable[[], object | None], declares: Callable[[], bool]
+) -> bool:
+    """Whether to look for the site a Site was renamed from: it is found by name (no
+    `siteId`), no site has its name (`match()` finds none), and it `declares()` something to
+    recognise its old site by. Lazy, since most Sites are answered by the first test."""
+    return site_id is None and match() is None and declares()
+
+
+def find_renamed(
+    candidates: Sequence[SiteT],
+    contents: Mapping[str, Sequence[HeldT] | Unreachable],
+    declared: Callable[[HeldT], bool],
+) -> Rename[SiteT]:
+    """Among `candidates` (the unclaimed sites), the one whose contents (by site id) are
+    not empty and all `declared` by the Site."""
+    found: list[SiteT] = []
+    for candidate in candidates:
+        held = contents.get(candidate.id)
+        if isinstance(held, Unreachable):
+            return Rename(
+                problem=f"devices of site {candidate.id}: {held.reason}", unreachable=True
+            )
+        if held and all(declared(item) for item in held):
+            found.append(candidate)
+    if len(found) > 1:
+        names = ", ".join(f"{c.id} ({c.name!r})" for c in found)
+        return Rename(
+            problem=f"this Site's devices are in several sites ({names}); set `siteId` to "
+            "the one it is"
+        )
+    return Rename(site=found[0] if found else None)
