@@ -90,7 +90,7 @@ async def observe_enapter(
     session: Session,
     observed: Observed,
     gather: _Gather,
-    peer_sites: tuple[Site, ...] = (),
+    whole_fleet: Fleet | None = None,
 ) -> None:
     sites = [s for s in fleet.sites.values() if s.spec.enapter is not None]
     if not sites:
@@ -122,9 +122,9 @@ async def observe_enapter(
         matched = {m.id for s in sites if (m := enapter_plan.match_site(s, state.sites))}
         # A Site that matches no site by name may have been renamed: its old site is among
         # those no declared Site claims (read only then, so a no-op plan reads no more).
-        if any(enapter_plan.needs_rename_search(fleet, s, state.sites) for s in sites):
-            declared = (*fleet.sites.values(), *peer_sites)
-            unclaimed = enapter_plan.unclaimed_sites(state.sites, declared)
+        whole = whole_fleet or fleet
+        if any(enapter_plan.needs_rename_search(whole, s, state.sites) for s in sites):
+            unclaimed = enapter_plan.unclaimed_sites(state.sites, whole.sites.values())
             state.unclaimed = tuple(s.id for s in unclaimed)
         await asyncio.gather(*(read_devices(i) for i in sorted(matched | set(state.unclaimed))))
     state.config_outputs = await _config_outputs(fleet, session, store)

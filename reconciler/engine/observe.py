@@ -32,8 +32,8 @@ from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.zap import convert as zap_convert
 
 T = TypeVar("T")
-# (fleet, session, observed, policy, peer sites): see `observe`.
-Observer = Callable[[Fleet, Session, Observed, RetryPolicy, tuple[Site, ...]], Awaitable[None]]
+# (fleet, session, observed, policy, whole fleet): see `observe`.
+Observer = Callable[[Fleet, Session, Observed, RetryPolicy, Fleet], Awaitable[None]]
 
 # Other platforms add their observers here (called after the Sourceful ones).
 EXTRA_OBSERVERS: list[Observer] = []
@@ -72,18 +72,19 @@ async def observe(
     *,
     into: Observed | None = None,
     on_site: SiteObserved | None = None,
-    peer_sites: tuple[Site, ...] = (),
+    whole_fleet: Fleet | None = None,
 ) -> Observed:
     """Read the fleet's actual state (into `into`, or a new `Observed`). `on_site(name)` is
     called for each site once everything planning it needs is read, while other reads
-    may still be in flight (see `plan.planner.PlanBuilder`). `peer_sites` are Sites
-    declared beside the fleet (`plan.planner.PlanOptions.peer_sites`)."""
+    may still be in flight (see `plan.planner.PlanBuilder`). `whole_fleet` is the declared
+    fleet `fleet` is part of (`plan.planner.PlanOptions.whole_fleet`)."""
     policy = policy or RetryPolicy(attempts=3)
     observed = into if into is not None else Observed()
-    reads = _SourcefulReads(fleet, session, _Gather(policy), observed, peer_sites)
+    whole = whole_fleet or fleet
+    reads = _SourcefulReads(fleet, session, _Gather(policy), observed, whole)
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
-        await extra(fleet, session, observed, policy, peer_sites)
+        await extra(fleet, session, observed, policy, whole)
     if reads.gather.auth_errors:
         raise reads.gather.auth_errors[0]
     return observed
@@ -104,10 +105,11 @@ class _SourcefulReads:
         session: Session,
         gather: _Gather,
         observed: Observed,
-        peer_sites: tuple[Site, ...] = (),
+        whole_fleet: Fleet | None = None,
     ):
         self.fleet = fleet
-        self.peer_sites = peer_sites
+        # What renamed Sites are recognised by (plan.planner.PlanOptions.whole_fleet).
+        self.whole = whole_fleet or fleet
         self.session = session
         self.gather = gather
         self.observed = observed
@@ -189,7 +191,7 @@ class _SourcefulReads:
             index = self.indexes[org] = SiteIndex(sites)
         match = match_site(site, index)
         if match is None:
-            if needs_rename_search(self.fleet, site, index):
+            if needs_rename_search(self.whole, site, index):
                 await self._unclaimed_devices(org, index)
             return
         await self._read_site_devices(match.id)
@@ -208,7 +210,7 @@ class _SourcefulReads:
         for the site a renamed Site was called before (`plan.sourceful.find_renamed`)."""
         reads = self.unclaimed_reads.get(org)
         if reads is None:
-            unclaimed = unclaimed_sites(self.fleet, org, index, self.peer_sites)
+            unclaimed = unclaimed_sites(self.whole, org, index)
             reads = self.unclaimed_reads[org] = asyncio.ensure_future(
                 asyncio.gather(*(self._read_site_devices(c.id) for c in unclaimed))
             )

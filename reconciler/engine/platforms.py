@@ -13,7 +13,6 @@ from reconciler.engine.observe import _Gather
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
 from reconciler.model.fleet import Fleet
-from reconciler.model.site import Site
 from reconciler.plan.observed import Observed
 
 
@@ -22,12 +21,12 @@ async def observe_platforms(
     session: Session,
     observed: Observed,
     policy: RetryPolicy,
-    peer_sites: tuple[Site, ...] = (),
+    whole_fleet: Fleet | None = None,
 ) -> None:
     """Read Enapter and Flatpeak concurrently; rejected credentials raise after both."""
     gather = _Gather(policy)
     await asyncio.gather(
-        enapter.observe_enapter(fleet, session, observed, gather, peer_sites),
+        enapter.observe_enapter(fleet, session, observed, gather, whole_fleet),
         flatpeak.observe_flatpeak(fleet, session, observed, gather),
     )
     if gather.auth_errors:

@@ -154,7 +154,7 @@ class Reconciler:
                 RetryPolicy(attempts=min(3, self.settings.retries)),
                 into=observed,
                 on_site=builder.site_observed,
-                peer_sites=options.peer_sites,
+                whole_fleet=options.whole_fleet,
             )
             plan = builder.finish()
         return PlanResult(plan, observed, self.fleet, list(paths or []))

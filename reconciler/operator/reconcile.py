@@ -119,8 +119,9 @@ async def reconcile_object(
         if config_store is not None:
             # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
-        # The other Sites of the namespace: a renamed Site never takes over their sites.
-        planned = await reconciler.plan(PlanOptions(peer_sites=tuple(nsf.fleet.sites.values())))
+        # The whole namespace: a renamed Site is recognised by its gateways and devices
+        # there, and never takes over the site of another Site.
+        planned = await reconciler.plan(PlanOptions(whole_fleet=nsf.fleet))
         plan = planned.plan
         own = [c for c in plan.changes if c.kind == owner_kind and c.name == owner_name]
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}

@@ -342,6 +342,8 @@ class EnapterPlanner:
     prune: bool = False
     changes: list[Change] = field(default_factory=list)
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
+    # What a renamed Site is recognised by (planner.PlanOptions.whole_fleet); None: `fleet`.
+    whole_fleet: Fleet | None = None
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         for site in self.fleet.sites.values():
@@ -376,10 +378,11 @@ class EnapterPlanner:
         else:
             remote = match_site(site, sites)
             rename = None
+            whole = self.whole_fleet or self.fleet
             if remote is None and self.state is not None and needs_rename_search(
-                self.fleet, site, sites
+                whole, site, sites
             ):
-                rename = find_renamed(self.fleet, site, self.state)
+                rename = find_renamed(whole, site, self.state)
                 remote = rename.site
             site_change = self._site_change(site, remote, rename)
             if rename is not None and rename.unreachable:
@@ -848,8 +851,10 @@ def _defer(changes: Iterable[Change], why: str) -> None:
 
 
 def plan_enapter(
-    fleet: Fleet, observed: Observed, prune: bool
+    fleet: Fleet, observed: Observed, prune: bool, whole_fleet: Fleet | None = None
 ) -> tuple[list[Change], list[dict[str, Any]]]:
     """The registered planner: reads `observed.extra["enapter"]` (an `EnapterState`)."""
     state = observed.extra.get(COMPONENT)
-    return EnapterPlanner(fleet, state if isinstance(state, EnapterState) else None, prune).plan()
+    planner = EnapterPlanner(fleet, state if isinstance(state, EnapterState) else None, prune)
+    planner.whole_fleet = whole_fleet or fleet
+    return planner.plan()

@@ -376,8 +376,9 @@ class FlatpeakPlanner:
 
 
 def plan_flatpeak(
-    fleet: Fleet, observed: Observed, prune: bool
+    fleet: Fleet, observed: Observed, prune: bool, whole_fleet: Fleet | None = None
 ) -> tuple[list[Change], list[dict[str, Any]]]:
-    """The registered planner: reads `observed.extra["flatpeak"]` (a `FlatpeakState`)."""
+    """The registered planner: reads `observed.extra["flatpeak"]` (a `FlatpeakState`).
+    Locations are keyed by resource name, so the whole fleet changes nothing here."""
     state = observed.extra.get(COMPONENT)
     return FlatpeakPlanner(fleet, state if isinstance(state, FlatpeakState) else None, prune).plan()

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model.fleet import Fleet
-from reconciler.model.site import Site
 from reconciler.plan import platforms, targeting
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import Observed
@@ -23,9 +22,10 @@ class PlanOptions:
     excludes: tuple[str, ...] = ()
     # Gateway serial -> deletion policy remembered from earlier applies.
     inventory: dict[str, str] = field(default_factory=dict)
-    # Sites declared beside the fleet being planned (the operator plans one object's
-    # closure at a time): the Novacore sites they match are never taken for a renamed Site.
-    peer_sites: tuple[Site, ...] = ()
+    # The whole declared fleet when the one planned is a part of it (the operator plans one
+    # object's closure at a time): a renamed Site is recognised by everything declared for
+    # it, and never takes a site that another declared Site matches.
+    whole_fleet: Fleet | None = None
 
 
 @dataclass
@@ -94,7 +94,7 @@ class PlanBuilder:
             observed,
             prune=self.options.prune,
             inventory=dict(self.options.inventory),
-            peer_sites=self.options.peer_sites,
+            whole_fleet=self.options.whole_fleet or fleet,
         )
 
     def site_observed(self, site_name: str) -> None:
@@ -104,7 +104,9 @@ class PlanBuilder:
         options = self.options
         changes, unmanaged = self._sourceful.plan()
         for extra_planner in platforms.PLANNERS:
-            more, more_unmanaged = extra_planner(self.fleet, self.observed, options.prune)
+            more, more_unmanaged = extra_planner(
+                self.fleet, self.observed, options.prune, options.whole_fleet or self.fleet
+            )
             changes += more
             unmanaged += more_unmanaged
         selected = targeting.select(self.fleet, list(options.targets), list(options.excludes))

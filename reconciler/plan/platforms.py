@@ -1,6 +1,6 @@
 """Registry of planners for platforms beyond Sourceful (Enapter, Flatpeak). Each is a pure
-function `(fleet, observed, prune) -> (changes, unmanaged)` reading its own section of
-`Observed.extra`."""
+function `(fleet, observed, prune, whole fleet) -> (changes, unmanaged)` reading its own
+section of `Observed.extra` (see `planner.PlanOptions.whole_fleet`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from reconciler.plan import enapter, flatpeak
 from reconciler.plan.actions import Change
 from reconciler.plan.observed import Observed
 
-PlatformPlanner = Callable[[Fleet, Observed, bool], tuple[list[Change], list[dict[str, Any]]]]
+PlatformPlanner = Callable[
+    [Fleet, Observed, bool, Fleet], tuple[list[Change], list[dict[str, Any]]]
+]
 
 PLANNERS: list[PlatformPlanner] = [enapter.plan_enapter, flatpeak.plan_flatpeak]

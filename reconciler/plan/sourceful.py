@@ -161,15 +161,12 @@ def site_hardware_ids(fleet: Fleet, site: Site) -> set[str]:
     }
 
 
-def unclaimed_sites(
-    fleet: Fleet, org: str, index: SiteIndex, peer_sites: Iterable[Site] = ()
-) -> list[NovacoreSite]:
-    """Sites of the organisation that no declared Site (of the fleet, or its peers) matches:
-    where a Site renamed in git (no `siteId`, so matched by name) still is under its old
-    name."""
+def unclaimed_sites(fleet: Fleet, org: str, index: SiteIndex) -> list[NovacoreSite]:
+    """Sites of the organisation that no declared Site matches: where a Site renamed in git
+    (no `siteId`, so matched by name) still is under its old name."""
     claimed = {
         match.id
-        for site in (*fleet.sites.values(), *peer_sites)
+        for site in fleet.sites.values()
         if site.spec.novacore is not None and site.spec.novacore.org_id == org
         for match in (match_site(site, index),)
         if match is not None
@@ -215,8 +212,8 @@ class SourcefulPlanner:
     # Site resource name -> the Novacore site it matched.
     _site_indexes: dict[str, SiteIndex] = field(default_factory=dict)
     _matched_site: dict[str, NovacoreSite] = field(default_factory=dict)
-    # Sites declared beside this fleet (see planner.PlanOptions.peer_sites).
-    peer_sites: tuple[Site, ...] = ()
+    # What a renamed Site is recognised by (planner.PlanOptions.whole_fleet); None: `fleet`.
+    whole_fleet: Fleet | None = None
     # Org id -> its sites no declared Site matches (where renamed Sites are looked for).
     _unclaimed_sites: dict[str, list[NovacoreSite]] = field(default_factory=dict)
     # Site resource name -> its unmanaged objects (kept per site: sites may be planned in
@@ -350,9 +347,9 @@ class SourcefulPlanner:
         match = match_site(site, index)
         not_found = f"no site named {site.spec.display_name!r} in {novacore.org_id}"
         renamed = False
-        if match is None and needs_rename_search(self.fleet, site, index):
+        if match is None and needs_rename_search(self._whole, site, index):
             rename = find_renamed(
-                self.fleet, site, self._unclaimed(novacore.org_id, index),
+                self._whole, site, self._unclaimed(novacore.org_id, index),
                 self.observed.novacore_devices,
             )
             if rename.unreachable:
@@ -392,12 +389,14 @@ class SourcefulPlanner:
             action, reason, before=before, diff=diff, external_id=match.id, message=message
         )
 
+    @property
+    def _whole(self) -> Fleet:
+        return self.whole_fleet or self.fleet
+
     def _unclaimed(self, org: str, index: SiteIndex) -> list[NovacoreSite]:
         found = self._unclaimed_sites.get(org)
         if found is None:
-            found = self._unclaimed_sites[org] = unclaimed_sites(
-                self.fleet, org, index, self.peer_sites
-            )
+            found = self._unclaimed_sites[org] = unclaimed_sites(self._whole, org, index)
         return found
 
     # -- gateway claim ---------------------------------------------------------------------

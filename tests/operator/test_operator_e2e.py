@@ -142,6 +142,28 @@ async def test_spec_update_is_applied(tmp_path: Path, monkeypatch: Any) -> None:
         await cluster.wait_for(ready_for_generation_2, what="Ready for generation 2")
 
 
+async def test_a_renamed_site_keeps_its_novacore_site(tmp_path: Path, monkeypatch: Any) -> None:
+    """The Site object is reconciled on its own, but recognised by the gateways and devices
+    of its namespace: its Novacore site is renamed, not made again with the devices moved."""
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+        for doc in documents(FLEET):
+            await cluster.create(doc)
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+        [site_id] = sims.novacore.sites
+        renamed_spec = {"displayName": "Home, renamed"}
+        await cluster.patch("Site", "home", {"metadata": {"generation": 2}, "spec": renamed_spec})
+
+        async def renamed() -> bool:
+            return sims.novacore.sites[site_id].name == "Home, renamed"
+
+        await cluster.wait_for(renamed, what="the site renamed in Novacore")
+        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        assert list(sims.novacore.sites) == [site_id], "no second site"
+        assert {d.site_id for d in sims.novacore.devices.values()} == {site_id}
+
+
 async def test_drift_is_corrected_by_the_timer(tmp_path: Path, monkeypatch: Any) -> None:
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})

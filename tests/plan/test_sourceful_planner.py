@@ -20,6 +20,7 @@ from plan_fixtures import (
     without_cabin_inverter_on_zap,
 )
 
+from reconciler.model.fleet import Fleet
 from reconciler.plan import document
 from reconciler.plan.actions import Action, Change, Reason
 from reconciler.plan.observed import (
@@ -348,15 +349,28 @@ def test_a_renamed_site_is_renamed_not_created_again(
 
 
 def test_a_site_another_declared_site_matches_is_never_taken_for_a_renamed_one() -> None:
-    """The operator plans one object's closure at a time; the other Sites of its namespace
-    come as `peer_sites`, and the site one of them matches is not a candidate."""
+    """The operator plans one object's closure at a time, with the whole namespace as
+    `whole_fleet`: the site another Site there matches is not a candidate."""
     peer = loader.load_texts([("peer.yaml", PEER_NAMED_HOME)]).fleet().sites["elsewhere"]
     fleet = make_fleet(home_overrides=RENAMED_IN_GIT)
     alone = by_address(make_plan(fleet, copy_of(converged())))["site/home[novacore]"]
-    assert alone.action is Action.UPDATE, "without the peer, sit-home is the renamed site"
-    plan = make_plan(fleet, copy_of(converged()), PlanOptions(peer_sites=(peer,)))
+    assert alone.action is Action.UPDATE, "without the other Site, sit-home is the renamed site"
+    whole = Fleet.of([*fleet.resources(), peer])
+    plan = make_plan(fleet, copy_of(converged()), PlanOptions(whole_fleet=whole))
     site = by_address(plan)["site/home[novacore]"]
     assert (site.action, site.message) == (Action.CREATE, "no site named 'Solna' in org-a")
+
+
+def test_a_site_planned_alone_is_recognised_by_the_devices_of_the_whole_fleet() -> None:
+    """The operator reconciles a Site object with only the Site in its closure; the whole
+    namespace says which devices it holds."""
+    fleet = make_fleet(home_overrides=RENAMED_IN_GIT)
+    site_alone = Fleet.of([fleet.sites["home"]])
+    without = by_address(make_plan(site_alone, copy_of(converged())))["site/home[novacore]"]
+    assert without.action is Action.CREATE, "alone, the Site declares no device to go by"
+    plan = make_plan(site_alone, copy_of(converged()), PlanOptions(whole_fleet=fleet))
+    site = by_address(plan)["site/home[novacore]"]
+    assert (site.action, site.external_id) == (Action.UPDATE, "sit-home")
 
 
 PEER_NAMED_HOME = """\
