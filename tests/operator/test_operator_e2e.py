@@ -61,12 +61,17 @@ spec:
 SECRET = "s3cret-mqtt-passw0rd"
 
 
+async def declare(cluster: Any, fleet: str = FLEET) -> None:
+    """The MQTT password's Secret and every object of `fleet`, as `kubectl apply` would."""
+    await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+    for doc in documents(fleet):
+        await cluster.create(doc)
+
+
 async def test_objects_converge_and_become_ready(tmp_path: Path, monkeypatch: Any) -> None:
     logs: list[str] = []
     async with operator(FLEET, tmp_path, monkeypatch, logs=logs) as (cluster, sims):
-        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        for doc in documents(FLEET):
-            await cluster.create(doc)
+        await declare(cluster)
         for kind, name in (
             ("Site", "home"),
             ("Gateway", "home-zap"),
@@ -97,9 +102,7 @@ async def test_objects_converge_and_become_ready(tmp_path: Path, monkeypatch: An
 async def test_deletion_honours_policy(policy: str, tmp_path: Path, monkeypatch: Any) -> None:
     fleet = FLEET.replace("deletionPolicy: Release", f"deletionPolicy: {policy}")
     async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
-        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        for doc in documents(fleet):
-            await cluster.create(doc)
+        await declare(cluster, fleet)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
         await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
         await cluster.delete("Device", "home-inverter")
@@ -120,9 +123,7 @@ async def _gone(cluster: Any, kind: str, name: str) -> bool:
 
 async def test_spec_update_is_applied(tmp_path: Path, monkeypatch: Any) -> None:
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
-        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        for doc in documents(FLEET):
-            await cluster.create(doc)
+        await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
         await cluster.patch(
             "Device",
@@ -146,9 +147,7 @@ async def test_a_renamed_site_keeps_its_novacore_site(tmp_path: Path, monkeypatc
     """The Site object is reconciled on its own, but recognised by the gateways and devices
     of its namespace: its Novacore site is renamed, not made again with the devices moved."""
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
-        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        for doc in documents(FLEET):
-            await cluster.create(doc)
+        await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
         await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
         [site_id] = sims.novacore.sites
@@ -166,9 +165,7 @@ async def test_a_renamed_site_keeps_its_novacore_site(tmp_path: Path, monkeypatc
 
 async def test_drift_is_corrected_by_the_timer(tmp_path: Path, monkeypatch: Any) -> None:
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
-        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        for doc in documents(FLEET):
-            await cluster.create(doc)
+        await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
         zap = sims.zaps["zap-00000000000000a1"]
         zap.set_der("SG0001", "pv", enabled=False)
@@ -324,9 +321,7 @@ async def test_an_operator_serving_one_namespace_leaves_the_others_alone(
         # would reconcile them before (or while) it makes the served ones Ready.
         for doc in documents(ELSEWHERE_FLEET):
             await cluster.create(doc, namespace=OTHER_NAMESPACE)
-        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        for doc in documents(FLEET):
-            await cluster.create(doc)
+        await declare(cluster)
         for kind, name in (("Site", "home"), ("Gateway", "home-zap"), ("Device", "home-battery")):
             await cluster.wait_condition(kind, name, "Ready", timeout=30)
 
