@@ -39,6 +39,7 @@ from reconciler.model.device import Device, EnapterKind
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
 from reconciler.plan import enapter as enapter_plan
+from reconciler.plan import renames
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.enapter import ConfigOutputState, EnapterState
 from reconciler.plan.observed import Observed, Unreachable
@@ -126,7 +127,8 @@ async def observe_enapter(
         if any(enapter_plan.needs_rename_search(whole, s, state.sites) for s in sites):
             unclaimed = enapter_plan.unclaimed_sites(state.sites, whole.sites.values())
             state.unclaimed = tuple(s.id for s in unclaimed)
-        await asyncio.gather(*(read_devices(i) for i in sorted(matched | set(state.unclaimed))))
+        searched = set(state.unclaimed) if len(state.unclaimed) <= renames.SEARCH_LIMIT else set()
+        await asyncio.gather(*(read_devices(i) for i in sorted(matched | searched)))
     state.config_outputs = await _config_outputs(fleet, session, store)
     observed.extra[_ENAPTER] = state
 

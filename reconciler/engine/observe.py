@@ -20,6 +20,7 @@ from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
+from reconciler.plan import renames
 from reconciler.plan.observed import IdentityReading, Observed, Unreachable, ZapState
 from reconciler.plan.sourceful import (
     SiteIndex,
@@ -211,6 +212,8 @@ class _SourcefulReads:
         reads = self.unclaimed_reads.get(org)
         if reads is None:
             unclaimed = unclaimed_sites(self.whole, org, index)
+            if len(unclaimed) > renames.SEARCH_LIMIT:
+                unclaimed = []  # too many to read on every plan; the planner says so
             reads = self.unclaimed_reads[org] = asyncio.ensure_future(
                 asyncio.gather(*(self._read_site_devices(c.id) for c in unclaimed))
             )

@@ -437,7 +437,7 @@ class EnapterPlanner:
                 after=after,
                 blocked=blocked_because is not None,
                 diff=declared_diff(after, None) if blocked_because is None else [],
-                message=blocked_because or not_found,
+                message=blocked_because or (rename.not_found(not_found) if rename else not_found),
             )
         before: dict[str, Any] = {"name": remote.name, "timezone": remote.timezone}
         if remote.location is not None:

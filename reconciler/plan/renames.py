@@ -8,6 +8,11 @@ declares qualifies, so a site that also holds others is never taken over; two th
 qualify, or one whose contents cannot be read, are not guessed between. Each platform's
 planner says what "holds" and "declares" mean for it (Novacore devices by hardware id,
 Enapter devices by hardware id or slug).
+
+Looking costs one read per unclaimed site, made only while a Site matches no site by name.
+An organisation shared with many sites nobody declares would make that thousands of reads
+on every plan until the Site is created, so above `SEARCH_LIMIT` unclaimed sites there is
+no search and the plan says so.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Generic, Protocol, TypeVar
 
 from reconciler.plan.observed import Unreachable
 
+SEARCH_LIMIT = 200
 RENAMED_MESSAGE = (
     "renamed: site {id} holds this Site's devices and nothing else, so it is renamed rather "
     "than created again; set `siteId` to pin it"
@@ -45,6 +51,17 @@ class Rename(Generic[SiteT]):
     problem: str | None = None
     # The problem is a site whose contents could not be read (try again), not ambiguity.
     unreachable: bool = False
+    # Unclaimed sites not searched, there being more than SEARCH_LIMIT.
+    skipped: int = 0
+
+    def not_found(self, message: str) -> str:
+        """The message of a create: `message`, and that no search was made when so."""
+        if not self.skipped:
+            return message
+        return (
+            f"{message}; the {self.skipped} sites no Site claims were not searched for the "
+            f"one it was renamed from (more than {SEARCH_LIMIT}): set `siteId` if it was"
+        )
 
 
 def worth_a_search(
@@ -63,6 +80,8 @@ def find_renamed(
 ) -> Rename[SiteT]:
     """Among `candidates` (the unclaimed sites), the one whose contents (by site id) are
     not empty and all `declared` by the Site."""
+    if len(candidates) > SEARCH_LIMIT:
+        return Rename(skipped=len(candidates))
     found: list[SiteT] = []
     for candidate in candidates:
         held = contents.get(candidate.id)

@@ -347,6 +347,7 @@ class SourcefulPlanner:
         match = match_site(site, index)
         not_found = f"no site named {site.spec.display_name!r} in {novacore.org_id}"
         renamed = False
+        rename: Rename[NovacoreSite] | None = None
         if match is None and needs_rename_search(self._whole, site, index):
             rename = find_renamed(
                 self._whole, site, self._unclaimed(novacore.org_id, index),
@@ -375,6 +376,8 @@ class SourcefulPlanner:
                     message=f"site {novacore.site_id} does not exist in "
                     f"{novacore.org_id}; remove `siteId` to create a new site",
                 )
+            if rename is not None:
+                not_found = rename.not_found(not_found)
             return site_change(
                 Action.CREATE, Reason.NOT_FOUND, diff=declared_diff(after, None), message=not_found
             )

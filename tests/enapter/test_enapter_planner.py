@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 from enapter_world import GW, UCM, device, fleet_of, lua, site_and_gateway, ucm
 
+from reconciler.plan import renames
 from reconciler.plan.enapter import (
     ConfigOutputState,
     EnapterDeviceState,
@@ -180,3 +181,15 @@ def test_two_sites_that_could_be_the_renamed_one_block_it() -> None:
 def test_an_unclaimed_site_that_cannot_be_read_defers_the_site() -> None:
     state = unclaimed(SITE, contents={"s1": Unreachable("timed out")})
     assert set(plan_of(state, RENAMED).values()) == {("defer", False)}
+
+
+def test_no_search_among_more_unclaimed_sites_than_the_limit() -> None:
+    many = [EnapterSiteState(f"x{i}", f"Other {i}", "Europe/Rome")
+            for i in range(renames.SEARCH_LIMIT + 1)]
+    state = unclaimed(*many, contents={})
+    plan = make_plan(fleet_of(RENAMED), Observed(extra={"enapter": state}))
+    site = next(c for c in plan.changes if c.address == "site/lab[enapter]")
+    assert (site.action.value, site.blocked) == ("create", False)
+    assert site.message.startswith(
+        f"no Enapter site named 'H2 Lab North'; the {renames.SEARCH_LIMIT + 1} sites no Site "
+        "claims were not searched")

@@ -15,6 +15,7 @@ from simworld import (
     standard_site,
 )
 
+from reconciler.plan import renames
 from reconciler.plan.actions import Action
 
 
@@ -76,3 +77,24 @@ async def test_a_new_site_is_created_when_the_old_one_holds_other_devices_too(
     _, report = await world.apply(fleet=smaller)
     assert report.ok, report.as_dict()
     assert site_names(world.sims, ORG_A) == ["Site s1", "Site s2", "Solna"]
+
+
+async def test_no_search_among_more_unclaimed_sites_than_the_limit(
+        make_world: MakeWorld) -> None:
+    """An organisation shared with many sites nobody declares: looking through them all would
+    cost a read each on every plan until the Site is created, so the plan says it did not."""
+    world = await make_world(standard_site(1))
+    assert (await world.apply())[1].ok
+    for index in range(renames.SEARCH_LIMIT):
+        world.sims.novacore.add_site(ORG_A, f"Somebody else's site {index}")
+    renamed = load([site("s1", display="Solna"), *standard_site(1)[1:]])
+
+    world.sims.reset_counts()
+    result = await world.plan(fleet=renamed)
+    change = next(c for c in result.plan.pending if c.address == "site/s1[novacore]")
+    assert change.action is Action.CREATE
+    assert change.message == (
+        f"no site named 'Solna' in {ORG_A}; the {renames.SEARCH_LIMIT + 1} sites no Site claims "
+        f"were not searched for the one it was renamed from (more than {renames.SEARCH_LIMIT}): "
+        "set `siteId` if it was")
+    assert world.sims.requests() == 1 + 2, "its gateway, and the org's sites and gateways"
