@@ -44,17 +44,24 @@ class FaultConfig:
         return data
 
     def update(self, changes: dict[str, Any]) -> None:
-        """Apply a partial update (from the admin API); unknown keys raise KeyError."""
-        names = {f.name: f for f in fields(self)}
+        """Apply a partial update (from the admin API): all of it, or, when a key is unknown
+        or a value of the wrong type, none of it (ValueError says which)."""
+        names = {f.name for f in fields(self)}
+        converted: dict[str, Any] = {}
         for key, value in changes.items():
             if key not in names:
-                raise KeyError(key)
-            if key == "offline":
-                value = Offline(value)
-            elif isinstance(getattr(self, key), float):
-                value = float(value)
-            elif isinstance(getattr(self, key), int):
-                value = int(value)
+                raise ValueError(f"unknown fault {key!r}; known: {', '.join(sorted(names))}")
+            current = getattr(self, key)
+            try:
+                if key == "offline":
+                    converted[key] = Offline(value)
+                elif isinstance(current, (int, float)):
+                    converted[key] = type(current)(value)
+                else:
+                    converted[key] = value
+            except (TypeError, ValueError):
+                raise ValueError(f"{key}: {value!r} is not a valid value") from None
+        for key, value in converted.items():
             setattr(self, key, value)
 
 

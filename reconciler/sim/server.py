@@ -206,21 +206,29 @@ class SimServer:
     async def _admin_set_faults(self, request: web.Request) -> web.Response:
         try:
             changes = await request.json()
-            offline = changes.pop("offline", None) if isinstance(changes, dict) else None
             if not isinstance(changes, dict):
                 raise ValueError("expected a JSON object")
+            offline = changes.pop("offline", None)
+            if offline is not None and offline not in {m.value for m in Offline}:
+                raise ValueError(
+                    f"offline must be one of {', '.join(m.value for m in Offline)}, "
+                    f"not {offline!r}"
+                )
             self.faults.update(changes)
             if "seed" in request.query:
                 self.injector.reseed(int(request.query["seed"]))
         except (KeyError, ValueError, TypeError) as exc:
             return json_response({"error": "invalid_fault", "message": str(exc)}, status=400)
+        answer = self.faults.as_dict()
         if offline is not None:
-            # Turning REFUSE on closes the port this request came in on: answer first. The
-            # task is kept referenced until it ends (the loop holds only weak references).
+            # Turning REFUSE on closes the port this request came in on: answer first (with
+            # the mode it is about to be in). The task is kept referenced until it ends (the
+            # loop holds only weak references).
             task = asyncio.get_running_loop().create_task(self.set_offline(offline))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        return json_response(self.faults.as_dict())
+            answer["offline"] = offline
+        return json_response(answer)
 
 
 async def read_json(request: web.Request) -> Any:

@@ -113,6 +113,7 @@ async def test_admin_api_takes_the_simulator_offline_after_answering(
         client: httpx.AsyncClient, zap: ZapSimulator) -> None:
     response = await client.put("/_sim/faults", json={"offline": "refuse"})
     assert response.status_code == 200, "the request that asks for it is still answered"
+    assert response.json()["offline"] == "refuse", "the answer says what it is about to be"
     refused = False
     for _ in range(50):  # the port closes right after the answer
         async with httpx.AsyncClient(base_url=zap.url) as fresh:
@@ -127,6 +128,26 @@ async def test_admin_api_takes_the_simulator_offline_after_answering(
     await zap.set_offline(Offline.ONLINE)
     async with httpx.AsyncClient(base_url=zap.url) as fresh:
         assert (await fresh.get("/api/devices")).status_code == 200
+
+
+async def test_admin_api_refuses_an_unknown_offline_mode(client: httpx.AsyncClient,
+                                                         zap: ZapSimulator) -> None:
+    response = await client.put("/_sim/faults", json={"offline": "sleep", "fail_next": 2})
+    assert (response.status_code, response.json()) == (400, {
+        "error": "invalid_fault", "message": "offline must be one of online, refuse, hang, "
+                                             "not 'sleep'"})
+    assert (zap.faults.offline, zap.faults.fail_next) == (Offline.ONLINE, 0), "nothing changed"
+
+
+async def test_admin_api_applies_all_of_an_update_or_none_of_it(client: httpx.AsyncClient,
+                                                               zap: ZapSimulator) -> None:
+    response = await client.put("/_sim/faults", json={"fail_next": 2, "fial_next": 1})
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("unknown fault 'fial_next'; known: ")
+    response = await client.put("/_sim/faults", json={"fail_next": 2, "latency_ms": "slow"})
+    assert (response.status_code, response.json()["message"]) == (
+        400, "latency_ms: 'slow' is not a valid value")
+    assert zap.faults.fail_next == 0, "the valid part of a refused update is not applied"
 
 
 async def test_slow_modbus_device_beyond_the_timeout_is_503(
