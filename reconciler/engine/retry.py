@@ -41,7 +41,12 @@ async def retrying(
             return await call()
         except ProviderError as error:
             attempt += 1
-            if not error.retryable or attempt >= policy.attempts:
+            if not error.retryable:
+                raise
+            if attempt >= policy.attempts:
+                if attempt > 1 and error.args:
+                    # Why the failure took this long: said once, where it is given up.
+                    error.args = (f"{error.args[0]} (gave up after {attempt} attempts)",)
                 raise
             # Seeding a generator reads the OS's entropy: only for calls that do retry.
             rng = rng or random.Random()  # noqa: S311 - jitter, not security

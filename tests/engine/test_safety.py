@@ -170,4 +170,6 @@ async def test_hanging_gateway_is_deferred_after_the_timeout(make_world: MakeWor
     result = await world.plan()
     assert {c.site for c in result.plan.deferred} == {"s1"}
     assert "timed out" in result.plan.deferred[0].message
+    assert "(gave up after 3 attempts)" in result.plan.deferred[0].message, \
+        "why the plan waited three timeouts long"
     assert not any(c.action is Action.DEFER for c in result.plan.changes if c.site == "s2")

@@ -111,6 +111,7 @@ async def test_change_that_keeps_failing_is_reported_and_the_rest_applies(
     assert list(failed) == ["device/s1-bat[zap]"]
     assert "503" in failed["device/s1-bat[zap]"]
     assert "MQTT device not responding" in failed["device/s1-bat[zap]"], "the reason is kept"
+    assert failed["device/s1-bat[zap]"].endswith("(gave up after 2 attempts)")
     skipped = {o.address: o.message for o in report.by_status("skipped")}
     assert sorted(skipped) == ["device/s1-bat[novacore]", "device/s1-bat[publish]"]
     assert skipped["device/s1-bat[novacore]"] == \
