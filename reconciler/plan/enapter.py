@@ -264,10 +264,8 @@ def find_renamed(fleet: Fleet, site: Site, state: EnapterState) -> Rename[Enapte
     hardware, slugs = site_keys(fleet, site)
 
     def declared(remote: EnapterDeviceState) -> bool:
-        if remote.type in HARDWARE_TYPES:
-            return remote.hardware_id in hardware
-        if remote.type == NATIVE:
-            # The half Enapter makes for an embedded UCM, with the module's hardware id.
+        # A NATIVE device is the half Enapter makes for an embedded UCM: the module's id.
+        if remote.type in HARDWARE_TYPES or remote.type == NATIVE:
             return remote.hardware_id in hardware
         return remote.slug in slugs
 
@@ -855,6 +853,5 @@ def plan_enapter(
 ) -> tuple[list[Change], list[dict[str, Any]]]:
     """The registered planner: reads `observed.extra["enapter"]` (an `EnapterState`)."""
     state = observed.extra.get(COMPONENT)
-    planner = EnapterPlanner(fleet, state if isinstance(state, EnapterState) else None, prune)
-    planner.whole_fleet = whole_fleet or fleet
-    return planner.plan()
+    known = state if isinstance(state, EnapterState) else None
+    return EnapterPlanner(fleet, known, prune, whole_fleet=whole_fleet).plan()
