@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet
+from reconciler.model.kinds import KINDS as RESOURCE_KINDS
 
-KINDS = ("site", "gateway", "device", "der")
+KINDS = tuple(kind.lower() for kind in RESOURCE_KINDS)
 SELECTOR_SYNTAX = (
     "key=value, key!=value, key in (a,b), key notin (a,b), key or !key, joined by commas"
 )
