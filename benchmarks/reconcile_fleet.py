@@ -179,7 +179,8 @@ def timed(label: str, call: Callable[[], Any],
 
 
 async def plan_once(fleet: Fleet, settings: Settings) -> PlanResult:
-    async with Reconciler(fleet, settings) as engine:
+    # As `reconciler plan` and `apply` run it: one run per process (collector_paused).
+    async with Reconciler(fleet, settings, short_lived=True) as engine:
         return await engine.plan()
 
 
@@ -187,7 +188,7 @@ async def plan_and_apply(fleet: Fleet, settings: Settings,
                          between: Callable[[], Any] = lambda: None,
                          ) -> tuple[PlanResult, Any, float, float, float]:
     """(plan result, apply report, plan seconds, apply seconds, apply CPU seconds)."""
-    async with Reconciler(fleet, settings) as engine:
+    async with Reconciler(fleet, settings, short_lived=True) as engine:
         started = time.perf_counter()
         result = await engine.plan()
         planned = time.perf_counter() - started

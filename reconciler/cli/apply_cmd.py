@@ -191,7 +191,8 @@ async def _apply(
     paths: list[str],
 ) -> int:
     out = sys.stdout if args.output == "text" else sys.stderr
-    async with Reconciler(fleet, settings) as reconciler:
+    # One run, then the process exits: what the plan leaves alive is not scanned.
+    async with Reconciler(fleet, settings, short_lived=True) as reconciler:
         unfinished = reconciler.state.unfinished()
         if unfinished:
             print(

@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         return common.EXIT_ERROR
 
     async def make() -> Any:
-        async with Reconciler(fleet, settings) as reconciler:
+        # One run, then the process exits: what the plan leaves alive is not scanned.
+        async with Reconciler(fleet, settings, short_lived=True) as reconciler:
             return await reconciler.plan(options, paths=[str(Path(p)) for p in args.paths])
 
     try:
