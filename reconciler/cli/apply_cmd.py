@@ -123,8 +123,8 @@ def _confirm(args: argparse.Namespace) -> bool:
 
 def _refuse_selection_with_saved_plan(args: argparse.Namespace) -> None:
     """A saved plan is applied as reviewed, with the selection it was made with: a
-    `--target` here would silently do something else than the reader expects (Terraform
-    refuses it too)."""
+    `--target` here would silently apply something other than what was reviewed
+    (Terraform refuses it too)."""
     given = [
         option
         for option, value in (
