@@ -7,6 +7,7 @@ import argparse
 import gc
 import os
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.engine.config import Settings, load_settings
@@ -88,6 +89,34 @@ def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:
             subject="arguments",
         )
     return PlanOptions(prune=args.prune, targets=tuple(args.target), excludes=tuple(args.exclude))
+
+
+def check_writable(path: str, option: str) -> None:
+    """ConfigError ("arguments") when a file cannot be written at `path`: said before the
+    work whose result it would hold, not after."""
+    target = Path(path)
+    directory = target.parent
+    problem = None
+    if target.is_dir():
+        problem = "it is a directory"
+    elif not directory.is_dir():
+        problem = f"the directory {directory} does not exist"
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        problem = f"the directory {directory} is not writable"
+    if problem is not None:
+        raise ConfigError(
+            [Diagnostic(f"cannot write {path}: {problem}", path=option)], subject="arguments"
+        )
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write `text` whole or not at all: a reader never sees half a file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def use_color(stream: TextIO, disabled: bool = False) -> bool:

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         fleet = common.load(args.paths)
         options = common.plan_options(args, fleet)
         settings = common.settings(args)
+        if args.out:
+            common.check_writable(args.out, "--out")  # before the plan, not after it
     except ConfigError as error:
         common.print_diagnostics(error)
         return common.EXIT_ERROR
@@ -84,7 +86,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render.render_text(doc, color=common.use_color(sys.stdout, args.no_color)))
     if args.out:
-        Path(args.out).write_text(common.json_dump(doc) + "\n", encoding="utf-8")
+        try:
+            common.write_file(Path(args.out), common.json_dump(doc) + "\n")
+        except OSError as exc:
+            print(f"error: cannot save the plan to {args.out}: {exc.strerror}", file=sys.stderr)
+            return common.EXIT_ERROR
         print(
             f"Saved the plan to {args.out}; apply it with: reconciler apply {args.out}",
             file=sys.stderr,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shlex
 import signal
 import sys
@@ -74,9 +75,12 @@ def register(subparsers: Any) -> None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it holds the simulators' tokens)."""
-    path.write_text(text, encoding="utf-8")
-    path.chmod(0o600)
+    """Write a file only its owner can read (it holds the simulators' tokens), from its
+    creation on: never readable by others, not even for a moment."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def export_lines(env: dict[str, str]) -> str:
@@ -107,6 +111,8 @@ def build(args: argparse.Namespace) -> SimFleet:
 
 def run_up(args: argparse.Namespace) -> int:
     try:
+        if args.env_file:
+            common.check_writable(args.env_file, "--env-file")
         sims = build(args)
         # A --state file that cannot be restored is found in start(), before any server runs.
         return asyncio.run(_serve(sims, args))

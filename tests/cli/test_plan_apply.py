@@ -206,6 +206,21 @@ def test_saved_plan_is_refused_when_the_desired_state_changed(
     assert run.sims.call(run.sims.sims.requests) == 0, "refused before observing anything"
 
 
+def test_a_plan_that_could_not_be_saved_is_refused_before_it_is_made(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    run = make_cli(two_sites())
+    run.sims.call(run.sims.sims.reset_counts)
+    missing = tmp_path / "no-such-dir" / "plan.json"
+    code, out, err = run("plan", run.path, "--out", str(missing))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"error: --out: cannot write {missing}: the directory {missing.parent} does not exist",
+        "invalid arguments: 1 problem"]
+    assert run.sims.call(run.sims.sims.requests) == 0, "refused before observing anything"
+    code, _, err = run("plan", run.path, "--out", str(tmp_path))
+    assert code == 1 and f"cannot write {tmp_path}: it is a directory" in err
+
+
 def test_a_selection_given_with_a_saved_plan_is_refused(make_cli: CliFactory,
                                                         tmp_path: Path) -> None:
     """The saved plan is what was reviewed: `--target` cannot narrow it after the fact."""

@@ -5,6 +5,11 @@ is not a saved world stops the start with an error naming it, not a traceback.""
 from __future__ import annotations
 
 import json
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -73,3 +78,33 @@ def test_a_state_file_that_is_not_a_saved_world_is_refused(
     assert first.endswith("; delete it to start afresh, or pass another --state")
     assert last == "invalid simulator state: 1 problem"
     assert state.read_text() == content, "left as it was"
+
+
+def test_an_env_file_that_cannot_be_written_is_refused_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-such-dir" / "sim.env"
+    code = cli.main(["sim", "up", "--fleet", EXAMPLES, "--env-file", str(missing)])
+    assert (code, capsys.readouterr().err.splitlines()) == (1, [
+        f"error: --env-file: cannot write {missing}: the directory {missing.parent} does not "
+        "exist", "invalid arguments: 1 problem"])
+
+
+def test_the_env_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """It holds the simulators' tokens and keys."""
+    env_file = tmp_path / "sim.env"
+    env_file.write_text("stale\n")
+    env_file.chmod(0o644)  # an existing file does not keep a wider mode
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sim", "up", "--fleet", EXAMPLES,
+         "--env-file", str(env_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while "RECONCILER_NOVACORE_TOKEN" not in env_file.read_text():
+            assert process.poll() is None, "sim up stopped before writing its env file"
+            assert time.monotonic() < deadline, "no env file after 30 s"
+            time.sleep(0.05)
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
