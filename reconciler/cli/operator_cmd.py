@@ -41,6 +41,28 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def _kube_credentials_problem() -> str | None:
+    """Why kopf could not log in at all, or None. Only a missing or broken configuration is
+    caught here (no network is used): kopf would otherwise retry it every minute with a
+    traceback, although nothing but a change of the environment can fix it."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return None
+    except config.ConfigException as exc:
+        in_cluster = str(exc)
+    try:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+        return None
+    except config.ConfigException as exc:
+        kubeconfig = str(exc)
+    return (
+        f"no Kubernetes credentials: not in a cluster ({in_cluster}) and no usable "
+        f"kubeconfig ({kubeconfig}); set KUBECONFIG, or run in a pod with a service account"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import kopf
 
@@ -64,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings()
     except ConfigError as error:
         common.print_diagnostics(error)
+        return common.EXIT_ERROR
+    problem = _kube_credentials_problem()
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return common.EXIT_ERROR
     registry = kopf.OperatorRegistry()
     runtime = Runtime(config, settings)

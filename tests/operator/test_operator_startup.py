@@ -1,11 +1,13 @@
-"""`reconciler operator` checks its settings before kopf starts: a bad variable is one
-clear error and exit code 1 at start-up, not a traceback in every handler."""
+"""`reconciler operator` checks its settings and that it has Kubernetes credentials before
+kopf starts: a bad variable or a missing kubeconfig is one clear error and exit code 1 at
+start-up, not a traceback in every handler or a login retried every minute."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +34,16 @@ def test_bad_settings_stop_the_operator_before_it_starts(variables: dict[str, st
     done = subprocess.run([sys.executable, "-m", "reconciler", "operator", "-A"],
                           env=environ | variables, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", expected)
+
+
+def test_no_kubernetes_credentials_stop_the_operator_before_it_starts(tmp_path: Path) -> None:
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("RECONCILER_", "KUBERNETES_", "KUBECONFIG"))}
+    environ["HOME"] = str(tmp_path)  # no ~/.kube/config
+    done = subprocess.run([sys.executable, "-m", "reconciler", "operator", "-A"],
+                          env=environ, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines() == [
+        "error: no Kubernetes credentials: not in a cluster (Service host/port is not set.) "
+        "and no usable kubeconfig (Invalid kube-config file. No configuration found.); set "
+        "KUBECONFIG, or run in a pod with a service account"]
