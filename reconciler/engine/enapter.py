@@ -91,7 +91,7 @@ async def observe_enapter(
     session: Session,
     observed: Observed,
     gather: _Gather,
-    whole_fleet: Fleet | None = None,
+    whole_fleet: Fleet,
 ) -> None:
     sites = [s for s in fleet.sites.values() if s.spec.enapter is not None]
     if not sites:
@@ -120,12 +120,15 @@ async def observe_enapter(
                 result if isinstance(result, Unreachable) else enapter_convert.devices(result)
             )
 
-        matched = {m.id for s in sites if (m := enapter_plan.match_site(s, state.sites))}
+        matches = {s.name: enapter_plan.match_site(s, state.sites) for s in sites}
+        matched = {m.id for m in matches.values() if m is not None}
         # A Site that matches no site by name may have been renamed: its old site is among
         # those no declared Site claims (read only then, so a no-op plan reads no more).
-        whole = whole_fleet or fleet
-        if any(enapter_plan.needs_rename_search(whole, s, state.sites) for s in sites):
-            unclaimed = enapter_plan.unclaimed_sites(state.sites, whole.sites.values())
+        if any(
+            matches[s.name] is None and enapter_plan.needs_rename_search(whole_fleet, s)
+            for s in sites
+        ):
+            unclaimed = enapter_plan.unclaimed_sites(state.sites, whole_fleet.sites.values())
             state.unclaimed = tuple(s.id for s in unclaimed)
         searched = set(state.unclaimed) if len(state.unclaimed) <= renames.SEARCH_LIMIT else set()
         await asyncio.gather(*(read_devices(i) for i in sorted(matched | searched)))

@@ -30,9 +30,12 @@ from reconciler.plan.sourceful import (
 )
 from reconciler.providers.modbus import identity
 from reconciler.providers.novacore import convert as novacore_convert
+from reconciler.providers.novacore.client import NovacoreClient
 from reconciler.providers.zap import convert as zap_convert
 
 T = TypeVar("T")
+A = TypeVar("A")  # an API's answer
+R = TypeVar("R")  # the record made of it
 # (fleet, session, observed, policy, whole fleet): see `observe`.
 Observer = Callable[[Fleet, Session, Observed, RetryPolicy, Fleet], Awaitable[None]]
 
@@ -106,11 +109,11 @@ class _SourcefulReads:
         session: Session,
         gather: _Gather,
         observed: Observed,
-        whole_fleet: Fleet | None = None,
+        whole_fleet: Fleet,
     ):
         self.fleet = fleet
         # What renamed Sites are recognised by (plan.planner.PlanOptions.whole_fleet).
-        self.whole = whole_fleet or fleet
+        self.whole = whole_fleet
         self.session = session
         self.gather = gather
         self.observed = observed
@@ -158,30 +161,48 @@ class _SourcefulReads:
             await self.clouds_listed.wait()
             on_site(site.name)
 
+    async def _read_into(
+        self,
+        table: dict[str, R | Unreachable],
+        key: str,
+        call: Callable[[], Awaitable[A]],
+        convert: Callable[[A], R],
+    ) -> None:
+        """One read into `table[key]`: its answer converted, or Unreachable."""
+        result = await self.gather.read(call)
+        table[key] = result if isinstance(result, Unreachable) else convert(result)
+
+    @property
+    def _cloud(self) -> NovacoreClient:
+        assert self.novacore is not None, "Novacore is read only for declared organisations"
+        return self.novacore
+
     async def _org_sites(self, org: str) -> None:
-        assert self.novacore is not None
-        novacore = self.novacore
+        novacore = self._cloud
         try:
-            result = await self.gather.read(lambda: novacore.list_sites(org))
-            self.observed.novacore_sites[org] = (
-                result if isinstance(result, Unreachable) else novacore_convert.sites(result, org)
+            await self._read_into(
+                self.observed.novacore_sites,
+                org,
+                lambda: novacore.list_sites(org),
+                lambda answer: novacore_convert.sites(answer, org),
             )
         finally:
             self.listed[org].set()
 
     async def _org_gateways(self, org: str) -> None:
-        assert self.novacore is not None
-        novacore = self.novacore
-        result = await self.gather.read(lambda: novacore.list_gateways(org))
-        self.observed.novacore_gateways[org] = (
-            result if isinstance(result, Unreachable) else novacore_convert.gateway_serials(result)
+        novacore = self._cloud
+        await self._read_into(
+            self.observed.novacore_gateways,
+            org,
+            lambda: novacore.list_gateways(org),
+            novacore_convert.gateway_serials,
         )
 
     async def _site_devices(self, site: Site) -> None:
         """The devices of the Novacore site the Site matches, once its organisation's sites
         are listed (none when it matches none: the planner creates it, or renames the site
         it was called before)."""
-        assert site.spec.novacore is not None and self.novacore is not None
+        assert site.spec.novacore is not None
         org = site.spec.novacore.org_id
         await self.listed[org].wait()
         sites = self.observed.novacore_sites.get(org)
@@ -192,17 +213,18 @@ class _SourcefulReads:
             index = self.indexes[org] = SiteIndex(sites)
         match = match_site(site, index)
         if match is None:
-            if needs_rename_search(self.whole, site, index):
+            if needs_rename_search(self.whole, site):
                 await self._unclaimed_devices(org, index)
             return
         await self._read_site_devices(match.id)
 
     async def _read_site_devices(self, site_id: str) -> None:
-        assert self.novacore is not None
-        novacore = self.novacore
-        result = await self.gather.read(lambda: novacore.site_devices(site_id))
-        self.observed.novacore_devices[site_id] = (
-            result if isinstance(result, Unreachable) else novacore_convert.devices(result)
+        novacore = self._cloud
+        await self._read_into(
+            self.observed.novacore_devices,
+            site_id,
+            lambda: novacore.site_devices(site_id),
+            novacore_convert.devices,
         )
 
     def _unclaimed_devices(self, org: str, index: SiteIndex) -> asyncio.Future[list[None]]:

@@ -21,7 +21,7 @@ async def observe_platforms(
     session: Session,
     observed: Observed,
     policy: RetryPolicy,
-    whole_fleet: Fleet | None = None,
+    whole_fleet: Fleet,
 ) -> None:
     """Read Enapter and Flatpeak concurrently; rejected credentials raise after both."""
     gather = _Gather(policy)

@@ -233,15 +233,22 @@ def unclaimed_sites(
     return [s for s in sites if s.id not in claimed]
 
 
+def site_devices(fleet: Fleet, site: Site) -> list[Device]:
+    """The Site's Enapter devices (behind its gateways, and cloud-only), in fleet order."""
+    return [
+        d
+        for d in fleet.devices.values()
+        if d.spec.enapter is not None and fleet.site_of_device(d) is site
+    ]
+
+
 def site_keys(fleet: Fleet, site: Site) -> tuple[set[str], set[str]]:
     """(hardware ids, slugs): the natural keys of the Site's gateways and devices."""
     hardware = {
         g.spec.enapter.hardware_id for g in fleet.gateways_of(site.name) if g.spec.enapter
     }
     slugs: set[str] = set()
-    for device in fleet.devices.values():
-        if device.spec.enapter is None or fleet.site_of_device(device) is not site:
-            continue
+    for device in site_devices(fleet, site):
         if kind_of(device) in SLUG_KEYED:
             slugs.add(device_slug(device) or "")
         elif device.spec.hardware_id is not None:
@@ -249,12 +256,11 @@ def site_keys(fleet: Fleet, site: Site) -> tuple[set[str], set[str]]:
     return hardware, slugs - {""}
 
 
-def needs_rename_search(fleet: Fleet, site: Site, sites: list[EnapterSiteState]) -> bool:
-    """Whether to look for the Enapter site this Site was renamed from."""
+def needs_rename_search(fleet: Fleet, site: Site) -> bool:
+    """Whether to look for the Enapter site this Site was renamed from, when no site has its
+    name: it is found by name (no `siteId`) and has objects to recognise it by."""
     enapter = site.spec.enapter
-    return enapter is not None and renames.worth_a_search(
-        enapter.site_id, lambda: match_site(site, sites), lambda: any(site_keys(fleet, site))
-    )
+    return enapter is not None and enapter.site_id is None and any(site_keys(fleet, site))
 
 
 def find_renamed(fleet: Fleet, site: Site, state: EnapterState) -> Rename[EnapterSiteState]:
@@ -377,9 +383,7 @@ class EnapterPlanner:
             remote = match_site(site, sites)
             rename = None
             whole = self.whole_fleet or self.fleet
-            if remote is None and self.state is not None and needs_rename_search(
-                whole, site, sites
-            ):
+            if remote is None and self.state is not None and needs_rename_search(whole, site):
                 rename = find_renamed(whole, site, self.state)
                 remote = rename.site
             site_change = self._site_change(site, remote, rename)
@@ -523,11 +527,7 @@ class EnapterPlanner:
     # -- devices ---------------------------------------------------------------------------
 
     def _devices_of(self, site: Site) -> list[Device]:
-        devices = [
-            d
-            for d in self.fleet.devices.values()
-            if d.spec.enapter is not None and self.fleet.site_of_device(d) is site
-        ]
+        devices = site_devices(self.fleet, site)
         return sorted(devices, key=lambda d: _RANK.get(kind_of(d), 0))  # stable: fleet order
 
     def _dependencies(self, work: _SiteWork, device: Device) -> list[Change]:

@@ -94,7 +94,7 @@ class PlanBuilder:
             observed,
             prune=self.options.prune,
             inventory=dict(self.options.inventory),
-            whole_fleet=self.options.whole_fleet or fleet,
+            whole_fleet=self.options.whole_fleet,
         )
 
     def site_observed(self, site_name: str) -> None:
@@ -105,7 +105,7 @@ class PlanBuilder:
         changes, unmanaged = self._sourceful.plan()
         for extra_planner in platforms.PLANNERS:
             more, more_unmanaged = extra_planner(
-                self.fleet, self.observed, options.prune, options.whole_fleet or self.fleet
+                self.fleet, self.observed, options.prune, options.whole_fleet
             )
             changes += more
             unmanaged += more_unmanaged

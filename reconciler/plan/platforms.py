@@ -1,6 +1,6 @@
 """Registry of planners for platforms beyond Sourceful (Enapter, Flatpeak). Each is a pure
-function `(fleet, observed, prune, whole fleet) -> (changes, unmanaged)` reading its own
-section of `Observed.extra` (see `planner.PlanOptions.whole_fleet`)."""
+function `(fleet, observed, prune, whole fleet or None) -> (changes, unmanaged)` reading its
+own section of `Observed.extra` (see `planner.PlanOptions.whole_fleet`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from reconciler.plan.actions import Change
 from reconciler.plan.observed import Observed
 
 PlatformPlanner = Callable[
-    [Fleet, Observed, bool, Fleet], tuple[list[Change], list[dict[str, Any]]]
+    [Fleet, Observed, bool, Fleet | None], tuple[list[Change], list[dict[str, Any]]]
 ]
 
 PLANNERS: list[PlatformPlanner] = [enapter.plan_enapter, flatpeak.plan_flatpeak]

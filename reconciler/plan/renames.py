@@ -64,15 +64,6 @@ class Rename(Generic[SiteT]):
         )
 
 
-def worth_a_search(
-    site_id: str | None, match: Callable[[], object | None], declares: Callable[[], bool]
-) -> bool:
-    """Whether to look for the site a Site was renamed from: it is found by name (no
-    `siteId`), no site has its name (`match()` finds none), and it `declares()` something to
-    recognise its old site by. Lazy, since most Sites are answered by the first test."""
-    return site_id is None and match() is None and declares()
-
-
 def find_renamed(
     candidates: Sequence[SiteT],
     contents: Mapping[str, Sequence[HeldT] | Unreachable],

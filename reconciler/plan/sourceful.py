@@ -174,13 +174,14 @@ def unclaimed_sites(fleet: Fleet, org: str, index: SiteIndex) -> list[NovacoreSi
     return [c for c in index.by_id.values() if c.id not in claimed]
 
 
-def needs_rename_search(fleet: Fleet, site: Site, index: SiteIndex) -> bool:
-    """Whether to look for the Novacore site this Site was renamed from."""
+def needs_rename_search(fleet: Fleet, site: Site) -> bool:
+    """Whether to look for the Novacore site this Site was renamed from, when no site has
+    its name: it is found by name (no `siteId`) and has devices to recognise it by."""
     novacore = site.spec.novacore
-    return novacore is not None and renames.worth_a_search(
-        novacore.site_id,
-        lambda: match_site(site, index),
-        lambda: bool(site_hardware_ids(fleet, site)),
+    return (
+        novacore is not None
+        and novacore.site_id is None
+        and bool(site_hardware_ids(fleet, site))
     )
 
 
@@ -346,9 +347,8 @@ class SourcefulPlanner:
             index = self._site_indexes[novacore.org_id] = SiteIndex(observed)
         match = match_site(site, index)
         not_found = f"no site named {site.spec.display_name!r} in {novacore.org_id}"
-        renamed = False
         rename: Rename[NovacoreSite] | None = None
-        if match is None and needs_rename_search(self._whole, site, index):
+        if match is None and needs_rename_search(self._whole, site):
             rename = find_renamed(
                 self._whole, site, self._unclaimed(novacore.org_id, index),
                 self.observed.novacore_devices,
@@ -366,7 +366,7 @@ class SourcefulPlanner:
                     blocked=True,
                     message=f"{not_found}, and {rename.problem}",
                 )
-            match, renamed = rename.site, rename.site is not None
+            match = rename.site
         if match is None:
             if novacore.site_id is not None:
                 return site_change(
@@ -385,9 +385,8 @@ class SourcefulPlanner:
         before = {"name": match.name, "org_id": match.org_id}
         diff = declared_diff(after, before)
         action, reason = update_or_in_sync(diff)
-        message = ""
-        if renamed:
-            message = renames.RENAMED_MESSAGE.format(id=match.id)
+        # Matched here only through a rename search: the site was found by what it holds.
+        message = renames.RENAMED_MESSAGE.format(id=match.id) if rename is not None else ""
         return site_change(
             action, reason, before=before, diff=diff, external_id=match.id, message=message
         )
