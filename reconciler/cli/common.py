@@ -109,16 +109,6 @@ def check_writable(path: str, option: str) -> None:
         )
 
 
-def write_file(path: Path, text: str) -> None:
-    """Write `text` whole or not at all: a reader never sees half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def use_color(stream: TextIO, disabled: bool = False) -> bool:
     return not disabled and stream.isatty() and "NO_COLOR" not in os.environ
 

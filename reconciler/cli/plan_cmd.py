@@ -11,6 +11,7 @@ from typing import Any
 
 from reconciler.cli import common
 from reconciler.engine.reconcile import Reconciler
+from reconciler.engine.state import atomic_write
 from reconciler.errors import ConfigError, ProviderError
 from reconciler.plan import render
 
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render.render_text(doc, color=common.use_color(sys.stdout, args.no_color)))
     if args.out:
         try:
-            common.write_file(Path(args.out), common.json_dump(doc) + "\n")
+            atomic_write(Path(args.out), common.json_dump(doc) + "\n")
         except OSError as exc:
             print(f"error: cannot save the plan to {args.out}: {exc.strerror}", file=sys.stderr)
             return common.EXIT_ERROR

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import shlex
 import signal
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import common
+from reconciler.engine.state import atomic_write
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -74,15 +74,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=lambda args: (parser.print_help(), 1)[1])
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it holds the simulators' tokens), from its
-    creation on: never readable by others, not even for a moment."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
-
-
 def export_lines(env: dict[str, str]) -> str:
     return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items())
 
@@ -131,7 +122,8 @@ async def _serve(sims: SimFleet, args: argparse.Namespace) -> int:
     try:
         lines = export_lines(sims.env())
         if args.env_file:
-            _write_private(Path(args.env_file), lines)
+            # It holds the simulators' tokens: readable by its owner only.
+            atomic_write(Path(args.env_file), lines, private=True)
         print(f"Novacore  {sims.novacore.url}", file=sys.stderr)
         print(f"Enapter   {sims.enapter.url}", file=sys.stderr)
         print(f"Flatpeak  {sims.flatpeak.url}", file=sys.stderr)

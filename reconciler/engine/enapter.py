@@ -22,9 +22,6 @@ a log line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -34,6 +31,7 @@ from reconciler.engine.config import Settings
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import _Gather
 from reconciler.engine.session import Session
+from reconciler.engine.state import atomic_write
 from reconciler.errors import ProviderAuthError, ProviderConflict, ProviderRejected
 from reconciler.model.device import Device, EnapterKind
 from reconciler.model.fleet import Fleet
@@ -443,22 +441,8 @@ def _write_private_file(path: Path, text: str, address: str) -> None:
     """Write `text` to `path` atomically, readable by the owner only (0600)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        atomic_write(path, text, private=True)
     except OSError as exc:
-        raise ProviderRejected(
-            f"cannot write the communication config to {path}: {exc.strerror or exc}",
-            address=address,
-        ) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)  # mkstemp's default; stated, not assumed
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise ProviderRejected(
             f"cannot write the communication config to {path}: {exc.strerror or exc}",
             address=address,

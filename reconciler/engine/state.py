@@ -103,19 +103,29 @@ class StateDir:
 
     def write_inventory(self, gateways: dict[str, str]) -> None:
         self.ensure()
-        _atomic_write(
+        atomic_write(
             self.path / "inventory.json",
             json.dumps({"gateways": gateways}, indent=2, sort_keys=True),
         )
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str, *, private: bool = False) -> None:
+    """Write `text` whole or not at all: a reader never sees half a file, and a failed
+    write leaves no temporary file behind. `private` files (credentials) are readable by
+    their owner only (0600) from their creation on."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        mode = 0o600 if private else 0o666  # the umask narrows 0o666 as for any new file
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        if private:
+            os.fchmod(descriptor, 0o600)  # a leftover file keeps its mode through O_CREAT
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @functools.lru_cache(maxsize=4)
