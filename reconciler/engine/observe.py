@@ -24,6 +24,7 @@ from reconciler.plan import renames
 from reconciler.plan.observed import IdentityReading, Observed, Unreachable, ZapState
 from reconciler.plan.sourceful import (
     SiteIndex,
+    is_added_to_zap,
     match_site,
     needs_rename_search,
     unclaimed_sites,
@@ -259,11 +260,13 @@ class _SourcefulReads:
 
 
 def _devices_to_verify(fleet: Fleet, gateway: Gateway, state: ZapState) -> list[Device]:
-    """Devices of the gateway with `checkSerial` that are not on its Zap yet."""
+    """Devices of the gateway with `checkSerial` that applying adds to its Zap: not there
+    yet, or there with another connection (removed and added again)."""
     return [
         device
         for device in fleet.devices_of(gateway.name)
-        if device.spec.verification.check_serial and device.spec.hardware_id not in state.devices
+        if device.spec.verification.check_serial
+        and is_added_to_zap(device, state.devices.get(device.spec.hardware_id or ""))
     ]
 
 

@@ -93,6 +93,21 @@ def zap_settings(connection: Connection) -> dict[str, Any]:
     return body
 
 
+def observed_connection(on_zap: ZapDevice) -> dict[str, Any]:
+    """The connection the Zap reports for a device, in `zap_settings`' vocabulary."""
+    return {"type": on_zap.connection_type, "profile": on_zap.profile, **on_zap.settings}
+
+
+def is_added_to_zap(device: Device, on_zap: ZapDevice | None) -> bool:
+    """Whether applying adds the device to its Zap: it is not there yet, or its declared
+    connection differs (the Zap cannot change one, so the device is removed and added again)."""
+    if on_zap is None:
+        return True
+    assert device.spec.connection is not None
+    desired = zap_settings(device.spec.connection)
+    return bool(compared_only_where_reported(desired, observed_connection(on_zap)))
+
+
 def publish_flags(device: Device, fleet: Fleet, observed: ZapDevice | None) -> dict[str, bool]:
     """Desired `enabled` flag per local DER type: on when a declared DER of that type
     publishes; off for DERs the Zap reports that are not declared."""
@@ -506,17 +521,23 @@ class SourcefulPlanner:
         deps = [claim.address] if claim.is_change else []
         blocked_by: Change | None = claim if claim.blocked else None
 
+        before = observed_connection(zap_obs) if zap_obs is not None else None
+        diff = compared_only_where_reported(desired, before) if before is not None else []
+        if (
+            (zap_obs is None or diff)
+            and spec.verification.check_serial
+            and spec.connection.modbus_tcp is not None
+            and zap_state is not None
+        ):
+            # Read the serial at the address about to be added, before anything is written:
+            # a replace removes the device that works first.
+            verify = self._plan_verify(site, device, deps)
+            deps = [verify.address]
+            if verify.blocked:
+                blocked_by = verify
+
         zap_change: Change | None = None
         if zap_obs is None:
-            if (
-                spec.verification.check_serial
-                and spec.connection.modbus_tcp is not None
-                and zap_state is not None
-            ):
-                verify = self._plan_verify(site, device, deps)
-                deps = [verify.address]
-                if verify.blocked:
-                    blocked_by = verify
             zap_change = self._change(
                 "Device",
                 device.name,
@@ -530,12 +551,6 @@ class SourcefulPlanner:
                 message=f"not configured on gateway {gateway.name}",
             )
         else:
-            before = {
-                "type": zap_obs.connection_type,
-                "profile": zap_obs.profile,
-                **zap_obs.settings,
-            }
-            diff = compared_only_where_reported(desired, before)
             if diff:
                 zap_change = self._change(
                     "Device",
@@ -589,7 +604,13 @@ class SourcefulPlanner:
         publish_deps = list(deps)
         if cloud_change is not None and cloud_change.is_change:
             publish_deps = [cloud_change.address]
-        publish = self._plan_publish(site, device, zap_obs, publish_deps)
+        publish = self._plan_publish(
+            site,
+            device,
+            zap_obs,
+            publish_deps,
+            added_again=zap_change is not None and zap_change.action is Action.REPLACE,
+        )
         if publish is not None and blocked_by is not None:
             self._block(publish, blocked_by)
 
@@ -708,15 +729,26 @@ class SourcefulPlanner:
         )
 
     def _plan_publish(
-        self, site: Site, device: Device, zap_obs: ZapDevice | None, deps: list[str]
+        self,
+        site: Site,
+        device: Device,
+        zap_obs: ZapDevice | None,
+        deps: list[str],
+        *,
+        added_again: bool = False,
     ) -> Change | None:
-        flags = publish_flags(device, self.fleet, zap_obs)
-        before = dict(zap_obs.ders) if zap_obs is not None else None
-        if zap_obs is not None:
-            # DER types the Zap does not detect on this device cannot be switched.
-            flags = {k: v for k, v in flags.items() if k in zap_obs.ders}
+        if added_again:
+            # Removed and added again, the device starts with every DER switched off.
+            flags = publish_flags(device, self.fleet, None)
+            before: dict[str, bool] | None = dict.fromkeys(flags, False)
+        else:
+            flags = publish_flags(device, self.fleet, zap_obs)
+            before = dict(zap_obs.ders) if zap_obs is not None else None
+            if zap_obs is not None:
+                # DER types the Zap does not detect on this device cannot be switched.
+                flags = {k: v for k, v in flags.items() if k in zap_obs.ders}
         diff = declared_diff(flags, before)
-        if zap_obs is None and not any(flags.values()):
+        if before is None and not any(flags.values()):
             return None  # new devices start with every DER disabled: nothing to switch
         action, reason = update_or_in_sync(diff)
         return self._change(
@@ -731,6 +763,7 @@ class SourcefulPlanner:
             diff=diff,
             depends_on=deps if action is Action.UPDATE else [],
             external_id=device.spec.hardware_id,
+            message="added again with every DER switched off" if added_again and diff else "",
         )
 
     # -- unmanaged objects -----------------------------------------------------------------
@@ -756,11 +789,7 @@ class SourcefulPlanner:
                     Reason.NOT_DECLARED,
                     site,
                     external_id=sn,
-                    before={
-                        "type": zap_device.connection_type,
-                        "profile": zap_device.profile,
-                        **zap_device.settings,
-                    },
+                    before=observed_connection(zap_device),
                     message=entry["description"] + "; removed (--prune)",
                     depends_on=[],
                 )
