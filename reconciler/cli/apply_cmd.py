@@ -216,6 +216,7 @@ async def _apply(
         if not saved:
             out.write(render.render_text(doc, color=common.use_color(out, args.no_color)))
         if not result.plan.has_changes:
+            reconciler.remember_gateways(result.plan)
             if args.output == "json":
                 print(common.json_dump({"ok": True, "counts": {}, "outcomes": []}))
             return common.EXIT_OK

@@ -10,7 +10,7 @@ it); rejected credentials stop the run instead, since retrying cannot fix them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from reconciler.engine.retry import RetryPolicy, retrying
@@ -78,15 +78,17 @@ async def observe(
     into: Observed | None = None,
     on_site: SiteObserved | None = None,
     whole_fleet: Fleet | None = None,
+    release_orgs: Iterable[str] = (),
 ) -> Observed:
     """Read the fleet's actual state (into `into`, or a new `Observed`). `on_site(name)` is
     called for each site once everything planning it needs is read, while other reads
     may still be in flight (see `plan.planner.PlanBuilder`). `whole_fleet` is the declared
-    fleet `fleet` is part of (`plan.planner.PlanOptions.whole_fleet`)."""
+    fleet `fleet` is part of (`plan.planner.PlanOptions.whole_fleet`). The gateways of
+    `release_orgs` are listed too, declared or not (`state.Inventory.release_orgs`)."""
     policy = policy or RetryPolicy(attempts=3)
     observed = into if into is not None else Observed()
     whole = whole_fleet or fleet
-    reads = _SourcefulReads(fleet, session, _Gather(policy), observed, whole)
+    reads = _SourcefulReads(fleet, session, _Gather(policy), observed, whole, set(release_orgs))
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
         await extra(fleet, session, observed, policy, whole)
@@ -111,6 +113,7 @@ class _SourcefulReads:
         gather: _Gather,
         observed: Observed,
         whole_fleet: Fleet,
+        release_orgs: set[str],
     ):
         self.fleet = fleet
         # What renamed Sites are recognised by (plan.planner.PlanOptions.whole_fleet).
@@ -119,7 +122,8 @@ class _SourcefulReads:
         self.gather = gather
         self.observed = observed
         self.orgs = sorted(novacore_orgs(fleet))
-        self.novacore = session.novacore if self.orgs else None
+        self.gateway_orgs = sorted(set(self.orgs) | release_orgs)
+        self.novacore = session.novacore if self.gateway_orgs else None
         # Set once an organisation's sites are listed (or found unreachable)...
         self.listed = {org: asyncio.Event() for org in self.orgs}
         # ...and once every organisation's sites and gateways are.
@@ -145,7 +149,7 @@ class _SourcefulReads:
         try:
             await asyncio.gather(
                 *(self._org_sites(org) for org in self.orgs),
-                *(self._org_gateways(org) for org in self.orgs),
+                *(self._org_gateways(org) for org in self.gateway_orgs),
             )
         finally:
             self.clouds_listed.set()

@@ -27,6 +27,7 @@ from reconciler.plan import document
 from reconciler.plan.actions import Action
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions
+from reconciler.plan.sourceful import claim_org
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
@@ -153,8 +154,9 @@ class Reconciler:
         self, options: PlanOptions | None = None, *, paths: list[str] | None = None
     ) -> PlanResult:
         options = options or PlanOptions()
+        inventory = self.state.read_inventory()
         if not options.inventory:
-            options = dataclasses.replace(options, inventory=self.state.read_inventory())
+            options = dataclasses.replace(options, inventory=inventory.policies)
         with collector_paused(freeze_survivors=self.short_lived):
             observed = Observed(missing_secrets=self._missing_secrets())
             # Each site is planned as soon as its reads are in, while the rest are in flight.
@@ -166,6 +168,7 @@ class Reconciler:
                 into=observed,
                 on_site=builder.site_observed,
                 whole_fleet=options.whole_fleet,
+                release_orgs=inventory.release_orgs(self._declared_serials()),
             )
             plan = builder.finish()
         return PlanResult(plan, observed, self.fleet, list(paths or []))
@@ -216,18 +219,29 @@ class Reconciler:
             )
         finally:
             journal.close()
-        self._remember_policies(result.plan, report)
+        self.remember_gateways(result.plan, report)
         return report
 
-    def _remember_policies(self, plan: Plan, report: ApplyReport) -> None:
-        """Record each declared gateway's deletion policy; forget gateways released by
-        this apply (a release that failed keeps its entry, so it is tried again)."""
+    def _declared_serials(self) -> set[str]:
+        return {g.spec.zap.serial for g in self.fleet.gateways.values() if g.spec.zap}
+
+    def remember_gateways(self, plan: Plan, report: ApplyReport | None = None) -> None:
+        """Record each declared gateway's deletion policy and organisation in the inventory;
+        forget gateways released by the apply that made `report` (a release that failed
+        keeps its entry, so it is tried again). An apply with nothing to do calls this too
+        (the caller holds the state lock): a policy changed in git alone changes nothing
+        remote, and would otherwise be unknown once the gateway is removed."""
         inventory = self.state.read_inventory()
         for gateway in self.fleet.gateways.values():
             if gateway.spec.zap is not None:
-                inventory[gateway.spec.zap.serial] = str(gateway.spec.deletion_policy)
-        done = {o.address for o in report.outcomes if o.status == "done"}
+                site = self.fleet.sites.get(gateway.spec.site_ref or "")
+                inventory.remember(
+                    gateway.spec.zap.serial,
+                    str(gateway.spec.deletion_policy),
+                    claim_org(gateway, site),
+                )
+        done = {o.address for o in report.outcomes if o.status == "done"} if report else set()
         for change in plan.changes:
             if change.action is Action.RELEASE and change.address in done:
-                inventory.pop(change.external_id or "", None)
+                inventory.forget(change.external_id or "")
         self.state.write_inventory(inventory)

@@ -1,8 +1,9 @@
 """The state directory: a lock so only one writer acts at a time, a journal of every
-external write (intent before, outcome after, fsynced), and the inventory of deletion
-policies of gateways we manage. None of it is needed to find remote objects (they are
-matched by natural keys); the journal makes an interrupted run visible and auditable,
-the inventory remembers `deletionPolicy` for gateways removed from the desired state."""
+external write (intent before, outcome after, fsynced), and the inventory of the gateways
+we manage. None of it is needed to find remote objects (they are matched by natural
+keys); the journal makes an interrupted run visible and auditable, the inventory
+remembers each gateway's `deletionPolicy` and organisation for when it is removed from
+the desired state."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ReconcilerError
+from reconciler.model.gateway import DeletionPolicy
 
 
 class StateDirError(ReconcilerError):
@@ -93,20 +95,57 @@ class StateDir:
 
     # -- inventory -------------------------------------------------------------------------
 
-    def read_inventory(self) -> dict[str, str]:
+    def read_inventory(self) -> Inventory:
         path = self.path / "inventory.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {}
-        return {str(k): str(v) for k, v in data.get("gateways", {}).items()}
+            return Inventory()
+        if not isinstance(data, dict):
+            return Inventory()
+        return Inventory(
+            {str(k): str(v) for k, v in data.get("gateways", {}).items()},
+            {str(k): str(v) for k, v in data.get("orgs", {}).items()},
+        )
 
-    def write_inventory(self, gateways: dict[str, str]) -> None:
+    def write_inventory(self, inventory: Inventory) -> None:
         self.ensure()
         atomic_write(
             self.path / "inventory.json",
-            json.dumps({"gateways": gateways}, indent=2, sort_keys=True),
+            json.dumps(
+                {"gateways": inventory.policies, "orgs": inventory.orgs}, indent=2, sort_keys=True
+            ),
         )
+
+
+@dataclass
+class Inventory:
+    """What earlier applies declared about each gateway, kept for when it is declared no
+    more: its deletion policy, and the organisation it was claimed into."""
+
+    policies: dict[str, str] = field(default_factory=dict)  # serial -> deletionPolicy
+    orgs: dict[str, str] = field(default_factory=dict)  # serial -> Novacore organisation
+
+    def remember(self, serial: str, policy: str, org: str) -> None:
+        self.policies[serial] = policy
+        if org:
+            self.orgs[serial] = org
+
+    def forget(self, serial: str) -> None:
+        self.policies.pop(serial, None)
+        self.orgs.pop(serial, None)
+
+    def release_orgs(self, declared_serials: set[str]) -> set[str]:
+        """Organisations of gateways remembered with deletionPolicy Release that are not
+        declared any more. Observation lists their gateways even when no declared Site is
+        left in them, so such a gateway is reported, and released with --prune."""
+        return {
+            self.orgs[serial]
+            for serial, policy in self.policies.items()
+            if policy == DeletionPolicy.RELEASE.value
+            and serial not in declared_serials
+            and serial in self.orgs
+        }
 
 
 def atomic_write(path: Path, text: str, *, private: bool = False) -> None:

@@ -39,7 +39,7 @@ from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.plan import render
-from reconciler.plan.planner import PlanOptions
+from reconciler.plan.planner import Plan, PlanOptions
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -175,6 +175,8 @@ class ReconcilerLike(Protocol):
         stop: asyncio.Event | None = None,
     ) -> Any: ...
 
+    def remember_gateways(self, plan: Plan) -> None: ...
+
 
 # Loads the desired state and the plan options for it; raises ConfigError with every problem.
 DesiredLoader = Callable[[], tuple[Fleet, PlanOptions]]
@@ -303,6 +305,8 @@ class Cycle:
             summary.deferred = len(plan.deferred)
             summary.blocked = len(plan.blocked)
             if self.plan_only or not plan.has_changes:
+                if not self.plan_only:
+                    reconciler.remember_gateways(plan)
                 self._show_plan(summary.run, result)
                 summary.result = "planned" if plan.has_changes else "no-changes"
                 return

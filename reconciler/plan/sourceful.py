@@ -93,6 +93,16 @@ def zap_settings(connection: Connection) -> dict[str, Any]:
     return body
 
 
+def claim_org(gateway: Gateway, site: Site | None) -> str:
+    """The Novacore organisation a gateway is claimed into: its own `orgId`, else its
+    Site's ("" when neither says)."""
+    zap = gateway.spec.zap
+    assert zap is not None
+    if zap.org_id:
+        return zap.org_id
+    return site.spec.novacore.org_id if site is not None and site.spec.novacore else ""
+
+
 def observed_connection(on_zap: ZapDevice) -> dict[str, Any]:
     """The connection the Zap reports for a device, in `zap_settings`' vocabulary."""
     return {"type": on_zap.connection_type, "profile": on_zap.profile, **on_zap.settings}
@@ -430,7 +440,7 @@ class SourcefulPlanner:
     def _plan_claim(self, site: Site, gateway: Gateway) -> Change:
         zap = gateway.spec.zap
         assert zap is not None
-        target = zap.org_id or (site.spec.novacore.org_id if site.spec.novacore else "")
+        target = claim_org(gateway, site)
         after = {"serial": zap.serial, "org_id": target}
         target_obs = self.observed.novacore_gateways.get(target)
         if isinstance(target_obs, Unreachable) or target_obs is None:

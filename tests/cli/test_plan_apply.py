@@ -429,3 +429,25 @@ def test_a_missing_password_blocks_the_device_at_plan_time(make_cli: CliFactory)
     serial = serial_of(1)
     battery = run.sims.call(lambda: run.sims.sims.zaps[serial].device("FERRO-ENV"))
     assert battery is None, "nothing is added without its password"
+
+
+# -- removing gateways ----------------------------------------------------------------------
+
+
+def test_a_deletion_policy_changed_in_git_alone_is_honoured_when_the_gateway_is_removed(
+        make_cli: CliFactory) -> None:
+    kept, removed = standard_site(1), standard_site(2, org=ORG_B)
+    run = make_cli(kept + removed)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    # Release changes nothing remote: the apply has nothing to do, but remembers the policy.
+    released = [{**d, "spec": {**d["spec"], "deletionPolicy": "Release"}}
+                if d["kind"] == "Gateway" else d for d in removed]
+    run.rewrite(kept + released)
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0 and out.startswith("No changes."), out
+
+    run.rewrite(kept)  # the site of org-beta, and org-beta with it, leaves the desired state
+    code, out, _ = run("apply", run.path, "--auto-approve", "--prune")
+    assert code == 0, out
+    assert f"⇐ gateway/{serial_of(2)}[novacore] will be released" in out
+    assert run.sims.sims.novacore.gateways[serial_of(2)].org_id is None

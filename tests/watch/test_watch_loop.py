@@ -191,6 +191,7 @@ class FakeReconciler:
         self.plan_seconds = plan_seconds
         self.fleets: list[Fleet] = []
         self.applied = 0
+        self.remembered = 0
 
     def __call__(self, fleet: Fleet, settings: Settings) -> FakeReconciler:
         self.fleets.append(fleet)
@@ -212,6 +213,9 @@ class FakeReconciler:
     async def apply(self, result: Any, *, progress: Any = None, stop: Any = None) -> Any:
         self.applied += 1
         return FakeReport(len(result.plan.pending))
+
+    def remember_gateways(self, plan: Any) -> None:
+        self.remembered += 1
 
 
 def make_cycle(load: watch.DesiredLoader, fake: FakeReconciler, fmt: str = "text",
@@ -277,6 +281,15 @@ async def test_plan_only_never_applies() -> None:
     cycle, _ = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake, plan_only=True)
     summary = await cycle(watch.Trigger.START)
     assert (summary.result, summary.changes, fake.applied) == ("planned", 2, 0)
+    assert fake.remembered == 0, "plan-only writes nothing, not even the gateway inventory"
+
+
+async def test_a_run_with_nothing_to_do_still_remembers_the_gateways() -> None:
+    # A deletionPolicy changed in git alone changes nothing remote (see Reconciler).
+    fake = FakeReconciler(pending=0)
+    cycle, _ = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake)
+    summary = await cycle(watch.Trigger.START)
+    assert (summary.result, fake.applied, fake.remembered) == ("no-changes", 0, 1)
 
 
 async def test_json_log_lines_carry_the_summary() -> None:

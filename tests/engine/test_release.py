@@ -1,0 +1,54 @@
+"""Gateways removed from the desired state, against the simulators: one remembered with
+`deletionPolicy: Release` is reported, and released with --prune, even when no declared
+Site is left in its organisation; one with `Orphan` stays claimed."""
+
+from __future__ import annotations
+
+from simworld import ORG_A, ORG_B, Doc, MakeWorld, load, owner, serial_of, standard_site
+
+from reconciler.plan.actions import Action
+from reconciler.plan.planner import PlanOptions
+
+
+def with_policy(docs: list[Doc], policy: str) -> list[Doc]:
+    """The documents with every Gateway's deletionPolicy set."""
+    return [{**d, "spec": {**d["spec"], "deletionPolicy": policy}} if d["kind"] == "Gateway"
+            else d for d in docs]
+
+
+async def test_a_removed_gateway_is_released_with_prune_when_its_organisation_is_gone(
+        make_world: MakeWorld) -> None:
+    kept = standard_site(1, org=ORG_A)
+    removed = with_policy(standard_site(2, org=ORG_B), "Release")
+    world = await make_world(kept + removed)
+    await world.apply()
+    assert owner(world.sims, serial_of(2)) == ORG_B
+    fleet = load(kept)  # nothing of org-beta is declared any more
+
+    result = await world.plan(fleet=fleet)
+    assert not result.plan.has_changes
+    assert [u["id"] for u in result.plan.unmanaged] == [serial_of(2)]
+    assert "deletionPolicy Release; use --prune" in result.plan.unmanaged[0]["description"]
+
+    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    assert [(c.address, c.action) for c in result.plan.pending] == [
+        (f"gateway/{serial_of(2)}[novacore]", Action.RELEASE)]
+    assert report.ok, report.as_dict()
+    assert owner(world.sims, serial_of(2)) is None
+
+    # Released and forgotten: org-beta is not read again.
+    noop, requests, writes = await world.noop_writes(fleet)
+    assert not noop.plan.has_changes and not noop.plan.unmanaged and writes == 0
+    assert requests == 1 + 1 + 2, "site, gateway and the two listings of org-alpha only"
+
+
+async def test_a_removed_gateway_with_orphan_stays_claimed(make_world: MakeWorld) -> None:
+    kept = standard_site(1, org=ORG_A)
+    world = await make_world(kept + with_policy(standard_site(2, org=ORG_A), "Orphan"))
+    await world.apply()
+    fleet = load(kept)
+
+    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    assert report.ok and not result.plan.has_changes
+    assert "deletionPolicy Orphan" in result.plan.unmanaged[0]["description"]
+    assert owner(world.sims, serial_of(2)) == ORG_A
