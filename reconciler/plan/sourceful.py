@@ -93,6 +93,16 @@ def zap_settings(connection: Connection) -> dict[str, Any]:
     return body
 
 
+def bound_device(candidates: list[NovacoreDevice], serial: str) -> NovacoreDevice | None:
+    """Of the site's Novacore devices with a declared device's hardware id, the one it is:
+    the one bound to its gateway (or bound to none Novacore reports), else one bound to
+    another gateway (the device moved, and is provisioned again behind its new one)."""
+    for candidate in candidates:
+        if candidate.gateway_serial in (None, serial):
+            return candidate
+    return candidates[0] if candidates else None
+
+
 def claim_org(gateway: Gateway, site: Site | None) -> str:
     """The Novacore organisation a gateway is claimed into: its own `orgId`, else its
     Site's ("" when neither says)."""
@@ -310,10 +320,11 @@ class SourcefulPlanner:
             unreachable.append(f"Novacore devices of site {novacore_site.id}: {devices_obs.reason}")  # type: ignore[union-attr]
         if site_change is not None and site_change.action is Action.DEFER:
             unreachable.append(site_change.message)
-        by_hardware: dict[str, NovacoreDevice] = {}
+        by_hardware: dict[str, list[NovacoreDevice]] = {}
         if isinstance(devices_obs, list):
-            by_hardware = {d.hardware_id: d for d in devices_obs}
-        declared_hardware: set[str] = set()
+            for cloud_device in devices_obs:
+                by_hardware.setdefault(cloud_device.hardware_id, []).append(cloud_device)
+        matched: set[str] = set()  # ids of the Novacore devices declared devices are
         for gateway in self.fleet.gateways_of(site.name):
             if gateway.spec.zap is None:
                 continue
@@ -332,20 +343,16 @@ class SourcefulPlanner:
             for device in self.fleet.devices_of(gateway.name):
                 if device.spec.hardware_id is None or device.spec.connection is None:
                     continue
-                declared_hardware.add(device.spec.hardware_id)
-                self._plan_device(
-                    site,
-                    gateway,
-                    device,
-                    claim,
-                    site_change,
-                    zap_obs,
-                    by_hardware.get(device.spec.hardware_id),
+                cloud = bound_device(
+                    by_hardware.get(device.spec.hardware_id, []), gateway.spec.zap.serial
                 )
+                if cloud is not None:
+                    matched.add(cloud.id)
+                self._plan_device(site, gateway, device, claim, site_change, zap_obs, cloud)
             if zap_obs is not None:
                 self._unmanaged_zap_devices(site, gateway, zap_obs)
         if isinstance(devices_obs, list):
-            self._unmanaged_cloud_devices(site, devices_obs, declared_hardware)
+            self._unmanaged_cloud_devices(site, devices_obs, matched)
         if unreachable:
             self._defer(self.changes[first:], "; ".join(unreachable))
 
@@ -604,7 +611,7 @@ class SourcefulPlanner:
         cloud_deps = list(deps)
         if site_change is not None and site_change.is_change:
             cloud_deps.append(site_change.address)
-        cloud_change = self._plan_cloud_device(site, device, cloud, cloud_deps)
+        cloud_change = self._plan_cloud_device(site, gateway, device, cloud, cloud_deps)
         if site_change is not None and site_change.blocked and blocked_by is None:
             blocked_by = site_change
         if cloud_change is not None and blocked_by is not None:
@@ -671,7 +678,12 @@ class SourcefulPlanner:
         )
 
     def _plan_cloud_device(
-        self, site: Site, device: Device, cloud: NovacoreDevice | None, deps: list[str]
+        self,
+        site: Site,
+        gateway: Gateway,
+        device: Device,
+        cloud: NovacoreDevice | None,
+        deps: list[str],
     ) -> Change | None:
         if site.spec.novacore is None:
             return None
@@ -690,6 +702,27 @@ class SourcefulPlanner:
                 message="not provisioned in Novacore",
             )
         before = _observed_novacore_fields(cloud)
+        assert gateway.spec.zap is not None
+        serial = gateway.spec.zap.serial
+        if cloud.gateway_serial not in (None, serial):
+            # Novacore knows a device by its gateway and hardware id (telemetry topics name
+            # both): behind another gateway it is another device.
+            before["gateway_serial"], after["gateway_serial"] = cloud.gateway_serial, serial
+            return self._change(
+                "Device",
+                device.name,
+                "novacore",
+                Action.REPLACE,
+                Reason.CANNOT_UPDATE,
+                site,
+                before=before,
+                after=after,
+                diff=declared_diff(after, before),
+                depends_on=deps,
+                external_id=cloud.id,
+                message=f"bound to gateway {cloud.gateway_serial} in Novacore, declared behind "
+                f"{serial}; Novacore cannot move a device to another gateway",
+            )
         if before["device_type"] != after["device_type"] or any(
             name in before["ders"] and before["ders"][name] != der_type
             for name, der_type in after["ders"].items()
@@ -807,10 +840,10 @@ class SourcefulPlanner:
                 self.unmanaged.append(entry)
 
     def _unmanaged_cloud_devices(
-        self, site: Site, devices: list[NovacoreDevice], declared: set[str]
+        self, site: Site, devices: list[NovacoreDevice], matched: set[str]
     ) -> None:
         for cloud in devices:
-            if cloud.hardware_id in declared:
+            if cloud.id in matched:
                 continue
             entry = {
                 "platform": "novacore",
