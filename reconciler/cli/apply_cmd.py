@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,10 @@ examples:
   reconciler plan examples/sites --out plan.json && reconciler apply plan.json
 
 exit codes: 0 everything applied (or nothing to do), 1 any change failed, was skipped or
-blocked, or the input was invalid.
+blocked, or the input was invalid; 130 stopped at once by a second Ctrl-C.
+
+Ctrl-C (or SIGTERM) while applying lets the writes in flight finish and starts nothing new;
+a second one stops at once.
 """
 
 _MARKS = {"done": "✓", "failed": "✗", "skipped": "-", "blocked": "!", "deferred": "…"}
@@ -147,6 +153,36 @@ def _refuse_selection_with_saved_plan(args: argparse.Namespace) -> None:
         )
 
 
+@contextlib.contextmanager
+def _stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
+    """While applying, the first SIGINT (Ctrl-C) or SIGTERM lets the writes in flight finish
+    and starts nothing new, as the watch agent does: a write cut off half-way leaves its
+    outcome unknown until the next run. A second one stops at once."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def on_signal(signum: signal.Signals) -> None:
+        if stop.is_set():
+            main.cancel()
+            return
+        print(
+            f"\n{signum.name}: stopping; the writes in flight finish and nothing new starts "
+            "(send it again to stop at once)",
+            file=sys.stderr,
+        )
+        stop.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        yield
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         saved = _saved_plan(args.paths)
@@ -177,6 +213,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         with state.lock(command_line()):
             return asyncio.run(_apply(args, fleet, settings, options, saved, paths))
+    except asyncio.CancelledError:  # a second signal while applying
+        print("interrupted; the next run observes again what the cut-off writes did",
+              file=sys.stderr)
+        return common.EXIT_INTERRUPTED
     except StateDirError as error:
         print(f"error: {error}", file=sys.stderr)
         return common.EXIT_ERROR
@@ -228,7 +268,9 @@ async def _apply(
         if not saved and not _confirm(args):
             print("Apply cancelled.", file=sys.stderr)
             return common.EXIT_ERROR
-        report = await reconciler.apply(result, progress=_progress(out))
+        stop = asyncio.Event()
+        with _stopped_by_signals(stop):
+            report = await reconciler.apply(result, progress=_progress(out), stop=stop)
     print_report(report, out)
     if args.output == "json":
         print(common.json_dump(report.as_dict()))

@@ -20,6 +20,7 @@ from reconciler.sources import loader
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from typing import NoReturn
 from reconciler import __version__
 from reconciler.cli import (
     apply_cmd,
+    common,
     demo_cmd,
     operator_cmd,
     plan_cmd,
@@ -87,6 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(run(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return common.EXIT_INTERRUPTED
     except BrokenPipeError:
         return 1

@@ -6,15 +6,20 @@ secrets that never appear in any output."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
@@ -451,3 +456,59 @@ def test_a_deletion_policy_changed_in_git_alone_is_honoured_when_the_gateway_is_
     assert code == 0, out
     assert f"⇐ gateway/{serial_of(2)}[novacore] will be released" in out
     assert run.sims.sims.novacore.gateways[serial_of(2)].org_id is None
+
+
+# -- Ctrl-C while applying ----------------------------------------------------------------------
+
+
+class CtrlC:
+    """Presses Ctrl-C (SIGINT to this process, where the CLI runs) when the first write
+    reaches the Novacore simulator, `times` times, the next one `pause_s` later while that
+    write is still being served."""
+
+    def __init__(self, times: int = 1, pause_s: float = 0.3) -> None:
+        self.times, self.pause_s = times, pause_s
+        self.pressed = False
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def press(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.method in ("POST", "PUT") and not self.pressed:
+                self.pressed = True
+                for press_number in range(self.times):
+                    if press_number:
+                        await asyncio.sleep(self.pause_s)
+                    os.kill(os.getpid(), signal.SIGINT)
+                await asyncio.sleep(self.pause_s)  # the write is still in flight
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(press)
+
+
+def test_ctrl_c_while_applying_lets_the_writes_in_flight_finish(make_cli: CliFactory) -> None:
+    ctrl_c = CtrlC()
+    run = make_cli(two_sites(), before_start=ctrl_c.install)
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert ctrl_c.pressed and code == 1, out + err
+    assert "SIGINT: stopping; the writes in flight finish" in err
+    assert "skipped:" in out and "not started: stopping" in out
+    assert "done" in out.splitlines()[-1] and " 0 done" not in out.splitlines()[-1]
+    assert StateDir(run.state_dir).unfinished() == [], "no write was cut off"
+
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0 and "interrupted" not in out + err, out + err
+    converged_exactly_once(run.sims.sims, load(two_sites()))
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_next_run_converges(
+        make_cli: CliFactory) -> None:
+    ctrl_c = CtrlC(times=2)
+    run = make_cli(two_sites(), before_start=ctrl_c.install)
+    code, _, err = run("apply", run.path, "--auto-approve")
+    assert code == 130 and "interrupted" in err, err
+    assert StateDir(run.state_dir).unfinished(), "the write in flight was cut off"
+
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0, out + err
+    assert "write(s) of an earlier run were interrupted" in out
+    converged_exactly_once(run.sims.sims, load(two_sites()))
