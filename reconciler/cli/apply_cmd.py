@@ -257,6 +257,7 @@ async def _apply(
             out.write(render.render_text(doc, color=common.use_color(out, args.no_color)))
         if not result.plan.has_changes:
             reconciler.remember_gateways(result.plan)
+            reconciler.state.settle(unfinished)  # observed again: nothing left to do for them
             if args.output == "json":
                 print(common.json_dump({"ok": True, "counts": {}, "outcomes": []}))
             return common.EXIT_OK
@@ -271,6 +272,7 @@ async def _apply(
         stop = asyncio.Event()
         with _stopped_by_signals(stop):
             report = await reconciler.apply(result, progress=_progress(out), stop=stop)
+        reconciler.state.settle(unfinished)
     print_report(report, out)
     if args.output == "json":
         print(common.json_dump(report.as_dict()))

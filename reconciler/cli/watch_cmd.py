@@ -172,6 +172,7 @@ async def _serve(
         stop=stop,
         plan_only=args.plan_only,
         offline=args.offline,
+        interrupted=unfinished,
     )
     try:
         await watch.run_agent(

@@ -25,6 +25,9 @@ from typing import Any
 from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
 
+# Past this size, a settled journal starts afresh (`StateDir.settle`): about 40,000 writes.
+JOURNAL_ROTATE_BYTES = 8 * 1024 * 1024
+
 
 class StateDirError(ReconcilerError):
     """The state directory cannot be used: it cannot be created or written, or another
@@ -90,8 +93,31 @@ class StateDir:
         return Journal(self.path / "journal.jsonl")
 
     def unfinished(self) -> list[dict[str, Any]]:
-        """Journal intents with no outcome: writes cut off by a crash or a kill."""
+        """Journal intents with no outcome: writes cut off by a crash or a kill, and not
+        observed again since (see `settle`)."""
         return unfinished_intents(self.path / "journal.jsonl")
+
+    def settle(self, unfinished: list[dict[str, Any]]) -> None:
+        """Record that the runs of these `unfinished` intents (read before a run planned)
+        were observed again by a run that then applied or had nothing to apply: they are
+        not reported again. The caller holds the lock.
+
+        A journal past `JOURNAL_ROTATE_BYTES` with nothing left unfinished then moves to
+        `journal.jsonl.1` (replacing the one before), so an agent that runs for months keeps
+        a bounded history and reads a bounded file at each start."""
+        path = self.path / "journal.jsonl"
+        runs = sorted({str(record.get("run", "")) for record in unfinished})
+        if runs:
+            self.ensure()
+            line = {"ts": _utc_second(int(time.time())), "phase": "settled", "runs": runs}
+            with open(path, "a", encoding="utf-8") as journal:
+                journal.write(json.dumps(line) + "\n")
+        try:
+            too_big = path.stat().st_size > JOURNAL_ROTATE_BYTES
+        except OSError:
+            return
+        if too_big and not unfinished_intents(path):
+            os.replace(path, path.with_name(path.name + ".1"))
 
     # -- inventory -------------------------------------------------------------------------
 
@@ -248,6 +274,10 @@ def unfinished_intents(path: Path, *, exclude_run: str | None = None) -> list[di
             record = json.loads(line)
         except ValueError:
             continue  # a line torn by a kill mid-write
+        if record.get("phase") == "settled":
+            settled = set(record.get("runs", []))
+            open_intents = {k: v for k, v in open_intents.items() if k[0] not in settled}
+            continue
         key = (record.get("run", ""), record.get("address", ""), record.get("operation", ""))
         if record.get("run") == exclude_run:
             continue

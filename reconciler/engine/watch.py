@@ -31,11 +31,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from reconciler.engine.apply import Outcome
 from reconciler.engine.config import Settings
 from reconciler.engine.reconcile import PlanResult, Reconciler
+from reconciler.engine.state import StateDir
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.plan import render
@@ -199,8 +201,11 @@ class Cycle:
         plan_only: bool = False,
         offline: str = "defer",
         factory: ReconcilerFactory = Reconciler,
+        interrupted: list[dict[str, Any]] | None = None,
     ) -> None:
         self.load = load
+        # Journal intents left unfinished before the agent started (StateDir.unfinished).
+        self.interrupted = list(interrupted or [])
         self.settings = settings
         self.paths = paths
         self.log = log
@@ -307,12 +312,14 @@ class Cycle:
             if self.plan_only or not plan.has_changes:
                 if not self.plan_only:
                     reconciler.remember_gateways(plan)
+                    self._settle()
                 self._show_plan(summary.run, result)
                 summary.result = "planned" if plan.has_changes else "no-changes"
                 return
             report = await reconciler.apply(
                 result, progress=self._progress(summary.run), stop=self.stop
             )
+            self._settle()
         counts = report.counts()
         summary.done, summary.failed = counts["done"], counts["failed"]
         summary.skipped, summary.blocked = counts["skipped"], counts["blocked"]
@@ -325,6 +332,12 @@ class Cycle:
             summary.result = "deferred"
         else:
             summary.result = "applied"
+
+    def _settle(self) -> None:
+        """After a run that observed and applied: the writes interrupted before the agent
+        started are not reported again, and a long journal starts afresh."""
+        StateDir(Path(self.settings.state_dir)).settle(self.interrupted)
+        self.interrupted = []
 
     async def _plan(self, reconciler: ReconcilerLike, options: PlanOptions) -> PlanResult | None:
         """Observe and plan; None when a stop request came first (a plan only reads, so

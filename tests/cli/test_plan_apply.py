@@ -510,5 +510,8 @@ def test_a_second_ctrl_c_stops_at_once_and_the_next_run_converges(
 
     code, out, err = run("apply", run.path, "--auto-approve")
     assert code == 0, out + err
-    assert "write(s) of an earlier run were interrupted" in out
+    assert "1 write(s) of an earlier run were interrupted" in out
     converged_exactly_once(run.sims.sims, load(two_sites()))
+
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0 and "interrupted" not in out, "observed again: not reported again"

@@ -19,6 +19,7 @@ from reconciler.engine import watch
 from reconciler.engine.apply import apply_plan
 from reconciler.engine.config import Settings
 from reconciler.engine.retry import RetryPolicy
+from reconciler.engine.state import StateDir
 from reconciler.errors import ConfigError, Diagnostic, ProviderAuthError, ProviderUnavailable
 from reconciler.model.fleet import Fleet
 from reconciler.plan import document
@@ -282,6 +283,21 @@ async def test_plan_only_never_applies() -> None:
     summary = await cycle(watch.Trigger.START)
     assert (summary.result, summary.changes, fake.applied) == ("planned", 2, 0)
     assert fake.remembered == 0, "plan-only writes nothing, not even the gateway inventory"
+
+
+async def test_writes_interrupted_before_the_agent_started_are_settled_by_its_first_run(
+        tmp_path: Path) -> None:
+    state_dir = StateDir(tmp_path)
+    journal = state_dir.journal()
+    journal.intent("device/d[zap]", "zap.add_device")
+    journal.close()
+    interrupted = state_dir.unfinished()
+    cycle = watch.Cycle(lambda: (Fleet.of([]), PlanOptions()), Settings(state_dir=str(tmp_path)),
+                        paths=["sites"], log=watch.Log(io.StringIO(), "text"),
+                        stop=asyncio.Event(), factory=FakeReconciler(pending=1),
+                        interrupted=interrupted)
+    await cycle(watch.Trigger.START)
+    assert interrupted and state_dir.unfinished() == []
 
 
 async def test_a_run_with_nothing_to_do_still_remembers_the_gateways() -> None:

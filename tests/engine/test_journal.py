@@ -1,0 +1,54 @@
+"""The journal in the state directory: intents without an outcome are reported until a run
+has observed them again (`StateDir.settle`), and a long settled journal starts afresh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.engine import state
+from reconciler.engine.state import StateDir
+
+
+def cut_off_run(state_dir: StateDir, writes: int, finished: int) -> str:
+    """A run that started `writes` writes and finished the first `finished` of them."""
+    journal = state_dir.journal()
+    for n in range(writes):
+        journal.intent(f"device/d{n}[zap]", "zap.add_device")
+    for n in range(finished):
+        journal.done(f"device/d{n}[zap]", "zap.add_device")
+    journal.close()
+    return journal.run_id
+
+
+def test_unfinished_writes_are_reported_until_a_run_settles_them(tmp_path: Path) -> None:
+    state_dir = StateDir(tmp_path)
+    first = cut_off_run(state_dir, writes=3, finished=1)
+    unfinished = state_dir.unfinished()
+    assert [(r["run"], r["address"]) for r in unfinished] == [
+        (first, "device/d1[zap]"), (first, "device/d2[zap]")]
+
+    # A later run is cut off too, after the earlier run's writes were read (and reported).
+    second = cut_off_run(state_dir, writes=1, finished=0)
+    state_dir.settle(unfinished)
+    assert [r["run"] for r in state_dir.unfinished()] == [second], \
+        "only what was reported is settled"
+
+
+def test_a_long_settled_journal_starts_afresh(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state, "JOURNAL_ROTATE_BYTES", 2_000)
+    state_dir = StateDir(tmp_path)
+    cut_off_run(state_dir, writes=20, finished=19)
+    unfinished = state_dir.unfinished()
+    journal = tmp_path / "journal.jsonl"
+
+    state_dir.settle([])
+    assert journal.exists(), "an unfinished write keeps the journal where it is read"
+    state_dir.settle(unfinished)
+    assert not journal.exists() and (tmp_path / "journal.jsonl.1").exists()
+    assert state_dir.unfinished() == []
+
+    cut_off_run(state_dir, writes=1, finished=1)
+    assert journal.exists(), "the next run starts a new journal"
