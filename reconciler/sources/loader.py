@@ -155,15 +155,22 @@ def _locate_problems(result: LoadResult, texts: dict[str, str]) -> list[Diagnost
     for resource, origin in zip(result.resources, result.origins, strict=True):
         by_key.setdefault((resource.KIND, resource.name), []).append(origin)
     reparsed: dict[str, dict[int, ParsedDocument]] = {}
-    located = []
-    for problem in check_fleet(result.resources):
-        origins = by_key[(problem.kind, problem.name)]
-        origin = origins[min(problem.index, len(origins) - 1)]
+
+    def reparse(origin: ParsedDocument) -> ParsedDocument:
         if origin.file not in reparsed:
             documents, _ = parse_yaml(texts.get(origin.file, ""), origin.file)
             reparsed[origin.file] = {d.index: d for d in documents}
-        origin = reparsed[origin.file].get(origin.index, origin)
-        located.append(_diagnostic(origin, problem.path, problem.message))
+        return reparsed[origin.file].get(origin.index, origin)
+
+    located = []
+    for problem in check_fleet(result.resources):
+        origins = by_key[(problem.kind, problem.name)]
+        origin = reparse(origins[min(problem.index, len(origins) - 1)])
+        message = problem.message
+        if problem.index > 0:  # a name declared again: say where it was declared first
+            first = _diagnostic(reparse(origins[0]), problem.path, "")
+            message += f" (first declared at {first.location()})"
+        located.append(_diagnostic(origin, problem.path, message))
     return located
 
 

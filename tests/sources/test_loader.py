@@ -134,6 +134,15 @@ def test_references_resolve_across_files(tmp_path: Path) -> None:
     assert [d.name for d in fleet.devices_of("home-zap")] == ["inverter"]
 
 
+def test_a_name_declared_twice_is_located_at_both_declarations(tmp_path: Path) -> None:
+    write(tmp_path, "a/home.yaml", SITE)
+    write(tmp_path, "b/copy.yaml", f"# a copy\n---\n{SITE}")
+    result = loader.load_paths([tmp_path])
+    assert located(result.diagnostics, tmp_path) == [
+        "b/copy.yaml:6:9: metadata.name: Site 'home' is declared more than once; names must be "
+        "unique per kind (first declared at a/home.yaml:4:9)"]
+
+
 def test_a_missing_path_is_reported_and_the_rest_still_loads(tmp_path: Path) -> None:
     write(tmp_path, "site.yaml", SITE)
     missing = tmp_path / "nope"
