@@ -119,19 +119,22 @@ class Connection(StrictModel):
             raise ValueError("set exactly one of `modbusTcp`, `modbusRtu`, `p1Uart` or `mqtt`")
         return self
 
-    @property
-    def type(self) -> str:
-        """The Zap's name for the connection type (`modbus_tcp`, `p1_uart`, ...)."""
+    def chosen(self) -> tuple[str, ModbusTcp | ModbusRtu | P1Uart | Mqtt]:
+        """The connection's type (`type`) and its settings (`settings`), found in one pass
+        over the fields: the one that is set (validated)."""
         for name, value in self.__dict__.items():
             if value is not None:
-                return str(name)
+                return str(name), value
         raise AssertionError("validated connection has one type")
 
     @property
+    def type(self) -> str:
+        """The Zap's name for the connection type (`modbus_tcp`, `p1_uart`, ...)."""
+        return self.chosen()[0]
+
+    @property
     def settings(self) -> ModbusTcp | ModbusRtu | P1Uart | Mqtt:
-        value = getattr(self, self.type)
-        assert value is not None
-        return value  # type: ignore[no-any-return]
+        return self.chosen()[1]
 
 
 class VerificationPath(StrEnum):

@@ -115,11 +115,13 @@ class Fleet:
         """Inline DERs of a device followed by stand-alone DER documents that point at it."""
         device = self.devices.get(device_name)
         inline = list(device.spec.ders) if device else []
-        standalone = [
-            DerFields(name=d.spec.name, type=d.spec.type, publish=d.spec.publish)
-            for d in self._index().ders_by_device.get(device_name, [])
-        ]
-        return inline + standalone
+        standalone = self._index().ders_by_device.get(device_name)
+        if standalone:  # most fleets declare DERs inline: nothing to convert then
+            inline += [
+                DerFields(name=d.spec.name, type=d.spec.type, publish=d.spec.publish)
+                for d in standalone
+            ]
+        return inline
 
     def site_of_device(self, device: Device) -> Site | None:
         if device.spec.gateway_ref:

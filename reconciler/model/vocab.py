@@ -57,7 +57,11 @@ DER_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 def local_der_type(cloud: DerType | str) -> str:
     """The Zap local API's name for a cloud DER type (`solar` -> `pv`)."""
-    return _LOCAL_NAME[DerType(cloud)]
+    # A member's value finds it in the table directly (StrEnum members hash and compare as
+    # their values): converting each DER of a large fleet through DerType() was slow. Other
+    # values still go through DerType(), to fail as before.
+    local = _LOCAL_NAME.get(cloud)  # type: ignore[arg-type]
+    return local if local is not None else _LOCAL_NAME[DerType(cloud)]
 
 
 def cloud_der_type(local: str) -> DerType:

@@ -17,21 +17,14 @@ def declared_diff(
 ) -> list[FieldDiff]:
     """Differences for every key `declared` sets. Missing observed keys count as absent,
     except where `observed` is None (the object does not exist: everything is added)."""
+    if observed is None:
+        return [
+            FieldDiff("add", f"{prefix}{key}", None, new)
+            for key, new in declared.items()
+            if new is not None
+        ]
     diffs: list[FieldDiff] = []
-    for key, new in declared.items():
-        path = f"{prefix}{key}"
-        if new is None:
-            continue
-        if observed is None or key not in observed:
-            diffs.append(FieldDiff("add", path, None, new))
-            continue
-        old = observed[key]
-        # Declared and observed values are JSON-shaped (dicts, lists, scalars); checking for
-        # `dict` rather than the `Mapping` ABC keeps a fleet-wide plan's 40,000 diffs cheap.
-        if isinstance(new, dict) and isinstance(old, dict):
-            diffs += declared_diff(new, old, prefix=f"{path}.")
-        elif old != new:
-            diffs.append(FieldDiff("change", path, old, new))
+    _diff_into(diffs, declared, observed, prefix, missing_is_added=True)
     return diffs
 
 
@@ -40,4 +33,36 @@ def compared_only_where_reported(
 ) -> list[FieldDiff]:
     """Like `declared_diff`, but a key the API does not report at all is not compared
     (some APIs echo only part of what they were given)."""
-    return [d for d in declared_diff(declared, observed) if d.op != "add"]
+    diffs: list[FieldDiff] = []
+    _diff_into(diffs, declared, observed, "", missing_is_added=False)
+    return diffs
+
+
+def _diff_into(
+    diffs: list[FieldDiff],
+    declared: Mapping[str, Any],
+    observed: Mapping[str, Any],
+    prefix: str,
+    *,
+    missing_is_added: bool,
+) -> None:
+    """Append the differences of `declared` from `observed` to `diffs`; a key `observed`
+    lacks is an "add" where `missing_is_added`, else not compared (at every depth)."""
+    for key, new in declared.items():
+        if new is None:
+            continue
+        if key not in observed:
+            if missing_is_added:
+                diffs.append(FieldDiff("add", f"{prefix}{key}", None, new))
+            continue
+        old = observed[key]
+        # Most declared values are in sync: one equality test settles them (equal dicts
+        # hold no difference at any depth), and no path is formatted for them.
+        if old == new:
+            continue
+        # Declared and observed values are JSON-shaped (dicts, lists, scalars); checking for
+        # `dict` rather than the `Mapping` ABC keeps a fleet-wide plan's 40,000 diffs cheap.
+        if isinstance(new, dict) and isinstance(old, dict):
+            _diff_into(diffs, new, old, f"{prefix}{key}.", missing_is_added=missing_is_added)
+        else:
+            diffs.append(FieldDiff("change", f"{prefix}{key}", old, new))

@@ -5,6 +5,7 @@ target, orders them by dependency and summarises them."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,10 @@ _PHASE = {"identity": 2, "zap": 3, "novacore": 4, "enapter": 4, "flatpeak": 5, "
 _REMOVAL_PHASE = {"novacore": 7, "enapter": 7, "flatpeak": 7, "publish": 7, "zap": 8}
 
 
+# Phases are numbered from 0 to 9.
+_PHASES = 10
+
+
 def _phase(change: Change) -> int:
     if change.action in (Action.DELETE, Action.RELEASE):
         return 9 if change.kind in ("Gateway", "Site") else _REMOVAL_PHASE.get(change.component, 8)
@@ -77,6 +82,25 @@ def _phase(change: Change) -> int:
     if change.kind == "Gateway":
         return 1
     return _PHASE.get(change.component, 5)
+
+
+def _order_key(fleet: Fleet) -> Callable[[Change], int]:
+    """The sort key of a plan's changes: the fleet's order of their sites (changes of no
+    declared site last), then their phase. One integer rather than a (site, phase) tuple,
+    and `_phase` written out for the common case: a fleet-wide plan sorts 30,000 changes."""
+    site_order = {name: i * _PHASES for i, name in enumerate(fleet.sites)}
+    unknown = len(site_order) * _PHASES
+    removals = (Action.DELETE, Action.RELEASE)
+    component_phase = _PHASE.get
+
+    def key(change: Change) -> int:
+        site = site_order.get(change.site, unknown)
+        kind = change.kind
+        if change.action in removals or kind == "Site" or kind == "Gateway":
+            return site + _phase(change)
+        return site + component_phase(change.component, 5)
+
+    return key
 
 
 class PlanBuilder:
@@ -114,8 +138,7 @@ class PlanBuilder:
             changes = [c for c in changes if (c.kind, c.name) in selected]
             unmanaged = []
         # Stable: within a site, changes keep the order its planning made them in.
-        site_order = {name: i for i, name in enumerate(self.fleet.sites)}
-        changes.sort(key=lambda c: (site_order.get(c.site, len(site_order)), _phase(c)))
+        changes.sort(key=_order_key(self.fleet))
         return Plan(changes=changes, unmanaged=unmanaged, options=options)
 
 
