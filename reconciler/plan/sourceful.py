@@ -839,10 +839,23 @@ class SourcefulPlanner:
                 message="not provisioned in Novacore",
             )
         before = _observed_novacore_fields(cloud)
+        replaced_because = ""
         if cloud.gateway_serial not in (None, at.serial):
             # Novacore knows a device by its gateway and hardware id (telemetry topics name
             # both): behind another gateway it is another device.
             before["gateway_serial"], after["gateway_serial"] = cloud.gateway_serial, at.serial
+            replaced_because = (
+                f"bound to gateway {cloud.gateway_serial} in Novacore, declared behind "
+                f"{at.serial}; Novacore cannot move a device to another gateway"
+            )
+        elif before != after and (
+            before["device_type"] != after["device_type"]
+            or _der_type_changed(after["ders"], before["ders"])
+        ):
+            replaced_because = (
+                "device type or a DER type changed; Novacore cannot update them in place"
+            )
+        if replaced_because:
             return self._change(
                 "Device",
                 name,
@@ -855,30 +868,12 @@ class SourcefulPlanner:
                 diff=declared_diff(after, before),
                 depends_on=deps,
                 external_id=cloud.id,
-                message=f"bound to gateway {cloud.gateway_serial} in Novacore, declared behind "
-                f"{at.serial}; Novacore cannot move a device to another gateway",
+                message=replaced_because,
             )
         if before == after:
             # In sync, as most devices are: one comparison settles every field and DER.
             diff: list[FieldDiff] = []
             message = ""
-        elif before["device_type"] != after["device_type"] or _der_type_changed(
-            after["ders"], before["ders"]
-        ):
-            return self._change(
-                "Device",
-                name,
-                "novacore",
-                Action.REPLACE,
-                Reason.CANNOT_UPDATE,
-                at.site,
-                before=before,
-                after=after,
-                diff=declared_diff(after, before),
-                depends_on=deps,
-                external_id=cloud.id,
-                message="device type or a DER type changed; Novacore cannot update them in place",
-            )
         else:
             diff, message = _cloud_drift(after, before)
         if cloud.state == "orphaned":
