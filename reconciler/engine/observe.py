@@ -179,7 +179,7 @@ class _SourcefulReads:
 
     @property
     def _cloud(self) -> NovacoreClient:
-        assert self.novacore is not None, "Novacore is read only for declared organisations"
+        assert self.novacore is not None, "Novacore is read only when an organisation is to be read"
         return self.novacore
 
     async def _org_sites(self, org: str) -> None:

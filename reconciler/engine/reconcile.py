@@ -168,7 +168,7 @@ class Reconciler:
                 into=observed,
                 on_site=builder.site_observed,
                 whole_fleet=options.whole_fleet,
-                release_orgs=inventory.release_orgs(self._declared_serials()),
+                release_orgs=inventory.release_orgs(self.fleet.zap_serials()),
             )
             plan = builder.finish()
         return PlanResult(plan, observed, self.fleet, list(paths or []))
@@ -221,9 +221,6 @@ class Reconciler:
             journal.close()
         self.remember_gateways(result.plan, report)
         return report
-
-    def _declared_serials(self) -> set[str]:
-        return {g.spec.zap.serial for g in self.fleet.gateways.values() if g.spec.zap}
 
     def remember_gateways(self, plan: Plan, report: ApplyReport | None = None) -> None:
         """Record each declared gateway's deletion policy and organisation in the inventory;

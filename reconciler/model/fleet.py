@@ -129,6 +129,10 @@ class Fleet:
             return self.sites.get(gateway.spec.site_ref) if gateway else None
         return self.sites.get(device.spec.site_ref or "")
 
+    def zap_serials(self) -> set[str]:
+        """The serials of every declared Zap gateway."""
+        return {g.spec.zap.serial for g in self.gateways.values() if g.spec.zap}
+
     def gateways_of(self, site_name: str) -> list[Gateway]:
         return list(self._index().gateways_by_site.get(site_name, []))
 

@@ -8,7 +8,7 @@ gateway or cloud defers as a whole: nothing is guessed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,49 +136,28 @@ def is_added_to_zap(device: Device, on_zap: ZapDevice | None) -> bool:
     return bool(compared_only_where_reported(desired, observed_connection(on_zap)))
 
 
-def publish_flags(device: Device, fleet: Fleet, observed: ZapDevice | None) -> dict[str, bool]:
-    """Desired `enabled` flag per local DER type: on when a declared DER of that type
-    publishes; off for DERs the Zap reports that are not declared."""
-    return _publish_flags(fleet.ders_of(device.name), observed)
-
-
-def _publish_flags(ders: list[DerFields], observed: ZapDevice | None) -> dict[str, bool]:
-    """`publish_flags` of a device that declares `ders` (`Fleet.ders_of`)."""
+def publish_flags(
+    ders: list[DerFields], detected: Mapping[str, bool] | None = None
+) -> dict[str, bool]:
+    """Desired `enabled` flag per local DER type of a device that declares `ders`
+    (`Fleet.ders_of`): on when a declared DER of that type publishes. With `detected`,
+    the DER types the Zap reports for the device: only those can be switched, and those
+    not declared are off."""
     flags: dict[str, bool] = {}
     for der in ders:
         local = local_der_type(der.type)
-        flags[local] = flags.get(local, False) or der.publish
-    if observed is not None:
-        for local in observed.ders:
-            flags.setdefault(local, False)
-    return flags
-
-
-def _switchable_flags(ders: list[DerFields], detected: dict[str, bool]) -> dict[str, bool]:
-    """`_publish_flags` of a device on its Zap, for only the DER types the Zap `detected`
-    on it (the others cannot be switched), in the same order."""
-    flags: dict[str, bool] = {}
-    for der in ders:
-        local = local_der_type(der.type)
-        if local in detected:
+        if detected is None or local in detected:
             flags[local] = flags.get(local, False) or der.publish
-    for local in detected:
+    for local in detected or ():
         flags.setdefault(local, False)
     return flags
 
 
-def novacore_fields(device: Device, fleet: Fleet) -> dict[str, Any]:
-    """Declared fields of the device in Novacore's vocabulary."""
-    return _novacore_fields(device, fleet.ders_of(device.name))
-
-
-def _novacore_fields(device: Device, ders: list[DerFields]) -> dict[str, Any]:
-    """`novacore_fields` of a device that declares `ders` (`Fleet.ders_of`)."""
+def novacore_fields(device: Device, ders: list[DerFields]) -> dict[str, Any]:
+    """Declared fields of a device that declares `ders` (`Fleet.ders_of`), in Novacore's
+    vocabulary."""
     spec = device.spec
-    out: dict[str, Any] = {
-        "name": spec.display_name or device.name,  # Device.display_name
-        "device_type": spec.device_type,
-    }
+    out: dict[str, Any] = {"name": device.display_name, "device_type": spec.device_type}
     if spec.manufacturer:
         out["manufacturer"] = spec.manufacturer
     if spec.model:
@@ -403,10 +382,9 @@ class SourcefulPlanner:
         """Add a change of the site named `site`. Built here rather than through
         Change.new: a fleet-wide plan makes 30,000 of these. An empty diff or dependency
         list is left to the shared empty default."""
-        # Positional, in the order of Change's fields (keywords cost a tenth of a plan);
-        # the address as `address_of` makes it, written out for the same reason.
+        # Positional, in the order of Change's fields (keywords cost a tenth of a plan).
         change = Change(
-            f"{kind.lower()}/{name}[{component}]",
+            address_of(kind, name, component),
             kind,
             name,
             component,
@@ -740,8 +718,7 @@ class SourcefulPlanner:
                 )
                 blocked_by = zap_change
 
-        # A fleet without DER documents declares every DER inline: a device's own list.
-        ders = self.fleet.ders_of(name) if self.fleet.ders else spec.ders
+        ders = self.fleet.ders_of(name)
         cloud_deps = list(deps)
         if at.site_dep is not None:
             cloud_deps.append(at.site_dep)
@@ -824,7 +801,7 @@ class SourcefulPlanner:
     ) -> Change | None:
         if not at.in_novacore:
             return None
-        after = _novacore_fields(device, ders)
+        after = novacore_fields(device, ders)
         if cloud is None:
             return self._change(
                 "Device",
@@ -911,13 +888,13 @@ class SourcefulPlanner:
         """The DER publishing flags of device `name` (site `site`), declared as `ders`."""
         if added_again:
             # Removed and added again, the device starts with every DER switched off.
-            flags = _publish_flags(ders, None)
+            flags = publish_flags(ders)
             before: dict[str, bool] | None = dict.fromkeys(flags, False)
         elif zap_obs is None:
-            flags = _publish_flags(ders, None)
+            flags = publish_flags(ders)
             before = None
         else:
-            flags = _switchable_flags(ders, zap_obs.ders)
+            flags = publish_flags(ders, zap_obs.ders)
             before = dict(zap_obs.ders)
         diff = declared_diff(flags, before)
         if before is None and not any(flags.values()):
@@ -999,7 +976,7 @@ class SourcefulPlanner:
                 self.unmanaged.append(entry)
 
     def _unmanaged_gateways(self) -> None:
-        declared = {g.spec.zap.serial for g in self.fleet.gateways.values() if g.spec.zap}
+        declared = self.fleet.zap_serials()
         for org, gateways in sorted(self.observed.novacore_gateways.items()):
             if isinstance(gateways, Unreachable):
                 continue
