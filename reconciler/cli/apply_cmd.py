@@ -256,7 +256,7 @@ async def _apply(
         if not saved:
             out.write(render.render_text(doc, color=common.use_color(out, args.no_color)))
         if not result.plan.has_changes:
-            reconciler.remember_gateways(result.plan)
+            reconciler.remember(result.plan)
             reconciler.state.settle(unfinished)  # observed again: nothing left to do for them
             if args.output == "json":
                 print(common.json_dump({"ok": True, "counts": {}, "outcomes": []}))

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from reconciler.engine.config import SecretResolver
+from reconciler.engine.credentials import CredentialLedger, device_key
 from reconciler.engine.observe import read_device_serial
 from reconciler.engine.session import Session
 from reconciler.engine.state import Journal
@@ -42,11 +43,14 @@ class Executors:
         secrets: SecretResolver,
         journal: Journal | None,
         site_ids: dict[str, str],
+        credentials: CredentialLedger | None = None,
     ) -> None:
         self.fleet = fleet
         self.session = session
         self.secrets = secrets
         self.journal = journal
+        # Where the MQTT passwords sent to Zaps are recorded (None: nowhere).
+        self.credentials = credentials
         # Site resource name -> Novacore site id (observed, or created during this apply).
         self.site_ids = site_ids
         self.extra: dict[str, Any] = {}
@@ -244,6 +248,7 @@ async def _zap_device(ctx: Executors, change: Change) -> dict[str, Any]:
         # Added by an earlier, interrupted attempt? Then this is done; otherwise it is a clash.
         state = zap_convert.zap_state(await zap.devices())
         if expected in state.devices:
+            _record_password(ctx, gateway_name or "", expected or "", body)
             return {"sn": expected, "adopted": True}
         raise
     sn = str(answer.get("sn", ""))
@@ -255,7 +260,15 @@ async def _zap_device(ctx: Executors, change: Change) -> dict[str, Any]:
             f"hardwareId {expected!r}; removed it again",
             address=change.address,
         )
+    _record_password(ctx, gateway_name or "", sn, body)
     return {"sn": sn}
+
+
+def _record_password(ctx: Executors, gateway_name: str, sn: str, body: dict[str, Any]) -> None:
+    password = body.get("password")
+    zap_spec = ctx.fleet.gateways[gateway_name].spec.zap
+    if ctx.credentials is not None and password is not None and zap_spec is not None:
+        ctx.credentials.record(device_key(zap_spec.serial, sn), password)
 
 
 async def _publish(ctx: Executors, change: Change) -> dict[str, Any]:

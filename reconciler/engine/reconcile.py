@@ -17,11 +17,13 @@ from typing import Any
 from reconciler.engine import platforms as _platforms  # noqa: F401 - registers Enapter, Flatpeak
 from reconciler.engine.apply import ApplyReport, Progress, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
+from reconciler.engine.credentials import CredentialLedger, device_key
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import observe
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session, TransportFactory
 from reconciler.engine.state import StateDir
+from reconciler.model.device import Device, SecretSource
 from reconciler.model.fleet import Fleet
 from reconciler.plan import document
 from reconciler.plan.actions import Action
@@ -143,6 +145,8 @@ class Reconciler:
         self.secrets = secrets or SecretResolver(settings.secrets_dir)
         # The process exits after this run (the CLI): see `collector_paused`.
         self.short_lived = short_lived
+        # Read again by each plan (`engine.credentials`).
+        self.credentials = CredentialLedger()
 
     async def __aenter__(self) -> Reconciler:
         return self
@@ -157,8 +161,10 @@ class Reconciler:
         inventory = self.state.read_inventory()
         if not options.inventory:
             options = dataclasses.replace(options, inventory=inventory.policies)
+        self.credentials = self.state.read_credentials()
         with collector_paused(freeze_survivors=self.short_lived):
-            observed = Observed(missing_secrets=self._missing_secrets())
+            missing, changed = self._check_passwords()
+            observed = Observed(missing_secrets=missing, changed_secrets=changed)
             # Each site is planned as soon as its reads are in, while the rest are in flight.
             builder = PlanBuilder(self.fleet, observed, options)
             await observe(
@@ -173,19 +179,32 @@ class Reconciler:
             plan = builder.finish()
         return PlanResult(plan, observed, self.fleet, list(paths or []))
 
-    def _missing_secrets(self) -> dict[str, str]:
-        """Devices whose MQTT password cannot be had: the plan says so before anything is
-        written, instead of the apply failing half-way (values are read and dropped)."""
-        missing = {}
+    def _passwords(self) -> Iterator[tuple[Device, SecretSource, str]]:
+        """Each Zap device that is sent an MQTT password: the device, where the password
+        comes from, and its key in the credential ledger."""
         for device in self.fleet.devices.values():
             mqtt = device.spec.connection.mqtt if device.spec.connection else None
             if mqtt is None or mqtt.password_from is None:
                 continue
-            problem = self.secrets.problem(mqtt.password_from)
-            if problem is not None:
-                where = self.secrets.describe(mqtt.password_from)
-                missing[device.name] = f"MQTT password {where}: {problem}"
-        return missing
+            gateway = self.fleet.gateways.get(device.spec.gateway_ref or "")
+            serial = gateway.spec.zap.serial if gateway and gateway.spec.zap else ""
+            yield device, mqtt.password_from, device_key(serial, device.spec.hardware_id or "")
+
+    def _check_passwords(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Devices whose MQTT password cannot be had (the plan says so before anything is
+        written, instead of the apply failing half-way), and devices whose password changed
+        since it was sent to them (`engine.credentials`). Values are read and dropped."""
+        missing, changed = {}, {}
+        for device, source, key in self._passwords():
+            where = self.secrets.describe(source)
+            try:
+                value = self.secrets.resolve(source)
+            except KeyError as exc:
+                missing[device.name] = f"MQTT password {where}: {exc.args[0]}"
+                continue
+            if self.credentials.changed(key, value):
+                changed[device.name] = f"the MQTT password {where}"
+        return missing, changed
 
     async def apply(
         self,
@@ -209,6 +228,7 @@ class Reconciler:
                 self.secrets,
                 journal,
                 {k: v for k, v in site_ids.items() if v},
+                credentials=self.credentials,
             )
             report = await apply_plan(
                 result.plan,
@@ -219,15 +239,29 @@ class Reconciler:
             )
         finally:
             journal.close()
-        self.remember_gateways(result.plan, report)
+            # Even after a failure: what was sent is on the devices.
+            self.state.write_credentials(self.credentials)
+        self.remember(result.plan, report)
         return report
 
-    def remember_gateways(self, plan: Plan, report: ApplyReport | None = None) -> None:
-        """Record each declared gateway's deletion policy and organisation in the inventory;
-        forget gateways released by the apply that made `report` (a release that failed
-        keeps its entry, so it is tried again). An apply with nothing to do calls this too
-        (the caller holds the state lock): a policy changed in git alone changes nothing
-        remote, and would otherwise be unknown once the gateway is removed."""
+    def remember(self, plan: Plan, report: ApplyReport | None = None) -> None:
+        """What the next runs need to know of this one (the caller holds the state lock);
+        an apply with nothing to do calls this too.
+
+        The inventory: each declared gateway's deletion policy and organisation (a policy
+        changed in git alone changes nothing remote, and would otherwise be unknown once
+        the gateway is removed); gateways released by the apply that made `report` are
+        forgotten (a release that failed keeps its entry, so it is tried again).
+
+        The credential ledger: the MQTT password of each device in sync on its Zap that
+        the ledger has no entry for (added before it kept one, or by hand) is taken to be
+        the one in place, so that a later change of it is seen."""
+        in_sync = {c.name for c in plan.changes if c.component == "zap" and not c.is_change}
+        for device, source, key in self._passwords():
+            if device.name in in_sync and not self.credentials.knows(key):
+                with contextlib.suppress(KeyError):
+                    self.credentials.record(key, self.secrets.resolve(source))
+        self.state.write_credentials(self.credentials)
         inventory = self.state.read_inventory()
         for gateway in self.fleet.gateways.values():
             if gateway.spec.zap is not None:

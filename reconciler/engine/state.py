@@ -3,7 +3,8 @@ external write (intent before, outcome after, fsynced), and the inventory of the
 we manage. None of it is needed to find remote objects (they are matched by natural
 keys); the journal makes an interrupted run visible and auditable, the inventory
 remembers each gateway's `deletionPolicy` and organisation for when it is removed from
-the desired state."""
+the desired state; the credential ledger remembers which MQTT password each device was
+given (`engine.credentials`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.engine.credentials import KEY_BYTES, CredentialLedger
 from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
 
@@ -142,6 +144,37 @@ class StateDir:
                 {"gateways": inventory.policies, "orgs": inventory.orgs}, indent=2, sort_keys=True
             ),
         )
+
+    # -- credential ledger -----------------------------------------------------------------
+
+    def read_credentials(self) -> CredentialLedger:
+        """The ledger, or an empty one with a new key. Entries without the key that made
+        them cannot be compared, so a missing or damaged key starts the ledger afresh."""
+        try:
+            key = bytes.fromhex((self.path / "credentials.key").read_text(encoding="utf-8"))
+            data = json.loads((self.path / "credentials.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            key, data = b"", {}
+        if len(key) != KEY_BYTES:
+            return CredentialLedger(new_key=True)
+        devices = data.get("devices", {}) if isinstance(data, dict) else {}
+        return CredentialLedger(key, {str(k): str(v) for k, v in devices.items()})
+
+    def write_credentials(self, ledger: CredentialLedger) -> None:
+        """Store what was recorded (the caller holds the lock); the key first, so entries
+        are never stored without the key that can check them."""
+        if not ledger.dirty:
+            return
+        self.ensure()
+        if ledger.new_key:
+            atomic_write(self.path / "credentials.key", ledger.key.hex(), private=True)
+            ledger.new_key = False
+        atomic_write(
+            self.path / "credentials.json",
+            json.dumps({"devices": ledger.entries}, indent=2, sort_keys=True),
+            private=True,
+        )
+        ledger.dirty = False
 
 
 @dataclass

@@ -177,7 +177,7 @@ class ReconcilerLike(Protocol):
         stop: asyncio.Event | None = None,
     ) -> Any: ...
 
-    def remember_gateways(self, plan: Plan) -> None: ...
+    def remember(self, plan: Plan) -> None: ...
 
 
 # Loads the desired state and the plan options for it; raises ConfigError with every problem.
@@ -311,7 +311,7 @@ class Cycle:
             summary.blocked = len(plan.blocked)
             if self.plan_only or not plan.has_changes:
                 if not self.plan_only:
-                    reconciler.remember_gateways(plan)
+                    reconciler.remember(plan)
                     self._settle()
                 self._show_plan(summary.run, result)
                 summary.result = "planned" if plan.has_changes else "no-changes"

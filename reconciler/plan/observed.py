@@ -93,5 +93,8 @@ class Observed:
     identities: dict[str, IdentityReading] = field(default_factory=dict)
     # Device resource name -> why its MQTT password cannot be had (never the value).
     missing_secrets: dict[str, str] = field(default_factory=dict)
+    # Device resource name -> which of its secrets changed since it was last sent to the
+    # device, e.g. "MQTT password (from environment variable X)" (never the value).
+    changed_secrets: dict[str, str] = field(default_factory=dict)
     # Other platforms add their own sections (see plan.platforms); keyed by platform name.
     extra: dict[str, Any] = field(default_factory=dict)

@@ -678,21 +678,28 @@ class SourcefulPlanner:
                 depends_on=list(deps),
                 message=f"not configured on gateway {at.gateway}",
             )
-        elif diff:
+        elif diff or name in self.observed.changed_secrets:
+            # The Zap reports no password, so a changed one is known only from the
+            # credential ledger (engine.credentials); it is sent again the same way.
+            why = (
+                "the Zap cannot change a device's connection"
+                if diff
+                else f"{self.observed.changed_secrets[name]} changed since it was sent to "
+                "the device, and the Zap cannot change a device's connection"
+            )
             zap_change = self._change(
                 "Device",
                 name,
                 "zap",
                 Action.REPLACE,
-                Reason.CANNOT_UPDATE,
+                Reason.CANNOT_UPDATE if diff else Reason.SECRET_CHANGED,
                 at.site,
                 before=before,
                 after=desired,
                 diff=diff,
                 depends_on=list(deps),
                 external_id=zap_obs.sn,
-                message="the Zap cannot change a device's connection; "
-                "it is removed and added again",
+                message=f"{why}; it is removed and added again",
             )
         else:
             self._change(

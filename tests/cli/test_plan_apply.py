@@ -436,6 +436,78 @@ def test_a_missing_password_blocks_the_device_at_plan_time(make_cli: CliFactory)
     assert battery is None, "nothing is added without its password"
 
 
+def _state_files(run: Cli) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(run.state_dir.iterdir())}
+
+
+def test_a_changed_mqtt_password_is_sent_again_by_replacing_the_device(
+        make_cli: CliFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Zap never reports a password: the credential ledger notices the change, the plan
+    says which password changed (never its value), and the device is added again with it."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV", broker="192.168.1.70",
+                         password_from={"env": "S1_BATTERY_PASSWORD"})]
+    recorder = BodyRecorder("POST", "/api/devices")
+    serial = serial_of(1)
+    run = make_cli(docs, env={"S1_BATTERY_PASSWORD": ENV_PASSWORD},
+                   before_start=lambda sims: recorder.install(sims.zaps[serial].app))
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    assert run("plan", run.path, "--detailed-exitcode")[0] == 0
+
+    rotated = "env-pw-rotated-5d0e"  # a test value
+    monkeypatch.setenv("S1_BATTERY_PASSWORD", rotated)
+    code, out, err = run("plan", run.path, "-o", "json", "--detailed-exitcode")
+    assert code == 2, err
+    pending = {c["address"]: c for c in json.loads(out)["changes"] if c["actions"] != ["no-op"]}
+    assert sorted(pending) == ["device/s1-bat[publish]", "device/s1-bat[zap]"]
+    replace = pending["device/s1-bat[zap]"]
+    assert (replace["actions"], replace["reason"]) == (["delete", "create"], "secret_changed")
+    assert "the MQTT password (from environment variable S1_BATTERY_PASSWORD) changed" in (
+        replace["message"])
+    code, text, _ = run("plan", run.path)
+    assert "device/s1-bat[zap]" in text and "S1_BATTERY_PASSWORD" in text
+
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0, out + err
+    assert recorder.bodies[-1]["password"] == rotated, "the new password reached the gateway"
+    battery = run.sims.call(lambda: run.sims.sims.zaps[serial].device("FERRO-ENV"))
+    assert battery is not None and battery.password_set
+    assert {d["type"]: d["enabled"] for d in battery.ders}["battery"], "publishing again"
+    assert run("plan", run.path, "--detailed-exitcode")[0] == 0, "sent once"
+
+    state = _state_files(run)
+    for name in ("credentials.key", "credentials.json"):
+        assert (run.state_dir / name).stat().st_mode & 0o077 == 0, f"{name} is private"
+    for name, text in state.items():
+        for secret in (ENV_PASSWORD, rotated):
+            assert secret not in text, f"a password appears in state/{name}"
+
+
+def test_a_password_in_place_before_the_ledger_knew_it_is_adopted_by_the_next_apply(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    """A device added before the ledger kept an entry for it (or with a damaged key): no
+    change can be seen until an apply records the password in place; from then on a change
+    of it is."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-FILE", broker="192.168.1.71",
+                         password_from={"secretKeyRef": {"name": "ferroamp", "key": "password"}})]
+    run = make_cli(docs)
+    secret_file = tmp_path / "secrets" / "ferroamp" / "password"
+    secret_file.parent.mkdir(parents=True)
+    secret_file.write_text(FILE_PASSWORD + "\n")
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    (run.state_dir / "credentials.key").write_text("not a key")
+
+    secret_file.write_text("file-pw-rotated-93b1\n")  # a test value
+    assert run("plan", run.path, "--detailed-exitcode")[0] == 0, "nothing known to compare"
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert (code, out.splitlines()[-1]) == (0, "Plan: no changes."), err
+    secret_file.write_text("file-pw-rotated-again-4c7f\n")  # a test value
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 2
+    assert "the MQTT password (from secret ferroamp/password) changed" in out
+
+
 # -- removing gateways ----------------------------------------------------------------------
 
 

@@ -215,7 +215,7 @@ class FakeReconciler:
         self.applied += 1
         return FakeReport(len(result.plan.pending))
 
-    def remember_gateways(self, plan: Any) -> None:
+    def remember(self, plan: Any) -> None:
         self.remembered += 1
 
 
