@@ -16,13 +16,39 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from reconciler.model.device import Device, SecretSource
+from reconciler.model.fleet import Fleet
 
 KEY_BYTES = 32
 
 
 def device_key(gateway_serial: str, hardware_id: str) -> str:
     return f"{gateway_serial}/{hardware_id}"
+
+
+def key_from_text(text: str) -> bytes:
+    """A ledger key from a configured secret text (the operator's), any length."""
+    return hashlib.sha256(text.encode()).digest()
+
+
+def key_id(key: bytes) -> str:
+    """Names a key without revealing it: fingerprints are compared only under their key."""
+    return hashlib.sha256(b"key-id\0" + key).hexdigest()[:16]
+
+
+def mqtt_passwords(fleet: Fleet) -> Iterator[tuple[Device, SecretSource, str]]:
+    """Each Zap device of `fleet` that is sent an MQTT password: the device, where the
+    password comes from, and its key in the ledger."""
+    for device in fleet.devices.values():
+        mqtt = device.spec.connection.mqtt if device.spec.connection else None
+        if mqtt is None or mqtt.password_from is None:
+            continue
+        gateway = fleet.gateways.get(device.spec.gateway_ref or "")
+        serial = gateway.spec.zap.serial if gateway and gateway.spec.zap else ""
+        yield device, mqtt.password_from, device_key(serial, device.spec.hardware_id or "")
 
 
 @dataclass

@@ -17,13 +17,12 @@ from typing import Any
 from reconciler.engine import platforms as _platforms  # noqa: F401 - registers Enapter, Flatpeak
 from reconciler.engine.apply import ApplyReport, Progress, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
-from reconciler.engine.credentials import CredentialLedger, device_key
+from reconciler.engine.credentials import CredentialLedger, mqtt_passwords
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import observe
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session, TransportFactory
 from reconciler.engine.state import StateDir
-from reconciler.model.device import Device, SecretSource
 from reconciler.model.fleet import Fleet
 from reconciler.plan import document
 from reconciler.plan.actions import Action
@@ -134,6 +133,7 @@ class Reconciler:
         *,
         transport_factory: TransportFactory | None = None,
         secrets: SecretResolver | None = None,
+        credentials: CredentialLedger | None = None,
         short_lived: bool = False,
     ) -> None:
         self.fleet = fleet
@@ -145,8 +145,10 @@ class Reconciler:
         self.secrets = secrets or SecretResolver(settings.secrets_dir)
         # The process exits after this run (the CLI): see `collector_paused`.
         self.short_lived = short_lived
-        # Read again by each plan (`engine.credentials`).
-        self.credentials = CredentialLedger()
+        # The credential ledger (`engine.credentials`): the state directory's, read again by
+        # each plan, unless the caller keeps its own (the operator, in each Device's status).
+        self._ledger_in_state = credentials is None
+        self.credentials = credentials or CredentialLedger()
 
     async def __aenter__(self) -> Reconciler:
         return self
@@ -161,7 +163,8 @@ class Reconciler:
         inventory = self.state.read_inventory()
         if not options.inventory:
             options = dataclasses.replace(options, inventory=inventory.policies)
-        self.credentials = self.state.read_credentials()
+        if self._ledger_in_state:
+            self.credentials = self.state.read_credentials()
         with collector_paused(freeze_survivors=self.short_lived):
             missing, changed = self._check_passwords()
             observed = Observed(missing_secrets=missing, changed_secrets=changed)
@@ -179,23 +182,12 @@ class Reconciler:
             plan = builder.finish()
         return PlanResult(plan, observed, self.fleet, list(paths or []))
 
-    def _passwords(self) -> Iterator[tuple[Device, SecretSource, str]]:
-        """Each Zap device that is sent an MQTT password: the device, where the password
-        comes from, and its key in the credential ledger."""
-        for device in self.fleet.devices.values():
-            mqtt = device.spec.connection.mqtt if device.spec.connection else None
-            if mqtt is None or mqtt.password_from is None:
-                continue
-            gateway = self.fleet.gateways.get(device.spec.gateway_ref or "")
-            serial = gateway.spec.zap.serial if gateway and gateway.spec.zap else ""
-            yield device, mqtt.password_from, device_key(serial, device.spec.hardware_id or "")
-
     def _check_passwords(self) -> tuple[dict[str, str], dict[str, str]]:
         """Devices whose MQTT password cannot be had (the plan says so before anything is
         written, instead of the apply failing half-way), and devices whose password changed
         since it was sent to them (`engine.credentials`). Values are read and dropped."""
         missing, changed = {}, {}
-        for device, source, key in self._passwords():
+        for device, source, key in mqtt_passwords(self.fleet):
             where = self.secrets.describe(source)
             try:
                 value = self.secrets.resolve(source)
@@ -240,9 +232,23 @@ class Reconciler:
         finally:
             journal.close()
             # Even after a failure: what was sent is on the devices.
-            self.state.write_credentials(self.credentials)
+            self._store_credentials()
         self.remember(result.plan, report)
         return report
+
+    def adopt_credentials(self, plan: Plan) -> None:
+        """Record the MQTT password of each device in sync on its Zap that the ledger has no
+        entry for (added before it kept one, or by hand): taken to be the one in place, so
+        that a later change of it is seen."""
+        in_sync = {c.name for c in plan.changes if c.component == "zap" and not c.is_change}
+        for device, source, key in mqtt_passwords(self.fleet):
+            if device.name in in_sync and not self.credentials.knows(key):
+                with contextlib.suppress(KeyError):
+                    self.credentials.record(key, self.secrets.resolve(source))
+
+    def _store_credentials(self) -> None:
+        if self._ledger_in_state:
+            self.state.write_credentials(self.credentials)
 
     def remember(self, plan: Plan, report: ApplyReport | None = None) -> None:
         """What the next runs need to know of this one (the caller holds the state lock);
@@ -253,15 +259,9 @@ class Reconciler:
         the gateway is removed); gateways released by the apply that made `report` are
         forgotten (a release that failed keeps its entry, so it is tried again).
 
-        The credential ledger: the MQTT password of each device in sync on its Zap that
-        the ledger has no entry for (added before it kept one, or by hand) is taken to be
-        the one in place, so that a later change of it is seen."""
-        in_sync = {c.name for c in plan.changes if c.component == "zap" and not c.is_change}
-        for device, source, key in self._passwords():
-            if device.name in in_sync and not self.credentials.knows(key):
-                with contextlib.suppress(KeyError):
-                    self.credentials.record(key, self.secrets.resolve(source))
-        self.state.write_credentials(self.credentials)
+        The credential ledger: see `adopt_credentials`."""
+        self.adopt_credentials(plan)
+        self._store_credentials()
         inventory = self.state.read_inventory()
         for gateway in self.fleet.gateways.values():
             if gateway.spec.zap is not None:

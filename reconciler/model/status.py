@@ -54,6 +54,17 @@ class LastPlan(StrictModel):
     )
 
 
+class AppliedSecrets(StrictModel):
+    """Which MQTT password a Device was last given, as a keyed fingerprint (HMAC-SHA256
+    under the operator's credential key): never the password, and without the key not even
+    testable against a guess. A change of the password in its Secret is seen by comparing."""
+
+    key_id: str = Field(description="Names the key the fingerprint was made with.",
+                        examples=["3f1c9a0b5e7d2c44"])
+    mqtt_password: str = Field(description="Fingerprint of the MQTT password.",
+                               examples=["9b74c9897bac770ffc029102a200c5de"])
+
+
 class ResourceStatus(StrictModel):
     """Status written by the operator."""
 
@@ -67,3 +78,6 @@ class ResourceStatus(StrictModel):
         examples=[{"novacore": "dev-abc123"}],
     )
     last_plan: LastPlan | None = Field(default=None, description="The last plan for this resource.")
+    applied_secrets: AppliedSecrets | None = Field(
+        default=None, description="Devices: the MQTT password last sent, as a fingerprint."
+    )

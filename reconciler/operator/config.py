@@ -9,10 +9,16 @@
 | RECONCILER_OPERATOR_NAMESPACES | comma-separated namespaces to serve | (all) |
 | RECONCILER_OPERATOR_PEERING | kopf peering object name (several replicas) | (standalone) |
 | RECONCILER_OPERATOR_PRIORITY | kopf peering priority of this replica | random |
+| RECONCILER_OPERATOR_CREDENTIAL_KEY | key of the password fingerprints in status | random |
 
 With peering, kopf pauses every operator that sees a peer of the same or higher priority,
 so replicas need distinct priorities: by default each picks a random one (kopf's advice),
 and the highest runs while the others stand by.
+
+The credential key (the chart generates one into a Secret and keeps it across upgrades)
+keys the fingerprints of the MQTT passwords sent to devices (`engine.credentials`); every
+replica needs the same one. Without it each process makes its own, and a password changed
+while the operator restarts goes unnoticed.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import math
 import os
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import kopf
 
@@ -37,6 +43,7 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     peering: str = ""
     priority: int = 0
+    credential_key: str = field(default="", repr=False)
 
     @property
     def observe_only(self) -> bool:
@@ -94,4 +101,5 @@ def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
         namespaces=namespaces,
         peering=env.get(PREFIX + "PEERING", ""),
         priority=_priority(env),
+        credential_key=env.get(PREFIX + "CREDENTIAL_KEY", ""),
     )

@@ -7,16 +7,19 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Iterable, Mapping
+from secrets import token_bytes
 from typing import Any
 
 import kopf
 
 from reconciler.engine.config import Settings, load_settings
+from reconciler.engine.credentials import KEY_BYTES, key_from_text
 from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
 from reconciler.operator import conditions, objects
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.reconcile import (
+    AppliedSecrets,
     ObjectResult,
     reconcile_object,
     remove_object,
@@ -68,6 +71,12 @@ class Runtime:
         self.config = config
         self._settings = settings
         self.secrets = KubeSecrets()
+        # Keys the password fingerprints kept in Device status (`engine.credentials`).
+        self.credential_key = (
+            key_from_text(config.credential_key)
+            if config.credential_key
+            else token_bytes(KEY_BYTES)
+        )
 
     @property
     def settings(self) -> Settings:
@@ -131,6 +140,7 @@ async def _reconcile(
     result = await reconcile_object(
         kind, name, namespace, nsf, runtime.settings, runtime.config, secrets,
         config_store=ConfigSecrets(runtime.secrets, namespace),
+        credentials=AppliedSecrets(runtime.credential_key, status.get("appliedSecrets")),
     )
     _write_status(patch, status, meta, result)
     _post_events(body, result)

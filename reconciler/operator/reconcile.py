@@ -9,17 +9,19 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
+from reconciler.engine.credentials import CredentialLedger, key_id, mqtt_passwords
 from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import observe
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy
-from reconciler.model.fleet import DANGLING
+from reconciler.model.fleet import DANGLING, Fleet
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.objects import NamespaceFleet, closure
@@ -51,6 +53,34 @@ class ObjectResult:
     retry: str | None = None  # None, "temporary" or "permanent"
     message: str = ""
     delay: float = 0.0
+    applied_secrets: dict[str, str] | None = None  # status.appliedSecrets of a Device
+
+
+@dataclass
+class AppliedSecrets:
+    """A Device's `status.appliedSecrets`: the fingerprint of the MQTT password last sent
+    to it (`engine.credentials`), kept under the operator's credential key. A fingerprint
+    made under another key (the operator started without a fixed one) compares as unknown."""
+
+    key: bytes = field(repr=False)
+    status: Mapping[str, Any] | None = None
+
+    def ledger(self, device_key: str | None) -> CredentialLedger:
+        ledger = CredentialLedger(self.key)
+        status = self.status or {}
+        recorded = status.get("mqttPassword")
+        if device_key and recorded and status.get("keyId") == key_id(self.key):
+            ledger.entries[device_key] = str(recorded)
+        return ledger
+
+    def block(self, ledger: CredentialLedger, device_key: str | None) -> dict[str, str] | None:
+        recorded = ledger.entries.get(device_key or "")
+        return {"keyId": key_id(self.key), "mqttPassword": recorded} if recorded else None
+
+
+def _password_key(fleet: Fleet, device: str) -> str | None:
+    """The ledger key of `device` when it is sent an MQTT password."""
+    return next((key for d, _, key in mqtt_passwords(fleet) if d.name == device), None)
 
 
 def _owner(kind: str, name: str, nsf: NamespaceFleet) -> tuple[str, str]:
@@ -76,6 +106,7 @@ async def reconcile_object(
     config: OperatorConfig,
     secrets: SecretResolver | None = None,
     config_store: object | None = None,
+    credentials: AppliedSecrets | None = None,
 ) -> ObjectResult:
     result = ObjectResult()
     invalid = nsf.invalid.get((kind, name))
@@ -115,7 +146,17 @@ async def reconcile_object(
     owner_kind, owner_name = _owner(kind, name, nsf)
     sub = closure(nsf.fleet, resource)
     lock = _device_lock(namespace, owner_name) if owner_kind == "Device" else asyncio.Lock()
-    async with lock, Reconciler(sub, settings, secrets=secrets) as reconciler:
+    # Only a Device's own reconcile keeps its password's fingerprint (in its status): the
+    # others compare with nothing and record nowhere.
+    password_key = _password_key(sub, name) if kind == "Device" else None
+    ledger = (
+        credentials.ledger(password_key)
+        if credentials is not None and password_key
+        else CredentialLedger()
+    )
+    async with lock, Reconciler(
+        sub, settings, secrets=secrets, credentials=ledger
+    ) as reconciler:
         if config_store is not None:
             # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
@@ -159,11 +200,16 @@ async def reconcile_object(
                     for c in plan.changes
                     if c.kind == "Site" and c.component == "novacore" and c.external_id
                 },
+                credentials=ledger,
             )
             report = await apply_plan(
                 own_plan, executors, policy=RetryPolicy(attempts=settings.retries)
             )
             outcomes = report.outcomes
+        if not config.observe_only:
+            reconciler.adopt_credentials(plan)
+        if credentials is not None:
+            result.applied_secrets = credentials.block(ledger, password_key)
     result.outcomes = outcomes
     for outcome in outcomes:
         for key in ("id", "sn", "serial"):
@@ -297,7 +343,7 @@ async def remove_object(
 
 def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
     """Status fields other than conditions (those are merged by the handler)."""
-    return {
+    patch: dict[str, Any] = {
         "externalIds": result.external_ids,
         "lastPlan": {
             "summary": result.summary,
@@ -306,3 +352,6 @@ def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
             "time": now,
         },
     }
+    if result.applied_secrets is not None:
+        patch["appliedSecrets"] = result.applied_secrets
+    return patch

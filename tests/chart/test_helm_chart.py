@@ -3,7 +3,9 @@ Deployment is locked down, and what it passes to the container is what the code 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -38,7 +40,7 @@ from reconciler.operator import config as operator_config
 Render = Callable[..., Rendered]
 FULLNAME = f"{RELEASE}-reconciler"
 # Kinds that live in a namespace (all others the chart renders are cluster-scoped).
-NAMESPACED = {"ServiceAccount", "Deployment", "Role", "RoleBinding", "KopfPeering"}
+NAMESPACED = {"ServiceAccount", "Deployment", "Role", "RoleBinding", "KopfPeering", "Secret"}
 CREDENTIAL_VARS = {
     "RECONCILER_NOVACORE_TOKEN": "novacore-token",
     "RECONCILER_NOVACORE_IDENTITY": "novacore-identity",
@@ -317,6 +319,30 @@ def test_a_credential_key_can_be_left_out(rendered: Render) -> None:
     env = env_of(container)
     assert "RECONCILER_FLATPEAK_API_KEY" not in env and "RECONCILER_FLATPEAK_ACCOUNT_ID" not in env
     assert env["RECONCILER_NOVACORE_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "novacore-token"
+
+
+@scenarios
+def test_every_operator_shares_one_credential_key_from_a_secret(rendered: Render,
+                                                                scenario: str) -> None:
+    """The key of the password fingerprints in Device status: generated into a Secret the
+    chart keeps (so an upgrade or a reinstall reuses it), the same for every Deployment."""
+    render = rendered(SCENARIOS[scenario])
+    secret = render.one("Secret")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    key = base64.b64decode(secret["data"]["key"]).decode()
+    assert len(key) >= 32 and key.isalnum()
+    refs = {json.dumps(env_of(c)["RECONCILER_OPERATOR_CREDENTIAL_KEY"]["valueFrom"])
+            for _, c in render.containers()}
+    assert [json.loads(r) for r in refs] == [
+        {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "key"}}]
+
+
+def test_a_credential_key_of_ones_own_is_used_instead(rendered: Render) -> None:
+    render = rendered({"credentialKey": {"existingSecret": "my-key", "key": "k"}})
+    assert render.of_kind("Secret") == []
+    [(_, container)] = render.containers()
+    entry = env_of(container)["RECONCILER_OPERATOR_CREDENTIAL_KEY"]
+    assert entry["valueFrom"]["secretKeyRef"] == {"name": "my-key", "key": "k"}
 
 
 # --- peering ------------------------------------------------------------------------------

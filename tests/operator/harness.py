@@ -125,6 +125,16 @@ class Cluster:
         response = await self.http.post(f"/api/v1/namespaces/{NAMESPACE}/secrets", json=body)
         response.raise_for_status()
 
+    async def update_secret(self, name: str, data: dict[str, str]) -> None:
+        import base64
+
+        response = await self.http.patch(
+            f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}",
+            json={"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        response.raise_for_status()
+
     async def events(self) -> list[dict[str, Any]]:
         response = await self.http.get(f"/api/v1/namespaces/{NAMESPACE}/events")
         response.raise_for_status()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,42 @@ async def test_objects_converge_and_become_ready(tmp_path: Path, monkeypatch: An
         )
         assert SECRET not in everything
         assert sims.novacore_token not in everything
+
+
+async def test_a_password_changed_in_its_secret_is_sent_again_once(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The Zap never reports a password: the Device's status keeps a keyed fingerprint of
+    the one sent, so the drift timer sees the Secret change and replaces the device, once."""
+    rotated = "r0tated-mqtt-passw0rd"  # a test value
+    delete = "DELETE /api/devices/{sn}"
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+        zap = sims.zaps["zap-00000000000000a1"]
+
+        async def applied() -> dict[str, Any] | None:
+            body = await cluster.get("Device", "home-battery")
+            return ((body or {}).get("status") or {}).get("appliedSecrets")  # type: ignore[no-any-return]
+
+        first = await cluster.wait_for(applied, what="the password's fingerprint in status")
+        assert zap.requests[delete] == 0
+        await cluster.update_secret("ferroamp-mqtt", {"password": rotated})
+
+        async def sent_again() -> dict[str, Any] | None:
+            now = await applied()
+            return now if now and now["mqttPassword"] != first["mqttPassword"] else None
+
+        second = await cluster.wait_for(sent_again, timeout=30, what="the new password sent")
+        assert second["keyId"] == first["keyId"]
+        assert zap.requests[delete] == 1, "removed and added again with the new password"
+        assert zap.devices["ferroamp_192.168.1.70"].password_set
+        await asyncio.sleep(3)  # three more drift checks of each object
+        assert zap.requests[delete] == 1, "sent once"
+        events = await cluster.events()
+        assert any(e.get("reason") == "Replaced" for e in events)
+        everything = repr(await cluster.get("Device", "home-battery")) + repr(events)
+        assert SECRET not in everything and rotated not in everything
 
 
 @pytest.mark.parametrize("policy", ["Release", "Orphan"])

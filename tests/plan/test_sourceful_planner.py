@@ -435,6 +435,20 @@ def test_replace_is_encoded_as_delete_then_create_in_the_document() -> None:
                               "new": "192.168.1.60"}]
 
 
+def test_a_changed_secret_replaces_the_device_and_switches_its_ders_on_again() -> None:
+    observed = copy_of(converged())
+    observed.changed_secrets["home-inv"] = "the MQTT password (from environment variable PW)"
+    plan = make_plan(make_fleet(), observed)
+    assert pending(plan) == {"device/home-inv[zap]": ("replace", False),
+                             "device/home-inv[publish]": ("update", False)}
+    replace_change = by_address(plan)["device/home-inv[zap]"]
+    assert (replace_change.reason, list(replace_change.diff)) == (Reason.SECRET_CHANGED, [])
+    assert replace_change.message == (
+        "the MQTT password (from environment variable PW) changed since it was sent to the "
+        "device, and the Zap cannot change a device's connection; it is removed and added "
+        "again")
+
+
 # -- only declared fields are compared ------------------------------------------------------
 
 
