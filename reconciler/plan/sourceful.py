@@ -422,6 +422,7 @@ class SourcefulPlanner:
             for cloud_device in devices_obs:
                 by_hardware.setdefault(cloud_device.hardware_id, []).append(cloud_device)
         matched: set[str] = set()  # ids of the Novacore devices declared devices are
+        offline: set[str] = set()  # gateways whose Zap did not answer
         for gateway in gateways:
             zap = gateway.spec.zap
             if zap is None:
@@ -437,6 +438,7 @@ class SourcefulPlanner:
             zap_obs: ZapState | None = None
             if isinstance(observed_zap, Unreachable):
                 unreachable.append(f"gateway {gateway_name} ({zap.url}): {observed_zap.reason}")
+                offline.add(gateway_name)
             else:
                 zap_obs = observed_zap
             at = _GatewayContext(
@@ -465,7 +467,12 @@ class SourcefulPlanner:
         if isinstance(devices_obs, list):
             self._unmanaged_cloud_devices(site, devices_obs, matched)
         if unreachable:
-            self._defer(self.changes[first:], "; ".join(unreachable))
+            self._defer(
+                self.changes[first:],
+                "; ".join(unreachable),
+                offline,
+                isinstance(devices_obs, Unreachable),
+            )
 
     def _plan_novacore_site(self, site: Site) -> Change | None:
         novacore = site.spec.novacore
@@ -681,11 +688,11 @@ class SourcefulPlanner:
         elif diff or name in self.observed.changed_secrets:
             # The Zap reports no password, so a changed one is known only from the
             # credential ledger (engine.credentials); it is sent again the same way.
-            why = (
-                "the Zap cannot change a device's connection"
+            message = (
+                "the Zap cannot change a device's connection; it is removed and added again"
                 if diff
                 else f"{self.observed.changed_secrets[name]} changed since it was sent to "
-                "the device, and the Zap cannot change a device's connection"
+                "the device; it is removed and added again with the new one"
             )
             zap_change = self._change(
                 "Device",
@@ -699,7 +706,7 @@ class SourcefulPlanner:
                 diff=diff,
                 depends_on=list(deps),
                 external_id=zap_obs.sn,
-                message=f"{why}; it is removed and added again",
+                message=message,
             )
         else:
             self._change(
@@ -1028,11 +1035,19 @@ class SourcefulPlanner:
         change.reason = Reason.DEPENDENCY_BLOCKED
         change.message = f"blocked by {cause.address}: {cause.message}"
 
-    @staticmethod
-    def _defer(changes: Iterable[Change], why: str) -> None:
+    def _defer(
+        self, changes: Iterable[Change], why: str, offline_gateways: set[str], cloud_unread: bool
+    ) -> None:
         for change in changes:
             if change.action in (Action.NO_OP, Action.DEFER):
                 continue
-            change.message = f"would {change.action.value}; deferred: {why}"
+            # What was not read is not known to be missing: "would create" would be a guess.
+            unread = change.kind == "Device" and (
+                cloud_unread
+                if change.component == "novacore"
+                else self.fleet.devices[change.name].spec.gateway_ref in offline_gateways
+            )
+            what = "its state is not known" if unread else f"would {change.action.value}"
+            change.message = f"{what}; deferred: {why}"
             change.action = Action.DEFER
             change.reason = Reason.TARGET_UNREACHABLE

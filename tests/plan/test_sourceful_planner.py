@@ -179,6 +179,16 @@ def test_deferred_change_says_what_it_would_have_done() -> None:
     assert change.message.startswith("would create; deferred: gateway home-zap"), change.message
 
 
+def test_a_deferred_change_on_a_gateway_that_did_not_answer_guesses_nothing() -> None:
+    """Devices of a Zap that did not answer may well be there: not "would create"."""
+    plan = make_plan(make_fleet(), zap_unreachable(copy_of(converged())))
+    for address in ("device/home-inv[zap]", "device/home-inv[publish]"):
+        change = by_address(plan)[address]
+        assert change.action is Action.DEFER
+        assert change.message.startswith("its state is not known; deferred: gateway home-zap"), (
+            change.message)
+
+
 # -- identity check ------------------------------------------------------------------------
 
 
@@ -445,8 +455,7 @@ def test_a_changed_secret_replaces_the_device_and_switches_its_ders_on_again() -
     assert (replace_change.reason, list(replace_change.diff)) == (Reason.SECRET_CHANGED, [])
     assert replace_change.message == (
         "the MQTT password (from environment variable PW) changed since it was sent to the "
-        "device, and the Zap cannot change a device's connection; it is removed and added "
-        "again")
+        "device; it is removed and added again with the new one")
 
 
 # -- only declared fields are compared ------------------------------------------------------
