@@ -21,7 +21,7 @@ whether the declared output (a file, or a Secret where the operator can check) e
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -390,6 +390,7 @@ class EnapterPlanner:
             if rename is not None and rename.unreachable:
                 why.append(f"looking for the site it was renamed from: {rename.problem}")
         devices: list[EnapterDeviceState] = []
+        devices_unread = False
         if remote is not None:
             observed = (
                 self.state.devices.get(remote.id, Unreachable("not observed"))
@@ -398,6 +399,7 @@ class EnapterPlanner:
             )
             if isinstance(observed, Unreachable):
                 why.append(f"devices of Enapter site {remote.id}: {observed.reason}")
+                devices_unread = True
             else:
                 devices = observed
         work = _SiteWork(site, site_change, devices)
@@ -407,7 +409,12 @@ class EnapterPlanner:
         for device in self._devices_of(site):
             self._plan_device(work, device)
         if why:
-            _defer(self.changes[first:], "; ".join(why))
+            sites_unread = isinstance(sites, Unreachable)
+            _defer(
+                self.changes[first:],
+                "; ".join(why),
+                lambda change: sites_unread or (devices_unread and change.kind != "Site"),
+            )
         else:
             self._undeclared(work)
 
@@ -837,13 +844,16 @@ def _block(change: Change, cause: Change) -> None:
     change.message = f"blocked by {cause.address}: {cause.message}"
 
 
-def _defer(changes: Iterable[Change], why: str) -> None:
+def _defer(changes: Iterable[Change], why: str, unread: Callable[[Change], bool]) -> None:
+    """Defer every change; one whose object was not read (`unread`) says nothing of what
+    it would do: a guess ("would create") would alarm about what may well be there."""
     for change in changes:
         if change.action in (Action.NO_OP, Action.DEFER):
             if change.action is Action.DEFER:
                 change.message = f"deferred: {why}"
             continue
-        change.message = f"would {change.action.value}; deferred: {why}"
+        what = "its state is not known" if unread(change) else f"would {change.action.value}"
+        change.message = f"{what}; deferred: {why}"
         change.action = Action.DEFER
         change.reason = Reason.TARGET_UNREACHABLE
 

@@ -223,9 +223,20 @@ class FlatpeakPlanner:
                 by_reference.get(device.spec.flatpeak.reference_id),
             )
         if why:
+            # What was not read is not known to be missing: "would create" would be a guess.
+            unread = {
+                kind
+                for kind, obs in (("Site", state.locations), ("Device", state.devices))
+                if isinstance(obs, Unreachable)
+            }
             for change in self.changes[first:]:
                 if change.action is not Action.NO_OP:
-                    change.message = f"would {change.action.value}; deferred: {'; '.join(why)}"
+                    what = (
+                        "its state is not known"
+                        if change.kind in unread
+                        else f"would {change.action.value}"
+                    )
+                    change.message = f"{what}; deferred: {'; '.join(why)}"
                     change.action = Action.DEFER
                     change.reason = Reason.TARGET_UNREACHABLE
             return None

@@ -11,6 +11,7 @@ import pytest
 from enapter_world import GW, UCM, device, fleet_of, lua, site_and_gateway, ucm
 
 from reconciler.plan import renames
+from reconciler.plan.actions import Action
 from reconciler.plan.enapter import (
     ConfigOutputState,
     EnapterDeviceState,
@@ -120,6 +121,20 @@ CASES = [
                                                hardware_id="OLD", upstream_id="gw")), FLEET, {},
                  "an undeclared device is only reported without --prune", id="undeclared-kept"),
 ]
+
+
+@pytest.mark.parametrize("mutate", [
+    pytest.param(_set(sites=Unreachable("timed out")), id="sites-unreachable"),
+    pytest.param(_set(devices={"s1": Unreachable("HTTP 503")}), id="devices-unreachable"),
+])
+def test_deferred_changes_guess_nothing_about_what_was_not_read(mutate: Mutate) -> None:
+    state = in_sync()
+    mutate(state)
+    plan = make_plan(fleet_of(FLEET), Observed(extra={"enapter": state}))
+    deferred = [c for c in plan.changes if c.action is Action.DEFER and c.kind != "Site"]
+    assert deferred
+    for change in deferred:
+        assert change.message.startswith("its state is not known; deferred: "), change.message
 
 
 @pytest.mark.parametrize(("mutate", "fleet_text", "expected", "reason"), CASES)
