@@ -10,6 +10,7 @@ of 2,000 calls that CPU, not the network, was the floor. aiohttp is already a de
 from __future__ import annotations
 
 import functools
+import os
 import ssl
 
 import aiohttp
@@ -25,6 +26,15 @@ _DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"}
 @functools.lru_cache(maxsize=32)
 def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read)
+
+
+def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    """Why a connection failed, in words: "connection refused" rather than aiohttp's
+    "Cannot connect to host h:p ssl:default [Connect call failed ('h', p)]"."""
+    error = exc.os_error
+    if error.errno and error.errno > 0:
+        return os.strerror(error.errno).lower()
+    return str(error.strerror or error).lower()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -74,7 +84,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
+            raise httpx.ConnectError(_connect_failure(exc), request=request) from exc
         except aiohttp.ClientError as exc:
             raise httpx.RemoteProtocolError(
                 str(exc) or type(exc).__name__, request=request

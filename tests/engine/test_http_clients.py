@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 import ssl
 from collections.abc import AsyncIterator
 
@@ -83,6 +84,19 @@ async def test_a_read_timeout_is_retryable(
     async with transport.new_client(url, transport=pool, timeout=httpx.Timeout(0.2)) as client:
         with pytest.raises(ProviderUnavailable, match="timed out") as caught:
             await transport.send(client, "GET", "/api/devices?slow=1")
+    assert caught.value.retryable
+
+
+async def test_a_refused_connection_is_retryable_and_said_in_words(
+        pool: AiohttpTransport) -> None:
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with transport.new_client(f"http://127.0.0.1:{port}", transport=pool) as client:
+        with pytest.raises(ProviderUnavailable) as caught:
+            await transport.send(client, "GET", "/api/devices", operation="zap.list_devices")
+    assert str(caught.value) == (
+        f"zap.list_devices: cannot reach http://127.0.0.1:{port}: connection refused")
     assert caught.value.retryable
 
 
