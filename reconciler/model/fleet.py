@@ -9,8 +9,8 @@ the file and line; it never raises for user errors.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 from reconciler.model.base import Resource
 from reconciler.model.der import DER, DerFields
@@ -37,6 +37,8 @@ class Problem:
     # "dangling_ref" when the problem is a reference to an undeclared resource: the operator
     # waits for it to appear instead of failing.
     code: str = ""
+    # (kind, name) a dangling reference names.
+    refers_to: tuple[str, str] | None = None
 
 
 @dataclass
@@ -145,8 +147,25 @@ def _one_of(values: Iterable[str]) -> str:
     return ", ".join(repr(v) for v in items) if items else "(none declared)"
 
 
-def check_fleet(resources: list[Resource]) -> list[Problem]:
-    """Every cross-field and cross-document rule. `resources` in declaration order."""
+def check_fleet(
+    resources: list[Resource], invalid: Collection[tuple[str, str]] = ()
+) -> list[Problem]:
+    """Every cross-field and cross-document rule. `resources` in declaration order;
+    `invalid` the (kind, name) of documents that failed validation and are left out: a
+    reference to one of those says so rather than that nothing of the name is declared."""
+    return [
+        replace(
+            problem,
+            message=f"{problem.refers_to[0]} {problem.refers_to[1]!r} is declared but not "
+            "valid (see its errors)",
+        )
+        if problem.refers_to is not None and problem.refers_to in invalid
+        else problem
+        for problem in _rules(resources)
+    ]
+
+
+def _rules(resources: list[Resource]) -> list[Problem]:
     problems: list[Problem] = []
     problems += _unique_names(resources)
     fleet = Fleet.of(resources)
@@ -214,6 +233,7 @@ def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:
                 f"Site {gateway.spec.site_ref!r} is not declared; declared sites: "
                 f"{_one_of(fleet.sites)}",
                 code=DANGLING,
+                refers_to=("Site", gateway.spec.site_ref),
             )
         )
         return problems
@@ -270,8 +290,10 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
     name = device.name
     problems: list[Problem] = []
 
-    def problem(path: Path, message: str, code: str = "") -> None:
-        problems.append(Problem("Device", name, path, message, code=code))
+    def problem(
+        path: Path, message: str, code: str = "", refers_to: tuple[str, str] | None = None
+    ) -> None:
+        problems.append(Problem("Device", name, path, message, code=code, refers_to=refers_to))
 
     gateway = fleet.gateways.get(spec.gateway_ref) if spec.gateway_ref else None
     if spec.gateway_ref and gateway is None:
@@ -280,12 +302,14 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
             f"Gateway {spec.gateway_ref!r} is not declared; declared gateways: "
             f"{_one_of(fleet.gateways)}",
             DANGLING,
+            ("Gateway", spec.gateway_ref),
         )
     if spec.site_ref and spec.site_ref not in fleet.sites:
         problem(
             ("spec", "siteRef"),
             f"Site {spec.site_ref!r} is not declared; declared sites: {_one_of(fleet.sites)}",
             DANGLING,
+            ("Site", spec.site_ref),
         )
     if not spec.gateway_ref and not spec.site_ref:
         problem(
@@ -409,8 +433,12 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
     problems: list[Problem] = []
     base: Path = ("spec", "enapter")
 
-    def problem(path: Path, message: str, code: str = "") -> None:
-        problems.append(Problem("Device", device.name, path, message, code=code))
+    def problem(
+        path: Path, message: str, code: str = "", refers_to: tuple[str, str] | None = None
+    ) -> None:
+        problems.append(
+            Problem("Device", device.name, path, message, code=code, refers_to=refers_to)
+        )
 
     kind = EnapterKind(enapter.kind)
     needs_hardware = kind in {
@@ -437,7 +465,10 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
             problem((*base, "runtimeRef"), "a `lua` device needs `runtimeRef`: the UCM it runs on")
         elif runtime is None:
             problem(
-                (*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not declared", DANGLING
+                (*base, "runtimeRef"),
+                f"Device {enapter.runtime_ref!r} is not declared",
+                DANGLING,
+                ("Device", enapter.runtime_ref),
             )
         elif runtime.spec.enapter is None or runtime.spec.enapter.kind not in ("ucm", "vucm"):
             problem(
@@ -451,7 +482,10 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
             problem((*base, "masterRef"), "a `link_slave` needs `masterRef`: its LINK master")
         elif master is None:
             problem(
-                (*base, "masterRef"), f"Device {enapter.master_ref!r} is not declared", DANGLING
+                (*base, "masterRef"),
+                f"Device {enapter.master_ref!r} is not declared",
+                DANGLING,
+                ("Device", enapter.master_ref),
             )
         elif master.spec.enapter is None or master.spec.enapter.kind != "link_master":
             problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not a `link_master`")
@@ -484,6 +518,7 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                     f"Device {der.spec.device_ref!r} is not declared; declared "
                     f"devices: {_one_of(fleet.devices)}",
                     code=DANGLING,
+                    refers_to=("Device", der.spec.device_ref),
                 )
             )
     standalone_by_device: dict[str, list[DER]] = defaultdict(list)

@@ -86,7 +86,7 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
             invalid[(kind, name)] = diagnostics
         else:
             resources.append(resource)
-    return NamespaceFleet(Fleet.of(resources), invalid, check_fleet(resources))
+    return NamespaceFleet(Fleet.of(resources), invalid, check_fleet(resources, invalid.keys()))
 
 
 def closure(fleet: Fleet, resource: Resource) -> Fleet:

@@ -35,6 +35,8 @@ class LoadResult:
     origins: list[ParsedDocument] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    # (kind, name) of the documents that did not validate (references to them say so).
+    invalid: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +107,14 @@ def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[D
         ]
 
 
+def _kind_and_name(document: ParsedDocument) -> tuple[str, str]:
+    """The kind and name an invalid document declares, as far as it says."""
+    data = document.value if isinstance(document.value, dict) else {}
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return str(data.get("kind", "")), str(name or "")
+
+
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause CPython's cyclic garbage collector while a fleet is loaded.
@@ -137,7 +147,9 @@ def _load_texts(texts: Sequence[tuple[str, str]]) -> LoadResult:
         for document in documents:
             resource, problems = validate_document(document)
             result.diagnostics += problems
-            if resource is not None:
+            if resource is None:
+                result.invalid.add(_kind_and_name(document))
+            else:
                 # A valid document keeps only where it came from: its values and field
                 # positions would more than double the fleet's memory. The rare document
                 # that breaks a cross-resource rule is parsed again to locate the problem.
@@ -163,7 +175,7 @@ def _locate_problems(result: LoadResult, texts: dict[str, str]) -> list[Diagnost
         return reparsed[origin.file].get(origin.index, origin)
 
     located = []
-    for problem in check_fleet(result.resources):
+    for problem in check_fleet(result.resources, result.invalid):
         origins = by_key[(problem.kind, problem.name)]
         origin = reparse(origins[min(problem.index, len(origins) - 1)])
         message = problem.message

@@ -143,6 +143,21 @@ def test_a_name_declared_twice_is_located_at_both_declarations(tmp_path: Path) -
         "unique per kind (first declared at a/home.yaml:4:9)"]
 
 
+def test_a_reference_to_an_invalid_document_says_it_is_declared(tmp_path: Path) -> None:
+    """A gateway that fails validation is declared all the same: what refers to it says
+    so, instead of that no gateway of the name exists."""
+    write(tmp_path, "home.yaml", SITE)
+    write(tmp_path, "home-zap.yaml", GATEWAY.replace("    url:", "    ur1: x\n    url:"))
+    write(tmp_path, "inverter.yaml", INVERTER)
+    result = loader.load_paths([tmp_path])
+    assert located(result.diagnostics, tmp_path) == [
+        "home-zap.yaml:9:5: spec.zap.ur1: unknown field 'ur1' (did you mean 'url'?); valid "
+        "fields here: serial, url, orgId, allowTransfer",
+        "inverter.yaml:6:15: spec.gatewayRef: Gateway 'home-zap' is declared but not valid "
+        "(see its errors)",
+    ]
+
+
 def test_a_missing_path_is_reported_and_the_rest_still_loads(tmp_path: Path) -> None:
     write(tmp_path, "site.yaml", SITE)
     missing = tmp_path / "nope"
