@@ -27,6 +27,9 @@ examples:
 """
 
 
+DEFAULT_FLEET = "examples/sites"
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
@@ -38,9 +41,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "paths",
         nargs="*",
-        default=["examples/sites"],
+        default=[DEFAULT_FLEET],
         metavar="PATH",
-        help="site YAML (default: examples/sites)",
+        help=f"site YAML (default: {DEFAULT_FLEET})",
     )
     parser.add_argument("--no-color", action="store_true", help="plain text output")
     parser.set_defaults(run=run)
@@ -64,6 +67,13 @@ def _demo_secrets(fleet: Fleet, directory: Path) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.paths == [DEFAULT_FLEET] and not Path(DEFAULT_FLEET).exists():
+        print(
+            f"error: {DEFAULT_FLEET} is not here; run `reconciler demo` in the top directory "
+            "of the repository, or name the site YAML to use: `reconciler demo PATH`",
+            file=sys.stderr,
+        )
+        return common.EXIT_ERROR
     try:
         fleet = common.load(args.paths)
     except ConfigError as error:

@@ -1,0 +1,62 @@
+"""`reconciler demo`, the README's main job: against the built-in simulators it plans,
+applies, plans again with nothing to do and nothing written, makes drift, shows it and
+corrects it, and exits 0."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main as cli
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def environment_kept() -> Iterator[None]:
+    """The demo sets stand-in passwords in its own environment; drop them afterwards."""
+    before = dict(os.environ)
+    yield
+    for key in set(os.environ) - set(before):
+        del os.environ[key]
+
+
+def test_the_demo_plans_applies_converges_and_corrects_drift(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        environment_kept: None) -> None:
+    monkeypatch.chdir(REPOSITORY)
+    code = cli.main(["demo", "--no-color"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+
+    steps = re.split(r"^==> ", out, flags=re.MULTILINE)[1:]
+    titles = [step.splitlines()[0] for step in steps]
+    assert [t.split(":")[0] for t in titles] == [
+        "Simulators started", "Plan", "Apply", "Plan again", "Drift", "Plan", "Apply", "Plan"]
+    assert "Zap gateways" in steps[0]
+    first, applied, again, drift, drifted, corrected, final = steps[1:]
+    assert "will be claimed" in first and "will be created" in first
+    assert re.search(r"Apply complete: \d+ done, 0 failed, 0 skipped, 0 blocked", applied)
+    assert "Plan: no changes." in again
+    assert re.search(r"\(\d+ read requests, 0 writes\)", again), "the no-op plan wrote nothing"
+    assert len([line for line in drift.splitlines() if line.startswith("  - ")]) == 3
+    assert "publishing of" in drift and "renamed in Novacore" in drift
+    assert re.search(r"Plan: 3 to update\.", drifted), drifted
+    assert "Apply complete: 3 done, 0 failed" in corrected
+    assert "Plan: no changes." in final
+    assert "Traceback" not in out + err
+
+
+def test_the_demo_away_from_the_repository_says_where_to_run_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo"]) == 1
+    _, err = capsys.readouterr()
+    assert err == ("error: examples/sites is not here; run `reconciler demo` in the top "
+                   "directory of the repository, or name the site YAML to use: "
+                   "`reconciler demo PATH`\n")
