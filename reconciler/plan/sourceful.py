@@ -467,12 +467,12 @@ class SourcefulPlanner:
         if isinstance(devices_obs, list):
             self._unmanaged_cloud_devices(site, devices_obs, matched)
         if unreachable:
-            self._defer(
-                self.changes[first:],
-                "; ".join(unreachable),
-                offline,
-                isinstance(devices_obs, Unreachable),
+            # The site's devices in Novacore are not known when they, or the site list
+            # that says which site is this Site's, could not be read.
+            cloud_unread = isinstance(devices_obs, Unreachable) or (
+                site_change is not None and site_change.action is Action.DEFER
             )
+            self._defer(self.changes[first:], "; ".join(unreachable), offline, cloud_unread)
 
     def _plan_novacore_site(self, site: Site) -> Change | None:
         novacore = site.spec.novacore

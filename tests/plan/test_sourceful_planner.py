@@ -179,14 +179,23 @@ def test_deferred_change_says_what_it_would_have_done() -> None:
     assert change.message.startswith("would create; deferred: gateway home-zap"), change.message
 
 
-def test_a_deferred_change_on_a_gateway_that_did_not_answer_guesses_nothing() -> None:
-    """Devices of a Zap that did not answer may well be there: not "would create"."""
-    plan = make_plan(make_fleet(), zap_unreachable(copy_of(converged())))
-    for address in ("device/home-inv[zap]", "device/home-inv[publish]"):
+@pytest.mark.parametrize(("breaks", "addresses", "why"), [
+    pytest.param(zap_unreachable, ["device/home-inv[zap]", "device/home-inv[publish]"],
+                 "gateway home-zap", id="gateway-offline"),
+    pytest.param(org_sites_unreachable, ["device/home-inv[novacore]"],
+                 "Novacore organisation org-a", id="org-sites-unreadable"),
+    pytest.param(site_devices_unreachable, ["device/home-inv[novacore]"],
+                 "Novacore devices of site sit-home", id="site-devices-unreadable"),
+])
+def test_a_deferred_change_of_what_was_not_read_guesses_nothing(
+        breaks: Callable[[Observed], Observed], addresses: list[str], why: str) -> None:
+    """What did not answer may well be there: its changes do not say "would create"."""
+    plan = make_plan(make_fleet(), breaks(copy_of(converged())))
+    for address in addresses:
         change = by_address(plan)[address]
         assert change.action is Action.DEFER
-        assert change.message.startswith("its state is not known; deferred: gateway home-zap"), (
-            change.message)
+        assert change.message.startswith("its state is not known; deferred: "), change.message
+        assert why in change.message
 
 
 # -- identity check ------------------------------------------------------------------------
