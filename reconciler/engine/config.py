@@ -314,14 +314,6 @@ class SecretResolver:
         assert ref is not None
         return f"(from secret {ref.name}/{ref.key})"
 
-    def problem(self, source: SecretSource) -> str | None:
-        """Why the value cannot be had, or None when it can (the value is not kept)."""
-        try:
-            self.resolve(source)
-        except KeyError as exc:
-            return str(exc.args[0])
-        return None
-
     def resolve(self, source: SecretSource) -> str:
         if source.env:
             if source.env not in self.environ:
