@@ -140,6 +140,20 @@ class Change:
         return self.action is not Action.NO_OP
 
 
+def defer(change: Change, why: str, *, unread: bool) -> None:
+    """Turn a planned change into a deferral; `why` says what could not be read. A change
+    of an object that was itself not read (`unread`) says nothing of what it would do and
+    shows no field changes: what is there is not known ("would create" would be a guess,
+    and alarming about what may well be there)."""
+    if unread:
+        change.message = f"its state is not known; deferred: {why}"
+        change.diff = ()
+    else:
+        change.message = f"would {change.action.value}; deferred: {why}"
+    change.action = Action.DEFER
+    change.reason = Reason.TARGET_UNREACHABLE
+
+
 def update_or_in_sync(diff: list[FieldDiff]) -> tuple[Action, Reason]:
     """What a compared object needs: an update for drift, else nothing."""
     return (Action.UPDATE, Reason.DRIFT) if diff else (Action.NO_OP, Reason.IN_SYNC)

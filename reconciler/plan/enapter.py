@@ -30,7 +30,14 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.plan import renames
-from reconciler.plan.actions import Action, Change, FieldDiff, Reason, update_or_in_sync
+from reconciler.plan.actions import (
+    Action,
+    Change,
+    FieldDiff,
+    Reason,
+    defer,
+    update_or_in_sync,
+)
 from reconciler.plan.diff import compared_only_where_reported, declared_diff
 from reconciler.plan.observed import Observed, Unreachable
 from reconciler.plan.renames import Rename
@@ -845,17 +852,13 @@ def _block(change: Change, cause: Change) -> None:
 
 
 def _defer(changes: Iterable[Change], why: str, unread: Callable[[Change], bool]) -> None:
-    """Defer every change; one whose object was not read (`unread`) says nothing of what
-    it would do: a guess ("would create") would alarm about what may well be there."""
+    """Defer every change (`defer`); `unread` says which objects were not read."""
     for change in changes:
         if change.action in (Action.NO_OP, Action.DEFER):
             if change.action is Action.DEFER:
                 change.message = f"deferred: {why}"
             continue
-        what = "its state is not known" if unread(change) else f"would {change.action.value}"
-        change.message = f"{what}; deferred: {why}"
-        change.action = Action.DEFER
-        change.reason = Reason.TARGET_UNREACHABLE
+        defer(change, why, unread=unread(change))
 
 
 def plan_enapter(

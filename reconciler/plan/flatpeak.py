@@ -23,7 +23,14 @@ from typing import Any
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
-from reconciler.plan.actions import Action, Change, FieldDiff, Reason, update_or_in_sync
+from reconciler.plan.actions import (
+    Action,
+    Change,
+    FieldDiff,
+    Reason,
+    defer,
+    update_or_in_sync,
+)
 from reconciler.plan.diff import declared_diff
 from reconciler.plan.observed import Observed, Unreachable
 
@@ -223,7 +230,6 @@ class FlatpeakPlanner:
                 by_reference.get(device.spec.flatpeak.reference_id),
             )
         if why:
-            # What was not read is not known to be missing: "would create" would be a guess.
             unread = {
                 kind
                 for kind, obs in (("Site", state.locations), ("Device", state.devices))
@@ -231,14 +237,7 @@ class FlatpeakPlanner:
             }
             for change in self.changes[first:]:
                 if change.action is not Action.NO_OP:
-                    what = (
-                        "its state is not known"
-                        if change.kind in unread
-                        else f"would {change.action.value}"
-                    )
-                    change.message = f"{what}; deferred: {'; '.join(why)}"
-                    change.action = Action.DEFER
-                    change.reason = Reason.TARGET_UNREACHABLE
+                    defer(change, "; ".join(why), unread=change.kind in unread)
             return None
         return location
 

@@ -33,6 +33,7 @@ from reconciler.plan.actions import (
     FieldDiff,
     Reason,
     address_of,
+    defer,
     update_or_in_sync,
 )
 from reconciler.plan.diff import compared_only_where_reported, declared_diff
@@ -1041,13 +1042,9 @@ class SourcefulPlanner:
         for change in changes:
             if change.action in (Action.NO_OP, Action.DEFER):
                 continue
-            # What was not read is not known to be missing: "would create" would be a guess.
             unread = change.kind == "Device" and (
                 cloud_unread
                 if change.component == "novacore"
                 else self.fleet.devices[change.name].spec.gateway_ref in offline_gateways
             )
-            what = "its state is not known" if unread else f"would {change.action.value}"
-            change.message = f"{what}; deferred: {why}"
-            change.action = Action.DEFER
-            change.reason = Reason.TARGET_UNREACHABLE
+            defer(change, why, unread=unread)

@@ -196,6 +196,8 @@ def test_a_deferred_change_of_what_was_not_read_guesses_nothing(
         assert change.action is Action.DEFER
         assert change.message.startswith("its state is not known; deferred: "), change.message
         assert why in change.message
+        assert change.diff == (), "no field changes against a state nobody read"
+        assert change.after, "what is declared is still shown"
 
 
 # -- identity check ------------------------------------------------------------------------
