@@ -248,6 +248,9 @@ def measure_apply(args: argparse.Namespace, paths: list[str], state_dir: Path) -
         wall, floor = apply_once(args, paths, subset, state_dir / f"run-{run + 1}", latency_s)
         walls.append(wall)
         floors.append(floor)
+    if not all(floors):
+        print("  ratio: none without latency: the time is this process's own work", flush=True)
+        return
     ratios = [wall / floor for wall, floor in zip(walls, floors, strict=True)]
     print(f"  ratio: best {min(ratios):.2f} x, median {statistics.median(ratios):.2f} x floor "
           "(target <= 1.5)", flush=True)
@@ -290,8 +293,8 @@ def apply_once(args: argparse.Namespace, paths: list[str], subset: Fleet, state_
     print_cpu_bound(apply_cpu, sim_cpu[1] - sim_cpu[0])
     print(f"  floor: max(chain {chain} calls x {args.latency_ms:g} ms = "
           f"{chain * latency_s:.3f} s, {apply_calls} x {args.latency_ms:g} ms / "
-          f"{concurrency} = {apply_calls * latency_s / concurrency:.3f} s) = {floor:.3f} s; "
-          f"ratio {applied / floor:.2f} x", flush=True)
+          f"{concurrency} = {apply_calls * latency_s / concurrency:.3f} s) = {floor:.3f} s"
+          + (f"; ratio {applied / floor:.2f} x" if floor else ""), flush=True)
     return applied, floor
 
 
@@ -320,8 +323,11 @@ def measure_noop(args: argparse.Namespace, fleet: Fleet, sims: SimProcess,
     print(f"  wall: best {best:.3f} s, median {median:.3f} s (target < 2 s)")
     print_cpu_bound(statistics.median(cpus), statistics.median(sim_cpus), "median ")
     print(f"  floor: {calls} x {args.latency_ms:g} ms / {settings.concurrency} = {floor:.3f} s")
-    print(f"  ratio: best {best / floor:.2f} x, median {median / floor:.2f} x floor "
-          "(target <= 1.5)", flush=True)
+    if floor:
+        print(f"  ratio: best {best / floor:.2f} x, median {median / floor:.2f} x floor "
+              "(target <= 1.5)", flush=True)
+    else:
+        print("  ratio: none without latency: the time is this process's own work", flush=True)
     if profile is not None:
         profile.dump_stats(args.profile)
         print(f"  profile written to {args.profile}")
