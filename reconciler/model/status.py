@@ -61,8 +61,10 @@ class AppliedSecrets(StrictModel):
 
     key_id: str = Field(description="Names the key the fingerprint was made with.",
                         examples=["3f1c9a0b5e7d2c44"])
-    mqtt_password: str = Field(description="Fingerprint of the MQTT password.",
-                               examples=["9b74c9897bac770ffc029102a200c5de"])
+    mqtt_password_fingerprint: str = Field(
+        description="HMAC-SHA256 of the MQTT password, hex.",
+        examples=["9b74c9897bac770ffc029102a200c5de"],
+    )
 
 
 class ResourceStatus(StrictModel):

@@ -68,14 +68,16 @@ class AppliedSecrets:
     def ledger(self, device_key: str | None) -> CredentialLedger:
         ledger = CredentialLedger(self.key)
         status = self.status or {}
-        recorded = status.get("mqttPassword")
+        recorded = status.get("mqttPasswordFingerprint")
         if device_key and recorded and status.get("keyId") == key_id(self.key):
             ledger.entries[device_key] = str(recorded)
         return ledger
 
     def block(self, ledger: CredentialLedger, device_key: str | None) -> dict[str, str] | None:
         recorded = ledger.entries.get(device_key or "")
-        return {"keyId": key_id(self.key), "mqttPassword": recorded} if recorded else None
+        if not recorded:
+            return None
+        return {"keyId": key_id(self.key), "mqttPasswordFingerprint": recorded}
 
 
 def _password_key(fleet: Fleet, device: str) -> str | None:

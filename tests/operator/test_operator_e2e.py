@@ -121,7 +121,8 @@ async def test_a_password_changed_in_its_secret_is_sent_again_once(
 
         async def sent_again() -> dict[str, Any] | None:
             now = await applied()
-            return now if now and now["mqttPassword"] != first["mqttPassword"] else None
+            old = first["mqttPasswordFingerprint"]
+            return now if now and now["mqttPasswordFingerprint"] != old else None
 
         second = await cluster.wait_for(sent_again, timeout=30, what="the new password sent")
         assert second["keyId"] == first["keyId"]
