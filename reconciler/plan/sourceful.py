@@ -1045,6 +1045,14 @@ class SourcefulPlanner:
             unread = change.kind == "Device" and (
                 cloud_unread
                 if change.component == "novacore"
-                else self.fleet.devices[change.name].spec.gateway_ref in offline_gateways
+                else self._gateway_of(change) in offline_gateways
             )
             defer(change, why, unread=unread)
+
+    def _gateway_of(self, change: Change) -> str:
+        """The gateway of a device change: its declared gateway, or, for a device found
+        on a gateway but not declared (named `<gateway>.<sn>`), that gateway."""
+        device = self.fleet.devices.get(change.name)
+        if device is not None:
+            return device.spec.gateway_ref or ""
+        return change.name.split(".", 1)[0]

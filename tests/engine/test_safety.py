@@ -14,9 +14,11 @@ from simworld import (
     cloud_device,
     cloud_devices,
     converged_exactly_once,
+    gateway,
     gateway_moved_to_home,
     load,
     owner,
+    p1_meter,
     serial_of,
     shop_in_org_b,
     site_names,
@@ -24,6 +26,7 @@ from simworld import (
 )
 
 from reconciler.plan.actions import Action, Reason
+from reconciler.plan.planner import PlanOptions
 
 # -- transfer ---------------------------------------------------------------------------------
 
@@ -136,6 +139,27 @@ async def test_offline_gateway_defers_its_site_while_the_others_apply(
     _, report = await world.apply()
     assert report.ok and {o.site for o in report.outcomes} == {"s2"}
     converged_exactly_once(world.sims, world.fleet)
+
+
+async def test_a_site_with_one_gateway_offline_defers_the_removal_of_what_another_holds(
+        make_world: MakeWorld) -> None:
+    """Two gateways in one site: one is offline, the other holds a device nobody declared.
+    With --prune the removal is planned, and deferred with the rest of the site."""
+    docs = [*standard_site(1), gateway("s1-zap2", "s1", serial_of(9)),
+            p1_meter("s1-p1b", "s1-zap2", "P1M0009")]
+    world = await make_world(docs)
+    await world.apply()
+    world.sims.zaps[serial_of(1)].install_device(
+        {"type": "p1_uart", "profile": "p1_meter"}, sn="P1-UNDECLARED")
+    await world.sims.zaps[serial_of(9)].set_offline("refuse")
+
+    result = await world.plan(PlanOptions(prune=True))
+    removal = next(c for c in result.plan.changes if "P1-UNDECLARED" in c.address)
+    assert removal.action is Action.DEFER
+    assert removal.message.startswith("would delete; deferred: gateway s1-zap2"), removal.message
+    offline = next(c for c in result.plan.changes if c.address == "device/s1-p1b[publish]")
+    assert offline.action is Action.DEFER
+    assert offline.message.startswith("its state is not known; deferred: gateway s1-zap2")
 
 
 async def test_other_sites_are_read_while_a_gateway_hangs(make_world: MakeWorld) -> None:
