@@ -90,7 +90,17 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
 
     pending = [e for e in document["changes"] if e["actions"] != ["no-op"]]
     lines: list[str] = []
-    if not pending:
+    unmanaged = document.get("unmanaged", [])
+    if not pending and unmanaged:
+        # "The actual state matches" would read oddly above a list of what does not.
+        one = len(unmanaged) == 1
+        found = "1 object" if one else f"{len(unmanaged)} objects"
+        them = "it where its policy allows" if one else "them where their policy allows"
+        lines.append(
+            f"No changes. The declared objects match the actual state; {found} found "
+            f"that nothing declares (apply --prune removes {them}):"
+        )
+    elif not pending:
         lines.append("No changes. The actual state matches the desired state.")
     else:
         lines.append(
@@ -110,7 +120,7 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
             if entry["message"]:
                 lines.append(f"      {entry['message']}")
             lines += _diff_lines(entry)
-    for item in document.get("unmanaged", []):
+    for item in unmanaged:
         lines.append(f"  ! unmanaged: {item['description']}")
     lines.append("")
     lines.append(f"Plan: {summary_line(document['summary'])}.")

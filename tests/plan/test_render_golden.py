@@ -195,3 +195,14 @@ def test_no_op_plan_renders_as_no_changes() -> None:
     assert render.render_text(doc).endswith("Plan: no changes.\n")
     assert render.render_markdown(doc).startswith("### Reconciler plan\n\nNo changes.\n")
     assert doc["summary"]["changes"] == 0
+
+
+def test_no_changes_with_undeclared_objects_does_not_claim_all_matches() -> None:
+    doc = document.to_document(make_plan(
+        loader.load_texts([("fleet.yaml", fleet_text())]).fleet(), converged()))
+    doc["unmanaged"] = [{"description": "energy_meter X on gateway g is not declared"}]
+    assert render.render_text(doc).splitlines()[:2] == [
+        "No changes. The declared objects match the actual state; 1 object found that nothing "
+        "declares (apply --prune removes it where its policy allows):",
+        "  ! unmanaged: energy_meter X on gateway g is not declared",
+    ]
