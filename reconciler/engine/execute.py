@@ -21,7 +21,7 @@ from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import NovacoreSite
-from reconciler.plan.sourceful import zap_settings
+from reconciler.plan.sourceful import gateway_of_change, zap_settings
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient
 from reconciler.providers.zap import convert as zap_convert
@@ -232,8 +232,8 @@ async def _verify(ctx: Executors, change: Change) -> dict[str, Any]:
 
 async def _zap_device(ctx: Executors, change: Change) -> dict[str, Any]:
     device = ctx.device(change) if change.name in ctx.fleet.devices else None
-    gateway_name = device.spec.gateway_ref if device else change.name.split(".", 1)[0]
-    zap = ctx.session.zap(ctx.fleet.gateways[gateway_name or ""])
+    gateway_name = gateway_of_change(ctx.fleet, change)
+    zap = ctx.session.zap(ctx.fleet.gateways[gateway_name])
     if change.action in (Action.DELETE, Action.REPLACE):
         sn = change.external_id or ""
         await ctx._write(change, "zap.delete_device", lambda: zap.delete_device(sn))
@@ -248,7 +248,7 @@ async def _zap_device(ctx: Executors, change: Change) -> dict[str, Any]:
         # Added by an earlier, interrupted attempt? Then this is done; otherwise it is a clash.
         state = zap_convert.zap_state(await zap.devices())
         if expected in state.devices:
-            _record_password(ctx, gateway_name or "", expected or "", body)
+            _record_password(ctx, gateway_name, expected or "", body)
             return {"sn": expected, "adopted": True}
         raise
     sn = str(answer.get("sn", ""))
@@ -260,7 +260,7 @@ async def _zap_device(ctx: Executors, change: Change) -> dict[str, Any]:
             f"hardwareId {expected!r}; removed it again",
             address=change.address,
         )
-    _record_password(ctx, gateway_name or "", sn, body)
+    _record_password(ctx, gateway_name, sn, body)
     return {"sn": sn}
 
 

@@ -102,6 +102,20 @@ def zap_settings(connection: Connection) -> dict[str, Any]:
     return body
 
 
+def undeclared_device_name(gateway: str, sn: str) -> str:
+    """The name in a change of a device found on a gateway but not declared."""
+    return f"{gateway}.{sn}"
+
+
+def gateway_of_change(fleet: Fleet, change: Change) -> str:
+    """The gateway of a Device change: the declared device's, or the one an undeclared
+    device was found on (`undeclared_device_name`)."""
+    device = fleet.devices.get(change.name)
+    if device is not None:
+        return device.spec.gateway_ref or ""
+    return change.name.split(".", 1)[0]
+
+
 def bound_device(candidates: list[NovacoreDevice], serial: str) -> NovacoreDevice | None:
     """Of the site's Novacore devices with a declared device's hardware id, the one it is:
     the one bound to its gateway (or bound to none Novacore reports), else one bound to
@@ -949,7 +963,7 @@ class SourcefulPlanner:
             if self.prune:
                 self._change(
                     "Device",
-                    f"{gateway.name}.{sn}",
+                    undeclared_device_name(gateway.name, sn),
                     "zap",
                     Action.DELETE,
                     Reason.NOT_DECLARED,
@@ -1045,14 +1059,6 @@ class SourcefulPlanner:
             unread = change.kind == "Device" and (
                 cloud_unread
                 if change.component == "novacore"
-                else self._gateway_of(change) in offline_gateways
+                else gateway_of_change(self.fleet, change) in offline_gateways
             )
             defer(change, why, unread=unread)
-
-    def _gateway_of(self, change: Change) -> str:
-        """The gateway of a device change: its declared gateway, or, for a device found
-        on a gateway but not declared (named `<gateway>.<sn>`), that gateway."""
-        device = self.fleet.devices.get(change.name)
-        if device is not None:
-            return device.spec.gateway_ref or ""
-        return change.name.split(".", 1)[0]
