@@ -19,8 +19,8 @@ from reconciler.model.kinds import KINDS
 from reconciler.operator import conditions, objects
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.reconcile import (
-    AppliedSecrets,
     ObjectResult,
+    PasswordFingerprint,
     reconcile_object,
     remove_object,
     status_patch,
@@ -140,7 +140,7 @@ async def _reconcile(
     result = await reconcile_object(
         kind, name, namespace, nsf, runtime.settings, runtime.config, secrets,
         config_store=ConfigSecrets(runtime.secrets, namespace),
-        credentials=AppliedSecrets(runtime.credential_key, status.get("appliedSecrets")),
+        credentials=PasswordFingerprint(runtime.credential_key, status.get("appliedSecrets")),
     )
     _write_status(patch, status, meta, result)
     _post_events(body, result)

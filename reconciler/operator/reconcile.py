@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.credentials import CredentialLedger, key_id, mqtt_passwords
@@ -22,6 +24,7 @@ from reconciler.engine.observe import observe
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy
 from reconciler.model.fleet import DANGLING, Fleet
+from reconciler.model.status import AppliedSecrets
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.objects import NamespaceFleet, closure
@@ -57,27 +60,31 @@ class ObjectResult:
 
 
 @dataclass
-class AppliedSecrets:
-    """A Device's `status.appliedSecrets`: the fingerprint of the MQTT password last sent
-    to it (`engine.credentials`), kept under the operator's credential key. A fingerprint
-    made under another key (the operator started without a fixed one) compares as unknown."""
+class PasswordFingerprint:
+    """A Device's `status.appliedSecrets` (`model.status.AppliedSecrets`): the fingerprint
+    of the MQTT password last sent to it (`engine.credentials`), kept under the operator's
+    credential key. A fingerprint made under another key (the operator started without a
+    fixed one), or a block that does not parse, compares as unknown."""
 
     key: bytes = field(repr=False)
     status: Mapping[str, Any] | None = None
 
     def ledger(self, device_key: str | None) -> CredentialLedger:
         ledger = CredentialLedger(self.key)
-        status = self.status or {}
-        recorded = status.get("mqttPasswordFingerprint")
-        if device_key and recorded and status.get("keyId") == key_id(self.key):
-            ledger.entries[device_key] = str(recorded)
+        try:
+            recorded = AppliedSecrets.model_validate(self.status) if self.status else None
+        except ValidationError:
+            recorded = None
+        if device_key and recorded is not None and recorded.key_id == key_id(self.key):
+            ledger.entries[device_key] = recorded.mqtt_password_fingerprint
         return ledger
 
     def block(self, ledger: CredentialLedger, device_key: str | None) -> dict[str, str] | None:
         recorded = ledger.entries.get(device_key or "")
         if not recorded:
             return None
-        return {"keyId": key_id(self.key), "mqttPasswordFingerprint": recorded}
+        applied = AppliedSecrets(key_id=key_id(self.key), mqtt_password_fingerprint=recorded)
+        return applied.model_dump(by_alias=True)
 
 
 def _password_key(fleet: Fleet, device: str) -> str | None:
@@ -108,7 +115,7 @@ async def reconcile_object(
     config: OperatorConfig,
     secrets: SecretResolver | None = None,
     config_store: object | None = None,
-    credentials: AppliedSecrets | None = None,
+    credentials: PasswordFingerprint | None = None,
 ) -> ObjectResult:
     result = ObjectResult()
     invalid = nsf.invalid.get((kind, name))
