@@ -24,6 +24,7 @@ from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.errors import ConfigError, Diagnostic, PlanError, ProviderError
 from reconciler.plan import document, render
 from reconciler.plan.planner import PlanOptions
+from reconciler.printable import printable
 
 EXAMPLES = """\
 examples:
@@ -96,7 +97,7 @@ def _progress(stream: Any) -> Any:
         line = f"  {_MARKS[outcome.status]} {outcome.address} {outcome.action}"
         if outcome.status != "done":
             line += f" {outcome.status}: {outcome.message}"
-        print(f"[{elapsed:6.1f}s]{line}", file=stream, flush=True)
+        print(f"[{elapsed:6.1f}s]{printable(line)}", file=stream, flush=True)
 
     return show
 
@@ -105,7 +106,7 @@ def print_report(report: ApplyReport, stream: Any) -> None:
     counts = report.counts()
     for status in ("failed", "skipped", "blocked", "deferred"):
         for outcome in report.by_status(status):
-            print(f"{status}: {outcome.address}: {outcome.message}", file=stream)
+            print(printable(f"{status}: {outcome.address}: {outcome.message}"), file=stream)
     print(
         f"Apply {'complete' if report.ok else 'finished with errors'}: {counts['done']} done, "
         f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['blocked']} blocked, "

@@ -42,6 +42,7 @@ from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.plan import render
 from reconciler.plan.planner import Plan, PlanOptions
+from reconciler.printable import printable
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -99,7 +100,7 @@ class Log:
         if self.fmt == "json":
             line = json.dumps({"ts": ts, "event": event, **fields}, default=str)
         else:
-            line = "\n".join(f"{ts} {part}" for part in text.splitlines() or [""])
+            line = "\n".join(f"{ts} {printable(part)}" for part in text.splitlines() or [""])
         try:
             self.stream.write(line + "\n")
             self.stream.flush()

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.printable import printable
+
 
 @dataclass(frozen=True)
 class Cond:
@@ -33,7 +35,8 @@ def merge(
             "type": cond.type,
             "status": cond.status_text,
             "reason": cond.reason,
-            "message": cond.message[:1000],
+            # `kubectl describe` shows it on a terminal; it carries what gateways report.
+            "message": printable(cond.message)[:1000],
             "lastTransitionTime": now if changed else before.get("lastTransitionTime", now),  # type: ignore[union-attr]
             "observedGeneration": generation,
         }

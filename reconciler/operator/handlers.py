@@ -26,6 +26,7 @@ from reconciler.operator.reconcile import (
     status_patch,
 )
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
+from reconciler.printable import printable
 
 FINALIZER = f"{API_GROUP}/finalizer"
 _EVENT_REASONS = {
@@ -85,19 +86,21 @@ class Runtime:
         return self._settings
 
 
+def event_message(text: str) -> str:
+    """An event's message: `kubectl describe` shows it on a terminal, and it carries what
+    gateways and clouds report (serials, error bodies)."""
+    return printable(text)[:1000]
+
+
 def _post_events(body: kopf.Body, result: ObjectResult) -> None:
     for outcome in result.outcomes:
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
-            kopf.info(body, reason=reason, message=f"{outcome.address}: {outcome.action} done")
+            message = f"{outcome.address}: {outcome.action} done"
+            kopf.info(body, reason=reason, message=event_message(message))
         elif outcome.status in ("failed", "skipped"):
-            kopf.warn(
-                body,
-                reason="ApplyFailed",
-                message=f"{outcome.address}: {outcome.action} {outcome.status}: {outcome.message}"[
-                    :1000
-                ],
-            )
+            message = f"{outcome.address}: {outcome.action} {outcome.status}: {outcome.message}"
+            kopf.warn(body, reason="ApplyFailed", message=event_message(message))
 
 
 def _write_status(
@@ -147,7 +150,7 @@ async def _reconcile(
     if result.retry == "temporary":
         raise kopf.TemporaryError(result.message, delay=result.delay)
     if result.retry == "permanent":
-        kopf.warn(body, reason="Failed", message=result.message[:1000])
+        kopf.warn(body, reason="Failed", message=event_message(result.message))
         raise kopf.PermanentError(result.message)
     logger.info("%s/%s: %s", kind, name, result.summary)
 
@@ -235,11 +238,11 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
             kopf.info(
                 body,
                 reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
-                message=f"{outcome.address}: {outcome.message or outcome.action}",
+                message=event_message(f"{outcome.address}: {outcome.message or outcome.action}"),
             )
     if failed:
-        message = "; ".join(f"{o.address}: {o.message}" for o in failed)[:1000]
-        kopf.warn(body, reason="ReleaseFailed", message=message)
+        message = "; ".join(f"{o.address}: {o.message}" for o in failed)
+        kopf.warn(body, reason="ReleaseFailed", message=event_message(message))
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
     kwargs["logger"].info(
         "%s/%s deleted (%s)", kind, name, "released" if outcomes else "nothing outside touched"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from reconciler.printable import printable
+
 # Colour per first action; no colour for no-op.
 _COLOURS = {
     "create": "32",
@@ -50,18 +52,20 @@ def _action(entry: dict[str, Any]) -> str:
 
 
 def _value(value: Any) -> str:
-    return json.dumps(value, sort_keys=True) if not isinstance(value, str) else json.dumps(value)
+    # UTF-8 as written ("Malmö", not "Malm\\u00f6"); JSON still escapes control characters,
+    # and `printable` what else a terminal would act on.
+    return printable(json.dumps(value, sort_keys=True, ensure_ascii=False))
 
 
 def _diff_lines(entry: dict[str, Any]) -> list[str]:
     lines = []
     for d in entry.get("diff", []):
         if d["op"] == "add":
-            lines.append(f"    + {d['path']} = {_value(d['new'])}")
+            lines.append(f"    + {printable(d['path'])} = {_value(d['new'])}")
         elif d["op"] == "remove":
-            lines.append(f"    - {d['path']} = {_value(d['old'])}")
+            lines.append(f"    - {printable(d['path'])} = {_value(d['old'])}")
         else:
-            lines.append(f"    ~ {d['path']}: {_value(d['old'])} -> {_value(d['new'])}")
+            lines.append(f"    ~ {printable(d['path'])}: {_value(d['old'])} -> {_value(d['new'])}")
     return lines
 
 
@@ -111,24 +115,27 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
         for entry in pending:
             action = _action(entry)
             code = "31" if entry["blocked"] else _COLOURS.get(action, "0")
-            head = f"{_SYMBOLS[action]:>3} {entry['address']} will be {_VERBS[action]}"
+            # Addresses and messages carry what gateways and clouds report (an undeclared
+            # device's serial, an error body): shown, never acted on by the terminal.
+            address = printable(entry["address"])
+            head = f"{_SYMBOLS[action]:>3} {address} will be {_VERBS[action]}"
             if action == "defer":
-                head = f"{_SYMBOLS[action]:>3} {entry['address']} is deferred"
+                head = f"{_SYMBOLS[action]:>3} {address} is deferred"
             if entry["blocked"]:
                 head += "  [BLOCKED]"
             lines.append(paint(code, head))
             if entry["message"]:
-                lines.append(f"      {entry['message']}")
+                lines.append(f"      {printable(entry['message'])}")
             lines += _diff_lines(entry)
     for item in unmanaged:
-        lines.append(f"  ! unmanaged: {item['description']}")
+        lines.append(f"  ! unmanaged: {printable(item['description'])}")
     lines.append("")
     lines.append(f"Plan: {summary_line(document['summary'])}.")
     return "\n".join(lines) + "\n"
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return printable(text.replace("|", "\\|").replace("\n", " "))
 
 
 def render_markdown(document: dict[str, Any]) -> str:
@@ -145,7 +152,7 @@ def render_markdown(document: dict[str, Any]) -> str:
             action = _action(entry)
             mark = ":no_entry:" if entry["blocked"] else f"`{_SYMBOLS[action].strip() or '='}`"
             lines.append(
-                f"| {mark} | `{entry['address']}` | {action} | "
+                f"| {mark} | `{printable(entry['address'])}` | {action} | "
                 f"{_md_escape(entry['message'] or entry['reason'])} |"
             )
         lines.append("")
@@ -153,7 +160,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         if detailed:
             lines += ["<details><summary>Field changes</summary>", "", "```diff"]
             for entry in detailed:
-                lines.append(f"# {entry['address']}")
+                lines.append(f"# {printable(entry['address'])}")
                 lines += [
                     line.replace("    ~", "!").replace("    +", "+").replace("    -", "-")
                     for line in _diff_lines(entry)

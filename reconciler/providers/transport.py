@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import time
+import urllib.parse
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from reconciler.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from reconciler.printable import printable
 
 _BODY_LIMIT = 300
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -98,6 +100,12 @@ def new_client(
     )
 
 
+def segment(value: str) -> str:
+    """`value` as one path segment of a URL: serials and ids are what a gateway or cloud
+    reported, and a `/`, `?`, space or control character in one must not change the path."""
+    return urllib.parse.quote(value, safe="")
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """Retry-After as seconds: delta-seconds or an HTTP date."""
     if not value:
@@ -114,7 +122,7 @@ def _body_excerpt(response: httpx.Response) -> str:
         text = response.text
     except (UnicodeDecodeError, httpx.ResponseNotRead):
         return ""
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))
     return text[:_BODY_LIMIT] + ("…" if len(text) > _BODY_LIMIT else "")
 
 

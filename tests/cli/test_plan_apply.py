@@ -30,6 +30,7 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
     BodyRecorder,
     Doc,
     ThreadedSims,
+    cloud_device,
     converged_exactly_once,
     gateway,
     gateway_moved_to_home,
@@ -416,6 +417,45 @@ def test_secrets_never_appear_in_any_output(make_cli: CliFactory, tmp_path: Path
     assert sent["192.168.1.71"] == FILE_PASSWORD
     battery = run.sims.call(lambda: run.sims.sims.zaps[serial].device("FERRO-ENV"))
     assert battery is not None and battery.password_set
+
+
+def test_what_gateways_and_clouds_report_is_shown_but_never_acted_on_by_the_terminal(
+        make_cli: CliFactory) -> None:
+    # A gateway or cloud can report any text. Escape sequences (here: clear the screen, set
+    # the window title) and a right-to-left override are shown as escapes; accented letters
+    # are shown as written, in plans, progress lines and reports alike.
+    docs = standard_site(1)
+    docs[0]["spec"]["displayName"] = "Gård i Malmö"
+    run = make_cli(docs)
+    code, out, _ = run("plan", run.path)
+    assert code == 0 and '+ name = "Gård i Malmö"' in out, out
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+
+    hostile_name = "renamed\x1b[2J\u202eevil"
+    hostile_sn = "X\x1b]0;pwned\x07"
+    device_id = run.sims.call(lambda: cloud_device(run.sims.sims, "P1M0001").id)
+    run.sims.call(run.sims.sims.novacore.rename_device, device_id, hostile_name)
+    zap = run.sims.sims.zaps[serial_of(1)]
+    run.sims.call(zap.install_device, {"type": "mqtt", "profile": "ferroamp",
+                                       "broker_host": "192.168.1.99"}, sn=hostile_sn)
+
+    shown = {}
+    for fmt in ("text", "markdown"):
+        code, out, err = run("plan", run.path, "-o", fmt)
+        assert code == 0, err
+        shown[f"plan -o {fmt}"] = out + err
+    # A value is shown as JSON, which writes the escape character as \\u001b.
+    assert '~ name: "renamed\\u001b[2J\\u202eevil" -> "s1-p1"' in shown["plan -o text"]
+    assert "! unmanaged: " in shown["plan -o text"]
+    assert "X\\x1b]0;pwned\\x07" in shown["plan -o text"]
+    code, out, err = run("apply", run.path, "--auto-approve", "--prune")
+    assert code == 0, out + err
+    shown["apply --prune"] = out + err
+    assert "device/s1-zap.X\\x1b]0;pwned\\x07[zap] delete" in out
+    for name, text in shown.items():
+        for char in ("\x1b", "\x07", "\u202e"):
+            assert char not in text, f"{char!r} reaches the terminal in {name}"
+    assert run.sims.call(zap.device, hostile_sn) is None, "removed all the same"
 
 
 def test_a_missing_password_blocks_the_device_at_plan_time(make_cli: CliFactory) -> None:

@@ -139,7 +139,7 @@ class EnapterClient:
     async def update_site(self, site_id: str, body: dict[str, Any], *, address: str = "") -> None:
         await self._call(
             "PATCH",
-            f"v3/sites/{site_id}",
+            f"v3/sites/{transport.segment(site_id)}",
             operation="enapter.update_site",
             address=address,
             json=body,
@@ -149,7 +149,7 @@ class EnapterClient:
 
     async def site_devices(self, site_id: str) -> list[dict[str, Any]]:
         return await self._pages(
-            f"v3/sites/{site_id}/devices",
+            f"v3/sites/{transport.segment(site_id)}/devices",
             "devices",
             operation="enapter.list_site_devices",
             params={"expand": DEVICE_EXPAND},
@@ -161,7 +161,7 @@ class EnapterClient:
         """POST v3/provisioning/{kind}; the answer may hold a config (credentials)."""
         answer = await self._call(
             "POST",
-            f"v3/provisioning/{kind}",
+            f"v3/provisioning/{transport.segment(kind)}",
             secret=True,
             operation=f"enapter.provision_{kind}",
             address=address,
@@ -174,7 +174,7 @@ class EnapterClient:
     ) -> None:
         await self._call(
             "PATCH",
-            f"v3/devices/{device_id}",
+            f"v3/devices/{transport.segment(device_id)}",
             operation="enapter.update_device",
             address=address,
             json=body,
@@ -184,7 +184,7 @@ class EnapterClient:
         """Deleting a device that is already gone succeeds."""
         await self._call(
             "DELETE",
-            f"v3/devices/{device_id}",
+            f"v3/devices/{transport.segment(device_id)}",
             operation="enapter.delete_device",
             address=address,
             ok=(404,),
@@ -195,7 +195,7 @@ class EnapterClient:
     ) -> None:
         await self._call(
             "POST",
-            f"v3/devices/{device_id}/assign_blueprint",
+            f"v3/devices/{transport.segment(device_id)}/assign_blueprint",
             operation="enapter.assign_blueprint",
             address=address,
             json={"blueprint_id": blueprint_id},
@@ -207,7 +207,7 @@ class EnapterClient:
         """A new communication config (credentials) for the device."""
         answer = await self._call(
             "POST",
-            f"v3/devices/{device_id}/generate_config",
+            f"v3/devices/{transport.segment(device_id)}/generate_config",
             secret=True,
             operation="enapter.generate_config",
             address=address,

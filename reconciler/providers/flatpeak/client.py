@@ -159,7 +159,7 @@ class FlatpeakClient:
     ) -> None:
         await self._json(
             "PATCH",
-            f"/locations/{location_id}",
+            f"/locations/{transport.segment(location_id)}",
             operation="flatpeak.update_location",
             address=address,
             json=body,
@@ -183,7 +183,7 @@ class FlatpeakClient:
     ) -> None:
         await self._json(
             "PATCH",
-            f"/devices/{device_id}",
+            f"/devices/{transport.segment(device_id)}",
             operation="flatpeak.update_device",
             address=address,
             json=body,
@@ -193,7 +193,7 @@ class FlatpeakClient:
         """Deleting a device that is already gone succeeds."""
         await self._json(
             "DELETE",
-            f"/devices/{device_id}",
+            f"/devices/{transport.segment(device_id)}",
             operation="flatpeak.delete_device",
             address=address,
             ok=(404,),

@@ -50,7 +50,7 @@ class NovacoreClient:
     async def update_site(self, site_id: str, name: str, *, address: str = "") -> None:
         await self._json(
             "PUT",
-            f"/sites/{site_id}",
+            f"/sites/{transport.segment(site_id)}",
             operation="novacore.update_site",
             address=address,
             json={"name": name},
@@ -58,7 +58,9 @@ class NovacoreClient:
 
     async def site_devices(self, site_id: str) -> list[dict[str, Any]]:
         answer = await self._json(
-            "GET", f"/sites/{site_id}/devices", operation="novacore.list_site_devices"
+            "GET",
+            f"/sites/{transport.segment(site_id)}/devices",
+            operation="novacore.list_site_devices",
         )
         return transport.expect_list(answer, operation="novacore.list_site_devices")
 
@@ -81,7 +83,7 @@ class NovacoreClient:
     async def release_gateway(self, serial: str, *, address: str = "") -> None:
         await self._json(
             "DELETE",
-            f"/gateways/{serial}",
+            f"/gateways/{transport.segment(serial)}",
             operation="novacore.release_gateway",
             address=address,
             ok=(404,),
@@ -98,7 +100,7 @@ class NovacoreClient:
     ) -> None:
         await self._json(
             "PUT",
-            f"/devices/{device_id}",
+            f"/devices/{transport.segment(device_id)}",
             operation="novacore.update_device",
             address=address,
             json=body,
@@ -107,7 +109,7 @@ class NovacoreClient:
     async def delete_device(self, device_id: str, *, address: str = "") -> None:
         await self._json(
             "DELETE",
-            f"/devices/{device_id}",
+            f"/devices/{transport.segment(device_id)}",
             operation="novacore.delete_device",
             address=address,
             ok=(404,),
@@ -116,7 +118,7 @@ class NovacoreClient:
     async def add_der(self, device_id: str, name: str, der_type: str, *, address: str = "") -> None:
         await self._json(
             "POST",
-            f"/devices/{device_id}/ders",
+            f"/devices/{transport.segment(device_id)}/ders",
             operation="novacore.add_der",
             address=address,
             json={"name": name, "type": der_type},

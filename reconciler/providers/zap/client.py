@@ -46,11 +46,19 @@ class ZapClient:
         return transport.expect_object(answer, operation="zap.add_device")
 
     async def delete_device(self, sn: str) -> None:
-        await self._json("DELETE", f"/api/devices/{sn}", operation="zap.delete_device", ok=(404,))
+        await self._json(
+            "DELETE",
+            f"/api/devices/{transport.segment(sn)}",
+            operation="zap.delete_device",
+            ok=(404,),
+        )
 
     async def set_types(self, sn: str, ders: list[dict[str, Any]]) -> None:
         await self._json(
-            "POST", f"/api/devices/{sn}/types", operation="zap.set_types", json={"ders": ders}
+            "POST",
+            f"/api/devices/{transport.segment(sn)}/types",
+            operation="zap.set_types",
+            json={"ders": ders},
         )
 
     async def modbus_read(
