@@ -14,6 +14,7 @@ from reconciler.engine.config import Settings, load_settings
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
 from reconciler.plan import targeting
+from reconciler.plan.actions import Change, Reason
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.sources import loader
 
@@ -115,11 +116,29 @@ def use_color(stream: TextIO, disabled: bool = False) -> bool:
 
 
 def plan_problems(plan: Plan, offline: str) -> list[str]:
-    """Why a plan cannot reach the desired state (blocked changes; deferred with --offline=fail)."""
-    problems = [f"{c.address}: {c.message}" for c in plan.blocked]
+    """Why a plan cannot reach the desired state: each blocked change that has a cause of
+    its own, and with --offline=fail each deferred site. The changes waiting on those are
+    counted, not repeated: a secret missing on a thousand sites is a thousand lines, not
+    three thousand (the plan above shows every one)."""
+    blocked = plan.blocked
+    causes = [c for c in blocked if c.reason is not Reason.DEPENDENCY_BLOCKED] or blocked
+    problems = [f"{c.address}: {c.message}" for c in causes]
+    if len(blocked) > len(causes):
+        waiting = len(blocked) - len(causes)
+        verb = "waits" if waiting == 1 else "wait"
+        problems.append(f"{_more(waiting)} {verb} on these (shown [BLOCKED] in the plan)")
     if offline == "fail":
-        problems += [f"{c.address}: {c.message}" for c in plan.deferred]
+        by_site: dict[str, list[Change]] = {}
+        for change in plan.deferred:
+            by_site.setdefault(change.site, []).append(change)
+        for first, *more in by_site.values():
+            also = f" ({_more(len(more))} of site {first.site} deferred)" if more else ""
+            problems.append(f"{first.address}: {first.message}{also}")
     return problems
+
+
+def _more(count: int) -> str:
+    return f"{count} more change" if count == 1 else f"{count} more changes"
 
 
 def json_dump(data: Any) -> str:

@@ -156,7 +156,11 @@ def test_offline_gateway_defers_by_default_and_fails_with_offline_fail(
 
     code, out, err = run("plan", run.path, "--offline=fail")
     assert code == 1
-    assert "error: site/s2[novacore]: would create; deferred: gateway s2-zap" in err
+    # One error for the site: the first of its changes, and how many more wait with it.
+    [error] = err.splitlines()
+    assert error.startswith("error: site/s2[novacore]: would create; deferred: gateway s2-zap")
+    assert error.endswith("(7 more changes of site s2 deferred)")
+    assert out.count("is deferred") == 8
     code, out, _ = run("plan", run.path, "--detailed-exitcode")
     assert code == 2 and "… site/s2[novacore] is deferred" in out
 
@@ -461,14 +465,21 @@ def test_what_gateways_and_clouds_report_is_shown_but_never_acted_on_by_the_term
 def test_a_missing_password_blocks_the_device_at_plan_time(make_cli: CliFactory) -> None:
     """A password that cannot be had stops the plan (exit 1) before anything is written,
     naming where it was looked for, instead of failing the apply half-way."""
-    docs = [*standard_site(1),
+    docs = [*two_sites(),
             mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV", broker="192.168.1.70",
+                         password_from={"env": "S1_UNSET_PASSWORD"}),
+            mqtt_battery("s2-bat", "s2-zap", "FERRO-2", broker="192.168.1.71",
                          password_from={"env": "S1_UNSET_PASSWORD"})]
     run = make_cli(docs)
     code, out, err = run("plan", run.path)
     assert code == 1
-    assert "device/s1-bat[zap]" in out + err
-    assert "environment variable S1_UNSET_PASSWORD is not set" in out + err
+    assert out.count("[BLOCKED]") == 6, "the plan shows every blocked change"
+    # The errors name each cause once and count what waits on them (novacore, publish).
+    assert err.splitlines() == [
+        f"error: device/s{i}-bat[zap]: MQTT password (from environment variable "
+        "S1_UNSET_PASSWORD): environment variable S1_UNSET_PASSWORD is not set; provide it "
+        "before applying" for i in (1, 2)
+    ] + ["error: 4 more changes wait on these (shown [BLOCKED] in the plan)"]
     code, out, err = run("apply", run.path, "--auto-approve")
     assert code == 1
     serial = serial_of(1)
