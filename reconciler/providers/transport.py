@@ -23,6 +23,7 @@ from reconciler.errors import (
     ProviderUnavailable,
 )
 from reconciler.printable import printable
+from reconciler.providers.redaction import redact, sent_secrets
 
 _BODY_LIMIT = 300
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -122,6 +123,9 @@ def _body_excerpt(response: httpx.Response) -> str:
         text = response.text
     except (UnicodeDecodeError, httpx.ResponseNotRead):
         return ""
+    # A response made without a request (in tests) has nothing sent to take out.
+    with contextlib.suppress(RuntimeError):
+        text = redact(text, sent_secrets(response.request))
     text = printable(" ".join(text.split()))
     return text[:_BODY_LIMIT] + ("…" if len(text) > _BODY_LIMIT else "")
 

@@ -1,0 +1,103 @@
+"""A server that echoes the request in its error answer (validation errors often do) must
+not put what the request carried into an error message: the providers' real clients
+against an echoing server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from reconciler.errors import ProviderError
+from reconciler.providers import transport
+from reconciler.providers.aiohttp_transport import AiohttpTransport
+from reconciler.providers.flatpeak.client import FlatpeakAuth, FlatpeakClient
+from reconciler.providers.novacore.client import NovacoreClient
+from reconciler.providers.zap.client import ZapClient
+
+TOKEN = "nc-token-5d1f0a9e77"  # test values
+PASSWORD = "mqtt-pw-0c4e8b1a"
+ACCOUNT, API_KEY = "acc_7781", "fp-key-91ce23aa0b"
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[str]:
+    """Answers every request 422 with its headers and body, as some APIs do."""
+
+    async def answer(request: web.Request) -> web.Response:
+        echoed = {"detail": "invalid request", "headers": dict(request.headers),
+                  "body": await request.text()}
+        return web.json_response(echoed, status=422)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[AiohttpTransport]:
+    shared = AiohttpTransport(ssl_context=ssl.create_default_context(), limit=8)
+    yield shared
+    await shared.aclose()
+
+
+def assert_told_without(error: ProviderError, *secrets: str) -> None:
+    message = str(error)
+    assert "HTTP 422" in message and "invalid request" in message, message
+    assert "***" in message, "the echoed credential is masked, not dropped silently"
+    for secret in secrets:
+        assert secret not in message, f"{secret!r} is in the message: {message}"
+
+
+async def test_a_bearer_token_echoed_by_the_cloud_is_masked(
+        echo: str, pool: AiohttpTransport) -> None:
+    http = transport.new_client(echo, transport=pool, headers={"Authorization": f"Bearer {TOKEN}"})
+    async with http:
+        with pytest.raises(ProviderError) as caught:
+            await NovacoreClient(http).provision_device({"hardware_id": "SG1"})
+    assert_told_without(caught.value, TOKEN)
+
+
+async def test_an_mqtt_password_echoed_by_a_gateway_is_masked(
+        echo: str, pool: AiohttpTransport) -> None:
+    async with transport.new_client(echo, transport=pool) as http:
+        with pytest.raises(ProviderError) as caught:
+            await ZapClient(http, name="zap").add_device(
+                {"type": "mqtt", "broker_host": "192.168.1.70", "password": PASSWORD})
+    assert_told_without(caught.value, PASSWORD)
+    assert "192.168.1.70" in str(caught.value), "what is not a secret is still told"
+
+
+async def test_basic_credentials_echoed_at_login_are_masked(
+        echo: str, pool: AiohttpTransport) -> None:
+    auth = FlatpeakAuth(f"{echo}/login", ACCOUNT, API_KEY)
+    async with transport.new_client(echo, transport=pool, auth=auth) as http:
+        with pytest.raises(ProviderError) as caught:
+            await FlatpeakClient(http).list_locations()
+    encoded = base64.b64encode(f"{ACCOUNT}:{API_KEY}".encode()).decode()
+    assert_told_without(caught.value, API_KEY, encoded)
+
+
+def test_secrets_are_found_in_headers_and_under_secret_named_keys() -> None:
+    import httpx
+
+    from reconciler.providers.redaction import redact, sent_secrets
+
+    request = httpx.Request(
+        "POST", "http://127.0.0.1/x",
+        headers={"X-Enapter-Auth-Token": "enapter-tok-1", "Accept": "application/json"},
+        json={"name": "inverter", "mqtt": {"password": "pw-nested-1"}, "client_id": "zap-1"})
+    found = sent_secrets(request)
+    assert found == {"enapter-tok-1", "pw-nested-1"}
+    echoed = json.dumps({"h": "enapter-tok-1", "p": "pw-nested-1", "n": "inverter"})
+    assert redact(echoed, found) == '{"h": "***", "p": "***", "n": "inverter"}'
