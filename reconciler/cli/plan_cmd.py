@@ -11,7 +11,7 @@ from typing import Any
 
 from reconciler.cli import common
 from reconciler.engine.reconcile import Reconciler
-from reconciler.engine.state import atomic_write
+from reconciler.engine.state import StateDirError, atomic_write
 from reconciler.errors import ConfigError, ProviderError
 from reconciler.plan import render
 
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = asyncio.run(make())
-    except ProviderError as error:
+    except (ProviderError, StateDirError) as error:
         print(f"error: {error}", file=sys.stderr)
         return common.EXIT_ERROR
     # Fingerprints are for machines (JSON, a saved plan); a rendering for people skips them.

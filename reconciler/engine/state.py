@@ -123,13 +123,44 @@ class StateDir:
 
     # -- inventory -------------------------------------------------------------------------
 
-    def read_inventory(self) -> Inventory:
-        path = self.path / "inventory.json"
+    def _read_file(self, name: str, holds: str, afresh: str) -> str | None:
+        """The text of a state file, or None when there is none (a first run, or a state
+        directory not made yet). One that exists but cannot be read is an error, never an
+        empty start: that would forget what it `holds` and then overwrite it."""
+        path = self.path / name
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return Inventory()
-        if not isinstance(data, dict):
+            return path.read_text(encoding="utf-8")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            if isinstance(exc, OSError):
+                reason = (exc.strerror or type(exc).__name__).lower()
+            else:
+                reason = "not UTF-8"
+            raise StateDirError(_damaged(path, reason, holds, afresh)) from None
+
+    def _read_json(self, name: str, holds: str, afresh: str) -> dict[str, Any] | None:
+        text = self._read_file(name, holds, afresh)
+        if text is None:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            problem = f"not JSON ({exc})"
+        else:
+            if isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
+                return data
+            problem = "not an object of objects"
+        raise StateDirError(_damaged(self.path / name, problem, holds, afresh))
+
+    def read_inventory(self) -> Inventory:
+        data = self._read_json(
+            "inventory.json",
+            "the deletion policy and organisation of each gateway applied",
+            "a gateway no longer declared is then released by --prune only if its "
+            "deletionPolicy Release is declared again",
+        )
+        if data is None:
             return Inventory()
         return Inventory(
             {str(k): str(v) for k, v in data.get("gateways", {}).items()},
@@ -148,16 +179,26 @@ class StateDir:
     # -- credential ledger -----------------------------------------------------------------
 
     def read_credentials(self) -> CredentialLedger:
-        """The ledger, or an empty one with a new key. Entries without the key that made
-        them cannot be compared, so a missing or damaged key starts the ledger afresh."""
-        try:
-            key = bytes.fromhex((self.path / "credentials.key").read_text(encoding="utf-8"))
-            data = json.loads((self.path / "credentials.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            key, data = b"", {}
-        if len(key) != KEY_BYTES:
+        """The ledger, or an empty one with a new key when neither file exists. A damaged
+        file, or fingerprints without the key that made them, is an error: starting afresh
+        would miss a password changed meanwhile, without a word."""
+        holds = "the fingerprints of the MQTT passwords sent to devices"
+        afresh = (
+            "remove credentials.key and credentials.json to start afresh: the next apply "
+            "records the passwords in place, and a change made before it is not seen"
+        )
+        text = self._read_file("credentials.key", holds, afresh)
+        data = self._read_json("credentials.json", holds, afresh)
+        if text is None and data is None:
             return CredentialLedger(new_key=True)
-        devices = data.get("devices", {}) if isinstance(data, dict) else {}
+        try:
+            key = bytes.fromhex(text or "")
+        except ValueError:
+            key = b""
+        if len(key) != KEY_BYTES:
+            why = "missing" if text is None else f"not a key of {KEY_BYTES} bytes in hex"
+            raise StateDirError(_damaged(self.path / "credentials.key", why, holds, afresh))
+        devices = (data or {}).get("devices", {})
         return CredentialLedger(key, {str(k): str(v) for k, v in devices.items()})
 
     def write_credentials(self, ledger: CredentialLedger) -> None:
@@ -205,6 +246,10 @@ class Inventory:
             and serial not in declared_serials
             and serial in self.orgs
         }
+
+
+def _damaged(path: Path, reason: str, holds: str, afresh: str) -> str:
+    return f"cannot read {path}: {reason}. It holds {holds}; {afresh}"
 
 
 def atomic_write(path: Path, text: str, *, private: bool = False) -> None:

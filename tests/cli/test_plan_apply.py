@@ -536,9 +536,9 @@ def test_a_changed_mqtt_password_is_sent_again_by_replacing_the_device(
 
 def test_a_password_in_place_before_the_ledger_knew_it_is_adopted_by_the_next_apply(
         make_cli: CliFactory, tmp_path: Path) -> None:
-    """A device added before the ledger kept an entry for it (or with a damaged key): no
-    change can be seen until an apply records the password in place; from then on a change
-    of it is."""
+    """A device added before the ledger kept an entry for it (here: the ledger was removed
+    after it was found damaged): no change can be seen until an apply records the password
+    in place; from then on a change of it is."""
     docs = [*standard_site(1),
             mqtt_battery("s1-bat", "s1-zap", "FERRO-FILE", broker="192.168.1.71",
                          password_from={"secretKeyRef": {"name": "ferroamp", "key": "password"}})]
@@ -550,6 +550,12 @@ def test_a_password_in_place_before_the_ledger_knew_it_is_adopted_by_the_next_ap
     (run.state_dir / "credentials.key").write_text("not a key")
 
     secret_file.write_text("file-pw-rotated-93b1\n")  # a test value
+    code, out, err = run("plan", run.path, "--detailed-exitcode")
+    assert (code, out) == (1, ""), "a damaged ledger is not taken for an empty one"
+    assert f"error: cannot read {run.state_dir / 'credentials.key'}: not a key of 32 bytes" in err
+    assert "remove credentials.key and credentials.json to start afresh" in err
+    for name in ("credentials.key", "credentials.json"):
+        (run.state_dir / name).unlink()
     assert run("plan", run.path, "--detailed-exitcode")[0] == 0, "nothing known to compare"
     code, out, err = run("apply", run.path, "--auto-approve")
     assert (code, out.splitlines()[-1]) == (0, "Plan: no changes."), err
@@ -557,6 +563,32 @@ def test_a_password_in_place_before_the_ledger_knew_it_is_adopted_by_the_next_ap
     code, out, _ = run("plan", run.path, "--detailed-exitcode")
     assert code == 2
     assert "the MQTT password (from secret ferroamp/password) changed" in out
+
+
+@pytest.mark.parametrize(("name", "damage", "says"), [
+    ("credentials.json", "{garbage", "not JSON"),
+    ("credentials.json", "[1, 2]", "not an object of objects"),
+    ("inventory.json", "{garbage", "not JSON"),
+    ("inventory.json", "\udcff", "not UTF-8"),
+])
+def test_a_damaged_state_file_stops_the_run_and_is_left_as_it_is(
+        make_cli: CliFactory, name: str, damage: str, says: str) -> None:
+    """Taking a damaged file for an empty one would lose what it holds without a word (a
+    password rotation not seen, a deletion policy forgotten) and then overwrite it."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV", broker="192.168.1.70",
+                         password_from={"env": "S1_BATTERY_PASSWORD"})]
+    run = make_cli(docs, env={"S1_BATTERY_PASSWORD": ENV_PASSWORD})
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    path = run.state_dir / name
+    path.write_bytes(damage.encode("utf-8", "surrogateescape"))
+    run.sims.call(run.sims.sims.reset_counts)
+    for command in (("plan", run.path), ("apply", run.path, "--auto-approve")):
+        code, out, err = run(*command)
+        assert code == 1 and f"error: cannot read {path}: {says}" in err, (command, out, err)
+        assert "Traceback" not in err
+    assert path.read_bytes() == damage.encode("utf-8", "surrogateescape"), "left for a look"
+    assert run.sims.call(run.sims.sims.writes) == 0
 
 
 # -- removing gateways ----------------------------------------------------------------------
