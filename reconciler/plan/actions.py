@@ -72,6 +72,7 @@ class Reason(StrEnum):
     DRIFT = "drift"
     CANNOT_UPDATE = "cannot_update"
     SECRET_CHANGED = "secret_changed"  # noqa: S105 - a reason, not a secret
+    SECRET_MISSING = "secret_missing"  # noqa: S105 - a reason, not a secret
     NOT_DECLARED = "not_declared"
     OWNED_BY_OTHER_ORG = "owned_by_other_org"
     TRANSFER_NOT_ALLOWED = "transfer_not_allowed"

@@ -723,6 +723,24 @@ class SourcefulPlanner:
                 external_id=zap_obs.sn,
                 message=message,
             )
+        elif name in self.observed.missing_secrets:
+            # In place, but whether its password changed cannot be checked: said, as for a
+            # device to add, instead of taken for in sync. What does not send the password
+            # (the cloud record, the DERs) goes on.
+            zap_change = self._change(
+                "Device",
+                name,
+                "zap",
+                Action.VERIFY,
+                Reason.SECRET_MISSING,
+                at.site,
+                before=before,
+                after=desired,
+                external_id=zap_obs.sn,
+                blocked=True,
+                message=f"{self.observed.missing_secrets[name]}; whether the device still has "
+                "the declared password cannot be checked: provide it",
+            )
         else:
             self._change(
                 "Device",
@@ -735,7 +753,7 @@ class SourcefulPlanner:
                 after=desired,
                 external_id=zap_obs.sn,
             )
-        if zap_change is not None:
+        if zap_change is not None and zap_change.action is not Action.VERIFY:
             deps = [zap_change.address]
             if blocked_by is not None:
                 self._block(zap_change, blocked_by)

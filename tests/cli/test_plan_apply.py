@@ -487,6 +487,42 @@ def test_a_missing_password_blocks_the_device_at_plan_time(make_cli: CliFactory)
     assert battery is None, "nothing is added without its password"
 
 
+def test_a_password_gone_missing_for_a_device_in_place_is_said_not_taken_for_in_sync(
+        make_cli: CliFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rotation with a mistyped variable must not pass as "no changes": whether the device
+    still has the declared password cannot be checked, and the plan says so (exit 1). What
+    does not send the password goes on."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV", broker="192.168.1.70",
+                         password_from={"env": "S1_BATTERY_PASSWORD"})]
+    run = make_cli(docs, env={"S1_BATTERY_PASSWORD": ENV_PASSWORD})
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    monkeypatch.delenv("S1_BATTERY_PASSWORD")
+    device_id = run.sims.call(lambda: cloud_device(run.sims.sims, "FERRO-ENV").id)
+    run.sims.call(run.sims.sims.novacore.rename_device, device_id, "renamed in the cloud")
+
+    code, out, err = run("plan", run.path, "-o", "json")
+    assert code == 1
+    changes = {c["address"]: c for c in json.loads(out)["changes"] if c["actions"] != ["no-op"]}
+    check = changes["device/s1-bat[zap]"]
+    assert (check["actions"], check["reason"], check["blocked"]) == (
+        ["verify"], "secret_missing", True)
+    assert err.splitlines() == [
+        "error: device/s1-bat[zap]: MQTT password (from environment variable "
+        "S1_BATTERY_PASSWORD): environment variable S1_BATTERY_PASSWORD is not set; whether "
+        "the device still has the declared password cannot be checked: provide it"]
+    assert not changes["device/s1-bat[novacore]"]["blocked"], "the rename needs no password"
+
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 1 and "✓ device/s1-bat[novacore] update" in out, out + err
+    battery = run.sims.call(lambda: run.sims.sims.zaps[serial_of(1)].device("FERRO-ENV"))
+    assert battery is not None, "the device is left as it is"
+    assert run.sims.call(run.sims.sims.writes) == 1, "only the rename"
+    monkeypatch.setenv("S1_BATTERY_PASSWORD", ENV_PASSWORD)
+    assert run("plan", run.path, "--detailed-exitcode")[0] == 0
+
+
 def _state_files(run: Cli) -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(run.state_dir.iterdir())}
 
