@@ -84,7 +84,34 @@ def _saved_plan(paths: list[str]) -> dict[str, Any] | None:
             f"{paths[0]} has plan format {doc['format_version']}; this reconciler "
             f"reads {document.FORMAT_VERSION}"
         )
+    problem = _shape_problem(doc)
+    if problem:
+        raise PlanError(f"{paths[0]} is not a valid saved plan: {problem}")
     return doc
+
+
+def _shape_problem(doc: dict[str, Any]) -> str | None:
+    """What of a saved plan's inputs and options is not as `plan --out` writes them: a
+    file edited by hand or cut short is refused, not half-used (a string of paths would
+    be read one character, one directory, at a time)."""
+    inputs, options = doc.get("inputs"), doc.get("options")
+    if not isinstance(inputs, dict):
+        return "inputs must be an object (paths, desired_sha256, observed_sha256)"
+    paths = inputs.get("paths")
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+        return "inputs.paths must be a list of paths"
+    for key in ("desired_sha256", "observed_sha256"):
+        if not isinstance(inputs.get(key), str):
+            return f"inputs.{key} must be a string (the fingerprint `plan --out` wrote)"
+    if not isinstance(options, dict):
+        return "options must be an object (prune, targets, excludes)"
+    if not isinstance(options.get("prune", False), bool):
+        return "options.prune must be true or false"
+    for key in ("targets", "excludes"):
+        value = options.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"options.{key} must be a list of addresses or selectors"
+    return None
 
 
 def _progress(stream: Any) -> Any:
@@ -187,9 +214,10 @@ def _stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     try:
         saved = _saved_plan(args.paths)
-        paths = list(saved["inputs"].get("paths", [])) if saved else args.paths
+        paths = list(saved["inputs"]["paths"]) if saved else args.paths
         fleet = common.load(paths)
         settings = common.settings(args)
+        common.warn_unknown_gateway_urls(settings, fleet, args)
         if saved:
             _refuse_selection_with_saved_plan(args)
             opts = saved.get("options", {})
@@ -254,13 +282,16 @@ async def _apply(
             )
             return common.EXIT_ERROR
         doc = result.document()
-        if not saved:
+        # A saved plan was shown when it was made; with nothing to do, the plan's "No
+        # changes" line is shown all the same, so the run does not end in silence.
+        if not saved or not result.plan.has_changes:
             out.write(render.render_text(doc, color=common.use_color(out, args.no_color)))
         if not result.plan.has_changes:
             reconciler.remember(result.plan)
             reconciler.state.settle(unfinished)  # observed again: nothing left to do for them
             if args.output == "json":
-                print(common.json_dump({"ok": True, "counts": {}, "outcomes": []}))
+                # The same keys as a report of applied changes, all counts zero.
+                print(common.json_dump(ApplyReport().as_dict()))
             return common.EXIT_OK
         offline_problems = common.plan_problems(result.plan, args.offline)
         if offline_problems and args.offline == "fail" and result.plan.deferred:

@@ -4,6 +4,7 @@ diagnostics printed, settings, the plan options, and exit codes."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import gc
 import os
 import sys
@@ -16,6 +17,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.plan import targeting
 from reconciler.plan.actions import Change, Reason
 from reconciler.plan.planner import Plan, PlanOptions
+from reconciler.printable import printable
 from reconciler.sources import loader
 
 EXIT_OK = 0
@@ -83,6 +85,45 @@ def settings(args: argparse.Namespace) -> Settings:
     return load_settings(config_file=getattr(args, "config", None))
 
 
+def warn_unknown_gateway_urls(
+    settings: Settings, fleet: Fleet, args: argparse.Namespace, stream: TextIO | None = None
+) -> None:
+    """A warning on stderr naming the gateway URL overrides whose serial no declared
+    gateway has (a typo would otherwise go unnoticed: that gateway is then reached at the
+    URL of its YAML). A warning, not an error: settings are checked before and without the
+    fleet, and one set of overrides often serves more than the fleet at hand (a plan of one
+    directory of sites, a gateway just removed from git), where such entries are normal."""
+    declared = sorted(g.spec.zap.serial for g in fleet.gateways.values() if g.spec.zap)
+    unknown = settings.unknown_gateway_serials(declared)
+    if not unknown:
+        return
+    stream = stream or sys.stderr
+    config = getattr(args, "config", None) or os.environ.get("RECONCILER_CONFIG")
+    sources = [
+        variable
+        for variable in ("RECONCILER_GATEWAY_URLS", "RECONCILER_GATEWAY_URLS_FILE")
+        if os.environ.get(variable)
+    ] + ([f"gateway_urls in {config}"] if config else [])
+    for serial in unknown:
+        close = difflib.get_close_matches(serial, declared, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        print(
+            printable(
+                f"warning: {' / '.join(sources) or 'gateway URL overrides'}: no declared "
+                f"gateway has serial {serial}{hint}; its URL is not used"
+            ),
+            file=stream,
+        )
+    shown = ", ".join(declared[:_LISTED]) or "none"
+    if len(declared) > _LISTED:
+        shown += f", and {len(declared) - _LISTED} more"
+    print(printable(f"warning: the declared gateway serials: {shown}"), file=stream)
+
+
+# How many declared serials a warning lists: enough to spot a typo, not a thousand lines.
+_LISTED = 10
+
+
 def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:
     problems = targeting.pattern_problems(fleet, [*args.target, *args.exclude])
     if problems:
@@ -111,8 +152,43 @@ def check_writable(path: str, option: str) -> None:
         )
 
 
+def unusable_state_dir(path: str) -> str | None:
+    """Why the state directory at `path` cannot be read, or None when it can (or does not
+    exist yet: a first run, which `apply` creates it for)."""
+    directory = Path(path)
+    if directory.exists():
+        if not directory.is_dir():
+            return "it is not a directory"
+        if not os.access(directory, os.R_OK | os.X_OK):
+            return "it is not readable"
+        return None
+    for parent in directory.parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"{parent} is not a directory"
+    return None
+
+
+def warn_unusable_state_dir(settings: Settings, stream: TextIO | None = None) -> None:
+    """A plan reads what earlier applies remembered there; without it the plan is made
+    all the same, but it says what it could not take into account (`apply`, which must
+    record what it does, refuses such a directory)."""
+    why = unusable_state_dir(settings.state_dir)
+    if why is None:
+        return
+    print(
+        printable(
+            f"warning: cannot use the state directory {settings.state_dir} "
+            f"(RECONCILER_STATE_DIR): {why}; this plan does not know the deletion policies "
+            "remembered for gateways, the MQTT passwords last sent to devices (a changed "
+            "password is not shown), or writes an earlier run left unfinished"
+        ),
+        file=stream or sys.stderr,
+    )
+
+
 def use_color(stream: TextIO, disabled: bool = False) -> bool:
-    return not disabled and stream.isatty() and "NO_COLOR" not in os.environ
+    # no-color.org: only a non-empty NO_COLOR turns colour off (`NO_COLOR=` is unset).
+    return not disabled and stream.isatty() and not os.environ.get("NO_COLOR")
 
 
 def plan_problems(plan: Plan, offline: str) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -79,7 +80,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         common.print_diagnostics(error)
         return common.EXIT_ERROR
-    return asyncio.run(_demo(fleet, args))
+    # The demo's state and stand-in secrets (and the simulators' credentials in its state)
+    # are removed when it ends, however it ends: each run would otherwise leave a
+    # directory behind in /tmp.
+    work = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
+    try:
+        return asyncio.run(_demo(fleet, args, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _step(text: str, color: bool) -> None:
@@ -87,7 +95,7 @@ def _step(text: str, color: bool) -> None:
     print(f"\x1b[1m{line}\x1b[0m" if color else line, flush=True)
 
 
-async def _demo(fleet: Fleet, args: argparse.Namespace) -> int:
+async def _demo(fleet: Fleet, args: argparse.Namespace, work: Path) -> int:
     # Imported here: the simulators and the engine are not needed to parse the command line.
     from reconciler.engine.config import load_settings
     from reconciler.engine.reconcile import Reconciler
@@ -95,7 +103,6 @@ async def _demo(fleet: Fleet, args: argparse.Namespace) -> int:
     from reconciler.sim.fleet import SimFleet
 
     color = common.use_color(sys.stdout, args.no_color)
-    work = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     sims = SimFleet()
     sims.seed_fleet(fleet)
     await sims.start()

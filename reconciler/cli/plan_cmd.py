@@ -12,7 +12,7 @@ from typing import Any
 from reconciler.cli import common
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDirError, atomic_write
-from reconciler.errors import ConfigError, ProviderError
+from reconciler.errors import ConfigError, Diagnostic, ProviderError
 from reconciler.plan import render
 
 EXAMPLES = """\
@@ -57,11 +57,32 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def _refuse_stdout() -> None:
+    """`--out -` is refused rather than taken as a file named "-" or as standard output:
+    standard output already carries the plan as shown (`-o`), and two documents on one
+    stream could not be told apart. Terraform's `plan -out` names a file only, too. The
+    saved plan on standard output is `-o json`: the same document, which `apply` reads."""
+    raise ConfigError(
+        [
+            Diagnostic(
+                "the saved plan is written to a file, not standard output; name a file "
+                "(--out plan.json), or use `-o json > plan.json`, the same document",
+                path="--out",
+            )
+        ],
+        subject="arguments",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         fleet = common.load(args.paths)
         options = common.plan_options(args, fleet)
         settings = common.settings(args)
+        common.warn_unknown_gateway_urls(settings, fleet, args)
+        common.warn_unusable_state_dir(settings)
+        if args.out == "-":
+            _refuse_stdout()
         if args.out:
             common.check_writable(args.out, "--out")  # before the plan, not after it
     except ConfigError as error:

@@ -90,8 +90,11 @@ def run_schema(args: argparse.Namespace) -> int:
             return 1
         return 0
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text, encoding="utf-8")
+        try:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            return _cannot_write(args.out, exc, "--out names the schema file (FILE)")
     else:
         sys.stdout.write(text)
     return 0
@@ -108,8 +111,28 @@ def run_crds(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 1 if stale else 0
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _cannot_write(str(out), exc, "--out names a directory for the CRD files (DIR)")
     for name, text in texts.items():
-        (out / name).write_text(text, encoding="utf-8")
+        try:
+            (out / name).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            return _cannot_write(str(out / name), exc, "")
         print(f"wrote {out / name}")
     return 0
+
+
+def _cannot_write(path: str, exc: OSError, expected: str) -> int:
+    """An error naming the path and why, with what --out should name; exit code 1."""
+    why = {
+        IsADirectoryError: "it is a directory",
+        FileExistsError: "it is a file, not a directory",
+        NotADirectoryError: "a part of the path is a file, not a directory",
+    }.get(type(exc), exc.strerror or str(exc))
+    # The path that failed may be a parent directory of the one asked for.
+    where = exc.filename if isinstance(exc.filename, str) else path
+    print(f"error: cannot write {where}: {why}{'; ' + expected if expected else ''}",
+          file=sys.stderr)
+    return 1

@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = common.settings(args)
-        load()  # fail fast: an agent with nothing valid to reconcile is a start-up error
+        # fail fast: an agent with nothing valid to reconcile is a start-up error
+        common.warn_unknown_gateway_urls(settings, load()[0], args)
     except ConfigError as error:
         common.print_diagnostics(error)
         return common.EXIT_ERROR

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import base64
 import difflib
+import ipaddress
 import json
 import math
 import os
 import re
 import ssl
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -80,12 +81,28 @@ class Settings:
     def gateway_url(self, serial: str, declared: str) -> str:
         return self.gateway_urls.get(serial, declared).rstrip("/")
 
+    def unknown_gateway_serials(self, declared: Iterable[str]) -> list[str]:
+        """The serials of `gateway_urls` that none of `declared` is: their URLs are never
+        used, and a mistyped serial leaves its gateway reached at the URL of its YAML."""
+        known = set(declared)
+        return sorted(serial for serial in self.gateway_urls if serial not in known)
+
 
 # Where a setting came from, for error messages: (file, key) of a TOML file, or (None,
 # variable name) of the environment.
 Origin = tuple[str | None, str]
 _DEFAULTS = {f.name: f.default for f in fields(Settings)}
 _URL_FIELDS = frozenset({"novacore_url", "enapter_url", "flatpeak_url"})
+# Tokens, keys and the ids sent with them. They often come from a file (`kubectl create
+# secret --from-file`, `echo "$TOKEN" > file`) that ends in a line break, which would make
+# every request fail on a header that may not hold one: surrounding whitespace is dropped.
+_CREDENTIAL_FIELDS = frozenset(
+    {"novacore_token", "novacore_identity", "enapter_token", "flatpeak_account_id",
+     "flatpeak_api_key"}
+)
+# Of those, the ones sent in an HTTP header, which holds ASCII only.
+_HEADER_FIELDS = frozenset({"novacore_token", "enapter_token", "flatpeak_account_id",
+                            "flatpeak_api_key"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 # What each limit means, for "expected ..." messages.
@@ -126,6 +143,30 @@ def _url(value: object) -> str:
     return value
 
 
+def _cloud_url(value: object) -> str:
+    """A cloud API's URL: https, since the token goes with every request. Plain http is
+    allowed only to this machine (127.0.0.0/8, ::1, localhost), where the simulators and a
+    local proxy listen and nothing crosses a network. (Zap gateways are reached over the
+    local network by plain http by design: their URLs go through `_url` alone.)"""
+    url = _url(value)
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+        raise ValueError(
+            "expected an https:// URL: the token would be sent unencrypted over http:// "
+            f"(allowed only to this machine: localhost, 127.0.0.1, [::1]); got {_shown_url(url)!r}"
+        )
+    return url
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _parse_gateway_urls(text: str) -> dict[str, str]:
     out = {}
     for item in (p.strip() for p in text.split(",") if p.strip()):
@@ -160,7 +201,7 @@ def _coerce(name: str, value: object) -> object:
     Values from the environment are strings; values from TOML are typed already."""
     default = _DEFAULTS[name]
     if name in _URL_FIELDS:
-        return _url(value)
+        return _cloud_url(value)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -172,7 +213,33 @@ def _coerce(name: str, value: object) -> object:
     # Tokens and keys end up here: the message names the type, never the value.
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__}")
+    if name in _CREDENTIAL_FIELDS:
+        return _credential(name, value)
     return value
+
+
+def _credential(name: str, value: str) -> str:
+    """A token, key or id without surrounding whitespace; one with a control character or
+    (where it goes in a header) a non-ASCII character left inside is refused, by position
+    only: the value may be a secret and is never repeated."""
+    value = value.strip()
+    for position, char in enumerate(value, start=1):
+        if char < " " or "\x7f" <= char <= "\x9f":
+            raise ValueError(
+                f"contains a control character ({_char_name(char)}) at character {position}; "
+                "expected the value on one line, without control characters"
+            )
+        if name in _HEADER_FIELDS and not char.isascii():
+            raise ValueError(
+                f"contains a character that is not ASCII at character {position}; "
+                "expected ASCII letters, digits and punctuation only"
+            )
+    return value
+
+
+def _char_name(char: str) -> str:
+    names = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab"}
+    return names.get(char, f"U+{ord(char):04X}")
 
 
 def _number(name: str, value: object, *, whole: bool) -> int | float:
@@ -200,29 +267,60 @@ def _problem(origin: Origin, message: str) -> Diagnostic:
 
 def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic]]:
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle), []
+        data = Path(path).read_bytes()
     except OSError as exc:
         return {}, [Diagnostic(f"cannot read the settings file: {exc.strerror}", file=path)]
+    text, problem = _decoded(data, path)
+    if problem is not None:
+        return {}, [problem]
+    try:
+        return tomllib.loads(text), []
     except tomllib.TOMLDecodeError as exc:
         # tomllib puts the position at the end of its message: "... (at line 3, column 7)".
         where = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
         message = re.sub(r"\s*\(at [^)]*\)$", "", str(exc))
         line, column = (int(where[1]), int(where[2])) if where else (None, None)
         return {}, [Diagnostic(f"not valid TOML: {message}", file=path, line=line, column=column)]
+    except RecursionError:  # tomllib descends once per nested array or table
+        return {}, [Diagnostic("arrays or tables nested too deeply to read; expected keys "
+                               "of the settings, with one table at most ([gateway_urls])",
+                               file=path)]
+
+
+def _decoded(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
+    """The text of a settings file, or where it is not UTF-8 (TOML and JSON files are)."""
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        return "", Diagnostic(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded; save the file "
+            "as UTF-8",
+            file=path,
+            line=line,
+            column=column,
+        )
 
 
 def _read_gateway_urls_file(path: str) -> tuple[dict[str, str], list[Diagnostic]]:
     variable = PREFIX + "GATEWAY_URLS_FILE"
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         return {}, [Diagnostic(f"cannot read {path}: {exc.strerror}", path=variable)]
+    text, problem = _decoded(data, path)
+    if problem is not None:
+        return {}, [problem]
     try:
         return _gateway_url_table(json.loads(text)), []
     except json.JSONDecodeError as exc:
         return {}, [Diagnostic(f"not valid JSON: {exc.msg}", file=path, line=exc.lineno,
                                column=exc.colno)]
+    except RecursionError:  # json descends once per nested array or object
+        return {}, [Diagnostic('arrays or objects nested too deeply to read; expected one '
+                               'object of serial: "url"', file=path)]
     except ValueError as exc:
         return {}, [Diagnostic(str(exc), file=path)]
 

@@ -250,7 +250,10 @@ class _SourcefulReads:
         client = self.session.zap(gateway)
         result = await self.gather.read(client.devices)
         if isinstance(result, Unreachable):
-            self.observed.zaps[gateway.name] = result
+            # Named by the URL called (RECONCILER_GATEWAY_URLS may override the YAML's).
+            self.observed.zaps[gateway.name] = Unreachable(
+                result.reason, url=str(client.http.base_url)
+            )
             return
         state = self.observed.zaps[gateway.name] = zap_convert.zap_state(result)
         unverified = _devices_to_verify(self.fleet, gateway, state)

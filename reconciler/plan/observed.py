@@ -14,9 +14,11 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Unreachable:
-    """A source that could not be observed, and why."""
+    """A source that could not be observed, and why; `url` is the address called, where
+    known (for a gateway it may be an override of the declared one)."""
 
     reason: str
+    url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -452,7 +452,8 @@ class SourcefulPlanner:
                 observed_zap = Unreachable("not observed")
             zap_obs: ZapState | None = None
             if isinstance(observed_zap, Unreachable):
-                unreachable.append(f"gateway {gateway_name} ({zap.url}): {observed_zap.reason}")
+                called = observed_zap.url or zap.url  # an override, where one was used
+                unreachable.append(f"gateway {gateway_name} ({called}): {observed_zap.reason}")
                 offline.add(gateway_name)
             else:
                 zap_obs = observed_zap

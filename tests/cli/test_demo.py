@@ -60,3 +60,25 @@ def test_the_demo_away_from_the_repository_says_where_to_run_it(
     assert err == ("error: examples/sites is not here; run `reconciler demo` in the top "
                    "directory of the repository, or name the site YAML to use: "
                    "`reconciler demo PATH`\n")
+
+
+def test_the_demo_leaves_no_state_or_secrets_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], environment_kept: None) -> None:
+    """Its state holds the simulators' credentials: removed when it ends, also on error."""
+    import tempfile
+
+    monkeypatch.chdir(REPOSITORY)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert cli.main(["demo", "--no-color"]) == 0
+    assert list(tmp_path.iterdir()) == []
+
+    from reconciler.cli import demo_cmd
+
+    async def fails(*_: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_cmd, "_demo", fails)
+    assert cli.main(["demo", "--no-color"]) == 130
+    assert list(tmp_path.iterdir()) == []
+    capsys.readouterr()

@@ -138,3 +138,75 @@ def test_a_gateway_urls_file_is_read(tmp_path: Path) -> None:
     settings = load_settings({"RECONCILER_GATEWAY_URLS_FILE": str(urls)})
     assert settings.gateway_url("zap-0000000000000001", "http://declared") == (
         "https://10.0.0.1:8443")
+
+
+def test_credentials_lose_surrounding_whitespace_from_the_environment_and_the_file(
+        tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text('enapter_token = """\nfrom-file\n"""\nflatpeak_api_key = " key\\n"\n')
+    settings = load_settings({"RECONCILER_NOVACORE_TOKEN": "a.b.c\n",
+                              "RECONCILER_FLATPEAK_ACCOUNT_ID": "acc-1\r\n"},
+                             config_file=str(config))
+    assert (settings.novacore_token, settings.enapter_token, settings.flatpeak_api_key,
+            settings.flatpeak_account_id) == ("a.b.c", "from-file", "key", "acc-1")
+
+
+def test_a_control_character_inside_a_credential_is_named_without_the_value(
+        tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text('flatpeak_api_key = "hunter2\\u0000x"\n')
+    reported = problems({"RECONCILER_NOVACORE_TOKEN": "hunter2\nhunter3",
+                         "RECONCILER_ENAPTER_TOKEN": "hunter2é"}, config)
+    assert reported == [
+        f"{config}: flatpeak_api_key: contains a control character (U+0000) at character 8; "
+        "expected the value on one line, without control characters",
+        "RECONCILER_NOVACORE_TOKEN: contains a control character (a line break) at character "
+        "8; expected the value on one line, without control characters",
+        "RECONCILER_ENAPTER_TOKEN: contains a character that is not ASCII at character 8; "
+        "expected ASCII letters, digits and punctuation only"]
+    assert not any("hunter" in problem for problem in reported)
+
+
+def test_files_that_are_not_utf8_are_located(tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_bytes(b'retries = 3\ntimeout = "\xff"\n')
+    assert problems({}, config) == [
+        f"{config}:2:12: not UTF-8 text: byte 0xff cannot be decoded; save the file as UTF-8"]
+    urls = tmp_path / "gateways.json"
+    urls.write_bytes(b'{"zap-1": "\xfe"}')
+    assert problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)}) == [
+        f"{urls}:1:12: not UTF-8 text: byte 0xfe cannot be decoded; save the file as UTF-8"]
+
+
+def test_files_nested_too_deeply_to_parse_are_refused(tmp_path: Path) -> None:
+    urls = tmp_path / "gateways.json"
+    urls.write_text("[" * 100_000 + "]" * 100_000)
+    config = tmp_path / "reconciler.toml"
+    config.write_text("retries = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)}, config) == [
+        f"{config}: arrays or tables nested too deeply to read; expected keys of the "
+        "settings, with one table at most ([gateway_urls])",
+        f"{urls}: arrays or objects nested too deeply to read; expected one object of "
+        'serial: "url"']
+
+
+@pytest.mark.parametrize("variable", ["RECONCILER_NOVACORE_URL", "RECONCILER_ENAPTER_URL",
+                                      "RECONCILER_FLATPEAK_URL"])
+def test_cloud_urls_are_https_except_to_this_machine(variable: str) -> None:
+    [problem] = problems({variable: "http://api.example.com"})
+    assert problem == (
+        f"{variable}: expected an https:// URL: the token would be sent unencrypted over "
+        "http:// (allowed only to this machine: localhost, 127.0.0.1, [::1]); got "
+        "'http://api.example.com'")
+    for local in ("http://127.0.0.1:8080", "http://127.1.2.3", "http://[::1]:9",
+                  "http://localhost:1"):
+        assert load_settings({variable: local}) is not None
+    settings = load_settings({"RECONCILER_GATEWAY_URLS": "zap-1=http://192.168.1.20"})
+    assert settings.gateway_url("zap-1", "http://declared") == "http://192.168.1.20"
+
+
+def test_overrides_of_serials_not_declared_are_found() -> None:
+    settings = load_settings({"RECONCILER_GATEWAY_URLS": "zap-b=http://10.0.0.2,"
+                                                         "zap-a=http://10.0.0.1,"
+                                                         "zap-c=http://10.0.0.3"})
+    assert settings.unknown_gateway_serials(["zap-b"]) == ["zap-a", "zap-c"]

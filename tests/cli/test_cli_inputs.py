@@ -1,0 +1,197 @@
+"""The CLI given awkward input: credentials with a trailing line break, output paths that
+are directories or files, saved plans edited into the wrong shape, gateway URL overrides
+for serials nobody declared, an unusable state directory, `NO_COLOR=`. Each is run
+through `reconciler ...` in this process against simulators on loopback (the fixtures of
+test_plan_apply), and ends in a clear message or works, never in a traceback."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+
+import test_plan_apply
+from simworld import serial_of, standard_site
+from test_plan_apply import CliFactory, two_sites
+
+from reconciler.cli import common
+from reconciler.cli import main as cli
+
+make_cli = test_plan_apply.make_cli  # the fixture: simulators, a fleet and the CLI
+
+# -- credentials --------------------------------------------------------------------------------
+
+
+def test_tokens_and_keys_ending_in_a_line_break_work(make_cli: CliFactory,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `kubectl create secret --from-file` or `echo "$TOKEN" > file` leave them."""
+    run = make_cli(two_sites())
+    for variable in ("RECONCILER_NOVACORE_TOKEN", "RECONCILER_ENAPTER_TOKEN",
+                     "RECONCILER_FLATPEAK_API_KEY"):
+        monkeypatch.setenv(variable, run.sims.env()[variable] + "\n")
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0, out + err
+    assert "Apply complete: 16 done, 0 failed" in out
+
+
+def test_a_token_with_a_line_break_inside_is_named_not_shown(make_cli: CliFactory,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    run = make_cli(standard_site(1))
+    monkeypatch.setenv("RECONCILER_ENAPTER_TOKEN", "secret-part-one\nsecret-part-two\n")
+    code, out, err = run("plan", run.path)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "error: RECONCILER_ENAPTER_TOKEN: contains a control character (a line break) at "
+        "character 16; expected the value on one line, without control characters",
+        "invalid settings: 1 problem"]
+    assert "secret-part" not in err
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
+# -- schema and crds --out ----------------------------------------------------------------------
+
+
+def test_schema_and_crds_name_an_out_path_they_cannot_write(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "file.yaml"
+    a_file.write_text("")
+    assert cli.main(["schema", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot write {tmp_path}: it is a directory; --out names the schema file "
+        "(FILE)\n")
+    assert cli.main(["crds", "--out", str(a_file)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot write {a_file}: it is a file, not a directory; --out names a "
+        "directory for the CRD files (DIR)\n")
+
+
+# -- saved plans --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    pytest.param(lambda d: d.update(inputs=None), "inputs must be an object", id="inputs-null"),
+    pytest.param(lambda d: d.update(options=None), "options must be an object",
+                 id="options-null"),
+    pytest.param(lambda d: d["inputs"].update(paths="/"), "inputs.paths must be a list of paths",
+                 id="paths-a-string"),
+    pytest.param(lambda d: d["inputs"].update(paths=[]), "inputs.paths must be a list of paths",
+                 id="paths-empty"),
+    pytest.param(lambda d: d["inputs"].pop("observed_sha256"),
+                 "inputs.observed_sha256 must be a string", id="no-fingerprint"),
+    pytest.param(lambda d: d["options"].update(targets="site/s1"),
+                 "options.targets must be a list of addresses or selectors", id="targets"),
+    pytest.param(lambda d: d["options"].update(prune="yes"), "options.prune must be true or "
+                 "false", id="prune"),
+])
+def test_a_saved_plan_of_the_wrong_shape_is_refused(make_cli: CliFactory, tmp_path: Path,
+                                                    edit: object, problem: str) -> None:
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    document = json.loads(saved.read_text())
+    edit(document)  # type: ignore[operator]
+    saved.write_text(json.dumps(document))
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", str(saved))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: {saved} is not a valid saved plan: {problem}")
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
+def test_an_in_sync_saved_plan_says_so_and_reports_zero_counts(make_cli: CliFactory,
+                                                               tmp_path: Path) -> None:
+    run = make_cli(two_sites())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    code, out, _ = run("apply", str(saved))
+    assert (code, out.splitlines()[0]) == (0, "No changes. The actual state matches the "
+                                              "desired state.")
+    code, out, _ = run("apply", run.path, "-o", "json")
+    report = json.loads(out)
+    assert code == 0 and set(report) == {"ok", "seconds", "counts", "outcomes"}
+    assert report["ok"] is True and report["outcomes"] == []
+    assert report["counts"] == {"done": 0, "failed": 0, "skipped": 0, "blocked": 0,
+                                "deferred": 0}
+
+
+def test_plan_out_dash_is_refused_pointing_at_o_json(make_cli: CliFactory, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_cli(two_sites())
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run("plan", run.path, "--out", "-")
+    assert (code, out) == (1, "")
+    assert err.splitlines()[0] == (
+        "error: --out: the saved plan is written to a file, not standard output; name a file "
+        "(--out plan.json), or use `-o json > plan.json`, the same document")
+    assert not (tmp_path / "-").exists()
+
+
+# -- gateway URL overrides ----------------------------------------------------------------------
+
+
+def test_an_override_for_an_undeclared_serial_is_warned_about(make_cli: CliFactory,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    run = make_cli(two_sites())
+    mistyped = serial_of(1) + "1"
+    urls = run.sims.env()["RECONCILER_GATEWAY_URLS"]
+    monkeypatch.setenv("RECONCILER_GATEWAY_URLS", f"{urls},{mistyped}=http://127.0.0.1:1")
+    code, _, err = run("plan", run.path)
+    assert code == 0
+    assert err.splitlines() == [
+        f"warning: RECONCILER_GATEWAY_URLS: no declared gateway has serial {mistyped} "
+        f"(did you mean {serial_of(1)}?); its URL is not used",
+        f"warning: the declared gateway serials: {serial_of(1)}, {serial_of(2)}"]
+
+
+def test_an_unreachable_gateway_is_named_by_the_url_called(make_cli: CliFactory,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    run = make_cli(standard_site(1))
+    monkeypatch.setenv("RECONCILER_GATEWAY_URLS", f"{serial_of(1)}=http://127.0.0.1:1")
+    monkeypatch.setenv("RECONCILER_RETRIES", "1")
+    code, out, err = run("plan", run.path, "--offline=fail")
+    assert code == 1
+    assert "gateway s1-zap (http://127.0.0.1:1): " in err, err
+    assert "192.168.1.2" not in out + err
+
+
+# -- state directory, colour --------------------------------------------------------------------
+
+
+def test_a_plan_with_an_unusable_state_directory_says_what_it_does_not_know(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    blocker = tmp_path / "state-file"
+    blocker.write_text("")
+    run = make_cli(standard_site(1), env={"RECONCILER_STATE_DIR": str(blocker)})
+    code, out, err = run("plan", run.path)
+    assert code == 0 and "Plan:" in out
+    assert err.splitlines() == [
+        f"warning: cannot use the state directory {blocker} (RECONCILER_STATE_DIR): it is not "
+        "a directory; this plan does not know the deletion policies remembered for gateways, "
+        "the MQTT passwords last sent to devices (a changed password is not shown), or writes "
+        "an earlier run left unfinished"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("value", "color"), [(None, True), ("", True), ("1", False)])
+def test_only_a_non_empty_no_color_turns_colour_off(monkeypatch: pytest.MonkeyPatch,
+                                                    value: str | None, color: bool) -> None:
+    if value is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", value)
+    assert common.use_color(_Terminal()) is color
+    assert common.use_color(_Terminal(), disabled=True) is False
