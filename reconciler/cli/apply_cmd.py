@@ -131,11 +131,26 @@ def _progress(stream: Any) -> Any:
 
 def print_report(report: ApplyReport, stream: Any) -> None:
     counts = report.counts()
-    for status in ("failed", "skipped", "blocked", "deferred"):
+    for status in ("failed", "skipped", "blocked"):
         for outcome in report.by_status(status):
             print(printable(f"{status}: {outcome.address}: {outcome.message}"), file=stream)
+    # Deferred changes share their site's reason (its gateway or cloud did not answer): one
+    # line per site, not one per change of it.
+    by_site: dict[str, list[Outcome]] = {}
+    for outcome in report.by_status("deferred"):
+        by_site.setdefault(outcome.site, []).append(outcome)
+    for first, *more in by_site.values():
+        also = f" ({len(more)} more of site {first.site})" if more else ""
+        print(printable(f"deferred: {first.address}: {first.message}{also}"), file=stream)
+    if not report.ok:
+        outcome = "finished with errors"
+    elif counts["deferred"]:
+        # Not "complete": what could not be read waits for a run that can read it.
+        outcome = "finished; the deferred changes wait for a run that can reach them"
+    else:
+        outcome = "complete"
     print(
-        f"Apply {'complete' if report.ok else 'finished with errors'}: {counts['done']} done, "
+        f"Apply {outcome}: {counts['done']} done, "
         f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['blocked']} blocked, "
         f"{counts['deferred']} deferred ({report.seconds:.1f}s).",
         file=stream,

@@ -169,6 +169,12 @@ def test_offline_gateway_defers_by_default_and_fails_with_offline_fail(
 
     code, out, _ = run("apply", run.path, "--auto-approve")
     assert code == 0, out
+    deferred = [line for line in out.splitlines() if line.startswith("deferred: ")]
+    assert len(deferred) == 1 and deferred[0].startswith("deferred: site/s2[novacore]: ")
+    assert deferred[0].endswith("(7 more of site s2)")
+    assert out.splitlines()[-1].startswith(
+        "Apply finished; the deferred changes wait for a run that can reach them: 8 done, "
+        "0 failed, 0 skipped, 0 blocked, 8 deferred")
     sites = run.sims.call(lambda: sorted(s.name for s in run.sims.sims.novacore.sites.values()))
     assert sites == ["Site s1"], "the other site applied, the offline one waits"
 
