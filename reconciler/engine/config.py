@@ -421,6 +421,10 @@ class SecretResolver:
         assert ref is not None
         path = self.secrets_dir / ref.name / ref.key
         try:
-            return path.read_text(encoding="utf-8").rstrip("\n")
+            # The line break an editor or `echo` leaves is not part of the password (nor the
+            # carriage return of one saved on Windows).
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise KeyError(f"secret {ref.name}/{ref.key} at {path} is not UTF-8 text") from None
         except OSError:
             raise KeyError(f"secret {ref.name}/{ref.key} not found (looked for {path})") from None

@@ -210,3 +210,23 @@ def test_overrides_of_serials_not_declared_are_found() -> None:
                                                          "zap-a=http://10.0.0.1,"
                                                          "zap-c=http://10.0.0.3"})
     assert settings.unknown_gateway_serials(["zap-b"]) == ["zap-a", "zap-c"]
+
+
+def test_a_secret_file_gives_its_password_without_the_line_ending(tmp_path: Path) -> None:
+    from reconciler.engine.config import SecretResolver
+    from reconciler.model.device import SecretKeyRef, SecretSource
+
+    def secret(name: str) -> SecretSource:
+        return SecretSource(secret_key_ref=SecretKeyRef(name=name, key="password"))
+
+    for name, content in (("unix", b"pw-1\n"), ("windows", b"pw-1\r\n"), ("bare", b"pw-1")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "password").write_bytes(content)
+    (tmp_path / "latin1").mkdir()
+    (tmp_path / "latin1" / "password").write_bytes(b"l\xf6sen\n")
+    resolver = SecretResolver(str(tmp_path), environ={})
+    assert [resolver.resolve(secret(n)) for n in ("unix", "windows", "bare")] == ["pw-1"] * 3
+    with pytest.raises(KeyError) as caught:
+        resolver.resolve(secret("latin1"))
+    assert caught.value.args[0] == (
+        f"secret latin1/password at {tmp_path / 'latin1' / 'password'} is not UTF-8 text")
