@@ -350,3 +350,17 @@ class Device(Resource):
     @property
     def display_name(self) -> str:
         return self.spec.display_name or self.metadata.name
+
+    @property
+    def enapter_slug(self) -> str | None:
+        """The Enapter slug the device is found by: the declared one, else for standalone and
+        Lua devices (keyed by slug) the resource name as a slug; None where Enapter picks.
+        Resource names may hold '.', slugs may not."""
+        enapter = self.spec.enapter
+        if enapter is None:
+            return None
+        if enapter.slug:
+            return enapter.slug
+        if enapter.kind in (EnapterKind.STANDALONE, EnapterKind.LUA):
+            return self.metadata.name.replace(".", "-")[:64].strip("-")
+        return None

@@ -49,15 +49,33 @@ class LoadResult:
 
 
 def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], list[Diagnostic]]:
-    """YAML files named directly or found recursively under directories, sorted."""
+    """YAML files named directly or found recursively under directories, sorted, each
+    once: a file named twice (`f.yaml ./f.yaml`, or a directory and a file in it) would
+    otherwise declare its resources twice."""
     files: list[FsPath] = []
     problems: list[Diagnostic] = []
+    seen: set[FsPath] = set()
+
+    def add(path: FsPath) -> None:
+        resolved = path.resolve()
+        if resolved not in seen:
+            seen.add(resolved)
+            files.append(path)
+
     for raw in paths:
+        if not os.fspath(raw):
+            # Path("") is the current directory: an empty argument (an unset shell variable)
+            # would quietly load whatever lies there.
+            problems.append(Diagnostic("empty path: name a YAML file or a directory ('.' for "
+                                       "the current directory)", file=""))
+            continue
         path = FsPath(raw)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+            for found in sorted(p for p in path.rglob("*")
+                                if p.suffix in YAML_SUFFIXES and p.is_file()):
+                add(found)
         elif path.is_file():
-            files.append(path)
+            add(path)
         else:
             problems.append(Diagnostic("no such file or directory", file=str(path)))
     return files, problems
