@@ -25,8 +25,12 @@ class ModbusTcp(StrictModel):
         description="IP address or host name of the device (as the gateway sees it).",
         examples=["192.168.1.60"],
     )
-    port: int = Field(default=502, ge=1, le=65535, description="TCP port.", examples=[502])
-    unit_id: int = Field(default=1, ge=0, le=255, description="Modbus unit id.", examples=[1])
+    port: int = Field(
+        strict=True, default=502, ge=1, le=65535, description="TCP port.", examples=[502]
+    )
+    unit_id: int = Field(
+        strict=True, default=1, ge=0, le=255, description="Modbus unit id.", examples=[1]
+    )
     profile: str = Field(description="Zap device profile.", examples=["sungrow"])
 
 
@@ -39,12 +43,20 @@ class Parity(StrEnum):
 class ModbusRtu(StrictModel):
     """Modbus RTU over the gateway's RS-485 port."""
 
-    baud_rate: int = Field(default=9600, gt=0, description="Baud rate.", examples=[9600])
-    unit_id: int = Field(default=1, ge=0, le=255, description="Modbus unit id.", examples=[1])
+    baud_rate: int = Field(
+        strict=True, default=9600, gt=0, description="Baud rate.", examples=[9600]
+    )
+    unit_id: int = Field(
+        strict=True, default=1, ge=0, le=255, description="Modbus unit id.", examples=[1]
+    )
     profile: str = Field(description="Zap device profile.", examples=["sungrow"])
     parity: Parity = Field(default=Parity.NONE, description="Parity.", examples=["none"])
-    data_bits: int = Field(default=8, ge=5, le=8, description="Data bits.", examples=[8])
-    stop_bits: int = Field(default=1, ge=1, le=2, description="Stop bits.", examples=[1])
+    data_bits: int = Field(
+        strict=True, default=8, ge=5, le=8, description="Data bits.", examples=[8]
+    )
+    stop_bits: int = Field(
+        strict=True, default=1, ge=1, le=2, description="Stop bits.", examples=[1]
+    )
 
 
 class P1Uart(StrictModel):
@@ -56,10 +68,16 @@ class P1Uart(StrictModel):
     manufacturer: str | None = Field(
         default=None, description="Meter manufacturer.", examples=["Landis+Gyr"]
     )
-    baud_rate: int = Field(default=115200, gt=0, description="Baud rate.", examples=[115200])
-    data_bits: int = Field(default=8, ge=5, le=8, description="Data bits.", examples=[8])
+    baud_rate: int = Field(
+        strict=True, default=115200, gt=0, description="Baud rate.", examples=[115200]
+    )
+    data_bits: int = Field(
+        strict=True, default=8, ge=5, le=8, description="Data bits.", examples=[8]
+    )
     parity: Parity = Field(default=Parity.NONE, description="Parity.", examples=["none"])
-    stop_bits: int = Field(default=1, ge=1, le=2, description="Stop bits.", examples=[1])
+    stop_bits: int = Field(
+        strict=True, default=1, ge=1, le=2, description="Stop bits.", examples=[1]
+    )
 
 
 class SecretKeyRef(StrictModel):
@@ -95,6 +113,7 @@ class Mqtt(StrictModel):
     profile: str = Field(description="Zap device profile.", examples=["ferroamp"])
     broker_host: str = Field(min_length=1, description="Broker host.", examples=["192.168.1.70"])
     broker_port: int = Field(
+        strict=True,
         default=1883, ge=1, le=65535, description="Broker port.", examples=[1883]
     )
     username: str | None = Field(default=None, description="Broker user name.", examples=["extapi"])
@@ -146,6 +165,7 @@ class Verification(StrictModel):
     """Check the device's identity on the local network before provisioning it."""
 
     check_serial: bool = Field(
+        strict=True,
         default=False,
         description="Read the device's serial over Modbus and refuse to provision when it "
         "differs from `hardwareId`.",
@@ -244,24 +264,31 @@ class FlatpeakProperties(StrictModel):
     """Device properties Flatpeak uses for tariff-aware control."""
 
     power_rating_import_kwh: float | None = Field(
+        strict=True,
         default=None, ge=0, description="Import power rating.", examples=[14.2]
     )
     power_rating_export_kwh: float | None = Field(
+        strict=True,
         default=None, ge=0, description="Export power rating.", examples=[7]
     )
     capacity_kwh: float | None = Field(
+        strict=True,
         default=None, ge=0, description="Storage capacity.", examples=[10.0]
     )
     pv_azimuth: float | None = Field(
+        strict=True,
         default=None, ge=0, lt=360, description="PV azimuth, degrees.", examples=[180]
     )
     pv_tilt: float | None = Field(
+        strict=True,
         default=None, ge=0, le=90, description="PV tilt, degrees.", examples=[23]
     )
     pv_terrain_shading: bool | None = Field(
+        strict=True,
         default=None, description="PV terrain shading.", examples=[False]
     )
     pv_forecasts_enabled: bool | None = Field(
+        strict=True,
         default=None, description="PV forecasts.", examples=[False]
     )
     install_date: str | None = Field(

@@ -43,6 +43,7 @@ class ZapGateway(StrictModel):
         examples=["org-abc123"],
     )
     allow_transfer: bool = Field(
+        strict=True,
         default=False,
         description="Allow claiming a gateway that another organisation owns. A transfer "
         "orphans that organisation's devices, so it must be asked for explicitly.",

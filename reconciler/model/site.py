@@ -31,8 +31,22 @@ class Location(StrictModel):
     name: str | None = Field(
         default=None, description="Human name of the place.", examples=["Solna"]
     )
-    latitude: float = Field(ge=-90, le=90, description="Latitude in degrees.", examples=[59.36])
-    longitude: float = Field(ge=-180, le=180, description="Longitude in degrees.", examples=[18.0])
+    latitude: float = Field(
+        strict=True,
+        allow_inf_nan=False,
+        ge=-90,
+        le=90,
+        description="Latitude in degrees.",
+        examples=[59.36],
+    )
+    longitude: float = Field(
+        strict=True,
+        allow_inf_nan=False,
+        ge=-180,
+        le=180,
+        description="Longitude in degrees.",
+        examples=[18.0],
+    )
     address: PostalAddress | None = Field(default=None, description="Postal address.")
 
 

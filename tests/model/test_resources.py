@@ -247,7 +247,7 @@ def error_list(data: dict[str, Any]) -> list[tuple[str, tuple[str | int, ...], s
                      ("spec", "enapter", "runtimeRef"), "", id="runtime-ref-name-rules"),
         pytest.param(edit(STANDALONE_DER, {"spec.deviceRef": _DELETE}), "missing",
                      ("spec", "deviceRef"), "", id="der-without-device-ref"),
-        pytest.param(edit(STANDALONE_DER, {"spec.publish": "sometimes"}), "bool_parsing",
+        pytest.param(edit(STANDALONE_DER, {"spec.publish": "sometimes"}), "bool_type",
                      ("spec", "publish"), "", id="der-publish-not-bool"),
     ],
 )
