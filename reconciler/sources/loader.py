@@ -16,6 +16,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.base import Resource
@@ -114,15 +115,22 @@ def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[D
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
-        return None, [
-            _diagnostic(
-                document,
-                tuple(error["loc"]),
-                field_help.describe(model, error),
-                key=error["type"] == "extra_forbidden",
-            )
-            for error in exc.errors(include_url=False)
-        ]
+        problems = []
+        for error in exc.errors(include_url=False):
+            path, on_key = _error_path(error)
+            message = field_help.describe(model, error)
+            problems.append(_diagnostic(document, path, message, key=on_key))
+        return None, problems
+
+
+def _error_path(error: ErrorDetails) -> tuple[field_help.Path, bool]:
+    """The field path of a pydantic error, and whether it blames the key rather than the
+    value: an unknown field, or a mapping key that breaks a rule (pydantic ends the path of
+    the latter with "[key]", which is no part of the document)."""
+    loc = tuple(error["loc"])
+    if loc and loc[-1] == "[key]":
+        return loc[:-1], True
+    return loc, error["type"] == "extra_forbidden"
 
 
 def _kind_and_name(document: ParsedDocument) -> tuple[str, str]:
