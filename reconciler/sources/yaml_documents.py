@@ -40,6 +40,14 @@ _SCALAR_CONSTRUCTORS: dict[str, Callable[[yaml.SafeLoader, ScalarNode], Any]] = 
     "tag:yaml.org,2002:bool": yaml.SafeLoader.construct_yaml_bool,
     "tag:yaml.org,2002:null": yaml.SafeLoader.construct_yaml_null,
 }
+# What YAML 1.1 makes of a key that is not a string; keys are always text here.
+_KEY_READS_AS = {
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:null": "null",
+    _TIMESTAMP_TAG: "a date",
+}
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAX_NODES = 200_000  # bound on alias expansion ("billion laughs")
@@ -159,9 +167,15 @@ class _Converter:
             if key_node.tag == _MERGE_TAG:
                 merged.update(self._merged(value_node))
                 continue
-            if not isinstance(key_node, ScalarNode) or key_node.tag not in _PLAIN_TAGS:
+            if isinstance(key_node, ScalarNode) and key_node.tag in _KEY_READS_AS:
+                # `on:` would become the key 'True', `0x10:` the key '16': never what was
+                # written, and a label or field name changed silently.
+                raise _ConversionError(
+                    f"the key {key_node.value!r} reads as {_KEY_READS_AS[key_node.tag]} in "
+                    "YAML; put it in quotes", key_node)
+            if not isinstance(key_node, ScalarNode) or key_node.tag != _STR_TAG:
                 raise _ConversionError("mapping keys must be plain scalars", key_node)
-            key = str(self._scalar(key_node))
+            key = key_node.value
             if key in explicit:
                 raise _ConversionError(
                     f"duplicate key {key!r}: each key may appear once in a mapping", key_node)
