@@ -4,10 +4,11 @@ and its registration on Enapter and Flatpeak."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from reconciler.model.base import Resource, ResourceName, StrictModel
 from reconciler.model.der import DerFields
@@ -294,9 +295,21 @@ class FlatpeakProperties(StrictModel):
     install_date: str | None = Field(
         default=None,
         pattern=r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}Z)?$",
-        description="Installation date (RFC 3339).",
+        description="Installation date: a calendar date (YYYY-MM-DD) or a UTC date and time "
+        "(YYYY-MM-DDThh:mm:ssZ). It is sent to Flatpeak as written.",
         examples=["2024-03-22T00:00:00Z"],
     )
+
+    @field_validator("install_date")
+    @classmethod
+    def _real_date(cls, value: str | None) -> str | None:
+        # The pattern fixes the shape; only parsing refuses 2023-13-45 or 24:00:00.
+        if value is not None:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a real date: {exc}") from None
+        return value
 
 
 class FlatpeakDevice(StrictModel):

@@ -232,6 +232,21 @@ def error_list(data: dict[str, Any]) -> list[tuple[str, tuple[str | int, ...], s
             "referenceId": "r", "type": "PV_SYSTEM", "properties": {"installDate": "22/03/2024"}}}),
                      "string_pattern_mismatch",
                      ("spec", "flatpeak", "properties", "installDate"), "", id="install-date"),
+        pytest.param(edit(INVERTER, {"spec.flatpeak": {
+            "referenceId": "r", "type": "PV_SYSTEM", "properties": {"installDate": "2023-13-45"}}}),
+                     "value_error", ("spec", "flatpeak", "properties", "installDate"),
+                     "'2023-13-45' is not a real date: month must be in 1..12",
+                     id="install-date-month-13"),
+        pytest.param(edit(INVERTER, {"spec.flatpeak": {
+            "referenceId": "r", "type": "PV_SYSTEM",
+            "properties": {"installDate": "2024-02-30T00:00:00Z"}}}),
+                     "value_error", ("spec", "flatpeak", "properties", "installDate"),
+                     "day is out of range", id="install-date-february-30"),
+        pytest.param(edit(INVERTER, {"spec.flatpeak": {
+            "referenceId": "r", "type": "PV_SYSTEM",
+            "properties": {"installDate": "2024-03-22T00:00:00+01:00"}}}),
+                     "string_pattern_mismatch", ("spec", "flatpeak", "properties", "installDate"),
+                     "", id="install-date-with-offset"),
         pytest.param(edit(UCM, {"spec.enapter.kind": "ucm2"}), "enum", ("spec", "enapter", "kind"),
                      "'ucm'", id="enapter-kind"),
         pytest.param(edit(UCM, {"spec.enapter.embeddedType": "FUEL_CELL"}), "enum",

@@ -107,3 +107,24 @@ def test_a_value_of_the_wrong_yaml_type_is_refused(field: str, value: str, messa
 )
 def test_numbers_and_booleans_as_yaml_reads_them_are_accepted(field: str, value: str) -> None:
     assert load(**{field: value}) == []
+
+
+def test_an_impossible_install_date_is_refused_where_it_is_written() -> None:
+    text = SITE.split("---\n")[0].replace("LATITUDE", "59.36") + """---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Device
+metadata:
+  name: battery
+spec:
+  siteRef: home
+  flatpeak:
+    referenceId: home-battery
+    type: BATTERY_SYSTEM
+    properties:
+      installDate: 2023-13-45
+"""
+    novacore = "  novacore:\n    orgId: org-4f2a9c71\n"
+    site = text.replace(novacore, "  flatpeak:\n    locationId: l\n")
+    problems = [str(d) for d in loader.load_texts([("d.yaml", site)]).diagnostics]
+    assert problems == ["d.yaml:24:20: spec.flatpeak.properties.installDate: '2023-13-45' is not "
+                        "a real date: month must be in 1..12"]
