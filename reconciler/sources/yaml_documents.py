@@ -113,14 +113,22 @@ class _Converter:
         self.count = 0
         self.depth = 0
         self.active: set[int] = set()
+        # Collections converted so far, to tell a document that is merely large from one
+        # that aliases blow up (the message differs).
+        self.expanded: set[int] = set()
+        self.expanded_twice = False
         self.pairs_cache: dict[int, dict[str, tuple[Node, Node]]] = {}
 
     def convert(self, node: Node, path: Path) -> Any:
         self.count += 1
         if self.count > _MAX_NODES:
+            if self.expanded_twice:
+                raise _ConversionError(
+                    f"document expands to more than {_MAX_NODES} values (alias expansion); "
+                    "split it or remove aliases", node)
             raise _ConversionError(
-                f"document expands to more than {_MAX_NODES} values (alias expansion); "
-                "split it or remove aliases", node)
+                f"document has more than {_MAX_NODES} values; split it into smaller documents",
+                node)
         mark = node.start_mark
         self.document.positions[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, ScalarNode):
@@ -130,6 +138,9 @@ class _Converter:
         if self.depth >= _MAX_DEPTH:
             raise _ConversionError(_too_deep_message(), node)
         self.active.add(id(node))
+        if id(node) in self.expanded:  # an alias: the same collection once more
+            self.expanded_twice = True
+        self.expanded.add(id(node))
         self.depth += 1
         try:
             if isinstance(node, MappingNode):

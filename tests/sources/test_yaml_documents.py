@@ -209,6 +209,13 @@ def test_alias_bomb_is_refused_quickly_with_a_located_error() -> None:
     assert elapsed < 5, f"refusing the bomb took {elapsed:.1f} s"
 
 
+def test_a_large_document_without_aliases_is_not_blamed_on_aliases() -> None:
+    text = "a:\n" + "".join(f"  - {i}\n" for i in range(210_000))
+    (problem,) = problems_of(text)
+    assert problem == ("f.yaml:200000:5: document has more than 200000 values; split it into "
+                       "smaller documents"), problem
+
+
 def test_merge_bomb_is_refused_too() -> None:
     lines = ["m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9}"]
     for level in range(1, 9):
