@@ -84,6 +84,26 @@ def _label_value(value: str) -> str:
     return value
 
 
+def _no_surrounding_space(value: str) -> str:
+    if value != value.strip():
+        raise ValueError(
+            f"{value!r} has spaces (or other white space) at its start or end; an identifier "
+            "is matched exactly, so remove them"
+        )
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if value and not value.strip():
+        raise ValueError("must not be blank: write the name to show")
+    return value
+
+
+# An id matched against what a cloud or a device reports: " A22" would never match "A22".
+Identifier = Annotated[str, AfterValidator(_no_surrounding_space)]
+# A name shown to people: it may hold spaces, but not only spaces.
+DisplayText = Annotated[str, AfterValidator(_not_blank)]
+
 MetadataKey = Annotated[str, AfterValidator(_metadata_key)]
 LabelValue = Annotated[str, AfterValidator(_label_value)]
 

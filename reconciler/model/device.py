@@ -10,7 +10,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from reconciler.model.base import Resource, ResourceName, StrictModel
+from reconciler.model.base import (
+    DisplayText,
+    Identifier,
+    Resource,
+    ResourceName,
+    StrictModel,
+)
 from reconciler.model.der import DerFields
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.vocab import DeviceType
@@ -231,7 +237,7 @@ class EnapterDevice(StrictModel):
         description="MQTT protocol of the device's config.",
         examples=["MQTTS"],
     )
-    blueprint_id: str | None = Field(
+    blueprint_id: Identifier | None = Field(
         default=None,
         description="Blueprint id (Lua devices; changed with assign_blueprint).",
         examples=["bluepri1-50n3-4t9d-e6v0-69i310cb110e"],
@@ -315,7 +321,7 @@ class FlatpeakProperties(StrictModel):
 class FlatpeakDevice(StrictModel):
     """Registration of the device with Flatpeak."""
 
-    reference_id: str = Field(
+    reference_id: Identifier = Field(
         min_length=1,
         description="Your reference for the device; its natural key.",
         examples=["home-solna-battery"],
@@ -341,7 +347,7 @@ class DeviceSpec(StrictModel):
         "standalone devices, Flatpeak-only devices). Must match the gateway's site when both "
         "are set.",
     )
-    hardware_id: str | None = Field(
+    hardware_id: Identifier | None = Field(
         default=None,
         min_length=1,
         description="Hardware identity: the serial the device reports (the Zap's `sn`), or "
@@ -351,7 +357,7 @@ class DeviceSpec(StrictModel):
     device_type: DeviceType | None = Field(
         default=None, description="Novacore device type; required on a Zap.", examples=["inverter"]
     )
-    display_name: str | None = Field(
+    display_name: DisplayText | None = Field(
         default=None,
         min_length=1,
         description="Name shown in the clouds. Defaults to metadata.name.",

@@ -1,6 +1,7 @@
 """Number and boolean fields take only what YAML reads as a number or a boolean: a boolean
 (`true`, `yes`, `off`) is not a port, text in quotes is not a number, a number is not a
-boolean. Each refusal is located and says what YAML read and what to write instead."""
+boolean; identifiers carry no surrounding spaces and display names are not blank. Each
+refusal is located and says what YAML read and what to write instead."""
 
 from __future__ import annotations
 
@@ -128,3 +129,24 @@ spec:
     problems = [str(d) for d in loader.load_texts([("d.yaml", site)]).diagnostics]
     assert problems == ["d.yaml:24:20: spec.flatpeak.properties.installDate: '2023-13-45' is not "
                         "a real date: month must be in 1..12"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("hardwareId: A2231234567", 'hardwareId: " A2231234567"',
+         "d.yaml:30:15: spec.hardwareId: ' A2231234567' has spaces (or other white space) at "
+         "its start or end; an identifier is matched exactly, so remove them"),
+        ("orgId: org-4f2a9c71", "orgId: 'org-4f2a9c71 '",
+         "d.yaml:9:12: spec.novacore.orgId: 'org-4f2a9c71 ' has spaces"),
+        ("displayName: Home", 'displayName: "   "',
+         "d.yaml:6:16: spec.displayName: must not be blank"),
+    ],
+)
+def test_identifiers_with_surrounding_space_and_blank_names_are_refused(
+    old: str, new: str, expected: str
+) -> None:
+    text = SITE.replace("LATITUDE", "59.36").replace("PORT", "502").replace("UNIT", "1")
+    text = text.replace("PUBLISH", "true").replace(old, new)
+    problems = [str(d) for d in loader.load_texts([("d.yaml", text)]).diagnostics]
+    assert problems[0].startswith(expected), problems
