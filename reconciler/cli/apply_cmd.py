@@ -143,14 +143,14 @@ def print_report(report: ApplyReport, stream: Any) -> None:
         also = f" ({len(more)} more of site {first.site})" if more else ""
         print(printable(f"deferred: {first.address}: {first.message}{also}"), file=stream)
     if not report.ok:
-        outcome = "finished with errors"
+        verdict = "finished with errors"
     elif counts["deferred"]:
         # Not "complete": what could not be read waits for a run that can read it.
-        outcome = "finished; the deferred changes wait for a run that can reach them"
+        verdict = "finished; the deferred changes wait for a run that can reach them"
     else:
-        outcome = "complete"
+        verdict = "complete"
     print(
-        f"Apply {outcome}: {counts['done']} done, "
+        f"Apply {verdict}: {counts['done']} done, "
         f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['blocked']} blocked, "
         f"{counts['deferred']} deferred ({report.seconds:.1f}s).",
         file=stream,

@@ -4,6 +4,7 @@ diagnostics printed, settings, the plan options, and exit codes."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import gc
 import os
@@ -63,7 +64,15 @@ def print_diagnostics(error: ConfigError, stream: TextIO | None = None) -> None:
     # contextlib.redirect_stderr) after this module is imported.
     stream = stream or sys.stderr
     for diagnostic in error.diagnostics:
-        print(f"error: {diagnostic}", file=stream)
+        # File names and field paths come from the input (a key may hold an escape sequence,
+        # a file name a newline): escaped, so the terminal shows them and does not act on
+        # them, and each diagnostic stays one line.
+        shown = dataclasses.replace(
+            diagnostic,
+            file=None if diagnostic.file is None else printable(diagnostic.file),
+            path=printable(diagnostic.path),
+        )
+        print(f"error: {shown}", file=stream)
     count = len(error.diagnostics)
     print(f"invalid {error.subject}: {count} problem{'s' if count != 1 else ''}", file=stream)
 

@@ -30,6 +30,7 @@ class DerFields(StrictModel):
         examples=["solar"],
     )
     publish: bool = Field(
+        strict=True,
         default=True,
         description="Publish this DER's telemetry from the gateway (the Zap's per-DER "
         "`enabled` flag).",

@@ -4,12 +4,19 @@ and its registration on Enapter and Flatpeak."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from reconciler.model.base import Resource, ResourceName, StrictModel
+from reconciler.model.base import (
+    DisplayText,
+    Identifier,
+    Resource,
+    ResourceName,
+    StrictModel,
+)
 from reconciler.model.der import DerFields
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.vocab import DeviceType
@@ -25,8 +32,12 @@ class ModbusTcp(StrictModel):
         description="IP address or host name of the device (as the gateway sees it).",
         examples=["192.168.1.60"],
     )
-    port: int = Field(default=502, ge=1, le=65535, description="TCP port.", examples=[502])
-    unit_id: int = Field(default=1, ge=0, le=255, description="Modbus unit id.", examples=[1])
+    port: int = Field(
+        strict=True, default=502, ge=1, le=65535, description="TCP port.", examples=[502]
+    )
+    unit_id: int = Field(
+        strict=True, default=1, ge=0, le=255, description="Modbus unit id.", examples=[1]
+    )
     profile: str = Field(description="Zap device profile.", examples=["sungrow"])
 
 
@@ -39,12 +50,20 @@ class Parity(StrEnum):
 class ModbusRtu(StrictModel):
     """Modbus RTU over the gateway's RS-485 port."""
 
-    baud_rate: int = Field(default=9600, gt=0, description="Baud rate.", examples=[9600])
-    unit_id: int = Field(default=1, ge=0, le=255, description="Modbus unit id.", examples=[1])
+    baud_rate: int = Field(
+        strict=True, default=9600, gt=0, description="Baud rate.", examples=[9600]
+    )
+    unit_id: int = Field(
+        strict=True, default=1, ge=0, le=255, description="Modbus unit id.", examples=[1]
+    )
     profile: str = Field(description="Zap device profile.", examples=["sungrow"])
     parity: Parity = Field(default=Parity.NONE, description="Parity.", examples=["none"])
-    data_bits: int = Field(default=8, ge=5, le=8, description="Data bits.", examples=[8])
-    stop_bits: int = Field(default=1, ge=1, le=2, description="Stop bits.", examples=[1])
+    data_bits: int = Field(
+        strict=True, default=8, ge=5, le=8, description="Data bits.", examples=[8]
+    )
+    stop_bits: int = Field(
+        strict=True, default=1, ge=1, le=2, description="Stop bits.", examples=[1]
+    )
 
 
 class P1Uart(StrictModel):
@@ -56,10 +75,16 @@ class P1Uart(StrictModel):
     manufacturer: str | None = Field(
         default=None, description="Meter manufacturer.", examples=["Landis+Gyr"]
     )
-    baud_rate: int = Field(default=115200, gt=0, description="Baud rate.", examples=[115200])
-    data_bits: int = Field(default=8, ge=5, le=8, description="Data bits.", examples=[8])
+    baud_rate: int = Field(
+        strict=True, default=115200, gt=0, description="Baud rate.", examples=[115200]
+    )
+    data_bits: int = Field(
+        strict=True, default=8, ge=5, le=8, description="Data bits.", examples=[8]
+    )
     parity: Parity = Field(default=Parity.NONE, description="Parity.", examples=["none"])
-    stop_bits: int = Field(default=1, ge=1, le=2, description="Stop bits.", examples=[1])
+    stop_bits: int = Field(
+        strict=True, default=1, ge=1, le=2, description="Stop bits.", examples=[1]
+    )
 
 
 class SecretKeyRef(StrictModel):
@@ -95,6 +120,7 @@ class Mqtt(StrictModel):
     profile: str = Field(description="Zap device profile.", examples=["ferroamp"])
     broker_host: str = Field(min_length=1, description="Broker host.", examples=["192.168.1.70"])
     broker_port: int = Field(
+        strict=True,
         default=1883, ge=1, le=65535, description="Broker port.", examples=[1883]
     )
     username: str | None = Field(default=None, description="Broker user name.", examples=["extapi"])
@@ -146,6 +172,7 @@ class Verification(StrictModel):
     """Check the device's identity on the local network before provisioning it."""
 
     check_serial: bool = Field(
+        strict=True,
         default=False,
         description="Read the device's serial over Modbus and refuse to provision when it "
         "differs from `hardwareId`.",
@@ -210,7 +237,7 @@ class EnapterDevice(StrictModel):
         description="MQTT protocol of the device's config.",
         examples=["MQTTS"],
     )
-    blueprint_id: str | None = Field(
+    blueprint_id: Identifier | None = Field(
         default=None,
         description="Blueprint id (Lua devices; changed with assign_blueprint).",
         examples=["bluepri1-50n3-4t9d-e6v0-69i310cb110e"],
@@ -244,38 +271,57 @@ class FlatpeakProperties(StrictModel):
     """Device properties Flatpeak uses for tariff-aware control."""
 
     power_rating_import_kwh: float | None = Field(
+        strict=True,
         default=None, ge=0, description="Import power rating.", examples=[14.2]
     )
     power_rating_export_kwh: float | None = Field(
+        strict=True,
         default=None, ge=0, description="Export power rating.", examples=[7]
     )
     capacity_kwh: float | None = Field(
+        strict=True,
         default=None, ge=0, description="Storage capacity.", examples=[10.0]
     )
     pv_azimuth: float | None = Field(
+        strict=True,
         default=None, ge=0, lt=360, description="PV azimuth, degrees.", examples=[180]
     )
     pv_tilt: float | None = Field(
+        strict=True,
         default=None, ge=0, le=90, description="PV tilt, degrees.", examples=[23]
     )
     pv_terrain_shading: bool | None = Field(
+        strict=True,
         default=None, description="PV terrain shading.", examples=[False]
     )
     pv_forecasts_enabled: bool | None = Field(
+        strict=True,
         default=None, description="PV forecasts.", examples=[False]
     )
     install_date: str | None = Field(
         default=None,
         pattern=r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}Z)?$",
-        description="Installation date (RFC 3339).",
+        description="Installation date: a calendar date (YYYY-MM-DD) or a UTC date and time "
+        "(YYYY-MM-DDThh:mm:ssZ). It is sent to Flatpeak as written.",
         examples=["2024-03-22T00:00:00Z"],
     )
+
+    @field_validator("install_date")
+    @classmethod
+    def _real_date(cls, value: str | None) -> str | None:
+        # The pattern fixes the shape; only parsing refuses 2023-13-45 or 24:00:00.
+        if value is not None:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a real date: {exc}") from None
+        return value
 
 
 class FlatpeakDevice(StrictModel):
     """Registration of the device with Flatpeak."""
 
-    reference_id: str = Field(
+    reference_id: Identifier = Field(
         min_length=1,
         description="Your reference for the device; its natural key.",
         examples=["home-solna-battery"],
@@ -301,7 +347,7 @@ class DeviceSpec(StrictModel):
         "standalone devices, Flatpeak-only devices). Must match the gateway's site when both "
         "are set.",
     )
-    hardware_id: str | None = Field(
+    hardware_id: Identifier | None = Field(
         default=None,
         min_length=1,
         description="Hardware identity: the serial the device reports (the Zap's `sn`), or "
@@ -311,7 +357,7 @@ class DeviceSpec(StrictModel):
     device_type: DeviceType | None = Field(
         default=None, description="Novacore device type; required on a Zap.", examples=["inverter"]
     )
-    display_name: str | None = Field(
+    display_name: DisplayText | None = Field(
         default=None,
         min_length=1,
         description="Name shown in the clouds. Defaults to metadata.name.",
@@ -350,3 +396,17 @@ class Device(Resource):
     @property
     def display_name(self) -> str:
         return self.spec.display_name or self.metadata.name
+
+    @property
+    def enapter_slug(self) -> str | None:
+        """The Enapter slug the device is found by: the declared one, else for standalone and
+        Lua devices (keyed by slug) the resource name as a slug; None where Enapter picks.
+        Resource names may hold '.', slugs may not."""
+        enapter = self.spec.enapter
+        if enapter is None:
+            return None
+        if enapter.slug:
+            return enapter.slug
+        if enapter.kind in (EnapterKind.STANDALONE, EnapterKind.LUA):
+            return self.metadata.name.replace(".", "-")[:64].strip("-")
+        return None

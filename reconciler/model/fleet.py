@@ -171,6 +171,7 @@ def _rules(resources: list[Resource]) -> list[Problem]:
     fleet = Fleet.of(resources)
     for site in fleet.sites.values():
         problems += _site_rules(site)
+    problems += _unique_site_identities(fleet)
     for gateway in fleet.gateways.values():
         problems += _gateway_rules(fleet, gateway)
     problems += _unique_gateway_identities(fleet)
@@ -178,6 +179,7 @@ def _rules(resources: list[Resource]) -> list[Problem]:
         problems += _device_rules(fleet, device)
     problems += _der_rules(fleet)
     problems += _unique_hardware_ids(fleet)
+    problems += _unique_enapter_slugs(fleet)
     problems += _unique_flatpeak_references(fleet)
     return problems
 
@@ -219,6 +221,63 @@ def _site_rules(site: Site) -> list[Problem]:
             )
         ]
     return []
+
+
+def _unique_site_identities(fleet: Fleet) -> list[Problem]:
+    """Two Sites must never find the same remote site. A Site is found by `siteId` when it
+    has one, else by display name (in its organisation on Novacore; among all sites the
+    token sees on Enapter), so a display name may repeat only between Sites that both
+    adopt a site by id (see `match_site` in plan.sourceful and plan.enapter)."""
+    problems = []
+    names: dict[tuple[str, str, str], list[Site]] = defaultdict(list)
+    ids: dict[tuple[str, str], Site] = {}
+    for site in fleet.sites.values():
+        blocks: list[tuple[str, str, str | None, str]] = []
+        if site.spec.novacore is not None:
+            org = site.spec.novacore.org_id
+            blocks.append(("novacore", org, site.spec.novacore.site_id, f"in {org}"))
+        if site.spec.enapter is not None:
+            blocks.append(("enapter", "", site.spec.enapter.site_id, "in Enapter Cloud"))
+        for platform, scope, site_id, where in blocks:
+            if site_id is not None:
+                owner = ids.setdefault((platform, site_id), site)
+                if owner is not site:
+                    problems.append(
+                        Problem(
+                            "Site",
+                            site.name,
+                            ("spec", platform, "siteId"),
+                            f"siteId {site_id!r} is already used by Site {owner.name!r}; "
+                            "each Site must name a site of its own",
+                        )
+                    )
+                    continue
+            same_name = names[(platform, scope, site.spec.display_name)]
+            clash = next(
+                (
+                    other
+                    for other in same_name
+                    if site_id is None or _site_id(other, platform) is None
+                ),
+                None,
+            )
+            if clash is not None:
+                problems.append(
+                    Problem(
+                        "Site",
+                        site.name,
+                        ("spec", "displayName"),
+                        f"displayName {site.spec.display_name!r} is already used by Site "
+                        f"{clash.name!r} {where}; set distinct display names or siteId",
+                    )
+                )
+            same_name.append(site)
+    return problems
+
+
+def _site_id(site: Site, platform: str) -> str | None:
+    block = site.spec.novacore if platform == "novacore" else site.spec.enapter
+    return block.site_id if block is not None else None
 
 
 def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:
@@ -492,7 +551,9 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
     elif enapter.master_ref is not None:
         problem((*base, "masterRef"), "`masterRef` applies only to kind `link_slave`")
     if kind in {EnapterKind.VUCM, EnapterKind.LINK_MASTER, EnapterKind.LINK_SLAVE}:
-        if gateway is None or gateway.spec.enapter is None:
+        if gateway is None and device.spec.gateway_ref:
+            pass  # the reference itself is reported (undeclared, or declared but invalid)
+        elif gateway is None or gateway.spec.enapter is None:
             problem(
                 ("spec", "gatewayRef"),
                 f"a `{kind.value}` needs `gatewayRef` naming an Enapter Gateway 3.x",
@@ -593,6 +654,35 @@ def _unique_hardware_ids(fleet: Fleet) -> list[Problem]:
                     f"hardwareId {device.spec.hardware_id!r} is already used by "
                     f"Device {seen[key]!r} on Gateway {scope!r}; it must be "
                     "unique per gateway",
+                )
+            )
+        else:
+            seen[key] = device.name
+    return problems
+
+
+def _unique_enapter_slugs(fleet: Fleet) -> list[Problem]:
+    """Enapter finds standalone and Lua devices by slug within their site, and a slug is
+    unique in an Enapter site: two devices of one Site with one slug would be one device."""
+    problems = []
+    seen: dict[tuple[str, str], str] = {}
+    for device in fleet.devices.values():
+        slug = device.enapter_slug
+        site = fleet.site_of_device(device)
+        if slug is None or site is None:
+            continue
+        key = (site.name, slug)
+        if key in seen:
+            declared = device.spec.enapter is not None and device.spec.enapter.slug
+            problems.append(
+                Problem(
+                    "Device",
+                    device.name,
+                    ("spec", "enapter", "slug") if declared else ("metadata", "name"),
+                    f"Enapter slug {slug!r} is already used by Device {seen[key]!r} at Site "
+                    f"{site.name!r}; slugs are unique per site"
+                    + ("" if declared else " (the slug defaults to the resource name; set "
+                       "`enapter.slug`)"),
                 )
             )
         else:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, model_validator
 
-from reconciler.model.base import Resource, ResourceName, StrictModel
+from reconciler.model.base import Identifier, Resource, ResourceName, StrictModel
 
 # The Zap firmware's id is "zap-" + 16 lowercase hex digits of the MAC; documentation examples
 # show shorter forms such as zap-04772a97, so any hex length from 4 to 32 is accepted.
@@ -36,13 +36,14 @@ class ZapGateway(StrictModel):
         "reconciler runs.",
         examples=["http://192.168.1.40"],
     )
-    org_id: str | None = Field(
+    org_id: Identifier | None = Field(
         default=None,
         description="Novacore organisation to claim the gateway into. Defaults to the "
         "organisation of the gateway's site.",
         examples=["org-abc123"],
     )
     allow_transfer: bool = Field(
+        strict=True,
         default=False,
         description="Allow claiming a gateway that another organisation owns. A transfer "
         "orphans that organisation's devices, so it must be asked for explicitly.",
@@ -53,7 +54,7 @@ class ZapGateway(StrictModel):
 class EnapterGateway(StrictModel):
     """An Enapter Gateway (provisioned with POST v3/provisioning/gateway)."""
 
-    hardware_id: str = Field(
+    hardware_id: Identifier = Field(
         min_length=1,
         description="Enapter Gateway hardware id.",
         examples=["B27925CBA5375484E829105E959663C8B"],

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from reconciler.model.base import Resource, StrictModel
+from reconciler.model.base import DisplayText, Identifier, Resource, StrictModel
 
 
 class PostalAddress(StrictModel):
@@ -31,20 +31,34 @@ class Location(StrictModel):
     name: str | None = Field(
         default=None, description="Human name of the place.", examples=["Solna"]
     )
-    latitude: float = Field(ge=-90, le=90, description="Latitude in degrees.", examples=[59.36])
-    longitude: float = Field(ge=-180, le=180, description="Longitude in degrees.", examples=[18.0])
+    latitude: float = Field(
+        strict=True,
+        allow_inf_nan=False,
+        ge=-90,
+        le=90,
+        description="Latitude in degrees.",
+        examples=[59.36],
+    )
+    longitude: float = Field(
+        strict=True,
+        allow_inf_nan=False,
+        ge=-180,
+        le=180,
+        description="Longitude in degrees.",
+        examples=[18.0],
+    )
     address: PostalAddress | None = Field(default=None, description="Postal address.")
 
 
 class NovacoreSite(StrictModel):
     """The site in Sourceful Novacore."""
 
-    org_id: str = Field(
+    org_id: Identifier = Field(
         description="Novacore organisation that owns the site.",
         examples=["org-abc123"],
         min_length=1,
     )
-    site_id: str | None = Field(
+    site_id: Identifier | None = Field(
         default=None,
         description="Existing Novacore site id to adopt. When absent, the site is found by "
         "display name in the organisation; failing that, a site that no other Site claims and "
@@ -57,7 +71,7 @@ class NovacoreSite(StrictModel):
 class EnapterSite(StrictModel):
     """The site in Enapter Cloud (API v3)."""
 
-    site_id: str | None = Field(
+    site_id: Identifier | None = Field(
         default=None,
         description="Existing Enapter site id to adopt. When absent, the site is found by "
         "display name; failing that, a site that no other Site claims and that holds this "
@@ -70,13 +84,13 @@ class EnapterSite(StrictModel):
 class FlatpeakSite(StrictModel):
     """The site as a Flatpeak location (tariff-aware control)."""
 
-    location_id: str | None = Field(
+    location_id: Identifier | None = Field(
         default=None,
         description="Existing Flatpeak location id. When absent, a location is found by "
         "reference id (the site name), or created from the site's postal address.",
         examples=["loc_641b90b758fb8e6293716e40"],
     )
-    customer_id: str | None = Field(
+    customer_id: Identifier | None = Field(
         default=None,
         description="Flatpeak customer id the location belongs to.",
         examples=["cus_661677911f2197045e6cf1b1"],
@@ -86,7 +100,7 @@ class FlatpeakSite(StrictModel):
 class SiteSpec(StrictModel):
     """Desired state of a site."""
 
-    display_name: str = Field(
+    display_name: DisplayText = Field(
         min_length=1,
         description="Human-readable site name, shown in the clouds.",
         examples=["Home, Solna"],

@@ -11,6 +11,7 @@ import types
 import typing
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
@@ -75,6 +76,12 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind == "string_type" and isinstance(error.get("input"), bool | int | float):
         what = "a boolean" if isinstance(error["input"], bool) else "a number"
         return f"expected a string, but YAML reads this value as {what}; put it in quotes"
+    if kind in _EXPECTED:
+        mismatch = _scalar_mismatch(_EXPECTED[kind], error.get("input"))
+        if mismatch is not None:
+            return mismatch
+    if kind == "finite_number":
+        return "expected a number, but YAML reads this value as .nan or .inf; write a number"
     if kind == "missing":
         return f"required field {loc[-1]!r} is missing"
     if message.startswith("Value error, "):
@@ -89,6 +96,47 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind == "model_type" or kind == "dict_type":
         message = "expected a mapping of fields here"
     return message
+
+
+# Number and boolean fields are strict (no `port: true`, `port: "502"`, `publish: 1`):
+# what YAML turned a value into is rarely what its author meant.
+_EXPECTED = {
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+}
+
+
+def _scalar_mismatch(expected: str, value: Any) -> str | None:
+    """The message for a scalar of the wrong YAML type, None for other inputs (a mapping,
+    a list: the generic message fits those)."""
+    if isinstance(value, bool):
+        return (f"expected {expected}, but YAML reads this value as a boolean (true, false, "
+                "yes, no, on and off are booleans)")
+    if isinstance(value, float) and expected == _EXPECTED["int_type"]:
+        return f"expected {expected}, not {value!r}"
+    if isinstance(value, int | float):
+        return f"expected {expected}, but YAML reads this value as a number"
+    if isinstance(value, str):
+        if _reads_as(expected, value):
+            return f"expected {expected}, but the quotes make this value text; remove them"
+        return f"expected {expected}, not the text {value!r}"
+    return None
+
+
+def _reads_as(expected: str, text: str) -> bool:
+    """Whether `text` unquoted would be what the field expects."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    if expected == _EXPECTED["bool_type"]:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if expected == _EXPECTED["float_type"]:
+        return isinstance(value, int | float)
+    return isinstance(value, int)
 
 
 def render_path(path: Path) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.base import Resource
@@ -49,15 +50,33 @@ class LoadResult:
 
 
 def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], list[Diagnostic]]:
-    """YAML files named directly or found recursively under directories, sorted."""
+    """YAML files named directly or found recursively under directories, sorted, each
+    once: a file named twice (`f.yaml ./f.yaml`, or a directory and a file in it) would
+    otherwise declare its resources twice."""
     files: list[FsPath] = []
     problems: list[Diagnostic] = []
+    seen: set[FsPath] = set()
+
+    def add(path: FsPath) -> None:
+        resolved = path.resolve()
+        if resolved not in seen:
+            seen.add(resolved)
+            files.append(path)
+
     for raw in paths:
+        if not os.fspath(raw):
+            # Path("") is the current directory: an empty argument (an unset shell variable)
+            # would quietly load whatever lies there.
+            problems.append(Diagnostic("empty path: name a YAML file or a directory ('.' for "
+                                       "the current directory)", file=""))
+            continue
         path = FsPath(raw)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+            for found in sorted(p for p in path.rglob("*")
+                                if p.suffix in YAML_SUFFIXES and p.is_file()):
+                add(found)
         elif path.is_file():
-            files.append(path)
+            add(path)
         else:
             problems.append(Diagnostic("no such file or directory", file=str(path)))
     return files, problems
@@ -96,15 +115,22 @@ def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[D
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
-        return None, [
-            _diagnostic(
-                document,
-                tuple(error["loc"]),
-                field_help.describe(model, error),
-                key=error["type"] == "extra_forbidden",
-            )
-            for error in exc.errors(include_url=False)
-        ]
+        problems = []
+        for error in exc.errors(include_url=False):
+            path, on_key = _error_path(error)
+            message = field_help.describe(model, error)
+            problems.append(_diagnostic(document, path, message, key=on_key))
+        return None, problems
+
+
+def _error_path(error: ErrorDetails) -> tuple[field_help.Path, bool]:
+    """The field path of a pydantic error, and whether it blames the key rather than the
+    value: an unknown field, or a mapping key that breaks a rule (pydantic ends the path of
+    the latter with "[key]", which is no part of the document)."""
+    loc = tuple(error["loc"])
+    if loc and loc[-1] == "[key]":
+        return loc[:-1], True
+    return loc, error["type"] == "extra_forbidden"
 
 
 def _kind_and_name(document: ParsedDocument) -> tuple[str, str]:

@@ -40,6 +40,14 @@ _SCALAR_CONSTRUCTORS: dict[str, Callable[[yaml.SafeLoader, ScalarNode], Any]] = 
     "tag:yaml.org,2002:bool": yaml.SafeLoader.construct_yaml_bool,
     "tag:yaml.org,2002:null": yaml.SafeLoader.construct_yaml_null,
 }
+# What YAML 1.1 makes of a key that is not a string; keys are always text here.
+_KEY_READS_AS = {
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:null": "null",
+    _TIMESTAMP_TAG: "a date",
+}
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAX_NODES = 200_000  # bound on alias expansion ("billion laughs")
@@ -105,14 +113,22 @@ class _Converter:
         self.count = 0
         self.depth = 0
         self.active: set[int] = set()
+        # Collections converted so far, to tell a document that is merely large from one
+        # that aliases blow up (the message differs).
+        self.expanded: set[int] = set()
+        self.expanded_twice = False
         self.pairs_cache: dict[int, dict[str, tuple[Node, Node]]] = {}
 
     def convert(self, node: Node, path: Path) -> Any:
         self.count += 1
         if self.count > _MAX_NODES:
+            if self.expanded_twice:
+                raise _ConversionError(
+                    f"document expands to more than {_MAX_NODES} values (alias expansion); "
+                    "split it or remove aliases", node)
             raise _ConversionError(
-                f"document expands to more than {_MAX_NODES} values (alias expansion); "
-                "split it or remove aliases", node)
+                f"document has more than {_MAX_NODES} values; split it into smaller documents",
+                node)
         mark = node.start_mark
         self.document.positions[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, ScalarNode):
@@ -122,6 +138,9 @@ class _Converter:
         if self.depth >= _MAX_DEPTH:
             raise _ConversionError(_too_deep_message(), node)
         self.active.add(id(node))
+        if id(node) in self.expanded:  # an alias: the same collection once more
+            self.expanded_twice = True
+        self.expanded.add(id(node))
         self.depth += 1
         try:
             if isinstance(node, MappingNode):
@@ -159,9 +178,15 @@ class _Converter:
             if key_node.tag == _MERGE_TAG:
                 merged.update(self._merged(value_node))
                 continue
-            if not isinstance(key_node, ScalarNode) or key_node.tag not in _PLAIN_TAGS:
+            if isinstance(key_node, ScalarNode) and key_node.tag in _KEY_READS_AS:
+                # `on:` would become the key 'True', `0x10:` the key '16': never what was
+                # written, and a label or field name changed silently.
+                raise _ConversionError(
+                    f"the key {key_node.value!r} reads as {_KEY_READS_AS[key_node.tag]} in "
+                    "YAML; put it in quotes", key_node)
+            if not isinstance(key_node, ScalarNode) or key_node.tag != _STR_TAG:
                 raise _ConversionError("mapping keys must be plain scalars", key_node)
-            key = str(self._scalar(key_node))
+            key = key_node.value
             if key in explicit:
                 raise _ConversionError(
                     f"duplicate key {key!r}: each key may appear once in a mapping", key_node)

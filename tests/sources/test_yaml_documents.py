@@ -72,7 +72,8 @@ def test_empty_streams_give_no_documents_and_no_problems(text: str) -> None:
         pytest.param("spec:\n  zap:\n    url: x\n    url: y\n", "f.yaml:4:5: duplicate key 'url'",
                      id="nested"),
         pytest.param("{a: 1, a: 1}\n", "f.yaml:1:8: duplicate key 'a'", id="flow-same-value"),
-        pytest.param("1: a\n'1': b\n", "f.yaml:2:1: duplicate key '1'", id="int-and-string"),
+        pytest.param("'1': a\n\"1\": b\n", "f.yaml:2:1: duplicate key '1'",
+                     id="differently-quoted"),
     ],
 )
 def test_duplicate_keys_are_refused_at_the_second_key(text: str, expected: str) -> None:
@@ -99,8 +100,19 @@ def test_duplicate_keys_are_refused_at_the_second_key(text: str, expected: str) 
                      id="omap"),
         pytest.param("? [a, b]\n: c\n", "f.yaml:1:3: mapping keys must be plain scalars",
                      id="complex-key"),
-        pytest.param("2024-01-01: x\n", "f.yaml:1:1: mapping keys must be plain scalars",
-                     id="timestamp-key"),
+        pytest.param("2024-01-01: x\n", "f.yaml:1:1: the key '2024-01-01' reads as a date in "
+                     "YAML; put it in quotes", id="timestamp-key"),
+        pytest.param("labels:\n  on: x\n", "f.yaml:2:3: the key 'on' reads as a boolean in "
+                     "YAML; put it in quotes", id="boolean-key"),
+        pytest.param("labels:\n  no: x\n", "f.yaml:2:3: the key 'no' reads as a boolean",
+                     id="no-key"),
+        pytest.param("a: {~: x}\n", "f.yaml:1:5: the key '~' reads as null", id="null-key"),
+        pytest.param("a:\n  0x10: x\n", "f.yaml:2:3: the key '0x10' reads as a number",
+                     id="hex-key"),
+        pytest.param("a:\n  1_000: x\n", "f.yaml:2:3: the key '1_000' reads as a number",
+                     id="underscore-number-key"),
+        pytest.param("a:\n  1.5: x\n", "f.yaml:2:3: the key '1.5' reads as a number",
+                     id="float-key"),
     ],
 )
 def test_tags_and_complex_keys_are_refused(text: str, expected: str) -> None:
@@ -195,6 +207,13 @@ def test_alias_bomb_is_refused_quickly_with_a_located_error() -> None:
     assert problem.file == "bomb.yaml" and problem.line is not None and problem.line >= 3
     assert "document expands to more than 200000 values (alias expansion)" in problem.message
     assert elapsed < 5, f"refusing the bomb took {elapsed:.1f} s"
+
+
+def test_a_large_document_without_aliases_is_not_blamed_on_aliases() -> None:
+    text = "a:\n" + "".join(f"  - {i}\n" for i in range(210_000))
+    (problem,) = problems_of(text)
+    assert problem == ("f.yaml:200000:5: document has more than 200000 values; split it into "
+                       "smaller documents"), problem
 
 
 def test_merge_bomb_is_refused_too() -> None:
