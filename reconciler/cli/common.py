@@ -59,20 +59,24 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (see README)")
 
 
+def error_line(diagnostic: Diagnostic) -> str:
+    """`error: file:line:column: path: message`. File names and field paths come from the
+    input (a key may hold an escape sequence, a file name a newline): escaped, so the
+    terminal shows them and does not act on them, and each diagnostic stays one line."""
+    shown = dataclasses.replace(
+        diagnostic,
+        file=None if diagnostic.file is None else printable(diagnostic.file),
+        path=printable(diagnostic.path),
+    )
+    return f"error: {shown}"
+
+
 def print_diagnostics(error: ConfigError, stream: TextIO | None = None) -> None:
     # Looked up at call time, not bound as a default: sys.stderr may be replaced (tests,
     # contextlib.redirect_stderr) after this module is imported.
     stream = stream or sys.stderr
     for diagnostic in error.diagnostics:
-        # File names and field paths come from the input (a key may hold an escape sequence,
-        # a file name a newline): escaped, so the terminal shows them and does not act on
-        # them, and each diagnostic stays one line.
-        shown = dataclasses.replace(
-            diagnostic,
-            file=None if diagnostic.file is None else printable(diagnostic.file),
-            path=printable(diagnostic.path),
-        )
-        print(f"error: {shown}", file=stream)
+        print(error_line(diagnostic), file=stream)
     count = len(error.diagnostics)
     print(f"invalid {error.subject}: {count} problem{'s' if count != 1 else ''}", file=stream)
 

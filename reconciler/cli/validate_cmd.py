@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from typing import Any
 
+from reconciler.cli import common
 from reconciler.model.kinds import KINDS
 from reconciler.sources import loader
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"valid: {_count(len(result.files), 'file')}, {summary or 'no resources'}")
     else:
         for diagnostic in result.diagnostics:
-            print(f"error: {diagnostic}", file=sys.stderr)
+            print(common.error_line(diagnostic), file=sys.stderr)
         count = len(result.diagnostics)
         print(f"invalid: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
     return 0 if result.ok else 1

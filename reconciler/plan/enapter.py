@@ -136,18 +136,11 @@ def kind_of(device: Device) -> EnapterKind:
     return EnapterKind(device.spec.enapter.kind)
 
 
-def default_slug(device: Device) -> str:
-    """The resource name as a slug: the natural key of standalone and Lua devices that
-    declare none (resource names may hold '.', slugs may not)."""
-    return device.name.replace(".", "-")[:64].strip("-")
-
-
 def device_slug(device: Device) -> str | None:
-    """The declared slug, or the default for slug-keyed kinds; None where Enapter picks."""
+    """The slug a device is found by (`Device.enapter_slug`, which the fleet's uniqueness
+    rule uses too); None where Enapter picks."""
     assert device.spec.enapter is not None
-    if device.spec.enapter.slug:
-        return device.spec.enapter.slug
-    return default_slug(device) if kind_of(device) in SLUG_KEYED else None
+    return device.enapter_slug
 
 
 def site_fields(site: Site) -> dict[str, Any]:

@@ -21,11 +21,15 @@ spec:
 """
 
 
+@pytest.mark.parametrize(("command", "summary"), [
+    ("plan", "invalid desired state: 1 problem"),
+    ("validate", "invalid: 1 problem"),
+])
 def test_control_characters_in_paths_and_file_names_are_escaped(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, summary: str
 ) -> None:
     (tmp_path / "a\x1b[2J\nb.yaml").write_text(SITE, encoding="utf-8")
-    code = cli.main(["plan", str(tmp_path)])
+    code = cli.main([command, str(tmp_path)])
     _, err = capsys.readouterr()
     assert code == 1
     assert "\x1b" not in err
@@ -33,5 +37,5 @@ def test_control_characters_in_paths_and_file_names_are_escaped(
         f"error: {tmp_path}/a\\x1b[2J\\nb.yaml:8:3: spec.bogus\\x1b[31m: unknown field "
         "'bogus\\x1b[31m'; valid fields here: displayName, timezone, location, novacore, "
         "enapter, flatpeak",
-        "invalid desired state: 1 problem",
+        summary,
     ]
