@@ -696,3 +696,14 @@ def test_prune_with_a_selection_removes_what_is_undeclared_in_the_selected_site_
     assert code == 0, out
     assert run.sims.call(zaps[serial_of(1)].device, "STRAY1") is None
     assert run.sims.call(zaps[serial_of(2)].device, "STRAY2") is not None
+
+
+def test_markdown_plan_keeps_a_serial_with_pipes_and_backticks_in_its_cell(
+        make_cli: CliFactory) -> None:
+    run = make_cli(standard_site(1))
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.sims.call(run.sims.sims.zaps[serial_of(1)].install_device,
+                  {"type": "mqtt", "profile": "ferroamp", "broker_host": "192.168.1.99"},
+                  sn="X|Y`Z")
+    code, out, _ = run("plan", run.path, "--prune", "-o", "markdown")
+    assert code == 0 and "| ``device/s1-zap.X\\|Y`Z[zap]`` | delete |" in out, out
