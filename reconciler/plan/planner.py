@@ -13,7 +13,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.plan import platforms, targeting
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import Observed
-from reconciler.plan.sourceful import SourcefulPlanner
+from reconciler.plan.sourceful import SourcefulPlanner, gateway_of_change
 
 
 @dataclass(frozen=True)
@@ -135,11 +135,35 @@ class PlanBuilder:
             unmanaged += more_unmanaged
         selected = targeting.select(self.fleet, list(options.targets), list(options.excludes))
         if selected is not None:
-            changes = [c for c in changes if (c.kind, c.name) in selected]
-            unmanaged = []
+            declared = {(r.KIND, r.name) for r in self.fleet.resources()}
+            changes = [c for c in changes if self._is_selected(c, selected, declared)]
+            unmanaged = [u for u in unmanaged if _is_owned(u, selected)]
         # Stable: within a site, changes keep the order its planning made them in.
         changes.sort(key=_order_key(self.fleet))
         return Plan(changes=changes, unmanaged=unmanaged, options=options)
+
+
+    def _is_selected(
+        self, change: Change, selected: targeting.Selection, declared: set[tuple[str, str]]
+    ) -> bool:
+        """Whether a selection keeps a change: a declared resource's when the resource is
+        selected; an undeclared object's (a `--prune` removal) when what it was found in
+        is taken whole: the gateway it is on (Zap), else its site (clouds). Gateways
+        claimed but declared nowhere have no site and stay out."""
+        if (change.kind, change.name) in declared:
+            return (change.kind, change.name) in selected.resources
+        if change.component == "zap":
+            return selected.owns("Gateway", gateway_of_change(self.fleet, change))
+        return bool(change.site) and selected.owns("Site", change.site)
+
+
+def _is_owned(entry: dict[str, Any], selected: targeting.Selection) -> bool:
+    """Whether a selection keeps an unmanaged object: by the gateway it was found on, else
+    the site it was found in; one of neither (a gateway claimed in an organisation) is
+    the whole fleet's to judge."""
+    if "gateway" in entry:
+        return selected.owns("Gateway", entry["gateway"])
+    return "site" in entry and selected.owns("Site", entry["site"])
 
 
 def make_plan(fleet: Fleet, observed: Observed, options: PlanOptions | None = None) -> Plan:

@@ -5,6 +5,7 @@ a saved plan renders exactly like a fresh one."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from reconciler.printable import printable
@@ -138,6 +139,24 @@ def _md_escape(text: str) -> str:
     return printable(text.replace("|", "\\|").replace("\n", " "))
 
 
+def _longest_backtick_run(text: str) -> int:
+    return max((len(run) for run in re.findall("`+", text)), default=0)
+
+
+def _md_code_cell(text: str) -> str:
+    """`text` as a code span in a table cell, shown as written. A serial may hold any
+    character: the span's delimiter is longer than any backtick run inside (CommonMark),
+    and `|` is escaped as `\\|`, which GitHub's tables take out again even in code spans
+    (a bare `|` would end the cell)."""
+    text = printable(text).replace("|", "\\|")  # printable has escaped line breaks
+    fence = "`" * (_longest_backtick_run(text) + 1)
+    # CommonMark strips one space from each end of a span that has one at both, so a
+    # space there keeps a backtick at an end from joining the delimiter.
+    if text[:1] == "`" or text[-1:] == "`" or (text[:1] == text[-1:] == " "):
+        text = f" {text} "
+    return f"{fence}{text}{fence}"
+
+
 def render_markdown(document: dict[str, Any]) -> str:
     summary = document["summary"]
     pending = [e for e in document["changes"] if e["actions"] != ["no-op"]]
@@ -152,20 +171,23 @@ def render_markdown(document: dict[str, Any]) -> str:
             action = _action(entry)
             mark = ":no_entry:" if entry["blocked"] else f"`{_SYMBOLS[action].strip() or '='}`"
             lines.append(
-                f"| {mark} | `{printable(entry['address'])}` | {action} | "
+                f"| {mark} | {_md_code_cell(entry['address'])} | {action} | "
                 f"{_md_escape(entry['message'] or entry['reason'])} |"
             )
         lines.append("")
         detailed = [e for e in pending if e.get("diff")]
         if detailed:
-            lines += ["<details><summary>Field changes</summary>", "", "```diff"]
+            body = []
             for entry in detailed:
-                lines.append(f"# {printable(entry['address'])}")
-                lines += [
+                body.append(f"# {printable(entry['address'])}")
+                body += [
                     line.replace("    ~", "!").replace("    +", "+").replace("    -", "-")
                     for line in _diff_lines(entry)
                 ]
-            lines += ["```", "", "</details>", ""]
+            # A fence longer than any backtick run inside: a value holding ``` cannot end it.
+            fence = "`" * max(3, _longest_backtick_run("\n".join(body)) + 1)
+            lines += ["<details><summary>Field changes</summary>", "", fence + "diff"]
+            lines += [*body, fence, "", "</details>", ""]
     unmanaged = document.get("unmanaged", [])
     if unmanaged:
         lines += ["<details><summary>Unmanaged objects (" + str(len(unmanaged)) + ")</summary>", ""]

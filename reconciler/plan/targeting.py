@@ -3,7 +3,21 @@ selector, with kubectl's syntax (`region=north`, `tier!=test`, `region in (north
 `tier notin (test)`, `customer`, `!legacy`). A target brings what it holds (a site
 its gateways and devices, a device its DERs) and what those depend on (a device its gateway
 and site), so `--target site/x` plans the whole site and `--target device/y` plans the device
-with what it needs; an exclusion takes along everything that depends on it."""
+with what it needs; an exclusion takes along everything that depends on it.
+
+A selector judges a resource by its labels merged over those of what holds it (a DER's
+Device, a Device's Gateway, or its Site when it has no gateway, a Gateway's Site; the
+resource's own value wins on the same key). That is how `region!=stockholm` reads: a
+device of a Site labelled `region: stockholm` is in Stockholm whether or not it repeats
+the label, so it is not selected (and does not bring its site along), and
+`--exclude 'region!=stockholm'` keeps it. Judged by its own labels alone, `!=`, `notin`
+and `!key` would match every unlabelled device, and bring along its site.
+
+Objects found but not declared (what `--prune` removes, or reports as unmanaged) belong to
+the gateway they were found on or the site they were found in; a selection keeps them when
+that gateway or site is taken whole: targeted, or held by a target (not only brought along
+as what a target needs), and not excluded. Gateways found claimed in an organisation but
+declared nowhere belong to no site, so a selection leaves them out."""
 
 from __future__ import annotations
 
@@ -15,6 +29,7 @@ from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet
 from reconciler.model.kinds import KINDS as RESOURCE_KINDS
 
+Key = tuple[str, str]  # (kind, name) of a declared resource
 KINDS = tuple(kind.lower() for kind in RESOURCE_KINDS)
 SELECTOR_SYNTAX = (
     "key=value, key!=value, key in (a,b), key notin (a,b), key or !key, joined by commas"
@@ -134,15 +149,52 @@ class Pattern:
             return cls(text, address)
         return cls(text, None, tuple(parse_selector(text)))
 
-    def matches(self, resource: Resource) -> bool:
+    def matches(self, resource: Resource, labels: Mapping[str, str]) -> bool:
+        """Whether the pattern picks `resource`; `labels` are its `inherited_labels`."""
         if self.address is not None:
             return (resource.KIND.lower(), resource.name) == self.address
-        labels = resource.metadata.labels
         return all(r.holds(labels) for r in self.requirements)
 
 
 def _key(resource: Resource) -> tuple[str, str]:
     return (resource.KIND, resource.name)
+
+
+def _holder(fleet: Fleet, resource: Resource) -> Resource | None:
+    """What holds `resource`: a DER's Device, a Device's Gateway (its Site when it has no
+    gateway), a Gateway's Site; None for a Site or a dangling reference."""
+    spec = resource.spec
+    for kind, ref in (
+        ("Device", getattr(spec, "device_ref", None)),
+        ("Gateway", getattr(spec, "gateway_ref", None)),
+        ("Site", getattr(spec, "site_ref", None)),
+    ):
+        if ref and ref in fleet.table(kind):
+            return fleet.table(kind)[ref]
+    return None
+
+
+def inherited_labels(fleet: Fleet) -> dict[Key, dict[str, str]]:
+    """Each resource's labels merged over those of what holds it, outermost first, so
+    its own value wins on the same key."""
+    out: dict[Key, dict[str, str]] = {}
+
+    def labels_of(resource: Resource, seen: frozenset[Key]) -> dict[str, str]:
+        key = _key(resource)
+        if key not in out:
+            holder = _holder(fleet, resource)
+            # `seen` guards against a reference cycle, which validation reports anyway.
+            outer = (
+                labels_of(holder, seen | {key})
+                if holder is not None and _key(holder) not in seen | {key}
+                else {}
+            )
+            out[key] = {**outer, **resource.metadata.labels}
+        return out[key]
+
+    for resource in fleet.resources():
+        labels_of(resource, frozenset())
+    return out
 
 
 def _dependencies(fleet: Fleet, resource: Resource) -> list[Resource]:
@@ -163,7 +215,6 @@ def _dependencies(fleet: Fleet, resource: Resource) -> list[Resource]:
     return out
 
 
-Key = tuple[str, str]
 Graph = dict[Key, list[Resource]]
 
 
@@ -190,25 +241,47 @@ def _closure(start: Iterable[Resource], edges: Graph) -> set[Key]:
     return seen
 
 
-def select(fleet: Fleet, targets: list[str], excludes: list[str]) -> set[tuple[str, str]] | None:
-    """(kind, name) of the resources to plan, or None for all of them."""
+@dataclass(frozen=True)
+class Selection:
+    """What `--target`/`--exclude` leave in a plan: `resources`, (kind, name) of the
+    declared resources to plan, and `owners`, the Sites and Gateways taken whole, whose
+    undeclared objects the plan keeps (reports, or removes with `--prune`)."""
+
+    resources: frozenset[Key]
+    owners: frozenset[Key]
+
+    def owns(self, kind: str, name: str) -> bool:
+        return (kind, name) in self.owners
+
+
+def _matching(
+    resources: list[Resource], patterns: list[str], labels: dict[Key, dict[str, str]]
+) -> list[Resource]:
+    parsed = [Pattern.parse(p) for p in patterns]
+    return [r for r in resources if any(p.matches(r, labels[_key(r)]) for p in parsed)]
+
+
+def select(fleet: Fleet, targets: list[str], excludes: list[str]) -> Selection | None:
+    """What to plan, or None for everything."""
     if not targets and not excludes:
         return None
     resources = list(fleet.resources())
     by_key = {_key(r): r for r in resources}
+    labels = inherited_labels(fleet)
     depends, dependents = _graphs(fleet)
     if targets:
-        wanted = [Pattern.parse(t) for t in targets]
-        chosen = [r for r in resources if any(p.matches(r) for p in wanted)]
-        held = _closure(chosen, dependents)
+        held = _closure(_matching(resources, targets, labels), dependents)
         selected = _closure((by_key[k] for k in held), depends)
     else:
-        selected = set(by_key)
+        held, selected = set(by_key), set(by_key)
     if excludes:
-        unwanted = [Pattern.parse(e) for e in excludes]
-        dropped = [r for r in resources if any(p.matches(r) for p in unwanted)]
-        selected -= _closure(dropped, dependents)
-    return selected
+        dropped = _closure(_matching(resources, excludes, labels), dependents)
+        selected -= dropped
+        held -= dropped
+    # What a target only needs (a device's site) is planned but not taken whole: its
+    # undeclared objects stay out, or `--target device/x --prune` would empty its site.
+    owners = {key for key in held if key[0] in ("Site", "Gateway")}
+    return Selection(frozenset(selected), frozenset(owners))
 
 
 def pattern_problems(fleet: Fleet, patterns: list[str]) -> list[str]:
@@ -216,6 +289,7 @@ def pattern_problems(fleet: Fleet, patterns: list[str]) -> list[str]:
     parse, names an unknown kind, or matches no resource (reported to the user, not
     silently ignored)."""
     resources = list(fleet.resources())
+    labels = inherited_labels(fleet)
     problems = []
     for text in patterns:
         try:
@@ -223,6 +297,6 @@ def pattern_problems(fleet: Fleet, patterns: list[str]) -> list[str]:
         except PatternError as exc:
             problems.append(str(exc))
             continue
-        if not any(pattern.matches(r) for r in resources):
+        if not any(pattern.matches(r, labels[_key(r)]) for r in resources):
             problems.append(f"{text!r} matches no resource")
     return problems

@@ -712,3 +712,72 @@ def test_a_second_ctrl_c_stops_at_once_and_the_next_run_converges(
 
     code, out, _ = run("apply", run.path, "--auto-approve")
     assert code == 0 and "interrupted" not in out, "observed again: not reported again"
+
+
+# -- negative selectors, --prune with a selection, Markdown escaping ----------------------------
+
+
+def _addresses(out: str) -> set[str]:
+    return {c["address"] for c in json.loads(out)["changes"]}
+
+
+def test_negative_selectors_judge_a_device_by_the_site_that_holds_it(
+        make_cli: CliFactory) -> None:
+    """A device of a Site labelled `region: stockholm` is in Stockholm without repeating the
+    label: `region!=stockholm` never touches it, and excluding `region!=stockholm` keeps it."""
+    docs = (standard_site(1, labels={"region": "stockholm"})
+            + standard_site(2, labels={"customer": "acme"}))
+    run = make_cli(docs)
+    everything = _addresses(run("plan", run.path, "-o", "json")[1])
+    of_s1 = {a for a in everything if "/s1" in a}
+    assert of_s1 and of_s1 != everything
+
+    for option, pattern, expected in (("--target", "!customer", of_s1),
+                                      ("--exclude", "region!=stockholm", of_s1),
+                                      ("--exclude", "customer", of_s1),
+                                      ("--target", "region notin (malmo)", everything)):
+        code, out, err = run("plan", run.path, "-o", "json", option, pattern)
+        assert (code, _addresses(out)) == (0, expected), (option, pattern, err)
+
+    code, out, _ = run("apply", run.path, "--auto-approve", "--target", "region!=stockholm")
+    assert code == 0, out
+    sims = run.sims.sims
+    assert run.sims.call(lambda: [s.name for s in sims.novacore.sites.values()]) == ["Site s2"]
+    assert run.sims.call(lambda: sorted(sims.zaps[serial_of(1)].devices)) == []
+    assert run.sims.call(lambda: sims.novacore.gateways[serial_of(1)].org_id) is None
+
+
+def test_prune_with_a_selection_removes_what_is_undeclared_in_the_selected_site_only(
+        make_cli: CliFactory) -> None:
+    run = make_cli(two_sites())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    zaps = run.sims.sims.zaps
+    for index in (1, 2):
+        run.sims.call(zaps[serial_of(index)].install_device,
+                      {"type": "mqtt", "profile": "ferroamp", "broker_host": "192.168.1.99"},
+                      sn=f"STRAY{index}")
+
+    code, out, _ = run("plan", run.path, "--target", "site/s1")
+    assert code == 0 and "found that nothing declares" in out, out
+    assert "STRAY1" in out and "STRAY2" not in out
+    code, out, _ = run("plan", run.path, "--exclude", "tier=gold", "--prune")
+    assert "- device/s1-zap.STRAY1[zap] will be destroyed" in out and "STRAY2" not in out
+    assert "Plan: 1 to delete." in out
+    code, out, _ = run("plan", run.path, "--target", "device/s1-inv", "--prune")
+    assert out.startswith("No changes."), "a site a target only needs is not pruned"
+
+    code, out, _ = run("apply", run.path, "--auto-approve", "--target", "site/s1", "--prune")
+    assert code == 0, out
+    assert run.sims.call(zaps[serial_of(1)].device, "STRAY1") is None
+    assert run.sims.call(zaps[serial_of(2)].device, "STRAY2") is not None
+
+
+def test_markdown_plan_keeps_a_serial_with_pipes_and_backticks_in_its_cell(
+        make_cli: CliFactory) -> None:
+    run = make_cli(standard_site(1))
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.sims.call(run.sims.sims.zaps[serial_of(1)].install_device,
+                  {"type": "mqtt", "profile": "ferroamp", "broker_host": "192.168.1.99"},
+                  sn="X|Y`Z")
+    code, out, _ = run("plan", run.path, "--prune", "-o", "markdown")
+    assert code == 0 and "| ``device/s1-zap.X\\|Y`Z[zap]`` | delete |" in out, out

@@ -1,14 +1,25 @@
 """`--target` / `--exclude` by address and by label selector: a target brings what it
 holds (a site its gateways and devices) and what it depends on (a device its gateway and
-site); an exclusion takes what depends on it along. Selectors follow kubectl's syntax; a pattern
-that cannot select anything is reported with what is wrong."""
+site); an exclusion takes what depends on it along. Selectors follow kubectl's syntax and
+judge a resource by its labels merged over those of what holds it; a pattern that cannot
+select anything is reported with what is wrong. Undeclared objects go with the gateway or
+site they were found in, when that is taken whole."""
 
 from __future__ import annotations
 
 import pytest
-from plan_fixtures import fresh, make_fleet
+from plan_fixtures import (
+    CABIN_SERIAL,
+    ORG,
+    P1_SETTINGS,
+    converged,
+    fresh,
+    make_fleet,
+)
 
 from reconciler.plan import targeting
+from reconciler.plan.actions import Action
+from reconciler.plan.observed import NovacoreDevice, Observed, ZapDevice
 from reconciler.plan.planner import PlanOptions, make_plan
 
 HOME = {"site/home", "gateway/home-zap", "device/home-inv", "device/home-p1"}
@@ -34,11 +45,17 @@ def planned(targets: tuple[str, ...] = (), excludes: tuple[str, ...] = ()) -> se
                  id="device-label-brings-its-parents"),
     pytest.param(("region!=north,region",), (), CABIN,
                  id="terms-of-one-selector-all-hold"),
-    pytest.param(("region!=north",), (), HOME | CABIN,
-                 id="negated-label-also-matches-unlabelled-as-in-kubernetes"),
+    pytest.param(("region!=north",), (), CABIN,
+                 id="negated-label-judges-a-device-by-its-site-too"),
+    pytest.param(("!region",), (), set(), id="absent-label-judges-a-device-by-its-site-too"),
+    pytest.param(("region!=south",), (), HOME, id="negated-label-keeps-out-the-other-site"),
+    pytest.param(("region=north,kind=inverter",), (),
+                 {"site/home", "gateway/home-zap", "device/home-inv"},
+                 id="inherited-and-own-labels-together"),
     pytest.param(("region in (north, west)",), (), HOME, id="set-based-in"),
-    pytest.param((), ("region notin (north)",), {"site/home", "gateway/home-zap"},
-                 id="notin-also-matches-unlabelled-as-in-kubernetes"),
+    pytest.param((), ("region notin (north)",), HOME,
+                 id="notin-exclusion-keeps-what-the-site-holds"),
+    pytest.param((), ("region!=north",), HOME, id="negated-exclusion-keeps-what-the-site-holds"),
     pytest.param(("kind==inverter",), (), {"site/home", "gateway/home-zap", "device/home-inv"},
                  id="double-equals-as-in-kubectl"),
     pytest.param(("region in (south),!kind",), (), CABIN, id="set-term-joined-with-others"),
@@ -57,12 +74,67 @@ def test_selection(targets: tuple[str, ...], excludes: tuple[str, ...],
     assert planned(targets, excludes) == expected
 
 
-def test_targeted_plan_reports_no_unmanaged_objects() -> None:
-    """Unmanaged objects belong to the whole fleet; a partial plan cannot judge them."""
-    observed = fresh()
-    observed.novacore_gateways["org-a"] = {"zap-00000000000000ff"}  # type: ignore[union-attr]
-    assert make_plan(make_fleet(), observed).unmanaged
-    assert make_plan(make_fleet(), observed, PlanOptions(targets=("site/home",))).unmanaged == []
+def test_a_resources_own_label_wins_over_the_one_it_inherits() -> None:
+    fleet = make_fleet(home_overrides={"{name: home-p1}": "{name: home-p1, labels: "
+                                                          "{region: south}}"})
+    plan = make_plan(fleet, fresh(), PlanOptions(targets=("region=south",)))
+    assert {f"{c.kind.lower()}/{c.name}" for c in plan.changes} == CABIN | {
+        "site/home", "gateway/home-zap", "device/home-p1"}
+    assert targeting.inherited_labels(fleet)[("Device", "home-inv")] == {
+        "region": "north", "kind": "inverter"}
+
+
+def with_undeclared_objects() -> Observed:
+    """The converged state, and beyond it: a meter on the home Zap, a device in the cabin's
+    Novacore site, and a gateway claimed in the organisation, none of them declared."""
+    observed = converged()
+    observed.zaps["home-zap"].devices["STRAY1"] = ZapDevice(  # type: ignore[union-attr]
+        "STRAY1", "p1_uart", "p1_meter", "energy_meter", dict(P1_SETTINGS), {"meter": True})
+    observed.novacore_devices["sit-cabin"].append(  # type: ignore[union-attr]
+        NovacoreDevice("dev-stray", "stray", "inverter", "STRAY2", gateway_serial=CABIN_SERIAL))
+    observed.novacore_gateways[ORG].add("zap-00000000000000ff")  # type: ignore[union-attr]
+    return observed
+
+
+# Each undeclared object as the plan reports it (unmanaged) and as --prune removes it.
+STRAY_ON_HOME_ZAP = ("zap", "STRAY1", "device/home-zap.STRAY1[zap]")
+STRAY_IN_CABIN = ("novacore", "dev-stray", "device/cabin.STRAY2[novacore]")
+CLAIMED_GATEWAY = ("novacore", "zap-00000000000000ff",
+                   "gateway/zap-00000000000000ff[novacore]")
+
+
+@pytest.mark.parametrize(("targets", "excludes", "expected"), [
+    pytest.param((), (), {STRAY_ON_HOME_ZAP, STRAY_IN_CABIN, CLAIMED_GATEWAY}, id="all"),
+    pytest.param(("site/home",), (), {STRAY_ON_HOME_ZAP}, id="a-targeted-site"),
+    pytest.param(("region=south",), (), {STRAY_IN_CABIN}, id="a-site-targeted-by-label"),
+    pytest.param(("gateway/home-zap",), (), {STRAY_ON_HOME_ZAP}, id="a-targeted-gateway"),
+    pytest.param(("device/cabin-inv",), (), set(),
+                 id="not-a-site-a-target-only-needs"),
+    pytest.param((), ("site/home",), {STRAY_IN_CABIN}, id="not-an-excluded-site"),
+    pytest.param((), ("gateway/home-zap",), {STRAY_IN_CABIN},
+                 id="not-on-an-excluded-gateway"),
+    pytest.param((), ("device/home-inv",), {STRAY_ON_HOME_ZAP, STRAY_IN_CABIN},
+                 id="a-site-with-an-excluded-device"),
+])
+@pytest.mark.parametrize("prune", [False, True], ids=["unmanaged", "pruned"])
+def test_undeclared_objects_go_with_the_gateway_or_site_they_were_found_in(
+        targets: tuple[str, ...], excludes: tuple[str, ...],
+        expected: set[tuple[str, str, str]], prune: bool) -> None:
+    """An undeclared object on a selected gateway or in a selected site is reported (and
+    removed with --prune); one of a site a target only needs, or of an excluded one, is
+    not; a gateway claimed in the organisation belongs to no site and needs the whole
+    fleet. Policy Release makes the claimed gateway a --prune release."""
+    inventory = {"zap-00000000000000ff": "Release"}
+    plan = make_plan(make_fleet(), with_undeclared_objects(),
+                     PlanOptions(prune=prune, targets=targets, excludes=excludes,
+                                 inventory=inventory))
+    removed = {c.address for c in plan.pending
+               if c.action in (Action.DELETE, Action.RELEASE)}
+    unmanaged = {(u["platform"], u["id"]) for u in plan.unmanaged}
+    if prune:
+        assert (removed, unmanaged) == ({address for _, _, address in expected}, set())
+    else:
+        assert (removed, unmanaged) == (set(), {(p, i) for p, i, _ in expected})
 
 
 def test_patterns_that_match_nothing_are_reported() -> None:

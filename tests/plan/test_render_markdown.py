@@ -1,0 +1,86 @@
+"""The Markdown rendering of a plan holds whatever gateways and clouds report: a serial
+with `|` or backticks stays in its table cell and its code span, and a value holding a
+fence does not end the "Field changes" block. Checked in the text, and, where
+markdown-it-py is installed, by parsing it as GitHub does (tables, escaped pipes)."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from plan_fixtures import P1_SETTINGS, converged, fresh, make_fleet
+
+from reconciler.plan import document, render
+from reconciler.plan.observed import ZapDevice
+from reconciler.plan.planner import PlanOptions, make_plan
+
+HOSTILE_SN = "A|B`C``D"
+HOSTILE_NAME = "Home ```inverter````"
+
+
+def hostile_markdown() -> str:
+    """A plan with an undeclared device of serial HOSTILE_SN (removed with --prune) and a
+    device created with display name HOSTILE_NAME."""
+    observed = converged()
+    observed.zaps["home-zap"].devices[HOSTILE_SN] = ZapDevice(  # type: ignore[union-attr]
+        HOSTILE_SN, "p1_uart", "p1_meter", "energy_meter", dict(P1_SETTINGS), {"meter": True})
+    fleet = make_fleet(home_overrides={"displayName: Home inverter":
+                                       f"displayName: '{HOSTILE_NAME}'"})
+    plan = make_plan(fleet, observed, PlanOptions(prune=True))
+    created = make_plan(fleet, fresh())
+    plan.changes += [c for c in created.changes if c.address == "device/home-inv[novacore]"]
+    return render.render_markdown(document.to_document(plan))
+
+
+def test_an_address_cell_is_one_code_span_whatever_the_serial_holds() -> None:
+    markdown = hostile_markdown()
+    [row] = [line for line in markdown.splitlines() if "home-zap.A" in line]
+    # The delimiter is longer than any backtick run inside; `|` is escaped for the table.
+    assert "| ```device/home-zap.A\\|B`C``D[zap]``` | delete |" in row
+    assert len(re.split(r"(?<!\\)\|", row)) == 6, "four cells"
+
+
+def test_field_changes_fence_is_longer_than_any_backtick_run_inside() -> None:
+    lines = hostile_markdown().splitlines()
+    start = lines.index("`````diff")
+    end = lines.index("`````", start + 1)
+    assert f'+ name = "{HOSTILE_NAME}"' in lines[start:end]
+    assert lines[end + 2] == "</details>"
+
+
+class _Cells(HTMLParser):
+    """The text of each <code> inside a <td>, and of each diff block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+        self.blocks: list[str] = []
+        self._in: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in.append(tag)
+        if tag == "code" and "td" in self._in:
+            self.cells.append("")
+        elif tag == "code" and "pre" in self._in:
+            self.blocks.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._in and self._in.pop() != tag:
+            pass
+
+    def handle_data(self, data: str) -> None:
+        if self._in[-1:] == ["code"]:
+            target = self.cells if "td" in self._in else self.blocks
+            target[-1] += data
+
+
+def test_a_markdown_parser_reads_back_the_address_and_the_value() -> None:
+    markdown_it = pytest.importorskip("markdown_it")
+    html = markdown_it.MarkdownIt("commonmark").enable("table").render(hostile_markdown())
+    parsed = _Cells()
+    parsed.feed(html)
+    assert "device/home-zap.A|B`C``D[zap]" in parsed.cells
+    [block] = parsed.blocks
+    assert f'+ name = "{HOSTILE_NAME}"' in block.splitlines()
+    assert "</details>" in html.split("</pre>")[1]
