@@ -113,7 +113,14 @@ def gateway_of_change(fleet: Fleet, change: Change) -> str:
     device = fleet.devices.get(change.name)
     if device is not None:
         return device.spec.gateway_ref or ""
-    return change.name.split(".", 1)[0]
+    # Gateway names may hold dots too: the longest declared gateway the name starts with.
+    name = change.name
+    cut = name.rfind(".")
+    while cut > 0:
+        if name[:cut] in fleet.gateways:
+            return name[:cut]
+        cut = name.rfind(".", 0, cut)
+    return name.split(".", 1)[0]
 
 
 def bound_device(candidates: list[NovacoreDevice], serial: str) -> NovacoreDevice | None:

@@ -15,7 +15,10 @@ from simworld import (
     World,
     cloud_device,
     converged_exactly_once,
+    gateway,
+    inverter,
     serial_of,
+    site,
     standard_site,
 )
 
@@ -130,6 +133,24 @@ async def test_unmanaged_device_is_reported_and_removed_only_with_prune(
     assert [c.address for c in result.plan.pending] == ["device/s1-zap.STRANGER[zap]"]
     assert report.ok and zap.device("STRANGER") is None
     assert zap.device("SG0001") is not None, "declared devices stay"
+
+
+async def test_an_undeclared_device_on_a_gateway_with_dots_in_its_name_is_removed_there(
+        make_world: MakeWorld) -> None:
+    # Gateway names may hold dots, and so may serials: `<gateway>.<sn>` is read back by the
+    # longest declared gateway it starts with.
+    world = await make_world([site("s1"), gateway("s1.zap", "s1", serial_of(1)),
+                              inverter("s1-inv", "s1.zap", "SG0001")])
+    await world.apply()
+    zap = world.sims.zaps[serial_of(1)]
+    zap.install_device({"type": "mqtt", "profile": "ferroamp", "broker_host": "192.168.1.99"},
+                       sn="X.Y")
+    from reconciler.plan.planner import PlanOptions
+
+    result, report = await world.apply(PlanOptions(prune=True))
+    assert [c.address for c in result.plan.pending] == ["device/s1.zap.X.Y[zap]"]
+    assert report.ok and zap.device("X.Y") is None
+    assert zap.device("SG0001") is not None
 
 
 async def test_site_created_in_the_organisation_it_declares(make_world: MakeWorld) -> None:
