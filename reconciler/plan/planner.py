@@ -142,7 +142,6 @@ class PlanBuilder:
         changes.sort(key=_order_key(self.fleet))
         return Plan(changes=changes, unmanaged=unmanaged, options=options)
 
-
     def _is_selected(
         self, change: Change, selected: targeting.Selection, declared: set[tuple[str, str]]
     ) -> bool:
