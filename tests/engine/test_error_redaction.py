@@ -8,6 +8,7 @@ import base64
 import json
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -25,7 +26,7 @@ ACCOUNT, API_KEY = "acc_7781", "fp-key-91ce23aa0b"
 
 
 @pytest.fixture
-async def echo() -> AsyncIterator[str]:
+async def echo(serve: Any) -> str:
     """Answers every request 422 with its headers and body, as some APIs do."""
 
     async def answer(request: web.Request) -> web.Response:
@@ -33,15 +34,7 @@ async def echo() -> AsyncIterator[str]:
                   "body": await request.text()}
         return web.json_response(echoed, status=422)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    return await serve(answer)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import gc
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ Seen = list[dict[str, str]]
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[str, Seen]]:
+async def server(serve: Any) -> tuple[str, Seen]:
     seen: Seen = []
 
     async def record(request: web.Request) -> web.Response:
@@ -33,15 +34,7 @@ async def server() -> AsyncIterator[tuple[str, Seen]]:
         response.set_cookie("session", "abc")
         return response
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
+    return await serve(record), seen
 
 
 @pytest.fixture
