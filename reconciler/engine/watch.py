@@ -43,8 +43,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.plan import render
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.printable import printable
-
-YAML_SUFFIXES = (".yaml", ".yml")
+from reconciler.sources.loader import is_yaml_name
 
 # -- durations ------------------------------------------------------------------------------
 
@@ -513,7 +512,7 @@ class WatchSet:
             return False
         if path in self.files:
             return True
-        if not name.endswith(YAML_SUFFIXES):
+        if not is_yaml_name(name):
             return False
         return any(path.startswith(directory + os.sep) for directory in self.directories)
 

@@ -49,10 +49,17 @@ class LoadResult:
         return Fleet.of(self.resources)
 
 
+def is_yaml_name(name: str) -> bool:
+    """Whether a file name is one the loader reads: `.yaml` or `.yml`, in any case."""
+    return name.lower().endswith(YAML_SUFFIXES)
+
+
 def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], list[Diagnostic]]:
     """YAML files named directly or found recursively under directories, sorted, each
     once: a file named twice (`f.yaml ./f.yaml`, or a directory and a file in it) would
-    otherwise declare its resources twice."""
+    otherwise declare its resources twice. Symbolically linked directories are followed
+    (each real directory once, so a link to a parent ends); a link to nothing that looks
+    like a YAML file is reported rather than skipped."""
     files: list[FsPath] = []
     problems: list[Diagnostic] = []
     seen: set[FsPath] = set()
@@ -72,14 +79,38 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], lis
             continue
         path = FsPath(raw)
         if path.is_dir():
-            for found in sorted(p for p in path.rglob("*")
-                                if p.suffix in YAML_SUFFIXES and p.is_file()):
-                add(found)
+            found, broken = _yaml_files_under(path)
+            for file in found:
+                add(file)
+            problems += [Diagnostic("a symbolic link to nothing (its target is missing)",
+                                    file=str(link)) for link in broken]
         elif path.is_file():
             add(path)
         else:
             problems.append(Diagnostic("no such file or directory", file=str(path)))
     return files, problems
+
+
+def _yaml_files_under(top: FsPath) -> tuple[list[FsPath], list[FsPath]]:
+    """(YAML files, broken links with a YAML name) under `top`, each sorted."""
+    found: list[FsPath] = []
+    broken: list[FsPath] = []
+    walked: set[str] = set()
+    for directory, subdirectories, names in os.walk(top, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in walked:  # a link back to a directory already read: do not loop
+            subdirectories.clear()
+            continue
+        walked.add(real)
+        for name in names:
+            if not is_yaml_name(name):
+                continue
+            file = FsPath(directory, name)
+            if file.is_file():
+                found.append(file)
+            elif file.is_symlink() and not file.exists():
+                broken.append(file)
+    return sorted(found), sorted(broken)
 
 
 def _diagnostic(

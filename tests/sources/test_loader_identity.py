@@ -99,3 +99,23 @@ def test_a_device_is_not_blamed_for_its_invalid_gateway(tmp_path: Path) -> None:
         "lab.yaml:25:15: spec.gatewayRef: Gateway 'lab-gateway' is declared but not valid "
         "(see its errors)",
     ]
+
+
+def test_linked_directories_and_upper_case_suffixes_are_read_and_broken_links_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = tmp_path / "outside"
+    write(outside, "north/site.yaml", site("north", "North"))
+    sites = tmp_path / "sites"
+    write(sites, "SOUTH.YAML", site("south", "South"))
+    write(sites, "notes.txt", "not YAML")
+    (sites / "linked").symlink_to(outside, target_is_directory=True)
+    (sites / "linked" / "north" / "loop").symlink_to(sites, target_is_directory=True)
+    assert validate([str(sites)], capsys) == (0, ["valid: 2 files, 2 Sites"])
+
+    (sites / "gone.yml").symlink_to(tmp_path / "nowhere.yml")
+    code, lines = validate([str(sites)], capsys)
+    assert (code, lines) == (1, [
+        f"error: {sites / 'gone.yml'}: a symbolic link to nothing (its target is missing)",
+        "invalid: 1 problem",
+    ])
