@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.device import SecretSource
+from reconciler.sources import utf8
 
 PREFIX = "RECONCILER_"
 
@@ -270,7 +271,7 @@ def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic]]:
         data = Path(path).read_bytes()
     except OSError as exc:
         return {}, [Diagnostic(f"cannot read the settings file: {exc.strerror}", file=path)]
-    text, problem = _decoded(data, path)
+    text, problem = utf8.decode(data, path)
     if problem is not None:
         return {}, [problem]
     try:
@@ -287,30 +288,13 @@ def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic]]:
                                file=path)]
 
 
-def _decoded(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
-    """The text of a settings file, or where it is not UTF-8 (TOML and JSON files are)."""
-    try:
-        return data.decode("utf-8"), None
-    except UnicodeDecodeError as exc:
-        before = data[: exc.start]
-        line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
-        return "", Diagnostic(
-            f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded; save the file "
-            "as UTF-8",
-            file=path,
-            line=line,
-            column=column,
-        )
-
-
 def _read_gateway_urls_file(path: str) -> tuple[dict[str, str], list[Diagnostic]]:
     variable = PREFIX + "GATEWAY_URLS_FILE"
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         return {}, [Diagnostic(f"cannot read {path}: {exc.strerror}", path=variable)]
-    text, problem = _decoded(data, path)
+    text, problem = utf8.decode(data, path)
     if problem is not None:
         return {}, [problem]
     try:

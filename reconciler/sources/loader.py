@@ -22,7 +22,7 @@ from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet, check_fleet
 from reconciler.model.kinds import KINDS
-from reconciler.sources import field_help
+from reconciler.sources import field_help, utf8
 from reconciler.sources.yaml_documents import ParsedDocument, Position, parse_yaml
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -249,11 +249,18 @@ def load_paths(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
     texts: list[tuple[str, str]] = []
     for path in files:
         try:
-            texts.append((str(path), path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Diagnostic(f"cannot read file: {exc}", file=str(path)))
+            data = path.read_bytes()
+        except OSError as exc:
+            problems.append(Diagnostic(f"cannot read file: {exc.strerror}", file=str(path)))
+            continue
+        text, problem = utf8.decode(data, str(path))
+        if problem is not None:
+            problems.append(problem)
+        else:
+            texts.append((str(path), text))
     result = load_texts(texts)
     result.diagnostics = problems + result.diagnostics
+    result.files = [str(path) for path in files]  # found, read or not
     if not files and not problems:
         result.diagnostics.append(
             Diagnostic("no YAML files (*.yaml, *.yml) found", file=", ".join(str(p) for p in paths))

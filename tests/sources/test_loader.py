@@ -183,15 +183,20 @@ def test_an_empty_file_is_valid_and_declares_nothing(tmp_path: Path) -> None:
     assert result.files == [str(empty), str(only_comments)]
 
 
-def test_an_unreadable_file_is_reported(tmp_path: Path) -> None:
+def test_a_file_that_is_not_utf8_is_located_by_line_and_column(tmp_path: Path) -> None:
     bad = tmp_path / "latin1.yaml"
-    bad.write_bytes(b"displayName: Malm\xf6\n")
+    bad.write_bytes(b"# Sites\ndisplayName: Malm\xf6\n")
+    utf16 = tmp_path / "utf16.yaml"
+    utf16.write_bytes("kind: Site\n".encode("utf-16"))
     write(tmp_path, "site.yaml", SITE)
     result = loader.load_paths([tmp_path])
-    assert len(result.diagnostics) == 1
-    assert result.diagnostics[0].file == str(bad)
-    assert result.diagnostics[0].message.startswith("cannot read file: 'utf-8' codec")
+    assert [str(d) for d in result.diagnostics] == [
+        f"{bad}:2:18: not UTF-8 text: byte 0xf6 cannot be decoded; save the file as UTF-8",
+        f"{utf16}:1:1: not UTF-8 text: byte 0xff cannot be decoded; it looks like UTF-16; "
+        "save the file as UTF-8",
+    ]
     assert len(result.resources) == 1
+    assert result.files == [str(bad), str(tmp_path / "site.yaml"), str(utf16)], "all found"
 
 
 def test_merge_keys_work_in_site_files(tmp_path: Path) -> None:

@@ -1,0 +1,28 @@
+"""Files read as UTF-8 text, the one encoding YAML, TOML and JSON files are read in. Where a
+file is not, the failure is located by line and column like any other problem, rather than
+by byte offset."""
+
+from __future__ import annotations
+
+from reconciler.errors import Diagnostic
+
+_BOMS = {b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
+
+
+def decode(data: bytes, file: str) -> tuple[str, Diagnostic | None]:
+    """The text of `data`, or "" and where it stops being UTF-8."""
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        encoding = _BOMS.get(data[:2])
+        hint = f"it looks like {encoding}; " if encoding else ""
+        return "", Diagnostic(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded; {hint}save the "
+            "file as UTF-8",
+            file=file,
+            line=line,
+            column=column,
+        )
