@@ -297,6 +297,15 @@ async def _apply(
             )
             return common.EXIT_ERROR
         doc = result.document()
+        if saved and json.loads(json.dumps(doc["changes"])) != saved.get("changes"):
+            # Same inputs give the same changes: different ones were edited into the file,
+            # and applying what its inputs give instead would apply what nobody reviewed.
+            print(
+                "error: the saved plan's changes are not the ones its inputs give (was the "
+                "file edited?); make the plan again with `reconciler plan --out`",
+                file=sys.stderr,
+            )
+            return common.EXIT_ERROR
         # A saved plan was shown when it was made; with nothing to do, the plan's "No
         # changes" line is shown all the same, so the run does not end in silence.
         if not saved or not result.plan.has_changes:

@@ -193,6 +193,29 @@ def test_unchanged_saved_plan_applies(make_cli: CliFactory, tmp_path: Path) -> N
     assert run("plan", run.path, "--detailed-exitcode")[0] == 0
 
 
+@pytest.mark.parametrize("edit", ["add a change", "alter a change", "drop a change"])
+def test_a_saved_plan_with_edited_changes_is_refused(
+        make_cli: CliFactory, tmp_path: Path, edit: str) -> None:
+    """Applying what the inputs give instead of what the file says would apply a plan
+    nobody reviewed."""
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    doc = json.loads(saved.read_text())
+    if edit == "add a change":
+        doc["changes"].append(dict(doc["changes"][0], address="site/extra[novacore]"))
+    elif edit == "alter a change":
+        doc["changes"][0]["after"]["name"] = "HACKED"
+    else:
+        doc["changes"].pop()
+    saved.write_text(json.dumps(doc))
+    run.sims.call(run.sims.sims.reset_counts)
+    code, _, err = run("apply", str(saved))
+    assert code == 1
+    assert "the saved plan's changes are not the ones its inputs give" in err
+    assert run.sims.call(run.sims.sims.writes) == 0
+
+
 def test_saved_plan_is_refused_when_the_actual_state_changed(
         make_cli: CliFactory, tmp_path: Path) -> None:
     run = make_cli(two_sites())
