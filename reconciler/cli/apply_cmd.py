@@ -136,11 +136,8 @@ def print_report(report: ApplyReport, stream: Any) -> None:
             print(printable(f"{status}: {outcome.address}: {outcome.message}"), file=stream)
     # Deferred changes share their site's reason (its gateway or cloud did not answer): one
     # line per site, not one per change of it.
-    by_site: dict[str, list[Outcome]] = {}
-    for outcome in report.by_status("deferred"):
-        by_site.setdefault(outcome.site, []).append(outcome)
-    for first, *more in by_site.values():
-        also = f" ({len(more)} more of site {first.site})" if more else ""
+    for first, more in common.first_of_each_site(report.by_status("deferred")):
+        also = f" ({more} more of site {first.site})" if more else ""
         print(printable(f"deferred: {first.address}: {first.message}{also}"), file=stream)
     if not report.ok:
         verdict = "finished with errors"

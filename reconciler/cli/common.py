@@ -9,14 +9,15 @@ import difflib
 import gc
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
 from reconciler.engine.config import Settings, load_settings
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
 from reconciler.plan import targeting
-from reconciler.plan.actions import Change, Reason
+from reconciler.plan.actions import Reason
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.printable import printable
 from reconciler.sources import loader
@@ -217,13 +218,26 @@ def plan_problems(plan: Plan, offline: str) -> list[str]:
         verb = "waits" if waiting == 1 else "wait"
         problems.append(f"{_more(waiting)} {verb} on these (shown [BLOCKED] in the plan)")
     if offline == "fail":
-        by_site: dict[str, list[Change]] = {}
-        for change in plan.deferred:
-            by_site.setdefault(change.site, []).append(change)
-        for first, *more in by_site.values():
-            also = f" ({_more(len(more))} of site {first.site} deferred)" if more else ""
+        for first, more in first_of_each_site(plan.deferred):
+            also = f" ({_more(more)} of site {first.site} deferred)" if more else ""
             problems.append(f"{first.address}: {first.message}{also}")
     return problems
+
+
+class _OfSite(Protocol):
+    site: str
+
+
+_T = TypeVar("_T", bound=_OfSite)
+
+
+def first_of_each_site(items: Iterable[_T]) -> list[tuple[_T, int]]:
+    """The first of `items` (planned changes or apply outcomes) of each site, and how many
+    more that site has: deferred ones share their site's reason, so one line says it."""
+    by_site: dict[str, list[_T]] = {}
+    for item in items:
+        by_site.setdefault(item.site, []).append(item)
+    return [(first, len(rest)) for first, *rest in by_site.values()]
 
 
 def _more(count: int) -> str:
