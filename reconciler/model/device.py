@@ -196,6 +196,10 @@ class EnapterKind(StrEnum):
     LUA = "lua"
 
 
+# Kinds Enapter finds by slug within their site (the others by hardware id, or not at all).
+SLUG_KEYED = frozenset({EnapterKind.STANDALONE, EnapterKind.LUA})
+
+
 class EmbeddedType(StrEnum):
     ELECTROLYSER = "ELECTROLYSER"
     DRYER = "DRYER"
@@ -407,6 +411,6 @@ class Device(Resource):
             return None
         if enapter.slug:
             return enapter.slug
-        if enapter.kind in (EnapterKind.STANDALONE, EnapterKind.LUA):
+        if enapter.kind in SLUG_KEYED:
             return self.metadata.name.replace(".", "-")[:64].strip("-")
         return None

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.model.device import Device, EnapterKind
+from reconciler.model.device import SLUG_KEYED, Device, EnapterKind
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
@@ -62,7 +62,6 @@ TYPE_OF_KIND: dict[EnapterKind, str] = {
 HARDWARE_TYPES = frozenset(
     {GATEWAY, "HARDWARE_UCM", "VIRTUAL_UCM", EMBEDDED_UCM, "LINK_MASTER_UCM", "LINK_SLAVE_UCM"}
 )
-SLUG_KEYED = frozenset({EnapterKind.STANDALONE, EnapterKind.LUA})
 # Kinds whose provisioning takes a protocol and answers with a communication config.
 CONFIG_ON_PROVISION = frozenset({EnapterKind.UCM, EnapterKind.EMBEDDED})
 # Enapter generates no config for UCM_LUA communication (seed 003).
