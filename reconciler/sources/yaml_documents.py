@@ -257,9 +257,18 @@ def _first_too_deep(text: str) -> tuple[int, Position] | None:
     """(document number, where) of the first collection nested deeper than `_MAX_DEPTH`,
     found from parser events, which never recurse. None when there is none before the end
     or the first syntax error (which composing reports)."""
+    found = _first_too_deep_by(_Loader, text)
+    if found is None and _Loader is not yaml.SafeLoader:
+        # libyaml 0.2.6 and newer stop at 1,000 flow levels, and may do so while looking
+        # ahead, before yielding the event at level 101: Python's parser has no such limit.
+        found = _first_too_deep_by(yaml.SafeLoader, text)
+    return found
+
+
+def _first_too_deep_by(loader: type[yaml.SafeLoader], text: str) -> tuple[int, Position] | None:
     depth, number = 0, -1
     try:
-        for event in yaml.parse(text, Loader=_Loader):
+        for event in yaml.parse(text, Loader=loader):
             if isinstance(event, yaml.DocumentStartEvent):
                 number += 1
             elif isinstance(event, yaml.CollectionStartEvent):
@@ -293,12 +302,14 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
     try:
         while True:
             try:
-                if not loader.check_node():
-                    break
+                # Before asking for the document: libyaml may fail on its own depth limit
+                # while looking ahead into it.
                 if too_deep is not None and number == too_deep[0]:
                     where = too_deep[1]
                     diagnostics.append(Diagnostic(_too_deep_message(), file=file,
                                                   line=where.line, column=where.column))
+                    break
+                if not loader.check_node():
                     break
                 number += 1
                 node = loader.get_node()
