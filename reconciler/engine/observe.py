@@ -252,7 +252,7 @@ class _SourcefulReads:
         if isinstance(result, Unreachable):
             # Named by the URL called (RECONCILER_GATEWAY_URLS may override the YAML's).
             self.observed.zaps[gateway.name] = Unreachable(
-                result.reason, url=str(client.http.base_url)
+                result.reason, url=client.url
             )
             return
         state = self.observed.zaps[gateway.name] = zap_convert.zap_state(result)

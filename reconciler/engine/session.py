@@ -1,6 +1,6 @@
 """A `Session` owns the HTTP clients of one engine run: one pooled client per cloud and
-one per gateway, all behind the same limits (a global bound on calls in flight, and per
-gateway host a small concurrency and rate limit). Close it with `aclose()`."""
+one for every gateway, all behind the same limits (a global bound on calls in flight, and
+per gateway host a small concurrency and rate limit). Close it with `aclose()`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ class Session:
         self._transport_factory = transport_factory
         self._clients: list[httpx.AsyncClient] = []
         self._zaps: dict[str, ZapClient] = {}
+        self._gateways_http: httpx.AsyncClient | None = None
         self._novacore: NovacoreClient | None = None
         self._ssl: ssl.SSLContext | None = None
         self._shared: AiohttpTransport | None = None
@@ -100,12 +101,16 @@ class Session:
         assert zap is not None
         client = self._zaps.get(gateway.name)
         if client is None:
-            http = self.http_client(self.settings.gateway_url(zap.serial, str(zap.url)))
+            url = self.settings.gateway_url(zap.serial, str(zap.url))
             self.limits.set_host(
-                host_key(http.base_url),
+                host_key(httpx.URL(url)),
                 HostLimit(self.settings.gateway_concurrency, self.settings.gateway_rate),
             )
-            client = ZapClient(http, name=gateway.name)
+            # Every gateway shares one client: the gateways differ only in URL, and a client
+            # each cost a tenth of a fleet-wide plan's CPU to create and close.
+            if self._gateways_http is None:
+                self._gateways_http = self.http_client("")
+            client = ZapClient(self._gateways_http, name=gateway.name, url=url)
             self._zaps[gateway.name] = client
         return client
 

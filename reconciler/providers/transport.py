@@ -156,21 +156,24 @@ async def send(
     address: str = "",
     operation: str = "",
     ok: tuple[int, ...] = (),
+    origin: str = "",
     **kwargs: Any,
 ) -> httpx.Response:
-    """Send a request; return the response when 2xx (or in `ok`), else raise the mapped error."""
+    """Send a request; return the response when 2xx (or in `ok`), else raise the mapped error.
+    `origin` names what a failure to connect could not reach, where `url` is absolute."""
     what = operation or f"{method} {url}"
+    where = origin or client.base_url
     try:
         response = await client.request(method, url, **kwargs)
     except httpx.TimeoutException as exc:
         raise ProviderUnavailable(
-            f"{what}: timed out ({type(exc).__name__}) at {client.base_url}",
+            f"{what}: timed out ({type(exc).__name__}) at {where}",
             address=address,
             operation=operation,
         ) from exc
     except httpx.TransportError as exc:
         raise ProviderUnavailable(
-            f"{what}: cannot reach {client.base_url}: {exc or type(exc).__name__}",
+            f"{what}: cannot reach {where}: {exc or type(exc).__name__}",
             address=address,
             operation=operation,
         ) from exc
@@ -180,11 +183,12 @@ async def send(
 
 
 async def send_json(client: httpx.AsyncClient, method: str, url: str, *, address: str = "",
-                    operation: str = "", ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
+                    operation: str = "", ok: tuple[int, ...] = (), origin: str = "",
+                    **kwargs: Any) -> Any:
     """`send`, then the decoded JSON answer: None for an empty body, a 204, or an error
     status the caller accepts in `ok` (e.g. 404 on a delete of what is already gone)."""
     response = await send(client, method, url, address=address, operation=operation, ok=ok,
-                          **kwargs)
+                          origin=origin, **kwargs)
     if response.status_code == 204 or response.status_code in ok or not response.content:
         return None
     return json_body(response, operation=operation)

@@ -1,6 +1,6 @@
 """The providers' HTTP clients against a real server on loopback: how a path joins the
 base URL, escaping kept as sent, no cookies kept between calls, and read timeouts mapped
-to a retryable error."""
+to a retryable error; gateways that share one client."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from aiohttp import web
 from reconciler.errors import ProviderUnavailable
 from reconciler.providers import transport
 from reconciler.providers.aiohttp_transport import AiohttpTransport
+from reconciler.providers.zap.client import ZapClient
 
 Seen = list[dict[str, str]]
 
@@ -107,3 +108,27 @@ async def test_a_read_response_is_freed_without_the_cycle_collector(
         finally:
             gc.enable()
     assert left == []
+
+
+async def test_gateways_sharing_one_client_each_reach_their_own_url(
+        serve: Any, pool: AiohttpTransport) -> None:
+    seen: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        seen.append(f"{request.host} {request.raw_path}")
+        return web.json_response({"devices": []})
+
+    first, second = await serve(answer), await serve(answer)
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    async with transport.new_client("", transport=pool) as shared:
+        zaps = [ZapClient(shared, name="a", url=first),
+                ZapClient(shared, name="b", url=f"{second}/zap/b/")]  # behind a proxy
+        for zap in zaps:
+            assert await zap.devices() == {"devices": []}
+        with pytest.raises(ProviderUnavailable) as caught:
+            await ZapClient(shared, name="c", url=refused).devices()
+    assert seen == [f"{first.removeprefix('http://')} /api/devices",
+                    f"{second.removeprefix('http://')} /zap/b/api/devices"]
+    assert str(caught.value) == f"zap.list_devices: cannot reach {refused}: connection refused"

@@ -11,18 +11,20 @@ from reconciler.providers import transport
 
 
 class ZapClient:
-    def __init__(self, client: httpx.AsyncClient, *, name: str = "") -> None:
+    """One gateway's API at `url`. The httpx client may be shared by every gateway of a
+    run (one connection pool, no client per gateway), so it is not this object's to close."""
+
+    def __init__(self, client: httpx.AsyncClient, *, name: str = "", url: str = "") -> None:
         self.http = client
         self.name = name
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+        self.url = url.rstrip("/") or str(client.base_url).rstrip("/")
 
     async def _json(
         self, method: str, path: str, *, operation: str, ok: tuple[int, ...] = (), **kwargs: Any
     ) -> Any:
         return await transport.send_json(
-            self.http, method, path, address=self.name, operation=operation, ok=ok, **kwargs
+            self.http, method, self.url + path, address=self.name, operation=operation, ok=ok,
+            origin=self.url, **kwargs
         )
 
     async def crypto(self) -> dict[str, Any]:
