@@ -207,11 +207,6 @@ class Reconciler:
     ) -> ApplyReport:
         """Apply a plan made by `plan()` (the caller holds the state lock). Once `stop` is
         set, the changes in flight finish and no new one starts (see `apply_plan`)."""
-        site_ids = {
-            c.site: c.external_id
-            for c in result.plan.changes
-            if c.kind == "Site" and c.component == "novacore" and c.external_id
-        }
         journal = self.state.journal()
         try:
             executors = Executors(
@@ -219,7 +214,7 @@ class Reconciler:
                 self.session,
                 self.secrets,
                 journal,
-                {k: v for k, v in site_ids.items() if v},
+                result.plan.novacore_site_ids(),
                 credentials=self.credentials,
             )
             report = await apply_plan(

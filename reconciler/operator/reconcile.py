@@ -204,11 +204,7 @@ async def reconcile_object(
                 reconciler.session,
                 reconciler.secrets,
                 None,
-                {
-                    c.site: c.external_id
-                    for c in plan.changes
-                    if c.kind == "Site" and c.component == "novacore" and c.external_id
-                },
+                plan.novacore_site_ids(),
                 credentials=ledger,
             )
             report = await apply_plan(

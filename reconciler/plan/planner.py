@@ -54,6 +54,15 @@ class Plan:
     def deferred(self) -> list[Change]:
         return [c for c in self.changes if c.action is Action.DEFER]
 
+    def novacore_site_ids(self) -> dict[str, str]:
+        """The Novacore id of each Site found in the cloud, by Site name: what devices are
+        provisioned into (a site created by the apply adds its id as it goes)."""
+        return {
+            c.site: c.external_id
+            for c in self.changes
+            if c.kind == "Site" and c.component == "novacore" and c.external_id
+        }
+
     def summary(self) -> dict[str, int]:
         counts = Counter(c.action.value for c in self.changes)
         out = {action.value: counts.get(action.value, 0) for action in Action}
