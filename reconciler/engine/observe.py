@@ -79,16 +79,20 @@ async def observe(
     on_site: SiteObserved | None = None,
     whole_fleet: Fleet | None = None,
     release_orgs: Iterable[str] = (),
+    site_orgs: Iterable[str] = (),
 ) -> Observed:
     """Read the fleet's actual state (into `into`, or a new `Observed`). `on_site(name)` is
     called for each site once everything planning it needs is read, while other reads
     may still be in flight (see `plan.planner.PlanBuilder`). `whole_fleet` is the declared
     fleet `fleet` is part of (`plan.planner.PlanOptions.whole_fleet`). The gateways of
-    `release_orgs` are listed too, declared or not (`state.Inventory.release_orgs`)."""
+    `release_orgs` are listed too, declared or not (`state.Inventory.release_orgs`), and
+    the sites of `site_orgs` (where Sites declared no more were applied: `plan.retired`)."""
     policy = policy or RetryPolicy(attempts=3)
     observed = into if into is not None else Observed()
     whole = whole_fleet or fleet
-    reads = _SourcefulReads(fleet, session, _Gather(policy), observed, whole, set(release_orgs))
+    reads = _SourcefulReads(
+        fleet, session, _Gather(policy), observed, whole, set(release_orgs), set(site_orgs)
+    )
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
         await extra(fleet, session, observed, policy, whole)
@@ -114,6 +118,7 @@ class _SourcefulReads:
         observed: Observed,
         whole_fleet: Fleet,
         release_orgs: set[str],
+        site_orgs: set[str],
     ):
         self.fleet = fleet
         # What renamed Sites are recognised by (plan.planner.PlanOptions.whole_fleet).
@@ -121,7 +126,7 @@ class _SourcefulReads:
         self.session = session
         self.gather = gather
         self.observed = observed
-        self.orgs = sorted(novacore_orgs(fleet))
+        self.orgs = sorted(novacore_orgs(fleet) | site_orgs)
         self.gateway_orgs = sorted(set(self.orgs) | release_orgs)
         self.novacore = session.novacore if self.gateway_orgs else None
         # Set once an organisation's sites are listed (or found unreachable)...

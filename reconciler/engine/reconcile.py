@@ -22,12 +22,13 @@ from reconciler.engine.execute import Executors
 from reconciler.engine.observe import observe
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session, TransportFactory
-from reconciler.engine.state import StateDir
+from reconciler.engine.state import Inventory, StateDir
 from reconciler.model.fleet import Fleet
 from reconciler.plan import document
 from reconciler.plan.actions import Action
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions
+from reconciler.plan.retired import RetiredSite
 from reconciler.plan.sourceful import claim_org
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
@@ -163,6 +164,12 @@ class Reconciler:
         inventory = self.state.read_inventory()
         if not options.inventory:
             options = dataclasses.replace(options, inventory=inventory.policies)
+        if options.whole_fleet is None and not options.retired_sites:
+            # Only when this fleet is the whole desired state: a part of it (the operator's
+            # one object) would take every other Site for one declared no more.
+            options = dataclasses.replace(
+                options, retired_sites=inventory.retired_sites(self.fleet.sites)
+            )
         if self._ledger_in_state:
             self.credentials = self.state.read_credentials()
         with collector_paused(freeze_survivors=self.short_lived):
@@ -178,6 +185,7 @@ class Reconciler:
                 on_site=builder.site_observed,
                 whole_fleet=options.whole_fleet,
                 release_orgs=inventory.release_orgs(self.fleet.zap_serials()),
+                site_orgs={site.org_id for site in options.retired_sites.values()},
             )
             plan = builder.finish()
         return PlanResult(plan, observed, self.fleet, list(paths or []))
@@ -270,4 +278,28 @@ class Reconciler:
         for change in plan.changes:
             if change.action is Action.RELEASE and change.address in done:
                 inventory.forget(change.external_id or "")
+        self._remember_sites(inventory, plan, report)
         self.state.write_inventory(inventory)
+
+    def _remember_sites(
+        self, inventory: Inventory, plan: Plan, report: ApplyReport | None
+    ) -> None:
+        """Each Site's Novacore site, found by the plan or created by the apply; a Site
+        declared no more is forgotten once its site is gone or another Site's
+        (`plan.retired`)."""
+        site_ids = plan.novacore_site_ids()
+        sites_by_address = {
+            c.address: c.name
+            for c in plan.changes
+            if c.kind == "Site" and c.component == "novacore"
+        }
+        for outcome in report.outcomes if report else []:
+            name = sites_by_address.get(outcome.address)
+            if name and outcome.status == "done" and outcome.detail.get("id"):
+                site_ids[name] = str(outcome.detail["id"])
+        for name, site_id in site_ids.items():
+            site = self.fleet.sites.get(name)
+            if site is not None and site.spec.novacore is not None:
+                inventory.sites[name] = RetiredSite(site.spec.novacore.org_id, site_id)
+        for name in plan.forget_sites:
+            inventory.sites.pop(name, None)

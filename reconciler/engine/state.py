@@ -1,10 +1,10 @@
 """The state directory: a lock so only one writer acts at a time, a journal of every
 external write (intent before, outcome after, fsynced), and the inventory of the gateways
-we manage. None of it is needed to find remote objects (they are matched by natural
-keys); the journal makes an interrupted run visible and auditable, the inventory
-remembers each gateway's `deletionPolicy` and organisation for when it is removed from
-the desired state; the credential ledger remembers which MQTT password each device was
-given (`engine.credentials`)."""
+and sites we manage. None of it is needed to find remote objects (they are matched by
+natural keys); the journal makes an interrupted run visible and auditable, the inventory
+remembers each gateway's `deletionPolicy` and organisation, and each Site's Novacore
+site, for when they are removed from the desired state; the credential ledger remembers
+which MQTT password each device was given (`engine.credentials`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from reconciler.engine.credentials import KEY_BYTES, CredentialLedger
 from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
+from reconciler.plan.retired import RetiredSite
 
 # Past this size, a settled journal starts afresh (`StateDir.settle`): about 40,000 writes.
 JOURNAL_ROTATE_BYTES = 8 * 1024 * 1024
@@ -156,15 +157,22 @@ class StateDir:
     def read_inventory(self) -> Inventory:
         data = self._read_json(
             "inventory.json",
-            "the deletion policy and organisation of each gateway applied",
+            "the deletion policy and organisation of each gateway applied, and the "
+            "Novacore site of each Site",
             "a gateway no longer declared is then released by --prune only if its "
-            "deletionPolicy Release is declared again",
+            "deletionPolicy Release is declared again, and a Site no longer declared is "
+            "not reported",
         )
         if data is None:
             return Inventory()
         return Inventory(
             {str(k): str(v) for k, v in data.get("gateways", {}).items()},
             {str(k): str(v) for k, v in data.get("orgs", {}).items()},
+            {
+                str(name): RetiredSite(str(site["org"]), str(site["id"]))
+                for name, site in data.get("sites", {}).items()
+                if isinstance(site, dict) and {"org", "id"} <= site.keys()
+            },
         )
 
     def write_inventory(self, inventory: Inventory) -> None:
@@ -172,7 +180,16 @@ class StateDir:
         atomic_write(
             self.path / "inventory.json",
             json.dumps(
-                {"gateways": inventory.policies, "orgs": inventory.orgs}, indent=2, sort_keys=True
+                {
+                    "gateways": inventory.policies,
+                    "orgs": inventory.orgs,
+                    "sites": {
+                        name: {"org": site.org_id, "id": site.site_id}
+                        for name, site in inventory.sites.items()
+                    },
+                },
+                indent=2,
+                sort_keys=True,
             ),
         )
 
@@ -220,11 +237,13 @@ class StateDir:
 
 @dataclass
 class Inventory:
-    """What earlier applies declared about each gateway, kept for when it is declared no
-    more: its deletion policy, and the organisation it was claimed into."""
+    """What earlier applies declared, kept for when it is declared no more: each gateway's
+    deletion policy and the organisation it was claimed into, and the Novacore site of
+    each Site (`plan.retired`)."""
 
     policies: dict[str, str] = field(default_factory=dict)  # serial -> deletionPolicy
     orgs: dict[str, str] = field(default_factory=dict)  # serial -> Novacore organisation
+    sites: dict[str, RetiredSite] = field(default_factory=dict)  # Site name -> its site
 
     def remember(self, serial: str, policy: str, org: str) -> None:
         self.policies[serial] = policy
@@ -234,6 +253,11 @@ class Inventory:
     def forget(self, serial: str) -> None:
         self.policies.pop(serial, None)
         self.orgs.pop(serial, None)
+
+    def retired_sites(self, declared: Iterable[str]) -> dict[str, RetiredSite]:
+        """The remembered Sites that `declared` (Site names) does not hold."""
+        names = set(declared)
+        return {name: site for name, site in self.sites.items() if name not in names}
 
     def release_orgs(self, declared_serials: set[str]) -> set[str]:
         """Organisations of gateways remembered with deletionPolicy Release that are not

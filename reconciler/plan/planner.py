@@ -5,7 +5,7 @@ target, orders them by dependency and summarises them."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.plan import platforms, targeting
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import Observed
+from reconciler.plan.retired import RetiredSite, retired_sites
 from reconciler.plan.sourceful import SourcefulPlanner, gateway_of_change
 
 
@@ -27,6 +28,9 @@ class PlanOptions:
     # object's closure at a time): a renamed Site is recognised by everything declared for
     # it, and never takes a site that another declared Site matches.
     whole_fleet: Fleet | None = None
+    # Site name -> where an earlier apply put it, for Sites declared no more (from the
+    # state directory's inventory): reported while their Novacore site exists.
+    retired_sites: Mapping[str, RetiredSite] = field(default_factory=dict)
 
 
 @dataclass
@@ -36,6 +40,9 @@ class Plan:
     changes: list[Change]
     unmanaged: list[dict[str, Any]]
     options: PlanOptions
+    # Retired Sites (PlanOptions.retired_sites) the inventory forgets (`plan.retired`);
+    # not part of the plan document.
+    forget_sites: list[str] = field(default_factory=list)
 
     @property
     def pending(self) -> list[Change]:
@@ -57,11 +64,7 @@ class Plan:
     def novacore_site_ids(self) -> dict[str, str]:
         """The Novacore id of each Site found in the cloud, by Site name: what devices are
         provisioned into (a site created by the apply adds its id as it goes)."""
-        return {
-            c.site: c.external_id
-            for c in self.changes
-            if c.kind == "Site" and c.component == "novacore" and c.external_id
-        }
+        return novacore_site_ids(self.changes)
 
     def summary(self) -> dict[str, int]:
         counts = Counter(c.action.value for c in self.changes)
@@ -142,6 +145,10 @@ class PlanBuilder:
             )
             changes += more
             unmanaged += more_unmanaged
+        retired = retired_sites(
+            options.retired_sites, self.observed, novacore_site_ids(changes).values()
+        )
+        unmanaged += retired.unmanaged
         selected = targeting.select(self.fleet, list(options.targets), list(options.excludes))
         if selected is not None:
             declared = {(r.KIND, r.name) for r in self.fleet.resources()}
@@ -149,7 +156,9 @@ class PlanBuilder:
             unmanaged = [u for u in unmanaged if _is_owned(u, selected)]
         # Stable: within a site, changes keep the order its planning made them in.
         changes.sort(key=_order_key(self.fleet))
-        return Plan(changes=changes, unmanaged=unmanaged, options=options)
+        return Plan(
+            changes=changes, unmanaged=unmanaged, options=options, forget_sites=retired.forget
+        )
 
     def _is_selected(
         self, change: Change, selected: targeting.Selection, declared: set[tuple[str, str]]
@@ -172,6 +181,15 @@ def _is_owned(entry: dict[str, Any], selected: targeting.Selection) -> bool:
     if "gateway" in entry:
         return selected.owns("Gateway", entry["gateway"])
     return "site" in entry and selected.owns("Site", entry["site"])
+
+
+def novacore_site_ids(changes: Iterable[Change]) -> dict[str, str]:
+    """Site name -> the id of the Novacore site it matches, for the Sites found there."""
+    return {
+        c.site: c.external_id
+        for c in changes
+        if c.kind == "Site" and c.component == "novacore" and c.external_id
+    }
 
 
 def make_plan(fleet: Fleet, observed: Observed, options: PlanOptions | None = None) -> Plan:

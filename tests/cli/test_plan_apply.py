@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 
@@ -676,6 +677,49 @@ def test_a_deletion_policy_changed_in_git_alone_is_honoured_when_the_gateway_is_
     assert code == 0, out
     assert f"⇐ gateway/{serial_of(2)}[novacore] will be released" in out
     assert run.sims.sims.novacore.gateways[serial_of(2)].org_id is None
+
+
+def test_a_site_declared_no_more_is_reported_until_its_novacore_site_is_gone(
+        make_cli: CliFactory) -> None:
+    kept, retired = standard_site(1), standard_site(2, org=ORG_B)
+    run = make_cli(kept + retired)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    novacore = run.sims.sims.novacore
+    (site_id,) = [s.id for s in novacore.sites.values() if s.org_id == ORG_B]
+    # The Site resource of s1 is renamed in git: its display name still finds its site.
+    renamed = [{**d, "metadata": {"name": "first"}} if d["kind"] == "Site"
+               else {**d, "spec": {**d["spec"], "siteRef": "first"}} if d["kind"] == "Gateway"
+               else d for d in kept]
+    run.rewrite(renamed)
+
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 0, out
+    reported = (f"! unmanaged: site {site_id} ('Site s2' in {ORG_B}) was applied for Site s2, "
+                "which is declared no more; it and its devices stay in Novacore (--prune does "
+                "not delete sites): delete it there, or declare the Site again")
+    assert reported in out
+    assert "Site s1" not in out.replace("'Site s2'", "")
+    document = json.loads(run("plan", run.path, "-o", "json")[1])
+    assert {"platform": "novacore", "id": site_id} in [
+        {k: u[k] for k in ("platform", "id")} for u in document["unmanaged"]]
+    # A selection judges what it selects; a Site declared nowhere is the whole fleet's.
+    assert reported not in run("plan", run.path, "--target", "site/first")[1]
+    # --prune leaves the site; an apply keeps reporting it.
+    code, out, _ = run("apply", run.path, "--auto-approve", "--prune")
+    assert code == 0 and site_id in novacore.sites, out
+    assert reported in run("plan", run.path)[1]
+
+    # Deleted in Novacore: the apply that sees it gone forgets it.
+    headers = {"Authorization": f"Bearer {os.environ['RECONCILER_NOVACORE_TOKEN']}"}
+    deleted = httpx.delete(f"{os.environ['RECONCILER_NOVACORE_URL']}/_sim/sites/{site_id}",
+                           headers=headers)
+    assert deleted.status_code == 200
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    inventory = json.loads((run.state_dir / "inventory.json").read_text())
+    assert set(inventory["sites"]) == {"first"}
+    assert inventory["sites"]["first"]["org"] == ORG_A
+    code, out, _ = run("plan", run.path)
+    assert code == 0 and "unmanaged: site" not in out, out
 
 
 # -- Ctrl-C while applying ----------------------------------------------------------------------

@@ -27,7 +27,9 @@ async def test_a_removed_gateway_is_released_with_prune_when_its_organisation_is
 
     result = await world.plan(fleet=fleet)
     assert not result.plan.has_changes
-    assert [u["id"] for u in result.plan.unmanaged] == [serial_of(2)]
+    (site_id,) = [s.id for s in world.sims.novacore.sites.values() if s.org_id == ORG_B]
+    # Its site is reported too (`plan.retired`): it stays in Novacore.
+    assert [u["id"] for u in result.plan.unmanaged] == [serial_of(2), site_id]
     assert "deletionPolicy Release; use --prune" in result.plan.unmanaged[0]["description"]
 
     result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
@@ -36,7 +38,14 @@ async def test_a_removed_gateway_is_released_with_prune_when_its_organisation_is
     assert report.ok, report.as_dict()
     assert owner(world.sims, serial_of(2)) is None
 
-    # Released and forgotten: org-beta is not read again.
+    # Released and forgotten; org-beta is read for the site left there, and once that is
+    # gone, no more.
+    noop, requests, writes = await world.noop_writes(fleet)
+    assert not noop.plan.has_changes and writes == 0
+    assert [u["id"] for u in noop.plan.unmanaged] == [site_id]
+    assert requests == 1 + 1 + 2 + 2, "site, gateway, the two listings of each organisation"
+    world.sims.novacore.remove_site(site_id)
+    await world.apply(fleet=fleet)
     noop, requests, writes = await world.noop_writes(fleet)
     assert not noop.plan.has_changes and not noop.plan.unmanaged and writes == 0
     assert requests == 1 + 1 + 2, "site, gateway and the two listings of org-alpha only"
