@@ -342,8 +342,13 @@ async def _novacore_device(ctx: Executors, change: Change) -> dict[str, Any]:
 
 
 def _needs_rebind(change: Change) -> bool:
-    """An orphaned device (its gateway left the organisation) is bound again by provisioning."""
-    return (change.before or {}).get("state") == "orphaned"
+    """Whether the device is bound again by provisioning it, which Novacore does for a
+    hardware id it has: an orphaned device (its gateway left the organisation), or one that
+    moves to another gateway or site (`plan.moves`); PUT /devices/{id} changes neither."""
+    before, after = change.before or {}, change.after or {}
+    if before.get("state") == "orphaned":
+        return True
+    return any(before.get(key) != after.get(key) for key in ("gateway_serial", "site"))
 
 
 _HANDLERS: dict[tuple[str, str], Executor] = {

@@ -20,8 +20,14 @@ from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
-from reconciler.plan import renames
-from reconciler.plan.observed import IdentityReading, Observed, Unreachable, ZapState
+from reconciler.plan import moves, renames
+from reconciler.plan.observed import (
+    IdentityReading,
+    NovacoreDevice,
+    Observed,
+    Unreachable,
+    ZapState,
+)
 from reconciler.plan.sourceful import (
     SiteIndex,
     is_added_to_zap,
@@ -135,6 +141,12 @@ class _SourcefulReads:
         self.clouds_listed = asyncio.Event()
         self.indexes: dict[str, SiteIndex] = {}
         self.unclaimed_reads: dict[str, asyncio.Future[list[None]]] = {}
+        # Set once every site's Novacore devices are read: a site with a device that is not
+        # in its own Novacore site is planned only then, since it may move in from another.
+        self.devices_unread = sum(1 for s in fleet.sites.values() if s.spec.novacore is not None)
+        self.devices_read = asyncio.Event()
+        if not self.devices_unread:
+            self.devices_read.set()
 
     async def run(self, on_site: SiteObserved | None) -> None:
         # Gateways are read with their site; one whose site is not declared (the operator
@@ -166,9 +178,16 @@ class _SourcefulReads:
             if gateway.spec.zap is not None:
                 await self._zap(gateway)
         if site.spec.novacore is not None:
-            await self._site_devices(site)
+            try:
+                await self._site_devices(site)
+            finally:
+                self.devices_unread -= 1
+                if not self.devices_unread:
+                    self.devices_read.set()
         if on_site is not None:
             await self.clouds_listed.wait()
+            if moves.needs_fleet_lookup(self.fleet, site, self._own_devices(site)):
+                await self.devices_read.wait()
             on_site(site.name)
 
     async def _read_into(
@@ -227,6 +246,18 @@ class _SourcefulReads:
                 await self._unclaimed_devices(org, index)
             return
         await self._read_site_devices(match.id)
+
+    def _own_devices(self, site: Site) -> list[NovacoreDevice] | Unreachable | None:
+        """The devices read of the Novacore site `site` matches (None: it matches none)."""
+        novacore = site.spec.novacore
+        if novacore is None:
+            return None
+        sites = self.observed.novacore_sites.get(novacore.org_id)
+        if not isinstance(sites, list):
+            return Unreachable("sites not listed")
+        index = self.indexes.get(novacore.org_id) or SiteIndex(sites)
+        match = match_site(site, index)
+        return self.observed.novacore_devices.get(match.id) if match is not None else None
 
     async def _read_site_devices(self, site_id: str) -> None:
         novacore = self._cloud

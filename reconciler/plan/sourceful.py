@@ -26,7 +26,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.site import Site
 from reconciler.model.vocab import local_der_type
-from reconciler.plan import renames
+from reconciler.plan import moves, renames
 from reconciler.plan.actions import (
     Action,
     Change,
@@ -37,6 +37,7 @@ from reconciler.plan.actions import (
     update_or_in_sync,
 )
 from reconciler.plan.diff import compared_only_where_reported, declared_diff
+from reconciler.plan.moves import Declaration, Provisioned, ProvisionedIndex
 from reconciler.plan.observed import (
     NovacoreDevice,
     NovacoreSite,
@@ -309,6 +310,8 @@ class _GatewayContext:
     claim: Change  # the gateway's claim
     site_change: Change | None  # the site's Novacore change, when it has a novacore block
     zap: ZapState | None  # what the Zap reports, None when it could not be read
+    org: str | None = None  # the site's Novacore organisation, when it has a novacore block
+    site_id: str | None = None  # the Novacore site the site matches, when it matches one
     # What the claim and the site change mean for every device (neither changes while the
     # gateway's devices are planned): the dependencies a device starts from (read-only:
     # each change takes a copy), the site change's address where a device's provisioning
@@ -352,6 +355,11 @@ class SourcefulPlanner:
     # Site resource name -> its unmanaged objects (kept per site: sites may be planned in
     # any order, and the report lists them in the fleet's order).
     _site_unmanaged: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Where devices moved from and to (plan.moves), worked out when first needed.
+    _declarations: dict[str, list[Declaration]] | None = None
+    _provisioned: ProvisionedIndex | None = None
+    _org_site_ids: dict[str, set[str]] = field(default_factory=dict)
+    _gateway_names: dict[str, str] | None = None
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         """Every site not planned yet, then what spans sites. The changes come in the order
@@ -472,6 +480,8 @@ class SourcefulPlanner:
                 claim=claim,
                 site_change=site_change,
                 zap=zap_obs,
+                org=site.spec.novacore.org_id if site.spec.novacore is not None else None,
+                site_id=novacore_site.id if novacore_site is not None else None,
             )
             # Every hardware id declared on the gateway: what the Zap holds beyond is unmanaged.
             on_gateway: set[str | None] = set()
@@ -482,9 +492,16 @@ class SourcefulPlanner:
                 if hardware_id is None or spec.connection is None:
                     continue
                 cloud = bound_device(by_hardware.get(hardware_id, []), zap.serial)
+                cloud_site = at.site_id
                 if cloud is not None:
                     matched.add(cloud.id)
-                self._plan_device(at, device, cloud)
+                elif at.in_novacore:
+                    # Not in its own site: it may be in another one, and move here with its
+                    # hardware (Novacore rebinds a hardware id it has; plan.moves).
+                    found = self._provisioned_elsewhere(at, hardware_id)
+                    if found is not None:
+                        cloud, cloud_site = found.device, found.site_id
+                self._plan_device(at, device, cloud, cloud_site)
             if zap_obs is not None:
                 self._unmanaged_zap_devices(site, gateway, zap_obs, on_gateway)
         if isinstance(devices_obs, list):
@@ -665,8 +682,14 @@ class SourcefulPlanner:
     # -- devices ---------------------------------------------------------------------------
 
     def _plan_device(
-        self, at: _GatewayContext, device: Device, cloud: NovacoreDevice | None
+        self,
+        at: _GatewayContext,
+        device: Device,
+        cloud: NovacoreDevice | None,
+        cloud_site: str | None,
     ) -> None:
+        """The changes of one declared device behind the gateway of `at`: on the Zap, in
+        Novacore (`cloud`, found in the Novacore site `cloud_site`), its DER publishing."""
         # Each model attribute is read once here and passed on: a fleet-wide plan reads
         # 10,000 devices, and every read of a pydantic field is a lookup in a cold object.
         name = device.name
@@ -777,7 +800,9 @@ class SourcefulPlanner:
         cloud_deps = list(deps)
         if at.site_dep is not None:
             cloud_deps.append(at.site_dep)
-        cloud_change = self._plan_cloud_device(at, name, device, ders, cloud, cloud_deps)
+        cloud_change = self._plan_cloud_device(
+            at, name, device, ders, cloud, cloud_site, cloud_deps
+        )
         if blocked_by is None:
             blocked_by = at.blocked_by_site
         if cloud_change is not None and blocked_by is not None:
@@ -852,6 +877,7 @@ class SourcefulPlanner:
         device: Device,
         ders: list[DerFields],
         cloud: NovacoreDevice | None,
+        cloud_site: str | None,
         deps: list[str],
     ) -> Change | None:
         if not at.in_novacore:
@@ -871,22 +897,17 @@ class SourcefulPlanner:
                 message="not provisioned in Novacore",
             )
         before = _observed_novacore_fields(cloud)
+        moved = self._moved_from(at, cloud, cloud_site, before, after)
         replaced_because = ""
-        if cloud.gateway_serial not in (None, at.serial):
-            # Novacore knows a device by its gateway and hardware id (telemetry topics name
-            # both): behind another gateway it is another device.
-            before["gateway_serial"], after["gateway_serial"] = cloud.gateway_serial, at.serial
-            replaced_because = (
-                f"bound to gateway {cloud.gateway_serial} in Novacore, declared behind "
-                f"{at.serial}; Novacore cannot move a device to another gateway"
-            )
-        elif before != after and (
+        if before != after and (
             before["device_type"] != after["device_type"]
             or _der_type_changed(after["ders"], before["ders"])
         ):
             replaced_because = (
                 "device type or a DER type changed; Novacore cannot update them in place"
             )
+            if moved:
+                replaced_because = f"{moved}; {replaced_because}"
         if replaced_because:
             return self._change(
                 "Device",
@@ -902,6 +923,8 @@ class SourcefulPlanner:
                 external_id=cloud.id,
                 message=replaced_because,
             )
+        if moved:
+            return self._plan_move(at, name, device, cloud, before, after, deps, moved)
         if before == after:
             # In sync, as most devices are: one comparison settles every field and DER.
             diff: list[FieldDiff] = []
@@ -928,6 +951,127 @@ class SourcefulPlanner:
             external_id=cloud.id,
             message=message,
         )
+
+    def _moved_from(
+        self,
+        at: _GatewayContext,
+        cloud: NovacoreDevice,
+        cloud_site: str | None,
+        before: dict[str, Any],
+        after: dict[str, Any],
+    ) -> str:
+        """Where a Novacore device is that is declared behind another gateway or in another
+        site ("" when it is where it is declared). The gateway and the site it is bound to
+        are set in `before` and the declared ones in `after`, so the diff shows the move."""
+        other_gateway = cloud.gateway_serial not in (None, at.serial)
+        other_site = cloud_site is not None and cloud_site != at.site_id
+        if not (other_gateway or other_site):
+            return ""
+        old_gateway = self._gateway_name(cloud.gateway_serial) if other_gateway else at.gateway
+        if other_gateway:
+            before["gateway_serial"], after["gateway_serial"] = cloud.gateway_serial, at.serial
+        if not other_site:
+            return f"moves from gateway {old_gateway} to gateway {at.gateway}"
+        assert cloud_site is not None
+        old_site = self._site_name(at.org, cloud_site)
+        before["site"], after["site"] = old_site, at.site
+        return (
+            f"moves from site {old_site} (gateway {old_gateway}) to site {at.site} "
+            f"(gateway {at.gateway})"
+        )
+
+    def _plan_move(
+        self,
+        at: _GatewayContext,
+        name: str,
+        device: Device,
+        cloud: NovacoreDevice,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        deps: list[str],
+        moved: str,
+    ) -> Change:
+        """One change that moves a Novacore device to the gateway and site it is declared
+        behind: provisioning its hardware id there rebinds it, with its id and DERs."""
+        # The gateway and site it moves between are in both `before` and `after`: the
+        # drift shows them with any field that changes too.
+        diff, extra = _cloud_drift(after, before)
+        message = f"{moved}: provisioned there, Novacore rebinds device {cloud.id} (same id)"
+        if extra:
+            message += f"; {extra}"
+        # A hardware id is one device in Novacore: declared twice, each declaration would
+        # take it from the other on every apply.
+        twice = [
+            d
+            for d in self._declared().get(device.spec.hardware_id or "", ())
+            if d.device != name and d.org == at.org
+        ]
+        if twice:
+            other = twice[0]
+            message = (
+                f"hardwareId {device.spec.hardware_id!r} is declared by Device {other.device} "
+                f"too (gateway {other.gateway}, site {other.site}); Novacore has one device "
+                f"per hardware id in an organisation, so it is not moved. Declare it once"
+            )
+        return self._change(
+            "Device",
+            name,
+            "novacore",
+            Action.UPDATE,
+            Reason.MOVED,
+            at.site,
+            before=before,
+            after=after,
+            diff=diff,
+            depends_on=deps,
+            external_id=cloud.id,
+            blocked=bool(twice),
+            message=message,
+        )
+
+    def _declared(self) -> dict[str, list[Declaration]]:
+        if self._declarations is None:
+            self._declarations = moves.declarations(self._whole)
+        return self._declarations
+
+    def _provisioned_elsewhere(self, at: _GatewayContext, hardware_id: str) -> Provisioned | None:
+        """The Novacore device with `hardware_id` in another site of the organisation of
+        `at`, which provisioning it behind `at`'s gateway moves here."""
+        if at.org is None:
+            return None
+        org_sites = self._org_site_ids.get(at.org)
+        if org_sites is None:
+            listed = self.observed.novacore_sites.get(at.org)
+            if not isinstance(listed, list):
+                return None
+            org_sites = self._org_site_ids[at.org] = {s.id for s in listed}
+        if self._provisioned is None:
+            self._provisioned = ProvisionedIndex(self.observed)
+        return self._provisioned.elsewhere(hardware_id, org_sites, at.site_id)
+
+    def _gateway_name(self, serial: str | None) -> str:
+        """The declared Gateway with this serial, else the serial."""
+        if self._gateway_names is None:
+            self._gateway_names = {
+                g.spec.zap.serial: g.name for g in self._whole.gateways.values() if g.spec.zap
+            }
+        return self._gateway_names.get(serial or "", serial or "")
+
+    def _site_name(self, org: str | None, site_id: str) -> str:
+        """The declared Site that matches the Novacore site `site_id` of `org`, else that
+        site's name and id."""
+        listed = self.observed.novacore_sites.get(org or "")
+        if not isinstance(listed, list):
+            return site_id
+        index = self._site_indexes.get(org or "") or SiteIndex(listed)
+        for site in self._whole.sites.values():
+            novacore = site.spec.novacore
+            if novacore is not None and novacore.org_id == org:
+                match = match_site(site, index)
+                if match is not None and match.id == site_id:
+                    return site.name
+        known = index.by_id.get(site_id)
+        return f"{known.name!r} ({site_id})" if known is not None else site_id
 
     def _plan_publish(
         self,
@@ -979,12 +1123,24 @@ class SourcefulPlanner:
         for sn, zap_device in state.devices.items():
             if sn in declared:
                 continue
+            description = f"{zap_device.device_type or 'device'} {sn} on gateway {gateway.name}"
+            elsewhere = [d for d in self._declared().get(sn, ()) if d.gateway != gateway.name]
+            if elsewhere:
+                # Moved with its hardware: the new gateway gets it; this one keeps a copy
+                # that reads nothing until it is pruned.
+                description += (
+                    f" is declared on gateway {elsewhere[0].gateway} (Device "
+                    f"{elsewhere[0].device}), not here"
+                )
+                if not self.prune:
+                    description += "; use --prune to remove it from this gateway"
+            else:
+                description += " is not declared"
             entry = {
                 "platform": "zap",
                 "gateway": gateway.name,
                 "id": sn,
-                "description": f"{zap_device.device_type or 'device'} {sn} on gateway "
-                f"{gateway.name} is not declared",
+                "description": description,
             }
             if self.prune:
                 self._change(
@@ -992,7 +1148,7 @@ class SourcefulPlanner:
                     undeclared_device_name(gateway.name, sn),
                     "zap",
                     Action.DELETE,
-                    Reason.NOT_DECLARED,
+                    Reason.MOVED if elsewhere else Reason.NOT_DECLARED,
                     site.name,
                     external_id=sn,
                     before=observed_connection(zap_device),
@@ -1005,8 +1161,18 @@ class SourcefulPlanner:
     def _unmanaged_cloud_devices(
         self, site: Site, devices: list[NovacoreDevice], matched: set[str]
     ) -> None:
+        novacore = site.spec.novacore
+        assert novacore is not None
         for cloud in devices:
             if cloud.id in matched:
+                continue
+            moving = moves.declared_elsewhere(
+                self._declared(), cloud.hardware_id, site.name, novacore.org_id
+            )
+            if moving:
+                # The site it moves to provisions it again, which rebinds it (plan.moves):
+                # deleting it here, before or after that, would lose the device.
+                self._site_moving_out(site, cloud, moving[0])
                 continue
             entry = {
                 "platform": "novacore",
@@ -1029,6 +1195,21 @@ class SourcefulPlanner:
                 )
             else:
                 self.unmanaged.append(entry)
+
+    def _site_moving_out(self, site: Site, cloud: NovacoreDevice, to: Declaration) -> None:
+        """A Novacore device of `site` that the fleet declares in another site: said, never
+        deleted (not even with --prune); the site it moves to plans the move."""
+        self.unmanaged.append(
+            {
+                "platform": "novacore",
+                "site": site.name,
+                "id": cloud.id,
+                "description": f"Novacore device {cloud.id} ({cloud.hardware_id}, "
+                f"{cloud.name!r}) in site {site.name} is declared in site {to.site} "
+                f"(Device {to.device}, gateway {to.gateway}); it moves there with "
+                f"device/{to.device}[novacore] and is never pruned here",
+            }
+        )
 
     def _unmanaged_gateways(self) -> None:
         declared = self.fleet.zap_serials()

@@ -367,6 +367,7 @@ class NovacoreSimulator(SimServer):
         self._site_devices: dict[str, dict[str, None]] = {site: {} for site in self.sites}
         self._gateway_devices: dict[str, dict[str, None]] = {gw: {} for gw in self.gateways}
         self._device_by_key: dict[tuple[str, str], str] = {}
+        self._hardware_devices: dict[str, dict[str, None]] = {}  # hardware id -> device ids
         for site in self.sites.values():
             self._org_sites[site.org_id][site.id] = None
         for gateway in self.gateways.values():
@@ -379,6 +380,13 @@ class NovacoreSimulator(SimServer):
         self._site_devices[device.site_id][device.id] = None
         self._gateway_devices.setdefault(device.gateway_serial, {})[device.id] = None
         self._device_by_key[(device.gateway_serial, device.hardware_id)] = device.id
+        self._hardware_devices.setdefault(device.hardware_id, {})[device.id] = None
+
+    def _unindex_device(self, device: Device) -> None:
+        self._site_devices[device.site_id].pop(device.id, None)
+        self._gateway_devices[device.gateway_serial].pop(device.id, None)
+        self._device_by_key.pop((device.gateway_serial, device.hardware_id), None)
+        self._hardware_devices[device.hardware_id].pop(device.id, None)
 
     # -- ids and time ---------------------------------------------------------------------
 
@@ -503,9 +511,7 @@ class NovacoreSimulator(SimServer):
         device = self.devices.pop(device_id)
         for der_id in device.der_ids:
             self.ders.pop(der_id, None)
-        self._site_devices[device.site_id].pop(device_id, None)
-        self._gateway_devices[device.gateway_serial].pop(device_id, None)
-        self._device_by_key.pop((device.gateway_serial, device.hardware_id), None)
+        self._unindex_device(device)
 
     def remove_der(self, der_id: str) -> None:
         """Drift: delete one DER."""
@@ -940,12 +946,29 @@ class NovacoreSimulator(SimServer):
                 "gateway_not_in_org",
                 f"Gateway {serial} is not claimed by organization {site.org_id}",
             )
-        existing = self._device_by_key.get((serial, hardware_id))
+        existing = self._rebind_target(serial, hardware_id, site.org_id)
         if existing is None:
             device = self._create_device(body, site, device_type, ders or [])
             return 201, self._provision_json(device, created=True)
-        device = self._rebind_device(self.devices[existing], body, site, device_type, ders)
+        device = self._rebind_device(existing, body, site, gateway, device_type, ders)
         return 200, self._provision_json(device, created=False)
+
+    def _rebind_target(self, serial: str, hardware_id: str, org_id: str) -> Device | None:
+        """The device that provisioning `hardware_id` behind `serial` into `org_id` rebinds
+        (200 with `created: false`, §1.4) rather than creates: the one already behind that
+        gateway (an orphaned device adopted by the gateway's new organisation), else the one
+        with that hardware id in the organisation, behind another gateway or in another site
+        (the hardware was re-wired: it moves, and keeps its id and DERs).
+        UNDOCUMENTED: whether a hardware id of another organisation is rebound too; here it
+        is not (one organisation never takes another's device), a new device is created."""
+        same_gateway = self._device_by_key.get((serial, hardware_id))
+        if same_gateway is not None:
+            return self.devices[same_gateway]
+        for device_id in self._hardware_devices.get(hardware_id, {}):
+            device = self.devices[device_id]
+            if self.sites[device.site_id].org_id == org_id:
+                return device
+        return None
 
     def _create_device(
         self,
@@ -976,18 +999,19 @@ class NovacoreSimulator(SimServer):
         device: Device,
         body: dict[str, Any],
         site: Site,
+        gateway: Gateway,
         device_type: vocab.DeviceType,
         ders: list[tuple[str, str]] | None,
     ) -> Device:
-        """Same (gateway_serial, hardware_id) again: move it to `site`, take the given fields,
-        and reactivate it (this is how an orphaned device is adopted by its new org)."""
+        """A hardware id provisioned again (`_rebind_target`): bind it to `gateway` and
+        `site`, take the given fields, and reactivate it."""
         if ders is None:
             # No `ders` in the body keeps the current ones; they must still suit the type.
             current = [(self.ders[d].name, self.ders[d].type) for d in device.der_ids]
             ders = check_ders(device_type, [{"name": n, "type": t} for n, t in current])
-        self._site_devices[device.site_id].pop(device.id, None)
-        device.site_id = site.id
-        self._site_devices[site.id][device.id] = None
+        self._unindex_device(device)
+        device.site_id, device.gateway_serial = site.id, gateway.serial
+        self._index_device(device)
         device.type, device.state = device_type.value, DEVICE_ACTIVE
         for key in ("name", "manufacturer", "model"):
             if key in body:

@@ -1,7 +1,7 @@
 """A gateway swapped for a new one (a broken Zap replaced on site: same Gateway, new serial),
 against the simulators: the new Zap is claimed and given the devices, and each Novacore
-device, which Novacore knows by gateway and hardware id, is provisioned again behind the
-new gateway instead of staying bound to the old one."""
+device is provisioned again behind the new gateway, which rebinds it there (same id and
+DERs) instead of leaving it bound to the old one or making a second one."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ async def test_a_swapped_gateway_takes_over_its_devices_in_the_zap_and_in_novaco
         before_start=lambda sims: sims.lans["s1"].p1_meters.__setitem__(NEW, "P1M0001"))
     await world.apply(fleet=load(docs))
     assert {d.gateway_serial for d in cloud_devices(world.sims)} == {OLD}
+    ids = {d.hardware_id: d.id for d in cloud_devices(world.sims)}
     fleet = load(swapped(docs))
 
     result, report = await world.apply(fleet=fleet)
@@ -34,19 +35,21 @@ async def test_a_swapped_gateway_takes_over_its_devices_in_the_zap_and_in_novaco
     assert actions == {
         "gateway/s1-zap[novacore]": Action.CLAIM,
         "device/s1-inv[zap]": Action.CREATE,
-        "device/s1-inv[novacore]": Action.REPLACE,
+        "device/s1-inv[novacore]": Action.UPDATE,
         "device/s1-inv[publish]": Action.UPDATE,
         "device/s1-p1[zap]": Action.CREATE,
-        "device/s1-p1[novacore]": Action.REPLACE,
+        "device/s1-p1[novacore]": Action.UPDATE,
         "device/s1-p1[publish]": Action.UPDATE,
     }
-    replace = next(c for c in result.plan.pending if c.address == "device/s1-p1[novacore]")
-    assert f"bound to gateway {OLD}" in replace.message
+    move = next(c for c in result.plan.pending if c.address == "device/s1-p1[novacore]")
+    assert move.message.startswith(f"moves from gateway {OLD} to gateway s1-zap")
+    assert move.external_id == ids["P1M0001"]
     assert report.ok, report.as_dict()
 
     devices = cloud_devices(world.sims)
     assert sorted((d.hardware_id, d.gateway_serial) for d in devices) == [
         ("P1M0001", NEW), ("SG0001", NEW)], "moved, not duplicated"
+    assert {d.hardware_id: d.id for d in devices} == ids, "rebound: the same devices"
     assert world.sims.zaps[NEW].device("SG0001") is not None
 
     noop, _, writes = await world.noop_writes(fleet)

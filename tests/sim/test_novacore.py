@@ -445,6 +445,40 @@ async def test_provision_then_rebind(alice: httpx.AsyncClient, site_a: str) -> N
     assert (await alice.get(f"/sites/{site_2}")).json()["devices"] == [device]
 
 
+async def test_a_hardware_id_provisioned_behind_another_gateway_is_rebound_not_duplicated(
+        alice: httpx.AsyncClient, other_gateway: GatewayKey,
+        clock: FakeClock, site_a: str) -> None:
+    """Re-wired hardware: the same hardware id provisioned behind another gateway of the
+    organisation, in another site, is the device it has (200, `created: false`), moved."""
+    first = (await alice.post("/devices/provision", json=provision_body(site_a))).json()
+    assert (await claim(alice, other_gateway, ORG_A, ALICE, clock)).status_code == 201
+    site_2 = await make_site(alice, name="Second")
+    moved = await alice.post("/devices/provision",
+                             json=provision_body(site_2, gateway_serial=OTHER_SERIAL))
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["created"] is False and moved.json()["device_id"] == first["device_id"]
+    assert [d["id"] for d in moved.json()["ders"]] == [d["id"] for d in first["ders"]]
+    assert (await alice.get(f"/sites/{site_a}/devices")).json() == []
+    [device] = (await alice.get(f"/sites/{site_2}/devices")).json()
+    assert (device["id"], device["gateway_serial"]) == (first["device_id"], OTHER_SERIAL)
+    # Back behind the first gateway: the index follows the device (no duplicate either way).
+    back = await alice.post("/devices/provision", json=provision_body(site_a))
+    assert (back.status_code, back.json()["device_id"]) == (200, first["device_id"])
+    assert len((await alice.get(f"/sites/{site_a}/devices")).json()) == 1
+
+
+async def test_a_hardware_id_of_another_organisation_is_not_taken(
+        alice: httpx.AsyncClient, bob: httpx.AsyncClient, other_gateway: GatewayKey,
+        clock: FakeClock, site_a: str) -> None:
+    first = (await alice.post("/devices/provision", json=provision_body(site_a))).json()
+    assert (await claim(bob, other_gateway, ORG_B, BOB, clock)).status_code == 201
+    site_b = await make_site(bob, ORG_B)
+    other = await bob.post("/devices/provision",
+                           json=provision_body(site_b, gateway_serial=OTHER_SERIAL))
+    assert other.status_code == 201 and other.json()["device_id"] != first["device_id"]
+    assert len((await alice.get(f"/sites/{site_a}/devices")).json()) == 1
+
+
 @pytest.mark.parametrize(("overrides", "status", "code", "needle"), [
     pytest.param({"device_type": "energy_meter", "ders": [{"name": "pv", "type": "solar"}]},
                  422, "invalid_der_type", "allowed: meter", id="der-type-not-allowed"),
