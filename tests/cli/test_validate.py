@@ -88,6 +88,24 @@ def test_json_output_of_problems(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert document["diagnostics"][1]["message"].startswith("unknown kind 'Inverter'")
 
 
+def test_a_gateway_url_with_credentials_is_refused_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(BROKEN.split("---")[0].replace("serial: ZAP-1", "serial: zap-0123abcd")
+                    .replace("http://192.168.1.40", "http://admin:hunter2@192.168.1.40/"))
+    for output in ("text", "json"):
+        code, out, err = run(["validate", "-o", output, str(path)], capsys)
+        assert code == 1
+        assert "hunter2" not in out + err and "admin" not in out + err
+    code, out, err = run(["validate", str(path)], capsys)
+    assert err.splitlines()[0] == (
+        f"error: {path}:9:10: spec.zap.url: 'http://***@192.168.1.40/' holds a user name or "
+        "password: credentials in a URL would be shown in plans, errors and logs; remove the "
+        "`user:password@` part and give credentials through a Secret or an environment variable"
+    )
+
+
 def test_missing_path_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nowhere"
     code, out, err = run(["validate", str(missing)], capsys)

@@ -230,3 +230,32 @@ def test_a_secret_file_gives_its_password_without_the_line_ending(tmp_path: Path
         resolver.resolve(secret("latin1"))
     assert caught.value.args[0] == (
         f"secret latin1/password at {tmp_path / 'latin1' / 'password'} is not UTF-8 text")
+
+
+@pytest.mark.parametrize("config_text", [
+    'enapter_url = "https://ops:hunter2@api.enapter.com"\n',
+    '[gateway_urls]\n"zap-1" = "http://admin:hunter2@10.0.0.1/"\n',
+], ids=["cloud-url", "gateway-url"])
+def test_credentials_in_a_url_of_the_settings_file_are_refused(tmp_path: Path,
+                                                               config_text: str) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text(config_text)
+    [problem] = problems({}, config)
+    assert problem.startswith(f"{config}: ")
+    assert "holds a user name or password" in problem and "hunter2" not in problem
+    assert "a Secret or an environment variable" in problem
+
+
+def test_credentials_in_a_gateway_urls_file_are_refused(tmp_path: Path) -> None:
+    urls = tmp_path / "gateways.json"
+    urls.write_text(json.dumps({"zap-1": "http://admin:hunter2@10.0.0.1/"}))
+    [problem] = problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)})
+    assert problem.startswith(f"{urls}: zap-1: 'http://***@10.0.0.1/' holds a user name or "
+                              "password")
+    assert "hunter2" not in problem
+
+
+def test_a_password_holding_a_slash_is_not_repeated_either() -> None:
+    [problem] = problems({"RECONCILER_FLATPEAK_URL": "https://ops:hun/ter2@api.flatpeak.com"})
+    assert problem == ("RECONCILER_FLATPEAK_URL: expected an http:// or https:// URL with a "
+                       "host (e.g. https://api.example.com), got 'https://***@api.flatpeak.com'")
