@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.device import SecretSource
-from reconciler.model.network import shown_url, userinfo_problem
+from reconciler.model.network import shown_url, url_problem
 from reconciler.sources import utf8
 
 PREFIX = "RECONCILER_"
@@ -131,7 +131,7 @@ def _url(value: object) -> str:
             f"expected an http:// or https:// URL with a host (e.g. https://api.example.com), "
             f"got {shown_url(value)!r}"
         )
-    problem = userinfo_problem(value)
+    problem = url_problem(value)  # credentials, or a host such as 999.1.1.1
     if problem is not None:
         raise ValueError(problem)
     return value

@@ -162,3 +162,16 @@ def test_help_shows_examples(argv: list[str], capsys: pytest.CaptureFixture[str]
     command = argv[0] if argv[0] != "--help" else ""
     example_lines = [line.strip() for line in out.split("\nexamples:\n", 1)[1].splitlines()]
     assert any(line.startswith(f"reconciler {command}".rstrip()) for line in example_lines), out
+
+
+@pytest.mark.parametrize("host", ["192.168.1.60", "inverter.local", "Inverter-1", "fd00::60",
+                                  "fe80::1%eth0"])
+def test_host_names_and_ip_addresses_stay_accepted(host: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    site = EXAMPLES / "home-solna"
+    for file in site.iterdir():
+        text = file.read_text(encoding="utf-8")
+        (tmp_path / file.name).write_text(text.replace("host: 192.168.1.60", f"host: '{host}'"))
+    assert "host: '" in (tmp_path / "devices.yaml").read_text(encoding="utf-8")
+    code, _, err = run(["validate", str(tmp_path)], capsys)
+    assert (code, err) == (0, "")

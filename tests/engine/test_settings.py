@@ -259,3 +259,26 @@ def test_a_password_holding_a_slash_is_not_repeated_either() -> None:
     [problem] = problems({"RECONCILER_FLATPEAK_URL": "https://ops:hun/ter2@api.flatpeak.com"})
     assert problem == ("RECONCILER_FLATPEAK_URL: expected an http:// or https:// URL with a "
                        "host (e.g. https://api.example.com), got 'https://***@api.flatpeak.com'")
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("RECONCILER_GATEWAY_URLS", "zap-1=http://999.1.1.1", "zap-1: '999.1.1.1' is not a valid "
+                                                          "IPv4 address: expected four numbers "
+                                                          "from 0 to 255"),
+    ("RECONCILER_GATEWAY_URLS", "zap-1=http://zap_1.local", "zap-1: 'zap_1.local' is not a "
+                                                            "valid host: expected a host name"),
+    ("RECONCILER_ENAPTER_URL", "https://api..enapter.com", "'api..enapter.com' is not a valid "
+                                                           "host"),
+    ("RECONCILER_NOVACORE_URL", "http://127.1", "'127.1' is not a valid IPv4 address"),
+])
+def test_a_url_whose_host_is_no_name_or_address_is_refused(variable: str, value: str,
+                                                           expected: str) -> None:
+    [problem] = problems({variable: value})
+    assert problem.startswith(f"{variable}: {expected}"), problem
+
+
+@pytest.mark.parametrize("url", ["http://192.168.1.20:8080", "http://zap-1.home.arpa/",
+                                 "http://[fd00::20]:80/", "https://localhost"])
+def test_names_and_addresses_stay_accepted(url: str) -> None:
+    settings = load_settings({"RECONCILER_GATEWAY_URLS": f"zap-1={url}"})
+    assert settings.gateway_urls == {"zap-1": url}
