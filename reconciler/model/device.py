@@ -17,7 +17,7 @@ from reconciler.model.base import (
     ResourceName,
     StrictModel,
 )
-from reconciler.model.der import DerFields
+from reconciler.model.der import MAX_DERS_PER_DEVICE, DerFields
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.network import Host
 from reconciler.model.vocab import DeviceType
@@ -376,7 +376,9 @@ class DeviceSpec(StrictModel):
         default=None, description="How the gateway talks to the device."
     )
     ders: list[DerFields] = Field(
-        default_factory=list, max_length=16, description="DERs this device provides."
+        default_factory=list,
+        max_length=MAX_DERS_PER_DEVICE,
+        description="DERs this device provides.",
     )
     verification: Verification = Field(
         default_factory=Verification, description="Identity check before provisioning."

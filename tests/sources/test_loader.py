@@ -158,6 +158,23 @@ def test_a_reference_to_an_invalid_document_says_it_is_declared(tmp_path: Path) 
     ]
 
 
+def test_the_der_limit_counts_inline_ders_and_der_documents_together(tmp_path: Path) -> None:
+    """16 inline DERs are the most a Device may declare; a DER document in another file
+    cannot add a 17th."""
+    inline = "".join(f"    - name: pv-{i}\n      type: solar\n" for i in range(2, 17))
+    write(tmp_path, "home.yaml", SITE + "---\n" + GATEWAY)
+    write(tmp_path, "inverter.yaml", INVERTER + inline)
+    der = f"{AV}\nkind: DER\nmetadata:\n  name: inverter-battery\nspec:\n  deviceRef: inverter\n"
+    write(tmp_path, "ders/battery.yaml", der + "  name: battery\n  type: battery\n")
+    result = loader.load_paths([tmp_path])
+    assert located(result.diagnostics, tmp_path) == [
+        "ders/battery.yaml:6:14: spec.deviceRef: Device 'inverter' would have 17 DERs (16 "
+        "inline and 1 in DER documents); a device has at most 16, inline and DER documents "
+        "together: move this DER to another device or remove it"]
+    write(tmp_path, "inverter.yaml", INVERTER + inline.split("    - name: pv-16")[0])
+    assert loader.load_paths([tmp_path]).ok, "16 in all"
+
+
 def test_a_missing_path_is_reported_and_the_rest_still_loads(tmp_path: Path) -> None:
     write(tmp_path, "site.yaml", SITE)
     missing = tmp_path / "nope"
