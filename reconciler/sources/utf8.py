@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from reconciler.errors import Diagnostic
 
+_UTF8_BOM = b"\xef\xbb\xbf"
 _BOMS = {b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
 
 
@@ -16,7 +17,10 @@ def decode(data: bytes, file: str) -> tuple[str, Diagnostic | None]:
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        # Columns count characters, as editors show them (the bytes before are valid UTF-8);
+        # a byte order mark is no character of line 1.
+        start_of_line = before[before.rfind(b"\n") + 1 :].removeprefix(_UTF8_BOM)
+        column = len(start_of_line.decode("utf-8")) + 1
         encoding = _BOMS.get(data[:2])
         hint = f"it looks like {encoding}; " if encoding else ""
         return "", Diagnostic(

@@ -49,6 +49,7 @@ _KEY_READS_AS = {
     _TIMESTAMP_TAG: "a date",
 }
 _MAP_TAG = "tag:yaml.org,2002:map"
+BOM = "\ufeff"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAX_NODES = 200_000  # bound on alias expansion ("billion laughs")
 _MAX_DEPTH = 100  # bound on nesting; site documents nest about 6 levels deep
@@ -289,6 +290,9 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
     A syntax error stops the file at that point (YAML cannot resynchronise)."""
     documents: list[ParsedDocument] = []
     diagnostics: list[Diagnostic] = []
+    # A byte order mark is no character of line 1: PyYAML's marks skip it, and offsets into
+    # the text would count it, putting columns of line 1 one too far right.
+    text = text.removeprefix(BOM)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate: not text any YAML parser reads

@@ -216,6 +216,25 @@ def test_a_file_that_is_not_utf8_is_located_by_line_and_column(tmp_path: Path) -
     assert result.files == [str(bad), str(tmp_path / "site.yaml"), str(utf16)], "all found"
 
 
+def test_a_byte_order_mark_does_not_shift_the_columns_of_line_1(tmp_path: Path) -> None:
+    """Editors do not show a UTF-8 byte order mark: column 8 of `kind: a?` is the `?`."""
+    bom = b"\xef\xbb\xbf"
+    control = tmp_path / "control.yaml"
+    control.write_bytes(bom + b"kind: a\x01\n")
+    undecodable = tmp_path / "undecodable.yaml"
+    undecodable.write_bytes(bom + "kind: Malmö".encode() + b"\xff\n")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_bytes(bom + b"kind: Inverter\n")
+    result = loader.load_paths([control, undecodable, unknown])
+    assert located(result.diagnostics, tmp_path) == [
+        "undecodable.yaml:1:12: not UTF-8 text: byte 0xff cannot be decoded; save the file as "
+        "UTF-8",
+        "control.yaml:1:8: character U+0001 is not allowed in YAML (control characters are not "
+        "allowed)",
+        "unknown.yaml:1:7: kind: unknown kind 'Inverter'; known kinds: Site, Gateway, Device, DER",
+    ]
+
+
 def test_merge_keys_work_in_site_files(tmp_path: Path) -> None:
     text = INVERTER.replace("""  ders:
     - name: pv
