@@ -296,8 +296,10 @@ def _read_gateway_urls_file(path: str) -> tuple[dict[str, str], list[Diagnostic]
     try:
         return _gateway_url_table(json.loads(text)), []
     except json.JSONDecodeError as exc:
-        return {}, [Diagnostic(f"not valid JSON: {exc.msg}", file=path, line=exc.lineno,
-                               column=exc.colno)]
+        # json counts lines at \n alone; a file saved with \r line ends is one line to it.
+        line, column = utf8.position(text, exc.pos)
+        return {}, [Diagnostic(f"not valid JSON: {exc.msg}", file=path, line=line,
+                               column=column)]
     except RecursionError:  # json descends once per nested array or object
         return {}, [Diagnostic('arrays or objects nested too deeply to read; expected one '
                                'object of serial: "url"', file=path)]

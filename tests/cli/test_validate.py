@@ -175,3 +175,13 @@ def test_host_names_and_ip_addresses_stay_accepted(host: str, tmp_path: Path,
     assert "host: '" in (tmp_path / "devices.yaml").read_text(encoding="utf-8")
     code, _, err = run(["validate", str(tmp_path)], capsys)
     assert (code, err) == (0, "")
+
+
+def test_a_line_separator_in_a_comment_does_not_shift_line_numbers(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("# Home gateway\u2028\n" + BROKEN, encoding="utf-8")
+    code, _, err = run(["validate", str(path)], capsys)
+    assert code == 1
+    assert [line.split(": ")[1] for line in err.splitlines()[:2]] == [
+        f"{path}:9:13", f"{path}:12:7"]

@@ -282,3 +282,11 @@ def test_a_url_whose_host_is_no_name_or_address_is_refused(variable: str, value:
 def test_names_and_addresses_stay_accepted(url: str) -> None:
     settings = load_settings({"RECONCILER_GATEWAY_URLS": f"zap-1={url}"})
     assert settings.gateway_urls == {"zap-1": url}
+
+
+def test_a_gateway_urls_file_with_carriage_returns_is_located_by_editor_lines(
+        tmp_path: Path) -> None:
+    urls = tmp_path / "gateways.json"
+    urls.write_text('{\r  "zap-1": "http://10.0.0.1",\r  "zap-2": ,\r}\r', newline="")
+    [problem] = problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)})
+    assert problem.startswith(f"{urls}:3:12: not valid JSON: Expecting value"), problem

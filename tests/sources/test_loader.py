@@ -235,6 +235,33 @@ def test_a_byte_order_mark_does_not_shift_the_columns_of_line_1(tmp_path: Path) 
     ]
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"],
+                         ids=["line-separator", "paragraph-separator", "next-line"])
+def test_line_numbers_are_the_lines_an_editor_shows(tmp_path: Path, separator: str) -> None:
+    """YAML 1.1 ends a line at U+2028, U+2029 and U+0085 too; editors end one only at \\n,
+    \\r\\n and \\r. A comment holding one must not move what is reported below it."""
+    comment = f"# Solna, see the notes{separator}\n# more{separator}{separator}\r\n"
+    write(tmp_path, "home.yaml", comment + SITE.replace("name: home", "name: Home_1"))
+    write(tmp_path, "zap.yaml", comment + GATEWAY)  # siteRef: home, no longer declared
+    write(tmp_path, "control.yaml", comment + "kind: \x01\n")
+    write(tmp_path, "syntax.yaml", comment + "kind: [Site\n")
+    result = loader.load_paths([tmp_path])
+    assert [(d.file.replace(f"{tmp_path}/", ""), d.line, d.column)
+            for d in result.diagnostics] == [
+        ("control.yaml", 3, 7),
+        ("home.yaml", 6, 9),
+        ("syntax.yaml", 4, 1),
+        ("zap.yaml", 8, 12),
+    ]
+
+
+def test_a_carriage_return_ends_a_line_where_a_file_is_not_utf8(tmp_path: Path) -> None:
+    old_mac = tmp_path / "old-mac.yaml"
+    old_mac.write_bytes(b"# Sites\rdisplayName: Malm\xf6\r")
+    assert located(loader.load_paths([old_mac]).diagnostics, tmp_path) == [
+        "old-mac.yaml:2:18: not UTF-8 text: byte 0xf6 cannot be decoded; save the file as UTF-8"]
+
+
 def test_merge_keys_work_in_site_files(tmp_path: Path) -> None:
     text = INVERTER.replace("""  ders:
     - name: pv
