@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.device import SecretSource
+from reconciler.model.network import shown_url, url_problem
 from reconciler.sources import utf8
 
 PREFIX = "RECONCILER_"
@@ -116,17 +117,6 @@ _LIMITS = {
 }
 
 
-def _shown_url(value: str) -> str:
-    """A URL for an error message, without any `user:password@` part."""
-    scheme, sep, rest = value.partition("://")
-    if not sep:
-        scheme, rest = "", value
-    authority, slash, path = rest.partition("/")
-    if "@" not in authority:
-        return value
-    return f"{scheme}{sep}***@{authority.rpartition('@')[2]}{slash}{path}"
-
-
 def _url(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a URL string, got {type(value).__name__}")
@@ -139,8 +129,11 @@ def _url(value: object) -> str:
     if not valid:
         raise ValueError(
             f"expected an http:// or https:// URL with a host (e.g. https://api.example.com), "
-            f"got {_shown_url(value)!r}"
+            f"got {shown_url(value)!r}"
         )
+    problem = url_problem(value)  # credentials, or a host such as 999.1.1.1
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -154,7 +147,7 @@ def _cloud_url(value: object) -> str:
     if parts.scheme == "http" and not _loopback(parts.hostname or ""):
         raise ValueError(
             "expected an https:// URL: the token would be sent unencrypted over http:// "
-            f"(allowed only to this machine: localhost, 127.0.0.1, [::1]); got {_shown_url(url)!r}"
+            f"(allowed only to this machine: localhost, 127.0.0.1, [::1]); got {shown_url(url)!r}"
         )
     return url
 
@@ -175,9 +168,12 @@ def _parse_gateway_urls(text: str) -> dict[str, str]:
         if not serial.strip() or not url:
             raise ValueError(
                 f"expected serial=url pairs joined by commas "
-                f"(e.g. zap-0123456789abcdef=http://192.168.1.20), got {_shown_url(item)!r}"
+                f"(e.g. zap-0123456789abcdef=http://192.168.1.20), got {shown_url(item)!r}"
             )
-        out[serial.strip()] = _url(url.strip())
+        try:
+            out[serial.strip()] = _url(url.strip())
+        except ValueError as exc:
+            raise ValueError(f"{serial.strip()}: {exc}") from None
     return out
 
 
@@ -300,8 +296,10 @@ def _read_gateway_urls_file(path: str) -> tuple[dict[str, str], list[Diagnostic]
     try:
         return _gateway_url_table(json.loads(text)), []
     except json.JSONDecodeError as exc:
-        return {}, [Diagnostic(f"not valid JSON: {exc.msg}", file=path, line=exc.lineno,
-                               column=exc.colno)]
+        # json counts lines at \n alone; a file saved with \r line ends is one line to it.
+        line, column = utf8.position(text, exc.pos)
+        return {}, [Diagnostic(f"not valid JSON: {exc.msg}", file=path, line=line,
+                               column=column)]
     except RecursionError:  # json descends once per nested array or object
         return {}, [Diagnostic('arrays or objects nested too deeply to read; expected one '
                                'object of serial: "url"', file=path)]

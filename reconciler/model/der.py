@@ -10,6 +10,9 @@ from pydantic import Field, StringConstraints
 from reconciler.model.base import Resource, ResourceName, StrictModel
 from reconciler.model.vocab import DER_NAME_PATTERN, DerType
 
+# DERs a device may provide, inline and in DER documents together.
+MAX_DERS_PER_DEVICE = 16
+
 DerName = Annotated[
     str,
     StringConstraints(pattern=DER_NAME_PATTERN, max_length=64),

@@ -17,8 +17,9 @@ from reconciler.model.base import (
     ResourceName,
     StrictModel,
 )
-from reconciler.model.der import DerFields
+from reconciler.model.der import MAX_DERS_PER_DEVICE, DerFields
 from reconciler.model.gateway import DeletionPolicy
+from reconciler.model.network import Host
 from reconciler.model.vocab import DeviceType
 
 Port = Field(ge=1, le=65535)
@@ -27,7 +28,7 @@ Port = Field(ge=1, le=65535)
 class ModbusTcp(StrictModel):
     """Modbus TCP: the gateway connects to the device over the LAN."""
 
-    host: str = Field(
+    host: Host = Field(
         min_length=1,
         description="IP address or host name of the device (as the gateway sees it).",
         examples=["192.168.1.60"],
@@ -118,7 +119,7 @@ class Mqtt(StrictModel):
     """A device the gateway reads from an MQTT broker."""
 
     profile: str = Field(description="Zap device profile.", examples=["ferroamp"])
-    broker_host: str = Field(min_length=1, description="Broker host.", examples=["192.168.1.70"])
+    broker_host: Host = Field(min_length=1, description="Broker host.", examples=["192.168.1.70"])
     broker_port: int = Field(
         strict=True,
         default=1883, ge=1, le=65535, description="Broker port.", examples=[1883]
@@ -375,7 +376,9 @@ class DeviceSpec(StrictModel):
         default=None, description="How the gateway talks to the device."
     )
     ders: list[DerFields] = Field(
-        default_factory=list, max_length=16, description="DERs this device provides."
+        default_factory=list,
+        max_length=MAX_DERS_PER_DEVICE,
+        description="DERs this device provides.",
     )
     verification: Verification = Field(
         default_factory=Verification, description="Identity check before provisioning."

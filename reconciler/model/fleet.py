@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from reconciler.model.base import Resource
-from reconciler.model.der import DER, DerFields
+from reconciler.model.der import DER, MAX_DERS_PER_DEVICE, DerFields
 from reconciler.model.device import Device, EnapterKind
 from reconciler.model.gateway import Gateway
 from reconciler.model.kinds import KINDS
@@ -612,6 +612,7 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                 )
                 for d in standalone_by_device.get(device.name, [])
             ]
+        problems += _ders_over_the_limit(device, standalone_by_device.get(device.name, []))
         for kind, owner, path, der_fields in entries:
             if der_fields.name in seen:
                 problems.append(
@@ -635,6 +636,27 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                     )
                 )
     return problems
+
+
+def _ders_over_the_limit(device: Device, standalone: list[DER]) -> list[Problem]:
+    """One problem per DER document beyond the limit, in declaration order. The limit holds
+    for inline DERs and DER documents together: the model alone stops inline ones at the
+    limit, and a device over it is not valid, so only DER documents can exceed it here."""
+    inline = len(device.spec.ders)
+    room = max(MAX_DERS_PER_DEVICE - inline, 0)
+    total = inline + len(standalone)
+    return [
+        Problem(
+            "DER",
+            der.name,
+            ("spec", "deviceRef"),
+            f"Device {device.name!r} would have {total} DERs ({inline} inline and "
+            f"{len(standalone)} in DER documents); a device has at most "
+            f"{MAX_DERS_PER_DEVICE}, inline and DER documents together: move this DER to "
+            "another device or remove it",
+        )
+        for der in standalone[room:]
+    ]
 
 
 def _unique_hardware_ids(fleet: Fleet) -> list[Problem]:

@@ -4,15 +4,31 @@ over its local HTTP API) or an Enapter Gateway (provisioned into an Enapter site
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, BeforeValidator, Field, model_validator
 
 from reconciler.model.base import Identifier, Resource, ResourceName, StrictModel
+from reconciler.model.network import url_problem
 
 # The Zap firmware's id is "zap-" + 16 lowercase hex digits of the MAC; documentation examples
 # show shorter forms such as zap-04772a97, so any hex length from 4 to 32 is accepted.
 ZAP_SERIAL_PATTERN = r"^zap-[0-9a-f]{4,32}$"
+
+
+def _gateway_url(value: object) -> object:
+    """Checked before pydantic parses the URL: its errors and the parsed URL would both
+    carry a password along, and it reads `http://192.168.1` as http://192.168.0.1."""
+    if isinstance(value, str):
+        problem = url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+    return value
+
+
+# The gateway's URL is shown in plans and messages: it may hold no credentials; and its
+# host is a name or an address as every program reads it.
+GatewayUrl = Annotated[AnyHttpUrl, BeforeValidator(_gateway_url)]
 
 
 class DeletionPolicy(StrEnum):
@@ -31,7 +47,7 @@ class ZapGateway(StrictModel):
         "lowercase hex digits.",
         examples=["zap-0123456789abcdef"],
     )
-    url: AnyHttpUrl = Field(
+    url: GatewayUrl = Field(
         description="Base URL of the Zap's local HTTP API, reachable from where the "
         "reconciler runs.",
         examples=["http://192.168.1.40"],

@@ -135,8 +135,26 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Characters that start inline Markdown or HTML in a table cell or a list item: code spans,
+# emphasis, strikethrough, links and images, HTML tags and entities, GitHub's math, and the
+# cell separator (and the backslash, which would escape what follows it). CommonMark lets
+# any ASCII punctuation be escaped with a backslash, which then shows as itself.
+_MD_INLINE = re.compile(r"[\\`*_\[\]<>&|~$]")
+# What would open a block at the start of a list item: a heading, a quote, a list.
+_MD_BLOCK_START = re.compile(r"^(?:[#>+-]|\d+(?=[.)]))")
+
+
 def _md_escape(text: str) -> str:
-    return printable(text.replace("|", "\\|").replace("\n", " "))
+    """Text from outside (a message a gateway or cloud reported, a description) as literal
+    text on one line of Markdown: no markup of its own, no HTML, no new row or item."""
+    text = printable(re.sub(r"\r\n|[\r\n]", " ", text)).strip()
+    text = _MD_INLINE.sub(lambda match: "\\" + match[0], text)
+    start = _MD_BLOCK_START.match(text)
+    if start is None:
+        return text
+    if start[0].isdigit():  # "1. " or "1) ": escape the delimiter after the number
+        return f"{start[0]}\\{text[start.end():]}"
+    return f"\\{text}"
 
 
 def _longest_backtick_run(text: str) -> int:

@@ -10,14 +10,17 @@ builds scalars.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.error import Mark
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import Diagnostic
+from reconciler.sources import utf8
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -49,6 +52,7 @@ _KEY_READS_AS = {
     _TIMESTAMP_TAG: "a date",
 }
 _MAP_TAG = "tag:yaml.org,2002:map"
+BOM = "\ufeff"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAX_NODES = 200_000  # bound on alias expansion ("billion laughs")
 _MAX_DEPTH = 100  # bound on nesting; site documents nest about 6 levels deep
@@ -101,9 +105,47 @@ class _ConversionError(Exception):
         self.node = node
 
 
-def _position(node: Node) -> LineColumn:
-    mark = node.start_mark
-    return mark.line + 1, mark.column + 1
+# YAML 1.1 (PyYAML and libyaml alike) ends a line at U+0085, U+2028 and U+2029 as well;
+# editors end one only at \n, \r\n and \r, and their line numbers are the ones to report.
+_YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_YAML_ONLY_BREAKS = "\x85\u2028\u2029"
+
+
+class _Lines:
+    """Where a PyYAML mark (0-based line and column, lines counted at YAML's line breaks)
+    is in the lines an editor shows. Nearly every file has no break that YAML alone counts:
+    then the mark is the place, and nothing is indexed."""
+
+    def __init__(self, text: str) -> None:
+        self.same = not any(char in text for char in _YAML_ONLY_BREAKS)
+        self.yaml_starts: list[int] = []
+        self.editor_starts: list[int] = []
+        if not self.same:
+            self.yaml_starts = [0] + [m.end() for m in _YAML_LINE_BREAK.finditer(text)]
+            self.editor_starts = [0] + [m.end() for m in utf8.TEXT_LINE_BREAK.finditer(text)]
+
+    def at(self, line: int, column: int) -> LineColumn:
+        """The 1-based editor line and column of 0-based YAML `line` and `column`."""
+        if self.same:
+            return line + 1, column + 1
+        start = self.yaml_starts[min(line, len(self.yaml_starts) - 1)]
+        return self.of_offset(start + column)
+
+    def of_offset(self, offset: int) -> LineColumn:
+        """The 1-based editor line and column of a character offset (only when not `same`)."""
+        index = bisect_right(self.editor_starts, offset) - 1
+        return index + 1, offset - self.editor_starts[index] + 1
+
+    def mark(self, mark: Mark) -> LineColumn:
+        return self.at(mark.line, mark.column)
+
+    def relocate(self, document: ParsedDocument) -> None:
+        """Field positions recorded from marks, moved to editor lines (in place)."""
+        if self.same:
+            return
+        for table in (document.positions, document.key_positions):
+            for path, (line, column) in table.items():
+                table[path] = self.at(line - 1, column - 1)
 
 
 class _Converter:
@@ -130,6 +172,7 @@ class _Converter:
                 f"document has more than {_MAX_NODES} values; split it into smaller documents",
                 node)
         mark = node.start_mark
+        # In YAML's lines until `_Lines.relocate` moves them to the lines of an editor.
         self.document.positions[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, ScalarNode):
             return self._scalar(node)
@@ -229,17 +272,6 @@ class _Converter:
         return construct(self.loader, node)
 
 
-_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts as a line break
-
-
-def _offset_position(text: str, offset: int) -> LineColumn:
-    """1-based line and column of a character offset, counting lines as YAML marks do."""
-    line, start = 1, 0
-    for match in _LINE_BREAK.finditer(text, 0, offset):
-        line, start = line + 1, match.end()
-    return line, offset - start + 1
-
-
 def _too_deep_message() -> str:
     return f"values nest more than {_MAX_DEPTH} levels deep; flatten the document"
 
@@ -289,13 +321,17 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
     A syntax error stops the file at that point (YAML cannot resynchronise)."""
     documents: list[ParsedDocument] = []
     diagnostics: list[Diagnostic] = []
+    # A byte order mark is no character of line 1: PyYAML's marks skip it, and offsets into
+    # the text would count it, putting columns of line 1 one too far right.
+    text = text.removeprefix(BOM)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate: not text any YAML parser reads
-        line, column = _offset_position(text, exc.start)
+        line, column = utf8.position(text, exc.start)
         return [], [Diagnostic(f"character U+{ord(text[exc.start]):04X} is not valid Unicode "
                                "text", file=file, line=line, column=column)]
     too_deep = _first_too_deep(text) if _might_nest_too_deep(text) else None
+    lines = _Lines(text)
     loader = _Loader(text)
     index = 0
     number = 0  # documents composed so far, empty ones included (as events count them)
@@ -305,9 +341,9 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
                 # Before asking for the document: libyaml may fail on its own depth limit
                 # while looking ahead into it.
                 if too_deep is not None and number == too_deep[0]:
-                    where = too_deep[1]
+                    line, column = lines.at(too_deep[1].line - 1, too_deep[1].column - 1)
                     diagnostics.append(Diagnostic(_too_deep_message(), file=file,
-                                                  line=where.line, column=where.column))
+                                                  line=line, column=column))
                     break
                 if not loader.check_node():
                     break
@@ -315,19 +351,20 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
                 node = loader.get_node()
             except yaml.MarkedYAMLError as exc:
                 mark = exc.problem_mark or exc.context_mark
+                where = lines.mark(mark) if mark else (None, None)
                 diagnostics.append(Diagnostic(
                     f"YAML syntax error: {exc.problem or exc}"
                     + (f" ({exc.context})" if exc.context else ""),
                     file=file,
-                    line=mark.line + 1 if mark else None,
-                    column=mark.column + 1 if mark else None,
+                    line=where[0],
+                    column=where[1],
                 ))
                 break
             except yaml.reader.ReaderError as exc:
                 # Its position is in bytes for the C reader and characters for the Python one;
                 # the first occurrence of the refused character is where reading stopped.
                 found = text.find(chr(exc.character)) if isinstance(exc.character, int) else -1
-                line, column = _offset_position(text, max(found, 0))
+                line, column = utf8.position(text, max(found, 0))
                 what = (f"character U+{exc.character:04X}" if isinstance(exc.character, int)
                         else "a character")
                 diagnostics.append(Diagnostic(f"{what} is not allowed in YAML ({exc.reason})",
@@ -339,16 +376,17 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
             if node is None:
                 continue
             document = ParsedDocument(file=file, index=index, value=None,
-                                      start=Position(*_position(node)))
+                                      start=Position(*lines.mark(node.start_mark)))
             index += 1
             try:
                 document.value = _Converter(loader, document).convert(node, ())
+                lines.relocate(document)
             except _ConversionError as exc:
-                line, column = _position(exc.node)
+                line, column = lines.mark(exc.node.start_mark)
                 diagnostics.append(Diagnostic(str(exc), file=file, line=line, column=column))
                 continue
             except yaml.YAMLError as exc:
-                line, column = _position(node)
+                line, column = lines.mark(node.start_mark)
                 diagnostics.append(Diagnostic(f"invalid value: {exc}", file=file, line=line,
                                               column=column))
                 continue

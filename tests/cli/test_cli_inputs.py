@@ -55,6 +55,24 @@ def test_a_token_with_a_line_break_inside_is_named_not_shown(make_cli: CliFactor
     assert run.sims.call(run.sims.sims.requests) == 0
 
 
+def test_credentials_in_a_gateway_or_cloud_url_are_refused_not_shown(
+        make_cli: CliFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_cli(standard_site(1))
+    monkeypatch.setenv("RECONCILER_GATEWAY_URLS", f"{serial_of(1)}=http://admin:pw-one@127.0.0.1:1")
+    monkeypatch.setenv("RECONCILER_NOVACORE_URL", "https://ops:pw-two@novacore.example/")
+    code, out, err = run("plan", run.path)
+    assert (code, out) == (1, "")
+    advice = ("holds a user name or password: credentials in a URL would be shown in plans, "
+              "errors and logs; remove the `user:password@` part and give credentials through "
+              "a Secret or an environment variable")
+    assert err.splitlines() == [
+        f"error: RECONCILER_NOVACORE_URL: 'https://***@novacore.example/' {advice}",
+        f"error: RECONCILER_GATEWAY_URLS: {serial_of(1)}: 'http://***@127.0.0.1:1' {advice}",
+        "invalid settings: 2 problems"]
+    assert "pw-" not in err and "admin" not in err
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 # -- schema and crds --out ----------------------------------------------------------------------
 
 

@@ -88,6 +88,24 @@ def test_json_output_of_problems(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert document["diagnostics"][1]["message"].startswith("unknown kind 'Inverter'")
 
 
+def test_a_gateway_url_with_credentials_is_refused_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(BROKEN.split("---")[0].replace("serial: ZAP-1", "serial: zap-0123abcd")
+                    .replace("http://192.168.1.40", "http://admin:hunter2@192.168.1.40/"))
+    for output in ("text", "json"):
+        code, out, err = run(["validate", "-o", output, str(path)], capsys)
+        assert code == 1
+        assert "hunter2" not in out + err and "admin" not in out + err
+    code, out, err = run(["validate", str(path)], capsys)
+    assert err.splitlines()[0] == (
+        f"error: {path}:9:10: spec.zap.url: 'http://***@192.168.1.40/' holds a user name or "
+        "password: credentials in a URL would be shown in plans, errors and logs; remove the "
+        "`user:password@` part and give credentials through a Secret or an environment variable"
+    )
+
+
 def test_missing_path_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nowhere"
     code, out, err = run(["validate", str(missing)], capsys)
@@ -144,3 +162,26 @@ def test_help_shows_examples(argv: list[str], capsys: pytest.CaptureFixture[str]
     command = argv[0] if argv[0] != "--help" else ""
     example_lines = [line.strip() for line in out.split("\nexamples:\n", 1)[1].splitlines()]
     assert any(line.startswith(f"reconciler {command}".rstrip()) for line in example_lines), out
+
+
+@pytest.mark.parametrize("host", ["192.168.1.60", "inverter.local", "Inverter-1", "fd00::60",
+                                  "fe80::1%eth0"])
+def test_host_names_and_ip_addresses_stay_accepted(host: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    site = EXAMPLES / "home-solna"
+    for file in site.iterdir():
+        text = file.read_text(encoding="utf-8")
+        (tmp_path / file.name).write_text(text.replace("host: 192.168.1.60", f"host: '{host}'"))
+    assert "host: '" in (tmp_path / "devices.yaml").read_text(encoding="utf-8")
+    code, _, err = run(["validate", str(tmp_path)], capsys)
+    assert (code, err) == (0, "")
+
+
+def test_a_line_separator_in_a_comment_does_not_shift_line_numbers(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("# Home gateway\u2028\n" + BROKEN, encoding="utf-8")
+    code, _, err = run(["validate", str(path)], capsys)
+    assert code == 1
+    assert [line.split(": ")[1] for line in err.splitlines()[:2]] == [
+        f"{path}:9:13", f"{path}:12:7"]

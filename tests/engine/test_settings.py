@@ -230,3 +230,63 @@ def test_a_secret_file_gives_its_password_without_the_line_ending(tmp_path: Path
         resolver.resolve(secret("latin1"))
     assert caught.value.args[0] == (
         f"secret latin1/password at {tmp_path / 'latin1' / 'password'} is not UTF-8 text")
+
+
+@pytest.mark.parametrize("config_text", [
+    'enapter_url = "https://ops:hunter2@api.enapter.com"\n',
+    '[gateway_urls]\n"zap-1" = "http://admin:hunter2@10.0.0.1/"\n',
+], ids=["cloud-url", "gateway-url"])
+def test_credentials_in_a_url_of_the_settings_file_are_refused(tmp_path: Path,
+                                                               config_text: str) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text(config_text)
+    [problem] = problems({}, config)
+    assert problem.startswith(f"{config}: ")
+    assert "holds a user name or password" in problem and "hunter2" not in problem
+    assert "a Secret or an environment variable" in problem
+
+
+def test_credentials_in_a_gateway_urls_file_are_refused(tmp_path: Path) -> None:
+    urls = tmp_path / "gateways.json"
+    urls.write_text(json.dumps({"zap-1": "http://admin:hunter2@10.0.0.1/"}))
+    [problem] = problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)})
+    assert problem.startswith(f"{urls}: zap-1: 'http://***@10.0.0.1/' holds a user name or "
+                              "password")
+    assert "hunter2" not in problem
+
+
+def test_a_password_holding_a_slash_is_not_repeated_either() -> None:
+    [problem] = problems({"RECONCILER_FLATPEAK_URL": "https://ops:hun/ter2@api.flatpeak.com"})
+    assert problem == ("RECONCILER_FLATPEAK_URL: expected an http:// or https:// URL with a "
+                       "host (e.g. https://api.example.com), got 'https://***@api.flatpeak.com'")
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("RECONCILER_GATEWAY_URLS", "zap-1=http://999.1.1.1", "zap-1: '999.1.1.1' is not a valid "
+                                                          "IPv4 address: expected four numbers "
+                                                          "from 0 to 255"),
+    ("RECONCILER_GATEWAY_URLS", "zap-1=http://zap_1.local", "zap-1: 'zap_1.local' is not a "
+                                                            "valid host: expected a host name"),
+    ("RECONCILER_ENAPTER_URL", "https://api..enapter.com", "'api..enapter.com' is not a valid "
+                                                           "host"),
+    ("RECONCILER_NOVACORE_URL", "http://127.1", "'127.1' is not a valid IPv4 address"),
+])
+def test_a_url_whose_host_is_no_name_or_address_is_refused(variable: str, value: str,
+                                                           expected: str) -> None:
+    [problem] = problems({variable: value})
+    assert problem.startswith(f"{variable}: {expected}"), problem
+
+
+@pytest.mark.parametrize("url", ["http://192.168.1.20:8080", "http://zap-1.home.arpa/",
+                                 "http://[fd00::20]:80/", "https://localhost"])
+def test_names_and_addresses_stay_accepted(url: str) -> None:
+    settings = load_settings({"RECONCILER_GATEWAY_URLS": f"zap-1={url}"})
+    assert settings.gateway_urls == {"zap-1": url}
+
+
+def test_a_gateway_urls_file_with_carriage_returns_is_located_by_editor_lines(
+        tmp_path: Path) -> None:
+    urls = tmp_path / "gateways.json"
+    urls.write_text('{\r  "zap-1": "http://10.0.0.1",\r  "zap-2": ,\r}\r', newline="")
+    [problem] = problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)})
+    assert problem.startswith(f"{urls}:3:12: not valid JSON: Expecting value"), problem

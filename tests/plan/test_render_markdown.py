@@ -84,3 +84,60 @@ def test_a_markdown_parser_reads_back_the_address_and_the_value() -> None:
     [block] = parsed.blocks
     assert f'+ name = "{HOSTILE_NAME}"' in block.splitlines()
     assert "</details>" in html.split("</pre>")[1]
+
+
+HOSTILE_MESSAGE_SN = ("<img src=x onerror=alert(1)> *bold* _it_ [link](https://x.example) "
+                      "`code` ~~gone~~ $x$ &amp; \\| 1.")
+
+
+class _RowText(HTMLParser):
+    """The text of each <td> of the table, and every tag found inside one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+        self.tags_in_cells: list[str] = []
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "td":
+            self.cells.append("")
+            self._depth = 1
+        elif self._depth:
+            self.tags_in_cells.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._depth = 0
+
+    def handle_data(self, data: str) -> None:
+        if self._depth:
+            self.cells[-1] += data
+
+
+def test_a_reason_shows_what_a_gateway_reported_as_literal_text() -> None:
+    """The message of an undeclared device names its serial, which the gateway chose: it
+    renders as the text it is, with no markup, link, HTML or table cell of its own."""
+    markdown_it = pytest.importorskip("markdown_it")
+    observed = converged()
+    observed.zaps["home-zap"].devices[HOSTILE_MESSAGE_SN] = ZapDevice(  # type: ignore[union-attr]
+        HOSTILE_MESSAGE_SN, "p1_uart", "p1_meter", "energy_meter", dict(P1_SETTINGS),
+        {"meter": True})
+    plan = make_plan(make_fleet(), observed, PlanOptions(prune=True))
+    markdown = render.render_markdown(document.to_document(plan))
+    [row] = [line for line in markdown.splitlines() if "onerror" in line]
+    assert len(re.split(r"(?<!\\)\|", row)) == 6, "four cells"
+    html = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
+    parsed = _RowText()
+    parsed.feed(html)
+    [reason] = [cell for cell in parsed.cells if "onerror" in cell and "not declared" in cell]
+    assert f"energy_meter {HOSTILE_MESSAGE_SN} on gateway home-zap is not declared" in reason
+    assert set(parsed.tags_in_cells) <= {"code"}, parsed.tags_in_cells  # the address spans
+
+
+def test_a_message_starting_like_a_block_stays_text_in_a_list_item() -> None:
+    markdown_it = pytest.importorskip("markdown_it")
+    for text in ("# heading", "> quote", "- item", "+ item", "12. item", "3) item"):
+        escaped = render._md_escape(text)
+        html = markdown_it.MarkdownIt("commonmark").render(f"- {escaped}\n")
+        assert html == f"<ul>\n<li>{text.replace('>', '&gt;')}</li>\n</ul>\n", (text, html)

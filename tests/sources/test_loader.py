@@ -158,6 +158,23 @@ def test_a_reference_to_an_invalid_document_says_it_is_declared(tmp_path: Path) 
     ]
 
 
+def test_the_der_limit_counts_inline_ders_and_der_documents_together(tmp_path: Path) -> None:
+    """16 inline DERs are the most a Device may declare; a DER document in another file
+    cannot add a 17th."""
+    inline = "".join(f"    - name: pv-{i}\n      type: solar\n" for i in range(2, 17))
+    write(tmp_path, "home.yaml", SITE + "---\n" + GATEWAY)
+    write(tmp_path, "inverter.yaml", INVERTER + inline)
+    der = f"{AV}\nkind: DER\nmetadata:\n  name: inverter-battery\nspec:\n  deviceRef: inverter\n"
+    write(tmp_path, "ders/battery.yaml", der + "  name: battery\n  type: battery\n")
+    result = loader.load_paths([tmp_path])
+    assert located(result.diagnostics, tmp_path) == [
+        "ders/battery.yaml:6:14: spec.deviceRef: Device 'inverter' would have 17 DERs (16 "
+        "inline and 1 in DER documents); a device has at most 16, inline and DER documents "
+        "together: move this DER to another device or remove it"]
+    write(tmp_path, "inverter.yaml", INVERTER + inline.split("    - name: pv-16")[0])
+    assert loader.load_paths([tmp_path]).ok, "16 in all"
+
+
 def test_a_missing_path_is_reported_and_the_rest_still_loads(tmp_path: Path) -> None:
     write(tmp_path, "site.yaml", SITE)
     missing = tmp_path / "nope"
@@ -197,6 +214,52 @@ def test_a_file_that_is_not_utf8_is_located_by_line_and_column(tmp_path: Path) -
     ]
     assert len(result.resources) == 1
     assert result.files == [str(bad), str(tmp_path / "site.yaml"), str(utf16)], "all found"
+
+
+def test_a_byte_order_mark_does_not_shift_the_columns_of_line_1(tmp_path: Path) -> None:
+    """Editors do not show a UTF-8 byte order mark: column 8 of `kind: a?` is the `?`."""
+    bom = b"\xef\xbb\xbf"
+    control = tmp_path / "control.yaml"
+    control.write_bytes(bom + b"kind: a\x01\n")
+    undecodable = tmp_path / "undecodable.yaml"
+    undecodable.write_bytes(bom + "kind: Malmö".encode() + b"\xff\n")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_bytes(bom + b"kind: Inverter\n")
+    result = loader.load_paths([control, undecodable, unknown])
+    assert located(result.diagnostics, tmp_path) == [
+        "undecodable.yaml:1:12: not UTF-8 text: byte 0xff cannot be decoded; save the file as "
+        "UTF-8",
+        "control.yaml:1:8: character U+0001 is not allowed in YAML (control characters are not "
+        "allowed)",
+        "unknown.yaml:1:7: kind: unknown kind 'Inverter'; known kinds: Site, Gateway, Device, DER",
+    ]
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"],
+                         ids=["line-separator", "paragraph-separator", "next-line"])
+def test_line_numbers_are_the_lines_an_editor_shows(tmp_path: Path, separator: str) -> None:
+    """YAML 1.1 ends a line at U+2028, U+2029 and U+0085 too; editors end one only at \\n,
+    \\r\\n and \\r. A comment holding one must not move what is reported below it."""
+    comment = f"# Solna, see the notes{separator}\n# more{separator}{separator}\r\n"
+    write(tmp_path, "home.yaml", comment + SITE.replace("name: home", "name: Home_1"))
+    write(tmp_path, "zap.yaml", comment + GATEWAY)  # siteRef: home, no longer declared
+    write(tmp_path, "control.yaml", comment + "kind: \x01\n")
+    write(tmp_path, "syntax.yaml", comment + "kind: [Site\n")
+    result = loader.load_paths([tmp_path])
+    assert [(d.file.replace(f"{tmp_path}/", ""), d.line, d.column)
+            for d in result.diagnostics] == [
+        ("control.yaml", 3, 7),
+        ("home.yaml", 6, 9),
+        ("syntax.yaml", 4, 1),
+        ("zap.yaml", 8, 12),
+    ]
+
+
+def test_a_carriage_return_ends_a_line_where_a_file_is_not_utf8(tmp_path: Path) -> None:
+    old_mac = tmp_path / "old-mac.yaml"
+    old_mac.write_bytes(b"# Sites\rdisplayName: Malm\xf6\r")
+    assert located(loader.load_paths([old_mac]).diagnostics, tmp_path) == [
+        "old-mac.yaml:2:18: not UTF-8 text: byte 0xf6 cannot be decoded; save the file as UTF-8"]
 
 
 def test_merge_keys_work_in_site_files(tmp_path: Path) -> None:
