@@ -680,7 +680,7 @@ def test_a_deletion_policy_changed_in_git_alone_is_honoured_when_the_gateway_is_
 
 
 def test_a_site_declared_no_more_is_reported_until_its_novacore_site_is_gone(
-        make_cli: CliFactory) -> None:
+        make_cli: CliFactory, tmp_path: Path) -> None:
     kept, retired = standard_site(1), standard_site(2, org=ORG_B)
     run = make_cli(kept + retired)
     assert run("apply", run.path, "--auto-approve")[0] == 0
@@ -704,8 +704,10 @@ def test_a_site_declared_no_more_is_reported_until_its_novacore_site_is_gone(
         {k: u[k] for k in ("platform", "id")} for u in document["unmanaged"]]
     # A selection judges what it selects; a Site declared nowhere is the whole fleet's.
     assert reported not in run("plan", run.path, "--target", "site/first")[1]
-    # --prune leaves the site; an apply keeps reporting it.
-    code, out, _ = run("apply", run.path, "--auto-approve", "--prune")
+    # --prune leaves the site, also from a saved plan; the next plan reports it again.
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--prune", "--out", str(saved))[0] == 0
+    code, out, _ = run("apply", str(saved))
     assert code == 0 and site_id in novacore.sites, out
     assert reported in run("plan", run.path)[1]
 
