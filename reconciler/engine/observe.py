@@ -24,6 +24,7 @@ from reconciler.plan import moves, renames
 from reconciler.plan.observed import (
     IdentityReading,
     NovacoreDevice,
+    NovacoreSite,
     Observed,
     Unreachable,
     ZapState,
@@ -237,15 +238,20 @@ class _SourcefulReads:
         sites = self.observed.novacore_sites.get(org)
         if not isinstance(sites, list):
             return
-        index = self.indexes.get(org)
-        if index is None:
-            index = self.indexes[org] = SiteIndex(sites)
+        index = self._index(org, sites)
         match = match_site(site, index)
         if match is None:
             if needs_rename_search(self.whole, site):
                 await self._unclaimed_devices(org, index)
             return
         await self._read_site_devices(match.id)
+
+    def _index(self, org: str, sites: list[NovacoreSite]) -> SiteIndex:
+        """The sites listed of `org` by id and name, indexed once per observation."""
+        index = self.indexes.get(org)
+        if index is None:
+            index = self.indexes[org] = SiteIndex(sites)
+        return index
 
     def _own_devices(self, site: Site) -> list[NovacoreDevice] | Unreachable | None:
         """The devices read of the Novacore site `site` matches (None: it matches none)."""
@@ -255,8 +261,7 @@ class _SourcefulReads:
         sites = self.observed.novacore_sites.get(novacore.org_id)
         if not isinstance(sites, list):
             return Unreachable("sites not listed")
-        index = self.indexes.get(novacore.org_id) or SiteIndex(sites)
-        match = match_site(site, index)
+        match = match_site(site, self._index(novacore.org_id, sites))
         return self.observed.novacore_devices.get(match.id) if match is not None else None
 
     async def _read_site_devices(self, site_id: str) -> None:

@@ -532,9 +532,7 @@ class SourcefulPlanner:
                 Reason.TARGET_UNREACHABLE,
                 message=f"Novacore organisation {novacore.org_id}: {reason}",
             )
-        index = self._site_indexes.get(novacore.org_id)
-        if index is None:
-            index = self._site_indexes[novacore.org_id] = SiteIndex(observed)
+        index = self._site_index(novacore.org_id, observed)
         match = match_site(site, index)
         not_found = f"no site named {site.spec.display_name!r} in {novacore.org_id}"
         rename: Rename[NovacoreSite] | None = None
@@ -1057,13 +1055,20 @@ class SourcefulPlanner:
             }
         return self._gateway_names.get(serial or "", serial or "")
 
+    def _site_index(self, org: str, listed: list[NovacoreSite]) -> SiteIndex:
+        """The sites listed of `org` by id and name, indexed once per plan."""
+        index = self._site_indexes.get(org)
+        if index is None:
+            index = self._site_indexes[org] = SiteIndex(listed)
+        return index
+
     def _site_name(self, org: str | None, site_id: str) -> str:
         """The declared Site that matches the Novacore site `site_id` of `org`, else that
         site's name and id."""
         listed = self.observed.novacore_sites.get(org or "")
         if not isinstance(listed, list):
             return site_id
-        index = self._site_indexes.get(org or "") or SiteIndex(listed)
+        index = self._site_index(org or "", listed)
         for site in self._whole.sites.values():
             novacore = site.spec.novacore
             if novacore is not None and novacore.org_id == org:
