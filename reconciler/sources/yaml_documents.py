@@ -289,30 +289,34 @@ def _first_too_deep(text: str) -> tuple[int, Position] | None:
     """(document number, where) of the first collection nested deeper than `_MAX_DEPTH`,
     found from parser events, which never recurse. None when there is none before the end
     or the first syntax error (which composing reports)."""
-    found = _first_too_deep_by(_Loader, text)
-    if found is None and _Loader is not yaml.SafeLoader:
-        # libyaml 0.2.6 and newer stop at 1,000 flow levels, and may do so while looking
-        # ahead, before yielding the event at level 101: Python's parser has no such limit.
-        found = _first_too_deep_by(yaml.SafeLoader, text)
-    return found
+    try:
+        return _first_too_deep_by(_Loader, text)
+    except yaml.YAMLError:
+        if _Loader is yaml.SafeLoader:
+            return None
+    # libyaml 0.2.6 and newer stop at 1,000 flow levels, and may do so while looking ahead,
+    # before yielding the event at level 101: Python's parser, slower, has no such limit.
+    # It is asked only after libyaml stopped on an error, which files that parse never do.
+    try:
+        return _first_too_deep_by(yaml.SafeLoader, text)
+    except yaml.YAMLError:
+        return None
 
 
 def _first_too_deep_by(loader: type[yaml.SafeLoader], text: str) -> tuple[int, Position] | None:
+    """`_first_too_deep` with one parser; its errors are raised."""
     depth, number = 0, -1
-    try:
-        for event in yaml.parse(text, Loader=loader):
-            if isinstance(event, yaml.DocumentStartEvent):
-                number += 1
-            elif isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > _MAX_DEPTH:
-                    mark = event.start_mark
-                    where = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
-                    return number, where
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-    except yaml.YAMLError:
-        pass
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.DocumentStartEvent):
+            number += 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > _MAX_DEPTH:
+                mark = event.start_mark
+                where = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
+                return number, where
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
     return None
 
 
