@@ -404,8 +404,9 @@ class SecretResolver:
         path = self.secrets_dir / ref.name / ref.key
         try:
             # The line break an editor or `echo` leaves is not part of the password (nor the
-            # carriage return of one saved on Windows).
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
+            # carriage return of one saved on Windows, nor the byte order mark Notepad
+            # writes first: "utf-8-sig" drops it).
+            return path.read_text(encoding="utf-8-sig").rstrip("\r\n")
         except UnicodeDecodeError:
             raise KeyError(f"secret {ref.name}/{ref.key} at {path} is not UTF-8 text") from None
         except OSError:

@@ -17,9 +17,11 @@ _BOMS = {b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
 
 
 def decode(data: bytes, file: str) -> tuple[str, Diagnostic | None]:
-    """The text of `data`, or "" and where it stops being UTF-8."""
+    """The text of `data`, or "" and where it stops being UTF-8. A UTF-8 byte order mark
+    (Windows editors write one) is no character of the text: tomllib and json would
+    refuse it at 1:1."""
     try:
-        return data.decode("utf-8"), None
+        return data.decode("utf-8").removeprefix("\ufeff"), None
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         # Lines end where an editor ends them (\n, \r\n, \r); columns count characters (the

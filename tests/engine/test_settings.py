@@ -178,6 +178,20 @@ def test_files_that_are_not_utf8_are_located(tmp_path: Path) -> None:
         f"{urls}:1:12: not UTF-8 text: byte 0xfe cannot be decoded; save the file as UTF-8"]
 
 
+def test_files_saved_with_a_byte_order_mark_are_read(tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_bytes(b"\xef\xbb\xbfconcurrency = 7\n")
+    urls = tmp_path / "gateways.json"
+    urls.write_bytes(b'\xef\xbb\xbf{"zap-0000000000000001": "http://10.0.0.9"}')
+    settings = load_settings({"RECONCILER_GATEWAY_URLS_FILE": str(urls)}, config_file=str(config))
+    assert settings.concurrency == 7
+    assert settings.gateway_url("zap-0000000000000001", "http://declared") == "http://10.0.0.9"
+    # A problem on line 1 is still at the column an editor shows, the mark not counted.
+    config.write_bytes(b"\xef\xbb\xbfconcurrency = = 7\n")
+    [problem] = problems({}, config)
+    assert problem.startswith(f"{config}:1:15: not valid TOML: "), problem
+
+
 def test_files_nested_too_deeply_to_parse_are_refused(tmp_path: Path) -> None:
     urls = tmp_path / "gateways.json"
     urls.write_text("[" * 100_000 + "]" * 100_000)
@@ -219,13 +233,15 @@ def test_a_secret_file_gives_its_password_without_the_line_ending(tmp_path: Path
     def secret(name: str) -> SecretSource:
         return SecretSource(secret_key_ref=SecretKeyRef(name=name, key="password"))
 
-    for name, content in (("unix", b"pw-1\n"), ("windows", b"pw-1\r\n"), ("bare", b"pw-1")):
+    saved = (("unix", b"pw-1\n"), ("windows", b"pw-1\r\n"), ("bare", b"pw-1"),
+             ("notepad", b"\xef\xbb\xbfpw-1\r\n"))
+    for name, content in saved:
         (tmp_path / name).mkdir()
         (tmp_path / name / "password").write_bytes(content)
     (tmp_path / "latin1").mkdir()
     (tmp_path / "latin1" / "password").write_bytes(b"l\xf6sen\n")
     resolver = SecretResolver(str(tmp_path), environ={})
-    assert [resolver.resolve(secret(n)) for n in ("unix", "windows", "bare")] == ["pw-1"] * 3
+    assert [resolver.resolve(secret(n)) for n, _ in saved] == ["pw-1"] * len(saved)
     with pytest.raises(KeyError) as caught:
         resolver.resolve(secret("latin1"))
     assert caught.value.args[0] == (
