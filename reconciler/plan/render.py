@@ -142,13 +142,19 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
 _MD_INLINE = re.compile(r"[\\`*_\[\]<>&|~$]")
 # What would open a block at the start of a list item: a heading, a quote, a list.
 _MD_BLOCK_START = re.compile(r"^(?:[#>+-]|\d+(?=[.)]))")
+# A mention (@name, @org/team) or an issue reference (#12, owner/repo#12): in a pull-request
+# comment GitHub would notify that user or team, or cross-link that issue. A zero-width space
+# after the sign keeps the text as it reads and breaks the reference (as Renovate does).
+_GITHUB_REFERENCE = re.compile(r"([@#])(?=[A-Za-z0-9])")
 
 
 def _md_escape(text: str) -> str:
     """Text from outside (a message a gateway or cloud reported, a description) as literal
-    text on one line of Markdown: no markup of its own, no HTML, no new row or item."""
+    text on one line of Markdown: no markup of its own, no HTML, no new row or item, and
+    no mention or issue reference."""
     text = printable(re.sub(r"\r\n|[\r\n]", " ", text)).strip()
     text = _MD_INLINE.sub(lambda match: "\\" + match[0], text)
+    text = _GITHUB_REFERENCE.sub(r"\1&#8203;", text)
     start = _MD_BLOCK_START.match(text)
     if start is None:
         return text

@@ -141,3 +141,17 @@ def test_a_message_starting_like_a_block_stays_text_in_a_list_item() -> None:
         escaped = render._md_escape(text)
         html = markdown_it.MarkdownIt("commonmark").render(f"- {escaped}\n")
         assert html == f"<ul>\n<li>{text.replace('>', '&gt;')}</li>\n</ul>\n", (text, html)
+
+
+@pytest.mark.parametrize("text", [
+    "serial @octocat", "@org/team", "owner/repo#12 and #7", "#1", "mail@example.com"])
+def test_a_message_mentions_nobody_and_links_no_issue(text: str) -> None:
+    """In a pull-request comment `@name` notifies that user and `#12` cross-links issue 12:
+    a reported text shows as written, with a zero-width space breaking each reference."""
+    markdown_it = pytest.importorskip("markdown_it")
+    html = markdown_it.MarkdownIt("commonmark").render(f"- {render._md_escape(text)}\n")
+    shown = re.fullmatch(r"<ul>\n<li>(.*)</li>\n</ul>\n", html)
+    assert shown is not None, html
+    assert shown[1].replace("\u200b", "") == text
+    # What GitHub links: a sign directly followed by a name or a number.
+    assert not re.search(r"[@#][A-Za-z0-9]", shown[1]), shown[1]
