@@ -10,7 +10,7 @@ it); rejected credentials stop the run instead, since retrying cannot fix them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
 from reconciler.engine.retry import RetryPolicy, retrying
@@ -29,10 +29,11 @@ from reconciler.plan.observed import (
     Unreachable,
     ZapState,
 )
+from reconciler.plan.retired import RetiredSite
 from reconciler.plan.sourceful import (
     SiteIndex,
+    applied_site,
     is_added_to_zap,
-    match_site,
     needs_rename_search,
     unclaimed_sites,
 )
@@ -87,18 +88,22 @@ async def observe(
     whole_fleet: Fleet | None = None,
     release_orgs: Iterable[str] = (),
     site_orgs: Iterable[str] = (),
+    applied_sites: Mapping[str, RetiredSite] | None = None,
 ) -> Observed:
     """Read the fleet's actual state (into `into`, or a new `Observed`). `on_site(name)` is
     called for each site once everything planning it needs is read, while other reads
     may still be in flight (see `plan.planner.PlanBuilder`). `whole_fleet` is the declared
     fleet `fleet` is part of (`plan.planner.PlanOptions.whole_fleet`). The gateways of
     `release_orgs` are listed too, declared or not (`state.Inventory.release_orgs`), and
-    the sites of `site_orgs` (where Sites declared no more were applied: `plan.retired`)."""
+    the sites of `site_orgs` (where Sites declared no more were applied: `plan.retired`).
+    `applied_sites`: where earlier applies put declared Sites (a Site renamed in git keeps
+    its site: `plan.sourceful.applied_site`)."""
     policy = policy or RetryPolicy(attempts=3)
     observed = into if into is not None else Observed()
     whole = whole_fleet or fleet
     reads = _SourcefulReads(
-        fleet, session, _Gather(policy), observed, whole, set(release_orgs), set(site_orgs)
+        fleet, session, _Gather(policy), observed, whole, set(release_orgs), set(site_orgs),
+        applied_sites or {},
     )
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
@@ -126,6 +131,7 @@ class _SourcefulReads:
         whole_fleet: Fleet,
         release_orgs: set[str],
         site_orgs: set[str],
+        applied_sites: Mapping[str, RetiredSite],
     ):
         self.fleet = fleet
         # What renamed Sites are recognised by (plan.planner.PlanOptions.whole_fleet).
@@ -141,6 +147,8 @@ class _SourcefulReads:
         # ...and once every organisation's sites and gateways are.
         self.clouds_listed = asyncio.Event()
         self.indexes: dict[str, SiteIndex] = {}
+        self.applied_sites = applied_sites
+        self.unclaimed: dict[str, list[NovacoreSite]] = {}
         self.unclaimed_reads: dict[str, asyncio.Future[list[None]]] = {}
         # Set once every site's Novacore devices are read: a site with a device that is not
         # in its own Novacore site is planned only then, since it may move in from another.
@@ -239,7 +247,7 @@ class _SourcefulReads:
         if not isinstance(sites, list):
             return
         index = self._index(org, sites)
-        match = match_site(site, index)
+        match = self._applied_site(site, org, index)
         if match is None:
             if needs_rename_search(self.whole, site):
                 await self._unclaimed_devices(org, index)
@@ -253,6 +261,17 @@ class _SourcefulReads:
             index = self.indexes[org] = SiteIndex(sites)
         return index
 
+    def _applied_site(self, site: Site, org: str, index: SiteIndex) -> NovacoreSite | None:
+        return applied_site(
+            self.whole, site, index, self.applied_sites, lambda: self._unclaimed(org, index)
+        )
+
+    def _unclaimed(self, org: str, index: SiteIndex) -> list[NovacoreSite]:
+        found = self.unclaimed.get(org)
+        if found is None:
+            found = self.unclaimed[org] = unclaimed_sites(self.whole, org, index)
+        return found
+
     def _own_devices(self, site: Site) -> list[NovacoreDevice] | Unreachable | None:
         """The devices read of the Novacore site `site` matches (None: it matches none)."""
         novacore = site.spec.novacore
@@ -261,7 +280,7 @@ class _SourcefulReads:
         sites = self.observed.novacore_sites.get(novacore.org_id)
         if not isinstance(sites, list):
             return Unreachable("sites not listed")
-        match = match_site(site, self._index(novacore.org_id, sites))
+        match = self._applied_site(site, novacore.org_id, self._index(novacore.org_id, sites))
         return self.observed.novacore_devices.get(match.id) if match is not None else None
 
     async def _read_site_devices(self, site_id: str) -> None:
@@ -279,7 +298,7 @@ class _SourcefulReads:
         for the site a renamed Site was called before (`plan.sourceful.find_renamed`)."""
         reads = self.unclaimed_reads.get(org)
         if reads is None:
-            unclaimed = unclaimed_sites(self.whole, org, index)
+            unclaimed = self._unclaimed(org, index)
             if len(unclaimed) > renames.SEARCH_LIMIT:
                 unclaimed = []  # too many to read on every plan; the planner says so
             reads = self.unclaimed_reads[org] = asyncio.ensure_future(

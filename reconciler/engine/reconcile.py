@@ -168,7 +168,10 @@ class Reconciler:
             # Only when this fleet is the whole desired state: a part of it (the operator's
             # one object) would take every other Site for one declared no more.
             options = dataclasses.replace(
-                options, retired_sites=inventory.retired_sites(self.fleet.sites)
+                options,
+                retired_sites=inventory.retired_sites(self.fleet.sites),
+                applied_sites=inventory.applied_sites(self.fleet.sites),
+                left_sites=tuple(inventory.left_sites),
             )
         if self._ledger_in_state:
             self.credentials = self.state.read_credentials()
@@ -185,7 +188,9 @@ class Reconciler:
                 on_site=builder.site_observed,
                 whole_fleet=options.whole_fleet,
                 release_orgs=inventory.release_orgs(self.fleet.zap_serials()),
-                site_orgs={site.org_id for site in options.retired_sites.values()},
+                site_orgs={site.org_id for site in options.retired_sites.values()}
+                | {left.where.org_id for left in options.left_sites},
+                applied_sites=options.applied_sites,
             )
             plan = builder.finish()
         return PlanResult(plan, observed, self.fleet, list(paths or []))
@@ -300,6 +305,8 @@ class Reconciler:
         for name, site_id in site_ids.items():
             site = self.fleet.sites.get(name)
             if site is not None and site.spec.novacore is not None:
-                inventory.sites[name] = RetiredSite(site.spec.novacore.org_id, site_id)
+                inventory.apply_site(name, RetiredSite(site.spec.novacore.org_id, site_id))
         for name in plan.forget_sites:
             inventory.sites.pop(name, None)
+        gone = set(plan.forget_left)
+        inventory.left_sites = [left for left in inventory.left_sites if left not in gone]

@@ -26,7 +26,7 @@ from typing import Any
 from reconciler.engine.credentials import KEY_BYTES, CredentialLedger
 from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
-from reconciler.plan.retired import RetiredSite
+from reconciler.plan.retired import LeftSite, RetiredSite
 
 # Past this size, a settled journal starts afresh (`StateDir.settle`): about 40,000 writes.
 JOURNAL_ROTATE_BYTES = 8 * 1024 * 1024
@@ -173,6 +173,11 @@ class StateDir:
                 for name, site in data.get("sites", {}).items()
                 if isinstance(site, dict) and {"org", "id"} <= site.keys()
             },
+            [
+                LeftSite(str(site["site"]), RetiredSite(str(site["org"]), str(site["id"])))
+                for site in data.get("left_sites", {}).values()
+                if isinstance(site, dict) and {"site", "org", "id"} <= site.keys()
+            ],
         )
 
     def write_inventory(self, inventory: Inventory) -> None:
@@ -186,6 +191,13 @@ class StateDir:
                     "sites": {
                         name: {"org": site.org_id, "id": site.site_id}
                         for name, site in inventory.sites.items()
+                    },
+                    # Keyed by site id: the file stays an object of objects.
+                    "left_sites": {
+                        left.where.site_id: {
+                            "site": left.site, "org": left.where.org_id, "id": left.where.site_id
+                        }
+                        for left in inventory.left_sites
                     },
                 },
                 indent=2,
@@ -239,11 +251,12 @@ class StateDir:
 class Inventory:
     """What earlier applies declared, kept for when it is declared no more: each gateway's
     deletion policy and the organisation it was claimed into, and the Novacore site of
-    each Site (`plan.retired`)."""
+    each Site, and the sites Sites left for others (`plan.retired`)."""
 
     policies: dict[str, str] = field(default_factory=dict)  # serial -> deletionPolicy
     orgs: dict[str, str] = field(default_factory=dict)  # serial -> Novacore organisation
     sites: dict[str, RetiredSite] = field(default_factory=dict)  # Site name -> its site
+    left_sites: list[LeftSite] = field(default_factory=list)
 
     def remember(self, serial: str, policy: str, org: str) -> None:
         self.policies[serial] = policy
@@ -258,6 +271,20 @@ class Inventory:
         """The remembered Sites that `declared` (Site names) does not hold."""
         names = set(declared)
         return {name: site for name, site in self.sites.items() if name not in names}
+
+    def applied_sites(self, declared: Iterable[str]) -> dict[str, RetiredSite]:
+        """The remembered Sites that `declared` (Site names) holds."""
+        return {name: self.sites[name] for name in declared if name in self.sites}
+
+    def apply_site(self, name: str, where: RetiredSite) -> None:
+        """Remember that Site `name` is applied to `where`; the site it was applied to
+        before, if another, is then a site it left (reported while it exists), and one it
+        comes back to is not."""
+        before = self.sites.get(name)
+        self.left_sites = [left for left in self.left_sites if left.where != where]
+        if before is not None and before != where:
+            self.left_sites.append(LeftSite(name, before))
+        self.sites[name] = where
 
     def release_orgs(self, declared_serials: set[str]) -> set[str]:
         """Organisations of gateways remembered with deletionPolicy Release that are not

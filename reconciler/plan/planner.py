@@ -13,7 +13,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.plan import platforms, targeting
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import Observed
-from reconciler.plan.retired import RetiredSite, retired_sites
+from reconciler.plan.retired import LeftSite, RetiredSite, retired_sites
 from reconciler.plan.sourceful import SourcefulPlanner, gateway_of_change
 
 
@@ -31,6 +31,12 @@ class PlanOptions:
     # Site name -> where an earlier apply put it, for Sites declared no more (from the
     # state directory's inventory): reported while their Novacore site exists.
     retired_sites: Mapping[str, RetiredSite] = field(default_factory=dict)
+    # Site name -> where an earlier apply put it, for declared Sites: a Site renamed in git
+    # that matches no site by name keeps this one (`plan.sourceful.applied_site`).
+    applied_sites: Mapping[str, RetiredSite] = field(default_factory=dict)
+    # Sites that declared Sites were applied to before their orgId or siteId changed:
+    # reported while they exist, as retired sites are.
+    left_sites: tuple[LeftSite, ...] = ()
 
 
 @dataclass
@@ -40,9 +46,10 @@ class Plan:
     changes: list[Change]
     unmanaged: list[dict[str, Any]]
     options: PlanOptions
-    # Retired Sites (PlanOptions.retired_sites) the inventory forgets (`plan.retired`);
-    # not part of the plan document.
+    # Retired Sites (PlanOptions.retired_sites) and left sites (PlanOptions.left_sites)
+    # the inventory forgets (`plan.retired`); not part of the plan document.
     forget_sites: list[str] = field(default_factory=list)
+    forget_left: list[LeftSite] = field(default_factory=list)
 
     @property
     def pending(self) -> list[Change]:
@@ -131,6 +138,7 @@ class PlanBuilder:
             prune=self.options.prune,
             inventory=dict(self.options.inventory),
             whole_fleet=self.options.whole_fleet,
+            applied_sites=self.options.applied_sites,
         )
 
     def site_observed(self, site_name: str) -> None:
@@ -146,7 +154,10 @@ class PlanBuilder:
             changes += more
             unmanaged += more_unmanaged
         retired = retired_sites(
-            options.retired_sites, self.observed, novacore_site_ids(changes).values()
+            options.retired_sites,
+            self.observed,
+            novacore_site_ids(changes).values(),
+            options.left_sites,
         )
         unmanaged += retired.unmanaged
         selected = targeting.select(self.fleet, list(options.targets), list(options.excludes))
@@ -157,7 +168,11 @@ class PlanBuilder:
         # Stable: within a site, changes keep the order its planning made them in.
         changes.sort(key=_order_key(self.fleet))
         return Plan(
-            changes=changes, unmanaged=unmanaged, options=options, forget_sites=retired.forget
+            changes=changes,
+            unmanaged=unmanaged,
+            options=options,
+            forget_sites=retired.forget,
+            forget_left=retired.forget_left,
         )
 
     def _is_selected(

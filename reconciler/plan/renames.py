@@ -1,11 +1,13 @@
 """PURE: recognising a site renamed in git (or in the cloud) by what it holds.
 
 A Site without `siteId` is found by its display name. When no remote site has that name,
-the site no declared Site claims that holds this Site's objects and nothing else is the
-same site under the name it had before: renaming it keeps its id, devices and history,
-where creating a site would duplicate it. Only a site whose every object this Site
-declares qualifies, so a site that also holds others is never taken over; two that
-qualify, or one whose contents cannot be read, are not guessed between. Each platform's
+the site an earlier apply put it in is the same site under the name it had before, where
+the CLI's state directory remembers one (`sourceful.applied_site`). Failing that, so is
+the site no declared Site claims that holds this Site's objects and nothing else.
+Renaming it keeps its id, devices and history, where creating a site would duplicate it.
+Only a site whose every object this Site declares qualifies, so a site that also holds
+others is never taken over; two that qualify, or one whose contents cannot be read, are
+not guessed between. Each platform's
 planner says what "holds" and "declares" mean for it (Novacore devices by hardware id,
 Enapter devices by hardware id or slug).
 
@@ -27,6 +29,10 @@ SEARCH_LIMIT = 200
 RENAMED_MESSAGE = (
     "renamed: site {id} holds this Site's devices and nothing else, so it is renamed rather "
     "than created again; set `siteId` to pin it"
+)
+REMEMBERED_MESSAGE = (
+    "renamed: an earlier apply put this Site in site {id} (the state directory remembers "
+    "it), so it is renamed rather than created again; set `siteId` to pin it"
 )
 
 

@@ -1,13 +1,14 @@
-"""PURE: Novacore sites that an earlier apply made or matched for a Site the desired state
-declares no more (the state directory's inventory remembers them), reported as unmanaged
-objects while they exist, so a Site deleted from git does not leave its site and devices
+"""PURE: Novacore sites that an earlier apply made or matched for a Site, and that no Site
+of the desired state is applied to any more (the state directory's inventory remembers
+them), reported as unmanaged objects while they exist. A Site deleted from git, or one
+moved to another organisation or `siteId`, then does not leave its old site and devices
 behind without a word. They are reported, never deleted: a site holds its devices'
 history, and no Site says what should become of it (`--prune` does not delete sites)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.plan.observed import NovacoreSite, Observed
@@ -15,10 +16,19 @@ from reconciler.plan.observed import NovacoreSite, Observed
 
 @dataclass(frozen=True)
 class RetiredSite:
-    """Where a Site no longer declared was applied: its organisation and site id."""
+    """Where a Site was applied: its organisation and site id."""
 
     org_id: str
     site_id: str
+
+
+@dataclass(frozen=True)
+class LeftSite:
+    """A site that the still declared Site `site` was applied to before its organisation or
+    `siteId` changed, and the apply put it in another."""
+
+    site: str
+    where: RetiredSite
 
 
 @dataclass
@@ -29,40 +39,62 @@ class RetiredSites:
 
     unmanaged: list[dict[str, Any]]
     forget: list[str]
+    forget_left: list[LeftSite] = field(default_factory=list)
 
 
 def retired_sites(
-    retired: Mapping[str, RetiredSite], observed: Observed, matched_ids: Iterable[str]
+    retired: Mapping[str, RetiredSite],
+    observed: Observed,
+    matched_ids: Iterable[str],
+    left: Sequence[LeftSite] = (),
 ) -> RetiredSites:
-    """`retired`: Site name -> where it was applied. `matched_ids`: the Novacore site ids a
-    declared Site matches in this plan (a Site renamed in git, or one that took over the
-    same site, keeps it managed). A site whose organisation could not be listed is neither
-    reported nor forgotten."""
+    """`retired`: Site name -> where it was applied, for Sites declared no more. `left`:
+    sites that declared Sites left. `matched_ids`: the Novacore site ids a declared Site
+    matches in this plan (a Site renamed in git, or one that took over the same site,
+    keeps it managed). A site whose organisation could not be listed is neither reported
+    nor forgotten."""
     matched = set(matched_ids)
     found = RetiredSites(unmanaged=[], forget=[])
     for name, where in sorted(retired.items()):
-        listed = observed.novacore_sites.get(where.org_id)
-        if not isinstance(listed, list):
+        listed, site = _still_unmanaged(observed, where, matched)
+        if not listed:
             continue
-        site = _by_id(listed, where.site_id)
-        if site is None or site.id in matched:
+        if site is None:
             found.forget.append(name)
         else:
-            found.unmanaged.append(_entry(name, site))
+            found.unmanaged.append(_entry(
+                site, f"was applied for Site {name}, which is declared no more; it and its "
+                "devices stay in Novacore (--prune does not delete sites): delete it there, "
+                "or declare the Site again"))
+    for former in left:
+        listed, site = _still_unmanaged(observed, former.where, matched)
+        if not listed:
+            continue
+        if site is None:
+            found.forget_left.append(former)
+        else:
+            found.unmanaged.append(_entry(
+                site, f"was applied for Site {former.site} before the Site moved to another "
+                "site (its orgId or siteId changed); it stays in Novacore (--prune does not "
+                "delete sites): delete it there once its devices are where they belong"))
     return found
 
 
-def _by_id(sites: list[NovacoreSite], site_id: str) -> NovacoreSite | None:
-    return next((s for s in sites if s.id == site_id), None)
+def _still_unmanaged(
+    observed: Observed, where: RetiredSite, matched: set[str]
+) -> tuple[bool, NovacoreSite | None]:
+    """(whether its organisation was listed, the site if it is still there and matched by
+    no declared Site)."""
+    listed = observed.novacore_sites.get(where.org_id)
+    if not isinstance(listed, list):
+        return False, None
+    site = next((s for s in listed if s.id == where.site_id), None)
+    return True, None if site is None or site.id in matched else site
 
 
-def _entry(name: str, site: NovacoreSite) -> dict[str, Any]:
+def _entry(site: NovacoreSite, what: str) -> dict[str, Any]:
     return {
         "platform": "novacore",
         "id": site.id,
-        "description": (
-            f"site {site.id} ({site.name!r} in {site.org_id}) was applied for Site {name}, "
-            "which is declared no more; it and its devices stay in Novacore (--prune does "
-            "not delete sites): delete it there, or declare the Site again"
-        ),
+        "description": f"site {site.id} ({site.name!r} in {site.org_id}) {what}",
     }

@@ -8,7 +8,7 @@ gateway or cloud defers as a whole: nothing is guessed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,7 @@ from reconciler.plan.observed import (
     ZapState,
 )
 from reconciler.plan.renames import Rename
+from reconciler.plan.retired import RetiredSite
 
 # Zap RTU parity is numeric (platform-apis §1.2: "parity 0/1/2").
 _RTU_PARITY = {Parity.NONE: 0, Parity.ODD: 1, Parity.EVEN: 2}
@@ -247,6 +248,29 @@ def match_site(site: Site, candidates: list[NovacoreSite] | SiteIndex) -> Novaco
     return index.by_name.get(site.spec.display_name)
 
 
+def applied_site(
+    fleet: Fleet,
+    site: Site,
+    index: SiteIndex,
+    applied: Mapping[str, RetiredSite],
+    unclaimed: Callable[[], Sequence[NovacoreSite]],
+) -> NovacoreSite | None:
+    """The Novacore site a Site is applied to: the one it declares (`match_site`), else,
+    for a Site found by name, the one an earlier apply put it in (`applied`, the state
+    directory's inventory) while that is in the Site's organisation and no declared Site
+    claims it (`unclaimed`, called only then): the Site was renamed in git. Without it an
+    empty site renamed would be created again, there being no devices to recognise it by."""
+    match = match_site(site, index)
+    novacore = site.spec.novacore
+    assert novacore is not None
+    where = applied.get(site.name)
+    if match is not None or novacore.site_id is not None or where is None:
+        return match
+    if where.org_id != novacore.org_id or where.site_id not in index.by_id:
+        return None
+    return next((c for c in unclaimed() if c.id == where.site_id), None)
+
+
 def site_hardware_ids(fleet: Fleet, site: Site) -> set[str]:
     """Hardware ids of the devices a Site provisions in Novacore (those behind its gateways)."""
     return {
@@ -350,6 +374,8 @@ class SourcefulPlanner:
     _matched_site: dict[str, NovacoreSite] = field(default_factory=dict)
     # What a renamed Site is recognised by (planner.PlanOptions.whole_fleet); None: `fleet`.
     whole_fleet: Fleet | None = None
+    # Where earlier applies put declared Sites (planner.PlanOptions.applied_sites).
+    applied_sites: Mapping[str, RetiredSite] = field(default_factory=dict)
     # Org id -> its sites no declared Site matches (where renamed Sites are looked for).
     _unclaimed_sites: dict[str, list[NovacoreSite]] = field(default_factory=dict)
     # Site resource name -> its unmanaged objects (kept per site: sites may be planned in
@@ -534,10 +560,19 @@ class SourcefulPlanner:
             )
         index = self._site_index(novacore.org_id, observed)
         match = match_site(site, index)
+        remembered = None
+        if match is None:
+            remembered = applied_site(
+                self._whole, site, index, self.applied_sites,
+                lambda: self._unclaimed(novacore.org_id, index),
+            )
         not_found = f"no site named {site.spec.display_name!r} in {novacore.org_id}"
         rename: Rename[NovacoreSite] | None = None
         # Hardware ids to recognise the site it was renamed from by, if it is looked for.
-        search_ids = rename_search_ids(self._whole, site) if match is None else set()
+        search_ids = (
+            rename_search_ids(self._whole, site) if match is None and remembered is None
+            else set()
+        )
         if search_ids:
             rename = find_renamed(
                 self._whole, site, self._unclaimed(novacore.org_id, index),
@@ -557,6 +592,7 @@ class SourcefulPlanner:
                     message=f"{not_found}, and {rename.problem}",
                 )
             match = rename.site
+        match = match or remembered
         if match is None:
             if novacore.site_id is not None:
                 return site_change(
@@ -575,8 +611,13 @@ class SourcefulPlanner:
         before = {"name": match.name, "org_id": match.org_id}
         diff = declared_diff(after, before)
         action, reason = update_or_in_sync(diff)
-        # Matched here only through a rename search: the site was found by what it holds.
-        message = renames.RENAMED_MESSAGE.format(id=match.id) if rename is not None else ""
+        # Matched here only through a rename search (the site was found by what it holds),
+        # or through the inventory (an earlier apply put the Site there).
+        message = ""
+        if rename is not None:
+            message = renames.RENAMED_MESSAGE.format(id=match.id)
+        elif remembered is not None:
+            message = renames.REMEMBERED_MESSAGE.format(id=match.id)
         return site_change(
             action, reason, before=before, diff=diff, external_id=match.id, message=message
         )

@@ -40,6 +40,7 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
     serial_of,
     shop_in_org_b,
     site,
+    site_names,
     standard_site,
     write,
 )
@@ -722,6 +723,76 @@ def test_a_site_declared_no_more_is_reported_until_its_novacore_site_is_gone(
     assert inventory["sites"]["first"]["org"] == ORG_A
     code, out, _ = run("plan", run.path)
     assert code == 0 and "unmanaged: site" not in out, out
+
+
+def test_an_empty_site_renamed_in_git_keeps_its_novacore_site(make_cli: CliFactory) -> None:
+    """A Site with no devices has nothing to recognise its old site by: the inventory's
+    memory of where the last apply put it is what keeps a new display name a rename."""
+    run = make_cli([*standard_site(1), site("empty", display="New Site")])
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    novacore = run.sims.sims.novacore
+    (site_id,) = [s.id for s in novacore.sites.values() if s.name == "New Site"]
+    run.rewrite([*standard_site(1), site("empty", display="Renamed Site")])
+
+    code, out, _ = run("plan", run.path)
+    assert code == 0, out
+    assert "~ site/empty[novacore] will be updated in place" in out
+    assert (f"renamed: an earlier apply put this Site in site {site_id} (the state directory "
+            "remembers it), so it is renamed rather than created again") in out
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    assert site_names(run.sims.sims, ORG_A) == ["Renamed Site", "Site s1"]
+    assert novacore.sites[site_id].name == "Renamed Site"
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 0, out
+
+
+BOTH_ORGS = standard_site(1) + standard_site(2, org=ORG_B)  # both organisations exist
+
+
+def test_a_site_moved_to_another_organisation_reports_the_site_it_left(
+        make_cli: CliFactory) -> None:
+    run = make_cli([*BOTH_ORGS, site("empty", display="Depot")])
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    novacore = run.sims.sims.novacore
+    (old_id,) = [s.id for s in novacore.sites.values() if s.name == "Depot"]
+    run.rewrite([*BOTH_ORGS, site("empty", display="Depot", org=ORG_B)])
+
+    code, out, _ = run("plan", run.path)
+    assert code == 0 and "+ site/empty[novacore] will be created" in out, out
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    (new_id,) = [s.id for s in novacore.sites.values()
+                 if s.org_id == ORG_B and s.name == "Depot"]
+    reported = (f"! unmanaged: site {old_id} ('Depot' in {ORG_A}) was applied for Site empty "
+                "before the Site moved to another site (its orgId or siteId changed); it stays "
+                "in Novacore (--prune does not delete sites)")
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 0 and reported in out, out
+    # Still reported after an apply with nothing to do, and forgotten once deleted there.
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    assert reported in run("plan", run.path)[1]
+    headers = {"Authorization": f"Bearer {os.environ['RECONCILER_NOVACORE_TOKEN']}"}
+    deleted = httpx.delete(f"{os.environ['RECONCILER_NOVACORE_URL']}/_sim/sites/{old_id}",
+                           headers=headers)
+    assert deleted.status_code == 200
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    inventory = json.loads((run.state_dir / "inventory.json").read_text())
+    assert inventory["left_sites"] == {}
+    assert inventory["sites"]["empty"] == {"org": ORG_B, "id": new_id}
+    code, out, _ = run("plan", run.path)
+    assert code == 0 and "unmanaged: site" not in out, out
+
+
+def test_a_site_moved_back_is_not_reported_as_left(make_cli: CliFactory) -> None:
+    run = make_cli([*BOTH_ORGS, site("empty", display="Depot")])
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.rewrite([*BOTH_ORGS, site("empty", display="Depot", org=ORG_B)])
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    # Back: the first site is found by name again; the one in org-beta is the one left.
+    run.rewrite([*BOTH_ORGS, site("empty", display="Depot")])
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    out = run("plan", run.path)[1]
+    assert f"('Depot' in {ORG_B}) was applied for Site empty before" in out, out
+    assert f"('Depot' in {ORG_A})" not in out, out
 
 
 # -- Ctrl-C while applying ----------------------------------------------------------------------
