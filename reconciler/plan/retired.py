@@ -55,28 +55,28 @@ def retired_sites(
     nor forgotten."""
     matched = set(matched_ids)
     found = RetiredSites(unmanaged=[], forget=[])
-    for name, where in sorted(retired.items()):
+    retirees: list[tuple[str | LeftSite, RetiredSite, str]] = [
+        (name, where, f"was applied for Site {name}, which is declared no more; it and its "
+         "devices stay in Novacore (--prune does not delete sites): delete it there, or "
+         "declare the Site again")
+        for name, where in sorted(retired.items())
+    ]
+    retirees += [
+        (former, former.where, f"was applied for Site {former.site} before the Site moved "
+         "to another site (its orgId or siteId changed); it stays in Novacore (--prune does "
+         "not delete sites): delete it there once its devices are where they belong")
+        for former in left
+    ]
+    for retiree, where, what in retirees:
         listed, site = _still_unmanaged(observed, where, matched)
         if not listed:
             continue
-        if site is None:
-            found.forget.append(name)
+        if site is not None:
+            found.unmanaged.append(_entry(site, what))
+        elif isinstance(retiree, LeftSite):
+            found.forget_left.append(retiree)
         else:
-            found.unmanaged.append(_entry(
-                site, f"was applied for Site {name}, which is declared no more; it and its "
-                "devices stay in Novacore (--prune does not delete sites): delete it there, "
-                "or declare the Site again"))
-    for former in left:
-        listed, site = _still_unmanaged(observed, former.where, matched)
-        if not listed:
-            continue
-        if site is None:
-            found.forget_left.append(former)
-        else:
-            found.unmanaged.append(_entry(
-                site, f"was applied for Site {former.site} before the Site moved to another "
-                "site (its orgId or siteId changed); it stays in Novacore (--prune does not "
-                "delete sites): delete it there once its devices are where they belong"))
+            found.forget.append(retiree)
     return found
 
 

@@ -680,6 +680,14 @@ def test_a_deletion_policy_changed_in_git_alone_is_honoured_when_the_gateway_is_
     assert run.sims.sims.novacore.gateways[serial_of(2)].org_id is None
 
 
+def delete_novacore_site(site_id: str) -> None:
+    """Delete a site in the Novacore simulator, as someone would in its UI."""
+    headers = {"Authorization": f"Bearer {os.environ['RECONCILER_NOVACORE_TOKEN']}"}
+    deleted = httpx.delete(f"{os.environ['RECONCILER_NOVACORE_URL']}/_sim/sites/{site_id}",
+                           headers=headers)
+    assert deleted.status_code == 200
+
+
 def test_a_site_declared_no_more_is_reported_until_its_novacore_site_is_gone(
         make_cli: CliFactory, tmp_path: Path) -> None:
     kept, retired = standard_site(1), standard_site(2, org=ORG_B)
@@ -713,10 +721,7 @@ def test_a_site_declared_no_more_is_reported_until_its_novacore_site_is_gone(
     assert reported in run("plan", run.path)[1]
 
     # Deleted in Novacore: the apply that sees it gone forgets it.
-    headers = {"Authorization": f"Bearer {os.environ['RECONCILER_NOVACORE_TOKEN']}"}
-    deleted = httpx.delete(f"{os.environ['RECONCILER_NOVACORE_URL']}/_sim/sites/{site_id}",
-                           headers=headers)
-    assert deleted.status_code == 200
+    delete_novacore_site(site_id)
     assert run("apply", run.path, "--auto-approve")[0] == 0
     inventory = json.loads((run.state_dir / "inventory.json").read_text())
     assert set(inventory["sites"]) == {"first"}
@@ -770,10 +775,7 @@ def test_a_site_moved_to_another_organisation_reports_the_site_it_left(
     # Still reported after an apply with nothing to do, and forgotten once deleted there.
     assert run("apply", run.path, "--auto-approve")[0] == 0
     assert reported in run("plan", run.path)[1]
-    headers = {"Authorization": f"Bearer {os.environ['RECONCILER_NOVACORE_TOKEN']}"}
-    deleted = httpx.delete(f"{os.environ['RECONCILER_NOVACORE_URL']}/_sim/sites/{old_id}",
-                           headers=headers)
-    assert deleted.status_code == 200
+    delete_novacore_site(old_id)
     assert run("apply", run.path, "--auto-approve")[0] == 0
     inventory = json.loads((run.state_dir / "inventory.json").read_text())
     assert inventory["left_sites"] == {}
