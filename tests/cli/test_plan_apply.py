@@ -37,6 +37,7 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
     gateway_moved_to_home,
     load,
     mqtt_battery,
+    owner,
     serial_of,
     shop_in_org_b,
     site,
@@ -729,17 +730,20 @@ def test_a_site_declared_no_more_is_reported_until_its_novacore_site_is_gone(
 
 class CtrlC:
     """Presses Ctrl-C (SIGINT to this process, where the CLI runs) when the first write
-    reaches the Novacore simulator once `armed`, `times` times, the next one `pause_s` later
-    while that write is still being served."""
+    reaches the Novacore simulator once `armed` (with `path`: the first write to that path
+    on any simulator), `times` times, the next one `pause_s` later while that write is
+    still being served."""
 
-    def __init__(self, times: int = 1, pause_s: float = 0.3, *, armed: bool = True) -> None:
-        self.times, self.pause_s, self.armed = times, pause_s, armed
+    def __init__(self, times: int = 1, pause_s: float = 0.3, *, armed: bool = True,
+                 path: str | None = None) -> None:
+        self.times, self.pause_s, self.armed, self.path = times, pause_s, armed, path
         self.pressed = False
 
     def install(self, sims: SimFleet) -> None:
         @web.middleware
         async def press(request: web.Request, handler: Any) -> web.StreamResponse:
-            if request.method in ("POST", "PUT") and self.armed and not self.pressed:
+            if (request.method in ("POST", "PUT") and self.path in (None, request.path)
+                    and self.armed and not self.pressed):
                 self.pressed = True
                 for press_number in range(self.times):
                     if press_number:
@@ -748,7 +752,9 @@ class CtrlC:
                 await asyncio.sleep(self.pause_s)  # the write is still in flight
             return await handler(request)
 
-        sims.novacore.app.middlewares.append(press)
+        servers = sims.http_servers() if self.path else [sims.novacore]
+        for server in servers:
+            server.app.middlewares.append(press)
 
 
 def test_ctrl_c_while_applying_lets_the_writes_in_flight_finish(make_cli: CliFactory) -> None:
@@ -830,6 +836,39 @@ def test_ctrl_c_sends_none_of_the_writes_still_waiting_for_a_slot(
     assert _device_renames(sent) == 4, f"each rename not started is made once: {sent}"
     code, out, _ = run("plan", run.path, "--detailed-exitcode")
     assert code == 0, out
+
+
+def test_ctrl_c_after_a_gateway_signed_its_claim_lets_novacore_claim_it(
+        make_cli: CliFactory) -> None:
+    """A claim is two writes: the Zap signs, then Novacore claims. Ctrl-C while the first
+    Zap signs: that claim is in flight and is made whole, though its second write waits for
+    a slot after the stop; the other gateway's claim, not started, sends nothing."""
+    ctrl_c = CtrlC(path="/api/crypto/sign")
+    run = make_cli(two_sites(), env={"RECONCILER_CONCURRENCY": "1"},
+                   before_start=ctrl_c.install)
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert ctrl_c.pressed and code == 1, out + err
+
+    def claims() -> tuple[dict[str, int], int]:
+        sims = run.sims.sims
+        signs = {serial: zap.requests["POST /api/crypto/sign"]
+                 for serial, zap in sims.zaps.items()}
+        return signs, sims.novacore.requests["POST /gateways/claim"]
+
+    signs, claimed = run.sims.call(claims)
+    [signed] = [serial for serial, count in signs.items() if count]
+    assert signs[signed] == 1 and claimed == 1, (signs, claimed)
+    assert run.sims.call(owner, run.sims.sims, signed) == ORG_A, "signed, then claimed"
+    index = 1 if signed == serial_of(1) else 2
+    assert f"✓ gateway/s{index}-zap[novacore] claim" in out, out
+    assert f"skipped: gateway/s{3 - index}-zap[novacore]: " in out, out
+    assert StateDir(run.state_dir).unfinished() == [], "no write left without an outcome"
+
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0 and "interrupted" not in out + err, out + err
+    signs, claimed = run.sims.call(claims)
+    assert list(signs.values()) == [1, 1] and claimed == 2, "each gateway claimed once"
+    converged_exactly_once(run.sims.sims, load(two_sites()))
 
 
 # -- negative selectors, --prune with a selection, Markdown escaping ----------------------------
