@@ -3,8 +3,10 @@ independent devices concurrently (the HTTP limits bound the calls in flight), ea
 retried whole with backoff. A failure skips only what depends on it; the report says what
 was done, what failed and why, and what was skipped, blocked or deferred.
 
-A `stop` event asks an apply to wind down cooperatively (the watch agent sets it on
-SIGTERM): changes in flight finish, no change or retry starts after it is set."""
+A `stop` event asks an apply to wind down cooperatively (`reconciler apply` and the watch
+agent set it on SIGINT and SIGTERM): changes in flight finish, no change or retry starts
+after it is set. A change is in flight once a write of it was sent; one whose writes still
+wait for a slot under the HTTP limits has not started (`engine.admission`)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.engine import admission
 from reconciler.engine.execute import Executors
 from reconciler.engine.retry import RetryPolicy, retrying
 from reconciler.errors import ProviderError
@@ -61,10 +64,6 @@ class ApplyReport:
 
 
 Progress = Callable[[Outcome], None]
-
-
-class _Stopping(Exception):
-    """Raised instead of a retry once the apply was asked to stop."""
 
 
 async def apply_plan(
@@ -128,38 +127,34 @@ async def apply_plan(
                         )
                     )
                     return
-            if stop is not None and stop.is_set():
-                record(
-                    Outcome(
-                        change.address,
-                        change.action.value,
-                        "skipped",
-                        "not started: stopping",
-                        site=change.site,
-                    )
-                )
-                return
             errors: list[ProviderError] = []
 
             async def attempt() -> dict[str, Any]:
-                # A retry is a new write: once stopping, report the failure instead.
-                if errors and stop is not None and stop.is_set():
-                    raise _Stopping
-                return await executors.run(change)
+                # Once stopping, no attempt starts, and one under way sends no write unless
+                # it sent one before the stop (admission decides when a request holds its
+                # slot: it may have waited for it long after the attempt began).
+                if stop is not None and stop.is_set():
+                    raise admission.NotStarted
+                with admission.attempt(stop):
+                    return await executors.run(change)
 
             try:
                 detail = await retrying(
                     attempt, policy, rng, on_retry=lambda _n, error, _s: errors.append(error)
                 )
-            except _Stopping:
+            except admission.NotStarted:
+                if errors:  # a retry not made: the change failed, and may succeed later
+                    status, message = "failed", f"{errors[-1]} (not retried: stopping)"
+                else:
+                    status, message = "skipped", "not started: stopping"
                 record(
                     Outcome(
                         change.address,
                         change.action.value,
-                        "failed",
-                        f"{errors[-1]} (not retried: stopping)",
+                        status,
+                        message,
                         site=change.site,
-                        retryable=True,
+                        retryable=bool(errors),
                     )
                 )
                 return

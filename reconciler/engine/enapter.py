@@ -425,6 +425,7 @@ async def _deliver_config(
             change,
             "enapter.write_config_file",
             lambda: asyncio.to_thread(_write_private_file, path, text, change.address),
+            over_http=False,
         )
         return f"written to {path}"
     assert store is not None and output.secret_name is not None
@@ -433,6 +434,7 @@ async def _deliver_config(
         change,
         "enapter.write_config_secret",
         lambda: store.write(device, name, {"config.json": text}),
+        over_http=False,  # the operator's Kubernetes client, not the session's
     )
     return f"written to Secret {name}"
 

@@ -1,7 +1,8 @@
 """Executors: carry out one planned change against the providers. Every external write
-goes through `_write`, which journals the intent before and the outcome after. Executors
-are idempotent (creating what exists or deleting what is gone succeeds), so a change can
-be retried whole, and a run killed at any point can simply be run again."""
+goes through `_write`, which journals the intent just before the write is sent and the
+outcome after. Executors are idempotent (creating what exists or deleting what is gone
+succeeds), so a change can be retried whole, and a run killed at any point can simply be
+run again."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from reconciler.engine import admission
 from reconciler.engine.config import SecretResolver
 from reconciler.engine.credentials import CredentialLedger, device_key
 from reconciler.engine.observe import read_device_serial
@@ -75,17 +77,33 @@ class Executors:
         """Whether this run of the change follows a failed attempt of it."""
         return self.attempts[change.address] > 1
 
-    async def _write(self, change: Change, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        if self.journal is not None:
-            self.journal.intent(change.address, operation, action=change.action.value)
-        try:
-            result = await call()
-        except Exception as exc:
-            if self.journal is not None:
-                self.journal.failed(change.address, operation, str(exc)[:300])
-            raise
-        if self.journal is not None:
-            self.journal.done(change.address, operation)
+    async def _write(
+        self,
+        change: Change,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        over_http: bool = True,
+    ) -> T:
+        """Make one write. Its intent is journaled when its request is let out (see
+        `engine.admission`), after waiting for a slot; a write withheld then (the apply is
+        stopping) was never sent and is not journaled. `over_http=False`: a write made
+        otherwise than through the session's HTTP clients, let out at once."""
+        journal = self.journal
+
+        def intent() -> None:
+            if journal is not None:
+                journal.intent(change.address, operation, action=change.action.value)
+
+        with admission.writing(intent, over_http=over_http) as write:
+            try:
+                result = await call()
+            except Exception as exc:
+                if journal is not None and write.opened:
+                    journal.failed(change.address, operation, str(exc)[:300])
+                raise
+        if journal is not None and write.opened:
+            journal.done(change.address, operation)
         return result
 
     async def run(self, change: Change) -> dict[str, Any]:

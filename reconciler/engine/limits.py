@@ -1,16 +1,26 @@
 """Concurrency and rate limits for every HTTP call, as an httpx transport wrapper: one
 global bound on calls in flight, and per host a bound on calls in flight plus a token
 bucket. One slow or offline gateway then never stalls the fleet, and no gateway (a small
-embedded device) is flooded."""
+embedded device) is flooded. A request that holds its slots is shown to `BEFORE_SEND`,
+which may still withhold it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import httpx
+
+# Called with each request the moment it holds its slots, just before it is sent; raising
+# withholds it (`engine.admission`: nothing new starts once an apply is stopping). Set per
+# task: each change's attempt has its own. A request may wait long for its slots, so what
+# was decided when it was made may no longer hold when it can go.
+BEFORE_SEND: ContextVar[Callable[[httpx.Request], None] | None] = ContextVar(
+    "before_send", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,9 @@ class LimitedTransport(httpx.AsyncBaseTransport):
         bound = await self.limits.acquire(host_key(request.url))
         try:
             async with self.limits.global_bound:
+                before_send = BEFORE_SEND.get()
+                if before_send is not None:
+                    before_send(request)
                 response = await self.inner.handle_async_request(request)
                 # Read the body while holding the slot so the bound covers the whole call.
                 await response.aread()

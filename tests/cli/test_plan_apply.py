@@ -37,6 +37,7 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
     gateway_moved_to_home,
     load,
     mqtt_battery,
+    owner,
     serial_of,
     shop_in_org_b,
     site,
@@ -802,17 +803,20 @@ def test_a_site_moved_back_is_not_reported_as_left(make_cli: CliFactory) -> None
 
 class CtrlC:
     """Presses Ctrl-C (SIGINT to this process, where the CLI runs) when the first write
-    reaches the Novacore simulator, `times` times, the next one `pause_s` later while that
-    write is still being served."""
+    reaches the Novacore simulator once `armed` (with `path`: the first write to that path
+    on any simulator), `times` times, the next one `pause_s` later while that write is
+    still being served."""
 
-    def __init__(self, times: int = 1, pause_s: float = 0.3) -> None:
-        self.times, self.pause_s = times, pause_s
+    def __init__(self, times: int = 1, pause_s: float = 0.3, *, armed: bool = True,
+                 path: str | None = None) -> None:
+        self.times, self.pause_s, self.armed, self.path = times, pause_s, armed, path
         self.pressed = False
 
     def install(self, sims: SimFleet) -> None:
         @web.middleware
         async def press(request: web.Request, handler: Any) -> web.StreamResponse:
-            if request.method in ("POST", "PUT") and not self.pressed:
+            if (request.method in ("POST", "PUT") and self.path in (None, request.path)
+                    and self.armed and not self.pressed):
                 self.pressed = True
                 for press_number in range(self.times):
                     if press_number:
@@ -821,7 +825,9 @@ class CtrlC:
                 await asyncio.sleep(self.pause_s)  # the write is still in flight
             return await handler(request)
 
-        sims.novacore.app.middlewares.append(press)
+        servers = sims.http_servers() if self.path else [sims.novacore]
+        for server in servers:
+            server.app.middlewares.append(press)
 
 
 def test_ctrl_c_while_applying_lets_the_writes_in_flight_finish(make_cli: CliFactory) -> None:
@@ -854,6 +860,88 @@ def test_a_second_ctrl_c_stops_at_once_and_the_next_run_converges(
 
     code, out, _ = run("apply", run.path, "--auto-approve")
     assert code == 0 and "interrupted" not in out, "observed again: not reported again"
+
+
+def _device_renames(request_counts: dict[str, int]) -> int:
+    return request_counts.get("PUT /devices/{device_id}", 0)
+
+
+def test_ctrl_c_sends_none_of_the_writes_still_waiting_for_a_slot(
+        make_cli: CliFactory) -> None:
+    """One call in flight at a time: when Ctrl-C comes, one rename is being served and the
+    other four wait behind the limit. Those four are not sent, are listed as not started,
+    leave no unfinished write in the journal, and the next apply makes them, once each."""
+    docs = standard_site(1) + standard_site(2) + standard_site(3)
+    ctrl_c = CtrlC(armed=False)
+    run = make_cli(docs, env={"RECONCILER_CONCURRENCY": "1"}, before_start=ctrl_c.install)
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0, out + err
+    renamed = ["s1-inv", "s1-p1", "s2-inv", "s2-p1", "s3-inv"]
+    for doc in docs:
+        if doc["kind"] == "Device" and doc["metadata"]["name"] in renamed:
+            doc["spec"]["displayName"] = f"Renamed {doc['metadata']['name']}"
+    run.rewrite(docs)
+    journal = run.state_dir / "journal.jsonl"
+    earlier_lines = len(journal.read_text().splitlines())
+    run.sims.call(run.sims.sims.reset_counts)
+    ctrl_c.armed = True
+
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert ctrl_c.pressed and code == 1, out + err
+    assert "SIGINT: stopping; the writes in flight finish" in err
+    not_started = {line.split(": ")[1] for line in out.splitlines()
+                   if line.startswith("skipped: ") and line.endswith("not started: stopping")}
+    assert len(not_started) == 4, out
+    assert out.splitlines()[-1].startswith("Apply finished with errors: 1 done, 0 failed, "
+                                           "4 skipped"), out
+    sent = run.sims.call(lambda: dict(run.sims.sims.novacore.requests))
+    assert _device_renames(sent) == 1, f"only the rename in flight was sent: {sent}"
+    assert StateDir(run.state_dir).unfinished() == [], "no write left without an outcome"
+    stopped_run = [json.loads(line) for line in journal.read_text().splitlines()[earlier_lines:]]
+    assert not [r for r in stopped_run if r.get("address") in not_started], \
+        "nothing journaled for a write never sent"
+
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0 and "interrupted" not in out + err, out + err
+    assert "Apply complete: 4 done" in out, out
+    sent = run.sims.call(lambda: dict(run.sims.sims.novacore.requests))
+    assert _device_renames(sent) == 4, f"each rename not started is made once: {sent}"
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 0, out
+
+
+def test_ctrl_c_after_a_gateway_signed_its_claim_lets_novacore_claim_it(
+        make_cli: CliFactory) -> None:
+    """A claim is two writes: the Zap signs, then Novacore claims. Ctrl-C while the first
+    Zap signs: that claim is in flight and is made whole, though its second write waits for
+    a slot after the stop; the other gateway's claim, not started, sends nothing."""
+    ctrl_c = CtrlC(path="/api/crypto/sign")
+    run = make_cli(two_sites(), env={"RECONCILER_CONCURRENCY": "1"},
+                   before_start=ctrl_c.install)
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert ctrl_c.pressed and code == 1, out + err
+
+    def claims() -> tuple[dict[str, int], int]:
+        sims = run.sims.sims
+        signs = {serial: zap.requests["POST /api/crypto/sign"]
+                 for serial, zap in sims.zaps.items()}
+        return signs, sims.novacore.requests["POST /gateways/claim"]
+
+    signs, claimed = run.sims.call(claims)
+    [signed] = [serial for serial, count in signs.items() if count]
+    assert signs[signed] == 1 and claimed == 1, (signs, claimed)
+    assert run.sims.call(owner, run.sims.sims, signed) == ORG_A, "signed, then claimed"
+    index = 1 if signed == serial_of(1) else 2
+    assert f"✓ gateway/s{index}-zap[novacore] claim" in out, out
+    assert f"skipped: gateway/s{3 - index}-zap[novacore]: " in out, out
+    assert StateDir(run.state_dir).unfinished() == [], "no write left without an outcome"
+
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0 and "interrupted" not in out + err, out + err
+    signs, claimed = run.sims.call(claims)
+    assert list(signs.values()) == [1, 1] and claimed == 2, "each gateway claimed once"
+    converged_exactly_once(run.sims.sims, load(two_sites()))
 
 
 # -- negative selectors, --prune with a selection, Markdown escaping ----------------------------

@@ -76,11 +76,16 @@ class World:
         path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
-async def start_world(tmp_path: Path, site: str = "home-solna") -> World:
+async def start_world(tmp_path: Path, site: str = "home-solna", *,
+                      before_start: Callable[[SimFleet], None] | None = None) -> World:
+    """Simulators for a copy of `site`; `before_start` may change them before they serve
+    (add a middleware, for instance)."""
     sites = tmp_path / "sites"
     shutil.copytree(EXAMPLES / site, sites)
     sims = SimFleet()
     sims.seed_fleet(loader.load_fleet([sites]))
+    if before_start is not None:
+        before_start(sims)
     await sims.start()
     env = base_env() | sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "state"),
                                      "RECONCILER_SECRETS_DIR": str(tmp_path / "secrets")}

@@ -7,13 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
+from pathlib import Path
+from typing import Any
 
 import pytest
-from agent_helpers import INVERTER_SN, ZAP_SERIAL, Spawn, World
+from agent_helpers import INVERTER_SN, ZAP_SERIAL, Proc, Spawn, World, start_world
+from aiohttp import web
 
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDir, unfinished_intents
+from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_fleet
 
 pytestmark = pytest.mark.slow
@@ -151,6 +156,66 @@ async def test_sigterm_mid_apply_finishes_writes_in_flight_and_the_next_start_co
     async with Reconciler(load_fleet([world.sites]), load_settings(world.env)) as reconciler:
         result = await reconciler.plan()
     assert not result.plan.has_changes, "converged"
+
+
+class SigtermAtFirstRename:
+    """Sends SIGTERM to `agent` when the first device rename reaches Novacore, and holds
+    that write for `pause_s` so that it is in flight when the agent handles the signal."""
+
+    def __init__(self, pause_s: float = 0.3) -> None:
+        self.pause_s = pause_s
+        self.agent: Proc | None = None  # armed once set
+        self.sent = False
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def terminate(request: web.Request, handler: Any) -> web.StreamResponse:
+            if (request.method == "PUT" and request.path.startswith("/devices/")
+                    and self.agent is not None and not self.sent):
+                self.sent = True
+                self.agent.process.send_signal(signal.SIGTERM)
+                await asyncio.sleep(self.pause_s)
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(terminate)
+
+
+async def test_sigterm_sends_none_of_the_writes_waiting_for_a_slot(
+        tmp_path: Path, spawn: Spawn) -> None:
+    """One call in flight at a time: when SIGTERM comes, one rename is being served and the
+    other waits for its slot. That one is not sent nor journaled, the run is reported
+    stopped with it skipped, and the next start makes it, once."""
+    sigterm = SigtermAtFirstRename()
+    world = await start_world(tmp_path, before_start=sigterm.install)
+    try:
+        env = world.env | {"RECONCILER_CONCURRENCY": "1"}
+        agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
+                            env=env, cwd=world.cwd)
+        await agent.wait_for(r"run=1 trigger=start .* result=applied")
+        renames = world.sims.novacore.requests
+        renames.clear()
+        journaled = len(world.journal.read_text().splitlines())
+        sigterm.agent = agent
+        world.edit("displayName: Sungrow SH10RT", "displayName: Sungrow A")
+        world.edit("displayName: Grid meter (P1)", "displayName: Grid meter B")
+        assert await agent.finish() == 0
+        [line] = runs(agent.out, "change")
+        changes, done, skipped, result = line.group(3, 4, 8, 9)
+        assert (changes, done, skipped, result) == ("2", "1", "1", "stopped"), agent.text
+        assert renames["PUT /devices/{device_id}"] == 1, "only the rename in flight was sent"
+        stopped_run = [json.loads(text)
+                       for text in world.journal.read_text().splitlines()[journaled:]]
+        assert [r["phase"] for r in stopped_run] == ["intent", "done"], stopped_run
+        assert unfinished_intents(world.journal) == []
+
+        again = await spawn("watch", "sites", "--interval", "60s", env=env, cwd=world.cwd)
+        await again.wait_for(r"run=1 trigger=start changes=1 done=1 failed=0 .*result=applied")
+        assert await again.terminate() == 0
+        assert renames["PUT /devices/{device_id}"] == 2, "the other rename made once"
+        assert sorted(d.name for d in world.sims.novacore.devices.values()) == [
+            "Grid meter B", "Sungrow A"]
+    finally:
+        await world.sims.stop()
 
 
 async def test_unreachable_gateway_defers_and_the_agent_recovers(
