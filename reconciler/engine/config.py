@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.device import SecretSource
+from reconciler.model.env_names import own_setting_problem
 from reconciler.model.network import shown_url, url_problem
 from reconciler.sources import utf8
 
@@ -396,6 +397,11 @@ class SecretResolver:
 
     def resolve(self, source: SecretSource) -> str:
         if source.env:
+            # Validation refuses these names already; a source made some other way is
+            # refused here too, since the value would go to a gateway (`model.env_names`).
+            problem = own_setting_problem(source.env)
+            if problem:
+                raise KeyError(problem)
             if source.env not in self.environ:
                 raise KeyError(f"environment variable {source.env} is not set")
             return self.environ[source.env]

@@ -18,6 +18,7 @@ from reconciler.model.base import (
     StrictModel,
 )
 from reconciler.model.der import MAX_DERS_PER_DEVICE, DerFields
+from reconciler.model.env_names import PasswordEnvName
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.network import Host
 from reconciler.model.vocab import DeviceType
@@ -101,10 +102,10 @@ class SecretSource(StrictModel):
     Secret values are never written inline in the desired state."""
 
     secret_key_ref: SecretKeyRef | None = Field(default=None, description="A key of a Secret.")
-    env: str | None = Field(
+    env: PasswordEnvName | None = Field(
         default=None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Name of an environment variable holding the value.",
+        description="Name of an environment variable holding the value; not one of the "
+        "reconciler's own settings (RECONCILER_*).",
         examples=["FERROAMP_MQTT_PASSWORD"],
     )
 

@@ -16,6 +16,7 @@ from pydantic import Field, TypeAdapter
 from reconciler.model.base import API_GROUP, API_VERSION, API_VERSION_NAME, Resource
 from reconciler.model.der import DER
 from reconciler.model.device import Device
+from reconciler.model.env_names import OWN_PATTERN, OWN_PREFIX
 from reconciler.model.gateway import Gateway
 from reconciler.model.kinds import KINDS
 from reconciler.model.site import Site
@@ -89,8 +90,15 @@ CEL_RULES: dict[str, list[Json]] = {
                      "message": "set exactly one of zap or enapter"}],
     "Connection": [{"rule": _exactly_one("modbusTcp", "modbusRtu", "p1Uart", "mqtt"),
                     "message": "set exactly one of modbusTcp, modbusRtu, p1Uart or mqtt"}],
-    "SecretSource": [{"rule": _exactly_one("secretKeyRef", "env"),
-                      "message": "set exactly one of secretKeyRef or env"}],
+    "SecretSource": [
+        {"rule": _exactly_one("secretKeyRef", "env"),
+         "message": "set exactly one of secretKeyRef or env"},
+        # The JSON Schema's `not` of the env name (`model.env_names`), which CRDs cannot take.
+        # No `fieldPath`: the chart supports Kubernetes 1.25, which does not know it.
+        {"rule": f"!has(self.env) || !self.env.matches('{OWN_PATTERN}')",
+         "message": f"env may not name one of the reconciler's own settings ({OWN_PREFIX}*, "
+                    "its cloud tokens and keys): use a variable of its own or secretKeyRef"},
+    ],
     "ConfigOutput": [{"rule": _exactly_one("file", "secretName"),
                       "message": "set exactly one of file or secretName"}],
     "DeviceSpec": [
@@ -148,7 +156,8 @@ def _structural(node: Any, defs: Json) -> Any:
     out: Json = {}
     title = node.get("title")
     for key, value in node.items():
-        if key in ("title", "default", "$defs", "discriminator", "const"):
+        # `not` is no part of a structural schema: a CEL rule (CEL_RULES) says the same.
+        if key in ("title", "default", "$defs", "discriminator", "const", "not"):
             continue
         if key == "additionalProperties" and value is False:
             continue

@@ -10,6 +10,7 @@
 | RECONCILER_OPERATOR_PEERING | kopf peering object name (several replicas) | (standalone) |
 | RECONCILER_OPERATOR_PRIORITY | kopf peering priority of this replica | random |
 | RECONCILER_OPERATOR_CREDENTIAL_KEY | key of the password fingerprints in status | random |
+| RECONCILER_OPERATOR_PASSWORD_ENV | variables `passwordFrom.env` may name (`A,B`) | (none) |
 
 With peering, kopf pauses every operator that sees a peer of the same or higher priority,
 so replicas need distinct priorities: by default each picks a random one (kopf's advice),
@@ -19,6 +20,12 @@ The credential key (the chart generates one into a Secret and keeps it across up
 keys the fingerprints of the MQTT passwords sent to devices (`engine.credentials`); every
 replica needs the same one. Without it each process makes its own, and a password changed
 while the operator restarts goes unnoticed.
+
+A Device's `passwordFrom.env` reads the operator pod's environment, which holds the cloud
+tokens: whoever may create a Device in any namespace served could have a variable sent to a
+broker of their own. So the operator reads only the variables its installer lists in
+RECONCILER_OPERATOR_PASSWORD_ENV (`operator.secrets`), and none of the reconciler's own
+settings may be listed (`model.env_names`).
 """
 
 from __future__ import annotations
@@ -26,10 +33,13 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import kopf
+
+from reconciler.model.env_names import NAME_PATTERN, OWN_RULE, is_own_setting
 
 PREFIX = "RECONCILER_OPERATOR_"
 
@@ -44,6 +54,7 @@ class OperatorConfig:
     peering: str = ""
     priority: int = 0
     credential_key: str = field(default="", repr=False)
+    password_env: frozenset[str] = frozenset()
 
     @property
     def observe_only(self) -> bool:
@@ -84,6 +95,23 @@ def _priority(env: Mapping[str, str]) -> int:
         raise ValueError(f"{PREFIX}PRIORITY must be a whole number, not {value!r}") from None
 
 
+def _password_env(env: Mapping[str, str]) -> frozenset[str]:
+    value = env.get(PREFIX + "PASSWORD_ENV", "")
+    names = frozenset(n.strip() for n in value.split(",") if n.strip())
+    for name in sorted(names):
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise ValueError(
+                f"{PREFIX}PASSWORD_ENV must be names of environment variables (letters, "
+                f"digits and '_', not starting with a digit) separated by commas, not {name!r}"
+            )
+        if is_own_setting(name):
+            raise ValueError(
+                f"{PREFIX}PASSWORD_ENV may not list {name}: {OWN_RULE}, which no Device may "
+                "read; list only variables that hold MQTT passwords"
+            )
+    return names
+
+
 def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
     """The operator's settings; ValueError names the variable and what would be valid."""
     env = os.environ if environ is None else environ
@@ -102,4 +130,5 @@ def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
         peering=env.get(PREFIX + "PEERING", ""),
         priority=_priority(env),
         credential_key=env.get(PREFIX + "CREDENTIAL_KEY", ""),
+        password_env=_password_env(env),
     )

@@ -139,7 +139,7 @@ async def _reconcile(
         _write_status(patch, status, meta, result)
         return
     nsf = objects.build(_namespace_bodies(namespace, indexes, body))
-    secrets = await preload(runtime.secrets, namespace, nsf.fleet)
+    secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     result = await reconcile_object(
         kind, name, namespace, nsf, runtime.settings, runtime.config, secrets,
         config_store=ConfigSecrets(runtime.secrets, namespace),
@@ -230,7 +230,7 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
     namespace = kwargs["namespace"] or ""
     name = kwargs["meta"]["name"]
     nsf = objects.build(_namespace_bodies(namespace, _indexes(kwargs), body))
-    secrets = await preload(runtime.secrets, namespace, nsf.fleet)
+    secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     outcomes = await remove_object(kind, name, namespace, nsf, runtime.settings, secrets)
     failed = [o for o in outcomes if o.status != "done"]
     for outcome in outcomes:

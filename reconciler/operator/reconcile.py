@@ -113,7 +113,7 @@ async def reconcile_object(
     nsf: NamespaceFleet,
     settings: Settings,
     config: OperatorConfig,
-    secrets: SecretResolver | None = None,
+    secrets: SecretResolver,
     config_store: object | None = None,
     credentials: PasswordFingerprint | None = None,
 ) -> ObjectResult:
@@ -325,7 +325,7 @@ async def remove_object(
     namespace: str,
     nsf: NamespaceFleet,
     settings: Settings,
-    secrets: SecretResolver | None = None,
+    secrets: SecretResolver,
 ) -> list[Outcome]:
     """Apply `deletionPolicy: Release` for a resource being deleted; [] for Orphan."""
     resource = nsf.fleet.table(kind).get(name)

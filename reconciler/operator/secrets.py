@@ -1,14 +1,19 @@
 """Secrets for the operator, in the object's namespace: it reads MQTT passwords named by
 `passwordFrom.secretKeyRef`, and writes the Enapter communication configs that
 `enapter.configOutput.secretName` asks for. Values are held in memory for one reconcile
-only; they never reach status, events or logs."""
+only; they never reach status, events or logs.
+
+`passwordFrom.env` reads the operator pod's environment, shared by every namespace served
+and holding the cloud tokens, so only the variables the installer listed
+(RECONCILER_OPERATOR_PASSWORD_ENV, `operator.config`) are read; any other name is refused
+before the environment is looked at, so a refusal does not even tell whether it is set."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from reconciler.engine.config import SecretResolver
 from reconciler.errors import ProviderRejected
@@ -102,25 +107,53 @@ class ConfigSecrets:
         await asyncio.to_thread(self.secrets._write, self.namespace, name, data)
 
 
-class PreloadedSecrets(SecretResolver):
-    """A SecretResolver over values read ahead (the executors resolve synchronously)."""
+ENV_FIELD = "spec.connection.mqtt.passwordFrom.env"
 
-    def __init__(self, values: Mapping[tuple[str, str], str], errors: Mapping[str, str]) -> None:
-        super().__init__(secrets_dir="/nonexistent", environ=os.environ)
+
+def env_not_allowed(name: str, allowed: Collection[str]) -> str:
+    """Why the operator does not read `name` (the same whether or not it is set)."""
+    listed = ", ".join(sorted(allowed)) if allowed else "none is listed"
+    return (
+        f"{ENV_FIELD} names {name}, which this operator does not read: it reads only the "
+        f"environment variables listed in RECONCILER_OPERATOR_PASSWORD_ENV (the chart's "
+        f"`passwordEnv`; {listed}); reference a Secret of this namespace with "
+        "`passwordFrom.secretKeyRef` instead, or have the operator's installer list it"
+    )
+
+
+class PreloadedSecrets(SecretResolver):
+    """A SecretResolver over values read ahead (the executors resolve synchronously), and
+    over the allowed variables of the operator's environment."""
+
+    def __init__(
+        self,
+        values: Mapping[tuple[str, str], str],
+        errors: Mapping[str, str],
+        password_env: Collection[str] = (),
+    ) -> None:
+        # Only the allowed variables are held: nothing else of the environment is reachable.
+        allowed = {n: os.environ[n] for n in password_env if n in os.environ}
+        super().__init__(secrets_dir="/nonexistent", environ=allowed)
+        self.password_env = frozenset(password_env)
         self.values = dict(values)
         self.errors = dict(errors)
 
     def resolve(self, source: SecretSource) -> str:
         ref = source.secret_key_ref
         if ref is None:
+            if source.env not in self.password_env:
+                raise KeyError(env_not_allowed(str(source.env), self.password_env))
             return super().resolve(source)
         if (ref.name, ref.key) in self.values:
             return self.values[(ref.name, ref.key)]
         raise KeyError(self.errors.get(ref.name, f"secret {ref.name} has no key {ref.key!r}"))
 
 
-async def preload(reader: KubeSecrets, namespace: str, fleet: Fleet) -> PreloadedSecrets:
-    """Read every Secret the fleet's devices reference."""
+async def preload(
+    reader: KubeSecrets, namespace: str, fleet: Fleet, password_env: Collection[str] = ()
+) -> PreloadedSecrets:
+    """Read every Secret the fleet's devices reference; of the environment, only the
+    variables in `password_env` can be resolved."""
     wanted: set[tuple[str, str]] = set()
     for device in fleet.devices.values():
         mqtt = device.spec.connection.mqtt if device.spec.connection else None
@@ -138,4 +171,4 @@ async def preload(reader: KubeSecrets, namespace: str, fleet: Fleet) -> Preloade
         for secret_name, key in wanted:
             if secret_name == name and key in data:
                 values[(name, key)] = data[key]
-    return PreloadedSecrets(values, errors)
+    return PreloadedSecrets(values, errors, password_env)

@@ -113,6 +113,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "limits": {"concurrency": 32, "gatewayConcurrency": 2, "gatewayRate": 5.5,
                    "timeout": 20, "retries": 3},
         "caBundle": {"configMap": "corporate-ca", "key": "bundle.pem"},
+        "passwordEnv": ["MQTT_PASSWORD"],
         "extraEnv": [{"name": "MQTT_PASSWORD",
                       "valueFrom": {"secretKeyRef": {"name": "mqtt", "key": "password"}}}],
         "readinessProbe": {"enabled": True},

@@ -35,6 +35,7 @@ from kube_schema import CrdSet, model_for, validate_builtin
 from reconciler.cli import operator_cmd
 from reconciler.cli.main import build_parser
 from reconciler.engine.config import Settings, load_settings
+from reconciler.model import env_names
 from reconciler.operator import config as operator_config
 
 Render = Callable[..., Rendered]
@@ -82,6 +83,15 @@ def test_helm_lint_strict_passes(helm: Path, scenario: str, tmp_path: Path) -> N
                  id="url-without-scheme"),
     pytest.param({"serviceAccount": {"create": False}}, "serviceAccount.name is required",
                  id="no-service-account"),
+    pytest.param({"passwordEnv": ["MQTT_PASSWORD", "RECONCILER_NOVACORE_TOKEN"]},
+                 "passwordEnv: RECONCILER_NOVACORE_TOKEN may not be listed: names starting "
+                 "with RECONCILER_, in any letter case, are the reconciler's own settings",
+                 id="password-env-own-setting"),
+    pytest.param({"passwordEnv": ["reconciler_enapter_token"]},
+                 "passwordEnv: reconciler_enapter_token may not be listed",
+                 id="password-env-own-setting-any-case"),
+    pytest.param({"passwordEnv": ["mqtt-password"]}, "/passwordEnv/0",
+                 id="password-env-not-a-name"),
 ])
 def test_invalid_values_are_refused(helm: Path, values: dict[str, Any], message: str) -> None:
     done = template(helm, values, check=False)
@@ -258,6 +268,9 @@ def test_operator_settings_load_from_the_rendered_env(rendered: Render, scenario
         assert config.interval == values.get("reconcileInterval", 300)
         assert config.retry_delay == values.get("retryDelay", 15)
         assert config.namespaces == ()  # the namespaces go on the command line
+        assert config.password_env == frozenset(values.get("passwordEnv", []))
+        if not values.get("passwordEnv"):
+            assert "RECONCILER_OPERATOR_PASSWORD_ENV" not in env
         if peering_on(values):
             assert config.peering == deployment["metadata"]["name"]
         else:
@@ -299,6 +312,8 @@ def test_credentials_come_only_from_the_secret(rendered: Render, scenario: str) 
     for _, container in rendered(values).containers():
         env = env_of(container)
         for name, entry in env.items():
+            if name == "RECONCILER_OPERATOR_PASSWORD_ENV":
+                continue  # names of variables, not a value
             if any(word in name for word in ("TOKEN", "KEY", "IDENTITY", "ACCOUNT", "PASSWORD")):
                 assert "value" not in entry, f"{name} is inline"
         credentials = {n: e for n, e in env.items() if n in CREDENTIAL_VARS}
@@ -310,6 +325,13 @@ def test_credentials_come_only_from_the_secret(rendered: Render, scenario: str) 
             ref = entry["valueFrom"]["secretKeyRef"]
             assert (ref["name"], ref["key"]) == (secret, CREDENTIAL_VARS[name])
             assert ref["optional"] is True  # a platform you do not use needs no key
+
+
+def test_password_env_names_are_checked_as_the_operator_checks_them() -> None:
+    """The values schema repeats the form of a name of `model.env_names`, for `helm install`
+    to fail at once instead of the operator at start-up."""
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    assert schema["properties"]["passwordEnv"]["items"]["pattern"] == env_names.NAME_PATTERN
 
 
 def test_a_credential_key_can_be_left_out(rendered: Render) -> None:

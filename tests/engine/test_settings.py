@@ -248,6 +248,25 @@ def test_a_secret_file_gives_its_password_without_the_line_ending(tmp_path: Path
         f"secret latin1/password at {tmp_path / 'latin1' / 'password'} is not UTF-8 text")
 
 
+def test_the_resolver_never_reads_a_reconciler_setting(tmp_path: Path) -> None:
+    """Validation refuses `passwordFrom.env: RECONCILER_*`; a source that skipped it (made
+    with `model_construct`) is refused where the value would be read, the value unread."""
+    from reconciler.engine.config import SecretResolver
+    from reconciler.model.device import SecretSource
+
+    token = "operator-token-value"  # a test value
+    environ = {"RECONCILER_NOVACORE_TOKEN": token, "BATTERY_PASSWORD": "pw-1"}
+    resolver = SecretResolver(str(tmp_path), environ=environ)
+    assert resolver.resolve(SecretSource(env="BATTERY_PASSWORD")) == "pw-1"
+    for name in ("RECONCILER_NOVACORE_TOKEN", "reconciler_novacore_token"):
+        with pytest.raises(KeyError) as caught:
+            resolver.resolve(SecretSource.model_construct(env=name, secret_key_ref=None))
+        assert caught.value.args[0].startswith(f"{name} is not allowed: names starting with "
+                                               "RECONCILER_, in any letter case, are the "
+                                               "reconciler's own settings")
+        assert token not in caught.value.args[0]
+
+
 @pytest.mark.parametrize("config_text", [
     'enapter_url = "https://ops:hunter2@api.enapter.com"\n',
     '[gateway_urls]\n"zap-1" = "http://admin:hunter2@10.0.0.1/"\n',

@@ -203,6 +203,16 @@ def error_list(data: dict[str, Any]) -> list[tuple[str, tuple[str | int, ...], s
             "profile": "ferroamp", "brokerHost": "h", "passwordFrom": {"env": "1PASSWORD"}}}}),
             "string_pattern_mismatch", ("spec", "connection", "mqtt", "passwordFrom", "env"), "",
             id="env-name-pattern"),
+        pytest.param(edit(INVERTER, {"spec.connection": {"mqtt": {
+            "profile": "ferroamp", "brokerHost": "h",
+            "passwordFrom": {"env": "RECONCILER_OPERATOR_CREDENTIAL_KEY"}}}}),
+            "value_error", ("spec", "connection", "mqtt", "passwordFrom", "env"),
+            "are the reconciler's own settings", id="env-name-own-setting"),
+        pytest.param(edit(INVERTER, {"spec.connection": {"mqtt": {
+            "profile": "ferroamp", "brokerHost": "h",
+            "passwordFrom": {"env": "Reconciler_FLATPEAK_API_KEY"}}}}),
+            "value_error", ("spec", "connection", "mqtt", "passwordFrom", "env"),
+            "are the reconciler's own settings", id="env-name-own-setting-any-case"),
         pytest.param(edit(INVERTER, {"spec.deviceType": "hybrid"}), "enum",
                      ("spec", "deviceType"), "'inverter'", id="device-type"),
         pytest.param(edit(INVERTER, {"spec.hardwareId": 1031050223180042}), "string_type",

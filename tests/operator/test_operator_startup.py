@@ -25,6 +25,16 @@ import pytest
     pytest.param({"RECONCILER_OPERATOR_PRIORITY": "high"},
                  ["error: RECONCILER_OPERATOR_PRIORITY must be a whole number, not 'high'"],
                  id="operator-priority"),
+    pytest.param({"RECONCILER_OPERATOR_PASSWORD_ENV": "BATTERY_PW, RECONCILER_NOVACORE_TOKEN"},
+                 ["error: RECONCILER_OPERATOR_PASSWORD_ENV may not list "
+                  "RECONCILER_NOVACORE_TOKEN: names starting with RECONCILER_, in any letter "
+                  "case, are the reconciler's own settings (its cloud tokens and keys), which "
+                  "no Device may read; list only variables that hold MQTT passwords"],
+                 id="password-env-own-setting"),
+    pytest.param({"RECONCILER_OPERATOR_PASSWORD_ENV": "BATTERY_PW,battery-pw"},
+                 ["error: RECONCILER_OPERATOR_PASSWORD_ENV must be names of environment "
+                  "variables (letters, digits and '_', not starting with a digit) separated "
+                  "by commas, not 'battery-pw'"], id="password-env-not-a-name"),
 ])
 def test_bad_settings_stop_the_operator_before_it_starts(variables: dict[str, str],
                                                          expected: list[str]) -> None:

@@ -103,3 +103,17 @@ per entry of .Values.shards, or a single one (name "", suffix "") from .Values.s
   resources: [secrets]
   verbs: {{ if .Values.rbac.writeConfigSecrets }}[get, create, update]{{ else }}[get]{{ end }}
 {{- end }}
+
+{{/*
+RECONCILER_OPERATOR_PASSWORD_ENV: the names of .Values.passwordEnv joined by commas. A name
+of the reconciler's own settings fails the render with the reason (values.schema.json checks
+the names' form; its `not` would only say "'not' failed"). The operator checks it again.
+*/}}
+{{- define "reconciler.passwordEnv" -}}
+{{- range .Values.passwordEnv }}
+{{- if hasPrefix "RECONCILER_" (upper .) }}
+{{- fail (printf "passwordEnv: %s may not be listed: names starting with RECONCILER_, in any letter case, are the reconciler's own settings (its cloud tokens and keys), which no Device may read; list only variables that hold MQTT passwords" .) }}
+{{- end }}
+{{- end }}
+{{- join "," .Values.passwordEnv }}
+{{- end }}
