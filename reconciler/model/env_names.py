@@ -55,10 +55,11 @@ def _not_own_setting(name: str) -> str:
 
 
 # The schema says it too (`not`), so an editor flags it; the CRDs carry it as a CEL rule
-# (`model.schema`), since a structural schema takes no `not`.
+# (`model.schema`), since a structural schema takes no `not`. The length bound keeps that
+# rule's cost estimate small for the API server.
 PasswordEnvName = Annotated[
     str,
-    StringConstraints(pattern=NAME_PATTERN),
+    StringConstraints(pattern=NAME_PATTERN, max_length=256),
     AfterValidator(_not_own_setting),
     Field(json_schema_extra={"not": {"pattern": OWN_PATTERN}}),
 ]
