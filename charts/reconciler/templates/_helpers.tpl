@@ -46,6 +46,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
+A value as the text of an environment variable the operator reads. helm has every number of
+a values file as a float64, which Go prints in exponent form from a million on ("1e+06"),
+and the operator takes whole-number settings in digits only: a whole number is written in
+digits (exact at any size), any other number in the shortest form that reads back as the
+same number (2.5, 0.001; exponent form below 0.000001 only, which the operator reads), and
+a string as it is.
+*/}}
+{{- define "reconciler.envValue" -}}
+{{- if kindIs "float64" . }}
+{{- if eq (floor .) . }}{{ printf "%.0f" . }}{{ else }}{{ toJson . }}{{ end }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/*
 The Deployments to render, as YAML `{shards: [{name, selector, replicas, suffix, fullname}]}`:
 one per entry of .Values.shards, or a single one (name "", suffix "") from .Values.shard.
 `fullname` names the shard's Deployment and its kopf peering object (see reconciler.shardName).
