@@ -47,7 +47,11 @@ CRD_NAMES: dict[str, Json] = {
         "plural": "gateways", "shortNames": ["egw"],
         "columns": [
             {"name": "Site", "type": "string", "jsonPath": ".spec.siteRef"},
-            {"name": "Serial", "type": "string", "jsonPath": ".spec.zap.serial"},
+            # A gateway is a Zap or an Enapter gateway (exactly one, by a CEL rule): the union
+            # gives the one identifier it has, so the column is filled for both.
+            {"name": "Serial", "type": "string",
+             "jsonPath": ".spec['zap.serial','enapter.hardwareId']",
+             "description": "The Zap's serial, or the Enapter gateway's hardware id."},
             {"name": "Claimed", "type": "string",
              "jsonPath": '.status.conditions[?(@.type=="Claimed")].status'},
             {"name": "Ready", "type": "string", "jsonPath": _READY},

