@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
-from reconciler.engine.retry import RetryPolicy, retrying
+from reconciler.engine.retry import READ_ATTEMPTS, RetryPolicy, retrying
 from reconciler.engine.session import Session
 from reconciler.errors import ProviderAuthError, ProviderError
 from reconciler.model.device import Device
@@ -98,7 +98,7 @@ async def observe(
     the sites of `site_orgs` (where Sites declared no more were applied: `plan.retired`).
     `applied_sites`: where earlier applies put declared Sites (a Site renamed in git keeps
     its site: `plan.sourceful.applied_site`)."""
-    policy = policy or RetryPolicy(attempts=3)
+    policy = policy or RetryPolicy(attempts=READ_ATTEMPTS)
     observed = into if into is not None else Observed()
     whole = whole_fleet or fleet
     reads = _SourcefulReads(

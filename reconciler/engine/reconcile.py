@@ -20,7 +20,7 @@ from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.credentials import CredentialLedger, mqtt_passwords
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import observe
-from reconciler.engine.retry import RetryPolicy
+from reconciler.engine.retry import RetryPolicy, read_policy
 from reconciler.engine.session import Session, TransportFactory
 from reconciler.engine.state import Inventory, StateDir
 from reconciler.model.fleet import Fleet
@@ -183,7 +183,7 @@ class Reconciler:
             await observe(
                 self.fleet,
                 self.session,
-                RetryPolicy(attempts=min(3, self.settings.retries)),
+                read_policy(self.settings.retries),
                 into=observed,
                 on_site=builder.site_observed,
                 whole_fleet=options.whole_fleet,

@@ -1,5 +1,8 @@
 """Retries with exponential backoff and full jitter that honour Retry-After. Only
-retryable errors (ProviderUnavailable) are retried; everything else fails at once."""
+retryable errors (ProviderUnavailable) are retried; everything else fails at once.
+
+Writes (an apply's changes) make `RECONCILER_RETRIES` attempts; reads that observe the
+actual state make at most `READ_ATTEMPTS` of them (`read_policy`)."""
 
 from __future__ import annotations
 
@@ -27,6 +30,20 @@ class RetryPolicy:
         if error.retry_after is not None:
             return max(min(error.retry_after, self.max_retry_after_s), backoff)
         return backoff
+
+
+# Attempts of a read that observes the actual state, at most. A plan defers what it cannot
+# read and says why, so it should not wait minutes on a cloud that is down (three timeouts
+# are half a minute already); the next plan reads again. A write was asked for: it
+# perseveres for every attempt RECONCILER_RETRIES allows.
+READ_ATTEMPTS = 3
+
+
+def read_policy(retries: int) -> RetryPolicy:
+    """The policy of the reads that observe the actual state (those of a plan, and of the
+    plan an apply, the watch agent or the operator makes first): `retries` attempts
+    (RECONCILER_RETRIES), at most READ_ATTEMPTS."""
+    return RetryPolicy(attempts=min(READ_ATTEMPTS, retries))
 
 
 async def retrying(

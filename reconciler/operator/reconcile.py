@@ -22,7 +22,7 @@ from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import observe
 from reconciler.engine.reconcile import Reconciler
-from reconciler.engine.retry import RetryPolicy
+from reconciler.engine.retry import RetryPolicy, read_policy
 from reconciler.model.fleet import DANGLING, Fleet
 from reconciler.model.status import AppliedSecrets
 from reconciler.operator.conditions import Cond
@@ -333,7 +333,7 @@ async def remove_object(
         return []
     sub = closure(nsf.fleet, resource)
     async with Reconciler(sub, settings, secrets=secrets) as reconciler:
-        observed = await observe(sub, reconciler.session, RetryPolicy(attempts=3))
+        observed = await observe(sub, reconciler.session, read_policy(settings.retries))
         changes = removal_changes(resource, sub, observed)
         if not changes:
             return []

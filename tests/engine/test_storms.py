@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from simworld import (
     ORG_A,
     MakeWorld,
@@ -170,3 +171,30 @@ async def test_a_site_made_after_the_plan_is_adopted_not_made_twice(
     assert adopted.detail == {"id": made, "adopted": True}
     assert world.sims.novacore.requests["GET /sites"] == 1, "listed once for all three creates"
     converged_exactly_once(world.sims, world.fleet)
+
+
+@pytest.mark.parametrize("retries", [2, 4])
+async def test_reads_make_at_most_three_attempts_and_writes_make_retries(
+        make_world: MakeWorld, retries: int) -> None:
+    """As the README says of RECONCILER_RETRIES: an apply's write is tried that many times;
+    a read that observes the actual state at most 3 times (a plan defers what it cannot
+    read rather than wait on a cloud that is down)."""
+    world = await make_world(standard_site(1), env={"RECONCILER_RETRIES": str(retries)})
+    await world.apply()
+    novacore = world.sims.novacore
+    novacore.rename_device(cloud_device(world.sims, "SG0001").id, "renamed in the cloud UI")
+    result = await world.plan()
+    assert [c.address for c in result.plan.pending] == ["device/s1-inv[novacore]"]
+
+    storm(novacore, fail=1000)
+    novacore.requests.clear()
+    deferred = await world.plan()
+    assert novacore.requests["GET /sites"] == min(3, retries)
+    assert f"(gave up after {min(3, retries)} attempts)" in deferred.plan.deferred[0].message
+
+    novacore.requests.clear()
+    async with world.engine() as engine:
+        report = await engine.apply(result)
+    [failed] = report.by_status("failed")
+    assert failed.message.endswith(f"(gave up after {retries} attempts)")
+    assert novacore.requests["PUT /devices/{device_id}"] == retries
