@@ -3,6 +3,9 @@
 `format_version` bump only adds keys; consumers ignore keys they do not know.
 
 Replace is encoded as `["delete", "create"]` so generic plan commenters keep working.
+
+1.1 added `device` to an unmanaged object that is part of a declared Device (a DER its
+Novacore device has and it does not declare).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from reconciler import __version__
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 
 
 def actions_of(change: Change) -> list[str]:

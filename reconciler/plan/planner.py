@@ -190,9 +190,11 @@ class PlanBuilder:
 
 
 def _is_owned(entry: dict[str, Any], selected: targeting.Selection) -> bool:
-    """Whether a selection keeps an unmanaged object: by the gateway it was found on, else
-    the site it was found in; one of neither (a gateway claimed in an organisation) is
-    the whole fleet's to judge."""
+    """Whether a selection keeps an unmanaged object: by the declared device it is part of
+    (a DER nobody declares), else the gateway it was found on, else the site it was found
+    in; one of none (a gateway claimed in an organisation) is the whole fleet's to judge."""
+    if "device" in entry:
+        return ("Device", entry["device"]) in selected.resources
     if "gateway" in entry:
         return selected.owns("Gateway", entry["gateway"])
     return "site" in entry and selected.owns("Site", entry["site"])

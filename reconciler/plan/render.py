@@ -89,6 +89,10 @@ def summary_line(summary: dict[str, Any]) -> str:
     return ", ".join(parts) if parts else "no changes"
 
 
+def _objects(count: int) -> str:
+    return "1 object" if count == 1 else f"{count} objects"
+
+
 def render_text(document: dict[str, Any], *, color: bool = False) -> str:
     def paint(code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if color else text
@@ -98,12 +102,13 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
     unmanaged = document.get("unmanaged", [])
     if not pending and unmanaged:
         # "The actual state matches" would read oddly above a list of what does not.
-        one = len(unmanaged) == 1
-        found = "1 object" if one else f"{len(unmanaged)} objects"
-        them = "it where its policy allows" if one else "them where their policy allows"
+        them = "it where its policy allows" if len(unmanaged) == 1 else (
+            "them where their policy allows"
+        )
         lines.append(
-            f"No changes. The declared objects match the actual state; {found} found "
-            f"that nothing declares (apply --prune removes {them}):"
+            f"No changes. The declared objects match the actual state; "
+            f"{_objects(len(unmanaged))} found that nothing declares (apply --prune "
+            f"removes {them}):"
         )
     elif not pending:
         lines.append("No changes. The actual state matches the desired state.")
@@ -184,8 +189,18 @@ def _md_code_cell(text: str) -> str:
 def render_markdown(document: dict[str, Any]) -> str:
     summary = document["summary"]
     pending = [e for e in document["changes"] if e["actions"] != ["no-op"]]
+    unmanaged = document.get("unmanaged", [])
     lines = ["### Reconciler plan", ""]
-    status = "No changes." if not pending else f"**{summary_line(summary)}**"
+    if pending:
+        status = f"**{summary_line(summary)}**"
+    elif unmanaged:
+        # As in the text: not a bare "No changes." above a list of what does not match.
+        status = (
+            f"No changes. The declared objects match the actual state; "
+            f"**{_objects(len(unmanaged))} found that nothing declares** (below)."
+        )
+    else:
+        status = "No changes."
     if summary.get("blocked"):
         status += f" — :no_entry: {summary['blocked']} blocked"
     lines += [status, ""]
@@ -212,7 +227,6 @@ def render_markdown(document: dict[str, Any]) -> str:
             fence = "`" * max(3, _longest_backtick_run("\n".join(body)) + 1)
             lines += ["<details><summary>Field changes</summary>", "", fence + "diff"]
             lines += [*body, fence, "", "</details>", ""]
-    unmanaged = document.get("unmanaged", [])
     if unmanaged:
         lines += ["<details><summary>Unmanaged objects (" + str(len(unmanaged)) + ")</summary>", ""]
         lines += [f"- {_md_escape(u['description'])}" for u in unmanaged]

@@ -190,20 +190,13 @@ def novacore_fields(device: Device, ders: list[DerFields]) -> dict[str, Any]:
     return out
 
 
-def _cloud_drift(after: dict[str, Any], before: dict[str, Any]) -> tuple[list[FieldDiff], str]:
+def _cloud_drift(after: dict[str, Any], before: dict[str, Any]) -> list[FieldDiff]:
     """What to update on a Novacore device whose device type and DER types are as declared:
-    the fields it reports that differ and the DERs it lacks, and a message naming the DERs
-    it has that are not declared (Novacore cannot delete them)."""
-    declared_ders, observed_ders = after["ders"], before["ders"]
+    the fields it reports that differ and the DERs it lacks. The DERs it has that are not
+    declared are no drift: Novacore cannot delete them (`_unmanaged_ders` reports them)."""
     diff = compared_only_where_reported({k: v for k, v in after.items() if k != "ders"}, before)
-    diff += declared_diff(declared_ders, observed_ders, prefix="ders.")
-    extra = sorted(observed_ders.keys() - declared_ders.keys())
-    if not extra:
-        return diff, ""
-    return diff, (
-        f"DERs in Novacore that are not declared: {', '.join(extra)} "
-        "(Novacore has no DER delete; left as they are)"
-    )
+    diff += declared_diff(after["ders"], before["ders"], prefix="ders.")
+    return diff
 
 
 def _der_type_changed(declared: dict[str, str], observed: dict[str, str]) -> bool:
@@ -962,14 +955,16 @@ class SourcefulPlanner:
                 external_id=cloud.id,
                 message=replaced_because,
             )
+        # Kept, with what it has: a DER nobody declares stays (a replace would drop it).
+        self._unmanaged_ders(at, name, cloud, after["ders"])
         if moved:
             return self._plan_move(at, name, device, cloud, before, after, deps, moved)
         if before == after:
             # In sync, as most devices are: one comparison settles every field and DER.
             diff: list[FieldDiff] = []
-            message = ""
         else:
-            diff, message = _cloud_drift(after, before)
+            diff = _cloud_drift(after, before)
+        message = ""
         if cloud.state == "orphaned":
             # Its gateway left the organisation and came back: provisioning binds it again.
             before["state"], after["state"] = "orphaned", "active"
@@ -1034,10 +1029,8 @@ class SourcefulPlanner:
         behind: provisioning its hardware id there rebinds it, with its id and DERs."""
         # The gateway and site it moves between are in both `before` and `after`: the
         # drift shows them with any field that changes too.
-        diff, extra = _cloud_drift(after, before)
+        diff = _cloud_drift(after, before)
         message = f"{moved}: provisioned there, Novacore rebinds device {cloud.id} (same id)"
-        if extra:
-            message += f"; {extra}"
         # A hardware id is one device in Novacore: declared twice, each declaration would
         # take it from the other on every apply.
         twice = [
@@ -1241,6 +1234,29 @@ class SourcefulPlanner:
                 )
             else:
                 self.unmanaged.append(entry)
+
+    def _unmanaged_ders(
+        self, at: _GatewayContext, name: str, cloud: NovacoreDevice, declared: dict[str, str]
+    ) -> None:
+        """DERs of the Novacore device of Device `name` that it does not declare (removed
+        from the desired state, or added in Novacore). Novacore has no DER delete, so no
+        plan can remove one, `--prune` included: each is reported, which is all the plan
+        can do, rather than left in a no-op's message that the text and Markdown plans do
+        not show."""
+        for der in cloud.ders:
+            if der.name in declared:
+                continue
+            self.unmanaged.append(
+                {
+                    "platform": "novacore",
+                    "site": at.site,
+                    "device": name,
+                    "id": der.id,
+                    "description": f"DER {der.name} ({der.type}, {der.id}) of Novacore device "
+                    f"{cloud.id} (Device {name}) is not declared (Novacore has no DER delete; "
+                    "left as it is)",
+                }
+            )
 
     def _site_moving_out(self, site: Site, cloud: NovacoreDevice, to: Declaration) -> None:
         """A Novacore device of `site` that the fleet declares in another site: said, never

@@ -16,8 +16,10 @@ and `!key` would match every unlabelled device, and bring along its site.
 Objects found but not declared (what `--prune` removes, or reports as unmanaged) belong to
 the gateway they were found on or the site they were found in; a selection keeps them when
 that gateway or site is taken whole: targeted, or held by a target (not only brought along
-as what a target needs), and not excluded. Gateways found claimed in an organisation but
-declared nowhere belong to no site, so a selection leaves them out."""
+as what a target needs), and not excluded. A DER that a declared Device's Novacore device
+has and the Device does not declare belongs to that Device, and goes with it. Gateways
+found claimed in an organisation but declared nowhere belong to no site, so a selection
+leaves them out."""
 
 from __future__ import annotations
 

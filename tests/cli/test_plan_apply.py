@@ -798,6 +798,49 @@ def test_a_site_moved_back_is_not_reported_as_left(make_cli: CliFactory) -> None
     assert f"('Depot' in {ORG_A})" not in out, out
 
 
+def test_a_der_removed_from_a_device_is_reported_in_every_format_while_novacore_keeps_it(
+        make_cli: CliFactory) -> None:
+    """Novacore has no DER delete: the apply switches the DER's publishing off on the Zap and
+    leaves it in Novacore. Every plan after lists it as unmanaged, in text, Markdown and
+    JSON alike, and none says that the actual state matches the desired state."""
+    docs = standard_site(1)
+    run = make_cli(docs)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    (inverter,) = [d for d in docs if d["metadata"]["name"] == "s1-inv"]
+    inverter["spec"]["ders"] = [d for d in inverter["spec"]["ders"] if d["name"] != "battery"]
+    run.rewrite(docs)
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0 and "Apply complete: 1 done" in out, out
+    assert "✓ device/s1-inv[publish] update" in out
+
+    novacore = run.sims.sims.novacore
+    device = cloud_device(run.sims.sims, "SG0001")
+    (der_id,) = [d.id for d in novacore.ders.values()
+                 if d.device_id == device.id and d.name == "battery"]
+    description = (f"DER battery (battery, {der_id}) of Novacore device {device.id} (Device "
+                   "s1-inv) is not declared (Novacore has no DER delete; left as it is)")
+    for prune in ([], ["--prune"]):
+        code, out, _ = run("plan", run.path, "--detailed-exitcode", *prune)
+        assert code == 0, "nothing to apply: no change, whatever is listed"
+        assert out.splitlines()[:2] == [
+            "No changes. The declared objects match the actual state; 1 object found that "
+            "nothing declares (apply --prune removes it where its policy allows):",
+            f"  ! unmanaged: {description}"], out
+        code, out, _ = run("plan", run.path, "-o", "markdown", *prune)
+        assert code == 0 and out.splitlines()[2] == (
+            "No changes. The declared objects match the actual state; **1 object found that "
+            "nothing declares** (below).")
+        assert "- DER battery (battery, " in out and "Unmanaged objects (1)" in out
+        document = json.loads(run("plan", run.path, "-o", "json", *prune)[1])
+        assert document["unmanaged"] == [{"platform": "novacore", "site": "s1",
+                                          "device": "s1-inv", "id": der_id,
+                                          "description": description}]
+        assert [c["message"] for c in document["changes"] if c["message"]] == []
+    code, out, _ = run("apply", run.path, "--auto-approve", "--prune")
+    assert code == 0 and f"! unmanaged: {description}" in out
+    assert der_id in novacore.ders, "left as it is"
+
+
 # -- Ctrl-C while applying ----------------------------------------------------------------------
 
 

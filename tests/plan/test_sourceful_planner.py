@@ -503,11 +503,41 @@ def test_values_the_spec_does_not_declare_are_not_drift(
     assert not plan.has_changes, pending(plan)
 
 
-def test_undeclared_novacore_der_is_mentioned_without_a_change() -> None:
-    plan = make_plan(make_fleet(), undeclared_cloud_der(copy_of(converged())))
-    change = by_address(plan)["device/cabin-inv[novacore]"]
-    assert change.action is Action.NO_OP
-    assert "legacy" in change.message and "no DER delete" in change.message
+@pytest.mark.parametrize("prune", [False, True], ids=["plan", "prune"])
+def test_undeclared_novacore_der_is_reported_as_unmanaged_without_a_change(prune: bool) -> None:
+    """Novacore has no DER delete: what the plan can do is say so, where every rendering
+    shows it (not in a no-op's message), and --prune cannot change that."""
+    plan = make_plan(make_fleet(), undeclared_cloud_der(copy_of(converged())),
+                     PlanOptions(prune=prune))
+    assert not plan.has_changes, pending(plan)
+    assert by_address(plan)["device/cabin-inv[novacore]"].message == ""
+    assert plan.unmanaged == [{
+        "platform": "novacore", "site": "cabin", "device": "cabin-inv", "id": "der-9",
+        "description": "DER legacy (solar, der-9) of Novacore device dev-inv2 (Device "
+                       "cabin-inv) is not declared (Novacore has no DER delete; left as it is)",
+    }]
+    assert plan.summary()["unmanaged"] == 1
+
+
+@pytest.mark.parametrize(("options", "reported"), [
+    pytest.param(PlanOptions(targets=("device/cabin-inv",)), True, id="its-device-targeted"),
+    pytest.param(PlanOptions(targets=("site/cabin",)), True, id="its-site-targeted"),
+    pytest.param(PlanOptions(targets=("device/home-inv",)), False, id="another-device"),
+    pytest.param(PlanOptions(excludes=("device/cabin-inv",)), False, id="its-device-excluded"),
+])
+def test_undeclared_novacore_der_goes_with_its_device_in_a_selection(
+        options: PlanOptions, reported: bool) -> None:
+    plan = make_plan(make_fleet(), undeclared_cloud_der(copy_of(converged())), options)
+    assert [u["id"] for u in plan.unmanaged] == (["der-9"] if reported else [])
+
+
+def test_undeclared_novacore_der_of_a_device_replaced_is_not_reported() -> None:
+    """A replace deletes the Novacore device, and its DERs with it."""
+    observed = undeclared_cloud_der(copy_of(converged()))
+    observed = set_cloud_device(observed, "sit-cabin", "INV2", device_type="battery")
+    plan = make_plan(make_fleet(), observed)
+    assert by_address(plan)["device/cabin-inv[novacore]"].action is Action.REPLACE
+    assert plan.unmanaged == []
 
 
 def test_der_the_zap_reports_but_nobody_declares_is_switched_off() -> None:
