@@ -18,7 +18,8 @@
 #                             "--offline fail" (word-split; no quoting inside)
 #
 # exit codes (those of `reconciler plan --detailed-exitcode`):
-#   0  valid, and the actual state already matches: nothing to apply
+#   0  valid, and nothing to apply: the actual state already matches, or differs only by
+#      objects found that nothing declares (unmanaged, left as they are: see plan.md)
 #   1  error: invalid YAML, blocked changes, rejected credentials, ... (see the output)
 #   2  valid, and changes are planned (or RECONCILER_CHANGES_EXIT): review plan.md
 #
@@ -56,7 +57,15 @@ fi
 
 case $code in
     0)
-        echo "reconciler-ci: exit 0: no changes; the gateways and clouds match the desired state"
+        # Unmanaged objects are no change, but no match either: the summary's count says.
+        unmanaged=$(sed -n 's/^    "unmanaged": \([0-9][0-9]*\)$/\1/p' "$out/plan.json")
+        if [ "${unmanaged:-0}" -gt 0 ]; then
+            echo "reconciler-ci: exit 0: no changes; $out/plan.md lists $unmanaged" \
+                 "unmanaged object(s): found, declared nowhere, left as they are"
+        else
+            echo "reconciler-ci: exit 0: no changes; the gateways and clouds match the" \
+                 "desired state"
+        fi
         exit 0 ;;
     2)
         echo "reconciler-ci: changes planned; review $out/plan.md (the plan as JSON:" \

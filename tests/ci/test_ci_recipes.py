@@ -72,15 +72,37 @@ async def test_ci_script_maps_plan_exit_codes_and_writes_the_plan(world: World) 
     assert report.ok, report.as_dict()
     converged = await run(script, env=env, cwd=world.root)
     assert converged.code == 0, converged.text
-    assert "exit 0: no changes" in converged.stdout
+    assert "exit 0: no changes; the gateways and clouds match" in converged.stdout
     assert "No changes" in (out / "plan.md").read_text(encoding="utf-8")
 
+    # A DER dropped from the desired state stays in Novacore, which cannot delete it: the
+    # plan has nothing to apply, and the script does not call that a match.
     devices = world.root / "sites" / "devices.yaml"
+    await drop_battery_der(world, devices)
+    unmanaged = await run(script, env=env, cwd=world.root)
+    assert unmanaged.code == 0, unmanaged.text
+    assert (f"exit 0: no changes; {out}/plan.md lists 1 unmanaged object(s): found, declared "
+            "nowhere, left as they are") in unmanaged.stdout
+    assert "match" not in unmanaged.stdout
+
     devices.write_text(devices.read_text().replace("deviceType: inverter", "deviceType: x"))
     invalid = await run(script, env=env, cwd=world.root)
     assert invalid.code == 1, invalid.text
     assert re.search(r"sites/devices\.yaml:12:\d+: spec\.deviceType", invalid.stderr)
     assert "exit 1: the desired state is invalid" in invalid.stderr
+
+
+async def drop_battery_der(world: World, devices: Path) -> None:
+    """Apply, remove the inverter's battery DER from the desired state, and apply again."""
+    settings = load_settings(world.env)
+    text = await asyncio.to_thread(devices.read_text, encoding="utf-8")
+    der = "    - name: battery-sbr096\n      type: battery\n"
+    assert der in text
+    for desired in (text, text.replace(der, "")):
+        await asyncio.to_thread(devices.write_text, desired, encoding="utf-8")
+        async with Reconciler(load_fleet([world.root / "sites"]), settings) as reconciler:
+            report = await reconciler.apply(await reconciler.plan())
+        assert report.ok, report.as_dict()
 
 
 # -- the GitHub workflow --------------------------------------------------------------------------
@@ -153,6 +175,13 @@ async def test_workflow_validate_and_plan_steps_run_end_to_end(world: World) -> 
     assert "Changes planned" in plan.stdout
     assert_markdown_plan(world.root / "plan.md")
     assert json.loads((world.root / "plan.json").read_text())["changes"]
+
+    await drop_battery_der(world, world.root / "sites" / "devices.yaml")
+    plan = await run_step(workflow, "Plan", world, values, output)
+    assert plan.code == 0, plan.text
+    assert output.read_text(encoding="utf-8").splitlines()[-1] == "exitcode=0"
+    assert plan.stdout == ("No changes; the plan lists 1 unmanaged object(s): found, declared "
+                           "nowhere, left as they are.\n")
 
 
 # -- pre-commit hooks ---------------------------------------------------------------------------
