@@ -21,6 +21,7 @@ from reconciler.cli import common
 from reconciler.engine.apply import ApplyReport, Outcome
 from reconciler.engine.reconcile import PlanResult, Reconciler, desired_fingerprint
 from reconciler.engine.state import StateDir, StateDirError, command_line
+from reconciler.engine.unread import unread_sources
 from reconciler.errors import ConfigError, Diagnostic, PlanError, ProviderError
 from reconciler.plan import document, render
 from reconciler.plan.planner import PlanOptions
@@ -33,7 +34,8 @@ examples:
   reconciler plan examples/sites --out plan.json && reconciler apply plan.json
 
 exit codes: 0 everything applied (or nothing to do), 1 any change failed, was skipped or
-blocked, or the input was invalid; 130 stopped at once by a second Ctrl-C.
+blocked, the input was invalid, or a saved plan is stale or cannot be checked (a gateway or
+cloud it reads does not answer); 130 stopped at once by a second Ctrl-C.
 
 Ctrl-C (or SIGTERM) while applying lets the writes in flight finish and starts nothing new;
 a second one stops at once.
@@ -151,6 +153,33 @@ def print_report(report: ApplyReport, stream: Any) -> None:
         f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['blocked']} blocked, "
         f"{counts['deferred']} deferred ({report.seconds:.1f}s).",
         file=stream,
+    )
+
+
+# How many unread sources a message lists: enough to see which, not a thousand lines.
+_LISTED = 10
+
+
+def _cannot_check(plan_file: str, unread: list[str]) -> None:
+    """Why a saved plan is not applied when part of the actual state could not be read: it
+    cannot be told from a plan made against another state, so nothing is applied; the same
+    file applies once everything answers, unless the actual state did change meanwhile."""
+    print(
+        "error: the saved plan cannot be checked against the actual state: what follows "
+        "could not be read, so whether anything changed since the plan was made is not "
+        "known; nothing was applied",
+        file=sys.stderr,
+    )
+    for line in unread[:_LISTED]:
+        print(printable(f"  {line}"), file=sys.stderr)
+    if len(unread) > _LISTED:
+        print(f"  and {len(unread) - _LISTED} more", file=sys.stderr)
+    print(
+        printable(
+            f"Apply {plan_file} again once they answer: it is applied if nothing changed "
+            "meanwhile, and refused if something did."
+        ),
+        file=sys.stderr,
     )
 
 
@@ -287,11 +316,16 @@ async def _apply(
             print(f"error: {error}", file=sys.stderr)
             return common.EXIT_ERROR
         if saved and result.inputs["observed_sha256"] != saved["inputs"].get("observed_sha256"):
-            print(
-                "error: the actual state changed since the plan was made; run `reconciler plan` "
-                "again and review the new plan",
-                file=sys.stderr,
-            )
+            unread = unread_sources(result.observed, settings)
+            if unread:
+                # Not "changed": what did not answer may well be as it was.
+                _cannot_check(args.paths[0], unread)
+            else:
+                print(
+                    "error: the actual state changed since the plan was made; run "
+                    "`reconciler plan` again and review the new plan",
+                    file=sys.stderr,
+                )
             return common.EXIT_ERROR
         doc = result.document()
         if saved and json.loads(json.dumps(doc["changes"])) != saved.get("changes"):

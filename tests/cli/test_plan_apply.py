@@ -234,6 +234,57 @@ def test_saved_plan_is_refused_when_the_actual_state_changed(
     assert run.sims.call(run.sims.sims.writes) == 0
 
 
+@pytest.mark.parametrize("down", ["novacore", "gateway"])
+def test_a_saved_plan_is_not_applied_while_what_it_reads_is_down_and_applies_after(
+        make_cli: CliFactory, tmp_path: Path, down: str) -> None:
+    """A source that does not answer is not a changed actual state: the apply says what it
+    could not read and that the plan cannot be checked, writes nothing, and the same file
+    applies once everything answers again."""
+    docs = two_sites()
+    run = make_cli(docs)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    (inverter,) = [d for d in docs if d["metadata"]["name"] == "s1-inv"]
+    inverter["spec"]["displayName"] = "Renamed in git"
+    run.rewrite(docs)
+    saved = tmp_path / "plan.json"
+    code, out, _ = run("plan", run.path, "--out", str(saved))
+    assert code == 0 and "Plan: 1 to update." in out, out
+
+    sims = run.sims.sims
+    url = sims.novacore.url if down == "novacore" else sims.zaps[serial_of(1)].url
+    fault = {"fail_next": 200} if down == "novacore" else {"offline": "refuse"}
+    assert httpx.put(f"{url}/_sim/faults", json=fault).status_code == 200
+    run.sims.call(sims.reset_counts)
+    code, out, err = run("apply", str(saved))
+    assert code == 1
+    lines = err.splitlines()
+    assert lines[0] == (
+        "error: the saved plan cannot be checked against the actual state: what follows could "
+        "not be read, so whether anything changed since the plan was made is not known; "
+        "nothing was applied")
+    if down == "novacore":
+        assert lines[1].startswith(f"  Novacore ({url}), sites of organisation {ORG_A}: "
+                                   "novacore.list_sites /sites: HTTP 503: ")
+        assert lines[1].endswith("(gave up after 3 attempts)")
+        assert f"  Novacore ({url}), gateways of organisation {ORG_A}: " in err
+    else:
+        assert lines[1:-1] == [
+            f"  gateway s1-zap ({url}): zap.list_devices: cannot reach {url}: connection "
+            "refused (gave up after 3 attempts)"]
+    assert lines[-1] == (f"Apply {saved} again once they answer: it is applied if nothing "
+                         "changed meanwhile, and refused if something did.")
+    assert "the actual state changed" not in err
+    assert run.sims.call(sims.writes) == 0
+
+    if down == "novacore":
+        httpx.put(f"{url}/_sim/faults", json={"fail_next": 0}).raise_for_status()
+    else:  # its port is closed, admin API included
+        run.sims.run(lambda: sims.zaps[serial_of(1)].set_offline("online"))
+    code, out, _ = run("apply", str(saved))
+    assert code == 0 and "✓ device/s1-inv[novacore] update" in out, out
+    assert cloud_device(sims, "SG0001").name == "Renamed in git"
+
+
 def test_saved_plan_is_refused_when_the_desired_state_changed(
         make_cli: CliFactory, tmp_path: Path) -> None:
     run = make_cli(two_sites())
