@@ -5,10 +5,11 @@ the chosen command. Exit codes: 0 success / no changes, 1 error, 2 changes prese
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from reconciler import __version__
 from reconciler.cli import (
@@ -77,7 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _line_buffered(stream: TextIO) -> None:
+    """Each line written to `stream` leaves at once, whatever it is connected to. Python
+    buffers a pipe or a file in blocks, so a CI log or `| tee` would show an apply's plan
+    and progress only once a buffer filled or the process ended; a line per write is
+    cheap next to the network calls between them."""
+    reconfigure = getattr(stream, "reconfigure", None)  # absent on some replaced streams
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):  # a closed or detached stream
+            reconfigure(line_buffering=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _line_buffered(sys.stdout)
     parser = build_parser()
     args = parser.parse_args(argv)
     run = getattr(args, "run", None)
