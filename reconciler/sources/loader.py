@@ -50,8 +50,10 @@ class LoadResult:
 
 
 def is_yaml_name(name: str) -> bool:
-    """Whether a file name is one the loader reads: `.yaml` or `.yml`, in any case."""
-    return name.lower().endswith(YAML_SUFFIXES)
+    """Whether a file name is one the loader reads: `.yaml` or `.yml`, in any case, and not
+    an editor's lock file (Emacs keeps `.#site.yaml`, a link to nothing, while the file is
+    being edited: neither a document nor a broken link to report)."""
+    return name.lower().endswith(YAML_SUFFIXES) and not name.startswith(".#")
 
 
 def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], list[Diagnostic]]:

@@ -113,6 +113,10 @@ def test_linked_directories_and_upper_case_suffixes_are_read_and_broken_links_sa
     (sites / "linked" / "north" / "loop").symlink_to(sites, target_is_directory=True)
     assert validate([str(sites)], capsys) == (0, ["valid: 2 files, 2 Sites"])
 
+    # An editor's lock file (Emacs: a link to "user@host.pid") is no document, as the watch
+    # agent also takes it.
+    (sites / ".#SOUTH.YAML").symlink_to("root@vm.1234:1700000000")
+    assert validate([str(sites)], capsys) == (0, ["valid: 2 files, 2 Sites"])
     (sites / "gone.yml").symlink_to(tmp_path / "nowhere.yml")
     code, lines = validate([str(sites)], capsys)
     assert (code, lines) == (1, [
