@@ -117,38 +117,21 @@ async def reconcile_object(
     config_store: object | None = None,
     credentials: PasswordFingerprint | None = None,
 ) -> ObjectResult:
-    result = ObjectResult()
     invalid = nsf.invalid.get((kind, name))
     if invalid:
-        result.retry, result.message = (
-            "permanent",
-            "; ".join(f"{d.path}: {d.message}" for d in invalid),
-        )
-        result.conditions = [
-            Cond("Ready", False, "InvalidSpec", result.message),
-            Cond("Synced", False, "InvalidSpec", result.message),
-        ]
-        return result
+        message = "; ".join(f"{d.path}: {d.message}" for d in invalid)
+        return _not_planned("permanent", "InvalidSpec", message)
     problems = nsf.problems_of(kind, name)
     waiting = [p for p in problems if p.code == DANGLING]
     fatal = [p for p in problems if p.code != DANGLING]
     if fatal:
-        result.retry = "permanent"
-        result.message = "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in fatal)
-        result.conditions = [
-            Cond("Ready", False, "InvalidSpec", result.message),
-            Cond("Synced", False, "InvalidSpec", result.message),
-        ]
-        return result
+        message = "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in fatal)
+        return _not_planned("permanent", "InvalidSpec", message)
     if waiting:
-        result.retry, result.delay = "temporary", config.retry_delay
-        result.message = "waiting: " + "; ".join(p.message.split(";")[0] for p in waiting)
-        result.conditions = [
-            Cond("Ready", False, "WaitingForDependency", result.message),
-            Cond("Synced", False, "WaitingForDependency", result.message),
-        ]
-        return result
+        message = "waiting: " + "; ".join(p.message.split(";")[0] for p in waiting)
+        return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
 
+    result = ObjectResult()
     resource = nsf.fleet.table(kind).get(name)
     if resource is None:  # pragma: no cover - build() puts every object in one of the two
         raise RuntimeError(f"{kind}/{name} is neither valid nor invalid: {nsf.invalid}")
@@ -177,6 +160,7 @@ async def reconcile_object(
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}
         result.plan_lines = [_line(c) for c in own if c.is_change]
         result.changes = len(result.plan_lines)
+        result.summary = _summary(own)
         result.external_ids = _external_ids(own)
         blockers = [
             pending_elsewhere[d]
@@ -225,6 +209,27 @@ async def reconcile_object(
     return result
 
 
+def _not_planned(retry: str, reason: str, message: str, delay: float = 0.0) -> ObjectResult:
+    """The result of an object that is not planned at all (its spec is invalid, or what it
+    depends on is not declared): no changes are known, and the summary says why."""
+    why = "invalid spec" if reason == "InvalidSpec" else "waiting for a dependency"
+    return ObjectResult(
+        conditions=[Cond("Ready", False, reason, message), Cond("Synced", False, reason, message)],
+        summary=f"not planned: {why}",
+        retry=retry,
+        message=message,
+        delay=delay,
+    )
+
+
+def _summary(changes: list[Change]) -> str:
+    """What `changes` hold, counted per action and blocked as the CLI's plan summary
+    counts them ("2 to create, 1 to update, 1 blocked"); "in sync" when nothing is to do."""
+    if not any(c.is_change for c in changes):
+        return "in sync"
+    return summary_line(Plan(changes=changes, unmanaged=[], options=PlanOptions()).summary())
+
+
 def _external_ids(changes: list[Change]) -> dict[str, str]:
     return {c.component: c.external_id for c in changes if c.external_id}
 
@@ -245,7 +250,6 @@ def _describe(
         c for c in pending if by_address.get(c.address) and by_address[c.address].status == "done"
     ]
     remaining = [c for c in pending if c not in done]
-    result.summary = summary_line({c.action.value: 1 for c in pending}) if pending else "in sync"
     conds: list[Cond] = []
     if deferred:
         why = deferred[0].message
@@ -303,9 +307,7 @@ def _describe(
             Cond("Ready", False, "Deferred", deferred[0].message),
         ]
     elif config.observe_only and remaining:
-        message = (
-            f"observe mode: {summary_line({c.action.value: 1 for c in remaining})} not applied"
-        )
+        message = f"observe mode: {_summary(remaining)} not applied"
         conds += [
             Cond("Synced", True, "Observed", message),
             Cond("Ready", False, "ChangesPending", message),
