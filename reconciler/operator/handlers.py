@@ -18,6 +18,7 @@ from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
 from reconciler.operator import conditions, objects
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.holds import Holds
 from reconciler.operator.reconcile import (
     ObjectResult,
     PasswordFingerprint,
@@ -78,6 +79,8 @@ class Runtime:
             if config.credential_key
             else token_bytes(KEY_BYTES)
         )
+        # Objects whose writes wait for a change after a permanent failure.
+        self.holds = Holds()
 
     @property
     def settings(self) -> Settings:
@@ -144,6 +147,7 @@ async def _reconcile(
         kind, name, namespace, nsf, runtime.settings, runtime.config, secrets,
         config_store=ConfigSecrets(runtime.secrets, namespace),
         credentials=PasswordFingerprint(runtime.credential_key, status.get("appliedSecrets")),
+        holds=runtime.holds,
     )
     _write_status(patch, status, meta, result)
     _post_events(body, result)
@@ -244,6 +248,7 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         message = "; ".join(f"{o.address}: {o.message}" for o in failed)
         kopf.warn(body, reason="ReleaseFailed", message=event_message(message))
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
+    runtime.holds.release((namespace, kind, name))
     kwargs["logger"].info(
         "%s/%s deleted (%s)", kind, name, "released" if outcomes else "nothing outside touched"
     )

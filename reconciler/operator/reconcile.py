@@ -27,6 +27,7 @@ from reconciler.model.fleet import DANGLING, Fleet
 from reconciler.model.status import AppliedSecrets
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.holds import Hold, Holds, Owner
 from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan, PlanOptions
@@ -116,6 +117,7 @@ async def reconcile_object(
     secrets: SecretResolver | None = None,
     config_store: object | None = None,
     credentials: PasswordFingerprint | None = None,
+    holds: Holds | None = None,
 ) -> ObjectResult:
     invalid = nsf.invalid.get((kind, name))
     if invalid:
@@ -179,7 +181,15 @@ async def reconcile_object(
                 Cond("Synced", False, "WaitingForDependency", result.message),
             ]
             return result
-        if config.observe_only or not any(c.is_change for c in own):
+        owner: Owner = (namespace, owner_kind, owner_name)
+        inputs = holds.inputs(sub, reconciler.secrets) if holds is not None else ""
+        held = holds.held(owner, inputs) if holds is not None else None
+        if held is not None and not any(c.is_change for c in own):
+            # Put right outside meanwhile: nothing left to hold back.
+            assert holds is not None
+            holds.release(owner)
+            held = None
+        if config.observe_only or held is not None or not any(c.is_change for c in own):
             outcomes: list[Outcome] = []
         else:
             own_plan = Plan(changes=own, unmanaged=[], options=plan.options)
@@ -195,6 +205,8 @@ async def reconcile_object(
                 own_plan, executors, policy=RetryPolicy(attempts=settings.retries)
             )
             outcomes = report.outcomes
+            if holds is not None:
+                _hold_if_permanent(holds, owner, inputs, outcomes)
         if not config.observe_only:
             reconciler.adopt_credentials(plan)
         if credentials is not None:
@@ -205,8 +217,33 @@ async def reconcile_object(
             if outcome.status == "done" and outcome.detail.get(key):
                 component = outcome.address.rsplit("[", 1)[-1].rstrip("]")
                 result.external_ids[component] = str(outcome.detail[key])
-    _describe(kind, own, outcomes, config, result)
+    _describe(kind, own, outcomes, config, result, held)
     return result
+
+
+# Said of a permanent failure, whose writes are held back (`holds`) until what they are
+# made from changes.
+HELD_NOTE = (
+    "not tried again until the spec of this object or of one it depends on, or a password "
+    "it sends, changes (annotate the object to try again)"
+)
+
+
+def _failure_message(failed: list[Outcome]) -> str:
+    message = "; ".join(f"{o.address}: {o.message}" for o in failed)
+    if any(not o.retryable for o in failed):
+        return f"{message[:800]} — {HELD_NOTE}"
+    return message[:1000]
+
+
+def _hold_if_permanent(holds: Holds, owner: Owner, inputs: str, outcomes: list[Outcome]) -> None:
+    """Hold the owner's writes after a failure retrying cannot cure; release them after an
+    apply without one."""
+    failed = [o for o in outcomes if o.status == "failed"]
+    if any(not o.retryable for o in failed):
+        holds.hold(owner, inputs, _failure_message(failed))
+    else:
+        holds.release(owner)
 
 
 def _not_planned(retry: str, reason: str, message: str, delay: float = 0.0) -> ObjectResult:
@@ -240,6 +277,7 @@ def _describe(
     outcomes: list[Outcome],
     config: OperatorConfig,
     result: ObjectResult,
+    held: Hold | None = None,
 ) -> None:
     pending = [c for c in own if c.is_change]
     by_address = {o.address: o for o in outcomes}
@@ -281,8 +319,9 @@ def _describe(
             Cond("Verified", True, "SerialMatches", "the gateway reports the declared hardwareId")
         )
     if failed:
-        message = "; ".join(f"{o.address}: {o.message}" for o in failed)[:1000]
-        retryable = any(o.retryable for o in failed)
+        message = _failure_message(failed)
+        # One failure retrying cannot cure holds the object's writes back (`holds`).
+        retryable = all(o.retryable for o in failed)
         result.retry, result.message = ("temporary" if retryable else "permanent"), message
         result.delay = config.retry_delay
         conds += [
@@ -305,6 +344,13 @@ def _describe(
         conds += [
             Cond("Synced", False, "Deferred", deferred[0].message),
             Cond("Ready", False, "Deferred", deferred[0].message),
+        ]
+    elif held is not None:
+        # The same condition as the failure's: nothing new to report.
+        result.retry, result.message = "permanent", held.message
+        conds += [
+            Cond("Synced", False, "ApplyFailed", held.message),
+            Cond("Ready", False, "ApplyFailed", held.message),
         ]
     elif config.observe_only and remaining:
         message = f"observe mode: {_summary(remaining)} not applied"
