@@ -23,9 +23,9 @@ from reconciler.operator.reconcile import (
     ObjectResult,
     PasswordFingerprint,
     reconcile_object,
-    remove_object,
     status_patch,
 )
+from reconciler.operator.removal import remove_object
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.printable import printable
 
@@ -106,16 +106,20 @@ def _post_events(body: kopf.Body, result: ObjectResult) -> None:
             kopf.warn(body, reason="ApplyFailed", message=event_message(message))
 
 
+def _write_conditions(
+    patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
+) -> None:
+    patch.status["conditions"] = conditions.merge(
+        status.get("conditions"), result.conditions, now=_now(), generation=meta.get("generation")
+    )
+
+
 def _write_status(
     patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
 ) -> None:
-    now = _now()
-    generation = meta.get("generation")
-    patch.status["conditions"] = conditions.merge(
-        status.get("conditions"), result.conditions, now=now, generation=generation
-    )
-    patch.status["observedGeneration"] = generation
-    for key, value in status_patch(result, now=now).items():
+    _write_conditions(patch, status, meta, result)
+    patch.status["observedGeneration"] = meta.get("generation")
+    for key, value in status_patch(result, now=_now()).items():
         patch.status[key] = value
 
 
@@ -229,28 +233,46 @@ def _register_kind(
 
 
 async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:
-    """Honour `deletionPolicy` before kopf removes our finalizer."""
+    """Honour `deletionPolicy` before kopf removes our finalizer: while the object cannot
+    be released, the finalizer stays, with a Warning and a condition saying why."""
     body: kopf.Body = kwargs["body"]
     namespace = kwargs["namespace"] or ""
     name = kwargs["meta"]["name"]
     nsf = objects.build(_namespace_bodies(namespace, _indexes(kwargs), body))
     secrets = await preload(runtime.secrets, namespace, nsf.fleet)
-    outcomes = await remove_object(kind, name, namespace, nsf, runtime.settings, secrets)
-    failed = [o for o in outcomes if o.status != "done"]
-    for outcome in outcomes:
+    removal = await remove_object(
+        kind, name, nsf, runtime.settings, secrets, status=kwargs["status"]
+    )
+    failed = [o for o in removal.outcomes if o.status != "done"]
+    for outcome in removal.outcomes:
         if outcome.status == "done":
             kopf.info(
                 body,
                 reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
                 message=event_message(f"{outcome.address}: {outcome.message or outcome.action}"),
             )
-    if failed:
-        message = "; ".join(f"{o.address}: {o.message}" for o in failed)
-        kopf.warn(body, reason="ReleaseFailed", message=event_message(message))
+    if removal.blocked or failed:
+        reason = "ReleaseBlocked" if removal.blocked else "ReleaseFailed"
+        if removal.blocked:
+            message = f"{removal.blocked}, or remove the finalizer {FINALIZER} to leave it as it is"
+        else:
+            message = "; ".join(f"{o.address}: {o.message}" for o in failed)
+            message += f" (retried; removing the finalizer {FINALIZER} leaves it as it is)"
+        result = ObjectResult(
+            conditions=[
+                conditions.Cond("Ready", False, reason, message),
+                conditions.Cond("Synced", False, reason, message),
+            ]
+        )
+        _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"], result)
+        kopf.warn(body, reason=reason, message=event_message(message))
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
     runtime.holds.release((namespace, kind, name))
     kwargs["logger"].info(
-        "%s/%s deleted (%s)", kind, name, "released" if outcomes else "nothing outside touched"
+        "%s/%s deleted (%s)",
+        kind,
+        name,
+        "released" if removal.outcomes else "nothing outside touched",
     )
 
 

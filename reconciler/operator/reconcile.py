@@ -20,18 +20,17 @@ from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.credentials import CredentialLedger, key_id, mqtt_passwords
 from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
-from reconciler.engine.observe import observe
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy
+from reconciler.model.base import Resource
 from reconciler.model.fleet import DANGLING, Fleet
-from reconciler.model.status import AppliedSecrets
+from reconciler.model.status import AppliedSecrets, DeviceGateway
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
 from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan, PlanOptions
-from reconciler.plan.removal import removal_changes
 from reconciler.plan.render import summary_line
 
 # Device and DER handlers of one device must not apply its changes at the same time.
@@ -58,6 +57,7 @@ class ObjectResult:
     message: str = ""
     delay: float = 0.0
     applied_secrets: dict[str, str] | None = None  # status.appliedSecrets of a Device
+    gateway: dict[str, str] | None = None  # status.gateway of a Device
 
 
 @dataclass
@@ -212,6 +212,8 @@ async def reconcile_object(
         if credentials is not None:
             result.applied_secrets = credentials.block(ledger, password_key)
     result.outcomes = outcomes
+    if kind == "Device":
+        result.gateway = _device_gateway(resource, sub, own, outcomes)
     for outcome in outcomes:
         for key in ("id", "sn", "serial"):
             if outcome.status == "done" and outcome.detail.get(key):
@@ -244,6 +246,28 @@ def _hold_if_permanent(holds: Holds, owner: Owner, inputs: str, outcomes: list[O
         holds.hold(owner, inputs, _failure_message(failed))
     else:
         holds.release(owner)
+
+
+def _device_gateway(
+    device: Resource, fleet: Fleet, own: list[Change], outcomes: list[Outcome]
+) -> dict[str, str] | None:
+    """`status.gateway` of a Device that is on its gateway now (found there, or added):
+    where `deletionPolicy: Release` finds it should the Gateway object be deleted first."""
+    gateway = fleet.gateways.get(getattr(device.spec, "gateway_ref", None) or "")
+    zap = next((c for c in own if c.component == "zap"), None)
+    if gateway is None or gateway.spec.zap is None or zap is None or zap.blocked:
+        return None
+    done = {o.address for o in outcomes if o.status == "done"}
+    placed = zap.action in (Action.CREATE, Action.UPDATE, Action.REPLACE) and zap.address in done
+    if zap.action is not Action.NO_OP and not placed:
+        return None
+    placement = DeviceGateway(
+        name=gateway.name,
+        serial=gateway.spec.zap.serial,
+        url=str(gateway.spec.zap.url),
+        site=gateway.spec.site_ref,
+    )
+    return placement.model_dump()
 
 
 def _not_planned(retry: str, reason: str, message: str, delay: float = 0.0) -> ObjectResult:
@@ -367,33 +391,6 @@ def _describe(
     result.conditions = conds
 
 
-async def remove_object(
-    kind: str,
-    name: str,
-    namespace: str,
-    nsf: NamespaceFleet,
-    settings: Settings,
-    secrets: SecretResolver | None = None,
-) -> list[Outcome]:
-    """Apply `deletionPolicy: Release` for a resource being deleted; [] for Orphan."""
-    resource = nsf.fleet.table(kind).get(name)
-    if resource is None or str(getattr(resource.spec, "deletion_policy", "Orphan")) != "Release":
-        return []
-    sub = closure(nsf.fleet, resource)
-    async with Reconciler(sub, settings, secrets=secrets) as reconciler:
-        observed = await observe(sub, reconciler.session, RetryPolicy(attempts=3))
-        changes = removal_changes(resource, sub, observed)
-        if not changes:
-            return []
-        executors = Executors(sub, reconciler.session, reconciler.secrets, None, {})
-        report = await apply_plan(
-            Plan(changes=changes, unmanaged=[], options=PlanOptions()),
-            executors,
-            policy=RetryPolicy(attempts=settings.retries),
-        )
-    return report.outcomes
-
-
 def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
     """Status fields other than conditions (those are merged by the handler)."""
     patch: dict[str, Any] = {
@@ -407,4 +404,6 @@ def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
     }
     if result.applied_secrets is not None:
         patch["appliedSecrets"] = result.applied_secrets
+    if result.gateway is not None:
+        patch["gateway"] = result.gateway
     return patch
