@@ -47,6 +47,21 @@ def _gateway_removal(gateway: Gateway, fleet: Fleet, observed: Observed) -> list
                     message=f"released from {org} (deletionPolicy Release)",
                 )
             ]
+    unread = [u for u in observed.novacore_gateways.values() if isinstance(u, Unreachable)]
+    if unread:
+        # Perhaps claimed into an organisation that could not be listed: not taken for free.
+        return [
+            Change.new(
+                "Gateway",
+                gateway.name,
+                "novacore",
+                Action.DEFER,
+                Reason.TARGET_UNREACHABLE,
+                site=gateway.spec.site_ref,
+                external_id=zap.serial,
+                message=f"not released: Novacore could not be read: {unread[0].reason}",
+            )
+        ]
     return []
 
 

@@ -30,6 +30,11 @@ async def _declare(cluster: Any) -> dict[tuple[str, str], dict[str, Any]]:
 
 async def _delete(cluster: Any, kind: str, name: str) -> None:
     await cluster.delete(kind, name)
+    await _gone(cluster, kind, name)
+
+
+async def _gone(cluster: Any, kind: str, name: str) -> None:
+    """Wait until the object is deleted (its finalizer done)."""
 
     async def gone() -> bool:
         return await cluster.get(kind, name) is None
@@ -106,11 +111,7 @@ async def test_a_device_whose_gateway_is_unknown_keeps_its_finalizer_until_it_is
 
         # The Gateway object back, the device is released and goes.
         await cluster.create(docs[("Gateway", "home-zap")])
-
-        async def gone() -> bool:
-            return await cluster.get("Device", "home-inverter") is None
-
-        await cluster.wait_for(gone, timeout=30, what="the device released and deleted")
+        await _gone(cluster, "Device", "home-inverter")
         assert _placed(sims) == (False, False)
 
 
@@ -132,9 +133,29 @@ async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answer
         assert "SG0001" in sims.zaps[ZAP].devices
 
         await sims.zaps[ZAP].set_offline("online")
-
-        async def gone() -> bool:
-            return await cluster.get("Device", "home-inverter") is None
-
-        await cluster.wait_for(gone, timeout=30, what="the device released and deleted")
+        await _gone(cluster, "Device", "home-inverter")
         assert _placed(sims) == (False, False)
+
+
+async def test_a_gateway_is_released_once_novacore_answers(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+        for doc in documents(FLEET):
+            await cluster.create(doc)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await sims.novacore.set_offline("refuse")
+        await cluster.delete("Gateway", "home-zap")
+
+        async def failed() -> dict[str, Any] | None:
+            cond = await cluster.condition("Gateway", "home-zap", "Ready")
+            return cond if cond and cond["reason"] == "ReleaseFailed" else None
+
+        await cluster.wait_for(failed, timeout=30, what="the release deferred")
+        assert sims.novacore.gateways[ZAP].org_id == "org-home"
+
+        await sims.novacore.set_offline("online")
+        await _gone(cluster, "Gateway", "home-zap")
+        assert sims.novacore.gateways[ZAP].org_id is None
+
