@@ -106,6 +106,13 @@ def _post_events(body: kopf.Body, result: ObjectResult) -> None:
             kopf.warn(body, reason="ApplyFailed", message=event_message(message))
 
 
+def _is_news(status: Mapping[str, Any], result: ObjectResult) -> bool:
+    """Whether the object's Ready condition changes: a Warning says a problem once, not
+    again at every drift check or retry while it stays the same."""
+    ready = next((c for c in result.conditions if c.type == "Ready"), None)
+    return ready is None or conditions.is_new(status.get("conditions"), ready)
+
+
 def _write_conditions(
     patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
 ) -> None:
@@ -158,7 +165,8 @@ async def _reconcile(
     if result.retry == "temporary":
         raise kopf.TemporaryError(result.message, delay=result.delay)
     if result.retry == "permanent":
-        kopf.warn(body, reason="Failed", message=event_message(result.message))
+        if _is_news(status, result):
+            kopf.warn(body, reason="Failed", message=event_message(result.message))
         raise kopf.PermanentError(result.message)
     logger.info("%s/%s: %s", kind, name, result.summary)
 
@@ -265,7 +273,8 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
             ]
         )
         _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"], result)
-        kopf.warn(body, reason=reason, message=event_message(message))
+        if _is_news(kwargs["status"], result):
+            kopf.warn(body, reason=reason, message=event_message(message))
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
     runtime.holds.release((namespace, kind, name))
     kwargs["logger"].info(

@@ -22,18 +22,6 @@ async def _declare(cluster: Any, fleet: str) -> None:
         await cluster.create(doc)
 
 
-async def _reconciles(cluster: Any, kind: str, name: str, count: int) -> None:
-    """Wait until the object was planned `count` more times (its lastPlan's time moves)."""
-    seen: set[str] = set()
-
-    async def planned() -> bool:
-        body = await cluster.get(kind, name)
-        seen.add((((body or {}).get("status") or {}).get("lastPlan") or {}).get("time", ""))
-        return len(seen) > count
-
-    await cluster.wait_for(planned, timeout=60, what=f"{count} more plans of {kind}/{name}")
-
-
 async def test_a_serial_mismatch_is_not_written_again_until_the_spec_changes(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -52,7 +40,7 @@ async def test_a_serial_mismatch_is_not_written_again_until_the_spec_changes(
         adds, removes = zap.requests[ADD], zap.requests[REMOVE]
         assert (adds, removes) == (2, 1), "the inverter added; the battery added and removed"
 
-        await _reconciles(cluster, "Device", "home-battery", 3)
+        await cluster.wait_planned("Device", "home-battery", 3)
         assert (zap.requests[ADD], zap.requests[REMOVE]) == (adds, removes), "no more writes"
         assert "ferroamp_WRONG" not in zap.devices
         still = await cluster.condition("Device", "home-battery", "Ready")
