@@ -183,12 +183,7 @@ async def reconcile_object(
             return result
         owner: Owner = (namespace, owner_kind, owner_name)
         inputs = holds.inputs(sub, reconciler.secrets) if holds is not None else ""
-        held = holds.held(owner, inputs) if holds is not None else None
-        if held is not None and not any(c.is_change for c in own):
-            # Put right outside meanwhile: nothing left to hold back.
-            assert holds is not None
-            holds.release(owner)
-            held = None
+        held = _current_hold(holds, owner, inputs, own)
         if config.observe_only or held is not None or not any(c.is_change for c in own):
             outcomes: list[Outcome] = []
         else:
@@ -236,6 +231,18 @@ def _failure_message(failed: list[Outcome]) -> str:
     if any(not o.retryable for o in failed):
         return f"{message[:800]} — {HELD_NOTE}"
     return message[:1000]
+
+
+def _current_hold(
+    holds: Holds | None, owner: Owner, inputs: str, own: list[Change]
+) -> Hold | None:
+    """The hold on the owner's writes from these inputs, if any; released when nothing is
+    left to do (put right outside meanwhile)."""
+    hold = holds.held(owner, inputs) if holds is not None else None
+    if holds is not None and hold is not None and not any(c.is_change for c in own):
+        holds.release(owner)
+        return None
+    return hold
 
 
 def _hold_if_permanent(holds: Holds, owner: Owner, inputs: str, outcomes: list[Outcome]) -> None:
