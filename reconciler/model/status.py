@@ -67,6 +67,16 @@ class AppliedSecrets(StrictModel):
     )
 
 
+class DeviceGateway(StrictModel):
+    """The gateway a Device was last found on or added to: what `deletionPolicy: Release`
+    removes it from, even once the Gateway object is deleted (its spec is gone with it)."""
+
+    name: str = Field(description="The Gateway object.", examples=["home-solna"])
+    serial: str = Field(description="The Zap's serial.", examples=["zap-0123456789abcdef"])
+    url: str = Field(description="The Zap's declared URL.", examples=["http://192.168.1.40"])
+    site: str = Field(description="The gateway's Site object.", examples=["home-solna"])
+
+
 class ResourceStatus(StrictModel):
     """Status written by the operator."""
 
@@ -82,4 +92,7 @@ class ResourceStatus(StrictModel):
     last_plan: LastPlan | None = Field(default=None, description="The last plan for this resource.")
     applied_secrets: AppliedSecrets | None = Field(
         default=None, description="Devices: the MQTT password last sent, as a fingerprint."
+    )
+    gateway: DeviceGateway | None = Field(
+        default=None, description="Devices: the gateway the device was last found on or added to."
     )

@@ -21,6 +21,24 @@ class Cond:
         return "Unknown" if self.status is None else ("True" if self.status else "False")
 
 
+def _stored_message(message: str) -> str:
+    # `kubectl describe` shows it on a terminal; it carries what gateways report.
+    return printable(message)[:1000]
+
+
+def is_new(previous: list[dict[str, Any]] | None, cond: Cond) -> bool:
+    """Whether `cond` says something else than the condition of its type in `previous`
+    (another status, reason or message): worth an event, where the same again is not."""
+    before = next(
+        (c for c in previous or [] if isinstance(c, dict) and c.get("type") == cond.type), None
+    )
+    return before is None or (
+        before.get("status"),
+        before.get("reason"),
+        before.get("message"),
+    ) != (cond.status_text, cond.reason, _stored_message(cond.message))
+
+
 def merge(
     previous: list[dict[str, Any]] | None, new: list[Cond], *, now: str, generation: int | None
 ) -> list[dict[str, Any]]:
@@ -35,8 +53,7 @@ def merge(
             "type": cond.type,
             "status": cond.status_text,
             "reason": cond.reason,
-            # `kubectl describe` shows it on a terminal; it carries what gateways report.
-            "message": printable(cond.message)[:1000],
+            "message": _stored_message(cond.message),
             "lastTransitionTime": now if changed else before.get("lastTransitionTime", now),  # type: ignore[union-attr]
             "observedGeneration": generation,
         }

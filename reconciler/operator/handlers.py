@@ -18,13 +18,14 @@ from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
 from reconciler.operator import conditions, objects
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.holds import Holds
 from reconciler.operator.reconcile import (
     ObjectResult,
     PasswordFingerprint,
     reconcile_object,
-    remove_object,
     status_patch,
 )
+from reconciler.operator.removal import remove_object
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.printable import printable
 
@@ -78,6 +79,8 @@ class Runtime:
             if config.credential_key
             else token_bytes(KEY_BYTES)
         )
+        # Objects whose writes wait for a change after a permanent failure.
+        self.holds = Holds()
 
     @property
     def settings(self) -> Settings:
@@ -103,16 +106,27 @@ def _post_events(body: kopf.Body, result: ObjectResult) -> None:
             kopf.warn(body, reason="ApplyFailed", message=event_message(message))
 
 
+def _is_news(status: Mapping[str, Any], result: ObjectResult) -> bool:
+    """Whether the object's Ready condition changes: a Warning says a problem once, not
+    again at every drift check or retry while it stays the same."""
+    ready = next((c for c in result.conditions if c.type == "Ready"), None)
+    return ready is None or conditions.is_new(status.get("conditions"), ready)
+
+
+def _write_conditions(
+    patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
+) -> None:
+    patch.status["conditions"] = conditions.merge(
+        status.get("conditions"), result.conditions, now=_now(), generation=meta.get("generation")
+    )
+
+
 def _write_status(
     patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
 ) -> None:
-    now = _now()
-    generation = meta.get("generation")
-    patch.status["conditions"] = conditions.merge(
-        status.get("conditions"), result.conditions, now=now, generation=generation
-    )
-    patch.status["observedGeneration"] = generation
-    for key, value in status_patch(result, now=now).items():
+    _write_conditions(patch, status, meta, result)
+    patch.status["observedGeneration"] = meta.get("generation")
+    for key, value in status_patch(result, now=_now()).items():
         patch.status[key] = value
 
 
@@ -144,13 +158,15 @@ async def _reconcile(
         kind, name, namespace, nsf, runtime.settings, runtime.config, secrets,
         config_store=ConfigSecrets(runtime.secrets, namespace),
         credentials=PasswordFingerprint(runtime.credential_key, status.get("appliedSecrets")),
+        holds=runtime.holds,
     )
     _write_status(patch, status, meta, result)
     _post_events(body, result)
     if result.retry == "temporary":
         raise kopf.TemporaryError(result.message, delay=result.delay)
     if result.retry == "permanent":
-        kopf.warn(body, reason="Failed", message=event_message(result.message))
+        if _is_news(status, result):
+            kopf.warn(body, reason="Failed", message=event_message(result.message))
         raise kopf.PermanentError(result.message)
     logger.info("%s/%s: %s", kind, name, result.summary)
 
@@ -225,27 +241,47 @@ def _register_kind(
 
 
 async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:
-    """Honour `deletionPolicy` before kopf removes our finalizer."""
+    """Honour `deletionPolicy` before kopf removes our finalizer: while the object cannot
+    be released, the finalizer stays, with a Warning and a condition saying why."""
     body: kopf.Body = kwargs["body"]
     namespace = kwargs["namespace"] or ""
     name = kwargs["meta"]["name"]
     nsf = objects.build(_namespace_bodies(namespace, _indexes(kwargs), body))
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
-    outcomes = await remove_object(kind, name, namespace, nsf, runtime.settings, secrets)
-    failed = [o for o in outcomes if o.status != "done"]
-    for outcome in outcomes:
+    removal = await remove_object(
+        kind, name, nsf, runtime.settings, secrets, status=kwargs["status"]
+    )
+    failed = [o for o in removal.outcomes if o.status != "done"]
+    for outcome in removal.outcomes:
         if outcome.status == "done":
             kopf.info(
                 body,
                 reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
                 message=event_message(f"{outcome.address}: {outcome.message or outcome.action}"),
             )
-    if failed:
-        message = "; ".join(f"{o.address}: {o.message}" for o in failed)
-        kopf.warn(body, reason="ReleaseFailed", message=event_message(message))
+    if removal.blocked or failed:
+        reason = "ReleaseBlocked" if removal.blocked else "ReleaseFailed"
+        if removal.blocked:
+            message = f"{removal.blocked}, or remove the finalizer {FINALIZER} to leave it as it is"
+        else:
+            message = "; ".join(f"{o.address}: {o.message}" for o in failed)
+            message += f" (retried; removing the finalizer {FINALIZER} leaves it as it is)"
+        result = ObjectResult(
+            conditions=[
+                conditions.Cond("Ready", False, reason, message),
+                conditions.Cond("Synced", False, reason, message),
+            ]
+        )
+        _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"], result)
+        if _is_news(kwargs["status"], result):
+            kopf.warn(body, reason=reason, message=event_message(message))
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
+    runtime.holds.release((namespace, kind, name))
     kwargs["logger"].info(
-        "%s/%s deleted (%s)", kind, name, "released" if outcomes else "nothing outside touched"
+        "%s/%s deleted (%s)",
+        kind,
+        name,
+        "released" if removal.outcomes else "nothing outside touched",
     )
 
 

@@ -20,17 +20,17 @@ from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.credentials import CredentialLedger, key_id, mqtt_passwords
 from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
-from reconciler.engine.observe import observe
 from reconciler.engine.reconcile import Reconciler
-from reconciler.engine.retry import RetryPolicy, read_policy
+from reconciler.engine.retry import RetryPolicy
+from reconciler.model.base import Resource
 from reconciler.model.fleet import DANGLING, Fleet
-from reconciler.model.status import AppliedSecrets
+from reconciler.model.status import AppliedSecrets, DeviceGateway
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.holds import Hold, Holds, Owner
 from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan, PlanOptions
-from reconciler.plan.removal import removal_changes
 from reconciler.plan.render import summary_line
 
 # Device and DER handlers of one device must not apply its changes at the same time.
@@ -57,6 +57,7 @@ class ObjectResult:
     message: str = ""
     delay: float = 0.0
     applied_secrets: dict[str, str] | None = None  # status.appliedSecrets of a Device
+    gateway: dict[str, str] | None = None  # status.gateway of a Device
 
 
 @dataclass
@@ -116,39 +117,23 @@ async def reconcile_object(
     secrets: SecretResolver,
     config_store: object | None = None,
     credentials: PasswordFingerprint | None = None,
+    holds: Holds | None = None,
 ) -> ObjectResult:
-    result = ObjectResult()
     invalid = nsf.invalid.get((kind, name))
     if invalid:
-        result.retry, result.message = (
-            "permanent",
-            "; ".join(f"{d.path}: {d.message}" for d in invalid),
-        )
-        result.conditions = [
-            Cond("Ready", False, "InvalidSpec", result.message),
-            Cond("Synced", False, "InvalidSpec", result.message),
-        ]
-        return result
+        message = "; ".join(f"{d.path}: {d.message}" for d in invalid)
+        return _not_planned("permanent", "InvalidSpec", message)
     problems = nsf.problems_of(kind, name)
     waiting = [p for p in problems if p.code == DANGLING]
     fatal = [p for p in problems if p.code != DANGLING]
     if fatal:
-        result.retry = "permanent"
-        result.message = "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in fatal)
-        result.conditions = [
-            Cond("Ready", False, "InvalidSpec", result.message),
-            Cond("Synced", False, "InvalidSpec", result.message),
-        ]
-        return result
+        message = "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in fatal)
+        return _not_planned("permanent", "InvalidSpec", message)
     if waiting:
-        result.retry, result.delay = "temporary", config.retry_delay
-        result.message = "waiting: " + "; ".join(p.message.split(";")[0] for p in waiting)
-        result.conditions = [
-            Cond("Ready", False, "WaitingForDependency", result.message),
-            Cond("Synced", False, "WaitingForDependency", result.message),
-        ]
-        return result
+        message = "waiting: " + "; ".join(p.message.split(";")[0] for p in waiting)
+        return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
 
+    result = ObjectResult()
     resource = nsf.fleet.table(kind).get(name)
     if resource is None:  # pragma: no cover - build() puts every object in one of the two
         raise RuntimeError(f"{kind}/{name} is neither valid nor invalid: {nsf.invalid}")
@@ -177,6 +162,7 @@ async def reconcile_object(
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}
         result.plan_lines = [_line(c) for c in own if c.is_change]
         result.changes = len(result.plan_lines)
+        result.summary = _summary(own)
         result.external_ids = _external_ids(own)
         blockers = [
             pending_elsewhere[d]
@@ -195,7 +181,10 @@ async def reconcile_object(
                 Cond("Synced", False, "WaitingForDependency", result.message),
             ]
             return result
-        if config.observe_only or not any(c.is_change for c in own):
+        owner: Owner = (namespace, owner_kind, owner_name)
+        inputs = holds.inputs(sub, reconciler.secrets) if holds is not None else ""
+        held = _current_hold(holds, owner, inputs, own)
+        if config.observe_only or held is not None or not any(c.is_change for c in own):
             outcomes: list[Outcome] = []
         else:
             own_plan = Plan(changes=own, unmanaged=[], options=plan.options)
@@ -211,18 +200,102 @@ async def reconcile_object(
                 own_plan, executors, policy=RetryPolicy(attempts=settings.retries)
             )
             outcomes = report.outcomes
+            if holds is not None:
+                _hold_if_permanent(holds, owner, inputs, outcomes)
         if not config.observe_only:
             reconciler.adopt_credentials(plan)
         if credentials is not None:
             result.applied_secrets = credentials.block(ledger, password_key)
     result.outcomes = outcomes
+    if kind == "Device":
+        result.gateway = _device_gateway(resource, sub, own, outcomes)
     for outcome in outcomes:
         for key in ("id", "sn", "serial"):
             if outcome.status == "done" and outcome.detail.get(key):
                 component = outcome.address.rsplit("[", 1)[-1].rstrip("]")
                 result.external_ids[component] = str(outcome.detail[key])
-    _describe(kind, own, outcomes, config, result)
+    _describe(kind, own, outcomes, config, result, held)
     return result
+
+
+# Said of a permanent failure, whose writes are held back (`holds`) until what they are
+# made from changes.
+HELD_NOTE = (
+    "not tried again until the spec of this object or of one it depends on, or a password "
+    "it sends, changes (annotate the object to try again)"
+)
+
+
+def _failure_message(failed: list[Outcome]) -> str:
+    message = "; ".join(f"{o.address}: {o.message}" for o in failed)
+    if any(not o.retryable for o in failed):
+        return f"{message[:800]} — {HELD_NOTE}"
+    return message[:1000]
+
+
+def _current_hold(
+    holds: Holds | None, owner: Owner, inputs: str, own: list[Change]
+) -> Hold | None:
+    """The hold on the owner's writes from these inputs, if any; released when nothing is
+    left to do (put right outside meanwhile)."""
+    hold = holds.held(owner, inputs) if holds is not None else None
+    if holds is not None and hold is not None and not any(c.is_change for c in own):
+        holds.release(owner)
+        return None
+    return hold
+
+
+def _hold_if_permanent(holds: Holds, owner: Owner, inputs: str, outcomes: list[Outcome]) -> None:
+    """Hold the owner's writes after a failure retrying cannot cure; release them after an
+    apply without one."""
+    failed = [o for o in outcomes if o.status == "failed"]
+    if any(not o.retryable for o in failed):
+        holds.hold(owner, inputs, _failure_message(failed))
+    else:
+        holds.release(owner)
+
+
+def _device_gateway(
+    device: Resource, fleet: Fleet, own: list[Change], outcomes: list[Outcome]
+) -> dict[str, str] | None:
+    """`status.gateway` of a Device that is on its gateway now (found there, or added):
+    where `deletionPolicy: Release` finds it should the Gateway object be deleted first."""
+    gateway = fleet.gateways.get(getattr(device.spec, "gateway_ref", None) or "")
+    zap = next((c for c in own if c.component == "zap"), None)
+    if gateway is None or gateway.spec.zap is None or zap is None or zap.blocked:
+        return None
+    done = {o.address for o in outcomes if o.status == "done"}
+    placed = zap.action in (Action.CREATE, Action.UPDATE, Action.REPLACE) and zap.address in done
+    if zap.action is not Action.NO_OP and not placed:
+        return None
+    placement = DeviceGateway(
+        name=gateway.name,
+        serial=gateway.spec.zap.serial,
+        url=str(gateway.spec.zap.url),
+        site=gateway.spec.site_ref,
+    )
+    return placement.model_dump()
+
+
+def _not_planned(retry: str, reason: str, message: str, delay: float = 0.0) -> ObjectResult:
+    """The result of an object that is not planned at all (its spec is invalid, or what it
+    depends on is not declared): no changes are known, and the summary says why."""
+    why = "invalid spec" if reason == "InvalidSpec" else "waiting for a dependency"
+    return ObjectResult(
+        conditions=[Cond("Ready", False, reason, message), Cond("Synced", False, reason, message)],
+        summary=f"not planned: {why}",
+        retry=retry,
+        message=message,
+        delay=delay,
+    )
+
+
+def _summary(changes: list[Change]) -> str:
+    """What `changes` hold, counted per action and blocked as the CLI's plan summary
+    counts them ("2 to create, 1 to update, 1 blocked"); "in sync" when nothing is to do."""
+    if not any(c.is_change for c in changes):
+        return "in sync"
+    return summary_line(Plan(changes=changes, unmanaged=[], options=PlanOptions()).summary())
 
 
 def _external_ids(changes: list[Change]) -> dict[str, str]:
@@ -235,6 +308,7 @@ def _describe(
     outcomes: list[Outcome],
     config: OperatorConfig,
     result: ObjectResult,
+    held: Hold | None = None,
 ) -> None:
     pending = [c for c in own if c.is_change]
     by_address = {o.address: o for o in outcomes}
@@ -245,7 +319,6 @@ def _describe(
         c for c in pending if by_address.get(c.address) and by_address[c.address].status == "done"
     ]
     remaining = [c for c in pending if c not in done]
-    result.summary = summary_line({c.action.value: 1 for c in pending}) if pending else "in sync"
     conds: list[Cond] = []
     if deferred:
         why = deferred[0].message
@@ -277,8 +350,9 @@ def _describe(
             Cond("Verified", True, "SerialMatches", "the gateway reports the declared hardwareId")
         )
     if failed:
-        message = "; ".join(f"{o.address}: {o.message}" for o in failed)[:1000]
-        retryable = any(o.retryable for o in failed)
+        message = _failure_message(failed)
+        # One failure retrying cannot cure holds the object's writes back (`holds`).
+        retryable = all(o.retryable for o in failed)
         result.retry, result.message = ("temporary" if retryable else "permanent"), message
         result.delay = config.retry_delay
         conds += [
@@ -302,10 +376,15 @@ def _describe(
             Cond("Synced", False, "Deferred", deferred[0].message),
             Cond("Ready", False, "Deferred", deferred[0].message),
         ]
+    elif held is not None:
+        # The same condition as the failure's: nothing new to report.
+        result.retry, result.message = "permanent", held.message
+        conds += [
+            Cond("Synced", False, "ApplyFailed", held.message),
+            Cond("Ready", False, "ApplyFailed", held.message),
+        ]
     elif config.observe_only and remaining:
-        message = (
-            f"observe mode: {summary_line({c.action.value: 1 for c in remaining})} not applied"
-        )
+        message = f"observe mode: {_summary(remaining)} not applied"
         conds += [
             Cond("Synced", True, "Observed", message),
             Cond("Ready", False, "ChangesPending", message),
@@ -317,33 +396,6 @@ def _describe(
             Cond("Ready", True, "Reconciled", applied),
         ]
     result.conditions = conds
-
-
-async def remove_object(
-    kind: str,
-    name: str,
-    namespace: str,
-    nsf: NamespaceFleet,
-    settings: Settings,
-    secrets: SecretResolver,
-) -> list[Outcome]:
-    """Apply `deletionPolicy: Release` for a resource being deleted; [] for Orphan."""
-    resource = nsf.fleet.table(kind).get(name)
-    if resource is None or str(getattr(resource.spec, "deletion_policy", "Orphan")) != "Release":
-        return []
-    sub = closure(nsf.fleet, resource)
-    async with Reconciler(sub, settings, secrets=secrets) as reconciler:
-        observed = await observe(sub, reconciler.session, read_policy(settings.retries))
-        changes = removal_changes(resource, sub, observed)
-        if not changes:
-            return []
-        executors = Executors(sub, reconciler.session, reconciler.secrets, None, {})
-        report = await apply_plan(
-            Plan(changes=changes, unmanaged=[], options=PlanOptions()),
-            executors,
-            policy=RetryPolicy(attempts=settings.retries),
-        )
-    return report.outcomes
 
 
 def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
@@ -359,4 +411,6 @@ def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
     }
     if result.applied_secrets is not None:
         patch["appliedSecrets"] = result.applied_secrets
+    if result.gateway is not None:
+        patch["gateway"] = result.gateway
     return patch

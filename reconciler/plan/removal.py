@@ -1,6 +1,7 @@
 """PURE: the changes that take a deleted resource out of the world, for deletion with
 `deletionPolicy: Release` (the operator's finalizer): a gateway is released from its
-organisation; a device is deleted in the clouds first, then removed from its gateway."""
+organisation; a device is deleted in the clouds first, then removed from its gateway.
+What could not be read is deferred, never taken for gone: the removal is tried again."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.plan.actions import Action, Change, Reason, address_of
-from reconciler.plan.observed import Observed, ZapState
+from reconciler.plan.observed import Observed, Unreachable, ZapState
 from reconciler.plan.sourceful import match_site
 
 
-def removal_changes(resource: Resource, fleet: Fleet, observed: Observed) -> list[Change]:
+def removal_changes(
+    resource: Resource, fleet: Fleet, observed: Observed, *, novacore_id: str | None = None
+) -> list[Change]:
+    """The changes that release `resource`. `novacore_id` is the Novacore id a device was
+    last seen with: it is deleted by that id when its site cannot be looked up (the Site
+    object is gone too, or its Novacore site is not found)."""
     if isinstance(resource, Gateway):
         return _gateway_removal(resource, fleet, observed)
     if isinstance(resource, Device):
-        return _device_removal(resource, fleet, observed)
+        return _device_removal(resource, fleet, observed, novacore_id)
     return []
 
 
@@ -41,47 +47,93 @@ def _gateway_removal(gateway: Gateway, fleet: Fleet, observed: Observed) -> list
                     message=f"released from {org} (deletionPolicy Release)",
                 )
             ]
+    unread = [u for u in observed.novacore_gateways.values() if isinstance(u, Unreachable)]
+    if unread:
+        # Perhaps claimed into an organisation that could not be listed: not taken for free.
+        return [
+            Change.new(
+                "Gateway",
+                gateway.name,
+                "novacore",
+                Action.DEFER,
+                Reason.TARGET_UNREACHABLE,
+                site=gateway.spec.site_ref,
+                external_id=zap.serial,
+                message=f"not released: Novacore could not be read: {unread[0].reason}",
+            )
+        ]
     return []
 
 
-def _device_removal(device: Device, fleet: Fleet, observed: Observed) -> list[Change]:
-    changes: list[Change] = []
+def _device_removal(
+    device: Device, fleet: Fleet, observed: Observed, novacore_id: str | None
+) -> list[Change]:
     site = fleet.site_of_device(device)
     hardware_id = device.spec.hardware_id
+    cloud = _cloud_removal(device, fleet, observed, novacore_id)
     cloud_address = address_of("Device", device.name, "novacore")
+    state = observed.zaps.get(device.spec.gateway_ref or "")
+    change = Change.new(
+        "Device",
+        device.name,
+        "zap",
+        Action.DELETE,
+        Reason.DELETION_POLICY,
+        site=site.name if site else "",
+        external_id=hardware_id,
+        depends_on=[cloud_address] if cloud else [],
+        message="removed from its gateway (deletionPolicy Release)",
+    )
+    if isinstance(state, Unreachable):
+        change.action, change.reason = Action.DEFER, Reason.TARGET_UNREACHABLE
+        change.message = f"not removed from its gateway, which could not be read: {state.reason}"
+    elif cloud and cloud[0].action is Action.DEFER:
+        # Clouds first: the gateway keeps the device until its cloud record is deleted.
+        change.action, change.reason = Action.DEFER, Reason.DEPENDENCY_BLOCKED
+        change.message = f"not removed from its gateway before {cloud_address} is deleted"
+    elif not (isinstance(state, ZapState) and hardware_id in state.devices):
+        return cloud
+    return [*cloud, change]
+
+
+def _cloud_removal(
+    device: Device, fleet: Fleet, observed: Observed, novacore_id: str | None
+) -> list[Change]:
+    """The Novacore deletion of `device`: found by hardware id in its site, or by the id it
+    was last seen with when its site cannot be looked up."""
+    site = fleet.site_of_device(device)
+    hardware_id = device.spec.hardware_id
+    found: str | None = None
+    unread: Unreachable | None = None
+    looked_up = False
     if site is not None and site.spec.novacore is not None and hardware_id:
         candidates = observed.novacore_sites.get(site.spec.novacore.org_id)
         match = match_site(site, candidates) if isinstance(candidates, list) else None
         devices = observed.novacore_devices.get(match.id) if match else None
-        for cloud in devices if isinstance(devices, list) else []:
-            if cloud.hardware_id == hardware_id:
-                changes.append(
-                    Change(
-                        address=cloud_address,
-                        kind="Device",
-                        name=device.name,
-                        component="novacore",
-                        action=Action.DELETE,
-                        reason=Reason.DELETION_POLICY,
-                        site=site.name,
-                        external_id=cloud.id,
-                        message="deleted in Novacore (deletionPolicy Release)",
-                    )
-                )
-    state = observed.zaps.get(device.spec.gateway_ref or "")
-    if isinstance(state, ZapState) and hardware_id in state.devices:
-        changes.append(
-            Change(
-                address=address_of("Device", device.name, "zap"),
-                kind="Device",
-                name=device.name,
-                component="zap",
-                action=Action.DELETE,
-                reason=Reason.DELETION_POLICY,
-                site=site.name if site else "",
-                external_id=hardware_id,
-                depends_on=[cloud_address] if changes else [],
-                message="removed from its gateway (deletionPolicy Release)",
-            )
-        )
-    return changes
+        if isinstance(candidates, Unreachable):
+            unread = candidates
+        elif isinstance(devices, Unreachable):
+            unread = devices
+        elif isinstance(devices, list):
+            looked_up = True
+            found = next((c.id for c in devices if c.hardware_id == hardware_id), None)
+    elif site is not None:
+        return []  # not a Novacore site: nothing there
+    if not looked_up and unread is None:
+        found = novacore_id
+    if found is None and unread is None:
+        return []
+    change = Change.new(
+        "Device",
+        device.name,
+        "novacore",
+        Action.DELETE,
+        Reason.DELETION_POLICY,
+        site=site.name if site else "",
+        external_id=found,
+        message="deleted in Novacore (deletionPolicy Release)",
+    )
+    if unread is not None:
+        change.action, change.reason = Action.DEFER, Reason.TARGET_UNREACHABLE
+        change.message = f"not deleted in Novacore, which could not be read: {unread.reason}"
+    return [change]

@@ -159,6 +159,18 @@ class Cluster:
             await asyncio.sleep(0.1)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
+    async def wait_planned(self, kind: str, name: str, times: int) -> None:
+        """Wait until the object was reconciled `times` more times (each writes the time
+        of its `lastPlan`, to the second: with the tests' 1 s drift interval, it moves)."""
+        seen: set[str] = set()
+
+        async def planned() -> bool:
+            status = ((await self.get(kind, name)) or {}).get("status") or {}
+            seen.add((status.get("lastPlan") or {}).get("time", ""))
+            return len(seen) > times
+
+        await self.wait_for(planned, timeout=60, what=f"{times} more plans of {kind}/{name}")
+
     async def wait_condition(
         self,
         kind: str,

@@ -231,6 +231,11 @@ async def test_device_created_before_its_gateway_waits_then_converges(
 
         cond = await cluster.wait_for(waiting, what="device waiting for its gateway")
         assert "home-zap" in cond["message"]
+        waiting_body = await cluster.get("Device", "home-inverter")
+        assert waiting_body is not None
+        last_plan = waiting_body["status"]["lastPlan"]
+        assert (last_plan["summary"], last_plan["changes"]) == (
+            "not planned: waiting for a dependency", 0)
         assert not sims.zaps["zap-00000000000000a1"].devices
         for key in (("Site", "home"), ("Gateway", "home-zap")):
             await cluster.create(docs[key])

@@ -1,0 +1,106 @@
+"""`deletionPolicy: Release` for an object being deleted (its finalizer): release the
+gateway, or delete the device in Novacore and remove it from its Zap, with the same
+engine as a reconcile. A Device is released even when its Gateway object was deleted
+first, from where its status says it last was (`status.gateway`, `status.externalIds`);
+when that is not known either, nothing is dropped: the removal is blocked with a reason,
+and the finalizer stays until the user decides."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.engine.apply import Outcome, apply_plan
+from reconciler.engine.config import SecretResolver, Settings
+from reconciler.engine.execute import Executors
+from reconciler.engine.observe import observe
+from reconciler.engine.reconcile import Reconciler
+from reconciler.engine.retry import RetryPolicy, read_policy
+from reconciler.model.base import API_VERSION, Resource
+from reconciler.model.device import Device
+from reconciler.model.fleet import Fleet
+from reconciler.model.gateway import DeletionPolicy, Gateway
+from reconciler.model.status import DeviceGateway
+from reconciler.operator.objects import NamespaceFleet, closure
+from reconciler.plan.planner import Plan, PlanOptions
+from reconciler.plan.removal import removal_changes
+
+
+@dataclass
+class Removal:
+    outcomes: list[Outcome] = field(default_factory=list)
+    # Why the object cannot be released now, and what would let it be; "" when it can.
+    blocked: str = ""
+
+
+async def remove_object(
+    kind: str,
+    name: str,
+    nsf: NamespaceFleet,
+    settings: Settings,
+    secrets: SecretResolver,
+    status: Mapping[str, Any] | None = None,
+) -> Removal:
+    """Apply `deletionPolicy: Release` for a resource being deleted; nothing for Orphan.
+    `status` is the object's status: where it was last found."""
+    resource = nsf.fleet.table(kind).get(name)
+    policy = getattr(resource.spec, "deletion_policy", None) if resource else None
+    if resource is None or policy != DeletionPolicy.RELEASE:
+        return Removal()
+    status = status or {}
+    external_ids: Mapping[str, Any] = status.get("externalIds") or {}
+    fleet = nsf.fleet
+    if isinstance(resource, Device) and _gateway_gone(resource, fleet):
+        gateway = _last_gateway(resource, status.get("gateway"))
+        if gateway is None:
+            if not external_ids:
+                return Removal()  # never found outside: nothing to release
+            ref = resource.spec.gateway_ref
+            return Removal(
+                blocked=f"deletionPolicy Release: Gateway {ref} is deleted, and which gateway "
+                "holds this device is not recorded in its status, so it cannot be removed "
+                f"from it. Re-create Gateway {ref} (with deletionPolicy Orphan to leave the "
+                "gateway itself as it is) to let the device be released"
+            )
+        fleet = Fleet.of([*fleet.resources(), gateway])
+    sub = closure(fleet, resource)
+    novacore_id = external_ids.get("novacore")
+    async with Reconciler(sub, settings, secrets=secrets) as reconciler:
+        observed = await observe(sub, reconciler.session, read_policy(settings.retries))
+        changes = removal_changes(
+            resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None
+        )
+        if not changes:
+            return Removal()
+        executors = Executors(sub, reconciler.session, reconciler.secrets, None, {})
+        report = await apply_plan(
+            Plan(changes=changes, unmanaged=[], options=PlanOptions()),
+            executors,
+            policy=RetryPolicy(attempts=settings.retries),
+        )
+    return Removal(report.outcomes)
+
+
+def _gateway_gone(device: Device, fleet: Fleet) -> bool:
+    return bool(device.spec.gateway_ref) and device.spec.gateway_ref not in fleet.gateways
+
+
+def _last_gateway(device: Device, recorded: object) -> Resource | None:
+    """The gateway `status.gateway` says the device was last on, as a Gateway of the name
+    the device refers to (deletion policy Orphan: it is only read); None when nothing
+    usable is recorded."""
+    try:
+        last = DeviceGateway.model_validate(recorded)
+        return Gateway.model_validate(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Gateway",
+                "metadata": {"name": device.spec.gateway_ref},
+                "spec": {"siteRef": last.site, "zap": {"serial": last.serial, "url": last.url}},
+            }
+        )
+    except ValidationError:
+        return None

@@ -1,0 +1,161 @@
+"""`deletionPolicy: Release` on a Device whose Gateway (or Site) object was deleted first:
+the device is released from where its status says it was; when that is not recorded, the
+finalizer stays, with a Warning and a condition saying why and what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness import documents, operator
+from test_operator_e2e import FLEET, SECRET
+
+# The gateway is left alone when its object is deleted (Orphan); the inverter is released.
+ORPHAN_GATEWAY = FLEET.replace(
+    "  deletionPolicy: Release\n---\napiVersion: energy.reconciler.dev/v1alpha1\nkind: Device",
+    "---\napiVersion: energy.reconciler.dev/v1alpha1\nkind: Device",
+    1,
+)
+ZAP = "zap-00000000000000a1"
+
+
+async def _declare(cluster: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in documents(ORPHAN_GATEWAY)}
+    for doc in docs.values():
+        await cluster.create(doc)
+    await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+    return docs
+
+
+async def _delete(cluster: Any, kind: str, name: str) -> None:
+    await cluster.delete(kind, name)
+    await _gone(cluster, kind, name)
+
+
+async def _gone(cluster: Any, kind: str, name: str) -> None:
+    """Wait until the object is deleted (its finalizer done)."""
+
+    async def gone() -> bool:
+        return await cluster.get(kind, name) is None
+
+    await cluster.wait_for(gone, timeout=30, what=f"{kind}/{name} deleted")
+
+
+def _placed(sims: Any) -> tuple[bool, bool]:
+    """Whether the inverter is on its Zap, and in Novacore."""
+    cloud = any(d.hardware_id == "SG0001" for d in sims.novacore.devices.values())
+    return "SG0001" in sims.zaps[ZAP].devices, cloud
+
+
+async def _events(cluster: Any, name: str, reason: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in await cluster.events()
+        if e.get("reason") == reason and (e.get("involvedObject") or {}).get("name") == name
+    ]
+
+
+async def test_a_device_is_released_after_its_gateway_object_is_gone(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    assert ORPHAN_GATEWAY.count("deletionPolicy: Release") == 1
+    async with operator(ORPHAN_GATEWAY, tmp_path, monkeypatch) as (cluster, sims):
+        await _declare(cluster)
+        await _delete(cluster, "Gateway", "home-zap")
+        assert _placed(sims) == (True, True), "the gateway object's deletion touched nothing"
+        await _delete(cluster, "Device", "home-inverter")
+        assert _placed(sims) == (False, False)
+        assert sims.novacore.gateways[ZAP].org_id == "org-home", "the gateway stays claimed"
+
+
+async def test_a_device_is_released_after_its_site_and_gateway_objects_are_gone(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(ORPHAN_GATEWAY, tmp_path, monkeypatch) as (cluster, sims):
+        await _declare(cluster)
+        await _delete(cluster, "Site", "home")
+        await _delete(cluster, "Gateway", "home-zap")
+        await _delete(cluster, "Device", "home-inverter")
+        assert _placed(sims) == (False, False)
+
+
+async def test_a_device_whose_gateway_is_unknown_keeps_its_finalizer_until_it_is_found(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(ORPHAN_GATEWAY, tmp_path, monkeypatch) as (cluster, sims):
+        docs = await _declare(cluster)
+        # A status as an earlier operator wrote it, without the device's gateway; paused, so
+        # no reconcile records it meanwhile.
+        await cluster.patch(
+            "Device",
+            "home-inverter",
+            {"metadata": {"annotations": {"energy.reconciler.dev/paused": "true"}}},
+        )
+        await cluster.wait_condition("Device", "home-inverter", "Synced", status="False")
+        await cluster.patch("Device", "home-inverter", {"status": {"gateway": None}})
+        await _delete(cluster, "Gateway", "home-zap")
+        await cluster.delete("Device", "home-inverter")
+
+        async def blocked() -> dict[str, Any] | None:
+            cond = await cluster.condition("Device", "home-inverter", "Ready")
+            return cond if cond and cond["reason"] == "ReleaseBlocked" else None
+
+        cond = await cluster.wait_for(blocked, timeout=30, what="the release blocked")
+        assert "Re-create Gateway home-zap" in cond["message"]
+        assert "remove the finalizer energy.reconciler.dev/finalizer" in cond["message"]
+        assert await _events(cluster, "home-inverter", "ReleaseBlocked")
+        device = await cluster.get("Device", "home-inverter")
+        assert device is not None and device["metadata"].get("finalizers")
+        assert _placed(sims) == (True, True)
+
+        # The Gateway object back, the device is released and goes.
+        await cluster.create(docs[("Gateway", "home-zap")])
+        await _gone(cluster, "Device", "home-inverter")
+        assert _placed(sims) == (False, False)
+
+
+async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answers(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(ORPHAN_GATEWAY, tmp_path, monkeypatch) as (cluster, sims):
+        await _declare(cluster)
+        await sims.zaps[ZAP].set_offline("refuse")
+        await cluster.delete("Device", "home-inverter")
+
+        async def failed() -> dict[str, Any] | None:
+            cond = await cluster.condition("Device", "home-inverter", "Ready")
+            return cond if cond and cond["reason"] == "ReleaseFailed" else None
+
+        cond = await cluster.wait_for(failed, timeout=30, what="the release deferred")
+        assert "device/home-inverter[zap]" in cond["message"], cond
+        assert await _events(cluster, "home-inverter", "ReleaseFailed")
+        assert "SG0001" in sims.zaps[ZAP].devices
+
+        await sims.zaps[ZAP].set_offline("online")
+        await _gone(cluster, "Device", "home-inverter")
+        assert _placed(sims) == (False, False)
+
+
+async def test_a_gateway_is_released_once_novacore_answers(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+        for doc in documents(FLEET):
+            await cluster.create(doc)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await sims.novacore.set_offline("refuse")
+        await cluster.delete("Gateway", "home-zap")
+
+        async def failed() -> dict[str, Any] | None:
+            cond = await cluster.condition("Gateway", "home-zap", "Ready")
+            return cond if cond and cond["reason"] == "ReleaseFailed" else None
+
+        await cluster.wait_for(failed, timeout=30, what="the release deferred")
+        assert sims.novacore.gateways[ZAP].org_id == "org-home"
+
+        await sims.novacore.set_offline("online")
+        await _gone(cluster, "Gateway", "home-zap")
+        assert sims.novacore.gateways[ZAP].org_id is None
+
