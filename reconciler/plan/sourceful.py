@@ -1315,6 +1315,10 @@ class SourcefulPlanner:
 
     @staticmethod
     def _block(change: Change, cause: Change) -> None:
+        # What is in sync has nothing to wait for: a no-op counted as blocked made a plan
+        # say "5 blocked" over three blocked rows, the no-ops being hidden.
+        if not change.is_change:
+            return
         change.blocked = True
         change.reason = Reason.DEPENDENCY_BLOCKED
         change.message = f"blocked by {cause.address}: {cause.message}"

@@ -397,6 +397,10 @@ def test_transfer_refused_without_allow_transfer_and_done_with_it(make_cli: CliF
     assert run("plan", run.path, "--detailed-exitcode")[0] == 1, "an error, not just changes"
     assert "⇄ gateway/gw[novacore] will be transferred  [BLOCKED]" in out
     assert "error: gateway/gw[novacore]: gateway" in err and "allowTransfer" in err
+    # The summary counts the blocked rows shown: what is in sync waits on nothing.
+    [summary] = [line for line in out.splitlines() if line.startswith("Plan: ")]
+    shown = out.count("[BLOCKED]")
+    assert shown > 1 and summary.endswith(f", {shown} blocked."), (summary, out)
     code, out, _ = run("apply", run.path, "--auto-approve")
     assert code == 1 and "blocked: gateway/gw[novacore]" in out
     assert run.sims.call(lambda: novacore.gateways[TRANSFER_SERIAL].org_id) == ORG_B
