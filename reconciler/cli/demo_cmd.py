@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 EXAMPLES = """\
 examples:
-  reconciler demo                      # the examples in examples/sites
+  reconciler demo                      # the examples in examples/sites (or installed)
   reconciler demo path/to/my/sites     # your own fleet, against simulators
 """
 
@@ -67,14 +67,21 @@ def _demo_secrets(fleet: Fleet, directory: Path) -> dict[str, str]:
     return env
 
 
+# The example sites installed with the package (`reconciler/examples` in the wheel).
+PACKAGED_FLEET = Path(__file__).resolve().parents[1] / "examples" / "sites"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.paths == [DEFAULT_FLEET] and not Path(DEFAULT_FLEET).exists():
-        print(
-            f"error: {DEFAULT_FLEET} is not here; run `reconciler demo` in the top directory "
-            "of the repository, or name the site YAML to use: `reconciler demo PATH`",
-            file=sys.stderr,
-        )
-        return common.EXIT_ERROR
+        # Outside a checkout: the copy installed with the package.
+        if not PACKAGED_FLEET.is_dir():
+            print(
+                f"error: {DEFAULT_FLEET} is not here, and no example sites were installed "
+                "with the package; name the site YAML to use: `reconciler demo PATH`",
+                file=sys.stderr,
+            )
+            return common.EXIT_ERROR
+        args.paths = [str(PACKAGED_FLEET)]
     try:
         fleet = common.load(args.paths)
     except ConfigError as error:

@@ -51,15 +51,40 @@ def test_the_demo_plans_applies_converges_and_corrects_drift(
     assert "Traceback" not in out + err
 
 
-def test_the_demo_away_from_the_repository_says_where_to_run_it(
+def test_the_demo_away_from_the_repository_runs_the_example_sites_installed_with_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], environment_kept: None) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "--no-color"]) == 0
+    out, _ = capsys.readouterr()
+    assert "farm-gotland-ferroamp" in out and out.rstrip().endswith("Plan: no changes.")
+
+
+def test_without_installed_examples_the_demo_asks_for_a_path(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler.cli import demo_cmd
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo_cmd, "PACKAGED_FLEET", tmp_path / "none")
     assert cli.main(["demo"]) == 1
     _, err = capsys.readouterr()
-    assert err == ("error: examples/sites is not here; run `reconciler demo` in the top "
-                   "directory of the repository, or name the site YAML to use: "
-                   "`reconciler demo PATH`\n")
+    assert err == ("error: examples/sites is not here, and no example sites were installed "
+                   "with the package; name the site YAML to use: `reconciler demo PATH`\n")
+
+
+def test_the_wheel_carries_every_example_site() -> None:
+    """The package data globs of pyproject.toml (through the reconciler/examples link)
+    take every YAML file under examples/sites, so the installed demo is the README's."""
+    import tomllib
+
+    package = REPOSITORY / "reconciler"
+    globs = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["reconciler"]
+    shipped = {path for pattern in globs for path in package.glob(pattern)}
+    examples = set((package / "examples" / "sites").rglob("*.yaml"))
+    assert examples and examples <= shipped
+    assert (package / "examples").resolve() == REPOSITORY / "examples"
 
 
 def test_the_demo_leaves_no_state_or_secrets_behind(
