@@ -37,7 +37,9 @@ examples:
 
 Each run logs one summary line on stdout, e.g.
   2026-01-05T09:12:03.412Z run=3 trigger=change changes=2 done=2 failed=0 deferred=0 \
-blocked=0 skipped=0 duration=0.4s result=applied
+blocked=0 skipped=0 unmanaged=0 duration=0.4s result=applied
+Objects found that nothing declares are counted (unmanaged=N) and listed, as `reconciler
+plan` lists them, whenever that set changes.
 
 An edit that does not validate is reported with file:line:column and changes nothing; the
 last valid desired state stays in force and is still reconciled on the interval.
