@@ -93,6 +93,28 @@ def _fail(message: str) -> int:
     return common.EXIT_ERROR
 
 
+def _unfinished(state: StateDir, log: watch.Log, plan_only: bool) -> list[dict[str, Any]]:
+    """The writes an earlier run left unfinished, each named in the log (as `apply` does).
+    With --plan-only no lock is taken: while another process holds it, the journal's open
+    intents may be its writes in flight, so that process is named instead."""
+    found = state.unfinished()
+    if not found:
+        return found
+    holder = state.holder() if plan_only else None
+    if holder is not None:
+        log.emit(
+            "note", interrupted.held_elsewhere(holder), locked_by=holder, unfinished=len(found)
+        )
+        return []
+    log.emit(
+        "note",
+        "\n".join([interrupted.heading(found, plan_only=plan_only), *interrupted.lines(found)]),
+        unfinished=len(found),
+        writes=interrupted.writes(found),
+    )
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         interval = watch.parse_duration(args.interval)
@@ -123,28 +145,6 @@ def run(args: argparse.Namespace) -> int:
             return asyncio.run(_serve(args, settings, load, interval, debounce))
     except StateDirError as error:
         return _fail(str(error))
-
-
-def _unfinished(state: StateDir, log: watch.Log, plan_only: bool) -> list[dict[str, Any]]:
-    """The writes an earlier run left unfinished, each named in the log (as `apply` does).
-    With --plan-only no lock is taken: while another process holds it, the journal's open
-    intents may be its writes in flight, so that process is named instead."""
-    found = state.unfinished()
-    if not found:
-        return found
-    holder = state.holder() if plan_only else None
-    if holder is not None:
-        log.emit(
-            "note", interrupted.held_elsewhere(holder), locked_by=holder, unfinished=len(found)
-        )
-        return []
-    log.emit(
-        "note",
-        "\n".join([interrupted.heading(found, plan_only=plan_only), *interrupted.lines(found)]),
-        unfinished=len(found),
-        writes=interrupted.writes(found),
-    )
-    return found
 
 
 async def _serve(
