@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import common
+from reconciler.engine import interrupted
 from reconciler.engine.apply import ApplyReport, Outcome
 from reconciler.engine.reconcile import PlanResult, Reconciler, desired_fingerprint
 from reconciler.engine.state import StateDir, StateDirError, command_line
@@ -305,11 +306,9 @@ async def _apply(
     async with Reconciler(fleet, settings, short_lived=True) as reconciler:
         unfinished = reconciler.state.unfinished()
         if unfinished:
-            print(
-                f"note: {len(unfinished)} write(s) of an earlier run were interrupted; the state "
-                "is observed again before anything is applied",
-                file=out,
-            )
+            print(f"note: {interrupted.heading(unfinished)}", file=out)
+            for line in interrupted.lines(unfinished):
+                print(line, file=out)
         try:
             result: PlanResult = await reconciler.plan(options, paths=paths)
         except ProviderError as error:

@@ -132,6 +132,9 @@ async def _serve(sims: SimFleet, args: argparse.Namespace) -> int:
         for modbus in sims.modbus:
             host, port = modbus.endpoint
             print(f"Modbus    {host}:{port}  units {sorted(modbus.devices)}", file=sys.stderr)
+        # Faults of any simulator, also one whose port `offline: refuse` closed.
+        print(f"Control   {sims.control.url}  (/_sim/gateways/SERIAL/faults, "
+              "/_sim/clouds/NAME/faults)", file=sys.stderr)
         if args.print_env:
             sys.stdout.write(lines)
         sys.stdout.flush()

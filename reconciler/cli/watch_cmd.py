@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import common
-from reconciler.engine import watch
+from reconciler.engine import interrupted, watch
 from reconciler.engine.config import Settings
 from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.errors import ConfigError
@@ -37,7 +37,9 @@ examples:
 
 Each run logs one summary line on stdout, e.g.
   2026-01-05T09:12:03.412Z run=3 trigger=change changes=2 done=2 failed=0 deferred=0 \
-blocked=0 skipped=0 duration=0.4s result=applied
+blocked=0 skipped=0 unmanaged=0 duration=0.4s result=applied
+Objects found that nothing declares are counted (unmanaged=N) and listed, as `reconciler
+plan` lists them, whenever that set changes.
 
 An edit that does not validate is reported with file:line:column and changes nothing; the
 last valid desired state stays in force and is still reconciled on the interval.
@@ -89,6 +91,28 @@ def register(subparsers: Any) -> None:
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return common.EXIT_ERROR
+
+
+def _unfinished(state: StateDir, log: watch.Log, plan_only: bool) -> list[dict[str, Any]]:
+    """The writes an earlier run left unfinished, each named in the log (as `apply` does).
+    With --plan-only no lock is taken: while another process holds it, the journal's open
+    intents may be its writes in flight, so that process is named instead."""
+    found = state.unfinished()
+    if not found:
+        return found
+    holder = state.holder() if plan_only else None
+    if holder is not None:
+        log.emit(
+            "note", interrupted.held_elsewhere(holder), locked_by=holder, unfinished=len(found)
+        )
+        return []
+    log.emit(
+        "note",
+        "\n".join([interrupted.heading(found, plan_only=plan_only), *interrupted.lines(found)]),
+        unfinished=len(found),
+        writes=interrupted.writes(found),
+    )
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,14 +181,7 @@ async def _serve(
         debounce=debounce,
         state_dir=settings.state_dir,
     )
-    unfinished = StateDir(Path(settings.state_dir)).unfinished()
-    if unfinished:
-        log.emit(
-            "note",
-            f"{len(unfinished)} write(s) of an earlier run were interrupted; the "
-            "state is observed again before anything is applied",
-            unfinished=len(unfinished),
-        )
+    unfinished = _unfinished(StateDir(Path(settings.state_dir)), log, args.plan_only)
     cycle = watch.Cycle(
         load,
         settings,

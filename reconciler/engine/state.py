@@ -28,6 +28,9 @@ from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan.retired import LeftSite, RetiredSite
 
+# Attempts to take a lock whose holder has written no line yet (`StateDir.lock`), 10 ms apart.
+_LOCK_TRIES = 20
+
 # Past this size, a settled journal starts afresh (`StateDir.settle`): about 40,000 writes.
 JOURNAL_ROTATE_BYTES = 8 * 1024 * 1024
 
@@ -63,17 +66,23 @@ class StateDir:
                 f"cannot use {self.path} as the state directory: {exc.strerror}; set "
                 "RECONCILER_STATE_DIR to a directory this process can create and write"
             ) from None
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            # Leave the holder's line alone: the next one refused must read it too.
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise LockHeld(
-                f"the state directory {self.path} is locked by {holder}; "
-                "wait for it to finish or stop it"
-            ) from None
+        for attempt in range(_LOCK_TRIES):
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # Leave the holder's line alone: the next one refused must read it too.
+                handle.seek(0)
+                holder = handle.read().strip()
+                # No line: `holder()` looking (for microseconds), or a holder about to
+                # write its line. A writer is not refused for a reader's look.
+                if holder or attempt == _LOCK_TRIES - 1:
+                    handle.close()
+                    raise LockHeld(
+                        f"the state directory {self.path} is locked by "
+                        f"{holder or 'another process'}; wait for it to finish or stop it"
+                    ) from None
+                time.sleep(0.01)
         try:
             handle.seek(0)
             handle.truncate()
@@ -88,6 +97,22 @@ class StateDir:
                 handle.seek(0)
                 handle.truncate()
             handle.close()
+
+    def holder(self) -> str | None:
+        """Who holds the lock (its line: pid, host, command, since), or None when nobody
+        does. For readers that take no lock: it is tested, never kept, so the holder's
+        next writer is not refused for it (see `lock`)."""
+        try:
+            handle = open(self.path / "lock", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError:
+            return None  # never locked here, or not readable: nobody to name
+        with handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return handle.read().strip() or "another process"
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return None
 
     # -- journal ---------------------------------------------------------------------------
 

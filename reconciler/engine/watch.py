@@ -38,6 +38,7 @@ from reconciler.engine.apply import Outcome
 from reconciler.engine.config import Settings
 from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.engine.state import StateDir
+from reconciler.engine.watch_unmanaged import UnmanagedReport
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.plan import render
@@ -121,7 +122,9 @@ class RunSummary:
     """What one run did. `result` is one of: applied (everything done, deferred sites
     aside), deferred (nothing could be done: targets unreachable), no-changes, planned
     (--plan-only with changes pending), failed (a change failed, was skipped or blocked),
-    invalid (the desired state did not load), error (the run could not plan), stopped."""
+    invalid (the desired state did not load), error (the run could not plan), stopped.
+    `unmanaged` counts the objects found that nothing declares: no-changes with some means
+    that the declared objects match, not that everything does (`watch_unmanaged`)."""
 
     run: int
     trigger: Trigger
@@ -132,6 +135,7 @@ class RunSummary:
     deferred: int = 0
     blocked: int = 0
     skipped: int = 0
+    unmanaged: int = 0
     duration: float = 0.0
     files: list[str] = field(default_factory=list)
 
@@ -146,6 +150,7 @@ class RunSummary:
             "deferred": self.deferred,
             "blocked": self.blocked,
             "skipped": self.skipped,
+            "unmanaged": self.unmanaged,
             "duration": round(self.duration, 3),
             "files": self.files,
         }
@@ -154,7 +159,8 @@ class RunSummary:
         return (
             f"run={self.run} trigger={self.trigger} changes={self.changes} done={self.done} "
             f"failed={self.failed} deferred={self.deferred} blocked={self.blocked} "
-            f"skipped={self.skipped} duration={self.duration:.1f}s result={self.result}"
+            f"skipped={self.skipped} unmanaged={self.unmanaged} duration={self.duration:.1f}s "
+            f"result={self.result}"
         )
 
 
@@ -217,6 +223,7 @@ class Cycle:
         self.desired: tuple[Fleet, PlanOptions] | None = None
         self.invalid_since: int | None = None  # run that first found the files invalid
         self._last_plan_text = ""
+        self._unmanaged = UnmanagedReport()
 
     async def __call__(self, trigger: Trigger, files: Iterable[str] = ()) -> RunSummary:
         self.runs += 1
@@ -309,6 +316,7 @@ class Cycle:
             summary.changes = len(plan.pending)
             summary.deferred = len(plan.deferred)
             summary.blocked = len(plan.blocked)
+            summary.unmanaged = self._unmanaged.report(self.log.emit, summary.run, plan)
             if self.plan_only or not plan.has_changes:
                 if not self.plan_only:
                     reconciler.remember(plan)
@@ -360,7 +368,8 @@ class Cycle:
     def _show_plan(self, run: int, result: PlanResult) -> None:
         """Print the plan when it has changes and differs from the last one printed."""
         doc = result.document()
-        text = render.render_text(doc) if result.plan.has_changes else ""
+        # Without the unmanaged objects: they are listed apart, when they change.
+        text = render.render_text(doc | {"unmanaged": []}) if result.plan.has_changes else ""
         if text == self._last_plan_text:
             return
         self._last_plan_text = text

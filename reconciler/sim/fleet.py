@@ -2,7 +2,8 @@
 cloud, one Zap per declared gateway (each at its own loopback port), the Modbus devices
 behind them on each site's own simulated LAN, and the Enapter and Flatpeak clouds, seeded
 so that the hardware declared in the site YAML really exists. `env()` gives the variables
-the reconciler reads to reach them.
+the reconciler reads to reach them; `control` (`sim.control`) changes any simulator's
+faults from a port of its own, also while that simulator's port is closed.
 
 State can be persisted to a file (`state_file`): saved after every change, restored on the
 next start, with the same ports where they are free.
@@ -23,6 +24,7 @@ from typing import Any
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
+from reconciler.sim.control import FleetControl
 from reconciler.sim.enapter import EnapterSimulator
 from reconciler.sim.enapter import Site as EnapterSite
 from reconciler.sim.flatpeak import FlatpeakSimulator, derive_region
@@ -53,6 +55,7 @@ class SimFleet:
         self.enapter = EnapterSimulator(seed=seed)
         self.flatpeak = FlatpeakSimulator(seed=seed)
         self.zaps: dict[str, ZapSimulator] = {}
+        self.control = FleetControl(lambda: dict(self.zaps), self._clouds)
         self.lans: dict[str, Lan] = {}  # site name -> its LAN
         self.modbus: list[ModbusDeviceSimulator] = []
         self.enapter_token = f"enapter-{secrets.token_hex(12)}"
@@ -239,6 +242,14 @@ class SimFleet:
                 await server.start(port=port)
             except OSError:
                 await server.start()
+        try:
+            await self.control.start(port=self._ports.get("control", 0))
+        except OSError:
+            await self.control.start()
+        for serial, zap in self.zaps.items():
+            zap.control_url = self.control.faults_url("gateways", serial)
+        for name, cloud in self._clouds().items():
+            cloud.control_url = self.control.faults_url("clouds", name)
         orgs = sorted(self._orgs)
         self.novacore_token = self.novacore.issue_token(self.identity_id, orgs)
         self.enapter.add_token(self.enapter_token)
@@ -263,6 +274,7 @@ class SimFleet:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._saver
             self.save()
+        await self.control.stop()
         for server in self.http_servers():
             await server.stop()
         for modbus in self.modbus:
@@ -275,12 +287,11 @@ class SimFleet:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def _clouds(self) -> dict[str, SimServer]:
+        return {"novacore": self.novacore, "enapter": self.enapter, "flatpeak": self.flatpeak}
+
     def _named_servers(self) -> dict[str, SimServer]:
-        named: dict[str, SimServer] = {
-            "novacore": self.novacore,
-            "enapter": self.enapter,
-            "flatpeak": self.flatpeak,
-        }
+        named = self._clouds()
         named |= {f"zap:{serial}": sim for serial, sim in self.zaps.items()}
         return named
 
@@ -322,7 +333,8 @@ class SimFleet:
         if self.state_file is None:
             return
         state = {
-            "ports": {k: s.port for k, s in self._named_servers().items()},
+            "ports": {k: s.port for k, s in self._named_servers().items()}
+            | {"control": self.control.port},
             "novacore": self.novacore.snapshot(),
             "enapter": self.enapter.snapshot(),
             "flatpeak": self.flatpeak.snapshot(),

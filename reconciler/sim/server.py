@@ -45,6 +45,9 @@ class SimServer:
         self._site: web.TCPSite | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._on_change: Callable[[], None] | None = None
+        # Where this simulator's faults can be changed while its port is closed (set by the
+        # fleet, `sim.control`): said in the answer that closes it.
+        self.control_url: str | None = None
         self.app = web.Application(middlewares=[self._middleware], client_max_size=1024**2)
         self.app.router.add_get(f"{ADMIN_PREFIX}/state", self._admin_state)
         self.app.router.add_get(f"{ADMIN_PREFIX}/requests", self._admin_requests)
@@ -203,7 +206,11 @@ class SimServer:
     async def _admin_faults(self, request: web.Request) -> web.Response:
         return json_response(self.faults.as_dict())
 
-    async def _admin_set_faults(self, request: web.Request) -> web.Response:
+    async def update_faults(self, request: web.Request) -> tuple[web.Response, Offline | None]:
+        """Apply the fault update in `request` (a JSON object of `FaultConfig` fields, and
+        `?seed=`), all of it or none; the answer, and the offline mode asked for, which
+        the caller sets (`set_offline`) when it can: here, or through the fleet's control
+        API (`sim.control`) for a simulator whose port is closed."""
         try:
             changes = await request.json()
             if not isinstance(changes, dict):
@@ -218,17 +225,25 @@ class SimServer:
             if "seed" in request.query:
                 self.injector.reseed(int(request.query["seed"]))
         except (KeyError, ValueError, TypeError) as exc:
-            return json_response({"error": "invalid_fault", "message": str(exc)}, status=400)
+            error = {"error": "invalid_fault", "message": str(exc)}
+            return json_response(error, status=400), None
         answer = self.faults.as_dict()
+        if offline is None:
+            return json_response(answer), None
+        answer["offline"] = offline  # the mode it is about to be in
+        if offline == Offline.REFUSE and self.control_url:
+            answer["back_online"] = f"PUT {self.control_url} {{\"offline\": \"online\"}}"
+        return json_response(answer), Offline(offline)
+
+    async def _admin_set_faults(self, request: web.Request) -> web.Response:
+        answer, offline = await self.update_faults(request)
         if offline is not None:
-            # Turning REFUSE on closes the port this request came in on: answer first (with
-            # the mode it is about to be in). The task is kept referenced until it ends (the
-            # loop holds only weak references).
+            # Turning REFUSE on closes the port this request came in on: answer first. The
+            # task is kept referenced until it ends (the loop holds only weak references).
             task = asyncio.get_running_loop().create_task(self.set_offline(offline))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-            answer["offline"] = offline
-        return json_response(answer)
+        return answer
 
 
 async def read_json(request: web.Request) -> Any:

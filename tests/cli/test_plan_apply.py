@@ -949,11 +949,15 @@ def test_a_second_ctrl_c_stops_at_once_and_the_next_run_converges(
     run = make_cli(two_sites(), before_start=ctrl_c.install)
     code, _, err = run("apply", run.path, "--auto-approve")
     assert code == 130 and "interrupted" in err, err
-    assert StateDir(run.state_dir).unfinished(), "the write in flight was cut off"
+    [cut_off] = StateDir(run.state_dir).unfinished()
+    assert cut_off["phase"] == "intent", "the write in flight was cut off"
 
     code, out, err = run("apply", run.path, "--auto-approve")
     assert code == 0, out + err
-    assert "1 write(s) of an earlier run were interrupted" in out
+    assert "note: 1 write(s) of an earlier run were interrupted; the state is observed " \
+        "again before anything is applied:" in out
+    # Which write: its address and operation, as the journal's intent names it.
+    assert f"\n  {cut_off['address']} {cut_off['operation']} (started {cut_off['ts']})\n" in out
     converged_exactly_once(run.sims.sims, load(two_sites()))
 
     code, out, _ = run("apply", run.path, "--auto-approve")

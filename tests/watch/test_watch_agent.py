@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 RUN_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z run=(\d+) trigger=(\w+) "
                       r"changes=(\d+) done=(\d+) failed=(\d+) deferred=(\d+) blocked=(\d+) "
-                      r"skipped=(\d+) duration=[\d.]+s result=([\w-]+)$")
+                      r"skipped=(\d+) unmanaged=\d+ duration=[\d.]+s result=([\w-]+)$")
 
 
 def runs(lines: list[str], trigger: str | None = None) -> list[re.Match[str]]:

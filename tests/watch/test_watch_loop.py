@@ -163,10 +163,16 @@ def change(name: str, depends_on: list[str] | None = None) -> Change:
 
 
 class FakeResult:
-    """A plan result with `pending` device creations."""
+    """A plan result with `pending` device creations, `unmanaged` objects and the changes
+    of the `deferred` sites."""
 
-    def __init__(self, pending: int) -> None:
-        self.plan = Plan([change(f"d{i}") for i in range(pending)], [], PlanOptions())
+    def __init__(self, pending: int, unmanaged: list[dict[str, Any]] | None = None,
+                 deferred: tuple[str, ...] = ()) -> None:
+        changes = [change(f"d{i}") for i in range(pending)]
+        changes += [Change(address=f"site/{site}[novacore]", kind="Site", name=site,
+                           component="novacore", action=Action.DEFER,
+                           reason=Reason.TARGET_UNREACHABLE, site=site) for site in deferred]
+        self.plan = Plan(changes, list(unmanaged or []), PlanOptions())
 
     def document(self) -> dict[str, Any]:
         return document.to_document(self.plan)
@@ -193,6 +199,8 @@ class FakeReconciler:
         self.fleets: list[Fleet] = []
         self.applied = 0
         self.remembered = 0
+        self.unmanaged: list[dict[str, Any]] = []
+        self.deferred: tuple[str, ...] = ()
 
     def __call__(self, fleet: Fleet, settings: Settings) -> FakeReconciler:
         self.fleets.append(fleet)
@@ -209,7 +217,7 @@ class FakeReconciler:
         await asyncio.sleep(self.plan_seconds)
         if self.error is not None:
             raise self.error
-        return FakeResult(self.pending)
+        return FakeResult(self.pending, self.unmanaged, self.deferred)
 
     async def apply(self, result: Any, *, progress: Any = None, stop: Any = None) -> Any:
         self.applied += 1
@@ -320,11 +328,84 @@ async def test_json_log_lines_carry_the_summary() -> None:
         "files": ["sites/a.yaml"]}
 
 
+def untimed(out: io.StringIO) -> list[str]:
+    """The text log's lines without their timestamps."""
+    return [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+
+
+def undeclared(name: str, site: str | None = "solna") -> dict[str, Any]:
+    entry = {"platform": "zap", "id": name,
+             "description": f"device {name} on gateway zap-1 is not declared"}
+    return entry | ({"site": site} if site else {})
+
+
+async def test_unmanaged_objects_are_counted_in_every_run_and_listed_when_they_change() -> None:
+    fake = FakeReconciler(pending=0)
+    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake)
+    fake.unmanaged = [undeclared("p1"), undeclared("meter")]
+    first, again = [await cycle(watch.Trigger.INTERVAL) for _ in range(2)]
+    fake.unmanaged = [undeclared("p1")]
+    fewer = await cycle(watch.Trigger.CHANGE)
+    fake.unmanaged = []
+    none = await cycle(watch.Trigger.CHANGE)
+    assert [(s.result, s.unmanaged) for s in (first, again, fewer, none)] == [
+        ("no-changes", 2), ("no-changes", 2), ("no-changes", 1), ("no-changes", 0)]
+    log = untimed(out)
+    assert log[0] == ("run=1 No changes. The declared objects match the actual state; "
+                      "2 objects found that nothing declares (--prune removes them where "
+                      "their policy allows):")
+    assert log[1:3] == ["  ! unmanaged: device p1 on gateway zap-1 is not declared",
+                        "  ! unmanaged: device meter on gateway zap-1 is not declared"]
+    assert log[3].startswith("run=1 trigger=interval ") and " unmanaged=2 " in log[3]
+    assert log[4].startswith("run=2 trigger=interval "), "an unchanged set is not listed again"
+    assert log[5].startswith("run=3 No changes. ") and "; 1 object found" in log[5]
+    assert log[6] == "  ! unmanaged: device p1 on gateway zap-1 is not declared"
+    assert log[8] == "run=4 no objects found that nothing declares any more"
+    assert "The actual state matches" not in out.getvalue()
+
+
+async def test_unmanaged_objects_beside_changes_and_in_json() -> None:
+    fake = FakeReconciler(pending=1)
+    fake.unmanaged = [undeclared("p1\x1b[2J")]
+    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake, fmt="json")
+    summary = await cycle(watch.Trigger.START)
+    assert (summary.result, summary.unmanaged) == ("applied", 1)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    [listed] = [e for e in events if e["event"] == "unmanaged"]
+    assert (listed["run"], listed["count"], listed["objects"]) == (1, 1, fake.unmanaged)
+    assert events[-1]["event"] == "run" and events[-1]["unmanaged"] == 1
+
+    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake, plan_only=True)
+    await cycle(watch.Trigger.START)
+    text = "\n".join(untimed(out))
+    assert text.startswith("run=1 1 object found that nothing declares (--prune removes it "
+                           "where its policy allows):\n  ! unmanaged: device p1\\x1b[2J "), text
+    assert text.count("! unmanaged:") == 1, "listed once, not again in the plan"
+
+
+async def test_unmanaged_objects_of_a_deferred_site_are_not_listed_as_gone() -> None:
+    fake = FakeReconciler(pending=0)
+    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake)
+    fake.unmanaged = [undeclared("p1"), undeclared("old-zap", site=None),
+                      undeclared("x", site="lund")]
+    await cycle(watch.Trigger.START)
+    fake.unmanaged, fake.deferred = [undeclared("x", site="lund")], ("solna",)
+    unseen = await cycle(watch.Trigger.INTERVAL)
+    assert unseen.unmanaged == 3
+    fake.unmanaged, fake.deferred = [undeclared("p1")], ()
+    seen = await cycle(watch.Trigger.INTERVAL)
+    assert seen.unmanaged == 1
+    log = "\n".join(untimed(out))
+    assert log.count("found that nothing declares") == 2, log
+    assert "run=3 No changes. The declared objects match the actual state; 1 object" in log
+
+
 def test_text_summary_line_format() -> None:
     summary = watch.RunSummary(3, watch.Trigger.CHANGE, "applied", changes=2, done=2,
                                duration=0.43)
     assert summary.text() == ("run=3 trigger=change changes=2 done=2 failed=0 deferred=0 "
-                              "blocked=0 skipped=0 duration=0.4s result=applied")
+                              "blocked=0 skipped=0 unmanaged=0 duration=0.4s "
+                              "result=applied")
     log = io.StringIO()
     watch.Log(log, clock=lambda: "2026-01-05T09:12:03.412Z").emit("run", summary.text())
     assert log.getvalue() == f"2026-01-05T09:12:03.412Z {summary.text()}\n"

@@ -1,0 +1,183 @@
+"""What a real `reconciler watch` says beyond its changes, against simulators: objects that
+nothing declares any more (listed as `reconciler plan` lists them, once per change of the
+set, and counted in every run line), and writes left unfinished in the journal (named as
+`reconciler apply` names them; another live process's writes in flight are not called
+interrupted)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agent_helpers import Spawn, World, start_world
+from aiohttp import web
+
+from reconciler.engine.state import unfinished_intents
+from reconciler.sim.fleet import SimFleet
+
+pytestmark = pytest.mark.slow
+
+P1_DOCUMENT = "---\napiVersion: energy.reconciler.dev/v1alpha1\nkind: Device\nmetadata:\n" \
+              "  name: home-solna-p1\n"
+ANNEX = """\
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata:
+  name: home-solna-annex
+spec:
+  displayName: Home, Solna (annex)
+  timezone: Europe/Stockholm
+  novacore:
+    orgId: org-4f2a9c71
+"""
+
+
+def unmanaged_lines(lines: list[str]) -> list[str]:
+    return [line.split("! unmanaged: ", 1)[1] for line in lines if "! unmanaged: " in line]
+
+
+async def test_a_device_deleted_from_git_is_listed_as_plan_lists_it_once_per_change(
+        world: World, spawn: Spawn) -> None:
+    agent = await spawn("watch", "sites", "--interval", "0.5s", "--debounce", "0.2s",
+                        env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* unmanaged=0 .*result=applied")
+    text = world.devices_file.read_text(encoding="utf-8")
+    world.devices_file.write_text(text[:text.index(P1_DOCUMENT)], encoding="utf-8")
+
+    [changed] = await agent.wait_for(r"trigger=change ")
+    assert re.search(r" unmanaged=2 .*result=no-changes$", changed), agent.text
+    # Two interval runs after it: the same objects, counted and not listed again.
+    await agent.wait_for(r"trigger=interval .* unmanaged=2 .*result=no-changes", count=2)
+    heads = [line for line in agent.out if "found that nothing declares" in line]
+    assert len(heads) == 1, agent.text
+    assert heads[0].endswith(" No changes. The declared objects match the actual state; "
+                             "2 objects found that nothing declares (--prune removes them "
+                             "where their policy allows):"), heads
+    assert not any("actual state matches" in line for line in agent.out)
+
+    plan = await spawn("plan", "sites", env=world.env, cwd=world.cwd)
+    assert await plan.finish() == 0, plan.text
+    listed = unmanaged_lines(agent.out)
+    assert sorted(listed) == sorted(unmanaged_lines(plan.out)), (agent.text, plan.text)
+    assert len(listed) == 2 and all("E0043007123456789" in line for line in listed), listed
+
+    world.devices_file.write_text(text, encoding="utf-8")  # declared again
+    await agent.wait_for(r"run=\d+ no objects found that nothing declares any more")
+    [back] = (await agent.wait_for(r"trigger=change ", count=2))[1:]
+    assert " unmanaged=0 " in back, agent.text
+    assert await agent.terminate() == 0
+
+
+async def test_a_site_whose_file_left_the_tree_is_listed_in_the_json_log(
+        world: World, spawn: Spawn, tmp_path: Path) -> None:
+    annex = world.sites / "annex.yaml"
+    annex.write_text(ANNEX, encoding="utf-8")
+    agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
+                        "--log-format", "json", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r'"event": "run".*"result": "applied"')
+    annex.rename(tmp_path / "annex.yaml")  # moved out of the tree
+
+    def changed(line: str) -> bool:
+        event = json.loads(line)
+        return bool(event["event"] == "run" and event["trigger"] == "change")
+
+    [run] = await agent.wait_for(changed)
+    assert await agent.terminate() == 0
+    events = [json.loads(line) for line in agent.out]
+    [listed] = [e for e in events if e["event"] == "unmanaged"]
+    assert listed["count"] == 1 and json.loads(run)["unmanaged"] == 1, agent.text
+    [site] = listed["objects"]
+    assert "was applied for Site home-solna-annex, which is declared no more" in \
+        site["description"], site
+    assert json.loads(run)["result"] == "no-changes"
+
+
+class HeldRename:
+    """Holds the first device rename that reaches Novacore, once `armed`, until `release`
+    is set: a write in flight for as long as a test needs, with its intent journaled."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.method == "PUT" and request.path.startswith("/devices/") and self.armed:
+                self.armed = False
+                self.arrived.set()
+                await self.release.wait()
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(hold)
+
+
+async def rename_held(world: World, spawn: Spawn, held: HeldRename) -> Any:
+    """A watch agent whose rename of the inverter is in flight, held; the agent and the
+    journal's intent of that write."""
+    agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
+                        env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    held.armed = True
+    world.edit("displayName: Sungrow SH10RT", "displayName: Sungrow A")
+    await asyncio.wait_for(held.arrived.wait(), 15)
+    [intent] = unfinished_intents(world.journal)
+    assert intent["address"] == "device/home-solna-inverter[novacore]", intent
+    return agent, intent
+
+
+async def test_plan_only_does_not_call_the_writes_of_the_agent_holding_the_lock_interrupted(
+        tmp_path: Path, spawn: Spawn) -> None:
+    held = HeldRename()
+    world = await start_world(tmp_path, before_start=held.install)
+    try:
+        agent, _ = await rename_held(world, spawn, held)
+        reader = await spawn("watch", "sites", "--plan-only", "--log-format", "json",
+                             env=world.env, cwd=world.cwd)
+        await reader.wait_for(r'"event": "run"')
+        held.release.set()
+        await agent.wait_for(r"trigger=change changes=1 done=1 .*result=applied")
+        assert await reader.terminate() == 0
+        assert await agent.terminate() == 0
+    finally:
+        await world.sims.stop()
+    assert "interrupted" not in reader.text, reader.text
+    [note] = [e for e in map(json.loads, reader.out) if e["event"] == "note"]
+    assert note["locked_by"].startswith(f"pid {agent.pid} on "), note
+    assert "running `reconciler watch sites" in note["locked_by"], note
+    assert note["unfinished"] == 1 and "writes" not in note, note
+    assert world.cloud_name() == "Sungrow A"
+
+
+async def test_after_kill_9_the_interrupted_writes_are_named_by_watch_as_by_apply(
+        tmp_path: Path, spawn: Spawn) -> None:
+    held = HeldRename()
+    world = await start_world(tmp_path, before_start=held.install)
+    try:
+        agent, intent = await rename_held(world, spawn, held)
+        await agent.kill()  # SIGKILL: the write is cut off, the lock goes with the process
+        held.release.set()
+        named = f"  {intent['address']} {intent['operation']} (started {intent['ts']})"
+
+        reader = await spawn("watch", "sites", "--plan-only", env=world.env, cwd=world.cwd)
+        await reader.wait_for(r"run=1 trigger=start ")
+        assert await reader.terminate() == 0
+        watched = [line.split(" ", 1)[1] for line in reader.out]
+        at = watched.index("1 write(s) of an earlier run were interrupted; the plan observes "
+                           "what they did:")
+        assert watched[at + 1] == named, reader.text
+
+        applied = await spawn("apply", "sites", "--auto-approve", env=world.env, cwd=world.cwd)
+        assert await applied.finish() == 0, applied.text
+        at = applied.out.index("note: 1 write(s) of an earlier run were interrupted; the "
+                               "state is observed again before anything is applied:")
+        assert applied.out[at + 1] == named, applied.text
+    finally:
+        await world.sims.stop()
+    assert world.cloud_name() == "Sungrow A"
+    assert unfinished_intents(world.journal) == [], "settled by the apply"
