@@ -124,7 +124,8 @@ async def _demo(fleet: Fleet, args: argparse.Namespace, work: Path) -> int:
         settings = load_settings(env)
         _step(
             f"Simulators started: Novacore {sims.novacore.url}, {len(sims.zaps)} Zap gateways, "
-            f"{len(sims.modbus)} Modbus devices, Enapter {sims.enapter.url}, "
+            f"{len(sims.modbus)} Modbus device{'' if len(sims.modbus) == 1 else 's'}, "
+            f"Enapter {sims.enapter.url}, "
             f"Flatpeak {sims.flatpeak.url}",
             color,
         )

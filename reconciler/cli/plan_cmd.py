@@ -107,17 +107,21 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render.render_markdown(doc))
     else:
         sys.stdout.write(render.render_text(doc, color=common.use_color(sys.stdout, args.no_color)))
+    problems = common.plan_problems(result.plan, args.offline)
     if args.out:
         try:
             atomic_write(Path(args.out), common.json_dump(doc) + "\n")
         except OSError as exc:
             print(f"error: cannot save the plan to {args.out}: {exc.strerror}", file=sys.stderr)
             return common.EXIT_ERROR
-        print(
-            f"Saved the plan to {args.out}; apply it with: reconciler apply {args.out}",
-            file=sys.stderr,
+        # Saved either way (a CI job keeps it as an artifact), but offered to apply only
+        # when nothing stands in its way.
+        advice = (
+            "it has errors (below): fix them and plan again"
+            if problems
+            else f"apply it with: reconciler apply {args.out}"
         )
-    problems = common.plan_problems(result.plan, args.offline)
+        print(f"Saved the plan to {args.out}; {advice}", file=sys.stderr)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:

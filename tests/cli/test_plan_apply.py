@@ -164,6 +164,12 @@ def test_offline_gateway_defers_by_default_and_fails_with_offline_fail(
     assert error.startswith("error: site/s2[novacore]: would create; deferred: gateway s2-zap")
     assert error.endswith("(7 more changes of site s2 deferred)")
     assert out.count("is deferred") == 8
+    # Saved all the same (for a CI artifact), but not offered to apply.
+    saved = run.fleet_dir.parent / "failed-plan.json"
+    code, _, err = run("plan", run.path, "--offline=fail", "--out", str(saved))
+    assert code == 1 and saved.is_file()
+    assert f"Saved the plan to {saved}; it has errors (below): fix them and plan again" in err
+    assert "reconciler apply" not in err
     code, out, _ = run("plan", run.path, "--detailed-exitcode")
     assert code == 2 and "… site/s2[novacore] is deferred" in out
 
