@@ -285,12 +285,13 @@ def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic]]:
                                file=path)]
 
 
-def _read_gateway_urls_file(path: str) -> tuple[dict[str, str], list[Diagnostic]]:
-    variable = PREFIX + "GATEWAY_URLS_FILE"
+def _read_gateway_urls_file(
+    path: str, origin: Origin = (None, PREFIX + "GATEWAY_URLS_FILE")
+) -> tuple[dict[str, str], list[Diagnostic]]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        return {}, [Diagnostic(f"cannot read {path}: {exc.strerror}", path=variable)]
+        return {}, [_problem(origin, f"cannot read {path}: {exc.strerror}")]
     text, problem = utf8.decode(data, path)
     if problem is not None:
         return {}, [problem]
@@ -323,6 +324,7 @@ def load_settings(
     names = [f.name for f in fields(Settings)]
     raw: dict[str, tuple[object, Origin]] = {}
     problems: list[Diagnostic] = []
+    urls_file: tuple[str, Origin] | None = None
     path = config_file or env.get(PREFIX + "CONFIG")
     if path:
         table, problems = _read_toml(path)
@@ -330,11 +332,19 @@ def load_settings(
             if key in names:
                 raw[key] = (value, (path, key))
                 continue
-            close = difflib.get_close_matches(key, names, n=1)
+            if key == "gateway_urls_file":
+                # As RECONCILER_GATEWAY_URLS_FILE; a relative path is the settings file's.
+                if isinstance(value, str) and value:
+                    urls_file = (str(Path(path).parent / value), (path, key))
+                else:
+                    problems.append(_problem((path, key), "expected the path of a JSON file "
+                                             f"of serial: \"url\"; got {value!r}"))
+                continue
+            close = difflib.get_close_matches(key, [*names, "gateway_urls_file"], n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
+            valid = ", ".join(sorted([*names, "gateway_urls_file"]))
             problems.append(
-                Diagnostic(f"unknown key; {hint}valid keys: {', '.join(sorted(names))}",
-                           file=path, path=key)
+                Diagnostic(f"unknown key; {hint}valid keys: {valid}", file=path, path=key)
             )
     for name in names:
         variable = PREFIX + name.upper()
@@ -352,7 +362,9 @@ def load_settings(
             problems.append(_problem(origin, str(exc)))
     urls = dict(values.get("gateway_urls", {}))
     if env.get(PREFIX + "GATEWAY_URLS_FILE"):
-        from_file, file_problems = _read_gateway_urls_file(env[PREFIX + "GATEWAY_URLS_FILE"])
+        urls_file = (env[PREFIX + "GATEWAY_URLS_FILE"], (None, PREFIX + "GATEWAY_URLS_FILE"))
+    if urls_file is not None:
+        from_file, file_problems = _read_gateway_urls_file(*urls_file)
         urls.update(from_file)
         problems += file_problems
     if env.get(PREFIX + "GATEWAY_URLS"):

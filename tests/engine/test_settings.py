@@ -178,6 +178,27 @@ def test_files_that_are_not_utf8_are_located(tmp_path: Path) -> None:
         f"{urls}:1:12: not UTF-8 text: byte 0xfe cannot be decoded; save the file as UTF-8"]
 
 
+def test_the_settings_file_names_a_gateway_urls_file_relative_to_itself(
+        tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    config = tmp_path / "conf" / "reconciler.toml"
+    config.write_text('gateway_urls_file = "gateways.json"\n')
+    (tmp_path / "conf" / "gateways.json").write_text(
+        json.dumps({"zap-0000000000000001": "http://10.0.0.5"}))
+    settings = load_settings({}, config_file=str(config))
+    assert settings.gateway_urls == {"zap-0000000000000001": "http://10.0.0.5"}
+    # The environment wins, as for every key.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"zap-0000000000000002": "http://10.0.0.6"}))
+    settings = load_settings({"RECONCILER_GATEWAY_URLS_FILE": str(other)},
+                             config_file=str(config))
+    assert settings.gateway_urls == {"zap-0000000000000002": "http://10.0.0.6"}
+    config.write_text('gateway_urls_file = "missing.json"\n')
+    assert problems({}, config) == [
+        f"{config}: gateway_urls_file: cannot read {tmp_path / 'conf' / 'missing.json'}: "
+        "No such file or directory"]
+
+
 def test_files_saved_with_a_byte_order_mark_are_read(tmp_path: Path) -> None:
     config = tmp_path / "reconciler.toml"
     config.write_bytes(b"\xef\xbb\xbfconcurrency = 7\n")
