@@ -1,14 +1,13 @@
 """The watch agent's logic in-process, without files or simulators: durations, when runs
 happen (debounce, interval, no overlap, one more run after a change during a run, stop),
-what a run reports (invalid edits, errors, stop), the log formats, the file filter, and
-the cooperative stop of `apply_plan`."""
+what a run reports (invalid edits, errors, stop), the log formats, and the cooperative
+stop of `apply_plan`. (Which files are watched: test_watch_paths.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -328,28 +327,6 @@ def test_text_summary_line_format() -> None:
     log = io.StringIO()
     watch.Log(log, clock=lambda: "2026-01-05T09:12:03.412Z").emit("run", summary.text())
     assert log.getvalue() == f"2026-01-05T09:12:03.412Z {summary.text()}\n"
-
-
-# -- files --------------------------------------------------------------------------------------
-
-
-def test_only_desired_state_files_are_relevant(tmp_path: Path) -> None:
-    sites = tmp_path / "sites"
-    sites.mkdir()
-    single = tmp_path / "extra.yml"
-    single.write_text("")
-    watched = watch.WatchSet.of([sites, single])
-    assert watched.directories == (str(sites),) and watched.parents == (str(tmp_path),)
-    relevant = {
-        os.path.join(sites, "a", "devices.yaml"): True,
-        os.path.join(sites, "site.yml"): True,
-        str(single): True,
-        os.path.join(sites, "README.md"): False,
-        os.path.join(sites, ".#devices.yaml"): False,
-        os.path.join(tmp_path, "other.yaml"): False,  # beside a named file, not named
-        os.path.join(tmp_path, "sites-old", "a.yaml"): False,
-    }
-    assert {path: watched.relevant(path) for path in relevant} == relevant
 
 
 # -- the cooperative stop of apply_plan --------------------------------------------------------
