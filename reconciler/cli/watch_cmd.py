@@ -109,24 +109,45 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = common.settings(args)
+        check = _UnknownGatewayUrls(settings, args)
         # fail fast: an agent with nothing valid to reconcile is a start-up error
-        common.warn_unknown_gateway_urls(settings, load()[0], args)
+        for line in check(load()[0]):
+            print(line, file=sys.stderr)
     except ConfigError as error:
         common.print_diagnostics(error)
         return common.EXIT_ERROR
     if args.plan_only:
-        return asyncio.run(_serve(args, settings, load, interval, debounce))
+        return asyncio.run(_serve(args, settings, load, check, interval, debounce))
     try:
         with StateDir(Path(settings.state_dir)).lock(command_line()):
-            return asyncio.run(_serve(args, settings, load, interval, debounce))
+            return asyncio.run(_serve(args, settings, load, check, interval, debounce))
     except StateDirError as error:
         return _fail(str(error))
+
+
+class _UnknownGatewayUrls:
+    """The warnings about gateway URL overrides that no declared gateway has (a mistyped
+    serial leaves that gateway reached at its YAML url): at start, and after an edit that
+    changes a serial so that an override no longer matches. Each mismatch is said once,
+    not again at every run of the same desired state; fixed and then mistyped again, it
+    is new again."""
+
+    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
+        self.settings = settings
+        self.args = args
+        self.warned: set[str] = set()
+
+    def __call__(self, fleet: Fleet) -> list[str]:
+        lines = common.gateway_url_warnings(self.settings, fleet, self.args, skip=self.warned)
+        self.warned = set(common.unknown_gateway_serials(self.settings, fleet))
+        return lines
 
 
 async def _serve(
     args: argparse.Namespace,
     settings: Settings,
     load: watch.DesiredLoader,
+    check: watch.DesiredCheck,
     interval: float,
     debounce: float,
 ) -> int:
@@ -174,6 +195,7 @@ async def _serve(
         plan_only=args.plan_only,
         offline=args.offline,
         interrupted=unfinished,
+        check=check,
     )
     try:
         await watch.run_agent(

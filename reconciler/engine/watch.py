@@ -9,10 +9,11 @@ the state lock and signal handlers:
   ends the loop after the run in flight.
 * `Cycle` decides *what* a run does: load the desired state (an invalid edit is reported
   with file:line and changes nothing: the last valid state stays in force), observe and
-  plan, then apply (or only plan), and report one `RunSummary`. A run that cannot reach
-  a gateway or a cloud defers those sites; any error ends that run only, never the agent.
-  On stop, a plan in progress (reads only) is cancelled and an apply finishes the
-  changes in flight but starts no new one (`apply_plan(stop=...)`).
+  plan, then apply (or only plan), and report one `RunSummary`. A `check` of each state
+  loaded may add warnings (a gateway URL override that a serial edit left unmatched). A
+  run that cannot reach a gateway or a cloud defers those sites; any error ends that run
+  only, never the agent. On stop, a plan in progress (reads only) is cancelled and an
+  apply finishes the changes in flight but starts no new one (`apply_plan(stop=...)`).
 * `filewatch.watch_files` turns changes of the desired-state files into `Agent.notify`.
 * `Log` writes every event as one line: text (`<time> run=3 trigger=change ...`) or JSON.
 
@@ -181,6 +182,9 @@ class ReconcilerLike(Protocol):
 
 # Loads the desired state and the plan options for it; raises ConfigError with every problem.
 DesiredLoader = Callable[[], tuple[Fleet, PlanOptions]]
+# Warnings about a desired state just loaded (`warning: ...` lines), given at every load:
+# it says each once, not again while the desired state does not change.
+DesiredCheck = Callable[[Fleet], list[str]]
 ReconcilerFactory = Callable[[Fleet, Settings], ReconcilerLike]
 
 _MARKS = {"done": "✓", "failed": "✗", "skipped": "-", "blocked": "!", "deferred": "…"}
@@ -201,8 +205,10 @@ class Cycle:
         offline: str = "defer",
         factory: ReconcilerFactory = Reconciler,
         interrupted: list[dict[str, Any]] | None = None,
+        check: DesiredCheck | None = None,
     ) -> None:
         self.load = load
+        self.check = check
         # Journal intents left unfinished before the agent started (StateDir.unfinished).
         self.interrupted = list(interrupted or [])
         self.settings = settings
@@ -272,6 +278,13 @@ class Cycle:
                 "valid", f"run={summary.run} the desired state is valid again", run=summary.run
             )
             self.invalid_since = None
+        for line in self.check(self.desired[0]) if self.check is not None else []:
+            self.log.emit(
+                "warning",
+                f"run={summary.run} {line}",
+                run=summary.run,
+                message=line.removeprefix("warning: "),
+            )
         return self.desired
 
     def _diagnostics(self, run: int, diagnostics: list[Diagnostic]) -> None:
