@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -45,7 +47,8 @@ Unreachable gateways or clouds defer their sites; the agent keeps going.
 SIGINT/SIGTERM: the changes in flight finish, nothing new starts, the lock is released.
 
 exit codes: 0 stopped by SIGINT/SIGTERM, 1 start-up error (invalid desired state or
-arguments, unreadable settings, state directory locked by another process).
+arguments, unreadable settings, state directory locked by another process) or stdout
+closed (`| head` exited): the agent then stops as on SIGTERM.
 """
 
 
@@ -152,7 +155,12 @@ async def _serve(
     debounce: float,
 ) -> int:
     stop = asyncio.Event()
-    log = watch.Log(sys.stdout, args.log_format)
+
+    def stdout_closed() -> None:
+        _say("error: stdout was closed: stopping; the changes in flight finish, nothing new starts")
+        stop.set()
+
+    log = watch.Log(sys.stdout, args.log_format, on_closed=stdout_closed)
     loop = asyncio.get_running_loop()
 
     def request_stop(signum: signal.Signals) -> None:
@@ -209,4 +217,22 @@ async def _serve(
         f"stopped after {cycle.runs} run{'s' if cycle.runs != 1 else ''}",
         runs=cycle.runs,
     )
+    if log.closed:
+        _discard_stdout()
+        return common.EXIT_ERROR
     return common.EXIT_OK
+
+
+def _say(message: str) -> None:
+    """`message` on stderr, unless stderr is gone too."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: what it still buffers would otherwise fail again when
+    Python flushes it at exit, printing "Exception ignored ... BrokenPipeError"."""
+    with contextlib.suppress(OSError, ValueError):  # not a file (a test's StringIO)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

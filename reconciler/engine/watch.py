@@ -84,17 +84,31 @@ def _now() -> str:
 
 class Log:
     """One line per event on `stream`, flushed at once (the agent's output is a log that
-    is tailed or piped). `fmt="json"` writes `{"ts", "event", ...fields}` objects."""
+    is tailed or piped). `fmt="json"` writes `{"ts", "event", ...fields}` objects.
 
-    def __init__(self, stream: TextIO, fmt: str = "text", clock: Callable[[], str] = _now) -> None:
+    Once the stream is gone (its reader exited: `| head`, a log collector stopped), the
+    log is `closed`, writes nothing more and calls `on_closed` once: an agent nobody hears
+    stops, as a command writing into a closed pipe does, rather than run on unheard."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        fmt: str = "text",
+        clock: Callable[[], str] = _now,
+        on_closed: Callable[[], None] | None = None,
+    ) -> None:
         if fmt not in ("text", "json"):
             raise ValueError(f"unknown log format {fmt!r}")
         self.stream = stream
         self.fmt = fmt
         self.clock = clock
+        self.on_closed = on_closed
+        self.closed = False
 
     def emit(self, event: str, text: str, **fields: Any) -> None:
         """Write `text` (text format) or `fields` (JSON format) for `event`."""
+        if self.closed:
+            return
         ts = self.clock()
         if self.fmt == "json":
             line = json.dumps({"ts": ts, "event": event, **fields}, default=str)
@@ -103,8 +117,18 @@ class Log:
         try:
             self.stream.write(line + "\n")
             self.stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # the reader went away; the agent keeps reconciling
+        except BrokenPipeError:
+            self._close()
+        except ValueError:
+            # A stream closed in this process; anything else (a character its encoding
+            # lacks) costs that line only.
+            if self.stream.closed:
+                self._close()
+
+    def _close(self) -> None:
+        self.closed = True
+        if self.on_closed is not None:
+            self.on_closed()
 
 
 # -- one run ------------------------------------------------------------------------------------

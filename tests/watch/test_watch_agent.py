@@ -1,14 +1,16 @@
 """`reconciler watch` as a subprocess against simulators: edits are applied, invalid edits
 change nothing, drift is corrected on the interval, the lock keeps a second writer out,
 SIGTERM leaves no half-written state, unreachable targets do not stop the agent, a serial
-edited away from its URL override is warned about once."""
+edited away from its URL override is warned about once, a closed stdout stops the agent."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +286,27 @@ async def test_a_mismatch_warned_about_at_start_is_not_repeated_by_the_runs(
         agent.text
     assert not any("warning" in line for line in agent.out), agent.text
     assert await agent.terminate() == 0
+
+
+async def test_the_agent_stops_once_its_stdout_is_closed(world: World) -> None:
+    """`reconciler watch ... | head -1`: once head has exited, so does the agent, saying
+    why on stderr, without a traceback."""
+    read_end, write_end = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reconciler", "watch", "sites", "--plan-only",
+        "--interval", "0.5s", env=world.env, cwd=world.cwd, stdin=asyncio.subprocess.DEVNULL,
+        stdout=write_end, stderr=asyncio.subprocess.PIPE)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as head:
+            first = await asyncio.to_thread(head.readline)
+        assert b" watching sites " in first, first
+        assert process.stderr is not None
+        err = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+        assert await asyncio.wait_for(process.wait(), 30) == 1, err
+        assert "error: stdout was closed: stopping" in err, err
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
