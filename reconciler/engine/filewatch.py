@@ -119,13 +119,15 @@ class WatchSet:
 
     @property
     def parents(self) -> tuple[str, ...]:
-        """The directories watched without their subdirectories."""
-        found: set[str] = set()
-        for watched in self.paths:
-            found.update(os.path.dirname(entry) for entry in watched.entries)
-            if not watched.directory:
-                found.add(os.path.dirname(watched.target))
-        return tuple(sorted(found))
+        """The directories of named files, watched without their subdirectories."""
+        return tuple(sorted({os.path.dirname(w.target) for w in self.paths if not w.directory}))
+
+    @property
+    def listings(self) -> tuple[str, ...]:
+        """The other directories where the paths or symlinks on their way are listed,
+        watched without their subdirectories."""
+        found = {os.path.dirname(entry) for watched in self.paths for entry in watched.entries}
+        return tuple(sorted(found - set(self.parents)))
 
     def name(self, path: str) -> str | None:
         """The name under the given paths of the file at `path` (symlinks resolved), or None
@@ -212,12 +214,19 @@ async def _watch_until_moved(
         if any(watch.listing(path) for path in found) and WatchSet.of(paths) != watch:
             ended.set()
 
-    async def one(roots: tuple[str, ...], recursive: bool) -> None:
+    async def one(roots: tuple[str, ...], *, recursive: bool, best_effort: bool) -> None:
+        if not roots:
+            return
         try:
             # `ended`, not cancellation, ends it: awatch waits in a thread that a
             # cancellation would wait for (up to 5s).
             async for changes in watchfiles.awatch(
-                *roots, watch_filter=accept, stop_event=ended, step=step_ms, recursive=recursive
+                *roots,
+                watch_filter=accept,
+                stop_event=ended,
+                step=step_ms,
+                recursive=recursive,
+                ignore_permission_denied=best_effort,
             ):
                 changed({path for _, path in changes})
         except (OSError, RuntimeError) as error:
@@ -230,8 +239,16 @@ async def _watch_until_moved(
             if stop.is_set() or WatchSet.of(paths) != watch:
                 ended.set()
 
-    # A directory missing now (removed, not yet put back) is not watched: its listing is.
-    groups = [(watch.roots, True), (watch.parents, False)]
-    present = [(tuple(filter(os.path.isdir, roots)), recursive) for roots, recursive in groups]
-    await asyncio.gather(recheck(), *(one(roots, rec) for roots, rec in present if roots))
+    def present(directories: tuple[str, ...]) -> tuple[str, ...]:
+        # One missing now (removed, not yet put back) is not watched: its listing is.
+        return tuple(filter(os.path.isdir, directories))
+
+    watchers = [
+        one(present(watch.roots), recursive=True, best_effort=False),
+        one(present(watch.parents), recursive=False, best_effort=False),
+        # A listing is watched only to notice sooner what `recheck` notices anyway: a
+        # directory the agent may pass through but not read (mode 711) is no failure.
+        one(present(watch.listings), recursive=False, best_effort=True),
+    ]
+    await asyncio.gather(recheck(), *watchers)
     return failures

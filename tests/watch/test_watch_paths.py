@@ -24,6 +24,7 @@ def test_only_desired_state_files_are_relevant(tmp_path: Path) -> None:
     single.write_text("")
     watched = WatchSet.of([sites, single])
     assert watched.roots == (str(sites),) and watched.parents == (str(tmp_path),)
+    assert watched.listings == ()  # where `sites` is listed is watched already
     named = {
         os.path.join(sites, "a", "devices.yaml"): True,
         os.path.join(sites, "site.yml"): True,
@@ -71,7 +72,7 @@ def test_a_link_on_the_way_is_watched_where_it_is_listed(tmp_path: Path) -> None
     before = WatchSet.of([given])
     assert before.roots == (str(tmp_path / "rel" / "r1" / "sites"),)
     assert before.listing(str(tmp_path / "current"))  # where the flip happens
-    assert str(tmp_path) in before.parents
+    assert str(tmp_path) in before.listings
 
     (tmp_path / "current").unlink()
     (tmp_path / "current").symlink_to("rel/r2")
