@@ -9,7 +9,7 @@ import difflib
 import gc
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import Any, Protocol, TextIO, TypeVar
 
@@ -107,31 +107,50 @@ def warn_unknown_gateway_urls(
     URL of its YAML). A warning, not an error: settings are checked before and without the
     fleet, and one set of overrides often serves more than the fleet at hand (a plan of one
     directory of sites, a gateway just removed from git), where such entries are normal."""
-    declared = sorted(g.spec.zap.serial for g in fleet.gateways.values() if g.spec.zap)
-    unknown = settings.unknown_gateway_serials(declared)
-    if not unknown:
-        return
     stream = stream or sys.stderr
+    for line in gateway_url_warnings(settings, fleet, args):
+        print(line, file=stream)
+
+
+def unknown_gateway_serials(settings: Settings, fleet: Fleet) -> list[str]:
+    """The serials of the gateway URL overrides that no gateway of `fleet` has."""
+    return settings.unknown_gateway_serials(_declared_serials(fleet))
+
+
+def _declared_serials(fleet: Fleet) -> list[str]:
+    return sorted(g.spec.zap.serial for g in fleet.gateways.values() if g.spec.zap)
+
+
+def gateway_url_warnings(
+    settings: Settings, fleet: Fleet, args: argparse.Namespace, *, skip: Container[str] = ()
+) -> list[str]:
+    """The lines of `warn_unknown_gateway_urls`, leaving out the serials in `skip` (warned
+    about already); none when no other override is unknown."""
+    declared = _declared_serials(fleet)
+    unknown = [s for s in settings.unknown_gateway_serials(declared) if s not in skip]
+    if not unknown:
+        return []
     config = getattr(args, "config", None) or os.environ.get("RECONCILER_CONFIG")
     sources = [
         variable
         for variable in ("RECONCILER_GATEWAY_URLS", "RECONCILER_GATEWAY_URLS_FILE")
         if os.environ.get(variable)
     ] + ([f"gateway_urls in {config}"] if config else [])
+    lines = []
     for serial in unknown:
         close = difflib.get_close_matches(serial, declared, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        print(
+        lines.append(
             printable(
                 f"warning: {' / '.join(sources) or 'gateway URL overrides'}: no declared "
                 f"gateway has serial {serial}{hint}; its URL is not used"
-            ),
-            file=stream,
+            )
         )
     shown = ", ".join(declared[:_LISTED]) or "none"
     if len(declared) > _LISTED:
         shown += f", and {len(declared) - _LISTED} more"
-    print(printable(f"warning: the declared gateway serials: {shown}"), file=stream)
+    lines.append(printable(f"warning: the declared gateway serials: {shown}"))
+    return lines
 
 
 # How many declared serials a warning lists: enough to spot a typo, not a thousand lines.

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -47,7 +49,8 @@ Unreachable gateways or clouds defer their sites; the agent keeps going.
 SIGINT/SIGTERM: the changes in flight finish, nothing new starts, the lock is released.
 
 exit codes: 0 stopped by SIGINT/SIGTERM, 1 start-up error (invalid desired state or
-arguments, unreadable settings, state directory locked by another process).
+arguments, unreadable settings, state directory locked by another process) or stdout
+closed (`| head` exited): the agent then stops as on SIGTERM.
 """
 
 
@@ -133,29 +136,55 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = common.settings(args)
+        check = _UnknownGatewayUrls(settings, args)
         # fail fast: an agent with nothing valid to reconcile is a start-up error
-        common.warn_unknown_gateway_urls(settings, load()[0], args)
+        for line in check(load()[0]):
+            print(line, file=sys.stderr)
     except ConfigError as error:
         common.print_diagnostics(error)
         return common.EXIT_ERROR
     if args.plan_only:
-        return asyncio.run(_serve(args, settings, load, interval, debounce))
+        return asyncio.run(_serve(args, settings, load, check, interval, debounce))
     try:
         with StateDir(Path(settings.state_dir)).lock(command_line()):
-            return asyncio.run(_serve(args, settings, load, interval, debounce))
+            return asyncio.run(_serve(args, settings, load, check, interval, debounce))
     except StateDirError as error:
         return _fail(str(error))
+
+
+class _UnknownGatewayUrls:
+    """The warnings about gateway URL overrides that no declared gateway has (a mistyped
+    serial leaves that gateway reached at its YAML url): at start, and after an edit that
+    changes a serial so that an override no longer matches. Each mismatch is said once,
+    not again at every run of the same desired state; fixed and then mistyped again, it
+    is new again."""
+
+    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
+        self.settings = settings
+        self.args = args
+        self.warned: set[str] = set()
+
+    def __call__(self, fleet: Fleet) -> list[str]:
+        lines = common.gateway_url_warnings(self.settings, fleet, self.args, skip=self.warned)
+        self.warned = set(common.unknown_gateway_serials(self.settings, fleet))
+        return lines
 
 
 async def _serve(
     args: argparse.Namespace,
     settings: Settings,
     load: watch.DesiredLoader,
+    check: watch.DesiredCheck,
     interval: float,
     debounce: float,
 ) -> int:
     stop = asyncio.Event()
-    log = watch.Log(sys.stdout, args.log_format)
+
+    def stdout_closed() -> None:
+        _say("error: stdout was closed: stopping; the changes in flight finish, nothing new starts")
+        stop.set()
+
+    log = watch.Log(sys.stdout, args.log_format, on_closed=stdout_closed)
     loop = asyncio.get_running_loop()
 
     def request_stop(signum: signal.Signals) -> None:
@@ -191,6 +220,7 @@ async def _serve(
         plan_only=args.plan_only,
         offline=args.offline,
         interrupted=unfinished,
+        check=check,
     )
     try:
         await watch.run_agent(
@@ -204,4 +234,22 @@ async def _serve(
         f"stopped after {cycle.runs} run{'s' if cycle.runs != 1 else ''}",
         runs=cycle.runs,
     )
+    if log.closed:
+        _discard_stdout()
+        return common.EXIT_ERROR
     return common.EXIT_OK
+
+
+def _say(message: str) -> None:
+    """`message` on stderr, unless stderr is gone too."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: what it still buffers would otherwise fail again when
+    Python flushes it at exit, printing "Exception ignored ... BrokenPipeError"."""
+    with contextlib.suppress(OSError, ValueError):  # not a file (a test's StringIO)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

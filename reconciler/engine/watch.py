@@ -9,11 +9,12 @@ the state lock and signal handlers:
   ends the loop after the run in flight.
 * `Cycle` decides *what* a run does: load the desired state (an invalid edit is reported
   with file:line and changes nothing: the last valid state stays in force), observe and
-  plan, then apply (or only plan), and report one `RunSummary`. A run that cannot reach
-  a gateway or a cloud defers those sites; any error ends that run only, never the agent.
-  On stop, a plan in progress (reads only) is cancelled and an apply finishes the
-  changes in flight but starts no new one (`apply_plan(stop=...)`).
-* `watch_files` turns watchfiles events on the desired-state files into `Agent.notify`.
+  plan, then apply (or only plan), and report one `RunSummary`. A `check` of each state
+  loaded may add warnings (a gateway URL override that a serial edit left unmatched). A
+  run that cannot reach a gateway or a cloud defers those sites; any error ends that run
+  only, never the agent. On stop, a plan in progress (reads only) is cancelled and an
+  apply finishes the changes in flight but starts no new one (`apply_plan(stop=...)`).
+* `filewatch.watch_files` turns changes of the desired-state files into `Agent.notify`.
 * `Log` writes every event as one line: text (`<time> run=3 trigger=change ...`) or JSON.
 
 Nothing here prints settings: credentials never reach the log.
@@ -25,7 +26,6 @@ import asyncio
 import contextlib
 import enum
 import json
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -36,6 +36,7 @@ from typing import Any, Protocol, TextIO
 
 from reconciler.engine.apply import Outcome
 from reconciler.engine.config import Settings
+from reconciler.engine.filewatch import wait_any, watch_files
 from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.engine.state import StateDir
 from reconciler.engine.watch_unmanaged import UnmanagedReport
@@ -44,7 +45,6 @@ from reconciler.model.fleet import Fleet
 from reconciler.plan import render
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.printable import printable
-from reconciler.sources.loader import is_yaml_name
 
 # -- durations ------------------------------------------------------------------------------
 
@@ -85,17 +85,31 @@ def _now() -> str:
 
 class Log:
     """One line per event on `stream`, flushed at once (the agent's output is a log that
-    is tailed or piped). `fmt="json"` writes `{"ts", "event", ...fields}` objects."""
+    is tailed or piped). `fmt="json"` writes `{"ts", "event", ...fields}` objects.
 
-    def __init__(self, stream: TextIO, fmt: str = "text", clock: Callable[[], str] = _now) -> None:
+    Once the stream is gone (its reader exited: `| head`, a log collector stopped), the
+    log is `closed`, writes nothing more and calls `on_closed` once: an agent nobody hears
+    stops, as a command writing into a closed pipe does, rather than run on unheard."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        fmt: str = "text",
+        clock: Callable[[], str] = _now,
+        on_closed: Callable[[], None] | None = None,
+    ) -> None:
         if fmt not in ("text", "json"):
             raise ValueError(f"unknown log format {fmt!r}")
         self.stream = stream
         self.fmt = fmt
         self.clock = clock
+        self.on_closed = on_closed
+        self.closed = False
 
     def emit(self, event: str, text: str, **fields: Any) -> None:
         """Write `text` (text format) or `fields` (JSON format) for `event`."""
+        if self.closed:
+            return
         ts = self.clock()
         if self.fmt == "json":
             line = json.dumps({"ts": ts, "event": event, **fields}, default=str)
@@ -104,8 +118,18 @@ class Log:
         try:
             self.stream.write(line + "\n")
             self.stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # the reader went away; the agent keeps reconciling
+        except BrokenPipeError:
+            self._close()
+        except ValueError:
+            # A stream closed in this process; anything else (a character its encoding
+            # lacks) costs that line only.
+            if self.stream.closed:
+                self._close()
+
+    def _close(self) -> None:
+        self.closed = True
+        if self.on_closed is not None:
+            self.on_closed()
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -188,6 +212,9 @@ class ReconcilerLike(Protocol):
 
 # Loads the desired state and the plan options for it; raises ConfigError with every problem.
 DesiredLoader = Callable[[], tuple[Fleet, PlanOptions]]
+# Warnings about a desired state just loaded (`warning: ...` lines), given at every load:
+# it says each once, not again while the desired state does not change.
+DesiredCheck = Callable[[Fleet], list[str]]
 ReconcilerFactory = Callable[[Fleet, Settings], ReconcilerLike]
 
 _MARKS = {"done": "✓", "failed": "✗", "skipped": "-", "blocked": "!", "deferred": "…"}
@@ -208,8 +235,10 @@ class Cycle:
         offline: str = "defer",
         factory: ReconcilerFactory = Reconciler,
         interrupted: list[dict[str, Any]] | None = None,
+        check: DesiredCheck | None = None,
     ) -> None:
         self.load = load
+        self.check = check
         # Journal intents left unfinished before the agent started (StateDir.unfinished).
         self.interrupted = list(interrupted or [])
         self.settings = settings
@@ -280,6 +309,13 @@ class Cycle:
                 "valid", f"run={summary.run} the desired state is valid again", run=summary.run
             )
             self.invalid_since = None
+        for line in self.check(self.desired[0]) if self.check is not None else []:
+            self.log.emit(
+                "warning",
+                f"run={summary.run} {line}",
+                run=summary.run,
+                message=line.removeprefix("warning: "),
+            )
         return self.desired
 
     def _diagnostics(self, run: int, diagnostics: list[Diagnostic]) -> None:
@@ -413,17 +449,6 @@ class Cycle:
 Runner = Callable[[Trigger, frozenset[str]], Awaitable[object]]
 
 
-async def _wait_any(events: Iterable[asyncio.Event], seconds: float | None) -> None:
-    """Return when any event is set or after `seconds`."""
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-
-
 class Agent:
     """Schedules runs: at start, after changes went quiet, and every `interval`.
 
@@ -473,7 +498,7 @@ class Agent:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return Trigger.INTERVAL
-                await _wait_any((self._changed, self.stop), remaining)
+                await wait_any((self._changed, self.stop), remaining)
         if self.stop.is_set():
             return None
         # Quiet period: wait until no change came for `debounce` seconds.
@@ -482,93 +507,11 @@ class Agent:
             self._changed.clear()
             quiet = min(self.debounce, max(0.0, deadline - loop.time()))
             if quiet > 0:
-                await _wait_any((self._changed, self.stop), quiet)
+                await wait_any((self._changed, self.stop), quiet)
             if self.stop.is_set():
                 return None
             if not self._changed.is_set() or loop.time() >= deadline:
                 return Trigger.CHANGE
-
-
-# -- file watching -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WatchSet:
-    """What to watch for `paths`: directories recursively (their YAML files), and named
-    files through their parent directory, since editors save by writing a new file and
-    renaming it over the old one, which ends a watch on the file itself."""
-
-    directories: tuple[str, ...]
-    files: tuple[str, ...]
-
-    @classmethod
-    def of(cls, paths: Iterable[str | os.PathLike[str]]) -> WatchSet:
-        directories: list[str] = []
-        files: list[str] = []
-        for path in paths:
-            absolute = os.path.abspath(path)
-            (directories if os.path.isdir(absolute) else files).append(absolute)
-        return cls(tuple(directories), tuple(files))
-
-    @property
-    def parents(self) -> tuple[str, ...]:
-        return tuple(sorted({os.path.dirname(f) for f in self.files}))
-
-    def relevant(self, path: str) -> bool:
-        """Whether a change of `path` can change the desired state."""
-        name = os.path.basename(path)
-        if name.startswith(".#"):  # an editor's lock file
-            return False
-        if path in self.files:
-            return True
-        if not is_yaml_name(name):
-            return False
-        return any(path.startswith(directory + os.sep) for directory in self.directories)
-
-
-def _display(path: str) -> str:
-    """`path` relative to the working directory when it is below it (as the user wrote it)."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith(os.pardir) else relative
-
-
-async def watch_files(
-    watch: WatchSet,
-    notify: Callable[[set[str]], None],
-    stop: asyncio.Event,
-    log: Log,
-    *,
-    step_ms: int = 50,
-    retry_s: float = 5.0,
-) -> None:
-    """Call `notify(changed files)` on every change until `stop` is set. A watch that
-    fails (a watched directory removed) is logged and restarted; runs on the interval
-    go on meanwhile."""
-    import watchfiles
-
-    default = watchfiles.DefaultFilter()
-
-    def accept(change: watchfiles.Change, path: str) -> bool:
-        return default(change, path) and watch.relevant(path)
-
-    async def one(roots: tuple[str, ...], recursive: bool) -> None:
-        while not stop.is_set():
-            try:
-                async for changes in watchfiles.awatch(
-                    *roots, watch_filter=accept, stop_event=stop, step=step_ms, recursive=recursive
-                ):
-                    notify({_display(path) for _, path in changes})
-            except (OSError, RuntimeError) as error:
-                log.emit(
-                    "error",
-                    f"watching {', '.join(roots)} failed: {error}; retrying in "
-                    f"{retry_s:g}s (interval runs go on)",
-                    message=str(error),
-                )
-                await _wait_any((stop,), retry_s)
-
-    groups = [(watch.directories, True), (watch.parents, False)]
-    await asyncio.gather(*(one(roots, recursive) for roots, recursive in groups if roots))
 
 
 # -- the whole agent ------------------------------------------------------------------------------
@@ -579,7 +522,11 @@ async def run_agent(
 ) -> None:
     """Watch `paths` and run `cycle` as `Agent` schedules it until `stop` is set."""
     agent = Agent(cycle, interval=interval, debounce=debounce, stop=stop)
-    watcher = asyncio.ensure_future(watch_files(WatchSet.of(paths), agent.notify, stop, cycle.log))
+
+    def failed(text: str) -> None:
+        cycle.log.emit("error", text, message=text)
+
+    watcher = asyncio.ensure_future(watch_files(paths, agent.notify, stop, failed))
     try:
         await agent.serve()
     finally:

@@ -1,13 +1,16 @@
 """`reconciler watch` as a subprocess against simulators: edits are applied, invalid edits
 change nothing, drift is corrected on the interval, the lock keeps a second writer out,
-SIGTERM leaves no half-written state, unreachable targets do not stop the agent."""
+SIGTERM leaves no half-written state, unreachable targets do not stop the agent, a serial
+edited away from its URL override is warned about once, a closed stdout stops the agent."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +249,64 @@ async def test_unreachable_cloud_is_not_a_crash(world: World, spawn: Spawn) -> N
     assert world.sims.zaps[ZAP_SERIAL].devices == {}
     assert world.sims.novacore.writes() == 0
     assert await agent.terminate() == 0
+
+
+async def test_a_serial_edited_away_from_its_url_override_is_warned_about_once(
+        world: World, spawn: Spawn) -> None:
+    site = world.sites / "site.yaml"
+    # Only the override (RECONCILER_GATEWAY_URLS) leads to the simulated Zap.
+    world.edit("url: http://192.168.1.40", "url: http://127.0.0.1:9", site)
+    env = world.env | {"RECONCILER_RETRIES": "1"}
+    agent = await spawn("watch", "sites", "--interval", "1s", "--debounce", "0.2s",
+                        env=env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    assert not any("warning" in line for line in agent.out + agent.err), agent.text
+
+    typo = ZAP_SERIAL[:-1]
+    world.edit(f"serial: {ZAP_SERIAL}", f"serial: {typo}", site)
+    [warning] = await agent.wait_for(
+        rf"run=\d+ warning: RECONCILER_GATEWAY_URLS: no declared gateway has serial "
+        rf"{ZAP_SERIAL} \(did you mean {typo}\?\); its URL is not used$")
+    assert any(line.endswith(f"warning: the declared gateway serials: {typo}")
+               for line in agent.out), agent.text
+    # Later runs of the same desired state do not say it again.
+    run = int(warning.split("run=")[1].split()[0])
+    await agent.wait_for(rf"run={run + 2} trigger=interval")
+    assert sum(" no declared gateway has serial " in line for line in agent.out) == 1, agent.text
+    assert await agent.terminate() == 0
+
+
+async def test_a_mismatch_warned_about_at_start_is_not_repeated_by_the_runs(
+        world: World, spawn: Spawn) -> None:
+    env = world.env | {"RECONCILER_GATEWAY_URLS": world.env["RECONCILER_GATEWAY_URLS"]
+                       + ",zap-0000=http://127.0.0.1:9"}
+    agent = await spawn("watch", "sites", "--interval", "0.5s", env=env, cwd=world.cwd)
+    await agent.wait_for(r"run=3 trigger=interval")
+    assert any(" no declared gateway has serial zap-0000" in line for line in agent.err), \
+        agent.text
+    assert not any("warning" in line for line in agent.out), agent.text
+    assert await agent.terminate() == 0
+
+
+async def test_the_agent_stops_once_its_stdout_is_closed(world: World) -> None:
+    """`reconciler watch ... | head -1`: once head has exited, so does the agent, saying
+    why on stderr, without a traceback."""
+    read_end, write_end = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reconciler", "watch", "sites", "--plan-only",
+        "--interval", "0.5s", env=world.env, cwd=world.cwd, stdin=asyncio.subprocess.DEVNULL,
+        stdout=write_end, stderr=asyncio.subprocess.PIPE)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as head:
+            first = await asyncio.to_thread(head.readline)
+        assert b" watching sites " in first, first
+        assert process.stderr is not None
+        err = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+        assert await asyncio.wait_for(process.wait(), 30) == 1, err
+        assert "error: stdout was closed: stopping" in err, err
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -1,14 +1,13 @@
 """The watch agent's logic in-process, without files or simulators: durations, when runs
 happen (debounce, interval, no overlap, one more run after a change during a run, stop),
-what a run reports (invalid edits, errors, stop), the log formats, the file filter, and
-the cooperative stop of `apply_plan`."""
+what a run reports (invalid edits, errors, stop), the log formats, and the cooperative
+stop of `apply_plan`. (Which files are watched: test_watch_paths.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -411,26 +410,40 @@ def test_text_summary_line_format() -> None:
     assert log.getvalue() == f"2026-01-05T09:12:03.412Z {summary.text()}\n"
 
 
-# -- files --------------------------------------------------------------------------------------
+class GoneAfter(io.StringIO):
+    """A stream whose reader goes away after `lines` lines; counts the writes tried."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__()
+        self.left = lines
+        self.tried = 0
+
+    def write(self, text: str) -> int:
+        self.tried += 1
+        if self.left == 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.left -= 1
+        return super().write(text)
 
 
-def test_only_desired_state_files_are_relevant(tmp_path: Path) -> None:
-    sites = tmp_path / "sites"
-    sites.mkdir()
-    single = tmp_path / "extra.yml"
-    single.write_text("")
-    watched = watch.WatchSet.of([sites, single])
-    assert watched.directories == (str(sites),) and watched.parents == (str(tmp_path),)
-    relevant = {
-        os.path.join(sites, "a", "devices.yaml"): True,
-        os.path.join(sites, "site.yml"): True,
-        str(single): True,
-        os.path.join(sites, "README.md"): False,
-        os.path.join(sites, ".#devices.yaml"): False,
-        os.path.join(tmp_path, "other.yaml"): False,  # beside a named file, not named
-        os.path.join(tmp_path, "sites-old", "a.yaml"): False,
-    }
-    assert {path: watched.relevant(path) for path in relevant} == relevant
+def test_a_log_whose_reader_went_away_says_so_once_and_writes_no_more() -> None:
+    stream = GoneAfter(lines=1)
+    closed: list[bool] = []
+    log = watch.Log(stream, on_closed=lambda: closed.append(True))
+    for run in range(1, 4):
+        log.emit("run", f"run={run}")
+    assert closed == [True] and log.closed
+    assert stream.tried == 2 and stream.getvalue().endswith(" run=1\n")
+
+
+def test_a_line_the_stream_cannot_encode_costs_that_line_only() -> None:
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="ascii", write_through=True)
+    log = watch.Log(stream, on_closed=lambda: pytest.fail("not closed"))
+    log.emit("outcome", "  ✓ device/a update")
+    log.emit("run", "run=1")
+    assert not log.closed
+    stream.seek(0)
+    assert stream.read().endswith(" run=1\n")
 
 
 # -- the cooperative stop of apply_plan --------------------------------------------------------
