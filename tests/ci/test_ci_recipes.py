@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -212,10 +213,41 @@ def test_pre_commit_hook_definitions() -> None:
     for hook in defined.values():
         assert hook["entry"] == "reconciler validate"
         assert hook["language"] == "python"
-        assert hook["files"] == r"\.ya?ml$"
         assert hook["require_serial"] is True
+        # The loader reads .yaml and .yml in any letter case: so do the hooks.
+        assert matched(hook["files"], YAML_NAMES + OTHER_NAMES) == YAML_NAMES, hook["id"]
     assert defined["reconciler-validate"]["pass_filenames"] is True
     assert defined["reconciler-validate-all"]["pass_filenames"] is False
+
+
+YAML_NAMES = ["sites/a.yaml", "sites/b.yml", "sites/c.YAML", "sites/d.Yml", "sites/x/e.YML"]
+OTHER_NAMES = ["sites/README.md", "sites/a.yaml.orig", "sites/yaml", "sites/ayml"]
+WORKFLOWS = [".github/workflows/plan.yml", "charts/values.YAML"]
+
+
+def matched(pattern: str, names: list[str]) -> list[str]:
+    """The names pre-commit would pass for `files: pattern` (Python re.search)."""
+    return [name for name in names if re.search(pattern, name)]
+
+
+def test_the_documented_files_patterns_keep_yaml_of_any_case_under_sites() -> None:
+    """The `files:` the README and the hooks' header suggest replaces the hook's own: it
+    must keep every site YAML file, whatever the case of its extension, and nothing else."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n# \.pre-commit-config\.yaml\n(.*?)```", readme, re.S)
+    assert block, "no .pre-commit-config.yaml example in the README"
+    comments = [line[1:] for line in HOOKS.read_text(encoding="utf-8").splitlines()
+                if line.startswith("#")]
+    first = next(i for i, line in enumerate(comments) if line.strip().startswith("- repo:"))
+    examples = {
+        "README.md": yaml.safe_load(block.group(1))["repos"],
+        ".pre-commit-hooks.yaml": yaml.safe_load(textwrap.dedent("\n".join(comments[first:]))),
+    }
+    for where, repos in examples.items():
+        [hook] = [h for repo in repos for h in repo["hooks"]]
+        assert hook["id"] in hooks(), where
+        names = YAML_NAMES + OTHER_NAMES + WORKFLOWS
+        assert matched(hook["files"], names) == YAML_NAMES, where
 
 
 def test_pre_commit_hooks_validate_staged_files_and_the_whole_desired_state(
@@ -231,6 +263,8 @@ def test_pre_commit_hooks_validate_staged_files_and_the_whole_desired_state(
     broken = bad_repo / devices
     broken.write_text(broken.read_text().replace("deviceType: inverter", "deviceType: toaster"))
     assert run_hook(per_file, ["README.md"], good_repo) is None, "not a YAML file: not run"
+    (good_repo / "other").mkdir()
+    shutil.copy(EXAMPLES / "villa-lund-v2x.yaml", good_repo / "other" / "VILLA.YML")
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         # A self-contained file: the per-file hook is enough; README.md is not passed.
@@ -241,6 +275,8 @@ def test_pre_commit_hooks_validate_staged_files_and_the_whole_desired_state(
         # ... and the whole-state hook checks it in context, and finds real problems.
         in_context = pool.submit(run_hook, whole, [devices], good_repo, ["sites"])
         bad = pool.submit(run_hook, whole, [devices], bad_repo, ["sites"])
+        # An upper-case extension is site YAML too: the loader reads it, the hook runs.
+        upper = pool.submit(run_hook, per_file, ["other/VILLA.YML"], good_repo)
 
     assert (result := good.result()) is not None and result.returncode == 0, result
     assert (result := alone.result()) is not None and result.returncode == 1
@@ -248,3 +284,4 @@ def test_pre_commit_hooks_validate_staged_files_and_the_whole_desired_state(
     assert (result := in_context.result()) is not None and result.returncode == 0, result
     assert (result := bad.result()) is not None and result.returncode == 1
     assert re.search(r"sites/home-solna/devices\.yaml:12:\d+: spec\.deviceType", result.stderr)
+    assert (result := upper.result()) is not None and result.returncode == 0, result
