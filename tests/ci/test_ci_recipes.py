@@ -47,14 +47,23 @@ async def test_ci_script_maps_plan_exit_codes_and_writes_the_plan(world: World) 
     env = world.env | {"RECONCILER_OUT_DIR": str(out)}
     script = ["sh", str(CI_SCRIPT), "sites"]
 
-    # Read-only runs, side by side: changes; changes allowed to pass; a usage error.
-    changes, passing, usage = await asyncio.gather(
+    # A command that dies with 2 before planning (a wrapper, say), writing nothing.
+    wrapper = world.root / "wrapper.sh"
+    wrapper.write_text('#!/bin/sh\n[ "$1" = plan ] && exit 2\nexec reconciler "$@"\n')
+    wrapper.chmod(0o755)
+
+    # Read-only runs, side by side: changes; changes allowed to pass; a usage error; an
+    # exit 2 that is no plan.
+    changes, passing, usage, no_plan = await asyncio.gather(
         run(script, env=env, cwd=world.root),
         run(script, env=env | {"RECONCILER_CHANGES_EXIT": "0",
                                "RECONCILER_OUT_DIR": str(world.root / "out-pass")},
             cwd=world.root),
         run(script, env=env | {"RECONCILER_PLAN_ARGS": "--no-such-option",
                                "RECONCILER_OUT_DIR": str(world.root / "out-usage")},
+            cwd=world.root),
+        run(script, env=env | {"RECONCILER_BIN": str(wrapper),
+                               "RECONCILER_OUT_DIR": str(world.root / "out-wrapper")},
             cwd=world.root))
     assert changes.code == 2, changes.text
     assert "changes planned; review" in changes.stdout
@@ -64,8 +73,12 @@ async def test_ci_script_maps_plan_exit_codes_and_writes_the_plan(world: World) 
                                               for c in document["changes"])
     assert world.sims.novacore.writes() == 0, "a CI plan writes nothing"
     assert passing.code == 0 and passing.stdout.endswith("exit 0\n"), passing.text
-    # argparse exits 2 on a usage error too: that must not pass for "changes present".
-    assert usage.code == 1 and "the plan failed" in usage.stderr, usage.text
+    # The reconciler exits 1 on a usage error (not argparse's 2, README "Exit codes") ...
+    assert usage.code == 1 and "the plan failed (plan command exit 1)" in usage.stderr, \
+        usage.text
+    # ... and an exit 2 without plan.json is no "changes present" either.
+    assert no_plan.code == 1 and "the plan failed (plan command exit 2)" in no_plan.stderr, \
+        no_plan.text
 
     settings = load_settings(world.env)
     async with Reconciler(load_fleet([world.root / "sites"]), settings) as reconciler:
@@ -87,10 +100,14 @@ async def test_ci_script_maps_plan_exit_codes_and_writes_the_plan(world: World) 
     assert "match" not in unmanaged.stdout
 
     devices.write_text(devices.read_text().replace("deviceType: inverter", "deviceType: x"))
+    assert (out / "plan.md").exists() and (out / "plan.json").exists()
     invalid = await run(script, env=env, cwd=world.root)
     assert invalid.code == 1, invalid.text
     assert re.search(r"sites/devices\.yaml:12:\d+: spec\.deviceType", invalid.stderr)
     assert "exit 1: the desired state is invalid" in invalid.stderr
+    # Nothing was planned: the previous run's plan is gone, not left to pass for this one's
+    # (GitLab's `artifacts: when: always` would upload it).
+    assert not (out / "plan.md").exists() and not (out / "plan.json").exists()
 
 
 async def drop_battery_der(world: World, devices: Path) -> None:
