@@ -23,9 +23,15 @@
 #   1  error: invalid YAML, blocked changes, rejected credentials, ... (see the output)
 #   2  valid, and changes are planned (or RECONCILER_CHANGES_EXIT): review plan.md
 #
+# `pip install energy-reconciler` installs the reconciler, not this script: copy it into the
+# repository of your sites (as ci/reconciler-ci.sh), or fetch it from the tag you install.
+#
 # GitLab CI, for example:
 #   reconciler-plan:
-#     script: ci/reconciler-ci.sh sites
+#     image: python:3.12
+#     script:
+#       - pip install energy-reconciler
+#       - sh ci/reconciler-ci.sh sites
 #     allow_failure: { exit_codes: [2] }
 #     artifacts: { paths: [plan.md, plan.json], when: always }
 set -u
