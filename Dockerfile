@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1
 # The reconciler image: `reconciler` as the entrypoint, running the Kubernetes operator by
-# default (the Helm chart in charts/reconciler runs it). Build: docker build -t reconciler .
+# default (the Helm chart in charts/reconciler runs it). Build and push it tagged with the
+# chart's appVersion, the tag the chart pulls unless image.tag says otherwise:
+#   docker build -t <your registry>/reconciler:0.1.0 .
+#   docker push <your registry>/reconciler:0.1.0
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
