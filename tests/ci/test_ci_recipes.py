@@ -182,8 +182,9 @@ def test_workflow_runs_on_pull_requests_comments_labels_and_fails_on_errors() ->
     assert "exitcode != '0'" in fail["if"] and "exitcode != '2'" in fail["if"]
     names = [s.get("name") for s in steps]
     # The passwords are in place before the plan (python: after setup-python), and their
-    # files go whatever happened.
-    assert names.index("MQTT passwords") < names.index("Plan")
+    # files go right after it, whatever happened.
+    assert names.index("MQTT passwords") + 1 == names.index("Plan") \
+        == names.index("Remove the MQTT password files") - 1
     assert uses.index(next(u for u in uses if u.startswith("actions/setup-python@"))) \
         < names.index("MQTT passwords")
     remove = step(workflow, "Remove the MQTT password files")
