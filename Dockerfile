@@ -1,7 +1,18 @@
 # syntax=docker/dockerfile:1
 # The reconciler image: `reconciler` as the entrypoint, running the Kubernetes operator by
-# default (the Helm chart in charts/reconciler runs it). Build: docker build -t reconciler .
+# default (the Helm chart in charts/reconciler runs it). Build and push it tagged with the
+# chart's appVersion, the tag the chart pulls unless image.tag says otherwise:
+#   docker build -t <your registry>/reconciler:0.1.0 .
+#   docker push <your registry>/reconciler:0.1.0
 
+# The base image by tag: each build takes the python:3.11-slim of the day (security fixes
+# included). For reproducible builds pin it by digest, and renew the digest deliberately:
+#   docker pull python:3.11-slim
+#   base=$(docker inspect --format '{{index .RepoDigests 0}}' python:3.11-slim)
+#   docker build --build-arg PYTHON_IMAGE="$base" -t <your registry>/reconciler:0.1.0 .
+# ($base is python@sha256:<digest>.) Or write such a reference here, as
+# python:3.11-slim@sha256:<digest>; `docker buildx imagetools inspect python:3.11-slim`
+# shows the digest of the multi-platform index without pulling.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # Build the wheel of this project and of every dependency (all are binary wheels on PyPI,

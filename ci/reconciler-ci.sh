@@ -23,9 +23,15 @@
 #   1  error: invalid YAML, blocked changes, rejected credentials, ... (see the output)
 #   2  valid, and changes are planned (or RECONCILER_CHANGES_EXIT): review plan.md
 #
+# `pip install energy-reconciler` installs the reconciler, not this script: copy it into the
+# repository of your sites (as ci/reconciler-ci.sh), or fetch it from the tag you install.
+#
 # GitLab CI, for example:
 #   reconciler-plan:
-#     script: ci/reconciler-ci.sh sites
+#     image: python:3.12
+#     script:
+#       - pip install energy-reconciler
+#       - sh ci/reconciler-ci.sh sites
 #     allow_failure: { exit_codes: [2] }
 #     artifacts: { paths: [plan.md, plan.json], when: always }
 set -u
@@ -35,6 +41,9 @@ out=${RECONCILER_OUT_DIR:-.}
 changes_exit=${RECONCILER_CHANGES_EXIT:-2}
 [ "$#" -gt 0 ] || set -- sites
 mkdir -p "$out" || exit 1
+# The outputs of an earlier run in the same folder go first, whatever happens next: a run
+# that stops early must not leave the previous plan to be read (or uploaded) as its own.
+rm -f "$out/plan.md" "$out/plan.json" || exit 1
 
 echo "==> reconciler validate $*"
 if ! "$bin" validate "$@"; then
@@ -45,12 +54,14 @@ fi
 
 echo "==> reconciler plan $* -o markdown --detailed-exitcode --out $out/plan.json > $out/plan.md"
 code=0
-rm -f "$out/plan.md" "$out/plan.json"
 # One observation gives both files: the Markdown on stdout, the JSON document via --out.
 # shellcheck disable=SC2086 # RECONCILER_PLAN_ARGS is split into arguments on purpose
 "$bin" plan "$@" ${RECONCILER_PLAN_ARGS:-} -o markdown --detailed-exitcode \
     --out "$out/plan.json" > "$out/plan.md" || code=$?
-# A usage error (a mistyped option) exits 2 too; a real plan always writes plan.json.
+status=$code
+# Exit 2 means changes only with plan.json written: the reconciler exits 1 on a usage error
+# (a mistyped option in RECONCILER_PLAN_ARGS), but a wrapper in RECONCILER_BIN, or
+# something else that dies with 2 before planning, must not pass for "changes planned".
 if [ "$code" -eq 2 ] && [ ! -s "$out/plan.json" ]; then
     code=1
 fi
@@ -72,7 +83,7 @@ case $code in
              "$out/plan.json); exit $changes_exit"
         exit "$changes_exit" ;;
     *)
-        echo "reconciler-ci: exit 1: the plan failed (plan command exit $code); see the" \
+        echo "reconciler-ci: exit 1: the plan failed (plan command exit $status); see the" \
              "errors above" >&2
         exit 1 ;;
 esac

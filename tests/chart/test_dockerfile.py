@@ -4,10 +4,12 @@ it copies (present, not ignored, enough to build the wheel), and the command it 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path, PurePosixPath
 
 import pytest
+import yaml
 from chart_render import REPO
 from dockerfile_model import Dockerfile, DockerIgnore, Stage, load
 from setuptools import find_packages
@@ -168,3 +170,22 @@ def test_copied_files_are_enough_to_build_the_wheel(dockerfile: Dockerfile,
         for name in data:
             assert f"{package}/{name}" in src, f"package data {package}/{name} is not copied"
     assert not any("__pycache__" in p or p.startswith("tests/") for p in src)
+
+
+def test_the_documented_build_tags_the_image_the_chart_pulls() -> None:
+    """The README and the Dockerfile's header build and push the image with the tag the
+    chart pulls by default (its appVersion), under the repository the README installs with:
+    an image tagged otherwise (`latest`) is not found, and the pods stay in ImagePullBackOff."""
+    chart = yaml.safe_load((REPO / "charts" / "reconciler" / "Chart.yaml").read_text())
+    values = yaml.safe_load((REPO / "charts" / "reconciler" / "values.yaml").read_text())
+    assert values["image"]["tag"] == "", "the chart's default tag is its appVersion"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    header = "\n".join(line for line in DOCKERFILE.read_text(encoding="utf-8").splitlines()
+                       if line.startswith("#"))
+    ref = r"(<[^>]*>\S*|\S+)"  # `<your registry>/reconciler:0.1.0` holds a space
+    [installed] = re.findall(r"--set image\.repository=" + ref, readme)
+    for where, text in (("README.md", readme), ("Dockerfile", header)):
+        built = re.findall(r"docker build\b[^\n]*?\s-t\s+" + ref, text)
+        pushed = re.findall(r"docker push\s+" + ref, text)
+        assert built and pushed, f"{where}: no docker build -t / docker push"
+        assert set(built + pushed) == {f"{installed}:{chart['appVersion']}"}, where

@@ -6,20 +6,26 @@ pre-commit invokes them: entry + args + matching staged filenames)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import shlex
 import shutil
+import socket
+import stat
 import subprocess
+import sys
+import textwrap
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from ci_helpers import EXAMPLES, REPO, World, ci_env, run
+from ci_helpers import EXAMPLES, REPO, Completed, World, ci_env, run, start_world
 
-from reconciler.engine.config import load_settings
+from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.sources.loader import load_fleet
 
@@ -46,14 +52,23 @@ async def test_ci_script_maps_plan_exit_codes_and_writes_the_plan(world: World) 
     env = world.env | {"RECONCILER_OUT_DIR": str(out)}
     script = ["sh", str(CI_SCRIPT), "sites"]
 
-    # Read-only runs, side by side: changes; changes allowed to pass; a usage error.
-    changes, passing, usage = await asyncio.gather(
+    # A command that dies with 2 before planning (a wrapper, say), writing nothing.
+    wrapper = world.root / "wrapper.sh"
+    wrapper.write_text('#!/bin/sh\n[ "$1" = plan ] && exit 2\nexec reconciler "$@"\n')
+    wrapper.chmod(0o755)
+
+    # Read-only runs, side by side: changes; changes allowed to pass; a usage error; an
+    # exit 2 that is no plan.
+    changes, passing, usage, no_plan = await asyncio.gather(
         run(script, env=env, cwd=world.root),
         run(script, env=env | {"RECONCILER_CHANGES_EXIT": "0",
                                "RECONCILER_OUT_DIR": str(world.root / "out-pass")},
             cwd=world.root),
         run(script, env=env | {"RECONCILER_PLAN_ARGS": "--no-such-option",
                                "RECONCILER_OUT_DIR": str(world.root / "out-usage")},
+            cwd=world.root),
+        run(script, env=env | {"RECONCILER_BIN": str(wrapper),
+                               "RECONCILER_OUT_DIR": str(world.root / "out-wrapper")},
             cwd=world.root))
     assert changes.code == 2, changes.text
     assert "changes planned; review" in changes.stdout
@@ -63,8 +78,12 @@ async def test_ci_script_maps_plan_exit_codes_and_writes_the_plan(world: World) 
                                               for c in document["changes"])
     assert world.sims.novacore.writes() == 0, "a CI plan writes nothing"
     assert passing.code == 0 and passing.stdout.endswith("exit 0\n"), passing.text
-    # argparse exits 2 on a usage error too: that must not pass for "changes present".
-    assert usage.code == 1 and "the plan failed" in usage.stderr, usage.text
+    # The reconciler exits 1 on a usage error (not argparse's 2, README "Exit codes") ...
+    assert usage.code == 1 and "the plan failed (plan command exit 1)" in usage.stderr, \
+        usage.text
+    # ... and an exit 2 without plan.json is no "changes present" either.
+    assert no_plan.code == 1 and "the plan failed (plan command exit 2)" in no_plan.stderr, \
+        no_plan.text
 
     settings = load_settings(world.env)
     async with Reconciler(load_fleet([world.root / "sites"]), settings) as reconciler:
@@ -86,10 +105,14 @@ async def test_ci_script_maps_plan_exit_codes_and_writes_the_plan(world: World) 
     assert "match" not in unmanaged.stdout
 
     devices.write_text(devices.read_text().replace("deviceType: inverter", "deviceType: x"))
+    assert (out / "plan.md").exists() and (out / "plan.json").exists()
     invalid = await run(script, env=env, cwd=world.root)
     assert invalid.code == 1, invalid.text
     assert re.search(r"sites/devices\.yaml:12:\d+: spec\.deviceType", invalid.stderr)
     assert "exit 1: the desired state is invalid" in invalid.stderr
+    # Nothing was planned: the previous run's plan is gone, not left to pass for this one's
+    # (GitLab's `artifacts: when: always` would upload it).
+    assert not (out / "plan.md").exists() and not (out / "plan.json").exists()
 
 
 async def drop_battery_der(world: World, devices: Path) -> None:
@@ -121,6 +144,23 @@ def step(workflow: dict[Any, Any], name: str) -> dict[str, Any]:
     return found[0]  # type: ignore[no-any-return]
 
 
+def workflow_header() -> str:
+    """The comment the workflow file starts with."""
+    lines = WORKFLOW.read_text(encoding="utf-8").splitlines()
+    return "\n".join(line for line in itertools.takewhile(lambda x: x.startswith("#"), lines))
+
+
+# What the Plan step must pass on: every setting (engine.config) and the two files named by
+# variables, but the state directory (the checkout's .reconciler, fresh on every run) and the
+# secrets directory (set by the "MQTT passwords" step).
+FORWARDED = ({"RECONCILER_" + f.name.upper() for f in fields(Settings)}
+             | {"RECONCILER_CONFIG", "RECONCILER_GATEWAY_URLS_FILE"}) \
+    - {"RECONCILER_STATE_DIR", "RECONCILER_SECRETS_DIR"}
+TOKENS = {"RECONCILER_NOVACORE_TOKEN", "RECONCILER_ENAPTER_TOKEN", "RECONCILER_FLATPEAK_API_KEY"}
+IDS = {"RECONCILER_NOVACORE_IDENTITY", "RECONCILER_FLATPEAK_ACCOUNT_ID"}  # a secret or not
+MQTT_SECRETS = {"RECONCILER_MQTT_SECRETS", "RECONCILER_MQTT_ENV"}
+
+
 def test_workflow_runs_on_pull_requests_comments_labels_and_fails_on_errors() -> None:
     workflow = load_workflow()
     # YAML 1.1 reads the key `on` as true.
@@ -140,48 +180,281 @@ def test_workflow_runs_on_pull_requests_comments_labels_and_fails_on_errors() ->
     assert 'EXITCODE === "2"' in label["with"]["script"]
     fail = step(workflow, "Fail on a plan error")
     assert "exitcode != '0'" in fail["if"] and "exitcode != '2'" in fail["if"]
+    names = [s.get("name") for s in steps]
+    # The passwords are in place before the plan (python: after setup-python), and their
+    # files go right after it, whatever happened.
+    assert names.index("MQTT passwords") + 1 == names.index("Plan") \
+        == names.index("Remove the MQTT password files") - 1
+    assert uses.index(next(u for u in uses if u.startswith("actions/setup-python@"))) \
+        < names.index("MQTT passwords")
+    remove = step(workflow, "Remove the MQTT password files")
+    assert remove["if"] == "always()"
+    assert remove["run"] == 'rm -rf "$RUNNER_TEMP/reconciler-secrets"'
     for each in steps:
         # Expressions go through `env:`, never into a script (no injection from PR data),
         # which is also what lets this test run the scripts as they are.
         assert "${{" not in each.get("run", ""), each["name"]
 
 
-async def run_step(workflow: dict[Any, Any], name: str, world: World,
-                   values: dict[str, str], output: Path) -> Any:
-    """Run a `run:` step as GitHub does (bash -eo pipefail), with `${{ ... }}` in its `env:`
-    replaced from `values`."""
-    selected = step(workflow, name)
-    env = world.env | {k: str(v) for k, v in workflow.get("env", {}).items()}
-    for key, value in selected.get("env", {}).items():
-        expression = re.fullmatch(r"\$\{\{\s*(?:vars|secrets)\.(\w+)\s*\}\}", str(value))
-        assert expression, f"unexpected env value {value!r}"
-        env[key] = values.get(expression.group(1), "")
-    env["GITHUB_OUTPUT"] = str(output)
-    return await run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
-                      selected["run"]], env=env, cwd=world.root)
+def test_workflow_forwards_every_setting_a_plan_reads() -> None:
+    """Each RECONCILER_* setting reaches the plan from a repository variable of the same
+    name, the tokens from secrets only; the header names them all, and the MQTT secrets."""
+    workflow = load_workflow()
+    forwarded = step(workflow, "Plan")["env"]
+    assert set(forwarded) == FORWARDED
+    for name, value in forwarded.items():
+        sources = re.findall(r"\b(vars|secrets)\.(\w+)", value)
+        assert sources and {source for _, source in sources} == {name}, value
+        kinds = [kind for kind, _ in sources]
+        expected = ["secrets"] if name in TOKENS else ["secrets", "vars"] if name in IDS \
+            else ["vars"]
+        assert kinds == expected, name
+    mqtt = step(workflow, "MQTT passwords")["env"]
+    assert set(re.findall(r"\bsecrets\.(\w+)", " ".join(mqtt.values()))) == MQTT_SECRETS
+    assert "vars.RECONCILER_SECRETS_DIR" in mqtt["SECRETS_DIR"]
+    header = workflow_header()
+    for name in FORWARDED | MQTT_SECRETS | {"RECONCILER_SECRETS_DIR", "RECONCILER_PLAN_ARGS"}:
+        assert re.search(rf"\b{name}\b", header), f"the header does not name {name}"
+    # A hosted runner reaches no gateway: the header says what that does to every PR.
+    assert "deferred changes count as changes" in " ".join(header.replace("#", "").split())
+    assert "--offline fail" in header and workflow["env"]["RECONCILER_PLAN_ARGS"] == ""
+
+
+def github_env(path: Path) -> dict[str, str]:
+    """The variables a step wrote to $GITHUB_ENV: NAME=value, or NAME<<DELIMITER lines."""
+    values: dict[str, str] = {}
+    lines = iter(path.read_text(encoding="utf-8").split("\n"))
+    for line in lines:
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delimiter = line.split("<<", 1)
+            value = []
+            while (next_line := next(lines)) != delimiter:  # StopIteration: no delimiter
+                value.append(next_line)
+            values[name] = "\n".join(value)
+        elif line:
+            name, value = line.split("=", 1)
+            values[name] = value
+    return values
+
+
+RUNNERS = itertools.count()  # each Job has a runner directory of its own
+
+
+class Job:
+    """The workflow's job on a runner: steps run one after another in `root` (the checkout),
+    `run:` steps in bash -eo pipefail (or python for `shell: python`), with the workflow's
+    `env:`, what earlier steps wrote to $GITHUB_ENV, and the step's own `env:`, where
+    `${{ vars.X }}` and `${{ secrets.X }}` (or `a || b` of them) come from `github` (unset:
+    empty, as GitHub gives them). No RECONCILER_* of the test's own reaches a step: only
+    what the workflow passes on."""
+
+    def __init__(self, root: Path, state_dir: Path, *, variables: dict[str, str],
+                 secrets: dict[str, str], workflow_env: dict[str, str] | None = None) -> None:
+        self.workflow = load_workflow()
+        self.root = root
+        self.github = {"vars": variables, "secrets": secrets}
+        self.runner = root.parent / f"runner-{next(RUNNERS)}"
+        self.temp = self.runner / "temp"
+        self.temp.mkdir(parents=True)
+        self.output, self.env_file = self.runner / "github-output", self.runner / "github-env"
+        self.output.touch()
+        self.env_file.touch()
+        # On a runner the state directory is the checkout's .reconciler, fresh every run;
+        # here the test's, so that an apply of the test is seen by the plan.
+        self.base = ci_env(RECONCILER_STATE_DIR=str(state_dir)) | {
+            k: str(v) for k, v in self.workflow.get("env", {}).items()} | (workflow_env or {})
+
+    def expression(self, value: str) -> str:
+        inner = re.fullmatch(r"\$\{\{\s*(.*?)\s*\}\}", value)
+        assert inner, f"unexpected env value {value!r}"
+        result = ""
+        for alternative in inner.group(1).split("||"):
+            ref = re.fullmatch(r"\s*(vars|secrets)\.(\w+)\s*", alternative)
+            assert ref, f"unexpected expression {value!r}"
+            result = self.github[ref.group(1)].get(ref.group(2), "")
+            if result:
+                break
+        return result
+
+    def env(self, name: str) -> dict[str, str]:
+        selected = step(self.workflow, name)
+        env = self.base | github_env(self.env_file)
+        env |= {key: self.expression(str(value)) for key, value in selected.get("env", {}).items()}
+        return env | {"GITHUB_OUTPUT": str(self.output), "GITHUB_ENV": str(self.env_file),
+                      "RUNNER_TEMP": str(self.temp)}
+
+    async def run(self, name: str) -> Completed:
+        selected = step(self.workflow, name)
+        if selected.get("shell") == "python":
+            script = self.runner / "step.py"
+            script.write_text(selected["run"], encoding="utf-8")
+            argv = [sys.executable, str(script)]
+        else:
+            assert selected.get("shell", "bash") == "bash"
+            argv = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", selected["run"]]
+        return await run(argv, env=self.env(name), cwd=self.root)
+
+    def exitcodes(self) -> list[str]:
+        return self.output.read_text(encoding="utf-8").splitlines()
+
+
+def repository_settings(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """RECONCILER_* settings split as the header says: tokens (and the Flatpeak account) as
+    repository secrets, the rest (the Novacore identity too) as variables."""
+    settings = {k: v for k, v in env.items() if k.startswith("RECONCILER_")}
+    settings.pop("RECONCILER_STATE_DIR", None)
+    secret = TOKENS | {"RECONCILER_FLATPEAK_ACCOUNT_ID"}
+    return ({k: v for k, v in settings.items() if k not in secret},
+            {k: v for k, v in settings.items() if k in secret})
 
 
 async def test_workflow_validate_and_plan_steps_run_end_to_end(world: World) -> None:
-    workflow = load_workflow()
-    output = world.root / "github-output"
-    output.touch()
-    values = {k: v for k, v in world.env.items() if k.startswith("RECONCILER_")}
+    variables, secrets = repository_settings(world.env)
+    job = Job(world.root, Path(world.env["RECONCILER_STATE_DIR"]), variables=variables,
+              secrets=secrets)
 
-    validate = await run_step(workflow, "Validate", world, values, output)
+    validate = await job.run("Validate")
     assert validate.code == 0 and validate.stdout.startswith("valid:"), validate.text
-    plan = await run_step(workflow, "Plan", world, values, output)
+    assert (await job.run("MQTT passwords")).code == 0
+    plan = await job.run("Plan")
     assert plan.code == 0, plan.text  # exit 2 is recorded, not a failed step
-    assert output.read_text(encoding="utf-8").splitlines() == ["exitcode=2"]
+    assert job.exitcodes() == ["exitcode=2"]
     assert "Changes planned" in plan.stdout
     assert_markdown_plan(world.root / "plan.md")
     assert json.loads((world.root / "plan.json").read_text())["changes"]
 
     await drop_battery_der(world, world.root / "sites" / "devices.yaml")
-    plan = await run_step(workflow, "Plan", world, values, output)
+    plan = await job.run("Plan")
     assert plan.code == 0, plan.text
-    assert output.read_text(encoding="utf-8").splitlines()[-1] == "exitcode=0"
+    assert job.exitcodes()[-1] == "exitcode=0"
     assert plan.stdout == ("No changes; the plan lists 1 unmanaged object(s): found, declared "
                            "nowhere, left as they are.\n")
+
+
+SECRET_PASSWORD = "ferroamp-pw-%25-secret"  # a `%` the add-mask command must escape
+ENV_PASSWORD = "ambibox-pw-env\nsecond line"
+
+
+async def test_workflow_plans_every_platform_and_mqtt_password_it_is_given(
+        tmp_path: Path) -> None:
+    """All the examples: Zaps, Novacore, Enapter, Flatpeak, and two MQTT passwords (one
+    from a Secret, one from a variable). With the settings and passwords set as the header
+    says, the plan blocks nothing; without the passwords, it blocks their devices."""
+    world = await start_world(tmp_path, ".")
+    try:
+        variables, secrets = repository_settings(world.env)
+        state = Path(world.env["RECONCILER_STATE_DIR"])
+        passwords = {
+            "RECONCILER_MQTT_SECRETS": json.dumps({"ferroamp-mqtt": {"password": SECRET_PASSWORD}}),
+            "RECONCILER_MQTT_ENV": json.dumps({"AMBIBOX_MQTT_PASSWORD": ENV_PASSWORD}),
+        }
+        job = Job(world.root, state, variables=variables, secrets=secrets | passwords)
+        assert (await job.run("Validate")).code == 0
+        mqtt = await job.run("MQTT passwords")
+        assert mqtt.code == 0, mqtt.text
+        # Each value (each line of one) is masked first, with `%` escaped as GitHub reads it,
+        # and appears nowhere else.
+        masks = [line for line in mqtt.stdout.splitlines() if line.startswith("::add-mask::")]
+        assert masks == ["::add-mask::ferroamp-pw-%2525-secret", "::add-mask::ambibox-pw-env",
+                         "::add-mask::second line"], mqtt.text
+        rest = "\n".join(line for line in mqtt.stdout.splitlines() if line not in masks)
+        assert "pw-" not in rest + mqtt.stderr and "second line" not in rest
+        assert "ferroamp-mqtt/password" in rest and "AMBIBOX_MQTT_PASSWORD" in rest
+        secrets_dir = job.temp / "reconciler-secrets"
+        assert job.env("Plan")["RECONCILER_SECRETS_DIR"] == str(secrets_dir)
+        assert job.env("Plan")["AMBIBOX_MQTT_PASSWORD"] == ENV_PASSWORD
+        password = secrets_dir / "ferroamp-mqtt" / "password"
+        assert password.read_text(encoding="utf-8") == SECRET_PASSWORD
+        assert stat.S_IMODE(password.stat().st_mode) == 0o600
+        assert stat.S_IMODE(password.parent.stat().st_mode) == 0o700
+        assert stat.S_IMODE(secrets_dir.stat().st_mode) == 0o700
+
+        plan = await job.run("Plan")
+        assert plan.code == 0 and job.exitcodes() == ["exitcode=2"], plan.text
+        document = json.loads((world.root / "plan.json").read_text(encoding="utf-8"))
+        assert document["summary"]["blocked"] == 0, plan.text
+        assert document["summary"]["defer"] == 0, plan.text
+        components = {change["component"] for change in document["changes"]}
+        assert {"zap", "novacore", "enapter", "flatpeak"} <= components, components
+        shown = plan.stdout + plan.stderr + (world.root / "plan.md").read_text(encoding="utf-8")
+        assert "pw-" not in shown + json.dumps(document)
+        assert (await job.run("Remove the MQTT password files")).code == 0
+        assert not secrets_dir.exists()
+
+        # The same without the passwords: their devices are blocked, the plan fails.
+        bare = Job(world.root, state, variables=variables, secrets=secrets)
+        assert (await bare.run("MQTT passwords")).code == 0
+        plan = await bare.run("Plan")
+        assert plan.code == 0 and bare.exitcodes() == ["exitcode=1"], plan.text
+        shown = plan.stdout + plan.stderr + (world.root / "plan.md").read_text(encoding="utf-8")
+        assert "from secret ferroamp-mqtt/password" in shown, shown
+        assert "from environment variable AMBIBOX_MQTT_PASSWORD" in shown, shown
+    finally:
+        await world.sims.stop()
+
+
+async def test_workflow_mqtt_passwords_refuses_what_would_misplace_a_password(
+        tmp_path: Path) -> None:
+    """Bad input stops the step with one ::error:: line that names no value."""
+    cases = {
+        "not JSON": ({"RECONCILER_MQTT_SECRETS": '{"a": {"password": "s3cret-1"'}, {},
+                     "is not JSON"),
+        "a setting": ({"RECONCILER_MQTT_ENV": '{"RECONCILER_NOVACORE_TOKEN": "s3cret-2"}'}, {},
+                      "RECONCILER_NOVACORE_TOKEN is taken"),
+        "a runner variable": ({"RECONCILER_MQTT_ENV": '{"PATH": "s3cret-3"}'}, {},
+                              "PATH is taken"),
+        "a path": ({"RECONCILER_MQTT_SECRETS": '{"../up": {"password": "s3cret-4"}}'}, {},
+                   "'../up' is not a Secret name"),
+        "no key": ({"RECONCILER_MQTT_SECRETS": '{"mqtt": "s3cret-5"}'}, {},
+                   "mqtt: expected an object of key: value"),
+        "both": ({"RECONCILER_MQTT_SECRETS": '{"mqtt": {"password": "s3cret-6"}}'},
+                 {"RECONCILER_SECRETS_DIR": "/etc/reconciler/secrets"}, "not both"),
+    }
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    jobs = {case: Job(checkout, tmp_path / "state", variables=variables, secrets=secrets)
+            for case, (secrets, variables, _) in cases.items()}
+    results = await asyncio.gather(*(job.run("MQTT passwords") for job in jobs.values()))
+    for (case, (_, _, message)), result in zip(cases.items(), results, strict=True):
+        errors = [line for line in result.stdout.splitlines() if line.startswith("::error::")]
+        assert result.code == 1 and len(errors) == 1 and message in errors[0], (case, result.text)
+        assert "s3cret" not in result.stdout.replace("::add-mask::s3cret", "") + result.stderr
+        assert github_env(jobs[case].env_file) == {}, case
+
+    # A self-hosted runner's own directory of Secret files is passed on as it is.
+    job = Job(checkout, tmp_path / "state", secrets={},
+              variables={"RECONCILER_SECRETS_DIR": "/etc/reconciler/secrets"})
+    result = await job.run("MQTT passwords")
+    assert result.code == 0, result.text
+    assert github_env(job.env_file) == {"RECONCILER_SECRETS_DIR": "/etc/reconciler/secrets"}
+    assert not (job.temp / "reconciler-secrets").exists()
+
+
+async def test_workflow_unreachable_gateways_are_changes_unless_offline_fails(
+        world: World) -> None:
+    """What the header says of a hosted runner: a gateway that does not answer defers its
+    site, which counts as a change (the PR would be labelled); "--offline fail" fails."""
+    variables, secrets = repository_settings(world.env)
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serial = variables["RECONCILER_GATEWAY_URLS"].split("=", 1)[0]
+    variables |= {"RECONCILER_GATEWAY_URLS": f"{serial}=http://127.0.0.1:{port}",
+                  "RECONCILER_RETRIES": "1"}
+    state = Path(world.env["RECONCILER_STATE_DIR"])
+    deferring = Job(world.root, state, variables=variables, secrets=secrets)
+    failing = Job(world.root, state, variables=variables, secrets=secrets,
+                  workflow_env={"RECONCILER_PLAN_ARGS": "--offline fail"})
+    for job in (deferring, failing):
+        assert (await job.run("MQTT passwords")).code == 0
+    deferred = await deferring.run("Plan")
+    assert deferred.code == 0 and deferring.exitcodes() == ["exitcode=2"], deferred.text
+    document = json.loads((world.root / "plan.json").read_text(encoding="utf-8"))
+    assert document["summary"]["defer"] > 0, document["summary"]
+    failed = await failing.run("Plan")
+    assert failed.code == 0 and failing.exitcodes() == ["exitcode=1"], failed.text
+    assert re.search(r"deferred: gateway home-solna-zap .*connection refused", failed.stderr), \
+        failed.text
 
 
 # -- pre-commit hooks ---------------------------------------------------------------------------
@@ -212,10 +485,41 @@ def test_pre_commit_hook_definitions() -> None:
     for hook in defined.values():
         assert hook["entry"] == "reconciler validate"
         assert hook["language"] == "python"
-        assert hook["files"] == r"\.ya?ml$"
         assert hook["require_serial"] is True
+        # The loader reads .yaml and .yml in any letter case: so do the hooks.
+        assert matched(hook["files"], YAML_NAMES + OTHER_NAMES) == YAML_NAMES, hook["id"]
     assert defined["reconciler-validate"]["pass_filenames"] is True
     assert defined["reconciler-validate-all"]["pass_filenames"] is False
+
+
+YAML_NAMES = ["sites/a.yaml", "sites/b.yml", "sites/c.YAML", "sites/d.Yml", "sites/x/e.YML"]
+OTHER_NAMES = ["sites/README.md", "sites/a.yaml.orig", "sites/yaml", "sites/ayml"]
+WORKFLOWS = [".github/workflows/plan.yml", "charts/values.YAML"]
+
+
+def matched(pattern: str, names: list[str]) -> list[str]:
+    """The names pre-commit would pass for `files: pattern` (Python re.search)."""
+    return [name for name in names if re.search(pattern, name)]
+
+
+def test_the_documented_files_patterns_keep_yaml_of_any_case_under_sites() -> None:
+    """The `files:` the README and the hooks' header suggest replaces the hook's own: it
+    must keep every site YAML file, whatever the case of its extension, and nothing else."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n# \.pre-commit-config\.yaml\n(.*?)```", readme, re.S)
+    assert block, "no .pre-commit-config.yaml example in the README"
+    comments = [line[1:] for line in HOOKS.read_text(encoding="utf-8").splitlines()
+                if line.startswith("#")]
+    first = next(i for i, line in enumerate(comments) if line.strip().startswith("- repo:"))
+    examples = {
+        "README.md": yaml.safe_load(block.group(1))["repos"],
+        ".pre-commit-hooks.yaml": yaml.safe_load(textwrap.dedent("\n".join(comments[first:]))),
+    }
+    for where, repos in examples.items():
+        [hook] = [h for repo in repos for h in repo["hooks"]]
+        assert hook["id"] in hooks(), where
+        names = YAML_NAMES + OTHER_NAMES + WORKFLOWS
+        assert matched(hook["files"], names) == YAML_NAMES, where
 
 
 def test_pre_commit_hooks_validate_staged_files_and_the_whole_desired_state(
@@ -231,6 +535,8 @@ def test_pre_commit_hooks_validate_staged_files_and_the_whole_desired_state(
     broken = bad_repo / devices
     broken.write_text(broken.read_text().replace("deviceType: inverter", "deviceType: toaster"))
     assert run_hook(per_file, ["README.md"], good_repo) is None, "not a YAML file: not run"
+    (good_repo / "other").mkdir()
+    shutil.copy(EXAMPLES / "villa-lund-v2x.yaml", good_repo / "other" / "VILLA.YML")
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         # A self-contained file: the per-file hook is enough; README.md is not passed.
@@ -241,6 +547,8 @@ def test_pre_commit_hooks_validate_staged_files_and_the_whole_desired_state(
         # ... and the whole-state hook checks it in context, and finds real problems.
         in_context = pool.submit(run_hook, whole, [devices], good_repo, ["sites"])
         bad = pool.submit(run_hook, whole, [devices], bad_repo, ["sites"])
+        # An upper-case extension is site YAML too: the loader reads it, the hook runs.
+        upper = pool.submit(run_hook, per_file, ["other/VILLA.YML"], good_repo)
 
     assert (result := good.result()) is not None and result.returncode == 0, result
     assert (result := alone.result()) is not None and result.returncode == 1
@@ -248,3 +556,4 @@ def test_pre_commit_hooks_validate_staged_files_and_the_whole_desired_state(
     assert (result := in_context.result()) is not None and result.returncode == 0, result
     assert (result := bad.result()) is not None and result.returncode == 1
     assert re.search(r"sites/home-solna/devices\.yaml:12:\d+: spec\.deviceType", result.stderr)
+    assert (result := upper.result()) is not None and result.returncode == 0, result
