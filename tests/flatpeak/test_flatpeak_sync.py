@@ -5,6 +5,7 @@ by page, and an expired token is refreshed mid-run."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -152,15 +153,30 @@ async def test_the_token_is_refreshed_before_it_expires(world: World) -> None:
     assert world.sims.flatpeak.requests["GET /devices"] == 3
 
 
-async def test_bad_credentials_stop_the_run_and_a_disabled_account_defers(world: World) -> None:
+async def test_bad_credentials_and_a_disabled_account_stop_the_run(world: World) -> None:
+    """Neither gets better by waiting for the next run: someone must act, so the run stops
+    (exit 1) instead of deferring, which an apply reports as success."""
     settings = world.settings(RECONCILER_FLATPEAK_API_KEY="wrong")
     async with Reconciler(world.fleet, settings) as reconciler:
         with pytest.raises(ProviderAuthError, match="bad_credentials"):
             await reconciler.plan()
     world.sims.flatpeak.set_account_disabled(world.sims.flatpeak_account)
-    result = await world.plan()
+    with pytest.raises(ProviderAuthError, match=r"refused the login.*account_disabled"):
+        await world.plan()
+    world.sims.flatpeak.set_account_disabled(world.sims.flatpeak_account, False)
+    assert (await world.plan()).plan.has_changes, "enabled again: planned as usual"
+
+
+async def test_a_login_that_hangs_times_out_and_defers(world: World) -> None:
+    """The login is made by the auth flow, not the client: it has the client's timeouts
+    too, so a Flatpeak that accepts connections and never answers defers its site."""
+    await world.sims.flatpeak.set_offline("hang")
+    settings = world.settings(RECONCILER_TIMEOUT="0.5")
+    async with Reconciler(world.fleet, settings) as reconciler:
+        result = await asyncio.wait_for(reconciler.plan(), timeout=60)
     assert {c.action for c in result.plan.pending} == {Action.DEFER}
-    assert all("account_disabled" in c.message for c in result.plan.pending)
+    assert all("timed out" in c.message for c in result.plan.pending), [
+        c.message for c in result.plan.pending]
 
 
 async def test_a_declared_location_id_is_adopted(tmp_path: Path) -> None:

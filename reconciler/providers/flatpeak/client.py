@@ -6,7 +6,10 @@ Auth (§3.2, classic): `GET /login` with Basic `account_id:api_key` answers
 the token shortly before it expires, and once more when a request is answered 401 (the
 token expired or was revoked early), then repeats that request. Concurrent requests share
 one login. A failed login is answered with the login's own response, so the usual error
-mapping reports it (403 bad credentials, 422 account_disabled).
+mapping reports it (403 bad credentials); any refusal of the login other than a throttle
+or a server error (422 account_disabled) is an auth error too: retrying cannot fix it, and
+the run must stop rather than defer. The login goes out with the timeouts of the request
+it is made for: built by hand, it would otherwise have none and could wait for ever.
 
 Lists are Stripe-like (§3.5): `limit` (1-100) and `starting_after` the last id seen, while
 `has_more` is true.
@@ -22,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from reconciler.errors import ProviderAuthError, ProviderRejected
 from reconciler.providers import transport
 
 MAX_PAGE_SIZE = 100
@@ -48,15 +52,22 @@ class FlatpeakAuth(httpx.Auth):
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
         self.logins = 0  # for tests and diagnostics
+        self.login_refused = False  # the last login was answered with a 4xx
 
     def _fresh(self) -> bool:
         return self._token is not None and self._clock() < self._expires_at
 
-    def _login_request(self) -> httpx.Request:
-        return httpx.Request("GET", self.login_url, headers={"Authorization": self._basic})
+    def _login_request(self, request: httpx.Request) -> httpx.Request:
+        return httpx.Request(
+            "GET",
+            self.login_url,
+            headers={"Authorization": self._basic},
+            extensions={"timeout": request.extensions.get("timeout", {})},
+        )
 
     def _store(self, response: httpx.Response) -> bool:
         """Keep the token of a successful login; False when the login failed."""
+        self.login_refused = 400 <= response.status_code < 500 and response.status_code != 429
         if not response.is_success:
             return False
         try:
@@ -78,7 +89,7 @@ class FlatpeakAuth(httpx.Auth):
         if not self._fresh():
             async with self._lock:
                 if not self._fresh():  # another request may have logged in meanwhile
-                    login = yield self._login_request()
+                    login = yield self._login_request(request)
                     await login.aread()
                     if not self._store(login):
                         return  # the caller gets the login's answer as the error
@@ -89,7 +100,7 @@ class FlatpeakAuth(httpx.Auth):
             return
         async with self._lock:
             if self._token == used:  # not refreshed by a concurrent request yet
-                login = yield self._login_request()
+                login = yield self._login_request(request)
                 await login.aread()
                 if not self._store(login):
                     return
@@ -118,9 +129,18 @@ class FlatpeakClient:
         ok: tuple[int, ...] = (),
         **kwargs: Any,
     ) -> Any:
-        return await transport.send_json(
-            self.http, method, path, address=address, operation=operation, ok=ok, **kwargs
-        )
+        try:
+            return await transport.send_json(
+                self.http, method, path, address=address, operation=operation, ok=ok, **kwargs
+            )
+        except ProviderRejected as exc:
+            auth = self.http.auth
+            if isinstance(auth, FlatpeakAuth) and auth.login_refused:
+                raise ProviderAuthError(
+                    f"Flatpeak refused the login of account RECONCILER_FLATPEAK_ACCOUNT_ID: "
+                    f"{exc}", address=address, operation=operation, status=exc.status,
+                ) from exc
+            raise
 
     async def _list(
         self, path: str, *, operation: str, params: dict[str, str] | None = None
