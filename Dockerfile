@@ -23,6 +23,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY reconciler ./reconciler
+# reconciler/examples links here: the example sites are package data (`reconciler demo`).
+COPY examples ./examples
 RUN pip wheel --wheel-dir /wheels .
 
 # The runtime: a venv with the wheels installed offline, a non-root user, nothing else.

@@ -166,9 +166,15 @@ def test_copied_files_are_enough_to_build_the_wheel(dockerfile: Dockerfile,
         directory = REPO / package.replace(".", "/")
         for module in directory.glob("*.py"):
             assert module.relative_to(REPO).as_posix() in src, f"{module} is not copied"
+    # Package data is globs, some through a link (reconciler/examples -> ../examples, which
+    # COPY keeps as a link): each file they take is copied where the link leads.
     for package, data in PYPROJECT["tool"]["setuptools"].get("package-data", {}).items():
         for name in data:
-            assert f"{package}/{name}" in src, f"package data {package}/{name} is not copied"
+            matches = list((REPO / package.replace(".", "/")).glob(name))
+            assert matches, f"package data {package}/{name} matches no file"
+            for match in matches:
+                real = match.resolve().relative_to(REPO).as_posix()
+                assert real in src, f"package data {match.relative_to(REPO)} is not copied"
     assert not any("__pycache__" in p or p.startswith("tests/") for p in src)
 
 
