@@ -741,10 +741,12 @@ _CONFIG_FILE: Path = ("spec", "enapter", "configOutput", "file")
 
 def _config_output_files(fleet: Fleet) -> list[Problem]:
     """A device's config is written over whatever its `configOutput.file` names (see
-    `engine.enapter`): a file of the state directory would be lost without a word. A
-    relative path is taken under the state directory, so it is checked here, normalised;
-    where the state directory is, is a setting: the engine checks again at write time."""
+    `engine.enapter`): a file of the state directory, or another device's config, would be
+    lost without a word. A relative path is taken under the state directory, so it is
+    checked here, normalised; an absolute path can only be compared with the others (where
+    the state directory is, is a setting: the engine checks it again at write time)."""
     problems = []
+    seen: dict[str, tuple[str, str]] = {}  # normalised path -> first Device, its spelling
     for device in fleet.devices.values():
         enapter = device.spec.enapter
         declared = enapter.config_output.file if enapter and enapter.config_output else None
@@ -753,8 +755,17 @@ def _config_output_files(fleet: Fleet) -> list[Problem]:
         absolute = declared.startswith(("/", "~"))  # `~` is expanded: not under the state dir
         normal = posixpath.normpath(declared)
         problem = None if absolute else _state_dir_clash(declared, normal, device.name)
+        if problem is None and normal in seen:
+            first, spelled = seen[normal]
+            problem = (
+                f"file {declared!r} is already the configOutput of Device {first!r}"
+                + ("" if spelled == declared else f" (as {spelled!r})")
+                + "; one device's config would replace the other's: give each device a file "
+                "of its own"
+            )
         if problem is not None:
             problems.append(Problem("Device", device.name, _CONFIG_FILE, problem))
+        seen.setdefault(normal, (device.name, declared))
     return problems
 
 

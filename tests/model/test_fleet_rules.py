@@ -698,7 +698,7 @@ CASES = [
         [],
         id="flatpeak-device-on-zap-is-fine",
     ),
-    # -- Enapter config files: never a state file
+    # -- Enapter config files: never a state file, never another device's
     *[
         pytest.param(
             [lab(), config_file("ucm", file)],
@@ -735,6 +735,25 @@ CASES = [
          config_file("ucm-4", "secrets/a/../ucm.json")],
         [],
         id="config-files-named-like-state-files-elsewhere-are-fine",
+    ),
+    *[
+        pytest.param(
+            [lab(), config_file("master-a", first), config_file("master-b", second)],
+            [("Device", "master-b", CONFIG_FILE, "already the configOutput of Device 'master-a'")],
+            id=f"config-file-twice-{first}-{second}",
+        )
+        for first, second in [
+            ("secrets/master-a.json", "secrets/master-a.json"),
+            ("secrets/master-a.json", "./secrets/master-a.json"),
+            ("secrets/master-a.json", "secrets/x/../master-a.json"),
+            ("/etc/enapter/a.json", "/etc/enapter//./a.json"),
+        ]
+    ],
+    pytest.param(
+        [lab(), config_file("ucm", "/srv/a.json"), config_file("ucm-2", "srv/a.json"),
+         config_file("ucm-3", "secrets/a.json"), config_file("ucm-4", "secrets/a.JSON")],
+        [],
+        id="config-files-of-their-own-are-fine",
     ),
 ]
 
