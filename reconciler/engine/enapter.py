@@ -11,6 +11,11 @@ a log line.
   default `.reconciler`), not the working directory, so that credentials land next to the
   journal and outside the Git checkout of the site YAML. Whether the file exists is
   observed; a missing file makes the plan generate a new config and write it again.
+  Validation refuses a relative path naming one of the state directory's own files
+  (`reconciler.state_files`) or another device's file; before Enapter is asked for a
+  config (provisioning or generate_config), the destination is checked again, resolved,
+  so that an absolute path into the state directory, or one that cannot be written,
+  fails the change with nothing asked of Enapter: a new config may invalidate the old one.
 * `configOutput.secretName`: Secrets are the operator's. It registers a `ConfigSecretStore`
   in `Session.extra[SECRET_STORE_KEY]`; without one (the CLI) the device is provisioned,
   no config is generated or kept, and the plan and apply messages say so. We chose this
@@ -22,6 +27,7 @@ a log line.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -44,6 +50,7 @@ from reconciler.plan.observed import Observed, Unreachable
 from reconciler.providers.enapter import client as enapter_client
 from reconciler.providers.enapter import convert as enapter_convert
 from reconciler.providers.enapter.client import EnapterClient
+from reconciler.state_files import state_file_in
 
 SECRET_STORE_KEY = "enapter.config_secrets"  # noqa: S105 - a dict key, not a secret
 _ENAPTER = "enapter"
@@ -79,6 +86,53 @@ def config_path(settings: Settings, declared: str) -> Path:
     """Where `configOutput.file` is written: absolute as given, else under the state dir."""
     path = Path(declared).expanduser()
     return path if path.is_absolute() else Path(settings.state_dir) / path
+
+
+def check_config_file(settings: Settings, device: Device, address: str) -> None:
+    """Raise ProviderRejected, naming the path, when the device's `configOutput.file` could
+    not be written or must not be; called before Enapter is asked for a config, since a new
+    one may invalidate the old. Nothing to check without a file output."""
+    enapter = device.spec.enapter
+    output = enapter.config_output if enapter is not None else None
+    if output is None or output.file is None:
+        return
+    if enapter_plan.kind_of(device) in enapter_plan.NO_CONFIG:
+        return
+    path = config_path(settings, output.file)
+    problem = _unwritable(settings, path)
+    if problem is not None:
+        raise ProviderRejected(
+            f"cannot write the communication config to {path}: {problem}; Enapter Cloud "
+            "was not asked for a config",
+            address=address,
+        )
+
+
+def _unwritable(settings: Settings, path: Path) -> str | None:
+    """Why a config cannot or must not be written to `path`, or None when it can."""
+    # The file itself is replaced (os.replace), not followed if it is a link: resolve only
+    # the directory it is in, and `..` after it, as the write will.
+    target = Path(os.path.normpath(path.parent.resolve() / path.name))
+    state = Path(settings.state_dir).expanduser().resolve()
+    if target == state:
+        return "it is the state directory (RECONCILER_STATE_DIR)"
+    if target.is_relative_to(state):
+        own = state_file_in(target.relative_to(state).parts)
+        if own is not None:
+            return (
+                f"it is, or is under, the state directory's own {own}, which it would "
+                "destroy; name another file in configOutput.file"
+            )
+    if target.is_dir():
+        return "it is a directory"
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is not a directory"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"the directory {parent} is not writable"
+            return None
+    return None
 
 
 # -- observation ----------------------------------------------------------------------------
@@ -304,6 +358,8 @@ async def _create_enapter_device(ctx: Executors, change: Change, device: Device)
             before = {"name": remote.name, "slug": remote.slug, "blueprint_id": remote.blueprint_id}
             result = await _update_enapter_device(ctx, change, device, remote.id, before)
             return result | {"adopted": True}
+    # Provisioning answers with a config: where it goes must take it, or it is lost.
+    check_config_file(ctx.session.settings, device, change.address)
     body = enapter_convert.provision_body(device, site_id=site_id, upstream_id=upstream_id)
     answer = await _provision(ctx, change, enapter_convert.ENDPOINT[kind], body)
     device_id = str(answer["device_id"])
@@ -410,6 +466,7 @@ async def _deliver_config(
     if output.file is None and store is None:
         return f"not kept (Secret {output.secret_name} is written by the operator only)"
     if config is None:
+        check_config_file(ctx.session.settings, device, change.address)
         protocol = str(enapter.protocol)
         config = await ctx._write(
             change,

@@ -27,6 +27,15 @@ from reconciler.engine.credentials import KEY_BYTES, CredentialLedger
 from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan.retired import LeftSite, RetiredSite
+from reconciler.state_files import (
+    CREDENTIALS,
+    CREDENTIALS_KEY,
+    INVENTORY,
+    JOURNAL,
+    JOURNAL_ROTATED,
+    LOCK,
+    TEMPORARY_SUFFIX,
+)
 
 # Attempts to take a lock whose holder has written no line yet (`StateDir.lock`), 10 ms apart.
 _LOCK_TRIES = 20
@@ -60,7 +69,7 @@ class StateDir:
         StateDirError when the directory cannot be created or written."""
         try:
             self.ensure()
-            handle = open(self.path / "lock", "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+            handle = open(self.path / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
         except OSError as exc:
             raise StateDirError(
                 f"cannot use {self.path} as the state directory: {exc.strerror}; set "
@@ -103,7 +112,7 @@ class StateDir:
         does. For readers that take no lock: it is tested, never kept, so the holder's
         next writer is not refused for it (see `lock`)."""
         try:
-            handle = open(self.path / "lock", encoding="utf-8")  # noqa: SIM115 - closed below
+            handle = open(self.path / LOCK, encoding="utf-8")  # noqa: SIM115 - closed below
         except OSError:
             return None  # never locked here, or not readable: nobody to name
         with handle:
@@ -118,12 +127,12 @@ class StateDir:
 
     def journal(self) -> Journal:
         self.ensure()
-        return Journal(self.path / "journal.jsonl")
+        return Journal(self.path / JOURNAL)
 
     def unfinished(self) -> list[dict[str, Any]]:
         """Journal intents with no outcome: writes cut off by a crash or a kill, and not
         observed again since (see `settle`)."""
-        return unfinished_intents(self.path / "journal.jsonl")
+        return unfinished_intents(self.path / JOURNAL)
 
     def settle(self, unfinished: list[dict[str, Any]]) -> None:
         """Record that the runs of these `unfinished` intents (read before a run planned)
@@ -133,7 +142,7 @@ class StateDir:
         A journal past `JOURNAL_ROTATE_BYTES` with nothing left unfinished then moves to
         `journal.jsonl.1` (replacing the one before), so an agent that runs for months keeps
         a bounded history and reads a bounded file at each start."""
-        path = self.path / "journal.jsonl"
+        path = self.path / JOURNAL
         runs = sorted({str(record.get("run", "")) for record in unfinished})
         if runs:
             self.ensure()
@@ -145,7 +154,7 @@ class StateDir:
         except OSError:
             return
         if too_big and not unfinished_intents(path):
-            os.replace(path, path.with_name(path.name + ".1"))
+            os.replace(path, path.with_name(JOURNAL_ROTATED))
 
     # -- inventory -------------------------------------------------------------------------
 
@@ -181,7 +190,7 @@ class StateDir:
 
     def read_inventory(self) -> Inventory:
         data = self._read_json(
-            "inventory.json",
+            INVENTORY,
             "the deletion policy and organisation of each gateway applied, and the "
             "Novacore site of each Site",
             "a gateway no longer declared is then released by --prune only if its "
@@ -208,7 +217,7 @@ class StateDir:
     def write_inventory(self, inventory: Inventory) -> None:
         self.ensure()
         atomic_write(
-            self.path / "inventory.json",
+            self.path / INVENTORY,
             json.dumps(
                 {
                     "gateways": inventory.policies,
@@ -241,8 +250,8 @@ class StateDir:
             "remove credentials.key and credentials.json to start afresh: the next apply "
             "records the passwords in place, and a change made before it is not seen"
         )
-        text = self._read_file("credentials.key", holds, afresh)
-        data = self._read_json("credentials.json", holds, afresh)
+        text = self._read_file(CREDENTIALS_KEY, holds, afresh)
+        data = self._read_json(CREDENTIALS, holds, afresh)
         if text is None and data is None:
             return CredentialLedger(new_key=True)
         try:
@@ -251,7 +260,7 @@ class StateDir:
             key = b""
         if len(key) != KEY_BYTES:
             why = "missing" if text is None else f"not a key of {KEY_BYTES} bytes in hex"
-            raise StateDirError(_damaged(self.path / "credentials.key", why, holds, afresh))
+            raise StateDirError(_damaged(self.path / CREDENTIALS_KEY, why, holds, afresh))
         devices = (data or {}).get("devices", {})
         return CredentialLedger(key, {str(k): str(v) for k, v in devices.items()})
 
@@ -262,10 +271,10 @@ class StateDir:
             return
         self.ensure()
         if ledger.new_key:
-            atomic_write(self.path / "credentials.key", ledger.key.hex(), private=True)
+            atomic_write(self.path / CREDENTIALS_KEY, ledger.key.hex(), private=True)
             ledger.new_key = False
         atomic_write(
-            self.path / "credentials.json",
+            self.path / CREDENTIALS,
             json.dumps({"devices": ledger.entries}, indent=2, sort_keys=True),
             private=True,
         )
@@ -332,7 +341,7 @@ def atomic_write(path: Path, text: str, *, private: bool = False) -> None:
     """Write `text` whole or not at all: a reader never sees half a file, and a failed
     write leaves no temporary file behind. `private` files (credentials) are readable by
     their owner only (0600) from their creation on."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(path.name + TEMPORARY_SUFFIX)
     try:
         mode = 0o600 if private else 0o666  # the umask narrows 0o666 as for any new file
         descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)

@@ -8,6 +8,7 @@ the file and line; it never raises for user errors.
 
 from __future__ import annotations
 
+import posixpath
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from reconciler.model.kinds import KINDS
 from reconciler.model.profiles import PROFILES, profiles_for
 from reconciler.model.site import Site
 from reconciler.model.vocab import allowed_der_types
+from reconciler.state_files import STATE_FILES, state_file_in
 
 Path = tuple[str | int, ...]
 DANGLING = "dangling_ref"
@@ -181,6 +183,7 @@ def _rules(resources: list[Resource]) -> list[Problem]:
     problems += _unique_hardware_ids(fleet)
     problems += _unique_enapter_slugs(fleet)
     problems += _unique_flatpeak_references(fleet)
+    problems += _config_output_files(fleet)
     return problems
 
 
@@ -731,3 +734,64 @@ def _unique_flatpeak_references(fleet: Fleet) -> list[Problem]:
         else:
             seen[ref] = device.name
     return problems
+
+
+_CONFIG_FILE: Path = ("spec", "enapter", "configOutput", "file")
+
+
+def _config_output_files(fleet: Fleet) -> list[Problem]:
+    """A device's config is written over whatever its `configOutput.file` names (see
+    `engine.enapter`): a file of the state directory, or another device's config, would be
+    lost without a word. A relative path is taken under the state directory, so it is
+    checked here, normalised; an absolute path can only be compared with the others (where
+    the state directory is, is a setting: the engine checks it again at write time)."""
+    problems = []
+    seen: dict[str, tuple[str, str]] = {}  # normalised path -> first Device, its spelling
+    for device in fleet.devices.values():
+        enapter = device.spec.enapter
+        declared = enapter.config_output.file if enapter and enapter.config_output else None
+        if declared is None:
+            continue
+        absolute = declared.startswith(("/", "~"))  # `~` is expanded: not under the state dir
+        normal = posixpath.normpath(declared)
+        problem = None if absolute else _state_dir_clash(declared, normal, device.name)
+        if problem is None and normal in seen:
+            first, spelled = seen[normal]
+            problem = (
+                f"file {declared!r} is already the configOutput of Device {first!r}"
+                + ("" if spelled == declared else f" (as {spelled!r})")
+                + "; one device's config would replace the other's: give each device a file "
+                "of its own"
+            )
+        if problem is not None:
+            problems.append(Problem("Device", device.name, _CONFIG_FILE, problem))
+        seen.setdefault(normal, (device.name, declared))
+    return problems
+
+
+def _state_dir_clash(declared: str, normal: str, device: str) -> str | None:
+    """Why a relative `configOutput.file` (`normal`, normalised) may not be written under
+    the state directory, or None when it may."""
+    parts = normal.split("/")
+    suggestion = f"e.g. 'secrets/{device}.json'"
+    if normal == ".":
+        return (
+            f"file {declared!r} names the state directory itself (RECONCILER_STATE_DIR): "
+            f"name a file in it, {suggestion}"
+        )
+    if parts[0] == "..":
+        return (
+            f"file {declared!r} leaves the state directory (RECONCILER_STATE_DIR), which a "
+            f"relative path is taken under: name a file in it, {suggestion}, or give an "
+            "absolute path"
+        )
+    own = state_file_in(parts)
+    if own is None:
+        return None
+    clash = "is" if len(parts) == 1 else "runs through"
+    return (
+        f"file {declared!r} {clash} the state directory's own {own!r} (a relative path is "
+        "taken under RECONCILER_STATE_DIR), which the config would destroy; the state "
+        f"directory keeps {', '.join(STATE_FILES)} (and their .tmp files): name another "
+        f"file, {suggestion}"
+    )

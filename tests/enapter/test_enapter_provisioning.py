@@ -30,6 +30,7 @@ from enapter_world import (
     World,
     device,
     every_kind,
+    failures,
     fleet_of,
     lua,
     pending,
@@ -38,6 +39,7 @@ from enapter_world import (
     ucm,
 )
 
+from reconciler.engine.apply import ApplyReport
 from reconciler.engine.config import SecretResolver
 from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
@@ -347,6 +349,72 @@ async def test_a_stale_create_adopts_what_an_interrupted_run_provisioned(
     assert (world.state_dir / "cfg" / "ucm.json").is_file()
     assert not (await world.plan()).plan.has_changes
 
+
+
+def _ucm_writing_to(file: str, *, protocol: str = "MQTTS") -> str:
+    return site_and_gateway() + device(
+        "lab-ucm", f"{{kind: ucm, protocol: {protocol}, configOutput: {{file: '{file}'}}}}",
+        hardware=UCM)
+
+
+def _the_failure(report: ApplyReport) -> str:
+    failed = failures(report)
+    assert [f["address"] for f in failed] == ["device/lab-ucm[enapter]"], report.as_dict()
+    return str(failed[0]["message"])
+
+
+@pytest.mark.parametrize("name", ["inventory.json", "credentials.key", "journal.jsonl",
+                                  "lock", "journal.jsonl.1/ucm.json"])
+async def test_a_config_file_into_the_state_dir_is_refused_before_enapter_is_asked(
+        make_world: MakeWorld, name: str) -> None:
+    world = await make_world(_ucm_writing_to("cfg/ucm.json"))
+    await world.converge()
+    before = {p: p.read_bytes() for p in world.state_dir.iterdir() if p.is_file()}
+    # An absolute path, which validation cannot tell is the state directory's.
+    into_state = fleet_of(_ucm_writing_to(str(world.state_dir / name), protocol="MQTT"))
+    world.sims.reset_counts()
+    _, report = await world.apply(into_state)
+    own = name.split("/")[0]
+    assert f"the state directory's own {own}" in _the_failure(report)
+    assert enapter_calls(world, "POST /v3/devices/{device_id}/generate_config") == 0
+    assert not (world.state_dir / own).is_dir()
+    for path, content in before.items():
+        if path.name != "journal.jsonl" and path.name != "lock":  # appended, rewritten by runs
+            assert path.read_bytes() == content, path
+        assert "mqtt_credentials" not in path.read_text(encoding="utf-8"), path
+    assert not (await world.plan()).plan.has_changes  # the state directory is still readable
+
+
+async def test_an_unwritable_config_file_fails_before_enapter_is_asked_for_a_config(
+        make_world: MakeWorld) -> None:
+    world = await make_world(_ucm_writing_to("cfg/ucm.json"))
+    world.state_dir.mkdir()
+    (world.state_dir / "cfg").write_text("a file where a directory should be")
+    # Provisioning answers with a config: nothing is provisioned while it would be lost.
+    for _ in range(2):
+        _, report = await world.apply()
+        message = _the_failure(report)
+        assert f"{world.state_dir / 'cfg'} is not a directory" in message
+        assert str(world.state_dir / "cfg" / "ucm.json") in message
+        assert world.sims.enapter.by_hardware_id(UCM) is None  # the gateway is provisioned
+    (world.state_dir / "cfg").unlink()
+    await world.converge()
+    assert (world.state_dir / "cfg" / "ucm.json").is_file()
+
+    # A missing config is generated again only once it can be written: each failed apply
+    # leaves the device's old credentials alone.
+    (world.state_dir / "cfg" / "ucm.json").unlink()
+    (world.state_dir / "cfg").rmdir()
+    (world.state_dir / "cfg").write_text("a file again")
+    world.sims.reset_counts()
+    for _ in range(2):
+        _, report = await world.apply()
+        assert "is not a directory" in _the_failure(report)
+    assert enapter_calls(world, "POST /v3/devices/{device_id}/generate_config") == 0
+    (world.state_dir / "cfg").unlink()
+    await world.converge()
+    assert enapter_calls(world, "POST /v3/devices/{device_id}/generate_config") == 1
+    assert stat.S_IMODE((world.state_dir / "cfg" / "ucm.json").stat().st_mode) == 0o600
 
 
 class _FakeSecrets:

@@ -65,6 +65,13 @@ def der(name: str, device_ref: str, der_name: str, der_type: str) -> Resource:
     return res("DER", name, {"deviceRef": device_ref, "name": der_name, "type": der_type})
 
 
+def config_file(name: str, file: str) -> Resource:
+    return enapter_device(name, "ucm", enapter={"configOutput": {"file": file}})
+
+
+CONFIG_FILE = ("spec", "enapter", "configOutput", "file")
+
+
 ZAP_SITE = [site(), zap()]
 HOME = [*ZAP_SITE, inverter()]
 LAB = [lab(), enapter_gateway()]
@@ -690,6 +697,63 @@ CASES = [
          inverter(flatpeak={"referenceId": "pv", "type": "PV_SYSTEM"})],
         [],
         id="flatpeak-device-on-zap-is-fine",
+    ),
+    # -- Enapter config files: never a state file, never another device's
+    *[
+        pytest.param(
+            [lab(), config_file("ucm", file)],
+            [("Device", "ucm", CONFIG_FILE, f"{clash} the state directory's own {own!r}")],
+            id=f"config-file-{file}",
+        )
+        for file, clash, own in [
+            ("inventory.json", "is", "inventory.json"),
+            ("./inventory.json", "is", "inventory.json"),
+            ("secrets/../inventory.json", "is", "inventory.json"),
+            ("credentials.key", "is", "credentials.key"),
+            ("credentials.json", "is", "credentials.json"),
+            ("journal.jsonl", "is", "journal.jsonl"),
+            ("journal.jsonl.1", "is", "journal.jsonl.1"),
+            ("lock", "is", "lock"),
+            ("inventory.json.tmp", "is", "inventory.json.tmp"),
+            ("Credentials.JSON", "is", "credentials.json"),
+            ("journal.jsonl.1/ucm.json", "runs through", "journal.jsonl.1"),
+        ]
+    ],
+    pytest.param(
+        [lab(), config_file("ucm", "../site/ucm.json")],
+        [("Device", "ucm", CONFIG_FILE, "leaves the state directory")],
+        id="config-file-leaving-the-state-dir",
+    ),
+    pytest.param(
+        [lab(), config_file("ucm", "secrets/..")],
+        [("Device", "ucm", CONFIG_FILE, "names the state directory itself")],
+        id="config-file-the-state-dir",
+    ),
+    pytest.param(
+        [lab(), config_file("ucm", "/var/lib/reconciler/inventory.json"),
+         config_file("ucm-2", "inventory.json.bak"), config_file("ucm-3", "secrets/lock"),
+         config_file("ucm-4", "secrets/a/../ucm.json")],
+        [],
+        id="config-files-named-like-state-files-elsewhere-are-fine",
+    ),
+    *[
+        pytest.param(
+            [lab(), config_file("master-a", first), config_file("master-b", second)],
+            [("Device", "master-b", CONFIG_FILE, "already the configOutput of Device 'master-a'")],
+            id=f"config-file-twice-{first}-{second}",
+        )
+        for first, second in [
+            ("secrets/master-a.json", "secrets/master-a.json"),
+            ("secrets/master-a.json", "./secrets/master-a.json"),
+            ("secrets/master-a.json", "secrets/x/../master-a.json"),
+            ("/etc/enapter/a.json", "/etc/enapter//./a.json"),
+        ]
+    ],
+    pytest.param(
+        [lab(), config_file("ucm", "/srv/a.json"), config_file("ucm-2", "srv/a.json"),
+         config_file("ucm-3", "secrets/a.json"), config_file("ucm-4", "secrets/a.JSON")],
+        [],
+        id="config-files-of-their-own-are-fine",
     ),
 ]
 
