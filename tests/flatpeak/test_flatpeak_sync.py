@@ -177,3 +177,33 @@ async def test_a_declared_location_id_is_adopted(tmp_path: Path) -> None:
         assert not (await world.plan()).plan.has_changes
     finally:
         await sims.stop()
+
+
+def renamed_home() -> str:
+    """`home()` with the Site renamed (its resource name: the location's reference id)."""
+    return home().replace("{name: home}", "{name: house}").replace(
+        "siteRef: home\n", "siteRef: house\n")
+
+
+async def test_a_renamed_site_converges_in_one_apply(world: World) -> None:
+    """The renamed Site gets a new location (found by reference id, its resource name), and
+    its devices move to it in the same apply, after it is created."""
+    await world.apply()
+    old = world.location("home")["id"]
+    renamed = fleet_of(renamed_home())
+
+    result = await world.plan(renamed)
+    changes = pending(result)
+    assert {a: c.action for a, c in changes.items()} == {
+        "site/house[flatpeak]": Action.CREATE, "device/home-battery[flatpeak]": Action.UPDATE,
+        "device/home-pv[flatpeak]": Action.UPDATE}
+    battery = changes["device/home-battery[flatpeak]"]
+    assert battery.depends_on == ["site/house[flatpeak]"]
+    assert [(d.path, d.old, d.new) for d in battery.diff] == [
+        ("locations", [old], ["(the location created for Site house)"])]
+
+    await world.apply(renamed)
+    new = world.location("house")["id"]
+    assert world.device("home-battery")["locations"] == [new]
+    assert world.device("home-pv")["locations"] == [new]
+    assert not (await world.plan(renamed)).plan.has_changes
