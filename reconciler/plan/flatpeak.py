@@ -12,7 +12,8 @@ devices move to it in the same apply (`location_to_create` stands for its id unt
 A Flatpeak account may hold devices of other systems, so the planner looks only at devices
 on the locations it manages: those are reported when undeclared, and deleted with
 `--prune` only when every location they are on is a managed one. Locations themselves
-are never deleted.
+are never deleted; one an earlier apply made that no Site matches any more is reported
+(`plan.retired_locations`).
 """
 
 from __future__ import annotations
