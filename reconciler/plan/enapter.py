@@ -511,7 +511,42 @@ class EnapterPlanner:
                 lambda change: sites_unread or (devices_unread and change.kind != "Site"),
             )
         else:
+            self._note_twins(work)
             self._undeclared(work)
+
+    def _note_twins(self, work: _SiteWork) -> None:
+        """A Lua device's slug is its key, so a slug changed in git creates a second device
+        and leaves the old one, undeclared: say so on the create where an undeclared Lua
+        device runs the same blueprint on the same runtime, as both will run."""
+        for name, change in work.device_changes.items():
+            enapter = self.fleet.devices[name].spec.enapter
+            runtime = work.device_changes.get(enapter.runtime_ref or "") if enapter else None
+            if change.action is not Action.CREATE or change.blocked:
+                continue
+            if runtime is None or runtime.external_id is None:
+                continue  # a new runtime runs nothing yet
+            twin = next(
+                (
+                    d
+                    for d in work.devices
+                    if d.type == TYPE_OF_KIND[EnapterKind.LUA]
+                    and d.id not in work.matched
+                    and d.upstream_id == runtime.external_id
+                    and d.blueprint_id == (change.after or {}).get("blueprint_id")
+                ),
+                None,
+            )
+            if twin is None:
+                continue
+            where, after = (
+                ("deleted below, --prune", "this apply deletes the old one")
+                if self.prune
+                else ("unmanaged, below", "it will run twice until --prune removes the old one")
+            )
+            change.message += (
+                f"; the device with slug {twin.slug} ({where}) runs the same blueprint on "
+                f"this runtime: if this is a slug change, {after}"
+            )
 
     def _site_change(
         self,

@@ -263,6 +263,28 @@ async def test_site_id_takes_over_the_site_the_plan_pointed_to(make_world: MakeW
     assert [s.name for s in world.sims.enapter.sites.values()] == ["H2 Lab, Crespina"]
 
 
+@pytest.mark.parametrize(("prune", "said"), [
+    (False, "(unmanaged, below) runs the same blueprint on this runtime: if this is a slug "
+            "change, it will run twice until --prune removes the old one"),
+    (True, "(deleted below, --prune) runs the same blueprint on this runtime: if this is a "
+           "slug change, this apply deletes the old one"),
+])
+async def test_a_lua_slug_change_says_the_old_device_runs_the_same_blueprint(
+        make_world: MakeWorld, prune: bool, said: str) -> None:
+    world = await make_world(every_kind())
+    await world.converge()
+    changed = fleet_of(every_kind().replace("slug: gas-1}", "slug: gas-2}"))
+
+    result = await world.plan(changed, prune=prune)
+    create = pending(result)["device/lab-lua[enapter]"]
+    assert create.action is Action.CREATE
+    assert create.message.endswith(f"; the device with slug gas-1 {said}")
+    other = fleet_of(every_kind(lua={"blueprint": "bp-other"}).replace(
+        "slug: gas-1}", "slug: gas-2}"))
+    unrelated = pending(await world.plan(other, prune=prune))["device/lab-lua[enapter]"]
+    assert "runs the same blueprint" not in unrelated.message
+
+
 async def test_prune_removes_undeclared_devices_downstream_first(make_world: MakeWorld) -> None:
     world = await make_world(every_kind())
     await world.converge()
