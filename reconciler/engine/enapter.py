@@ -174,16 +174,23 @@ async def observe_enapter(
 
         matches = {s.name: enapter_plan.match_site(s, state.sites) for s in sites}
         matched = {m.id for m in matches.values() if m is not None}
-        # A Site that matches no site by name may have been renamed: its old site is among
-        # those no declared Site claims (read only then, so a no-op plan reads no more).
-        if any(
-            matches[s.name] is None and enapter_plan.needs_rename_search(whole_fleet, s)
-            for s in sites
-        ):
+        await asyncio.gather(*(read_devices(i) for i in sorted(matched)))
+
+        def look_elsewhere(site: Site) -> bool:
+            # A Site that matches no site by name may have been renamed: its old site is
+            # among those no declared Site claims. One whose site lacks a hardware id it
+            # declares may find it there too, where provisioning it would fail (Enapter
+            # keeps a hardware id in one site). Read only then: a no-op plan reads no more.
+            match = matches[site.name]
+            if match is None:
+                return enapter_plan.needs_rename_search(whole_fleet, site)
+            return enapter_plan.hardware_missing(whole_fleet, site, devices[match.id])
+
+        if any(look_elsewhere(s) for s in sites):
             unclaimed = enapter_plan.unclaimed_sites(state.sites, whole_fleet.sites.values())
             state.unclaimed = tuple(s.id for s in unclaimed)
         searched = set(state.unclaimed) if len(state.unclaimed) <= renames.SEARCH_LIMIT else set()
-        await asyncio.gather(*(read_devices(i) for i in sorted(matched | searched)))
+        await asyncio.gather(*(read_devices(i) for i in sorted(searched - matched)))
     state.config_outputs = await _config_outputs(fleet, session, store)
     observed.extra[_ENAPTER] = state
 

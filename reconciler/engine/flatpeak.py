@@ -140,13 +140,17 @@ async def _flatpeak_device(ctx: Executors, change: Change) -> dict[str, Any]:
             lambda: client.delete_device(device_id, address=change.address),
         )
         return {"id": device_id}
-    if change.action is Action.UPDATE:
-        return await _patch_flatpeak_device(
-            ctx, change, change.external_id or "", change.before or {}, dict(change.after or {})
-        )
     device = ctx.fleet.devices[change.name]
     site = ctx.fleet.site_of_device(device)
     assert site is not None
+    if change.action is Action.UPDATE:
+        after = dict(change.after or {})
+        if after.get("locations") == [flatpeak_plan.location_to_create(site)]:
+            # Planned before the site's location existed: the one this apply created.
+            after["locations"] = [await _flatpeak_location_id(ctx, site)]
+        return await _patch_flatpeak_device(
+            ctx, change, change.external_id or "", change.before or {}, after
+        )
     location_id = await _flatpeak_location_id(ctx, site)
     fields = flatpeak_plan.device_fields(device)
     # Flatpeak has no idempotency key: look for one an interrupted run created.

@@ -172,6 +172,7 @@ class Reconciler:
                 retired_sites=inventory.retired_sites(self.fleet.sites),
                 applied_sites=inventory.applied_sites(self.fleet.sites),
                 left_sites=tuple(inventory.left_sites),
+                flatpeak_locations=dict(inventory.flatpeak_locations),
             )
         if self._ledger_in_state:
             self.credentials = self.state.read_credentials()
@@ -284,6 +285,7 @@ class Reconciler:
             if change.action is Action.RELEASE and change.address in done:
                 inventory.forget(change.external_id or "")
         self._remember_sites(inventory, plan, report)
+        self._remember_locations(inventory, plan, report)
         self.state.write_inventory(inventory)
 
     def _remember_sites(
@@ -310,3 +312,21 @@ class Reconciler:
             inventory.sites.pop(name, None)
         gone = set(plan.forget_left)
         inventory.left_sites = [left for left in inventory.left_sites if left not in gone]
+
+    @staticmethod
+    def _remember_locations(
+        inventory: Inventory, plan: Plan, report: ApplyReport | None
+    ) -> None:
+        """Each Site's Flatpeak location, found by the plan or created by the apply, so that
+        one no declared Site matches any more is reported (`plan.retired_locations`); one
+        gone from the account is forgotten."""
+        done = {o.address: o for o in report.outcomes if o.status == "done"} if report else {}
+        for change in plan.changes:
+            if change.kind != "Site" or change.component != "flatpeak":
+                continue
+            outcome = done.get(change.address)
+            location_id = change.external_id or (outcome.detail.get("id") if outcome else None)
+            if location_id:
+                inventory.flatpeak_locations[str(location_id)] = change.name
+        for location_id in plan.forget_locations:
+            inventory.flatpeak_locations.pop(location_id, None)

@@ -191,8 +191,8 @@ class StateDir:
     def read_inventory(self) -> Inventory:
         data = self._read_json(
             INVENTORY,
-            "the deletion policy and organisation of each gateway applied, and the "
-            "Novacore site of each Site",
+            "the deletion policy and organisation of each gateway applied, the "
+            "Novacore site of each Site and the Flatpeak locations applied",
             "a gateway no longer declared is then released by --prune only if its "
             "deletionPolicy Release is declared again, and a Site no longer declared is "
             "not reported",
@@ -212,6 +212,11 @@ class StateDir:
                 for site in data.get("left_sites", {}).values()
                 if isinstance(site, dict) and {"site", "org", "id"} <= site.keys()
             ],
+            {
+                str(location_id): str(location["site"])
+                for location_id, location in data.get("flatpeak_locations", {}).items()
+                if isinstance(location, dict) and "site" in location
+            },
         )
 
     def write_inventory(self, inventory: Inventory) -> None:
@@ -232,6 +237,10 @@ class StateDir:
                             "site": left.site, "org": left.where.org_id, "id": left.where.site_id
                         }
                         for left in inventory.left_sites
+                    },
+                    "flatpeak_locations": {
+                        location_id: {"site": site}
+                        for location_id, site in inventory.flatpeak_locations.items()
                     },
                 },
                 indent=2,
@@ -285,12 +294,15 @@ class StateDir:
 class Inventory:
     """What earlier applies declared, kept for when it is declared no more: each gateway's
     deletion policy and the organisation it was claimed into, and the Novacore site of
-    each Site, and the sites Sites left for others (`plan.retired`)."""
+    each Site, and the sites Sites left for others (`plan.retired`), and the Flatpeak
+    locations made or matched for Sites (`plan.retired_locations`)."""
 
     policies: dict[str, str] = field(default_factory=dict)  # serial -> deletionPolicy
     orgs: dict[str, str] = field(default_factory=dict)  # serial -> Novacore organisation
     sites: dict[str, RetiredSite] = field(default_factory=dict)  # Site name -> its site
     left_sites: list[LeftSite] = field(default_factory=list)
+    # Flatpeak location id -> the Site an apply made or matched it for.
+    flatpeak_locations: dict[str, str] = field(default_factory=dict)
 
     def remember(self, serial: str, policy: str, org: str) -> None:
         self.policies[serial] = policy

@@ -76,7 +76,8 @@ class EnapterSite(StrictModel):
         description="Existing Enapter site id to adopt. When absent, the site is found by "
         "display name; failing that, a site that no other Site claims and that holds this "
         "Site's gateway and devices and nothing else is this site renamed (it is renamed "
-        "back); else a site is created.",
+        "back); else a site is created, unless its gateway or devices are in a site not "
+        "taken over (the plan then blocks, saying which).",
         examples=["sitebba0-79f2-4e9e-a6f0-69a310ab110b"],
     )
 

@@ -262,10 +262,8 @@ def needs_rename_search(fleet: Fleet, site: Site) -> bool:
     return enapter is not None and enapter.site_id is None and any(site_keys(fleet, site))
 
 
-def find_renamed(fleet: Fleet, site: Site, state: EnapterState) -> Rename[EnapterSiteState]:
-    """The unclaimed Enapter site that is this Site renamed (see `plan.renames`): one whose
-    devices all carry a hardware id or slug the Site declares."""
-    assert isinstance(state.sites, list)
+def declared_by(fleet: Fleet, site: Site) -> Callable[[EnapterDeviceState], bool]:
+    """Whether a remote device carries a hardware id or slug the Site declares."""
     hardware, slugs = site_keys(fleet, site)
 
     def declared(remote: EnapterDeviceState) -> bool:
@@ -274,8 +272,87 @@ def find_renamed(fleet: Fleet, site: Site, state: EnapterState) -> Rename[Enapte
             return remote.hardware_id in hardware
         return remote.slug in slugs
 
+    return declared
+
+
+def find_renamed(fleet: Fleet, site: Site, state: EnapterState) -> Rename[EnapterSiteState]:
+    """The unclaimed Enapter site that is this Site renamed (see `plan.renames`): one whose
+    devices all carry a hardware id or slug the Site declares."""
+    assert isinstance(state.sites, list)
     candidates = [s for s in state.sites if s.id in state.unclaimed]
-    return renames.find_renamed(candidates, state.devices, declared)
+    return renames.find_renamed(candidates, state.devices, declared_by(fleet, site))
+
+
+def hardware_missing(
+    fleet: Fleet, site: Site, devices: list[EnapterDeviceState] | Unreachable
+) -> bool:
+    """Whether the Site's matched Enapter site (its `devices`, read) lacks a hardware id
+    the Site declares: the observer then reads the unclaimed sites too, as Enapter keeps a
+    hardware id in one site of the organisation and provisioning it here would fail if it
+    is in another (`held_elsewhere`)."""
+    if isinstance(devices, Unreachable):
+        return False
+    hardware, _ = site_keys(fleet, site)
+    return bool(hardware - {d.hardware_id for d in devices if d.type in HARDWARE_TYPES})
+
+
+@dataclass(frozen=True)
+class HeldElsewhere:
+    """An unclaimed Enapter site holding hardware ids a Site declares (`held_elsewhere`)."""
+
+    site: EnapterSiteState
+    # Hardware id -> the device there that has it.
+    declared: dict[str, EnapterDeviceState]
+    # What it also holds that the Site does not declare (what kept the rename search from
+    # taking it), NATIVE halves of embedded UCMs aside.
+    undeclared: list[EnapterDeviceState]
+
+    def message(self) -> str:
+        """What holds the hardware ids, why that site is not this Site's, and what to do."""
+        site = f"Enapter site {self.site.id} ({self.site.name!r})"
+        ids = ", ".join(sorted(self.declared))
+        held = f"{site} holds hardware id{'s' if len(self.declared) > 1 else ''} {ids}"
+        pin = f"set `siteId: {self.site.id}` on this Site to use that site"
+        if not self.undeclared:
+            return f"{held} and nothing this Site does not declare: {pin}"
+        shown = [
+            f"{d.type} device {d.id} ({d.name!r}, slug {d.slug})" for d in self.undeclared[:3]
+        ]
+        more = len(self.undeclared) - len(shown)
+        listed = ", ".join(shown) + (f" and {more} more" if more else "")
+        return (
+            f"{held}, but is not taken for this Site renamed because it also holds {listed}, "
+            f"which this Site does not declare: {pin} (what it does not declare is then "
+            "listed as unmanaged, or deleted with --prune), or delete or declare "
+            f"{'that device' if len(self.undeclared) == 1 else 'those devices'}"
+        )
+
+
+def held_elsewhere(
+    fleet: Fleet, site: Site, state: EnapterState, own: str | None
+) -> list[HeldElsewhere]:
+    """The unclaimed sites read (other than `own`, the Site's) that hold a hardware id the
+    Site declares. Enapter keeps a hardware id in one site of the organisation, so the
+    Site's gateway or device cannot be provisioned while one does."""
+    if not isinstance(state.sites, list):
+        return []
+    hardware, _ = site_keys(fleet, site)
+    declared = declared_by(fleet, site)
+    out: list[HeldElsewhere] = []
+    for candidate in state.sites:
+        devices = state.devices.get(candidate.id)
+        if candidate.id == own or candidate.id not in state.unclaimed:
+            continue
+        if not isinstance(devices, list):
+            continue  # not read (too many to search) or unreadable: nothing to tell
+        found = {
+            d.hardware_id: d
+            for d in devices
+            if d.type in HARDWARE_TYPES and d.hardware_id is not None and d.hardware_id in hardware
+        }
+        if found:
+            out.append(HeldElsewhere(candidate, found, [d for d in devices if not declared(d)]))
+    return out
 
 
 def find_gateway(
@@ -334,6 +411,11 @@ class _SiteWork:
     device_changes: dict[str, Change] = field(default_factory=dict)
     # Remote id -> the resource name it was matched to.
     matched: dict[str, str] = field(default_factory=dict)
+    # Unclaimed sites holding hardware ids the Site declares (`held_elsewhere`).
+    elsewhere: list[HeldElsewhere] = field(default_factory=list)
+
+    def held_by(self, hardware_id: str | None) -> HeldElsewhere | None:
+        return next((h for h in self.elsewhere if hardware_id in h.declared), None)
 
 
 @dataclass
@@ -368,6 +450,7 @@ class EnapterPlanner:
         why: list[str] = []
         sites = self.state.sites if self.state is not None else Unreachable("not observed")
         remote: EnapterSiteState | None = None
+        elsewhere: list[HeldElsewhere] = []
         if isinstance(sites, Unreachable):
             why.append(f"Enapter sites: {sites.reason}")
             site_change = self._change(
@@ -388,6 +471,19 @@ class EnapterPlanner:
             site_change = self._site_change(site, remote, rename)
             if rename is not None and rename.unreachable:
                 why.append(f"looking for the site it was renamed from: {rename.problem}")
+            elif self.state is not None:
+                elsewhere = held_elsewhere(whole, site, self.state, remote.id if remote else None)
+                if elsewhere and remote is None and not site_change.blocked:
+                    # A new site would stay empty: its gateway's and devices' provisioning
+                    # fails (409) while their hardware ids are in another site, and every
+                    # later plan, finding the empty site by name, would try again.
+                    site_change.blocked = True
+                    site_change.diff = []
+                    site_change.message = (
+                        f"{site_change.message}, and creating it would leave it empty: "
+                        "Enapter keeps a hardware id in one site of the organisation. "
+                        + "; ".join(h.message() for h in elsewhere)
+                    )
         devices: list[EnapterDeviceState] = []
         devices_unread = False
         if remote is not None:
@@ -401,7 +497,7 @@ class EnapterPlanner:
                 devices_unread = True
             else:
                 devices = observed
-        work = _SiteWork(site, site_change, devices)
+        work = _SiteWork(site, site_change, devices, elsewhere=elsewhere)
         for gateway in self.fleet.gateways_of(site.name):
             if gateway.spec.enapter is not None:
                 self._plan_gateway(work, gateway)
@@ -415,7 +511,42 @@ class EnapterPlanner:
                 lambda change: sites_unread or (devices_unread and change.kind != "Site"),
             )
         else:
+            self._note_twins(work)
             self._undeclared(work)
+
+    def _note_twins(self, work: _SiteWork) -> None:
+        """A Lua device's slug is its key, so a slug changed in git creates a second device
+        and leaves the old one, undeclared: say so on the create where an undeclared Lua
+        device runs the same blueprint on the same runtime, as both will run."""
+        for name, change in work.device_changes.items():
+            enapter = self.fleet.devices[name].spec.enapter
+            runtime = work.device_changes.get(enapter.runtime_ref or "") if enapter else None
+            if change.action is not Action.CREATE or change.blocked:
+                continue
+            if runtime is None or runtime.external_id is None:
+                continue  # a new runtime runs nothing yet
+            twin = next(
+                (
+                    d
+                    for d in work.devices
+                    if d.type == TYPE_OF_KIND[EnapterKind.LUA]
+                    and d.id not in work.matched
+                    and d.upstream_id == runtime.external_id
+                    and d.blueprint_id == (change.after or {}).get("blueprint_id")
+                ),
+                None,
+            )
+            if twin is None:
+                continue
+            where, after = (
+                ("deleted below, --prune", "this apply deletes the old one")
+                if self.prune
+                else ("unmanaged, below", "it will run twice until --prune removes the old one")
+            )
+            change.message += (
+                f"; the device with slug {twin.slug} ({where}) runs the same blueprint on "
+                f"this runtime: if this is a slug change, {after}"
+            )
 
     def _site_change(
         self,
@@ -494,6 +625,10 @@ class EnapterPlanner:
                     f"{other.hardware_id}) and a site has one gateway: remove it "
                     "first or declare that one"
                 )
+            held = work.held_by(spec.hardware_id)
+            if held is not None:
+                change.blocked = True
+                change.message = _held_message(spec.hardware_id, held)
         else:
             work.matched[remote.id] = gateway.name
             before: dict[str, Any] = {"hardware_id": remote.hardware_id}
@@ -581,9 +716,13 @@ class EnapterPlanner:
             depends_on=deps,
             message="not provisioned in Enapter Cloud; " + self._config_note(device),
         )
+        held = None if kind_of(device) in SLUG_KEYED else work.held_by(device.spec.hardware_id)
         if problem is not None:
             change.blocked = True
             change.message = problem
+        elif held is not None:
+            change.blocked = True
+            change.message = _held_message(device.spec.hardware_id or "", held)
         return change
 
     def _config_note(self, device: Device) -> str:
@@ -835,6 +974,13 @@ class EnapterPlanner:
             _block(change, blocker)
         planned[device.id] = change
         return change
+
+
+def _held_message(hardware_id: str, held: HeldElsewhere) -> str:
+    return (
+        f"hardware id {hardware_id} is in another Enapter site, and Enapter keeps a "
+        f"hardware id in one site, so provisioning it here would fail: {held.message()}"
+    )
 
 
 def _block(change: Change, cause: Change) -> None:

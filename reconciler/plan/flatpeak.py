@@ -6,12 +6,14 @@ address) and the devices registered on it, plus the records of what Flatpeak rep
 Keys: a location is the one the site names by `locationId`, else the one whose
 `reference_id` is the site's resource name; a device is the one whose `reference_id` is
 declared. Only declared fields are compared (properties key by key), and a change is a
-PATCH of the fields that differ.
+PATCH of the fields that differ. A Site renamed therefore gets a new location, and its
+devices move to it in the same apply (`location_to_create` stands for its id until then).
 
 A Flatpeak account may hold devices of other systems, so the planner looks only at devices
 on the locations it manages: those are reported when undeclared, and deleted with
 `--prune` only when every location they are on is a managed one. Locations themselves
-are never deleted.
+are never deleted; one an earlier apply made that no Site matches any more is reported
+(`plan.retired_locations`).
 """
 
 from __future__ import annotations
@@ -137,6 +139,12 @@ def match_location(
         elif candidate.reference_id == site.name:
             return candidate
     return None
+
+
+def location_to_create(site: Site) -> str:
+    """The id a plan shows for the location it creates for `site`, unknown until the apply
+    makes it; the executor puts the real id in its place."""
+    return f"(the location created for Site {site.name})"
 
 
 def observed_device_fields(remote: FlatpeakDeviceState) -> dict[str, Any]:
@@ -314,7 +322,15 @@ class FlatpeakPlanner:
         else:
             before = observed_device_fields(remote)
             diff = declared_diff({k: v for k, v in after.items() if k != "locations"}, before)
-            if location is not None and location.id not in remote.locations:
+            if location is None and location_change.action is Action.CREATE:
+                # The site's location is new (a Site renamed gets one, its reference id
+                # being the resource name): the device moves to it in this apply, after
+                # it is created, so that one apply converges.
+                after["locations"] = [location_to_create(site)]
+                diff.append(
+                    FieldDiff("change", "locations", list(remote.locations), after["locations"])
+                )
+            elif location is not None and location.id not in remote.locations:
                 # Only the site's location is declared; other locations are not compared.
                 diff.append(FieldDiff("change", "locations", list(remote.locations), [location.id]))
             else:

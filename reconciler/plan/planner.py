@@ -12,8 +12,10 @@ from typing import Any
 from reconciler.model.fleet import Fleet
 from reconciler.plan import platforms, targeting
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.flatpeak import COMPONENT as FLATPEAK
 from reconciler.plan.observed import Observed
 from reconciler.plan.retired import LeftSite, RetiredSite, retired_sites
+from reconciler.plan.retired_locations import retired_locations
 from reconciler.plan.sourceful import SourcefulPlanner, gateway_of_change
 
 
@@ -37,6 +39,9 @@ class PlanOptions:
     # Sites that declared Sites were applied to before their orgId or siteId changed:
     # reported while they exist, as retired sites are.
     left_sites: tuple[LeftSite, ...] = ()
+    # Flatpeak location id -> the Site an earlier apply made or matched it for (from the
+    # inventory): reported while it exists and no declared Site matches it.
+    flatpeak_locations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,6 +55,8 @@ class Plan:
     # the inventory forgets (`plan.retired`); not part of the plan document.
     forget_sites: list[str] = field(default_factory=list)
     forget_left: list[LeftSite] = field(default_factory=list)
+    # Remembered Flatpeak locations gone from the account (PlanOptions.flatpeak_locations).
+    forget_locations: list[str] = field(default_factory=list)
 
     @property
     def pending(self) -> list[Change]:
@@ -160,6 +167,12 @@ class PlanBuilder:
             options.left_sites,
         )
         unmanaged += retired.unmanaged
+        locations = retired_locations(
+            options.flatpeak_locations,
+            self.observed,
+            (c.external_id for c in changes if _is_flatpeak_location(c) and c.external_id),
+        )
+        unmanaged += locations.unmanaged
         selected = targeting.select(self.fleet, list(options.targets), list(options.excludes))
         if selected is not None:
             declared = {(r.KIND, r.name) for r in self.fleet.resources()}
@@ -173,6 +186,7 @@ class PlanBuilder:
             options=options,
             forget_sites=retired.forget,
             forget_left=retired.forget_left,
+            forget_locations=locations.forget,
         )
 
     def _is_selected(
@@ -198,6 +212,10 @@ def _is_owned(entry: dict[str, Any], selected: targeting.Selection) -> bool:
     if "gateway" in entry:
         return selected.owns("Gateway", entry["gateway"])
     return "site" in entry and selected.owns("Site", entry["site"])
+
+
+def _is_flatpeak_location(change: Change) -> bool:
+    return change.kind == "Site" and change.component == FLATPEAK
 
 
 def novacore_site_ids(changes: Iterable[Change]) -> dict[str, str]:

@@ -180,16 +180,111 @@ async def test_a_site_renamed_in_git_is_renamed_with_every_kind_of_device_in_it(
     assert not (await world.plan(renamed)).plan.has_changes
 
 
-async def test_a_renamed_site_holding_an_undeclared_device_is_left_alone(
+def slug_changed_then_renamed(slug: str = "gas-2", display: str = "H2 Lab, Crespina") -> str:
+    """The tester's fleet: the Lua device's slug changed (its old device stays, undeclared),
+    then the Site's display name."""
+    return every_kind().replace("slug: gas-1}", f"slug: {slug}}}").replace(
+        "displayName: H2 Lab\n", f"displayName: {display}\n")
+
+
+async def test_a_renamed_site_holding_an_undeclared_device_blocks_rather_than_duplicates(
         make_world: MakeWorld) -> None:
+    """The old site is not taken over (it holds a device the Site does not declare), and a
+    new site cannot be filled: Enapter keeps each hardware id in one site. The plan blocks,
+    saying where the devices are, what is in the way and what to do; nothing is created."""
     world = await make_world(every_kind())
     await world.converge()
-    renamed = site_and_gateway().replace("displayName: H2 Lab\n", "displayName: H2 Lab North\n")
-    result = await world.plan(fleet_of(renamed + ucm() + lua()))
-    change = pending(result)["site/lab[enapter]"]
-    assert (change.action, change.message) == (Action.CREATE, "no Enapter site named "
-                                               "'H2 Lab North'"), \
-        "the old site also holds devices this Site does not declare (the VUCM, ...)"
+    await world.converge(fleet_of(slug_changed_then_renamed(display="H2 Lab")))
+    [site_id] = world.sims.enapter.sites
+    old_lua = remote_by_slug(world, "gas-1")
+
+    result = await world.plan(fleet_of(slug_changed_then_renamed()))
+    changes = pending(result)
+    site = changes["site/lab[enapter]"]
+    assert (site.action, site.blocked, site.diff) == (Action.CREATE, True, [])
+    assert site.message.startswith(
+        "no Enapter site named 'H2 Lab, Crespina', and creating it would leave it empty")
+    for needed in (f"Enapter site {site_id} ('H2 Lab') holds hardware ids {EL}, {GW}",
+                   f"LUA device {old_lua.id} ('Gas sensor', slug gas-1)",
+                   f"set `siteId: {site_id}` on this Site", "or delete or declare that device"):
+        assert needed in site.message
+    assert all(c.blocked for c in changes.values()), "the gateway and devices wait for the site"
+
+    world.sims.reset_counts()
+    _, report = await world.apply(fleet_of(slug_changed_then_renamed()))
+    assert not report.ok
+    assert world.sims.enapter.writes() == 0
+    assert list(world.sims.enapter.sites) == [site_id]
+
+
+async def test_a_gateway_in_another_site_blocks_its_create_in_the_site_found_by_name(
+        make_world: MakeWorld) -> None:
+    """Where an earlier run did create the new site (empty), the plan finds it by name and
+    would provision the gateway in it again on every run: it blocks instead, naming the
+    site that holds the gateway."""
+    world = await make_world(every_kind())
+    await world.converge()
+    await world.converge(fleet_of(slug_changed_then_renamed(display="H2 Lab")))
+    [site_id] = world.sims.enapter.sites
+    empty = world.sims.enapter.add_site("H2 Lab, Crespina", "Europe/Rome")
+
+    result = await world.plan(fleet_of(slug_changed_then_renamed()))
+    changes = pending(result)
+    assert changes["site/lab[enapter]"].external_id == empty.id
+    gateway = changes["gateway/lab-gw[enapter]"]
+    assert (gateway.action, gateway.blocked) == (Action.CREATE, True)
+    assert gateway.message.startswith(
+        f"hardware id {GW} is in another Enapter site, and Enapter keeps a hardware id in one "
+        f"site, so provisioning it here would fail: Enapter site {site_id} ('H2 Lab') holds ")
+    assert f"set `siteId: {site_id}`" in gateway.message
+    ucm_change = changes["device/lab-ucm[enapter]"]
+    assert ucm_change.blocked and ucm_change.message.startswith(f"hardware id {UCM} is in another")
+    assert changes["device/lab-lua[enapter]"].message.startswith("blocked by ")
+
+    world.sims.reset_counts()
+    _, report = await world.apply(fleet_of(slug_changed_then_renamed()))
+    assert enapter_calls(world, "POST /v3/provisioning/{kind}") == 0
+    assert not report.ok
+
+
+async def test_site_id_takes_over_the_site_the_plan_pointed_to(make_world: MakeWorld) -> None:
+    """Following the blocked plan's advice converges: the old site is renamed, and the
+    device the Site does not declare is listed as unmanaged."""
+    world = await make_world(every_kind())
+    await world.converge()
+    await world.converge(fleet_of(slug_changed_then_renamed(display="H2 Lab")))
+    [site_id] = world.sims.enapter.sites
+    pinned = fleet_of(slug_changed_then_renamed().replace(
+        "enapter: {}", f"enapter: {{siteId: {site_id}}}"))
+
+    result = await world.plan(pinned)
+    assert [(c.address, c.action) for c in result.plan.pending] == [
+        ("site/lab[enapter]", Action.UPDATE)]
+    assert any("slug gas-1" in u["description"] for u in result.plan.unmanaged)
+    await world.converge(pinned)
+    assert [s.name for s in world.sims.enapter.sites.values()] == ["H2 Lab, Crespina"]
+
+
+@pytest.mark.parametrize(("prune", "said"), [
+    (False, "(unmanaged, below) runs the same blueprint on this runtime: if this is a slug "
+            "change, it will run twice until --prune removes the old one"),
+    (True, "(deleted below, --prune) runs the same blueprint on this runtime: if this is a "
+           "slug change, this apply deletes the old one"),
+])
+async def test_a_lua_slug_change_says_the_old_device_runs_the_same_blueprint(
+        make_world: MakeWorld, prune: bool, said: str) -> None:
+    world = await make_world(every_kind())
+    await world.converge()
+    changed = fleet_of(every_kind().replace("slug: gas-1}", "slug: gas-2}"))
+
+    result = await world.plan(changed, prune=prune)
+    create = pending(result)["device/lab-lua[enapter]"]
+    assert create.action is Action.CREATE
+    assert create.message.endswith(f"; the device with slug gas-1 {said}")
+    other = fleet_of(every_kind(lua={"blueprint": "bp-other"}).replace(
+        "slug: gas-1}", "slug: gas-2}"))
+    unrelated = pending(await world.plan(other, prune=prune))["device/lab-lua[enapter]"]
+    assert "runs the same blueprint" not in unrelated.message
 
 
 async def test_prune_removes_undeclared_devices_downstream_first(make_world: MakeWorld) -> None:

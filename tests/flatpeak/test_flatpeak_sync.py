@@ -6,6 +6,7 @@ by page, and an expired token is refreshed mid-run."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import httpx
@@ -193,3 +194,59 @@ async def test_a_declared_location_id_is_adopted(tmp_path: Path) -> None:
         assert not (await world.plan()).plan.has_changes
     finally:
         await sims.stop()
+
+
+def renamed_home() -> str:
+    """`home()` with the Site renamed (its resource name: the location's reference id)."""
+    return home().replace("{name: home}", "{name: house}").replace(
+        "siteRef: home\n", "siteRef: house\n")
+
+
+async def test_a_renamed_site_converges_in_one_apply(world: World) -> None:
+    """The renamed Site gets a new location (found by reference id, its resource name), and
+    its devices move to it in the same apply, after it is created."""
+    await world.apply()
+    old = world.location("home")["id"]
+    renamed = fleet_of(renamed_home())
+
+    result = await world.plan(renamed)
+    changes = pending(result)
+    assert {a: c.action for a, c in changes.items()} == {
+        "site/house[flatpeak]": Action.CREATE, "device/home-battery[flatpeak]": Action.UPDATE,
+        "device/home-pv[flatpeak]": Action.UPDATE}
+    battery = changes["device/home-battery[flatpeak]"]
+    assert battery.depends_on == ["site/house[flatpeak]"]
+    assert [(d.path, d.old, d.new) for d in battery.diff] == [
+        ("locations", [old], ["(the location created for Site house)"])]
+
+    await world.apply(renamed)
+    new = world.location("house")["id"]
+    assert world.device("home-battery")["locations"] == [new]
+    assert world.device("home-pv")["locations"] == [new]
+    assert not (await world.plan(renamed)).plan.has_changes
+
+
+async def test_the_location_a_renamed_site_left_is_reported_until_it_is_deleted(
+        world: World) -> None:
+    """An earlier apply made the old location (the inventory remembers it); no declared Site
+    matches it after the rename, so every plan reports it, and forgets it once it is gone.
+    A location of another system in the same account is never reported."""
+    world.add_location("someone-elses")
+    await world.apply()
+    old = world.location("home")["id"]
+    renamed = fleet_of(renamed_home())
+    await world.apply(renamed)
+
+    unmanaged = (await world.plan(renamed)).plan.unmanaged
+    assert [(u["platform"], u["id"]) for u in unmanaged] == [("flatpeak", old)]
+    assert unmanaged[0]["description"].startswith(
+        f"Flatpeak location {old} (reference id 'home') was applied for Site home, and no "
+        "declared Site's location is it any more")
+    back = (await world.plan(fleet_of(home()))).plan.unmanaged
+    assert [u["id"] for u in back] == [world.location("house")["id"]], "renamed back"
+
+    del world.sims.flatpeak.locations[old]
+    await world.apply(renamed)
+    assert (await world.plan(renamed)).plan.unmanaged == []
+    inventory = json.loads((world.tmp / "state" / "inventory.json").read_text())
+    assert list(inventory["flatpeak_locations"]) == [world.location("house")["id"]]
