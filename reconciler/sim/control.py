@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from reconciler.sim.server import SimServer, json_response
+from reconciler.sim.server import SimServer, bound_port, json_response
 
 # Name -> simulator, asked at each request (a fleet's simulators are fixed once started).
 Servers = Callable[[], dict[str, SimServer]]
@@ -55,9 +55,7 @@ class FleetControl:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1]
+        self.port = bound_port(site)
         return self.url
 
     async def stop(self) -> None:

@@ -31,6 +31,15 @@ def json_response(body: Any, status: int = 200, **kwargs: Any) -> web.Response:
     )
 
 
+def bound_port(site: web.TCPSite) -> int:
+    """The port a started site listens on (the one the system chose for port 0)."""
+    server = site._server
+    assert server is not None
+    sockets = getattr(server, "sockets", None) or []
+    port: int = sockets[0].getsockname()[1]
+    return port
+
+
 class SimServer:
     """Base of the HTTP simulators. Not started until `start()`."""
 
@@ -102,10 +111,7 @@ class SimServer:
             await self._runner.setup()
         self._site = web.TCPSite(self._runner, host, port or self.port, reuse_address=True)
         await self._site.start()
-        server = self._site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1]
+        self.port = bound_port(self._site)
         return self.url
 
     async def stop(self) -> None:
