@@ -27,7 +27,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.plan import document
 from reconciler.plan.actions import Action
 from reconciler.plan.observed import Observed
-from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions
+from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions, site_ids
 from reconciler.plan.retired import RetiredSite
 from reconciler.plan.sourceful import claim_org
 
@@ -294,17 +294,7 @@ class Reconciler:
         """Each Site's Novacore site, found by the plan or created by the apply; a Site
         declared no more is forgotten once its site is gone or another Site's
         (`plan.retired`)."""
-        site_ids = plan.novacore_site_ids()
-        sites_by_address = {
-            c.address: c.name
-            for c in plan.changes
-            if c.kind == "Site" and c.component == "novacore"
-        }
-        for outcome in report.outcomes if report else []:
-            name = sites_by_address.get(outcome.address)
-            if name and outcome.status == "done" and outcome.detail.get("id"):
-                site_ids[name] = str(outcome.detail["id"])
-        for name, site_id in site_ids.items():
+        for name, site_id in _applied_site_ids(plan, report, "novacore").items():
             site = self.fleet.sites.get(name)
             if site is not None and site.spec.novacore is not None:
                 inventory.apply_site(name, RetiredSite(site.spec.novacore.org_id, site_id))
@@ -320,13 +310,23 @@ class Reconciler:
         """Each Site's Flatpeak location, found by the plan or created by the apply, so that
         one no declared Site matches any more is reported (`plan.retired_locations`); one
         gone from the account is forgotten."""
-        done = {o.address: o for o in report.outcomes if o.status == "done"} if report else {}
-        for change in plan.changes:
-            if change.kind != "Site" or change.component != "flatpeak":
-                continue
-            outcome = done.get(change.address)
-            location_id = change.external_id or (outcome.detail.get("id") if outcome else None)
-            if location_id:
-                inventory.flatpeak_locations[str(location_id)] = change.name
+        for name, location_id in _applied_site_ids(plan, report, "flatpeak").items():
+            inventory.flatpeak_locations[location_id] = name
         for location_id in plan.forget_locations:
             inventory.flatpeak_locations.pop(location_id, None)
+
+
+def _applied_site_ids(
+    plan: Plan, report: ApplyReport | None, component: str
+) -> dict[str, str]:
+    """Site name -> the id of its object on `component`: as the plan found it, or as the
+    apply made it."""
+    ids = site_ids(plan.changes, component)
+    sites_by_address = {
+        c.address: c.name for c in plan.changes if c.kind == "Site" and c.component == component
+    }
+    for outcome in report.outcomes if report else []:
+        name = sites_by_address.get(outcome.address)
+        if name and outcome.status == "done" and outcome.detail.get("id"):
+            ids[name] = str(outcome.detail["id"])
+    return ids

@@ -220,10 +220,16 @@ def _is_flatpeak_location(change: Change) -> bool:
 
 def novacore_site_ids(changes: Iterable[Change]) -> dict[str, str]:
     """Site name -> the id of the Novacore site it matches, for the Sites found there."""
+    return site_ids(changes, "novacore")
+
+
+def site_ids(changes: Iterable[Change], component: str) -> dict[str, str]:
+    """Site name -> the id of its object on `component` (a Novacore site, a Flatpeak
+    location), for the Sites whose object was found there."""
     return {
         c.site: c.external_id
         for c in changes
-        if c.kind == "Site" and c.component == "novacore" and c.external_id
+        if c.kind == "Site" and c.component == component and c.external_id
     }
 
 
