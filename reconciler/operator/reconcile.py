@@ -182,9 +182,12 @@ async def reconcile_object(
             ]
             return result
         owner: Owner = (namespace, owner_kind, owner_name)
-        inputs = holds.inputs(sub, reconciler.secrets) if holds is not None else ""
+        has_work = any(c.is_change for c in own)
+        # The fingerprint matters only where there is something to write: an object in
+        # sync (most drift checks) has any hold released without it.
+        inputs = holds.inputs(sub, reconciler.secrets) if holds is not None and has_work else ""
         held = _current_hold(holds, owner, inputs, own)
-        if config.observe_only or held is not None or not any(c.is_change for c in own):
+        if config.observe_only or held is not None or not has_work:
             outcomes: list[Outcome] = []
         else:
             own_plan = Plan(changes=own, unmanaged=[], options=plan.options)
