@@ -16,14 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.plan.planner import Plan
+from reconciler.plan.render import objects, pruned_where_allowed
 from reconciler.printable import printable
 
 # `Log.emit` of the watch agent: (event, text, **JSON fields).
 Emit = Callable[..., None]
-
-
-def _objects(count: int) -> str:
-    return "1 object" if count == 1 else f"{count} objects"
 
 
 class UnmanagedReport:
@@ -61,9 +58,8 @@ class UnmanagedReport:
         if count == 0:
             head = "no objects found that nothing declares any more"
         else:
-            them = "it where its policy allows" if count == 1 else "them where their policy allows"
-            hint = "" if plan.options.prune else f" (--prune removes {them})"
-            head = f"{_objects(count)} found that nothing declares{hint}:"
+            hint = "" if plan.options.prune else f" (--prune removes {pruned_where_allowed(count)})"
+            head = f"{objects(count)} found that nothing declares{hint}:"
             if not plan.has_changes:
                 head = f"No changes. The declared objects match the actual state; {head}"
         lines = [f"run={run} {head}"]

@@ -89,8 +89,14 @@ def summary_line(summary: dict[str, Any]) -> str:
     return ", ".join(parts) if parts else "no changes"
 
 
-def _objects(count: int) -> str:
+def objects(count: int) -> str:
+    """"1 object", "2 objects"."""
     return "1 object" if count == 1 else f"{count} objects"
+
+
+def pruned_where_allowed(count: int) -> str:
+    """What --prune removes of `count` unmanaged objects, as said after "removes"."""
+    return "it where its policy allows" if count == 1 else "them where their policy allows"
 
 
 def render_text(document: dict[str, Any], *, color: bool = False) -> str:
@@ -102,13 +108,10 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
     unmanaged = document.get("unmanaged", [])
     if not pending and unmanaged:
         # "The actual state matches" would read oddly above a list of what does not.
-        them = "it where its policy allows" if len(unmanaged) == 1 else (
-            "them where their policy allows"
-        )
         lines.append(
             f"No changes. The declared objects match the actual state; "
-            f"{_objects(len(unmanaged))} found that nothing declares (apply --prune "
-            f"removes {them}):"
+            f"{objects(len(unmanaged))} found that nothing declares (apply --prune "
+            f"removes {pruned_where_allowed(len(unmanaged))}):"
         )
     elif not pending:
         lines.append("No changes. The actual state matches the desired state.")
@@ -197,7 +200,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         # As in the text: not a bare "No changes." above a list of what does not match.
         status = (
             f"No changes. The declared objects match the actual state; "
-            f"**{_objects(len(unmanaged))} found that nothing declares** (below)."
+            f"**{objects(len(unmanaged))} found that nothing declares** (below)."
         )
     else:
         status = "No changes."
