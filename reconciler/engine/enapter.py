@@ -83,8 +83,10 @@ def secret_store(session: Session) -> ConfigSecretStore | None:
 
 
 def config_path(settings: Settings, declared: str) -> Path:
-    """Where `configOutput.file` is written: absolute as given, else under the state dir."""
-    path = Path(declared).expanduser()
+    """Where `configOutput.file` is written: absolute as given, else under the state dir.
+    Taken literally, as the state directory is (`StateDir`): validation refuses a leading
+    `~` (`model.fleet`), and expanding one here raised for a `~user` that does not exist."""
+    path = Path(declared)
     return path if path.is_absolute() else Path(settings.state_dir) / path
 
 
@@ -113,7 +115,7 @@ def _unwritable(settings: Settings, path: Path) -> str | None:
     # The file itself is replaced (os.replace), not followed if it is a link: resolve only
     # the directory it is in, and `..` after it, as the write will.
     target = Path(os.path.normpath(path.parent.resolve() / path.name))
-    state = Path(settings.state_dir).expanduser().resolve()
+    state = Path(settings.state_dir).resolve()  # literally, as `StateDir` takes it
     if target == state:
         return "it is the state directory (RECONCILER_STATE_DIR)"
     if target.is_relative_to(state):

@@ -744,7 +744,8 @@ def _config_output_files(fleet: Fleet) -> list[Problem]:
     `engine.enapter`): a file of the state directory, or another device's config, would be
     lost without a word. A relative path is taken under the state directory, so it is
     checked here, normalised; an absolute path can only be compared with the others (where
-    the state directory is, is a setting: the engine checks it again at write time)."""
+    the state directory is, is a setting: the engine checks it again at write time). A
+    path starting with `~` is neither: it is refused (`_home_path`)."""
     problems = []
     seen: dict[str, tuple[str, str]] = {}  # normalised path -> first Device, its spelling
     for device in fleet.devices.values():
@@ -752,9 +753,13 @@ def _config_output_files(fleet: Fleet) -> list[Problem]:
         declared = enapter.config_output.file if enapter and enapter.config_output else None
         if declared is None:
             continue
-        absolute = declared.startswith(("/", "~"))  # `~` is expanded: not under the state dir
         normal = posixpath.normpath(declared)
-        problem = None if absolute else _state_dir_clash(declared, normal, device.name)
+        if declared.startswith("~"):
+            problem: str | None = _home_path(declared, device.name)
+        elif declared.startswith("/"):
+            problem = None
+        else:
+            problem = _state_dir_clash(declared, normal, device.name)
         if problem is None and normal in seen:
             first, spelled = seen[normal]
             problem = (
@@ -767,6 +772,21 @@ def _config_output_files(fleet: Fleet) -> list[Problem]:
             problems.append(Problem("Device", device.name, _CONFIG_FILE, problem))
         seen.setdefault(normal, (device.name, declared))
     return problems
+
+
+def _home_path(declared: str, device: str) -> str:
+    """Why a `configOutput.file` starting with `~` is refused. A shell would expand it, the
+    reconciler does not: whose home `~` is, and whether `~user` exists at all, depends on
+    the machine and user that run it (a workstation, a CI job, the operator's container),
+    so the same fleet would write credentials to different places, or fail, depending on
+    where it runs. Taken literally, it would be a directory named `~` under the state
+    directory, which no one writing it means."""
+    return (
+        f"file {declared!r} starts with '~', which is not expanded (whose home it names "
+        "depends on the machine and user running the reconciler): give an absolute path, "
+        f"e.g. '/var/lib/enapter/{device}.json', or a path relative to the state directory "
+        f"(RECONCILER_STATE_DIR), e.g. 'secrets/{device}.json'"
+    )
 
 
 def _state_dir_clash(declared: str, normal: str, device: str) -> str | None:

@@ -729,6 +729,22 @@ CASES = [
         [("Device", "ucm", CONFIG_FILE, "names the state directory itself")],
         id="config-file-the-state-dir",
     ),
+    # `~` is not expanded: whose home it is depends on where the reconciler runs, and a
+    # `~user` that does not exist there made observation raise.
+    *[
+        pytest.param(
+            [lab(), config_file("ucm", file)],
+            [("Device", "ucm", CONFIG_FILE, f"file {file!r} starts with '~', which is not "
+              "expanded")],
+            id=f"config-file-{file}",
+        )
+        for file in ["~nouser/x", "~root/x", "~/x", "~/../inventory.json", "~x"]
+    ],
+    pytest.param(
+        [lab(), config_file("ucm", "secrets/~/x"), config_file("ucm-2", "/srv/~ucm.json")],
+        [],
+        id="config-files-with-a-tilde-inside-are-fine",
+    ),
     pytest.param(
         [lab(), config_file("ucm", "/var/lib/reconciler/inventory.json"),
          config_file("ucm-2", "inventory.json.bak"), config_file("ucm-3", "secrets/lock"),
