@@ -16,6 +16,8 @@ a log line.
   config (provisioning or generate_config), the destination is checked again, resolved,
   so that an absolute path into the state directory, or one that cannot be written,
   fails the change with nothing asked of Enapter: a new config may invalidate the old one.
+  Each file written is recorded, and removed after its device is deleted
+  (`engine.enapter_files`).
 * `configOutput.secretName`: Secrets are the operator's. It registers a `ConfigSecretStore`
   in `Session.extra[SECRET_STORE_KEY]`; without one (the CLI) the device is provisioned,
   no config is generated or kept, and the plan and apply messages say so. We chose this
@@ -32,8 +34,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from reconciler.engine import execute
+from reconciler.engine import enapter_files, execute
 from reconciler.engine.config import Settings
+from reconciler.engine.enapter_files import config_path
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import _Gather
 from reconciler.engine.session import Session
@@ -80,14 +83,6 @@ def enapter_api(session: Session) -> EnapterClient:
 
 def secret_store(session: Session) -> ConfigSecretStore | None:
     return cast("ConfigSecretStore | None", session.extra.get(SECRET_STORE_KEY))
-
-
-def config_path(settings: Settings, declared: str) -> Path:
-    """Where `configOutput.file` is written: absolute as given, else under the state dir.
-    Taken literally, as the state directory is (`StateDir`): validation refuses a leading
-    `~` (`model.fleet`), and expanding one here raised for a `~user` that does not exist."""
-    path = Path(declared)
-    return path if path.is_absolute() else Path(settings.state_dir) / path
 
 
 def check_config_file(settings: Settings, device: Device, address: str) -> None:
@@ -194,6 +189,9 @@ async def observe_enapter(
         searched = set(state.unclaimed) if len(state.unclaimed) <= renames.SEARCH_LIMIT else set()
         await asyncio.gather(*(read_devices(i) for i in sorted(searched - matched)))
     state.config_outputs = await _config_outputs(fleet, session, store)
+    found = [d.id for ds in state.devices.values() if isinstance(ds, list) for d in ds]
+    if found:  # a delete the plan makes says which file it then removes
+        state.written_files = enapter_files.removable(session.settings, whole_fleet, found)
     observed.extra[_ENAPTER] = state
 
 
@@ -340,7 +338,7 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
             lambda: client.delete_device(device_id, address=change.address),
         )
         if change.action is Action.DELETE:
-            return {"id": device_id}
+            return {"id": device_id} | await _remove_config_file(ctx, change, device_id)
     device = ctx.fleet.devices[change.name]
     if change.action is Action.UPDATE:
         return await _update_enapter_device(
@@ -493,6 +491,9 @@ async def _deliver_config(
             lambda: asyncio.to_thread(_write_private_file, path, text, change.address),
             over_http=False,
         )
+        # Recorded at once, not after the apply: a run killed later still leaves the file
+        # known as this device's, to be removed when the device is deleted.
+        enapter_files.record(ctx.session.settings, device_id, path)
         return f"written to {path}"
     assert store is not None and output.secret_name is not None
     name = output.secret_name
@@ -503,6 +504,31 @@ async def _deliver_config(
         over_http=False,  # the operator's Kubernetes client, not the session's
     )
     return f"written to Secret {name}"
+
+
+async def _remove_config_file(ctx: Executors, change: Change, device_id: str) -> dict[str, str]:
+    """After the device's delete: remove the config file written for it, if it is still
+    the one written (`engine.enapter_files`). A file that cannot be removed fails the
+    change: it holds the deleted device's credentials, which someone must know of."""
+    settings = ctx.session.settings
+    if not enapter_files.recorded(settings, device_id):
+        return {}
+
+    async def remove() -> str | None:
+        # In the event loop, not a thread: the inventory is read and written whole, and
+        # another change's record or removal must not interleave with this one.
+        try:
+            return enapter_files.remove(settings, ctx.fleet, device_id)
+        except OSError as exc:
+            raise ProviderRejected(
+                f"the device is deleted in Enapter Cloud, but its config file "
+                f"{exc.filename} could not be removed: {exc.strerror or exc}; it holds the "
+                "device's credentials: remove it",
+                address=change.address,
+            ) from None
+
+    outcome = await ctx._write(change, "enapter.remove_config_file", remove, over_http=False)
+    return {} if outcome is None else {"config_file": outcome}
 
 
 def _write_private_file(path: Path, text: str, address: str) -> None:

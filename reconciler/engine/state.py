@@ -3,12 +3,14 @@ external write (intent before, outcome after, fsynced), and the inventory of the
 and sites we manage. None of it is needed to find remote objects (they are matched by
 natural keys); the journal makes an interrupted run visible and auditable, the inventory
 remembers each gateway's `deletionPolicy` and organisation, and each Site's Novacore
-site, for when they are removed from the desired state; the credential ledger remembers
-which MQTT password each device was given (`engine.credentials`)."""
+site, for when they are removed from the desired state, and the Enapter config files it
+wrote (`engine.enapter_files`); the credential ledger remembers which MQTT password each
+device was given (`engine.credentials`)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import json
@@ -192,10 +194,12 @@ class StateDir:
         data = self._read_json(
             INVENTORY,
             "the deletion policy and organisation of each gateway applied, the "
-            "Novacore site of each Site and the Flatpeak locations applied",
+            "Novacore site of each Site, the Flatpeak locations applied and the Enapter "
+            "config files written",
             "a gateway no longer declared is then released by --prune only if its "
-            "deletionPolicy Release is declared again, and a Site no longer declared is "
-            "not reported",
+            "deletionPolicy Release is declared again, a Site no longer declared is "
+            "not reported, and the config file of an Enapter device deleted later is left "
+            "in place",
         )
         if data is None:
             return Inventory()
@@ -216,6 +220,14 @@ class StateDir:
                 str(location_id): str(location["site"])
                 for location_id, location in data.get("flatpeak_locations", {}).items()
                 if isinstance(location, dict) and "site" in location
+            },
+            {
+                str(device_id): WrittenFile(
+                    str(file["path"]), int(file["inode"]), int(file["mtime_ns"]),
+                    int(file["size"]),
+                )
+                for device_id, file in data.get("enapter_config_files", {}).items()
+                if isinstance(file, dict) and _is_written_file(file)
             },
         )
 
@@ -241,6 +253,10 @@ class StateDir:
                     "flatpeak_locations": {
                         location_id: {"site": site}
                         for location_id, site in inventory.flatpeak_locations.items()
+                    },
+                    "enapter_config_files": {
+                        device_id: dataclasses.asdict(file)
+                        for device_id, file in inventory.enapter_config_files.items()
                     },
                 },
                 indent=2,
@@ -290,12 +306,36 @@ class StateDir:
         ledger.dirty = False
 
 
+@dataclass(frozen=True)
+class WrittenFile:
+    """A config file the reconciler wrote for an Enapter device (`engine.enapter_files`):
+    its absolute path and its identity right after the write. A file whose identity is
+    another since (replaced or edited by someone) is not the one written."""
+
+    path: str
+    inode: int
+    mtime_ns: int
+    size: int
+
+    def is_stat(self, stat: os.stat_result) -> bool:
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size) == (
+            self.inode, self.mtime_ns, self.size
+        )
+
+
+def _is_written_file(data: dict[str, Any]) -> bool:
+    return isinstance(data.get("path"), str) and all(
+        isinstance(data.get(key), int) for key in ("inode", "mtime_ns", "size")
+    )
+
+
 @dataclass
 class Inventory:
     """What earlier applies declared, kept for when it is declared no more: each gateway's
     deletion policy and the organisation it was claimed into, and the Novacore site of
     each Site, and the sites Sites left for others (`plan.retired`), and the Flatpeak
-    locations made or matched for Sites (`plan.retired_locations`)."""
+    locations made or matched for Sites (`plan.retired_locations`), and the config file
+    written for each Enapter device (`engine.enapter_files`)."""
 
     policies: dict[str, str] = field(default_factory=dict)  # serial -> deletionPolicy
     orgs: dict[str, str] = field(default_factory=dict)  # serial -> Novacore organisation
@@ -303,6 +343,8 @@ class Inventory:
     left_sites: list[LeftSite] = field(default_factory=list)
     # Flatpeak location id -> the Site an apply made or matched it for.
     flatpeak_locations: dict[str, str] = field(default_factory=dict)
+    # Enapter device id -> the config file an apply wrote for it.
+    enapter_config_files: dict[str, WrittenFile] = field(default_factory=dict)
 
     def remember(self, serial: str, policy: str, org: str) -> None:
         self.policies[serial] = policy

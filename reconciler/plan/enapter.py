@@ -16,7 +16,8 @@ standalone and Lua devices, whose slug defaults to the resource name.
 Existing devices are never provisioned again: a name or slug change is a PATCH, a blueprint
 change an `assign_blueprint`, a protocol change or a missing config output a
 `generate_config`. Communication configs carry credentials; they never appear here, only
-whether the declared output (a file, or a Secret where the operator can check) exists.
+whether the declared output (a file, or a Secret where the operator can check) exists, and
+which file an earlier apply wrote for a device that a delete removes after it.
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ class EnapterState:
     # Ids of the sites no declared Site matches, whose devices were read because a Site
     # matches no site by name: where the site it was renamed from is looked for.
     unclaimed: tuple[str, ...] = ()
+    # Enapter device id -> the config file an earlier apply wrote for it, still as written
+    # and named by no declared Device: its delete removes it (`engine.enapter_files`).
+    written_files: dict[str, str] = field(default_factory=dict)
 
 
 # -- declared fields and natural keys ---------------------------------------------------------
@@ -929,6 +933,13 @@ class EnapterPlanner:
         for device in undeclared:
             self._delete_subtree(work, device, children, planned)
 
+    def _written_file_note(self, device_id: str) -> str:
+        """What a delete does to the config file an earlier apply wrote for the device."""
+        path = self.state.written_files.get(device_id) if self.state is not None else None
+        if path is None:
+            return ""
+        return f"; then {path}, the config file an earlier apply wrote for it, is removed"
+
     def _delete_subtree(
         self,
         work: _SiteWork,
@@ -960,7 +971,8 @@ class EnapterPlanner:
             external_id=device.id,
             before={"type": device.type, "name": device.name, "slug": device.slug},
             depends_on=[c.address for c in below if c is not None],
-            message=description + "; deleted (--prune), after the devices running on it",
+            message=description + "; deleted (--prune), after the devices running on it"
+            + self._written_file_note(device.id),
         )
         blocker = next((c for c in below if c is not None and c.blocked), None)
         if kept:

@@ -1,6 +1,8 @@
-"""The config files Enapter devices declare (`configOutput.file`), through the CLI in a
-subprocess against the Enapter simulator on loopback: which paths are refused, and where
-(file, line, field)."""
+"""The config files Enapter devices declare (`configOutput.file`), against the Enapter
+simulator on loopback, through the CLI in a subprocess and the engine: which paths are
+refused, and where (file, line, field); the file written for a device that --prune deletes
+is removed after the delete, said by the plan, and a file the reconciler did not write, or
+that is no longer the one it wrote, is left alone."""
 
 from __future__ import annotations
 
@@ -9,8 +11,23 @@ import os
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
-from enapter_world import UCM, MakeWorld, World, device, site_and_gateway
+from enapter_world import (
+    UCM,
+    UCM_MQTT,
+    MakeWorld,
+    World,
+    device,
+    failures,
+    fleet_of,
+    renderings,
+    site_and_gateway,
+)
+
+from reconciler.engine.reconcile import PlanResult, Reconciler
+from reconciler.plan.actions import Action, Change
+from reconciler.plan.planner import PlanOptions
 
 
 def _ucm_writing_to(file: str) -> str:
@@ -53,3 +70,136 @@ async def test_a_config_file_starting_with_a_tilde_is_refused_at_the_field(
         assert "give an absolute path" in output
     assert world.sims.enapter.writes() == 0
     assert not list(world.tmp.rglob("x"))
+
+
+# -- removal of the config file of a deleted device ---------------------------------------------
+
+
+def _two_ucms(ucm_file: str = "cfg/ucm.json", mqtt_file: str = "cfg/mqtt.json") -> str:
+    return _ucm_writing_to(ucm_file) + device(
+        "lab-ucm-mqtt", f"{{kind: ucm, protocol: MQTT, configOutput: {{file: '{mqtt_file}'}}}}",
+        hardware=UCM_MQTT)
+
+
+def _without_the_ucm(mqtt_file: str = "cfg/mqtt.json") -> str:
+    return site_and_gateway() + device(
+        "lab-ucm-mqtt", f"{{kind: ucm, protocol: MQTT, configOutput: {{file: '{mqtt_file}'}}}}",
+        hardware=UCM_MQTT)
+
+
+def _delete_of(result: PlanResult, device_id: str) -> Change:
+    return next(c for c in result.plan.pending
+                if c.action is Action.DELETE and c.external_id == device_id)
+
+
+async def test_prune_removes_the_config_file_it_wrote_for_a_deleted_device(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_two_ucms())
+    fleet_dir = _write_fleet(tmp_path / "fleet", _two_ucms())
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve")
+    assert code == 0, output
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    mqtt_file = world.state_dir / "cfg" / "mqtt.json"
+    assert ucm_file.is_file() and mqtt_file.is_file()
+    hand_made = world.state_dir / "cfg" / "notes.json"  # in the same directory, not written by it
+    hand_made.write_text("{}")
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+
+    _write_fleet(fleet_dir, _without_the_ucm())
+    code, output = await _cli(world, "plan", str(fleet_dir), "--prune", "--no-color")
+    assert code == 0, output
+    said = f"then {ucm_file}, the config file an earlier apply wrote for it, is removed"
+    assert said in output, output
+    assert str(mqtt_file) not in output and "notes.json" not in output
+    code, output = await _cli(world, "plan", str(fleet_dir), "--prune", "-o", "json")
+    assert said in output
+    assert ucm_file.is_file()  # a plan removes nothing
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
+                              "-o", "json")
+    assert code == 0, output
+    assert f"removed {ucm_file}" in output
+    assert world.sims.enapter.by_hardware_id(UCM) is None
+    assert not ucm_file.exists()
+    assert mqtt_file.is_file() and hand_made.read_text() == "{}"
+    assert ucm_id not in (world.state_dir / "inventory.json").read_text()
+    code, output = await _cli(world, "plan", str(fleet_dir), "--prune", "--detailed-exitcode")
+    assert code == 0, output
+
+
+async def test_a_failed_delete_keeps_the_config_file_and_a_later_one_removes_it(
+        make_world: MakeWorld) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    smaller = fleet_of(_without_the_ucm())
+    async with Reconciler(smaller, world.settings()) as reconciler:
+        result = await reconciler.plan(PlanOptions(prune=True))
+        assert "is removed" in _delete_of(result, ucm_id).message
+        # Since the plan, someone started a Lua device on the UCM: Enapter refuses the delete.
+        async with httpx.AsyncClient(base_url=world.sims.enapter.url, headers={
+                "X-Enapter-Auth-Token": world.sims.enapter_token}) as api:
+            answer = await api.post("/v3/provisioning/lua_device", json={
+                "runtime_id": ucm_id, "blueprint_id": "bp-gas-1", "name": "Gas sensor",
+                "slug": "gas-1"})
+            lua_id = answer.json()["device_id"]
+        report = await reconciler.apply(result)
+    assert [f["address"] for f in failures(report)] == [_delete_of(result, ucm_id).address]
+    assert ucm_file.is_file()
+    assert world.sims.enapter.by_hardware_id(UCM) is not None
+
+    async with httpx.AsyncClient(base_url=world.sims.enapter.url, headers={
+            "X-Enapter-Auth-Token": world.sims.enapter_token}) as api:
+        assert (await api.delete(f"/v3/devices/{lua_id}")).status_code < 300
+    result, report = await world.apply(smaller, prune=True)
+    assert report.ok, report.as_dict()
+    assert not ucm_file.exists()
+
+
+async def test_a_config_file_it_did_not_write_or_no_longer_owns_is_never_removed(
+        make_world: MakeWorld) -> None:
+    world = await make_world(_two_ucms())
+    # The UCM is provisioned with no configOutput; its config is then put in place by hand,
+    # and the file declared: the reconciler sees a config there and writes none.
+    await world.converge(fleet_of(site_and_gateway() + device(
+        "lab-ucm", "{kind: ucm}", hardware=UCM) + _without_the_ucm()[len(site_and_gateway()):]))
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    ucm_file.write_text("installed by hand")
+    await world.converge()
+    assert ucm_file.read_text() == "installed by hand"
+    mqtt_file = world.state_dir / "cfg" / "mqtt.json"
+    assert mqtt_file.is_file()
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    mqtt_id = world.sims.enapter.by_hardware_id(UCM_MQTT).id
+
+    result = await world.plan(fleet_of(site_and_gateway()), prune=True)
+    assert "config file" not in _delete_of(result, ucm_id).message
+    assert f"then {mqtt_file}" in _delete_of(result, mqtt_id).message
+
+    # Written by the reconciler, then replaced by someone: no longer the file it wrote.
+    mqtt_file.write_text("someone else's")
+    result = await world.plan(fleet_of(site_and_gateway()), prune=True)
+    assert "config file" not in renderings(result)
+    _, report = await world.apply(fleet_of(site_and_gateway()), prune=True)
+    assert report.ok, report.as_dict()
+    assert world.sims.enapter.by_hardware_id(UCM) is None
+    assert world.sims.enapter.by_hardware_id(UCM_MQTT) is None
+    assert ucm_file.read_text() == "installed by hand"
+    assert mqtt_file.read_text() == "someone else's"
+
+
+async def test_a_config_file_a_declared_device_names_is_kept(make_world: MakeWorld) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    written = ucm_file.read_bytes()
+    # The UCM is removed, and the other device now names its file as its own config.
+    taking_over = fleet_of(_without_the_ucm(mqtt_file="cfg/ucm.json"))
+    result = await world.plan(taking_over, prune=True)
+    assert "config file" not in _delete_of(result, ucm_id).message
+    _, report = await world.apply(taking_over, prune=True)
+    assert report.ok, report.as_dict()
+    assert world.sims.enapter.by_hardware_id(UCM) is None
+    assert ucm_file.read_bytes() == written

@@ -1,0 +1,121 @@
+"""The communication config files written for Enapter devices (`configOutput.file`): where
+one goes, the record of each one written, and its removal once its device is deleted.
+
+A config file holds the device's credentials, so it should not outlive the device. Once
+the device is undeclared (removed from the YAML), its `configOutput` is gone with it: what
+the reconciler wrote is known only from the inventory (`engine.state`), which records each
+file under the Enapter id of the device it was written for, with the file's identity
+(inode, modification time, size) right after the write. No digest of the content: the
+inventory is not a private file, and the content is credentials.
+
+A file is removed after its device's delete succeeded (`engine.enapter`), and only when the
+reconciler wrote it (a record), it is still that file (replaced or edited since, it is
+someone else's) and no declared Device names it (it is then that Device's config). A file
+the reconciler did not write is never removed: files written before records were kept have
+none, and stay."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from reconciler.engine.config import Settings
+from reconciler.engine.state import StateDir, WrittenFile
+from reconciler.model.fleet import Fleet
+
+
+def config_path(settings: Settings, declared: str) -> Path:
+    """Where `configOutput.file` is written: absolute as given, else under the state dir.
+    Taken literally, as the state directory is (`StateDir`): validation refuses a leading
+    `~` (`model.fleet`), and expanding one here raised for a `~user` that does not exist."""
+    path = Path(declared)
+    return path if path.is_absolute() else Path(settings.state_dir) / path
+
+
+def _key(path: Path | str) -> str:
+    """A path as records keep it: absolute and normalised, so that a state directory
+    given relative in one run and absolute in the next names the same file."""
+    return os.path.normpath(os.path.abspath(path))
+
+
+def _declared(settings: Settings, fleet: Fleet) -> set[str]:
+    """The config files the fleet's Devices declare."""
+    out = set()
+    for device in fleet.devices.values():
+        enapter = device.spec.enapter
+        output = enapter.config_output if enapter is not None else None
+        if output is not None and output.file is not None:
+            out.add(_key(config_path(settings, output.file)))
+    return out
+
+
+def record(settings: Settings, device_id: str, path: Path) -> None:
+    """Record that the config file at `path` was just written for Enapter device
+    `device_id`. One file has one writer: the record of another device for the same path
+    (one deleted and provisioned again, whose new config replaced the old) is dropped."""
+    state = StateDir(Path(settings.state_dir))
+    inventory = state.read_inventory()
+    stat = os.lstat(path)
+    key = _key(path)
+    inventory.enapter_config_files = {
+        other: file for other, file in inventory.enapter_config_files.items() if file.path != key
+    }
+    inventory.enapter_config_files[device_id] = WrittenFile(
+        key, stat.st_ino, stat.st_mtime_ns, stat.st_size
+    )
+    state.write_inventory(inventory)
+
+
+def recorded(settings: Settings, device_id: str) -> bool:
+    """Whether a config file was recorded as written for Enapter device `device_id`."""
+    inventory = StateDir(Path(settings.state_dir)).read_inventory()
+    return device_id in inventory.enapter_config_files
+
+
+def _ours(file: WrittenFile, declared: set[str]) -> bool:
+    """Whether `file` is still the one written, and no declared Device names it."""
+    if file.path in declared:
+        return False
+    try:
+        return file.is_stat(os.lstat(file.path))  # a link put there is not it
+    except OSError:
+        return False  # gone, or not to be looked at: nothing to remove
+
+
+def removable(settings: Settings, fleet: Fleet, device_ids: Iterable[str]) -> dict[str, str]:
+    """Enapter device id -> the config file written for it that its delete would remove
+    now, for the `device_ids` that have one (what a plan says it will do)."""
+    ids = set(device_ids)
+    files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
+    wanted = {i: f for i, f in files.items() if i in ids}
+    if not wanted:
+        return {}
+    declared = _declared(settings, fleet)
+    return {i: f.path for i, f in wanted.items() if _ours(f, declared)}
+
+
+def remove(settings: Settings, fleet: Fleet, device_id: str) -> str | None:
+    """After Enapter device `device_id` was deleted: remove the config file written for
+    it, if it is still ours (see the module), and forget its record. Returns what
+    happened, or None when nothing was written for it; raises OSError when the file could
+    not be removed (its record is kept: the next delete of the same id, a retry, tries
+    again)."""
+    state = StateDir(Path(settings.state_dir))
+    inventory = state.read_inventory()
+    file = inventory.enapter_config_files.get(device_id)
+    if file is None:
+        return None
+    declared = _declared(settings, fleet)
+    if file.path in declared:
+        outcome = f"kept {file.path}: a declared Device writes its config there"
+    elif not os.path.lexists(file.path):
+        outcome = f"{file.path} is gone already"
+    elif not _ours(file, set()):
+        outcome = f"left {file.path} alone: it changed since it was written"
+    else:
+        os.unlink(file.path)
+        outcome = f"removed {file.path}"
+    del inventory.enapter_config_files[device_id]
+    state.write_inventory(inventory)
+    return outcome
