@@ -4,6 +4,8 @@ site validates against the CRDs the chart installs."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -109,6 +111,28 @@ def test_example_validates_against_the_crds_the_chart_installs(path: Path, crd_s
         where = f"{path.name}: {document.get('kind')}/{document['metadata']['name']}"
         assert (document["apiVersion"], document["kind"]) in crd_set, where
         assert crd_set.validate(document) == [], where
+
+
+def test_readme_kubectl_apply_of_the_examples_declares_every_example_document(
+        kubectl: Path) -> None:
+    """The README's `kubectl apply -f examples/sites/` reads what `reconciler validate`
+    reads: kubectl reads a directory's subdirectories only with -R, and the example sites
+    keep their files in some. kubectl collects the files offline (a `--local` label, the
+    same file walk `apply` makes)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"`kubectl apply ([^`]*examples/sites/?)`", readme)
+    assert commands, "no `kubectl apply ... examples/sites/` in the README"
+    expected = {f"{d['kind'].lower()}.{API_GROUP}/{d['metadata']['name']}"
+                for path in EXAMPLES for d in _documents(path)}
+    for arguments in commands:
+        done = subprocess.run(
+            [str(kubectl), "label", "--local", *shlex.split(arguments), "readme=check",
+             "-o", "name"],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "KUBECONFIG": os.devnull})
+        assert done.returncode == 0, done.stderr
+        missing = expected - set(done.stdout.split())
+        assert not missing, f"`kubectl apply {arguments}` leaves out {sorted(missing)}"
 
 
 def test_a_misspelt_example_field_is_rejected(crd_set: CrdSet) -> None:
