@@ -19,6 +19,7 @@ from chart_render import (
     CREDENTIALS,
     NAMESPACE,
     RELEASE,
+    REPO,
     SCENARIOS,
     SHARDS,
     Rendered,
@@ -357,6 +358,24 @@ def test_every_operator_shares_one_credential_key_from_a_secret(rendered: Render
             for _, c in render.containers()}
     assert [json.loads(r) for r in refs] == [
         {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "key"}}]
+
+
+@pytest.mark.parametrize(("release", "name"), [
+    ("reconciler", "reconciler-credential-key"),  # the README's `helm install reconciler`
+    ("fleet", "fleet-reconciler-credential-key"),
+])
+def test_the_generated_credential_key_is_the_secret_the_docs_name(
+        helm: Path, release: str, name: str) -> None:
+    """The Secret named in the README and values.yaml, to back up or to look for, is the
+    one the chart makes: named after the chart's fullname, which adds the chart's name to a
+    release name that does not already hold it."""
+    out = Rendered(run_helm(helm, "template", release, str(CHART), "--namespace",
+                            NAMESPACE).stdout)
+    assert out.one("Secret")["metadata"]["name"] == name
+    for path in (REPO / "README.md", CHART / "values.yaml"):
+        text = " ".join(path.read_text(encoding="utf-8").replace("#", " ").split())
+        assert "<release>-credential-key" not in text, path
+        assert "`<release>-reconciler-credential-key`" in text, path
 
 
 def test_a_credential_key_of_ones_own_is_used_instead(rendered: Render) -> None:
