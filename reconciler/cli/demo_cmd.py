@@ -1,4 +1,4 @@
-"""`reconciler demo`: the whole loop against built-in simulators, in about half a minute.
+"""`reconciler demo`: the whole loop against built-in simulators, in a few seconds.
 Starts simulators for the example fleet, shows the plan, applies it, shows that the next
 plan is empty (with zero writes), makes drift behind the reconciler's back, and corrects it."""
 
