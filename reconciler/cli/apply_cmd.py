@@ -34,8 +34,10 @@ examples:
   reconciler apply examples/sites --auto-approve   # no question (CI, scripts)
   reconciler plan examples/sites --out plan.json && reconciler apply plan.json
 
-exit codes: 0 everything applied (or nothing to do), 1 any change failed, was skipped or
-blocked, the input was invalid, or a saved plan is stale or cannot be checked (a gateway or
+exit codes: 0 everything applied (or nothing to do), also when changes were deferred because
+a gateway or cloud did not answer (the summary says so); 1 any change failed, was skipped or
+blocked, the input was invalid, the state directory is locked or damaged, changes were
+deferred with --offline=fail, or a saved plan is stale or cannot be checked (a gateway or
 cloud it reads does not answer); 130 stopped at once by a second Ctrl-C.
 
 Ctrl-C (or SIGTERM) while applying lets the writes in flight finish and starts nothing new;
