@@ -305,6 +305,21 @@ def test_saved_plan_is_refused_when_the_desired_state_changed(
     assert run.sims.call(run.sims.sims.requests) == 0, "refused before observing anything"
 
 
+def test_a_saved_plan_applies_after_an_edit_that_declares_the_same(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    """What the files declare is compared, not their text (README: a comment is no change)."""
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    files = sorted(run.fleet_dir.rglob("*.yaml"))
+    assert files
+    for path in files:
+        path.write_text("# reviewed\n" + path.read_text() + "\n")
+    code, out, err = run("apply", str(saved))
+    assert code == 0, err
+    assert "Apply complete: 16 done, 0 failed" in out
+
+
 def test_a_plan_that_could_not_be_saved_is_refused_before_it_is_made(
         make_cli: CliFactory, tmp_path: Path) -> None:
     run = make_cli(two_sites())
