@@ -48,8 +48,8 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prune",
         action="store_true",
-        help="also remove objects found in managed sites that are not declared "
-        "(gateways only when their deletionPolicy is Release)",
+        help="also remove (plan: show as removals) objects found in managed sites that are "
+        "not declared (gateways only when their deletionPolicy is Release)",
     )
     parser.add_argument(
         "--offline",

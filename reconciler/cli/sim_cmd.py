@@ -24,7 +24,7 @@ EXAMPLES = """\
 examples:
   reconciler sim up --fleet examples/sites --print-env      # prints `export` lines
   reconciler sim up --fleet examples/sites --env-file sim.env &   # in the background, then:
-  . ./sim.env && reconciler plan examples/sites
+  . ./sim.env && reconciler plan examples/sites   # MQTT passwords: see the README's demo steps
   reconciler sim up --sites 100 --write-fleet /tmp/fleet   # a generated fleet of 100 sites
   reconciler sim up --fleet examples/sites --state sim-state.json   # survives restarts
   reconciler sim up --fleet examples/sites --latency-ms 20 --error-rate 0.05 --seed 7
