@@ -346,3 +346,25 @@ def test_a_gateway_urls_file_with_carriage_returns_is_located_by_editor_lines(
     urls.write_text('{\r  "zap-1": "http://10.0.0.1",\r  "zap-2": ,\r}\r', newline="")
     [problem] = problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)})
     assert problem.startswith(f"{urls}:3:12: not valid JSON: Expecting value"), problem
+
+
+def test_the_resolver_never_reads_a_file_outside_the_secrets_directory(tmp_path: Path) -> None:
+    """Validation refuses a Secret name or key that is a path; a source that skipped it (made
+    with `model_construct`) is refused where the file would be read, the file unread."""
+    from reconciler.engine.config import SecretResolver
+    from reconciler.model.device import SecretKeyRef, SecretSource
+
+    secrets = tmp_path / "secrets"
+    (secrets / "mqtt").mkdir(parents=True)
+    (secrets / "mqtt" / "password").write_text("pw-1", encoding="utf-8")
+    (tmp_path / "credentials.key").write_text("not-for-a-gateway", encoding="utf-8")
+    resolver = SecretResolver(str(secrets), environ={})
+    ok = SecretSource(secret_key_ref=SecretKeyRef(name="mqtt", key="password"))
+    assert resolver.resolve(ok) == "pw-1"
+    for name, key in ((str(tmp_path), "credentials.key"), ("..", "credentials.key"),
+                      ("mqtt", "../../credentials.key"), ("mqtt", "..")):
+        ref = SecretKeyRef.model_construct(name=name, key=key)
+        with pytest.raises(KeyError) as caught:
+            resolver.resolve(SecretSource.model_construct(secret_key_ref=ref, env=None))
+        assert "is not a Secret name and key" in caught.value.args[0]
+
