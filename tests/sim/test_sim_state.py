@@ -108,3 +108,43 @@ def test_the_env_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+
+
+def _sim_up_output(tmp_path: Path, *extra: str) -> tuple[str, str, dict[str, str]]:
+    """stdout and stderr of `sim up` run until its env file is written, and the file's
+    secret values."""
+    env_file = tmp_path / "sim.env"
+    env_file.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sim", "up", "--fleet", EXAMPLES,
+         "--env-file", str(env_file), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not env_file.exists() or "_API_KEY" not in env_file.read_text():
+            assert process.poll() is None, "sim up stopped before writing its env file"
+            assert time.monotonic() < deadline, "no env file after 30 s"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    values = dict(line.removeprefix("export ").split("=", 1)
+                  for line in env_file.read_text().splitlines())
+    secrets = {k: v for k, v in values.items() if k.endswith(("_TOKEN", "_API_KEY"))}
+    assert len(secrets) == 3, values
+    return out, err, secrets
+
+
+def test_the_simulators_tokens_are_printed_with_print_env_only(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, err, secrets = _sim_up_output(tmp_path)
+    for name, value in secrets.items():
+        assert value not in out + err, f"{name} printed without --print-env"
+    out, err, secrets = _sim_up_output(tmp_path, "--print-env")
+    for name, value in secrets.items():
+        assert f"export {name}={value}\n" in out
+        assert value not in err
+    with pytest.raises(SystemExit):
+        cli.main(["sim", "up", "--help"])
+    assert ("with the simulators' own tokens and keys (accepted by nothing else); nothing "
+            "else prints them") in " ".join(capsys.readouterr().out.split())
