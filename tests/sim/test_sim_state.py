@@ -148,3 +148,20 @@ def test_the_simulators_tokens_are_printed_with_print_env_only(
         cli.main(["sim", "up", "--help"])
     assert ("with the simulators' own tokens and keys (accepted by nothing else); nothing "
             "else prints them") in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_symlink_left_as_the_env_files_temporary_is_not_written_through(
+        tmp_path: Path) -> None:
+    """The file is written as `sim.env.tmp`, then renamed: a symlink of that name (left in
+    a shared directory by someone else) must not have the tokens written where it points."""
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("someone else's file\n")
+    elsewhere.chmod(0o644)
+    (tmp_path / "sim.env.tmp").symlink_to(elsewhere)
+    _, _, secrets = _sim_up_output(tmp_path)
+    assert elsewhere.read_text() == "someone else's file\n"
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o644
+    env_file = tmp_path / "sim.env"
+    assert not env_file.is_symlink() and stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert all(value in env_file.read_text() for value in secrets.values())
+    assert not (tmp_path / "sim.env.tmp").exists()
