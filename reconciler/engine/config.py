@@ -155,7 +155,9 @@ def _cloud_url(value: object) -> str:
 
 
 def _loopback(host: str) -> bool:
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+    # `localhost` alone: /etc/hosts names it. A name under it (novacore.localhost) is not
+    # in /etc/hosts, and glibc asks DNS for it, which may answer with any address.
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

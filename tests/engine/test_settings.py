@@ -240,6 +240,17 @@ def test_cloud_urls_are_https_except_to_this_machine(variable: str) -> None:
     assert settings.gateway_url("zap-1", "http://declared") == "http://192.168.1.20"
 
 
+@pytest.mark.parametrize("url", ["http://novacore.localhost:8080", "http://a.b.LOCALHOST",
+                                 "http://localhost.example.com", "http://127.0.0.1.nip.io"])
+def test_a_name_that_only_looks_like_this_machine_gets_no_token_over_http(url: str) -> None:
+    """Not in /etc/hosts, such a name is looked up in DNS, which may answer any address."""
+    [problem] = problems({"RECONCILER_NOVACORE_URL": url})
+    assert problem == (
+        "RECONCILER_NOVACORE_URL: expected an https:// URL: the token would be sent "
+        "unencrypted over http:// (allowed only to this machine: localhost, 127.0.0.1, "
+        f"[::1]); got {url!r}")
+
+
 def test_overrides_of_serials_not_declared_are_found() -> None:
     settings = load_settings({"RECONCILER_GATEWAY_URLS": "zap-b=http://10.0.0.2,"
                                                          "zap-a=http://10.0.0.1,"
