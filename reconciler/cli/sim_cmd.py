@@ -60,10 +60,14 @@ def register(subparsers: Any) -> None:
         help="devices per generated site (default 10)",
     )
     up.add_argument("--write-fleet", metavar="DIR", help="where to write the generated fleet YAML")
+    # The one place a token is printed: the simulators' own, accepted nowhere else.
     up.add_argument(
-        "--print-env", action="store_true", help="print `export` lines for the reconciler"
+        "--print-env", action="store_true",
+        help="print `export` lines for the reconciler, with the simulators' own tokens and "
+        "keys (accepted by nothing else); nothing else prints them",
     )
-    up.add_argument("--env-file", metavar="FILE", help="also write the `export` lines to FILE")
+    up.add_argument("--env-file", metavar="FILE",
+                    help="also write the `export` lines to FILE (mode 600)")
     up.add_argument("--state", metavar="FILE", help="persist simulator state to FILE")
     up.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
     up.add_argument("--jitter-ms", type=float, default=0.0, help="random extra latency per request")

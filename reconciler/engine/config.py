@@ -34,8 +34,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError, Diagnostic
+from reconciler.model.base import RESOURCE_NAME_PATTERN
 from reconciler.model.device import SecretSource
-from reconciler.model.env_names import own_setting_problem
+from reconciler.model.env_names import SECRET_KEY_PATTERN, own_setting_problem
 from reconciler.model.network import shown_url, url_problem
 from reconciler.sources import utf8
 
@@ -154,7 +155,9 @@ def _cloud_url(value: object) -> str:
 
 
 def _loopback(host: str) -> bool:
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+    # `localhost` alone: /etc/hosts names it. A name under it (novacore.localhost) is not
+    # in /etc/hosts, and glibc asks DNS for it, which may answer with any address.
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -419,6 +422,12 @@ class SecretResolver:
             return self.environ[source.env]
         ref = source.secret_key_ref
         assert ref is not None
+        # Validation refuses these too; a source made some other way is refused here, since
+        # a `/` or `..` would read a file outside the secrets directory for the gateway.
+        if not (re.fullmatch(RESOURCE_NAME_PATTERN, ref.name)
+                and re.fullmatch(SECRET_KEY_PATTERN, ref.key)):
+            raise KeyError(f"secret {ref.name!r}/{ref.key!r} is not a Secret name and key "
+                           "(each one file name, neither '.' nor '..')")
         path = self.secrets_dir / ref.name / ref.key
         try:
             # The line break an editor or `echo` leaves is not part of the password (nor the

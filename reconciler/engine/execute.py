@@ -27,6 +27,7 @@ from reconciler.plan.sourceful import gateway_of_change, zap_settings
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient
 from reconciler.providers.zap import convert as zap_convert
+from reconciler.providers.zap.claim import claim_problem
 
 T = TypeVar("T")
 Executor = Callable[["Executors", Change], Awaitable[dict[str, Any]]]
@@ -201,6 +202,18 @@ async def _gateway(ctx: Executors, change: Change) -> dict[str, Any]:
         )
     # The firmware appends |nonce|timestamp|serial itself and rejects '|' in the message.
     signed = await ctx._write(change, "zap.sign", lambda: zap.sign(claimer))
+    # Checked here, not left to Novacore: the gateway answers over plain http, and a claim
+    # that is not the gateway's own signature of this claim is not sent with our token.
+    problem = claim_problem(
+        message=signed.get("message"), signature=signed.get("sign"),
+        public_key=crypto.get("publicKey"), claimer=claimer, serial=zap_spec.serial,
+    )
+    if problem is not None:
+        raise ProviderRejected(
+            f"the gateway at {zap.url} answered a claim that does not hold: {problem}; "
+            "not claimed. Check that the gateway's URL reaches this Zap",
+            address=change.address,
+        )
     body = {
         "org_id": change.after["org_id"],
         "gateway_serial": zap_spec.serial,

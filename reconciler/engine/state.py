@@ -398,9 +398,13 @@ def atomic_write(path: Path, text: str, *, private: bool = False) -> None:
     tmp = path.with_name(path.name + TEMPORARY_SUFFIX)
     try:
         mode = 0o600 if private else 0o666  # the umask narrows 0o666 as for any new file
-        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        if private:
-            os.fchmod(descriptor, 0o600)  # a leftover file keeps its mode through O_CREAT
+        # A leftover is removed and the file made anew (O_EXCL): opened as it was, a symlink
+        # left there (in a shared directory, by another user) would have the text, tokens
+        # or keys, written into the file it points to, and that file's mode changed.
+        tmp.unlink(missing_ok=True)
+        descriptor = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode
+        )
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

@@ -18,7 +18,7 @@ from reconciler.model.base import (
     StrictModel,
 )
 from reconciler.model.der import MAX_DERS_PER_DEVICE, DerFields
-from reconciler.model.env_names import PasswordEnvName
+from reconciler.model.env_names import PasswordEnvName, SecretKey
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.network import Host
 from reconciler.model.vocab import DeviceType
@@ -91,10 +91,21 @@ class P1Uart(StrictModel):
 
 class SecretKeyRef(StrictModel):
     """A key in a Kubernetes Secret (the operator reads it; the CLI reads
-    `<secrets dir>/<name>/<key>`, the layout of a mounted Secret)."""
+    `<secrets dir>/<name>/<key>`, the layout of a mounted Secret). Both follow Kubernetes'
+    rules, which also keep each one a single file name inside the secrets directory: the
+    value read is sent to the gateway, and on to the broker `brokerHost` names."""
 
-    name: str = Field(min_length=1, description="Secret name.", examples=["ferroamp-mqtt"])
-    key: str = Field(min_length=1, description="Key within the Secret.", examples=["password"])
+    name: ResourceName = Field(
+        description="Secret name: lowercase letters, digits, '-' and '.', at most 253 "
+        "characters; each part between dots starts and ends with a letter or digit "
+        "(Kubernetes object name rules).",
+        examples=["ferroamp-mqtt"],
+    )
+    key: SecretKey = Field(
+        description="Key within the Secret: letters, digits, '-', '_' and '.', at most 253 "
+        "characters, and neither '.' nor '..' (Kubernetes Secret key rules).",
+        examples=["password"],
+    )
 
 
 class SecretSource(StrictModel):

@@ -1,4 +1,5 @@
-"""Which environment variables `passwordFrom.env` may name.
+"""Which environment variables `passwordFrom.env` may name, and which Secret keys
+`passwordFrom.secretKeyRef.key` may.
 
 The reconciler's own settings are `RECONCILER_*` variables, its cloud tokens and keys among
 them (`engine.config`, `operator.config`). A device whose MQTT password came from one would
@@ -62,4 +63,16 @@ PasswordEnvName = Annotated[
     StringConstraints(pattern=NAME_PATTERN, max_length=256),
     AfterValidator(_not_own_setting),
     Field(json_schema_extra={"not": {"pattern": OWN_PATTERN}}),
+]
+
+
+# A key of a Secret, as Kubernetes allows one (letters, digits, '-', '_', '.'), but neither
+# `.` nor `..`: the CLI reads `<secrets dir>/<name>/<key>`, so a `/` or a `..` would read any
+# file the reconciler can (its own environment, with the tokens, at /proc/self/environ) and
+# send it to the broker as the password. No lookahead, so ECMA 262 and RE2 read it alike:
+# at least one character that is not a dot, or three dots or more.
+SECRET_KEY_PATTERN = r"^([-._a-zA-Z0-9]*[-_a-zA-Z0-9][-._a-zA-Z0-9]*|\.\.\.+)$"  # noqa: S105 - a pattern
+SecretKey = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN),
 ]

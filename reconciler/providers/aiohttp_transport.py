@@ -31,6 +31,16 @@ def _client_timeout(connect: float | None, read: float | None) -> aiohttp.Client
 def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
     """Why a connection failed, in words: "connection refused" rather than aiohttp's
     "Cannot connect to host h:p ssl:default [Connect call failed ('h', p)]"."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        # Its errno (1) would read "operation not permitted"; the reason, and the setting
+        # that fixes it without turning verification off, are what help.
+        reason = getattr(exc.certificate_error, "verify_message", "") or exc.certificate_error
+        return (f"TLS certificate verification failed ({reason}); to trust a private CA, "
+                "name its certificates in RECONCILER_CA_BUNDLE")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        error = exc.os_error
+        reason = getattr(error, "reason", None) or error
+        return f"TLS handshake failed ({reason})"
     error = exc.os_error
     if error.errno and error.errno > 0:
         return os.strerror(error.errno).lower()

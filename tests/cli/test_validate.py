@@ -106,6 +106,48 @@ def test_a_gateway_url_with_credentials_is_refused_without_the_password(
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "key", "field"),
+    [
+        ("/proc/self", "environ", "name"),  # the reconciler's environment, tokens included
+        ("..", "credentials.key", "name"),
+        ("ferroamp-mqtt", "../../etc/passwd", "key"),
+        ("ferroamp-mqtt", "..", "key"),
+        ("ferroamp-mqtt", ".", "key"),
+    ],
+)
+def test_a_secret_key_ref_that_would_leave_the_secrets_directory_is_refused(
+    name: str, key: str, field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI reads `<secrets dir>/<name>/<key>` and sends it to the gateway, and on to the
+    broker the Device names: a name or key that is a path would read any file."""
+    text = (EXAMPLES / "farm-gotland" / "site.yaml").read_text(encoding="utf-8")
+    assert "name: ferroamp-mqtt\n          key: password\n" in text
+    path = tmp_path / "site.yaml"
+    path.write_text(text.replace("name: ferroamp-mqtt\n          key: password\n",
+                                 f'name: "{name}"\n          key: "{key}"\n'), encoding="utf-8")
+    code, out, err = run(["validate", str(path)], capsys)
+    assert (code, out) == (1, "")
+    line = 54 if field == "name" else 55
+    assert err.startswith(f"error: {path}:{line}:")
+    assert f"spec.connection.mqtt.passwordFrom.secretKeyRef.{field}: String should match" in err
+    expected = ("Kubernetes object name rules" if field == "name"
+                else "neither '.' nor '..' (Kubernetes Secret key rules)")
+    assert expected in err
+
+
+@pytest.mark.parametrize("key", ["password", ".password", "tls.key", "...", "MQTT_PASSWORD"])
+def test_secret_keys_kubernetes_allows_stay_accepted(
+    key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (EXAMPLES / "farm-gotland" / "site.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "site.yaml"
+    path.write_text(text.replace("key: password\n", f'key: "{key}"\n'), encoding="utf-8")
+    code, out, err = run(["validate", str(path)], capsys)
+    assert (code, err) == (0, ""), err
+    assert out.startswith("valid: 1 file, ")
+
+
 def test_missing_path_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nowhere"
     code, out, err = run(["validate", str(missing)], capsys)

@@ -240,6 +240,17 @@ def test_cloud_urls_are_https_except_to_this_machine(variable: str) -> None:
     assert settings.gateway_url("zap-1", "http://declared") == "http://192.168.1.20"
 
 
+@pytest.mark.parametrize("url", ["http://novacore.localhost:8080", "http://a.b.LOCALHOST",
+                                 "http://localhost.example.com", "http://127.0.0.1.nip.io"])
+def test_a_name_that_only_looks_like_this_machine_gets_no_token_over_http(url: str) -> None:
+    """Not in /etc/hosts, such a name is looked up in DNS, which may answer any address."""
+    [problem] = problems({"RECONCILER_NOVACORE_URL": url})
+    assert problem == (
+        "RECONCILER_NOVACORE_URL: expected an https:// URL: the token would be sent "
+        "unencrypted over http:// (allowed only to this machine: localhost, 127.0.0.1, "
+        f"[::1]); got {url!r}")
+
+
 def test_overrides_of_serials_not_declared_are_found() -> None:
     settings = load_settings({"RECONCILER_GATEWAY_URLS": "zap-b=http://10.0.0.2,"
                                                          "zap-a=http://10.0.0.1,"
@@ -346,3 +357,25 @@ def test_a_gateway_urls_file_with_carriage_returns_is_located_by_editor_lines(
     urls.write_text('{\r  "zap-1": "http://10.0.0.1",\r  "zap-2": ,\r}\r', newline="")
     [problem] = problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)})
     assert problem.startswith(f"{urls}:3:12: not valid JSON: Expecting value"), problem
+
+
+def test_the_resolver_never_reads_a_file_outside_the_secrets_directory(tmp_path: Path) -> None:
+    """Validation refuses a Secret name or key that is a path; a source that skipped it (made
+    with `model_construct`) is refused where the file would be read, the file unread."""
+    from reconciler.engine.config import SecretResolver
+    from reconciler.model.device import SecretKeyRef, SecretSource
+
+    secrets = tmp_path / "secrets"
+    (secrets / "mqtt").mkdir(parents=True)
+    (secrets / "mqtt" / "password").write_text("pw-1", encoding="utf-8")
+    (tmp_path / "credentials.key").write_text("not-for-a-gateway", encoding="utf-8")
+    resolver = SecretResolver(str(secrets), environ={})
+    ok = SecretSource(secret_key_ref=SecretKeyRef(name="mqtt", key="password"))
+    assert resolver.resolve(ok) == "pw-1"
+    for name, key in ((str(tmp_path), "credentials.key"), ("..", "credentials.key"),
+                      ("mqtt", "../../credentials.key"), ("mqtt", "..")):
+        ref = SecretKeyRef.model_construct(name=name, key=key)
+        with pytest.raises(KeyError) as caught:
+            resolver.resolve(SecretSource.model_construct(secret_key_ref=ref, env=None))
+        assert "is not a Secret name and key" in caught.value.args[0]
+

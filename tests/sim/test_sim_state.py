@@ -108,3 +108,60 @@ def test_the_env_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+
+
+def _sim_up_output(tmp_path: Path, *extra: str) -> tuple[str, str, dict[str, str]]:
+    """stdout and stderr of `sim up` run until its env file is written, and the file's
+    secret values."""
+    env_file = tmp_path / "sim.env"
+    env_file.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sim", "up", "--fleet", EXAMPLES,
+         "--env-file", str(env_file), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not env_file.exists() or "_API_KEY" not in env_file.read_text():
+            assert process.poll() is None, "sim up stopped before writing its env file"
+            assert time.monotonic() < deadline, "no env file after 30 s"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    values = dict(line.removeprefix("export ").split("=", 1)
+                  for line in env_file.read_text().splitlines())
+    secrets = {k: v for k, v in values.items() if k.endswith(("_TOKEN", "_API_KEY"))}
+    assert len(secrets) == 3, values
+    return out, err, secrets
+
+
+def test_the_simulators_tokens_are_printed_with_print_env_only(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, err, secrets = _sim_up_output(tmp_path)
+    for name, value in secrets.items():
+        assert value not in out + err, f"{name} printed without --print-env"
+    out, err, secrets = _sim_up_output(tmp_path, "--print-env")
+    for name, value in secrets.items():
+        assert f"export {name}={value}\n" in out
+        assert value not in err
+    with pytest.raises(SystemExit):
+        cli.main(["sim", "up", "--help"])
+    assert ("with the simulators' own tokens and keys (accepted by nothing else); nothing "
+            "else prints them") in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_symlink_left_as_the_env_files_temporary_is_not_written_through(
+        tmp_path: Path) -> None:
+    """The file is written as `sim.env.tmp`, then renamed: a symlink of that name (left in
+    a shared directory by someone else) must not have the tokens written where it points."""
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("someone else's file\n")
+    elsewhere.chmod(0o644)
+    (tmp_path / "sim.env.tmp").symlink_to(elsewhere)
+    _, _, secrets = _sim_up_output(tmp_path)
+    assert elsewhere.read_text() == "someone else's file\n"
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o644
+    env_file = tmp_path / "sim.env"
+    assert not env_file.is_symlink() and stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert all(value in env_file.read_text() for value in secrets.values())
+    assert not (tmp_path / "sim.env.tmp").exists()
