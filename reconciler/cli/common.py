@@ -96,7 +96,11 @@ def load(paths: list[str]) -> Fleet:
 
 
 def settings(args: argparse.Namespace) -> Settings:
-    return load_settings(config_file=getattr(args, "config", None))
+    loaded = load_settings(config_file=getattr(args, "config", None))
+    warning = loaded.insecure_warning()
+    if warning is not None:
+        print(warning, file=sys.stderr)
+    return loaded
 
 
 def warn_unknown_gateway_urls(

@@ -70,6 +70,15 @@ class Settings:
             return False
         return self.ca_bundle or True
 
+    def insecure_warning(self) -> str | None:
+        """What to tell the user when TLS verification is off: tokens then go to whoever
+        answers at the cloud's address. A switch left on by accident must not go unseen."""
+        if not self.insecure_skip_tls_verify:
+            return None
+        return ("warning: RECONCILER_INSECURE_SKIP_TLS_VERIFY is set: TLS certificates are not "
+                "verified, so tokens go to whoever answers at the cloud URLs; to trust a "
+                "private CA instead, name its certificates in RECONCILER_CA_BUNDLE")
+
     def claimer_identity(self) -> str:
         """The identity id that signs claims: configured, or read from the token's claims
         (`identity_id` or `sub`). The token is not verified here; Novacore does that."""

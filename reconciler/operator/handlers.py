@@ -86,6 +86,9 @@ class Runtime:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings()
+            warning = self._settings.insecure_warning()
+            if warning is not None:
+                logging.getLogger(__name__).warning(warning)
         return self._settings
 
 

@@ -403,6 +403,19 @@ def test_bad_settings_are_named_and_nothing_is_read_or_written(make_cli: CliFact
     assert run.sims.call(run.sims.sims.requests) == 0
 
 
+def test_skipping_tls_verification_is_warned_about_on_every_run(make_cli: CliFactory) -> None:
+    run = make_cli(standard_site(1))
+    code, _, err = run("plan", run.path)
+    assert code == 0 and "INSECURE_SKIP_TLS_VERIFY" not in err
+    run_insecure = make_cli(standard_site(1), env={"RECONCILER_INSECURE_SKIP_TLS_VERIFY": "1"})
+    for command in (["plan", run_insecure.path], ["apply", run_insecure.path, "--auto-approve"]):
+        code, _, err = run_insecure(*command)
+        assert code == 0, err
+        assert ("warning: RECONCILER_INSECURE_SKIP_TLS_VERIFY is set: TLS certificates are not "
+                "verified") in err.splitlines()[0]
+        assert "RECONCILER_CA_BUNDLE" in err
+
+
 # -- transfer -------------------------------------------------------------------------------
 
 
