@@ -1,18 +1,21 @@
 """The config files Enapter devices declare (`configOutput.file`), against the Enapter
 simulator on loopback, through the CLI in a subprocess and the engine: which paths are
-refused, and where (file, line, field); the file written for a device that --prune deletes
-is removed after the delete, said by the plan, and a file the reconciler did not write, or
-that is no longer the one it wrote, is left alone."""
+refused, and where (file, line, field), and what the generated schemas say of them; the
+file written for a device that --prune deletes is removed after the delete, said by the
+plan, and a file the reconciler did not write, or that is no longer the one it wrote, is
+left alone."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from enapter_world import (
     UCM,
     UCM_MQTT,
@@ -203,3 +206,26 @@ async def test_a_config_file_a_declared_device_names_is_kept(make_world: MakeWor
     assert report.ok, report.as_dict()
     assert world.sims.enapter.by_hardware_id(UCM) is None
     assert ucm_file.read_bytes() == written
+
+
+# -- what the schemas say of configOutput.file ----------------------------------------------------
+
+
+async def test_the_schemas_say_how_a_config_file_path_is_taken(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(site_and_gateway())
+    code, output = await _cli(world, "schema")
+    assert code == 0, output
+    schema = json.loads(output)
+    output_model = schema["$defs"]["ConfigOutput"]
+    described = [output_model["properties"]["file"]["description"]]
+    code, output = await _cli(world, "crds", "--out", str(tmp_path / "crds"))
+    assert code == 0, output
+    crd = yaml.safe_load((tmp_path / "crds" / "devices.energy.reconciler.dev.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    enapter = spec["properties"]["enapter"]["properties"]
+    described.append(enapter["configOutput"]["properties"]["file"]["description"])
+    for description in described:
+        assert "a path starting with `~` is refused, not expanded" in description
+        assert "relative path is taken under the state directory" in description
+        assert "absolute path as given" in description
