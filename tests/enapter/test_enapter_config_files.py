@@ -2,8 +2,8 @@
 simulator on loopback, through the CLI in a subprocess and the engine: which paths are
 refused, and where (file, line, field), and what the generated schemas say of them; the
 file written for a device that --prune deletes is removed after the delete, said by the
-plan, and a file the reconciler did not write, or that is no longer the one it wrote, is
-left alone."""
+plan and the apply report (text and JSON), and a file the reconciler did not write, or
+that is no longer the one it wrote, is left alone."""
 
 from __future__ import annotations
 
@@ -229,3 +229,21 @@ async def test_the_schemas_say_how_a_config_file_path_is_taken(
         assert "a path starting with `~` is refused, not expanded" in description
         assert "relative path is taken under the state directory" in description
         assert "absolute path as given" in description
+
+
+async def test_the_text_apply_report_says_the_config_file_was_removed(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    fleet_dir = _write_fleet(tmp_path / "fleet", _without_the_ucm())
+    address = _delete_of(await world.plan(fleet_of(_without_the_ucm()), prune=True),
+                         ucm_id).address
+    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
+                              "--no-color")
+    assert code == 0, output
+    done = [line for line in output.splitlines() if f"✓ {address} delete" in line]
+    assert len(done) == 1, output
+    assert done[0].endswith(f"✓ {address} delete: removed {ucm_file}"), output
+    assert not ucm_file.exists()
