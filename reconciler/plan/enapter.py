@@ -17,7 +17,8 @@ Existing devices are never provisioned again: a name or slug change is a PATCH, 
 change an `assign_blueprint`, a protocol change or a missing config output a
 `generate_config`. Communication configs carry credentials; they never appear here, only
 whether the declared output (a file, or a Secret where the operator can check) exists, and
-which file an earlier apply wrote for a device that a delete removes after it.
+which file an earlier apply wrote for a device that a delete, or its config written to
+another file, removes after it.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ class EnapterState:
     # matches no site by name: where the site it was renamed from is looked for.
     unclaimed: tuple[str, ...] = ()
     # Enapter device id -> the config file an earlier apply wrote for it, still as written
-    # and named by no declared Device: its delete removes it (`engine.enapter_files`).
+    # and named by no declared Device: its delete, or its config written to the file its
+    # Device declares now, removes it (`engine.enapter_files`).
     written_files: dict[str, str] = field(default_factory=dict)
 
 
@@ -843,12 +845,13 @@ class EnapterPlanner:
                 f"{'runtime' if 'runtime' in moved else 'LINK master'}: it "
                 f"is deleted and provisioned again on {upstream}; " + self._config_note(device),
             )
-        return self._update_device(work, device, deps, paths, kwargs)
+        return self._update_device(work, device, remote, deps, paths, kwargs)
 
     def _update_device(
         self,
         work: _SiteWork,
         device: Device,
+        remote: EnapterDeviceState,
         deps: list[str],
         paths: set[str],
         kwargs: dict[str, Any],
@@ -887,6 +890,8 @@ class EnapterPlanner:
                     f"switching to {enapter.protocol} needs a new communication config, "
                     "and this run has nowhere to write it: add configOutput.file"
                 ]
+            elif enapter.config_output is not None and enapter.config_output.file is not None:
+                notes[-1] += self._superseded_file_note(remote.id)
         return self._change(
             "Device",
             device.name,
@@ -932,6 +937,17 @@ class EnapterPlanner:
         planned: dict[str, Change] = {}
         for device in undeclared:
             self._delete_subtree(work, device, children, planned)
+
+    def _superseded_file_note(self, device_id: str) -> str:
+        """What writing the device's config to the file its Device declares now does to
+        the file an earlier apply wrote it to (its configOutput.file changed since)."""
+        path = self.state.written_files.get(device_id) if self.state is not None else None
+        if path is None:
+            return ""
+        return (
+            f"; once it is written, {path}, the file an earlier apply wrote its config to, "
+            "is removed"
+        )
 
     def _written_file_note(self, device_id: str) -> str:
         """What a delete does to the config file an earlier apply wrote for the device."""

@@ -2,8 +2,9 @@
 simulator on loopback, through the CLI in a subprocess and the engine: which paths are
 refused, and where (file, line, field), and what the generated schemas say of them; the
 file written for a device that --prune deletes is removed after the delete, said by the
-plan and the apply report (text and JSON), and a file the reconciler did not write, or
-that is no longer the one it wrote, is left alone."""
+plan and the apply report (text and JSON), as is the one written before for a device whose
+file moved elsewhere, and a file the reconciler did not write, or that is no longer the one
+it wrote, is left alone."""
 
 from __future__ import annotations
 
@@ -247,3 +248,70 @@ async def test_the_text_apply_report_says_the_config_file_was_removed(
     assert len(done) == 1, output
     assert done[0].endswith(f"✓ {address} delete: removed {ucm_file}"), output
     assert not ucm_file.exists()
+
+
+# -- a device's config file moved to another path -------------------------------------------------
+
+
+def _update_of(result: PlanResult, device_id: str) -> Change:
+    return next(c for c in result.plan.pending
+                if c.action is Action.UPDATE and c.external_id == device_id)
+
+
+async def test_a_config_file_moved_elsewhere_removes_the_one_written_before(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    b_file = world.state_dir / "cfg" / "b.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    written_before = a_file.read_text()
+
+    fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to("cfg/b.json"))
+    code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, output
+    said = (f"once it is written, {a_file}, the file an earlier apply wrote its config to, "
+            "is removed")
+    assert said in output, output
+    assert f"the config file {b_file} is missing" in output
+    assert a_file.read_text() == written_before  # a plan removes nothing
+
+    address = _update_of(await world.plan(fleet_of(_ucm_writing_to("cfg/b.json"))),
+                         ucm_id).address
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    assert f"✓ {address} update: removed {a_file}" in output, output
+    assert not a_file.exists()
+    assert b_file.is_file() and b_file.read_text() != written_before
+    inventory = (world.state_dir / "inventory.json").read_text()
+    assert str(b_file) in inventory and str(a_file) not in inventory
+    code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
+    assert code == 0, output
+
+    # Moved back, the file is removed in turn; the JSON report says so too.
+    _write_fleet(fleet_dir, _ucm_writing_to("cfg/a.json"))
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "-o", "json")
+    assert code == 0, output
+    report, _ = json.JSONDecoder().raw_decode(output, output.index('{\n  "ok"'))
+    detail = next(o["detail"] for o in report["outcomes"] if o["address"] == address)
+    assert detail == {"id": ucm_id, "config": f"written to {a_file}",
+                      "config_file": f"removed {b_file}"}
+    assert a_file.is_file() and not b_file.exists()
+
+
+async def test_a_config_file_moved_elsewhere_leaves_one_changed_since_alone(
+        make_world: MakeWorld) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    a_file.write_text("edited by hand")
+    moved = fleet_of(_ucm_writing_to("cfg/b.json"))
+    result = await world.plan(moved)
+    assert "a.json" not in renderings(result)
+    _, report = await world.apply(moved)
+    assert report.ok, report.as_dict()
+    [outcome] = [o for o in report.outcomes if o.action == "update"]
+    assert outcome.detail["config_file"] == f"left {a_file} alone: it changed since it was written"
+    assert a_file.read_text() == "edited by hand"
+    assert (world.state_dir / "cfg" / "b.json").is_file()
+
