@@ -17,7 +17,8 @@ a log line.
   so that an absolute path into the state directory, or one that cannot be written,
   fails the change with nothing asked of Enapter: a new config may invalidate the old one.
   Each file written is recorded, and removed after its device is deleted or its config is
-  written to another file (`engine.enapter_files`).
+  written to another file; a file recorded as written for another Enapter device is not
+  this device's config (`engine.enapter_files`).
 * `configOutput.secretName`: Secrets are the operator's. It registers a `ConfigSecretStore`
   in `Session.extra[SECRET_STORE_KEY]`; without one (the CLI) the device is provisioned,
   no config is generated or kept, and the plan and apply messages say so. We chose this
@@ -199,15 +200,22 @@ async def _config_outputs(
     fleet: Fleet, session: Session, store: ConfigSecretStore | None
 ) -> dict[str, ConfigOutputState]:
     """Whether each declared config output exists: a file (the one local file a plan
-    looks at), or a Secret where a store can tell."""
+    looks at, with the Enapter device the records say it was written for), or a Secret
+    where a store can tell."""
     out: dict[str, ConfigOutputState] = {}
+    paths = {}
+    for device in fleet.devices.values():
+        output = device.spec.enapter.config_output if device.spec.enapter else None
+        if output is not None and output.file is not None:
+            paths[device.name] = config_path(session.settings, output.file)
+    writers = enapter_files.written_for(session.settings, paths.values()) if paths else {}
     for device in fleet.devices.values():
         output = device.spec.enapter.config_output if device.spec.enapter else None
         if output is None:
             continue
         if output.file is not None:
-            path = config_path(session.settings, output.file)
-            out[device.name] = ConfigOutputState(str(path), path.is_file())
+            path = paths[device.name]
+            out[device.name] = ConfigOutputState(str(path), path.is_file(), writers.get(path))
         elif store is not None and output.secret_name is not None:
             try:
                 present = await store.exists(device, output.secret_name)

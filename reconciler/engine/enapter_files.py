@@ -13,7 +13,11 @@ device's config was written to another file (its `configOutput.file` changed: th
 written before holds its credentials too), and only when the reconciler wrote it (a
 record), it is still that file (replaced or edited since, it is someone else's) and no
 declared Device names it (it is then that Device's config). A file the reconciler did not
-write is never removed: files written before records were kept have none, and stay."""
+write is never removed: files written before records were kept have none, and stay.
+
+The records also say whose config a file holds: a Device whose file, still as written,
+was written for another Enapter device (one deleted since, or another device's) has no
+config of its own there (`written_for`)."""
 
 from __future__ import annotations
 
@@ -76,6 +80,22 @@ def recorded(settings: Settings, device_id: str) -> bool:
     """Whether a config file was recorded as written for Enapter device `device_id`."""
     inventory = StateDir(Path(settings.state_dir)).read_inventory()
     return device_id in inventory.enapter_config_files
+
+
+def written_for(settings: Settings, paths: Iterable[Path]) -> dict[Path, str]:
+    """Path -> the Enapter device id the config file there was written for, for the
+    `paths` a record names whose file is still the one written. A file with no record
+    (written before records were kept, or by hand), or changed since, has no entry."""
+    files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
+    if not files:
+        return {}
+    by_path = {file.path: (device_id, file) for device_id, file in files.items()}
+    out = {}
+    for path in paths:
+        found = by_path.get(_key(path))
+        if found is not None and _ours(found[1], set()):
+            out[path] = found[0]
+    return out
 
 
 def _ours(file: WrittenFile, declared: set[str]) -> bool:

@@ -4,7 +4,8 @@ refused, and where (file, line, field), and what the generated schemas say of th
 file written for a device that --prune deletes is removed after the delete, said by the
 plan and the apply report (text and JSON), as is the one written before for a device whose
 file moved elsewhere, and a file the reconciler did not write, or that is no longer the one
-it wrote, is left alone."""
+it wrote, is left alone; a file recorded as written for another device is not a device's
+config."""
 
 from __future__ import annotations
 
@@ -198,15 +199,15 @@ async def test_a_config_file_a_declared_device_names_is_kept(make_world: MakeWor
     await world.converge()
     ucm_file = world.state_dir / "cfg" / "ucm.json"
     ucm_id = world.sims.enapter.by_hardware_id(UCM).id
-    written = ucm_file.read_bytes()
-    # The UCM is removed, and the other device now names its file as its own config.
+    # The UCM is removed, and the other device now names its file: the delete leaves it,
+    # and the other device's config is written there (it held the UCM's).
     taking_over = fleet_of(_without_the_ucm(mqtt_file="cfg/ucm.json"))
     result = await world.plan(taking_over, prune=True)
     assert "config file" not in _delete_of(result, ucm_id).message
     _, report = await world.apply(taking_over, prune=True)
     assert report.ok, report.as_dict()
     assert world.sims.enapter.by_hardware_id(UCM) is None
-    assert ucm_file.read_bytes() == written
+    assert _protocol_in(ucm_file) == "MQTT"
 
 
 # -- what the schemas say of configOutput.file ----------------------------------------------------
@@ -315,3 +316,63 @@ async def test_a_config_file_moved_elsewhere_leaves_one_changed_since_alone(
     assert a_file.read_text() == "edited by hand"
     assert (world.state_dir / "cfg" / "b.json").is_file()
 
+
+# -- a config file written for another device -----------------------------------------------------
+
+
+def _protocol_in(path: Path) -> str:
+    return str(json.loads(path.read_text())["mqtt_protocol"])
+
+
+async def test_a_config_file_written_for_another_device_is_not_this_ones(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    mqtt_file = world.state_dir / "cfg" / "mqtt.json"
+    assert (_protocol_in(ucm_file), _protocol_in(mqtt_file)) == ("MQTTS", "MQTT")
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    mqtt_id = world.sims.enapter.by_hardware_id(UCM_MQTT).id
+
+    # Each device now names the other's file, which holds the other's config.
+    swapped = _two_ucms(ucm_file="cfg/mqtt.json", mqtt_file="cfg/ucm.json")
+    fleet_dir = _write_fleet(tmp_path / "fleet", swapped)
+    code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, output
+    for path, other in ((mqtt_file, mqtt_id), (ucm_file, ucm_id)):
+        said = (f"the config file {path} holds the communication config an earlier apply "
+                f"wrote for another Enapter device ({other}), not this one's: a new "
+                "communication config is generated and written there")
+        assert said in output, output
+    assert "is removed" not in output  # each file is the other Device's config now
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    assert (_protocol_in(ucm_file), _protocol_in(mqtt_file)) == ("MQTT", "MQTTS")
+    code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
+    assert code == 0, output
+
+
+async def test_a_config_file_written_for_a_device_deleted_since_is_not_this_ones(
+        make_world: MakeWorld) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    mqtt_file = world.state_dir / "cfg" / "mqtt.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    mqtt_id = world.sims.enapter.by_hardware_id(UCM_MQTT).id
+    # The UCM is deleted in Enapter Cloud, not by the reconciler: its file stays, and the
+    # MQTT device is pointed at it.
+    async with httpx.AsyncClient(base_url=world.sims.enapter.url, headers={
+            "X-Enapter-Auth-Token": world.sims.enapter_token}) as api:
+        assert (await api.delete(f"/v3/devices/{ucm_id}")).status_code < 300
+    taking_over = fleet_of(_without_the_ucm(mqtt_file="cfg/ucm.json"))
+    result = await world.plan(taking_over)
+    message = _update_of(result, mqtt_id).message
+    assert f"another Enapter device ({ucm_id}), not this one's" in message
+    assert f"once it is written, {mqtt_file}" in message  # its own, named by no Device now
+    _, report = await world.apply(taking_over)
+    assert report.ok, report.as_dict()
+    assert _protocol_in(ucm_file) == "MQTT"
+    assert not mqtt_file.exists()
+    assert not (await world.plan(taking_over)).plan.has_changes
