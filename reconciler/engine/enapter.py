@@ -16,8 +16,9 @@ a log line.
   config (provisioning or generate_config), the destination is checked again, resolved,
   so that an absolute path into the state directory, or one that cannot be written,
   fails the change with nothing asked of Enapter: a new config may invalidate the old one.
-  Each file written is recorded, and removed after its device is deleted
-  (`engine.enapter_files`).
+  Each file written is recorded, and removed after its device is deleted or its config is
+  written to another file; a file recorded as written for another Enapter device is not
+  this device's config (`engine.enapter_files`).
 * `configOutput.secretName`: Secrets are the operator's. It registers a `ConfigSecretStore`
   in `Session.extra[SECRET_STORE_KEY]`; without one (the CLI) the device is provisioned,
   no config is generated or kept, and the plan and apply messages say so. We chose this
@@ -40,7 +41,7 @@ from reconciler.engine.enapter_files import config_path
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import _Gather
 from reconciler.engine.session import Session
-from reconciler.engine.state import atomic_write
+from reconciler.engine.state import WrittenFile, atomic_write
 from reconciler.errors import ProviderAuthError, ProviderConflict, ProviderRejected
 from reconciler.model.device import Device, EnapterKind
 from reconciler.model.fleet import Fleet
@@ -199,15 +200,22 @@ async def _config_outputs(
     fleet: Fleet, session: Session, store: ConfigSecretStore | None
 ) -> dict[str, ConfigOutputState]:
     """Whether each declared config output exists: a file (the one local file a plan
-    looks at), or a Secret where a store can tell."""
+    looks at, with the Enapter device the records say it was written for), or a Secret
+    where a store can tell."""
     out: dict[str, ConfigOutputState] = {}
+    paths = {}
+    for device in fleet.devices.values():
+        output = device.spec.enapter.config_output if device.spec.enapter else None
+        if output is not None and output.file is not None:
+            paths[device.name] = config_path(session.settings, output.file)
+    writers = enapter_files.written_for(session.settings, paths.values()) if paths else {}
     for device in fleet.devices.values():
         output = device.spec.enapter.config_output if device.spec.enapter else None
         if output is None:
             continue
         if output.file is not None:
-            path = config_path(session.settings, output.file)
-            out[device.name] = ConfigOutputState(str(path), path.is_file())
+            path = paths[device.name]
+            out[device.name] = ConfigOutputState(str(path), path.is_file(), writers.get(path))
         elif store is not None and output.secret_name is not None:
             try:
                 present = await store.exists(device, output.secret_name)
@@ -388,12 +396,9 @@ async def _create_enapter_device(ctx: Executors, change: Change, device: Device)
             lambda: client.assign_blueprint(device_id, blueprint, address=change.address),
         )
     config = answer.get("config")
-    return {
-        "id": device_id,
-        "config": await _deliver_config(
-            ctx, change, device, device_id, config if isinstance(config, dict) else None
-        ),
-    }
+    return {"id": device_id} | await _deliver_config(
+        ctx, change, device, device_id, config if isinstance(config, dict) else None
+    )
 
 
 async def _provision(
@@ -455,23 +460,26 @@ async def _update_enapter_device(
     )
     result: dict[str, Any] = {"id": device_id}
     if protocol_changed or output_missing:
-        result["config"] = await _deliver_config(ctx, change, device, device_id, None)
+        result |= await _deliver_config(ctx, change, device, device_id, None)
     return result
 
 
 async def _deliver_config(
     ctx: Executors, change: Change, device: Device, device_id: str, config: dict[str, Any] | None
-) -> str:
+) -> dict[str, str]:
     """Write the device's communication config to its declared output, generating one
-    when provisioning returned none. Returns what happened, never the config."""
+    when provisioning returned none. Returns what happened (`config`, and `config_file`
+    for the file written before, when the output moved), never the config."""
     enapter = device.spec.enapter
     assert enapter is not None
     output = enapter.config_output
     store = secret_store(ctx.session)
     if output is None or enapter_plan.kind_of(device) in enapter_plan.NO_CONFIG:
-        return "not kept (no configOutput)"
+        return {"config": "not kept (no configOutput)"}
     if output.file is None and store is None:
-        return f"not kept (Secret {output.secret_name} is written by the operator only)"
+        return {
+            "config": f"not kept (Secret {output.secret_name} is written by the operator only)"
+        }
     if config is None:
         check_config_file(ctx.session.settings, device, change.address)
         protocol = str(enapter.protocol)
@@ -493,8 +501,11 @@ async def _deliver_config(
         )
         # Recorded at once, not after the apply: a run killed later still leaves the file
         # known as this device's, to be removed when the device is deleted.
-        enapter_files.record(ctx.session.settings, device_id, path)
-        return f"written to {path}"
+        before = enapter_files.record(ctx.session.settings, device_id, path)
+        written = {"config": f"written to {path}"}
+        if before is None:
+            return written
+        return written | {"config_file": await _remove_superseded(ctx, change, before)}
     assert store is not None and output.secret_name is not None
     name = output.secret_name
     await ctx._write(
@@ -503,7 +514,7 @@ async def _deliver_config(
         lambda: store.write(device, name, {"config.json": text}),
         over_http=False,  # the operator's Kubernetes client, not the session's
     )
-    return f"written to Secret {name}"
+    return {"config": f"written to Secret {name}"}
 
 
 async def _remove_config_file(ctx: Executors, change: Change, device_id: str) -> dict[str, str]:
@@ -529,6 +540,27 @@ async def _remove_config_file(ctx: Executors, change: Change, device_id: str) ->
 
     outcome = await ctx._write(change, "enapter.remove_config_file", remove, over_http=False)
     return {} if outcome is None else {"config_file": outcome}
+
+
+async def _remove_superseded(ctx: Executors, change: Change, file: WrittenFile) -> str:
+    """After the device's config was written to another file (its `configOutput.file`
+    changed): remove the one written before, which holds its credentials too, if it is
+    still the one written (`engine.enapter_files`). Its record is forgotten already, so a
+    file that cannot be removed fails the change, naming it for someone to remove."""
+    settings = ctx.session.settings
+
+    async def remove() -> str:
+        try:
+            return enapter_files.remove_superseded(settings, ctx.fleet, file)
+        except OSError as exc:
+            raise ProviderRejected(
+                f"the communication config is written to its new file, but the one written "
+                f"before, {exc.filename}, could not be removed: {exc.strerror or exc}; it "
+                "holds the device's credentials: remove it",
+                address=change.address,
+            ) from None
+
+    return await ctx._write(change, "enapter.remove_config_file", remove, over_http=False)
 
 
 def _write_private_file(path: Path, text: str, address: str) -> None:

@@ -8,11 +8,16 @@ file under the Enapter id of the device it was written for, with the file's iden
 (inode, modification time, size) right after the write. No digest of the content: the
 inventory is not a private file, and the content is credentials.
 
-A file is removed after its device's delete succeeded (`engine.enapter`), and only when the
-reconciler wrote it (a record), it is still that file (replaced or edited since, it is
-someone else's) and no declared Device names it (it is then that Device's config). A file
-the reconciler did not write is never removed: files written before records were kept have
-none, and stay."""
+A file is removed after its device's delete succeeded (`engine.enapter`), or once the
+device's config was written to another file (its `configOutput.file` changed: the one
+written before holds its credentials too), and only when the reconciler wrote it (a
+record), it is still that file (replaced or edited since, it is someone else's) and no
+declared Device names it (it is then that Device's config). A file the reconciler did not
+write is never removed: files written before records were kept have none, and stay.
+
+The records also say whose config a file holds: a Device whose file, still as written,
+was written for another Enapter device (one deleted since, or another device's) has no
+config of its own there (`written_for`)."""
 
 from __future__ import annotations
 
@@ -50,14 +55,17 @@ def _declared(settings: Settings, fleet: Fleet) -> set[str]:
     return out
 
 
-def record(settings: Settings, device_id: str, path: Path) -> None:
+def record(settings: Settings, device_id: str, path: Path) -> WrittenFile | None:
     """Record that the config file at `path` was just written for Enapter device
     `device_id`. One file has one writer: the record of another device for the same path
-    (one deleted and provisioned again, whose new config replaced the old) is dropped."""
+    (one deleted and provisioned again, whose new config replaced the old) is dropped.
+    Returns the record this one replaces when it named another file (the device's
+    `configOutput.file` changed), for `remove_superseded`."""
     state = StateDir(Path(settings.state_dir))
     inventory = state.read_inventory()
     stat = os.lstat(path)
     key = _key(path)
+    before = inventory.enapter_config_files.get(device_id)
     inventory.enapter_config_files = {
         other: file for other, file in inventory.enapter_config_files.items() if file.path != key
     }
@@ -65,12 +73,29 @@ def record(settings: Settings, device_id: str, path: Path) -> None:
         key, stat.st_ino, stat.st_mtime_ns, stat.st_size
     )
     state.write_inventory(inventory)
+    return before if before is not None and before.path != key else None
 
 
 def recorded(settings: Settings, device_id: str) -> bool:
     """Whether a config file was recorded as written for Enapter device `device_id`."""
     inventory = StateDir(Path(settings.state_dir)).read_inventory()
     return device_id in inventory.enapter_config_files
+
+
+def written_for(settings: Settings, paths: Iterable[Path]) -> dict[Path, str]:
+    """Path -> the Enapter device id the config file there was written for, for the
+    `paths` a record names whose file is still the one written. A file with no record
+    (written before records were kept, or by hand), or changed since, has no entry."""
+    files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
+    if not files:
+        return {}
+    by_path = {file.path: (device_id, file) for device_id, file in files.items()}
+    out = {}
+    for path in paths:
+        found = by_path.get(_key(path))
+        if found is not None and _ours(found[1], set()):
+            out[path] = found[0]
+    return out
 
 
 def _ours(file: WrittenFile, declared: set[str]) -> bool:
@@ -106,16 +131,26 @@ def remove(settings: Settings, fleet: Fleet, device_id: str) -> str | None:
     file = inventory.enapter_config_files.get(device_id)
     if file is None:
         return None
-    declared = _declared(settings, fleet)
-    if file.path in declared:
-        outcome = f"kept {file.path}: a declared Device writes its config there"
-    elif not os.path.lexists(file.path):
-        outcome = f"{file.path} is gone already"
-    elif not _ours(file, set()):
-        outcome = f"left {file.path} alone: it changed since it was written"
-    else:
-        os.unlink(file.path)
-        outcome = f"removed {file.path}"
+    outcome = _remove(file, _declared(settings, fleet))
     del inventory.enapter_config_files[device_id]
     state.write_inventory(inventory)
     return outcome
+
+
+def remove_superseded(settings: Settings, fleet: Fleet, file: WrittenFile) -> str:
+    """After a device's config was written to another file (`record` returned `file`, its
+    record, now forgotten): remove the file written before, if it is still ours. Returns
+    what happened; raises OSError when it could not be removed."""
+    return _remove(file, _declared(settings, fleet))
+
+
+def _remove(file: WrittenFile, declared: set[str]) -> str:
+    """Remove `file` if it is still ours (see the module); what happened."""
+    if file.path in declared:
+        return f"kept {file.path}: a declared Device writes its config there"
+    if not os.path.lexists(file.path):
+        return f"{file.path} is gone already"
+    if not _ours(file, set()):
+        return f"left {file.path} alone: it changed since it was written"
+    os.unlink(file.path)
+    return f"removed {file.path}"

@@ -229,7 +229,11 @@ class ConfigOutput(StrictModel):
     a file (written with mode 0600) or a Kubernetes Secret (operator only)."""
 
     file: str | None = Field(
-        default=None, description="Path of a file.", examples=["secrets/ucm-1.json"]
+        default=None,
+        description="Path of a file: a relative path is taken under the state directory "
+        "(RECONCILER_STATE_DIR) and may not leave it or name one of its own files, an "
+        "absolute path as given; a path starting with `~` is refused, not expanded.",
+        examples=["secrets/ucm-1.json"],
     )
     secret_name: str | None = Field(
         default=None, description="Secret name.", examples=["ucm-1-config"]

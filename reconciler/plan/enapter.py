@@ -16,8 +16,9 @@ standalone and Lua devices, whose slug defaults to the resource name.
 Existing devices are never provisioned again: a name or slug change is a PATCH, a blueprint
 change an `assign_blueprint`, a protocol change or a missing config output a
 `generate_config`. Communication configs carry credentials; they never appear here, only
-whether the declared output (a file, or a Secret where the operator can check) exists, and
-which file an earlier apply wrote for a device that a delete removes after it.
+whether the declared output (a file, or a Secret where the operator can check) exists and
+for which device an earlier apply wrote the file, and which file an earlier apply wrote for
+a device that a delete, or its config written to another file, removes after it.
 """
 
 from __future__ import annotations
@@ -105,10 +106,13 @@ class EnapterDeviceState:
 @dataclass(frozen=True)
 class ConfigOutputState:
     """Whether a device's declared config output exists. `target` names it for messages
-    (a path or a Secret name); it never holds the config."""
+    (a path or a Secret name); it never holds the config. `written_for`: the Enapter
+    device id the records say the file was written for (still as written), None when no
+    record names it; a file written for another device holds no config of this one."""
 
     target: str
     present: bool
+    written_for: str | None = None
 
 
 @dataclass
@@ -127,7 +131,8 @@ class EnapterState:
     # matches no site by name: where the site it was renamed from is looked for.
     unclaimed: tuple[str, ...] = ()
     # Enapter device id -> the config file an earlier apply wrote for it, still as written
-    # and named by no declared Device: its delete removes it (`engine.enapter_files`).
+    # and named by no declared Device: its delete, or its config written to the file its
+    # Device declares now, removes it (`engine.enapter_files`).
     written_files: dict[str, str] = field(default_factory=dict)
 
 
@@ -778,13 +783,31 @@ class EnapterPlanner:
             out["runtime"] = upstream
         if enapter.master_ref is not None:
             out["master"] = upstream
-        presence = self.state.config_outputs.get(device.name) if self.state is not None else None
-        if presence is not None and presence.present:
+        if self._has_config(device, remote):
             after = device_fields(device)
             for key in ("config_file", "config_secret"):
                 if key in after:
                     out[key] = after[key]
         return out
+
+    def _others_config(self, device: Device, remote: EnapterDeviceState) -> str | None:
+        """The other Enapter device the records say the device's config file was written
+        for (one deleted since, or another device): the file holds no config of this one.
+        A file no record names (written before records were kept, or by hand) is taken
+        for the device's config."""
+        presence = self.state.config_outputs.get(device.name) if self.state is not None else None
+        if presence is None or not presence.present or presence.written_for == remote.id:
+            return None
+        return presence.written_for
+
+    def _has_config(self, device: Device, remote: EnapterDeviceState) -> bool:
+        """Whether the device's declared config output holds a config of it, as observed."""
+        presence = self.state.config_outputs.get(device.name) if self.state is not None else None
+        return (
+            presence is not None
+            and presence.present
+            and self._others_config(device, remote) is None
+        )
 
     def _compare_device(
         self, work: _SiteWork, device: Device, remote: EnapterDeviceState, deps: list[str]
@@ -799,7 +822,7 @@ class EnapterPlanner:
         diff += compared_only_where_reported(
             {k: v for k, v in after.items() if k == "protocol"}, before
         )
-        if presence is not None and not presence.present:
+        if presence is not None and not self._has_config(device, remote):
             key = "config_file" if "config_file" in after else "config_secret"
             diff.append(FieldDiff("add", key, None, after[key]))
         kwargs: dict[str, Any] = {
@@ -843,12 +866,13 @@ class EnapterPlanner:
                 f"{'runtime' if 'runtime' in moved else 'LINK master'}: it "
                 f"is deleted and provisioned again on {upstream}; " + self._config_note(device),
             )
-        return self._update_device(work, device, deps, paths, kwargs)
+        return self._update_device(work, device, remote, deps, paths, kwargs)
 
     def _update_device(
         self,
         work: _SiteWork,
         device: Device,
+        remote: EnapterDeviceState,
         deps: list[str],
         paths: set[str],
         kwargs: dict[str, Any],
@@ -862,7 +886,15 @@ class EnapterPlanner:
             notes.append("blueprint changed with assign_blueprint")
         blocked = False
         if paths & {"protocol", "config_file", "config_secret"}:
-            if "config_file" in paths:
+            other = self._others_config(device, remote)
+            if "config_file" in paths and other is not None:
+                notes.append(
+                    f"the config file {self._target(device)} holds the communication config "
+                    f"an earlier apply wrote for another Enapter device ({other}), not this "
+                    "one's: a new communication config is generated and written there; "
+                    "install it on the device"
+                )
+            elif "config_file" in paths:
                 notes.append(
                     f"the config file {self._target(device)} is missing (the one local "
                     "file a plan looks at): a new communication config is generated "
@@ -887,6 +919,8 @@ class EnapterPlanner:
                     f"switching to {enapter.protocol} needs a new communication config, "
                     "and this run has nowhere to write it: add configOutput.file"
                 ]
+            elif enapter.config_output is not None and enapter.config_output.file is not None:
+                notes[-1] += self._superseded_file_note(remote.id)
         return self._change(
             "Device",
             device.name,
@@ -932,6 +966,17 @@ class EnapterPlanner:
         planned: dict[str, Change] = {}
         for device in undeclared:
             self._delete_subtree(work, device, children, planned)
+
+    def _superseded_file_note(self, device_id: str) -> str:
+        """What writing the device's config to the file its Device declares now does to
+        the file an earlier apply wrote it to (its configOutput.file changed since)."""
+        path = self.state.written_files.get(device_id) if self.state is not None else None
+        if path is None:
+            return ""
+        return (
+            f"; once it is written, {path}, the file an earlier apply wrote its config to, "
+            "is removed"
+        )
 
     def _written_file_note(self, device_id: str) -> str:
         """What a delete does to the config file an earlier apply wrote for the device."""

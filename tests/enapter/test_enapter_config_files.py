@@ -1,18 +1,23 @@
 """The config files Enapter devices declare (`configOutput.file`), against the Enapter
 simulator on loopback, through the CLI in a subprocess and the engine: which paths are
-refused, and where (file, line, field); the file written for a device that --prune deletes
-is removed after the delete, said by the plan, and a file the reconciler did not write, or
-that is no longer the one it wrote, is left alone."""
+refused, and where (file, line, field), and what the generated schemas say of them; the
+file written for a device that --prune deletes is removed after the delete, said by the
+plan and the apply report (text and JSON), as is the one written before for a device whose
+file moved elsewhere, and a file the reconciler did not write, or that is no longer the one
+it wrote, is left alone; a file recorded as written for another device is not a device's
+config."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from enapter_world import (
     UCM,
     UCM_MQTT,
@@ -194,12 +199,180 @@ async def test_a_config_file_a_declared_device_names_is_kept(make_world: MakeWor
     await world.converge()
     ucm_file = world.state_dir / "cfg" / "ucm.json"
     ucm_id = world.sims.enapter.by_hardware_id(UCM).id
-    written = ucm_file.read_bytes()
-    # The UCM is removed, and the other device now names its file as its own config.
+    # The UCM is removed, and the other device now names its file: the delete leaves it,
+    # and the other device's config is written there (it held the UCM's).
     taking_over = fleet_of(_without_the_ucm(mqtt_file="cfg/ucm.json"))
     result = await world.plan(taking_over, prune=True)
     assert "config file" not in _delete_of(result, ucm_id).message
     _, report = await world.apply(taking_over, prune=True)
     assert report.ok, report.as_dict()
     assert world.sims.enapter.by_hardware_id(UCM) is None
-    assert ucm_file.read_bytes() == written
+    assert _protocol_in(ucm_file) == "MQTT"
+
+
+# -- what the schemas say of configOutput.file ----------------------------------------------------
+
+
+async def test_the_schemas_say_how_a_config_file_path_is_taken(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(site_and_gateway())
+    code, output = await _cli(world, "schema")
+    assert code == 0, output
+    schema = json.loads(output)
+    output_model = schema["$defs"]["ConfigOutput"]
+    described = [output_model["properties"]["file"]["description"]]
+    code, output = await _cli(world, "crds", "--out", str(tmp_path / "crds"))
+    assert code == 0, output
+    crd = yaml.safe_load((tmp_path / "crds" / "devices.energy.reconciler.dev.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    enapter = spec["properties"]["enapter"]["properties"]
+    described.append(enapter["configOutput"]["properties"]["file"]["description"])
+    for description in described:
+        assert "a path starting with `~` is refused, not expanded" in description
+        assert "relative path is taken under the state directory" in description
+        assert "absolute path as given" in description
+
+
+async def test_the_text_apply_report_says_the_config_file_was_removed(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    fleet_dir = _write_fleet(tmp_path / "fleet", _without_the_ucm())
+    address = _delete_of(await world.plan(fleet_of(_without_the_ucm()), prune=True),
+                         ucm_id).address
+    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
+                              "--no-color")
+    assert code == 0, output
+    done = [line for line in output.splitlines() if f"✓ {address} delete" in line]
+    assert len(done) == 1, output
+    assert done[0].endswith(f"✓ {address} delete: removed {ucm_file}"), output
+    assert not ucm_file.exists()
+
+
+# -- a device's config file moved to another path -------------------------------------------------
+
+
+def _update_of(result: PlanResult, device_id: str) -> Change:
+    return next(c for c in result.plan.pending
+                if c.action is Action.UPDATE and c.external_id == device_id)
+
+
+async def test_a_config_file_moved_elsewhere_removes_the_one_written_before(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    b_file = world.state_dir / "cfg" / "b.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    written_before = a_file.read_text()
+
+    fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to("cfg/b.json"))
+    code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, output
+    said = (f"once it is written, {a_file}, the file an earlier apply wrote its config to, "
+            "is removed")
+    assert said in output, output
+    assert f"the config file {b_file} is missing" in output
+    assert a_file.read_text() == written_before  # a plan removes nothing
+
+    address = _update_of(await world.plan(fleet_of(_ucm_writing_to("cfg/b.json"))),
+                         ucm_id).address
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    assert f"✓ {address} update: removed {a_file}" in output, output
+    assert not a_file.exists()
+    assert b_file.is_file() and b_file.read_text() != written_before
+    inventory = (world.state_dir / "inventory.json").read_text()
+    assert str(b_file) in inventory and str(a_file) not in inventory
+    code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
+    assert code == 0, output
+
+    # Moved back, the file is removed in turn; the JSON report says so too.
+    _write_fleet(fleet_dir, _ucm_writing_to("cfg/a.json"))
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "-o", "json")
+    assert code == 0, output
+    report, _ = json.JSONDecoder().raw_decode(output, output.index('{\n  "ok"'))
+    detail = next(o["detail"] for o in report["outcomes"] if o["address"] == address)
+    assert detail == {"id": ucm_id, "config": f"written to {a_file}",
+                      "config_file": f"removed {b_file}"}
+    assert a_file.is_file() and not b_file.exists()
+
+
+async def test_a_config_file_moved_elsewhere_leaves_one_changed_since_alone(
+        make_world: MakeWorld) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    a_file.write_text("edited by hand")
+    moved = fleet_of(_ucm_writing_to("cfg/b.json"))
+    result = await world.plan(moved)
+    assert "a.json" not in renderings(result)
+    _, report = await world.apply(moved)
+    assert report.ok, report.as_dict()
+    [outcome] = [o for o in report.outcomes if o.action == "update"]
+    assert outcome.detail["config_file"] == f"left {a_file} alone: it changed since it was written"
+    assert a_file.read_text() == "edited by hand"
+    assert (world.state_dir / "cfg" / "b.json").is_file()
+
+
+# -- a config file written for another device -----------------------------------------------------
+
+
+def _protocol_in(path: Path) -> str:
+    return str(json.loads(path.read_text())["mqtt_protocol"])
+
+
+async def test_a_config_file_written_for_another_device_is_not_this_ones(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    mqtt_file = world.state_dir / "cfg" / "mqtt.json"
+    assert (_protocol_in(ucm_file), _protocol_in(mqtt_file)) == ("MQTTS", "MQTT")
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    mqtt_id = world.sims.enapter.by_hardware_id(UCM_MQTT).id
+
+    # Each device now names the other's file, which holds the other's config.
+    swapped = _two_ucms(ucm_file="cfg/mqtt.json", mqtt_file="cfg/ucm.json")
+    fleet_dir = _write_fleet(tmp_path / "fleet", swapped)
+    code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, output
+    for path, other in ((mqtt_file, mqtt_id), (ucm_file, ucm_id)):
+        said = (f"the config file {path} holds the communication config an earlier apply "
+                f"wrote for another Enapter device ({other}), not this one's: a new "
+                "communication config is generated and written there")
+        assert said in output, output
+    assert "is removed" not in output  # each file is the other Device's config now
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    assert (_protocol_in(ucm_file), _protocol_in(mqtt_file)) == ("MQTT", "MQTTS")
+    code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
+    assert code == 0, output
+
+
+async def test_a_config_file_written_for_a_device_deleted_since_is_not_this_ones(
+        make_world: MakeWorld) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    mqtt_file = world.state_dir / "cfg" / "mqtt.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    mqtt_id = world.sims.enapter.by_hardware_id(UCM_MQTT).id
+    # The UCM is deleted in Enapter Cloud, not by the reconciler: its file stays, and the
+    # MQTT device is pointed at it.
+    async with httpx.AsyncClient(base_url=world.sims.enapter.url, headers={
+            "X-Enapter-Auth-Token": world.sims.enapter_token}) as api:
+        assert (await api.delete(f"/v3/devices/{ucm_id}")).status_code < 300
+    taking_over = fleet_of(_without_the_ucm(mqtt_file="cfg/ucm.json"))
+    result = await world.plan(taking_over)
+    message = _update_of(result, mqtt_id).message
+    assert f"another Enapter device ({ucm_id}), not this one's" in message
+    assert f"once it is written, {mqtt_file}" in message  # its own, named by no Device now
+    _, report = await world.apply(taking_over)
+    assert report.ok, report.as_dict()
+    assert _protocol_in(ucm_file) == "MQTT"
+    assert not mqtt_file.exists()
+    assert not (await world.plan(taking_over)).plan.has_changes
