@@ -52,10 +52,11 @@ def _index_id(kind: str) -> str:
 
 def _namespace_bodies(
     namespace: str, indexes: Mapping[str, Any], current: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """Every object of the namespace from the indexes, with the handler's own (fresher) body."""
+) -> list[Mapping[str, Any]]:
+    """Every object of the namespace from the indexes, with the handler's own (fresher)
+    body, in declaration order (`objects.in_declaration_order`)."""
     key = (current.get("kind"), (current.get("metadata") or {}).get("name"))
-    bodies: list[dict[str, Any]] = [dict(current)]
+    bodies: list[Mapping[str, Any]] = [current]
     for kind in KINDS:
         index = indexes.get(_index_id(kind))
         if index is None or namespace not in index:
@@ -63,7 +64,7 @@ def _namespace_bodies(
         for body in index[namespace]:
             if (body.get("kind"), body["metadata"]["name"]) != key:
                 bodies.append(body)
-    return bodies
+    return objects.in_declaration_order(bodies)
 
 
 class Runtime:
@@ -204,7 +205,7 @@ def _register_kind(
 
     @kopf.index(group, version, plural, id=_index_id(kind), labels=labels, registry=registry)
     def index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Any]:
-        return {namespace or "": objects.model_document(body) | {"kind": kind}}
+        return {namespace or "": objects.index_document(body, kind)}
 
     async def reconcile(**kwargs: Any) -> None:
         await _reconcile_call(runtime, kind, kwargs)

@@ -48,6 +48,30 @@ def model_document(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """What the operator's index keeps of an object: its model document, its kind, and
+    when it was created (`in_declaration_order`); `build` strips the time again."""
+    document = model_document(body) | {"kind": kind}
+    created = (body.get("metadata") or {}).get("creationTimestamp")
+    if created:
+        document["metadata"]["creationTimestamp"] = str(created)
+    return document
+
+
+def in_declaration_order(bodies: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The objects of a namespace in the order a site file would declare them: oldest
+    first (creationTimestamp, then name). Rules over several objects refuse the later of
+    two ("... is already used by Device 'a'"), so every object's reconcile must see the
+    same order: the object that was there first keeps working and the newcomer is refused,
+    whichever of them is reconciled."""
+
+    def key(body: Mapping[str, Any]) -> tuple[str, str]:
+        metadata = body.get("metadata") or {}
+        return str(metadata.get("creationTimestamp") or ""), str(metadata.get("name"))
+
+    return sorted(bodies, key=key)
+
+
 def is_paused(body: Mapping[str, Any]) -> bool:
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     return str(annotations.get(PAUSED_ANNOTATION, "")).lower() in ("true", "1", "yes")

@@ -1,0 +1,90 @@
+"""Two Devices of one namespace writing their Enapter config to one place: the one created
+first keeps it and is reconciled as usual; the other is refused, naming both, and writes
+nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness import documents, operator
+
+# The MQTT protocol's config carries the device's hardware id (its MQTT user name).
+FLEET = """
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata: {name: h2-lab}
+spec:
+  displayName: H2 Lab
+  timezone: Europe/Rome
+  enapter: {}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Device
+metadata: {name: ucm-a}
+spec:
+  siteRef: h2-lab
+  hardwareId: A8795CBA5375484E829105E959663C8B
+  displayName: UCM A
+  enapter:
+    kind: ucm
+    protocol: MQTT
+    configOutput: {secretName: ucm-a-config}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Device
+metadata: {name: ucm-b}
+spec:
+  siteRef: h2-lab
+  hardwareId: B8795CBA5375484E829105E959663C8B
+  displayName: UCM B
+  enapter:
+    kind: ucm
+    protocol: MQTT
+    configOutput: {secretName: ucm-b-config}
+"""
+HARDWARE_IDS = {"ucm-a": "A8795CBA5375484E829105E959663C8B",
+                "ucm-b": "B8795CBA5375484E829105E959663C8B"}
+
+
+async def _declare(cluster: Any, output: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Both Devices with `output` as their configOutput; ucm-b is created a day earlier,
+    so it is the first although its name sorts after ucm-a's."""
+    docs = {d["metadata"]["name"]: d for d in documents(FLEET)}
+    created = {"h2-lab": "2026-01-01T00:00:00Z", "ucm-b": "2026-01-01T00:00:00Z",
+               "ucm-a": "2026-01-02T00:00:00Z"}
+    for name in ("h2-lab", "ucm-a", "ucm-b"):
+        doc = docs[name]
+        doc["metadata"]["creationTimestamp"] = created[name]
+        if doc["kind"] == "Device":
+            doc["spec"]["enapter"]["configOutput"] = dict(output)
+        await cluster.create(doc)
+    return docs
+
+
+def _provisioned(sims: Any) -> set[str]:
+    return {d.hardware_id for d in sims.enapter.devices.values() if d.hardware_id}
+
+
+async def _refused(cluster: Any, name: str) -> str:
+    """The message of `name`'s Ready condition, once it is refused as invalid."""
+
+    async def refused() -> str | None:
+        ready = await cluster.condition("Device", name, "Ready") or {}
+        return ready.get("message") if ready.get("reason") == "InvalidSpec" else None
+
+    return str(await cluster.wait_for(refused, timeout=30, what=f"Device/{name} refused"))
+
+
+async def test_two_devices_writing_one_config_file_refuse_the_newer(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await _declare(cluster, {"file": "secrets/ucm.json"})
+        await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
+        await cluster.wait_planned("Device", "ucm-a", 2)
+        message = await _refused(cluster, "ucm-a")
+        assert "'secrets/ucm.json' is already the configOutput of Device 'ucm-b'" in message
+        assert _provisioned(sims) == {HARDWARE_IDS["ucm-b"]}
+        written = (tmp_path / "state" / "secrets" / "ucm.json").read_text()
+        assert f"{HARDWARE_IDS['ucm-b']}_ucm" in written
