@@ -132,12 +132,17 @@ async def reconcile_object(
     if waiting:
         message = "waiting: " + "; ".join(p.message.split(";")[0] for p in waiting)
         return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
+    owner_kind, owner_name = _owner(kind, name, nsf)
+    refused = [p for p in nsf.problems_of(owner_kind, owner_name) if p.code != DANGLING]
+    if (owner_kind, owner_name) != (kind, name) and refused:
+        # A stand-alone DER applies its device's changes: not those of a refused device.
+        message = f"waiting: {owner_kind} {owner_name!r} is refused: {refused[0].message}"
+        return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
 
     result = ObjectResult()
     resource = nsf.fleet.table(kind).get(name)
     if resource is None:  # pragma: no cover - build() puts every object in one of the two
         raise RuntimeError(f"{kind}/{name} is neither valid nor invalid: {nsf.invalid}")
-    owner_kind, owner_name = _owner(kind, name, nsf)
     sub = closure(nsf.fleet, resource)
     lock = _device_lock(namespace, owner_name) if owner_kind == "Device" else asyncio.Lock()
     # Only a Device's own reconcile keeps its password's fingerprint (in its status): the

@@ -1,6 +1,6 @@
 """Two Devices of one namespace writing their Enapter config to one place: the one created
 first keeps it and is reconciled as usual; the other is refused, naming both, and writes
-nothing."""
+nothing, nor does a stand-alone DER of it."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ spec:
   siteRef: h2-lab
   hardwareId: A8795CBA5375484E829105E959663C8B
   displayName: UCM A
+  deviceType: battery
   enapter:
     kind: ucm
     protocol: MQTT
@@ -42,18 +43,27 @@ spec:
     kind: ucm
     protocol: MQTT
     configOutput: {secretName: ucm-b-config}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: DER
+metadata: {name: ucm-a-battery}
+spec:
+  deviceRef: ucm-a
+  name: battery
+  type: battery
 """
 HARDWARE_IDS = {"ucm-a": "A8795CBA5375484E829105E959663C8B",
                 "ucm-b": "B8795CBA5375484E829105E959663C8B"}
 
 
 async def _declare(cluster: Any, output: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Both Devices with `output` as their configOutput; ucm-b is created a day earlier,
-    so it is the first although its name sorts after ucm-a's."""
+    """Both Devices with `output` as their configOutput, and ucm-a's stand-alone DER (whose
+    reconcile applies ucm-a's changes); ucm-b is created a day earlier, so it is the first
+    although its name sorts after ucm-a's."""
     docs = {d["metadata"]["name"]: d for d in documents(FLEET)}
     created = {"h2-lab": "2026-01-01T00:00:00Z", "ucm-b": "2026-01-01T00:00:00Z",
-               "ucm-a": "2026-01-02T00:00:00Z"}
-    for name in ("h2-lab", "ucm-a", "ucm-b"):
+               "ucm-a": "2026-01-02T00:00:00Z", "ucm-a-battery": "2026-01-02T00:00:00Z"}
+    for name in ("h2-lab", "ucm-a", "ucm-b", "ucm-a-battery"):
         doc = docs[name]
         doc["metadata"]["creationTimestamp"] = created[name]
         if doc["kind"] == "Device":
@@ -76,6 +86,13 @@ async def _refused(cluster: Any, name: str) -> str:
     return str(await cluster.wait_for(refused, timeout=30, what=f"Device/{name} refused"))
 
 
+async def _der_waits(cluster: Any) -> None:
+    """ucm-a's stand-alone DER, whose reconcile would apply ucm-a's changes, waits."""
+    ready = await cluster.condition("DER", "ucm-a-battery", "Ready") or {}
+    assert ready.get("reason") == "WaitingForDependency", ready
+    assert "Device 'ucm-a' is refused: " in ready["message"]
+
+
 async def test_two_devices_writing_one_config_file_refuse_the_newer(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -83,8 +100,10 @@ async def test_two_devices_writing_one_config_file_refuse_the_newer(
         await _declare(cluster, {"file": "secrets/ucm.json"})
         await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
         await cluster.wait_planned("Device", "ucm-a", 2)
+        await cluster.wait_planned("DER", "ucm-a-battery", 2)
         message = await _refused(cluster, "ucm-a")
         assert "'secrets/ucm.json' is already the configOutput of Device 'ucm-b'" in message
         assert _provisioned(sims) == {HARDWARE_IDS["ucm-b"]}
         written = (tmp_path / "state" / "secrets" / "ucm.json").read_text()
         assert f"{HARDWARE_IDS['ucm-b']}_ucm" in written
+        await _der_waits(cluster)
