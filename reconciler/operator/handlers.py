@@ -25,7 +25,7 @@ from reconciler.operator.reconcile import (
     reconcile_object,
     status_patch,
 )
-from reconciler.operator.removal import remove_object
+from reconciler.operator.removal import has_deletion_policy, remove_object
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.printable import printable
 
@@ -154,6 +154,11 @@ async def _reconcile(
         _write_status(patch, status, meta, result)
         return
     nsf = objects.build(_namespace_bodies(namespace, indexes, body))
+    if not nsf.refusal(kind, name):
+        # What a deletion honours should the spec be made invalid later (`_finalize`).
+        spec = objects.spec_json(body)
+        if status.get(objects.LAST_VALID_SPEC) != spec:
+            patch.status[objects.LAST_VALID_SPEC] = spec
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     result = await reconcile_object(
         kind, name, namespace, nsf, runtime.settings, runtime.config, secrets,
@@ -248,6 +253,29 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
     namespace = kwargs["namespace"] or ""
     name = kwargs["meta"]["name"]
     nsf = objects.build(_namespace_bodies(namespace, _indexes(kwargs), body))
+    refusal = nsf.refusal(kind, name)
+    if refusal and has_deletion_policy(kind):
+        # An invalid spec says nothing to act on: honour the last valid one, if recorded.
+        last = objects.with_last_valid_spec(body)
+        if last is not None:
+            nsf = objects.build(_namespace_bodies(namespace, _indexes(kwargs), last))
+        resource = nsf.fleet.table(kind).get(name) if last is not None else None
+        if resource is None:
+            message = (
+                "deleted with an invalid spec, and no valid spec of it was recorded: its "
+                "deletionPolicy is not known, so nothing outside was touched (release by "
+                f"hand what it declared, if it was to be released); the spec: {refusal}"
+            )
+            kopf.warn(body, reason="DeletionPolicyUnknown", message=event_message(message))
+            runtime.holds.release((namespace, kind, name))
+            kwargs["logger"].info("%s/%s deleted (%s)", kind, name, "nothing outside touched")
+            return
+        policy = getattr(resource.spec, "deletion_policy", "")
+        message = (
+            f"deleted with an invalid spec: the deletionPolicy of its last valid spec "
+            f"({policy}) is honoured; the spec: {refusal}"
+        )
+        kopf.info(body, reason="LastValidSpec", message=event_message(message))
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     removal = await remove_object(
         kind, name, nsf, runtime.settings, secrets, status=kwargs["status"]

@@ -119,16 +119,10 @@ async def reconcile_object(
     credentials: PasswordFingerprint | None = None,
     holds: Holds | None = None,
 ) -> ObjectResult:
-    invalid = nsf.invalid.get((kind, name))
-    if invalid:
-        message = "; ".join(f"{d.path}: {d.message}" for d in invalid)
-        return _not_planned("permanent", "InvalidSpec", message)
-    problems = nsf.problems_of(kind, name)
-    waiting = [p for p in problems if p.code == DANGLING]
-    fatal = [p for p in problems if p.code != DANGLING]
-    if fatal:
-        message = "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in fatal)
-        return _not_planned("permanent", "InvalidSpec", message)
+    refusal = nsf.refusal(kind, name)
+    if refusal:
+        return _not_planned("permanent", "InvalidSpec", refusal)
+    waiting = [p for p in nsf.problems_of(kind, name) if p.code == DANGLING]
     if waiting:
         message = "waiting: " + "; ".join(p.message.split(";")[0] for p in waiting)
         return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
