@@ -4,13 +4,15 @@ resource kopf and the operator touch is registered (our four kinds with their st
 namespaces, events, Secrets, CRDs, and kopf's peering objects). Core paths that name the
 namespaces themselves (`/api/v1/namespaces[/NAME]`) are parsed as the Namespace resource:
 kmock 0.8 reads them as a namespace prefix with nothing after it, and fails with a 500,
-which an operator serving some namespaces meets when it lists them."""
+which an operator serving some namespaces meets when it lists them. A PUT of a named object
+replaces it, as the operator replaces a config Secret (kmock 0.8 serves no PUT)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+import aiohttp.web
 import kmock
 from kmock._internal import parsing
 
@@ -28,7 +30,19 @@ class Emulator(kmock.KubernetesEmulator):
             meta = request.data.setdefault("metadata", {})
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
+        if request.method == kmock.method.PUT and request.resource and request.name:
+            return await self._replace(request)
         return await super()._handle(request)
+
+    async def _replace(self, request: Any) -> aiohttp.web.StreamResponse:
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            if key not in self._objects or self._objects[key].deleted:
+                raise kmock.KubernetesObjectNotFoundError()
+            self._objects[key].create(request.data)
+            raw = self._objects[key].raw
+            await self._buses[request.resource].put({"type": "MODIFIED", "object": raw})
+        return aiohttp.web.json_response(raw)
 
 
 _kmock_parse_path = parsing.parse_path

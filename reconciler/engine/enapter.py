@@ -24,7 +24,8 @@ a log line.
   no config is generated or kept, and the plan and apply messages say so. We chose this
   over failing the change because provisioning is the user's main intent and a config can
   be generated again at any time (`generate_config`), while a failure would leave the
-  fleet never converging from the CLI.
+  fleet never converging from the CLI. Validation refuses two Devices of a namespace naming
+  one Secret.
 """
 
 from __future__ import annotations

@@ -184,6 +184,7 @@ def _rules(resources: list[Resource]) -> list[Problem]:
     problems += _unique_enapter_slugs(fleet)
     problems += _unique_flatpeak_references(fleet)
     problems += _config_output_files(fleet)
+    problems += _config_output_secrets(fleet)
     return problems
 
 
@@ -787,6 +788,35 @@ def _home_path(declared: str, device: str) -> str:
         f"e.g. '/var/lib/enapter/{device}.json', or a path relative to the state directory "
         f"(RECONCILER_STATE_DIR), e.g. 'secrets/{device}.json'"
     )
+
+
+_CONFIG_SECRET: Path = ("spec", "enapter", "configOutput", "secretName")
+
+
+def _config_output_secrets(fleet: Fleet) -> list[Problem]:
+    """The operator writes a device's config over the Secret its `configOutput.secretName`
+    names, in the device's namespace: two devices of a namespace naming one Secret would
+    replace each other's config, as two devices sharing a `configOutput.file` would."""
+    problems = []
+    seen: dict[tuple[str | None, str], str] = {}  # (namespace, Secret) -> first Device
+    for device in fleet.devices.values():
+        enapter = device.spec.enapter
+        secret = enapter.config_output.secret_name if enapter and enapter.config_output else None
+        if secret is None:
+            continue
+        first = seen.setdefault((device.metadata.namespace, secret), device.name)
+        if first != device.name:
+            problems.append(
+                Problem(
+                    "Device",
+                    device.name,
+                    _CONFIG_SECRET,
+                    f"Secret {secret!r} is already the configOutput of Device {first!r}; one "
+                    "device's config would replace the other's: give each device a Secret "
+                    "of its own",
+                )
+            )
+    return problems
 
 
 def _state_dir_clash(declared: str, normal: str, device: str) -> str | None:

@@ -96,3 +96,9 @@ class ResourceStatus(StrictModel):
     gateway: DeviceGateway | None = Field(
         default=None, description="Devices: the gateway the device was last found on or added to."
     )
+    last_valid_spec: str | None = Field(
+        default=None,
+        description="The spec last found valid, as JSON: deleting the object while its spec "
+        "is invalid honours this spec's `deletionPolicy`.",
+        examples=['{"siteRef": "home", "deletionPolicy": "Release"}'],
+    )

@@ -25,7 +25,7 @@ from reconciler.operator.reconcile import (
     reconcile_object,
     status_patch,
 )
-from reconciler.operator.removal import remove_object
+from reconciler.operator.removal import has_deletion_policy, remove_object
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.printable import printable
 
@@ -52,10 +52,11 @@ def _index_id(kind: str) -> str:
 
 def _namespace_bodies(
     namespace: str, indexes: Mapping[str, Any], current: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """Every object of the namespace from the indexes, with the handler's own (fresher) body."""
+) -> list[Mapping[str, Any]]:
+    """Every object of the namespace from the indexes, with the handler's own (fresher)
+    body, in declaration order (`objects.in_declaration_order`)."""
     key = (current.get("kind"), (current.get("metadata") or {}).get("name"))
-    bodies: list[dict[str, Any]] = [dict(current)]
+    bodies: list[Mapping[str, Any]] = [current]
     for kind in KINDS:
         index = indexes.get(_index_id(kind))
         if index is None or namespace not in index:
@@ -63,7 +64,7 @@ def _namespace_bodies(
         for body in index[namespace]:
             if (body.get("kind"), body["metadata"]["name"]) != key:
                 bodies.append(body)
-    return bodies
+    return objects.in_declaration_order(bodies)
 
 
 class Runtime:
@@ -156,6 +157,11 @@ async def _reconcile(
         _write_status(patch, status, meta, result)
         return
     nsf = objects.build(_namespace_bodies(namespace, indexes, body))
+    if not nsf.refusal(kind, name):
+        # What a deletion honours should the spec be made invalid later (`_finalize`).
+        spec = objects.spec_json(body)
+        if status.get(objects.LAST_VALID_SPEC) != spec:
+            patch.status[objects.LAST_VALID_SPEC] = spec
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     result = await reconcile_object(
         kind, name, namespace, nsf, runtime.settings, runtime.config, secrets,
@@ -207,7 +213,7 @@ def _register_kind(
 
     @kopf.index(group, version, plural, id=_index_id(kind), labels=labels, registry=registry)
     def index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Any]:
-        return {namespace or "": objects.model_document(body) | {"kind": kind}}
+        return {namespace or "": objects.index_document(body, kind)}
 
     async def reconcile(**kwargs: Any) -> None:
         await _reconcile_call(runtime, kind, kwargs)
@@ -250,6 +256,29 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
     namespace = kwargs["namespace"] or ""
     name = kwargs["meta"]["name"]
     nsf = objects.build(_namespace_bodies(namespace, _indexes(kwargs), body))
+    refusal = nsf.refusal(kind, name)
+    if refusal and has_deletion_policy(kind):
+        # An invalid spec says nothing to act on: honour the last valid one, if recorded.
+        last = objects.with_last_valid_spec(body)
+        if last is not None:
+            nsf = objects.build(_namespace_bodies(namespace, _indexes(kwargs), last))
+        resource = nsf.fleet.table(kind).get(name) if last is not None else None
+        if resource is None:
+            message = (
+                "deleted with an invalid spec, and no valid spec of it was recorded: its "
+                "deletionPolicy is not known, so nothing outside was touched (release by "
+                f"hand what it declared, if it was to be released); the spec: {refusal}"
+            )
+            kopf.warn(body, reason="DeletionPolicyUnknown", message=event_message(message))
+            runtime.holds.release((namespace, kind, name))
+            kwargs["logger"].info("%s/%s deleted (%s)", kind, name, "nothing outside touched")
+            return
+        policy = getattr(resource.spec, "deletion_policy", "")
+        message = (
+            f"deleted with an invalid spec: the deletionPolicy of its last valid spec "
+            f"({policy}) is honoured; the spec: {refusal}"
+        )
+        kopf.info(body, reason="LastValidSpec", message=event_message(message))
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     removal = await remove_object(
         kind, name, nsf, runtime.settings, secrets, status=kwargs["status"]

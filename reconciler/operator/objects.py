@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler.errors import Diagnostic
 from reconciler.model.base import API_GROUP, API_VERSION_NAME, Resource
-from reconciler.model.fleet import Fleet, Problem, check_fleet
+from reconciler.model.fleet import DANGLING, Fleet, Problem, check_fleet
 from reconciler.model.schema import CRD_NAMES
 from reconciler.sources.loader import resource_from_object
 
@@ -48,6 +48,52 @@ def model_document(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """What the operator's index keeps of an object: its model document, its kind, and
+    when it was created (`in_declaration_order`); `build` strips the time again."""
+    document = model_document(body) | {"kind": kind}
+    created = (body.get("metadata") or {}).get("creationTimestamp")
+    if created:
+        document["metadata"]["creationTimestamp"] = str(created)
+    return document
+
+
+def in_declaration_order(bodies: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The objects of a namespace in the order a site file would declare them: oldest
+    first (creationTimestamp, then name). Rules over several objects refuse the later of
+    two ("... is already used by Device 'a'"), so every object's reconcile must see the
+    same order: the object that was there first keeps working and the newcomer is refused,
+    whichever of them is reconciled."""
+
+    def key(body: Mapping[str, Any]) -> tuple[str, str]:
+        metadata = body.get("metadata") or {}
+        return str(metadata.get("creationTimestamp") or ""), str(metadata.get("name"))
+
+    return sorted(bodies, key=key)
+
+
+# The spec last found valid, in the object's status (`model.status.ResourceStatus`).
+LAST_VALID_SPEC = "lastValidSpec"
+
+
+def spec_json(body: Mapping[str, Any]) -> str:
+    """The object's spec as `status.lastValidSpec` keeps it: a JSON string, which a status
+    patch replaces whole (a merge patch of an object would keep keys the spec dropped)."""
+    return json.dumps(body.get("spec") or {}, sort_keys=True, separators=(",", ":"))
+
+
+def with_last_valid_spec(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The object with the spec its status records as last valid; None when none is."""
+    recorded = (body.get("status") or {}).get(LAST_VALID_SPEC)
+    try:
+        spec = json.loads(recorded) if isinstance(recorded, str) else None
+    except ValueError:
+        return None
+    if not isinstance(spec, dict):
+        return None
+    return {**body, "spec": spec}
+
+
 def is_paused(body: Mapping[str, Any]) -> bool:
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     return str(annotations.get(PAUSED_ANNOTATION, "")).lower() in ("true", "1", "yes")
@@ -63,6 +109,16 @@ class NamespaceFleet:
 
     def problems_of(self, kind: str, name: str) -> list[Problem]:
         return [p for p in self.problems if p.kind == kind and p.name == name]
+
+    def refusal(self, kind: str, name: str) -> str:
+        """Why the object's spec is refused (its model, or a rule over several objects),
+        naming the fields; "" when it is valid. A reference to an object not declared yet
+        does not refuse it: it waits."""
+        invalid = self.invalid.get((kind, name))
+        if invalid:
+            return "; ".join(f"{d.path}: {d.message}" for d in invalid)
+        fatal = [p for p in self.problems_of(kind, name) if p.code != DANGLING]
+        return "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in fatal)
 
 
 @functools.lru_cache(maxsize=65536)

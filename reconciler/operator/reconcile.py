@@ -119,25 +119,24 @@ async def reconcile_object(
     credentials: PasswordFingerprint | None = None,
     holds: Holds | None = None,
 ) -> ObjectResult:
-    invalid = nsf.invalid.get((kind, name))
-    if invalid:
-        message = "; ".join(f"{d.path}: {d.message}" for d in invalid)
-        return _not_planned("permanent", "InvalidSpec", message)
-    problems = nsf.problems_of(kind, name)
-    waiting = [p for p in problems if p.code == DANGLING]
-    fatal = [p for p in problems if p.code != DANGLING]
-    if fatal:
-        message = "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in fatal)
-        return _not_planned("permanent", "InvalidSpec", message)
+    refusal = nsf.refusal(kind, name)
+    if refusal:
+        return _not_planned("permanent", "InvalidSpec", refusal)
+    waiting = [p for p in nsf.problems_of(kind, name) if p.code == DANGLING]
     if waiting:
         message = "waiting: " + "; ".join(p.message.split(";")[0] for p in waiting)
+        return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
+    owner_kind, owner_name = _owner(kind, name, nsf)
+    refused = [p for p in nsf.problems_of(owner_kind, owner_name) if p.code != DANGLING]
+    if (owner_kind, owner_name) != (kind, name) and refused:
+        # A stand-alone DER applies its device's changes: not those of a refused device.
+        message = f"waiting: {owner_kind} {owner_name!r} is refused: {refused[0].message}"
         return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
 
     result = ObjectResult()
     resource = nsf.fleet.table(kind).get(name)
     if resource is None:  # pragma: no cover - build() puts every object in one of the two
         raise RuntimeError(f"{kind}/{name} is neither valid nor invalid: {nsf.invalid}")
-    owner_kind, owner_name = _owner(kind, name, nsf)
     sub = closure(nsf.fleet, resource)
     lock = _device_lock(namespace, owner_name) if owner_kind == "Device" else asyncio.Lock()
     # Only a Device's own reconcile keeps its password's fingerprint (in its status): the

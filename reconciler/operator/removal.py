@@ -3,7 +3,9 @@ gateway, or delete the device in Novacore and remove it from its Zap, with the s
 engine as a reconcile. A Device is released even when its Gateway object was deleted
 first, from where its status says it last was (`status.gateway`, `status.externalIds`);
 when that is not known either, nothing is dropped: the removal is blocked with a reason,
-and the finalizer stays until the user decides."""
+and the finalizer stays until the user decides. An object deleted while its spec is
+invalid is released as the spec its status last recorded as valid says (the handler
+chooses which spec)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from reconciler.model.base import API_VERSION, Resource
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
+from reconciler.model.kinds import KINDS
 from reconciler.model.status import DeviceGateway
 from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan.planner import Plan, PlanOptions
@@ -82,6 +85,12 @@ async def remove_object(
             policy=RetryPolicy(attempts=settings.retries),
         )
     return Removal(report.outcomes)
+
+
+def has_deletion_policy(kind: str) -> bool:
+    """Whether objects of `kind` say in their spec what their deletion does outside."""
+    spec = KINDS[kind].model_fields["spec"].annotation
+    return "deletion_policy" in getattr(spec, "model_fields", {})
 
 
 def _gateway_gone(device: Device, fleet: Fleet) -> bool:

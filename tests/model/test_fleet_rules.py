@@ -70,6 +70,15 @@ def config_file(name: str, file: str) -> Resource:
 
 
 CONFIG_FILE = ("spec", "enapter", "configOutput", "file")
+CONFIG_SECRET = ("spec", "enapter", "configOutput", "secretName")
+
+
+def config_secret(name: str, secret: str, namespace: str | None = None) -> Resource:
+    resource = enapter_device(name, "ucm", enapter={"configOutput": {"secretName": secret}})
+    if namespace is None:
+        return resource
+    metadata = resource.metadata.model_copy(update={"namespace": namespace})
+    return resource.model_copy(update={"metadata": metadata})
 
 
 ZAP_SITE = [site(), zap()]
@@ -770,6 +779,21 @@ CASES = [
          config_file("ucm-3", "secrets/a.json"), config_file("ucm-4", "secrets/a.JSON")],
         [],
         id="config-files-of-their-own-are-fine",
+    ),
+    # -- Enapter config Secrets: one per device in a namespace
+    pytest.param(
+        [lab(), config_secret("ucm-a", "ucm-config"), config_secret("ucm-b", "ucm-config"),
+         config_secret("ucm-c", "ucm-config")],
+        [("Device", "ucm-b", CONFIG_SECRET, "Secret 'ucm-config' is already the configOutput "
+          "of Device 'ucm-a'"),
+         ("Device", "ucm-c", CONFIG_SECRET, "already the configOutput of Device 'ucm-a'")],
+        id="config-secret-twice",
+    ),
+    pytest.param(
+        [lab(), config_secret("ucm-a", "ucm-config", "north"),
+         config_secret("ucm-b", "ucm-config", "south"), config_secret("ucm-c", "ucm-c-config")],
+        [],
+        id="config-secrets-of-their-own-or-in-other-namespaces-are-fine",
     ),
 ]
 

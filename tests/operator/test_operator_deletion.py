@@ -1,6 +1,8 @@
 """`deletionPolicy: Release` on a Device whose Gateway (or Site) object was deleted first:
 the device is released from where its status says it was; when that is not recorded, the
-finalizer stays, with a Warning and a condition saying why and what to do."""
+finalizer stays, with a Warning and a condition saying why and what to do. A Device whose
+spec was made invalid changes nothing outside, and its deletion honours the last valid
+spec; when none was recorded, it goes touching nothing, and a Warning says so."""
 
 from __future__ import annotations
 
@@ -165,3 +167,67 @@ async def test_a_gateway_is_released_once_novacore_answers(
         await _gone(cluster, "Gateway", "home-zap")
         assert sims.novacore.gateways[ZAP].org_id is None
 
+
+
+# Admitted by the CRD (minLength 1), refused by the model.
+BLANK_NAME = {"spec": {"displayName": "   "}}
+
+
+async def _declare_all(cluster: Any) -> None:
+    """FLEET, every object of it reconciled."""
+    await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+    docs = documents(FLEET)
+    for doc in docs:
+        await cluster.create(doc)
+    for doc in docs:
+        await cluster.wait_condition(doc["kind"], doc["metadata"]["name"], "Ready", timeout=30)
+
+
+async def _made_invalid(cluster: Any, sims: Any) -> None:
+    """home-inverter's spec made invalid: its status says which field and what is valid,
+    and nothing outside is written while the drift checks find it so."""
+    writes = sims.writes()
+    await cluster.patch("Device", "home-inverter", BLANK_NAME)
+
+    async def invalid() -> dict[str, Any] | None:
+        cond = await cluster.condition("Device", "home-inverter", "Ready")
+        return cond if cond and cond["reason"] == "InvalidSpec" else None
+
+    cond = await cluster.wait_for(invalid, timeout=30, what="the spec refused")
+    assert cond["message"] == "spec.displayName: must not be blank: write the name to show"
+    await cluster.wait_planned("Device", "home-inverter", 2)
+    await cluster.wait_planned("Gateway", "home-zap", 2)
+    assert sims.writes() == writes
+    assert _placed(sims) == (True, True)
+
+
+async def test_a_device_deleted_with_an_invalid_spec_is_released_as_its_last_valid_spec_says(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await _declare_all(cluster)
+        await _made_invalid(cluster, sims)
+        await _delete(cluster, "Device", "home-inverter")
+        assert _placed(sims) == (False, False)
+        [event] = await _events(cluster, "home-inverter", "LastValidSpec")
+        assert "deletionPolicy of its last valid spec (Release) is honoured" in event["message"]
+        assert "spec.displayName: must not be blank" in event["message"]
+
+
+async def test_a_device_deleted_with_an_invalid_spec_and_none_recorded_touches_nothing(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await _declare_all(cluster)
+        await _made_invalid(cluster, sims)
+        # A status as an operator that recorded no valid spec wrote it.
+        await cluster.patch("Device", "home-inverter", {"status": {"lastValidSpec": None}})
+        writes = sims.writes()
+        await _delete(cluster, "Device", "home-inverter")
+        assert sims.writes() == writes
+        assert _placed(sims) == (True, True)
+        [event] = await _events(cluster, "home-inverter", "DeletionPolicyUnknown")
+        assert event["type"] == "Warning"
+        assert "its deletionPolicy is not known, so nothing outside was touched" in (
+            event["message"]
+        )

@@ -1,0 +1,183 @@
+"""Two Devices of one namespace writing their Enapter config to one place (a
+`configOutput.file` or a `configOutput.secretName`): the one created first keeps it and is
+reconciled as usual; the other is refused, naming both, writes nothing, and recovers once
+it names a place of its own or the first is deleted."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from harness import NAMESPACE, documents, operator
+
+# The MQTT protocol's config carries the device's hardware id (its MQTT user name).
+FLEET = """
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata: {name: h2-lab}
+spec:
+  displayName: H2 Lab
+  timezone: Europe/Rome
+  enapter: {}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Device
+metadata: {name: ucm-a}
+spec:
+  siteRef: h2-lab
+  hardwareId: A8795CBA5375484E829105E959663C8B
+  displayName: UCM A
+  deviceType: battery
+  enapter:
+    kind: ucm
+    protocol: MQTT
+    configOutput: {secretName: ucm-a-config}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Device
+metadata: {name: ucm-b}
+spec:
+  siteRef: h2-lab
+  hardwareId: B8795CBA5375484E829105E959663C8B
+  displayName: UCM B
+  enapter:
+    kind: ucm
+    protocol: MQTT
+    configOutput: {secretName: ucm-b-config}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: DER
+metadata: {name: ucm-a-battery}
+spec:
+  deviceRef: ucm-a
+  name: battery
+  type: battery
+"""
+HARDWARE_IDS = {"ucm-a": "A8795CBA5375484E829105E959663C8B",
+                "ucm-b": "B8795CBA5375484E829105E959663C8B"}
+
+
+async def _declare(cluster: Any, output: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Both Devices with `output` as their configOutput, and ucm-a's stand-alone DER (whose
+    reconcile applies ucm-a's changes); ucm-b is created a day earlier, so it is the first
+    although its name sorts after ucm-a's."""
+    docs = {d["metadata"]["name"]: d for d in documents(FLEET)}
+    created = {"h2-lab": "2026-01-01T00:00:00Z", "ucm-b": "2026-01-01T00:00:00Z",
+               "ucm-a": "2026-01-02T00:00:00Z", "ucm-a-battery": "2026-01-02T00:00:00Z"}
+    for name in ("h2-lab", "ucm-a", "ucm-b", "ucm-a-battery"):
+        doc = docs[name]
+        doc["metadata"]["creationTimestamp"] = created[name]
+        if doc["kind"] == "Device":
+            doc["spec"]["enapter"]["configOutput"] = dict(output)
+        await cluster.create(doc)
+    return docs
+
+
+def _provisioned(sims: Any) -> set[str]:
+    return {d.hardware_id for d in sims.enapter.devices.values() if d.hardware_id}
+
+
+async def _refused(cluster: Any, name: str) -> str:
+    """The message of `name`'s Ready condition, once it is refused as invalid."""
+
+    async def refused() -> str | None:
+        ready = await cluster.condition("Device", name, "Ready") or {}
+        return ready.get("message") if ready.get("reason") == "InvalidSpec" else None
+
+    return str(await cluster.wait_for(refused, timeout=30, what=f"Device/{name} refused"))
+
+
+async def _der_waits(cluster: Any) -> None:
+    """ucm-a's stand-alone DER, whose reconcile would apply ucm-a's changes, waits."""
+    ready = await cluster.condition("DER", "ucm-a-battery", "Ready") or {}
+    assert ready.get("reason") == "WaitingForDependency", ready
+    assert "Device 'ucm-a' is refused: " in ready["message"]
+
+
+async def _secret(cluster: Any, name: str) -> str:
+    """The config a Secret holds ("" while it does not exist)."""
+    response = await cluster.http.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}")
+    if response.status_code == 404:
+        return ""
+    secret = response.json()
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    return repr(data | (secret.get("stringData") or {}))
+
+
+async def _warnings(cluster: Any, name: str) -> list[str]:
+    """The operator's Warnings about `name` (not kopf's own of each failed handler run)."""
+    return [
+        str(e.get("message"))
+        for e in await cluster.events()
+        if e.get("type") == "Warning"
+        and e.get("reason") == "Failed"
+        and (e.get("involvedObject") or {}).get("name") == name
+    ]
+
+
+async def _refused_secret(cluster: Any, sims: Any) -> None:
+    """ucm-a is refused for ucm-b's Secret, with a Warning said once, and has written
+    nothing; nor has its DER."""
+    await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
+    await cluster.wait_planned("Device", "ucm-a", 2)
+    await cluster.wait_planned("DER", "ucm-a-battery", 2)
+    message = await _refused(cluster, "ucm-a")
+    clash = "Secret 'ucm-config' is already the configOutput of Device 'ucm-b'"
+    assert f"spec.enapter.configOutput.secretName: {clash}" in message
+    # Said once, not at every drift check (kopf may run the create handler twice on the
+    # emulator, which does not move resourceVersion: each run says it).
+    warnings = await _warnings(cluster, "ucm-a")
+    assert warnings and set(warnings) == {message}
+    await cluster.wait_planned("Device", "ucm-a", 2)
+    assert await _warnings(cluster, "ucm-a") == warnings
+    assert _provisioned(sims) == {HARDWARE_IDS["ucm-b"]}
+    assert f"{HARDWARE_IDS['ucm-b']}_ucm" in await _secret(cluster, "ucm-config")
+    await _der_waits(cluster)
+
+
+async def test_two_devices_writing_one_secret_refuse_the_newer_until_it_names_its_own(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await _declare(cluster, {"secretName": "ucm-config"})
+        await _refused_secret(cluster, sims)
+        own = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-a-config"}}}}
+        await cluster.patch("Device", "ucm-a", own)
+        await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
+        await cluster.wait_condition("DER", "ucm-a-battery", "Ready", timeout=30)
+        assert _provisioned(sims) == set(HARDWARE_IDS.values())
+        assert f"{HARDWARE_IDS['ucm-a']}_ucm" in await _secret(cluster, "ucm-a-config")
+        assert f"{HARDWARE_IDS['ucm-b']}_ucm" in await _secret(cluster, "ucm-config")
+
+
+async def test_a_device_refused_for_a_secret_takes_it_over_once_the_first_is_deleted(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await _declare(cluster, {"secretName": "ucm-config"})
+        await _refused_secret(cluster, sims)
+        await cluster.delete("Device", "ucm-b")
+
+        async def gone() -> bool:
+            return await cluster.get("Device", "ucm-b") is None
+
+        await cluster.wait_for(gone, timeout=30, what="Device/ucm-b deleted")
+        await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
+        assert f"{HARDWARE_IDS['ucm-a']}_ucm" in await _secret(cluster, "ucm-config")
+
+
+async def test_two_devices_writing_one_config_file_refuse_the_newer(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await _declare(cluster, {"file": "secrets/ucm.json"})
+        await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
+        await cluster.wait_planned("Device", "ucm-a", 2)
+        await cluster.wait_planned("DER", "ucm-a-battery", 2)
+        message = await _refused(cluster, "ucm-a")
+        assert "'secrets/ucm.json' is already the configOutput of Device 'ucm-b'" in message
+        assert _provisioned(sims) == {HARDWARE_IDS["ucm-b"]}
+        written = (tmp_path / "state" / "secrets" / "ucm.json").read_text()
+        assert f"{HARDWARE_IDS['ucm-b']}_ucm" in written
+        await _der_waits(cluster)
