@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -43,13 +44,24 @@ def _ucm_writing_to(file: str) -> str:
 async def _cli(world: World, *args: str) -> tuple[int, str]:
     """`reconciler ARGS...` in a subprocess with the world's settings: its exit code and
     everything it printed."""
+    code, stdout, stderr = await _cli_streams(world, *args)
+    return code, stdout + stderr
+
+
+async def _cli_streams(world: World, *args: str) -> tuple[int, str, str]:
+    """`reconciler ARGS...` as `_cli` runs it: its exit code, stdout and stderr apart."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "reconciler", *args,
         env={**os.environ, **world.env()}, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
-    return process.returncode, stdout.decode() + stderr.decode()
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def _outcome(report: dict[str, Any], address: str) -> dict[str, Any]:
+    """The outcome of `address` in a JSON apply report."""
+    return next(o for o in report["outcomes"] if o["address"] == address)
 
 
 def _write_fleet(directory: Path, text: str) -> Path:
@@ -120,10 +132,14 @@ async def test_prune_removes_the_config_file_it_wrote_for_a_deleted_device(
     assert said in output
     assert ucm_file.is_file()  # a plan removes nothing
 
-    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
-                              "-o", "json")
-    assert code == 0, output
-    assert f"removed {ucm_file}" in output
+    address = _delete_of(await world.plan(fleet_of(_without_the_ucm()), prune=True),
+                         ucm_id).address
+    code, stdout, stderr = await _cli_streams(world, "apply", str(fleet_dir), "--prune",
+                                              "--auto-approve", "-o", "json")
+    assert code == 0, stdout + stderr
+    # The JSON report alone, on stdout: the progress lines on stderr say it too.
+    detail = _outcome(json.loads(stdout), address)["detail"]
+    assert detail == {"id": ucm_id, "config_file": f"removed {ucm_file}"}, stdout
     assert world.sims.enapter.by_hardware_id(UCM) is None
     assert not ucm_file.exists()
     assert mqtt_file.is_file() and hand_made.read_text() == "{}"
