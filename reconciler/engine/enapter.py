@@ -16,9 +16,10 @@ a log line.
   config (provisioning or generate_config), the destination is checked again, resolved,
   so that an absolute path into the state directory, or one that cannot be written,
   fails the change with nothing asked of Enapter: a new config may invalidate the old one.
-  Each file written is recorded, and removed after its device is deleted or its config is
-  written to another file; a file recorded as written for another Enapter device is not
-  this device's config (`engine.enapter_files`).
+  Each file written is recorded, and removed after its device is deleted, its config is
+  written to another file, or its `configOutput` names no file any more (an update of the
+  device); a file recorded as written for another Enapter device is not this device's
+  config (`engine.enapter_files`).
 * `configOutput.secretName`: Secrets are the operator's. It registers a `ConfigSecretStore`
   in `Session.extra[SECRET_STORE_KEY]`; without one (the CLI) the device is provisioned,
   no config is generated or kept, and the plan and apply messages say so. We chose this
@@ -461,7 +462,7 @@ async def _update_enapter_device(
     result: dict[str, Any] = {"id": device_id}
     if protocol_changed or output_missing:
         result |= await _deliver_config(ctx, change, device, device_id, None)
-    return result
+    return result | await _remove_config_file(ctx, change, device_id, device)
 
 
 async def _deliver_config(
@@ -517,24 +518,36 @@ async def _deliver_config(
     return {"config": f"written to Secret {name}"}
 
 
-async def _remove_config_file(ctx: Executors, change: Change, device_id: str) -> dict[str, str]:
-    """After the device's delete: remove the config file written for it, if it is still
-    the one written (`engine.enapter_files`). A file that cannot be removed fails the
-    change: it holds the deleted device's credentials, which someone must know of."""
+async def _remove_config_file(
+    ctx: Executors, change: Change, device_id: str, device: Device | None = None
+) -> dict[str, str]:
+    """After the device's delete, or its update (`device`, as declared now): remove the
+    config file written for it, if its `configOutput` names it no more and it is still the
+    one written (`engine.enapter_files`). A file that cannot be removed fails the change:
+    it holds the device's credentials, which someone must know of; its record is kept, so
+    the next plan of a device still there removes it again."""
     settings = ctx.session.settings
-    if not enapter_files.recorded(settings, device_id):
-        return {}
+    enapter = device.spec.enapter if device is not None else None
+    output = enapter.config_output if enapter is not None else None
+    own = config_path(settings, output.file) if output is not None and output.file else None
+    if not enapter_files.recorded(settings, device_id, own=own):
+        return {}  # nothing to do: no write journaled
 
     async def remove() -> str | None:
         # In the event loop, not a thread: the inventory is read and written whole, and
         # another change's record or removal must not interleave with this one.
         try:
-            return enapter_files.remove(settings, ctx.fleet, device_id)
+            return enapter_files.remove(settings, ctx.fleet, device_id, own=own)
         except OSError as exc:
+            if device is None:
+                what, then = "the device is deleted in Enapter Cloud, but its config file", ""
+            else:
+                what = "the config file an earlier apply wrote for the device, which its "
+                what += "configOutput names no more,"
+                then = " (or the next apply tries again)"
             raise ProviderRejected(
-                f"the device is deleted in Enapter Cloud, but its config file "
-                f"{exc.filename} could not be removed: {exc.strerror or exc}; it holds the "
-                "device's credentials: remove it",
+                f"{what} {exc.filename} could not be removed: {exc.strerror or exc}; it "
+                f"holds the device's credentials: remove it{then}",
                 address=change.address,
             ) from None
 

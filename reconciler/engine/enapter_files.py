@@ -1,5 +1,6 @@
 """The communication config files written for Enapter devices (`configOutput.file`): where
-one goes, the record of each one written, and its removal once its device is deleted.
+one goes, the record of each one written, and its removal once its device is deleted or
+its config goes elsewhere.
 
 A config file holds the device's credentials, so it should not outlive the device. Once
 the device is undeclared (removed from the YAML), its `configOutput` is gone with it: what
@@ -10,10 +11,12 @@ inventory is not a private file, and the content is credentials.
 
 A file is removed after its device's delete succeeded (`engine.enapter`), or once the
 device's config was written to another file (its `configOutput.file` changed: the one
-written before holds its credentials too), and only when the reconciler wrote it (a
-record), it is still that file (replaced or edited since, it is someone else's) and no
-declared Device names it (it is then that Device's config). A file the reconciler did not
-write is never removed: files written before records were kept have none, and stay.
+written before holds its credentials too), or by an update of the device once its
+`configOutput` names another file or none (a Secret instead, or no output), and only when
+the reconciler wrote it (a record), it is still that file (replaced or edited since, it is
+someone else's) and no declared Device names it (it is then that Device's config). A file
+the reconciler did not write is never removed: files written before records were kept
+have none, and stay.
 
 The records also say whose config a file holds: a Device whose file, still as written,
 was written for another Enapter device (one deleted since, or another device's) has no
@@ -76,10 +79,12 @@ def record(settings: Settings, device_id: str, path: Path) -> WrittenFile | None
     return before if before is not None and before.path != key else None
 
 
-def recorded(settings: Settings, device_id: str) -> bool:
-    """Whether a config file was recorded as written for Enapter device `device_id`."""
+def recorded(settings: Settings, device_id: str, *, own: Path | None = None) -> bool:
+    """Whether a config file, other than `own`, was recorded as written for Enapter device
+    `device_id` (what `remove` would look at)."""
     inventory = StateDir(Path(settings.state_dir)).read_inventory()
-    return device_id in inventory.enapter_config_files
+    file = inventory.enapter_config_files.get(device_id)
+    return file is not None and (own is None or file.path != _key(own))
 
 
 def written_for(settings: Settings, paths: Iterable[Path]) -> dict[Path, str]:
@@ -120,16 +125,19 @@ def removable(settings: Settings, fleet: Fleet, device_ids: Iterable[str]) -> di
     return {i: f.path for i, f in wanted.items() if _ours(f, declared)}
 
 
-def remove(settings: Settings, fleet: Fleet, device_id: str) -> str | None:
-    """After Enapter device `device_id` was deleted: remove the config file written for
-    it, if it is still ours (see the module), and forget its record. Returns what
-    happened, or None when nothing was written for it; raises OSError when the file could
-    not be removed (its record is kept: the next delete of the same id, a retry, tries
-    again)."""
+def remove(
+    settings: Settings, fleet: Fleet, device_id: str, *, own: Path | None = None
+) -> str | None:
+    """After Enapter device `device_id` was deleted, or brought to its declaration with
+    `own` the file its `configOutput` names (None: no file): remove the config file
+    written for it, if it is not `own` and still ours (see the module), and forget its
+    record. Returns what happened, or None when nothing else was written for it; raises
+    OSError when the file could not be removed (its record is kept: a retry of the delete
+    tries again, and the plan of a device still there removes it again)."""
     state = StateDir(Path(settings.state_dir))
     inventory = state.read_inventory()
     file = inventory.enapter_config_files.get(device_id)
-    if file is None:
+    if file is None or (own is not None and file.path == _key(own)):
         return None
     outcome = _remove(file, _declared(settings, fleet))
     del inventory.enapter_config_files[device_id]

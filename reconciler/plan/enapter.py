@@ -18,7 +18,8 @@ change an `assign_blueprint`, a protocol change or a missing config output a
 `generate_config`. Communication configs carry credentials; they never appear here, only
 whether the declared output (a file, or a Secret where the operator can check) exists and
 for which device an earlier apply wrote the file, and which file an earlier apply wrote for
-a device that a delete, or its config written to another file, removes after it.
+a device that a delete, or its config written to another file, removes after it, or that
+an update removes once the device's configOutput names it no more.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ CONFIG_ON_PROVISION = frozenset({EnapterKind.UCM, EnapterKind.EMBEDDED})
 NO_CONFIG = frozenset({EnapterKind.LUA})
 # MQTT communication types and the protocol each one means.
 PROTOCOL_OF_COMMUNICATION = {"MQTT_V1_TLS": "MQTTS", "MQTT_V1_PLAINTEXT": "MQTT"}
+# The diff path of a config file an earlier apply wrote for a device whose configOutput
+# names it no more: its update removes it (`engine.enapter_files`).
+WRITTEN_FILE = "written_config_file"
 # Runtimes and masters are planned before the devices that run on them.
 _RANK = {EnapterKind.LINK_SLAVE: 1, EnapterKind.LUA: 1}
 
@@ -825,6 +829,12 @@ class EnapterPlanner:
         if presence is not None and not self._has_config(device, remote):
             key = "config_file" if "config_file" in after else "config_secret"
             diff.append(FieldDiff("add", key, None, after[key]))
+        written = self.state.written_files.get(remote.id) if self.state is not None else None
+        if written is not None and not any(d.path == "config_file" for d in diff):
+            # A file its configOutput names no more (it names a Secret, none, or another
+            # file that holds its config already): the update removes it. One whose config
+            # is written to another file says so in the note of that write.
+            diff.append(FieldDiff("remove", WRITTEN_FILE, written, None))
         kwargs: dict[str, Any] = {
             "before": before,
             "after": after,
@@ -919,8 +929,10 @@ class EnapterPlanner:
                     f"switching to {enapter.protocol} needs a new communication config, "
                     "and this run has nowhere to write it: add configOutput.file"
                 ]
-            elif enapter.config_output is not None and enapter.config_output.file is not None:
+            elif "config_file" in paths:
                 notes[-1] += self._superseded_file_note(remote.id)
+        if WRITTEN_FILE in paths and not blocked:
+            notes.append(self._unnamed_file_note(device, remote.id))
         return self._change(
             "Device",
             device.name,
@@ -977,6 +989,20 @@ class EnapterPlanner:
             f"; once it is written, {path}, the file an earlier apply wrote its config to, "
             "is removed"
         )
+
+    def _unnamed_file_note(self, device: Device, device_id: str) -> str:
+        """What an update does to the config file an earlier apply wrote for the device
+        that its configOutput names no more, with no new config written elsewhere."""
+        enapter = device.spec.enapter
+        assert enapter is not None and self.state is not None
+        output = enapter.config_output
+        names = (
+            f"its configOutput.file names {self._target(device)} now"
+            if output is not None and output.file is not None
+            else "its configOutput names no file now"
+        )
+        path = self.state.written_files[device_id]
+        return f"{names}: {path}, the config file an earlier apply wrote for it, is removed"
 
     def _written_file_note(self, device_id: str) -> str:
         """What a delete does to the config file an earlier apply wrote for the device."""

@@ -3,9 +3,9 @@ simulator on loopback, through the CLI in a subprocess and the engine: which pat
 refused, and where (file, line, field), and what the generated schemas say of them; the
 file written for a device that --prune deletes is removed after the delete, said by the
 plan and the apply report (text and JSON), as is the one written before for a device whose
-file moved elsewhere, and a file the reconciler did not write, or that is no longer the one
-it wrote, is left alone; a file recorded as written for another device is not a device's
-config."""
+file moved elsewhere or whose configOutput names no file any more, and a file the
+reconciler did not write, or that is no longer the one it wrote, is left alone; a file
+recorded as written for another device is not a device's config."""
 
 from __future__ import annotations
 
@@ -392,3 +392,56 @@ async def test_a_config_file_written_for_a_device_deleted_since_is_not_this_ones
     assert _protocol_in(ucm_file) == "MQTT"
     assert not mqtt_file.exists()
     assert not (await world.plan(taking_over)).plan.has_changes
+
+
+# -- a device whose configOutput names no file any more -------------------------------------------
+
+
+def _ucm_with_output(output: str) -> str:
+    return site_and_gateway() + device("lab-ucm", f"{{kind: ucm{output}}}", hardware=UCM)
+
+
+async def test_a_config_output_switched_away_from_a_file_removes_the_one_written(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    said = (f"its configOutput names no file now: {a_file}, the config file an earlier "
+            "apply wrote for it, is removed")
+
+    # To a Secret: the CLI writes none, and the file holds credentials all the same.
+    to_secret = _ucm_with_output(", configOutput: {secretName: ucm-config}")
+    fleet_dir = _write_fleet(tmp_path / "fleet", to_secret)
+    code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, output
+    assert said in output, output
+    assert f'- written_config_file = "{a_file}"' in output, output
+    assert a_file.is_file()  # a plan removes nothing
+    address = _update_of(await world.plan(fleet_of(to_secret)), ucm_id).address
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    assert f"✓ {address} update: removed {a_file}" in output, output
+    assert not a_file.exists()
+    assert str(a_file) not in (world.state_dir / "inventory.json").read_text()
+    code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
+    assert code == 0, output
+
+    # No configOutput at all: the same.
+    await world.converge()
+    assert a_file.is_file()
+    dropped = fleet_of(_ucm_with_output(""))
+    assert said in _update_of(await world.plan(dropped), ucm_id).message
+    _, report = await world.apply(dropped)
+    assert report.ok, report.as_dict()
+    [outcome] = [o for o in report.outcomes if o.address == address]
+    assert outcome.detail == {"id": ucm_id, "config_file": f"removed {a_file}"}
+    assert not a_file.exists()
+    assert not (await world.plan(dropped)).plan.has_changes
+
+    # One changed since it was written is not the reconciler's to remove.
+    await world.converge()
+    a_file.write_text("edited by hand")
+    assert not (await world.plan(dropped)).plan.has_changes
+    await world.converge(dropped)
+    assert a_file.read_text() == "edited by hand"
