@@ -42,7 +42,7 @@ from reconciler.engine.enapter_files import config_path
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import _Gather
 from reconciler.engine.session import Session
-from reconciler.engine.state import WrittenFile, atomic_write
+from reconciler.engine.state import atomic_write
 from reconciler.errors import ProviderAuthError, ProviderConflict, ProviderRejected
 from reconciler.model.device import Device, EnapterKind
 from reconciler.model.fleet import Fleet
@@ -469,8 +469,9 @@ async def _deliver_config(
     ctx: Executors, change: Change, device: Device, device_id: str, config: dict[str, Any] | None
 ) -> dict[str, str]:
     """Write the device's communication config to its declared output, generating one
-    when provisioning returned none. Returns what happened (`config`, and `config_file`
-    for the file written before, when the output moved), never the config."""
+    when provisioning returned none. Returns what happened (`config`), never the config;
+    the file written before, when the output moved, is removed after it
+    (`_remove_config_file`)."""
     enapter = device.spec.enapter
     assert enapter is not None
     output = enapter.config_output
@@ -502,11 +503,8 @@ async def _deliver_config(
         )
         # Recorded at once, not after the apply: a run killed later still leaves the file
         # known as this device's, to be removed when the device is deleted.
-        before = enapter_files.record(ctx.session.settings, device_id, path)
-        written = {"config": f"written to {path}"}
-        if before is None:
-            return written
-        return written | {"config_file": await _remove_superseded(ctx, change, before)}
+        enapter_files.record(ctx.session.settings, device_id, path)
+        return {"config": f"written to {path}"}
     assert store is not None and output.secret_name is not None
     name = output.secret_name
     await ctx._write(
@@ -522,10 +520,10 @@ async def _remove_config_file(
     ctx: Executors, change: Change, device_id: str, device: Device | None = None
 ) -> dict[str, str]:
     """After the device's delete, or its update (`device`, as declared now): remove the
-    config file written for it, if its `configOutput` names it no more and it is still the
-    one written (`engine.enapter_files`). A file that cannot be removed fails the change:
-    it holds the device's credentials, which someone must know of; its record is kept, so
-    the next plan of a device still there removes it again."""
+    config files written for it that its `configOutput` does not name (every one after a
+    delete), those still the ones written (`engine.enapter_files`). A file that cannot be
+    removed fails the change: it holds the device's credentials, which someone must know
+    of; its record is kept, so the next plan of a device still there removes it again."""
     settings = ctx.session.settings
     enapter = device.spec.enapter if device is not None else None
     output = enapter.config_output if enapter is not None else None
@@ -553,27 +551,6 @@ async def _remove_config_file(
 
     outcome = await ctx._write(change, "enapter.remove_config_file", remove, over_http=False)
     return {} if outcome is None else {"config_file": outcome}
-
-
-async def _remove_superseded(ctx: Executors, change: Change, file: WrittenFile) -> str:
-    """After the device's config was written to another file (its `configOutput.file`
-    changed): remove the one written before, which holds its credentials too, if it is
-    still the one written (`engine.enapter_files`). Its record is forgotten already, so a
-    file that cannot be removed fails the change, naming it for someone to remove."""
-    settings = ctx.session.settings
-
-    async def remove() -> str:
-        try:
-            return enapter_files.remove_superseded(settings, ctx.fleet, file)
-        except OSError as exc:
-            raise ProviderRejected(
-                f"the communication config is written to its new file, but the one written "
-                f"before, {exc.filename}, could not be removed: {exc.strerror or exc}; it "
-                "holds the device's credentials: remove it",
-                address=change.address,
-            ) from None
-
-    return await ctx._write(change, "enapter.remove_config_file", remove, over_http=False)
 
 
 def _write_private_file(path: Path, text: str, address: str) -> None:

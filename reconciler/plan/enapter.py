@@ -134,10 +134,10 @@ class EnapterState:
     # Ids of the sites no declared Site matches, whose devices were read because a Site
     # matches no site by name: where the site it was renamed from is looked for.
     unclaimed: tuple[str, ...] = ()
-    # Enapter device id -> the config file an earlier apply wrote for it, still as written
-    # and named by no declared Device: its delete, or its config written to the file its
-    # Device declares now, removes it (`engine.enapter_files`).
-    written_files: dict[str, str] = field(default_factory=dict)
+    # Enapter device id -> the config files earlier applies wrote for it, still as written
+    # and named by no declared Device: its delete, or its update once its config is where
+    # its Device declares it now, removes them (`engine.enapter_files`).
+    written_files: dict[str, list[str]] = field(default_factory=dict)
 
 
 # -- declared fields and natural keys ---------------------------------------------------------
@@ -829,12 +829,12 @@ class EnapterPlanner:
         if presence is not None and not self._has_config(device, remote):
             key = "config_file" if "config_file" in after else "config_secret"
             diff.append(FieldDiff("add", key, None, after[key]))
-        written = self.state.written_files.get(remote.id) if self.state is not None else None
-        if written is not None and not any(d.path == "config_file" for d in diff):
-            # A file its configOutput names no more (it names a Secret, none, or another
-            # file that holds its config already): the update removes it. One whose config
-            # is written to another file says so in the note of that write.
-            diff.append(FieldDiff("remove", WRITTEN_FILE, written, None))
+        if not any(d.path == "config_file" for d in diff):
+            # Files its configOutput names no more (it names a Secret, none, or another
+            # file that holds its config already, or removing one failed before): the
+            # update removes them. One whose config is written to another file says so in
+            # the note of that write.
+            diff += [FieldDiff("remove", WRITTEN_FILE, p, None) for p in self._written(remote.id)]
         kwargs: dict[str, Any] = {
             "before": before,
             "after": after,
@@ -979,15 +979,20 @@ class EnapterPlanner:
         for device in undeclared:
             self._delete_subtree(work, device, children, planned)
 
+    def _written(self, device_id: str) -> list[str]:
+        """The config files earlier applies wrote for the device that its delete, or its
+        update, removes (`EnapterState.written_files`)."""
+        return self.state.written_files.get(device_id, []) if self.state is not None else []
+
     def _superseded_file_note(self, device_id: str) -> str:
         """What writing the device's config to the file its Device declares now does to
         the file an earlier apply wrote it to (its configOutput.file changed since)."""
-        path = self.state.written_files.get(device_id) if self.state is not None else None
-        if path is None:
+        paths = self._written(device_id)
+        if not paths:
             return ""
         return (
-            f"; once it is written, {path}, the file an earlier apply wrote its config to, "
-            "is removed"
+            f"; once it is written, {_listed(paths)}, {_the(paths, 'file')} an earlier "
+            f"apply wrote its config to, {_is(paths)} removed"
         )
 
     def _unnamed_file_note(self, device: Device, device_id: str) -> str:
@@ -1001,15 +1006,21 @@ class EnapterPlanner:
             if output is not None and output.file is not None
             else "its configOutput names no file now"
         )
-        path = self.state.written_files[device_id]
-        return f"{names}: {path}, the config file an earlier apply wrote for it, is removed"
+        paths = self._written(device_id)
+        return (
+            f"{names}: {_listed(paths)}, {_the(paths, 'config file')} an earlier apply "
+            f"wrote for it, {_is(paths)} removed"
+        )
 
     def _written_file_note(self, device_id: str) -> str:
-        """What a delete does to the config file an earlier apply wrote for the device."""
-        path = self.state.written_files.get(device_id) if self.state is not None else None
-        if path is None:
+        """What a delete does to the config files an earlier apply wrote for the device."""
+        paths = self._written(device_id)
+        if not paths:
             return ""
-        return f"; then {path}, the config file an earlier apply wrote for it, is removed"
+        return (
+            f"; then {_listed(paths)}, {_the(paths, 'config file')} an earlier apply wrote "
+            f"for it, {_is(paths)} removed"
+        )
 
     def _delete_subtree(
         self,
@@ -1057,6 +1068,19 @@ class EnapterPlanner:
             _block(change, blocker)
         planned[device.id] = change
         return change
+
+
+def _listed(paths: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return paths[0] if len(paths) == 1 else f"{', '.join(paths[:-1])} and {paths[-1]}"
+
+
+def _the(paths: list[str], noun: str) -> str:
+    return f"the {noun}" if len(paths) == 1 else f"the {noun}s"
+
+
+def _is(paths: list[str]) -> str:
+    return "is" if len(paths) == 1 else "are"
 
 
 def _held_message(hardware_id: str, held: HeldElsewhere) -> str:

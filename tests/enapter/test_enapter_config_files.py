@@ -10,9 +10,13 @@ recorded as written for another device is not a device's config."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import shutil
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -445,3 +449,88 @@ async def test_a_config_output_switched_away_from_a_file_removes_the_one_written
     assert not (await world.plan(dropped)).plan.has_changes
     await world.converge(dropped)
     assert a_file.read_text() == "edited by hand"
+
+
+# -- a config file that could not be removed ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _unremovable(path: Path) -> Iterator[None]:
+    """`path` cannot be removed inside the block: its directory is read-only, or, for root,
+    whom that does not stop, the file is immutable (`chattr +i`)."""
+    if os.geteuid() != 0:
+        mode = path.parent.stat().st_mode
+        path.parent.chmod(0o500)
+        try:
+            yield
+        finally:
+            path.parent.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)],
+                                        capture_output=True).returncode != 0:
+        pytest.skip("running as root where no file can be made immutable (chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+async def test_a_config_file_moved_elsewhere_whose_removal_failed_is_removed_by_the_next_apply(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    b_file = world.state_dir / "keys" / "b.json"  # another directory: it can be written
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    moved = fleet_of(_ucm_writing_to("keys/b.json"))
+    with _unremovable(a_file):
+        _, report = await world.apply(moved)
+    [failed] = failures(report)
+    assert f"{a_file} could not be removed" in failed["message"], failed
+    assert "the next apply tries again" in failed["message"]
+    assert a_file.is_file() and b_file.is_file()
+    inventory = (world.state_dir / "inventory.json").read_text()
+    assert str(a_file) in inventory and str(b_file) in inventory
+
+    # The next plan removes it, as an update of the device; b.json is its config.
+    fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to("keys/b.json"))
+    code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, output
+    said = (f"its configOutput.file names {b_file} now: {a_file}, the config file an earlier "
+            "apply wrote for it, is removed")
+    assert said in output, output
+    assert "missing" not in output and "generate" not in output
+    address = _update_of(await world.plan(moved), ucm_id).address
+    written = b_file.read_text()
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    assert f"✓ {address} update: removed {a_file}" in output, output
+    assert not a_file.exists() and b_file.read_text() == written
+    code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
+    assert code == 0, output
+
+    # Removed by a prune in turn, as the file of the deleted device.
+    _, report = await world.apply(fleet_of(site_and_gateway()), prune=True)
+    assert report.ok, report.as_dict()
+    assert not b_file.exists()
+
+
+async def test_records_kept_by_device_id_as_earlier_versions_wrote_them_are_read(
+        make_world: MakeWorld) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    inventory_file = world.state_dir / "inventory.json"
+    inventory = json.loads(inventory_file.read_text())
+    # Before a device could have several, a record was keyed by its device's id.
+    inventory["enapter_config_files"] = {
+        file.pop("device_id"): file for file in inventory["enapter_config_files"].values()}
+    inventory_file.write_text(json.dumps(inventory))
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    result = await world.plan(fleet_of(_without_the_ucm()), prune=True)
+    assert f"then {ucm_file}, the config file" in _delete_of(result, ucm_id).message
+    _, report = await world.apply(fleet_of(_without_the_ucm()), prune=True)
+    assert report.ok, report.as_dict()
+    assert not ucm_file.exists()
+    assert not (await world.plan(fleet_of(_without_the_ucm()), prune=True)).plan.has_changes
