@@ -353,7 +353,14 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
         return await _update_enapter_device(
             ctx, change, device, change.external_id or "", change.before or {}
         )
-    return await _create_enapter_device(ctx, change, device)
+    created = await _create_enapter_device(ctx, change, device)
+    if change.action is Action.REPLACE:
+        # Provisioned again: the files written for the deleted device hold this Device's
+        # old credentials; the one its configOutput names now was just written anew.
+        new_id = str(created["id"])
+        enapter_files.adopt(ctx.session.settings, change.external_id or "", new_id)
+        created |= await _remove_config_file(ctx, change, new_id, device)
+    return created
 
 
 async def _create_enapter_device(ctx: Executors, change: Change, device: Device) -> dict[str, Any]:

@@ -11,7 +11,8 @@ inventory is not a private file, and the content is credentials.
 
 A file is removed after its device's delete succeeded (`engine.enapter`), or once the
 device's config was written to another file (its `configOutput.file` changed: the one
-written before holds its credentials too), or by an update of the device once its
+written before holds its credentials too; also when the device was deleted and
+provisioned again, a replace: `adopt`), or by an update of the device once its
 `configOutput` names another file or none (a Secret instead, or no output), and only when
 the reconciler wrote it (a record), it is still that file (replaced or edited since, it is
 someone else's) and no declared Device names it (it is then that Device's config). A file
@@ -26,6 +27,7 @@ config of its own there (`written_for`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -72,6 +74,21 @@ def record(settings: Settings, device_id: str, path: Path) -> None:
     inventory.enapter_config_files[key] = WrittenFile(
         key, stat.st_ino, stat.st_mtime_ns, stat.st_size, device_id
     )
+    state.write_inventory(inventory)
+
+
+def adopt(settings: Settings, old_id: str, new_id: str) -> None:
+    """Enapter device `old_id` was deleted and provisioned again as `new_id` (a replace):
+    the files written for the old one hold the same Device's credentials, now the new
+    one's to remove (`remove`), and while it is there a failed removal is tried again."""
+    state = StateDir(Path(settings.state_dir))
+    inventory = state.read_inventory()
+    files = inventory.enapter_config_files
+    old = [path for path, file in files.items() if file.device_id == old_id]
+    if not old:
+        return
+    for path in old:
+        files[path] = dataclasses.replace(files[path], device_id=new_id)
     state.write_inventory(inventory)
 
 

@@ -874,7 +874,9 @@ class EnapterPlanner:
                 **kwargs,
                 message=f"Enapter cannot move a device to another "
                 f"{'runtime' if 'runtime' in moved else 'LINK master'}: it "
-                f"is deleted and provisioned again on {upstream}; " + self._config_note(device),
+                f"is deleted and provisioned again on {upstream}; "
+                + self._config_note(device)
+                + self._replaced_file_note(remote.id),
             )
         return self._update_device(work, device, remote, deps, paths, kwargs)
 
@@ -1010,6 +1012,18 @@ class EnapterPlanner:
         return (
             f"{names}: {_listed(paths)}, {_the(paths, 'config file')} an earlier apply "
             f"wrote for it, {_is(paths)} removed"
+        )
+
+    def _replaced_file_note(self, device_id: str) -> str:
+        """What a replace does to the config files an earlier apply wrote for the device it
+        deletes that its Device names no more (one it names is written anew)."""
+        paths = self._written(device_id)
+        if not paths:
+            return ""
+        return (
+            f"; once it is provisioned again, {_listed(paths)}, "
+            f"{_the(paths, 'config file')} an earlier apply wrote for the device it "
+            f"replaces, {_is(paths)} removed"
         )
 
     def _written_file_note(self, device_id: str) -> str:

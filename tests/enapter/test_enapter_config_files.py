@@ -3,9 +3,10 @@ simulator on loopback, through the CLI in a subprocess and the engine: which pat
 refused, and where (file, line, field), and what the generated schemas say of them; the
 file written for a device that --prune deletes is removed after the delete, said by the
 plan and the apply report (text and JSON), as is the one written before for a device whose
-file moved elsewhere or whose configOutput names no file any more, and a file the
-reconciler did not write, or that is no longer the one it wrote, is left alone; a file
-recorded as written for another device is not a device's config."""
+file moved elsewhere (updated, or deleted and provisioned again) or whose configOutput
+names no file any more, and a file the reconciler did not write, or that is no longer the
+one it wrote, is left alone; a file that could not be removed is removed by the next
+apply; a file recorded as written for another device is not a device's config."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import httpx
 import pytest
 import yaml
 from enapter_world import (
+    MASTER,
+    SLAVE,
     UCM,
     UCM_MQTT,
     MakeWorld,
@@ -534,3 +537,52 @@ async def test_records_kept_by_device_id_as_earlier_versions_wrote_them_are_read
     assert report.ok, report.as_dict()
     assert not ucm_file.exists()
     assert not (await world.plan(fleet_of(_without_the_ucm()), prune=True)).plan.has_changes
+
+
+# -- a device provisioned again (replaced) whose config file moved --------------------------------
+
+MASTER_2 = "LM0000000000000000000000000000002"
+
+
+def _slave_on(master: str, file: str) -> str:
+    return (site_and_gateway()
+            + device("lab-link", "{kind: link_master}", hardware=MASTER, gateway=True)
+            + device("lab-link-2", "{kind: link_master}", hardware=MASTER_2, gateway=True)
+            + device("lab-slave", f"{{kind: link_slave, masterRef: {master}, "
+                                  f"configOutput: {{file: '{file}'}}}}",
+                     hardware=SLAVE, gateway=True))
+
+
+async def test_a_device_replaced_with_its_config_file_moved_removes_the_one_written_before(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_slave_on("lab-link", "cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    b_file = world.state_dir / "cfg" / "b.json"
+    old_id = world.sims.enapter.by_hardware_id(SLAVE).id
+    assert a_file.is_file()
+
+    moved = _slave_on("lab-link-2", "cfg/b.json")
+    [replace] = [c for c in (await world.plan(fleet_of(moved))).plan.pending
+                 if c.external_id == old_id]
+    assert replace.action is Action.REPLACE
+    said = (f"once it is provisioned again, {a_file}, the config file an earlier apply wrote "
+            "for the device it replaces, is removed")
+    assert said in replace.message, replace.message
+    fleet_dir = _write_fleet(tmp_path / "fleet", moved)
+    code, stdout, stderr = await _cli_streams(world, "apply", str(fleet_dir), "--auto-approve",
+                                              "-o", "json")
+    assert code == 0, stdout + stderr
+    new_id = world.sims.enapter.by_hardware_id(SLAVE).id
+    assert new_id != old_id
+    detail = _outcome(json.loads(stdout), replace.address)["detail"]
+    assert detail["config_file"] == f"removed {a_file}", detail
+    assert b_file.is_file() and not a_file.exists()
+    inventory = (world.state_dir / "inventory.json").read_text()
+    assert old_id not in inventory and str(a_file) not in inventory
+    assert not (await world.plan(fleet_of(moved))).plan.has_changes
+
+    # Removed by a prune in turn, as the file of the deleted device.
+    _, report = await world.apply(fleet_of(site_and_gateway()), prune=True)
+    assert report.ok, report.as_dict()
+    assert not b_file.exists()
