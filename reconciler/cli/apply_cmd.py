@@ -129,10 +129,8 @@ def _progress(stream: Any) -> Any:
         line = f"  {_MARKS[outcome.status]} {outcome.address} {outcome.action}"
         if outcome.status != "done":
             line += f" {outcome.status}: {outcome.message}"
-        elif isinstance(outcome.detail.get("config_file"), str):
-            # What became of a config file written earlier (credentials on disk): the one
-            # local effect of a change someone must know of, as the JSON report says.
-            line += f": {outcome.detail['config_file']}"
+        elif outcome.config_file is not None:
+            line += f": {outcome.config_file}"
         print(f"[{elapsed:6.1f}s]{printable(line)}", file=stream, flush=True)
 
     return show

@@ -35,6 +35,15 @@ class Outcome:
     site: str = ""
     retryable: bool = False  # for failures: whether trying again later may succeed
 
+    @property
+    def config_file(self) -> str | None:
+        """What became of a config file written earlier for an Enapter device (removed,
+        left alone: `engine.enapter`): credentials on disk, the one local effect of a
+        change someone must know of, which the progress lines of `apply` and `watch` show
+        as the JSON report does."""
+        said = self.detail.get("config_file")
+        return said if isinstance(said, str) else None
+
 
 @dataclass
 class ApplyReport:

@@ -16,9 +16,10 @@ a log line.
   config (provisioning or generate_config), the destination is checked again, resolved,
   so that an absolute path into the state directory, or one that cannot be written,
   fails the change with nothing asked of Enapter: a new config may invalidate the old one.
-  Each file written is recorded, and removed after its device is deleted or its config is
-  written to another file; a file recorded as written for another Enapter device is not
-  this device's config (`engine.enapter_files`).
+  Each file written is recorded, and removed after its device is deleted, its config is
+  written to another file, or its `configOutput` names no file any more (an update of the
+  device); a file recorded as written for another Enapter device is not this device's
+  config (`engine.enapter_files`).
 * `configOutput.secretName`: Secrets are the operator's. It registers a `ConfigSecretStore`
   in `Session.extra[SECRET_STORE_KEY]`; without one (the CLI) the device is provisioned,
   no config is generated or kept, and the plan and apply messages say so. We chose this
@@ -42,7 +43,7 @@ from reconciler.engine.enapter_files import config_path
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import _Gather
 from reconciler.engine.session import Session
-from reconciler.engine.state import WrittenFile, atomic_write
+from reconciler.engine.state import atomic_write
 from reconciler.errors import ProviderAuthError, ProviderConflict, ProviderRejected
 from reconciler.model.device import Device, EnapterKind
 from reconciler.model.fleet import Fleet
@@ -353,7 +354,14 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
         return await _update_enapter_device(
             ctx, change, device, change.external_id or "", change.before or {}
         )
-    return await _create_enapter_device(ctx, change, device)
+    created = await _create_enapter_device(ctx, change, device)
+    if change.action is Action.REPLACE:
+        # Provisioned again: the files written for the deleted device hold this Device's
+        # old credentials; the one its configOutput names now was just written anew.
+        new_id = str(created["id"])
+        enapter_files.adopt(ctx.session.settings, change.external_id or "", new_id)
+        created |= await _remove_config_file(ctx, change, new_id, device)
+    return created
 
 
 async def _create_enapter_device(ctx: Executors, change: Change, device: Device) -> dict[str, Any]:
@@ -462,15 +470,16 @@ async def _update_enapter_device(
     result: dict[str, Any] = {"id": device_id}
     if protocol_changed or output_missing:
         result |= await _deliver_config(ctx, change, device, device_id, None)
-    return result
+    return result | await _remove_config_file(ctx, change, device_id, device)
 
 
 async def _deliver_config(
     ctx: Executors, change: Change, device: Device, device_id: str, config: dict[str, Any] | None
 ) -> dict[str, str]:
     """Write the device's communication config to its declared output, generating one
-    when provisioning returned none. Returns what happened (`config`, and `config_file`
-    for the file written before, when the output moved), never the config."""
+    when provisioning returned none. Returns what happened (`config`), never the config;
+    the file written before, when the output moved, is removed after it
+    (`_remove_config_file`)."""
     enapter = device.spec.enapter
     assert enapter is not None
     output = enapter.config_output
@@ -502,11 +511,8 @@ async def _deliver_config(
         )
         # Recorded at once, not after the apply: a run killed later still leaves the file
         # known as this device's, to be removed when the device is deleted.
-        before = enapter_files.record(ctx.session.settings, device_id, path)
-        written = {"config": f"written to {path}"}
-        if before is None:
-            return written
-        return written | {"config_file": await _remove_superseded(ctx, change, before)}
+        enapter_files.record(ctx.session.settings, device_id, path)
+        return {"config": f"written to {path}"}
     assert store is not None and output.secret_name is not None
     name = output.secret_name
     await ctx._write(
@@ -518,50 +524,41 @@ async def _deliver_config(
     return {"config": f"written to Secret {name}"}
 
 
-async def _remove_config_file(ctx: Executors, change: Change, device_id: str) -> dict[str, str]:
-    """After the device's delete: remove the config file written for it, if it is still
-    the one written (`engine.enapter_files`). A file that cannot be removed fails the
-    change: it holds the deleted device's credentials, which someone must know of."""
+async def _remove_config_file(
+    ctx: Executors, change: Change, device_id: str, device: Device | None = None
+) -> dict[str, str]:
+    """After the device's delete, or its update (`device`, as declared now): remove the
+    config files written for it that its `configOutput` does not name (every one after a
+    delete), those still the ones written (`engine.enapter_files`). A file that cannot be
+    removed fails the change: it holds the device's credentials, which someone must know
+    of; its record is kept, so the next plan of a device still there removes it again."""
     settings = ctx.session.settings
-    if not enapter_files.recorded(settings, device_id):
-        return {}
+    enapter = device.spec.enapter if device is not None else None
+    output = enapter.config_output if enapter is not None else None
+    own = config_path(settings, output.file) if output is not None and output.file else None
+    if not enapter_files.recorded(settings, device_id, own=own):
+        return {}  # nothing to do: no write journaled
 
     async def remove() -> str | None:
         # In the event loop, not a thread: the inventory is read and written whole, and
         # another change's record or removal must not interleave with this one.
         try:
-            return enapter_files.remove(settings, ctx.fleet, device_id)
+            return enapter_files.remove(settings, ctx.fleet, device_id, own=own)
         except OSError as exc:
+            if device is None:
+                what, then = "the device is deleted in Enapter Cloud, but its config file", ""
+            else:
+                what = "the config file an earlier apply wrote for the device, which its "
+                what += "configOutput names no more,"
+                then = " (or the next apply tries again)"
             raise ProviderRejected(
-                f"the device is deleted in Enapter Cloud, but its config file "
-                f"{exc.filename} could not be removed: {exc.strerror or exc}; it holds the "
-                "device's credentials: remove it",
+                f"{what} {exc.filename} could not be removed: {exc.strerror or exc}; it "
+                f"holds the device's credentials: remove it{then}",
                 address=change.address,
             ) from None
 
     outcome = await ctx._write(change, "enapter.remove_config_file", remove, over_http=False)
     return {} if outcome is None else {"config_file": outcome}
-
-
-async def _remove_superseded(ctx: Executors, change: Change, file: WrittenFile) -> str:
-    """After the device's config was written to another file (its `configOutput.file`
-    changed): remove the one written before, which holds its credentials too, if it is
-    still the one written (`engine.enapter_files`). Its record is forgotten already, so a
-    file that cannot be removed fails the change, naming it for someone to remove."""
-    settings = ctx.session.settings
-
-    async def remove() -> str:
-        try:
-            return enapter_files.remove_superseded(settings, ctx.fleet, file)
-        except OSError as exc:
-            raise ProviderRejected(
-                f"the communication config is written to its new file, but the one written "
-                f"before, {exc.filename}, could not be removed: {exc.strerror or exc}; it "
-                "holds the device's credentials: remove it",
-                address=change.address,
-            ) from None
-
-    return await ctx._write(change, "enapter.remove_config_file", remove, over_http=False)
 
 
 def _write_private_file(path: Path, text: str, address: str) -> None:

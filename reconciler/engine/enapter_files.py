@@ -1,19 +1,25 @@
 """The communication config files written for Enapter devices (`configOutput.file`): where
-one goes, the record of each one written, and its removal once its device is deleted.
+one goes, the record of each one written, and its removal once its device is deleted or
+its config goes elsewhere.
 
 A config file holds the device's credentials, so it should not outlive the device. Once
 the device is undeclared (removed from the YAML), its `configOutput` is gone with it: what
 the reconciler wrote is known only from the inventory (`engine.state`), which records each
-file under the Enapter id of the device it was written for, with the file's identity
-(inode, modification time, size) right after the write. No digest of the content: the
+file by its path, with the Enapter id of the device it was written for and the file's
+identity (inode, modification time, size) right after the write. No digest of the content: the
 inventory is not a private file, and the content is credentials.
 
 A file is removed after its device's delete succeeded (`engine.enapter`), or once the
 device's config was written to another file (its `configOutput.file` changed: the one
-written before holds its credentials too), and only when the reconciler wrote it (a
-record), it is still that file (replaced or edited since, it is someone else's) and no
-declared Device names it (it is then that Device's config). A file the reconciler did not
-write is never removed: files written before records were kept have none, and stay.
+written before holds its credentials too; also when the device was deleted and
+provisioned again, a replace: `adopt`), or by an update of the device once its
+`configOutput` names another file or none (a Secret instead, or no output), and only when
+the reconciler wrote it (a record), it is still that file (replaced or edited since, it is
+someone else's) and no declared Device names it (it is then that Device's config). A file
+the reconciler did not write is never removed: files written before records were kept
+have none, and stay. A file that could not be removed keeps its record: while its device
+is there, the next plan removes it again (a device may so have several records: the file
+its configOutput names, and ones it named before).
 
 The records also say whose config a file holds: a Device whose file, still as written,
 was written for another Enapter device (one deleted since, or another device's) has no
@@ -21,6 +27,7 @@ config of its own there (`written_for`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -55,31 +62,47 @@ def _declared(settings: Settings, fleet: Fleet) -> set[str]:
     return out
 
 
-def record(settings: Settings, device_id: str, path: Path) -> WrittenFile | None:
+def record(settings: Settings, device_id: str, path: Path) -> None:
     """Record that the config file at `path` was just written for Enapter device
     `device_id`. One file has one writer: the record of another device for the same path
-    (one deleted and provisioned again, whose new config replaced the old) is dropped.
-    Returns the record this one replaces when it named another file (the device's
-    `configOutput.file` changed), for `remove_superseded`."""
+    (one deleted and provisioned again, whose new config replaced the old) is replaced.
+    The device's records of other files stay, for `remove` to remove them."""
     state = StateDir(Path(settings.state_dir))
     inventory = state.read_inventory()
     stat = os.lstat(path)
     key = _key(path)
-    before = inventory.enapter_config_files.get(device_id)
-    inventory.enapter_config_files = {
-        other: file for other, file in inventory.enapter_config_files.items() if file.path != key
-    }
-    inventory.enapter_config_files[device_id] = WrittenFile(
-        key, stat.st_ino, stat.st_mtime_ns, stat.st_size
+    inventory.enapter_config_files[key] = WrittenFile(
+        key, stat.st_ino, stat.st_mtime_ns, stat.st_size, device_id
     )
     state.write_inventory(inventory)
-    return before if before is not None and before.path != key else None
 
 
-def recorded(settings: Settings, device_id: str) -> bool:
-    """Whether a config file was recorded as written for Enapter device `device_id`."""
+def adopt(settings: Settings, old_id: str, new_id: str) -> None:
+    """Enapter device `old_id` was deleted and provisioned again as `new_id` (a replace):
+    the files written for the old one hold the same Device's credentials, now the new
+    one's to remove (`remove`), and while it is there a failed removal is tried again."""
+    state = StateDir(Path(settings.state_dir))
+    inventory = state.read_inventory()
+    files = inventory.enapter_config_files
+    old = [path for path, file in files.items() if file.device_id == old_id]
+    if not old:
+        return
+    for path in old:
+        files[path] = dataclasses.replace(files[path], device_id=new_id)
+    state.write_inventory(inventory)
+
+
+def _others(files: Iterable[WrittenFile], device_id: str, own: Path | None) -> list[WrittenFile]:
+    """The files written for `device_id` other than `own`, by path."""
+    mine = [f for f in files if f.device_id == device_id]
+    return sorted((f for f in mine if own is None or f.path != _key(own)), key=lambda f: f.path)
+
+
+def recorded(settings: Settings, device_id: str, *, own: Path | None = None) -> bool:
+    """Whether a config file, other than `own`, was recorded as written for Enapter device
+    `device_id` (what `remove` would look at)."""
     inventory = StateDir(Path(settings.state_dir)).read_inventory()
-    return device_id in inventory.enapter_config_files
+    return bool(_others(inventory.enapter_config_files.values(), device_id, own))
 
 
 def written_for(settings: Settings, paths: Iterable[Path]) -> dict[Path, str]:
@@ -87,14 +110,11 @@ def written_for(settings: Settings, paths: Iterable[Path]) -> dict[Path, str]:
     `paths` a record names whose file is still the one written. A file with no record
     (written before records were kept, or by hand), or changed since, has no entry."""
     files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
-    if not files:
-        return {}
-    by_path = {file.path: (device_id, file) for device_id, file in files.items()}
     out = {}
     for path in paths:
-        found = by_path.get(_key(path))
-        if found is not None and _ours(found[1], set()):
-            out[path] = found[0]
+        found = files.get(_key(path))
+        if found is not None and _ours(found, set()):
+            out[path] = found.device_id
     return out
 
 
@@ -108,40 +128,48 @@ def _ours(file: WrittenFile, declared: set[str]) -> bool:
         return False  # gone, or not to be looked at: nothing to remove
 
 
-def removable(settings: Settings, fleet: Fleet, device_ids: Iterable[str]) -> dict[str, str]:
-    """Enapter device id -> the config file written for it that its delete would remove
-    now, for the `device_ids` that have one (what a plan says it will do)."""
+def removable(
+    settings: Settings, fleet: Fleet, device_ids: Iterable[str]
+) -> dict[str, list[str]]:
+    """Enapter device id -> the config files written for it that its delete, or an update
+    of it, would remove now (those no declared Device names), for the `device_ids` that
+    have one (what a plan says it will do)."""
     ids = set(device_ids)
     files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
-    wanted = {i: f for i, f in files.items() if i in ids}
+    wanted = [f for f in files.values() if f.device_id in ids]
     if not wanted:
         return {}
     declared = _declared(settings, fleet)
-    return {i: f.path for i, f in wanted.items() if _ours(f, declared)}
+    out: dict[str, list[str]] = {}
+    for file in sorted(wanted, key=lambda f: f.path):
+        if _ours(file, declared):
+            out.setdefault(file.device_id, []).append(file.path)
+    return out
 
 
-def remove(settings: Settings, fleet: Fleet, device_id: str) -> str | None:
-    """After Enapter device `device_id` was deleted: remove the config file written for
-    it, if it is still ours (see the module), and forget its record. Returns what
-    happened, or None when nothing was written for it; raises OSError when the file could
-    not be removed (its record is kept: the next delete of the same id, a retry, tries
-    again)."""
+def remove(
+    settings: Settings, fleet: Fleet, device_id: str, *, own: Path | None = None
+) -> str | None:
+    """After Enapter device `device_id` was deleted, or brought to its declaration with
+    `own` the file its `configOutput` names (None: no file): remove the config files
+    written for it other than `own`, those still ours (see the module), and forget their
+    records. Returns what happened, or None when nothing else was written for it; raises
+    OSError when a file could not be removed (its record is kept: a retry of the delete
+    tries again, and the plan of a device still there removes it again)."""
     state = StateDir(Path(settings.state_dir))
     inventory = state.read_inventory()
-    file = inventory.enapter_config_files.get(device_id)
-    if file is None:
+    files = _others(inventory.enapter_config_files.values(), device_id, own)
+    if not files:
         return None
-    outcome = _remove(file, _declared(settings, fleet))
-    del inventory.enapter_config_files[device_id]
-    state.write_inventory(inventory)
-    return outcome
-
-
-def remove_superseded(settings: Settings, fleet: Fleet, file: WrittenFile) -> str:
-    """After a device's config was written to another file (`record` returned `file`, its
-    record, now forgotten): remove the file written before, if it is still ours. Returns
-    what happened; raises OSError when it could not be removed."""
-    return _remove(file, _declared(settings, fleet))
+    declared = _declared(settings, fleet)
+    outcomes = []
+    try:
+        for file in files:
+            outcomes.append(_remove(file, declared))
+            del inventory.enapter_config_files[file.path]
+    finally:  # what was removed before a failure is forgotten all the same
+        state.write_inventory(inventory)
+    return "; ".join(outcomes)
 
 
 def _remove(file: WrittenFile, declared: set[str]) -> str:

@@ -222,11 +222,13 @@ class StateDir:
                 if isinstance(location, dict) and "site" in location
             },
             {
-                str(device_id): WrittenFile(
+                str(file["path"]): WrittenFile(
                     str(file["path"]), int(file["inode"]), int(file["mtime_ns"]),
                     int(file["size"]),
+                    # Keyed by the device's id before a device could have several.
+                    str(file.get("device_id", key)),
                 )
-                for device_id, file in data.get("enapter_config_files", {}).items()
+                for key, file in data.get("enapter_config_files", {}).items()
                 if isinstance(file, dict) and _is_written_file(file)
             },
         )
@@ -255,8 +257,8 @@ class StateDir:
                         for location_id, site in inventory.flatpeak_locations.items()
                     },
                     "enapter_config_files": {
-                        device_id: dataclasses.asdict(file)
-                        for device_id, file in inventory.enapter_config_files.items()
+                        path: dataclasses.asdict(file)
+                        for path, file in inventory.enapter_config_files.items()
                     },
                 },
                 indent=2,
@@ -309,13 +311,15 @@ class StateDir:
 @dataclass(frozen=True)
 class WrittenFile:
     """A config file the reconciler wrote for an Enapter device (`engine.enapter_files`):
-    its absolute path and its identity right after the write. A file whose identity is
-    another since (replaced or edited by someone) is not the one written."""
+    its absolute path, its identity right after the write, and the Enapter id of the
+    device it was written for. A file whose identity is another since (replaced or edited
+    by someone) is not the one written."""
 
     path: str
     inode: int
     mtime_ns: int
     size: int
+    device_id: str
 
     def is_stat(self, stat: os.stat_result) -> bool:
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size) == (
@@ -324,7 +328,8 @@ class WrittenFile:
 
 
 def _is_written_file(data: dict[str, Any]) -> bool:
-    return isinstance(data.get("path"), str) and all(
+    texts = all(isinstance(data.get(key, ""), str) for key in ("path", "device_id"))
+    return texts and "path" in data and all(
         isinstance(data.get(key), int) for key in ("inode", "mtime_ns", "size")
     )
 
@@ -344,6 +349,8 @@ class Inventory:
     # Flatpeak location id -> the Site an apply made or matched it for.
     flatpeak_locations: dict[str, str] = field(default_factory=dict)
     # Enapter device id -> the config file an apply wrote for it.
+    # Path -> the config file written there (a device may have several: one its
+    # configOutput names, and ones it named before, not removed yet).
     enapter_config_files: dict[str, WrittenFile] = field(default_factory=dict)
 
     def remember(self, serial: str, policy: str, org: str) -> None:

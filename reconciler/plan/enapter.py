@@ -18,7 +18,8 @@ change an `assign_blueprint`, a protocol change or a missing config output a
 `generate_config`. Communication configs carry credentials; they never appear here, only
 whether the declared output (a file, or a Secret where the operator can check) exists and
 for which device an earlier apply wrote the file, and which file an earlier apply wrote for
-a device that a delete, or its config written to another file, removes after it.
+a device that a delete, or its config written to another file, removes after it, or that
+an update removes once the device's configOutput names it no more.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ CONFIG_ON_PROVISION = frozenset({EnapterKind.UCM, EnapterKind.EMBEDDED})
 NO_CONFIG = frozenset({EnapterKind.LUA})
 # MQTT communication types and the protocol each one means.
 PROTOCOL_OF_COMMUNICATION = {"MQTT_V1_TLS": "MQTTS", "MQTT_V1_PLAINTEXT": "MQTT"}
+# The diff path of a config file an earlier apply wrote for a device whose configOutput
+# names it no more: its update removes it (`engine.enapter_files`).
+WRITTEN_FILE = "written_config_file"
 # Runtimes and masters are planned before the devices that run on them.
 _RANK = {EnapterKind.LINK_SLAVE: 1, EnapterKind.LUA: 1}
 
@@ -130,10 +134,10 @@ class EnapterState:
     # Ids of the sites no declared Site matches, whose devices were read because a Site
     # matches no site by name: where the site it was renamed from is looked for.
     unclaimed: tuple[str, ...] = ()
-    # Enapter device id -> the config file an earlier apply wrote for it, still as written
-    # and named by no declared Device: its delete, or its config written to the file its
-    # Device declares now, removes it (`engine.enapter_files`).
-    written_files: dict[str, str] = field(default_factory=dict)
+    # Enapter device id -> the config files earlier applies wrote for it, still as written
+    # and named by no declared Device: its delete, or its update once its config is where
+    # its Device declares it now, removes them (`engine.enapter_files`).
+    written_files: dict[str, list[str]] = field(default_factory=dict)
 
 
 # -- declared fields and natural keys ---------------------------------------------------------
@@ -825,6 +829,12 @@ class EnapterPlanner:
         if presence is not None and not self._has_config(device, remote):
             key = "config_file" if "config_file" in after else "config_secret"
             diff.append(FieldDiff("add", key, None, after[key]))
+        if not any(d.path == "config_file" for d in diff):
+            # Files its configOutput names no more (it names a Secret, none, or another
+            # file that holds its config already, or removing one failed before): the
+            # update removes them. One whose config is written to another file says so in
+            # the note of that write.
+            diff += [FieldDiff("remove", WRITTEN_FILE, p, None) for p in self._written(remote.id)]
         kwargs: dict[str, Any] = {
             "before": before,
             "after": after,
@@ -864,7 +874,9 @@ class EnapterPlanner:
                 **kwargs,
                 message=f"Enapter cannot move a device to another "
                 f"{'runtime' if 'runtime' in moved else 'LINK master'}: it "
-                f"is deleted and provisioned again on {upstream}; " + self._config_note(device),
+                f"is deleted and provisioned again on {upstream}; "
+                + self._config_note(device)
+                + self._replaced_file_note(remote.id),
             )
         return self._update_device(work, device, remote, deps, paths, kwargs)
 
@@ -919,8 +931,10 @@ class EnapterPlanner:
                     f"switching to {enapter.protocol} needs a new communication config, "
                     "and this run has nowhere to write it: add configOutput.file"
                 ]
-            elif enapter.config_output is not None and enapter.config_output.file is not None:
+            elif "config_file" in paths:
                 notes[-1] += self._superseded_file_note(remote.id)
+        if WRITTEN_FILE in paths and not blocked:
+            notes.append(self._unnamed_file_note(device, remote.id))
         return self._change(
             "Device",
             device.name,
@@ -967,23 +981,60 @@ class EnapterPlanner:
         for device in undeclared:
             self._delete_subtree(work, device, children, planned)
 
+    def _written(self, device_id: str) -> list[str]:
+        """The config files earlier applies wrote for the device that its delete, or its
+        update, removes (`EnapterState.written_files`)."""
+        return self.state.written_files.get(device_id, []) if self.state is not None else []
+
     def _superseded_file_note(self, device_id: str) -> str:
         """What writing the device's config to the file its Device declares now does to
         the file an earlier apply wrote it to (its configOutput.file changed since)."""
-        path = self.state.written_files.get(device_id) if self.state is not None else None
-        if path is None:
+        paths = self._written(device_id)
+        if not paths:
             return ""
         return (
-            f"; once it is written, {path}, the file an earlier apply wrote its config to, "
-            "is removed"
+            f"; once it is written, {_listed(paths)}, {_the(paths, 'file')} an earlier "
+            f"apply wrote its config to, {_is(paths)} removed"
+        )
+
+    def _unnamed_file_note(self, device: Device, device_id: str) -> str:
+        """What an update does to the config file an earlier apply wrote for the device
+        that its configOutput names no more, with no new config written elsewhere."""
+        enapter = device.spec.enapter
+        assert enapter is not None and self.state is not None
+        output = enapter.config_output
+        names = (
+            f"its configOutput.file names {self._target(device)} now"
+            if output is not None and output.file is not None
+            else "its configOutput names no file now"
+        )
+        paths = self._written(device_id)
+        return (
+            f"{names}: {_listed(paths)}, {_the(paths, 'config file')} an earlier apply "
+            f"wrote for it, {_is(paths)} removed"
+        )
+
+    def _replaced_file_note(self, device_id: str) -> str:
+        """What a replace does to the config files an earlier apply wrote for the device it
+        deletes that its Device names no more (one it names is written anew)."""
+        paths = self._written(device_id)
+        if not paths:
+            return ""
+        return (
+            f"; once it is provisioned again, {_listed(paths)}, "
+            f"{_the(paths, 'config file')} an earlier apply wrote for the device it "
+            f"replaces, {_is(paths)} removed"
         )
 
     def _written_file_note(self, device_id: str) -> str:
-        """What a delete does to the config file an earlier apply wrote for the device."""
-        path = self.state.written_files.get(device_id) if self.state is not None else None
-        if path is None:
+        """What a delete does to the config files an earlier apply wrote for the device."""
+        paths = self._written(device_id)
+        if not paths:
             return ""
-        return f"; then {path}, the config file an earlier apply wrote for it, is removed"
+        return (
+            f"; then {_listed(paths)}, {_the(paths, 'config file')} an earlier apply wrote "
+            f"for it, {_is(paths)} removed"
+        )
 
     def _delete_subtree(
         self,
@@ -1031,6 +1082,19 @@ class EnapterPlanner:
             _block(change, blocker)
         planned[device.id] = change
         return change
+
+
+def _listed(paths: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return paths[0] if len(paths) == 1 else f"{', '.join(paths[:-1])} and {paths[-1]}"
+
+
+def _the(paths: list[str], noun: str) -> str:
+    return f"the {noun}" if len(paths) == 1 else f"the {noun}s"
+
+
+def _is(paths: list[str]) -> str:
+    return "is" if len(paths) == 1 else "are"
 
 
 def _held_message(hardware_id: str, held: HeldElsewhere) -> str:

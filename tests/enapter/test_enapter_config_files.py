@@ -3,22 +3,30 @@ simulator on loopback, through the CLI in a subprocess and the engine: which pat
 refused, and where (file, line, field), and what the generated schemas say of them; the
 file written for a device that --prune deletes is removed after the delete, said by the
 plan and the apply report (text and JSON), as is the one written before for a device whose
-file moved elsewhere, and a file the reconciler did not write, or that is no longer the one
-it wrote, is left alone; a file recorded as written for another device is not a device's
-config."""
+file moved elsewhere (updated, or deleted and provisioned again) or whose configOutput
+names no file any more, and a file the reconciler did not write, or that is no longer the
+one it wrote, is left alone; a file that could not be removed is removed by the next
+apply; a file recorded as written for another device is not a device's config."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import shutil
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 from enapter_world import (
+    MASTER,
+    SLAVE,
     UCM,
     UCM_MQTT,
     MakeWorld,
@@ -43,13 +51,24 @@ def _ucm_writing_to(file: str) -> str:
 async def _cli(world: World, *args: str) -> tuple[int, str]:
     """`reconciler ARGS...` in a subprocess with the world's settings: its exit code and
     everything it printed."""
+    code, stdout, stderr = await _cli_streams(world, *args)
+    return code, stdout + stderr
+
+
+async def _cli_streams(world: World, *args: str) -> tuple[int, str, str]:
+    """`reconciler ARGS...` as `_cli` runs it: its exit code, stdout and stderr apart."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "reconciler", *args,
         env={**os.environ, **world.env()}, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
-    return process.returncode, stdout.decode() + stderr.decode()
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def _outcome(report: dict[str, Any], address: str) -> dict[str, Any]:
+    """The outcome of `address` in a JSON apply report."""
+    return next(o for o in report["outcomes"] if o["address"] == address)
 
 
 def _write_fleet(directory: Path, text: str) -> Path:
@@ -120,10 +139,14 @@ async def test_prune_removes_the_config_file_it_wrote_for_a_deleted_device(
     assert said in output
     assert ucm_file.is_file()  # a plan removes nothing
 
-    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
-                              "-o", "json")
-    assert code == 0, output
-    assert f"removed {ucm_file}" in output
+    address = _delete_of(await world.plan(fleet_of(_without_the_ucm()), prune=True),
+                         ucm_id).address
+    code, stdout, stderr = await _cli_streams(world, "apply", str(fleet_dir), "--prune",
+                                              "--auto-approve", "-o", "json")
+    assert code == 0, stdout + stderr
+    # The JSON report alone, on stdout: the progress lines on stderr say it too.
+    detail = _outcome(json.loads(stdout), address)["detail"]
+    assert detail == {"id": ucm_id, "config_file": f"removed {ucm_file}"}, stdout
     assert world.sims.enapter.by_hardware_id(UCM) is None
     assert not ucm_file.exists()
     assert mqtt_file.is_file() and hand_made.read_text() == "{}"
@@ -376,3 +399,190 @@ async def test_a_config_file_written_for_a_device_deleted_since_is_not_this_ones
     assert _protocol_in(ucm_file) == "MQTT"
     assert not mqtt_file.exists()
     assert not (await world.plan(taking_over)).plan.has_changes
+
+
+# -- a device whose configOutput names no file any more -------------------------------------------
+
+
+def _ucm_with_output(output: str) -> str:
+    return site_and_gateway() + device("lab-ucm", f"{{kind: ucm{output}}}", hardware=UCM)
+
+
+async def test_a_config_output_switched_away_from_a_file_removes_the_one_written(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    said = (f"its configOutput names no file now: {a_file}, the config file an earlier "
+            "apply wrote for it, is removed")
+
+    # To a Secret: the CLI writes none, and the file holds credentials all the same.
+    to_secret = _ucm_with_output(", configOutput: {secretName: ucm-config}")
+    fleet_dir = _write_fleet(tmp_path / "fleet", to_secret)
+    code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, output
+    assert said in output, output
+    assert f'- written_config_file = "{a_file}"' in output, output
+    assert a_file.is_file()  # a plan removes nothing
+    address = _update_of(await world.plan(fleet_of(to_secret)), ucm_id).address
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    assert f"✓ {address} update: removed {a_file}" in output, output
+    assert not a_file.exists()
+    assert str(a_file) not in (world.state_dir / "inventory.json").read_text()
+    code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
+    assert code == 0, output
+
+    # No configOutput at all: the same.
+    await world.converge()
+    assert a_file.is_file()
+    dropped = fleet_of(_ucm_with_output(""))
+    assert said in _update_of(await world.plan(dropped), ucm_id).message
+    _, report = await world.apply(dropped)
+    assert report.ok, report.as_dict()
+    [outcome] = [o for o in report.outcomes if o.address == address]
+    assert outcome.detail == {"id": ucm_id, "config_file": f"removed {a_file}"}
+    assert not a_file.exists()
+    assert not (await world.plan(dropped)).plan.has_changes
+
+    # One changed since it was written is not the reconciler's to remove.
+    await world.converge()
+    a_file.write_text("edited by hand")
+    assert not (await world.plan(dropped)).plan.has_changes
+    await world.converge(dropped)
+    assert a_file.read_text() == "edited by hand"
+
+
+# -- a config file that could not be removed ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _unremovable(path: Path) -> Iterator[None]:
+    """`path` cannot be removed inside the block: its directory is read-only, or, for root,
+    whom that does not stop, the file is immutable (`chattr +i`)."""
+    if os.geteuid() != 0:
+        mode = path.parent.stat().st_mode
+        path.parent.chmod(0o500)
+        try:
+            yield
+        finally:
+            path.parent.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)],
+                                        capture_output=True).returncode != 0:
+        pytest.skip("running as root where no file can be made immutable (chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+async def test_a_config_file_moved_elsewhere_whose_removal_failed_is_removed_by_the_next_apply(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    b_file = world.state_dir / "keys" / "b.json"  # another directory: it can be written
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    moved = fleet_of(_ucm_writing_to("keys/b.json"))
+    with _unremovable(a_file):
+        _, report = await world.apply(moved)
+    [failed] = failures(report)
+    assert f"{a_file} could not be removed" in failed["message"], failed
+    assert "the next apply tries again" in failed["message"]
+    assert a_file.is_file() and b_file.is_file()
+    inventory = (world.state_dir / "inventory.json").read_text()
+    assert str(a_file) in inventory and str(b_file) in inventory
+
+    # The next plan removes it, as an update of the device; b.json is its config.
+    fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to("keys/b.json"))
+    code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, output
+    said = (f"its configOutput.file names {b_file} now: {a_file}, the config file an earlier "
+            "apply wrote for it, is removed")
+    assert said in output, output
+    assert "missing" not in output and "generate" not in output
+    address = _update_of(await world.plan(moved), ucm_id).address
+    written = b_file.read_text()
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    assert f"✓ {address} update: removed {a_file}" in output, output
+    assert not a_file.exists() and b_file.read_text() == written
+    code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
+    assert code == 0, output
+
+    # Removed by a prune in turn, as the file of the deleted device.
+    _, report = await world.apply(fleet_of(site_and_gateway()), prune=True)
+    assert report.ok, report.as_dict()
+    assert not b_file.exists()
+
+
+async def test_records_kept_by_device_id_as_earlier_versions_wrote_them_are_read(
+        make_world: MakeWorld) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    inventory_file = world.state_dir / "inventory.json"
+    inventory = json.loads(inventory_file.read_text())
+    # Before a device could have several, a record was keyed by its device's id.
+    inventory["enapter_config_files"] = {
+        file.pop("device_id"): file for file in inventory["enapter_config_files"].values()}
+    inventory_file.write_text(json.dumps(inventory))
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    result = await world.plan(fleet_of(_without_the_ucm()), prune=True)
+    assert f"then {ucm_file}, the config file" in _delete_of(result, ucm_id).message
+    _, report = await world.apply(fleet_of(_without_the_ucm()), prune=True)
+    assert report.ok, report.as_dict()
+    assert not ucm_file.exists()
+    assert not (await world.plan(fleet_of(_without_the_ucm()), prune=True)).plan.has_changes
+
+
+# -- a device provisioned again (replaced) whose config file moved --------------------------------
+
+MASTER_2 = "LM0000000000000000000000000000002"
+
+
+def _slave_on(master: str, file: str) -> str:
+    return (site_and_gateway()
+            + device("lab-link", "{kind: link_master}", hardware=MASTER, gateway=True)
+            + device("lab-link-2", "{kind: link_master}", hardware=MASTER_2, gateway=True)
+            + device("lab-slave", f"{{kind: link_slave, masterRef: {master}, "
+                                  f"configOutput: {{file: '{file}'}}}}",
+                     hardware=SLAVE, gateway=True))
+
+
+async def test_a_device_replaced_with_its_config_file_moved_removes_the_one_written_before(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_slave_on("lab-link", "cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    b_file = world.state_dir / "cfg" / "b.json"
+    old_id = world.sims.enapter.by_hardware_id(SLAVE).id
+    assert a_file.is_file()
+
+    moved = _slave_on("lab-link-2", "cfg/b.json")
+    [replace] = [c for c in (await world.plan(fleet_of(moved))).plan.pending
+                 if c.external_id == old_id]
+    assert replace.action is Action.REPLACE
+    said = (f"once it is provisioned again, {a_file}, the config file an earlier apply wrote "
+            "for the device it replaces, is removed")
+    assert said in replace.message, replace.message
+    fleet_dir = _write_fleet(tmp_path / "fleet", moved)
+    code, stdout, stderr = await _cli_streams(world, "apply", str(fleet_dir), "--auto-approve",
+                                              "-o", "json")
+    assert code == 0, stdout + stderr
+    new_id = world.sims.enapter.by_hardware_id(SLAVE).id
+    assert new_id != old_id
+    detail = _outcome(json.loads(stdout), replace.address)["detail"]
+    assert detail["config_file"] == f"removed {a_file}", detail
+    assert b_file.is_file() and not a_file.exists()
+    inventory = (world.state_dir / "inventory.json").read_text()
+    assert old_id not in inventory and str(a_file) not in inventory
+    assert not (await world.plan(fleet_of(moved))).plan.has_changes
+
+    # Removed by a prune in turn, as the file of the deleted device.
+    _, report = await world.apply(fleet_of(site_and_gateway()), prune=True)
+    assert report.ok, report.as_dict()
+    assert not b_file.exists()

@@ -2,7 +2,8 @@
 nothing declares any more (listed as `reconciler plan` lists them, once per change of the
 set, and counted in every run line), and writes left unfinished in the journal (named as
 `reconciler apply` names them; another live process's writes in flight are not called
-interrupted)."""
+interrupted), and what became of an Enapter config file written before (in its outcome
+line, text and JSON, as `reconciler apply` says it)."""
 
 from __future__ import annotations
 
@@ -181,3 +182,39 @@ async def test_after_kill_9_the_interrupted_writes_are_named_by_watch_as_by_appl
         await world.sims.stop()
     assert world.cloud_name() == "Sungrow A"
     assert unfinished_intents(world.journal) == [], "settled by the apply"
+
+
+async def test_the_outcome_lines_say_what_became_of_a_config_file_written_before(
+        tmp_path: Path, spawn: Spawn) -> None:
+    world = await start_world(tmp_path, "h2-lab-enapter")
+    try:
+        state = Path(world.env["RECONCILER_STATE_DIR"])
+        written, moved = state / "secrets" / "h2-lab-ucm.json", state / "keys" / "h2-lab-ucm.json"
+        devices = world.sites / "devices.yaml"
+        address = "device/h2-lab-ucm[enapter]"
+        agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
+                            env=world.env, cwd=world.cwd)
+        await agent.wait_for(r"run=1 trigger=start .* result=applied")
+        assert written.is_file()
+        world.edit("file: secrets/h2-lab-ucm.json", "file: keys/h2-lab-ucm.json", devices)
+        [line] = await agent.wait_for(re.escape(f"✓ {address} update"))
+        assert line.endswith(f"✓ {address} update: removed {written}"), agent.text
+        assert await agent.terminate() == 0
+        assert moved.is_file() and not written.exists()
+
+        agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
+                            "--log-format", "json", env=world.env, cwd=world.cwd)
+        await agent.wait_for(r'"event": "run".*"result": "no-changes"')
+        world.edit("file: keys/h2-lab-ucm.json", "file: secrets/h2-lab-ucm.json", devices)
+
+        def outcome(line: str) -> bool:
+            event = json.loads(line)
+            return bool(event["event"] == "outcome" and event["address"] == address)
+
+        [line] = await agent.wait_for(outcome)
+        assert await agent.terminate() == 0
+        event = json.loads(line)
+        assert event["status"] == "done" and event["config_file"] == f"removed {moved}", line
+        assert written.is_file() and not moved.exists()
+    finally:
+        await world.sims.stop()
