@@ -235,8 +235,14 @@ class ConfigOutput(StrictModel):
         "absolute path as given; a path starting with `~` is refused, not expanded.",
         examples=["secrets/ucm-1.json"],
     )
-    secret_name: str | None = Field(
-        default=None, description="Secret name.", examples=["ucm-1-config"]
+    # The operator writes the config to this Secret once Enapter issued it: a name the API
+    # server refuses would fail that write with the config in hand.
+    secret_name: ResourceName | None = Field(
+        default=None,
+        description="Secret name: lowercase letters, digits, '-' and '.', at most 253 "
+        "characters; each part between dots starts and ends with a letter or digit "
+        "(Kubernetes object name rules).",
+        examples=["ucm-1-config"],
     )
 
     @model_validator(mode="after")
