@@ -299,22 +299,27 @@ class FlatpeakProperties(StrictModel):
 
     power_rating_import_kwh: float | None = Field(
         strict=True,
+        allow_inf_nan=False,
         default=None, ge=0, description="Import power rating.", examples=[14.2]
     )
     power_rating_export_kwh: float | None = Field(
         strict=True,
+        allow_inf_nan=False,
         default=None, ge=0, description="Export power rating.", examples=[7]
     )
     capacity_kwh: float | None = Field(
         strict=True,
+        allow_inf_nan=False,
         default=None, ge=0, description="Storage capacity.", examples=[10.0]
     )
     pv_azimuth: float | None = Field(
         strict=True,
+        allow_inf_nan=False,
         default=None, ge=0, lt=360, description="PV azimuth, degrees.", examples=[180]
     )
     pv_tilt: float | None = Field(
         strict=True,
+        allow_inf_nan=False,
         default=None, ge=0, le=90, description="PV tilt, degrees.", examples=[23]
     )
     pv_terrain_shading: bool | None = Field(
