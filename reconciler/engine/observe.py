@@ -328,11 +328,15 @@ class _SourcefulReads:
 
 def _devices_to_verify(fleet: Fleet, gateway: Gateway, state: ZapState) -> list[Device]:
     """Devices of the gateway with `checkSerial` that applying adds to its Zap: not there
-    yet, or there with another connection (removed and added again)."""
+    yet, or there with another connection (removed and added again). Only Modbus TCP
+    devices, as the planner checks: a serial marked unread for a Modbus RTU device would
+    leave a saved plan refused, as not checkable, at every apply."""
     return [
         device
         for device in fleet.devices_of(gateway.name)
         if device.spec.verification.check_serial
+        and device.spec.connection is not None
+        and device.spec.connection.modbus_tcp is not None
         and is_added_to_zap(device, state.devices.get(device.spec.hardware_id or ""))
     ]
 
