@@ -99,8 +99,10 @@ def _not_blank(value: str) -> str:
     return value
 
 
-# An id matched against what a cloud or a device reports: " A22" would never match "A22".
-Identifier = Annotated[str, AfterValidator(_no_surrounding_space)]
+# An id matched against what a cloud or a device reports: " A22" would never match "A22",
+# and "" matches nothing (an empty `siteId` would block the Site as naming no site; an
+# empty `customerId` would be sent to Flatpeak as one): leave an optional id out instead.
+Identifier = Annotated[str, StringConstraints(min_length=1), AfterValidator(_no_surrounding_space)]
 # A name shown to people: it may hold spaces, but not only spaces.
 DisplayText = Annotated[str, AfterValidator(_not_blank)]
 

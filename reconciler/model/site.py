@@ -14,12 +14,12 @@ from reconciler.model.base import DisplayText, Identifier, Resource, StrictModel
 class PostalAddress(StrictModel):
     """Postal address, used where a platform needs one (Flatpeak locations)."""
 
-    line1: str = Field(description="First address line.", examples=["Storgatan 1"])
+    line1: str = Field(min_length=1, description="First address line.", examples=["Storgatan 1"])
     line2: str | None = Field(
         default=None, description="Second address line.", examples=["Lgh 1102"]
     )
-    city: str = Field(description="City.", examples=["Solna"])
-    post_code: str = Field(description="Postal code.", examples=["169 70"])
+    city: str = Field(min_length=1, description="City.", examples=["Solna"])
+    post_code: str = Field(min_length=1, description="Postal code.", examples=["169 70"])
     country_code: str = Field(
         description="ISO 3166-1 alpha-2 country code.", examples=["SE"], pattern=r"^[A-Z]{2}$"
     )

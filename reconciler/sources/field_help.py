@@ -84,6 +84,8 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
         return "expected a number, but YAML reads this value as .nan or .inf; write a number"
     if kind == "missing":
         return f"required field {loc[-1]!r} is missing"
+    if kind in ("string_too_short", "too_short") and error.get("input") == "":
+        return _empty(model, loc)
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if kind in ("string_pattern_mismatch", "url_parsing", "url_scheme"):
@@ -96,6 +98,19 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind == "model_type" or kind == "dict_type":
         message = "expected a mapping of fields here"
     return message
+
+
+def _empty(model: type[BaseModel], loc: Path) -> str:
+    """The message for an empty string where a value is needed: what to write, and that an
+    optional field can be left out instead."""
+    parent = model_at(model, loc[:-1])
+    info = _field_by_alias(parent, str(loc[-1])) if parent and isinstance(loc[-1], str) else None
+    if info is None:
+        return "must not be empty"
+    expected = f" ({info[1].description.rstrip('.')})" if info[1].description else ""
+    if info[1].is_required():
+        return f"must not be empty: write a value{expected}"
+    return f"must not be empty: write a value{expected}, or leave the field out"
 
 
 # Number and boolean fields are strict (no `port: true`, `port: "502"`, `publish: 1`):
