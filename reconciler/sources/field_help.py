@@ -7,6 +7,7 @@ that does not match its pattern."""
 from __future__ import annotations
 
 import difflib
+import enum
 import types
 import typing
 from typing import Any
@@ -80,6 +81,10 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
         mismatch = _scalar_mismatch(_EXPECTED[kind], error.get("input"))
         if mismatch is not None:
             return mismatch
+    if kind == "enum" and isinstance(error.get("input"), str):
+        meant = closest(error["input"], _enum_values(model, loc))
+        if meant is not None:
+            return f"{message}; did you mean {meant!r}?"
     if kind == "finite_number":
         return "expected a number, but YAML reads this value as .nan or .inf; write a number"
     if kind == "missing":
@@ -98,6 +103,27 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind == "model_type" or kind == "dict_type":
         message = "expected a mapping of fields here"
     return message
+
+
+def _enum_values(model: type[BaseModel], loc: Path) -> list[str]:
+    """The values of the enum field at `loc`, or none when it is not one."""
+    parent = model_at(model, loc[:-1])
+    info = _field_by_alias(parent, str(loc[-1])) if parent and isinstance(loc[-1], str) else None
+    annotation = _unwrap(info[1].annotation) if info is not None else None
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [str(member.value) for member in annotation]
+    return []
+
+
+def closest(value: str, choices: list[str]) -> str | None:
+    """The choice `value` was most likely meant to be: the same in another letter case
+    (`Inverter`, `release`), else a close spelling (`invertor`); None when nothing is close."""
+    for choice in choices:
+        if choice.casefold() == value.casefold():
+            return choice
+    close = difflib.get_close_matches(value, choices, n=1)
+    return close[0] if close else None
+
 
 
 def _empty(model: type[BaseModel], loc: Path) -> str:

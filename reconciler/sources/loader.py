@@ -144,6 +144,9 @@ def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[D
     if model is None:
         known = ", ".join(KINDS)
         what = "missing `kind`" if kind is None else f"unknown kind {kind!r}"
+        meant = field_help.closest(kind, list(KINDS)) if isinstance(kind, str) else None
+        if meant is not None:
+            what += f" (did you mean {meant!r}?)"
         return None, [_diagnostic(document, ("kind",), f"{what}; known kinds: {known}")]
     try:
         return model.model_validate(data), []
