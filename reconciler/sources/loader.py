@@ -81,22 +81,33 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], lis
             continue
         path = FsPath(raw)
         if path.is_dir():
-            found, broken = _yaml_files_under(path)
+            found, broken, special = _yaml_files_under(path)
             for file in found:
                 add(file)
             problems += [Diagnostic("a symbolic link to nothing (its target is missing)",
                                     file=str(link)) for link in broken]
+            problems += [Diagnostic(NOT_A_FILE, file=str(other)) for other in special]
         elif path.is_file():
             add(path)
+        elif path.exists():
+            problems.append(Diagnostic(NOT_A_FILE, file=str(path)))
         else:
             problems.append(Diagnostic("no such file or directory", file=str(path)))
     return files, problems
 
 
-def _yaml_files_under(top: FsPath) -> tuple[list[FsPath], list[FsPath]]:
-    """(YAML files, broken links with a YAML name) under `top`, each sorted."""
+# A FIFO, socket or device: reading one could wait forever (a FIFO nobody writes to), and
+# it is no saved file of the desired state.
+NOT_A_FILE = ("not a regular file (a FIFO, socket or device), so it is not read; name a YAML "
+              "file or a directory")
+
+
+def _yaml_files_under(top: FsPath) -> tuple[list[FsPath], list[FsPath], list[FsPath]]:
+    """(YAML files, broken links with a YAML name, other things with a YAML name that are
+    no regular file) under `top`, each sorted."""
     found: list[FsPath] = []
     broken: list[FsPath] = []
+    special: list[FsPath] = []
     walked: set[str] = set()
     for directory, subdirectories, names in os.walk(top, followlinks=True):
         real = os.path.realpath(directory)
@@ -112,7 +123,9 @@ def _yaml_files_under(top: FsPath) -> tuple[list[FsPath], list[FsPath]]:
                 found.append(file)
             elif file.is_symlink() and not file.exists():
                 broken.append(file)
-    return sorted(found), sorted(broken)
+            elif file.exists():
+                special.append(file)
+    return sorted(found), sorted(broken), sorted(special)
 
 
 def _diagnostic(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -154,6 +155,25 @@ def test_missing_path_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (code, out) == (1, "")
     assert err.splitlines() == [f"error: {missing}: no such file or directory",
                                 "invalid: 1 problem"]
+
+
+def test_a_fifo_is_named_as_no_regular_file_and_never_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nobody writes to the FIFO: reading it would wait forever. Named directly it used to be
+    # called missing, and under a directory it left "no YAML files found".
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    fifo = sites / "site.yaml"
+    os.mkfifo(fifo)
+    for path in (fifo, sites):
+        code, out, err = run(["validate", str(path)], capsys)
+        assert (code, out) == (1, "")
+        assert err.splitlines() == [
+            f"error: {fifo}: not a regular file (a FIFO, socket or device), so it is not "
+            "read; name a YAML file or a directory",
+            "invalid: 1 problem",
+        ]
 
 
 def test_validate_needs_a_path(capsys: pytest.CaptureFixture[str]) -> None:
