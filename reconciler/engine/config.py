@@ -19,6 +19,7 @@ prints. Secret values are held here only; nothing renders them.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import difflib
 import ipaddress
 import json
@@ -275,26 +276,50 @@ def _problem(origin: Origin, message: str) -> Diagnostic:
     return Diagnostic(message, file=file, path=key)
 
 
-def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic]]:
+# A top-level key of a TOML file (bare or quoted) and a table header: enough to find the
+# line of a key for a message, which tomllib does not tell.
+_TOML_KEY = re.compile(r"""\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*=""")
+_TOML_TABLE = re.compile(r"\s*\[\s*(?:\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_-]+))\s*\]")
+
+
+def toml_key_lines(text: str) -> dict[str, int]:
+    """The line of each top-level key of a TOML text (of its header, for a table). Keys
+    after the first table header belong to a table, so only those before it count."""
+    lines: dict[str, int] = {}
+    in_table = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _TOML_TABLE.match(line)
+        if header:
+            in_table = True
+            lines.setdefault(next(g for g in header.groups() if g is not None), number)
+            continue
+        key = _TOML_KEY.match(line)
+        if key and not in_table:
+            lines.setdefault(next(g for g in key.groups() if g is not None), number)
+    return lines
+
+
+def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic], dict[str, int]]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        return {}, [Diagnostic(f"cannot read the settings file: {exc.strerror}", file=path)]
+        return {}, [Diagnostic(f"cannot read the settings file: {exc.strerror}", file=path)], {}
     text, problem = utf8.decode(data, path)
     if problem is not None:
-        return {}, [problem]
+        return {}, [problem], {}
     try:
-        return tomllib.loads(text), []
+        return tomllib.loads(text), [], toml_key_lines(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib puts the position at the end of its message: "... (at line 3, column 7)".
         where = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
         message = re.sub(r"\s*\(at [^)]*\)$", "", str(exc))
         line, column = (int(where[1]), int(where[2])) if where else (None, None)
-        return {}, [Diagnostic(f"not valid TOML: {message}", file=path, line=line, column=column)]
+        return {}, [Diagnostic(f"not valid TOML: {message}", file=path, line=line,
+                               column=column)], {}
     except RecursionError:  # tomllib descends once per nested array or table
         return {}, [Diagnostic("arrays or tables nested too deeply to read; expected keys "
                                "of the settings, with one table at most ([gateway_urls])",
-                               file=path)]
+                               file=path)], {}
 
 
 def _read_gateway_urls_file(
@@ -338,8 +363,9 @@ def load_settings(
     problems: list[Diagnostic] = []
     urls_file: tuple[str, Origin] | None = None
     path = config_file or env.get(PREFIX + "CONFIG")
+    key_lines: dict[str, int] = {}
     if path:
-        table, problems = _read_toml(path)
+        table, problems, key_lines = _read_toml(path)
         for key, value in table.items():
             if key in names:
                 raw[key] = (value, (path, key))
@@ -388,6 +414,13 @@ def load_settings(
     if check_files and values.get("ca_bundle"):
         problems += _ca_bundle_problems(values["ca_bundle"], raw["ca_bundle"][1])
     if problems:
+        # A key of the settings file is named with its line, as the desired state's are.
+        problems = [
+            dataclasses.replace(p, line=key_lines[p.path])
+            if p.file == path and p.line is None and p.path in key_lines
+            else p
+            for p in problems
+        ]
         raise ConfigError(problems, subject="settings")
     return Settings(**values)
 

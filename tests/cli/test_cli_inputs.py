@@ -40,6 +40,24 @@ def test_tokens_and_keys_ending_in_a_line_break_work(make_cli: CliFactory,
     assert "Apply complete: 16 done, 0 failed" in out
 
 
+def test_bad_keys_of_a_settings_file_are_named_with_their_line(make_cli: CliFactory,
+                                                            tmp_path: Path) -> None:
+    run = make_cli(standard_site(1))
+    config = tmp_path / "reconciler.toml"
+    config.write_text('# limits\nretries = 3\n\n"timout" = 3\nconcurrency = "many"\n'
+                      '[gateway_urls]\nzap-1 = 5\n')
+    code, out, err = run("plan", run.path, "--config", str(config))
+    assert code == 1 and out == ""
+    lines = err.splitlines()
+    assert lines[0].startswith(f"error: {config}:4: timout: unknown key; did you mean 'timeout'?")
+    assert lines[1:] == [
+        f"error: {config}:5: concurrency: expected a whole number of calls in flight, at least 1; "
+        "got 'many'",
+        f"error: {config}:6: gateway_urls: zap-1: expected a URL string, got int",
+        "invalid settings: 3 problems"]
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 def test_a_token_with_a_line_break_inside_is_named_not_shown(make_cli: CliFactory,
                                                              monkeypatch: pytest.MonkeyPatch
                                                              ) -> None:

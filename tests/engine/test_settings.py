@@ -92,18 +92,18 @@ def test_credentials_in_a_url_are_not_repeated() -> None:
 def test_a_token_of_the_wrong_type_is_reported_without_its_value(tmp_path: Path) -> None:
     config = tmp_path / "reconciler.toml"
     config.write_text("novacore_token = 987654321\n")
-    assert problems({}, config) == [f"{config}: novacore_token: expected a string, got int"]
+    assert problems({}, config) == [f"{config}:1: novacore_token: expected a string, got int"]
 
 
 def test_unknown_and_mistyped_keys_in_the_file_are_located(tmp_path: Path) -> None:
     config = tmp_path / "reconciler.toml"
     config.write_text('concurrenc = 4\ntimeout = "soon"\n[gateway_urls]\nzap-1 = "ftp://x"\n')
     unknown, timeout, url = problems({}, config)
-    assert unknown.startswith(f"{config}: concurrenc: unknown key; did you mean 'concurrency'? "
+    assert unknown.startswith(f"{config}:1: concurrenc: unknown key; did you mean 'concurrency'? "
                               "valid keys: ca_bundle, concurrency,")
-    assert timeout == (f"{config}: timeout: expected a number of seconds, greater than 0; "
+    assert timeout == (f"{config}:2: timeout: expected a number of seconds, greater than 0; "
                        "got 'soon'")
-    assert url.startswith(f"{config}: gateway_urls: zap-1: expected an http:// or https:// URL")
+    assert url.startswith(f"{config}:3: gateway_urls: zap-1: expected an http:// or https:// URL")
 
 
 def test_a_file_that_is_not_toml_is_located_by_line_and_column(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_a_control_character_inside_a_credential_is_named_without_the_value(
     reported = problems({"RECONCILER_NOVACORE_TOKEN": "hunter2\nhunter3",
                          "RECONCILER_ENAPTER_TOKEN": "hunter2é"}, config)
     assert reported == [
-        f"{config}: flatpeak_api_key: contains a control character (U+0000) at character 8; "
+        f"{config}:1: flatpeak_api_key: contains a control character (U+0000) at character 8; "
         "expected the value on one line, without control characters",
         "RECONCILER_NOVACORE_TOKEN: contains a control character (a line break) at character "
         "8; expected the value on one line, without control characters",
@@ -195,7 +195,7 @@ def test_the_settings_file_names_a_gateway_urls_file_relative_to_itself(
     assert settings.gateway_urls == {"zap-0000000000000002": "http://10.0.0.6"}
     config.write_text('gateway_urls_file = "missing.json"\n')
     assert problems({}, config) == [
-        f"{config}: gateway_urls_file: cannot read {tmp_path / 'conf' / 'missing.json'}: "
+        f"{config}:1: gateway_urls_file: cannot read {tmp_path / 'conf' / 'missing.json'}: "
         "No such file or directory"]
 
 
@@ -308,7 +308,7 @@ def test_credentials_in_a_url_of_the_settings_file_are_refused(tmp_path: Path,
     config = tmp_path / "reconciler.toml"
     config.write_text(config_text)
     [problem] = problems({}, config)
-    assert problem.startswith(f"{config}: ")
+    assert problem.startswith(f"{config}:1: ")
     assert "holds a user name or password" in problem and "hunter2" not in problem
     assert "a Secret or an environment variable" in problem
 
