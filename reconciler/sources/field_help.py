@@ -93,6 +93,11 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
         return _empty(model, loc)
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+    value = error.get("input")
+    if (kind in ("url_parsing", "url_scheme") and isinstance(value, str) and value
+            and "://" not in value and "@" not in value):
+        # `192.168.1.40` reads as a relative URL, `zap.local:80` as the scheme `zap.local`.
+        message = f"{value!r} has no scheme: write the URL whole, such as 'http://{value}'"
     if kind in ("string_pattern_mismatch", "url_parsing", "url_scheme"):
         parent = model_at(model, loc[:-1])
         info = (
