@@ -187,8 +187,8 @@ class Verification(StrictModel):
     check_serial: bool = Field(
         strict=True,
         default=False,
-        description="Read the device's serial over Modbus and refuse to provision when it "
-        "differs from `hardwareId`.",
+        description="Read the device's serial over Modbus TCP (a `modbusTcp` connection) and "
+        "refuse to provision when it differs from `hardwareId`.",
         examples=[True],
     )
     via: VerificationPath = Field(

@@ -421,21 +421,17 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
     if spec.connection is not None:
         problems += _connection_rules(device)
     if spec.verification.check_serial and (
-        spec.connection is None or spec.connection.type not in ("modbus_tcp", "modbus_rtu")
+        spec.connection is None or spec.connection.type != "modbus_tcp"
     ):
+        # The serial is read before the device is added, over Modbus TCP: directly, or
+        # through the Zap's /api/modbus/read, which takes an address and port. A device on
+        # the Zap's serial line (RTU) cannot be reached that way until it is added, and a
+        # check that silently never runs would provision the wrong device all the same.
         problem(
             ("spec", "verification", "checkSerial"),
-            "serial checks read Modbus registers; they need a `modbusTcp` or `modbusRtu` "
-            "connection",
-        )
-    if (
-        spec.verification.check_serial
-        and spec.verification.via == "direct"
-        and (spec.connection is not None and spec.connection.type == "modbus_rtu")
-    ):
-        problem(
-            ("spec", "verification", "via"),
-            "a Modbus RTU device is only reachable through its gateway; use `via: gateway`",
+            "serial checks read Modbus registers over TCP before the device is added (the "
+            "Zap's /api/modbus/read takes an address and port); they need a `modbusTcp` "
+            "connection: remove `checkSerial` for this device",
         )
 
     site = fleet.site_of_device(device)

@@ -402,15 +402,16 @@ CASES = [
                 "Device",
                 "inverter",
                 ("spec", "verification", "checkSerial"),
-                "need a `modbusTcp` or `modbusRtu` connection",
+                "they need a `modbusTcp` connection",
             )
         ],
         id="check-serial-needs-modbus",
     ),
     pytest.param(
-        [*ZAP_SITE, inverter(connection=RTU, verification={"checkSerial": True, "via": "direct"})],
-        [("Device", "inverter", ("spec", "verification", "via"), "use `via: gateway`")],
-        id="direct-check-over-rtu",
+        [*ZAP_SITE, inverter(connection=RTU, verification={"checkSerial": True})],
+        [("Device", "inverter", ("spec", "verification", "checkSerial"),
+          "the Zap's /api/modbus/read takes an address and port")],
+        id="check-over-rtu",
     ),
     pytest.param(
         [*ZAP_SITE, inverter(verification={"checkSerial": True, "via": "direct"})],
