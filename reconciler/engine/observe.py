@@ -4,7 +4,10 @@ devices; per Zap: its devices. No per-device calls, except reading the serial of
 that is about to be added and asks for an identity check. Nothing here writes.
 
 A source that cannot be read becomes `Unreachable` (the planner defers what depends on
-it); rejected credentials stop the run instead, since retrying cannot fix them.
+it); rejected credentials stop the run instead, since retrying cannot fix them. A declared
+organisation the token may not read (403 or 404 for its sites or gateways) becomes
+`NoAccess`: the token is good, only the sites of that organisation cannot be planned (the
+planner blocks them, and the rest of the fleet goes on).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TypeVar
 
 from reconciler.engine.retry import READ_ATTEMPTS, RetryPolicy, retrying
 from reconciler.engine.session import Session
-from reconciler.errors import ProviderAuthError, ProviderError
+from reconciler.errors import ProviderAuthError, ProviderError, ProviderRejected
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
@@ -23,6 +26,7 @@ from reconciler.model.site import Site
 from reconciler.plan import moves, renames
 from reconciler.plan.observed import (
     IdentityReading,
+    NoAccess,
     NovacoreDevice,
     NovacoreSite,
     Observed,
@@ -65,11 +69,23 @@ class _Gather:
         self.policy = policy
         self.auth_errors: list[ProviderAuthError] = []
 
-    async def read(self, call: Callable[[], Awaitable[T]]) -> T | Unreachable:
+    async def read(
+        self, call: Callable[[], Awaitable[T]], *, org_scoped: bool = False
+    ) -> T | Unreachable:
+        """`call`'s answer, or why it could not be had. `org_scoped`: a read of one
+        declared organisation, where a 403 or 404 says the token may not see that
+        organisation (the other organisations answered, or will), not that the token is
+        bad: a 401 still stops the run."""
         try:
             return await retrying(call, self.policy)
         except ProviderAuthError as exc:
+            if org_scoped and exc.status == 403:
+                return NoAccess(str(exc))
             self.auth_errors.append(exc)
+            return Unreachable(str(exc))
+        except ProviderRejected as exc:
+            if org_scoped and exc.status == 404:
+                return NoAccess(str(exc))
             return Unreachable(str(exc))
         except ProviderError as exc:
             return Unreachable(str(exc))
@@ -139,7 +155,11 @@ class _SourcefulReads:
         self.session = session
         self.gather = gather
         self.observed = observed
-        self.orgs = sorted(novacore_orgs(fleet) | site_orgs)
+        # The organisations the fleet declares: one the token may not read blocks the
+        # sites that declare it (NoAccess). Those read only for what was applied before
+        # (`site_orgs`, `release_orgs`) still stop the run on a 403, as any read does.
+        self.declared_orgs = novacore_orgs(fleet)
+        self.orgs = sorted(self.declared_orgs | site_orgs)
         self.gateway_orgs = sorted(set(self.orgs) | release_orgs)
         self.novacore = session.novacore if self.gateway_orgs else None
         # Set once an organisation's sites are listed (or found unreachable)...
@@ -205,9 +225,11 @@ class _SourcefulReads:
         key: str,
         call: Callable[[], Awaitable[A]],
         convert: Callable[[A], R],
+        *,
+        org_scoped: bool = False,
     ) -> None:
         """One read into `table[key]`: its answer converted, or Unreachable."""
-        result = await self.gather.read(call)
+        result = await self.gather.read(call, org_scoped=org_scoped)
         table[key] = result if isinstance(result, Unreachable) else convert(result)
 
     @property
@@ -223,6 +245,7 @@ class _SourcefulReads:
                 org,
                 lambda: novacore.list_sites(org),
                 lambda answer: novacore_convert.sites(answer, org),
+                org_scoped=org in self.declared_orgs,
             )
         finally:
             self.listed[org].set()
@@ -234,6 +257,7 @@ class _SourcefulReads:
             org,
             lambda: novacore.list_gateways(org),
             novacore_convert.gateway_serials,
+            org_scoped=org in self.declared_orgs,
         )
 
     async def _site_devices(self, site: Site) -> None:

@@ -39,6 +39,7 @@ from reconciler.plan.actions import (
 from reconciler.plan.diff import compared_only_where_reported, declared_diff
 from reconciler.plan.moves import Declaration, Provisioned, ProvisionedIndex
 from reconciler.plan.observed import (
+    NoAccess,
     NovacoreDevice,
     NovacoreSite,
     Observed,
@@ -143,6 +144,15 @@ def claim_org(gateway: Gateway, site: Site | None) -> str:
     if zap.org_id:
         return zap.org_id
     return site.spec.novacore.org_id if site is not None and site.spec.novacore else ""
+
+
+def no_access_message(org: str, denied: NoAccess, field_name: str) -> str:
+    """Why nothing is planned in an organisation the token may not read, and what to fix."""
+    return (
+        f"Novacore organisation {org} cannot be read with this token ({denied.reason}); "
+        f"nothing is claimed or provisioned in it. Correct {field_name}, or give the "
+        f"token's identity a role in {org}"
+    )
 
 
 def observed_connection(on_zap: ZapDevice) -> dict[str, Any]:
@@ -478,6 +488,14 @@ class SourcefulPlanner:
                 continue
             gateway_name = gateway.name
             claim = self._plan_claim(site, gateway)
+            if (
+                claim.reason is Reason.NO_ACCESS
+                and site_change is not None
+                and site_change.reason is Reason.NO_ACCESS
+                and not zap.org_id
+            ):
+                # One organisation out of reach: said once, at the site.
+                self._block(claim, site_change)
             if claim.action is Action.DEFER:
                 # Who owns the gateway is unknown: adding devices to it would be a guess.
                 unreachable.append(claim.message)
@@ -544,6 +562,18 @@ class SourcefulPlanner:
                                 after=after, **kwargs)
 
         observed = self.observed.novacore_sites.get(novacore.org_id)
+        if isinstance(observed, NoAccess):
+            # Blocked, not deferred: reading again gives the same answer, and each apply
+            # would retry a site whose claim and provisioning can only fail. Nothing of the
+            # site is written (its claim and devices wait on this); other sites go on.
+            return site_change(
+                Action.VERIFY,
+                Reason.NO_ACCESS,
+                blocked=True,
+                message=no_access_message(
+                    novacore.org_id, observed, f"`spec.novacore.orgId` of Site {site.name}"
+                ),
+            )
         if isinstance(observed, Unreachable) or observed is None:
             reason = observed.reason if isinstance(observed, Unreachable) else "not observed"
             return site_change(
@@ -642,6 +672,23 @@ class SourcefulPlanner:
         target = claim_org(gateway, site)
         after = {"serial": zap.serial, "org_id": target}
         target_obs = self.observed.novacore_gateways.get(target)
+        if isinstance(target_obs, NoAccess):
+            field_name = (
+                f"`spec.zap.orgId` of Gateway {gateway.name}"
+                if zap.org_id
+                else f"`spec.novacore.orgId` of Site {site.name}"
+            )
+            return self._change(
+                "Gateway",
+                gateway.name,
+                "novacore",
+                Action.CLAIM,
+                Reason.NO_ACCESS,
+                site.name,
+                after=after,
+                blocked=True,
+                message=no_access_message(target, target_obs, field_name),
+            )
         if isinstance(target_obs, Unreachable) or target_obs is None:
             reason = target_obs.reason if isinstance(target_obs, Unreachable) else "not observed"
             return self._change(
