@@ -174,6 +174,7 @@ class _SourcefulReads:
         # in its own Novacore site is planned only then, since it may move in from another.
         self.devices_unread = sum(1 for s in fleet.sites.values() if s.spec.novacore is not None)
         self.devices_read = asyncio.Event()
+        self.declared: dict[str, list[moves.Declaration]] | None = None
         if not self.devices_unread:
             self.devices_read.set()
 
@@ -215,9 +216,17 @@ class _SourcefulReads:
                     self.devices_read.set()
         if on_site is not None:
             await self.clouds_listed.wait()
-            if moves.needs_fleet_lookup(self.fleet, site, self._own_devices(site)):
+            if moves.needs_fleet_lookup(
+                self.fleet, site, self._own_devices(site), self._declarations()
+            ):
                 await self.devices_read.wait()
             on_site(site.name)
+
+    def _declarations(self) -> dict[str, list[moves.Declaration]]:
+        """Where the whole fleet declares each hardware id, worked out once."""
+        if self.declared is None:
+            self.declared = moves.declarations(self.whole)
+        return self.declared
 
     async def _read_into(
         self,
