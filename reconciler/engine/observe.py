@@ -105,6 +105,7 @@ async def observe(
     release_orgs: Iterable[str] = (),
     site_orgs: Iterable[str] = (),
     applied_sites: Mapping[str, RetiredSite] | None = None,
+    lookup_sites: Iterable[str] = (),
 ) -> Observed:
     """Read the fleet's actual state (into `into`, or a new `Observed`). `on_site(name)` is
     called for each site once everything planning it needs is read, while other reads
@@ -113,13 +114,19 @@ async def observe(
     `release_orgs` are listed too, declared or not (`state.Inventory.release_orgs`), and
     the sites of `site_orgs` (where Sites declared no more were applied: `plan.retired`).
     `applied_sites`: where earlier applies put declared Sites (a Site renamed in git keeps
-    its site: `plan.sourceful.applied_site`)."""
+    its site: `plan.sourceful.applied_site`). The Novacore devices of `lookup_sites`, Sites
+    of `whole_fleet` that `fleet` does not hold, are read too (`PlanOptions.lookup_sites`)."""
     policy = policy or RetryPolicy(attempts=READ_ATTEMPTS)
     observed = into if into is not None else Observed()
     whole = whole_fleet or fleet
+    lookup = [
+        whole.sites[name]
+        for name in dict.fromkeys(lookup_sites)
+        if name in whole.sites and name not in fleet.sites and whole.sites[name].spec.novacore
+    ]
     reads = _SourcefulReads(
         fleet, session, _Gather(policy), observed, whole, set(release_orgs), set(site_orgs),
-        applied_sites or {},
+        applied_sites or {}, lookup,
     )
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
@@ -148,6 +155,7 @@ class _SourcefulReads:
         release_orgs: set[str],
         site_orgs: set[str],
         applied_sites: Mapping[str, RetiredSite],
+        lookup_sites: list[Site],
     ):
         self.fleet = fleet
         # What renamed Sites are recognised by (plan.planner.PlanOptions.whole_fleet).
@@ -155,13 +163,17 @@ class _SourcefulReads:
         self.session = session
         self.gather = gather
         self.observed = observed
+        # Sites read only for the devices a Device of `fleet` may move from; their
+        # organisations are listed as declared ones are (one out of reach: nothing found).
+        self.lookup_sites = lookup_sites
         # The organisations the fleet declares: one the token may not read blocks the
         # sites that declare it (NoAccess). Those read only for what was applied before
         # (`site_orgs`, `release_orgs`) still stop the run on a 403, as any read does.
-        self.declared_orgs = novacore_orgs(fleet)
+        lookup_orgs = {s.spec.novacore.org_id for s in lookup_sites if s.spec.novacore}
+        self.declared_orgs = novacore_orgs(fleet) | lookup_orgs
         self.orgs = sorted(self.declared_orgs | site_orgs)
-        self.gateway_orgs = sorted(set(self.orgs) | release_orgs)
-        self.novacore = session.novacore if self.gateway_orgs else None
+        self.gateway_orgs = sorted(novacore_orgs(fleet) | site_orgs | release_orgs)
+        self.novacore = session.novacore if self.gateway_orgs or self.orgs else None
         # Set once an organisation's sites are listed (or found unreachable)...
         self.listed = {org: asyncio.Event() for org in self.orgs}
         # ...and once every organisation's sites and gateways are.
@@ -172,7 +184,9 @@ class _SourcefulReads:
         self.unclaimed_reads: dict[str, asyncio.Future[list[None]]] = {}
         # Set once every site's Novacore devices are read: a site with a device that is not
         # in its own Novacore site is planned only then, since it may move in from another.
-        self.devices_unread = sum(1 for s in fleet.sites.values() if s.spec.novacore is not None)
+        self.devices_unread = len(lookup_sites) + sum(
+            1 for s in fleet.sites.values() if s.spec.novacore is not None
+        )
         self.devices_read = asyncio.Event()
         self.declared: dict[str, list[moves.Declaration]] | None = None
         if not self.devices_unread:
@@ -190,6 +204,7 @@ class _SourcefulReads:
             self._clouds(),
             *(self._site(site, on_site) for site in self.fleet.sites.values()),
             *(self._zap(g) for g in unsited),
+            *(self._lookup_site(site) for site in self.lookup_sites),
         )
 
     async def _clouds(self) -> None:
@@ -227,6 +242,14 @@ class _SourcefulReads:
         if self.declared is None:
             self.declared = moves.declarations(self.whole)
         return self.declared
+
+    async def _lookup_site(self, site: Site) -> None:
+        try:
+            await self._site_devices(site)
+        finally:
+            self.devices_unread -= 1
+            if not self.devices_unread:
+                self.devices_read.set()
 
     async def _read_into(
         self,
