@@ -318,6 +318,8 @@ async def _publish(ctx: Executors, change: Change) -> dict[str, Any]:
 
 async def _novacore_device(ctx: Executors, change: Change) -> dict[str, Any]:
     client = ctx.session.novacore
+    if change.action is Action.REPLACE and _changes_org(change):
+        return await _replace_into_org(ctx, change)
     if change.action in (Action.DELETE, Action.REPLACE):
         device_id = change.external_id or ""
         await ctx._write(
@@ -327,21 +329,8 @@ async def _novacore_device(ctx: Executors, change: Change) -> dict[str, Any]:
         )
         if change.action is Action.DELETE:
             return {"id": device_id}
-    device = ctx.device(change)
     fields = dict(change.after or {})
-    site_id = ctx.site_ids.get(change.site)
-    if site_id is None:
-        raise ProviderRejected(
-            f"Novacore site of {change.site} is not known (was it created?)", address=change.address
-        )
-    gateway = ctx.fleet.gateways[device.spec.gateway_ref or ""]
-    assert gateway.spec.zap is not None
-    body = novacore_convert.provision_body(
-        fields,
-        gateway_serial=gateway.spec.zap.serial,
-        hardware_id=device.spec.hardware_id or "",
-        site_id=site_id,
-    )
+    body = _provision_body(ctx, change)
     if change.action is Action.UPDATE and change.external_id and not _needs_rebind(change):
         device_id = change.external_id
         before = change.before or {}
@@ -366,10 +355,55 @@ async def _novacore_device(ctx: Executors, change: Change) -> dict[str, Any]:
                     ),
                 )
         return {"id": device_id}
+    return await _provision(ctx, change, body)
+
+
+async def _provision(ctx: Executors, change: Change, body: dict[str, Any]) -> dict[str, Any]:
+    client = ctx.session.novacore
     answer = await ctx._write(
         change, "novacore.provision", lambda: client.provision_device(body, address=change.address)
     )
     return {"id": answer.get("device_id"), "created": answer.get("created", True)}
+
+
+def _provision_body(ctx: Executors, change: Change) -> dict[str, Any]:
+    device = ctx.device(change)
+    site_id = ctx.site_ids.get(change.site)
+    if site_id is None:
+        raise ProviderRejected(
+            f"Novacore site of {change.site} is not known (was it created?)", address=change.address
+        )
+    gateway = ctx.fleet.gateways[device.spec.gateway_ref or ""]
+    assert gateway.spec.zap is not None
+    return novacore_convert.provision_body(
+        dict(change.after or {}),
+        gateway_serial=gateway.spec.zap.serial,
+        hardware_id=device.spec.hardware_id or "",
+        site_id=site_id,
+    )
+
+
+def _changes_org(change: Change) -> bool:
+    """Whether the change moves a device to another organisation (`plan.moves`)."""
+    before, after = change.before or {}, change.after or {}
+    return bool(before.get("org_id")) and before.get("org_id") != after.get("org_id")
+
+
+async def _replace_into_org(ctx: Executors, change: Change) -> dict[str, Any]:
+    """A device moved to another organisation: provisioned there first (a new device), then
+    the one it leaves deleted, so a failure in between leaves the hardware with a device
+    (the next plan deletes the old one) instead of none. A retry provisions again, which
+    answers the device made before (Novacore rebinds a hardware id on the same gateway)."""
+    made = await _provision(ctx, change, _provision_body(ctx, change))
+    old_id = change.external_id or ""
+    if made["id"] != old_id:  # the same id: Novacore moved it after all; nothing to delete
+        client = ctx.session.novacore
+        await ctx._write(
+            change,
+            "novacore.delete_device",
+            lambda: client.delete_device(old_id, address=change.address),
+        )
+    return made
 
 
 def _needs_rebind(change: Change) -> bool:

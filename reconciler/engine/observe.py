@@ -4,7 +4,10 @@ devices; per Zap: its devices. No per-device calls, except reading the serial of
 that is about to be added and asks for an identity check. Nothing here writes.
 
 A source that cannot be read becomes `Unreachable` (the planner defers what depends on
-it); rejected credentials stop the run instead, since retrying cannot fix them.
+it); rejected credentials stop the run instead, since retrying cannot fix them. A declared
+organisation the token may not read (403 or 404 for its sites or gateways) becomes
+`NoAccess`: the token is good, only the sites of that organisation cannot be planned (the
+planner blocks them, and the rest of the fleet goes on).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TypeVar
 
 from reconciler.engine.retry import READ_ATTEMPTS, RetryPolicy, retrying
 from reconciler.engine.session import Session
-from reconciler.errors import ProviderAuthError, ProviderError
+from reconciler.errors import ProviderAuthError, ProviderError, ProviderRejected
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
@@ -23,6 +26,7 @@ from reconciler.model.site import Site
 from reconciler.plan import moves, renames
 from reconciler.plan.observed import (
     IdentityReading,
+    NoAccess,
     NovacoreDevice,
     NovacoreSite,
     Observed,
@@ -65,11 +69,23 @@ class _Gather:
         self.policy = policy
         self.auth_errors: list[ProviderAuthError] = []
 
-    async def read(self, call: Callable[[], Awaitable[T]]) -> T | Unreachable:
+    async def read(
+        self, call: Callable[[], Awaitable[T]], *, org_scoped: bool = False
+    ) -> T | Unreachable:
+        """`call`'s answer, or why it could not be had. `org_scoped`: a read of one
+        declared organisation, where a 403 or 404 says the token may not see that
+        organisation (the other organisations answered, or will), not that the token is
+        bad: a 401 still stops the run."""
         try:
             return await retrying(call, self.policy)
         except ProviderAuthError as exc:
+            if org_scoped and exc.status == 403:
+                return NoAccess(str(exc))
             self.auth_errors.append(exc)
+            return Unreachable(str(exc))
+        except ProviderRejected as exc:
+            if org_scoped and exc.status == 404:
+                return NoAccess(str(exc))
             return Unreachable(str(exc))
         except ProviderError as exc:
             return Unreachable(str(exc))
@@ -89,6 +105,7 @@ async def observe(
     release_orgs: Iterable[str] = (),
     site_orgs: Iterable[str] = (),
     applied_sites: Mapping[str, RetiredSite] | None = None,
+    lookup_sites: Iterable[str] = (),
 ) -> Observed:
     """Read the fleet's actual state (into `into`, or a new `Observed`). `on_site(name)` is
     called for each site once everything planning it needs is read, while other reads
@@ -97,13 +114,19 @@ async def observe(
     `release_orgs` are listed too, declared or not (`state.Inventory.release_orgs`), and
     the sites of `site_orgs` (where Sites declared no more were applied: `plan.retired`).
     `applied_sites`: where earlier applies put declared Sites (a Site renamed in git keeps
-    its site: `plan.sourceful.applied_site`)."""
+    its site: `plan.sourceful.applied_site`). The Novacore devices of `lookup_sites`, Sites
+    of `whole_fleet` that `fleet` does not hold, are read too (`PlanOptions.lookup_sites`)."""
     policy = policy or RetryPolicy(attempts=READ_ATTEMPTS)
     observed = into if into is not None else Observed()
     whole = whole_fleet or fleet
+    lookup = [
+        whole.sites[name]
+        for name in dict.fromkeys(lookup_sites)
+        if name in whole.sites and name not in fleet.sites and whole.sites[name].spec.novacore
+    ]
     reads = _SourcefulReads(
         fleet, session, _Gather(policy), observed, whole, set(release_orgs), set(site_orgs),
-        applied_sites or {},
+        applied_sites or {}, lookup,
     )
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
@@ -132,6 +155,7 @@ class _SourcefulReads:
         release_orgs: set[str],
         site_orgs: set[str],
         applied_sites: Mapping[str, RetiredSite],
+        lookup_sites: list[Site],
     ):
         self.fleet = fleet
         # What renamed Sites are recognised by (plan.planner.PlanOptions.whole_fleet).
@@ -139,9 +163,17 @@ class _SourcefulReads:
         self.session = session
         self.gather = gather
         self.observed = observed
-        self.orgs = sorted(novacore_orgs(fleet) | site_orgs)
-        self.gateway_orgs = sorted(set(self.orgs) | release_orgs)
-        self.novacore = session.novacore if self.gateway_orgs else None
+        # Sites read only for the devices a Device of `fleet` may move from; their
+        # organisations are listed as declared ones are (one out of reach: nothing found).
+        self.lookup_sites = lookup_sites
+        # The organisations the fleet declares: one the token may not read blocks the
+        # sites that declare it (NoAccess). Those read only for what was applied before
+        # (`site_orgs`, `release_orgs`) still stop the run on a 403, as any read does.
+        lookup_orgs = {s.spec.novacore.org_id for s in lookup_sites if s.spec.novacore}
+        self.declared_orgs = novacore_orgs(fleet) | lookup_orgs
+        self.orgs = sorted(self.declared_orgs | site_orgs)
+        self.gateway_orgs = sorted(novacore_orgs(fleet) | site_orgs | release_orgs)
+        self.novacore = session.novacore if self.gateway_orgs or self.orgs else None
         # Set once an organisation's sites are listed (or found unreachable)...
         self.listed = {org: asyncio.Event() for org in self.orgs}
         # ...and once every organisation's sites and gateways are.
@@ -152,8 +184,11 @@ class _SourcefulReads:
         self.unclaimed_reads: dict[str, asyncio.Future[list[None]]] = {}
         # Set once every site's Novacore devices are read: a site with a device that is not
         # in its own Novacore site is planned only then, since it may move in from another.
-        self.devices_unread = sum(1 for s in fleet.sites.values() if s.spec.novacore is not None)
+        self.devices_unread = len(lookup_sites) + sum(
+            1 for s in fleet.sites.values() if s.spec.novacore is not None
+        )
         self.devices_read = asyncio.Event()
+        self.declared: dict[str, list[moves.Declaration]] | None = None
         if not self.devices_unread:
             self.devices_read.set()
 
@@ -169,6 +204,7 @@ class _SourcefulReads:
             self._clouds(),
             *(self._site(site, on_site) for site in self.fleet.sites.values()),
             *(self._zap(g) for g in unsited),
+            *(self._lookup_site(site) for site in self.lookup_sites),
         )
 
     async def _clouds(self) -> None:
@@ -195,9 +231,25 @@ class _SourcefulReads:
                     self.devices_read.set()
         if on_site is not None:
             await self.clouds_listed.wait()
-            if moves.needs_fleet_lookup(self.fleet, site, self._own_devices(site)):
+            if moves.needs_fleet_lookup(
+                self.fleet, site, self._own_devices(site), self._declarations()
+            ):
                 await self.devices_read.wait()
             on_site(site.name)
+
+    def _declarations(self) -> dict[str, list[moves.Declaration]]:
+        """Where the whole fleet declares each hardware id, worked out once."""
+        if self.declared is None:
+            self.declared = moves.declarations(self.whole)
+        return self.declared
+
+    async def _lookup_site(self, site: Site) -> None:
+        try:
+            await self._site_devices(site)
+        finally:
+            self.devices_unread -= 1
+            if not self.devices_unread:
+                self.devices_read.set()
 
     async def _read_into(
         self,
@@ -205,9 +257,11 @@ class _SourcefulReads:
         key: str,
         call: Callable[[], Awaitable[A]],
         convert: Callable[[A], R],
+        *,
+        org_scoped: bool = False,
     ) -> None:
         """One read into `table[key]`: its answer converted, or Unreachable."""
-        result = await self.gather.read(call)
+        result = await self.gather.read(call, org_scoped=org_scoped)
         table[key] = result if isinstance(result, Unreachable) else convert(result)
 
     @property
@@ -223,6 +277,7 @@ class _SourcefulReads:
                 org,
                 lambda: novacore.list_sites(org),
                 lambda answer: novacore_convert.sites(answer, org),
+                org_scoped=org in self.declared_orgs,
             )
         finally:
             self.listed[org].set()
@@ -234,6 +289,7 @@ class _SourcefulReads:
             org,
             lambda: novacore.list_gateways(org),
             novacore_convert.gateway_serials,
+            org_scoped=org in self.declared_orgs,
         )
 
     async def _site_devices(self, site: Site) -> None:

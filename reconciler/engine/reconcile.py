@@ -192,6 +192,7 @@ class Reconciler:
                 site_orgs={site.org_id for site in options.retired_sites.values()}
                 | {left.where.org_id for left in options.left_sites},
                 applied_sites=options.applied_sites,
+                lookup_sites=options.lookup_sites,
             )
             plan = builder.finish()
         return PlanResult(plan, observed, self.fleet, list(paths or []))

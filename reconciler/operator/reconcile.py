@@ -118,7 +118,10 @@ async def reconcile_object(
     config_store: object | None = None,
     credentials: PasswordFingerprint | None = None,
     holds: Holds | None = None,
+    last_site: str | None = None,
 ) -> ObjectResult:
+    """Reconcile object `kind`/`name` of `nsf`. `last_site`: for a Device, the Site its
+    status last placed it at (`status.gateway.site`)."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -154,8 +157,12 @@ async def reconcile_object(
             # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
         # The whole namespace: a renamed Site is recognised by its gateways and devices
-        # there, and never takes over the site of another Site.
-        planned = await reconciler.plan(PlanOptions(whole_fleet=nsf.fleet))
+        # there, and never takes over the site of another Site. A Device placed last at
+        # another Site than its gateway's now moved from there: that Site's Novacore
+        # devices are read too, or the device would be planned as a new one, not moved.
+        moved = kind == "Device" and last_site is not None and last_site not in sub.sites
+        lookup = (last_site,) if moved and last_site else ()
+        planned = await reconciler.plan(PlanOptions(whole_fleet=nsf.fleet, lookup_sites=lookup))
         plan = planned.plan
         own = [c for c in plan.changes if c.kind == owner_kind and c.name == owner_name]
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}

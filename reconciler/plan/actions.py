@@ -81,6 +81,7 @@ class Reason(StrEnum):
     IDENTITY_CHECK = "identity_check"
     IDENTITY_MISMATCH = "identity_mismatch"
     TARGET_UNREACHABLE = "target_unreachable"
+    NO_ACCESS = "no_access"  # the token may not read the Novacore organisation declared
     DEPENDENCY_BLOCKED = "dependency_blocked"
     IN_SYNC = "in_sync"
 

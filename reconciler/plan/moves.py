@@ -6,6 +6,14 @@ platform-apis §1.4), keeping its id and DERs. So a Device declared behind a gat
 Site and provisioned in another Site's Novacore site is that device moving, not a new one
 next to an undeclared one, and the site it leaves must not prune it.
 
+Between organisations there is no such rebinding: Novacore keeps a hardware id per
+organisation, and provisioning it in another one makes a new device there (new device and
+DER ids; moving a device between organisations is documented nowhere, platform-apis §1.4).
+So a Device declared in a Site of another organisation than the Novacore device with its
+hardware id is a replace: the new device is provisioned first, then the old one is deleted
+from the organisation it leaves (by the change of the site it moves to), and that site
+never deletes it on its own, pruning or not (`declared_in_other_org`).
+
 Sites are planned one at a time, in whatever order their observations come in, so each
 side decides from what does not depend on that order: the site a device moves to from
 every site's observed devices (the engine reads them all before planning such a site,
@@ -56,15 +64,37 @@ def declared_elsewhere(
     return [d for d in found.get(hardware_id, ()) if d.org == org and d.site != site]
 
 
+def declared_in_other_org(
+    found: dict[str, list[Declaration]], hardware_id: str, org: str
+) -> list[Declaration]:
+    """The declarations of `hardware_id` in Sites of organisations other than `org`, when
+    `org` declares it nowhere: where a Novacore device of `org` with that hardware id moves
+    to, provisioned anew (see the module docstring). None when `org` declares it too: the
+    device stays, and the other organisation gets a device of its own."""
+    declared = found.get(hardware_id, ())
+    if any(d.org == org for d in declared):
+        return []
+    return [d for d in declared if d.org is not None]
+
+
 def needs_fleet_lookup(
-    fleet: Fleet, site: Site, own: list[NovacoreDevice] | Unreachable | None
+    fleet: Fleet,
+    site: Site,
+    own: list[NovacoreDevice] | Unreachable | None,
+    found: dict[str, list[Declaration]] | None = None,
 ) -> bool:
     """Whether planning `site` may need the Novacore devices of other sites: a hardware id
     declared behind its gateways is not among `own`, the devices of the Novacore site it
     matches (None: it matches none yet), so it may be provisioned in another site and move
-    here. False when its own devices could not be read: it defers then anyway."""
+    here; or one of `own` is declared in another organisation only (`found`, the whole
+    fleet's `declarations`), and whether it is provisioned there yet decides what becomes
+    of it here. False when its own devices could not be read: it defers then anyway."""
     if site.spec.novacore is None or isinstance(own, Unreachable):
         return False
+    org = site.spec.novacore.org_id
+    if found is not None and own and any(declared_in_other_org(found, d.hardware_id, org)
+                                         for d in own):
+        return True
     declared = {
         device.spec.hardware_id
         for gateway in fleet.gateways_of(site.name)
@@ -82,6 +112,16 @@ class Provisioned:
 
     site_id: str
     device: NovacoreDevice
+
+
+@dataclass(frozen=True, slots=True)
+class OrgMove:
+    """A Novacore device a Device moves away from: in organisation `org`, in the Novacore
+    site that Site `site` declares."""
+
+    org: str
+    site: str
+    provisioned: Provisioned
 
 
 class ProvisionedIndex:
@@ -123,3 +163,9 @@ class ProvisionedIndex:
             if p.site_id != site_id and p.site_id in org_sites
         ]
         return min(candidates, key=lambda p: p.device.id) if candidates else None
+
+    def outside(self, hardware_id: str, org_sites: Collection[str]) -> list[Provisioned]:
+        """The devices with `hardware_id` in sites not of `org_sites`: of other
+        organisations, where a device moving into this one may come from."""
+        self._catch_up()
+        return [p for p in self._by_hardware.get(hardware_id, ()) if p.site_id not in org_sites]

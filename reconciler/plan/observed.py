@@ -3,7 +3,8 @@
 The planner reads only these; it never sees an HTTP response. Everything is keyed by
 natural keys (gateway serial, hardware id / Zap `sn`, names), so no local state file is
 needed to find remote objects. `Unreachable` marks a source that could not be read: the
-planner then defers instead of guessing.
+planner then defers instead of guessing; `NoAccess`, an organisation the token may not
+read: the planner blocks what it holds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ class Unreachable:
 
     reason: str
     url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NoAccess(Unreachable):
+    """A Novacore organisation the token cannot read (403, or 404: not found, or hidden
+    from it). Reading again does not help, as it does for an unreachable source: the site
+    is blocked until its `orgId` or the token's access changes. Treated as unreachable
+    wherever no more is said."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,10 @@ class PlanOptions:
     # object's closure at a time): a renamed Site is recognised by everything declared for
     # it, and never takes a site that another declared Site matches.
     whole_fleet: Fleet | None = None
+    # Sites of `whole_fleet` outside the fleet planned whose Novacore devices are read too:
+    # where a Device was last placed (the operator keeps it in the Device's status), so a
+    # Device moved from there is planned as the move it is (plan.moves), not as new.
+    lookup_sites: tuple[str, ...] = ()
     # Site name -> where an earlier apply put it, for Sites declared no more (from the
     # state directory's inventory): reported while their Novacore site exists.
     retired_sites: Mapping[str, RetiredSite] = field(default_factory=dict)

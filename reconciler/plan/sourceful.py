@@ -37,8 +37,9 @@ from reconciler.plan.actions import (
     update_or_in_sync,
 )
 from reconciler.plan.diff import compared_only_where_reported, declared_diff
-from reconciler.plan.moves import Declaration, Provisioned, ProvisionedIndex
+from reconciler.plan.moves import Declaration, OrgMove, Provisioned, ProvisionedIndex
 from reconciler.plan.observed import (
+    NoAccess,
     NovacoreDevice,
     NovacoreSite,
     Observed,
@@ -143,6 +144,15 @@ def claim_org(gateway: Gateway, site: Site | None) -> str:
     if zap.org_id:
         return zap.org_id
     return site.spec.novacore.org_id if site is not None and site.spec.novacore else ""
+
+
+def no_access_message(org: str, denied: NoAccess, field_name: str) -> str:
+    """Why nothing is planned in an organisation the token may not read, and what to fix."""
+    return (
+        f"Novacore organisation {org} cannot be read with this token ({denied.reason}); "
+        f"nothing is claimed or provisioned in it. Correct {field_name}, or give the "
+        f"token's identity a role in {org}"
+    )
 
 
 def observed_connection(on_zap: ZapDevice) -> dict[str, Any]:
@@ -378,6 +388,7 @@ class SourcefulPlanner:
     _declarations: dict[str, list[Declaration]] | None = None
     _provisioned: ProvisionedIndex | None = None
     _org_site_ids: dict[str, set[str]] = field(default_factory=dict)
+    _site_orgs: dict[str, str] | None = None
     _gateway_names: dict[str, str] | None = None
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
@@ -478,6 +489,14 @@ class SourcefulPlanner:
                 continue
             gateway_name = gateway.name
             claim = self._plan_claim(site, gateway)
+            if (
+                claim.reason is Reason.NO_ACCESS
+                and site_change is not None
+                and site_change.reason is Reason.NO_ACCESS
+                and not zap.org_id
+            ):
+                # One organisation out of reach: said once, at the site.
+                self._block(claim, site_change)
             if claim.action is Action.DEFER:
                 # Who owns the gateway is unknown: adding devices to it would be a guess.
                 unreachable.append(claim.message)
@@ -512,6 +531,7 @@ class SourcefulPlanner:
                     continue
                 cloud = bound_device(by_hardware.get(hardware_id, []), zap.serial)
                 cloud_site = at.site_id
+                left: OrgMove | None = None
                 if cloud is not None:
                     matched.add(cloud.id)
                 elif at.in_novacore:
@@ -520,7 +540,10 @@ class SourcefulPlanner:
                     found = self._provisioned_elsewhere(at, hardware_id)
                     if found is not None:
                         cloud, cloud_site = found.device, found.site_id
-                self._plan_device(at, device, cloud, cloud_site)
+                    else:
+                        # Or in another organisation, which no rebinding leaves.
+                        left = self._provisioned_in_other_org(at, hardware_id)
+                self._plan_device(at, device, cloud, cloud_site, left)
             if zap_obs is not None:
                 self._unmanaged_zap_devices(site, gateway, zap_obs, on_gateway)
         if isinstance(devices_obs, list):
@@ -544,6 +567,18 @@ class SourcefulPlanner:
                                 after=after, **kwargs)
 
         observed = self.observed.novacore_sites.get(novacore.org_id)
+        if isinstance(observed, NoAccess):
+            # Blocked, not deferred: reading again gives the same answer, and each apply
+            # would retry a site whose claim and provisioning can only fail. Nothing of the
+            # site is written (its claim and devices wait on this); other sites go on.
+            return site_change(
+                Action.VERIFY,
+                Reason.NO_ACCESS,
+                blocked=True,
+                message=no_access_message(
+                    novacore.org_id, observed, f"`spec.novacore.orgId` of Site {site.name}"
+                ),
+            )
         if isinstance(observed, Unreachable) or observed is None:
             reason = observed.reason if isinstance(observed, Unreachable) else "not observed"
             return site_change(
@@ -642,6 +677,23 @@ class SourcefulPlanner:
         target = claim_org(gateway, site)
         after = {"serial": zap.serial, "org_id": target}
         target_obs = self.observed.novacore_gateways.get(target)
+        if isinstance(target_obs, NoAccess):
+            field_name = (
+                f"`spec.zap.orgId` of Gateway {gateway.name}"
+                if zap.org_id
+                else f"`spec.novacore.orgId` of Site {site.name}"
+            )
+            return self._change(
+                "Gateway",
+                gateway.name,
+                "novacore",
+                Action.CLAIM,
+                Reason.NO_ACCESS,
+                site.name,
+                after=after,
+                blocked=True,
+                message=no_access_message(target, target_obs, field_name),
+            )
         if isinstance(target_obs, Unreachable) or target_obs is None:
             reason = target_obs.reason if isinstance(target_obs, Unreachable) else "not observed"
             return self._change(
@@ -719,9 +771,11 @@ class SourcefulPlanner:
         device: Device,
         cloud: NovacoreDevice | None,
         cloud_site: str | None,
+        left: OrgMove | None = None,
     ) -> None:
         """The changes of one declared device behind the gateway of `at`: on the Zap, in
-        Novacore (`cloud`, found in the Novacore site `cloud_site`), its DER publishing."""
+        Novacore (`cloud`, found in the Novacore site `cloud_site`; or none, and `left` in
+        another organisation), its DER publishing."""
         # Each model attribute is read once here and passed on: a fleet-wide plan reads
         # 10,000 devices, and every read of a pydantic field is a lookup in a cold object.
         name = device.name
@@ -833,7 +887,7 @@ class SourcefulPlanner:
         if at.site_dep is not None:
             cloud_deps.append(at.site_dep)
         cloud_change = self._plan_cloud_device(
-            at, name, device, ders, cloud, cloud_site, cloud_deps
+            at, name, device, ders, cloud, cloud_site, cloud_deps, left
         )
         if blocked_by is None:
             blocked_by = at.blocked_by_site
@@ -911,10 +965,13 @@ class SourcefulPlanner:
         cloud: NovacoreDevice | None,
         cloud_site: str | None,
         deps: list[str],
+        left: OrgMove | None = None,
     ) -> Change | None:
         if not at.in_novacore:
             return None
         after = novacore_fields(device, ders)
+        if cloud is None and left is not None:
+            return self._plan_org_move(at, name, after, deps, left)
         if cloud is None:
             return self._change(
                 "Device",
@@ -1061,6 +1118,80 @@ class SourcefulPlanner:
             message=message,
         )
 
+    def _plan_org_move(
+        self, at: _GatewayContext, name: str, after: dict[str, Any], deps: list[str],
+        left: OrgMove,
+    ) -> Change:
+        """A device provisioned in a site of another organisation, which no longer declares
+        it: replaced, new one first. Provisioning it here makes a new device (Novacore
+        rebinds a hardware id within an organisation only); the old one is deleted after
+        that, so the hardware is never without a device, and never twice for good."""
+        cloud = left.provisioned.device
+        before = _observed_novacore_fields(cloud)
+        old_gateway = self._gateway_name(cloud.gateway_serial) if cloud.gateway_serial else "none"
+        before |= {"org_id": left.org, "site": left.site, "gateway_serial": cloud.gateway_serial}
+        after = after | {"org_id": at.org, "site": at.site, "gateway_serial": at.serial}
+        message = (
+            f"moves from site {left.site} (gateway {old_gateway}) in {left.org} to site "
+            f"{at.site} (gateway {at.gateway}) in {at.org}: Novacore does not move a device "
+            f"between organisations, so it is provisioned in {at.org} as a new device (new "
+            f"device and DER ids), then device {cloud.id} is deleted from {left.org}"
+        )
+        return self._change(
+            "Device",
+            name,
+            "novacore",
+            Action.REPLACE,
+            Reason.MOVED,
+            at.site,
+            before=before,
+            after=after,
+            diff=declared_diff(after, before),
+            depends_on=deps,
+            external_id=cloud.id,
+            message=message,
+        )
+
+    def _provisioned_in_other_org(self, at: _GatewayContext, hardware_id: str) -> OrgMove | None:
+        """The Novacore device with `hardware_id` in a declared Site of another organisation
+        that declares it nowhere (`moves.declared_in_other_org`): the one a Device declared
+        behind `at`'s gateway moves here from. Of several, the lowest id."""
+        if at.org is None or self._org_sites(at.org) is None:
+            return None
+        if self._provisioned is None:
+            self._provisioned = ProvisionedIndex(self.observed)
+        declared = self._declared().get(hardware_id, ())
+        found: list[OrgMove] = []
+        for provisioned in self._provisioned.outside(hardware_id, self._org_sites(at.org) or ()):
+            org = self._org_of_site(provisioned.site_id)
+            if org is None or any(d.org == org for d in declared):
+                continue  # not listed, or still declared there: it stays
+            site = self._declared_site(org, provisioned.site_id)
+            if site is not None:  # a site nobody declares is left alone
+                found.append(OrgMove(org, site, provisioned))
+        return min(found, key=lambda m: m.provisioned.device.id) if found else None
+
+    def _org_sites(self, org: str) -> set[str] | None:
+        """The ids of the listed sites of `org` (None: not listed)."""
+        org_sites = self._org_site_ids.get(org)
+        if org_sites is None:
+            listed = self.observed.novacore_sites.get(org)
+            if not isinstance(listed, list):
+                return None
+            org_sites = self._org_site_ids[org] = {s.id for s in listed}
+        return org_sites
+
+    def _org_of_site(self, site_id: str) -> str | None:
+        """The organisation whose listed sites include `site_id`."""
+        if self._site_orgs is None:
+            self._site_orgs = {
+                s.id: org
+                for org, listed in self.observed.novacore_sites.items()
+                if isinstance(listed, list)
+                for s in listed
+            }
+        return self._site_orgs.get(site_id)
+
     def _declared(self) -> dict[str, list[Declaration]]:
         if self._declarations is None:
             self._declarations = moves.declarations(self._whole)
@@ -1071,12 +1202,9 @@ class SourcefulPlanner:
         `at`, which provisioning it behind `at`'s gateway moves here."""
         if at.org is None:
             return None
-        org_sites = self._org_site_ids.get(at.org)
+        org_sites = self._org_sites(at.org)
         if org_sites is None:
-            listed = self.observed.novacore_sites.get(at.org)
-            if not isinstance(listed, list):
-                return None
-            org_sites = self._org_site_ids[at.org] = {s.id for s in listed}
+            return None
         if self._provisioned is None:
             self._provisioned = ProvisionedIndex(self.observed)
         return self._provisioned.elsewhere(hardware_id, org_sites, at.site_id)
@@ -1102,15 +1230,25 @@ class SourcefulPlanner:
         listed = self.observed.novacore_sites.get(org or "")
         if not isinstance(listed, list):
             return site_id
-        index = self._site_index(org or "", listed)
+        declared = self._declared_site(org or "", site_id)
+        if declared is not None:
+            return declared
+        known = self._site_index(org or "", listed).by_id.get(site_id)
+        return f"{known.name!r} ({site_id})" if known is not None else site_id
+
+    def _declared_site(self, org: str, site_id: str) -> str | None:
+        """The declared Site that matches the Novacore site `site_id` of `org`."""
+        listed = self.observed.novacore_sites.get(org)
+        if not isinstance(listed, list):
+            return None
+        index = self._site_index(org, listed)
         for site in self._whole.sites.values():
             novacore = site.spec.novacore
             if novacore is not None and novacore.org_id == org:
                 match = match_site(site, index)
                 if match is not None and match.id == site_id:
                     return site.name
-        known = index.by_id.get(site_id)
-        return f"{known.name!r} ({site_id})" if known is not None else site_id
+        return None
 
     def _plan_publish(
         self,
@@ -1213,6 +1351,12 @@ class SourcefulPlanner:
                 # deleting it here, before or after that, would lose the device.
                 self._site_moving_out(site, cloud, moving[0])
                 continue
+            leaving = moves.declared_in_other_org(
+                self._declared(), cloud.hardware_id, novacore.org_id
+            )
+            if leaving:
+                self._site_leaving_org(site, cloud, leaving[0])
+                continue
             entry = {
                 "platform": "novacore",
                 "site": site.name,
@@ -1270,6 +1414,52 @@ class SourcefulPlanner:
                 f"{cloud.name!r}) in site {site.name} is declared in site {to.site} "
                 f"(Device {to.device}, gateway {to.gateway}); it moves there with "
                 f"device/{to.device}[novacore] and is never pruned here",
+            }
+        )
+
+    def _site_leaving_org(self, site: Site, cloud: NovacoreDevice, to: Declaration) -> None:
+        """A Novacore device of `site` that the fleet declares in a Site of another
+        organisation only (plan.moves): the site it moves to replaces it, new one first,
+        and deletes it here. Never deleted by this site before the new one exists, pruning
+        or not; once it does (its replace made it but failed to delete this one), this
+        site deletes it (the engine plans this site after every site's devices are read)."""
+        novacore = site.spec.novacore
+        assert novacore is not None and to.org is not None
+        what = (
+            f"Novacore device {cloud.id} ({cloud.hardware_id}, {cloud.name!r}) in site "
+            f"{site.name}"
+        )
+        org_sites = self._org_sites(to.org)
+        if self._provisioned is None:
+            self._provisioned = ProvisionedIndex(self.observed)
+        there = (
+            self._provisioned.elsewhere(cloud.hardware_id, org_sites, None)
+            if org_sites is not None
+            else None
+        )
+        if there is not None:
+            self._change(
+                "Device",
+                f"{site.name}.{cloud.hardware_id}",
+                "novacore",
+                Action.DELETE,
+                Reason.MOVED,
+                site.name,
+                external_id=cloud.id,
+                before=_observed_novacore_fields(cloud),
+                message=f"{what} moved to site {to.site} of {to.org} (Device {to.device}), "
+                f"where it is device {there.device.id}; deleted from {novacore.org_id}",
+            )
+            return
+        self.unmanaged.append(
+            {
+                "platform": "novacore",
+                "site": site.name,
+                "id": cloud.id,
+                "description": f"{what} is declared in site {to.site} of {to.org} (Device "
+                f"{to.device}, gateway {to.gateway}); device/{to.device}[novacore] provisions "
+                f"it there as a new device and it is deleted here once provisioned in "
+                f"{to.org}, never before",
             }
         )
 

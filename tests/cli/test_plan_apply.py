@@ -39,6 +39,7 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
     load,
     mqtt_battery,
     owner,
+    p1_meter,
     serial_of,
     shop_in_org_b,
     site,
@@ -913,6 +914,65 @@ def test_a_site_moved_back_is_not_reported_as_left(make_cli: CliFactory) -> None
     out = run("plan", run.path)[1]
     assert f"('Depot' in {ORG_B}) was applied for Site empty before" in out, out
     assert f"('Depot' in {ORG_A})" not in out, out
+
+
+def out_of_reach_orgs() -> list[Doc]:
+    """s1 in org-alpha; s2 in org-gamma, which the token may not read (403); s3 in
+    org-alpha with a gateway claimed into org-delta, which does not exist (404)."""
+    return [*standard_site(1), *standard_site(2, org="org-gamma"), site("s3"),
+            gateway("s3-zap", "s3", serial_of(3), org="org-delta"),
+            p1_meter("s3-p1", "s3-zap", "P1M0003")]
+
+
+def lose_access(sims: SimFleet) -> None:
+    """The token's identity loses org-gamma; org-delta is no more."""
+    for orgs in sims.novacore.members.values():
+        orgs.pop("org-gamma", None)
+        orgs.pop("org-delta", None)
+    del sims.novacore.orgs["org-delta"]
+
+
+def test_a_site_in_an_organisation_the_token_cannot_read_is_blocked_and_the_rest_applied(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    """A 403 or 404 for one organisation is no reason to stop the fleet (the token is good)
+    nor to defer (reading again gives the same answer): the sites that declare it are
+    blocked at plan time, naming the field to correct, and nothing of them is written."""
+    run = make_cli(out_of_reach_orgs())
+    run.sims.call(lose_access, run.sims.sims)
+    novacore = run.sims.sims.novacore
+    code, out, err = run("plan", run.path, "--out", str(tmp_path / "plan.json"))
+    assert code == 1, out + err
+    assert ("error: site/s2[novacore]: Novacore organisation org-gamma cannot be read with "
+            "this token (novacore.list_sites /sites: HTTP 403") in err, err
+    assert "Correct `spec.novacore.orgId` of Site s2" in err
+    assert ("error: gateway/s3-zap[novacore]: Novacore organisation org-delta cannot be read "
+            "with this token (novacore.list_gateways /gateways: HTTP 404") in err, err
+    assert "Correct `spec.zap.orgId` of Gateway s3-zap" in err
+    assert "error: gateway/s2-zap[novacore]" not in err, "said once, at the site"
+    assert "+ site/s1[novacore] will be created" in out and "[BLOCKED]" in out
+
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, _ = run("apply", str(tmp_path / "plan.json"))
+    assert code == 1, out
+    assert "blocked: site/s2[novacore]" in out and "blocked: gateway/s3-zap[novacore]" in out
+    assert "Apply finished with errors: 9 done, 0 failed, 0 skipped, 12 blocked" in out, out
+    converged_exactly_once(run.sims.sims, load(standard_site(1)))
+    writes = run.sims.call(lambda: {k: n for k, n in novacore.requests.items()
+                                    if not k.startswith("GET")})
+    # Site s3 is in org-alpha: its site is made; its gateway and device wait.
+    assert writes == {"POST /sites": 2, "POST /gateways/claim": 1,
+                      "POST /devices/provision": 2}, "site s1 and s3's site only"
+    assert run.sims.call(lambda: sorted((s.org_id, s.name) for s in novacore.sites.values())
+                         ) == [(ORG_A, "Site s1"), (ORG_A, "Site s3")]
+    for serial in (serial_of(2), serial_of(3)):
+        assert run.sims.call(lambda s=serial: (novacore.gateways[s].org_id,
+                                               dict(run.sims.sims.zaps[s].devices))) == (None, {})
+    # Read once per plan, not retried (RECONCILER_RETRIES is 6): the answer would not change.
+    run.sims.call(run.sims.sims.reset_counts)
+    assert run("plan", run.path)[0] == 1
+    lists = run.sims.call(lambda: (novacore.requests["GET /sites"],
+                                   novacore.requests["GET /gateways"]))
+    assert lists == (3, 3), "each organisation once"
 
 
 def test_a_der_removed_from_a_device_is_reported_in_every_format_while_novacore_keeps_it(

@@ -7,11 +7,17 @@ is a no-op."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from aiohttp import web
 from simworld import (
+    ORG_A,
+    ORG_B,
     Doc,
     MakeWorld,
     cloud_device,
+    cloud_devices,
     converged_exactly_once,
     load,
     mqtt_battery,
@@ -142,3 +148,128 @@ async def test_a_hardware_id_declared_in_two_sites_is_not_moved_back_and_forth(
     assert change.blocked
     assert "is declared by Device bat too (gateway s1-zap, site s1)" in change.message
     assert "Declare it once" in change.message
+
+
+class NovacoreWrites:
+    """Records the Novacore device writes in the order they arrive, and answers those of
+    `failing` (method and route) with a 503 (installed before the simulator starts)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.failing: set[str] = set()
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+            resource = request.match_info.route.resource
+            route = f"{request.method} {resource.canonical if resource else request.path}"
+            if route in ("POST /devices/provision", "DELETE /devices/{device_id}"):
+                self.seen.append(f"{request.method} {request.path}")
+                if route in self.failing:
+                    return web.json_response({"error": "unavailable", "message": "down"},
+                                             status=503)
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(record)
+
+
+def into_org_b() -> tuple[list[Doc], list[Doc]]:
+    """The battery at site s1 of org-alpha, then behind the gateway of s2, in org-beta."""
+    return ([*standard_site(1), mqtt_battery("bat", "s1-zap", BATTERY),
+             *standard_site(2, org=ORG_B)],
+            [*standard_site(1), *standard_site(2, org=ORG_B),
+             mqtt_battery("bat", "s2-zap", BATTERY)])
+
+
+@pytest.mark.parametrize("prune", [False, True], ids=["plain", "prune"])
+async def test_a_device_moved_to_another_organisation_is_replaced_new_one_first(
+        make_world: MakeWorld, prune: bool) -> None:
+    """Novacore keeps a hardware id per organisation and does not move a device between
+    them (it makes a new one in the other organisation): the move is a replace that says
+    so, provisions the device in the new organisation and only then deletes the old one,
+    pruning or not; the old site never deletes it on its own before that."""
+    first, moved_docs = into_org_b()
+    writes = NovacoreWrites()
+
+    def start(sims: SimFleet) -> None:
+        rewired(sims)
+        writes.install(sims)
+
+    world = await make_world(first, before_start=start)
+    assert (await world.apply())[1].ok
+    old = cloud_device(world.sims, BATTERY)
+    moved = load(moved_docs)
+
+    result = await world.plan(PlanOptions(prune=prune), fleet=moved)
+    replace = next(c for c in result.plan.pending if c.address == "device/bat[novacore]")
+    assert (replace.action, replace.reason, replace.external_id) == (
+        Action.REPLACE, Reason.MOVED, old.id)
+    assert replace.message.startswith(
+        f"moves from site s1 (gateway s1-zap) in {ORG_A} to site s2 (gateway s2-zap) in {ORG_B}")
+    assert f"provisioned in {ORG_B} as a new device" in replace.message
+    assert f"then device {old.id} is deleted from {ORG_A}" in replace.message
+    assert {(d.path, d.old, d.new) for d in replace.diff} >= {
+        ("org_id", ORG_A, ORG_B), ("site", "s1", "s2"),
+        ("gateway_serial", serial_of(1), serial_of(2))}
+    assert not [c for c in result.plan.pending if c.component == "novacore"
+                and c.action is Action.DELETE], "never deleted by the site it leaves"
+    unmanaged = {(u["platform"], u["id"]): u["description"] for u in result.plan.unmanaged}
+    assert f"deleted here once provisioned in {ORG_B}, never before" in unmanaged[
+        ("novacore", old.id)]
+
+    # While the new one cannot be provisioned, the old one stays.
+    writes.failing = {"POST /devices/provision"}
+    writes.seen.clear()
+    _, report = await world.apply(PlanOptions(prune=prune), fleet=moved)
+    assert not report.ok
+    assert cloud_device(world.sims, BATTERY).id == old.id
+    assert writes.seen and not [w for w in writes.seen if w.startswith("DELETE")]
+
+    writes.failing = set()
+    writes.seen.clear()
+    _, report = await world.apply(PlanOptions(prune=prune), fleet=moved)
+    assert report.ok, report.as_dict()
+    device = cloud_device(world.sims, BATTERY)  # exactly one: not duplicated
+    s2_id = next(s.id for s in world.sims.novacore.sites.values() if s.name == "Site s2")
+    assert device.id != old.id
+    assert (device.gateway_serial, device.site_id, device.state) == (
+        serial_of(2), s2_id, "active")
+    assert writes.seen == ["POST /devices/provision", f"DELETE /devices/{old.id}"]
+    again, _, count = await world.noop_writes(moved)
+    assert not again.plan.has_changes and count == 0
+
+
+@pytest.mark.parametrize("slow", [1, 2], ids=["old-site-planned-last", "new-site-planned-last"])
+async def test_a_device_left_in_the_old_organisation_by_a_failed_delete_is_deleted_next(
+        make_world: MakeWorld, slow: int) -> None:
+    """The replace provisioned the new device but could not delete the old one: the next
+    plan deletes it from the organisation it left (it is not pruning: the Device moved),
+    whichever site is planned first."""
+    first, moved_docs = into_org_b()
+    writes = NovacoreWrites()
+
+    def start(sims: SimFleet) -> None:
+        rewired(sims)
+        writes.install(sims)
+
+    world = await make_world(first, before_start=start)
+    assert (await world.apply())[1].ok
+    old = cloud_device(world.sims, BATTERY)
+    moved = load(moved_docs)
+    writes.failing = {"DELETE /devices/{device_id}"}
+    _, report = await world.apply(fleet=moved)
+    assert not report.ok
+    assert len(cloud_devices(world.sims, BATTERY)) == 2
+
+    writes.failing = set()
+    world.sims.zaps[serial_of(slow)].faults.latency_ms = 150
+    result, report = await world.apply(fleet=moved)
+    assert report.ok, report.as_dict()
+    delete = next(c for c in result.plan.pending if c.address == f"device/s1.{BATTERY}[novacore]")
+    assert (delete.action, delete.reason, delete.external_id) == (
+        Action.DELETE, Reason.MOVED, old.id)
+    assert f"deleted from {ORG_A}" in delete.message
+    assert cloud_device(world.sims, BATTERY).id != old.id
+    world.sims.zaps[serial_of(slow)].faults.latency_ms = 0
+    again, _, count = await world.noop_writes(moved)
+    assert not again.plan.has_changes and count == 0
