@@ -59,13 +59,22 @@ class ReconcilerError(Exception):
 
 
 class ConfigError(ReconcilerError):
-    """Input that cannot be used; `diagnostics` lists every problem found. `subject` names
-    the input for the summary line: "desired state", "settings" or "arguments"."""
+    """Input that cannot be used; `diagnostics` lists the problems found, and `omitted`
+    counts, per file, those past the cap of the desired state's loader (`diagnostic_cap`).
+    `subject` names the input for the summary line: "desired state", "settings" or
+    "arguments"."""
 
-    def __init__(self, diagnostics: list[Diagnostic], *, subject: str = "desired state") -> None:
+    def __init__(
+        self,
+        diagnostics: list[Diagnostic],
+        *,
+        subject: str = "desired state",
+        omitted: dict[str | None, int] | None = None,
+    ) -> None:
         self.diagnostics = diagnostics
         self.subject = subject
-        count = len(diagnostics)
+        self.omitted = omitted or {}
+        count = len(diagnostics) + sum(self.omitted.values())
         head = str(diagnostics[0]) if diagnostics else "invalid configuration"
         more = f" (and {count - 1} more)" if count > 1 else ""
         super().__init__(head + more)

@@ -1,7 +1,8 @@
 """Load the desired state from files and directories into a validated `Fleet`.
 
 Every problem in a run is collected (YAML syntax, schema, cross-resource rules) and
-reported with file, line, column and field path; nothing is raised half-way. The same
+reported with file, line, column and field path; nothing is raised half-way. The first
+problems of each file are kept and the rest counted (`diagnostic_cap`). The same
 `validate_document` serves the operator, where a Kubernetes object has no file.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from reconciler import diagnostic_cap
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet, check_fleet
@@ -30,14 +32,23 @@ YAML_SUFFIXES = (".yaml", ".yml")
 
 @dataclass
 class LoadResult:
-    """Resources that validated, where each came from, and every diagnostic."""
+    """Resources that validated, where each came from, the diagnostics kept (the first of
+    each file, see `diagnostic_cap`) and how many more each file had."""
 
     resources: list[Resource] = field(default_factory=list)
     origins: list[ParsedDocument] = field(default_factory=list)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
+    problems: diagnostic_cap.Collected = field(default_factory=diagnostic_cap.Collected)
     files: list[str] = field(default_factory=list)
     # (kind, name) of the documents that did not validate (references to them say so).
     invalid: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return self.problems.kept
+
+    @property
+    def omitted(self) -> dict[str | None, int]:
+        return self.problems.omitted
 
     @property
     def ok(self) -> bool:
@@ -45,7 +56,7 @@ class LoadResult:
 
     def fleet(self) -> Fleet:
         if self.diagnostics:
-            raise ConfigError(self.diagnostics)
+            raise ConfigError(self.diagnostics, omitted=self.omitted)
         return Fleet.of(self.resources)
 
 
@@ -130,6 +141,15 @@ def _diagnostic(
 
 def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[Diagnostic]]:
     """Validate one parsed document against the model of its kind."""
+    resource, problems, _ = _validate(document, None)
+    return resource, problems
+
+
+def _validate(
+    document: ParsedDocument, room: int | None
+) -> tuple[Resource | None, list[Diagnostic], int]:
+    """`validate_document`, building at most `room` diagnostics (None: all) and counting
+    the others: past the cap, locating and describing them is most of the work."""
     data = document.value
     if not isinstance(data, dict):
         return None, [
@@ -138,22 +158,24 @@ def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[D
                 (),
                 "a document must be a mapping with apiVersion, kind, metadata and spec",
             )
-        ]
+        ], 0
     kind = data.get("kind")
     model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         known = ", ".join(KINDS)
         what = "missing `kind`" if kind is None else f"unknown kind {kind!r}"
-        return None, [_diagnostic(document, ("kind",), f"{what}; known kinds: {known}")]
+        return None, [_diagnostic(document, ("kind",), f"{what}; known kinds: {known}")], 0
     try:
-        return model.model_validate(data), []
+        return model.model_validate(data), [], 0
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        kept = errors if room is None else errors[:room]
         problems = []
-        for error in exc.errors(include_url=False):
+        for error in kept:
             path, on_key = _error_path(error)
             message = field_help.describe(model, error)
             problems.append(_diagnostic(document, path, message, key=on_key))
-        return None, problems
+        return None, problems, len(errors) - len(kept)
 
 
 def _error_path(error: ErrorDetails) -> tuple[field_help.Path, bool]:
@@ -192,20 +214,25 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_texts(texts: Sequence[tuple[str, str]]) -> LoadResult:
-    """Load `(file name, YAML text)` pairs: parse, validate, then check cross-resource rules."""
+def load_texts(
+    texts: Sequence[tuple[str, str]], problems: Sequence[Diagnostic] = ()
+) -> LoadResult:
+    """Load `(file name, YAML text)` pairs: parse, validate, then check cross-resource rules.
+    `problems` (of finding and reading the files) come first among the diagnostics."""
     with _collector_paused():
-        return _load_texts(texts)
+        return _load_texts(texts, problems)
 
 
-def _load_texts(texts: Sequence[tuple[str, str]]) -> LoadResult:
+def _load_texts(texts: Sequence[tuple[str, str]], found: Sequence[Diagnostic]) -> LoadResult:
     result = LoadResult(files=[name for name, _ in texts])
+    result.problems.extend(list(found))
     for name, text in texts:
         documents, problems = parse_yaml(text, name)
-        result.diagnostics += problems
+        result.problems.extend(problems)
         for document in documents:
-            resource, problems = validate_document(document)
-            result.diagnostics += problems
+            resource, problems, more = _validate(document, result.problems.room(name))
+            result.problems.extend(problems)
+            result.problems.count(name, more)
             if resource is None:
                 result.invalid.add(_kind_and_name(document))
             else:
@@ -217,11 +244,13 @@ def _load_texts(texts: Sequence[tuple[str, str]]) -> LoadResult:
                 document.key_positions = {}
                 result.resources.append(resource)
                 result.origins.append(document)
-    result.diagnostics += _locate_problems(result, dict(texts))
+    _locate_problems(result, dict(texts))
     return result
 
 
-def _locate_problems(result: LoadResult, texts: dict[str, str]) -> list[Diagnostic]:
+def _locate_problems(result: LoadResult, texts: dict[str, str]) -> None:
+    """Add the problems of cross-resource rules to `result`, located in their files (those
+    past the cap only counted: locating one may parse its file again)."""
     by_key: dict[tuple[str, str], list[ParsedDocument]] = {}
     for resource, origin in zip(result.resources, result.origins, strict=True):
         by_key.setdefault((resource.KIND, resource.name), []).append(origin)
@@ -233,16 +262,17 @@ def _locate_problems(result: LoadResult, texts: dict[str, str]) -> list[Diagnost
             reparsed[origin.file] = {d.index: d for d in documents}
         return reparsed[origin.file].get(origin.index, origin)
 
-    located = []
     for problem in check_fleet(result.resources, result.invalid):
         origins = by_key[(problem.kind, problem.name)]
-        origin = reparse(origins[min(problem.index, len(origins) - 1)])
+        origin = origins[min(problem.index, len(origins) - 1)]
+        if not result.problems.keeps(origin.file):
+            result.problems.count(origin.file)
+            continue
         message = problem.message
         if problem.index > 0:  # a name declared again: say where it was declared first
             first = _diagnostic(reparse(origins[0]), problem.path, "")
             message += f" (first declared at {first.location()})"
-        located.append(_diagnostic(origin, problem.path, message))
-    return located
+        result.problems.add(_diagnostic(reparse(origin), problem.path, message))
 
 
 def load_paths(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
@@ -260,18 +290,17 @@ def load_paths(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
             problems.append(problem)
         else:
             texts.append((str(path), text))
-    result = load_texts(texts)
-    result.diagnostics = problems + result.diagnostics
+    result = load_texts(texts, problems)
     result.files = [str(path) for path in files]  # found, read or not
     if not files and not problems:
-        result.diagnostics.append(
+        result.problems.add(
             Diagnostic("no YAML files (*.yaml, *.yml) found", file=", ".join(str(p) for p in paths))
         )
     return result
 
 
 def load_fleet(paths: Iterable[str | os.PathLike[str]]) -> Fleet:
-    """The validated desired state under `paths`; ConfigError lists every problem."""
+    """The validated desired state under `paths`; ConfigError lists its problems."""
     return load_paths(paths).fleet()
 
 
