@@ -28,6 +28,12 @@ from reconciler.sources import field_help, utf8
 from reconciler.sources.yaml_documents import ParsedDocument, Position, parse_yaml
 
 YAML_SUFFIXES = (".yaml", ".yml")
+# The most a desired-state file may hold. Parsing keeps every value with its position, so
+# memory grows with a file many times over (a 100 MB file took 590 MB; one of many tiny
+# documents takes about 110 bytes per byte). 4 MiB holds a fleet of 2,000 sites (the 10,000
+# documents of benchmarks/load_documents.py take 3.2 MB in one file) and bounds the worst
+# file to some 500 MB; a larger fleet is split into files, as a directory is read whole.
+MAX_FILE_BYTES = 4 * 2**20
 
 
 @dataclass
@@ -280,10 +286,9 @@ def load_paths(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
     files, problems = discover(paths)
     texts: list[tuple[str, str]] = []
     for path in files:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            problems.append(Diagnostic(f"cannot read file: {exc.strerror}", file=str(path)))
+        data = _read(path)
+        if isinstance(data, Diagnostic):
+            problems.append(data)
             continue
         text, problem = utf8.decode(data, str(path))
         if problem is not None:
@@ -297,6 +302,35 @@ def load_paths(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
             Diagnostic("no YAML files (*.yaml, *.yml) found", file=", ".join(str(p) for p in paths))
         )
     return result
+
+
+def _read(path: FsPath) -> bytes | Diagnostic:
+    """The bytes of the file at `path`, or why they are not read: it cannot be, or it is
+    larger than `MAX_FILE_BYTES` (refused before it is read, let alone parsed)."""
+    try:
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size <= MAX_FILE_BYTES:
+                # At most one byte more than allowed: the file may have grown since, or be
+                # one whose size the system does not know (/proc).
+                data = file.read(MAX_FILE_BYTES + 1)
+                if len(data) <= MAX_FILE_BYTES:
+                    return data
+                size = 0
+    except OSError as exc:
+        return Diagnostic(f"cannot read file: {exc.strerror}", file=str(path))
+    limit = f"the {_mib(MAX_FILE_BYTES)} a desired-state file may hold"
+    what = (f"is {size / 2**20:.1f} MiB ({size:,} bytes), more than {limit}" if size
+            else f"holds more than {limit}")
+    return Diagnostic(
+        f"the file {what}, and is not read: split it into several files (a directory is "
+        "read with its subdirectories)",
+        file=str(path),
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:g} MiB"
 
 
 def load_fleet(paths: Iterable[str | os.PathLike[str]]) -> Fleet:
