@@ -9,7 +9,8 @@
           ├── ProviderUnavailable   network, timeout, 5xx, 429: retryable
           ├── ProviderRejected      4xx: permanent until the input changes
           ├── ProviderConflict      409: the remote object is in another state
-          └── ProviderAuthError     401/403: credentials missing or wrong
+          └── ProviderAuthError     401/403: credentials missing or wrong; or the
+                                    server's TLS certificate does not verify
 """
 
 from __future__ import annotations
@@ -124,4 +125,6 @@ class ProviderConflict(ProviderError):
 
 
 class ProviderAuthError(ProviderError):
-    """Credentials are missing, invalid or lack permission (401/403)."""
+    """Credentials are missing, invalid or lack permission (401/403), or the server's TLS
+    certificate does not verify (the server is not the one trusted). Either way a setting
+    must change: retrying cannot help, so a plan stops at it rather than defer."""
