@@ -121,14 +121,23 @@ def site_documents(i: int) -> str:
 
 
 def generate(directory: Path, documents: int, files: int) -> int:
-    """Write about `documents` documents over `files` files (nested two levels deep)."""
+    """Write about `documents` documents over `files` files (nested two levels deep), or
+    over more where a file would hold more than the loader reads (`MAX_FILE_BYTES`)."""
     sites = max(1, documents // DOCS_PER_SITE)
     per_file = max(1, -(-sites // files))
-    for start in range(0, sites, per_file):
-        group = directory / f"region-{start // per_file % 10}"
+    start, written = 0, 0
+    while start < sites:
+        texts, size = [], 0
+        for i in range(start, min(start + per_file, sites)):
+            text = site_documents(i)
+            size += len(text.encode()) + len("---\n")
+            if texts and size > loader.MAX_FILE_BYTES:
+                break
+            texts.append(text)
+        group = directory / f"region-{written % 10}"
         group.mkdir(exist_ok=True)
-        text = "---\n".join(site_documents(i) for i in range(start, min(start + per_file, sites)))
-        (group / f"sites-{start:05d}.yaml").write_text(text, encoding="utf-8")
+        (group / f"sites-{start:05d}.yaml").write_text("---\n".join(texts), encoding="utf-8")
+        start, written = start + len(texts), written + 1
     return sites * DOCS_PER_SITE
 
 

@@ -9,7 +9,8 @@
           ├── ProviderUnavailable   network, timeout, 5xx, 429: retryable
           ├── ProviderRejected      4xx: permanent until the input changes
           ├── ProviderConflict      409: the remote object is in another state
-          └── ProviderAuthError     401/403: credentials missing or wrong
+          └── ProviderAuthError     401/403: credentials missing or wrong; or the
+                                    server's TLS certificate does not verify
 """
 
 from __future__ import annotations
@@ -59,13 +60,22 @@ class ReconcilerError(Exception):
 
 
 class ConfigError(ReconcilerError):
-    """Input that cannot be used; `diagnostics` lists every problem found. `subject` names
-    the input for the summary line: "desired state", "settings" or "arguments"."""
+    """Input that cannot be used; `diagnostics` lists the problems found, and `omitted`
+    counts, per file, those past the cap of the desired state's loader (`diagnostic_cap`).
+    `subject` names the input for the summary line: "desired state", "settings" or
+    "arguments"."""
 
-    def __init__(self, diagnostics: list[Diagnostic], *, subject: str = "desired state") -> None:
+    def __init__(
+        self,
+        diagnostics: list[Diagnostic],
+        *,
+        subject: str = "desired state",
+        omitted: dict[str | None, int] | None = None,
+    ) -> None:
         self.diagnostics = diagnostics
         self.subject = subject
-        count = len(diagnostics)
+        self.omitted = omitted or {}
+        count = len(diagnostics) + sum(self.omitted.values())
         head = str(diagnostics[0]) if diagnostics else "invalid configuration"
         more = f" (and {count - 1} more)" if count > 1 else ""
         super().__init__(head + more)
@@ -115,4 +125,6 @@ class ProviderConflict(ProviderError):
 
 
 class ProviderAuthError(ProviderError):
-    """Credentials are missing, invalid or lack permission (401/403)."""
+    """Credentials are missing, invalid or lack permission (401/403), or the server's TLS
+    certificate does not verify (the server is not the one trusted). Either way a setting
+    must change: retrying cannot help, so a plan stops at it rather than defer."""

@@ -13,6 +13,7 @@ from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import Any, Protocol, TextIO, TypeVar
 
+from reconciler import diagnostic_cap
 from reconciler.engine.config import Settings, load_settings
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
@@ -76,10 +77,19 @@ def print_diagnostics(error: ConfigError, stream: TextIO | None = None) -> None:
     # Looked up at call time, not bound as a default: sys.stderr may be replaced (tests,
     # contextlib.redirect_stderr) after this module is imported.
     stream = stream or sys.stderr
-    for diagnostic in error.diagnostics:
-        print(error_line(diagnostic), file=stream)
-    count = len(error.diagnostics)
-    print(f"invalid {error.subject}: {count} problem{'s' if count != 1 else ''}", file=stream)
+    print_problems(error.diagnostics, error.omitted, f"invalid {error.subject}", stream)
+
+
+def print_problems(
+    diagnostics: list[Diagnostic], omitted: dict[str | None, int], head: str, stream: TextIO
+) -> None:
+    """The `error:` line of each diagnostic, one `note:` line per file with problems past
+    the cap, and `HEAD: N problems` (saying how many are shown when not all are)."""
+    # One write: a line each would be a system call each on an unbuffered stderr.
+    lines = [error_line(diagnostic) for diagnostic in diagnostics]
+    lines += diagnostic_cap.omitted_lines(omitted)
+    lines.append(f"{head}: {diagnostic_cap.summary(diagnostics, omitted)}")
+    print("\n".join(lines), file=stream)
 
 
 def load(paths: list[str]) -> Fleet:

@@ -1,4 +1,4 @@
-"""`reconciler validate PATH...`: load and check the desired state, print every problem."""
+"""`reconciler validate PATH...`: load and check the desired state, print its problems."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from typing import Any
 
+from reconciler import diagnostic_cap
 from reconciler.cli import common
 from reconciler.model.kinds import KINDS
 from reconciler.sources import loader
@@ -18,7 +19,8 @@ examples:
   reconciler validate home.yaml gateways/       # files and directories together
   reconciler validate -o json examples/sites    # machine-readable result
 
-exit codes: 0 valid, 1 invalid (every problem is listed with file:line:column).
+exit codes: 0 valid, 1 invalid (each problem is listed with file:line:column: the first 20
+of a file and 100 in all, then how many more each file has; -o json lists the same).
 """
 
 
@@ -49,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
             "files": len(result.files),
             "resources": len(result.resources),
             "diagnostics": [d.as_dict() for d in result.diagnostics],
+            # As many as the text shows (see diagnostic_cap), with the count of the others.
+            "problems": diagnostic_cap.total(result.diagnostics, result.omitted),
+            "omitted": [{"file": file, "problems": count}
+                        for file, count in result.omitted.items()],
         }
         print(json.dumps(document, indent=2))
     elif result.ok:
@@ -56,10 +62,7 @@ def run(args: argparse.Namespace) -> int:
         summary = ", ".join(_count(counts[kind], kind) for kind in KINDS if counts[kind])
         print(f"valid: {_count(len(result.files), 'file')}, {summary or 'no resources'}")
     else:
-        for diagnostic in result.diagnostics:
-            print(common.error_line(diagnostic), file=sys.stderr)
-        count = len(result.diagnostics)
-        print(f"invalid: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+        common.print_problems(result.diagnostics, result.omitted, "invalid", sys.stderr)
     return 0 if result.ok else 1
 
 

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from reconciler import diagnostic_cap
 from reconciler.engine.apply import Outcome
 from reconciler.engine.config import Settings
 from reconciler.engine.filewatch import wait_any, watch_files
@@ -291,7 +292,7 @@ class Cycle:
             first = self.invalid_since is None
             if first or summary.trigger is not Trigger.INTERVAL:
                 self.invalid_since = self.invalid_since or summary.run
-                self._diagnostics(summary.run, error.diagnostics)
+                self._diagnostics(summary.run, error.diagnostics, error.omitted)
             if self.desired is None or summary.trigger is not Trigger.INTERVAL:
                 # An edit that does not load changes nothing, not even a partial fleet.
                 summary.result = "invalid"
@@ -318,18 +319,26 @@ class Cycle:
             )
         return self.desired
 
-    def _diagnostics(self, run: int, diagnostics: list[Diagnostic]) -> None:
-        count = len(diagnostics)
+    def _diagnostics(
+        self, run: int, diagnostics: list[Diagnostic], omitted: dict[str | None, int]
+    ) -> None:
+        count = diagnostic_cap.total(diagnostics, omitted)
         self.log.emit(
             "invalid",
-            f"run={run} invalid desired state ({count} problem"
-            f"{'s' if count != 1 else ''}); nothing changed, the last valid state "
-            "stays in force",
+            f"run={run} invalid desired state ({diagnostic_cap.summary(diagnostics, omitted)}"
+            "); nothing changed, the last valid state stays in force",
             run=run,
             problems=count,
         )
         for diagnostic in diagnostics:
             self.log.emit("diagnostic", f"  error: {diagnostic}", run=run, **diagnostic.as_dict())
+        omissions = diagnostic_cap.omissions(omitted)
+        for omission in omissions:
+            self.log.emit("omitted", f"  {omission.text()}", run=run, file=omission.file,
+                          files=omission.files, problems=omission.problems)
+        if omissions:
+            rule = diagnostic_cap.RULE
+            self.log.emit("note", f"  {rule}", run=run, message=rule.removeprefix("note: "))
 
     async def _run(self, summary: RunSummary) -> None:
         if summary.files:

@@ -1,8 +1,9 @@
 """The one place HTTP errors become ProviderErrors, and the factory of httpx clients.
 
 Network failures, timeouts, 5xx and 429 are retryable (`ProviderUnavailable`, with the
-server's Retry-After); 401/403 are `ProviderAuthError`; 409 `ProviderConflict`; other 4xx
-`ProviderRejected`. Response bodies are truncated before they reach a message.
+server's Retry-After); 401/403 are `ProviderAuthError`, and so is a server certificate that
+does not verify; 409 `ProviderConflict`; other 4xx `ProviderRejected`. Response bodies are
+truncated before they reach a message.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ from reconciler.providers.redaction import redact, sent_secrets
 
 _BODY_LIMIT = 300
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class CertificateNotVerified(httpx.ConnectError):
+    """The server's TLS certificate did not verify (raised by the transport). Nothing was
+    sent, and trying again cannot help until the CAs trusted change: unlike other failures
+    to connect, it is not retried, and it stops a plan as rejected credentials do."""
 
 
 class _NoCookies(httpx.Cookies):
@@ -170,6 +177,10 @@ async def send(
             f"{what}: timed out ({type(exc).__name__}) at {where}",
             address=address,
             operation=operation,
+        ) from exc
+    except CertificateNotVerified as exc:
+        raise ProviderAuthError(
+            f"{what}: cannot reach {where}: {exc}", address=address, operation=operation
         ) from exc
     except httpx.TransportError as exc:
         raise ProviderUnavailable(

@@ -1,7 +1,8 @@
 """Load the desired state from files and directories into a validated `Fleet`.
 
 Every problem in a run is collected (YAML syntax, schema, cross-resource rules) and
-reported with file, line, column and field path; nothing is raised half-way. The same
+reported with file, line, column and field path; nothing is raised half-way. The first
+problems of each file are kept and the rest counted (`diagnostic_cap`). The same
 `validate_document` serves the operator, where a Kubernetes object has no file.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from reconciler import diagnostic_cap
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet, check_fleet
@@ -26,18 +28,33 @@ from reconciler.sources import field_help, utf8
 from reconciler.sources.yaml_documents import ParsedDocument, Position, parse_yaml
 
 YAML_SUFFIXES = (".yaml", ".yml")
+# The most a desired-state file may hold. Parsing keeps every value with its position, so
+# memory grows with a file many times over (a 100 MB file took 590 MB; one of many tiny
+# documents takes about 110 bytes per byte). 4 MiB holds a fleet of 2,000 sites (the 10,000
+# documents of benchmarks/load_documents.py take 3.2 MB in one file) and bounds the worst
+# file to some 500 MB; a larger fleet is split into files, as a directory is read whole.
+MAX_FILE_BYTES = 4 * 2**20
 
 
 @dataclass
 class LoadResult:
-    """Resources that validated, where each came from, and every diagnostic."""
+    """Resources that validated, where each came from, the diagnostics kept (the first of
+    each file, see `diagnostic_cap`) and how many more each file had."""
 
     resources: list[Resource] = field(default_factory=list)
     origins: list[ParsedDocument] = field(default_factory=list)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
+    problems: diagnostic_cap.Collected = field(default_factory=diagnostic_cap.Collected)
     files: list[str] = field(default_factory=list)
     # (kind, name) of the documents that did not validate (references to them say so).
     invalid: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return self.problems.kept
+
+    @property
+    def omitted(self) -> dict[str | None, int]:
+        return self.problems.omitted
 
     @property
     def ok(self) -> bool:
@@ -45,7 +62,7 @@ class LoadResult:
 
     def fleet(self) -> Fleet:
         if self.diagnostics:
-            raise ConfigError(self.diagnostics)
+            raise ConfigError(self.diagnostics, omitted=self.omitted)
         return Fleet.of(self.resources)
 
 
@@ -143,6 +160,15 @@ def _diagnostic(
 
 def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[Diagnostic]]:
     """Validate one parsed document against the model of its kind."""
+    resource, problems, _ = _validate(document, None)
+    return resource, problems
+
+
+def _validate(
+    document: ParsedDocument, room: int | None
+) -> tuple[Resource | None, list[Diagnostic], int]:
+    """`validate_document`, building at most `room` diagnostics (None: all) and counting
+    the others: past the cap, locating and describing them is most of the work."""
     data = document.value
     if not isinstance(data, dict):
         return None, [
@@ -151,7 +177,7 @@ def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[D
                 (),
                 "a document must be a mapping with apiVersion, kind, metadata and spec",
             )
-        ]
+        ], 0
     kind = data.get("kind")
     model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
@@ -160,16 +186,18 @@ def validate_document(document: ParsedDocument) -> tuple[Resource | None, list[D
         meant = field_help.closest(kind, list(KINDS)) if isinstance(kind, str) else None
         if meant is not None:
             what += f" (did you mean {meant!r}?)"
-        return None, [_diagnostic(document, ("kind",), f"{what}; known kinds: {known}")]
+        return None, [_diagnostic(document, ("kind",), f"{what}; known kinds: {known}")], 0
     try:
-        return model.model_validate(data), []
+        return model.model_validate(data), [], 0
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        kept = errors if room is None else errors[:room]
         problems = []
-        for error in exc.errors(include_url=False):
+        for error in kept:
             path, on_key = _error_path(error)
             message = field_help.describe(model, error)
             problems.append(_diagnostic(document, path, message, key=on_key))
-        return None, problems
+        return None, problems, len(errors) - len(kept)
 
 
 def _error_path(error: ErrorDetails) -> tuple[field_help.Path, bool]:
@@ -208,20 +236,25 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_texts(texts: Sequence[tuple[str, str]]) -> LoadResult:
-    """Load `(file name, YAML text)` pairs: parse, validate, then check cross-resource rules."""
+def load_texts(
+    texts: Sequence[tuple[str, str]], problems: Sequence[Diagnostic] = ()
+) -> LoadResult:
+    """Load `(file name, YAML text)` pairs: parse, validate, then check cross-resource rules.
+    `problems` (of finding and reading the files) come first among the diagnostics."""
     with _collector_paused():
-        return _load_texts(texts)
+        return _load_texts(texts, problems)
 
 
-def _load_texts(texts: Sequence[tuple[str, str]]) -> LoadResult:
+def _load_texts(texts: Sequence[tuple[str, str]], found: Sequence[Diagnostic]) -> LoadResult:
     result = LoadResult(files=[name for name, _ in texts])
+    result.problems.extend(list(found))
     for name, text in texts:
         documents, problems = parse_yaml(text, name)
-        result.diagnostics += problems
+        result.problems.extend(problems)
         for document in documents:
-            resource, problems = validate_document(document)
-            result.diagnostics += problems
+            resource, problems, more = _validate(document, result.problems.room(name))
+            result.problems.extend(problems)
+            result.problems.count(name, more)
             if resource is None:
                 result.invalid.add(_kind_and_name(document))
             else:
@@ -233,11 +266,13 @@ def _load_texts(texts: Sequence[tuple[str, str]]) -> LoadResult:
                 document.key_positions = {}
                 result.resources.append(resource)
                 result.origins.append(document)
-    result.diagnostics += _locate_problems(result, dict(texts))
+    _locate_problems(result, dict(texts))
     return result
 
 
-def _locate_problems(result: LoadResult, texts: dict[str, str]) -> list[Diagnostic]:
+def _locate_problems(result: LoadResult, texts: dict[str, str]) -> None:
+    """Add the problems of cross-resource rules to `result`, located in their files (those
+    past the cap only counted: locating one may parse its file again)."""
     by_key: dict[tuple[str, str], list[ParsedDocument]] = {}
     for resource, origin in zip(result.resources, result.origins, strict=True):
         by_key.setdefault((resource.KIND, resource.name), []).append(origin)
@@ -249,16 +284,17 @@ def _locate_problems(result: LoadResult, texts: dict[str, str]) -> list[Diagnost
             reparsed[origin.file] = {d.index: d for d in documents}
         return reparsed[origin.file].get(origin.index, origin)
 
-    located = []
     for problem in check_fleet(result.resources, result.invalid):
         origins = by_key[(problem.kind, problem.name)]
-        origin = reparse(origins[min(problem.index, len(origins) - 1)])
+        origin = origins[min(problem.index, len(origins) - 1)]
+        if not result.problems.keeps(origin.file):
+            result.problems.count(origin.file)
+            continue
         message = problem.message
         if problem.index > 0:  # a name declared again: say where it was declared first
             first = _diagnostic(reparse(origins[0]), problem.path, "")
             message += f" (first declared at {first.location()})"
-        located.append(_diagnostic(origin, problem.path, message))
-    return located
+        result.problems.add(_diagnostic(reparse(origin), problem.path, message))
 
 
 def load_paths(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
@@ -266,28 +302,55 @@ def load_paths(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
     files, problems = discover(paths)
     texts: list[tuple[str, str]] = []
     for path in files:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            problems.append(Diagnostic(f"cannot read file: {exc.strerror}", file=str(path)))
+        data = _read(path)
+        if isinstance(data, Diagnostic):
+            problems.append(data)
             continue
         text, problem = utf8.decode(data, str(path))
         if problem is not None:
             problems.append(problem)
         else:
             texts.append((str(path), text))
-    result = load_texts(texts)
-    result.diagnostics = problems + result.diagnostics
+    result = load_texts(texts, problems)
     result.files = [str(path) for path in files]  # found, read or not
     if not files and not problems:
-        result.diagnostics.append(
+        result.problems.add(
             Diagnostic("no YAML files (*.yaml, *.yml) found", file=", ".join(str(p) for p in paths))
         )
     return result
 
 
+def _read(path: FsPath) -> bytes | Diagnostic:
+    """The bytes of the file at `path`, or why they are not read: it cannot be, or it is
+    larger than `MAX_FILE_BYTES` (refused before it is read, let alone parsed)."""
+    try:
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size <= MAX_FILE_BYTES:
+                # At most one byte more than allowed: the file may have grown since, or be
+                # one whose size the system does not know (/proc).
+                data = file.read(MAX_FILE_BYTES + 1)
+                if len(data) <= MAX_FILE_BYTES:
+                    return data
+                size = 0
+    except OSError as exc:
+        return Diagnostic(f"cannot read file: {exc.strerror}", file=str(path))
+    limit = f"the {_mib(MAX_FILE_BYTES)} a desired-state file may hold"
+    what = (f"is {size / 2**20:.1f} MiB ({size:,} bytes), more than {limit}" if size
+            else f"holds more than {limit}")
+    return Diagnostic(
+        f"the file {what}, and is not read: split it into several files (a directory is "
+        "read with its subdirectories)",
+        file=str(path),
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:g} MiB"
+
+
 def load_fleet(paths: Iterable[str | os.PathLike[str]]) -> Fleet:
-    """The validated desired state under `paths`; ConfigError lists every problem."""
+    """The validated desired state under `paths`; ConfigError lists its problems."""
     return load_paths(paths).fleet()
 
 

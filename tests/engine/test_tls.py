@@ -1,14 +1,19 @@
 """TLS to the clouds is verified by default: the simulated Novacore is served over https
 with a certificate of a private CA. Without RECONCILER_CA_BUNDLE the plan does not reach it,
-nothing is sent (so neither is the token), and the deferral says that the certificate did
-not verify and which setting trusts a private CA; with the CA in the bundle, the same plan
-converges the site. A failed handshake is named as one too, not by its errno."""
+nothing is sent (so neither is the token), and the plan stops at once (exit 1, whatever
+--offline says), saying that the certificate did not verify and which setting trusts a
+private CA: a certificate that does not verify will not on retry, so no read is tried twice,
+and it is no outage to defer. With the CA in the bundle, the same plan converges the site.
+A failed handshake is named as one too, not by its errno."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
+import os
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,9 +24,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from simworld import MakeWorld, standard_site
+from simworld import MakeWorld, standard_site, write
 
 from reconciler.engine.config import load_settings
+from reconciler.errors import ProviderAuthError
 
 
 def _name(common: str) -> x509.Name:
@@ -68,6 +74,7 @@ class HttpsFront:
     def __init__(self, backend: str) -> None:
         self.backend = backend
         self.received = 0
+        self.handshakes = 0  # TLS handshakes begun (verified or not)
         self.runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -80,9 +87,13 @@ class HttpsFront:
             return web.Response(status=passed.status, body=await passed.read(),
                                 content_type=passed.content_type)
 
+    def _hello(self, *_: object) -> None:
+        self.handshakes += 1
+
     async def start(self, cert: Path, key: Path) -> str:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
+        context.sni_callback = self._hello  # called at every ClientHello, SNI or not
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self.runner = web.AppRunner(app)
@@ -102,7 +113,7 @@ async def https_front() -> AsyncIterator[list[HttpsFront]]:
             await front.runner.cleanup()
 
 
-async def test_a_cloud_certificate_of_an_untrusted_ca_is_refused_unless_its_ca_is_bundled(
+async def test_a_cloud_certificate_of_an_untrusted_ca_stops_the_plan_unless_its_ca_is_bundled(
         make_world: MakeWorld, https_front: list[HttpsFront], tmp_path: Path) -> None:
     ca, cert, key = private_ca(tmp_path)
     world = await make_world(standard_site(1))
@@ -112,19 +123,48 @@ async def test_a_cloud_certificate_of_an_untrusted_ca_is_refused_unless_its_ca_i
     env = {**world.env, "RECONCILER_NOVACORE_URL": url}
 
     world.settings = load_settings(env)
-    refused = await world.plan()
+    with pytest.raises(ProviderAuthError) as refused:
+        await world.plan()
     assert front.received == 0, "no request, and no token, went over the unverified connection"
-    assert refused.plan.deferred
-    message = refused.plan.deferred[0].message
+    # One handshake per read (the organisation's sites, its gateways): none tried again.
+    assert front.handshakes == 2
+    message = str(refused.value)
     assert (f"cannot reach {url}: TLS certificate verification failed (unable to get local "
             "issuer certificate); to trust a private CA, name its certificates in "
             "RECONCILER_CA_BUNDLE") in message, message
+    assert "attempts" not in message, message
 
     world.settings = load_settings({**env, "RECONCILER_CA_BUNDLE": str(ca)})
     _, report = await world.apply()
     assert report.ok, report.as_dict()
     assert front.received > 0
     assert not (await world.plan()).plan.has_changes
+
+
+@pytest.mark.parametrize("command", [["plan", "--offline", "defer"], ["apply", "--auto-approve"]])
+async def test_the_cli_exits_1_at_once_naming_the_ca_bundle_setting(
+        make_world: MakeWorld, https_front: list[HttpsFront], tmp_path: Path,
+        command: list[str]) -> None:
+    _, cert, key = private_ca(tmp_path)
+    docs = standard_site(1)
+    world = await make_world(docs)
+    front = HttpsFront(world.sims.novacore.url)
+    https_front.append(front)
+    url = await front.start(cert, key)
+    fleet = write(tmp_path / "sites", docs).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reconciler", *command, str(fleet),
+        env={**env, **world.env, "RECONCILER_NOVACORE_URL": url, "NO_COLOR": "1"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1, (out, err)
+    assert out == b"", "no plan is shown: what the cloud holds is unknown"
+    assert err.decode().splitlines() == [
+        f"error: novacore.list_sites: cannot reach {url}: TLS certificate verification failed "
+        "(unable to get local issuer certificate); to trust a private CA, name its "
+        "certificates in RECONCILER_CA_BUNDLE"]
+    assert front.handshakes == 2 and front.received == 0
 
 
 async def test_https_to_a_server_that_speaks_plain_http_says_the_handshake_failed(

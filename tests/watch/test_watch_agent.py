@@ -87,6 +87,27 @@ async def test_an_invalid_edit_changes_nothing_and_the_last_valid_state_stays_in
     assert await agent.terminate() == 0
 
 
+async def test_an_edit_with_very_many_problems_logs_the_first_20_and_counts_the_rest(
+        world: World, spawn: Spawn) -> None:
+    agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
+                        env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    (world.sites / "garbage.yaml").write_text("---\nkind: Site\n" * 1000, encoding="utf-8")
+    await agent.wait_for(r"trigger=change .*result=invalid")
+    errors = [line for line in agent.out if "  error: sites/garbage.yaml:" in line]
+    assert len(errors) == 20, agent.text
+    assert errors[0].endswith("error: sites/garbage.yaml:2:1: apiVersion: required field "
+                              "'apiVersion' is missing")
+    assert any(line.endswith("run=2 invalid desired state (3000 problems, 20 shown); "
+                             "nothing changed, the last valid state stays in force")
+               for line in agent.out), agent.text
+    notes = [line.split(" ", 1)[1] for line in agent.out if "  note: " in line]
+    assert notes == ["  note: sites/garbage.yaml: 2980 more problems not shown",
+                     "  note: the first 20 problems of a file and 100 in all are shown; fix "
+                     "these first"], agent.text
+    assert await agent.terminate() == 0
+
+
 async def test_drift_is_corrected_on_the_interval_and_json_lines_parse(
         world: World, spawn: Spawn) -> None:
     agent = await spawn("watch", "sites", "--interval", "1s", "--log-format", "json",

@@ -1,0 +1,70 @@
+"""A desired-state file larger than the loader reads (4 MiB) is refused before it is parsed,
+naming the file, its size and the limit; one of exactly the limit loads, and so do the
+other files of the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main as cli
+from reconciler.sources.loader import MAX_FILE_BYTES
+
+SITE = """apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata:
+  name: {name}
+spec:
+  displayName: Home
+  timezone: Europe/Stockholm
+"""
+
+
+def padded(text: str, size: int) -> str:
+    """`text` followed by a comment that brings it to `size` bytes."""
+    filler = size - len(text.encode()) - len("#\n")
+    return text + "#" + "x" * filler + "\n"
+
+
+def test_a_file_of_exactly_the_limit_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sites.yaml"
+    path.write_text(padded(SITE.format(name="home"), MAX_FILE_BYTES), encoding="utf-8")
+    assert path.stat().st_size == MAX_FILE_BYTES
+    assert cli.main(["validate", str(path)]) == 0
+    assert capsys.readouterr() == ("valid: 1 file, 1 Site\n", "")
+
+
+@pytest.mark.parametrize(("command", "summary"), [
+    ("validate", "invalid: 1 problem"),
+    ("plan", "invalid desired state: 1 problem"),
+])
+def test_a_larger_file_is_refused_unparsed_naming_its_size_and_the_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, summary: str
+) -> None:
+    big = tmp_path / "a-big.yaml"
+    # Not YAML at all: parsed, it would be a syntax error at 1:1.
+    big.write_text(padded("{{{\n", MAX_FILE_BYTES + 1), encoding="utf-8")
+    (tmp_path / "b-home.yaml").write_text(SITE.format(name="home"), encoding="utf-8")
+    assert cli.main([command, str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"error: {big}: the file is 4.0 MiB (4,194,305 bytes), more than the 4 MiB a "
+        "desired-state file may hold, and is not read: split it into several files (a "
+        "directory is read with its subdirectories)",
+        summary,
+    ]
+
+
+def test_a_100_mb_file_is_refused_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as file:  # sparse: 100 MB of NUL bytes, never parsed
+        file.truncate(100_000_000)
+    assert cli.main(["validate", "-o", "json", str(big)]) == 1
+    out, _ = capsys.readouterr()
+    assert '"message": "the file is 95.4 MiB (100,000,000 bytes), more than the 4 MiB' in out
