@@ -33,7 +33,6 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
     ThreadedSims,
     cloud_device,
     converged_exactly_once,
-    device,
     gateway,
     gateway_moved_to_home,
     load,
@@ -202,33 +201,6 @@ def test_unchanged_saved_plan_applies(make_cli: CliFactory, tmp_path: Path) -> N
     assert code == 0, out
     assert run.sims.call(converged_exactly_once, run.sims.sims, load(two_sites())) is None
     assert run("plan", run.path, "--detailed-exitcode")[0] == 0
-
-
-def test_a_saved_plan_with_a_serial_check_on_a_modbus_rtu_device_is_not_called_unreadable(
-    make_cli: CliFactory, tmp_path: Path
-) -> None:
-    # The Zap reads registers over Modbus TCP only, so the plan checks no RTU serial. A
-    # saved plan refused because the actual state changed used to name that serial as one
-    # that could not be read, and say the plan applies once it answers: it never would.
-    rtu = device("s1-rtu", "s1-zap", "RTU0001", "inverter",
-                 {"modbusRtu": {"profile": "solis"}}, [{"name": "pv", "type": "solar"}],
-                 verification={"checkSerial": True, "via": "gateway"})
-    docs = [*standard_site(1), rtu]
-    run = make_cli(docs)
-    saved = tmp_path / "plan.json"
-    assert run("plan", run.path, "--out", str(saved))[0] == 0
-    zap = run.sims.sims.zaps[serial_of(1)]
-    run.sims.call(zap.install_device, {"type": "mqtt", "profile": "ferroamp",
-                                       "broker_host": "192.168.1.99"}, sn="STRANGER")
-    code, _, err = run("apply", str(saved))
-    assert code == 1
-    assert "the actual state changed since the plan was made" in err
-    assert "s1-rtu" not in err
-
-    assert run("plan", run.path, "--out", str(saved))[0] == 0
-    code, out, err = run("apply", str(saved))
-    assert code == 0, out + err
-    assert "device/s1-rtu[zap] create" in out
 
 
 @pytest.mark.parametrize("edit", ["add a change", "alter a change", "drop a change"])
