@@ -311,6 +311,21 @@ def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:
                 f"`novacore` block on Site {site.name!r}",
             )
         )
+    site_org = site.spec.novacore.org_id if site.spec.novacore is not None else None
+    if zap is not None and zap.org_id is not None and site_org and zap.org_id != site_org:
+        # Novacore provisions a device into a site only through a gateway claimed by the
+        # site's organisation (403 gateway_not_in_org): an apply would claim the gateway,
+        # add its devices to the Zap, and only then fail to provision them.
+        problems.append(
+            Problem(
+                "Gateway",
+                gateway.name,
+                ("spec", "zap", "orgId"),
+                f"{zap.org_id!r} is not the organisation of Site {site.name!r} ({site_org!r}); "
+                "Novacore provisions a site's devices only through a gateway its organisation "
+                f"claimed: remove `orgId` (it defaults to the Site's) or set it to {site_org!r}",
+            )
+        )
     if gateway.spec.enapter is not None and site.spec.enapter is None:
         problems.append(
             Problem(

@@ -38,7 +38,6 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
     load,
     mqtt_battery,
     owner,
-    p1_meter,
     serial_of,
     shop_in_org_b,
     site,
@@ -889,11 +888,14 @@ def test_a_site_moved_back_is_not_reported_as_left(make_cli: CliFactory) -> None
 
 
 def out_of_reach_orgs() -> list[Doc]:
-    """s1 in org-alpha; s2 in org-gamma, which the token may not read (403); s3 in
-    org-alpha with a gateway claimed into org-delta, which does not exist (404)."""
-    return [*standard_site(1), *standard_site(2, org="org-gamma"), site("s3"),
-            gateway("s3-zap", "s3", serial_of(3), org="org-delta"),
-            p1_meter("s3-p1", "s3-zap", "P1M0003")]
+    """s1 in org-alpha; s2 in org-gamma, which the token may not read (403); s3 in no
+    Novacore organisation of its own, with a gateway (and no devices, which would need one)
+    claimed into org-delta, which does not exist (404). (A gateway's organisation other than
+    its Site's is refused by validation.)"""
+    s3 = site("s3")
+    del s3["spec"]["novacore"]
+    return [*standard_site(1), *standard_site(2, org="org-gamma"), s3,
+            gateway("s3-zap", "s3", serial_of(3), org="org-delta")]
 
 
 def lose_access(sims: SimFleet) -> None:
@@ -927,15 +929,14 @@ def test_a_site_in_an_organisation_the_token_cannot_read_is_blocked_and_the_rest
     code, out, _ = run("apply", str(tmp_path / "plan.json"))
     assert code == 1, out
     assert "blocked: site/s2[novacore]" in out and "blocked: gateway/s3-zap[novacore]" in out
-    assert "Apply finished with errors: 9 done, 0 failed, 0 skipped, 12 blocked" in out, out
+    assert "Apply finished with errors: 8 done, 0 failed, 0 skipped, 9 blocked" in out, out
     converged_exactly_once(run.sims.sims, load(standard_site(1)))
     writes = run.sims.call(lambda: {k: n for k, n in novacore.requests.items()
                                     if not k.startswith("GET")})
-    # Site s3 is in org-alpha: its site is made; its gateway and device wait.
-    assert writes == {"POST /sites": 2, "POST /gateways/claim": 1,
-                      "POST /devices/provision": 2}, "site s1 and s3's site only"
+    assert writes == {"POST /sites": 1, "POST /gateways/claim": 1,
+                      "POST /devices/provision": 2}, "site s1 only"
     assert run.sims.call(lambda: sorted((s.org_id, s.name) for s in novacore.sites.values())
-                         ) == [(ORG_A, "Site s1"), (ORG_A, "Site s3")]
+                         ) == [(ORG_A, "Site s1")]
     for serial in (serial_of(2), serial_of(3)):
         assert run.sims.call(lambda s=serial: (novacore.gateways[s].org_id,
                                                dict(run.sims.sims.zaps[s].devices))) == (None, {})

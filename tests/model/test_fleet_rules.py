@@ -275,6 +275,17 @@ CASES = [
         id="zap-with-its-own-org-id-needs-no-site-novacore",
     ),
     pytest.param(
+        [site(), zap(orgId="org-1")],
+        [("Gateway", "home-zap", ("spec", "zap", "orgId"),
+          "'org-1' is not the organisation of Site 'home' ('org-4f2a9c71')")],
+        id="zap-claimed-into-another-organisation-than-its-site",
+    ),
+    pytest.param(
+        [site(), zap(orgId="org-4f2a9c71")],
+        [],
+        id="zap-org-id-of-its-site",
+    ),
+    pytest.param(
         [site("lab", novacore=None), enapter_gateway()],
         [("Gateway", "lab-gateway", ("spec", "enapter"), "needs an `enapter` block on Site 'lab'")],
         id="enapter-gateway-site",
