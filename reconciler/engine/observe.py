@@ -223,12 +223,7 @@ class _SourcefulReads:
             if gateway.spec.zap is not None:
                 await self._zap(gateway)
         if site.spec.novacore is not None:
-            try:
-                await self._site_devices(site)
-            finally:
-                self.devices_unread -= 1
-                if not self.devices_unread:
-                    self.devices_read.set()
+            await self._lookup_site(site)
         if on_site is not None:
             await self.clouds_listed.wait()
             if moves.needs_fleet_lookup(
@@ -244,6 +239,8 @@ class _SourcefulReads:
         return self.declared
 
     async def _lookup_site(self, site: Site) -> None:
+        """Read the Novacore devices of `site`, counting it among those read (the sites
+        that may need every site's devices wait for the count to reach zero)."""
         try:
             await self._site_devices(site)
         finally:
