@@ -998,19 +998,8 @@ class SourcefulPlanner:
             if moved:
                 replaced_because = f"{moved}; {replaced_because}"
         if replaced_because:
-            return self._change(
-                "Device",
-                name,
-                "novacore",
-                Action.REPLACE,
-                Reason.CANNOT_UPDATE,
-                at.site,
-                before=before,
-                after=after,
-                diff=declared_diff(after, before),
-                depends_on=deps,
-                external_id=cloud.id,
-                message=replaced_because,
+            return self._replace_device(
+                at, name, Reason.CANNOT_UPDATE, before, after, deps, cloud.id, replaced_because
             )
         # Kept, with what it has: a DER nobody declares stays (a replace would drop it).
         self._unmanaged_ders(at, name, cloud, after["ders"])
@@ -1137,18 +1126,26 @@ class SourcefulPlanner:
             f"between organisations, so it is provisioned in {at.org} as a new device (new "
             f"device and DER ids), then device {cloud.id} is deleted from {left.org}"
         )
+        return self._replace_device(at, name, Reason.MOVED, before, after, deps, cloud.id,
+                                    message)
+
+    def _replace_device(
+        self, at: _GatewayContext, name: str, reason: Reason, before: dict[str, Any],
+        after: dict[str, Any], deps: list[str], device_id: str, message: str,
+    ) -> Change:
+        """The replace of Novacore device `device_id` by a new one provisioned for `name`."""
         return self._change(
             "Device",
             name,
             "novacore",
             Action.REPLACE,
-            Reason.MOVED,
+            reason,
             at.site,
             before=before,
             after=after,
             diff=declared_diff(after, before),
             depends_on=deps,
-            external_id=cloud.id,
+            external_id=device_id,
             message=message,
         )
 
