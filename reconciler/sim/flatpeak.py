@@ -7,9 +7,12 @@ are ours, and each is marked "Our choice".
 
 Auth: `GET /login` (classic) with `Authorization: Basic base64(account_id:api_key)` answers
 `{"bearer_token", "expires_in", "live_mode"}`. Our choice: busbar's `POST /auth/tokens`
-is the same endpoint under its newer name. Tokens are opaque, expire after `token_ttl_s` by
-the injectable clock, and then get 401; unknown tokens get 401 too, bad Basic credentials
-403, and a disabled account 422 `account_disabled` on every request.
+is the same endpoint under its newer name. Tokens are opaque and expire after `token_ttl_s`
+by the injectable clock. An expired or unknown bearer token gets 403, the one auth error the
+classic spec documents (`{"message": "Bad credentials"}` on every endpoint; it has no 401);
+`token_refused_status=401` answers 401 instead, as RFC 6750 would. Bad Basic credentials get
+403, a missing or non-Basic/Bearer header 401, and a disabled account 422
+`account_disabled` on every request.
 
 Errors: every non-2xx body is the error object of §3.5, `{"object": "error", "live_mode",
 "context", "type", "code", "message", "time_created"}`, with `type` `invalid_request` for
@@ -201,11 +204,13 @@ class FlatpeakSimulator(SimServer):
         token_ttl_s: float = 3600.0,
         clock: Clock | None = None,
         live_mode: bool = False,
+        token_refused_status: int = 403,
         seed: int = 0,
         faults: FaultConfig | None = None,
     ) -> None:
         self.accounts: dict[str, Account] = {a: Account(key) for a, key in (accounts or {}).items()}
         self.token_ttl_s = token_ttl_s
+        self.token_refused_status = token_refused_status
         self.live_mode = live_mode
         self._clock: Clock = clock or time.time
         self._clock_offset = 0.0
@@ -344,10 +349,11 @@ class FlatpeakSimulator(SimServer):
         if scheme.lower() != "bearer":
             raise FlatpeakError(401, "authorization_invalid", "Use a bearer token")
         found = self.tokens.get(token.strip())
+        refused = self.token_refused_status
         if found is None:
-            raise FlatpeakError(401, "token_invalid", "The bearer token is not valid")
+            raise FlatpeakError(refused, "token_invalid", "The bearer token is not valid")
         if self.now() >= found.expires_at:
-            raise FlatpeakError(401, "token_expired", "The bearer token has expired")
+            raise FlatpeakError(refused, "token_expired", "The bearer token has expired")
         self._check_enabled(found.account_id)
         return found.account_id
 

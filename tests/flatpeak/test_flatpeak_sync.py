@@ -126,7 +126,10 @@ async def test_device_lists_are_read_page_by_page(world: World) -> None:
     assert world.sims.flatpeak.requests["GET /devices"] == 3
 
 
-async def test_a_token_that_expires_mid_run_is_refreshed(world: World) -> None:
+@pytest.mark.parametrize("refused", [403, 401])
+async def test_a_token_that_expires_mid_run_is_refreshed(world: World, refused: int) -> None:
+    """Whether Flatpeak answers an expired token 403 (its spec's one auth error) or 401."""
+    world.sims.flatpeak.token_refused_status = refused
     async with world.reconciler() as reconciler:
         result = await reconciler.plan()
         world.sims.flatpeak.expire_tokens()  # between observing and applying
