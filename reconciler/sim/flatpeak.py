@@ -22,6 +22,10 @@ location `reference_id` or deleting a location devices still use.
 
 Objects belong to the account that created them; another account's ids answer 404.
 
+Lists take the classic spec's `reference_id` filter. `filters_reference_id=False` answers
+every object instead, as an API version without that filter would (the busbar pages do not
+say it has one).
+
 Admin and drift endpoints (never counted, never faulted), each with a Python twin:
 
 * `POST   /_sim/accounts {"account_id", "api_key"}`          → `add_account`
@@ -205,12 +209,14 @@ class FlatpeakSimulator(SimServer):
         clock: Clock | None = None,
         live_mode: bool = False,
         token_refused_status: int = 403,
+        filters_reference_id: bool = True,
         seed: int = 0,
         faults: FaultConfig | None = None,
     ) -> None:
         self.accounts: dict[str, Account] = {a: Account(key) for a, key in (accounts or {}).items()}
         self.token_ttl_s = token_ttl_s
         self.token_refused_status = token_refused_status
+        self.filters_reference_id = filters_reference_id
         self.live_mode = live_mode
         self._clock: Clock = clock or time.time
         self._clock_offset = 0.0
@@ -558,10 +564,9 @@ class FlatpeakSimulator(SimServer):
         limit = parse_limit(query.get("limit"))
         newest_first = list(reversed(items))
         position = {item["id"]: index for index, item in enumerate(newest_first)}
+        wanted = query.get("reference_id") if self.filters_reference_id else None
         selected = [
-            item
-            for item in newest_first
-            if "reference_id" not in query or item["reference_id"] == query["reference_id"]
+            item for item in newest_first if wanted is None or item["reference_id"] == wanted
         ]
         after, before = query.get("starting_after"), query.get("ending_before")
         if after is not None and before is not None:

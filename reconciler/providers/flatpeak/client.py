@@ -15,7 +15,9 @@ the timeouts of the request it is made for: built by hand, it would otherwise ha
 and could wait for ever.
 
 Lists are Stripe-like (§3.5): `limit` (1-100) and `starting_after` the last id seen, while
-`has_more` is true.
+`has_more` is true. A list asked for one `reference_id` keeps only objects of that id,
+whatever the server answered: the classic spec has the filter, the busbar pages do not
+say, and another system's object taken for ours would be adopted and patched.
 """
 
 from __future__ import annotations
@@ -166,9 +168,20 @@ class FlatpeakClient:
 
     # -- locations -------------------------------------------------------------------------
 
+    async def _list_of(
+        self, path: str, reference_id: str | None, *, operation: str
+    ) -> list[dict[str, Any]]:
+        """Every object at `path`, or those of `reference_id` (filtered by the server, if
+        it can, and here in any case)."""
+        if reference_id is None:
+            return await self._list(path, operation=operation)
+        items = await self._list(path, operation=operation, params={"reference_id": reference_id})
+        return [item for item in items if item.get("reference_id") == reference_id]
+
     async def list_locations(self, *, reference_id: str | None = None) -> list[dict[str, Any]]:
-        params = {"reference_id": reference_id} if reference_id is not None else None
-        return await self._list("/locations", operation="flatpeak.list_locations", params=params)
+        return await self._list_of(
+            "/locations", reference_id, operation="flatpeak.list_locations"
+        )
 
     async def create_location(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
         return dict(
@@ -195,8 +208,7 @@ class FlatpeakClient:
     # -- devices ---------------------------------------------------------------------------
 
     async def list_devices(self, *, reference_id: str | None = None) -> list[dict[str, Any]]:
-        params = {"reference_id": reference_id} if reference_id is not None else None
-        return await self._list("/devices", operation="flatpeak.list_devices", params=params)
+        return await self._list_of("/devices", reference_id, operation="flatpeak.list_devices")
 
     async def create_device(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
         return dict(
