@@ -27,7 +27,7 @@ from reconciler.plan.sourceful import gateway_of_change, zap_settings
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient
 from reconciler.providers.zap import convert as zap_convert
-from reconciler.providers.zap.claim import claim_problem
+from reconciler.providers.zap.claim import claim_problem, novacore_form
 
 T = TypeVar("T")
 Executor = Callable[["Executors", Change], Awaitable[dict[str, Any]]]
@@ -214,12 +214,15 @@ async def _gateway(ctx: Executors, change: Change) -> dict[str, Any]:
             "not claimed. Check that the gateway's URL reaches this Zap",
             address=change.address,
         )
+    public_key, signature = novacore_form(
+        message=signed["message"], signature=signed["sign"], public_key=crypto["publicKey"]
+    )
     body = {
         "org_id": change.after["org_id"],
         "gateway_serial": zap_spec.serial,
-        "public_key": crypto.get("publicKey"),
+        "public_key": public_key,
         "message": signed["message"],
-        "signature": signed["sign"],
+        "signature": signature,
     }
     answer = await ctx._write(
         change, "novacore.claim_gateway", lambda: client.claim_gateway(body, address=change.address)

@@ -7,9 +7,12 @@ are ours, and each is marked "Our choice".
 
 Auth: `GET /login` (classic) with `Authorization: Basic base64(account_id:api_key)` answers
 `{"bearer_token", "expires_in", "live_mode"}`. Our choice: busbar's `POST /auth/tokens`
-is the same endpoint under its newer name. Tokens are opaque, expire after `token_ttl_s` by
-the injectable clock, and then get 401; unknown tokens get 401 too, bad Basic credentials
-403, and a disabled account 422 `account_disabled` on every request.
+is the same endpoint under its newer name. Tokens are opaque and expire after `token_ttl_s`
+by the injectable clock. An expired or unknown bearer token gets 403, the one auth error the
+classic spec documents (`{"message": "Bad credentials"}` on every endpoint; it has no 401);
+`token_refused_status=401` answers 401 instead, as RFC 6750 would. Bad Basic credentials get
+403, a missing or non-Basic/Bearer header 401, and a disabled account 422
+`account_disabled` on every request.
 
 Errors: every non-2xx body is the error object of §3.5, `{"object": "error", "live_mode",
 "context", "type", "code", "message", "time_created"}`, with `type` `invalid_request` for
@@ -18,6 +21,10 @@ per response, the first found), 404 for an unknown id in the path, 409 for a dup
 location `reference_id` or deleting a location devices still use.
 
 Objects belong to the account that created them; another account's ids answer 404.
+
+Lists take the classic spec's `reference_id` filter. `filters_reference_id=False` answers
+every object instead, as an API version without that filter would (the busbar pages do not
+say it has one).
 
 Admin and drift endpoints (never counted, never faulted), each with a Python twin:
 
@@ -201,11 +208,15 @@ class FlatpeakSimulator(SimServer):
         token_ttl_s: float = 3600.0,
         clock: Clock | None = None,
         live_mode: bool = False,
+        token_refused_status: int = 403,
+        filters_reference_id: bool = True,
         seed: int = 0,
         faults: FaultConfig | None = None,
     ) -> None:
         self.accounts: dict[str, Account] = {a: Account(key) for a, key in (accounts or {}).items()}
         self.token_ttl_s = token_ttl_s
+        self.token_refused_status = token_refused_status
+        self.filters_reference_id = filters_reference_id
         self.live_mode = live_mode
         self._clock: Clock = clock or time.time
         self._clock_offset = 0.0
@@ -344,10 +355,11 @@ class FlatpeakSimulator(SimServer):
         if scheme.lower() != "bearer":
             raise FlatpeakError(401, "authorization_invalid", "Use a bearer token")
         found = self.tokens.get(token.strip())
+        refused = self.token_refused_status
         if found is None:
-            raise FlatpeakError(401, "token_invalid", "The bearer token is not valid")
+            raise FlatpeakError(refused, "token_invalid", "The bearer token is not valid")
         if self.now() >= found.expires_at:
-            raise FlatpeakError(401, "token_expired", "The bearer token has expired")
+            raise FlatpeakError(refused, "token_expired", "The bearer token has expired")
         self._check_enabled(found.account_id)
         return found.account_id
 
@@ -552,10 +564,9 @@ class FlatpeakSimulator(SimServer):
         limit = parse_limit(query.get("limit"))
         newest_first = list(reversed(items))
         position = {item["id"]: index for index, item in enumerate(newest_first)}
+        wanted = query.get("reference_id") if self.filters_reference_id else None
         selected = [
-            item
-            for item in newest_first
-            if "reference_id" not in query or item["reference_id"] == query["reference_id"]
+            item for item in newest_first if wanted is None or item["reference_id"] == wanted
         ]
         after, before = query.get("starting_after"), query.get("ending_before")
         if after is not None and before is not None:

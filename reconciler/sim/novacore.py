@@ -15,7 +15,11 @@ codes, pagination) the choices made here are marked "UNDOCUMENTED" in the code. 
   409 for conflicts with stored state (`duplicate_der_name` on an existing device,
   `replayed_nonce`, `site_not_empty`);
 * deletes answer 200 `{"success": true}` (the shape of FTW's claim stub);
-* no list endpoint pages: the docs show bare arrays and say nothing of pagination.
+* no list endpoint pages: the docs show bare arrays and say nothing of pagination;
+* a claim's `public_key` and `signature` are read only in the form FTW sends and says
+  Nova's verifier expects: X||Y and raw r||s, 128 hex characters each (platform-apis §0.3,
+  §0.3a). `claim_encodings="any"` also reads the `04...` key and DER signature the newer
+  docs show for the Zap's own answers.
 
 Admin endpoints under `/_sim/` create organisations, register gateway keys, issue tokens
 and change state behind the reconciler's back (drift); each has a Python twin for
@@ -58,6 +62,7 @@ _EPOCH = re.compile(r"[0-9]{1,13}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})+")
 
 PublicKeyFormat = Literal["raw", "sec1"]
+ClaimEncodings = Literal["ftw", "any"]
 T = TypeVar("T")
 Result = tuple[int, Any]
 Endpoint = Callable[[web.Request], Awaitable[Result]]
@@ -168,9 +173,9 @@ def _ec_key(xy_hex: str) -> ec.EllipticCurvePublicKey:
     return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
 
 
-def _signature_candidates(signature: str) -> list[bytes]:
+def _signature_candidates(signature: str, *, der: bool = True) -> list[bytes]:
     """DER encodings to try for a hex signature: raw r||s (128 hex, what the firmware and
-    FTW send) and DER hex (`3045...`, what newer docs show). See platform-apis §0.3."""
+    FTW send) and, if `der`, DER hex (`3045...`, what newer docs show). See §0.3."""
     text = signature.strip().lower()
     if not _HEX.fullmatch(text):
         return []
@@ -179,14 +184,16 @@ def _signature_candidates(signature: str) -> list[bytes]:
     if len(raw) == 64:
         r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
         candidates.append(encode_dss_signature(r, s))
-    candidates.append(raw)
+    if der:
+        candidates.append(raw)
     return candidates
 
 
-def verify_es256(xy_hex: str, message: str, signature: str) -> bool:
-    """Whether `signature` is the gateway's ES256 signature over SHA-256(message)."""
+def verify_es256(xy_hex: str, message: str, signature: str, *, der: bool = True) -> bool:
+    """Whether `signature` is the gateway's ES256 signature over SHA-256(message); DER
+    hex is read too when `der`."""
     key = _ec_key(xy_hex)
-    for candidate in _signature_candidates(signature):
+    for candidate in _signature_candidates(signature, der=der):
         try:
             key.verify(candidate, message.encode(), ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, ValueError):
@@ -340,8 +347,10 @@ class NovacoreSimulator(SimServer):
         claim_window_s: float = CLAIM_WINDOW_S,
         token_ttl_s: int = TOKEN_TTL_S,
         public_key_format: PublicKeyFormat = "raw",
+        claim_encodings: ClaimEncodings = "ftw",
     ) -> None:
         self.clock = clock
+        self.claim_encodings: ClaimEncodings = claim_encodings
         self.claim_window_s = claim_window_s
         self.token_ttl_s = token_ttl_s
         self.public_key_format: PublicKeyFormat = public_key_format
@@ -822,12 +831,16 @@ class NovacoreSimulator(SimServer):
         gateway = self.gateways.get(serial)
         if gateway is None:
             raise ApiError(404, "not_found", "Gateway not found")
-        key = normalize_public_key(text_field(body, "public_key"))
-        if key is None:
+        any_encoding = self.claim_encodings == "any"
+        sent_key = text_field(body, "public_key")
+        key = normalize_public_key(sent_key)
+        if key is None or (not any_encoding and len(sent_key.strip()) != 128):
             raise ApiError(
                 400,
                 "invalid_public_key",
-                "public_key must be 128 hex (X||Y) or 130 hex starting with 04",
+                "public_key must be 128 hex (X||Y) or 130 hex starting with 04"
+                if any_encoding
+                else "public_key must be 128 hex (X||Y, no 04 prefix)",
             )
         if key != gateway.public_key:
             raise ApiError(
@@ -835,11 +848,13 @@ class NovacoreSimulator(SimServer):
                 "public_key_mismatch",
                 f"public_key is not the key registered for gateway {serial}",
             )
-        if not verify_es256(key, body["message"], text_field(body, "signature")):
+        signature = text_field(body, "signature")
+        if not verify_es256(key, body["message"], signature, der=any_encoding):
             raise ApiError(
                 403,
                 "invalid_signature",
-                "signature is not the gateway's ES256 signature of message",
+                "signature is not the gateway's ES256 signature of message"
+                + ("" if any_encoding else " (hex of raw r||s, 128 characters)"),
             )
         self._check_fresh(message)
         return gateway, message

@@ -100,11 +100,14 @@ async def test_a_claim_the_zap_did_not_sign_for_us_is_not_sent_to_novacore(
     assert owner(world.sims, SERIAL) is None
 
 
-@pytest.mark.parametrize(("key_format", "signature_format"), [("xy", "raw"), ("sec1", "der")])
+@pytest.mark.parametrize(("key_format", "signature_format"),
+                         [("xy", "raw"), ("sec1", "der"), ("xy", "der"), ("sec1", "raw")])
 async def test_the_zaps_own_signature_is_accepted_in_either_encoding(
         key_format: Any, signature_format: Any, make_world: MakeWorld) -> None:
     """Raw r‖s hex with an X‖Y key (open firmware) and DER hex with a SEC1 key (newer
-    docs): both are the Zap's own signature, and the claim goes through."""
+    docs): both are the Zap's own signature, and the claim goes through, sent to Novacore
+    as raw r‖s and X‖Y whatever the Zap answered: the form FTW sends and says Nova's
+    verifier expects, and the only one the simulated Novacore reads by default."""
 
     def encodings(sims: Any) -> None:
         sims.zaps[SERIAL].public_key_format = key_format

@@ -126,7 +126,10 @@ async def test_device_lists_are_read_page_by_page(world: World) -> None:
     assert world.sims.flatpeak.requests["GET /devices"] == 3
 
 
-async def test_a_token_that_expires_mid_run_is_refreshed(world: World) -> None:
+@pytest.mark.parametrize("refused", [403, 401])
+async def test_a_token_that_expires_mid_run_is_refreshed(world: World, refused: int) -> None:
+    """Whether Flatpeak answers an expired token 403 (its spec's one auth error) or 401."""
+    world.sims.flatpeak.token_refused_status = refused
     async with world.reconciler() as reconciler:
         result = await reconciler.plan()
         world.sims.flatpeak.expire_tokens()  # between observing and applying
@@ -250,3 +253,23 @@ async def test_the_location_a_renamed_site_left_is_reported_until_it_is_deleted(
     assert (await world.plan(renamed)).plan.unmanaged == []
     inventory = json.loads((world.tmp / "state" / "inventory.json").read_text())
     assert list(inventory["flatpeak_locations"]) == [world.location("house")["id"]]
+
+
+async def test_an_api_that_does_not_filter_by_reference_id_adopts_nothing_of_others(
+        world: World) -> None:
+    """The lookups by `reference_id` that adopt a location or device an interrupted run made
+    take only objects of that reference id, also from a Flatpeak version that answers every
+    object of the account (the busbar pages list no such filter): another system's location
+    and device, newest first, are not taken for this site's and patched."""
+    world.sims.flatpeak.filters_reference_id = False
+    elsewhere = world.add_location("elsewhere")
+    stranger = world.add_device("stranger", [elsewhere])
+    before = json.loads(json.dumps(world.sims.flatpeak.devices[stranger]))
+    await world.apply()
+    home_id = world.location("home")["id"]
+    assert home_id != elsewhere
+    assert world.device("home-battery")["locations"] == [home_id]
+    assert world.device("home-pv")["locations"] == [home_id]
+    assert world.sims.flatpeak.devices[stranger] == before
+    assert world.sims.flatpeak.locations[elsewhere]["postal_address"] == {
+        "address_line1": "Elsewhere 1"}

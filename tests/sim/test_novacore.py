@@ -241,13 +241,30 @@ async def test_claim_with_valid_signature(nova: NovacoreSimulator, alice: httpx.
     pytest.param({"unix": True}, id="unix-seconds-timestamp"),
 ])
 async def test_claim_accepts_every_documented_encoding(
-        alice: httpx.AsyncClient, gateway: GatewayKey, clock: FakeClock,
-        variant: dict[str, bool]) -> None:
+        nova: NovacoreSimulator, alice: httpx.AsyncClient, gateway: GatewayKey,
+        clock: FakeClock, variant: dict[str, bool]) -> None:
+    nova.claim_encodings = "any"
     message = gateway.claim_message(ALICE, clock(), unix=variant.get("unix", False))
     public_key = "04" + gateway.public_key_hex if variant.get("sec1") else None
     response = await claim(alice, gateway, ORG_A, ALICE, clock, message=message,
                            der=variant.get("der", False), public_key=public_key)
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(("variant", "status", "code"), [
+    pytest.param({"der": True}, 403, "invalid_signature", id="der-hex-signature"),
+    pytest.param({"sec1": True}, 400, "invalid_public_key", id="sec1-public-key"),
+])
+async def test_claim_reads_only_what_ftw_sends_by_default(
+        alice: httpx.AsyncClient, gateway: GatewayKey, clock: FakeClock,
+        variant: dict[str, bool], status: int, code: str) -> None:
+    """FTW says raw r||s hex is "the exact format Nova's verifyES256Signature expects", and
+    sends the key as X||Y: a client forwarding the Zap's DER or `04...` as they are is
+    refused, as Nova may well refuse it."""
+    public_key = "04" + gateway.public_key_hex if variant.get("sec1") else None
+    response = await claim(alice, gateway, ORG_A, ALICE, clock,
+                           der=variant.get("der", False), public_key=public_key)
+    assert_error(response, status, code)
 
 
 async def test_claim_with_forged_signature_is_refused(alice: httpx.AsyncClient,

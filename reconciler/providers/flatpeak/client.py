@@ -3,16 +3,21 @@ endpoint, no decisions, and `FlatpeakAuth`, which holds the bearer token.
 
 Auth (§3.2, classic): `GET /login` with Basic `account_id:api_key` answers
 `{"bearer_token", "expires_in"}`. `FlatpeakAuth` logs in on the first request, refreshes
-the token shortly before it expires, and once more when a request is answered 401 (the
-token expired or was revoked early), then repeats that request. Concurrent requests share
-one login. A failed login is answered with the login's own response, so the usual error
-mapping reports it (403 bad credentials); any refusal of the login other than a throttle
-or a server error (422 account_disabled) is an auth error too: retrying cannot fix it, and
-the run must stop rather than defer. The login goes out with the timeouts of the request
-it is made for: built by hand, it would otherwise have none and could wait for ever.
+the token shortly before it expires, and once more when a request made with a token logged
+in for another request is refused (the token expired or was revoked early), then repeats
+that request. Refused is 401 or 403: the classic spec documents only 403 `Bad credentials`
+for every endpoint, and RFC 6750 says 401; which one an expired token gets is not public.
+Concurrent requests share one login. A failed login is answered with the login's own
+response, so the usual error mapping reports it (403 bad credentials); any refusal of the
+login other than a throttle or a server error (422 account_disabled) is an auth error too:
+retrying cannot fix it, and the run must stop rather than defer. The login goes out with
+the timeouts of the request it is made for: built by hand, it would otherwise have none
+and could wait for ever.
 
 Lists are Stripe-like (§3.5): `limit` (1-100) and `starting_after` the last id seen, while
-`has_more` is true.
+`has_more` is true. A list asked for one `reference_id` keeps only objects of that id,
+whatever the server answered: the classic spec has the filter, the busbar pages do not
+say, and another system's object taken for ours would be adopted and patched.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from reconciler.providers import transport
 
 MAX_PAGE_SIZE = 100
 _MAX_PAGES = 10_000
+_TOKEN_REFUSED = frozenset({401, 403})
 
 
 class FlatpeakAuth(httpx.Auth):
@@ -86,6 +92,7 @@ class FlatpeakAuth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        logged_in = False
         if not self._fresh():
             async with self._lock:
                 if not self._fresh():  # another request may have logged in meanwhile
@@ -93,10 +100,12 @@ class FlatpeakAuth(httpx.Auth):
                     await login.aread()
                     if not self._store(login):
                         return  # the caller gets the login's answer as the error
+                    logged_in = True
         used = self._token
         request.headers["Authorization"] = f"Bearer {used}"
         response = yield request
-        if response.status_code != 401:
+        # A token just issued for this request is not stale: another login cannot help.
+        if response.status_code not in _TOKEN_REFUSED or logged_in:
             return
         async with self._lock:
             if self._token == used:  # not refreshed by a concurrent request yet
@@ -159,9 +168,20 @@ class FlatpeakClient:
 
     # -- locations -------------------------------------------------------------------------
 
+    async def _list_of(
+        self, path: str, reference_id: str | None, *, operation: str
+    ) -> list[dict[str, Any]]:
+        """Every object at `path`, or those of `reference_id` (filtered by the server, if
+        it can, and here in any case)."""
+        if reference_id is None:
+            return await self._list(path, operation=operation)
+        items = await self._list(path, operation=operation, params={"reference_id": reference_id})
+        return [item for item in items if item.get("reference_id") == reference_id]
+
     async def list_locations(self, *, reference_id: str | None = None) -> list[dict[str, Any]]:
-        params = {"reference_id": reference_id} if reference_id is not None else None
-        return await self._list("/locations", operation="flatpeak.list_locations", params=params)
+        return await self._list_of(
+            "/locations", reference_id, operation="flatpeak.list_locations"
+        )
 
     async def create_location(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
         return dict(
@@ -188,8 +208,7 @@ class FlatpeakClient:
     # -- devices ---------------------------------------------------------------------------
 
     async def list_devices(self, *, reference_id: str | None = None) -> list[dict[str, Any]]:
-        params = {"reference_id": reference_id} if reference_id is not None else None
-        return await self._list("/devices", operation="flatpeak.list_devices", params=params)
+        return await self._list_of("/devices", reference_id, operation="flatpeak.list_devices")
 
     async def create_device(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
         return dict(

@@ -9,6 +9,8 @@ replayed) and the signature must verify against the public key the gateway repor
 
 Encodings differ between firmware and docs (§0.3, §0.3a): the signature is hex of raw r‖s
 (128 characters) or of DER; the key is X‖Y (128 hex characters) or SEC1 with `04` first.
+Whatever the Zap used, the claim goes to Novacore in one form (`novacore_form`): raw r‖s
+and X‖Y, what FTW, Sourceful's own Novacore client, sends and says Nova's verifier expects.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import re
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 _HEX = re.compile(r"[0-9a-f]+")
 # A signature is 64 bytes raw or about 72 as DER; anything much longer is not one.
@@ -45,9 +50,23 @@ def claim_problem(
     if key is None:
         return ("the public key the gateway reports (GET /api/crypto publicKey) is not a "
                 "P-256 key in hex (X‖Y, or SEC1 starting with 04)")
-    if not _verifies(key, message, signature):
+    if _verifying(key, message, signature) is None:
         return "the signature does not verify against the public key the gateway reports"
     return None
+
+
+def novacore_form(*, message: str, signature: str, public_key: str) -> tuple[str, str]:
+    """The public key as X‖Y and the signature as raw r‖s, each lowercase hex of 128
+    characters, for a claim `claim_problem` found to hold. A Zap whose firmware answers
+    DER and a `04`-prefixed key (as the newer docs show) would otherwise have its claim
+    refused by a Novacore that reads only the form FTW sends."""
+    key = _public_key(public_key)
+    rs = _verifying(key, message, signature) if key is not None else None
+    if key is None or rs is None:
+        raise ValueError("the claim does not hold: check it with claim_problem first")
+    numbers = key.public_numbers()
+    xy = numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
+    return xy.hex(), (rs[0].to_bytes(32, "big") + rs[1].to_bytes(32, "big")).hex()
 
 
 def _shown(text: str) -> str:
@@ -69,10 +88,13 @@ def _public_key(value: object) -> ec.EllipticCurvePublicKey | None:
         return None
 
 
-def _verifies(key: ec.EllipticCurvePublicKey, message: str, signature: str) -> bool:
+def _verifying(
+    key: ec.EllipticCurvePublicKey, message: str, signature: str
+) -> tuple[int, int] | None:
+    """(r, s) of the signature if it verifies, read as raw r‖s or as DER; else None."""
     text = signature.strip().lower()
     if len(text) > _LONGEST_SIGNATURE or len(text) % 2 or not _HEX.fullmatch(text):
-        return False
+        return None
     raw = bytes.fromhex(text)
     candidates = [raw]  # DER
     if len(raw) == 64:
@@ -81,7 +103,8 @@ def _verifies(key: ec.EllipticCurvePublicKey, message: str, signature: str) -> b
     for candidate in candidates:
         try:
             key.verify(candidate, message.encode(), ec.ECDSA(hashes.SHA256()))
+            r, s = decode_dss_signature(candidate)
         except (InvalidSignature, ValueError):
             continue
-        return True
-    return False
+        return r, s
+    return None
