@@ -424,11 +424,20 @@ async def _provision(
         )
     except ProviderConflict as exc:
         errors = enapter_client.api_errors(exc)
-        details = errors[0].get("details", {}) if errors else {}
-        conflicts = set(details.get("conflicting_fields") or {})
-        if enapter_client.error_code(exc) != "DEVICE_ALREADY_EXISTS" or conflicts != {"name"}:
+        details = errors[0].get("details") if errors else None
+        # What the 409 names is the server's: only a whole answer (an object naming just the
+        # name as conflicting, and the device) is acted on; anything else stays a conflict.
+        details = details if isinstance(details, dict) else {}
+        fields = details.get("conflicting_fields")
+        conflicts = set(fields) if isinstance(fields, list | dict) else set()
+        existing = details.get("device_id")
+        if (
+            enapter_client.error_code(exc) != "DEVICE_ALREADY_EXISTS"
+            or conflicts != {"name"}
+            or not isinstance(existing, str)
+            or not existing
+        ):
             raise
-        existing = str(details.get("device_id"))
         await ctx._write(
             change,
             "enapter.update_device",
