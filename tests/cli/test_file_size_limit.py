@@ -1,6 +1,7 @@
-"""A desired-state file larger than the loader reads (4 MiB) is refused before it is parsed,
-naming the file, its size and the limit; one of exactly the limit loads, and so do the
-other files of the run."""
+"""Every file the reconciler reads whole has a limit, and a larger one is refused before it
+is read, naming the file, its size and the limit (exit 1, no traceback): a desired-state
+file (4 MiB: one of exactly the limit loads, and so do the other files of the run) and a
+saved plan (128 MiB)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main as cli
+from reconciler.cli.apply_cmd import MAX_PLAN_BYTES
 from reconciler.sources.loader import MAX_FILE_BYTES
 
 SITE = """apiVersion: energy.reconciler.dev/v1alpha1
@@ -68,3 +70,22 @@ def test_a_100_mb_file_is_refused_at_once(
     assert cli.main(["validate", "-o", "json", str(big)]) == 1
     out, _ = capsys.readouterr()
     assert '"message": "the file is 95.4 MiB (100,000,000 bytes), more than the 4 MiB' in out
+
+
+def sparse(path: Path, size: int) -> Path:
+    """A file of `size` NUL bytes that takes no room on disk: read whole, it is an error of
+    its content (not JSON, not TOML, not PEM), never one of its size."""
+    with path.open("wb") as file:
+        file.truncate(size)
+    return path
+
+
+def test_a_saved_plan_larger_than_the_limit_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = sparse(tmp_path / "plan.json", MAX_PLAN_BYTES + 1)
+    assert cli.main(["apply", str(plan), "--auto-approve"]) == 1
+    assert capsys.readouterr() == ("", (
+        f"error: {plan} is 128.0 MiB (134,217,729 bytes), more than the 128 MiB a saved plan "
+        "may hold, and is not read: plan a part of the fleet at a time (--target, --exclude) "
+        "to save smaller plans\n"))
