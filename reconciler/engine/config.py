@@ -39,7 +39,7 @@ from reconciler.model.base import RESOURCE_NAME_PATTERN
 from reconciler.model.device import SecretSource
 from reconciler.model.env_names import SECRET_KEY_PATTERN, own_setting_problem
 from reconciler.model.network import shown_url, url_problem
-from reconciler.sources import utf8
+from reconciler.sources import bounded, utf8
 
 PREFIX = "RECONCILER_"
 
@@ -299,11 +299,18 @@ def toml_key_lines(text: str) -> dict[str, int]:
     return lines
 
 
+# The most the settings file, or the JSON file of gateway URLs, may hold. Both are a few
+# lines but for the URLs of the gateways, some 50 bytes each: 4 MiB holds those of 80,000.
+MAX_SETTINGS_BYTES = 4 * 2**20
+
+
 def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic], dict[str, int]]:
     try:
-        data = Path(path).read_bytes()
+        data = bounded.read_at_most(path, MAX_SETTINGS_BYTES, "a settings file")
     except OSError as exc:
         return {}, [Diagnostic(f"cannot read the settings file: {exc.strerror}", file=path)], {}
+    except bounded.FileTooLarge as exc:
+        return {}, [Diagnostic(f"the file {exc.reason}, and is not read", file=path)], {}
     text, problem = utf8.decode(data, path)
     if problem is not None:
         return {}, [problem], {}
@@ -326,9 +333,11 @@ def _read_gateway_urls_file(
     path: str, origin: Origin = (None, PREFIX + "GATEWAY_URLS_FILE")
 ) -> tuple[dict[str, str], list[Diagnostic]]:
     try:
-        data = Path(path).read_bytes()
+        data = bounded.read_at_most(path, MAX_SETTINGS_BYTES, "a file of gateway URLs")
     except OSError as exc:
         return {}, [_problem(origin, f"cannot read {path}: {exc.strerror}")]
+    except bounded.FileTooLarge as exc:
+        return {}, [Diagnostic(f"the file {exc.reason}, and is not read", file=path)]
     text, problem = utf8.decode(data, path)
     if problem is not None:
         return {}, [problem]

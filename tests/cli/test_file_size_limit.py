@@ -1,7 +1,7 @@
 """Every file the reconciler reads whole has a limit, and a larger one is refused before it
 is read, naming the file, its size and the limit (exit 1, no traceback): a desired-state
-file (4 MiB: one of exactly the limit loads, and so do the other files of the run) and a
-saved plan (128 MiB)."""
+file (4 MiB: one of exactly the limit loads, and so do the other files of the run), a saved
+plan (128 MiB), the settings file and the JSON file of gateway URLs (4 MiB each)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from reconciler.cli import main as cli
 from reconciler.cli.apply_cmd import MAX_PLAN_BYTES
+from reconciler.engine.config import MAX_SETTINGS_BYTES
 from reconciler.sources.loader import MAX_FILE_BYTES
 
 SITE = """apiVersion: energy.reconciler.dev/v1alpha1
@@ -89,3 +90,21 @@ def test_a_saved_plan_larger_than_the_limit_is_refused_unread(
         f"error: {plan} is 128.0 MiB (134,217,729 bytes), more than the 128 MiB a saved plan "
         "may hold, and is not read: plan a part of the fleet at a time (--target, --exclude) "
         "to save smaller plans\n"))
+
+
+@pytest.mark.parametrize(("variable", "what"), [
+    ("RECONCILER_CONFIG", "a settings file"),
+    ("RECONCILER_GATEWAY_URLS_FILE", "a file of gateway URLs"),
+])
+def test_a_settings_file_larger_than_the_limit_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    variable: str, what: str,
+) -> None:
+    (tmp_path / "home.yaml").write_text(SITE.format(name="home"), encoding="utf-8")
+    big = sparse(tmp_path / "big", MAX_SETTINGS_BYTES + 1)
+    monkeypatch.setenv(variable, str(big))
+    assert cli.main(["plan", str(tmp_path / "home.yaml")]) == 1
+    assert capsys.readouterr() == ("", (
+        f"error: {big}: the file is 4.0 MiB (4,194,305 bytes), more than the 4 MiB {what} "
+        "may hold, and is not read\n"
+        "invalid settings: 1 problem\n"))
