@@ -434,10 +434,19 @@ def load_settings(
     return Settings(**values)
 
 
+# The most a CA bundle may hold: certifi's bundle of the public CAs (117 certificates)
+# takes 234 KB. OpenSSL reads a bundle whole, block by block: one of 68 MB took 140 MB.
+MAX_CA_BUNDLE_BYTES = 4 * 2**20
+
+
 def _ca_bundle_problems(path: str, origin: Origin) -> list[Diagnostic]:
     """A CA bundle that cannot be loaded is an error now, not a traceback at the first call."""
     try:
+        # Its size first: OpenSSL reads it again, after this, as it reads it to connect.
+        bounded.read_at_most(path, MAX_CA_BUNDLE_BYTES, "a CA bundle")
         ssl.create_default_context(cafile=path)
+    except bounded.FileTooLarge as exc:
+        return [_problem(origin, f"the CA bundle {exc}, and is not read")]
     except ssl.SSLError as exc:  # before OSError, of which it is a subclass
         return [_problem(origin, f"{path} is not a PEM bundle of CA certificates ({exc.reason})")]
     except OSError as exc:

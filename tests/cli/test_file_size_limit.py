@@ -1,7 +1,8 @@
 """Every file the reconciler reads whole has a limit, and a larger one is refused before it
 is read, naming the file, its size and the limit (exit 1, no traceback): a desired-state
 file (4 MiB: one of exactly the limit loads, and so do the other files of the run), a saved
-plan (128 MiB), the settings file and the JSON file of gateway URLs (4 MiB each)."""
+plan (128 MiB), the settings file and the JSON file of gateway URLs (4 MiB each), the CA
+bundle (4 MiB)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from reconciler.cli import main as cli
 from reconciler.cli.apply_cmd import MAX_PLAN_BYTES
-from reconciler.engine.config import MAX_SETTINGS_BYTES
+from reconciler.engine.config import MAX_CA_BUNDLE_BYTES, MAX_SETTINGS_BYTES
 from reconciler.sources.loader import MAX_FILE_BYTES
 
 SITE = """apiVersion: energy.reconciler.dev/v1alpha1
@@ -107,4 +108,17 @@ def test_a_settings_file_larger_than_the_limit_is_refused_unread(
     assert capsys.readouterr() == ("", (
         f"error: {big}: the file is 4.0 MiB (4,194,305 bytes), more than the 4 MiB {what} "
         "may hold, and is not read\n"
+        "invalid settings: 1 problem\n"))
+
+
+def test_a_ca_bundle_larger_than_the_limit_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "home.yaml").write_text(SITE.format(name="home"), encoding="utf-8")
+    bundle = sparse(tmp_path / "ca.pem", MAX_CA_BUNDLE_BYTES + 1)
+    monkeypatch.setenv("RECONCILER_CA_BUNDLE", str(bundle))
+    assert cli.main(["plan", str(tmp_path / "home.yaml")]) == 1
+    assert capsys.readouterr() == ("", (
+        f"error: RECONCILER_CA_BUNDLE: the CA bundle {bundle} is 4.0 MiB (4,194,305 bytes), "
+        "more than the 4 MiB a CA bundle may hold, and is not read\n"
         "invalid settings: 1 problem\n"))
