@@ -454,6 +454,11 @@ def _ca_bundle_problems(path: str, origin: Origin) -> list[Diagnostic]:
     return []
 
 
+# The most a secret file may hold: a password is some bytes, and Kubernetes itself keeps a
+# whole Secret, every key of it, under 1 MiB.
+MAX_SECRET_BYTES = 64 * 2**10
+
+
 class SecretResolver:
     """Resolves `passwordFrom` references: an environment variable, or a Secret key laid
     out as files (`<secrets dir>/<name>/<key>`, as Kubernetes mounts a Secret)."""
@@ -493,8 +498,12 @@ class SecretResolver:
             # The line break an editor or `echo` leaves is not part of the password (nor the
             # carriage return of one saved on Windows, nor the byte order mark Notepad
             # writes first: "utf-8-sig" drops it).
-            return path.read_text(encoding="utf-8-sig").rstrip("\r\n")
+            data = bounded.read_at_most(path, MAX_SECRET_BYTES, "a secret file")
+            return data.decode("utf-8-sig").rstrip("\r\n")
         except UnicodeDecodeError:
             raise KeyError(f"secret {ref.name}/{ref.key} at {path} is not UTF-8 text") from None
+        except bounded.FileTooLarge as exc:
+            raise KeyError(f"secret {ref.name}/{ref.key} at {path} {exc.reason}, and is not "
+                           "read; expected the password alone") from None
         except OSError:
             raise KeyError(f"secret {ref.name}/{ref.key} not found (looked for {path})") from None

@@ -47,6 +47,7 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
 )
 
 from reconciler.cli import main as cli
+from reconciler.engine.config import MAX_SECRET_BYTES
 from reconciler.engine.state import StateDir
 from reconciler.sim.fleet import SimFleet
 
@@ -746,6 +747,31 @@ def test_a_damaged_state_file_stops_the_run_and_is_left_as_it_is(
         assert "Traceback" not in err
     assert path.read_bytes() == damage.encode("utf-8", "surrogateescape"), "left for a look"
     assert run.sims.call(run.sims.sims.writes) == 0
+
+
+def test_a_secret_file_larger_than_its_limit_blocks_the_device_unread(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-FILE", broker="192.168.1.71",
+                         password_from={"secretKeyRef": {"name": "ferroamp", "key": "password"}})]
+    run = make_cli(docs)
+    secret_file = tmp_path / "secrets" / "ferroamp" / "password"
+    secret_file.parent.mkdir(parents=True)
+    secret_file.write_text("p" * (MAX_SECRET_BYTES + 1))
+    code, out, err = run("plan", run.path)
+    assert code == 1, out + err
+    assert err.splitlines() == [
+        "error: device/s1-bat[zap]: MQTT password (from secret ferroamp/password): secret "
+        f"ferroamp/password at {secret_file} is 64.0 KiB (65,537 bytes), more than the 64 KiB "
+        "a secret file may hold, and is not read; expected the password alone; provide it "
+        "before applying",
+        "error: 2 more changes wait on these (shown [BLOCKED] in the plan)",
+    ]
+    secret_file.write_text("p" * MAX_SECRET_BYTES)  # of exactly the limit: sent
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0, out + err
+    battery = run.sims.call(lambda: run.sims.sims.zaps[serial_of(1)].device("FERRO-FILE"))
+    assert battery is not None
 
 
 # -- removing gateways ----------------------------------------------------------------------
