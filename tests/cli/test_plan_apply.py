@@ -48,7 +48,7 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
 
 from reconciler.cli import main as cli
 from reconciler.engine.config import MAX_SECRET_BYTES
-from reconciler.engine.state import StateDir
+from reconciler.engine.state import MAX_KEY_FILE_BYTES, MAX_STATE_FILE_BYTES, StateDir
 from reconciler.sim.fleet import SimFleet
 
 
@@ -746,6 +746,36 @@ def test_a_damaged_state_file_stops_the_run_and_is_left_as_it_is(
         assert code == 1 and f"error: cannot read {path}: {says}" in err, (command, out, err)
         assert "Traceback" not in err
     assert path.read_bytes() == damage.encode("utf-8", "surrogateescape"), "left for a look"
+    assert run.sims.call(run.sims.sims.writes) == 0
+
+
+@pytest.mark.parametrize(("name", "size", "says"), [
+    ("inventory.json", MAX_STATE_FILE_BYTES + 1,
+     "the file is 64.0 MiB (67,108,865 bytes), more than the 64 MiB a state file may hold"),
+    ("credentials.json", MAX_STATE_FILE_BYTES + 1,
+     "the file is 64.0 MiB (67,108,865 bytes), more than the 64 MiB a state file may hold"),
+    ("credentials.key", MAX_KEY_FILE_BYTES + 1,
+     "the file is 1.0 KiB (1,025 bytes), more than the 1 KiB the key file may hold"),
+])
+def test_a_state_file_larger_than_its_limit_stops_the_run_unread(
+        make_cli: CliFactory, name: str, size: int, says: str) -> None:
+    """Read whole, a file written over by something else could take any memory; it is
+    refused by its size, as a damaged one, and left as it is."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV", broker="192.168.1.70",
+                         password_from={"env": "S1_BATTERY_PASSWORD"})]
+    run = make_cli(docs, env={"S1_BATTERY_PASSWORD": ENV_PASSWORD})
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    path = run.state_dir / name
+    with path.open("wb") as file:  # sparse: NUL bytes, which read would be "not JSON"
+        file.truncate(size)
+    run.sims.call(run.sims.sims.reset_counts)
+    for command in (("plan", run.path), ("apply", run.path, "--auto-approve")):
+        code, out, err = run(*command)
+        assert code == 1 and f"error: cannot read {path}: {says}. It holds " in err, \
+            (command, out, err)
+        assert "Traceback" not in err
+    assert path.stat().st_size == size, "left for a look"
     assert run.sims.call(run.sims.sims.writes) == 0
 
 
