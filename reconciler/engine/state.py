@@ -508,20 +508,15 @@ class Journal:
 
 def unfinished_intents(path: Path, *, exclude_run: str | None = None) -> list[dict[str, Any]]:
     open_intents: dict[tuple[str, str, str], dict[str, Any]] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line torn by a kill mid-write
+    for record in _journal_records(path):
         if record.get("phase") == "settled":
-            settled = set(record.get("runs", []))
+            runs = record.get("runs")
+            settled = {str(run) for run in runs} if isinstance(runs, list) else set()
             open_intents = {k: v for k, v in open_intents.items() if k[0] not in settled}
             continue
         key = (record.get("run", ""), record.get("address", ""), record.get("operation", ""))
+        if not all(isinstance(part, str) for part in key):
+            continue  # no line the journal wrote
         if record.get("run") == exclude_run:
             continue
         if record.get("phase") == "intent":
@@ -529,6 +524,35 @@ def unfinished_intents(path: Path, *, exclude_run: str | None = None) -> list[di
         else:
             open_intents.pop(key, None)
     return list(open_intents.values())
+
+
+# The longest journal line read: one is an address, an operation and a few ids, some
+# 200 bytes. A longer one is no line the journal wrote, and is skipped unread.
+_JOURNAL_LINE_BYTES = 64 * 2**10
+
+
+def _journal_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of the journal at `path`, read a line at a time: what is kept of it is
+    the intents still open, not the file, which grows by an apply's lines between
+    rotations (`StateDir.settle`). A line that is no record (torn by a kill mid-write, not
+    UTF-8, too long) is skipped: the journal is a record of what was done, and no run
+    depends on it to find what it wrote."""
+    try:
+        journal = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        return
+    with journal:
+        while line := journal.readline(_JOURNAL_LINE_BYTES + 1):
+            if len(line) > _JOURNAL_LINE_BYTES:
+                while line and not line.endswith(b"\n"):  # the rest of it, a piece at a time
+                    line = journal.readline(_JOURNAL_LINE_BYTES)
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:  # also UnicodeDecodeError
+                continue
+            if isinstance(record, dict):
+                yield record
 
 
 def command_line() -> str:

@@ -804,6 +804,34 @@ def test_a_secret_file_larger_than_its_limit_blocks_the_device_unread(
     assert battery is not None
 
 
+def test_journal_lines_that_are_no_record_are_skipped_and_the_rest_read(
+        make_cli: CliFactory) -> None:
+    """A journal line torn, not UTF-8, not an object or longer than any line the journal
+    writes (read a piece at a time, never whole) is skipped; the intents around it are
+    still reported as interrupted, and the run goes on."""
+    run = make_cli(standard_site(1))
+    run.state_dir.mkdir()
+    intent = {"ts": "2026-01-01T00:00:00Z", "run": "r1", "address": "site/s1[novacore]",
+              "operation": "create_site", "phase": "intent"}
+    (run.state_dir / "journal.jsonl").write_bytes(b"\n".join([
+        b"\xff\xfe not UTF-8",
+        b"1",
+        b'["a", "list"]',
+        b'{"phase": "settled", "runs": 7}',
+        b'{"run": ["r1"], "phase": "intent"}',
+        b'{"ts": "' + b"x" * 200_000 + b'", "run": "r2", "phase": "intent"}',
+        json.dumps(intent).encode(),
+        b'{"torn',
+    ]))
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0 and "Traceback" not in err, out + err
+    assert out.startswith(
+        "note: 1 write(s) of an earlier run were interrupted; the state is observed again "
+        "before anything is applied:\n"
+        "  site/s1[novacore] create_site (started 2026-01-01T00:00:00Z)\n"), out
+    assert StateDir(run.state_dir).unfinished() == [], "settled by the run"
+
+
 # -- removing gateways ----------------------------------------------------------------------
 
 
