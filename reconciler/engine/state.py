@@ -42,6 +42,9 @@ from reconciler.state_files import (
 
 # Attempts to take a lock whose holder has written no line yet (`StateDir.lock`), 10 ms apart.
 _LOCK_TRIES = 20
+# The most of the lock file's line read to name its holder: the line `lock` writes takes
+# some 300 characters (its command is cut at 200). A lock file is only ever shown.
+_HOLDER_CHARS = 1024
 
 # Past this size, a settled journal starts afresh (`StateDir.settle`): about 40,000 writes.
 JOURNAL_ROTATE_BYTES = 8 * 1024 * 1024
@@ -80,7 +83,8 @@ class StateDir:
         StateDirError when the directory cannot be created or written."""
         try:
             self.ensure()
-            handle = open(self.path / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+            # "replace": a line not UTF-8 (written by something else) still names a holder.
+            handle = open(self.path / LOCK, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115 - held for the block
         except OSError as exc:
             raise StateDirError(
                 f"cannot use {self.path} as the state directory: {exc.strerror}; set "
@@ -93,7 +97,7 @@ class StateDir:
             except BlockingIOError:
                 # Leave the holder's line alone: the next one refused must read it too.
                 handle.seek(0)
-                holder = handle.read().strip()
+                holder = handle.readline(_HOLDER_CHARS).strip()
                 # No line: `holder()` looking (for microseconds), or a holder about to
                 # write its line. A writer is not refused for a reader's look.
                 if holder or attempt == _LOCK_TRIES - 1:
@@ -123,14 +127,14 @@ class StateDir:
         does. For readers that take no lock: it is tested, never kept, so the holder's
         next writer is not refused for it (see `lock`)."""
         try:
-            handle = open(self.path / LOCK, encoding="utf-8")  # noqa: SIM115 - closed below
+            handle = open(self.path / LOCK, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
         except OSError:
             return None  # never locked here, or not readable: nobody to name
         with handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                return handle.read().strip() or "another process"
+                return handle.readline(_HOLDER_CHARS).strip() or "another process"
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             return None
 

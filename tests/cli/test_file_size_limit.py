@@ -2,10 +2,12 @@
 is read, naming the file, its size and the limit (exit 1, no traceback): a desired-state
 file (4 MiB: one of exactly the limit loads, and so do the other files of the run), a saved
 plan (128 MiB), the settings file and the JSON file of gateway URLs (4 MiB each), the CA
-bundle (4 MiB)."""
+bundle (4 MiB); a lock file's holder is named by its first line, at most 1 KiB of it. The
+state directory's files and secret files need simulators: `test_plan_apply.py`."""
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,27 @@ def test_a_ca_bundle_larger_than_the_limit_is_refused_unread(
         f"error: RECONCILER_CA_BUNDLE: the CA bundle {bundle} is 4.0 MiB (4,194,305 bytes), "
         "more than the 4 MiB a CA bundle may hold, and is not read\n"
         "invalid settings: 1 problem\n"))
+
+
+def test_a_lock_held_is_named_by_the_first_line_of_its_file_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock file written over by something else (100 MB, one line; not UTF-8) is not read
+    whole into the message, nor stops the run; the line `lock` writes is named as it is."""
+    (tmp_path / "home.yaml").write_text(SITE.format(name="home"), encoding="utf-8")
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(state))
+    for content, holder in [
+        (b"pid 7 on host running `reconciler watch x` since 2026-01-01T00:00:00Z\n" + b"x" * 10,
+         "pid 7 on host running `reconciler watch x` since 2026-01-01T00:00:00Z"),
+        (b"y" * 100_000_000, "y" * 1024),
+        (b"pid 8 \xff\n", "pid 8 \ufffd"),
+    ]:
+        (state / "lock").write_bytes(content)
+        with (state / "lock").open("rb") as held:
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            assert cli.main(["apply", str(tmp_path / "home.yaml"), "--auto-approve"]) == 1
+        assert capsys.readouterr() == ("", (
+            f"error: the state directory {state} is locked by {holder}; wait for it to "
+            "finish or stop it\n"))
