@@ -73,7 +73,13 @@ def crd_texts() -> dict[str, str]:
 
 
 def _stale(path: Path, expected: str) -> bool:
-    return not path.is_file() or path.read_text(encoding="utf-8") != expected
+    """Whether the file at `path` is not `expected`. It is read no further than one
+    character past what is expected: a longer file differs, whatever it holds, and is not
+    read whole. Bytes that are not UTF-8 differ too."""
+    if not path.is_file():
+        return True
+    with path.open(encoding="utf-8", errors="replace") as file:
+        return file.read(len(expected) + 1) != expected
 
 
 def run_schema(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ from reconciler.model.base import RESOURCE_NAME_PATTERN
 from reconciler.model.device import SecretSource
 from reconciler.model.env_names import SECRET_KEY_PATTERN, own_setting_problem
 from reconciler.model.network import shown_url, url_problem
-from reconciler.sources import utf8
+from reconciler.sources import bounded, utf8
 
 PREFIX = "RECONCILER_"
 
@@ -299,11 +299,18 @@ def toml_key_lines(text: str) -> dict[str, int]:
     return lines
 
 
+# The most the settings file, or the JSON file of gateway URLs, may hold. Both are a few
+# lines but for the URLs of the gateways, some 50 bytes each: 4 MiB holds those of 80,000.
+MAX_SETTINGS_BYTES = 4 * 2**20
+
+
 def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic], dict[str, int]]:
     try:
-        data = Path(path).read_bytes()
+        data = bounded.read_at_most(path, MAX_SETTINGS_BYTES, "a settings file")
     except OSError as exc:
         return {}, [Diagnostic(f"cannot read the settings file: {exc.strerror}", file=path)], {}
+    except bounded.FileTooLarge as exc:
+        return {}, [Diagnostic(f"the file {exc.reason}, and is not read", file=path)], {}
     text, problem = utf8.decode(data, path)
     if problem is not None:
         return {}, [problem], {}
@@ -326,9 +333,11 @@ def _read_gateway_urls_file(
     path: str, origin: Origin = (None, PREFIX + "GATEWAY_URLS_FILE")
 ) -> tuple[dict[str, str], list[Diagnostic]]:
     try:
-        data = Path(path).read_bytes()
+        data = bounded.read_at_most(path, MAX_SETTINGS_BYTES, "a file of gateway URLs")
     except OSError as exc:
         return {}, [_problem(origin, f"cannot read {path}: {exc.strerror}")]
+    except bounded.FileTooLarge as exc:
+        return {}, [Diagnostic(f"the file {exc.reason}, and is not read", file=path)]
     text, problem = utf8.decode(data, path)
     if problem is not None:
         return {}, [problem]
@@ -425,15 +434,29 @@ def load_settings(
     return Settings(**values)
 
 
+# The most a CA bundle may hold: certifi's bundle of the public CAs (117 certificates)
+# takes 234 KB. OpenSSL reads a bundle whole, block by block: one of 68 MB took 140 MB.
+MAX_CA_BUNDLE_BYTES = 4 * 2**20
+
+
 def _ca_bundle_problems(path: str, origin: Origin) -> list[Diagnostic]:
     """A CA bundle that cannot be loaded is an error now, not a traceback at the first call."""
     try:
+        # Its size first: OpenSSL reads it again, after this, as it reads it to connect.
+        bounded.read_at_most(path, MAX_CA_BUNDLE_BYTES, "a CA bundle")
         ssl.create_default_context(cafile=path)
+    except bounded.FileTooLarge as exc:
+        return [_problem(origin, f"the CA bundle {exc}, and is not read")]
     except ssl.SSLError as exc:  # before OSError, of which it is a subclass
         return [_problem(origin, f"{path} is not a PEM bundle of CA certificates ({exc.reason})")]
     except OSError as exc:
         return [_problem(origin, f"cannot read the CA bundle {path}: {exc.strerror}")]
     return []
+
+
+# The most a secret file may hold: a password is some bytes, and Kubernetes itself keeps a
+# whole Secret, every key of it, under 1 MiB.
+MAX_SECRET_BYTES = 64 * 2**10
 
 
 class SecretResolver:
@@ -475,8 +498,12 @@ class SecretResolver:
             # The line break an editor or `echo` leaves is not part of the password (nor the
             # carriage return of one saved on Windows, nor the byte order mark Notepad
             # writes first: "utf-8-sig" drops it).
-            return path.read_text(encoding="utf-8-sig").rstrip("\r\n")
+            data = bounded.read_at_most(path, MAX_SECRET_BYTES, "a secret file")
+            return data.decode("utf-8-sig").rstrip("\r\n")
         except UnicodeDecodeError:
             raise KeyError(f"secret {ref.name}/{ref.key} at {path} is not UTF-8 text") from None
+        except bounded.FileTooLarge as exc:
+            raise KeyError(f"secret {ref.name}/{ref.key} at {path} {exc.reason}, and is not "
+                           "read; expected the password alone") from None
         except OSError:
             raise KeyError(f"secret {ref.name}/{ref.key} not found (looked for {path})") from None

@@ -29,6 +29,7 @@ from reconciler.engine.credentials import KEY_BYTES, CredentialLedger
 from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan.retired import LeftSite, RetiredSite
+from reconciler.sources import bounded
 from reconciler.state_files import (
     CREDENTIALS,
     CREDENTIALS_KEY,
@@ -41,9 +42,20 @@ from reconciler.state_files import (
 
 # Attempts to take a lock whose holder has written no line yet (`StateDir.lock`), 10 ms apart.
 _LOCK_TRIES = 20
+# The most of the lock file's line read to name its holder: the line `lock` writes takes
+# some 300 characters (its command is cut at 200). A lock file is only ever shown.
+_HOLDER_CHARS = 1024
 
 # Past this size, a settled journal starts afresh (`StateDir.settle`): about 40,000 writes.
 JOURNAL_ROTATE_BYTES = 8 * 1024 * 1024
+
+# The most the inventory or the credential ledger may hold. An apply of the benchmark's
+# fleet of 1,000 sites leaves an inventory of 171 KB, and a ledger takes some 110 bytes a
+# device: 64 MiB holds the inventory of 390,000 such sites, or the ledger of 600,000
+# devices, and bounds what reading a file written over by something else costs. The key is
+# 64 hexadecimal digits: a file of more than a KiB is no key.
+MAX_STATE_FILE_BYTES = 64 * 2**20
+MAX_KEY_FILE_BYTES = 2**10
 
 
 class StateDirError(ReconcilerError):
@@ -71,7 +83,8 @@ class StateDir:
         StateDirError when the directory cannot be created or written."""
         try:
             self.ensure()
-            handle = open(self.path / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+            # "replace": a line not UTF-8 (written by something else) still names a holder.
+            handle = open(self.path / LOCK, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115 - held for the block
         except OSError as exc:
             raise StateDirError(
                 f"cannot use {self.path} as the state directory: {exc.strerror}; set "
@@ -84,7 +97,7 @@ class StateDir:
             except BlockingIOError:
                 # Leave the holder's line alone: the next one refused must read it too.
                 handle.seek(0)
-                holder = handle.read().strip()
+                holder = handle.readline(_HOLDER_CHARS).strip()
                 # No line: `holder()` looking (for microseconds), or a holder about to
                 # write its line. A writer is not refused for a reader's look.
                 if holder or attempt == _LOCK_TRIES - 1:
@@ -114,14 +127,14 @@ class StateDir:
         does. For readers that take no lock: it is tested, never kept, so the holder's
         next writer is not refused for it (see `lock`)."""
         try:
-            handle = open(self.path / LOCK, encoding="utf-8")  # noqa: SIM115 - closed below
+            handle = open(self.path / LOCK, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
         except OSError:
             return None  # never locked here, or not readable: nobody to name
         with handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                return handle.read().strip() or "another process"
+                return handle.readline(_HOLDER_CHARS).strip() or "another process"
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             return None
 
@@ -160,21 +173,26 @@ class StateDir:
 
     # -- inventory -------------------------------------------------------------------------
 
-    def _read_file(self, name: str, holds: str, afresh: str) -> str | None:
+    def _read_file(
+        self, name: str, holds: str, afresh: str, *, limit: int = MAX_STATE_FILE_BYTES,
+        what: str = "a state file",
+    ) -> str | None:
         """The text of a state file, or None when there is none (a first run, or a state
-        directory not made yet). One that exists but cannot be read is an error, never an
-        empty start: that would forget what it `holds` and then overwrite it."""
+        directory not made yet). One that exists but cannot be read, or holds more than
+        `limit` bytes, is an error, never an empty start: that would forget what it `holds`
+        and then overwrite it."""
         path = self.path / name
         try:
-            return path.read_text(encoding="utf-8")
+            return bounded.read_at_most(path, limit, what).decode("utf-8")
         except (FileNotFoundError, NotADirectoryError):
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            if isinstance(exc, OSError):
-                reason = (exc.strerror or type(exc).__name__).lower()
-            else:
-                reason = "not UTF-8"
-            raise StateDirError(_damaged(path, reason, holds, afresh)) from None
+        except bounded.FileTooLarge as exc:
+            reason = f"the file {exc.reason}"
+        except OSError as exc:
+            reason = (exc.strerror or type(exc).__name__).lower()
+        except UnicodeDecodeError:
+            reason = "not UTF-8"
+        raise StateDirError(_damaged(path, reason, holds, afresh))
 
     def _read_json(self, name: str, holds: str, afresh: str) -> dict[str, Any] | None:
         text = self._read_file(name, holds, afresh)
@@ -277,7 +295,8 @@ class StateDir:
             "remove credentials.key and credentials.json to start afresh: the next apply "
             "records the passwords in place, and a change made before it is not seen"
         )
-        text = self._read_file(CREDENTIALS_KEY, holds, afresh)
+        text = self._read_file(CREDENTIALS_KEY, holds, afresh, limit=MAX_KEY_FILE_BYTES,
+                               what="the key file")
         data = self._read_json(CREDENTIALS, holds, afresh)
         if text is None and data is None:
             return CredentialLedger(new_key=True)
@@ -493,20 +512,15 @@ class Journal:
 
 def unfinished_intents(path: Path, *, exclude_run: str | None = None) -> list[dict[str, Any]]:
     open_intents: dict[tuple[str, str, str], dict[str, Any]] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line torn by a kill mid-write
+    for record in _journal_records(path):
         if record.get("phase") == "settled":
-            settled = set(record.get("runs", []))
+            runs = record.get("runs")
+            settled = {str(run) for run in runs} if isinstance(runs, list) else set()
             open_intents = {k: v for k, v in open_intents.items() if k[0] not in settled}
             continue
         key = (record.get("run", ""), record.get("address", ""), record.get("operation", ""))
+        if not all(isinstance(part, str) for part in key):
+            continue  # no line the journal wrote
         if record.get("run") == exclude_run:
             continue
         if record.get("phase") == "intent":
@@ -514,6 +528,35 @@ def unfinished_intents(path: Path, *, exclude_run: str | None = None) -> list[di
         else:
             open_intents.pop(key, None)
     return list(open_intents.values())
+
+
+# The longest journal line read: one is an address, an operation and a few ids, some
+# 200 bytes. A longer one is no line the journal wrote, and is skipped unread.
+_JOURNAL_LINE_BYTES = 64 * 2**10
+
+
+def _journal_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of the journal at `path`, read a line at a time: what is kept of it is
+    the intents still open, not the file, which grows by an apply's lines between
+    rotations (`StateDir.settle`). A line that is no record (torn by a kill mid-write, not
+    UTF-8, too long) is skipped: the journal is a record of what was done, and no run
+    depends on it to find what it wrote."""
+    try:
+        journal = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        return
+    with journal:
+        while line := journal.readline(_JOURNAL_LINE_BYTES + 1):
+            if len(line) > _JOURNAL_LINE_BYTES:
+                while line and not line.endswith(b"\n"):  # the rest of it, a piece at a time
+                    line = journal.readline(_JOURNAL_LINE_BYTES)
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:  # also UnicodeDecodeError
+                continue
+            if isinstance(record, dict):
+                yield record
 
 
 def command_line() -> str:

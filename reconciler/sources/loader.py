@@ -24,7 +24,7 @@ from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet, check_fleet
 from reconciler.model.kinds import KINDS
-from reconciler.sources import field_help, utf8
+from reconciler.sources import bounded, field_help, utf8
 from reconciler.sources.yaml_documents import ParsedDocument, Position, parse_yaml
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -324,29 +324,15 @@ def _read(path: FsPath) -> bytes | Diagnostic:
     """The bytes of the file at `path`, or why they are not read: it cannot be, or it is
     larger than `MAX_FILE_BYTES` (refused before it is read, let alone parsed)."""
     try:
-        with path.open("rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            if size <= MAX_FILE_BYTES:
-                # At most one byte more than allowed: the file may have grown since, or be
-                # one whose size the system does not know (/proc).
-                data = file.read(MAX_FILE_BYTES + 1)
-                if len(data) <= MAX_FILE_BYTES:
-                    return data
-                size = 0
+        return bounded.read_at_most(path, MAX_FILE_BYTES, "a desired-state file")
     except OSError as exc:
         return Diagnostic(f"cannot read file: {exc.strerror}", file=str(path))
-    limit = f"the {_mib(MAX_FILE_BYTES)} a desired-state file may hold"
-    what = (f"is {size / 2**20:.1f} MiB ({size:,} bytes), more than {limit}" if size
-            else f"holds more than {limit}")
-    return Diagnostic(
-        f"the file {what}, and is not read: split it into several files (a directory is "
-        "read with its subdirectories)",
-        file=str(path),
-    )
-
-
-def _mib(size: int) -> str:
-    return f"{size / 2**20:g} MiB"
+    except bounded.FileTooLarge as exc:
+        return Diagnostic(
+            f"the file {exc.reason}, and is not read: split it into several files (a "
+            "directory is read with its subdirectories)",
+            file=str(path),
+        )
 
 
 def load_fleet(paths: Iterable[str | os.PathLike[str]]) -> Fleet:

@@ -1,14 +1,20 @@
-"""A desired-state file larger than the loader reads (4 MiB) is refused before it is parsed,
-naming the file, its size and the limit; one of exactly the limit loads, and so do the
-other files of the run."""
+"""Every file the reconciler reads whole has a limit, and a larger one is refused before it
+is read, naming the file, its size and the limit (exit 1, no traceback): a desired-state
+file (4 MiB: one of exactly the limit loads, and so do the other files of the run), a saved
+plan (128 MiB), the settings file and the JSON file of gateway URLs (4 MiB each), the CA
+bundle (4 MiB); a lock file's holder is named by its first line, at most 1 KiB of it. The
+state directory's files and secret files need simulators: `test_plan_apply.py`."""
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 import pytest
 
 from reconciler.cli import main as cli
+from reconciler.cli.apply_cmd import MAX_PLAN_BYTES
+from reconciler.engine.config import MAX_CA_BUNDLE_BYTES, MAX_SETTINGS_BYTES
 from reconciler.sources.loader import MAX_FILE_BYTES
 
 SITE = """apiVersion: energy.reconciler.dev/v1alpha1
@@ -68,3 +74,77 @@ def test_a_100_mb_file_is_refused_at_once(
     assert cli.main(["validate", "-o", "json", str(big)]) == 1
     out, _ = capsys.readouterr()
     assert '"message": "the file is 95.4 MiB (100,000,000 bytes), more than the 4 MiB' in out
+
+
+def sparse(path: Path, size: int) -> Path:
+    """A file of `size` NUL bytes that takes no room on disk: read whole, it is an error of
+    its content (not JSON, not TOML, not PEM), never one of its size."""
+    with path.open("wb") as file:
+        file.truncate(size)
+    return path
+
+
+def test_a_saved_plan_larger_than_the_limit_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = sparse(tmp_path / "plan.json", MAX_PLAN_BYTES + 1)
+    assert cli.main(["apply", str(plan), "--auto-approve"]) == 1
+    assert capsys.readouterr() == ("", (
+        f"error: {plan} is 128.0 MiB (134,217,729 bytes), more than the 128 MiB a saved plan "
+        "may hold, and is not read: plan a part of the fleet at a time (--target, --exclude) "
+        "to save smaller plans\n"))
+
+
+@pytest.mark.parametrize(("variable", "what"), [
+    ("RECONCILER_CONFIG", "a settings file"),
+    ("RECONCILER_GATEWAY_URLS_FILE", "a file of gateway URLs"),
+])
+def test_a_settings_file_larger_than_the_limit_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    variable: str, what: str,
+) -> None:
+    (tmp_path / "home.yaml").write_text(SITE.format(name="home"), encoding="utf-8")
+    big = sparse(tmp_path / "big", MAX_SETTINGS_BYTES + 1)
+    monkeypatch.setenv(variable, str(big))
+    assert cli.main(["plan", str(tmp_path / "home.yaml")]) == 1
+    assert capsys.readouterr() == ("", (
+        f"error: {big}: the file is 4.0 MiB (4,194,305 bytes), more than the 4 MiB {what} "
+        "may hold, and is not read\n"
+        "invalid settings: 1 problem\n"))
+
+
+def test_a_ca_bundle_larger_than_the_limit_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "home.yaml").write_text(SITE.format(name="home"), encoding="utf-8")
+    bundle = sparse(tmp_path / "ca.pem", MAX_CA_BUNDLE_BYTES + 1)
+    monkeypatch.setenv("RECONCILER_CA_BUNDLE", str(bundle))
+    assert cli.main(["plan", str(tmp_path / "home.yaml")]) == 1
+    assert capsys.readouterr() == ("", (
+        f"error: RECONCILER_CA_BUNDLE: the CA bundle {bundle} is 4.0 MiB (4,194,305 bytes), "
+        "more than the 4 MiB a CA bundle may hold, and is not read\n"
+        "invalid settings: 1 problem\n"))
+
+
+def test_a_lock_held_is_named_by_the_first_line_of_its_file_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock file written over by something else (100 MB, one line; not UTF-8) is not read
+    whole into the message, nor stops the run; the line `lock` writes is named as it is."""
+    (tmp_path / "home.yaml").write_text(SITE.format(name="home"), encoding="utf-8")
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(state))
+    for content, holder in [
+        (b"pid 7 on host running `reconciler watch x` since 2026-01-01T00:00:00Z\n" + b"x" * 10,
+         "pid 7 on host running `reconciler watch x` since 2026-01-01T00:00:00Z"),
+        (b"y" * 100_000_000, "y" * 1024),
+        (b"pid 8 \xff\n", "pid 8 \ufffd"),
+    ]:
+        (state / "lock").write_bytes(content)
+        with (state / "lock").open("rb") as held:
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            assert cli.main(["apply", str(tmp_path / "home.yaml"), "--auto-approve"]) == 1
+        assert capsys.readouterr() == ("", (
+            f"error: the state directory {state} is locked by {holder}; wait for it to "
+            "finish or stop it\n"))

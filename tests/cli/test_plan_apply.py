@@ -47,7 +47,8 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
 )
 
 from reconciler.cli import main as cli
-from reconciler.engine.state import StateDir
+from reconciler.engine.config import MAX_SECRET_BYTES
+from reconciler.engine.state import MAX_KEY_FILE_BYTES, MAX_STATE_FILE_BYTES, StateDir
 from reconciler.sim.fleet import SimFleet
 
 
@@ -746,6 +747,89 @@ def test_a_damaged_state_file_stops_the_run_and_is_left_as_it_is(
         assert "Traceback" not in err
     assert path.read_bytes() == damage.encode("utf-8", "surrogateescape"), "left for a look"
     assert run.sims.call(run.sims.sims.writes) == 0
+
+
+@pytest.mark.parametrize(("name", "size", "says"), [
+    ("inventory.json", MAX_STATE_FILE_BYTES + 1,
+     "the file is 64.0 MiB (67,108,865 bytes), more than the 64 MiB a state file may hold"),
+    ("credentials.json", MAX_STATE_FILE_BYTES + 1,
+     "the file is 64.0 MiB (67,108,865 bytes), more than the 64 MiB a state file may hold"),
+    ("credentials.key", MAX_KEY_FILE_BYTES + 1,
+     "the file is 1.0 KiB (1,025 bytes), more than the 1 KiB the key file may hold"),
+])
+def test_a_state_file_larger_than_its_limit_stops_the_run_unread(
+        make_cli: CliFactory, name: str, size: int, says: str) -> None:
+    """Read whole, a file written over by something else could take any memory; it is
+    refused by its size, as a damaged one, and left as it is."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV", broker="192.168.1.70",
+                         password_from={"env": "S1_BATTERY_PASSWORD"})]
+    run = make_cli(docs, env={"S1_BATTERY_PASSWORD": ENV_PASSWORD})
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    path = run.state_dir / name
+    with path.open("wb") as file:  # sparse: NUL bytes, which read would be "not JSON"
+        file.truncate(size)
+    run.sims.call(run.sims.sims.reset_counts)
+    for command in (("plan", run.path), ("apply", run.path, "--auto-approve")):
+        code, out, err = run(*command)
+        assert code == 1 and f"error: cannot read {path}: {says}. It holds " in err, \
+            (command, out, err)
+        assert "Traceback" not in err
+    assert path.stat().st_size == size, "left for a look"
+    assert run.sims.call(run.sims.sims.writes) == 0
+
+
+def test_a_secret_file_larger_than_its_limit_blocks_the_device_unread(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-FILE", broker="192.168.1.71",
+                         password_from={"secretKeyRef": {"name": "ferroamp", "key": "password"}})]
+    run = make_cli(docs)
+    secret_file = tmp_path / "secrets" / "ferroamp" / "password"
+    secret_file.parent.mkdir(parents=True)
+    secret_file.write_text("p" * (MAX_SECRET_BYTES + 1))
+    code, out, err = run("plan", run.path)
+    assert code == 1, out + err
+    assert err.splitlines() == [
+        "error: device/s1-bat[zap]: MQTT password (from secret ferroamp/password): secret "
+        f"ferroamp/password at {secret_file} is 64.0 KiB (65,537 bytes), more than the 64 KiB "
+        "a secret file may hold, and is not read; expected the password alone; provide it "
+        "before applying",
+        "error: 2 more changes wait on these (shown [BLOCKED] in the plan)",
+    ]
+    secret_file.write_text("p" * MAX_SECRET_BYTES)  # of exactly the limit: sent
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0, out + err
+    battery = run.sims.call(lambda: run.sims.sims.zaps[serial_of(1)].device("FERRO-FILE"))
+    assert battery is not None
+
+
+def test_journal_lines_that_are_no_record_are_skipped_and_the_rest_read(
+        make_cli: CliFactory) -> None:
+    """A journal line torn, not UTF-8, not an object or longer than any line the journal
+    writes (read a piece at a time, never whole) is skipped; the intents around it are
+    still reported as interrupted, and the run goes on."""
+    run = make_cli(standard_site(1))
+    run.state_dir.mkdir()
+    intent = {"ts": "2026-01-01T00:00:00Z", "run": "r1", "address": "site/s1[novacore]",
+              "operation": "create_site", "phase": "intent"}
+    (run.state_dir / "journal.jsonl").write_bytes(b"\n".join([
+        b"\xff\xfe not UTF-8",
+        b"1",
+        b'["a", "list"]',
+        b'{"phase": "settled", "runs": 7}',
+        b'{"run": ["r1"], "phase": "intent"}',
+        b'{"ts": "' + b"x" * 200_000 + b'", "run": "r2", "phase": "intent"}',
+        json.dumps(intent).encode(),
+        b'{"torn',
+    ]))
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0 and "Traceback" not in err, out + err
+    assert out.startswith(
+        "note: 1 write(s) of an earlier run were interrupted; the state is observed again "
+        "before anything is applied:\n"
+        "  site/s1[novacore] create_site (started 2026-01-01T00:00:00Z)\n"), out
+    assert StateDir(run.state_dir).unfinished() == [], "settled by the run"
 
 
 # -- removing gateways ----------------------------------------------------------------------

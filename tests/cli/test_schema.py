@@ -11,6 +11,8 @@ import functools
 import inspect
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,27 @@ def test_check_flags_report_stale_files(tmp_path: Path, capsys: pytest.CaptureFi
     assert cli.main(["crds", "--out", str(crds), "--check"]) == 1
     assert capsys.readouterr().err == (f"{crds / KIND_TO_CRD['DER']} is stale; regenerate with: "
                                        f"reconciler crds --out {crds}\n")
+
+
+def test_check_reads_no_further_than_the_generated_text(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file far larger than the schema (1 GiB, sparse) is stale without being read whole,
+    in a process that may take 512 MiB of memory; one that is not UTF-8 is stale too, not
+    an error."""
+    out = tmp_path / "schema.json"
+    with out.open("wb") as file:
+        file.truncate(2**30)
+    limit = 512 * 2**20
+    program = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_DATA, ({limit}, "
+               f"{limit})); from reconciler.cli import main; sys.exit(main.main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", program, "schema", "--out", str(out), "--check"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    stale = f"{out} is stale; regenerate with: reconciler schema --out {out}\n"
+    assert (done.returncode, done.stderr) == (1, stale)
+
+    out.write_bytes(b"\xff" + schema_cmd.schema_text().encode()[1:])
+    assert cli.main(["schema", "--out", str(out), "--check"]) == 1
+    assert capsys.readouterr().err == stale
 
 
 def test_schema_check_needs_out(capsys: pytest.CaptureFixture[str]) -> None:
