@@ -6,7 +6,8 @@ platform-apis §5.
 that drift slowly over time. `ModbusDeviceSimulator` is one pymodbus TCP server hosting
 several devices by unit id, so a benchmark can run many devices on few ports. It can
 swap a device's serial (a replaced inverter), answer slowly (`slow_ms`) and go offline
-and come back on the same port.
+and come back on the same port. It counts the reads it answers, and the most it was
+answering at once (`peak_reading`).
 
 Register maps (0-based protocol addresses):
 
@@ -290,8 +291,14 @@ class _UnitTable:
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
         device = self._device(device_id)
-        await self._delay()
-        self._sim.reads[(device_id, func_code)] += 1
+        sim = self._sim
+        sim.reading += 1
+        sim.peak_reading = max(sim.peak_reading, sim.reading)
+        try:
+            await self._delay()
+        finally:
+            sim.reading -= 1
+        sim.reads[(device_id, func_code)] += 1
         return read_registers(device, func_code, address, count)
 
     async def async_setValues(
@@ -338,6 +345,9 @@ class ModbusDeviceSimulator:
         self.host = "127.0.0.1"
         self.port = 0
         self.reads: Counter[tuple[int, int]] = Counter()  # (unit id, function code) -> reads
+        # Reads being answered now, and the most there were at once (clients' concurrency).
+        self.reading = 0
+        self.peak_reading = 0
         self._table = _UnitTable(self)
         self._server: ModbusTcpServer | None = None
         self._offline = False

@@ -10,10 +10,20 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from simworld import MakeWorld, cloud_devices, serial_of, standard_site
+from simworld import (
+    Doc,
+    MakeWorld,
+    cloud_devices,
+    device,
+    gateway,
+    serial_of,
+    site,
+    standard_site,
+)
 
 from reconciler.plan.actions import Action, Reason
 from reconciler.sim.fleet import SimFleet
+from reconciler.sim.modbus_device import ModbusDevice, ModbusDeviceSimulator
 
 
 def modbus_read_answers(body: str) -> Callable[[SimFleet], None]:
@@ -61,3 +71,35 @@ async def test_a_malformed_modbus_read_answer_is_an_unread_serial_not_a_crash_or
     assert cloud_devices(world.sims, "SG0001") == []
     assert sorted(world.sims.zaps[serial_of(2)].devices) == ["P1M0002", "SG0002"], \
         "the other site applies"
+
+
+# -- read directly (`via: direct`) ----------------------------------------------------------
+
+
+def direct_inverter(name: str, gateway_name: str, hardware_id: str, port: int, *,
+                    unit: int = 1, profile: str = "sungrow") -> Doc:
+    """An inverter whose serial is read from the Modbus server at 127.0.0.1:`port`."""
+    return device(name, gateway_name, hardware_id, "inverter",
+                  {"modbusTcp": {"host": "127.0.0.1", "port": port, "unitId": unit,
+                                 "profile": profile}},
+                  [{"name": "pv", "type": "solar"}],
+                  verification={"checkSerial": True, "via": "direct"})
+
+
+async def test_direct_reads_of_one_device_address_keep_to_the_gateway_limits(
+        make_world: MakeWorld) -> None:
+    """Twelve units behind one Modbus address (a Modbus TCP gateway, or a dongle) were all
+    connected to at once: many devices answer one client at a time, or refuse more."""
+    units = range(1, 13)
+    async with ModbusDeviceSimulator(
+            [ModbusDevice(f"SG{u:04d}", unit_id=u) for u in units], slow_ms=50) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                *(direct_inverter(f"inv{u}", "s1-zap", f"SG{u:04d}", modbus.port, unit=u)
+                  for u in units)]
+        world = await make_world(docs, env={"RECONCILER_GATEWAY_CONCURRENCY": "2",
+                                            "RECONCILER_GATEWAY_RATE": "1000"})
+        result = await world.plan()
+    checked = [c for c in result.plan.changes if c.address.endswith("[identity]")]
+    assert [c.before for c in checked] == [{"serial": f"SG{u:04d}"} for u in units]
+    assert not any(c.blocked for c in checked)
+    assert modbus.peak_reading == 2, "no more than RECONCILER_GATEWAY_CONCURRENCY at once"

@@ -6,7 +6,9 @@ Sungrow serial (input registers 4989, 10 registers) or the SunSpec common model'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -44,33 +46,49 @@ async def read_serial(profile: str, read: RegisterReader) -> str:
     return decode_string(block[4 + 16 + 16 + 8 + 8 : 4 + 16 + 16 + 8 + 8 + 16])
 
 
-def direct_reader(host: str, port: int, unit_id: int, *, timeout: float = 3.0) -> RegisterReader:
-    """Reads registers with a pymodbus TCP client (one connection per read batch)."""
+def direct_reader(
+    host: str,
+    port: int,
+    unit_id: int,
+    *,
+    timeout: float = 3.0,
+    admit: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext,
+) -> RegisterReader:
+    """Reads registers with a pymodbus TCP client (one connection per read batch). Each
+    read connects only once `admit()` lets it in, and holds it until the connection is
+    closed (the caller's concurrency and rate limits)."""
 
     async def read(register: int, count: int, kind: str) -> list[int]:
-        client = AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=0)
-        try:
-            if not await asyncio.wait_for(client.connect(), timeout):
-                raise ProviderUnavailable(
-                    f"cannot connect to Modbus device {host}:{port}", operation="modbus.read"
-                )
-            call = client.read_input_registers if kind == "input" else client.read_holding_registers
-            result = await asyncio.wait_for(call(register, count=count, device_id=unit_id), timeout)
-        except (ModbusException, OSError, TimeoutError) as exc:
-            raise ProviderUnavailable(
-                f"Modbus device {host}:{port} did not answer: {exc}", operation="modbus.read"
-            ) from exc
-        finally:
-            client.close()
-        if result.isError():
-            raise ProviderRejected(
-                f"Modbus device {host}:{port} refused reading {count} "
-                f"registers at {register}: {result}",
-                operation="modbus.read",
-            )
-        return list(result.registers)
+        async with admit():
+            return await _read_direct(host, port, unit_id, register, count, kind, timeout)
 
     return read
+
+
+async def _read_direct(
+    host: str, port: int, unit_id: int, register: int, count: int, kind: str, timeout_s: float
+) -> list[int]:
+    client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
+    try:
+        if not await asyncio.wait_for(client.connect(), timeout_s):
+            raise ProviderUnavailable(
+                f"cannot connect to Modbus device {host}:{port}", operation="modbus.read"
+            )
+        call = client.read_input_registers if kind == "input" else client.read_holding_registers
+        result = await asyncio.wait_for(call(register, count=count, device_id=unit_id), timeout_s)
+    except (ModbusException, OSError, TimeoutError) as exc:
+        raise ProviderUnavailable(
+            f"Modbus device {host}:{port} did not answer: {exc}", operation="modbus.read"
+        ) from exc
+    finally:
+        client.close()
+    if result.isError():
+        raise ProviderRejected(
+            f"Modbus device {host}:{port} refused reading {count} "
+            f"registers at {register}: {result}",
+            operation="modbus.read",
+        )
+    return list(result.registers)
 
 
 def gateway_reader(
