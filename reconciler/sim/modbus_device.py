@@ -18,8 +18,9 @@ Register maps (0-based protocol addresses):
   low word first (§5.2).
 * any other profile: the SunSpec common model (model 1) in HOLDING registers at 40000
   ("SunS", ID 1, L 66, Mn, Md, Opt, Vr, SN, DA, Pad) and the end marker 0xFFFF at 40070
-  (§5.1). These devices also serve the live-value input registers of the Sungrow map
-  (5016-5017, 13000-13049): a simulator convention, so every simulated inverter has data.
+  (§5.1), or at another of SunSpec's base addresses (`sunspec_base`: 0 or 50000). These
+  devices also serve the live-value input registers of the Sungrow map (5016-5017,
+  13000-13049): a simulator convention, so every simulated inverter has data.
 
 Strings are ASCII, two characters per register with the high byte first, NUL padded.
 
@@ -161,6 +162,7 @@ class ModbusDevice:
     model: str = ""
     version: str = "1.0.0"
     device_type_code: int | None = None  # Sungrow only; default from the model
+    sunspec_base: int = SUNSPEC_BASE  # not Sungrow: where the map starts (0, 40000, 50000)
     rated_power_w: int = 10000
     pv_w: float = 4200.0
     grid_w: float = -800.0
@@ -238,7 +240,7 @@ class ModbusDevice:
             SUNSPEC_END_ID,
             0,
         ]
-        return dict(enumerate(values, SUNSPEC_BASE))
+        return dict(enumerate(values, self.sunspec_base))
 
     @staticmethod
     def _live_registers(live: LiveValues) -> dict[int, int]:

@@ -103,3 +103,67 @@ async def test_direct_reads_of_one_device_address_keep_to_the_gateway_limits(
     assert [c.before for c in checked] == [{"serial": f"SG{u:04d}"} for u in units]
     assert not any(c.blocked for c in checked)
     assert modbus.peak_reading == 2, "no more than RECONCILER_GATEWAY_CONCURRENCY at once"
+
+
+# -- register maps ----------------------------------------------------------------------------
+
+
+def sunspec_inverter(port: int | None) -> Doc:
+    """A SunSpec inverter FRO0001 of gateway s1: read through it, or directly at `port`."""
+    if port is not None:
+        return direct_inverter("s1-inv", "s1-zap", "FRO0001", port, profile="fronius")
+    return device("s1-inv", "s1-zap", "FRO0001", "inverter",
+                  {"modbusTcp": {"host": "192.168.1.60", "port": 502, "unitId": 1,
+                                 "profile": "fronius"}},
+                  [{"name": "pv", "type": "solar"}],
+                  verification={"checkSerial": True, "via": "gateway"})
+
+
+@pytest.mark.parametrize("base", [0, 40000, 50000])
+@pytest.mark.parametrize("via", ["gateway", "direct"])
+async def test_the_sunspec_serial_is_read_at_each_base_address_sunspec_allows(
+        make_world: MakeWorld, via: str, base: int) -> None:
+    """A device with its SunSpec map at 0 or 50000 (platform-apis §5.1) was read at 40000
+    only, and never verified: refused there, or no marker."""
+    async with ModbusDeviceSimulator(
+            [ModbusDevice("FRO0001", profile="fronius", sunspec_base=base)]) as modbus:
+
+        def map_at_base(sims: SimFleet) -> None:
+            for server in sims.modbus:
+                server.device(1).sunspec_base = base
+
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port if via == "direct" else None)]
+        world = await make_world(docs, before_start=map_at_base)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, {"serial": "FRO0001"}), verify.message
+
+
+async def test_a_device_without_a_sunspec_map_is_said_so_naming_every_base_tried(
+        make_world: MakeWorld) -> None:
+    async with ModbusDeviceSimulator([ModbusDevice("SG0001")]) as modbus:  # a Sungrow
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port)]
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert "no SunSpec marker at 40000, 0, 50000: the device does not speak SunSpec " \
+        "(profile 'fronius')" in verify.message, verify.message
+
+
+async def test_a_sunspec_map_that_does_not_start_with_the_common_model_is_not_read_as_one(
+        make_world: MakeWorld) -> None:
+    """The SN is at its offset only in the common model (ID 1), which SunSpec puts first."""
+    inverter = ModbusDevice("FRO0001", profile="fronius", holding_writes={40002: 103})
+    async with ModbusDeviceSimulator([inverter]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port)]
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (Reason.IDENTITY_CHECK, False, None)
+    assert "the SunSpec map at 40000 starts with model 103, not the common model (1)" \
+        in verify.message, verify.message

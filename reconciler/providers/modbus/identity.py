@@ -1,7 +1,8 @@
 """Read a device's serial over Modbus, to check its identity before provisioning: the
 Sungrow serial (input registers 4989, 10 registers) or the SunSpec common model's SN
-(holding registers from 40000). Directly with pymodbus, or through the Zap's
-/api/modbus/read when only the gateway reaches the device. See platform-apis §5."""
+(holding registers from 40000, or from SunSpec's other base addresses 0 and 50000).
+Directly with pymodbus, or through the Zap's /api/modbus/read when only the gateway
+reaches the device. See platform-apis §5."""
 
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ from reconciler.errors import ProviderRejected, ProviderUnavailable
 
 SUNGROW_SERIAL = (4989, 10, "input")
 SUNSPEC_BASE = 40000
+# Where a SunSpec device may start its map (§5.1), the usual one first.
+SUNSPEC_BASES = (SUNSPEC_BASE, 0, 50000)
 SUNSPEC_LENGTH = 70  # marker (2) + header (2) + common model (66)
 _SUNS = (0x5375, 0x6E53)
+_COMMON_MODEL = 1
+# Common model: ID, L, Mn(16), Md(16), Opt(8), Vr(8), SN(16) from base+2.
+_SN = slice(4 + 16 + 16 + 8 + 8, 4 + 16 + 16 + 8 + 8 + 16)
 
 # (register, count, "input" | "holding") -> register values
 RegisterReader = Callable[[int, int, str], Awaitable[list[int]]]
@@ -35,15 +41,41 @@ async def read_serial(profile: str, read: RegisterReader) -> str:
     if profile == "sungrow":
         register, count, kind = SUNGROW_SERIAL
         return decode_string(await read(register, count, kind))
-    block = await read(SUNSPEC_BASE, SUNSPEC_LENGTH, "holding")
-    if tuple(block[:2]) != _SUNS:
-        raise ProviderRejected(
-            f"no SunSpec marker at {SUNSPEC_BASE}: the device does not "
-            f"speak SunSpec (profile {profile!r})",
-            operation="modbus.read_serial",
-        )
-    # Common model: ID, L, Mn(16), Md(16), Opt(8), Vr(8), SN(16) from base+2.
-    return decode_string(block[4 + 16 + 16 + 8 + 8 : 4 + 16 + 16 + 8 + 8 + 16])
+    return await _sunspec_serial(profile, read)
+
+
+async def _sunspec_serial(profile: str, read: RegisterReader) -> str:
+    """The SN of the common model at the first base address that has the SunSpec marker."""
+    unread: ProviderUnavailable | None = None
+    for base in SUNSPEC_BASES:
+        try:
+            block = await read(base, SUNSPEC_LENGTH, "holding")
+        except ProviderRejected:
+            continue  # the device has no such registers: the map is elsewhere
+        except ProviderUnavailable as exc:
+            # A gateway answers 502 both for a device that did not answer and for one that
+            # has no such registers; the latter may have its map at the next base. No
+            # answer at all (a timeout, a refused connection) is tried at no other.
+            if exc.status != 502:
+                raise
+            unread = unread or exc
+            continue
+        if tuple(block[:2]) != _SUNS:
+            continue
+        if block[2] != _COMMON_MODEL:
+            raise ProviderRejected(
+                f"the SunSpec map at {base} starts with model {block[2]}, not the common "
+                f"model (1) that holds the serial (profile {profile!r})",
+                operation="modbus.read_serial",
+            )
+        return decode_string(block[_SN])
+    if unread is not None:
+        raise unread
+    raise ProviderRejected(
+        f"no SunSpec marker at {', '.join(map(str, SUNSPEC_BASES))}: the device does not "
+        f"speak SunSpec (profile {profile!r})",
+        operation="modbus.read_serial",
+    )
 
 
 def direct_reader(
