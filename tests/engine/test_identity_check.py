@@ -167,3 +167,30 @@ async def test_a_sunspec_map_that_does_not_start_with_the_common_model_is_not_re
     assert (verify.reason, verify.blocked, verify.before) == (Reason.IDENTITY_CHECK, False, None)
     assert "the SunSpec map at 40000 starts with model 103, not the common model (1)" \
         in verify.message, verify.message
+
+
+async def test_no_device_at_the_unit_id_is_named_and_tried_again(make_world: MakeWorld) -> None:
+    """Exception 11 (the Modbus gateway's target did not answer: a wrong unit id, or a device
+    offline behind it) was shown as pymodbus's repr and taken for a permanent refusal."""
+    async with ModbusDeviceSimulator([ModbusDevice("SG0001", unit_id=1)]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port, unit=7)]
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert (f"Modbus device 127.0.0.1:{modbus.port} answered the read of 10 registers at 4989 "
+            "(unit id 7) with gateway target device failed to respond (exception 11) "
+            "(gave up after 3 attempts)") in verify.message, verify.message
+
+
+async def test_registers_the_device_does_not_have_are_named_and_not_tried_again(
+        make_world: MakeWorld) -> None:
+    async with ModbusDeviceSimulator([ModbusDevice("FRO0001", profile="fronius")]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "FRO0001", modbus.port)]  # Sungrow map
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert "(unit id 1) with illegal data address (exception 2)); it is checked" \
+        in verify.message, verify.message

@@ -26,6 +26,22 @@ _COMMON_MODEL = 1
 # Common model: ID, L, Mn(16), Md(16), Opt(8), Vr(8), SN(16) from base+2.
 _SN = slice(4 + 16 + 16 + 8 + 8, 4 + 16 + 16 + 8 + 8 + 16)
 
+# Modbus exception codes (Modbus application protocol §7) a read may be answered with...
+_EXCEPTIONS = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+# ...and those saying that the device, or the Modbus gateway in front of it, cannot answer
+# now (busy; or no device answers at that unit id), not that it lacks the registers: worth
+# trying again, as a device that does not answer at all is.
+_TRANSIENT = frozenset({5, 6, 10, 11})
+
 # (register, count, "input" | "holding") -> register values
 RegisterReader = Callable[[int, int, str], Awaitable[list[int]]]
 
@@ -115,9 +131,12 @@ async def _read_direct(
     finally:
         client.close()
     if result.isError():
-        raise ProviderRejected(
-            f"Modbus device {host}:{port} refused reading {count} "
-            f"registers at {register}: {result}",
+        code = getattr(result, "exception_code", None)
+        reason = f"{_EXCEPTIONS.get(code or 0, 'exception')} (exception {code})"
+        error = ProviderUnavailable if code in _TRANSIENT else ProviderRejected
+        raise error(
+            f"Modbus device {host}:{port} answered the read of {count} registers at "
+            f"{register} (unit id {unit_id}) with {reason}",
             operation="modbus.read",
         )
     return list(result.registers)
