@@ -5,6 +5,7 @@ what a plan says and an apply does when the serial cannot be read, through the g
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -194,3 +195,34 @@ async def test_registers_the_device_does_not_have_are_named_and_not_tried_again(
     verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
     assert "(unit id 1) with illegal data address (exception 2)); it is checked" \
         in verify.message, verify.message
+
+
+async def test_a_device_that_never_answers_is_said_to_not_answer_within_the_timeout(
+        make_world: MakeWorld) -> None:
+    """The connection is accepted, the read never answered: the message ended in "did not
+    answer: " and nothing more."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "SG0001", port), *standard_site(2)]
+        world = await make_world(docs, env={"RECONCILER_TIMEOUT": "0.3"})
+        result, report = await world.apply()
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (f"Modbus device 127.0.0.1:{port} did not answer within 0.3 s "
+            "(gave up after 3 attempts)") in verify.message, verify.message
+    statuses = {o.address: o.status for o in report.outcomes}
+    assert statuses["device/s1-inv[identity]"] == "failed"
+    assert statuses["device/s1-inv[zap]"] == "skipped"
+    assert "SG0001" not in world.sims.zaps[serial_of(1)].devices
+    assert sorted(world.sims.zaps[serial_of(2)].devices) == ["P1M0002", "SG0002"]

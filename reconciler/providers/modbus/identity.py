@@ -124,7 +124,12 @@ async def _read_direct(
             )
         call = client.read_input_registers if kind == "input" else client.read_holding_registers
         result = await asyncio.wait_for(call(register, count=count, device_id=unit_id), timeout_s)
-    except (ModbusException, OSError, TimeoutError) as exc:
+    except TimeoutError as exc:  # says nothing itself: the message says how long we waited
+        raise ProviderUnavailable(
+            f"Modbus device {host}:{port} did not answer within {timeout_s:g} s",
+            operation="modbus.read",
+        ) from exc
+    except (ModbusException, OSError) as exc:
         raise ProviderUnavailable(
             f"Modbus device {host}:{port} did not answer: {exc}", operation="modbus.read"
         ) from exc
