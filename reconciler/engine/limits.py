@@ -2,13 +2,15 @@
 global bound on calls in flight, and per host a bound on calls in flight plus a token
 bucket. One slow or offline gateway then never stalls the fleet, and no gateway (a small
 embedded device) is flooded. A request that holds its slots is shown to `BEFORE_SEND`,
-which may still withhold it."""
+which may still withhold it. Calls that are not HTTP (a Modbus read) hold the same kind of
+slots with `Limits.slot`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -84,6 +86,17 @@ class Limits:
                 bucket = self._buckets[host] = _TokenBucket(limit.rate)
             await bucket.take()
         return bound
+
+    @contextlib.asynccontextmanager
+    async def slot(self, host: str) -> AsyncIterator[None]:
+        """Hold `host`'s slots and one of the global bound while the block runs."""
+        bound = await self.acquire(host)
+        try:
+            async with self.global_bound:
+                yield
+        finally:
+            if bound is not None:
+                bound.release()
 
 
 class LimitedTransport(httpx.AsyncBaseTransport):

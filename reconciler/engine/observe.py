@@ -400,8 +400,13 @@ def register_reader(session: Session, fleet: Fleet, device: Device) -> identity.
     assert connection is not None and connection.modbus_tcp is not None
     tcp = connection.modbus_tcp
     if device.spec.verification.via == "direct":
+        endpoint = f"{tcp.host}:{tcp.port}"
         return identity.direct_reader(
-            tcp.host, tcp.port, tcp.unit_id, timeout=min(5.0, session.settings.timeout)
+            tcp.host,
+            tcp.port,
+            tcp.unit_id,
+            timeout=min(5.0, session.settings.timeout),
+            admit=lambda: session.modbus_limits.slot(endpoint),
         )
     gateway = fleet.gateways[device.spec.gateway_ref or ""]
     return identity.gateway_reader(

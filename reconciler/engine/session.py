@@ -38,6 +38,14 @@ class Session:
     ) -> None:
         self.settings = settings
         self.limits = Limits(settings.concurrency)
+        # Modbus reads made directly (`verification.via: direct`), per device address: a
+        # Modbus device is a small embedded device as a gateway is, and many often answer
+        # one client at a time. Bounds of their own, so devices that never answer cannot
+        # hold the slots of the HTTP calls of the rest of the fleet.
+        self.modbus_limits = Limits(
+            settings.concurrency,
+            default=HostLimit(settings.gateway_concurrency, settings.gateway_rate),
+        )
         self._transport_factory = transport_factory
         self._clients: list[httpx.AsyncClient] = []
         self._zaps: dict[str, ZapClient] = {}

@@ -6,7 +6,8 @@ platform-apis §5.
 that drift slowly over time. `ModbusDeviceSimulator` is one pymodbus TCP server hosting
 several devices by unit id, so a benchmark can run many devices on few ports. It can
 swap a device's serial (a replaced inverter), answer slowly (`slow_ms`) and go offline
-and come back on the same port.
+and come back on the same port. It counts the reads it answers, and the most it was
+answering at once (`peak_reading`).
 
 Register maps (0-based protocol addresses):
 
@@ -17,8 +18,9 @@ Register maps (0-based protocol addresses):
   low word first (§5.2).
 * any other profile: the SunSpec common model (model 1) in HOLDING registers at 40000
   ("SunS", ID 1, L 66, Mn, Md, Opt, Vr, SN, DA, Pad) and the end marker 0xFFFF at 40070
-  (§5.1). These devices also serve the live-value input registers of the Sungrow map
-  (5016-5017, 13000-13049): a simulator convention, so every simulated inverter has data.
+  (§5.1), or at another of SunSpec's base addresses (`sunspec_base`: 0 or 50000). These
+  devices also serve the live-value input registers of the Sungrow map (5016-5017,
+  13000-13049): a simulator convention, so every simulated inverter has data.
 
 Strings are ASCII, two characters per register with the high byte first, NUL padded.
 
@@ -160,6 +162,7 @@ class ModbusDevice:
     model: str = ""
     version: str = "1.0.0"
     device_type_code: int | None = None  # Sungrow only; default from the model
+    sunspec_base: int = SUNSPEC_BASE  # not Sungrow: where the map starts (0, 40000, 50000)
     rated_power_w: int = 10000
     pv_w: float = 4200.0
     grid_w: float = -800.0
@@ -237,7 +240,7 @@ class ModbusDevice:
             SUNSPEC_END_ID,
             0,
         ]
-        return dict(enumerate(values, SUNSPEC_BASE))
+        return dict(enumerate(values, self.sunspec_base))
 
     @staticmethod
     def _live_registers(live: LiveValues) -> dict[int, int]:
@@ -290,8 +293,14 @@ class _UnitTable:
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
         device = self._device(device_id)
-        await self._delay()
-        self._sim.reads[(device_id, func_code)] += 1
+        sim = self._sim
+        sim.reading += 1
+        sim.peak_reading = max(sim.peak_reading, sim.reading)
+        try:
+            await self._delay()
+        finally:
+            sim.reading -= 1
+        sim.reads[(device_id, func_code)] += 1
         return read_registers(device, func_code, address, count)
 
     async def async_setValues(
@@ -338,6 +347,9 @@ class ModbusDeviceSimulator:
         self.host = "127.0.0.1"
         self.port = 0
         self.reads: Counter[tuple[int, int]] = Counter()  # (unit id, function code) -> reads
+        # Reads being answered now, and the most there were at once (clients' concurrency).
+        self.reading = 0
+        self.peak_reading = 0
         self._table = _UnitTable(self)
         self._server: ModbusTcpServer | None = None
         self._offline = False

@@ -1,12 +1,15 @@
 """Read a device's serial over Modbus, to check its identity before provisioning: the
 Sungrow serial (input registers 4989, 10 registers) or the SunSpec common model's SN
-(holding registers from 40000). Directly with pymodbus, or through the Zap's
-/api/modbus/read when only the gateway reaches the device. See platform-apis §5."""
+(holding registers from 40000, or from SunSpec's other base addresses 0 and 50000).
+Directly with pymodbus, or through the Zap's /api/modbus/read when only the gateway
+reaches the device. See platform-apis §5."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -15,8 +18,29 @@ from reconciler.errors import ProviderRejected, ProviderUnavailable
 
 SUNGROW_SERIAL = (4989, 10, "input")
 SUNSPEC_BASE = 40000
+# Where a SunSpec device may start its map (§5.1), the usual one first.
+SUNSPEC_BASES = (SUNSPEC_BASE, 0, 50000)
 SUNSPEC_LENGTH = 70  # marker (2) + header (2) + common model (66)
 _SUNS = (0x5375, 0x6E53)
+_COMMON_MODEL = 1
+# Common model: ID, L, Mn(16), Md(16), Opt(8), Vr(8), SN(16) from base+2.
+_SN = slice(4 + 16 + 16 + 8 + 8, 4 + 16 + 16 + 8 + 8 + 16)
+
+# Modbus exception codes (Modbus application protocol §7) a read may be answered with...
+_EXCEPTIONS = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+# ...and those saying that the device, or the Modbus gateway in front of it, cannot answer
+# now (busy; or no device answers at that unit id), not that it lacks the registers: worth
+# trying again, as a device that does not answer at all is.
+_TRANSIENT = frozenset({5, 6, 10, 11})
 
 # (register, count, "input" | "holding") -> register values
 RegisterReader = Callable[[int, int, str], Awaitable[list[int]]]
@@ -33,44 +57,94 @@ async def read_serial(profile: str, read: RegisterReader) -> str:
     if profile == "sungrow":
         register, count, kind = SUNGROW_SERIAL
         return decode_string(await read(register, count, kind))
-    block = await read(SUNSPEC_BASE, SUNSPEC_LENGTH, "holding")
-    if tuple(block[:2]) != _SUNS:
-        raise ProviderRejected(
-            f"no SunSpec marker at {SUNSPEC_BASE}: the device does not "
-            f"speak SunSpec (profile {profile!r})",
-            operation="modbus.read_serial",
-        )
-    # Common model: ID, L, Mn(16), Md(16), Opt(8), Vr(8), SN(16) from base+2.
-    return decode_string(block[4 + 16 + 16 + 8 + 8 : 4 + 16 + 16 + 8 + 8 + 16])
+    return await _sunspec_serial(profile, read)
 
 
-def direct_reader(host: str, port: int, unit_id: int, *, timeout: float = 3.0) -> RegisterReader:
-    """Reads registers with a pymodbus TCP client (one connection per read batch)."""
+async def _sunspec_serial(profile: str, read: RegisterReader) -> str:
+    """The SN of the common model at the first base address that has the SunSpec marker."""
+    unread: ProviderUnavailable | None = None
+    for base in SUNSPEC_BASES:
+        try:
+            block = await read(base, SUNSPEC_LENGTH, "holding")
+        except ProviderRejected:
+            continue  # the device has no such registers: the map is elsewhere
+        except ProviderUnavailable as exc:
+            # A gateway answers 502 both for a device that did not answer and for one that
+            # has no such registers; the latter may have its map at the next base. No
+            # answer at all (a timeout, a refused connection) is tried at no other.
+            if exc.status != 502:
+                raise
+            unread = unread or exc
+            continue
+        if tuple(block[:2]) != _SUNS:
+            continue
+        if block[2] != _COMMON_MODEL:
+            raise ProviderRejected(
+                f"the SunSpec map at {base} starts with model {block[2]}, not the common "
+                f"model (1) that holds the serial (profile {profile!r})",
+                operation="modbus.read_serial",
+            )
+        return decode_string(block[_SN])
+    if unread is not None:
+        raise unread
+    raise ProviderRejected(
+        f"no SunSpec marker at {', '.join(map(str, SUNSPEC_BASES))}: the device does not "
+        f"speak SunSpec (profile {profile!r})",
+        operation="modbus.read_serial",
+    )
+
+
+def direct_reader(
+    host: str,
+    port: int,
+    unit_id: int,
+    *,
+    timeout: float = 3.0,
+    admit: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext,
+) -> RegisterReader:
+    """Reads registers with a pymodbus TCP client (one connection per read batch). Each
+    read connects only once `admit()` lets it in, and holds it until the connection is
+    closed (the caller's concurrency and rate limits)."""
 
     async def read(register: int, count: int, kind: str) -> list[int]:
-        client = AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=0)
-        try:
-            if not await asyncio.wait_for(client.connect(), timeout):
-                raise ProviderUnavailable(
-                    f"cannot connect to Modbus device {host}:{port}", operation="modbus.read"
-                )
-            call = client.read_input_registers if kind == "input" else client.read_holding_registers
-            result = await asyncio.wait_for(call(register, count=count, device_id=unit_id), timeout)
-        except (ModbusException, OSError, TimeoutError) as exc:
-            raise ProviderUnavailable(
-                f"Modbus device {host}:{port} did not answer: {exc}", operation="modbus.read"
-            ) from exc
-        finally:
-            client.close()
-        if result.isError():
-            raise ProviderRejected(
-                f"Modbus device {host}:{port} refused reading {count} "
-                f"registers at {register}: {result}",
-                operation="modbus.read",
-            )
-        return list(result.registers)
+        async with admit():
+            return await _read_direct(host, port, unit_id, register, count, kind, timeout)
 
     return read
+
+
+async def _read_direct(
+    host: str, port: int, unit_id: int, register: int, count: int, kind: str, timeout_s: float
+) -> list[int]:
+    client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
+    try:
+        if not await asyncio.wait_for(client.connect(), timeout_s):
+            raise ProviderUnavailable(
+                f"cannot connect to Modbus device {host}:{port}", operation="modbus.read"
+            )
+        call = client.read_input_registers if kind == "input" else client.read_holding_registers
+        result = await asyncio.wait_for(call(register, count=count, device_id=unit_id), timeout_s)
+    except TimeoutError as exc:  # says nothing itself: the message says how long we waited
+        raise ProviderUnavailable(
+            f"Modbus device {host}:{port} did not answer within {timeout_s:g} s",
+            operation="modbus.read",
+        ) from exc
+    except (ModbusException, OSError) as exc:
+        raise ProviderUnavailable(
+            f"Modbus device {host}:{port} did not answer: {exc}", operation="modbus.read"
+        ) from exc
+    finally:
+        client.close()
+    if result.isError():
+        code = getattr(result, "exception_code", None)
+        reason = f"{_EXCEPTIONS.get(code or 0, 'exception')} (exception {code})"
+        error = ProviderUnavailable if code in _TRANSIENT else ProviderRejected
+        raise error(
+            f"Modbus device {host}:{port} answered the read of {count} registers at "
+            f"{register} (unit id {unit_id}) with {reason}",
+            operation="modbus.read",
+        )
+    return list(result.registers)
 
 
 def gateway_reader(

@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from reconciler.errors import ProviderRejected
+from reconciler.printable import printable
 from reconciler.providers import transport
 
 
@@ -74,7 +76,25 @@ class ZapClient:
             "count": count,
             "register_type": register_type,
         }
-        answer = await self._json(
-            "POST", "/api/modbus/read", operation="zap.modbus_read", json=body
-        )
-        return [int(v) for v in (answer or {}).get("values", [])]
+        operation = "zap.modbus_read"
+        answer = await self._json("POST", "/api/modbus/read", operation=operation, json=body)
+        values = transport.expect_object(answer, operation=operation).get("values")
+        # Checked here, not trusted: a short list would decode as a shorter serial (and be
+        # reported as the device's), a value that is no register would stop the whole plan.
+        if (
+            not isinstance(values, list)
+            or len(values) != count
+            or not all(type(v) is int and 0 <= v <= 0xFFFF for v in values)
+        ):
+            raise ProviderRejected(
+                f"{operation}: expected `values` to be {count} register values (integers "
+                f"0-65535) read at {register}, got {_excerpt(values)}",
+                operation=operation,
+            )
+        return values
+
+
+def _excerpt(value: Any, limit: int = 80) -> str:
+    """A JSON value as a message shows it: short, and printable."""
+    text = printable(repr(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."

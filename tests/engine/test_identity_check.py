@@ -1,0 +1,228 @@
+"""The Modbus identity check (`verification.checkSerial`) end to end, on real simulators:
+what a plan says and an apply does when the serial cannot be read, through the gateway's
+/api/modbus/read or directly, and that a device whose serial was not read as its
+`hardwareId` is never added nor provisioned."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from simworld import (
+    Doc,
+    MakeWorld,
+    cloud_devices,
+    device,
+    gateway,
+    serial_of,
+    site,
+    standard_site,
+)
+
+from reconciler.plan.actions import Action, Reason
+from reconciler.sim.fleet import SimFleet
+from reconciler.sim.modbus_device import ModbusDevice, ModbusDeviceSimulator
+
+
+def modbus_read_answers(body: str) -> Callable[[SimFleet], None]:
+    """A `before_start` making gateway s1's /api/modbus/read answer `body` (200, JSON)."""
+
+    def install(sims: SimFleet) -> None:
+        @web.middleware
+        async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path == "/api/modbus/read":
+                return web.Response(text=body, content_type="application/json")
+            return await handler(request)
+
+        sims.zaps[serial_of(1)].app.middlewares.append(answer)
+
+    return install
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("[4989]", "expected a JSON object, got list"),
+        ('{"values": null}', "got None"),
+        ('{"values": [70000, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', "got [70000, 0,"),
+        ('{"values": ["S", "G"]}', "got ['S', 'G']"),
+        ('{"values": [21319]}', "expected `values` to be 10 register values"),
+    ],
+    ids=["list", "null", "out-of-range", "strings", "short"],
+)
+async def test_a_malformed_modbus_read_answer_is_an_unread_serial_not_a_crash_or_a_mismatch(
+        make_world: MakeWorld, body: str, said: str) -> None:
+    """[21319] is "SG": read as the device's serial it made a mismatch of an answer cut
+    short; the others stopped the whole plan with a TypeError or OverflowError."""
+    world = await make_world(standard_site(1, check_serial=True) + standard_site(2),
+                             before_start=modbus_read_answers(body))
+    result, report = await world.apply()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.action, verify.reason, verify.blocked) == (
+        Action.VERIFY, Reason.IDENTITY_CHECK, False)
+    assert verify.message.startswith("serial not read yet (zap.modbus_read: "), verify.message
+    assert said in verify.message, verify.message
+    statuses = {o.address: o.status for o in report.outcomes if o.site == "s1"}
+    assert statuses["device/s1-inv[identity]"] == "failed"
+    assert {statuses[f"device/s1-inv[{p}]"] for p in ("zap", "novacore")} == {"skipped"}
+    assert "SG0001" not in world.sims.zaps[serial_of(1)].devices
+    assert cloud_devices(world.sims, "SG0001") == []
+    assert sorted(world.sims.zaps[serial_of(2)].devices) == ["P1M0002", "SG0002"], \
+        "the other site applies"
+
+
+# -- read directly (`via: direct`) ----------------------------------------------------------
+
+
+def direct_inverter(name: str, gateway_name: str, hardware_id: str, port: int, *,
+                    unit: int = 1, profile: str = "sungrow") -> Doc:
+    """An inverter whose serial is read from the Modbus server at 127.0.0.1:`port`."""
+    return device(name, gateway_name, hardware_id, "inverter",
+                  {"modbusTcp": {"host": "127.0.0.1", "port": port, "unitId": unit,
+                                 "profile": profile}},
+                  [{"name": "pv", "type": "solar"}],
+                  verification={"checkSerial": True, "via": "direct"})
+
+
+async def test_direct_reads_of_one_device_address_keep_to_the_gateway_limits(
+        make_world: MakeWorld) -> None:
+    """Twelve units behind one Modbus address (a Modbus TCP gateway, or a dongle) were all
+    connected to at once: many devices answer one client at a time, or refuse more."""
+    units = range(1, 13)
+    async with ModbusDeviceSimulator(
+            [ModbusDevice(f"SG{u:04d}", unit_id=u) for u in units], slow_ms=50) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                *(direct_inverter(f"inv{u}", "s1-zap", f"SG{u:04d}", modbus.port, unit=u)
+                  for u in units)]
+        world = await make_world(docs, env={"RECONCILER_GATEWAY_CONCURRENCY": "2",
+                                            "RECONCILER_GATEWAY_RATE": "1000"})
+        result = await world.plan()
+    checked = [c for c in result.plan.changes if c.address.endswith("[identity]")]
+    assert [c.before for c in checked] == [{"serial": f"SG{u:04d}"} for u in units]
+    assert not any(c.blocked for c in checked)
+    assert modbus.peak_reading == 2, "no more than RECONCILER_GATEWAY_CONCURRENCY at once"
+
+
+# -- register maps ----------------------------------------------------------------------------
+
+
+def sunspec_inverter(port: int | None) -> Doc:
+    """A SunSpec inverter FRO0001 of gateway s1: read through it, or directly at `port`."""
+    if port is not None:
+        return direct_inverter("s1-inv", "s1-zap", "FRO0001", port, profile="fronius")
+    return device("s1-inv", "s1-zap", "FRO0001", "inverter",
+                  {"modbusTcp": {"host": "192.168.1.60", "port": 502, "unitId": 1,
+                                 "profile": "fronius"}},
+                  [{"name": "pv", "type": "solar"}],
+                  verification={"checkSerial": True, "via": "gateway"})
+
+
+@pytest.mark.parametrize("base", [0, 40000, 50000])
+@pytest.mark.parametrize("via", ["gateway", "direct"])
+async def test_the_sunspec_serial_is_read_at_each_base_address_sunspec_allows(
+        make_world: MakeWorld, via: str, base: int) -> None:
+    """A device with its SunSpec map at 0 or 50000 (platform-apis §5.1) was read at 40000
+    only, and never verified: refused there, or no marker."""
+    async with ModbusDeviceSimulator(
+            [ModbusDevice("FRO0001", profile="fronius", sunspec_base=base)]) as modbus:
+
+        def map_at_base(sims: SimFleet) -> None:
+            for server in sims.modbus:
+                server.device(1).sunspec_base = base
+
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port if via == "direct" else None)]
+        world = await make_world(docs, before_start=map_at_base)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, {"serial": "FRO0001"}), verify.message
+
+
+async def test_a_device_without_a_sunspec_map_is_said_so_naming_every_base_tried(
+        make_world: MakeWorld) -> None:
+    async with ModbusDeviceSimulator([ModbusDevice("SG0001")]) as modbus:  # a Sungrow
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port)]
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert "no SunSpec marker at 40000, 0, 50000: the device does not speak SunSpec " \
+        "(profile 'fronius')" in verify.message, verify.message
+
+
+async def test_a_sunspec_map_that_does_not_start_with_the_common_model_is_not_read_as_one(
+        make_world: MakeWorld) -> None:
+    """The SN is at its offset only in the common model (ID 1), which SunSpec puts first."""
+    inverter = ModbusDevice("FRO0001", profile="fronius", holding_writes={40002: 103})
+    async with ModbusDeviceSimulator([inverter]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port)]
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (Reason.IDENTITY_CHECK, False, None)
+    assert "the SunSpec map at 40000 starts with model 103, not the common model (1)" \
+        in verify.message, verify.message
+
+
+async def test_no_device_at_the_unit_id_is_named_and_tried_again(make_world: MakeWorld) -> None:
+    """Exception 11 (the Modbus gateway's target did not answer: a wrong unit id, or a device
+    offline behind it) was shown as pymodbus's repr and taken for a permanent refusal."""
+    async with ModbusDeviceSimulator([ModbusDevice("SG0001", unit_id=1)]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port, unit=7)]
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert (f"Modbus device 127.0.0.1:{modbus.port} answered the read of 10 registers at 4989 "
+            "(unit id 7) with gateway target device failed to respond (exception 11) "
+            "(gave up after 3 attempts)") in verify.message, verify.message
+
+
+async def test_registers_the_device_does_not_have_are_named_and_not_tried_again(
+        make_world: MakeWorld) -> None:
+    async with ModbusDeviceSimulator([ModbusDevice("FRO0001", profile="fronius")]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "FRO0001", modbus.port)]  # Sungrow map
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert "(unit id 1) with illegal data address (exception 2)); it is checked" \
+        in verify.message, verify.message
+
+
+async def test_a_device_that_never_answers_is_said_to_not_answer_within_the_timeout(
+        make_world: MakeWorld) -> None:
+    """The connection is accepted, the read never answered: the message ended in "did not
+    answer: " and nothing more."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "SG0001", port), *standard_site(2)]
+        world = await make_world(docs, env={"RECONCILER_TIMEOUT": "0.3"})
+        result, report = await world.apply()
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (f"Modbus device 127.0.0.1:{port} did not answer within 0.3 s "
+            "(gave up after 3 attempts)") in verify.message, verify.message
+    statuses = {o.address: o.status for o in report.outcomes}
+    assert statuses["device/s1-inv[identity]"] == "failed"
+    assert statuses["device/s1-inv[zap]"] == "skipped"
+    assert "SG0001" not in world.sims.zaps[serial_of(1)].devices
+    assert sorted(world.sims.zaps[serial_of(2)].devices) == ["P1M0002", "SG0002"]
