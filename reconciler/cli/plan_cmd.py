@@ -13,12 +13,13 @@ from reconciler.cli import common
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDirError, atomic_write
 from reconciler.errors import ConfigError, Diagnostic, ProviderError
-from reconciler.plan import render
+from reconciler.plan import markdown, render
 
 EXAMPLES = """\
 examples:
   reconciler plan examples/sites
   reconciler plan examples/sites -o markdown > plan.md         # pull-request comment
+  reconciler plan examples/sites -o markdown --markdown-limit 1000000   # GitLab's limit
   reconciler plan examples/sites -o json --detailed-exitcode   # CI gate
   reconciler plan examples/sites --out plan.json               # save for `apply plan.json`
   reconciler plan examples/sites --target device/home-inverter --target region=north
@@ -52,9 +53,31 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="exit 2 when changes are present, 0 when none (as terraform plan)",
     )
+    parser.add_argument(
+        "--markdown-limit",
+        type=_markdown_limit,
+        default=markdown.DEFAULT_LIMIT,
+        metavar="CHARS",
+        help="with -o markdown: at most CHARS characters, for a pull-request comment; past "
+        "it, the sites that do not fit are left out and a note at the top says how many "
+        f"changes (default: {markdown.DEFAULT_LIMIT}, under GitHub's 65536; 0: no limit)",
+    )
     parser.add_argument("--no-color", action="store_true", help="plain text output")
     common.add_selection_arguments(parser)
     parser.set_defaults(run=run)
+
+
+def _markdown_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value != 0 and value < markdown.MIN_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of characters, at least {markdown.MIN_LIMIT}, or 0 for no "
+            f"limit, not {text!r}"
+        )
+    return value
 
 
 def _refuse_stdout() -> None:
@@ -104,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(common.json_dump(doc))
     elif args.output == "markdown":
-        sys.stdout.write(render.render_markdown(doc))
+        limit = args.markdown_limit or None
+        sys.stdout.write(markdown.render_markdown(doc, limit=limit))
     else:
         sys.stdout.write(render.render_text(doc, color=common.use_color(sys.stdout, args.no_color)))
     problems = common.plan_problems(result.plan, args.offline)

@@ -14,7 +14,7 @@ from reconciler.engine.apply import ApplyReport
 from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.model.fleet import Fleet
-from reconciler.plan import render
+from reconciler.plan import markdown, render
 from reconciler.plan.actions import Change
 from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
@@ -136,7 +136,7 @@ def pending(result: PlanResult) -> dict[str, Change]:
 def renderings(result: PlanResult) -> str:
     """Every rendering of a plan a user or a CI job could see."""
     doc = result.document()
-    return "\n".join([json.dumps(doc), render.render_text(doc), render.render_markdown(doc)])
+    return "\n".join([json.dumps(doc), render.render_text(doc), markdown.render_markdown(doc)])
 
 
 def failures(report: ApplyReport) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from plan_fixtures import (
     without_cabin_inverter_on_zap,
 )
 
-from reconciler.plan import document, render
+from reconciler.plan import document, markdown, render
 from reconciler.plan.actions import Action
 from reconciler.plan.observed import (
     IdentityReading,
@@ -160,7 +160,7 @@ def test_representative_plan_has_every_action() -> None:
 @pytest.mark.parametrize(("name", "render_document"), [
     pytest.param("plan.txt", lambda doc: render.render_text(doc), id="text"),
     pytest.param("plan.json", lambda doc: json.dumps(doc, indent=2) + "\n", id="json"),
-    pytest.param("plan.md", lambda doc: render.render_markdown(doc), id="markdown"),
+    pytest.param("plan.md", lambda doc: markdown.render_markdown(doc), id="markdown"),
 ])
 def test_rendering_matches_golden_file(name: str, render_document: object,
                                        update_golden: bool) -> None:
@@ -169,7 +169,7 @@ def test_rendering_matches_golden_file(name: str, render_document: object,
 
 def test_renderings_name_the_secret_source_never_a_value() -> None:
     doc = the_document()
-    for text in (render.render_text(doc), render.render_markdown(doc), json.dumps(doc)):
+    for text in (render.render_text(doc), markdown.render_markdown(doc), json.dumps(doc)):
         assert "password" not in text.lower(), "no password field, not even its name"
         assert "SHED_MQTT_PASSWORD" not in text, "not even the variable's name"
 
@@ -178,7 +178,7 @@ def test_saved_document_renders_like_a_fresh_one() -> None:
     doc = the_document()
     reloaded = json.loads(json.dumps(doc))
     assert render.render_text(reloaded) == render.render_text(doc)
-    assert render.render_markdown(reloaded) == render.render_markdown(doc)
+    assert markdown.render_markdown(reloaded) == markdown.render_markdown(doc)
 
 
 def test_colour_only_on_request() -> None:
@@ -193,7 +193,7 @@ def test_no_op_plan_renders_as_no_changes() -> None:
         loader.load_texts([("fleet.yaml", fleet_text())]).fleet(), converged()))
     assert render.render_text(doc).startswith("No changes. The actual state matches")
     assert render.render_text(doc).endswith("Plan: no changes.\n")
-    assert render.render_markdown(doc).startswith("### Reconciler plan\n\nNo changes.\n")
+    assert markdown.render_markdown(doc).startswith("### Reconciler plan\n\nNo changes.\n")
     assert doc["summary"]["changes"] == 0
 
 

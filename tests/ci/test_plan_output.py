@@ -1,0 +1,103 @@
+"""What `reconciler plan` gives a CI job, run as a CI job runs it (a subprocess, no
+terminal, against simulators): a Markdown plan that a forge accepts as a comment however
+large the fleet, and that says what it left out."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from ci_helpers import Completed, ci_env, run
+
+from reconciler.plan.markdown import DEFAULT_LIMIT, size
+from reconciler.sim.fleet import SimFleet
+from reconciler.sim.generate import write_fleet
+from reconciler.sources import loader
+
+RECONCILER = [sys.executable, "-m", "reconciler"]
+SITES = 40  # some 1,300 changes: a Markdown plan of about 300,000 characters
+
+
+@dataclass
+class Fleet:
+    root: Path
+    env: dict[str, str]
+
+    async def plan(self, *args: str, env: dict[str, str] | None = None) -> Completed:
+        return await run([*RECONCILER, "plan", *args], env=self.env | (env or {}),
+                         cwd=self.root, within=120)
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
+    write_fleet(tmp_path / "sites", SITES, 10)
+    sims = SimFleet()
+    sims.seed_fleet(loader.load_fleet([tmp_path / "sites"]), shared_modbus=True)
+    await sims.start()
+    yield Fleet(tmp_path, ci_env(**sims.env(), RECONCILER_STATE_DIR=str(tmp_path / "state")))
+    await sims.stop()
+
+
+def rows(markdown: str) -> list[str]:
+    """The change rows of the Markdown's tables (not their heads)."""
+    return [line for line in markdown.splitlines()
+            if line.startswith("| ") and not line.startswith("| | Address")]
+
+
+def assert_whole(markdown: str) -> None:
+    """Every block the Markdown opens it closes: each `<details>`, each fence; the footer
+    comes last, outside any of them (markdown-it reads it as a paragraph of its own)."""
+    assert markdown.count("<details") == markdown.count("</details>")
+    assert markdown.endswith("</sub>\n")
+    markdown_it = pytest.importorskip("markdown_it")
+    tokens = markdown_it.MarkdownIt("commonmark").enable("table").parse(markdown)
+    assert tokens[-2].type == "inline" and tokens[-2].content.startswith("<sub>format ")
+    assert sum(t.type == "tr_open" for t in tokens) == len(rows(markdown)) + markdown.count(
+        "| | Address | Action | Reason |")
+
+
+async def test_a_large_plan_in_markdown_fits_a_comment_and_says_what_it_left_out(
+        fleet: Fleet) -> None:
+    result = await fleet.plan("sites", "-o", "markdown", "--detailed-exitcode",
+                              "--out", "plan.json")
+    assert result.code == 2, result.text
+    markdown = result.stdout
+    document = json.loads((fleet.root / "plan.json").read_text(encoding="utf-8"))
+    pending = [c for c in document["changes"] if c["actions"] != ["no-op"]]
+    assert len(pending) > 1000
+
+    # Under GitHub's 65,536 with the room the workflow's header needs, and filled.
+    assert DEFAULT_LIMIT - 10_000 < size(markdown) <= DEFAULT_LIMIT
+    assert markdown.startswith(f"### Reconciler plan\n\n**{len(pending) - SITES * 11} to "
+                               f"create, {SITES} to claim, {SITES * 10} to update**\n\n")
+    shown = rows(markdown)
+    note = re.search(r"^> \*\*Not shown here: (\d+) of (\d+) changes, in (\d+) of (\d+) "
+                     r"sites\*\*, to keep this comment within 60,000 characters\. "
+                     r"`reconciler plan -o text` lists every change, and the plan as JSON",
+                     markdown, re.MULTILINE)
+    assert note, markdown[:2000]
+    sections = markdown.count("<details><summary><code>site-")
+    assert [int(n) for n in note.groups()] == [
+        len(pending) - len(shown), len(pending), SITES - sections + 1, SITES]
+    # The first sites, in plan order, each in its own section; no row is cut in half.
+    assert [r.split(" | ")[1] for r in shown] == [
+        f"`{c['address']}`" for c in pending[:len(shown)]]
+    assert_whole(markdown)
+
+    # With no limit, every change.
+    whole = await fleet.plan("sites", "-o", "markdown", "--markdown-limit", "0")
+    assert whole.code == 0, whole.text
+    assert len(rows(whole.stdout)) == len(pending) and "Not shown" not in whole.stdout
+    assert size(whole.stdout) > 4 * DEFAULT_LIMIT
+    assert_whole(whole.stdout)
+
+    # A limit too small for the summary and the note is refused, as a usage error is.
+    tiny = await fleet.plan("sites", "-o", "markdown", "--markdown-limit", "500")
+    assert tiny.code == 1 and tiny.stdout == "", tiny.text
+    assert ("--markdown-limit: expected a number of characters, at least 2000, or 0 for no "
+            "limit, not '500'") in tiny.stderr
