@@ -108,7 +108,9 @@ class PlanResult:
         costs a good part of a no-op plan, and a plan that is only shown needs none of it."""
         with collector_paused():
             return {
-                "paths": list(self.paths),
+                # Sorted: the files are read in one sorted order whatever order the paths
+                # were given in, and the same plan saves the same document.
+                "paths": sorted(self.paths),
                 "desired_sha256": desired_fingerprint(self.fleet),
                 "observed_sha256": observed_fingerprint(self.observed),
             }

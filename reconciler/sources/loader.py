@@ -76,9 +76,11 @@ def is_yaml_name(name: str) -> bool:
 def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], list[Diagnostic]]:
     """YAML files named directly or found recursively under directories, sorted, each
     once: a file named twice (`f.yaml ./f.yaml`, or a directory and a file in it) would
-    otherwise declare its resources twice. Symbolically linked directories are followed
-    (each real directory once, so a link to a parent ends); a link to nothing that looks
-    like a YAML file is reported rather than skipped."""
+    otherwise declare its resources twice. Sorted as a whole, not path by path: the
+    order of the resources, and so of the plan, is the same whatever order the paths are
+    given in (`sites/*.yaml` expands in the order of the shell's locale). Symbolically
+    linked directories are followed (each real directory once, so a link to a parent
+    ends); a link to nothing that looks like a YAML file is reported rather than skipped."""
     files: list[FsPath] = []
     problems: list[Diagnostic] = []
     seen: set[FsPath] = set()
@@ -110,7 +112,7 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], lis
             problems.append(Diagnostic(NOT_A_FILE, file=str(path)))
         else:
             problems.append(Diagnostic("no such file or directory", file=str(path)))
-    return files, problems
+    return sorted(files), problems
 
 
 # A FIFO, socket or device: reading one could wait forever (a FIFO nobody writes to), and

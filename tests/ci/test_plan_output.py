@@ -101,3 +101,23 @@ async def test_a_large_plan_in_markdown_fits_a_comment_and_says_what_it_left_out
     assert tiny.code == 1 and tiny.stdout == "", tiny.text
     assert ("--markdown-limit: expected a number of characters, at least 2000, or 0 for no "
             "limit, not '500'") in tiny.stderr
+
+
+async def test_the_same_plan_is_the_same_bytes_whatever_the_order_of_the_files_and_hash_seed(
+        fleet: Fleet) -> None:
+    """A CI job diffs plans: the files given in another order (a shell expands
+    `sites/*.yaml` in its locale's order) or another PYTHONHASHSEED change no byte of the
+    text, the Markdown or the JSON."""
+    files = sorted(str(p.relative_to(fleet.root)) for p in (fleet.root / "sites").iterdir())
+    outputs: dict[str, list[bytes]] = {"text": [], "markdown": [], "json": []}
+    for order, seed in ((files, "1"), (files[::-1], "2")):
+        saved = fleet.root / f"plan-{seed}.json"
+        for form in ("text", "markdown"):
+            result = await fleet.plan(*order, "-o", form, "--markdown-limit", "0",
+                                      "--out", str(saved), env={"PYTHONHASHSEED": seed})
+            assert result.code == 0, result.text
+            outputs[form].append(result.stdout.encode())
+            outputs["json"].append(saved.read_bytes())
+    for form, produced in outputs.items():
+        assert len(set(produced)) == 1, f"{form}: the outputs differ"
+    assert b"`site/site-00000[novacore]`" in outputs["markdown"][0].split(b"<details>")[1]
