@@ -235,7 +235,10 @@ def warn_unusable_state_dir(settings: Settings, stream: TextIO | None = None) ->
 
 def use_color(stream: TextIO, disabled: bool = False) -> bool:
     # no-color.org: only a non-empty NO_COLOR turns colour off (`NO_COLOR=` is unset).
-    return not disabled and stream.isatty() and not os.environ.get("NO_COLOR")
+    # TERM=dumb is a terminal that shows escape sequences as text (Emacs' shell, some CI
+    # consoles): a TTY, but no colour.
+    return (not disabled and stream.isatty() and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM") != "dumb")
 
 
 def plan_problems(plan: Plan, offline: str) -> list[str]:

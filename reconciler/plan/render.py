@@ -1,6 +1,7 @@
 """The text rendering of a plan document for terminals (colored on a TTY unless NO_COLOR
-is set), and the words and symbols it shares with the Markdown one (`plan.markdown`).
-Both read only the document, so a saved plan renders exactly like a fresh one."""
+is set or TERM is dumb), and the words and symbols it shares with the Markdown one
+(`plan.markdown`). Both read only the document, so a saved plan renders exactly like a
+fresh one."""
 
 from __future__ import annotations
 

@@ -4,7 +4,10 @@ large the fleet, and that says what it left out."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import pty
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ci_helpers import Completed, ci_env, run
+from ci_helpers import Completed, World, ci_env, run
 
 from reconciler.plan.markdown import DEFAULT_LIMIT, size
 from reconciler.sim.fleet import SimFleet
@@ -121,3 +124,46 @@ async def test_the_same_plan_is_the_same_bytes_whatever_the_order_of_the_files_a
     for form, produced in outputs.items():
         assert len(set(produced)) == 1, f"{form}: the outputs differ"
     assert b"`site/site-00000[novacore]`" in outputs["markdown"][0].split(b"<details>")[1]
+
+
+async def on_a_terminal(argv: list[str], *, env: dict[str, str], cwd: Path) -> str:
+    """What `argv` writes to a terminal (a pseudo-terminal as its stdout)."""
+    primary, secondary = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        *argv, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=secondary,
+        stderr=asyncio.subprocess.DEVNULL)
+    os.close(secondary)
+
+    def read_all() -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                return b"".join(chunks)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    try:
+        output = await asyncio.wait_for(asyncio.to_thread(read_all), 60)
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(primary)
+    return output.decode()
+
+
+@pytest.mark.parametrize(("variables", "colour"), [
+    ({"TERM": "xterm-256color"}, True),
+    ({"TERM": "dumb"}, False),
+    ({"TERM": "xterm-256color", "NO_COLOR": "1"}, False),
+])
+async def test_a_plan_on_a_terminal_is_coloured_unless_no_color_or_a_dumb_terminal(
+        world: World, variables: dict[str, str], colour: bool) -> None:
+    env = {k: v for k, v in world.env.items() if k not in ("NO_COLOR", "TERM")} | variables
+    shown = await on_a_terminal([*RECONCILER, "plan", "sites"], env=env, cwd=world.root)
+    assert "site/home-solna[novacore] will be created" in shown, shown
+    assert ("\x1b[" in shown) is colour, shown
