@@ -89,8 +89,19 @@ def _line_buffered(stream: TextIO) -> None:
             reconfigure(line_buffering=True)
 
 
+def _escape_unencodable(stream: TextIO) -> None:
+    """A character the stream's encoding lacks (`⇒` on a Latin-1 or cp1252 console, a
+    name in Cyrillic) is written as an escape (`\u21d2`) instead of stopping the command
+    with a traceback half-way through its output. Standard error does so already."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _line_buffered(sys.stdout)
+    _escape_unencodable(sys.stdout)
     parser = build_parser()
     args = parser.parse_args(argv)
     run = getattr(args, "run", None)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from reconciler.cli import common
 from reconciler.engine.reconcile import Reconciler
@@ -80,6 +81,15 @@ def _markdown_limit(text: str) -> int:
     return value
 
 
+def _utf8(stream: TextIO) -> None:
+    """The Markdown is for a comment or a file that a forge reads as UTF-8, whatever the
+    encoding of the locale the plan runs in (cp1252 on Windows, a Latin-1 locale)."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(encoding="utf-8")
+
+
 def _refuse_stdout() -> None:
     """`--out -` is refused rather than taken as a file named "-" or as standard output:
     standard output already carries the plan as shown (`-o`), and two documents on one
@@ -128,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         print(common.json_dump(doc))
     elif args.output == "markdown":
         limit = args.markdown_limit or None
+        _utf8(sys.stdout)
         sys.stdout.write(markdown.render_markdown(doc, limit=limit))
     else:
         sys.stdout.write(render.render_text(doc, color=common.use_color(sys.stdout, args.no_color)))

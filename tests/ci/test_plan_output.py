@@ -167,3 +167,19 @@ async def test_a_plan_on_a_terminal_is_coloured_unless_no_color_or_a_dumb_termin
     shown = await on_a_terminal([*RECONCILER, "plan", "sites"], env=env, cwd=world.root)
     assert "site/home-solna[novacore] will be created" in shown, shown
     assert ("\x1b[" in shown) is colour, shown
+
+
+async def test_a_plan_in_a_locale_without_its_characters_is_written_not_a_traceback(
+        world: World) -> None:
+    """A CI agent or a Windows console whose encoding has no `⇒` (Latin-1, cp1252): the
+    Markdown is UTF-8 all the same, as the forge reads it; text shows an escape."""
+    latin1 = world.env | {"PYTHONIOENCODING": "latin-1"}
+    result = await run([*RECONCILER, "plan", "sites", "-o", "markdown"], env=latin1,
+                       cwd=world.root)
+    assert result.code == 0, result.text
+    assert "| `⇒` | `gateway/home-solna-zap[novacore]` | claim |" in result.stdout
+
+    ascii_only = world.env | {"PYTHONIOENCODING": "ascii"}
+    result = await run([*RECONCILER, "plan", "sites"], env=ascii_only, cwd=world.root)
+    assert result.code == 0 and "Traceback" not in result.stderr, result.text
+    assert "\\u21d2 gateway/home-solna-zap[novacore] will be claimed" in result.stdout
