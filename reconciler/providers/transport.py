@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import math
 import time
 import urllib.parse
 from typing import Any
@@ -205,10 +206,35 @@ async def send_json(client: httpx.AsyncClient, method: str, url: str, *, address
     return json_body(response, operation=operation)
 
 
+class _NoJsonNumber(ValueError):
+    """NaN, Infinity or -Infinity, which Python's decoder takes but JSON has not, or a
+    number beyond a double (1e999), which it would read as Infinity."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NoJsonNumber(name)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NoJsonNumber(text)
+    return value
+
+
 def json_body(response: httpx.Response, *, operation: str = "") -> Any:
-    """Decode a JSON body; a malformed one is a rejected (non-retryable) answer."""
+    """Decode a JSON body; a malformed one is a rejected (non-retryable) answer. So is
+    one with a number `_NoJsonNumber` names: read, it would reach the plan's JSON as a
+    value no other JSON reader (jq, JavaScript) accepts."""
     try:
-        return response.json()
+        return response.json(parse_constant=_no_constant, parse_float=_finite)
+    except _NoJsonNumber as exc:
+        raise ProviderRejected(
+            f"{operation}: the answer holds {printable(str(exc))[:40]}, which is no JSON "
+            f"number: {_body_excerpt(response)}",
+            operation=operation,
+            status=response.status_code,
+        ) from exc
     except ValueError as exc:
         raise ProviderRejected(
             f"{operation}: the answer is not JSON: {_body_excerpt(response)}",

@@ -9,14 +9,18 @@ import json
 import os
 import pty
 import re
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from ci_helpers import Completed, World, ci_env, run
+from ci_helpers import EXAMPLES, Completed, World, ci_env, run
 
+from reconciler.engine.config import load_settings
+from reconciler.engine.reconcile import Reconciler
 from reconciler.plan.markdown import DEFAULT_LIMIT, size
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.generate import write_fleet
@@ -183,3 +187,42 @@ async def test_a_plan_in_a_locale_without_its_characters_is_written_not_a_traceb
     result = await run([*RECONCILER, "plan", "sites"], env=ascii_only, cwd=world.root)
     assert result.code == 0 and "Traceback" not in result.stderr, result.text
     assert "\\u21d2 gateway/home-solna-zap[novacore] will be claimed" in result.stdout
+
+
+def strict_json(text: str) -> Any:
+    """JSON as jq or JavaScript reads it: no NaN, Infinity or -Infinity."""
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    (float("nan"), "NaN"), (float("inf"), "Infinity"), (float("-inf"), "-Infinity")])
+async def test_a_number_json_has_not_in_a_cloud_answer_never_reaches_the_plan_json(
+        tmp_path: Path, value: float, written: str) -> None:
+    """Python's JSON decoder takes NaN and Infinity (and 1e999 as Infinity), JSON has
+    neither: an answer holding one is refused, as a malformed one is (what it was to
+    observe is deferred, saying why), and `-o json` stays JSON."""
+    (tmp_path / "sites").mkdir()
+    shutil.copy(EXAMPLES / "townhouse-malmo-flatpeak.yaml", tmp_path / "sites")
+    sims = SimFleet()
+    sims.seed_fleet(loader.load_fleet([tmp_path / "sites"]))
+    await sims.start()
+    try:
+        env = ci_env(**sims.env(), RECONCILER_STATE_DIR=str(tmp_path / "state"))
+        async with Reconciler(loader.load_fleet([tmp_path / "sites"]),
+                              load_settings(env)) as reconciler:
+            report = await reconciler.apply(await reconciler.plan())
+        assert report.ok, report.as_dict()
+        [device_id, *_] = sims.flatpeak.devices
+        sims.flatpeak.set_device_properties(device_id, {"tampered": value})
+        result = await run([*RECONCILER, "plan", "sites", "-o", "json"], env=env,
+                           cwd=tmp_path)
+    finally:
+        await sims.stop()
+    assert result.code == 0, result.text
+    document = strict_json(result.stdout)
+    deferred = [c for c in document["changes"] if c["actions"] == ["defer"]]
+    assert deferred and all(c["component"] == "flatpeak" for c in deferred), result.text
+    assert (f"flatpeak.list_devices: the answer holds {written}, which is no JSON number: "
+            in deferred[0]["message"])
