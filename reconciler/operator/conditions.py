@@ -21,7 +21,8 @@ class Cond:
         return "Unknown" if self.status is None else ("True" if self.status else "False")
 
 
-def _stored_message(message: str) -> str:
+def stored(message: str) -> str:
+    """A condition's message as it is stored."""
     # `kubectl describe` shows it on a terminal; it carries what gateways report.
     return printable(message)[:1000]
 
@@ -36,7 +37,7 @@ def is_new(previous: list[dict[str, Any]] | None, cond: Cond) -> bool:
         before.get("status"),
         before.get("reason"),
         before.get("message"),
-    ) != (cond.status_text, cond.reason, _stored_message(cond.message))
+    ) != (cond.status_text, cond.reason, stored(cond.message))
 
 
 def merge(
@@ -53,7 +54,7 @@ def merge(
             "type": cond.type,
             "status": cond.status_text,
             "reason": cond.reason,
-            "message": _stored_message(cond.message),
+            "message": stored(cond.message),
             "lastTransitionTime": now if changed else before.get("lastTransitionTime", now),  # type: ignore[union-attr]
             "observedGeneration": generation,
         }
