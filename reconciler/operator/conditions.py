@@ -40,6 +40,21 @@ def is_new(previous: list[dict[str, Any]] | None, cond: Cond) -> bool:
     ) != (cond.status_text, cond.reason, stored(cond.message))
 
 
+# Conditions that say what a reconcile found outside (the gateway answered, reported the
+# declared serial, the gateway is claimed), as opposed to what it did (Ready, Synced).
+OBSERVED = ("Reachable", "Verified", "Claimed")
+
+
+def unobserved(previous: list[dict[str, Any]] | None, reason: str, message: str) -> list[Cond]:
+    """The `OBSERVED` conditions `previous` holds, as Unknown: a reconcile that observed
+    nothing (the spec is invalid) cannot vouch for what an older spec found, and a True
+    kept from then would tell `kubectl wait` and dashboards what no one checked (the
+    Kubernetes convention for a status not known now). The next reconcile that observes
+    sets them again."""
+    held = {c.get("type") for c in previous or [] if isinstance(c, dict)}
+    return [Cond(t, None, reason, message) for t in OBSERVED if t in held]
+
+
 def merge(
     previous: list[dict[str, Any]] | None, new: list[Cond], *, now: str, generation: int | None
 ) -> list[dict[str, Any]]:

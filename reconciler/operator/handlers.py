@@ -125,8 +125,11 @@ def _is_news(
 def _write_conditions(
     patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
 ) -> None:
+    new = list(result.conditions)
+    if result.unobserved is not None:
+        new += conditions.unobserved(status.get("conditions"), *result.unobserved)
     patch.status["conditions"] = conditions.merge(
-        status.get("conditions"), result.conditions, now=_now(), generation=meta.get("generation")
+        status.get("conditions"), new, now=_now(), generation=meta.get("generation")
     )
 
 
