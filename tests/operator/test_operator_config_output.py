@@ -1,7 +1,7 @@
 """Two Devices of one namespace writing their Enapter config to one place (a
-`configOutput.file` or a `configOutput.secretName`): the one created first keeps it and is
-reconciled as usual; the other is refused, naming both, writes nothing, and recovers once
-it names a place of its own or the first is deleted."""
+`configOutput.file` or a `configOutput.secretName`): the one holding it (else the one
+created first) keeps it and is reconciled as usual; the other is refused, naming both,
+writes nothing, and recovers once it names a place of its own or the first is deleted."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import pytest
 from harness import NAMESPACE, documents, operator
 
 # The MQTT protocol's config carries the device's hardware id (its MQTT user name).
@@ -188,6 +189,42 @@ async def test_two_devices_writing_one_config_file_refuse_the_newer(
         written = (tmp_path / "state" / "secrets" / "ucm.json").read_text()
         assert f"{HARDWARE_IDS['ucm-b']}_ucm" in written
         await _der_waits(cluster)
+
+
+@pytest.mark.parametrize(("own", "taken"), [
+    pytest.param({"ucm-a": {"secretName": "ucm-a-config"},
+                  "ucm-b": {"secretName": "ucm-b-config"}},
+                 {"secretName": "ucm-a-config"}, id="secret"),
+    pytest.param({"ucm-a": {"file": "secrets/ucm-a.json"},
+                  "ucm-b": {"file": "secrets/ucm-b.json"}},
+                 {"file": "secrets/ucm-a.json"}, id="file"),
+])
+async def test_an_older_device_asking_for_a_newer_ones_output_is_refused_not_the_holder(
+    tmp_path: Path, monkeypatch: Any, own: dict[str, dict[str, str]], taken: dict[str, str]
+) -> None:
+    """ucm-b, created first, is edited to take the Secret (or file) ucm-a holds: ucm-b, which
+    asks for it second, is refused, and ucm-a keeps it and its config."""
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, _):
+        await _declare(cluster, {}, own)
+        for name in ("ucm-a", "ucm-b"):
+            await cluster.wait_condition("Device", name, "Ready", timeout=30)
+
+        async def held() -> str:
+            if "secretName" in taken:
+                return await _secret(cluster, taken["secretName"])
+            return (tmp_path / "state" / taken["file"]).read_text()
+
+        before = await held()
+        assert f"{HARDWARE_IDS['ucm-a']}_ucm" in before
+        await cluster.patch("Device", "ucm-b", {"spec": {"enapter": {"configOutput": taken}}})
+        message = await _refused(cluster, "ucm-b")
+        what = (f"Secret {taken['secretName']!r}" if "secretName" in taken
+                else f"file {taken['file']!r}")
+        assert f"{what} is already the configOutput of Device 'ucm-a'" in message
+        await cluster.wait_planned("Device", "ucm-a", 2)
+        ready = await cluster.condition("Device", "ucm-a", "Ready") or {}
+        assert ready.get("status") == "True", ready
+        assert await held() == before
 
 
 async def test_a_device_taking_a_secret_written_for_another_device_writes_its_own_config(
