@@ -13,13 +13,15 @@ watch event of the version the patch returned before it runs handlers again: wit
 version forever, any older event in the stream passes for that one, and handlers run again
 on a body without their own last status (a Warning said twice, a handler run twice). A
 JSON patch whose `test` of the version fails is refused with 422, as kopf expects of a
-conflict."""
+conflict. A list says the version of the last write, and a watch from a version starts
+with the objects written since, not with every object again."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
-import itertools
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp.web
@@ -43,16 +45,28 @@ class PatchTestFailed(kmock.KubernetesError):
     message: str | None = "the JSON patch's test failed: the object was changed meanwhile"
 
 
+@attrs.define(kw_only=True)
 class Emulator(kmock.KubernetesEmulator):
-    """KubernetesEmulator that names objects created with `generateName` and moves
-    `resourceVersion` at every write."""
+    """KubernetesEmulator that names objects created with `generateName`, moves
+    `resourceVersion` at every write, and starts a watch from the version it is given."""
 
-    _versions = itertools.count(1000)
+    # Writes are applied one at a time, in the order of their versions, so that a watch
+    # started from a version has seen every write up to it.
+    _write_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+    _version: int = attrs.field(default=999, init=False)
 
     def _next_version(self) -> str:
-        return str(next(self._versions))
+        self._version += 1
+        return str(self._version)
 
     async def _handle(self, request: Any) -> Any:
+        writes = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
+        if request.action not in writes and request.method != kmock.method.PUT:
+            return await super()._handle(request)
+        async with self._write_lock:
+            return await self._write(request)
+
+    async def _write(self, request: Any) -> Any:
         if request.action == kmock.action.CREATE and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
             if not meta.get("name") and meta.get("generateName"):
@@ -68,6 +82,25 @@ class Emulator(kmock.KubernetesEmulator):
             return await super()._handle(request)
         except jsonpatch.JsonPatchException:
             raise PatchTestFailed() from None
+
+    async def _serve_list(self, request: Any) -> Any:
+        """The list, with the version of the last write (kmock's is "...")."""
+        listed = await super()._serve_list(request)
+        listed["metadata"]["resourceVersion"] = str(self._version)
+        return listed
+
+    async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
+        """kmock starts every watch with an ADDED event of each object; a watch from a
+        version (kopf's, after its list, and again at every reconnect) gets only those
+        written since, as from an API server. Stale ADDED events otherwise pass for the
+        object's state after kopf's own patches, and its next patch conflicts."""
+        since = str(request.params.get("resourceVersion", ""))
+        async for event in super()._serve_watch(request):
+            if since.isdigit() and isinstance(event, dict) and event.get("type") == "ADDED":
+                version = str(event["object"].get("metadata", {}).get("resourceVersion", ""))
+                if not version.isdigit() or int(version) <= int(since):
+                    continue
+            yield event
 
     def _version_patch(self, data: Any) -> None:
         """Put the object's next resourceVersion in a patch (merge or JSON patch)."""

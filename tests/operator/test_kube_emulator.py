@@ -1,9 +1,11 @@
 """The emulated API server moves an object's `resourceVersion` at every write, as a real
-one does: kopf waits for the version its patch made before it runs handlers again, and
-tests whether the object changed meanwhile before a JSON patch (finalizers)."""
+one does: kopf waits for the version its patch made before it runs handlers again, tests
+whether the object changed meanwhile before a JSON patch (finalizers), and watches from
+the version of its list."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from harness import Cluster, register_resources
@@ -83,3 +85,26 @@ async def _json_patch(
         response.raise_for_status()
     return response
 
+
+
+async def test_a_watch_from_a_version_starts_with_what_was_written_since() -> None:
+    async with Emulator() as emulator, apps.Server(emulator):
+        register_resources(emulator)
+        cluster = Cluster(emulator, str(emulator.url))
+        path = cluster._path("Device")
+        try:
+            await cluster.create(DEVICE)
+            listed = (await cluster.http.get(path)).json()["metadata"]["resourceVersion"]
+            assert listed == await _version(cluster)
+            other = {**DEVICE, "metadata": {"name": "other"}}
+            await cluster.create(other)
+            names = []
+            params = {"watch": "true", "resourceVersion": listed}
+            async with cluster.http.stream("GET", path, params=params, timeout=2) as stream:
+                async for line in stream.aiter_lines():
+                    if line.strip():
+                        names.append(json.loads(line)["object"]["metadata"]["name"])
+                        break
+            assert names == ["other"]
+        finally:
+            await cluster.http.aclose()
