@@ -5,14 +5,28 @@ namespaces, events, Secrets, CRDs, and kopf's peering objects). Core paths that 
 namespaces themselves (`/api/v1/namespaces[/NAME]`) are parsed as the Namespace resource:
 kmock 0.8 reads them as a namespace prefix with nothing after it, and fails with a 500,
 which an operator serving some namespaces meets when it lists them. A PUT of a named object
-replaces it, as the operator replaces a config Secret (kmock 0.8 serves no PUT)."""
+replaces it, as the operator replaces a config Secret (kmock 0.8 serves no PUT).
+
+Every write gives the object a new `resourceVersion`, as a real API server does (kmock 0.8
+keeps whatever the object was created with). kopf waits after each of its patches for the
+watch event of the version the patch returned before it runs handlers again: with one
+version forever, any older event in the stream passes for that one, and handlers run again
+on a body without their own last status (a Warning said twice, a handler run twice). A
+JSON patch whose `test` of the version fails is refused with 422, as kopf expects of a
+conflict. A list says the version of the last write, and a watch from a version starts
+with the objects written since, not with every object again."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp.web
+import attrs
+import jsonpatch
 import kmock
 from kmock._internal import parsing
 
@@ -22,23 +36,103 @@ from reconciler.model.schema import CRD_NAMES
 VERBS = {"list", "watch", "get", "patch", "create", "delete", "update"}
 
 
+@attrs.frozen
+class PatchTestFailed(kmock.KubernetesError):
+    """A JSON patch whose `test` operation failed (kopf tests `resourceVersion`)."""
+
+    status: int = 422
+    reason: str | None = "Invalid"
+    message: str | None = "the JSON patch's test failed: the object was changed meanwhile"
+
+
+@attrs.define(kw_only=True)
 class Emulator(kmock.KubernetesEmulator):
-    """KubernetesEmulator that names objects created with `generateName`."""
+    """KubernetesEmulator that names objects created with `generateName`, moves
+    `resourceVersion` at every write, and starts a watch from the version it is given."""
+
+    # Writes are applied one at a time, in the order of their versions, so that a watch
+    # started from a version has seen every write up to it.
+    _write_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+    _version: int = attrs.field(default=999, init=False)
+
+    def _next_version(self) -> str:
+        self._version += 1
+        return str(self._version)
 
     async def _handle(self, request: Any) -> Any:
+        writes = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
+        if request.action not in writes and request.method != kmock.method.PUT:
+            return await super()._handle(request)
+        async with self._write_lock:
+            return await self._write(request)
+
+    async def _write(self, request: Any) -> Any:
         if request.action == kmock.action.CREATE and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
+            meta["resourceVersion"] = self._next_version()
         if request.method == kmock.method.PUT and request.resource and request.name:
             return await self._replace(request)
-        return await super()._handle(request)
+        if request.action == kmock.action.UPDATE and request.resource and request.name:
+            self._version_patch(request.data)
+        if request.action == kmock.action.DELETE and request.resource and request.name:
+            await self._mark_deleted(request)
+        try:
+            return await super()._handle(request)
+        except jsonpatch.JsonPatchException:
+            raise PatchTestFailed() from None
+
+    async def _serve_list(self, request: Any) -> Any:
+        """The list, with the version of the last write (kmock's is "...")."""
+        listed = await super()._serve_list(request)
+        listed["metadata"]["resourceVersion"] = str(self._version)
+        return listed
+
+    async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
+        """kmock starts every watch with an ADDED event of each object; a watch from a
+        version (kopf's, after its list, and again at every reconnect) gets only those
+        written since, as from an API server. Stale ADDED events otherwise pass for the
+        object's state after kopf's own patches, and its next patch conflicts."""
+        since = str(request.params.get("resourceVersion", ""))
+        async for event in super()._serve_watch(request):
+            if since.isdigit() and isinstance(event, dict) and event.get("type") == "ADDED":
+                version = str(event["object"].get("metadata", {}).get("resourceVersion", ""))
+                if not version.isdigit() or int(version) <= int(since):
+                    continue
+            yield event
+
+    def _version_patch(self, data: Any) -> None:
+        """Put the object's next resourceVersion in a patch (merge or JSON patch)."""
+        version = self._next_version()
+        if isinstance(data, dict):
+            data.setdefault("metadata", {})["resourceVersion"] = version
+        elif isinstance(data, list):
+            data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
+
+    async def _mark_deleted(self, request: Any) -> None:
+        """A delete of an object with finalizers only marks it (deletionTimestamp), with a
+        new resourceVersion; kmock then finds it marked and leaves it."""
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            # kmock's ObjectsArray.get() is no lookup by key.
+            obj = self._objects[key] if key in self._objects else None  # noqa: SIM401
+            if obj is None or obj.deleted:
+                return
+            meta = obj.get("metadata", {})
+            if meta.get("deletionTimestamp") or not meta.get("finalizers"):
+                return
+            now = datetime.datetime.now(tz=datetime.UTC).isoformat()
+            obj.patch({"metadata": {"deletionTimestamp": now,
+                                    "resourceVersion": self._next_version()}})
+            await self._buses[request.resource].put({"type": "MODIFIED", "object": obj.raw})
 
     async def _replace(self, request: Any) -> aiohttp.web.StreamResponse:
         key = (request.resource, request.namespace, request.name)
         async with self._lock:
             if key not in self._objects or self._objects[key].deleted:
                 raise kmock.KubernetesObjectNotFoundError()
+            request.data.setdefault("metadata", {})["resourceVersion"] = self._next_version()
             self._objects[key].create(request.data)
             raw = self._objects[key].raw
             await self._buses[request.resource].put({"type": "MODIFIED", "object": raw})

@@ -26,7 +26,10 @@ a log line.
   over failing the change because provisioning is the user's main intent and a config can
   be generated again at any time (`generate_config`), while a failure would leave the
   fleet never converging from the CLI. Validation refuses two Devices of a namespace naming
-  one Secret.
+  one Secret. As with files, a Secret records the Enapter device it was written for (the
+  store keeps it with the Secret): one written for another device holds no config of this
+  one, and a config is generated and written again. A Secret the reconciler did not write
+  is not written over: the change is blocked, saying so (`plan.enapter`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -62,13 +66,28 @@ SECRET_STORE_KEY = "enapter.config_secrets"  # noqa: S105 - a dict key, not a se
 _ENAPTER = "enapter"
 
 
+@dataclass(frozen=True)
+class StoredSecret:
+    """What a config Secret's metadata says of it (never its data)."""
+
+    present: bool
+    # The Enapter device id it was written for, where the writer recorded one.
+    written_for: str | None = None
+    # Present, but not written by the reconciler: not to be written over.
+    foreign: bool = False
+
+
 class ConfigSecretStore(Protocol):
     """Where the operator keeps `configOutput.secretName` configs (a Kubernetes Secret in
-    the device's namespace). `data` maps keys to values; it holds credentials."""
+    the device's namespace). `data` maps keys to values; it holds credentials. `write`
+    records `device_id`, the Enapter device the config is of, with it, and refuses
+    (ProviderRejected) to write over a Secret the reconciler did not write."""
 
-    async def exists(self, device: Device, name: str) -> bool: ...
+    async def find(self, device: Device, name: str) -> StoredSecret: ...
 
-    async def write(self, device: Device, name: str, data: Mapping[str, str]) -> None: ...
+    async def write(
+        self, device: Device, name: str, data: Mapping[str, str], device_id: str
+    ) -> None: ...
 
 
 def enapter_api(session: Session) -> EnapterClient:
@@ -220,10 +239,12 @@ async def _config_outputs(
             out[device.name] = ConfigOutputState(str(path), path.is_file(), writers.get(path))
         elif store is not None and output.secret_name is not None:
             try:
-                present = await store.exists(device, output.secret_name)
+                found = await store.find(device, output.secret_name)
             except Exception:  # noqa: S112 - unknown presence: the plan then leaves it alone
                 continue
-            out[device.name] = ConfigOutputState(f"Secret {output.secret_name}", present)
+            out[device.name] = ConfigOutputState(
+                f"Secret {output.secret_name}", found.present, found.written_for, found.foreign
+            )
     return out
 
 
@@ -527,7 +548,7 @@ async def _deliver_config(
     await ctx._write(
         change,
         "enapter.write_config_secret",
-        lambda: store.write(device, name, {"config.json": text}),
+        lambda: store.write(device, name, {"config.json": text}, device_id),
         over_http=False,  # the operator's Kubernetes client, not the session's
     )
     return {"config": f"written to Secret {name}"}

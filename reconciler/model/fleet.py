@@ -150,11 +150,16 @@ def _one_of(values: Iterable[str]) -> str:
 
 
 def check_fleet(
-    resources: list[Resource], invalid: Collection[tuple[str, str]] = ()
+    resources: list[Resource],
+    invalid: Collection[tuple[str, str]] = (),
+    holders: Collection[str] = (),
 ) -> list[Problem]:
     """Every cross-field and cross-document rule. `resources` in declaration order;
     `invalid` the (kind, name) of documents that failed validation and are left out: a
-    reference to one of those says so rather than that nothing of the name is declared."""
+    reference to one of those says so rather than that nothing of the name is declared.
+    `holders`: the Devices known to hold the configOutput they declare (the operator knows
+    it from their status); of two Devices declaring one, a holder keeps it and the other
+    is refused, whichever was declared first."""
     return [
         replace(
             problem,
@@ -163,11 +168,11 @@ def check_fleet(
         )
         if problem.refers_to is not None and problem.refers_to in invalid
         else problem
-        for problem in _rules(resources)
+        for problem in _rules(resources, holders)
     ]
 
 
-def _rules(resources: list[Resource]) -> list[Problem]:
+def _rules(resources: list[Resource], holders: Collection[str] = ()) -> list[Problem]:
     problems: list[Problem] = []
     problems += _unique_names(resources)
     fleet = Fleet.of(resources)
@@ -183,8 +188,8 @@ def _rules(resources: list[Resource]) -> list[Problem]:
     problems += _unique_hardware_ids(fleet)
     problems += _unique_enapter_slugs(fleet)
     problems += _unique_flatpeak_references(fleet)
-    problems += _config_output_files(fleet)
-    problems += _config_output_secrets(fleet)
+    problems += _config_output_files(fleet, holders)
+    problems += _config_output_secrets(fleet, holders)
     return problems
 
 
@@ -751,7 +756,16 @@ def _unique_flatpeak_references(fleet: Fleet) -> list[Problem]:
 _CONFIG_FILE: Path = ("spec", "enapter", "configOutput", "file")
 
 
-def _config_output_files(fleet: Fleet) -> list[Problem]:
+def _holders_first(fleet: Fleet, holders: Collection[str]) -> list[Device]:
+    """The fleet's devices, those holding their configOutput first, each group in
+    declaration order: of two declaring one output, its holder, if one holds it, is the
+    first. (The refusal does not say which holds it: its message would change, and be said
+    again, once the first is recorded as holding it.)"""
+    devices = list(fleet.devices.values())
+    return sorted(devices, key=lambda d: d.name not in holders)
+
+
+def _config_output_files(fleet: Fleet, holders: Collection[str] = ()) -> list[Problem]:
     """A device's config is written over whatever its `configOutput.file` names (see
     `engine.enapter`): a file of the state directory, or another device's config, would be
     lost without a word. A relative path is taken under the state directory, so it is
@@ -760,7 +774,7 @@ def _config_output_files(fleet: Fleet) -> list[Problem]:
     path starting with `~` is neither: it is refused (`_home_path`)."""
     problems = []
     seen: dict[str, tuple[str, str]] = {}  # normalised path -> first Device, its spelling
-    for device in fleet.devices.values():
+    for device in _holders_first(fleet, holders):
         enapter = device.spec.enapter
         declared = enapter.config_output.file if enapter and enapter.config_output else None
         if declared is None:
@@ -804,13 +818,13 @@ def _home_path(declared: str, device: str) -> str:
 _CONFIG_SECRET: Path = ("spec", "enapter", "configOutput", "secretName")
 
 
-def _config_output_secrets(fleet: Fleet) -> list[Problem]:
+def _config_output_secrets(fleet: Fleet, holders: Collection[str] = ()) -> list[Problem]:
     """The operator writes a device's config over the Secret its `configOutput.secretName`
     names, in the device's namespace: two devices of a namespace naming one Secret would
     replace each other's config, as two devices sharing a `configOutput.file` would."""
     problems = []
     seen: dict[tuple[str | None, str], str] = {}  # (namespace, Secret) -> first Device
-    for device in fleet.devices.values():
+    for device in _holders_first(fleet, holders):
         enapter = device.spec.enapter
         secret = enapter.config_output.secret_name if enapter and enapter.config_output else None
         if secret is None:

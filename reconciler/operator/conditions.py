@@ -21,7 +21,8 @@ class Cond:
         return "Unknown" if self.status is None else ("True" if self.status else "False")
 
 
-def _stored_message(message: str) -> str:
+def stored(message: str) -> str:
+    """A condition's message as it is stored."""
     # `kubectl describe` shows it on a terminal; it carries what gateways report.
     return printable(message)[:1000]
 
@@ -36,7 +37,22 @@ def is_new(previous: list[dict[str, Any]] | None, cond: Cond) -> bool:
         before.get("status"),
         before.get("reason"),
         before.get("message"),
-    ) != (cond.status_text, cond.reason, _stored_message(cond.message))
+    ) != (cond.status_text, cond.reason, stored(cond.message))
+
+
+# Conditions that say what a reconcile found outside (the gateway answered, reported the
+# declared serial, the gateway is claimed), as opposed to what it did (Ready, Synced).
+OBSERVED = ("Reachable", "Verified", "Claimed")
+
+
+def unobserved(previous: list[dict[str, Any]] | None, reason: str, message: str) -> list[Cond]:
+    """The `OBSERVED` conditions `previous` holds, as Unknown: a reconcile that observed
+    nothing (the spec is invalid) cannot vouch for what an older spec found, and a True
+    kept from then would tell `kubectl wait` and dashboards what no one checked (the
+    Kubernetes convention for a status not known now). The next reconcile that observes
+    sets them again."""
+    held = {c.get("type") for c in previous or [] if isinstance(c, dict)}
+    return [Cond(t, None, reason, message) for t in OBSERVED if t in held]
 
 
 def merge(
@@ -53,7 +69,7 @@ def merge(
             "type": cond.type,
             "status": cond.status_text,
             "reason": cond.reason,
-            "message": _stored_message(cond.message),
+            "message": stored(cond.message),
             "lastTransitionTime": now if changed else before.get("lastTransitionTime", now),  # type: ignore[union-attr]
             "observedGeneration": generation,
         }

@@ -26,6 +26,7 @@ from reconciler.operator.reconcile import (
     status_patch,
 )
 from reconciler.operator.removal import has_deletion_policy, remove_object
+from reconciler.operator.reported import Reported
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.printable import printable
 
@@ -82,6 +83,8 @@ class Runtime:
         )
         # Objects whose writes wait for a change after a permanent failure.
         self.holds = Holds()
+        # What each object's Ready said last, so that a Warning says a problem once.
+        self.reported = Reported()
 
     @property
     def settings(self) -> Settings:
@@ -110,18 +113,23 @@ def _post_events(body: kopf.Body, result: ObjectResult) -> None:
             kopf.warn(body, reason="ApplyFailed", message=event_message(message))
 
 
-def _is_news(status: Mapping[str, Any], result: ObjectResult) -> bool:
+def _is_news(
+    runtime: Runtime, key: tuple[str, str, str], status: Mapping[str, Any], result: ObjectResult
+) -> bool:
     """Whether the object's Ready condition changes: a Warning says a problem once, not
-    again at every drift check or retry while it stays the same."""
+    again at every drift check or retry while it stays the same (`reported`)."""
     ready = next((c for c in result.conditions if c.type == "Ready"), None)
-    return ready is None or conditions.is_new(status.get("conditions"), ready)
+    return ready is None or runtime.reported.is_news(key, status, ready)
 
 
 def _write_conditions(
     patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
 ) -> None:
+    new = list(result.conditions)
+    if result.unobserved is not None:
+        new += conditions.unobserved(status.get("conditions"), *result.unobserved)
     patch.status["conditions"] = conditions.merge(
-        status.get("conditions"), result.conditions, now=_now(), generation=meta.get("generation")
+        status.get("conditions"), new, now=_now(), generation=meta.get("generation")
     )
 
 
@@ -170,12 +178,14 @@ async def _reconcile(
         holds=runtime.holds,
         last_site=_last_site(status),
     )
+    # Decided before anything is awaited: a concurrent run for this object then finds it said.
+    news = _is_news(runtime, (namespace, kind, name), status, result)
     _write_status(patch, status, meta, result)
     _post_events(body, result)
     if result.retry == "temporary":
         raise kopf.TemporaryError(result.message, delay=result.delay)
     if result.retry == "permanent":
-        if _is_news(status, result):
+        if news:
             kopf.warn(body, reason="Failed", message=event_message(result.message))
         raise kopf.PermanentError(result.message)
     logger.info("%s/%s: %s", kind, name, result.summary)
@@ -279,6 +289,7 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
             )
             kopf.warn(body, reason="DeletionPolicyUnknown", message=event_message(message))
             runtime.holds.release((namespace, kind, name))
+            runtime.reported.forget((namespace, kind, name))
             kwargs["logger"].info("%s/%s deleted (%s)", kind, name, "nothing outside touched")
             return
         policy = getattr(resource.spec, "deletion_policy", "")
@@ -313,10 +324,11 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
             ]
         )
         _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"], result)
-        if _is_news(kwargs["status"], result):
+        if _is_news(runtime, (namespace, kind, name), kwargs["status"], result):
             kopf.warn(body, reason=reason, message=event_message(message))
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
     runtime.holds.release((namespace, kind, name))
+    runtime.reported.forget((namespace, kind, name))
     kwargs["logger"].info(
         "%s/%s deleted (%s)",
         kind,

@@ -49,13 +49,39 @@ def model_document(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    """What the operator's index keeps of an object: its model document, its kind, and
-    when it was created (`in_declaration_order`); `build` strips the time again."""
+    """What the operator's index keeps of an object: its model document, its kind, when it
+    was created (`in_declaration_order`) and whether it holds its configOutput
+    (`holds_config_output`); `build` strips both again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
     if created:
         document["metadata"]["creationTimestamp"] = str(created)
+    if holds_config_output(body):
+        document[HOLDS_CONFIG_OUTPUT] = True
     return document
+
+
+# In an index document: the object holds its configOutput (`holds_config_output`).
+HOLDS_CONFIG_OUTPUT = "holdsConfigOutput"
+
+
+def holds_config_output(body: Mapping[str, Any]) -> bool:
+    """Whether a Device holds the `configOutput` (Secret or file) its spec declares: its
+    last valid spec (`status.lastValidSpec`) declared the same one, so it was accepted with
+    it, and has written or may write its config there. Of two Devices declaring one output,
+    the holder keeps it and the other, which asks for it second, is refused, even when
+    the holder was created later (an older Device edited to take a newer one's Secret);
+    creation order decides only between Devices of which none, or both, hold it."""
+    if HOLDS_CONFIG_OUTPUT in body:
+        return bool(body[HOLDS_CONFIG_OUTPUT])
+    declared = _config_output(body.get("spec"))
+    last = with_last_valid_spec(body)
+    return declared is not None and last is not None and _config_output(last["spec"]) == declared
+
+
+def _config_output(spec: Any) -> Any:
+    enapter = spec.get("enapter") if isinstance(spec, Mapping) else None
+    return enapter.get("configOutput") if isinstance(enapter, Mapping) else None
 
 
 def in_declaration_order(bodies: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -132,9 +158,12 @@ def _validated(document_json: str, source: str) -> tuple[Resource | None, tuple[
 def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     resources: list[Resource] = []
     invalid: dict[tuple[str, str], list[Diagnostic]] = {}
+    holders: set[str] = set()
     for body in bodies:
         kind = str(body.get("kind"))
         name = str((body.get("metadata") or {}).get("name"))
+        if kind == "Device" and holds_config_output(body):
+            holders.add(name)
         document = json.dumps(model_document(body), sort_keys=True, default=str)
         resource, found = _validated(document, f"{kind}/{name}")
         diagnostics = list(found)
@@ -142,7 +171,8 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
             invalid[(kind, name)] = diagnostics
         else:
             resources.append(resource)
-    return NamespaceFleet(Fleet.of(resources), invalid, check_fleet(resources, invalid.keys()))
+    problems = check_fleet(resources, invalid.keys(), holders)
+    return NamespaceFleet(Fleet.of(resources), invalid, problems)
 
 
 def closure(fleet: Fleet, resource: Resource) -> Fleet:

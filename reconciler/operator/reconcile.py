@@ -58,6 +58,9 @@ class ObjectResult:
     delay: float = 0.0
     applied_secrets: dict[str, str] | None = None  # status.appliedSecrets of a Device
     gateway: dict[str, str] | None = None  # status.gateway of a Device
+    # Why nothing was observed (reason, message): the conditions of what an earlier
+    # reconcile observed (`conditions.OBSERVED`) become Unknown, not kept as they were.
+    unobserved: tuple[str, str] | None = None
 
 
 @dataclass
@@ -290,12 +293,14 @@ def _not_planned(retry: str, reason: str, message: str, delay: float = 0.0) -> O
     """The result of an object that is not planned at all (its spec is invalid, or what it
     depends on is not declared): no changes are known, and the summary says why."""
     why = "invalid spec" if reason == "InvalidSpec" else "waiting for a dependency"
+    unobserved = "the spec is invalid" if reason == "InvalidSpec" else "it waits for a dependency"
     return ObjectResult(
         conditions=[Cond("Ready", False, reason, message), Cond("Synced", False, reason, message)],
         summary=f"not planned: {why}",
         retry=retry,
         message=message,
         delay=delay,
+        unobserved=(reason, f"not observed while {unobserved}: {message}"),
     )
 
 

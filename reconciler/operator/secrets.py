@@ -1,7 +1,8 @@
 """Secrets for the operator, in the object's namespace: it reads MQTT passwords named by
 `passwordFrom.secretKeyRef`, and writes the Enapter communication configs that
-`enapter.configOutput.secretName` asks for. Values are held in memory for one reconcile
-only; they never reach status, events or logs.
+`enapter.configOutput.secretName` asks for, labelled as ours and annotated with the Device
+and the Enapter device whose config they hold (never over a Secret someone else wrote).
+Values are held in memory for one reconcile only; they never reach status, events or logs.
 
 `passwordFrom.env` reads the operator pod's environment, shared by every namespace served
 and holding the cloud tokens, so only the variables the installer listed
@@ -16,7 +17,9 @@ import os
 from collections.abc import Collection, Mapping
 
 from reconciler.engine.config import SecretResolver
+from reconciler.engine.enapter import StoredSecret
 from reconciler.errors import ProviderRejected
+from reconciler.model.base import API_GROUP
 from reconciler.model.device import Device, SecretSource
 from reconciler.model.fleet import Fleet
 
@@ -53,31 +56,50 @@ class KubeSecrets:
     async def read(self, namespace: str, name: str) -> dict[str, str]:
         return await asyncio.to_thread(self._read, namespace, name)
 
-    def _exists(self, namespace: str, name: str) -> bool:
+    def _find(self, namespace: str, name: str) -> StoredSecret:
+        """What the Secret's metadata says of it: whether it exists, whether we wrote it,
+        and for which Enapter device."""
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self._core().read_namespaced_secret(name, namespace)  # type: ignore[attr-defined]
+            secret = self._core().read_namespaced_secret(name, namespace)  # type: ignore[attr-defined]
         except ApiException as exc:
             if exc.status == 404:
-                return False
+                return StoredSecret(present=False)
             raise KeyError(
                 f"secret {namespace}/{name} cannot be read (HTTP {exc.status})"
             ) from None
-        return True
+        labels = secret.metadata.labels or {}
+        if any(labels.get(k) != v for k, v in MANAGED_LABELS.items()):
+            return StoredSecret(present=True, foreign=True)
+        annotations = secret.metadata.annotations or {}
+        return StoredSecret(present=True, written_for=annotations.get(ENAPTER_DEVICE_ANNOTATION))
 
-    def _write(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+    def _write(
+        self, namespace: str, name: str, data: Mapping[str, str], device: str, device_id: str
+    ) -> None:
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
+        annotations = {DEVICE_ANNOTATION: device, ENAPTER_DEVICE_ANNOTATION: device_id}
         body = client.V1Secret(
-            metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=MANAGED_LABELS),
+            metadata=client.V1ObjectMeta(
+                name=name, namespace=namespace, labels=MANAGED_LABELS, annotations=annotations
+            ),
             type="Opaque",
             string_data=dict(data),
         )
         core = self._core()
+        found = self._find(namespace, name)
+        if found.foreign:
+            # Created by someone else since the plan looked: it may hold their credentials.
+            raise ProviderRejected(
+                f"secret {namespace}/{name} was not written by the reconciler (it has no "
+                "label app.kubernetes.io/managed-by=energy-reconciler) and is not written "
+                "over: delete it, or name another Secret in configOutput.secretName"
+            )
         try:
-            if self._exists(namespace, name):
+            if found.present:
                 core.replace_namespaced_secret(name, namespace, body)  # type: ignore[attr-defined]
             else:
                 core.create_namespaced_secret(namespace, body)  # type: ignore[attr-defined]
@@ -90,7 +112,13 @@ class KubeSecrets:
             ) from None
 
 
+# Every config Secret the operator writes carries this label: a Secret without it is
+# someone else's, and is not written over.
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "energy-reconciler"}
+# Whose config a Secret holds: the Device, and the Enapter device the config is of (a
+# Secret written for another one holds no config of this device; `plan.enapter`).
+DEVICE_ANNOTATION = f"{API_GROUP}/device"
+ENAPTER_DEVICE_ANNOTATION = f"{API_GROUP}/enapter-device-id"
 
 
 class ConfigSecrets:
@@ -100,11 +128,15 @@ class ConfigSecrets:
         self.secrets = secrets
         self.namespace = namespace
 
-    async def exists(self, device: Device, name: str) -> bool:
-        return await asyncio.to_thread(self.secrets._exists, self.namespace, name)
+    async def find(self, device: Device, name: str) -> StoredSecret:
+        return await asyncio.to_thread(self.secrets._find, self.namespace, name)
 
-    async def write(self, device: Device, name: str, data: Mapping[str, str]) -> None:
-        await asyncio.to_thread(self.secrets._write, self.namespace, name, data)
+    async def write(
+        self, device: Device, name: str, data: Mapping[str, str], device_id: str
+    ) -> None:
+        await asyncio.to_thread(
+            self.secrets._write, self.namespace, name, data, device.name, device_id
+        )
 
 
 ENV_FIELD = "spec.connection.mqtt.passwordFrom.env"

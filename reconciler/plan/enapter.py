@@ -111,12 +111,14 @@ class EnapterDeviceState:
 class ConfigOutputState:
     """Whether a device's declared config output exists. `target` names it for messages
     (a path or a Secret name); it never holds the config. `written_for`: the Enapter
-    device id the records say the file was written for (still as written), None when no
-    record names it; a file written for another device holds no config of this one."""
+    device id the records say the file or Secret was written for (still as written), None
+    when no record names it; one written for another device holds no config of this one.
+    `foreign`: a Secret the reconciler did not write, which it does not write over."""
 
     target: str
     present: bool
     written_for: str | None = None
+    foreign: bool = False
 
 
 @dataclass
@@ -730,9 +732,14 @@ class EnapterPlanner:
             message="not provisioned in Enapter Cloud; " + self._config_note(device),
         )
         held = None if kind_of(device) in SLUG_KEYED else work.held_by(device.spec.hardware_id)
+        foreign = self._foreign(device) if kind_of(device) not in NO_CONFIG else None
         if problem is not None:
             change.blocked = True
             change.message = problem
+        elif foreign is not None:
+            # Provisioned now, its config would go nowhere (and may not be asked again).
+            change.blocked = True
+            change.message = f"not provisioned in Enapter Cloud: {foreign}"
         elif held is not None:
             change.blocked = True
             change.message = _held_message(device.spec.hardware_id or "", held)
@@ -810,7 +817,21 @@ class EnapterPlanner:
         return (
             presence is not None
             and presence.present
+            and not presence.foreign
             and self._others_config(device, remote) is None
+        )
+
+    def _foreign(self, device: Device) -> str | None:
+        """Why the device's config is not written to its Secret (one the reconciler did
+        not write, which may hold someone's credentials), or None when it may be."""
+        presence = self.state.config_outputs.get(device.name) if self.state is not None else None
+        if presence is None or not presence.foreign:
+            return None
+        return (
+            f"{presence.target} exists and was not written by the reconciler (the operator "
+            "labels the Secrets it writes app.kubernetes.io/managed-by=energy-reconciler), so "
+            "the communication config is not written over it: delete it, or name another "
+            "Secret in configOutput.secretName"
         )
 
     def _compare_device(
@@ -912,7 +933,13 @@ class EnapterPlanner:
                     "file a plan looks at): a new communication config is generated "
                     "and written there; install it on the device"
                 )
-            elif "config_secret" in paths:
+            elif "config_secret" in paths and other is not None:
+                notes.append(
+                    f"{self._target(device)} holds the communication config written for "
+                    f"another Enapter device ({other}), not this one's: a new communication "
+                    "config is generated and written there; install it on the device"
+                )
+            elif "config_secret" in paths and self._foreign(device) is None:
                 notes.append(
                     f"{self._target(device)} is missing: a new communication config is "
                     "generated and written there; install it on the device"
@@ -926,11 +953,14 @@ class EnapterPlanner:
                 enapter.config_output.file is None
                 and not (self.state is not None and self.state.secret_store)
             )
+            foreign = self._foreign(device)
             if blocked:
                 notes = [
                     f"switching to {enapter.protocol} needs a new communication config, "
                     "and this run has nowhere to write it: add configOutput.file"
                 ]
+            elif foreign is not None:
+                blocked, notes = True, [foreign]
             elif "config_file" in paths:
                 notes[-1] += self._superseded_file_note(remote.id)
         if WRITTEN_FILE in paths and not blocked:

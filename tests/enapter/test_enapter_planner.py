@@ -32,6 +32,14 @@ UCM_DEVICE = EnapterDeviceState("u1", "s1", "HARDWARE_UCM", "Gas sensor UCM", "g
 LUA_DEVICE = EnapterDeviceState("l1", "s1", "LUA", "Gas sensor", "gas-1", blueprint_id="bp-gas-1",
                                 hardware_id=UCM, upstream_id="u1", communication_type="UCM_LUA")
 FLEET = site_and_gateway() + ucm() + lua()
+# The UCM's config in a Secret (the operator's store), with what the store says of it.
+SECRET_FLEET = FLEET.replace("configOutput: {file: cfg/ucm.json}",
+                             "configOutput: {secretName: ucm-config}")
+
+
+def _secret(**stored: object) -> Mutate:
+    return _set(secret_store=True, config_outputs={
+        "lab-ucm": ConfigOutputState("Secret ucm-config", True, **stored)})  # type: ignore[arg-type]
 
 Mutate = Callable[[EnapterState], None]
 
@@ -111,6 +119,16 @@ CASES = [
     pytest.param(_set(config_outputs={"lab-ucm": ConfigOutputState("/state/cfg/ucm.json", False)}),
                  FLEET, {"device/lab-ucm[enapter]": ("update", False)},
                  "a missing config file plans a new config", id="config-file-missing"),
+    pytest.param(_secret(written_for="u1"), SECRET_FLEET, {},
+                 "a Secret written for the device holds its config", id="config-secret-own"),
+    pytest.param(_secret(written_for="x9"), SECRET_FLEET, {
+        "device/lab-ucm[enapter]": ("update", False)},
+                 "a Secret written for another Enapter device is written again with a config "
+                 "of this one", id="config-secret-of-another-device"),
+    pytest.param(_secret(foreign=True), SECRET_FLEET, {
+        "device/lab-ucm[enapter]": ("update", True)},
+                 "a Secret the reconciler did not write is not written over",
+                 id="config-secret-not-ours"),
     pytest.param(_set(sites=[dataclasses.replace(SITE, id="other")]),
                  FLEET.replace("enapter: {}", "enapter: {siteId: s1}"), {
         "site/lab[enapter]": ("create", True), "gateway/lab-gw[enapter]": ("create", True),

@@ -41,7 +41,7 @@ from enapter_world import (
 
 from reconciler.engine.apply import ApplyReport
 from reconciler.engine.config import SecretResolver
-from reconciler.engine.enapter import SECRET_STORE_KEY
+from reconciler.engine.enapter import SECRET_STORE_KEY, StoredSecret
 from reconciler.engine.execute import Executors
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.session import Session
@@ -518,10 +518,10 @@ class _FakeSecrets:
     def __init__(self) -> None:
         self.data: dict[str, dict[str, str]] = {}
 
-    async def exists(self, device: Any, name: str) -> bool:
-        return name in self.data
+    async def find(self, device: Any, name: str) -> StoredSecret:
+        return StoredSecret(present=name in self.data)
 
-    async def write(self, device: Any, name: str, data: Any) -> None:
+    async def write(self, device: Any, name: str, data: Any, device_id: str) -> None:
         self.data[name] = dict(data)
 
 

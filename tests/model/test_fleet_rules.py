@@ -819,6 +819,22 @@ def test_fleet_rules(resources: list[Resource], expected: list[Expected]) -> Non
         assert message in problem.message, f"{message!r} not in {problem.message!r}"
 
 
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda name: config_secret(name, "ucm-config"), id="secret"),
+    pytest.param(lambda name: config_file(name, "secrets/ucm.json"), id="file"),
+])
+def test_the_device_holding_a_config_output_keeps_it_whichever_was_declared_first(
+    make: Any,
+) -> None:
+    """The operator knows which Device holds its output (its status): the one declared
+    first is refused when the other holds it; with no holder, declaration order decides."""
+    resources = [lab(), make("ucm-a"), make("ucm-b")]
+    held = check_fleet(resources, holders={"ucm-b"})
+    assert [p.name for p in held] == ["ucm-a"]
+    assert "already the configOutput of Device 'ucm-b'" in held[0].message
+    assert [p.name for p in check_fleet(resources)] == ["ucm-b"]
+
+
 def test_a_complete_fleet_has_no_problems() -> None:
     resources = [
         *HOME,

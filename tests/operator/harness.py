@@ -87,7 +87,6 @@ class Cluster:
         # per-object memory (timers) by uid, so each object needs its own.
         document["metadata"].setdefault("generation", 1)
         document["metadata"].setdefault("uid", str(uuid.uuid4()))
-        document["metadata"].setdefault("resourceVersion", "1")
         document["metadata"].setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
         response = await self.http.post(
             self._path(document["kind"], namespace=namespace), json=document
@@ -243,7 +242,8 @@ async def operator(
         # Short server-side watch timeouts let the operator stop quickly at the end of a test.
         kopf_settings.watching.server_timeout = watch_timeout
         kopf_settings.watching.client_timeout = watch_timeout + 2
-        # The emulator does not bump resourceVersion on patches; do not wait for it long.
+        # How long kopf waits for the event of the version its patch made (the emulator
+        # sends it at once): not long, should a test's object be deleted meanwhile.
         kopf_settings.persistence.consistency_timeout = 0.3
         kopf_settings.queueing.exit_timeout = 0.5
         kopf_settings.background.instant_exit_timeout = 0.1

@@ -30,3 +30,11 @@ def test_anevent_message_is_printable_and_bounded() -> None:
     message = event_message("device/s1-zap.X\x1b]0;pwned\x07[zap]: delete failed" + "!" * 2000)
     assert message.startswith("device/s1-zap.X\\x1b]0;pwned\\x07[zap]: delete failed")
     assert len(message) == 1000 and "\x1b" not in message and "\x07" not in message
+
+
+def test_only_observed_conditions_an_object_has_become_unknown() -> None:
+    held = conditions.merge([], [conditions.Cond("Ready", True, "Reconciled"),
+                                 conditions.Cond("Reachable", True, "Observed")],
+                            now="t1", generation=1)
+    unknown = conditions.unobserved(held, "InvalidSpec", "not observed")
+    assert unknown == [conditions.Cond("Reachable", None, "InvalidSpec", "not observed")]

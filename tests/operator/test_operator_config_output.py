@@ -1,7 +1,7 @@
 """Two Devices of one namespace writing their Enapter config to one place (a
-`configOutput.file` or a `configOutput.secretName`): the one created first keeps it and is
-reconciled as usual; the other is refused, naming both, writes nothing, and recovers once
-it names a place of its own or the first is deleted."""
+`configOutput.file` or a `configOutput.secretName`): the one holding it (else the one
+created first) keeps it and is reconciled as usual; the other is refused, naming both,
+writes nothing, and recovers once it names a place of its own or the first is deleted."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import pytest
 from harness import NAMESPACE, documents, operator
 
 # The MQTT protocol's config carries the device's hardware id (its MQTT user name).
@@ -58,10 +59,13 @@ HARDWARE_IDS = {"ucm-a": "A8795CBA5375484E829105E959663C8B",
                 "ucm-b": "B8795CBA5375484E829105E959663C8B"}
 
 
-async def _declare(cluster: Any, output: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Both Devices with `output` as their configOutput, and ucm-a's stand-alone DER (whose
-    reconcile applies ucm-a's changes); ucm-b is created a day earlier, so it is the first
-    although its name sorts after ucm-a's."""
+async def _declare(
+    cluster: Any, output: dict[str, str], outputs: dict[str, dict[str, str]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Both Devices with `output` as their configOutput (or each its own in `outputs`), and
+    ucm-a's stand-alone DER (whose reconcile applies ucm-a's changes); ucm-b is created a
+    day earlier, so it is the first although its name sorts after ucm-a's."""
+    outputs = outputs or {"ucm-a": output, "ucm-b": output}
     docs = {d["metadata"]["name"]: d for d in documents(FLEET)}
     created = {"h2-lab": "2026-01-01T00:00:00Z", "ucm-b": "2026-01-01T00:00:00Z",
                "ucm-a": "2026-01-02T00:00:00Z", "ucm-a-battery": "2026-01-02T00:00:00Z"}
@@ -69,7 +73,7 @@ async def _declare(cluster: Any, output: dict[str, str]) -> dict[str, dict[str, 
         doc = docs[name]
         doc["metadata"]["creationTimestamp"] = created[name]
         if doc["kind"] == "Device":
-            doc["spec"]["enapter"]["configOutput"] = dict(output)
+            doc["spec"]["enapter"]["configOutput"] = dict(outputs[name])
         await cluster.create(doc)
     return docs
 
@@ -97,12 +101,17 @@ async def _der_waits(cluster: Any) -> None:
 
 async def _secret(cluster: Any, name: str) -> str:
     """The config a Secret holds ("" while it does not exist)."""
+    secret = await _secret_object(cluster, name)
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    return repr(data | (secret.get("stringData") or {})) if secret else ""
+
+
+async def _secret_object(cluster: Any, name: str) -> dict[str, Any]:
     response = await cluster.http.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}")
     if response.status_code == 404:
-        return ""
-    secret = response.json()
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-    return repr(data | (secret.get("stringData") or {}))
+        return {}
+    response.raise_for_status()
+    return response.json()  # type: ignore[no-any-return]
 
 
 async def _warnings(cluster: Any, name: str) -> list[str]:
@@ -125,10 +134,9 @@ async def _refused_secret(cluster: Any, sims: Any) -> None:
     message = await _refused(cluster, "ucm-a")
     clash = "Secret 'ucm-config' is already the configOutput of Device 'ucm-b'"
     assert f"spec.enapter.configOutput.secretName: {clash}" in message
-    # Said once, not at every drift check (kopf may run the create handler twice on the
-    # emulator, which does not move resourceVersion: each run says it).
+    # Said once: not at every drift check, nor by a handler run again on a stale body.
     warnings = await _warnings(cluster, "ucm-a")
-    assert warnings and set(warnings) == {message}
+    assert warnings == [message]
     await cluster.wait_planned("Device", "ucm-a", 2)
     assert await _warnings(cluster, "ucm-a") == warnings
     assert _provisioned(sims) == {HARDWARE_IDS["ucm-b"]}
@@ -181,3 +189,92 @@ async def test_two_devices_writing_one_config_file_refuse_the_newer(
         written = (tmp_path / "state" / "secrets" / "ucm.json").read_text()
         assert f"{HARDWARE_IDS['ucm-b']}_ucm" in written
         await _der_waits(cluster)
+
+
+@pytest.mark.parametrize(("own", "taken"), [
+    pytest.param({"ucm-a": {"secretName": "ucm-a-config"},
+                  "ucm-b": {"secretName": "ucm-b-config"}},
+                 {"secretName": "ucm-a-config"}, id="secret"),
+    pytest.param({"ucm-a": {"file": "secrets/ucm-a.json"},
+                  "ucm-b": {"file": "secrets/ucm-b.json"}},
+                 {"file": "secrets/ucm-a.json"}, id="file"),
+])
+async def test_an_older_device_asking_for_a_newer_ones_output_is_refused_not_the_holder(
+    tmp_path: Path, monkeypatch: Any, own: dict[str, dict[str, str]], taken: dict[str, str]
+) -> None:
+    """ucm-b, created first, is edited to take the Secret (or file) ucm-a holds: ucm-b, which
+    asks for it second, is refused, and ucm-a keeps it and its config."""
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, _):
+        await _declare(cluster, {}, own)
+        for name in ("ucm-a", "ucm-b"):
+            await cluster.wait_condition("Device", name, "Ready", timeout=30)
+
+        async def held() -> str:
+            if "secretName" in taken:
+                return await _secret(cluster, taken["secretName"])
+            return (tmp_path / "state" / taken["file"]).read_text()
+
+        before = await held()
+        assert f"{HARDWARE_IDS['ucm-a']}_ucm" in before
+        await cluster.patch("Device", "ucm-b", {"spec": {"enapter": {"configOutput": taken}}})
+        message = await _refused(cluster, "ucm-b")
+        what = (f"Secret {taken['secretName']!r}" if "secretName" in taken
+                else f"file {taken['file']!r}")
+        assert f"{what} is already the configOutput of Device 'ucm-a'" in message
+        await cluster.wait_planned("Device", "ucm-a", 2)
+        ready = await cluster.condition("Device", "ucm-a", "Ready") or {}
+        assert ready.get("status") == "True", ready
+        assert await held() == before
+
+
+async def test_a_device_taking_a_secret_written_for_another_device_writes_its_own_config(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """ucm-a, refused for ucm-b's Secret, recovers once ucm-b names another: the Secret holds
+    ucm-b's config (its annotation says whose), so ucm-a's is generated and written there,
+    instead of the Secret passing for ucm-a's config because it exists."""
+    own = {"ucm-a": {"secretName": "ucm-a-config"}, "ucm-b": {"secretName": "ucm-b-config"}}
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, _):
+        await _declare(cluster, {}, own)
+        for name in ("ucm-a", "ucm-b"):
+            await cluster.wait_condition("Device", name, "Ready", timeout=30)
+        taken = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-config"}}}}
+        await cluster.patch("Device", "ucm-a", taken)
+        await _refused(cluster, "ucm-a")
+        moved = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-new"}}}}
+        await cluster.patch("Device", "ucm-b", moved)
+        await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
+        assert f"{HARDWARE_IDS['ucm-a']}_ucm" in await _secret(cluster, "ucm-b-config")
+        annotations = (await _secret_object(cluster, "ucm-b-config"))["metadata"]["annotations"]
+        assert annotations["energy.reconciler.dev/device"] == "ucm-a"
+        assert f"{HARDWARE_IDS['ucm-b']}_ucm" in await _secret(cluster, "ucm-b-new")
+        await cluster.wait_planned("Device", "ucm-a", 2)
+        ready = await cluster.condition("Device", "ucm-a", "Ready") or {}
+        assert ready.get("message") == "in sync", ready
+
+
+async def test_a_secret_the_operator_did_not_write_is_not_written_over(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A Device naming a Secret someone else created is not provisioned (its config would go
+    nowhere), says why, and leaves the Secret as it is; deleted, the Secret is written."""
+    await_secret = {"config.json": "someone else's credentials"}
+    own = {"ucm-a": {"secretName": "ucm-a-config"}, "ucm-b": {"secretName": "theirs"}}
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_secret("theirs", await_secret)
+        await _declare(cluster, {}, own)
+        await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
+
+        async def blocked() -> dict[str, Any] | None:
+            ready = await cluster.condition("Device", "ucm-b", "Ready") or {}
+            return ready if ready.get("reason") == "Blocked" else None
+
+        ready = await cluster.wait_for(blocked, timeout=30, what="Device/ucm-b blocked")
+        assert "Secret theirs exists and was not written by the reconciler" in ready["message"]
+        assert "delete it, or name another Secret" in ready["message"]
+        assert _provisioned(sims) == {HARDWARE_IDS["ucm-a"]}
+        assert await _secret(cluster, "theirs") == repr(await_secret)
+        response = await cluster.http.delete(f"/api/v1/namespaces/{NAMESPACE}/secrets/theirs")
+        response.raise_for_status()
+        await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
+        assert f"{HARDWARE_IDS['ucm-b']}_ucm" in await _secret(cluster, "theirs")

@@ -1,0 +1,36 @@
+"""What each object's Ready condition said at its last reconcile in this process, so that a
+Warning says a problem once. The status an object's handler is given cannot tell alone: the
+drift timer and the create or update handler of one object run concurrently, and each may
+be given the status from before the other's status patch, so both would find the problem
+new and say it. This record is updated as soon as a result is known, before anything is
+awaited, so the second of two such runs finds it already said. Kept in memory: after a
+restart, the status decides (`conditions.is_new`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.operator.conditions import Cond, is_new, stored
+
+Key = tuple[str, str, str]  # namespace, kind, name
+
+
+class Reported:
+    """The Ready condition last reported per object by this operator process."""
+
+    def __init__(self) -> None:
+        self._last: dict[Key, tuple[str, str, str]] = {}
+
+    def is_news(self, key: Key, status: Mapping[str, Any], ready: Cond) -> bool:
+        """Whether `ready` says something else than the object's Ready said before (as
+        last reported here, else as its status has it); records it as said."""
+        said = (ready.status_text, ready.reason, stored(ready.message))
+        before = self._last.get(key)
+        self._last[key] = said
+        if before is not None:
+            return before != said
+        return is_new(status.get("conditions"), ready)
+
+    def forget(self, key: Key) -> None:
+        self._last.pop(key, None)
