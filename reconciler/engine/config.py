@@ -8,6 +8,8 @@ prints. Secret values are held here only; nothing renders them.
 | RECONCILER_NOVACORE_URL / _TOKEN / _IDENTITY | Novacore URL, operator JWT, claimer identity |
 | RECONCILER_ENAPTER_URL / _TOKEN | Enapter Cloud API base URL and token |
 | RECONCILER_FLATPEAK_URL / _ACCOUNT_ID / _API_KEY | Flatpeak base URL and credentials |
+| RECONCILER_NOVACORE_TOKEN_FILE, ... | a file holding the token (or API key) instead, |
+| _ENAPTER_TOKEN_FILE, _FLATPEAK_API_KEY_FILE | read again at every run (`Settings.renewed`) |
 | RECONCILER_GATEWAY_URLS | `serial=url,serial=url`: where to reach Zaps (overrides spec.zap.url) |
 | RECONCILER_GATEWAY_URLS_FILE | the same as a JSON object in a file |
 | RECONCILER_STATE_DIR | journal, lock and inventory (default `.reconciler`) |
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from reconciler.errors import ConfigError, Diagnostic
+from reconciler.errors import ConfigError, Diagnostic, ProviderAuthError
 from reconciler.model.base import RESOURCE_NAME_PATTERN
 from reconciler.model.device import SecretSource
 from reconciler.model.env_names import SECRET_KEY_PATTERN, own_setting_problem
@@ -48,12 +50,15 @@ PREFIX = "RECONCILER_"
 class Settings:
     novacore_url: str = "https://novacore-mainnet.sourceful.dev"
     novacore_token: str = field(default="", repr=False)
+    novacore_token_file: str = ""
     novacore_identity: str = ""
     enapter_url: str = "https://api.enapter.com"
     enapter_token: str = field(default="", repr=False)
+    enapter_token_file: str = ""
     flatpeak_url: str = "https://api.flatpeak.com"
     flatpeak_account_id: str = ""
     flatpeak_api_key: str = field(default="", repr=False)
+    flatpeak_api_key_file: str = ""
     gateway_urls: Mapping[str, str] = field(default_factory=dict)
     state_dir: str = ".reconciler"
     secrets_dir: str = "secrets"
@@ -92,6 +97,49 @@ class Settings:
         except (IndexError, ValueError, AttributeError):
             return ""
 
+    def renewed(self) -> Settings:
+        """These settings with each credential given as a file (`*_FILE`) read from it
+        again: a token rotated in its file (kubelet rewrites a mounted Secret's files in
+        place) is used from the next run on, without a restart. ConfigError (subject
+        "settings") naming the file, never its content, when one cannot be used."""
+        changes: dict[str, Any] = {}
+        problems: list[Diagnostic] = []
+        for file_field, name in CREDENTIAL_FILES.items():
+            path = getattr(self, file_field)
+            if not path:
+                continue
+            # The file was named by the variable or by the settings file's key of the same
+            # name; the variable's name is the one the docs and the chart use.
+            origin: Origin = (None, PREFIX + file_field.upper())
+            value, problem = _read_credential_file(name, path, origin)
+            if problem is not None:
+                problems.append(problem)
+            else:
+                changes[name] = value
+        if problems:
+            raise ConfigError(problems, subject="settings")
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def refused_hint(self, error: Exception, *, when: str) -> str | None:
+        """What to do about a platform's 401 (its credential refused: a token past its
+        expiry, Novacore's after 24 h), read again `when` ("at the next run"): a file is
+        read again then, a variable at start only. None for any other error."""
+        if not isinstance(error, ProviderAuthError) or error.status != 401:
+            return None
+        platform = error.operation.partition(".")[0]
+        if platform not in _PLATFORM_CREDENTIALS:
+            return None
+        name = _PLATFORM_CREDENTIALS[platform]
+        what = _CREDENTIAL_NAMES[name]
+        path = getattr(self, name + "_file")
+        variable = PREFIX + name.upper()
+        if path:
+            return (f"the {what} from {variable}_FILE ({path}) was refused; the file is read "
+                    f"again {when}: write a new {what} into it, no restart needed")
+        return (f"the {what} from {variable} was refused; the variable is read at start "
+                f"only: restart with a new {what}, or name a file holding it in "
+                f"{variable}_FILE, which is read again {when}")
+
     def gateway_url(self, serial: str, declared: str) -> str:
         return self.gateway_urls.get(serial, declared).rstrip("/")
 
@@ -117,6 +165,27 @@ _CREDENTIAL_FIELDS = frozenset(
 # Of those, the ones sent in an HTTP header, which holds ASCII only.
 _HEADER_FIELDS = frozenset({"novacore_token", "enapter_token", "flatpeak_account_id",
                             "flatpeak_api_key"})
+# The credentials that may be given as a file instead, by the field naming the file: the
+# layout of a mounted Secret, which kubelet updates in place when the Secret changes. The
+# file is read at start and again before every run of `watch` and every reconcile of the
+# operator (`Settings.renewed`): a token that expires (Novacore's after 24 h) is rotated in
+# the file, not by a restart.
+CREDENTIAL_FILES = {
+    "novacore_token_file": "novacore_token",
+    "enapter_token_file": "enapter_token",
+    "flatpeak_api_key_file": "flatpeak_api_key",
+}
+_CREDENTIAL_NAMES = {
+    "novacore_token": "Novacore token",
+    "enapter_token": "Enapter token",
+    "flatpeak_api_key": "Flatpeak API key",
+}
+# The credential each platform's calls carry, by the prefix of their operation's name.
+_PLATFORM_CREDENTIALS = {
+    "novacore": "novacore_token",
+    "enapter": "enapter_token",
+    "flatpeak": "flatpeak_api_key",
+}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 # What each limit means, for "expected ..." messages.
@@ -377,6 +446,8 @@ def load_settings(
         table, problems, key_lines = _read_toml(path)
         for key, value in table.items():
             if key in names:
+                if key in CREDENTIAL_FILES and isinstance(value, str) and value:
+                    value = str(Path(path).parent / value)  # as gateway_urls_file
                 raw[key] = (value, (path, key))
                 continue
             if key == "gateway_urls_file":
@@ -398,6 +469,7 @@ def load_settings(
         # An empty variable counts as unset (`X=${X}` in a compose file or unit, unset X).
         if name != "gateway_urls" and env.get(variable):
             raw[name] = (env[variable], (None, variable))
+    problems += _one_form_of_each_credential(raw)
     values: dict[str, Any] = {}
     for name, (value, origin) in raw.items():
         try:
@@ -420,6 +492,15 @@ def load_settings(
         except ValueError as exc:
             problems.append(_problem((None, PREFIX + "GATEWAY_URLS"), str(exc)))
     values["gateway_urls"] = urls
+    for file_field, name in CREDENTIAL_FILES.items():
+        # Read here too, not only at each run: a file that cannot be used is a start-up
+        # error. Not with check_files=False: the file is another machine's (a pod's).
+        if check_files and values.get(file_field):
+            value, problem = _read_credential_file(name, values[file_field], raw[file_field][1])
+            if problem is not None:
+                problems.append(problem)
+            else:
+                values[name] = value
     if check_files and values.get("ca_bundle"):
         problems += _ca_bundle_problems(values["ca_bundle"], raw["ca_bundle"][1])
     if problems:
@@ -437,6 +518,60 @@ def load_settings(
 # The most a CA bundle may hold: certifi's bundle of the public CAs (117 certificates)
 # takes 234 KB. OpenSSL reads a bundle whole, block by block: one of 68 MB took 140 MB.
 MAX_CA_BUNDLE_BYTES = 4 * 2**20
+
+
+def _one_form_of_each_credential(raw: dict[str, tuple[object, Origin]]) -> list[Diagnostic]:
+    """A credential given both as a value and as a file in the same place (two variables,
+    or two keys of the settings file) is refused, naming both: which one was meant cannot
+    be known. Given in both places, the environment wins, as for every setting: the form
+    in the settings file is dropped from `raw`."""
+    problems = []
+    for file_field, name in CREDENTIAL_FILES.items():
+        if name not in raw or file_field not in raw:
+            continue
+        value_origin, file_origin = raw[name][1], raw[file_field][1]
+        if (value_origin[0] is None) != (file_origin[0] is None):
+            del raw[name if value_origin[0] is not None else file_field]
+            continue
+        problems.append(_problem(
+            file_origin,
+            f"{value_origin[1]} is set too; set either {value_origin[1]} (the "
+            f"{_CREDENTIAL_NAMES[name]}) or {file_origin[1]} (a file holding it), not both",
+        ))
+        del raw[name], raw[file_field]
+    return problems
+
+
+def read_secret_text(path: str | Path) -> str:
+    """The text of a file holding one secret, without the line break an editor or `echo`
+    leaves (nor the carriage return of one saved on Windows, nor the byte order mark
+    Notepad writes first: "utf-8-sig" drops it). OSError, `bounded.FileTooLarge` past
+    MAX_SECRET_BYTES, or UnicodeDecodeError when it is not UTF-8 text: none says anything
+    of the content."""
+    data = bounded.read_at_most(path, MAX_SECRET_BYTES, "a secret file")
+    return data.decode("utf-8-sig").rstrip("\r\n")
+
+
+def _read_credential_file(name: str, path: str, origin: Origin) -> tuple[str, Diagnostic | None]:
+    """The credential `name` from the file at `path` (named at `origin`), or why it cannot
+    be used: a message naming the file, and a character by its position only."""
+    what = _CREDENTIAL_NAMES[name]
+    try:
+        text = read_secret_text(path)
+    except UnicodeDecodeError:
+        return "", _problem(origin, f"{path} is not UTF-8 text; expected the {what} in it")
+    except bounded.FileTooLarge as exc:
+        return "", _problem(origin, f"{exc}; expected the {what} alone")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return "", _problem(origin, f"cannot read {path} (the {what}): {reason}")
+    try:
+        value = _credential(name, text)
+    except ValueError as exc:
+        return "", _problem(origin, f"{path}: {exc}")
+    if not value:
+        return "", _problem(origin, f"{path} is empty; expected the {what} in it")
+    return value, None
 
 
 def _ca_bundle_problems(path: str, origin: Origin) -> list[Diagnostic]:
@@ -495,11 +630,8 @@ class SecretResolver:
                            "(each one file name, neither '.' nor '..')")
         path = self.secrets_dir / ref.name / ref.key
         try:
-            # The line break an editor or `echo` leaves is not part of the password (nor the
-            # carriage return of one saved on Windows, nor the byte order mark Notepad
-            # writes first: "utf-8-sig" drops it).
-            data = bounded.read_at_most(path, MAX_SECRET_BYTES, "a secret file")
-            return data.decode("utf-8-sig").rstrip("\r\n")
+            # The line break an editor or `echo` leaves is not part of the password.
+            return read_secret_text(path)
         except UnicodeDecodeError:
             raise KeyError(f"secret {ref.name}/{ref.key} at {path} is not UTF-8 text") from None
         except bounded.FileTooLarge as exc:

@@ -14,6 +14,8 @@ the state lock and signal handlers:
   run that cannot reach a gateway or a cloud defers those sites; any error ends that run
   only, never the agent. On stop, a plan in progress (reads only) is cancelled and an
   apply finishes the changes in flight but starts no new one (`apply_plan(stop=...)`).
+  Each run reads the credentials given as files again (`Settings.renewed`): a token
+  rotated in its file is used from the next run on, and a refused one says so.
 * `filewatch.watch_files` turns changes of the desired-state files into `Agent.notify`.
 * `Log` writes every event as one line: text (`<time> run=3 trigger=change ...`) or JSON.
 
@@ -271,6 +273,10 @@ class Cycle:
                 message=str(error),
                 type=type(error).__name__,
             )
+            hint = self.settings.refused_hint(error, when="at the next run")
+            if hint is not None:
+                self.log.emit("note", f"run={summary.run} note: {hint}", run=summary.run,
+                              message=hint)
         except Exception as error:  # an agent outlives the failure of one run
             kind = type(error).__name__
             self.log.emit(
@@ -352,7 +358,9 @@ class Cycle:
         if desired is None:
             return
         fleet, options = desired
-        async with self.factory(fleet, self.settings) as reconciler:
+        # A token file that cannot be read now ends this run only (ConfigError, naming it).
+        settings = self.settings.renewed()
+        async with self.factory(fleet, settings) as reconciler:
             result = await self._plan(reconciler, options)
             if result is None:
                 summary.result = "stopped"

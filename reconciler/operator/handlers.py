@@ -14,6 +14,7 @@ import kopf
 
 from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.credentials import KEY_BYTES, key_from_text
+from reconciler.errors import ConfigError
 from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
 from reconciler.operator import conditions, objects
@@ -95,6 +96,17 @@ class Runtime:
                 logging.getLogger(__name__).warning(warning)
         return self._settings
 
+    def current_settings(self) -> Settings:
+        """The settings for one reconcile, the credentials given as files read again: a
+        token rotated in its mounted Secret is used without a restart. A file that cannot
+        be read now makes the reconcile wait and retry, naming the file."""
+        try:
+            return self.settings.renewed()
+        except ConfigError as error:
+            raise kopf.TemporaryError(
+                f"invalid settings: {error}", delay=self.config.retry_delay
+            ) from None
+
 
 def event_message(text: str) -> str:
     """An event's message: `kubectl describe` shows it on a terminal, and it carries what
@@ -172,7 +184,7 @@ async def _reconcile(
             patch.status[objects.LAST_VALID_SPEC] = spec
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     result = await reconcile_object(
-        kind, name, namespace, nsf, runtime.settings, runtime.config, secrets,
+        kind, name, namespace, nsf, runtime.current_settings(), runtime.config, secrets,
         config_store=ConfigSecrets(runtime.secrets, namespace),
         credentials=PasswordFingerprint(runtime.credential_key, status.get("appliedSecrets")),
         holds=runtime.holds,
@@ -300,7 +312,7 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         kopf.info(body, reason="LastValidSpec", message=event_message(message))
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     removal = await remove_object(
-        kind, name, nsf, runtime.settings, secrets, status=kwargs["status"]
+        kind, name, nsf, runtime.current_settings(), secrets, status=kwargs["status"]
     )
     failed = [o for o in removal.outcomes if o.status != "done"]
     for outcome in removal.outcomes:

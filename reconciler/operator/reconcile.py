@@ -22,6 +22,7 @@ from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy
+from reconciler.errors import ProviderAuthError
 from reconciler.model.base import Resource
 from reconciler.model.fleet import DANGLING, Fleet
 from reconciler.model.status import AppliedSecrets, DeviceGateway
@@ -165,7 +166,16 @@ async def reconcile_object(
         # devices are read too, or the device would be planned as a new one, not moved.
         moved = kind == "Device" and last_site is not None and last_site not in sub.sites
         lookup = (last_site,) if moved and last_site else ()
-        planned = await reconciler.plan(PlanOptions(whole_fleet=nsf.fleet, lookup_sites=lookup))
+        try:
+            planned = await reconciler.plan(
+                PlanOptions(whole_fleet=nsf.fleet, lookup_sites=lookup)
+            )
+        except ProviderAuthError as error:
+            # A setting must change (a token rotated in its file is read again at the
+            # next reconcile): said on the object and retried, not a traceback in the log.
+            hint = settings.refused_hint(error, when="at the next reconcile")
+            message = f"{error}; {hint}" if hint else str(error)
+            return _not_planned("temporary", "AuthError", message, config.retry_delay)
         plan = planned.plan
         own = [c for c in plan.changes if c.kind == owner_kind and c.name == owner_name]
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}
@@ -290,10 +300,13 @@ def _device_gateway(
 
 
 def _not_planned(retry: str, reason: str, message: str, delay: float = 0.0) -> ObjectResult:
-    """The result of an object that is not planned at all (its spec is invalid, or what it
-    depends on is not declared): no changes are known, and the summary says why."""
-    why = "invalid spec" if reason == "InvalidSpec" else "waiting for a dependency"
-    unobserved = "the spec is invalid" if reason == "InvalidSpec" else "it waits for a dependency"
+    """The result of an object that is not planned at all (its spec is invalid, what it
+    depends on is not declared, or a platform refused the credentials the plan reads
+    with): no changes are known, and the summary says why."""
+    why, unobserved = {
+        "InvalidSpec": ("invalid spec", "the spec is invalid"),
+        "AuthError": ("credentials refused", "the credentials are refused"),
+    }.get(reason, ("waiting for a dependency", "it waits for a dependency"))
     return ObjectResult(
         conditions=[Cond("Ready", False, reason, message), Cond("Synced", False, reason, message)],
         summary=f"not planned: {why}",

@@ -22,8 +22,8 @@ codes, pagination) the choices made here are marked "UNDOCUMENTED" in the code. 
   docs show for the Zap's own answers.
 
 Admin endpoints under `/_sim/` create organisations, register gateway keys, issue tokens
-and change state behind the reconciler's back (drift); each has a Python twin for
-in-process tests.
+(and make one expire early, to test its rotation) and change state behind the reconciler's
+back (drift); each has a Python twin for in-process tests.
 """
 
 from __future__ import annotations
@@ -148,6 +148,11 @@ class ClaimMessage:
 
 
 # -- pure helpers -----------------------------------------------------------------------
+
+
+def _digest(token: str) -> str:
+    """What the simulator keeps of a token it made expire: not the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def iso_time(unix: float) -> str:
@@ -356,6 +361,8 @@ class NovacoreSimulator(SimServer):
         self.public_key_format: PublicKeyFormat = public_key_format
         self._seed = seed
         self._secret = secret if secret is not None else secrets.token_bytes(32)
+        # SHA-256 digests of the tokens `expire_token` made expire before their time.
+        self._expired: set[str] = set()
         self._counter = 0
         self._clear()
         super().__init__(seed=seed, faults=faults)
@@ -481,8 +488,17 @@ class NovacoreSimulator(SimServer):
             "identity_type": identity_type,
             "iat": now,
             "exp": now + (self.token_ttl_s if ttl_s is None else ttl_s),
+            # Two tokens issued to one identity in the same second differ, so one of them
+            # can be made to expire (`expire_token`) and not the other.
+            "jti": secrets.token_hex(8),
         }
         return jwt_hs256.encode(claims, self._secret)
+
+    def expire_token(self, token: str) -> None:
+        """Answer `token` from now on as Novacore answers one past its 24 h (401, "Token
+        expired"), whatever time it has left: a test of a token's rotation need not wait
+        for its expiry, nor move the clock of every other token."""
+        self._expired.add(_digest(token))
 
     def identity_of(self, token: str) -> str:
         """The identity id a token of this simulator was issued to (signature checked)."""
@@ -601,6 +617,7 @@ class NovacoreSimulator(SimServer):
     def snapshot(self) -> dict[str, Any]:
         state = self.public_state()
         state["secret"] = self._secret.hex()
+        state["expired_tokens"] = sorted(self._expired)
         return state
 
     def public_state(self) -> dict[str, Any]:
@@ -619,6 +636,7 @@ class NovacoreSimulator(SimServer):
     def restore(self, state: dict[str, Any]) -> None:
         if "secret" in state:
             self._secret = bytes.fromhex(state["secret"])
+        self._expired = set(state.get("expired_tokens", []))
         self._counter = int(state.get("counter", 0))
         self.orgs = {o["id"]: Org(**o) for o in state.get("orgs", [])}
         self.members = {idt: dict(orgs) for idt, orgs in state.get("members", {}).items()}
@@ -679,6 +697,7 @@ class NovacoreSimulator(SimServer):
         prefix = ADMIN_PREFIX
         router.add_post(f"{prefix}/orgs", admin(self._admin_add_org))
         router.add_post(f"{prefix}/tokens", admin(self._admin_issue_token))
+        router.add_post(f"{prefix}/tokens/expire", admin(self._admin_expire_token))
         router.add_post(f"{prefix}/gateways/register", admin(self._admin_register_gateway))
         router.add_delete(f"{prefix}/gateways/{{serial}}", admin(self._admin_release_gateway))
         router.add_put(f"{prefix}/sites/{{site_id}}", admin(self._admin_update_site))
@@ -697,6 +716,8 @@ class NovacoreSimulator(SimServer):
             raise ApiError(401, "unauthorized", "Missing bearer token")
         try:
             claims = jwt_hs256.decode(token, self._secret, now=self.clock())
+            if _digest(token) in self._expired:
+                raise jwt_hs256.ExpiredToken("expired early by /_sim/tokens/expire")
         except jwt_hs256.ExpiredToken:
             raise ApiError(401, "unauthorized", "Token expired") from None
         except jwt_hs256.InvalidToken as exc:
@@ -1126,6 +1147,11 @@ class NovacoreSimulator(SimServer):
             "identity_id": identity_id,
             "expires_at": iso_time(self.clock() + ttl_s),
         }
+
+    async def _admin_expire_token(self, request: web.Request) -> Result:
+        body = await read_body(request, required=("token",))
+        self.expire_token(text_field(body, "token"))
+        return 200, {"expired": True}
 
     async def _admin_register_gateway(self, request: web.Request) -> Result:
         body = await read_body(request, required=("serial", "public_key"))

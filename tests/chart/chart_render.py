@@ -99,6 +99,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "peering": {"replicas": 2, "credentials": CREDENTIALS},
     "peering-namespaced": {"replicas": 2, "watchNamespaces": WATCHED},
     "shards-namespaced": {"shards": SHARDS, "watchNamespaces": WATCHED},
+    "credential-files": {"credentials": {**CREDENTIALS, "mountAsFiles": True}},
     "observe": {"mode": "observe", "reconcileInterval": 60, "retryDelay": 5,
                 "shard": {"selector": "fleet=pilot"}},
     "everything": {

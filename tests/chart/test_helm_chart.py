@@ -50,6 +50,11 @@ CREDENTIAL_VARS = {
     "RECONCILER_FLATPEAK_ACCOUNT_ID": "flatpeak-account-id",
     "RECONCILER_FLATPEAK_API_KEY": "flatpeak-api-key",
 }
+# The credentials the chart may give as files of the mounted Secret instead
+# (`credentials.mountAsFiles`): RECONCILER_<name>_FILE.
+FILE_VARS = {f"{name}_FILE": name for name in ("RECONCILER_NOVACORE_TOKEN",
+                                                "RECONCILER_ENAPTER_TOKEN",
+                                                "RECONCILER_FLATPEAK_API_KEY")}
 # Every variable the code reads: the engine's settings and the operator's config.
 ENGINE_VARS = ({f"RECONCILER_{f.name.upper()}" for f in dataclasses.fields(Settings)}
                | {"RECONCILER_CONFIG", "RECONCILER_GATEWAY_URLS_FILE"})
@@ -310,22 +315,75 @@ def test_defaults_leave_engine_defaults_alone(rendered: Render) -> None:
 def test_credentials_come_only_from_the_secret(rendered: Render, scenario: str) -> None:
     values = SCENARIOS[scenario]
     secret = (values.get("credentials") or {}).get("existingSecret")
-    for _, container in rendered(values).containers():
+    as_files = bool(secret and values["credentials"].get("mountAsFiles"))
+    for deployment, container in rendered(values).containers():
         env = env_of(container)
+        files = credential_files(deployment, container)
         for name, entry in env.items():
             if name == "RECONCILER_OPERATOR_PASSWORD_ENV":
                 continue  # names of variables, not a value
+            if name in FILE_VARS:
+                continue  # the path of a file of the Secret (`credential_files`)
             if any(word in name for word in ("TOKEN", "KEY", "IDENTITY", "ACCOUNT", "PASSWORD")):
                 assert "value" not in entry, f"{name} is inline"
         credentials = {n: e for n, e in env.items() if n in CREDENTIAL_VARS}
         if not secret:
-            assert credentials == {}
+            assert credentials == {} and files == {}
             continue
-        assert set(credentials) == set(CREDENTIAL_VARS)
+        from_files = {FILE_VARS[name]: key for name, (_, key) in files.items()}
+        assert set(credentials) | set(from_files) == set(CREDENTIAL_VARS)
+        assert set(from_files) == (set(FILE_VARS.values()) if as_files else set())
+        assert all(source == secret for source, _ in files.values())
+        assert from_files == {n: CREDENTIAL_VARS[n] for n in from_files}
         for name, entry in credentials.items():
             ref = entry["valueFrom"]["secretKeyRef"]
             assert (ref["name"], ref["key"]) == (secret, CREDENTIAL_VARS[name])
             assert ref["optional"] is True  # a platform you do not use needs no key
+
+
+def credential_files(deployment: dict[str, Any],
+                     container: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each RECONCILER_*_FILE variable of `container`, as (Secret, key) of the file it
+    names; fails on a path that is not a key of a Secret mounted whole (kubelet updates
+    the files of such a mount when the Secret changes, never one mounted by subPath)."""
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    found = {}
+    for name, value in plain_env(container).items():
+        if name not in FILE_VARS:
+            continue
+        directory, _, key = value.rpartition("/")
+        mount = mounts[directory]
+        assert mount.get("readOnly") is True and "subPath" not in mount, mount
+        secret = volumes[mount["name"]]["secret"]
+        assert "items" not in secret  # every key of the Secret, as it is now
+        found[name] = (secret["secretName"], key)
+    return found
+
+
+def test_credentials_mounted_as_files_are_read_again_by_the_code(
+        rendered: Render, tmp_path: Path) -> None:
+    """The files the rendered pod's variables name, laid out as kubelet mounts the
+    Secret: the settings read the tokens from them, and a token rotated in the Secret is
+    read again (`Settings.renewed`, at every reconcile)."""
+    values = {"credentials": {**CREDENTIALS, "mountAsFiles": True,
+                              "keys": {"flatpeakApiKey": "", "flatpeakAccountId": ""}}}
+    [(deployment, container)] = rendered(values).containers()
+    files = credential_files(deployment, container)
+    assert set(files) == {"RECONCILER_NOVACORE_TOKEN_FILE", "RECONCILER_ENAPTER_TOKEN_FILE"}
+    env = plain_env(container)
+    for name, (_, key) in files.items():
+        (tmp_path / key).write_text(f"{key}-1\n")
+        env[name] = str(tmp_path / key)  # where the mount is, here
+    settings = load_settings(env)
+    assert (settings.novacore_token, settings.enapter_token) == ("novacore-token-1",
+                                                                 "enapter-token-1")
+    (tmp_path / "novacore-token").write_text("novacore-token-2\n")
+    assert settings.renewed().novacore_token == "novacore-token-2"
+    # Left as variables: the ids, which are not rotated.
+    refs = {n: e["valueFrom"]["secretKeyRef"]["key"] for n, e in env_of(container).items()
+            if n in CREDENTIAL_VARS}
+    assert refs == {"RECONCILER_NOVACORE_IDENTITY": "novacore-identity"}
 
 
 def test_password_env_names_are_checked_as_the_operator_checks_them() -> None:

@@ -379,3 +379,111 @@ def test_the_resolver_never_reads_a_file_outside_the_secrets_directory(tmp_path:
             resolver.resolve(SecretSource.model_construct(secret_key_ref=ref, env=None))
         assert "is not a Secret name and key" in caught.value.args[0]
 
+
+
+# --- credentials in files (RECONCILER_*_TOKEN_FILE), read again at every run -------------
+
+FILE_VARIABLES = {"RECONCILER_NOVACORE_TOKEN_FILE": "novacore_token",
+                  "RECONCILER_ENAPTER_TOKEN_FILE": "enapter_token",
+                  "RECONCILER_FLATPEAK_API_KEY_FILE": "flatpeak_api_key"}
+
+
+@pytest.mark.parametrize(("variable", "field"), FILE_VARIABLES.items())
+def test_a_credential_is_read_from_its_file_without_the_line_break(
+        tmp_path: Path, variable: str, field: str) -> None:
+    for content in (b"tok-1\n", b"tok-1\r\n", b"\xef\xbb\xbftok-1\n\n", b"tok-1"):
+        (tmp_path / "secret").write_bytes(content)
+        settings = load_settings({variable: str(tmp_path / "secret")})
+        assert getattr(settings, field) == "tok-1", content
+    assert getattr(settings, field + "_file") == str(tmp_path / "secret")
+
+
+def test_a_rotated_token_file_is_read_again_by_renewed(tmp_path: Path) -> None:
+    token = tmp_path / "novacore-token"
+    token.write_text("a.b.c\n")
+    settings = load_settings({"RECONCILER_NOVACORE_TOKEN_FILE": str(token),
+                              "RECONCILER_ENAPTER_TOKEN": "enapter-1"})
+    token.write_text("d.e.f\n")
+    assert settings.novacore_token == "a.b.c"
+    renewed = settings.renewed()
+    assert (renewed.novacore_token, renewed.enapter_token) == ("d.e.f", "enapter-1")
+    token.write_text("")
+    with pytest.raises(ConfigError) as caught:
+        settings.renewed()
+    assert [str(d) for d in caught.value.diagnostics] == [
+        f"RECONCILER_NOVACORE_TOKEN_FILE: {token} is empty; expected the Novacore token in it"]
+    # Without a file there is nothing to read again.
+    plain = load_settings({"RECONCILER_NOVACORE_TOKEN": "a.b.c"})
+    assert plain.renewed() is plain
+
+
+def test_a_credential_file_that_cannot_be_used_is_named_never_its_content(
+        tmp_path: Path) -> None:
+    (tmp_path / "empty").write_text("\r\n")
+    (tmp_path / "two-lines").write_text("hunter2\nhunter3\n")
+    (tmp_path / "latin1").write_bytes("hunter2é".encode("latin-1"))
+    reported = problems({"RECONCILER_NOVACORE_TOKEN_FILE": str(tmp_path / "two-lines"),
+                         "RECONCILER_ENAPTER_TOKEN_FILE": str(tmp_path / "missing"),
+                         "RECONCILER_FLATPEAK_API_KEY_FILE": str(tmp_path / "latin1")})
+    assert reported == [
+        f"RECONCILER_NOVACORE_TOKEN_FILE: {tmp_path / 'two-lines'}: contains a control "
+        "character (a line break) at character 8; expected the value on one line, without "
+        "control characters",
+        f"RECONCILER_ENAPTER_TOKEN_FILE: cannot read {tmp_path / 'missing'} (the Enapter "
+        "token): No such file or directory",
+        f"RECONCILER_FLATPEAK_API_KEY_FILE: {tmp_path / 'latin1'} is not UTF-8 text; expected "
+        "the Flatpeak API key in it"]
+    assert problems({"RECONCILER_ENAPTER_TOKEN_FILE": str(tmp_path / "empty"),
+                     "RECONCILER_NOVACORE_TOKEN_FILE": str(tmp_path)}) == [
+        f"RECONCILER_NOVACORE_TOKEN_FILE: cannot read {tmp_path} (the Novacore token): Is a "
+        "directory",
+        f"RECONCILER_ENAPTER_TOKEN_FILE: {tmp_path / 'empty'} is empty; expected the Enapter "
+        "token in it"]
+    assert not any("hunter" in problem for problem in reported)
+
+
+def test_a_credential_and_its_file_in_the_same_place_are_refused_naming_both(
+        tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("from-file\n")
+    assert problems({"RECONCILER_ENAPTER_TOKEN": "hunter2",
+                     "RECONCILER_ENAPTER_TOKEN_FILE": str(tmp_path / "token")}) == [
+        "RECONCILER_ENAPTER_TOKEN_FILE: RECONCILER_ENAPTER_TOKEN is set too; set either "
+        "RECONCILER_ENAPTER_TOKEN (the Enapter token) or RECONCILER_ENAPTER_TOKEN_FILE (a file "
+        "holding it), not both"]
+    config = tmp_path / "reconciler.toml"
+    config.write_text('retries = 2\nflatpeak_api_key = "hunter2"\n'
+                      'flatpeak_api_key_file = "token"\n')
+    assert problems({}, config) == [
+        f"{config}:3: flatpeak_api_key_file: flatpeak_api_key is set too; set either "
+        "flatpeak_api_key (the Flatpeak API key) or flatpeak_api_key_file (a file holding "
+        "it), not both"]
+
+
+def test_the_settings_file_names_a_token_file_relative_to_itself_and_the_environment_wins(
+        tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    config = tmp_path / "conf" / "reconciler.toml"
+    config.write_text('novacore_token_file = "novacore-token"\nenapter_token = "from-toml"\n')
+    (tmp_path / "conf" / "novacore-token").write_text("from-file\n")
+    settings = load_settings({}, config_file=str(config))
+    assert settings.novacore_token == "from-file"
+    assert settings.novacore_token_file == str(tmp_path / "conf" / "novacore-token")
+    # Either form in the environment wins over either form in the file, as for every key.
+    (tmp_path / "enapter-token").write_text("from-env-file\n")
+    settings = load_settings({"RECONCILER_NOVACORE_TOKEN": "from-env",
+                              "RECONCILER_ENAPTER_TOKEN_FILE": str(tmp_path / "enapter-token")},
+                             config_file=str(config))
+    assert (settings.novacore_token, settings.novacore_token_file) == ("from-env", "")
+    assert settings.enapter_token == "from-env-file"
+    assert settings.renewed().novacore_token == "from-env"
+    config.write_text('novacore_token_file = "missing"\n')
+    assert problems({}, config) == [
+        f"{config}:1: novacore_token_file: cannot read {tmp_path / 'conf' / 'missing'} (the "
+        "Novacore token): No such file or directory"]
+
+
+def test_a_token_file_of_another_machine_is_not_read_with_check_files_off() -> None:
+    settings = load_settings({"RECONCILER_NOVACORE_TOKEN_FILE": "/var/run/secrets/x/token"},
+                             check_files=False)
+    assert (settings.novacore_token, settings.novacore_token_file) == (
+        "", "/var/run/secrets/x/token")

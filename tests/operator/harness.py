@@ -207,9 +207,12 @@ async def operator(
     watch_timeout: int = 1,
     emulator_url: str | None = None,
     namespaces: list[str] | None = None,
+    token_file: Path | None = None,
 ) -> AsyncIterator[tuple[Cluster, SimFleet]]:
     """The emulated cluster, the simulators for the fleet in `yaml_text`, and the operator
-    (serving every namespace, or only `namespaces` as `reconciler operator -n` does)."""
+    (serving every namespace, or only `namespaces` as `reconciler operator -n` does). With
+    `token_file`, the Novacore token is written there and read from it, as the chart's
+    `credentials.mountAsFiles` has it, instead of from RECONCILER_NOVACORE_TOKEN."""
     fleet = load_texts([("fleet.yaml", yaml_text)]).fleet()
     sims = SimFleet()
     sims.seed_fleet(fleet)
@@ -225,10 +228,16 @@ async def operator(
         write_kubeconfig(kubeconfig, emulator_url)
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         await sims.start()
-        settings = load_settings(
-            sims.env()
-            | {"RECONCILER_STATE_DIR": str(tmp_path / "state"), "RECONCILER_RETRIES": "2"}
-        )
+        env = sims.env() | {
+            "RECONCILER_STATE_DIR": str(tmp_path / "state"),
+            "RECONCILER_RETRIES": "2",
+        }
+        if token_file is not None:
+            await asyncio.to_thread(
+                token_file.write_text, env.pop("RECONCILER_NOVACORE_TOKEN") + "\n"
+            )
+            env["RECONCILER_NOVACORE_TOKEN_FILE"] = str(token_file)
+        settings = load_settings(env)
         config = config or OperatorConfig(interval=1.0, retry_delay=0.5)
         registry = kopf.OperatorRegistry()
         register(registry, Runtime(config, settings))

@@ -149,6 +149,32 @@ async def test_expired_token_is_401(alice: httpx.AsyncClient, clock: FakeClock) 
     assert "expired" in body["message"].lower()
 
 
+async def test_a_token_made_to_expire_early_is_401_and_a_new_one_is_not(
+        nova: NovacoreSimulator, alice: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> None:
+    old = alice.headers["Authorization"].removeprefix("Bearer ")
+    expired = await anonymous.post("/_sim/tokens/expire", json={"token": old})
+    assert expired.json() == {"expired": True}
+    body = assert_error(await alice.get("/sites"), 401, "unauthorized")
+    assert body["message"] == "Token expired"
+    new = nova.issue_token(ALICE)
+    assert (await alice.get("/sites", headers={"Authorization": f"Bearer {new}"})).status_code \
+        == 200
+    # Kept across a restart, as the token secret is; not the token itself.
+    saved = json.loads(json.dumps(nova.snapshot()))
+    assert old not in json.dumps(saved)
+    restarted = NovacoreSimulator(seed=1, clock=nova.clock)
+    restarted.restore(saved)
+    await restarted.start()
+    try:
+        async with httpx.AsyncClient(base_url=restarted.url) as client:
+            for token, status in ((old, 401), (new, 200)):
+                response = await client.get("/sites",
+                                            headers={"Authorization": f"Bearer {token}"})
+                assert response.status_code == status, response.text
+    finally:
+        await restarted.stop()
+
+
 async def test_token_carries_documented_claims(nova: NovacoreSimulator,
                                                clock: FakeClock) -> None:
     token = nova.issue_token(org_ids=[ORG_A])

@@ -1,0 +1,106 @@
+"""`reconciler watch` as a subprocess against simulators, its Novacore token in a file
+(RECONCILER_NOVACORE_TOKEN_FILE, as the chart mounts a Secret): when Novacore starts
+refusing the token, the log says so and that the file is read again; a file that cannot be
+read ends that run only, naming the file; a token rotated in the file is used at the next
+run, without a restart. A token from the variable, refused, says how to rotate it."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from agent_helpers import INVERTER_SN, ZAP_SERIAL, Spawn, World
+
+pytestmark = pytest.mark.slow
+
+
+def rotate(path: Path, token: str) -> None:
+    """Write `token` into `path` as kubelet updates a mounted Secret: the new file is
+    complete before it takes the old one's place, so no run reads half of it."""
+    new = path.with_name(path.name + ".new")
+    new.write_text(token + "\n", encoding="utf-8")
+    os.replace(new, path)
+
+
+async def test_a_token_rotated_in_its_file_is_used_at_the_next_run(
+        world: World, spawn: Spawn, tmp_path: Path) -> None:
+    old = world.env["RECONCILER_NOVACORE_TOKEN"]
+    token_file = tmp_path / "novacore-token"
+    rotate(token_file, old)
+    env = {k: v for k, v in world.env.items() if k != "RECONCILER_NOVACORE_TOKEN"}
+    env["RECONCILER_NOVACORE_TOKEN_FILE"] = str(token_file)
+    agent = await spawn("watch", "sites", "--interval", "0.5s", env=env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+
+    # A day later: Novacore answers the token 401, "Token expired".
+    world.sims.novacore.expire_token(old)
+    [refused] = await agent.wait_for(r"trigger=interval .*result=error")
+    run = re.search(r"run=(\d+)", refused)[1]  # type: ignore[index]
+    assert any(re.search(rf"run={run} error: novacore\.\w+ /\S+: HTTP 401: .*Token expired",
+                         line) for line in agent.out), agent.text
+    assert any(line.endswith(
+        f"run={run} note: the Novacore token from RECONCILER_NOVACORE_TOKEN_FILE "
+        f"({token_file}) was refused; the file is read again at the next run: write a new "
+        "Novacore token into it, no restart needed") for line in agent.out), agent.text
+
+    # A file that cannot be read ends that run, naming the file; the agent goes on.
+    token_file.unlink()
+    await agent.wait_for(
+        lambda line: line.endswith(f"error: RECONCILER_NOVACORE_TOKEN_FILE: cannot read "
+                                   f"{token_file} (the Novacore token): No such file or "
+                                   "directory"))
+    token_file.write_text("\n", encoding="utf-8")
+    await agent.wait_for(
+        lambda line: line.endswith(f"error: RECONCILER_NOVACORE_TOKEN_FILE: {token_file} is "
+                                   "empty; expected the Novacore token in it"))
+
+    # The token rotated in the file: the next run reads it and corrects the drift made
+    # meanwhile, by the same process.
+    world.sims.zaps[ZAP_SERIAL].set_der(INVERTER_SN, "pv", enabled=False)
+    new = world.sims.novacore.issue_token(world.sims.identity_id)
+    rotate(token_file, new)
+    await agent.wait_for(r"trigger=interval changes=1 done=1 failed=0 .*result=applied")
+    assert world.zap_der_enabled("pv") is True
+    assert await agent.terminate() == 0
+    for token in (old, new, *world.secrets()):
+        assert token not in agent.text, "a credential was printed"
+
+
+async def test_a_refused_token_from_the_variable_says_how_to_rotate_it(
+        world: World, spawn: Spawn) -> None:
+    world.sims.novacore.expire_token(world.env["RECONCILER_NOVACORE_TOKEN"])
+    agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .*result=error")
+    assert any(line.endswith(
+        "run=1 note: the Novacore token from RECONCILER_NOVACORE_TOKEN was refused; the "
+        "variable is read at start only: restart with a new Novacore token, or name a file "
+        "holding it in RECONCILER_NOVACORE_TOKEN_FILE, which is read again at the next run")
+        for line in agent.out), agent.text
+    assert await agent.terminate() == 0
+    for token in world.secrets():
+        assert token not in agent.text, "a credential was printed"
+
+
+async def test_a_token_file_that_cannot_be_read_at_start_is_a_start_up_error(
+        world: World, spawn: Spawn, tmp_path: Path) -> None:
+    env = {k: v for k, v in world.env.items() if k != "RECONCILER_NOVACORE_TOKEN"}
+    missing = tmp_path / "missing-token"
+    env["RECONCILER_NOVACORE_TOKEN_FILE"] = str(missing)
+    agent = await spawn("watch", "sites", env=env, cwd=world.cwd)
+    assert await agent.finish() == 1
+    assert agent.err == [
+        f"error: RECONCILER_NOVACORE_TOKEN_FILE: cannot read {missing} (the Novacore token): "
+        "No such file or directory",
+        "invalid settings: 1 problem",
+    ], agent.text
+
+    both = env | {"RECONCILER_NOVACORE_TOKEN": world.env["RECONCILER_NOVACORE_TOKEN"]}
+    agent = await spawn("watch", "sites", env=both, cwd=world.cwd)
+    assert await agent.finish() == 1
+    assert agent.err[0] == (
+        "error: RECONCILER_NOVACORE_TOKEN_FILE: RECONCILER_NOVACORE_TOKEN is set too; set "
+        "either RECONCILER_NOVACORE_TOKEN (the Novacore token) or "
+        "RECONCILER_NOVACORE_TOKEN_FILE (a file holding it), not both"), agent.text
+    assert world.sims.writes() == 0
