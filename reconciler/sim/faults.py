@@ -1,5 +1,6 @@
 """Faults a simulator can inject, deterministic for a given seed and request order:
-added latency (fixed plus jitter), a rate of 5xx answers, 429 with Retry-After, writes
+added latency (fixed plus jitter, before a request is carried out, and a delay of a
+write's answer after it), a rate of 5xx answers, 429 with Retry-After, writes
 whose answer is lost after they took effect, and offline modes (connection refused, or
 accepted and never answered)."""
 
@@ -23,6 +24,9 @@ class FaultConfig:
 
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
+    # Added after a write was carried out, before it is answered: it takes effect at once
+    # and its answer is still on its way (a client killed meanwhile never sees it).
+    answer_delay_ms: float = 0.0
     error_rate: float = 0.0
     error_status: int = 503
     throttle_rate: float = 0.0
@@ -70,6 +74,7 @@ class Decision:
     """What the fault layer decided for one request."""
 
     delay_s: float = 0.0
+    answer_delay_s: float = 0.0  # after a write's handler ran, before answering
     status: int | None = None  # an error status to answer with instead of the handler
     retry_after_s: float | None = None
     hang: bool = False
@@ -100,6 +105,8 @@ class FaultInjector:
         if config.jitter_ms:
             delay += self._random.uniform(0, config.jitter_ms)
         decision.delay_s = delay / 1000.0
+        if write:
+            decision.answer_delay_s = config.answer_delay_ms / 1000.0
         if write and config.lose_next > 0:
             config.lose_next -= 1
             decision.status, decision.lose_answer = config.error_status, True

@@ -174,6 +174,8 @@ class SimServer:
         finally:
             if request.method not in READ_METHODS and self._on_change is not None:
                 self._on_change()
+        if decision.answer_delay_s:
+            await asyncio.sleep(decision.answer_delay_s)
         if decision.lose_answer:
             return self._fault_response(decision)  # the write took effect all the same
         return response

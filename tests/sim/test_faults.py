@@ -1,6 +1,6 @@
 """Fault injection seen from a real HTTP client against a Zap simulator: latency, a seeded
 error rate, 429 with Retry-After, offline (refused, hanging), a failure storm, a write whose
-answer is lost, and a slow Modbus device behind the gateway."""
+answer is lost or delayed, and a slow Modbus device behind the gateway."""
 
 from __future__ import annotations
 
@@ -78,6 +78,17 @@ async def test_a_lost_answer_comes_after_the_write_took_effect(
     assert zap.device(SUNGROW_SERIAL) is not None, "the device was added all the same"
     again = await client.post("/api/devices", json=SUNGROW)
     assert again.status_code == 409, "a retry finds it there"
+
+
+async def test_a_delayed_answer_comes_after_the_write_took_effect(
+        client: httpx.AsyncClient, zap: ZapSimulator) -> None:
+    zap.faults.answer_delay_ms = 2000
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up before the answer comes
+        await client.post("/api/devices", json=SUNGROW, timeout=0.5)
+    assert zap.device(SUNGROW_SERIAL) is not None, "the device was added at once"
+    started = time.monotonic()
+    assert (await client.get("/api/devices")).status_code == 200
+    assert time.monotonic() - started < 1, "a read is answered at once"
 
 
 async def test_offline_refuse_is_connection_refused_until_back(client: httpx.AsyncClient,
