@@ -214,6 +214,7 @@ async def observe_enapter(
     found = [d.id for ds in state.devices.values() if isinstance(ds, list) for d in ds]
     if found:  # a delete the plan makes says which file it then removes
         state.written_files = enapter_files.removable(session.settings, whole_fleet, found)
+    state.interrupted_deletes = enapter_files.interrupted_deletes(session.settings, whole_fleet)
     observed.extra[_ENAPTER] = state
 
 
@@ -363,6 +364,10 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
     client = enapter_api(ctx.session)
     if change.action in (Action.DELETE, Action.REPLACE):
         device_id = change.external_id or ""
+        if change.action is Action.DELETE:
+            # Before the delete: killed once it took effect, this run leaves the device
+            # gone and its file to the next --prune (`enapter_files.interrupted_deletes`).
+            enapter_files.mark_deleting(ctx.session.settings, device_id, change.site)
         await ctx._write(
             change,
             "enapter.delete_device",

@@ -21,6 +21,11 @@ have none, and stay. A file that could not be removed keeps its record: while it
 is there, the next plan removes it again (a device may so have several records: the file
 its configOutput names, and ones it named before).
 
+A device's delete marks its record before it is sent (`mark_deleting`): a run killed
+once the delete took effect, before the file was removed, leaves the device gone and the
+file in place, and the next `--prune` of its Site removes the file
+(`interrupted_deletes`).
+
 The records also say whose config a file holds: a Device whose file, still as written,
 was written for another Enapter device (one deleted since, or another device's) has no
 config of its own there (`written_for`)."""
@@ -88,8 +93,40 @@ def adopt(settings: Settings, old_id: str, new_id: str) -> None:
     if not old:
         return
     for path in old:
-        files[path] = dataclasses.replace(files[path], device_id=new_id)
+        files[path] = dataclasses.replace(files[path], device_id=new_id, deleting="")
     state.write_inventory(inventory)
+
+
+def mark_deleting(settings: Settings, device_id: str, site: str) -> None:
+    """Before the delete of Enapter device `device_id` (undeclared in Site `site`) is sent:
+    mark the records of the config files written for it as those of a device being
+    deleted."""
+    state = StateDir(Path(settings.state_dir))
+    inventory = state.read_inventory()
+    files = inventory.enapter_config_files
+    mine = [p for p, f in files.items() if f.device_id == device_id and f.deleting != site]
+    if not mine:
+        return
+    for path in mine:
+        files[path] = dataclasses.replace(files[path], deleting=site)
+    state.write_inventory(inventory)
+
+
+def interrupted_deletes(settings: Settings, fleet: Fleet) -> dict[str, tuple[str, list[str]]]:
+    """Enapter device id -> (the Site whose `--prune` sent its delete, the config files
+    written for it), for the records `mark_deleting` marked whose file is still the one
+    written and named by no declared Device: the device is gone when its Site's devices
+    no longer hold it, and the files are then left to remove."""
+    files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
+    marked = [f for f in files.values() if f.deleting]
+    if not marked:
+        return {}
+    declared = _declared(settings, fleet)
+    out: dict[str, tuple[str, list[str]]] = {}
+    for file in sorted(marked, key=lambda f: f.path):
+        if _ours(file, declared):
+            out.setdefault(file.device_id, (file.deleting, []))[1].append(file.path)
+    return out
 
 
 def _others(files: Iterable[WrittenFile], device_id: str, own: Path | None) -> list[WrittenFile]:

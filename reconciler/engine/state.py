@@ -244,7 +244,7 @@ class StateDir:
                     str(file["path"]), int(file["inode"]), int(file["mtime_ns"]),
                     int(file["size"]),
                     # Keyed by the device's id before a device could have several.
-                    str(file.get("device_id", key)),
+                    str(file.get("device_id", key)), str(file.get("deleting") or ""),
                 )
                 for key, file in data.get("enapter_config_files", {}).items()
                 if isinstance(file, dict) and _is_written_file(file)
@@ -332,13 +332,16 @@ class WrittenFile:
     """A config file the reconciler wrote for an Enapter device (`engine.enapter_files`):
     its absolute path, its identity right after the write, and the Enapter id of the
     device it was written for. A file whose identity is another since (replaced or edited
-    by someone) is not the one written."""
+    by someone) is not the one written. `deleting`: the Site whose `--prune` sent the
+    device's delete, set before it is sent (an apply killed after the delete took effect
+    leaves the file to the next one to remove)."""
 
     path: str
     inode: int
     mtime_ns: int
     size: int
     device_id: str
+    deleting: str = ""
 
     def is_stat(self, stat: os.stat_result) -> bool:
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size) == (

@@ -140,6 +140,10 @@ class EnapterState:
     # and named by no declared Device: its delete, or its update once its config is where
     # its Device declares it now, removes them (`engine.enapter_files`).
     written_files: dict[str, list[str]] = field(default_factory=dict)
+    # Enapter device id -> (Site name, config files) for each device whose delete an
+    # apply of that Site sent, and whose files it had not removed yet
+    # (`engine.enapter_files`).
+    interrupted_deletes: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
 
 # -- declared fields and natural keys ---------------------------------------------------------
@@ -987,6 +991,7 @@ class EnapterPlanner:
             parent = by_id.get(device.upstream_id or "")
             return device.type == NATIVE and parent is not None and parent.type == EMBEDDED_UCM
 
+        self._interrupted_deletes(work)
         kept = [d for d in work.devices if not goes_with_parent(d)]
         undeclared = [d for d in kept if d.id not in work.matched]
         if not undeclared:
@@ -1015,6 +1020,41 @@ class EnapterPlanner:
         """The config files earlier applies wrote for the device that its delete, or its
         update, removes (`EnapterState.written_files`)."""
         return self.state.written_files.get(device_id, []) if self.state is not None else []
+
+    def _interrupted_deletes(self, work: _SiteWork) -> None:
+        """The config files of devices of this site whose delete an earlier apply sent and
+        that are gone now, the apply having stopped before it removed their file: removed
+        with --prune (a delete again, which finds the device gone, then the removal)."""
+        interrupted = self.state.interrupted_deletes if self.state is not None else {}
+        present = {d.id for d in work.devices}
+        for device_id, (site_name, paths) in sorted(interrupted.items()):
+            if site_name != work.site.name or device_id in present:
+                continue
+            description = (
+                f"Enapter device {device_id} of site {work.site.name} is gone: an apply "
+                f"deleted it and stopped before it removed {_listed(paths)}, "
+                f"{_the(paths, 'config file')} written for it"
+            )
+            if not self.prune:
+                self.unmanaged.append(
+                    {
+                        "platform": "enapter",
+                        "site": work.site.name,
+                        "id": device_id,
+                        "description": description + " (--prune removes it)",
+                    }
+                )
+                continue
+            self._change(
+                "Device",
+                f"{work.site.name}.{device_id}",
+                Action.DELETE,
+                Reason.NOT_DECLARED,
+                work.site,
+                external_id=device_id,
+                before={"id": device_id},
+                message=description + "; removed (--prune)",
+            )
 
     def _superseded_file_note(self, device_id: str) -> str:
         """What writing the device's config to the file its Device declares now does to

@@ -6,7 +6,8 @@ plan and the apply report (text and JSON), as is the one written before for a de
 file moved elsewhere (updated, or deleted and provisioned again) or whose configOutput
 names no file any more, and a file the reconciler did not write, or that is no longer the
 one it wrote, is left alone; a file that could not be removed is removed by the next
-apply; a file recorded as written for another device is not a device's config."""
+apply, and one left by an apply killed between a --prune delete and its removal by the
+next --prune; a file recorded as written for another device is not a device's config."""
 
 from __future__ import annotations
 
@@ -183,6 +184,53 @@ async def test_a_failed_delete_keeps_the_config_file_and_a_later_one_removes_it(
     result, report = await world.apply(smaller, prune=True)
     assert report.ok, report.as_dict()
     assert not ucm_file.exists()
+
+
+async def _killed_once_the_ucm_is_deleted(world: World, fleet_dir: Path) -> None:
+    """`reconciler apply FLEET_DIR --prune` in a subprocess, killed once its delete of the
+    UCM took effect in Enapter Cloud, before its answer came back."""
+    # The delete takes effect at once; its answer would come much later.
+    world.sims.enapter.faults.answer_delay_ms = 30_000
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reconciler", "apply", str(fleet_dir), "--prune",
+        "--auto-approve", env={**os.environ, **world.env()},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with asyncio.timeout(30):
+            while world.sims.enapter.by_hardware_id(UCM) is not None:  # the delete took effect
+                assert process.returncode is None, "the apply ended before its delete"
+                await asyncio.sleep(0.01)
+    finally:
+        process.kill()
+        await process.wait()
+    world.sims.enapter.faults.answer_delay_ms = 0
+
+
+async def test_an_apply_killed_once_the_delete_took_effect_leaves_the_file_to_the_next_prune(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    fleet_dir = _write_fleet(tmp_path / "fleet", _without_the_ucm())
+    await _killed_once_the_ucm_is_deleted(world, fleet_dir)
+    assert ucm_file.is_file(), "killed before it removed the file"
+
+    code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, output
+    gone = (f"Enapter device {ucm_id} of site lab is gone: an apply deleted it and stopped "
+            f"before it removed {ucm_file}, the config file written for it")
+    assert f"{gone} (--prune removes it)" in output, output
+    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
+                              "--no-color")
+    assert code == 0, output
+    assert f"{gone}; removed (--prune)" in output, output
+    assert f"removed {ucm_file}" in output
+    assert not ucm_file.exists()
+    assert (world.state_dir / "cfg" / "mqtt.json").is_file()
+    assert ucm_id not in (world.state_dir / "inventory.json").read_text()
+    code, output = await _cli(world, "plan", str(fleet_dir), "--prune", "--detailed-exitcode")
+    assert code == 0, output
 
 
 async def test_a_config_file_it_did_not_write_or_no_longer_owns_is_never_removed(
@@ -517,6 +565,35 @@ async def test_a_config_file_moved_elsewhere_whose_removal_failed_is_removed_by_
     _, report = await world.apply(fleet_of(site_and_gateway()), prune=True)
     assert report.ok, report.as_dict()
     assert not b_file.exists()
+
+
+async def test_an_apply_killed_once_the_delete_took_effect_leaves_every_file_of_the_device(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    b_file = world.state_dir / "keys" / "b.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    with _unremovable(a_file):  # the device has two files: a.json is left over
+        _, report = await world.apply(fleet_of(_ucm_writing_to("keys/b.json")))
+    assert failures(report) and a_file.is_file() and b_file.is_file()
+    fleet_dir = _write_fleet(tmp_path / "fleet", site_and_gateway())
+    await _killed_once_the_ucm_is_deleted(world, fleet_dir)
+    assert a_file.is_file() and b_file.is_file(), "killed before it removed the files"
+
+    code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, output
+    gone = (f"Enapter device {ucm_id} of site lab is gone: an apply deleted it and stopped "
+            f"before it removed {a_file} and {b_file}, the config files written for it")
+    assert f"{gone} (--prune removes it)" in output, output
+    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
+                              "--no-color")
+    assert code == 0, output
+    assert f"removed {a_file}; removed {b_file}" in output, output
+    assert not a_file.exists() and not b_file.exists()
+    assert ucm_id not in (world.state_dir / "inventory.json").read_text()
+    code, output = await _cli(world, "plan", str(fleet_dir), "--prune", "--detailed-exitcode")
+    assert code == 0, output
 
 
 async def test_records_kept_by_device_id_as_earlier_versions_wrote_them_are_read(
