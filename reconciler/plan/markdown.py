@@ -35,6 +35,10 @@ _MD_BLOCK_START = re.compile(r"^(?:[#>+-]|\d+(?=[.)]))")
 # comment GitHub would notify that user or team, or cross-link that issue. A zero-width space
 # after the sign keeps the text as it reads and breaks the reference (as Renovate does).
 _GITHUB_REFERENCE = re.compile(r"([@#])(?=[A-Za-z0-9])")
+# What GitHub links on its own (GFM autolinks): a URL of a scheme (`http://…`) or starting
+# `www.`. A zero-width space after the scheme's colon, or after `www`, shows the same text
+# and is no link: a message naming a gateway's address is not an invitation to click it.
+_AUTOLINK = re.compile(r"(?i)(\b(?:https?|ftp):)(?=//)|(\bwww)(?=\.)")
 
 _TABLE_HEAD = ["| | Address | Action | Reason |", "|---|---|---|---|"]
 
@@ -42,10 +46,10 @@ _TABLE_HEAD = ["| | Address | Action | Reason |", "|---|---|---|---|"]
 def _md_escape(text: str) -> str:
     """Text from outside (a message a gateway or cloud reported, a description) as literal
     text on one line of Markdown: no markup of its own, no HTML, no new row or item, and
-    no mention or issue reference."""
+    no mention, issue reference or link."""
     text = printable(re.sub(r"\r\n|[\r\n]", " ", text)).strip()
     text = _MD_INLINE.sub(lambda match: "\\" + match[0], text)
-    text = _GITHUB_REFERENCE.sub(r"\1&#8203;", text)
+    text = _unlinked(text)
     start = _MD_BLOCK_START.match(text)
     if start is None:
         return text
@@ -56,8 +60,14 @@ def _md_escape(text: str) -> str:
 
 def _html_text(text: str) -> str:
     """Text from outside inside HTML (a `<summary>`, where Markdown is not read): escaped,
-    on one line, with no mention or issue reference."""
-    return _GITHUB_REFERENCE.sub(r"\1&#8203;", html.escape(printable(text)))
+    on one line, with no mention, issue reference or link."""
+    return _unlinked(html.escape(printable(text)))
+
+
+def _unlinked(text: str) -> str:
+    """`text` with every mention, issue reference and autolink broken by a zero-width space."""
+    text = _GITHUB_REFERENCE.sub(r"\1&#8203;", text)
+    return _AUTOLINK.sub(lambda match: (match[1] or match[2]) + "&#8203;", text)
 
 
 def _longest_backtick_run(text: str) -> int:

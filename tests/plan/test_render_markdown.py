@@ -133,7 +133,8 @@ def test_a_reason_shows_what_a_gateway_reported_as_literal_text() -> None:
     parsed = _RowText()
     parsed.feed(html)
     [reason] = [cell for cell in parsed.cells if "onerror" in cell and "not declared" in cell]
-    assert f"energy_meter {HOSTILE_MESSAGE_SN} on gateway home-zap is not declared" in reason
+    shown = reason.replace("\u200b", "")  # the zero-width space that breaks the autolink
+    assert f"energy_meter {HOSTILE_MESSAGE_SN} on gateway home-zap is not declared" in shown
     assert set(parsed.tags_in_cells) <= {"code"}, parsed.tags_in_cells  # the address spans
 
 
@@ -157,3 +158,18 @@ def test_a_message_mentions_nobody_and_links_no_issue(text: str) -> None:
     assert shown[1].replace("\u200b", "") == text
     # What GitHub links: a sign directly followed by a name or a number.
     assert not re.search(r"[@#][A-Za-z0-9]", shown[1]), shown[1]
+
+
+@pytest.mark.parametrize("text", [
+    "cannot reach http://192.168.5.40:80/api", "see HTTPS://x.example and www.example.com",
+    "ftp://files.example/a"])
+def test_a_message_holds_no_link_github_would_make_of_a_url(text: str) -> None:
+    """GitHub links a URL with a scheme, or starting www., in a comment on its own: a
+    reported address shows as written, with a zero-width space breaking each."""
+    markdown_it = pytest.importorskip("markdown_it")
+    html = markdown_it.MarkdownIt("commonmark").render(f"- {md._md_escape(text)}\n")
+    shown = re.fullmatch(r"<ul>\n<li>(.*)</li>\n</ul>\n", html)
+    assert shown is not None, html
+    assert shown[1].replace("\u200b", "") == text
+    # What GFM autolinks: a scheme's colon directly followed by //, or "www.".
+    assert not re.search(r"(?i)(https?|ftp)://|\bwww\.", shown[1]), shown[1]
