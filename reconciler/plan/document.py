@@ -39,11 +39,25 @@ def change_entry(change: Change) -> dict[str, Any]:
         "message": change.message,
         "blocked": change.blocked,
         "external_id": change.external_id,
-        "before": change.before,
-        "after": change.after,
-        "diff": [{"op": d.op, "path": d.path, "old": d.old, "new": d.new} for d in change.diff],
+        "before": _keys_sorted(change.before),
+        "after": _keys_sorted(change.after),
+        "diff": [
+            {"op": d.op, "path": d.path, "old": _keys_sorted(d.old), "new": _keys_sorted(d.new)}
+            for d in change.diff
+        ],
         "depends_on": list(change.depends_on),
     }
+
+
+def _keys_sorted(value: Any) -> Any:
+    """`value` with the keys of every object in it sorted. What a platform reported comes in
+    the order it answered; sorted, the same state is the same bytes (as Terraform's JSON
+    plan, whose attributes are sorted), whatever order an API version lists fields in."""
+    if isinstance(value, dict):
+        return {key: _keys_sorted(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_keys_sorted(item) for item in value]
+    return value
 
 
 def fingerprint(data: Any) -> str:
