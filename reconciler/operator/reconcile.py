@@ -161,14 +161,17 @@ async def reconcile_object(
             # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
         # The whole namespace: a renamed Site is recognised by its gateways and devices
-        # there, and never takes over the site of another Site. A Device placed last at
+        # there, or by the site its status says it was applied to, and never takes over
+        # the site of another Site. A Device placed last at
         # another Site than its gateway's now moved from there: that Site's Novacore
         # devices are read too, or the device would be planned as a new one, not moved.
         moved = kind == "Device" and last_site is not None and last_site not in sub.sites
         lookup = (last_site,) if moved and last_site else ()
         try:
             planned = await reconciler.plan(
-                PlanOptions(whole_fleet=nsf.fleet, lookup_sites=lookup)
+                PlanOptions(
+                    whole_fleet=nsf.fleet, lookup_sites=lookup, applied_sites=nsf.applied_sites
+                )
             )
         except ProviderAuthError as error:
             # A setting must change (a token rotated in its file is read again at the
