@@ -322,11 +322,19 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
                 reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
                 message=event_message(f"{outcome.address}: {outcome.message or outcome.action}"),
             )
-    if removal.blocked or failed:
-        reason = "ReleaseBlocked" if removal.blocked else "ReleaseFailed"
+    if removal.blocked or removal.refused or failed:
         if removal.blocked:
+            reason = "ReleaseBlocked"
             message = f"{removal.blocked}, or remove the finalizer {FINALIZER} to leave it as it is"
+        elif removal.refused:
+            # The reason a reconcile gives for refused credentials (`reconcile_object`).
+            reason = "AuthError"
+            message = (
+                f"{removal.refused} (nothing released; retried; removing the finalizer "
+                f"{FINALIZER} leaves it as it is)"
+            )
         else:
+            reason = "ReleaseFailed"
             message = "; ".join(f"{o.address}: {o.message}" for o in failed)
             message += f" (retried; removing the finalizer {FINALIZER} leaves it as it is)"
         result = ObjectResult(
