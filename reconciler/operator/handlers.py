@@ -188,7 +188,6 @@ async def _reconcile(
         config_store=ConfigSecrets(runtime.secrets, namespace),
         credentials=PasswordFingerprint(runtime.credential_key, status.get("appliedSecrets")),
         holds=runtime.holds,
-        last_site=_last_site(status),
     )
     # Decided before anything is awaited: a concurrent run for this object then finds it said.
     news = _is_news(runtime, (namespace, kind, name), status, result)
@@ -201,13 +200,6 @@ async def _reconcile(
             kopf.warn(body, reason="Failed", message=event_message(result.message))
         raise kopf.PermanentError(result.message)
     logger.info("%s/%s: %s", kind, name, result.summary)
-
-
-def _last_site(status: Mapping[str, Any]) -> str | None:
-    """The Site a Device's status last placed it at (`status.gateway`), if it says."""
-    gateway = status.get("gateway")
-    site = gateway.get("site") if isinstance(gateway, Mapping) else None
-    return site if isinstance(site, str) and site else None
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Any]:

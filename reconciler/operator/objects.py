@@ -52,8 +52,9 @@ def model_document(body: Mapping[str, Any]) -> dict[str, Any]:
 def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """What the operator's index keeps of an object: its model document, its kind, when it
     was created (`in_declaration_order`), whether it holds its configOutput
-    (`holds_config_output`) and, for a Site, the Novacore site it was applied to
-    (`applied_novacore_site`); `build` strips them again."""
+    (`holds_config_output`), for a Site the Novacore site it was applied to
+    (`applied_novacore_site`) and for a Device the Site it was last placed at
+    (`last_site`); `build` strips them again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
     if created:
@@ -63,6 +64,9 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     applied = applied_novacore_site(body)
     if applied:
         document[APPLIED_NOVACORE_SITE] = applied
+    placed = last_site(body)
+    if placed:
+        document[LAST_SITE] = placed
     return document
 
 
@@ -100,6 +104,23 @@ def applied_novacore_site(body: Mapping[str, Any]) -> str | None:
     ids = (body.get("status") or {}).get("externalIds")
     site_id = ids.get("novacore") if isinstance(ids, Mapping) else None
     return site_id if isinstance(site_id, str) and site_id else None
+
+
+# In an index document: the Site a Device was last placed at.
+LAST_SITE = "lastSite"
+
+
+def last_site(body: Mapping[str, Any]) -> str | None:
+    """The Site a Device's status last placed it at (`status.gateway.site`): where a Device
+    moved to a gateway of another Site comes from, for its own reconcile and for those of
+    its stand-alone DERs, which apply its changes."""
+    if LAST_SITE in body:
+        return str(body[LAST_SITE]) or None
+    if body.get("kind") != "Device":
+        return None
+    gateway = (body.get("status") or {}).get("gateway")
+    site = gateway.get("site") if isinstance(gateway, Mapping) else None
+    return site if isinstance(site, str) and site else None
 
 
 def _config_output(spec: Any) -> Any:
@@ -158,6 +179,8 @@ class NamespaceFleet:
     # Site name -> the Novacore site its status says it was applied to, in the
     # organisation it declares (`applied_novacore_site`; `PlanOptions.applied_sites`).
     applied_sites: dict[str, RetiredSite] = field(default_factory=dict)
+    # Device name -> the Site its status last placed it at (`last_site`).
+    last_sites: dict[str, str] = field(default_factory=dict)
 
     def problems_of(self, kind: str, name: str) -> list[Problem]:
         return [p for p in self.problems if p.kind == kind and p.name == name]
@@ -186,6 +209,7 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     invalid: dict[tuple[str, str], list[Diagnostic]] = {}
     holders: set[str] = set()
     applied: dict[str, str] = {}
+    placed: dict[str, str] = {}
     for body in bodies:
         kind = str(body.get("kind"))
         name = str((body.get("metadata") or {}).get("name"))
@@ -194,6 +218,9 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
         site_id = applied_novacore_site(body) if kind == "Site" else None
         if site_id:
             applied[name] = site_id
+        site = last_site(body) if kind == "Device" else None
+        if site:
+            placed[name] = site
         document = json.dumps(model_document(body), sort_keys=True, default=str)
         resource, found = _validated(document, f"{kind}/{name}")
         diagnostics = list(found)
@@ -203,7 +230,7 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
             resources.append(resource)
     problems = check_fleet(resources, invalid.keys(), holders)
     fleet = Fleet.of(resources)
-    return NamespaceFleet(fleet, invalid, problems, _applied_sites(fleet, applied))
+    return NamespaceFleet(fleet, invalid, problems, _applied_sites(fleet, applied), placed)
 
 
 def _applied_sites(fleet: Fleet, applied: Mapping[str, str]) -> dict[str, RetiredSite]:

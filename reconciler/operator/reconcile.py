@@ -122,10 +122,8 @@ async def reconcile_object(
     config_store: object | None = None,
     credentials: PasswordFingerprint | None = None,
     holds: Holds | None = None,
-    last_site: str | None = None,
 ) -> ObjectResult:
-    """Reconcile object `kind`/`name` of `nsf`. `last_site`: for a Device, the Site its
-    status last placed it at (`status.gateway.site`)."""
+    """Reconcile object `kind`/`name` of `nsf`."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -164,9 +162,10 @@ async def reconcile_object(
         # there, or by the site its status says it was applied to, and never takes over
         # the site of another Site. A Device placed last at
         # another Site than its gateway's now moved from there: that Site's Novacore
-        # devices are read too, or the device would be planned as a new one, not moved.
-        moved = kind == "Device" and last_site is not None and last_site not in sub.sites
-        lookup = (last_site,) if moved and last_site else ()
+        # devices are read too, or the device would be planned as a new one, not moved;
+        # by a stand-alone DER's reconcile as well, which applies its device's changes.
+        last_site = nsf.last_sites.get(owner_name) if owner_kind == "Device" else None
+        lookup = (last_site,) if last_site is not None and last_site not in sub.sites else ()
         try:
             planned = await reconciler.plan(
                 PlanOptions(
