@@ -188,7 +188,6 @@ async def _reconcile(
         config_store=ConfigSecrets(runtime.secrets, namespace),
         credentials=PasswordFingerprint(runtime.credential_key, status.get("appliedSecrets")),
         holds=runtime.holds,
-        last_site=_last_site(status),
     )
     # Decided before anything is awaited: a concurrent run for this object then finds it said.
     news = _is_news(runtime, (namespace, kind, name), status, result)
@@ -201,13 +200,6 @@ async def _reconcile(
             kopf.warn(body, reason="Failed", message=event_message(result.message))
         raise kopf.PermanentError(result.message)
     logger.info("%s/%s: %s", kind, name, result.summary)
-
-
-def _last_site(status: Mapping[str, Any]) -> str | None:
-    """The Site a Device's status last placed it at (`status.gateway`), if it says."""
-    gateway = status.get("gateway")
-    site = gateway.get("site") if isinstance(gateway, Mapping) else None
-    return site if isinstance(site, str) and site else None
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -322,11 +314,19 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
                 reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
                 message=event_message(f"{outcome.address}: {outcome.message or outcome.action}"),
             )
-    if removal.blocked or failed:
-        reason = "ReleaseBlocked" if removal.blocked else "ReleaseFailed"
+    if removal.blocked or removal.refused or failed:
         if removal.blocked:
+            reason = "ReleaseBlocked"
             message = f"{removal.blocked}, or remove the finalizer {FINALIZER} to leave it as it is"
+        elif removal.refused:
+            # The reason a reconcile gives for refused credentials (`reconcile_object`).
+            reason = "AuthError"
+            message = (
+                f"{removal.refused} (nothing released; retried; removing the finalizer "
+                f"{FINALIZER} leaves it as it is)"
+            )
         else:
+            reason = "ReleaseFailed"
             message = "; ".join(f"{o.address}: {o.message}" for o in failed)
             message += f" (retried; removing the finalizer {FINALIZER} leaves it as it is)"
         result = ObjectResult(

@@ -14,6 +14,7 @@ from reconciler.errors import Diagnostic
 from reconciler.model.base import API_GROUP, API_VERSION_NAME, Resource
 from reconciler.model.fleet import DANGLING, Fleet, Problem, check_fleet
 from reconciler.model.schema import CRD_NAMES
+from reconciler.plan.retired import RetiredSite
 from reconciler.sources.loader import resource_from_object
 
 PLURALS = {kind: names["plural"] for kind, names in CRD_NAMES.items()}
@@ -50,14 +51,22 @@ def model_document(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """What the operator's index keeps of an object: its model document, its kind, when it
-    was created (`in_declaration_order`) and whether it holds its configOutput
-    (`holds_config_output`); `build` strips both again."""
+    was created (`in_declaration_order`), whether it holds its configOutput
+    (`holds_config_output`), for a Site the Novacore site it was applied to
+    (`applied_novacore_site`) and for a Device the Site it was last placed at
+    (`last_site`); `build` strips them again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
     if created:
         document["metadata"]["creationTimestamp"] = str(created)
     if holds_config_output(body):
         document[HOLDS_CONFIG_OUTPUT] = True
+    applied = applied_novacore_site(body)
+    if applied:
+        document[APPLIED_NOVACORE_SITE] = applied
+    placed = last_site(body)
+    if placed:
+        document[LAST_SITE] = placed
     return document
 
 
@@ -77,6 +86,41 @@ def holds_config_output(body: Mapping[str, Any]) -> bool:
     declared = _config_output(body.get("spec"))
     last = with_last_valid_spec(body)
     return declared is not None and last is not None and _config_output(last["spec"]) == declared
+
+
+# In an index document: the id of the Novacore site a Site was applied to.
+APPLIED_NOVACORE_SITE = "appliedNovacoreSite"
+
+
+def applied_novacore_site(body: Mapping[str, Any]) -> str | None:
+    """The id of the Novacore site a Site object was last found in or created as, which its
+    status records (`status.externalIds.novacore`): what the CLI's inventory remembers
+    (`engine.state.Inventory.applied_sites`), so that a Site renamed in Novacore, or in
+    its spec, keeps that site instead of a second one being created."""
+    if APPLIED_NOVACORE_SITE in body:
+        return str(body[APPLIED_NOVACORE_SITE]) or None
+    if body.get("kind") != "Site":
+        return None
+    ids = (body.get("status") or {}).get("externalIds")
+    site_id = ids.get("novacore") if isinstance(ids, Mapping) else None
+    return site_id if isinstance(site_id, str) and site_id else None
+
+
+# In an index document: the Site a Device was last placed at.
+LAST_SITE = "lastSite"
+
+
+def last_site(body: Mapping[str, Any]) -> str | None:
+    """The Site a Device's status last placed it at (`status.gateway.site`): where a Device
+    moved to a gateway of another Site comes from, for its own reconcile and for those of
+    its stand-alone DERs, which apply its changes."""
+    if LAST_SITE in body:
+        return str(body[LAST_SITE]) or None
+    if body.get("kind") != "Device":
+        return None
+    gateway = (body.get("status") or {}).get("gateway")
+    site = gateway.get("site") if isinstance(gateway, Mapping) else None
+    return site if isinstance(site, str) and site else None
 
 
 def _config_output(spec: Any) -> Any:
@@ -132,6 +176,11 @@ class NamespaceFleet:
     fleet: Fleet
     invalid: dict[tuple[str, str], list[Diagnostic]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    # Site name -> the Novacore site its status says it was applied to, in the
+    # organisation it declares (`applied_novacore_site`; `PlanOptions.applied_sites`).
+    applied_sites: dict[str, RetiredSite] = field(default_factory=dict)
+    # Device name -> the Site its status last placed it at (`last_site`).
+    last_sites: dict[str, str] = field(default_factory=dict)
 
     def problems_of(self, kind: str, name: str) -> list[Problem]:
         return [p for p in self.problems if p.kind == kind and p.name == name]
@@ -159,11 +208,19 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     resources: list[Resource] = []
     invalid: dict[tuple[str, str], list[Diagnostic]] = {}
     holders: set[str] = set()
+    applied: dict[str, str] = {}
+    placed: dict[str, str] = {}
     for body in bodies:
         kind = str(body.get("kind"))
         name = str((body.get("metadata") or {}).get("name"))
         if kind == "Device" and holds_config_output(body):
             holders.add(name)
+        site_id = applied_novacore_site(body) if kind == "Site" else None
+        if site_id:
+            applied[name] = site_id
+        site = last_site(body) if kind == "Device" else None
+        if site:
+            placed[name] = site
         document = json.dumps(model_document(body), sort_keys=True, default=str)
         resource, found = _validated(document, f"{kind}/{name}")
         diagnostics = list(found)
@@ -172,7 +229,19 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
         else:
             resources.append(resource)
     problems = check_fleet(resources, invalid.keys(), holders)
-    return NamespaceFleet(Fleet.of(resources), invalid, problems)
+    fleet = Fleet.of(resources)
+    return NamespaceFleet(fleet, invalid, problems, _applied_sites(fleet, applied), placed)
+
+
+def _applied_sites(fleet: Fleet, applied: Mapping[str, str]) -> dict[str, RetiredSite]:
+    """Where the Sites of `fleet` were applied, in the organisation each declares now:
+    the status keeps the site's id only, and a site not listed in that organisation (the
+    Site moved to another) is ignored by the planner (`plan.sourceful.applied_site`)."""
+    return {
+        name: RetiredSite(site.spec.novacore.org_id, applied[name])
+        for name, site in fleet.sites.items()
+        if name in applied and site.spec.novacore is not None
+    }
 
 
 def closure(fleet: Fleet, resource: Resource) -> Fleet:

@@ -122,10 +122,8 @@ async def reconcile_object(
     config_store: object | None = None,
     credentials: PasswordFingerprint | None = None,
     holds: Holds | None = None,
-    last_site: str | None = None,
 ) -> ObjectResult:
-    """Reconcile object `kind`/`name` of `nsf`. `last_site`: for a Device, the Site its
-    status last placed it at (`status.gateway.site`)."""
+    """Reconcile object `kind`/`name` of `nsf`."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -161,14 +159,18 @@ async def reconcile_object(
             # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
         # The whole namespace: a renamed Site is recognised by its gateways and devices
-        # there, and never takes over the site of another Site. A Device placed last at
+        # there, or by the site its status says it was applied to, and never takes over
+        # the site of another Site. A Device placed last at
         # another Site than its gateway's now moved from there: that Site's Novacore
-        # devices are read too, or the device would be planned as a new one, not moved.
-        moved = kind == "Device" and last_site is not None and last_site not in sub.sites
-        lookup = (last_site,) if moved and last_site else ()
+        # devices are read too, or the device would be planned as a new one, not moved;
+        # by a stand-alone DER's reconcile as well, which applies its device's changes.
+        last_site = nsf.last_sites.get(owner_name) if owner_kind == "Device" else None
+        lookup = (last_site,) if last_site is not None and last_site not in sub.sites else ()
         try:
             planned = await reconciler.plan(
-                PlanOptions(whole_fleet=nsf.fleet, lookup_sites=lookup)
+                PlanOptions(
+                    whole_fleet=nsf.fleet, lookup_sites=lookup, applied_sites=nsf.applied_sites
+                )
             )
         except ProviderAuthError as error:
             # A setting must change (a token rotated in its file is read again at the

@@ -3,9 +3,10 @@ gateway, or delete the device in Novacore and remove it from its Zap, with the s
 engine as a reconcile. A Device is released even when its Gateway object was deleted
 first, from where its status says it last was (`status.gateway`, `status.externalIds`);
 when that is not known either, nothing is dropped: the removal is blocked with a reason,
-and the finalizer stays until the user decides. An object deleted while its spec is
-invalid is released as the spec its status last recorded as valid says (the handler
-chooses which spec)."""
+and the finalizer stays until the user decides. Credentials a platform refuses while the
+release reads what to release stop it before anything is written, saying so. An object
+deleted while its spec is invalid is released as the spec its status last recorded as
+valid says (the handler chooses which spec)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from reconciler.engine.execute import Executors
 from reconciler.engine.observe import observe
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy, read_policy
+from reconciler.errors import ProviderAuthError
 from reconciler.model.base import API_VERSION, Resource
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
@@ -37,6 +39,9 @@ class Removal:
     outcomes: list[Outcome] = field(default_factory=list)
     # Why the object cannot be released now, and what would let it be; "" when it can.
     blocked: str = ""
+    # A platform refused the credentials (401/403) while what to release was read: which,
+    # and what to do; nothing was written. "" when none was refused.
+    refused: str = ""
 
 
 async def remove_object(
@@ -72,7 +77,13 @@ async def remove_object(
     sub = closure(fleet, resource)
     novacore_id = external_ids.get("novacore")
     async with Reconciler(sub, settings, secrets=secrets) as reconciler:
-        observed = await observe(sub, reconciler.session, read_policy(settings.retries))
+        try:
+            observed = await observe(sub, reconciler.session, read_policy(settings.retries))
+        except ProviderAuthError as error:
+            # A setting must change (a token rotated in its file is read again at the next
+            # attempt): said on the object, not a traceback, and nothing released half-way.
+            hint = settings.refused_hint(error, when="at the next attempt")
+            return Removal(refused=f"{error}; {hint}" if hint else str(error))
         changes = removal_changes(
             resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None
         )

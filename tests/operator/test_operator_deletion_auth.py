@@ -1,0 +1,86 @@
+"""A token refused (401) while the operator honours `deletionPolicy: Release` for an object
+being deleted: the object says the credentials were refused and what to do (as a reconcile
+does, reason AuthError), a Warning says it once, the finalizer stays with nothing released
+half-way, and the release is tried again after the retry delay: once the token in the file
+is rotated, it goes through. No traceback in the log."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from harness import documents, operator
+
+from reconciler.operator.handlers import FINALIZER
+
+ZAP = "zap-00000000000000a1"
+FLEET = f"""
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata: {{name: home}}
+spec:
+  displayName: Home
+  timezone: Europe/Stockholm
+  novacore: {{orgId: org-home}}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Gateway
+metadata: {{name: home-zap}}
+spec:
+  siteRef: home
+  zap: {{serial: {ZAP}, url: "http://192.168.1.2"}}
+  deletionPolicy: Release
+"""
+
+
+async def test_a_release_refused_for_its_token_keeps_the_finalizer_and_says_so(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    token_file = tmp_path / "novacore-token"
+    logs: list[str] = []
+    async with operator(FLEET, tmp_path, monkeypatch, token_file=token_file, logs=logs) as (
+        cluster,
+        sims,
+    ):
+        for doc in documents(FLEET):
+            await cluster.create(doc)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+
+        sims.novacore.expire_token(token_file.read_text().strip())
+        await cluster.delete("Gateway", "home-zap")
+
+        async def refused() -> dict[str, Any] | None:
+            cond = await cluster.condition("Gateway", "home-zap", "Ready")
+            return cond if cond and cond["reason"] == "AuthError" else None
+
+        cond = await cluster.wait_for(refused, timeout=30, what="the release refused")
+        assert cond["status"] == "False"
+        assert f"the Novacore token from RECONCILER_NOVACORE_TOKEN_FILE ({token_file}) was " \
+            "refused; the file is read again at the next attempt" in cond["message"], cond
+        assert cond["message"].startswith("novacore.list_sites /sites: HTTP 401"), cond
+        assert f"removing the finalizer {FINALIZER} leaves it as it is" in cond["message"]
+        synced = await cluster.condition("Gateway", "home-zap", "Synced")
+        assert synced and synced["reason"] == "AuthError"
+        gateway = await cluster.get("Gateway", "home-zap")
+        assert gateway is not None and FINALIZER in gateway["metadata"]["finalizers"]
+        assert sims.novacore.gateways[ZAP].org_id == "org-home", "nothing released"
+        warnings = [
+            e for e in await cluster.events()
+            if e.get("reason") == "AuthError"
+            and (e.get("involvedObject") or {}).get("name") == "home-zap"
+        ]
+        assert len(warnings) == 1 and warnings[0]["type"] == "Warning", warnings
+        assert not [line for line in logs if "Traceback" in line], logs
+
+        # The token rotated in its file: the next attempt, after the retry delay (0.5 s
+        # here, not kopf's 60 s for an unexpected error), releases the gateway.
+        new = token_file.with_name("novacore-token.new")
+        new.write_text(sims.novacore.issue_token(sims.identity_id) + "\n")
+        os.replace(new, token_file)
+
+        async def gone() -> bool:
+            return await cluster.get("Gateway", "home-zap") is None
+
+        await cluster.wait_for(gone, timeout=20, what="the gateway released")
+        assert sims.novacore.gateways[ZAP].org_id is None

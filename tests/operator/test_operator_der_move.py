@@ -1,0 +1,125 @@
+"""A DER declared in its own document (kind DER) reconciles its Device's changes: once the
+Device moved to a gateway of another Site, the DER's reconcile plans the move as the
+Device's own does (one `moved` update keeping the Novacore device's id), reading where the
+Device was last placed from the Device's status, instead of a new device in the Site it
+moved to. In observe mode, so both objects keep planning the move: the Device's status is
+not moved on by an apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import documents, operator
+
+from reconciler.engine.config import load_settings
+from reconciler.engine.reconcile import Reconciler
+from reconciler.operator.config import OperatorConfig
+from reconciler.sim.lan import MqttDevice
+from reconciler.sources.loader import load_texts
+
+BATTERY = "FERRO-0001"
+FLEET = f"""
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata: {{name: home}}
+spec:
+  displayName: Home
+  timezone: Europe/Stockholm
+  novacore: {{orgId: org-home}}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata: {{name: cabin}}
+spec:
+  displayName: Cabin
+  timezone: Europe/Stockholm
+  novacore: {{orgId: org-home}}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Gateway
+metadata: {{name: home-zap}}
+spec:
+  siteRef: home
+  zap: {{serial: zap-00000000000000a1, url: "http://192.168.1.2"}}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Gateway
+metadata: {{name: cabin-zap}}
+spec:
+  siteRef: cabin
+  zap: {{serial: zap-00000000000000a2, url: "http://192.168.1.3"}}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Device
+metadata: {{name: bat}}
+spec:
+  gatewayRef: home-zap
+  hardwareId: {BATTERY}
+  deviceType: battery
+  connection:
+    mqtt: {{profile: ferroamp, brokerHost: 192.168.1.70}}
+---
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: DER
+metadata: {{name: bat-battery}}
+spec:
+  deviceRef: bat
+  name: battery
+  type: battery
+"""
+
+
+def _novacore_lines(body: dict[str, Any] | None) -> list[str]:
+    """What the object's last plan says of the battery's Novacore device."""
+    actions = (((body or {}).get("status") or {}).get("lastPlan") or {}).get("actions") or []
+    return [line for line in actions if " device/bat[novacore] " in line]
+
+
+# The cabin in another organisation: the move is a new device there and the old one
+# deleted (`plan.moves`); planned as a create alone, the old device would be left behind.
+OTHER_ORG = FLEET.replace(
+    "displayName: Cabin\n  timezone: Europe/Stockholm\n  novacore: {orgId: org-home}",
+    "displayName: Cabin\n  timezone: Europe/Stockholm\n  novacore: {orgId: org-cabin}",
+)
+
+
+@pytest.mark.parametrize(
+    ("fleet", "action"),
+    [(FLEET, "~ device/bat[novacore] update"), (OTHER_ORG, "-/+ device/bat[novacore] replace")],
+    ids=["same-organisation", "other-organisation"],
+)
+async def test_a_stand_alone_der_plans_its_moved_device_as_the_device_does(
+    fleet: str, action: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    assert "org-cabin" in fleet or fleet == FLEET
+    config = OperatorConfig(interval=1.0, retry_delay=0.5, mode="observe")
+    async with operator(fleet, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        # Provisioned at home beforehand, as `reconciler apply` does.
+        settings = load_settings(sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "cli")})
+        async with Reconciler(load_texts([("f.yaml", fleet)]).fleet(), settings) as cli:
+            assert (await cli.apply(await cli.plan())).ok
+        [old] = [d for d in sims.novacore.devices.values() if d.hardware_id == BATTERY]
+        writes = sims.writes()
+        for doc in documents(fleet):
+            await cluster.create(doc)
+        await cluster.wait_condition("Device", "bat", "Ready", timeout=30)
+        await cluster.wait_condition("DER", "bat-battery", "Ready", timeout=30)
+
+        # Re-wired: the battery answers behind the cabin's broker too.
+        sims.lans["cabin"].mqtt_devices[("192.168.1.70", 1883, "ferroamp")] = MqttDevice(
+            BATTERY, "ferroamp"
+        )
+        await cluster.patch("Device", "bat", {"spec": {"gatewayRef": "cabin-zap"}})
+
+        async def device_planned() -> list[str]:
+            return _novacore_lines(await cluster.get("Device", "bat"))
+
+        [line] = await cluster.wait_for(device_planned, timeout=30, what="the move planned")
+        assert line == action, line
+        await cluster.wait_planned("DER", "bat-battery", 2)
+        der = await cluster.get("DER", "bat-battery")
+        assert _novacore_lines(der) == [line], der
+        assert sims.writes() == writes, "observe mode"
+        assert [d.id for d in sims.novacore.devices.values()] == [old.id]

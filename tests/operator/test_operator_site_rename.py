@@ -1,0 +1,45 @@
+"""A Site renamed by hand in Novacore (no `siteId`, so found by its display name): the
+operator renames the site back, as the CLI does from its inventory, instead of creating a
+second one. The operator has no inventory: where a Site was applied is in its status
+(`status.externalIds`), which the namespace index carries to the planner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness import documents, operator
+
+FLEET = """
+apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata: {name: home}
+spec:
+  displayName: Home
+  timezone: Europe/Stockholm
+  novacore: {orgId: org-home}
+"""
+
+
+async def test_a_site_renamed_in_novacore_gets_its_name_back(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        for doc in documents(FLEET):
+            await cluster.create(doc)
+        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        [site_id] = sims.novacore.sites
+        body = await cluster.get("Site", "home")
+        assert body and body["status"]["externalIds"]["novacore"] == site_id
+
+        sims.novacore.rename_site(site_id, "renamed in the cloud UI")
+
+        async def corrected() -> bool:
+            names = [s.name for s in sims.novacore.sites.values()]
+            return "Home" in names
+
+        await cluster.wait_for(corrected, timeout=30, what="the drift corrected")
+        assert {i: s.name for i, s in sims.novacore.sites.items()} == {site_id: "Home"}
+        events = [e.get("message", "") for e in await cluster.events()]
+        assert "site/home[novacore]: update done" in events, events
+        assert events.count("site/home[novacore]: create done") == 1, "only the first time"
