@@ -29,7 +29,7 @@ from reconciler.model.status import AppliedSecrets, DeviceGateway
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
-from reconciler.operator.objects import NamespaceFleet, closure
+from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.render import summary_line
@@ -136,6 +136,14 @@ async def reconcile_object(
     if (owner_kind, owner_name) != (kind, name) and refused:
         # A stand-alone DER applies its device's changes: not those of a refused device.
         message = f"waiting: {owner_kind} {owner_name!r} is refused: {refused[0].message}"
+        return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
+    owner_resource = nsf.fleet.table(owner_kind).get(owner_name)
+    if (owner_kind, owner_name) != (kind, name) and owner_resource is not None and is_paused(
+        {"metadata": owner_resource.metadata.model_dump(by_alias=True)}
+    ):
+        # Nor those of a paused one: pausing the Device pauses what is written for it.
+        message = (f"waiting: {owner_kind} {owner_name!r} is paused (annotation "
+                   f"{PAUSED_ANNOTATION})")
         return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
 
     result = ObjectResult()

@@ -7,6 +7,7 @@ not moved on by an apply."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,26 @@ async def test_a_stand_alone_der_plans_its_moved_device_as_the_device_does(
         assert _novacore_lines(der) == [line], der
         assert sims.writes() == writes, "observe mode"
         assert [d.id for d in sims.novacore.devices.values()] == [old.id]
+
+
+async def test_a_stand_alone_der_writes_nothing_for_a_paused_device(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Pausing a Device pauses what is written for it: its stand-alone DER, which applies
+    the Device's changes, waits instead of adding the paused device to its Zap."""
+    config = OperatorConfig(interval=1.0, retry_delay=0.5)
+    async with operator(FLEET, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        for doc in documents(FLEET):
+            if doc["kind"] == "Device":
+                doc["metadata"]["annotations"] = {"energy.reconciler.dev/paused": "true"}
+            await cluster.create(doc)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        synced = await cluster.wait_condition("Device", "bat", "Synced", status="False")
+        assert synced["reason"] == "Paused"
+        ready = await cluster.wait_condition("DER", "bat-battery", "Ready", status="False",
+                                             timeout=30)
+        assert ready["reason"] == "WaitingForDependency"
+        assert "Device 'bat' is paused" in ready["message"], ready
+        await asyncio.sleep(3)  # several retries of the DER, at 0.5 s: none may write
+        assert not any(d.hardware_id == BATTERY for d in sims.novacore.devices.values())
+        assert all(BATTERY not in zap.devices for zap in sims.zaps.values())
