@@ -47,7 +47,7 @@ from reconciler.engine.enapter_files import config_path
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import _Gather
 from reconciler.engine.session import Session
-from reconciler.engine.state import atomic_write
+from reconciler.engine.state import write_temporary
 from reconciler.errors import ProviderAuthError, ProviderConflict, ProviderRejected
 from reconciler.model.device import Device, EnapterKind
 from reconciler.model.fleet import Fleet
@@ -537,16 +537,22 @@ async def _deliver_config(
         )
     text = enapter_convert.config_text(config)
     if output.file is not None:
-        path = config_path(ctx.session.settings, output.file)
-        await ctx._write(
-            change,
-            "enapter.write_config_file",
-            lambda: asyncio.to_thread(_write_private_file, path, text, change.address),
-            over_http=False,
-        )
-        # Recorded at once, not after the apply: a run killed later still leaves the file
-        # known as this device's, to be removed when the device is deleted.
-        enapter_files.record(ctx.session.settings, device_id, path)
+        settings = ctx.session.settings
+        path = config_path(settings, output.file)
+
+        async def write() -> None:
+            written = await asyncio.to_thread(_write_private_file, path, text, change.address)
+            # Put in place and recorded at once, not after the apply, in the event loop,
+            # not a thread (see `_remove_config_file`): a run killed later still leaves
+            # the file known as this device's, to be removed when the device is deleted.
+            try:
+                enapter_files.put(settings, device_id, written, path)
+            except OSError as exc:
+                raise _unwritten(path, exc, change.address) from None
+            finally:
+                written.unlink(missing_ok=True)
+
+        await ctx._write(change, "enapter.write_config_file", write, over_http=False)
         return {"config": f"written to {path}"}
     assert store is not None and output.secret_name is not None
     name = output.secret_name
@@ -596,16 +602,21 @@ async def _remove_config_file(
     return {} if outcome is None else {"config_file": outcome}
 
 
-def _write_private_file(path: Path, text: str, address: str) -> None:
-    """Write `text` to `path` atomically, readable by the owner only (0600)."""
+def _write_private_file(path: Path, text: str, address: str) -> Path:
+    """Write `text`, readable by the owner only (0600), to the temporary file next to
+    `path` that is then renamed onto it (`enapter_files.put`); that file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(path, text, private=True)
+        return write_temporary(path, text, private=True)
     except OSError as exc:
-        raise ProviderRejected(
-            f"cannot write the communication config to {path}: {exc.strerror or exc}",
-            address=address,
-        ) from None
+        raise _unwritten(path, exc, address) from None
+
+
+def _unwritten(path: Path, exc: OSError, address: str) -> ProviderRejected:
+    return ProviderRejected(
+        f"cannot write the communication config to {path}: {exc.strerror or exc}",
+        address=address,
+    )
 
 
 EXECUTORS: dict[tuple[str, str], execute.Executor] = {

@@ -7,7 +7,9 @@ the device is undeclared (removed from the YAML), its `configOutput` is gone wit
 the reconciler wrote is known only from the inventory (`engine.state`), which records each
 file by its path, with the Enapter id of the device it was written for and the file's
 identity (inode, modification time, size) right after the write. No digest of the content: the
-inventory is not a private file, and the content is credentials.
+inventory is not a private file, and the content is credentials. The record is made before
+the file is renamed into place, as pending (`put`), so that no kill leaves a file written
+and not recorded.
 
 A file is removed after its device's delete succeeded (`engine.enapter`), or once the
 device's config was written to another file (its `configOutput.file` changed: the one
@@ -67,18 +69,31 @@ def _declared(settings: Settings, fleet: Fleet) -> set[str]:
     return out
 
 
-def record(settings: Settings, device_id: str, path: Path) -> None:
-    """Record that the config file at `path` was just written for Enapter device
-    `device_id`. One file has one writer: the record of another device for the same path
-    (one deleted and provisioned again, whose new config replaced the old) is replaced.
-    The device's records of other files stay, for `remove` to remove them."""
+def put(settings: Settings, device_id: str, written: Path, path: Path) -> None:
+    """Rename the config file `written` for Enapter device `device_id` (whole and synced,
+    next to `path`) onto `path`, and record it. One file has one writer: the record of
+    another device for the same path (one deleted and provisioned again, whose new config
+    replaced the old) is replaced. The device's records of other files stay, for `remove`
+    to remove them.
+
+    Recorded first as pending, with the identity the file keeps through the rename: a run
+    killed right after the rename leaves the file recorded all the same, as the inventory
+    is read next (`StateDir.read_inventory`), and one killed before it leaves the record
+    of the file there untouched. Raises OSError when the file could not be put there."""
     state = StateDir(Path(settings.state_dir))
     inventory = state.read_inventory()
-    stat = os.lstat(path)
+    stat = os.lstat(written)
     key = _key(path)
-    inventory.enapter_config_files[key] = WrittenFile(
-        key, stat.st_ino, stat.st_mtime_ns, stat.st_size, device_id
-    )
+    file = WrittenFile(key, stat.st_ino, stat.st_mtime_ns, stat.st_size, device_id)
+    inventory.enapter_config_files_pending[key] = file
+    state.write_inventory(inventory)
+    del inventory.enapter_config_files_pending[key]
+    try:
+        os.replace(written, path)
+    except OSError:
+        state.write_inventory(inventory)  # never put there: nothing to record
+        raise
+    inventory.enapter_config_files[key] = file
     state.write_inventory(inventory)
 
 

@@ -221,7 +221,7 @@ class StateDir:
         )
         if data is None:
             return Inventory()
-        return Inventory(
+        inventory = Inventory(
             {str(k): str(v) for k, v in data.get("gateways", {}).items()},
             {str(k): str(v) for k, v in data.get("orgs", {}).items()},
             {
@@ -250,6 +250,20 @@ class StateDir:
                 if isinstance(file, dict) and _is_written_file(file)
             },
         )
+        # A config file recorded as about to be put in place, and not recorded as put there
+        # (the run was killed in between): found in place, it is the file written, and
+        # replaces the record of the one it replaced; not found, it was never put there
+        # and the record of the file that is stays. Recorded so, not once it was renamed,
+        # a kill right after the rename left it with no record, never removed.
+        for file in data.get("enapter_config_files_pending", {}).values():
+            if isinstance(file, dict) and _is_written_file(file) and file.get("device_id"):
+                pending = WrittenFile(
+                    str(file["path"]), int(file["inode"]), int(file["mtime_ns"]), int(file["size"]),
+                    str(file["device_id"]),
+                )
+                if pending.is_in_place():
+                    inventory.enapter_config_files[pending.path] = pending
+        return inventory
 
     def write_inventory(self, inventory: Inventory) -> None:
         self.ensure()
@@ -277,6 +291,10 @@ class StateDir:
                     "enapter_config_files": {
                         path: dataclasses.asdict(file)
                         for path, file in inventory.enapter_config_files.items()
+                    },
+                    "enapter_config_files_pending": {
+                        path: dataclasses.asdict(file)
+                        for path, file in inventory.enapter_config_files_pending.items()
                     },
                 },
                 indent=2,
@@ -348,6 +366,13 @@ class WrittenFile:
             self.inode, self.mtime_ns, self.size
         )
 
+    def is_in_place(self) -> bool:
+        """Whether the file at `path` is this one (a link put there is not)."""
+        try:
+            return self.is_stat(os.lstat(self.path))
+        except OSError:
+            return False
+
 
 def _is_written_file(data: dict[str, Any]) -> bool:
     texts = all(isinstance(data.get(key, ""), str) for key in ("path", "device_id"))
@@ -374,6 +399,9 @@ class Inventory:
     # Path -> the config file written there (a device may have several: one its
     # configOutput names, and ones it named before, not removed yet).
     enapter_config_files: dict[str, WrittenFile] = field(default_factory=dict)
+    # Path -> a config file written next to it and about to be renamed into place there
+    # (`engine.enapter_files.put`). Empty in an inventory read: see `read_inventory`.
+    enapter_config_files_pending: dict[str, WrittenFile] = field(default_factory=dict)
 
     def remember(self, serial: str, policy: str, org: str) -> None:
         self.policies[serial] = policy
@@ -424,6 +452,17 @@ def atomic_write(path: Path, text: str, *, private: bool = False) -> None:
     """Write `text` whole or not at all: a reader never sees half a file, and a failed
     write leaves no temporary file behind. `private` files (credentials) are readable by
     their owner only (0600) from their creation on."""
+    tmp = write_temporary(path, text, private=private)
+    try:
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_temporary(path: Path, text: str, *, private: bool = False) -> Path:
+    """The first half of `atomic_write`: the temporary file next to `path`, holding `text`
+    and synced, for the caller to rename onto `path` (or remove). A failed write leaves
+    none behind."""
     tmp = path.with_name(path.name + TEMPORARY_SUFFIX)
     try:
         mode = 0o600 if private else 0o666  # the umask narrows 0o666 as for any new file
@@ -438,9 +477,10 @@ def atomic_write(path: Path, text: str, *, private: bool = False) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 @functools.lru_cache(maxsize=4)

@@ -7,7 +7,9 @@ file moved elsewhere (updated, or deleted and provisioned again) or whose config
 names no file any more, and a file the reconciler did not write, or that is no longer the
 one it wrote, is left alone; a file that could not be removed is removed by the next
 apply, and one left by an apply killed between a --prune delete and its removal by the
-next --prune; a file recorded as written for another device is not a device's config."""
+next --prune; a file recorded as written for another device is not a device's config; an
+apply killed right after it renamed a config file into place leaves it recorded, for a
+later --prune to remove, and one killed right before leaves the record of the file there."""
 
 from __future__ import annotations
 
@@ -663,3 +665,86 @@ async def test_a_device_replaced_with_its_config_file_moved_removes_the_one_writ
     _, report = await world.apply(fleet_of(site_and_gateway()), prune=True)
     assert report.ok, report.as_dict()
     assert not b_file.exists()
+
+
+# -- an apply killed as it puts a config file in place ---------------------------------------------
+
+# Run as `python -c` in the apply's subprocess: `reconciler ARGS...`, which kills itself
+# (SIGKILL) when it is about to rename a file onto PATH ("before"), or at the first file it
+# opens once it did ("after"). No write of a file happens without an open: that is where a
+# record of the file would be written.
+_KILLED_AT_A_RENAME = """
+import os, runpy, signal, sys
+when, target = sys.argv.pop(1), os.path.normpath(sys.argv.pop(1))
+renamed = False
+def hook(event, args):
+    global renamed
+    if event == "os.rename" and os.path.normpath(os.fspath(args[1])) == target:
+        if when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        renamed = True
+    elif event == "open" and renamed:
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(hook)
+sys.argv[0] = "reconciler"
+runpy.run_module("reconciler", run_name="__main__", alter_sys=True)
+"""
+
+
+async def _killed_at_the_rename_of(world: World, fleet_dir: Path, path: Path,
+                                   when: str) -> None:
+    """`reconciler apply FLEET_DIR` in a subprocess, killed (SIGKILL) just `when` ("before"
+    or "after") it renamed a file it wrote onto `path`."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _KILLED_AT_A_RENAME, when, str(path), "apply", str(fleet_dir),
+        "--auto-approve", env={**os.environ, **world.env()},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    assert await asyncio.wait_for(process.wait(), timeout=60) == -9, "it was not killed"
+
+
+async def test_an_apply_killed_once_a_config_file_is_in_place_leaves_it_to_a_later_prune(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_two_ucms())
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    fleet_dir = _write_fleet(tmp_path / "fleet", _two_ucms())
+    await _killed_at_the_rename_of(world, fleet_dir, ucm_file, "after")
+    assert ucm_file.is_file(), "killed once the file was in place"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve")
+    assert code == 0, output
+    code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
+    assert code == 0, output
+    _write_fleet(fleet_dir, _without_the_ucm())
+    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
+                              "--no-color")
+    assert code == 0, output
+    assert f"removed {ucm_file}" in output, output
+    assert world.sims.enapter.by_hardware_id(UCM) is None
+    assert not ucm_file.exists()
+    assert ucm_id not in (world.state_dir / "inventory.json").read_text()
+
+
+async def test_an_apply_killed_before_a_config_file_is_in_place_keeps_the_one_there(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_two_ucms())
+    await world.converge()
+    mqtt_file = world.state_dir / "cfg" / "mqtt.json"
+    written = mqtt_file.read_text()
+    mqtt_id = world.sims.enapter.by_hardware_id(UCM_MQTT).id
+    # The UCM now names the MQTT device's file, which holds that device's config.
+    moved = _two_ucms(ucm_file="cfg/mqtt.json", mqtt_file="cfg/other.json")
+    fleet_dir = _write_fleet(tmp_path / "fleet", moved)
+    await _killed_at_the_rename_of(world, fleet_dir, mqtt_file, "before")
+    assert mqtt_file.read_text() == written, "killed before the UCM's config was in place"
+
+    code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, output
+    said = (f"the config file {mqtt_file} holds the communication config an earlier apply "
+            f"wrote for another Enapter device ({mqtt_id}), not this one's")
+    assert said in output, output
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve")
+    assert code == 0, output
+    assert _protocol_in(mqtt_file) == "MQTTS"
+    code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
+    assert code == 0, output
