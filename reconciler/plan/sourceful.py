@@ -986,6 +986,10 @@ class SourcefulPlanner:
                 message="not provisioned in Novacore",
             )
         before = _observed_novacore_fields(cloud)
+        for key in cloud.unset:
+            # Declared, and reported empty: a value to set, not a field left unreported.
+            if key in after:
+                before[key] = None
         moved = self._moved_from(at, cloud, cloud_site, before, after)
         replaced_because = ""
         if before != after and (
