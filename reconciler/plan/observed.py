@@ -70,6 +70,9 @@ class NovacoreDevice:
     manufacturer: str | None = None
     model: str | None = None
     ders: tuple[NovacoreDer, ...] = ()
+    # Of manufacturer and model, those Novacore reported empty (null): unlike a field it
+    # leaves out, one reported empty is known to differ from a declared value.
+    unset: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

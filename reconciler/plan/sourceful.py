@@ -390,6 +390,9 @@ class SourcefulPlanner:
     _org_site_ids: dict[str, set[str]] = field(default_factory=dict)
     _site_orgs: dict[str, str] | None = None
     _gateway_names: dict[str, str] | None = None
+    # Gateway serial -> the pruned Novacore deletes of devices bound to it: an undeclared
+    # gateway is released only after them (removal runs provisioning's order backwards).
+    _pruned_behind: dict[str, list[str]] = field(default_factory=dict)
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         """Every site not planned yet, then what spans sites. The changes come in the order
@@ -547,7 +550,16 @@ class SourcefulPlanner:
             if zap_obs is not None:
                 self._unmanaged_zap_devices(site, gateway, zap_obs, on_gateway)
         if isinstance(devices_obs, list):
-            self._unmanaged_cloud_devices(site, devices_obs, matched)
+            pruned = self._unmanaged_cloud_devices(site, devices_obs, matched)
+            for change in self.changes[first:]:
+                # A device pruned from its Zap goes after its Novacore record: deleted the
+                # other way round, a failed delete would leave a record reading nothing.
+                if (
+                    change.component == "zap"
+                    and change.action is Action.DELETE
+                    and change.external_id in pruned
+                ):
+                    change.depends_on = [pruned[change.external_id]]
         if unreachable:
             # The site's devices in Novacore are not known when they, or the site list
             # that says which site is this Site's, could not be read.
@@ -986,6 +998,10 @@ class SourcefulPlanner:
                 message="not provisioned in Novacore",
             )
         before = _observed_novacore_fields(cloud)
+        for key in cloud.unset:
+            # Declared, and reported empty: a value to set, not a field left unreported.
+            if key in after:
+                before[key] = None
         moved = self._moved_from(at, cloud, cloud_site, before, after)
         replaced_because = ""
         if before != after and (
@@ -1334,9 +1350,12 @@ class SourcefulPlanner:
 
     def _unmanaged_cloud_devices(
         self, site: Site, devices: list[NovacoreDevice], matched: set[str]
-    ) -> None:
+    ) -> dict[str, str]:
+        """Reports (or with --prune deletes) the site's Novacore devices no declared device
+        is; returns the address of each delete by hardware id."""
         novacore = site.spec.novacore
         assert novacore is not None
+        pruned: dict[str, str] = {}
         for cloud in devices:
             if cloud.id in matched:
                 continue
@@ -1362,7 +1381,7 @@ class SourcefulPlanner:
                 f"{cloud.name!r}) in site {site.name} is not declared",
             }
             if self.prune:
-                self._change(
+                delete = self._change(
                     "Device",
                     f"{site.name}.{cloud.hardware_id}",
                     "novacore",
@@ -1373,8 +1392,14 @@ class SourcefulPlanner:
                     before=_observed_novacore_fields(cloud),
                     message=entry["description"] + "; deleted (--prune)",
                 )
+                pruned[cloud.hardware_id] = delete.address
+                if cloud.gateway_serial:
+                    self._pruned_behind.setdefault(cloud.gateway_serial, []).append(
+                        delete.address
+                    )
             else:
                 self.unmanaged.append(entry)
+        return pruned
 
     def _unmanaged_ders(
         self, at: _GatewayContext, name: str, cloud: NovacoreDevice, declared: dict[str, str]
@@ -1480,6 +1505,7 @@ class SourcefulPlanner:
                             before={"serial": serial, "org_id": org},
                             external_id=serial,
                             message=description + "; released (deletionPolicy Release)",
+                            depends_on=sorted(self._pruned_behind.get(serial, [])),
                         )
                     )
                 else:

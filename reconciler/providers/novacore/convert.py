@@ -47,6 +47,7 @@ def devices(payload: list[dict[str, Any]]) -> list[NovacoreDevice]:
                 gateway_serial=d.get("gateway_serial"),
                 manufacturer=d.get("manufacturer"),
                 model=d.get("model"),
+                unset=tuple(k for k in ("manufacturer", "model") if k in d and not d[k]),
                 ders=tuple(
                     NovacoreDer(
                         id=str(x.get("id", "")),
