@@ -59,7 +59,10 @@ spec:
     - {{name: grid, type: meter}}
 """
         else:
-            host = f"192.168.1.{100 + d}"
+            # A Zap names an MQTT device by its profile and broker address, and Novacore
+            # keeps one device per hardware id in an organisation: each site is on a
+            # subnet of its own, so that no two sites of the fleet declare one hardware id.
+            host = f"10.{index // 256 % 256}.{index % 256}.{100 + d}"
             body = f"""  hardwareId: ferroamp_{host}
   deviceType: battery
   connection:
