@@ -172,12 +172,8 @@ def written_for(settings: Settings, paths: Iterable[Path]) -> dict[Path, str]:
 
 def _ours(file: WrittenFile, declared: set[str]) -> bool:
     """Whether `file` is still the one written, and no declared Device names it."""
-    if file.path in declared:
-        return False
-    try:
-        return file.is_stat(os.lstat(file.path))  # a link put there is not it
-    except OSError:
-        return False  # gone, or not to be looked at: nothing to remove
+    # Gone, not to be looked at, or a link put there: not it, nothing to remove.
+    return file.path not in declared and file.is_in_place()
 
 
 def removable(

@@ -240,12 +240,8 @@ class StateDir:
                 if isinstance(location, dict) and "site" in location
             },
             {
-                str(file["path"]): WrittenFile(
-                    str(file["path"]), int(file["inode"]), int(file["mtime_ns"]),
-                    int(file["size"]),
-                    # Keyed by the device's id before a device could have several.
-                    str(file.get("device_id", key)), str(file.get("deleting") or ""),
-                )
+                # Keyed by the device's id before a device could have several.
+                str(file["path"]): _written_file(file, device_id=str(file.get("device_id", key)))
                 for key, file in data.get("enapter_config_files", {}).items()
                 if isinstance(file, dict) and _is_written_file(file)
             },
@@ -257,10 +253,7 @@ class StateDir:
         # a kill right after the rename left it with no record, never removed.
         for file in data.get("enapter_config_files_pending", {}).values():
             if isinstance(file, dict) and _is_written_file(file) and file.get("device_id"):
-                pending = WrittenFile(
-                    str(file["path"]), int(file["inode"]), int(file["mtime_ns"]), int(file["size"]),
-                    str(file["device_id"]),
-                )
+                pending = _written_file(file, device_id=str(file["device_id"]))
                 if pending.is_in_place():
                     inventory.enapter_config_files[pending.path] = pending
         return inventory
@@ -372,6 +365,14 @@ class WrittenFile:
             return self.is_stat(os.lstat(self.path))
         except OSError:
             return False
+
+
+def _written_file(data: dict[str, Any], *, device_id: str) -> WrittenFile:
+    """A record read from the inventory (checked by `_is_written_file`)."""
+    return WrittenFile(
+        str(data["path"]), int(data["inode"]), int(data["mtime_ns"]), int(data["size"]),
+        device_id, str(data.get("deleting") or ""),
+    )
 
 
 def _is_written_file(data: dict[str, Any]) -> bool:
