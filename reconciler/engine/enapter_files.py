@@ -214,7 +214,11 @@ def remove(
     try:
         for file in files:
             outcomes.append(_remove(file, declared))
-            del inventory.enapter_config_files[file.path]
+            # A file another declared Device names keeps its record until that Device's
+            # config replaces it: the record is what says whose config the file still
+            # holds, so that Device does not take it for its own.
+            if file.path not in declared:
+                del inventory.enapter_config_files[file.path]
     finally:  # what was removed before a failure is forgotten all the same
         state.write_inventory(inventory)
     return "; ".join(outcomes)
