@@ -155,9 +155,28 @@ def no_access_message(org: str, denied: NoAccess, field_name: str) -> str:
     )
 
 
+# Connection settings a Zap keeps only when a device is added with them. GET /api/devices
+# lists each device's persisted config (platform-apis §1.2, which shows `username` and
+# `client_id` there), so a Zap that leaves one out has none set: a declared one differs.
+# Settings with a default (port, baud rate, ...) are another matter: a Zap that does not
+# echo one says nothing of it, and it is not compared.
+_SET_ONLY_WHEN_GIVEN = ("manufacturer", "username", "client_id")
+
+
 def observed_connection(on_zap: ZapDevice) -> dict[str, Any]:
     """The connection the Zap reports for a device, in `zap_settings`' vocabulary."""
     return {"type": on_zap.connection_type, "profile": on_zap.profile, **on_zap.settings}
+
+
+def zap_connection_diff(desired: dict[str, Any], before: dict[str, Any]) -> list[FieldDiff]:
+    """How the declared connection (`zap_settings`) differs from the one the Zap reports
+    (`observed_connection`): a setting the Zap does not report is not compared, unless it
+    is one the Zap reports whenever it has it (`_SET_ONLY_WHEN_GIVEN`)."""
+    diff = compared_only_where_reported(desired, before)
+    for key in _SET_ONLY_WHEN_GIVEN:
+        if key in desired and key not in before:
+            diff.append(FieldDiff("add", key, None, desired[key]))
+    return diff
 
 
 def is_added_to_zap(device: Device, on_zap: ZapDevice | None) -> bool:
@@ -167,7 +186,7 @@ def is_added_to_zap(device: Device, on_zap: ZapDevice | None) -> bool:
         return True
     assert device.spec.connection is not None
     desired = zap_settings(device.spec.connection)
-    return bool(compared_only_where_reported(desired, observed_connection(on_zap)))
+    return bool(zap_connection_diff(desired, observed_connection(on_zap)))
 
 
 def publish_flags(
@@ -801,7 +820,7 @@ class SourcefulPlanner:
         blocked_by = at.blocked_by_claim
 
         before = observed_connection(zap_obs) if zap_obs is not None else None
-        diff = compared_only_where_reported(desired, before) if before is not None else []
+        diff = zap_connection_diff(desired, before) if before is not None else []
         if (
             (zap_obs is None or diff)
             and spec.verification.check_serial
