@@ -165,7 +165,15 @@ _SET_ONLY_WHEN_GIVEN = ("manufacturer", "username", "client_id")
 
 def observed_connection(on_zap: ZapDevice) -> dict[str, Any]:
     """The connection the Zap reports for a device, in `zap_settings`' vocabulary."""
-    return {"type": on_zap.connection_type, "profile": on_zap.profile, **on_zap.settings}
+    # A type or profile the Zap leaves out is not reported, not reported empty: compared,
+    # it would differ from the declared one however often the device was added again.
+    reported: dict[str, Any] = {}
+    if on_zap.connection_type:
+        reported["type"] = on_zap.connection_type
+    if on_zap.profile is not None:
+        reported["profile"] = on_zap.profile
+    reported.update(on_zap.settings)
+    return reported
 
 
 def zap_connection_diff(desired: dict[str, Any], before: dict[str, Any]) -> list[FieldDiff]:

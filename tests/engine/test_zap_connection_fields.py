@@ -1,6 +1,8 @@
 """A device's connection settings on its Zap, against the simulators: an optional setting
 (`mqtt.clientId`, `mqtt.username`, `p1Uart.manufacturer`) declared for a device already on
-its Zap reaches the Zap, whether the Zap had another value or none."""
+its Zap reaches the Zap, whether the Zap had another value or none; and a device someone
+configured on the Zap by hand is adopted without a re-add, or re-added once where it
+differs from the declared connection (model defaults included), never again and again."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from simworld import (
 )
 
 from reconciler.plan.actions import Action
+from reconciler.sim.fleet import SimFleet
 
 ZAP = "device/{}[zap]"
 
@@ -82,4 +85,64 @@ async def test_an_optional_setting_declared_for_a_device_on_its_zap_reaches_the_
     assert [d.path for d in replaced.diff] == [key], replaced.diff
     assert report.ok, report.as_dict()
     assert on_the_zap(world, sn)[key] == value
+    await assert_converged(world, docs)
+
+
+def configured_by_hand(**inverter_body: Any) -> Any:
+    """Before the simulators start: the devices of `fleet_docs()` put on the Zap by hand,
+    each with only what the Zap requires (it fills in its own defaults), the inverter with
+    `inverter_body` besides."""
+    def install(sims: SimFleet) -> None:
+        zap = sims.zaps[serial_of(1)]
+        zap.install_device({"type": "mqtt", "profile": "ferroamp",
+                            "broker_host": "192.168.1.70"}, sn="FERRO1")
+        zap.install_device({"type": "p1_uart"}, sn="P1M1")
+        zap.install_device({"type": "modbus_tcp", "profile": "sungrow", "ip": "192.168.1.60",
+                            **inverter_body}, sn="SG1")
+    return install
+
+
+async def test_a_device_configured_by_hand_with_the_defaults_is_adopted_without_a_re_add(
+        make_world: MakeWorld) -> None:
+    docs = fleet_docs()
+    world = await make_world(docs, before_start=configured_by_hand())
+    result, report = await world.apply()
+    assert not [c.address for c in result.plan.pending if c.address.endswith("[zap]")]
+    assert report.ok, report.as_dict()
+    await assert_converged(world, docs)
+
+
+async def test_a_device_configured_by_hand_off_a_default_is_re_added_once(
+        make_world: MakeWorld) -> None:
+    # The spec leaves the port out: its default, 502, is what adding the device sends, so it
+    # is the declared port, and the device on 1502 is re-added on 502, once.
+    docs = fleet_docs()
+    world = await make_world(docs, before_start=configured_by_hand(port=1502))
+    result, report = await world.apply()
+    zap_changes = {c.address: c for c in result.plan.pending if c.address.endswith("[zap]")}
+    assert list(zap_changes) == [ZAP.format("inv")]
+    assert zap_changes[ZAP.format("inv")].action is Action.REPLACE
+    assert [(d.path, d.old, d.new) for d in zap_changes[ZAP.format("inv")].diff] == [
+        ("port", 1502, 502)]
+    assert report.ok, report.as_dict()
+    assert on_the_zap(world, "SG1")["port"] == 502
+    await assert_converged(world, docs)
+
+
+async def test_a_setting_the_zap_has_but_the_spec_leaves_out_is_left_alone(
+        make_world: MakeWorld) -> None:
+    # Only settings the spec declares are compared: a user name or client id set by hand on
+    # the Zap is kept, not removed by adding the device again without it.
+    docs = fleet_docs()
+
+    def install(sims: SimFleet) -> None:
+        configured_by_hand()(sims)
+        sims.zaps[serial_of(1)].install_device(
+            {"type": "mqtt", "profile": "ferroamp", "broker_host": "192.168.1.70",
+             "username": "extapi", "client_id": "by-hand"}, sn="FERRO1")
+
+    world = await make_world(docs, before_start=install)
+    _, report = await world.apply()
+    assert report.ok, report.as_dict()
+    assert on_the_zap(world, "FERRO1")["client_id"] == "by-hand"
     await assert_converged(world, docs)

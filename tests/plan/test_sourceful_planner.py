@@ -485,6 +485,11 @@ def zap_reports_less(observed: Observed) -> Observed:
     return set_zap_device(observed, "home-zap", "INV1", settings={"ip": "192.168.1.60"})
 
 
+def zap_reports_no_profile(observed: Observed) -> Observed:
+    """A Zap that lists a device without its connection type or profile."""
+    return set_zap_device(observed, "home-zap", "INV1", connection_type="", profile=None)
+
+
 def undeclared_cloud_der(observed: Observed) -> Observed:
     devices = observed.novacore_devices["sit-cabin"]
     assert isinstance(devices, list)
@@ -495,6 +500,7 @@ def undeclared_cloud_der(observed: Observed) -> Observed:
 @pytest.mark.parametrize("extras", [
     pytest.param(api_extras, id="undeclared-manufacturer-model-settings"),
     pytest.param(zap_reports_less, id="unreported-settings-not-compared"),
+    pytest.param(zap_reports_no_profile, id="unreported-type-and-profile-not-compared"),
     pytest.param(undeclared_cloud_der, id="undeclared-novacore-der-left-alone"),
 ])
 def test_values_the_spec_does_not_declare_are_not_drift(
