@@ -176,10 +176,25 @@ def observed_connection(on_zap: ZapDevice) -> dict[str, Any]:
     return reported
 
 
+# `zap_settings`' keys that are not the model's field names.
+_MODEL_FIELD_OF_ZAP_KEY = {"ip": "host"}
+
+
+def declared_zap_settings(connection: Connection, body: dict[str, Any]) -> dict[str, Any]:
+    """Of `body` (`zap_settings(connection)`), the settings the spec sets: a default the
+    spec leaves out is sent when the device is added, but not compared with what the Zap
+    has. A device configured by hand on port 1502 would otherwise be removed from its Zap
+    for a port 502 nobody declared, and added again where it does not answer."""
+    _, settings = connection.chosen()
+    declared = settings.model_fields_set
+    return {key: value for key, value in body.items()
+            if key == "type" or _MODEL_FIELD_OF_ZAP_KEY.get(key, key) in declared}
+
+
 def zap_connection_diff(desired: dict[str, Any], before: dict[str, Any]) -> list[FieldDiff]:
-    """How the declared connection (`zap_settings`) differs from the one the Zap reports
-    (`observed_connection`): a setting the Zap does not report is not compared, unless it
-    is one the Zap reports whenever it has it (`_SET_ONLY_WHEN_GIVEN`)."""
+    """How the declared connection (`declared_zap_settings`) differs from the one the Zap
+    reports (`observed_connection`): a setting the Zap does not report is not compared,
+    unless it is one the Zap reports whenever it has it (`_SET_ONLY_WHEN_GIVEN`)."""
     diff = compared_only_where_reported(desired, before)
     for key in _SET_ONLY_WHEN_GIVEN:
         if key in desired and key not in before:
@@ -193,8 +208,9 @@ def is_added_to_zap(device: Device, on_zap: ZapDevice | None) -> bool:
     if on_zap is None:
         return True
     assert device.spec.connection is not None
-    desired = zap_settings(device.spec.connection)
-    return bool(zap_connection_diff(desired, observed_connection(on_zap)))
+    connection = device.spec.connection
+    declared = declared_zap_settings(connection, zap_settings(connection))
+    return bool(zap_connection_diff(declared, observed_connection(on_zap)))
 
 
 def publish_flags(
@@ -828,7 +844,8 @@ class SourcefulPlanner:
         blocked_by = at.blocked_by_claim
 
         before = observed_connection(zap_obs) if zap_obs is not None else None
-        diff = zap_connection_diff(desired, before) if before is not None else []
+        diff = (zap_connection_diff(declared_zap_settings(connection, desired), before)
+                if before is not None else [])
         if (
             (zap_obs is None or diff)
             and spec.verification.check_serial

@@ -2,7 +2,7 @@
 (`mqtt.clientId`, `mqtt.username`, `p1Uart.manufacturer`) declared for a device already on
 its Zap reaches the Zap, whether the Zap had another value or none; and a device someone
 configured on the Zap by hand is adopted without a re-add, or re-added once where it
-differs from the declared connection (model defaults included), never again and again."""
+differs from a setting the spec declares; a default the spec leaves out is not compared."""
 
 from __future__ import annotations
 
@@ -112,11 +112,25 @@ async def test_a_device_configured_by_hand_with_the_defaults_is_adopted_without_
     await assert_converged(world, docs)
 
 
-async def test_a_device_configured_by_hand_off_a_default_is_re_added_once(
+async def test_a_device_configured_by_hand_off_a_default_the_spec_leaves_out_is_kept(
         make_world: MakeWorld) -> None:
-    # The spec leaves the port out: its default, 502, is what adding the device sends, so it
-    # is the declared port, and the device on 1502 is re-added on 502, once.
+    # The spec leaves the port out: 502 would be sent if the device were added, but only
+    # what the spec sets is compared. The device answering on 1502 stays where it works,
+    # instead of being removed and added again on a port where nothing answers.
     docs = fleet_docs()
+    world = await make_world(docs, before_start=configured_by_hand(port=1502))
+    result, report = await world.apply()
+    assert not [c.address for c in result.plan.pending if c.address.endswith("[zap]")]
+    assert report.ok, report.as_dict()
+    assert on_the_zap(world, "SG1")["port"] == 1502
+    await assert_converged(world, docs)
+
+
+async def test_a_device_configured_by_hand_off_a_declared_setting_is_re_added_once(
+        make_world: MakeWorld) -> None:
+    # The same device, with the port the spec sets: declared, it is compared, and the
+    # device is added again on it, once.
+    docs = fleet_docs(tcp={"port": 502})
     world = await make_world(docs, before_start=configured_by_hand(port=1502))
     result, report = await world.apply()
     zap_changes = {c.address: c for c in result.plan.pending if c.address.endswith("[zap]")}
