@@ -19,6 +19,7 @@ from typing import Any
 
 from reconciler.engine import admission
 from reconciler.engine.execute import Executors
+from reconciler.engine.fanout import all_of, unexpected
 from reconciler.engine.retry import RetryPolicy, retrying
 from reconciler.errors import ProviderError
 from reconciler.plan.actions import Action, Change
@@ -186,7 +187,7 @@ async def apply_plan(
                         change.address,
                         change.action.value,
                         "failed",
-                        f"unexpected answer ({type(exc).__name__}: {exc})",
+                        unexpected(exc),
                         site=change.site,
                     )
                 )
@@ -206,7 +207,9 @@ async def apply_plan(
             if not finished[change.address].done():
                 finished[change.address].set_result(ok)
 
-    await asyncio.gather(*(run(c) for c in runnable))
+    # Anything that still escapes a change (the progress output gone) cancels the others:
+    # none goes on writing after the apply has ended (`engine.fanout`).
+    await all_of(*(run(c) for c in runnable))
     report.seconds = time.monotonic() - started
     order = {c.address: i for i, c in enumerate(plan.changes)}
     report.outcomes.sort(key=lambda o: order.get(o.address, 0))

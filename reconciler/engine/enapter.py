@@ -45,6 +45,7 @@ from reconciler.engine import enapter_files, execute
 from reconciler.engine.config import Settings
 from reconciler.engine.enapter_files import config_path
 from reconciler.engine.execute import Executors
+from reconciler.engine.fanout import all_of
 from reconciler.engine.observe import _Gather
 from reconciler.engine.session import Session
 from reconciler.engine.state import write_temporary
@@ -56,7 +57,7 @@ from reconciler.plan import enapter as enapter_plan
 from reconciler.plan import renames
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.enapter import ConfigOutputState, EnapterState
-from reconciler.plan.observed import Observed, Unreachable
+from reconciler.plan.observed import Observed
 from reconciler.providers.enapter import client as enapter_client
 from reconciler.providers.enapter import convert as enapter_convert
 from reconciler.providers.enapter.client import EnapterClient
@@ -176,24 +177,20 @@ async def observe_enapter(
         )
         return
     client = enapter_api(session)
-    listed = await gather.read(client.list_sites)
-    state = EnapterState(
-        sites=listed if isinstance(listed, Unreachable) else enapter_convert.sites(listed)
-    )
+    state = EnapterState(sites=await gather.read_as(client.list_sites, enapter_convert.sites))
     store = secret_store(session)
     state.secret_store = store is not None
     if isinstance(state.sites, list):
         devices = state.devices
 
         async def read_devices(site_id: str) -> None:
-            result = await gather.read(lambda: client.site_devices(site_id))
-            devices[site_id] = (
-                result if isinstance(result, Unreachable) else enapter_convert.devices(result)
+            devices[site_id] = await gather.read_as(
+                lambda: client.site_devices(site_id), enapter_convert.devices
             )
 
         matches = {s.name: enapter_plan.match_site(s, state.sites) for s in sites}
         matched = {m.id for m in matches.values() if m is not None}
-        await asyncio.gather(*(read_devices(i) for i in sorted(matched)))
+        await all_of(*(read_devices(i) for i in sorted(matched)))
 
         def look_elsewhere(site: Site) -> bool:
             # A Site that matches no site by name may have been renamed: its old site is
@@ -209,7 +206,7 @@ async def observe_enapter(
             unclaimed = enapter_plan.unclaimed_sites(state.sites, whole_fleet.sites.values())
             state.unclaimed = tuple(s.id for s in unclaimed)
         searched = set(state.unclaimed) if len(state.unclaimed) <= renames.SEARCH_LIMIT else set()
-        await asyncio.gather(*(read_devices(i) for i in sorted(searched - matched)))
+        await all_of(*(read_devices(i) for i in sorted(searched - matched)))
     state.config_outputs = await _config_outputs(fleet, session, store)
     found = [d.id for ds in state.devices.values() if isinstance(ds, list) for d in ds]
     if found:  # a delete the plan makes says which file it then removes

@@ -250,5 +250,12 @@ async def _watch_until_moved(
         # directory the agent may pass through but not read (mode 711) is no failure.
         one(present(watch.listings), recursive=False, best_effort=True),
     ]
-    await asyncio.gather(recheck(), *watchers)
+    tasks = [asyncio.ensure_future(task) for task in (recheck(), *watchers)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        # One that raised what nobody expects ends the others, by `ended` (see `one`), and
+        # they are waited for: none watches on, detached, after this returned.
+        ended.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
     return failures

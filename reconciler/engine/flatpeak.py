@@ -10,6 +10,7 @@ from typing import Any
 
 from reconciler.engine import execute
 from reconciler.engine.execute import Executors
+from reconciler.engine.fanout import both
 from reconciler.engine.observe import _Gather
 from reconciler.engine.session import Session
 from reconciler.errors import ProviderAuthError, ProviderRejected
@@ -18,7 +19,7 @@ from reconciler.model.site import Site
 from reconciler.plan import flatpeak as flatpeak_plan
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.flatpeak import FlatpeakState
-from reconciler.plan.observed import Observed, Unreachable
+from reconciler.plan.observed import Observed
 from reconciler.providers.flatpeak import convert as flatpeak_convert
 from reconciler.providers.flatpeak.client import FlatpeakAuth, FlatpeakClient
 
@@ -55,17 +56,11 @@ async def observe_flatpeak(
         )
         return
     client = flatpeak_api(session)
-    locations, devices = await asyncio.gather(
-        gather.read(client.list_locations), gather.read(client.list_devices)
+    locations, devices = await both(
+        gather.read_as(client.list_locations, flatpeak_convert.locations),
+        gather.read_as(client.list_devices, flatpeak_convert.devices),
     )
-    observed.extra[_FLATPEAK] = FlatpeakState(
-        locations=(
-            locations
-            if isinstance(locations, Unreachable)
-            else flatpeak_convert.locations(locations)
-        ),
-        devices=devices if isinstance(devices, Unreachable) else flatpeak_convert.devices(devices),
-    )
+    observed.extra[_FLATPEAK] = FlatpeakState(locations=locations, devices=devices)
 
 
 class _Ids:

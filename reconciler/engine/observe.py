@@ -4,10 +4,13 @@ devices; per Zap: its devices. No per-device calls, except reading the serial of
 that is about to be added and asks for an identity check. Nothing here writes.
 
 A source that cannot be read becomes `Unreachable` (the planner defers what depends on
-it); rejected credentials stop the run instead, since retrying cannot fix them. A declared
-organisation the token may not read (403 or 404 for its sites or gateways) becomes
-`NoAccess`: the token is good, only the sites of that organisation cannot be planned (the
-planner blocks them, and the rest of the fleet goes on).
+it), and so does one that answers in a shape no documentation gives (the error it raised,
+type and message, is the reason): the other sites are read and planned as ever, as an
+apply fails only the change whose answer it was (`engine.apply`). Rejected credentials
+stop the run instead, since retrying cannot fix them. A declared organisation the token
+may not read (403 or 404 for its sites or gateways) becomes `NoAccess`: the token is good,
+only the sites of that organisation cannot be planned (the planner blocks them, and the
+rest of the fleet goes on).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
+from reconciler.engine.fanout import all_of, unexpected
 from reconciler.engine.retry import READ_ATTEMPTS, RetryPolicy, retrying
 from reconciler.engine.session import Session
 from reconciler.errors import ProviderAuthError, ProviderError, ProviderRejected
@@ -63,7 +67,9 @@ def novacore_orgs(fleet: Fleet) -> set[str]:
 
 
 class _Gather:
-    """Runs reads concurrently; records auth failures to raise after all finished."""
+    """Runs reads concurrently; records auth failures to raise after all finished. A read
+    that fails otherwise is Unreachable, whatever the error: one read's answer must not
+    stop the others (`engine.fanout`)."""
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
@@ -89,6 +95,23 @@ class _Gather:
             return Unreachable(str(exc))
         except ProviderError as exc:
             return Unreachable(str(exc))
+        except Exception as exc:  # e.g. an answer of an undocumented shape: this read only
+            return Unreachable(unexpected(exc))
+
+    async def read_as(
+        self,
+        call: Callable[[], Awaitable[A]],
+        convert: Callable[[A], R],
+        *,
+        org_scoped: bool = False,
+    ) -> R | Unreachable:
+        """`read`, the answer converted to its record: an answer the conversion cannot take
+        is as unreadable as one that did not come."""
+
+        async def converted() -> R:
+            return convert(await call())
+
+        return await self.read(converted, org_scoped=org_scoped)
 
 
 SiteObserved = Callable[[str], None]
@@ -200,7 +223,7 @@ class _SourcefulReads:
             for g in self.fleet.gateways.values()
             if g.spec.zap is not None and g.spec.site_ref not in self.fleet.sites
         ]
-        await asyncio.gather(
+        await all_of(
             self._clouds(),
             *(self._site(site, on_site) for site in self.fleet.sites.values()),
             *(self._zap(g) for g in unsited),
@@ -209,7 +232,7 @@ class _SourcefulReads:
 
     async def _clouds(self) -> None:
         try:
-            await asyncio.gather(
+            await all_of(
                 *(self._org_sites(org) for org in self.orgs),
                 *(self._org_gateways(org) for org in self.gateway_orgs),
             )
@@ -258,8 +281,7 @@ class _SourcefulReads:
         org_scoped: bool = False,
     ) -> None:
         """One read into `table[key]`: its answer converted, or Unreachable."""
-        result = await self.gather.read(call, org_scoped=org_scoped)
-        table[key] = result if isinstance(result, Unreachable) else convert(result)
+        table[key] = await self.gather.read_as(call, convert, org_scoped=org_scoped)
 
     @property
     def _cloud(self) -> NovacoreClient:
@@ -355,23 +377,21 @@ class _SourcefulReads:
             if len(unclaimed) > renames.SEARCH_LIMIT:
                 unclaimed = []  # too many to read on every plan; the planner says so
             reads = self.unclaimed_reads[org] = asyncio.ensure_future(
-                asyncio.gather(*(self._read_site_devices(c.id) for c in unclaimed))
+                all_of(*(self._read_site_devices(c.id) for c in unclaimed))
             )
         return reads
 
     async def _zap(self, gateway: Gateway) -> None:
         client = self.session.zap(gateway)
-        result = await self.gather.read(client.devices)
-        if isinstance(result, Unreachable):
+        state = await self.gather.read_as(client.devices, zap_convert.zap_state)
+        if isinstance(state, Unreachable):
             # Named by the URL called (RECONCILER_GATEWAY_URLS may override the YAML's).
-            self.observed.zaps[gateway.name] = Unreachable(
-                result.reason, url=client.url
-            )
+            self.observed.zaps[gateway.name] = Unreachable(state.reason, url=client.url)
             return
-        state = self.observed.zaps[gateway.name] = zap_convert.zap_state(result)
+        self.observed.zaps[gateway.name] = state
         unverified = _devices_to_verify(self.fleet, gateway, state)
         if unverified:
-            await asyncio.gather(
+            await all_of(
                 *(
                     _read_identity(self.fleet, self.session, device, self.observed, self.gather)
                     for device in unverified

@@ -6,9 +6,8 @@ so every entry point gets them. The platforms themselves live in `engine.enapter
 
 from __future__ import annotations
 
-import asyncio
-
 from reconciler.engine import enapter, execute, flatpeak, observe
+from reconciler.engine.fanout import all_of
 from reconciler.engine.observe import _Gather
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
@@ -25,7 +24,7 @@ async def observe_platforms(
 ) -> None:
     """Read Enapter and Flatpeak concurrently; rejected credentials raise after both."""
     gather = _Gather(policy)
-    await asyncio.gather(
+    await all_of(
         enapter.observe_enapter(fleet, session, observed, gather, whole_fleet),
         flatpeak.observe_flatpeak(fleet, session, observed, gather),
     )

@@ -1,8 +1,8 @@
 """Faults a simulator can inject, deterministic for a given seed and request order:
 added latency (fixed plus jitter, before a request is carried out, and a delay of a
 write's answer after it), a rate of 5xx answers, 429 with Retry-After, writes
-whose answer is lost after they took effect, and offline modes (connection refused, or
-accepted and never answered)."""
+whose answer is lost after they took effect, answers of a shape the platform does not
+document, and offline modes (connection refused, or accepted and never answered)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,11 @@ class FaultConfig:
     lose_next: int = 0
     # ...or a fraction of all writes.
     lose_rate: float = 0.0
+    # Answer the next N requests with 200 and `garble_body` as their JSON (a write is
+    # carried out first): valid JSON of a shape the platform does not document, as from a
+    # platform that changed its API or a proxy answering in its place.
+    garble_next: int = 0
+    garble_body: Any = None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -79,6 +84,7 @@ class Decision:
     retry_after_s: float | None = None
     hang: bool = False
     lose_answer: bool = False  # run the handler, then answer `status` instead of its answer
+    garbled: bool = False  # run the handler, then answer `garble_body` instead of its answer
 
 
 @dataclass
@@ -112,6 +118,9 @@ class FaultInjector:
             decision.status, decision.lose_answer = config.error_status, True
         elif write and config.lose_rate and self._random.random() < config.lose_rate:
             decision.status, decision.lose_answer = config.error_status, True
+        elif config.garble_next > 0:
+            config.garble_next -= 1
+            decision.garbled = True
         elif config.fail_next > 0:
             config.fail_next -= 1
             decision.status = config.error_status

@@ -178,6 +178,8 @@ class SimServer:
             await asyncio.sleep(decision.answer_delay_s)
         if decision.lose_answer:
             return self._fault_response(decision)  # the write took effect all the same
+        if decision.garbled:
+            return json_response(self.faults.garble_body)
         return response
 
     def _fault_response(self, decision: Decision) -> web.Response:

@@ -80,6 +80,24 @@ async def test_a_lost_answer_comes_after_the_write_took_effect(
     assert again.status_code == 409, "a retry finds it there"
 
 
+async def test_a_garbled_answer_is_the_body_set_then_answers_are_as_documented(
+        client: httpx.AsyncClient) -> None:
+    body = {"devices": [{"sn": "SG9", "ders": None}]}
+    response = await client.put("/_sim/faults", json={"garble_next": 1, "garble_body": body})
+    assert response.status_code == 200
+    garbled = await client.get("/api/devices")
+    assert (garbled.status_code, garbled.json()) == (200, body)
+    assert (await client.get("/api/devices")).json() != body
+
+
+async def test_a_garbled_write_answer_comes_after_the_write_took_effect(
+        client: httpx.AsyncClient, zap: ZapSimulator) -> None:
+    zap.faults.garble_next, zap.faults.garble_body = 1, []
+    garbled = await client.post("/api/devices", json=SUNGROW)
+    assert (garbled.status_code, garbled.json()) == (200, [])
+    assert zap.device(SUNGROW_SERIAL) is not None, "the device was added all the same"
+
+
 async def test_a_delayed_answer_comes_after_the_write_took_effect(
         client: httpx.AsyncClient, zap: ZapSimulator) -> None:
     zap.faults.answer_delay_ms = 2000

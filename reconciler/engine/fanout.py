@@ -1,0 +1,48 @@
+"""The engine's concurrent work (every site, gateway and organisation at once) run as one
+unit: `all_of` awaits all of it, and when one part raises, cancels the others and waits
+for them to end before the error goes on.
+
+`asyncio.gather` alone leaves the others running, detached, when one raises: reads on a
+session about to be closed, writes made after the run reported its failure, journal
+entries left half-done, tasks the closing event loop destroys ("Task was destroyed but it
+is pending"). A platform's error, or an answer of a shape it does not document, is caught
+where it happens and stays that site's (`observe._Gather.read`, `apply.apply_plan`):
+what reaches here is a bug, the output gone, or the run itself cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def unexpected(error: BaseException) -> str:
+    """How an error nobody maps is reported as the failure of the one read or change it
+    stopped: its type and message (no traceback; the rest of the fleet goes on)."""
+    return f"unexpected answer ({type(error).__name__}: {error})"
+
+
+async def all_of(*awaitables: Awaitable[T]) -> list[T]:
+    """The results of `awaitables`, run concurrently, in order. When one raises (or this is
+    cancelled), the others are cancelled and waited for, then the first error is raised
+    as it is: callers keep catching the types they know."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        # Waited for, so that none outlives this call; their errors are retrieved here
+        # (one raised already says what went wrong), not reported as never retrieved.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """`all_of` for two awaitables of different types, each result with its own."""
+    results: list[Any] = await all_of(first, second)
+    return results[0], results[1]
