@@ -587,7 +587,8 @@ async def _remove_config_file(
             return enapter_files.remove(settings, ctx.fleet, device_id, own=own)
         except OSError as exc:
             if device is None:
-                what, then = "the device is deleted in Enapter Cloud, but its config file", ""
+                what = "the device is deleted in Enapter Cloud, but its config file"
+                then = " (or the next apply with --prune tries again)"
             else:
                 what = "the config file an earlier apply wrote for the device, which its "
                 what += "configOutput names no more,"

@@ -21,7 +21,10 @@ someone else's) and no declared Device names it (it is then that Device's config
 the reconciler did not write is never removed: files written before records were kept
 have none, and stay. A file that could not be removed keeps its record: while its device
 is there, the next plan removes it again (a device may so have several records: the file
-its configOutput names, and ones it named before).
+its configOutput names, and ones it named before), and once it is deleted, the next
+`--prune` of its Site (see below). A file whose directory cannot be looked into (permission
+denied there at that moment) is neither gone nor changed: its removal fails, saying why,
+and its record stays.
 
 A device's delete marks its record before it is sent (`mark_deleting`): a run killed
 once the delete took effect, before the file was removed, leaves the device gone and the
@@ -165,15 +168,17 @@ def written_for(settings: Settings, paths: Iterable[Path]) -> dict[Path, str]:
     out = {}
     for path in paths:
         found = files.get(_key(path))
-        if found is not None and _ours(found, set()):
+        if found is not None and found.is_in_place():
             out[path] = found.device_id
     return out
 
 
 def _ours(file: WrittenFile, declared: set[str]) -> bool:
-    """Whether `file` is still the one written, and no declared Device names it."""
-    # Gone, not to be looked at, or a link put there: not it, nothing to remove.
-    return file.path not in declared and file.is_in_place()
+    """Whether `file` is still the one written, or may be (its directory cannot be looked
+    into now: the removal then says why it failed, and keeps the record), and no declared
+    Device names it."""
+    # Gone, or a link or another file put there: not it, nothing to remove.
+    return file.path not in declared and file.found() is not False
 
 
 def removable(
@@ -228,9 +233,13 @@ def _remove(file: WrittenFile, declared: set[str]) -> str:
     """Remove `file` if it is still ours (see the module); what happened."""
     if file.path in declared:
         return f"kept {file.path}: a declared Device writes its config there"
-    if not os.path.lexists(file.path):
+    try:
+        stat = os.lstat(file.path)
+    except (FileNotFoundError, NotADirectoryError):
         return f"{file.path} is gone already"
-    if not _ours(file, set()):
+    # Any other error (permission denied on the directory, say) is raised: the file may
+    # well be there, and its record stays for a later run to try again.
+    if not file.is_stat(stat):
         return f"left {file.path} alone: it changed since it was written"
     os.unlink(file.path)
     return f"removed {file.path}"

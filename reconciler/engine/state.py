@@ -361,10 +361,18 @@ class WrittenFile:
 
     def is_in_place(self) -> bool:
         """Whether the file at `path` is this one (a link put there is not)."""
+        return self.found() is True
+
+    def found(self) -> bool | None:
+        """Whether the file at `path` is this one; None when that cannot be told: its
+        directory cannot be looked into (permission denied there at that moment, an I/O
+        error), which says neither that the file is gone nor that it is someone else's."""
         try:
             return self.is_stat(os.lstat(self.path))
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             return False
+        except OSError:
+            return None
 
 
 def _written_file(data: dict[str, Any], *, device_id: str) -> WrittenFile:

@@ -5,22 +5,24 @@ file written for a device that --prune deletes is removed after the delete, said
 plan and the apply report (text and JSON), as is the one written before for a device whose
 file moved elsewhere (updated, or deleted and provisioned again) or whose configOutput
 names no file any more, and a file the reconciler did not write, or that is no longer the
-one it wrote, is left alone; a file that could not be removed is removed by the next
-apply, and one left by an apply killed between a --prune delete and its removal by the
-next --prune; a file recorded as written for another device is not a device's config; an
-apply killed right after it renamed a config file into place leaves it recorded, for a
-later --prune to remove, and one killed right before leaves the record of the file there."""
+one it wrote, is left alone; a file that could not be removed (the file immutable, or its
+directory not to be looked into) is removed by the next apply, and one left by an apply
+killed between a --prune delete and its removal by the next --prune; a file recorded as
+written for another device is not a device's config; an apply killed right after it
+renamed a config file into place leaves it recorded, for a later --prune to remove, and one
+killed right before leaves the record of the file there."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +60,14 @@ async def _cli(world: World, *args: str) -> tuple[int, str]:
     return code, stdout + stderr
 
 
-async def _cli_streams(world: World, *args: str) -> tuple[int, str, str]:
-    """`reconciler ARGS...` as `_cli` runs it: its exit code, stdout and stderr apart."""
+async def _cli_streams(world: World, *args: str,
+                       preexec_fn: Callable[[], None] | None = None) -> tuple[int, str, str]:
+    """`reconciler ARGS...` as `_cli` runs it: its exit code, stdout and stderr apart.
+    `preexec_fn` runs in the child before it starts (see `_unsearchable`)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "reconciler", *args,
         env={**os.environ, **world.env()}, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        stderr=asyncio.subprocess.PIPE, preexec_fn=preexec_fn)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
@@ -527,6 +531,66 @@ def _unremovable(path: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def _without_permission_checks_bypassed() -> None:
+    """In a child about to run the CLI as root: drop the capabilities that let root look
+    into any directory (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so that a directory's
+    mode stops it as it stops anyone else."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            os._exit(99)
+
+
+@contextlib.contextmanager
+def _unsearchable(directory: Path) -> Iterator[Callable[[], None] | None]:
+    """`directory` cannot be looked into inside the block (mode 000) by a CLI run with the
+    `preexec_fn` yielded (None: nothing needed, not root)."""
+    mode = directory.stat().st_mode
+    directory.chmod(0)
+    try:
+        yield _without_permission_checks_bypassed if os.geteuid() == 0 else None
+    finally:
+        directory.chmod(mode)
+
+
+async def test_a_config_file_whose_directory_cannot_be_looked_into_is_removed_by_the_next_prune(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_two_ucms(ucm_file="ucm/ucm.json"))
+    await world.converge()
+    ucm_file = world.state_dir / "ucm" / "ucm.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    fleet_dir = _write_fleet(tmp_path / "fleet", _without_the_ucm())
+    with _unsearchable(ucm_file.parent) as restricted:
+        code, out, err = await _cli_streams(world, "plan", str(fleet_dir), "--prune",
+                                            "--no-color", preexec_fn=restricted)
+        if code == 99:
+            pytest.skip("running as root without CAP_SETPCAP: no way to be denied")
+        assert code == 0, out + err
+        said = f"then {ucm_file}, the config file an earlier apply wrote for it, is removed"
+        assert said in out, out
+        code, out, err = await _cli_streams(world, "apply", str(fleet_dir), "--prune",
+                                            "--auto-approve", "--no-color",
+                                            preexec_fn=restricted)
+    # The device is gone; the file is not, and is not taken for gone: its record stays.
+    assert code == 1, out + err
+    assert (f"the device is deleted in Enapter Cloud, but its config file {ucm_file} could "
+            "not be removed: Permission denied") in out + err, out + err
+    assert "next apply with --prune tries again" in out + err
+    assert "gone already" not in out + err
+    assert world.sims.enapter.by_hardware_id(UCM) is None
+    assert ucm_file.is_file()
+    assert str(ucm_file) in (world.state_dir / "inventory.json").read_text()
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
+                              "--no-color")
+    assert code == 0, output
+    assert f"removed {ucm_file}" in output, output
+    assert not ucm_file.exists() and (world.state_dir / "cfg" / "mqtt.json").is_file()
+    assert ucm_id not in (world.state_dir / "inventory.json").read_text()
+    code, output = await _cli(world, "plan", str(fleet_dir), "--prune", "--detailed-exitcode")
+    assert code == 0, output
 
 
 async def test_a_config_file_moved_elsewhere_whose_removal_failed_is_removed_by_the_next_apply(
