@@ -35,6 +35,7 @@ a log line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -541,16 +542,32 @@ async def _deliver_config(
         path = config_path(settings, output.file)
 
         async def write() -> None:
-            written = await asyncio.to_thread(_write_private_file, path, text, change.address)
-            # Put in place and recorded at once, not after the apply, in the event loop,
-            # not a thread (see `_remove_config_file`): a run killed later still leaves
-            # the file known as this device's, to be removed when the device is deleted.
+            # Recorded before it is made, put in place and recorded at once, not after the
+            # apply, in the event loop, not a thread (see `_remove_config_file`): a run
+            # killed at any point leaves the file known as this device's, to be removed
+            # when the device is deleted, and its temporary file known as the
+            # reconciler's, to be removed by the next run (`enapter_files`).
             try:
+                tmp = enapter_files.reserve(settings, device_id, path)
+            except OSError as exc:
+                raise _unwritten(path, exc, change.address) from None
+            writing = asyncio.ensure_future(
+                asyncio.to_thread(_write_private_file, path, tmp, text, change.address)
+            )
+            writing.add_done_callback(lambda done: done.cancelled() or done.exception())
+            try:
+                # Shielded: a thread goes on when its awaiter is cancelled (an interrupt).
+                written = await asyncio.shield(writing)
                 enapter_files.put(settings, device_id, written, path)
             except OSError as exc:
                 raise _unwritten(path, exc, change.address) from None
             finally:
-                written.unlink(missing_ok=True)
+                # Still being written (cancelled meanwhile): it stays recorded, for the
+                # next run to remove. Not removable: recorded too, the next run tries again.
+                if writing.done():
+                    with contextlib.suppress(OSError):
+                        tmp.unlink(missing_ok=True)
+                    enapter_files.release(settings, tmp)
 
         await ctx._write(change, "enapter.write_config_file", write, over_http=False)
         return {"config": f"written to {path}"}
@@ -603,12 +620,12 @@ async def _remove_config_file(
     return {} if outcome is None else {"config_file": outcome}
 
 
-def _write_private_file(path: Path, text: str, address: str) -> Path:
-    """Write `text`, readable by the owner only (0600), to the temporary file next to
-    `path` that is then renamed onto it (`enapter_files.put`); that file."""
+def _write_private_file(path: Path, tmp: Path, text: str, address: str) -> Path:
+    """Write `text`, readable by the owner only (0600), to the temporary file `tmp` next
+    to `path` that is then renamed onto it (`enapter_files.put`); that file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return write_temporary(path, text, private=True)
+        return write_temporary(path, text, private=True, tmp=tmp)
     except OSError as exc:
         raise _unwritten(path, exc, address) from None
 

@@ -10,7 +10,9 @@ directory not to be looked into) is removed by the next apply, and one left by a
 killed between a --prune delete and its removal by the next --prune; a file recorded as
 written for another device is not a device's config; an apply killed right after it
 renamed a config file into place leaves it recorded, for a later --prune to remove, and one
-killed right before leaves the record of the file there."""
+killed right before leaves the record of the file there; the temporary file of one killed
+as it wrote it is removed by the next apply, and one it did not write, or that a running
+apply writes, is left alone."""
 
 from __future__ import annotations
 
@@ -735,8 +737,9 @@ async def test_a_device_replaced_with_its_config_file_moved_removes_the_one_writ
 
 # Run as `python -c` in the apply's subprocess: `reconciler ARGS...`, which kills itself
 # (SIGKILL) when it is about to rename a file onto PATH ("before"), or at the first file it
-# opens once it did ("after"). No write of a file happens without an open: that is where a
-# record of the file would be written.
+# opens once it did ("after"), or once it made a temporary file next to PATH ("created":
+# at the first file it opens after that one, before a byte is written). No write of a
+# file happens without an open: that is where a record of the file would be written.
 _KILLED_AT_A_RENAME = """
 import os, runpy, signal, sys
 when, target = sys.argv.pop(1), os.path.normpath(sys.argv.pop(1))
@@ -749,6 +752,10 @@ def hook(event, args):
         renamed = True
     elif event == "open" and renamed:
         os.kill(os.getpid(), signal.SIGKILL)
+    elif (event == "open" and when == "created" and isinstance(args[0], (str, bytes, os.PathLike))
+          and os.path.normpath(os.fsdecode(args[0])).startswith(target + ".")
+          and os.fsdecode(args[0]).endswith(".tmp")):
+        renamed = True  # the next open kills it
 sys.addaudithook(hook)
 sys.argv[0] = "reconciler"
 runpy.run_module("reconciler", run_name="__main__", alter_sys=True)
@@ -758,7 +765,8 @@ runpy.run_module("reconciler", run_name="__main__", alter_sys=True)
 async def _killed_at_the_rename_of(world: World, fleet_dir: Path, path: Path,
                                    when: str) -> None:
     """`reconciler apply FLEET_DIR` in a subprocess, killed (SIGKILL) just `when` ("before"
-    or "after") it renamed a file it wrote onto `path`."""
+    or "after") it renamed a file it wrote onto `path`, or once it made its temporary
+    file ("created")."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _KILLED_AT_A_RENAME, when, str(path), "apply", str(fleet_dir),
         "--auto-approve", env={**os.environ, **world.env()},
@@ -812,3 +820,66 @@ async def test_an_apply_killed_before_a_config_file_is_in_place_keeps_the_one_th
     assert _protocol_in(mqtt_file) == "MQTTS"
     code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
     assert code == 0, output
+
+
+# -- the temporary file of a config file an apply was killed writing ------------------------------
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("when", ["created", "before"])
+async def test_the_temporary_file_of_a_config_file_an_apply_was_killed_writing_is_removed(
+        make_world: MakeWorld, tmp_path: Path, when: str) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    a_file = world.state_dir / "cfg" / "a.json"
+    fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to("cfg/a.json"))
+    # Killed once the temporary file holds the config, before it was renamed ("before"),
+    # or as soon as it was made, before a byte of it was written ("created").
+    await _killed_at_the_rename_of(world, fleet_dir, a_file, when)
+    [leftover] = _leftovers(a_file.parent)
+    assert leftover.startswith("a.json.") and not a_file.exists()
+    if when == "before":
+        assert '"mqtt_credentials"' in (a_file.parent / leftover).read_text()
+    # Files of the same look that it did not write are not its to remove.
+    mine_alike = a_file.parent / "a.json.0123456789abcdef.tmp"
+    mine_alike.write_text("kept")
+    users = a_file.parent / "notes.tmp"
+    users.write_text("kept")
+
+    # The next apply writes the config elsewhere: the one left is removed all the same.
+    _write_fleet(fleet_dir, _ucm_writing_to("keys/b.json"))
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    said = (f"note: removed {a_file.parent / leftover}, the temporary file a killed apply "
+            f"left holding the config it was writing to {a_file} for Enapter device {ucm_id}")
+    assert said in output, output
+    assert _leftovers(a_file.parent) == ["a.json.0123456789abcdef.tmp", "notes.tmp"]
+    assert mine_alike.read_text() == "kept" and users.read_text() == "kept"
+    assert (world.state_dir / "keys" / "b.json").is_file() and not a_file.exists()
+    assert _leftovers(world.state_dir / "keys") == []
+    inventory = json.loads((world.state_dir / "inventory.json").read_text())
+    assert inventory["enapter_config_files_pending"] == {}
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0 and "note:" not in output, output
+
+
+async def test_a_temporary_config_file_another_running_apply_writes_is_left_alone(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    a_file = world.state_dir / "cfg" / "a.json"
+    fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to("cfg/a.json"))
+    await _killed_at_the_rename_of(world, fleet_dir, a_file, "before")
+    [leftover] = _leftovers(a_file.parent)
+    # As if the process writing it were still running (this test's own, alive).
+    inventory_file = world.state_dir / "inventory.json"
+    inventory = json.loads(inventory_file.read_text())
+    [pending] = inventory["enapter_config_files_pending"].values()
+    pending["owner"] = f"{os.getpid()}-running"
+    inventory_file.write_text(json.dumps(inventory))
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    assert "note: removed" not in output and leftover in _leftovers(a_file.parent)
+    assert a_file.is_file()
