@@ -365,10 +365,11 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
     client = enapter_api(ctx.session)
     if change.action in (Action.DELETE, Action.REPLACE):
         device_id = change.external_id or ""
-        if change.action is Action.DELETE:
-            # Before the delete: killed once it took effect, this run leaves the device
-            # gone and its file to the next --prune (`enapter_files.interrupted_deletes`).
-            enapter_files.mark_deleting(ctx.session.settings, device_id, change.site)
+        # Before the delete: killed once it took effect (a replace, before the device was
+        # provisioned again and took over its files), this run leaves the device gone and
+        # its files to the next --prune (`enapter_files.interrupted_deletes`), but for the
+        # one its Device still names, which the new device's config replaces.
+        enapter_files.mark_deleting(ctx.session.settings, device_id, change.site)
         await ctx._write(
             change,
             "enapter.delete_device",

@@ -30,9 +30,9 @@ denied there at that moment) is neither gone nor changed: its removal fails, say
 and its record stays.
 
 A device's delete marks its record before it is sent (`mark_deleting`): a run killed
-once the delete took effect, before the file was removed, leaves the device gone and the
-file in place, and the next `--prune` of its Site removes the file
-(`interrupted_deletes`).
+once the delete took effect, before the file was removed (or, for a replace, before the
+device was provisioned again), leaves the device gone and the file in place, and the next
+`--prune` of its Site removes the file (`interrupted_deletes`).
 
 The records also say whose config a file holds: a Device whose file, still as written,
 was written for another Enapter device (one deleted since, or another device's) has no
@@ -238,8 +238,9 @@ def adopt(settings: Settings, old_id: str, new_id: str) -> None:
 
 
 def mark_deleting(settings: Settings, device_id: str, site: str) -> None:
-    """Before the delete of Enapter device `device_id` (undeclared in Site `site`) is sent:
-    mark the records of the config files written for it as those of a device being
+    """Before the delete of Enapter device `device_id` (undeclared in Site `site`, or
+    replaced there: `adopt` then hands the records over once it is provisioned again) is
+    sent: mark the records of the config files written for it as those of a device being
     deleted."""
     state = StateDir(Path(settings.state_dir))
     inventory = state.read_inventory()

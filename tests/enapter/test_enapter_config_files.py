@@ -194,9 +194,11 @@ async def test_a_failed_delete_keeps_the_config_file_and_a_later_one_removes_it(
     assert not ucm_file.exists()
 
 
-async def _killed_once_the_ucm_is_deleted(world: World, fleet_dir: Path) -> None:
+async def _killed_once_the_ucm_is_deleted(world: World, fleet_dir: Path,
+                                         hardware_id: str = UCM) -> None:
     """`reconciler apply FLEET_DIR --prune` in a subprocess, killed once its delete of the
-    UCM took effect in Enapter Cloud, before its answer came back."""
+    UCM (or the device of `hardware_id`) took effect in Enapter Cloud, before its answer
+    came back."""
     # The delete takes effect at once; its answer would come much later.
     world.sims.enapter.faults.answer_delay_ms = 30_000
     process = await asyncio.create_subprocess_exec(
@@ -205,7 +207,7 @@ async def _killed_once_the_ucm_is_deleted(world: World, fleet_dir: Path) -> None
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         async with asyncio.timeout(30):
-            while world.sims.enapter.by_hardware_id(UCM) is not None:  # the delete took effect
+            while world.sims.enapter.by_hardware_id(hardware_id) is not None:  # deleted
                 assert process.returncode is None, "the apply ended before its delete"
                 await asyncio.sleep(0.01)
     finally:
@@ -731,6 +733,31 @@ async def test_a_device_replaced_with_its_config_file_moved_removes_the_one_writ
     _, report = await world.apply(fleet_of(site_and_gateway()), prune=True)
     assert report.ok, report.as_dict()
     assert not b_file.exists()
+
+
+async def test_a_replace_killed_once_the_delete_took_effect_leaves_the_moved_file_to_a_prune(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_slave_on("lab-link", "cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    b_file = world.state_dir / "cfg" / "b.json"
+    old_id = world.sims.enapter.by_hardware_id(SLAVE).id
+    fleet_dir = _write_fleet(tmp_path / "fleet", _slave_on("lab-link-2", "cfg/b.json"))
+    # Killed once the old device is deleted, before it is provisioned again.
+    await _killed_once_the_ucm_is_deleted(world, fleet_dir, SLAVE)
+    assert a_file.is_file() and not b_file.exists()
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
+                              "--no-color")
+    assert code == 0, output
+    gone = (f"Enapter device {old_id} of site lab is gone: an apply deleted it and stopped "
+            f"before it removed {a_file}, the config file written for it; removed (--prune)")
+    assert gone in output, output
+    assert f"removed {a_file}" in output
+    assert not a_file.exists() and b_file.is_file()
+    assert old_id not in (world.state_dir / "inventory.json").read_text()
+    code, output = await _cli(world, "plan", str(fleet_dir), "--prune", "--detailed-exitcode")
+    assert code == 0, output
 
 
 # -- an apply killed as it puts a config file in place ---------------------------------------------
