@@ -247,8 +247,9 @@ def missing(sims: SimFleet, fleet: Fleet, state_dir: Path) -> list[str]:
 
 def orphans(sims: SimFleet, fleet: Fleet, state_dir: Path) -> list[str]:
     """What a killed run left in the state directory and the next runs did not settle: an
-    unsettled journal intent, a temporary file, the lock held, or an Enapter config file
-    (credentials) that no declared Device names, or recorded for a device that is gone."""
+    unsettled journal intent, a temporary file (or its record), the lock held, or an
+    Enapter config file (credentials) that no declared Device names, or recorded for a
+    device that is gone."""
     declared = {
         os.path.normpath(state_dir / d.spec.enapter.config_output.file)
         for d in fleet.devices.values()
@@ -263,6 +264,8 @@ def orphans(sims: SimFleet, fleet: Fleet, state_dir: Path) -> list[str]:
     problems += [f"config file {f.path} recorded for Enapter device {f.device_id}, which is gone"
                  for f in inventory.enapter_config_files.values()
                  if f.device_id not in sims.enapter.devices]
+    problems += [f"config file {f.tmp} recorded as being written for Enapter device "
+                 f"{f.device_id}" for f in inventory.enapter_config_files_pending.values()]
     problems += [f"unsettled journal intent {r.get('address')} {r.get('operation')}"
                 for r in unfinished_intents(state_dir / JOURNAL)]
     problems += [f"temporary file {p.relative_to(state_dir)}"

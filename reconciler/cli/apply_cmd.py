@@ -329,6 +329,8 @@ async def _apply(
             print(f"note: {interrupted.heading(unfinished)}", file=out)
             for line in interrupted.lines(unfinished):
                 print(line, file=out)
+        for line in reconciler.clear_leftovers():
+            print(f"note: {line}", file=out)
         try:
             result: PlanResult = await reconciler.plan(options, paths=paths)
         except ProviderError as error:

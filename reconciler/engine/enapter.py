@@ -35,6 +35,7 @@ a log line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -361,10 +362,11 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
     client = enapter_api(ctx.session)
     if change.action in (Action.DELETE, Action.REPLACE):
         device_id = change.external_id or ""
-        if change.action is Action.DELETE:
-            # Before the delete: killed once it took effect, this run leaves the device
-            # gone and its file to the next --prune (`enapter_files.interrupted_deletes`).
-            enapter_files.mark_deleting(ctx.session.settings, device_id, change.site)
+        # Before the delete: killed once it took effect (a replace, before the device was
+        # provisioned again and took over its files), this run leaves the device gone and
+        # its files to the next --prune (`enapter_files.interrupted_deletes`), but for the
+        # one its Device still names, which the new device's config replaces.
+        enapter_files.mark_deleting(ctx.session.settings, device_id, change.site)
         await ctx._write(
             change,
             "enapter.delete_device",
@@ -538,16 +540,32 @@ async def _deliver_config(
         path = config_path(settings, output.file)
 
         async def write() -> None:
-            written = await asyncio.to_thread(_write_private_file, path, text, change.address)
-            # Put in place and recorded at once, not after the apply, in the event loop,
-            # not a thread (see `_remove_config_file`): a run killed later still leaves
-            # the file known as this device's, to be removed when the device is deleted.
+            # Recorded before it is made, put in place and recorded at once, not after the
+            # apply, in the event loop, not a thread (see `_remove_config_file`): a run
+            # killed at any point leaves the file known as this device's, to be removed
+            # when the device is deleted, and its temporary file known as the
+            # reconciler's, to be removed by the next run (`enapter_files`).
             try:
+                tmp = enapter_files.reserve(settings, device_id, path)
+            except OSError as exc:
+                raise _unwritten(path, exc, change.address) from None
+            writing = asyncio.ensure_future(
+                asyncio.to_thread(_write_private_file, path, tmp, text, change.address)
+            )
+            writing.add_done_callback(lambda done: done.cancelled() or done.exception())
+            try:
+                # Shielded: a thread goes on when its awaiter is cancelled (an interrupt).
+                written = await asyncio.shield(writing)
                 enapter_files.put(settings, device_id, written, path)
             except OSError as exc:
                 raise _unwritten(path, exc, change.address) from None
             finally:
-                written.unlink(missing_ok=True)
+                # Still being written (cancelled meanwhile): it stays recorded, for the
+                # next run to remove. Not removable: recorded too, the next run tries again.
+                if writing.done():
+                    with contextlib.suppress(OSError):
+                        tmp.unlink(missing_ok=True)
+                    enapter_files.release(settings, tmp)
 
         await ctx._write(change, "enapter.write_config_file", write, over_http=False)
         return {"config": f"written to {path}"}
@@ -584,7 +602,8 @@ async def _remove_config_file(
             return enapter_files.remove(settings, ctx.fleet, device_id, own=own)
         except OSError as exc:
             if device is None:
-                what, then = "the device is deleted in Enapter Cloud, but its config file", ""
+                what = "the device is deleted in Enapter Cloud, but its config file"
+                then = " (or the next apply with --prune tries again)"
             else:
                 what = "the config file an earlier apply wrote for the device, which its "
                 what += "configOutput names no more,"
@@ -599,12 +618,12 @@ async def _remove_config_file(
     return {} if outcome is None else {"config_file": outcome}
 
 
-def _write_private_file(path: Path, text: str, address: str) -> Path:
-    """Write `text`, readable by the owner only (0600), to the temporary file next to
-    `path` that is then renamed onto it (`enapter_files.put`); that file."""
+def _write_private_file(path: Path, tmp: Path, text: str, address: str) -> Path:
+    """Write `text`, readable by the owner only (0600), to the temporary file `tmp` next
+    to `path` that is then renamed onto it (`enapter_files.put`); that file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return write_temporary(path, text, private=True)
+        return write_temporary(path, text, private=True, tmp=tmp)
     except OSError as exc:
         raise _unwritten(path, exc, address) from None
 

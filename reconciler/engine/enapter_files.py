@@ -8,8 +8,11 @@ the reconciler wrote is known only from the inventory (`engine.state`), which re
 file by its path, with the Enapter id of the device it was written for and the file's
 identity (inode, modification time, size) right after the write. No digest of the content: the
 inventory is not a private file, and the content is credentials. The record is made before
-the file is renamed into place, as pending (`put`), so that no kill leaves a file written
-and not recorded.
+the file is written, as pending (`reserve`), naming the temporary file it is written to
+under a name no other write uses, and given the file's identity before it is renamed into
+place (`put`): no kill leaves a file written and not recorded, and the temporary file a
+kill leaves, holding credentials, is known as the reconciler's and removed by the next
+run (`clear_leftovers`).
 
 A file is removed after its device's delete succeeded (`engine.enapter`), or once the
 device's config was written to another file (its `configOutput.file` changed: the one
@@ -21,12 +24,15 @@ someone else's) and no declared Device names it (it is then that Device's config
 the reconciler did not write is never removed: files written before records were kept
 have none, and stay. A file that could not be removed keeps its record: while its device
 is there, the next plan removes it again (a device may so have several records: the file
-its configOutput names, and ones it named before).
+its configOutput names, and ones it named before), and once it is deleted, the next
+`--prune` of its Site (see below). A file whose directory cannot be looked into (permission
+denied there at that moment) is neither gone nor changed: its removal fails, saying why,
+and its record stays.
 
 A device's delete marks its record before it is sent (`mark_deleting`): a run killed
-once the delete took effect, before the file was removed, leaves the device gone and the
-file in place, and the next `--prune` of its Site removes the file
-(`interrupted_deletes`).
+once the delete took effect, before the file was removed (or, for a replace, before the
+device was provisioned again), leaves the device gone and the file in place, and the next
+`--prune` of its Site removes the file (`interrupted_deletes`).
 
 The records also say whose config a file holds: a Device whose file, still as written,
 was written for another Enapter device (one deleted since, or another device's) has no
@@ -36,12 +42,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
+import stat as stat_module
 from collections.abc import Iterable
 from pathlib import Path
 
 from reconciler.engine.config import Settings
-from reconciler.engine.state import StateDir, WrittenFile
+from reconciler.engine.state import PendingFile, StateDir, WrittenFile
 from reconciler.model.fleet import Fleet
+from reconciler.state_files import TEMPORARY_SUFFIX
 
 
 def config_path(settings: Settings, declared: str) -> Path:
@@ -69,32 +78,148 @@ def _declared(settings: Settings, fleet: Fleet) -> set[str]:
     return out
 
 
+def reserve(settings: Settings, device_id: str, path: Path) -> Path:
+    """The temporary file a config file for Enapter device `device_id` is written to
+    before `put` renames it onto `path`: a name next to `path` that no other write uses,
+    recorded as pending before the file is created (`write_temporary`, which creates it
+    anew), so that a run killed while it is there, holding the device's credentials,
+    leaves it known as the reconciler's for the next run to remove (`clear_leftovers`).
+    Once the write is over, `release` forgets it."""
+    state = StateDir(Path(settings.state_dir))
+    inventory = state.read_inventory()
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(8)}{TEMPORARY_SUFFIX}")
+    pending = PendingFile(_key(tmp), _key(path), device_id, _OWNER)
+    inventory.enapter_config_files_pending[pending.tmp] = pending
+    state.write_inventory(inventory)
+    return tmp
+
+
 def put(settings: Settings, device_id: str, written: Path, path: Path) -> None:
     """Rename the config file `written` for Enapter device `device_id` (whole and synced,
-    next to `path`) onto `path`, and record it. One file has one writer: the record of
-    another device for the same path (one deleted and provisioned again, whose new config
-    replaced the old) is replaced. The device's records of other files stay, for `remove`
-    to remove them.
+    in the temporary file `reserve` named) onto `path`, and record it. One file has one
+    writer: the record of another device for the same path (one deleted and provisioned
+    again, whose new config replaced the old) is replaced. The device's records of other
+    files stay, for `remove` to remove them.
 
-    Recorded first as pending, with the identity the file keeps through the rename: a run
-    killed right after the rename leaves the file recorded all the same, as the inventory
-    is read next (`StateDir.read_inventory`), and one killed before it leaves the record
-    of the file there untouched. Raises OSError when the file could not be put there."""
+    The pending record is given first the identity the file keeps through the rename: a
+    run killed right after the rename leaves the file recorded all the same, as the
+    inventory is read next (`StateDir.read_inventory`), and one killed before it leaves
+    the record of the file there untouched. Raises OSError when the file could not be
+    put there."""
     state = StateDir(Path(settings.state_dir))
     inventory = state.read_inventory()
     stat = os.lstat(written)
-    key = _key(path)
+    key, tmp = _key(path), _key(written)
     file = WrittenFile(key, stat.st_ino, stat.st_mtime_ns, stat.st_size, device_id)
-    inventory.enapter_config_files_pending[key] = file
+    pending = inventory.enapter_config_files_pending.get(tmp)
+    pending = pending or PendingFile(tmp, key, device_id, _OWNER)
+    inventory.enapter_config_files_pending[tmp] = dataclasses.replace(pending, written=file)
     state.write_inventory(inventory)
-    del inventory.enapter_config_files_pending[key]
-    try:
-        os.replace(written, path)
-    except OSError:
-        state.write_inventory(inventory)  # never put there: nothing to record
-        raise
+    os.replace(written, path)  # on failure, the caller removes it and `release`s it
+    del inventory.enapter_config_files_pending[tmp]
     inventory.enapter_config_files[key] = file
     state.write_inventory(inventory)
+
+
+def release(settings: Settings, tmp: Path) -> None:
+    """Forget the pending record of the temporary file `tmp` (`reserve`) once the write
+    is over and the file is gone (renamed into place, or removed by the caller). One still
+    there (it could not be removed) keeps it, for the next run to remove."""
+    try:
+        os.lstat(tmp)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError:
+        return
+    else:
+        return
+    state = StateDir(Path(settings.state_dir))
+    inventory = state.read_inventory()
+    if inventory.enapter_config_files_pending.pop(_key(tmp), None) is not None:
+        state.write_inventory(inventory)
+
+
+def clear_leftovers(settings: Settings) -> list[str]:
+    """Remove the temporary config files (`reserve`) that runs killed while they wrote
+    them left behind, each holding a device's credentials, and forget their pending
+    records (a file renamed into place before the kill keeps its record as a written
+    file: see `StateDir.read_inventory`); what was done, one line for each. Left alone:
+    the files a running process is writing (this one, or another whose pid is alive), and
+    one that is no longer the file written (changed since, or not a regular file)."""
+    state = StateDir(Path(settings.state_dir))
+    inventory = state.read_inventory()
+    pending = inventory.enapter_config_files_pending
+    if not pending:
+        return []
+    before = len(pending)
+    said = []
+    for tmp, file in sorted(pending.items()):
+        if _running(file.owner):
+            continue
+        try:
+            stat = os.lstat(tmp)
+        except (FileNotFoundError, NotADirectoryError):
+            del pending[tmp]  # never made, or renamed into place
+            continue
+        except OSError as exc:
+            said.append(_unremoved(file, exc))
+            continue
+        written = file.written
+        if not stat_module.S_ISREG(stat.st_mode) or (
+            written is not None and not written.is_stat(stat)
+        ):
+            said.append(f"left {tmp} alone: it is not the temporary file written there")
+            del pending[tmp]
+            continue
+        try:
+            os.unlink(tmp)
+        except OSError as exc:
+            said.append(_unremoved(file, exc))
+            continue
+        del pending[tmp]
+        said.append(
+            f"removed {tmp}, the temporary file a killed apply left holding the config it "
+            f"was writing to {file.path} for Enapter device {file.device_id}"
+        )
+    if len(pending) != before:
+        state.write_inventory(inventory)
+    return said
+
+
+def _unremoved(file: PendingFile, exc: OSError) -> str:
+    return (
+        f"{file.tmp}, the temporary file a killed apply left holding the config it was "
+        f"writing to {file.path} for Enapter device {file.device_id}, could not be removed: "
+        f"{exc.strerror or exc}; it holds the device's credentials: remove it (or the next "
+        "apply tries again)"
+    )
+
+
+# The process a pending record is written by: its pid, and a token of its own (in a
+# container, the next run often has the pid of the one killed).
+_OWNER = f"{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def _running(owner: str) -> bool:
+    """Whether the process that recorded a pending file (`owner`) is still running: this
+    one, or another whose pid is alive (taken to be it: a pid reused by another process
+    only delays the removal)."""
+    if owner == _OWNER:
+        return True
+    pid_text, _, _ = owner.partition("-")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if pid == os.getpid() or pid <= 0:
+        return False  # this process has a token of its own: the one recorded is gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # alive, another user's
+    return True
 
 
 def adopt(settings: Settings, old_id: str, new_id: str) -> None:
@@ -113,8 +238,9 @@ def adopt(settings: Settings, old_id: str, new_id: str) -> None:
 
 
 def mark_deleting(settings: Settings, device_id: str, site: str) -> None:
-    """Before the delete of Enapter device `device_id` (undeclared in Site `site`) is sent:
-    mark the records of the config files written for it as those of a device being
+    """Before the delete of Enapter device `device_id` (undeclared in Site `site`, or
+    replaced there: `adopt` then hands the records over once it is provisioned again) is
+    sent: mark the records of the config files written for it as those of a device being
     deleted."""
     state = StateDir(Path(settings.state_dir))
     inventory = state.read_inventory()
@@ -165,15 +291,17 @@ def written_for(settings: Settings, paths: Iterable[Path]) -> dict[Path, str]:
     out = {}
     for path in paths:
         found = files.get(_key(path))
-        if found is not None and _ours(found, set()):
+        if found is not None and found.is_in_place():
             out[path] = found.device_id
     return out
 
 
 def _ours(file: WrittenFile, declared: set[str]) -> bool:
-    """Whether `file` is still the one written, and no declared Device names it."""
-    # Gone, not to be looked at, or a link put there: not it, nothing to remove.
-    return file.path not in declared and file.is_in_place()
+    """Whether `file` is still the one written, or may be (its directory cannot be looked
+    into now: the removal then says why it failed, and keeps the record), and no declared
+    Device names it."""
+    # Gone, or a link or another file put there: not it, nothing to remove.
+    return file.path not in declared and file.found() is not False
 
 
 def removable(
@@ -228,9 +356,13 @@ def _remove(file: WrittenFile, declared: set[str]) -> str:
     """Remove `file` if it is still ours (see the module); what happened."""
     if file.path in declared:
         return f"kept {file.path}: a declared Device writes its config there"
-    if not os.path.lexists(file.path):
+    try:
+        stat = os.lstat(file.path)
+    except (FileNotFoundError, NotADirectoryError):
         return f"{file.path} is gone already"
-    if not _ours(file, set()):
+    # Any other error (permission denied on the directory, say) is raised: the file may
+    # well be there, and its record stays for a later run to try again.
+    if not file.is_stat(stat):
         return f"left {file.path} alone: it changed since it was written"
     os.unlink(file.path)
     return f"removed {file.path}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.engine import enapter_files
 from reconciler.engine import platforms as _platforms  # noqa: F401 - registers Enapter, Flatpeak
 from reconciler.engine.apply import ApplyReport, Progress, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
@@ -274,6 +275,7 @@ class Reconciler:
         The credential ledger: see `adopt_credentials`."""
         self.adopt_credentials(plan)
         self._store_credentials()
+        self.clear_leftovers()
         inventory = self.state.read_inventory()
         for gateway in self.fleet.gateways.values():
             if gateway.spec.zap is not None:
@@ -290,6 +292,12 @@ class Reconciler:
         self._remember_sites(inventory, plan, report)
         self._remember_locations(inventory, plan, report)
         self.state.write_inventory(inventory)
+
+    def clear_leftovers(self) -> list[str]:
+        """Remove the temporary Enapter config files that killed runs left, each holding a
+        device's credentials (`engine.enapter_files.clear_leftovers`); what was done. The
+        caller holds the state lock, or is the one process writing there."""
+        return enapter_files.clear_leftovers(self.settings)
 
     def _remember_sites(
         self, inventory: Inventory, plan: Plan, report: ApplyReport | None

@@ -246,16 +246,23 @@ class StateDir:
                 if isinstance(file, dict) and _is_written_file(file)
             },
         )
-        # A config file recorded as about to be put in place, and not recorded as put there
-        # (the run was killed in between): found in place, it is the file written, and
-        # replaces the record of the one it replaced; not found, it was never put there
-        # and the record of the file that is stays. Recorded so, not once it was renamed,
-        # a kill right after the rename left it with no record, never removed.
+        # A config file recorded as being written, and not recorded as put in place (the
+        # run was killed in between): found in place, it is the file written, and replaces
+        # the record of the one it replaced; not found, it was never put there and the
+        # record of the file that is stays. Recorded so, not once it was renamed, a kill
+        # right after the rename left it with no record, never removed. The pending record
+        # itself stays, for its temporary file to be removed (`enapter_files.clear_leftovers`).
         for file in data.get("enapter_config_files_pending", {}).values():
-            if isinstance(file, dict) and _is_written_file(file) and file.get("device_id"):
-                pending = _written_file(file, device_id=str(file["device_id"]))
-                if pending.is_in_place():
-                    inventory.enapter_config_files[pending.path] = pending
+            if not isinstance(file, dict):
+                continue
+            written = file.get("written", file)  # before 'tmp': the identity at the top
+            if isinstance(written, dict) and _is_written_file(written) and file.get("device_id"):
+                put = _written_file(written, device_id=str(file["device_id"]))
+                if put.is_in_place():
+                    inventory.enapter_config_files[put.path] = put
+            if _is_pending_file(file):
+                pending = _pending_file(file)
+                inventory.enapter_config_files_pending[pending.tmp] = pending
         return inventory
 
     def write_inventory(self, inventory: Inventory) -> None:
@@ -286,8 +293,8 @@ class StateDir:
                         for path, file in inventory.enapter_config_files.items()
                     },
                     "enapter_config_files_pending": {
-                        path: dataclasses.asdict(file)
-                        for path, file in inventory.enapter_config_files_pending.items()
+                        tmp: dataclasses.asdict(file)
+                        for tmp, file in inventory.enapter_config_files_pending.items()
                     },
                 },
                 indent=2,
@@ -361,10 +368,18 @@ class WrittenFile:
 
     def is_in_place(self) -> bool:
         """Whether the file at `path` is this one (a link put there is not)."""
+        return self.found() is True
+
+    def found(self) -> bool | None:
+        """Whether the file at `path` is this one; None when that cannot be told: its
+        directory cannot be looked into (permission denied there at that moment, an I/O
+        error), which says neither that the file is gone nor that it is someone else's."""
         try:
             return self.is_stat(os.lstat(self.path))
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             return False
+        except OSError:
+            return None
 
 
 def _written_file(data: dict[str, Any], *, device_id: str) -> WrittenFile:
@@ -379,6 +394,40 @@ def _is_written_file(data: dict[str, Any]) -> bool:
     texts = all(isinstance(data.get(key, ""), str) for key in ("path", "device_id"))
     return texts and "path" in data and all(
         isinstance(data.get(key), int) for key in ("inode", "mtime_ns", "size")
+    )
+
+
+@dataclass(frozen=True)
+class PendingFile:
+    """A config file being written for an Enapter device (`engine.enapter_files.put`),
+    recorded before its temporary file `tmp` is created, under a name no other write
+    uses: whatever a kill leaves under that name is the reconciler's. `path`: where it is
+    renamed to; `owner`: the process writing it (its pid and a token of its own, as
+    `enapter_files` makes it); `written`: the file's identity once it is whole and synced
+    (None before), which it keeps when renamed onto `path`."""
+
+    tmp: str
+    path: str
+    device_id: str
+    owner: str
+    written: WrittenFile | None = None
+
+
+def _pending_file(data: dict[str, Any]) -> PendingFile:
+    """A pending record read from the inventory (checked by `_is_pending_file`)."""
+    written = data.get("written")
+    device_id = str(data["device_id"])
+    return PendingFile(
+        str(data["tmp"]), str(data["path"]), device_id, str(data["owner"]),
+        _written_file(written, device_id=device_id) if isinstance(written, dict) else None,
+    )
+
+
+def _is_pending_file(data: dict[str, Any]) -> bool:
+    written = data.get("written")
+    texts = all(isinstance(data.get(key), str) for key in ("tmp", "path", "device_id", "owner"))
+    return texts and (
+        written is None or (isinstance(written, dict) and _is_written_file(written))
     )
 
 
@@ -400,9 +449,9 @@ class Inventory:
     # Path -> the config file written there (a device may have several: one its
     # configOutput names, and ones it named before, not removed yet).
     enapter_config_files: dict[str, WrittenFile] = field(default_factory=dict)
-    # Path -> a config file written next to it and about to be renamed into place there
-    # (`engine.enapter_files.put`). Empty in an inventory read: see `read_inventory`.
-    enapter_config_files_pending: dict[str, WrittenFile] = field(default_factory=dict)
+    # Temporary file -> the config file being written there, to be renamed into place
+    # (`engine.enapter_files.put`); see `read_inventory`.
+    enapter_config_files_pending: dict[str, PendingFile] = field(default_factory=dict)
 
     def remember(self, serial: str, policy: str, org: str) -> None:
         self.policies[serial] = policy
@@ -460,11 +509,13 @@ def atomic_write(path: Path, text: str, *, private: bool = False) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_temporary(path: Path, text: str, *, private: bool = False) -> Path:
-    """The first half of `atomic_write`: the temporary file next to `path`, holding `text`
-    and synced, for the caller to rename onto `path` (or remove). A failed write leaves
-    none behind."""
-    tmp = path.with_name(path.name + TEMPORARY_SUFFIX)
+def write_temporary(
+    path: Path, text: str, *, private: bool = False, tmp: Path | None = None
+) -> Path:
+    """The first half of `atomic_write`: the temporary file next to `path` (`tmp`, else
+    `path` and TEMPORARY_SUFFIX), holding `text` and synced, for the caller to rename onto
+    `path` (or remove). A failed write leaves none behind."""
+    tmp = tmp or path.with_name(path.name + TEMPORARY_SUFFIX)
     try:
         mode = 0o600 if private else 0o666  # the umask narrows 0o666 as for any new file
         # A leftover is removed and the file made anew (O_EXCL): opened as it was, a symlink

@@ -5,22 +5,26 @@ file written for a device that --prune deletes is removed after the delete, said
 plan and the apply report (text and JSON), as is the one written before for a device whose
 file moved elsewhere (updated, or deleted and provisioned again) or whose configOutput
 names no file any more, and a file the reconciler did not write, or that is no longer the
-one it wrote, is left alone; a file that could not be removed is removed by the next
-apply, and one left by an apply killed between a --prune delete and its removal by the
-next --prune; a file recorded as written for another device is not a device's config; an
-apply killed right after it renamed a config file into place leaves it recorded, for a
-later --prune to remove, and one killed right before leaves the record of the file there."""
+one it wrote, is left alone; a file that could not be removed (the file immutable, or its
+directory not to be looked into) is removed by the next apply, and one left by an apply
+killed between a --prune delete and its removal by the next --prune; a file recorded as
+written for another device is not a device's config; an apply killed right after it
+renamed a config file into place leaves it recorded, for a later --prune to remove, and one
+killed right before leaves the record of the file there; the temporary file of one killed
+as it wrote it is removed by the next apply, and one it did not write, or that a running
+apply writes, is left alone."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +62,14 @@ async def _cli(world: World, *args: str) -> tuple[int, str]:
     return code, stdout + stderr
 
 
-async def _cli_streams(world: World, *args: str) -> tuple[int, str, str]:
-    """`reconciler ARGS...` as `_cli` runs it: its exit code, stdout and stderr apart."""
+async def _cli_streams(world: World, *args: str,
+                       preexec_fn: Callable[[], None] | None = None) -> tuple[int, str, str]:
+    """`reconciler ARGS...` as `_cli` runs it: its exit code, stdout and stderr apart.
+    `preexec_fn` runs in the child before it starts (see `_unsearchable`)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "reconciler", *args,
         env={**os.environ, **world.env()}, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        stderr=asyncio.subprocess.PIPE, preexec_fn=preexec_fn)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
@@ -188,9 +194,11 @@ async def test_a_failed_delete_keeps_the_config_file_and_a_later_one_removes_it(
     assert not ucm_file.exists()
 
 
-async def _killed_once_the_ucm_is_deleted(world: World, fleet_dir: Path) -> None:
+async def _killed_once_the_ucm_is_deleted(world: World, fleet_dir: Path,
+                                         hardware_id: str = UCM) -> None:
     """`reconciler apply FLEET_DIR --prune` in a subprocess, killed once its delete of the
-    UCM took effect in Enapter Cloud, before its answer came back."""
+    UCM (or the device of `hardware_id`) took effect in Enapter Cloud, before its answer
+    came back."""
     # The delete takes effect at once; its answer would come much later.
     world.sims.enapter.faults.answer_delay_ms = 30_000
     process = await asyncio.create_subprocess_exec(
@@ -199,7 +207,7 @@ async def _killed_once_the_ucm_is_deleted(world: World, fleet_dir: Path) -> None
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         async with asyncio.timeout(30):
-            while world.sims.enapter.by_hardware_id(UCM) is not None:  # the delete took effect
+            while world.sims.enapter.by_hardware_id(hardware_id) is not None:  # deleted
                 assert process.returncode is None, "the apply ended before its delete"
                 await asyncio.sleep(0.01)
     finally:
@@ -529,6 +537,66 @@ def _unremovable(path: Path) -> Iterator[None]:
         subprocess.run([chattr, "-i", str(path)], check=True)
 
 
+def _without_permission_checks_bypassed() -> None:
+    """In a child about to run the CLI as root: drop the capabilities that let root look
+    into any directory (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so that a directory's
+    mode stops it as it stops anyone else."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            os._exit(99)
+
+
+@contextlib.contextmanager
+def _unsearchable(directory: Path) -> Iterator[Callable[[], None] | None]:
+    """`directory` cannot be looked into inside the block (mode 000) by a CLI run with the
+    `preexec_fn` yielded (None: nothing needed, not root)."""
+    mode = directory.stat().st_mode
+    directory.chmod(0)
+    try:
+        yield _without_permission_checks_bypassed if os.geteuid() == 0 else None
+    finally:
+        directory.chmod(mode)
+
+
+async def test_a_config_file_whose_directory_cannot_be_looked_into_is_removed_by_the_next_prune(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_two_ucms(ucm_file="ucm/ucm.json"))
+    await world.converge()
+    ucm_file = world.state_dir / "ucm" / "ucm.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    fleet_dir = _write_fleet(tmp_path / "fleet", _without_the_ucm())
+    with _unsearchable(ucm_file.parent) as restricted:
+        code, out, err = await _cli_streams(world, "plan", str(fleet_dir), "--prune",
+                                            "--no-color", preexec_fn=restricted)
+        if code == 99:
+            pytest.skip("running as root without CAP_SETPCAP: no way to be denied")
+        assert code == 0, out + err
+        said = f"then {ucm_file}, the config file an earlier apply wrote for it, is removed"
+        assert said in out, out
+        code, out, err = await _cli_streams(world, "apply", str(fleet_dir), "--prune",
+                                            "--auto-approve", "--no-color",
+                                            preexec_fn=restricted)
+    # The device is gone; the file is not, and is not taken for gone: its record stays.
+    assert code == 1, out + err
+    assert (f"the device is deleted in Enapter Cloud, but its config file {ucm_file} could "
+            "not be removed: Permission denied") in out + err, out + err
+    assert "next apply with --prune tries again" in out + err
+    assert "gone already" not in out + err
+    assert world.sims.enapter.by_hardware_id(UCM) is None
+    assert ucm_file.is_file()
+    assert str(ucm_file) in (world.state_dir / "inventory.json").read_text()
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
+                              "--no-color")
+    assert code == 0, output
+    assert f"removed {ucm_file}" in output, output
+    assert not ucm_file.exists() and (world.state_dir / "cfg" / "mqtt.json").is_file()
+    assert ucm_id not in (world.state_dir / "inventory.json").read_text()
+    code, output = await _cli(world, "plan", str(fleet_dir), "--prune", "--detailed-exitcode")
+    assert code == 0, output
+
+
 async def test_a_config_file_moved_elsewhere_whose_removal_failed_is_removed_by_the_next_apply(
         make_world: MakeWorld, tmp_path: Path) -> None:
     world = await make_world(_ucm_writing_to("cfg/a.json"))
@@ -667,12 +735,38 @@ async def test_a_device_replaced_with_its_config_file_moved_removes_the_one_writ
     assert not b_file.exists()
 
 
+async def test_a_replace_killed_once_the_delete_took_effect_leaves_the_moved_file_to_a_prune(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_slave_on("lab-link", "cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    b_file = world.state_dir / "cfg" / "b.json"
+    old_id = world.sims.enapter.by_hardware_id(SLAVE).id
+    fleet_dir = _write_fleet(tmp_path / "fleet", _slave_on("lab-link-2", "cfg/b.json"))
+    # Killed once the old device is deleted, before it is provisioned again.
+    await _killed_once_the_ucm_is_deleted(world, fleet_dir, SLAVE)
+    assert a_file.is_file() and not b_file.exists()
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
+                              "--no-color")
+    assert code == 0, output
+    gone = (f"Enapter device {old_id} of site lab is gone: an apply deleted it and stopped "
+            f"before it removed {a_file}, the config file written for it; removed (--prune)")
+    assert gone in output, output
+    assert f"removed {a_file}" in output
+    assert not a_file.exists() and b_file.is_file()
+    assert old_id not in (world.state_dir / "inventory.json").read_text()
+    code, output = await _cli(world, "plan", str(fleet_dir), "--prune", "--detailed-exitcode")
+    assert code == 0, output
+
+
 # -- an apply killed as it puts a config file in place ---------------------------------------------
 
 # Run as `python -c` in the apply's subprocess: `reconciler ARGS...`, which kills itself
 # (SIGKILL) when it is about to rename a file onto PATH ("before"), or at the first file it
-# opens once it did ("after"). No write of a file happens without an open: that is where a
-# record of the file would be written.
+# opens once it did ("after"), or once it made a temporary file next to PATH ("created":
+# at the first file it opens after that one, before a byte is written). No write of a
+# file happens without an open: that is where a record of the file would be written.
 _KILLED_AT_A_RENAME = """
 import os, runpy, signal, sys
 when, target = sys.argv.pop(1), os.path.normpath(sys.argv.pop(1))
@@ -685,6 +779,10 @@ def hook(event, args):
         renamed = True
     elif event == "open" and renamed:
         os.kill(os.getpid(), signal.SIGKILL)
+    elif (event == "open" and when == "created" and isinstance(args[0], (str, bytes, os.PathLike))
+          and os.path.normpath(os.fsdecode(args[0])).startswith(target + ".")
+          and os.fsdecode(args[0]).endswith(".tmp")):
+        renamed = True  # the next open kills it
 sys.addaudithook(hook)
 sys.argv[0] = "reconciler"
 runpy.run_module("reconciler", run_name="__main__", alter_sys=True)
@@ -694,7 +792,8 @@ runpy.run_module("reconciler", run_name="__main__", alter_sys=True)
 async def _killed_at_the_rename_of(world: World, fleet_dir: Path, path: Path,
                                    when: str) -> None:
     """`reconciler apply FLEET_DIR` in a subprocess, killed (SIGKILL) just `when` ("before"
-    or "after") it renamed a file it wrote onto `path`."""
+    or "after") it renamed a file it wrote onto `path`, or once it made its temporary
+    file ("created")."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _KILLED_AT_A_RENAME, when, str(path), "apply", str(fleet_dir),
         "--auto-approve", env={**os.environ, **world.env()},
@@ -748,3 +847,66 @@ async def test_an_apply_killed_before_a_config_file_is_in_place_keeps_the_one_th
     assert _protocol_in(mqtt_file) == "MQTTS"
     code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
     assert code == 0, output
+
+
+# -- the temporary file of a config file an apply was killed writing ------------------------------
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("when", ["created", "before"])
+async def test_the_temporary_file_of_a_config_file_an_apply_was_killed_writing_is_removed(
+        make_world: MakeWorld, tmp_path: Path, when: str) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    a_file = world.state_dir / "cfg" / "a.json"
+    fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to("cfg/a.json"))
+    # Killed once the temporary file holds the config, before it was renamed ("before"),
+    # or as soon as it was made, before a byte of it was written ("created").
+    await _killed_at_the_rename_of(world, fleet_dir, a_file, when)
+    [leftover] = _leftovers(a_file.parent)
+    assert leftover.startswith("a.json.") and not a_file.exists()
+    if when == "before":
+        assert '"mqtt_credentials"' in (a_file.parent / leftover).read_text()
+    # Files of the same look that it did not write are not its to remove.
+    mine_alike = a_file.parent / "a.json.0123456789abcdef.tmp"
+    mine_alike.write_text("kept")
+    users = a_file.parent / "notes.tmp"
+    users.write_text("kept")
+
+    # The next apply writes the config elsewhere: the one left is removed all the same.
+    _write_fleet(fleet_dir, _ucm_writing_to("keys/b.json"))
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    said = (f"note: removed {a_file.parent / leftover}, the temporary file a killed apply "
+            f"left holding the config it was writing to {a_file} for Enapter device {ucm_id}")
+    assert said in output, output
+    assert _leftovers(a_file.parent) == ["a.json.0123456789abcdef.tmp", "notes.tmp"]
+    assert mine_alike.read_text() == "kept" and users.read_text() == "kept"
+    assert (world.state_dir / "keys" / "b.json").is_file() and not a_file.exists()
+    assert _leftovers(world.state_dir / "keys") == []
+    inventory = json.loads((world.state_dir / "inventory.json").read_text())
+    assert inventory["enapter_config_files_pending"] == {}
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0 and "note:" not in output, output
+
+
+async def test_a_temporary_config_file_another_running_apply_writes_is_left_alone(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    a_file = world.state_dir / "cfg" / "a.json"
+    fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to("cfg/a.json"))
+    await _killed_at_the_rename_of(world, fleet_dir, a_file, "before")
+    [leftover] = _leftovers(a_file.parent)
+    # As if the process writing it were still running (this test's own, alive).
+    inventory_file = world.state_dir / "inventory.json"
+    inventory = json.loads(inventory_file.read_text())
+    [pending] = inventory["enapter_config_files_pending"].values()
+    pending["owner"] = f"{os.getpid()}-running"
+    inventory_file.write_text(json.dumps(inventory))
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    assert "note: removed" not in output and leftover in _leftovers(a_file.parent)
+    assert a_file.is_file()
