@@ -103,6 +103,25 @@ def test_helm_lint_strict_passes(helm: Path, scenario: str, tmp_path: Path) -> N
                  id="short-digest"),
     pytest.param({"image": {"repository": "r", "digest": "1.2.3"}}, "/image/digest",
                  id="tag-as-digest"),
+    # Values Kubernetes keeps as text, which YAML reads as something else unless quoted:
+    # rendered as they are, the API server refuses the Deployment, not naming the value.
+    pytest.param({"podAnnotations": {"prometheus.io/scrape": True}},
+                 "at '/podAnnotations/prometheus.io~1scrape': got boolean, want string",
+                 id="annotation-not-text"),
+    pytest.param({"podLabels": {"tier": 1}}, "at '/podLabels/tier': got number, want string",
+                 id="label-not-text"),
+    pytest.param({"nodeSelector": {"dedicated": True}},
+                 "at '/nodeSelector/dedicated': got boolean, want string",
+                 id="node-selector-not-text"),
+    pytest.param({"serviceAccount": {"annotations": {"example.dev/id": 12}}},
+                 "at '/serviceAccount/annotations/example.dev~1id': got number, want string",
+                 id="service-account-annotation-not-text"),
+    pytest.param({"extraEnv": [{"name": "PORT", "value": 8080}]},
+                 "at '/extraEnv/0/value': got number, want string", id="env-value-not-text"),
+    pytest.param({"extraEnv": [{"name": "PORT", "valu": "8080"}]}, "'valu' not allowed",
+                 id="env-misspelt-key"),
+    pytest.param({"imagePullSecrets": ["pull"]}, "at '/imagePullSecrets/0': got string",
+                 id="pull-secret-not-a-reference"),
 ])
 def test_invalid_values_are_refused(helm: Path, values: dict[str, Any], message: str) -> None:
     done = template(helm, values, check=False)
