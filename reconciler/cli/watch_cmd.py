@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import common
-from reconciler.engine import interrupted, watch
+from reconciler.engine import interrupted, watch, watch_emptied
 from reconciler.engine.config import Settings
 from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.errors import ConfigError
@@ -44,7 +44,9 @@ Objects found that nothing declares are counted (unmanaged=N) and listed, as `re
 plan` lists them, whenever that set changes.
 
 An edit that does not validate is reported with file:line:column and changes nothing; the
-last valid desired state stays in force and is still reconciled on the interval.
+last valid desired state stays in force and is still reconciled on the interval. A file
+that declares nothing now (emptied while being written, as `command > file` does) is held
+the same way: delete a file to remove what it declared.
 Unreachable gateways or clouds defer their sites; the agent keeps going.
 SIGINT/SIGTERM: the changes in flight finish, nothing new starts, the lock is released.
 
@@ -130,8 +132,14 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         return _fail(f"no such file or directory: {', '.join(missing)}")
 
+    emptied = watch_emptied.EmptiedFiles()
+
     def load() -> tuple[Fleet, PlanOptions]:
-        fleet = loader.load_fleet(args.paths)
+        result = loader.load_paths(args.paths)
+        fleet = result.fleet()
+        held = emptied.check(result)
+        if held:
+            raise ConfigError(held)
         return fleet, common.plan_options(args, fleet)
 
     try:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from chart_render import (
     CHART,
     CREDENTIALS,
@@ -98,6 +99,29 @@ def test_helm_lint_strict_passes(helm: Path, scenario: str, tmp_path: Path) -> N
                  id="password-env-own-setting-any-case"),
     pytest.param({"passwordEnv": ["mqtt-password"]}, "/passwordEnv/0",
                  id="password-env-not-a-name"),
+    pytest.param({"image": {"repository": "r", "digest": "sha256:abc"}}, "/image/digest",
+                 id="short-digest"),
+    pytest.param({"image": {"repository": "r", "digest": "1.2.3"}}, "/image/digest",
+                 id="tag-as-digest"),
+    # Values Kubernetes keeps as text, which YAML reads as something else unless quoted:
+    # rendered as they are, the API server refuses the Deployment, not naming the value.
+    pytest.param({"podAnnotations": {"prometheus.io/scrape": True}},
+                 "at '/podAnnotations/prometheus.io~1scrape': got boolean, want string",
+                 id="annotation-not-text"),
+    pytest.param({"podLabels": {"tier": 1}}, "at '/podLabels/tier': got number, want string",
+                 id="label-not-text"),
+    pytest.param({"nodeSelector": {"dedicated": True}},
+                 "at '/nodeSelector/dedicated': got boolean, want string",
+                 id="node-selector-not-text"),
+    pytest.param({"serviceAccount": {"annotations": {"example.dev/id": 12}}},
+                 "at '/serviceAccount/annotations/example.dev~1id': got number, want string",
+                 id="service-account-annotation-not-text"),
+    pytest.param({"extraEnv": [{"name": "PORT", "value": 8080}]},
+                 "at '/extraEnv/0/value': got number, want string", id="env-value-not-text"),
+    pytest.param({"extraEnv": [{"name": "PORT", "valu": "8080"}]}, "'valu' not allowed",
+                 id="env-misspelt-key"),
+    pytest.param({"imagePullSecrets": ["pull"]}, "at '/imagePullSecrets/0': got string",
+                 id="pull-secret-not-a-reference"),
 ])
 def test_invalid_values_are_refused(helm: Path, values: dict[str, Any], message: str) -> None:
     done = template(helm, values, check=False)
@@ -241,6 +265,19 @@ def test_container_command_is_a_real_operator_invocation(rendered: Render, scena
             assert args.namespace == []
             assert args.all_namespaces is True
         assert args.verbose is bool(values.get("verbose"))
+
+
+def test_a_digest_pins_the_image(rendered: Render) -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4
+    image = {"repository": "registry.example/reconciler", "tag": "1.2.3", "digest": digest}
+    out = rendered({"image": image})
+    [(deployment, container)] = out.containers()
+    # By digest alone: a tag beside it would be a second name the runtime ignores.
+    assert container["image"] == f"registry.example/reconciler@{digest}"
+    assert validate_builtin(deployment) == []
+    [(_, default)] = rendered().containers()
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    assert default["image"] == f"ghcr.io/energy-reconciler/reconciler:{chart['appVersion']}"
 
 
 def test_operator_help_runs() -> None:
