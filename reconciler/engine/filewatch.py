@@ -140,7 +140,11 @@ class WatchSet:
                 if path == watched.target:
                     return watched.given
             elif is_yaml_name(base) and path.startswith(watched.target + os.sep):
-                return watched.given + path[len(watched.target) :]
+                below = path[len(watched.target) :]
+                # Hidden files and directories are not read (sources.loader), so not watched.
+                if f"{os.sep}." in below:
+                    return None
+                return watched.given + below
         return None
 
     def listing(self, path: str) -> bool:

@@ -123,7 +123,10 @@ NOT_A_FILE = ("not a regular file (a FIFO, socket or device), so it is not read;
 
 def _yaml_files_under(top: FsPath) -> tuple[list[FsPath], list[FsPath], list[FsPath]]:
     """(YAML files, broken links with a YAML name, other things with a YAML name that are
-    no regular file) under `top`, each sorted."""
+    no regular file) under `top`, each sorted. Hidden files and directories (a name that
+    starts with a dot) are left out, as Argo CD leaves them out: `.github/workflows/*.yml`
+    of a repository named by its root is CI configuration, not desired state. A hidden
+    file or directory named on the command line is read."""
     found: list[FsPath] = []
     broken: list[FsPath] = []
     special: list[FsPath] = []
@@ -134,8 +137,9 @@ def _yaml_files_under(top: FsPath) -> tuple[list[FsPath], list[FsPath], list[FsP
             subdirectories.clear()
             continue
         walked.add(real)
+        subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
         for name in names:
-            if not is_yaml_name(name):
+            if name.startswith(".") or not is_yaml_name(name):
                 continue
             file = FsPath(directory, name)
             if file.is_file():

@@ -81,6 +81,21 @@ def test_directories_are_searched_recursively_for_yaml_files(tmp_path: Path) -> 
         "device/inverter", "gateway/home-zap", "site/home"]
 
 
+def test_hidden_files_and_directories_under_a_directory_are_not_read(tmp_path: Path) -> None:
+    # A repository named by its root: its CI workflows are YAML, not desired state (`on:`
+    # would read as a boolean key and fail the whole load).
+    write(tmp_path, "sites/site.yaml", SITE)
+    write(tmp_path, ".github/workflows/ci.yml", "name: ci\non: push\n")
+    write(tmp_path, "sites/.draft.yaml", "kind: Site\n")
+    result = loader.load_paths([tmp_path])
+    assert result.ok, located(result.diagnostics, tmp_path)
+    assert [Path(f).relative_to(tmp_path).as_posix() for f in result.files] == ["sites/site.yaml"]
+    # Named on the command line, a hidden file is read, and its problems said.
+    named = loader.load_paths([tmp_path / "sites/.draft.yaml"])
+    assert not named.ok
+    assert [Path(f).name for f in named.files] == [".draft.yaml"]
+
+
 def test_files_and_directories_can_be_mixed(tmp_path: Path) -> None:
     site = write(tmp_path, "site.yaml", SITE)
     write(tmp_path, "gw/gateway.yaml", GATEWAY)

@@ -31,6 +31,8 @@ def test_only_desired_state_files_are_relevant(tmp_path: Path) -> None:
         str(single): True,
         os.path.join(sites, "README.md"): False,
         os.path.join(sites, ".#devices.yaml"): False,
+        os.path.join(sites, ".github", "workflows", "ci.yml"): False,  # hidden: not read
+        os.path.join(sites, "a", ".draft.yaml"): False,
         os.path.join(tmp_path, "other.yaml"): False,  # beside a named file, not named
         os.path.join(tmp_path, "sites-old", "a.yaml"): False,
     }
