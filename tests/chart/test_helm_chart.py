@@ -90,6 +90,9 @@ def test_helm_lint_strict_passes(helm: Path, scenario: str, tmp_path: Path) -> N
                  id="url-without-scheme"),
     pytest.param({"serviceAccount": {"create": False}}, "serviceAccount.name is required",
                  id="no-service-account"),
+    pytest.param({"credentials": {"mountAsFiles": True}},
+                 "credentials.mountAsFiles mounts the Secret credentials.existingSecret names "
+                 "as files: set credentials.existingSecret too", id="files-without-secret"),
     pytest.param({"passwordEnv": ["MQTT_PASSWORD", "RECONCILER_NOVACORE_TOKEN"]},
                  "passwordEnv: RECONCILER_NOVACORE_TOKEN may not be listed: names starting "
                  "with RECONCILER_, in any letter case, are the reconciler's own settings",
