@@ -70,6 +70,22 @@ def ferroamp_battery(name: str = "home-battery", gateway: str = "home-zap",
         """, extra)
 
 
+def sungrow_inverter(name: str, gateway: str, hardware_id: str, host: str,
+                     ders: tuple[tuple[str, str], ...] = (("pv", "solar"),),
+                     extra: str = "") -> str:
+    """A Sungrow inverter over Modbus TCP, behind `gateway`, with `ders` (name, type)."""
+    listed = "".join(f"\n          - {{name: {der_name}, type: {type_}}}"
+                     for der_name, type_ in ders)
+    return document("Device", name, f"""
+        gatewayRef: {gateway}
+        hardwareId: {hardware_id}
+        deviceType: inverter
+        connection:
+          modbusTcp: {{host: {host}, profile: sungrow}}
+        ders:{listed}
+        """, extra)
+
+
 def der(name: str, device: str, der_name: str, type_: str, extra: str = "") -> str:
     """A DER declared in its own document."""
     return document("DER", name, f"""

@@ -13,6 +13,7 @@ from fleet_yaml import (
     ferroamp_battery,
     novacore_site,
     stream,
+    sungrow_inverter,
     zap_gateway,
 )
 from harness import Cluster, documents
@@ -24,19 +25,11 @@ ZAP = HOME_ZAP_SERIAL
 SECRET = "s3cret-mqtt-passw0rd"  # the battery's MQTT password, in its Secret (a test value)
 RELEASE = "deletionPolicy: Release"
 
-HOME_INVERTER = document("Device", "home-inverter", """
-    gatewayRef: home-zap
-    hardwareId: SG0001
-    deviceType: inverter
-    displayName: Inverter
-    connection:
-      modbusTcp: {host: 192.168.1.60, profile: sungrow}
-    verification: {checkSerial: true}
-    deletionPolicy: Release
-    ders:
-      - {name: pv, type: solar}
-      - {name: battery, type: battery}
-    """)
+HOME_INVERTER = sungrow_inverter(
+    "home-inverter", "home-zap", "SG0001", "192.168.1.60",
+    ders=(("pv", "solar"), ("battery", "battery")),
+    extra="displayName: Inverter\nverification: {checkSerial: true}\ndeletionPolicy: Release",
+)
 # The gateway and the inverter are released when their objects are deleted.
 HOME = stream(novacore_site(), zap_gateway(extra=RELEASE), HOME_INVERTER, ferroamp_battery())
 

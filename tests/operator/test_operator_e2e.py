@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fleet_yaml import document, enapter_site, novacore_site, stream, zap_gateway
+from fleet_yaml import (
+    document,
+    enapter_site,
+    novacore_site,
+    stream,
+    sungrow_inverter,
+    zap_gateway,
+)
 from harness import NAMESPACE, OTHER_NAMESPACE, documents, operator, secret_values
 from objects import HOME, SECRET, ZAP, declare
 
@@ -240,15 +247,7 @@ async def test_enapter_config_is_written_to_a_secret(tmp_path: Path, monkeypatch
 ELSEWHERE_FLEET = stream(
     novacore_site("cabin", "Cabin"),
     zap_gateway("cabin-zap", "cabin", "zap-00000000000000b2", "http://192.168.7.2"),
-    document("Device", "cabin-inverter", """
-        gatewayRef: cabin-zap
-        hardwareId: SG0002
-        deviceType: inverter
-        connection:
-          modbusTcp: {host: 192.168.7.60, profile: sungrow}
-        ders:
-          - {name: pv, type: solar}
-        """),
+    sungrow_inverter("cabin-inverter", "cabin-zap", "SG0002", "192.168.7.60"),
 )
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fleet_yaml import document, stream, zap_gateway
+from fleet_yaml import stream, sungrow_inverter, zap_gateway
 from harness import operator
 from objects import HOME, declare
 
@@ -21,15 +21,7 @@ WRONG_SERIAL = HOME.replace("hardwareId: SG0001", "hardwareId: SG0099")
 # it, which waits for the gateway's claim.
 OFFLINE = stream(
     zap_gateway("far-zap", serial="zap-00000000000000f9", url="http://127.0.0.1:9"),
-    document("Device", "far-inverter", """
-        gatewayRef: far-zap
-        hardwareId: SG0009
-        deviceType: inverter
-        connection:
-          modbusTcp: {host: 192.168.1.61, profile: sungrow}
-        ders:
-          - {name: pv, type: solar}
-        """),
+    sungrow_inverter("far-inverter", "far-zap", "SG0009", "192.168.1.61"),
 )
 
 
