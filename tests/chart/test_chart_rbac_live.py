@@ -28,6 +28,7 @@ import kmock
 import pytest
 from chart_rbac import allowed, grants
 from chart_render import SCENARIOS, Rendered, plain_env
+from fleet_yaml import der, ferroamp_battery, novacore_site, stream, zap_gateway
 from kmock._internal import apps
 from kube_emulator import Emulator, register_resources
 
@@ -38,48 +39,12 @@ from reconciler.sources.loader import load_texts
 
 NAMESPACE = "fleet"
 SECRET = "mqtt-passw0rd-for-the-test"
-FLEET = """
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {name: home}
-spec:
-  displayName: Home
-  timezone: Europe/Stockholm
-  novacore: {orgId: org-home}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Gateway
-metadata: {name: home-zap}
-spec:
-  siteRef: home
-  zap: {serial: zap-00000000000000a1, url: "http://192.168.1.2"}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Device
-metadata: {name: home-battery}
-spec:
-  gatewayRef: home-zap
-  hardwareId: ferroamp_192.168.1.70
-  deviceType: battery
-  deletionPolicy: Release
-  connection:
-    mqtt:
-      profile: ferroamp
-      brokerHost: 192.168.1.70
-      username: extapi
-      passwordFrom: {secretKeyRef: {name: ferroamp-mqtt, key: password}}
-  ders:
-    - {name: battery, type: battery}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: DER
-metadata: {name: home-battery-meter}
-spec:
-  deviceRef: home-battery
-  name: battery-meter
-  type: meter
-  publish: false
-"""
+FLEET = stream(
+    novacore_site(),
+    zap_gateway(),
+    ferroamp_battery(extra="deletionPolicy: Release"),
+    der("home-battery-meter", "home-battery", "battery-meter", "meter", "publish: false"),
+)
 TEST_CLIENT = "chart-rbac-test"  # User-Agent of this test's own requests, left out
 VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 

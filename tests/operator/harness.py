@@ -5,13 +5,14 @@ the platform simulators seeded from site YAML, and kopf in the test's event loop
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,13 @@ class Cluster:
         )
         response.raise_for_status()
 
+    async def create_all(
+        self, documents: Iterable[dict[str, Any]], namespace: str = NAMESPACE
+    ) -> None:
+        """Each of `documents` in turn, as `kubectl apply` sends a file's."""
+        for document in documents:
+            await self.create(document, namespace)
+
     async def patch(self, kind: str, name: str, body: dict[str, Any]) -> None:
         response = await self.http.patch(
             self._path(kind, name),
@@ -112,9 +120,11 @@ class Cluster:
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
 
-    async def create_secret(self, name: str, data: dict[str, str]) -> None:
-        import base64
+    async def status(self, kind: str, name: str) -> dict[str, Any]:
+        """The object's status ({} while it has none, or the object is not there)."""
+        return ((await self.get(kind, name)) or {}).get("status") or {}  # type: ignore[no-any-return]
 
+    async def create_secret(self, name: str, data: dict[str, str]) -> None:
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -125,8 +135,6 @@ class Cluster:
         response.raise_for_status()
 
     async def update_secret(self, name: str, data: dict[str, str]) -> None:
-        import base64
-
         response = await self.http.patch(
             f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}",
             json={"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}},
@@ -134,10 +142,34 @@ class Cluster:
         )
         response.raise_for_status()
 
+    async def secret(self, name: str) -> dict[str, Any]:
+        """The Secret as the API server holds it ({} while it does not exist)."""
+        response = await self.http.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}")
+        if response.status_code == 404:
+            return {}
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    async def delete_secret(self, name: str) -> None:
+        response = await self.http.delete(f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}")
+        response.raise_for_status()
+
     async def events(self) -> list[dict[str, Any]]:
         response = await self.http.get(f"/api/v1/namespaces/{NAMESPACE}/events")
         response.raise_for_status()
         return list(response.json().get("items", []))
+
+    async def events_about(
+        self, name: str, *, reason: str | None = None, type_: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The events whose involved object is `name` (of `reason`, of `type_`: all if None)."""
+        return [
+            e
+            for e in await self.events()
+            if (e.get("involvedObject") or {}).get("name") == name
+            and reason in (None, e.get("reason"))
+            and type_ in (None, e.get("type"))
+        ]
 
     async def condition(self, kind: str, name: str, type_: str) -> dict[str, Any] | None:
         obj = await self.get(kind, name)
@@ -164,7 +196,7 @@ class Cluster:
         seen: set[str] = set()
 
         async def planned() -> bool:
-            status = ((await self.get(kind, name)) or {}).get("status") or {}
+            status = await self.status(kind, name)
             seen.add((status.get("lastPlan") or {}).get("time", ""))
             return len(seen) > times
 
@@ -187,6 +219,42 @@ class Cluster:
             timeout=timeout,  # type: ignore[no-any-return]
             what=f"{kind}/{name} {type_}={status}",
         )
+
+    async def wait_reason(
+        self,
+        kind: str,
+        name: str,
+        reason: str,
+        *,
+        type_: str = "Ready",
+        timeout: float = 20.0,
+        what: str | None = None,
+    ) -> dict[str, Any]:
+        """The object's `type_` condition, once its reason is `reason` (whatever its status)."""
+
+        async def check() -> dict[str, Any] | None:
+            cond = await self.condition(kind, name, type_)
+            return cond if cond and cond.get("reason") == reason else None
+
+        return await self.wait_for(  # type: ignore[no-any-return]
+            check, timeout=timeout, what=what or f"{kind}/{name} {type_} reason {reason}"
+        )
+
+    async def wait_gone(
+        self, kind: str, name: str, *, timeout: float = 20.0, what: str | None = None
+    ) -> None:
+        """Wait until the object is deleted (its finalizer done)."""
+
+        async def gone() -> bool:
+            return await self.get(kind, name) is None
+
+        await self.wait_for(gone, timeout=timeout, what=what or f"{kind}/{name} deleted")
+
+
+def secret_values(secret: dict[str, Any]) -> dict[str, str]:
+    """What a Secret holds: its `data` decoded, and its `stringData`."""
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    return data | (secret.get("stringData") or {})
 
 
 def documents(yaml_text: str) -> list[dict[str, Any]]:
@@ -218,9 +286,7 @@ async def operator(
     sims.seed_fleet(fleet)
     async with contextlib.AsyncExitStack() as stack:
         if emulator_url is None:
-            emulator: Emulator | None = await stack.enter_async_context(Emulator())
-            await stack.enter_async_context(apps.Server(emulator))
-            register_resources(emulator)
+            emulator: Emulator | None = await stack.enter_async_context(_served_emulator())
             emulator_url = str(emulator.url)
         else:
             emulator = None
@@ -299,13 +365,31 @@ async def _close_leftover_sessions() -> None:
             await obj.close()
 
 
+@contextlib.asynccontextmanager
+async def _served_emulator() -> AsyncIterator[Emulator]:
+    """The emulator, serving on loopback, with the resources and namespaces registered."""
+    async with Emulator() as emulator, apps.Server(emulator):
+        register_resources(emulator)
+        yield emulator
+
+
+@contextlib.asynccontextmanager
+async def emulated_cluster() -> AsyncIterator[Cluster]:
+    """The emulated API server alone (no operator), and a client of it."""
+    async with _served_emulator() as emulator:
+        cluster = Cluster(emulator, str(emulator.url))
+        try:
+            yield cluster
+        finally:
+            await cluster.http.aclose()
+
+
 def serve_emulator(pipe: Any) -> None:
     """Entry point of a separate process running the emulator (benchmarks): sends its URL
     through `pipe`, then serves until terminated."""
 
     async def main() -> None:
-        async with Emulator() as emulator, apps.Server(emulator):
-            register_resources(emulator)
+        async with _served_emulator() as emulator:
             pipe.send(str(emulator.url))
             await asyncio.Event().wait()
 
@@ -321,4 +405,13 @@ class _CollectingHandler(logging.Handler):
         self.sink.append(self.format(record))
 
 
-__all__ = ["API_GROUP", "NAMESPACE", "OTHER_NAMESPACE", "Cluster", "documents", "operator"]
+__all__ = [
+    "API_GROUP",
+    "NAMESPACE",
+    "OTHER_NAMESPACE",
+    "Cluster",
+    "documents",
+    "emulated_cluster",
+    "operator",
+    "secret_values",
+]

@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness import Cluster, register_resources
-from kmock._internal import apps
-from kube_emulator import Emulator
+from harness import Cluster, emulated_cluster
 
 DEVICE = {
     "apiVersion": "energy.reconciler.dev/v1alpha1",
@@ -25,50 +23,40 @@ async def _version(cluster: Cluster) -> str:
 
 
 async def test_every_write_moves_the_resource_version() -> None:
-    async with Emulator() as emulator, apps.Server(emulator):
-        register_resources(emulator)
-        cluster = Cluster(emulator, str(emulator.url))
-        try:
-            await cluster.create(DEVICE)
-            seen = [await _version(cluster)]
-            await cluster.patch("Device", "meter", {"spec": {"deviceType": "battery"}})
-            seen.append(await _version(cluster))
-            status = await cluster.http.patch(
-                f"{cluster._path('Device', 'meter')}/status",
-                json={"status": {"observedGeneration": 1}},
-                headers={"Content-Type": "application/merge-patch+json"},
-            )
-            status.raise_for_status()
-            assert status.json()["metadata"]["resourceVersion"] == await _version(cluster)
-            seen.append(await _version(cluster))
-            await _json_patch(cluster, seen[-1], [{"op": "add", "path": "/metadata/finalizers",
-                                                    "value": ["test/finalizer"]}])
-            seen.append(await _version(cluster))
-            await cluster.delete("Device", "meter")
-            marked = await cluster.get("Device", "meter") or {}
-            assert marked["metadata"].get("deletionTimestamp")
-            seen.append(await _version(cluster))
-            assert len(set(seen)) == len(seen), seen
-        finally:
-            await cluster.http.aclose()
+    async with emulated_cluster() as cluster:
+        await cluster.create(DEVICE)
+        seen = [await _version(cluster)]
+        await cluster.patch("Device", "meter", {"spec": {"deviceType": "battery"}})
+        seen.append(await _version(cluster))
+        status = await cluster.http.patch(
+            f"{cluster._path('Device', 'meter')}/status",
+            json={"status": {"observedGeneration": 1}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        status.raise_for_status()
+        assert status.json()["metadata"]["resourceVersion"] == await _version(cluster)
+        seen.append(await _version(cluster))
+        await _json_patch(cluster, seen[-1], [{"op": "add", "path": "/metadata/finalizers",
+                                                "value": ["test/finalizer"]}])
+        seen.append(await _version(cluster))
+        await cluster.delete("Device", "meter")
+        marked = await cluster.get("Device", "meter") or {}
+        assert marked["metadata"].get("deletionTimestamp")
+        seen.append(await _version(cluster))
+        assert len(set(seen)) == len(seen), seen
 
 
 async def test_a_json_patch_testing_an_old_version_is_refused() -> None:
-    async with Emulator() as emulator, apps.Server(emulator):
-        register_resources(emulator)
-        cluster = Cluster(emulator, str(emulator.url))
-        try:
-            await cluster.create(DEVICE)
-            old = await _version(cluster)
-            await cluster.patch("Device", "meter", {"spec": {"deviceType": "battery"}})
-            response = await _json_patch(
-                cluster, old, [{"op": "add", "path": "/metadata/finalizers", "value": ["x"]}],
-                check=False,
-            )
-            assert response.status_code == 422, response.text
-            assert "finalizers" not in ((await cluster.get("Device", "meter")) or {})["metadata"]
-        finally:
-            await cluster.http.aclose()
+    async with emulated_cluster() as cluster:
+        await cluster.create(DEVICE)
+        old = await _version(cluster)
+        await cluster.patch("Device", "meter", {"spec": {"deviceType": "battery"}})
+        response = await _json_patch(
+            cluster, old, [{"op": "add", "path": "/metadata/finalizers", "value": ["x"]}],
+            check=False,
+        )
+        assert response.status_code == 422, response.text
+        assert "finalizers" not in ((await cluster.get("Device", "meter")) or {})["metadata"]
 
 
 async def _json_patch(
@@ -86,25 +74,19 @@ async def _json_patch(
     return response
 
 
-
 async def test_a_watch_from_a_version_starts_with_what_was_written_since() -> None:
-    async with Emulator() as emulator, apps.Server(emulator):
-        register_resources(emulator)
-        cluster = Cluster(emulator, str(emulator.url))
+    async with emulated_cluster() as cluster:
         path = cluster._path("Device")
-        try:
-            await cluster.create(DEVICE)
-            listed = (await cluster.http.get(path)).json()["metadata"]["resourceVersion"]
-            assert listed == await _version(cluster)
-            other = {**DEVICE, "metadata": {"name": "other"}}
-            await cluster.create(other)
-            names = []
-            params = {"watch": "true", "resourceVersion": listed}
-            async with cluster.http.stream("GET", path, params=params, timeout=2) as stream:
-                async for line in stream.aiter_lines():
-                    if line.strip():
-                        names.append(json.loads(line)["object"]["metadata"]["name"])
-                        break
-            assert names == ["other"]
-        finally:
-            await cluster.http.aclose()
+        await cluster.create(DEVICE)
+        listed = (await cluster.http.get(path)).json()["metadata"]["resourceVersion"]
+        assert listed == await _version(cluster)
+        other = {**DEVICE, "metadata": {"name": "other"}}
+        await cluster.create(other)
+        names = []
+        params = {"watch": "true", "resourceVersion": listed}
+        async with cluster.http.stream("GET", path, params=params, timeout=2) as stream:
+            async for line in stream.aiter_lines():
+                if line.strip():
+                    names.append(json.loads(line)["object"]["metadata"]["name"])
+                    break
+        assert names == ["other"]

@@ -5,56 +5,37 @@ writes nothing, and recovers once it names a place of its own or the first is de
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import NAMESPACE, documents, operator
+from fleet_yaml import der, document, enapter_site, stream
+from harness import documents, operator, secret_values
 
 # The MQTT protocol's config carries the device's hardware id (its MQTT user name).
-FLEET = """
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {name: h2-lab}
-spec:
-  displayName: H2 Lab
-  timezone: Europe/Rome
-  enapter: {}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Device
-metadata: {name: ucm-a}
-spec:
-  siteRef: h2-lab
-  hardwareId: A8795CBA5375484E829105E959663C8B
-  displayName: UCM A
-  deviceType: battery
-  enapter:
-    kind: ucm
-    protocol: MQTT
-    configOutput: {secretName: ucm-a-config}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Device
-metadata: {name: ucm-b}
-spec:
-  siteRef: h2-lab
-  hardwareId: B8795CBA5375484E829105E959663C8B
-  displayName: UCM B
-  enapter:
-    kind: ucm
-    protocol: MQTT
-    configOutput: {secretName: ucm-b-config}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: DER
-metadata: {name: ucm-a-battery}
-spec:
-  deviceRef: ucm-a
-  name: battery
-  type: battery
-"""
+FLEET = stream(
+    enapter_site(),
+    document("Device", "ucm-a", """
+        siteRef: h2-lab
+        hardwareId: A8795CBA5375484E829105E959663C8B
+        displayName: UCM A
+        deviceType: battery
+        enapter:
+          kind: ucm
+          protocol: MQTT
+          configOutput: {secretName: ucm-a-config}
+        """),
+    document("Device", "ucm-b", """
+        siteRef: h2-lab
+        hardwareId: B8795CBA5375484E829105E959663C8B
+        displayName: UCM B
+        enapter:
+          kind: ucm
+          protocol: MQTT
+          configOutput: {secretName: ucm-b-config}
+        """),
+    der("ucm-a-battery", "ucm-a", "battery", "battery"),
+)
 HARDWARE_IDS = {"ucm-a": "A8795CBA5375484E829105E959663C8B",
                 "ucm-b": "B8795CBA5375484E829105E959663C8B"}
 
@@ -85,11 +66,9 @@ def _provisioned(sims: Any) -> set[str]:
 async def _refused(cluster: Any, name: str) -> str:
     """The message of `name`'s Ready condition, once it is refused as invalid."""
 
-    async def refused() -> str | None:
-        ready = await cluster.condition("Device", name, "Ready") or {}
-        return ready.get("message") if ready.get("reason") == "InvalidSpec" else None
-
-    return str(await cluster.wait_for(refused, timeout=30, what=f"Device/{name} refused"))
+    ready = await cluster.wait_reason("Device", name, "InvalidSpec", timeout=30,
+                                      what=f"Device/{name} refused")
+    return str(ready["message"])
 
 
 async def _der_waits(cluster: Any) -> None:
@@ -101,27 +80,15 @@ async def _der_waits(cluster: Any) -> None:
 
 async def _secret(cluster: Any, name: str) -> str:
     """The config a Secret holds ("" while it does not exist)."""
-    secret = await _secret_object(cluster, name)
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-    return repr(data | (secret.get("stringData") or {})) if secret else ""
-
-
-async def _secret_object(cluster: Any, name: str) -> dict[str, Any]:
-    response = await cluster.http.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}")
-    if response.status_code == 404:
-        return {}
-    response.raise_for_status()
-    return response.json()  # type: ignore[no-any-return]
+    secret = await cluster.secret(name)
+    return repr(secret_values(secret)) if secret else ""
 
 
 async def _warnings(cluster: Any, name: str) -> list[str]:
     """The operator's Warnings about `name` (not kopf's own of each failed handler run)."""
     return [
         str(e.get("message"))
-        for e in await cluster.events()
-        if e.get("type") == "Warning"
-        and e.get("reason") == "Failed"
-        and (e.get("involvedObject") or {}).get("name") == name
+        for e in await cluster.events_about(name, reason="Failed", type_="Warning")
     ]
 
 
@@ -166,11 +133,7 @@ async def test_a_device_refused_for_a_secret_takes_it_over_once_the_first_is_del
         await _declare(cluster, {"secretName": "ucm-config"})
         await _refused_secret(cluster, sims)
         await cluster.delete("Device", "ucm-b")
-
-        async def gone() -> bool:
-            return await cluster.get("Device", "ucm-b") is None
-
-        await cluster.wait_for(gone, timeout=30, what="Device/ucm-b deleted")
+        await cluster.wait_gone("Device", "ucm-b", timeout=30)
         await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
         assert f"{HARDWARE_IDS['ucm-a']}_ucm" in await _secret(cluster, "ucm-config")
 
@@ -245,7 +208,7 @@ async def test_a_device_taking_a_secret_written_for_another_device_writes_its_ow
         await cluster.patch("Device", "ucm-b", moved)
         await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
         assert f"{HARDWARE_IDS['ucm-a']}_ucm" in await _secret(cluster, "ucm-b-config")
-        annotations = (await _secret_object(cluster, "ucm-b-config"))["metadata"]["annotations"]
+        annotations = (await cluster.secret("ucm-b-config"))["metadata"]["annotations"]
         assert annotations["energy.reconciler.dev/device"] == "ucm-a"
         assert f"{HARDWARE_IDS['ucm-b']}_ucm" in await _secret(cluster, "ucm-b-new")
         await cluster.wait_planned("Device", "ucm-a", 2)
@@ -265,16 +228,12 @@ async def test_a_secret_the_operator_did_not_write_is_not_written_over(
         await _declare(cluster, {}, own)
         await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
 
-        async def blocked() -> dict[str, Any] | None:
-            ready = await cluster.condition("Device", "ucm-b", "Ready") or {}
-            return ready if ready.get("reason") == "Blocked" else None
-
-        ready = await cluster.wait_for(blocked, timeout=30, what="Device/ucm-b blocked")
+        ready = await cluster.wait_reason("Device", "ucm-b", "Blocked", timeout=30,
+                                          what="Device/ucm-b blocked")
         assert "Secret theirs exists and was not written by the reconciler" in ready["message"]
         assert "delete it, or name another Secret" in ready["message"]
         assert _provisioned(sims) == {HARDWARE_IDS["ucm-a"]}
         assert await _secret(cluster, "theirs") == repr(await_secret)
-        response = await cluster.http.delete(f"/api/v1/namespaces/{NAMESPACE}/secrets/theirs")
-        response.raise_for_status()
+        await cluster.delete_secret("theirs")
         await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
         assert f"{HARDWARE_IDS['ucm-b']}_ucm" in await _secret(cluster, "theirs")

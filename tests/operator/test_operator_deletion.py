@@ -10,53 +10,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import documents, operator
-from test_operator_e2e import FLEET, SECRET
+from fleet_yaml import ferroamp_battery, novacore_site, stream, zap_gateway
+from harness import operator
+from objects import HOME, HOME_INVERTER, ZAP, declare
 
 # The gateway is left alone when its object is deleted (Orphan); the inverter is released.
-ORPHAN_GATEWAY = FLEET.replace(
-    "  deletionPolicy: Release\n---\napiVersion: energy.reconciler.dev/v1alpha1\nkind: Device",
-    "---\napiVersion: energy.reconciler.dev/v1alpha1\nkind: Device",
-    1,
-)
-ZAP = "zap-00000000000000a1"
+ORPHAN_GATEWAY = stream(novacore_site(), zap_gateway(), HOME_INVERTER, ferroamp_battery())
 
 
 async def _declare(cluster: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-    docs = {(d["kind"], d["metadata"]["name"]): d for d in documents(ORPHAN_GATEWAY)}
-    for doc in docs.values():
-        await cluster.create(doc)
+    docs = await declare(cluster, ORPHAN_GATEWAY)
     await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
-    return docs
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
 
 async def _delete(cluster: Any, kind: str, name: str) -> None:
     await cluster.delete(kind, name)
-    await _gone(cluster, kind, name)
-
-
-async def _gone(cluster: Any, kind: str, name: str) -> None:
-    """Wait until the object is deleted (its finalizer done)."""
-
-    async def gone() -> bool:
-        return await cluster.get(kind, name) is None
-
-    await cluster.wait_for(gone, timeout=30, what=f"{kind}/{name} deleted")
+    await cluster.wait_gone(kind, name, timeout=30)
 
 
 def _placed(sims: Any) -> tuple[bool, bool]:
     """Whether the inverter is on its Zap, and in Novacore."""
     cloud = any(d.hardware_id == "SG0001" for d in sims.novacore.devices.values())
     return "SG0001" in sims.zaps[ZAP].devices, cloud
-
-
-async def _events(cluster: Any, name: str, reason: str) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in await cluster.events()
-        if e.get("reason") == reason and (e.get("involvedObject") or {}).get("name") == name
-    ]
 
 
 async def test_a_device_is_released_after_its_gateway_object_is_gone(
@@ -100,21 +76,18 @@ async def test_a_device_whose_gateway_is_unknown_keeps_its_finalizer_until_it_is
         await _delete(cluster, "Gateway", "home-zap")
         await cluster.delete("Device", "home-inverter")
 
-        async def blocked() -> dict[str, Any] | None:
-            cond = await cluster.condition("Device", "home-inverter", "Ready")
-            return cond if cond and cond["reason"] == "ReleaseBlocked" else None
-
-        cond = await cluster.wait_for(blocked, timeout=30, what="the release blocked")
+        cond = await cluster.wait_reason("Device", "home-inverter", "ReleaseBlocked",
+                                         timeout=30, what="the release blocked")
         assert "Re-create Gateway home-zap" in cond["message"]
         assert "remove the finalizer energy.reconciler.dev/finalizer" in cond["message"]
-        assert await _events(cluster, "home-inverter", "ReleaseBlocked")
+        assert await cluster.events_about("home-inverter", reason="ReleaseBlocked")
         device = await cluster.get("Device", "home-inverter")
         assert device is not None and device["metadata"].get("finalizers")
         assert _placed(sims) == (True, True)
 
         # The Gateway object back, the device is released and goes.
         await cluster.create(docs[("Gateway", "home-zap")])
-        await _gone(cluster, "Device", "home-inverter")
+        await cluster.wait_gone("Device", "home-inverter", timeout=30)
         assert _placed(sims) == (False, False)
 
 
@@ -126,17 +99,14 @@ async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answer
         await sims.zaps[ZAP].set_offline("refuse")
         await cluster.delete("Device", "home-inverter")
 
-        async def failed() -> dict[str, Any] | None:
-            cond = await cluster.condition("Device", "home-inverter", "Ready")
-            return cond if cond and cond["reason"] == "ReleaseFailed" else None
-
-        cond = await cluster.wait_for(failed, timeout=30, what="the release deferred")
+        cond = await cluster.wait_reason("Device", "home-inverter", "ReleaseFailed",
+                                         timeout=30, what="the release deferred")
         assert "device/home-inverter[zap]" in cond["message"], cond
-        assert await _events(cluster, "home-inverter", "ReleaseFailed")
+        assert await cluster.events_about("home-inverter", reason="ReleaseFailed")
         assert "SG0001" in sims.zaps[ZAP].devices
 
         await sims.zaps[ZAP].set_offline("online")
-        await _gone(cluster, "Device", "home-inverter")
+        await cluster.wait_gone("Device", "home-inverter", timeout=30)
         assert _placed(sims) == (False, False)
 
 
@@ -148,25 +118,18 @@ async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answer
 async def test_a_gateway_is_released_once_novacore_answers(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
-        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        for doc in documents(FLEET):
-            await cluster.create(doc)
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster)
         await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
         await sims.novacore.set_offline("refuse")
         await cluster.delete("Gateway", "home-zap")
-
-        async def failed() -> dict[str, Any] | None:
-            cond = await cluster.condition("Gateway", "home-zap", "Ready")
-            return cond if cond and cond["reason"] == "ReleaseFailed" else None
-
-        await cluster.wait_for(failed, timeout=30, what="the release deferred")
+        await cluster.wait_reason("Gateway", "home-zap", "ReleaseFailed", timeout=30,
+                                  what="the release deferred")
         assert sims.novacore.gateways[ZAP].org_id == "org-home"
 
         await sims.novacore.set_offline("online")
-        await _gone(cluster, "Gateway", "home-zap")
+        await cluster.wait_gone("Gateway", "home-zap", timeout=30)
         assert sims.novacore.gateways[ZAP].org_id is None
-
 
 
 # Admitted by the CRD (minLength 1), refused by the model.
@@ -174,12 +137,8 @@ BLANK_NAME = {"spec": {"displayName": "   "}}
 
 
 async def _declare_all(cluster: Any) -> None:
-    """FLEET, every object of it reconciled."""
-    await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-    docs = documents(FLEET)
-    for doc in docs:
-        await cluster.create(doc)
-    for doc in docs:
+    """HOME, every object of it reconciled."""
+    for doc in await declare(cluster):
         await cluster.wait_condition(doc["kind"], doc["metadata"]["name"], "Ready", timeout=30)
 
 
@@ -189,11 +148,8 @@ async def _made_invalid(cluster: Any, sims: Any) -> None:
     writes = sims.writes()
     await cluster.patch("Device", "home-inverter", BLANK_NAME)
 
-    async def invalid() -> dict[str, Any] | None:
-        cond = await cluster.condition("Device", "home-inverter", "Ready")
-        return cond if cond and cond["reason"] == "InvalidSpec" else None
-
-    cond = await cluster.wait_for(invalid, timeout=30, what="the spec refused")
+    cond = await cluster.wait_reason("Device", "home-inverter", "InvalidSpec", timeout=30,
+                                     what="the spec refused")
     assert cond["message"] == "spec.displayName: must not be blank: write the name to show"
     await cluster.wait_planned("Device", "home-inverter", 2)
     await cluster.wait_planned("Gateway", "home-zap", 2)
@@ -204,12 +160,12 @@ async def _made_invalid(cluster: Any, sims: Any) -> None:
 async def test_a_device_deleted_with_an_invalid_spec_is_released_as_its_last_valid_spec_says(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await _declare_all(cluster)
         await _made_invalid(cluster, sims)
         await _delete(cluster, "Device", "home-inverter")
         assert _placed(sims) == (False, False)
-        [event] = await _events(cluster, "home-inverter", "LastValidSpec")
+        [event] = await cluster.events_about("home-inverter", reason="LastValidSpec")
         assert "deletionPolicy of its last valid spec (Release) is honoured" in event["message"]
         assert "spec.displayName: must not be blank" in event["message"]
 
@@ -217,7 +173,7 @@ async def test_a_device_deleted_with_an_invalid_spec_is_released_as_its_last_val
 async def test_a_device_deleted_with_an_invalid_spec_and_none_recorded_touches_nothing(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await _declare_all(cluster)
         await _made_invalid(cluster, sims)
         # A status as an operator that recorded no valid spec wrote it.
@@ -226,7 +182,7 @@ async def test_a_device_deleted_with_an_invalid_spec_and_none_recorded_touches_n
         await _delete(cluster, "Device", "home-inverter")
         assert sims.writes() == writes
         assert _placed(sims) == (True, True)
-        [event] = await _events(cluster, "home-inverter", "DeletionPolicyUnknown")
+        [event] = await cluster.events_about("home-inverter", reason="DeletionPolicyUnknown")
         assert event["type"] == "Warning"
         assert "its deletionPolicy is not known, so nothing outside was touched" in (
             event["message"]

@@ -10,28 +10,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fleet_yaml import HOME_ZAP_SERIAL, novacore_site, stream, zap_gateway
 from harness import documents, operator
 
 from reconciler.operator.handlers import FINALIZER
 
-ZAP = "zap-00000000000000a1"
-FLEET = f"""
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {{name: home}}
-spec:
-  displayName: Home
-  timezone: Europe/Stockholm
-  novacore: {{orgId: org-home}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Gateway
-metadata: {{name: home-zap}}
-spec:
-  siteRef: home
-  zap: {{serial: {ZAP}, url: "http://192.168.1.2"}}
-  deletionPolicy: Release
-"""
+ZAP = HOME_ZAP_SERIAL
+FLEET = stream(novacore_site(), zap_gateway(extra="deletionPolicy: Release"))
 
 
 async def test_a_release_refused_for_its_token_keeps_the_finalizer_and_says_so(
@@ -43,18 +28,14 @@ async def test_a_release_refused_for_its_token_keeps_the_finalizer_and_says_so(
         cluster,
         sims,
     ):
-        for doc in documents(FLEET):
-            await cluster.create(doc)
+        await cluster.create_all(documents(FLEET))
         await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
 
         sims.novacore.expire_token(token_file.read_text().strip())
         await cluster.delete("Gateway", "home-zap")
 
-        async def refused() -> dict[str, Any] | None:
-            cond = await cluster.condition("Gateway", "home-zap", "Ready")
-            return cond if cond and cond["reason"] == "AuthError" else None
-
-        cond = await cluster.wait_for(refused, timeout=30, what="the release refused")
+        cond = await cluster.wait_reason("Gateway", "home-zap", "AuthError", timeout=30,
+                                         what="the release refused")
         assert cond["status"] == "False"
         assert f"the Novacore token from RECONCILER_NOVACORE_TOKEN_FILE ({token_file}) was " \
             "refused; the file is read again at the next attempt" in cond["message"], cond
@@ -65,11 +46,7 @@ async def test_a_release_refused_for_its_token_keeps_the_finalizer_and_says_so(
         gateway = await cluster.get("Gateway", "home-zap")
         assert gateway is not None and FINALIZER in gateway["metadata"]["finalizers"]
         assert sims.novacore.gateways[ZAP].org_id == "org-home", "nothing released"
-        warnings = [
-            e for e in await cluster.events()
-            if e.get("reason") == "AuthError"
-            and (e.get("involvedObject") or {}).get("name") == "home-zap"
-        ]
+        warnings = await cluster.events_about("home-zap", reason="AuthError")
         assert len(warnings) == 1 and warnings[0]["type"] == "Warning", warnings
         assert not [line for line in logs if "Traceback" in line], logs
 
@@ -79,8 +56,5 @@ async def test_a_release_refused_for_its_token_keeps_the_finalizer_and_says_so(
         new.write_text(sims.novacore.issue_token(sims.identity_id) + "\n")
         os.replace(new, token_file)
 
-        async def gone() -> bool:
-            return await cluster.get("Gateway", "home-zap") is None
-
-        await cluster.wait_for(gone, timeout=20, what="the gateway released")
+        await cluster.wait_gone("Gateway", "home-zap", what="the gateway released")
         assert sims.novacore.gateways[ZAP].org_id is None

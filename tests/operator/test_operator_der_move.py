@@ -13,63 +13,14 @@ from typing import Any
 
 import pytest
 from harness import documents, operator
+from objects import BATTERY, rewire_to_the_cabin, two_sites
 
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.operator.config import OperatorConfig
-from reconciler.sim.lan import MqttDevice
 from reconciler.sources.loader import load_texts
 
-BATTERY = "FERRO-0001"
-FLEET = f"""
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {{name: home}}
-spec:
-  displayName: Home
-  timezone: Europe/Stockholm
-  novacore: {{orgId: org-home}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {{name: cabin}}
-spec:
-  displayName: Cabin
-  timezone: Europe/Stockholm
-  novacore: {{orgId: org-home}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Gateway
-metadata: {{name: home-zap}}
-spec:
-  siteRef: home
-  zap: {{serial: zap-00000000000000a1, url: "http://192.168.1.2"}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Gateway
-metadata: {{name: cabin-zap}}
-spec:
-  siteRef: cabin
-  zap: {{serial: zap-00000000000000a2, url: "http://192.168.1.3"}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Device
-metadata: {{name: bat}}
-spec:
-  gatewayRef: home-zap
-  hardwareId: {BATTERY}
-  deviceType: battery
-  connection:
-    mqtt: {{profile: ferroamp, brokerHost: 192.168.1.70}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: DER
-metadata: {{name: bat-battery}}
-spec:
-  deviceRef: bat
-  name: battery
-  type: battery
-"""
+FLEET = two_sites(der_document=True)
 
 
 def _novacore_lines(body: dict[str, Any] | None) -> list[str]:
@@ -80,10 +31,7 @@ def _novacore_lines(body: dict[str, Any] | None) -> list[str]:
 
 # The cabin in another organisation: the move is a new device there and the old one
 # deleted (`plan.moves`); planned as a create alone, the old device would be left behind.
-OTHER_ORG = FLEET.replace(
-    "displayName: Cabin\n  timezone: Europe/Stockholm\n  novacore: {orgId: org-home}",
-    "displayName: Cabin\n  timezone: Europe/Stockholm\n  novacore: {orgId: org-cabin}",
-)
+OTHER_ORG = two_sites("org-cabin", der_document=True)
 
 
 @pytest.mark.parametrize(
@@ -103,15 +51,11 @@ async def test_a_stand_alone_der_plans_its_moved_device_as_the_device_does(
             assert (await cli.apply(await cli.plan())).ok
         [old] = [d for d in sims.novacore.devices.values() if d.hardware_id == BATTERY]
         writes = sims.writes()
-        for doc in documents(fleet):
-            await cluster.create(doc)
+        await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "bat", "Ready", timeout=30)
         await cluster.wait_condition("DER", "bat-battery", "Ready", timeout=30)
 
-        # Re-wired: the battery answers behind the cabin's broker too.
-        sims.lans["cabin"].mqtt_devices[("192.168.1.70", 1883, "ferroamp")] = MqttDevice(
-            BATTERY, "ferroamp"
-        )
+        rewire_to_the_cabin(sims)
         await cluster.patch("Device", "bat", {"spec": {"gatewayRef": "cabin-zap"}})
 
         async def device_planned() -> list[str]:

@@ -11,54 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from harness import documents, operator
+from objects import BATTERY, rewire_to_the_cabin, two_sites
 
-from reconciler.sim.lan import MqttDevice
 from reconciler.sim.novacore import Device
 
-BATTERY = "FERRO-0001"
-FLEET = f"""
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {{name: home}}
-spec:
-  displayName: Home
-  timezone: Europe/Stockholm
-  novacore: {{orgId: org-home}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {{name: cabin}}
-spec:
-  displayName: Cabin
-  timezone: Europe/Stockholm
-  novacore: {{orgId: org-home}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Gateway
-metadata: {{name: home-zap}}
-spec:
-  siteRef: home
-  zap: {{serial: zap-00000000000000a1, url: "http://192.168.1.2"}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Gateway
-metadata: {{name: cabin-zap}}
-spec:
-  siteRef: cabin
-  zap: {{serial: zap-00000000000000a2, url: "http://192.168.1.3"}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Device
-metadata: {{name: bat}}
-spec:
-  gatewayRef: home-zap
-  hardwareId: {BATTERY}
-  deviceType: battery
-  connection:
-    mqtt: {{profile: ferroamp, brokerHost: 192.168.1.70}}
-  ders:
-    - {{name: battery, type: battery}}
-"""
+FLEET = two_sites()
 
 
 async def moved_to_the_cabin(fleet: str, tmp_path: Path, monkeypatch: Any,
@@ -66,20 +23,16 @@ async def moved_to_the_cabin(fleet: str, tmp_path: Path, monkeypatch: Any,
     """Declare `fleet`, then move the battery to the cabin: the events' messages, the
     Novacore device before and after, and its id in the Device's status."""
     async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
-        for doc in documents(fleet):
-            await cluster.create(doc)
+        await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "bat", "Ready", timeout=30)
         [old] = [copy.deepcopy(d) for d in sims.novacore.devices.values()
                  if d.hardware_id == BATTERY]
-        # Re-wired: the battery answers behind the cabin's broker too.
-        sims.lans["cabin"].mqtt_devices[("192.168.1.70", 1883, "ferroamp")] = MqttDevice(
-            BATTERY, "ferroamp"
-        )
+        rewire_to_the_cabin(sims)
 
         await cluster.patch("Device", "bat", {"spec": {"gatewayRef": "cabin-zap"}})
 
         async def placed_at_cabin() -> bool:
-            status = ((await cluster.get("Device", "bat")) or {}).get("status") or {}
+            status = await cluster.status("Device", "bat")
             return (status.get("gateway") or {}).get("site") == "cabin"
 
         await cluster.wait_for(placed_at_cabin, timeout=30, what="bat placed at the cabin")
@@ -107,9 +60,7 @@ async def test_a_device_moved_to_a_site_of_another_organisation_is_replaced(
 ) -> None:
     """As the CLI plans it (plan.moves): a new device in the other organisation, then the
     old one deleted."""
-    fleet = FLEET.replace("displayName: Cabin\n  timezone: Europe/Stockholm\n  novacore: "
-                          "{orgId: org-home}", "displayName: Cabin\n  timezone: "
-                          "Europe/Stockholm\n  novacore: {orgId: org-cabin}")
+    fleet = two_sites("org-cabin")
     assert "org-cabin" in fleet
     messages, old, device, status_id = await moved_to_the_cabin(fleet, tmp_path, monkeypatch)
     assert "device/bat[novacore]: replace done" in messages, messages

@@ -8,70 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import NAMESPACE, OTHER_NAMESPACE, documents, operator
-
-FLEET = """
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {name: home}
-spec:
-  displayName: Home
-  timezone: Europe/Stockholm
-  novacore: {orgId: org-home}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Gateway
-metadata: {name: home-zap}
-spec:
-  siteRef: home
-  zap: {serial: zap-00000000000000a1, url: "http://192.168.1.2"}
-  deletionPolicy: Release
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Device
-metadata: {name: home-inverter}
-spec:
-  gatewayRef: home-zap
-  hardwareId: SG0001
-  deviceType: inverter
-  displayName: Inverter
-  connection:
-    modbusTcp: {host: 192.168.1.60, profile: sungrow}
-  verification: {checkSerial: true}
-  deletionPolicy: Release
-  ders:
-    - {name: pv, type: solar}
-    - {name: battery, type: battery}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Device
-metadata: {name: home-battery}
-spec:
-  gatewayRef: home-zap
-  hardwareId: ferroamp_192.168.1.70
-  deviceType: battery
-  connection:
-    mqtt:
-      profile: ferroamp
-      brokerHost: 192.168.1.70
-      username: extapi
-      passwordFrom: {secretKeyRef: {name: ferroamp-mqtt, key: password}}
-  ders:
-    - {name: battery, type: battery}
-"""
-SECRET = "s3cret-mqtt-passw0rd"
-
-
-async def declare(cluster: Any, fleet: str = FLEET) -> None:
-    """The MQTT password's Secret and every object of `fleet`, as `kubectl apply` would."""
-    await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-    for doc in documents(fleet):
-        await cluster.create(doc)
+from fleet_yaml import (
+    document,
+    enapter_site,
+    novacore_site,
+    stream,
+    sungrow_inverter,
+    zap_gateway,
+)
+from harness import NAMESPACE, OTHER_NAMESPACE, documents, operator, secret_values
+from objects import HOME, SECRET, ZAP, declare
 
 
 async def test_objects_converge_and_become_ready(tmp_path: Path, monkeypatch: Any) -> None:
     logs: list[str] = []
-    async with operator(FLEET, tmp_path, monkeypatch, logs=logs) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch, logs=logs) as (cluster, sims):
         await declare(cluster)
         for kind, name in (
             ("Site", "home"),
@@ -80,7 +31,7 @@ async def test_objects_converge_and_become_ready(tmp_path: Path, monkeypatch: An
             ("Device", "home-battery"),
         ):
             await cluster.wait_condition(kind, name, "Ready", timeout=30)
-        zap = sims.zaps["zap-00000000000000a1"]
+        zap = sims.zaps[ZAP]
         assert set(zap.devices) == {"SG0001", "ferroamp_192.168.1.70"}
         assert zap.devices["ferroamp_192.168.1.70"].password_set
         assert "org-home" in {g.org_id for g in sims.novacore.gateways.values()}
@@ -106,14 +57,13 @@ async def test_a_password_changed_in_its_secret_is_sent_again_once(
     the one sent, so the drift timer sees the Secret change and replaces the device, once."""
     rotated = "r0tated-mqtt-passw0rd"  # a test value
     delete = "DELETE /api/devices/{sn}"
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
-        zap = sims.zaps["zap-00000000000000a1"]
+        zap = sims.zaps[ZAP]
 
         async def applied() -> dict[str, Any] | None:
-            body = await cluster.get("Device", "home-battery")
-            return ((body or {}).get("status") or {}).get("appliedSecrets")  # type: ignore[no-any-return]
+            return (await cluster.status("Device", "home-battery")).get("appliedSecrets")
 
         first = await cluster.wait_for(applied, what="the password's fingerprint in status")
         assert zap.requests[delete] == 0
@@ -138,16 +88,14 @@ async def test_a_password_changed_in_its_secret_is_sent_again_once(
 
 @pytest.mark.parametrize("policy", ["Release", "Orphan"])
 async def test_deletion_honours_policy(policy: str, tmp_path: Path, monkeypatch: Any) -> None:
-    fleet = FLEET.replace("deletionPolicy: Release", f"deletionPolicy: {policy}")
+    fleet = HOME.replace("deletionPolicy: Release", f"deletionPolicy: {policy}")
     async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster, fleet)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
         await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
         await cluster.delete("Device", "home-inverter")
-        await cluster.wait_for(
-            lambda: _gone(cluster, "Device", "home-inverter"), what="device deleted"
-        )
-        zap = sims.zaps["zap-00000000000000a1"]
+        await cluster.wait_gone("Device", "home-inverter", what="device deleted")
+        zap = sims.zaps[ZAP]
         cloud = [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
         if policy == "Release":
             assert "SG0001" not in zap.devices and not cloud
@@ -155,12 +103,8 @@ async def test_deletion_honours_policy(policy: str, tmp_path: Path, monkeypatch:
             assert "SG0001" in zap.devices and cloud
 
 
-async def _gone(cluster: Any, kind: str, name: str) -> bool:
-    return await cluster.get(kind, name) is None
-
-
 async def test_spec_update_is_applied(tmp_path: Path, monkeypatch: Any) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
         await cluster.patch(
@@ -184,7 +128,7 @@ async def test_spec_update_is_applied(tmp_path: Path, monkeypatch: Any) -> None:
 async def test_a_renamed_site_keeps_its_novacore_site(tmp_path: Path, monkeypatch: Any) -> None:
     """The Site object is reconciled on its own, but recognised by the gateways and devices
     of its namespace: its Novacore site is renamed, not made again with the devices moved."""
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
         await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
@@ -202,10 +146,10 @@ async def test_a_renamed_site_keeps_its_novacore_site(tmp_path: Path, monkeypatc
 
 
 async def test_drift_is_corrected_by_the_timer(tmp_path: Path, monkeypatch: Any) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
-        zap = sims.zaps["zap-00000000000000a1"]
+        zap = sims.zaps[ZAP]
         zap.set_der("SG0001", "pv", enabled=False)
         cloud = next(d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
         sims.novacore.rename_device(cloud.id, "someone renamed it")
@@ -220,32 +164,29 @@ async def test_drift_is_corrected_by_the_timer(tmp_path: Path, monkeypatch: Any)
 async def test_device_created_before_its_gateway_waits_then_converges(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        docs = {(d["kind"], d["metadata"]["name"]): d for d in documents(FLEET)}
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in documents(HOME)}
         await cluster.create(docs[("Device", "home-inverter")])
 
-        async def waiting() -> dict[str, Any] | None:
-            cond = await cluster.condition("Device", "home-inverter", "Ready")
-            return cond if cond and cond["reason"] == "WaitingForDependency" else None
-
-        cond = await cluster.wait_for(waiting, what="device waiting for its gateway")
+        cond = await cluster.wait_reason("Device", "home-inverter", "WaitingForDependency",
+                                         what="device waiting for its gateway")
         assert "home-zap" in cond["message"]
         waiting_body = await cluster.get("Device", "home-inverter")
         assert waiting_body is not None
         last_plan = waiting_body["status"]["lastPlan"]
         assert (last_plan["summary"], last_plan["changes"]) == (
             "not planned: waiting for a dependency", 0)
-        assert not sims.zaps["zap-00000000000000a1"].devices
+        assert not sims.zaps[ZAP].devices
         for key in (("Site", "home"), ("Gateway", "home-zap")):
             await cluster.create(docs[key])
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
-        assert "SG0001" in sims.zaps["zap-00000000000000a1"].devices
+        assert "SG0001" in sims.zaps[ZAP].devices
 
 
 async def test_paused_objects_are_left_alone(tmp_path: Path, monkeypatch: Any) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
-        for doc in documents(FLEET):
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+        for doc in documents(HOME):
             if doc["kind"] == "Gateway":
                 doc["metadata"]["annotations"] = {"energy.reconciler.dev/paused": "true"}
             if doc["kind"] in ("Site", "Gateway"):
@@ -261,8 +202,8 @@ async def test_observe_mode_reports_the_plan_without_applying(
     from reconciler.operator.config import OperatorConfig
 
     config = OperatorConfig(interval=1.0, retry_delay=0.5, mode="observe")
-    async with operator(FLEET, tmp_path, monkeypatch, config=config) as (cluster, sims):
-        for doc in documents(FLEET):
+    async with operator(HOME, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        for doc in documents(HOME):
             if doc["kind"] in ("Site", "Gateway"):
                 await cluster.create(doc)
         ready = await cluster.wait_condition("Gateway", "home-zap", "Ready", status="False")
@@ -274,47 +215,26 @@ async def test_observe_mode_reports_the_plan_without_applying(
         assert sims.writes() == 0
 
 
-ENAPTER_FLEET = """
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {name: h2-lab}
-spec:
-  displayName: H2 Lab
-  timezone: Europe/Rome
-  enapter: {}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Device
-metadata: {name: h2-ucm}
-spec:
-  siteRef: h2-lab
-  hardwareId: C8795CBA5375484E829105E959663C8B
-  displayName: Gas sensor UCM
-  enapter:
-    kind: ucm
-    protocol: MQTTS
-    configOutput: {secretName: h2-ucm-config}
-"""
+ENAPTER_FLEET = stream(enapter_site(), document("Device", "h2-ucm", """
+    siteRef: h2-lab
+    hardwareId: C8795CBA5375484E829105E959663C8B
+    displayName: Gas sensor UCM
+    enapter:
+      kind: ucm
+      protocol: MQTTS
+      configOutput: {secretName: h2-ucm-config}
+    """))
 
 
 async def test_enapter_config_is_written_to_a_secret(tmp_path: Path, monkeypatch: Any) -> None:
     logs: list[str] = []
     async with operator(ENAPTER_FLEET, tmp_path, monkeypatch, logs=logs) as (cluster, _):
-        for doc in documents(ENAPTER_FLEET):
-            await cluster.create(doc)
+        await cluster.create_all(documents(ENAPTER_FLEET))
         await cluster.wait_condition("Device", "h2-ucm", "Ready", timeout=30)
 
-        async def secret() -> dict[str, Any] | None:
-            response = await cluster.http.get("/api/v1/namespaces/fleet/secrets/h2-ucm-config")
-            return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
-
-        written = await cluster.wait_for(secret, what="the config Secret")
-        import base64
-
-        data = written.get("data") or {}
-        values = {k: base64.b64decode(v).decode() for k, v in data.items()}
-        values |= written.get("stringData") or {}
-        blob = next(v for v in values.values() if "PRIVATE KEY" in v)
+        written = await cluster.wait_for(lambda: cluster.secret("h2-ucm-config"),
+                                         what="the config Secret")
+        blob = next(v for v in secret_values(written).values() if "PRIVATE KEY" in v)
         # A line of the PEM body of the private key (JSON-escaped or not).
         pem = re.search(r"PRIVATE KEY-----(?:\\n|\n)([A-Za-z0-9+/=]{20,})", blob)
         assert pem is not None, "the Secret holds no PEM private key"
@@ -324,46 +244,22 @@ async def test_enapter_config_is_written_to_a_secret(tmp_path: Path, monkeypatch
         assert pem.group(1) not in shown
 
 
-ELSEWHERE_FLEET = """
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {name: cabin}
-spec:
-  displayName: Cabin
-  timezone: Europe/Stockholm
-  novacore: {orgId: org-home}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Gateway
-metadata: {name: cabin-zap}
-spec:
-  siteRef: cabin
-  zap: {serial: zap-00000000000000b2, url: "http://192.168.7.2"}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Device
-metadata: {name: cabin-inverter}
-spec:
-  gatewayRef: cabin-zap
-  hardwareId: SG0002
-  deviceType: inverter
-  connection:
-    modbusTcp: {host: 192.168.7.60, profile: sungrow}
-  ders:
-    - {name: pv, type: solar}
-"""
+ELSEWHERE_FLEET = stream(
+    novacore_site("cabin", "Cabin"),
+    zap_gateway("cabin-zap", "cabin", "zap-00000000000000b2", "http://192.168.7.2"),
+    sungrow_inverter("cabin-inverter", "cabin-zap", "SG0002", "192.168.7.60"),
+)
 
 
 async def test_an_operator_serving_one_namespace_leaves_the_others_alone(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    both = FLEET + "---" + ELSEWHERE_FLEET
+    both = stream(HOME, ELSEWHERE_FLEET)
     served = [NAMESPACE]
     async with operator(both, tmp_path, monkeypatch, namespaces=served) as (cluster, sims):
         # The other namespace's objects exist first: an operator watching every namespace
         # would reconcile them before (or while) it makes the served ones Ready.
-        for doc in documents(ELSEWHERE_FLEET):
-            await cluster.create(doc, namespace=OTHER_NAMESPACE)
+        await cluster.create_all(documents(ELSEWHERE_FLEET), namespace=OTHER_NAMESPACE)
         await declare(cluster)
         for kind, name in (("Site", "home"), ("Gateway", "home-zap"), ("Device", "home-battery")):
             await cluster.wait_condition(kind, name, "Ready", timeout=30)
@@ -374,6 +270,6 @@ async def test_an_operator_serving_one_namespace_leaves_the_others_alone(
             assert not obj.get("status"), obj
             assert not obj["metadata"].get("finalizers"), obj
         assert sims.novacore.gateways["zap-00000000000000b2"].org_id is None
-        assert sims.novacore.gateways["zap-00000000000000a1"].org_id == "org-home"
+        assert sims.novacore.gateways[ZAP].org_id == "org-home"
         assert not sims.zaps["zap-00000000000000b2"].devices
         assert "Cabin" not in {site.name for site in sims.novacore.sites.values()}

@@ -7,27 +7,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness import documents, operator
-from test_operator_e2e import FLEET, SECRET
+from harness import operator
+from objects import HOME, declare
 
 # The inverter's serial check finds another serial: its changes are blocked.
-BLOCKED = FLEET.replace("hardwareId: SG0001", "hardwareId: SG0099")
+BLOCKED = HOME.replace("hardwareId: SG0001", "hardwareId: SG0099")
 
 
 async def _warnings(cluster: Any, name: str) -> list[str]:
     return [
         f"{e.get('reason')}: {e.get('message')}"
-        for e in await cluster.events()
-        if e.get("type") == "Warning" and (e.get("involvedObject") or {}).get("name") == name
+        for e in await cluster.events_about(name, type_="Warning")
     ]
 
 
 async def test_warnings_are_posted_once_per_problem(tmp_path: Path, monkeypatch: Any) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, _):
-        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        docs = documents(BLOCKED)
-        for doc in docs:
-            await cluster.create(doc)
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, _):
+        docs = await declare(cluster, BLOCKED)
         # An unknown device type (the emulator does not validate against the CRD's schema,
         # as an API server with an older CRD would not either).
         battery = next(d for d in docs if d["metadata"]["name"] == "home-battery")

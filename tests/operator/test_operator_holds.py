@@ -7,36 +7,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness import documents, operator
-from test_operator_e2e import FLEET, SECRET
+from harness import operator
+from objects import HOME, ZAP, declare
 
 # The MQTT battery declared with a hardware id its gateway will not read from it: the Zap
 # adds it, reports another serial, and the operator removes it again.
-WRONG_SERIAL = FLEET.replace("hardwareId: ferroamp_192.168.1.70", "hardwareId: ferroamp_WRONG")
+WRONG_SERIAL = HOME.replace("hardwareId: ferroamp_192.168.1.70", "hardwareId: ferroamp_WRONG")
 ADD, REMOVE = "POST /api/devices", "DELETE /api/devices/{sn}"
-
-
-async def _declare(cluster: Any, fleet: str) -> None:
-    await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-    for doc in documents(fleet):
-        await cluster.create(doc)
 
 
 async def test_a_serial_mismatch_is_not_written_again_until_the_spec_changes(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
-        await _declare(cluster, WRONG_SERIAL)
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster, WRONG_SERIAL)
 
-        async def failed() -> dict[str, Any] | None:
-            cond = await cluster.condition("Device", "home-battery", "Ready")
-            return cond if cond and cond["reason"] == "ApplyFailed" else None
-
-        cond = await cluster.wait_for(failed, timeout=30, what="the battery's apply failed")
+        cond = await cluster.wait_reason("Device", "home-battery", "ApplyFailed", timeout=30,
+                                         what="the battery's apply failed")
         assert "ferroamp_WRONG" in cond["message"] and "not tried again" in cond["message"]
         # The inverter is added through the same endpoint: let it be done first.
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
-        zap = sims.zaps["zap-00000000000000a1"]
+        zap = sims.zaps[ZAP]
         adds, removes = zap.requests[ADD], zap.requests[REMOVE]
         assert (adds, removes) == (2, 1), "the inverter added; the battery added and removed"
 
@@ -60,17 +51,14 @@ async def test_a_serial_mismatch_is_not_written_again_until_the_spec_changes(
 async def test_a_transient_failure_is_retried_without_a_spec_change(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         [battery] = sims.lans["home"].mqtt_devices.values()
         battery.online = False  # the Zap answers 503: it cannot reach the device
-        await _declare(cluster, FLEET)
+        await declare(cluster)
 
-        async def failed() -> dict[str, Any] | None:
-            cond = await cluster.condition("Device", "home-battery", "Ready")
-            return cond if cond and cond["reason"] == "ApplyFailed" else None
-
-        cond = await cluster.wait_for(failed, timeout=30, what="the battery's apply failed")
+        cond = await cluster.wait_reason("Device", "home-battery", "ApplyFailed", timeout=30,
+                                         what="the battery's apply failed")
         assert "not tried again" not in cond["message"]
         battery.online = True
         await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
-        assert "ferroamp_192.168.1.70" in sims.zaps["zap-00000000000000a1"].devices
+        assert "ferroamp_192.168.1.70" in sims.zaps[ZAP].devices

@@ -9,46 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fleet_yaml import HOME_ZAP_SERIAL, ferroamp_battery, novacore_site, stream, zap_gateway
 from harness import documents, operator
 
 from reconciler.engine.credentials import CredentialLedger, device_key, key_from_text
 from reconciler.operator.config import OperatorConfig
 
-SERIAL = "zap-00000000000000a1"
+SERIAL = HOME_ZAP_SERIAL
 HARDWARE_ID = "ferroamp_192.168.1.70"
 ALLOWED = "BATTERY_MQTT_PASSWORD"
-FLEET = f"""
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {{name: home}}
-spec:
-  displayName: Home
-  timezone: Europe/Stockholm
-  novacore: {{orgId: org-home}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Gateway
-metadata: {{name: home-zap}}
-spec:
-  siteRef: home
-  zap: {{serial: {SERIAL}, url: "http://192.168.1.2"}}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Device
-metadata: {{name: home-battery}}
-spec:
-  gatewayRef: home-zap
-  hardwareId: {HARDWARE_ID}
-  deviceType: battery
-  connection:
-    mqtt:
-      profile: ferroamp
-      brokerHost: 192.168.1.70
-      username: extapi
-      passwordFrom: {{env: {ALLOWED}}}
-  ders:
-    - {{name: battery, type: battery}}
-"""
+FLEET = stream(novacore_site(), zap_gateway(),
+               ferroamp_battery(password_from=f"{{env: {ALLOWED}}}"))
 PASSWORD = "b4ttery-mqtt-passw0rd"  # a test value
 OTHER_VALUE = "an0ther-variable-value"  # a test value
 
@@ -69,18 +40,13 @@ async def declare(cluster: Any, env: str) -> None:
 
 
 async def wait_reason(cluster: Any, reason: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        cond = await cluster.condition("Device", "home-battery", "Ready")
-        return cond if cond and cond.get("reason") == reason else None
-
-    return await cluster.wait_for(  # type: ignore[no-any-return]
-        check, timeout=30, what=f"Device/home-battery Ready reason {reason}")
+    return await cluster.wait_reason(  # type: ignore[no-any-return]
+        "Device", "home-battery", reason, timeout=30)
 
 
 async def warnings_of_device(cluster: Any) -> list[str]:
-    return [e.get("message", "") for e in await cluster.events()
-            if e.get("type") == "Warning"
-            and (e.get("involvedObject") or {}).get("name") == "home-battery"]
+    return [e.get("message", "")
+            for e in await cluster.events_about("home-battery", type_="Warning")]
 
 
 async def assert_nothing_sent(cluster: Any, sims: Any, *values: str) -> None:
@@ -150,8 +116,7 @@ async def test_a_listed_variable_is_sent(tmp_path: Any, monkeypatch: Any) -> Non
         assert sims.zaps[SERIAL].devices[HARDWARE_ID].password_set
 
         async def applied() -> dict[str, Any] | None:
-            body = await cluster.get("Device", "home-battery")
-            return ((body or {}).get("status") or {}).get("appliedSecrets")  # type: ignore[no-any-return]
+            return (await cluster.status("Device", "home-battery")).get("appliedSecrets")
 
         recorded = await cluster.wait_for(applied, what="the password's fingerprint")
         expected = CredentialLedger(key_from_text(key)).fingerprint(

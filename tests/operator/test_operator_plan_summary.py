@@ -8,37 +8,21 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness import documents, operator
-from test_operator_e2e import FLEET, SECRET
+from fleet_yaml import stream, sungrow_inverter, zap_gateway
+from harness import operator
+from objects import HOME, declare
 
 from reconciler.operator.config import OperatorConfig
 
 # The inverter declared with a hardware id the device does not report: with checkSerial,
 # its identity check is blocked before anything is written.
-WRONG_SERIAL = FLEET.replace("hardwareId: SG0001", "hardwareId: SG0099")
+WRONG_SERIAL = HOME.replace("hardwareId: SG0001", "hardwareId: SG0099")
 # A second gateway that does not answer (nothing listens on port 9), and a device behind
 # it, which waits for the gateway's claim.
-OFFLINE = """
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Gateway
-metadata: {name: far-zap}
-spec:
-  siteRef: home
-  zap: {serial: zap-00000000000000f9, url: "http://127.0.0.1:9"}
----
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Device
-metadata: {name: far-inverter}
-spec:
-  gatewayRef: far-zap
-  hardwareId: SG0009
-  deviceType: inverter
-  connection:
-    modbusTcp: {host: 192.168.1.61, profile: sungrow}
-  ders:
-    - {name: pv, type: solar}
-"""
+OFFLINE = stream(
+    zap_gateway("far-zap", serial="zap-00000000000000f9", url="http://127.0.0.1:9"),
+    sungrow_inverter("far-inverter", "far-zap", "SG0009", "192.168.1.61"),
+)
 
 
 def _counted(summary: str) -> dict[str, int]:
@@ -67,8 +51,7 @@ async def _last_plan(cluster: Any, kind: str, name: str, *, least: int) -> dict[
     """The object's lastPlan once it holds at least `least` changes."""
 
     async def planned() -> dict[str, Any] | None:
-        body = await cluster.get(kind, name)
-        plan = ((body or {}).get("status") or {}).get("lastPlan")
+        plan = (await cluster.status(kind, name)).get("lastPlan")
         return plan if plan and plan["changes"] >= least else None
 
     return await cluster.wait_for(  # type: ignore[no-any-return]
@@ -85,10 +68,8 @@ def _assert_consistent(plan: dict[str, Any]) -> None:
 
 async def test_observe_mode_counts_every_change(tmp_path: Path, monkeypatch: Any) -> None:
     config = OperatorConfig(interval=1.0, retry_delay=0.5, mode="observe")
-    async with operator(FLEET, tmp_path, monkeypatch, config=config) as (cluster, _):
-        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        for doc in documents(FLEET):
-            await cluster.create(doc)
+    async with operator(HOME, tmp_path, monkeypatch, config=config) as (cluster, _):
+        await declare(cluster)
         plan = await _last_plan(cluster, "Device", "home-inverter", least=2)
         _assert_consistent(plan)
         assert any(n > 1 for n in _counted(plan["summary"]).values()), plan
@@ -97,10 +78,8 @@ async def test_observe_mode_counts_every_change(tmp_path: Path, monkeypatch: Any
 
 
 async def test_blocked_changes_are_counted_as_blocked(tmp_path: Path, monkeypatch: Any) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, _):
-        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        for doc in documents(WRONG_SERIAL):
-            await cluster.create(doc)
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, _):
+        await declare(cluster, WRONG_SERIAL)
         await cluster.wait_condition("Device", "home-inverter", "Verified", status="False")
         plan = await _last_plan(cluster, "Device", "home-inverter", least=1)
         _assert_consistent(plan)
@@ -110,10 +89,8 @@ async def test_blocked_changes_are_counted_as_blocked(tmp_path: Path, monkeypatc
 async def test_a_device_waiting_for_its_gateway_reports_its_plan(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, _):
-        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
-        for doc in documents(FLEET + OFFLINE):
-            await cluster.create(doc)
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, _):
+        await declare(cluster, stream(HOME, OFFLINE))
         waiting = await cluster.wait_condition(
             "Device", "far-inverter", "Ready", status="False", timeout=30
         )

@@ -8,25 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fleet_yaml import novacore_site
 from harness import documents, operator
 
-FLEET = """
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {name: home}
-spec:
-  displayName: Home
-  timezone: Europe/Stockholm
-  novacore: {orgId: org-home}
-"""
+FLEET = novacore_site()
 
 
 async def test_a_site_renamed_in_novacore_gets_its_name_back(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
-        for doc in documents(FLEET):
-            await cluster.create(doc)
+        await cluster.create_all(documents(FLEET))
         await cluster.wait_condition("Site", "home", "Ready", timeout=30)
         [site_id] = sims.novacore.sites
         body = await cluster.get("Site", "home")

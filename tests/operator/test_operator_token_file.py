@@ -10,17 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fleet_yaml import novacore_site
 from harness import documents, operator
 
-FLEET = """
-apiVersion: energy.reconciler.dev/v1alpha1
-kind: Site
-metadata: {name: home}
-spec:
-  displayName: Home
-  timezone: Europe/Stockholm
-  novacore: {orgId: org-home}
-"""
+FLEET = novacore_site()
 
 
 async def test_a_token_rotated_in_its_file_is_used_by_the_next_reconcile(
@@ -28,8 +21,7 @@ async def test_a_token_rotated_in_its_file_is_used_by_the_next_reconcile(
 ) -> None:
     token_file = tmp_path / "novacore-token"
     async with operator(FLEET, tmp_path, monkeypatch, token_file=token_file) as (cluster, sims):
-        for doc in documents(FLEET):
-            await cluster.create(doc)
+        await cluster.create_all(documents(FLEET))
         await cluster.wait_condition("Site", "home", "Ready", timeout=30)
         [site_id] = sims.novacore.sites
 

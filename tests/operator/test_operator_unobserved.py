@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from harness import operator
-from test_operator_e2e import FLEET, declare
+from objects import HOME, declare
 
 
 async def test_observed_conditions_are_unknown_while_the_spec_is_invalid(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, _):
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, _):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
         for type_ in ("Reachable", "Verified"):

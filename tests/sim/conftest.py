@@ -8,11 +8,11 @@ so a simulator that leaves an asyncio task behind fails the test that started it
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from task_leaks import no_task_left_running
 from zap_fixtures import INVERTER_IP, SOLIS_SERIAL, SUNGROW_SERIAL, ZAP_SERIAL
 
 from reconciler.sim.lan import Lan
@@ -22,18 +22,8 @@ from reconciler.sim.zap import ZapSimulator
 
 @pytest.fixture
 async def no_leaked_tasks() -> AsyncIterator[None]:
-    before = asyncio.all_tasks()
-    yield
-    others = asyncio.all_tasks() - before - {asyncio.current_task()}
-    # Tasks already cancelled by a teardown (aiohttp's shutdown cancels handlers without
-    # awaiting them) need a few loop turns to finish; anything still running after that
-    # was left behind.
-    if others:
-        await asyncio.wait(others, timeout=1.0)
-    leaked = {t for t in others if not t.done()}
-    for task in leaked:
-        task.cancel()
-    assert not leaked, f"tasks left running: {leaked}"
+    async with no_task_left_running():
+        yield
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""Helpers for tests against the Novacore simulator: a controllable clock, and a gateway
-key that builds and signs claim messages the way a real Zap does (platform-apis §1.3),
-without depending on the Zap simulator."""
+"""Helpers for tests against the Novacore simulator: a controllable clock (the Flatpeak
+simulator's tests use it too), and a gateway key that builds and signs claim messages the
+way a real Zap does (platform-apis §1.3), without depending on the Zap simulator."""
 
 from __future__ import annotations
 

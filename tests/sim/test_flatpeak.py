@@ -7,18 +7,17 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from novacore_fixtures import FakeClock
 
 from reconciler.sim.flatpeak import FlatpeakSimulator
 
 ACCOUNT = "acc_661677911f2197045e6cf1b1"
 API_KEY = "sk_test_1234"
 OTHER_ACCOUNT, OTHER_KEY = "acc_000000000000000000000002", "sk_other"
-START = 1_780_000_000.0
 TTL = 60.0
 ADDRESS = {"address_line1": "Stapelbäddsgatan 12", "address_line2": "Lgh 1102",
            "city": "Malmö", "post_code": "211 19", "country_code": "SE"}
@@ -27,17 +26,6 @@ PROPERTIES = {"power_rating_import_kwh": 14.2, "capacity_kwh": 123,
               "pv_terrain_shading": False, "pv_forecasts_enabled": False,
               "install_date": "2022-03-22T11:12:21Z"}
 ERROR_KEYS = {"object", "live_mode", "context", "type", "code", "message", "time_created"}
-
-
-@dataclass
-class FakeClock:
-    now: float = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def basic(account_id: str = ACCOUNT, api_key: str = API_KEY) -> dict[str, str]:

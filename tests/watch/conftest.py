@@ -11,22 +11,14 @@ from pathlib import Path
 
 import pytest
 from agent_helpers import Proc, Spawn, World, start_world
+from task_leaks import no_task_left_running
 
 
 @pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
     """Fail a test that leaves an asyncio task running (set up first, torn down last)."""
-    before = asyncio.all_tasks()
-    yield
-    others = asyncio.all_tasks() - before - {asyncio.current_task()}
-    # Tasks already cancelled by a teardown (aiohttp's shutdown cancels handlers without
-    # awaiting them) need a few loop turns to finish.
-    if others:
-        await asyncio.wait(others, timeout=1.0)
-    leaked = {t for t in others if not t.done()}
-    for task in leaked:
-        task.cancel()
-    assert not leaked, f"tasks left running: {leaked}"
+    async with no_task_left_running():
+        yield
 
 
 @pytest.fixture
