@@ -5,7 +5,8 @@ address) and the devices registered on it, plus the records of what Flatpeak rep
 
 Keys: a location is the one the site names by `locationId`, else the one whose
 `reference_id` is the site's resource name; a device is the one whose `reference_id` is
-declared. Only declared fields are compared (properties key by key), and a change is a
+declared. Only declared fields are compared (properties key by key; a declared postal
+address is the whole address, so a line it leaves out is removed), and a change is a
 PATCH of the fields that differ. A Site renamed therefore gets a new location, and its
 devices move to it in the same apply (`location_to_create` stands for its id until then).
 
@@ -139,6 +140,23 @@ def match_location(
         elif candidate.reference_id == site.name:
             return candidate
     return None
+
+
+def _lines_left_out(after: dict[str, Any], location: FlatpeakLocationState) -> list[FieldDiff]:
+    """A declared address is the whole address: a line it leaves out (`line2`) that the
+    location has is removed, set to null in `after` (the PATCH sends it so). Compared line by
+    line, a new street would keep the old flat number and name an address that is not the
+    site's. `state`, which a Site cannot declare, is left as it is."""
+    declared = after.get("postal_address")
+    if declared is None:
+        return []
+    diff = []
+    for remote in ADDRESS_FIELDS.values():
+        old = location.postal_address.get(remote)
+        if remote not in declared and old not in (None, ""):
+            declared[remote] = None
+            diff.append(FieldDiff("remove", f"postal_address.{remote}", old, None))
+    return diff
 
 
 def location_to_create(site: Site) -> str:
@@ -284,6 +302,7 @@ class FlatpeakPlanner:
         if location.customer_id is not None:
             before["customer_id"] = location.customer_id
         diff = declared_diff(after, before)
+        diff += _lines_left_out(after, location)
         return self._change(
             "Site",
             site.name,

@@ -77,6 +77,27 @@ async def test_drift_and_declared_changes_are_patched_field_by_field(world: Worl
     assert not (await world.plan(changed)).plan.has_changes
 
 
+@pytest.mark.parametrize("merges", [True, False], ids=["merging-patch", "replacing-patch"])
+async def test_a_moved_site_gets_its_whole_new_address(world: World, merges: bool) -> None:
+    """A declared address is the whole address: a site that moves from a flat to a house
+    leaves no flat number behind at the new street. The address goes whole in the PATCH,
+    whether Flatpeak merges a `postal_address` it is sent or takes it whole (the spec says
+    only that parameters not sent stay as they are)."""
+    world.sims.flatpeak.merges_patched_objects = merges
+    await world.apply(fleet_of(home(line2="Lgh 1102")))
+    assert world.location()["postal_address"]["address_line2"] == "Lgh 1102"
+
+    moved = fleet_of(home(street="Kungsgatan 5", city="Lund", post_code="222 22"))
+    change = pending(await world.plan(moved))["site/home[flatpeak]"]
+    assert ("remove", "postal_address.address_line2", "Lgh 1102", None) in [
+        (d.op, d.path, d.old, d.new) for d in change.diff]
+    await world.apply(moved)
+    assert world.location()["postal_address"] == {
+        "address_line1": "Kungsgatan 5", "address_line2": None, "city": "Lund", "state": None,
+        "post_code": "222 22", "country_code": "SE"}
+    assert not (await world.plan(moved)).plan.has_changes
+
+
 async def test_prune_deletes_only_undeclared_devices_that_are_only_on_managed_locations(
         world: World) -> None:
     await world.apply()
