@@ -177,15 +177,18 @@ def observed_device_fields(remote: FlatpeakDeviceState) -> dict[str, Any]:
 
 
 def patch_body(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """PATCH body: the declared fields that differ; properties key by key (Flatpeak merges
-    them, so undeclared properties stay as they are)."""
+    """PATCH body: the declared fields that differ. Properties are compared key by key, and
+    when one differs they are sent whole, the device's undeclared ones as it has them: the
+    spec leaves unchanged only the parameters not sent, and an API that takes `properties`
+    whole would otherwise lose every property but the changed ones (and the next plan put
+    those back, losing the others, at every apply)."""
     body: dict[str, Any] = {}
     for key, value in after.items():
         if key == "properties":
             old = before.get("properties") or {}
-            changed = {k: v for k, v in value.items() if old.get(k) != v}
-            if changed:
-                body["properties"] = changed
+            if any(old.get(k) != v for k, v in value.items()):
+                kept = {k: v for k, v in old.items() if v is not None}
+                body["properties"] = kept | value
         elif before.get(key) != value:
             body[key] = value
     return body

@@ -51,7 +51,11 @@ async def test_location_and_devices_are_created_then_nothing_is_written(world: W
         "GET /login": 1, "GET /locations": 1, "GET /devices": 1}
 
 
-async def test_drift_and_declared_changes_are_patched_field_by_field(world: World) -> None:
+@pytest.mark.parametrize("merges", [True, False], ids=["merging-patch", "replacing-patch"])
+async def test_drift_and_declared_changes_are_patched_field_by_field(
+        world: World, merges: bool) -> None:
+    """Also where Flatpeak takes the `properties` of a PATCH whole: they are sent whole."""
+    world.sims.flatpeak.merges_patched_objects = merges
     await world.apply()
     battery = world.device("home-battery")
     # Someone edits the device elsewhere: one declared property, one undeclared.
@@ -72,8 +76,9 @@ async def test_drift_and_declared_changes_are_patched_field_by_field(world: Worl
     assert world.location()["postal_address"]["address_line1"] == "Lilla torg 2"
     battery = world.device("home-battery")
     assert battery["model_name"] == "Powerwall 3"
-    assert battery["properties"]["capacity_kwh"] == 13.5
-    assert battery["properties"]["pv_tilt"] == 10  # not declared: left as it is
+    assert battery["properties"] == {"capacity_kwh": 13.5, "power_rating_export_kwh": 5.0,
+                                     "install_date": "2024-03-22",
+                                     "pv_tilt": 10}  # not declared: left as it is
     assert not (await world.plan(changed)).plan.has_changes
 
 
