@@ -206,16 +206,33 @@ class FlatpeakPlanner:
     prune: bool = False
     changes: list[Change] = field(default_factory=list)
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
+    _sites_of: dict[str, list[str]] = field(default_factory=dict)
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         managed: dict[str, Site] = {}  # location id -> site
+        self._sites_of = self._sites_by_location()
         for site in self.fleet.sites.values():
             if site.spec.flatpeak is not None:
                 location = self._plan_site(site)
                 if location is not None:
-                    managed[location.id] = site
+                    managed.setdefault(location.id, site)
         self._undeclared(managed)
         return self.changes, self.unmanaged
+
+    def _sites_by_location(self) -> dict[str, list[str]]:
+        """Location id -> the Sites that match it. Validation refuses two Sites with one
+        `locationId`; one Site's `locationId` can still be the location another finds by
+        reference id."""
+        locations = self.state.locations if self.state is not None else None
+        out: dict[str, list[str]] = {}
+        if not isinstance(locations, list):
+            return out
+        for site in self.fleet.sites.values():
+            if site.spec.flatpeak is not None:
+                location = match_location(site, locations)
+                if location is not None:
+                    out.setdefault(location.id, []).append(site.name)
+        return out
 
     def _change(
         self, kind: str, name: str, action: Action, reason: Reason, site: Site, **kwargs: Any
@@ -246,6 +263,8 @@ class FlatpeakPlanner:
         devices = state.devices if isinstance(state.devices, list) else []
         location = match_location(site, locations)
         location_change = self._location_change(site, location)
+        if location is not None:
+            self._block_shared(site, location, location_change)
         by_reference: dict[str, FlatpeakDeviceState] = {}
         for remote in devices:
             by_reference.setdefault(remote.reference_id, remote)  # newest first: keep newest
@@ -315,6 +334,23 @@ class FlatpeakPlanner:
             after=after,
             diff=diff,
             external_id=location.id,
+        )
+
+    def _block_shared(
+        self, site: Site, location: FlatpeakLocationState, change: Change
+    ) -> None:
+        """A location other Sites match too is written by none of them: each would put its
+        own address and customer there in turn, one apply each, for ever. A Site that
+        matches it as declared has nothing to write and is not blocked."""
+        others = [name for name in self._sites_of.get(location.id, []) if name != site.name]
+        if not others or not change.is_change:
+            return
+        change.blocked = True
+        change.message = (
+            f"Flatpeak location {location.id} (reference id {location.reference_id!r}) is "
+            f"also the location of Site {', '.join(others)}: a location belongs to one Site; "
+            "give each its own (`flatpeak.locationId` names another location, or none to "
+            "find or create one by the Site's name)"
         )
 
     def _plan_device(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from flatpeak_world import World, fleet_of, home, pending
+from flatpeak_world import API, World, fleet_of, home, pending
 
 from reconciler.engine.flatpeak import flatpeak_api
 from reconciler.engine.reconcile import Reconciler
@@ -299,3 +299,57 @@ async def test_an_api_that_does_not_filter_by_reference_id_adopts_nothing_of_oth
     assert world.sims.flatpeak.devices[stranger] == before
     assert world.sims.flatpeak.locations[elsewhere]["postal_address"] == {
         "address_line1": "Elsewhere 1"}
+
+
+def with_cabin(location_id: str) -> str:
+    """`home()` and a second Site, `cabin`, elsewhere, on the location `location_id`."""
+    return home() + f"""---
+{API}
+kind: Site
+metadata: {{name: cabin}}
+spec:
+  displayName: Cabin
+  timezone: Europe/Stockholm
+  location:
+    latitude: 57.64
+    longitude: 18.29
+    address: {{line1: Strandgatan 3, city: Visby, postCode: "621 56", countryCode: SE}}
+  flatpeak: {{locationId: {location_id}}}
+---
+{API}
+kind: Device
+metadata: {{name: cabin-ev}}
+spec:
+  siteRef: cabin
+  flatpeak: {{referenceId: cabin-ev, type: EV_CHARGER}}
+"""
+
+
+async def test_two_sites_on_one_location_are_blocked_instead_of_taking_turns(
+        world: World) -> None:
+    """A Site whose `locationId` is the location another Site finds by its name: each would
+    write its own address there, one apply each, for ever. The one that has something to
+    write is blocked, naming the other; nothing is written to the location."""
+    await world.apply()
+    shared = world.location("home")["id"]
+    fleet = fleet_of(with_cabin(shared))
+    changes = pending(await world.plan(fleet))
+    cabin = changes["site/cabin[flatpeak]"]
+    assert cabin.blocked and cabin.action is Action.UPDATE
+    assert f"location {shared} (reference id 'home') is also the location of Site home" \
+        in cabin.message
+    assert changes["device/cabin-ev[flatpeak]"].blocked
+    assert "site/home[flatpeak]" not in changes, "in sync: it writes nothing"
+
+    world.sims.reset_counts()
+    async with world.reconciler(fleet) as reconciler:
+        report = await reconciler.apply(await reconciler.plan())
+    assert not report.ok
+    assert world.sims.writes() == 0
+    assert world.location("home")["postal_address"]["city"] == "Malmö"
+
+    # Edited in Flatpeak, the location differs from both Sites: neither writes it.
+    world.sims.flatpeak.locations[shared]["postal_address"]["city"] = "Ystad"
+    changes = pending(await world.plan(fleet))
+    assert changes["site/home[flatpeak]"].blocked and changes["site/cabin[flatpeak]"].blocked
+    assert "also the location of Site cabin" in changes["site/home[flatpeak]"].message
