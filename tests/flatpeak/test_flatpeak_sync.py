@@ -353,3 +353,26 @@ async def test_two_sites_on_one_location_are_blocked_instead_of_taking_turns(
     changes = pending(await world.plan(fleet))
     assert changes["site/home[flatpeak]"].blocked and changes["site/cabin[flatpeak]"].blocked
     assert "also the location of Site cabin" in changes["site/home[flatpeak]"].message
+
+
+async def test_the_location_the_last_flatpeak_site_left_is_reported(world: World) -> None:
+    """With no Site declaring Flatpeak any more (the block removed from the last one), the
+    locations are still listed, for the location the Site leaves to be reported as a
+    renamed Site's is; the devices are not read. That listing stops nothing: with the key
+    refused, the plan reports nothing of Flatpeak and goes on."""
+    await world.apply()
+    location = world.location("home")["id"]
+    site_alone = home().split("---")[0].replace("  flatpeak: {customerId: cus_1}\n", "")
+    without = fleet_of(site_alone)
+    assert without.sites["home"].spec.flatpeak is None and not without.devices
+
+    world.sims.reset_counts()
+    unmanaged = (await world.plan(without)).plan.unmanaged
+    assert [(u["platform"], u["id"]) for u in unmanaged] == [("flatpeak", location)]
+    assert "was applied for Site home" in unmanaged[0]["description"]
+    assert dict(world.sims.flatpeak.requests) == {"GET /login": 1, "GET /locations": 1}
+
+    refused = world.settings(RECONCILER_FLATPEAK_API_KEY="wrong")
+    async with Reconciler(without, refused) as reconciler:
+        result = await reconciler.plan()
+    assert result.plan.unmanaged == [] and not result.plan.has_changes
