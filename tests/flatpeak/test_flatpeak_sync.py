@@ -188,7 +188,9 @@ async def test_bad_credentials_and_a_disabled_account_stop_the_run(world: World)
     (exit 1) instead of deferring, which an apply reports as success."""
     settings = world.settings(RECONCILER_FLATPEAK_API_KEY="wrong")
     async with Reconciler(world.fleet, settings) as reconciler:
-        with pytest.raises(ProviderAuthError, match="bad_credentials"):
+        with pytest.raises(ProviderAuthError, match=r"refused the login.*"
+                           r"RECONCILER_FLATPEAK_ACCOUNT_ID.*RECONCILER_FLATPEAK_API_KEY.*"
+                           r"bad_credentials"):
             await reconciler.plan()
     world.sims.flatpeak.set_account_disabled(world.sims.flatpeak_account)
     with pytest.raises(ProviderAuthError, match=r"refused the login.*account_disabled"):
