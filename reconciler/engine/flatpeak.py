@@ -1,17 +1,20 @@
 """Flatpeak in the engine: its client on the session (logging in with the account's
 credentials and refreshing the token), the observer (one `GET /locations` and one
-`GET /devices` for the account, every page; no other call in a no-op plan) and the
+`GET /devices` for the account, every page; no other call in a no-op plan), the listing of
+the locations earlier applies left when no Site declares Flatpeak any more, and the
 executors. `engine.platforms` registers them."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import Any
 
 from reconciler.engine import execute
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import both
 from reconciler.engine.observe import _Gather
+from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
 from reconciler.errors import ProviderAuthError, ProviderRejected
 from reconciler.model.fleet import Fleet
@@ -19,7 +22,7 @@ from reconciler.model.site import Site
 from reconciler.plan import flatpeak as flatpeak_plan
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.flatpeak import FlatpeakState
-from reconciler.plan.observed import Observed
+from reconciler.plan.observed import Observed, Unreachable
 from reconciler.providers.flatpeak import convert as flatpeak_convert
 from reconciler.providers.flatpeak.client import FlatpeakAuth, FlatpeakClient
 
@@ -61,6 +64,28 @@ async def observe_flatpeak(
         gather.read_as(client.list_devices, flatpeak_convert.devices),
     )
     observed.extra[_FLATPEAK] = FlatpeakState(locations=locations, devices=devices)
+
+
+async def observe_remembered_locations(
+    session: Session, observed: Observed, policy: RetryPolicy, remembered: Collection[str]
+) -> None:
+    """List the locations when earlier applies made or matched some (`remembered`, from the
+    inventory) and `observe_flatpeak` read nothing, no declared Site having a `flatpeak`
+    block any more: the last one removed, or its block, leaves its location in Flatpeak,
+    and only the listing lets the plan report it (`plan.retired_locations`). Read for that
+    report alone, a failure (rejected credentials included) reports nothing and stops
+    nothing, and the devices are not read."""
+    settings = session.settings
+    if not remembered or _FLATPEAK in observed.extra:
+        return
+    if not settings.flatpeak_account_id or not settings.flatpeak_api_key:
+        return
+    client = flatpeak_api(session)
+    locations = await _Gather(policy).read_as(client.list_locations, flatpeak_convert.locations)
+    if isinstance(locations, list):
+        observed.extra[_FLATPEAK] = FlatpeakState(
+            locations=locations, devices=Unreachable("not read: no Site declares Flatpeak")
+        )
 
 
 class _Ids:

@@ -20,6 +20,7 @@ from reconciler.engine.apply import ApplyReport, Progress, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.credentials import CredentialLedger, mqtt_passwords
 from reconciler.engine.execute import Executors
+from reconciler.engine.flatpeak import observe_remembered_locations
 from reconciler.engine.observe import observe
 from reconciler.engine.retry import RetryPolicy, read_policy
 from reconciler.engine.session import Session, TransportFactory
@@ -196,6 +197,12 @@ class Reconciler:
                 | {left.where.org_id for left in options.left_sites},
                 applied_sites=options.applied_sites,
                 lookup_sites=options.lookup_sites,
+            )
+            await observe_remembered_locations(
+                self.session,
+                observed,
+                read_policy(self.settings.retries),
+                options.flatpeak_locations,
             )
             plan = builder.finish()
         return PlanResult(plan, observed, self.fleet, list(paths or []))

@@ -188,6 +188,7 @@ def _rules(resources: list[Resource], holders: Collection[str] = ()) -> list[Pro
     problems += _unique_hardware_ids(fleet)
     problems += _unique_enapter_slugs(fleet)
     problems += _unique_flatpeak_references(fleet)
+    problems += _unique_flatpeak_locations(fleet)
     problems += _config_output_files(fleet, holders)
     problems += _config_output_secrets(fleet, holders)
     return problems
@@ -750,6 +751,32 @@ def _unique_flatpeak_references(fleet: Fleet) -> list[Problem]:
             )
         else:
             seen[ref] = device.name
+    return problems
+
+
+def _unique_flatpeak_locations(fleet: Fleet) -> list[Problem]:
+    """Two Sites on one Flatpeak location would write its address and customer in turn, one
+    apply each, for ever. (A `locationId` that is another Site's location by reference id
+    can only be seen once the locations are listed: `plan.flatpeak` blocks it.)"""
+    problems = []
+    seen: dict[str, str] = {}
+    for site in fleet.sites.values():
+        location_id = site.spec.flatpeak.location_id if site.spec.flatpeak else None
+        if location_id is None:
+            continue
+        if location_id in seen:
+            problems.append(
+                Problem(
+                    "Site",
+                    site.name,
+                    ("spec", "flatpeak", "locationId"),
+                    f"locationId {location_id!r} is already the location of Site "
+                    f"{seen[location_id]!r}; a Flatpeak location belongs to one Site: give "
+                    "this Site another locationId, or none to create its own",
+                )
+            )
+        else:
+            seen[location_id] = site.name
     return problems
 
 

@@ -5,7 +5,8 @@ address) and the devices registered on it, plus the records of what Flatpeak rep
 
 Keys: a location is the one the site names by `locationId`, else the one whose
 `reference_id` is the site's resource name; a device is the one whose `reference_id` is
-declared. Only declared fields are compared (properties key by key), and a change is a
+declared. Only declared fields are compared (properties key by key; a declared postal
+address is the whole address, so a line it leaves out is removed), and a change is a
 PATCH of the fields that differ. A Site renamed therefore gets a new location, and its
 devices move to it in the same apply (`location_to_create` stands for its id until then).
 
@@ -141,6 +142,23 @@ def match_location(
     return None
 
 
+def _lines_left_out(after: dict[str, Any], location: FlatpeakLocationState) -> list[FieldDiff]:
+    """A declared address is the whole address: a line it leaves out (`line2`) that the
+    location has is removed, set to null in `after` (the PATCH sends it so). Compared line by
+    line, a new street would keep the old flat number and name an address that is not the
+    site's. `state`, which a Site cannot declare, is left as it is."""
+    declared = after.get("postal_address")
+    if declared is None:
+        return []
+    diff = []
+    for remote in ADDRESS_FIELDS.values():
+        old = location.postal_address.get(remote)
+        if remote not in declared and old not in (None, ""):
+            declared[remote] = None
+            diff.append(FieldDiff("remove", f"postal_address.{remote}", old, None))
+    return diff
+
+
 def location_to_create(site: Site) -> str:
     """The id a plan shows for the location it creates for `site`, unknown until the apply
     makes it; the executor puts the real id in its place."""
@@ -159,15 +177,18 @@ def observed_device_fields(remote: FlatpeakDeviceState) -> dict[str, Any]:
 
 
 def patch_body(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """PATCH body: the declared fields that differ; properties key by key (Flatpeak merges
-    them, so undeclared properties stay as they are)."""
+    """PATCH body: the declared fields that differ. Properties are compared key by key, and
+    when one differs they are sent whole, the device's undeclared ones as it has them: the
+    spec leaves unchanged only the parameters not sent, and an API that takes `properties`
+    whole would otherwise lose every property but the changed ones (and the next plan put
+    those back, losing the others, at every apply)."""
     body: dict[str, Any] = {}
     for key, value in after.items():
         if key == "properties":
             old = before.get("properties") or {}
-            changed = {k: v for k, v in value.items() if old.get(k) != v}
-            if changed:
-                body["properties"] = changed
+            if any(old.get(k) != v for k, v in value.items()):
+                kept = {k: v for k, v in old.items() if v is not None}
+                body["properties"] = kept | value
         elif before.get(key) != value:
             body[key] = value
     return body
@@ -185,16 +206,33 @@ class FlatpeakPlanner:
     prune: bool = False
     changes: list[Change] = field(default_factory=list)
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
+    _sites_of: dict[str, list[str]] = field(default_factory=dict)
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         managed: dict[str, Site] = {}  # location id -> site
+        self._sites_of = self._sites_by_location()
         for site in self.fleet.sites.values():
             if site.spec.flatpeak is not None:
                 location = self._plan_site(site)
                 if location is not None:
-                    managed[location.id] = site
+                    managed.setdefault(location.id, site)
         self._undeclared(managed)
         return self.changes, self.unmanaged
+
+    def _sites_by_location(self) -> dict[str, list[str]]:
+        """Location id -> the Sites that match it. Validation refuses two Sites with one
+        `locationId`; one Site's `locationId` can still be the location another finds by
+        reference id."""
+        locations = self.state.locations if self.state is not None else None
+        out: dict[str, list[str]] = {}
+        if not isinstance(locations, list):
+            return out
+        for site in self.fleet.sites.values():
+            if site.spec.flatpeak is not None:
+                location = match_location(site, locations)
+                if location is not None:
+                    out.setdefault(location.id, []).append(site.name)
+        return out
 
     def _change(
         self, kind: str, name: str, action: Action, reason: Reason, site: Site, **kwargs: Any
@@ -225,6 +263,8 @@ class FlatpeakPlanner:
         devices = state.devices if isinstance(state.devices, list) else []
         location = match_location(site, locations)
         location_change = self._location_change(site, location)
+        if location is not None:
+            self._block_shared(site, location, location_change)
         by_reference: dict[str, FlatpeakDeviceState] = {}
         for remote in devices:
             by_reference.setdefault(remote.reference_id, remote)  # newest first: keep newest
@@ -284,6 +324,7 @@ class FlatpeakPlanner:
         if location.customer_id is not None:
             before["customer_id"] = location.customer_id
         diff = declared_diff(after, before)
+        diff += _lines_left_out(after, location)
         return self._change(
             "Site",
             site.name,
@@ -293,6 +334,23 @@ class FlatpeakPlanner:
             after=after,
             diff=diff,
             external_id=location.id,
+        )
+
+    def _block_shared(
+        self, site: Site, location: FlatpeakLocationState, change: Change
+    ) -> None:
+        """A location other Sites match too is written by none of them: each would put its
+        own address and customer there in turn, one apply each, for ever. A Site that
+        matches it as declared has nothing to write and is not blocked."""
+        others = [name for name in self._sites_of.get(location.id, []) if name != site.name]
+        if not others or not change.is_change:
+            return
+        change.blocked = True
+        change.message = (
+            f"Flatpeak location {location.id} (reference id {location.reference_id!r}) is "
+            f"also the location of Site {', '.join(others)}: a location belongs to one Site; "
+            "give each its own (`flatpeak.locationId` names another location, or none to "
+            "find or create one by the Site's name)"
         )
 
     def _plan_device(

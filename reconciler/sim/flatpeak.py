@@ -22,6 +22,10 @@ location `reference_id` or deleting a location devices still use.
 
 Objects belong to the account that created them; another account's ids answer 404.
 
+PATCH leaves unchanged the parameters not sent (§3.3); our choice: a `postal_address` or
+`properties` sent is merged key by key (null unsets a key). `merges_patched_objects=False`
+takes each whole instead, replacing the one there, as the spec's wording also allows.
+
 Lists take the classic spec's `reference_id` filter. `filters_reference_id=False` answers
 every object instead, as an API version without that filter would (the busbar pages do not
 say it has one).
@@ -210,6 +214,7 @@ class FlatpeakSimulator(SimServer):
         live_mode: bool = False,
         token_refused_status: int = 403,
         filters_reference_id: bool = True,
+        merges_patched_objects: bool = True,
         seed: int = 0,
         faults: FaultConfig | None = None,
     ) -> None:
@@ -217,6 +222,7 @@ class FlatpeakSimulator(SimServer):
         self.token_ttl_s = token_ttl_s
         self.token_refused_status = token_refused_status
         self.filters_reference_id = filters_reference_id
+        self.merges_patched_objects = merges_patched_objects
         self.live_mode = live_mode
         self._clock: Clock = clock or time.time
         self._clock_offset = 0.0
@@ -430,7 +436,9 @@ class FlatpeakSimulator(SimServer):
         if "locations" in body:
             device["locations"] = list(body["locations"])
         if "properties" in body:
-            merge_properties(device["properties"], body["properties"])
+            if not self.merges_patched_objects:
+                device["properties"] = {}
+            merge_properties(device["properties"], body["properties"] or {})
         return 200, device
 
     async def _delete_device(self, request: web.Request, account_id: str) -> Result:
@@ -517,8 +525,12 @@ class FlatpeakSimulator(SimServer):
         if body.get("reference_id") is not None:
             self._check_reference_free(account_id, body["reference_id"], location["id"])
         if body.get("postal_address") is not None:
-            address = check_address(body["postal_address"], partial=True)
-            location["postal_address"] |= address
+            merge = self.merges_patched_objects
+            address = check_address(body["postal_address"], partial=merge)
+            if merge:
+                location["postal_address"] |= address
+            else:
+                location["postal_address"] = {name: address.get(name) for name in ADDRESS_FIELDS}
             derive_region(location)
         for key in ("reference_id", "customer_id"):
             if key in body:

@@ -20,8 +20,10 @@ API = "apiVersion: energy.reconciler.dev/v1alpha1"
 
 
 def home(*, battery_model: str = "Powerwall 2", capacity: float = 13.5,
-         location: str = "", with_pv: bool = True, street: str = "Storgatan 1") -> str:
+         location: str = "", with_pv: bool = True, street: str = "Storgatan 1",
+         line2: str = "", city: str = "Malmö", post_code: str = "211 19") -> str:
     flatpeak = f"{{customerId: cus_1{', locationId: ' + location if location else ''}}}"
+    flat = f", line2: {line2}" if line2 else ""
     text = f"""{API}
 kind: Site
 metadata: {{name: home}}
@@ -31,7 +33,7 @@ spec:
   location:
     latitude: 55.61
     longitude: 12.97
-    address: {{line1: {street}, city: Malmö, postCode: "211 19", countryCode: SE}}
+    address: {{line1: {street}{flat}, city: {city}, postCode: "{post_code}", countryCode: SE}}
   flatpeak: {flatpeak}
 ---
 {API}

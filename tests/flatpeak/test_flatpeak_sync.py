@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from flatpeak_world import World, fleet_of, home, pending
+from flatpeak_world import API, World, fleet_of, home, pending
 
 from reconciler.engine.flatpeak import flatpeak_api
 from reconciler.engine.reconcile import Reconciler
@@ -51,7 +51,11 @@ async def test_location_and_devices_are_created_then_nothing_is_written(world: W
         "GET /login": 1, "GET /locations": 1, "GET /devices": 1}
 
 
-async def test_drift_and_declared_changes_are_patched_field_by_field(world: World) -> None:
+@pytest.mark.parametrize("merges", [True, False], ids=["merging-patch", "replacing-patch"])
+async def test_drift_and_declared_changes_are_patched_field_by_field(
+        world: World, merges: bool) -> None:
+    """Also where Flatpeak takes the `properties` of a PATCH whole: they are sent whole."""
+    world.sims.flatpeak.merges_patched_objects = merges
     await world.apply()
     battery = world.device("home-battery")
     # Someone edits the device elsewhere: one declared property, one undeclared.
@@ -72,9 +76,31 @@ async def test_drift_and_declared_changes_are_patched_field_by_field(world: Worl
     assert world.location()["postal_address"]["address_line1"] == "Lilla torg 2"
     battery = world.device("home-battery")
     assert battery["model_name"] == "Powerwall 3"
-    assert battery["properties"]["capacity_kwh"] == 13.5
-    assert battery["properties"]["pv_tilt"] == 10  # not declared: left as it is
+    assert battery["properties"] == {"capacity_kwh": 13.5, "power_rating_export_kwh": 5.0,
+                                     "install_date": "2024-03-22",
+                                     "pv_tilt": 10}  # not declared: left as it is
     assert not (await world.plan(changed)).plan.has_changes
+
+
+@pytest.mark.parametrize("merges", [True, False], ids=["merging-patch", "replacing-patch"])
+async def test_a_moved_site_gets_its_whole_new_address(world: World, merges: bool) -> None:
+    """A declared address is the whole address: a site that moves from a flat to a house
+    leaves no flat number behind at the new street. The address goes whole in the PATCH,
+    whether Flatpeak merges a `postal_address` it is sent or takes it whole (the spec says
+    only that parameters not sent stay as they are)."""
+    world.sims.flatpeak.merges_patched_objects = merges
+    await world.apply(fleet_of(home(line2="Lgh 1102")))
+    assert world.location()["postal_address"]["address_line2"] == "Lgh 1102"
+
+    moved = fleet_of(home(street="Kungsgatan 5", city="Lund", post_code="222 22"))
+    change = pending(await world.plan(moved))["site/home[flatpeak]"]
+    assert ("remove", "postal_address.address_line2", "Lgh 1102", None) in [
+        (d.op, d.path, d.old, d.new) for d in change.diff]
+    await world.apply(moved)
+    assert world.location()["postal_address"] == {
+        "address_line1": "Kungsgatan 5", "address_line2": None, "city": "Lund", "state": None,
+        "post_code": "222 22", "country_code": "SE"}
+    assert not (await world.plan(moved)).plan.has_changes
 
 
 async def test_prune_deletes_only_undeclared_devices_that_are_only_on_managed_locations(
@@ -162,7 +188,9 @@ async def test_bad_credentials_and_a_disabled_account_stop_the_run(world: World)
     (exit 1) instead of deferring, which an apply reports as success."""
     settings = world.settings(RECONCILER_FLATPEAK_API_KEY="wrong")
     async with Reconciler(world.fleet, settings) as reconciler:
-        with pytest.raises(ProviderAuthError, match="bad_credentials"):
+        with pytest.raises(ProviderAuthError, match=r"refused the login.*"
+                           r"RECONCILER_FLATPEAK_ACCOUNT_ID.*RECONCILER_FLATPEAK_API_KEY.*"
+                           r"bad_credentials"):
             await reconciler.plan()
     world.sims.flatpeak.set_account_disabled(world.sims.flatpeak_account)
     with pytest.raises(ProviderAuthError, match=r"refused the login.*account_disabled"):
@@ -273,3 +301,80 @@ async def test_an_api_that_does_not_filter_by_reference_id_adopts_nothing_of_oth
     assert world.sims.flatpeak.devices[stranger] == before
     assert world.sims.flatpeak.locations[elsewhere]["postal_address"] == {
         "address_line1": "Elsewhere 1"}
+
+
+def with_cabin(location_id: str) -> str:
+    """`home()` and a second Site, `cabin`, elsewhere, on the location `location_id`."""
+    return home() + f"""---
+{API}
+kind: Site
+metadata: {{name: cabin}}
+spec:
+  displayName: Cabin
+  timezone: Europe/Stockholm
+  location:
+    latitude: 57.64
+    longitude: 18.29
+    address: {{line1: Strandgatan 3, city: Visby, postCode: "621 56", countryCode: SE}}
+  flatpeak: {{locationId: {location_id}}}
+---
+{API}
+kind: Device
+metadata: {{name: cabin-ev}}
+spec:
+  siteRef: cabin
+  flatpeak: {{referenceId: cabin-ev, type: EV_CHARGER}}
+"""
+
+
+async def test_two_sites_on_one_location_are_blocked_instead_of_taking_turns(
+        world: World) -> None:
+    """A Site whose `locationId` is the location another Site finds by its name: each would
+    write its own address there, one apply each, for ever. The one that has something to
+    write is blocked, naming the other; nothing is written to the location."""
+    await world.apply()
+    shared = world.location("home")["id"]
+    fleet = fleet_of(with_cabin(shared))
+    changes = pending(await world.plan(fleet))
+    cabin = changes["site/cabin[flatpeak]"]
+    assert cabin.blocked and cabin.action is Action.UPDATE
+    assert f"location {shared} (reference id 'home') is also the location of Site home" \
+        in cabin.message
+    assert changes["device/cabin-ev[flatpeak]"].blocked
+    assert "site/home[flatpeak]" not in changes, "in sync: it writes nothing"
+
+    world.sims.reset_counts()
+    async with world.reconciler(fleet) as reconciler:
+        report = await reconciler.apply(await reconciler.plan())
+    assert not report.ok
+    assert world.sims.writes() == 0
+    assert world.location("home")["postal_address"]["city"] == "Malmö"
+
+    # Edited in Flatpeak, the location differs from both Sites: neither writes it.
+    world.sims.flatpeak.locations[shared]["postal_address"]["city"] = "Ystad"
+    changes = pending(await world.plan(fleet))
+    assert changes["site/home[flatpeak]"].blocked and changes["site/cabin[flatpeak]"].blocked
+    assert "also the location of Site cabin" in changes["site/home[flatpeak]"].message
+
+
+async def test_the_location_the_last_flatpeak_site_left_is_reported(world: World) -> None:
+    """With no Site declaring Flatpeak any more (the block removed from the last one), the
+    locations are still listed, for the location the Site leaves to be reported as a
+    renamed Site's is; the devices are not read. That listing stops nothing: with the key
+    refused, the plan reports nothing of Flatpeak and goes on."""
+    await world.apply()
+    location = world.location("home")["id"]
+    site_alone = home().split("---")[0].replace("  flatpeak: {customerId: cus_1}\n", "")
+    without = fleet_of(site_alone)
+    assert without.sites["home"].spec.flatpeak is None and not without.devices
+
+    world.sims.reset_counts()
+    unmanaged = (await world.plan(without)).plan.unmanaged
+    assert [(u["platform"], u["id"]) for u in unmanaged] == [("flatpeak", location)]
+    assert "was applied for Site home" in unmanaged[0]["description"]
+    assert dict(world.sims.flatpeak.requests) == {"GET /login": 1, "GET /locations": 1}
+
+    refused = world.settings(RECONCILER_FLATPEAK_API_KEY="wrong")
+    async with Reconciler(without, refused) as reconciler:
+        result = await reconciler.plan()
+    assert result.plan.unmanaged == [] and not result.plan.has_changes

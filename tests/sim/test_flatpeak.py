@@ -405,3 +405,22 @@ async def test_patch_cannot_unset_a_required_address_line(api: httpx.AsyncClient
     cleared = await ok(api.patch(url, json={"postal_address": {"address_line2": None}}))
     assert cleared["postal_address"]["address_line2"] is None
     assert cleared["postal_address"]["city"] == "Malmö"
+
+
+async def test_an_api_that_takes_patched_objects_whole(sim: FlatpeakSimulator,
+                                                       api: httpx.AsyncClient) -> None:
+    """`merges_patched_objects=False`: a `postal_address` or `properties` sent replaces the
+    one there, so a PATCH of some address lines lacks the required ones."""
+    sim.merges_patched_objects = False
+    location = await create_location(api)
+    url = f"/locations/{location['id']}"
+    error(await api.patch(url, json={"postal_address": {"city": "Lund"}}), 400,
+          "address_line1_missing")
+    moved = await ok(api.patch(url, json={"postal_address": {
+        **ADDRESS, "address_line2": None, "city": "Lund"}}))
+    assert moved["postal_address"] == {**ADDRESS, "address_line2": None, "city": "Lund",
+                                       "state": None}
+    device = await create_device(api, location["id"])
+    patched = await ok(api.patch(f"/devices/{device['id']}", json={
+        "properties": {"capacity_kwh": 10}}))
+    assert patched["properties"] == {"capacity_kwh": 10}

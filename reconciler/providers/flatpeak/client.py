@@ -142,11 +142,14 @@ class FlatpeakClient:
             return await transport.send_json(
                 self.http, method, path, address=address, operation=operation, ok=ok, **kwargs
             )
-        except ProviderRejected as exc:
+        except (ProviderRejected, ProviderAuthError) as exc:
+            # Either way (a 403 `Bad credentials` arrives as an auth error already) the
+            # message names the settings to fix, not only the call that needed the token.
             auth = self.http.auth
             if isinstance(auth, FlatpeakAuth) and auth.login_refused:
                 raise ProviderAuthError(
-                    f"Flatpeak refused the login of account RECONCILER_FLATPEAK_ACCOUNT_ID: "
+                    "Flatpeak refused the login of the account RECONCILER_FLATPEAK_ACCOUNT_ID "
+                    "names, with the key RECONCILER_FLATPEAK_API_KEY (or _FILE) gives: "
                     f"{exc}", address=address, operation=operation, status=exc.status,
                 ) from exc
             raise

@@ -54,9 +54,10 @@ def devices(payload: list[dict[str, Any]]) -> list[FlatpeakDeviceState]:
 
 def location_create_body(fields: dict[str, Any], reference_id: str) -> dict[str, Any]:
     """POST /locations from the planner's declared location fields."""
+    address = {k: v for k, v in fields["postal_address"].items() if v is not None}
     body: dict[str, Any] = {
         "reference_id": fields.get("reference_id", reference_id),
-        "postal_address": dict(fields["postal_address"]),
+        "postal_address": address,
     }
     if fields.get("customer_id") is not None:
         body["customer_id"] = fields["customer_id"]
@@ -64,14 +65,18 @@ def location_create_body(fields: dict[str, Any], reference_id: str) -> dict[str,
 
 
 def location_update_body(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """PATCH /locations/{id}: declared fields that differ (address lines one by one)."""
+    """PATCH /locations/{id}: declared fields that differ. An address that differs in any
+    line is sent whole, a line the Site leaves out as null (the planner puts it in `after`):
+    the classic spec leaves unchanged only the parameters not sent, and `postal_address` is
+    one parameter, so an API that takes it whole would lose the lines a PATCH of the changed
+    ones left out."""
     body: dict[str, Any] = {}
     if "customer_id" in after and before.get("customer_id") != after["customer_id"]:
         body["customer_id"] = after["customer_id"]
     old = before.get("postal_address") or {}
-    changed = {k: v for k, v in (after.get("postal_address") or {}).items() if old.get(k) != v}
-    if changed:
-        body["postal_address"] = changed
+    new = after.get("postal_address") or {}
+    if any(old.get(k) != v for k, v in new.items()):
+        body["postal_address"] = dict(new)
     return body
 
 
