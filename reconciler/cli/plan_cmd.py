@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -14,7 +16,8 @@ from reconciler.cli import common
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDirError, atomic_write
 from reconciler.errors import ConfigError, Diagnostic, ProviderError
-from reconciler.plan import markdown, render
+from reconciler.plan import document, markdown, render
+from reconciler.sources import bounded
 
 EXAMPLES = """\
 examples:
@@ -107,6 +110,50 @@ def _refuse_stdout() -> None:
     )
 
 
+def _out_problem(path: str) -> str | None:
+    """Why the saved plan cannot be written at `path`, when it already names something that
+    is no file of its own: it is written whole beside it and renamed over it, which would
+    put a file in the place of a device, FIFO or socket (of /dev/null, when run as root)
+    and leave a link to standard output (/dev/stdout) a file too. A plan is saved for
+    `apply FILE`, which reads a regular file only."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None  # nothing there yet; check_writable says why it cannot be made
+    for descriptor, name in ((1, "standard output"), (2, "standard error")):
+        with contextlib.suppress(OSError):
+            if os.path.samestat(found, os.fstat(descriptor)):
+                return (f"cannot write {path}: it is the {name} of this command, which "
+                        "carries the plan as shown; name a file of its own (--out "
+                        "plan.json), or use `-o json > plan.json`, the same document")
+    if not stat.S_ISREG(found.st_mode):
+        return (f"cannot write {path}: it is {bounded.NOT_REGULAR}, and a saved plan is a "
+                "file for `reconciler apply FILE`: name one (--out plan.json), or use "
+                "`-o json` for the plan on standard output")
+    return None
+
+
+def _save(path: str, doc: dict[str, Any]) -> str | None:
+    """Save the plan `doc` at `path`, whole or not at all; why it is not saved, if so. A
+    plan larger than `apply` reads (MAX_PLAN_BYTES) is not written: a file `apply` then
+    refused would be no saved plan."""
+    text = common.json_dump(doc) + "\n"
+    size = len(text.encode("utf-8"))  # the bytes of the file, as `apply` counts them
+    if size > document.MAX_PLAN_BYTES:
+        return (f"the plan is {bounded.measure(size)}, more than the "
+                f"{bounded.amount(document.MAX_PLAN_BYTES)} a saved plan may hold "
+                f"(`reconciler apply` reads no larger one), so it is not saved to {path}: "
+                f"{document.SPLIT_ADVICE}")
+    problem = _out_problem(path)  # again: planning a fleet takes a while
+    if problem is not None:
+        return problem
+    try:
+        atomic_write(Path(path), text)
+    except OSError as exc:
+        return f"cannot save the plan to {path}: {exc.strerror}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         fleet = common.load(args.paths)
@@ -118,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
             _refuse_stdout()
         if args.out:
             common.check_writable(args.out, "--out")  # before the plan, not after it
+            problem = _out_problem(args.out)
+            if problem is not None:
+                raise ConfigError([Diagnostic(problem, path="--out")], subject="arguments")
     except ConfigError as error:
         common.print_diagnostics(error)
         return common.EXIT_ERROR
@@ -144,10 +194,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render.render_text(doc, color=common.use_color(sys.stdout, args.no_color)))
     problems = common.plan_problems(result.plan, args.offline)
     if args.out:
-        try:
-            atomic_write(Path(args.out), common.json_dump(doc) + "\n")
-        except OSError as exc:
-            print(f"error: cannot save the plan to {args.out}: {exc.strerror}", file=sys.stderr)
+        unsaved = _save(args.out, doc)
+        if unsaved is not None:
+            print(f"error: {unsaved}", file=sys.stderr)
             return common.EXIT_ERROR
         # Saved either way (a CI job keeps it as an artifact), but offered to apply only
         # when nothing stands in its way.

@@ -44,16 +44,20 @@ def reconciler(
 ) -> tuple[int, str, str]:
     """Exit code, standard output and standard error of `reconciler ARGS...`; fails the
     test when it does not end within a minute (it waits on a FIFO)."""
-    variables = {key: value for key, value in os.environ.items()
-                 if not key.startswith("RECONCILER_")}
-    variables |= {"PYTHONPATH": str(ROOT), "RECONCILER_STATE_DIR": str(cwd / "state")}
     try:
         done = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=cwd,
-                              env=variables | (env or {}), capture_output=True, text=True,
+                              env=environment(cwd) | (env or {}), capture_output=True, text=True,
                               timeout=60, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         pytest.fail(f"`reconciler {' '.join(args)}` still waiting after 60 s")
     return done.returncode, done.stdout, done.stderr
+
+
+def environment(cwd: Path) -> dict[str, str]:
+    """This one's, but for RECONCILER_* variables, with a state directory under `cwd`."""
+    variables = {key: value for key, value in os.environ.items()
+                 if not key.startswith("RECONCILER_")}
+    return variables | {"PYTHONPATH": str(ROOT), "RECONCILER_STATE_DIR": str(cwd / "state")}
 
 
 @pytest.fixture
@@ -171,3 +175,40 @@ def test_a_fifo_for_the_journal_is_refused_before_any_write(
     # Nothing was written: a plan still has every change to make.
     code, _, err = reconciler(where, "plan", "sites", "--detailed-exitcode", env=env)
     assert (code, err) == (2, "")
+
+
+# -- plan --out ---------------------------------------------------------------------------------
+
+
+def test_plan_out_naming_a_fifo_is_refused_before_the_plan(home: Path) -> None:
+    """Saved whole, then renamed over what --out names, the plan would replace the FIFO (or a
+    device: /dev/null, run as root) with a file; and `apply` reads regular files only."""
+    fifo = home / "fifo"
+    code, _, err = reconciler(home, "plan", "home.yaml", "--out", "fifo")
+    assert (code, err.splitlines()) == (1, [
+        f"error: --out: cannot write fifo: it is {NOT_REGULAR}, and a saved plan is a file "
+        "for `reconciler apply FILE`: name one (--out plan.json), or use `-o json` for the "
+        "plan on standard output",
+        "invalid arguments: 1 problem"])
+    assert fifo.is_fifo()
+    assert sorted(p.name for p in home.iterdir()) == ["fifo", "home.yaml"]
+
+
+def test_plan_out_naming_standard_output_is_refused_before_the_plan(home: Path) -> None:
+    """Standard output, a pipe here or a file below, carries the plan as shown already; and
+    renamed over, /dev/stdout, a link, would become a file in /dev (run as root). Named
+    here as /proc/self/fd/1, the same, over which a rename fails: a regression of this
+    check would fail the test, and not break /dev/stdout of the machine that runs it."""
+    expected = ("it is the standard output of this command, which carries the plan as "
+                "shown; name a file of its own (--out plan.json), or use `-o json > "
+                "plan.json`, the same document")
+    code, out, err = reconciler(home, "plan", "home.yaml", "--out", "/proc/self/fd/1")
+    assert (code, out) == (1, "")
+    assert err.splitlines()[0] == f"error: --out: cannot write /proc/self/fd/1: {expected}"
+    with (home / "shown.txt").open("w") as shown:
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", "plan", "home.yaml", "--out", "shown.txt"],
+            cwd=home, env=environment(home), stdout=shown,
+            stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == f"error: --out: cannot write shown.txt: {expected}"
