@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import stat
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -110,27 +108,11 @@ def _refuse_stdout() -> None:
     )
 
 
-def _out_problem(path: str) -> str | None:
-    """Why the saved plan cannot be written at `path`, when it already names something that
-    is no file of its own: it is written whole beside it and renamed over it, which would
-    put a file in the place of a device, FIFO or socket (of /dev/null, when run as root)
-    and leave a link to standard output (/dev/stdout) a file too. A plan is saved for
-    `apply FILE`, which reads a regular file only."""
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None  # nothing there yet; check_writable says why it cannot be made
-    for descriptor, name in ((1, "standard output"), (2, "standard error")):
-        with contextlib.suppress(OSError):
-            if os.path.samestat(found, os.fstat(descriptor)):
-                return (f"cannot write {path}: it is the {name} of this command, which "
-                        "carries the plan as shown; name a file of its own (--out "
-                        "plan.json), or use `-o json > plan.json`, the same document")
-    if not stat.S_ISREG(found.st_mode):
-        return (f"cannot write {path}: it is {bounded.NOT_REGULAR}, and a saved plan is a "
-                "file for `reconciler apply FILE`: name one (--out plan.json), or use "
-                "`-o json` for the plan on standard output")
-    return None
+# Said when --out names a FIFO, device or standard output (`common.unreplaceable`): a plan
+# is saved for `apply FILE`, which reads a regular file only, and standard output carries
+# the plan as shown already.
+_OUT_ADVICE = ("a saved plan is a file of its own, for `reconciler apply FILE`: name one "
+               "(--out plan.json), or use `-o json > plan.json`, the same document")
 
 
 def _save(path: str, doc: dict[str, Any]) -> str | None:
@@ -144,9 +126,9 @@ def _save(path: str, doc: dict[str, Any]) -> str | None:
                 f"{bounded.amount(document.MAX_PLAN_BYTES)} a saved plan may hold "
                 f"(`reconciler apply` reads no larger one), so it is not saved to {path}: "
                 f"{document.SPLIT_ADVICE}")
-    problem = _out_problem(path)  # again: planning a fleet takes a while
-    if problem is not None:
-        return problem
+    special = common.unreplaceable(path)  # again: planning a fleet takes a while
+    if special is not None:
+        return f"cannot save the plan to {path}: {special}; {_OUT_ADVICE}"
     try:
         atomic_write(Path(path), text)
     except OSError as exc:
@@ -164,10 +146,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out == "-":
             _refuse_stdout()
         if args.out:
-            common.check_writable(args.out, "--out")  # before the plan, not after it
-            problem = _out_problem(args.out)
-            if problem is not None:
-                raise ConfigError([Diagnostic(problem, path="--out")], subject="arguments")
+            common.check_writable(args.out, "--out", _OUT_ADVICE)  # before the plan
     except ConfigError as error:
         common.print_diagnostics(error)
         return common.EXIT_ERROR

@@ -29,6 +29,8 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_REGULAR = "not a regular file (a FIFO, socket or device)"
+OUT_ADVICE = ("a saved plan is a file of its own, for `reconciler apply FILE`: name one (--out "
+              "plan.json), or use `-o json > plan.json`, the same document")
 SITE = """apiVersion: energy.reconciler.dev/v1alpha1
 kind: Site
 metadata:
@@ -186,12 +188,18 @@ def test_plan_out_naming_a_fifo_is_refused_before_the_plan(home: Path) -> None:
     fifo = home / "fifo"
     code, _, err = reconciler(home, "plan", "home.yaml", "--out", "fifo")
     assert (code, err.splitlines()) == (1, [
-        f"error: --out: cannot write fifo: it is {NOT_REGULAR}, and a saved plan is a file "
-        "for `reconciler apply FILE`: name one (--out plan.json), or use `-o json` for the "
-        "plan on standard output",
+        f"error: --out: cannot write fifo: it is {NOT_REGULAR}; {OUT_ADVICE}",
         "invalid arguments: 1 problem"])
     assert fifo.is_fifo()
     assert sorted(p.name for p in home.iterdir()) == ["fifo", "home.yaml"]
+
+
+def test_sim_env_file_naming_a_fifo_is_refused_before_the_simulators_start(home: Path) -> None:
+    code, _, err = reconciler(home, "sim", "up", "--fleet", "home.yaml", "--env-file", "fifo")
+    assert (code, err.splitlines()) == (1, [
+        f"error: --env-file: cannot write fifo: it is {NOT_REGULAR}; name a file of its own",
+        "invalid arguments: 1 problem"])
+    assert (home / "fifo").is_fifo()
 
 
 def test_plan_out_naming_standard_output_is_refused_before_the_plan(home: Path) -> None:
@@ -199,9 +207,7 @@ def test_plan_out_naming_standard_output_is_refused_before_the_plan(home: Path) 
     renamed over, /dev/stdout, a link, would become a file in /dev (run as root). Named
     here as /proc/self/fd/1, the same, over which a rename fails: a regression of this
     check would fail the test, and not break /dev/stdout of the machine that runs it."""
-    expected = ("it is the standard output of this command, which carries the plan as "
-                "shown; name a file of its own (--out plan.json), or use `-o json > "
-                "plan.json`, the same document")
+    expected = f"it is the standard output of this command; {OUT_ADVICE}"
     code, out, err = reconciler(home, "plan", "home.yaml", "--out", "/proc/self/fd/1")
     assert (code, out) == (1, "")
     assert err.splitlines()[0] == f"error: --out: cannot write /proc/self/fd/1: {expected}"
