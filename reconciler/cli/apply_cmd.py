@@ -76,24 +76,14 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-# The most a saved plan may hold. A plan of the benchmark's generated fleet of 1,000 sites
-# (`sim up --sites 1000`), all of it to create, takes 31 MB, and reading it 135 MB of
-# memory: 128 MiB holds such a plan of some 4,000 sites and bounds what reading a file that
-# is no plan at all costs. A larger fleet is planned and applied a part at a time.
-MAX_PLAN_BYTES = 128 * 2**20
-
-
 def _saved_plan(paths: list[str]) -> dict[str, Any] | None:
     if len(paths) != 1 or not paths[0].endswith(".json") or not Path(paths[0]).is_file():
         return None
     try:
-        data = bounded.read_at_most(paths[0], MAX_PLAN_BYTES, "a saved plan")
+        data = bounded.read_at_most(paths[0], document.MAX_PLAN_BYTES, "a saved plan")
         doc = json.loads(data.decode("utf-8"))
     except bounded.FileTooLarge as exc:
-        raise PlanError(
-            f"{exc}, and is not read: plan a part of the fleet at a time (--target, "
-            "--exclude) to save smaller plans"
-        ) from None
+        raise PlanError(f"{exc}, and is not read: {document.SPLIT_ADVICE}") from None
     except OSError as exc:
         raise PlanError(f"cannot read the saved plan {paths[0]}: {exc.strerror}") from None
     except ValueError as exc:

@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 import gc
 import os
+import stat
 import sys
 from collections.abc import Container, Iterable
 from pathlib import Path
@@ -21,7 +22,7 @@ from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.printable import printable
-from reconciler.sources import loader
+from reconciler.sources import bounded, loader
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -181,14 +182,17 @@ def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:
     return PlanOptions(prune=args.prune, targets=tuple(args.target), excludes=tuple(args.exclude))
 
 
-def check_writable(path: str, option: str) -> None:
+def check_writable(path: str, option: str, advice: str = "") -> None:
     """ConfigError ("arguments") when a file cannot be written at `path`: said before the
-    work whose result it would hold, not after."""
+    work whose result it would hold, not after. `advice` follows the reason when `path`
+    names something no file may replace (`unreplaceable`)."""
     target = Path(path)
     directory = target.parent
     problem = None
     if target.is_dir():
         problem = "it is a directory"
+    elif (special := unreplaceable(path)) is not None:
+        problem = f"{special}; {advice}" if advice else special
     elif not directory.is_dir():
         problem = f"the directory {directory} does not exist"
     elif not os.access(directory, os.W_OK | os.X_OK):
@@ -197,6 +201,27 @@ def check_writable(path: str, option: str) -> None:
         raise ConfigError(
             [Diagnostic(f"cannot write {path}: {problem}", path=option)], subject="arguments"
         )
+
+
+def unreplaceable(path: str) -> str | None:
+    """Why a file written whole beside `path` and renamed over it (`atomic_write`) must not
+    be: `path` names a FIFO, socket or device, which the rename would make a file (/dev/null,
+    run as root), or this command's own standard output or error, which carries what it
+    shows (and /dev/stdout, a link, would become a file). None when nothing is there, or a
+    regular file of its own."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None  # nothing there yet; `check_writable` says why it cannot be made
+    for descriptor, name in ((1, "standard output"), (2, "standard error")):
+        try:
+            if os.path.samestat(found, os.fstat(descriptor)):
+                return f"it is the {name} of this command"
+        except OSError:  # closed
+            continue
+    if not stat.S_ISREG(found.st_mode):
+        return f"it is {bounded.NOT_REGULAR}"
+    return None
 
 
 def unusable_state_dir(path: str) -> str | None:

@@ -14,7 +14,8 @@ from reconciler.cli import common
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDirError, atomic_write
 from reconciler.errors import ConfigError, Diagnostic, ProviderError
-from reconciler.plan import markdown, render
+from reconciler.plan import document, markdown, render
+from reconciler.sources import bounded
 
 EXAMPLES = """\
 examples:
@@ -107,6 +108,34 @@ def _refuse_stdout() -> None:
     )
 
 
+# Said when --out names a FIFO, device or standard output (`common.unreplaceable`): a plan
+# is saved for `apply FILE`, which reads a regular file only, and standard output carries
+# the plan as shown already.
+_OUT_ADVICE = ("a saved plan is a file of its own, for `reconciler apply FILE`: name one "
+               "(--out plan.json), or use `-o json > plan.json`, the same document")
+
+
+def _save(path: str, doc: dict[str, Any]) -> str | None:
+    """Save the plan `doc` at `path`, whole or not at all; why it is not saved, if so. A
+    plan larger than `apply` reads (MAX_PLAN_BYTES) is not written: a file `apply` then
+    refused would be no saved plan."""
+    text = common.json_dump(doc) + "\n"
+    size = len(text.encode("utf-8"))  # the bytes of the file, as `apply` counts them
+    if size > document.MAX_PLAN_BYTES:
+        return (f"the plan is {bounded.measure(size)}, more than the "
+                f"{bounded.amount(document.MAX_PLAN_BYTES)} a saved plan may hold "
+                f"(`reconciler apply` reads no larger one), so it is not saved to {path}: "
+                f"{document.SPLIT_ADVICE}")
+    special = common.unreplaceable(path)  # again: planning a fleet takes a while
+    if special is not None:
+        return f"cannot save the plan to {path}: {special}; {_OUT_ADVICE}"
+    try:
+        atomic_write(Path(path), text)
+    except OSError as exc:
+        return f"cannot save the plan to {path}: {exc.strerror}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         fleet = common.load(args.paths)
@@ -117,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out == "-":
             _refuse_stdout()
         if args.out:
-            common.check_writable(args.out, "--out")  # before the plan, not after it
+            common.check_writable(args.out, "--out", _OUT_ADVICE)  # before the plan
     except ConfigError as error:
         common.print_diagnostics(error)
         return common.EXIT_ERROR
@@ -144,10 +173,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render.render_text(doc, color=common.use_color(sys.stdout, args.no_color)))
     problems = common.plan_problems(result.plan, args.offline)
     if args.out:
-        try:
-            atomic_write(Path(args.out), common.json_dump(doc) + "\n")
-        except OSError as exc:
-            print(f"error: cannot save the plan to {args.out}: {exc.strerror}", file=sys.stderr)
+        unsaved = _save(args.out, doc)
+        if unsaved is not None:
+            print(f"error: {unsaved}", file=sys.stderr)
             return common.EXIT_ERROR
         # Saved either way (a CI job keeps it as an artifact), but offered to apply only
         # when nothing stands in its way.

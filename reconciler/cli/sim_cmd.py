@@ -107,7 +107,7 @@ def build(args: argparse.Namespace) -> SimFleet:
 def run_up(args: argparse.Namespace) -> int:
     try:
         if args.env_file:
-            common.check_writable(args.env_file, "--env-file")
+            common.check_writable(args.env_file, "--env-file", "name a file of its own")
         sims = build(args)
         # A --state file that cannot be restored is found in start(), before any server runs.
         return asyncio.run(_serve(sims, args))

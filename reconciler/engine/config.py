@@ -637,5 +637,8 @@ class SecretResolver:
         except bounded.FileTooLarge as exc:
             raise KeyError(f"secret {ref.name}/{ref.key} at {path} {exc.reason}, and is not "
                            "read; expected the password alone") from None
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             raise KeyError(f"secret {ref.name}/{ref.key} not found (looked for {path})") from None
+        except OSError as exc:  # a FIFO or device there, or a file it may not read
+            raise KeyError(f"secret {ref.name}/{ref.key} at {path} cannot be read: "
+                           f"{exc.strerror or type(exc).__name__}") from None

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ from reconciler.plan.observed import Observed
 from reconciler.providers.enapter import client as enapter_client
 from reconciler.providers.enapter import convert as enapter_convert
 from reconciler.providers.enapter.client import EnapterClient
+from reconciler.sources import bounded
 from reconciler.state_files import state_file_in
 
 SECRET_STORE_KEY = "enapter.config_secrets"  # noqa: S105 - a dict key, not a secret
@@ -146,6 +148,12 @@ def _unwritable(settings: Settings, path: Path) -> str | None:
             )
     if target.is_dir():
         return "it is a directory"
+    with contextlib.suppress(OSError):  # nothing there yet
+        mode = os.lstat(target).st_mode
+        # A link is replaced, as a file is; a FIFO, socket or device (/dev/null, written as
+        # root) would be replaced by a file of credentials.
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            return f"it is {bounded.NOT_REGULAR}; name a file in configOutput.file"
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import functools
+import io
 import json
 import os
 import socket
+import stat
 import sys
 import threading
 import time
@@ -83,8 +86,14 @@ class StateDir:
         StateDirError when the directory cannot be created or written."""
         try:
             self.ensure()
+            descriptor = _open_regular(self.path / LOCK, os.O_RDWR | os.O_APPEND)
             # "replace": a line not UTF-8 (written by something else) still names a holder.
-            handle = open(self.path / LOCK, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115 - held for the block
+            handle = open(descriptor, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115 - held for the block
+        except bounded.NotARegularFile as exc:
+            raise StateDirError(
+                f"cannot use {self.path} as the state directory: {exc.filename} is "
+                f"{exc.strerror}; remove it, and the next run makes a new lock file there"
+            ) from None
         except OSError as exc:
             raise StateDirError(
                 f"cannot use {self.path} as the state directory: {exc.strerror}; set "
@@ -127,9 +136,11 @@ class StateDir:
         does. For readers that take no lock: it is tested, never kept, so the holder's
         next writer is not refused for it (see `lock`)."""
         try:
-            handle = open(self.path / LOCK, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
+            handle = io.TextIOWrapper(
+                bounded.open_regular(self.path / LOCK), encoding="utf-8", errors="replace"
+            )
         except OSError:
-            return None  # never locked here, or not readable: nobody to name
+            return None  # never locked here, or not readable (nor a file): nobody to name
         with handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -162,8 +173,11 @@ class StateDir:
         if runs:
             self.ensure()
             line = {"ts": _utc_second(int(time.time())), "phase": "settled", "runs": runs}
-            with open(path, "a", encoding="utf-8") as journal:
-                journal.write(json.dumps(line) + "\n")
+            descriptor = _open_journal(path)
+            try:
+                os.write(descriptor, (json.dumps(line) + "\n").encode())
+            finally:
+                os.close(descriptor)
         try:
             too_big = path.stat().st_size > JOURNAL_ROTATE_BYTES
         except OSError:
@@ -189,7 +203,8 @@ class StateDir:
         except bounded.FileTooLarge as exc:
             reason = f"the file {exc.reason}"
         except OSError as exc:
-            reason = (exc.strerror or type(exc).__name__).lower()
+            reason = exc.strerror or type(exc).__name__
+            reason = reason[:1].lower() + reason[1:]  # "permission denied"; "a FIFO" as is
         except UnicodeDecodeError:
             reason = "not UTF-8"
         raise StateDirError(_damaged(path, reason, holds, afresh))
@@ -557,7 +572,7 @@ class Journal:
         self.path = path
         self.run_id = uuid.uuid4().hex[:12]
         # A raw descriptor: each line is one write(2), with no buffer to flush.
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd: int | None = _open_journal(path)
         self._unsynced = threading.Event()
         self._closing = False
         self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
@@ -637,8 +652,8 @@ def _journal_records(path: Path) -> Iterator[dict[str, Any]]:
     UTF-8, too long) is skipped: the journal is a record of what was done, and no run
     depends on it to find what it wrote."""
     try:
-        journal = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError:
+        journal = bounded.open_regular(path)
+    except OSError:  # none yet, or no file to read (a FIFO there is refused when written)
         return
     with journal:
         while line := journal.readline(_JOURNAL_LINE_BYTES + 1):
@@ -652,6 +667,40 @@ def _journal_records(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(record, dict):
                 yield record
+
+
+def _open_regular(path: Path, flags: int, mode: int = 0o666) -> int:
+    """A descriptor of the regular file at `path`, opened with `flags` and created (`mode`,
+    narrowed by the umask) when missing. A FIFO, socket or device there is refused unopened
+    or at once (NotARegularFile): opening a FIFO waits for the other end, forever when there
+    is none, and what is written into one is not kept. O_NONBLOCK makes the open return at
+    once (ENXIO for a FIFO opened to write that nobody reads); the descriptor's own type is
+    checked, and it blocks again as a file's does."""
+    try:
+        descriptor = os.open(
+            path, flags | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), mode
+        )
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise bounded.NotARegularFile(str(path)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise bounded.NotARegularFile(str(path))
+    os.set_blocking(descriptor, True)
+    return descriptor
+
+
+def _open_journal(path: Path) -> int:
+    """The journal at `path`, opened to append a line at a time; StateDirError when it is
+    a FIFO, socket or device (see `_open_regular`)."""
+    try:
+        return _open_regular(path, os.O_WRONLY | os.O_APPEND, 0o644)
+    except bounded.NotARegularFile as exc:
+        raise StateDirError(
+            f"cannot write the journal {path}: {exc.strerror}; remove it, and a new journal "
+            "starts in its place"
+        ) from None
 
 
 def command_line() -> str:

@@ -20,6 +20,16 @@ from reconciler.plan.planner import Plan
 
 FORMAT_VERSION = "1.1"
 
+# The most a saved plan may hold: `apply PLANFILE` reads no larger one, and `plan --out`
+# writes none. A plan of the benchmark's generated fleet of 1,000 sites (`sim up --sites
+# 1000`), all of it to create, takes 31 MB, and reading it 135 MB of memory: 128 MiB holds
+# such a plan of some 4,000 sites and bounds what reading a file that is no plan at all
+# costs. A larger fleet is planned and applied a part at a time (--target, --exclude).
+MAX_PLAN_BYTES = 128 * 2**20
+
+# What to do with a plan past MAX_PLAN_BYTES, said where one is refused (written or read).
+SPLIT_ADVICE = "plan a part of the fleet at a time (--target, --exclude) to save smaller plans"
+
 
 def actions_of(change: Change) -> list[str]:
     if change.action is Action.REPLACE:

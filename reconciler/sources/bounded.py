@@ -2,12 +2,33 @@
 desired state, a saved plan, the settings and gateway-URL files, secrets, the CA bundle
 and the state directory's files. A larger one is refused before it is read, by the size
 the system gives it, or once one byte more than the limit has come (a file that grew
-meanwhile, or one whose size the system does not know: a pipe, /dev/zero, /proc). Each
-caller picks the limit of its kind of file and says what a file of that kind is."""
+meanwhile, or one whose size the system says is 0: a file of /proc). Each caller picks the
+limit of its kind of file and says what a file of that kind is.
+
+Only a regular file is read: a FIFO, socket or device is refused unread (`NotARegularFile`).
+Opening a FIFO nobody writes to waits for a writer, forever, and a device such as /dev/zero
+never ends: neither is a saved file of any kind read here. The check is made on the opened
+descriptor, opened without waiting, so a file swapped for a FIFO after a check of its
+name cannot make the open wait either."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+from typing import BinaryIO
+
+# Why a FIFO, socket or device is not read, for messages: "cannot read X: <this>".
+NOT_REGULAR = "not a regular file (a FIFO, socket or device)"
+
+
+class NotARegularFile(OSError):
+    """A FIFO, socket or device where a file is read: refused before a byte is read.
+    An OSError (its `strerror` is `NOT_REGULAR`), so that a reader's handling of a file
+    that cannot be read covers it and names the file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.EINVAL, NOT_REGULAR, path)
 
 
 class FileTooLarge(ValueError):
@@ -28,8 +49,9 @@ class FileTooLarge(ValueError):
 
 def read_at_most(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
     """The bytes of the file at `path`; FileTooLarge when it holds more than `limit` bytes
-    (`what` names its kind, as in "a saved plan"), OSError when it cannot be read."""
-    with open(path, "rb") as file:
+    (`what` names its kind, as in "a saved plan"), OSError when it cannot be read, and
+    NotARegularFile (an OSError) when it is no regular file."""
+    with open_regular(path) as file:
         size = os.fstat(file.fileno()).st_size
         if size > limit:
             raise FileTooLarge(os.fspath(path), size, limit, what)
@@ -38,6 +60,26 @@ def read_at_most(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
     if len(data) > limit:
         raise FileTooLarge(os.fspath(path), None, limit, what)
     return data
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """The regular file at `path`, opened for reading (binary); NotARegularFile when it is
+    a FIFO, socket or device, IsADirectoryError for a directory (as `open` says it), any
+    other OSError when it cannot be opened. Never waits: O_NONBLOCK makes opening a FIFO
+    return at once, and the descriptor's own type is checked, so no race with a check of
+    the name. A regular file ignores O_NONBLOCK; it is cleared all the same."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(os.fspath(path))
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def amount(size: int) -> str:

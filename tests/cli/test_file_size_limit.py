@@ -1,20 +1,28 @@
 """Every file the reconciler reads whole has a limit, and a larger one is refused before it
 is read, naming the file, its size and the limit (exit 1, no traceback): a desired-state
 file (4 MiB: one of exactly the limit loads, and so do the other files of the run), a saved
-plan (128 MiB), the settings file and the JSON file of gateway URLs (4 MiB each), the CA
-bundle (4 MiB); a lock file's holder is named by its first line, at most 1 KiB of it. The
-state directory's files and secret files need simulators: `test_plan_apply.py`."""
+plan (128 MiB, and `plan --out` writes none larger), the settings file and the JSON file of
+gateway URLs (4 MiB each), the CA bundle (4 MiB); a lock file's holder is named by its
+first line, at most 1 KiB of it. The state directory's files and secret files need
+simulators: `test_plan_apply.py`."""
 
 from __future__ import annotations
 
 import fcntl
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+
+from simworld import ThreadedSims, load, site  # tests/engine holds the simulators' helpers
+
 from reconciler.cli import main as cli
-from reconciler.cli.apply_cmd import MAX_PLAN_BYTES
 from reconciler.engine.config import MAX_CA_BUNDLE_BYTES, MAX_SETTINGS_BYTES
+from reconciler.plan.document import MAX_PLAN_BYTES
 from reconciler.sources.loader import MAX_FILE_BYTES
 
 SITE = """apiVersion: energy.reconciler.dev/v1alpha1
@@ -93,6 +101,48 @@ def test_a_saved_plan_larger_than_the_limit_is_refused_unread(
         f"error: {plan} is 128.0 MiB (134,217,729 bytes), more than the 128 MiB a saved plan "
         "may hold, and is not read: plan a part of the fleet at a time (--target, --exclude) "
         "to save smaller plans\n"))
+
+
+def test_a_plan_larger_than_apply_reads_is_not_saved(tmp_path: Path) -> None:
+    """A fleet whose plan is larger than MAX_PLAN_BYTES, made in a few seconds of real
+    input: long display names of characters that JSON writes as 12 bytes each (a pair of
+    \\u escapes for one emoji of 4 UTF-8 bytes), which the plan repeats (a site's name is
+    in its change's message, and in its fields). A plan of sites to create, against the
+    simulators, through the real CLI: it is refused before anything is written, and the
+    plan is shown all the same."""
+    sites = 16
+    emoji = "\U0001F600"
+    # Each site's name is at least 12 bytes an emoji in the plan, 3 times over: 1.1 times
+    # the limit for every site together (the YAML files take a ninth of it, 15 MB).
+    length = MAX_PLAN_BYTES * 11 // 10 // (sites * 12 * 3)
+    fleet = tmp_path / "sites"
+    fleet.mkdir()
+    docs = [site(f"s{i}", display=f"{i} {emoji * length}") for i in range(sites)]
+    for doc in docs:  # written as they are, not escaped: each file under MAX_FILE_BYTES
+        name = doc["metadata"]["name"]
+        text = (f"apiVersion: {doc['apiVersion']}\nkind: Site\nmetadata:\n  name: {name}\n"
+                f"spec:\n  displayName: \"{doc['spec']['displayName']}\"\n  timezone: "
+                f"Europe/Stockholm\n  novacore:\n    orgId: {doc['spec']['novacore']['orgId']}\n")
+        (fleet / f"{name}.yaml").write_text(text, encoding="utf-8")
+    saved = tmp_path / "plan.json"
+    with ThreadedSims(load(docs[:1])) as sims:
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("RECONCILER_")}
+        env |= sims.env() | {"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                             "RECONCILER_STATE_DIR": str(tmp_path / "state")}
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", "plan", str(fleet), "-o", "markdown",
+             "--out", str(saved)],
+            env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1
+    assert done.stdout.startswith("### Reconciler plan\n"), "shown all the same"
+    [error] = done.stderr.splitlines()
+    assert error.startswith("error: the plan is 1")  # 140.8 MiB, give or take
+    assert error.endswith(
+        " bytes), more than the 128 MiB a saved plan may hold (`reconciler apply` reads no "
+        f"larger one), so it is not saved to {saved}: plan a part of the fleet at a time "
+        "(--target, --exclude) to save smaller plans")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sites"], "nothing written"
 
 
 @pytest.mark.parametrize(("variable", "what"), [

@@ -105,6 +105,23 @@ async def test_a_config_file_starting_with_a_tilde_is_refused_at_the_field(
     assert not list(world.tmp.rglob("x"))
 
 
+async def test_a_config_file_naming_a_fifo_or_device_is_not_written_over(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    """Renamed over it, the config (credentials, 0600) would take the place of a FIFO, or of
+    a device such as /dev/null when the reconciler runs as root: the device is not asked
+    for a config, and the FIFO is left as it was."""
+    fifo = tmp_path / "ucm.fifo"
+    os.mkfifo(fifo)
+    world = await make_world(_ucm_writing_to(str(fifo)))
+    fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to(str(fifo)))
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve")
+    assert code == 1, output
+    assert (f"cannot write the communication config to {fifo}: it is not a regular file (a "
+            "FIFO, socket or device); name a file in configOutput.file; Enapter Cloud was "
+            "not asked for a config") in output, output
+    assert fifo.is_fifo()
+
+
 # -- removal of the config file of a deleted device ---------------------------------------------
 
 

@@ -1,0 +1,220 @@
+"""A FIFO (named pipe), socket or device where the reconciler reads a file is refused unread,
+the message naming the file and saying it is no regular file (exit 1): opening a FIFO that
+nobody writes to would wait forever. Every kind of file read: the desired state, a saved
+plan, the settings file, the file of gateway URLs, the token files, the CA bundle, a secret
+file and the state directory's files (inventory, credential ledger and key, lock, journal).
+
+Each command runs as a real subprocess with a timeout, against a real FIFO (`os.mkfifo`)
+that nothing ever writes to or reads from: a reader that waited on it would time out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+
+from simworld import (  # tests/engine holds the helpers shared with the engine tests
+    ThreadedSims,
+    load,
+    mqtt_battery,
+    standard_site,
+    write,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+NOT_REGULAR = "not a regular file (a FIFO, socket or device)"
+OUT_ADVICE = ("a saved plan is a file of its own, for `reconciler apply FILE`: name one (--out "
+              "plan.json), or use `-o json > plan.json`, the same document")
+SITE = """apiVersion: energy.reconciler.dev/v1alpha1
+kind: Site
+metadata:
+  name: home
+spec:
+  displayName: Home
+  timezone: Europe/Stockholm
+"""
+
+
+def reconciler(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Exit code, standard output and standard error of `reconciler ARGS...`; fails the
+    test when it does not end within a minute (it waits on a FIFO)."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=cwd,
+                              env=environment(cwd) | (env or {}), capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`reconciler {' '.join(args)}` still waiting after 60 s")
+    return done.returncode, done.stdout, done.stderr
+
+
+def environment(cwd: Path) -> dict[str, str]:
+    """This one's, but for RECONCILER_* variables, with a state directory under `cwd`."""
+    variables = {key: value for key, value in os.environ.items()
+                 if not key.startswith("RECONCILER_")}
+    return variables | {"PYTHONPATH": str(ROOT), "RECONCILER_STATE_DIR": str(cwd / "state")}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / "home.yaml").write_text(SITE, encoding="utf-8")
+    os.mkfifo(tmp_path / "fifo")
+    return tmp_path
+
+
+@pytest.mark.parametrize(("variable", "message"), [
+    ("RECONCILER_CONFIG", "error: {fifo}: cannot read the settings file: {not_regular}"),
+    ("RECONCILER_GATEWAY_URLS_FILE",
+     "error: RECONCILER_GATEWAY_URLS_FILE: cannot read {fifo}: {not_regular}"),
+    ("RECONCILER_NOVACORE_TOKEN_FILE",
+     "error: RECONCILER_NOVACORE_TOKEN_FILE: cannot read {fifo} (the Novacore token): "
+     "{not_regular}"),
+    ("RECONCILER_ENAPTER_TOKEN_FILE",
+     "error: RECONCILER_ENAPTER_TOKEN_FILE: cannot read {fifo} (the Enapter token): "
+     "{not_regular}"),
+    ("RECONCILER_FLATPEAK_API_KEY_FILE",
+     "error: RECONCILER_FLATPEAK_API_KEY_FILE: cannot read {fifo} (the Flatpeak API key): "
+     "{not_regular}"),
+    ("RECONCILER_CA_BUNDLE",
+     "error: RECONCILER_CA_BUNDLE: cannot read the CA bundle {fifo}: {not_regular}"),
+])
+def test_a_fifo_named_by_a_setting_is_refused_unread(
+    home: Path, variable: str, message: str
+) -> None:
+    fifo = home / "fifo"
+    code, _, err = reconciler(home, "plan", "home.yaml", env={variable: str(fifo)})
+    assert (code, err.splitlines()) == (1, [
+        message.format(fifo=fifo, not_regular=NOT_REGULAR), "invalid settings: 1 problem"])
+
+
+def test_a_fifo_named_in_the_settings_file_is_refused_unread(home: Path) -> None:
+    (home / "settings.toml").write_text('novacore_token_file = "fifo"\n', encoding="utf-8")
+    code, _, err = reconciler(home, "plan", "home.yaml", "--config", "settings.toml")
+    assert (code, err.splitlines()) == (1, [
+        f"error: settings.toml:1: novacore_token_file: cannot read fifo (the Novacore "
+        f"token): {NOT_REGULAR}",
+        "invalid settings: 1 problem"])
+    code, _, err = reconciler(home, "plan", "home.yaml", "--config", "fifo")
+    assert (code, err.splitlines()) == (1, [
+        f"error: fifo: cannot read the settings file: {NOT_REGULAR}",
+        "invalid settings: 1 problem"])
+
+
+def test_a_fifo_for_the_desired_state_or_a_saved_plan_is_refused_unread(home: Path) -> None:
+    os.mkfifo(home / "plan.json")
+    for command in (["validate", "fifo"], ["apply", "plan.json", "--auto-approve"]):
+        code, _, err = reconciler(home, *command)
+        assert code == 1
+        assert err.splitlines()[0] == (
+            f"error: {command[1]}: {NOT_REGULAR}, so it is not read; name a YAML file or a "
+            "directory")
+
+
+@pytest.mark.parametrize("name", ["inventory.json", "credentials.key", "credentials.json"])
+def test_a_fifo_for_a_state_file_is_refused_unread(home: Path, name: str) -> None:
+    (home / "state").mkdir()
+    os.mkfifo(home / "state" / name)
+    code, _, err = reconciler(home, "apply", "home.yaml", "--auto-approve")
+    assert code == 1
+    assert err.startswith(f"error: cannot read {home / 'state' / name}: {NOT_REGULAR}. It "
+                          "holds ")
+
+
+def test_a_fifo_for_the_lock_file_is_refused(home: Path) -> None:
+    (home / "state").mkdir()
+    os.mkfifo(home / "state" / "lock")
+    code, _, err = reconciler(home, "apply", "home.yaml", "--auto-approve")
+    assert (code, err) == (1, (
+        f"error: cannot use {home / 'state'} as the state directory: {home / 'state' / 'lock'} "
+        f"is {NOT_REGULAR}; remove it, and the next run makes a new lock file there\n"))
+    # A plan takes no lock, and only asks who holds it: nobody can, there.
+    assert reconciler(home, "plan", "home.yaml")[0] == 0
+
+
+@pytest.fixture
+def sims_fleet(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A site with a battery whose MQTT password is a secret file, its simulators, and the
+    variables naming them."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-FILE",
+                         password_from={"secretKeyRef": {"name": "ferroamp", "key": "password"}})]
+    write(tmp_path / "sites", docs)
+    (tmp_path / "secrets" / "ferroamp").mkdir(parents=True)
+    with ThreadedSims(load(docs)) as sims:
+        yield tmp_path, sims.env() | {"RECONCILER_SECRETS_DIR": str(tmp_path / "secrets")}
+
+
+def test_a_fifo_for_a_secret_file_is_refused_unread(
+    sims_fleet: tuple[Path, dict[str, str]]
+) -> None:
+    where, env = sims_fleet
+    secret = where / "secrets" / "ferroamp" / "password"
+    os.mkfifo(secret)
+    code, out, err = reconciler(where, "apply", "sites", "--auto-approve", env=env)
+    assert code == 1, err
+    assert f"secret ferroamp/password at {secret} cannot be read: {NOT_REGULAR}" in out
+
+
+def test_a_fifo_for_the_journal_is_refused_before_any_write(
+    sims_fleet: tuple[Path, dict[str, str]]
+) -> None:
+    where, env = sims_fleet
+    (where / "secrets" / "ferroamp" / "password").write_text("pw\n", encoding="utf-8")
+    (where / "state").mkdir()
+    journal = where / "state" / "journal.jsonl"
+    os.mkfifo(journal)
+    code, _, err = reconciler(where, "apply", "sites", "--auto-approve", env=env)
+    assert (code, err) == (1, (
+        f"error: cannot write the journal {journal}: {NOT_REGULAR}; remove it, and a new "
+        "journal starts in its place\n"))
+    # Nothing was written: a plan still has every change to make.
+    code, _, err = reconciler(where, "plan", "sites", "--detailed-exitcode", env=env)
+    assert (code, err) == (2, "")
+
+
+# -- plan --out ---------------------------------------------------------------------------------
+
+
+def test_plan_out_naming_a_fifo_is_refused_before_the_plan(home: Path) -> None:
+    """Saved whole, then renamed over what --out names, the plan would replace the FIFO (or a
+    device: /dev/null, run as root) with a file; and `apply` reads regular files only."""
+    fifo = home / "fifo"
+    code, _, err = reconciler(home, "plan", "home.yaml", "--out", "fifo")
+    assert (code, err.splitlines()) == (1, [
+        f"error: --out: cannot write fifo: it is {NOT_REGULAR}; {OUT_ADVICE}",
+        "invalid arguments: 1 problem"])
+    assert fifo.is_fifo()
+    assert sorted(p.name for p in home.iterdir()) == ["fifo", "home.yaml"]
+
+
+def test_sim_env_file_naming_a_fifo_is_refused_before_the_simulators_start(home: Path) -> None:
+    code, _, err = reconciler(home, "sim", "up", "--fleet", "home.yaml", "--env-file", "fifo")
+    assert (code, err.splitlines()) == (1, [
+        f"error: --env-file: cannot write fifo: it is {NOT_REGULAR}; name a file of its own",
+        "invalid arguments: 1 problem"])
+    assert (home / "fifo").is_fifo()
+
+
+def test_plan_out_naming_standard_output_is_refused_before_the_plan(home: Path) -> None:
+    """Standard output, a pipe here or a file below, carries the plan as shown already; and
+    renamed over, /dev/stdout, a link, would become a file in /dev (run as root). Named
+    here as /proc/self/fd/1, the same, over which a rename fails: a regression of this
+    check would fail the test, and not break /dev/stdout of the machine that runs it."""
+    expected = f"it is the standard output of this command; {OUT_ADVICE}"
+    code, out, err = reconciler(home, "plan", "home.yaml", "--out", "/proc/self/fd/1")
+    assert (code, out) == (1, "")
+    assert err.splitlines()[0] == f"error: --out: cannot write /proc/self/fd/1: {expected}"
+    with (home / "shown.txt").open("w") as shown:
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", "plan", "home.yaml", "--out", "shown.txt"],
+            cwd=home, env=environment(home), stdout=shown,
+            stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == f"error: --out: cannot write shown.txt: {expected}"
