@@ -29,6 +29,7 @@ import math
 import os
 import re
 import ssl
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -106,7 +107,9 @@ class Settings:
         problems: list[Diagnostic] = []
         for file_field, name in CREDENTIAL_FILES.items():
             path = getattr(self, file_field)
-            if not path:
+            if not path or _is_pipe(path):
+                # A pipe (`<(sops -d ...)`) gave its all when the settings were read: read
+                # again, it would give nothing.
                 continue
             # The file was named by the variable or by the settings file's key of the same
             # name; the variable's name is the one the docs and the chart use.
@@ -375,7 +378,7 @@ MAX_SETTINGS_BYTES = 4 * 2**20
 
 def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic], dict[str, int]]:
     try:
-        data = bounded.read_at_most(path, MAX_SETTINGS_BYTES, "a settings file")
+        data = bounded.read_at_most(path, MAX_SETTINGS_BYTES, "a settings file", pipe=True)
     except OSError as exc:
         return {}, [Diagnostic(f"cannot read the settings file: {exc.strerror}", file=path)], {}
     except bounded.FileTooLarge as exc:
@@ -542,13 +545,20 @@ def _one_form_of_each_credential(raw: dict[str, tuple[object, Origin]]) -> list[
     return problems
 
 
-def read_secret_text(path: str | Path) -> str:
+def _is_pipe(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False  # read again, to say why it cannot be
+
+
+def read_secret_text(path: str | Path, *, pipe: bool = False) -> str:
     """The text of a file holding one secret, without the line break an editor or `echo`
     leaves (nor the carriage return of one saved on Windows, nor the byte order mark
     Notepad writes first: "utf-8-sig" drops it). OSError, `bounded.FileTooLarge` past
     MAX_SECRET_BYTES, or UnicodeDecodeError when it is not UTF-8 text: none says anything
-    of the content."""
-    data = bounded.read_at_most(path, MAX_SECRET_BYTES, "a secret file")
+    of the content. With `pipe`, a FIFO or pipe is read too (`bounded.read_at_most`)."""
+    data = bounded.read_at_most(path, MAX_SECRET_BYTES, "a secret file", pipe=pipe)
     return data.decode("utf-8-sig").rstrip("\r\n")
 
 
@@ -557,7 +567,7 @@ def _read_credential_file(name: str, path: str, origin: Origin) -> tuple[str, Di
     be used: a message naming the file, and a character by its position only."""
     what = _CREDENTIAL_NAMES[name]
     try:
-        text = read_secret_text(path)
+        text = read_secret_text(path, pipe=True)
     except UnicodeDecodeError:
         return "", _problem(origin, f"{path} is not UTF-8 text; expected the {what} in it")
     except bounded.FileTooLarge as exc:

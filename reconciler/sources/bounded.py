@@ -9,13 +9,20 @@ Only a regular file is read: a FIFO, socket or device is refused unread (`NotARe
 Opening a FIFO nobody writes to waits for a writer, forever, and a device such as /dev/zero
 never ends: neither is a saved file of any kind read here. The check is made on the opened
 descriptor, opened without waiting, so a file swapped for a FIFO after a check of its
-name cannot make the open wait either."""
+name cannot make the open wait either.
+
+The exception is a file of settings or a credential read once (`pipe=True`): a FIFO or pipe
+is how `--config <(sops -d settings.toml)` and `sops exec-file` hand decrypted settings
+over without writing them to disk. It is read to its end, but waited on for at most
+PIPE_WAIT_SECONDS in all: a FIFO nobody writes to is an error, not a wait for ever."""
 
 from __future__ import annotations
 
 import errno
 import os
+import select
 import stat
+import time
 from typing import BinaryIO
 
 # Why a FIFO, socket or device is not read, for messages: "cannot read X: <this>".
@@ -47,11 +54,21 @@ class FileTooLarge(ValueError):
         return f"is {measure(self.size)}, more than {limit}"
 
 
-def read_at_most(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
+# How long a pipe read with `pipe=True` may take in all: a program decrypting settings
+# (sops) writes them in well under a second; a FIFO nobody writes to never ends.
+PIPE_WAIT_SECONDS = 10.0
+
+
+def read_at_most(
+    path: str | os.PathLike[str], limit: int, what: str, *, pipe: bool = False
+) -> bytes:
     """The bytes of the file at `path`; FileTooLarge when it holds more than `limit` bytes
     (`what` names its kind, as in "a saved plan"), OSError when it cannot be read, and
-    NotARegularFile (an OSError) when it is no regular file."""
-    with open_regular(path) as file:
+    NotARegularFile (an OSError) when it is no regular file: with `pipe`, a FIFO or pipe
+    is read too, to its end (see the module)."""
+    with open_regular(path, pipe=pipe) as file:
+        if stat.S_ISFIFO(os.fstat(file.fileno()).st_mode):
+            return _read_pipe(file.fileno(), os.fspath(path), limit, what)
         size = os.fstat(file.fileno()).st_size
         if size > limit:
             raise FileTooLarge(os.fspath(path), size, limit, what)
@@ -62,17 +79,20 @@ def read_at_most(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
     return data
 
 
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+def open_regular(path: str | os.PathLike[str], *, pipe: bool = False) -> BinaryIO:
     """The regular file at `path`, opened for reading (binary); NotARegularFile when it is
     a FIFO, socket or device, IsADirectoryError for a directory (as `open` says it), any
     other OSError when it cannot be opened. Never waits: O_NONBLOCK makes opening a FIFO
     return at once, and the descriptor's own type is checked, so no race with a check of
-    the name. A regular file ignores O_NONBLOCK; it is cleared all the same."""
+    the name. A regular file ignores O_NONBLOCK; it is cleared all the same. With `pipe`,
+    a FIFO or pipe is opened too, left non-blocking (`_read_pipe` reads it)."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         mode = os.fstat(descriptor).st_mode
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        if pipe and stat.S_ISFIFO(mode):
+            return os.fdopen(descriptor, "rb", buffering=0)
         if not stat.S_ISREG(mode):
             raise NotARegularFile(os.fspath(path))
         os.set_blocking(descriptor, True)
@@ -80,6 +100,38 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     except BaseException:
         os.close(descriptor)
         raise
+
+
+def _read_pipe(descriptor: int, path: str, limit: int, what: str) -> bytes:
+    """All a FIFO or pipe gives until its writer closes it, waiting PIPE_WAIT_SECONDS at
+    most in all. On Linux, a FIFO no writer has opened yet polls as not ready (a writer
+    that opens it later, as `sops exec-file` does, is waited for), and as ready once the
+    last writer has closed it (read then gives the end)."""
+    deadline = time.monotonic() + PIPE_WAIT_SECONDS
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not poller.poll(remaining * 1000):
+            raise OSError(
+                errno.ETIMEDOUT,
+                f"a FIFO or pipe that gave {'no end' if chunks else 'nothing'} in "
+                f"{PIPE_WAIT_SECONDS:g} s: it is read once, to its end, from a program "
+                "writing to it (such as `<(sops -d FILE)`); name a regular file otherwise",
+                path,
+            )
+        try:
+            chunk = os.read(descriptor, 65536)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise FileTooLarge(path, None, limit, what)
 
 
 def amount(size: int) -> str:

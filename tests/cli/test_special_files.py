@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.sources import bounded
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 from simworld import (  # tests/engine holds the helpers shared with the engine tests
@@ -70,18 +72,8 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(("variable", "message"), [
-    ("RECONCILER_CONFIG", "error: {fifo}: cannot read the settings file: {not_regular}"),
     ("RECONCILER_GATEWAY_URLS_FILE",
      "error: RECONCILER_GATEWAY_URLS_FILE: cannot read {fifo}: {not_regular}"),
-    ("RECONCILER_NOVACORE_TOKEN_FILE",
-     "error: RECONCILER_NOVACORE_TOKEN_FILE: cannot read {fifo} (the Novacore token): "
-     "{not_regular}"),
-    ("RECONCILER_ENAPTER_TOKEN_FILE",
-     "error: RECONCILER_ENAPTER_TOKEN_FILE: cannot read {fifo} (the Enapter token): "
-     "{not_regular}"),
-    ("RECONCILER_FLATPEAK_API_KEY_FILE",
-     "error: RECONCILER_FLATPEAK_API_KEY_FILE: cannot read {fifo} (the Flatpeak API key): "
-     "{not_regular}"),
     ("RECONCILER_CA_BUNDLE",
      "error: RECONCILER_CA_BUNDLE: cannot read the CA bundle {fifo}: {not_regular}"),
 ])
@@ -94,16 +86,23 @@ def test_a_fifo_named_by_a_setting_is_refused_unread(
         message.format(fifo=fifo, not_regular=NOT_REGULAR), "invalid settings: 1 problem"])
 
 
-def test_a_fifo_named_in_the_settings_file_is_refused_unread(home: Path) -> None:
+def test_a_fifo_for_settings_or_a_token_that_nobody_writes_to_is_given_up_on(
+    home: Path
+) -> None:
+    """The settings file and the token files may be pipes (`<(sops -d ...)`), waited on for
+    PIPE_WAIT_SECONDS: one nobody writes to is an error once that has passed."""
+    gave_nothing = (f"a FIFO or pipe that gave nothing in {bounded.PIPE_WAIT_SECONDS:g} s: it "
+                    "is read once, to its end, from a program writing to it (such as `<(sops "
+                    "-d FILE)`); name a regular file otherwise")
+    code, _, err = reconciler(home, "plan", "home.yaml", "--config", "fifo")
+    assert (code, err.splitlines()) == (1, [
+        f"error: fifo: cannot read the settings file: {gave_nothing}",
+        "invalid settings: 1 problem"])
     (home / "settings.toml").write_text('novacore_token_file = "fifo"\n', encoding="utf-8")
     code, _, err = reconciler(home, "plan", "home.yaml", "--config", "settings.toml")
     assert (code, err.splitlines()) == (1, [
         f"error: settings.toml:1: novacore_token_file: cannot read fifo (the Novacore "
-        f"token): {NOT_REGULAR}",
-        "invalid settings: 1 problem"])
-    code, _, err = reconciler(home, "plan", "home.yaml", "--config", "fifo")
-    assert (code, err.splitlines()) == (1, [
-        f"error: fifo: cannot read the settings file: {NOT_REGULAR}",
+        f"token): {gave_nothing}",
         "invalid settings: 1 problem"])
 
 
@@ -177,6 +176,27 @@ def test_a_fifo_for_the_journal_is_refused_before_any_write(
     # Nothing was written: a plan still has every change to make.
     code, _, err = reconciler(where, "plan", "sites", "--detailed-exitcode", env=env)
     assert (code, err) == (2, "")
+
+
+def test_settings_and_a_token_through_process_substitution_are_read(
+    sims_fleet: tuple[Path, dict[str, str]]
+) -> None:
+    """`--config <(...)` and `RECONCILER_NOVACORE_TOKEN_FILE=<(...)`, as a shell runs them
+    for `sops -d`: the Novacore URL comes only from the piped settings, the token only
+    from the piped token file, and the plan is made against the simulators with them."""
+    where, env = sims_fleet
+    (where / "secrets" / "ferroamp" / "password").write_text("pw\n", encoding="utf-8")
+    url, token = env.pop("RECONCILER_NOVACORE_URL"), env.pop("RECONCILER_NOVACORE_TOKEN")
+    script = ('RECONCILER_NOVACORE_TOKEN_FILE=<(sleep 0.3; printf %s "$TOKEN") '
+              'exec "$PYTHON" -m reconciler plan sites --detailed-exitcode '
+              '--config <(printf \'novacore_url = "%s"\\n\' "$URL")')
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=where, capture_output=True, text=True, timeout=60,
+        env=environment(where) | env | {"PYTHON": sys.executable, "URL": url, "TOKEN": token},
+        stdin=subprocess.DEVNULL)
+    # 2: changes to make, planned against the simulators (no settings or auth error).
+    assert (done.returncode, done.stderr) == (2, ""), done.stderr
+    assert "create" in done.stdout and token not in done.stdout
 
 
 # -- plan --out ---------------------------------------------------------------------------------

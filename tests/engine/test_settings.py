@@ -5,6 +5,7 @@ file and key) and what would be valid, never a token's value."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import certifi
@@ -415,6 +416,21 @@ def test_a_rotated_token_file_is_read_again_by_renewed(tmp_path: Path) -> None:
     # Without a file there is nothing to read again.
     plain = load_settings({"RECONCILER_NOVACORE_TOKEN": "a.b.c"})
     assert plain.renewed() is plain
+
+
+def test_a_token_given_through_a_pipe_is_read_once_and_kept_by_renewed() -> None:
+    # `RECONCILER_NOVACORE_TOKEN_FILE=<(sops -d ...)`: the shell names a pipe's descriptor.
+    # It gives the token once; `renewed` (each watch run) keeps it instead of waiting on a
+    # pipe that has nothing more to give.
+    reader, writer = os.pipe()
+    try:
+        os.write(writer, b"a.b.c\n")
+        os.close(writer)
+        settings = load_settings({"RECONCILER_NOVACORE_TOKEN_FILE": f"/proc/self/fd/{reader}"})
+        assert settings.novacore_token == "a.b.c"
+        assert settings.renewed().novacore_token == "a.b.c"
+    finally:
+        os.close(reader)
 
 
 def test_a_credential_file_that_cannot_be_used_is_named_never_its_content(
