@@ -6,6 +6,8 @@ Replace is encoded as `["delete", "create"]` so generic plan commenters keep wor
 
 1.1 added `device` to an unmanaged object that is part of a declared Device (a DER its
 Novacore device has and it does not declare).
+1.2 added `inputs.endpoints`: the cloud URLs a saved plan was made against, and
+fingerprints of the identity and account it acted as (`engine.plan_origin`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from reconciler import __version__
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
 
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"
 
 
 def actions_of(change: Change) -> list[str]:

@@ -306,6 +306,55 @@ def test_saved_plan_is_refused_when_the_desired_state_changed(
     assert run.sims.call(run.sims.sims.requests) == 0, "refused before observing anything"
 
 
+def test_a_saved_plan_is_applied_only_against_the_endpoints_and_identity_it_was_made_with(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two Novacores that hold nothing yet (staging and production before the first apply)
+    answer alike, so the fingerprints cannot tell them apart: the plan records where it was
+    made, and another Novacore, identity or an older plan without that record is refused
+    before anything is read from either."""
+    docs = [site("s1")]
+    made_at = make_cli(docs)
+    saved = tmp_path / "plan.json"
+    code, out, _ = made_at("plan", made_at.path, "--out", str(saved))
+    assert code == 0 and "Plan: 1 to create." in out, out
+    endpoints = json.loads(saved.read_text())["inputs"]["endpoints"]
+    assert list(endpoints) == ["novacore"]
+    assert endpoints["novacore"]["url"] == made_at.sims.sims.novacore.url
+    assert made_at.sims.sims.identity_id not in saved.read_text()
+
+    other = make_cli(docs)  # its settings replace the first one's
+    both = (made_at.sims, other.sims)
+    for threaded in both:
+        threaded.call(threaded.sims.reset_counts)
+    code, out, err = other("apply", str(saved))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"error: the saved plan {saved} was made against other endpoints or accounts than "
+        "these settings name; nothing was applied:",
+        f"  the Novacore URL is {other.sims.sims.novacore.url} (RECONCILER_NOVACORE_URL); the "
+        f"plan was made against {made_at.sims.sims.novacore.url}",
+        "Make the plan again with these settings (`reconciler plan ... --out FILE`), or apply "
+        "it with the settings it was made with."]
+
+    monkeypatch.setenv("RECONCILER_NOVACORE_URL", made_at.sims.sims.novacore.url)
+    monkeypatch.setenv("RECONCILER_NOVACORE_IDENTITY", "idt-someone-else")
+    code, _, err = other("apply", str(saved))
+    assert code == 1
+    assert ("  the Novacore identity (RECONCILER_NOVACORE_IDENTITY, or the identity in "
+            "RECONCILER_NOVACORE_TOKEN) is not the one the plan was made with") in err
+    assert "idt-someone-else" not in err
+
+    older = json.loads(saved.read_text())
+    older["format_version"] = "1.1"
+    del older["inputs"]["endpoints"]
+    saved.write_text(json.dumps(older))
+    code, _, err = other("apply", str(saved))
+    assert code == 1
+    assert ("  the saved plan does not record the endpoints it was made against (made by an "
+            "older reconciler, or edited), so where it would be applied cannot be checked") in err
+    assert [threaded.call(threaded.sims.requests) for threaded in both] == [0, 0]
+
+
 def test_a_saved_plan_applies_after_an_edit_that_declares_the_same(
         make_cli: CliFactory, tmp_path: Path) -> None:
     """What the files declare is compared, not their text (README: a comment is no change)."""
