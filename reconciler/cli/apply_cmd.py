@@ -24,7 +24,7 @@ from reconciler.engine.reconcile import PlanResult, Reconciler, desired_fingerpr
 from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.engine.unread import unread_sources
 from reconciler.errors import ConfigError, Diagnostic, PlanError, ProviderError
-from reconciler.plan import document, render
+from reconciler.plan import document, render, targeting
 from reconciler.plan.planner import PlanOptions
 from reconciler.printable import printable
 from reconciler.sources import bounded
@@ -243,6 +243,17 @@ def _refuse_selection_with_saved_plan(args: argparse.Namespace) -> None:
         )
 
 
+def _check_saved_selection(plan_file: str, fleet: Any, options: PlanOptions) -> None:
+    """A saved plan's targets and excludes are checked as `plan` checks them: one edited
+    into the file that does not parse or matches nothing is refused, naming it."""
+    found = targeting.pattern_problems(fleet, [*options.targets, *options.excludes])
+    if found:
+        raise PlanError(
+            f"{plan_file} is not a valid saved plan: options.targets/options.excludes: "
+            + "; ".join(found)
+        )
+
+
 def _origin_refusal(plan_file: str, saved: dict[str, Any], settings: Any, fleet: Any) -> bool:
     """A saved plan is applied where it was made, or not at all (`engine.plan_origin`):
     refused before anything is read, naming each endpoint or account that differs.
@@ -306,6 +317,7 @@ def run(args: argparse.Namespace) -> int:
                 targets=tuple(opts.get("targets", [])),
                 excludes=tuple(opts.get("excludes", [])),
             )
+            _check_saved_selection(args.paths[0], fleet, options)
             if desired_fingerprint(fleet) != saved["inputs"].get("desired_sha256"):
                 raise PlanError(
                     "the desired state changed since the plan was made; run `reconciler plan` again"
