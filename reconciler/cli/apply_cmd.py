@@ -246,7 +246,9 @@ def _refuse_selection_with_saved_plan(args: argparse.Namespace) -> None:
 def _check_saved_selection(plan_file: str, fleet: Any, options: PlanOptions) -> None:
     """A saved plan's targets and excludes are checked as `plan` checks them: one edited
     into the file that does not parse or matches nothing is refused, naming it."""
-    found = targeting.pattern_problems(fleet, [*options.targets, *options.excludes])
+    targets, excludes = list(options.targets), list(options.excludes)
+    found = targeting.pattern_problems(fleet, [*targets, *excludes])
+    found = found or targeting.excluded_targets(fleet, targets, excludes)
     if found:
         raise PlanError(
             f"{plan_file} is not a valid saved plan: options.targets/options.excludes: "

@@ -3,7 +3,9 @@ selector, with kubectl's syntax (`region=north`, `tier!=test`, `region in (north
 `tier notin (test)`, `customer`, `!legacy`). A target brings what it holds (a site
 its gateways and devices, a device its DERs) and what those depend on (a device its gateway
 and site), so `--target site/x` plans the whole site and `--target device/y` plans the device
-with what it needs; an exclusion takes along everything that depends on it.
+with what it needs; an exclusion takes along everything that depends on it, and what a
+target needs is planned only for a target the exclusions leave (one they leave nothing of
+is an error, as one that matches nothing is).
 
 A selector judges a resource by its labels merged over those of what holds it (a DER's
 Device, a Device's Gateway, or its Site when it has no gateway, a Gateway's Site; the
@@ -271,19 +273,48 @@ def select(fleet: Fleet, targets: list[str], excludes: list[str]) -> Selection |
     by_key = {_key(r): r for r in resources}
     labels = inherited_labels(fleet)
     depends, dependents = _graphs(fleet)
-    if targets:
-        held = _closure(_matching(resources, targets, labels), dependents)
-        selected = _closure((by_key[k] for k in held), depends)
-    else:
-        held, selected = set(by_key), set(by_key)
+    held = _closure(_matching(resources, targets, labels), dependents) if targets else set(by_key)
     if excludes:
-        dropped = _closure(_matching(resources, excludes, labels), dependents)
-        selected -= dropped
-        held -= dropped
+        held -= _closure(_matching(resources, excludes, labels), dependents)
+    # What the targets left after the exclusions need, and only that: needs of a target
+    # that was excluded are not planned for it. (Nothing excluded is needed here: whatever
+    # depends on an excluded resource is excluded too.)
+    selected = _closure((by_key[k] for k in held), depends)
     # What a target only needs (a device's site) is planned but not taken whole: its
     # undeclared objects stay out, or `--target device/x --prune` would empty its site.
     owners = {key for key in held if key[0] in ("Site", "Gateway")}
     return Selection(frozenset(selected), frozenset(owners))
+
+
+def excluded_targets(fleet: Fleet, targets: list[str], excludes: list[str]) -> list[str]:
+    """Each target that `excludes` leave nothing of, naming the exclusion and, when the
+    target is excluded for what it depends on, that: such a target selects nothing, as one
+    that matches nothing does (the patterns are known to parse)."""
+    if not targets or not excludes:
+        return []
+    resources = list(fleet.resources())
+    labels = inherited_labels(fleet)
+    _, dependents = _graphs(fleet)
+    dropping = [
+        (text, _closure(_matching(resources, [text], labels), dependents)) for text in excludes
+    ]
+    dropped = set().union(*(keys for _, keys in dropping))
+    problems = []
+    for text in targets:
+        matched = _matching(resources, [text], labels)
+        if not matched or any(_key(r) not in dropped for r in matched):
+            continue
+        first = matched[0]
+        by = next(by for by, keys in dropping if _key(first) in keys)
+        if Pattern.parse(by).matches(first, labels[_key(first)]):
+            problems.append(f"{text!r} selects nothing: --exclude {by!r} leaves it out")
+        else:
+            problems.append(
+                f"{text!r} selects nothing: --exclude {by!r} leaves out what "
+                f"{first.KIND.lower()}/{first.name} depends on, and a resource is not "
+                "planned without what it depends on"
+            )
+    return problems
 
 
 def pattern_problems(fleet: Fleet, patterns: list[str]) -> list[str]:

@@ -1307,6 +1307,39 @@ def test_negative_selectors_judge_a_device_by_the_site_that_holds_it(
     assert run.sims.call(lambda: sims.novacore.gateways[serial_of(1)].org_id) is None
 
 
+def test_an_excluded_target_brings_nothing_along_and_one_excluded_whole_is_an_error(
+        make_cli: CliFactory) -> None:
+    """What a target needs is planned for the target, so not for one the exclusions left
+    out; and a target they leave nothing of selects nothing, as a typo does: an error, not
+    a plan of its site alone or a "No changes" that says the state matches."""
+    docs = two_sites()
+    for doc in docs:
+        if doc["kind"] == "Device" and doc["metadata"]["name"].endswith("-inv"):
+            doc["metadata"]["labels"] = {"role": "inverter"}
+    run = make_cli(docs)
+    code, out, err = run("plan", run.path, "-o", "json", "--target", "role=inverter",
+                         "--exclude", "gateway/s2-zap")
+    assert code == 0, err
+    assert _addresses(out) == {
+        "site/s1[novacore]", "gateway/s1-zap[novacore]", "device/s1-inv[zap]",
+        "device/s1-inv[novacore]", "device/s1-inv[publish]"}
+
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", run.path, "--auto-approve", "--target", "device/s1-inv",
+                         "--exclude", "gateway/s1-zap")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "error: --target/--exclude: 'device/s1-inv' selects nothing: --exclude "
+        "'gateway/s1-zap' leaves out what device/s1-inv depends on, and a resource is not "
+        "planned without what it depends on",
+        "invalid arguments: 1 problem"]
+    code, out, err = run("plan", run.path, "--detailed-exitcode", "--target", "tier=gold",
+                         "--exclude", "site/s2")
+    assert (code, out) == (1, "")
+    assert "'tier=gold' selects nothing: --exclude 'site/s2' leaves it out" in err
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 def test_prune_with_a_selection_removes_what_is_undeclared_in_the_selected_site_only(
         make_cli: CliFactory) -> None:
     run = make_cli(two_sites())
