@@ -7,7 +7,8 @@ Replace is encoded as `["delete", "create"]` so generic plan commenters keep wor
 1.1 added `device` to an unmanaged object that is part of a declared Device (a DER its
 Novacore device has and it does not declare).
 1.2 added `inputs.endpoints`: the cloud URLs a saved plan was made against, and
-fingerprints of the identity and account it acted as (`engine.plan_origin`).
+fingerprints of the identity and account it acted as (`engine.plan_origin`); and
+`gateway` to an unmanaged Novacore device bound to a declared gateway of its site.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ the label, so it is not selected (and does not bring its site along), and
 and `!key` would match every unlabelled device, and bring along its site.
 
 Objects found but not declared (what `--prune` removes, or reports as unmanaged) belong to
-the gateway they were found on or the site they were found in; a selection keeps them when
+the gateway they were found on (a Novacore device to the gateway of its site it is bound
+to, as its copy on the Zap) or the site they were found in; a selection keeps them when
 that gateway or site is taken whole: targeted, or held by a target (not only brought along
 as what a target needs), and not excluded. A DER that a declared Device's Novacore device
 has and the Device does not declare belongs to that Device, and goes with it. Gateways

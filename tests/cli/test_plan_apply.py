@@ -32,6 +32,7 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
     Doc,
     ThreadedSims,
     cloud_device,
+    cloud_devices,
     converged_exactly_once,
     gateway,
     gateway_moved_to_home,
@@ -1363,6 +1364,39 @@ def test_prune_with_a_selection_removes_what_is_undeclared_in_the_selected_site_
     assert code == 0, out
     assert run.sims.call(zaps[serial_of(1)].device, "STRAY1") is None
     assert run.sims.call(zaps[serial_of(2)].device, "STRAY2") is not None
+
+
+def test_a_pruned_device_goes_with_its_gateway_in_novacore_as_on_the_zap(
+        make_cli: CliFactory) -> None:
+    """A device removed from git is on its gateway twice: on the Zap and, bound to the
+    gateway, in Novacore. `--exclude gateway/G --prune` deletes neither, `--target
+    gateway/G --prune` both, instead of the Novacore copy going with the site alone."""
+    docs = two_sites()
+    run = make_cli(docs)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.rewrite([d for d in docs if d["metadata"]["name"] != "s1-p1"])
+    sims = run.sims.sims
+
+    code, out, _ = run("plan", run.path, "-o", "json", "--target", "gateway/s1-zap")
+    assert code == 0
+    assert sorted(e["platform"] for e in json.loads(out)["unmanaged"]) == ["novacore", "zap"]
+
+    run.sims.call(sims.reset_counts)
+    code, out, err = run("apply", run.path, "--auto-approve", "--prune",
+                         "--exclude", "gateway/s1-zap")
+    assert code == 0 and out.startswith("No changes."), out + err
+    assert run.sims.call(sims.writes) == 0
+    assert run.sims.call(cloud_device, sims, "P1M0001")
+    assert run.sims.call(sims.zaps[serial_of(1)].device, "P1M0001") is not None
+
+    code, out, _ = run("apply", run.path, "--auto-approve", "--prune",
+                       "--target", "gateway/s1-zap")
+    assert code == 0, out
+    assert "✓ device/s1.P1M0001[novacore] delete" in out
+    assert "✓ device/s1-zap.P1M0001[zap] delete" in out
+    assert run.sims.call(sims.zaps[serial_of(1)].device, "P1M0001") is None
+    assert run.sims.call(cloud_devices, sims, "P1M0001") == []
+    assert run("plan", run.path, "--prune", "--detailed-exitcode")[0] == 0
 
 
 def test_markdown_plan_keeps_a_serial_with_pipes_and_backticks_in_its_cell(
