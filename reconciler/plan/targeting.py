@@ -26,6 +26,7 @@ leaves them out."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -332,5 +333,48 @@ def pattern_problems(fleet: Fleet, patterns: list[str]) -> list[str]:
             problems.append(str(exc))
             continue
         if not any(pattern.matches(r, labels[_key(r)]) for r in resources):
-            problems.append(f"{text!r} matches no resource")
+            problems.append(f"{text!r} matches no resource{_hint(pattern, resources, labels)}")
     return problems
+
+
+# How many label values a hint lists: enough to spot a typo, not a fleet's worth.
+_LISTED = 10
+
+
+def _close(word: str, choices: Iterable[str]) -> str | None:
+    found = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _hint(
+    pattern: Pattern, resources: list[Resource], labels: dict[Key, dict[str, str]]
+) -> str:
+    """What the user may have meant by a pattern that matches nothing (a typo, as often as
+    not): the same name of another kind, the closest name of that kind, the closest label
+    key, or the values a key has; "" when nothing comes close. A name that is there under
+    another kind says the kind was the slip, so it comes first."""
+    if pattern.address is not None:
+        kind, name = pattern.address
+        other = next((r for r in resources if r.name == name), None)
+        if other is not None:
+            return f" (did you mean {other.KIND.lower()}/{name}?)"
+        close = _close(name, (r.name for r in resources if r.KIND.lower() == kind))
+        return f" (did you mean {kind}/{close}?)" if close is not None else ""
+    values: dict[str, set[str]] = {}
+    for merged in labels.values():
+        for key, value in merged.items():
+            values.setdefault(key, set()).add(value)
+    for requirement in pattern.requirements:
+        key = requirement.key
+        if requirement.operator in ("=", "in", "exists") and key not in values:
+            close = _close(key, values)
+            meant = f"; did you mean {close!r}?" if close is not None else ""
+            return f" (no resource has the label {key!r}{meant})"
+        if requirement.operator in ("=", "in") and not requirement.values & values[key]:
+            known = sorted(values[key])
+            shown = ", ".join(known[:_LISTED]) + (", ..." if len(known) > _LISTED else "")
+            wrong = sorted(requirement.values)[0]
+            close = _close(wrong, known)
+            meant = f"did you mean {key}={close}? " if close is not None else ""
+            return f" ({meant}{key} has the values {shown})"
+    return ""

@@ -441,6 +441,30 @@ def test_target_and_exclude_by_address_and_label(make_cli: CliFactory) -> None:
         "invalid arguments: 2 problems"]
 
 
+def test_a_pattern_that_matches_nothing_says_what_was_meant(make_cli: CliFactory) -> None:
+    """A typo in a target is an error that names the closest resource or label, before
+    anything is read, not a silently empty plan."""
+    run = make_cli(two_sites())
+    run.sims.call(run.sims.sims.reset_counts)
+    for pattern, said in (
+            ("device/s1-innv", "'device/s1-innv' matches no resource (did you mean "
+                               "device/s1-inv?)"),
+            ("device/s1-zap", "'device/s1-zap' matches no resource (did you mean "
+                              "gateway/s1-zap?)"),
+            ("tier=gld", "'tier=gld' matches no resource (did you mean tier=gold? tier has "
+                         "the values gold)"),
+            ("tier in (silver,gld)", "'tier in (silver,gld)' matches no resource (did you "
+                                     "mean tier=gold? tier has the values gold)"),
+            ("teir=gold", "'teir=gold' matches no resource (no resource has the label "
+                          "'teir'; did you mean 'tier'?)")):
+        for command in (["plan", run.path], ["apply", run.path, "--auto-approve"]):
+            code, out, err = run(*command, "--target", pattern)
+            assert (code, out) == (1, ""), (command, pattern)
+            assert err.splitlines() == [f"error: --target/--exclude: {said}",
+                                        "invalid arguments: 1 problem"], (command, pattern)
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 def test_bad_settings_are_named_and_nothing_is_read_or_written(make_cli: CliFactory) -> None:
     run = make_cli(standard_site(1), env={"RECONCILER_TIMEOUT": "-1",
                                           "RECONCILER_INSECURE_SKIP_TLS_VERIFY": "maybe"})
