@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import common
-from reconciler.engine import interrupted
+from reconciler.engine import interrupted, plan_origin
 from reconciler.engine.apply import ApplyReport, Outcome
 from reconciler.engine.reconcile import PlanResult, Reconciler, desired_fingerprint
 from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.engine.unread import unread_sources
 from reconciler.errors import ConfigError, Diagnostic, PlanError, ProviderError
-from reconciler.plan import document, render
+from reconciler.plan import document, render, targeting
 from reconciler.plan.planner import PlanOptions
 from reconciler.printable import printable
 from reconciler.sources import bounded
@@ -233,6 +233,37 @@ def _refuse_selection_with_saved_plan(args: argparse.Namespace) -> None:
         )
 
 
+def _check_saved_selection(plan_file: str, fleet: Any, options: PlanOptions) -> None:
+    """A saved plan's targets and excludes are checked as `plan` checks them: one edited
+    into the file that does not parse or matches nothing is refused, naming it."""
+    targets, excludes = list(options.targets), list(options.excludes)
+    found = targeting.pattern_problems(fleet, [*targets, *excludes])
+    found = found or targeting.excluded_targets(fleet, targets, excludes)
+    if found:
+        raise PlanError(
+            f"{plan_file} is not a valid saved plan: options.targets/options.excludes: "
+            + "; ".join(found)
+        )
+
+
+def _origin_refusal(plan_file: str, saved: dict[str, Any], settings: Any, fleet: Any) -> bool:
+    """A saved plan is applied where it was made, or not at all (`engine.plan_origin`):
+    refused before anything is read, naming each endpoint or account that differs.
+    Whether it was refused (and said so)."""
+    found = plan_origin.problems(saved["inputs"].get("endpoints"), settings, fleet)
+    if not found:
+        return False
+    lines = [
+        f"error: the saved plan {plan_file} was made against other endpoints or accounts "
+        "than these settings name; nothing was applied:",
+        *(f"  {problem}" for problem in found),
+        "Make the plan again with these settings (`reconciler plan ... --out FILE`), or "
+        "apply it with the settings it was made with.",
+    ]
+    print("\n".join(printable(line) for line in lines), file=sys.stderr)
+    return True
+
+
 @contextlib.contextmanager
 def _stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
     """While applying, the first SIGINT (Ctrl-C) or SIGTERM lets the writes in flight finish
@@ -278,10 +309,13 @@ def run(args: argparse.Namespace) -> int:
                 targets=tuple(opts.get("targets", [])),
                 excludes=tuple(opts.get("excludes", [])),
             )
+            _check_saved_selection(args.paths[0], fleet, options)
             if desired_fingerprint(fleet) != saved["inputs"].get("desired_sha256"):
                 raise PlanError(
                     "the desired state changed since the plan was made; run `reconciler plan` again"
                 )
+            if _origin_refusal(args.paths[0], saved, settings, fleet):
+                return common.EXIT_ERROR
         else:
             options = common.plan_options(args, fleet)
     except ConfigError as error:

@@ -174,6 +174,7 @@ _LISTED = 10
 
 def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:
     problems = targeting.pattern_problems(fleet, [*args.target, *args.exclude])
+    problems = problems or targeting.excluded_targets(fleet, args.target, args.exclude)
     if problems:
         raise ConfigError(
             [Diagnostic(problem, path="--target/--exclude") for problem in problems],

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.engine import enapter_files
+from reconciler.engine import enapter_files, plan_origin
 from reconciler.engine import platforms as _platforms  # noqa: F401 - registers Enapter, Flatpeak
 from reconciler.engine.apply import ApplyReport, Progress, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
@@ -102,12 +102,15 @@ class PlanResult:
     observed: Observed
     fleet: Fleet
     paths: list[str]
+    # Where it was made (`engine.plan_origin`): for `apply PLANFILE` to check.
+    endpoints: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def inputs(self) -> dict[str, Any]:
-        """What the plan was made from: the paths and the fingerprints of the desired and
-        observed state (for `apply PLANFILE`). Computed on first use: hashing a large fleet
-        costs a good part of a no-op plan, and a plan that is only shown needs none of it."""
+        """What the plan was made from: the paths, the fingerprints of the desired and
+        observed state, and the endpoints it read (for `apply PLANFILE`). Computed on first
+        use: hashing a large fleet costs a good part of a no-op plan, and a plan that is only
+        shown needs none of it."""
         with collector_paused():
             return {
                 # Sorted: the files are read in one sorted order whatever order the paths
@@ -115,6 +118,7 @@ class PlanResult:
                 "paths": sorted(self.paths),
                 "desired_sha256": desired_fingerprint(self.fleet),
                 "observed_sha256": observed_fingerprint(self.observed),
+                "endpoints": self.endpoints,
             }
 
     def __repr__(self) -> str:
@@ -205,7 +209,13 @@ class Reconciler:
                 options.flatpeak_locations,
             )
             plan = builder.finish()
-        return PlanResult(plan, observed, self.fleet, list(paths or []))
+        return PlanResult(
+            plan,
+            observed,
+            self.fleet,
+            list(paths or []),
+            plan_origin.record(self.settings, self.fleet),
+        )
 
     def _check_passwords(self) -> tuple[dict[str, str], dict[str, str]]:
         """Devices whose MQTT password cannot be had (the plan says so before anything is

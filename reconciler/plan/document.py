@@ -6,6 +6,9 @@ Replace is encoded as `["delete", "create"]` so generic plan commenters keep wor
 
 1.1 added `device` to an unmanaged object that is part of a declared Device (a DER its
 Novacore device has and it does not declare).
+1.2 added `inputs.endpoints`: the cloud URLs a saved plan was made against, and
+fingerprints of the identity and account it acted as (`engine.plan_origin`); and
+`gateway` to an unmanaged Novacore device bound to a declared gateway of its site.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from reconciler import __version__
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
 
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"
 
 # The most a saved plan may hold: `apply PLANFILE` reads no larger one, and `plan --out`
 # writes none. A plan of the benchmark's generated fleet of 1,000 sites (`sim up --sites

@@ -198,12 +198,16 @@ class PlanBuilder:
     ) -> bool:
         """Whether a selection keeps a change: a declared resource's when the resource is
         selected; an undeclared object's (a `--prune` removal) when what it was found in
-        is taken whole: the gateway it is on (Zap), else its site (clouds). Gateways
-        claimed but declared nowhere have no site and stay out."""
+        is taken whole: the gateway it is on (Zap, or a Novacore device bound to a gateway
+        of its site), else its site (clouds). Gateways claimed but declared nowhere have no
+        site and stay out."""
         if (change.kind, change.name) in declared:
             return (change.kind, change.name) in selected.resources
         if change.component == "zap":
             return selected.owns("Gateway", gateway_of_change(self.fleet, change))
+        on = self._sourceful.pruned_on.get(change.address)
+        if on is not None:
+            return selected.owns("Gateway", on)
         return bool(change.site) and selected.owns("Site", change.site)
 
 

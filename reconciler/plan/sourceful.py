@@ -436,6 +436,10 @@ class SourcefulPlanner:
     # Gateway serial -> the pruned Novacore deletes of devices bound to it: an undeclared
     # gateway is released only after them (removal runs provisioning's order backwards).
     _pruned_behind: dict[str, list[str]] = field(default_factory=dict)
+    # Address of a pruned Novacore delete -> the site's declared Gateway its device is
+    # bound to: it goes with that gateway in a selection (`planner`), as the device's copy
+    # on the Zap does, not with the site alone.
+    pruned_on: dict[str, str] = field(default_factory=dict)
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         """Every site not planned yet, then what spans sites. The changes come in the order
@@ -1266,6 +1270,13 @@ class SourcefulPlanner:
             self._provisioned = ProvisionedIndex(self.observed)
         return self._provisioned.elsewhere(hardware_id, org_sites, at.site_id)
 
+    def _bound_gateway(self, site: Site, serial: str | None) -> str | None:
+        """The Gateway of `site` that has `serial` (a Novacore device's gateway), if one
+        is declared."""
+        name = self._gateway_name(serial) if serial else None
+        gateway = self.fleet.gateways.get(name or "")
+        return name if gateway is not None and gateway.spec.site_ref == site.name else None
+
     def _gateway_name(self, serial: str | None) -> str:
         """The declared Gateway with this serial, else the serial."""
         if self._gateway_names is None:
@@ -1417,9 +1428,11 @@ class SourcefulPlanner:
             if leaving:
                 self._site_leaving_org(site, cloud, leaving[0])
                 continue
-            entry = {
-                "platform": "novacore",
-                "site": site.name,
+            entry = {"platform": "novacore", "site": site.name}
+            on = self._bound_gateway(site, cloud.gateway_serial)
+            if on is not None:
+                entry["gateway"] = on
+            entry |= {
                 "id": cloud.id,
                 "description": f"Novacore device {cloud.id} ({cloud.hardware_id}, "
                 f"{cloud.name!r}) in site {site.name} is not declared",
@@ -1437,6 +1450,8 @@ class SourcefulPlanner:
                     message=entry["description"] + "; deleted (--prune)",
                 )
                 pruned[cloud.hardware_id] = delete.address
+                if on is not None:
+                    self.pruned_on[delete.address] = on
                 if cloud.gateway_serial:
                     self._pruned_behind.setdefault(cloud.gateway_serial, []).append(
                         delete.address

@@ -3,7 +3,9 @@ selector, with kubectl's syntax (`region=north`, `tier!=test`, `region in (north
 `tier notin (test)`, `customer`, `!legacy`). A target brings what it holds (a site
 its gateways and devices, a device its DERs) and what those depend on (a device its gateway
 and site), so `--target site/x` plans the whole site and `--target device/y` plans the device
-with what it needs; an exclusion takes along everything that depends on it.
+with what it needs; an exclusion takes along everything that depends on it, and what a
+target needs is planned only for a target the exclusions leave (one they leave nothing of
+is an error, as one that matches nothing is).
 
 A selector judges a resource by its labels merged over those of what holds it (a DER's
 Device, a Device's Gateway, or its Site when it has no gateway, a Gateway's Site; the
@@ -14,7 +16,8 @@ the label, so it is not selected (and does not bring its site along), and
 and `!key` would match every unlabelled device, and bring along its site.
 
 Objects found but not declared (what `--prune` removes, or reports as unmanaged) belong to
-the gateway they were found on or the site they were found in; a selection keeps them when
+the gateway they were found on (a Novacore device to the gateway of its site it is bound
+to, as its copy on the Zap) or the site they were found in; a selection keeps them when
 that gateway or site is taken whole: targeted, or held by a target (not only brought along
 as what a target needs), and not excluded. A DER that a declared Device's Novacore device
 has and the Device does not declare belongs to that Device, and goes with it. Gateways
@@ -23,6 +26,7 @@ leaves them out."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -271,19 +275,48 @@ def select(fleet: Fleet, targets: list[str], excludes: list[str]) -> Selection |
     by_key = {_key(r): r for r in resources}
     labels = inherited_labels(fleet)
     depends, dependents = _graphs(fleet)
-    if targets:
-        held = _closure(_matching(resources, targets, labels), dependents)
-        selected = _closure((by_key[k] for k in held), depends)
-    else:
-        held, selected = set(by_key), set(by_key)
+    held = _closure(_matching(resources, targets, labels), dependents) if targets else set(by_key)
     if excludes:
-        dropped = _closure(_matching(resources, excludes, labels), dependents)
-        selected -= dropped
-        held -= dropped
+        held -= _closure(_matching(resources, excludes, labels), dependents)
+    # What the targets left after the exclusions need, and only that: needs of a target
+    # that was excluded are not planned for it. (Nothing excluded is needed here: whatever
+    # depends on an excluded resource is excluded too.)
+    selected = _closure((by_key[k] for k in held), depends)
     # What a target only needs (a device's site) is planned but not taken whole: its
     # undeclared objects stay out, or `--target device/x --prune` would empty its site.
     owners = {key for key in held if key[0] in ("Site", "Gateway")}
     return Selection(frozenset(selected), frozenset(owners))
+
+
+def excluded_targets(fleet: Fleet, targets: list[str], excludes: list[str]) -> list[str]:
+    """Each target that `excludes` leave nothing of, naming the exclusion and, when the
+    target is excluded for what it depends on, that: such a target selects nothing, as one
+    that matches nothing does (the patterns are known to parse)."""
+    if not targets or not excludes:
+        return []
+    resources = list(fleet.resources())
+    labels = inherited_labels(fleet)
+    _, dependents = _graphs(fleet)
+    dropping = [
+        (text, _closure(_matching(resources, [text], labels), dependents)) for text in excludes
+    ]
+    dropped = set().union(*(keys for _, keys in dropping))
+    problems = []
+    for text in targets:
+        matched = _matching(resources, [text], labels)
+        if not matched or any(_key(r) not in dropped for r in matched):
+            continue
+        first = matched[0]
+        by = next(by for by, keys in dropping if _key(first) in keys)
+        if Pattern.parse(by).matches(first, labels[_key(first)]):
+            problems.append(f"{text!r} selects nothing: --exclude {by!r} leaves it out")
+        else:
+            problems.append(
+                f"{text!r} selects nothing: --exclude {by!r} leaves out what "
+                f"{first.KIND.lower()}/{first.name} depends on, and a resource is not "
+                "planned without what it depends on"
+            )
+    return problems
 
 
 def pattern_problems(fleet: Fleet, patterns: list[str]) -> list[str]:
@@ -300,5 +333,48 @@ def pattern_problems(fleet: Fleet, patterns: list[str]) -> list[str]:
             problems.append(str(exc))
             continue
         if not any(pattern.matches(r, labels[_key(r)]) for r in resources):
-            problems.append(f"{text!r} matches no resource")
+            problems.append(f"{text!r} matches no resource{_hint(pattern, resources, labels)}")
     return problems
+
+
+# How many label values a hint lists: enough to spot a typo, not a fleet's worth.
+_LISTED = 10
+
+
+def _close(word: str, choices: Iterable[str]) -> str | None:
+    found = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _hint(
+    pattern: Pattern, resources: list[Resource], labels: dict[Key, dict[str, str]]
+) -> str:
+    """What the user may have meant by a pattern that matches nothing (a typo, as often as
+    not): the same name of another kind, the closest name of that kind, the closest label
+    key, or the values a key has; "" when nothing comes close. A name that is there under
+    another kind says the kind was the slip, so it comes first."""
+    if pattern.address is not None:
+        kind, name = pattern.address
+        other = next((r for r in resources if r.name == name), None)
+        if other is not None:
+            return f" (did you mean {other.KIND.lower()}/{name}?)"
+        close = _close(name, (r.name for r in resources if r.KIND.lower() == kind))
+        return f" (did you mean {kind}/{close}?)" if close is not None else ""
+    values: dict[str, set[str]] = {}
+    for merged in labels.values():
+        for key, value in merged.items():
+            values.setdefault(key, set()).add(value)
+    for requirement in pattern.requirements:
+        key = requirement.key
+        if requirement.operator in ("=", "in", "exists") and key not in values:
+            close = _close(key, values)
+            meant = f"; did you mean {close!r}?" if close is not None else ""
+            return f" (no resource has the label {key!r}{meant})"
+        if requirement.operator in ("=", "in") and not requirement.values & values[key]:
+            known = sorted(values[key])
+            shown = ", ".join(known[:_LISTED]) + (", ..." if len(known) > _LISTED else "")
+            wrong = sorted(requirement.values)[0]
+            close = _close(wrong, known)
+            meant = f"did you mean {key}={close}? " if close is not None else ""
+            return f" ({meant}{key} has the values {shown})"
+    return ""

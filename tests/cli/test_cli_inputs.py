@@ -125,6 +125,16 @@ def test_schema_and_crds_name_an_out_path_they_cannot_write(
                  "options.targets must be a list of addresses or selectors", id="targets"),
     pytest.param(lambda d: d["options"].update(prune="yes"), "options.prune must be true or "
                  "false", id="prune"),
+    # Checked as `plan` checks --target and --exclude, instead of a traceback.
+    pytest.param(lambda d: d["options"].update(targets=["tier in (gold"]),
+                 "options.targets/options.excludes: 'tier in (gold': opens a parenthesis it "
+                 "never closes", id="target-that-does-not-parse"),
+    pytest.param(lambda d: d["options"].update(excludes=["sight/s1"]),
+                 "options.targets/options.excludes: 'sight/s1': unknown kind 'sight'",
+                 id="exclude-of-an-unknown-kind"),
+    pytest.param(lambda d: d["options"].update(targets=["device/s1-invv"]),
+                 "options.targets/options.excludes: 'device/s1-invv' matches no resource",
+                 id="target-that-matches-nothing"),
 ])
 def test_a_saved_plan_of_the_wrong_shape_is_refused(make_cli: CliFactory, tmp_path: Path,
                                                     edit: object, problem: str) -> None:

@@ -32,6 +32,7 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
     Doc,
     ThreadedSims,
     cloud_device,
+    cloud_devices,
     converged_exactly_once,
     gateway,
     gateway_moved_to_home,
@@ -306,6 +307,55 @@ def test_saved_plan_is_refused_when_the_desired_state_changed(
     assert run.sims.call(run.sims.sims.requests) == 0, "refused before observing anything"
 
 
+def test_a_saved_plan_is_applied_only_against_the_endpoints_and_identity_it_was_made_with(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two Novacores that hold nothing yet (staging and production before the first apply)
+    answer alike, so the fingerprints cannot tell them apart: the plan records where it was
+    made, and another Novacore, identity or an older plan without that record is refused
+    before anything is read from either."""
+    docs = [site("s1")]
+    made_at = make_cli(docs)
+    saved = tmp_path / "plan.json"
+    code, out, _ = made_at("plan", made_at.path, "--out", str(saved))
+    assert code == 0 and "Plan: 1 to create." in out, out
+    endpoints = json.loads(saved.read_text())["inputs"]["endpoints"]
+    assert list(endpoints) == ["novacore"]
+    assert endpoints["novacore"]["url"] == made_at.sims.sims.novacore.url
+    assert made_at.sims.sims.identity_id not in saved.read_text()
+
+    other = make_cli(docs)  # its settings replace the first one's
+    both = (made_at.sims, other.sims)
+    for threaded in both:
+        threaded.call(threaded.sims.reset_counts)
+    code, out, err = other("apply", str(saved))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"error: the saved plan {saved} was made against other endpoints or accounts than "
+        "these settings name; nothing was applied:",
+        f"  the Novacore URL is {other.sims.sims.novacore.url} (RECONCILER_NOVACORE_URL); the "
+        f"plan was made against {made_at.sims.sims.novacore.url}",
+        "Make the plan again with these settings (`reconciler plan ... --out FILE`), or apply "
+        "it with the settings it was made with."]
+
+    monkeypatch.setenv("RECONCILER_NOVACORE_URL", made_at.sims.sims.novacore.url)
+    monkeypatch.setenv("RECONCILER_NOVACORE_IDENTITY", "idt-someone-else")
+    code, _, err = other("apply", str(saved))
+    assert code == 1
+    assert ("  the Novacore identity (RECONCILER_NOVACORE_IDENTITY, or the identity in "
+            "RECONCILER_NOVACORE_TOKEN) is not the one the plan was made with") in err
+    assert "idt-someone-else" not in err
+
+    older = json.loads(saved.read_text())
+    older["format_version"] = "1.1"
+    del older["inputs"]["endpoints"]
+    saved.write_text(json.dumps(older))
+    code, _, err = other("apply", str(saved))
+    assert code == 1
+    assert ("  the saved plan does not record the endpoints it was made against (made by an "
+            "older reconciler, or edited), so where it would be applied cannot be checked") in err
+    assert [threaded.call(threaded.sims.requests) for threaded in both] == [0, 0]
+
+
 def test_a_saved_plan_applies_after_an_edit_that_declares_the_same(
         make_cli: CliFactory, tmp_path: Path) -> None:
     """What the files declare is compared, not their text (README: a comment is no change)."""
@@ -389,6 +439,30 @@ def test_target_and_exclude_by_address_and_label(make_cli: CliFactory) -> None:
         "error: --target/--exclude: 'devise/s1-inv': unknown kind 'devise'; an address is "
         "kind/name, the kind one of site, gateway, device, der",
         "invalid arguments: 2 problems"]
+
+
+def test_a_pattern_that_matches_nothing_says_what_was_meant(make_cli: CliFactory) -> None:
+    """A typo in a target is an error that names the closest resource or label, before
+    anything is read, not a silently empty plan."""
+    run = make_cli(two_sites())
+    run.sims.call(run.sims.sims.reset_counts)
+    for pattern, said in (
+            ("device/s1-innv", "'device/s1-innv' matches no resource (did you mean "
+                               "device/s1-inv?)"),
+            ("device/s1-zap", "'device/s1-zap' matches no resource (did you mean "
+                              "gateway/s1-zap?)"),
+            ("tier=gld", "'tier=gld' matches no resource (did you mean tier=gold? tier has "
+                         "the values gold)"),
+            ("tier in (silver,gld)", "'tier in (silver,gld)' matches no resource (did you "
+                                     "mean tier=gold? tier has the values gold)"),
+            ("teir=gold", "'teir=gold' matches no resource (no resource has the label "
+                          "'teir'; did you mean 'tier'?)")):
+        for command in (["plan", run.path], ["apply", run.path, "--auto-approve"]):
+            code, out, err = run(*command, "--target", pattern)
+            assert (code, out) == (1, ""), (command, pattern)
+            assert err.splitlines() == [f"error: --target/--exclude: {said}",
+                                        "invalid arguments: 1 problem"], (command, pattern)
+    assert run.sims.call(run.sims.sims.requests) == 0
 
 
 def test_bad_settings_are_named_and_nothing_is_read_or_written(make_cli: CliFactory) -> None:
@@ -1258,6 +1332,39 @@ def test_negative_selectors_judge_a_device_by_the_site_that_holds_it(
     assert run.sims.call(lambda: sims.novacore.gateways[serial_of(1)].org_id) is None
 
 
+def test_an_excluded_target_brings_nothing_along_and_one_excluded_whole_is_an_error(
+        make_cli: CliFactory) -> None:
+    """What a target needs is planned for the target, so not for one the exclusions left
+    out; and a target they leave nothing of selects nothing, as a typo does: an error, not
+    a plan of its site alone or a "No changes" that says the state matches."""
+    docs = two_sites()
+    for doc in docs:
+        if doc["kind"] == "Device" and doc["metadata"]["name"].endswith("-inv"):
+            doc["metadata"]["labels"] = {"role": "inverter"}
+    run = make_cli(docs)
+    code, out, err = run("plan", run.path, "-o", "json", "--target", "role=inverter",
+                         "--exclude", "gateway/s2-zap")
+    assert code == 0, err
+    assert _addresses(out) == {
+        "site/s1[novacore]", "gateway/s1-zap[novacore]", "device/s1-inv[zap]",
+        "device/s1-inv[novacore]", "device/s1-inv[publish]"}
+
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", run.path, "--auto-approve", "--target", "device/s1-inv",
+                         "--exclude", "gateway/s1-zap")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "error: --target/--exclude: 'device/s1-inv' selects nothing: --exclude "
+        "'gateway/s1-zap' leaves out what device/s1-inv depends on, and a resource is not "
+        "planned without what it depends on",
+        "invalid arguments: 1 problem"]
+    code, out, err = run("plan", run.path, "--detailed-exitcode", "--target", "tier=gold",
+                         "--exclude", "site/s2")
+    assert (code, out) == (1, "")
+    assert "'tier=gold' selects nothing: --exclude 'site/s2' leaves it out" in err
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 def test_prune_with_a_selection_removes_what_is_undeclared_in_the_selected_site_only(
         make_cli: CliFactory) -> None:
     run = make_cli(two_sites())
@@ -1281,6 +1388,39 @@ def test_prune_with_a_selection_removes_what_is_undeclared_in_the_selected_site_
     assert code == 0, out
     assert run.sims.call(zaps[serial_of(1)].device, "STRAY1") is None
     assert run.sims.call(zaps[serial_of(2)].device, "STRAY2") is not None
+
+
+def test_a_pruned_device_goes_with_its_gateway_in_novacore_as_on_the_zap(
+        make_cli: CliFactory) -> None:
+    """A device removed from git is on its gateway twice: on the Zap and, bound to the
+    gateway, in Novacore. `--exclude gateway/G --prune` deletes neither, `--target
+    gateway/G --prune` both, instead of the Novacore copy going with the site alone."""
+    docs = two_sites()
+    run = make_cli(docs)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.rewrite([d for d in docs if d["metadata"]["name"] != "s1-p1"])
+    sims = run.sims.sims
+
+    code, out, _ = run("plan", run.path, "-o", "json", "--target", "gateway/s1-zap")
+    assert code == 0
+    assert sorted(e["platform"] for e in json.loads(out)["unmanaged"]) == ["novacore", "zap"]
+
+    run.sims.call(sims.reset_counts)
+    code, out, err = run("apply", run.path, "--auto-approve", "--prune",
+                         "--exclude", "gateway/s1-zap")
+    assert code == 0 and out.startswith("No changes."), out + err
+    assert run.sims.call(sims.writes) == 0
+    assert run.sims.call(cloud_device, sims, "P1M0001")
+    assert run.sims.call(sims.zaps[serial_of(1)].device, "P1M0001") is not None
+
+    code, out, _ = run("apply", run.path, "--auto-approve", "--prune",
+                       "--target", "gateway/s1-zap")
+    assert code == 0, out
+    assert "✓ device/s1.P1M0001[novacore] delete" in out
+    assert "✓ device/s1-zap.P1M0001[zap] delete" in out
+    assert run.sims.call(sims.zaps[serial_of(1)].device, "P1M0001") is None
+    assert run.sims.call(cloud_devices, sims, "P1M0001") == []
+    assert run("plan", run.path, "--prune", "--detailed-exitcode")[0] == 0
 
 
 def test_markdown_plan_keeps_a_serial_with_pipes_and_backticks_in_its_cell(

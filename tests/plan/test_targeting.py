@@ -140,7 +140,8 @@ def test_undeclared_objects_go_with_the_gateway_or_site_they_were_found_in(
 def test_patterns_that_match_nothing_are_reported() -> None:
     assert targeting.pattern_problems(make_fleet(), ["device/home-inv", "device/nope",
                                                      "region=west", "region=north"]) == [
-        "'device/nope' matches no resource", "'region=west' matches no resource"]
+        "'device/nope' matches no resource",
+        "'region=west' matches no resource (region has the values north, south)"]
 
 
 @pytest.mark.parametrize(("pattern", "problem"), [
@@ -164,4 +165,5 @@ def test_patterns_that_cannot_select_say_what_is_wrong(pattern: str, problem: st
 
 def test_a_label_key_with_a_dns_prefix_is_a_selector_not_an_address() -> None:
     assert targeting.pattern_problems(make_fleet(), ["example.com/tier"]) == [
-        "'example.com/tier' matches no resource"]
+        "'example.com/tier' matches no resource (no resource has the label "
+        "'example.com/tier')"]

@@ -1,0 +1,95 @@
+"""Where a saved plan was made: the cloud endpoints it read, and would write to, and the
+accounts it acted as there. `plan --out` records them in `inputs.endpoints`, and `apply
+PLANFILE` refuses a plan whose record is not what its own settings give, before it reads
+or writes anything.
+
+The fingerprints of the desired and actual state do not catch this: two organisations or
+clouds that hold nothing yet (a staging Novacore and the production one, before the first
+apply) answer alike, so a plan reviewed against one would be applied to the other.
+
+Only the platforms the desired state uses are recorded (an Enapter URL set for other
+fleets is no concern of a plan of Zaps). URLs are recorded as they are (settings refuse
+one with credentials in it); the identity and account that go with the credentials are
+recorded as SHA-256 fingerprints, which say whether they changed without writing them
+into a file that CI keeps as an artifact."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from reconciler.engine.config import Settings
+from reconciler.model.fleet import Fleet
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def platforms(fleet: Fleet) -> list[str]:
+    """The clouds `fleet` is planned against: Novacore for its Zaps and Novacore sites,
+    Enapter and Flatpeak for the sites that declare them."""
+    used = set()
+    for site in fleet.sites.values():
+        for name in ("novacore", "enapter", "flatpeak"):
+            if getattr(site.spec, name, None) is not None:
+                used.add(name)
+    if any(gateway.spec.zap is not None for gateway in fleet.gateways.values()):
+        used.add("novacore")
+    return sorted(used)
+
+
+def record(settings: Settings, fleet: Fleet) -> dict[str, dict[str, str]]:
+    """Each platform `fleet` uses: its URL, and a fingerprint of the identity or account
+    the credentials act as where the settings name one."""
+    entries = {
+        "novacore": {
+            "url": settings.novacore_url,
+            "identity_sha256": _sha256(settings.claimer_identity()),
+        },
+        "enapter": {"url": settings.enapter_url},
+        "flatpeak": {
+            "url": settings.flatpeak_url,
+            "account_sha256": _sha256(settings.flatpeak_account_id),
+        },
+    }
+    return {name: entries[name] for name in platforms(fleet)}
+
+
+# What each recorded key is, and the setting that gives it, for the refusal.
+_WHAT = {
+    ("novacore", "url"): ("the Novacore URL", "RECONCILER_NOVACORE_URL"),
+    ("novacore", "identity_sha256"): (
+        "the Novacore identity",
+        "RECONCILER_NOVACORE_IDENTITY, or the identity in RECONCILER_NOVACORE_TOKEN",
+    ),
+    ("enapter", "url"): ("the Enapter URL", "RECONCILER_ENAPTER_URL"),
+    ("flatpeak", "url"): ("the Flatpeak URL", "RECONCILER_FLATPEAK_URL"),
+    ("flatpeak", "account_sha256"): ("the Flatpeak account", "RECONCILER_FLATPEAK_ACCOUNT_ID"),
+}
+
+
+def problems(saved: Any, settings: Settings, fleet: Fleet) -> list[str]:
+    """How the settings differ from where the saved plan was made (`saved`, its
+    `inputs.endpoints`); none when they are the same. A URL is named on both sides; an
+    identity or account is not, only that it is another."""
+    if not isinstance(saved, dict):
+        return [
+            "the saved plan does not record the endpoints it was made against (made by an "
+            "older reconciler, or edited), so where it would be applied cannot be checked"
+        ]
+    out = []
+    for platform, now in record(settings, fleet).items():
+        then = saved.get(platform)
+        for key, value in now.items():
+            what, setting = _WHAT[(platform, key)]
+            was = then.get(key) if isinstance(then, dict) else None
+            if was == value:
+                continue
+            if not isinstance(was, str):
+                out.append(f"the saved plan does not record {what} it was made against")
+            elif key == "url":
+                out.append(f"{what} is {value} ({setting}); the plan was made against {was}")
+            else:
+                out.append(f"{what} ({setting}) is not the one the plan was made with")
+    return out
