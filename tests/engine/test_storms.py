@@ -5,6 +5,7 @@ reason, skips only what depends on it, and the rest of the fleet applies."""
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 
 import pytest
@@ -138,6 +139,44 @@ async def test_a_retry_after_date_on_a_503_is_honoured(make_world: MakeWorld) ->
     assert zap.count("POST") == 2, "one 503, then the retry"
     # The date has whole seconds: it is 2 to 3 s away; the first backoff is under 0.2 s.
     assert time.monotonic() - started >= 1.5
+
+
+async def test_a_retry_after_longer_than_a_run_waits_is_not_retried(
+        make_world: MakeWorld) -> None:
+    """A server that asks to be called again in a day (a quota spent, a planned outage) is
+    not called again in this run, and the run does not wait for it: the plan defers its
+    sites at once and the apply fails the change, saying what the server asked."""
+    world = await make_world(standard_site(1))
+    await world.apply()
+    novacore = world.sims.novacore
+    novacore.rename_device(cloud_device(world.sims, "SG0001").id, "renamed in the cloud UI")
+    result = await world.plan()
+    assert [c.address for c in result.plan.pending] == ["device/s1-inv[novacore]"]
+
+    novacore.faults.throttle_next, novacore.faults.retry_after_s = 1000, 86400
+    novacore.requests.clear()
+    started = time.monotonic()
+    deferred = await world.plan()
+    # Waiting the 60 s a run waits at most between each of 3 attempts took 120 s.
+    assert time.monotonic() - started < 30
+    assert novacore.requests["GET /sites"] == 1, "asked once, not again before the day is out"
+    assert deferred.plan.deferred[0].message.endswith(
+        "HTTP 429: {\"error\": \"rate_limited\", \"message\": \"Too many requests\"} (not "
+        "retried: the server asks to be called again in 86400 s (Retry-After), later than "
+        "the 60 s a run waits)")
+
+    novacore.faults.throttle_next, novacore.faults.fail_next = 0, 1000
+    novacore.faults.retry_after = email.utils.formatdate(time.time() + 86400, usegmt=True)
+    novacore.requests.clear()
+    started = time.monotonic()
+    async with world.engine() as engine:
+        report = await engine.apply(result)
+    assert time.monotonic() - started < 30
+    [failed] = report.by_status("failed")
+    assert re.search(r"HTTP 503: .* \(not retried: the server asks to be called again in "
+                     r"(86399|86400) s \(Retry-After\), later than the 60 s a run waits\)$",
+                     failed.message), failed.message
+    assert novacore.requests["PUT /devices/{device_id}"] == 1
 
 
 async def test_change_that_keeps_failing_is_reported_and_the_rest_applies(
