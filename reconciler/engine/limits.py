@@ -1,15 +1,17 @@
 """Concurrency and rate limits for every HTTP call, as an httpx transport wrapper: one
-global bound on calls in flight, and per host a bound on calls in flight plus a token
-bucket. One slow or offline gateway then never stalls the fleet, and no gateway (a small
-embedded device) is flooded. A request that holds its slots is shown to `BEFORE_SEND`,
-which may still withhold it. Calls that are not HTTP (a Modbus read) hold the same kind of
-slots with `Limits.slot`."""
+global bound on calls in flight, and per host a bound on calls in flight plus a rate (at
+most so many requests in any second, retries included). One slow or offline gateway then
+never stalls the fleet, and no gateway (a small embedded device) is flooded. A request
+that holds its slots is shown to `BEFORE_SEND`, which may still withhold it. Calls that are
+not HTTP (a Modbus read) hold the same kind of slots with `Limits.slot`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -28,27 +30,31 @@ BEFORE_SEND: ContextVar[Callable[[httpx.Request], None] | None] = ContextVar(
 @dataclass(frozen=True)
 class HostLimit:
     concurrency: int | None = None  # calls in flight to this host; None = only the global bound
-    rate: float | None = None  # requests per second; None = unlimited
+    rate: float | None = None  # requests in any second; None = unlimited
 
 
-class _TokenBucket:
+class _RateWindow:
+    """At most `rate` requests in any one second (rounded down; under 1 a second, one per
+    1/rate seconds), as the gateway counts them. A token bucket holding `rate` tokens let
+    a burst of `rate` requests through at once and `rate` more as it refilled within the
+    same second: twice the rate a small embedded device was promised."""
+
     def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = max(1.0, rate)
-        self.capacity = max(1.0, rate)
-        self.updated = time.monotonic()
+        self.count = max(1, math.floor(rate))
+        self.window = max(1.0, 1.0 / rate)
+        self.sent: deque[float] = deque()
         self.lock = asyncio.Lock()
 
     async def take(self) -> None:
         async with self.lock:
             while True:
                 now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
+                while self.sent and now - self.sent[0] >= self.window:
+                    self.sent.popleft()
+                if len(self.sent) < self.count:
+                    self.sent.append(now)
                     return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+                await asyncio.sleep(self.window - (now - self.sent[0]))
 
 
 class Limits:
@@ -64,7 +70,7 @@ class Limits:
         self.hosts = dict(hosts or {})
         self.default = default or HostLimit()
         self._bounds: dict[str, asyncio.Semaphore] = {}
-        self._buckets: dict[str, _TokenBucket] = {}
+        self._windows: dict[str, _RateWindow] = {}
 
     def set_host(self, host: str, limit: HostLimit) -> None:
         self.hosts[host] = limit
@@ -81,10 +87,10 @@ class Limits:
                 bound = self._bounds[host] = asyncio.Semaphore(limit.concurrency)
             await bound.acquire()
         if limit.rate:
-            bucket = self._buckets.get(host)
-            if bucket is None:
-                bucket = self._buckets[host] = _TokenBucket(limit.rate)
-            await bucket.take()
+            window = self._windows.get(host)
+            if window is None:
+                window = self._windows[host] = _RateWindow(limit.rate)
+            await window.take()
         return bound
 
     @contextlib.asynccontextmanager

@@ -1,5 +1,6 @@
 """Retries with exponential backoff and full jitter that honour Retry-After. Only
-retryable errors (ProviderUnavailable) are retried; everything else fails at once.
+retryable errors (ProviderUnavailable) are retried; everything else fails at once, and so
+does one whose Retry-After is longer than a run waits.
 
 Writes (an apply's changes) make `RECONCILER_RETRIES` attempts; reads that observe the
 actual state make at most `READ_ATTEMPTS` of them (`read_policy`)."""
@@ -7,6 +8,7 @@ actual state make at most `READ_ATTEMPTS` of them (`read_policy`)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +24,9 @@ class RetryPolicy:
     attempts: int = 6
     base_s: float = 0.1
     max_s: float = 10.0
-    # Cap on a server's Retry-After, so one answer cannot park a run for hours.
+    # The longest Retry-After a run waits for. A server asking for longer (an outage
+    # planned for the night, a day's quota spent) is not called again in this run: waiting
+    # for it would park the run for hours, and calling sooner than it asked is hammering it.
     max_retry_after_s: float = 60.0
 
     def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
@@ -46,6 +50,12 @@ def read_policy(retries: int) -> RetryPolicy:
     return RetryPolicy(attempts=min(READ_ATTEMPTS, retries))
 
 
+def _seconds(value: float) -> str:
+    """A Retry-After in words: a day asked for as an HTTP date reads "86400 s", not
+    "86399.61 s"."""
+    return f"{math.ceil(value)} s"
+
+
 async def retrying(
     call: Callable[[], Awaitable[T]],
     policy: RetryPolicy,
@@ -59,6 +69,14 @@ async def retrying(
         except ProviderError as error:
             attempt += 1
             if not error.retryable:
+                raise
+            if error.retry_after is not None and error.retry_after > policy.max_retry_after_s:
+                if error.args:
+                    error.args = (
+                        f"{error.args[0]} (not retried: the server asks to be called again in "
+                        f"{_seconds(error.retry_after)} (Retry-After), later than the "
+                        f"{policy.max_retry_after_s:g} s a run waits)",
+                    )
                 raise
             if attempt >= policy.attempts:
                 if attempt > 1 and error.args:

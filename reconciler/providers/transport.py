@@ -9,8 +9,10 @@ truncated before they reach a message.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import email.utils
 import math
+import re
 import time
 import urllib.parse
 from typing import Any
@@ -115,15 +117,28 @@ def segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
 def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP date."""
-    if not value:
+    """Retry-After as seconds from now: delta-seconds (a fraction taken too) or an HTTP
+    date. Anything else (a negative number, `inf`, more digits than a float holds, text)
+    is None, as if the header were absent: the answer is still retried, after the usual
+    backoff, instead of being taken for one of a shape the platform does not document."""
+    text = (value or "").strip()
+    if not text:
         return None
+    if _DELTA_SECONDS.fullmatch(text):
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (ValueError, TypeError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        # A date "-0000" is UTC (RFC 5322); read as local time it would be off by hours.
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 def _body_excerpt(response: httpx.Response) -> str:

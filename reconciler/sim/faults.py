@@ -1,8 +1,9 @@
 """Faults a simulator can inject, deterministic for a given seed and request order:
 added latency (fixed plus jitter, before a request is carried out, and a delay of a
-write's answer after it), a rate of 5xx answers, 429 with Retry-After, writes
-whose answer is lost after they took effect, answers of a shape the platform does not
-document, and offline modes (connection refused, or accepted and never answered)."""
+write's answer after it), a rate of 5xx answers, 429 with Retry-After (or any Retry-After
+text with every fault's answer), writes whose answer is lost after they took effect,
+answers of a shape the platform does not document, and offline modes (connection refused,
+or accepted and never answered)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class FaultConfig:
     error_status: int = 503
     throttle_rate: float = 0.0
     retry_after_s: float = 1.0
+    # Sent as it is as the Retry-After of every fault's answer (the 5xx ones too), in place
+    # of `retry_after_s`: an HTTP date, a day in seconds, or text no client can read.
+    retry_after: str = ""
     offline: Offline = Offline.ONLINE
     # Answer the next N requests with `error_status` (then behave normally): a storm.
     fail_next: int = 0
@@ -66,6 +70,8 @@ class FaultConfig:
                     converted[key] = Offline(value)
                 elif isinstance(current, (int, float)):
                     converted[key] = type(current)(value)
+                elif isinstance(current, str) and not isinstance(value, str):
+                    raise TypeError(key)
                 else:
                     converted[key] = value
             except (TypeError, ValueError):

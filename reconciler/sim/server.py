@@ -185,7 +185,9 @@ class SimServer:
     def _fault_response(self, decision: Decision) -> web.Response:
         assert decision.status is not None
         headers = {}
-        if decision.retry_after_s is not None:
+        if self.faults.retry_after:
+            headers["Retry-After"] = self.faults.retry_after
+        elif decision.retry_after_s is not None:
             headers["Retry-After"] = f"{decision.retry_after_s:g}"
         code = "rate_limited" if decision.status == 429 else "unavailable"
         message = (

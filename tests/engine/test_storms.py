@@ -4,6 +4,8 @@ reason, skips only what depends on it, and the rest of the fleet applies."""
 
 from __future__ import annotations
 
+import email.utils
+import re
 import time
 
 import pytest
@@ -96,6 +98,85 @@ async def test_retry_after_is_honoured(make_world: MakeWorld) -> None:
     assert zap.count("POST") == 2, "one 429, then the retry"
     # The first backoff is drawn from [0, 0.2 s): only Retry-After makes it wait 0.4 s.
     assert elapsed >= 0.4, f"retried after {elapsed:.3f}s, before Retry-After"
+
+
+async def test_a_retry_after_no_client_can_read_is_retried_after_the_backoff(
+        make_world: MakeWorld) -> None:
+    """A 503 or 429 whose Retry-After is neither seconds nor an HTTP date is retried as one
+    without it, by a plan's reads and an apply's writes alike, instead of being taken for
+    an answer of a shape the platform does not document."""
+    world = await make_world(standard_site(1))
+    novacore = world.sims.novacore
+    novacore.faults.fail_next, novacore.faults.throttle_next = 1, 1
+    novacore.faults.retry_after = "soon"
+    result = await world.plan()
+    assert not result.plan.deferred, [c.message for c in result.plan.deferred]
+    assert novacore.faults.fail_next == novacore.faults.throttle_next == 0
+
+    novacore.faults.fail_next, novacore.faults.retry_after = 1, "-5"
+    zap = world.sims.zaps[serial_of(1)]
+    zap.faults.throttle_next, zap.faults.retry_after = 1, "Wed, 99 Oct 2015 07:28:00 GMT"
+    async with world.engine() as engine:
+        report = await engine.apply(result)
+    assert report.ok, [(o.address, o.message) for o in report.outcomes if o.status != "done"]
+    assert novacore.faults.fail_next == zap.faults.throttle_next == 0
+    converged_exactly_once(world.sims, world.fleet)
+
+
+async def test_a_retry_after_date_on_a_503_is_honoured(make_world: MakeWorld) -> None:
+    world = await make_world(standard_site(1))
+    await world.apply()
+    zap = world.sims.zaps[serial_of(1)]
+    zap.set_der("SG0001", "pv", enabled=False)
+    result = await world.plan()
+    zap.faults.fail_next = 1
+    zap.faults.retry_after = email.utils.formatdate(time.time() + 3, usegmt=True)
+    zap.requests.clear()
+    started = time.monotonic()
+    async with world.engine() as engine:
+        report = await engine.apply(result)
+    assert report.ok
+    assert zap.count("POST") == 2, "one 503, then the retry"
+    # The date has whole seconds: it is 2 to 3 s away; the first backoff is under 0.2 s.
+    assert time.monotonic() - started >= 1.5
+
+
+async def test_a_retry_after_longer_than_a_run_waits_is_not_retried(
+        make_world: MakeWorld) -> None:
+    """A server that asks to be called again in a day (a quota spent, a planned outage) is
+    not called again in this run, and the run does not wait for it: the plan defers its
+    sites at once and the apply fails the change, saying what the server asked."""
+    world = await make_world(standard_site(1))
+    await world.apply()
+    novacore = world.sims.novacore
+    novacore.rename_device(cloud_device(world.sims, "SG0001").id, "renamed in the cloud UI")
+    result = await world.plan()
+    assert [c.address for c in result.plan.pending] == ["device/s1-inv[novacore]"]
+
+    novacore.faults.throttle_next, novacore.faults.retry_after_s = 1000, 86400
+    novacore.requests.clear()
+    started = time.monotonic()
+    deferred = await world.plan()
+    # Waiting the 60 s a run waits at most between each of 3 attempts took 120 s.
+    assert time.monotonic() - started < 30
+    assert novacore.requests["GET /sites"] == 1, "asked once, not again before the day is out"
+    assert deferred.plan.deferred[0].message.endswith(
+        "HTTP 429: {\"error\": \"rate_limited\", \"message\": \"Too many requests\"} (not "
+        "retried: the server asks to be called again in 86400 s (Retry-After), later than "
+        "the 60 s a run waits)")
+
+    novacore.faults.throttle_next, novacore.faults.fail_next = 0, 1000
+    novacore.faults.retry_after = email.utils.formatdate(time.time() + 86400, usegmt=True)
+    novacore.requests.clear()
+    started = time.monotonic()
+    async with world.engine() as engine:
+        report = await engine.apply(result)
+    assert time.monotonic() - started < 30
+    [failed] = report.by_status("failed")
+    assert re.search(r"HTTP 503: .* \(not retried: the server asks to be called again in "
+                     r"(86399|86400) s \(Retry-After\), later than the 60 s a run waits\)$",
+                     failed.message), failed.message
+    assert novacore.requests["PUT /devices/{device_id}"] == 1
 
 
 async def test_change_that_keeps_failing_is_reported_and_the_rest_applies(

@@ -1,6 +1,7 @@
 """Fault injection seen from a real HTTP client against a Zap simulator: latency, a seeded
-error rate, 429 with Retry-After, offline (refused, hanging), a failure storm, a write whose
-answer is lost or delayed, and a slow Modbus device behind the gateway."""
+error rate, 429 with Retry-After (any Retry-After text on 5xx too), offline (refused,
+hanging), a failure storm, a write whose answer is lost or delayed, and a slow Modbus
+device behind the gateway."""
 
 from __future__ import annotations
 
@@ -61,6 +62,16 @@ async def test_throttling_answers_429_with_retry_after(client: httpx.AsyncClient
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "2"
     assert (await client.get("/api/devices")).status_code == 200
+
+
+async def test_retry_after_text_goes_with_every_fault_answer(client: httpx.AsyncClient,
+                                                               zap: ZapSimulator) -> None:
+    zap.faults.throttle_next, zap.faults.fail_next = 1, 1
+    zap.faults.retry_after = "Wed, 21 Oct 2037 07:28:00 GMT"
+    answers = [await client.get("/api/devices") for _ in range(3)]
+    assert [a.status_code for a in answers] == [503, 429, 200]
+    assert [a.headers.get("Retry-After") for a in answers] == [
+        "Wed, 21 Oct 2037 07:28:00 GMT", "Wed, 21 Oct 2037 07:28:00 GMT", None]
 
 
 async def test_fail_next_storm_then_recovery(client: httpx.AsyncClient,
@@ -176,6 +187,9 @@ async def test_admin_api_applies_all_of_an_update_or_none_of_it(client: httpx.As
     response = await client.put("/_sim/faults", json={"fail_next": 2, "latency_ms": "slow"})
     assert (response.status_code, response.json()["message"]) == (
         400, "latency_ms: 'slow' is not a valid value")
+    response = await client.put("/_sim/faults", json={"fail_next": 2, "retry_after": 5})
+    assert (response.status_code, response.json()["message"]) == (
+        400, "retry_after: 5 is not a valid value")
     assert zap.faults.fail_next == 0, "the valid part of a refused update is not applied"
 
 
