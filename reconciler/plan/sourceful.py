@@ -413,6 +413,8 @@ class SourcefulPlanner:
     prune: bool = False
     # Gateway serial -> deletion policy remembered from earlier applies (the inventory).
     inventory: dict[str, str] = field(default_factory=dict)
+    # Gateway serial -> the organisation it was declared in, remembered likewise.
+    inventory_orgs: dict[str, str] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
     # Site resource name -> the Novacore site it matched.
@@ -1537,7 +1539,20 @@ class SourcefulPlanner:
             for serial in sorted(gateways - declared):
                 policy = self.inventory.get(serial, DeletionPolicy.ORPHAN.value)
                 description = f"gateway {serial} is claimed by {org} but not declared"
-                if self.prune and policy == DeletionPolicy.RELEASE.value:
+                declared_in = self.inventory_orgs.get(serial, org)
+                if policy == DeletionPolicy.RELEASE.value and declared_in != org:
+                    # Claimed into another organisation since (someone else's transfer):
+                    # the policy was for our claim, and releasing theirs would orphan
+                    # their devices on it.
+                    self.unmanaged.append(
+                        {
+                            "platform": "novacore",
+                            "id": serial,
+                            "description": f"{description}; left claimed (its deletionPolicy "
+                            f"Release was declared for it in {declared_in})",
+                        }
+                    )
+                elif self.prune and policy == DeletionPolicy.RELEASE.value:
                     release = Change(
                         address=address_of("Gateway", serial, "novacore"),
                         kind="Gateway",

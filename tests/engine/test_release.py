@@ -5,6 +5,7 @@ one with `Orphan` stays claimed."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from simworld import (
     Doc,
     MakeWorld,
     cloud_devices,
+    gateway,
     load,
     owner,
     serial_of,
@@ -21,9 +23,13 @@ from simworld import (
     standard_site,
 )
 
+from reconciler.engine.config import load_settings
+from reconciler.engine.reconcile import Reconciler
 from reconciler.plan.actions import Action
 from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
+
+RELEASED = "DELETE /gateways/{serial}"  # the simulator counts requests by route
 
 
 def with_policy(docs: list[Doc], policy: str) -> list[Doc]:
@@ -122,3 +128,32 @@ async def test_a_removed_gateway_waits_while_the_devices_bound_to_it_cannot_be_r
     assert len(release.depends_on) == 2, "after the two devices bound to it are deleted"
     assert owner(world.sims, serial_of(2)) is None
     assert sorted(d.hardware_id for d in cloud_devices(world.sims)) == ["P1M0001", "SG0001"]
+
+
+async def test_a_removed_gateway_claimed_by_another_organisation_since_is_not_released(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    """`deletionPolicy: Release` was declared for the gateway as claimed into org-alpha.
+    Once org-beta claimed it (a transfer made by someone else's apply), releasing it would
+    undo their claim and orphan their devices: --prune leaves it claimed, and says why."""
+    ours = with_policy(standard_site(2), "Release")
+    shop = [site("shop", org=ORG_B)]  # org-beta is declared here too, so it is read
+    world = await make_world(ours + standard_site(1) + shop)
+    await world.apply()
+    assert owner(world.sims, serial_of(2)) == ORG_A
+    # Someone else, with a state directory of their own, takes the gateway into org-beta.
+    theirs = load([site("s2", org=ORG_B), gateway("gw", "s2", serial_of(2), allow_transfer=True)])
+    others = load_settings(world.env | {"RECONCILER_STATE_DIR": str(tmp_path / "theirs")})
+    async with Reconciler(theirs, others) as engine:
+        assert (await engine.apply(await engine.plan())).ok
+    assert owner(world.sims, serial_of(2)) == ORG_B
+    fleet = load(standard_site(1) + shop)
+    world.sims.reset_counts()
+
+    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    assert world.sims.novacore.requests[RELEASED] == 0
+    assert owner(world.sims, serial_of(2)) == ORG_B
+    assert report.ok and not [c for c in result.plan.pending if c.action is Action.RELEASE]
+    (entry,) = [u for u in result.plan.unmanaged if u["id"] == serial_of(2)]
+    assert entry["description"] == (
+        f"gateway {serial_of(2)} is claimed by {ORG_B} but not declared; left claimed "
+        f"(its deletionPolicy Release was declared for it in {ORG_A})")
