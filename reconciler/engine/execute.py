@@ -21,13 +21,16 @@ from reconciler.engine.state import Journal
 from reconciler.errors import ProviderConflict, ProviderRejected
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
+from reconciler.model.gateway import Gateway
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import NovacoreSite
 from reconciler.plan.sourceful import gateway_of_change, zap_settings
+from reconciler.printable import printable
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient
 from reconciler.providers.zap import convert as zap_convert
 from reconciler.providers.zap.claim import claim_problem, novacore_form
+from reconciler.providers.zap.client import ZapClient
 
 T = TypeVar("T")
 Executor = Callable[["Executors", Change], Awaitable[dict[str, Any]]]
@@ -122,6 +125,28 @@ class Executors:
     def device(self, change: Change) -> Device:
         return self.fleet.devices[change.name]
 
+    async def zap(self, gateway: Gateway, change: Change) -> ZapClient:
+        """The gateway's Zap, once what answers at its URL reports the declared serial.
+        The URL is plain http on a local network, where an address can reach another Zap
+        (a DHCP lease moved, a swapped unit still plugged in, a typo): that Zap's devices
+        would otherwise be pruned as undeclared and this gateway's added to it. Read once
+        per apply (`GET /api/crypto`), and again on a retry of the change."""
+        zap = self.session.zap(gateway)
+        crypto = await self.listing(
+            f"zap.crypto:{gateway.name}", zap.crypto, fresh=self.retrying(change)
+        )
+        assert gateway.spec.zap is not None
+        declared = gateway.spec.zap.serial
+        reported = crypto.get("serialNumber") or crypto.get("serial")
+        if reported != declared:
+            raise ProviderRejected(
+                f"the gateway at {zap.url} reports serial {printable(repr(reported))[:80]}, "
+                f"not {declared!r}: nothing is written to it. Check the gateway's URL or its "
+                "declared serial",
+                address=change.address,
+            )
+        return zap
+
 
 # -- Novacore site ------------------------------------------------------------------------
 
@@ -184,15 +209,8 @@ async def _gateway(ctx: Executors, change: Change) -> dict[str, Any]:
     gateway = ctx.fleet.gateways[change.name]
     zap_spec = gateway.spec.zap
     assert zap_spec is not None and change.after is not None
-    zap = ctx.session.zap(gateway)
-    crypto = await zap.crypto()
-    reported = crypto.get("serialNumber") or crypto.get("serial")
-    if reported != zap_spec.serial:
-        raise ProviderRejected(
-            f"the gateway at {zap_spec.url} reports serial {reported!r}, not {zap_spec.serial!r}; "
-            "not claimed. Check the gateway's URL or its declared serial",
-            address=change.address,
-        )
+    zap = await ctx.zap(gateway, change)
+    crypto = await ctx.listing(f"zap.crypto:{gateway.name}", zap.crypto, fresh=False)
     claimer = ctx.session.settings.claimer_identity()
     if not claimer:
         raise ProviderRejected(
@@ -267,7 +285,7 @@ async def _verify(ctx: Executors, change: Change) -> dict[str, Any]:
 async def _zap_device(ctx: Executors, change: Change) -> dict[str, Any]:
     device = ctx.device(change) if change.name in ctx.fleet.devices else None
     gateway_name = gateway_of_change(ctx.fleet, change)
-    zap = ctx.session.zap(ctx.fleet.gateways[gateway_name])
+    zap = await ctx.zap(ctx.fleet.gateways[gateway_name], change)
     if change.action in (Action.DELETE, Action.REPLACE):
         sn = change.external_id or ""
         await ctx._write(change, "zap.delete_device", lambda: zap.delete_device(sn))
@@ -307,7 +325,7 @@ def _record_password(ctx: Executors, gateway_name: str, sn: str, body: dict[str,
 
 async def _publish(ctx: Executors, change: Change) -> dict[str, Any]:
     device = ctx.device(change)
-    zap = ctx.session.zap(ctx.fleet.gateways[device.spec.gateway_ref or ""])
+    zap = await ctx.zap(ctx.fleet.gateways[device.spec.gateway_ref or ""], change)
     flags = dict(change.after or {})
     sn = device.spec.hardware_id or ""
     await ctx._write(

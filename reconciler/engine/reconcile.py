@@ -171,7 +171,9 @@ class Reconciler:
         options = options or PlanOptions()
         inventory = self.state.read_inventory()
         if not options.inventory:
-            options = dataclasses.replace(options, inventory=inventory.policies)
+            options = dataclasses.replace(
+                options, inventory=inventory.policies, inventory_orgs=inventory.orgs
+            )
         if options.whole_fleet is None and not options.retired_sites:
             # Only when this fleet is the whole desired state: a part of it (the operator's
             # one object) would take every other Site for one declared no more.

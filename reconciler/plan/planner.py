@@ -26,6 +26,9 @@ class PlanOptions:
     excludes: tuple[str, ...] = ()
     # Gateway serial -> deletion policy remembered from earlier applies.
     inventory: dict[str, str] = field(default_factory=dict)
+    # Gateway serial -> the organisation it was declared in at those applies: a Release
+    # policy is for the gateway as claimed there, and releases it from there only.
+    inventory_orgs: Mapping[str, str] = field(default_factory=dict)
     # The whole declared fleet when the one planned is a part of it (the operator plans one
     # object's closure at a time): a renamed Site is recognised by everything declared for
     # it, and never takes a site that another declared Site matches.
@@ -148,6 +151,7 @@ class PlanBuilder:
             observed,
             prune=self.options.prune,
             inventory=dict(self.options.inventory),
+            inventory_orgs=dict(self.options.inventory_orgs),
             whole_fleet=self.options.whole_fleet,
             applied_sites=self.options.applied_sites,
         )

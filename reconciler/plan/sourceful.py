@@ -413,6 +413,8 @@ class SourcefulPlanner:
     prune: bool = False
     # Gateway serial -> deletion policy remembered from earlier applies (the inventory).
     inventory: dict[str, str] = field(default_factory=dict)
+    # Gateway serial -> the organisation it was declared in, remembered likewise.
+    inventory_orgs: dict[str, str] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
     # Site resource name -> the Novacore site it matched.
@@ -1552,21 +1554,33 @@ class SourcefulPlanner:
             for serial in sorted(gateways - declared):
                 policy = self.inventory.get(serial, DeletionPolicy.ORPHAN.value)
                 description = f"gateway {serial} is claimed by {org} but not declared"
-                if self.prune and policy == DeletionPolicy.RELEASE.value:
-                    self._add(
-                        Change(
-                            address=address_of("Gateway", serial, "novacore"),
-                            kind="Gateway",
-                            name=serial,
-                            component="novacore",
-                            action=Action.RELEASE,
-                            reason=Reason.DELETION_POLICY,
-                            before={"serial": serial, "org_id": org},
-                            external_id=serial,
-                            message=description + "; released (deletionPolicy Release)",
-                            depends_on=sorted(self._pruned_behind.get(serial, [])),
-                        )
+                declared_in = self.inventory_orgs.get(serial, org)
+                if policy == DeletionPolicy.RELEASE.value and declared_in != org:
+                    # Claimed into another organisation since (someone else's transfer):
+                    # the policy was for our claim, and releasing theirs would orphan
+                    # their devices on it.
+                    self.unmanaged.append(
+                        {
+                            "platform": "novacore",
+                            "id": serial,
+                            "description": f"{description}; left claimed (its deletionPolicy "
+                            f"Release was declared for it in {declared_in})",
+                        }
                     )
+                elif self.prune and policy == DeletionPolicy.RELEASE.value:
+                    release = Change(
+                        address=address_of("Gateway", serial, "novacore"),
+                        kind="Gateway",
+                        name=serial,
+                        component="novacore",
+                        action=Action.RELEASE,
+                        reason=Reason.DELETION_POLICY,
+                        before={"serial": serial, "org_id": org},
+                        external_id=serial,
+                        message=description + "; released (deletionPolicy Release)",
+                    )
+                    self._release_after_devices(release, serial, org)
+                    self._add(release)
                 else:
                     why = (
                         "deletionPolicy Orphan"
@@ -1582,6 +1596,46 @@ class SourcefulPlanner:
                             "description": f"{description}; left claimed ({why})",
                         }
                     )
+
+    def _release_after_devices(self, release: Change, serial: str, org: str) -> None:
+        """Release `serial` only after the Novacore devices bound to it are deleted
+        (--prune) or moved behind another gateway (a swapped gateway): a release orphans
+        whatever is still bound to it. While one of those changes is blocked or deferred
+        (the new gateway not claimable yet, or offline), or the devices of a site of `org`
+        could not be read, the release waits with it instead of orphaning them."""
+        waits_for = set(self._pruned_behind.get(serial, []))
+        for change in self.changes:
+            if (
+                change.kind == "Device"
+                and change.component == "novacore"
+                and change.is_change
+                and (change.before or {}).get("gateway_serial") == serial
+            ):
+                waits_for.add(change.address)
+        waiting = [c for c in self.changes if c.address in waits_for]
+        release.depends_on = sorted(waits_for)
+        blocked = next((c for c in waiting if c.blocked), None)
+        if blocked is not None:
+            self._block(release, blocked)
+            return
+        deferred = next((c for c in waiting if c.action is Action.DEFER), None)
+        if deferred is not None:
+            defer(
+                release,
+                f"the devices bound to it go first, and {deferred.address} is deferred",
+                unread=False,
+            )
+            return
+        for site_id in sorted(self._org_sites(org) or ()):
+            devices = self.observed.novacore_devices.get(site_id)
+            if isinstance(devices, Unreachable):
+                defer(
+                    release,
+                    f"the Novacore devices of site {site_id}, which may be bound to it, "
+                    f"could not be read: {devices.reason}",
+                    unread=False,
+                )
+                return
 
     # -- cross-cutting -----------------------------------------------------------------------
 

@@ -1,13 +1,35 @@
 """Gateways removed from the desired state, against the simulators: one remembered with
 `deletionPolicy: Release` is reported, and released with --prune, even when no declared
-Site is left in its organisation; one with `Orphan` stays claimed."""
+Site is left in its organisation, but never while devices bound to it could not be read;
+one with `Orphan` stays claimed."""
 
 from __future__ import annotations
 
-from simworld import ORG_A, ORG_B, Doc, MakeWorld, load, owner, serial_of, standard_site
+from pathlib import Path
+from typing import Any
 
+from aiohttp import web
+from simworld import (
+    ORG_A,
+    ORG_B,
+    Doc,
+    MakeWorld,
+    cloud_devices,
+    gateway,
+    load,
+    owner,
+    serial_of,
+    site,
+    standard_site,
+)
+
+from reconciler.engine.config import load_settings
+from reconciler.engine.reconcile import Reconciler
 from reconciler.plan.actions import Action
 from reconciler.plan.planner import PlanOptions
+from reconciler.sim.fleet import SimFleet
+
+RELEASED = "DELETE /gateways/{serial}"  # the simulator counts requests by route
 
 
 def with_policy(docs: list[Doc], policy: str) -> list[Doc]:
@@ -61,3 +83,77 @@ async def test_a_removed_gateway_with_orphan_stays_claimed(make_world: MakeWorld
     assert report.ok and not result.plan.has_changes
     assert "deletionPolicy Orphan" in result.plan.unmanaged[0]["description"]
     assert owner(world.sims, serial_of(2)) == ORG_A
+
+
+class UnreadableSite:
+    """Answers `GET /sites/<id>/devices` of one site with a 503 while `site_id` is set
+    (installed before the simulator starts)."""
+
+    def __init__(self) -> None:
+        self.site_id = ""
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def fail(request: web.Request, handler: Any) -> web.StreamResponse:
+            if self.site_id and request.path == f"/sites/{self.site_id}/devices":
+                return web.json_response({"error": "unavailable", "message": "down"}, status=503)
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(fail)
+
+
+async def test_a_removed_gateway_waits_while_the_devices_bound_to_it_cannot_be_read(
+        make_world: MakeWorld) -> None:
+    kept = standard_site(1)
+    removed = with_policy(standard_site(2), "Release")
+    unreadable = UnreadableSite()
+    world = await make_world(kept + removed, before_start=unreadable.install)
+    await world.apply()
+    # The gateway and its devices leave the desired state; their Site stays.
+    fleet = load([*kept, site("s2")])
+    (site_id,) = [s.id for s in world.sims.novacore.sites.values() if s.name == "Site s2"]
+    unreadable.site_id = site_id
+
+    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    assert owner(world.sims, serial_of(2)) == ORG_A, "not released"
+    assert {d.state for d in cloud_devices(world.sims)} == {"active"}, "none orphaned"
+    release = next(c for c in result.plan.changes if c.address.startswith("gateway/zap-"))
+    assert release.action is Action.DEFER
+    assert f"the Novacore devices of site {site_id}, which may be bound to it" in release.message
+
+    unreadable.site_id = ""
+    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    assert report.ok, report.as_dict()
+    release = next(c for c in result.plan.changes if c.address.startswith("gateway/zap-"))
+    assert len(release.depends_on) == 2, "after the two devices bound to it are deleted"
+    assert owner(world.sims, serial_of(2)) is None
+    assert sorted(d.hardware_id for d in cloud_devices(world.sims)) == ["P1M0001", "SG0001"]
+
+
+async def test_a_removed_gateway_claimed_by_another_organisation_since_is_not_released(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    """`deletionPolicy: Release` was declared for the gateway as claimed into org-alpha.
+    Once org-beta claimed it (a transfer made by someone else's apply), releasing it would
+    undo their claim and orphan their devices: --prune leaves it claimed, and says why."""
+    ours = with_policy(standard_site(2), "Release")
+    shop = [site("shop", org=ORG_B)]  # org-beta is declared here too, so it is read
+    world = await make_world(ours + standard_site(1) + shop)
+    await world.apply()
+    assert owner(world.sims, serial_of(2)) == ORG_A
+    # Someone else, with a state directory of their own, takes the gateway into org-beta.
+    theirs = load([site("s2", org=ORG_B), gateway("gw", "s2", serial_of(2), allow_transfer=True)])
+    others = load_settings(world.env | {"RECONCILER_STATE_DIR": str(tmp_path / "theirs")})
+    async with Reconciler(theirs, others) as engine:
+        assert (await engine.apply(await engine.plan())).ok
+    assert owner(world.sims, serial_of(2)) == ORG_B
+    fleet = load(standard_site(1) + shop)
+    world.sims.reset_counts()
+
+    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    assert world.sims.novacore.requests[RELEASED] == 0
+    assert owner(world.sims, serial_of(2)) == ORG_B
+    assert report.ok and not [c for c in result.plan.pending if c.action is Action.RELEASE]
+    (entry,) = [u for u in result.plan.unmanaged if u["id"] == serial_of(2)]
+    assert entry["description"] == (
+        f"gateway {serial_of(2)} is claimed by {ORG_B} but not declared; left claimed "
+        f"(its deletionPolicy Release was declared for it in {ORG_A})")

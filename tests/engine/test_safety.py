@@ -25,6 +25,8 @@ from simworld import (
     standard_site,
 )
 
+from reconciler.engine.config import load_settings
+from reconciler.engine.reconcile import Reconciler
 from reconciler.plan.actions import Action, Reason
 from reconciler.plan.planner import PlanOptions
 
@@ -160,6 +162,36 @@ async def test_a_site_with_one_gateway_offline_defers_the_removal_of_what_anothe
     offline = next(c for c in result.plan.changes if c.address == "device/s1-p1b[publish]")
     assert offline.action is Action.DEFER
     assert offline.message.startswith("its state is not known; deferred: gateway s1-zap2")
+
+
+async def test_nothing_is_written_to_a_zap_that_reports_another_serial(
+        make_world: MakeWorld) -> None:
+    """The gateway's URL reaches another Zap (a DHCP lease moved, a swapped unit still
+    plugged in, a typo): plain http on a local network proves nothing. Its devices are not
+    pruned as undeclared, nor this gateway's devices added to it."""
+    ours = standard_site(1)
+    world = await make_world(ours + standard_site(2))  # s2's Zap is someone else's
+    await world.apply()
+    neighbour = world.sims.zaps[serial_of(2)]
+    urls = world.sims.gateway_urls
+    mixed_up = {serial_of(1): urls[serial_of(2)]}
+    settings = load_settings(world.env | {
+        "RECONCILER_GATEWAY_URLS": ",".join(f"{s}={u}" for s, u in mixed_up.items())})
+    neighbour.requests.clear()
+
+    async with Reconciler(load(ours), settings) as engine:
+        result = await engine.plan(PlanOptions(prune=True))
+        report = await engine.apply(result)
+    assert neighbour.writes() == 0, dict(neighbour.requests)
+    assert sorted(neighbour.devices) == ["P1M0002", "SG0002"]
+    failed = report.by_status("failed")
+    assert {o.address for o in failed} == {
+        "device/s1-inv[zap]", "device/s1-p1[zap]",
+        "device/s1-zap.P1M0002[zap]", "device/s1-zap.SG0002[zap]"}
+    assert all(o.message.startswith(
+        f"the gateway at {urls[serial_of(2)]} reports serial '{serial_of(2)}', not "
+        f"'{serial_of(1)}': nothing is written to it") for o in failed)
+    assert neighbour.requests["GET /api/crypto"] == 1, "its serial is read once per apply"
 
 
 async def test_other_sites_are_read_while_a_gateway_hangs(make_world: MakeWorld) -> None:
