@@ -135,8 +135,8 @@ def _progress(stream: Any) -> Any:
         line = f"  {_MARKS[outcome.status]} {outcome.address} {outcome.action}"
         if outcome.status != "done":
             line += f" {outcome.status}: {outcome.message}"
-        elif outcome.config_file is not None:
-            line += f": {outcome.config_file}"
+        elif outcome.note is not None:
+            line += f": {outcome.note}"
         print(f"[{elapsed:6.1f}s]{printable(line)}", file=stream, flush=True)
 
     return show

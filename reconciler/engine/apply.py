@@ -45,6 +45,14 @@ class Outcome:
         said = self.detail.get("config_file")
         return said if isinstance(said, str) else None
 
+    @property
+    def note(self) -> str | None:
+        """What the progress line of a change done adds: what became of a config file
+        (`config_file`), or what the platform did beyond what was planned (a claim Novacore
+        took for a transfer: `engine.execute`)."""
+        said = self.detail.get("note")
+        return self.config_file or (said if isinstance(said, str) else None)
+
 
 @dataclass
 class ApplyReport:

@@ -245,11 +245,22 @@ async def _gateway(ctx: Executors, change: Change) -> dict[str, Any]:
     answer = await ctx._write(
         change, "novacore.claim_gateway", lambda: client.claim_gateway(body, address=change.address)
     )
-    return {
+    transferred = bool(answer.get("transferred"))
+    result: dict[str, Any] = {
         "serial": zap_spec.serial,
         "org_id": change.after["org_id"],
-        "transferred": bool(answer.get("transferred")),
+        "transferred": transferred,
     }
+    if transferred and change.action is Action.CLAIM:
+        # The plan saw no owner (one in an organisation this token cannot read), and
+        # Novacore took the claim for a transfer: done, and someone must know of it.
+        previous = answer.get("previous_org_id")
+        where = f"organisation {previous}" if previous else "an organisation"
+        result["note"] = (
+            f"Novacore transferred it from {where} this token cannot read, orphaning its "
+            "devices there; the plan could not see that owner, so allowTransfer was not asked"
+        )
+    return result
 
 
 # -- device on the Zap ----------------------------------------------------------------------

@@ -448,8 +448,8 @@ class Cycle:
             line = f"  {_MARKS.get(outcome.status, '?')} {outcome.address} {outcome.action}"
             if outcome.status != "done":
                 line += f" {outcome.status}: {outcome.message}"
-            elif outcome.config_file is not None:
-                line += f": {outcome.config_file}"  # as `reconciler apply` shows it
+            elif outcome.note is not None:
+                line += f": {outcome.note}"  # as `reconciler apply` shows it
             said = {} if outcome.config_file is None else {"config_file": outcome.config_file}
             self.log.emit(
                 "outcome",

@@ -555,6 +555,11 @@ class NovacoreSimulator(SimServer):
         del self._site_devices[site_id]
         self._org_sites[site.org_id].pop(site_id, None)
 
+    def claim_gateway_into(self, serial: str, org_id: str) -> None:
+        """Drift: someone else claims the gateway into `org_id` (its devices in the
+        organisation it left are orphaned, as a claim there does)."""
+        self._apply_claim(self.gateways[serial], org_id)
+
     def release_gateway(self, serial: str) -> int:
         """Unclaim a gateway; its devices become orphaned. Returns how many were orphaned."""
         gateway = self.gateways[serial]

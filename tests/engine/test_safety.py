@@ -229,3 +229,30 @@ async def test_hanging_gateway_is_deferred_after_the_timeout(make_world: MakeWor
     assert "(gave up after 3 attempts)" in result.plan.deferred[0].message, \
         "why the plan waited three timeouts long"
     assert not any(c.action is Action.DEFER for c in result.plan.changes if c.site == "s2")
+
+
+async def test_a_claim_novacore_takes_for_a_transfer_says_so(make_world: MakeWorld) -> None:
+    # The gateway is held by an organisation this token is no member of: no listing shows
+    # it, so the plan is a claim, and Novacore transfers it (its rules, §1.4). Nothing could
+    # stop that; the outcome says it happened instead of a bare claim.
+    world = await make_world(standard_site(1))
+    novacore = world.sims.novacore
+    hidden = novacore.add_org("org-hidden")
+    novacore.claim_gateway_into(serial_of(1), hidden)
+    result = await world.plan()
+    claim = next(c for c in result.plan.changes if c.component == "novacore"
+                 and c.kind == "Gateway")
+    assert claim.action is Action.CLAIM, claim
+    async with world.engine() as engine:
+        report = await engine.apply(result)
+    assert report.ok
+    done = next(o for o in report.outcomes if o.address == claim.address)
+    assert done.note == (
+        "Novacore transferred it from organisation org-hidden this token cannot read, "
+        "orphaning its devices there; the plan could not see that owner, so allowTransfer "
+        "was not asked")
+    assert owner(world.sims, serial_of(1)) == ORG_A
+    # A claim of a gateway nobody held says nothing more.
+    fresh = await make_world(standard_site(2))
+    _, report = await fresh.apply()
+    assert report.ok and not [o.note for o in report.outcomes if o.action == "claim" and o.note]
