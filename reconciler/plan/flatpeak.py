@@ -5,10 +5,12 @@ address) and the devices registered on it, plus the records of what Flatpeak rep
 
 Keys: a location is the one the site names by `locationId`, else the one whose
 `reference_id` is the site's resource name; a device is the one whose `reference_id` is
-declared. Only declared fields are compared (properties key by key; a declared postal
-address is the whole address, so a line it leaves out is removed), and a change is a
-PATCH of the fields that differ. A Site renamed therefore gets a new location, and its
-devices move to it in the same apply (`location_to_create` stands for its id until then).
+declared (the newest, where several have it: the others are reported, and deleted with
+`--prune` as undeclared devices are). Only declared fields are compared (properties key by
+key; a declared postal address is the whole address, so a line it leaves out is removed),
+and a change is a PATCH of the fields that differ. A Site renamed therefore gets a new
+location, and its devices move to it in the same apply (`location_to_create` stands for its
+id until then).
 A device put on its Site's location leaves the other locations of this fleet and keeps
 any other (`FlatpeakPlanner._fleet_locations`).
 
@@ -452,16 +454,23 @@ class FlatpeakPlanner:
     # -- devices on managed locations that are not declared ----------------------------------
 
     def _undeclared(self, managed: dict[str, Site]) -> None:
-        if self.state is None or not isinstance(self.state.devices, list) or not managed:
+        if self.state is None or not isinstance(self.state.devices, list):
             return
         declared = {
-            d.spec.flatpeak.reference_id
+            d.spec.flatpeak.reference_id: d
             for d in self.fleet.devices.values()
             if d.spec.flatpeak is not None
         }
-        for remote in self.state.devices:
+        newest: dict[str, FlatpeakDeviceState] = {}
+        for remote in self.state.devices:  # newest first, as `_plan_site` takes them
+            kept = newest.setdefault(remote.reference_id, remote)
+            device = declared.get(remote.reference_id)
+            if device is not None:
+                if kept is not remote:
+                    self._duplicate(remote, kept, device, managed)
+                continue
             ours = [managed[loc] for loc in remote.locations if loc in managed]
-            if not ours or remote.reference_id in declared:
+            if not ours:
                 continue
             site = ours[0]
             others = [loc for loc in remote.locations if loc not in managed]
@@ -494,6 +503,48 @@ class FlatpeakPlanner:
                     "description": description,
                 }
             )
+
+    def _duplicate(
+        self,
+        remote: FlatpeakDeviceState,
+        kept: FlatpeakDeviceState,
+        device: Device,
+        managed: dict[str, Site],
+    ) -> None:
+        """A device with a declared reference id other than the newest, the one the Device
+        is (an interrupted create can leave one): wherever it is, its reference id says it
+        is this fleet's, so it is reported; it is deleted with `--prune` where an undeclared
+        device would be, when it is only on locations this fleet manages."""
+        ours = [managed[loc] for loc in remote.locations if loc in managed]
+        site = self.fleet.site_of_device(device) or (ours[0] if ours else None)
+        if site is None:
+            return
+        others = [loc for loc in remote.locations if loc not in managed]
+        description = (
+            f"Flatpeak device {remote.id} has the reference id {remote.reference_id!r} of "
+            f"Device {device.name}, which is Flatpeak device {kept.id} (the newest of them); "
+            f"{remote.id} is not managed"
+        )
+        if self.prune and ours and not others:
+            self._change(
+                "Device",
+                f"{site.name}.{remote.reference_id}.{remote.id}",
+                Action.DELETE,
+                Reason.NOT_DECLARED,
+                site,
+                external_id=remote.id,
+                before=observed_device_fields(remote),
+                message=description + "; deleted (--prune)",
+            )
+            return
+        if others:
+            description += (
+                f"; it is on locations this fleet does not manage ({', '.join(others)}), "
+                "so --prune leaves it"
+            )
+        self.unmanaged.append(
+            {"platform": "flatpeak", "site": site.name, "id": remote.id, "description": description}
+        )
 
 
 def plan_flatpeak(
