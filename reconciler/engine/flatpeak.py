@@ -69,14 +69,21 @@ async def observe_flatpeak(
 async def observe_remembered_locations(
     session: Session, observed: Observed, policy: RetryPolicy, remembered: Collection[str]
 ) -> None:
-    """List the locations when earlier applies made or matched some (`remembered`, from the
-    inventory) and `observe_flatpeak` read nothing, no declared Site having a `flatpeak`
-    block any more: the last one removed, or its block, leaves its location in Flatpeak,
-    and only the listing lets the plan report it (`plan.retired_locations`). Read for that
-    report alone, a failure (rejected credentials included) reports nothing and stops
-    nothing, and the devices are not read."""
+    """Put the locations earlier applies made or matched (`remembered`, from the inventory)
+    on the state `observe_flatpeak` read, for the planner to tell them from other systems'
+    (`FlatpeakState.remembered`).
+
+    List the locations when there are some and `observe_flatpeak` read nothing, no declared
+    Site having a `flatpeak` block any more: the last one removed, or its block, leaves its
+    location in Flatpeak, and only the listing lets the plan report it
+    (`plan.retired_locations`). Read for that report alone, a failure (rejected credentials
+    included) reports nothing and stops nothing, and the devices are not read."""
     settings = session.settings
-    if not remembered or _FLATPEAK in observed.extra:
+    state = observed.extra.get(_FLATPEAK)
+    if isinstance(state, FlatpeakState):
+        state.remembered = frozenset(remembered)
+        return
+    if not remembered:
         return
     if not settings.flatpeak_account_id or not settings.flatpeak_api_key:
         return
@@ -84,7 +91,9 @@ async def observe_remembered_locations(
     locations = await _Gather(policy).read_as(client.list_locations, flatpeak_convert.locations)
     if isinstance(locations, list):
         observed.extra[_FLATPEAK] = FlatpeakState(
-            locations=locations, devices=Unreachable("not read: no Site declares Flatpeak")
+            locations=locations,
+            devices=Unreachable("not read: no Site declares Flatpeak"),
+            remembered=frozenset(remembered),
         )
 
 
@@ -165,9 +174,13 @@ async def _flatpeak_device(ctx: Executors, change: Change) -> dict[str, Any]:
     assert site is not None
     if change.action is Action.UPDATE:
         after = dict(change.after or {})
-        if after.get("locations") == [flatpeak_plan.location_to_create(site)]:
+        placeholder = flatpeak_plan.location_to_create(site)
+        if placeholder in after.get("locations", []):
             # Planned before the site's location existed: the one this apply created.
-            after["locations"] = [await _flatpeak_location_id(ctx, site)]
+            location_id = await _flatpeak_location_id(ctx, site)
+            after["locations"] = [
+                location_id if loc == placeholder else loc for loc in after["locations"]
+            ]
         return await _patch_flatpeak_device(
             ctx, change, change.external_id or "", change.before or {}, after
         )

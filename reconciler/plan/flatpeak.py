@@ -5,10 +5,14 @@ address) and the devices registered on it, plus the records of what Flatpeak rep
 
 Keys: a location is the one the site names by `locationId`, else the one whose
 `reference_id` is the site's resource name; a device is the one whose `reference_id` is
-declared. Only declared fields are compared (properties key by key; a declared postal
-address is the whole address, so a line it leaves out is removed), and a change is a
-PATCH of the fields that differ. A Site renamed therefore gets a new location, and its
-devices move to it in the same apply (`location_to_create` stands for its id until then).
+declared (the newest, where several have it: the others are reported, and deleted with
+`--prune` as undeclared devices are). Only declared fields are compared (properties key by
+key; a declared postal address is the whole address, so a line it leaves out is removed),
+and a change is a PATCH of the fields that differ. A Site renamed therefore gets a new
+location, and its devices move to it in the same apply (`location_to_create` stands for its
+id until then).
+A device put on its Site's location leaves the other locations of this fleet and keeps
+any other (`FlatpeakPlanner._fleet_locations`).
 
 A Flatpeak account may hold devices of other systems, so the planner looks only at devices
 on the locations it manages: those are reported when undeclared, and deleted with
@@ -84,6 +88,10 @@ class FlatpeakState:
 
     locations: list[FlatpeakLocationState] | Unreachable
     devices: list[FlatpeakDeviceState] | Unreachable
+    # Location ids earlier applies made or matched for a Site (the state directory's
+    # inventory, put here by the engine): this fleet's, though no declared Site may match
+    # them any more, so a device is moved off them, as off another declared Site's.
+    remembered: frozenset[str] = frozenset()
 
 
 # -- declared fields and keys -----------------------------------------------------------------
@@ -204,13 +212,18 @@ class FlatpeakPlanner:
     fleet: Fleet
     state: FlatpeakState | None
     prune: bool = False
+    # The whole declared fleet when `fleet` is a part of it: its Sites' locations are this
+    # fleet's too (`_fleet_locations`).
+    whole_fleet: Fleet | None = None
     changes: list[Change] = field(default_factory=list)
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
     _sites_of: dict[str, list[str]] = field(default_factory=dict)
+    _ours: frozenset[str] = frozenset()
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         managed: dict[str, Site] = {}  # location id -> site
         self._sites_of = self._sites_by_location()
+        self._ours = self._fleet_locations()
         for site in self.fleet.sites.values():
             if site.spec.flatpeak is not None:
                 location = self._plan_site(site)
@@ -233,6 +246,25 @@ class FlatpeakPlanner:
                 if location is not None:
                     out.setdefault(location.id, []).append(site.name)
         return out
+
+    def _fleet_locations(self) -> frozenset[str]:
+        """The locations that are this fleet's: each declared Site's (by `locationId` or
+        reference id) and those earlier applies made or matched (`FlatpeakState.remembered`).
+        A device is kept on any other location: the account may hold other systems', and
+        their devices may be on ours too."""
+        if self.state is None:
+            return frozenset()
+        ours = set(self.state.remembered)
+        locations = self.state.locations if isinstance(self.state.locations, list) else []
+        for site in (self.whole_fleet or self.fleet).sites.values():
+            if site.spec.flatpeak is None:
+                continue
+            if site.spec.flatpeak.location_id is not None:
+                ours.add(site.spec.flatpeak.location_id)
+            location = match_location(site, locations)
+            if location is not None:
+                ours.add(location.id)
+        return frozenset(ours)
 
     def _change(
         self, kind: str, name: str, action: Action, reason: Reason, site: Site, **kwargs: Any
@@ -380,17 +412,24 @@ class FlatpeakPlanner:
         else:
             before = observed_device_fields(remote)
             diff = declared_diff({k: v for k, v in after.items() if k != "locations"}, before)
+            # Only the site's location is declared; other locations are not compared, and
+            # when the device is put on the site's, those that are not this fleet's are
+            # kept (another system's use of the device), while this fleet's are left: the
+            # location of the Site's old name, or of another Site it was declared in.
+            kept = [loc for loc in remote.locations if loc not in self._ours]
             if location is None and location_change.action is Action.CREATE:
                 # The site's location is new (a Site renamed gets one, its reference id
                 # being the resource name): the device moves to it in this apply, after
                 # it is created, so that one apply converges.
-                after["locations"] = [location_to_create(site)]
+                after["locations"] = [*kept, location_to_create(site)]
                 diff.append(
                     FieldDiff("change", "locations", list(remote.locations), after["locations"])
                 )
             elif location is not None and location.id not in remote.locations:
-                # Only the site's location is declared; other locations are not compared.
-                diff.append(FieldDiff("change", "locations", list(remote.locations), [location.id]))
+                after["locations"] = [*kept, location.id]
+                diff.append(
+                    FieldDiff("change", "locations", list(remote.locations), after["locations"])
+                )
             else:
                 after.pop("locations", None)
                 before.pop("locations", None)
@@ -415,16 +454,23 @@ class FlatpeakPlanner:
     # -- devices on managed locations that are not declared ----------------------------------
 
     def _undeclared(self, managed: dict[str, Site]) -> None:
-        if self.state is None or not isinstance(self.state.devices, list) or not managed:
+        if self.state is None or not isinstance(self.state.devices, list):
             return
         declared = {
-            d.spec.flatpeak.reference_id
+            d.spec.flatpeak.reference_id: d
             for d in self.fleet.devices.values()
             if d.spec.flatpeak is not None
         }
-        for remote in self.state.devices:
+        newest: dict[str, FlatpeakDeviceState] = {}
+        for remote in self.state.devices:  # newest first, as `_plan_site` takes them
+            kept = newest.setdefault(remote.reference_id, remote)
+            device = declared.get(remote.reference_id)
+            if device is not None:
+                if kept is not remote:
+                    self._duplicate(remote, kept, device, managed)
+                continue
             ours = [managed[loc] for loc in remote.locations if loc in managed]
-            if not ours or remote.reference_id in declared:
+            if not ours:
                 continue
             site = ours[0]
             others = [loc for loc in remote.locations if loc not in managed]
@@ -458,11 +504,55 @@ class FlatpeakPlanner:
                 }
             )
 
+    def _duplicate(
+        self,
+        remote: FlatpeakDeviceState,
+        kept: FlatpeakDeviceState,
+        device: Device,
+        managed: dict[str, Site],
+    ) -> None:
+        """A device with a declared reference id other than the newest, the one the Device
+        is (an interrupted create can leave one): wherever it is, its reference id says it
+        is this fleet's, so it is reported; it is deleted with `--prune` where an undeclared
+        device would be, when it is only on locations this fleet manages."""
+        ours = [managed[loc] for loc in remote.locations if loc in managed]
+        site = self.fleet.site_of_device(device) or (ours[0] if ours else None)
+        if site is None:
+            return
+        others = [loc for loc in remote.locations if loc not in managed]
+        description = (
+            f"Flatpeak device {remote.id} has the reference id {remote.reference_id!r} of "
+            f"Device {device.name}, which is Flatpeak device {kept.id} (the newest of them); "
+            f"{remote.id} is not managed"
+        )
+        if self.prune and ours and not others:
+            self._change(
+                "Device",
+                f"{site.name}.{remote.reference_id}.{remote.id}",
+                Action.DELETE,
+                Reason.NOT_DECLARED,
+                site,
+                external_id=remote.id,
+                before=observed_device_fields(remote),
+                message=description + "; deleted (--prune)",
+            )
+            return
+        if others:
+            description += (
+                f"; it is on locations this fleet does not manage ({', '.join(others)}), "
+                "so --prune leaves it"
+            )
+        self.unmanaged.append(
+            {"platform": "flatpeak", "site": site.name, "id": remote.id, "description": description}
+        )
+
 
 def plan_flatpeak(
     fleet: Fleet, observed: Observed, prune: bool, whole_fleet: Fleet | None = None
 ) -> tuple[list[Change], list[dict[str, Any]]]:
     """The registered planner: reads `observed.extra["flatpeak"]` (a `FlatpeakState`).
-    Locations are keyed by resource name, so the whole fleet changes nothing here."""
+    Locations are keyed by resource name; the whole fleet tells which are this fleet's."""
     state = observed.extra.get(COMPONENT)
-    return FlatpeakPlanner(fleet, state if isinstance(state, FlatpeakState) else None, prune).plan()
+    return FlatpeakPlanner(
+        fleet, state if isinstance(state, FlatpeakState) else None, prune, whole_fleet
+    ).plan()
