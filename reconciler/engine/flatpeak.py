@@ -191,9 +191,13 @@ async def _flatpeak_device(ctx: Executors, change: Change) -> dict[str, Any]:
         await client.list_devices(reference_id=fields["reference_id"])
     )
     if existing:
-        before = flatpeak_plan.observed_device_fields(existing[0])
+        found = existing[0]
+        before = flatpeak_plan.observed_device_fields(found)
+        # Not seen by the plan, the device's other locations are kept: this fleet's own
+        # are planned off by the next plan, another system's are not ours to drop.
+        locations = [*found.locations, *([] if location_id in found.locations else [location_id])]
         result = await _patch_flatpeak_device(
-            ctx, change, existing[0].id, before, fields | {"locations": [location_id]}
+            ctx, change, found.id, before, fields | {"locations": locations}
         )
         return result | {"adopted": True}
     body = flatpeak_convert.device_create_body(fields, location_id)

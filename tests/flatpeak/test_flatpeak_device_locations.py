@@ -73,3 +73,25 @@ async def test_a_device_on_another_declared_sites_location_is_moved_off_it(
     await world.apply(cabin)
     assert world.sims.flatpeak.devices[battery]["locations"] == [theirs, home_location]
     assert not (await world.plan(cabin)).plan.has_changes
+
+
+async def test_a_device_found_only_when_it_is_created_keeps_its_other_locations(
+        world: World) -> None:
+    """Not there when the plan was made, there when its create runs (made meanwhile, or by
+    an apply killed after the create): adopted, put on the Site's location, and left on
+    the ones it had."""
+    await world.apply()
+    ours = world.location("home")["id"]
+    battery = world.device("home-battery")["id"]
+    del world.sims.flatpeak.devices[battery]
+    async with world.reconciler() as reconciler:
+        result = await reconciler.plan()
+        assert pending(result)["device/home-battery[flatpeak]"].action is Action.CREATE
+        theirs = world.add_location("other-system-site")
+        made = world.add_device("home-battery", [theirs])
+        report = await reconciler.apply(result)
+    assert report.ok, report.as_dict()
+    assert [d["id"] for d in world.sims.flatpeak.devices.values()
+            if d["reference_id"] == "home-battery"] == [made]
+    assert world.sims.flatpeak.devices[made]["locations"] == [theirs, ours]
+    assert not (await world.plan()).plan.has_changes
