@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli import common
+from reconciler.cli import common, saved_paths
 from reconciler.engine import interrupted, plan_origin
 from reconciler.engine.apply import ApplyReport, Outcome
 from reconciler.engine.reconcile import PlanResult, Reconciler, desired_fingerprint
@@ -114,6 +114,9 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
     for key in ("desired_sha256", "observed_sha256"):
         if not isinstance(inputs.get(key), str):
             return f"inputs.{key} must be a string (the fingerprint `plan --out` wrote)"
+    directory = inputs.get("working_directory")
+    if directory is not None and not (isinstance(directory, str) and Path(directory).is_absolute()):
+        return "inputs.working_directory must be an absolute path (where `plan --out` ran)"
     if not isinstance(options, dict):
         return "options must be an object (prune, targets, excludes)"
     if not isinstance(options.get("prune", False), bool):
@@ -297,8 +300,13 @@ def _stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     try:
         saved = _saved_plan(args.paths)
-        paths = list(saved["inputs"]["paths"]) if saved else args.paths
-        fleet = common.load(paths)
+        if saved:
+            # Read where the plan was made, and refused when it declares something else.
+            fleet, _ = saved_paths.load(args.paths[0], saved, common.load, desired_fingerprint)
+            paths = list(saved["inputs"]["paths"])
+        else:
+            paths = args.paths
+            fleet = common.load(paths)
         settings = common.settings(args)
         common.warn_unknown_gateway_urls(settings, fleet, args)
         if saved:
@@ -310,10 +318,6 @@ def run(args: argparse.Namespace) -> int:
                 excludes=tuple(opts.get("excludes", [])),
             )
             _check_saved_selection(args.paths[0], fleet, options)
-            if desired_fingerprint(fleet) != saved["inputs"].get("desired_sha256"):
-                raise PlanError(
-                    "the desired state changed since the plan was made; run `reconciler plan` again"
-                )
             if _origin_refusal(args.paths[0], saved, settings, fleet):
                 return common.EXIT_ERROR
         else:

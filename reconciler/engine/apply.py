@@ -35,6 +35,10 @@ class Outcome:
     detail: dict[str, Any] = field(default_factory=dict)
     site: str = ""
     retryable: bool = False  # for failures: whether trying again later may succeed
+    # For a failure not retried because the server asked to be called again later than a
+    # run waits: the seconds it asked for (Retry-After). The watch agent and the operator
+    # call it again no sooner.
+    retry_after: float | None = None
 
     @property
     def config_file(self) -> str | None:
@@ -185,6 +189,7 @@ async def apply_plan(
                         str(exc),
                         site=change.site,
                         retryable=exc.retryable,
+                        retry_after=policy.asked_to_wait(exc),
                     )
                 )
                 return

@@ -94,7 +94,7 @@ class _Gather:
                 return NoAccess(str(exc))
             return Unreachable(str(exc))
         except ProviderError as exc:
-            return Unreachable(str(exc))
+            return Unreachable(str(exc), retry_after=self.policy.asked_to_wait(exc))
         except Exception as exc:  # e.g. an answer of an undocumented shape: this read only
             return Unreachable(unexpected(exc))
 
@@ -386,7 +386,9 @@ class _SourcefulReads:
         state = await self.gather.read_as(client.devices, zap_convert.zap_state)
         if isinstance(state, Unreachable):
             # Named by the URL called (RECONCILER_GATEWAY_URLS may override the YAML's).
-            self.observed.zaps[gateway.name] = Unreachable(state.reason, url=client.url)
+            self.observed.zaps[gateway.name] = Unreachable(
+                state.reason, url=client.url, retry_after=state.retry_after
+            )
             return
         self.observed.zaps[gateway.name] = state
         unverified = _devices_to_verify(self.fleet, gateway, state)

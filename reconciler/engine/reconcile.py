@@ -9,6 +9,7 @@ import functools
 import gc
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,8 @@ class PlanResult:
                 # Sorted: the files are read in one sorted order whatever order the paths
                 # were given in, and the same plan saves the same document.
                 "paths": sorted(self.paths),
+                # Where relative paths are read from by `apply PLANFILE` (`cli.saved_paths`).
+                **({"working_directory": os.getcwd()} if self.paths else {}),
                 "desired_sha256": desired_fingerprint(self.fleet),
                 "observed_sha256": observed_fingerprint(self.observed),
                 "endpoints": self.endpoints,

@@ -29,6 +29,14 @@ class RetryPolicy:
     # for it would park the run for hours, and calling sooner than it asked is hammering it.
     max_retry_after_s: float = 60.0
 
+    def asked_to_wait(self, error: ProviderError) -> float | None:
+        """The Retry-After of a retryable `error` when it is longer than a run waits (so
+        the error was not retried), else None."""
+        wait = error.retry_after
+        if error.retryable and wait is not None and wait > self.max_retry_after_s:
+            return wait
+        return None
+
     def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
         backoff = rng.uniform(0, min(self.max_s, self.base_s * 2**attempt))
         if error.retry_after is not None:
@@ -70,11 +78,12 @@ async def retrying(
             attempt += 1
             if not error.retryable:
                 raise
-            if error.retry_after is not None and error.retry_after > policy.max_retry_after_s:
+            wait = policy.asked_to_wait(error)
+            if wait is not None:
                 if error.args:
                     error.args = (
                         f"{error.args[0]} (not retried: the server asks to be called again in "
-                        f"{_seconds(error.retry_after)} (Retry-After), later than the "
+                        f"{_seconds(wait)} (Retry-After), later than the "
                         f"{policy.max_retry_after_s:g} s a run waits)",
                     )
                 raise

@@ -1,7 +1,8 @@
 """What an observation could not read, for the messages that must say so: each source it
 recorded as `Unreachable` (an organisation's sites or gateways, a site's devices, a Zap,
 another platform's lists) and each device serial it could not read, named with where it
-was called and why, in a stable order."""
+was called and why, in a stable order; and the longest wait a server that could not be
+read asked for (Retry-After)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,23 @@ def _unreachable_in(state: Any) -> list[tuple[str, str]]:
                 if isinstance(entry, Unreachable)
             ]
     return found
+
+
+def asked_to_wait(observed: Observed) -> float | None:
+    """The longest Retry-After, in seconds, of the sources `observed` could not read
+    because their server asked to be called again later than a run waits; None if none."""
+    found: list[Unreachable] = [
+        value
+        for table in (observed.novacore_sites, observed.novacore_gateways,
+                      observed.novacore_devices, observed.zaps)
+        for value in table.values()
+        if isinstance(value, Unreachable)
+    ]
+    for state in observed.extra.values():
+        if dataclasses.is_dataclass(state) and not isinstance(state, type):
+            for field in dataclasses.fields(state):
+                value = getattr(state, field.name)
+                entries = value.values() if isinstance(value, dict) else [value]
+                found += [e for e in entries if isinstance(e, Unreachable)]
+    waits = [u.retry_after for u in found if u.retry_after is not None]
+    return max(waits) if waits else None

@@ -12,8 +12,10 @@ the state lock and signal handlers:
   plan, then apply (or only plan), and report one `RunSummary`. A `check` of each state
   loaded may add warnings (a gateway URL override that a serial edit left unmatched). A
   run that cannot reach a gateway or a cloud defers those sites; any error ends that run
-  only, never the agent. On stop, a plan in progress (reads only) is cancelled and an
-  apply finishes the changes in flight but starts no new one (`apply_plan(stop=...)`).
+  only, never the agent. A server that asked to be called again later than a run waits
+  (Retry-After), failing a change or a read, holds the next run back until then. On
+  stop, a plan in progress (reads only) is cancelled and an apply finishes the changes
+  in flight but starts no new one (`apply_plan(stop=...)`).
   Each run reads the credentials given as files again (`Settings.renewed`): a token
   rotated in its file is used from the next run on, and a refused one says so.
 * `filewatch.watch_files` turns changes of the desired-state files into `Agent.notify`.
@@ -28,11 +30,12 @@ import asyncio
 import contextlib
 import enum
 import json
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -42,6 +45,7 @@ from reconciler.engine.config import Settings
 from reconciler.engine.filewatch import wait_any, watch_files
 from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.engine.state import StateDir
+from reconciler.engine.unread import asked_to_wait
 from reconciler.engine.watch_unmanaged import UnmanagedReport
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
@@ -256,9 +260,14 @@ class Cycle:
         self.invalid_since: int | None = None  # run that first found the files invalid
         self._last_plan_text = ""
         self._unmanaged = UnmanagedReport()
+        # When the next run may start (time.monotonic()): a change failed because its
+        # server asked to be called again later than a run waits (Retry-After), and the
+        # next run would call it again sooner, against its word (`Agent`).
+        self.not_before: float | None = None
 
     async def __call__(self, trigger: Trigger, files: Iterable[str] = ()) -> RunSummary:
         self.runs += 1
+        self.not_before = None
         summary = RunSummary(self.runs, trigger, "error", files=sorted(files))
         started = time.monotonic()
         try:
@@ -366,6 +375,7 @@ class Cycle:
                 summary.result = "stopped"
                 return
             plan = result.plan
+            waits = [asked_to_wait(result.observed)]
             summary.changes = len(plan.pending)
             summary.deferred = len(plan.deferred)
             summary.blocked = len(plan.blocked)
@@ -376,11 +386,14 @@ class Cycle:
                     self._settle()
                 self._show_plan(summary.run, result)
                 summary.result = "planned" if plan.has_changes else "no-changes"
+                self._hold_for_retry_after(summary.run, waits)
                 return
             report = await reconciler.apply(
                 result, progress=self._progress(summary.run), stop=self.stop
             )
             self._settle()
+        waits += [o.retry_after for o in report.outcomes if o.status == "failed"]
+        self._hold_for_retry_after(summary.run, waits)
         counts = report.counts()
         summary.done, summary.failed = counts["done"], counts["failed"]
         summary.skipped, summary.blocked = counts["skipped"], counts["blocked"]
@@ -393,6 +406,22 @@ class Cycle:
             summary.result = "deferred"
         else:
             summary.result = "applied"
+
+    def _hold_for_retry_after(self, run: int, waits: list[float | None]) -> None:
+        """Hold the next run back until the longest Retry-After that a server which was
+        not read, or which failed a change, asked for; and say when that run starts."""
+        asked = [w for w in waits if w is not None]
+        if not asked:
+            self.not_before = None
+            return
+        wait = max(asked)
+        self.not_before = time.monotonic() + wait
+        at = datetime.now(UTC) + timedelta(seconds=wait)
+        when = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        text = (f"run={run} the next run starts at {when}, not before: a server asked to be "
+                f"called again in {math.ceil(wait)} s (Retry-After); file changes meanwhile "
+                "are applied then")
+        self.log.emit("held", text, run=run, next_run=when, retry_after=math.ceil(wait))
 
     def _settle(self) -> None:
         """After a run that observed and applied: the writes interrupted before the agent
@@ -487,6 +516,7 @@ class Agent:
         debounce: float,
         stop: asyncio.Event,
         max_wait: float | None = None,
+        not_before: Callable[[], float | None] | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("the interval must be longer than zero")
@@ -495,6 +525,9 @@ class Agent:
         self.debounce = debounce
         self.max_wait = max_wait if max_wait is not None else max(10 * debounce, 10.0)
         self.stop = stop
+        # When the next run may start at the earliest (time.monotonic(), as the loop's
+        # clock): the run's servers asked not to be called before then (`Cycle`).
+        self.not_before = not_before or (lambda: None)
         self._changed = asyncio.Event()
         self._files: set[str] = set()
 
@@ -512,9 +545,21 @@ class Agent:
             trigger = await self._next_trigger()
 
     async def _next_trigger(self) -> Trigger | None:
+        trigger = await self._next_wanted()
+        held = self.not_before()
+        if trigger is None or held is None:
+            return trigger
+        # A change waits too: a run calls every server the fleet uses, that one included.
+        await wait_any((self.stop,), max(0.0, held - time.monotonic()))
+        return None if self.stop.is_set() else trigger
+
+    async def _next_wanted(self) -> Trigger | None:
         loop = asyncio.get_running_loop()
         if not self._changed.is_set():
             deadline = loop.time() + self.interval
+            held = self.not_before()
+            if held is not None:
+                deadline = max(deadline, loop.time() + held - time.monotonic())
             while not (self._changed.is_set() or self.stop.is_set()):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -542,7 +587,8 @@ async def run_agent(
     cycle: Cycle, *, paths: list[str], interval: float, debounce: float, stop: asyncio.Event
 ) -> None:
     """Watch `paths` and run `cycle` as `Agent` schedules it until `stop` is set."""
-    agent = Agent(cycle, interval=interval, debounce=debounce, stop=stop)
+    agent = Agent(cycle, interval=interval, debounce=debounce, stop=stop,
+                  not_before=lambda: cycle.not_before)
 
     def failed(text: str) -> None:
         cycle.log.emit("error", text, message=text)

@@ -9,6 +9,8 @@ Novacore device has and it does not declare).
 1.2 added `inputs.endpoints`: the cloud URLs a saved plan was made against, and
 fingerprints of the identity and account it acted as (`engine.plan_origin`); and
 `gateway` to an unmanaged Novacore device bound to a declared gateway of its site.
+1.3 added `inputs.working_directory`: the directory `plan` ran in, against which `apply
+PLANFILE` reads the relative `inputs.paths` while it holds the same files.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from reconciler import __version__
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
 
-FORMAT_VERSION = "1.2"
+FORMAT_VERSION = "1.3"
 
 # The most a saved plan may hold: `apply PLANFILE` reads no larger one, and `plan --out`
 # writes none. A plan of the benchmark's generated fleet of 1,000 sites (`sim up --sites

@@ -20,6 +20,9 @@ class Unreachable:
 
     reason: str
     url: str | None = None
+    # Seconds the server asked not to be called for (Retry-After), when longer than a run
+    # waits: the watch agent's next run waits for them.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

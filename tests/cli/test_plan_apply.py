@@ -371,6 +371,76 @@ def test_a_saved_plan_applies_after_an_edit_that_declares_the_same(
     assert "Apply complete: 16 done, 0 failed" in out
 
 
+def test_a_saved_plan_with_relative_paths_applies_from_any_directory(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`plan sites --out plan.json` records where it ran: `cd / && apply /dir/plan.json`
+    reads the sites there, not in the current directory."""
+    run = make_cli(two_sites())
+    monkeypatch.chdir(tmp_path)
+    assert run("plan", "sites", "--out", "plan.json")[0] == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = run("apply", str(tmp_path / "plan.json"))
+    assert code == 0, err
+    assert "Apply complete: 16 done, 0 failed" in out
+    assert run.sims.call(converged_exactly_once, run.sims.sims, load(two_sites())) is None
+    inputs = json.loads((tmp_path / "plan.json").read_text())["inputs"]
+    assert (inputs["paths"], inputs["working_directory"]) == (["sites"], str(tmp_path))
+
+
+def test_a_saved_plan_reads_another_checkout_of_its_files_or_says_where_it_looked(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan made in CI applies from another checkout of the same files; where none
+    holds them, the path, the directory it is relative to and what to do are named, and
+    nothing is read or written."""
+    run = make_cli(two_sites())
+    monkeypatch.chdir(tmp_path)
+    assert run("plan", "sites", "--out", "plan.json")[0] == 0
+    saved = tmp_path / "plan.json"
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (tmp_path / "sites").rename(checkout / "sites")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", str(saved))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"error: the saved plan {saved} names paths that could not be found:",
+        f"  sites: relative to {tmp_path}, where the plan was made; not found there nor in "
+        f"{elsewhere} (the current directory)",
+        f"Run `reconciler apply` from {tmp_path}, or from a directory that holds the same "
+        "files at sites."]
+
+    older = json.loads(saved.read_text())
+    older["format_version"] = "1.2"
+    del older["inputs"]["working_directory"]
+    (elsewhere / "older.json").write_text(json.dumps(older))
+    code, out, err = run("apply", str(elsewhere / "older.json"))
+    assert (code, out) == (1, "")
+    assert err.splitlines()[1:] == [
+        f"  sites: not found in {elsewhere} (the current directory); the plan does not record "
+        "the directory it was made in (made by an older reconciler)",
+        "Run `reconciler apply` from the directory the plan was made in."]
+    assert run.sims.call(run.sims.sims.requests) == 0, "refused before observing anything"
+
+    # The directory the plan ran in now holds other declarations: the checkout is read.
+    docs = two_sites()
+    docs[0]["spec"]["displayName"] = "Renamed in git"
+    run.rewrite(docs)
+    code, _, err = run("apply", str(saved))
+    assert code == 1
+    assert err.startswith(f"error: the desired state changed since the plan was made (sites "
+                          f"read in {tmp_path}); run `reconciler plan` again"), err
+    monkeypatch.chdir(checkout)
+    code, out, err = run("apply", str(saved))
+    assert code == 0, err
+    assert "Apply complete: 16 done, 0 failed" in out
+    assert run.sims.call(converged_exactly_once, run.sims.sims, load(two_sites())) is None
+
+
 def test_a_plan_that_could_not_be_saved_is_refused_before_it_is_made(
         make_cli: CliFactory, tmp_path: Path) -> None:
     run = make_cli(two_sites())

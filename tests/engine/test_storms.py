@@ -182,6 +182,7 @@ async def test_a_retry_after_longer_than_a_run_waits_is_not_retried(
                      r"(86399|86400) s \(Retry-After\), later than the 60 s a run waits\)$",
                      failed.message), failed.message
     assert novacore.requests["PUT /devices/{device_id}"] == 1
+    assert failed.retry_after is not None and failed.retry_after > 86000, "for watch, operator"
 
 
 async def test_change_that_keeps_failing_is_reported_and_the_rest_applies(

@@ -261,6 +261,28 @@ async def test_unreachable_gateway_defers_and_the_agent_recovers(
     assert await agent.terminate() == 0
 
 
+async def test_a_server_asking_to_wait_a_day_is_not_called_again_by_the_next_runs(
+        world: World, spawn: Spawn) -> None:
+    """A Retry-After longer than a run waits holds the agent's next run back until then,
+    and the log says when that run starts: an interval of half a second does not call a
+    throttled Novacore twice a second."""
+    agent = await spawn("watch", "sites", "--interval", "0.5s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    novacore = world.sims.novacore
+    novacore.faults.throttle_next, novacore.faults.retry_after_s = 1000, 86400
+    novacore.requests.clear()
+    await agent.wait_for(r"run=2 trigger=interval .* result=deferred")
+    asked = sum(novacore.requests.values())
+    assert asked > 0
+    await asyncio.sleep(3)  # six intervals
+    assert sum(novacore.requests.values()) == asked, novacore.requests
+    assert not runs(agent.out, "interval")[1:], agent.text
+    [held] = [line for line in agent.out if "the next run starts at" in line]
+    assert re.search(r"run=2 the next run starts at \d{4}-\d\d-\d\dT[\d:]+Z, not before: "
+                     r"a server asked to be called again in 86400 s \(Retry-After\)", held), held
+    assert await agent.terminate() == 0
+
+
 async def test_unreachable_cloud_is_not_a_crash(world: World, spawn: Spawn) -> None:
     env = world.env | {"RECONCILER_NOVACORE_URL": "http://127.0.0.1:9", "RECONCILER_RETRIES": "1"}
     agent = await spawn("watch", "sites", "--interval", "0.5s", env=env, cwd=world.cwd)

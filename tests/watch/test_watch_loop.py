@@ -23,6 +23,7 @@ from reconciler.errors import ConfigError, Diagnostic, ProviderAuthError, Provid
 from reconciler.model.fleet import Fleet
 from reconciler.plan import document
 from reconciler.plan.actions import Action, Change, Reason
+from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions
 
 # -- durations ----------------------------------------------------------------------------------
@@ -172,6 +173,7 @@ class FakeResult:
                            component="novacore", action=Action.DEFER,
                            reason=Reason.TARGET_UNREACHABLE, site=site) for site in deferred]
         self.plan = Plan(changes, list(unmanaged or []), PlanOptions())
+        self.observed = Observed()  # everything read: no server asked to wait
 
     def document(self) -> dict[str, Any]:
         return document.to_document(self.plan)
