@@ -13,7 +13,8 @@ the state lock and signal handlers:
   loaded may add warnings (a gateway URL override that a serial edit left unmatched). A
   run that cannot reach a gateway or a cloud defers those sites; any error ends that run
   only, never the agent. A server that asked to be called again later than a run waits
-  (Retry-After), failing a change or a read, holds the next run back until then. On
+  (Retry-After), failing a change or a read, holds the next drift run back until then
+  (a file change still runs at once). On
   stop, a plan in progress (reads only) is cancelled and an apply finishes the changes
   in flight but starts no new one (`apply_plan(stop=...)`).
   Each run reads the credentials given as files again (`Settings.renewed`): a token
@@ -418,9 +419,9 @@ class Cycle:
         self.not_before = time.monotonic() + wait
         at = datetime.now(UTC) + timedelta(seconds=wait)
         when = at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        text = (f"run={run} the next run starts at {when}, not before: a server asked to be "
-                f"called again in {math.ceil(wait)} s (Retry-After); file changes meanwhile "
-                "are applied then")
+        text = (f"run={run} the next drift run starts at {when}, not before: a server asked "
+                f"to be called again in {math.ceil(wait)} s (Retry-After); a file change "
+                "still runs at once")
         self.log.emit("held", text, run=run, next_run=when, retry_after=math.ceil(wait))
 
     def _settle(self) -> None:
@@ -545,13 +546,11 @@ class Agent:
             trigger = await self._next_trigger()
 
     async def _next_trigger(self) -> Trigger | None:
-        trigger = await self._next_wanted()
-        held = self.not_before()
-        if trigger is None or held is None:
-            return trigger
-        # A change waits too: a run calls every server the fleet uses, that one included.
-        await wait_any((self.stop,), max(0.0, held - time.monotonic()))
-        return None if self.stop.is_set() else trigger
+        # Only the runs the agent starts by itself wait (`_next_wanted`): an edit someone
+        # made is applied at once, though its run calls the server that asked to wait
+        # once more. Holding it too would let one cloud's quota, spent for the day, stop
+        # every gateway's changes for as long.
+        return await self._next_wanted()
 
     async def _next_wanted(self) -> Trigger | None:
         loop = asyncio.get_running_loop()

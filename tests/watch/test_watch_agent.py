@@ -263,9 +263,9 @@ async def test_unreachable_gateway_defers_and_the_agent_recovers(
 
 async def test_a_server_asking_to_wait_a_day_is_not_called_again_by_the_next_runs(
         world: World, spawn: Spawn) -> None:
-    """A Retry-After longer than a run waits holds the agent's next run back until then,
-    and the log says when that run starts: an interval of half a second does not call a
-    throttled Novacore twice a second."""
+    """A Retry-After longer than a run waits holds the agent's next drift run back until
+    then, and the log says when that run starts: an interval of half a second does not
+    call a throttled Novacore twice a second. An edit still runs at once."""
     agent = await spawn("watch", "sites", "--interval", "0.5s", env=world.env, cwd=world.cwd)
     await agent.wait_for(r"run=1 trigger=start .* result=applied")
     novacore = world.sims.novacore
@@ -277,9 +277,20 @@ async def test_a_server_asking_to_wait_a_day_is_not_called_again_by_the_next_run
     await asyncio.sleep(3)  # six intervals
     assert sum(novacore.requests.values()) == asked, novacore.requests
     assert not runs(agent.out, "interval")[1:], agent.text
-    [held] = [line for line in agent.out if "the next run starts at" in line]
-    assert re.search(r"run=2 the next run starts at \d{4}-\d\d-\d\dT[\d:]+Z, not before: "
-                     r"a server asked to be called again in 86400 s \(Retry-After\)", held), held
+    [held] = [line for line in agent.out if "the next drift run starts at" in line]
+    assert re.search(r"run=2 the next drift run starts at \d{4}-\d\d-\d\dT[\d:]+Z, not "
+                     r"before: a server asked to be called again in 86400 s \(Retry-After\); "
+                     r"a file change still runs at once", held), held
+
+    # An edit is someone's: applied at once (its gateway's part; Novacore's waits), calling
+    # the throttled server once more, not once per interval after it.
+    world.edit("displayName: Sungrow SH10RT", "displayName: Sungrow Roof")
+    await agent.wait_for(r"run=3 trigger=change ")
+    after_edit = sum(novacore.requests.values())
+    assert after_edit > asked
+    await asyncio.sleep(2)
+    assert sum(novacore.requests.values()) == after_edit, novacore.requests
+    assert not runs(agent.out, "interval")[1:], agent.text
     assert await agent.terminate() == 0
 
 
