@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from secrets import token_bytes
 from typing import Any
@@ -86,6 +87,10 @@ class Runtime:
         self.holds = Holds()
         # What each object's Ready said last, so that a Warning says a problem once.
         self.reported = Reported()
+        # Objects whose last reconcile met a server that asked to be called again later
+        # than `retry_delay` (Retry-After): time.monotonic() before which the drift timer
+        # leaves them be. An edit of the object still reconciles at once.
+        self.not_before: dict[tuple[str, str, str], float] = {}
 
     @property
     def settings(self) -> Settings:
@@ -189,8 +194,13 @@ async def _reconcile(
         credentials=PasswordFingerprint(runtime.credential_key, status.get("appliedSecrets")),
         holds=runtime.holds,
     )
+    owner = (namespace, kind, name)
+    if result.retry == "temporary" and result.delay > runtime.config.retry_delay:
+        runtime.not_before[owner] = time.monotonic() + result.delay
+    else:
+        runtime.not_before.pop(owner, None)
     # Decided before anything is awaited: a concurrent run for this object then finds it said.
-    news = _is_news(runtime, (namespace, kind, name), status, result)
+    news = _is_news(runtime, owner, status, result)
     _write_status(patch, status, meta, result)
     _post_events(body, result)
     if result.retry == "temporary":
@@ -262,6 +272,9 @@ def _register_kind(
     async def drift(**kwargs: Any) -> None:
         if kwargs["meta"].get("deletionTimestamp"):
             return
+        owner = (kwargs["namespace"] or "", kind, kwargs["meta"]["name"])
+        if time.monotonic() < runtime.not_before.get(owner, 0.0):
+            return  # a server asked not to be called before then (Retry-After)
         await _reconcile_call(runtime, kind, kwargs)
 
     @kopf.on.delete(
@@ -294,6 +307,7 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
             kopf.warn(body, reason="DeletionPolicyUnknown", message=event_message(message))
             runtime.holds.release((namespace, kind, name))
             runtime.reported.forget((namespace, kind, name))
+            runtime.not_before.pop((namespace, kind, name), None)
             kwargs["logger"].info("%s/%s deleted (%s)", kind, name, "nothing outside touched")
             return
         policy = getattr(resource.spec, "deletion_policy", "")
@@ -341,6 +355,7 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
     runtime.holds.release((namespace, kind, name))
     runtime.reported.forget((namespace, kind, name))
+    runtime.not_before.pop((namespace, kind, name), None)
     kwargs["logger"].info(
         "%s/%s deleted (%s)",
         kind,

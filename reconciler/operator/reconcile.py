@@ -22,6 +22,7 @@ from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy
+from reconciler.engine.unread import asked_to_wait
 from reconciler.errors import ProviderAuthError
 from reconciler.model.base import Resource
 from reconciler.model.fleet import DANGLING, Fleet
@@ -246,7 +247,7 @@ async def reconcile_object(
             if outcome.status == "done" and outcome.detail.get(key):
                 component = outcome.address.rsplit("[", 1)[-1].rstrip("]")
                 result.external_ids[component] = str(outcome.detail[key])
-    _describe(kind, own, outcomes, config, result, held)
+    _describe(kind, own, outcomes, config, result, held, asked_to_wait(planned.observed))
     return result
 
 
@@ -346,7 +347,13 @@ def _describe(
     config: OperatorConfig,
     result: ObjectResult,
     held: Hold | None = None,
+    read_wait: float | None = None,
 ) -> None:
+    """Conditions, message and retry of an object from its changes and their outcomes.
+    `read_wait`: the Retry-After a server that could not be read asked for, longer than a
+    run waits (`engine.unread.asked_to_wait`). The retry comes no sooner than a server
+    asked to be called again, a failed change's or a read's: kopf would otherwise call a
+    platform whose quota is spent every `retry_delay`."""
     pending = [c for c in own if c.is_change]
     by_address = {o.address: o for o in outcomes}
     failed = [o for o in outcomes if o.status == "failed"]
@@ -391,7 +398,7 @@ def _describe(
         # One failure retrying cannot cure holds the object's writes back (`holds`).
         retryable = all(o.retryable for o in failed)
         result.retry, result.message = ("temporary" if retryable else "permanent"), message
-        result.delay = config.retry_delay
+        result.delay = max([config.retry_delay, *(o.retry_after or 0.0 for o in failed)])
         conds += [
             Cond("Synced", False, "ApplyFailed", message),
             Cond("Ready", False, "ApplyFailed", message),
@@ -406,7 +413,7 @@ def _describe(
     elif deferred:
         result.retry, result.delay, result.message = (
             "temporary",
-            config.retry_delay,
+            max(config.retry_delay, read_wait or 0.0),
             deferred[0].message,
         )
         conds += [
