@@ -38,6 +38,7 @@ from reconciler.plan.actions import (
     Change,
     FieldDiff,
     Reason,
+    address_of,
     defer,
     update_or_in_sync,
 )
@@ -374,6 +375,55 @@ def held_elsewhere(
     return out
 
 
+@dataclass(frozen=True)
+class HeldByOtherSite:
+    """A hardware id a Site declares, found in the Enapter site of another declared Site
+    that declares it no more: the device moved between Sites in git (`moved_from`)."""
+
+    owner: Site  # the Site whose Enapter site holds it
+    site: EnapterSiteState
+    device: EnapterDeviceState
+
+    @property
+    def delete_address(self) -> str:
+        """The address of the delete that `--prune` plans for it in the owner's site."""
+        return address_of("Device", f"{self.owner.name}.{self.device.slug}", COMPONENT)
+
+    def where(self) -> str:
+        return (
+            f"hardware id {self.device.hardware_id} is in Enapter site {self.site.id} "
+            f"({self.site.name!r}) of Site {self.owner.name}, which declares it no more "
+            f"({self.device.type} device {self.device.id}), and Enapter keeps a hardware id "
+            "in one site"
+        )
+
+
+def moved_from(
+    whole: Fleet, site: Site, state: EnapterState, hardware_id: str | None
+) -> HeldByOtherSite | None:
+    """The device with `hardware_id` in the Enapter site of another declared Site (read),
+    where that Site does not declare it: provisioning it in `site` fails (409) until it is
+    deleted there."""
+    if hardware_id is None or not isinstance(state.sites, list):
+        return None
+    for owner in whole.sites.values():
+        if owner is site or owner.spec.enapter is None:
+            continue
+        remote = match_site(owner, state.sites)
+        devices = state.devices.get(remote.id) if remote is not None else None
+        if remote is None or not isinstance(devices, list):
+            continue
+        declared = declared_by(whole, owner)
+        for device in devices:
+            if (
+                device.type in HARDWARE_TYPES
+                and device.hardware_id == hardware_id
+                and not declared(device)
+            ):
+                return HeldByOtherSite(owner, remote, device)
+    return None
+
+
 def find_gateway(
     gateway: Gateway, devices: Iterable[EnapterDeviceState]
 ) -> EnapterDeviceState | None:
@@ -448,12 +498,50 @@ class EnapterPlanner:
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
     # What a renamed Site is recognised by (planner.PlanOptions.whole_fleet); None: `fleet`.
     whole_fleet: Fleet | None = None
+    # Creates of hardware ids another declared Site's Enapter site holds (`moved_from`),
+    # settled once every site is planned, as they wait for that site's delete.
+    moves: list[tuple[Change, HeldByOtherSite]] = field(default_factory=list)
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         for site in self.fleet.sites.values():
             if site.spec.enapter is not None:
                 self._plan_site(site)
+        self._settle_moves()
         return self.changes, self.unmanaged
+
+    def _moved(self, work: _SiteWork, change: Change, hardware_id: str | None) -> None:
+        """Note a create whose hardware id another declared Site's Enapter site holds."""
+        if self.state is None or change.blocked:
+            return
+        held = moved_from(self.whole_fleet or self.fleet, work.site, self.state, hardware_id)
+        if held is not None:
+            self.moves.append((change, held))
+
+    def _settle_moves(self) -> None:
+        """A device moved between Sites in git is provisioned in its new site only after
+        `--prune` deleted it from its old one: Enapter refuses (409) a hardware id another
+        site holds, and the two sites' changes would otherwise run side by side. Without
+        that delete in this plan the create is blocked, saying what to do."""
+        by_address = {c.address: c for c in self.changes}
+        for change, held in self.moves:
+            if change.action is not Action.CREATE or change.blocked:
+                continue  # deferred, or blocked since (by what it depends on)
+            delete = by_address.get(held.delete_address)
+            if delete is not None and delete.action is Action.DELETE and not delete.blocked:
+                change.depends_on = [*change.depends_on, delete.address]
+                change.message = (
+                    f"{held.where()}: it is deleted there first ({delete.address}, --prune), "
+                    f"then provisioned here; {change.message}"
+                )
+            elif delete is not None and delete.blocked:
+                _block(change, delete)
+            else:
+                change.blocked = True
+                change.message = (
+                    f"{held.where()}, so provisioning it here would fail until it is deleted "
+                    f"there: apply with --prune, Site {held.owner.name} included, to delete "
+                    "it there and provision it here"
+                )
 
     def _change(
         self, kind: str, name: str, action: Action, reason: Reason, site: Site, **kwargs: Any
@@ -648,6 +736,7 @@ class EnapterPlanner:
             if held is not None:
                 change.blocked = True
                 change.message = _held_message(spec.hardware_id, held)
+            self._moved(work, change, spec.hardware_id)
         else:
             work.matched[remote.id] = gateway.name
             before: dict[str, Any] = {"hardware_id": remote.hardware_id}
@@ -747,6 +836,8 @@ class EnapterPlanner:
         elif held is not None:
             change.blocked = True
             change.message = _held_message(device.spec.hardware_id or "", held)
+        elif kind_of(device) not in SLUG_KEYED:
+            self._moved(work, change, device.spec.hardware_id)
         return change
 
     def _config_note(self, device: Device) -> str:
