@@ -620,6 +620,59 @@ class EnapterPlanner:
         else:
             self._note_twins(work)
             self._undeclared(work)
+            self._slug_holders(work)
+
+    def _slug_holders(self, work: _SiteWork) -> None:
+        """A slug a Device declares that another device of the site has: Enapter keeps a
+        slug unique in a site and refuses (409) to give it to a second device, on every
+        apply. The change waits for the change that frees the slug (the other declared
+        Device's own slug change, or its delete with --prune) or, with none, is blocked,
+        naming the device that has it."""
+        by_address = {c.address: c for c in self.changes}
+        waiting: list[tuple[Change, Change]] = []
+        for name, change in work.device_changes.items():
+            device = self.fleet.devices[name]
+            slug = device.spec.enapter.slug if device.spec.enapter is not None else None
+            if not slug or change.blocked or kind_of(device) in SLUG_KEYED:
+                continue  # a slug-keyed device with that slug is this one
+            if change.action is Action.UPDATE and not any(d.path == "slug" for d in change.diff):
+                continue
+            if change.action not in (Action.CREATE, Action.UPDATE):
+                continue
+            holder = next(
+                (d for d in work.devices if d.slug == slug and d.id != change.external_id), None
+            )
+            if holder is None:
+                continue
+            owner = work.matched.get(holder.id)
+            whose = f"Device {owner}'s" if owner is not None else "which this Site does not declare"
+            held = (
+                f"slug {slug} belongs to {holder.type} device {holder.id} ({holder.name!r}), "
+                f"{whose}, and Enapter keeps a slug unique in a site"
+            )
+            if owner is not None:
+                frees = work.device_changes.get(owner)
+                if frees is not None and not any(d.path == "slug" for d in frees.diff):
+                    frees = None
+            else:
+                delete = address_of("Device", f"{work.site.name}.{holder.slug}", COMPONENT)
+                frees = by_address.get(delete)
+            if frees is None or frees.blocked or _waits_for(frees, change, by_address):
+                change.blocked = True
+                change.message = f"{held}: " + (
+                    "give one of them another slug"
+                    if owner is not None
+                    else "delete it (apply --prune) or declare another slug"
+                )
+                continue
+            change.depends_on = [*change.depends_on, frees.address]
+            change.message += f"; {held}: this waits for {frees.address}, which frees it"
+            waiting.append((change, frees))
+        # One blocked since (each of two swapping their slugs waits for the other) blocks
+        # what waits for it, which would otherwise run and fail.
+        while blocked := [(c, f) for c, f in waiting if f.blocked and not c.blocked]:
+            for change, frees in blocked:
+                _block(change, frees)
 
     def _note_twins(self, work: _SiteWork) -> None:
         """A Lua device's slug is its key, so a slug changed in git creates a second device
@@ -1263,6 +1316,20 @@ def _held_message(hardware_id: str, held: HeldElsewhere) -> str:
         f"hardware id {hardware_id} is in another Enapter site, and Enapter keeps a "
         f"hardware id in one site, so provisioning it here would fail: {held.message()}"
     )
+
+
+def _waits_for(change: Change, other: Change, by_address: dict[str, Change]) -> bool:
+    """Whether `change` depends on `other`, directly or through what it depends on."""
+    seen: set[str] = set()
+    queue = list(change.depends_on)
+    while queue:
+        address = queue.pop()
+        if address == other.address:
+            return True
+        if address not in seen and address in by_address:
+            seen.add(address)
+            queue += by_address[address].depends_on
+    return False
 
 
 def _block(change: Change, cause: Change) -> None:
