@@ -141,11 +141,14 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, parsed.timestamp() - time.time())
 
 
-def _body_excerpt(response: httpx.Response) -> str:
-    try:
-        text = response.text
-    except (UnicodeDecodeError, httpx.ResponseNotRead):
-        return ""
+def _body_excerpt(response: httpx.Response, text: str | None = None) -> str:
+    """`text` (what a platform's client made of the answer's error), else the answer's
+    body: on one line, without what was sent as a secret, and cut short."""
+    if text is None:
+        try:
+            text = response.text
+        except (UnicodeDecodeError, httpx.ResponseNotRead):
+            return ""
     # A response made without a request (in tests) has nothing sent to take out.
     with contextlib.suppress(RuntimeError):
         text = redact(text, sent_secrets(response.request))
@@ -153,10 +156,15 @@ def _body_excerpt(response: httpx.Response) -> str:
     return text[:_BODY_LIMIT] + ("…" if len(text) > _BODY_LIMIT else "")
 
 
-def error_for(response: httpx.Response, *, address: str = "", operation: str = "") -> ProviderError:
+def error_for(
+    response: httpx.Response, *, address: str = "", operation: str = "",
+    summary: str | None = None,
+) -> ProviderError:
+    """The error an answer that is no success maps to. `summary`: the platform's error in
+    a few words, where its client knows the platform's error envelope; else the body."""
     status = response.status_code
     message = f"{operation or response.request.method} {response.request.url.path}: HTTP {status}"
-    excerpt = _body_excerpt(response)
+    excerpt = _body_excerpt(response, summary)
     if excerpt:
         message += f": {excerpt}"
     kwargs: dict[str, Any] = {"address": address, "operation": operation, "status": status}

@@ -44,13 +44,27 @@ def error_code(error: BaseException) -> str | None:
     return str(errors[0].get("code")) if errors else None
 
 
-def _with_api_errors(error: ProviderError, response: httpx.Response) -> ProviderError:
+def _error_for(response: httpx.Response, *, address: str, operation: str) -> ProviderError:
+    """The mapped error of an answer that is no success, with the entries of Enapter's
+    `{"errors": [...]}` envelope kept (`api_errors`) and said as `CODE: message` instead
+    of the JSON they came in."""
     try:
         body = response.json()
     except ValueError:
-        return error
-    if isinstance(body, dict) and isinstance(body.get("errors"), list):
-        error.api_errors = [e for e in body["errors"] if isinstance(e, dict)]  # type: ignore[attr-defined]
+        body = None
+    entries = (
+        [e for e in body["errors"] if isinstance(e, dict)]
+        if isinstance(body, dict) and isinstance(body.get("errors"), list)
+        else []
+    )
+    said = [
+        ": ".join(str(part) for part in (e.get("code"), e.get("message")) if part)
+        for e in entries
+    ]
+    summary = "; ".join(text for text in said if text) or None
+    error = transport.error_for(response, address=address, operation=operation, summary=summary)
+    if entries:
+        error.api_errors = entries  # type: ignore[attr-defined]
     return error
 
 
@@ -86,9 +100,7 @@ class EnapterClient:
         if response.status_code in ok:
             return None
         if not response.is_success:
-            raise _with_api_errors(
-                transport.error_for(response, address=address, operation=operation), response
-            )
+            raise _error_for(response, address=address, operation=operation)
         if response.status_code == 204 or not response.content:
             return None
         if secret:
