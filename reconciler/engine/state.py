@@ -119,6 +119,7 @@ class StateDir:
                     ) from None
                 time.sleep(0.01)
         try:
+            self._check_writable()
             handle.seek(0)
             handle.truncate()
             handle.write(
@@ -132,6 +133,25 @@ class StateDir:
                 handle.seek(0)
                 handle.truncate()
             handle.close()
+
+    def _check_writable(self) -> None:
+        """Refuse, before anything is changed, a state directory no file can be made in
+        (its mode, a read-only file system), which a lock file left there by an earlier run
+        does not show: an apply would otherwise make its changes and then fail to record
+        them, leaving the inventory without them. Only the lock's holder calls this, so the
+        file made and removed (the lock's temporary name) is nobody else's."""
+        probe = self.path / (LOCK + TEMPORARY_SUFFIX)
+        try:
+            probe.unlink(missing_ok=True)  # one a kill left here
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600))
+            probe.unlink()
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot use {self.path} as the state directory: a file cannot be created "
+                f"in it ({_reason(exc)}), and the journal and inventory of what a run does "
+                "are written there; nothing was changed. Make it writable, or set "
+                "RECONCILER_STATE_DIR to a directory this process can create and write"
+            ) from None
 
     def holder(self) -> str | None:
         """Who holds the lock (its line: pid, host, command, since), or None when nobody
