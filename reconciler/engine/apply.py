@@ -21,7 +21,7 @@ from reconciler.engine import admission
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import all_of, unexpected
 from reconciler.engine.retry import RetryPolicy, retrying
-from reconciler.errors import ProviderError
+from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
 
@@ -191,6 +191,14 @@ async def apply_plan(
                         retryable=exc.retryable,
                         retry_after=policy.asked_to_wait(exc),
                     )
+                )
+                return
+            except ReconcilerError as exc:
+                # Raised on purpose, its message whole: the state directory could not be
+                # written (a full disk), which is no answer of a platform.
+                record(
+                    Outcome(change.address, change.action.value, "failed", str(exc),
+                            site=change.site)
                 )
                 return
             except Exception as exc:  # one change's failure must not stop the fleet

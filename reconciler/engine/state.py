@@ -60,6 +60,8 @@ JOURNAL_ROTATE_BYTES = 8 * 1024 * 1024
 MAX_STATE_FILE_BYTES = 64 * 2**20
 MAX_KEY_FILE_BYTES = 2**10
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
 
 class StateDirError(ReconcilerError):
     """The state directory cannot be used: it cannot be created or written, or another
@@ -117,6 +119,7 @@ class StateDir:
                     ) from None
                 time.sleep(0.01)
         try:
+            self._check_writable()
             handle.seek(0)
             handle.truncate()
             handle.write(
@@ -130,6 +133,25 @@ class StateDir:
                 handle.seek(0)
                 handle.truncate()
             handle.close()
+
+    def _check_writable(self) -> None:
+        """Refuse, before anything is changed, a state directory no file can be made in
+        (its mode, a read-only file system), which a lock file left there by an earlier run
+        does not show: an apply would otherwise make its changes and then fail to record
+        them, leaving the inventory without them. Only the lock's holder calls this, so the
+        file made and removed (the lock's temporary name) is nobody else's."""
+        probe = self.path / (LOCK + TEMPORARY_SUFFIX)
+        try:
+            probe.unlink(missing_ok=True)  # one a kill left here
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600))
+            probe.unlink()
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot use {self.path} as the state directory: a file cannot be created "
+                f"in it ({_reason(exc)}), and the journal and inventory of what a run does "
+                "are written there; nothing was changed. Make it writable, or set "
+                "RECONCILER_STATE_DIR to a directory this process can create and write"
+            ) from None
 
     def holder(self) -> str | None:
         """Who holds the lock (its line: pid, host, command, since), or None when nobody
@@ -152,8 +174,14 @@ class StateDir:
     # -- journal ---------------------------------------------------------------------------
 
     def journal(self) -> Journal:
-        self.ensure()
-        return Journal(self.path / JOURNAL)
+        try:
+            self.ensure()
+            return Journal(self.path / JOURNAL)
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot write the journal {self.path / JOURNAL}: {_reason(exc)}; nothing "
+                "was changed"
+            ) from None
 
     def unfinished(self) -> list[dict[str, Any]]:
         """Journal intents with no outcome: writes cut off by a crash or a kill, and not
@@ -171,19 +199,31 @@ class StateDir:
         path = self.path / JOURNAL
         runs = sorted({str(record.get("run", "")) for record in unfinished})
         if runs:
-            self.ensure()
             line = {"ts": _utc_second(int(time.time())), "phase": "settled", "runs": runs}
-            descriptor = _open_journal(path)
             try:
-                os.write(descriptor, (json.dumps(line) + "\n").encode())
-            finally:
-                os.close(descriptor)
+                self.ensure()
+                descriptor = _open_journal(path)
+                try:
+                    os.write(descriptor, (json.dumps(line) + "\n").encode())
+                finally:
+                    os.close(descriptor)
+            except OSError as exc:
+                raise StateDirError(
+                    f"cannot write the journal {path}: {_reason(exc)}; the interrupted "
+                    "writes it lists are listed again by the next run"
+                ) from None
         try:
             too_big = path.stat().st_size > JOURNAL_ROTATE_BYTES
         except OSError:
             return
         if too_big and not unfinished_intents(path):
-            os.replace(path, path.with_name(JOURNAL_ROTATED))
+            try:
+                os.replace(path, path.with_name(JOURNAL_ROTATED))
+            except OSError as exc:
+                raise StateDirError(
+                    f"cannot move the journal {path} to {JOURNAL_ROTATED}: {_reason(exc)}; "
+                    "it goes on growing until it can be moved"
+                ) from None
 
     # -- inventory -------------------------------------------------------------------------
 
@@ -203,8 +243,7 @@ class StateDir:
         except bounded.FileTooLarge as exc:
             reason = f"the file {exc.reason}"
         except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            reason = reason[:1].lower() + reason[1:]  # "permission denied"; "a FIFO" as is
+            reason = _reason(exc)
         except UnicodeDecodeError:
             reason = "not UTF-8"
         raise StateDirError(_damaged(path, reason, holds, afresh))
@@ -281,9 +320,11 @@ class StateDir:
         return inventory
 
     def write_inventory(self, inventory: Inventory) -> None:
-        self.ensure()
-        atomic_write(
-            self.path / INVENTORY,
+        """Store the inventory whole; StateDirError, naming the file and why, when it
+        cannot be (a full disk, a directory made read-only while the run went on)."""
+        self._write_file(
+            INVENTORY,
+            "the inventory (what the runs applied, for when it is declared no more)",
             json.dumps(
                 {
                     "gateways": inventory.policies,
@@ -317,6 +358,24 @@ class StateDir:
             ),
         )
 
+    def _write_file(self, name: str, what: str, text: str, *, private: bool = False) -> None:
+        """`atomic_write` of the state file `name` (`what` it holds), an OSError made a
+        StateDirError that says which file could not be written and why: a run stops on it
+        with that message, as on any unusable state directory, not with a traceback, and a
+        change that was recording a file it wrote is not reported as failing at that file."""
+        path = self.path / name
+        try:
+            self.ensure()
+            atomic_write(path, text, private=private)
+        except OSError as exc:
+            # The temporary file, when it is the one that could not be made or removed.
+            where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(path) else ""
+            raise StateDirError(
+                f"cannot write {path}, {what}: {where}{_reason(exc)}; the changes already made "
+                "stay, and the next run finds them again by their natural keys once the file "
+                "can be written"
+            ) from None
+
     # -- credential ledger -----------------------------------------------------------------
 
     def read_credentials(self) -> CredentialLedger:
@@ -348,12 +407,14 @@ class StateDir:
         are never stored without the key that can check them."""
         if not ledger.dirty:
             return
-        self.ensure()
+        what = "the fingerprints of the MQTT passwords sent to devices"
         if ledger.new_key:
-            atomic_write(self.path / CREDENTIALS_KEY, ledger.key.hex(), private=True)
+            self._write_file(CREDENTIALS_KEY, f"the key of {what}", ledger.key.hex(),
+                             private=True)
             ledger.new_key = False
-        atomic_write(
-            self.path / CREDENTIALS,
+        self._write_file(
+            CREDENTIALS,
+            what,
             json.dumps({"devices": ledger.entries}, indent=2, sort_keys=True),
             private=True,
         )
@@ -509,6 +570,12 @@ class Inventory:
         }
 
 
+def _reason(exc: OSError) -> str:
+    """Why an OSError happened, as a message goes on: "no space left on device"."""
+    reason = exc.strerror or type(exc).__name__
+    return reason[:1].lower() + reason[1:]  # "a FIFO" (`bounded.NotARegularFile`) as is
+
+
 def _damaged(path: Path, reason: str, holds: str, afresh: str) -> str:
     return f"cannot read {path}: {reason}. It holds {holds}; {afresh}"
 
@@ -537,9 +604,7 @@ def write_temporary(
         # left there (in a shared directory, by another user) would have the text, tokens
         # or keys, written into the file it points to, and that file's mode changed.
         tmp.unlink(missing_ok=True)
-        descriptor = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode
-        )
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -607,7 +672,10 @@ class Journal:
         line = {"ts": _utc_second(int(time.time())), "run": self.run_id, **record}
         if self._fd is None:
             raise ValueError(f"journal {self.path} is closed")
-        os.write(self._fd, (json.dumps(line) + "\n").encode())
+        try:
+            os.write(self._fd, (json.dumps(line) + "\n").encode())
+        except OSError as exc:  # a full disk: the change fails, saying so, before it is sent
+            raise StateDirError(f"cannot write the journal {self.path}: {_reason(exc)}") from None
         self._unsynced.set()
 
     def intent(self, address: str, operation: str, **detail: Any) -> None:

@@ -1,0 +1,104 @@
+"""`reconciler apply` (a real subprocess, against simulators on loopback) with a state
+directory it cannot write: refused before anything is changed when no file can be made
+there, though an earlier run's lock file is there to open; and a state file that cannot be
+written once changes are under way stops the run with a message naming that file and why,
+never a traceback."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from simworld import (
+    ORG_A,
+    ThreadedSims,
+    converged_exactly_once,
+    load,
+    site_names,
+    standard_site,
+    write,
+)
+
+from reconciler.state_files import INVENTORY, LOCK, TEMPORARY_SUFFIX
+
+pytestmark = pytest.mark.slow
+
+
+def _without_permission_checks_bypassed() -> None:
+    """In a child about to run the CLI as root: drop the capabilities that let root write
+    into any directory (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so that a directory's mode
+    stops it as it stops anyone else."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            os._exit(99)
+
+
+def _apply(fleet_dir: Path, env: dict[str, str],
+           preexec_fn: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply", str(fleet_dir), "--auto-approve",
+         "--no-color"],
+        env=os.environ | env, capture_output=True, text=True, timeout=120,
+        preexec_fn=preexec_fn,
+    )
+
+
+def test_apply_is_refused_before_any_change_in_a_state_directory_no_file_can_be_made_in(
+        tmp_path: Path) -> None:
+    docs = standard_site(1)
+    fleet = load(docs)
+    fleet_dir = write(tmp_path / "sites", docs)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / LOCK).touch()  # left by an earlier run: it opens as it did then
+    state_dir.chmod(0o555)
+    try:
+        with ThreadedSims(fleet) as sims:
+            env = sims.env() | {"RECONCILER_STATE_DIR": str(state_dir)}
+            root = os.geteuid() == 0
+            done = _apply(fleet_dir, env, _without_permission_checks_bypassed if root else None)
+            if done.returncode == 99:
+                pytest.skip("running as root without CAP_SETPCAP: no way to be denied")
+            assert done.returncode == 1, done.stdout + done.stderr
+            assert "Traceback" not in done.stderr, done.stderr
+            assert (f"error: cannot use {state_dir} as the state directory: a file cannot be "
+                    "created in it (permission denied)") in done.stderr, done.stderr
+            assert "nothing was changed" in done.stderr
+            assert sims.call(site_names, sims.sims, ORG_A) == [], "a site was created"
+    finally:
+        state_dir.chmod(0o755)
+    assert sorted(p.name for p in state_dir.iterdir()) == [LOCK], "the probe was left there"
+
+
+def test_an_inventory_that_cannot_be_written_after_the_changes_stops_apply_naming_it(
+        tmp_path: Path) -> None:
+    docs = standard_site(1)
+    fleet = load(docs)
+    fleet_dir = write(tmp_path / "sites", docs)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    # What stands where the inventory is written before it is renamed into place: its
+    # write fails as on a full disk, once the changes are made.
+    blocker = state_dir / (INVENTORY + TEMPORARY_SUFFIX)
+    blocker.mkdir()
+    with ThreadedSims(fleet) as sims:
+        env = sims.env() | {"RECONCILER_STATE_DIR": str(state_dir)}
+        done = _apply(fleet_dir, env)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        assert (f"error: cannot write {state_dir / INVENTORY}, the inventory (what the runs "
+                f"applied, for when it is declared no more): {blocker}: is a directory; the "
+                "changes already made stay") in done.stderr, done.stderr
+        assert "✓ site/" in done.stdout, "the changes were made before the inventory"
+        blocker.rmdir()
+        again = _apply(fleet_dir, env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "No changes." in again.stdout, again.stdout
+        sims.call(converged_exactly_once, sims.sims, fleet)
+    assert (state_dir / INVENTORY).is_file()
