@@ -73,3 +73,30 @@ async def test_a_der_added_since_the_plan_with_another_type_fails_naming_both_ty
     replan = await world.plan(fleet=grown)
     assert [(c.address, c.action) for c in replan.plan.pending] == [
         ("device/s1-inv[novacore]", Action.REPLACE)]
+
+
+async def test_a_replace_says_which_undeclared_ders_go_with_the_old_device(
+        make_world: MakeWorld) -> None:
+    """A DER retyped replaces the device; the DER someone added in Novacore, which a plan
+    otherwise reports and leaves, is not provisioned on the new one: the plan says so."""
+    docs = standard_site(1)
+    world = await make_world(docs)
+    await world.apply()
+    old = cloud_device(world.sims, "SG0001")
+    world.sims.novacore.add_der(old.id, "extra", "solar")
+    retyped = load(with_ders(docs, "s1-inv", [
+        {"name": "pv", "type": "solar"}, {"name": "battery", "type": "meter"},
+        {"name": "grid", "type": "meter", "publish": False}]))
+
+    result, report = await world.apply(fleet=retyped)
+
+    replace = next(c for c in result.plan.pending if c.address == "device/s1-inv[novacore]")
+    assert replace.action is Action.REPLACE
+    assert [(d.op, d.path, d.old) for d in replace.diff] == [
+        ("change", "ders.battery", "battery"), ("remove", "ders.extra", "solar")]
+    assert f"DER extra, not declared, goes with device {old.id}" in replace.message
+    assert report.ok
+    assert ders_in_novacore(world, "SG0001") == {
+        "pv": "solar", "battery": "meter", "grid": "meter"}
+    noop = await world.plan(fleet=retyped)
+    assert not noop.plan.has_changes and noop.plan.unmanaged == []
