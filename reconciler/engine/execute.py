@@ -431,8 +431,18 @@ def _provision_body(ctx: Executors, change: Change) -> dict[str, Any]:
         )
     gateway = ctx.fleet.gateways[device.spec.gateway_ref or ""]
     assert gateway.spec.zap is not None
+    fields = dict(change.after or {})
+    if change.action is Action.UPDATE:
+        # Provisioned again to bind it (`_needs_rebind`): the DERs it has that nobody
+        # declares are sent too. The plan reports them as left as they are, and whether
+        # Novacore keeps the DERs a rebind's body leaves out is not documented.
+        declared = fields.get("ders", {})
+        kept = {
+            n: t for n, t in (change.before or {}).get("ders", {}).items() if n not in declared
+        }
+        fields["ders"] = {**declared, **kept}
     return novacore_convert.provision_body(
-        dict(change.after or {}),
+        fields,
         gateway_serial=gateway.spec.zap.serial,
         hardware_id=device.spec.hardware_id or "",
         site_id=site_id,

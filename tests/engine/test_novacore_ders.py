@@ -100,3 +100,28 @@ async def test_a_replace_says_which_undeclared_ders_go_with_the_old_device(
         "pv": "solar", "battery": "meter", "grid": "meter"}
     noop = await world.plan(fleet=retyped)
     assert not noop.plan.has_changes and noop.plan.unmanaged == []
+
+
+async def test_a_device_provisioned_again_keeps_the_ders_the_plan_says_are_left(
+        make_world: MakeWorld) -> None:
+    """An orphaned device is provisioned again to bind it; the DER someone added in
+    Novacore, which the plan reports as left as it is, is still there afterwards."""
+    docs = standard_site(1)
+    world = await make_world(docs)
+    await world.apply()
+    device = cloud_device(world.sims, "SG0001")
+    world.sims.novacore.add_der(device.id, "extra", "solar")
+    world.sims.novacore.drift_device(device.id, state="orphaned")
+
+    result, report = await world.apply()
+
+    assert [(c.address, c.action) for c in result.plan.pending] == [
+        ("device/s1-inv[novacore]", Action.UPDATE)]
+    assert ["DER extra (solar" in u["description"] for u in result.plan.unmanaged] == [True]
+    assert report.ok
+    assert cloud_device(world.sims, "SG0001").state == "active"
+    assert ders_in_novacore(world, "SG0001") == {
+        "pv": "solar", "battery": "battery", "grid": "meter", "extra": "solar"}
+    noop, _, writes = await world.noop_writes()
+    assert not noop.plan.has_changes and writes == 0
+    assert ["DER extra (solar" in u["description"] for u in noop.plan.unmanaged] == [True]
