@@ -379,15 +379,39 @@ async def _novacore_device(ctx: Executors, change: Change) -> dict[str, Any]:
             )
         for name, der_type in fields.get("ders", {}).items():
             if name not in before.get("ders", {}):
-                await ctx._write(
-                    change,
-                    "novacore.add_der",
-                    functools.partial(
-                        client.add_der, device_id, name, der_type, address=change.address
-                    ),
-                )
+                await _add_der(ctx, change, device_id, name, der_type)
         return {"id": device_id}
     return await _provision(ctx, change, body)
+
+
+async def _add_der(
+    ctx: Executors, change: Change, device_id: str, name: str, der_type: str
+) -> None:
+    """Add one DER. Novacore answers 409 for a name the device has: added by an earlier
+    attempt whose answer was lost, or by someone since the plan. With the declared type it
+    is done; with another type it is a clash the next plan replaces the device for."""
+    client = ctx.session.novacore
+    try:
+        await ctx._write(
+            change,
+            "novacore.add_der",
+            functools.partial(client.add_der, device_id, name, der_type, address=change.address),
+        )
+    except ProviderConflict:
+        current = novacore_convert.devices([await client.get_device(device_id)])
+        has = {der.name: der.type for device in current for der in device.ders}
+        if has.get(name) == der_type:
+            return
+        if name not in has:
+            raise
+        raise ProviderConflict(
+            f"Novacore device {device_id} has a DER {name!r} of type "
+            f"{printable(repr(has[name]))[:40]}, not {der_type!r}; the next plan replaces "
+            "the device",
+            address=change.address,
+            operation="novacore.add_der",
+            status=409,
+        ) from None
 
 
 async def _provision(ctx: Executors, change: Change, body: dict[str, Any]) -> dict[str, Any]:
@@ -407,8 +431,18 @@ def _provision_body(ctx: Executors, change: Change) -> dict[str, Any]:
         )
     gateway = ctx.fleet.gateways[device.spec.gateway_ref or ""]
     assert gateway.spec.zap is not None
+    fields = dict(change.after or {})
+    if change.action is Action.UPDATE:
+        # Provisioned again to bind it (`_needs_rebind`): the DERs it has that nobody
+        # declares are sent too. The plan reports them as left as they are, and whether
+        # Novacore keeps the DERs a rebind's body leaves out is not documented.
+        declared = fields.get("ders", {})
+        kept = {
+            n: t for n, t in (change.before or {}).get("ders", {}).items() if n not in declared
+        }
+        fields["ders"] = {**declared, **kept}
     return novacore_convert.provision_body(
-        dict(change.after or {}),
+        fields,
         gateway_serial=gateway.spec.zap.serial,
         hardware_id=device.spec.hardware_id or "",
         site_id=site_id,

@@ -395,10 +395,14 @@ class DeviceSpec(StrictModel):
         description="Name shown in the clouds. Defaults to metadata.name.",
         examples=["Sungrow SH10RT"],
     )
-    manufacturer: str | None = Field(
-        default=None, description="Manufacturer.", examples=["Sungrow"]
+    # Not blank: Novacore refuses an empty manufacturer or model, and a blank one would
+    # be accepted here and refused only by the apply that sends it.
+    manufacturer: DisplayText | None = Field(
+        default=None, min_length=1, description="Manufacturer.", examples=["Sungrow"]
     )
-    model: str | None = Field(default=None, description="Model.", examples=["SH10RT"])
+    model: DisplayText | None = Field(
+        default=None, min_length=1, description="Model.", examples=["SH10RT"]
+    )
     connection: Connection | None = Field(
         default=None, description="How the gateway talks to the device."
     )

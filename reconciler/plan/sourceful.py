@@ -1199,7 +1199,17 @@ class SourcefulPlanner:
         self, at: _GatewayContext, name: str, reason: Reason, before: dict[str, Any],
         after: dict[str, Any], deps: list[str], device_id: str, message: str,
     ) -> Change:
-        """The replace of Novacore device `device_id` by a new one provisioned for `name`."""
+        """The replace of Novacore device `device_id` by a new one provisioned for `name`.
+        The new one has the declared DERs only: those the old one has that nobody declares
+        (otherwise reported and left, `_unmanaged_ders`) are deleted with it, and said so."""
+        diff = declared_diff(after, before)
+        dropped = [n for n in before.get("ders", {}) if n not in after.get("ders", {})]
+        if dropped:
+            diff += [FieldDiff("remove", f"ders.{n}", before["ders"][n], None) for n in dropped]
+            message += (
+                f"; DER{'s' if len(dropped) > 1 else ''} {', '.join(dropped)}, not declared, "
+                f"{'go' if len(dropped) > 1 else 'goes'} with device {device_id}"
+            )
         return self._change(
             "Device",
             name,
@@ -1209,7 +1219,7 @@ class SourcefulPlanner:
             at.site,
             before=before,
             after=after,
-            diff=declared_diff(after, before),
+            diff=diff,
             depends_on=deps,
             external_id=device_id,
             message=message,

@@ -538,6 +538,14 @@ class NovacoreSimulator(SimServer):
             self.ders.pop(der_id, None)
         self._unindex_device(device)
 
+    def add_der(self, device_id: str, name: str, der_type: str) -> str:
+        """Drift: add a DER to a device (no check of its type: someone else's change);
+        returns its id."""
+        der = Der(self._new_der_id(), name, der_type, device_id)
+        self.ders[der.id] = der
+        self.devices[device_id].der_ids.append(der.id)
+        return der.id
+
     def remove_der(self, der_id: str) -> None:
         """Drift: delete one DER."""
         der = self.ders.pop(der_id)

@@ -95,6 +95,12 @@ class NovacoreClient:
         )
         return transport.expect_object(answer, operation="novacore.provision")
 
+    async def get_device(self, device_id: str) -> dict[str, Any]:
+        answer = await self._json(
+            "GET", f"/devices/{transport.segment(device_id)}", operation="novacore.get_device"
+        )
+        return transport.expect_object(answer, operation="novacore.get_device")
+
     async def update_device(
         self, device_id: str, body: dict[str, Any], *, address: str = ""
     ) -> None:
