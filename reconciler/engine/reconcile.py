@@ -27,6 +27,7 @@ from reconciler.engine.retry import RetryPolicy, read_policy
 from reconciler.engine.session import Session, TransportFactory
 from reconciler.engine.state import Inventory, StateDir
 from reconciler.model.fleet import Fleet
+from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan import document
 from reconciler.plan.actions import Action
 from reconciler.plan.observed import Observed
@@ -201,7 +202,7 @@ class Reconciler:
                 into=observed,
                 on_site=builder.site_observed,
                 whole_fleet=options.whole_fleet,
-                release_orgs=inventory.release_orgs(self.fleet.zap_serials()),
+                release_orgs=_release_orgs(options, self.fleet.zap_serials()),
                 site_orgs={site.org_id for site in options.retired_sites.values()}
                 | {left.where.org_id for left in options.left_sites},
                 applied_sites=options.applied_sites,
@@ -363,3 +364,16 @@ def _applied_site_ids(
         if name and outcome.status == "done" and outcome.detail.get("id"):
             ids[name] = str(outcome.detail["id"])
     return ids
+
+
+def _release_orgs(options: PlanOptions, declared: set[str]) -> set[str]:
+    """Organisations of the undeclared gateways the inventory of `options` (the state
+    directory's, or what the operator's Gateway object remembers) says Release for: their
+    gateways are listed, declared Site there or not (`state.Inventory.release_orgs`)."""
+    return {
+        options.inventory_orgs[serial]
+        for serial, policy in options.inventory.items()
+        if policy == DeletionPolicy.RELEASE.value
+        and serial not in declared
+        and serial in options.inventory_orgs
+    }

@@ -77,6 +77,19 @@ class DeviceGateway(StrictModel):
     site: str = Field(description="The gateway's Site object.", examples=["home-solna"])
 
 
+class ClaimedGateway(StrictModel):
+    """A gateway a Gateway object claimed (or found claimed) in Novacore: what the CLI's
+    inventory remembers of it. A serial swapped out of the spec is released from here,
+    with `deletionPolicy: Release`, once its devices moved off it."""
+
+    serial: str = Field(description="The Zap's serial.", examples=["zap-0123456789abcdef"])
+    org_id: str = Field(description="The organisation it was claimed into.",
+                        examples=["org-home"])
+    deletion_policy: str = Field(
+        description="The deletionPolicy declared with this serial.", examples=["Release"]
+    )
+
+
 class ResourceStatus(StrictModel):
     """Status written by the operator."""
 
@@ -95,6 +108,11 @@ class ResourceStatus(StrictModel):
     )
     gateway: DeviceGateway | None = Field(
         default=None, description="Devices: the gateway the device was last found on or added to."
+    )
+    claims: list[ClaimedGateway] = Field(
+        default_factory=list,
+        description="Gateways: the serials claimed and not released, the one declared and "
+        "those swapped out of the spec whose release waits for their devices to move.",
     )
     last_valid_spec: str | None = Field(
         default=None,

@@ -18,7 +18,7 @@ from reconciler.engine.credentials import KEY_BYTES, key_from_text
 from reconciler.errors import ConfigError
 from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
-from reconciler.operator import conditions, objects
+from reconciler.operator import conditions, objects, swaps
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Holds
 from reconciler.operator.reconcile import (
@@ -119,7 +119,17 @@ def event_message(text: str) -> str:
     return printable(text)[:1000]
 
 
+def _declared_serials(indexes: Mapping[str, Any], own: tuple[str, str]) -> dict[str, str]:
+    """The serials the Gateway objects of every namespace served declare, but `own`."""
+    index = indexes.get(_index_id("Gateway")) or {}
+    return swaps.declared_serials(
+        ((namespace, body) for namespace in index for body in index[namespace]), own
+    )
+
+
 def _post_events(body: kopf.Body, result: ObjectResult) -> None:
+    for message in result.kept:
+        kopf.info(body, reason="GatewayKept", message=event_message(message))
     for outcome in result.outcomes:
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
@@ -193,6 +203,10 @@ async def _reconcile(
         config_store=ConfigSecrets(runtime.secrets, namespace),
         credentials=PasswordFingerprint(runtime.credential_key, status.get("appliedSecrets")),
         holds=runtime.holds,
+        claims=swaps.recorded(status) if kind == "Gateway" else (),
+        declared_elsewhere=(
+            _declared_serials(indexes, (namespace, name)) if kind == "Gateway" else None
+        ),
     )
     owner = (namespace, kind, name)
     if result.retry == "temporary" and result.delay > runtime.config.retry_delay:

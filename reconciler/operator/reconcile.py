@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,14 +26,18 @@ from reconciler.engine.unread import asked_to_wait
 from reconciler.errors import ProviderAuthError
 from reconciler.model.base import Resource
 from reconciler.model.fleet import DANGLING, Fleet
-from reconciler.model.status import AppliedSecrets, DeviceGateway
+from reconciler.model.gateway import Gateway
+from reconciler.model.status import AppliedSecrets, ClaimedGateway, DeviceGateway
+from reconciler.operator import swaps
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
 from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.render import summary_line
+from reconciler.plan.sourceful import claim_org
 
 # Device and DER handlers of one device must not apply its changes at the same time.
 # Locks belong to an event loop, so they are kept per loop.
@@ -63,6 +67,9 @@ class ObjectResult:
     # Why nothing was observed (reason, message): the conditions of what an earlier
     # reconcile observed (`conditions.OBSERVED`) become Unknown, not kept as they were.
     unobserved: tuple[str, str] | None = None
+    claims: list[dict[str, str]] | None = None  # status.claims of a Gateway (`swaps`)
+    # What is said once of gateways swapped out of a Gateway's spec and left claimed.
+    kept: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -123,8 +130,12 @@ async def reconcile_object(
     config_store: object | None = None,
     credentials: PasswordFingerprint | None = None,
     holds: Holds | None = None,
+    claims: Sequence[ClaimedGateway] = (),
+    declared_elsewhere: Mapping[str, str] | None = None,
 ) -> ObjectResult:
-    """Reconcile object `kind`/`name` of `nsf`."""
+    """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
+    its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
+    of the cluster declare (`swaps`: a serial swapped out is released, or kept)."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -174,11 +185,32 @@ async def reconcile_object(
         # devices are read too, or the device would be planned as a new one, not moved;
         # by a stand-alone DER's reconcile as well, which applies its device's changes.
         last_site = nsf.last_sites.get(owner_name) if owner_kind == "Device" else None
-        lookup = (last_site,) if last_site is not None and last_site not in sub.sites else ()
+        lookup: tuple[str, ...] = (
+            (last_site,) if last_site is not None and last_site not in sub.sites else ()
+        )
+        swapped = (
+            swaps.swapped_out(claims, resource.spec.zap.serial, declared_elsewhere or {})
+            if isinstance(resource, Gateway) and resource.spec.zap is not None
+            else swaps.SwappedOut()
+        )
+        policies, orgs = swaps.inventory(swapped.release)
+        # The devices of every Site of the organisation a swapped-out gateway was claimed
+        # in are read: one still bound to it keeps it from being released.
+        lookup += tuple(
+            site_name
+            for site_name, site in nsf.fleet.sites.items()
+            if site.spec.novacore is not None and site.spec.novacore.org_id in orgs.values()
+            and site_name not in sub.sites
+        )
         try:
             planned = await reconciler.plan(
                 PlanOptions(
-                    whole_fleet=nsf.fleet, lookup_sites=lookup, applied_sites=nsf.applied_sites
+                    whole_fleet=nsf.fleet,
+                    lookup_sites=lookup,
+                    applied_sites=nsf.applied_sites,
+                    inventory=policies,
+                    inventory_orgs=orgs,
+                    release_serials=frozenset(swapped.release),
                 )
             )
         except ProviderAuthError as error:
@@ -189,11 +221,14 @@ async def reconcile_object(
             return _not_planned("temporary", "AuthError", message, config.retry_delay)
         plan = planned.plan
         own = [c for c in plan.changes if c.kind == owner_kind and c.name == owner_name]
+        steps = _swap_steps(resource, own, swapped, plan, planned.observed)
+        # The ids of this object's changes only: a serial released is not its own.
+        result.external_ids = _external_ids(own)
+        own += [step.change for step in steps if step.change is not None]
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}
         result.plan_lines = [_line(c) for c in own if c.is_change]
         result.changes = len(result.plan_lines)
         result.summary = _summary(own)
-        result.external_ids = _external_ids(own)
         blockers = [
             pending_elsewhere[d]
             for c in own
@@ -242,13 +277,77 @@ async def reconcile_object(
     result.outcomes = outcomes
     if kind == "Device":
         result.gateway = _device_gateway(resource, sub, own, outcomes)
+    releases = {s.change.address for s in steps if s.change is not None}
     for outcome in outcomes:
+        if outcome.address in releases:
+            continue  # the serial released is not this object's
         for key in ("id", "sn", "serial"):
             if outcome.status == "done" and outcome.detail.get(key):
                 component = outcome.address.rsplit("[", 1)[-1].rstrip("]")
                 result.external_ids[component] = str(outcome.detail[key])
     _describe(kind, own, outcomes, config, result, held, asked_to_wait(planned.observed))
+    if isinstance(resource, Gateway) and resource.spec.zap is not None:
+        _describe_swaps(resource, sub, own, outcomes, claims, swapped, steps, config, result)
     return result
+
+
+def _swap_steps(
+    resource: Resource,
+    own: list[Change],
+    swapped: swaps.SwappedOut,
+    plan: Plan,
+    observed: Observed,
+) -> list[swaps.Step]:
+    """What this reconcile does with each serial a Gateway swapped out (`swaps`)."""
+    if not isinstance(resource, Gateway) or resource.spec.zap is None:
+        return []
+    claim = next((c for c in own if c.component == "novacore"), None)
+    claimed = claim is not None and claim.action is Action.NO_OP
+    return [
+        swaps.release_step(old, resource.spec.zap.serial, claimed, plan.changes, observed)
+        for old in swapped.release.values()
+    ]
+
+
+def _describe_swaps(
+    gateway: Gateway,
+    fleet: Fleet,
+    own: list[Change],
+    outcomes: list[Outcome],
+    recorded: Sequence[ClaimedGateway],
+    swapped: swaps.SwappedOut,
+    steps: list[swaps.Step],
+    config: OperatorConfig,
+    result: ObjectResult,
+) -> None:
+    """`status.claims` and what is said of the serials swapped out: those left claimed once
+    (events), those whose release waits on the Ready condition (retried meanwhile)."""
+    zap = gateway.spec.zap
+    assert zap is not None
+    done = {o.address for o in outcomes if o.status == "done"}
+    claim = next((c for c in own if c.component == "novacore" and c.name == gateway.name), None)
+    now = None
+    if claim is not None and not claim.blocked and (
+        claim.action is Action.NO_OP or claim.address in done
+    ):
+        now = ClaimedGateway(
+            serial=zap.serial,
+            org_id=claim_org(gateway, fleet.sites.get(gateway.spec.site_ref or "")),
+            deletion_policy=str(gateway.spec.deletion_policy),
+        )
+    waiting = [
+        s for s in steps if not s.forget and (s.change is None or s.change.address not in done)
+    ]
+    result.kept = swapped.kept + [s.message for s in steps if s.forget]
+    claims = swaps.current_claims(zap.serial, now, recorded, [s.claim for s in waiting])
+    result.claims = [c.model_dump(by_alias=True) for c in claims]
+    pending = [s for s in waiting if s.change is None]
+    ready = next((c for c in result.conditions if c.type == "Ready"), None)
+    if pending and not config.observe_only and ready is not None and ready.status:
+        message = "; ".join(s.message for s in pending)[:1000]
+        result.conditions = [c for c in result.conditions if c.type != "Ready"]
+        result.conditions.append(Cond("Ready", False, "ReleasePending", message))
+        result.retry, result.delay, result.message = "temporary", config.retry_delay, message
 
 
 # Said of a permanent failure, whose writes are held back (`holds`) until what they are
@@ -457,4 +556,6 @@ def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
         patch["appliedSecrets"] = result.applied_secrets
     if result.gateway is not None:
         patch["gateway"] = result.gateway
+    if result.claims is not None:
+        patch[swaps.CLAIMS] = result.claims
     return patch

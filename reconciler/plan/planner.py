@@ -29,6 +29,10 @@ class PlanOptions:
     # Gateway serial -> the organisation it was declared in at those applies: a Release
     # policy is for the gateway as claimed there, and releases it from there only.
     inventory_orgs: Mapping[str, str] = field(default_factory=dict)
+    # Undeclared gateways released without `prune` when the inventory says Release: the
+    # serials the operator's Gateway object swapped out of its spec (nothing else of what
+    # its plan finds undeclared is removed).
+    release_serials: frozenset[str] = frozenset()
     # The whole declared fleet when the one planned is a part of it (the operator plans one
     # object's closure at a time): a renamed Site is recognised by everything declared for
     # it, and never takes a site that another declared Site matches.
@@ -152,6 +156,7 @@ class PlanBuilder:
             prune=self.options.prune,
             inventory=dict(self.options.inventory),
             inventory_orgs=dict(self.options.inventory_orgs),
+            release_serials=self.options.release_serials,
             whole_fleet=self.options.whole_fleet,
             applied_sites=self.options.applied_sites,
         )

@@ -415,6 +415,8 @@ class SourcefulPlanner:
     inventory: dict[str, str] = field(default_factory=dict)
     # Gateway serial -> the organisation it was declared in, remembered likewise.
     inventory_orgs: dict[str, str] = field(default_factory=dict)
+    # Undeclared gateways released as with `prune` (planner.PlanOptions.release_serials).
+    release_serials: frozenset[str] = frozenset()
     changes: list[Change] = field(default_factory=list)
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
     # Site resource name -> the Novacore site it matched.
@@ -1577,7 +1579,9 @@ class SourcefulPlanner:
                             f"Release was declared for it in {declared_in})",
                         }
                     )
-                elif self.prune and policy == DeletionPolicy.RELEASE.value:
+                elif (
+                    self.prune or serial in self.release_serials
+                ) and policy == DeletionPolicy.RELEASE.value:
                     release = Change(
                         address=address_of("Gateway", serial, "novacore"),
                         kind="Gateway",

@@ -1,0 +1,180 @@
+"""A Gateway object whose `spec.zap.serial` changed (a unit swapped for a new one): what its
+status remembers of its claims (`status.claims`), which serials swapped out of the spec
+its reconcile may release, and what it says of those it keeps. The CLI does this with the
+state directory's inventory and `apply --prune`; the operator has no inventory, so each
+Gateway object remembers the gateways it claimed. Pure: `reconcile.py` observes, plans
+and applies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.model.gateway import DeletionPolicy
+from reconciler.model.status import ClaimedGateway
+from reconciler.plan.actions import Action, Change
+from reconciler.plan.observed import Observed, Unreachable
+
+# The status field (`model.status.ResourceStatus.claims`).
+CLAIMS = "claims"
+
+
+def recorded(status: Mapping[str, Any] | None) -> list[ClaimedGateway]:
+    """The claims a Gateway's status records; an entry that does not parse is skipped (it
+    names nothing that could be released safely)."""
+    entries = (status or {}).get(CLAIMS)
+    claims: list[ClaimedGateway] = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            claims.append(ClaimedGateway.model_validate(entry))
+        except ValidationError:
+            continue
+    return claims
+
+
+def declared_serials(
+    gateways: Iterable[tuple[str, Mapping[str, Any]]], own: tuple[str, str]
+) -> dict[str, str]:
+    """Serial -> the Gateway object ("namespace/name") that declares it, of the Gateway
+    documents (namespace, document) given, but for the object `own` (namespace, name)."""
+    declared: dict[str, str] = {}
+    for namespace, body in gateways:
+        name = str((body.get("metadata") or {}).get("name"))
+        zap = (body.get("spec") or {}).get("zap")
+        serial = zap.get("serial") if isinstance(zap, Mapping) else None
+        if isinstance(serial, str) and (namespace, name) != own:
+            declared.setdefault(serial, f"{namespace}/{name}")
+    return declared
+
+
+@dataclass
+class SwappedOut:
+    """The serials a Gateway object claimed before its spec named another one."""
+
+    # Serial -> its claim, to be released (deletionPolicy Release) once that is safe.
+    release: dict[str, ClaimedGateway] = field(default_factory=dict)
+    # What is said of the serials left claimed and forgotten now (event messages).
+    kept: list[str] = field(default_factory=list)
+
+
+def swapped_out(
+    claims: Iterable[ClaimedGateway], serial: str, declared_elsewhere: Mapping[str, str]
+) -> SwappedOut:
+    """Sort the claimed serials other than `serial` (the declared one): those to release,
+    and those left claimed, saying why: their policy keeps them, or another Gateway object
+    of the cluster declares them (its reconcile claims it, or a unit moved between two)."""
+    out = SwappedOut()
+    for claim in claims:
+        if claim.serial == serial or claim.serial in out.release:
+            continue
+        what = f"gateway {claim.serial}, swapped out of the spec for {serial},"
+        if claim.deletion_policy != DeletionPolicy.RELEASE.value:
+            out.kept.append(
+                f"{what} stays claimed by {claim.org_id} (deletionPolicy "
+                f"{claim.deletion_policy}); release it in Novacore by hand if it is not used"
+            )
+        elif claim.serial in declared_elsewhere:
+            out.kept.append(
+                f"{what} stays claimed by {claim.org_id}: Gateway "
+                f"{declared_elsewhere[claim.serial]} declares it"
+            )
+        else:
+            out.release[claim.serial] = claim
+    return out
+
+
+@dataclass(frozen=True)
+class Step:
+    """What this reconcile does with a serial swapped out: apply `change` (its release),
+    wait (keep the claim, saying why in `message`), or forget it (nothing to release)."""
+
+    claim: ClaimedGateway
+    message: str
+    change: Change | None = None
+    forget: bool = False
+
+
+def release_step(
+    claim: ClaimedGateway,
+    serial: str,
+    claimed: bool,
+    changes: Iterable[Change],
+    observed: Observed,
+) -> Step:
+    """What to do now with `claim`, swapped out for `serial` (`claimed`: whether that one
+    is claimed, found so by this plan). Released only once the new one is claimed and no
+    Novacore device is bound to the old one any more (a release orphans them); never from
+    an organisation that is not the one it was claimed into."""
+    old, org = claim.serial, claim.org_id
+    what = f"gateway {old}, swapped out of the spec for {serial},"
+    elsewhere = sorted(
+        other
+        for other, serials in observed.novacore_gateways.items()
+        if other != org and isinstance(serials, set) and old in serials
+    )
+    if elsewhere:
+        return Step(claim, f"{what} is claimed by {elsewhere[0]} now, not by {org} where it "
+                    "was claimed with deletionPolicy Release: left claimed there", forget=True)
+    listed = observed.novacore_gateways.get(org)
+    if isinstance(listed, Unreachable) or listed is None:
+        why = listed.reason if listed is not None else "not read"
+        return Step(claim, f"{what} is released once the gateways of {org} can be read ({why})")
+    if old not in listed:
+        return Step(claim, f"{what} is claimed by {org} no more: nothing to release",
+                    forget=True)
+    if not claimed:
+        return Step(claim, f"{what} is released once gateway {serial} is claimed")
+    bound = [
+        f"{device.id} ({device.hardware_id})"
+        for devices in observed.novacore_devices.values()
+        if isinstance(devices, list)
+        for device in devices
+        if device.gateway_serial == old
+    ]
+    if bound:
+        return Step(
+            claim,
+            f"{what} is released once the Novacore devices bound to it move to gateway "
+            f"{serial} (each with its Device's reconcile; delete those no Device declares): "
+            + ", ".join(sorted(bound)[:10]),
+        )
+    change = next(
+        (
+            c
+            for c in changes
+            if c.kind == "Gateway" and c.name == old and c.component == "novacore"
+            and c.action in (Action.RELEASE, Action.DEFER)
+        ),
+        None,
+    )
+    if change is None:
+        return Step(claim, f"{what} is not planned for release")
+    if change.blocked or change.action is Action.DEFER:
+        return Step(claim, f"{what} is released once it can be: {change.message}")
+    return Step(claim, f"{what} is released (deletionPolicy Release)", change=change)
+
+
+def inventory(release: Mapping[str, ClaimedGateway]) -> tuple[dict[str, str], dict[str, str]]:
+    """The planner's inventory of the serials to release (`PlanOptions.inventory`,
+    `inventory_orgs`)."""
+    return (
+        {s: c.deletion_policy for s, c in release.items()},
+        {s: c.org_id for s, c in release.items()},
+    )
+
+
+def current_claims(
+    serial: str,
+    claimed: ClaimedGateway | None,
+    recorded: Iterable[ClaimedGateway],
+    waiting: Iterable[ClaimedGateway],
+) -> list[ClaimedGateway]:
+    """`status.claims` after a reconcile: the declared `serial`'s claim (`claimed`: as found
+    now; as recorded while it is not claimed), then those swapped out whose release waits."""
+    current = claimed or next((c for c in recorded if c.serial == serial), None)
+    return ([current] if current is not None else []) + [
+        c for c in waiting if c.serial != serial
+    ]

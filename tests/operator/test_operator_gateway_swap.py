@@ -1,0 +1,238 @@
+"""A Gateway object's `spec.zap.serial` changed (a broken Zap swapped for a new one) through
+the operator: the new Zap is claimed, the Device moves to it (same Novacore device), and
+the old gateway, which the Gateway's status remembers it claimed (`status.claims`), is
+released with `deletionPolicy: Release` once no device is bound to it any more, as `apply
+--prune` does with the CLI's inventory; kept with Orphan, saying so in an event. Never
+while the move waits, nor when another Gateway object declares it or it is claimed by its
+organisation no more. The releases are counted at the Novacore simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fleet_yaml import novacore_site, stream, zap_gateway
+from harness import API_VERSION, OTHER_NAMESPACE, Cluster, documents, operator
+from objects import HOME_INVERTER, RELEASE, ZAP
+
+from reconciler.sim.fleet import SimFleet
+from reconciler.sim.novacore import Device
+
+OLD, NEW = ZAP, "zap-00000000000000a9"
+NEW_URL = "http://192.168.1.9"
+RELEASED = "DELETE /gateways/{serial}"  # the simulator counts requests by route
+PAUSED = "energy.reconciler.dev/paused"
+
+
+def _fleet(policy: str) -> str:
+    return stream(novacore_site(), zap_gateway(extra=policy), HOME_INVERTER)
+
+
+def _seeded(fleet: str) -> str:
+    """`fleet` and the spare Zap on the same LAN, which is declared only by the swap."""
+    return stream(fleet, zap_gateway("spare", serial=NEW, url=NEW_URL))
+
+
+def _inverter(sims: SimFleet) -> Device:
+    [device] = [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
+    return device
+
+
+def _owner(sims: SimFleet, serial: str) -> str | None:
+    return sims.novacore.gateways[serial].org_id
+
+
+async def _declared(cluster: Cluster, fleet: str, sims: SimFleet) -> Device:
+    await cluster.create_all(documents(fleet))
+    await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+    await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+    device = _inverter(sims)
+    assert (device.gateway_serial, _owner(sims, OLD)) == (OLD, "org-home")
+    sims.reset_counts()
+    return Device(**vars(device))
+
+
+async def _swap(cluster: Cluster) -> None:
+    await cluster.patch("Gateway", "home-zap", {"spec": {"zap": {"serial": NEW, "url": NEW_URL}}})
+
+
+async def _moved(cluster: Cluster, sims: SimFleet, old: Device) -> None:
+    """Wait until the inverter is the same Novacore device, bound to the new gateway."""
+
+    async def moved() -> bool:
+        return _inverter(sims).gateway_serial == NEW
+
+    await cluster.wait_for(moved, timeout=30, what="the inverter moved to the new gateway")
+    device = _inverter(sims)
+    assert (device.id, device.der_ids, device.state) == (old.id, old.der_ids, "active")
+    assert sims.zaps[NEW].device("SG0001") is not None
+
+
+async def _claims(cluster: Cluster) -> list[str]:
+    return [c["serial"] for c in (await cluster.status("Gateway", "home-zap")).get("claims", [])]
+
+
+async def test_a_swapped_out_gateway_is_released_once_its_device_moved_off_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = _fleet(RELEASE)
+    async with operator(_seeded(fleet), tmp_path, monkeypatch) as (cluster, sims):
+        old = await _declared(cluster, fleet, sims)
+        assert await _claims(cluster) == [OLD]
+        await _swap(cluster)
+
+        async def released() -> bool:
+            return _owner(sims, OLD) is None
+
+        await cluster.wait_for(released, timeout=40, what=f"{OLD} released")
+        await _moved(cluster, sims, old)
+        assert sims.novacore.requests[RELEASED] == 1
+        assert _owner(sims, NEW) == "org-home"
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        status = await cluster.status("Gateway", "home-zap")
+        assert status["claims"] == [
+            {"serial": NEW, "orgId": "org-home", "deletionPolicy": "Release"}
+        ]
+        assert status["externalIds"]["novacore"] == NEW
+        messages = [e["message"] for e in await cluster.events_about("home-zap")]
+        assert f"gateway/{OLD}[novacore]: release done" in messages, messages
+
+
+async def test_a_swapped_out_gateway_with_deletion_policy_orphan_stays_claimed(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = _fleet("")
+    assert fleet.count("deletionPolicy") == 1, "the inverter's only: the gateway's is Orphan"
+    async with operator(_seeded(fleet), tmp_path, monkeypatch) as (cluster, sims):
+        old = await _declared(cluster, fleet, sims)
+        await _swap(cluster)
+        await _moved(cluster, sims, old)
+        [event] = await cluster.wait_for(
+            lambda: cluster.events_about("home-zap", reason="GatewayKept"),
+            timeout=30, what="the event saying the old gateway is kept",
+        )
+        assert f"gateway {OLD}, swapped out of the spec for {NEW}, stays claimed by " \
+            "org-home (deletionPolicy Orphan)" in event["message"]
+        assert await _claims(cluster) == [NEW]
+        await cluster.wait_planned("Gateway", "home-zap", 2)
+        assert sims.novacore.requests[RELEASED] == 0
+        assert _owner(sims, OLD) == "org-home"
+        assert len(await cluster.events_about("home-zap", reason="GatewayKept")) == 1, "once"
+
+
+async def test_a_swapped_out_gateway_is_not_released_while_its_device_waits_to_move(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = _fleet(RELEASE)
+    async with operator(_seeded(fleet), tmp_path, monkeypatch) as (cluster, sims):
+        old = await _declared(cluster, fleet, sims)
+        # The Device paused: its move waits, whatever the Gateway's reconcile does.
+        await cluster.patch("Device", "home-inverter",
+                            {"metadata": {"annotations": {PAUSED: "true"}}})
+        await cluster.wait_reason("Device", "home-inverter", "Paused", type_="Synced")
+        await _swap(cluster)
+
+        waiting = (f"gateway {OLD}, swapped out of the spec for {NEW}, is released once the "
+                   f"Novacore devices bound to it move to gateway {NEW}")
+
+        async def pending() -> dict[str, Any] | None:
+            cond = await cluster.condition("Gateway", "home-zap", "Ready")
+            return cond if cond and waiting in cond.get("message", "") else None
+
+        # First it waits for the new gateway's claim, then for the device.
+        cond = await cluster.wait_for(pending, timeout=30, what="the release waiting")
+        assert (cond["status"], cond["reason"]) == ("False", "ReleasePending")
+        assert f"{old.id} (SG0001)" in cond["message"]
+        await cluster.wait_planned("Gateway", "home-zap", 2)
+        assert sims.novacore.requests[RELEASED] == 0
+        assert (_owner(sims, OLD), _owner(sims, NEW)) == ("org-home", "org-home")
+        assert (_inverter(sims).gateway_serial, _inverter(sims).state) == (OLD, "active")
+        assert await _claims(cluster) == [NEW, OLD]
+
+        await cluster.patch("Device", "home-inverter",
+                            {"metadata": {"annotations": {PAUSED: None}}})
+        await _moved(cluster, sims, old)
+
+        async def released() -> bool:
+            return _owner(sims, OLD) is None
+
+        await cluster.wait_for(released, timeout=30, what=f"{OLD} released")
+        assert sims.novacore.requests[RELEASED] == 1
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        assert await _claims(cluster) == [NEW]
+
+
+async def test_a_swapped_out_gateway_is_not_released_while_the_new_one_is_not_claimed(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = _fleet(RELEASE)
+    async with operator(_seeded(fleet), tmp_path, monkeypatch) as (cluster, sims):
+        await _declared(cluster, fleet, sims)
+        await sims.zaps[NEW].set_offline("refuse")
+        await _swap(cluster)
+        await cluster.wait_reason("Gateway", "home-zap", "Deferred", timeout=30)
+        await cluster.wait_planned("Gateway", "home-zap", 2)
+        assert sims.novacore.requests[RELEASED] == 0
+        assert _owner(sims, OLD) == "org-home" and _owner(sims, NEW) is None
+        assert await _claims(cluster) == [OLD]
+
+        await sims.zaps[NEW].set_offline("online")
+
+        async def released() -> bool:
+            return _owner(sims, OLD) is None
+
+        await cluster.wait_for(released, timeout=40, what=f"{OLD} released")
+        assert sims.novacore.requests[RELEASED] == 1
+        assert _inverter(sims).gateway_serial == NEW
+
+
+async def test_a_swapped_out_gateway_another_gateway_object_declares_is_kept(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = _fleet(RELEASE)
+    async with operator(_seeded(fleet), tmp_path, monkeypatch) as (cluster, sims):
+        old = await _declared(cluster, fleet, sims)
+        # The old unit, mended, declared in another namespace (its Site not yet).
+        await cluster.create(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Gateway",
+                "metadata": {"name": "bench-zap"},
+                "spec": {"siteRef": "bench", "zap": {"serial": OLD, "url": "http://10.0.0.2"}},
+            },
+            OTHER_NAMESPACE,
+        )
+        await _swap(cluster)
+        await _moved(cluster, sims, old)
+        [event] = await cluster.wait_for(
+            lambda: cluster.events_about("home-zap", reason="GatewayKept"),
+            timeout=30, what="the event saying the old gateway is kept",
+        )
+        assert event["message"].endswith(f"Gateway {OTHER_NAMESPACE}/bench-zap declares it")
+        assert await _claims(cluster) == [NEW]
+        await cluster.wait_planned("Gateway", "home-zap", 2)
+        assert sims.novacore.requests[RELEASED] == 0
+        assert _owner(sims, OLD) == "org-home"
+
+
+async def test_a_swapped_out_gateway_released_by_someone_else_is_forgotten(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = _fleet(RELEASE)
+    async with operator(_seeded(fleet), tmp_path, monkeypatch) as (cluster, sims):
+        await _declared(cluster, fleet, sims)
+        await cluster.patch("Device", "home-inverter",
+                            {"metadata": {"annotations": {PAUSED: "true"}}})
+        await cluster.wait_reason("Device", "home-inverter", "Paused", type_="Synced")
+        await _swap(cluster)
+        await cluster.wait_reason("Gateway", "home-zap", "ReleasePending", timeout=30)
+        sims.novacore.release_gateway(OLD)  # released in Novacore meanwhile
+
+        [event] = await cluster.wait_for(
+            lambda: cluster.events_about("home-zap", reason="GatewayKept"),
+            timeout=30, what="the event saying the old gateway is forgotten",
+        )
+        assert "is claimed by org-home no more: nothing to release" in event["message"]
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        assert await _claims(cluster) == [NEW]
+        assert sims.novacore.requests[RELEASED] == 0
