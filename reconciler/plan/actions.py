@@ -147,14 +147,23 @@ def defer(change: Change, why: str, *, unread: bool) -> None:
     """Turn a planned change into a deferral; `why` says what could not be read. A change
     of an object that was itself not read (`unread`) says nothing of what it would do and
     shows no field changes: what is there is not known ("would create" would be a guess,
-    and alarming about what may well be there)."""
+    and alarming about what may well be there).
+
+    A change blocked already (a password not given) stays blocked for that cause, which
+    reaching the target would not lift: its message keeps saying it, first, as the error
+    that fails the plan, and the deferral follows; one waiting on a blocked change keeps
+    that reason (`cli.common.plan_problems` counts those apart)."""
+    cause = change.message if change.blocked else None
     if unread:
         change.message = f"its state is not known; deferred: {why}"
         change.diff = ()
     else:
         change.message = f"would {change.action.value}; deferred: {why}"
+    if cause is not None:
+        change.message = f"{cause}; {change.message}"
     change.action = Action.DEFER
-    change.reason = Reason.TARGET_UNREACHABLE
+    if change.reason is not Reason.DEPENDENCY_BLOCKED or not change.blocked:
+        change.reason = Reason.TARGET_UNREACHABLE
 
 
 def update_or_in_sync(diff: list[FieldDiff]) -> tuple[Action, Reason]:

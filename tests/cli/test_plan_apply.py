@@ -753,6 +753,38 @@ def test_a_missing_password_blocks_the_device_at_plan_time(make_cli: CliFactory)
     assert battery is None, "nothing is added without its password"
 
 
+def test_a_missing_password_behind_an_unreachable_gateway_is_the_error_that_fails_the_plan(
+        make_cli: CliFactory) -> None:
+    """The plan fails (exit 1, without --offline fail) for the password, which reaching the
+    gateway would not give: the error says so, not only that the gateway is unreachable,
+    which alone would be no error."""
+    docs = [*two_sites(),
+            mqtt_battery("s2-bat", "s2-zap", "FERRO-2", broker="192.168.1.71",
+                         password_from={"env": "S2_UNSET_PASSWORD"})]
+    run = make_cli(docs)
+    run.sims.run(lambda: run.sims.sims.zaps[serial_of(2)].set_offline("refuse"))
+    missing = ("MQTT password (from environment variable S2_UNSET_PASSWORD): environment "
+               "variable S2_UNSET_PASSWORD is not set; provide it before applying")
+
+    code, out, err = run("plan", run.path, "-o", "json", "--detailed-exitcode")
+    assert code == 1, err
+    [cause, waiting] = err.splitlines()
+    assert cause.startswith(f"error: device/s2-bat[zap]: {missing}; its state is not known; "
+                            "deferred: gateway s2-zap"), cause
+    assert waiting == "error: 2 more changes wait on these (shown [BLOCKED] in the plan)"
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    battery = changes["device/s2-bat[zap]"]
+    assert (battery["actions"], battery["blocked"], battery["reason"]) == (
+        ["defer"], True, "target_unreachable")
+    assert battery["message"].startswith(missing)
+
+    code, out, err = run("apply", run.path, "--auto-approve", "-o", "json")
+    assert code == 1, err
+    outcomes = {o["address"]: o for o in json.loads(out)["outcomes"]}
+    assert outcomes["device/s2-bat[zap]"]["status"] == "blocked"
+    assert outcomes["device/s2-bat[zap]"]["message"].startswith(missing)
+
+
 def test_a_password_gone_missing_for_a_device_in_place_is_said_not_taken_for_in_sync(
         make_cli: CliFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """A rotation with a mistyped variable must not pass as "no changes": whether the device

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_helpers import INVERTER_SN, ZAP_SERIAL, Proc, Spawn, World, start_world
+from agent_helpers import INVERTER_SN, REPO, ZAP_SERIAL, Proc, Spawn, World, start_world
 from aiohttp import web
 
 from reconciler.engine.config import load_settings
@@ -106,6 +106,31 @@ async def test_an_edit_with_very_many_problems_logs_the_first_20_and_counts_the_
                      "  note: the first 20 problems of a file and 100 in all are shown; fix "
                      "these first"], agent.text
     assert await agent.terminate() == 0
+
+
+async def test_every_event_of_the_json_log_is_one_the_readme_lists(
+        world: World, spawn: Spawn) -> None:
+    """A Retry-After that holds the next run back (`held`) and an edit with more problems
+    than are shown (`omitted`) among them, with the fields the README gives them."""
+    agent = await spawn("watch", "sites", "--interval", "0.5s", "--debounce", "0.2s",
+                        "--log-format", "json", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r'"event": "run".*"result": "applied"')
+    novacore = world.sims.novacore
+    novacore.faults.throttle_next, novacore.faults.retry_after_s = 1000, 86400
+    await agent.wait_for(r'"event": "held"')
+    (world.sites / "garbage.yaml").write_text("---\nkind: Site\n" * 1000, encoding="utf-8")
+    await agent.wait_for(r'"event": "run".*"result": "invalid"')
+    assert await agent.terminate() == 0
+
+    events = [json.loads(line) for line in agent.out]
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    start = readme.index("With `--log-format json` every line is an object")
+    listed = readme[start:readme.index("How it behaves:", start)]
+    assert sorted({e["event"] for e in events if f"`{e['event']}`" not in listed}) == []
+    [held] = [e for e in events if e["event"] == "held"]
+    assert held["retry_after"] == 86400 and "`next_run`" in listed
+    [omitted] = [e for e in events if e["event"] == "omitted"]
+    assert omitted["problems"] == 2980 and "`problems`" in listed
 
 
 async def test_drift_is_corrected_on_the_interval_and_json_lines_parse(
