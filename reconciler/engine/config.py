@@ -629,6 +629,11 @@ class SecretResolver:
                 raise KeyError(problem)
             if source.env not in self.environ:
                 raise KeyError(f"environment variable {source.env} is not set")
+            if not self.environ[source.env]:
+                # As an empty setting counts as unset: a CI secret nobody set reaches the
+                # job as an empty variable, and sent, it would replace the device's password.
+                raise KeyError(f"environment variable {source.env} is empty, which counts as "
+                               "not set")
             return self.environ[source.env]
         ref = source.secret_key_ref
         assert ref is not None

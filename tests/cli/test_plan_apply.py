@@ -817,6 +817,17 @@ def test_a_password_gone_missing_for_a_device_in_place_is_said_not_taken_for_in_
     battery = run.sims.call(lambda: run.sims.sims.zaps[serial_of(1)].device("FERRO-ENV"))
     assert battery is not None, "the device is left as it is"
     assert run.sims.call(run.sims.sims.writes) == 1, "only the rename"
+    # Empty, as a CI secret nobody set reaches a job: not set either, never sent as "".
+    monkeypatch.setenv("S1_BATTERY_PASSWORD", "")
+    code, out, err = run("plan", run.path, "-o", "json")
+    assert code == 1
+    check = next(c for c in json.loads(out)["changes"] if c["address"] == "device/s1-bat[zap]")
+    assert (check["actions"], check["reason"]) == (["verify"], "secret_missing")
+    assert err.splitlines() == [
+        "error: device/s1-bat[zap]: MQTT password (from environment variable "
+        "S1_BATTERY_PASSWORD): environment variable S1_BATTERY_PASSWORD is empty, which "
+        "counts as not set; whether the device still has the declared password cannot be "
+        "checked: provide it"]
     monkeypatch.setenv("S1_BATTERY_PASSWORD", ENV_PASSWORD)
     assert run("plan", run.path, "--detailed-exitcode")[0] == 0
 
