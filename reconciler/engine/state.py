@@ -80,7 +80,10 @@ class StateDir:
         self.path = Path(self.path)
 
     def ensure(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        # Made private: it keeps the credential ledger and, by default, the Enapter config
+        # files, and the inventory names files a later `--prune` removes. (A directory
+        # that is there already keeps its mode: the user chose it.)
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @contextlib.contextmanager
     def lock(self, command: str) -> Iterator[None]:
@@ -599,7 +602,10 @@ def write_temporary(
     `path` (or remove). A failed write leaves none behind."""
     tmp = tmp or path.with_name(path.name + TEMPORARY_SUFFIX)
     try:
-        mode = 0o600 if private else 0o666  # the umask narrows 0o666 as for any new file
+        # Never writable by others, whatever the umask (which narrows it further): a file
+        # of the state directory is what a later run believes, the inventory what files
+        # it removes.
+        mode = 0o600 if private else 0o644
         # A leftover is removed and the file made anew (O_EXCL): opened as it was, a symlink
         # left there (in a shared directory, by another user) would have the text, tokens
         # or keys, written into the file it points to, and that file's mode changed.
@@ -737,13 +743,13 @@ def _journal_records(path: Path) -> Iterator[dict[str, Any]]:
                 yield record
 
 
-def _open_regular(path: Path, flags: int, mode: int = 0o666) -> int:
+def _open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
     """A descriptor of the regular file at `path`, opened with `flags` and created (`mode`,
-    narrowed by the umask) when missing. A FIFO, socket or device there is refused unopened
-    or at once (NotARegularFile): opening a FIFO waits for the other end, forever when there
-    is none, and what is written into one is not kept. O_NONBLOCK makes the open return at
-    once (ENXIO for a FIFO opened to write that nobody reads); the descriptor's own type is
-    checked, and it blocks again as a file's does."""
+    narrowed by the umask; writable by its owner alone) when missing. A FIFO, socket or
+    device there is refused unopened or at once (NotARegularFile): opening a FIFO waits for
+    the other end, forever when there is none, and what is written into one is not kept.
+    O_NONBLOCK makes the open return at once (ENXIO for a FIFO opened to write that nobody
+    reads); the descriptor's own type is checked, and it blocks again as a file's does."""
     try:
         descriptor = os.open(
             path, flags | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), mode

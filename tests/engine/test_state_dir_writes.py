@@ -102,3 +102,20 @@ def test_an_inventory_that_cannot_be_written_after_the_changes_stops_apply_namin
         assert "No changes." in again.stdout, again.stdout
         sims.call(converged_exactly_once, sims.sims, fleet)
     assert (state_dir / INVENTORY).is_file()
+
+
+def test_the_state_directory_is_private_and_its_files_writable_by_their_owner_alone(
+        tmp_path: Path) -> None:
+    """Under umask 000 too: the inventory names the files a later `--prune` removes, and the
+    directory keeps the credential ledger; no other user may write either."""
+    docs = standard_site(1)
+    fleet_dir = write(tmp_path / "sites", docs)
+    state_dir = tmp_path / "deep" / "state"
+    with ThreadedSims(load(docs)) as sims:
+        env = sims.env() | {"RECONCILER_STATE_DIR": str(state_dir)}
+        done = _apply(fleet_dir, env, lambda: os.umask(0) and None)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert state_dir.stat().st_mode & 0o777 == 0o700
+    made = {path.name: path.stat().st_mode & 0o777 for path in state_dir.iterdir()}
+    assert INVENTORY in made and LOCK in made, made
+    assert not {name: oct(mode) for name, mode in made.items() if mode & 0o022}, made
