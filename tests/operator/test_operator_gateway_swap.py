@@ -239,6 +239,43 @@ async def test_a_swapped_out_gateway_released_by_someone_else_is_forgotten(
         assert sims.novacore.requests[RELEASED] == 0
 
 
+async def test_a_gateway_deleted_while_its_old_serial_waits_releases_that_one_too(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The finalizer honours every serial `status.claims` holds: the old one, still bound
+    to the paused Device's inverter, keeps the finalizer (saying so) until nothing is bound
+    to it, then is released as recorded, not left claimed and forgotten."""
+    fleet = _fleet(RELEASE)
+    async with operator(_seeded(fleet), tmp_path, monkeypatch) as (cluster, sims):
+        old = await _declared(cluster, fleet, sims)
+        await cluster.patch("Device", "home-inverter",
+                            {"metadata": {"annotations": {PAUSED: "true"}}})
+        await cluster.wait_reason("Device", "home-inverter", "Paused", type_="Synced")
+        await _swap(cluster)
+
+        async def both_claimed() -> bool:
+            return await _claims(cluster) == [NEW, OLD]
+
+        await cluster.wait_for(both_claimed, timeout=30, what="the old serial waiting")
+        await cluster.delete("Gateway", "home-zap")
+        cond = await cluster.wait_reason("Gateway", "home-zap", "ReleaseBlocked", timeout=30,
+                                         what="the old serial's release waiting")
+        assert (f"gateway {OLD}, swapped out of the spec for {NEW}, is released once no "
+                "Novacore device is bound to it") in cond["message"]
+        assert f"{old.id} (SG0001)" in cond["message"]
+        assert _owner(sims, NEW) is None, "its own serial is released (deletionPolicy Release)"
+        assert _owner(sims, OLD) == "org-home"
+        assert (_inverter(sims).gateway_serial, _inverter(sims).state) == (OLD, "active")
+        assert sims.novacore.requests[RELEASED] == 1
+
+        # The Device goes (deletionPolicy Release): nothing is bound to the old one then.
+        await cluster.delete("Device", "home-inverter")
+        await cluster.wait_gone("Gateway", "home-zap", timeout=30)
+        assert _owner(sims, OLD) is None
+        assert sims.novacore.requests[RELEASED] == 2
+        assert not [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
+
+
 async def test_a_swapped_out_gateway_waits_for_a_device_bound_to_it_in_a_site_no_site_declares(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
