@@ -23,6 +23,7 @@ from reconciler.engine.credentials import CredentialLedger, mqtt_passwords
 from reconciler.engine.execute import Executors
 from reconciler.engine.flatpeak import observe_remembered_locations
 from reconciler.engine.observe import observe
+from reconciler.engine.release_reads import read_org_devices, releasing_orgs
 from reconciler.engine.retry import RetryPolicy, read_policy
 from reconciler.engine.session import Session, TransportFactory
 from reconciler.engine.state import Inventory, StateDir
@@ -31,7 +32,7 @@ from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan import document
 from reconciler.plan.actions import Action
 from reconciler.plan.observed import Observed
-from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions, site_ids
+from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions, make_plan, site_ids
 from reconciler.plan.retired import RetiredSite
 from reconciler.plan.sourceful import claim_org
 
@@ -215,6 +216,13 @@ class Reconciler:
                 options.flatpeak_locations,
             )
             plan = builder.finish()
+            orgs = releasing_orgs(plan)
+            # A release orphans every device bound to the gateway, in sites no Site declares
+            # too: those are read, and the plan made again, only when one is planned.
+            if orgs and await read_org_devices(
+                self.session, observed, read_policy(self.settings.retries), orgs
+            ):
+                plan = make_plan(self.fleet, observed, options)
         return PlanResult(
             plan,
             observed,

@@ -331,8 +331,13 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         )
         kopf.info(body, reason="LastValidSpec", message=event_message(message))
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
+    gateway = kind == "Gateway"
     removal = await remove_object(
-        kind, name, nsf, runtime.current_settings(), secrets, status=kwargs["status"]
+        kind, name, nsf, runtime.current_settings(), secrets, status=kwargs["status"],
+        claims=swaps.recorded(kwargs["status"]) if gateway else (),
+        declared_elsewhere=(
+            _declared_serials(_indexes(kwargs), (namespace, name)) if gateway else None
+        ),
     )
     failed = [o for o in removal.outcomes if o.status != "done"]
     for outcome in removal.outcomes:
@@ -367,6 +372,9 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         if _is_news(runtime, (namespace, kind, name), kwargs["status"], result):
             kopf.warn(body, reason=reason, message=event_message(message))
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
+    # Said once, as the object goes: a pass that waits is tried again and would repeat it.
+    for message in removal.kept:
+        kopf.info(body, reason="GatewayKept", message=event_message(message))
     runtime.holds.release((namespace, kind, name))
     runtime.reported.forget((namespace, kind, name))
     runtime.not_before.pop((namespace, kind, name), None)

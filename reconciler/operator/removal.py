@@ -6,11 +6,13 @@ when that is not known either, nothing is dropped: the removal is blocked with a
 and the finalizer stays until the user decides. Credentials a platform refuses while the
 release reads what to release stop it before anything is written, saying so. An object
 deleted while its spec is invalid is released as the spec its status last recorded as
-valid says (the handler chooses which spec)."""
+valid says (the handler chooses which spec). A Gateway deleted while a serial swapped out
+of its spec still waits for its release (`status.claims`, `swaps`) releases that one too,
+as recorded, once no Novacore device of its organisation is bound to it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.execute import Executors
 from reconciler.engine.observe import observe
 from reconciler.engine.reconcile import Reconciler
+from reconciler.engine.release_reads import read_org_devices
 from reconciler.engine.retry import RetryPolicy, read_policy
 from reconciler.errors import ProviderAuthError
 from reconciler.model.base import API_VERSION, Resource
@@ -28,7 +31,8 @@ from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.kinds import KINDS
-from reconciler.model.status import DeviceGateway
+from reconciler.model.status import ClaimedGateway, DeviceGateway
+from reconciler.operator import swaps
 from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.removal import removal_changes
@@ -42,6 +46,8 @@ class Removal:
     # A platform refused the credentials (401/403) while what to release was read: which,
     # and what to do; nothing was written. "" when none was refused.
     refused: str = ""
+    # What is said of serials swapped out of a Gateway's spec that stay claimed (events).
+    kept: list[str] = field(default_factory=list)
 
 
 async def remove_object(
@@ -51,11 +57,20 @@ async def remove_object(
     settings: Settings,
     secrets: SecretResolver,
     status: Mapping[str, Any] | None = None,
+    claims: Iterable[ClaimedGateway] = (),
+    declared_elsewhere: Mapping[str, str] | None = None,
 ) -> Removal:
     """Apply `deletionPolicy: Release` for a resource being deleted; nothing for Orphan.
-    `status` is the object's status: where it was last found."""
+    `status` is the object's status: where it was last found. A Gateway's `claims`
+    (`status.claims`) are honoured too: a serial swapped out of its spec and waiting for
+    its release is released as recorded, or kept when `declared_elsewhere` (serial ->
+    Gateway object) says another object declares it (`swaps`)."""
     resource = nsf.fleet.table(kind).get(name)
     policy = getattr(resource.spec, "deletion_policy", None) if resource else None
+    if isinstance(resource, Gateway):
+        swapped = _swapped_out(resource, claims, declared_elsewhere or {})
+        if swapped.release or swapped.kept:
+            return await _remove_gateway(resource, nsf, settings, secrets, swapped)
     if resource is None or policy != DeletionPolicy.RELEASE:
         return Removal()
     status = status or {}
@@ -96,6 +111,63 @@ async def remove_object(
             policy=RetryPolicy(attempts=settings.retries),
         )
     return Removal(report.outcomes)
+
+
+def _swapped_out(
+    gateway: Gateway, claims: Iterable[ClaimedGateway], declared_elsewhere: Mapping[str, str]
+) -> swaps.SwappedOut:
+    zap = gateway.spec.zap
+    return swaps.swapped_out(claims, zap.serial, declared_elsewhere) if zap else swaps.SwappedOut()
+
+
+async def _remove_gateway(
+    gateway: Gateway,
+    nsf: NamespaceFleet,
+    settings: Settings,
+    secrets: SecretResolver,
+    swapped: swaps.SwappedOut,
+) -> Removal:
+    """The deletion of a Gateway that still holds serials swapped out of its spec: its own
+    serial as its deletionPolicy says, and each of those as recorded when it was claimed,
+    once no device of its organisation is bound to it; the finalizer stays while one
+    waits (`blocked` says why)."""
+    zap = gateway.spec.zap
+    assert zap is not None
+    sub = closure(nsf.fleet, gateway)
+    orgs = {claim.org_id for claim in swapped.release.values()}
+    async with Reconciler(sub, settings, secrets=secrets) as reconciler:
+        policy = read_policy(settings.retries)
+        try:
+            observed = await observe(sub, reconciler.session, policy, release_orgs=orgs)
+            if orgs:
+                # Novacore names no device of a gateway: every site of its organisation.
+                await read_org_devices(reconciler.session, observed, policy, orgs)
+        except ProviderAuthError as error:
+            hint = settings.refused_hint(error, when="at the next attempt")
+            return Removal(refused=f"{error}; {hint}" if hint else str(error))
+        own = (
+            removal_changes(gateway, sub, observed)
+            if gateway.spec.deletion_policy == DeletionPolicy.RELEASE
+            else []
+        )
+        steps = [swaps.deletion_step(c, zap.serial, observed) for c in swapped.release.values()]
+        changes = own + [s.change for s in steps if s.change is not None]
+        waiting = [s.message for s in steps if s.change is None and not s.forget]
+        kept = swapped.kept + [s.message for s in steps if s.forget]
+        outcomes: list[Outcome] = []
+        if changes:
+            executors = Executors(sub, reconciler.session, reconciler.secrets, None, {})
+            report = await apply_plan(
+                Plan(changes=changes, unmanaged=[], options=PlanOptions()),
+                executors,
+                policy=RetryPolicy(attempts=settings.retries),
+            )
+            outcomes = report.outcomes
+    return Removal(
+        outcomes,
+        blocked="deletionPolicy Release: " + "; ".join(waiting) if waiting else "",
+        kept=kept,
+    )
 
 
 def has_deletion_policy(kind: str) -> bool:

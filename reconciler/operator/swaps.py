@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.status import ClaimedGateway
-from reconciler.plan.actions import Action, Change
+from reconciler.plan.actions import Action, Change, Reason, address_of
 from reconciler.plan.observed import Observed, Unreachable
 
 # The status field (`model.status.ResourceStatus.claims`).
@@ -127,13 +127,7 @@ def release_step(
                     forget=True)
     if not claimed:
         return Step(claim, f"{what} is released once gateway {serial} is claimed")
-    bound = [
-        f"{device.id} ({device.hardware_id})"
-        for devices in observed.novacore_devices.values()
-        if isinstance(devices, list)
-        for device in devices
-        if device.gateway_serial == old
-    ]
+    bound = bound_devices(old, observed)
     if bound:
         return Step(
             claim,
@@ -155,6 +149,74 @@ def release_step(
     if change.blocked or change.action is Action.DEFER:
         return Step(claim, f"{what} is released once it can be: {change.message}")
     return Step(claim, f"{what} is released (deletionPolicy Release)", change=change)
+
+
+def bound_devices(serial: str, observed: Observed) -> list[str]:
+    """The Novacore devices read that are bound to `serial` ("id (hardware id)")."""
+    return [
+        f"{device.id} ({device.hardware_id})"
+        for devices in observed.novacore_devices.values()
+        if isinstance(devices, list)
+        for device in devices
+        if device.gateway_serial == serial
+    ]
+
+
+def deletion_step(claim: ClaimedGateway, serial: str, observed: Observed) -> Step:
+    """What the deletion of the Gateway object does with `claim`, swapped out of its spec
+    for `serial` and still waiting for its release: released now (deletionPolicy Release)
+    once no Novacore device of its organisation is bound to it any more, else waited for,
+    saying why (the finalizer stays); forgotten when nothing is left to release. The
+    devices of every site of the organisation are read (`engine.release_reads`)."""
+    old, org = claim.serial, claim.org_id
+    what = f"gateway {old}, swapped out of the spec for {serial},"
+    elsewhere = sorted(
+        other
+        for other, serials in observed.novacore_gateways.items()
+        if other != org and isinstance(serials, set) and old in serials
+    )
+    if elsewhere:
+        return Step(claim, f"{what} is claimed by {elsewhere[0]} now, not by {org} where it "
+                    "was claimed with deletionPolicy Release: left claimed there", forget=True)
+    listed = observed.novacore_gateways.get(org)
+    if isinstance(listed, Unreachable) or listed is None:
+        why = listed.reason if listed is not None else "not read"
+        return Step(claim, f"{what} is released once the gateways of {org} can be read ({why})")
+    if old not in listed:
+        return Step(claim, f"{what} is claimed by {org} no more: nothing to release",
+                    forget=True)
+    sites = observed.novacore_sites.get(org)
+    if not isinstance(sites, list):
+        unread = [sites.reason if sites is not None else "its sites not listed"]
+    else:
+        unread = [
+            f"site {site.id}: {devices.reason if devices is not None else 'not read'}"
+            for site in sites
+            if not isinstance(devices := observed.novacore_devices.get(site.id), list)
+        ]
+    if unread:
+        return Step(claim, f"{what} is released once the Novacore devices of {org}, which "
+                    f"may be bound to it, can be read ({unread[0]})")
+    bound = bound_devices(old, observed)
+    if bound:
+        return Step(
+            claim,
+            f"{what} is released once no Novacore device is bound to it any more (a release "
+            "orphans them: delete them, or their Devices with deletionPolicy Release, or "
+            "move them to another gateway): " + ", ".join(sorted(bound)[:10]),
+        )
+    change = Change(
+        address=address_of("Gateway", old, "novacore"),
+        kind="Gateway",
+        name=old,
+        component="novacore",
+        action=Action.RELEASE,
+        reason=Reason.DELETION_POLICY,
+        before={"serial": old, "org_id": org},
+        external_id=old,
+        message=f"{what} released from {org} (deletionPolicy Release)",
+    )
+    return Step(claim, change.message, change=change)
 
 
 def inventory(release: Mapping[str, ClaimedGateway]) -> tuple[dict[str, str], dict[str, str]]:

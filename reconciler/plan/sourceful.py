@@ -1640,16 +1640,44 @@ class SourcefulPlanner:
                 unread=False,
             )
             return
-        for site_id in sorted(self._org_sites(org) or ()):
+        org_sites = self._org_sites(org)
+        if org_sites is None:
+            listed = self.observed.novacore_sites.get(org)
+            why = listed.reason if isinstance(listed, Unreachable) else "not read yet"
+            defer(release, f"the sites of {org}, whose devices may be bound to it, could "
+                  f"not be listed: {why}", unread=False)
+            return
+        handled = {c.external_id for c in waiting if c.external_id}
+        bound: list[str] = []
+        for site_id in sorted(org_sites):
             devices = self.observed.novacore_devices.get(site_id)
-            if isinstance(devices, Unreachable):
+            if isinstance(devices, Unreachable) or devices is None:
+                # Every site of the organisation is read once a release is planned
+                # (`engine.release_reads`): one not read is one that could not be.
+                why = devices.reason if devices is not None else "not read yet"
                 defer(
                     release,
                     f"the Novacore devices of site {site_id}, which may be bound to it, "
-                    f"could not be read: {devices.reason}",
+                    f"could not be read: {why}",
                     unread=False,
                 )
                 return
+            bound += [
+                f"device {d.id} ({d.hardware_id}) in site {self._site_name(org, site_id)}"
+                for d in devices
+                if d.gateway_serial == serial and d.state != "orphaned" and d.id not in handled
+            ]
+        if bound:
+            # Nothing this plan does takes them off it (a site no Site declares, or a device
+            # no Device declares without --prune): releasing it would orphan them.
+            release.blocked = True
+            release.reason = Reason.DEPENDENCY_BLOCKED
+            release.message = (
+                f"{release.message}; blocked: Novacore devices are bound to it that this plan "
+                f"does not move or delete, and a release orphans them: {', '.join(bound[:5])}"
+                + (f" and {len(bound) - 5} more" if len(bound) > 5 else "")
+                + "; delete them or move them to another gateway first"
+            )
 
     # -- cross-cutting -----------------------------------------------------------------------
 

@@ -1035,10 +1035,22 @@ def test_a_deletion_policy_changed_in_git_alone_is_honoured_when_the_gateway_is_
     assert code == 0 and out.startswith("No changes."), out
 
     run.rewrite(kept)  # the site of org-beta, and org-beta with it, leaves the desired state
+    # Its devices stay in that site, bound to it: a release would orphan them.
+    novacore = run.sims.sims.novacore
+    bound = [d.id for d in novacore.devices.values() if d.gateway_serial == serial_of(2)]
+    code, out, _ = run("apply", run.path, "--auto-approve", "--prune")
+    assert code != 0 and "a release orphans them: device " in out, out
+    assert all(f"device {i} (" in out for i in bound) and len(bound) == 2, out
+    assert novacore.gateways[serial_of(2)].org_id == ORG_B
+    headers = {"Authorization": f"Bearer {os.environ['RECONCILER_NOVACORE_TOKEN']}"}
+    for device_id in bound:  # deleted by hand, as someone would in Novacore's UI
+        deleted = httpx.delete(f"{os.environ['RECONCILER_NOVACORE_URL']}/_sim/devices/"
+                               f"{device_id}", headers=headers)
+        assert deleted.status_code == 200
     code, out, _ = run("apply", run.path, "--auto-approve", "--prune")
     assert code == 0, out
     assert f"⇐ gateway/{serial_of(2)}[novacore] will be released" in out
-    assert run.sims.sims.novacore.gateways[serial_of(2)].org_id is None
+    assert novacore.gateways[serial_of(2)].org_id is None
 
 
 def delete_novacore_site(site_id: str) -> None:

@@ -127,3 +127,41 @@ async def test_the_old_gateway_is_released_only_once_its_devices_moved_off_it(
     assert owner(world.sims, OLD) is None and owner(world.sims, NEW) == ORG_A
     assert {d.hardware_id: (d.id, d.gateway_serial, d.state) for d in cloud_devices(world.sims)
             if d.hardware_id in ids} == {h: (i, NEW, "active") for h, i in ids.items()}
+
+
+async def test_the_old_gateway_waits_for_a_device_bound_to_it_in_a_site_no_site_declares(
+        make_world: MakeWorld) -> None:
+    """Novacore names no device a gateway has: every site of its organisation is read,
+    but only when a release is planned, and one bound to it there blocks the release."""
+    docs = released(standard_site(1))
+    world = await make_world(
+        [*docs, gateway("spare", "s1", NEW)],
+        before_start=lambda sims: sims.lans["s1"].p1_meters.__setitem__(NEW, "P1M0001"))
+    await world.apply(fleet=load(docs))
+    # Someone put a device of another site of org-alpha, which no Site declares, on it.
+    elsewhere = world.sims.novacore.add_site(ORG_A, "Warehouse")
+    async with world.engine() as engine:
+        made = await engine.session.novacore.provision_device(
+            {"gateway_serial": OLD, "hardware_id": "WH0001", "device_type": "energy_meter",
+             "site_id": elsewhere, "name": "Warehouse meter"})
+    stranger = made["device_id"]
+    fleet = load(swapped(docs))
+    noop, requests, _ = await world.noop_writes(load(docs))
+    assert not noop.plan.has_changes and requests == 1 + 1 + 2, "the warehouse is not read"
+    world.sims.reset_counts()
+
+    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    assert world.sims.novacore.requests[RELEASED] == 0
+    assert owner(world.sims, OLD) == ORG_A
+    assert world.sims.novacore.devices[stranger].state == "active", "not orphaned"
+    release = next(c for c in result.plan.changes if c.address == RELEASE)
+    assert release.blocked
+    assert f"device {stranger} (WH0001) in site 'Warehouse' ({elsewhere})" in release.message
+    assert world.sims.novacore.requests["GET /sites/{site_id}/devices"] == 2
+
+    # The devices declared moved meanwhile; once the stranger is gone, the release goes.
+    world.sims.novacore.remove_device(stranger)
+    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    assert report.ok, report.as_dict()
+    assert world.sims.novacore.requests[RELEASED] == 1
+    assert owner(world.sims, OLD) is None

@@ -54,11 +54,26 @@ async def test_a_removed_gateway_is_released_with_prune_when_its_organisation_is
     assert [u["id"] for u in result.plan.unmanaged] == [serial_of(2), site_id]
     assert "deletionPolicy Release; use --prune" in result.plan.unmanaged[0]["description"]
 
+    # Its devices are still in that site, bound to it, and nothing declares them: a release
+    # would orphan them, so it is blocked naming them until they are gone.
+    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    [release] = result.plan.pending
+    assert (release.address, release.action, release.blocked) == (
+        f"gateway/{serial_of(2)}[novacore]", Action.RELEASE, True)
+    bound = [d for d in cloud_devices(world.sims) if d.gateway_serial == serial_of(2)]
+    assert len(bound) == 2 and all(f"device {d.id} ({d.hardware_id}) in site 'Site s2' "
+                                   f"({site_id})" in release.message for d in bound)
+    assert not report.ok and world.sims.novacore.requests[RELEASED] == 0
+    assert {d.state for d in cloud_devices(world.sims)} == {"active"}, "none orphaned"
+    for device in bound:
+        world.sims.novacore.remove_device(device.id)
+
     result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
     assert [(c.address, c.action) for c in result.plan.pending] == [
         (f"gateway/{serial_of(2)}[novacore]", Action.RELEASE)]
     assert report.ok, report.as_dict()
     assert owner(world.sims, serial_of(2)) is None
+    assert world.sims.novacore.requests[RELEASED] == 1
 
     # Released and forgotten; org-beta is read for the site left there, and once that is
     # gone, no more.

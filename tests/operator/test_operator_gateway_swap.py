@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fleet_yaml import novacore_site, stream, zap_gateway
 from harness import API_VERSION, OTHER_NAMESPACE, Cluster, documents, operator
 from objects import HOME_INVERTER, RELEASE, ZAP
@@ -236,3 +237,85 @@ async def test_a_swapped_out_gateway_released_by_someone_else_is_forgotten(
         await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
         assert await _claims(cluster) == [NEW]
         assert sims.novacore.requests[RELEASED] == 0
+
+
+async def test_a_gateway_deleted_while_its_old_serial_waits_releases_that_one_too(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The finalizer honours every serial `status.claims` holds: the old one, still bound
+    to the paused Device's inverter, keeps the finalizer (saying so) until nothing is bound
+    to it, then is released as recorded, not left claimed and forgotten."""
+    fleet = _fleet(RELEASE)
+    async with operator(_seeded(fleet), tmp_path, monkeypatch) as (cluster, sims):
+        old = await _declared(cluster, fleet, sims)
+        await cluster.patch("Device", "home-inverter",
+                            {"metadata": {"annotations": {PAUSED: "true"}}})
+        await cluster.wait_reason("Device", "home-inverter", "Paused", type_="Synced")
+        await _swap(cluster)
+
+        async def both_claimed() -> bool:
+            return await _claims(cluster) == [NEW, OLD]
+
+        await cluster.wait_for(both_claimed, timeout=30, what="the old serial waiting")
+        await cluster.delete("Gateway", "home-zap")
+        cond = await cluster.wait_reason("Gateway", "home-zap", "ReleaseBlocked", timeout=30,
+                                         what="the old serial's release waiting")
+        assert (f"gateway {OLD}, swapped out of the spec for {NEW}, is released once no "
+                "Novacore device is bound to it") in cond["message"]
+        assert f"{old.id} (SG0001)" in cond["message"]
+        assert _owner(sims, NEW) is None, "its own serial is released (deletionPolicy Release)"
+        assert _owner(sims, OLD) == "org-home"
+        assert (_inverter(sims).gateway_serial, _inverter(sims).state) == (OLD, "active")
+        assert sims.novacore.requests[RELEASED] == 1
+
+        # The Device goes (deletionPolicy Release): nothing is bound to the old one then.
+        await cluster.delete("Device", "home-inverter")
+        await cluster.wait_gone("Gateway", "home-zap", timeout=30)
+        assert _owner(sims, OLD) is None
+        assert sims.novacore.requests[RELEASED] == 2
+        assert not [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
+
+
+async def test_a_swapped_out_gateway_waits_for_a_device_bound_to_it_in_a_site_no_site_declares(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Novacore names no device a gateway has: with a release planned, every site of its
+    organisation is read, and one bound to it in a site no Site declares keeps it."""
+    fleet = _fleet(RELEASE)
+    async with operator(_seeded(fleet), tmp_path, monkeypatch) as (cluster, sims):
+        old = await _declared(cluster, fleet, sims)
+        warehouse = sims.novacore.add_site("org-home", "Warehouse")
+        async with httpx.AsyncClient(
+            base_url=sims.novacore.url,
+            headers={"Authorization": f"Bearer {sims.novacore_token}"},
+        ) as client:
+            made = await client.post("/devices/provision", json={
+                "gateway_serial": OLD, "hardware_id": "WH0001", "device_type": "energy_meter",
+                "site_id": warehouse, "name": "Warehouse meter"})
+        assert made.status_code == 201, made.text
+        stranger = made.json()["device_id"]
+        await _swap(cluster)
+        await _moved(cluster, sims, old)
+        waiting = (f"gateway {OLD}, swapped out of the spec for {NEW}, is released once the "
+                   f"Novacore devices bound to it move")
+
+        async def pending() -> dict[str, Any] | None:
+            cond = await cluster.condition("Gateway", "home-zap", "Ready")
+            return cond if cond and waiting in cond.get("message", "") else None
+
+        cond = await cluster.wait_for(pending, timeout=30, what="the release waiting")
+        assert f"{stranger} (WH0001)" in cond["message"]
+        await cluster.wait_planned("Gateway", "home-zap", 2)
+        assert sims.novacore.requests[RELEASED] == 0
+        assert _owner(sims, OLD) == "org-home"
+        assert sims.novacore.devices[stranger].state == "active", "not orphaned"
+
+        sims.novacore.remove_device(stranger)
+
+        async def released() -> bool:
+            return _owner(sims, OLD) is None
+
+        await cluster.wait_for(released, timeout=30, what=f"{OLD} released")
+        assert sims.novacore.requests[RELEASED] == 1
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        assert await _claims(cluster) == [NEW]
