@@ -1446,11 +1446,18 @@ class SourcefulPlanner:
             on = self._bound_gateway(site, cloud.gateway_serial)
             if on is not None:
                 entry["gateway"] = on
-            entry |= {
-                "id": cloud.id,
-                "description": f"Novacore device {cloud.id} ({cloud.hardware_id}, "
-                f"{cloud.name!r}) in site {site.name} is not declared",
-            }
+            description = (
+                f"Novacore device {cloud.id} ({cloud.hardware_id}, {cloud.name!r}) in site "
+                f"{site.name} is not declared"
+            )
+            if cloud.state == "orphaned":
+                # Not something someone added: it was bound to a gateway that has since left
+                # the organisation, and says why it is still there.
+                description += (
+                    " and is orphaned (its gateway was released or transferred to another "
+                    "organisation)"
+                )
+            entry |= {"id": cloud.id, "description": description}
             if self.prune:
                 delete = self._change(
                     "Device",
