@@ -1339,13 +1339,11 @@ def _block(change: Change, cause: Change) -> None:
 
 
 def _defer(changes: Iterable[Change], why: str, unread: Callable[[Change], bool]) -> None:
-    """Defer every change (`defer`); `unread` says which objects were not read."""
+    """Defer every change (`defer`, which keeps a blocked change's cause first, the site
+    planned as a deferral included); `unread` says which objects were not read."""
     for change in changes:
-        if change.action in (Action.NO_OP, Action.DEFER):
-            if change.action is Action.DEFER:
-                change.message = f"deferred: {why}"
-            continue
-        defer(change, why, unread=unread(change))
+        if change.action is not Action.NO_OP:
+            defer(change, why, unread=unread(change))
 
 
 def plan_enapter(
