@@ -1150,6 +1150,7 @@ class EnapterPlanner:
                         "description": f"Enapter {device.type} device {device.id} "
                         f"({device.name!r}, slug {device.slug}) in site {work.site.name} "
                         "is not declared",
+                        "prunable": True,
                     }
                 )
             return
@@ -1186,6 +1187,7 @@ class EnapterPlanner:
                         "site": work.site.name,
                         "id": device_id,
                         "description": description + " (--prune removes it)",
+                        "prunable": True,
                     }
                 )
                 continue

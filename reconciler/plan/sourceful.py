@@ -1415,7 +1415,7 @@ class SourcefulPlanner:
                     depends_on=[],
                 )
             else:
-                self.unmanaged.append(entry)
+                self.unmanaged.append(entry | {"prunable": True})
 
     def _unmanaged_cloud_devices(
         self, site: Site, devices: list[NovacoreDevice], matched: set[str]
@@ -1478,7 +1478,7 @@ class SourcefulPlanner:
                         delete.address
                     )
             else:
-                self.unmanaged.append(entry)
+                self.unmanaged.append(entry | {"prunable": True})
         return pruned
 
     def _unmanaged_ders(
@@ -1501,6 +1501,7 @@ class SourcefulPlanner:
                     "description": f"DER {der.name} ({der.type}, {der.id}) of Novacore device "
                     f"{cloud.id} (Device {name}) is not declared (Novacore has no DER delete; "
                     "left as it is)",
+                    "prunable": False,
                 }
             )
 
@@ -1516,6 +1517,7 @@ class SourcefulPlanner:
                 f"{cloud.name!r}) in site {site.name} is declared in site {to.site} "
                 f"(Device {to.device}, gateway {to.gateway}); it moves there with "
                 f"device/{to.device}[novacore] and is never pruned here",
+                "prunable": False,
             }
         )
 
@@ -1562,6 +1564,7 @@ class SourcefulPlanner:
                 f"{to.device}, gateway {to.gateway}); device/{to.device}[novacore] provisions "
                 f"it there as a new device and it is deleted here once provisioned in "
                 f"{to.org}, never before",
+                "prunable": False,
             }
         )
 
@@ -1584,6 +1587,7 @@ class SourcefulPlanner:
                             "id": serial,
                             "description": f"{description}; left claimed (its deletionPolicy "
                             f"Release was declared for it in {declared_in})",
+                            "prunable": False,
                         }
                     )
                 elif (
@@ -1615,6 +1619,8 @@ class SourcefulPlanner:
                             "platform": "novacore",
                             "id": serial,
                             "description": f"{description}; left claimed ({why})",
+                            # Without --prune, Release is what a prune would release.
+                            "prunable": policy == DeletionPolicy.RELEASE.value,
                         }
                     )
 

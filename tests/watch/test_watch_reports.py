@@ -57,8 +57,8 @@ async def test_a_device_deleted_from_git_is_listed_as_plan_lists_it_once_per_cha
     heads = [line for line in agent.out if "found that nothing declares" in line]
     assert len(heads) == 1, agent.text
     assert heads[0].endswith(" No changes. The declared objects match the actual state; "
-                             "2 objects found that nothing declares (--prune removes them "
-                             "where their policy allows):"), heads
+                             "2 objects found that nothing declares (--prune removes them):"
+                             ), heads
     assert not any("actual state matches" in line for line in agent.out)
 
     plan = await spawn("plan", "sites", env=world.env, cwd=world.cwd)
