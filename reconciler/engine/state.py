@@ -17,6 +17,7 @@ import functools
 import io
 import json
 import os
+import pwd
 import socket
 import stat
 import sys
@@ -245,11 +246,35 @@ class StateDir:
             return None
         except bounded.FileTooLarge as exc:
             reason = f"the file {exc.reason}"
+        except PermissionError as exc:
+            # Nothing is wrong with the file: starting afresh would throw away what it holds
+            # for want of running as the right user.
+            raise StateDirError(
+                _damaged(path, _reason(exc), holds, self._not_yours(path))
+            ) from None
         except OSError as exc:
             reason = _reason(exc)
         except UnicodeDecodeError:
             reason = "not UTF-8"
         raise StateDirError(_damaged(path, reason, holds, afresh))
+
+    def _not_yours(self, path: Path) -> str:
+        """What to do about a state file this user may not read, naming who owns the state
+        directory when that can be said."""
+        try:
+            uid = self.path.stat().st_uid
+        except OSError:
+            owner = ""
+        else:
+            try:
+                owner = f" ({pwd.getpwuid(uid).pw_name}, uid {uid})"
+            except KeyError:
+                owner = f" (uid {uid})"
+        return (
+            f"run reconciler as the user that owns the state directory{owner}, or fix the "
+            f"permissions of {path.name} so that this user may read it; do not remove it, "
+            "which would lose what it holds"
+        )
 
     def _read_json(self, name: str, holds: str, afresh: str) -> dict[str, Any] | None:
         text = self._read_file(name, holds, afresh)

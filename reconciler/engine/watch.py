@@ -469,6 +469,9 @@ class Cycle:
                         actions=entry["actions"],
                         reason=entry.get("reason"),
                         message=entry.get("message", ""),
+                        # As the text plan's [BLOCKED]: a blocked change is not made until
+                        # its cause (the message) is fixed, which its reason alone hides.
+                        blocked=entry["blocked"],
                     )
         else:
             self.log.emit("plan", text.rstrip("\n"))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.plan.planner import Plan
-from reconciler.plan.render import objects, pruned_where_allowed
+from reconciler.plan.render import objects, what_prune_does
 from reconciler.printable import printable
 
 # `Log.emit` of the watch agent: (event, text, **JSON fields).
@@ -58,8 +58,8 @@ class UnmanagedReport:
         if count == 0:
             head = "no objects found that nothing declares any more"
         else:
-            hint = "" if plan.options.prune else f" (--prune removes {pruned_where_allowed(count)})"
-            head = f"{objects(count)} found that nothing declares{hint}:"
+            hint = what_prune_does(current, "--prune")
+            head = f"{objects(count)} found that nothing declares ({hint}):"
             if not plan.has_changes:
                 head = f"No changes. The declared objects match the actual state; {head}"
         lines = [f"run={run} {head}"]

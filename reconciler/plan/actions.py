@@ -152,11 +152,15 @@ def defer(change: Change, why: str, *, unread: bool) -> None:
     A change blocked already (a password not given) stays blocked for that cause, which
     reaching the target would not lift: its message keeps saying it, first, as the error
     that fails the plan, and the deferral follows; one waiting on a blocked change keeps
-    that reason (`cli.common.plan_problems` counts those apart)."""
+    that reason (`cli.common.plan_problems` counts those apart). A change planned as a
+    deferral already is said the same way, its cause kept as well."""
     cause = change.message if change.blocked else None
     if unread:
         change.message = f"its state is not known; deferred: {why}"
         change.diff = ()
+    elif change.action is Action.DEFER:
+        # Planned as a deferral from the start: there is no action it "would" take.
+        change.message = f"deferred: {why}"
     else:
         change.message = f"would {change.action.value}; deferred: {why}"
     if cause is not None:

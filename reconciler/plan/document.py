@@ -11,6 +11,8 @@ fingerprints of the identity and account it acted as (`engine.plan_origin`); and
 `gateway` to an unmanaged Novacore device bound to a declared gateway of its site.
 1.3 added `inputs.working_directory`: the directory `plan` ran in, against which `apply
 PLANFILE` reads the relative `inputs.paths` while it holds the same files.
+1.4 added `prunable` to every unmanaged object: whether `apply --prune` removes it (a
+plan made with --prune lists only what it leaves).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from reconciler import __version__
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
 
-FORMAT_VERSION = "1.3"
+FORMAT_VERSION = "1.4"
 
 # The most a saved plan may hold: `apply PLANFILE` reads no larger one, and `plan --out`
 # writes none. A plan of the benchmark's generated fleet of 1,000 sites (`sim up --sites

@@ -1150,6 +1150,7 @@ class EnapterPlanner:
                         "description": f"Enapter {device.type} device {device.id} "
                         f"({device.name!r}, slug {device.slug}) in site {work.site.name} "
                         "is not declared",
+                        "prunable": True,
                     }
                 )
             return
@@ -1186,6 +1187,7 @@ class EnapterPlanner:
                         "site": work.site.name,
                         "id": device_id,
                         "description": description + " (--prune removes it)",
+                        "prunable": True,
                     }
                 )
                 continue
@@ -1339,13 +1341,11 @@ def _block(change: Change, cause: Change) -> None:
 
 
 def _defer(changes: Iterable[Change], why: str, unread: Callable[[Change], bool]) -> None:
-    """Defer every change (`defer`); `unread` says which objects were not read."""
+    """Defer every change (`defer`, which keeps a blocked change's cause first, the site
+    planned as a deferral included); `unread` says which objects were not read."""
     for change in changes:
-        if change.action in (Action.NO_OP, Action.DEFER):
-            if change.action is Action.DEFER:
-                change.message = f"deferred: {why}"
-            continue
-        defer(change, why, unread=unread(change))
+        if change.action is not Action.NO_OP:
+            defer(change, why, unread=unread(change))
 
 
 def plan_enapter(

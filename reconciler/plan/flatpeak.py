@@ -501,6 +501,7 @@ class FlatpeakPlanner:
                     "site": site.name,
                     "id": remote.id,
                     "description": description,
+                    "prunable": not others,
                 }
             )
 
@@ -543,7 +544,13 @@ class FlatpeakPlanner:
                 "so --prune leaves it"
             )
         self.unmanaged.append(
-            {"platform": "flatpeak", "site": site.name, "id": remote.id, "description": description}
+            {
+                "platform": "flatpeak",
+                "site": site.name,
+                "id": remote.id,
+                "description": description,
+                "prunable": bool(ours) and not others,
+            }
         )
 
 

@@ -96,9 +96,22 @@ def objects(count: int) -> str:
     return "1 object" if count == 1 else f"{count} objects"
 
 
-def pruned_where_allowed(count: int) -> str:
-    """What --prune removes of `count` unmanaged objects, as said after "removes"."""
-    return "it where its policy allows" if count == 1 else "them where their policy allows"
+def what_prune_does(unmanaged: list[dict[str, Any]], prune: str = "apply --prune") -> str:
+    """What `prune` does with the unmanaged objects listed, as said in brackets after their
+    count: by each object's `prunable`, so that a list of what no plan removes (a DER, a
+    site, what a plan with --prune already left) is not said to go with --prune."""
+    count = len(unmanaged)
+    if any("prunable" not in item for item in unmanaged):
+        # A plan saved before format 1.4 does not say which.
+        return f"{prune} removes " + (
+            "it where its policy allows" if count == 1 else "them where their policy allows"
+        )
+    prunable = sum(1 for item in unmanaged if item["prunable"])
+    if prunable == 0:
+        return f"{prune} leaves " + ("it, as it says" if count == 1 else "them, as each says")
+    if prunable == count:
+        return f"{prune} removes " + ("it" if count == 1 else "them")
+    return f"{prune} removes {prunable} of them, the others as each says"
 
 
 def render_text(document: dict[str, Any], *, color: bool = False) -> str:
@@ -112,8 +125,8 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
         # "The actual state matches" would read oddly above a list of what does not.
         lines.append(
             f"No changes. The declared objects match the actual state; "
-            f"{objects(len(unmanaged))} found that nothing declares (apply --prune "
-            f"removes {pruned_where_allowed(len(unmanaged))}):"
+            f"{objects(len(unmanaged))} found that nothing declares "
+            f"({what_prune_does(unmanaged)}):"
         )
     elif not pending:
         lines.append("No changes. The actual state matches the desired state.")

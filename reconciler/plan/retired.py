@@ -97,4 +97,5 @@ def _entry(site: NovacoreSite, what: str) -> dict[str, Any]:
         "platform": "novacore",
         "id": site.id,
         "description": f"site {site.id} ({site.name!r} in {site.org_id}) {what}",
+        "prunable": False,
     }

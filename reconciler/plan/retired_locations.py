@@ -54,6 +54,7 @@ def retired_locations(
                     "Site's location is it any more (the Site was renamed or removed, or its "
                     "locationId changed); it and any device on it stay in Flatpeak (locations "
                     "are never deleted): delete it there, or declare it again",
+                    "prunable": False,
                 }
             )
     return found

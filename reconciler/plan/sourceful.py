@@ -1415,7 +1415,7 @@ class SourcefulPlanner:
                     depends_on=[],
                 )
             else:
-                self.unmanaged.append(entry)
+                self.unmanaged.append(entry | {"prunable": True})
 
     def _unmanaged_cloud_devices(
         self, site: Site, devices: list[NovacoreDevice], matched: set[str]
@@ -1446,11 +1446,18 @@ class SourcefulPlanner:
             on = self._bound_gateway(site, cloud.gateway_serial)
             if on is not None:
                 entry["gateway"] = on
-            entry |= {
-                "id": cloud.id,
-                "description": f"Novacore device {cloud.id} ({cloud.hardware_id}, "
-                f"{cloud.name!r}) in site {site.name} is not declared",
-            }
+            description = (
+                f"Novacore device {cloud.id} ({cloud.hardware_id}, {cloud.name!r}) in site "
+                f"{site.name} is not declared"
+            )
+            if cloud.state == "orphaned":
+                # Not something someone added: it was bound to a gateway that has since left
+                # the organisation, and says why it is still there.
+                description += (
+                    " and is orphaned (its gateway was released or transferred to another "
+                    "organisation)"
+                )
+            entry |= {"id": cloud.id, "description": description}
             if self.prune:
                 delete = self._change(
                     "Device",
@@ -1471,7 +1478,7 @@ class SourcefulPlanner:
                         delete.address
                     )
             else:
-                self.unmanaged.append(entry)
+                self.unmanaged.append(entry | {"prunable": True})
         return pruned
 
     def _unmanaged_ders(
@@ -1494,6 +1501,7 @@ class SourcefulPlanner:
                     "description": f"DER {der.name} ({der.type}, {der.id}) of Novacore device "
                     f"{cloud.id} (Device {name}) is not declared (Novacore has no DER delete; "
                     "left as it is)",
+                    "prunable": False,
                 }
             )
 
@@ -1509,6 +1517,7 @@ class SourcefulPlanner:
                 f"{cloud.name!r}) in site {site.name} is declared in site {to.site} "
                 f"(Device {to.device}, gateway {to.gateway}); it moves there with "
                 f"device/{to.device}[novacore] and is never pruned here",
+                "prunable": False,
             }
         )
 
@@ -1555,6 +1564,7 @@ class SourcefulPlanner:
                 f"{to.device}, gateway {to.gateway}); device/{to.device}[novacore] provisions "
                 f"it there as a new device and it is deleted here once provisioned in "
                 f"{to.org}, never before",
+                "prunable": False,
             }
         )
 
@@ -1577,6 +1587,7 @@ class SourcefulPlanner:
                             "id": serial,
                             "description": f"{description}; left claimed (its deletionPolicy "
                             f"Release was declared for it in {declared_in})",
+                            "prunable": False,
                         }
                     )
                 elif (
@@ -1608,6 +1619,8 @@ class SourcefulPlanner:
                             "platform": "novacore",
                             "id": serial,
                             "description": f"{description}; left claimed ({why})",
+                            # Without --prune, Release is what a prune would release.
+                            "prunable": policy == DeletionPolicy.RELEASE.value,
                         }
                     )
 

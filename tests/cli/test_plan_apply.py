@@ -1256,8 +1256,9 @@ def test_a_der_removed_from_a_device_is_reported_in_every_format_while_novacore_
         code, out, _ = run("plan", run.path, "--detailed-exitcode", *prune)
         assert code == 0, "nothing to apply: no change, whatever is listed"
         assert out.splitlines()[:2] == [
+            # Nothing removes it, --prune included: the header says so.
             "No changes. The declared objects match the actual state; 1 object found that "
-            "nothing declares (apply --prune removes it where its policy allows):",
+            "nothing declares (apply --prune leaves it, as it says):",
             f"  ! unmanaged: {description}"], out
         code, out, _ = run("plan", run.path, "-o", "markdown", *prune)
         assert code == 0 and out.splitlines()[2] == (
@@ -1267,7 +1268,7 @@ def test_a_der_removed_from_a_device_is_reported_in_every_format_while_novacore_
         document = json.loads(run("plan", run.path, "-o", "json", *prune)[1])
         assert document["unmanaged"] == [{"platform": "novacore", "site": "s1",
                                           "device": "s1-inv", "id": der_id,
-                                          "description": description}]
+                                          "description": description, "prunable": False}]
         assert [c["message"] for c in document["changes"] if c["message"]] == []
     code, out, _ = run("apply", run.path, "--auto-approve", "--prune")
     assert code == 0 and f"! unmanaged: {description}" in out

@@ -149,10 +149,30 @@ def test_deferred_changes_guess_nothing_about_what_was_not_read(mutate: Mutate) 
     state = in_sync()
     mutate(state)
     plan = make_plan(fleet_of(FLEET), Observed(extra={"enapter": state}))
-    deferred = [c for c in plan.changes if c.action is Action.DEFER and c.kind != "Site"]
+    # The site itself too, when the sites could not be listed: said as `defer` says it.
+    deferred = [c for c in plan.changes if c.action is Action.DEFER]
     assert deferred
     for change in deferred:
         assert change.message.startswith("its state is not known; deferred: "), change.message
+
+
+@pytest.mark.parametrize("mutate", [
+    pytest.param(_set(sites=Unreachable("timed out")), id="sites-unreachable"),
+    pytest.param(_set(devices={"s1": Unreachable("HTTP 503")}), id="devices-unreachable"),
+])
+def test_a_blocked_change_deferred_keeps_its_cause_first(mutate: Mutate) -> None:
+    """As `actions.defer` says it: the cause that blocks it, which reaching Enapter would
+    not lift, then the deferral."""
+    state = in_sync()
+    _secret(foreign=True)(state)
+    mutate(state)
+    plan = make_plan(fleet_of(SECRET_FLEET), Observed(extra={"enapter": state}))
+    ucm_change = next(c for c in plan.changes if c.address == "device/lab-ucm[enapter]")
+    assert (ucm_change.action, ucm_change.blocked) == (Action.DEFER, True)
+    cause, deferral = ucm_change.message.split("; its state is not known; deferred: ")
+    assert "Secret ucm-config" in cause and "not written by the reconciler" in cause, cause
+    assert deferral in ("Enapter sites: timed out", "devices of Enapter site s1: HTTP 503"), \
+        deferral
 
 
 @pytest.mark.parametrize(("mutate", "fleet_text", "expected", "reason"), CASES)

@@ -1,7 +1,8 @@
 """Gateways removed from the desired state, against the simulators: one remembered with
 `deletionPolicy: Release` is reported, and released with --prune, even when no declared
 Site is left in its organisation, but never while devices bound to it could not be read;
-one with `Orphan` stays claimed."""
+one with `Orphan` stays claimed. A device a release orphaned that no Device declares is
+said to be orphaned."""
 
 from __future__ import annotations
 
@@ -172,3 +173,27 @@ async def test_a_removed_gateway_claimed_by_another_organisation_since_is_not_re
     assert entry["description"] == (
         f"gateway {serial_of(2)} is claimed by {ORG_B} but not declared; left claimed "
         f"(its deletionPolicy Release was declared for it in {ORG_A})")
+
+
+async def test_an_orphaned_device_nobody_declares_is_said_to_be_orphaned(
+        make_world: MakeWorld) -> None:
+    """A Novacore device whose gateway was released (here by someone else, in Novacore)
+    and that no Device declares any more is reported as orphaned, not only as undeclared:
+    a user otherwise cannot tell why it is there."""
+    docs = standard_site(1)
+    world = await make_world(docs)
+    await world.apply()
+    fleet = load([d for d in docs if d["metadata"]["name"] != "s1-p1"])
+    world.sims.novacore.release_gateway(serial_of(1))
+
+    result = await world.plan(fleet=fleet)
+    (meter,) = [u for u in result.plan.unmanaged if u.get("id", "").startswith("dev-")]
+    assert meter["description"].endswith(
+        "in site s1 is not declared and is orphaned (its gateway was released or transferred "
+        "to another organisation)"), meter["description"]
+
+    # Not orphaned, it is only undeclared.
+    await world.apply(fleet=load(docs))
+    result = await world.plan(fleet=fleet)
+    (meter,) = [u for u in result.plan.unmanaged if u.get("id", "").startswith("dev-")]
+    assert meter["description"].endswith("in site s1 is not declared"), meter["description"]

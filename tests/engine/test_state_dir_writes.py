@@ -2,12 +2,15 @@
 directory it cannot write: refused before anything is changed when no file can be made
 there, though an earlier run's lock file is there to open; and a state file that cannot be
 written once changes are under way stops the run with a message naming that file and why,
-never a traceback."""
+never a traceback. A state file another user owns, which this one may not read, is no
+damaged file: the message says to run as the state directory's owner or fix its
+permissions, not to remove it."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import pwd
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,6 +22,7 @@ from simworld import (
     ThreadedSims,
     converged_exactly_once,
     load,
+    mqtt_battery,
     site_names,
     standard_site,
     write,
@@ -119,3 +123,43 @@ def test_the_state_directory_is_private_and_its_files_writable_by_their_owner_al
     made = {path.name: path.stat().st_mode & 0o777 for path in state_dir.iterdir()}
     assert INVENTORY in made and LOCK in made, made
     assert not {name: oct(mode) for name, mode in made.items() if mode & 0o022}, made
+
+
+def test_a_credentials_key_another_user_owns_is_not_advised_away(tmp_path: Path) -> None:
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV",
+                         password_from={"env": "S1_BATTERY_PASSWORD"})]
+    fleet = load(docs)
+    fleet_dir = write(tmp_path / "sites", docs)
+    state_dir = tmp_path / "state"
+    with ThreadedSims(fleet) as sims:
+        env = sims.env() | {"RECONCILER_STATE_DIR": str(state_dir),
+                            "S1_BATTERY_PASSWORD": "battery-pw-5e21"}  # a test value
+        assert _apply(fleet_dir, env).returncode == 0
+        key = state_dir / "credentials.key"
+        root = os.geteuid() == 0
+        if root:
+            os.chown(key, 65534, 65534)  # another user's, mode 0600 as written
+        else:
+            key.chmod(0)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "reconciler", "plan", str(fleet_dir), "--no-color"],
+                env=os.environ | env, capture_output=True, text=True, timeout=120,
+                preexec_fn=_without_permission_checks_bypassed if root else None,
+            )
+        finally:
+            if root:
+                os.chown(key, 0, 0)
+            key.chmod(0o600)
+    if done.returncode == 99:
+        pytest.skip("running as root without CAP_SETPCAP: no way to be denied")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    owner = state_dir.stat()
+    assert (f"error: cannot read {key}: permission denied. It holds the fingerprints of the "
+            "MQTT passwords sent to devices; run reconciler as the user that owns the state "
+            f"directory ({pwd.getpwuid(owner.st_uid).pw_name}, uid {owner.st_uid}), or fix "
+            "the permissions of credentials.key so that this user may read it; do not remove "
+            "it, which would lose what it holds") in done.stderr, done.stderr
+    assert "start afresh" not in done.stderr

@@ -200,9 +200,29 @@ def test_no_op_plan_renders_as_no_changes() -> None:
 def test_no_changes_with_undeclared_objects_does_not_claim_all_matches() -> None:
     doc = document.to_document(make_plan(
         loader.load_texts([("fleet.yaml", fleet_text())]).fleet(), converged()))
-    doc["unmanaged"] = [{"description": "energy_meter X on gateway g is not declared"}]
+    doc["unmanaged"] = [{"description": "energy_meter X on gateway g is not declared",
+                         "prunable": True}]
     assert render.render_text(doc).splitlines()[:2] == [
         "No changes. The declared objects match the actual state; 1 object found that nothing "
-        "declares (apply --prune removes it where its policy allows):",
+        "declares (apply --prune removes it):",
         "  ! unmanaged: energy_meter X on gateway g is not declared",
     ]
+
+
+@pytest.mark.parametrize(("prunable", "said"), [
+    ([True, False], "2 objects found that nothing declares (apply --prune removes 1 of them, "
+                    "the others as each says):"),
+    ([False, False], "2 objects found that nothing declares (apply --prune leaves them, as "
+                     "each says):"),
+    # A plan saved before format 1.4 does not say which: as it was said then.
+    ([None, None], "2 objects found that nothing declares (apply --prune removes them where "
+                   "their policy allows):"),
+])
+def test_the_header_says_what_prune_does_with_what_is_listed(
+        prunable: list[bool | None], said: str) -> None:
+    doc = document.to_document(make_plan(
+        loader.load_texts([("fleet.yaml", fleet_text())]).fleet(), converged()))
+    doc["unmanaged"] = [{"description": f"object {n}"} | ({} if p is None else {"prunable": p})
+                        for n, p in enumerate(prunable)]
+    assert render.render_text(doc).splitlines()[0] == (
+        f"No changes. The declared objects match the actual state; {said}")

@@ -521,6 +521,7 @@ def test_undeclared_novacore_der_is_reported_as_unmanaged_without_a_change(prune
         "platform": "novacore", "site": "cabin", "device": "cabin-inv", "id": "der-9",
         "description": "DER legacy (solar, der-9) of Novacore device dev-inv2 (Device "
                        "cabin-inv) is not declared (Novacore has no DER delete; left as it is)",
+        "prunable": False,
     }]
     assert plan.summary()["unmanaged"] == 1
 

@@ -336,7 +336,7 @@ def untimed(out: io.StringIO) -> list[str]:
 
 def undeclared(name: str, site: str | None = "solna") -> dict[str, Any]:
     entry = {"platform": "zap", "id": name,
-             "description": f"device {name} on gateway zap-1 is not declared"}
+             "description": f"device {name} on gateway zap-1 is not declared", "prunable": True}
     return entry | ({"site": site} if site else {})
 
 
@@ -353,8 +353,7 @@ async def test_unmanaged_objects_are_counted_in_every_run_and_listed_when_they_c
         ("no-changes", 2), ("no-changes", 2), ("no-changes", 1), ("no-changes", 0)]
     log = untimed(out)
     assert log[0] == ("run=1 No changes. The declared objects match the actual state; "
-                      "2 objects found that nothing declares (--prune removes them where "
-                      "their policy allows):")
+                      "2 objects found that nothing declares (--prune removes them):")
     assert log[1:3] == ["  ! unmanaged: device p1 on gateway zap-1 is not declared",
                         "  ! unmanaged: device meter on gateway zap-1 is not declared"]
     assert log[3].startswith("run=1 trigger=interval ") and " unmanaged=2 " in log[3]
@@ -379,8 +378,8 @@ async def test_unmanaged_objects_beside_changes_and_in_json() -> None:
     cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake, plan_only=True)
     await cycle(watch.Trigger.START)
     text = "\n".join(untimed(out))
-    assert text.startswith("run=1 1 object found that nothing declares (--prune removes it "
-                           "where its policy allows):\n  ! unmanaged: device p1\\x1b[2J "), text
+    assert text.startswith("run=1 1 object found that nothing declares (--prune removes "
+                           "it):\n  ! unmanaged: device p1\\x1b[2J "), text
     assert text.count("! unmanaged:") == 1, "listed once, not again in the plan"
 
 

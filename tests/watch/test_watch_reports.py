@@ -2,8 +2,9 @@
 nothing declares any more (listed as `reconciler plan` lists them, once per change of the
 set, and counted in every run line), and writes left unfinished in the journal (named as
 `reconciler apply` names them; another live process's writes in flight are not called
-interrupted), and what became of an Enapter config file written before (in its outcome
-line, text and JSON, as `reconciler apply` says it)."""
+interrupted), what became of an Enapter config file written before (in its outcome
+line, text and JSON, as `reconciler apply` says it), and which planned changes are
+blocked, in the JSON log as the text plan's [BLOCKED]."""
 
 from __future__ import annotations
 
@@ -56,8 +57,8 @@ async def test_a_device_deleted_from_git_is_listed_as_plan_lists_it_once_per_cha
     heads = [line for line in agent.out if "found that nothing declares" in line]
     assert len(heads) == 1, agent.text
     assert heads[0].endswith(" No changes. The declared objects match the actual state; "
-                             "2 objects found that nothing declares (--prune removes them "
-                             "where their policy allows):"), heads
+                             "2 objects found that nothing declares (--prune removes them):"
+                             ), heads
     assert not any("actual state matches" in line for line in agent.out)
 
     plan = await spawn("plan", "sites", env=world.env, cwd=world.cwd)
@@ -218,3 +219,24 @@ async def test_the_outcome_lines_say_what_became_of_a_config_file_written_before
         assert written.is_file() and not moved.exists()
     finally:
         await world.sims.stop()
+
+
+async def test_a_blocked_change_is_said_blocked_in_its_json_planned_event(
+        tmp_path: Path, spawn: Spawn) -> None:
+    # farm-gotland's Ferroamp reads its MQTT password from a secret nobody gave here.
+    world = await start_world(tmp_path, "farm-gotland")
+    try:
+        agent = await spawn("watch", "sites", "--plan-only", "--interval", "60s",
+                            "--log-format", "json", env=world.env, cwd=world.cwd)
+        await agent.wait_for(r'"event": "run"')
+        assert await agent.terminate() == 0
+    finally:
+        await world.sims.stop()
+    planned = {e["address"]: e for e in map(json.loads, agent.out) if e["event"] == "planned"}
+    blocked = {address for address, event in planned.items() if event["blocked"]}
+    assert blocked == {f"device/farm-gotland-ferroamp[{part}]"
+                       for part in ("zap", "novacore", "publish")}, agent.text
+    assert "ferroamp-mqtt" in planned["device/farm-gotland-ferroamp[zap]"]["message"]
+    assert blocked != planned.keys(), "and the others are not"
+    assert all(event["blocked"] is False for address, event in planned.items()
+               if address not in blocked), planned
