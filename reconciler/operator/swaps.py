@@ -97,17 +97,11 @@ class Step:
     forget: bool = False
 
 
-def release_step(
-    claim: ClaimedGateway,
-    serial: str,
-    claimed: bool,
-    changes: Iterable[Change],
-    observed: Observed,
-) -> Step:
-    """What to do now with `claim`, swapped out for `serial` (`claimed`: whether that one
-    is claimed, found so by this plan). Released only once the new one is claimed and no
-    Novacore device is bound to the old one any more (a release orphans them); never from
-    an organisation that is not the one it was claimed into."""
+def _ownership_step(claim: ClaimedGateway, serial: str, observed: Observed) -> Step | None:
+    """What is done with `claim` (swapped out for `serial`) when it is no longer, or not
+    known to be, its organisation's to release: left to another organisation that holds
+    it now, waited for while its organisation's gateways are unread, forgotten once
+    nobody holds it. None when it is still claimed where it was."""
     old, org = claim.serial, claim.org_id
     what = f"gateway {old}, swapped out of the spec for {serial},"
     elsewhere = sorted(
@@ -125,6 +119,25 @@ def release_step(
     if old not in listed:
         return Step(claim, f"{what} is claimed by {org} no more: nothing to release",
                     forget=True)
+    return None
+
+
+def release_step(
+    claim: ClaimedGateway,
+    serial: str,
+    claimed: bool,
+    changes: Iterable[Change],
+    observed: Observed,
+) -> Step:
+    """What to do now with `claim`, swapped out for `serial` (`claimed`: whether that one
+    is claimed, found so by this plan). Released only once the new one is claimed and no
+    Novacore device is bound to the old one any more (a release orphans them); never from
+    an organisation that is not the one it was claimed into."""
+    old = claim.serial
+    what = f"gateway {old}, swapped out of the spec for {serial},"
+    ownership = _ownership_step(claim, serial, observed)
+    if ownership is not None:
+        return ownership
     if not claimed:
         return Step(claim, f"{what} is released once gateway {serial} is claimed")
     bound = bound_devices(old, observed)
@@ -170,21 +183,9 @@ def deletion_step(claim: ClaimedGateway, serial: str, observed: Observed) -> Ste
     devices of every site of the organisation are read (`engine.release_reads`)."""
     old, org = claim.serial, claim.org_id
     what = f"gateway {old}, swapped out of the spec for {serial},"
-    elsewhere = sorted(
-        other
-        for other, serials in observed.novacore_gateways.items()
-        if other != org and isinstance(serials, set) and old in serials
-    )
-    if elsewhere:
-        return Step(claim, f"{what} is claimed by {elsewhere[0]} now, not by {org} where it "
-                    "was claimed with deletionPolicy Release: left claimed there", forget=True)
-    listed = observed.novacore_gateways.get(org)
-    if isinstance(listed, Unreachable) or listed is None:
-        why = listed.reason if listed is not None else "not read"
-        return Step(claim, f"{what} is released once the gateways of {org} can be read ({why})")
-    if old not in listed:
-        return Step(claim, f"{what} is claimed by {org} no more: nothing to release",
-                    forget=True)
+    ownership = _ownership_step(claim, serial, observed)
+    if ownership is not None:
+        return ownership
     sites = observed.novacore_sites.get(org)
     if not isinstance(sites, list):
         unread = [sites.reason if sites is not None else "its sites not listed"]
