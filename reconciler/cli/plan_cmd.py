@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.cli import common
+from reconciler.engine.config import Settings
 from reconciler.engine.reconcile import Reconciler
-from reconciler.engine.state import StateDirError, atomic_write
+from reconciler.engine.state import StateDir, StateDirError, atomic_write
 from reconciler.errors import ConfigError, Diagnostic, ProviderError
 from reconciler.plan import document, markdown, render
+from reconciler.printable import printable
 from reconciler.sources import bounded
 
 EXAMPLES = """\
@@ -136,6 +138,16 @@ def _save(path: str, doc: dict[str, Any]) -> str | None:
     return None
 
 
+def _note_applying(settings: Settings) -> None:
+    """A plan takes no lock; while an apply or watch holds it, the plan may list changes
+    that process is making at this moment, and says so."""
+    holder = StateDir(Path(settings.state_dir)).holder()
+    if holder is not None:
+        print(printable(f"note: another process is applying: the state directory is locked "
+                        f"by {holder}; this plan may list changes it is making now"),
+              file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         fleet = common.load(args.paths)
@@ -143,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         settings = common.settings(args)
         common.warn_unknown_gateway_urls(settings, fleet, args)
         common.warn_unusable_state_dir(settings)
+        _note_applying(settings)
         if args.out == "-":
             _refuse_stdout()
         if args.out:

@@ -1,9 +1,13 @@
 """The state directory's lock seen by a reader that takes none: `StateDir.holder` names the
-process that holds it, or nobody, and a writer is not refused because a reader looked."""
+process that holds it, or nobody, and a writer is not refused because a reader looked;
+`reconciler plan` (a real subprocess) says so while another process applies."""
 
 from __future__ import annotations
 
 import fcntl
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +59,26 @@ def test_a_holder_that_never_writes_its_line_is_still_refused(
         refused = pytest.raises(LockHeld, match="is locked by another process; wait for it")
         with refused, state_dir.lock("reconciler apply sites"):
             pass
+
+
+def test_a_plan_made_while_another_process_applies_says_so(tmp_path: Path) -> None:
+    (tmp_path / "home.yaml").write_text(
+        "apiVersion: energy.reconciler.dev/v1alpha1\nkind: Site\nmetadata:\n  name: home\n"
+        "spec:\n  displayName: Home\n  timezone: Europe/Stockholm\n", encoding="utf-8")
+    state_dir = StateDir(tmp_path / "state")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RECONCILER_")}
+    env["RECONCILER_STATE_DIR"] = str(state_dir.path)
+
+    def plan() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "reconciler", "plan", "home.yaml"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    with state_dir.lock("reconciler apply sites"):
+        holder = state_dir.holder()
+        done = plan()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (f"note: another process is applying: the state directory is "
+                           f"locked by {holder}; this plan may list changes it is making "
+                           "now\n")
+    assert plan().stderr == "", "nobody holds it any more"
