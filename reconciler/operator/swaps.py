@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.status import ClaimedGateway
-from reconciler.plan.actions import Action, Change, Reason, address_of
+from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import Observed, Unreachable
+from reconciler.plan.sourceful import serial_release
 
 # The status field (`model.status.ResourceStatus.claims`).
 CLAIMS = "claims"
@@ -206,17 +207,7 @@ def deletion_step(claim: ClaimedGateway, serial: str, observed: Observed) -> Ste
             "orphans them: delete them, or their Devices with deletionPolicy Release, or "
             "move them to another gateway): " + ", ".join(sorted(bound)[:10]),
         )
-    change = Change(
-        address=address_of("Gateway", old, "novacore"),
-        kind="Gateway",
-        name=old,
-        component="novacore",
-        action=Action.RELEASE,
-        reason=Reason.DELETION_POLICY,
-        before={"serial": old, "org_id": org},
-        external_id=old,
-        message=f"{what} released from {org} (deletionPolicy Release)",
-    )
+    change = serial_release(old, org, f"{what} released from {org} (deletionPolicy Release)")
     return Step(claim, change.message, change=change)
 
 

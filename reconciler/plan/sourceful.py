@@ -136,6 +136,22 @@ def bound_device(candidates: list[NovacoreDevice], serial: str) -> NovacoreDevic
     return candidates[0] if candidates else None
 
 
+def serial_release(serial: str, org: str, message: str) -> Change:
+    """The release from `org` of gateway `serial`, one no Gateway declares any more (its
+    deletionPolicy Release remembered): named by its serial, as it has no resource."""
+    return Change(
+        address=address_of("Gateway", serial, "novacore"),
+        kind="Gateway",
+        name=serial,
+        component="novacore",
+        action=Action.RELEASE,
+        reason=Reason.DELETION_POLICY,
+        before={"serial": serial, "org_id": org},
+        external_id=serial,
+        message=message,
+    )
+
+
 def claim_org(gateway: Gateway, site: Site | None) -> str:
     """The Novacore organisation a gateway is claimed into: its own `orgId`, else its
     Site's ("" when neither says)."""
@@ -1593,16 +1609,8 @@ class SourcefulPlanner:
                 elif (
                     self.prune or serial in self.release_serials
                 ) and policy == DeletionPolicy.RELEASE.value:
-                    release = Change(
-                        address=address_of("Gateway", serial, "novacore"),
-                        kind="Gateway",
-                        name=serial,
-                        component="novacore",
-                        action=Action.RELEASE,
-                        reason=Reason.DELETION_POLICY,
-                        before={"serial": serial, "org_id": org},
-                        external_id=serial,
-                        message=description + "; released (deletionPolicy Release)",
+                    release = serial_release(
+                        serial, org, description + "; released (deletionPolicy Release)"
                     )
                     self._release_after_devices(release, serial, org)
                     self._add(release)
