@@ -478,32 +478,13 @@ class FlatpeakPlanner:
                 f"Flatpeak device {remote.id} ({remote.reference_id!r}) on the "
                 f"location of site {site.name} is not declared"
             )
-            if self.prune and not others:
-                self._change(
-                    "Device",
-                    f"{site.name}.{remote.reference_id}",
-                    Action.DELETE,
-                    Reason.NOT_DECLARED,
-                    site,
-                    external_id=remote.id,
-                    before=observed_device_fields(remote),
-                    message=description + "; deleted (--prune)",
-                )
-                continue
             if others:
                 description += (
                     f"; it is also on locations this fleet does not manage "
                     f"({', '.join(others)}), so --prune leaves it"
                 )
-            self.unmanaged.append(
-                {
-                    "platform": "flatpeak",
-                    "site": site.name,
-                    "id": remote.id,
-                    "description": description,
-                    "prunable": not others,
-                }
-            )
+            self._delete_or_report(site, remote, f"{site.name}.{remote.reference_id}",
+                                   description, prunable=not others)
 
     def _duplicate(
         self,
@@ -526,10 +507,22 @@ class FlatpeakPlanner:
             f"Device {device.name}, which is Flatpeak device {kept.id} (the newest of them); "
             f"{remote.id} is not managed"
         )
-        if self.prune and ours and not others:
+        if others:
+            description += (
+                f"; it is on locations this fleet does not manage ({', '.join(others)}), "
+                "so --prune leaves it"
+            )
+        self._delete_or_report(site, remote, f"{site.name}.{remote.reference_id}.{remote.id}",
+                               description, prunable=bool(ours) and not others)
+
+    def _delete_or_report(self, site: Site, remote: FlatpeakDeviceState, name: str,
+                          description: str, *, prunable: bool) -> None:
+        """A Flatpeak device nobody declares (`description` says why, and why `--prune`
+        leaves it where it does): deleted with `--prune` when `prunable`, else reported."""
+        if self.prune and prunable:
             self._change(
                 "Device",
-                f"{site.name}.{remote.reference_id}.{remote.id}",
+                name,
                 Action.DELETE,
                 Reason.NOT_DECLARED,
                 site,
@@ -538,18 +531,13 @@ class FlatpeakPlanner:
                 message=description + "; deleted (--prune)",
             )
             return
-        if others:
-            description += (
-                f"; it is on locations this fleet does not manage ({', '.join(others)}), "
-                "so --prune leaves it"
-            )
         self.unmanaged.append(
             {
                 "platform": "flatpeak",
                 "site": site.name,
                 "id": remote.id,
                 "description": description,
-                "prunable": bool(ours) and not others,
+                "prunable": prunable,
             }
         )
 
