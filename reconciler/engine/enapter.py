@@ -48,7 +48,7 @@ from reconciler.engine.config import Settings
 from reconciler.engine.enapter_files import config_path
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import all_of
-from reconciler.engine.observe import _Gather
+from reconciler.engine.gather import Gather
 from reconciler.engine.session import Session
 from reconciler.engine.state import write_temporary
 from reconciler.errors import ProviderAuthError, ProviderConflict, ProviderRejected
@@ -171,7 +171,7 @@ async def observe_enapter(
     fleet: Fleet,
     session: Session,
     observed: Observed,
-    gather: _Gather,
+    gather: Gather,
     whole_fleet: Fleet,
 ) -> None:
     sites = [s for s in fleet.sites.values() if s.spec.enapter is not None]

@@ -6,7 +6,7 @@ for them to end before the error goes on.
 session about to be closed, writes made after the run reported its failure, journal
 entries left half-done, tasks the closing event loop destroys ("Task was destroyed but it
 is pending"). A platform's error, or an answer of a shape it does not document, is caught
-where it happens and stays that site's (`observe._Gather.read`, `apply.apply_plan`):
+where it happens and stays that site's (`gather.Gather.read`, `apply.apply_plan`):
 what reaches here is a bug, the output gone, or the run itself cancelled."""
 
 from __future__ import annotations

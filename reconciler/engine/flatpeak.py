@@ -13,7 +13,7 @@ from typing import Any
 from reconciler.engine import execute
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import both
-from reconciler.engine.observe import _Gather
+from reconciler.engine.gather import Gather
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
 from reconciler.errors import ProviderAuthError, ProviderRejected
@@ -44,7 +44,7 @@ def flatpeak_api(session: Session) -> FlatpeakClient:
 
 
 async def observe_flatpeak(
-    fleet: Fleet, session: Session, observed: Observed, gather: _Gather
+    fleet: Fleet, session: Session, observed: Observed, gather: Gather
 ) -> None:
     if not any(s.spec.flatpeak is not None for s in fleet.sites.values()):
         return
@@ -88,7 +88,7 @@ async def observe_remembered_locations(
     if not settings.flatpeak_account_id or not settings.flatpeak_api_key:
         return
     client = flatpeak_api(session)
-    locations = await _Gather(policy).read_as(client.list_locations, flatpeak_convert.locations)
+    locations = await Gather(policy).read_as(client.list_locations, flatpeak_convert.locations)
     if isinstance(locations, list):
         observed.extra[_FLATPEAK] = FlatpeakState(
             locations=locations,

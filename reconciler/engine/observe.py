@@ -19,10 +19,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
-from reconciler.engine.fanout import all_of, unexpected
-from reconciler.engine.retry import READ_ATTEMPTS, RetryPolicy, retrying
+from reconciler.engine.fanout import all_of
+from reconciler.engine.gather import Gather
+from reconciler.engine.retry import READ_ATTEMPTS, RetryPolicy
 from reconciler.engine.session import Session
-from reconciler.errors import ProviderAuthError, ProviderError, ProviderRejected
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
@@ -30,7 +30,6 @@ from reconciler.model.site import Site
 from reconciler.plan import moves, renames
 from reconciler.plan.observed import (
     IdentityReading,
-    NoAccess,
     NovacoreDevice,
     NovacoreSite,
     Observed,
@@ -50,7 +49,6 @@ from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient
 from reconciler.providers.zap import convert as zap_convert
 
-T = TypeVar("T")
 A = TypeVar("A")  # an API's answer
 R = TypeVar("R")  # the record made of it
 # (fleet, session, observed, policy, whole fleet): see `observe`.
@@ -64,54 +62,6 @@ def novacore_orgs(fleet: Fleet) -> set[str]:
     orgs = {s.spec.novacore.org_id for s in fleet.sites.values() if s.spec.novacore}
     orgs |= {g.spec.zap.org_id for g in fleet.gateways.values() if g.spec.zap and g.spec.zap.org_id}
     return orgs
-
-
-class _Gather:
-    """Runs reads concurrently; records auth failures to raise after all finished. A read
-    that fails otherwise is Unreachable, whatever the error: one read's answer must not
-    stop the others (`engine.fanout`)."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self.policy = policy
-        self.auth_errors: list[ProviderAuthError] = []
-
-    async def read(
-        self, call: Callable[[], Awaitable[T]], *, org_scoped: bool = False
-    ) -> T | Unreachable:
-        """`call`'s answer, or why it could not be had. `org_scoped`: a read of one
-        declared organisation, where a 403 or 404 says the token may not see that
-        organisation (the other organisations answered, or will), not that the token is
-        bad: a 401 still stops the run."""
-        try:
-            return await retrying(call, self.policy)
-        except ProviderAuthError as exc:
-            if org_scoped and exc.status == 403:
-                return NoAccess(str(exc))
-            self.auth_errors.append(exc)
-            return Unreachable(str(exc))
-        except ProviderRejected as exc:
-            if org_scoped and exc.status == 404:
-                return NoAccess(str(exc))
-            return Unreachable(str(exc))
-        except ProviderError as exc:
-            return Unreachable(str(exc), retry_after=self.policy.asked_to_wait(exc))
-        except Exception as exc:  # e.g. an answer of an undocumented shape: this read only
-            return Unreachable(unexpected(exc))
-
-    async def read_as(
-        self,
-        call: Callable[[], Awaitable[A]],
-        convert: Callable[[A], R],
-        *,
-        org_scoped: bool = False,
-    ) -> R | Unreachable:
-        """`read`, the answer converted to its record: an answer the conversion cannot take
-        is as unreadable as one that did not come."""
-
-        async def converted() -> R:
-            return convert(await call())
-
-        return await self.read(converted, org_scoped=org_scoped)
 
 
 SiteObserved = Callable[[str], None]
@@ -148,7 +98,7 @@ async def observe(
         if name in whole.sites and name not in fleet.sites and whole.sites[name].spec.novacore
     ]
     reads = _SourcefulReads(
-        fleet, session, _Gather(policy), observed, whole, set(release_orgs), set(site_orgs),
+        fleet, session, Gather(policy), observed, whole, set(release_orgs), set(site_orgs),
         applied_sites or {}, lookup,
     )
     await reads.run(on_site)
@@ -172,7 +122,7 @@ class _SourcefulReads:
         self,
         fleet: Fleet,
         session: Session,
-        gather: _Gather,
+        gather: Gather,
         observed: Observed,
         whole_fleet: Fleet,
         release_orgs: set[str],
@@ -445,7 +395,7 @@ async def read_device_serial(session: Session, fleet: Fleet, device: Device) -> 
 
 
 async def _read_identity(
-    fleet: Fleet, session: Session, device: Device, observed: Observed, gather: _Gather
+    fleet: Fleet, session: Session, device: Device, observed: Observed, gather: Gather
 ) -> None:
     connection = device.spec.connection
     if connection is None or connection.modbus_tcp is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from reconciler.engine import enapter, execute, flatpeak, observe
 from reconciler.engine.fanout import all_of
-from reconciler.engine.observe import _Gather
+from reconciler.engine.gather import Gather
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
 from reconciler.model.fleet import Fleet
@@ -23,7 +23,7 @@ async def observe_platforms(
     whole_fleet: Fleet,
 ) -> None:
     """Read Enapter and Flatpeak concurrently; rejected credentials raise after both."""
-    gather = _Gather(policy)
+    gather = Gather(policy)
     await all_of(
         enapter.observe_enapter(fleet, session, observed, gather, whole_fleet),
         flatpeak.observe_flatpeak(fleet, session, observed, gather),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from reconciler.engine.fanout import all_of
-from reconciler.engine.observe import _Gather
+from reconciler.engine.gather import Gather
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
 from reconciler.plan.actions import Action
@@ -45,7 +45,7 @@ async def read_org_devices(
     """Read into `observed` the sites of `orgs` not listed yet and the devices of each of
     their sites not read yet; whether anything was read (the plan is made again then).
     What cannot be read is Unreachable there: the release waits."""
-    gather = _Gather(policy)
+    gather = Gather(policy)
     novacore = session.novacore
     wanted = sorted(set(orgs))
     unlisted = [org for org in wanted if org not in observed.novacore_sites]
