@@ -18,14 +18,11 @@ from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan
 from reconciler.providers.novacore import convert as novacore_convert
 
-# How a deferred release says what it would do (`plan.actions.defer`).
-_DEFERRED_RELEASE = f"would {Action.RELEASE.value};"
-
 
 def releasing_orgs(plan: Plan) -> set[str]:
     """The organisations the plan releases a gateway from, waiting or not (a deferred
-    release says what it would do: `plan.actions.defer`); not those of a claim or a
-    transfer, which orphan nothing of ours and may be another's to read."""
+    release keeps its action: `plan.actions.defer`); not those of a claim or a transfer,
+    which orphan nothing of ours and may be another's to read."""
     return {
         str(org)
         for change in plan.changes
@@ -33,7 +30,7 @@ def releasing_orgs(plan: Plan) -> set[str]:
         and change.component == "novacore"
         and (
             change.action is Action.RELEASE
-            or (change.action is Action.DEFER and _DEFERRED_RELEASE in change.message)
+            or (change.action is Action.DEFER and change.deferred_action is Action.RELEASE)
         )
         and (org := (change.before or {}).get("org_id"))
     }

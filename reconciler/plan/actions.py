@@ -102,7 +102,10 @@ class Change:
 
     `address` is `<kind>/<name>[<component>]`, e.g. `device/inv-1[novacore]`. `before` and
     `after` hold only declared fields (and never secret values). `blocked` changes are
-    shown but not applied: `message` says what the user must do.
+    shown but not applied: `message` says what the user must do. A deferral made of a
+    planned change (`defer`) keeps that change's action in `deferred_action`: what it
+    would do once its target can be read, for code to branch on where `message` only
+    says it to people.
     """
 
     address: str
@@ -121,6 +124,7 @@ class Change:
     external_id: str | None = None
     depends_on: Sequence[str] = ()
     blocked: bool = False
+    deferred_action: Action | None = None
 
     @classmethod
     def new(
@@ -158,11 +162,15 @@ def defer(change: Change, why: str, *, unread: bool) -> None:
     if unread:
         change.message = f"its state is not known; deferred: {why}"
         change.diff = ()
+        change.deferred_action = None
     elif change.action is Action.DEFER:
-        # Planned as a deferral from the start: there is no action it "would" take.
-        change.message = f"deferred: {why}"
+        # Planned as a deferral from the start, there is no action it "would" take; one
+        # deferred again keeps the action it was planned with, and says it.
+        would = change.deferred_action
+        change.message = f"would {would.value}; deferred: {why}" if would else f"deferred: {why}"
     else:
         change.message = f"would {change.action.value}; deferred: {why}"
+        change.deferred_action = change.action
     if cause is not None:
         change.message = f"{cause}; {change.message}"
     change.action = Action.DEFER

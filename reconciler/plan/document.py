@@ -13,6 +13,9 @@ fingerprints of the identity and account it acted as (`engine.plan_origin`); and
 PLANFILE` reads the relative `inputs.paths` while it holds the same files.
 1.4 added `prunable` to every unmanaged object: whether `apply --prune` removes it (a
 plan made with --prune lists only what it leaves).
+1.5 added `deferred_actions` to every change: for a `defer` made of a planned change, the
+`actions` it would take once its target can be read; null for any other change, and for
+a deferral of what is not known (an object not read, or one not planned until it is).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from reconciler import __version__
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
 
-FORMAT_VERSION = "1.4"
+FORMAT_VERSION = "1.5"
 
 # The most a saved plan may hold: `apply PLANFILE` reads no larger one, and `plan --out`
 # writes none. A plan of the benchmark's generated fleet of 1,000 sites (`sim up --sites
@@ -39,9 +42,21 @@ SPLIT_ADVICE = "plan a part of the fleet at a time (--target, --exclude) to save
 
 
 def actions_of(change: Change) -> list[str]:
-    if change.action is Action.REPLACE:
+    return _encoded(change.action)
+
+
+def _encoded(action: Action) -> list[str]:
+    if action is Action.REPLACE:
         return ["delete", "create"]
-    return [change.action.value]
+    return [action.value]
+
+
+def deferred_actions_of(change: Change) -> list[str] | None:
+    """What a deferral would do once it can, encoded as `actions` is; None when it is not
+    known, or the change is no deferral."""
+    if change.action is not Action.DEFER or change.deferred_action is None:
+        return None
+    return _encoded(change.deferred_action)
 
 
 def change_entry(change: Change) -> dict[str, Any]:
@@ -52,6 +67,7 @@ def change_entry(change: Change) -> dict[str, Any]:
         "component": change.component,
         "site": change.site,
         "actions": actions_of(change),
+        "deferred_actions": deferred_actions_of(change),
         "reason": change.reason.value,
         "message": change.message,
         "blocked": change.blocked,

@@ -85,10 +85,12 @@ def _device_removal(
         message="removed from its gateway (deletionPolicy Release)",
     )
     if isinstance(state, Unreachable):
+        change.deferred_action = change.action
         change.action, change.reason = Action.DEFER, Reason.TARGET_UNREACHABLE
         change.message = f"not removed from its gateway, which could not be read: {state.reason}"
     elif cloud and cloud[0].action is Action.DEFER:
         # Clouds first: the gateway keeps the device until its cloud record is deleted.
+        change.deferred_action = change.action
         change.action, change.reason = Action.DEFER, Reason.DEPENDENCY_BLOCKED
         change.message = f"not removed from its gateway before {cloud_address} is deleted"
     elif not (isinstance(state, ZapState) and hardware_id in state.devices):
@@ -134,6 +136,7 @@ def _cloud_removal(
         message="deleted in Novacore (deletionPolicy Release)",
     )
     if unread is not None:
+        change.deferred_action = change.action
         change.action, change.reason = Action.DEFER, Reason.TARGET_UNREACHABLE
         change.message = f"not deleted in Novacore, which could not be read: {unread.reason}"
     return [change]

@@ -136,6 +136,10 @@ async def test_a_removed_gateway_waits_while_the_devices_bound_to_it_cannot_be_r
     release = next(c for c in result.plan.changes if c.address.startswith("gateway/zap-"))
     assert release.action is Action.DEFER
     assert f"the Novacore devices of site {site_id}, which may be bound to it" in release.message
+    # What it waits to do is kept as an action, for the engine and in the JSON plan alike.
+    assert release.deferred_action is Action.RELEASE
+    (entry,) = [e for e in result.document()["changes"] if e["address"] == release.address]
+    assert (entry["actions"], entry["deferred_actions"]) == (["defer"], ["release"])
 
     unreadable.site_id = ""
     result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
