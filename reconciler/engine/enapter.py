@@ -561,16 +561,19 @@ async def _deliver_config(
                 asyncio.to_thread(_write_private_file, path, tmp, text, change.address)
             )
             writing.add_done_callback(lambda done: done.cancelled() or done.exception())
+            placed = False
             try:
                 # Shielded: a thread goes on when its awaiter is cancelled (an interrupt).
                 written = await asyncio.shield(writing)
                 enapter_files.put(settings, device_id, written, path)
+                placed = True
             except OSError as exc:
                 raise _unwritten(path, exc, change.address) from None
             finally:
+                # Put in place: its pending record is its record (`enapter_files.put`).
                 # Still being written (cancelled meanwhile): it stays recorded, for the
                 # next run to remove. Not removable: recorded too, the next run tries again.
-                if writing.done():
+                if writing.done() and not placed:
                     with contextlib.suppress(OSError):
                         tmp.unlink(missing_ok=True)
                     enapter_files.release(settings, tmp)

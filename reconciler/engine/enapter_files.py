@@ -12,7 +12,12 @@ the file is written, as pending (`reserve`), naming the temporary file it is wri
 under a name no other write uses, and given the file's identity before it is renamed into
 place (`put`): no kill leaves a file written and not recorded, and the temporary file a
 kill leaves, holding credentials, is known as the reconciler's and removed by the next
-run (`clear_leftovers`).
+run (`clear_leftovers`). Those are the two writes of the inventory a config file costs,
+and neither can go: the first is what makes a leftover temporary file known, and no
+identity can be recorded before the file is written; without the second, a kill right
+after the rename leaves a file that was never in place (killed before the temporary file
+was made) not to be told from one that was. Once the file is in place, its pending record
+is its record (`StateDir.read_inventory`), kept so by the next write of the inventory.
 
 A file is removed after its device's delete succeeded (`engine.enapter`), or once the
 device's config was written to another file (its `configOutput.file` changed: the one
@@ -101,11 +106,12 @@ def put(settings: Settings, device_id: str, written: Path, path: Path) -> None:
     again, whose new config replaced the old) is replaced. The device's records of other
     files stay, for `remove` to remove them.
 
-    The pending record is given first the identity the file keeps through the rename: a
-    run killed right after the rename leaves the file recorded all the same, as the
-    inventory is read next (`StateDir.read_inventory`), and one killed before it leaves
-    the record of the file there untouched. Raises OSError when the file could not be
-    put there."""
+    The pending record is given the identity the file keeps through the rename, before
+    it: read once the file is in place and its temporary file gone, that record is the
+    file's (`StateDir.read_inventory`), so the rename needs no write of the inventory
+    after it, and a run killed right after it leaves the file recorded all the same; one
+    killed before it leaves the record of the file there untouched. Raises OSError when
+    the file could not be put there."""
     state = StateDir(Path(settings.state_dir))
     inventory = state.read_inventory()
     stat = os.lstat(written)
@@ -116,15 +122,13 @@ def put(settings: Settings, device_id: str, written: Path, path: Path) -> None:
     inventory.enapter_config_files_pending[tmp] = dataclasses.replace(pending, written=file)
     state.write_inventory(inventory)
     os.replace(written, path)  # on failure, the caller removes it and `release`s it
-    del inventory.enapter_config_files_pending[tmp]
-    inventory.enapter_config_files[key] = file
-    state.write_inventory(inventory)
 
 
 def release(settings: Settings, tmp: Path) -> None:
-    """Forget the pending record of the temporary file `tmp` (`reserve`) once the write
-    is over and the file is gone (renamed into place, or removed by the caller). One still
-    there (it could not be removed) keeps it, for the next run to remove."""
+    """Forget the pending record of the temporary file `tmp` (`reserve`) once a write
+    that did not put it in place is over and the file is gone (removed by the caller). One
+    still there (it could not be removed) keeps it, for the next run to remove. One put in
+    place needs nothing: its record is read as the file's (`put`)."""
     try:
         os.lstat(tmp)
     except (FileNotFoundError, NotADirectoryError):

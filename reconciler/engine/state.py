@@ -328,23 +328,30 @@ class StateDir:
                 if isinstance(file, dict) and _is_written_file(file)
             },
         )
-        # A config file recorded as being written, and not recorded as put in place (the
-        # run was killed in between): found in place, it is the file written, and replaces
-        # the record of the one it replaced; not found, it was never put there and the
-        # record of the file that is stays. Recorded so, not once it was renamed, a kill
-        # right after the rename left it with no record, never removed. The pending record
-        # itself stays, for its temporary file to be removed (`enapter_files.clear_leftovers`).
+        # A config file recorded as being written, with the identity it has once written
+        # (`enapter_files.put`): found in place, it is the file written, and replaces the
+        # record of the one it replaced; not found, it was never put there and the record
+        # of the file that is stays. Recorded so before the rename, not after it, a kill
+        # right after the rename leaves it recorded all the same. Its temporary file gone
+        # too, the write is over (renamed, which is what puts that identity in place) and
+        # the pending record is only that: the next write of the inventory keeps the file's
+        # record alone. Otherwise the pending record stays, for its temporary file to be
+        # removed (`enapter_files.clear_leftovers`).
         for file in data.get("enapter_config_files_pending", {}).values():
             if not isinstance(file, dict):
                 continue
+            put = None
             written = file.get("written", file)  # before 'tmp': the identity at the top
             if isinstance(written, dict) and _is_written_file(written) and file.get("device_id"):
                 put = _written_file(written, device_id=str(file["device_id"]))
                 if put.is_in_place():
                     inventory.enapter_config_files[put.path] = put
+                else:
+                    put = None
             if _is_pending_file(file):
                 pending = _pending_file(file)
-                inventory.enapter_config_files_pending[pending.tmp] = pending
+                if put is None or _exists(pending.tmp) is not False:
+                    inventory.enapter_config_files_pending[pending.tmp] = pending
         return inventory
 
     def write_inventory(self, inventory: Inventory) -> None:
@@ -484,6 +491,17 @@ class WrittenFile:
             return False
         except OSError:
             return None
+
+
+def _exists(path: str) -> bool | None:
+    """Whether there is a file at `path` (a link counts); None when that cannot be told."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return None
+    return True
 
 
 def _written_file(data: dict[str, Any], *, device_id: str) -> WrittenFile:

@@ -22,6 +22,7 @@ import ctypes
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -927,3 +928,77 @@ async def test_a_temporary_config_file_another_running_apply_writes_is_left_alon
     assert code == 0, output
     assert "note: removed" not in output and leftover in _leftovers(a_file.parent)
     assert a_file.is_file()
+
+
+# -- how often writing a config file writes the inventory -----------------------------------------
+
+_IN_MOVED_TO, _IN_CREATE, _IN_Q_OVERFLOW = 0x80, 0x100, 0x4000
+
+
+class _DirectoryEvents:
+    """The files made in a directory and renamed into it, in the order the kernel reports
+    them (inotify): each write of a state file is a rename onto its name."""
+
+    def __init__(self, directory: Path) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK)
+        if self.fd < 0:
+            pytest.skip(f"inotify is not available: {os.strerror(ctypes.get_errno())}")
+        if libc.inotify_add_watch(self.fd, os.fsencode(directory), _IN_CREATE | _IN_MOVED_TO) < 0:
+            os.close(self.fd)
+            raise OSError(ctypes.get_errno(), f"cannot watch {directory}")
+
+    def read(self) -> list[tuple[str, str]]:
+        """("made" or "renamed", file name) of what happened since the last read."""
+        data = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self.fd, 1 << 16):
+                data += chunk
+        events, offset = [], 0
+        while offset < len(data):
+            _, mask, _, length = struct.unpack_from("iIII", data, offset)
+            assert not mask & _IN_Q_OVERFLOW, "events were lost"
+            name = data[offset + 16:offset + 16 + length].rstrip(b"\0").decode()
+            events.append(("renamed" if mask & _IN_MOVED_TO else "made", name))
+            offset += 16 + length
+        return events
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+async def test_each_config_file_written_writes_the_inventory_twice(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    """Once before its temporary file is made (a kill leaves that file, holding the
+    credentials, known as the reconciler's) and once before it is renamed into place (its
+    identity: a kill right after leaves it recorded), and not again after the rename; the
+    apply then writes the inventory once, at its end, as any apply does."""
+    text = _two_ucms(ucm_file="ucm.json", mqtt_file="mqtt.json")  # in the state directory
+    world = await make_world(text)
+    world.state_dir.mkdir(mode=0o700)
+    fleet_dir = _write_fleet(tmp_path / "fleet", text)
+    events = _DirectoryEvents(world.state_dir)
+    try:
+        code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve")
+        seen = events.read()
+    finally:
+        events.close()
+    assert code == 0, output
+    # Both recorded as written, by the apply's last write at the latest.
+    recorded = json.loads((world.state_dir / "inventory.json").read_text())
+    assert recorded["enapter_config_files_pending"] == {}
+    assert sorted(Path(path).name for path in recorded["enapter_config_files"]) == [
+        "mqtt.json", "ucm.json"]
+    said = " ".join(f"{how}:{name}" for how, name in seen)
+    inventory = ("renamed", "inventory.json")
+    for config in ("ucm.json", "mqtt.json"):
+        [made] = [i for i, (how, name) in enumerate(seen)
+                  if how == "made" and name.startswith(f"{config}.") and name.endswith(".tmp")]
+        renamed = seen.index(("renamed", config))
+        assert inventory in seen[:made], f"{config}: not recorded before it was made: {said}"
+        assert inventory in seen[made:renamed], f"{config}: not given its identity: {said}"
+    # The two files' writes may interleave: counted in all, and after the last rename only
+    # the apply's own write.
+    assert seen.count(inventory) == 2 * 2 + 1, said
+    last = max(seen.index(("renamed", config)) for config in ("ucm.json", "mqtt.json"))
+    assert seen[last + 1:].count(inventory) == 1, said
