@@ -20,6 +20,7 @@ from typing import Any
 from reconciler.cli import common, saved_paths
 from reconciler.engine import interrupted, plan_origin
 from reconciler.engine.apply import ApplyReport, Outcome
+from reconciler.engine.config import Settings
 from reconciler.engine.reconcile import PlanResult, Reconciler, desired_fingerprint
 from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.engine.unread import unread_sources
@@ -145,11 +146,16 @@ def _progress(stream: Any) -> Any:
     return show
 
 
-def print_report(report: ApplyReport, stream: Any) -> None:
+def print_report(report: ApplyReport, stream: Any, settings: Settings | None = None) -> None:
     counts = report.counts()
     for status in ("failed", "skipped", "blocked"):
         for outcome in report.by_status(status):
             print(printable(f"{status}: {outcome.address}: {outcome.message}"), file=stream)
+    # A write refused for its token (a release past the token's 24 h): which setting to
+    # change, as a refused read says.
+    failed = (o.error for o in report.by_status("failed"))
+    for note in common.refused_notes(settings, failed) if settings else []:
+        print(printable(note), file=stream)
     # Deferred changes share their site's reason (its gateway or cloud did not answer): one
     # line per site, not one per change of it.
     for first, more in common.first_of_each_site(report.by_status("deferred")):
@@ -363,6 +369,8 @@ async def _apply(
             result: PlanResult = await reconciler.plan(options, paths=paths)
         except ProviderError as error:
             print(f"error: {error}", file=sys.stderr)
+            for note in common.refused_notes(settings, [error]):
+                print(printable(note), file=sys.stderr)
             return common.EXIT_ERROR
         if saved and result.inputs["observed_sha256"] != saved["inputs"].get("observed_sha256"):
             unread = unread_sources(result.observed, settings)
@@ -409,7 +417,7 @@ async def _apply(
         with _stopped_by_signals(stop):
             report = await reconciler.apply(result, progress=_progress(out), stop=stop)
         reconciler.state.settle(unfinished)
-    print_report(report, out)
+    print_report(report, out, settings)
     if args.output == "json":
         print(common.json_dump(report.as_dict()))
     return common.EXIT_OK if report.ok else common.EXIT_ERROR

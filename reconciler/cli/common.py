@@ -259,6 +259,14 @@ def warn_unusable_state_dir(settings: Settings, stream: TextIO | None = None) ->
     )
 
 
+def refused_notes(settings: Settings, errors: Iterable[BaseException | None]) -> list[str]:
+    """A `note:` line of what to do for each credential `errors` say was refused (a 401: a
+    token expired or wrong), once per credential however many calls it failed: the error
+    alone says HTTP 401, not which setting to change."""
+    hints = (settings.refused_hint(error, when=None) for error in errors)
+    return [f"note: {hint}" for hint in dict.fromkeys(h for h in hints if h is not None)]
+
+
 def use_color(stream: TextIO, disabled: bool = False) -> bool:
     # no-color.org: only a non-empty NO_COLOR turns colour off (`NO_COLOR=` is unset).
     # TERM=dumb is a terminal that shows escape sequences as text (Emacs' shell, some CI

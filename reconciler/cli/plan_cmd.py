@@ -173,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         result = asyncio.run(make())
     except (ProviderError, StateDirError) as error:
         print(f"error: {error}", file=sys.stderr)
+        for note in common.refused_notes(settings, [error]):
+            print(printable(note), file=sys.stderr)
         return common.EXIT_ERROR
     # Fingerprints are for machines (JSON, a saved plan); a rendering for people skips them.
     doc = result.document(with_inputs=args.output == "json" or bool(args.out))

@@ -123,10 +123,12 @@ class Settings:
             raise ConfigError(problems, subject="settings")
         return dataclasses.replace(self, **changes) if changes else self
 
-    def refused_hint(self, error: Exception, *, when: str) -> str | None:
+    def refused_hint(self, error: BaseException | None, *, when: str | None) -> str | None:
         """What to do about a platform's 401 (its credential refused: a token past its
         expiry, Novacore's after 24 h), read again `when` ("at the next run"): a file is
-        read again then, a variable at start only. None for any other error."""
+        read again then, a variable at start only. `when` None for a command that runs
+        once (`plan`, `apply`), which reads both again when run again. None for any other
+        error."""
         if not isinstance(error, ProviderAuthError) or error.status != 401:
             return None
         platform = error.operation.partition(".")[0]
@@ -136,6 +138,12 @@ class Settings:
         what = _CREDENTIAL_NAMES[name]
         path = getattr(self, name + "_file")
         variable = PREFIX + name.upper()
+        if when is None:
+            if path:
+                return (f"the {what} from {variable}_FILE ({path}) was refused (expired or "
+                        f"wrong): write a new {what} into it and run the command again")
+            return (f"the {what} from {variable} was refused (expired or wrong): set it to "
+                    f"a new {what} and run the command again")
         if path:
             return (f"the {what} from {variable}_FILE ({path}) was refused; the file is read "
                     f"again {when}: write a new {what} into it, no restart needed")

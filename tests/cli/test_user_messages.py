@@ -1,0 +1,65 @@
+"""What `plan` and `apply` tell a user where the bare error would leave them guessing: a
+token refused, a state directory that could not be written after the remote writes, a
+saved plan applied already, a selection with nothing to do while the rest has, and a huge
+value echoed in an error. The CLI runs in this process against simulators served from a
+background thread (`test_plan_apply.make_cli`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import test_plan_apply
+from simworld import ORG_B, Doc, gateway, serial_of, site, standard_site
+from test_plan_apply import CliFactory
+
+make_cli = test_plan_apply.make_cli  # the fixture, shared
+
+
+def releasable_gateway_site() -> list[Doc]:
+    """Site s1 (org-alpha) with its gateway and devices, and site s2 (org-beta) with a
+    gateway of its own, no device bound to it, released when undeclared."""
+    released = gateway("s2-zap", "s2", serial_of(2))
+    released["spec"]["deletionPolicy"] = "Release"
+    return [*standard_site(1), site("s2", org=ORG_B), released]
+
+
+@pytest.mark.parametrize("source", ["variable", "file"])
+def test_a_token_refused_during_a_release_says_which_setting_to_change(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        source: str) -> None:
+    run = make_cli(releasable_gateway_site())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    if source == "file":
+        token_file = tmp_path / "novacore-token"
+        token_file.write_text(os.environ["RECONCILER_NOVACORE_TOKEN"])
+        monkeypatch.delenv("RECONCILER_NOVACORE_TOKEN")
+        monkeypatch.setenv("RECONCILER_NOVACORE_TOKEN_FILE", str(token_file))
+        hint = (f"note: the Novacore token from RECONCILER_NOVACORE_TOKEN_FILE ({token_file}) "
+                "was refused (expired or wrong): write a new Novacore token into it and run "
+                "the command again")
+    else:
+        hint = ("note: the Novacore token from RECONCILER_NOVACORE_TOKEN was refused (expired "
+                "or wrong): set it to a new Novacore token and run the command again")
+    run.rewrite([*standard_site(1), site("s2", org=ORG_B)])
+    novacore = run.sims.sims.novacore
+    # The release, the one write, answered 401 as a token past its 24 h is.
+    run.sims.call(novacore.faults.update, {"error_status": 401, "lose_next": 1})
+    code, out, _ = run("apply", run.path, "--auto-approve", "--prune")
+    assert code == 1, out
+    assert f"failed: gateway/{serial_of(2)}[novacore]: novacore.release_gateway " in out, out
+    assert out.count(hint) == 1, out
+
+    # Past its 24 h at the first read: the same advice.
+    token = token_file.read_text() if source == "file" else os.environ["RECONCILER_NOVACORE_TOKEN"]
+    run.sims.call(novacore.expire_token, token)
+    for command in (["plan", run.path], ["apply", run.path, "--auto-approve", "--prune"]):
+        code, out, err = run(*command)
+        assert code == 1 and "HTTP 401" in err, err
+        assert err.splitlines()[-1] == hint, err
