@@ -21,7 +21,7 @@ from reconciler.cli import common, saved_paths
 from reconciler.engine import interrupted, plan_origin
 from reconciler.engine.apply import ApplyReport, Outcome
 from reconciler.engine.config import Settings
-from reconciler.engine.reconcile import PlanResult, Reconciler, desired_fingerprint
+from reconciler.engine.reconcile import NotRecorded, PlanResult, Reconciler, desired_fingerprint
 from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.engine.unread import unread_sources
 from reconciler.errors import ConfigError, Diagnostic, PlanError, ProviderError
@@ -414,10 +414,20 @@ async def _apply(
             print("Apply cancelled.", file=sys.stderr)
             return common.EXIT_ERROR
         stop = asyncio.Event()
+        unrecorded: NotRecorded | None = None
         with _stopped_by_signals(stop):
-            report = await reconciler.apply(result, progress=_progress(out), stop=stop)
-        reconciler.state.settle(unfinished)
+            try:
+                report = await reconciler.apply(result, progress=_progress(out), stop=stop)
+            except NotRecorded as error:
+                # What was done and what failed first, then why it is not recorded: the
+                # user must learn what changed out there either way.
+                report, unrecorded = error.report, error
+        if unrecorded is None:
+            reconciler.state.settle(unfinished)
     print_report(report, out, settings)
     if args.output == "json":
         print(common.json_dump(report.as_dict()))
+    if unrecorded is not None:
+        print(printable(f"error: {unrecorded}"), file=sys.stderr)
+        return common.EXIT_ERROR
     return common.EXIT_OK if report.ok else common.EXIT_ERROR

@@ -6,6 +6,7 @@ background thread (`test_plan_apply.make_cli`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_plan_apply
 from simworld import ORG_B, Doc, gateway, serial_of, site, standard_site
 from test_plan_apply import CliFactory
+
+from reconciler.state_files import INVENTORY, TEMPORARY_SUFFIX
 
 make_cli = test_plan_apply.make_cli  # the fixture, shared
 
@@ -63,3 +66,25 @@ def test_a_token_refused_during_a_release_says_which_setting_to_change(
         code, out, err = run(*command)
         assert code == 1 and "HTTP 401" in err, err
         assert err.splitlines()[-1] == hint, err
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_an_inventory_not_written_after_the_changes_still_reports_what_was_done(
+        make_cli: CliFactory, output: str) -> None:
+    run = make_cli(standard_site(1))
+    # Where the inventory is written before it is renamed into place: its write fails as
+    # on a full disk, once the changes are made.
+    run.state_dir.mkdir()
+    blocker = run.state_dir / (INVENTORY + TEMPORARY_SUFFIX)
+    blocker.mkdir()
+    code, out, err = run("apply", run.path, "--auto-approve", "-o", output)
+    assert code == 1, out + err
+    summary = out if output == "text" else err
+    assert "Apply complete: 8 done, 0 failed, 0 skipped, 0 blocked, 0 deferred" in summary, \
+        summary
+    if output == "json":
+        assert json.loads(out)["counts"]["done"] == 8, out
+    assert err.splitlines()[-1].startswith(
+        f"error: cannot write {run.state_dir / INVENTORY}, the inventory (what the runs "
+        f"applied, for when it is declared no more): {blocker}: is a directory; the changes "
+        "already made stay"), err
