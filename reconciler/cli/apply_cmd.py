@@ -203,6 +203,30 @@ def _cannot_check(plan_file: str, unread: list[str]) -> None:
     )
 
 
+def _stale(plan_file: str, saved: dict[str, Any], result: PlanResult) -> str:
+    """Why a saved plan whose actual state changed is not applied, and, when the changes
+    it lists are no longer to be made (the state matches their "after"), that it may have
+    been applied already: a saved plan applies once, and the second `apply plan.json` is
+    the common way to get here."""
+    listed = {
+        entry.get("address")
+        for entry in saved.get("changes", [])
+        if isinstance(entry, dict) and entry.get("actions") not in (["no-op"], ["defer"])
+        and not entry.get("blocked")
+    }
+    still = {c.address for c in result.plan.changes if c.is_change}
+    made = len(listed - still)
+    why = "the actual state changed since the plan was made"
+    if listed and made == len(listed):
+        why += (", and each change it lists is in place now: it may have been applied "
+                "already (a saved plan applies once)")
+    elif made:
+        why += (f", and {made} of the {len(listed)} changes it lists are in place now: it "
+                "may have been applied in part already (an apply that failed or was stopped)")
+    return (f"error: the saved plan {plan_file} is stale: {why}; nothing was applied. Run "
+            "`reconciler plan` again and review the new plan")
+
+
 def _confirm(args: argparse.Namespace) -> bool:
     if args.auto_approve:
         return True
@@ -378,11 +402,7 @@ async def _apply(
                 # Not "changed": what did not answer may well be as it was.
                 _cannot_check(args.paths[0], unread)
             else:
-                print(
-                    "error: the actual state changed since the plan was made; run "
-                    "`reconciler plan` again and review the new plan",
-                    file=sys.stderr,
-                )
+                print(printable(_stale(args.paths[0], saved, result)), file=sys.stderr)
             return common.EXIT_ERROR
         doc = result.document()
         if saved and json.loads(json.dumps(doc["changes"])) != saved.get("changes"):

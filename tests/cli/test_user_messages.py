@@ -88,3 +88,50 @@ def test_an_inventory_not_written_after_the_changes_still_reports_what_was_done(
         f"error: cannot write {run.state_dir / INVENTORY}, the inventory (what the runs "
         f"applied, for when it is declared no more): {blocker}: is a directory; the changes "
         "already made stay"), err
+
+
+def test_a_saved_plan_applied_twice_says_it_may_have_been_applied_already(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    run = make_cli(standard_site(1) + standard_site(2))
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    assert run("apply", str(saved))[0] == 0
+    run.sims.call(run.sims.sims.reset_counts)
+    code, _, err = run("apply", str(saved))
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        f"error: the saved plan {saved} is stale: the actual state changed since the plan was "
+        "made, and each change it lists is in place now: it may have been applied already (a "
+        "saved plan applies once); nothing was applied. Run `reconciler plan` again and "
+        "review the new plan"), err
+    assert run.sims.call(run.sims.sims.writes) == 0
+
+
+def test_a_saved_plan_applied_in_part_by_another_run_says_how_much_is_in_place(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    run = make_cli(standard_site(1) + standard_site(2))
+    saved = tmp_path / "plan.json"
+    code, out, _ = run("plan", run.path, "--out", str(saved))
+    assert code == 0 and "Plan: 10 to create, 2 to claim, 4 to update." in out, out
+    assert run("apply", run.path, "--auto-approve", "--target", "site/s1")[0] == 0
+    code, _, err = run("apply", str(saved))
+    assert code == 1
+    assert (f"error: the saved plan {saved} is stale: the actual state changed since the plan "
+            "was made, and 8 of the 16 changes it lists are in place now: it may have been "
+            "applied in part already (an apply that failed or was stopped); nothing was "
+            "applied.") in err, err
+
+
+def test_a_saved_plan_overtaken_by_another_change_says_only_that_the_state_changed(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    run = make_cli(standard_site(1))
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    zap = run.sims.sims.zaps[serial_of(1)]
+    run.sims.call(zap.install_device, {"type": "mqtt", "profile": "ferroamp",
+                                       "broker_host": "192.168.1.99"}, sn="STRANGER")
+    code, _, err = run("apply", str(saved))
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        f"error: the saved plan {saved} is stale: the actual state changed since the plan was "
+        "made; nothing was applied. Run `reconciler plan` again and review the new plan"), err
