@@ -135,3 +135,33 @@ def test_a_saved_plan_overtaken_by_another_change_says_only_that_the_state_chang
     assert err.splitlines()[-1] == (
         f"error: the saved plan {saved} is stale: the actual state changed since the plan was "
         "made; nothing was applied. Run `reconciler plan` again and review the new plan"), err
+
+
+def test_a_selection_with_nothing_to_do_says_the_rest_of_the_fleet_has_changes(
+        make_cli: CliFactory) -> None:
+    docs = standard_site(1) + standard_site(2, labels={"tier": "gold"})
+    run = make_cli(docs)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    docs[4]["spec"]["displayName"] = "Renamed in git"  # site s2
+    docs[6]["spec"]["displayName"] = "Renamed too"  # device s2-inv
+    run.rewrite(docs)
+    for selection in (["--target", "site/s1"], ["--exclude", "site/s2"],
+                      ["--target", "tier!=gold"]):
+        code, out, _ = run("plan", run.path, "--detailed-exitcode", *selection)
+        assert code == 0, out
+        assert out.splitlines()[0] == (
+            "No changes in the selected objects; 2 changes outside the selection (--target, "
+            "--exclude) are not shown."), out
+        code, out, _ = run("plan", run.path, "-o", "markdown", *selection)
+        assert ("No changes in the selected objects; **2 changes outside the selection "
+                "(--target, --exclude) are not shown**.") in out, out
+        code, out, _ = run("plan", run.path, "-o", "json", *selection)
+        assert json.loads(out)["summary"]["outside_selection"] == 2, out
+
+    code, out, _ = run("plan", run.path, "--exclude", "device/s2-inv")
+    assert out.splitlines()[-2:] == [
+        "Plan: 1 to update.",
+        "1 change outside the selection (--target, --exclude) is not shown."], out
+    code, out, _ = run("plan", run.path)
+    assert "outside the selection" not in out and "Plan: 2 to update." in out, out
+    assert json.loads(run("plan", run.path, "-o", "json")[1])["summary"]["outside_selection"] == 0
