@@ -16,7 +16,7 @@ from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDir, StateDirError, atomic_write
 from reconciler.errors import ConfigError, Diagnostic, ProviderError
 from reconciler.plan import document, markdown, render
-from reconciler.printable import printable
+from reconciler.printable import echo, printable
 from reconciler.sources import bounded
 
 EXAMPLES = """\
@@ -79,7 +79,7 @@ def _markdown_limit(text: str) -> int:
     if value != 0 and value < markdown.MIN_LIMIT:
         raise argparse.ArgumentTypeError(
             f"expected a number of characters, at least {markdown.MIN_LIMIT}, or 0 for no "
-            f"limit, not {text!r}"
+            f"limit, not {echo(text)}"
         )
     return value
 

@@ -17,9 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import test_plan_apply
-from simworld import ORG_B, Doc, gateway, serial_of, site, standard_site
+from simworld import ORG_B, Doc, gateway, serial_of, site, standard_site, write
 from test_plan_apply import CliFactory
 
+from reconciler.cli import main as cli
 from reconciler.state_files import INVENTORY, TEMPORARY_SUFFIX
 
 make_cli = test_plan_apply.make_cli  # the fixture, shared
@@ -165,3 +166,58 @@ def test_a_selection_with_nothing_to_do_says_the_rest_of_the_fleet_has_changes(
     code, out, _ = run("plan", run.path)
     assert "outside the selection" not in out and "Plan: 2 to update." in out, out
     assert json.loads(run("plan", run.path, "-o", "json")[1])["summary"]["outside_selection"] == 0
+
+
+def huge_value_documents(big: str) -> list[Doc]:
+    """One document per file (a file holds at most 4 MiB): `big` as a timezone, a kind, a
+    key of a spec, the name of a site declared twice, and a URL without a scheme."""
+    kept = site("s1")
+    kept["spec"]["displayName"] = big
+    twice = site("s9")
+    twice["spec"]["displayName"] = big
+    timezone = site("s2")
+    timezone["spec"]["timezone"] = big
+    unknown_key = site("s3")
+    unknown_key["spec"]["x" + big[:1000]] = 1
+    schemeless = gateway("g", "s1", serial_of(1))
+    schemeless["spec"]["zap"]["url"] = "a" * 300
+    return [kept, twice, timezone, {"apiVersion": kept["apiVersion"], "kind": big,
+                                    "metadata": {"name": "k"}}, unknown_key, schemeless]
+
+
+def test_a_huge_value_is_echoed_cut_with_its_length_in_every_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    big = "A" * 1_000_000
+    fleet_dir = tmp_path / "sites"
+    fleet_dir.mkdir()
+    for index, doc in enumerate(huge_value_documents(big)):
+        write(fleet_dir / str(index), [doc])
+    cut = "'" + "A" * 79 + "…' (1,000,000 characters)"
+    code = cli.main(["validate", str(fleet_dir)])
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert max(map(len, err.splitlines())) < 600, err[:2000]
+    lines = err.splitlines()
+    assert any(line.endswith(f"spec.timezone: unknown timezone {cut}; use an IANA name such "
+                             "as 'Europe/Stockholm' or 'UTC'") for line in lines), err
+    assert any(line.endswith(f"kind: unknown kind {cut}; known kinds: Site, Gateway, Device, "
+                             "DER") for line in lines), err
+    assert any(f"displayName {cut} is already used by Site 's1'" in line for line in lines), err
+    key = "x" + "A" * 79 + "… (1,001 characters)"
+    assert any(f": spec.{key}: unknown field '{key[:79]}…' (1,001 characters); valid fields "
+               "here: " in line for line in lines), err
+    assert any(f"{'a' * 79}…' (300 characters) has no scheme: write the URL whole, such as "
+               f"'http://{'a' * 72}…' (307 characters)" in line for line in lines), err
+
+    # A setting and a --target given whole: cut as well.
+    small = str(write(tmp_path / "small", [site("s1")]).parent)
+    monkeypatch.setenv("RECONCILER_RETRIES", big)
+    code = cli.main(["plan", small])
+    _, err = capsys.readouterr()
+    assert code == 1 and len(err) < 1000 and f"got {cut}" in err, err[:2000]
+    monkeypatch.delenv("RECONCILER_RETRIES")
+    code = cli.main(["plan", small, "--target", "site/" + big])
+    _, err = capsys.readouterr()
+    assert code == 1 and len(err) < 1000 and "'site/" + "A" * 74 + "…' (1,000,005 " in err, \
+        err[:2000]
