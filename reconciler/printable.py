@@ -31,3 +31,29 @@ def printable(text: str) -> str:
     if text.isprintable():  # nearly all text: one scan in C
         return text
     return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+# How much of a value an error message echoes: enough to recognise it. A 1 MB string in a
+# YAML field, or typed as a setting, is not printed whole in every message about it.
+ECHO_LIMIT = 80
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """`repr(value)`, as an error message quotes what it was given, cut to its first `limit`
+    characters with an ellipsis and the length of the whole when longer:
+    `'AAAA…' (1,000,000 characters)`."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, str):
+        # The closing quote kept: the value reads as a quoted string, cut.
+        return f"{text[:limit]}…{text[0]} ({len(value):,} characters)"
+    return f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def clipped(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` (a field path, a name from the input, shown unquoted) cut as `echo` cuts a
+    value: its first `limit` characters, an ellipsis and the length of the whole."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"

@@ -20,7 +20,8 @@ from typing import Any
 from reconciler.cli import common, saved_paths
 from reconciler.engine import interrupted, plan_origin
 from reconciler.engine.apply import ApplyReport, Outcome
-from reconciler.engine.reconcile import PlanResult, Reconciler, desired_fingerprint
+from reconciler.engine.config import Settings
+from reconciler.engine.reconcile import NotRecorded, PlanResult, Reconciler, desired_fingerprint
 from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.engine.unread import unread_sources
 from reconciler.errors import ConfigError, Diagnostic, PlanError, ProviderError
@@ -145,11 +146,16 @@ def _progress(stream: Any) -> Any:
     return show
 
 
-def print_report(report: ApplyReport, stream: Any) -> None:
+def print_report(report: ApplyReport, stream: Any, settings: Settings | None = None) -> None:
     counts = report.counts()
     for status in ("failed", "skipped", "blocked"):
         for outcome in report.by_status(status):
             print(printable(f"{status}: {outcome.address}: {outcome.message}"), file=stream)
+    # A write refused for its token (a release past the token's 24 h): which setting to
+    # change, as a refused read says.
+    failed = (o.error for o in report.by_status("failed"))
+    for note in common.refused_notes(settings, failed) if settings else []:
+        print(printable(note), file=stream)
     # Deferred changes share their site's reason (its gateway or cloud did not answer): one
     # line per site, not one per change of it.
     for first, more in common.first_of_each_site(report.by_status("deferred")):
@@ -195,6 +201,30 @@ def _cannot_check(plan_file: str, unread: list[str]) -> None:
         ),
         file=sys.stderr,
     )
+
+
+def _stale(plan_file: str, saved: dict[str, Any], result: PlanResult) -> str:
+    """Why a saved plan whose actual state changed is not applied, and, when the changes
+    it lists are no longer to be made (the state matches their "after"), that it may have
+    been applied already: a saved plan applies once, and the second `apply plan.json` is
+    the common way to get here."""
+    listed = {
+        entry.get("address")
+        for entry in saved.get("changes", [])
+        if isinstance(entry, dict) and entry.get("actions") not in (["no-op"], ["defer"])
+        and not entry.get("blocked")
+    }
+    still = {c.address for c in result.plan.changes if c.is_change}
+    made = len(listed - still)
+    why = "the actual state changed since the plan was made"
+    if listed and made == len(listed):
+        why += (", and each change it lists is in place now: it may have been applied "
+                "already (a saved plan applies once)")
+    elif made:
+        why += (f", and {made} of the {len(listed)} changes it lists are in place now: it "
+                "may have been applied in part already (an apply that failed or was stopped)")
+    return (f"error: the saved plan {plan_file} is stale: {why}; nothing was applied. Run "
+            "`reconciler plan` again and review the new plan")
 
 
 def _confirm(args: argparse.Namespace) -> bool:
@@ -363,6 +393,8 @@ async def _apply(
             result: PlanResult = await reconciler.plan(options, paths=paths)
         except ProviderError as error:
             print(f"error: {error}", file=sys.stderr)
+            for note in common.refused_notes(settings, [error]):
+                print(printable(note), file=sys.stderr)
             return common.EXIT_ERROR
         if saved and result.inputs["observed_sha256"] != saved["inputs"].get("observed_sha256"):
             unread = unread_sources(result.observed, settings)
@@ -370,11 +402,7 @@ async def _apply(
                 # Not "changed": what did not answer may well be as it was.
                 _cannot_check(args.paths[0], unread)
             else:
-                print(
-                    "error: the actual state changed since the plan was made; run "
-                    "`reconciler plan` again and review the new plan",
-                    file=sys.stderr,
-                )
+                print(printable(_stale(args.paths[0], saved, result)), file=sys.stderr)
             return common.EXIT_ERROR
         doc = result.document()
         if saved and json.loads(json.dumps(doc["changes"])) != saved.get("changes"):
@@ -406,10 +434,20 @@ async def _apply(
             print("Apply cancelled.", file=sys.stderr)
             return common.EXIT_ERROR
         stop = asyncio.Event()
+        unrecorded: NotRecorded | None = None
         with _stopped_by_signals(stop):
-            report = await reconciler.apply(result, progress=_progress(out), stop=stop)
-        reconciler.state.settle(unfinished)
-    print_report(report, out)
+            try:
+                report = await reconciler.apply(result, progress=_progress(out), stop=stop)
+            except NotRecorded as error:
+                # What was done and what failed first, then why it is not recorded: the
+                # user must learn what changed out there either way.
+                report, unrecorded = error.report, error
+        if unrecorded is None:
+            reconciler.state.settle(unfinished)
+    print_report(report, out, settings)
     if args.output == "json":
         print(common.json_dump(report.as_dict()))
+    if unrecorded is not None:
+        print(printable(f"error: {unrecorded}"), file=sys.stderr)
+        return common.EXIT_ERROR
     return common.EXIT_OK if report.ok else common.EXIT_ERROR

@@ -21,7 +21,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
 from reconciler.plan.planner import Plan, PlanOptions
-from reconciler.printable import printable
+from reconciler.printable import ECHO_LIMIT, clipped, printable
 from reconciler.sources import bounded, loader
 
 EXIT_OK = 0
@@ -69,9 +69,18 @@ def error_line(diagnostic: Diagnostic) -> str:
     shown = dataclasses.replace(
         diagnostic,
         file=None if diagnostic.file is None else printable(diagnostic.file),
-        path=printable(diagnostic.path),
+        # A key of the input is part of the path: a 1 MB key is cut, as a value is.
+        path=printable(_clipped_path(diagnostic.path)),
     )
     return f"error: {shown}"
+
+
+def _clipped_path(path: str) -> str:
+    """`path` (`spec.ders[0].type`) with each key longer than an echoed value cut
+    (`printable.clipped`)."""
+    if len(path) <= ECHO_LIMIT:
+        return path
+    return ".".join(clipped(key) for key in path.split("."))
 
 
 def print_diagnostics(error: ConfigError, stream: TextIO | None = None) -> None:
@@ -257,6 +266,14 @@ def warn_unusable_state_dir(settings: Settings, stream: TextIO | None = None) ->
         ),
         file=stream or sys.stderr,
     )
+
+
+def refused_notes(settings: Settings, errors: Iterable[BaseException | None]) -> list[str]:
+    """A `note:` line of what to do for each credential `errors` say was refused (a 401: a
+    token expired or wrong), once per credential however many calls it failed: the error
+    alone says HTTP 401, not which setting to change."""
+    hints = (settings.refused_hint(error, when=None) for error in errors)
+    return [f"note: {hint}" for hint in dict.fromkeys(h for h in hints if h is not None)]
 
 
 def use_color(stream: TextIO, disabled: bool = False) -> bool:

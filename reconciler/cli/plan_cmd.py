@@ -16,7 +16,7 @@ from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDir, StateDirError, atomic_write
 from reconciler.errors import ConfigError, Diagnostic, ProviderError
 from reconciler.plan import document, markdown, render
-from reconciler.printable import printable
+from reconciler.printable import echo, printable
 from reconciler.sources import bounded
 
 EXAMPLES = """\
@@ -79,7 +79,7 @@ def _markdown_limit(text: str) -> int:
     if value != 0 and value < markdown.MIN_LIMIT:
         raise argparse.ArgumentTypeError(
             f"expected a number of characters, at least {markdown.MIN_LIMIT}, or 0 for no "
-            f"limit, not {text!r}"
+            f"limit, not {echo(text)}"
         )
     return value
 
@@ -173,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         result = asyncio.run(make())
     except (ProviderError, StateDirError) as error:
         print(f"error: {error}", file=sys.stderr)
+        for note in common.refused_notes(settings, [error]):
+            print(printable(note), file=sys.stderr)
         return common.EXIT_ERROR
     # Fingerprints are for machines (JSON, a saved plan); a rendering for people skips them.
     doc = result.document(with_inputs=args.output == "json" or bool(args.out))

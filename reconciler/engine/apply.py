@@ -39,6 +39,12 @@ class Outcome:
     # run waits: the seconds it asked for (Retry-After). The watch agent and the operator
     # call it again no sooner.
     retry_after: float | None = None
+    # The platform's error behind a failure, for what to do about it (a token refused:
+    # `Settings.refused_hint`); not reported, its message is.
+    error: ProviderError | None = field(default=None, repr=False, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "error"}
 
     @property
     def config_file(self) -> str | None:
@@ -81,7 +87,7 @@ class ApplyReport:
             "ok": self.ok,
             "seconds": round(self.seconds, 3),
             "counts": self.counts(),
-            "outcomes": [o.__dict__ for o in self.outcomes],
+            "outcomes": [o.as_dict() for o in self.outcomes],
         }
 
 
@@ -190,6 +196,7 @@ async def apply_plan(
                         site=change.site,
                         retryable=exc.retryable,
                         retry_after=policy.asked_to_wait(exc),
+                        error=exc,
                     )
                 )
                 return

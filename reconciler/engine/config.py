@@ -42,6 +42,7 @@ from reconciler.model.base import RESOURCE_NAME_PATTERN
 from reconciler.model.device import SecretSource
 from reconciler.model.env_names import SECRET_KEY_PATTERN, own_setting_problem
 from reconciler.model.network import shown_url, url_problem
+from reconciler.printable import echo
 from reconciler.sources import bounded, utf8
 
 PREFIX = "RECONCILER_"
@@ -123,10 +124,12 @@ class Settings:
             raise ConfigError(problems, subject="settings")
         return dataclasses.replace(self, **changes) if changes else self
 
-    def refused_hint(self, error: Exception, *, when: str) -> str | None:
+    def refused_hint(self, error: BaseException | None, *, when: str | None) -> str | None:
         """What to do about a platform's 401 (its credential refused: a token past its
         expiry, Novacore's after 24 h), read again `when` ("at the next run"): a file is
-        read again then, a variable at start only. None for any other error."""
+        read again then, a variable at start only. `when` None for a command that runs
+        once (`plan`, `apply`), which reads both again when run again. None for any other
+        error."""
         if not isinstance(error, ProviderAuthError) or error.status != 401:
             return None
         platform = error.operation.partition(".")[0]
@@ -136,6 +139,12 @@ class Settings:
         what = _CREDENTIAL_NAMES[name]
         path = getattr(self, name + "_file")
         variable = PREFIX + name.upper()
+        if when is None:
+            if path:
+                return (f"the {what} from {variable}_FILE ({path}) was refused (expired or "
+                        f"wrong): write a new {what} into it and run the command again")
+            return (f"the {what} from {variable} was refused (expired or wrong): set it to "
+                    f"a new {what} and run the command again")
         if path:
             return (f"the {what} from {variable}_FILE ({path}) was refused; the file is read "
                     f"again {when}: write a new {what} into it, no restart needed")
@@ -213,7 +222,7 @@ def _url(value: object) -> str:
     if not valid:
         raise ValueError(
             f"expected an http:// or https:// URL with a host (e.g. https://api.example.com), "
-            f"got {shown_url(value)!r}"
+            f"got {echo(shown_url(value))}"
         )
     problem = url_problem(value)  # credentials, or a host such as 999.1.1.1
     if problem is not None:
@@ -231,7 +240,8 @@ def _cloud_url(value: object) -> str:
     if parts.scheme == "http" and not _loopback(parts.hostname or ""):
         raise ValueError(
             "expected an https:// URL: the token would be sent unencrypted over http:// "
-            f"(allowed only to this machine: localhost, 127.0.0.1, [::1]); got {shown_url(url)!r}"
+            "(allowed only to this machine: localhost, 127.0.0.1, [::1]); "
+            f"got {echo(shown_url(url))}"
         )
     return url
 
@@ -254,7 +264,7 @@ def _parse_gateway_urls(text: str) -> dict[str, str]:
         if not serial.strip() or not url:
             raise ValueError(
                 f"expected serial=url pairs joined by commas "
-                f"(e.g. zap-0123456789abcdef=http://192.168.1.20), got {shown_url(item)!r}"
+                f"(e.g. zap-0123456789abcdef=http://192.168.1.20), got {echo(shown_url(item))}"
             )
         try:
             out[serial.strip()] = _url(url.strip())
@@ -290,7 +300,7 @@ def _coerce(name: str, value: object) -> object:
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {echo(value)}")
     if isinstance(default, (int, float)):
         return _number(name, value, whole=isinstance(default, int))
     # Tokens and keys end up here: the message names the type, never the value.
@@ -337,9 +347,9 @@ def _number(name: str, value: object, *, whole: bool) -> int | float:
             raise ValueError
         number = int(value) if whole and not isinstance(value, float) else float(value)
     except ValueError:
-        raise ValueError(f"{expected}; got {value!r}") from None
+        raise ValueError(f"{expected}; got {echo(value)}") from None
     if (whole and (isinstance(number, float) or number < 1)) or not 0 < number < math.inf:
-        raise ValueError(f"{expected}; got {value!r}")
+        raise ValueError(f"{expected}; got {echo(value)}")
     return number
 
 
@@ -459,10 +469,10 @@ def load_settings(
                     urls_file = (str(Path(path).parent / value), (path, key))
                 else:
                     problems.append(_problem((path, key), "expected the path of a JSON file "
-                                             f"of serial: \"url\"; got {value!r}"))
+                                             f"of serial: \"url\"; got {echo(value)}"))
                 continue
             close = difflib.get_close_matches(key, [*names, "gateway_urls_file"], n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = f"did you mean {echo(close[0])}? " if close else ""
             valid = ", ".join(sorted([*names, "gateway_urls_file"]))
             problems.append(
                 Diagnostic(f"unknown key; {hint}valid keys: {valid}", file=path, path=key)
@@ -641,7 +651,7 @@ class SecretResolver:
         # a `/` or `..` would read a file outside the secrets directory for the gateway.
         if not (re.fullmatch(RESOURCE_NAME_PATTERN, ref.name)
                 and re.fullmatch(SECRET_KEY_PATTERN, ref.key)):
-            raise KeyError(f"secret {ref.name!r}/{ref.key!r} is not a Secret name and key "
+            raise KeyError(f"secret {echo(ref.name)}/{echo(ref.key)} is not a Secret name and key "
                            "(each one file name, neither '.' nor '..')")
         path = self.secrets_dir / ref.name / ref.key
         try:

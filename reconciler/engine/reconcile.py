@@ -26,7 +26,7 @@ from reconciler.engine.observe import observe
 from reconciler.engine.release_reads import read_org_devices, releasing_orgs
 from reconciler.engine.retry import RetryPolicy, read_policy
 from reconciler.engine.session import Session, TransportFactory
-from reconciler.engine.state import Inventory, StateDir
+from reconciler.engine.state import Inventory, StateDir, StateDirError
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan import document
@@ -97,6 +97,16 @@ def desired_fingerprint(fleet: Fleet) -> str:
         digest.update(resource.model_dump_json(by_alias=True).encode())
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+class NotRecorded(StateDirError):
+    """An apply whose changes were made (`report` says which, and what failed) and whose
+    record in the state directory could not be written after them (the message names the
+    file and why)."""
+
+    def __init__(self, message: str, report: ApplyReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(repr=False)
@@ -257,6 +267,7 @@ class Reconciler:
         """Apply a plan made by `plan()` (the caller holds the state lock). Once `stop` is
         set, the changes in flight finish and no new one starts (see `apply_plan`)."""
         journal = self.state.journal()
+        report: ApplyReport | None = None
         try:
             executors = Executors(
                 self.fleet,
@@ -275,9 +286,15 @@ class Reconciler:
             )
         finally:
             journal.close()
-            # Even after a failure: what was sent is on the devices.
-            self._store_credentials()
-        self.remember(result.plan, report)
+            if report is None:
+                # Even after a failure: what was sent is on the devices.
+                self._store_credentials()
+        try:
+            self.remember(result.plan, report)  # the credential ledger too
+        except StateDirError as error:
+            # The changes are made whatever the state directory says: the report of them
+            # must reach the user all the same.
+            raise NotRecorded(str(error), report) from error
         return report
 
     def adopt_credentials(self, plan: Plan) -> None:

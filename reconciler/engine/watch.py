@@ -52,7 +52,7 @@ from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.plan import render
 from reconciler.plan.planner import Plan, PlanOptions
-from reconciler.printable import printable
+from reconciler.printable import echo, printable
 
 # -- durations ------------------------------------------------------------------------------
 
@@ -70,11 +70,12 @@ def parse_duration(text: str) -> float:
         parts = _DURATION_PART.findall(raw)
         if not raw or "".join(n + u for n, u in parts) != raw:
             raise ValueError(
-                f"invalid duration {text!r}: use seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)"
+                f"invalid duration {echo(text)}: use seconds (30) or units (500ms, 30s, 5m, 1h, "
+                "1m30s)"
             ) from None
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise ValueError(f"invalid duration {text!r}: must be a finite number >= 0")
+        raise ValueError(f"invalid duration {echo(text)}: must be a finite number >= 0")
     return seconds
 
 
@@ -107,7 +108,7 @@ class Log:
         on_closed: Callable[[], None] | None = None,
     ) -> None:
         if fmt not in ("text", "json"):
-            raise ValueError(f"unknown log format {fmt!r}")
+            raise ValueError(f"unknown log format {echo(fmt)}")
         self.stream = stream
         self.fmt = fmt
         self.clock = clock

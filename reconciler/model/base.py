@@ -13,6 +13,8 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from reconciler.printable import echo
+
 API_GROUP = "energy.reconciler.dev"
 API_VERSION_NAME = "v1alpha1"
 API_VERSION = f"{API_GROUP}/{API_VERSION_NAME}"
@@ -74,20 +76,20 @@ def _metadata_key(value: str) -> str:
         and (not slash or (len(prefix) <= 253 and re.fullmatch(RESOURCE_NAME_PATTERN, prefix)))
     )
     if not valid:
-        raise ValueError(f"invalid key {value!r}: expected {_KEY_RULE}")
+        raise ValueError(f"invalid key {echo(value)}: expected {_KEY_RULE}")
     return value
 
 
 def _label_value(value: str) -> str:
     if value and (len(value) > 63 or re.fullmatch(LABEL_NAME_PATTERN, value) is None):
-        raise ValueError(f"invalid label value {value!r}: expected {_NAME_RULE}, or ''")
+        raise ValueError(f"invalid label value {echo(value)}: expected {_NAME_RULE}, or ''")
     return value
 
 
 def _no_surrounding_space(value: str) -> str:
     if value != value.strip():
         raise ValueError(
-            f"{value!r} has spaces (or other white space) at its start or end; an identifier "
+            f"{echo(value)} has spaces (or other white space) at its start or end; an identifier "
             "is matched exactly, so remove them"
         )
     return value

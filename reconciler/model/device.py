@@ -22,6 +22,7 @@ from reconciler.model.env_names import PasswordEnvName, SecretKey
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.network import Host
 from reconciler.model.vocab import DeviceType
+from reconciler.printable import echo
 
 Port = Field(ge=1, le=65535)
 
@@ -346,7 +347,7 @@ class FlatpeakProperties(StrictModel):
             try:
                 datetime.fromisoformat(value)
             except ValueError as exc:
-                raise ValueError(f"{value!r} is not a real date: {exc}") from None
+                raise ValueError(f"{echo(value)} is not a real date: {exc}") from None
         return value
 
 

@@ -21,6 +21,7 @@ from reconciler.model.kinds import KINDS
 from reconciler.model.profiles import PROFILES, profiles_for
 from reconciler.model.site import Site
 from reconciler.model.vocab import allowed_der_types
+from reconciler.printable import echo
 from reconciler.state_files import STATE_FILES, state_file_in
 
 Path = tuple[str | int, ...]
@@ -146,7 +147,7 @@ class Fleet:
 
 def _one_of(values: Iterable[str]) -> str:
     items = sorted(str(v) for v in values)  # StrEnum members print as their value
-    return ", ".join(repr(v) for v in items) if items else "(none declared)"
+    return ", ".join(echo(v) for v in items) if items else "(none declared)"
 
 
 def check_fleet(
@@ -163,7 +164,7 @@ def check_fleet(
     return [
         replace(
             problem,
-            message=f"{problem.refers_to[0]} {problem.refers_to[1]!r} is declared but not "
+            message=f"{problem.refers_to[0]} {echo(problem.refers_to[1])} is declared but not "
             "valid (see its errors)",
         )
         if problem.refers_to is not None and problem.refers_to in invalid
@@ -208,7 +209,7 @@ def _unique_names(resources: list[Resource]) -> list[Problem]:
                     resource.KIND,
                     resource.name,
                     ("metadata", "name"),
-                    f"{resource.KIND} {resource.name!r} is declared more than once; "
+                    f"{resource.KIND} {echo(resource.name)} is declared more than once; "
                     "names must be unique per kind",
                     index=seen[key] - 1,
                 )
@@ -257,7 +258,7 @@ def _unique_site_identities(fleet: Fleet) -> list[Problem]:
                             "Site",
                             site.name,
                             ("spec", platform, "siteId"),
-                            f"siteId {site_id!r} is already used by Site {owner.name!r}; "
+                            f"siteId {echo(site_id)} is already used by Site {echo(owner.name)}; "
                             "each Site must name a site of its own",
                         )
                     )
@@ -277,8 +278,8 @@ def _unique_site_identities(fleet: Fleet) -> list[Problem]:
                         "Site",
                         site.name,
                         ("spec", "displayName"),
-                        f"displayName {site.spec.display_name!r} is already used by Site "
-                        f"{clash.name!r} {where}; set distinct display names or siteId",
+                        f"displayName {echo(site.spec.display_name)} is already used by Site "
+                        f"{echo(clash.name)} {where}; set distinct display names or siteId",
                     )
                 )
             same_name.append(site)
@@ -299,7 +300,7 @@ def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:
                 "Gateway",
                 gateway.name,
                 ("spec", "siteRef"),
-                f"Site {gateway.spec.site_ref!r} is not declared; declared sites: "
+                f"Site {echo(gateway.spec.site_ref)} is not declared; declared sites: "
                 f"{_one_of(fleet.sites)}",
                 code=DANGLING,
                 refers_to=("Site", gateway.spec.site_ref),
@@ -314,7 +315,7 @@ def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:
                 gateway.name,
                 ("spec", "zap", "orgId"),
                 f"no Novacore organisation to claim into: set `orgId` here or a "
-                f"`novacore` block on Site {site.name!r}",
+                f"`novacore` block on Site {echo(site.name)}",
             )
         )
     site_org = site.spec.novacore.org_id if site.spec.novacore is not None else None
@@ -327,9 +328,11 @@ def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:
                 "Gateway",
                 gateway.name,
                 ("spec", "zap", "orgId"),
-                f"{zap.org_id!r} is not the organisation of Site {site.name!r} ({site_org!r}); "
+                f"{echo(zap.org_id)} is not the organisation of Site {echo(site.name)} "
+                f"({echo(site_org)}); "
                 "Novacore provisions a site's devices only through a gateway its organisation "
-                f"claimed: remove `orgId` (it defaults to the Site's) or set it to {site_org!r}",
+                "claimed: remove `orgId` (it defaults to the Site's) or set it to "
+                f"{echo(site_org)}",
             )
         )
     if gateway.spec.enapter is not None and site.spec.enapter is None:
@@ -338,7 +341,7 @@ def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:
                 "Gateway",
                 gateway.name,
                 ("spec", "enapter"),
-                f"an Enapter gateway needs an `enapter` block on Site {site.name!r}",
+                f"an Enapter gateway needs an `enapter` block on Site {echo(site.name)}",
             )
         )
     return problems
@@ -361,7 +364,7 @@ def _unique_gateway_identities(fleet: Fleet) -> list[Problem]:
                     "Gateway",
                     gateway.name,
                     path,
-                    f"the same gateway is already declared as Gateway {owners[key]!r}",
+                    f"the same gateway is already declared as Gateway {echo(owners[key])}",
                 )
             )
         else:
@@ -383,7 +386,7 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
     if spec.gateway_ref and gateway is None:
         problem(
             ("spec", "gatewayRef"),
-            f"Gateway {spec.gateway_ref!r} is not declared; declared gateways: "
+            f"Gateway {echo(spec.gateway_ref)} is not declared; declared gateways: "
             f"{_one_of(fleet.gateways)}",
             DANGLING,
             ("Gateway", spec.gateway_ref),
@@ -391,7 +394,7 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
     if spec.site_ref and spec.site_ref not in fleet.sites:
         problem(
             ("spec", "siteRef"),
-            f"Site {spec.site_ref!r} is not declared; declared sites: {_one_of(fleet.sites)}",
+            f"Site {echo(spec.site_ref)} is not declared; declared sites: {_one_of(fleet.sites)}",
             DANGLING,
             ("Site", spec.site_ref),
         )
@@ -403,7 +406,8 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
     if gateway and spec.site_ref and gateway.spec.site_ref != spec.site_ref:
         problem(
             ("spec", "siteRef"),
-            f"Gateway {gateway.name!r} is at Site {gateway.spec.site_ref!r}, not {spec.site_ref!r}",
+            f"Gateway {echo(gateway.name)} is at Site {echo(gateway.spec.site_ref)}, "
+            f"not {echo(spec.site_ref)}",
         )
 
     on_zap = gateway is not None and gateway.spec.zap is not None
@@ -459,13 +463,13 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
     if spec.enapter is not None and not on_zap:  # on a Zap it is wrong as a whole (above)
         problems += _enapter_rules(fleet, device, gateway)
         if site is not None and site.spec.enapter is None:
-            problem(("spec", "enapter"), f"Site {site.name!r} has no `enapter` block")
+            problem(("spec", "enapter"), f"Site {echo(site.name)} has no `enapter` block")
     if spec.flatpeak is not None and site is not None and site.spec.flatpeak is None:
-        problem(("spec", "flatpeak"), f"Site {site.name!r} has no `flatpeak` block")
+        problem(("spec", "flatpeak"), f"Site {echo(site.name)} has no `flatpeak` block")
     if on_zap and site is not None and site.spec.novacore is None:
         problem(
             ("spec", "gatewayRef"),
-            f"devices on a Zap are provisioned in Novacore: Site {site.name!r} needs a "
+            f"devices on a Zap are provisioned in Novacore: Site {echo(site.name)} needs a "
             "`novacore` block",
         )
     return problems
@@ -490,7 +494,7 @@ def _connection_rules(device: Device) -> list[Problem]:
                 "Device",
                 device.name,
                 path,
-                f"profile {profile_name!r} does not work over {ctype}; valid profiles: "
+                f"profile {echo(profile_name)} does not work over {ctype}; valid profiles: "
                 f"{_one_of(profiles_for(ctype))}",
             )
         ]
@@ -500,8 +504,9 @@ def _connection_rules(device: Device) -> list[Problem]:
                 "Device",
                 device.name,
                 ("spec", "deviceType"),
-                f"profile {profile_name!r} reports device type {profile.device_type.value!r}, "
-                f"not {device.spec.device_type!r}",
+                f"profile {echo(profile_name)} reports device type "
+                f"{echo(profile.device_type.value)}, "
+                f"not {echo(device.spec.device_type)}",
             )
         ]
     return []
@@ -546,13 +551,14 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
         elif runtime is None:
             problem(
                 (*base, "runtimeRef"),
-                f"Device {enapter.runtime_ref!r} is not declared",
+                f"Device {echo(enapter.runtime_ref)} is not declared",
                 DANGLING,
                 ("Device", enapter.runtime_ref),
             )
         elif runtime.spec.enapter is None or runtime.spec.enapter.kind not in ("ucm", "vucm"):
             problem(
-                (*base, "runtimeRef"), f"Device {enapter.runtime_ref!r} is not a `ucm` or `vucm`"
+                (*base, "runtimeRef"),
+                f"Device {echo(enapter.runtime_ref)} is not a `ucm` or `vucm`",
             )
     elif enapter.runtime_ref is not None:
         problem((*base, "runtimeRef"), "`runtimeRef` applies only to kind `lua`")
@@ -563,12 +569,13 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
         elif master is None:
             problem(
                 (*base, "masterRef"),
-                f"Device {enapter.master_ref!r} is not declared",
+                f"Device {echo(enapter.master_ref)} is not declared",
                 DANGLING,
                 ("Device", enapter.master_ref),
             )
         elif master.spec.enapter is None or master.spec.enapter.kind != "link_master":
-            problem((*base, "masterRef"), f"Device {enapter.master_ref!r} is not a `link_master`")
+            problem((*base, "masterRef"),
+                    f"Device {echo(enapter.master_ref)} is not a `link_master`")
     elif enapter.master_ref is not None:
         problem((*base, "masterRef"), "`masterRef` applies only to kind `link_slave`")
     if kind in {EnapterKind.VUCM, EnapterKind.LINK_MASTER, EnapterKind.LINK_SLAVE}:
@@ -583,7 +590,7 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
             problem(
                 ("spec", "gatewayRef"),
                 f"a `{kind.value}` needs Enapter Gateway 3.x; "
-                f"Gateway {gateway.name!r} runs {version}",
+                f"Gateway {echo(gateway.name)} runs {version}",
             )
     return problems
 
@@ -597,7 +604,7 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                     "DER",
                     der.name,
                     ("spec", "deviceRef"),
-                    f"Device {der.spec.device_ref!r} is not declared; declared "
+                    f"Device {echo(der.spec.device_ref)} is not declared; declared "
                     f"devices: {_one_of(fleet.devices)}",
                     code=DANGLING,
                     refers_to=("Device", der.spec.device_ref),
@@ -629,7 +636,7 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                     "DER",
                     d.name,
                     ("spec", "deviceRef"),
-                    f"Device {device.name!r} has no `deviceType` to check this DER against",
+                    f"Device {echo(device.name)} has no `deviceType` to check this DER against",
                 )
                 for d in standalone_by_device.get(device.name, [])
             ]
@@ -641,8 +648,8 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                         kind,
                         owner,
                         (*path, "name"),
-                        f"DER name {der_fields.name!r} is used twice on Device "
-                        f"{device.name!r}; DER names are unique per device",
+                        f"DER name {echo(der_fields.name)} is used twice on Device "
+                        f"{echo(device.name)}; DER names are unique per device",
                     )
                 )
             seen.add(der_fields.name)
@@ -652,8 +659,8 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                         kind,
                         owner,
                         (*path, "type"),
-                        f"a device of type {device_type!r} provides no "
-                        f"{der_fields.type!r} DER; valid types: {_one_of(allowed)}",
+                        f"a device of type {echo(device_type)} provides no "
+                        f"{echo(der_fields.type)} DER; valid types: {_one_of(allowed)}",
                     )
                 )
     return problems
@@ -671,7 +678,7 @@ def _ders_over_the_limit(device: Device, standalone: list[DER]) -> list[Problem]
             "DER",
             der.name,
             ("spec", "deviceRef"),
-            f"Device {device.name!r} would have {total} DERs ({inline} inline and "
+            f"Device {echo(device.name)} would have {total} DERs ({inline} inline and "
             f"{len(standalone)} in DER documents); a device has at most "
             f"{MAX_DERS_PER_DEVICE}, inline and DER documents together: move this DER to "
             "another device or remove it",
@@ -694,8 +701,8 @@ def _unique_hardware_ids(fleet: Fleet) -> list[Problem]:
                     "Device",
                     device.name,
                     ("spec", "hardwareId"),
-                    f"hardwareId {device.spec.hardware_id!r} is already used by "
-                    f"Device {seen[key]!r} on Gateway {scope!r}; it must be "
+                    f"hardwareId {echo(device.spec.hardware_id)} is already used by "
+                    f"Device {echo(seen[key])} on Gateway {echo(scope)}; it must be "
                     "unique per gateway",
                 )
             )
@@ -722,8 +729,9 @@ def _unique_enapter_slugs(fleet: Fleet) -> list[Problem]:
                     "Device",
                     device.name,
                     ("spec", "enapter", "slug") if declared else ("metadata", "name"),
-                    f"Enapter slug {slug!r} is already used by Device {seen[key]!r} at Site "
-                    f"{site.name!r}; slugs are unique per site"
+                    f"Enapter slug {echo(slug)} is already used by Device {echo(seen[key])} "
+                    "at Site "
+                    f"{echo(site.name)}; slugs are unique per site"
                     + ("" if declared else " (the slug defaults to the resource name; set "
                        "`enapter.slug`)"),
                 )
@@ -746,7 +754,7 @@ def _unique_flatpeak_references(fleet: Fleet) -> list[Problem]:
                     "Device",
                     device.name,
                     ("spec", "flatpeak", "referenceId"),
-                    f"referenceId {ref!r} is already used by Device {seen[ref]!r}",
+                    f"referenceId {echo(ref)} is already used by Device {echo(seen[ref])}",
                 )
             )
         else:
@@ -770,8 +778,8 @@ def _unique_flatpeak_locations(fleet: Fleet) -> list[Problem]:
                     "Site",
                     site.name,
                     ("spec", "flatpeak", "locationId"),
-                    f"locationId {location_id!r} is already the location of Site "
-                    f"{seen[location_id]!r}; a Flatpeak location belongs to one Site: give "
+                    f"locationId {echo(location_id)} is already the location of Site "
+                    f"{echo(seen[location_id])}; a Flatpeak location belongs to one Site: give "
                     "this Site another locationId, or none to create its own",
                 )
             )
@@ -816,8 +824,8 @@ def _config_output_files(fleet: Fleet, holders: Collection[str] = ()) -> list[Pr
         if problem is None and normal in seen:
             first, spelled = seen[normal]
             problem = (
-                f"file {declared!r} is already the configOutput of Device {first!r}"
-                + ("" if spelled == declared else f" (as {spelled!r})")
+                f"file {echo(declared)} is already the configOutput of Device {echo(first)}"
+                + ("" if spelled == declared else f" (as {echo(spelled)})")
                 + "; one device's config would replace the other's: give each device a file "
                 "of its own"
             )
@@ -835,7 +843,7 @@ def _home_path(declared: str, device: str) -> str:
     where it runs. Taken literally, it would be a directory named `~` under the state
     directory, which no one writing it means."""
     return (
-        f"file {declared!r} starts with '~', which is not expanded (whose home it names "
+        f"file {echo(declared)} starts with '~', which is not expanded (whose home it names "
         "depends on the machine and user running the reconciler): give an absolute path, "
         f"e.g. '/var/lib/enapter/{device}.json', or a path relative to the state directory "
         f"(RECONCILER_STATE_DIR), e.g. 'secrets/{device}.json'"
@@ -863,7 +871,8 @@ def _config_output_secrets(fleet: Fleet, holders: Collection[str] = ()) -> list[
                     "Device",
                     device.name,
                     _CONFIG_SECRET,
-                    f"Secret {secret!r} is already the configOutput of Device {first!r}; one "
+                    f"Secret {echo(secret)} is already the configOutput of Device "
+                    f"{echo(first)}; one "
                     "device's config would replace the other's: give each device a Secret "
                     "of its own",
                 )
@@ -878,12 +887,12 @@ def _state_dir_clash(declared: str, normal: str, device: str) -> str | None:
     suggestion = f"e.g. 'secrets/{device}.json'"
     if normal == ".":
         return (
-            f"file {declared!r} names the state directory itself (RECONCILER_STATE_DIR): "
+            f"file {echo(declared)} names the state directory itself (RECONCILER_STATE_DIR): "
             f"name a file in it, {suggestion}"
         )
     if parts[0] == "..":
         return (
-            f"file {declared!r} leaves the state directory (RECONCILER_STATE_DIR), which a "
+            f"file {echo(declared)} leaves the state directory (RECONCILER_STATE_DIR), which a "
             f"relative path is taken under: name a file in it, {suggestion}, or give an "
             "absolute path"
         )
@@ -892,7 +901,7 @@ def _state_dir_clash(declared: str, normal: str, device: str) -> str | None:
         return None
     clash = "is" if len(parts) == 1 else "runs through"
     return (
-        f"file {declared!r} {clash} the state directory's own {own!r} (a relative path is "
+        f"file {echo(declared)} {clash} the state directory's own {echo(own)} (a relative path is "
         "taken under RECONCILER_STATE_DIR), which the config would destroy; the state "
         f"directory keeps {', '.join(STATE_FILES)} (and their .tmp files): name another "
         f"file, {suggestion}"

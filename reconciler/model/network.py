@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator
 
+from reconciler.printable import echo
+
 CREDENTIALS_ADVICE = (
     "credentials in a URL would be shown in plans, errors and logs; remove the "
     "`user:password@` part and give credentials through a Secret or an environment variable"
@@ -49,7 +51,7 @@ def userinfo_problem(value: str) -> str | None:
     """Why a URL with `user:password@` is refused (the password masked), or None."""
     if not has_userinfo(value):
         return None
-    return f"{shown_url(value)!r} holds a user name or password: {CREDENTIALS_ADVICE}"
+    return f"{echo(shown_url(value))} holds a user name or password: {CREDENTIALS_ADVICE}"
 
 
 # One dot-separated part of a host name (RFC 1123): letters, digits and '-', at most 63
@@ -72,10 +74,10 @@ def host_problem(host: str) -> str | None:
     if labels[-1].isdigit():
         return _ipv4_problem(host)
     if not host.isascii():
-        return (f"{host!r} is not a valid host: write a name with letters other than a-z in "
+        return (f"{echo(host)} is not a valid host: write a name with letters other than a-z in "
                 "its ASCII form (xn--...)")
     if len(host.removesuffix(".")) > 253 or not all(map(_HOST_LABEL.fullmatch, labels)):
-        return f"{host!r} is not a valid host: expected {HOST_RULE}"
+        return f"{echo(host)} is not a valid host: expected {HOST_RULE}"
     return None
 
 
@@ -83,7 +85,7 @@ def _ipv4_problem(host: str) -> str | None:
     try:
         ipaddress.IPv4Address(host)
     except ValueError:
-        return (f"{host!r} is not a valid IPv4 address: expected four numbers from 0 to 255 "
+        return (f"{echo(host)} is not a valid IPv4 address: expected four numbers from 0 to 255 "
                 "joined by dots, without leading zeros (such as 192.168.1.60)")
     return None
 
@@ -92,14 +94,14 @@ def _ipv6_problem(host: str) -> str | None:
     try:
         ipaddress.IPv6Address(host)
     except ValueError:
-        return (f"{host!r} is not a valid host: expected {HOST_RULE} (the port, if any, goes "
+        return (f"{echo(host)} is not a valid host: expected {HOST_RULE} (the port, if any, goes "
                 "in its own field)")
     return None
 
 
 def _host(value: str) -> str:
     if value.startswith("[") and value.endswith("]"):
-        raise ValueError(f"{value!r}: write an IPv6 address without the brackets")
+        raise ValueError(f"{echo(value)}: write an IPv6 address without the brackets")
     problem = host_problem(value)
     if problem is not None:
         raise ValueError(problem)

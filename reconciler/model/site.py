@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 
 from reconciler.model.base import DisplayText, Identifier, Resource, StrictModel
+from reconciler.printable import echo
 
 
 class PostalAddress(StrictModel):
@@ -119,7 +120,8 @@ class SiteSpec(StrictModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory
             raise ValueError(
-                f"unknown timezone {value!r}; use an IANA name such as 'Europe/Stockholm' or 'UTC'"
+                f"unknown timezone {echo(value)}; use an IANA name such as 'Europe/Stockholm' "
+                "or 'UTC'"
             ) from None
         return value
 

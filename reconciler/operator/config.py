@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import kopf
 
 from reconciler.model.env_names import NAME_PATTERN, OWN_RULE, is_own_setting
+from reconciler.printable import echo
 
 PREFIX = "RECONCILER_OPERATOR_"
 
@@ -80,7 +81,7 @@ def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
         seconds = math.nan
     if not 0 < seconds < math.inf:
         raise ValueError(
-            f"{PREFIX}{name} must be a number of seconds greater than 0, not {value!r}"
+            f"{PREFIX}{name} must be a number of seconds greater than 0, not {echo(value)}"
         )
     return seconds
 
@@ -92,7 +93,7 @@ def _priority(env: Mapping[str, str]) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"{PREFIX}PRIORITY must be a whole number, not {value!r}") from None
+        raise ValueError(f"{PREFIX}PRIORITY must be a whole number, not {echo(value)}") from None
 
 
 def _password_env(env: Mapping[str, str]) -> frozenset[str]:
@@ -102,7 +103,7 @@ def _password_env(env: Mapping[str, str]) -> frozenset[str]:
         if not re.fullmatch(NAME_PATTERN, name):
             raise ValueError(
                 f"{PREFIX}PASSWORD_ENV must be names of environment variables (letters, "
-                f"digits and '_', not starting with a digit) separated by commas, not {name!r}"
+                f"digits and '_', not starting with a digit) separated by commas, not {echo(name)}"
             )
         if is_own_setting(name):
             raise ValueError(
@@ -117,7 +118,7 @@ def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
     env = os.environ if environ is None else environ
     mode = env.get(PREFIX + "MODE", "apply")
     if mode not in ("apply", "observe"):
-        raise ValueError(f"{PREFIX}MODE must be 'apply' or 'observe', not {mode!r}")
+        raise ValueError(f"{PREFIX}MODE must be 'apply' or 'observe', not {echo(mode)}")
     namespaces = tuple(
         n.strip() for n in env.get(PREFIX + "NAMESPACES", "").split(",") if n.strip()
     )

@@ -16,6 +16,7 @@ plan made with --prune lists only what it leaves).
 1.5 added `deferred_actions` to every change: for a `defer` made of a planned change, the
 `actions` it would take once its target can be read; null for any other change, and for
 a deferral of what is not known (an object not read, or one not planned until it is).
+It also added `summary.outside_selection`: the changes a --target or --exclude left out.
 """
 
 from __future__ import annotations

@@ -15,7 +15,14 @@ import re
 from collections import Counter
 from typing import Any
 
-from reconciler.plan.render import SYMBOLS, action_of, diff_lines, objects, summary_line
+from reconciler.plan.render import (
+    SYMBOLS,
+    action_of,
+    diff_lines,
+    objects,
+    outside_selection,
+    summary_line,
+)
 from reconciler.printable import printable
 
 # `plan --markdown-limit` by default: under GitHub's 65,536 with room for what a workflow
@@ -192,8 +199,15 @@ def render_markdown(document: dict[str, Any], *, limit: int | None = None) -> st
     summary = document["summary"]
     pending = [e for e in document["changes"] if e["actions"] != ["no-op"]]
     unmanaged = document.get("unmanaged", [])
+    outside = outside_selection(summary)
     if pending:
         status = f"**{summary_line(summary)}**"
+        if outside:
+            status += f" ({outside})"
+    elif outside:
+        status = f"No changes in the selected objects; **{outside}**."
+        if unmanaged:
+            status += f" {objects(len(unmanaged))} found that nothing declares (below)."
     elif unmanaged:
         # As in the text: not a bare "No changes." above a list of what does not match.
         status = (

@@ -68,6 +68,9 @@ class Plan:
     forget_left: list[LeftSite] = field(default_factory=list)
     # Remembered Flatpeak locations gone from the account (PlanOptions.flatpeak_locations).
     forget_locations: list[str] = field(default_factory=list)
+    # The changes (no-ops aside) a selection (--target, --exclude) left out: a plan of the
+    # selected objects with nothing to do says the rest has something, not "No changes".
+    outside_selection: int = 0
 
     @property
     def pending(self) -> list[Change]:
@@ -97,6 +100,7 @@ class Plan:
         out["blocked"] = len(self.blocked)
         out["changes"] = len(self.pending)
         out["unmanaged"] = len(self.unmanaged)
+        out["outside_selection"] = self.outside_selection
         return out
 
 
@@ -187,9 +191,12 @@ class PlanBuilder:
         )
         unmanaged += locations.unmanaged
         selected = targeting.select(self.fleet, list(options.targets), list(options.excludes))
+        outside = 0
         if selected is not None:
             declared = {(r.KIND, r.name) for r in self.fleet.resources()}
+            everything = changes
             changes = [c for c in changes if self._is_selected(c, selected, declared)]
+            outside = sum(c.is_change for c in everything) - sum(c.is_change for c in changes)
             unmanaged = [u for u in unmanaged if _is_owned(u, selected)]
         # Stable: within a site, changes keep the order its planning made them in.
         changes.sort(key=_order_key(self.fleet))
@@ -200,6 +207,7 @@ class PlanBuilder:
             forget_sites=retired.forget,
             forget_left=retired.forget_left,
             forget_locations=locations.forget,
+            outside_selection=outside,
         )
 
     def _is_selected(

@@ -91,6 +91,18 @@ def summary_line(summary: dict[str, Any]) -> str:
     return ", ".join(parts) if parts else "no changes"
 
 
+def outside_selection(summary: dict[str, Any]) -> str:
+    """"N changes outside the selection are not shown" when a --target or --exclude left
+    out changes (`summary.outside_selection`), else "": a selection with nothing to do
+    must not read as a fleet with nothing to do. A plan saved before format 1.5 has no
+    count."""
+    count = summary.get("outside_selection") or 0
+    if not count:
+        return ""
+    return ("1 change outside the selection (--target, --exclude) is not shown" if count == 1
+            else f"{count} changes outside the selection (--target, --exclude) are not shown")
+
+
 def objects(count: int) -> str:
     """"1 object", "2 objects"."""
     return "1 object" if count == 1 else f"{count} objects"
@@ -121,7 +133,12 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
     pending = [e for e in document["changes"] if e["actions"] != ["no-op"]]
     lines: list[str] = []
     unmanaged = document.get("unmanaged", [])
-    if not pending and unmanaged:
+    outside = outside_selection(document["summary"])
+    if not pending and outside:
+        found = (f"; {objects(len(unmanaged))} found that nothing declares "
+                 f"({what_prune_does(unmanaged)}):" if unmanaged else ".")
+        lines.append(f"No changes in the selected objects; {outside}{found}")
+    elif not pending and unmanaged:
         # "The actual state matches" would read oddly above a list of what does not.
         lines.append(
             f"No changes. The declared objects match the actual state; "
@@ -155,4 +172,6 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
         lines.append(f"  ! unmanaged: {printable(item['description'])}")
     lines.append("")
     lines.append(f"Plan: {summary_line(document['summary'])}.")
+    if outside and pending:
+        lines.append(f"{outside[0].upper()}{outside[1:]}.")
     return "\n".join(lines) + "\n"

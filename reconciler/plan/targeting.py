@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet
 from reconciler.model.kinds import KINDS as RESOURCE_KINDS
+from reconciler.printable import echo
 
 Key = tuple[str, str]  # (kind, name) of a declared resource
 KINDS = tuple(kind.lower() for kind in RESOURCE_KINDS)
@@ -107,11 +108,11 @@ def _requirement(term: str) -> Requirement:
         key, operator, values = term, "exists", []
     key = key.strip()
     if not _KEY.fullmatch(key):
-        raise PatternError(f"{key!r} is not a label key")
+        raise PatternError(f"{echo(key)} is not a label key")
     values = [v.strip() for v in values]
     for value in values:
         if not _VALUE.fullmatch(value):
-            raise PatternError(f"{value!r} is not a label value")
+            raise PatternError(f"{echo(value)} is not a label value")
     return Requirement(key, operator, frozenset(values))
 
 
@@ -121,7 +122,7 @@ def parse_selector(selector: str) -> list[Requirement]:
         return [_requirement(term) for term in _split_terms(selector)]
     except PatternError as exc:
         raise PatternError(
-            f"{selector!r}: {exc}; use kind/name (e.g. device/inv-1) or a label selector "
+            f"{echo(selector)}: {exc}; use kind/name (e.g. device/inv-1) or a label selector "
             f"({SELECTOR_SYNTAX})"
         ) from None
 
@@ -134,7 +135,7 @@ def _address(pattern: str) -> tuple[str, str] | None:
         return None
     if kind.lower() not in KINDS:
         raise PatternError(
-            f"{pattern!r}: unknown kind {kind!r}; an address is kind/name, the kind one of "
+            f"{echo(pattern)}: unknown kind {echo(kind)}; an address is kind/name, the kind one of "
             + ", ".join(KINDS)
         )
     return kind.lower(), name
@@ -309,10 +310,10 @@ def excluded_targets(fleet: Fleet, targets: list[str], excludes: list[str]) -> l
         first = matched[0]
         by = next(by for by, keys in dropping if _key(first) in keys)
         if Pattern.parse(by).matches(first, labels[_key(first)]):
-            problems.append(f"{text!r} selects nothing: --exclude {by!r} leaves it out")
+            problems.append(f"{echo(text)} selects nothing: --exclude {echo(by)} leaves it out")
         else:
             problems.append(
-                f"{text!r} selects nothing: --exclude {by!r} leaves out what "
+                f"{echo(text)} selects nothing: --exclude {echo(by)} leaves out what "
                 f"{first.KIND.lower()}/{first.name} depends on, and a resource is not "
                 "planned without what it depends on"
             )
@@ -333,7 +334,7 @@ def pattern_problems(fleet: Fleet, patterns: list[str]) -> list[str]:
             problems.append(str(exc))
             continue
         if not any(pattern.matches(r, labels[_key(r)]) for r in resources):
-            problems.append(f"{text!r} matches no resource{_hint(pattern, resources, labels)}")
+            problems.append(f"{echo(text)} matches no resource{_hint(pattern, resources, labels)}")
     return problems
 
 
@@ -368,8 +369,8 @@ def _hint(
         key = requirement.key
         if requirement.operator in ("=", "in", "exists") and key not in values:
             close = _close(key, values)
-            meant = f"; did you mean {close!r}?" if close is not None else ""
-            return f" (no resource has the label {key!r}{meant})"
+            meant = f"; did you mean {echo(close)}?" if close is not None else ""
+            return f" (no resource has the label {echo(key)}{meant})"
         if requirement.operator in ("=", "in") and not requirement.values & values[key]:
             known = sorted(values[key])
             shown = ", ".join(known[:_LISTED]) + (", ..." if len(known) > _LISTED else "")

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from reconciler.printable import echo
+
 Path = tuple[str | int, ...]
 
 
@@ -70,9 +72,10 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
         parent = model_at(model, loc[:-1])
         fields = _aliases(parent) if parent else []
         close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = f" (did you mean {echo(close[0])}?)" if close else ""
         return (
-            f"unknown field {loc[-1]!r}{hint}; valid fields here: {', '.join(fields) or '(none)'}"
+            f"unknown field {echo(loc[-1])}{hint}; valid fields here: "
+            f"{', '.join(fields) or '(none)'}"
         )
     if kind == "string_type" and isinstance(error.get("input"), bool | int | float):
         what = "a boolean" if isinstance(error["input"], bool) else "a number"
@@ -84,11 +87,11 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind == "enum" and isinstance(error.get("input"), str):
         meant = closest(error["input"], _enum_values(model, loc))
         if meant is not None:
-            return f"{message}; did you mean {meant!r}?"
+            return f"{message}; did you mean {echo(meant)}?"
     if kind == "finite_number":
         return "expected a number, but YAML reads this value as .nan or .inf; write a number"
     if kind == "missing":
-        return f"required field {loc[-1]!r} is missing"
+        return f"required field {echo(loc[-1])} is missing"
     if kind in ("string_too_short", "too_short") and error.get("input") == "":
         return _empty(model, loc)
     if message.startswith("Value error, "):
@@ -97,7 +100,8 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
     if (kind in ("url_parsing", "url_scheme") and isinstance(value, str) and value
             and "://" not in value and "@" not in value):
         # `192.168.1.40` reads as a relative URL, `zap.local:80` as the scheme `zap.local`.
-        message = f"{value!r} has no scheme: write the URL whole, such as 'http://{value}'"
+        message = (f"{echo(value)} has no scheme: write the URL whole, such as "
+                   f"{echo('http://' + value)}")
     if kind in ("string_pattern_mismatch", "url_parsing", "url_scheme"):
         parent = model_at(model, loc[:-1])
         info = (
@@ -160,13 +164,13 @@ def _scalar_mismatch(expected: str, value: Any) -> str | None:
         return (f"expected {expected}, but YAML reads this value as a boolean (true, false, "
                 "yes, no, on and off are booleans)")
     if isinstance(value, float) and expected == _EXPECTED["int_type"]:
-        return f"expected {expected}, not {value!r}"
+        return f"expected {expected}, not {echo(value)}"
     if isinstance(value, int | float):
         return f"expected {expected}, but YAML reads this value as a number"
     if isinstance(value, str):
         if _reads_as(expected, value):
             return f"expected {expected}, but the quotes make this value text; remove them"
-        return f"expected {expected}, not the text {value!r}"
+        return f"expected {expected}, not the text {echo(value)}"
     return None
 
 

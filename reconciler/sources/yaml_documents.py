@@ -20,6 +20,7 @@ from yaml.error import Mark
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import Diagnostic
+from reconciler.printable import echo
 from reconciler.sources import utf8
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -189,7 +190,7 @@ class _Converter:
             if isinstance(node, MappingNode):
                 return self._mapping(node, path)
             if node.tag != _SEQ_TAG:
-                raise _ConversionError(f"YAML tag {node.tag!r} is not allowed", node)
+                raise _ConversionError(f"YAML tag {echo(node.tag)} is not allowed", node)
             return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
         finally:
             self.depth -= 1
@@ -214,7 +215,7 @@ class _Converter:
         if cached is not None:
             return cached
         if node.tag != _MAP_TAG:
-            raise _ConversionError(f"YAML tag {node.tag!r} is not allowed", node)
+            raise _ConversionError(f"YAML tag {echo(node.tag)} is not allowed", node)
         merged: dict[str, tuple[Node, Node]] = {}
         explicit: dict[str, tuple[Node, Node]] = {}
         for key_node, value_node in node.value:
@@ -225,14 +226,14 @@ class _Converter:
                 # `on:` would become the key 'True', `0x10:` the key '16': never what was
                 # written, and a label or field name changed silently.
                 raise _ConversionError(
-                    f"the key {key_node.value!r} reads as {_KEY_READS_AS[key_node.tag]} in "
+                    f"the key {echo(key_node.value)} reads as {_KEY_READS_AS[key_node.tag]} in "
                     "YAML; put it in quotes", key_node)
             if not isinstance(key_node, ScalarNode) or key_node.tag != _STR_TAG:
                 raise _ConversionError("mapping keys must be plain scalars", key_node)
             key = key_node.value
             if key in explicit:
                 raise _ConversionError(
-                    f"duplicate key {key!r}: each key may appear once in a mapping", key_node)
+                    f"duplicate key {echo(key)}: each key may appear once in a mapping", key_node)
             explicit[key] = (key_node, value_node)
         pairs = {**merged, **explicit}
         self.pairs_cache[id(node)] = pairs
@@ -241,7 +242,7 @@ class _Converter:
     def _merged(self, value: Node) -> dict[str, tuple[Node, Node]]:
         """The pairs a `<<` key brings in: one mapping, or a list of mappings."""
         if isinstance(value, SequenceNode) and value.tag != _SEQ_TAG:
-            raise _ConversionError(f"YAML tag {value.tag!r} is not allowed", value)
+            raise _ConversionError(f"YAML tag {echo(value.tag)} is not allowed", value)
         sources = value.value if isinstance(value, SequenceNode) else [value]
         merged: dict[str, tuple[Node, Node]] = {}
         for source in reversed(sources):  # the first mapping listed wins
@@ -265,7 +266,7 @@ class _Converter:
         construct = _SCALAR_CONSTRUCTORS.get(node.tag)
         if construct is None or not isinstance(node, ScalarNode):
             raise _ConversionError(
-                f"YAML tag {node.tag!r} is not allowed; only plain strings, numbers, booleans "
+                f"YAML tag {echo(node.tag)} is not allowed; only plain strings, numbers, booleans "
                 "and null", node)
         # Not `loader.construct_object`: it caches every node it sees for the rest of the
         # stream, which kept each file's whole node tree alive (and the collector busy).
