@@ -69,7 +69,7 @@ fi
 case $code in
     0)
         # Unmanaged objects are no change, but no match either: the summary's count says.
-        unmanaged=$(sed -n 's/^    "unmanaged": \([0-9][0-9]*\)$/\1/p' "$out/plan.json")
+        unmanaged=$(sed -n 's/^    "unmanaged": \([0-9][0-9]*\),\{0,1\}$/\1/p' "$out/plan.json")
         if [ "${unmanaged:-0}" -gt 0 ]; then
             echo "reconciler-ci: exit 0: no changes; $out/plan.md lists $unmanaged" \
                  "unmanaged object(s): found, declared nowhere, left as they are"

@@ -99,8 +99,9 @@ class Plan:
         out = {action.value: counts.get(action.value, 0) for action in Action}
         out["blocked"] = len(self.blocked)
         out["changes"] = len(self.pending)
-        out["unmanaged"] = len(self.unmanaged)
         out["outside_selection"] = self.outside_selection
+        # Last, as before 1.5: the CI recipes users copied read its line with sed.
+        out["unmanaged"] = len(self.unmanaged)
         return out
 
 
