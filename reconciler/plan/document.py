@@ -13,6 +13,8 @@ fingerprints of the identity and account it acted as (`engine.plan_origin`); and
 PLANFILE` reads the relative `inputs.paths` while it holds the same files.
 1.4 added `prunable` to every unmanaged object: whether `apply --prune` removes it (a
 plan made with --prune lists only what it leaves).
+1.5 added `field` to an unmanaged entry that is a field a spec declared at the last apply
+and declares no more, left as it is on its platform (`plan.removed_fields`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from reconciler import __version__
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
 
-FORMAT_VERSION = "1.4"
+FORMAT_VERSION = "1.5"
 
 # The most a saved plan may hold: `apply PLANFILE` reads no larger one, and `plan --out`
 # writes none. A plan of the benchmark's generated fleet of 1,000 sites (`sim up --sites
