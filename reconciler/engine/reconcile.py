@@ -27,6 +27,7 @@ from reconciler.engine.release_reads import read_org_devices, releasing_orgs
 from reconciler.engine.retry import RetryPolicy, read_policy
 from reconciler.engine.session import Session, TransportFactory
 from reconciler.engine.state import Inventory, StateDir, StateDirError
+from reconciler.model.declared import declared_paths
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan import document
@@ -198,6 +199,7 @@ class Reconciler:
                 applied_sites=inventory.applied_sites(self.fleet.sites),
                 left_sites=tuple(inventory.left_sites),
                 flatpeak_locations=dict(inventory.flatpeak_locations),
+                last_declared=dict(inventory.declared),
             )
         if self._ledger_in_state:
             self.credentials = self.state.read_credentials()
@@ -339,7 +341,30 @@ class Reconciler:
                 inventory.forget(change.external_id or "")
         self._remember_sites(inventory, plan, report)
         self._remember_locations(inventory, plan, report)
+        self._remember_declared(inventory, plan, report)
         self.state.write_inventory(inventory)
+
+    def _remember_declared(
+        self, inventory: Inventory, plan: Plan, report: ApplyReport | None
+    ) -> None:
+        """The fields each resource the plan covered declares, once every change of it is
+        in sync or done: one whose change failed, was skipped or deferred keeps the record
+        of its last apply, so that a field it declares no more is set back by the next one
+        (`plan.removed_fields`). A resource no longer declared is forgotten, when the plan
+        is of the whole fleet (a --target leaves the others' records as they are)."""
+        done = {o.address for o in report.outcomes if o.status == "done"} if report else set()
+        covered: dict[tuple[str, str], bool] = {}
+        for change in plan.changes:
+            key = (change.kind, change.name)
+            settled = not change.is_change or change.address in done
+            covered[key] = covered.get(key, True) and settled
+        for resource in self.fleet.resources():
+            if covered.get((resource.KIND, resource.name)):
+                inventory.declared[resource.address] = declared_paths(resource.spec)
+        if not plan.options.targets and not plan.options.excludes:
+            addresses = {resource.address for resource in self.fleet.resources()}
+            for address in set(inventory.declared) - addresses:
+                del inventory.declared[address]
 
     def clear_leftovers(self) -> list[str]:
         """Remove the temporary Enapter config files that killed runs left, each holding a

@@ -3,9 +3,10 @@ external write (intent before, outcome after, fsynced), and the inventory of the
 and sites we manage. None of it is needed to find remote objects (they are matched by
 natural keys); the journal makes an interrupted run visible and auditable, the inventory
 remembers each gateway's `deletionPolicy` and organisation, and each Site's Novacore
-site, for when they are removed from the desired state, and the Enapter config files it
-wrote (`engine.enapter_files`); the credential ledger remembers which MQTT password each
-device was given (`engine.credentials`)."""
+site, for when they are removed from the desired state, the Enapter config files it
+wrote (`engine.enapter_files`), and the names of the fields each resource declared when
+last applied, for when one is declared no more (`plan.removed_fields`); the credential
+ledger remembers which MQTT password each device was given (`engine.credentials`)."""
 
 from __future__ import annotations
 
@@ -328,6 +329,11 @@ class StateDir:
                 if isinstance(file, dict) and _is_written_file(file)
             },
         )
+        inventory.declared = {
+            str(address): frozenset(str(path) for path in record["fields"])
+            for address, record in data.get("declared_fields", {}).items()
+            if isinstance(record, dict) and isinstance(record.get("fields"), list)
+        }
         # A config file recorded as being written, with the identity it has once written
         # (`enapter_files.put`): found in place, it is the file written, and replaces the
         # record of the one it replaced; not found, it was never put there and the record
@@ -382,6 +388,10 @@ class StateDir:
                     "enapter_config_files": {
                         path: dataclasses.asdict(file)
                         for path, file in inventory.enapter_config_files.items()
+                    },
+                    "declared_fields": {
+                        address: {"fields": sorted(paths)}
+                        for address, paths in inventory.declared.items()
                     },
                     "enapter_config_files_pending": {
                         tmp: dataclasses.asdict(file)
@@ -574,6 +584,9 @@ class Inventory:
     # Temporary file -> the config file being written there, to be renamed into place
     # (`engine.enapter_files.put`); see `read_inventory`.
     enapter_config_files_pending: dict[str, PendingFile] = field(default_factory=dict)
+    # Resource address -> the spec fields (paths, never values) it declared when last
+    # applied (`model.declared`): what a later spec stops declaring (`plan.removed_fields`).
+    declared: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def remember(self, serial: str, policy: str, org: str) -> None:
         self.policies[serial] = policy

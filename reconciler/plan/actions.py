@@ -74,6 +74,7 @@ class Reason(StrEnum):
     SECRET_CHANGED = "secret_changed"  # noqa: S105 - a reason, not a secret
     SECRET_MISSING = "secret_missing"  # noqa: S105 - a reason, not a secret
     NOT_DECLARED = "not_declared"
+    FIELD_REMOVED = "field_removed"  # declared at the last apply, set back to its default
     MOVED = "moved"  # declared behind another gateway or in another site than it is
     OWNED_BY_OTHER_ORG = "owned_by_other_org"
     TRANSFER_NOT_ALLOWED = "transfer_not_allowed"

@@ -17,6 +17,8 @@ plan made with --prune lists only what it leaves).
 `actions` it would take once its target can be read; null for any other change, and for
 a deferral of what is not known (an object not read, or one not planned until it is).
 It also added `summary.outside_selection`: the changes a --target or --exclude left out.
+And it added `field` to an unmanaged entry that is a field a spec declared at the last
+apply and declares no more, left as it is on its platform (`plan.removed_fields`).
 """
 
 from __future__ import annotations

@@ -9,8 +9,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.model.declared import declared_paths
+from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
-from reconciler.plan import platforms, targeting
+from reconciler.model.site import Site
+from reconciler.plan import platforms, removed_fields, targeting
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.flatpeak import COMPONENT as FLATPEAK
 from reconciler.plan.observed import Observed
@@ -53,6 +56,10 @@ class PlanOptions:
     # Flatpeak location id -> the Site an earlier apply made or matched it for (from the
     # inventory): reported while it exists and no declared Site matches it.
     flatpeak_locations: Mapping[str, str] = field(default_factory=dict)
+    # Resource address -> the spec fields it declared at the last apply (from the
+    # inventory; `model.declared`): one declared no more is set back to its default, or
+    # reported as no longer managed (`plan.removed_fields`). No record: not compared.
+    last_declared: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,6 +162,7 @@ class PlanBuilder:
         self.fleet = fleet
         self.observed = observed
         self.options = options or PlanOptions()
+        self._removed = _removed_fields(fleet, self.options.last_declared)
         self._sourceful = SourcefulPlanner(
             fleet,
             observed,
@@ -164,6 +172,7 @@ class PlanBuilder:
             release_serials=self.options.release_serials,
             whole_fleet=self.options.whole_fleet,
             applied_sites=self.options.applied_sites,
+            removed_fields=self._removed,
         )
 
     def site_observed(self, site_name: str) -> None:
@@ -191,6 +200,7 @@ class PlanBuilder:
             (c.external_id for c in changes if _is_flatpeak_location(c) and c.external_id),
         )
         unmanaged += locations.unmanaged
+        unmanaged += self._removed_notes()
         selected = targeting.select(self.fleet, list(options.targets), list(options.excludes))
         outside = 0
         if selected is not None:
@@ -211,6 +221,22 @@ class PlanBuilder:
             outside_selection=outside,
         )
 
+    def _removed_notes(self) -> list[dict[str, Any]]:
+        """The fields declared no more that are left as they are, reported as unmanaged."""
+        notes: list[dict[str, Any]] = []
+        for resource in self.fleet.resources():
+            paths = self._removed.get(resource.address)
+            if not paths:
+                continue
+            site = ""
+            if isinstance(resource, Site):
+                site = resource.name
+            elif isinstance(resource, Device):
+                found = self.fleet.site_of_device(resource)
+                site = found.name if found is not None else ""
+            notes += removed_fields.notes(resource, paths, site)
+        return notes
+
     def _is_selected(
         self, change: Change, selected: targeting.Selection, declared: set[tuple[str, str]]
     ) -> bool:
@@ -227,6 +253,22 @@ class PlanBuilder:
         if on is not None:
             return selected.owns("Gateway", on)
         return bool(change.site) and selected.owns("Site", change.site)
+
+
+def _removed_fields(
+    fleet: Fleet, last_declared: Mapping[str, frozenset[str]]
+) -> dict[str, list[str]]:
+    """Address -> the fields its resource declared at the last apply and declares no more."""
+    if not last_declared:
+        return {}
+    out: dict[str, list[str]] = {}
+    for resource in fleet.resources():
+        last = last_declared.get(resource.address)
+        if last:
+            paths = removed_fields.removed(last, declared_paths(resource.spec))
+            if paths:
+                out[resource.address] = paths
+    return out
 
 
 def _is_owned(entry: dict[str, Any], selected: targeting.Selection) -> bool:

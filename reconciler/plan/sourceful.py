@@ -26,7 +26,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.site import Site
 from reconciler.model.vocab import local_der_type
-from reconciler.plan import moves, renames
+from reconciler.plan import moves, removed_fields, renames
 from reconciler.plan.actions import (
     Action,
     Change,
@@ -216,6 +216,23 @@ def zap_connection_diff(desired: dict[str, Any], before: dict[str, Any]) -> list
         if key in desired and key not in before:
             diff.append(FieldDiff("add", key, None, desired[key]))
     return diff
+
+
+def zap_reset_diff(
+    desired: dict[str, Any], before: dict[str, Any], removed_paths: Sequence[str]
+) -> tuple[list[FieldDiff], list[str]]:
+    """What setting back the connection settings a spec declares no more (`removed_paths`,
+    `plan.removed_fields`) changes on the Zap, beside the declared drift: each defaulted
+    one compared as `desired` (`zap_settings`) sends it, each one set only when given
+    removed where the Zap has it; and the paths of those that differ."""
+    defaulted, unset = removed_fields.zap_removed(removed_paths)
+    compared = {key: desired[key] for key in defaulted if key in desired}
+    diff = compared_only_where_reported(compared, before)
+    for key in unset:
+        if key in before and key not in desired:
+            diff.append(FieldDiff("remove", key, before[key], None))
+    paths = {**defaulted, **unset}
+    return diff, [paths[d.path] for d in diff]
 
 
 def is_added_to_zap(device: Device, on_zap: ZapDevice | None) -> bool:
@@ -442,6 +459,9 @@ class SourcefulPlanner:
     whole_fleet: Fleet | None = None
     # Where earlier applies put declared Sites (planner.PlanOptions.applied_sites).
     applied_sites: Mapping[str, RetiredSite] = field(default_factory=dict)
+    # Resource address -> the fields declared at the last apply and not now
+    # (`plan.removed_fields`): a Zap connection setting among them is set back.
+    removed_fields: Mapping[str, Sequence[str]] = field(default_factory=dict)
     # Org id -> its sites no declared Site matches (where renamed Sites are looked for).
     _unclaimed_sites: dict[str, list[NovacoreSite]] = field(default_factory=dict)
     # Site resource name -> its unmanaged objects (kept per site: sites may be planned in
@@ -870,6 +890,11 @@ class SourcefulPlanner:
         before = observed_connection(zap_obs) if zap_obs is not None else None
         diff = (zap_connection_diff(declared_zap_settings(connection, desired), before)
                 if before is not None else [])
+        reset: list[str] = []
+        removed_paths = self.removed_fields.get(f"device/{name}")
+        if removed_paths and before is not None:
+            more, reset = zap_reset_diff(desired, before, removed_paths)
+            diff += more
         if (
             (zap_obs is None or diff)
             and spec.verification.check_serial
@@ -906,12 +931,21 @@ class SourcefulPlanner:
                 else f"{self.observed.changed_secrets[name]} changed since it was sent to "
                 "the device; it is removed and added again with the new one"
             )
+            reason = Reason.CANNOT_UPDATE if diff else Reason.SECRET_CHANGED
+            if reset:
+                fields = ", ".join(f"spec.{path}" for path in reset)
+                message = (
+                    f"{fields} {removed_fields.REASON_TEXT}: the Zap's default is set again; "
+                    f"{message}"
+                )
+                if len(reset) == len(diff):
+                    reason = Reason.FIELD_REMOVED
             zap_change = self._change(
                 "Device",
                 name,
                 "zap",
                 Action.REPLACE,
-                Reason.CANNOT_UPDATE if diff else Reason.SECRET_CHANGED,
+                reason,
                 at.site,
                 before=before,
                 after=desired,
