@@ -1,5 +1,6 @@
 """`reconciler COMMAND --help` as a first-time user reads it: the examples that name the
-example fleet work on it as shown."""
+example fleet work on it as shown, and a mistyped option is answered with the usage of the
+command it was given to."""
 
 from __future__ import annotations
 
@@ -48,3 +49,19 @@ def test_the_selectors_of_the_help_examples_select_something_of_the_example_flee
     fleet = load_fleet([ROOT / "examples" / "sites"])
     for command, pattern in examples:
         assert targeting.pattern_problems(fleet, [pattern]) == [], command
+
+
+@pytest.mark.parametrize(("argv", "prog", "mistyped"), [
+    (["plan", "examples/sites", "--dry-run"], "reconciler plan", "--dry-run"),
+    (["apply", "--yes", "examples/sites"], "reconciler apply", "--yes"),
+    (["sim", "up", "--fleet", "examples/sites", "--verbose"], "reconciler sim up", "--verbose"),
+])
+def test_a_mistyped_option_is_answered_with_the_usage_of_its_command(
+        argv: list[str], prog: str, mistyped: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not with the top level's usage, which lists no option of the command."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+    assert stopped.value.code == 1  # not argparse's 2: "changes present" to a CI gate
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {prog} ")
+    assert err.splitlines()[-1] == f"{prog}: error: unrecognized arguments: {mistyped}"
