@@ -450,13 +450,13 @@ def load_settings(
         for key, value in table.items():
             if key in names:
                 if key in CREDENTIAL_FILES and isinstance(value, str) and value:
-                    value = str(Path(path).parent / value)  # as gateway_urls_file
+                    value = _beside(path, value)  # as gateway_urls_file
                 raw[key] = (value, (path, key))
                 continue
             if key == "gateway_urls_file":
                 # As RECONCILER_GATEWAY_URLS_FILE; a relative path is the settings file's.
                 if isinstance(value, str) and value:
-                    urls_file = (str(Path(path).parent / value), (path, key))
+                    urls_file = (_beside(path, value), (path, key))
                 else:
                     problems.append(_problem((path, key), "expected the path of a JSON file "
                                              f"of serial: \"url\"; got {value!r}"))
@@ -543,6 +543,15 @@ def _one_form_of_each_credential(raw: dict[str, tuple[object, Origin]]) -> list[
         ))
         del raw[name], raw[file_field]
     return problems
+
+
+def _beside(settings_file: str, path: str) -> str:
+    """`path`, a file the settings file names, read beside the settings file when it is
+    relative. A settings file given as a pipe (`--config <(sops -d settings.toml)`, a FIFO
+    of `sops exec-file`) lies in no directory of the user's (/dev/fd, a temporary one): its
+    relative paths are the current directory's, where the settings file it decrypts is in
+    that example."""
+    return path if _is_pipe(settings_file) else str(Path(settings_file).parent / path)
 
 
 def _is_pipe(path: str) -> bool:
