@@ -30,9 +30,14 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace")
     scope.add_argument(
-        "-n", "--namespace", action="append", default=[], help="serve this namespace"
+        "-A", "--all-namespaces", action="store_true",
+        help="serve every namespace (with neither option: those RECONCILER_OPERATOR_NAMESPACES "
+        "lists, comma-separated, or every one when it is unset)",
+    )
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[],
+        help="serve this namespace; repeatable",
     )
     parser.add_argument(
         "--liveness", metavar="URL", help="health endpoint, e.g. http://0.0.0.0:8080/healthz"
