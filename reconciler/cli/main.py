@@ -63,6 +63,21 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         self.exit(1, f"{self.prog}: error: {message}\n")
 
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Records in the namespace the innermost parser that took part (`plan`, `sim up`):
+        its parse ends first, inside its parent's. An option it does not know is then said
+        with its usage, which lists the options it has, not with the top level's."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if getattr(parsed, _COMMAND_PARSER, None) is None:
+            setattr(parsed, _COMMAND_PARSER, self)
+        return parsed, extras
+
+
+# The namespace attribute naming the parser of the command given.
+_COMMAND_PARSER = "command_parser"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -103,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _line_buffered(sys.stdout)
     _escape_unencodable(sys.stdout)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        getattr(args, _COMMAND_PARSER).error(f"unrecognized arguments: {' '.join(extras)}")
     run = getattr(args, "run", None)
     if run is None:
         parser.print_help()

@@ -30,9 +30,14 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace")
     scope.add_argument(
-        "-n", "--namespace", action="append", default=[], help="serve this namespace"
+        "-A", "--all-namespaces", action="store_true",
+        help="serve every namespace (with neither option: those RECONCILER_OPERATOR_NAMESPACES "
+        "lists, comma-separated, or every one when it is unset)",
+    )
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[],
+        help="serve this namespace; repeatable",
     )
     parser.add_argument(
         "--liveness", metavar="URL", help="health endpoint, e.g. http://0.0.0.0:8080/healthz"
@@ -75,17 +80,21 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Checked before kopf starts: a bad variable is one clear error at start-up, not a
+    # failure in every handler; and every bad one at once, the operator's own and the
+    # engine's, not one per restart of a pod in CrashLoopBackOff.
+    problems: list[str] = []
     try:
         config = operator_config.load()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return common.EXIT_ERROR
+    except operator_config.OperatorConfigError as exc:
+        problems = [f"error: {problem}" for problem in exc.problems]
     try:
-        # Checked before kopf starts: a bad variable is one clear error at start-up, not a
-        # failure in every handler.
         settings = load_settings()
     except ConfigError as error:
-        common.print_diagnostics(error)
+        problems += [common.error_line(diagnostic) for diagnostic in error.diagnostics]
+    if problems:
+        count = f"{len(problems)} problem{'' if len(problems) == 1 else 's'}"
+        print("\n".join([*problems, f"invalid settings: {count}"]), file=sys.stderr)
         return common.EXIT_ERROR
     problem = _kube_credentials_problem()
     if problem is not None:

@@ -26,11 +26,12 @@ examples:
   reconciler plan examples/sites -o markdown --markdown-limit 1000000   # GitLab's limit
   reconciler plan examples/sites -o json --detailed-exitcode   # CI gate
   reconciler plan examples/sites --out plan.json               # save for `apply plan.json`
-  reconciler plan examples/sites --target device/home-inverter --target region=north
+  reconciler plan examples/sites --target device/home-solna-inverter --target region=skane
 
 exit codes: 0 success (with --detailed-exitcode: no changes), 1 error (invalid input, blocked
-changes, unreadable credentials; deferred sites with --offline=fail), 2 changes present
-(only with --detailed-exitcode).
+changes, rejected credentials or a cloud certificate that does not verify; deferred sites
+with --offline=fail), 2 changes present, deferred ones included (only with
+--detailed-exitcode).
 """
 
 

@@ -23,13 +23,14 @@ if TYPE_CHECKING:
 EXAMPLES = """\
 examples:
   reconciler sim up --fleet examples/sites --print-env      # prints `export` lines
-  reconciler sim up --fleet examples/sites --env-file sim.env &   # in the background, then:
-  . ./sim.env && reconciler plan examples/sites   # MQTT passwords: see the README's demo steps
+  reconciler sim up --fleet examples/sites --env-file sim.env &   # in the background, then
+  sleep 3 && . ./sim.env && reconciler plan examples/sites   # once sim.env is written
   reconciler sim up --sites 100 --write-fleet /tmp/fleet   # a generated fleet of 100 sites
   reconciler sim up --fleet examples/sites --state sim-state.json   # survives restarts
   reconciler sim up --fleet examples/sites --latency-ms 20 --error-rate 0.05 --seed 7
 
-The simulators listen on 127.0.0.1 only. Stop them with Ctrl-C (or SIGTERM).
+The simulators listen on 127.0.0.1 only. Stop them with Ctrl-C (or SIGTERM). The example
+fleet's two MQTT passwords: see "Try it against simulators" in the README.
 """
 
 
@@ -67,7 +68,8 @@ def register(subparsers: Any) -> None:
         "keys (accepted by nothing else); nothing else prints them",
     )
     up.add_argument("--env-file", metavar="FILE",
-                    help="also write the `export` lines to FILE (mode 600)")
+                    help="write the `export` lines to FILE (mode 600) once the simulators "
+                    "listen (--print-env prints them too)")
     up.add_argument("--state", metavar="FILE", help="persist simulator state to FILE")
     up.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
     up.add_argument("--jitter-ms", type=float, default=0.0, help="random extra latency per request")

@@ -167,6 +167,10 @@ class Settings:
 Origin = tuple[str | None, str]
 _DEFAULTS = {f.name: f.default for f in fields(Settings)}
 _URL_FIELDS = frozenset({"novacore_url", "enapter_url", "flatpeak_url"})
+# The settings that name a file or directory of this machine, and the settings file's key
+# (and variable) of the gateway-URLs file, which is no field.
+_PATH_FIELDS = frozenset({"state_dir", "secrets_dir", "ca_bundle", "novacore_token_file",
+                          "enapter_token_file", "flatpeak_api_key_file", "gateway_urls_file"})
 # Tokens, keys and the ids sent with them. They often come from a file (`kubectl create
 # secret --from-file`, `echo "$TOKEN" > file`) that ends in a line break, which would make
 # every request fail on a header that may not hold one: surrounding whitespace is dropped.
@@ -458,15 +462,18 @@ def load_settings(
     if path:
         table, problems, key_lines = _read_toml(path)
         for key, value in table.items():
+            if key in _PATH_FIELDS and (home := _home_problem(value)) is not None:
+                problems.append(_problem((path, key), home))
+                continue
             if key in names:
                 if key in CREDENTIAL_FILES and isinstance(value, str) and value:
-                    value = str(Path(path).parent / value)  # as gateway_urls_file
+                    value = _beside(path, value)  # as gateway_urls_file
                 raw[key] = (value, (path, key))
                 continue
             if key == "gateway_urls_file":
                 # As RECONCILER_GATEWAY_URLS_FILE; a relative path is the settings file's.
                 if isinstance(value, str) and value:
-                    urls_file = (str(Path(path).parent / value), (path, key))
+                    urls_file = (_beside(path, value), (path, key))
                 else:
                     problems.append(_problem((path, key), "expected the path of a JSON file "
                                              f"of serial: \"url\"; got {echo(value)}"))
@@ -477,6 +484,11 @@ def load_settings(
             problems.append(
                 Diagnostic(f"unknown key; {hint}valid keys: {valid}", file=path, path=key)
             )
+    for name in sorted({*names, "gateway_urls_file"} & _PATH_FIELDS):
+        variable = PREFIX + name.upper()
+        if (home := _home_problem(env.get(variable))) is not None:
+            problems.append(_problem((None, variable), home))
+            env = {key: value for key, value in env.items() if key != variable}
     for name in names:
         variable = PREFIX + name.upper()
         # An empty variable counts as unset (`X=${X}` in a compose file or unit, unset X).
@@ -553,6 +565,27 @@ def _one_form_of_each_credential(raw: dict[str, tuple[object, Origin]]) -> list[
         ))
         del raw[name], raw[file_field]
     return problems
+
+
+def _home_problem(value: object) -> str | None:
+    """Why a path setting starting with `~` is refused, or None. A shell expands `~` on its
+    command line, but nothing does in a settings file, a systemd EnvironmentFile, a
+    compose file or a pod's env: taken as it is, `~/state` would be a directory named `~`
+    under the working directory, where an apply would start a new state directory (its
+    inventory and password fingerprints not found) and write credentials."""
+    if not isinstance(value, str) or not value.startswith("~"):
+        return None
+    return (f"{value!r} starts with '~', which is not expanded here (only a shell's command "
+            "line does that): give an absolute path")
+
+
+def _beside(settings_file: str, path: str) -> str:
+    """`path`, a file the settings file names, read beside the settings file when it is
+    relative. A settings file given as a pipe (`--config <(sops -d settings.toml)`, a FIFO
+    of `sops exec-file`) lies in no directory of the user's (/dev/fd, a temporary one): its
+    relative paths are the current directory's, where the settings file it decrypts is in
+    that example."""
+    return path if _is_pipe(settings_file) else str(Path(settings_file).parent / path)
 
 
 def _is_pipe(path: str) -> bool:

@@ -34,8 +34,9 @@ import math
 import os
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import kopf
 
@@ -43,6 +44,7 @@ from reconciler.model.env_names import NAME_PATTERN, OWN_RULE, is_own_setting
 from reconciler.printable import echo
 
 PREFIX = "RECONCILER_OPERATOR_"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,17 @@ class OperatorConfig:
         return out
 
 
+class OperatorConfigError(ValueError):
+    """Every problem of the operator's variables, each naming its variable and what would
+    be valid: all are said at once, as the engine's settings are, not one per restart."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
-    value = env.get(PREFIX + name, default)
+    value = env.get(PREFIX + name) or default
     try:
         seconds = float(value)
     except ValueError:
@@ -113,23 +124,43 @@ def _password_env(env: Mapping[str, str]) -> frozenset[str]:
     return names
 
 
-def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
-    """The operator's settings; ValueError names the variable and what would be valid."""
-    env = os.environ if environ is None else environ
-    mode = env.get(PREFIX + "MODE", "apply")
+def _mode(env: Mapping[str, str]) -> str:
+    mode = env.get(PREFIX + "MODE") or "apply"
     if mode not in ("apply", "observe"):
         raise ValueError(f"{PREFIX}MODE must be 'apply' or 'observe', not {echo(mode)}")
+    return mode
+
+
+def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
+    """The operator's settings. An empty variable counts as unset, as the engine's do.
+    OperatorConfigError (a ValueError) lists every variable that is not valid, each named
+    with what would be."""
+    env = os.environ if environ is None else environ
     namespaces = tuple(
         n.strip() for n in env.get(PREFIX + "NAMESPACES", "").split(",") if n.strip()
     )
-    return OperatorConfig(
-        interval=_seconds(env, "INTERVAL", "300"),
-        mode=mode,
+    problems: list[str] = []
+    config = OperatorConfig(
+        interval=_checked(problems, lambda: _seconds(env, "INTERVAL", "300"), 300.0),
+        mode=_checked(problems, lambda: _mode(env), "apply"),
         shard=env.get(PREFIX + "SHARD", ""),
-        retry_delay=_seconds(env, "RETRY_DELAY", "15"),
+        retry_delay=_checked(problems, lambda: _seconds(env, "RETRY_DELAY", "15"), 15.0),
         namespaces=namespaces,
         peering=env.get(PREFIX + "PEERING", ""),
-        priority=_priority(env),
+        priority=_checked(problems, lambda: _priority(env), 0),
         credential_key=env.get(PREFIX + "CREDENTIAL_KEY", ""),
-        password_env=_password_env(env),
+        password_env=_checked(problems, lambda: _password_env(env), frozenset()),
     )
+    if problems:
+        raise OperatorConfigError(problems)
+    return config
+
+
+def _checked(problems: list[str], read: Callable[[], T], fallback: T) -> T:
+    """What `read` gives; or, when it raises ValueError, `fallback`, its message added to
+    `problems`: the variables after it are checked too."""
+    try:
+        return read()
+    except ValueError as exc:
+        problems.append(str(exc))
+        return fallback

@@ -110,7 +110,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "credentials": CREDENTIALS,
         "endpoints": {"novacore": "https://novacore.example", "enapter": "https://enapter.example",
                       "flatpeak": "https://flatpeak.example"},
-        "gatewayUrls": {"ZAP-0042": "http://10.8.0.42", "ZAP-0043": "http://10.8.0.43:8080"},
+        "gatewayUrls": {"zap-0042": "http://10.8.0.42", "zap-0043": "http://10.8.0.43:8080"},
         "limits": {"concurrency": 32, "gatewayConcurrency": 2, "gatewayRate": 5.5,
                    "timeout": 20, "retries": 3},
         "caBundle": {"configMap": "corporate-ca", "key": "bundle.pem"},

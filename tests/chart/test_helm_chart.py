@@ -38,6 +38,7 @@ from reconciler.cli import operator_cmd
 from reconciler.cli.main import build_parser
 from reconciler.engine.config import Settings, load_settings
 from reconciler.model import env_names
+from reconciler.model.gateway import ZAP_SERIAL_PATTERN
 from reconciler.operator import config as operator_config
 
 Render = Callable[..., Rendered]
@@ -86,8 +87,12 @@ def test_helm_lint_strict_passes(helm: Path, scenario: str, tmp_path: Path) -> N
     pytest.param({"shards": [{"name": "a"}]}, "selector", id="shard-without-selector"),
     pytest.param({"shards": [{"name": "a", "selector": "x=1"}, {"name": "a", "selector": "x=2"}]},
                  'the name "a" is used twice', id="duplicate-shard"),
-    pytest.param({"gatewayUrls": {"ZAP-1": "10.0.0.1"}}, "/gatewayUrls/ZAP-1",
+    pytest.param({"gatewayUrls": {"zap-0001": "10.0.0.1"}}, "/gatewayUrls/zap-0001",
                  id="url-without-scheme"),
+    # No Gateway has it (spec.zap.serial is `zap-` and lowercase hex): its URL would never
+    # be used, and the gateway reached at its spec.zap.url instead.
+    pytest.param({"gatewayUrls": {"ZAP-0042": "http://10.8.0.42"}}, "ZAP-0042",
+                 id="serial-no-gateway-has"),
     pytest.param({"serviceAccount": {"create": False}}, "serviceAccount.name is required",
                  id="no-service-account"),
     pytest.param({"credentials": {"mountAsFiles": True}},
@@ -431,6 +436,14 @@ def test_password_env_names_are_checked_as_the_operator_checks_them() -> None:
     to fail at once instead of the operator at start-up."""
     schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
     assert schema["properties"]["passwordEnv"]["items"]["pattern"] == env_names.NAME_PATTERN
+
+
+def test_gateway_url_serials_are_checked_as_the_model_checks_a_gateway_serial() -> None:
+    """The values schema repeats the model's form of a Zap serial: a key no Gateway can
+    have fails `helm install`, instead of its URL being ignored."""
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    names = schema["properties"]["gatewayUrls"]["propertyNames"]
+    assert names["pattern"] == ZAP_SERIAL_PATTERN
 
 
 def test_a_credential_key_can_be_left_out(rendered: Render) -> None:

@@ -199,6 +199,25 @@ def test_settings_and_a_token_through_process_substitution_are_read(
     assert "create" in done.stdout and token not in done.stdout
 
 
+def test_a_relative_token_file_of_piped_settings_is_read_in_the_current_directory(
+    sims_fleet: tuple[Path, dict[str, str]]
+) -> None:
+    """`--config <(sops -d settings.toml)` naming `novacore_token_file = "token"`: the piped
+    settings lie in /dev/fd, beside which no token is; the file is the current directory's,
+    where settings.toml is too."""
+    where, env = sims_fleet
+    (where / "secrets" / "ferroamp" / "password").write_text("pw\n", encoding="utf-8")
+    (where / "token").write_text(env.pop("RECONCILER_NOVACORE_TOKEN") + "\n", encoding="utf-8")
+    (where / "settings.toml").write_text('novacore_token_file = "token"\n', encoding="utf-8")
+    done = subprocess.run(
+        ["bash", "-c", 'exec "$PYTHON" -m reconciler plan sites --detailed-exitcode '
+                       '--config <(cat settings.toml)'],
+        cwd=where, capture_output=True, text=True, timeout=60,
+        env=environment(where) | env | {"PYTHON": sys.executable}, stdin=subprocess.DEVNULL)
+    assert (done.returncode, done.stderr) == (2, ""), done.stderr
+    assert "create" in done.stdout
+
+
 # -- plan --out ---------------------------------------------------------------------------------
 
 

@@ -200,6 +200,29 @@ def test_the_settings_file_names_a_gateway_urls_file_relative_to_itself(
         "No such file or directory"]
 
 
+HOME = ("starts with '~', which is not expanded here (only a shell's command line does "
+        "that): give an absolute path")
+
+
+def test_a_path_setting_starting_with_a_tilde_is_refused(tmp_path: Path) -> None:
+    """A settings file, a systemd EnvironmentFile or a pod's env expands no `~`: taken as
+    it is, `state_dir = "~/state"` made a directory named `~` in the working directory."""
+    config = tmp_path / "reconciler.toml"
+    config.write_text('state_dir = "~/state"\nnovacore_token_file = "~/token"\n'
+                      'gateway_urls_file = "~/gateways.json"\n')
+    assert problems({"RECONCILER_SECRETS_DIR": "~/secrets", "RECONCILER_CA_BUNDLE": "~/ca.pem",
+                     "RECONCILER_ENAPTER_TOKEN_FILE": "~"}, config) == [
+        f"{config}:1: state_dir: '~/state' {HOME}",
+        f"{config}:2: novacore_token_file: '~/token' {HOME}",
+        f"{config}:3: gateway_urls_file: '~/gateways.json' {HOME}",
+        f"RECONCILER_CA_BUNDLE: '~/ca.pem' {HOME}",
+        f"RECONCILER_ENAPTER_TOKEN_FILE: '~' {HOME}",
+        f"RECONCILER_SECRETS_DIR: '~/secrets' {HOME}",
+    ]
+    # Only a leading `~` is the shell's: one inside a path is a name like any other.
+    assert load_settings({"RECONCILER_STATE_DIR": "/srv/~state"}).state_dir == "/srv/~state"
+
+
 def test_files_saved_with_a_byte_order_mark_are_read(tmp_path: Path) -> None:
     config = tmp_path / "reconciler.toml"
     config.write_bytes(b"\xef\xbb\xbfconcurrency = 7\n")

@@ -21,20 +21,30 @@ import pytest
                   "invalid settings: 2 problems"], id="engine-settings"),
     pytest.param({"RECONCILER_OPERATOR_INTERVAL": "5m"},
                  ["error: RECONCILER_OPERATOR_INTERVAL must be a number of seconds greater "
-                  "than 0, not '5m'"], id="operator-interval"),
+                  "than 0, not '5m'", "invalid settings: 1 problem"], id="operator-interval"),
     pytest.param({"RECONCILER_OPERATOR_PRIORITY": "high"},
-                 ["error: RECONCILER_OPERATOR_PRIORITY must be a whole number, not 'high'"],
-                 id="operator-priority"),
+                 ["error: RECONCILER_OPERATOR_PRIORITY must be a whole number, not 'high'",
+                  "invalid settings: 1 problem"], id="operator-priority"),
     pytest.param({"RECONCILER_OPERATOR_PASSWORD_ENV": "BATTERY_PW, RECONCILER_NOVACORE_TOKEN"},
                  ["error: RECONCILER_OPERATOR_PASSWORD_ENV may not list "
                   "RECONCILER_NOVACORE_TOKEN: names starting with RECONCILER_, in any letter "
                   "case, are the reconciler's own settings (its cloud tokens and keys), which "
-                  "no Device may read; list only variables that hold MQTT passwords"],
-                 id="password-env-own-setting"),
+                  "no Device may read; list only variables that hold MQTT passwords",
+                  "invalid settings: 1 problem"], id="password-env-own-setting"),
     pytest.param({"RECONCILER_OPERATOR_PASSWORD_ENV": "BATTERY_PW,battery-pw"},
                  ["error: RECONCILER_OPERATOR_PASSWORD_ENV must be names of environment "
                   "variables (letters, digits and '_', not starting with a digit) separated "
-                  "by commas, not 'battery-pw'"], id="password-env-not-a-name"),
+                  "by commas, not 'battery-pw'", "invalid settings: 1 problem"],
+                 id="password-env-not-a-name"),
+    # Every bad one at once, the operator's own and the engine's, as the README says.
+    pytest.param({"RECONCILER_OPERATOR_MODE": "dry-run", "RECONCILER_OPERATOR_RETRY_DELAY": "0",
+                  "RECONCILER_TIMEOUT": "0"},
+                 ["error: RECONCILER_OPERATOR_MODE must be 'apply' or 'observe', not 'dry-run'",
+                  "error: RECONCILER_OPERATOR_RETRY_DELAY must be a number of seconds greater "
+                  "than 0, not '0'",
+                  "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0; "
+                  "got '0'",
+                  "invalid settings: 3 problems"], id="all-at-once"),
 ])
 def test_bad_settings_stop_the_operator_before_it_starts(variables: dict[str, str],
                                                          expected: list[str]) -> None:
@@ -46,9 +56,16 @@ def test_bad_settings_stop_the_operator_before_it_starts(variables: dict[str, st
     assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", expected)
 
 
-def test_no_kubernetes_credentials_stop_the_operator_before_it_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variables", [
+    pytest.param({}, id="no-settings"),
+    # An empty variable counts as unset, as for the engine's settings (`X=${X}` in a unit).
+    pytest.param({f"RECONCILER_OPERATOR_{name}": "" for name in (
+        "MODE", "INTERVAL", "RETRY_DELAY", "PRIORITY", "PASSWORD_ENV")}, id="empty-settings"),
+])
+def test_no_kubernetes_credentials_stop_the_operator_before_it_starts(
+        tmp_path: Path, variables: dict[str, str]) -> None:
     environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RECONCILER_", "KUBERNETES_", "KUBECONFIG"))}
+               if not k.startswith(("RECONCILER_", "KUBERNETES_", "KUBECONFIG"))} | variables
     environ["HOME"] = str(tmp_path)  # no ~/.kube/config
     done = subprocess.run([sys.executable, "-m", "reconciler", "operator", "-A"],
                           env=environ, capture_output=True, text=True, timeout=60)

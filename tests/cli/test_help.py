@@ -1,0 +1,67 @@
+"""`reconciler COMMAND --help` as a first-time user reads it: the examples that name the
+example fleet work on it as shown, and a mistyped option is answered with the usage of the
+command it was given to."""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main as cli
+from reconciler.plan import targeting
+from reconciler.sources.loader import load_fleet
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = [["validate"], ["plan"], ["apply"], ["watch"], ["demo"], ["sim"], ["sim", "up"],
+            ["operator"], ["schema"], ["crds"]]
+
+
+def _help(command: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as stopped:
+        cli.main([*command, "--help"])
+    assert stopped.value.code == 0
+    return capsys.readouterr().out
+
+
+def _selector_examples(text: str) -> list[tuple[str, str]]:
+    """(example line, pattern) of each --target/--exclude of an example on examples/sites."""
+    found = []
+    for line in text.splitlines():
+        command = line.split("#", 1)[0].strip()
+        if not command.startswith("reconciler ") or "examples/sites" not in command:
+            continue
+        words = shlex.split(command)
+        for option, value in itertools.pairwise(words):
+            if option in ("--target", "--exclude"):
+                found.append((command, value))
+    return found
+
+
+def test_the_selectors_of_the_help_examples_select_something_of_the_example_fleet(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Run as shown, an example naming a resource the examples do not have fails."""
+    examples = [found for command in COMMANDS for found in _selector_examples(
+        _help(command, capsys))]
+    assert examples, "no --help example selects anything: the test reads nothing"
+    fleet = load_fleet([ROOT / "examples" / "sites"])
+    for command, pattern in examples:
+        assert targeting.pattern_problems(fleet, [pattern]) == [], command
+
+
+@pytest.mark.parametrize(("argv", "prog", "mistyped"), [
+    (["plan", "examples/sites", "--dry-run"], "reconciler plan", "--dry-run"),
+    (["apply", "--yes", "examples/sites"], "reconciler apply", "--yes"),
+    (["sim", "up", "--fleet", "examples/sites", "--verbose"], "reconciler sim up", "--verbose"),
+])
+def test_a_mistyped_option_is_answered_with_the_usage_of_its_command(
+        argv: list[str], prog: str, mistyped: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not with the top level's usage, which lists no option of the command."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+    assert stopped.value.code == 1  # not argparse's 2: "changes present" to a CI gate
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {prog} ")
+    assert err.splitlines()[-1] == f"{prog}: error: unrecognized arguments: {mistyped}"
