@@ -21,6 +21,8 @@ from reconciler.plan.sourceful import serial_release
 
 # The status field (`model.status.ResourceStatus.claims`).
 CLAIMS = "claims"
+# A Novacore device's state once its gateway was released or transferred.
+ORPHANED = "orphaned"
 
 
 def recorded(status: Mapping[str, Any] | None) -> list[ClaimedGateway]:
@@ -166,13 +168,17 @@ def release_step(
 
 
 def bound_devices(serial: str, observed: Observed) -> list[str]:
-    """The Novacore devices read that are bound to `serial` ("id (hardware id)")."""
+    """The Novacore devices read that are bound to `serial` ("id (hardware id)"). One
+    orphaned already (its gateway was released or transferred before) still names the
+    serial but has lost its gateway, so a release takes nothing more from it: not counted,
+    as the planner counts none (`plan.sourceful`, `_release_after_devices`), else the
+    operator would wait forever where `apply --prune` releases."""
     return [
         f"{device.id} ({device.hardware_id})"
         for devices in observed.novacore_devices.values()
         if isinstance(devices, list)
         for device in devices
-        if device.gateway_serial == serial
+        if device.gateway_serial == serial and device.state != ORPHANED
     ]
 
 
