@@ -193,14 +193,15 @@ async def reconcile_object(
             if isinstance(resource, Gateway) and resource.spec.zap is not None
             else swaps.SwappedOut()
         )
+        # Their organisations' gateways are listed (`swaps.release_step` tells who holds
+        # one now); the devices that could keep one from being released are read by the
+        # engine only when its release is planned (`engine.release_reads`), every site of
+        # the organisation, as for the CLI's.
         policies, orgs = swaps.inventory(swapped.release)
-        # The devices of every Site of the organisation a swapped-out gateway was claimed
-        # in are read: one still bound to it keeps it from being released.
-        lookup += tuple(
-            site_name
-            for site_name, site in nsf.fleet.sites.items()
-            if site.spec.novacore is not None and site.spec.novacore.org_id in orgs.values()
-            and site_name not in sub.sites
+        releasing = (
+            swaps.releasable(swapped, resource.spec.zap.serial, claims)
+            if isinstance(resource, Gateway) and resource.spec.zap is not None
+            else frozenset()
         )
         try:
             planned = await reconciler.plan(
@@ -210,7 +211,7 @@ async def reconcile_object(
                     applied_sites=nsf.applied_sites,
                     inventory=policies,
                     inventory_orgs=orgs,
-                    release_serials=frozenset(swapped.release),
+                    release_serials=frozenset(releasing),
                 )
             )
         except ProviderAuthError as error:
@@ -221,7 +222,7 @@ async def reconcile_object(
             return _not_planned("temporary", "AuthError", message, config.retry_delay)
         plan = planned.plan
         own = [c for c in plan.changes if c.kind == owner_kind and c.name == owner_name]
-        steps = _swap_steps(resource, own, swapped, plan, planned.observed)
+        steps = _swap_steps(resource, own, swapped, releasing, plan, planned.observed)
         # The ids of this object's changes only: a serial released is not its own.
         result.external_ids = _external_ids(own)
         own += [step.change for step in steps if step.change is not None]
@@ -295,16 +296,21 @@ def _swap_steps(
     resource: Resource,
     own: list[Change],
     swapped: swaps.SwappedOut,
+    releasing: frozenset[str],
     plan: Plan,
     observed: Observed,
 ) -> list[swaps.Step]:
-    """What this reconcile does with each serial a Gateway swapped out (`swaps`)."""
+    """What this reconcile does with each serial a Gateway swapped out (`swaps`);
+    `releasing`: those whose release was planned (`swaps.releasable`)."""
     if not isinstance(resource, Gateway) or resource.spec.zap is None:
         return []
     claim = next((c for c in own if c.component == "novacore"), None)
     claimed = claim is not None and claim.action is Action.NO_OP
     return [
-        swaps.release_step(old, resource.spec.zap.serial, claimed, plan.changes, observed)
+        swaps.release_step(
+            old, resource.spec.zap.serial, claimed, plan.changes, observed,
+            planned=old.serial in releasing,
+        )
         for old in swapped.release.values()
     ]
 

@@ -8,10 +8,12 @@ organisation no more. The releases are counted at the Novacore simulator."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
+from aiohttp import web
 from fleet_yaml import novacore_site, stream, zap_gateway
 from harness import API_VERSION, OTHER_NAMESPACE, Cluster, documents, operator
 from objects import HOME_INVERTER, RELEASE, ZAP
@@ -369,3 +371,56 @@ async def test_a_device_orphaned_on_a_swapped_out_gateway_does_not_keep_it_as_th
         assert sims.novacore.requests[RELEASED] == 1
         await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
         assert await _claims(cluster) == [NEW]
+
+
+class PathReads:
+    """Counts the Novacore requests by path (the simulator counts them by route, which
+    does not tell one site's devices from another's); installed before it serves."""
+
+    def __init__(self) -> None:
+        self.paths: Counter[str] = Counter()
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+            self.paths[request.path] += 1
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(count)
+
+
+async def test_a_release_waiting_for_the_new_gateways_claim_reads_no_other_site(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """While the new Zap cannot be claimed the release waits for that, whatever the
+    devices: the Gateway's retries read the devices of no other Site of the organisation.
+    Once the release is planned, those of every site are read, as for the CLI's
+    (`engine.release_reads`), and it goes on."""
+    fleet = stream(_fleet(RELEASE), novacore_site("cabin", "Cabin"))
+    reads = PathReads()
+    async with operator(_seeded(fleet), tmp_path, monkeypatch,
+                        before_start=reads.install) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Site", "cabin", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        [cabin] = [i for i, s in sims.novacore.sites.items() if s.name == "Cabin"]
+        # Paused, the cabin's own reconciles read nothing: what is read of it is the
+        # Gateway's.
+        await cluster.patch("Site", "cabin", {"metadata": {"annotations": {PAUSED: "true"}}})
+        await cluster.wait_reason("Site", "cabin", "Paused", type_="Synced")
+        await sims.zaps[NEW].set_offline("refuse")
+        await _swap(cluster)
+        await cluster.wait_reason("Gateway", "home-zap", "Deferred", timeout=30)
+        reads.paths.clear()
+        await cluster.wait_planned("Gateway", "home-zap", 3)
+        assert reads.paths[f"/sites/{cabin}/devices"] == 0
+        assert sims.novacore.requests[RELEASED] == 0
+
+        await sims.zaps[NEW].set_offline("online")
+
+        async def released() -> bool:
+            return _owner(sims, OLD) is None
+
+        await cluster.wait_for(released, timeout=40, what=f"{OLD} released")
+        assert reads.paths[f"/sites/{cabin}/devices"] >= 1, "read once the release is planned"
+        assert sims.novacore.requests[RELEASED] == 1
