@@ -27,15 +27,20 @@ from reconciler.errors import ProviderAuthError
 from reconciler.model.base import Resource
 from reconciler.model.fleet import DANGLING, Fleet
 from reconciler.model.gateway import Gateway
-from reconciler.model.status import AppliedSecrets, ClaimedGateway, DeviceGateway
-from reconciler.operator import swaps
+from reconciler.model.status import (
+    AppliedSecrets,
+    ClaimedGateway,
+    DeviceGateway,
+    FlatpeakLocation,
+)
+from reconciler.operator import locations, swaps
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
 from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import Observed
-from reconciler.plan.planner import Plan, PlanOptions
+from reconciler.plan.planner import Plan, PlanOptions, site_ids
 from reconciler.plan.render import summary_line
 from reconciler.plan.sourceful import claim_org
 
@@ -68,6 +73,8 @@ class ObjectResult:
     # reconcile observed (`conditions.OBSERVED`) become Unknown, not kept as they were.
     unobserved: tuple[str, str] | None = None
     claims: list[dict[str, str]] | None = None  # status.claims of a Gateway (`swaps`)
+    # status.flatpeakLocations of a Device whose Site is on Flatpeak (`locations`).
+    flatpeak_locations: list[dict[str, str]] | None = None
     # What is said once of gateways swapped out of a Gateway's spec and left claimed.
     kept: list[str] = field(default_factory=list)
 
@@ -132,10 +139,12 @@ async def reconcile_object(
     holds: Holds | None = None,
     claims: Sequence[ClaimedGateway] = (),
     declared_elsewhere: Mapping[str, str] | None = None,
+    had: Sequence[FlatpeakLocation] = (),
 ) -> ObjectResult:
     """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
-    of the cluster declare (`swaps`: a serial swapped out is released, or kept)."""
+    of the cluster declare (`swaps`: a serial swapped out is released, or kept). For a
+    Device, `had` are the Flatpeak locations its status says its Site had (`locations`)."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -203,9 +212,16 @@ async def reconcile_object(
             if isinstance(resource, Gateway) and resource.spec.zap is not None
             else frozenset()
         )
+        # The Flatpeak locations this namespace's Sites had, for a device to leave those
+        # that are not its Site's now; asked only where a device is planned on Flatpeak
+        # (the engine lists the locations for them otherwise: `engine.flatpeak`).
+        on_flatpeak = owner_kind == "Device" and any(
+            site.spec.flatpeak is not None for site in sub.sites.values()
+        )
         try:
             planned = await reconciler.plan(
                 PlanOptions(
+                    flatpeak_locations=nsf.flatpeak_locations if on_flatpeak else {},
                     whole_fleet=nsf.fleet,
                     lookup_sites=lookup,
                     applied_sites=nsf.applied_sites,
@@ -221,6 +237,14 @@ async def reconcile_object(
             message = f"{error}; {hint}" if hint else str(error)
             return _not_planned("temporary", "AuthError", message, config.retry_delay)
         plan = planned.plan
+        if on_flatpeak and kind == "Device":
+            # Only the Device's own reconcile records, as it does its password's.
+            result.flatpeak_locations = [
+                entry.model_dump()
+                for entry in locations.current(
+                    had, site_ids(plan.changes, "flatpeak"), plan.forget_locations
+                )
+            ]
         own = [c for c in plan.changes if c.kind == owner_kind and c.name == owner_name]
         steps = _swap_steps(resource, own, swapped, releasing, plan, planned.observed)
         # The ids of this object's changes only: a serial released is not its own.
@@ -564,4 +588,6 @@ def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
         patch["gateway"] = result.gateway
     if result.claims is not None:
         patch[swaps.CLAIMS] = result.claims
+    if result.flatpeak_locations is not None:
+        patch[locations.LOCATIONS] = result.flatpeak_locations
     return patch
