@@ -90,6 +90,17 @@ class ClaimedGateway(StrictModel):
     )
 
 
+class FlatpeakLocation(StrictModel):
+    """A Flatpeak location a Device's Site was found at or given: what the CLI's inventory
+    remembers of the locations this fleet made or matched. A device leaves it once its
+    Site's location is another (the Site renamed, or given another `locationId`), as it
+    leaves another Site's; a location no Site of the fleet had is kept."""
+
+    id: str = Field(description="The Flatpeak location id.", examples=["loc_8a1f2c"])
+    site: str = Field(description="The Site object it was the location of.",
+                      examples=["home-solna"])
+
+
 class ResourceStatus(StrictModel):
     """Status written by the operator."""
 
@@ -113,6 +124,11 @@ class ResourceStatus(StrictModel):
         default_factory=list,
         description="Gateways: the serials claimed and not released, the one declared and "
         "those swapped out of the spec whose release waits for their devices to move.",
+    )
+    flatpeak_locations: list[FlatpeakLocation] = Field(
+        default_factory=list,
+        description="Devices: the Flatpeak locations their Site was found at or given, "
+        "latest last; the device is moved off those that are not its Site's now.",
     )
     last_valid_spec: str | None = Field(
         default=None,

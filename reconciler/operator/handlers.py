@@ -18,7 +18,7 @@ from reconciler.engine.credentials import KEY_BYTES, key_from_text
 from reconciler.errors import ConfigError
 from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
-from reconciler.operator import conditions, objects, swaps
+from reconciler.operator import conditions, locations, objects, swaps
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Holds
 from reconciler.operator.reconcile import (
@@ -207,6 +207,7 @@ async def _reconcile(
         declared_elsewhere=(
             _declared_serials(indexes, (namespace, name)) if kind == "Gateway" else None
         ),
+        had=locations.recorded(status) if kind == "Device" else (),
     )
     owner = (namespace, kind, name)
     if result.retry == "temporary" and result.delay > runtime.config.retry_delay:

@@ -14,6 +14,8 @@ from reconciler.errors import Diagnostic
 from reconciler.model.base import API_GROUP, API_VERSION_NAME, Resource
 from reconciler.model.fleet import DANGLING, Fleet, Problem, check_fleet
 from reconciler.model.schema import CRD_NAMES
+from reconciler.model.status import FlatpeakLocation
+from reconciler.operator import locations
 from reconciler.plan.retired import RetiredSite
 from reconciler.sources.loader import resource_from_object
 
@@ -54,7 +56,8 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     was created (`in_declaration_order`), whether it holds its configOutput
     (`holds_config_output`), for a Site the Novacore site it was applied to
     (`applied_novacore_site`) and for a Device the Site it was last placed at
-    (`last_site`); `build` strips them again."""
+    (`last_site`) and the Flatpeak locations its Site had (`flatpeak_locations`); `build`
+    strips them again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
     if created:
@@ -67,6 +70,9 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     placed = last_site(body)
     if placed:
         document[LAST_SITE] = placed
+    had = flatpeak_locations(body)
+    if had:
+        document[locations.LOCATIONS] = [entry.model_dump() for entry in had]
     return document
 
 
@@ -121,6 +127,16 @@ def last_site(body: Mapping[str, Any]) -> str | None:
     gateway = (body.get("status") or {}).get("gateway")
     site = gateway.get("site") if isinstance(gateway, Mapping) else None
     return site if isinstance(site, str) and site else None
+
+
+def flatpeak_locations(body: Mapping[str, Any]) -> list[FlatpeakLocation]:
+    """The Flatpeak locations a Device's status says its Site had (`operator.locations`),
+    as its index document keeps them too."""
+    if body.get("kind") != "Device":
+        return []
+    if locations.LOCATIONS in body:
+        return locations.recorded(body)
+    return locations.recorded(body.get("status"))
 
 
 def _config_output(spec: Any) -> Any:
@@ -181,6 +197,9 @@ class NamespaceFleet:
     applied_sites: dict[str, RetiredSite] = field(default_factory=dict)
     # Device name -> the Site its status last placed it at (`last_site`).
     last_sites: dict[str, str] = field(default_factory=dict)
+    # Flatpeak location id -> the Site it was the location of, as the Devices' statuses
+    # remember them (`flatpeak_locations`; `PlanOptions.flatpeak_locations`).
+    flatpeak_locations: dict[str, str] = field(default_factory=dict)
 
     def problems_of(self, kind: str, name: str) -> list[Problem]:
         return [p for p in self.problems if p.kind == kind and p.name == name]
@@ -210,6 +229,7 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     holders: set[str] = set()
     applied: dict[str, str] = {}
     placed: dict[str, str] = {}
+    had: list[FlatpeakLocation] = []
     for body in bodies:
         kind = str(body.get("kind"))
         name = str((body.get("metadata") or {}).get("name"))
@@ -221,6 +241,7 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
         site = last_site(body) if kind == "Device" else None
         if site:
             placed[name] = site
+        had += flatpeak_locations(body)
         document = json.dumps(model_document(body), sort_keys=True, default=str)
         resource, found = _validated(document, f"{kind}/{name}")
         diagnostics = list(found)
@@ -230,7 +251,10 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
             resources.append(resource)
     problems = check_fleet(resources, invalid.keys(), holders)
     fleet = Fleet.of(resources)
-    return NamespaceFleet(fleet, invalid, problems, _applied_sites(fleet, applied), placed)
+    return NamespaceFleet(
+        fleet, invalid, problems, _applied_sites(fleet, applied), placed,
+        locations.remembered(had),
+    )
 
 
 def _applied_sites(fleet: Fleet, applied: Mapping[str, str]) -> dict[str, RetiredSite]:

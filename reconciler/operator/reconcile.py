@@ -27,15 +27,20 @@ from reconciler.errors import ProviderAuthError
 from reconciler.model.base import Resource
 from reconciler.model.fleet import DANGLING, Fleet
 from reconciler.model.gateway import Gateway
-from reconciler.model.status import AppliedSecrets, ClaimedGateway, DeviceGateway
-from reconciler.operator import swaps
+from reconciler.model.status import (
+    AppliedSecrets,
+    ClaimedGateway,
+    DeviceGateway,
+    FlatpeakLocation,
+)
+from reconciler.operator import locations, swaps
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
 from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import Observed
-from reconciler.plan.planner import Plan, PlanOptions
+from reconciler.plan.planner import Plan, PlanOptions, site_ids
 from reconciler.plan.render import summary_line
 from reconciler.plan.sourceful import claim_org
 
@@ -68,6 +73,8 @@ class ObjectResult:
     # reconcile observed (`conditions.OBSERVED`) become Unknown, not kept as they were.
     unobserved: tuple[str, str] | None = None
     claims: list[dict[str, str]] | None = None  # status.claims of a Gateway (`swaps`)
+    # status.flatpeakLocations of a Device whose Site is on Flatpeak (`locations`).
+    flatpeak_locations: list[dict[str, str]] | None = None
     # What is said once of gateways swapped out of a Gateway's spec and left claimed.
     kept: list[str] = field(default_factory=list)
 
@@ -132,10 +139,12 @@ async def reconcile_object(
     holds: Holds | None = None,
     claims: Sequence[ClaimedGateway] = (),
     declared_elsewhere: Mapping[str, str] | None = None,
+    had: Sequence[FlatpeakLocation] = (),
 ) -> ObjectResult:
     """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
-    of the cluster declare (`swaps`: a serial swapped out is released, or kept)."""
+    of the cluster declare (`swaps`: a serial swapped out is released, or kept). For a
+    Device, `had` are the Flatpeak locations its status says its Site had (`locations`)."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -193,24 +202,32 @@ async def reconcile_object(
             if isinstance(resource, Gateway) and resource.spec.zap is not None
             else swaps.SwappedOut()
         )
+        # Their organisations' gateways are listed (`swaps.release_step` tells who holds
+        # one now); the devices that could keep one from being released are read by the
+        # engine only when its release is planned (`engine.release_reads`), every site of
+        # the organisation, as for the CLI's.
         policies, orgs = swaps.inventory(swapped.release)
-        # The devices of every Site of the organisation a swapped-out gateway was claimed
-        # in are read: one still bound to it keeps it from being released.
-        lookup += tuple(
-            site_name
-            for site_name, site in nsf.fleet.sites.items()
-            if site.spec.novacore is not None and site.spec.novacore.org_id in orgs.values()
-            and site_name not in sub.sites
+        releasing = (
+            swaps.releasable(swapped, resource.spec.zap.serial, claims)
+            if isinstance(resource, Gateway) and resource.spec.zap is not None
+            else frozenset()
+        )
+        # The Flatpeak locations this namespace's Sites had, for a device to leave those
+        # that are not its Site's now; asked only where a device is planned on Flatpeak
+        # (the engine lists the locations for them otherwise: `engine.flatpeak`).
+        on_flatpeak = owner_kind == "Device" and any(
+            site.spec.flatpeak is not None for site in sub.sites.values()
         )
         try:
             planned = await reconciler.plan(
                 PlanOptions(
+                    flatpeak_locations=nsf.flatpeak_locations if on_flatpeak else {},
                     whole_fleet=nsf.fleet,
                     lookup_sites=lookup,
                     applied_sites=nsf.applied_sites,
                     inventory=policies,
                     inventory_orgs=orgs,
-                    release_serials=frozenset(swapped.release),
+                    release_serials=frozenset(releasing),
                 )
             )
         except ProviderAuthError as error:
@@ -220,8 +237,16 @@ async def reconcile_object(
             message = f"{error}; {hint}" if hint else str(error)
             return _not_planned("temporary", "AuthError", message, config.retry_delay)
         plan = planned.plan
+        if on_flatpeak and kind == "Device":
+            # Only the Device's own reconcile records, as it does its password's.
+            result.flatpeak_locations = [
+                entry.model_dump()
+                for entry in locations.current(
+                    had, site_ids(plan.changes, "flatpeak"), plan.forget_locations
+                )
+            ]
         own = [c for c in plan.changes if c.kind == owner_kind and c.name == owner_name]
-        steps = _swap_steps(resource, own, swapped, plan, planned.observed)
+        steps = _swap_steps(resource, own, swapped, releasing, plan, planned.observed)
         # The ids of this object's changes only: a serial released is not its own.
         result.external_ids = _external_ids(own)
         own += [step.change for step in steps if step.change is not None]
@@ -295,16 +320,21 @@ def _swap_steps(
     resource: Resource,
     own: list[Change],
     swapped: swaps.SwappedOut,
+    releasing: frozenset[str],
     plan: Plan,
     observed: Observed,
 ) -> list[swaps.Step]:
-    """What this reconcile does with each serial a Gateway swapped out (`swaps`)."""
+    """What this reconcile does with each serial a Gateway swapped out (`swaps`);
+    `releasing`: those whose release was planned (`swaps.releasable`)."""
     if not isinstance(resource, Gateway) or resource.spec.zap is None:
         return []
     claim = next((c for c in own if c.component == "novacore"), None)
     claimed = claim is not None and claim.action is Action.NO_OP
     return [
-        swaps.release_step(old, resource.spec.zap.serial, claimed, plan.changes, observed)
+        swaps.release_step(
+            old, resource.spec.zap.serial, claimed, plan.changes, observed,
+            planned=old.serial in releasing,
+        )
         for old in swapped.release.values()
     ]
 
@@ -558,4 +588,6 @@ def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
         patch["gateway"] = result.gateway
     if result.claims is not None:
         patch[swaps.CLAIMS] = result.claims
+    if result.flatpeak_locations is not None:
+        patch[locations.LOCATIONS] = result.flatpeak_locations
     return patch

@@ -139,9 +139,16 @@ async def _remove_gateway(
         policy = read_policy(settings.retries)
         try:
             observed = await observe(sub, reconciler.session, policy, release_orgs=orgs)
-            if orgs:
-                # Novacore names no device of a gateway: every site of its organisation.
-                await read_org_devices(reconciler.session, observed, policy, orgs)
+            # Novacore names no device of a gateway: every site of its organisation is
+            # read, for the serials whose release is planned, those still claimed where
+            # they were (one claimed elsewhere or by nobody now is not released).
+            releasing = {
+                claim.org_id
+                for claim in swapped.release.values()
+                if swaps.ownership_step(claim, zap.serial, observed) is None
+            }
+            if releasing:
+                await read_org_devices(reconciler.session, observed, policy, releasing)
         except ProviderAuthError as error:
             hint = settings.refused_hint(error, when="at the next attempt")
             return Removal(refused=f"{error}; {hint}" if hint else str(error))

@@ -21,6 +21,8 @@ from reconciler.plan.sourceful import serial_release
 
 # The status field (`model.status.ResourceStatus.claims`).
 CLAIMS = "claims"
+# A Novacore device's state once its gateway was released or transferred.
+ORPHANED = "orphaned"
 
 
 def recorded(status: Mapping[str, Any] | None) -> list[ClaimedGateway]:
@@ -87,6 +89,19 @@ def swapped_out(
     return out
 
 
+def releasable(
+    swapped: SwappedOut, serial: str, claims: Iterable[ClaimedGateway]
+) -> frozenset[str]:
+    """The serials of `swapped.release` whose release this reconcile plans: all of them
+    once the declared `serial` is claimed (its claim recorded by an earlier reconcile:
+    `current_claims`), none before. Until then each waits for that claim whatever its
+    devices (`release_step`), and planning its release would read the devices of every
+    site of its organisation (`engine.release_reads`) at each retry for nothing."""
+    if any(claim.serial == serial for claim in claims):
+        return frozenset(swapped.release)
+    return frozenset()
+
+
 @dataclass(frozen=True)
 class Step:
     """What this reconcile does with a serial swapped out: apply `change` (its release),
@@ -98,7 +113,7 @@ class Step:
     forget: bool = False
 
 
-def _ownership_step(claim: ClaimedGateway, serial: str, observed: Observed) -> Step | None:
+def ownership_step(claim: ClaimedGateway, serial: str, observed: Observed) -> Step | None:
     """What is done with `claim` (swapped out for `serial`) when it is no longer, or not
     known to be, its organisation's to release: left to another organisation that holds
     it now, waited for while its organisation's gateways are unread, forgotten once
@@ -129,18 +144,25 @@ def release_step(
     claimed: bool,
     changes: Iterable[Change],
     observed: Observed,
+    *,
+    planned: bool = True,
 ) -> Step:
     """What to do now with `claim`, swapped out for `serial` (`claimed`: whether that one
-    is claimed, found so by this plan). Released only once the new one is claimed and no
-    Novacore device is bound to the old one any more (a release orphans them); never from
-    an organisation that is not the one it was claimed into."""
+    is claimed, found so by this plan; `planned`: whether this plan was asked to release
+    it, `releasable`). Released only once the new one is claimed and no Novacore device
+    is bound to the old one any more (a release orphans them); never from an organisation
+    that is not the one it was claimed into."""
     old = claim.serial
     what = f"gateway {old}, swapped out of the spec for {serial},"
-    ownership = _ownership_step(claim, serial, observed)
+    ownership = ownership_step(claim, serial, observed)
     if ownership is not None:
         return ownership
     if not claimed:
         return Step(claim, f"{what} is released once gateway {serial} is claimed")
+    if not planned:
+        # Claimed, but found so first by this plan: the next one plans the release.
+        return Step(claim, f"{what} is released at the next reconcile, gateway {serial} "
+                    "being claimed now")
     bound = bound_devices(old, observed)
     if bound:
         return Step(
@@ -166,13 +188,17 @@ def release_step(
 
 
 def bound_devices(serial: str, observed: Observed) -> list[str]:
-    """The Novacore devices read that are bound to `serial` ("id (hardware id)")."""
+    """The Novacore devices read that are bound to `serial` ("id (hardware id)"). One
+    orphaned already (its gateway was released or transferred before) still names the
+    serial but has lost its gateway, so a release takes nothing more from it: not counted,
+    as the planner counts none (`plan.sourceful`, `_release_after_devices`), else the
+    operator would wait forever where `apply --prune` releases."""
     return [
         f"{device.id} ({device.hardware_id})"
         for devices in observed.novacore_devices.values()
         if isinstance(devices, list)
         for device in devices
-        if device.gateway_serial == serial
+        if device.gateway_serial == serial and device.state != ORPHANED
     ]
 
 
@@ -184,7 +210,7 @@ def deletion_step(claim: ClaimedGateway, serial: str, observed: Observed) -> Ste
     devices of every site of the organisation are read (`engine.release_reads`)."""
     old, org = claim.serial, claim.org_id
     what = f"gateway {old}, swapped out of the spec for {serial},"
-    ownership = _ownership_step(claim, serial, observed)
+    ownership = ownership_step(claim, serial, observed)
     if ownership is not None:
         return ownership
     sites = observed.novacore_sites.get(org)

@@ -276,14 +276,19 @@ async def operator(
     emulator_url: str | None = None,
     namespaces: list[str] | None = None,
     token_file: Path | None = None,
+    before_start: Callable[[SimFleet], None] | None = None,
 ) -> AsyncIterator[tuple[Cluster, SimFleet]]:
     """The emulated cluster, the simulators for the fleet in `yaml_text`, and the operator
     (serving every namespace, or only `namespaces` as `reconciler operator -n` does). With
     `token_file`, the Novacore token is written there and read from it, as the chart's
-    `credentials.mountAsFiles` has it, instead of from RECONCILER_NOVACORE_TOKEN."""
+    `credentials.mountAsFiles` has it, instead of from RECONCILER_NOVACORE_TOKEN.
+    `before_start` is called with the simulators before they serve (a middleware is
+    added then)."""
     fleet = load_texts([("fleet.yaml", yaml_text)]).fleet()
     sims = SimFleet()
     sims.seed_fleet(fleet)
+    if before_start is not None:
+        before_start(sims)
     async with contextlib.AsyncExitStack() as stack:
         if emulator_url is None:
             emulator: Emulator | None = await stack.enter_async_context(_served_emulator())

@@ -8,16 +8,23 @@ organisation no more. The releases are counted at the Novacore simulator."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
+from aiohttp import web
 from fleet_yaml import novacore_site, stream, zap_gateway
 from harness import API_VERSION, OTHER_NAMESPACE, Cluster, documents, operator
 from objects import HOME_INVERTER, RELEASE, ZAP
 
+from reconciler.engine.config import load_settings
+from reconciler.engine.reconcile import Reconciler
+from reconciler.plan.actions import Action
+from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.novacore import Device
+from reconciler.sources.loader import load_texts
 
 OLD, NEW = ZAP, "zap-00000000000000a9"
 NEW_URL = "http://192.168.1.9"
@@ -319,3 +326,101 @@ async def test_a_swapped_out_gateway_waits_for_a_device_bound_to_it_in_a_site_no
         assert sims.novacore.requests[RELEASED] == 1
         await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
         assert await _claims(cluster) == [NEW]
+
+
+async def test_a_device_orphaned_on_a_swapped_out_gateway_does_not_keep_it_as_the_cli_does_not(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A device still naming the old serial but orphaned already (the gateway was released
+    and claimed again since) has nothing more to lose: `apply --prune` of the swapped fleet
+    plans the release unblocked, and the operator releases it too, instead of waiting
+    for that device forever."""
+    fleet = _fleet(RELEASE)
+    async with operator(_seeded(fleet), tmp_path, monkeypatch) as (cluster, sims):
+        old = await _declared(cluster, fleet, sims)
+        warehouse = sims.novacore.add_site("org-home", "Warehouse")
+        async with httpx.AsyncClient(
+            base_url=sims.novacore.url,
+            headers={"Authorization": f"Bearer {sims.novacore_token}"},
+        ) as client:
+            made = await client.post("/devices/provision", json={
+                "gateway_serial": OLD, "hardware_id": "WH0001", "device_type": "energy_meter",
+                "site_id": warehouse, "name": "Warehouse meter"})
+        assert made.status_code == 201, made.text
+        orphan = made.json()["device_id"]
+        sims.novacore.devices[orphan].state = "orphaned"
+
+        # The CLI, with the swap in git and the old serial in its inventory.
+        swapped = load_texts([("fleet.yaml", stream(
+            novacore_site(), zap_gateway(serial=NEW, url=NEW_URL, extra=RELEASE),
+            HOME_INVERTER))]).fleet()
+        settings = load_settings(sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "cli")})
+        async with Reconciler(swapped, settings) as cli:
+            planned = await cli.plan(PlanOptions(
+                prune=True, inventory={OLD: "Release"}, inventory_orgs={OLD: "org-home"}))
+        [release] = [c for c in planned.plan.changes if c.address == f"gateway/{OLD}[novacore]"]
+        assert (release.action, release.blocked) == (Action.RELEASE, False), release.message
+
+        await _swap(cluster)
+        await _moved(cluster, sims, old)
+
+        async def released() -> bool:
+            return _owner(sims, OLD) is None
+
+        await cluster.wait_for(released, timeout=40, what=f"{OLD} released")
+        assert sims.novacore.requests[RELEASED] == 1
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        assert await _claims(cluster) == [NEW]
+
+
+class PathReads:
+    """Counts the Novacore requests by path (the simulator counts them by route, which
+    does not tell one site's devices from another's); installed before it serves."""
+
+    def __init__(self) -> None:
+        self.paths: Counter[str] = Counter()
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+            self.paths[request.path] += 1
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(count)
+
+
+async def test_a_release_waiting_for_the_new_gateways_claim_reads_no_other_site(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """While the new Zap cannot be claimed the release waits for that, whatever the
+    devices: the Gateway's retries read the devices of no other Site of the organisation.
+    Once the release is planned, those of every site are read, as for the CLI's
+    (`engine.release_reads`), and it goes on."""
+    fleet = stream(_fleet(RELEASE), novacore_site("cabin", "Cabin"))
+    reads = PathReads()
+    async with operator(_seeded(fleet), tmp_path, monkeypatch,
+                        before_start=reads.install) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Site", "cabin", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        [cabin] = [i for i, s in sims.novacore.sites.items() if s.name == "Cabin"]
+        # Paused, the cabin's own reconciles read nothing: what is read of it is the
+        # Gateway's.
+        await cluster.patch("Site", "cabin", {"metadata": {"annotations": {PAUSED: "true"}}})
+        await cluster.wait_reason("Site", "cabin", "Paused", type_="Synced")
+        await sims.zaps[NEW].set_offline("refuse")
+        await _swap(cluster)
+        await cluster.wait_reason("Gateway", "home-zap", "Deferred", timeout=30)
+        reads.paths.clear()
+        await cluster.wait_planned("Gateway", "home-zap", 3)
+        assert reads.paths[f"/sites/{cabin}/devices"] == 0
+        assert sims.novacore.requests[RELEASED] == 0
+
+        await sims.zaps[NEW].set_offline("online")
+
+        async def released() -> bool:
+            return _owner(sims, OLD) is None
+
+        await cluster.wait_for(released, timeout=40, what=f"{OLD} released")
+        assert reads.paths[f"/sites/{cabin}/devices"] >= 1, "read once the release is planned"
+        assert sims.novacore.requests[RELEASED] == 1

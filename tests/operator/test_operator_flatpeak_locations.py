@@ -1,0 +1,115 @@
+"""A Site's Flatpeak location replaced through the operator (the Site renamed, which gives
+it a new location found by its new name, or given another `locationId`): its devices leave
+the old location, which the fleet made or matched, and keep another system's, as the CLI
+does from its inventory. The operator has no inventory: each Device's status remembers the
+locations its Site had (`status.flatpeakLocations`), and every Device's counts for the
+namespace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fleet_yaml import document, stream
+from harness import Cluster, documents, operator
+
+from reconciler.sim.fleet import SimFleet
+
+ADDRESS = '{line1: Storgatan 1, city: Malmö, postCode: "211 19", countryCode: SE}'
+
+
+def _site(name: str, location_id: str = "") -> str:
+    flatpeak = "{customerId: cus_1" + (f", locationId: {location_id}" if location_id else "") + "}"
+    return document("Site", name, f"""
+        displayName: Home
+        timezone: Europe/Stockholm
+        location: {{latitude: 55.61, longitude: 12.97, address: {ADDRESS}}}
+        flatpeak: {flatpeak}
+        """)
+
+
+def _battery(site: str) -> str:
+    return document("Device", "home-battery", f"""
+        siteRef: {site}
+        flatpeak: {{referenceId: home-battery, type: BATTERY_SYSTEM, manufacturer: Tesla}}
+        """)
+
+
+def _location(sims: SimFleet, reference_id: str) -> str | None:
+    return next((str(loc["id"]) for loc in sims.flatpeak.locations.values()
+                 if loc["reference_id"] == reference_id), None)
+
+
+def _battery_locations(sims: SimFleet) -> list[str]:
+    [device] = [d for d in sims.flatpeak.devices.values() if d["reference_id"] == "home-battery"]
+    return list(device["locations"])
+
+
+def _foreign_location(sims: SimFleet) -> str:
+    """A location another system made in the same account."""
+    location_id = "loc_other_system"
+    sims.flatpeak.locations[location_id] = {
+        "id": location_id, "object": "location", "reference_id": "other-system-site",
+        "customer_id": None, "postal_address": {"address_line1": "Elsewhere 1"},
+        "account_id": sims.flatpeak_account}
+    return location_id
+
+
+async def _placed(cluster: Cluster, sims: SimFleet) -> tuple[str, str]:
+    """The battery on home's location, and on another system's too: (home's, theirs)."""
+    await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+    old = _location(sims, "home")
+    assert old is not None and _battery_locations(sims) == [old]
+    status = await cluster.status("Device", "home-battery")
+    assert status["flatpeakLocations"] == [{"id": old, "site": "home"}]
+    theirs = _foreign_location(sims)
+    [battery] = [i for i, d in sims.flatpeak.devices.items()
+                 if d["reference_id"] == "home-battery"]
+    sims.flatpeak.devices[battery]["locations"] = [old, theirs]
+    return old, theirs
+
+
+async def test_a_renamed_sites_device_leaves_its_old_location_and_keeps_another_systems(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = stream(_site("home"), _battery("home"))
+    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        old, theirs = await _placed(cluster, sims)
+
+        # Renamed: a new Site object, the Device pointed at it, the old object deleted.
+        await cluster.create_all(documents(_site("house")))
+        await cluster.patch("Device", "home-battery", {"spec": {"siteRef": "house"}})
+        await cluster.delete("Site", "home")
+
+        async def moved() -> list[str] | None:
+            new = _location(sims, "house")
+            return [theirs, new] if new and _battery_locations(sims) == [theirs, new] else None
+
+        [_, new] = await cluster.wait_for(moved, timeout=30, what="the battery moved")
+        assert old in sims.flatpeak.locations, "locations are never deleted"
+        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+        status = await cluster.status("Device", "home-battery")
+        assert status["flatpeakLocations"] == [
+            {"id": old, "site": "home"}, {"id": new, "site": "house"}]
+        await cluster.wait_planned("Device", "home-battery", 2)
+        assert _battery_locations(sims) == [theirs, new], "in sync, not moved back"
+
+
+async def test_a_site_given_another_location_id_takes_its_device_off_the_old_one(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = stream(_site("home"), _battery("home"))
+    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        old, theirs = await _placed(cluster, sims)
+        sims.flatpeak.locations["loc_new"] = {
+            **sims.flatpeak.locations[old], "id": "loc_new", "reference_id": "made-by-hand"}
+
+        await cluster.patch("Site", "home", {"spec": {"flatpeak": {"locationId": "loc_new"}}})
+
+        async def moved() -> bool:
+            return _battery_locations(sims) == [theirs, "loc_new"]
+
+        await cluster.wait_for(moved, timeout=30, what="the battery moved to loc_new")
+        assert old in sims.flatpeak.locations
