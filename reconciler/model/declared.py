@@ -17,15 +17,22 @@ def declared_paths(model: BaseModel) -> frozenset[str]:
     return frozenset(paths)
 
 
+# Model class -> its field names -> the YAML names (aliases): looked up once per class, as
+# the walk runs over every resource of the fleet at each plan.
+_YAML_NAMES: dict[type[BaseModel], dict[str, str]] = {}
+
+
 def _walk(model: BaseModel, prefix: str, into: set[str]) -> None:
-    fields = type(model).model_fields
+    names = _YAML_NAMES.get(type(model))
+    if names is None:
+        fields = type(model).model_fields
+        names = _YAML_NAMES[type(model)] = {n: info.alias or n for n, info in fields.items()}
     for name in model.model_fields_set:
-        info = fields.get(name)
-        if info is None:
+        key = names.get(name)
+        if key is None:
             continue
-        key = f"{prefix}{info.alias or name}"
         value = getattr(model, name)
         if isinstance(value, BaseModel):
-            _walk(value, f"{key}.", into)
+            _walk(value, f"{prefix}{key}.", into)
         elif value is not None:
-            into.add(key)
+            into.add(prefix + key)

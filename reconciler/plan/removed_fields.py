@@ -109,9 +109,10 @@ def removed(last: Iterable[str] | None, now: Iterable[str]) -> list[str]:
     `now` does not declare, and whose enclosing block `now` still declares: a block
     removed whole (a connection of another type, a device no longer on Flatpeak) is the
     removal of what it stands for, planned or reported as such, not of each field."""
-    if not last:
+    declared = now if isinstance(now, frozenset) else frozenset(now)
+    if not last or declared.issuperset(last):
+        # Nothing declared before is gone: the common case, at each plan of every resource.
         return []
-    declared = set(now)
     blocks = {path.rsplit(".", i)[0] for path in declared for i in range(1, path.count(".") + 1)}
     out = []
     for path in sorted(set(last) - declared):
