@@ -1,6 +1,8 @@
 """Secrets a request carried, taken out of what its answer says: a server that echoes the
 request in an error (validation errors often do) would otherwise put a token, an API key
-or an MQTT password into a plan, a progress line or a Kubernetes event."""
+or an MQTT password into a plan, a progress line or a Kubernetes event. An echo need not
+spell a secret as it was sent: JSON escapes a quote, a backslash or a non-ASCII letter
+(once, or twice for a body echoed as a string), and a form or a URL percent-encodes it."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import base64
 import binascii
 import contextlib
 import json
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,9 +68,21 @@ def sent_secrets(request: httpx.Request) -> set[str]:
     return {secret for secret in found if len(secret) >= _SHORTEST}
 
 
+def _spellings(secret: str) -> set[str]:
+    """How an answer may quote `secret`: as sent, inside a JSON string (escaped to ASCII or
+    not, with `/` escaped or not, once or twice), and percent-encoded."""
+    forms = (True, False)  # ensure_ascii: \u00e4 or ä
+    escaped = {json.dumps(secret, ensure_ascii=flag)[1:-1] for flag in forms}
+    escaped |= {text.replace("/", "\\/") for text in escaped}
+    twice = {json.dumps(text, ensure_ascii=flag)[1:-1] for text in escaped for flag in forms}
+    encoded = {urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
+    return {secret} | escaped | twice | encoded
+
+
 def redact(text: str, secrets: set[str]) -> str:
-    """`text` with each secret replaced by ***, the longest first (a token contains no
-    shorter secret's mask)."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, MASK)
+    """`text` with each secret, in each of its spellings, replaced by ***, the longest
+    first (a token contains no shorter secret's mask)."""
+    spellings = {spelling for secret in secrets for spelling in _spellings(secret)}
+    for spelling in sorted(spellings, key=len, reverse=True):
+        text = text.replace(spelling, MASK)
     return text

@@ -118,3 +118,47 @@ async def test_the_zaps_own_signature_is_accepted_in_either_encoding(
     assert report.ok, report.as_dict()
     assert world.sims.novacore.requests[CLAIM] == 1
     assert owner(world.sims, SERIAL) == "org-alpha"
+
+
+async def test_a_gateway_answering_with_a_key_of_its_own_is_not_claimed_nor_given_devices(
+        make_world: MakeWorld, serve: Any) -> None:
+    """What answers at the gateway's URL reports a public key of its own and signs the
+    claim with it: the signature verifies against that key, but Novacore holds the Zap's
+    key from manufacturing and refuses the claim; nothing is claimed, and no device (nor
+    its MQTT password) is sent to what answered."""
+    world = await make_world(standard_site(1))
+    zap = world.sims.zaps[SERIAL]
+    claimer = world.settings.claimer_identity()
+    own_key = ec.generate_private_key(ec.SECP256R1())
+    numbers = own_key.public_key().public_numbers()
+    own_public = (numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")).hex()
+    added: list[str] = []
+
+    async def impostor(request: web.Request) -> web.Response:
+        if request.path == "/api/crypto/sign":
+            message = f"{claimer}|424242|{stamp()}|{zap.serial}"
+            return web.json_response({"message": message,
+                                      "sign": raw_signature(own_key, message)})
+        if request.method == "POST" and request.path == "/api/devices":
+            added.append(request.path)
+        async with aiohttp.ClientSession() as session, session.request(
+                request.method, zap.url + request.path_qs, data=await request.read(),
+                headers={"Content-Type": request.content_type}) as passed:
+            if request.path == "/api/crypto":
+                return web.json_response({**await passed.json(), "publicKey": own_public})
+            return web.Response(status=passed.status, body=await passed.read(),
+                                content_type=passed.content_type)
+
+    url = await serve(impostor)
+    world.settings = load_settings({**world.env, "RECONCILER_GATEWAY_URLS": f"{SERIAL}={url}"})
+    world.sims.reset_counts()
+
+    _, report = await world.apply()
+    claim = next(o for o in report.outcomes if o.address == "gateway/s1-zap[novacore]")
+    assert (claim.action, claim.status, claim.retryable) == ("claim", "failed", False)
+    assert "public_key_mismatch" in claim.message, claim.message
+    assert world.sims.novacore.requests[CLAIM] == 1
+    assert owner(world.sims, SERIAL) is None
+    devices = [o for o in report.outcomes if o.address.endswith("[zap]")]
+    assert devices and all(o.status == "skipped" for o in devices), report.as_dict()
+    assert added == [] and not zap.devices

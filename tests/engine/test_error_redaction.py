@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -69,6 +70,34 @@ async def test_an_mqtt_password_echoed_by_a_gateway_is_masked(
                 {"type": "mqtt", "broker_host": "192.168.1.70", "password": PASSWORD})
     assert_told_without(caught.value, PASSWORD)
     assert "192.168.1.70" in str(caught.value), "what is not a secret is still told"
+
+
+@pytest.mark.parametrize(
+    "password", ["pässwörd-ÅÄÖ-zq91", 'pw"quoted\\back-zq52', "pw/slash+plus &amp-zq7"])
+async def test_a_password_the_echo_escapes_is_masked_in_each_spelling(
+        password: str, serve: Any, pool: AiohttpTransport) -> None:
+    """A JSON echo spells a password with non-ASCII letters, a quote or a backslash
+    otherwise than it was sent (`\\u00e4`, `\\"`), once or twice escaped, and a form echo
+    percent-encodes it: each spelling is the password."""
+
+    async def answer(request: web.Request) -> web.Response:
+        text = await request.text()
+        echoed = {"detail": "invalid request", "body": await request.json(), "raw": text,
+                  "form": urllib.parse.urlencode({"password": password})}
+        return web.json_response(echoed, status=422)
+
+    url = await serve(answer)
+    async with transport.new_client(url, transport=pool) as http:
+        with pytest.raises(ProviderError) as caught:
+            await ZapClient(http, name="zap").add_device(
+                {"type": "mqtt", "broker_host": "192.168.1.70", "password": password})
+    message = str(caught.value)
+    assert "***" in message and "192.168.1.70" in message, message
+    spellings = {password, json.dumps(password)[1:-1], json.dumps(json.dumps(password)[1:-1])[1:-1],
+                 urllib.parse.quote_plus(password)}
+    for spelling in spellings:
+        assert spelling not in message, f"{spelling!r} is in the message: {message}"
+    assert "zq" not in message, f"a part of the password is in the message: {message}"
 
 
 async def test_basic_credentials_echoed_at_login_are_masked(

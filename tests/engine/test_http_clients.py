@@ -1,6 +1,7 @@
 """The providers' HTTP clients against a real server on loopback: how a path joins the
 base URL, escaping kept as sent, no cookies kept between calls, and read timeouts mapped
-to a retryable error; gateways that share one client."""
+to a retryable error; gateways that share one client; a redirect not followed, so the
+token goes nowhere the settings do not name."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from reconciler.errors import ProviderUnavailable
+from reconciler.errors import ProviderRejected, ProviderUnavailable
 from reconciler.providers import transport
 from reconciler.providers.aiohttp_transport import AiohttpTransport
 from reconciler.providers.zap.client import ZapClient
@@ -58,6 +59,28 @@ async def test_a_path_joins_the_base_url_with_its_query(
         "/v1/sites/a%2Fb/devices?limit=5",  # escaped as sent, not decoded or escaped again
         "/api/devices",
     ]
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_is_not_followed_and_the_token_stays_home(
+        status: int, serve: Any, pool: AiohttpTransport) -> None:
+    elsewhere: Seen = []
+
+    async def other_host(request: web.Request) -> web.Response:
+        elsewhere.append({"path": request.path, "auth": request.headers.get("Authorization", "")})
+        return web.json_response([])
+
+    target = await serve(other_host)
+
+    async def redirecting(request: web.Request) -> web.Response:
+        return web.Response(status=status, headers={"Location": f"{target}/sites"})
+
+    url = await serve(redirecting)
+    headers = {"Authorization": "Bearer tok-never-elsewhere-41"}  # a test value
+    async with transport.new_client(url, transport=pool, headers=headers) as client:
+        with pytest.raises(ProviderRejected, match=f"HTTP {status}"):
+            await transport.send_json(client, "GET", "/sites")
+    assert elsewhere == [], "the redirect was followed, with the token"
 
 
 async def test_no_cookie_is_kept_between_calls(
