@@ -5,8 +5,9 @@ platform-apis §5.
 `ModbusDevice` is one device: its profile, serial, manufacturer/model and power values
 that drift slowly over time. `ModbusDeviceSimulator` is one pymodbus TCP server hosting
 several devices by unit id, so a benchmark can run many devices on few ports. It can
-swap a device's serial (a replaced inverter), answer slowly (`slow_ms`) and go offline
-and come back on the same port. It counts the reads it answers, and the most it was
+swap a device's serial (a replaced inverter), answer slowly (`slow_ms`), answer every
+read with a Modbus exception (`ModbusDevice.fault`) and go offline and come back on the
+same port. It counts the reads it answers, and the most it was
 answering at once (`peak_reading`).
 
 Register maps (0-based protocol addresses):
@@ -170,6 +171,8 @@ class ModbusDevice:
     soc: float = 0.55
     drift: float = 0.03  # relative amplitude of the slow change over time
     holding_writes: dict[int, int] = field(default_factory=dict)
+    # Answer every read with this Modbus exception instead (a device in a fault state).
+    fault: ExcCodes | None = None
     _epoch: float = field(default_factory=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
@@ -265,6 +268,8 @@ def read_registers(
 ) -> list[int] | ExcCodes:
     """What `device` answers to a register read: the values, or ILLEGAL_ADDRESS when any
     register in the range is not mapped (as real devices answer)."""
+    if device.fault is not None:
+        return device.fault
     if function_code == FC_READ_INPUT:
         regs = device.input_registers()
     elif function_code == FC_READ_HOLDING or function_code in _HOLDING_WRITE_CODES:

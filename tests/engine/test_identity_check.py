@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pymodbus.constants import ExcCodes
 from simworld import (
     Doc,
     MakeWorld,
@@ -27,14 +28,14 @@ from reconciler.sim.fleet import SimFleet
 from reconciler.sim.modbus_device import ModbusDevice, ModbusDeviceSimulator
 
 
-def modbus_read_answers(body: str) -> Callable[[SimFleet], None]:
-    """A `before_start` making gateway s1's /api/modbus/read answer `body` (200, JSON)."""
+def modbus_read_answers(body: str, status: int = 200) -> Callable[[SimFleet], None]:
+    """A `before_start` making gateway s1's /api/modbus/read answer `body` (JSON)."""
 
     def install(sims: SimFleet) -> None:
         @web.middleware
         async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             if request.path == "/api/modbus/read":
-                return web.Response(text=body, content_type="application/json")
+                return web.Response(text=body, status=status, content_type="application/json")
             return await handler(request)
 
         sims.zaps[serial_of(1)].app.middlewares.append(answer)
@@ -153,6 +154,44 @@ async def test_a_device_without_a_sunspec_map_is_said_so_naming_every_base_tried
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
     assert "no SunSpec marker at 40000, 0, 50000: the device does not speak SunSpec " \
         "(profile 'fronius')" in verify.message, verify.message
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "said"),
+    [
+        (404, '{"error": "Not found"}', 'HTTP 404: {"error": "Not found"}'),
+        (400, '{"error": "Invalid JSON body"}', 'HTTP 400: {"error": "Invalid JSON body"}'),
+        (200, '{"values": null}', "expected `values` to be 70 register values"),
+    ],
+    ids=["firmware-without-modbus-read", "bad-request", "malformed"],
+)
+async def test_a_gateway_refusing_the_sunspec_read_is_said_so_not_taken_for_no_sunspec(
+        make_world: MakeWorld, status: int, body: str, said: str) -> None:
+    """Any refusal of a read was taken for a device without those registers, and every base
+    tried in turn: a Zap whose firmware has no /api/modbus/read made the plan say that the
+    device does not speak SunSpec."""
+    docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
+    world = await make_world(docs, before_start=modbus_read_answers(body, status))
+    result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert said in verify.message, verify.message
+    assert "SunSpec marker" not in verify.message, verify.message
+
+
+async def test_a_device_in_a_fault_state_is_said_so_not_taken_for_one_without_sunspec(
+        make_world: MakeWorld) -> None:
+    inverter = ModbusDevice("FRO0001", profile="fronius", fault=ExcCodes.DEVICE_FAILURE)
+    async with ModbusDeviceSimulator([inverter]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port)]
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert (f"Modbus device 127.0.0.1:{modbus.port} answered the read of 70 registers at "
+            "40000 (unit id 1) with server device failure (exception 4)") in verify.message, \
+        verify.message
 
 
 async def test_a_sunspec_map_that_does_not_start_with_the_common_model_is_not_read_as_one(

@@ -41,6 +41,13 @@ _EXCEPTIONS = {
 # now (busy; or no device answers at that unit id), not that it lacks the registers: worth
 # trying again, as a device that does not answer at all is.
 _TRANSIENT = frozenset({5, 6, 10, 11})
+# ...and those saying that the registers asked for are not there (a SunSpec map elsewhere).
+_ABSENT = frozenset({2, 3})
+
+
+class RegistersAbsent(ProviderRejected):
+    """The device answered that it has no such registers: its map may be elsewhere."""
+
 
 # (register, count, "input" | "holding") -> register values
 RegisterReader = Callable[[int, int, str], Awaitable[list[int]]]
@@ -66,8 +73,8 @@ async def _sunspec_serial(profile: str, read: RegisterReader) -> str:
     for base in SUNSPEC_BASES:
         try:
             block = await read(base, SUNSPEC_LENGTH, "holding")
-        except ProviderRejected:
-            continue  # the device has no such registers: the map is elsewhere
+        except RegistersAbsent:
+            continue  # the map is elsewhere
         except ProviderUnavailable as exc:
             # A gateway answers 502 both for a device that did not answer and for one that
             # has no such registers; the latter may have its map at the next base. No
@@ -138,7 +145,13 @@ async def _read_direct(
     if result.isError():
         code = getattr(result, "exception_code", None)
         reason = f"{_EXCEPTIONS.get(code or 0, 'exception')} (exception {code})"
-        error = ProviderUnavailable if code in _TRANSIENT else ProviderRejected
+        error = (
+            ProviderUnavailable
+            if code in _TRANSIENT
+            else RegistersAbsent
+            if code in _ABSENT
+            else ProviderRejected
+        )
         raise error(
             f"Modbus device {host}:{port} answered the read of {count} registers at "
             f"{register} (unit id {unit_id}) with {reason}",
