@@ -265,3 +265,37 @@ async def test_a_device_that_never_answers_is_said_to_not_answer_within_the_time
     assert statuses["device/s1-inv[zap]"] == "skipped"
     assert "SG0001" not in world.sims.zaps[serial_of(1)].devices
     assert sorted(world.sims.zaps[serial_of(2)].devices) == ["P1M0002", "SG0002"]
+
+
+@pytest.mark.parametrize(
+    ("profile", "serial", "said"),
+    [
+        ("sungrow", "", "input registers 4989-4998 are empty (profile 'sungrow')"),
+        ("sungrow", "      ", "input registers 4989-4998 are empty (profile 'sungrow')"),
+        ("fronius", "", "the SunSpec common model's SN, holding registers 40052-40067 are "
+                        "empty (profile 'fronius')"),
+    ],
+    ids=["sungrow-nul", "sungrow-spaces", "sunspec-nul"],
+)
+async def test_a_device_reporting_no_serial_is_said_so_not_taken_for_another_device(
+        make_world: MakeWorld, profile: str, serial: str, said: str) -> None:
+    """Empty serial registers (not set, or not passed on by the dongle in front of the
+    device) were planned as a mismatch, "the device reports serial '', not hardwareId
+    'SG0001'", blocked, and told the user to correct `hardwareId`."""
+    hardware_id = "SG0001" if profile == "sungrow" else "FRO0001"
+    async with ModbusDeviceSimulator([ModbusDevice(serial, profile=profile)]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", hardware_id, modbus.port, profile=profile),
+                *standard_site(2)]
+        world = await make_world(docs)
+        result, report = await world.apply()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, None), verify.message
+    assert f"serial not read yet (the device reports no serial: {said}); it is checked" \
+        in verify.message, verify.message
+    statuses = {o.address: o.status for o in report.outcomes}
+    assert statuses["device/s1-inv[identity]"] == "failed"
+    assert statuses["device/s1-inv[zap]"] == "skipped"
+    assert hardware_id not in world.sims.zaps[serial_of(1)].devices
+    assert sorted(world.sims.zaps[serial_of(2)].devices) == ["P1M0002", "SG0002"]

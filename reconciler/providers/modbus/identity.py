@@ -60,15 +60,29 @@ def decode_string(registers: list[int]) -> str:
 
 
 async def read_serial(profile: str, read: RegisterReader) -> str:
-    """The serial a device reports, using the register map its profile implies."""
+    """The serial a device reports, using the register map its profile implies. Registers
+    that hold no serial (only NUL bytes and spaces: not set, or not passed on by a dongle
+    in front of the device) are no serial, not another device's: they are said so, as the
+    serial is not read, rather than compared with `hardwareId`."""
     if profile == "sungrow":
         register, count, kind = SUNGROW_SERIAL
-        return decode_string(await read(register, count, kind))
-    return await _sunspec_serial(profile, read)
+        serial = decode_string(await read(register, count, kind))
+        where = f"input registers {register}-{register + count - 1}"
+    else:
+        base, serial = await _sunspec_serial(profile, read)
+        first = base + _SN.start
+        where = f"the SunSpec common model's SN, holding registers {first}-{base + _SN.stop - 1}"
+    if not serial:
+        raise ProviderRejected(
+            f"the device reports no serial: {where} are empty (profile {profile!r})",
+            operation="modbus.read_serial",
+        )
+    return serial
 
 
-async def _sunspec_serial(profile: str, read: RegisterReader) -> str:
-    """The SN of the common model at the first base address that has the SunSpec marker."""
+async def _sunspec_serial(profile: str, read: RegisterReader) -> tuple[int, str]:
+    """The SN of the common model at the first base address that has the SunSpec marker,
+    with that base address."""
     unread: ProviderUnavailable | None = None
     for base in SUNSPEC_BASES:
         try:
@@ -91,7 +105,7 @@ async def _sunspec_serial(profile: str, read: RegisterReader) -> str:
                 f"model (1) that holds the serial (profile {profile!r})",
                 operation="modbus.read_serial",
             )
-        return decode_string(block[_SN])
+        return base, decode_string(block[_SN])
     if unread is not None:
         raise unread
     raise ProviderRejected(
