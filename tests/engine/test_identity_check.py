@@ -6,11 +6,13 @@ what a plan says and an apply does when the serial cannot be read, through the g
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from simworld import (
     Doc,
@@ -299,3 +301,61 @@ async def test_a_device_reporting_no_serial_is_said_so_not_taken_for_another_dev
     assert statuses["device/s1-inv[zap]"] == "skipped"
     assert hardware_id not in world.sims.zaps[serial_of(1)].devices
     assert sorted(world.sims.zaps[serial_of(2)].devices) == ["P1M0002", "SG0002"]
+
+
+async def test_a_device_that_closes_the_connection_is_said_to_and_not_waited_for(
+        make_world: MakeWorld) -> None:
+    """A device serving one client at a time (here one already connected, as a Zap or a
+    home automation system may be) closes the connection of any other. pymodbus left the
+    read waiting for its whole timeout, at every attempt, and the plan said the device did
+    not answer within it."""
+    async with ModbusDeviceSimulator([ModbusDevice("SG0001")], max_clients=1) as modbus:
+        other = AsyncModbusTcpClient("127.0.0.1", port=modbus.port, reconnect_delay=0)
+        assert await other.connect()
+        try:
+            docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                    direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port),
+                    *standard_site(2)]
+            world = await make_world(docs, env={"RECONCILER_TIMEOUT": "10"})
+            started = time.monotonic()
+            result = await world.plan()
+            took = time.monotonic() - started
+        finally:
+            other.close()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert (f"Modbus device 127.0.0.1:{modbus.port} closed the connection without answering "
+            "the read of 10 registers at 4989 (unit id 1); a device that serves one client at "
+            "a time does so while it serves another (gave up after 3 attempts)") \
+        in verify.message, verify.message
+    assert modbus.turned_away == 3
+    assert took < 4, f"{took:.1f} s: three attempts of a 5 s timeout were waited out"
+    assert {c.address for c in result.plan.changes if c.site == "s2" and c.is_change} >= {
+        "device/s2-inv[zap]", "device/s2-p1[zap]"}, "the other site is planned"
+
+
+async def test_a_device_that_closes_the_connection_on_the_read_is_not_waited_for(
+        make_world: MakeWorld) -> None:
+    """Closed once the request came (as some devices do for a unit id they do not have), the
+    read waited out its 5 s timeout three times: 15 s for an answer that could not come."""
+    async def close_on_request(reader: asyncio.StreamReader,
+                               writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(12)  # a read request: MBAP header (7) and PDU (5)
+        writer.close()
+
+    server = await asyncio.start_server(close_on_request, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "SG0001", port), *standard_site(2)]
+        world = await make_world(docs, env={"RECONCILER_TIMEOUT": "10"})
+        started = time.monotonic()
+        result = await world.plan()
+        took = time.monotonic() - started
+    finally:
+        server.close()
+        await server.wait_closed()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert f"Modbus device 127.0.0.1:{port} closed the connection without answering the " \
+        "read of 10 registers at 4989 (unit id 1)" in verify.message, verify.message
+    assert took < 4, f"{took:.1f} s: three attempts of a 5 s timeout were waited out"

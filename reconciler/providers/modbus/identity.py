@@ -10,11 +10,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from reconciler.errors import ProviderRejected, ProviderUnavailable
+
+T = TypeVar("T")
 
 SUNGROW_SERIAL = (4989, 10, "input")
 SUNSPEC_BASE = 40000
@@ -137,20 +140,39 @@ def direct_reader(
 async def _read_direct(
     host: str, port: int, unit_id: int, register: int, count: int, kind: str, timeout_s: float
 ) -> list[int]:
-    client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
+    lost = asyncio.Event()
+
+    def traced(connected: bool) -> None:
+        if not connected:
+            lost.set()
+
+    # No reconnecting: a device that closes the connection has answered for this read.
+    client = AsyncModbusTcpClient(
+        host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0, trace_connect=traced
+    )
     try:
         if not await asyncio.wait_for(client.connect(), timeout_s):
             raise ProviderUnavailable(
                 f"cannot connect to Modbus device {host}:{port}", operation="modbus.read"
             )
         call = client.read_input_registers if kind == "input" else client.read_holding_registers
-        result = await asyncio.wait_for(call(register, count=count, device_id=unit_id), timeout_s)
+        result = await _unless_closed(
+            call(register, count=count, device_id=unit_id), lost, timeout_s
+        )
     except TimeoutError as exc:  # says nothing itself: the message says how long we waited
         raise ProviderUnavailable(
             f"Modbus device {host}:{port} did not answer within {timeout_s:g} s",
             operation="modbus.read",
         ) from exc
-    except (ModbusException, OSError) as exc:
+    except (_Closed, ModbusException, OSError) as exc:
+        # Closed before the read was sent, pymodbus says "Not connected": the device closed it.
+        if lost.is_set() or isinstance(exc, _Closed):
+            raise ProviderUnavailable(
+                f"Modbus device {host}:{port} closed the connection without answering the "
+                f"read of {count} registers at {register} (unit id {unit_id}); a device "
+                "that serves one client at a time does so while it serves another",
+                operation="modbus.read",
+            ) from exc
         raise ProviderUnavailable(
             f"Modbus device {host}:{port} did not answer: {exc}", operation="modbus.read"
         ) from exc
@@ -172,6 +194,31 @@ async def _read_direct(
             operation="modbus.read",
         )
     return list(result.registers)
+
+
+class _Closed(Exception):
+    """The device closed the connection before it answered."""
+
+
+async def _unless_closed(answer: Awaitable[T], lost: asyncio.Event, timeout_s: float) -> T:
+    """`answer`, unless the connection is lost first: pymodbus does not end a read whose
+    connection closes, which then waited its whole timeout, and again at every attempt, for
+    an answer that could no longer come."""
+    read = asyncio.ensure_future(answer)
+    closed = asyncio.ensure_future(lost.wait())
+    try:
+        done, _ = await asyncio.wait(
+            (read, closed), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for task in (read, closed):
+            task.cancel()
+        await asyncio.gather(read, closed, return_exceptions=True)
+    if read in done:
+        return read.result()
+    if closed in done:
+        raise _Closed
+    raise TimeoutError
 
 
 def gateway_reader(
