@@ -90,23 +90,46 @@ def direct_inverter(name: str, gateway_name: str, hardware_id: str, port: int, *
                   verification={"checkSerial": True, "via": "direct"})
 
 
-async def test_direct_reads_of_one_device_address_keep_to_the_gateway_limits(
+async def test_direct_reads_of_one_device_address_take_one_connection_at_a_time(
         make_world: MakeWorld) -> None:
-    """Twelve units behind one Modbus address (a Modbus TCP gateway, or a dongle) were all
-    connected to at once: many devices answer one client at a time, or refuse more."""
+    """Twelve units behind one Modbus address (a Modbus TCP gateway, or a dongle) that
+    serves one client at a time: four connections at once (RECONCILER_GATEWAY_CONCURRENCY)
+    had three of them closed at every turn, and half the devices were not verified."""
     units = range(1, 13)
-    async with ModbusDeviceSimulator(
-            [ModbusDevice(f"SG{u:04d}", unit_id=u) for u in units], slow_ms=50) as modbus:
+    async with ModbusDeviceSimulator([ModbusDevice(f"SG{u:04d}", unit_id=u) for u in units],
+                                     slow_ms=20, max_clients=1) as modbus:
         docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
                 *(direct_inverter(f"inv{u}", "s1-zap", f"SG{u:04d}", modbus.port, unit=u)
                   for u in units)]
-        world = await make_world(docs, env={"RECONCILER_GATEWAY_CONCURRENCY": "2",
-                                            "RECONCILER_GATEWAY_RATE": "1000"})
+        world = await make_world(docs, env={"RECONCILER_GATEWAY_RATE": "1000"})
         result = await world.plan()
     checked = [c for c in result.plan.changes if c.address.endswith("[identity]")]
-    assert [c.before for c in checked] == [{"serial": f"SG{u:04d}"} for u in units]
+    assert [c.before for c in checked] == [{"serial": f"SG{u:04d}"} for u in units], \
+        [c.message for c in checked]
     assert not any(c.blocked for c in checked)
-    assert modbus.peak_reading == 2, "no more than RECONCILER_GATEWAY_CONCURRENCY at once"
+    assert (modbus.peak_clients, modbus.turned_away) == (1, 0)
+
+
+async def test_direct_reads_of_different_device_addresses_go_at_once(
+        make_world: MakeWorld) -> None:
+    """One connection at a time per address, not overall."""
+    sims = [ModbusDeviceSimulator([ModbusDevice(f"SG{i:04d}")], slow_ms=500) for i in range(4)]
+    for sim in sims:
+        await sim.start()
+    try:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                *(direct_inverter(f"inv{i}", "s1-zap", f"SG{i:04d}", sim.port)
+                  for i, sim in enumerate(sims))]
+        world = await make_world(docs)
+        started = time.monotonic()
+        result = await world.plan()
+        took = time.monotonic() - started
+    finally:
+        for sim in sims:
+            await sim.stop()
+    checked = [c for c in result.plan.changes if c.address.endswith("[identity]")]
+    assert [c.before for c in checked] == [{"serial": f"SG{i:04d}"} for i in range(4)]
+    assert took < 1.5, f"{took:.2f} s: four reads of 500 ms one after the other"
 
 
 # -- register maps ----------------------------------------------------------------------------
