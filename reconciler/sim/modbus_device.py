@@ -7,8 +7,9 @@ that drift slowly over time. `ModbusDeviceSimulator` is one pymodbus TCP server 
 several devices by unit id, so a benchmark can run many devices on few ports. It can
 swap a device's serial (a replaced inverter), answer slowly (`slow_ms`), answer every
 read with a Modbus exception (`ModbusDevice.fault`), take only so many clients at once
-(`max_clients`: many devices serve one, closing the connection of any other at once) and
-go offline and come back on the same port. It counts the reads it answers, the most it
+(`max_clients`: many devices serve one, closing the connection of any other at once),
+leave reads for a unit id it does not host unanswered (`silent_to_other_units`) and go
+offline and come back on the same port. It counts the reads it answers, the most it
 was answering at once (`peak_reading`), the most clients it had at once (`peak_clients`)
 and the connections it closed for being one too many (`turned_away`).
 
@@ -388,12 +389,16 @@ class ModbusDeviceSimulator:
         *,
         slow_ms: float = 0.0,
         max_clients: int | None = None,
+        silent_to_other_units: bool = False,
     ) -> None:
         self.devices: dict[int, ModbusDevice] = {}
         for device in devices:
             self.add(device)
         self.slow_ms = slow_ms
         self.max_clients = max_clients
+        # Leave a read for a unit id it does not host unanswered, as a device on its own
+        # often does, instead of answering exception 11 as a Modbus gateway does.
+        self.silent_to_other_units = silent_to_other_units
         # Clients connected now, the most there were at once, and those turned away.
         self.clients = 0
         self.peak_clients = 0
@@ -453,7 +458,11 @@ class ModbusDeviceSimulator:
         # The constructor insists on a pymodbus datastore; it is replaced by our unit table
         # right away (see the module docstring).
         placeholder = SimDevice(0, simdata=SimData(0, datatype=DataType.REGISTERS))
-        server = _Server(placeholder, address=(host, port or self.port))
+        server = _Server(
+            placeholder,
+            address=(host, port or self.port),
+            ignore_missing_devices=self.silent_to_other_units,
+        )
         server.sim = self
         self.clients = 0
         server.context = self._table  # type: ignore[assignment]

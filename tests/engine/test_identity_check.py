@@ -249,6 +249,23 @@ async def test_no_device_at_the_unit_id_is_named_and_tried_again(make_world: Mak
             "(gave up after 3 attempts)") in verify.message, verify.message
 
 
+async def test_a_device_silent_at_the_unit_id_is_said_not_to_answer_at_that_unit_id(
+        make_world: MakeWorld) -> None:
+    """A device on its own often leaves a read for another unit id unanswered: the message
+    said only that the device did not answer, not at which unit id, nor what was read."""
+    async with ModbusDeviceSimulator([ModbusDevice("SG0001", unit_id=1)],
+                                     silent_to_other_units=True) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port, unit=7)]
+        world = await make_world(docs, env={"RECONCILER_TIMEOUT": "0.3"})
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert (f"Modbus device 127.0.0.1:{modbus.port} did not answer the read of 10 registers "
+            "at 4989 (unit id 7) within 0.3 s (gave up after 3 attempts)") in verify.message, \
+        verify.message
+
+
 async def test_registers_the_device_does_not_have_are_named_and_not_tried_again(
         make_world: MakeWorld) -> None:
     async with ModbusDeviceSimulator([ModbusDevice("FRO0001", profile="fronius")]) as modbus:
@@ -283,7 +300,8 @@ async def test_a_device_that_never_answers_is_said_to_not_answer_within_the_time
         server.close()
         await server.wait_closed()
     verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
-    assert (f"Modbus device 127.0.0.1:{port} did not answer within 0.3 s "
+    assert (f"Modbus device 127.0.0.1:{port} did not answer the read of 10 registers at 4989 "
+            "(unit id 1) within 0.3 s "
             "(gave up after 3 attempts)") in verify.message, verify.message
     statuses = {o.address: o.status for o in report.outcomes}
     assert statuses["device/s1-inv[identity]"] == "failed"

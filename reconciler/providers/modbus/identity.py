@@ -146,12 +146,23 @@ async def _read_direct(
         if not connected:
             lost.set()
 
-    # No reconnecting: a device that closes the connection has answered for this read.
+    # No reconnecting: a device that closes the connection has answered for this read. Our
+    # own timeout ends a read that is not answered, with a message that says so, before
+    # pymodbus's ("No response received after 0 retries") does.
     client = AsyncModbusTcpClient(
-        host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0, trace_connect=traced
+        host,
+        port=port,
+        timeout=timeout_s + 1,
+        retries=0,
+        reconnect_delay=0,
+        trace_connect=traced,
     )
     try:
-        if not await asyncio.wait_for(client.connect(), timeout_s):
+        try:
+            connected = await asyncio.wait_for(client.connect(), timeout_s)
+        except TimeoutError:
+            connected = False
+        if not connected:
             raise ProviderUnavailable(
                 f"cannot connect to Modbus device {host}:{port}", operation="modbus.read"
             )
@@ -160,8 +171,10 @@ async def _read_direct(
             call(register, count=count, device_id=unit_id), lost, timeout_s
         )
     except TimeoutError as exc:  # says nothing itself: the message says how long we waited
+        # Named in full: many devices leave a read for a unit id they do not have unanswered.
         raise ProviderUnavailable(
-            f"Modbus device {host}:{port} did not answer within {timeout_s:g} s",
+            f"Modbus device {host}:{port} did not answer the read of {count} registers at "
+            f"{register} (unit id {unit_id}) within {timeout_s:g} s",
             operation="modbus.read",
         ) from exc
     except (_Closed, ModbusException, OSError) as exc:
