@@ -38,13 +38,13 @@ class Session:
     ) -> None:
         self.settings = settings
         self.limits = Limits(settings.concurrency)
-        # Modbus reads made directly (`verification.via: direct`), per device address: a
-        # Modbus device is a small embedded device as a gateway is, and many often answer
-        # one client at a time. Bounds of their own, so devices that never answer cannot
-        # hold the slots of the HTTP calls of the rest of the fleet.
+        # Modbus reads made directly (`verification.via: direct`), per device address: one
+        # connection at a time, as many Modbus TCP devices (and the dongles and gateways in
+        # front of several) serve one client and close the connection of any other, and at
+        # the gateways' rate. Bounds of their own, so devices that never answer cannot hold
+        # the slots of the HTTP calls of the rest of the fleet.
         self.modbus_limits = Limits(
-            settings.concurrency,
-            default=HostLimit(settings.gateway_concurrency, settings.gateway_rate),
+            settings.concurrency, default=HostLimit(1, settings.gateway_rate)
         )
         self._transport_factory = transport_factory
         self._clients: list[httpx.AsyncClient] = []

@@ -5,9 +5,13 @@ platform-apis §5.
 `ModbusDevice` is one device: its profile, serial, manufacturer/model and power values
 that drift slowly over time. `ModbusDeviceSimulator` is one pymodbus TCP server hosting
 several devices by unit id, so a benchmark can run many devices on few ports. It can
-swap a device's serial (a replaced inverter), answer slowly (`slow_ms`) and go offline
-and come back on the same port. It counts the reads it answers, and the most it was
-answering at once (`peak_reading`).
+swap a device's serial (a replaced inverter), answer slowly (`slow_ms`), answer every
+read with a Modbus exception (`ModbusDevice.fault`), take only so many clients at once
+(`max_clients`: many devices serve one, closing the connection of any other at once),
+leave reads for a unit id it does not host unanswered (`silent_to_other_units`) and go
+offline and come back on the same port. It counts the reads it answers, the most it
+was answering at once (`peak_reading`), the most clients it had at once (`peak_clients`)
+and the connections it closed for being one too many (`turned_away`).
 
 Register maps (0-based protocol addresses):
 
@@ -46,6 +50,7 @@ from typing import Any
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from reconciler.sim.lan import Lan
@@ -170,6 +175,8 @@ class ModbusDevice:
     soc: float = 0.55
     drift: float = 0.03  # relative amplitude of the slow change over time
     holding_writes: dict[int, int] = field(default_factory=dict)
+    # Answer every read with this Modbus exception instead (a device in a fault state).
+    fault: ExcCodes | None = None
     _epoch: float = field(default_factory=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
@@ -265,6 +272,8 @@ def read_registers(
 ) -> list[int] | ExcCodes:
     """What `device` answers to a register read: the values, or ILLEGAL_ADDRESS when any
     register in the range is not mapped (as real devices answer)."""
+    if device.fault is not None:
+        return device.fault
     if function_code == FC_READ_INPUT:
         regs = device.input_registers()
     elif function_code == FC_READ_HOLDING or function_code in _HOLDING_WRITE_CODES:
@@ -335,15 +344,65 @@ class _UnitTable:
                 self.in_flight.discard(task)
 
 
+class _ClientHandler(ServerRequestHandler):
+    """One client's connection: counted, and closed at once past `max_clients`."""
+
+    def __init__(self, server: _Server) -> None:
+        super().__init__(  # type: ignore[no-untyped-call]
+            server, server.trace_packet, server.trace_pdu, server.trace_connect
+        )
+        self.sim = server.sim
+        self.counted = False
+
+    def callback_connected(self) -> None:
+        sim = self.sim
+        if sim.max_clients is not None and sim.clients >= sim.max_clients:
+            sim.turned_away += 1
+            self.close()
+            return
+        super().callback_connected()
+        self.counted = True
+        sim.clients += 1
+        sim.peak_clients = max(sim.peak_clients, sim.clients)
+
+    def callback_disconnected(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.counted = False
+            self.sim.clients -= 1
+        super().callback_disconnected(exc)
+
+
+class _Server(ModbusTcpServer):
+    sim: ModbusDeviceSimulator
+
+    def callback_new_connection(self) -> _ClientHandler:
+        return _ClientHandler(self)
+
+
 class ModbusDeviceSimulator:
     """A Modbus TCP server on loopback hosting devices by unit id. Not listening until
     `start()`; usable as `async with`."""
 
-    def __init__(self, devices: Iterable[ModbusDevice] = (), *, slow_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        devices: Iterable[ModbusDevice] = (),
+        *,
+        slow_ms: float = 0.0,
+        max_clients: int | None = None,
+        silent_to_other_units: bool = False,
+    ) -> None:
         self.devices: dict[int, ModbusDevice] = {}
         for device in devices:
             self.add(device)
         self.slow_ms = slow_ms
+        self.max_clients = max_clients
+        # Leave a read for a unit id it does not host unanswered, as a device on its own
+        # often does, instead of answering exception 11 as a Modbus gateway does.
+        self.silent_to_other_units = silent_to_other_units
+        # Clients connected now, the most there were at once, and those turned away.
+        self.clients = 0
+        self.peak_clients = 0
+        self.turned_away = 0
         self.host = "127.0.0.1"
         self.port = 0
         self.reads: Counter[tuple[int, int]] = Counter()  # (unit id, function code) -> reads
@@ -399,7 +458,13 @@ class ModbusDeviceSimulator:
         # The constructor insists on a pymodbus datastore; it is replaced by our unit table
         # right away (see the module docstring).
         placeholder = SimDevice(0, simdata=SimData(0, datatype=DataType.REGISTERS))
-        server = ModbusTcpServer(placeholder, address=(host, port or self.port))
+        server = _Server(
+            placeholder,
+            address=(host, port or self.port),
+            ignore_missing_devices=self.silent_to_other_units,
+        )
+        server.sim = self
+        self.clients = 0
         server.context = self._table  # type: ignore[assignment]
         await server.serve_forever(background=True)
         listener: Any = server.transport  # an asyncio.Server once listening

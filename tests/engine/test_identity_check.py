@@ -6,11 +6,14 @@ what a plan says and an apply does when the serial cannot be read, through the g
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.constants import ExcCodes
 from simworld import (
     Doc,
     MakeWorld,
@@ -27,14 +30,14 @@ from reconciler.sim.fleet import SimFleet
 from reconciler.sim.modbus_device import ModbusDevice, ModbusDeviceSimulator
 
 
-def modbus_read_answers(body: str) -> Callable[[SimFleet], None]:
-    """A `before_start` making gateway s1's /api/modbus/read answer `body` (200, JSON)."""
+def modbus_read_answers(body: str, status: int = 200) -> Callable[[SimFleet], None]:
+    """A `before_start` making gateway s1's /api/modbus/read answer `body` (JSON)."""
 
     def install(sims: SimFleet) -> None:
         @web.middleware
         async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             if request.path == "/api/modbus/read":
-                return web.Response(text=body, content_type="application/json")
+                return web.Response(text=body, status=status, content_type="application/json")
             return await handler(request)
 
         sims.zaps[serial_of(1)].app.middlewares.append(answer)
@@ -87,23 +90,46 @@ def direct_inverter(name: str, gateway_name: str, hardware_id: str, port: int, *
                   verification={"checkSerial": True, "via": "direct"})
 
 
-async def test_direct_reads_of_one_device_address_keep_to_the_gateway_limits(
+async def test_direct_reads_of_one_device_address_take_one_connection_at_a_time(
         make_world: MakeWorld) -> None:
-    """Twelve units behind one Modbus address (a Modbus TCP gateway, or a dongle) were all
-    connected to at once: many devices answer one client at a time, or refuse more."""
+    """Twelve units behind one Modbus address (a Modbus TCP gateway, or a dongle) that
+    serves one client at a time: four connections at once (RECONCILER_GATEWAY_CONCURRENCY)
+    had three of them closed at every turn, and half the devices were not verified."""
     units = range(1, 13)
-    async with ModbusDeviceSimulator(
-            [ModbusDevice(f"SG{u:04d}", unit_id=u) for u in units], slow_ms=50) as modbus:
+    async with ModbusDeviceSimulator([ModbusDevice(f"SG{u:04d}", unit_id=u) for u in units],
+                                     slow_ms=20, max_clients=1) as modbus:
         docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
                 *(direct_inverter(f"inv{u}", "s1-zap", f"SG{u:04d}", modbus.port, unit=u)
                   for u in units)]
-        world = await make_world(docs, env={"RECONCILER_GATEWAY_CONCURRENCY": "2",
-                                            "RECONCILER_GATEWAY_RATE": "1000"})
+        world = await make_world(docs, env={"RECONCILER_GATEWAY_RATE": "1000"})
         result = await world.plan()
     checked = [c for c in result.plan.changes if c.address.endswith("[identity]")]
-    assert [c.before for c in checked] == [{"serial": f"SG{u:04d}"} for u in units]
+    assert [c.before for c in checked] == [{"serial": f"SG{u:04d}"} for u in units], \
+        [c.message for c in checked]
     assert not any(c.blocked for c in checked)
-    assert modbus.peak_reading == 2, "no more than RECONCILER_GATEWAY_CONCURRENCY at once"
+    assert (modbus.peak_clients, modbus.turned_away) == (1, 0)
+
+
+async def test_direct_reads_of_different_device_addresses_go_at_once(
+        make_world: MakeWorld) -> None:
+    """One connection at a time per address, not overall."""
+    sims = [ModbusDeviceSimulator([ModbusDevice(f"SG{i:04d}")], slow_ms=500) for i in range(4)]
+    for sim in sims:
+        await sim.start()
+    try:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                *(direct_inverter(f"inv{i}", "s1-zap", f"SG{i:04d}", sim.port)
+                  for i, sim in enumerate(sims))]
+        world = await make_world(docs)
+        started = time.monotonic()
+        result = await world.plan()
+        took = time.monotonic() - started
+    finally:
+        for sim in sims:
+            await sim.stop()
+    checked = [c for c in result.plan.changes if c.address.endswith("[identity]")]
+    assert [c.before for c in checked] == [{"serial": f"SG{i:04d}"} for i in range(4)]
+    assert took < 1.5, f"{took:.2f} s: four reads of 500 ms one after the other"
 
 
 # -- register maps ----------------------------------------------------------------------------
@@ -155,6 +181,44 @@ async def test_a_device_without_a_sunspec_map_is_said_so_naming_every_base_tried
         "(profile 'fronius')" in verify.message, verify.message
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "said"),
+    [
+        (404, '{"error": "Not found"}', 'HTTP 404: {"error": "Not found"}'),
+        (400, '{"error": "Invalid JSON body"}', 'HTTP 400: {"error": "Invalid JSON body"}'),
+        (200, '{"values": null}', "expected `values` to be 70 register values"),
+    ],
+    ids=["firmware-without-modbus-read", "bad-request", "malformed"],
+)
+async def test_a_gateway_refusing_the_sunspec_read_is_said_so_not_taken_for_no_sunspec(
+        make_world: MakeWorld, status: int, body: str, said: str) -> None:
+    """Any refusal of a read was taken for a device without those registers, and every base
+    tried in turn: a Zap whose firmware has no /api/modbus/read made the plan say that the
+    device does not speak SunSpec."""
+    docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
+    world = await make_world(docs, before_start=modbus_read_answers(body, status))
+    result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert said in verify.message, verify.message
+    assert "SunSpec marker" not in verify.message, verify.message
+
+
+async def test_a_device_in_a_fault_state_is_said_so_not_taken_for_one_without_sunspec(
+        make_world: MakeWorld) -> None:
+    inverter = ModbusDevice("FRO0001", profile="fronius", fault=ExcCodes.DEVICE_FAILURE)
+    async with ModbusDeviceSimulator([inverter]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port)]
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert (f"Modbus device 127.0.0.1:{modbus.port} answered the read of 70 registers at "
+            "40000 (unit id 1) with server device failure (exception 4)") in verify.message, \
+        verify.message
+
+
 async def test_a_sunspec_map_that_does_not_start_with_the_common_model_is_not_read_as_one(
         make_world: MakeWorld) -> None:
     """The SN is at its offset only in the common model (ID 1), which SunSpec puts first."""
@@ -183,6 +247,23 @@ async def test_no_device_at_the_unit_id_is_named_and_tried_again(make_world: Mak
     assert (f"Modbus device 127.0.0.1:{modbus.port} answered the read of 10 registers at 4989 "
             "(unit id 7) with gateway target device failed to respond (exception 11) "
             "(gave up after 3 attempts)") in verify.message, verify.message
+
+
+async def test_a_device_silent_at_the_unit_id_is_said_not_to_answer_at_that_unit_id(
+        make_world: MakeWorld) -> None:
+    """A device on its own often leaves a read for another unit id unanswered: the message
+    said only that the device did not answer, not at which unit id, nor what was read."""
+    async with ModbusDeviceSimulator([ModbusDevice("SG0001", unit_id=1)],
+                                     silent_to_other_units=True) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port, unit=7)]
+        world = await make_world(docs, env={"RECONCILER_TIMEOUT": "0.3"})
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert (f"Modbus device 127.0.0.1:{modbus.port} did not answer the read of 10 registers "
+            "at 4989 (unit id 7) within 0.3 s (gave up after 3 attempts)") in verify.message, \
+        verify.message
 
 
 async def test_registers_the_device_does_not_have_are_named_and_not_tried_again(
@@ -219,10 +300,103 @@ async def test_a_device_that_never_answers_is_said_to_not_answer_within_the_time
         server.close()
         await server.wait_closed()
     verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
-    assert (f"Modbus device 127.0.0.1:{port} did not answer within 0.3 s "
+    assert (f"Modbus device 127.0.0.1:{port} did not answer the read of 10 registers at 4989 "
+            "(unit id 1) within 0.3 s "
             "(gave up after 3 attempts)") in verify.message, verify.message
     statuses = {o.address: o.status for o in report.outcomes}
     assert statuses["device/s1-inv[identity]"] == "failed"
     assert statuses["device/s1-inv[zap]"] == "skipped"
     assert "SG0001" not in world.sims.zaps[serial_of(1)].devices
     assert sorted(world.sims.zaps[serial_of(2)].devices) == ["P1M0002", "SG0002"]
+
+
+@pytest.mark.parametrize(
+    ("profile", "serial", "said"),
+    [
+        ("sungrow", "", "input registers 4989-4998 are empty (profile 'sungrow')"),
+        ("sungrow", "      ", "input registers 4989-4998 are empty (profile 'sungrow')"),
+        ("fronius", "", "the SunSpec common model's SN, holding registers 40052-40067 are "
+                        "empty (profile 'fronius')"),
+    ],
+    ids=["sungrow-nul", "sungrow-spaces", "sunspec-nul"],
+)
+async def test_a_device_reporting_no_serial_is_said_so_not_taken_for_another_device(
+        make_world: MakeWorld, profile: str, serial: str, said: str) -> None:
+    """Empty serial registers (not set, or not passed on by the dongle in front of the
+    device) were planned as a mismatch, "the device reports serial '', not hardwareId
+    'SG0001'", blocked, and told the user to correct `hardwareId`."""
+    hardware_id = "SG0001" if profile == "sungrow" else "FRO0001"
+    async with ModbusDeviceSimulator([ModbusDevice(serial, profile=profile)]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", hardware_id, modbus.port, profile=profile),
+                *standard_site(2)]
+        world = await make_world(docs)
+        result, report = await world.apply()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, None), verify.message
+    assert f"serial not read yet (the device reports no serial: {said}); it is checked" \
+        in verify.message, verify.message
+    statuses = {o.address: o.status for o in report.outcomes}
+    assert statuses["device/s1-inv[identity]"] == "failed"
+    assert statuses["device/s1-inv[zap]"] == "skipped"
+    assert hardware_id not in world.sims.zaps[serial_of(1)].devices
+    assert sorted(world.sims.zaps[serial_of(2)].devices) == ["P1M0002", "SG0002"]
+
+
+async def test_a_device_that_closes_the_connection_is_said_to_and_not_waited_for(
+        make_world: MakeWorld) -> None:
+    """A device serving one client at a time (here one already connected, as a Zap or a
+    home automation system may be) closes the connection of any other. pymodbus left the
+    read waiting for its whole timeout, at every attempt, and the plan said the device did
+    not answer within it."""
+    async with ModbusDeviceSimulator([ModbusDevice("SG0001")], max_clients=1) as modbus:
+        other = AsyncModbusTcpClient("127.0.0.1", port=modbus.port, reconnect_delay=0)
+        assert await other.connect()
+        try:
+            docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                    direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port),
+                    *standard_site(2)]
+            world = await make_world(docs, env={"RECONCILER_TIMEOUT": "10"})
+            started = time.monotonic()
+            result = await world.plan()
+            took = time.monotonic() - started
+        finally:
+            other.close()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert (f"Modbus device 127.0.0.1:{modbus.port} closed the connection without answering "
+            "the read of 10 registers at 4989 (unit id 1); a device that serves one client at "
+            "a time does so while it serves another (gave up after 3 attempts)") \
+        in verify.message, verify.message
+    assert modbus.turned_away == 3
+    assert took < 4, f"{took:.1f} s: three attempts of a 5 s timeout were waited out"
+    assert {c.address for c in result.plan.changes if c.site == "s2" and c.is_change} >= {
+        "device/s2-inv[zap]", "device/s2-p1[zap]"}, "the other site is planned"
+
+
+async def test_a_device_that_closes_the_connection_on_the_read_is_not_waited_for(
+        make_world: MakeWorld) -> None:
+    """Closed once the request came (as some devices do for a unit id they do not have), the
+    read waited out its 5 s timeout three times: 15 s for an answer that could not come."""
+    async def close_on_request(reader: asyncio.StreamReader,
+                               writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(12)  # a read request: MBAP header (7) and PDU (5)
+        writer.close()
+
+    server = await asyncio.start_server(close_on_request, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "SG0001", port), *standard_site(2)]
+        world = await make_world(docs, env={"RECONCILER_TIMEOUT": "10"})
+        started = time.monotonic()
+        result = await world.plan()
+        took = time.monotonic() - started
+    finally:
+        server.close()
+        await server.wait_closed()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert f"Modbus device 127.0.0.1:{port} closed the connection without answering the " \
+        "read of 10 registers at 4989 (unit id 1)" in verify.message, verify.message
+    assert took < 4, f"{took:.1f} s: three attempts of a 5 s timeout were waited out"

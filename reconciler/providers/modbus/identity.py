@@ -10,11 +10,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from reconciler.errors import ProviderRejected, ProviderUnavailable
+
+T = TypeVar("T")
 
 SUNGROW_SERIAL = (4989, 10, "input")
 SUNSPEC_BASE = 40000
@@ -41,6 +44,13 @@ _EXCEPTIONS = {
 # now (busy; or no device answers at that unit id), not that it lacks the registers: worth
 # trying again, as a device that does not answer at all is.
 _TRANSIENT = frozenset({5, 6, 10, 11})
+# ...and those saying that the registers asked for are not there (a SunSpec map elsewhere).
+_ABSENT = frozenset({2, 3})
+
+
+class RegistersAbsent(ProviderRejected):
+    """The device answered that it has no such registers: its map may be elsewhere."""
+
 
 # (register, count, "input" | "holding") -> register values
 RegisterReader = Callable[[int, int, str], Awaitable[list[int]]]
@@ -53,21 +63,35 @@ def decode_string(registers: list[int]) -> str:
 
 
 async def read_serial(profile: str, read: RegisterReader) -> str:
-    """The serial a device reports, using the register map its profile implies."""
+    """The serial a device reports, using the register map its profile implies. Registers
+    that hold no serial (only NUL bytes and spaces: not set, or not passed on by a dongle
+    in front of the device) are no serial, not another device's: they are said so, as the
+    serial is not read, rather than compared with `hardwareId`."""
     if profile == "sungrow":
         register, count, kind = SUNGROW_SERIAL
-        return decode_string(await read(register, count, kind))
-    return await _sunspec_serial(profile, read)
+        serial = decode_string(await read(register, count, kind))
+        where = f"input registers {register}-{register + count - 1}"
+    else:
+        base, serial = await _sunspec_serial(profile, read)
+        first = base + _SN.start
+        where = f"the SunSpec common model's SN, holding registers {first}-{base + _SN.stop - 1}"
+    if not serial:
+        raise ProviderRejected(
+            f"the device reports no serial: {where} are empty (profile {profile!r})",
+            operation="modbus.read_serial",
+        )
+    return serial
 
 
-async def _sunspec_serial(profile: str, read: RegisterReader) -> str:
-    """The SN of the common model at the first base address that has the SunSpec marker."""
+async def _sunspec_serial(profile: str, read: RegisterReader) -> tuple[int, str]:
+    """The SN of the common model at the first base address that has the SunSpec marker,
+    with that base address."""
     unread: ProviderUnavailable | None = None
     for base in SUNSPEC_BASES:
         try:
             block = await read(base, SUNSPEC_LENGTH, "holding")
-        except ProviderRejected:
-            continue  # the device has no such registers: the map is elsewhere
+        except RegistersAbsent:
+            continue  # the map is elsewhere
         except ProviderUnavailable as exc:
             # A gateway answers 502 both for a device that did not answer and for one that
             # has no such registers; the latter may have its map at the next base. No
@@ -84,7 +108,7 @@ async def _sunspec_serial(profile: str, read: RegisterReader) -> str:
                 f"model (1) that holds the serial (profile {profile!r})",
                 operation="modbus.read_serial",
             )
-        return decode_string(block[_SN])
+        return base, decode_string(block[_SN])
     if unread is not None:
         raise unread
     raise ProviderRejected(
@@ -116,20 +140,52 @@ def direct_reader(
 async def _read_direct(
     host: str, port: int, unit_id: int, register: int, count: int, kind: str, timeout_s: float
 ) -> list[int]:
-    client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
+    lost = asyncio.Event()
+
+    def traced(connected: bool) -> None:
+        if not connected:
+            lost.set()
+
+    # No reconnecting: a device that closes the connection has answered for this read. Our
+    # own timeout ends a read that is not answered, with a message that says so, before
+    # pymodbus's ("No response received after 0 retries") does.
+    client = AsyncModbusTcpClient(
+        host,
+        port=port,
+        timeout=timeout_s + 1,
+        retries=0,
+        reconnect_delay=0,
+        trace_connect=traced,
+    )
     try:
-        if not await asyncio.wait_for(client.connect(), timeout_s):
+        try:
+            connected = await asyncio.wait_for(client.connect(), timeout_s)
+        except TimeoutError:
+            connected = False
+        if not connected:
             raise ProviderUnavailable(
                 f"cannot connect to Modbus device {host}:{port}", operation="modbus.read"
             )
         call = client.read_input_registers if kind == "input" else client.read_holding_registers
-        result = await asyncio.wait_for(call(register, count=count, device_id=unit_id), timeout_s)
+        result = await _unless_closed(
+            call(register, count=count, device_id=unit_id), lost, timeout_s
+        )
     except TimeoutError as exc:  # says nothing itself: the message says how long we waited
+        # Named in full: many devices leave a read for a unit id they do not have unanswered.
         raise ProviderUnavailable(
-            f"Modbus device {host}:{port} did not answer within {timeout_s:g} s",
+            f"Modbus device {host}:{port} did not answer the read of {count} registers at "
+            f"{register} (unit id {unit_id}) within {timeout_s:g} s",
             operation="modbus.read",
         ) from exc
-    except (ModbusException, OSError) as exc:
+    except (_Closed, ModbusException, OSError) as exc:
+        # Closed before the read was sent, pymodbus says "Not connected": the device closed it.
+        if lost.is_set() or isinstance(exc, _Closed):
+            raise ProviderUnavailable(
+                f"Modbus device {host}:{port} closed the connection without answering the "
+                f"read of {count} registers at {register} (unit id {unit_id}); a device "
+                "that serves one client at a time does so while it serves another",
+                operation="modbus.read",
+            ) from exc
         raise ProviderUnavailable(
             f"Modbus device {host}:{port} did not answer: {exc}", operation="modbus.read"
         ) from exc
@@ -138,13 +194,44 @@ async def _read_direct(
     if result.isError():
         code = getattr(result, "exception_code", None)
         reason = f"{_EXCEPTIONS.get(code or 0, 'exception')} (exception {code})"
-        error = ProviderUnavailable if code in _TRANSIENT else ProviderRejected
+        error = (
+            ProviderUnavailable
+            if code in _TRANSIENT
+            else RegistersAbsent
+            if code in _ABSENT
+            else ProviderRejected
+        )
         raise error(
             f"Modbus device {host}:{port} answered the read of {count} registers at "
             f"{register} (unit id {unit_id}) with {reason}",
             operation="modbus.read",
         )
     return list(result.registers)
+
+
+class _Closed(Exception):
+    """The device closed the connection before it answered."""
+
+
+async def _unless_closed(answer: Awaitable[T], lost: asyncio.Event, timeout_s: float) -> T:
+    """`answer`, unless the connection is lost first: pymodbus does not end a read whose
+    connection closes, which then waited its whole timeout, and again at every attempt, for
+    an answer that could no longer come."""
+    read = asyncio.ensure_future(answer)
+    closed = asyncio.ensure_future(lost.wait())
+    try:
+        done, _ = await asyncio.wait(
+            (read, closed), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for task in (read, closed):
+            task.cancel()
+        await asyncio.gather(read, closed, return_exceptions=True)
+    if read in done:
+        return read.result()
+    if closed in done:
+        raise _Closed
+    raise TimeoutError
 
 
 def gateway_reader(
