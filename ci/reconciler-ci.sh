@@ -20,7 +20,8 @@
 # exit codes (those of `reconciler plan --detailed-exitcode`):
 #   0  valid, and nothing to apply: the actual state already matches, or differs only by
 #      objects found that nothing declares (unmanaged, left as they are: see plan.md)
-#   1  error: invalid YAML, blocked changes, rejected credentials, ... (see the output)
+#   1  error: a path that does not exist, invalid YAML, blocked changes, rejected
+#      credentials, ... (the last line says which)
 #   2  valid, and changes are planned (or RECONCILER_CHANGES_EXIT): review plan.md
 #
 # `pip install energy-reconciler` installs the reconciler, not this script: copy it into the
@@ -40,17 +41,44 @@ bin=${RECONCILER_BIN:-reconciler}
 out=${RECONCILER_OUT_DIR:-.}
 changes_exit=${RECONCILER_CHANGES_EXIT:-2}
 [ "$#" -gt 0 ] || set -- sites
-mkdir -p "$out" || exit 1
+
+# Each failure says what went wrong, not only that something did (exit 1 for all of them).
+fail() {
+    echo "reconciler-ci: exit 1: $*" >&2
+    exit 1
+}
+
+mkdir -p "$out" ||
+    fail "cannot make the directory RECONCILER_OUT_DIR names ($out) for plan.md and plan.json"
 # The outputs of an earlier run in the same folder go first, whatever happens next: a run
 # that stops early must not leave the previous plan to be read (or uploaded) as its own.
-rm -f "$out/plan.md" "$out/plan.json" || exit 1
+rm -f "$out/plan.md" "$out/plan.json" ||
+    fail "cannot remove the plan.md and plan.json of an earlier run from $out"
+case $changes_exit in
+    ''|*[!0-9]*)
+        fail "RECONCILER_CHANGES_EXIT must be an exit code (a number from 0 to 255, default 2);" \
+             "got '$changes_exit'" ;;
+esac
+[ "$changes_exit" -le 255 ] ||
+    fail "RECONCILER_CHANGES_EXIT must be an exit code (a number from 0 to 255, default 2);" \
+         "got '$changes_exit'"
+for path in "$@"; do
+    [ -e "$path" ] || fail "$path does not exist (in $(pwd)); pass the paths of the desired" \
+                           "state as arguments (default: sites); nothing was planned"
+done
 
 echo "==> reconciler validate $*"
-if ! "$bin" validate "$@"; then
-    echo "reconciler-ci: exit 1: the desired state is invalid (every problem is listed above" \
-         "with file:line:column); nothing was planned" >&2
-    exit 1
-fi
+code=0
+"$bin" validate "$@" || code=$?
+case $code in
+    0) ;;
+    1) fail "the desired state is invalid (every problem is listed above with" \
+            "file:line:column); nothing was planned" ;;
+    126|127) fail "cannot run '$bin' (exit $code; RECONCILER_BIN names the reconciler" \
+                  "command, default: reconciler); nothing was planned" ;;
+    *) fail "the validation failed (validate command exit $code); see the errors above;" \
+            "nothing was planned" ;;
+esac
 
 echo "==> reconciler plan $* -o markdown --detailed-exitcode --out $out/plan.json > $out/plan.md"
 code=0

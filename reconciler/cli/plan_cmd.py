@@ -63,9 +63,10 @@ def register(subparsers: Any) -> None:
         type=_markdown_limit,
         default=markdown.DEFAULT_LIMIT,
         metavar="CHARS",
-        help="with -o markdown: at most CHARS characters, for a pull-request comment; past "
-        "it, the sites that do not fit are left out and a note at the top says how many "
-        f"changes (default: {markdown.DEFAULT_LIMIT}, under GitHub's 65536; 0: no limit)",
+        help=f"with -o markdown: at most CHARS characters, {markdown.MIN_LIMIT} or more (less "
+        "leaves no room for the summary), or 0 for no limit, for a pull-request comment; "
+        "past it, the sites that do not fit are left out and a note under the summary says "
+        f"how many changes (default: {markdown.DEFAULT_LIMIT}, under GitHub's 65536)",
     )
     parser.add_argument("--no-color", action="store_true", help="plain text output")
     common.add_selection_arguments(parser)

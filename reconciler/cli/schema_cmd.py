@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,11 @@ def _stale(path: Path, expected: str) -> bool:
         return file.read(len(expected) + 1) != expected
 
 
+def _why_stale(path: Path) -> str:
+    """What `--check` says of a file `_stale` found: missing, or other than generated."""
+    return "is stale" if path.exists() else "is missing"
+
+
 def run_schema(args: argparse.Namespace) -> int:
     text = schema_text()
     if args.check:
@@ -90,17 +96,24 @@ def run_schema(args: argparse.Namespace) -> int:
             return 1
         if _stale(Path(args.out), text):
             print(
-                f"{args.out} is stale; regenerate with: reconciler schema --out {args.out}",
+                f"{args.out} {_why_stale(Path(args.out))}; regenerate with: "
+                f"reconciler schema --out {args.out}",
                 file=sys.stderr,
             )
             return 1
         return 0
     if args.out:
+        if args.out.endswith(("/", os.sep)):
+            # Path() drops the slash: "schema/" would be written as a file named "schema".
+            return _cannot_write(args.out, IsADirectoryError(), "--out names the schema file "
+                                 "(FILE), such as schema/reconciler.schema.json")
         try:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(text, encoding="utf-8")
         except OSError as exc:
             return _cannot_write(args.out, exc, "--out names the schema file (FILE)")
+        # As `crds` does: with --out nothing else says where the schema went.
+        print(f"wrote {args.out}")
     else:
         sys.stdout.write(text)
     return 0
@@ -113,7 +126,8 @@ def run_crds(args: argparse.Namespace) -> int:
         stale = [name for name, text in texts.items() if _stale(out / name, text)]
         for name in stale:
             print(
-                f"{out / name} is stale; regenerate with: reconciler crds --out {out}",
+                f"{out / name} {_why_stale(out / name)}; regenerate with: "
+                f"reconciler crds --out {out}",
                 file=sys.stderr,
             )
         return 1 if stale else 0

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import common
 from reconciler.engine.state import atomic_write
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, Diagnostic
 
 if TYPE_CHECKING:
     from reconciler.sim.fleet import SimFleet
@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 EXAMPLES = """\
 examples:
   reconciler sim up --fleet examples/sites --print-env      # prints `export` lines
-  reconciler sim up --fleet examples/sites --env-file sim.env &   # in the background, then
-  sleep 3 && . ./sim.env && reconciler plan examples/sites   # once sim.env is written
+  rm -f sim.env; reconciler sim up --fleet examples/sites --env-file sim.env &
+  until [ -s sim.env ]; do kill -0 $! || break; sleep 0.2; done   # until they listen
+  . ./sim.env && reconciler plan examples/sites
   reconciler sim up --sites 100 --write-fleet /tmp/fleet   # a generated fleet of 100 sites
   reconciler sim up --fleet examples/sites --state sim-state.json   # survives restarts
   reconciler sim up --fleet examples/sites --latency-ms 20 --error-rate 0.05 --seed 7
@@ -69,7 +70,8 @@ def register(subparsers: Any) -> None:
     )
     up.add_argument("--env-file", metavar="FILE",
                     help="write the `export` lines to FILE (mode 600) once the simulators "
-                    "listen (--print-env prints them too)")
+                    "listen; an earlier FILE is removed at start, so a script can wait for "
+                    "it to appear (--print-env prints them too)")
     up.add_argument("--state", metavar="FILE", help="persist simulator state to FILE")
     up.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
     up.add_argument("--jitter-ms", type=float, default=0.0, help="random extra latency per request")
@@ -111,6 +113,8 @@ def run_up(args: argparse.Namespace) -> int:
         if args.env_file:
             common.check_writable(args.env_file, "--env-file", "name a file of its own")
         sims = build(args)
+        if args.env_file:  # once the fleet is known good: a refused start leaves it be
+            _remove_env_file(args.env_file)
         # A --state file that cannot be restored is found in start(), before any server runs.
         return asyncio.run(_serve(sims, args))
     except ConfigError as error:
@@ -151,3 +155,16 @@ async def _serve(sims: SimFleet, args: argparse.Namespace) -> int:
             await sims.stop()
         print("simulators stopped", file=sys.stderr)
     return common.EXIT_OK
+
+
+def _remove_env_file(path: str) -> None:
+    """No `--env-file` of an earlier run is left to be read while these simulators start:
+    a script that waits for the file would load the old ports. The new one appears whole
+    (`atomic_write`) once they listen."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            [Diagnostic(f"cannot remove the earlier {path}: {exc.strerror}", path="--env-file")],
+            subject="arguments",
+        ) from None

@@ -91,38 +91,35 @@ class StateDir:
     def lock(self, command: str) -> Iterator[None]:
         """Hold the writer lock; raise LockHeld naming the holder when it is taken, and
         StateDirError when the directory cannot be created or written."""
-        try:
-            self.ensure()
-            descriptor = _open_regular(self.path / LOCK, os.O_RDWR | os.O_APPEND)
-            # "replace": a line not UTF-8 (written by something else) still names a holder.
-            handle = open(descriptor, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115 - held for the block
-        except bounded.NotARegularFile as exc:
-            raise StateDirError(
-                f"cannot use {self.path} as the state directory: {exc.filename} is "
-                f"{exc.strerror}; remove it, and the next run makes a new lock file there"
-            ) from None
-        except OSError as exc:
-            raise StateDirError(
-                f"cannot use {self.path} as the state directory: {exc.strerror}; set "
-                "RECONCILER_STATE_DIR to a directory this process can create and write"
-            ) from None
+        made = _missing_directories(self.path)
         for attempt in range(_LOCK_TRIES):
+            handle = self._open_lock()
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
                 # Leave the holder's line alone: the next one refused must read it too.
                 handle.seek(0)
                 holder = handle.readline(_HOLDER_CHARS).strip()
+                handle.close()
                 # No line: `holder()` looking (for microseconds), or a holder about to
                 # write its line. A writer is not refused for a reader's look.
                 if holder or attempt == _LOCK_TRIES - 1:
-                    handle.close()
                     raise LockHeld(
                         f"the state directory {self.path} is locked by "
                         f"{holder or 'another process'}; wait for it to finish or stop it"
                     ) from None
                 time.sleep(0.01)
+                continue
+            if _is_at(handle.fileno(), self.path / LOCK):
+                break
+            # Its holder removed the lock file (and the directory it made) before letting
+            # go (see below): a lock taken on it locks nothing anybody else sees.
+            handle.close()
+        else:
+            raise LockHeld(
+                f"the state directory {self.path} is locked by another process; wait for "
+                "it to finish or stop it"
+            )
         try:
             self._check_writable()
             handle.seek(0)
@@ -137,7 +134,30 @@ class StateDir:
             with contextlib.suppress(OSError):
                 handle.seek(0)
                 handle.truncate()
+            # A run that made the state directory and wrote nothing into it (refused: a
+            # stale saved plan, an apply not confirmed, a failed read) leaves none behind: a
+            # command refused creates no state. Removed while the lock is held, so a
+            # writer waiting on this lock file sees it is gone and takes a new one.
+            if made:
+                _remove_if_unused(self.path / LOCK, made)
             handle.close()
+
+    def _open_lock(self) -> io.TextIOWrapper:
+        try:
+            self.ensure()
+            descriptor = _open_regular(self.path / LOCK, os.O_RDWR | os.O_APPEND)
+        except bounded.NotARegularFile as exc:
+            raise StateDirError(
+                f"cannot use {self.path} as the state directory: {exc.filename} is "
+                f"{exc.strerror}; remove it, and the next run makes a new lock file there"
+            ) from None
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot use {self.path} as the state directory: {exc.strerror}; set "
+                "RECONCILER_STATE_DIR to a directory this process can create and write"
+            ) from None
+        # "replace": a line not UTF-8 (written by something else) still names a holder.
+        return open(descriptor, "a+", encoding="utf-8", errors="replace")
 
     def _check_writable(self) -> None:
         """Refuse, before anything is changed, a state directory no file can be made in
@@ -842,6 +862,39 @@ def _open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
         raise bounded.NotARegularFile(str(path))
     os.set_blocking(descriptor, True)
     return descriptor
+
+
+def _missing_directories(path: Path) -> list[Path]:
+    """The directories `StateDir.ensure` is about to make for `path`, deepest first."""
+    missing: list[Path] = []
+    for directory in (path, *path.absolute().parents):
+        if directory.exists() or directory.is_symlink():
+            break
+        missing.append(directory)
+    return missing
+
+
+def _is_at(descriptor: int, path: Path) -> bool:
+    """Whether the open file `descriptor` is still the one at `path`."""
+    try:
+        there = os.stat(path)  # followed, as the open of the lock file follows a link
+    except OSError:
+        return False
+    here = os.fstat(descriptor)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _remove_if_unused(lock: Path, made: list[Path]) -> None:
+    """Remove the lock file and the directories `made` for it, deepest first, when the run
+    left nothing else in them; a directory something was written into stays, whole."""
+    try:
+        if os.listdir(lock.parent) != [LOCK]:
+            return
+        lock.unlink()
+        for directory in made:
+            directory.rmdir()
+    except OSError:
+        return  # something appeared meanwhile, or cannot be removed: left as it is
 
 
 def _open_journal(path: Path) -> int:

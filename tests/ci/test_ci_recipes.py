@@ -115,6 +115,44 @@ async def test_ci_script_maps_plan_exit_codes_and_writes_the_plan(world: World) 
     assert not (out / "plan.md").exists() and not (out / "plan.json").exists()
 
 
+async def test_ci_script_says_what_is_wrong_when_it_cannot_plan(world: World) -> None:
+    """Each way the script stops before planning names its cause: a path that does not
+    exist is not an invalid desired state, nor is a reconciler command that cannot run,
+    and a bad setting of the script's own is named. None leaves an earlier plan behind."""
+    out = world.root / "out"
+    out.mkdir()
+    env = world.env | {"RECONCILER_OUT_DIR": str(out)}
+
+    async def script(*args: str, **extra: str) -> Completed:
+        for name in ("plan.md", "plan.json"):
+            (out / name).write_text("an earlier run's\n", encoding="utf-8")
+        done = await run(["sh", str(CI_SCRIPT), *args], env=env | extra, cwd=world.root)
+        assert done.code == 1, done.text
+        assert not (out / "plan.md").exists() and not (out / "plan.json").exists()
+        return done
+
+    missing = await script("sites", "site")
+    assert missing.stdout == "", missing.text
+    assert missing.stderr == (
+        f"reconciler-ci: exit 1: site does not exist (in {world.root}); pass the paths of the "
+        "desired state as arguments (default: sites); nothing was planned\n")
+    (world.root / "sites").rename(world.root / "fleet")
+    default = await script()
+    assert default.stderr.startswith(f"reconciler-ci: exit 1: sites does not exist (in "
+                                     f"{world.root});"), default.text
+    no_bin = await script("fleet", RECONCILER_BIN=str(world.root / "no-such-reconciler"))
+    assert ("reconciler-ci: exit 1: cannot run '" + str(world.root / "no-such-reconciler")
+            + "' (exit 127; RECONCILER_BIN names the reconciler command, default: "
+            "reconciler); nothing was planned") in no_bin.stderr, no_bin.text
+    assert "invalid" not in no_bin.stderr
+    for value in ("yes", "256", "-1"):
+        bad = await script("fleet", RECONCILER_CHANGES_EXIT=value)
+        assert bad.stderr == (
+            "reconciler-ci: exit 1: RECONCILER_CHANGES_EXIT must be an exit code (a number "
+            f"from 0 to 255, default 2); got '{value}'\n"), bad.text
+    assert world.sims.requests() == 0, "nothing was read"
+
+
 async def drop_battery_der(world: World, devices: Path) -> None:
     """Apply, remove the inverter's battery DER from the desired state, and apply again."""
     settings = load_settings(world.env)

@@ -389,6 +389,45 @@ def test_a_saved_plan_with_relative_paths_applies_from_any_directory(
     assert (inputs["paths"], inputs["working_directory"]) == (["sites"], str(tmp_path))
 
 
+def test_a_refused_apply_leaves_no_state_directory_where_it_ran(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A saved plan refused as stale (found only once the lock is held and the actual state
+    read), or an apply cancelled for want of a terminal, creates no `.reconciler/` in the
+    directory it ran in, nor the missing parents of a RECONCILER_STATE_DIR; a state
+    directory that was there keeps what it had."""
+    run = make_cli(two_sites())
+    monkeypatch.chdir(tmp_path)
+    assert run("plan", "sites", "--out", "plan.json")[0] == 0
+    assert run("apply", "plan.json")[0] == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("RECONCILER_STATE_DIR")
+    code, _, err = run("apply", str(tmp_path / "plan.json"))
+    assert code == 1 and "is stale" in err, err
+    assert list(elsewhere.iterdir()) == [], "a refused apply made state"
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))  # not a terminal
+    nested = elsewhere / "a" / "b" / "state"
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(nested))
+    docs = two_sites()
+    next(d for d in docs if d["metadata"]["name"] == "s1-inv")["spec"]["displayName"] = "New"
+    run.rewrite(docs)
+    code, _, err = run("apply", run.path)
+    assert code == 1 and "Apply cancelled." in err, err
+    assert list(elsewhere.iterdir()) == []
+
+    # What was there stays: the state directory of the apply that made the plan.
+    before = sorted(p.name for p in run.state_dir.iterdir())
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(run.state_dir))
+    assert run("apply", run.path)[0] == 1
+    assert sorted(p.name for p in run.state_dir.iterdir()) == before
+    # An apply that records something keeps the directory it made.
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(nested))
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    assert (nested / "inventory.json").is_file()
+
+
 def test_a_saved_plan_reads_another_checkout_of_its_files_or_says_where_it_looked(
         make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A plan made in CI applies from another checkout of the same files; where none

@@ -95,22 +95,46 @@ def test_committed_crds_are_up_to_date() -> None:
 
 
 def test_check_flags_report_stale_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`schema --out` and `crds --out` say what they wrote, `--check` of either says nothing
+    of a current file, and names each stale or missing one with the command to run."""
     out = tmp_path / "schema.json"
+    capsys.readouterr()
     assert cli.main(["schema", "--out", str(out)]) == 0
+    assert capsys.readouterr() == (f"wrote {out}\n", "")
     assert cli.main(["schema", "--out", str(out), "--check"]) == 0
+    assert capsys.readouterr() == ("", "")
     out.write_text(out.read_text(encoding="utf-8").replace('"Site"', '"Sight"', 1),
                    encoding="utf-8")
     assert cli.main(["schema", "--out", str(out), "--check"]) == 1
-    assert f"regenerate with: reconciler schema --out {out}" in capsys.readouterr().err
+    assert capsys.readouterr() == (
+        "", f"{out} is stale; regenerate with: reconciler schema --out {out}\n")
+    missing = tmp_path / "none.json"
+    assert cli.main(["schema", "--out", str(missing), "--check"]) == 1
+    assert capsys.readouterr() == (
+        "", f"{missing} is missing; regenerate with: reconciler schema --out {missing}\n")
 
     crds = tmp_path / "crds"
     assert cli.main(["crds", "--out", str(crds)]) == 0
+    assert capsys.readouterr() == (
+        "".join(f"wrote {crds / name}\n" for name in schema_cmd.crd_texts()), "")
     assert cli.main(["crds", "--out", str(crds), "--check"]) == 0
+    assert capsys.readouterr() == ("", "")
     (crds / KIND_TO_CRD["DER"]).unlink()
-    capsys.readouterr()
+    (crds / KIND_TO_CRD["Site"]).write_text("# edited\n", encoding="utf-8")
     assert cli.main(["crds", "--out", str(crds), "--check"]) == 1
-    assert capsys.readouterr().err == (f"{crds / KIND_TO_CRD['DER']} is stale; regenerate with: "
-                                       f"reconciler crds --out {crds}\n")
+    assert capsys.readouterr() == ("", (
+        f"{crds / KIND_TO_CRD['Site']} is stale; regenerate with: reconciler crds --out {crds}\n"
+        f"{crds / KIND_TO_CRD['DER']} is missing; regenerate with: reconciler crds --out {crds}\n"))
+
+
+def test_schema_out_naming_a_directory_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out schema/` is a directory, not a file named `schema` to write the schema into."""
+    assert cli.main(["schema", "--out", f"{tmp_path}/schema/"]) == 1
+    assert capsys.readouterr() == ("", (
+        f"error: cannot write {tmp_path}/schema/: it is a directory; --out names the schema "
+        "file (FILE), such as schema/reconciler.schema.json\n"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_check_reads_no_further_than_the_generated_text(

@@ -82,3 +82,46 @@ def test_a_plan_made_while_another_process_applies_says_so(tmp_path: Path) -> No
                            f"locked by {holder}; this plan may list changes it is making "
                            "now\n")
     assert plan().stderr == "", "nobody holds it any more"
+
+
+def test_a_state_directory_a_run_made_and_wrote_nothing_into_goes_with_its_lock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused run leaves no state behind: the directories its lock made go when it lets
+    go, unless something was written there. A writer that was waiting on the lock file
+    meanwhile takes a new one, in a directory that is there, rather than a lock nobody
+    else can see."""
+    made = StateDir(tmp_path / "a" / "state")
+    with made.lock("reconciler apply sites"):
+        assert (made.path / "lock").is_file()
+    assert list(tmp_path.iterdir()) == []
+    with made.lock("reconciler apply sites"):
+        (made.path / "inventory.json").write_text("{}", encoding="utf-8")
+    assert sorted(p.name for p in made.path.iterdir()) == ["inventory.json", "lock"]
+
+    fresh = StateDir(tmp_path / "fresh")
+    fresh.ensure()
+    # The holder has written no line yet, so the next writer waits (see `lock`); while it
+    # waits, the holder lets go and removes the directory it made.
+    holding = open(fresh.path / "lock", "a+", encoding="utf-8")  # noqa: SIM115
+    fcntl.flock(holding.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def holder_done(seconds: float) -> None:
+        (fresh.path / "lock").unlink()
+        fresh.path.rmdir()
+        holding.close()
+
+    monkeypatch.setattr(state.time, "sleep", holder_done)
+    with fresh.lock("reconciler apply sites"):
+        assert fresh.holder() is not None, "the lock taken is the one at the path"
+
+
+def test_a_lock_file_that_is_a_link_to_a_file_is_still_taken(tmp_path: Path) -> None:
+    """The lock file is opened through a link, as before: the lock taken is not mistaken
+    for one its holder removed."""
+    target = tmp_path / "elsewhere-lock"
+    target.write_text("", encoding="utf-8")
+    state_dir = StateDir(tmp_path / "state")
+    state_dir.ensure()
+    (state_dir.path / "lock").symlink_to(target)
+    with state_dir.lock("reconciler apply sites"):
+        assert "running `reconciler apply sites`" in target.read_text(encoding="utf-8")

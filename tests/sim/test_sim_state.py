@@ -5,6 +5,7 @@ is not a saved world stops the start with an error naming it, not a traceback.""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import stat
 import subprocess
@@ -165,3 +166,51 @@ def test_a_symlink_left_as_the_env_files_temporary_is_not_written_through(
     assert not env_file.is_symlink() and stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert all(value in env_file.read_text() for value in secrets.values())
     assert not (tmp_path / "sim.env.tmp").exists()
+
+
+def test_an_earlier_env_file_is_removed_before_the_simulators_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A script that waits for the env file must not find the last run's ports in it: the
+    file goes at start, before the simulators listen (here they never do: the --state file
+    is refused in start()). A start refused for its fleet leaves it as it was."""
+    env_file = tmp_path / "sim.env"
+    earlier = "export RECONCILER_NOVACORE_URL=http://127.0.0.1:1\n"
+    env_file.write_text(earlier)
+    code = cli.main(["sim", "up", "--fleet", str(tmp_path / "no-such-fleet"),
+                     "--env-file", str(env_file)])
+    assert code == 1 and env_file.read_text() == earlier
+    state = tmp_path / "sim-state.json"
+    state.write_text("{bad")
+    code = cli.main(["sim", "up", "--fleet", EXAMPLES, "--state", str(state),
+                     "--env-file", str(env_file)])
+    assert code == 1, capsys.readouterr().err
+    assert not env_file.exists()
+
+
+def test_the_readmes_wait_for_the_env_file_loads_this_runs_simulators(tmp_path: Path) -> None:
+    """The README's lines that start `sim up` in the background and wait for its env file,
+    run by sh with an earlier run's file in place, load the simulators that now listen."""
+    readme = (Path(EXAMPLES).parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("rm -f sim.env")
+    snippet = readme[start:readme.index(". ./sim.env\n", start) + len(". ./sim.env\n")]
+    assert "reconciler sim up --fleet examples/sites --env-file sim.env &" in snippet
+    (tmp_path / "sim.env").write_text("export RECONCILER_NOVACORE_URL=http://127.0.0.1:1\n")
+    (tmp_path / "examples").symlink_to(Path(EXAMPLES).parent)
+    script = (f"{snippet}echo \"novacore=$RECONCILER_NOVACORE_URL\"\n"
+              "curl -sf \"$RECONCILER_NOVACORE_URL/_sim/state\" >/dev/null && echo listening\n"
+              "kill $!; wait\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    process = subprocess.Popen(["sh", "-c", script], cwd=tmp_path, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    done = (process.returncode, out, err)
+    lines = out.splitlines()
+    assert lines[0].startswith("novacore=http://127.0.0.1:"), done
+    assert lines[0] != "novacore=http://127.0.0.1:1" and lines[1:] == ["listening"], done
