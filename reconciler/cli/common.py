@@ -4,7 +4,6 @@ diagnostics printed, settings, the plan options, and exit codes."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import difflib
 import gc
 import os
@@ -21,7 +20,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
 from reconciler.plan.planner import Plan, PlanOptions
-from reconciler.printable import ECHO_LIMIT, clipped, printable
+from reconciler.printable import clipped_path, printable
 from reconciler.sources import bounded, loader
 
 EXIT_OK = 0
@@ -66,21 +65,9 @@ def error_line(diagnostic: Diagnostic) -> str:
     """`error: file:line:column: path: message`. File names and field paths come from the
     input (a key may hold an escape sequence, a file name a newline): escaped, so the
     terminal shows them and does not act on them, and each diagnostic stays one line."""
-    shown = dataclasses.replace(
-        diagnostic,
-        file=None if diagnostic.file is None else printable(diagnostic.file),
-        # A key of the input is part of the path: a 1 MB key is cut, as a value is.
-        path=printable(_clipped_path(diagnostic.path)),
-    )
-    return f"error: {shown}"
-
-
-def _clipped_path(path: str) -> str:
-    """`path` (`spec.ders[0].type`) with each key longer than an echoed value cut
-    (`printable.clipped`)."""
-    if len(path) <= ECHO_LIMIT:
-        return path
-    return ".".join(clipped(key) for key in path.split("."))
+    file = None if diagnostic.file is None else printable(diagnostic.file)
+    # A key of the input is part of the path: a 1 MB key is cut, as a value is.
+    return f"error: {diagnostic.shown(file, printable(clipped_path(diagnostic.path)))}"
 
 
 def print_diagnostics(error: ConfigError, stream: TextIO | None = None) -> None:

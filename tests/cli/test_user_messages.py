@@ -214,6 +214,13 @@ def test_a_huge_value_is_echoed_cut_with_its_length_in_every_error(
     assert any(f"{'a' * 79}…' (300 characters) has no scheme: write the URL whole, such as "
                f"'http://{'a' * 72}…' (307 characters)" in line for line in lines), err
 
+    # -o json as well: the path holds the key cut as the message does, not whole.
+    code = cli.main(["validate", "-o", "json", str(fleet_dir)])
+    out, _ = capsys.readouterr()
+    diagnostics = json.loads(out)["diagnostics"]
+    assert code == 1 and len(out) < 10_000, out[:2000]
+    assert f"spec.{key}" in [d["path"] for d in diagnostics], diagnostics
+
     # A setting and a --target given whole: cut as well.
     small = str(write(tmp_path / "small", [site("s1")]).parent)
     monkeypatch.setenv("RECONCILER_RETRIES", big)

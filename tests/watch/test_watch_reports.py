@@ -4,7 +4,8 @@ set, and counted in every run line), and writes left unfinished in the journal (
 `reconciler apply` names them; another live process's writes in flight are not called
 interrupted), what became of an Enapter config file written before (in its outcome
 line, text and JSON, as `reconciler apply` says it), and which planned changes are
-blocked, in the JSON log as the text plan's [BLOCKED]."""
+blocked, in the JSON log as the text plan's [BLOCKED]. A huge key of an invalid file is
+cut in its diagnostic, text and JSON alike."""
 
 from __future__ import annotations
 
@@ -240,3 +241,25 @@ async def test_a_blocked_change_is_said_blocked_in_its_json_planned_event(
     assert blocked != planned.keys(), "and the others are not"
     assert all(event["blocked"] is False for address, event in planned.items()
                if address not in blocked), planned
+
+
+async def test_a_huge_key_is_cut_in_the_diagnostics_text_and_json(
+        world: World, spawn: Spawn) -> None:
+    # As long as a YAML key may be (1,024 characters): an edit that makes the files invalid.
+    key = "x" + "A" * 1000
+    cut = "x" + "A" * 79 + "… (1,001 characters)"
+    agents = {fmt: await spawn("watch", "sites", "--plan-only", "--log-format", fmt,
+                               "--debounce", "0.2s", env=world.env, cwd=world.cwd)
+              for fmt in ("json", "text")}
+    for agent in agents.values():
+        await agent.wait_for(r"run=1 trigger=start|\"run\": 1, \"trigger\"")
+    world.edit("  displayName: Grid meter (P1)\n",
+               f"  displayName: Grid meter (P1)\n  {key}: 1\n")
+    for fmt, agent in agents.items():
+        await agent.wait_for("result=invalid" if fmt == "text" else '"result": "invalid"')
+        assert await agent.terminate() == 0
+        assert max(map(len, agent.out)) < 1000, agent.text[:2000]
+    [diagnostic] = [e for e in map(json.loads, agents["json"].out) if e["event"] == "diagnostic"]
+    assert diagnostic["path"] == f"spec.{cut}", diagnostic
+    assert any(f": spec.{cut}: unknown field" in line for line in agents["text"].out), \
+        agents["text"].text
