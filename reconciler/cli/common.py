@@ -17,6 +17,7 @@ from reconciler import diagnostic_cap
 from reconciler.engine.config import Settings, load_settings
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
+from reconciler.name_list import listed
 from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
 from reconciler.plan.planner import Plan, PlanOptions
@@ -157,15 +158,8 @@ def gateway_url_warnings(
                 f"gateway has serial {serial}{hint}; its URL is not used"
             )
         )
-    shown = ", ".join(declared[:_LISTED]) or "none"
-    if len(declared) > _LISTED:
-        shown += f", and {len(declared) - _LISTED} more"
-    lines.append(printable(f"warning: the declared gateway serials: {shown}"))
+    lines.append(printable(f"warning: the declared gateway serials: {listed(declared)}"))
     return lines
-
-
-# How many declared serials a warning lists: enough to spot a typo, not a thousand lines.
-_LISTED = 10
 
 
 def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:

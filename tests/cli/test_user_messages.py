@@ -1,9 +1,9 @@
 """What `plan` and `apply` tell a user where the bare error would leave them guessing: a
 token refused (by a write, a first read, or the reads a release needs), a state directory
 that could not be written after the remote writes, a saved plan applied already, a
-selection with nothing to do while the rest has, and a huge value echoed in an error. The
-CLI runs in this process against simulators served from a background thread
-(`test_plan_apply.make_cli`)."""
+selection with nothing to do while the rest has, a huge value echoed in an error, and the
+names of a large fleet listed in one. The CLI runs in this process against simulators
+served from a background thread (`test_plan_apply.make_cli`)."""
 
 from __future__ import annotations
 
@@ -272,3 +272,20 @@ def test_a_token_refused_by_the_reads_a_release_needs_says_which_setting_to_chan
         assert err.splitlines()[-1] == hint, err
         assert run.sims.call(run.sims.sims.writes) == 0, "nothing written"
     assert run.sims.sims.novacore.gateways[serial_of(2)].org_id == ORG_B
+
+
+def test_a_reference_to_an_undeclared_name_lists_ten_declared_ones_and_the_one_meant(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sites = [site(f"site-{n:04d}") for n in range(1000)]
+    typo = gateway("g", "sit-0042", serial_of(1))
+    lost = gateway("lost", "nowhere", serial_of(2))
+    write(tmp_path / "fleet", [*sites, typo, lost])
+    code = cli.main(["validate", str(tmp_path / "fleet")])
+    _, err = capsys.readouterr()
+    first_ten = ", ".join(f"'site-{n:04d}'" for n in range(10))
+    assert code == 1
+    assert (": spec.siteRef: Site 'sit-0042' is not declared (did you mean 'site-0042'?); "
+            f"declared sites: {first_ten}, and 990 more") in err, err[:3000]
+    assert (": spec.siteRef: Site 'nowhere' is not declared; declared sites: "
+            f"{first_ten}, and 990 more") in err, err[:3000]
+    assert max(map(len, err.splitlines())) < 400, err[:3000]
