@@ -1,9 +1,9 @@
 """What `plan` and `apply` tell a user where the bare error would leave them guessing: a
 token refused (by a write, a first read, or the reads a release needs), a state directory
-that could not be written after the remote writes, a saved plan applied already, a
-selection with nothing to do while the rest has, a huge value echoed in an error, and the
-names of a large fleet listed in one. The CLI runs in this process against simulators
-served from a background thread (`test_plan_apply.make_cli`)."""
+that could not be written after the remote writes or with nothing to do, a saved plan
+applied already, a selection with nothing to do while the rest has, a huge value echoed in
+an error, and the names of a large fleet listed in one. The CLI runs in this process
+against simulators served from a background thread (`test_plan_apply.make_cli`)."""
 
 from __future__ import annotations
 
@@ -289,3 +289,24 @@ def test_a_reference_to_an_undeclared_name_lists_ten_declared_ones_and_the_one_m
     assert (": spec.siteRef: Site 'nowhere' is not declared; declared sites: "
             f"{first_ten}, and 990 more") in err, err[:3000]
     assert max(map(len, err.splitlines())) < 400, err[:3000]
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_an_inventory_not_written_with_nothing_to_do_still_prints_the_report(
+        make_cli: CliFactory, output: str) -> None:
+    run = make_cli(standard_site(1))
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    # Nothing to do, but what the plan read is recorded (its gateways): the inventory's
+    # write fails as on a full disk.
+    (run.state_dir / INVENTORY).unlink()
+    blocker = run.state_dir / (INVENTORY + TEMPORARY_SUFFIX)
+    blocker.mkdir()
+    code, out, err = run("apply", run.path, "--auto-approve", "-o", output)
+    assert code == 1, out + err
+    summary = out if output == "text" else err
+    assert "No changes." in summary, summary
+    if output == "json":
+        report = json.loads(out)
+        assert report["ok"] and set(report["counts"].values()) == {0}, out
+    assert err.splitlines()[-1].startswith(
+        f"error: cannot write {run.state_dir / INVENTORY}, the inventory"), err
