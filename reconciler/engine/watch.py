@@ -480,6 +480,9 @@ class Cycle:
                         # As the text plan's [BLOCKED]: a blocked change is not made until
                         # its cause (the message) is fixed, which its reason alone hides.
                         blocked=entry["blocked"],
+                        # As the JSON plan's: what a deferred change does once its target
+                        # answers (null for any other).
+                        deferred_actions=entry["deferred_actions"],
                     )
         else:
             self.log.emit("plan", text.rstrip("\n"))

@@ -3,9 +3,9 @@ nothing declares any more (listed as `reconciler plan` lists them, once per chan
 set, and counted in every run line), and writes left unfinished in the journal (named as
 `reconciler apply` names them; another live process's writes in flight are not called
 interrupted), what became of an Enapter config file written before (in its outcome
-line, text and JSON, as `reconciler apply` says it), and which planned changes are
-blocked, in the JSON log as the text plan's [BLOCKED]. A huge key of an invalid file is
-cut in its diagnostic, text and JSON alike."""
+line, text and JSON, as `reconciler apply` says it), which planned changes are blocked, in
+the JSON log as the text plan's [BLOCKED], and what a deferred one would do. A huge key of
+an invalid file is cut in its diagnostic, text and JSON alike."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_helpers import Spawn, World, start_world
+from agent_helpers import REPO, ZAP_SERIAL, Spawn, World, start_world
 from aiohttp import web
 
 from reconciler.engine.state import unfinished_intents
@@ -241,6 +241,27 @@ async def test_a_blocked_change_is_said_blocked_in_its_json_planned_event(
     assert blocked != planned.keys(), "and the others are not"
     assert all(event["blocked"] is False for address, event in planned.items()
                if address not in blocked), planned
+
+
+async def test_a_deferred_change_says_what_it_would_do_in_its_json_planned_event(
+        world: World, spawn: Spawn) -> None:
+    await world.sims.zaps[ZAP_SERIAL].set_offline("refuse")
+    agent = await spawn("watch", "sites", "--plan-only", "--interval", "60s",
+                        "--log-format", "json", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r'"event": "run"')
+    assert await agent.terminate() == 0
+    planned = {e["address"]: e for e in map(json.loads, agent.out) if e["event"] == "planned"}
+    # The site is deferred whole: what Novacore was read for says what it would do, what
+    # the Zap holds is not known.
+    cloud = planned["device/home-solna-inverter[novacore]"]
+    assert (cloud["actions"], cloud["deferred_actions"]) == (["defer"], ["create"]), cloud
+    zap = planned["device/home-solna-inverter[zap]"]
+    assert (zap["actions"], zap["deferred_actions"]) == (["defer"], None), zap
+    # Every key of the event is one the README gives it.
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    start = readme.index("With `--log-format json` every line is an object")
+    listed = readme[start:readme.index("How it behaves:", start)]
+    assert sorted(k for k in cloud if f"`{k}`" not in listed) == [], listed
 
 
 async def test_a_huge_key_is_cut_in_the_diagnostics_text_and_json(
