@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.printable import clipped_path
+
 
 @dataclass(frozen=True)
 class Diagnostic:
@@ -28,9 +30,10 @@ class Diagnostic:
     column: int | None = None
     path: str = ""
 
-    def location(self) -> str:
-        """`file:line:column` (whatever parts are known); `<input>` when none is."""
-        parts = [self.file or "<input>"]
+    def location(self, file: str | None = None) -> str:
+        """`file:line:column` (whatever parts are known); `<input>` when none is. `file`
+        in place of the diagnostic's own, as shown (escaped)."""
+        parts = [file or self.file or "<input>"]
         if self.line is not None:
             parts.append(str(self.line))
             if self.column is not None:
@@ -38,19 +41,25 @@ class Diagnostic:
         return ":".join(parts)
 
     def __str__(self) -> str:
-        if self.file is None and self.line is None and self.path:
+        return self.shown(self.file, clipped_path(self.path))
+
+    def shown(self, file: str | None, path: str) -> str:
+        """The diagnostic with `file` and `path` as given: the ones to show (cut, escaped)."""
+        if self.file is None and self.line is None and path:
             # Not from a file (an environment variable, a command-line option): the path
             # alone says where.
-            return f"{self.path}: {self.message}"
-        where = f" {self.path}:" if self.path else ""
-        return f"{self.location()}:{where} {self.message}"
+            return f"{path}: {self.message}"
+        where = f" {path}:" if path else ""
+        return f"{self.location(file)}:{where} {self.message}"
 
     def as_dict(self) -> dict[str, object]:
+        """For JSON (`validate -o json`, the watch agent's events): the path cut as the
+        text cuts it, the message being cut already."""
         return {
             "file": self.file,
             "line": self.line,
             "column": self.column,
-            "path": self.path,
+            "path": clipped_path(self.path),
             "message": self.message,
         }
 

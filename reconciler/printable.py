@@ -57,3 +57,12 @@ def clipped(text: str, limit: int = ECHO_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def clipped_path(path: str) -> str:
+    """`path` (`spec.ders[0].type`) with each key longer than an echoed value cut
+    (`clipped`): a key of the input is part of the path, and a 1 MB key is cut as a value
+    is, wherever the path is shown (text, JSON)."""
+    if len(path) <= ECHO_LIMIT:
+        return path
+    return ".".join(clipped(key) for key in path.split("."))

@@ -419,11 +419,21 @@ async def _apply(
         if not saved or not result.plan.has_changes:
             out.write(render.render_text(doc, color=common.use_color(out, args.no_color)))
         if not result.plan.has_changes:
-            reconciler.remember(result.plan)
-            reconciler.state.settle(unfinished)  # observed again: nothing left to do for them
+            unwritten: StateDirError | None = None
+            try:
+                reconciler.remember(result.plan)
+                # Observed again: nothing left to do for them.
+                reconciler.state.settle(unfinished)
+            except StateDirError as error:
+                unwritten = error
             if args.output == "json":
-                # The same keys as a report of applied changes, all counts zero.
+                # The same keys as a report of applied changes, all counts zero; printed
+                # whatever the state directory says, as after changes (`NotRecorded`): a
+                # CI reading stdout gets its report either way.
                 print(common.json_dump(ApplyReport().as_dict()))
+            if unwritten is not None:
+                print(printable(f"error: {unwritten}"), file=sys.stderr)
+                return common.EXIT_ERROR
             return common.EXIT_OK
         offline_problems = common.plan_problems(result.plan, args.offline)
         if offline_problems and args.offline == "fail" and result.plan.deferred:

@@ -4,7 +4,6 @@ diagnostics printed, settings, the plan options, and exit codes."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import difflib
 import gc
 import os
@@ -18,10 +17,11 @@ from reconciler import diagnostic_cap
 from reconciler.engine.config import Settings, load_settings
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
+from reconciler.name_list import listed
 from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
 from reconciler.plan.planner import Plan, PlanOptions
-from reconciler.printable import ECHO_LIMIT, clipped, printable
+from reconciler.printable import clipped_path, printable
 from reconciler.sources import bounded, loader
 
 EXIT_OK = 0
@@ -66,21 +66,9 @@ def error_line(diagnostic: Diagnostic) -> str:
     """`error: file:line:column: path: message`. File names and field paths come from the
     input (a key may hold an escape sequence, a file name a newline): escaped, so the
     terminal shows them and does not act on them, and each diagnostic stays one line."""
-    shown = dataclasses.replace(
-        diagnostic,
-        file=None if diagnostic.file is None else printable(diagnostic.file),
-        # A key of the input is part of the path: a 1 MB key is cut, as a value is.
-        path=printable(_clipped_path(diagnostic.path)),
-    )
-    return f"error: {shown}"
-
-
-def _clipped_path(path: str) -> str:
-    """`path` (`spec.ders[0].type`) with each key longer than an echoed value cut
-    (`printable.clipped`)."""
-    if len(path) <= ECHO_LIMIT:
-        return path
-    return ".".join(clipped(key) for key in path.split("."))
+    file = None if diagnostic.file is None else printable(diagnostic.file)
+    # A key of the input is part of the path: a 1 MB key is cut, as a value is.
+    return f"error: {diagnostic.shown(file, printable(clipped_path(diagnostic.path)))}"
 
 
 def print_diagnostics(error: ConfigError, stream: TextIO | None = None) -> None:
@@ -170,15 +158,8 @@ def gateway_url_warnings(
                 f"gateway has serial {serial}{hint}; its URL is not used"
             )
         )
-    shown = ", ".join(declared[:_LISTED]) or "none"
-    if len(declared) > _LISTED:
-        shown += f", and {len(declared) - _LISTED} more"
-    lines.append(printable(f"warning: the declared gateway serials: {shown}"))
+    lines.append(printable(f"warning: the declared gateway serials: {listed(declared)}"))
     return lines
-
-
-# How many declared serials a warning lists: enough to spot a typo, not a thousand lines.
-_LISTED = 10
 
 
 def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:

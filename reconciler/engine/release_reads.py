@@ -41,7 +41,9 @@ async def read_org_devices(
 ) -> bool:
     """Read into `observed` the sites of `orgs` not listed yet and the devices of each of
     their sites not read yet; whether anything was read (the plan is made again then).
-    What cannot be read is Unreachable there: the release waits."""
+    What cannot be read is Unreachable there: the release waits. A token refused (401)
+    is raised once every read ended (ProviderAuthError), as at a plan's first reads: the
+    writes would be refused too, and the caller says which setting to change."""
     gather = Gather(policy)
     novacore = session.novacore
     wanted = sorted(set(orgs))
@@ -66,7 +68,10 @@ async def read_org_devices(
             lambda: novacore.site_devices(site_id), novacore_convert.devices
         )
 
-    # A read refused here (401/403) is Unreachable like any other: the release waits and
-    # says why, and the rest of the plan, read already, goes on.
     await all_of(*(read_devices(site_id) for site_id in unread))
+    # A 403 (a site this identity may not see) is Unreachable like any other failure: the
+    # release waits and says why, and the rest of the plan, read already, goes on.
+    refused = [error for error in gather.auth_errors if error.status == 401]
+    if refused:
+        raise refused[0]
     return bool(unlisted or unread)

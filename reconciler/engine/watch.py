@@ -394,7 +394,14 @@ class Cycle:
                 result, progress=self._progress(summary.run), stop=self.stop
             )
             self._settle()
-        waits += [o.retry_after for o in report.outcomes if o.status == "failed"]
+        failed = [o for o in report.outcomes if o.status == "failed"]
+        # A write refused for its token (a run's reads went through, then the token
+        # expired): which setting to change, as a refused read says; once a run.
+        hints = (self.settings.refused_hint(o.error, when="at the next run") for o in failed)
+        for hint in dict.fromkeys(h for h in hints if h is not None):
+            self.log.emit("note", f"run={summary.run} note: {hint}", run=summary.run,
+                          message=hint)
+        waits += [o.retry_after for o in failed]
         self._hold_for_retry_after(summary.run, waits)
         counts = report.counts()
         summary.done, summary.failed = counts["done"], counts["failed"]
@@ -473,6 +480,9 @@ class Cycle:
                         # As the text plan's [BLOCKED]: a blocked change is not made until
                         # its cause (the message) is fixed, which its reason alone hides.
                         blocked=entry["blocked"],
+                        # As the JSON plan's: what a deferred change does once its target
+                        # answers (null for any other).
+                        deferred_actions=entry["deferred_actions"],
                     )
         else:
             self.log.emit("plan", text.rstrip("\n"))

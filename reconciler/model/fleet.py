@@ -21,6 +21,7 @@ from reconciler.model.kinds import KINDS
 from reconciler.model.profiles import PROFILES, profiles_for
 from reconciler.model.site import Site
 from reconciler.model.vocab import allowed_der_types
+from reconciler.name_list import closest, listed
 from reconciler.printable import echo
 from reconciler.state_files import STATE_FILES, state_file_in
 
@@ -148,6 +149,17 @@ class Fleet:
 def _one_of(values: Iterable[str]) -> str:
     items = sorted(str(v) for v in values)  # StrEnum members print as their value
     return ", ".join(echo(v) for v in items) if items else "(none declared)"
+
+
+def _not_declared(kind: str, name: str, declared: Iterable[str]) -> str:
+    """`Site 'cabn' is not declared (did you mean 'cabin'?); declared sites: ...`: the
+    declared names capped (`name_list.listed`), the one likely meant named whatever its
+    place among them."""
+    names = list(declared)
+    meant = closest(name, names)
+    hint = f" (did you mean {echo(meant)}?)" if meant is not None else ""
+    shown = listed(names, echo, none="(none declared)")
+    return f"{kind} {echo(name)} is not declared{hint}; declared {kind.lower()}s: {shown}"
 
 
 def check_fleet(
@@ -300,8 +312,7 @@ def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:
                 "Gateway",
                 gateway.name,
                 ("spec", "siteRef"),
-                f"Site {echo(gateway.spec.site_ref)} is not declared; declared sites: "
-                f"{_one_of(fleet.sites)}",
+                _not_declared("Site", gateway.spec.site_ref, fleet.sites),
                 code=DANGLING,
                 refers_to=("Site", gateway.spec.site_ref),
             )
@@ -386,15 +397,14 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
     if spec.gateway_ref and gateway is None:
         problem(
             ("spec", "gatewayRef"),
-            f"Gateway {echo(spec.gateway_ref)} is not declared; declared gateways: "
-            f"{_one_of(fleet.gateways)}",
+            _not_declared("Gateway", spec.gateway_ref, fleet.gateways),
             DANGLING,
             ("Gateway", spec.gateway_ref),
         )
     if spec.site_ref and spec.site_ref not in fleet.sites:
         problem(
             ("spec", "siteRef"),
-            f"Site {echo(spec.site_ref)} is not declared; declared sites: {_one_of(fleet.sites)}",
+            _not_declared("Site", spec.site_ref, fleet.sites),
             DANGLING,
             ("Site", spec.site_ref),
         )
@@ -604,8 +614,7 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                     "DER",
                     der.name,
                     ("spec", "deviceRef"),
-                    f"Device {echo(der.spec.device_ref)} is not declared; declared "
-                    f"devices: {_one_of(fleet.devices)}",
+                    _not_declared("Device", der.spec.device_ref, fleet.devices),
                     code=DANGLING,
                     refers_to=("Device", der.spec.device_ref),
                 )

@@ -333,8 +333,9 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         kopf.info(body, reason="LastValidSpec", message=event_message(message))
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     gateway = kind == "Gateway"
+    settings = runtime.current_settings()
     removal = await remove_object(
-        kind, name, nsf, runtime.current_settings(), secrets, status=kwargs["status"],
+        kind, name, nsf, settings, secrets, status=kwargs["status"],
         claims=swaps.recorded(kwargs["status"]) if gateway else (),
         declared_elsewhere=(
             _declared_serials(_indexes(kwargs), (namespace, name)) if gateway else None
@@ -362,6 +363,10 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         else:
             reason = "ReleaseFailed"
             message = "; ".join(f"{o.address}: {o.message}" for o in failed)
+            # A write refused for its token (a release past the token's 24 h): which
+            # setting to change, as a refused read says; once however many writes it failed.
+            hints = (settings.refused_hint(o.error, when="at the next attempt") for o in failed)
+            message += "".join(f"; {hint}" for hint in dict.fromkeys(h for h in hints if h))
             message += f" (retried; removing the finalizer {FINALIZER} leaves it as it is)"
         result = ObjectResult(
             conditions=[

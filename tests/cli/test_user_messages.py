@@ -1,8 +1,9 @@
 """What `plan` and `apply` tell a user where the bare error would leave them guessing: a
-token refused, a state directory that could not be written after the remote writes, a
-saved plan applied already, a selection with nothing to do while the rest has, and a huge
-value echoed in an error. The CLI runs in this process against simulators served from a
-background thread (`test_plan_apply.make_cli`)."""
+token refused (by a write, a first read, or the reads a release needs), a state directory
+that could not be written after the remote writes or with nothing to do, a saved plan
+applied already, a selection with nothing to do while the rest has, a huge value echoed in
+an error, and the names of a large fleet listed in one. The CLI runs in this process
+against simulators served from a background thread (`test_plan_apply.make_cli`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -21,6 +24,7 @@ from simworld import ORG_B, Doc, gateway, serial_of, site, standard_site, write
 from test_plan_apply import CliFactory
 
 from reconciler.cli import main as cli
+from reconciler.sim.fleet import SimFleet
 from reconciler.state_files import INVENTORY, TEMPORARY_SUFFIX
 
 make_cli = test_plan_apply.make_cli  # the fixture, shared
@@ -210,6 +214,13 @@ def test_a_huge_value_is_echoed_cut_with_its_length_in_every_error(
     assert any(f"{'a' * 79}…' (300 characters) has no scheme: write the URL whole, such as "
                f"'http://{'a' * 72}…' (307 characters)" in line for line in lines), err
 
+    # -o json as well: the path holds the key cut as the message does, not whole.
+    code = cli.main(["validate", "-o", "json", str(fleet_dir)])
+    out, _ = capsys.readouterr()
+    diagnostics = json.loads(out)["diagnostics"]
+    assert code == 1 and len(out) < 10_000, out[:2000]
+    assert f"spec.{key}" in [d["path"] for d in diagnostics], diagnostics
+
     # A setting and a --target given whole: cut as well.
     small = str(write(tmp_path / "small", [site("s1")]).parent)
     monkeypatch.setenv("RECONCILER_RETRIES", big)
@@ -221,3 +232,81 @@ def test_a_huge_value_is_echoed_cut_with_its_length_in_every_error(
     _, err = capsys.readouterr()
     assert code == 1 and len(err) < 1000 and "'site/" + "A" * 74 + "…' (1,000,005 " in err, \
         err[:2000]
+
+
+class RefusedSiteDevices:
+    """Answers Novacore's `GET /sites/<id>/devices` of an undeclared organisation's sites
+    (`org`) 401, "Token expired", as Novacore answers a token past its 24 h, while `org` is
+    set: only the reads a release needs (`engine.release_reads`) are refused."""
+
+    def __init__(self) -> None:
+        self.org = ""
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def refuse(request: web.Request, handler: Any) -> web.StreamResponse:
+            sites = {i for i, s in sims.novacore.sites.items() if s.org_id == self.org}
+            if self.org and request.path in {f"/sites/{i}/devices" for i in sites}:
+                return web.json_response(
+                    {"error": "unauthorized", "message": "Token expired"}, status=401)
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(refuse)
+
+
+def test_a_token_refused_by_the_reads_a_release_needs_says_which_setting_to_change(
+        make_cli: CliFactory) -> None:
+    refused = RefusedSiteDevices()
+    run = make_cli(releasable_gateway_site(), before_start=refused.install)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    # Site s2 and its gateway declared no more: the release reads every site of org-beta.
+    run.rewrite(standard_site(1))
+    refused.org = ORG_B
+    hint = ("note: the Novacore token from RECONCILER_NOVACORE_TOKEN was refused (expired or "
+            "wrong): set it to a new Novacore token and run the command again")
+    for command in (["plan", run.path, "--prune"],
+                    ["apply", run.path, "--auto-approve", "--prune"]):
+        run.sims.call(run.sims.sims.reset_counts)
+        code, out, err = run(*command)
+        assert code == 1 and "HTTP 401" in err, out + err
+        assert err.splitlines()[-1] == hint, err
+        assert run.sims.call(run.sims.sims.writes) == 0, "nothing written"
+    assert run.sims.sims.novacore.gateways[serial_of(2)].org_id == ORG_B
+
+
+def test_a_reference_to_an_undeclared_name_lists_ten_declared_ones_and_the_one_meant(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sites = [site(f"site-{n:04d}") for n in range(1000)]
+    typo = gateway("g", "sit-0042", serial_of(1))
+    lost = gateway("lost", "nowhere", serial_of(2))
+    write(tmp_path / "fleet", [*sites, typo, lost])
+    code = cli.main(["validate", str(tmp_path / "fleet")])
+    _, err = capsys.readouterr()
+    first_ten = ", ".join(f"'site-{n:04d}'" for n in range(10))
+    assert code == 1
+    assert (": spec.siteRef: Site 'sit-0042' is not declared (did you mean 'site-0042'?); "
+            f"declared sites: {first_ten}, and 990 more") in err, err[:3000]
+    assert (": spec.siteRef: Site 'nowhere' is not declared; declared sites: "
+            f"{first_ten}, and 990 more") in err, err[:3000]
+    assert max(map(len, err.splitlines())) < 400, err[:3000]
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_an_inventory_not_written_with_nothing_to_do_still_prints_the_report(
+        make_cli: CliFactory, output: str) -> None:
+    run = make_cli(standard_site(1))
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    # Nothing to do, but what the plan read is recorded (its gateways): the inventory's
+    # write fails as on a full disk.
+    (run.state_dir / INVENTORY).unlink()
+    blocker = run.state_dir / (INVENTORY + TEMPORARY_SUFFIX)
+    blocker.mkdir()
+    code, out, err = run("apply", run.path, "--auto-approve", "-o", output)
+    assert code == 1, out + err
+    summary = out if output == "text" else err
+    assert "No changes." in summary, summary
+    if output == "json":
+        report = json.loads(out)
+        assert report["ok"] and set(report["counts"].values()) == {0}, out
+    assert err.splitlines()[-1].startswith(
+        f"error: cannot write {run.state_dir / INVENTORY}, the inventory"), err

@@ -213,7 +213,8 @@ CASES = [
                 "DER",
                 "d",
                 ("spec", "deviceRef"),
-                "Device 'inverter-9' is not declared; declared devices: 'inverter'",
+                "Device 'inverter-9' is not declared (did you mean 'inverter'?); declared "
+                "devices: 'inverter'",
             )
         ],
         id="dangling-device-ref",

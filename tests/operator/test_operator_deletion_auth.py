@@ -2,7 +2,8 @@
 being deleted: the object says the credentials were refused and what to do (as a reconcile
 does, reason AuthError), a Warning says it once, the finalizer stays with nothing released
 half-way, and the release is tried again after the retry delay: once the token in the file
-is rotated, it goes through. No traceback in the log."""
+is rotated, it goes through. No traceback in the log. The release write itself refused
+(ReleaseFailed) names the setting to change too."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from fleet_yaml import HOME_ZAP_SERIAL, novacore_site, stream, zap_gateway
 from harness import documents, operator
 
@@ -56,5 +58,54 @@ async def test_a_release_refused_for_its_token_keeps_the_finalizer_and_says_so(
         new.write_text(sims.novacore.issue_token(sims.identity_id) + "\n")
         os.replace(new, token_file)
 
+        await cluster.wait_gone("Gateway", "home-zap", what="the gateway released")
+        assert sims.novacore.gateways[ZAP].org_id is None
+
+
+class RefusedRelease:
+    """Answers Novacore's `DELETE /gateways/<serial>` (the release) 401, "Token expired",
+    while `refusing` is set, as Novacore answers a token past its 24 h: the reads before it
+    go through (installed before the simulator serves)."""
+
+    def __init__(self) -> None:
+        self.refusing = False
+
+    def install(self, sims: Any) -> None:
+        @web.middleware
+        async def refuse(request: web.Request, handler: Any) -> web.StreamResponse:
+            if self.refusing and request.method == "DELETE" and request.path.startswith(
+                    "/gateways/"):
+                return web.json_response(
+                    {"error": "unauthorized", "message": "Token expired"}, status=401)
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(refuse)
+
+
+async def test_a_release_write_refused_for_its_token_says_which_setting_to_change(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    token_file = tmp_path / "novacore-token"
+    refused = RefusedRelease()
+    async with operator(FLEET, tmp_path, monkeypatch, token_file=token_file,
+                        before_start=refused.install) as (cluster, sims):
+        await cluster.create_all(documents(FLEET))
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+
+        refused.refusing = True
+        await cluster.delete("Gateway", "home-zap")
+
+        cond = await cluster.wait_reason("Gateway", "home-zap", "ReleaseFailed", timeout=30,
+                                         what="the release write refused")
+        assert "novacore.release_gateway" in cond["message"] and "HTTP 401" in cond["message"]
+        assert f"the Novacore token from RECONCILER_NOVACORE_TOKEN_FILE ({token_file}) was " \
+            "refused; the file is read again at the next attempt: write a new Novacore " \
+            "token into it, no restart needed" in cond["message"], cond
+        assert f"removing the finalizer {FINALIZER} leaves it as it is" in cond["message"]
+        [warning] = await cluster.events_about("home-zap", reason="ReleaseFailed")
+        assert "was refused; the file is read again" in warning["message"], warning
+        assert sims.novacore.gateways[ZAP].org_id == "org-home", "nothing released"
+
+        refused.refusing = False
         await cluster.wait_gone("Gateway", "home-zap", what="the gateway released")
         assert sims.novacore.gateways[ZAP].org_id is None

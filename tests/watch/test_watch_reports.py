@@ -3,8 +3,9 @@ nothing declares any more (listed as `reconciler plan` lists them, once per chan
 set, and counted in every run line), and writes left unfinished in the journal (named as
 `reconciler apply` names them; another live process's writes in flight are not called
 interrupted), what became of an Enapter config file written before (in its outcome
-line, text and JSON, as `reconciler apply` says it), and which planned changes are
-blocked, in the JSON log as the text plan's [BLOCKED]."""
+line, text and JSON, as `reconciler apply` says it), which planned changes are blocked, in
+the JSON log as the text plan's [BLOCKED], and what a deferred one would do. A huge key of
+an invalid file is cut in its diagnostic, text and JSON alike."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_helpers import Spawn, World, start_world
+from agent_helpers import REPO, ZAP_SERIAL, Spawn, World, start_world
 from aiohttp import web
 
 from reconciler.engine.state import unfinished_intents
@@ -240,3 +241,46 @@ async def test_a_blocked_change_is_said_blocked_in_its_json_planned_event(
     assert blocked != planned.keys(), "and the others are not"
     assert all(event["blocked"] is False for address, event in planned.items()
                if address not in blocked), planned
+
+
+async def test_a_deferred_change_says_what_it_would_do_in_its_json_planned_event(
+        world: World, spawn: Spawn) -> None:
+    await world.sims.zaps[ZAP_SERIAL].set_offline("refuse")
+    agent = await spawn("watch", "sites", "--plan-only", "--interval", "60s",
+                        "--log-format", "json", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r'"event": "run"')
+    assert await agent.terminate() == 0
+    planned = {e["address"]: e for e in map(json.loads, agent.out) if e["event"] == "planned"}
+    # The site is deferred whole: what Novacore was read for says what it would do, what
+    # the Zap holds is not known.
+    cloud = planned["device/home-solna-inverter[novacore]"]
+    assert (cloud["actions"], cloud["deferred_actions"]) == (["defer"], ["create"]), cloud
+    zap = planned["device/home-solna-inverter[zap]"]
+    assert (zap["actions"], zap["deferred_actions"]) == (["defer"], None), zap
+    # Every key of the event is one the README gives it.
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    start = readme.index("With `--log-format json` every line is an object")
+    listed = readme[start:readme.index("How it behaves:", start)]
+    assert sorted(k for k in cloud if f"`{k}`" not in listed) == [], listed
+
+
+async def test_a_huge_key_is_cut_in_the_diagnostics_text_and_json(
+        world: World, spawn: Spawn) -> None:
+    # As long as a YAML key may be (1,024 characters): an edit that makes the files invalid.
+    key = "x" + "A" * 1000
+    cut = "x" + "A" * 79 + "… (1,001 characters)"
+    agents = {fmt: await spawn("watch", "sites", "--plan-only", "--log-format", fmt,
+                               "--debounce", "0.2s", env=world.env, cwd=world.cwd)
+              for fmt in ("json", "text")}
+    for agent in agents.values():
+        await agent.wait_for(r"run=1 trigger=start|\"run\": 1, \"trigger\"")
+    world.edit("  displayName: Grid meter (P1)\n",
+               f"  displayName: Grid meter (P1)\n  {key}: 1\n")
+    for fmt, agent in agents.items():
+        await agent.wait_for("result=invalid" if fmt == "text" else '"result": "invalid"')
+        assert await agent.terminate() == 0
+        assert max(map(len, agent.out)) < 1000, agent.text[:2000]
+    [diagnostic] = [e for e in map(json.loads, agents["json"].out) if e["event"] == "diagnostic"]
+    assert diagnostic["path"] == f"spec.{cut}", diagnostic
+    assert any(f": spec.{cut}: unknown field" in line for line in agents["text"].out), \
+        agents["text"].text

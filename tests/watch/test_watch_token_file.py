@@ -2,16 +2,21 @@
 (RECONCILER_NOVACORE_TOKEN_FILE, as the chart mounts a Secret): when Novacore starts
 refusing the token, the log says so and that the file is read again; a file that cannot be
 read ends that run only, naming the file; a token rotated in the file is used at the next
-run, without a restart. A token from the variable, refused, says how to rotate it."""
+run, without a restart. A token from the variable, refused, says how to rotate it, and so
+does one refused for a single write of a run whose reads went through."""
 
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
-from agent_helpers import INVERTER_SN, ZAP_SERIAL, Spawn, World
+from agent_helpers import INVERTER_SN, ZAP_SERIAL, Spawn, World, start_world
+from aiohttp import web
+
+from reconciler.sim.fleet import SimFleet
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +109,50 @@ async def test_a_token_file_that_cannot_be_read_at_start_is_a_start_up_error(
         "either RECONCILER_NOVACORE_TOKEN (the Novacore token) or "
         "RECONCILER_NOVACORE_TOKEN_FILE (a file holding it), not both"), agent.text
     assert world.sims.writes() == 0
+
+
+class RefusedRename:
+    """Answers Novacore's device renames (`PUT /devices/<id>`) 401, "Token expired", as
+    Novacore answers a token past its 24 h, while `refusing` is set: the run's reads go
+    through and one write fails (installed before the simulator serves)."""
+
+    def __init__(self) -> None:
+        self.refusing = False
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def refuse(request: web.Request, handler: Any) -> web.StreamResponse:
+            if self.refusing and request.method == "PUT" and request.path.startswith(
+                    "/devices/"):
+                return web.json_response(
+                    {"error": "unauthorized", "message": "Token expired"}, status=401)
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(refuse)
+
+
+async def test_a_write_refused_for_its_token_says_how_to_rotate_it(
+        tmp_path: Path, spawn: Spawn) -> None:
+    refused = RefusedRename()
+    world = await start_world(tmp_path, before_start=refused.install)
+    try:
+        agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
+                            env=world.env, cwd=world.cwd)
+        await agent.wait_for(r"run=1 trigger=start .* result=applied")
+        refused.refusing = True
+        world.edit("displayName: Sungrow SH10RT", "displayName: Sungrow A")
+        [run] = await agent.wait_for(r"run=2 trigger=change .*failed=1 .*result=failed")
+        assert any("device/home-solna-inverter[novacore]" in line and "HTTP 401" in line
+                   for line in agent.out), agent.text
+        notes = [line for line in agent.out if " note: " in line]
+        assert len(notes) == 1 and notes[0].endswith(
+            "run=2 note: the Novacore token from RECONCILER_NOVACORE_TOKEN was refused; the "
+            "variable is read at start only: restart with a new Novacore token, or name a "
+            "file holding it in RECONCILER_NOVACORE_TOKEN_FILE, which is read again at the "
+            "next run"), agent.text
+        assert agent.out.index(notes[0]) < agent.out.index(run), "before the run's line"
+        assert await agent.terminate() == 0
+    finally:
+        await world.sims.stop()
+    for token in world.secrets():
+        assert token not in agent.text, "a credential was printed"
