@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from secrets import token_bytes
 from typing import Any
 
@@ -127,9 +127,10 @@ def _declared_serials(indexes: Mapping[str, Any], own: tuple[str, str]) -> dict[
     )
 
 
-def _post_events(body: kopf.Body, result: ObjectResult) -> None:
+def _post_events(body: kopf.Body, result: ObjectResult, said: Callable[[str], bool]) -> None:
     for message in result.kept:
-        kopf.info(body, reason="GatewayKept", message=event_message(message))
+        if said(message):
+            kopf.info(body, reason="GatewayKept", message=event_message(message))
     for outcome in result.outcomes:
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
@@ -217,7 +218,7 @@ async def _reconcile(
     # Decided before anything is awaited: a concurrent run for this object then finds it said.
     news = _is_news(runtime, owner, status, result)
     _write_status(patch, status, meta, result)
-    _post_events(body, result)
+    _post_events(body, result, lambda message: runtime.reported.first_time(owner, message))
     if result.retry == "temporary":
         raise kopf.TemporaryError(result.message, delay=result.delay)
     if result.retry == "permanent":

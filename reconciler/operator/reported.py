@@ -4,7 +4,8 @@ drift timer and the create or update handler of one object run concurrently, and
 be given the status from before the other's status patch, so both would find the problem
 new and say it. This record is updated as soon as a result is known, before anything is
 awaited, so the second of two such runs finds it already said. Kept in memory: after a
-restart, the status decides (`conditions.is_new`)."""
+restart, the status decides (`conditions.is_new`). The same holds for the one-off messages
+an object's reconcile posts as events (`first_time`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class Reported:
 
     def __init__(self) -> None:
         self._last: dict[Key, tuple[str, str, str]] = {}
+        # Messages said once per object (`first_time`).
+        self._said: dict[Key, set[str]] = {}
 
     def is_news(self, key: Key, status: Mapping[str, Any], ready: Cond) -> bool:
         """Whether `ready` says something else than the object's Ready said before (as
@@ -32,5 +35,17 @@ class Reported:
             return before != said
         return is_new(status.get("conditions"), ready)
 
+    def first_time(self, key: Key, message: str) -> bool:
+        """Whether this process has not said `message` of the object yet; records it as
+        said. For what a reconcile says as it changes the status (a swapped-out serial
+        kept and forgotten): a second reconcile that starts before that status reaches
+        it would say it again."""
+        said = self._said.setdefault(key, set())
+        if message in said:
+            return False
+        said.add(message)
+        return True
+
     def forget(self, key: Key) -> None:
         self._last.pop(key, None)
+        self._said.pop(key, None)
