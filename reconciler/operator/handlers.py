@@ -18,7 +18,7 @@ from reconciler.engine.credentials import KEY_BYTES, key_from_text
 from reconciler.errors import ConfigError
 from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
-from reconciler.operator import conditions, locations, objects, swaps
+from reconciler.operator import conditions, declared, locations, objects, swaps
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Holds
 from reconciler.operator.reconcile import (
@@ -130,6 +130,8 @@ def _declared_serials(indexes: Mapping[str, Any], own: tuple[str, str]) -> dict[
 def _post_events(body: kopf.Body, result: ObjectResult) -> None:
     for message in result.kept:
         kopf.info(body, reason="GatewayKept", message=event_message(message))
+    for message in result.unmanaged_fields:
+        kopf.info(body, reason=declared.EVENT_REASON, message=event_message(message))
     for outcome in result.outcomes:
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
