@@ -378,6 +378,8 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
     # Said once, as the object goes: a pass that waits is tried again and would repeat it.
     for message in removal.kept:
         kopf.info(body, reason="GatewayKept", message=event_message(message))
+    for message in _locations_left(namespace, _indexes(kwargs), body):
+        kopf.info(body, reason=locations.KEPT_REASON, message=event_message(message))
     runtime.holds.release((namespace, kind, name))
     runtime.reported.forget((namespace, kind, name))
     runtime.not_before.pop((namespace, kind, name), None)
@@ -387,6 +389,22 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         name,
         "released" if removal.outcomes else "nothing outside touched",
     )
+
+
+def _locations_left(
+    namespace: str, indexes: Mapping[str, Any], body: kopf.Body
+) -> list[str]:
+    """The Flatpeak locations only the object being deleted remembers (`locations`): those
+    being deleted with it do not keep them, or objects deleted together would each leave
+    the saying to another."""
+    own = (body.get("kind"), (body.get("metadata") or {}).get("name"))
+    staying = [
+        other
+        for other in _namespace_bodies(namespace, indexes, body)
+        if (other.get("kind"), (other.get("metadata") or {}).get("name")) != own
+        and not objects.is_deleting(other)
+    ]
+    return locations.left_behind(body, staying)
 
 
 def register_login(registry: kopf.OperatorRegistry) -> None:

@@ -57,8 +57,9 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     (`holds_config_output`), for a Site the Novacore site it was applied to
     (`applied_novacore_site`) and for a Device the Site it was last placed at
     (`last_site`) and the Flatpeak locations its Site had (`flatpeak_locations`), and the
-    spec fields its status records as declared (`declared_fields`); `build` strips them
-    again."""
+    spec fields its status records as declared (`declared_fields`); for a Site the Flatpeak
+    location its status records (`locations.known`), and whether the object is being
+    deleted (`is_deleting`); `build` strips them again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
     if created:
@@ -77,7 +78,21 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     fields = declared_fields(body)
     if fields is not None:
         document[declared.DECLARED] = sorted(fields)
+    ids = (body.get("status") or {}).get("externalIds")
+    location = ids.get("flatpeak") if kind == "Site" and isinstance(ids, Mapping) else None
+    if isinstance(location, str) and location:
+        document[locations.SITE_LOCATION] = location
+    if is_deleting(body):
+        document[DELETING] = True
     return document
+
+
+# In an index document: the object is being deleted (its finalizer runs).
+DELETING = "deleting"
+
+
+def is_deleting(body: Mapping[str, Any]) -> bool:
+    return bool(body.get(DELETING) or (body.get("metadata") or {}).get("deletionTimestamp"))
 
 
 # In an index document: the object holds its configOutput (`holds_config_output`).
