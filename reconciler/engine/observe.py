@@ -16,7 +16,7 @@ rest of the fleet goes on).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from reconciler.engine.fanout import all_of
@@ -79,6 +79,7 @@ async def observe(
     site_orgs: Iterable[str] = (),
     applied_sites: Mapping[str, RetiredSite] | None = None,
     lookup_sites: Iterable[str] = (),
+    removed_fields: Mapping[str, Sequence[str]] | None = None,
 ) -> Observed:
     """Read the fleet's actual state (into `into`, or a new `Observed`). `on_site(name)` is
     called for each site once everything planning it needs is read, while other reads
@@ -88,7 +89,10 @@ async def observe(
     the sites of `site_orgs` (where Sites declared no more were applied: `plan.retired`).
     `applied_sites`: where earlier applies put declared Sites (a Site renamed in git keeps
     its site: `plan.sourceful.applied_site`). The Novacore devices of `lookup_sites`, Sites
-    of `whole_fleet` that `fleet` does not hold, are read too (`PlanOptions.lookup_sites`)."""
+    of `whole_fleet` that `fleet` does not hold, are read too (`PlanOptions.lookup_sites`).
+    `removed_fields`: address -> the fields a resource declared at the last apply and not
+    now (`plan.planner.PlanBuilder.removed`): a Zap connection setting among them adds the
+    device again, so its serial is read, as for any other replace."""
     policy = policy or RetryPolicy(attempts=READ_ATTEMPTS)
     observed = into if into is not None else Observed()
     whole = whole_fleet or fleet
@@ -99,7 +103,7 @@ async def observe(
     ]
     reads = _SourcefulReads(
         fleet, session, Gather(policy), observed, whole, set(release_orgs), set(site_orgs),
-        applied_sites or {}, lookup,
+        applied_sites or {}, lookup, removed_fields or {},
     )
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
@@ -129,6 +133,7 @@ class _SourcefulReads:
         site_orgs: set[str],
         applied_sites: Mapping[str, RetiredSite],
         lookup_sites: list[Site],
+        removed_fields: Mapping[str, Sequence[str]],
     ):
         self.fleet = fleet
         # What renamed Sites are recognised by (plan.planner.PlanOptions.whole_fleet).
@@ -139,6 +144,9 @@ class _SourcefulReads:
         # Sites read only for the devices a Device of `fleet` may move from; their
         # organisations are listed as declared ones are (one out of reach: nothing found).
         self.lookup_sites = lookup_sites
+        # Address -> the fields declared no more (`observe`): a device they add again
+        # to its Zap has its serial read first.
+        self.removed_fields = removed_fields
         # The organisations the fleet declares: one the token may not read blocks the
         # sites that declare it (NoAccess). Those read only for what was applied before
         # (`site_orgs`, `release_orgs`) still stop the run on a 403, as any read does.
@@ -341,7 +349,7 @@ class _SourcefulReads:
             )
             return
         self.observed.zaps[gateway.name] = state
-        unverified = _devices_to_verify(self.fleet, gateway, state)
+        unverified = _devices_to_verify(self.fleet, gateway, state, self.removed_fields)
         if unverified:
             await all_of(
                 *(
@@ -351,9 +359,15 @@ class _SourcefulReads:
             )
 
 
-def _devices_to_verify(fleet: Fleet, gateway: Gateway, state: ZapState) -> list[Device]:
+def _devices_to_verify(
+    fleet: Fleet,
+    gateway: Gateway,
+    state: ZapState,
+    removed_fields: Mapping[str, Sequence[str]],
+) -> list[Device]:
     """Devices of the gateway with `checkSerial` that applying adds to its Zap: not there
-    yet, or there with another connection (removed and added again). Only Modbus TCP
+    yet, or there with another connection, declared or set back to its default as a field
+    declared no more (`removed_fields`; removed and added again). Only Modbus TCP
     devices, as the planner checks: a serial marked unread for a Modbus RTU device would
     leave a saved plan refused, as not checkable, at every apply."""
     return [
@@ -362,7 +376,11 @@ def _devices_to_verify(fleet: Fleet, gateway: Gateway, state: ZapState) -> list[
         if device.spec.verification.check_serial
         and device.spec.connection is not None
         and device.spec.connection.modbus_tcp is not None
-        and is_added_to_zap(device, state.devices.get(device.spec.hardware_id or ""))
+        and is_added_to_zap(
+            device,
+            state.devices.get(device.spec.hardware_id or ""),
+            removed_fields.get(device.address, ()),
+        )
     ]
 
 

@@ -220,6 +220,7 @@ class Reconciler:
                 | {left.where.org_id for left in options.left_sites},
                 applied_sites=options.applied_sites,
                 lookup_sites=options.lookup_sites,
+                removed_fields=builder.removed,
             )
             await observe_remembered_locations(
                 self.session,

@@ -130,6 +130,13 @@ class ResourceStatus(StrictModel):
         description="Devices: the Flatpeak locations their Site was found at or given, "
         "latest last; the device is moved off those that are not its Site's now.",
     )
+    declared_fields: list[str] = Field(
+        default_factory=list,
+        description="The spec fields (names, never values) declared when a reconcile last "
+        "converged: one declared no more is set back to the platform's default, or reported "
+        "as no longer managed, as the CLI does from its inventory.",
+        examples=[["connection.modbusTcp.port", "hardwareId"]],
+    )
     last_valid_spec: str | None = Field(
         default=None,
         description="The spec last found valid, as JSON: deleting the object while its spec "

@@ -18,7 +18,7 @@ from reconciler.engine.credentials import KEY_BYTES, key_from_text
 from reconciler.errors import ConfigError
 from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
-from reconciler.operator import conditions, locations, objects, swaps
+from reconciler.operator import conditions, declared, locations, objects, swaps
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Holds
 from reconciler.operator.reconcile import (
@@ -131,6 +131,8 @@ def _post_events(body: kopf.Body, result: ObjectResult, said: Callable[[str], bo
     for message in result.kept:
         if said(message):
             kopf.info(body, reason="GatewayKept", message=event_message(message))
+    for message in result.unmanaged_fields:
+        kopf.info(body, reason=declared.EVENT_REASON, message=event_message(message))
     for outcome in result.outcomes:
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
@@ -382,6 +384,8 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
     # Said once, as the object goes: a pass that waits is tried again and would repeat it.
     for message in removal.kept:
         kopf.info(body, reason="GatewayKept", message=event_message(message))
+    for message in _locations_left(namespace, _indexes(kwargs), body):
+        kopf.info(body, reason=locations.KEPT_REASON, message=event_message(message))
     runtime.holds.release((namespace, kind, name))
     runtime.reported.forget((namespace, kind, name))
     runtime.not_before.pop((namespace, kind, name), None)
@@ -391,6 +395,22 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         name,
         "released" if removal.outcomes else "nothing outside touched",
     )
+
+
+def _locations_left(
+    namespace: str, indexes: Mapping[str, Any], body: kopf.Body
+) -> list[str]:
+    """The Flatpeak locations only the object being deleted remembers (`locations`): those
+    being deleted with it do not keep them, or objects deleted together would each leave
+    the saying to another."""
+    own = (body.get("kind"), (body.get("metadata") or {}).get("name"))
+    staying = [
+        other
+        for other in _namespace_bodies(namespace, indexes, body)
+        if (other.get("kind"), (other.get("metadata") or {}).get("name")) != own
+        and not objects.is_deleting(other)
+    ]
+    return locations.left_behind(body, staying)
 
 
 def register_login(registry: kopf.OperatorRegistry) -> None:

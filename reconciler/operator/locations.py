@@ -6,7 +6,15 @@ to it; its devices then leave the old one, which the fleet made or matched, and 
 locations no Site of the fleet had (another system's). A renamed Site is a new object, so
 the memory is kept by the Devices, which live on; every Device's counts for the whole
 namespace, as the inventory does for the whole fleet. Pure: `reconcile.py` plans and
-records."""
+records.
+
+The CLI reports a location its inventory remembers and no declared Site has any more, at
+every plan, until it is deleted in Flatpeak or declared again (`plan.retired_locations`).
+The operator's memory of it goes with the last object that holds it: a Device (its
+`status.flatpeakLocations`) or a Site (the location in its `status.externalIds`). So, as
+a Gateway deleted says once which gateway stays claimed, the deletion of the last object
+of the namespace that remembers a location says once, by an event, that the location
+stays in Flatpeak (`left_behind`)."""
 
 from __future__ import annotations
 
@@ -44,6 +52,59 @@ def remembered(entries: Iterable[FlatpeakLocation]) -> dict[str, str]:
     for entry in entries:
         out.setdefault(entry.id, entry.site)
     return out
+
+
+# The event that says, as an object goes, which Flatpeak location no object remembers now.
+KEPT_REASON = "FlatpeakLocationKept"
+
+
+def known(body: Mapping[str, Any]) -> list[FlatpeakLocation]:
+    """The Flatpeak locations an object (a body, or its index document) remembers: a
+    Device's `status.flatpeakLocations`, a Site's location (`status.externalIds.flatpeak`,
+    or the `locationId` its spec declares)."""
+    if body.get("kind") == "Device":
+        return recorded(body.get("status")) if LOCATIONS not in body else recorded(body)
+    if body.get("kind") != "Site":
+        return []
+    name = str((body.get("metadata") or {}).get("name"))
+    ids = (body.get("status") or {}).get("externalIds")
+    spec = (body.get("spec") or {}).get("flatpeak")
+    found = [
+        ids.get("flatpeak") if isinstance(ids, Mapping) else None,
+        spec.get("locationId") if isinstance(spec, Mapping) else None,
+        body.get(SITE_LOCATION),
+    ]
+    return [
+        FlatpeakLocation(id=location_id, site=name)
+        for location_id in dict.fromkeys(found)
+        if isinstance(location_id, str) and location_id
+    ]
+
+
+# In a Site's index document: the Flatpeak location its status records.
+SITE_LOCATION = "flatpeakLocation"
+
+
+def left_behind(
+    going: Mapping[str, Any], staying: Iterable[Mapping[str, Any]]
+) -> list[str]:
+    """What is said as the object `going` is deleted of the Flatpeak locations it remembers
+    (`known`) that none of the objects `staying` (the namespace's others, not being
+    deleted) remembers: each stays in Flatpeak, with any device on it, and would no longer
+    be reported anywhere."""
+    kept = {entry.id for body in staying for entry in known(body)}
+    said: list[str] = []
+    for entry in known(going):
+        if entry.id in kept:
+            continue
+        kept.add(entry.id)
+        said.append(
+            f"Flatpeak location {entry.id}, applied for Site {entry.site}, stays in Flatpeak "
+            "with any device on it (locations are never deleted), and no object of this "
+            "namespace remembers it any more: delete it there if it is not used, or "
+            "declare a Site with its locationId to manage it again"
+        )
+    return said
 
 
 def current(

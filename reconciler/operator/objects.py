@@ -15,7 +15,7 @@ from reconciler.model.base import API_GROUP, API_VERSION_NAME, Resource
 from reconciler.model.fleet import DANGLING, Fleet, Problem, check_fleet
 from reconciler.model.schema import CRD_NAMES
 from reconciler.model.status import FlatpeakLocation
-from reconciler.operator import locations
+from reconciler.operator import declared, locations
 from reconciler.plan.retired import RetiredSite
 from reconciler.sources.loader import resource_from_object
 
@@ -56,8 +56,10 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     was created (`in_declaration_order`), whether it holds its configOutput
     (`holds_config_output`), for a Site the Novacore site it was applied to
     (`applied_novacore_site`) and for a Device the Site it was last placed at
-    (`last_site`) and the Flatpeak locations its Site had (`flatpeak_locations`); `build`
-    strips them again."""
+    (`last_site`) and the Flatpeak locations its Site had (`flatpeak_locations`), and the
+    spec fields its status records as declared (`declared_fields`); for a Site the Flatpeak
+    location its status records (`locations.known`), and whether the object is being
+    deleted (`is_deleting`); `build` strips them again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
     if created:
@@ -73,7 +75,24 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     had = flatpeak_locations(body)
     if had:
         document[locations.LOCATIONS] = [entry.model_dump() for entry in had]
+    fields = declared_fields(body)
+    if fields is not None:
+        document[declared.DECLARED] = sorted(fields)
+    ids = (body.get("status") or {}).get("externalIds")
+    location = ids.get("flatpeak") if kind == "Site" and isinstance(ids, Mapping) else None
+    if isinstance(location, str) and location:
+        document[locations.SITE_LOCATION] = location
+    if is_deleting(body):
+        document[DELETING] = True
     return document
+
+
+# In an index document: the object is being deleted (its finalizer runs).
+DELETING = "deleting"
+
+
+def is_deleting(body: Mapping[str, Any]) -> bool:
+    return bool(body.get(DELETING) or (body.get("metadata") or {}).get("deletionTimestamp"))
 
 
 # In an index document: the object holds its configOutput (`holds_config_output`).
@@ -139,6 +158,15 @@ def flatpeak_locations(body: Mapping[str, Any]) -> list[FlatpeakLocation]:
     return locations.recorded(body.get("status"))
 
 
+def declared_fields(body: Mapping[str, Any]) -> frozenset[str] | None:
+    """The spec fields an object's status records as declared (`operator.declared`), as
+    its index document keeps them too: a stand-alone DER's reconcile, which plans its
+    Device's changes, compares the Device's."""
+    if declared.DECLARED in body:
+        return declared.recorded(body)
+    return declared.recorded(body.get("status"))
+
+
 def _config_output(spec: Any) -> Any:
     enapter = spec.get("enapter") if isinstance(spec, Mapping) else None
     return enapter.get("configOutput") if isinstance(enapter, Mapping) else None
@@ -200,6 +228,9 @@ class NamespaceFleet:
     # Flatpeak location id -> the Site it was the location of, as the Devices' statuses
     # remember them (`flatpeak_locations`; `PlanOptions.flatpeak_locations`).
     flatpeak_locations: dict[str, str] = field(default_factory=dict)
+    # Resource address -> the spec fields its status records as declared when a reconcile
+    # of it last converged (`declared_fields`; `PlanOptions.last_declared`).
+    last_declared: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def problems_of(self, kind: str, name: str) -> list[Problem]:
         return [p for p in self.problems if p.kind == kind and p.name == name]
@@ -230,6 +261,7 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     applied: dict[str, str] = {}
     placed: dict[str, str] = {}
     had: list[FlatpeakLocation] = []
+    fields: dict[str, frozenset[str]] = {}
     for body in bodies:
         kind = str(body.get("kind"))
         name = str((body.get("metadata") or {}).get("name"))
@@ -242,6 +274,9 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
         if site:
             placed[name] = site
         had += flatpeak_locations(body)
+        recorded = declared_fields(body)
+        if recorded is not None:
+            fields[f"{kind.lower()}/{name}"] = recorded
         document = json.dumps(model_document(body), sort_keys=True, default=str)
         resource, found = _validated(document, f"{kind}/{name}")
         diagnostics = list(found)
@@ -253,7 +288,7 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     fleet = Fleet.of(resources)
     return NamespaceFleet(
         fleet, invalid, problems, _applied_sites(fleet, applied), placed,
-        locations.remembered(had),
+        locations.remembered(had), fields,
     )
 
 

@@ -25,6 +25,7 @@ from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.unread import asked_to_wait
 from reconciler.errors import ProviderAuthError
 from reconciler.model.base import Resource
+from reconciler.model.declared import declared_paths
 from reconciler.model.fleet import DANGLING, Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.status import (
@@ -33,7 +34,7 @@ from reconciler.model.status import (
     DeviceGateway,
     FlatpeakLocation,
 )
-from reconciler.operator import locations, swaps
+from reconciler.operator import declared, locations, swaps
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
@@ -77,6 +78,10 @@ class ObjectResult:
     flatpeak_locations: list[dict[str, str]] | None = None
     # What is said once of gateways swapped out of a Gateway's spec and left claimed.
     kept: list[str] = field(default_factory=list)
+    # status.declaredFields, once the reconcile converged (`declared`).
+    declared_fields: list[str] | None = None
+    # What is said once of fields declared no more and left as they are (`declared.notes`).
+    unmanaged_fields: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -228,6 +233,9 @@ async def reconcile_object(
                     inventory=policies,
                     inventory_orgs=orgs,
                     release_serials=frozenset(releasing),
+                    # The fields each object's status recorded (`declared`): one declared no
+                    # more is set back to its default, or reported as no longer managed.
+                    last_declared=nsf.last_declared,
                 )
             )
         except ProviderAuthError as error:
@@ -246,6 +254,9 @@ async def reconcile_object(
                 )
             ]
         own = [c for c in plan.changes if c.kind == owner_kind and c.name == owner_name]
+        # The object's own changes, not the release of a serial swapped out: the record of
+        # its fields waits for those, not for a release that waits for devices to move.
+        settles = list(own)
         steps = _swap_steps(resource, own, swapped, releasing, plan, planned.observed)
         # The ids of this object's changes only: a serial released is not its own.
         result.external_ids = _external_ids(own)
@@ -300,6 +311,11 @@ async def reconcile_object(
         if credentials is not None:
             result.applied_secrets = credentials.block(ledger, password_key)
     result.outcomes = outcomes
+    if declared.converged(settles, outcomes):
+        # Recorded, and what is left as it is said, once: the next reconcile compares with
+        # this record and finds the field removed no more.
+        result.declared_fields = sorted(declared_paths(resource.spec))
+        result.unmanaged_fields = declared.notes(plan.unmanaged, resource.address)
     if kind == "Device":
         result.gateway = _device_gateway(resource, sub, own, outcomes)
     releases = {s.change.address for s in steps if s.change is not None}
@@ -590,4 +606,6 @@ def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
         patch[swaps.CLAIMS] = result.claims
     if result.flatpeak_locations is not None:
         patch[locations.LOCATIONS] = result.flatpeak_locations
+    if result.declared_fields is not None:
+        patch[declared.DECLARED] = result.declared_fields
     return patch

@@ -162,7 +162,9 @@ class PlanBuilder:
         self.fleet = fleet
         self.observed = observed
         self.options = options or PlanOptions()
-        self._removed = _removed_fields(fleet, self.options.last_declared)
+        # Address -> the fields declared at the last apply and not now: also what the
+        # observation reads a serial for (`engine.observe`), as for any other replace.
+        self.removed = _removed_fields(fleet, self.options.last_declared)
         self._sourceful = SourcefulPlanner(
             fleet,
             observed,
@@ -172,7 +174,7 @@ class PlanBuilder:
             release_serials=self.options.release_serials,
             whole_fleet=self.options.whole_fleet,
             applied_sites=self.options.applied_sites,
-            removed_fields=self._removed,
+            removed_fields=self.removed,
         )
 
     def site_observed(self, site_name: str) -> None:
@@ -225,7 +227,7 @@ class PlanBuilder:
         """The fields declared no more that are left as they are, reported as unmanaged."""
         notes: list[dict[str, Any]] = []
         for resource in self.fleet.resources():
-            paths = self._removed.get(resource.address)
+            paths = self.removed.get(resource.address)
             if not paths:
                 continue
             site = ""

@@ -235,15 +235,22 @@ def zap_reset_diff(
     return diff, [paths[d.path] for d in diff]
 
 
-def is_added_to_zap(device: Device, on_zap: ZapDevice | None) -> bool:
+def is_added_to_zap(
+    device: Device, on_zap: ZapDevice | None, removed_paths: Sequence[str] = ()
+) -> bool:
     """Whether applying adds the device to its Zap: it is not there yet, or its declared
-    connection differs (the Zap cannot change one, so the device is removed and added again)."""
+    connection differs (the Zap cannot change one, so the device is removed and added
+    again), or a connection setting its spec declares no more (`removed_paths`,
+    `plan.removed_fields`) is set back to its default, as the planner does."""
     if on_zap is None:
         return True
     assert device.spec.connection is not None
     connection = device.spec.connection
-    declared = declared_zap_settings(connection, zap_settings(connection))
-    return bool(zap_connection_diff(declared, observed_connection(on_zap)))
+    desired = zap_settings(connection)
+    before = observed_connection(on_zap)
+    if zap_connection_diff(declared_zap_settings(connection, desired), before):
+        return True
+    return bool(removed_paths) and bool(zap_reset_diff(desired, before, removed_paths)[0])
 
 
 def publish_flags(

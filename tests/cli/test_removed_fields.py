@@ -63,10 +63,12 @@ class Cli:
         return self.sims.call(self.sims.sims.writes)
 
 
-def fleet(tcp: dict[str, Any], *, username: bool = True, manufacturer: bool = True) -> list[Doc]:
-    """Site s1, gateway gw, an inverter `inv` (SG1) with the given Modbus TCP settings and an
-    MQTT battery `bat` (FERRO1), with `username` or without."""
-    inv = inverter("inv", "gw", "SG1")
+def fleet(tcp: dict[str, Any], *, username: bool = True, manufacturer: bool = True,
+          check_serial: bool = False) -> list[Doc]:
+    """Site s1, gateway gw, an inverter `inv` (SG1) with the given Modbus TCP settings (and
+    its serial checked, or not) and an MQTT battery `bat` (FERRO1), with `username` or
+    without."""
+    inv = inverter("inv", "gw", "SG1", check_serial=check_serial)
     inv["spec"]["connection"]["modbusTcp"] = {"host": "192.168.1.60", "profile": "sungrow",
                                               **tcp}
     if not manufacturer:
@@ -77,14 +79,17 @@ def fleet(tcp: dict[str, Any], *, username: bool = True, manufacturer: bool = Tr
     return [site("s1"), gateway("gw", "s1", serial_of(1)), inv, bat]
 
 
-@pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+@pytest.fixture(params=[False], ids=["unchecked"])
+def run(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> Iterator[Cli]:
-    docs = fleet({"port": 1502, "unitId": 3})
+    """The fleet applied, the inverter on port 1502; its serial checked with the
+    parameter True (`indirect`)."""
+    checked = bool(request.param)
+    docs = fleet({"port": 1502, "unitId": 3}, check_serial=checked)
     fleet_dir = tmp_path / "sites"
     write(fleet_dir, docs)
     # The inverter answers at the Zap's default port too, where a reset adds it.
-    at_default = load(fleet({"unitId": 3}))
+    at_default = load(fleet({"unitId": 3}, check_serial=checked))
     with ThreadedSims(load(docs), before_start=lambda s: s.seed_fleet(at_default)) as sims:
         variables = sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "state"),
                                   "RECONCILER_SECRETS_DIR": str(tmp_path / "secrets")}
@@ -123,6 +128,26 @@ def test_a_zap_setting_deleted_from_the_spec_is_set_back_to_its_default(run: Cli
     assert code == 0, out
     assert run.zap_connection("SG1")["port"] == 502
     assert run.zap_connection("SG1")["unit_id"] == 3
+    assert_converged(run)
+
+
+@pytest.mark.parametrize("run", [True], ids=["checked"], indirect=True)
+def test_a_checked_serial_is_read_where_a_deleted_setting_adds_the_device_again(
+        run: Cli) -> None:
+    """The serial is read at the default port before the device is removed from 1502, as
+    for any other replace, instead of the plan saying it is not read yet."""
+    write(run.fleet_dir, fleet({"unitId": 3}, check_serial=True))  # `port: 1502` deleted
+
+    code, out = run("plan", str(run.fleet_dir), "--detailed-exitcode")
+    assert code == 2, out
+    assert "not read" not in out, out
+    [verify] = [c for c in run.plan_json()["changes"] if c["address"] == "device/inv[identity]"]
+    assert verify["reason"] == "identity_check"
+    assert "matches" in verify["message"], verify
+
+    code, out = run("apply", str(run.fleet_dir), "--auto-approve")
+    assert code == 0, out
+    assert run.zap_connection("SG1")["port"] == 502
     assert_converged(run)
 
 

@@ -113,3 +113,50 @@ async def test_a_site_given_another_location_id_takes_its_device_off_the_old_one
 
         await cluster.wait_for(moved, timeout=30, what="the battery moved to loc_new")
         assert old in sims.flatpeak.locations
+
+
+async def test_the_last_object_remembering_a_location_says_as_it_goes_that_it_stays(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A Site and its Device deleted: the CLI keeps reporting the location they leave, from
+    its inventory; the operator's memory of it goes with them, so the deletion of the last
+    object that remembers it says once that it stays in Flatpeak."""
+    fleet = stream(_site("home"), _battery("home"))
+    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        old, _ = await _placed(cluster, sims)
+
+        async def kept(name: str) -> list[str]:
+            events = await cluster.events_about(name, reason="FlatpeakLocationKept")
+            return [str(e["message"]) for e in events]
+
+        # The Site still has it: the Device's deletion leaves nothing unremembered.
+        await cluster.delete("Device", "home-battery")
+        await cluster.wait_gone("Device", "home-battery")
+        assert await kept("home-battery") == []
+
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Site", "home")
+        [message] = await kept("home")
+        assert message.startswith(
+            f"Flatpeak location {old}, applied for Site home, stays in Flatpeak with any "
+            "device on it (locations are never deleted)"
+        ), message
+        assert old in sims.flatpeak.locations
+
+
+async def test_a_site_and_its_device_deleted_together_still_say_the_location_stays(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Deleted at once (`kubectl delete -f`), neither leaves the saying to the other."""
+    fleet = stream(_site("home"), _battery("home"))
+    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        old, _ = await _placed(cluster, sims)
+
+        await cluster.delete("Device", "home-battery")
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Device", "home-battery")
+        await cluster.wait_gone("Site", "home")
+        said = [e for e in await cluster.events() if e.get("reason") == "FlatpeakLocationKept"]
+        assert said and all(old in str(e["message"]) for e in said), said
