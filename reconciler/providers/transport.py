@@ -28,7 +28,7 @@ from reconciler.errors import (
 )
 from reconciler.printable import printable
 from reconciler.providers.proxy import Proxies, Proxy
-from reconciler.providers.redaction import redact, sent_secrets
+from reconciler.providers.redaction import redact, sent_secrets, sent_tokens
 
 _BODY_LIMIT = 300
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -184,7 +184,7 @@ def _body_excerpt(response: httpx.Response, text: str | None = None) -> str:
             return ""
     # A response made without a request (in tests) has nothing sent to take out.
     with contextlib.suppress(RuntimeError):
-        text = redact(text, sent_secrets(response.request))
+        text = redact(text, sent_secrets(response.request), sent_tokens(response.request))
     text = printable(" ".join(text.split()))
     return text[:_BODY_LIMIT] + ("…" if len(text) > _BODY_LIMIT else "")
 
