@@ -16,6 +16,7 @@ prints. Secret values are held here only; nothing renders them.
 | RECONCILER_SECRETS_DIR | secretKeyRef values as `<dir>/<name>/<key>` (default `secrets`) |
 | RECONCILER_CONCURRENCY, _GATEWAY_CONCURRENCY, _GATEWAY_RATE, _TIMEOUT, _RETRIES | limits |
 | RECONCILER_CA_BUNDLE / RECONCILER_INSECURE_SKIP_TLS_VERIFY | TLS verification |
+| HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY (or lowercase) | proxies (`providers.proxy`) |
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from reconciler.model.device import SecretSource
 from reconciler.model.env_names import SECRET_KEY_PATTERN, own_setting_problem
 from reconciler.model.network import shown_url, url_problem
 from reconciler.printable import echo
+from reconciler.providers.proxy import Proxies, ProxySettingError
 from reconciler.sources import bounded, utf8
 
 PREFIX = "RECONCILER_"
@@ -71,6 +73,9 @@ class Settings:
     retries: int = 6
     ca_bundle: str = ""
     insecure_skip_tls_verify: bool = False
+    # From the standard variables, not RECONCILER_* ones nor the settings file: the proxy is
+    # the machine's, shared with curl, pip and kubectl.
+    proxies: Proxies = field(default_factory=Proxies)
 
     @property
     def verify(self) -> bool | str:
@@ -166,6 +171,8 @@ class Settings:
 # variable name) of the environment.
 Origin = tuple[str | None, str]
 _DEFAULTS = {f.name: f.default for f in fields(Settings)}
+# The fields read from RECONCILER_* variables and the settings file's keys.
+_OWN_FIELDS = tuple(f.name for f in fields(Settings) if f.name != "proxies")
 _URL_FIELDS = frozenset({"novacore_url", "enapter_url", "flatpeak_url"})
 # The settings that name a file or directory of this machine, and the settings file's key
 # (and variable) of the gateway-URLs file, which is no field.
@@ -453,7 +460,7 @@ def load_settings(
     without loading the CA bundle (for reading another machine's environment, such as a
     pod's, whose files are not here)."""
     env = os.environ if environ is None else environ
-    names = [f.name for f in fields(Settings)]
+    names = list(_OWN_FIELDS)
     raw: dict[str, tuple[object, Origin]] = {}
     problems: list[Diagnostic] = []
     urls_file: tuple[str, Origin] | None = None
@@ -517,6 +524,10 @@ def load_settings(
         except ValueError as exc:
             problems.append(_problem((None, PREFIX + "GATEWAY_URLS"), str(exc)))
     values["gateway_urls"] = urls
+    try:
+        values["proxies"] = Proxies.from_environ(env)
+    except ProxySettingError as exc:
+        problems += [_problem((None, variable), message) for variable, message in exc.problems]
     for file_field, name in CREDENTIAL_FILES.items():
         # Read here too, not only at each run: a file that cannot be used is a start-up
         # error. Not with check_files=False: the file is another machine's (a pod's).

@@ -69,7 +69,8 @@ class Session:
         """The one connection pool of the session (aiohttp underneath, for every host)."""
         if self._shared is None:
             self._shared = AiohttpTransport(
-                ssl_context=self.ssl_context(), limit=self.settings.concurrency
+                ssl_context=self.ssl_context(), limit=self.settings.concurrency,
+                proxies=self.settings.proxies,
             )
         return self._shared
 

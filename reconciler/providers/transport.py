@@ -27,7 +27,8 @@ from reconciler.errors import (
     ProviderUnavailable,
 )
 from reconciler.printable import printable
-from reconciler.providers.redaction import redact, sent_secrets
+from reconciler.providers.proxy import Proxies, Proxy
+from reconciler.providers.redaction import redact, sent_secrets, sent_tokens
 
 _BODY_LIMIT = 300
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -37,6 +38,12 @@ class CertificateNotVerified(httpx.ConnectError):
     """The server's TLS certificate did not verify (raised by the transport). Nothing was
     sent, and trying again cannot help until the CAs trusted change: unlike other failures
     to connect, it is not retried, and it stops a plan as rejected credentials do."""
+
+
+class ProxyAuthRequired(httpx.ProxyError):
+    """The proxy refused to open a tunnel without credentials, or with the ones the proxy
+    variable's URL holds (407 to CONNECT). Like a certificate that does not verify, it is
+    not retried: only new settings help."""
 
 
 class _NoCookies(httpx.Cookies):
@@ -83,6 +90,38 @@ class ApiClient(httpx.AsyncClient):
         return super().build_request(method, url, **kwargs)
 
 
+class _ProxyRouting(httpx.AsyncBaseTransport):
+    """httpx's own transport, one per proxy (and one for direct calls), each request sent
+    through the one `Proxies` chooses for its URL: httpx's reading of the environment
+    (`trust_env`) knows no CIDR range in NO_PROXY, and is off anyway once a transport is
+    given, as every client here is."""
+
+    def __init__(self, proxies: Proxies, verify: bool | str) -> None:
+        self._proxies = proxies
+        self._verify = verify
+        self._transports: dict[Proxy | None, httpx.AsyncHTTPTransport] = {}
+
+    def _transport(self, proxy: Proxy | None) -> httpx.AsyncHTTPTransport:
+        if proxy not in self._transports:
+            auth = (proxy.username, proxy.password) if proxy and proxy.username else None
+            self._transports[proxy] = httpx.AsyncHTTPTransport(
+                verify=self._verify,
+                retries=0,
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                proxy=httpx.Proxy(proxy.url, auth=auth) if proxy else None,
+            )
+        return self._transports[proxy]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        proxy = self._proxies.for_url(url.scheme, url.host, url.port)
+        return await self._transport(proxy).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
+
+
 def new_client(
     base_url: str,
     *,
@@ -91,23 +130,17 @@ def new_client(
     timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
     verify: bool | str = True,
     auth: httpx.Auth | None = None,
+    proxies: Proxies | None = None,
 ) -> httpx.AsyncClient:
-    """An async client with pooling and timeouts. TLS is verified unless told otherwise."""
-    kwargs: dict[str, Any] = {}
-    if transport is None:
-        transport = httpx.AsyncHTTPTransport(
-            verify=verify,
-            retries=0,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+    """An async client with pooling and timeouts. TLS is verified unless told otherwise.
+    Without a `transport`, httpx's own, through the proxy `proxies` chooses per URL."""
     return ApiClient(
         base_url=base_url,
         headers=headers or {},
-        transport=transport,
+        transport=transport or _ProxyRouting(proxies or Proxies(), verify),
         timeout=timeout,
         auth=auth,
         follow_redirects=False,
-        **kwargs,
     )
 
 
@@ -151,7 +184,7 @@ def _body_excerpt(response: httpx.Response, text: str | None = None) -> str:
             return ""
     # A response made without a request (in tests) has nothing sent to take out.
     with contextlib.suppress(RuntimeError):
-        text = redact(text, sent_secrets(response.request))
+        text = redact(text, sent_secrets(response.request), sent_tokens(response.request))
     text = printable(" ".join(text.split()))
     return text[:_BODY_LIMIT] + ("…" if len(text) > _BODY_LIMIT else "")
 
@@ -174,6 +207,11 @@ def error_for(
         )
     if status in (401, 403):
         return ProviderAuthError(message, **kwargs)
+    if status == 407:
+        # A proxy's answer to a plain-http call it forwards: its credentials, not the API's.
+        return ProviderAuthError(
+            message + " (the HTTP proxy asks for credentials: give them in the proxy URL, "
+            "http://user:password@host:port)", **kwargs)
     if status == 409:
         return ProviderConflict(message, **kwargs)
     return ProviderRejected(message, **kwargs)
@@ -202,7 +240,7 @@ async def send(
             address=address,
             operation=operation,
         ) from exc
-    except CertificateNotVerified as exc:
+    except (CertificateNotVerified, ProxyAuthRequired) as exc:
         raise ProviderAuthError(
             f"{what}: cannot reach {where}: {exc}", address=address, operation=operation
         ) from exc

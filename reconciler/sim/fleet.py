@@ -15,12 +15,12 @@ import asyncio
 import contextlib
 import gc
 import json
-import os
 import secrets
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from reconciler.engine.state import atomic_write
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
@@ -345,10 +345,9 @@ class SimFleet:
                 "flatpeak_key": self.flatpeak_key,
             },
         }
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state), encoding="utf-8")
-        os.chmod(tmp, 0o600)  # it holds simulated keys and tokens
-        os.replace(tmp, self.state_file)
+        # It holds simulated keys and tokens: readable by its owner only from its creation
+        # on, and a symlink left at its temporary name is replaced, not written through.
+        atomic_write(self.state_file, json.dumps(state), private=True)
 
     def _restore(self) -> None:
         """Restore the saved world; a file that is not one is a ConfigError naming it, raised

@@ -62,6 +62,34 @@ async def test_a_bearer_token_echoed_by_the_cloud_is_masked(
     assert_told_without(caught.value, TOKEN)
 
 
+@pytest.mark.parametrize("cut", [
+    pytest.param(lambda token: f"Bearer {token[:10]}…", id="ellipsis"),
+    pytest.param(lambda token: f"Bearer {token[:8]}...", id="three-dots"),
+    pytest.param(lambda token: f"Bearer {token[:-1]}", id="end-of-text"),
+    pytest.param(lambda token: f"'{token[:12]}' is not a valid token.", id="quoted"),
+])
+async def test_a_token_the_cloud_echoes_cut_short_is_masked(
+        cut: Any, serve: Any, pool: AiohttpTransport) -> None:
+    """A server that cuts what it echoes leaves a prefix of the token: from 8 characters
+    on, the prefix is masked as the whole token is; a token that only starts alike (every
+    JWT of one algorithm does), which runs on into other token characters, is kept."""
+    other = TOKEN[:12] + "ffff.other-token"
+
+    async def answer(request: web.Request) -> web.Response:
+        echoed = cut(request.headers["Authorization"].removeprefix("Bearer "))
+        return web.Response(status=422, text=f"invalid request: another is {other}; {echoed}")
+
+    url = await serve(answer)
+    http = transport.new_client(url, transport=pool, headers={"Authorization": f"Bearer {TOKEN}"})
+    async with http:
+        with pytest.raises(ProviderError) as caught:
+            await NovacoreClient(http).provision_device({"hardware_id": "SG1"})
+    message = str(caught.value)
+    assert f"HTTP 422: invalid request: another is {other}; " in message, message
+    echoed = message.rpartition("; ")[2]
+    assert "***" in echoed and TOKEN[:8] not in echoed, message
+
+
 async def test_an_mqtt_password_echoed_by_a_gateway_is_masked(
         echo: str, pool: AiohttpTransport) -> None:
     async with transport.new_client(echo, transport=pool) as http:

@@ -60,6 +60,28 @@ async def test_a_saved_world_is_restored_with_its_credentials(tmp_path: Path) ->
     assert state.stat().st_mode & 0o077 == 0, "it holds keys: readable by its owner only"
 
 
+async def test_the_state_file_is_private_from_its_creation_and_no_symlink_is_written_through(
+        tmp_path: Path) -> None:
+    """The world is written beside the file under a temporary name, then renamed: a symlink
+    of that name (left in a shared directory by someone else), whichever suffix it has, must
+    not have the keys written where it points, nor that file's mode changed."""
+    state = tmp_path / "sim-state.json"
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("someone else's file\n")
+    elsewhere.chmod(0o644)
+    for name in ("sim-state.tmp", "sim-state.json.tmp"):
+        (tmp_path / name).symlink_to(elsewhere)
+    world = SimFleet(state_file=str(state))
+    world.seed_fleet(load_fleet([EXAMPLES]))
+    async with world:
+        token = world.env()["RECONCILER_ENAPTER_TOKEN"]
+    assert elsewhere.read_text() == "someone else's file\n"
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o644
+    assert not state.is_symlink() and stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert token in state.read_text()
+    assert not (tmp_path / "sim-state.json.tmp").exists()
+
+
 @pytest.mark.parametrize(("content", "problem"), [
     pytest.param("{bad", ":1:2: not valid JSON: Expecting property name enclosed in double "
                  "quotes", id="not-json"),
