@@ -180,6 +180,24 @@ def test_plan_out_dash_is_refused_pointing_at_o_json(make_cli: CliFactory, tmp_p
     assert not (tmp_path / "-").exists()
 
 
+def test_a_markdown_limit_without_markdown_output_is_refused_naming_the_option(
+        make_cli: CliFactory) -> None:
+    """Not ignored: the user would take the text or JSON for cut to the limit."""
+    run = make_cli(two_sites())
+    run.sims.call(run.sims.sims.reset_counts)
+    for output in ("text", "json"):
+        given = ["-o", output] if output == "json" else []
+        code, out, err = run("plan", run.path, *given, "--markdown-limit", "5000")
+        assert (code, out) == (1, "")
+        assert err.splitlines() == [
+            f"error: --markdown-limit: applies to -o markdown only, and the output is "
+            f"{output}; add -o markdown, or leave the option out",
+            "invalid arguments: 1 problem"]
+    assert run.sims.call(run.sims.sims.requests) == 0, "refused before observing anything"
+    code, out, _ = run("plan", run.path, "-o", "markdown", "--markdown-limit", "5000")
+    assert code == 0 and out.startswith("### Reconciler plan"), out
+
+
 # -- gateway URL overrides ----------------------------------------------------------------------
 
 
