@@ -118,6 +118,9 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
     directory = inputs.get("working_directory")
     if directory is not None and not (isinstance(directory, str) and Path(directory).is_absolute()):
         return "inputs.working_directory must be an absolute path (where `plan --out` ran)"
+    state = inputs.get("state_directory")
+    if state is not None and not (isinstance(state, str) and Path(state).is_absolute()):
+        return "inputs.state_directory must be an absolute path (the state directory it used)"
     if not isinstance(options, dict):
         return "options must be an object (prune, targets, excludes)"
     if not isinstance(options.get("prune", False), bool):
@@ -330,9 +333,12 @@ def _stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     try:
         saved = _saved_plan(args.paths)
+        read_in: str | None = None  # where a saved plan's relative paths were read
         if saved:
             # Read where the plan was made, and refused when it declares something else.
-            fleet, _ = saved_paths.load(args.paths[0], saved, common.load, desired_fingerprint)
+            fleet, _, read_in = saved_paths.load(
+                args.paths[0], saved, common.load, desired_fingerprint
+            )
             paths = list(saved["inputs"]["paths"])
         else:
             paths = args.paths
@@ -350,6 +356,11 @@ def run(args: argparse.Namespace) -> int:
             _check_saved_selection(args.paths[0], fleet, options)
             if _origin_refusal(args.paths[0], saved, settings, fleet):
                 return common.EXIT_ERROR
+            assert read_in is not None
+            other = saved_paths.other_state_dir(args.paths[0], saved, settings, read_in)
+            if other is not None:
+                print(printable(f"error: {other}"), file=sys.stderr)
+                return common.EXIT_ERROR
         else:
             options = common.plan_options(args, fleet)
     except ConfigError as error:
@@ -358,6 +369,30 @@ def run(args: argparse.Namespace) -> int:
     except PlanError as error:
         print(f"error: {error}", file=sys.stderr)
         return common.EXIT_ERROR
+    if read_in is None or not saved_paths.moves(settings, read_in):
+        return _locked(args, fleet, settings, options, saved, paths)
+    # A relative state or secrets directory is the one the plan was made with, where its
+    # files are read: the apply works there, and says so.
+    print(
+        printable(
+            f"note: applying in {read_in}, where the plan's files are read, with the state "
+            f"and secrets directories there: {', '.join(saved_paths.relative_dirs(settings))}"
+        ),
+        file=sys.stderr,
+    )
+    with saved_paths.working_in(read_in):
+        return _locked(args, fleet, saved_paths.for_elsewhere(settings), options, saved, paths)
+
+
+def _locked(
+    args: argparse.Namespace,
+    fleet: Any,
+    settings: Settings,
+    options: PlanOptions,
+    saved: dict[str, Any] | None,
+    paths: list[str],
+) -> int:
+    """The apply, holding the state directory's lock."""
     state = StateDir(Path(settings.state_dir))
     try:
         with state.lock(command_line()):

@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--markdown-limit",
         type=_markdown_limit,
-        default=markdown.DEFAULT_LIMIT,
+        default=None,  # markdown.DEFAULT_LIMIT; None tells that it was not given
         metavar="CHARS",
         help=f"with -o markdown: at most CHARS characters, {markdown.MIN_LIMIT} or more (less "
         "leaves no room for the summary), or 0 for no limit, for a pull-request comment; "
@@ -84,6 +84,23 @@ def _markdown_limit(text: str) -> int:
             f"limit, not {echo(text)}"
         )
     return value
+
+
+def _refuse_markdown_limit_without_markdown(args: argparse.Namespace) -> None:
+    """`--markdown-limit` shapes the Markdown only: given with another output it would be
+    ignored, and the user left to think the output was cut to it."""
+    if args.markdown_limit is None or args.output == "markdown":
+        return
+    raise ConfigError(
+        [
+            Diagnostic(
+                f"applies to -o markdown only, and the output is {args.output}; add "
+                "-o markdown, or leave the option out",
+                path="--markdown-limit",
+            )
+        ],
+        subject="arguments",
+    )
 
 
 def _utf8(stream: TextIO) -> None:
@@ -152,6 +169,7 @@ def _note_applying(settings: Settings) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        _refuse_markdown_limit_without_markdown(args)
         fleet = common.load(args.paths)
         options = common.plan_options(args, fleet)
         settings = common.settings(args)
@@ -183,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(common.json_dump(doc))
     elif args.output == "markdown":
-        limit = args.markdown_limit or None
+        given = args.markdown_limit
+        limit = markdown.DEFAULT_LIMIT if given is None else given or None  # 0: no limit
         _utf8(sys.stdout)
         sys.stdout.write(markdown.render_markdown(doc, limit=limit))
     else:

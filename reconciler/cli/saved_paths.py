@@ -1,4 +1,5 @@
-"""Where `apply PLANFILE` reads the desired state a saved plan names.
+"""Where `apply PLANFILE` reads the desired state a saved plan names, and which state and
+secrets directories it uses.
 
 `plan --out` records its paths as given (often relative: `plan sites --out plan.json`)
 and, since plan format 1.3, the directory it ran in (`inputs.working_directory`), as
@@ -6,15 +7,27 @@ Terraform records a plan's working directory. A relative path is read in that di
 while it holds the files the plan was made from; otherwise in the current directory, so
 that a plan made in CI applies from another checkout of the same commit. Whichever is read,
 the desired-state fingerprint must match, as before. When no directory holds the paths,
-the error names the path, where it was looked for, and what to do."""
+the error names the path, where it was looked for, and what to do.
+
+A relative state or secrets directory (the defaults `.reconciler` and `secrets` included)
+is taken in the directory the desired state is read in, as the paths are: applied from
+elsewhere, the apply works there (`working_in`) and uses the memory of earlier applies and
+the secret files the plan was made with, not empty ones of the current directory. Since
+plan format 1.6 the plan records its state directory (`inputs.state_directory`), and is
+refused with another: the plan rests on what that directory remembers (deletion policies,
+retired sites, declared fields), and an apply recorded elsewhere would leave it to forget
+what was done."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from reconciler.engine.config import Settings
 from reconciler.errors import PlanError
 from reconciler.model.fleet import Fleet
 
@@ -22,10 +35,16 @@ Loader = Callable[[list[str]], Fleet]
 Fingerprint = Callable[[Fleet], str]
 
 
+class Read(NamedTuple):
+    fleet: Fleet
+    paths: list[str]  # as read: relative ones joined to `directory`
+    directory: str  # where relative paths were read (the plan's, or the current one)
+
+
 def load(
     plan_file: str, saved: dict[str, Any], load_fleet: Loader, fingerprint: Fingerprint
-) -> tuple[Fleet, list[str]]:
-    """The fleet a saved plan's paths hold, and the paths it was read from.
+) -> Read:
+    """The fleet a saved plan's paths hold, the paths it was read from, and where.
 
     Raises PlanError when no candidate directory holds every path, or when what was read
     declares something else than the plan was made from (the desired state changed)."""
@@ -47,7 +66,7 @@ def load(
             continue
         fleet = load_fleet(resolved)
         if fingerprint(fleet) == saved["inputs"].get("desired_sha256"):
-            return fleet, resolved
+            return Read(fleet, resolved, directory)
         changed.append(directory)
     if changed:
         raise PlanError(
@@ -89,3 +108,72 @@ def _missing_message(
     else:
         lines.append("Make the plan again (`reconciler plan ... --out FILE`).")
     return "\n".join(lines)
+
+
+def relative_dirs(settings: Settings) -> list[str]:
+    """Which of the state and secrets directories are relative, as `NAME (VARIABLE)`."""
+    return [
+        f"{value} ({variable})"
+        for value, variable in (
+            (settings.state_dir, "RECONCILER_STATE_DIR"),
+            (settings.secrets_dir, "RECONCILER_SECRETS_DIR"),
+        )
+        if not os.path.isabs(value)
+    ]
+
+
+def moves(settings: Settings, directory: str) -> bool:
+    """Whether the apply works in `directory` rather than the current one: only when a
+    relative state or secrets directory would name another directory there."""
+    return bool(relative_dirs(settings)) and not _same(directory, os.getcwd())
+
+
+def for_elsewhere(settings: Settings) -> Settings:
+    """`settings` with the CA bundle absolute, so that it stays the current directory's
+    file once the apply works in the plan's (`working_in`): the other paths the settings
+    name were read already, and the state and secrets directories are meant there."""
+    bundle = settings.ca_bundle
+    return dataclasses.replace(settings, ca_bundle=os.path.abspath(bundle)) if bundle else settings
+
+
+@contextlib.contextmanager
+def working_in(directory: str | None) -> Iterator[None]:
+    """Work in `directory` (None: where it is) until the block ends, then where it was.
+    The apply of a saved plan runs where the plan was made, as Terraform's `-chdir`: every
+    path there is spelled as the plan spelled it (a config file the plan shows as
+    `.reconciler/secrets/x.json`), so the plan made again reads and says the same."""
+    if directory is None:
+        yield
+        return
+    before = os.getcwd()
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # the directory it ran in was removed meanwhile
+            os.chdir(before)
+
+
+def other_state_dir(
+    plan_file: str, saved: dict[str, Any], settings: Settings, directory: str
+) -> str | None:
+    """Why the saved plan is not applied with `settings`' state directory (a relative one
+    taken in `directory`), or None when it is the one the plan was made with, or the plan
+    is older than format 1.6 and does not say."""
+    recorded = saved["inputs"].get("state_directory")
+    used = os.path.abspath(os.path.join(directory, settings.state_dir))
+    if not isinstance(recorded, str) or _same(recorded, used):
+        return None
+    return (
+        f"the saved plan {plan_file} was made with the state directory {recorded}, and this "
+        f"apply would use {used}; nothing was applied. The plan rests on what that directory "
+        "remembers of earlier applies (deletion policies, retired sites, declared fields), "
+        "and the apply is recorded there. Apply it with the state directory it was made with "
+        "(RECONCILER_STATE_DIR as it was set for the plan), or make the plan again with this "
+        "one (`reconciler plan ... --out FILE`)"
+    )
+
+
+def _same(one: str, other: str) -> bool:
+    # A link to the directory, or a path through one (/tmp on macOS), is the same directory.
+    return os.path.realpath(one) == os.path.realpath(other)

@@ -25,9 +25,10 @@ from reconciler.cli import common
 from reconciler.engine import interrupted, watch, watch_emptied
 from reconciler.engine.config import Settings
 from reconciler.engine.state import StateDir, StateDirError, command_line
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
 from reconciler.plan.planner import PlanOptions
+from reconciler.printable import echo
 from reconciler.sources import loader
 
 EXAMPLES = """\
@@ -120,17 +121,40 @@ def _unfinished(state: StateDir, log: watch.Log, plan_only: bool) -> list[dict[s
     return found
 
 
+def _durations(args: argparse.Namespace) -> tuple[float, float]:
+    """--interval and --debounce in seconds; ConfigError ("arguments") naming each option
+    that is no duration, or an --interval of zero, as the other commands say a misused
+    option."""
+    problems: list[Diagnostic] = []
+    seconds: dict[str, float] = {}
+    for option, text in (("--interval", args.interval), ("--debounce", args.debounce)):
+        try:
+            seconds[option] = watch.parse_duration(text)
+        except ValueError as error:
+            problems.append(Diagnostic(str(error), path=option))
+            continue
+        if option == "--interval" and seconds[option] == 0:  # a debounce of 0 waits for none
+            problems.append(
+                Diagnostic(f"must be longer than zero (e.g. 30s or 5m), not {echo(text)}",
+                           path=option)
+            )
+    if problems:
+        raise ConfigError(problems, subject="arguments")
+    return seconds["--interval"], seconds["--debounce"]
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        interval = watch.parse_duration(args.interval)
-        debounce = watch.parse_duration(args.debounce)
-    except ValueError as error:
-        return _fail(str(error))
-    if interval <= 0:
-        return _fail("--interval must be longer than zero")
-    missing = [p for p in args.paths if not Path(p).exists()]
-    if missing:
-        return _fail(f"no such file or directory: {', '.join(missing)}")
+        interval, debounce = _durations(args)
+        missing = [p for p in args.paths if not Path(p).exists()]
+        if missing:
+            # As the loader says it for `plan` and `apply`.
+            raise ConfigError(
+                [Diagnostic("no such file or directory", file=p) for p in missing]
+            )
+    except ConfigError as error:
+        common.print_diagnostics(error)
+        return common.EXIT_ERROR
 
     emptied = watch_emptied.EmptiedFiles()
 

@@ -118,13 +118,16 @@ class PlanResult:
     paths: list[str]
     # Where it was made (`engine.plan_origin`): for `apply PLANFILE` to check.
     endpoints: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    # The state directory it was made with (as the settings name it): `apply PLANFILE`
+    # uses no other.
+    state_dir: str = ""
 
     @functools.cached_property
     def inputs(self) -> dict[str, Any]:
         """What the plan was made from: the paths, the fingerprints of the desired and
-        observed state, and the endpoints it read (for `apply PLANFILE`). Computed on first
-        use: hashing a large fleet costs a good part of a no-op plan, and a plan that is only
-        shown needs none of it."""
+        observed state, the endpoints it read and the state directory it used (for `apply
+        PLANFILE`). Computed on first use: hashing a large fleet costs a good part of a
+        no-op plan, and a plan that is only shown needs none of it."""
         with collector_paused():
             return {
                 # Sorted: the files are read in one sorted order whatever order the paths
@@ -132,6 +135,10 @@ class PlanResult:
                 "paths": sorted(self.paths),
                 # Where relative paths are read from by `apply PLANFILE` (`cli.saved_paths`).
                 **({"working_directory": os.getcwd()} if self.paths else {}),
+                # What the plan took from earlier applies (deletion policies, retired
+                # sites, ...) and where an apply records: `cli.saved_paths` refuses another.
+                **({"state_directory": os.path.abspath(self.state_dir)}
+                   if self.paths and self.state_dir else {}),
                 "desired_sha256": desired_fingerprint(self.fleet),
                 "observed_sha256": observed_fingerprint(self.observed),
                 "endpoints": self.endpoints,
@@ -242,6 +249,7 @@ class Reconciler:
             self.fleet,
             list(paths or []),
             plan_origin.record(self.settings, self.fleet),
+            self.settings.state_dir,
         )
 
     def _check_passwords(self) -> tuple[dict[str, str], dict[str, str]]:

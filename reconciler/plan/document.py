@@ -19,6 +19,8 @@ a deferral of what is not known (an object not read, or one not planned until it
 It also added `summary.outside_selection`: the changes a --target or --exclude left out.
 And it added `field` to an unmanaged entry that is a field a spec declared at the last
 apply and declares no more, left as it is on its platform (`plan.removed_fields`).
+1.6 added `inputs.state_directory`: the absolute path of the state directory `plan` used,
+whose memory of earlier applies the plan rests on; `apply PLANFILE` refuses another.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from reconciler import __version__
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
 
-FORMAT_VERSION = "1.5"
+FORMAT_VERSION = "1.6"
 
 # The most a saved plan may hold: `apply PLANFILE` reads no larger one, and `plan --out`
 # writes none. A plan of the benchmark's generated fleet of 1,000 sites (`sim up --sites

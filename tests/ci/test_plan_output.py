@@ -120,7 +120,8 @@ async def test_the_same_plan_is_the_same_bytes_whatever_the_order_of_the_files_a
     for order, seed in ((files, "1"), (files[::-1], "2")):
         saved = fleet.root / f"plan-{seed}.json"
         for form in ("text", "markdown"):
-            result = await fleet.plan(*order, "-o", form, "--markdown-limit", "0",
+            limit = ["--markdown-limit", "0"] if form == "markdown" else []
+            result = await fleet.plan(*order, "-o", form, *limit,
                                       "--out", str(saved), env={"PYTHONHASHSEED": seed})
             assert result.code == 0, result.text
             outputs[form].append(result.stdout.encode())

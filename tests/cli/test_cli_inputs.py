@@ -180,6 +180,57 @@ def test_plan_out_dash_is_refused_pointing_at_o_json(make_cli: CliFactory, tmp_p
     assert not (tmp_path / "-").exists()
 
 
+def test_a_markdown_limit_without_markdown_output_is_refused_naming_the_option(
+        make_cli: CliFactory) -> None:
+    """Not ignored: the user would take the text or JSON for cut to the limit."""
+    run = make_cli(two_sites())
+    run.sims.call(run.sims.sims.reset_counts)
+    for output in ("text", "json"):
+        given = ["-o", output] if output == "json" else []
+        code, out, err = run("plan", run.path, *given, "--markdown-limit", "5000")
+        assert (code, out) == (1, "")
+        assert err.splitlines() == [
+            f"error: --markdown-limit: applies to -o markdown only, and the output is "
+            f"{output}; add -o markdown, or leave the option out",
+            "invalid arguments: 1 problem"]
+    assert run.sims.call(run.sims.sims.requests) == 0, "refused before observing anything"
+    code, out, _ = run("plan", run.path, "-o", "markdown", "--markdown-limit", "5000")
+    assert code == 0 and out.startswith("### Reconciler plan"), out
+
+
+@pytest.mark.parametrize(("options", "problems"), [
+    (["--interval", "0"], ["error: --interval: must be longer than zero (e.g. 30s or 5m), "
+                           "not '0'"]),
+    (["--interval", "5x"], ["error: --interval: invalid duration '5x': use seconds (30) or "
+                            "units (500ms, 30s, 5m, 1h, 1m30s)"]),
+    (["--debounce", "-1"], ["error: --debounce: invalid duration '-1': must be a finite "
+                            "number >= 0"]),
+    (["--interval", "0s", "--debounce", "x"], [
+        "error: --interval: must be longer than zero (e.g. 30s or 5m), not '0s'",
+        "error: --debounce: invalid duration 'x': use seconds (30) or units (500ms, 30s, 5m, "
+        "1h, 1m30s)"]),
+])
+def test_watch_names_each_bad_duration_and_counts_the_problems_as_other_commands_do(
+        make_cli: CliFactory, options: list[str], problems: list[str]) -> None:
+    run = make_cli(two_sites())
+    code, out, err = run("watch", run.path, *options)
+    assert (code, out) == (1, "")
+    count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+    assert err.splitlines() == [*problems, f"invalid arguments: {count}"]
+    assert not run.state_dir.exists(), "no lock taken"
+
+
+def test_watch_of_a_missing_path_says_it_as_plan_does(make_cli: CliFactory,
+                                                      tmp_path: Path) -> None:
+    run = make_cli(two_sites())
+    missing = str(tmp_path / "no-such-sites")
+    for command in ("plan", "watch"):
+        code, out, err = run(command, missing)
+        assert (code, out) == (1, "")
+        assert err.splitlines() == [f"error: {missing}: no such file or directory",
+                                    "invalid desired state: 1 problem"], command
+
+
 # -- gateway URL overrides ----------------------------------------------------------------------
 
 

@@ -403,7 +403,14 @@ def test_a_refused_apply_leaves_no_state_directory_where_it_ran(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     monkeypatch.delenv("RECONCILER_STATE_DIR")
-    code, _, err = run("apply", str(tmp_path / "plan.json"))
+    # Made with the default state directory here, which a plan does not create; then
+    # overtaken by a device installed meanwhile.
+    assert run("plan", "../sites", "--out", "../stale.json")[0] == 0
+    assert list(elsewhere.iterdir()) == []
+    run.sims.call(run.sims.sims.zaps[serial_of(1)].install_device,
+                  {"type": "mqtt", "profile": "ferroamp", "broker_host": "192.168.1.99"},
+                  sn="STRANGER")
+    code, _, err = run("apply", str(tmp_path / "stale.json"))
     assert code == 1 and "is stale" in err, err
     assert list(elsewhere.iterdir()) == [], "a refused apply made state"
 

@@ -174,7 +174,7 @@ def test_a_field_with_no_default_deleted_from_the_spec_is_reported_until_applied
     assert ("! unmanaged: spec.manufacturer of Device inv was declared at the last apply "
             "and is removed from the spec; its value on Novacore is left as it is") in out, out
     document = run.plan_json()
-    assert document["format_version"] == "1.5"
+    assert document["format_version"] == "1.6"
     [entry] = document["unmanaged"]
     assert entry["field"] == "spec.manufacturer"
     assert (entry["platform"], entry["device"], entry["site"]) == ("novacore", "inv", "s1")
