@@ -26,7 +26,8 @@ Register maps (0-based protocol addresses):
   devices also serve the live-value input registers of the Sungrow map (5016-5017,
   13000-13049): a simulator convention, so every simulated inverter has data.
 
-Strings are ASCII, two characters per register with the high byte first, NUL padded.
+Strings are UTF-8 (ASCII, as devices hold them), two bytes per register with the high byte
+first, NUL padded.
 
 pymodbus's own datastore (`SimDevice`) lays each register type out as one contiguous array
 from the lowest to the highest address (~8,000 registers per Sungrow device) and is fixed
@@ -116,15 +117,18 @@ DRIFT_PERIOD_S = 60.0  # one slow oscillation of the power values per minute
 
 
 def encode_string(text: str, registers: int) -> list[int]:
-    """ASCII, two characters per register, high byte first, NUL padded (and truncated)."""
-    raw = text.encode("ascii", "replace")[: registers * 2].ljust(registers * 2, b"\0")
+    """UTF-8, two bytes per register, high byte first, NUL padded (and truncated). Bytes
+    that are no UTF-8 are written as given in `text` by their surrogate escapes:
+    `b"SG\\xff".decode("utf-8", "surrogateescape")` (a device holding junk)."""
+    raw = text.encode("utf-8", "surrogateescape")[: registers * 2].ljust(registers * 2, b"\0")
     return [(raw[i] << 8) | raw[i + 1] for i in range(0, len(raw), 2)]
 
 
 def decode_string(registers: Sequence[int]) -> str:
-    """The inverse of `encode_string`: strips NUL and space padding."""
+    """The inverse of `encode_string` (bytes that are no UTF-8 replaced): strips NUL and
+    space padding."""
     raw = b"".join(r.to_bytes(2, "big") for r in registers)
-    return raw.decode("ascii", "replace").strip("\0 ")
+    return raw.decode("utf-8", "replace").strip("\0 ")
 
 
 def u32_low_first(value: int) -> list[int]:

@@ -25,7 +25,7 @@ from simworld import (
     standard_site,
 )
 
-from reconciler.plan.actions import Action, Reason
+from reconciler.plan.actions import Action, Change, Reason
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.modbus_device import ModbusDevice, ModbusDeviceSimulator
 
@@ -400,3 +400,57 @@ async def test_a_device_that_closes_the_connection_on_the_read_is_not_waited_for
     assert f"Modbus device 127.0.0.1:{port} closed the connection without answering the " \
         "read of 10 registers at 4989 (unit id 1)" in verify.message, verify.message
     assert took < 4, f"{took:.1f} s: three attempts of a 5 s timeout were waited out"
+
+
+# -- what the serial registers hold -----------------------------------------------------------
+
+
+def held(data: bytes) -> str:
+    """Register bytes as the simulator takes a serial: bytes that are no UTF-8 by their
+    surrogate escapes."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+async def plan_serial_check(make_world: MakeWorld, via: str, serial: str,
+                            hardware_id: str) -> Change:
+    """The identity check of a Sungrow inverter `hardware_id` whose serial registers hold
+    `serial`, read through its gateway or directly."""
+    async with ModbusDeviceSimulator([ModbusDevice(serial)]) as modbus:
+
+        def holding_serial(sims: SimFleet) -> None:
+            for server in sims.modbus:
+                server.device(1).serial = serial
+
+        if via == "direct":
+            inv = direct_inverter("s1-inv", "s1-zap", hardware_id, modbus.port)
+        else:
+            inv = device("s1-inv", "s1-zap", hardware_id, "inverter",
+                         {"modbusTcp": {"host": "192.168.1.60", "port": 502, "unitId": 1,
+                                        "profile": "sungrow"}},
+                         [{"name": "pv", "type": "solar"}],
+                         verification={"checkSerial": True, "via": "gateway"})
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), inv]
+        world = await make_world(docs, before_start=holding_serial)
+        result = await world.plan()
+    return next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+
+
+@pytest.mark.parametrize("via", ["gateway", "direct"])
+async def test_serial_bytes_that_are_not_utf8_are_shown_escaped(
+        make_world: MakeWorld, via: str) -> None:
+    """Decoded as ASCII with U+FFFD, the plan said the device reports 'SG0001��': what the
+    device holds was never shown, and any two such serials read the same."""
+    verify = await plan_serial_check(make_world, via, held(b"SG0001\xff\xfe"), "SG0001")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_MISMATCH, True), verify.message
+    assert verify.before == {"serial": "SG0001\\xff\\xfe"}
+    assert verify.message.startswith(
+        "the device reports serial 'SG0001\\xff\\xfe', not hardwareId 'SG0001'"), verify.message
+
+
+@pytest.mark.parametrize("via", ["gateway", "direct"])
+async def test_a_utf8_serial_is_read_as_utf8(make_world: MakeWorld, via: str) -> None:
+    """Sungrow documents its serial as UTF-8/ASCII: read as ASCII, a serial with a letter
+    beyond ASCII never matched its hardwareId."""
+    verify = await plan_serial_check(make_world, via, "SGÅ0001", "SGÅ0001")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, {"serial": "SGÅ0001"}), verify.message

@@ -57,9 +57,12 @@ RegisterReader = Callable[[int, int, str], Awaitable[list[int]]]
 
 
 def decode_string(registers: list[int]) -> str:
-    """ASCII, two characters per register, high byte first, NUL/space padded."""
+    """Two bytes per register, high byte first, NUL/space padded; UTF-8, of which ASCII is
+    a part (Sungrow documents its serial as UTF-8/ASCII, SunSpec as ASCII). A byte that is
+    not UTF-8 is kept as its escape, `\\xff`: replaced by U+FFFD, what the device holds
+    was lost, and two devices' different bytes read as the same serial."""
     raw = b"".join(int(r).to_bytes(2, "big") for r in registers)
-    return raw.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()
+    return raw.split(b"\x00", 1)[0].decode("utf-8", errors="backslashreplace").strip()
 
 
 async def read_serial(profile: str, read: RegisterReader) -> str:
