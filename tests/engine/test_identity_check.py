@@ -454,3 +454,20 @@ async def test_a_utf8_serial_is_read_as_utf8(make_world: MakeWorld, via: str) ->
     verify = await plan_serial_check(make_world, via, "SGÅ0001", "SGÅ0001")
     assert (verify.reason, verify.blocked, verify.before) == (
         Reason.IDENTITY_CHECK, False, {"serial": "SGÅ0001"}), verify.message
+
+
+async def test_a_nul_before_the_serial_is_padding(make_world: MakeWorld) -> None:
+    """Everything after the first NUL was dropped: the device was said to report no serial."""
+    verify = await plan_serial_check(make_world, "direct", "\0\0 SG0001\0", "SG0001")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, {"serial": "SG0001"}), verify.message
+
+
+async def test_text_after_a_nul_is_part_of_the_serial_and_shown(make_world: MakeWorld) -> None:
+    """Cut at the first NUL, what follows it was never compared nor shown."""
+    verify = await plan_serial_check(make_world, "direct", "SG0001\0\x01x", "SG0001")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_MISMATCH, True, {"serial": "SG0001\0\x01x"}), verify.message
+    assert verify.message.startswith(
+        "the device reports serial 'SG0001\\x00\\x01x', which goes on after a NUL byte "
+        "(\\x00), not hardwareId 'SG0001'"), verify.message

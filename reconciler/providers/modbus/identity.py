@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import string
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
@@ -48,6 +49,10 @@ _TRANSIENT = frozenset({5, 6, 10, 11})
 _ABSENT = frozenset({2, 3})
 
 
+# What pads a string in registers, at either end.
+_PADDING = "\x00" + string.whitespace
+
+
 class RegistersAbsent(ProviderRejected):
     """The device answered that it has no such registers: its map may be elsewhere."""
 
@@ -57,12 +62,16 @@ RegisterReader = Callable[[int, int, str], Awaitable[list[int]]]
 
 
 def decode_string(registers: list[int]) -> str:
-    """Two bytes per register, high byte first, NUL/space padded; UTF-8, of which ASCII is
-    a part (Sungrow documents its serial as UTF-8/ASCII, SunSpec as ASCII). A byte that is
-    not UTF-8 is kept as its escape, `\\xff`: replaced by U+FFFD, what the device holds
-    was lost, and two devices' different bytes read as the same serial."""
+    """Two bytes per register, high byte first; UTF-8, of which ASCII is a part (Sungrow
+    documents its serial as UTF-8/ASCII, SunSpec as ASCII). A byte that is not UTF-8 is
+    kept as its escape, `\\xff`: replaced by U+FFFD, what the device holds was lost, and
+    two devices' different bytes read as the same serial.
+
+    NUL bytes and spaces around the text are padding, on either side. A NUL inside it is
+    kept, as the rest is: cut there, a serial after a NUL read as none, and one with more
+    after a NUL as only what came before it; messages show it as `\\x00`."""
     raw = b"".join(int(r).to_bytes(2, "big") for r in registers)
-    return raw.split(b"\x00", 1)[0].decode("utf-8", errors="backslashreplace").strip()
+    return raw.decode("utf-8", errors="backslashreplace").strip(_PADDING)
 
 
 async def read_serial(profile: str, read: RegisterReader) -> str:
