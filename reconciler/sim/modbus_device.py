@@ -22,7 +22,9 @@ Register maps (0-based protocol addresses):
   low word first (§5.2).
 * any other profile: the SunSpec common model (model 1) in HOLDING registers at 40000
   ("SunS", ID 1, L 66, Mn, Md, Opt, Vr, SN, DA, Pad) and the end marker 0xFFFF at 40070
-  (§5.1), or at another of SunSpec's base addresses (`sunspec_base`: 0 or 50000). These
+  (§5.1), or at another of SunSpec's base addresses (`sunspec_base`: 0 or 50000); or the
+  older 65-register model without Pad (`sunspec_common_length`), and without the end
+  marker (`sunspec_end_marker`). These
   devices also serve the live-value input registers of the Sungrow map (5016-5017,
   13000-13049): a simulator convention, so every simulated inverter has data.
 
@@ -172,6 +174,10 @@ class ModbusDevice:
     version: str = "1.0.0"
     device_type_code: int | None = None  # Sungrow only; default from the model
     sunspec_base: int = SUNSPEC_BASE  # not Sungrow: where the map starts (0, 40000, 50000)
+    # The common model's length: 66, or 65 without Pad (older devices); and whether the
+    # end marker follows it (some devices end their map without one).
+    sunspec_common_length: int = SUNSPEC_COMMON_LENGTH
+    sunspec_end_marker: bool = True
     rated_power_w: int = 10000
     pv_w: float = 4200.0
     grid_w: float = -800.0
@@ -247,10 +253,10 @@ class ModbusDevice:
             *encode_string(self.version, 8),
             *encode_string(self.serial, SUNSPEC_SN_REGS),
             self.unit_id,
-            0,
-            SUNSPEC_END_ID,
-            0,
+            *[0] * (self.sunspec_common_length - 65),  # Pad
+            *([SUNSPEC_END_ID, 0] if self.sunspec_end_marker else []),
         ]
+        values[3] = self.sunspec_common_length
         return dict(enumerate(values, self.sunspec_base))
 
     @staticmethod

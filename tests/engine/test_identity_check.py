@@ -168,6 +168,43 @@ async def test_the_sunspec_serial_is_read_at_each_base_address_sunspec_allows(
         Reason.IDENTITY_CHECK, False, {"serial": "FRO0001"}), verify.message
 
 
+@pytest.mark.parametrize("via", ["gateway", "direct"])
+async def test_the_serial_is_read_from_the_older_65_register_common_model(
+        make_world: MakeWorld, via: str) -> None:
+    """70 registers were read from the base, two past the SN: a device with the common model
+    of 65 registers (no Pad) and no end marker after it refused the read, and the plan said
+    it had no SunSpec marker."""
+    async with ModbusDeviceSimulator([ModbusDevice("FRO0001", profile="fronius")]) as modbus:
+
+        def older_model(sims: SimFleet) -> None:
+            for server in [*sims.modbus, modbus]:
+                server.device(1).sunspec_common_length = 65
+                server.device(1).sunspec_end_marker = False
+
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port if via == "direct" else None)]
+        world = await make_world(docs, before_start=older_model)
+        assert modbus.device(1).holding_registers().keys() == set(range(40000, 40069))
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, {"serial": "FRO0001"}), verify.message
+
+
+async def test_a_common_model_too_short_to_hold_the_serial_is_said_so(
+        make_world: MakeWorld) -> None:
+    inverter = ModbusDevice("FRO0001", profile="fronius", holding_writes={40003: 40})
+    async with ModbusDeviceSimulator([inverter]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port)]
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (Reason.IDENTITY_CHECK, False, None)
+    assert "the SunSpec common model at 40000 is 40 registers long, too short to hold the " \
+        "serial (SN), which needs 64 (profile 'fronius')" in verify.message, verify.message
+
+
 async def test_a_device_without_a_sunspec_map_is_said_so_naming_every_base_tried(
         make_world: MakeWorld) -> None:
     async with ModbusDeviceSimulator([ModbusDevice("SG0001")]) as modbus:  # a Sungrow
@@ -186,7 +223,7 @@ async def test_a_device_without_a_sunspec_map_is_said_so_naming_every_base_tried
     [
         (404, '{"error": "Not found"}', 'HTTP 404: {"error": "Not found"}'),
         (400, '{"error": "Invalid JSON body"}', 'HTTP 400: {"error": "Invalid JSON body"}'),
-        (200, '{"values": null}', "expected `values` to be 70 register values"),
+        (200, '{"values": null}', "expected `values` to be 68 register values"),
     ],
     ids=["firmware-without-modbus-read", "bad-request", "malformed"],
 )
@@ -214,7 +251,7 @@ async def test_a_device_in_a_fault_state_is_said_so_not_taken_for_one_without_su
         result = await world.plan()
     verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
-    assert (f"Modbus device 127.0.0.1:{modbus.port} answered the read of 70 registers at "
+    assert (f"Modbus device 127.0.0.1:{modbus.port} answered the read of 68 registers at "
             "40000 (unit id 1) with server device failure (exception 4)") in verify.message, \
         verify.message
 

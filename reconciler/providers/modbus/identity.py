@@ -24,11 +24,16 @@ SUNGROW_SERIAL = (4989, 10, "input")
 SUNSPEC_BASE = 40000
 # Where a SunSpec device may start its map (§5.1), the usual one first.
 SUNSPEC_BASES = (SUNSPEC_BASE, 0, 50000)
-SUNSPEC_LENGTH = 70  # marker (2) + header (2) + common model (66)
 _SUNS = (0x5375, 0x6E53)
 _COMMON_MODEL = 1
-# Common model: ID, L, Mn(16), Md(16), Opt(8), Vr(8), SN(16) from base+2.
+# From the base: the marker (2), the common model's ID and L, Mn (16), Md (16), Opt (8),
+# Vr (8), SN (16). Read up to the SN and no further: what follows (DA, and Pad in the
+# 66-register model but not the 65-register one of older devices, then the next model or
+# the end marker, which some devices leave out) a device may not have, and refuse the read.
 _SN = slice(4 + 16 + 16 + 8 + 8, 4 + 16 + 16 + 8 + 8 + 16)
+SUNSPEC_LENGTH = _SN.stop  # 68
+# The shortest common model (L, registers after ID and L) that holds the whole SN.
+_MIN_COMMON_LENGTH = _SN.stop - 4
 
 # Modbus exception codes (Modbus application protocol §7) a read may be answered with...
 _EXCEPTIONS = {
@@ -118,6 +123,13 @@ async def _sunspec_serial(profile: str, read: RegisterReader) -> tuple[int, str]
             raise ProviderRejected(
                 f"the SunSpec map at {base} starts with model {block[2]}, not the common "
                 f"model (1) that holds the serial (profile {profile!r})",
+                operation="modbus.read_serial",
+            )
+        if block[3] < _MIN_COMMON_LENGTH:
+            raise ProviderRejected(
+                f"the SunSpec common model at {base} is {block[3]} registers long, too short "
+                f"to hold the serial (SN), which needs {_MIN_COMMON_LENGTH} (profile "
+                f"{profile!r})",
                 operation="modbus.read_serial",
             )
         return base, decode_string(block[_SN])
