@@ -508,3 +508,77 @@ async def test_text_after_a_nul_is_part_of_the_serial_and_shown(make_world: Make
     assert verify.message.startswith(
         "the device reports serial 'SG0001\\x00\\x01x', which goes on after a NUL byte "
         "(\\x00), not hardwareId 'SG0001'"), verify.message
+
+
+def counting_modbus_reads(reads: list[int], then: Callable[[SimFleet], None] | None = None,
+                          ) -> Callable[[SimFleet], None]:
+    """A `before_start` counting the registers gateway s1's /api/modbus/read is asked for
+    (each request's `register`), then doing `then`."""
+
+    def install(sims: SimFleet) -> None:
+        @web.middleware
+        async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path == "/api/modbus/read":
+                reads.append((await request.json())["register"])
+            return await handler(request)
+
+        sims.zaps[serial_of(1)].app.middlewares.append(count)
+        if then is not None:
+            then(sims)
+
+    return install
+
+
+async def test_a_device_not_answering_the_gateway_is_said_so_at_the_first_base_address(
+        make_world: MakeWorld) -> None:
+    """The Zap answers 502 for a device that did not answer: taken for one without the
+    registers, every base address was tried, each after the Zap's own Modbus timeout, 9
+    reads in all, and the plan said only "HTTP 502"."""
+    reads: list[int] = []
+    docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
+    world = await make_world(docs, before_start=counting_modbus_reads(reads))
+    for server in world.sims.modbus:
+        await server.set_offline(True)
+    result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert ("Modbus device 192.168.1.60:502 did not answer the read of 68 registers at 40000 "
+            "(unit id 1) through the gateway (zap.modbus_read /api/modbus/read: HTTP 502: "
+            ) in verify.message, verify.message
+    assert verify.message.endswith(
+        "(gave up after 3 attempts)); it is checked before the device is added"), \
+        verify.message
+    assert reads == [40000] * 3
+
+
+async def test_a_device_without_a_sunspec_map_behind_the_gateway_is_said_so(
+        make_world: MakeWorld) -> None:
+    """Its 502s (exception 2, at each base) were taken as not answering: 9 reads, and the
+    plan said "HTTP 502" rather than that the device has no SunSpec map."""
+    reads: list[int] = []
+
+    def sungrow(sims: SimFleet) -> None:
+        for server in sims.modbus:
+            server.device(1).profile = "sungrow"
+
+    docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
+    world = await make_world(docs, before_start=counting_modbus_reads(reads, sungrow))
+    result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert "no SunSpec marker at 40000, 0, 50000: the device does not speak SunSpec " \
+        "(profile 'fronius')" in verify.message, verify.message
+    assert reads == [40000, 0, 50000]
+
+
+async def test_a_device_failure_through_the_gateway_is_named(make_world: MakeWorld) -> None:
+    def failing(sims: SimFleet) -> None:
+        for server in sims.modbus:
+            server.device(1).fault = ExcCodes.DEVICE_FAILURE
+
+    docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
+    world = await make_world(docs, before_start=failing)
+    result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert ("Modbus device 192.168.1.60:502 answered the read of 68 registers at 40000 "
+            "(unit id 1) through the gateway with server device failure (exception 4)); it "
+            "is checked") in verify.message, verify.message

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import string
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -16,7 +17,7 @@ from typing import TypeVar
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from reconciler.errors import ProviderRejected, ProviderUnavailable
+from reconciler.errors import ProviderError, ProviderRejected, ProviderUnavailable
 
 T = TypeVar("T")
 
@@ -52,6 +53,8 @@ _EXCEPTIONS = {
 _TRANSIENT = frozenset({5, 6, 10, 11})
 # ...and those saying that the registers asked for are not there (a SunSpec map elsewhere).
 _ABSENT = frozenset({2, 3})
+# ...and those from a Modbus gateway saying that no device answered behind it.
+_SILENT_CODES = frozenset({10, 11})
 
 
 # What pads a string in registers, at either end.
@@ -110,9 +113,10 @@ async def _sunspec_serial(profile: str, read: RegisterReader) -> tuple[int, str]
         except RegistersAbsent:
             continue  # the map is elsewhere
         except ProviderUnavailable as exc:
-            # A gateway answers 502 both for a device that did not answer and for one that
-            # has no such registers; the latter may have its map at the next base. No
-            # answer at all (a timeout, a refused connection) is tried at no other.
+            # A gateway's 502 that does not say why (`gateway_reader`) may be a device with
+            # no such registers, whose map may be at the next base. No answer at all (a
+            # timeout, a refused connection, directly or through the gateway) is tried at
+            # no other: the device is not there to answer at any.
             if exc.status != 502:
                 raise
             unread = unread or exc
@@ -217,20 +221,25 @@ async def _read_direct(
         client.close()
     if result.isError():
         code = getattr(result, "exception_code", None)
-        reason = f"{_EXCEPTIONS.get(code or 0, 'exception')} (exception {code})"
-        error = (
-            ProviderUnavailable
-            if code in _TRANSIENT
-            else RegistersAbsent
-            if code in _ABSENT
-            else ProviderRejected
-        )
-        raise error(
+        raise _answered(
+            code or 0,
             f"Modbus device {host}:{port} answered the read of {count} registers at "
-            f"{register} (unit id {unit_id}) with {reason}",
-            operation="modbus.read",
+            f"{register} (unit id {unit_id})",
         )
     return list(result.registers)
+
+
+def _answered(code: int, what: str) -> ProviderError:
+    """The error of a read `what` answered with Modbus exception `code`."""
+    reason = f"{_EXCEPTIONS.get(code, 'exception')} (exception {code})"
+    error = (
+        ProviderUnavailable
+        if code in _TRANSIENT
+        else RegistersAbsent
+        if code in _ABSENT
+        else ProviderRejected
+    )
+    return error(f"{what} with {reason}", operation="modbus.read")
 
 
 class _Closed(Exception):
@@ -258,14 +267,52 @@ async def _unless_closed(answer: Awaitable[T], lost: asyncio.Event, timeout_s: f
     raise TimeoutError
 
 
+# What a gateway's 502 says of the device: the Modbus exception it answered with, or that
+# it could not be reached or did not answer (platform-apis §1.2: "connection failed or read
+# failed"; the simulator: "cannot connect", "no answer", "no device at").
+_GATEWAY_EXCEPTION = re.compile(r"exception(?: code)?:? *(\d+)", re.IGNORECASE)
+_GATEWAY_SILENT = re.compile(
+    r"connect|time ?out|timed out|no (answer|response|device)|not respond|unreachable",
+    re.IGNORECASE,
+)
+
+
 def gateway_reader(
     modbus_read: Callable[..., Awaitable[list[int]]], host: str, port: int, unit_id: int
 ) -> RegisterReader:
-    """Reads registers through the Zap's POST /api/modbus/read."""
+    """Reads registers through the Zap's POST /api/modbus/read. The Zap answers 502 both
+    for a device that did not answer and for one that answered with a Modbus exception
+    (platform-apis §1.2): its text says which. A device that did not answer is said so, and
+    its SunSpec map not looked for at the next base address, where it would not answer
+    either (each time after the Zap's own Modbus timeout); one without the registers is
+    looked for there. A 502 that says neither is left as it is."""
 
     async def read(register: int, count: int, kind: str) -> list[int]:
-        return await modbus_read(
-            ip=host, port=port, unit_id=unit_id, register=register, count=count, register_type=kind
-        )
+        try:
+            return await modbus_read(
+                ip=host,
+                port=port,
+                unit_id=unit_id,
+                register=register,
+                count=count,
+                register_type=kind,
+            )
+        except ProviderUnavailable as exc:
+            if exc.status != 502:
+                raise
+            what = f"Modbus device {host}:{port}"
+            asked = f"the read of {count} registers at {register} (unit id {unit_id})"
+            text = str(exc)
+            code = _GATEWAY_EXCEPTION.search(text)
+            if code is not None and int(code.group(1)) not in _SILENT_CODES:
+                raise _answered(
+                    int(code.group(1)), f"{what} answered {asked} through the gateway"
+                ) from exc
+            if code is not None or _GATEWAY_SILENT.search(text):
+                raise ProviderUnavailable(
+                    f"{what} did not answer {asked} through the gateway ({text})",
+                    operation="modbus.read",
+                ) from exc
+            raise
 
     return read
