@@ -65,6 +65,16 @@ class RegistersAbsent(ProviderRejected):
     """The device answered that it has no such registers: its map may be elsewhere."""
 
 
+class NoAnswer(ProviderUnavailable):
+    """The device did not answer within the timeout. Not retried: a device that does not
+    answer in time rarely does when asked again at once, and every attempt waits the whole
+    timeout (three of them, for a thousand devices that never answer, held a plan for
+    minutes). The plan says the serial is not read; an apply's check of it, or the next
+    plan, asks again."""
+
+    retryable = False
+
+
 # (register, count, "input" | "holding") -> register values
 RegisterReader = Callable[[int, int, str], Awaitable[list[int]]]
 
@@ -146,12 +156,17 @@ async def _sunspec_serial(profile: str, read: RegisterReader) -> tuple[int, str]
     )
 
 
+# Said of a read not answered in time: which setting's time it was, and that it was asked
+# once (`NoAnswer`).
+_NOT_AGAIN = " (RECONCILER_MODBUS_TIMEOUT; not retried)"
+
+
 def direct_reader(
     host: str,
     port: int,
     unit_id: int,
     *,
-    timeout: float = 3.0,
+    timeout: float = 3.0,  # RECONCILER_MODBUS_TIMEOUT
     admit: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext,
 ) -> RegisterReader:
     """Reads registers with a pymodbus TCP client (one connection per read batch). Each
@@ -189,7 +204,11 @@ async def _read_direct(
         try:
             connected = await asyncio.wait_for(client.connect(), timeout_s)
         except TimeoutError:
-            connected = False
+            raise NoAnswer(
+                f"Modbus device {host}:{port} did not accept the connection within "
+                f"{timeout_s:g} s{_NOT_AGAIN}",
+                operation="modbus.read",
+            ) from None
         if not connected:
             raise ProviderUnavailable(
                 f"cannot connect to Modbus device {host}:{port}", operation="modbus.read"
@@ -200,9 +219,9 @@ async def _read_direct(
         )
     except TimeoutError as exc:  # says nothing itself: the message says how long we waited
         # Named in full: many devices leave a read for a unit id they do not have unanswered.
-        raise ProviderUnavailable(
+        raise NoAnswer(
             f"Modbus device {host}:{port} did not answer the read of {count} registers at "
-            f"{register} (unit id {unit_id}) within {timeout_s:g} s",
+            f"{register} (unit id {unit_id}) within {timeout_s:g} s{_NOT_AGAIN}",
             operation="modbus.read",
         ) from exc
     except (_Closed, ModbusException, OSError) as exc:
