@@ -8,7 +8,8 @@ several devices by unit id, so a benchmark can run many devices on few ports. It
 swap a device's serial (a replaced inverter), answer slowly (`slow_ms`), answer every
 read with a Modbus exception (`ModbusDevice.fault`), take only so many clients at once
 (`max_clients`: many devices serve one, closing the connection of any other at once),
-leave reads for a unit id it does not host unanswered (`silent_to_other_units`) and go
+leave reads for a unit id it does not host unanswered (`silent_to_other_units`), answer
+every read as one unit id whatever was asked (`answers_as`) and go
 offline and come back on the same port. It counts the reads it answers, the most it
 was answering at once (`peak_reading`), the most clients it had at once (`peak_clients`)
 and the connections it closed for being one too many (`turned_away`).
@@ -333,7 +334,8 @@ class _UnitTable:
         return None
 
     def _device(self, device_id: int) -> ModbusDevice:
-        device = self._sim.devices.get(device_id)
+        answers_as = self._sim.answers_as
+        device = self._sim.devices.get(device_id if answers_as is None else answers_as)
         if device is None:
             # pymodbus answers GATEWAY_NO_RESPONSE for this.
             raise NoSuchIdException(f"no device with unit id {device_id}")
@@ -381,6 +383,11 @@ class _ClientHandler(ServerRequestHandler):
             self.sim.clients -= 1
         super().callback_disconnected(exc)
 
+    def server_send(self, pdu: Any, addr: Any) -> None:
+        if pdu and self.sim.answers_as is not None:
+            pdu.dev_id = self.sim.answers_as
+        super().server_send(pdu, addr)  # type: ignore[no-untyped-call]
+
 
 class _Server(ModbusTcpServer):
     sim: ModbusDeviceSimulator
@@ -400,6 +407,7 @@ class ModbusDeviceSimulator:
         slow_ms: float = 0.0,
         max_clients: int | None = None,
         silent_to_other_units: bool = False,
+        answers_as: int | None = None,
     ) -> None:
         self.devices: dict[int, ModbusDevice] = {}
         for device in devices:
@@ -409,6 +417,9 @@ class ModbusDeviceSimulator:
         # Leave a read for a unit id it does not host unanswered, as a device on its own
         # often does, instead of answering exception 11 as a Modbus gateway does.
         self.silent_to_other_units = silent_to_other_units
+        # Answer every read as the device at this unit id, and saying so in the answer,
+        # whatever unit id was asked: as a device on its own may.
+        self.answers_as = answers_as
         # Clients connected now, the most there were at once, and those turned away.
         self.clients = 0
         self.peak_clients = 0

@@ -587,3 +587,23 @@ async def test_a_device_failure_through_the_gateway_is_named(make_world: MakeWor
     assert ("Modbus device 192.168.1.60:502 answered the read of 68 registers at 40000 "
             "(unit id 1) through the gateway with server device failure (exception 4)); it "
             "is checked") in verify.message, verify.message
+
+
+async def test_a_device_answering_as_another_unit_id_is_said_so(
+        make_world: MakeWorld) -> None:
+    """A device on its own may answer any unit id as its own, and say so in its answer.
+    pymodbus skipped that answer (logging a hex dump) and waited for one that never came:
+    the plan said the device did not answer within the timeout, three times over."""
+    async with ModbusDeviceSimulator([ModbusDevice("SG0001", unit_id=1)],
+                                     answers_as=1) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port, unit=7)]
+        world = await make_world(docs, env={"RECONCILER_MODBUS_TIMEOUT": "2"})
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, None), verify.message
+    assert (f"serial not read yet (Modbus device 127.0.0.1:{modbus.port} answered the read of "
+            "10 registers at 4989 as unit id 1, not as unit id 7 that was asked; if it is the "
+            "device, its `unitId` is 1); it is checked") in verify.message, verify.message
+    assert modbus.reads[(7, 4)] == 1, "asked once: it answers the same way again"

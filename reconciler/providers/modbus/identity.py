@@ -184,10 +184,22 @@ async def _read_direct(
     host: str, port: int, unit_id: int, register: int, count: int, kind: str, timeout_s: float
 ) -> list[int]:
     lost = asyncio.Event()
+    other_units: list[int] = []  # unit ids of the answers to other unit ids than asked
 
     def traced(connected: bool) -> None:
         if not connected:
             lost.set()
+
+    def received(sending: bool, data: bytes) -> bytes:
+        # pymodbus skips an answer from another unit id than the one asked (byte 6 of the
+        # MBAP header), logging it with a hex dump, and waits on for one that does not
+        # come: seen here, it is not passed on, and the read ends at once, saying which
+        # unit id answered. Unit id 0 asks whichever device is there.
+        if not sending and unit_id and len(data) > 6 and data[6] != unit_id:
+            other_units.append(data[6])
+            lost.set()
+            return b""
+        return data
 
     # No reconnecting: a device that closes the connection has answered for this read. Our
     # own timeout ends a read that is not answered, with a message that says so, before
@@ -199,6 +211,7 @@ async def _read_direct(
         retries=0,
         reconnect_delay=0,
         trace_connect=traced,
+        trace_packet=received,
     )
     try:
         try:
@@ -225,6 +238,14 @@ async def _read_direct(
             operation="modbus.read",
         ) from exc
     except (_Closed, ModbusException, OSError) as exc:
+        if other_units:
+            # Not asked again: it answers as the same unit id the next time.
+            raise ProviderRejected(
+                f"Modbus device {host}:{port} answered the read of {count} registers at "
+                f"{register} as unit id {other_units[0]}, not as unit id {unit_id} that was "
+                f"asked; if it is the device, its `unitId` is {other_units[0]}",
+                operation="modbus.read",
+            ) from exc
         # Closed before the read was sent, pymodbus says "Not connected": the device closed it.
         if lost.is_set() or isinstance(exc, _Closed):
             raise ProviderUnavailable(
