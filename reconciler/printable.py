@@ -66,3 +66,10 @@ def clipped_path(path: str) -> str:
     if len(path) <= ECHO_LIMIT:
         return path
     return ".".join(clipped(key) for key in path.split("."))
+
+
+def quoted(text: str) -> str:
+    """`text` between single quotes, as a message quotes a value, with what `printable`
+    escapes escaped; unlike `repr`, a backslash stays one: text that holds escapes already
+    (the bytes of a serial that are not UTF-8, `\\xff`) reads as it is, not as `\\\\xff`."""
+    return f"'{printable(text)}'"

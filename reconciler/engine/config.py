@@ -15,6 +15,7 @@ prints. Secret values are held here only; nothing renders them.
 | RECONCILER_STATE_DIR | journal, lock and inventory (default `.reconciler`) |
 | RECONCILER_SECRETS_DIR | secretKeyRef values as `<dir>/<name>/<key>` (default `secrets`) |
 | RECONCILER_CONCURRENCY, _GATEWAY_CONCURRENCY, _GATEWAY_RATE, _TIMEOUT, _RETRIES | limits |
+| RECONCILER_MODBUS_TIMEOUT | seconds a serial read directly from a Modbus device waits |
 | RECONCILER_CA_BUNDLE / RECONCILER_INSECURE_SKIP_TLS_VERIFY | TLS verification |
 | HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY (or lowercase) | proxies (`providers.proxy`) |
 """
@@ -70,6 +71,7 @@ class Settings:
     gateway_concurrency: int = 4
     gateway_rate: float = 20.0
     timeout: float = 10.0
+    modbus_timeout: float = 3.0
     retries: int = 6
     ca_bundle: str = ""
     insecure_skip_tls_verify: bool = False
@@ -218,6 +220,7 @@ _LIMITS = {
     "retries": "attempts",
     "gateway_rate": "requests per second",
     "timeout": "seconds",
+    "modbus_timeout": "seconds",
 }
 
 

@@ -25,7 +25,7 @@ from reconciler.model.gateway import Gateway
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import NovacoreSite
 from reconciler.plan.sourceful import gateway_of_change, zap_settings
-from reconciler.printable import printable
+from reconciler.printable import printable, quoted
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient
 from reconciler.providers.zap import convert as zap_convert
@@ -286,7 +286,7 @@ async def _verify(ctx: Executors, change: Change) -> dict[str, Any]:
     serial = await read_device_serial(ctx.session, ctx.fleet, device)
     if serial != device.spec.hardware_id:
         raise ProviderRejected(
-            f"the device reports serial {serial!r}, not hardwareId "
+            f"the device reports serial {quoted(serial)}, not hardwareId "
             f"{device.spec.hardware_id!r}; not provisioned",
             address=change.address,
         )

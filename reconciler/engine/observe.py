@@ -395,7 +395,7 @@ def register_reader(session: Session, fleet: Fleet, device: Device) -> identity.
             tcp.host,
             tcp.port,
             tcp.unit_id,
-            timeout=min(5.0, session.settings.timeout),
+            timeout=session.settings.modbus_timeout,
             admit=lambda: session.modbus_limits.slot(endpoint),
         )
     gateway = fleet.gateways[device.spec.gateway_ref or ""]

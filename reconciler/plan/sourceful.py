@@ -49,6 +49,7 @@ from reconciler.plan.observed import (
 )
 from reconciler.plan.renames import Rename
 from reconciler.plan.retired import RetiredSite
+from reconciler.printable import quoted
 
 # Zap RTU parity is numeric (platform-apis §1.2: "parity 0/1/2").
 _RTU_PARITY = {Parity.NONE: 0, Parity.ODD: 1, Parity.EVEN: 2}
@@ -1049,6 +1050,9 @@ class SourcefulPlanner:
                 message=f"serial not read yet ({why}); it is checked before the device is added",
             )
         if reading.serial != expected:
+            serial = reading.serial or ""
+            # Said, as the escape alone is easily read past: not padding, but more text.
+            nul = ", which goes on after a NUL byte (\\x00)" if "\0" in serial else ""
             return self._change(
                 "Device",
                 device.name,
@@ -1060,7 +1064,7 @@ class SourcefulPlanner:
                 after=after,
                 blocked=True,
                 depends_on=list(deps),
-                message=f"the device reports serial {reading.serial!r}, not "
+                message=f"the device reports serial {quoted(serial)}{nul}, not "
                 f"hardwareId {expected!r}; it is not provisioned. Check "
                 "the address or correct `hardwareId`",
             )

@@ -8,7 +8,8 @@ several devices by unit id, so a benchmark can run many devices on few ports. It
 swap a device's serial (a replaced inverter), answer slowly (`slow_ms`), answer every
 read with a Modbus exception (`ModbusDevice.fault`), take only so many clients at once
 (`max_clients`: many devices serve one, closing the connection of any other at once),
-leave reads for a unit id it does not host unanswered (`silent_to_other_units`) and go
+leave reads for a unit id it does not host unanswered (`silent_to_other_units`), answer
+every read as one unit id whatever was asked (`answers_as`) and go
 offline and come back on the same port. It counts the reads it answers, the most it
 was answering at once (`peak_reading`), the most clients it had at once (`peak_clients`)
 and the connections it closed for being one too many (`turned_away`).
@@ -22,11 +23,14 @@ Register maps (0-based protocol addresses):
   low word first (§5.2).
 * any other profile: the SunSpec common model (model 1) in HOLDING registers at 40000
   ("SunS", ID 1, L 66, Mn, Md, Opt, Vr, SN, DA, Pad) and the end marker 0xFFFF at 40070
-  (§5.1), or at another of SunSpec's base addresses (`sunspec_base`: 0 or 50000). These
+  (§5.1), or at another of SunSpec's base addresses (`sunspec_base`: 0 or 50000); or the
+  older 65-register model without Pad (`sunspec_common_length`), and without the end
+  marker (`sunspec_end_marker`). These
   devices also serve the live-value input registers of the Sungrow map (5016-5017,
   13000-13049): a simulator convention, so every simulated inverter has data.
 
-Strings are ASCII, two characters per register with the high byte first, NUL padded.
+Strings are UTF-8 (ASCII, as devices hold them), two bytes per register with the high byte
+first, NUL padded.
 
 pymodbus's own datastore (`SimDevice`) lays each register type out as one contiguous array
 from the lowest to the highest address (~8,000 registers per Sungrow device) and is fixed
@@ -116,15 +120,18 @@ DRIFT_PERIOD_S = 60.0  # one slow oscillation of the power values per minute
 
 
 def encode_string(text: str, registers: int) -> list[int]:
-    """ASCII, two characters per register, high byte first, NUL padded (and truncated)."""
-    raw = text.encode("ascii", "replace")[: registers * 2].ljust(registers * 2, b"\0")
+    """UTF-8, two bytes per register, high byte first, NUL padded (and truncated). Bytes
+    that are no UTF-8 are written as given in `text` by their surrogate escapes:
+    `b"SG\\xff".decode("utf-8", "surrogateescape")` (a device holding junk)."""
+    raw = text.encode("utf-8", "surrogateescape")[: registers * 2].ljust(registers * 2, b"\0")
     return [(raw[i] << 8) | raw[i + 1] for i in range(0, len(raw), 2)]
 
 
 def decode_string(registers: Sequence[int]) -> str:
-    """The inverse of `encode_string`: strips NUL and space padding."""
+    """The inverse of `encode_string` (bytes that are no UTF-8 replaced): strips NUL and
+    space padding."""
     raw = b"".join(r.to_bytes(2, "big") for r in registers)
-    return raw.decode("ascii", "replace").strip("\0 ")
+    return raw.decode("utf-8", "replace").strip("\0 ")
 
 
 def u32_low_first(value: int) -> list[int]:
@@ -168,6 +175,10 @@ class ModbusDevice:
     version: str = "1.0.0"
     device_type_code: int | None = None  # Sungrow only; default from the model
     sunspec_base: int = SUNSPEC_BASE  # not Sungrow: where the map starts (0, 40000, 50000)
+    # The common model's length: 66, or 65 without Pad (older devices); and whether the
+    # end marker follows it (some devices end their map without one).
+    sunspec_common_length: int = SUNSPEC_COMMON_LENGTH
+    sunspec_end_marker: bool = True
     rated_power_w: int = 10000
     pv_w: float = 4200.0
     grid_w: float = -800.0
@@ -243,10 +254,10 @@ class ModbusDevice:
             *encode_string(self.version, 8),
             *encode_string(self.serial, SUNSPEC_SN_REGS),
             self.unit_id,
-            0,
-            SUNSPEC_END_ID,
-            0,
+            *[0] * (self.sunspec_common_length - 65),  # Pad
+            *([SUNSPEC_END_ID, 0] if self.sunspec_end_marker else []),
         ]
+        values[3] = self.sunspec_common_length
         return dict(enumerate(values, self.sunspec_base))
 
     @staticmethod
@@ -323,7 +334,8 @@ class _UnitTable:
         return None
 
     def _device(self, device_id: int) -> ModbusDevice:
-        device = self._sim.devices.get(device_id)
+        answers_as = self._sim.answers_as
+        device = self._sim.devices.get(device_id if answers_as is None else answers_as)
         if device is None:
             # pymodbus answers GATEWAY_NO_RESPONSE for this.
             raise NoSuchIdException(f"no device with unit id {device_id}")
@@ -371,6 +383,11 @@ class _ClientHandler(ServerRequestHandler):
             self.sim.clients -= 1
         super().callback_disconnected(exc)
 
+    def server_send(self, pdu: Any, addr: Any) -> None:
+        if pdu and self.sim.answers_as is not None:
+            pdu.dev_id = self.sim.answers_as
+        super().server_send(pdu, addr)  # type: ignore[no-untyped-call]
+
 
 class _Server(ModbusTcpServer):
     sim: ModbusDeviceSimulator
@@ -390,6 +407,7 @@ class ModbusDeviceSimulator:
         slow_ms: float = 0.0,
         max_clients: int | None = None,
         silent_to_other_units: bool = False,
+        answers_as: int | None = None,
     ) -> None:
         self.devices: dict[int, ModbusDevice] = {}
         for device in devices:
@@ -399,6 +417,9 @@ class ModbusDeviceSimulator:
         # Leave a read for a unit id it does not host unanswered, as a device on its own
         # often does, instead of answering exception 11 as a Modbus gateway does.
         self.silent_to_other_units = silent_to_other_units
+        # Answer every read as the device at this unit id, and saying so in the answer,
+        # whatever unit id was asked: as a device on its own may.
+        self.answers_as = answers_as
         # Clients connected now, the most there were at once, and those turned away.
         self.clients = 0
         self.peak_clients = 0

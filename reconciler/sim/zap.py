@@ -173,7 +173,7 @@ async def read_identity(
             port,
             unit_id,
             md.SUNSPEC_BASE,
-            md.SUNSPEC_END - md.SUNSPEC_BASE,
+            md.SUNSPEC_SN + md.SUNSPEC_SN_REGS - md.SUNSPEC_BASE,  # up to the SN, no more
             input_registers=False,
             timeout_s=timeout_s,
         )

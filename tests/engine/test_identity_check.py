@@ -25,7 +25,7 @@ from simworld import (
     standard_site,
 )
 
-from reconciler.plan.actions import Action, Reason
+from reconciler.plan.actions import Action, Change, Reason
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.modbus_device import ModbusDevice, ModbusDeviceSimulator
 
@@ -168,6 +168,43 @@ async def test_the_sunspec_serial_is_read_at_each_base_address_sunspec_allows(
         Reason.IDENTITY_CHECK, False, {"serial": "FRO0001"}), verify.message
 
 
+@pytest.mark.parametrize("via", ["gateway", "direct"])
+async def test_the_serial_is_read_from_the_older_65_register_common_model(
+        make_world: MakeWorld, via: str) -> None:
+    """70 registers were read from the base, two past the SN: a device with the common model
+    of 65 registers (no Pad) and no end marker after it refused the read, and the plan said
+    it had no SunSpec marker."""
+    async with ModbusDeviceSimulator([ModbusDevice("FRO0001", profile="fronius")]) as modbus:
+
+        def older_model(sims: SimFleet) -> None:
+            for server in [*sims.modbus, modbus]:
+                server.device(1).sunspec_common_length = 65
+                server.device(1).sunspec_end_marker = False
+
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port if via == "direct" else None)]
+        world = await make_world(docs, before_start=older_model)
+        assert modbus.device(1).holding_registers().keys() == set(range(40000, 40069))
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, {"serial": "FRO0001"}), verify.message
+
+
+async def test_a_common_model_too_short_to_hold_the_serial_is_said_so(
+        make_world: MakeWorld) -> None:
+    inverter = ModbusDevice("FRO0001", profile="fronius", holding_writes={40003: 40})
+    async with ModbusDeviceSimulator([inverter]) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                sunspec_inverter(modbus.port)]
+        world = await make_world(docs)
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (Reason.IDENTITY_CHECK, False, None)
+    assert "the SunSpec common model at 40000 is 40 registers long, too short to hold the " \
+        "serial (SN), which needs 64 (profile 'fronius')" in verify.message, verify.message
+
+
 async def test_a_device_without_a_sunspec_map_is_said_so_naming_every_base_tried(
         make_world: MakeWorld) -> None:
     async with ModbusDeviceSimulator([ModbusDevice("SG0001")]) as modbus:  # a Sungrow
@@ -186,7 +223,7 @@ async def test_a_device_without_a_sunspec_map_is_said_so_naming_every_base_tried
     [
         (404, '{"error": "Not found"}', 'HTTP 404: {"error": "Not found"}'),
         (400, '{"error": "Invalid JSON body"}', 'HTTP 400: {"error": "Invalid JSON body"}'),
-        (200, '{"values": null}', "expected `values` to be 70 register values"),
+        (200, '{"values": null}', "expected `values` to be 68 register values"),
     ],
     ids=["firmware-without-modbus-read", "bad-request", "malformed"],
 )
@@ -214,7 +251,7 @@ async def test_a_device_in_a_fault_state_is_said_so_not_taken_for_one_without_su
         result = await world.plan()
     verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
-    assert (f"Modbus device 127.0.0.1:{modbus.port} answered the read of 70 registers at "
+    assert (f"Modbus device 127.0.0.1:{modbus.port} answered the read of 68 registers at "
             "40000 (unit id 1) with server device failure (exception 4)") in verify.message, \
         verify.message
 
@@ -257,12 +294,13 @@ async def test_a_device_silent_at_the_unit_id_is_said_not_to_answer_at_that_unit
                                      silent_to_other_units=True) as modbus:
         docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
                 direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port, unit=7)]
-        world = await make_world(docs, env={"RECONCILER_TIMEOUT": "0.3"})
+        world = await make_world(docs, env={"RECONCILER_MODBUS_TIMEOUT": "0.3"})
         result = await world.plan()
     verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
     assert (f"Modbus device 127.0.0.1:{modbus.port} did not answer the read of 10 registers "
-            "at 4989 (unit id 7) within 0.3 s (gave up after 3 attempts)") in verify.message, \
+            "at 4989 (unit id 7) within 0.3 s (RECONCILER_MODBUS_TIMEOUT; not retried)") \
+        in verify.message, \
         verify.message
 
 
@@ -281,7 +319,9 @@ async def test_registers_the_device_does_not_have_are_named_and_not_tried_again(
 async def test_a_device_that_never_answers_is_said_to_not_answer_within_the_timeout(
         make_world: MakeWorld) -> None:
     """The connection is accepted, the read never answered: the message ended in "did not
-    answer: " and nothing more."""
+    answer: " and nothing more. Each read was then tried again, three times in the plan
+    and six in the apply's check, each after the whole timeout (RECONCILER_TIMEOUT's, at
+    most 5 s): 50 such devices held a plan for 15 s, a thousand for minutes."""
     accepted: list[asyncio.StreamWriter] = []
 
     async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -292,8 +332,9 @@ async def test_a_device_that_never_answers_is_said_to_not_answer_within_the_time
     try:
         docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
                 direct_inverter("s1-inv", "s1-zap", "SG0001", port), *standard_site(2)]
-        world = await make_world(docs, env={"RECONCILER_TIMEOUT": "0.3"})
+        world = await make_world(docs, env={"RECONCILER_MODBUS_TIMEOUT": "0.3"})
         result, report = await world.apply()
+        asked = len(accepted)
     finally:
         for writer in accepted:
             writer.close()
@@ -301,8 +342,9 @@ async def test_a_device_that_never_answers_is_said_to_not_answer_within_the_time
         await server.wait_closed()
     verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
     assert (f"Modbus device 127.0.0.1:{port} did not answer the read of 10 registers at 4989 "
-            "(unit id 1) within 0.3 s "
-            "(gave up after 3 attempts)") in verify.message, verify.message
+            "(unit id 1) within 0.3 s (RECONCILER_MODBUS_TIMEOUT; not retried)") \
+        in verify.message, verify.message
+    assert asked == 2, "once by the plan, once by the apply's check"
     statuses = {o.address: o.status for o in report.outcomes}
     assert statuses["device/s1-inv[identity]"] == "failed"
     assert statuses["device/s1-inv[zap]"] == "skipped"
@@ -357,7 +399,7 @@ async def test_a_device_that_closes_the_connection_is_said_to_and_not_waited_for
             docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
                     direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port),
                     *standard_site(2)]
-            world = await make_world(docs, env={"RECONCILER_TIMEOUT": "10"})
+            world = await make_world(docs, env={"RECONCILER_MODBUS_TIMEOUT": "10"})
             started = time.monotonic()
             result = await world.plan()
             took = time.monotonic() - started
@@ -389,7 +431,7 @@ async def test_a_device_that_closes_the_connection_on_the_read_is_not_waited_for
     try:
         docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
                 direct_inverter("s1-inv", "s1-zap", "SG0001", port), *standard_site(2)]
-        world = await make_world(docs, env={"RECONCILER_TIMEOUT": "10"})
+        world = await make_world(docs, env={"RECONCILER_MODBUS_TIMEOUT": "10"})
         started = time.monotonic()
         result = await world.plan()
         took = time.monotonic() - started
@@ -400,3 +442,168 @@ async def test_a_device_that_closes_the_connection_on_the_read_is_not_waited_for
     assert f"Modbus device 127.0.0.1:{port} closed the connection without answering the " \
         "read of 10 registers at 4989 (unit id 1)" in verify.message, verify.message
     assert took < 4, f"{took:.1f} s: three attempts of a 5 s timeout were waited out"
+
+
+# -- what the serial registers hold -----------------------------------------------------------
+
+
+def held(data: bytes) -> str:
+    """Register bytes as the simulator takes a serial: bytes that are no UTF-8 by their
+    surrogate escapes."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+async def plan_serial_check(make_world: MakeWorld, via: str, serial: str,
+                            hardware_id: str) -> Change:
+    """The identity check of a Sungrow inverter `hardware_id` whose serial registers hold
+    `serial`, read through its gateway or directly."""
+    async with ModbusDeviceSimulator([ModbusDevice(serial)]) as modbus:
+
+        def holding_serial(sims: SimFleet) -> None:
+            for server in sims.modbus:
+                server.device(1).serial = serial
+
+        if via == "direct":
+            inv = direct_inverter("s1-inv", "s1-zap", hardware_id, modbus.port)
+        else:
+            inv = device("s1-inv", "s1-zap", hardware_id, "inverter",
+                         {"modbusTcp": {"host": "192.168.1.60", "port": 502, "unitId": 1,
+                                        "profile": "sungrow"}},
+                         [{"name": "pv", "type": "solar"}],
+                         verification={"checkSerial": True, "via": "gateway"})
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), inv]
+        world = await make_world(docs, before_start=holding_serial)
+        result = await world.plan()
+    return next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+
+
+@pytest.mark.parametrize("via", ["gateway", "direct"])
+async def test_serial_bytes_that_are_not_utf8_are_shown_escaped(
+        make_world: MakeWorld, via: str) -> None:
+    """Decoded as ASCII with U+FFFD, the plan said the device reports 'SG0001��': what the
+    device holds was never shown, and any two such serials read the same."""
+    verify = await plan_serial_check(make_world, via, held(b"SG0001\xff\xfe"), "SG0001")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_MISMATCH, True), verify.message
+    assert verify.before == {"serial": "SG0001\\xff\\xfe"}
+    assert verify.message.startswith(
+        "the device reports serial 'SG0001\\xff\\xfe', not hardwareId 'SG0001'"), verify.message
+
+
+@pytest.mark.parametrize("via", ["gateway", "direct"])
+async def test_a_utf8_serial_is_read_as_utf8(make_world: MakeWorld, via: str) -> None:
+    """Sungrow documents its serial as UTF-8/ASCII: read as ASCII, a serial with a letter
+    beyond ASCII never matched its hardwareId."""
+    verify = await plan_serial_check(make_world, via, "SGÅ0001", "SGÅ0001")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, {"serial": "SGÅ0001"}), verify.message
+
+
+async def test_a_nul_before_the_serial_is_padding(make_world: MakeWorld) -> None:
+    """Everything after the first NUL was dropped: the device was said to report no serial."""
+    verify = await plan_serial_check(make_world, "direct", "\0\0 SG0001\0", "SG0001")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, {"serial": "SG0001"}), verify.message
+
+
+async def test_text_after_a_nul_is_part_of_the_serial_and_shown(make_world: MakeWorld) -> None:
+    """Cut at the first NUL, what follows it was never compared nor shown."""
+    verify = await plan_serial_check(make_world, "direct", "SG0001\0\x01x", "SG0001")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_MISMATCH, True, {"serial": "SG0001\0\x01x"}), verify.message
+    assert verify.message.startswith(
+        "the device reports serial 'SG0001\\x00\\x01x', which goes on after a NUL byte "
+        "(\\x00), not hardwareId 'SG0001'"), verify.message
+
+
+def counting_modbus_reads(reads: list[int], then: Callable[[SimFleet], None] | None = None,
+                          ) -> Callable[[SimFleet], None]:
+    """A `before_start` counting the registers gateway s1's /api/modbus/read is asked for
+    (each request's `register`), then doing `then`."""
+
+    def install(sims: SimFleet) -> None:
+        @web.middleware
+        async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path == "/api/modbus/read":
+                reads.append((await request.json())["register"])
+            return await handler(request)
+
+        sims.zaps[serial_of(1)].app.middlewares.append(count)
+        if then is not None:
+            then(sims)
+
+    return install
+
+
+async def test_a_device_not_answering_the_gateway_is_said_so_at_the_first_base_address(
+        make_world: MakeWorld) -> None:
+    """The Zap answers 502 for a device that did not answer: taken for one without the
+    registers, every base address was tried, each after the Zap's own Modbus timeout, 9
+    reads in all, and the plan said only "HTTP 502"."""
+    reads: list[int] = []
+    docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
+    world = await make_world(docs, before_start=counting_modbus_reads(reads))
+    for server in world.sims.modbus:
+        await server.set_offline(True)
+    result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert ("Modbus device 192.168.1.60:502 did not answer the read of 68 registers at 40000 "
+            "(unit id 1) through the gateway (zap.modbus_read /api/modbus/read: HTTP 502: "
+            ) in verify.message, verify.message
+    assert verify.message.endswith(
+        "(gave up after 3 attempts)); it is checked before the device is added"), \
+        verify.message
+    assert reads == [40000] * 3
+
+
+async def test_a_device_without_a_sunspec_map_behind_the_gateway_is_said_so(
+        make_world: MakeWorld) -> None:
+    """Its 502s (exception 2, at each base) were taken as not answering: 9 reads, and the
+    plan said "HTTP 502" rather than that the device has no SunSpec map."""
+    reads: list[int] = []
+
+    def sungrow(sims: SimFleet) -> None:
+        for server in sims.modbus:
+            server.device(1).profile = "sungrow"
+
+    docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
+    world = await make_world(docs, before_start=counting_modbus_reads(reads, sungrow))
+    result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert "no SunSpec marker at 40000, 0, 50000: the device does not speak SunSpec " \
+        "(profile 'fronius')" in verify.message, verify.message
+    assert reads == [40000, 0, 50000]
+
+
+async def test_a_device_failure_through_the_gateway_is_named(make_world: MakeWorld) -> None:
+    def failing(sims: SimFleet) -> None:
+        for server in sims.modbus:
+            server.device(1).fault = ExcCodes.DEVICE_FAILURE
+
+    docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
+    world = await make_world(docs, before_start=failing)
+    result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert ("Modbus device 192.168.1.60:502 answered the read of 68 registers at 40000 "
+            "(unit id 1) through the gateway with server device failure (exception 4)); it "
+            "is checked") in verify.message, verify.message
+
+
+async def test_a_device_answering_as_another_unit_id_is_said_so(
+        make_world: MakeWorld) -> None:
+    """A device on its own may answer any unit id as its own, and say so in its answer.
+    pymodbus skipped that answer (logging a hex dump) and waited for one that never came:
+    the plan said the device did not answer within the timeout, three times over."""
+    async with ModbusDeviceSimulator([ModbusDevice("SG0001", unit_id=1)],
+                                     answers_as=1) as modbus:
+        docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)),
+                direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port, unit=7)]
+        world = await make_world(docs, env={"RECONCILER_MODBUS_TIMEOUT": "2"})
+        result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked, verify.before) == (
+        Reason.IDENTITY_CHECK, False, None), verify.message
+    assert (f"serial not read yet (Modbus device 127.0.0.1:{modbus.port} answered the read of "
+            "10 registers at 4989 as unit id 1, not as unit id 7 that was asked; if it is the "
+            "device, its `unitId` is 1); it is checked") in verify.message, verify.message
+    assert modbus.reads[(7, 4)] == 1, "asked once: it answers the same way again"

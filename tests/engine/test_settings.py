@@ -54,6 +54,7 @@ def test_an_empty_variable_counts_as_unset(tmp_path: Path) -> None:
     ("RECONCILER_GATEWAY_CONCURRENCY", "0", "at least 1; got '0'"),
     ("RECONCILER_RETRIES", "2.5", "expected a whole number of attempts, at least 1"),
     ("RECONCILER_TIMEOUT", "-1", "expected a number of seconds, greater than 0; got '-1'"),
+    ("RECONCILER_MODBUS_TIMEOUT", "0", "expected a number of seconds, greater than 0; got '0'"),
     ("RECONCILER_GATEWAY_RATE", "nan", "expected a number of requests per second"),
     ("RECONCILER_INSECURE_SKIP_TLS_VERIFY", "maybe", "expected true or false, got 'maybe'"),
     ("RECONCILER_NOVACORE_URL", "novacore.example", "expected an http:// or https:// URL with "

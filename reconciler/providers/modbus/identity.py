@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import string
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
@@ -15,7 +17,7 @@ from typing import TypeVar
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from reconciler.errors import ProviderRejected, ProviderUnavailable
+from reconciler.errors import ProviderError, ProviderRejected, ProviderUnavailable
 
 T = TypeVar("T")
 
@@ -23,11 +25,16 @@ SUNGROW_SERIAL = (4989, 10, "input")
 SUNSPEC_BASE = 40000
 # Where a SunSpec device may start its map (§5.1), the usual one first.
 SUNSPEC_BASES = (SUNSPEC_BASE, 0, 50000)
-SUNSPEC_LENGTH = 70  # marker (2) + header (2) + common model (66)
 _SUNS = (0x5375, 0x6E53)
 _COMMON_MODEL = 1
-# Common model: ID, L, Mn(16), Md(16), Opt(8), Vr(8), SN(16) from base+2.
+# From the base: the marker (2), the common model's ID and L, Mn (16), Md (16), Opt (8),
+# Vr (8), SN (16). Read up to the SN and no further: what follows (DA, and Pad in the
+# 66-register model but not the 65-register one of older devices, then the next model or
+# the end marker, which some devices leave out) a device may not have, and refuse the read.
 _SN = slice(4 + 16 + 16 + 8 + 8, 4 + 16 + 16 + 8 + 8 + 16)
+SUNSPEC_LENGTH = _SN.stop  # 68
+# The shortest common model (L, registers after ID and L) that holds the whole SN.
+_MIN_COMMON_LENGTH = _SN.stop - 4
 
 # Modbus exception codes (Modbus application protocol §7) a read may be answered with...
 _EXCEPTIONS = {
@@ -46,10 +53,26 @@ _EXCEPTIONS = {
 _TRANSIENT = frozenset({5, 6, 10, 11})
 # ...and those saying that the registers asked for are not there (a SunSpec map elsewhere).
 _ABSENT = frozenset({2, 3})
+# ...and those from a Modbus gateway saying that no device answered behind it.
+_SILENT_CODES = frozenset({10, 11})
+
+
+# What pads a string in registers, at either end.
+_PADDING = "\x00" + string.whitespace
 
 
 class RegistersAbsent(ProviderRejected):
     """The device answered that it has no such registers: its map may be elsewhere."""
+
+
+class NoAnswer(ProviderUnavailable):
+    """The device did not answer within the timeout. Not retried: a device that does not
+    answer in time rarely does when asked again at once, and every attempt waits the whole
+    timeout (three of them, for a thousand devices that never answer, held a plan for
+    minutes). The plan says the serial is not read; an apply's check of it, or the next
+    plan, asks again."""
+
+    retryable = False
 
 
 # (register, count, "input" | "holding") -> register values
@@ -57,9 +80,16 @@ RegisterReader = Callable[[int, int, str], Awaitable[list[int]]]
 
 
 def decode_string(registers: list[int]) -> str:
-    """ASCII, two characters per register, high byte first, NUL/space padded."""
+    """Two bytes per register, high byte first; UTF-8, of which ASCII is a part (Sungrow
+    documents its serial as UTF-8/ASCII, SunSpec as ASCII). A byte that is not UTF-8 is
+    kept as its escape, `\\xff`: replaced by U+FFFD, what the device holds was lost, and
+    two devices' different bytes read as the same serial.
+
+    NUL bytes and spaces around the text are padding, on either side. A NUL inside it is
+    kept, as the rest is: cut there, a serial after a NUL read as none, and one with more
+    after a NUL as only what came before it; messages show it as `\\x00`."""
     raw = b"".join(int(r).to_bytes(2, "big") for r in registers)
-    return raw.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()
+    return raw.decode("utf-8", errors="backslashreplace").strip(_PADDING)
 
 
 async def read_serial(profile: str, read: RegisterReader) -> str:
@@ -93,9 +123,10 @@ async def _sunspec_serial(profile: str, read: RegisterReader) -> tuple[int, str]
         except RegistersAbsent:
             continue  # the map is elsewhere
         except ProviderUnavailable as exc:
-            # A gateway answers 502 both for a device that did not answer and for one that
-            # has no such registers; the latter may have its map at the next base. No
-            # answer at all (a timeout, a refused connection) is tried at no other.
+            # A gateway's 502 that does not say why (`gateway_reader`) may be a device with
+            # no such registers, whose map may be at the next base. No answer at all (a
+            # timeout, a refused connection, directly or through the gateway) is tried at
+            # no other: the device is not there to answer at any.
             if exc.status != 502:
                 raise
             unread = unread or exc
@@ -108,6 +139,13 @@ async def _sunspec_serial(profile: str, read: RegisterReader) -> tuple[int, str]
                 f"model (1) that holds the serial (profile {profile!r})",
                 operation="modbus.read_serial",
             )
+        if block[3] < _MIN_COMMON_LENGTH:
+            raise ProviderRejected(
+                f"the SunSpec common model at {base} is {block[3]} registers long, too short "
+                f"to hold the serial (SN), which needs {_MIN_COMMON_LENGTH} (profile "
+                f"{profile!r})",
+                operation="modbus.read_serial",
+            )
         return base, decode_string(block[_SN])
     if unread is not None:
         raise unread
@@ -118,12 +156,17 @@ async def _sunspec_serial(profile: str, read: RegisterReader) -> tuple[int, str]
     )
 
 
+# Said of a read not answered in time: which setting's time it was, and that it was asked
+# once (`NoAnswer`).
+_NOT_AGAIN = " (RECONCILER_MODBUS_TIMEOUT; not retried)"
+
+
 def direct_reader(
     host: str,
     port: int,
     unit_id: int,
     *,
-    timeout: float = 3.0,
+    timeout: float = 3.0,  # RECONCILER_MODBUS_TIMEOUT
     admit: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext,
 ) -> RegisterReader:
     """Reads registers with a pymodbus TCP client (one connection per read batch). Each
@@ -141,10 +184,22 @@ async def _read_direct(
     host: str, port: int, unit_id: int, register: int, count: int, kind: str, timeout_s: float
 ) -> list[int]:
     lost = asyncio.Event()
+    other_units: list[int] = []  # unit ids of the answers to other unit ids than asked
 
     def traced(connected: bool) -> None:
         if not connected:
             lost.set()
+
+    def received(sending: bool, data: bytes) -> bytes:
+        # pymodbus skips an answer from another unit id than the one asked (byte 6 of the
+        # MBAP header), logging it with a hex dump, and waits on for one that does not
+        # come: seen here, it is not passed on, and the read ends at once, saying which
+        # unit id answered. Unit id 0 asks whichever device is there.
+        if not sending and unit_id and len(data) > 6 and data[6] != unit_id:
+            other_units.append(data[6])
+            lost.set()
+            return b""
+        return data
 
     # No reconnecting: a device that closes the connection has answered for this read. Our
     # own timeout ends a read that is not answered, with a message that says so, before
@@ -156,12 +211,17 @@ async def _read_direct(
         retries=0,
         reconnect_delay=0,
         trace_connect=traced,
+        trace_packet=received,
     )
     try:
         try:
             connected = await asyncio.wait_for(client.connect(), timeout_s)
         except TimeoutError:
-            connected = False
+            raise NoAnswer(
+                f"Modbus device {host}:{port} did not accept the connection within "
+                f"{timeout_s:g} s{_NOT_AGAIN}",
+                operation="modbus.read",
+            ) from None
         if not connected:
             raise ProviderUnavailable(
                 f"cannot connect to Modbus device {host}:{port}", operation="modbus.read"
@@ -172,12 +232,20 @@ async def _read_direct(
         )
     except TimeoutError as exc:  # says nothing itself: the message says how long we waited
         # Named in full: many devices leave a read for a unit id they do not have unanswered.
-        raise ProviderUnavailable(
+        raise NoAnswer(
             f"Modbus device {host}:{port} did not answer the read of {count} registers at "
-            f"{register} (unit id {unit_id}) within {timeout_s:g} s",
+            f"{register} (unit id {unit_id}) within {timeout_s:g} s{_NOT_AGAIN}",
             operation="modbus.read",
         ) from exc
     except (_Closed, ModbusException, OSError) as exc:
+        if other_units:
+            # Not asked again: it answers as the same unit id the next time.
+            raise ProviderRejected(
+                f"Modbus device {host}:{port} answered the read of {count} registers at "
+                f"{register} as unit id {other_units[0]}, not as unit id {unit_id} that was "
+                f"asked; if it is the device, its `unitId` is {other_units[0]}",
+                operation="modbus.read",
+            ) from exc
         # Closed before the read was sent, pymodbus says "Not connected": the device closed it.
         if lost.is_set() or isinstance(exc, _Closed):
             raise ProviderUnavailable(
@@ -193,20 +261,25 @@ async def _read_direct(
         client.close()
     if result.isError():
         code = getattr(result, "exception_code", None)
-        reason = f"{_EXCEPTIONS.get(code or 0, 'exception')} (exception {code})"
-        error = (
-            ProviderUnavailable
-            if code in _TRANSIENT
-            else RegistersAbsent
-            if code in _ABSENT
-            else ProviderRejected
-        )
-        raise error(
+        raise _answered(
+            code or 0,
             f"Modbus device {host}:{port} answered the read of {count} registers at "
-            f"{register} (unit id {unit_id}) with {reason}",
-            operation="modbus.read",
+            f"{register} (unit id {unit_id})",
         )
     return list(result.registers)
+
+
+def _answered(code: int, what: str) -> ProviderError:
+    """The error of a read `what` answered with Modbus exception `code`."""
+    reason = f"{_EXCEPTIONS.get(code, 'exception')} (exception {code})"
+    error = (
+        ProviderUnavailable
+        if code in _TRANSIENT
+        else RegistersAbsent
+        if code in _ABSENT
+        else ProviderRejected
+    )
+    return error(f"{what} with {reason}", operation="modbus.read")
 
 
 class _Closed(Exception):
@@ -234,14 +307,52 @@ async def _unless_closed(answer: Awaitable[T], lost: asyncio.Event, timeout_s: f
     raise TimeoutError
 
 
+# What a gateway's 502 says of the device: the Modbus exception it answered with, or that
+# it could not be reached or did not answer (platform-apis §1.2: "connection failed or read
+# failed"; the simulator: "cannot connect", "no answer", "no device at").
+_GATEWAY_EXCEPTION = re.compile(r"exception(?: code)?:? *(\d+)", re.IGNORECASE)
+_GATEWAY_SILENT = re.compile(
+    r"connect|time ?out|timed out|no (answer|response|device)|not respond|unreachable",
+    re.IGNORECASE,
+)
+
+
 def gateway_reader(
     modbus_read: Callable[..., Awaitable[list[int]]], host: str, port: int, unit_id: int
 ) -> RegisterReader:
-    """Reads registers through the Zap's POST /api/modbus/read."""
+    """Reads registers through the Zap's POST /api/modbus/read. The Zap answers 502 both
+    for a device that did not answer and for one that answered with a Modbus exception
+    (platform-apis §1.2): its text says which. A device that did not answer is said so, and
+    its SunSpec map not looked for at the next base address, where it would not answer
+    either (each time after the Zap's own Modbus timeout); one without the registers is
+    looked for there. A 502 that says neither is left as it is."""
 
     async def read(register: int, count: int, kind: str) -> list[int]:
-        return await modbus_read(
-            ip=host, port=port, unit_id=unit_id, register=register, count=count, register_type=kind
-        )
+        try:
+            return await modbus_read(
+                ip=host,
+                port=port,
+                unit_id=unit_id,
+                register=register,
+                count=count,
+                register_type=kind,
+            )
+        except ProviderUnavailable as exc:
+            if exc.status != 502:
+                raise
+            what = f"Modbus device {host}:{port}"
+            asked = f"the read of {count} registers at {register} (unit id {unit_id})"
+            text = str(exc)
+            code = _GATEWAY_EXCEPTION.search(text)
+            if code is not None and int(code.group(1)) not in _SILENT_CODES:
+                raise _answered(
+                    int(code.group(1)), f"{what} answered {asked} through the gateway"
+                ) from exc
+            if code is not None or _GATEWAY_SILENT.search(text):
+                raise ProviderUnavailable(
+                    f"{what} did not answer {asked} through the gateway ({text})",
+                    operation="modbus.read",
+                ) from exc
+            raise
 
     return read
