@@ -191,7 +191,8 @@ def workflow_header() -> str:
 # What the Plan step must pass on: every setting (engine.config) and the two files named by
 # variables, but the state directory (the checkout's .reconciler, fresh on every run) and the
 # secrets directory (set by the "MQTT passwords" step).
-FORWARDED = ({"RECONCILER_" + f.name.upper() for f in fields(Settings)}
+# (The proxies come from the standard variables, which a runner's environment holds already.)
+FORWARDED = ({"RECONCILER_" + f.name.upper() for f in fields(Settings) if f.name != "proxies"}
              | {"RECONCILER_CONFIG", "RECONCILER_GATEWAY_URLS_FILE"}) \
     - {"RECONCILER_STATE_DIR", "RECONCILER_SECRETS_DIR"}
 TOKENS = {"RECONCILER_NOVACORE_TOKEN", "RECONCILER_ENAPTER_TOKEN", "RECONCILER_FLATPEAK_API_KEY"}
