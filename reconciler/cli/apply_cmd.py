@@ -440,9 +440,13 @@ async def _apply(
                 print(printable(_stale(args.paths[0], saved, result)), file=sys.stderr)
             return common.EXIT_ERROR
         doc = result.document()
-        if saved and json.loads(json.dumps(doc["changes"])) != saved.get("changes"):
+        if saved and json.loads(
+            json.dumps(document.changes_as_of(doc["changes"], str(saved["format_version"])))
+        ) != saved.get("changes"):
             # Same inputs give the same changes: different ones were edited into the file,
             # and applying what its inputs give instead would apply what nobody reviewed.
+            # Compared as the plan's format writes them: one made by an older reconciler
+            # lacks the keys added since (`deferred_actions` before 1.5).
             print(
                 "error: the saved plan's changes are not the ones its inputs give (was the "
                 "file edited?); make the plan again with `reconciler plan --out`",

@@ -121,6 +121,28 @@ def to_document(plan: Plan, *, inputs: dict[str, Any] | None = None) -> dict[str
     }
 
 
+# The keys of a change entry (`change_entry`) added since 1.0, with the format that added
+# each: a plan saved by an older reconciler holds its changes without them.
+_CHANGE_KEYS_ADDED = {"deferred_actions": (1, 5)}
+
+
+def _version(text: str) -> tuple[int, int] | None:
+    major, _, minor = text.partition(".")
+    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else None
+
+
+def changes_as_of(changes: list[dict[str, Any]], format_version: str) -> list[dict[str, Any]]:
+    """`changes` (entries of this format) as a plan of `format_version` of the same major
+    version holds them: without the keys a later minor version added. A saved plan made
+    by an older reconciler is compared with what its inputs give now in its own terms, so
+    that a key it could not hold does not make it look edited."""
+    saved = _version(format_version)
+    added = [key for key, since in _CHANGE_KEYS_ADDED.items() if saved is None or saved < since]
+    if not added:
+        return changes
+    return [{k: v for k, v in change.items() if k not in added} for change in changes]
+
+
 def is_compatible(document: dict[str, Any]) -> bool:
     version = str(document.get("format_version", ""))
     return version.split(".")[0] == FORMAT_VERSION.split(".")[0]

@@ -227,6 +227,41 @@ def test_a_saved_plan_with_edited_changes_is_refused(
     assert run.sims.call(run.sims.sims.writes) == 0
 
 
+def _as_format_1_4(doc: dict[str, Any]) -> dict[str, Any]:
+    """A plan saved by a reconciler of plan format 1.4 (before `deferred_actions`,
+    `summary.outside_selection` and `inputs.state_directory`), as that version wrote it."""
+    older = json.loads(json.dumps(doc))
+    older["format_version"] = "1.4"
+    del older["inputs"]["state_directory"]
+    del older["summary"]["outside_selection"]
+    for change in older["changes"]:
+        del change["deferred_actions"]
+    return older
+
+
+@pytest.mark.parametrize("edited", [False, True])
+def test_a_plan_saved_by_an_older_reconciler_applies_unless_edited(
+        make_cli: CliFactory, tmp_path: Path, edited: bool) -> None:
+    """A plan of format 1.4 has no `deferred_actions` in its changes: that is no edit, and it
+    applies once its inputs are as they were; a change edited in it is still refused."""
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    older = _as_format_1_4(json.loads(saved.read_text()))
+    if edited:
+        older["changes"][0]["after"]["name"] = "HACKED"
+    saved.write_text(json.dumps(older))
+    code, out, err = run("apply", str(saved))
+    if edited:
+        assert code == 1
+        assert "the saved plan's changes are not the ones its inputs give" in err
+        assert run.sims.call(run.sims.sims.writes) == 0
+        return
+    assert code == 0, (out, err)
+    assert run.sims.call(converged_exactly_once, run.sims.sims, load(two_sites())) is None
+    assert run("plan", run.path, "--detailed-exitcode")[0] == 0
+
+
 def test_saved_plan_is_refused_when_the_actual_state_changed(
         make_cli: CliFactory, tmp_path: Path) -> None:
     run = make_cli(two_sites())
