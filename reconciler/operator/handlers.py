@@ -206,7 +206,7 @@ async def _reconcile(
         config_store=ConfigSecrets(runtime.secrets, namespace),
         credentials=PasswordFingerprint(runtime.credential_key, status.get("appliedSecrets")),
         holds=runtime.holds,
-        claims=swaps.recorded(status) if kind == "Gateway" else (),
+        claims=swaps.recorded(status, nsf.fleet) if kind == "Gateway" else (),
         declared_elsewhere=(
             _declared_serials(indexes, (namespace, name)) if kind == "Gateway" else None
         ),
@@ -339,7 +339,7 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
     settings = runtime.current_settings()
     removal = await remove_object(
         kind, name, nsf, settings, secrets, status=kwargs["status"],
-        claims=swaps.recorded(kwargs["status"]) if gateway else (),
+        claims=swaps.recorded(kwargs["status"], nsf.fleet) if gateway else (),
         declared_elsewhere=(
             _declared_serials(_indexes(kwargs), (namespace, name)) if gateway else None
         ),

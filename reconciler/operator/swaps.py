@@ -7,14 +7,17 @@ and applies."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.status import ClaimedGateway
+from reconciler.operator.objects import LAST_VALID_SPEC
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import Observed, Unreachable
 from reconciler.plan.sourceful import serial_release
@@ -25,10 +28,14 @@ CLAIMS = "claims"
 ORPHANED = "orphaned"
 
 
-def recorded(status: Mapping[str, Any] | None) -> list[ClaimedGateway]:
+def recorded(status: Mapping[str, Any] | None, fleet: Fleet | None = None) -> list[ClaimedGateway]:
     """The claims a Gateway's status records; an entry that does not parse is skipped (it
-    names nothing that could be released safely)."""
+    names nothing that could be released safely). A status with no `claims` at all, as an
+    older operator wrote it, holds the claim that operator made all the same (`fleet`, the
+    namespace's, names the organisation: `_claimed_before_claims`)."""
     entries = (status or {}).get(CLAIMS)
+    if entries is None and fleet is not None:
+        return _claimed_before_claims(status or {}, fleet)
     claims: list[ClaimedGateway] = []
     for entry in entries if isinstance(entries, list) else []:
         try:
@@ -36,6 +43,31 @@ def recorded(status: Mapping[str, Any] | None) -> list[ClaimedGateway]:
         except ValidationError:
             continue
     return claims
+
+
+def _claimed_before_claims(status: Mapping[str, Any], fleet: Fleet) -> list[ClaimedGateway]:
+    """The claim an operator that kept no `status.claims` made: the serial and deletion
+    policy of the spec last reconciled (`status.lastValidSpec`), claimed (its `Claimed`
+    condition) into the organisation that spec, or its Site, names. Without it, a serial
+    swapped before this operator's first reconcile of the Gateway would be forgotten, left
+    claimed with `deletionPolicy: Release`; none when the status does not say all that."""
+    claimed = any(
+        isinstance(c, Mapping) and c.get("type") == "Claimed" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    try:
+        spec = json.loads(status.get(LAST_VALID_SPEC) or "")
+    except (TypeError, ValueError):
+        return []
+    zap = spec.get("zap") if isinstance(spec, dict) else None
+    if not claimed or not isinstance(zap, dict) or not isinstance(zap.get("serial"), str):
+        return []
+    site = fleet.sites.get(str(spec.get("siteRef") or ""))
+    org = zap.get("orgId") or (site.spec.novacore.org_id if site and site.spec.novacore else "")
+    policy = spec.get("deletionPolicy") or DeletionPolicy.ORPHAN.value
+    if not isinstance(org, str) or not org or not isinstance(policy, str):
+        return []
+    return [ClaimedGateway(serial=zap["serial"], org_id=org, deletion_policy=policy)]
 
 
 def declared_serials(
