@@ -140,8 +140,8 @@ def for_elsewhere(settings: Settings) -> Settings:
 def working_in(directory: str | None) -> Iterator[None]:
     """Work in `directory` (None: where it is) until the block ends, then where it was.
     The apply of a saved plan runs where the plan was made, as Terraform's `-chdir`: every
-    path there is spelled as the plan spelled it (a config file the plan shows as
-    `.reconciler/secrets/x.json`), so the plan made again reads and says the same."""
+    relative path there names what it named for the plan, so the plan made again reads and
+    says the same."""
     if directory is None:
         yield
         return

@@ -105,3 +105,24 @@ async def test_a_saved_plan_is_refused_with_another_state_directory_before_anyth
     same = await dirs.cli("apply", str(work / "plan.json"), cwd=elsewhere)
     assert same.code == 0 and "No changes." in same.stdout, same.text
     assert list(elsewhere.iterdir()) == []
+
+
+async def test_a_saved_plan_applies_with_its_state_directory_spelled_otherwise(
+        dirs: Dirs) -> None:
+    """The plan names the Enapter config file written under the state directory; that
+    directory given relative for the plan and absolute, through a link, for the apply is the
+    same directory, and the plan is not stale for it."""
+    work = dirs.work
+    link = dirs.elsewhere / "work-link"
+    link.symlink_to(work)
+    made = await dirs.cli("plan", "sites", "--out", "plan.json", cwd=work)
+    assert made.code == 0, made.text
+    applied = await dirs.cli("apply", "plan.json", cwd=work,
+                             RECONCILER_STATE_DIR=str(link / ".reconciler"))
+    assert applied.code == 0, applied.text
+    assert "Apply complete: 32 done, 0 failed" in applied.stdout, applied.text
+    # Named one way whatever the spelling: absolute, the link resolved.
+    file = work / ".reconciler" / "secrets" / "h2-lab-ucm.json"
+    assert f"its communication config is written to {file} (mode 0600)" in made.stdout
+    assert file.is_file()
+
