@@ -118,9 +118,10 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
     directory = inputs.get("working_directory")
     if directory is not None and not (isinstance(directory, str) and Path(directory).is_absolute()):
         return "inputs.working_directory must be an absolute path (where `plan --out` ran)"
-    state = inputs.get("state_directory")
-    if state is not None and not (isinstance(state, str) and Path(state).is_absolute()):
-        return "inputs.state_directory must be an absolute path (the state directory it used)"
+    for key, what in (("state_directory", "state"), ("secrets_directory", "secrets")):
+        value = inputs.get(key)
+        if value is not None and not (isinstance(value, str) and Path(value).is_absolute()):
+            return f"inputs.{key} must be an absolute path (the {what} directory it used)"
     if not isinstance(options, dict):
         return "options must be an object (prune, targets, excludes)"
     if not isinstance(options.get("prune", False), bool):
@@ -357,9 +358,14 @@ def run(args: argparse.Namespace) -> int:
             if _origin_refusal(args.paths[0], saved, settings, fleet):
                 return common.EXIT_ERROR
             assert read_in is not None
-            other = saved_paths.other_state_dir(args.paths[0], saved, settings, read_in)
-            if other is not None:
-                print(printable(f"error: {other}"), file=sys.stderr)
+            others = [
+                saved_paths.other_state_dir(args.paths[0], saved, settings, read_in),
+                saved_paths.other_secrets_dir(args.paths[0], saved, settings, read_in, fleet),
+            ]
+            for other in others:
+                if other is not None:
+                    print(printable(f"error: {other}"), file=sys.stderr)
+            if any(others):
                 return common.EXIT_ERROR
         else:
             options = common.plan_options(args, fleet)

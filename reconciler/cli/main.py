@@ -16,6 +16,7 @@ from reconciler.cli import (
     apply_cmd,
     common,
     demo_cmd,
+    library_logs,
     operator_cmd,
     plan_cmd,
     schema_cmd,
@@ -117,6 +118,7 @@ def _escape_unencodable(stream: TextIO) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     _line_buffered(sys.stdout)
     _escape_unencodable(sys.stdout)
+    library_logs.quiet()
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:

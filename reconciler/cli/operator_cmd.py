@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from reconciler.cli import common
+from reconciler.cli import common, library_logs
 
 EXAMPLES = """\
 examples:
@@ -42,7 +42,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--liveness", metavar="URL", help="health endpoint, e.g. http://0.0.0.0:8080/healthz"
     )
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--verbose", action="store_true", help="debug logging, pymodbus's own lines included"
+    )
     parser.set_defaults(run=run)
 
 
@@ -80,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.verbose:
+        library_logs.shown()  # pymodbus's own lines, its frames too, for debugging
     # Checked before kopf starts: a bad variable is one clear error at start-up, not a
     # failure in every handler; and every bad one at once, the operator's own and the
     # engine's, not one per restart of a pod in CrashLoopBackOff.

@@ -16,7 +16,10 @@ the secret files the plan was made with, not empty ones of the current directory
 plan format 1.6 the plan records its state directory (`inputs.state_directory`), and is
 refused with another: the plan rests on what that directory remembers (deletion policies,
 retired sites, declared fields), and an apply recorded elsewhere would leave it to forget
-what was done."""
+what was done. It records its secrets directory too (`inputs.secrets_directory`), and a
+fleet that reads passwords from secret files is refused with another: the plan says which
+of them changed since they were sent, and another directory's would make it stale for no
+reason it could name."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from reconciler.engine.config import Settings
+from reconciler.engine.credentials import mqtt_passwords
 from reconciler.errors import PlanError
 from reconciler.model.fleet import Fleet
 
@@ -140,8 +144,8 @@ def for_elsewhere(settings: Settings) -> Settings:
 def working_in(directory: str | None) -> Iterator[None]:
     """Work in `directory` (None: where it is) until the block ends, then where it was.
     The apply of a saved plan runs where the plan was made, as Terraform's `-chdir`: every
-    path there is spelled as the plan spelled it (a config file the plan shows as
-    `.reconciler/secrets/x.json`), so the plan made again reads and says the same."""
+    relative path there names what it named for the plan, so the plan made again reads and
+    says the same."""
     if directory is None:
         yield
         return
@@ -171,6 +175,35 @@ def other_state_dir(
         "and the apply is recorded there. Apply it with the state directory it was made with "
         "(RECONCILER_STATE_DIR as it was set for the plan), or make the plan again with this "
         "one (`reconciler plan ... --out FILE`)"
+    )
+
+
+def other_secrets_dir(
+    plan_file: str, saved: dict[str, Any], settings: Settings, directory: str, fleet: Fleet
+) -> str | None:
+    """Why the saved plan is not applied with `settings`' secrets directory (a relative one
+    taken in `directory`), or None when it is the one the plan was made with, the fleet
+    reads no password from a secret file (the directory plays no part), or the plan does
+    not say (made by an older reconciler)."""
+    recorded = saved["inputs"].get("secrets_directory")
+    used = os.path.abspath(os.path.join(directory, settings.secrets_dir))
+    if not isinstance(recorded, str) or _same(recorded, used):
+        return None
+    read = [
+        f"secret {ref.name}/{ref.key} of device/{device.name}"
+        for device, source, _ in mqtt_passwords(fleet)
+        if (ref := source.secret_key_ref) is not None
+    ]
+    if not read:
+        return None
+    more = f" and {len(read) - 1} more" if len(read) > 1 else ""
+    return (
+        f"the saved plan {plan_file} was made with the secrets directory {recorded}, and "
+        f"this apply would use {used}; nothing was applied. The plan read the MQTT "
+        f"passwords its fleet takes from secret files there ({read[0]}{more}) and says "
+        "whether each changed since it was sent; the apply sends them. Apply it with the "
+        "secrets directory it was made with (RECONCILER_SECRETS_DIR as it was set for the "
+        "plan), or make the plan again with this one (`reconciler plan ... --out FILE`)"
     )
 
 

@@ -243,7 +243,11 @@ async def _config_outputs(
             continue
         if output.file is not None:
             path = paths[device.name]
-            out[device.name] = ConfigOutputState(str(path), path.is_file(), writers.get(path))
+            out[device.name] = ConfigOutputState(
+                enapter_files.shown_path(session.settings, output.file),
+                path.is_file(),
+                writers.get(path),
+            )
         elif store is not None and output.secret_name is not None:
             try:
                 found = await store.find(device, output.secret_name)

@@ -66,6 +66,18 @@ def config_path(settings: Settings, declared: str) -> Path:
     return path if path.is_absolute() else Path(settings.state_dir) / path
 
 
+def shown_path(settings: Settings, declared: str) -> str:
+    """How a plan names the config file `declared`: absolute, under the state directory
+    with its links resolved, as `apply PLANFILE` takes two spellings of one directory to be
+    the same (`cli.saved_paths`). A saved plan is compared with the plan its apply makes,
+    text included: `.reconciler` for the plan and `$PWD/.reconciler` for the apply named one
+    file twice, and made the saved plan stale."""
+    path = Path(declared)
+    if path.is_absolute():
+        return declared  # as the Device declares it, whatever the state directory
+    return os.path.normpath(Path(os.path.realpath(settings.state_dir)) / path)
+
+
 def _key(path: Path | str) -> str:
     """A path as records keep it: absolute and normalised, so that a state directory
     given relative in one run and absolute in the next names the same file."""

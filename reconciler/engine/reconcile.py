@@ -121,6 +121,8 @@ class PlanResult:
     # The state directory it was made with (as the settings name it): `apply PLANFILE`
     # uses no other.
     state_dir: str = ""
+    # The secrets directory its MQTT passwords were read from: `apply PLANFILE` uses no other.
+    secrets_dir: str = ""
 
     @functools.cached_property
     def inputs(self) -> dict[str, Any]:
@@ -139,6 +141,10 @@ class PlanResult:
                 # sites, ...) and where an apply records: `cli.saved_paths` refuses another.
                 **({"state_directory": os.path.abspath(self.state_dir)}
                    if self.paths and self.state_dir else {}),
+                # Where the passwords of `passwordFrom.secretKeyRef` were read: the plan
+                # says whether each changed since it was sent, and the apply sends them.
+                **({"secrets_directory": os.path.abspath(self.secrets_dir)}
+                   if self.paths and self.secrets_dir else {}),
                 "desired_sha256": desired_fingerprint(self.fleet),
                 "observed_sha256": observed_fingerprint(self.observed),
                 "endpoints": self.endpoints,
@@ -250,6 +256,7 @@ class Reconciler:
             list(paths or []),
             plan_origin.record(self.settings, self.fleet),
             self.settings.state_dir,
+            self.settings.secrets_dir,
         )
 
     def _check_passwords(self) -> tuple[dict[str, str], dict[str, str]]:

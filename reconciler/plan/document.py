@@ -21,6 +21,9 @@ And it added `field` to an unmanaged entry that is a field a spec declared at th
 apply and declares no more, left as it is on its platform (`plan.removed_fields`).
 1.6 added `inputs.state_directory`: the absolute path of the state directory `plan` used,
 whose memory of earlier applies the plan rests on; `apply PLANFILE` refuses another.
+It also added `inputs.secrets_directory`: the absolute path of the secrets directory the
+plan read `passwordFrom.secretKeyRef` passwords from; `apply PLANFILE` of a fleet that
+reads one refuses another.
 """
 
 from __future__ import annotations

@@ -105,3 +105,65 @@ async def test_a_saved_plan_is_refused_with_another_state_directory_before_anyth
     same = await dirs.cli("apply", str(work / "plan.json"), cwd=elsewhere)
     assert same.code == 0 and "No changes." in same.stdout, same.text
     assert list(elsewhere.iterdir()) == []
+
+
+async def test_a_saved_plan_applies_with_its_state_directory_spelled_otherwise(
+        dirs: Dirs) -> None:
+    """The plan names the Enapter config file written under the state directory; that
+    directory given relative for the plan and absolute, through a link, for the apply is the
+    same directory, and the plan is not stale for it."""
+    work = dirs.work
+    link = dirs.elsewhere / "work-link"
+    link.symlink_to(work)
+    made = await dirs.cli("plan", "sites", "--out", "plan.json", cwd=work)
+    assert made.code == 0, made.text
+    applied = await dirs.cli("apply", "plan.json", cwd=work,
+                             RECONCILER_STATE_DIR=str(link / ".reconciler"))
+    assert applied.code == 0, applied.text
+    assert "Apply complete: 32 done, 0 failed" in applied.stdout, applied.text
+    # Named one way whatever the spelling: absolute, the link resolved.
+    file = work / ".reconciler" / "secrets" / "h2-lab-ucm.json"
+    assert f"its communication config is written to {file} (mode 0600)" in made.stdout
+    assert file.is_file()
+
+
+async def test_a_saved_plan_is_refused_with_another_secrets_directory_naming_both(
+        dirs: Dirs) -> None:
+    """The plan read an MQTT password from a secret file: another secrets directory, even
+    one holding the same file, is refused before anything is read, naming both directories
+    and the secret, instead of applied or called stale."""
+    work, elsewhere = dirs.work, dirs.elsewhere
+    other = elsewhere / "secrets"
+    shutil.copytree(work / "secrets", other)
+    made = await dirs.cli("plan", "sites", "--out", "plan.json", cwd=work)
+    assert made.code == 0, made.text
+    assert json.loads((work / "plan.json").read_text())["inputs"]["secrets_directory"] == (
+        str(work / "secrets"))
+    dirs.sims.reset_counts()
+    refused = await dirs.cli("apply", "plan.json", cwd=work, RECONCILER_SECRETS_DIR=str(other))
+    assert (refused.code, refused.stdout) == (1, ""), refused.text
+    assert refused.stderr.splitlines() == [
+        f"error: the saved plan plan.json was made with the secrets directory {work / 'secrets'}"
+        f", and this apply would use {other}; nothing was applied. The plan read the MQTT "
+        "passwords its fleet takes from secret files there (secret ferroamp-mqtt/password of "
+        "device/farm-gotland-ferroamp) and says whether each changed since it was sent; the "
+        "apply sends them. Apply it with the secrets directory it was made with "
+        "(RECONCILER_SECRETS_DIR as it was set for the plan), or make the plan again with "
+        "this one (`reconciler plan ... --out FILE`)"], refused.text
+    assert dirs.sims.requests() == 0, "refused before anything was read"
+    assert not (work / ".reconciler").exists()
+
+    # A plan edited to name it relative is no plan `plan --out` writes.
+    edited = json.loads((work / "plan.json").read_text())
+    edited["inputs"]["secrets_directory"] = "secrets"
+    (work / "edited.json").write_text(json.dumps(edited))
+    invalid = await dirs.cli("apply", "edited.json", cwd=work)
+    assert (invalid.code, invalid.stderr) == (1, (
+        "error: edited.json is not a valid saved plan: inputs.secrets_directory must be an "
+        "absolute path (the secrets directory it used)\n")), invalid.text
+
+    # The same directory named absolute applies.
+    applied = await dirs.cli("apply", "plan.json", cwd=work,
+                             RECONCILER_SECRETS_DIR=str(work / "secrets"))
+    assert applied.code == 0, applied.text
+    assert "Apply complete: 32 done, 0 failed" in applied.stdout, applied.text

@@ -538,7 +538,8 @@ async def test_a_device_not_answering_the_gateway_is_said_so_at_the_first_base_a
         make_world: MakeWorld) -> None:
     """The Zap answers 502 for a device that did not answer: taken for one without the
     registers, every base address was tried, each after the Zap's own Modbus timeout, 9
-    reads in all, and the plan said only "HTTP 502"."""
+    reads in all, and the plan said only "HTTP 502". Then it was read three times at the
+    first, each after that timeout too: it is read once."""
     reads: list[int] = []
     docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
     world = await make_world(docs, before_start=counting_modbus_reads(reads))
@@ -551,9 +552,45 @@ async def test_a_device_not_answering_the_gateway_is_said_so_at_the_first_base_a
             "(unit id 1) through the gateway (zap.modbus_read /api/modbus/read: HTTP 502: "
             ) in verify.message, verify.message
     assert verify.message.endswith(
-        "(gave up after 3 attempts)); it is checked before the device is added"), \
-        verify.message
-    assert reads == [40000] * 3
+        "; not retried)); it is checked before the device is added"), verify.message
+    assert reads == [40000]
+
+
+def answering_502(text: str) -> Callable[[SimFleet], None]:
+    """Gateway s1 answers every /api/modbus/read with a 502 carrying `text`."""
+
+    def install(sims: SimFleet) -> None:
+        @web.middleware
+        async def fail(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path == "/api/modbus/read":
+                return web.json_response({"message": text}, status=502)
+            return await handler(request)
+
+        sims.zaps[serial_of(1)].app.middlewares.append(fail)
+
+    return install
+
+
+async def test_a_502_of_the_gateway_that_says_no_reason_is_not_retried(
+        make_world: MakeWorld) -> None:
+    """A 502 whose text says neither that the device did not answer nor which exception it
+    answered was asked again twice at every base address (9 reads), each taking the Zap's
+    own Modbus timeout: each base address is read once, and the plan says the gateway
+    could not read the device, with the Zap's words."""
+    reads: list[int] = []
+    docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
+    world = await make_world(
+        docs, before_start=counting_modbus_reads(reads, answering_502("Modbus error 0x1f")))
+    result = await world.plan()
+    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
+    assert ("the gateway could not read Modbus device 192.168.1.60:502: the read of 68 "
+            "registers at 40000 (unit id 1) failed (zap.modbus_read /api/modbus/read: HTTP "
+            "502: ") in verify.message, verify.message
+    assert "Modbus error 0x1f" in verify.message
+    assert verify.message.endswith(
+        "; not retried)); it is checked before the device is added"), verify.message
+    assert reads == [40000, 0, 50000]
 
 
 async def test_a_device_without_a_sunspec_map_behind_the_gateway_is_said_so(

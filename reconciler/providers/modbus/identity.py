@@ -75,6 +75,17 @@ class NoAnswer(ProviderUnavailable):
     retryable = False
 
 
+class GatewayReadFailed(ProviderUnavailable):
+    """The Zap answered the read with a 502 that does not say why (`gateway_reader`): not
+    retried, as a device that did not answer through it is not (`NoAnswer`). A 502 of
+    /api/modbus/read is the Zap's word that its own Modbus read failed (platform-apis
+    §1.2), often after its own Modbus timeout, not a failure of the Zap that the next call
+    may not meet. The SunSpec map is still looked for at the next base address: the device
+    may have no registers at this one."""
+
+    retryable = False
+
+
 # (register, count, "input" | "holding") -> register values
 RegisterReader = Callable[[int, int, str], Awaitable[list[int]]]
 
@@ -325,7 +336,10 @@ def gateway_reader(
     (platform-apis §1.2): its text says which. A device that did not answer is said so, and
     its SunSpec map not looked for at the next base address, where it would not answer
     either (each time after the Zap's own Modbus timeout); one without the registers is
-    looked for there. A 502 that says neither is left as it is."""
+    looked for there. No 502 is asked again, as no read left unanswered directly is: three
+    attempts held the plan for three of the Zap's timeouts, at each base address, for a
+    device that did not answer the first. A device busy (exception 5 or 6) answered at
+    once, and is asked again."""
 
     async def read(register: int, count: int, kind: str) -> list[int]:
         try:
@@ -349,10 +363,15 @@ def gateway_reader(
                     int(code.group(1)), f"{what} answered {asked} through the gateway"
                 ) from exc
             if code is not None or _GATEWAY_SILENT.search(text):
-                raise ProviderUnavailable(
-                    f"{what} did not answer {asked} through the gateway ({text})",
+                raise NoAnswer(
+                    f"{what} did not answer {asked} through the gateway ({text}; not retried)",
                     operation="modbus.read",
                 ) from exc
-            raise
+            raise GatewayReadFailed(
+                f"the gateway could not read {what}: {asked} failed ({text}; not retried)",
+                operation=exc.operation,
+                address=exc.address,
+                status=502,
+            ) from exc
 
     return read
