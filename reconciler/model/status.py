@@ -47,6 +47,17 @@ class LastPlan(StrictModel):
         description="Changes, one line each.",
         examples=[["+ create device/inv"]],
     )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the plan says beyond its changes: spec fields declared when a "
+        "reconcile last converged, removed since, and left as they are on their platform "
+        "(no longer managed). Said by every plan, in observe mode too, until a reconcile "
+        "converges and the record forgets the field.",
+        examples=[["spec.manufacturer of Device inv was declared at the last apply and is "
+                   "removed from the spec; its value on Novacore is left as it is and no "
+                   "longer managed (Novacore refuses an empty value): declare it again to "
+                   "manage it"]],
+    )
     time: str | None = Field(
         default=None,
         description="When it was computed (RFC 3339).",

@@ -18,7 +18,7 @@ from reconciler.engine.credentials import KEY_BYTES, key_from_text
 from reconciler.errors import ConfigError
 from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
-from reconciler.operator import conditions, declared, locations, objects, swaps
+from reconciler.operator import conditions, declared, locations, objects, sites_kept, swaps
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Holds
 from reconciler.operator.reconcile import (
@@ -386,6 +386,8 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         kopf.info(body, reason="GatewayKept", message=event_message(message))
     for message in _locations_left(namespace, _indexes(kwargs), body):
         kopf.info(body, reason=locations.KEPT_REASON, message=event_message(message))
+    for message in _site_left(namespace, _indexes(kwargs), body):
+        kopf.info(body, reason=sites_kept.KEPT_REASON, message=event_message(message))
     runtime.holds.release((namespace, kind, name))
     runtime.reported.forget((namespace, kind, name))
     runtime.not_before.pop((namespace, kind, name), None)
@@ -411,6 +413,23 @@ def _locations_left(
         and not objects.is_deleting(other)
     ]
     return locations.left_behind(body, staying)
+
+
+def _site_left(namespace: str, indexes: Mapping[str, Any], body: kopf.Body) -> list[str]:
+    """The Novacore site a Site being deleted leaves, when no other Site of any namespace
+    served is applied to it (`sites_kept`): a site id names one site wherever it is
+    declared. Sites being deleted with it do not keep it, as for Flatpeak locations."""
+    if body.get("kind") != "Site":
+        return []
+    index = indexes.get(_index_id("Site")) or {}
+    own = (namespace, (body.get("metadata") or {}).get("name"))
+    staying = [
+        other
+        for other_namespace in index
+        for other in index[other_namespace]
+        if (other_namespace, other["metadata"]["name"]) != own and not objects.is_deleting(other)
+    ]
+    return sites_kept.left_behind(body, staying)
 
 
 def register_login(registry: kopf.OperatorRegistry) -> None:

@@ -85,6 +85,9 @@ class ObjectResult:
     declared_fields: list[str] | None = None
     # What is said once of fields declared no more and left as they are (`declared.notes`).
     unmanaged_fields: list[str] = field(default_factory=list)
+    # What the plan says of them, converged or not (`status.lastPlan.notes`): in observe
+    # mode, with other changes pending, the reconcile never converges to say it once.
+    plan_notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -266,6 +269,7 @@ async def reconcile_object(
         own += [step.change for step in steps if step.change is not None]
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}
         result.plan_lines = [_line(c) for c in own if c.is_change]
+        result.plan_notes = declared.notes(plan.unmanaged, resource.address)
         result.changes = len(result.plan_lines)
         result.summary = _summary(own)
         blockers = [
@@ -318,7 +322,7 @@ async def reconcile_object(
         # Recorded, and what is left as it is said, once: the next reconcile compares with
         # this record and finds the field removed no more.
         result.declared_fields = sorted(declared_paths(resource.spec))
-        result.unmanaged_fields = declared.notes(plan.unmanaged, resource.address)
+        result.unmanaged_fields = list(result.plan_notes)
     if kind == "Device":
         result.gateway = _device_gateway(resource, sub, own, outcomes)
     releases = {s.change.address for s in steps if s.change is not None}
@@ -598,6 +602,7 @@ def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
             "summary": result.summary,
             "changes": result.changes,
             "actions": result.plan_lines[:20],
+            "notes": result.plan_notes[:20],
             "time": now,
         },
     }

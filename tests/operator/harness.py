@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import gc
 import json
 import logging
@@ -31,6 +32,7 @@ from reconciler.operator.config import OperatorConfig
 from reconciler.operator.handlers import Runtime, configure, register
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
+from reconciler.sources.yaml_documents import parse_yaml
 
 NAMESPACE = "fleet"
 # A second namespace, for tests of an operator that serves only some namespaces.
@@ -258,10 +260,15 @@ def secret_values(secret: dict[str, Any]) -> dict[str, str]:
 
 
 def documents(yaml_text: str) -> list[dict[str, Any]]:
-    """Validated documents of a YAML stream, as plain dicts for the API server."""
+    """The documents of a YAML stream, validated, as plain dicts for the API server: what
+    they say and nothing more, as `kubectl apply` sends them. A model's dump would add
+    every default (`deletionPolicy`, `unitId`), which the operator would then take as
+    declared (`status.declaredFields`)."""
     result = load_texts([("test.yaml", yaml_text)])
     assert result.ok, [str(d) for d in result.diagnostics]
-    return [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in result.resources]
+    parsed, problems = parse_yaml(yaml_text, "test.yaml")
+    assert not problems, [str(d) for d in problems]
+    return [copy.deepcopy(document.value) for document in parsed if document.value is not None]
 
 
 @contextlib.asynccontextmanager

@@ -13,6 +13,10 @@ from fleet_yaml import novacore_site, stream, sungrow_inverter, zap_gateway
 from harness import Cluster, documents, operator
 from objects import ZAP
 
+from reconciler.engine.config import load_settings
+from reconciler.engine.reconcile import Reconciler
+from reconciler.model.declared import declared_paths
+from reconciler.operator.config import OperatorConfig
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
 
@@ -32,6 +36,12 @@ def _fleet(*, port: bool = True, manufacturer: bool = True) -> str:
 def _port(sims: SimFleet) -> int | None:
     device = sims.zaps[ZAP].device("SG0001")
     return int(device.connection["port"]) if device is not None else None
+
+
+def _declared(fleet: str) -> list[str]:
+    """The fields the inverter's YAML writes (`model.declared`), as a status records them."""
+    inverter = load_texts([("fleet.yaml", fleet)]).fleet().devices["home-inverter"]
+    return sorted(declared_paths(inverter.spec))
 
 
 async def _applied(cluster: Cluster, sims: SimFleet) -> list[str]:
@@ -99,7 +109,10 @@ async def test_a_field_with_no_default_deleted_from_a_spec_is_said_once_and_left
 ) -> None:
     async with operator(_fleet(), tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_all(documents(_fleet()))
-        assert "manufacturer" in await _applied(cluster, sims)
+        fields = await _applied(cluster, sims)
+        # What the YAML writes, as `kubectl apply` sends it: no default the model fills in.
+        assert fields == _declared(_fleet()), fields
+        assert "manufacturer" in fields and "connection.modbusTcp.unitId" not in fields
         await cluster.wait_planned("Device", "home-inverter", 1)
         writes = sims.writes()
 
@@ -122,3 +135,43 @@ async def test_a_field_with_no_default_deleted_from_a_spec_is_said_once_and_left
         assert sims.writes() == writes, "the value is left as it is"
         [device] = [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
         assert device.manufacturer == "Sungrow"
+
+
+async def test_observe_mode_says_a_field_left_as_it_is_in_the_last_plan(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """In observe mode nothing is applied: with another change of the object pending, no
+    reconcile converges to say the note by an event, so every plan says it in
+    `status.lastPlan.notes`, as `reconciler plan` lists it at every plan."""
+    config = OperatorConfig(interval=1.0, retry_delay=0.5, mode="observe")
+    async with operator(_fleet(), tmp_path, monkeypatch, config=config) as (cluster, sims):
+        # Provisioned beforehand, as `reconciler apply` does.
+        settings = load_settings(sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "cli")})
+        async with Reconciler(load_texts([("f.yaml", _fleet())]).fleet(), settings) as cli:
+            assert (await cli.apply(await cli.plan())).ok
+        writes = sims.writes()
+        await cluster.create_all(documents(_fleet()))
+        assert "manufacturer" in await _applied(cluster, sims)
+
+        # The manufacturer removed, and the display name changed: an update is pending.
+        await cluster.patch(
+            "Device", "home-inverter",
+            {"spec": {"manufacturer": None, "displayName": "Roof inverter"}},
+        )
+
+        async def noted() -> list[str]:
+            plan = (await cluster.status("Device", "home-inverter")).get("lastPlan") or {}
+            return list(plan.get("notes") or [])
+
+        [note] = await cluster.wait_for(noted, timeout=30, what="lastPlan.notes")
+        assert note.startswith(
+            "spec.manufacturer of Device home-inverter was declared at the last apply and is "
+            "removed from the spec; its value on Novacore is left as it is"
+        ), note
+        ready = await cluster.wait_reason("Device", "home-inverter", "ChangesPending")
+        assert ready["message"] == "observe mode: 1 to update not applied", ready
+        await cluster.wait_planned("Device", "home-inverter", 2)
+        assert await noted() == [note], "said by every plan while it is pending"
+        status = await cluster.status("Device", "home-inverter")
+        assert "manufacturer" in status["declaredFields"], "not converged: the record stays"
+        assert sims.writes() == writes, "observe mode"

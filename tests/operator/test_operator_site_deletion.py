@@ -1,0 +1,71 @@
+"""A Site object deleted through the operator: its Novacore site is never deleted (a Site
+has no deletionPolicy), and, as the CLI reports it at every plan from its inventory, the
+deletion says once, by a `NovacoreSiteKept` event, that it stays, unless another Site
+takes it over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fleet_yaml import document, novacore_site
+from harness import Cluster, documents, operator
+
+from reconciler.sim.fleet import SimFleet
+
+FLEET = novacore_site()
+
+
+async def _applied(cluster: Cluster, sims: SimFleet) -> str:
+    """Site home applied: its Novacore site's id."""
+    await cluster.create_all(documents(FLEET))
+    await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+    [site_id] = sims.novacore.sites
+    assert (await cluster.status("Site", "home"))["externalIds"]["novacore"] == site_id
+    return str(site_id)
+
+
+async def _kept(cluster: Cluster, name: str) -> list[dict[str, Any]]:
+    return await cluster.events_about(name, reason="NovacoreSiteKept")
+
+
+async def test_a_deleted_site_says_once_that_its_novacore_site_stays(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        site_id = await _applied(cluster, sims)
+
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Site", "home", timeout=30)
+
+        [event] = await _kept(cluster, "home")
+        assert event["type"] == "Normal"
+        assert event["message"] == (
+            f"Novacore site {site_id} (in org-home), applied for Site home, stays in Novacore "
+            "with its devices (sites are never deleted), and no Site the operator serves is "
+            "applied to it any more: delete it in Novacore if it is not used, or declare a "
+            f"Site with novacore.siteId {site_id} to manage it again"
+        ), event["message"]
+        assert list(sims.novacore.sites) == [site_id], "the site is not deleted"
+
+
+async def test_a_deleted_site_whose_novacore_site_another_site_declares_says_nothing(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Renamed: a new Site adopts the site by its siteId, then the old object goes."""
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        site_id = await _applied(cluster, sims)
+        house = document("Site", "house", f"""
+            displayName: Home
+            timezone: Europe/Stockholm
+            novacore: {{orgId: org-home, siteId: {site_id}}}
+            """)
+        await cluster.create_all(documents(house))
+
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Site", "home", timeout=30)
+        await cluster.wait_condition("Site", "house", "Ready", timeout=30)
+
+        assert await _kept(cluster, "home") == []
+        assert list(sims.novacore.sites) == [site_id]
+        assert (await cluster.status("Site", "house"))["externalIds"]["novacore"] == site_id
