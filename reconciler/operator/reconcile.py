@@ -44,16 +44,19 @@ from reconciler.plan.planner import Plan, PlanOptions, site_ids
 from reconciler.plan.render import summary_line
 from reconciler.plan.sourceful import claim_org
 
-# Device and DER handlers of one device must not apply its changes at the same time.
-# Locks belong to an event loop, so they are kept per loop.
-_device_locks: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, defaultdict[tuple[str, str], asyncio.Lock]
+# One reconcile at a time plans and applies an owner's changes: kopf runs an object's
+# drift timer beside its create or update handler, and a Device's changes are also applied
+# by its stand-alone DERs' reconciles. Two at once would each plan from what was there
+# before the other wrote (a Site created twice, a gateway claimed twice); the second waits
+# and observes what the first wrote. Locks belong to an event loop, so they are kept per loop.
+_owner_locks: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, defaultdict[tuple[str, str, str], asyncio.Lock]
 ] = weakref.WeakKeyDictionary()
 
 
-def _device_lock(namespace: str, device: str) -> asyncio.Lock:
-    locks = _device_locks.setdefault(asyncio.get_running_loop(), defaultdict(asyncio.Lock))
-    return locks[(namespace, device)]
+def _owner_lock(namespace: str, kind: str, name: str) -> asyncio.Lock:
+    locks = _owner_locks.setdefault(asyncio.get_running_loop(), defaultdict(asyncio.Lock))
+    return locks[(namespace, kind, name)]
 
 
 @dataclass
@@ -172,7 +175,7 @@ async def reconcile_object(
     if resource is None:  # pragma: no cover - build() puts every object in one of the two
         raise RuntimeError(f"{kind}/{name} is neither valid nor invalid: {nsf.invalid}")
     sub = closure(nsf.fleet, resource)
-    lock = _device_lock(namespace, owner_name) if owner_kind == "Device" else asyncio.Lock()
+    lock = _owner_lock(namespace, owner_kind, owner_name)
     # Only a Device's own reconcile keeps its password's fingerprint (in its status): the
     # others compare with nothing and record nowhere.
     password_key = _password_key(sub, name) if kind == "Device" else None
