@@ -19,6 +19,10 @@ from reconciler.sources.loader import load_texts
 PEERING = "reconciler"
 
 
+async def _logged(log: Path, text: str) -> bool:
+    return text in await asyncio.to_thread(log.read_text)
+
+
 async def test_a_standby_replica_writes_nothing_until_the_active_one_is_gone(
     tmp_path: Path,
 ) -> None:
@@ -36,21 +40,24 @@ async def test_a_standby_replica_writes_nothing_until_the_active_one_is_gone(
             async with operator_process(
                 env | {"RECONCILER_OPERATOR_PRIORITY": "100"}, active_log
             ) as active:
+                # Alone, the standby is active (as a lone replica is): the objects come once
+                # it has seen the other and paused.
+                await cluster.wait_for(
+                    lambda: _logged(standby_log, "Pausing operations in favour of"),
+                    timeout=60, what="the standby paused")
                 await declare(cluster)
                 for kind, name in (("Gateway", "home-zap"), ("Device", "home-inverter"),
                                    ("Device", "home-battery")):
                     await cluster.wait_condition(kind, name, "Ready", timeout=60)
                 await cluster.wait_planned("Device", "home-battery", 2)
-                standby = standby_log.read_text()
-                assert "Pausing operations in favour of" in standby, standby[-3000:]
+                standby = await asyncio.to_thread(standby_log.read_text)
                 assert "Device/home-battery" not in standby, "the standby reconciled"
-                assert "Device/home-battery: " in active_log.read_text()
+                assert await _logged(active_log, "Device/home-battery: ")
                 active.terminate()
                 await active.wait()
             # The standby takes over: it reconciles (the drift timer writes lastPlan).
             await cluster.wait_planned("Device", "home-battery", 2)
-            await asyncio.sleep(0)
-            assert "Device/home-battery: in sync" in standby_log.read_text()
+            assert await _logged(standby_log, "Device/home-battery: in sync")
         assert sims.novacore.requests["POST /gateways/claim"] == 1
         assert Counter(d.hardware_id for d in sims.novacore.devices.values()) == {
             "SG0001": 1, "ferroamp_192.168.1.70": 1}
