@@ -45,6 +45,27 @@ class PatchTestFailed(kmock.KubernetesError):
     message: str | None = "the JSON patch's test failed: the object was changed meanwhile"
 
 
+@attrs.frozen
+class InjectedError(kmock.KubernetesError):
+    """An error a test has the API server answer (`Emulator.fail`), as a real one answers
+    under load or a conflict."""
+
+    status: int = 500
+    reason: str | None = "InternalError"
+    message: str | None = "injected by the test"
+
+
+@attrs.define
+class Fault:
+    """Answer the next `count` requests of `method` whose path ends with `path_suffix` with
+    `status`, before they change anything."""
+
+    method: str
+    path_suffix: str
+    status: int
+    count: int = 1
+
+
 @attrs.define(kw_only=True)
 class Emulator(kmock.KubernetesEmulator):
     """KubernetesEmulator that names objects created with `generateName`, moves
@@ -59,7 +80,20 @@ class Emulator(kmock.KubernetesEmulator):
         self._version += 1
         return str(self._version)
 
+    faults: list[Fault] = attrs.field(factory=list, init=False)
+
+    def fail(self, method: str, path_suffix: str, status: int, count: int = 1) -> Fault:
+        """Answer the next `count` such requests with `status` (they change nothing)."""
+        fault = Fault(method.upper(), path_suffix, status, count)
+        self.faults.append(fault)
+        return fault
+
     async def _handle(self, request: Any) -> Any:
+        for fault in self.faults:
+            if (fault.count > 0 and str(request.method.value).upper() == fault.method
+                    and request.url.path.endswith(fault.path_suffix)):
+                fault.count -= 1
+                raise InjectedError(status=fault.status, reason=f"HTTP{fault.status}")
         writes = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
         if request.action not in writes and request.method != kmock.method.PUT:
             return await super()._handle(request)

@@ -30,6 +30,7 @@ from reconciler.operator.reconcile import (
 from reconciler.operator.removal import has_deletion_policy, remove_object
 from reconciler.operator.reported import Reported
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
+from reconciler.operator.status_writes import KubeStatus
 from reconciler.printable import printable
 
 FINALIZER = f"{API_GROUP}/finalizer"
@@ -77,6 +78,7 @@ class Runtime:
         self.config = config
         self._settings = settings
         self.secrets = KubeSecrets()
+        self.status = KubeStatus()
         # Keys the password fingerprints kept in Device status (`engine.credentials`).
         self.credential_key = (
             key_from_text(config.credential_key)
@@ -293,7 +295,15 @@ def _register_kind(
         owner = (kwargs["namespace"] or "", kind, kwargs["meta"]["name"])
         if time.monotonic() < runtime.not_before.get(owner, 0.0):
             return  # a server asked not to be called before then (Retry-After)
-        await _reconcile_call(runtime, kind, kwargs)
+        # Written here, not by kopf: a status patch kopf makes for a timer and the API server
+        # refuses ends the timer for good (`status_writes`).
+        patch = kopf.Patch()
+        try:
+            await _reconcile_call(runtime, kind, {**kwargs, "patch": patch})
+        except (kopf.TemporaryError, kopf.PermanentError):
+            await runtime.status.write(*owner, patch.get("status"), kwargs["logger"])
+            raise
+        await runtime.status.write(*owner, patch.get("status"), kwargs["logger"])
 
     @kopf.on.delete(
         group, version, plural, id=f"finalize-{plural}", labels=labels, registry=registry

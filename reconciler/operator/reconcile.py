@@ -45,11 +45,11 @@ from reconciler.plan.planner import Plan, PlanOptions, site_ids
 from reconciler.plan.render import summary_line
 from reconciler.plan.sourceful import claim_org
 
-# The reconciles that apply one object's changes must not run at the same time: the
-# Device and DER handlers of one device, and any object's change handler and drift timer,
-# which kopf runs concurrently (both would plan and make the same write: a gateway's
-# release was sent twice). The second waits, then observes what the first did.
-# Locks belong to an event loop, so they are kept per loop.
+# One reconcile at a time plans and applies an owner's changes: kopf runs an object's
+# drift timer beside its create or update handler, and a Device's changes are also applied
+# by its stand-alone DERs' reconciles. Two at once would each plan from what was there
+# before the other wrote (a Site created twice, a gateway claimed twice); the second waits
+# and observes what the first wrote. Locks belong to an event loop, so they are kept per loop.
 _owner_locks: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, defaultdict[tuple[str, str, str], asyncio.Lock]
 ] = weakref.WeakKeyDictionary()

@@ -1,0 +1,97 @@
+"""What happens to an object while its apply is in flight (every write answered late, so
+the drift timer fires meanwhile): deleted, it is released once the apply is over, nothing
+of it left behind; edited, each spec is applied once and the last one stays; its whole
+namespace deleted (every object and Secret at once, in no order), each object goes as its
+`deletionPolicy` says."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import operator
+from objects import HOME, ZAP, declare
+
+from reconciler.operator.config import OperatorConfig
+from reconciler.sim.fleet import SimFleet
+
+CONFIG = OperatorConfig(interval=0.5, retry_delay=0.5)
+OBJECTS = (("Site", "home"), ("Gateway", "home-zap"), ("Device", "home-inverter"),
+           ("Device", "home-battery"))
+
+
+def _slow_answers(sims: SimFleet) -> None:
+    """Every write takes effect at once and is answered 0.8 s later."""
+    for server in sims.http_servers():
+        server.faults.answer_delay_ms = 800
+
+
+async def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def _inverter_in_novacore(sims: SimFleet) -> bool:
+    return any(d.hardware_id == "SG0001" for d in sims.novacore.devices.values())
+
+
+@pytest.mark.parametrize("point", ["on-the-zap", "in-novacore"])
+async def test_an_object_deleted_while_its_apply_is_in_flight_is_released(
+    tmp_path: Path, monkeypatch: Any, point: str
+) -> None:
+    async with operator(HOME, tmp_path, monkeypatch, config=CONFIG,
+                        before_start=_slow_answers) as (cluster, sims):
+        await declare(cluster)
+        zap = sims.zaps[ZAP]
+        reached = {"on-the-zap": lambda: "SG0001" in zap.devices,
+                   "in-novacore": lambda: _inverter_in_novacore(sims)}[point]
+        await _until(reached, f"the inverter {point}")
+        await cluster.delete("Device", "home-inverter")  # deletionPolicy: Release
+        await cluster.wait_gone("Device", "home-inverter", timeout=60)
+        await cluster.wait_planned("Device", "home-battery", 2)
+        assert set(zap.devices) == {"ferroamp_192.168.1.70"}
+        assert not _inverter_in_novacore(sims)
+        assert zap.requests["POST /api/devices"] == 2, "not added again after its release"
+
+
+async def test_each_edit_during_an_apply_is_applied_once_and_the_last_one_stays(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(HOME, tmp_path, monkeypatch, config=CONFIG,
+                        before_start=_slow_answers) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=60)
+        for edit in range(3):
+            await cluster.patch("Device", "home-inverter", {
+                "spec": {"displayName": f"Inverter {edit}"},
+                "metadata": {"generation": 2 + edit}})
+            await asyncio.sleep(1.0)  # the next edit comes while this one is applied
+        await cluster.wait_planned("Device", "home-inverter", 3)
+        (inverter,) = (d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
+        assert inverter.name == "Inverter 2"
+        assert sims.novacore.requests["PUT /devices/{device_id}"] == 3, "once an edit"
+
+
+async def test_a_namespace_deleted_with_its_objects_releases_what_they_say(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster)
+        for kind, name in OBJECTS:
+            await cluster.wait_condition(kind, name, "Ready", timeout=60)
+        # As a namespace's deletion does: the objects and Secrets at once, in no order.
+        await cluster.delete_secret("ferroamp-mqtt")
+        for kind, name in OBJECTS:
+            await cluster.delete(kind, name)
+        for kind, name in OBJECTS:
+            await cluster.wait_gone(kind, name, timeout=60)
+        # The gateway and the inverter are Release, the battery Orphan.
+        assert set(sims.zaps[ZAP].devices) == {"ferroamp_192.168.1.70"}
+        assert not _inverter_in_novacore(sims)
+        assert all(g.org_id is None for g in sims.novacore.gateways.values())
