@@ -27,7 +27,6 @@ from reconciler.engine.release_reads import read_org_devices, releasing_orgs
 from reconciler.engine.retry import RetryPolicy, read_policy
 from reconciler.engine.session import Session, TransportFactory
 from reconciler.engine.state import Inventory, StateDir, StateDirError
-from reconciler.model.declared import declared_paths
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan import document
@@ -374,9 +373,10 @@ class Reconciler:
             key = (change.kind, change.name)
             settled = not change.is_change or change.address in done
             covered[key] = covered.get(key, True) and settled
+        declared = self.fleet.declared_fields()
         for resource in self.fleet.resources():
             if covered.get((resource.KIND, resource.name)):
-                inventory.declared[resource.address] = declared_paths(resource.spec)
+                inventory.declared[resource.address] = declared[resource.address]
         if not plan.options.targets and not plan.options.excludes:
             addresses = {resource.address for resource in self.fleet.resources()}
             for address in set(inventory.declared) - addresses:

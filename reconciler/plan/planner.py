@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.model.declared import declared_paths
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
@@ -226,6 +225,8 @@ class PlanBuilder:
     def _removed_notes(self) -> list[dict[str, Any]]:
         """The fields declared no more that are left as they are, reported as unmanaged."""
         notes: list[dict[str, Any]] = []
+        if not self.removed:
+            return notes
         for resource in self.fleet.resources():
             paths = self.removed.get(resource.address)
             if not paths:
@@ -264,12 +265,12 @@ def _removed_fields(
     if not last_declared:
         return {}
     out: dict[str, list[str]] = {}
-    for resource in fleet.resources():
-        last = last_declared.get(resource.address)
+    for address, now in fleet.declared_fields().items():
+        last = last_declared.get(address)
         if last:
-            paths = removed_fields.removed(last, declared_paths(resource.spec))
+            paths = removed_fields.removed(last, now)
             if paths:
-                out[resource.address] = paths
+                out[address] = paths
     return out
 
 
