@@ -25,9 +25,15 @@ from simworld import (
     standard_site,
 )
 
+from reconciler.engine.reconcile import PlanResult
 from reconciler.plan.actions import Action, Change, Reason
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.modbus_device import ModbusDevice, ModbusDeviceSimulator
+
+
+def identity_check(result: PlanResult) -> Change:
+    """The plan's check of the serial of device s1-inv, which most tests here declare."""
+    return next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
 
 
 def modbus_read_answers(body: str, status: int = 200) -> Callable[[SimFleet], None]:
@@ -63,7 +69,7 @@ async def test_a_malformed_modbus_read_answer_is_an_unread_serial_not_a_crash_or
     world = await make_world(standard_site(1, check_serial=True) + standard_site(2),
                              before_start=modbus_read_answers(body))
     result, report = await world.apply()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.action, verify.reason, verify.blocked) == (
         Action.VERIFY, Reason.IDENTITY_CHECK, False)
     assert verify.message.startswith("serial not read yet (zap.modbus_read: "), verify.message
@@ -163,7 +169,7 @@ async def test_the_sunspec_serial_is_read_at_each_base_address_sunspec_allows(
                 sunspec_inverter(modbus.port if via == "direct" else None)]
         world = await make_world(docs, before_start=map_at_base)
         result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked, verify.before) == (
         Reason.IDENTITY_CHECK, False, {"serial": "FRO0001"}), verify.message
 
@@ -186,7 +192,7 @@ async def test_the_serial_is_read_from_the_older_65_register_common_model(
         world = await make_world(docs, before_start=older_model)
         assert modbus.device(1).holding_registers().keys() == set(range(40000, 40069))
         result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked, verify.before) == (
         Reason.IDENTITY_CHECK, False, {"serial": "FRO0001"}), verify.message
 
@@ -199,7 +205,7 @@ async def test_a_common_model_too_short_to_hold_the_serial_is_said_so(
                 sunspec_inverter(modbus.port)]
         world = await make_world(docs)
         result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked, verify.before) == (Reason.IDENTITY_CHECK, False, None)
     assert "the SunSpec common model at 40000 is 40 registers long, too short to hold the " \
         "serial (SN), which needs 64 (profile 'fronius')" in verify.message, verify.message
@@ -212,7 +218,7 @@ async def test_a_device_without_a_sunspec_map_is_said_so_naming_every_base_tried
                 sunspec_inverter(modbus.port)]
         world = await make_world(docs)
         result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
     assert "no SunSpec marker at 40000, 0, 50000: the device does not speak SunSpec " \
         "(profile 'fronius')" in verify.message, verify.message
@@ -235,7 +241,7 @@ async def test_a_gateway_refusing_the_sunspec_read_is_said_so_not_taken_for_no_s
     docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
     world = await make_world(docs, before_start=modbus_read_answers(body, status))
     result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
     assert said in verify.message, verify.message
     assert "SunSpec marker" not in verify.message, verify.message
@@ -249,7 +255,7 @@ async def test_a_device_in_a_fault_state_is_said_so_not_taken_for_one_without_su
                 sunspec_inverter(modbus.port)]
         world = await make_world(docs)
         result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
     assert (f"Modbus device 127.0.0.1:{modbus.port} answered the read of 68 registers at "
             "40000 (unit id 1) with server device failure (exception 4)") in verify.message, \
@@ -265,7 +271,7 @@ async def test_a_sunspec_map_that_does_not_start_with_the_common_model_is_not_re
                 sunspec_inverter(modbus.port)]
         world = await make_world(docs)
         result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked, verify.before) == (Reason.IDENTITY_CHECK, False, None)
     assert "the SunSpec map at 40000 starts with model 103, not the common model (1)" \
         in verify.message, verify.message
@@ -279,7 +285,7 @@ async def test_no_device_at_the_unit_id_is_named_and_tried_again(make_world: Mak
                 direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port, unit=7)]
         world = await make_world(docs)
         result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
     assert (f"Modbus device 127.0.0.1:{modbus.port} answered the read of 10 registers at 4989 "
             "(unit id 7) with gateway target device failed to respond (exception 11) "
@@ -296,7 +302,7 @@ async def test_a_device_silent_at_the_unit_id_is_said_not_to_answer_at_that_unit
                 direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port, unit=7)]
         world = await make_world(docs, env={"RECONCILER_MODBUS_TIMEOUT": "0.3"})
         result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
     assert (f"Modbus device 127.0.0.1:{modbus.port} did not answer the read of 10 registers "
             "at 4989 (unit id 7) within 0.3 s (RECONCILER_MODBUS_TIMEOUT; not retried)") \
@@ -311,7 +317,7 @@ async def test_registers_the_device_does_not_have_are_named_and_not_tried_again(
                 direct_inverter("s1-inv", "s1-zap", "FRO0001", modbus.port)]  # Sungrow map
         world = await make_world(docs)
         result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert "(unit id 1) with illegal data address (exception 2)); it is checked" \
         in verify.message, verify.message
 
@@ -340,7 +346,7 @@ async def test_a_device_that_never_answers_is_said_to_not_answer_within_the_time
             writer.close()
         server.close()
         await server.wait_closed()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (f"Modbus device 127.0.0.1:{port} did not answer the read of 10 registers at 4989 "
             "(unit id 1) within 0.3 s (RECONCILER_MODBUS_TIMEOUT; not retried)") \
         in verify.message, verify.message
@@ -374,7 +380,7 @@ async def test_a_device_reporting_no_serial_is_said_so_not_taken_for_another_dev
                 *standard_site(2)]
         world = await make_world(docs)
         result, report = await world.apply()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked, verify.before) == (
         Reason.IDENTITY_CHECK, False, None), verify.message
     assert f"serial not read yet (the device reports no serial: {said}); it is checked" \
@@ -405,7 +411,7 @@ async def test_a_device_that_closes_the_connection_is_said_to_and_not_waited_for
             took = time.monotonic() - started
         finally:
             other.close()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
     assert (f"Modbus device 127.0.0.1:{modbus.port} closed the connection without answering "
             "the read of 10 registers at 4989 (unit id 1); a device that serves one client at "
@@ -438,7 +444,7 @@ async def test_a_device_that_closes_the_connection_on_the_read_is_not_waited_for
     finally:
         server.close()
         await server.wait_closed()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert f"Modbus device 127.0.0.1:{port} closed the connection without answering the " \
         "read of 10 registers at 4989 (unit id 1)" in verify.message, verify.message
     assert took < 4, f"{took:.1f} s: three attempts of a 5 s timeout were waited out"
@@ -474,7 +480,7 @@ async def plan_serial_check(make_world: MakeWorld, via: str, serial: str,
         docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), inv]
         world = await make_world(docs, before_start=holding_serial)
         result = await world.plan()
-    return next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    return identity_check(result)
 
 
 @pytest.mark.parametrize("via", ["gateway", "direct"])
@@ -546,7 +552,7 @@ async def test_a_device_not_answering_the_gateway_is_said_so_at_the_first_base_a
     for server in world.sims.modbus:
         await server.set_offline(True)
     result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
     assert ("Modbus device 192.168.1.60:502 did not answer the read of 68 registers at 40000 "
             "(unit id 1) through the gateway (zap.modbus_read /api/modbus/read: HTTP 502: "
@@ -582,7 +588,7 @@ async def test_a_502_of_the_gateway_that_says_no_reason_is_not_retried(
     world = await make_world(
         docs, before_start=counting_modbus_reads(reads, answering_502("Modbus error 0x1f")))
     result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked) == (Reason.IDENTITY_CHECK, False)
     assert ("the gateway could not read Modbus device 192.168.1.60:502: the read of 68 "
             "registers at 40000 (unit id 1) failed (zap.modbus_read /api/modbus/read: HTTP "
@@ -606,7 +612,7 @@ async def test_a_device_without_a_sunspec_map_behind_the_gateway_is_said_so(
     docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
     world = await make_world(docs, before_start=counting_modbus_reads(reads, sungrow))
     result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert "no SunSpec marker at 40000, 0, 50000: the device does not speak SunSpec " \
         "(profile 'fronius')" in verify.message, verify.message
     assert reads == [40000, 0, 50000]
@@ -620,7 +626,7 @@ async def test_a_device_failure_through_the_gateway_is_named(make_world: MakeWor
     docs = [site("s1"), gateway("s1-zap", "s1", serial_of(1)), sunspec_inverter(None)]
     world = await make_world(docs, before_start=failing)
     result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert ("Modbus device 192.168.1.60:502 answered the read of 68 registers at 40000 "
             "(unit id 1) through the gateway with server device failure (exception 4)); it "
             "is checked") in verify.message, verify.message
@@ -637,7 +643,7 @@ async def test_a_device_answering_as_another_unit_id_is_said_so(
                 direct_inverter("s1-inv", "s1-zap", "SG0001", modbus.port, unit=7)]
         world = await make_world(docs, env={"RECONCILER_MODBUS_TIMEOUT": "2"})
         result = await world.plan()
-    verify = next(c for c in result.plan.changes if c.address == "device/s1-inv[identity]")
+    verify = identity_check(result)
     assert (verify.reason, verify.blocked, verify.before) == (
         Reason.IDENTITY_CHECK, False, None), verify.message
     assert (f"serial not read yet (Modbus device 127.0.0.1:{modbus.port} answered the read of "
