@@ -25,8 +25,10 @@ def listed(names: Iterable[str], quote: Callable[[str], str] = str, *, none: str
 
 def closest(name: str, names: Iterable[str]) -> str | None:
     """The name of `names` that `name` most likely meant: the same in another letter case,
-    else a close spelling; None when none is close."""
-    return _closest(name, tuple(sorted(names)))
+    else a close spelling; None when none is close. The one answer to "did you mean" for
+    every kind of name (declared resources, targets and labels, gateway serials), so a
+    name typed in the wrong case suggests the right one wherever it is typed."""
+    return _closest(name, tuple(sorted(set(names))))
 
 
 # Many references to one missing name (the Site of 1,000 gateways renamed) search once.

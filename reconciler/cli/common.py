@@ -4,7 +4,6 @@ diagnostics printed, settings, the plan options, and exit codes."""
 from __future__ import annotations
 
 import argparse
-import difflib
 import gc
 import os
 import stat
@@ -17,7 +16,7 @@ from reconciler import diagnostic_cap
 from reconciler.engine.config import Settings, load_settings
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
-from reconciler.name_list import listed
+from reconciler.name_list import closest, listed
 from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
 from reconciler.plan.planner import Plan, PlanOptions
@@ -150,8 +149,8 @@ def gateway_url_warnings(
     ] + ([f"gateway_urls in {config}"] if config else [])
     lines = []
     for serial in unknown:
-        close = difflib.get_close_matches(serial, declared, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        close = closest(serial, declared)
+        hint = f" (did you mean {close}?)" if close is not None else ""
         lines.append(
             printable(
                 f"warning: {' / '.join(sources) or 'gateway URL overrides'}: no declared "

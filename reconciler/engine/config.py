@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import difflib
 import ipaddress
 import json
 import math
@@ -44,6 +43,7 @@ from reconciler.model.base import RESOURCE_NAME_PATTERN
 from reconciler.model.device import SecretSource
 from reconciler.model.env_names import SECRET_KEY_PATTERN, own_setting_problem
 from reconciler.model.network import shown_url, url_problem
+from reconciler.name_list import closest
 from reconciler.printable import echo
 from reconciler.providers.proxy import Proxies, ProxySettingError
 from reconciler.sources import bounded, utf8
@@ -488,8 +488,8 @@ def load_settings(
                     problems.append(_problem((path, key), "expected the path of a JSON file "
                                              f"of serial: \"url\"; got {echo(value)}"))
                 continue
-            close = difflib.get_close_matches(key, [*names, "gateway_urls_file"], n=1)
-            hint = f"did you mean {echo(close[0])}? " if close else ""
+            close = closest(key, [*names, "gateway_urls_file"])
+            hint = f"did you mean {echo(close)}? " if close is not None else ""
             valid = ", ".join(sorted([*names, "gateway_urls_file"]))
             problems.append(
                 Diagnostic(f"unknown key; {hint}valid keys: {valid}", file=path, path=key)

@@ -26,7 +26,6 @@ leaves them out."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet
 from reconciler.model.kinds import KINDS as RESOURCE_KINDS
+from reconciler.name_list import closest
 from reconciler.printable import echo
 
 Key = tuple[str, str]  # (kind, name) of a declared resource
@@ -342,11 +342,6 @@ def pattern_problems(fleet: Fleet, patterns: list[str]) -> list[str]:
 _LISTED = 10
 
 
-def _close(word: str, choices: Iterable[str]) -> str | None:
-    found = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
 def _hint(
     pattern: Pattern, resources: list[Resource], labels: dict[Key, dict[str, str]]
 ) -> str:
@@ -359,7 +354,7 @@ def _hint(
         other = next((r for r in resources if r.name == name), None)
         if other is not None:
             return f" (did you mean {other.KIND.lower()}/{name}?)"
-        close = _close(name, (r.name for r in resources if r.KIND.lower() == kind))
+        close = closest(name, (r.name for r in resources if r.KIND.lower() == kind))
         return f" (did you mean {kind}/{close}?)" if close is not None else ""
     values: dict[str, set[str]] = {}
     for merged in labels.values():
@@ -368,14 +363,14 @@ def _hint(
     for requirement in pattern.requirements:
         key = requirement.key
         if requirement.operator in ("=", "in", "exists") and key not in values:
-            close = _close(key, values)
+            close = closest(key, values)
             meant = f"; did you mean {echo(close)}?" if close is not None else ""
             return f" (no resource has the label {echo(key)}{meant})"
         if requirement.operator in ("=", "in") and not requirement.values & values[key]:
             known = sorted(values[key])
             shown = ", ".join(known[:_LISTED]) + (", ..." if len(known) > _LISTED else "")
             wrong = sorted(requirement.values)[0]
-            close = _close(wrong, known)
+            close = closest(wrong, known)
             meant = f"did you mean {key}={close}? " if close is not None else ""
             return f" ({meant}{key} has the values {shown})"
     return ""

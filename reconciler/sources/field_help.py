@@ -6,7 +6,6 @@ that does not match its pattern."""
 
 from __future__ import annotations
 
-import difflib
 import enum
 import types
 import typing
@@ -16,6 +15,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from reconciler.name_list import closest
 from reconciler.printable import echo
 
 Path = tuple[str | int, ...]
@@ -71,8 +71,8 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind == "extra_forbidden":
         parent = model_at(model, loc[:-1])
         fields = _aliases(parent) if parent else []
-        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
-        hint = f" (did you mean {echo(close[0])}?)" if close else ""
+        close = closest(str(loc[-1]), fields)
+        hint = f" (did you mean {echo(close)}?)" if close is not None else ""
         return (
             f"unknown field {echo(loc[-1])}{hint}; valid fields here: "
             f"{', '.join(fields) or '(none)'}"
@@ -122,16 +122,6 @@ def _enum_values(model: type[BaseModel], loc: Path) -> list[str]:
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return [str(member.value) for member in annotation]
     return []
-
-
-def closest(value: str, choices: list[str]) -> str | None:
-    """The choice `value` was most likely meant to be: the same in another letter case
-    (`Inverter`, `release`), else a close spelling (`invertor`); None when nothing is close."""
-    for choice in choices:
-        if choice.casefold() == value.casefold():
-            return choice
-    close = difflib.get_close_matches(value, choices, n=1)
-    return close[0] if close else None
 
 
 

@@ -24,6 +24,7 @@ from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet, check_fleet
 from reconciler.model.kinds import KINDS
+from reconciler.name_list import closest
 from reconciler.printable import echo
 from reconciler.sources import bounded, field_help, utf8
 from reconciler.sources.yaml_documents import ParsedDocument, Position, parse_yaml
@@ -190,7 +191,7 @@ def _validate(
     if model is None:
         known = ", ".join(KINDS)
         what = "missing `kind`" if kind is None else f"unknown kind {echo(kind)}"
-        meant = field_help.closest(kind, list(KINDS)) if isinstance(kind, str) else None
+        meant = closest(kind, KINDS) if isinstance(kind, str) else None
         if meant is not None:
             what += f" (did you mean {echo(meant)}?)"
         return None, [_diagnostic(document, ("kind",), f"{what}; known kinds: {known}")], 0

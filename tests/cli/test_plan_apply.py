@@ -607,7 +607,15 @@ def test_a_pattern_that_matches_nothing_says_what_was_meant(make_cli: CliFactory
             ("tier in (silver,gld)", "'tier in (silver,gld)' matches no resource (did you "
                                      "mean tier=gold? tier has the values gold)"),
             ("teir=gold", "'teir=gold' matches no resource (no resource has the label "
-                          "'teir'; did you mean 'tier'?)")):
+                          "'teir'; did you mean 'tier'?)"),
+            # A name in the wrong case means the name in the right one, however unlike
+            # their spellings are letter by letter.
+            ("device/S1-INV", "'device/S1-INV' matches no resource (did you mean "
+                              "device/s1-inv?)"),
+            ("tier=GOLD", "'tier=GOLD' matches no resource (did you mean tier=gold? tier has "
+                          "the values gold)"),
+            ("TIER", "'TIER' matches no resource (no resource has the label 'TIER'; did you "
+                     "mean 'tier'?)")):
         for command in (["plan", run.path], ["apply", run.path, "--auto-approve"]):
             code, out, err = run(*command, "--target", pattern)
             assert (code, out) == (1, ""), (command, pattern)

@@ -108,6 +108,13 @@ def test_unknown_and_mistyped_keys_in_the_file_are_located(tmp_path: Path) -> No
     assert url.startswith(f"{config}:3: gateway_urls: zap-1: expected an http:// or https:// URL")
 
 
+def test_a_key_in_the_wrong_case_suggests_the_key_in_the_right_one(tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text("TIMEOUT = 5\n")
+    [unknown] = problems({}, config)
+    assert unknown.startswith(f"{config}:1: TIMEOUT: unknown key; did you mean 'timeout'? ")
+
+
 def test_a_file_that_is_not_toml_is_located_by_line_and_column(tmp_path: Path) -> None:
     config = tmp_path / "reconciler.toml"
     config.write_text("retries = 3\ntimeout = = 4\n")
