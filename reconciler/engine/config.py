@@ -700,7 +700,12 @@ class SecretResolver:
                 and re.fullmatch(SECRET_KEY_PATTERN, ref.key)):
             raise KeyError(f"secret {echo(ref.name)}/{echo(ref.key)} is not a Secret name and key "
                            "(each one file name, neither '.' nor '..')")
-        path = self.secrets_dir / ref.name / ref.key
+        # Named absolute, the directory's links resolved (not the file's: Kubernetes links
+        # each key to a hidden directory of the current version), as the state directory's
+        # files are (`enapter_files.shown_path`): a plan names a missing secret's file, and
+        # `apply PLANFILE` with the directory spelled otherwise (`secrets`, `$PWD/secrets`)
+        # would find the plan's text changed and call it stale.
+        path = Path(os.path.realpath(self.secrets_dir), ref.name, ref.key)
         try:
             # The line break an editor or `echo` leaves is not part of the password.
             return read_secret_text(path)

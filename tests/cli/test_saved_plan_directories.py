@@ -167,3 +167,31 @@ async def test_a_saved_plan_is_refused_with_another_secrets_directory_naming_bot
                              RECONCILER_SECRETS_DIR=str(work / "secrets"))
     assert applied.code == 0, applied.text
     assert "Apply complete: 32 done, 0 failed" in applied.stdout, applied.text
+
+
+
+async def test_a_plan_blocked_by_a_missing_secret_applies_with_its_directory_spelled_otherwise(
+        dirs: Dirs) -> None:
+    """A device whose secret file is missing is blocked, and the plan names the file it
+    looked for, absolute with the directory's links resolved: the secrets directory given
+    relative for the plan and absolute, or through a link, for the apply is the same
+    directory, and the plan is not stale for it."""
+    work = dirs.work
+    (work / "secrets" / "ferroamp-mqtt" / "password").unlink()
+    link = dirs.elsewhere / "work-link"
+    link.symlink_to(work)
+    looked_for = work / "secrets" / "ferroamp-mqtt" / "password"
+    blocked = (f"blocked: device/farm-gotland-ferroamp[zap]: MQTT password (from secret "
+               f"ferroamp-mqtt/password): secret ferroamp-mqtt/password not found (looked for "
+               f"{looked_for}); provide it before applying")
+    # Each apply does what its plan holds: the next spelling is tried on a plan made after.
+    for spelled, done in ((work / "secrets", 29), (link / "secrets", 0)):
+        made = await dirs.cli("plan", "sites", "--out", "plan.json", cwd=work)
+        assert made.code == 1, made.text  # saved, with the blocked device as an error
+        assert f"not found (looked for {looked_for}); provide it" in made.stderr, made.text
+        applied = await dirs.cli("apply", "plan.json", cwd=work,
+                                 RECONCILER_SECRETS_DIR=str(spelled))
+        assert (applied.code, applied.stderr) == (1, ""), applied.text
+        assert blocked in applied.stdout.splitlines(), applied.text
+        assert (f"Apply finished with errors: {done} done, 0 failed, 0 skipped, 3 blocked, "
+                "0 deferred") in applied.stdout, applied.text
