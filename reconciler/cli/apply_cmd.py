@@ -287,15 +287,32 @@ def _origin_refusal(plan_file: str, saved: dict[str, Any], settings: Any, fleet:
     """A saved plan is applied where it was made, or not at all (`engine.plan_origin`):
     refused before anything is read, naming each endpoint or account that differs.
     Whether it was refused (and said so)."""
-    found = plan_origin.problems(saved["inputs"].get("endpoints"), settings, fleet)
+    found = plan_origin.problems(
+        saved["inputs"].get("endpoints"), settings, fleet, str(saved["format_version"])
+    )
     if not found:
         return False
+    heading = (
+        "was made against other endpoints or accounts than these settings name"
+        if any(problem.recorded for problem in found)
+        else "cannot be checked against these settings"
+    )
+    if all(problem.recorded for problem in found):
+        advice = (
+            "Make the plan again with these settings (`reconciler plan ... --out FILE`), or "
+            "apply it with the settings it was made with."
+        )
+    else:
+        # What the plan does not record, no settings give: only a plan that records it
+        # (one made by this version) can be applied.
+        advice = (
+            "Make a new plan with this version (`reconciler plan ... --out FILE`), which "
+            "records where it was made; no settings make this one applicable."
+        )
     lines = [
-        f"error: the saved plan {plan_file} was made against other endpoints or accounts "
-        "than these settings name; nothing was applied:",
-        *(f"  {problem}" for problem in found),
-        "Make the plan again with these settings (`reconciler plan ... --out FILE`), or "
-        "apply it with the settings it was made with.",
+        f"error: the saved plan {plan_file} {heading}; nothing was applied:",
+        *(f"  {problem.text}" for problem in found),
+        advice,
     ]
     print("\n".join(printable(line) for line in lines), file=sys.stderr)
     return True

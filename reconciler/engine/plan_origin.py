@@ -16,10 +16,23 @@ into a file that CI keeps as an artifact."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.engine.config import Settings
 from reconciler.model.fleet import Fleet
+from reconciler.plan import document
+
+# The plan format that added `inputs.endpoints`: an older plan records none.
+RECORDED_SINCE = "1.2"
+
+
+class Problem(NamedTuple):
+    """One way the settings are not known to be where the saved plan was made."""
+
+    text: str
+    # The plan recorded another value, which the settings it was made with give again;
+    # False when it records none to compare, and no settings make it applicable.
+    recorded: bool
 
 
 def _sha256(text: str) -> str:
@@ -69,14 +82,22 @@ _WHAT = {
 }
 
 
-def problems(saved: Any, settings: Settings, fleet: Fleet) -> list[str]:
+def problems(saved: Any, settings: Settings, fleet: Fleet, format_version: str) -> list[Problem]:
     """How the settings differ from where the saved plan was made (`saved`, its
-    `inputs.endpoints`); none when they are the same. A URL is named on both sides; an
-    identity or account is not, only that it is another."""
+    `inputs.endpoints`, of a plan of `format_version`); none when they are the same. A URL
+    is named on both sides; an identity or account is not, only that it is another."""
     if not isinstance(saved, dict):
+        why = (
+            f"plan format {format_version} records none; {RECORDED_SINCE} and later do"
+            if document.predates(format_version, RECORDED_SINCE)
+            else f"plan format {format_version} records them: was the file edited?"
+        )
         return [
-            "the saved plan does not record the endpoints it was made against (made by an "
-            "older reconciler, or edited), so where it would be applied cannot be checked"
+            Problem(
+                f"the saved plan does not record the endpoints it was made against ({why}), "
+                "so where it would be applied cannot be checked",
+                recorded=False,
+            )
         ]
     out = []
     for platform, now in record(settings, fleet).items():
@@ -87,9 +108,12 @@ def problems(saved: Any, settings: Settings, fleet: Fleet) -> list[str]:
             if was == value:
                 continue
             if not isinstance(was, str):
-                out.append(f"the saved plan does not record {what} it was made against")
+                text = f"the saved plan does not record {what} it was made against"
+                out.append(Problem(text, recorded=False))
             elif key == "url":
-                out.append(f"{what} is {value} ({setting}); the plan was made against {was}")
+                text = f"{what} is {value} ({setting}); the plan was made against {was}"
+                out.append(Problem(text, recorded=True))
             else:
-                out.append(f"{what} ({setting}) is not the one the plan was made with")
+                text = f"{what} ({setting}) is not the one the plan was made with"
+                out.append(Problem(text, recorded=True))
     return out

@@ -134,6 +134,13 @@ def _version(text: str) -> tuple[int, int] | None:
     return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else None
 
 
+def predates(format_version: str, since: str) -> bool:
+    """Whether a plan of `format_version` was written before format `since` added
+    something (a version that does not read as MAJOR.MINOR is no older)."""
+    saved, added = _version(format_version), _version(since)
+    return saved is not None and added is not None and saved < added
+
+
 def changes_as_of(changes: list[dict[str, Any]], format_version: str) -> list[dict[str, Any]]:
     """`changes` (entries of this format) as a plan of `format_version` of the same major
     version holds them: without the keys a later minor version added. A saved plan made

@@ -239,6 +239,20 @@ def _as_format_1_4(doc: dict[str, Any]) -> dict[str, Any]:
     return older
 
 
+def _as_format_1_1(doc: dict[str, Any]) -> dict[str, Any]:
+    """A plan saved by a reconciler of plan format 1.1, as that version wrote it: neither
+    what 1.2 to 1.4 added (`inputs.endpoints`, `inputs.working_directory`, an unmanaged
+    object's `gateway` and `prunable`) nor what came after."""
+    older = _as_format_1_4(doc)
+    older["format_version"] = "1.1"
+    for key in ("endpoints", "working_directory", "secrets_directory"):
+        older["inputs"].pop(key, None)
+    for entry in older["unmanaged"]:
+        for key in ("gateway", "prunable"):
+            entry.pop(key, None)
+    return older
+
+
 @pytest.mark.parametrize("edited", [False, True])
 def test_a_plan_saved_by_an_older_reconciler_applies_unless_edited(
         make_cli: CliFactory, tmp_path: Path, edited: bool) -> None:
@@ -380,14 +394,27 @@ def test_a_saved_plan_is_applied_only_against_the_endpoints_and_identity_it_was_
             "RECONCILER_NOVACORE_TOKEN) is not the one the plan was made with") in err
     assert "idt-someone-else" not in err
 
-    older = json.loads(saved.read_text())
-    older["format_version"] = "1.1"
-    del older["inputs"]["endpoints"]
+    # A plan of format 1.1 records no endpoints: no settings apply it, a new plan does.
+    older = _as_format_1_1(json.loads(saved.read_text()))
     saved.write_text(json.dumps(older))
-    code, _, err = other("apply", str(saved))
-    assert code == 1
-    assert ("  the saved plan does not record the endpoints it was made against (made by an "
-            "older reconciler, or edited), so where it would be applied cannot be checked") in err
+    code, out, err = other("apply", str(saved))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"error: the saved plan {saved} cannot be checked against these settings; nothing "
+        "was applied:",
+        "  the saved plan does not record the endpoints it was made against (plan format "
+        "1.1 records none; 1.2 and later do), so where it would be applied cannot be "
+        "checked",
+        "Make a new plan with this version (`reconciler plan ... --out FILE`), which "
+        "records where it was made; no settings make this one applicable."]
+    # One of a format that records them was edited.
+    saved.write_text(json.dumps(older | {"format_version": "1.6"}))
+    code, out, err = other("apply", str(saved))
+    assert (code, out) == (1, "")
+    assert err.splitlines()[1] == (
+        "  the saved plan does not record the endpoints it was made against (plan format "
+        "1.6 records them: was the file edited?), so where it would be applied cannot be "
+        "checked")
     assert [threaded.call(threaded.sims.requests) for threaded in both] == [0, 0]
 
 
