@@ -184,18 +184,23 @@ def run(args: argparse.Namespace) -> int:
         common.print_diagnostics(error)
         return common.EXIT_ERROR
 
-    async def make() -> Any:
+    async def make() -> tuple[Any, list[str]]:
         # One run, then the process exits: what the plan leaves alive is not scanned.
         async with Reconciler(fleet, settings, short_lived=True) as reconciler:
-            return await reconciler.plan(options, paths=[str(Path(p)) for p in args.paths])
+            # Said, not removed: a plan writes nothing.
+            leftovers = reconciler.leftovers()
+            paths = [str(Path(p)) for p in args.paths]
+            return await reconciler.plan(options, paths=paths), leftovers
 
     try:
-        result = asyncio.run(make())
+        result, leftovers = asyncio.run(make())
     except (ProviderError, StateDirError) as error:
         print(f"error: {error}", file=sys.stderr)
         for note in common.refused_notes(settings, [error]):
             print(printable(note), file=sys.stderr)
         return common.EXIT_ERROR
+    for line in leftovers:
+        print(printable(f"note: {line}"), file=sys.stderr)
     # Fingerprints are for machines (JSON, a saved plan); a rendering for people skips them.
     doc = result.document(with_inputs=args.output == "json" or bool(args.out))
     if args.output == "json":

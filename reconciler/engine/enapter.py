@@ -561,8 +561,16 @@ async def _deliver_config(
                 tmp = enapter_files.reserve(settings, device_id, path)
             except OSError as exc:
                 raise _unwritten(path, exc, change.address) from None
+            # The descriptor holding the temporary file's lock (`enapter_files.hold`), let
+            # go of once it is in place, or removed, or left for the next run.
+            held: list[int] = []
+
+            def let_go() -> None:
+                while held:
+                    os.close(held.pop())
+
             writing = asyncio.ensure_future(
-                asyncio.to_thread(_write_private_file, path, tmp, text, change.address)
+                asyncio.to_thread(_write_private_file, path, tmp, text, change.address, held)
             )
             writing.add_done_callback(lambda done: done.cancelled() or done.exception())
             placed = False
@@ -581,6 +589,10 @@ async def _deliver_config(
                     with contextlib.suppress(OSError):
                         tmp.unlink(missing_ok=True)
                     enapter_files.release(settings, tmp)
+                if writing.done():
+                    let_go()
+                else:
+                    writing.add_done_callback(lambda _: let_go())
 
         await ctx._write(change, "enapter.write_config_file", write, over_http=False)
         return {"config": f"written to {path}"}
@@ -633,12 +645,18 @@ async def _remove_config_file(
     return {} if outcome is None else {"config_file": outcome}
 
 
-def _write_private_file(path: Path, tmp: Path, text: str, address: str) -> Path:
+def _write_private_file(
+    path: Path, tmp: Path, text: str, address: str, held: list[int]
+) -> Path:
     """Write `text`, readable by the owner only (0600), to the temporary file `tmp` next
-    to `path` that is then renamed onto it (`enapter_files.put`); that file."""
+    to `path` that is then renamed onto it (`enapter_files.put`); that file, locked by the
+    descriptor put in `held` (`enapter_files.hold`)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return write_temporary(path, text, private=True, tmp=tmp)
+        return write_temporary(
+            path, text, private=True, tmp=tmp,
+            opened=lambda descriptor: held.append(enapter_files.hold(descriptor)),
+        )
     except OSError as exc:
         raise _unwritten(path, exc, address) from None
 

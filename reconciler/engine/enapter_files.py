@@ -19,6 +19,17 @@ after the rename leaves a file that was never in place (killed before the tempor
 was made) not to be told from one that was. Once the file is in place, its pending record
 is its record (`StateDir.read_inventory`), kept so by the next write of the inventory.
 
+A temporary file is locked (flock) by its writer from its creation, before a byte of it is
+written, until it is renamed into place (`hold`): the kernel lets go of the lock of a
+process killed, so a temporary file nobody holds is no write under way, whatever the pid
+it was recorded by (one reused by another process is no sign of it). Temporary files with
+no record are removed too (`clear_leftovers`): those of earlier versions, which recorded
+none (`NAME.tmp`, `.NAME.XXXXXXXX.tmp`), and this version's of a run with another state
+directory (an absolute `configOutput.file`), each under the exact name its writer used
+beside a config file the reconciler manages (declared, recorded or being written), a
+regular file of this user, readable by them alone, as every writer made it, and no
+config file a Device declares: a user's file is never one of those.
+
 A file is removed after its device's delete succeeded (`engine.enapter`), or once the
 device's config was written to another file (its `configOutput.file` changed: the one
 written before holds its credentials too; also when the device was deleted and
@@ -46,14 +57,18 @@ config of its own there (`written_for`)."""
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import os
+import re
 import secrets
 import stat as stat_module
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.engine.config import Settings
-from reconciler.engine.state import PendingFile, StateDir, WrittenFile
+from reconciler.engine.state import Inventory, PendingFile, StateDir, WrittenFile
 from reconciler.model.fleet import Fleet
 from reconciler.state_files import TEMPORARY_SUFFIX
 
@@ -155,30 +170,120 @@ def release(settings: Settings, tmp: Path) -> None:
         state.write_inventory(inventory)
 
 
-def clear_leftovers(settings: Settings) -> list[str]:
+def hold(descriptor: int) -> int:
+    """Lock the temporary file just made (`reserve`), open as `descriptor`, before a byte
+    of it is written (`state.write_temporary` calls this), so that `clear_leftovers` in
+    another process leaves it alone; a descriptor of it that holds the lock until the
+    caller closes it, once the file is renamed into place (or removed). Raises OSError when
+    it was removed in the instant before the lock, taken for a leftover of a killed run: the
+    write then fails, as it must, its file gone."""
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    if os.fstat(descriptor).st_nlink == 0:
+        raise OSError(errno.ENOENT, "removed as it was made, by another run clearing leftovers")
+    return os.dup(descriptor)  # the lock is the open file's, which this keeps open
+
+
+@dataclass(frozen=True)
+class _Leftover:
+    """A temporary config file that a killed run left (`_leftovers`): `tmp`, the config
+    file `path` it was written for, and its pending record (None: it has none)."""
+
+    tmp: str
+    path: str
+    record: PendingFile | None
+    stat: os.stat_result
+
+    def said(self) -> str:
+        return _said(self.path, self.record)
+
+
+def _said(path: str, record: PendingFile | None) -> str:
+    """What a temporary file of the config file `path` is, never what it holds."""
+    if record is None:
+        return (
+            f"the temporary file an earlier run, killed, left holding the config it was "
+            f"writing to {path}"
+        )
+    return (
+        f"the temporary file a killed apply left holding the config it was writing to "
+        f"{path} for Enapter device {record.device_id}"
+    )
+
+
+def leftovers(settings: Settings, fleet: Fleet) -> list[str]:
+    """The temporary config files killed runs left, each holding a device's credentials,
+    that the next `clear_leftovers` removes, one line for each (what a plan says; it
+    writes nothing)."""
+    inventory = StateDir(Path(settings.state_dir)).read_inventory()
+    out = []
+    for found in _leftovers(settings, fleet, inventory, []):
+        try:
+            descriptor = _open_unheld(found)
+        except OSError:
+            descriptor = None
+        if descriptor is not None:
+            os.close(descriptor)
+            out.append(f"{found.tmp} is {found.said()}; the next apply removes it")
+    return out
+
+
+def clear_leftovers(settings: Settings, fleet: Fleet) -> list[str]:
     """Remove the temporary config files (`reserve`) that runs killed while they wrote
     them left behind, each holding a device's credentials, and forget their pending
     records (a file renamed into place before the kill keeps its record as a written
-    file: see `StateDir.read_inventory`); what was done, one line for each. Left alone:
-    the files a running process is writing (this one, or another whose pid is alive), and
-    one that is no longer the file written (changed since, or not a regular file)."""
+    file: see `StateDir.read_inventory`), and those with no record (see the module); what
+    was done, one line for each, never what the files hold. Left alone: the files a
+    running process is writing (this one, or another that holds its lock: `hold`), and one
+    that is no longer the file written (changed since, or not a regular file)."""
     state = StateDir(Path(settings.state_dir))
     inventory = state.read_inventory()
     pending = inventory.enapter_config_files_pending
-    if not pending:
-        return []
-    before = len(pending)
-    said = []
-    for tmp, file in sorted(pending.items()):
-        if _running(file.owner):
+    before = dict(pending)
+    said: list[str] = []
+    for found in _leftovers(settings, fleet, inventory, said):
+        try:
+            descriptor = _open_unheld(found)
+        except (FileNotFoundError, NotADirectoryError):
+            pending.pop(found.tmp, None)  # removed meanwhile
             continue
+        except OSError as exc:
+            said.append(_unremoved(found.tmp, found.said(), exc))
+            continue
+        if descriptor is None:
+            continue  # being written
+        try:
+            os.unlink(found.tmp)  # holding its lock: a writer that made it just now fails
+        except OSError as exc:
+            said.append(_unremoved(found.tmp, found.said(), exc))
+            continue
+        finally:
+            os.close(descriptor)
+        pending.pop(found.tmp, None)
+        said.append(f"removed {found.tmp}, {found.said()}")
+    if pending != before:
+        state.write_inventory(inventory)
+    return said
+
+
+def _leftovers(
+    settings: Settings, fleet: Fleet, inventory: Inventory, said: list[str]
+) -> list[_Leftover]:
+    """The temporary files to remove: those of pending records (each record whose file
+    is gone, or is no longer the one written, is dropped from `inventory`, saying so in
+    `said` for the latter), then those with no record (see the module)."""
+    pending = inventory.enapter_config_files_pending
+    recorded = set(pending)  # a file whose record is dropped below is no unrecorded one
+    out = []
+    for tmp, file in sorted(pending.items()):
+        if file.owner == _OWNER:
+            continue  # this process's: being written, or one it could not remove
         try:
             stat = os.lstat(tmp)
         except (FileNotFoundError, NotADirectoryError):
             del pending[tmp]  # never made, or renamed into place
             continue
         except OSError as exc:
-            said.append(_unremoved(file, exc))
+            said.append(_unremoved(tmp, _said(file.path, file), exc))
             continue
         written = file.written
         if not stat_module.S_ISREG(stat.st_mode) or (
@@ -187,55 +292,103 @@ def clear_leftovers(settings: Settings) -> list[str]:
             said.append(f"left {tmp} alone: it is not the temporary file written there")
             del pending[tmp]
             continue
+        out.append(_Leftover(tmp, file.path, file, stat))
+    return out + _unrecorded(settings, fleet, inventory, recorded)
+
+
+def _unrecorded(
+    settings: Settings, fleet: Fleet, inventory: Inventory, recorded: set[str]
+) -> list[_Leftover]:
+    """The temporary files with no record (none of `recorded`) beside the config files
+    the reconciler manages (see the module)."""
+    managed = _declared(settings, fleet) | set(inventory.enapter_config_files)
+    managed |= {file.path for file in inventory.enapter_config_files_pending.values()}
+    by_directory: dict[str, dict[str, str]] = {}
+    for path in managed:
+        directory, name = os.path.split(path)
+        by_directory.setdefault(directory, {})[name] = path
+    out = []
+    for directory, names in sorted(by_directory.items()):
         try:
-            os.unlink(tmp)
-        except OSError as exc:
-            said.append(_unremoved(file, exc))
-            continue
-        del pending[tmp]
-        said.append(
-            f"removed {tmp}, the temporary file a killed apply left holding the config it "
-            f"was writing to {file.path} for Enapter device {file.device_id}"
-        )
-    if len(pending) != before:
-        state.write_inventory(inventory)
-    return said
+            entries = sorted(os.listdir(directory))
+        except OSError:
+            continue  # not there, or not to be looked into: nothing of ours to see
+        for entry in entries:
+            tmp = os.path.join(directory, entry)
+            config = _written_by(entry, names)
+            if config is None or tmp in managed or tmp in recorded:
+                continue
+            try:
+                stat = os.lstat(tmp)
+            except OSError:
+                continue
+            if _as_written(stat):
+                out.append(_Leftover(tmp, config, None, stat))
+    return out
 
 
-def _unremoved(file: PendingFile, exc: OSError) -> str:
+# The names a temporary config file was written under beside NAME, its config file, by
+# each version: `NAME.<16 hex digits>.tmp` (`reserve`), `NAME.tmp` (`state.write_temporary`
+# before each file had a name of its own), `.NAME.<8 of tempfile's letters>.tmp` (mkstemp,
+# before that).
+_TOKENED = re.compile(r"(.+)\.[0-9a-f]{16}")
+_MKSTEMP = re.compile(r"\.(.+)\.[a-z0-9_]{8}")
+
+
+def _written_by(entry: str, names: dict[str, str]) -> str | None:
+    """The config file (of `names`, file name -> path) that `entry` is a temporary file
+    of, by the exact names its writers used; None when it is none's."""
+    if not entry.endswith(TEMPORARY_SUFFIX):
+        return None
+    base = entry.removesuffix(TEMPORARY_SUFFIX)
+    matches = (_TOKENED.fullmatch(base), _MKSTEMP.fullmatch(base))
+    candidates = [base] + [match[1] for match in matches if match]
+    return next((names[name] for name in candidates if name in names), None)
+
+
+def _as_written(stat: os.stat_result) -> bool:
+    """Whether a file is as every writer of a temporary config file made it: a regular
+    file of this user, readable and writable by them alone (0600, or narrower by the
+    umask)."""
     return (
-        f"{file.tmp}, the temporary file a killed apply left holding the config it was "
-        f"writing to {file.path} for Enapter device {file.device_id}, could not be removed: "
-        f"{exc.strerror or exc}; it holds the device's credentials: remove it (or the next "
-        "apply tries again)"
+        stat_module.S_ISREG(stat.st_mode)
+        and stat.st_uid == os.geteuid()
+        and not stat.st_mode & 0o077
+    )
+
+
+def _open_unheld(found: _Leftover) -> int | None:
+    """A descriptor of `found` holding its lock, when it is still the file found and no
+    writer holds it (`hold`); None when it is held or another file now. Raises OSError
+    when it cannot be opened."""
+    descriptor = os.open(
+        found.tmp, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    )
+    try:
+        now = os.fstat(descriptor)
+        if (now.st_dev, now.st_ino) != (found.stat.st_dev, found.stat.st_ino):
+            raise BlockingIOError  # replaced since it was looked at: not that one
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _unremoved(tmp: str, what: str, exc: OSError) -> str:
+    return (
+        f"{tmp}, {what}, could not be removed: {exc.strerror or exc}; it "
+        "holds the device's credentials: remove it (or the next apply tries again)"
     )
 
 
 # The process a pending record is written by: its pid, and a token of its own (in a
-# container, the next run often has the pid of the one killed).
+# container, the next run often has the pid of the one killed). Only this process's own
+# records are told by it: another's is being written while its writer holds its lock.
 _OWNER = f"{os.getpid()}-{secrets.token_hex(8)}"
-
-
-def _running(owner: str) -> bool:
-    """Whether the process that recorded a pending file (`owner`) is still running: this
-    one, or another whose pid is alive (taken to be it: a pid reused by another process
-    only delays the removal)."""
-    if owner == _OWNER:
-        return True
-    pid_text, _, _ = owner.partition("-")
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    if pid == os.getpid() or pid <= 0:
-        return False  # this process has a token of its own: the one recorded is gone
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # alive, another user's
-    return True
 
 
 def adopt(settings: Settings, old_id: str, new_id: str) -> None:

@@ -386,7 +386,13 @@ class Reconciler:
         """Remove the temporary Enapter config files that killed runs left, each holding a
         device's credentials (`engine.enapter_files.clear_leftovers`); what was done. The
         caller holds the state lock, or is the one process writing there."""
-        return enapter_files.clear_leftovers(self.settings)
+        return enapter_files.clear_leftovers(self.settings, self.fleet)
+
+    def leftovers(self) -> list[str]:
+        """The temporary Enapter config files that killed runs left, which the next apply
+        removes (`engine.enapter_files.leftovers`): what a plan says of them, writing
+        nothing."""
+        return enapter_files.leftovers(self.settings, self.fleet)
 
     def _remember_sites(
         self, inventory: Inventory, plan: Plan, report: ApplyReport | None

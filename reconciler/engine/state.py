@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -694,11 +694,17 @@ def atomic_write(path: Path, text: str, *, private: bool = False) -> None:
 
 
 def write_temporary(
-    path: Path, text: str, *, private: bool = False, tmp: Path | None = None
+    path: Path,
+    text: str,
+    *,
+    private: bool = False,
+    tmp: Path | None = None,
+    opened: Callable[[int], object] | None = None,
 ) -> Path:
     """The first half of `atomic_write`: the temporary file next to `path` (`tmp`, else
     `path` and TEMPORARY_SUFFIX), holding `text` and synced, for the caller to rename onto
-    `path` (or remove). A failed write leaves none behind."""
+    `path` (or remove). `opened` is called with its descriptor once it is made, before a
+    byte is written (to lock it). A failed write leaves none behind."""
     tmp = tmp or path.with_name(path.name + TEMPORARY_SUFFIX)
     try:
         # Never writable by others, whatever the umask (which narrows it further): a file
@@ -711,6 +717,8 @@ def write_temporary(
         tmp.unlink(missing_ok=True)
         descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            if opened is not None:
+                opened(descriptor)
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -11,17 +11,20 @@ killed between a --prune delete and its removal by the next --prune; a file reco
 written for another device is not a device's config; an apply killed right after it
 renamed a config file into place leaves it recorded, for a later --prune to remove, and one
 killed right before leaves the record of the file there; the temporary file of one killed
-as it wrote it is removed by the next apply, and one it did not write, or that a running
-apply writes, is left alone."""
+as it wrote it is removed by the next apply, and so are those with no record (of a run
+with another state directory, or older versions' names), which a plan names and leaves;
+one it did not write, or that a running apply writes (holding its lock), is left alone."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -913,21 +916,124 @@ async def test_the_temporary_file_of_a_config_file_an_apply_was_killed_writing_i
 
 async def test_a_temporary_config_file_another_running_apply_writes_is_left_alone(
         make_world: MakeWorld, tmp_path: Path) -> None:
+    """A writer locks its temporary file (flock) until it is renamed into place: one held
+    is left alone, and once let go of (as a killed process's lock is) it is removed, even
+    when the pid it was recorded by is alive (reused by another process)."""
     world = await make_world(_ucm_writing_to("cfg/a.json"))
     a_file = world.state_dir / "cfg" / "a.json"
     fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to("cfg/a.json"))
     await _killed_at_the_rename_of(world, fleet_dir, a_file, "before")
     [leftover] = _leftovers(a_file.parent)
-    # As if the process writing it were still running (this test's own, alive).
+    # Recorded by a pid alive now (this test's own).
     inventory_file = world.state_dir / "inventory.json"
     inventory = json.loads(inventory_file.read_text())
     [pending] = inventory["enapter_config_files_pending"].values()
-    pending["owner"] = f"{os.getpid()}-running"
+    pending["owner"] = f"{os.getpid()}-another"
     inventory_file.write_text(json.dumps(inventory))
+    # Held as a running writer holds it.
+    held = os.open(a_file.parent / leftover, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code, output = await _cli(world, "plan", str(fleet_dir), "--no-color")
+        assert code == 0 and leftover not in output, output
+        code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+        assert code == 0, output
+        assert "note: removed" not in output and leftover in _leftovers(a_file.parent)
+        assert a_file.is_file()
+    finally:
+        os.close(held)
     code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
     assert code == 0, output
-    assert "note: removed" not in output and leftover in _leftovers(a_file.parent)
-    assert a_file.is_file()
+    assert f"note: removed {a_file.parent / leftover}, the temporary file" in output, output
+    assert _leftovers(a_file.parent) == []
+
+
+async def test_the_temporary_config_file_of_a_run_with_another_state_directory_is_removed(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    """Killed between the write and the rename of a config file given by its absolute
+    path, the run leaves a temporary file recorded in its state directory only: a later
+    run with another state directory (or that one removed) has no record of it, and
+    removes it all the same, as the plan says, which removes nothing."""
+    ucm_file = tmp_path / "keys" / "ucm.json"
+    world = await make_world(_ucm_writing_to(str(ucm_file)))
+    fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to(str(ucm_file)))
+    await _killed_at_the_rename_of(world, fleet_dir, ucm_file, "before")
+    [leftover] = _leftovers(ucm_file.parent)
+    secret = json.loads((ucm_file.parent / leftover).read_text())["mqtt_credentials"]
+    assert stat.S_IMODE((ucm_file.parent / leftover).stat().st_mode) == 0o600
+    shutil.rmtree(world.state_dir)
+
+    code, stdout, stderr = await _cli_streams(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, stdout + stderr
+    note = (f"note: {ucm_file.parent / leftover} is the temporary file an earlier run, "
+            f"killed, left holding the config it was writing to {ucm_file}; the next apply "
+            "removes it")
+    assert note in stderr.splitlines(), stderr
+    assert _leftovers(ucm_file.parent) == [leftover] and not world.state_dir.exists()
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    said = [line for line in output.splitlines() if leftover in line]
+    assert said == [f"note: removed {ucm_file.parent / leftover}, the temporary file an earlier "
+                    f"run, killed, left holding the config it was writing to {ucm_file}"]
+    assert json.dumps(secret)[1:-1] not in output and "password" not in output
+    assert _leftovers(ucm_file.parent) == [] and ucm_file.is_file()
+
+
+async def test_temporary_config_files_older_versions_left_are_removed_and_no_one_elses(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    """Older versions recorded no temporary file: `NAME.tmp`, and before it mkstemp's
+    `.NAME.XXXXXXXX.tmp`, each private to its user. Those left beside a config file the
+    fleet declares are removed; files of other names, or not as a writer makes them (a
+    link, another mode), and a config file a Device declares under such a name, stay."""
+    # The MQTT device's config file has the name of a temporary file of the UCM's.
+    text = _two_ucms(ucm_file="cfg/ucm.json", mqtt_file="cfg/ucm.json.0123456789abcdef.tmp")
+    world = await make_world(text)
+    await world.converge()
+    cfg = world.state_dir / "cfg"
+    declared = cfg / "ucm.json.0123456789abcdef.tmp"
+    assert declared.is_file()
+    credentials = '{"mqtt_credentials": {"password": "s3cret-left-by-an-old-run"}}'
+    ours = [cfg / "ucm.json.tmp", cfg / ".ucm.json.k2_9xq0a.tmp"]
+    alike = [cfg / "notes.tmp", cfg / "ucm.json.bak.tmp", cfg / "ucm.json.0123.tmp",
+             cfg / ".ucm.json.abc.tmp", cfg / "ucm.json.0123456789ABCDEF.tmp",
+             cfg / "other.json.tmp"]
+    for file in ours + alike:
+        file.write_text(credentials)
+        file.chmod(0o600)
+    shared = cfg / ".ucm.json.zzzzzzzz.tmp"  # as old versions name it, not as they make it
+    shared.write_text(credentials)
+    shared.chmod(0o644)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(credentials)
+    elsewhere.chmod(0o600)
+    link = cfg / ".ucm.json.linktoit.tmp"
+    link.symlink_to(elsewhere)
+    inventory = (world.state_dir / "inventory.json").read_bytes()
+    fleet_dir = _write_fleet(tmp_path / "fleet", text)
+
+    code, stdout, stderr = await _cli_streams(world, "plan", str(fleet_dir), "--no-color")
+    assert code == 0, stdout + stderr
+    notes = sorted(line for line in stderr.splitlines() if "the next apply removes it" in line)
+    assert notes == [f"note: {file} is the temporary file an earlier run, killed, left holding "
+                     f"the config it was writing to {cfg / 'ucm.json'}; the next apply removes "
+                     "it" for file in sorted(ours)], stderr
+    assert all(file.exists() for file in ours)
+    assert (world.state_dir / "inventory.json").read_bytes() == inventory
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    removed = sorted(line for line in output.splitlines() if "note: removed" in line)
+    assert removed == [f"note: removed {file}, the temporary file an earlier run, killed, left "
+                       f"holding the config it was writing to {cfg / 'ucm.json'}"
+                       for file in sorted(ours)], output
+    assert "s3cret" not in output
+    assert not any(file.exists() for file in ours)
+    for file in [*alike, shared, elsewhere]:
+        assert file.read_text() == credentials, file
+    assert link.is_symlink() and declared.is_file() and (cfg / "ucm.json").is_file()
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0 and "note:" not in output, output
 
 
 # -- how often writing a config file writes the inventory -----------------------------------------
