@@ -218,6 +218,8 @@ class ReconcilerLike(Protocol):
 
     def remember(self, plan: Plan) -> None: ...
 
+    def clear_leftovers(self) -> list[str]: ...
+
 
 # Loads the desired state and the plan options for it; raises ConfigError with every problem.
 DesiredLoader = Callable[[], tuple[Fleet, PlanOptions]]
@@ -372,6 +374,11 @@ class Cycle:
         # A token file that cannot be read now ends this run only (ConfigError, naming it).
         settings = self.settings.renewed()
         async with self.factory(fleet, settings) as reconciler:
+            if not self.plan_only:
+                # As `apply` says each: a file that held a device's credentials is gone.
+                for line in reconciler.clear_leftovers():
+                    self.log.emit("note", f"run={summary.run} note: {line}", run=summary.run,
+                                  message=line)
             result = await self._plan(reconciler, options)
             if result is None:
                 summary.result = "stopped"

@@ -389,3 +389,30 @@ async def test_the_agent_stops_once_its_stdout_is_closed(world: World) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_temporary_config_file_a_killed_run_left_is_removed_and_said(
+        tmp_path: Path, spawn: Spawn) -> None:
+    """As `apply` does, the agent removes the temporary Enapter config file a killed run
+    left beside a config file it manages (it holds a device's credentials), and logs one
+    line naming it, never what it holds."""
+    world = await start_world(tmp_path, "h2-lab-enapter")
+    try:
+        config = Path(world.env["RECONCILER_STATE_DIR"]) / "secrets" / "h2-lab-ucm.json"
+        config.parent.mkdir(parents=True)
+        leftover = config.with_name("h2-lab-ucm.json.tmp")  # as an earlier version named it
+        leftover.write_text('{"mqtt_credentials": {"password": "s3cret-of-a-killed-run"}}')
+        leftover.chmod(0o600)
+        agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
+                            env=world.env, cwd=world.cwd)
+        await agent.wait_for(r"run=1 trigger=start .* result=applied")
+        assert not leftover.exists()
+        assert config.is_file()
+        [line] = [line for line in agent.out if "note: removed" in line]
+        assert line.endswith(f"run=1 note: removed {leftover}, the temporary file an earlier "
+                             f"run, killed, left holding the config it was writing to {config}")
+        assert await agent.terminate() == 0
+        assert "s3cret" not in agent.text
+        no_secrets(world, agent.text)
+    finally:
+        await world.sims.stop()

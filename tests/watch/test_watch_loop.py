@@ -227,6 +227,9 @@ class FakeReconciler:
     def remember(self, plan: Any) -> None:
         self.remembered += 1
 
+    def clear_leftovers(self) -> list[str]:
+        return []
+
 
 def make_cycle(load: watch.DesiredLoader, fake: FakeReconciler, fmt: str = "text",
                plan_only: bool = False) -> tuple[watch.Cycle, io.StringIO]:
