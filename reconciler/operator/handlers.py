@@ -22,7 +22,7 @@ from reconciler.model.kinds import KINDS
 from reconciler.operator import conditions, declared, locations, objects, sites_kept, swaps
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Holds
-from reconciler.operator.owner_locks import owner_lock
+from reconciler.operator.owner_locks import drop, owner_lock
 from reconciler.operator.reconcile import (
     ObjectResult,
     PasswordFingerprint,
@@ -355,7 +355,7 @@ LOCK_WAIT = 60.0
 async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:
     """Release the object as `_release` does, under its reconciles' lock (`owner_locks`):
     once a reconcile of it in flight has landed its writes, and before another writes
-    again."""
+    again. Its lock goes with it."""
     namespace = kwargs["namespace"] or ""
     name = kwargs["meta"]["name"]
     lock = owner_lock(namespace, kind, name)
@@ -369,6 +369,9 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         await _release(runtime, kind, kwargs)
     finally:
         lock.release()
+        # Dropped also when the release waits: whatever reconcile of it comes next finds
+        # it being deleted, and the next attempt takes a new lock.
+        drop(namespace, kind, name)
 
 
 async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:

@@ -2,7 +2,9 @@
 of a stand-alone DER applying its device's changes. The finalizer waits for that write to
 land and then releases everything, instead of releasing what it finds meanwhile and the
 write re-creating the rest after it; what the reconcile would have said of a write refused
-for the release (a Warning on an object being deleted) is not said."""
+for the release (a Warning on an object being deleted) is not said. The finalizer drops the
+object's lock: the locks kept do not grow with objects created and deleted, and an object
+created again under the same name is reconciled as the first was."""
 
 from __future__ import annotations
 
@@ -13,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from fleet_yaml import der, novacore_site, stream, sungrow_inverter, zap_gateway
-from harness import Cluster, documents, operator
+from harness import NAMESPACE, Cluster, documents, operator
 from objects import HOME, RELEASE, ZAP, declare
 
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.owner_locks import owners
 from reconciler.sim.fleet import SimFleet
 
 INVERTER = ("Device", "home-inverter")
+KEY = (NAMESPACE, *INVERTER)
 
 
 def _inverter_in_novacore(sims: SimFleet) -> bool:
@@ -70,10 +74,11 @@ async def test_a_device_deleted_while_its_drift_check_writes_is_released_after_i
 ) -> None:
     config = OperatorConfig(interval=2.0, retry_delay=0.5)
     async with operator(HOME, tmp_path, monkeypatch, config=config) as (cluster, sims):
-        await declare(cluster)
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in await declare(cluster)}
         await _handled(cluster, *INVERTER)
         # Right after a drift check: the next one observes after the drift (2 s later).
         await cluster.wait_planned(*INVERTER, 1)
+        assert KEY in owners()
         _drift_away(sims)
         await _delete_mid_write(cluster, sims)
         await asyncio.sleep(3)  # any write still on its way lands
@@ -81,6 +86,18 @@ async def test_a_device_deleted_while_its_drift_check_writes_is_released_after_i
         assert not _inverter_in_novacore(sims)
         warnings = await cluster.events_about("home-inverter", type_="Warning")
         assert not warnings, "the drift check's writes landed before the release"
+        assert KEY not in owners(), "its lock went with it"
+
+        # Created again under the same name: reconciled, and its lock goes with it too.
+        sims.zaps[ZAP].faults.answer_delay_ms = 0
+        await cluster.create(docs[INVERTER])
+        await cluster.wait_condition(*INVERTER, "Ready", timeout=60)
+        assert "SG0001" in sims.zaps[ZAP].devices and _inverter_in_novacore(sims)
+        await cluster.delete(*INVERTER)
+        await cluster.wait_gone(*INVERTER, timeout=60)
+        assert "SG0001" not in sims.zaps[ZAP].devices and not _inverter_in_novacore(sims)
+        staying = {("Site", "home"), ("Gateway", "home-zap"), ("Device", "home-battery")}
+        assert owners() == {(NAMESPACE, *key) for key in staying}, "a lock for each object"
 
 
 # The inverter's battery declared in a DER object of its own: its reconcile applies the
@@ -110,6 +127,7 @@ async def test_a_device_deleted_while_its_der_applies_its_changes_is_released_af
         await asyncio.sleep(3)  # any write still on its way lands
         assert "SG0001" not in sims.zaps[ZAP].devices
         assert not _inverter_in_novacore(sims), "not provisioned after its release"
+        assert KEY not in owners()
 
 
 async def test_a_der_edited_while_its_device_is_released_does_not_add_it_again(
@@ -135,6 +153,7 @@ async def test_a_der_edited_while_its_device_is_released_does_not_add_it_again(
         cond = await cluster.condition("DER", "home-inverter-battery", "Ready")
         assert cond is not None and cond["reason"] == "WaitingForDependency", cond
         assert "home-inverter" in cond["message"]
+        assert KEY not in owners()
 
 
 async def _edit_reconciled(cluster: Cluster) -> bool:
