@@ -4,6 +4,7 @@ Decisions live in `reconcile.py`; this module only moves data between kopf and i
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import time
@@ -21,6 +22,7 @@ from reconciler.model.kinds import KINDS
 from reconciler.operator import conditions, declared, locations, objects, sites_kept, swaps
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Holds
+from reconciler.operator.owner_locks import drop, owner_lock
 from reconciler.operator.reconcile import (
     ObjectResult,
     PasswordFingerprint,
@@ -69,6 +71,31 @@ def _namespace_bodies(
             if (body.get("kind"), body["metadata"]["name"]) != key:
                 bodies.append(body)
     return objects.in_declaration_order(bodies)
+
+
+def _alive(
+    namespace: str, indexes: Mapping[str, Any], bodies: list[Mapping[str, Any]]
+) -> Callable[[str, str], bool]:
+    """Whether an object of `bodies` is still there as it was, now: in the indexes (kept
+    up to date by kopf as events arrive), not being deleted, and not another object
+    created again under its name (`owner_locks`)."""
+    uids = {
+        (body.get("kind"), body["metadata"]["name"]): body["metadata"].get("uid")
+        for body in bodies
+    }
+
+    def alive(kind: str, name: str) -> bool:
+        index = indexes.get(_index_id(kind))
+        if index is None or namespace not in index:
+            return False
+        now = next((b for b in index[namespace] if b["metadata"]["name"] == name), None)
+        return (
+            now is not None
+            and not objects.is_deleting(now)
+            and now["metadata"].get("uid") == uids.get((kind, name))
+        )
+
+    return alive
 
 
 class Runtime:
@@ -196,9 +223,10 @@ async def _reconcile(
         )
         _write_status(patch, status, meta, result)
         return
-    nsf = objects.build(_namespace_bodies(namespace, indexes, body))
+    bodies = _namespace_bodies(namespace, indexes, body)
+    nsf = objects.build(bodies)
     if not nsf.refusal(kind, name):
-        # What a deletion honours should the spec be made invalid later (`_finalize`).
+        # What a deletion honours should the spec be made invalid later (`_release`).
         spec = objects.spec_json(body)
         if status.get(objects.LAST_VALID_SPEC) != spec:
             patch.status[objects.LAST_VALID_SPEC] = spec
@@ -213,7 +241,14 @@ async def _reconcile(
             _declared_serials(indexes, (namespace, name)) if kind == "Gateway" else None
         ),
         had=locations.recorded(status) if kind == "Device" else (),
+        alive=_alive(namespace, indexes, bodies),
     )
+    if result.going:
+        # Its finalizer speaks for it now: no status written after it released what it
+        # did (a drift check that waited for it, or began as the object was deleted).
+        patch.pop("status", None)  # its lastValidSpec too: the finalizer read it already
+        logger.info("%s/%s: not reconciled: it is being deleted", kind, name)
+        return
     owner = (namespace, kind, name)
     if result.retry == "temporary" and result.delay > runtime.config.retry_delay:
         runtime.not_before[owner] = time.monotonic() + result.delay
@@ -312,7 +347,34 @@ def _register_kind(
         await _finalize(runtime, kind, kwargs)
 
 
+# How long a finalizer waits for a reconcile of its object in flight to end (its writes
+# are bounded by the platforms' timeouts and retries) before kopf tries it again later.
+LOCK_WAIT = 60.0
+
+
 async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:
+    """Release the object as `_release` does, under its reconciles' lock (`owner_locks`):
+    once a reconcile of it in flight has landed its writes, and before another writes
+    again. Its lock goes with it."""
+    namespace = kwargs["namespace"] or ""
+    name = kwargs["meta"]["name"]
+    lock = owner_lock(namespace, kind, name)
+    try:
+        async with asyncio.timeout(LOCK_WAIT):
+            await lock.acquire()
+    except TimeoutError:
+        message = "waiting for a reconcile of this object in flight to end"
+        raise kopf.TemporaryError(message, delay=runtime.config.retry_delay) from None
+    try:
+        await _release(runtime, kind, kwargs)
+    finally:
+        lock.release()
+        # Dropped also when the release waits: whatever reconcile of it comes next finds
+        # it being deleted, and the next attempt takes a new lock.
+        drop(namespace, kind, name)
+
+
+async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:
     """Honour `deletionPolicy` before kopf removes our finalizer: while the object cannot
     be released, the finalizer stays, with a Warning and a condition saying why."""
     body: kopf.Body = kwargs["body"]

@@ -56,14 +56,18 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     was created (`in_declaration_order`), whether it holds its configOutput
     (`holds_config_output`), for a Site the Novacore site it was applied to
     (`applied_novacore_site`) and for a Device the Site it was last placed at
-    (`last_site`) and the Flatpeak locations its Site had (`flatpeak_locations`), and the
-    spec fields its status records as declared (`declared_fields`); for a Site the Flatpeak
-    location its status records (`locations.known`), and whether the object is being
-    deleted (`is_deleting`); `build` strips them again."""
+    (`last_site`) and the Flatpeak locations its Site had (`flatpeak_locations`), the spec
+    fields its status records as declared (`declared_fields`) and its uid; for a Site the
+    Flatpeak location its status records (`locations.known`), and whether the object is
+    being deleted (`is_deleting`); `build` strips them again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
     if created:
         document["metadata"]["creationTimestamp"] = str(created)
+    uid = (body.get("metadata") or {}).get("uid")
+    if uid:
+        # Tells an object from one created again under its name (`handlers._alive`).
+        document["metadata"]["uid"] = str(uid)
     if holds_config_output(body):
         document[HOLDS_CONFIG_OUTPUT] = True
     applied = applied_novacore_site(body)

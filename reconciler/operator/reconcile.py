@@ -6,10 +6,7 @@ handlers turn `ObjectResult` into status, events and kopf retries."""
 
 from __future__ import annotations
 
-import asyncio
-import weakref
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,25 +36,12 @@ from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
 from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
+from reconciler.operator.owner_locks import owner_lock
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions, site_ids
 from reconciler.plan.render import summary_line
 from reconciler.plan.sourceful import claim_org
-
-# One reconcile at a time plans and applies an owner's changes: kopf runs an object's
-# drift timer beside its create or update handler, and a Device's changes are also applied
-# by its stand-alone DERs' reconciles. Two at once would each plan from what was there
-# before the other wrote (a Site created twice, a gateway claimed twice); the second waits
-# and observes what the first wrote. Locks belong to an event loop, so they are kept per loop.
-_owner_locks: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, defaultdict[tuple[str, str, str], asyncio.Lock]
-] = weakref.WeakKeyDictionary()
-
-
-def _owner_lock(namespace: str, kind: str, name: str) -> asyncio.Lock:
-    locks = _owner_locks.setdefault(asyncio.get_running_loop(), defaultdict(asyncio.Lock))
-    return locks[(namespace, kind, name)]
 
 
 @dataclass
@@ -88,6 +72,9 @@ class ObjectResult:
     # What the plan says of them, converged or not (`status.lastPlan.notes`): in observe
     # mode, with other changes pending, the reconcile never converges to say it once.
     plan_notes: list[str] = field(default_factory=list)
+    # The object itself is being deleted (or is gone): nothing was planned or written, and
+    # nothing is to be said of it (its finalizer speaks for it now).
+    going: bool = False
 
 
 @dataclass
@@ -151,11 +138,14 @@ async def reconcile_object(
     claims: Sequence[ClaimedGateway] = (),
     declared_elsewhere: Mapping[str, str] | None = None,
     had: Sequence[FlatpeakLocation] = (),
+    alive: Callable[[str, str], bool] | None = None,
 ) -> ObjectResult:
     """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
     of the cluster declare (`swaps`: a serial swapped out is released, or kept). For a
-    Device, `had` are the Flatpeak locations its status says its Site had (`locations`)."""
+    Device, `had` are the Flatpeak locations its status says its Site had (`locations`).
+    `alive(kind, name)`: whether that object of `nsf` is still there and not being deleted,
+    asked of the owner before and once its lock is held (`owner_locks`)."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -183,7 +173,10 @@ async def reconcile_object(
     if resource is None:  # pragma: no cover - build() puts every object in one of the two
         raise RuntimeError(f"{kind}/{name} is neither valid nor invalid: {nsf.invalid}")
     sub = closure(nsf.fleet, resource)
-    lock = _owner_lock(namespace, owner_kind, owner_name)
+    if alive is not None and not alive(owner_kind, owner_name):
+        # Not even the lock is taken: the owner's finalizer speaks for it now.
+        return _going(kind, name, owner_kind, owner_name, config)
+    lock = owner_lock(namespace, owner_kind, owner_name)
     # Only a Device's own reconcile keeps its password's fingerprint (in its status): the
     # others compare with nothing and record nowhere.
     password_key = _password_key(sub, name) if kind == "Device" else None
@@ -195,6 +188,10 @@ async def reconcile_object(
     async with lock, Reconciler(
         sub, settings, secrets=secrets, credentials=ledger
     ) as reconciler:
+        if alive is not None and not alive(owner_kind, owner_name):
+            # Deleted while this reconcile waited for the lock: its finalizer ran meanwhile
+            # or runs next, and what this would write would outlive what it releases.
+            return _going(kind, name, owner_kind, owner_name, config)
         if config_store is not None:
             # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
@@ -460,6 +457,17 @@ def _device_gateway(
         site=gateway.spec.site_ref,
     )
     return placement.model_dump()
+
+
+def _going(
+    kind: str, name: str, owner_kind: str, owner_name: str, config: OperatorConfig
+) -> ObjectResult:
+    """The result of a reconcile whose owner is being deleted: the object itself says
+    nothing more; a stand-alone DER waits, as it does for a device not declared."""
+    if (owner_kind, owner_name) == (kind, name):
+        return ObjectResult(going=True, summary="being deleted")
+    message = f"waiting: {owner_kind} {owner_name!r} is being deleted"
+    return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
 
 
 def _not_planned(retry: str, reason: str, message: str, delay: float = 0.0) -> ObjectResult:

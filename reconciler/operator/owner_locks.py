@@ -1,0 +1,46 @@
+"""The lock that lets one reconcile at a time plan and apply an owner's changes, and its
+end with the owner. kopf runs an object's drift timer beside its create or update handler,
+and a Device's changes are also applied by its stand-alone DERs' reconciles: two at once
+would each plan from what was there before the other wrote (a Site created twice, a
+gateway claimed twice), so the second waits and observes what the first wrote.
+
+An object's finalizer takes the same lock: a reconcile mid-write when the object is
+deleted lands its writes before the finalizer reads what to release, instead of after it
+released them, re-creating them. A reconcile that gets the lock after the finalizer, or
+starts while the object is being deleted, finds its owner going (`handlers`) and writes
+nothing. The finalizer drops the owner's entry once it is done: the table holds the owners
+reconciled since, not every object this process ever reconciled. A reconcile still
+waiting on the dropped lock then finds its owner going, and one for an object created
+again under the same name takes a new lock.
+
+Locks belong to an event loop, so they are kept per loop."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+Key = tuple[str, str, str]  # namespace, kind, name
+
+_tables: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Key, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _table() -> dict[Key, asyncio.Lock]:
+    return _tables.setdefault(asyncio.get_running_loop(), {})
+
+
+def owner_lock(namespace: str, kind: str, name: str) -> asyncio.Lock:
+    """The lock of the owner `kind`/`name` of `namespace`, made at its first use."""
+    return _table().setdefault((namespace, kind, name), asyncio.Lock())
+
+
+def drop(namespace: str, kind: str, name: str) -> None:
+    """Forget the owner's lock: its object is deleted (its finalizer is done)."""
+    _table().pop((namespace, kind, name), None)
+
+
+def owners() -> frozenset[Key]:
+    """The owners whose lock this event loop keeps."""
+    return frozenset(_table())

@@ -1,0 +1,165 @@
+"""An object deleted while a reconcile of it is mid-write: its drift check, or the reconcile
+of a stand-alone DER applying its device's changes. The finalizer waits for that write to
+land and then releases everything, instead of releasing what it finds meanwhile and the
+write re-creating the rest after it; what the reconcile would have said of a write refused
+for the release (a Warning on an object being deleted) is not said. The finalizer drops the
+object's lock: the locks kept do not grow with objects created and deleted, and an object
+created again under the same name is reconciled as the first was."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fleet_yaml import der, novacore_site, stream, sungrow_inverter, zap_gateway
+from harness import NAMESPACE, Cluster, documents, operator
+from objects import HOME, RELEASE, ZAP, declare
+
+from reconciler.operator.config import OperatorConfig
+from reconciler.operator.owner_locks import owners
+from reconciler.sim.fleet import SimFleet
+
+INVERTER = ("Device", "home-inverter")
+KEY = (NAMESPACE, *INVERTER)
+
+
+def _inverter_in_novacore(sims: SimFleet) -> bool:
+    return any(d.hardware_id == "SG0001" for d in sims.novacore.devices.values())
+
+
+def _drift_away(sims: SimFleet) -> None:
+    """The inverter removed from Novacore and its Zap behind the operator's back, and the
+    Zap answering each write 2 s after it took effect: the next reconcile adds it to the
+    Zap, and only once that is answered provisions it in Novacore."""
+    (cloud,) = (d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
+    sims.novacore.remove_device(cloud.id)
+    sims.zaps[ZAP].remove_device("SG0001")
+    sims.zaps[ZAP].faults.answer_delay_ms = 2000
+
+
+async def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def _handled(cluster: Cluster, kind: str, name: str) -> None:
+    """Until the object is Ready and kopf's create handler of it done (it records its
+    progress in an annotation while it retries): what writes next is a drift check."""
+    await cluster.wait_condition(kind, name, "Ready", timeout=60)
+
+    async def done() -> bool:
+        body = await cluster.get(kind, name) or {}
+        notes = (body.get("metadata") or {}).get("annotations") or {}
+        return not any(key.startswith("kopf.zalando.org/create") for key in notes)
+
+    await cluster.wait_for(done, timeout=60, what=f"{kind}/{name} created")
+
+
+async def _delete_mid_write(cluster: Cluster, sims: SimFleet) -> None:
+    """Delete the inverter once a reconcile's write to the Zap took effect, while its
+    answer (and the Novacore write after it) is still to come."""
+    await _until(lambda: "SG0001" in sims.zaps[ZAP].devices, "the inverter added to the Zap")
+    assert not _inverter_in_novacore(sims)
+    await cluster.delete(*INVERTER)
+    await cluster.wait_gone(*INVERTER, timeout=60)
+
+
+async def test_a_device_deleted_while_its_drift_check_writes_is_released_after_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    config = OperatorConfig(interval=2.0, retry_delay=0.5)
+    async with operator(HOME, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in await declare(cluster)}
+        await _handled(cluster, *INVERTER)
+        # Right after a drift check: the next one observes after the drift (2 s later).
+        await cluster.wait_planned(*INVERTER, 1)
+        assert KEY in owners()
+        _drift_away(sims)
+        await _delete_mid_write(cluster, sims)
+        await asyncio.sleep(3)  # any write still on its way lands
+        assert set(sims.zaps[ZAP].devices) == {"ferroamp_192.168.1.70"}
+        assert not _inverter_in_novacore(sims)
+        warnings = await cluster.events_about("home-inverter", type_="Warning")
+        assert not warnings, "the drift check's writes landed before the release"
+        assert KEY not in owners(), "its lock went with it"
+
+        # Created again under the same name: reconciled, and its lock goes with it too.
+        sims.zaps[ZAP].faults.answer_delay_ms = 0
+        await cluster.create(docs[INVERTER])
+        await cluster.wait_condition(*INVERTER, "Ready", timeout=60)
+        assert "SG0001" in sims.zaps[ZAP].devices and _inverter_in_novacore(sims)
+        await cluster.delete(*INVERTER)
+        await cluster.wait_gone(*INVERTER, timeout=60)
+        assert "SG0001" not in sims.zaps[ZAP].devices and not _inverter_in_novacore(sims)
+        staying = {("Site", "home"), ("Gateway", "home-zap"), ("Device", "home-battery")}
+        assert owners() == {(NAMESPACE, *key) for key in staying}, "a lock for each object"
+
+
+# The inverter's battery declared in a DER object of its own: its reconcile applies the
+# inverter's changes.
+WITH_DER = stream(
+    novacore_site(),
+    zap_gateway(extra=RELEASE),
+    sungrow_inverter("home-inverter", "home-zap", "SG0001", "192.168.1.60", extra=RELEASE),
+    der("home-inverter-battery", "home-inverter", "battery", "battery"),
+)
+
+
+async def test_a_device_deleted_while_its_der_applies_its_changes_is_released_after_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # No drift check comes during the test: only the DER's reconcile writes.
+    config = OperatorConfig(interval=300, retry_delay=0.5)
+    async with operator(WITH_DER, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        await cluster.create_all(documents(WITH_DER))
+        await _handled(cluster, *INVERTER)
+        await _handled(cluster, "DER", "home-inverter-battery")
+        _drift_away(sims)
+        # An edit of the DER: its reconcile adds the inverter again.
+        await cluster.patch("DER", "home-inverter-battery",
+                            {"metadata": {"annotations": {"example.com/edited": "1"}}})
+        await _delete_mid_write(cluster, sims)
+        await asyncio.sleep(3)  # any write still on its way lands
+        assert "SG0001" not in sims.zaps[ZAP].devices
+        assert not _inverter_in_novacore(sims), "not provisioned after its release"
+        assert KEY not in owners()
+
+
+async def test_a_der_edited_while_its_device_is_released_does_not_add_it_again(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    config = OperatorConfig(interval=300, retry_delay=0.5)
+    async with operator(WITH_DER, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        await cluster.create_all(documents(WITH_DER))
+        await _handled(cluster, *INVERTER)
+        await _handled(cluster, "DER", "home-inverter-battery")
+        # The release's writes answered 2 s after they took effect: the finalizer is
+        # still at work when the DER is edited.
+        sims.zaps[ZAP].faults.answer_delay_ms = 2000
+        await cluster.delete(*INVERTER)
+        await _until(lambda: "SG0001" not in sims.zaps[ZAP].devices, "the release begun")
+        await cluster.patch("DER", "home-inverter-battery",
+                            {"metadata": {"annotations": {"example.com/edited": "1"}}})
+        await cluster.wait_gone(*INVERTER, timeout=60)
+        await cluster.wait_for(lambda: _edit_reconciled(cluster), timeout=30,
+                               what="the DER's edit reconciled")
+        assert "SG0001" not in sims.zaps[ZAP].devices
+        assert not _inverter_in_novacore(sims)
+        cond = await cluster.condition("DER", "home-inverter-battery", "Ready")
+        assert cond is not None and cond["reason"] == "WaitingForDependency", cond
+        assert "home-inverter" in cond["message"]
+        assert KEY not in owners()
+
+
+async def _edit_reconciled(cluster: Cluster) -> bool:
+    """Whether kopf ran the DER's update handler: done (the essence it last handled has the
+    edit), or to be retried (its progress is recorded)."""
+    body = await cluster.get("DER", "home-inverter-battery") or {}
+    notes = (body.get("metadata") or {}).get("annotations") or {}
+    handled = notes.get("kopf.zalando.org/last-handled-configuration", "")
+    return "example.com/edited" in handled or "kopf.zalando.org/update-ders" in notes
