@@ -9,8 +9,9 @@ created again under the same name is reconciled as the first was."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,15 +111,22 @@ WITH_DER = stream(
 )
 
 
-async def test_a_device_deleted_while_its_der_applies_its_changes_is_released_after_it(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
-    # No drift check comes during the test: only the DER's reconcile writes.
+@contextlib.asynccontextmanager
+async def _with_der(tmp_path: Path, monkeypatch: Any) -> AsyncIterator[tuple[Cluster, SimFleet]]:
+    """The operator with `WITH_DER` applied. No drift check comes during a test: only the
+    reconciles the test causes write."""
     config = OperatorConfig(interval=300, retry_delay=0.5)
     async with operator(WITH_DER, tmp_path, monkeypatch, config=config) as (cluster, sims):
         await cluster.create_all(documents(WITH_DER))
         await _handled(cluster, *INVERTER)
         await _handled(cluster, "DER", "home-inverter-battery")
+        yield cluster, sims
+
+
+async def test_a_device_deleted_while_its_der_applies_its_changes_is_released_after_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with _with_der(tmp_path, monkeypatch) as (cluster, sims):
         _drift_away(sims)
         # An edit of the DER: its reconcile adds the inverter again.
         await cluster.patch("DER", "home-inverter-battery",
@@ -133,11 +141,7 @@ async def test_a_device_deleted_while_its_der_applies_its_changes_is_released_af
 async def test_a_der_edited_while_its_device_is_released_does_not_add_it_again(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    config = OperatorConfig(interval=300, retry_delay=0.5)
-    async with operator(WITH_DER, tmp_path, monkeypatch, config=config) as (cluster, sims):
-        await cluster.create_all(documents(WITH_DER))
-        await _handled(cluster, *INVERTER)
-        await _handled(cluster, "DER", "home-inverter-battery")
+    async with _with_der(tmp_path, monkeypatch) as (cluster, sims):
         # The release's writes answered 2 s after they took effect: the finalizer is
         # still at work when the DER is edited.
         sims.zaps[ZAP].faults.answer_delay_ms = 2000
