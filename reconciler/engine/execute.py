@@ -23,8 +23,9 @@ from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.device_gateways import gateway_of_change
 from reconciler.plan.observed import NovacoreSite
-from reconciler.plan.sourceful import gateway_of_change, zap_settings
+from reconciler.plan.zap_settings import zap_settings
 from reconciler.printable import printable, quoted
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient

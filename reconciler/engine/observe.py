@@ -28,6 +28,12 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.plan import moves, renames
+from reconciler.plan.novacore_sites import (
+    SiteIndex,
+    applied_site,
+    needs_rename_search,
+    unclaimed_sites,
+)
 from reconciler.plan.observed import (
     IdentityReading,
     NovacoreDevice,
@@ -37,13 +43,7 @@ from reconciler.plan.observed import (
     ZapState,
 )
 from reconciler.plan.retired import RetiredSite
-from reconciler.plan.sourceful import (
-    SiteIndex,
-    applied_site,
-    is_added_to_zap,
-    needs_rename_search,
-    unclaimed_sites,
-)
+from reconciler.plan.zap_settings import is_added_to_zap
 from reconciler.providers.modbus import identity
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient
@@ -88,7 +88,7 @@ async def observe(
     `release_orgs` are listed too, declared or not (`state.Inventory.release_orgs`), and
     the sites of `site_orgs` (where Sites declared no more were applied: `plan.retired`).
     `applied_sites`: where earlier applies put declared Sites (a Site renamed in git keeps
-    its site: `plan.sourceful.applied_site`). The Novacore devices of `lookup_sites`, Sites
+    its site: `plan.novacore_sites.applied_site`). The Novacore devices of `lookup_sites`, Sites
     of `whole_fleet` that `fleet` does not hold, are read too (`PlanOptions.lookup_sites`).
     `removed_fields`: address -> the fields a resource declared at the last apply and not
     now (`plan.planner.PlanBuilder.removed`): a Zap connection setting among them adds the
@@ -328,7 +328,7 @@ class _SourcefulReads:
     def _unclaimed_devices(self, org: str, index: SiteIndex) -> asyncio.Future[list[None]]:
         """The devices of every site of `org` that no declared Site matches, read once per
         observation and only when a Site matches no site by name: the planner looks there
-        for the site a renamed Site was called before (`plan.sourceful.find_renamed`)."""
+        for the site a renamed Site was called before (`plan.novacore_sites.find_renamed`)."""
         reads = self.unclaimed_reads.get(org)
         if reads is None:
             unclaimed = self._unclaimed(org, index)

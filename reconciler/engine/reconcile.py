@@ -31,10 +31,10 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan import document
 from reconciler.plan.actions import Action
+from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions, make_plan, site_ids
 from reconciler.plan.retired import RetiredSite
-from reconciler.plan.sourceful import claim_org
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 

@@ -270,7 +270,7 @@ def _unique_site_identities(fleet: Fleet) -> list[Problem]:
     """Two Sites must never find the same remote site. A Site is found by `siteId` when it
     has one, else by display name (in its organisation on Novacore; among all sites the
     token sees on Enapter), so a display name may repeat only between Sites that both
-    adopt a site by id (see `match_site` in plan.sourceful and plan.enapter)."""
+    adopt a site by id (see `match_site` in plan.novacore_sites and plan.enapter_sites)."""
     problems = []
     names: dict[tuple[str, str, str], list[Site]] = defaultdict(list)
     ids: dict[tuple[str, str], Site] = {}

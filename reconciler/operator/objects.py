@@ -299,7 +299,7 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
 def _applied_sites(fleet: Fleet, applied: Mapping[str, str]) -> dict[str, RetiredSite]:
     """Where the Sites of `fleet` were applied, in the organisation each declares now:
     the status keeps the site's id only, and a site not listed in that organisation (the
-    Site moved to another) is ignored by the planner (`plan.sourceful.applied_site`)."""
+    Site moved to another) is ignored by the planner (`plan.novacore_sites.applied_site`)."""
     return {
         name: RetiredSite(site.spec.novacore.org_id, applied[name])
         for name, site in fleet.sites.items()

@@ -38,10 +38,10 @@ from reconciler.operator.holds import Hold, Holds, Owner
 from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
 from reconciler.operator.owner_locks import owner_lock
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions, site_ids
 from reconciler.plan.render import summary_line
-from reconciler.plan.sourceful import claim_org
 
 
 @dataclass

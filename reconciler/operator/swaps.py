@@ -19,8 +19,8 @@ from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.status import ClaimedGateway
 from reconciler.operator.objects import LAST_VALID_SPEC
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.novacore_claims import serial_release
 from reconciler.plan.observed import Observed, Unreachable
-from reconciler.plan.sourceful import serial_release
 
 # The status field (`model.status.ResourceStatus.claims`).
 CLAIMS = "claims"
@@ -223,7 +223,7 @@ def bound_devices(serial: str, observed: Observed) -> list[str]:
     """The Novacore devices read that are bound to `serial` ("id (hardware id)"). One
     orphaned already (its gateway was released or transferred before) still names the
     serial but has lost its gateway, so a release takes nothing more from it: not counted,
-    as the planner counts none (`plan.sourceful`, `_release_after_devices`), else the
+    as the planner counts none (`plan.sourceful_unmanaged`, `_release_after_devices`), else the
     operator would wait forever where `apply --prune` releases."""
     return [
         f"{device.id} ({device.hardware_id})"

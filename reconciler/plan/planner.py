@@ -14,11 +14,12 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
 from reconciler.plan import platforms, removed_fields, targeting
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.device_gateways import gateway_of_change
 from reconciler.plan.flatpeak import COMPONENT as FLATPEAK
 from reconciler.plan.observed import Observed
 from reconciler.plan.retired import LeftSite, RetiredSite, retired_sites
 from reconciler.plan.retired_locations import retired_locations
-from reconciler.plan.sourceful import SourcefulPlanner, gateway_of_change
+from reconciler.plan.sourceful import SourcefulPlanner
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class PlanOptions:
     # state directory's inventory): reported while their Novacore site exists.
     retired_sites: Mapping[str, RetiredSite] = field(default_factory=dict)
     # Site name -> where an earlier apply put it, for declared Sites: a Site renamed in git
-    # that matches no site by name keeps this one (`plan.sourceful.applied_site`).
+    # that matches no site by name keeps this one (`plan.novacore_sites.applied_site`).
     applied_sites: Mapping[str, RetiredSite] = field(default_factory=dict)
     # Sites that declared Sites were applied to before their orgId or siteId changed:
     # reported while they exist, as retired sites are.

@@ -10,8 +10,8 @@ from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.plan.actions import Action, Change, Reason, address_of
+from reconciler.plan.novacore_sites import match_site
 from reconciler.plan.observed import Observed, Unreachable, ZapState
-from reconciler.plan.sourceful import match_site
 
 
 def removal_changes(

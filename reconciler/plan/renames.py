@@ -2,7 +2,7 @@
 
 A Site without `siteId` is found by its display name. When no remote site has that name,
 the site an earlier apply put it in is the same site under the name it had before, where
-the CLI's state directory remembers one (`sourceful.applied_site`). Failing that, so is
+the CLI's state directory remembers one (`novacore_sites.applied_site`). Failing that, so is
 the site no declared Site claims that holds this Site's objects and nothing else.
 Renaming it keeps its id, devices and history, where creating a site would duplicate it.
 Only a site whose every object this Site declares qualifies, so a site that also holds

@@ -717,7 +717,7 @@ spec:
 ])
 def test_zap_body_per_connection_type(device_type: str, connection: str,
                                       body: dict[str, object]) -> None:
-    from reconciler.plan.sourceful import zap_settings
+    from reconciler.plan.zap_settings import zap_settings
     from reconciler.sources import loader
 
     text = ZAP_BODY_FLEET % {"type": device_type, "connection": connection}

@@ -1,0 +1,333 @@
+"""What the Sourceful plan does with objects nobody declares: devices on a Zap, Novacore
+devices and their DERs, devices that move out of a site or leave its organisation, and
+gateways claimed but not declared, with the release of those whose deletionPolicy is
+Release after the devices bound to them. Each is reported as unmanaged, or with `--prune`
+removed (never what a move still needs). A part of `plan.sourceful.SourcefulPlanner`.
+"""
+
+from __future__ import annotations
+
+from reconciler.model.gateway import DeletionPolicy, Gateway
+from reconciler.model.site import Site
+from reconciler.plan import moves
+from reconciler.plan.actions import Action, Change, Reason, defer
+from reconciler.plan.device_gateways import undeclared_device_name
+from reconciler.plan.moves import Declaration, ProvisionedIndex
+from reconciler.plan.novacore_claims import serial_release
+from reconciler.plan.novacore_devices import observed_novacore_fields
+from reconciler.plan.observed import NovacoreDevice, Unreachable, ZapState
+from reconciler.plan.sourceful_state import GatewayContext, SourcefulState
+from reconciler.plan.zap_settings import observed_connection
+
+
+class UnmanagedPlanner(SourcefulState):
+    """Plans the unmanaged objects of one fleet (`SourcefulPlanner` plans the rest)."""
+
+    def _unmanaged_zap_devices(
+        self, site: Site, gateway: Gateway, state: ZapState, declared: set[str | None]
+    ) -> None:
+        """Devices on the Zap that no hardware id `declared` on the gateway names."""
+        for sn, zap_device in state.devices.items():
+            if sn in declared:
+                continue
+            description = f"{zap_device.device_type or 'device'} {sn} on gateway {gateway.name}"
+            elsewhere = [d for d in self._declared().get(sn, ()) if d.gateway != gateway.name]
+            if elsewhere:
+                # Moved with its hardware: the new gateway gets it; this one keeps a copy
+                # that reads nothing until it is pruned.
+                description += (
+                    f" is declared on gateway {elsewhere[0].gateway} (Device "
+                    f"{elsewhere[0].device}), not here"
+                )
+                if not self.prune:
+                    description += "; use --prune to remove it from this gateway"
+            else:
+                description += " is not declared"
+            entry = {
+                "platform": "zap",
+                "gateway": gateway.name,
+                "id": sn,
+                "description": description,
+            }
+            if self.prune:
+                self._change(
+                    "Device",
+                    undeclared_device_name(gateway.name, sn),
+                    "zap",
+                    Action.DELETE,
+                    Reason.MOVED if elsewhere else Reason.NOT_DECLARED,
+                    site.name,
+                    external_id=sn,
+                    before=observed_connection(zap_device),
+                    message=entry["description"] + "; removed (--prune)",
+                    depends_on=[],
+                )
+            else:
+                self.unmanaged.append(entry | {"prunable": True})
+
+    def _unmanaged_cloud_devices(
+        self, site: Site, devices: list[NovacoreDevice], matched: set[str]
+    ) -> dict[str, str]:
+        """Reports (or with --prune deletes) the site's Novacore devices no declared device
+        is; returns the address of each delete by hardware id."""
+        novacore = site.spec.novacore
+        assert novacore is not None
+        pruned: dict[str, str] = {}
+        for cloud in devices:
+            if cloud.id in matched:
+                continue
+            moving = moves.declared_elsewhere(
+                self._declared(), cloud.hardware_id, site.name, novacore.org_id
+            )
+            if moving:
+                # The site it moves to provisions it again, which rebinds it (plan.moves):
+                # deleting it here, before or after that, would lose the device.
+                self._site_moving_out(site, cloud, moving[0])
+                continue
+            leaving = moves.declared_in_other_org(
+                self._declared(), cloud.hardware_id, novacore.org_id
+            )
+            if leaving:
+                self._site_leaving_org(site, cloud, leaving[0])
+                continue
+            entry = {"platform": "novacore", "site": site.name}
+            on = self._bound_gateway(site, cloud.gateway_serial)
+            if on is not None:
+                entry["gateway"] = on
+            description = (
+                f"Novacore device {cloud.id} ({cloud.hardware_id}, {cloud.name!r}) in site "
+                f"{site.name} is not declared"
+            )
+            if cloud.state == "orphaned":
+                # Not something someone added: it was bound to a gateway that has since left
+                # the organisation, and says why it is still there.
+                description += (
+                    " and is orphaned (its gateway was released or transferred to another "
+                    "organisation)"
+                )
+            entry |= {"id": cloud.id, "description": description}
+            if self.prune:
+                delete = self._change(
+                    "Device",
+                    f"{site.name}.{cloud.hardware_id}",
+                    "novacore",
+                    Action.DELETE,
+                    Reason.NOT_DECLARED,
+                    site.name,
+                    external_id=cloud.id,
+                    before=observed_novacore_fields(cloud),
+                    message=entry["description"] + "; deleted (--prune)",
+                )
+                pruned[cloud.hardware_id] = delete.address
+                if on is not None:
+                    self.pruned_on[delete.address] = on
+                if cloud.gateway_serial:
+                    self._pruned_behind.setdefault(cloud.gateway_serial, []).append(
+                        delete.address
+                    )
+            else:
+                self.unmanaged.append(entry | {"prunable": True})
+        return pruned
+
+    def _unmanaged_ders(
+        self, at: GatewayContext, name: str, cloud: NovacoreDevice, declared: dict[str, str]
+    ) -> None:
+        """DERs of the Novacore device of Device `name` that it does not declare (removed
+        from the desired state, or added in Novacore). Novacore has no DER delete, so no
+        plan can remove one, `--prune` included: each is reported, which is all the plan
+        can do, rather than left in a no-op's message that the text and Markdown plans do
+        not show."""
+        for der in cloud.ders:
+            if der.name in declared:
+                continue
+            self.unmanaged.append(
+                {
+                    "platform": "novacore",
+                    "site": at.site,
+                    "device": name,
+                    "id": der.id,
+                    "description": f"DER {der.name} ({der.type}, {der.id}) of Novacore device "
+                    f"{cloud.id} (Device {name}) is not declared (Novacore has no DER delete; "
+                    "left as it is)",
+                    "prunable": False,
+                }
+            )
+
+    def _site_moving_out(self, site: Site, cloud: NovacoreDevice, to: Declaration) -> None:
+        """A Novacore device of `site` that the fleet declares in another site: said, never
+        deleted (not even with --prune); the site it moves to plans the move."""
+        self.unmanaged.append(
+            {
+                "platform": "novacore",
+                "site": site.name,
+                "id": cloud.id,
+                "description": f"Novacore device {cloud.id} ({cloud.hardware_id}, "
+                f"{cloud.name!r}) in site {site.name} is declared in site {to.site} "
+                f"(Device {to.device}, gateway {to.gateway}); it moves there with "
+                f"device/{to.device}[novacore] and is never pruned here",
+                "prunable": False,
+            }
+        )
+
+    def _site_leaving_org(self, site: Site, cloud: NovacoreDevice, to: Declaration) -> None:
+        """A Novacore device of `site` that the fleet declares in a Site of another
+        organisation only (plan.moves): the site it moves to replaces it, new one first,
+        and deletes it here. Never deleted by this site before the new one exists, pruning
+        or not; once it does (its replace made it but failed to delete this one), this
+        site deletes it (the engine plans this site after every site's devices are read)."""
+        novacore = site.spec.novacore
+        assert novacore is not None and to.org is not None
+        what = (
+            f"Novacore device {cloud.id} ({cloud.hardware_id}, {cloud.name!r}) in site "
+            f"{site.name}"
+        )
+        org_sites = self._org_sites(to.org)
+        if self._provisioned is None:
+            self._provisioned = ProvisionedIndex(self.observed)
+        there = (
+            self._provisioned.elsewhere(cloud.hardware_id, org_sites, None)
+            if org_sites is not None
+            else None
+        )
+        if there is not None:
+            self._change(
+                "Device",
+                f"{site.name}.{cloud.hardware_id}",
+                "novacore",
+                Action.DELETE,
+                Reason.MOVED,
+                site.name,
+                external_id=cloud.id,
+                before=observed_novacore_fields(cloud),
+                message=f"{what} moved to site {to.site} of {to.org} (Device {to.device}), "
+                f"where it is device {there.device.id}; deleted from {novacore.org_id}",
+            )
+            return
+        self.unmanaged.append(
+            {
+                "platform": "novacore",
+                "site": site.name,
+                "id": cloud.id,
+                "description": f"{what} is declared in site {to.site} of {to.org} (Device "
+                f"{to.device}, gateway {to.gateway}); device/{to.device}[novacore] provisions "
+                f"it there as a new device and it is deleted here once provisioned in "
+                f"{to.org}, never before",
+                "prunable": False,
+            }
+        )
+
+    def _unmanaged_gateways(self) -> None:
+        declared = self.fleet.zap_serials()
+        for org, gateways in sorted(self.observed.novacore_gateways.items()):
+            if isinstance(gateways, Unreachable):
+                continue
+            for serial in sorted(gateways - declared):
+                policy = self.inventory.get(serial, DeletionPolicy.ORPHAN.value)
+                description = f"gateway {serial} is claimed by {org} but not declared"
+                declared_in = self.inventory_orgs.get(serial, org)
+                if policy == DeletionPolicy.RELEASE.value and declared_in != org:
+                    # Claimed into another organisation since (someone else's transfer):
+                    # the policy was for our claim, and releasing theirs would orphan
+                    # their devices on it.
+                    self.unmanaged.append(
+                        {
+                            "platform": "novacore",
+                            "id": serial,
+                            "description": f"{description}; left claimed (its deletionPolicy "
+                            f"Release was declared for it in {declared_in})",
+                            "prunable": False,
+                        }
+                    )
+                elif (
+                    self.prune or serial in self.release_serials
+                ) and policy == DeletionPolicy.RELEASE.value:
+                    release = serial_release(
+                        serial, org, description + "; released (deletionPolicy Release)"
+                    )
+                    self._release_after_devices(release, serial, org)
+                    self._add(release)
+                else:
+                    why = (
+                        "deletionPolicy Orphan"
+                        if policy == DeletionPolicy.ORPHAN.value
+                        else "use --prune to release it"
+                    )
+                    if not self.prune and policy == DeletionPolicy.RELEASE.value:
+                        why = "deletionPolicy Release; use --prune to release it"
+                    self.unmanaged.append(
+                        {
+                            "platform": "novacore",
+                            "id": serial,
+                            "description": f"{description}; left claimed ({why})",
+                            # Without --prune, Release is what a prune would release.
+                            "prunable": policy == DeletionPolicy.RELEASE.value,
+                        }
+                    )
+
+    def _release_after_devices(self, release: Change, serial: str, org: str) -> None:
+        """Release `serial` only after the Novacore devices bound to it are deleted
+        (--prune) or moved behind another gateway (a swapped gateway): a release orphans
+        whatever is still bound to it. While one of those changes is blocked or deferred
+        (the new gateway not claimable yet, or offline), or the devices of a site of `org`
+        could not be read, the release waits with it instead of orphaning them."""
+        waits_for = set(self._pruned_behind.get(serial, []))
+        for change in self.changes:
+            if (
+                change.kind == "Device"
+                and change.component == "novacore"
+                and change.is_change
+                and (change.before or {}).get("gateway_serial") == serial
+            ):
+                waits_for.add(change.address)
+        waiting = [c for c in self.changes if c.address in waits_for]
+        release.depends_on = sorted(waits_for)
+        blocked = next((c for c in waiting if c.blocked), None)
+        if blocked is not None:
+            self._block(release, blocked)
+            return
+        deferred = next((c for c in waiting if c.action is Action.DEFER), None)
+        if deferred is not None:
+            defer(
+                release,
+                f"the devices bound to it go first, and {deferred.address} is deferred",
+                unread=False,
+            )
+            return
+        org_sites = self._org_sites(org)
+        if org_sites is None:
+            listed = self.observed.novacore_sites.get(org)
+            why = listed.reason if isinstance(listed, Unreachable) else "not read yet"
+            defer(release, f"the sites of {org}, whose devices may be bound to it, could "
+                  f"not be listed: {why}", unread=False)
+            return
+        handled = {c.external_id for c in waiting if c.external_id}
+        bound: list[str] = []
+        for site_id in sorted(org_sites):
+            devices = self.observed.novacore_devices.get(site_id)
+            if isinstance(devices, Unreachable) or devices is None:
+                # Every site of the organisation is read once a release is planned
+                # (`engine.release_reads`): one not read is one that could not be.
+                why = devices.reason if devices is not None else "not read yet"
+                defer(
+                    release,
+                    f"the Novacore devices of site {site_id}, which may be bound to it, "
+                    f"could not be read: {why}",
+                    unread=False,
+                )
+                return
+            bound += [
+                f"device {d.id} ({d.hardware_id}) in site {self._site_name(org, site_id)}"
+                for d in devices
+                if d.gateway_serial == serial and d.state != "orphaned" and d.id not in handled
+            ]
+        if bound:
+            # Nothing this plan does takes them off it (a site no Site declares, or a device
+            # no Device declares without --prune): releasing it would orphan them.
+            release.blocked = True
+            release.reason = Reason.DEPENDENCY_BLOCKED
+            release.message = (
+                f"{release.message}; blocked: Novacore devices are bound to it that this plan "
+                f"does not move or delete, and a release orphans them: {', '.join(bound[:5])}"
+                + (f" and {len(bound) - 5} more" if len(bound) > 5 else "")
+                + "; delete them or move them to another gateway first"
+            )
