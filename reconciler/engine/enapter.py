@@ -55,10 +55,9 @@ from reconciler.errors import ProviderAuthError, ProviderConflict, ProviderRejec
 from reconciler.model.device import Device, EnapterKind
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
-from reconciler.plan import enapter as enapter_plan
-from reconciler.plan import renames
+from reconciler.plan import enapter_fields, enapter_sites, renames
 from reconciler.plan.actions import Action, Change
-from reconciler.plan.enapter import ConfigOutputState, EnapterState
+from reconciler.plan.enapter_observed import ConfigOutputState, EnapterState
 from reconciler.plan.observed import Observed
 from reconciler.providers.enapter import client as enapter_client
 from reconciler.providers.enapter import convert as enapter_convert
@@ -119,7 +118,7 @@ def check_config_file(settings: Settings, device: Device, address: str) -> None:
     output = enapter.config_output if enapter is not None else None
     if output is None or output.file is None:
         return
-    if enapter_plan.kind_of(device) in enapter_plan.NO_CONFIG:
+    if enapter_fields.kind_of(device) in enapter_fields.NO_CONFIG:
         return
     path = config_path(settings, output.file)
     problem = _unwritable(settings, path)
@@ -197,7 +196,7 @@ async def observe_enapter(
                 lambda: client.site_devices(site_id), enapter_convert.devices
             )
 
-        matches = {s.name: enapter_plan.match_site(s, state.sites) for s in sites}
+        matches = {s.name: enapter_sites.match_site(s, state.sites) for s in sites}
         matched = {m.id for m in matches.values() if m is not None}
         await all_of(*(read_devices(i) for i in sorted(matched)))
 
@@ -208,11 +207,11 @@ async def observe_enapter(
             # keeps a hardware id in one site). Read only then: a no-op plan reads no more.
             match = matches[site.name]
             if match is None:
-                return enapter_plan.needs_rename_search(whole_fleet, site)
-            return enapter_plan.hardware_missing(whole_fleet, site, devices[match.id])
+                return enapter_sites.needs_rename_search(whole_fleet, site)
+            return enapter_sites.hardware_missing(whole_fleet, site, devices[match.id])
 
         if any(look_elsewhere(s) for s in sites):
-            unclaimed = enapter_plan.unclaimed_sites(state.sites, whole_fleet.sites.values())
+            unclaimed = enapter_sites.unclaimed_sites(state.sites, whole_fleet.sites.values())
             state.unclaimed = tuple(s.id for s in unclaimed)
         searched = set(state.unclaimed) if len(state.unclaimed) <= renames.SEARCH_LIMIT else set()
         await all_of(*(read_devices(i) for i in sorted(searched - matched)))
@@ -287,7 +286,7 @@ async def _enapter_site_id(ctx: Executors, site: Site) -> str:
     async with ids.lock:
         if site.name not in ids.sites:
             sites = enapter_convert.sites(await enapter_api(ctx.session).list_sites())
-            remote = enapter_plan.match_site(site, sites)
+            remote = enapter_sites.match_site(site, sites)
             if remote is None:
                 raise ProviderRejected(
                     f"the Enapter site of {site.name} does not exist (was it created?)",
@@ -306,7 +305,7 @@ async def _enapter_device_id(ctx: Executors, name: str) -> str:
     site = ctx.fleet.site_of_device(device)
     assert site is not None
     site_id = await _enapter_site_id(ctx, site)
-    remote, _ = enapter_plan.find_device(
+    remote, _ = enapter_fields.find_device(
         device, enapter_convert.devices(await enapter_api(ctx.session).site_devices(site_id))
     )
     if remote is None:
@@ -329,7 +328,7 @@ async def _enapter_site(ctx: Executors, change: Change) -> dict[str, Any]:
         sites = await ctx.listing(
             "enapter.sites", client.list_sites, fresh=ctx.retrying(change)
         )
-        existing = enapter_plan.match_site(site, enapter_convert.sites(sites))
+        existing = enapter_sites.match_site(site, enapter_convert.sites(sites))
         if existing is not None:
             _ids(ctx).sites[site.name] = existing.id
             return {"id": existing.id, "adopted": True}
@@ -404,7 +403,7 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
 async def _create_enapter_device(ctx: Executors, change: Change, device: Device) -> dict[str, Any]:
     enapter = device.spec.enapter
     assert enapter is not None
-    kind = enapter_plan.kind_of(device)
+    kind = enapter_fields.kind_of(device)
     site = ctx.fleet.site_of_device(device)
     assert site is not None
     site_id = await _enapter_site_id(ctx, site)
@@ -413,7 +412,7 @@ async def _create_enapter_device(ctx: Executors, change: Change, device: Device)
     if kind is EnapterKind.LUA:
         # A Lua device cannot be provisioned again: look for one an interrupted run made.
         remotes = enapter_convert.devices(await enapter_api(ctx.session).site_devices(site_id))
-        remote, _ = enapter_plan.find_device(device, remotes)
+        remote, _ = enapter_fields.find_device(device, remotes)
         if remote is not None and remote.upstream_id == upstream_id:
             _ids(ctx).devices[device.name] = remote.id
             before = {"name": remote.name, "slug": remote.slug, "blueprint_id": remote.blueprint_id}
@@ -492,7 +491,7 @@ async def _update_enapter_device(
     assign_blueprint for the blueprint, generate_config for the protocol or a missing
     config output."""
     client = enapter_api(ctx.session)
-    after = enapter_plan.device_fields(device)
+    after = enapter_fields.device_fields(device)
     rename = enapter_convert.rename_body(before, after)
     if rename:
         await ctx._write(
@@ -530,7 +529,7 @@ async def _deliver_config(
     assert enapter is not None
     output = enapter.config_output
     store = secret_store(ctx.session)
-    if output is None or enapter_plan.kind_of(device) in enapter_plan.NO_CONFIG:
+    if output is None or enapter_fields.kind_of(device) in enapter_fields.NO_CONFIG:
         return {"config": "not kept (no configOutput)"}
     if output.file is None and store is None:
         return {

@@ -42,7 +42,7 @@ def unread_sources(observed: Observed, settings: Settings) -> list[str]:
 
 def _unreachable_in(state: Any) -> list[tuple[str, str]]:
     """(what, why) of each `Unreachable` field of another platform's observed state (a
-    dataclass such as `plan.enapter.EnapterState`), or of each entry of a dict field: the
+    dataclass such as `plan.enapter_observed.EnapterState`), or of each entry of a dict field: the
     field's name says what ("sites"; "devices of KEY")."""
     if not dataclasses.is_dataclass(state) or isinstance(state, type):
         return []

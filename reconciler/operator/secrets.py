@@ -116,7 +116,7 @@ class KubeSecrets:
 # someone else's, and is not written over.
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "energy-reconciler"}
 # Whose config a Secret holds: the Device, and the Enapter device the config is of (a
-# Secret written for another one holds no config of this device; `plan.enapter`).
+# Secret written for another one holds no config of this device; `plan.enapter_configs`).
 DEVICE_ANNOTATION = f"{API_GROUP}/device"
 ENAPTER_DEVICE_ANNOTATION = f"{API_GROUP}/enapter-device-id"
 

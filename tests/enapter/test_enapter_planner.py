@@ -12,7 +12,7 @@ from enapter_world import GW, UCM, device, fleet_of, lua, site_and_gateway, ucm
 
 from reconciler.plan import renames
 from reconciler.plan.actions import Action
-from reconciler.plan.enapter import (
+from reconciler.plan.enapter_observed import (
     ConfigOutputState,
     EnapterDeviceState,
     EnapterSiteState,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from reconciler.engine.config import Settings
 from reconciler.engine.unread import unread_sources
-from reconciler.plan.enapter import EnapterSiteState, EnapterState
+from reconciler.plan.enapter_observed import EnapterSiteState, EnapterState
 from reconciler.plan.flatpeak import FlatpeakState
 from reconciler.plan.observed import IdentityReading, Observed, Unreachable, ZapState
 

@@ -11,8 +11,8 @@ from typing import Any
 from reconciler.model.device import Device, EnapterKind
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
-from reconciler.plan import enapter as plan
-from reconciler.plan.enapter import EnapterDeviceState, EnapterSiteState
+from reconciler.plan import enapter_fields as plan
+from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterSiteState
 
 # Provisioning endpoint (v3/provisioning/<name>) of each kind.
 ENDPOINT = {
