@@ -107,16 +107,8 @@ class UnmanagedPlanner(SourcefulState):
                 )
             entry |= {"id": cloud.id, "description": description}
             if self.prune:
-                delete = self._change(
-                    "Device",
-                    f"{site.name}.{cloud.hardware_id}",
-                    "novacore",
-                    Action.DELETE,
-                    Reason.NOT_DECLARED,
-                    site.name,
-                    external_id=cloud.id,
-                    before=observed_novacore_fields(cloud),
-                    message=entry["description"] + "; deleted (--prune)",
+                delete = self._delete_cloud_device(
+                    site, cloud, Reason.NOT_DECLARED, entry["description"] + "; deleted (--prune)"
                 )
                 pruned[cloud.hardware_id] = delete.address
                 if on is not None:
@@ -128,6 +120,22 @@ class UnmanagedPlanner(SourcefulState):
             else:
                 self.unmanaged.append(entry | {"prunable": True})
         return pruned
+
+    def _delete_cloud_device(
+        self, site: Site, cloud: NovacoreDevice, reason: Reason, message: str
+    ) -> Change:
+        """The deletion of `cloud`, a Novacore device of `site` no Device declares there."""
+        return self._change(
+            "Device",
+            f"{site.name}.{cloud.hardware_id}",
+            "novacore",
+            Action.DELETE,
+            reason,
+            site.name,
+            external_id=cloud.id,
+            before=observed_novacore_fields(cloud),
+            message=message,
+        )
 
     def _unmanaged_ders(
         self, at: GatewayContext, name: str, cloud: NovacoreDevice, declared: dict[str, str]
@@ -190,16 +198,11 @@ class UnmanagedPlanner(SourcefulState):
             else None
         )
         if there is not None:
-            self._change(
-                "Device",
-                f"{site.name}.{cloud.hardware_id}",
-                "novacore",
-                Action.DELETE,
+            self._delete_cloud_device(
+                site,
+                cloud,
                 Reason.MOVED,
-                site.name,
-                external_id=cloud.id,
-                before=observed_novacore_fields(cloud),
-                message=f"{what} moved to site {to.site} of {to.org} (Device {to.device}), "
+                f"{what} moved to site {to.site} of {to.org} (Device {to.device}), "
                 f"where it is device {there.device.id}; deleted from {novacore.org_id}",
             )
             return
