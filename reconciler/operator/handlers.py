@@ -73,6 +73,23 @@ def _namespace_bodies(
     return objects.in_declaration_order(bodies)
 
 
+def _indexed(
+    indexes: Mapping[str, Any], namespace: str, kind: str, name: str
+) -> Mapping[str, Any] | None:
+    """The object as kopf's index holds it now (updated as events arrive, also while a
+    handler of the object runs); None when it is not there."""
+    index = indexes.get(_index_id(kind))
+    if index is None or namespace not in index:
+        return None
+    return next((b for b in index[namespace] if b["metadata"]["name"] == name), None)
+
+
+def _paused() -> conditions.Cond:
+    return conditions.Cond(
+        "Synced", False, "Paused", f"annotation {objects.PAUSED_ANNOTATION} is set"
+    )
+
+
 def _alive(
     namespace: str, indexes: Mapping[str, Any], bodies: list[Mapping[str, Any]]
 ) -> Callable[[str, str], bool]:
@@ -85,10 +102,7 @@ def _alive(
     }
 
     def alive(kind: str, name: str) -> bool:
-        index = indexes.get(_index_id(kind))
-        if index is None or namespace not in index:
-            return False
-        now = next((b for b in index[namespace] if b["metadata"]["name"] == name), None)
+        now = _indexed(indexes, namespace, kind, name)
         return (
             now is not None
             and not objects.is_deleting(now)
@@ -214,14 +228,7 @@ async def _reconcile(
 ) -> None:
     name = meta["name"]
     if objects.is_paused(body):
-        result = ObjectResult(
-            conditions=[
-                conditions.Cond(
-                    "Synced", False, "Paused", f"annotation {objects.PAUSED_ANNOTATION} is set"
-                )
-            ]
-        )
-        _write_status(patch, status, meta, result)
+        _write_status(patch, status, meta, ObjectResult(conditions=[_paused()]))
         return
     bodies = _namespace_bodies(namespace, indexes, body)
     nsf = objects.build(bodies)
@@ -249,6 +256,12 @@ async def _reconcile(
         patch.pop("status", None)  # its lastValidSpec too: the finalizer read it already
         logger.info("%s/%s: not reconciled: it is being deleted", kind, name)
         return
+    now = _indexed(indexes, namespace, kind, name)
+    if now is not None and objects.is_paused(now):
+        # Paused while this ran (a drift check begun before the annotation was set, which
+        # the pause's own handler does not wait for): what it did is recorded, and Synced
+        # says paused, instead of hiding the pause until the next drift check.
+        result.conditions = [c for c in result.conditions if c.type != "Synced"] + [_paused()]
     owner = (namespace, kind, name)
     if result.retry == "temporary" and result.delay > runtime.config.retry_delay:
         runtime.not_before[owner] = time.monotonic() + result.delay
