@@ -14,7 +14,7 @@ version forever, any older event in the stream passes for that one, and handlers
 on a body without their own last status (a Warning said twice, a handler run twice). A
 JSON patch whose `test` of the version fails is refused with 422, as kopf expects of a
 conflict. A list says the version of the last write, and a watch from a version starts
-with the objects written since, not with every object again."""
+with the objects deleted and written since, not with every object again."""
 
 from __future__ import annotations
 
@@ -129,12 +129,37 @@ class Emulator(kmock.KubernetesEmulator):
         written since, as from an API server. Stale ADDED events otherwise pass for the
         object's state after kopf's own patches, and its next patch conflicts."""
         since = str(request.params.get("resourceVersion", ""))
+        # kmock keeps no history of its events: an object deleted between two watches
+        # (kopf watches again every few seconds) is no longer among those it starts with,
+        # and kopf, never told, would keep it in its indexes for good. Its last version
+        # says when it went; those deleted since come first, as a real API server replays
+        # them, before any object created again under the same name.
+        gone = await self._deleted_since(request, since) if since.isdigit() else []
         async for event in super()._serve_watch(request):
             if since.isdigit() and isinstance(event, dict) and event.get("type") == "ADDED":
                 version = str(event["object"].get("metadata", {}).get("resourceVersion", ""))
                 if not version.isdigit() or int(version) <= int(since):
                     continue
             yield event
+            # kmock's first yield ends the headers; the objects it starts with come next.
+            for deleted in gone:
+                yield deleted
+            gone = []
+
+    async def _deleted_since(self, request: Any, since: str) -> list[dict[str, Any]]:
+        """DELETED events of the objects of the watched resource (and namespace, if one)
+        deleted after version `since`, oldest first."""
+        events: list[tuple[int, dict[str, Any]]] = []
+        async with self._lock:
+            for (resource, namespace, _), obj in self._objects.items():
+                if (not obj.deleted or resource != request.resource
+                        or request.namespace not in (None, namespace)):
+                    continue
+                raw = obj.last.raw
+                version = str(raw.get("metadata", {}).get("resourceVersion", ""))
+                if version.isdigit() and int(version) > int(since):
+                    events.append((int(version), {"type": "DELETED", "object": raw}))
+        return [event for _, event in sorted(events, key=lambda e: e[0])]
 
     def _version_patch(self, data: Any) -> None:
         """Put the object's next resourceVersion in a patch (merge or JSON patch)."""
@@ -154,7 +179,12 @@ class Emulator(kmock.KubernetesEmulator):
             if obj is None or obj.deleted:
                 return
             meta = obj.get("metadata", {})
-            if meta.get("deletionTimestamp") or not meta.get("finalizers"):
+            if meta.get("deletionTimestamp"):
+                return
+            if not meta.get("finalizers"):
+                # Deleted at once (kmock does it next): its DELETED event has a version of
+                # its own, as from an API server, so a later watch can tell it came after.
+                obj.patch({"metadata": {"resourceVersion": self._next_version()}})
                 return
             now = datetime.datetime.now(tz=datetime.UTC).isoformat()
             obj.patch({"metadata": {"deletionTimestamp": now,
