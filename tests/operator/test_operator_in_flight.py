@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import operator
+from harness import NAMESPACE, operator
 from objects import HOME, ZAP, declare
 
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.owner_locks import owner_lock
 from reconciler.sim.fleet import SimFleet
 
 CONFIG = OperatorConfig(interval=0.5, retry_delay=0.5)
@@ -95,3 +96,25 @@ async def test_a_namespace_deleted_with_its_objects_releases_what_they_say(
         assert set(sims.zaps[ZAP].devices) == {"ferroamp_192.168.1.70"}
         assert not _inverter_in_novacore(sims)
         assert all(g.org_id is None for g in sims.novacore.gateways.values())
+
+
+async def test_an_object_deleted_while_its_drift_check_waits_for_its_lock_goes_at_once(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Its drift check, waiting for the object's lock (another reconcile of it in flight:
+    here the test holds it), is still running when the object is deleted: kopf waits for
+    the check to end before it removes the finalizer, and looks again within a second or
+    so, not a minute later (the check, finding the object going, writes nothing, so no
+    event of the object comes sooner)."""
+    async with operator(HOME, tmp_path, monkeypatch, config=CONFIG) as (cluster, _):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=60)
+        lock = owner_lock(NAMESPACE, "Device", "home-battery")
+        async with lock:
+            # Two drift checks of the inverter pass: the battery's has begun, and waits.
+            await cluster.wait_planned("Device", "home-inverter", 2)
+            await cluster.delete("Device", "home-battery")  # deletionPolicy: Orphan
+            await asyncio.sleep(1.0)  # its finalizer is waiting for the lock too
+        started = time.monotonic()
+        await cluster.wait_gone("Device", "home-battery", timeout=30)
+        assert time.monotonic() - started < 15
