@@ -14,7 +14,7 @@ version forever, any older event in the stream passes for that one, and handlers
 on a body without their own last status (a Warning said twice, a handler run twice). A
 JSON patch whose `test` of the version fails is refused with 422, as kopf expects of a
 conflict. A list says the version of the last write, and a watch from a version starts
-with the objects written since, not with every object again."""
+with the objects deleted and written since, not with every object again."""
 
 from __future__ import annotations
 
@@ -124,17 +124,54 @@ class Emulator(kmock.KubernetesEmulator):
         return listed
 
     async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
-        """kmock starts every watch with an ADDED event of each object; a watch from a
-        version (kopf's, after its list, and again at every reconnect) gets only those
-        written since, as from an API server. Stale ADDED events otherwise pass for the
-        object's state after kopf's own patches, and its next patch conflicts."""
+        """A watch starts with an ADDED event of each object, then streams what is written
+        next. kmock's watch, from which this is taken, starts listening only once it has
+        sent the objects it starts with: whatever was written while it sent them (a patch
+        of the test, the operator's status) was never told, and kopf went on with the
+        state before it. Here the stream is marked before the objects are listed, under the
+        lock every write publishes under, so nothing falls between the two.
+
+        A watch from a version (kopf's, after its list, and again at every reconnect) starts
+        with only the objects written since, as from an API server (stale ADDED events
+        otherwise pass for the object's state after kopf's own patches, and its next patch
+        conflicts), and with those deleted since (kmock keeps no history of its events: an
+        object deleted between two watches, never told, would stay in kopf's indexes for
+        good), in the order of their versions."""
+        yield b""  # the headers, at once, even if nothing happens
         since = str(request.params.get("resourceVersion", ""))
-        async for event in super()._serve_watch(request):
-            if since.isdigit() and isinstance(event, dict) and event.get("type") == "ADDED":
-                version = str(event["object"].get("metadata", {}).get("resourceVersion", ""))
-                if not version.isdigit() or int(version) <= int(since):
+        bus = self._buses[request.resource]
+        async with self._lock:
+            mark = await bus.mark()
+            first: list[tuple[int, dict[str, Any]]] = []
+            for (resource, namespace, name), obj in self._objects.items():
+                if not self._watched(request, resource, namespace, name):
                     continue
-            yield event
+                raw = obj.last.raw if obj.deleted else obj.raw
+                version = str(raw.get("metadata", {}).get("resourceVersion", ""))
+                number = int(version) if version.isdigit() else 0
+                if since.isdigit() and number <= int(since):
+                    continue
+                if obj.deleted and since.isdigit():
+                    first.append((number, {"type": "DELETED", "object": raw}))
+                elif not obj.deleted:
+                    first.append((number, {"type": "ADDED", "object": raw}))
+        try:
+            for _, event in sorted(first, key=lambda e: e[0]):
+                yield event
+            async for event in bus.stream(since=mark):
+                meta = event.get("object", {}).get("metadata", {})
+                if self._watched(request, request.resource, meta.get("namespace"),
+                                 meta.get("name")):
+                    yield event
+        finally:
+            await bus.unmark(mark)
+
+    @staticmethod
+    def _watched(request: Any, resource: Any, namespace: str | None, name: str | None) -> bool:
+        """Whether a watch of `request` covers this object (as kmock's own check)."""
+        return bool(resource == request.resource
+                    and request.namespace in (None, namespace)
+                    and request.name in (None, name))
 
     def _version_patch(self, data: Any) -> None:
         """Put the object's next resourceVersion in a patch (merge or JSON patch)."""
@@ -154,7 +191,12 @@ class Emulator(kmock.KubernetesEmulator):
             if obj is None or obj.deleted:
                 return
             meta = obj.get("metadata", {})
-            if meta.get("deletionTimestamp") or not meta.get("finalizers"):
+            if meta.get("deletionTimestamp"):
+                return
+            if not meta.get("finalizers"):
+                # Deleted at once (kmock does it next): its DELETED event has a version of
+                # its own, as from an API server, so a later watch can tell it came after.
+                obj.patch({"metadata": {"resourceVersion": self._next_version()}})
                 return
             now = datetime.datetime.now(tz=datetime.UTC).isoformat()
             obj.patch({"metadata": {"deletionTimestamp": now,

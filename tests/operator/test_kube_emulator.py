@@ -1,13 +1,15 @@
 """The emulated API server moves an object's `resourceVersion` at every write, as a real
 one does: kopf waits for the version its patch made before it runs handlers again, tests
 whether the object changed meanwhile before a JSON patch (finalizers), and watches from
-the version of its list."""
+the version of its list (told of what was written and deleted since)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
+import httpx
 from harness import Cluster, emulated_cluster
 
 DEVICE = {
@@ -90,3 +92,33 @@ async def test_a_watch_from_a_version_starts_with_what_was_written_since() -> No
                     names.append(json.loads(line)["object"]["metadata"]["name"])
                     break
         assert names == ["other"]
+
+
+async def test_a_watch_from_a_version_starts_with_what_was_deleted_since() -> None:
+    """kopf watches again from its last version every few seconds: an object deleted
+    between two watches (its finalizer removed, or deleted with none) is reported by the
+    next one, or kopf would keep it in its indexes for good."""
+    async with emulated_cluster() as cluster:
+        path = cluster._path("Device")
+        await cluster.create(DEVICE)
+        await cluster.create({**DEVICE, "metadata": {"name": "other"}})
+        await _json_patch(cluster, await _version(cluster), [
+            {"op": "add", "path": "/metadata/finalizers", "value": ["test/finalizer"]}])
+        await cluster.delete("Device", "meter")
+        listed = (await cluster.http.get(path)).json()["metadata"]["resourceVersion"]
+        await _json_patch(cluster, await _version(cluster), [
+            {"op": "remove", "path": "/metadata/finalizers"}])
+        await cluster.delete("Device", "other")
+        await cluster.create({**DEVICE, "metadata": {"name": "third"}})
+        events = []
+        params = {"watch": "true", "resourceVersion": listed}
+        with contextlib.suppress(httpx.ReadTimeout):  # nothing more comes: the test says what
+            async with cluster.http.stream("GET", path, params=params, timeout=2) as stream:
+                async for line in stream.aiter_lines():
+                    if line.strip():
+                        event = json.loads(line)
+                        events.append((event["type"], event["object"]["metadata"]["name"]))
+                    if len(events) == 3:
+                        break
+        assert events == [("DELETED", "meter"), ("DELETED", "other"), ("ADDED", "third")]
+        assert await cluster.get("Device", "meter") is None

@@ -32,6 +32,12 @@ async def test_a_site_renamed_in_novacore_gets_its_name_back(
 
         await cluster.wait_for(corrected, timeout=30, what="the drift corrected")
         assert {i: s.name for i, s in sims.novacore.sites.items()} == {site_id: "Home"}
-        events = [e.get("message", "") for e in await cluster.events()]
-        assert "site/home[novacore]: update done" in events, events
+
+        async def told() -> list[str]:
+            messages = [e.get("message", "") for e in await cluster.events()]
+            return messages if "site/home[novacore]: update done" in messages else []
+
+        # The event is posted once the write is answered and the reconcile is over: after
+        # the simulator has the name back, by as long as a loaded machine takes.
+        events = await cluster.wait_for(told, timeout=30, what="the update's event")
         assert events.count("site/home[novacore]: create done") == 1, "only the first time"
