@@ -21,6 +21,7 @@ from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
 from reconciler.operator import conditions, declared, locations, objects, sites_kept, swaps
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.finalized import Finalized
 from reconciler.operator.holds import Holds
 from reconciler.operator.owner_locks import drop, owner_lock
 from reconciler.operator.reconcile import (
@@ -128,6 +129,8 @@ class Runtime:
         )
         # Objects whose writes wait for a change after a permanent failure.
         self.holds = Holds()
+        # Objects whose finalizer did its work: kopf may run it a second time.
+        self.finalized = Finalized()
         # What each object's Ready said last, so that a Warning says a problem once.
         self.reported = Reported()
         # Objects whose last reconcile met a server that asked to be called again later
@@ -371,6 +374,11 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
     again. Its lock goes with it."""
     namespace = kwargs["namespace"] or ""
     name = kwargs["meta"]["name"]
+    uid = kwargs["meta"].get("uid")
+    if uid is not None and uid in runtime.finalized:
+        # kopf's second run, once a drift check that outlived the first ended (`finalized`).
+        kwargs["logger"].info("%s/%s deleted (finalized already)", kind, name)
+        return
     lock = owner_lock(namespace, kind, name)
     try:
         async with asyncio.timeout(LOCK_WAIT):
@@ -380,6 +388,8 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay) from None
     try:
         await _release(runtime, kind, kwargs)
+        if uid is not None:
+            runtime.finalized.add(uid)
     finally:
         lock.release()
         # Dropped also when the release waits: whatever reconcile of it comes next finds

@@ -132,3 +132,22 @@ async def test_an_object_deleted_while_its_drift_check_waits_for_its_lock_goes_a
         started = time.monotonic()
         await cluster.wait_gone("Device", "home-battery", timeout=30)
         assert time.monotonic() - started < 15
+
+
+async def test_an_object_deleted_while_its_drift_check_waits_says_what_stays_once(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """kopf runs the finalizer of an object whose drift check had not ended again once the
+    check ends; the second run finds it finalized already, and says nothing again (here:
+    that the Site's Novacore site stays)."""
+    async with operator(HOME, tmp_path, monkeypatch, config=CONFIG) as (cluster, _):
+        await declare(cluster)
+        await cluster.wait_condition("Site", "home", "Ready", timeout=60)
+        async with owner_lock(NAMESPACE, "Site", "home"):
+            await cluster.wait_planned("Device", "home-inverter", 2)  # the Site's check waits
+            await cluster.delete("Site", "home")
+            await asyncio.sleep(1.0)  # its finalizer waits for the lock too
+        await cluster.wait_gone("Site", "home", timeout=30)
+        await asyncio.sleep(2.0)  # a second run of the finalizer would have posted by now
+        kept = await cluster.events_about("home", reason="NovacoreSiteKept")
+        assert len(kept) == 1, kept
