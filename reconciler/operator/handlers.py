@@ -95,10 +95,15 @@ def _alive(
     namespace: str, indexes: Mapping[str, Any], bodies: list[Mapping[str, Any]]
 ) -> Callable[[str, str], bool]:
     """Whether an object of `bodies` is still there as it was, now: in the indexes (kept
-    up to date by kopf as events arrive), not being deleted, and not another object
-    created again under its name (`owner_locks`)."""
-    uids = {
-        (body.get("kind"), body["metadata"]["name"]): body["metadata"].get("uid")
+    up to date by kopf as events arrive), not being deleted, not another object created
+    again under its name (`owner_locks`), and with the spec this reconcile began with. A
+    reconcile begun before the spec changed (a drift check waiting for the object's lock)
+    would apply the old one, and take back what the new one let others have (its config
+    Secret): the reconcile of the new spec comes after it anyway."""
+    began = {
+        (body.get("kind"), body["metadata"]["name"]): (
+            body["metadata"].get("uid"), objects.spec_json(body)
+        )
         for body in bodies
     }
 
@@ -107,7 +112,7 @@ def _alive(
         return (
             now is not None
             and not objects.is_deleting(now)
-            and now["metadata"].get("uid") == uids.get((kind, name))
+            and (now["metadata"].get("uid"), objects.spec_json(now)) == began.get((kind, name))
         )
 
     return alive
@@ -254,10 +259,14 @@ async def _reconcile(
         alive=_alive(namespace, indexes, bodies),
     )
     if result.going:
-        # Its finalizer speaks for it now: no status written after it released what it
-        # did (a drift check that waited for it, or began as the object was deleted).
+        # Its finalizer, or the reconcile of its new spec, speaks for it now: no status
+        # written after it released what it did (a drift check that waited for it, or
+        # began as the object was deleted), nor one of a spec the object no longer has.
         patch.pop("status", None)  # its lastValidSpec too: the finalizer read it already
-        logger.info("%s/%s: not reconciled: it is being deleted", kind, name)
+        logger.info(
+            "%s/%s: not reconciled: it is being deleted, or its spec changed since this began",
+            kind, name,
+        )
         return
     now = _indexed(indexes, namespace, kind, name)
     if now is not None and objects.is_paused(now):

@@ -72,8 +72,9 @@ class ObjectResult:
     # What the plan says of them, converged or not (`status.lastPlan.notes`): in observe
     # mode, with other changes pending, the reconcile never converges to say it once.
     plan_notes: list[str] = field(default_factory=list)
-    # The object itself is being deleted (or is gone): nothing was planned or written, and
-    # nothing is to be said of it (its finalizer speaks for it now).
+    # The object itself is being deleted (or is gone), or its spec changed since this
+    # reconcile began: nothing was planned or written, and nothing is to be said of it (its
+    # finalizer, or the reconcile of its new spec, speaks for it now).
     going: bool = False
 
 
@@ -144,8 +145,9 @@ async def reconcile_object(
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
     of the cluster declare (`swaps`: a serial swapped out is released, or kept). For a
     Device, `had` are the Flatpeak locations its status says its Site had (`locations`).
-    `alive(kind, name)`: whether that object of `nsf` is still there and not being deleted,
-    asked of the owner before and once its lock is held (`owner_locks`)."""
+    `alive(kind, name)`: whether that object of `nsf` is still there, not being deleted and
+    with the spec this began with, asked of the owner before and once its lock is held
+    (`owner_locks`)."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -174,7 +176,8 @@ async def reconcile_object(
         raise RuntimeError(f"{kind}/{name} is neither valid nor invalid: {nsf.invalid}")
     sub = closure(nsf.fleet, resource)
     if alive is not None and not alive(owner_kind, owner_name):
-        # Not even the lock is taken: the owner's finalizer speaks for it now.
+        # Not even the lock is taken: the owner's finalizer, or the reconcile of its new
+        # spec, speaks for it now.
         return _going(kind, name, owner_kind, owner_name, config)
     lock = owner_lock(namespace, owner_kind, owner_name)
     # Only a Device's own reconcile keeps its password's fingerprint (in its status): the
@@ -190,7 +193,8 @@ async def reconcile_object(
     ) as reconciler:
         if alive is not None and not alive(owner_kind, owner_name):
             # Deleted while this reconcile waited for the lock: its finalizer ran meanwhile
-            # or runs next, and what this would write would outlive what it releases.
+            # or runs next, and what this would write would outlive what it releases. Or
+            # changed: what this would write is what the new spec no longer asks for.
             return _going(kind, name, owner_kind, owner_name, config)
         if config_store is not None:
             # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
@@ -462,11 +466,12 @@ def _device_gateway(
 def _going(
     kind: str, name: str, owner_kind: str, owner_name: str, config: OperatorConfig
 ) -> ObjectResult:
-    """The result of a reconcile whose owner is being deleted: the object itself says
-    nothing more; a stand-alone DER waits, as it does for a device not declared."""
+    """The result of a reconcile whose owner is being deleted, or was changed since it
+    began: the object itself says nothing more; a stand-alone DER waits, as it does for a
+    device not declared, and is planned again with its owner's new spec."""
     if (owner_kind, owner_name) == (kind, name):
-        return ObjectResult(going=True, summary="being deleted")
-    message = f"waiting: {owner_kind} {owner_name!r} is being deleted"
+        return ObjectResult(going=True, summary="being deleted, or changed")
+    message = f"waiting: {owner_kind} {owner_name!r} is being deleted, or was changed"
     return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
 
 

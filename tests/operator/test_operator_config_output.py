@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 from fleet_yaml import der, document, enapter_site, stream
-from harness import documents, operator, secret_values
+from harness import NAMESPACE, documents, operator, secret_values
+
+from reconciler.operator.owner_locks import owner_lock
 
 # The MQTT protocol's config carries the device's hardware id (its MQTT user name).
 FLEET = stream(
@@ -214,6 +216,48 @@ async def test_a_device_taking_a_secret_written_for_another_device_writes_its_ow
         await cluster.wait_planned("Device", "ucm-a", 2)
         ready = await cluster.condition("Device", "ucm-a", "Ready") or {}
         assert ready.get("message") == "in sync", ready
+
+
+async def test_a_drift_check_begun_before_its_device_named_another_secret_writes_none(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """ucm-b's drift check, begun while ucm-b still named ucm-b-config and waiting for its
+    lock (another reconcile of ucm-b in flight: here the test holds it), writes nothing
+    once ucm-b names another Secret. Before, it took ucm-a's config, written there since,
+    for a foreign one and wrote ucm-b's over it; ucm-a's next check wrote its own back: a
+    new config generated in Enapter at each turn."""
+    own = {"ucm-a": {"secretName": "ucm-b-config"}, "ucm-b": {"secretName": "ucm-b-config"}}
+    generated = "POST /v3/devices/{device_id}/generate_config"
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await _declare(cluster, {}, own)
+        await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
+        await _refused(cluster, "ucm-a")
+
+        async def created() -> bool:
+            body = await cluster.get("Device", "ucm-b") or {}
+            notes = (body.get("metadata") or {}).get("annotations") or {}
+            return not any(key.startswith("kopf.zalando.org/create") for key in notes)
+
+        # Only the drift check waits for the lock: kopf indexes ucm-b's edit at once.
+        await cluster.wait_for(created, timeout=30, what="ucm-b's create handler done")
+        async with owner_lock(NAMESPACE, "Device", "ucm-b"):
+            await cluster.wait_planned("Device", "ucm-a", 2)  # ucm-b's drift check waits
+            moved = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-new"}}}}
+            await cluster.patch("Device", "ucm-b", moved)
+            await cluster.wait_for(lambda: _holds(cluster, "ucm-b-config", "ucm-a"),
+                                   timeout=30, what="ucm-a's config written")
+            before = sims.enapter.requests[generated]
+        await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"), timeout=30,
+                               what="ucm-b's config in its new Secret")
+        await cluster.wait_planned("Device", "ucm-a", 2)
+        await cluster.wait_planned("Device", "ucm-b", 2)
+        assert await _holds(cluster, "ucm-b-config", "ucm-a")
+        assert sims.enapter.requests[generated] == before + 1, "ucm-b's, for its new Secret"
+
+
+async def _holds(cluster: Any, secret: str, device: str) -> bool:
+    """Whether `secret` holds the config of `device`."""
+    return f"{HARDWARE_IDS[device]}_ucm" in await _secret(cluster, secret)
 
 
 async def test_a_secret_the_operator_did_not_write_is_not_written_over(
