@@ -77,8 +77,10 @@ def _namespace_bodies(
 def _indexed(
     indexes: Mapping[str, Any], namespace: str, kind: str, name: str
 ) -> Mapping[str, Any] | None:
-    """The object as kopf's index holds it now (updated as events arrive, also while a
-    handler of the object runs); None when it is not there."""
+    """The object as kopf's index holds it now; None when it is not there. kopf indexes
+    each event before it runs the handlers for it, in the object's own worker: while a
+    drift check (a timer, outside that worker) runs, an edit of the object is indexed at
+    once; while a handler of the object runs, its next edit waits for it."""
     index = indexes.get(_index_id(kind))
     if index is None or namespace not in index:
         return None
