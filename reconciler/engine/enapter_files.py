@@ -48,7 +48,9 @@ and its record stays.
 A device's delete marks its record before it is sent (`mark_deleting`): a run killed
 once the delete took effect, before the file was removed (or, for a replace, before the
 device was provisioned again), leaves the device gone and the file in place, and the next
-`--prune` of its Site removes the file (`interrupted_deletes`).
+`--prune` of its Site removes the file (`interrupted_deletes`). One killed once it removed
+the file, before it forgot the file's record, leaves a record of a file gone: the next
+apply forgets it (`clear_leftovers`).
 
 The records also say whose config a file holds: a Device whose file, still as written,
 was written for another Enapter device (one deleted since, or another device's) has no
@@ -260,9 +262,32 @@ def clear_leftovers(settings: Settings, fleet: Fleet) -> list[str]:
             os.close(descriptor)
         pending.pop(found.tmp, None)
         said.append(f"removed {found.tmp}, {found.said()}")
-    if pending != before:
+    forgotten = _forget_removed(inventory)
+    if pending != before or forgotten:
         state.write_inventory(inventory)
     return said
+
+
+def _forget_removed(inventory: Inventory) -> bool:
+    """Forget the records of the config files of deleted devices (`mark_deleting`) that
+    are gone: an apply killed after it removed one (`remove`), before the inventory that
+    forgets it was written, left its record, with nothing left to remove. Whether any was
+    forgotten. A file that cannot be looked at (a directory not to be looked into) is not
+    gone: its record stays."""
+    files = inventory.enapter_config_files
+    gone = []
+    for path, file in files.items():
+        if not file.deleting:
+            continue
+        try:
+            os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            gone.append(path)
+        except OSError:
+            continue
+    for path in gone:
+        del files[path]
+    return bool(gone)
 
 
 def _leftovers(

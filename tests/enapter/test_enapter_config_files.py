@@ -822,6 +822,50 @@ async def _killed_at_the_rename_of(world: World, fleet_dir: Path, path: Path,
     assert await asyncio.wait_for(process.wait(), timeout=60) == -9, "it was not killed"
 
 
+# Run as `python -c`: `reconciler ARGS...`, killed (SIGKILL) at the first file it opens
+# once it removed PATH: before the inventory that forgets PATH's record is written.
+_KILLED_AFTER_A_REMOVE = """
+import os, runpy, signal, sys
+target = os.path.normpath(sys.argv.pop(1))
+removed = False
+def hook(event, args):
+    global removed
+    if event == "os.remove" and os.path.normpath(os.fspath(args[0])) == target:
+        removed = True
+    elif event == "open" and removed:
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(hook)
+sys.argv[0] = "reconciler"
+runpy.run_module("reconciler", run_name="__main__", alter_sys=True)
+"""
+
+
+async def test_an_apply_killed_once_it_removed_a_deleted_devices_config_file_forgets_it(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    """Killed between removing the config file of a device its --prune deleted and writing
+    the inventory that forgets the file: the record of a file gone, for a device gone,
+    is forgotten by the next apply instead of staying for good."""
+    world = await make_world(_two_ucms())
+    await world.converge()
+    ucm_file = world.state_dir / "cfg" / "ucm.json"
+    ucm_id = world.sims.enapter.by_hardware_id(UCM).id
+    fleet_dir = _write_fleet(tmp_path / "fleet", _without_the_ucm())
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _KILLED_AFTER_A_REMOVE, str(ucm_file), "apply", str(fleet_dir),
+        "--prune", "--auto-approve", env={**os.environ, **world.env()},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    assert await asyncio.wait_for(process.wait(), timeout=60) == -9, "it was not killed"
+    assert world.sims.enapter.by_hardware_id(UCM) is None and not ucm_file.exists()
+    assert ucm_id in (world.state_dir / "inventory.json").read_text()
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
+                              "--no-color")
+    assert code == 0, output
+    assert ucm_id not in (world.state_dir / "inventory.json").read_text()
+    code, output = await _cli(world, "plan", str(fleet_dir), "--prune", "--detailed-exitcode")
+    assert code == 0, output
+
+
 async def test_an_apply_killed_once_a_config_file_is_in_place_leaves_it_to_a_later_prune(
         make_world: MakeWorld, tmp_path: Path) -> None:
     world = await make_world(_two_ucms())
