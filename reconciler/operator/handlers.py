@@ -94,28 +94,38 @@ def _paused() -> conditions.Cond:
 
 
 def _alive(
-    namespace: str, indexes: Mapping[str, Any], bodies: list[Mapping[str, Any]]
+    namespace: str,
+    indexes: Mapping[str, Any],
+    bodies: list[Mapping[str, Any]],
+    current: Mapping[str, Any],
 ) -> Callable[[str, str], bool]:
     """Whether an object of `bodies` is still there as it was, now: in the indexes (kept
     up to date by kopf as events arrive), not being deleted, not another object created
     again under its name (`owner_locks`), and with the spec this reconcile began with. A
     reconcile begun before the spec changed (a drift check waiting for the object's lock)
     would apply the old one, and take back what the new one let others have (its config
-    Secret): the reconcile of the new spec comes after it anyway."""
-    began = {
-        (body.get("kind"), body["metadata"]["name"]): (
-            body["metadata"].get("uid"), objects.spec_json(body)
-        )
-        for body in bodies
-    }
+    Secret): the reconcile of the new spec comes after it anyway.
+
+    Only the owner is asked of, so a spec is rendered when asked, not for every object of
+    the namespace: the index's documents are made anew for each event, never changed. The
+    handler's own body (`current`, for a drift timer kopf's body, kept up to date as
+    events arrive) is taken now."""
+    began = {(body.get("kind"), body["metadata"]["name"]): body for body in bodies}
+    own = (current.get("kind"), current["metadata"]["name"])
+    own_began = (current["metadata"].get("uid"), objects.spec_json(current))
 
     def alive(kind: str, name: str) -> bool:
         now = _indexed(indexes, namespace, kind, name)
-        return (
-            now is not None
-            and not objects.is_deleting(now)
-            and (now["metadata"].get("uid"), objects.spec_json(now)) == began.get((kind, name))
-        )
+        if now is None or objects.is_deleting(now):
+            return False
+        if (kind, name) == own:
+            was = own_began
+        elif (kind, name) in began:
+            body = began[(kind, name)]
+            was = (body["metadata"].get("uid"), objects.spec_json(body))
+        else:
+            return False
+        return (now["metadata"].get("uid"), objects.spec_json(now)) == was
 
     return alive
 
@@ -258,7 +268,7 @@ async def _reconcile(
             _declared_serials(indexes, (namespace, name)) if kind == "Gateway" else None
         ),
         had=locations.recorded(status) if kind == "Device" else (),
-        alive=_alive(namespace, indexes, bodies),
+        alive=_alive(namespace, indexes, bodies, body),
     )
     if result.going:
         # Its finalizer, or the reconcile of its new spec, speaks for it now: no status
