@@ -418,8 +418,8 @@ def _locked(
     """The apply, holding the state directory's lock."""
     state = StateDir(Path(settings.state_dir))
     try:
-        with state.lock(command_line()):
-            return asyncio.run(_apply(args, fleet, settings, options, saved, paths))
+        with state.lock(command_line()) as cleared:
+            return asyncio.run(_apply(args, fleet, settings, options, saved, paths, cleared))
     except asyncio.CancelledError:  # a second signal while applying
         print("interrupted; the next run observes again what the cut-off writes did",
               file=sys.stderr)
@@ -436,7 +436,10 @@ async def _apply(
     options: PlanOptions,
     saved: dict[str, Any] | None,
     paths: list[str],
+    cleared: list[str],
 ) -> int:
+    """The apply; `cleared`: what taking the lock said of the temporary state files that
+    killed runs left (`StateDir.lock`)."""
     out = sys.stdout if args.output == "text" else sys.stderr
     # One run, then the process exits: what the plan leaves alive is not scanned.
     async with Reconciler(fleet, settings, short_lived=True) as reconciler:
@@ -445,8 +448,8 @@ async def _apply(
             print(f"note: {interrupted.heading(unfinished)}", file=out)
             for line in interrupted.lines(unfinished):
                 print(line, file=out)
-        for line in reconciler.clear_leftovers():
-            print(f"note: {line}", file=out)
+        for line in [*cleared, *reconciler.clear_leftovers()]:
+            print(printable(f"note: {line}"), file=out)
         try:
             result: PlanResult = await reconciler.plan(options, paths=paths)
         except ProviderError as error:

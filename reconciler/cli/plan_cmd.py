@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         # One run, then the process exits: what the plan leaves alive is not scanned.
         async with Reconciler(fleet, settings, short_lived=True) as reconciler:
             # Said, not removed: a plan writes nothing.
-            leftovers = reconciler.leftovers()
+            leftovers = [*reconciler.state.temporaries(), *reconciler.leftovers()]
             paths = [str(Path(p)) for p in args.paths]
             return await reconciler.plan(options, paths=paths), leftovers
 

@@ -178,8 +178,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plan_only:
         return asyncio.run(_serve(args, settings, load, check, interval, debounce))
     try:
-        with StateDir(Path(settings.state_dir)).lock(command_line()):
-            return asyncio.run(_serve(args, settings, load, check, interval, debounce))
+        with StateDir(Path(settings.state_dir)).lock(command_line()) as cleared:
+            return asyncio.run(
+                _serve(args, settings, load, check, interval, debounce, cleared)
+            )
     except StateDirError as error:
         return _fail(str(error))
 
@@ -209,7 +211,10 @@ async def _serve(
     check: watch.DesiredCheck,
     interval: float,
     debounce: float,
+    cleared: list[str] | None = None,
 ) -> int:
+    """The agent until it is stopped; `cleared`: what taking the lock said of the
+    temporary state files that killed runs left (`StateDir.lock`), logged once started."""
     stop = asyncio.Event()
 
     def stdout_closed() -> None:
@@ -242,6 +247,8 @@ async def _serve(
         debounce=debounce,
         state_dir=settings.state_dir,
     )
+    for line in cleared or []:
+        log.emit("note", f"note: {line}", message=line)
     unfinished = _unfinished(StateDir(Path(settings.state_dir)), log, args.plan_only)
     cycle = watch.Cycle(
         load,

@@ -186,6 +186,8 @@ class Reconciler:
         # each plan, unless the caller keeps its own (the operator, in each Device's status).
         self._ledger_in_state = credentials is None
         self.credentials = credentials or CredentialLedger()
+        # Whether `clear_leftovers` ran for the apply under way (see `remember`).
+        self._leftovers_cleared = False
 
     async def __aenter__(self) -> Reconciler:
         return self
@@ -340,7 +342,14 @@ class Reconciler:
         The credential ledger: see `adopt_credentials`."""
         self.adopt_credentials(plan)
         self._store_credentials()
-        self.clear_leftovers()
+        # Once an apply: `apply` and `watch` clear them before they plan, to say what they
+        # removed; code that applies a plan without that (the demo, tests, benchmarks) has
+        # them cleared here. Nothing is left for a second pass to find: this process's
+        # own temporary files are never taken for leftovers, and no other writes here
+        # while the lock is held. The next apply of this Reconciler clears them again.
+        if not self._leftovers_cleared:
+            self.clear_leftovers()
+        self._leftovers_cleared = False
         inventory = self.state.read_inventory()
         for gateway in self.fleet.gateways.values():
             if gateway.spec.zap is not None:
@@ -385,8 +394,11 @@ class Reconciler:
     def clear_leftovers(self) -> list[str]:
         """Remove the temporary Enapter config files that killed runs left, each holding a
         device's credentials (`engine.enapter_files.clear_leftovers`); what was done. The
-        caller holds the state lock, or is the one process writing there."""
-        return enapter_files.clear_leftovers(self.settings, self.fleet)
+        caller holds the state lock, or is the one process writing there. Called before
+        the plan, it is not called again for the apply that follows (`remember`)."""
+        said = enapter_files.clear_leftovers(self.settings, self.fleet)
+        self._leftovers_cleared = True
+        return said
 
     def leftovers(self) -> list[str]:
         """The temporary Enapter config files that killed runs left, which the next apply

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.engine import state_temporaries
 from reconciler.engine.credentials import KEY_BYTES, CredentialLedger
 from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
@@ -88,9 +89,11 @@ class StateDir:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @contextlib.contextmanager
-    def lock(self, command: str) -> Iterator[None]:
+    def lock(self, command: str) -> Iterator[list[str]]:
         """Hold the writer lock; raise LockHeld naming the holder when it is taken, and
-        StateDirError when the directory cannot be created or written."""
+        StateDirError when the directory cannot be created or written. Yields what was
+        said of the temporary files of state files that killed runs left, removed once
+        the lock is held (`engine.state_temporaries`), for the caller to say."""
         made = _missing_directories(self.path)
         for attempt in range(_LOCK_TRIES):
             handle = self._open_lock()
@@ -129,7 +132,8 @@ class StateDir:
                 f"since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
             )
             handle.flush()
-            yield
+            # Now, with no other writer: any such file is no write under way.
+            yield state_temporaries.clear(self.path)
         finally:
             with contextlib.suppress(OSError):
                 handle.seek(0)
@@ -177,6 +181,14 @@ class StateDir:
                 "are written there; nothing was changed. Make it writable, or set "
                 "RECONCILER_STATE_DIR to a directory this process can create and write"
             ) from None
+
+    def temporaries(self) -> list[str]:
+        """What a plan says of the temporary files of state files that killed runs left,
+        which the next apply removes (`lock`): nothing while another process holds the
+        lock, whose writes may be under way."""
+        if self.holder() is not None:
+            return []
+        return state_temporaries.found_lines(self.path)
 
     def holder(self) -> str | None:
         """Who holds the lock (its line: pid, host, command, since), or None when nobody

@@ -1152,3 +1152,60 @@ async def test_each_config_file_written_writes_the_inventory_twice(
     assert seen.count(inventory) == 2 * 2 + 1, said
     last = max(seen.index(("renamed", config)) for config in ("ucm.json", "mqtt.json"))
     assert seen[last + 1:].count(inventory) == 1, said
+
+
+# -- how often an apply looks for the temporary files killed runs left -----------------------------
+
+# Run as `python -c`: `reconciler ARGS...` ("cli"), or a plan and its apply made with the
+# engine itself as the demo and benchmarks do ("engine", ARGS the fleet's paths), saying on
+# stderr each time the process lists the directory DIR (how leftovers beside the config
+# files there are found).
+_LISTING = """
+import asyncio, os, runpy, sys
+how, target = sys.argv.pop(1), os.path.normpath(sys.argv.pop(1))
+def hook(event, args):
+    if event == "os.listdir" and os.path.normpath(os.fsdecode(args[0])) == target:
+        os.write(2, b"listed the config directory\\n")
+sys.addaudithook(hook)
+if how == "cli":
+    sys.argv[0] = "reconciler"
+    runpy.run_module("reconciler", run_name="__main__", alter_sys=True)
+else:
+    from reconciler.engine.config import load_settings
+    from reconciler.engine.reconcile import Reconciler
+    from reconciler.sources.loader import load_fleet
+    async def main():
+        async with Reconciler(load_fleet(sys.argv[1:]), load_settings()) as reconciler:
+            result = await reconciler.plan()
+            assert (await reconciler.apply(result)).ok
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("how", ["cli", "engine"])
+async def test_an_apply_looks_for_leftover_config_files_once(
+        make_world: MakeWorld, tmp_path: Path, how: str) -> None:
+    """Whether it applies changes or has nothing to do, and whether the CLI or code using
+    the engine applies: once, before its plan (the CLI, which says what it removed) or
+    when it records what it did (the engine used directly), not both."""
+    world = await make_world(_two_ucms())
+    cfg = world.state_dir / "cfg"
+    fleet_dir = _write_fleet(tmp_path / "fleet", _two_ucms())
+    leftover = cfg / "ucm.json.tmp"  # as an earlier version named it
+    args = (["apply", str(fleet_dir), "--auto-approve", "--no-color"] if how == "cli"
+            else [str(fleet_dir)])
+    for run in ("with changes", "with nothing to do"):
+        if run == "with nothing to do":
+            leftover.write_text('{"mqtt_credentials": {"password": "s3cret-left"}}')
+            leftover.chmod(0o600)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _LISTING, how, str(cfg), *args,
+            env={**os.environ, **world.env()}, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+        output = stdout.decode() + stderr.decode()
+        assert process.returncode == 0, output
+        assert output.count("listed the config directory") == 1, f"{run}: {output}"
+        assert (cfg / "ucm.json").is_file() and not leftover.exists(), run
+        if how == "cli" and run == "with nothing to do":
+            assert f"note: removed {leftover}, the temporary file" in output, output

@@ -28,7 +28,14 @@ from simworld import (
     write,
 )
 
-from reconciler.state_files import INVENTORY, LOCK, TEMPORARY_SUFFIX
+from reconciler.engine.state import StateDir
+from reconciler.state_files import (
+    CREDENTIALS,
+    CREDENTIALS_KEY,
+    INVENTORY,
+    LOCK,
+    TEMPORARY_SUFFIX,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +170,100 @@ def test_a_credentials_key_another_user_owns_is_not_advised_away(tmp_path: Path)
             "the permissions of credentials.key so that this user may read it; do not remove "
             "it, which would lose what it holds") in done.stderr, done.stderr
     assert "start afresh" not in done.stderr
+
+
+# -- the temporary file of a state file a killed run left ------------------------------------------
+
+# Run as `python -c`: `reconciler ARGS...`, which kills itself (SIGKILL) as it is about to
+# rename a file it wrote onto the state file NAME (its temporary file whole and synced).
+_KILLED_BEFORE_THE_RENAME_OF = """
+import os, runpy, signal, sys
+target = sys.argv.pop(1)
+def hook(event, args):
+    if event == "os.rename" and os.path.basename(os.fspath(args[1])) == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(hook)
+sys.argv[0] = "reconciler"
+runpy.run_module("reconciler", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(("name", "what"), [
+    (INVENTORY, "the inventory"),
+    (CREDENTIALS_KEY, "the credential ledger's key"),
+    (CREDENTIALS, "the credential ledger"),
+])
+def test_the_temporary_file_of_a_state_file_a_killed_apply_left_is_removed_by_the_next(
+        tmp_path: Path, name: str, what: str) -> None:
+    """Killed between writing `NAME.tmp` and renaming it over NAME: the next apply, once it
+    holds the lock, removes it and says so in one line, never what it holds; a plan only
+    says the next apply removes it, and files of other names are left alone."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV",
+                         password_from={"env": "S1_BATTERY_PASSWORD"})]
+    fleet = load(docs)
+    fleet_dir = write(tmp_path / "sites", docs)
+    state_dir = tmp_path / "state"
+    leftover = state_dir / (name + TEMPORARY_SUFFIX)
+    with ThreadedSims(fleet) as sims:
+        env = sims.env() | {"RECONCILER_STATE_DIR": str(state_dir),
+                            "S1_BATTERY_PASSWORD": "battery-pw-5e21"}  # a test value
+        killed = subprocess.run(
+            [sys.executable, "-c", _KILLED_BEFORE_THE_RENAME_OF, name, "apply", str(fleet_dir),
+             "--auto-approve", "--no-color"],
+            env=os.environ | env, capture_output=True, text=True, timeout=120,
+        )
+        assert killed.returncode == -9, killed.stdout + killed.stderr
+        assert leftover.is_file() and not (state_dir / name).exists()
+        held = leftover.read_bytes()
+        others = [state_dir / f"{name}.bak", state_dir / f"{name}{TEMPORARY_SUFFIX}.1",
+                  state_dir / f"journal.jsonl{TEMPORARY_SUFFIX}", state_dir / "notes.tmp"]
+        for other in others:
+            other.write_text("a user's")
+
+        planned = subprocess.run(
+            [sys.executable, "-m", "reconciler", "plan", str(fleet_dir), "--no-color"],
+            env=os.environ | env, capture_output=True, text=True, timeout=120,
+        )
+        assert planned.returncode == 0, planned.stdout + planned.stderr
+        said = [line for line in planned.stderr.splitlines() if TEMPORARY_SUFFIX in line]
+        assert said == [f"note: {leftover} is a temporary file of {what} left by an "
+                        "interrupted run; the next apply removes it"], planned.stderr
+        assert leftover.read_bytes() == held, "a plan wrote"
+
+        done = _apply(fleet_dir, env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        said = [line for line in done.stdout.splitlines() if TEMPORARY_SUFFIX in line]
+        assert said == [f"note: removed {leftover}, a temporary file of {what} left by an "
+                        "interrupted run"], done.stdout
+        assert held.decode(errors="replace") not in done.stdout + done.stderr
+        sims.call(converged_exactly_once, sims.sims, fleet)
+    assert not leftover.exists()
+    assert all(other.read_text() == "a user's" for other in others)
+    again = _apply(fleet_dir, env)
+    assert again.returncode == 0 and "note:" not in again.stdout + again.stderr, again.stdout
+
+
+def test_a_link_a_directory_or_another_users_file_under_a_temporary_name_is_left_alone(
+        tmp_path: Path) -> None:
+    """No writer makes one (each makes a regular file of its own, never following a link):
+    it is no leftover, and neither a plan nor taking the lock names or removes it, nor
+    what a link points to."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("kept")
+    link = state_dir / (CREDENTIALS + TEMPORARY_SUFFIX)
+    link.symlink_to(elsewhere)
+    directory = state_dir / (INVENTORY + TEMPORARY_SUFFIX)
+    directory.mkdir()
+    others = state_dir / (CREDENTIALS_KEY + TEMPORARY_SUFFIX)
+    if os.geteuid() == 0:  # only root can give a file to another user
+        others.write_text("kept")
+        os.chown(others, 65534, 65534)
+    state = StateDir(state_dir)
+    assert state.temporaries() == []
+    with state.lock("reconciler apply sites") as said:
+        assert said == []
+    assert link.is_symlink() and elsewhere.read_text() == "kept" and directory.is_dir()
+    assert os.geteuid() != 0 or others.read_text() == "kept"

@@ -394,23 +394,31 @@ async def test_the_agent_stops_once_its_stdout_is_closed(world: World) -> None:
 async def test_a_temporary_config_file_a_killed_run_left_is_removed_and_said(
         tmp_path: Path, spawn: Spawn) -> None:
     """As `apply` does, the agent removes the temporary Enapter config file a killed run
-    left beside a config file it manages (it holds a device's credentials), and logs one
-    line naming it, never what it holds."""
+    left beside a config file it manages (it holds a device's credentials), and the
+    temporary file of a state file (the credential ledger's), and logs one line naming
+    each, never what it holds."""
     world = await start_world(tmp_path, "h2-lab-enapter")
     try:
-        config = Path(world.env["RECONCILER_STATE_DIR"]) / "secrets" / "h2-lab-ucm.json"
+        state_dir = Path(world.env["RECONCILER_STATE_DIR"])
+        config = state_dir / "secrets" / "h2-lab-ucm.json"
         config.parent.mkdir(parents=True)
         leftover = config.with_name("h2-lab-ucm.json.tmp")  # as an earlier version named it
         leftover.write_text('{"mqtt_credentials": {"password": "s3cret-of-a-killed-run"}}')
         leftover.chmod(0o600)
+        ledger = state_dir / "credentials.json.tmp"  # as `atomic_write` names it
+        ledger.write_text('{"devices": {"s3cret-fingerprint": "x"}}')
         agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
                             env=world.env, cwd=world.cwd)
         await agent.wait_for(r"run=1 trigger=start .* result=applied")
-        assert not leftover.exists()
+        assert not leftover.exists() and not ledger.exists()
         assert config.is_file()
-        [line] = [line for line in agent.out if "note: removed" in line]
-        assert line.endswith(f"run=1 note: removed {leftover}, the temporary file an earlier "
-                             f"run, killed, left holding the config it was writing to {config}")
+        said = [line for line in agent.out if "note: removed" in line]
+        assert len(said) == 2, said
+        assert said[0].endswith(f" note: removed {ledger}, a temporary file of the credential "
+                                "ledger left by an interrupted run"), said
+        assert said[1].endswith(f"run=1 note: removed {leftover}, the temporary file an "
+                                "earlier run, killed, left holding the config it was writing "
+                                f"to {config}"), said
         assert await agent.terminate() == 0
         assert "s3cret" not in agent.text
         no_secrets(world, agent.text)
