@@ -58,6 +58,7 @@ from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from reconciler.sim.lan import Lan
+from reconciler.sim.port_hold import PortHold
 
 # Function codes (Modbus application protocol).
 FC_READ_HOLDING = 3
@@ -433,6 +434,7 @@ class ModbusDeviceSimulator:
         self._table = _UnitTable(self)
         self._server: ModbusTcpServer | None = None
         self._offline = False
+        self._port_hold: PortHold | None = None  # while offline
 
     # -- devices ------------------------------------------------------------------------
 
@@ -496,6 +498,10 @@ class ModbusDeviceSimulator:
 
     async def stop(self) -> None:
         """Close the port and every connection; cancel requests still being delayed."""
+        self._release_port()
+        await self._close()
+
+    async def _close(self) -> None:
         server, self._server = self._server, None
         if server is not None:
             await server.shutdown()  # type: ignore[no-untyped-call]
@@ -507,12 +513,20 @@ class ModbusDeviceSimulator:
         self._table.in_flight.clear()
 
     async def set_offline(self, offline: bool = True) -> None:
-        """Stop listening (connections are refused) or listen again on the same port."""
+        """Stop listening (connections are refused) or listen again on the same port, which
+        is kept meanwhile (`port_hold`)."""
         if offline and not self._offline:
-            await self.stop()
+            await self._close()
+            self._port_hold = PortHold(self.host, self.port)
             self._offline = True
         elif not offline and self._offline:
+            self._release_port()
             await self.start(self.host, self.port)
+
+    def _release_port(self) -> None:
+        if self._port_hold is not None:
+            self._port_hold.release()
+            self._port_hold = None
 
     async def __aenter__(self) -> ModbusDeviceSimulator:
         await self.start()

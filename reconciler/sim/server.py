@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from reconciler.sim.faults import Decision, FaultConfig, FaultInjector, Offline
+from reconciler.sim.port_hold import PortHold
 
 ADMIN_PREFIX = "/_sim"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -52,6 +53,7 @@ class SimServer:
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        self._port_hold: PortHold | None = None  # while offline in refuse mode
         self._background: set[asyncio.Task[None]] = set()
         self._on_change: Callable[[], None] | None = None
         # Where this simulator's faults can be changed while its port is closed (set by the
@@ -115,21 +117,30 @@ class SimServer:
         return self.url
 
     async def stop(self) -> None:
+        self._release_port()
         if self._runner is not None:
             await self._runner.cleanup()
         self._runner = None
         self._site = None
 
     async def set_offline(self, mode: Offline | str) -> None:
-        """Go offline (refuse or hang) or come back online on the same port."""
+        """Go offline (refuse or hang) or come back online on the same port, which is kept
+        meanwhile (`port_hold`)."""
         mode = Offline(mode)
         previous = self.faults.offline
         self.faults.offline = mode
         if mode is Offline.REFUSE and previous is not Offline.REFUSE and self._site is not None:
             await self._site.stop()
             self._site = None
+            self._port_hold = PortHold(self.host, self.port)
         elif mode is not Offline.REFUSE and previous is Offline.REFUSE and self._runner is not None:
+            self._release_port()
             await self.start(self.host, self.port)
+
+    def _release_port(self) -> None:
+        if self._port_hold is not None:
+            self._port_hold.release()
+            self._port_hold = None
 
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call `callback` after every request that may have changed state."""

@@ -10,6 +10,7 @@ import time
 
 import httpx
 import pytest
+from ports import assert_port_kept
 from zap_fixtures import INVERTER_IP, SUNGROW_SERIAL
 
 from reconciler.sim.faults import FaultConfig, Offline
@@ -126,6 +127,7 @@ async def test_offline_refuse_is_connection_refused_until_back(client: httpx.Asy
     await zap.set_offline(Offline.REFUSE)
     with pytest.raises(httpx.ConnectError):
         await client.get("/api/devices")
+    assert_port_kept(zap.host, port)
     await zap.set_offline(Offline.ONLINE)
     assert zap.port == port
     assert (await client.get("/api/devices")).status_code == 200

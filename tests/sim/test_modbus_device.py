@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from ports import assert_port_kept
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 from zap_fixtures import SOLIS_SERIAL, SUNGROW_SERIAL
@@ -182,6 +183,7 @@ async def test_offline_refuses_and_comes_back_on_the_same_port(
                                   reconnect_delay=0)
     assert not await client.connect(), "connection refused while offline"
     client.close()
+    assert_port_kept("127.0.0.1", port)
     await modbus_sim.set_offline(False)
     assert modbus_sim.port == port
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0,
