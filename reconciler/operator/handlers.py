@@ -245,6 +245,7 @@ async def _reconcile(
     meta: Mapping[str, Any],
     indexes: Mapping[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
+    lock_wait: float | None = None,
 ) -> None:
     name = meta["name"]
     if objects.is_paused(body):
@@ -269,7 +270,14 @@ async def _reconcile(
         ),
         had=locations.recorded(status) if kind == "Device" else (),
         alive=_alive(namespace, indexes, bodies, body),
+        lock_wait=lock_wait,
     )
+    if result.busy:
+        # kopf indexes this object's next edit in the worker this handler holds: it is let
+        # go, the edit indexed (others plan with it), and the handler run again at once with
+        # the newest spec. Nothing is said but kopf's own retry; its patch carries only its
+        # progress (and this spec as the last valid one, as any run records it).
+        raise kopf.TemporaryError(result.message, delay=0)
     if result.going:
         # Its finalizer, or the reconcile of its new spec, speaks for it now: no status
         # written after it released what it did (a drift check that waited for it, or
@@ -308,7 +316,9 @@ def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k.startswith("index_")}
 
 
-async def _reconcile_call(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:
+async def _reconcile_call(
+    runtime: Runtime, kind: str, kwargs: Mapping[str, Any], lock_wait: float | None = None
+) -> None:
     """Unpack kopf's keyword arguments for `_reconcile`."""
     await _reconcile(
         runtime,
@@ -320,6 +330,7 @@ async def _reconcile_call(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]
         kwargs["meta"],
         _indexes(kwargs),
         kwargs["logger"],
+        lock_wait,
     )
 
 
@@ -340,7 +351,8 @@ def _register_kind(
         return {namespace or "": objects.index_document(body, kind)}
 
     async def reconcile(**kwargs: Any) -> None:
-        await _reconcile_call(runtime, kind, kwargs)
+        # Not long: kopf's worker of the object is held meanwhile (`HANDLER_LOCK_WAIT`).
+        await _reconcile_call(runtime, kind, kwargs, HANDLER_LOCK_WAIT)
 
     for decorator, cause in (
         (kopf.on.create, "create"),
@@ -383,6 +395,13 @@ def _register_kind(
     async def finalize(**kwargs: Any) -> None:
         await _finalize(runtime, kind, kwargs)
 
+
+# How long a create, update or resume handler waits for its owner's lock (a drift check or
+# a stand-alone DER's reconcile writing) before kopf runs it again. kopf indexes an object's
+# edits in the worker that runs its handlers: while one waits, the objects planned beside it
+# see the object's previous spec. A drift check, run outside that worker, waits as long as
+# the writes take.
+HANDLER_LOCK_WAIT = 5.0
 
 # How long a finalizer waits for a reconcile of its object in flight to end (its writes
 # are bounded by the platforms' timeouts and retries) before kopf tries it again later.
