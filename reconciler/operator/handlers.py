@@ -5,6 +5,7 @@ Decisions live in `reconcile.py`; this module only moves data between kopf and i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
@@ -23,7 +24,7 @@ from reconciler.operator import conditions, declared, locations, objects, sites_
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.finalized import Finalized
 from reconciler.operator.holds import Holds
-from reconciler.operator.owner_locks import drop, owner_lock
+from reconciler.operator.owner_locks import drop, kept_lock, owner_lock
 from reconciler.operator.reconcile import (
     ObjectResult,
     PasswordFingerprint,
@@ -245,6 +246,7 @@ async def _reconcile(
     meta: Mapping[str, Any],
     indexes: Mapping[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
+    lock_wait: float | None = None,
 ) -> None:
     name = meta["name"]
     if objects.is_paused(body):
@@ -269,7 +271,14 @@ async def _reconcile(
         ),
         had=locations.recorded(status) if kind == "Device" else (),
         alive=_alive(namespace, indexes, bodies, body),
+        lock_wait=lock_wait,
     )
+    if result.busy:
+        # kopf indexes this object's next edit in the worker this handler holds: it is let
+        # go, the edit indexed (others plan with it), and the handler run again at once with
+        # the newest spec. Nothing is said but kopf's own retry; its patch carries only its
+        # progress (and this spec as the last valid one, as any run records it).
+        raise kopf.TemporaryError(result.message, delay=0)
     if result.going:
         # Its finalizer, or the reconcile of its new spec, speaks for it now: no status
         # written after it released what it did (a drift check that waited for it, or
@@ -308,7 +317,9 @@ def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k.startswith("index_")}
 
 
-async def _reconcile_call(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:
+async def _reconcile_call(
+    runtime: Runtime, kind: str, kwargs: Mapping[str, Any], lock_wait: float | None = None
+) -> None:
     """Unpack kopf's keyword arguments for `_reconcile`."""
     await _reconcile(
         runtime,
@@ -320,6 +331,7 @@ async def _reconcile_call(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]
         kwargs["meta"],
         _indexes(kwargs),
         kwargs["logger"],
+        lock_wait,
     )
 
 
@@ -340,7 +352,8 @@ def _register_kind(
         return {namespace or "": objects.index_document(body, kind)}
 
     async def reconcile(**kwargs: Any) -> None:
-        await _reconcile_call(runtime, kind, kwargs)
+        # Not long: kopf's worker of the object is held meanwhile (`HANDLER_LOCK_WAIT`).
+        await _reconcile_call(runtime, kind, kwargs, HANDLER_LOCK_WAIT)
 
     for decorator, cause in (
         (kopf.on.create, "create"),
@@ -384,15 +397,52 @@ def _register_kind(
         await _finalize(runtime, kind, kwargs)
 
 
+# How long a create, update or resume handler waits for its owner's lock (a drift check or
+# a stand-alone DER's reconcile writing) before kopf runs it again. kopf indexes an object's
+# edits in the worker that runs its handlers: while one waits, the objects planned beside it
+# see the object's previous spec. A drift check, run outside that worker, waits as long as
+# the writes take.
+HANDLER_LOCK_WAIT = 5.0
+
 # How long a finalizer waits for a reconcile of its object in flight to end (its writes
-# are bounded by the platforms' timeouts and retries) before kopf tries it again later.
+# are bounded by the platforms' timeouts and retries) before kopf tries it again later; a
+# Gateway's, for those of the Devices under it too.
 LOCK_WAIT = 60.0
+
+
+def _writers_under(
+    namespace: str, indexes: Mapping[str, Any], gateway: str
+) -> list[asyncio.Lock]:
+    """The locks of the Devices whose spec names `gateway`, in the order of their names: their
+    reconciles, and those of their stand-alone DERs, write to its Zap and to Novacore under
+    it. A Device being deleted whose lock went with its finalizer has no reconcile writing
+    for it (`owner_locks`), and is not given a new one."""
+    index = indexes.get(_index_id("Device")) or {}
+    names = sorted(
+        body["metadata"]["name"]
+        for body in index.get(namespace, ())
+        if (body.get("spec") or {}).get("gatewayRef") == gateway
+    )
+    deleting = {
+        body["metadata"]["name"] for body in index.get(namespace, ()) if objects.is_deleting(body)
+    }
+    locks = [
+        kept_lock(namespace, "Device", device)
+        if device in deleting
+        else owner_lock(namespace, "Device", device)
+        for device in names
+    ]
+    return [lock for lock in locks if lock is not None]
 
 
 async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:
     """Release the object as `_release` does, under its reconciles' lock (`owner_locks`):
     once a reconcile of it in flight has landed its writes, and before another writes
-    again. Its lock goes with it."""
+    again. A Gateway's also under the locks of the Devices under it: a Device's provisioning
+    in Novacore that landed after the gateway was released would be refused, taken for a
+    failure retrying cannot cure, and held so after the Gateway came back. The object's own
+    lock is taken first, then the Devices' by name: a reconcile holds one lock only, so
+    nothing waits in a circle. Its lock goes with it."""
     namespace = kwargs["namespace"] or ""
     name = kwargs["meta"]["name"]
     uid = kwargs["meta"].get("uid")
@@ -400,22 +450,30 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         # kopf's second run, once a drift check that outlived the first ended (`finalized`).
         kwargs["logger"].info("%s/%s deleted (finalized already)", kind, name)
         return
-    lock = owner_lock(namespace, kind, name)
-    try:
-        async with asyncio.timeout(LOCK_WAIT):
-            await lock.acquire()
-    except TimeoutError:
-        message = "waiting for a reconcile of this object in flight to end"
-        raise kopf.TemporaryError(message, delay=runtime.config.retry_delay) from None
-    try:
-        await _release(runtime, kind, kwargs)
-        if uid is not None:
-            runtime.finalized.add(uid)
-    finally:
-        lock.release()
-        # Dropped also when the release waits: whatever reconcile of it comes next finds
-        # it being deleted, and the next attempt takes a new lock.
-        drop(namespace, kind, name)
+    async with contextlib.AsyncExitStack() as held:
+        try:
+            async with asyncio.timeout(LOCK_WAIT):
+                own = owner_lock(namespace, kind, name)
+                await own.acquire()
+                held.callback(own.release)
+                # The Devices under it as the index has them now, once its own lock is held.
+                writers = (
+                    _writers_under(namespace, _indexes(kwargs), name) if kind == "Gateway" else []
+                )
+                for lock in writers:
+                    await lock.acquire()
+                    held.callback(lock.release)
+        except TimeoutError:
+            message = "waiting for a reconcile of this object, or of a Device under it, to end"
+            raise kopf.TemporaryError(message, delay=runtime.config.retry_delay) from None
+        try:
+            await _release(runtime, kind, kwargs)
+            if uid is not None:
+                runtime.finalized.add(uid)
+        finally:
+            # Dropped also when the release waits: whatever reconcile of it comes next finds
+            # it being deleted, and the next attempt takes a new lock.
+            drop(namespace, kind, name)
 
 
 async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> None:

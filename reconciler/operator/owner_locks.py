@@ -13,6 +13,10 @@ reconciled since, not every object this process ever reconciled. A reconcile sti
 waiting on the dropped lock then finds its owner going, and one for an object created
 again under the same name takes a new lock.
 
+A Gateway's finalizer also takes the locks of the Devices under it (`handlers`), after its
+own and in the order of their names: a Device reconcile writing to its gateway's Zap and to
+Novacore under it lands its writes before the gateway is released, not after.
+
 Locks belong to an event loop, so they are kept per loop."""
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ def _table() -> dict[Key, asyncio.Lock]:
 def owner_lock(namespace: str, kind: str, name: str) -> asyncio.Lock:
     """The lock of the owner `kind`/`name` of `namespace`, made at its first use."""
     return _table().setdefault((namespace, kind, name), asyncio.Lock())
+
+
+def kept_lock(namespace: str, kind: str, name: str) -> asyncio.Lock | None:
+    """The owner's lock if this event loop keeps one; None once it was dropped (or never
+    made): no reconcile of the owner writes then (one still waiting on a dropped lock finds
+    its owner going)."""
+    return _table().get((namespace, kind, name))
 
 
 def drop(namespace: str, kind: str, name: str) -> None:

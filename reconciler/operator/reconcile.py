@@ -6,7 +6,9 @@ handlers turn `ObjectResult` into status, events and kopf retries."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +78,10 @@ class ObjectResult:
     # reconcile began: nothing was planned or written, and nothing is to be said of it (its
     # finalizer, or the reconcile of its new spec, speaks for it now).
     going: bool = False
+    # Another reconcile of the owner held its lock longer than this one was to wait for it
+    # (`lock_wait`): nothing was planned or written, nothing is to be said, and the reconcile
+    # is tried again at once (`message` says what it waited for).
+    busy: bool = False
 
 
 @dataclass
@@ -140,6 +146,7 @@ async def reconcile_object(
     declared_elsewhere: Mapping[str, str] | None = None,
     had: Sequence[FlatpeakLocation] = (),
     alive: Callable[[str, str], bool] | None = None,
+    lock_wait: float | None = None,
 ) -> ObjectResult:
     """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
@@ -147,7 +154,8 @@ async def reconcile_object(
     Device, `had` are the Flatpeak locations its status says its Site had (`locations`).
     `alive(kind, name)`: whether that object of `nsf` is still there, not being deleted and
     with the spec this began with, asked of the owner before and once its lock is held
-    (`owner_locks`)."""
+    (`owner_locks`). `lock_wait`: how long to wait for that lock, held by another reconcile
+    of the owner, before giving up (`busy`); None waits until it is free."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -188,7 +196,9 @@ async def reconcile_object(
         if credentials is not None and password_key
         else CredentialLedger()
     )
-    async with lock, Reconciler(
+    if not await _acquired(lock, lock_wait):
+        return _busy(owner_kind, owner_name)
+    async with _holding(lock), Reconciler(
         sub, settings, secrets=secrets, credentials=ledger
     ) as reconciler:
         if alive is not None and not alive(owner_kind, owner_name):
@@ -461,6 +471,32 @@ def _device_gateway(
         site=gateway.spec.site_ref,
     )
     return placement.model_dump()
+
+
+async def _acquired(lock: asyncio.Lock, wait: float | None) -> bool:
+    """Whether `lock` was taken within `wait` seconds (None: however long it takes)."""
+    try:
+        async with asyncio.timeout(wait):
+            await lock.acquire()
+    except TimeoutError:
+        return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def _holding(lock: asyncio.Lock) -> AsyncIterator[None]:
+    """Release `lock`, taken already, once the block ends."""
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _busy(owner_kind: str, owner_name: str) -> ObjectResult:
+    """The result of a reconcile that did not get its owner's lock in time: another
+    reconcile of the owner is writing, and this one is tried again."""
+    message = f"waiting for another reconcile of {owner_kind} {owner_name!r} to end its writes"
+    return ObjectResult(busy=True, summary="waiting for the lock", message=message)
 
 
 def _going(

@@ -5,6 +5,7 @@ writes nothing, and recovers once it names a place of its own or the first is de
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,50 @@ async def test_a_drift_check_begun_before_its_device_named_another_secret_writes
         await cluster.wait_planned("Device", "ucm-b", 2)
         assert await _holds(cluster, "ucm-b-config", "ucm-a")
         assert sims.enapter.requests[generated] == before + 1, "ucm-b's, for its new Secret"
+
+
+async def test_an_edit_made_while_its_handler_waits_for_the_lock_is_seen_by_others(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """ucm-b's update handler waits for ucm-b's lock (another reconcile of ucm-b in flight:
+    here the test holds it) when ucm-b names another Secret. kopf indexes an object's edit
+    in the worker that runs its handlers: the handler lets that worker go after a short
+    wait, so the edit is indexed and ucm-a, refused for ucm-b's Secret, takes it within
+    seconds, not once the lock is free. The handler, run again, reconciles ucm-b's newest
+    spec once it gets the lock."""
+    own = {"ucm-a": {"secretName": "ucm-b-config"}, "ucm-b": {"secretName": "ucm-b-config"}}
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await _declare(cluster, {}, own)
+        await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
+        await _refused(cluster, "ucm-a")
+        await cluster.wait_for(lambda: _handled(cluster, "ucm-b"), timeout=30,
+                               what="ucm-b's create handler done")
+        async with owner_lock(NAMESPACE, "Device", "ucm-b"):
+            await cluster.patch("Device", "ucm-b", {"spec": {"displayName": "UCM B2"}})
+            await cluster.wait_planned("Device", "ucm-a", 1)  # ucm-b's handler waits
+            moved = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-new"}}}}
+            await cluster.patch("Device", "ucm-b", moved)
+            started = time.monotonic()
+            await cluster.wait_for(lambda: _holds(cluster, "ucm-b-config", "ucm-a"),
+                                   timeout=40, what="ucm-a's config written")
+            assert time.monotonic() - started < 15, "seen well before LOCK_WAIT"
+        await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"), timeout=30,
+                               what="ucm-b's config in its new Secret")
+        await cluster.wait_for(lambda: _handled(cluster, "ucm-b"), timeout=30,
+                               what="ucm-b's update handler done")
+        (device,) = (d for d in sims.enapter.devices.values()
+                     if d.hardware_id == HARDWARE_IDS["ucm-b"])
+        assert device.name == "UCM B2"
+        assert await _holds(cluster, "ucm-b-config", "ucm-a")
+
+
+async def _handled(cluster: Any, name: str) -> bool:
+    """Whether kopf has no handler of the Device in progress (it records the progress of
+    one it retries in an annotation)."""
+    body = await cluster.get("Device", name) or {}
+    notes = (body.get("metadata") or {}).get("annotations") or {}
+    return not any(key.startswith(("kopf.zalando.org/create", "kopf.zalando.org/update"))
+                   for key in notes)
 
 
 async def _holds(cluster: Any, secret: str, device: str) -> bool:

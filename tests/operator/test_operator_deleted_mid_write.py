@@ -4,7 +4,9 @@ land and then releases everything, instead of releasing what it finds meanwhile 
 write re-creating the rest after it; what the reconcile would have said of a write refused
 for the release (a Warning on an object being deleted) is not said. The finalizer drops the
 object's lock: the locks kept do not grow with objects created and deleted, and an object
-created again under the same name is reconciled as the first was."""
+created again under the same name is reconciled as the first was. A Gateway deleted while a
+Device under it is mid-write is released once that write landed, as if the Device had been
+reconciled before the deletion."""
 
 from __future__ import annotations
 
@@ -167,3 +169,37 @@ async def _edit_reconciled(cluster: Cluster) -> bool:
     notes = (body.get("metadata") or {}).get("annotations") or {}
     handled = notes.get("kopf.zalando.org/last-handled-configuration", "")
     return "example.com/edited" in handled or "kopf.zalando.org/update-ders" in notes
+
+
+async def test_a_gateway_deleted_while_a_device_under_it_writes_is_released_after_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The Gateway (deletionPolicy Release) is deleted while the inverter's drift check is
+    mid-write under it: added to the Zap, its provisioning in Novacore still to come. The
+    Gateway's finalizer waits for that write to land, then releases the gateway. Before,
+    the gateway was released first and Novacore refused the provisioning (the gateway not
+    claimed by the organisation): a Warning that the write failed for good, and the
+    inverter's writes held back even once the Gateway was declared again and claimed."""
+    config = OperatorConfig(interval=2.0, retry_delay=0.5)
+    async with operator(HOME, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in await declare(cluster)}
+        await _handled(cluster, *INVERTER)
+        await _handled(cluster, "Gateway", "home-zap")
+        await cluster.wait_planned(*INVERTER, 1)
+        _drift_away(sims)
+        await _until(lambda: "SG0001" in sims.zaps[ZAP].devices, "the inverter added to the Zap")
+        assert not _inverter_in_novacore(sims)
+        await cluster.delete("Gateway", "home-zap")
+        await cluster.wait_gone("Gateway", "home-zap", timeout=60)
+        await asyncio.sleep(3)  # any write still on its way lands
+        assert all(g.org_id is None for g in sims.novacore.gateways.values()), "released"
+        states = [d.state for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
+        assert states == ["orphaned"], "provisioned before the release, which orphaned it"
+        warnings = await cluster.events_about("home-inverter", type_="Warning")
+        assert not warnings, [w.get("message") for w in warnings]
+
+        # Declared again: claimed, and the inverter reconciled under it, not held back.
+        sims.zaps[ZAP].faults.answer_delay_ms = 0
+        await cluster.create(docs[("Gateway", "home-zap")])
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=60)
+        await cluster.wait_condition(*INVERTER, "Ready", timeout=60)
