@@ -29,6 +29,7 @@ from simworld import (
 )
 
 from reconciler.engine.state import StateDir
+from reconciler.model.fleet import Fleet
 from reconciler.state_files import (
     CREDENTIALS,
     CREDENTIALS_KEY,
@@ -132,13 +133,17 @@ def test_the_state_directory_is_private_and_its_files_writable_by_their_owner_al
     assert not {name: oct(mode) for name, mode in made.items() if mode & 0o022}, made
 
 
-def test_a_credentials_key_another_user_owns_is_not_advised_away(tmp_path: Path) -> None:
+def _battery_site(tmp_path: Path) -> tuple[Fleet, Path, Path]:
+    """One site with an MQTT battery whose password comes from S1_BATTERY_PASSWORD: its
+    fleet, the directory it is written to, and a state directory for it."""
     docs = [*standard_site(1),
             mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV",
                          password_from={"env": "S1_BATTERY_PASSWORD"})]
-    fleet = load(docs)
-    fleet_dir = write(tmp_path / "sites", docs)
-    state_dir = tmp_path / "state"
+    return load(docs), write(tmp_path / "sites", docs), tmp_path / "state"
+
+
+def test_a_credentials_key_another_user_owns_is_not_advised_away(tmp_path: Path) -> None:
+    fleet, fleet_dir, state_dir = _battery_site(tmp_path)
     with ThreadedSims(fleet) as sims:
         env = sims.env() | {"RECONCILER_STATE_DIR": str(state_dir),
                             "S1_BATTERY_PASSWORD": "battery-pw-5e21"}  # a test value
@@ -198,12 +203,7 @@ def test_the_temporary_file_of_a_state_file_a_killed_apply_left_is_removed_by_th
     """Killed between writing `NAME.tmp` and renaming it over NAME: the next apply, once it
     holds the lock, removes it and says so in one line, never what it holds; a plan only
     says the next apply removes it, and files of other names are left alone."""
-    docs = [*standard_site(1),
-            mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV",
-                         password_from={"env": "S1_BATTERY_PASSWORD"})]
-    fleet = load(docs)
-    fleet_dir = write(tmp_path / "sites", docs)
-    state_dir = tmp_path / "state"
+    fleet, fleet_dir, state_dir = _battery_site(tmp_path)
     leftover = state_dir / (name + TEMPORARY_SUFFIX)
     with ThreadedSims(fleet) as sims:
         env = sims.env() | {"RECONCILER_STATE_DIR": str(state_dir),
