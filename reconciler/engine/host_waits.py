@@ -11,10 +11,9 @@ after the time left), and the retries, the deferred reads and the delays of the 
 and of the watch agent take it as they take a 429.
 
 Kept per origin (scheme, host and port): the other servers, each gateway among them, are
-called as usual. The longest wait asked is kept, and at most `LONGEST_S`, a day: as long as
-the platforms ask for (a quota spent for the day), while a wrong header (a date a year
-ahead) keeps a server quiet no longer, and a server still out of quota then says so again
-to the one call it gets."""
+called as usual. The longest wait asked is kept, for a day at most (`retry.LONGEST_WAIT_S`,
+as the other waits): a wrong header (a date a year ahead) keeps a server quiet no longer,
+and a server still out of quota then says so again to the one call it gets."""
 
 from __future__ import annotations
 
@@ -23,9 +22,8 @@ import time
 
 import httpx
 
+from reconciler.engine.retry import LONGEST_WAIT_S
 from reconciler.providers.transport import AskedToWait, retry_after_seconds
-
-LONGEST_S = 86400.0
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -51,7 +49,7 @@ def _asks_to_wait(response: httpx.Response) -> float | None:
 class HostWaits:
     """Per origin, when (time.monotonic(), and UTC for messages) it may be called again."""
 
-    def __init__(self, longest: float = LONGEST_S) -> None:
+    def __init__(self, longest: float = LONGEST_WAIT_S) -> None:
         self.longest = longest
         self._until: dict[str, tuple[float, datetime.datetime]] = {}
 

@@ -95,3 +95,20 @@ async def test_a_cloud_asking_for_longer_than_a_run_waits_is_called_once_by_the_
                          outcome.message), outcome.message
         assert world.settings.novacore_token
         assert world.settings.novacore_token not in outcome.message
+
+
+async def test_a_retry_after_beyond_any_date_is_honoured_for_a_day(
+        make_world: MakeWorld) -> None:
+    """More seconds than a date holds (a wrong header): said as sent, and waited for a day,
+    the longest the watch agent, the operator and the servers left alone wait."""
+    world = await make_world(FLEET)
+    async with world.engine() as engine:
+        result = await engine.plan()
+        novacore = world.sims.novacore
+        novacore.faults.throttle_next, novacore.faults.retry_after = 1, "9" * 20
+        report = await engine.apply(result)
+    [answered] = [o for o in report.by_status("failed") if "HTTP 429" in o.message]
+    assert answered.retry_after == 86400, answered
+    assert "asks to be called again in 100000000000000000000 s" in answered.message, answered
+    held = [o for o in report.by_status("failed") if "not sent" in o.message]
+    assert held and all(o.retry_after is not None and o.retry_after <= 86400 for o in held)

@@ -322,6 +322,26 @@ async def test_a_server_asking_to_wait_a_day_is_not_called_again_by_the_next_run
     assert await agent.terminate() == 0
 
 
+async def test_a_retry_after_beyond_any_date_holds_the_next_run_for_a_day(
+        world: World, spawn: Spawn) -> None:
+    """A Retry-After of more seconds than a date holds (a wrong header) holds the next
+    drift run for a day, the longest a Retry-After is honoured, instead of failing the run
+    and calling the server again at every interval."""
+    agent = await spawn("watch", "sites", "--interval", "0.5s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    novacore = world.sims.novacore
+    novacore.faults.throttle_next, novacore.faults.retry_after = 1000, "9" * 20
+    novacore.requests.clear()
+    await agent.wait_for(r"run=2 trigger=interval .* result=deferred")
+    asked = sum(novacore.requests.values())
+    await asyncio.sleep(2)
+    assert sum(novacore.requests.values()) == asked, novacore.requests
+    assert "unexpected error" not in agent.text, agent.text
+    [held] = [line for line in agent.out if "the next drift run starts at" in line]
+    assert "a server asked to be called again in 86400 s (Retry-After)" in held, held
+    assert await agent.terminate() == 0
+
+
 async def test_unreachable_cloud_is_not_a_crash(world: World, spawn: Spawn) -> None:
     env = world.env | {"RECONCILER_NOVACORE_URL": "http://127.0.0.1:9", "RECONCILER_RETRIES": "1"}
     agent = await spawn("watch", "sites", "--interval", "0.5s", env=env, cwd=world.cwd)
