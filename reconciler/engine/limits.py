@@ -2,8 +2,10 @@
 global bound on calls in flight, and per host a bound on calls in flight plus a rate (at
 most so many requests in any second, retries included). One slow or offline gateway then
 never stalls the fleet, and no gateway (a small embedded device) is flooded. A request
-that holds its slots is shown to `BEFORE_SEND`, which may still withhold it. Calls that are
-not HTTP (a Modbus read) hold the same kind of slots with `Limits.slot`."""
+that holds its slots is shown to `BEFORE_SEND`, which may still withhold it; before that,
+one to a server that asked to be left alone until later (`host_waits`) is not sent, and
+what each answer asks for is kept there. Calls that are not HTTP (a Modbus read) hold the
+same kind of slots with `Limits.slot`."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import httpx
+
+from reconciler.engine.host_waits import HostWaits
 
 # Called with each request the moment it holds its slots, just before it is sent; raising
 # withholds it (`engine.admission`: nothing new starts once an apply is stopping). Set per
@@ -106,22 +110,33 @@ class Limits:
 
 
 class LimitedTransport(httpx.AsyncBaseTransport):
-    """Wraps a transport so each request waits for its host's and the global limits."""
+    """Wraps a transport so each request waits for its host's and the global limits, and
+    is not sent to a server that asked, by Retry-After, to be called later (`waits`)."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, limits: Limits) -> None:
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, limits: Limits, waits: HostWaits | None = None
+    ) -> None:
         self.inner = inner
         self.limits = limits
+        self.waits = waits or HostWaits()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        # Before its slots too: a gateway's rate is not spent on a call that is not sent.
+        self.waits.check(request.url)
         bound = await self.limits.acquire(host_key(request.url))
         try:
             async with self.limits.global_bound:
+                # Again: the answer asking to wait may have come while this one waited for
+                # its slots. Before `BEFORE_SEND`, which journals a write as sent.
+                self.waits.check(request.url)
                 before_send = BEFORE_SEND.get()
                 if before_send is not None:
                     before_send(request)
                 response = await self.inner.handle_async_request(request)
                 # Read the body while holding the slot so the bound covers the whole call.
                 await response.aread()
+                # Kept before the slot is let go: the next call waiting for it is held.
+                self.waits.heard(request.url, response)
                 return response
         finally:
             if bound is not None:

@@ -22,6 +22,7 @@ from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.credentials import CredentialLedger, mqtt_passwords
 from reconciler.engine.execute import Executors
 from reconciler.engine.flatpeak import observe_remembered_locations
+from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.observe import observe
 from reconciler.engine.release_reads import read_org_devices, releasing_orgs
 from reconciler.engine.retry import RetryPolicy, read_policy
@@ -172,10 +173,13 @@ class Reconciler:
         secrets: SecretResolver | None = None,
         credentials: CredentialLedger | None = None,
         short_lived: bool = False,
+        waits: HostWaits | None = None,
     ) -> None:
         self.fleet = fleet
         self.settings = settings
-        self.session = Session(settings, transport_factory=transport_factory)
+        # `waits`: the servers that asked to be called later, kept by a caller that
+        # outlives this run (the operator, the watch agent); else this run's own.
+        self.session = Session(settings, transport_factory=transport_factory, waits=waits)
         self.state = StateDir(Path(settings.state_dir))
         # Where passwordFrom values come from: files and variables (CLI), or Secrets read
         # ahead by the operator.

@@ -18,6 +18,13 @@ from reconciler.errors import ProviderError
 
 T = TypeVar("T")
 
+# The longest a Retry-After is honoured once a run gave up on it: a day, as long as the
+# platforms ask for (a quota spent for the day). The watch agent's next drift run, the
+# operator's retry of an object and the servers left alone (`host_waits`) all wait that
+# long at most: a date years ahead, or more digits than a date holds, is a wrong header,
+# and kopf and the watch agent's log could not even say when that time is.
+LONGEST_WAIT_S = 86400.0
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -31,10 +38,10 @@ class RetryPolicy:
 
     def asked_to_wait(self, error: ProviderError) -> float | None:
         """The Retry-After of a retryable `error` when it is longer than a run waits (so
-        the error was not retried), else None."""
+        the error was not retried), at most `LONGEST_WAIT_S`; else None."""
         wait = error.retry_after
         if error.retryable and wait is not None and wait > self.max_retry_after_s:
-            return wait
+            return min(wait, LONGEST_WAIT_S)
         return None
 
     def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
@@ -78,8 +85,9 @@ async def retrying(
             attempt += 1
             if not error.retryable:
                 raise
-            wait = policy.asked_to_wait(error)
-            if wait is not None:
+            if policy.asked_to_wait(error) is not None:
+                # What the server said, however long: the waits that follow are capped.
+                wait = error.retry_after or 0.0
                 if error.args:
                     error.args = (
                         f"{error.args[0]} (not retried: the server asks to be called again in "

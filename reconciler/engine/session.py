@@ -1,6 +1,8 @@
 """A `Session` owns the HTTP clients of one engine run: one pooled client per cloud and
 one for every gateway, all behind the same limits (a global bound on calls in flight, and
-per gateway host a small concurrency and rate limit). Close it with `aclose()`."""
+per gateway host a small concurrency and rate limit), and not calling a server that asked,
+by Retry-After, to be called later (`host_waits`: the session's own, or one kept across
+sessions by the operator and the watch agent). Close it with `aclose()`."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Callable
 import httpx
 
 from reconciler.engine.config import Settings
+from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.limits import HostLimit, LimitedTransport, Limits, host_key
 from reconciler.model.gateway import Gateway
 from reconciler.providers import transport
@@ -34,10 +37,15 @@ def _ssl_context(insecure: bool, ca_bundle: str) -> ssl.SSLContext:
 
 class Session:
     def __init__(
-        self, settings: Settings, *, transport_factory: TransportFactory | None = None
+        self,
+        settings: Settings,
+        *,
+        transport_factory: TransportFactory | None = None,
+        waits: HostWaits | None = None,
     ) -> None:
         self.settings = settings
         self.limits = Limits(settings.concurrency)
+        self.waits = waits or HostWaits()
         # Modbus reads made directly (`verification.via: direct`), per device address: one
         # connection at a time, as many Modbus TCP devices (and the dongles and gateways in
         # front of several) serve one client and close the connection of any other, and at
@@ -89,7 +97,7 @@ class Session:
             base_url,
             headers=headers,
             auth=auth,
-            transport=LimitedTransport(inner, self.limits),
+            transport=LimitedTransport(inner, self.limits, self.waits),
             timeout=timeout
             or httpx.Timeout(self.settings.timeout, connect=min(5.0, self.settings.timeout)),
         )

@@ -14,7 +14,8 @@ the state lock and signal handlers:
   run that cannot reach a gateway or a cloud defers those sites; any error ends that run
   only, never the agent. A server that asked to be called again later than a run waits
   (Retry-After), failing a change or a read, holds the next drift run back until then
-  (a file change still runs at once). On
+  (a file change still runs at once, calling every other server: the runs share what
+  each server asked, `host_waits`). On
   stop, a plan in progress (reads only) is cancelled and an apply finishes the changes
   in flight but starts no new one (`apply_plan(stop=...)`).
   Each run reads the credentials given as files again (`Settings.renewed`): a token
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import json
 import math
 import re
@@ -44,6 +46,7 @@ from reconciler import diagnostic_cap
 from reconciler.engine.apply import Outcome
 from reconciler.engine.config import Settings
 from reconciler.engine.filewatch import wait_any, watch_files
+from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.engine.state import StateDir
 from reconciler.engine.unread import asked_to_wait
@@ -244,7 +247,7 @@ class Cycle:
         stop: asyncio.Event,
         plan_only: bool = False,
         offline: str = "defer",
-        factory: ReconcilerFactory = Reconciler,
+        factory: ReconcilerFactory | None = None,
         interrupted: list[dict[str, Any]] | None = None,
         check: DesiredCheck | None = None,
     ) -> None:
@@ -258,7 +261,11 @@ class Cycle:
         self.stop = stop
         self.plan_only = plan_only
         self.offline = offline
-        self.factory = factory
+        # The servers that asked, by Retry-After, to be called later: kept across runs, so
+        # a run (a file change's) does not call one sooner than it asked, and the next drift
+        # run, held until then, agrees with it (`host_waits`).
+        self.waits = HostWaits()
+        self.factory = factory or functools.partial(Reconciler, waits=self.waits)
         self.runs = 0
         self.desired: tuple[Fleet, PlanOptions] | None = None
         self.invalid_since: int | None = None  # run that first found the files invalid
@@ -568,9 +575,9 @@ class Agent:
 
     async def _next_trigger(self) -> Trigger | None:
         # Only the runs the agent starts by itself wait (`_next_wanted`): an edit someone
-        # made is applied at once, though its run calls the server that asked to wait
-        # once more. Holding it too would let one cloud's quota, spent for the day, stop
-        # every gateway's changes for as long.
+        # made is applied at once, its run calling every server but the one that asked to
+        # wait (`Cycle.waits`). Holding it too would let one cloud's quota, spent for the
+        # day, stop every gateway's changes for as long.
         return await self._next_wanted()
 
     async def _next_wanted(self) -> Trigger | None:

@@ -17,6 +17,7 @@ import kopf
 
 from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.credentials import KEY_BYTES, key_from_text
+from reconciler.engine.host_waits import HostWaits
 from reconciler.errors import ConfigError
 from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
@@ -155,6 +156,9 @@ class Runtime:
         # than `retry_delay` (Retry-After): time.monotonic() before which the drift timer
         # leaves them be. An edit of the object still reconciles at once.
         self.not_before: dict[tuple[str, str, str], float] = {}
+        # The servers that asked (Retry-After) to be called later: every reconcile and
+        # finalizer leaves them alone until then, not only the one that was answered.
+        self.host_waits = HostWaits()
 
     @property
     def settings(self) -> Settings:
@@ -272,6 +276,7 @@ async def _reconcile(
         had=locations.recorded(status) if kind == "Device" else (),
         alive=_alive(namespace, indexes, bodies, body),
         lock_wait=lock_wait,
+        waits=runtime.host_waits,
     )
     if result.busy:
         # kopf indexes this object's next edit in the worker this handler holds: it is let
@@ -517,6 +522,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         declared_elsewhere=(
             _declared_serials(_indexes(kwargs), (namespace, name)) if gateway else None
         ),
+        waits=runtime.host_waits,
     )
     failed = [o for o in removal.outcomes if o.status != "done"]
     for outcome in removal.outcomes:

@@ -19,6 +19,7 @@ from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.credentials import CredentialLedger, key_id, mqtt_passwords
 from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
+from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.unread import asked_to_wait
@@ -147,6 +148,7 @@ async def reconcile_object(
     had: Sequence[FlatpeakLocation] = (),
     alive: Callable[[str, str], bool] | None = None,
     lock_wait: float | None = None,
+    waits: HostWaits | None = None,
 ) -> ObjectResult:
     """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
@@ -155,7 +157,8 @@ async def reconcile_object(
     `alive(kind, name)`: whether that object of `nsf` is still there, not being deleted and
     with the spec this began with, asked of the owner before and once its lock is held
     (`owner_locks`). `lock_wait`: how long to wait for that lock, held by another reconcile
-    of the owner, before giving up (`busy`); None waits until it is free."""
+    of the owner, before giving up (`busy`); None waits until it is free. `waits`: the
+    servers that asked every reconcile of the process to call them later (Retry-After)."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -199,7 +202,7 @@ async def reconcile_object(
     if not await _acquired(lock, lock_wait):
         return _busy(owner_kind, owner_name)
     async with _holding(lock), Reconciler(
-        sub, settings, secrets=secrets, credentials=ledger
+        sub, settings, secrets=secrets, credentials=ledger, waits=waits
     ) as reconciler:
         if alive is not None and not alive(owner_kind, owner_name):
             # Deleted while this reconcile waited for the lock: its finalizer ran meanwhile

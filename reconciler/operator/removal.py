@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.execute import Executors
+from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.observe import observe
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.release_reads import read_org_devices
@@ -59,18 +60,20 @@ async def remove_object(
     status: Mapping[str, Any] | None = None,
     claims: Iterable[ClaimedGateway] = (),
     declared_elsewhere: Mapping[str, str] | None = None,
+    waits: HostWaits | None = None,
 ) -> Removal:
     """Apply `deletionPolicy: Release` for a resource being deleted; nothing for Orphan.
     `status` is the object's status: where it was last found. A Gateway's `claims`
     (`status.claims`) are honoured too: a serial swapped out of its spec and waiting for
     its release is released as recorded, or kept when `declared_elsewhere` (serial ->
-    Gateway object) says another object declares it (`swaps`)."""
+    Gateway object) says another object declares it (`swaps`). `waits`: the servers that
+    asked the process to call them later (Retry-After)."""
     resource = nsf.fleet.table(kind).get(name)
     policy = getattr(resource.spec, "deletion_policy", None) if resource else None
     if isinstance(resource, Gateway):
         swapped = _swapped_out(resource, claims, declared_elsewhere or {})
         if swapped.release or swapped.kept:
-            return await _remove_gateway(resource, nsf, settings, secrets, swapped)
+            return await _remove_gateway(resource, nsf, settings, secrets, swapped, waits)
     if resource is None or policy != DeletionPolicy.RELEASE:
         return Removal()
     status = status or {}
@@ -91,7 +94,7 @@ async def remove_object(
         fleet = Fleet.of([*fleet.resources(), gateway])
     sub = closure(fleet, resource)
     novacore_id = external_ids.get("novacore")
-    async with Reconciler(sub, settings, secrets=secrets) as reconciler:
+    async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         try:
             observed = await observe(sub, reconciler.session, read_policy(settings.retries))
         except ProviderAuthError as error:
@@ -126,6 +129,7 @@ async def _remove_gateway(
     settings: Settings,
     secrets: SecretResolver,
     swapped: swaps.SwappedOut,
+    waits: HostWaits | None = None,
 ) -> Removal:
     """The deletion of a Gateway that still holds serials swapped out of its spec: its own
     serial as its deletionPolicy says, and each of those as recorded when it was claimed,
@@ -135,7 +139,7 @@ async def _remove_gateway(
     assert zap is not None
     sub = closure(nsf.fleet, gateway)
     orgs = {claim.org_id for claim in swapped.release.values()}
-    async with Reconciler(sub, settings, secrets=secrets) as reconciler:
+    async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         policy = read_policy(settings.retries)
         try:
             observed = await observe(sub, reconciler.session, policy, release_orgs=orgs)

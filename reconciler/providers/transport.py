@@ -1,9 +1,10 @@
 """The one place HTTP errors become ProviderErrors, and the factory of httpx clients.
 
 Network failures, timeouts, 5xx and 429 are retryable (`ProviderUnavailable`, with the
-server's Retry-After); 401/403 are `ProviderAuthError`, and so is a server certificate that
-does not verify; 409 `ProviderConflict`; other 4xx `ProviderRejected`. Response bodies are
-truncated before they reach a message.
+server's Retry-After), and so is a call not sent because its server asked to be left alone
+until later (`AskedToWait`); 401/403 are `ProviderAuthError`, and so is a server
+certificate that does not verify; 409 `ProviderConflict`; other 4xx `ProviderRejected`.
+Response bodies are truncated before they reach a message.
 """
 
 from __future__ import annotations
@@ -44,6 +45,20 @@ class ProxyAuthRequired(httpx.ProxyError):
     """The proxy refused to open a tunnel without credentials, or with the ones the proxy
     variable's URL holds (407 to CONNECT). Like a certificate that does not verify, it is
     not retried: only new settings help."""
+
+
+class AskedToWait(httpx.TransportError):
+    """Not sent: the request's server asked, by the Retry-After of an earlier answer, not
+    to be called before `until` (raised by the transport that keeps those answers). It is
+    retryable, as the 429 that asked, after `left` seconds."""
+
+    def __init__(self, origin: str, left: float, until: datetime.datetime) -> None:
+        when = until.strftime("%Y-%m-%dT%H:%M:%SZ")
+        super().__init__(
+            f"not sent: {origin} asked (Retry-After) not to be called before {when}, "
+            f"{math.ceil(left)} s from now"
+        )
+        self.left = left
 
 
 class _NoCookies(httpx.Cookies):
@@ -239,6 +254,10 @@ async def send(
             f"{what}: timed out ({type(exc).__name__}) at {where}",
             address=address,
             operation=operation,
+        ) from exc
+    except AskedToWait as exc:
+        raise ProviderUnavailable(
+            f"{what}: {exc}", address=address, operation=operation, retry_after=exc.left
         ) from exc
     except (CertificateNotVerified, ProxyAuthRequired) as exc:
         raise ProviderAuthError(

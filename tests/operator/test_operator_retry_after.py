@@ -2,16 +2,23 @@
 spent for the day) is not called again by the operator before then, end to end (kopf
 against kmock's emulator and the simulators): neither kopf's retry of the object nor its
 drift timer (every second here) calls it every `retry_delay`. An edit of the object still
-reconciles at once."""
+reconciles at once, without calling that server. Nor does any other object's reconcile
+call it before then."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from pathlib import Path
 from typing import Any
 
-from fleet_yaml import novacore_site
+from aiohttp import web
+from fleet_yaml import novacore_site, stream, sungrow_inverter, zap_gateway
 from harness import documents, operator
+
+from reconciler.sim.fleet import SimFleet
+from reconciler.sim.server import Handler
 
 FLEET = novacore_site()
 
@@ -34,13 +41,80 @@ async def test_a_server_asking_to_wait_a_day_is_left_alone_until_then(
         await asyncio.sleep(4)
         assert sum(novacore.requests.values()) == asked, novacore.requests
 
-        # An edit is someone's: reconciled at once, calling the server once more.
+        # An edit is someone's: reconciled at once, but the server asked every call to
+        # wait, the edit's too: its read is not sent, and the object says until when.
         await cluster.patch("Site", "home", {"spec": {"displayName": "Home 2"}})
-        for _ in range(100):
-            if sum(novacore.requests.values()) > asked:
-                break
-            await asyncio.sleep(0.1)
-        edited = sum(novacore.requests.values())
-        assert edited > asked, "the edit was not reconciled"
-        await asyncio.sleep(3)
-        assert sum(novacore.requests.values()) == edited, novacore.requests
+
+        async def held() -> dict[str, Any] | None:
+            cond = await cluster.condition("Site", "home", "Ready")
+            return cond if cond and "not sent" in cond.get("message", "") else None
+
+        ready = await cluster.wait_for(held, timeout=10, what="the edit reconciled")
+        assert re.search(r"not sent: http://127\.0\.0\.1:\d+ asked \(Retry-After\) not to "
+                         r"be called before \d{4}-\d\d-\d\dT[\d:]+Z", ready["message"]), ready
+        await asyncio.sleep(2)
+        assert sum(novacore.requests.values()) == asked, novacore.requests
+
+
+# Four inverters behind one Zap: each Device's reconcile reads and writes Novacore.
+INVERTERS = [f"inverter-{i}" for i in range(1, 5)]
+SITE_AND_GATEWAY = stream(novacore_site(), zap_gateway())
+DEVICES = stream(*(
+    sungrow_inverter(name, "home-zap", f"SG{i:04d}", f"192.168.1.{60 + i}")
+    for i, name in enumerate(INVERTERS, start=1)
+))
+
+
+class NovacoreArrivals:
+    """When each request reached Novacore, and when it answered a 429."""
+
+    def __init__(self) -> None:
+        self.at: list[float] = []
+        self.throttled: list[float] = []
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path.startswith("/_sim/"):
+                return await handler(request)
+            self.at.append(time.monotonic())
+            response = await handler(request)
+            if response.status == 429:
+                self.throttled.append(time.monotonic())
+            return response
+
+        sims.novacore.app.middlewares.insert(0, record)
+
+    def between(self, start: float, end: float) -> int:
+        return sum(start < at < end for at in self.at)
+
+
+async def test_a_retry_after_holds_every_objects_calls_to_that_server(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Novacore answers one call with a Retry-After of 4 s while four Devices are created
+    (and the Site's and the Gateway's drift timers run every second): no other reconcile
+    calls it before then, each waiting as for its own 429; then all converge."""
+    arrivals = NovacoreArrivals()
+    fleet = stream(SITE_AND_GATEWAY, DEVICES)
+    async with operator(fleet, tmp_path, monkeypatch, before_start=arrivals.install) as (
+        cluster, sims,
+    ):
+        site_and_gateway, devices = documents(fleet)[:2], documents(fleet)[2:]
+        await cluster.create_all(site_and_gateway)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+
+        novacore = sims.novacore
+        novacore.faults.throttle_next, novacore.faults.retry_after_s = 1, 4
+        await cluster.create_all(devices)
+        for name in INVERTERS:
+            await cluster.wait_condition("Device", name, "Ready", timeout=40)
+        [answered] = arrivals.throttled
+        # Calls already on their way when it answered arrive at once; none is sent after.
+        assert arrivals.between(answered + 0.5, answered + 3.9) == 0, [
+            round(at - answered, 2) for at in arrivals.at if at > answered
+        ]
+        assert arrivals.between(answered + 3.9, float("inf")) > 0
+    assert {d.hardware_id for d in sims.novacore.devices.values()} >= {
+        f"SG{i:04d}" for i in range(1, 5)
+    }

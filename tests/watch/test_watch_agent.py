@@ -290,7 +290,8 @@ async def test_a_server_asking_to_wait_a_day_is_not_called_again_by_the_next_run
         world: World, spawn: Spawn) -> None:
     """A Retry-After longer than a run waits holds the agent's next drift run back until
     then, and the log says when that run starts: an interval of half a second does not
-    call a throttled Novacore twice a second. An edit still runs at once."""
+    call a throttled Novacore twice a second. An edit still runs at once, without calling
+    Novacore: the runs share what each server asked."""
     agent = await spawn("watch", "sites", "--interval", "0.5s", env=world.env, cwd=world.cwd)
     await agent.wait_for(r"run=1 trigger=start .* result=applied")
     novacore = world.sims.novacore
@@ -307,15 +308,37 @@ async def test_a_server_asking_to_wait_a_day_is_not_called_again_by_the_next_run
                      r"before: a server asked to be called again in 86400 s \(Retry-After\); "
                      r"a file change still runs at once", held), held
 
-    # An edit is someone's: applied at once (its gateway's part; Novacore's waits), calling
-    # the throttled server once more, not once per interval after it.
+    # An edit is someone's: applied at once (its gateway's part), but Novacore asked every
+    # run to wait, the edit's too: not called before then, and the run says until when.
     world.edit("displayName: Sungrow SH10RT", "displayName: Sungrow Roof")
-    await agent.wait_for(r"run=3 trigger=change ")
-    after_edit = sum(novacore.requests.values())
-    assert after_edit > asked
+    await agent.wait_for(r"run=3 trigger=change .* result=")
+    assert sum(novacore.requests.values()) == asked, novacore.requests
+    assert any(re.search(r"not sent: http://127\.0\.0\.1:\d+ asked \(Retry-After\) not to "
+                         r"be called before \d{4}-\d\d-\d\dT[\d:]+Z", line)
+               for line in agent.out), agent.text
     await asyncio.sleep(2)
-    assert sum(novacore.requests.values()) == after_edit, novacore.requests
+    assert sum(novacore.requests.values()) == asked, novacore.requests
     assert not runs(agent.out, "interval")[1:], agent.text
+    assert await agent.terminate() == 0
+
+
+async def test_a_retry_after_beyond_any_date_holds_the_next_run_for_a_day(
+        world: World, spawn: Spawn) -> None:
+    """A Retry-After of more seconds than a date holds (a wrong header) holds the next
+    drift run for a day, the longest a Retry-After is honoured, instead of failing the run
+    and calling the server again at every interval."""
+    agent = await spawn("watch", "sites", "--interval", "0.5s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    novacore = world.sims.novacore
+    novacore.faults.throttle_next, novacore.faults.retry_after = 1000, "9" * 20
+    novacore.requests.clear()
+    await agent.wait_for(r"run=2 trigger=interval .* result=deferred")
+    asked = sum(novacore.requests.values())
+    await asyncio.sleep(2)
+    assert sum(novacore.requests.values()) == asked, novacore.requests
+    assert "unexpected error" not in agent.text, agent.text
+    [held] = [line for line in agent.out if "the next drift run starts at" in line]
+    assert "a server asked to be called again in 86400 s (Retry-After)" in held, held
     assert await agent.terminate() == 0
 
 

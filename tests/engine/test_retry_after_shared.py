@@ -1,0 +1,114 @@
+"""A cloud that answers a call of a run with a Retry-After is not called by any other call of
+that run before then, whichever site the call is for, while every other server (each
+site's Zap) still is; the calls held fail as the 429 did, saying until when, and are
+retried then when a run waits that long."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from simworld import MakeWorld, converged_exactly_once, standard_site
+
+from reconciler.sim.fleet import SimFleet
+from reconciler.sim.server import Handler
+
+FLEET = standard_site(1) + standard_site(2) + standard_site(3)
+
+
+class Arrivals:
+    """When each request reached each simulator, and when Novacore answered a 429."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, list[float]] = {}
+        self.throttled: list[float] = []  # when each 429 left Novacore
+
+    def install(self, sims: SimFleet) -> None:
+        for name, server in [("novacore", sims.novacore), *sims.zaps.items()]:
+            server.app.middlewares.insert(0, self._middleware(name))
+
+    def _middleware(self, name: str) -> Middleware:
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path.startswith("/_sim/"):
+                return await handler(request)
+            self.at.setdefault(name, []).append(time.monotonic())
+            response = await handler(request)
+            if response.status == 429:
+                self.throttled.append(time.monotonic())
+            return response
+
+        return record
+
+    def between(self, name: str, start: float, end: float) -> int:
+        return sum(start < at < end for at in self.at.get(name, []))
+
+    def zaps_between(self, start: float, end: float) -> int:
+        return sum(self.between(name, start, end) for name in self.at if name != "novacore")
+
+
+async def test_a_throttled_cloud_is_not_called_until_its_retry_after_passed(
+        make_world: MakeWorld) -> None:
+    arrivals = Arrivals()
+    world = await make_world(FLEET, before_start=arrivals.install)
+    async with world.engine() as engine:
+        result = await engine.plan()
+        novacore = world.sims.novacore
+        novacore.faults.throttle_next, novacore.faults.retry_after_s = 1, 2
+        report = await engine.apply(result)
+    assert report.ok, [(o.address, o.message) for o in report.outcomes if o.status != "done"]
+    [answered] = arrivals.throttled
+    # Every site's Novacore changes waited for the time asked; the Zaps were called then.
+    assert arrivals.between("novacore", answered, answered + 1.95) == 0, arrivals.at
+    assert arrivals.zaps_between(answered, answered + 1.95) > 0, arrivals.at
+    assert arrivals.between("novacore", answered + 1.95, float("inf")) > 0
+    converged_exactly_once(world.sims, world.fleet)
+
+
+async def test_a_cloud_asking_for_longer_than_a_run_waits_is_called_once_by_the_run(
+        make_world: MakeWorld) -> None:
+    arrivals = Arrivals()
+    world = await make_world(FLEET, before_start=arrivals.install)
+    async with world.engine() as engine:
+        result = await engine.plan()
+        novacore = world.sims.novacore
+        novacore.faults.throttle_next, novacore.faults.retry_after_s = 1, 120
+        novacore.requests.clear()
+        report = await engine.apply(result)
+    [answered] = arrivals.throttled
+    assert novacore.count() == 1, novacore.requests
+    assert arrivals.zaps_between(answered, float("inf")) > 0, arrivals.at
+    # Each site's first Novacore change failed: the one answered, and the others, not sent,
+    # saying until when; each says when to try again, as the 429's does.
+    failed = {o.address: o for o in report.by_status("failed")}
+    assert set(failed) == {"site/s1[novacore]", "site/s2[novacore]", "site/s3[novacore]",
+                           "gateway/s1-zap[novacore]", "gateway/s2-zap[novacore]",
+                           "gateway/s3-zap[novacore]"}, failed
+    held = [o for o in failed.values() if "HTTP 429" not in o.message]
+    assert len(held) == 5
+    for outcome in held:
+        assert outcome.retry_after is not None and 100 < outcome.retry_after <= 120, outcome
+        assert re.search(r": not sent: http://127\.0\.0\.1:\d+ asked \(Retry-After\) not to be "
+                         r"called before \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, 1[0-2]\d s from now ",
+                         outcome.message), outcome.message
+        assert world.settings.novacore_token
+        assert world.settings.novacore_token not in outcome.message
+
+
+async def test_a_retry_after_beyond_any_date_is_honoured_for_a_day(
+        make_world: MakeWorld) -> None:
+    """More seconds than a date holds (a wrong header): said as sent, and waited for a day,
+    the longest the watch agent, the operator and the servers left alone wait."""
+    world = await make_world(FLEET)
+    async with world.engine() as engine:
+        result = await engine.plan()
+        novacore = world.sims.novacore
+        novacore.faults.throttle_next, novacore.faults.retry_after = 1, "9" * 20
+        report = await engine.apply(result)
+    [answered] = [o for o in report.by_status("failed") if "HTTP 429" in o.message]
+    assert answered.retry_after == 86400, answered
+    assert "asks to be called again in 100000000000000000000 s" in answered.message, answered
+    held = [o for o in report.by_status("failed") if "not sent" in o.message]
+    assert held and all(o.retry_after is not None and o.retry_after <= 86400 for o in held)
