@@ -168,7 +168,11 @@ async def apply_plan(
 
             try:
                 detail = await retrying(
-                    attempt, policy, rng, on_retry=lambda _n, error, _s: errors.append(error)
+                    attempt,
+                    policy,
+                    rng,
+                    on_retry=lambda _n, error, _s: errors.append(error),
+                    stop=stop,
                 )
             except admission.NotStarted:
                 if errors:  # a retry not made: the change failed, and may succeed later

@@ -8,6 +8,7 @@ actual state make at most `READ_ATTEMPTS` of them (`read_policy`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 from collections.abc import Awaitable, Callable
@@ -76,7 +77,12 @@ async def retrying(
     policy: RetryPolicy,
     rng: random.Random | None = None,
     on_retry: Callable[[int, ProviderError, float], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> T:
+    """`call`, tried again after a retryable error as `policy` says. Once `stop` is set, a
+    wait before the next attempt ends at once: that attempt then decides whether to start
+    (an apply that is stopping starts none), instead of after the wait a server asked for,
+    up to a minute of a run that was asked to end."""
     attempt = 0
     while True:
         try:
@@ -105,4 +111,13 @@ async def retrying(
             delay = policy.delay(attempt, error, rng)
             if on_retry is not None:
                 on_retry(attempt, error, delay)
-            await asyncio.sleep(delay)
+            await _pause(delay, stop)
+
+
+async def _pause(seconds: float, stop: asyncio.Event | None) -> None:
+    """Sleep `seconds`, or until `stop` is set."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

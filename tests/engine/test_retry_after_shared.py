@@ -5,6 +5,7 @@ retried then when a run waits that long."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -24,6 +25,7 @@ class Arrivals:
     def __init__(self) -> None:
         self.at: dict[str, list[float]] = {}
         self.throttled: list[float] = []  # when each 429 left Novacore
+        self.first_throttled = asyncio.Event()
 
     def install(self, sims: SimFleet) -> None:
         for name, server in [("novacore", sims.novacore), *sims.zaps.items()]:
@@ -38,6 +40,7 @@ class Arrivals:
             response = await handler(request)
             if response.status == 429:
                 self.throttled.append(time.monotonic())
+                self.first_throttled.set()
             return response
 
         return record
@@ -112,3 +115,36 @@ async def test_a_retry_after_beyond_any_date_is_honoured_for_a_day(
     assert "asks to be called again in 100000000000000000000 s" in answered.message, answered
     held = [o for o in report.by_status("failed") if "not sent" in o.message]
     assert held and all(o.retry_after is not None and o.retry_after <= 86400 for o in held)
+
+
+async def test_an_apply_asked_to_stop_does_not_wait_out_a_retry_after_first(
+        make_world: MakeWorld) -> None:
+    """A Retry-After a run waits for (30 s, under the minute) is not waited out once the
+    apply is asked to stop: the changes waiting to be tried again fail at once, saying that
+    they were not retried, and nothing more reaches the throttled server."""
+    arrivals = Arrivals()
+    world = await make_world(FLEET, before_start=arrivals.install)
+    stop = asyncio.Event()
+
+    async def stop_once_throttled() -> None:
+        await arrivals.first_throttled.wait()
+        await asyncio.sleep(0.2)  # the calls held by the answer have failed, and wait too
+        stop.set()
+
+    async with world.engine() as engine:
+        result = await engine.plan()
+        novacore = world.sims.novacore
+        novacore.faults.throttle_next, novacore.faults.retry_after_s = 1, 30
+        stopper = asyncio.create_task(stop_once_throttled())
+        started = time.monotonic()
+        report = await engine.apply(result, stop=stop)
+        took = time.monotonic() - started
+        await stopper
+    [answered] = arrivals.throttled
+    assert took < 20, f"the apply waited {took:.1f} s for a server it was not to call again"
+    assert arrivals.between("novacore", answered, float("inf")) == 0, arrivals.at
+    failed = report.by_status("failed")
+    assert failed and all(o.message.endswith("(not retried: stopping)") for o in failed), [
+        (o.address, o.message) for o in failed]
+    assert {o.address for o in failed} >= {"site/s1[novacore]", "site/s2[novacore]",
+                                           "site/s3[novacore]"}
