@@ -18,6 +18,7 @@ and a server still out of quota then says so again to the one call it gets."""
 from __future__ import annotations
 
 import datetime
+import math
 import time
 
 import httpx
@@ -52,6 +53,11 @@ class HostWaits:
     def __init__(self, longest: float = LONGEST_WAIT_S) -> None:
         self.longest = longest
         self._until: dict[str, tuple[float, datetime.datetime]] = {}
+        self._soonest = math.inf  # the earliest time in `_until`: none passed before it
+
+    def __len__(self) -> int:
+        """How many servers the record holds (some may have passed, till the next check)."""
+        return len(self._until)
 
     def heard(self, url: httpx.URL, response: httpx.Response) -> None:
         """Keep what `response`, from `url`, asked for, if it asked to wait."""
@@ -65,17 +71,24 @@ class HostWaits:
         if kept is None or until > kept[0]:
             self._until[key] = (until, datetime.datetime.now(datetime.UTC)
                                 + datetime.timedelta(seconds=wait))
+            self._soonest = min(self._soonest, until)
 
     def check(self, url: httpx.URL) -> None:
         """Raise `AskedToWait` when the server of `url` asked not to be called yet."""
         if not self._until:
             return  # the usual case, twice per call: no origin to spell out
-        key = origin(url)
-        kept = self._until.get(key)
-        if kept is None:
+        now = time.monotonic()
+        self._forget_passed(now)
+        kept = self._until.get(key := origin(url))
+        if kept is not None:
+            raise AskedToWait(key, kept[0] - now, kept[1])
+
+    def _forget_passed(self, now: float) -> None:
+        """Drop the waits that have passed, whichever server they are of: a gateway that
+        asked once and is never called again (removed, or moved to another address) is
+        not kept by an agent or an operator that runs for months, and an empty record is
+        checked for nothing."""
+        if now < self._soonest:
             return
-        left = kept[0] - time.monotonic()
-        if left <= 0:
-            del self._until[key]
-            return
-        raise AskedToWait(key, left, kept[1])
+        self._until = {key: kept for key, kept in self._until.items() if kept[0] > now}
+        self._soonest = min((kept[0] for kept in self._until.values()), default=math.inf)

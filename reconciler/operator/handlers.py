@@ -469,7 +469,8 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
                     await lock.acquire()
                     held.callback(lock.release)
         except TimeoutError:
-            message = "waiting for a reconcile of this object, or of a Device under it, to end"
+            under = ", or of a Device under it," if kind == "Gateway" else ""
+            message = f"waiting for a reconcile of this object{under} to end"
             raise kopf.TemporaryError(message, delay=runtime.config.retry_delay) from None
         try:
             await _release(runtime, kind, kwargs)

@@ -9,10 +9,14 @@ import asyncio
 import re
 import time
 
+import httpx
+import pytest
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from simworld import MakeWorld, converged_exactly_once, standard_site
 
+from reconciler.engine.host_waits import HostWaits
+from reconciler.providers.transport import AskedToWait
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.server import Handler
 
@@ -148,3 +152,21 @@ async def test_an_apply_asked_to_stop_does_not_wait_out_a_retry_after_first(
         (o.address, o.message) for o in failed]
     assert {o.address for o in failed} >= {"site/s1[novacore]", "site/s2[novacore]",
                                            "site/s3[novacore]"}
+
+
+async def test_the_waits_of_servers_never_called_again_are_forgotten_once_passed() -> None:
+    """An agent or an operator running for months keeps no wait that has passed, whichever
+    server it was of (a gateway removed, or moved to another address, is never called
+    again), while one still running holds its server."""
+    waits = HostWaits()
+    for port in range(1000):
+        url = httpx.URL(f"http://10.0.{port // 250}.{port % 250}:8080/api/devices")
+        waits.heard(url, httpx.Response(429, headers={"Retry-After": "0.05"}))
+    slow = httpx.URL("https://api.example.net/sites")
+    waits.heard(slow, httpx.Response(503, headers={"Retry-After": "60"}))
+    assert len(waits) == 1001
+    await asyncio.sleep(0.1)
+    waits.check(httpx.URL("http://192.0.2.7/api/devices"))  # another server: called
+    assert len(waits) == 1
+    with pytest.raises(AskedToWait, match=r"^not sent: https://api\.example\.net:443 asked"):
+        waits.check(slow.copy_with(path="/devices"))
