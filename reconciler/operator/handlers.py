@@ -132,6 +132,17 @@ def _alive(
     return alive
 
 
+def _deleting(namespace: str, indexes: Mapping[str, Any]) -> Callable[[str, str], bool]:
+    """Whether an object of the namespace is being deleted now, as the indexes have it:
+    kopf indexes its deletion before its finalizer runs."""
+
+    def deleting(kind: str, name: str) -> bool:
+        now = _indexed(indexes, namespace, kind, name)
+        return now is not None and objects.is_deleting(now)
+
+    return deleting
+
+
 class Runtime:
     """What the handlers share: settings, the operator config and the Secret reader."""
 
@@ -277,6 +288,7 @@ async def _reconcile(
         alive=_alive(namespace, indexes, bodies, body),
         lock_wait=lock_wait,
         waits=runtime.host_waits,
+        deleting=_deleting(namespace, indexes),
     )
     if result.busy:
         # kopf indexes this object's next edit in the worker this handler holds: it is let

@@ -27,7 +27,7 @@ from reconciler.errors import ProviderAuthError
 from reconciler.model.base import Resource
 from reconciler.model.declared import declared_paths
 from reconciler.model.fleet import DANGLING, Fleet
-from reconciler.model.gateway import Gateway
+from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.status import (
     AppliedSecrets,
     ClaimedGateway,
@@ -149,6 +149,7 @@ async def reconcile_object(
     alive: Callable[[str, str], bool] | None = None,
     lock_wait: float | None = None,
     waits: HostWaits | None = None,
+    deleting: Callable[[str, str], bool] | None = None,
 ) -> ObjectResult:
     """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
@@ -158,7 +159,10 @@ async def reconcile_object(
     with the spec this began with, asked of the owner before and once its lock is held
     (`owner_locks`). `lock_wait`: how long to wait for that lock, held by another reconcile
     of the owner, before giving up (`busy`); None waits until it is free. `waits`: the
-    servers that asked every reconcile of the process to call them later (Retry-After)."""
+    servers that asked every reconcile of the process to call them later (Retry-After).
+    `deleting(kind, name)`: whether that object is being deleted now; a Device (and a
+    stand-alone DER of it) whose Gateway is, to be released, writes nothing under it, and
+    waits."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -190,6 +194,9 @@ async def reconcile_object(
         # Not even the lock is taken: the owner's finalizer, or the reconcile of its new
         # spec, speaks for it now.
         return _going(kind, name, owner_kind, owner_name, config)
+    gateway = _gateway_of(nsf, owner_kind, owner_name)
+    if gateway is not None and _released(nsf, gateway, deleting):
+        return _gateway_going(gateway, config)
     lock = owner_lock(namespace, owner_kind, owner_name)
     # Only a Device's own reconcile keeps its password's fingerprint (in its status): the
     # others compare with nothing and record nowhere.
@@ -209,6 +216,13 @@ async def reconcile_object(
             # or runs next, and what this would write would outlive what it releases. Or
             # changed: what this would write is what the new spec no longer asks for.
             return _going(kind, name, owner_kind, owner_name, config)
+        if gateway is not None and _released(nsf, gateway, deleting):
+            # Its Gateway's finalizer waits for this reconcile's writes only if it began
+            # before the finalizer looked for the Devices under it: one begun after would
+            # provision in Novacore under a gateway released meanwhile (refused, and held
+            # so once the Gateway is declared again). The finalizer looks once the Gateway
+            # is being deleted.
+            return _gateway_going(gateway, config)
         if config_store is not None:
             # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
@@ -493,6 +507,38 @@ async def _holding(lock: asyncio.Lock) -> AsyncIterator[None]:
         yield
     finally:
         lock.release()
+
+
+def _gateway_of(nsf: NamespaceFleet, owner_kind: str, owner_name: str) -> str | None:
+    """The Gateway an owner Device's spec names: its reconcile writes to that gateway's Zap
+    and to Novacore under it."""
+    device = nsf.fleet.devices.get(owner_name) if owner_kind == "Device" else None
+    return device.spec.gateway_ref if device is not None else None
+
+
+def _released(
+    nsf: NamespaceFleet, gateway: str, deleting: Callable[[str, str], bool] | None
+) -> bool:
+    """Whether `gateway` is being deleted to be released from its organisation
+    (deletionPolicy Release). One that stays claimed (Orphan) takes what is written under
+    it as before: a Device moving onto its serial lets a serial swapped out of its spec,
+    and its finalizer, go (`swaps`)."""
+    resource = nsf.fleet.gateways.get(gateway)
+    return (
+        resource is not None
+        and resource.spec.deletion_policy == DeletionPolicy.RELEASE
+        and deleting is not None
+        and deleting("Gateway", gateway)
+    )
+
+
+def _gateway_going(gateway: str, config: OperatorConfig) -> ObjectResult:
+    """The result of a reconcile of a Device (or of a stand-alone DER of it) whose Gateway is
+    being deleted, to be released: nothing is written under it, and it waits, as for a
+    Gateway not declared (which it is once the finalizer is done), until it is declared
+    again."""
+    message = f"waiting: Gateway {gateway!r} is being deleted"
+    return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
 
 
 def _busy(owner_kind: str, owner_name: str) -> ObjectResult:
