@@ -25,7 +25,7 @@ from reconciler.operator import conditions, declared, locations, objects, sites_
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.finalized import Finalized
 from reconciler.operator.holds import Holds
-from reconciler.operator.owner_locks import drop, kept_lock, owner_lock
+from reconciler.operator.owner_locks import drop, kept_lock, owner_lock, writers_under
 from reconciler.operator.reconcile import (
     ObjectResult,
     PasswordFingerprint,
@@ -430,24 +430,26 @@ LOCK_WAIT = 60.0
 def _writers_under(
     namespace: str, indexes: Mapping[str, Any], gateway: str
 ) -> list[asyncio.Lock]:
-    """The locks of the Devices whose spec names `gateway`, in the order of their names: their
-    reconciles, and those of their stand-alone DERs, write to its Zap and to Novacore under
-    it. A Device being deleted whose lock went with its finalizer has no reconcile writing
-    for it (`owner_locks`), and is not given a new one."""
+    """The locks of the Devices whose spec names `gateway`, and of those whose reconcile
+    writes under it now (one begun before its Device was moved to another gateway:
+    `owner_locks.writing_under`), in the order of their names: their reconciles, and those
+    of their stand-alone DERs, write to its Zap and to Novacore under it. A Device being
+    deleted whose lock went with its finalizer has no reconcile writing for it
+    (`owner_locks`), and is not given a new one; nor one that only writes under it."""
     index = indexes.get(_index_id("Device")) or {}
-    names = sorted(
+    named = {
         body["metadata"]["name"]
         for body in index.get(namespace, ())
         if (body.get("spec") or {}).get("gatewayRef") == gateway
-    )
+    }
     deleting = {
         body["metadata"]["name"] for body in index.get(namespace, ()) if objects.is_deleting(body)
     }
     locks = [
-        kept_lock(namespace, "Device", device)
-        if device in deleting
-        else owner_lock(namespace, "Device", device)
-        for device in names
+        owner_lock(namespace, "Device", device)
+        if device in named and device not in deleting
+        else kept_lock(namespace, "Device", device)
+        for device in sorted(named | writers_under(namespace, "Device", gateway))
     ]
     return [lock for lock in locks if lock is not None]
 

@@ -39,7 +39,7 @@ from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
 from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
-from reconciler.operator.owner_locks import owner_lock
+from reconciler.operator.owner_locks import done_writing, owner_lock, writing_under
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
@@ -208,7 +208,7 @@ async def reconcile_object(
     )
     if not await _acquired(lock, lock_wait):
         return _busy(owner_kind, owner_name)
-    async with _holding(lock), Reconciler(
+    async with _holding(lock, (namespace, owner_kind, owner_name)), Reconciler(
         sub, settings, secrets=secrets, credentials=ledger, waits=waits
     ) as reconciler:
         if alive is not None and not alive(owner_kind, owner_name):
@@ -216,13 +216,17 @@ async def reconcile_object(
             # or runs next, and what this would write would outlive what it releases. Or
             # changed: what this would write is what the new spec no longer asks for.
             return _going(kind, name, owner_kind, owner_name, config)
-        if gateway is not None and _released(nsf, gateway, deleting):
+        if gateway is not None:
             # Its Gateway's finalizer waits for this reconcile's writes only if it began
-            # before the finalizer looked for the Devices under it: one begun after would
-            # provision in Novacore under a gateway released meanwhile (refused, and held
-            # so once the Gateway is declared again). The finalizer looks once the Gateway
-            # is being deleted.
-            return _gateway_going(gateway, config)
+            # before the finalizer looked for the Devices writing under it: one begun after
+            # would provision in Novacore under a gateway released meanwhile (refused, and
+            # held so once the Gateway is declared again). Said here, not read from the
+            # Device's spec by the finalizer: the spec may name another gateway by then.
+            # Decided, and said, with no await between: the finalizer looks once the
+            # Gateway is being deleted.
+            if _released(nsf, gateway, deleting):
+                return _gateway_going(gateway, config)
+            writing_under(namespace, owner_kind, owner_name, gateway)
         if config_store is not None:
             # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
@@ -501,11 +505,13 @@ async def _acquired(lock: asyncio.Lock, wait: float | None) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def _holding(lock: asyncio.Lock) -> AsyncIterator[None]:
-    """Release `lock`, taken already, once the block ends."""
+async def _holding(lock: asyncio.Lock, owner: Owner) -> AsyncIterator[None]:
+    """Release `lock`, the owner's, taken already, once the block ends: what the reconcile
+    said it writes under goes with it (`owner_locks.writing_under`)."""
     try:
         yield
     finally:
+        done_writing(*owner)
         lock.release()
 
 

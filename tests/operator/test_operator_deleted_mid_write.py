@@ -6,8 +6,9 @@ for the release (a Warning on an object being deleted) is not said. The finalize
 object's lock: the locks kept do not grow with objects created and deleted, and an object
 created again under the same name is reconciled as the first was. A Gateway deleted while a
 Device under it is mid-write is released once that write landed, as if the Device had been
-reconciled before the deletion; a Device under it whose reconcile begins once the Gateway
-is being deleted writes nothing under it, and waits for the Gateway to be declared again."""
+reconciled before the deletion, also when the Device was just moved to another Gateway; a
+Device under it whose reconcile begins once the Gateway is being deleted writes nothing
+under it, and waits for the Gateway to be declared again."""
 
 from __future__ import annotations
 
@@ -267,3 +268,46 @@ async def test_a_device_created_while_its_gateway_is_released_writes_nothing_und
         await cluster.wait_condition(*NEW, "Ready", timeout=60)
         assert "SG0002" in sims.zaps[ZAP].devices
         assert _in_novacore(sims, "SG0002") == ["active"]
+
+
+# HOME with a second Zap at home, for the inverter to move to.
+OTHER_ZAP = "zap-00000000000000a3"
+WITH_OTHER = stream(HOME, zap_gateway("other-zap", "home", OTHER_ZAP, "http://192.168.1.3"))
+
+
+async def test_a_gateway_deleted_while_a_device_moved_away_still_writes_under_it_waits(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The inverter's drift check is mid-write under its Gateway (added to the Zap, its
+    provisioning in Novacore still to come) when the inverter is moved to another Gateway
+    and the first is deleted. The finalizer waits for that write, though the inverter's
+    spec names the other Gateway now, then releases the gateway; the inverter is moved to
+    the other. Before, the gateway was released at once, Novacore refused the drift check's
+    provisioning (the gateway not claimed by the organisation), and the inverter was said
+    to have failed for good."""
+    config = OperatorConfig(interval=2.0, retry_delay=0.5)
+    async with operator(WITH_OTHER, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        await declare(cluster, WITH_OTHER)
+        await _handled(cluster, *INVERTER)
+        await _handled(cluster, "Gateway", "home-zap")
+        await _handled(cluster, "Gateway", "other-zap")
+        await cluster.wait_planned(*INVERTER, 1)
+        _drift_away(sims)
+        await _until(lambda: "SG0001" in sims.zaps[ZAP].devices, "the inverter added to the Zap")
+        assert not _inverter_in_novacore(sims)
+        await cluster.patch(*INVERTER, {"spec": {"gatewayRef": "other-zap"}})
+        await cluster.delete("Gateway", "home-zap")
+        await cluster.wait_gone("Gateway", "home-zap", timeout=60)
+        released = next(g for g in sims.novacore.gateways.values() if g.serial == ZAP)
+        assert released.org_id is None
+
+        async def moved() -> bool:
+            status = await cluster.status(*INVERTER)
+            return (status.get("gateway") or {}).get("name") == "other-zap"
+
+        await cluster.wait_for(moved, timeout=30, what="the inverter on the other Gateway")
+        await cluster.wait_condition(*INVERTER, "Ready", timeout=60)
+        [device] = [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
+        assert (device.state, device.gateway_serial) == ("active", OTHER_ZAP)
+        warnings = await cluster.events_about("home-inverter", type_="Warning")
+        assert not warnings, [w.get("message") for w in warnings]
