@@ -25,7 +25,7 @@ from reconciler.operator import conditions, declared, locations, objects, sites_
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.finalized import Finalized
 from reconciler.operator.holds import Holds
-from reconciler.operator.owner_locks import drop, kept_lock, owner_lock
+from reconciler.operator.owner_locks import drop, kept_lock, owner_lock, writers_under
 from reconciler.operator.reconcile import (
     ObjectResult,
     PasswordFingerprint,
@@ -130,6 +130,17 @@ def _alive(
         return (now["metadata"].get("uid"), objects.spec_json(now)) == was
 
     return alive
+
+
+def _deleting(namespace: str, indexes: Mapping[str, Any]) -> Callable[[str, str], bool]:
+    """Whether an object of the namespace is being deleted now, as the indexes have it:
+    kopf indexes its deletion before its finalizer runs."""
+
+    def deleting(kind: str, name: str) -> bool:
+        now = _indexed(indexes, namespace, kind, name)
+        return now is not None and objects.is_deleting(now)
+
+    return deleting
 
 
 class Runtime:
@@ -277,6 +288,7 @@ async def _reconcile(
         alive=_alive(namespace, indexes, bodies, body),
         lock_wait=lock_wait,
         waits=runtime.host_waits,
+        deleting=_deleting(namespace, indexes),
     )
     if result.busy:
         # kopf indexes this object's next edit in the worker this handler holds: it is let
@@ -418,24 +430,26 @@ LOCK_WAIT = 60.0
 def _writers_under(
     namespace: str, indexes: Mapping[str, Any], gateway: str
 ) -> list[asyncio.Lock]:
-    """The locks of the Devices whose spec names `gateway`, in the order of their names: their
-    reconciles, and those of their stand-alone DERs, write to its Zap and to Novacore under
-    it. A Device being deleted whose lock went with its finalizer has no reconcile writing
-    for it (`owner_locks`), and is not given a new one."""
+    """The locks of the Devices whose spec names `gateway`, and of those whose reconcile
+    writes under it now (one begun before its Device was moved to another gateway:
+    `owner_locks.writing_under`), in the order of their names: their reconciles, and those
+    of their stand-alone DERs, write to its Zap and to Novacore under it. A Device being
+    deleted whose lock went with its finalizer has no reconcile writing for it
+    (`owner_locks`), and is not given a new one; nor one that only writes under it."""
     index = indexes.get(_index_id("Device")) or {}
-    names = sorted(
+    named = {
         body["metadata"]["name"]
         for body in index.get(namespace, ())
         if (body.get("spec") or {}).get("gatewayRef") == gateway
-    )
+    }
     deleting = {
         body["metadata"]["name"] for body in index.get(namespace, ()) if objects.is_deleting(body)
     }
     locks = [
-        kept_lock(namespace, "Device", device)
-        if device in deleting
-        else owner_lock(namespace, "Device", device)
-        for device in names
+        owner_lock(namespace, "Device", device)
+        if device in named and device not in deleting
+        else kept_lock(namespace, "Device", device)
+        for device in sorted(named | writers_under(namespace, "Device", gateway))
     ]
     return [lock for lock in locks if lock is not None]
 

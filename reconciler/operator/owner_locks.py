@@ -15,7 +15,12 @@ again under the same name takes a new lock.
 
 A Gateway's finalizer also takes the locks of the Devices under it (`handlers`), after its
 own and in the order of their names: a Device reconcile writing to its gateway's Zap and to
-Novacore under it lands its writes before the gateway is released, not after.
+Novacore under it lands its writes before the gateway is released, not after. Those are
+the Devices whose spec names the gateway now, and those whose reconcile holding their lock
+writes under it (`writing_under`): one that began before its Device was moved to another
+gateway still writes under the old one. A reconcile that gets its lock once the gateway is
+being deleted to be released writes nothing under it (`reconcile`), so none begins after
+the finalizer looked.
 
 Locks belong to an event loop, so they are kept per loop."""
 
@@ -27,6 +32,10 @@ import weakref
 Key = tuple[str, str, str]  # namespace, kind, name
 
 _tables: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Key, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+# Owner -> the gateway its reconcile holding the owner's lock writes under.
+_under: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Key, str]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -45,6 +54,26 @@ def kept_lock(namespace: str, kind: str, name: str) -> asyncio.Lock | None:
     made): no reconcile of the owner writes then (one still waiting on a dropped lock finds
     its owner going)."""
     return _table().get((namespace, kind, name))
+
+
+def writing_under(namespace: str, kind: str, name: str, gateway: str) -> None:
+    """Say that the reconcile holding the owner's lock writes under `gateway` until it lets
+    the lock go (`done_writing`)."""
+    _under.setdefault(asyncio.get_running_loop(), {})[(namespace, kind, name)] = gateway
+
+
+def done_writing(namespace: str, kind: str, name: str) -> None:
+    """The reconcile holding the owner's lock lets it go: it writes under no gateway."""
+    _under.setdefault(asyncio.get_running_loop(), {}).pop((namespace, kind, name), None)
+
+
+def writers_under(namespace: str, kind: str, gateway: str) -> frozenset[str]:
+    """The owners of `kind` whose reconcile holding their lock writes under `gateway`."""
+    table = _under.setdefault(asyncio.get_running_loop(), {})
+    return frozenset(
+        name for (space, of, name), under in table.items()
+        if (space, of, under) == (namespace, kind, gateway)
+    )
 
 
 def drop(namespace: str, kind: str, name: str) -> None:

@@ -27,7 +27,7 @@ from reconciler.errors import ProviderAuthError
 from reconciler.model.base import Resource
 from reconciler.model.declared import declared_paths
 from reconciler.model.fleet import DANGLING, Fleet
-from reconciler.model.gateway import Gateway
+from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.status import (
     AppliedSecrets,
     ClaimedGateway,
@@ -39,7 +39,7 @@ from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
 from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
-from reconciler.operator.owner_locks import owner_lock
+from reconciler.operator.owner_locks import done_writing, owner_lock, writing_under
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
@@ -149,6 +149,7 @@ async def reconcile_object(
     alive: Callable[[str, str], bool] | None = None,
     lock_wait: float | None = None,
     waits: HostWaits | None = None,
+    deleting: Callable[[str, str], bool] | None = None,
 ) -> ObjectResult:
     """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
@@ -158,7 +159,10 @@ async def reconcile_object(
     with the spec this began with, asked of the owner before and once its lock is held
     (`owner_locks`). `lock_wait`: how long to wait for that lock, held by another reconcile
     of the owner, before giving up (`busy`); None waits until it is free. `waits`: the
-    servers that asked every reconcile of the process to call them later (Retry-After)."""
+    servers that asked every reconcile of the process to call them later (Retry-After).
+    `deleting(kind, name)`: whether that object is being deleted now; a Device (and a
+    stand-alone DER of it) whose Gateway is, to be released, writes nothing under it, and
+    waits."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -190,6 +194,9 @@ async def reconcile_object(
         # Not even the lock is taken: the owner's finalizer, or the reconcile of its new
         # spec, speaks for it now.
         return _going(kind, name, owner_kind, owner_name, config)
+    gateway = _gateway_of(nsf, owner_kind, owner_name)
+    if gateway is not None and _released(nsf, gateway, deleting):
+        return _gateway_going(gateway, config)
     lock = owner_lock(namespace, owner_kind, owner_name)
     # Only a Device's own reconcile keeps its password's fingerprint (in its status): the
     # others compare with nothing and record nowhere.
@@ -201,7 +208,7 @@ async def reconcile_object(
     )
     if not await _acquired(lock, lock_wait):
         return _busy(owner_kind, owner_name)
-    async with _holding(lock), Reconciler(
+    async with _holding(lock, (namespace, owner_kind, owner_name)), Reconciler(
         sub, settings, secrets=secrets, credentials=ledger, waits=waits
     ) as reconciler:
         if alive is not None and not alive(owner_kind, owner_name):
@@ -209,6 +216,17 @@ async def reconcile_object(
             # or runs next, and what this would write would outlive what it releases. Or
             # changed: what this would write is what the new spec no longer asks for.
             return _going(kind, name, owner_kind, owner_name, config)
+        if gateway is not None:
+            # Its Gateway's finalizer waits for this reconcile's writes only if it began
+            # before the finalizer looked for the Devices writing under it: one begun after
+            # would provision in Novacore under a gateway released meanwhile (refused, and
+            # held so once the Gateway is declared again). Said here, not read from the
+            # Device's spec by the finalizer: the spec may name another gateway by then.
+            # Decided, and said, with no await between: the finalizer looks once the
+            # Gateway is being deleted.
+            if _released(nsf, gateway, deleting):
+                return _gateway_going(gateway, config)
+            writing_under(namespace, owner_kind, owner_name, gateway)
         if config_store is not None:
             # Enapter configs for `configOutput.secretName` go to Secrets of this namespace.
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
@@ -487,12 +505,46 @@ async def _acquired(lock: asyncio.Lock, wait: float | None) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def _holding(lock: asyncio.Lock) -> AsyncIterator[None]:
-    """Release `lock`, taken already, once the block ends."""
+async def _holding(lock: asyncio.Lock, owner: Owner) -> AsyncIterator[None]:
+    """Release `lock`, the owner's, taken already, once the block ends: what the reconcile
+    said it writes under goes with it (`owner_locks.writing_under`)."""
     try:
         yield
     finally:
+        done_writing(*owner)
         lock.release()
+
+
+def _gateway_of(nsf: NamespaceFleet, owner_kind: str, owner_name: str) -> str | None:
+    """The Gateway an owner Device's spec names: its reconcile writes to that gateway's Zap
+    and to Novacore under it."""
+    device = nsf.fleet.devices.get(owner_name) if owner_kind == "Device" else None
+    return device.spec.gateway_ref if device is not None else None
+
+
+def _released(
+    nsf: NamespaceFleet, gateway: str, deleting: Callable[[str, str], bool] | None
+) -> bool:
+    """Whether `gateway` is being deleted to be released from its organisation
+    (deletionPolicy Release). One that stays claimed (Orphan) takes what is written under
+    it as before: a Device moving onto its serial lets a serial swapped out of its spec,
+    and its finalizer, go (`swaps`)."""
+    resource = nsf.fleet.gateways.get(gateway)
+    return (
+        resource is not None
+        and resource.spec.deletion_policy == DeletionPolicy.RELEASE
+        and deleting is not None
+        and deleting("Gateway", gateway)
+    )
+
+
+def _gateway_going(gateway: str, config: OperatorConfig) -> ObjectResult:
+    """The result of a reconcile of a Device (or of a stand-alone DER of it) whose Gateway is
+    being deleted, to be released: nothing is written under it, and it waits, as for a
+    Gateway not declared (which it is once the finalizer is done), until it is declared
+    again."""
+    message = f"waiting: Gateway {gateway!r} is being deleted"
+    return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
 
 
 def _busy(owner_kind: str, owner_name: str) -> ObjectResult:

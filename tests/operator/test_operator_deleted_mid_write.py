@@ -6,7 +6,9 @@ for the release (a Warning on an object being deleted) is not said. The finalize
 object's lock: the locks kept do not grow with objects created and deleted, and an object
 created again under the same name is reconciled as the first was. A Gateway deleted while a
 Device under it is mid-write is released once that write landed, as if the Device had been
-reconciled before the deletion."""
+reconciled before the deletion, also when the Device was just moved to another Gateway; a
+Device under it whose reconcile begins once the Gateway is being deleted writes nothing
+under it, and waits for the Gateway to be declared again."""
 
 from __future__ import annotations
 
@@ -33,14 +35,15 @@ def _inverter_in_novacore(sims: SimFleet) -> bool:
     return any(d.hardware_id == "SG0001" for d in sims.novacore.devices.values())
 
 
-def _drift_away(sims: SimFleet) -> None:
+def _drift_away(sims: SimFleet, answer_delay_ms: float = 2000) -> None:
     """The inverter removed from Novacore and its Zap behind the operator's back, and the
-    Zap answering each write 2 s after it took effect: the next reconcile adds it to the
-    Zap, and only once that is answered provisions it in Novacore."""
+    Zap answering each write 2 s (`answer_delay_ms`) after it took effect: the next
+    reconcile adds it to the Zap, and only once that is answered provisions it in Novacore
+    (and then writes to the Zap once more)."""
     (cloud,) = (d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
     sims.novacore.remove_device(cloud.id)
     sims.zaps[ZAP].remove_device("SG0001")
-    sims.zaps[ZAP].faults.answer_delay_ms = 2000
+    sims.zaps[ZAP].faults.answer_delay_ms = answer_delay_ms
 
 
 async def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -203,3 +206,108 @@ async def test_a_gateway_deleted_while_a_device_under_it_writes_is_released_afte
         await cluster.create(docs[("Gateway", "home-zap")])
         await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=60)
         await cluster.wait_condition(*INVERTER, "Ready", timeout=60)
+
+
+# HOME with a second inverter behind its Zap, declared only once a test says so.
+NEW = ("Device", "new-inverter")
+WITH_NEW = stream(HOME, sungrow_inverter(NEW[1], "home-zap", "SG0002", "192.168.1.61"))
+
+
+def _in_novacore(sims: SimFleet, hardware_id: str) -> list[str]:
+    """The states of the Novacore devices of `hardware_id`."""
+    return [d.state for d in sims.novacore.devices.values() if d.hardware_id == hardware_id]
+
+
+async def test_a_device_created_while_its_gateway_is_released_writes_nothing_under_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The Gateway is deleted while the inverter's drift check writes under it: its
+    finalizer waits for that write. A Device created under the Gateway meanwhile, once the
+    finalizer looked for the Devices under it, waits for the Gateway to be declared again,
+    writing nothing. Before, it was added to the Zap and its provisioning in Novacore
+    landed after the release: refused (the gateway not claimed by the organisation), a
+    Warning that the write failed for good, and its writes held back even once the Gateway
+    was declared again and claimed."""
+    config = OperatorConfig(interval=2.0, retry_delay=0.5)
+    async with operator(WITH_NEW, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        gateway_doc, new_doc = (
+            next(d for d in documents(WITH_NEW) if (d["kind"], d["metadata"]["name"]) == key)
+            for key in (("Gateway", "home-zap"), NEW)
+        )
+        await declare(cluster)
+        await _handled(cluster, *INVERTER)
+        await _handled(cluster, "Gateway", "home-zap")
+        await cluster.wait_planned(*INVERTER, 1)
+        _drift_away(sims, answer_delay_ms=6000)
+        await _until(lambda: "SG0001" in sims.zaps[ZAP].devices, "the inverter added to the Zap")
+        await cluster.delete("Gateway", "home-zap")
+        # Half-way through the drift check's writes: provisioned in Novacore, its last
+        # write to the Zap answered 6 s after. The finalizer looked long ago.
+        await _until(lambda: bool(_in_novacore(sims, "SG0001")), "the inverter provisioned")
+        await asyncio.sleep(2)
+        assert await cluster.get("Gateway", "home-zap"), "still being deleted"
+        await cluster.create(new_doc)
+
+        async def waits_for_the_gateway() -> bool:
+            ready = await cluster.condition(*NEW, "Ready") or {}
+            return "Gateway 'home-zap' is being deleted" in ready.get("message", "")
+
+        await cluster.wait_for(waits_for_the_gateway, timeout=30, what="the new Device waiting")
+        await cluster.wait_gone("Gateway", "home-zap", timeout=60)
+        await asyncio.sleep(5)  # any write still on its way lands
+        assert all(g.org_id is None for g in sims.novacore.gateways.values()), "released"
+        assert "SG0002" not in sims.zaps[ZAP].devices
+        assert not _in_novacore(sims, "SG0002")
+        warnings = await cluster.events_about(NEW[1], type_="Warning")
+        assert not warnings, [w.get("message") for w in warnings]
+
+        # Declared again: claimed, and the new Device reconciled under it, not held back.
+        sims.zaps[ZAP].faults.answer_delay_ms = 0
+        await cluster.create(gateway_doc)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=60)
+        await cluster.wait_condition(*NEW, "Ready", timeout=60)
+        assert "SG0002" in sims.zaps[ZAP].devices
+        assert _in_novacore(sims, "SG0002") == ["active"]
+
+
+# HOME with a second Zap at home, for the inverter to move to.
+OTHER_ZAP = "zap-00000000000000a3"
+WITH_OTHER = stream(HOME, zap_gateway("other-zap", "home", OTHER_ZAP, "http://192.168.1.3"))
+
+
+async def test_a_gateway_deleted_while_a_device_moved_away_still_writes_under_it_waits(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The inverter's drift check is mid-write under its Gateway (added to the Zap, its
+    provisioning in Novacore still to come) when the inverter is moved to another Gateway
+    and the first is deleted. The finalizer waits for that write, though the inverter's
+    spec names the other Gateway now, then releases the gateway; the inverter is moved to
+    the other. Before, the gateway was released at once, Novacore refused the drift check's
+    provisioning (the gateway not claimed by the organisation), and the inverter was said
+    to have failed for good."""
+    config = OperatorConfig(interval=2.0, retry_delay=0.5)
+    async with operator(WITH_OTHER, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        await declare(cluster, WITH_OTHER)
+        await _handled(cluster, *INVERTER)
+        await _handled(cluster, "Gateway", "home-zap")
+        await _handled(cluster, "Gateway", "other-zap")
+        await cluster.wait_planned(*INVERTER, 1)
+        _drift_away(sims)
+        await _until(lambda: "SG0001" in sims.zaps[ZAP].devices, "the inverter added to the Zap")
+        assert not _inverter_in_novacore(sims)
+        await cluster.patch(*INVERTER, {"spec": {"gatewayRef": "other-zap"}})
+        await cluster.delete("Gateway", "home-zap")
+        await cluster.wait_gone("Gateway", "home-zap", timeout=60)
+        released = next(g for g in sims.novacore.gateways.values() if g.serial == ZAP)
+        assert released.org_id is None
+
+        async def moved() -> bool:
+            status = await cluster.status(*INVERTER)
+            return (status.get("gateway") or {}).get("name") == "other-zap"
+
+        await cluster.wait_for(moved, timeout=30, what="the inverter on the other Gateway")
+        await cluster.wait_condition(*INVERTER, "Ready", timeout=60)
+        [device] = [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
+        assert (device.state, device.gateway_serial) == ("active", OTHER_ZAP)
+        warnings = await cluster.events_about("home-inverter", type_="Warning")
+        assert not warnings, [w.get("message") for w in warnings]
