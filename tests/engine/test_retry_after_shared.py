@@ -13,8 +13,9 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from simworld import MakeWorld, converged_exactly_once, standard_site
+from simworld import MakeWorld, World, converged_exactly_once, standard_site
 
+from reconciler.engine.apply import ApplyReport
 from reconciler.engine.host_waits import HostWaits
 from reconciler.providers.transport import AskedToWait
 from reconciler.sim.fleet import SimFleet
@@ -56,15 +57,26 @@ class Arrivals:
         return sum(self.between(name, start, end) for name in self.at if name != "novacore")
 
 
-async def test_a_throttled_cloud_is_not_called_until_its_retry_after_passed(
-        make_world: MakeWorld) -> None:
-    arrivals = Arrivals()
+async def apply_throttled(
+    make_world: MakeWorld, retry_after_s: float, arrivals: Arrivals,
+    stop: asyncio.Event | None = None,
+) -> tuple[World, ApplyReport]:
+    """FLEET planned, then applied with Novacore answering the apply's first call with a 429
+    asking to wait `retry_after_s`; its requests counted from the apply on."""
     world = await make_world(FLEET, before_start=arrivals.install)
     async with world.engine() as engine:
         result = await engine.plan()
         novacore = world.sims.novacore
-        novacore.faults.throttle_next, novacore.faults.retry_after_s = 1, 2
-        report = await engine.apply(result)
+        novacore.faults.throttle_next, novacore.faults.retry_after_s = 1, retry_after_s
+        novacore.requests.clear()
+        report = await engine.apply(result, stop=stop)
+    return world, report
+
+
+async def test_a_throttled_cloud_is_not_called_until_its_retry_after_passed(
+        make_world: MakeWorld) -> None:
+    arrivals = Arrivals()
+    world, report = await apply_throttled(make_world, 2, arrivals)
     assert report.ok, [(o.address, o.message) for o in report.outcomes if o.status != "done"]
     [answered] = arrivals.throttled
     # Every site's Novacore changes waited for the time asked; the Zaps were called then.
@@ -77,14 +89,9 @@ async def test_a_throttled_cloud_is_not_called_until_its_retry_after_passed(
 async def test_a_cloud_asking_for_longer_than_a_run_waits_is_called_once_by_the_run(
         make_world: MakeWorld) -> None:
     arrivals = Arrivals()
-    world = await make_world(FLEET, before_start=arrivals.install)
-    async with world.engine() as engine:
-        result = await engine.plan()
-        novacore = world.sims.novacore
-        novacore.faults.throttle_next, novacore.faults.retry_after_s = 1, 120
-        novacore.requests.clear()
-        report = await engine.apply(result)
+    world, report = await apply_throttled(make_world, 120, arrivals)
     [answered] = arrivals.throttled
+    novacore = world.sims.novacore
     assert novacore.count() == 1, novacore.requests
     assert arrivals.zaps_between(answered, float("inf")) > 0, arrivals.at
     # Each site's first Novacore change failed: the one answered, and the others, not sent,
@@ -127,7 +134,6 @@ async def test_an_apply_asked_to_stop_does_not_wait_out_a_retry_after_first(
     apply is asked to stop: the changes waiting to be tried again fail at once, saying that
     they were not retried, and nothing more reaches the throttled server."""
     arrivals = Arrivals()
-    world = await make_world(FLEET, before_start=arrivals.install)
     stop = asyncio.Event()
 
     async def stop_once_throttled() -> None:
@@ -135,15 +141,11 @@ async def test_an_apply_asked_to_stop_does_not_wait_out_a_retry_after_first(
         await asyncio.sleep(0.2)  # the calls held by the answer have failed, and wait too
         stop.set()
 
-    async with world.engine() as engine:
-        result = await engine.plan()
-        novacore = world.sims.novacore
-        novacore.faults.throttle_next, novacore.faults.retry_after_s = 1, 30
-        stopper = asyncio.create_task(stop_once_throttled())
-        started = time.monotonic()
-        report = await engine.apply(result, stop=stop)
-        took = time.monotonic() - started
-        await stopper
+    stopper = asyncio.create_task(stop_once_throttled())
+    started = time.monotonic()
+    _, report = await apply_throttled(make_world, 30, arrivals, stop)
+    took = time.monotonic() - started
+    await stopper
     [answered] = arrivals.throttled
     assert took < 20, f"the apply waited {took:.1f} s for a server it was not to call again"
     assert arrivals.between("novacore", answered, float("inf")) == 0, arrivals.at
