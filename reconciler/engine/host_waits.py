@@ -55,8 +55,9 @@ class HostWaits:
         self._until: dict[str, tuple[float, datetime.datetime]] = {}
         self._soonest = math.inf  # the earliest time in `_until`: none passed before it
 
-    def __len__(self) -> int:
-        """How many servers the record holds (some may have passed, till the next check)."""
+    def held(self) -> int:
+        """How many servers the record holds (some may have passed, till the next check).
+        Not `__len__`: an empty record would be false, and taken for none by `waits or ...`."""
         return len(self._until)
 
     def heard(self, url: httpx.URL, response: httpx.Response) -> None:

@@ -118,7 +118,7 @@ class LimitedTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self.inner = inner
         self.limits = limits
-        self.waits = waits or HostWaits()
+        self.waits = waits if waits is not None else HostWaits()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         # Before its slots too: a gateway's rate is not spent on a call that is not sent.

@@ -45,7 +45,7 @@ class Session:
     ) -> None:
         self.settings = settings
         self.limits = Limits(settings.concurrency)
-        self.waits = waits or HostWaits()
+        self.waits = waits if waits is not None else HostWaits()
         # Modbus reads made directly (`verification.via: direct`), per device address: one
         # connection at a time, as many Modbus TCP devices (and the dongles and gateways in
         # front of several) serve one client and close the connection of any other, and at
