@@ -283,11 +283,13 @@ async def test_an_edit_made_while_its_handler_waits_for_the_lock_is_seen_by_othe
             assert time.monotonic() - started < 15, "seen well before LOCK_WAIT"
         await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"), timeout=30,
                                what="ucm-b's config in its new Secret")
-        await cluster.wait_for(lambda: _handled(cluster, "ucm-b"), timeout=30,
-                               what="ucm-b's update handler done")
-        (device,) = (d for d in sims.enapter.devices.values()
-                     if d.hardware_id == HARDWARE_IDS["ucm-b"])
-        assert device.name == "UCM B2"
+
+        async def renamed() -> bool:
+            (device,) = (d for d in sims.enapter.devices.values()
+                         if d.hardware_id == HARDWARE_IDS["ucm-b"])
+            return device.name == "UCM B2"
+
+        await cluster.wait_for(renamed, timeout=30, what="ucm-b's newest spec reconciled")
         assert await _holds(cluster, "ucm-b-config", "ucm-a")
 
 
