@@ -44,6 +44,10 @@ def _table() -> dict[Key, asyncio.Lock]:
     return _tables.setdefault(asyncio.get_running_loop(), {})
 
 
+def _writing() -> dict[Key, str]:
+    return _under.setdefault(asyncio.get_running_loop(), {})
+
+
 def owner_lock(namespace: str, kind: str, name: str) -> asyncio.Lock:
     """The lock of the owner `kind`/`name` of `namespace`, made at its first use."""
     return _table().setdefault((namespace, kind, name), asyncio.Lock())
@@ -59,19 +63,18 @@ def kept_lock(namespace: str, kind: str, name: str) -> asyncio.Lock | None:
 def writing_under(namespace: str, kind: str, name: str, gateway: str) -> None:
     """Say that the reconcile holding the owner's lock writes under `gateway` until it lets
     the lock go (`done_writing`)."""
-    _under.setdefault(asyncio.get_running_loop(), {})[(namespace, kind, name)] = gateway
+    _writing()[(namespace, kind, name)] = gateway
 
 
 def done_writing(namespace: str, kind: str, name: str) -> None:
     """The reconcile holding the owner's lock lets it go: it writes under no gateway."""
-    _under.setdefault(asyncio.get_running_loop(), {}).pop((namespace, kind, name), None)
+    _writing().pop((namespace, kind, name), None)
 
 
 def writers_under(namespace: str, kind: str, gateway: str) -> frozenset[str]:
     """The owners of `kind` whose reconcile holding their lock writes under `gateway`."""
-    table = _under.setdefault(asyncio.get_running_loop(), {})
     return frozenset(
-        name for (space, of, name), under in table.items()
+        name for (space, of, name), under in _writing().items()
         if (space, of, under) == (namespace, kind, gateway)
     )
 
