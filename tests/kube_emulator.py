@@ -14,11 +14,17 @@ version forever, any older event in the stream passes for that one, and handlers
 on a body without their own last status (a Warning said twice, a handler run twice). A
 JSON patch whose `test` of the version fails is refused with 422, as kopf expects of a
 conflict. A list says the version of the last write, and a watch from a version starts
-with the objects deleted and written since, not with every object again."""
+with the objects deleted and written since, not with every object again.
+
+A test can expire the watches of a resource (`expire_watches`: an ERROR event of status 410
+Gone, as an API server sends when the version a watch goes on from is too old) or answer
+the next watch requests with an HTTP error (`fail(..., watch=True)`), and counts the lists
+of each resource (`listed`)."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import uuid
 from collections.abc import AsyncIterator
@@ -64,6 +70,25 @@ class Fault:
     path_suffix: str
     status: int
     count: int = 1
+    # True: only watch requests; False: only others (a list is a GET of the same path).
+    watch: bool | None = None
+
+    def matches(self, request: Any) -> bool:
+        watching = request.action == kmock.action.WATCH
+        return (self.count > 0 and str(request.method.value).upper() == self.method
+                and request.url.path.endswith(self.path_suffix)
+                and self.watch in (None, watching))
+
+
+# What an API server sends in a watch stream whose version is too old (etcd compacted it).
+GONE = {
+    "type": "ERROR",
+    "object": {
+        "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+        "code": 410, "reason": "Expired",
+        "message": "too old resource version: 1000 (2000)",
+    },
+}
 
 
 @attrs.define(kw_only=True)
@@ -81,17 +106,30 @@ class Emulator(kmock.KubernetesEmulator):
         return str(self._version)
 
     faults: list[Fault] = attrs.field(factory=list, init=False)
+    # Lists served, by plural (a client's list, as kopf's at start and after a 410).
+    listed: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
 
-    def fail(self, method: str, path_suffix: str, status: int, count: int = 1) -> Fault:
-        """Answer the next `count` such requests with `status` (they change nothing)."""
-        fault = Fault(method.upper(), path_suffix, status, count)
+    def fail(self, method: str, path_suffix: str, status: int, count: int = 1, *,
+             watch: bool | None = None) -> Fault:
+        """Answer the next `count` such requests (`watch`: only watches, or only others)
+        with `status`; they change nothing."""
+        fault = Fault(method.upper(), path_suffix, status, count, watch)
         self.faults.append(fault)
         return fault
 
+    async def expire_watches(self, plural: str) -> int:
+        """End every open watch of the resource `plural` with 410 Gone; how many there were
+        (a watch not open now is not told)."""
+        expired = 0
+        for resource, bus in list(self._buses.items()):
+            if resource.plural == plural:
+                expired += bus.consumer_count
+                await bus.put(GONE)
+        return expired
+
     async def _handle(self, request: Any) -> Any:
         for fault in self.faults:
-            if (fault.count > 0 and str(request.method.value).upper() == fault.method
-                    and request.url.path.endswith(fault.path_suffix)):
+            if fault.matches(request):
                 fault.count -= 1
                 raise InjectedError(status=fault.status, reason=f"HTTP{fault.status}")
         writes = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
@@ -120,6 +158,7 @@ class Emulator(kmock.KubernetesEmulator):
     async def _serve_list(self, request: Any) -> Any:
         """The list, with the version of the last write (kmock's is "...")."""
         listed = await super()._serve_list(request)
+        self.listed[str(request.resource.plural)] += 1
         listed["metadata"]["resourceVersion"] = str(self._version)
         return listed
 
@@ -160,6 +199,9 @@ class Emulator(kmock.KubernetesEmulator):
                 yield event
             async for event in bus.stream(since=mark):
                 meta = event.get("object", {}).get("metadata", {})
+                if event.get("type") == "ERROR":  # about the watch, not an object
+                    yield event
+                    return  # an API server ends the stream with its error
                 if self._watched(request, request.resource, meta.get("namespace"),
                                  meta.get("name")):
                     yield event

@@ -8,13 +8,18 @@
 | RECONCILER_OPERATOR_RETRY_DELAY | seconds before a waiting object is retried | 15 |
 | RECONCILER_OPERATOR_NAMESPACES | comma-separated namespaces to serve | (all) |
 | RECONCILER_OPERATOR_PEERING | kopf peering object name (several replicas) | (standalone) |
-| RECONCILER_OPERATOR_PRIORITY | kopf peering priority of this replica | random |
+| RECONCILER_OPERATOR_PRIORITY | kopf peering priority of this replica | older is higher |
 | RECONCILER_OPERATOR_CREDENTIAL_KEY | key of the password fingerprints in status | random |
 | RECONCILER_OPERATOR_PASSWORD_ENV | variables `passwordFrom.env` may name (`A,B`) | (none) |
 
 With peering, kopf pauses every operator that sees a peer of the same or higher priority,
-so replicas need distinct priorities: by default each picks a random one (kopf's advice),
-and the highest runs while the others stand by.
+so replicas need distinct priorities. By default the one started first has the highest:
+minus the microseconds since the epoch when the process started. A replica that starts
+while another runs (a pod added, restarted, or of a new version) stands by, and takes over
+only once the running one stops (kopf drops its record then) or stops sending keep-alives.
+A random priority (kopf's advice) let a newcomer that drew a higher one pause the running
+operator at once: kopf has no per-object locks and a pause ends no reconcile in flight, so
+the newcomer applied the same objects beside the writes still landing.
 
 The credential key (the chart generates one into a Secret and keeps it across upgrades)
 keys the fingerprints of the MQTT passwords sent to devices (`engine.credentials`); every
@@ -32,8 +37,8 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -100,7 +105,7 @@ def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
 def _priority(env: Mapping[str, str]) -> int:
     value = env.get(PREFIX + "PRIORITY")
     if not value:
-        return random.randint(1, 1_000_000)  # noqa: S311 - not a secret, kopf's own advice
+        return -(time.time_ns() // 1000)  # older is higher (the module's docstring)
     try:
         return int(value)
     except ValueError:

@@ -21,7 +21,15 @@ from reconciler.engine.host_waits import HostWaits
 from reconciler.errors import ConfigError
 from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
-from reconciler.operator import conditions, declared, locations, objects, sites_kept, swaps
+from reconciler.operator import (
+    conditions,
+    declared,
+    locations,
+    objects,
+    sites_kept,
+    swaps,
+    watch_gone,
+)
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.finalized import Finalized
 from reconciler.operator.holds import Holds
@@ -639,8 +647,10 @@ DRIFT_EXIT_POLL = 1.0
 
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     """kopf settings: our finalizer name, events for info and above, a bounded watch, the
-    shard selector applied by the API server, the peering priority, and how soon a deleted
-    object whose drift check was running goes."""
+    shard selector applied by the API server, the peering priority, how soon a deleted
+    object whose drift check was running goes, and a watch answered 410 Gone listed again
+    (`watch_gone`)."""
+    watch_gone.install()
     settings.persistence.finalizer = FINALIZER
     # An object deleted while its drift check runs keeps its finalizer until the check
     # ends (it waits for the object's lock, or lands its writes), and kopf looks again only
