@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from reconciler.errors import ProviderError
+from reconciler.printable import clipped
 
 T = TypeVar("T")
 
@@ -66,10 +67,17 @@ def read_policy(retries: int) -> RetryPolicy:
     return RetryPolicy(attempts=min(READ_ATTEMPTS, retries))
 
 
-def _seconds(value: float) -> str:
-    """A Retry-After in words: a day asked for as an HTTP date reads "86400 s", not
-    "86399.61 s"."""
-    return f"{math.ceil(value)} s"
+# Digits of a Retry-After said whole: the 15 a float (as the header is read) keeps of any
+# number; the digits after them would be the float's, not the server's. A longer one (300
+# digits, a wrong header) is cut as any value from outside is: its first digits, and how
+# many there were.
+_DIGITS_SAID = 15
+
+
+def asked_seconds(wait: float) -> str:
+    """A Retry-After in words, as the server asked it: a day asked for as an HTTP date
+    reads "86400 s", not "86399.61 s"; 300 digits read as their first 15 and how many."""
+    return f"{clipped(str(math.ceil(wait)), _DIGITS_SAID)} s"
 
 
 async def retrying(
@@ -97,7 +105,7 @@ async def retrying(
                 if error.args:
                     error.args = (
                         f"{error.args[0]} (not retried: the server asks to be called again in "
-                        f"{_seconds(wait)} (Retry-After), later than the "
+                        f"{asked_seconds(wait)} (Retry-After), later than the "
                         f"{policy.max_retry_after_s:g} s a run waits)",
                     )
                 raise
