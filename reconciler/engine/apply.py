@@ -37,8 +37,8 @@ class Outcome:
     site: str = ""
     retryable: bool = False  # for failures: whether trying again later may succeed
     # For a failure not retried because the server asked to be called again later than a
-    # run waits: the seconds it asked for (Retry-After). The watch agent and the operator
-    # call it again no sooner.
+    # run waits: the seconds it asked for (Retry-After), however many. The watch agent and
+    # the operator call it again no sooner, nor later than a day (`retry.honoured`).
     retry_after: float | None = None
     # The platform's error behind a failure, for what to do about it (a token refused:
     # `Settings.refused_hint`); not reported, its message is.

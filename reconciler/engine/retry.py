@@ -40,10 +40,11 @@ class RetryPolicy:
 
     def asked_to_wait(self, error: ProviderError) -> float | None:
         """The Retry-After of a retryable `error` when it is longer than a run waits (so
-        the error was not retried), at most `LONGEST_WAIT_S`; else None."""
+        the error was not retried), as the server asked it, however long; else None.
+        Whoever waits for it waits `honoured(wait)`."""
         wait = error.retry_after
         if error.retryable and wait is not None and wait > self.max_retry_after_s:
-            return min(wait, LONGEST_WAIT_S)
+            return wait
         return None
 
     def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
@@ -65,6 +66,12 @@ def read_policy(retries: int) -> RetryPolicy:
     plan an apply, the watch agent or the operator makes first): `retries` attempts
     (RECONCILER_RETRIES), at most READ_ATTEMPTS."""
     return RetryPolicy(attempts=min(READ_ATTEMPTS, retries))
+
+
+def honoured(wait: float) -> float:
+    """How long a server's Retry-After of `wait` seconds is waited for: `LONGEST_WAIT_S` at
+    most."""
+    return min(wait, LONGEST_WAIT_S)
 
 
 # Digits of a Retry-After said whole: the 15 a float (as the header is read) keeps of any
@@ -99,9 +106,9 @@ async def retrying(
             attempt += 1
             if not error.retryable:
                 raise
-            if policy.asked_to_wait(error) is not None:
+            wait = policy.asked_to_wait(error)
+            if wait is not None:
                 # What the server said, however long: the waits that follow are capped.
-                wait = error.retry_after or 0.0
                 if error.args:
                     error.args = (
                         f"{error.args[0]} (not retried: the server asks to be called again in "
