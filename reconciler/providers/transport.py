@@ -27,7 +27,7 @@ from reconciler.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from reconciler.printable import printable
+from reconciler.printable import clipped, printable
 from reconciler.providers.proxy import Proxies, Proxy
 from reconciler.providers.redaction import redact, sent_secrets, sent_tokens
 
@@ -310,7 +310,7 @@ def json_body(response: httpx.Response, *, operation: str = "") -> Any:
         return response.json(parse_constant=_no_constant, parse_float=_finite)
     except _NoJsonNumber as exc:
         raise ProviderRejected(
-            f"{operation}: the answer holds {printable(str(exc))[:40]}, which is no JSON "
+            f"{operation}: the answer holds {printable(clipped(str(exc), 40))}, which is no JSON "
             f"number: {_body_excerpt(response)}",
             operation=operation,
             status=response.status_code,
