@@ -127,6 +127,11 @@ async def test_a_retry_after_beyond_any_date_is_honoured_for_a_day(
     assert "asks to be called again in 100000000000000… (21 characters) s" in answered.message
     held = [o for o in report.by_status("failed") if "not sent" in o.message]
     assert held and all(o.retry_after is not None and o.retry_after <= 86400 for o in held)
+    # The time a held call gives is a day after the answer: not taken for the server's.
+    for outcome in held:
+        assert re.search(r"not to be called before \S+Z, 8640\d s from now \(it asked for "
+                         r"100000000000000… \(21 characters\) s; a day at most is waited\)",
+                         outcome.message), outcome.message
 
 
 async def test_a_retry_after_of_hundreds_of_digits_is_said_cut_short(
