@@ -10,6 +10,8 @@ included, is kept as it is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -38,11 +40,12 @@ def printable(text: str) -> str:
 ECHO_LIMIT = 80
 
 
-def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+def echo(value: object, limit: int = ECHO_LIMIT, show: Callable[[object], str] = repr) -> str:
     """`repr(value)`, as an error message quotes what it was given, cut to its first `limit`
     characters with an ellipsis and the length of the whole when longer:
-    `'AAAA…' (1,000,000 characters)`."""
-    text = repr(value)
+    `'AAAA…' (1,000,000 characters)`. `show`: how the value is written instead of `repr`
+    (JSON, in a plan's field changes)."""
+    text = show(value)
     if len(text) <= limit:
         return text
     if isinstance(value, str):

@@ -24,6 +24,7 @@ from reconciler.engine.retry import RetryPolicy, retrying
 from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
+from reconciler.providers.transport import AskedToWait
 
 
 @dataclass
@@ -36,8 +37,8 @@ class Outcome:
     site: str = ""
     retryable: bool = False  # for failures: whether trying again later may succeed
     # For a failure not retried because the server asked to be called again later than a
-    # run waits: the seconds it asked for (Retry-After). The watch agent and the operator
-    # call it again no sooner.
+    # run waits: the seconds it asked for (Retry-After), however many. The watch agent and
+    # the operator call it again no sooner, nor later than a day (`retry.honoured`).
     retry_after: float | None = None
     # The platform's error behind a failure, for what to do about it (a token refused:
     # `Settings.refused_hint`); not reported, its message is.
@@ -62,6 +63,15 @@ class Outcome:
         took for a transfer: `engine.execute`)."""
         said = self.detail.get("note")
         return self.config_file or (said if isinstance(said, str) else None)
+
+
+def _not_again(errors: list[ProviderError]) -> str:
+    """Why a change that failed is not tried again once stopping, in words true of it: one
+    whose every call was held (`not sent: ... not to be called before TIME`), its server
+    having asked to wait, was never tried at all, and the apply ends before that time."""
+    if all(isinstance(error.__cause__, AskedToWait) for error in errors):
+        return "not tried: stopping before then"
+    return "not retried: stopping"
 
 
 @dataclass
@@ -176,7 +186,7 @@ async def apply_plan(
                 )
             except admission.NotStarted:
                 if errors:  # a retry not made: the change failed, and may succeed later
-                    status, message = "failed", f"{errors[-1]} (not retried: stopping)"
+                    status, message = "failed", f"{errors[-1]} ({_not_again(errors)})"
                 else:
                     status, message = "skipped", "not started: stopping"
                 record(

@@ -26,7 +26,7 @@ from reconciler.plan.actions import Action, Change
 from reconciler.plan.device_gateways import gateway_of_change
 from reconciler.plan.observed import NovacoreSite
 from reconciler.plan.zap_settings import zap_settings
-from reconciler.printable import printable, quoted
+from reconciler.printable import echo, printable, quoted
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient
 from reconciler.providers.zap import convert as zap_convert
@@ -141,7 +141,7 @@ class Executors:
         reported = crypto.get("serialNumber") or crypto.get("serial")
         if reported != declared:
             raise ProviderRejected(
-                f"the gateway at {zap.url} reports serial {printable(repr(reported))[:80]}, "
+                f"the gateway at {zap.url} reports serial {printable(echo(reported))}, "
                 f"not {declared!r}: nothing is written to it. Check the gateway's URL or its "
                 "declared serial",
                 address=change.address,
@@ -407,7 +407,7 @@ async def _add_der(
             raise
         raise ProviderConflict(
             f"Novacore device {device_id} has a DER {name!r} of type "
-            f"{printable(repr(has[name]))[:40]}, not {der_type!r}; the next plan replaces "
+            f"{printable(echo(has[name], 40))}, not {der_type!r}; the next plan replaces "
             "the device",
             address=change.address,
             operation="novacore.add_der",

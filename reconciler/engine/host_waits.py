@@ -23,7 +23,7 @@ import time
 
 import httpx
 
-from reconciler.engine.retry import LONGEST_WAIT_S
+from reconciler.engine.retry import LONGEST_WAIT_S, asked_seconds
 from reconciler.providers.transport import AskedToWait, retry_after_seconds
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -48,11 +48,12 @@ def _asks_to_wait(response: httpx.Response) -> float | None:
 
 
 class HostWaits:
-    """Per origin, when (time.monotonic(), and UTC for messages) it may be called again."""
+    """Per origin, when (time.monotonic(), and UTC for messages) it may be called again, and
+    what the server asked for in words when that was longer than `longest`."""
 
     def __init__(self, longest: float = LONGEST_WAIT_S) -> None:
         self.longest = longest
-        self._until: dict[str, tuple[float, datetime.datetime]] = {}
+        self._until: dict[str, tuple[float, datetime.datetime, str]] = {}
         self._soonest = math.inf  # the earliest time in `_until`: none passed before it
 
     def held(self) -> int:
@@ -65,13 +66,14 @@ class HostWaits:
         wait = _asks_to_wait(response)
         if wait is None:
             return
+        asked = asked_seconds(wait) if wait > self.longest else ""
         wait = min(wait, self.longest)
         key = origin(url)
         until = time.monotonic() + wait
         kept = self._until.get(key)
         if kept is None or until > kept[0]:
             self._until[key] = (until, datetime.datetime.now(datetime.UTC)
-                                + datetime.timedelta(seconds=wait))
+                                + datetime.timedelta(seconds=wait), asked)
             self._soonest = min(self._soonest, until)
 
     def check(self, url: httpx.URL) -> None:
@@ -82,7 +84,7 @@ class HostWaits:
         self._forget_passed(now)
         kept = self._until.get(key := origin(url))
         if kept is not None:
-            raise AskedToWait(key, kept[0] - now, kept[1])
+            raise AskedToWait(key, kept[0] - now, kept[1], kept[2])
 
     def _forget_passed(self, now: float) -> None:
         """Drop the waits that have passed, whichever server they are of: a gateway that

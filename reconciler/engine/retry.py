@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from reconciler.errors import ProviderError
+from reconciler.printable import clipped
 
 T = TypeVar("T")
 
@@ -39,10 +40,11 @@ class RetryPolicy:
 
     def asked_to_wait(self, error: ProviderError) -> float | None:
         """The Retry-After of a retryable `error` when it is longer than a run waits (so
-        the error was not retried), at most `LONGEST_WAIT_S`; else None."""
+        the error was not retried), as the server asked it, however long; else None.
+        Whoever waits for it waits `honoured(wait)`."""
         wait = error.retry_after
         if error.retryable and wait is not None and wait > self.max_retry_after_s:
-            return min(wait, LONGEST_WAIT_S)
+            return wait
         return None
 
     def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
@@ -66,10 +68,23 @@ def read_policy(retries: int) -> RetryPolicy:
     return RetryPolicy(attempts=min(READ_ATTEMPTS, retries))
 
 
-def _seconds(value: float) -> str:
-    """A Retry-After in words: a day asked for as an HTTP date reads "86400 s", not
-    "86399.61 s"."""
-    return f"{math.ceil(value)} s"
+def honoured(wait: float) -> float:
+    """How long a server's Retry-After of `wait` seconds is waited for: `LONGEST_WAIT_S` at
+    most."""
+    return min(wait, LONGEST_WAIT_S)
+
+
+# Digits of a Retry-After said whole: the 15 a float (as the header is read) keeps of any
+# number; the digits after them would be the float's, not the server's. A longer one (300
+# digits, a wrong header) is cut as any value from outside is: its first digits, and how
+# many there were.
+_DIGITS_SAID = 15
+
+
+def asked_seconds(wait: float) -> str:
+    """A Retry-After in words, as the server asked it: a day asked for as an HTTP date
+    reads "86400 s", not "86399.61 s"; 300 digits read as their first 15 and how many."""
+    return f"{clipped(str(math.ceil(wait)), _DIGITS_SAID)} s"
 
 
 async def retrying(
@@ -91,13 +106,13 @@ async def retrying(
             attempt += 1
             if not error.retryable:
                 raise
-            if policy.asked_to_wait(error) is not None:
+            wait = policy.asked_to_wait(error)
+            if wait is not None:
                 # What the server said, however long: the waits that follow are capped.
-                wait = error.retry_after or 0.0
                 if error.args:
                     error.args = (
                         f"{error.args[0]} (not retried: the server asks to be called again in "
-                        f"{_seconds(wait)} (Retry-After), later than the "
+                        f"{asked_seconds(wait)} (Retry-After), later than the "
                         f"{policy.max_retry_after_s:g} s a run waits)",
                     )
                 raise

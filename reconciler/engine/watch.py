@@ -48,6 +48,7 @@ from reconciler.engine.config import Settings
 from reconciler.engine.filewatch import wait_any, watch_files
 from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.reconcile import PlanResult, Reconciler
+from reconciler.engine.retry import asked_seconds, honoured
 from reconciler.engine.state import StateDir
 from reconciler.engine.unread import asked_to_wait
 from reconciler.engine.watch_unmanaged import UnmanagedReport
@@ -432,19 +433,27 @@ class Cycle:
 
     def _hold_for_retry_after(self, run: int, waits: list[float | None]) -> None:
         """Hold the next run back until the longest Retry-After that a server which was
-        not read, or which failed a change, asked for; and say when that run starts."""
+        not read, or which failed a change, asked for (a day at most); and say when that
+        run starts."""
         asked = [w for w in waits if w is not None]
         if not asked:
             self.not_before = None
             return
-        wait = max(asked)
+        longest = max(asked)
+        wait = honoured(longest)
         self.not_before = time.monotonic() + wait
         at = datetime.now(UTC) + timedelta(seconds=wait)
         when = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        # What the server asked, as the failure's "(not retried ...)" says it, and how long
+        # the agent waits when that is less.
+        capped = "; waited for a day at most" if wait < longest else ""
         text = (f"run={run} the next drift run starts at {when}, not before: a server asked "
-                f"to be called again in {math.ceil(wait)} s (Retry-After); a file change "
-                "still runs at once")
-        self.log.emit("held", text, run=run, next_run=when, retry_after=math.ceil(wait))
+                f"to be called again in {asked_seconds(longest)} (Retry-After{capped}); a "
+                "file change still runs at once")
+        # An integer while a float holds it exactly; beyond, the float (1e+307), not its
+        # 300 digits.
+        said: float = math.ceil(longest) if longest < 2**53 else longest
+        self.log.emit("held", text, run=run, next_run=when, retry_after=said)
 
     def _settle(self) -> None:
         """After a run that observed and applied: the writes interrupted before the agent

@@ -21,7 +21,7 @@ from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
 from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.reconcile import Reconciler
-from reconciler.engine.retry import RetryPolicy
+from reconciler.engine.retry import RetryPolicy, honoured
 from reconciler.engine.unread import asked_to_wait
 from reconciler.errors import ProviderAuthError
 from reconciler.model.base import Resource
@@ -608,8 +608,9 @@ def _describe(
     """Conditions, message and retry of an object from its changes and their outcomes.
     `read_wait`: the Retry-After a server that could not be read asked for, longer than a
     run waits (`engine.unread.asked_to_wait`). The retry comes no sooner than a server
-    asked to be called again, a failed change's or a read's: kopf would otherwise call a
-    platform whose quota is spent every `retry_delay`."""
+    asked to be called again, a failed change's or a read's, and a day later at most
+    (`retry.honoured`): kopf would otherwise call a platform whose quota is spent every
+    `retry_delay`."""
     pending = [c for c in own if c.is_change]
     by_address = {o.address: o for o in outcomes}
     failed = [o for o in outcomes if o.status == "failed"]
@@ -654,7 +655,8 @@ def _describe(
         # One failure retrying cannot cure holds the object's writes back (`holds`).
         retryable = all(o.retryable for o in failed)
         result.retry, result.message = ("temporary" if retryable else "permanent"), message
-        result.delay = max([config.retry_delay, *(o.retry_after or 0.0 for o in failed)])
+        result.delay = max([config.retry_delay,
+                            *(honoured(o.retry_after or 0.0) for o in failed)])
         conds += [
             Cond("Synced", False, "ApplyFailed", message),
             Cond("Ready", False, "ApplyFailed", message),
@@ -669,7 +671,7 @@ def _describe(
     elif deferred:
         result.retry, result.delay, result.message = (
             "temporary",
-            max(config.retry_delay, read_wait or 0.0),
+            max(config.retry_delay, honoured(read_wait or 0.0)),
             deferred[0].message,
         )
         conds += [

@@ -88,6 +88,7 @@ from reconciler.plan.enapter_sites import (
 )
 from reconciler.plan.observed import Observed, Unreachable
 from reconciler.plan.renames import Rename
+from reconciler.printable import echo
 
 # The diff path of a config file an earlier apply wrote for a device whose configOutput
 # names it no more: its update removes it (`engine.enapter_files`).
@@ -277,7 +278,7 @@ class EnapterPlanner:
             owner = work.matched.get(holder.id)
             whose = f"Device {owner}'s" if owner is not None else "which this Site does not declare"
             held = (
-                f"slug {slug} belongs to {holder.type} device {holder.id} ({holder.name!r}), "
+                f"slug {slug} belongs to {holder.type} device {holder.id} ({echo(holder.name)}), "
                 f"{whose}, and Enapter keeps a slug unique in a site"
             )
             if owner is not None:
@@ -348,7 +349,7 @@ class EnapterPlanner:
         assert enapter is not None
         after = site_fields(site)
         if remote is None:
-            not_found = f"no Enapter site named {site.spec.display_name!r}"
+            not_found = f"no Enapter site named {echo(site.spec.display_name)}"
             blocked_because = None
             if rename is not None and rename.problem is not None and not rename.unreachable:
                 blocked_because = f"{not_found}, and {rename.problem}"
@@ -720,7 +721,7 @@ class EnapterPlanner:
                         "site": work.site.name,
                         "id": device.id,
                         "description": f"Enapter {device.type} device {device.id} "
-                        f"({device.name!r}, slug {device.slug}) in site {work.site.name} "
+                        f"({echo(device.name)}, slug {device.slug}) in site {work.site.name} "
                         "is not declared",
                         "prunable": True,
                     }
@@ -788,7 +789,7 @@ class EnapterPlanner:
         kept = [work.matched[c.id] for c in children.get(device.id, []) if c.id in work.matched]
         name = f"{work.site.name}.{device.slug}"
         description = (
-            f"Enapter {device.type} device {device.id} ({device.name!r}, slug "
+            f"Enapter {device.type} device {device.id} ({echo(device.name)}, slug "
             f"{device.slug}) in site {work.site.name} is not declared"
         )
         change = self._change(

@@ -15,6 +15,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.plan.enapter_observed import EnapterDeviceState
+from reconciler.printable import echo
 
 COMPONENT = "enapter"
 
@@ -187,7 +188,7 @@ def find_device(
     if holder is None or holder.type == expected:
         return holder, None
     return None, (
-        f"{what} belongs to {holder.type} device {holder.id} ({holder.name!r}), not a "
+        f"{what} belongs to {holder.type} device {holder.id} ({echo(holder.name)}), not a "
         f"{expected}; Enapter cannot change a device's type: delete that device in "
         f"Enapter Cloud or correct the declaration"
     )

@@ -18,6 +18,7 @@ from reconciler.plan.enapter_fields import COMPONENT, HARDWARE_TYPES, declared_b
 from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterSiteState, EnapterState
 from reconciler.plan.observed import Unreachable
 from reconciler.plan.renames import Rename
+from reconciler.printable import echo
 
 
 def match_site(site: Site, candidates: Iterable[EnapterSiteState]) -> EnapterSiteState | None:
@@ -88,14 +89,14 @@ class HeldElsewhere:
 
     def message(self) -> str:
         """What holds the hardware ids, why that site is not this Site's, and what to do."""
-        site = f"Enapter site {self.site.id} ({self.site.name!r})"
+        site = f"Enapter site {self.site.id} ({echo(self.site.name)})"
         ids = ", ".join(sorted(self.declared))
         held = f"{site} holds hardware id{'s' if len(self.declared) > 1 else ''} {ids}"
         pin = f"set `siteId: {self.site.id}` on this Site to use that site"
         if not self.undeclared:
             return f"{held} and nothing this Site does not declare: {pin}"
         shown = [
-            f"{d.type} device {d.id} ({d.name!r}, slug {d.slug})" for d in self.undeclared[:3]
+            f"{d.type} device {d.id} ({echo(d.name)}, slug {d.slug})" for d in self.undeclared[:3]
         ]
         more = len(self.undeclared) - len(shown)
         listed = ", ".join(shown) + (f" and {more} more" if more else "")
@@ -151,7 +152,7 @@ class HeldByOtherSite:
     def where(self) -> str:
         return (
             f"hardware id {self.device.hardware_id} is in Enapter site {self.site.id} "
-            f"({self.site.name!r}) of Site {self.owner.name}, which declares it no more "
+            f"({echo(self.site.name)}) of Site {self.owner.name}, which declares it no more "
             f"({self.device.type} device {self.device.id}), and Enapter keeps a hardware id "
             "in one site"
         )

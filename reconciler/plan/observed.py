@@ -21,7 +21,7 @@ class Unreachable:
     reason: str
     url: str | None = None
     # Seconds the server asked not to be called for (Retry-After), when longer than a run
-    # waits: the watch agent's next run waits for them.
+    # waits: the watch agent's next run waits for them, a day at most.
     retry_after: float | None = None
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from reconciler.plan.observed import Unreachable
+from reconciler.printable import echo
 
 SEARCH_LIMIT = 200
 RENAMED_MESSAGE = (
@@ -89,7 +90,7 @@ def find_renamed(
         if held and all(declared(item) for item in held):
             found.append(candidate)
     if len(found) > 1:
-        names = ", ".join(f"{c.id} ({c.name!r})" for c in found)
+        names = ", ".join(f"{c.id} ({echo(c.name)})" for c in found)
         return Rename(
             problem=f"this Site's devices are in several sites ({names}); set `siteId` to "
             "the one it is"

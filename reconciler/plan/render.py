@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler.printable import printable
+from reconciler.printable import echo, printable
 
 # Colour per first action; no colour for no-op.
 _COLOURS = {
@@ -53,10 +53,21 @@ def action_of(entry: dict[str, Any]) -> str:
     return "replace" if actions == ["delete", "create"] else actions[0]
 
 
+# The longest value a field change shows whole, in the text and the Markdown renderings:
+# no platform documents a limit on a name, and a 200,000-character displayName is valid,
+# but printed whole it is the whole screen (and more than a pull-request comment holds).
+# Longer values show their start and their length; the JSON plan keeps them whole.
+VALUE_LIMIT = 200
+
+
+def _json(value: object) -> str:
+    # UTF-8 as written ("Malmö", not "Malm\\u00f6"); JSON still escapes control characters.
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
 def _value(value: Any) -> str:
-    # UTF-8 as written ("Malmö", not "Malm\\u00f6"); JSON still escapes control characters,
-    # and `printable` what else a terminal would act on.
-    return printable(json.dumps(value, sort_keys=True, ensure_ascii=False))
+    # `printable` escapes what else a terminal would act on.
+    return printable(echo(value, VALUE_LIMIT, show=_json))
 
 
 def diff_lines(entry: dict[str, Any]) -> list[str]:

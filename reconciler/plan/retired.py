@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.plan.observed import NovacoreSite, Observed
+from reconciler.printable import echo
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,6 @@ def _entry(site: NovacoreSite, what: str) -> dict[str, Any]:
     return {
         "platform": "novacore",
         "id": site.id,
-        "description": f"site {site.id} ({site.name!r} in {site.org_id}) {what}",
+        "description": f"site {site.id} ({echo(site.name)} in {site.org_id}) {what}",
         "prunable": False,
     }

@@ -49,7 +49,7 @@ from reconciler.plan.zap_settings import (
     zap_reset_diff,
     zap_settings,
 )
-from reconciler.printable import quoted
+from reconciler.printable import echo, quoted
 
 
 class SourcefulPlanner(UnmanagedPlanner):
@@ -223,7 +223,7 @@ class SourcefulPlanner(UnmanagedPlanner):
                 self._whole, site, index, self.applied_sites,
                 lambda: self._unclaimed(novacore.org_id, index),
             )
-        not_found = f"no site named {site.spec.display_name!r} in {novacore.org_id}"
+        not_found = f"no site named {echo(site.spec.display_name)} in {novacore.org_id}"
         rename: Rename[NovacoreSite] | None = None
         # Hardware ids to recognise the site it was renamed from by, if it is looked for.
         search_ids = (

@@ -20,6 +20,7 @@ from reconciler.plan.moves import Declaration, ProvisionedIndex
 from reconciler.plan.novacore_sites import SiteIndex, match_site, unclaimed_sites
 from reconciler.plan.observed import NovacoreSite, Observed, ZapState
 from reconciler.plan.retired import RetiredSite
+from reconciler.printable import echo
 
 
 @dataclass(slots=True)
@@ -217,7 +218,7 @@ class SourcefulState:
         if declared is not None:
             return declared
         known = self._site_index(org or "", listed).by_id.get(site_id)
-        return f"{known.name!r} ({site_id})" if known is not None else site_id
+        return f"{echo(known.name)} ({site_id})" if known is not None else site_id
 
     def _declared_site(self, org: str, site_id: str) -> str | None:
         """The declared Site that matches the Novacore site `site_id` of `org`."""

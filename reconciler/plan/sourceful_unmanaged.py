@@ -18,6 +18,7 @@ from reconciler.plan.novacore_devices import observed_novacore_fields
 from reconciler.plan.observed import NovacoreDevice, Unreachable, ZapState
 from reconciler.plan.sourceful_state import GatewayContext, SourcefulState
 from reconciler.plan.zap_settings import observed_connection
+from reconciler.printable import echo
 
 
 class UnmanagedPlanner(SourcefulState):
@@ -95,7 +96,7 @@ class UnmanagedPlanner(SourcefulState):
             if on is not None:
                 entry["gateway"] = on
             description = (
-                f"Novacore device {cloud.id} ({cloud.hardware_id}, {cloud.name!r}) in site "
+                f"Novacore device {cloud.id} ({cloud.hardware_id}, {echo(cloud.name)}) in site "
                 f"{site.name} is not declared"
             )
             if cloud.state == "orphaned":
@@ -170,7 +171,7 @@ class UnmanagedPlanner(SourcefulState):
                 "site": site.name,
                 "id": cloud.id,
                 "description": f"Novacore device {cloud.id} ({cloud.hardware_id}, "
-                f"{cloud.name!r}) in site {site.name} is declared in site {to.site} "
+                f"{echo(cloud.name)}) in site {site.name} is declared in site {to.site} "
                 f"(Device {to.device}, gateway {to.gateway}); it moves there with "
                 f"device/{to.device}[novacore] and is never pruned here",
                 "prunable": False,
@@ -186,7 +187,7 @@ class UnmanagedPlanner(SourcefulState):
         novacore = site.spec.novacore
         assert novacore is not None and to.org is not None
         what = (
-            f"Novacore device {cloud.id} ({cloud.hardware_id}, {cloud.name!r}) in site "
+            f"Novacore device {cloud.id} ({cloud.hardware_id}, {echo(cloud.name)}) in site "
             f"{site.name}"
         )
         org_sites = self._org_sites(to.org)

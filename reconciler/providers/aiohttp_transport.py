@@ -21,7 +21,7 @@ import aiohttp
 import httpx
 import yarl
 
-from reconciler.printable import printable
+from reconciler.printable import clipped, printable
 from reconciler.providers.proxy import Proxies, Proxy
 from reconciler.providers.transport import CertificateNotVerified, ProxyAuthRequired
 
@@ -131,7 +131,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             refused = ProxyAuthRequired if exc.status == 407 else httpx.ProxyError
             raise refused(
                 f"{proxy} answered the tunnel to {request.url.host}:{request.url.port or 443} "
-                f"with HTTP {exc.status} {printable(exc.message)[:100]}".rstrip(),
+                f"with HTTP {exc.status} {printable(clipped(exc.message, 100))}".rstrip(),
                 request=request,
             ) from exc
         except aiohttp.ClientConnectorError as exc:

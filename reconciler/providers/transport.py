@@ -27,7 +27,7 @@ from reconciler.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from reconciler.printable import printable
+from reconciler.printable import clipped, printable
 from reconciler.providers.proxy import Proxies, Proxy
 from reconciler.providers.redaction import redact, sent_secrets, sent_tokens
 
@@ -50,13 +50,17 @@ class ProxyAuthRequired(httpx.ProxyError):
 class AskedToWait(httpx.TransportError):
     """Not sent: the request's server asked, by the Retry-After of an earlier answer, not
     to be called before `until` (raised by the transport that keeps those answers). It is
-    retryable, as the 429 that asked, after `left` seconds."""
+    retryable, as the 429 that asked, after `left` seconds. `asked`: what the server asked
+    for, in words, when it was longer than is waited (`until` is then a day after the
+    answer): said, so that `until` is not taken for the server's."""
 
-    def __init__(self, origin: str, left: float, until: datetime.datetime) -> None:
+    def __init__(self, origin: str, left: float, until: datetime.datetime,
+                 asked: str = "") -> None:
         when = until.strftime("%Y-%m-%dT%H:%M:%SZ")
+        more = f" (it asked for {asked}; a day at most is waited)" if asked else ""
         super().__init__(
             f"not sent: {origin} asked (Retry-After) not to be called before {when}, "
-            f"{math.ceil(left)} s from now"
+            f"{math.ceil(left)} s from now{more}"
         )
         self.left = left
 
@@ -310,7 +314,7 @@ def json_body(response: httpx.Response, *, operation: str = "") -> Any:
         return response.json(parse_constant=_no_constant, parse_float=_finite)
     except _NoJsonNumber as exc:
         raise ProviderRejected(
-            f"{operation}: the answer holds {printable(str(exc))[:40]}, which is no JSON "
+            f"{operation}: the answer holds {printable(clipped(str(exc), 40))}, which is no JSON "
             f"number: {_body_excerpt(response)}",
             operation=operation,
             status=response.status_code,

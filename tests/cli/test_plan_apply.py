@@ -140,6 +140,58 @@ def test_plan_json_and_markdown_outputs(make_cli: CliFactory) -> None:
     assert code == 0 and out.startswith("### Reconciler plan\n") and "| `⇒` |" in out
 
 
+def test_a_very_long_display_name_is_cut_short_in_text_and_markdown_not_in_json(
+        make_cli: CliFactory) -> None:
+    """No platform limits a name's length, so a 200,000-character displayName is planned;
+    the text and the Markdown show its start and its length (the Markdown then still fits
+    a comment and shows the change), the JSON plan, for machines, the whole value."""
+    long_name = "N" * 200_000
+    docs = standard_site(1)
+    docs[0]["spec"]["displayName"] = long_name
+    run = make_cli(docs)
+    code, out, _ = run("plan", run.path)
+    assert code == 0 and len(out) < 5_000, out[:2_000]
+    cut = f"'{'N' * 79}…' (200,000 characters)"  # the quote counted in
+    assert f"no site named {cut} in org-alpha" in out, out[:2_000]
+
+    docs[0]["spec"]["displayName"] = "Site s1"
+    run.rewrite(docs)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    docs[0]["spec"]["displayName"] = long_name
+    run.rewrite(docs)
+    cut = f'"{"N" * 199}…" (200,000 characters)'
+    code, out, _ = run("plan", run.path)
+    assert code == 0 and len(out) < 5_000, out[:2_000]
+    assert f'    ~ name: "Site s1" -> {cut}' in out.splitlines(), out
+    code, out, _ = run("plan", run.path, "-o", "markdown")
+    assert code == 0 and len(out) < 5_000, out[:2_000]
+    assert f'! name: "Site s1" -> {cut}' in out.splitlines(), out
+    assert "Not shown here" not in out, out
+    code, out, _ = run("plan", run.path, "-o", "json")
+    [change] = [c for c in json.loads(out)["changes"] if c["address"] == "site/s1[novacore]"]
+    assert change["after"]["name"] == long_name
+    assert [d["new"] for d in change["diff"]] == [long_name]
+
+
+def test_a_very_long_name_a_cloud_reports_is_cut_short_in_the_plan(
+        make_cli: CliFactory) -> None:
+    """A name of 100,000 characters set in Novacore, in a field change and in the
+    description of a device nothing declares, shows as its start and its length."""
+    docs = standard_site(1)
+    run = make_cli(docs)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    device = cloud_device(run.sims.sims, "SG0001")
+    run.sims.call(run.sims.sims.novacore.rename_device, device.id, "N" * 100_000)
+    code, out, _ = run("plan", run.path)
+    assert code == 0 and len(out) < 2_000, out[:2_000]
+    assert f'    ~ name: "{"N" * 199}…" (100,000 characters) -> "s1-inv"' in out.splitlines()
+    run.rewrite([d for d in docs if d["metadata"]["name"] != "s1-inv"])
+    code, out, _ = run("plan", run.path)
+    assert code == 0 and len(out) < 2_000, out[:2_000]
+    assert (f"  ! unmanaged: Novacore device {device.id} (SG0001, '{'N' * 79}…' (100,000 "
+            "characters)) in site s1 is not declared") in out.splitlines(), out
+
+
 def test_apply_without_auto_approve_and_without_a_terminal_refuses(
         make_cli: CliFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     run = make_cli(two_sites())

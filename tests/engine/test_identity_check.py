@@ -59,8 +59,11 @@ def modbus_read_answers(body: str, status: int = 200) -> Callable[[SimFleet], No
         ('{"values": [70000, 0, 0, 0, 0, 0, 0, 0, 0, 0]}', "got [70000, 0,"),
         ('{"values": ["S", "G"]}', "got ['S', 'G']"),
         ('{"values": [21319]}', "expected `values` to be 10 register values"),
+        # 100,000 values: said as their start and their length, not whole.
+        ('{"values": [' + ", ".join(["70000"] * 100_000) + "]}",
+         f"got {repr([70000] * 100_000)[:80]}… (700,000 characters)"),
     ],
-    ids=["list", "null", "out-of-range", "strings", "short"],
+    ids=["list", "null", "out-of-range", "strings", "short", "very-long"],
 )
 async def test_a_malformed_modbus_read_answer_is_an_unread_serial_not_a_crash_or_a_mismatch(
         make_world: MakeWorld, body: str, said: str) -> None:

@@ -6,6 +6,7 @@ edited away from its URL override is warned about once, a closed stdout stops th
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import re
@@ -326,11 +327,12 @@ async def test_a_retry_after_beyond_any_date_holds_the_next_run_for_a_day(
         world: World, spawn: Spawn) -> None:
     """A Retry-After of more seconds than a date holds (a wrong header) holds the next
     drift run for a day, the longest a Retry-After is honoured, instead of failing the run
-    and calling the server again at every interval."""
+    and calling the server again at every interval. The log says what the server asked,
+    as the deferral does, cut short (308 digits), and that a day at most is waited."""
     agent = await spawn("watch", "sites", "--interval", "0.5s", env=world.env, cwd=world.cwd)
     await agent.wait_for(r"run=1 trigger=start .* result=applied")
     novacore = world.sims.novacore
-    novacore.faults.throttle_next, novacore.faults.retry_after = 1000, "9" * 20
+    novacore.faults.throttle_next, novacore.faults.retry_after = 1000, "3" * 308
     novacore.requests.clear()
     await agent.wait_for(r"run=2 trigger=interval .* result=deferred")
     asked = sum(novacore.requests.values())
@@ -338,7 +340,15 @@ async def test_a_retry_after_beyond_any_date_holds_the_next_run_for_a_day(
     assert sum(novacore.requests.values()) == asked, novacore.requests
     assert "unexpected error" not in agent.text, agent.text
     [held] = [line for line in agent.out if "the next drift run starts at" in line]
-    assert "a server asked to be called again in 86400 s (Retry-After)" in held, held
+    said = "a server asked to be called again in 333333333333333… (308 characters) s"
+    assert f"{said} (Retry-After; waited for a day at most); a file change" in held, held
+    when = re.search(r"starts at (\S+Z), not before", held)
+    assert when is not None, held
+    start = datetime.datetime.strptime(when.group(1), "%Y-%m-%dT%H:%M:%S%z")
+    ahead = (start - datetime.datetime.now(datetime.UTC)).total_seconds()
+    assert 86000 < ahead <= 86400, held
+    assert len(held) < 300, held
+    assert not [line for line in agent.out if "3" * 100 in line], agent.text
     assert await agent.terminate() == 0
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from reconciler.errors import ProviderRejected
-from reconciler.printable import printable
+from reconciler.printable import echo, printable
 from reconciler.providers import transport
 
 
@@ -88,13 +88,9 @@ class ZapClient:
         ):
             raise ProviderRejected(
                 f"{operation}: expected `values` to be {count} register values (integers "
-                f"0-65535) read at {register}, got {_excerpt(values)}",
+                f"0-65535) read at {register}, got {printable(echo(values))}",
                 operation=operation,
             )
         return values
 
 
-def _excerpt(value: Any, limit: int = 80) -> str:
-    """A JSON value as a message shows it: short, and printable."""
-    text = printable(repr(value))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
