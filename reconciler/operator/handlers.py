@@ -579,6 +579,8 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     # Said once, as the object goes: a pass that waits is tried again and would repeat it.
     for message in removal.kept:
         kopf.info(body, reason="GatewayKept", message=event_message(message))
+    if removal.left:
+        kopf.warn(body, reason="ZapNotRead", message=event_message(removal.left))
     for message in _locations_left(namespace, _indexes(kwargs), body):
         kopf.info(body, reason=locations.KEPT_REASON, message=event_message(message))
     for message in _site_left(namespace, _indexes(kwargs), body):
