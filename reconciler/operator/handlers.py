@@ -40,6 +40,7 @@ from reconciler.operator.reconcile import (
     reconcile_object,
     status_patch,
 )
+from reconciler.operator.release_waits import BlockedReleases
 from reconciler.operator.removal import has_deletion_policy, remove_object
 from reconciler.operator.reported import Reported
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
@@ -140,15 +141,21 @@ def _alive(
     return alive
 
 
-def _deleting(namespace: str, indexes: Mapping[str, Any]) -> Callable[[str, str], bool]:
-    """Whether an object of the namespace is being deleted now, as the indexes have it:
-    kopf indexes its deletion before its finalizer runs."""
+def _releasing(
+    namespace: str, indexes: Mapping[str, Any], blocked: BlockedReleases
+) -> Callable[[str, str], bool]:
+    """Whether an object of the namespace is being deleted now, as the indexes have it
+    (kopf indexes its deletion before its finalizer runs), and its release may be under
+    way: not a Gateway whose finalizer's last attempt could not release it, until the next
+    attempt begins (`release_waits`)."""
 
-    def deleting(kind: str, name: str) -> bool:
+    def releasing(kind: str, name: str) -> bool:
         now = _indexed(indexes, namespace, kind, name)
-        return now is not None and objects.is_deleting(now)
+        if now is None or not objects.is_deleting(now):
+            return False
+        return (namespace, name, str(now["metadata"].get("uid"))) not in blocked
 
-    return deleting
+    return releasing
 
 
 class Runtime:
@@ -169,6 +176,9 @@ class Runtime:
         self.holds = Holds()
         # Objects whose finalizer did its work: kopf may run it a second time.
         self.finalized = Finalized()
+        # Gateways whose release could not be done, between two attempts of their finalizer:
+        # the Devices under them reconcile as usual meanwhile.
+        self.blocked_releases = BlockedReleases()
         # What each object's Ready said last, so that a Warning says a problem once.
         self.reported = Reported()
         # Objects whose last reconcile met a server that asked to be called again later
@@ -296,7 +306,7 @@ async def _reconcile(
         alive=_alive(namespace, indexes, bodies, body),
         lock_wait=lock_wait,
         waits=runtime.host_waits,
-        deleting=_deleting(namespace, indexes),
+        release_under_way=_releasing(namespace, indexes, runtime.blocked_releases),
     )
     if result.busy:
         # kopf indexes this object's next edit in the worker this handler holds: it is let
@@ -477,6 +487,10 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         # kopf's second run, once a drift check that outlived the first ended (`finalized`).
         kwargs["logger"].info("%s/%s deleted (finalized already)", kind, name)
         return
+    # Before anything is awaited: a Device reconcile under the Gateway that begins from now
+    # on writes nothing under it; one begun before holds its lock, waited for below.
+    attempt = (namespace, name, str(uid))
+    runtime.blocked_releases.attempting(attempt)
     async with contextlib.AsyncExitStack() as held:
         try:
             async with asyncio.timeout(LOCK_WAIT):
@@ -493,11 +507,19 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
         except TimeoutError:
             under = ", or of a Device under it," if kind == "Gateway" else ""
             message = f"waiting for a reconcile of this object{under} to end"
+            if kind == "Gateway":
+                runtime.blocked_releases.blocked(attempt)  # nothing was released
             raise kopf.TemporaryError(message, delay=runtime.config.retry_delay) from None
         try:
             await _release(runtime, kind, kwargs)
             if uid is not None:
                 runtime.finalized.add(uid)
+        except kopf.TemporaryError:
+            if kind == "Gateway":
+                # Not released (or not all of it): until the next attempt, the Devices
+                # under it reconcile as usual; their plans read whether it is still claimed.
+                runtime.blocked_releases.blocked(attempt)
+            raise
         finally:
             # Dropped also when the release waits: whatever reconcile of it comes next finds
             # it being deleted, and the next attempt takes a new lock.
@@ -587,6 +609,8 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     # Said once, as the object goes: a pass that waits is tried again and would repeat it.
     for message in removal.kept:
         kopf.info(body, reason="GatewayKept", message=event_message(message))
+    if removal.left:
+        kopf.warn(body, reason="ZapNotRead", message=event_message(removal.left))
     for message in _locations_left(namespace, _indexes(kwargs), body):
         kopf.info(body, reason=locations.KEPT_REASON, message=event_message(message))
     for message in _site_left(namespace, _indexes(kwargs), body):

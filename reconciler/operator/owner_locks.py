@@ -20,7 +20,8 @@ the Devices whose spec names the gateway now, and those whose reconcile holding 
 writes under it (`writing_under`): one that began before its Device was moved to another
 gateway still writes under the old one. A reconcile that gets its lock once the gateway is
 being deleted to be released writes nothing under it (`reconcile`), so none begins after
-the finalizer looked.
+the finalizer looked; between two attempts of a release that could not be done, it writes
+as usual (`release_waits`).
 
 Locks belong to an event loop, so they are kept per loop."""
 

@@ -149,7 +149,7 @@ async def reconcile_object(
     alive: Callable[[str, str], bool] | None = None,
     lock_wait: float | None = None,
     waits: HostWaits | None = None,
-    deleting: Callable[[str, str], bool] | None = None,
+    release_under_way: Callable[[str, str], bool] | None = None,
 ) -> ObjectResult:
     """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
@@ -160,9 +160,10 @@ async def reconcile_object(
     (`owner_locks`). `lock_wait`: how long to wait for that lock, held by another reconcile
     of the owner, before giving up (`busy`); None waits until it is free. `waits`: the
     servers that asked every reconcile of the process to call them later (Retry-After).
-    `deleting(kind, name)`: whether that object is being deleted now; a Device (and a
-    stand-alone DER of it) whose Gateway is, to be released, writes nothing under it, and
-    waits."""
+    `release_under_way(kind, name)`: whether that object is being deleted now and its
+    release may be under way (not between two attempts of a finalizer that could not
+    release it); a Device (and a stand-alone DER of it) whose Gateway is, to be released,
+    writes nothing under it, and waits."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -195,7 +196,7 @@ async def reconcile_object(
         # spec, speaks for it now.
         return _going(kind, name, owner_kind, owner_name, config)
     gateway = _gateway_of(nsf, owner_kind, owner_name)
-    if gateway is not None and _released(nsf, gateway, deleting):
+    if gateway is not None and _released(nsf, gateway, release_under_way):
         return _gateway_going(gateway, config)
     lock = owner_lock(namespace, owner_kind, owner_name)
     # Only a Device's own reconcile keeps its password's fingerprint (in its status): the
@@ -224,7 +225,7 @@ async def reconcile_object(
             # Device's spec by the finalizer: the spec may name another gateway by then.
             # Decided, and said, with no await between: the finalizer looks once the
             # Gateway is being deleted.
-            if _released(nsf, gateway, deleting):
+            if _released(nsf, gateway, release_under_way):
                 return _gateway_going(gateway, config)
             writing_under(namespace, owner_kind, owner_name, gateway)
         if config_store is not None:
@@ -523,18 +524,20 @@ def _gateway_of(nsf: NamespaceFleet, owner_kind: str, owner_name: str) -> str | 
 
 
 def _released(
-    nsf: NamespaceFleet, gateway: str, deleting: Callable[[str, str], bool] | None
+    nsf: NamespaceFleet, gateway: str, under_way: Callable[[str, str], bool] | None
 ) -> bool:
     """Whether `gateway` is being deleted to be released from its organisation
-    (deletionPolicy Release). One that stays claimed (Orphan) takes what is written under
-    it as before: a Device moving onto its serial lets a serial swapped out of its spec,
-    and its finalizer, go (`swaps`)."""
+    (deletionPolicy Release), and its release may be under way. One that stays claimed
+    (Orphan) takes what is written under it as before: a Device moving onto its serial lets
+    a serial swapped out of its spec, and its finalizer, go (`swaps`). One whose release
+    is blocked, between two attempts, takes it too: what is written under it is planned
+    from what is claimed now, and the next attempt waits for those writes."""
     resource = nsf.fleet.gateways.get(gateway)
     return (
         resource is not None
         and resource.spec.deletion_policy == DeletionPolicy.RELEASE
-        and deleting is not None
-        and deleting("Gateway", gateway)
+        and under_way is not None
+        and under_way("Gateway", gateway)
     )
 
 
@@ -543,7 +546,7 @@ def _gateway_going(gateway: str, config: OperatorConfig) -> ObjectResult:
     being deleted, to be released: nothing is written under it, and it waits, as for a
     Gateway not declared (which it is once the finalizer is done), until it is declared
     again."""
-    message = f"waiting: Gateway {gateway!r} is being deleted"
+    message = f"waiting: Gateway {gateway!r} is being deleted (deletionPolicy Release)"
     return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
 
 

@@ -8,7 +8,12 @@ release reads what to release stop it before anything is written, saying so. An 
 deleted while its spec is invalid is released as the spec its status last recorded as
 valid says (the handler chooses which spec). A Gateway deleted while a serial swapped out
 of its spec still waits for its release (`status.claims`, `swaps`) releases that one too,
-as recorded, once no Novacore device of its organisation is bound to it."""
+as recorded, once no Novacore device of its organisation is bound to it. A Gateway
+released also takes off its Zap the copies of devices a Device of the namespace declares
+behind another gateway now (`plan.removal.moved_copies`): a Device moved off it leaves
+one, which the CLI reports and `apply --prune` removes, and the operator prunes nothing
+else; when its Zap cannot be read, the gateway is released all the same, and `left`
+says that such copies may stay on it."""
 
 from __future__ import annotations
 
@@ -35,8 +40,9 @@ from reconciler.model.kinds import KINDS
 from reconciler.model.status import ClaimedGateway, DeviceGateway
 from reconciler.operator import swaps
 from reconciler.operator.objects import NamespaceFleet, closure
+from reconciler.plan.observed import Observed, Unreachable
 from reconciler.plan.planner import Plan, PlanOptions
-from reconciler.plan.removal import removal_changes
+from reconciler.plan.removal import moved_copies, removal_changes
 
 
 @dataclass
@@ -49,6 +55,9 @@ class Removal:
     refused: str = ""
     # What is said of serials swapped out of a Gateway's spec that stay claimed (events).
     kept: list[str] = field(default_factory=list)
+    # What is said of a released Gateway's Zap that could not be read: copies of devices
+    # moved to another gateway may stay on it (an event); "" when it was read.
+    left: str = ""
 
 
 async def remove_object(
@@ -105,15 +114,32 @@ async def remove_object(
         changes = removal_changes(
             resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None
         )
+        left = ""
+        if isinstance(resource, Gateway):
+            changes += moved_copies(resource, nsf.fleet, observed)
+            left = _zap_unread(resource, observed)
         if not changes:
-            return Removal()
+            return Removal(left=left)
         executors = Executors(sub, reconciler.session, reconciler.secrets, None, {})
         report = await apply_plan(
             Plan(changes=changes, unmanaged=[], options=PlanOptions()),
             executors,
             policy=RetryPolicy(attempts=settings.retries),
         )
-    return Removal(report.outcomes)
+    return Removal(report.outcomes, left=left)
+
+
+def _zap_unread(gateway: Gateway, observed: Observed) -> str:
+    """What is said of the Zap of `gateway`, released, when it could not be read: the
+    copies of devices moved off it were not looked for; "" when it was read."""
+    state = observed.zaps.get(gateway.name)
+    if not isinstance(state, Unreachable):
+        return ""
+    return (
+        f"the Zap of gateway {gateway.name} could not be read ({state.reason}): a device "
+        "moved from it to another Gateway may still be configured on it; remove it there "
+        "by hand"
+    )
 
 
 def _swapped_out(
@@ -156,11 +182,13 @@ async def _remove_gateway(
         except ProviderAuthError as error:
             hint = settings.refused_hint(error, when="at the next attempt")
             return Removal(refused=f"{error}; {hint}" if hint else str(error))
+        releasing_own = gateway.spec.deletion_policy == DeletionPolicy.RELEASE
         own = (
-            removal_changes(gateway, sub, observed)
-            if gateway.spec.deletion_policy == DeletionPolicy.RELEASE
+            removal_changes(gateway, sub, observed) + moved_copies(gateway, nsf.fleet, observed)
+            if releasing_own
             else []
         )
+        left = _zap_unread(gateway, observed) if releasing_own else ""
         steps = [swaps.deletion_step(c, zap.serial, observed) for c in swapped.release.values()]
         changes = own + [s.change for s in steps if s.change is not None]
         waiting = [s.message for s in steps if s.change is None and not s.forget]
@@ -178,6 +206,7 @@ async def _remove_gateway(
         outcomes,
         blocked="deletionPolicy Release: " + "; ".join(waiting) if waiting else "",
         kept=kept,
+        left=left,
     )
 
 

@@ -1,7 +1,9 @@
 """PURE: the changes that take a deleted resource out of the world, for deletion with
 `deletionPolicy: Release` (the operator's finalizer): a gateway is released from its
 organisation; a device is deleted in the clouds first, then removed from its gateway.
-What could not be read is deferred, never taken for gone: the removal is tried again."""
+What could not be read is deferred, never taken for gone: the removal is tried again.
+A gateway released also loses the copies of devices moved to another gateway
+(`moved_copies`), as `apply --prune` removes them while it is declared."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.plan.actions import Action, Change, Reason, address_of
+from reconciler.plan.device_gateways import undeclared_device_name
+from reconciler.plan.moves import declarations
 from reconciler.plan.novacore_sites import match_site
 from reconciler.plan.observed import Observed, Unreachable, ZapState
 
@@ -63,6 +67,41 @@ def _gateway_removal(gateway: Gateway, fleet: Fleet, observed: Observed) -> list
             )
         ]
     return []
+
+
+def moved_copies(gateway: Gateway, fleet: Fleet, observed: Observed) -> list[Change]:
+    """The removal from the Zap of `gateway`, released, of the devices a Device of `fleet`
+    (the whole namespace) declares behind another gateway: the copy a move left behind,
+    which the CLI's plan reports as declared elsewhere and `apply --prune` removes. A
+    device nobody declares stays (the operator prunes nothing), and so does one still
+    declared here. A Zap that could not be read has nothing known to remove (the caller
+    says so): a broken gateway is still released."""
+    state = observed.zaps.get(gateway.name)
+    if not isinstance(state, ZapState):
+        return []
+    declared = declarations(fleet)
+    changes: list[Change] = []
+    for sn, device in state.devices.items():
+        elsewhere = [d for d in declared.get(sn, ()) if d.gateway != gateway.name]
+        if not elsewhere:
+            continue
+        changes.append(
+            Change.new(
+                "Device",
+                undeclared_device_name(gateway.name, sn),
+                "zap",
+                Action.DELETE,
+                Reason.MOVED,
+                site=gateway.spec.site_ref,
+                external_id=sn,
+                message=(
+                    f"{device.device_type or 'device'} {sn} on gateway {gateway.name} is "
+                    f"declared on gateway {elsewhere[0].gateway} (Device "
+                    f"{elsewhere[0].device}): removed from this one (deletionPolicy Release)"
+                ),
+            )
+        )
+    return changes
 
 
 def _device_removal(

@@ -300,6 +300,7 @@ async def test_a_gateway_deleted_while_a_device_moved_away_still_writes_under_it
         await cluster.wait_gone("Gateway", "home-zap", timeout=60)
         released = next(g for g in sims.novacore.gateways.values() if g.serial == ZAP)
         assert released.org_id is None
+        assert "SG0001" not in sims.zaps[ZAP].devices, "the copy left by the move went too"
 
         async def moved() -> bool:
             status = await cluster.status(*INVERTER)

@@ -3,7 +3,8 @@ being deleted: the object says the credentials were refused and what to do (as a
 does, reason AuthError), a Warning says it once, the finalizer stays with nothing released
 half-way, and the release is tried again after the retry delay: once the token in the file
 is rotated, it goes through. No traceback in the log. The release write itself refused
-(ReleaseFailed) names the setting to change too."""
+(ReleaseFailed) names the setting to change too; the Devices under the Gateway go on
+correcting drift between its attempts."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from typing import Any
 from aiohttp import web
 from fleet_yaml import HOME_ZAP_SERIAL, novacore_site, stream, zap_gateway
 from harness import documents, operator
+from objects import HOME, declare
 
+from reconciler.operator.config import OperatorConfig
 from reconciler.operator.handlers import FINALIZER
 
 ZAP = HOME_ZAP_SERIAL
@@ -104,6 +107,40 @@ async def test_a_release_write_refused_for_its_token_says_which_setting_to_chang
         assert f"removing the finalizer {FINALIZER} leaves it as it is" in cond["message"]
         [warning] = await cluster.events_about("home-zap", reason="ReleaseFailed")
         assert "was refused; the file is read again" in warning["message"], warning
+        assert sims.novacore.gateways[ZAP].org_id == "org-home", "nothing released"
+
+        refused.refusing = False
+        await cluster.wait_gone("Gateway", "home-zap", what="the gateway released")
+        assert sims.novacore.gateways[ZAP].org_id is None
+
+
+async def test_devices_under_a_gateway_whose_release_is_refused_still_correct_drift(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The Gateway's release is refused at every attempt, for as long as the token is not
+    renewed: between two attempts nothing is being released, so the inverter under it is
+    reconciled as usual, and put back on the Zap it was taken off. Before, it said it waited
+    for the Gateway being deleted, and its drift stayed for as long as the release did."""
+    refused = RefusedRelease()
+    config = OperatorConfig(interval=2.0, retry_delay=1.0)
+    async with operator(HOME, tmp_path, monkeypatch, config=config,
+                        before_start=refused.install) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=60)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=60)
+
+        refused.refusing = True
+        await cluster.delete("Gateway", "home-zap")
+        await cluster.wait_reason("Gateway", "home-zap", "ReleaseFailed", timeout=30,
+                                  what="the release write refused")
+        sims.zaps[ZAP].remove_device("SG0001")
+
+        async def put_back() -> bool:
+            return "SG0001" in sims.zaps[ZAP].devices
+
+        await cluster.wait_for(put_back, timeout=30, what="the inverter's drift corrected")
+        assert await cluster.get("Gateway", "home-zap"), "its release still refused"
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
         assert sims.novacore.gateways[ZAP].org_id == "org-home", "nothing released"
 
         refused.refusing = False
