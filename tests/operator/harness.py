@@ -204,6 +204,22 @@ class Cluster:
 
         await self.wait_for(planned, timeout=60, what=f"{times} more plans of {kind}/{name}")
 
+    async def handled(self, kind: str, name: str) -> bool:
+        """Whether kopf handled the object's current spec: its create or update handlers
+        are done (succeeded or failed for good), as kopf records the essence it handled last
+        once they are. Not whether their progress annotations are gone: kopf purges only
+        those of the body it handled, and handles an event older than its own patch of the
+        progress once `consistency_timeout` passed without that patch's event (under load),
+        so a handler retried can leave its annotation behind."""
+        body = await self.get(kind, name) or {}
+        notes = (body.get("metadata") or {}).get("annotations") or {}
+        last = notes.get("kopf.zalando.org/last-handled-configuration")
+        return last is not None and json.loads(last).get("spec") == body.get("spec")
+
+    async def wait_handled(self, kind: str, name: str, *, timeout: float = 30.0) -> None:
+        await self.wait_for(lambda: self.handled(kind, name), timeout=timeout,
+                            what=f"{kind}/{name}'s current spec handled by kopf")
+
     async def wait_condition(
         self,
         kind: str,

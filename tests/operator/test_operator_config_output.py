@@ -233,14 +233,8 @@ async def test_a_drift_check_begun_before_its_device_named_another_secret_writes
         await _declare(cluster, {}, own)
         await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
         await _refused(cluster, "ucm-a")
-
-        async def created() -> bool:
-            body = await cluster.get("Device", "ucm-b") or {}
-            notes = (body.get("metadata") or {}).get("annotations") or {}
-            return not any(key.startswith("kopf.zalando.org/create") for key in notes)
-
         # Only the drift check waits for the lock: kopf indexes ucm-b's edit at once.
-        await cluster.wait_for(created, timeout=30, what="ucm-b's create handler done")
+        await cluster.wait_handled("Device", "ucm-b")  # its create handler done
         async with owner_lock(NAMESPACE, "Device", "ucm-b"):
             await cluster.wait_planned("Device", "ucm-a", 2)  # ucm-b's drift check waits
             moved = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-new"}}}}
@@ -270,8 +264,7 @@ async def test_an_edit_made_while_its_handler_waits_for_the_lock_is_seen_by_othe
         await _declare(cluster, {}, own)
         await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
         await _refused(cluster, "ucm-a")
-        await cluster.wait_for(lambda: _handled(cluster, "ucm-b"), timeout=30,
-                               what="ucm-b's create handler done")
+        await cluster.wait_handled("Device", "ucm-b")  # its create handler done
         async with owner_lock(NAMESPACE, "Device", "ucm-b"):
             await cluster.patch("Device", "ucm-b", {"spec": {"displayName": "UCM B2"}})
             await cluster.wait_planned("Device", "ucm-a", 1)  # ucm-b's handler waits
@@ -290,16 +283,8 @@ async def test_an_edit_made_while_its_handler_waits_for_the_lock_is_seen_by_othe
             return device.name == "UCM B2"
 
         await cluster.wait_for(renamed, timeout=30, what="ucm-b's newest spec reconciled")
+        await cluster.wait_handled("Device", "ucm-b")  # its update handler done
         assert await _holds(cluster, "ucm-b-config", "ucm-a")
-
-
-async def _handled(cluster: Any, name: str) -> bool:
-    """Whether kopf has no handler of the Device in progress (it records the progress of
-    one it retries in an annotation)."""
-    body = await cluster.get("Device", name) or {}
-    notes = (body.get("metadata") or {}).get("annotations") or {}
-    return not any(key.startswith(("kopf.zalando.org/create", "kopf.zalando.org/update"))
-                   for key in notes)
 
 
 async def _holds(cluster: Any, secret: str, device: str) -> bool:

@@ -54,16 +54,10 @@ async def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> N
 
 
 async def _handled(cluster: Cluster, kind: str, name: str) -> None:
-    """Until the object is Ready and kopf's create handler of it done (it records its
-    progress in an annotation while it retries): what writes next is a drift check."""
+    """Until the object is Ready and kopf's create handler of it done: what writes next is
+    a drift check."""
     await cluster.wait_condition(kind, name, "Ready", timeout=60)
-
-    async def done() -> bool:
-        body = await cluster.get(kind, name) or {}
-        notes = (body.get("metadata") or {}).get("annotations") or {}
-        return not any(key.startswith("kopf.zalando.org/create") for key in notes)
-
-    await cluster.wait_for(done, timeout=60, what=f"{kind}/{name} created")
+    await cluster.wait_handled(kind, name, timeout=60)
 
 
 async def _delete_mid_write(cluster: Cluster, sims: SimFleet) -> None:

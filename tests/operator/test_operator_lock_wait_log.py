@@ -1,0 +1,75 @@
+"""An update handler that waits for its object's lock, held by another reconcile of the
+object, is run again by kopf every few seconds: each time the operator's log says at INFO
+what it waits for, with no ERROR line, posted as no Event, while a handler that fails for good
+still logs at ERROR."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import NAMESPACE, operator
+from objects import HOME, declare
+
+from reconciler.operator.owner_locks import owner_lock
+
+WAITING = "waiting for another reconcile of Device 'home-inverter' to end its writes"
+
+
+def _about(records: list[logging.LogRecord], name: str) -> list[logging.LogRecord]:
+    """kopf's lines of object `name` (its object logger's records name the object)."""
+    return [r for r in records if (getattr(r, "k8s_ref", None) or {}).get("name") == name]
+
+
+async def _said(caplog: pytest.LogCaptureFixture, message: str) -> bool:
+    """Whether kopf said `message` of home-inverter."""
+    return any(r.getMessage() == message for r in _about(caplog.records, "home-inverter"))
+
+
+async def test_a_handler_waiting_for_its_objects_lock_says_so_at_info(
+    tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, _):
+        docs = await declare(cluster)
+        await cluster.wait_for(lambda: _said(caplog, "Handler 'create-devices' succeeded."),
+                               timeout=30, what="home-inverter's create handler done")
+        before = len(caplog.records)
+
+        async def waited() -> bool:
+            lines = _about(caplog.records[before:], "home-inverter")
+            return len([r for r in lines if WAITING in r.getMessage()]) >= 2
+
+        # A drift check writing, as far as the update handler can tell.
+        async with owner_lock(NAMESPACE, "Device", "home-inverter"):
+            await cluster.patch("Device", "home-inverter", {"spec": {"displayName": "PV"}})
+            await cluster.wait_for(waited, timeout=40, what="the update handler run again twice")
+        await cluster.wait_for(lambda: _said(caplog, "Handler 'update-devices' succeeded."),
+                               timeout=30, what="home-inverter's update handler done")
+        # A handler that fails for good: an unknown device type.
+        battery = next(d for d in docs if d["metadata"]["name"] == "home-battery")
+        toaster = json.loads(json.dumps(battery))
+        toaster["metadata"]["name"] = "toaster"
+        toaster["spec"]["deviceType"] = "toaster"
+        await cluster.create(toaster)
+
+        async def failed() -> bool:
+            return any(r.levelno == logging.ERROR
+                       and "Handler 'create-devices' failed permanently" in r.getMessage()
+                       for r in _about(caplog.records, "toaster"))
+
+        await cluster.wait_for(failed, timeout=30, what="toaster's create handler failed")
+    lines = _about(caplog.records[before:], "home-inverter")
+    waits = [r for r in lines if WAITING in r.getMessage()]
+    assert waits, [r.getMessage() for r in lines]
+    assert {(r.levelname, r.getMessage()) for r in waits} == {
+        ("INFO", f"Handler 'update-devices' is {WAITING} (it is run again at once)")
+    }
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [m for m in errors if "waiting for another reconcile" in m] == []
+    # Posted as no Event, should kopf be set to post its lines as Events (it is not:
+    # `settings.posting.loggers`).
+    assert all(getattr(r, "k8s_skip", False) for r in waits)
