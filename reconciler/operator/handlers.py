@@ -25,10 +25,10 @@ from reconciler.operator import (
     conditions,
     declared,
     locations,
-    lock_waits,
     objects,
     sites_kept,
     swaps,
+    wait_lines,
     watch_gone,
 )
 from reconciler.operator.config import OperatorConfig
@@ -312,7 +312,7 @@ async def _reconcile(
     if result.busy:
         # kopf indexes this object's next edit in the worker this handler holds: it is let
         # go, the edit indexed (others plan with it), and the handler run again at once with
-        # the newest spec. Nothing is said but kopf's own retry, at INFO (`lock_waits`); its
+        # the newest spec. Nothing is said but kopf's own retry, at INFO (`wait_lines`); its
         # patch carries only its progress (and this spec as the last valid one, as any run
         # records it).
         raise kopf.TemporaryError(result.message, delay=0)
@@ -675,10 +675,10 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     """kopf settings: our finalizer name, events for info and above, a bounded watch, the
     shard selector applied by the API server, the peering priority, how soon a deleted
     object whose drift check was running goes, a watch answered 410 Gone listed again
-    (`watch_gone`), and kopf's line for a handler waiting for its object's lock said at
-    INFO, as no Event (`lock_waits`)."""
+    (`watch_gone`), and kopf's line for a handler waiting (for its object's lock, or for
+    another object) said at INFO, as no Event (`wait_lines`)."""
     watch_gone.install()
-    lock_waits.install()
+    wait_lines.install()
     settings.persistence.finalizer = FINALIZER
     # An object deleted while its drift check runs keeps its finalizer until the check
     # ends (it waits for the object's lock, or lands its writes), and kopf looks again only

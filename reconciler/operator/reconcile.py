@@ -38,9 +38,9 @@ from reconciler.operator import declared, locations, swaps
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
-from reconciler.operator.lock_waits import waiting_message
 from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
 from reconciler.operator.owner_locks import done_writing, owner_lock, writing_under
+from reconciler.operator.wait_lines import waiting_message
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
@@ -554,7 +554,7 @@ def _gateway_going(gateway: str, config: OperatorConfig) -> ObjectResult:
 def _busy(owner_kind: str, owner_name: str) -> ObjectResult:
     """The result of a reconcile that did not get its owner's lock in time: another
     reconcile of the owner is writing, and this one is tried again."""
-    message = waiting_message(owner_kind, owner_name)  # kopf says it at INFO (`lock_waits`)
+    message = waiting_message(owner_kind, owner_name)  # kopf says it at INFO (`wait_lines`)
     return ObjectResult(busy=True, summary="waiting for the lock", message=message)
 
 

@@ -1,12 +1,13 @@
-"""An update handler that waits for its object's lock, held by another reconcile of the
-object, is run again by kopf every few seconds: each time the operator's log says at INFO
-what it waits for, with no ERROR line, posted as no Event, while a handler that fails for good
-still logs at ERROR."""
+"""A handler that waits is run again by kopf every few seconds: an update handler waiting
+for its object's lock, held by another reconcile of the object, and a Device waiting for a
+Gateway not declared. Each time the operator's log says at INFO what it waits for, with no
+ERROR line, posted as no Event, while a handler that fails for good still logs at ERROR."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,39 @@ async def test_a_handler_waiting_for_its_objects_lock_says_so_at_info(
     # Posted as no Event, should kopf be set to post its lines as Events (it is not:
     # `settings.posting.loggers`).
     assert all(getattr(r, "k8s_skip", False) for r in waits)
+
+
+async def test_an_object_waiting_for_another_says_so_at_info(
+    tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, _):
+        docs = await declare(cluster)
+        battery = next(d for d in docs if d["metadata"]["name"] == "home-battery")
+        stray = json.loads(json.dumps(battery))
+        stray["metadata"]["name"] = "stray-battery"
+        stray["spec"]["gatewayRef"] = "nowhere-zap"
+        stray["spec"]["hardwareId"] = "FERRO-0404"
+        await cluster.create(stray)
+
+        def waits() -> list[logging.LogRecord]:
+            return [r for r in _about(caplog.records, "stray-battery")
+                    if "Gateway 'nowhere-zap'" in r.getMessage()]
+
+        async def retried() -> bool:
+            return len(waits()) >= 2
+
+        await cluster.wait_for(retried, timeout=30, what="stray-battery's handler run again")
+    lines = waits()
+    assert {r.levelname for r in lines} == {"INFO"}, [(r.levelname, r.getMessage()) for r in lines]
+    said = re.compile(r"(Handler 'create-devices'|Timer 'drift-devices') is waiting: Gateway "
+                      r"'nowhere-zap' is not declared .* \(it is run again later\)")
+    assert all(said.fullmatch(r.getMessage()) for r in lines), [r.getMessage() for r in lines]
+    assert all(getattr(r, "k8s_skip", False) for r in lines)
+    errors = [r.getMessage() for r in _about(caplog.records, "stray-battery")
+              if r.levelno >= logging.ERROR]
+    assert errors == []
+    # Nor any other object's wait (the Devices waiting for their Gateway's claim, if they
+    # were reconciled before it).
+    assert [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.ERROR and "failed temporarily: waiting" in r.getMessage()] == []

@@ -1,0 +1,76 @@
+"""What kopf says of a handler that waits, and is run again: kopf logs every
+TemporaryError at ERROR ("Handler '...' failed temporarily: ...") and, when set to post its
+lines as Events, posts it as an Event of type Error, at every retry. Two of ours are waits,
+not failures, and `WaitLines`, a filter on kopf's object logger, says them at INFO as waits,
+posted as no Event:
+
+- a create, update or resume handler that did not get its object's lock in time
+  (`handlers.HANDLER_LOCK_WAIT`, `waiting_message`): another reconcile of the object
+  writes, and the handler is run again at once, every few seconds while it does;
+- an object waiting for another (`WaitingForDependency`: a Gateway not declared, a Device
+  refused, paused or being deleted), run again every `retry_delay`: its Ready condition
+  says why, and the object it waits for has its own failure said at ERROR if it failed.
+
+Any other line of kopf's is left as it is: a failure of a handler is still logged at
+ERROR, and a finalizer that waited a whole `LOCK_WAIT` for a reconcile too (one that long
+may be stuck)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+# The logger kopf logs a handler's outcome with (`kopf._core.actions.loggers`); the
+# handler posting its lines as Events is one of its handlers, so a filter of the logger
+# itself acts before it.
+KOPF_OBJECT_LOGGER = "kopf.objects"
+
+_WAITING = "waiting for another reconcile of"
+# kopf's line for a TemporaryError (`kopf._core.actions.execution.execute_handler_once`)
+# of a handler or a timer (the drift check), waiting for its object's lock, or for another
+# object: `reconcile`'s "waiting: Gateway 'x' is not declared" and "waiting for
+# gateway/x[novacore] (claim): ..." (a change of another object that this one's follow).
+# kopf writes the message whole: one line, or several.
+_LINE = re.compile(
+    rf"(?P<handler>(?:Handler|Timer) '[^']*') failed temporarily: "
+    rf"(?:(?P<lock>{_WAITING} \w+ '[^']*' to end its writes)"
+    r"|(?P<dependency>waiting(?:: | for [a-z]+/\S+ \().*))",
+    re.DOTALL,
+)
+
+
+def waiting_message(kind: str, name: str) -> str:
+    """The TemporaryError's message of a handler that did not get the lock of its owner
+    `kind`/`name` in time."""
+    return f"{_WAITING} {kind} {name!r} to end its writes"
+
+
+class WaitLines(logging.Filter):
+    """Lowers kopf's "failed temporarily" line of a handler that waits (for its object's
+    lock, or for another object) to an INFO line saying what it waits for, posted as no
+    Event; lets every other line through unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.ERROR or record.args or not isinstance(record.msg, str):
+            return True
+        match = _LINE.fullmatch(record.msg)
+        if match is None:
+            return True
+        if match["lock"] is not None:
+            record.msg = f"{match['handler']} is {match['lock']} (it is run again at once)"
+        else:
+            record.msg = f"{match['handler']} is {match['dependency']} (it is run again later)"
+        record.levelno = logging.INFO
+        record.levelname = logging.getLevelName(logging.INFO)
+        # kopf's Event poster skips a record so marked (`kopf._core.engines.posting`).
+        record.k8s_skip = True
+        # The record was made at ERROR: dropped if INFO is not shown (`--quiet`).
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+def install() -> None:
+    """Filter kopf's object logger with `WaitLines`, once however many operators are
+    configured in the process."""
+    logger = logging.getLogger(KOPF_OBJECT_LOGGER)
+    if not any(isinstance(f, WaitLines) for f in logger.filters):
+        logger.addFilter(WaitLines())
