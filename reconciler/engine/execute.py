@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from reconciler.engine import admission
@@ -51,8 +51,12 @@ class Executors:
         journal: Journal | None,
         site_ids: dict[str, str],
         credentials: CredentialLedger | None = None,
+        retired_gateways: Iterable[Gateway | None] = (),
     ) -> None:
         self.fleet = fleet
+        # Gateways declared no more whose Zap the plan removes moved devices' copies from
+        # before releasing them (`plan.retired_gateways`), by name.
+        self.retired_gateways = {g.name: g for g in retired_gateways if g is not None}
         self.session = session
         self.secrets = secrets
         self.journal = journal
@@ -296,8 +300,9 @@ async def _verify(ctx: Executors, change: Change) -> dict[str, Any]:
 
 async def _zap_device(ctx: Executors, change: Change) -> dict[str, Any]:
     device = ctx.device(change) if change.name in ctx.fleet.devices else None
-    gateway_name = gateway_of_change(ctx.fleet, change)
-    zap = await ctx.zap(ctx.fleet.gateways[gateway_name], change)
+    gateway_name = gateway_of_change(ctx.fleet, change, ctx.retired_gateways)
+    gateway = ctx.fleet.gateways.get(gateway_name) or ctx.retired_gateways[gateway_name]
+    zap = await ctx.zap(gateway, change)
     if change.action in (Action.DELETE, Action.REPLACE):
         sn = change.external_id or ""
         await ctx._write(change, "zap.delete_device", lambda: zap.delete_device(sn))

@@ -43,6 +43,7 @@ from reconciler.plan.observed import (
     ZapState,
 )
 from reconciler.plan.retired import RetiredSite
+from reconciler.plan.retired_gateways import is_claimed_where_remembered
 from reconciler.plan.zap_settings import is_added_to_zap
 from reconciler.providers.modbus import identity
 from reconciler.providers.novacore import convert as novacore_convert
@@ -80,6 +81,7 @@ async def observe(
     applied_sites: Mapping[str, RetiredSite] | None = None,
     lookup_sites: Iterable[str] = (),
     removed_fields: Mapping[str, Sequence[str]] | None = None,
+    retired_gateways: Iterable[Gateway | None] = (),
 ) -> Observed:
     """Read the fleet's actual state (into `into`, or a new `Observed`). `on_site(name)` is
     called for each site once everything planning it needs is read, while other reads
@@ -92,7 +94,9 @@ async def observe(
     of `whole_fleet` that `fleet` does not hold, are read too (`PlanOptions.lookup_sites`).
     `removed_fields`: address -> the fields a resource declared at the last apply and not
     now (`plan.planner.PlanBuilder.removed`): a Zap connection setting among them adds the
-    device again, so its serial is read, as for any other replace."""
+    device again, so its serial is read, as for any other replace. `retired_gateways`:
+    gateways declared no more whose release the plan may make (`plan.retired_gateways`):
+    the Zap of each still claimed where it was is read once the gateways are listed."""
     policy = policy or RetryPolicy(attempts=READ_ATTEMPTS)
     observed = into if into is not None else Observed()
     whole = whole_fleet or fleet
@@ -104,6 +108,7 @@ async def observe(
     reads = _SourcefulReads(
         fleet, session, Gather(policy), observed, whole, set(release_orgs), set(site_orgs),
         applied_sites or {}, lookup, removed_fields or {},
+        [g for g in retired_gateways if g is not None],
     )
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
@@ -134,8 +139,11 @@ class _SourcefulReads:
         applied_sites: Mapping[str, RetiredSite],
         lookup_sites: list[Site],
         removed_fields: Mapping[str, Sequence[str]],
+        retired_gateways: list[Gateway],
     ):
         self.fleet = fleet
+        # Read only when still claimed (`_retired_zap`): nothing is read for them otherwise.
+        self.retired_gateways = retired_gateways
         # What renamed Sites are recognised by (plan.planner.PlanOptions.whole_fleet).
         self.whole = whole_fleet
         self.session = session
@@ -186,6 +194,7 @@ class _SourcefulReads:
             *(self._site(site, on_site) for site in self.fleet.sites.values()),
             *(self._zap(g) for g in unsited),
             *(self._lookup_site(site) for site in self.lookup_sites),
+            *(self._retired_zap(g) for g in self.retired_gateways),
         )
 
     async def _clouds(self) -> None:
@@ -338,6 +347,14 @@ class _SourcefulReads:
                 all_of(*(self._read_site_devices(c.id) for c in unclaimed))
             )
         return reads
+
+    async def _retired_zap(self, gateway: Gateway) -> None:
+        """The Zap of a gateway declared no more, when it is claimed where it was: its
+        release is then planned or reported, with the copies of devices moved off it
+        (`plan.retired_gateways`). Its devices are only listed (none is added to it)."""
+        await self.clouds_listed.wait()
+        if is_claimed_where_remembered(gateway, self.observed):
+            await self._zap(gateway)
 
     async def _zap(self, gateway: Gateway) -> None:
         client = self.session.zap(gateway)

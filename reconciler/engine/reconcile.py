@@ -36,6 +36,7 @@ from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions, make_plan, site_ids
 from reconciler.plan.retired import RetiredSite
+from reconciler.plan.retired_gateways import RememberedZap, retired_gateways
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
@@ -219,6 +220,17 @@ class Reconciler:
                 flatpeak_locations=dict(inventory.flatpeak_locations),
                 last_declared=dict(inventory.declared),
             )
+        if options.whole_fleet is None and not options.retired_gateways:
+            # The gateways a release may remove the moved devices' copies from: read only
+            # once their release is planned or reported (`engine.observe`).
+            options = dataclasses.replace(
+                options,
+                retired_gateways=retired_gateways(
+                    inventory.retired_zaps(self.fleet.zap_serials()),
+                    options.inventory_orgs,
+                    self.fleet,
+                ),
+            )
         if self._ledger_in_state:
             self.credentials = self.state.read_credentials()
         with collector_paused(freeze_survivors=self.short_lived):
@@ -239,6 +251,7 @@ class Reconciler:
                 applied_sites=options.applied_sites,
                 lookup_sites=options.lookup_sites,
                 removed_fields=builder.removed,
+                retired_gateways=options.retired_gateways.values(),
             )
             await observe_remembered_locations(
                 self.session,
@@ -299,6 +312,7 @@ class Reconciler:
                 journal,
                 result.plan.novacore_site_ids(),
                 credentials=self.credentials,
+                retired_gateways=result.plan.options.retired_gateways.values(),
             )
             report = await apply_plan(
                 result.plan,
@@ -340,8 +354,9 @@ class Reconciler:
 
         The inventory: each declared gateway's deletion policy and organisation (a policy
         changed in git alone changes nothing remote, and would otherwise be unknown once
-        the gateway is removed); gateways released by the apply that made `report` are
-        forgotten (a release that failed keeps its entry, so it is tried again).
+        the gateway is removed), and its Zap (read when it is released); gateways released
+        by the apply that made `report` are forgotten (a release that failed keeps its
+        entry, so it is tried again).
 
         The credential ledger: see `adopt_credentials`."""
         self.adopt_credentials(plan)
@@ -362,6 +377,9 @@ class Reconciler:
                     gateway.spec.zap.serial,
                     str(gateway.spec.deletion_policy),
                     claim_org(gateway, site),
+                )
+                inventory.zaps[gateway.spec.zap.serial] = RememberedZap(
+                    gateway.name, gateway.spec.site_ref, str(gateway.spec.zap.url)
                 )
         done = {o.address for o in report.outcomes if o.status == "done"} if report else set()
         for change in plan.changes:

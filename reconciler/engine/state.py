@@ -35,6 +35,7 @@ from reconciler.engine.credentials import KEY_BYTES, CredentialLedger
 from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan.retired import LeftSite, RetiredSite
+from reconciler.plan.retired_gateways import RememberedZap
 from reconciler.sources import bounded
 from reconciler.state_files import (
     CREDENTIALS,
@@ -326,7 +327,7 @@ class StateDir:
     def read_inventory(self) -> Inventory:
         data = self._read_json(
             INVENTORY,
-            "the deletion policy and organisation of each gateway applied, the "
+            "the deletion policy, organisation and Zap URL of each gateway applied, the "
             "Novacore site of each Site, the Flatpeak locations applied and the Enapter "
             "config files written",
             "a gateway no longer declared is then released by --prune only if its "
@@ -362,6 +363,11 @@ class StateDir:
             },
         )
         inventory.declared = _read_declared(data.get("declared_fields"))
+        inventory.zaps = {
+            str(serial): RememberedZap(str(zap["gateway"]), str(zap["site"]), str(zap["url"]))
+            for serial, zap in data.get("zaps", {}).items()
+            if isinstance(zap, dict) and {"gateway", "site", "url"} <= zap.keys()
+        }
         # A config file recorded as being written, with the identity it has once written
         # (`enapter_files.put`): found in place, it is the file written, and replaces the
         # record of the one it replaced; not found, it was never put there and the record
@@ -398,6 +404,9 @@ class StateDir:
                 {
                     "gateways": inventory.policies,
                     "orgs": inventory.orgs,
+                    "zaps": {
+                        serial: dataclasses.asdict(zap) for serial, zap in inventory.zaps.items()
+                    },
                     "sites": {
                         name: {"org": site.org_id, "id": site.site_id}
                         for name, site in inventory.sites.items()
@@ -621,7 +630,8 @@ def _is_pending_file(data: dict[str, Any]) -> bool:
 @dataclass
 class Inventory:
     """What earlier applies declared, kept for when it is declared no more: each gateway's
-    deletion policy and the organisation it was claimed into, and the Novacore site of
+    deletion policy, the organisation it was claimed into and its Zap (name, Site, URL:
+    `plan.retired_gateways`), and the Novacore site of
     each Site, and the sites Sites left for others (`plan.retired`), and the Flatpeak
     locations made or matched for Sites (`plan.retired_locations`), and the config file
     written for each Enapter device (`engine.enapter_files`)."""
@@ -642,6 +652,9 @@ class Inventory:
     # Resource address -> the spec fields (paths, never values) it declared when last
     # applied (`model.declared`): what a later spec stops declaring (`plan.removed_fields`).
     declared: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Gateway serial -> its Gateway's name, Site and Zap URL: the Zap of one declared no
+    # more is read when it is released (`plan.retired_gateways`). An older apply kept none.
+    zaps: dict[str, RememberedZap] = field(default_factory=dict)
 
     def remember(self, serial: str, policy: str, org: str) -> None:
         self.policies[serial] = policy
@@ -651,6 +664,18 @@ class Inventory:
     def forget(self, serial: str) -> None:
         self.policies.pop(serial, None)
         self.orgs.pop(serial, None)
+        self.zaps.pop(serial, None)
+
+    def retired_zaps(self, declared_serials: set[str]) -> dict[str, RememberedZap | None]:
+        """What is remembered of the Zap of each gateway `release_orgs` lists (deletionPolicy
+        Release, declared no more): None for one applied before the Zaps were kept."""
+        return {
+            serial: self.zaps.get(serial)
+            for serial, policy in self.policies.items()
+            if policy == DeletionPolicy.RELEASE.value
+            and serial not in declared_serials
+            and serial in self.orgs
+        }
 
     def retired_sites(self, declared: Iterable[str]) -> dict[str, RetiredSite]:
         """The remembered Sites that `declared` (Site names) does not hold."""

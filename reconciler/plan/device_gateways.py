@@ -5,6 +5,8 @@ a device found on a Zap that nobody declares, the gateway its change is named af
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from reconciler.model.fleet import Fleet
 from reconciler.plan.actions import Change
 
@@ -14,9 +16,10 @@ def undeclared_device_name(gateway: str, sn: str) -> str:
     return f"{gateway}.{sn}"
 
 
-def gateway_of_change(fleet: Fleet, change: Change) -> str:
+def gateway_of_change(fleet: Fleet, change: Change, retired: Collection[str] = ()) -> str:
     """The gateway of a Device change: the declared device's, or the one an undeclared
-    device was found on (`undeclared_device_name`)."""
+    device was found on (`undeclared_device_name`), declared or among `retired` (gateways
+    declared no more whose Zap a release reads: `plan.retired_gateways`)."""
     device = fleet.devices.get(change.name)
     if device is not None:
         return device.spec.gateway_ref or ""
@@ -24,7 +27,7 @@ def gateway_of_change(fleet: Fleet, change: Change) -> str:
     name = change.name
     cut = name.rfind(".")
     while cut > 0:
-        if name[:cut] in fleet.gateways:
+        if name[:cut] in fleet.gateways or name[:cut] in retired:
             return name[:cut]
         cut = name.rfind(".", 0, cut)
     return name.split(".", 1)[0]

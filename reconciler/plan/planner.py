@@ -11,6 +11,7 @@ from typing import Any
 
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
+from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.plan import platforms, removed_fields, targeting
 from reconciler.plan.actions import Action, Change
@@ -18,6 +19,7 @@ from reconciler.plan.device_gateways import gateway_of_change
 from reconciler.plan.flatpeak import COMPONENT as FLATPEAK
 from reconciler.plan.observed import Observed
 from reconciler.plan.retired import LeftSite, RetiredSite, retired_sites
+from reconciler.plan.retired_gateways import retired_names
 from reconciler.plan.retired_locations import retired_locations
 from reconciler.plan.sourceful import SourcefulPlanner
 
@@ -36,6 +38,11 @@ class PlanOptions:
     # serials the operator's Gateway object swapped out of its spec (nothing else of what
     # its plan finds undeclared is removed).
     release_serials: frozenset[str] = frozenset()
+    # Gateway serial -> the Gateway last applied for it, for undeclared ones whose
+    # deletionPolicy Release the inventory remembers (`plan.retired_gateways`): their Zap
+    # is read, and the copies there of devices moved elsewhere go with the release; None
+    # where the inventory holds no record of its Zap. Empty: no Zap of theirs is read.
+    retired_gateways: Mapping[str, Gateway | None] = field(default_factory=dict)
     # The whole declared fleet when the one planned is a part of it (the operator plans one
     # object's closure at a time): a renamed Site is recognised by everything declared for
     # it, and never takes a site that another declared Site matches.
@@ -172,6 +179,7 @@ class PlanBuilder:
             inventory=dict(self.options.inventory),
             inventory_orgs=dict(self.options.inventory_orgs),
             release_serials=self.options.release_serials,
+            retired_gateways=self.options.retired_gateways,
             whole_fleet=self.options.whole_fleet,
             applied_sites=self.options.applied_sites,
             removed_fields=self.removed,
@@ -252,7 +260,8 @@ class PlanBuilder:
         if (change.kind, change.name) in declared:
             return (change.kind, change.name) in selected.resources
         if change.component == "zap":
-            return selected.owns("Gateway", gateway_of_change(self.fleet, change))
+            retired = retired_names(self.options.retired_gateways)
+            return selected.owns("Gateway", gateway_of_change(self.fleet, change, retired))
         on = self._sourceful.pruned_on.get(change.address)
         if on is not None:
             return selected.owns("Gateway", on)

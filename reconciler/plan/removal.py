@@ -7,15 +7,18 @@ A gateway released also loses the copies of devices moved to another gateway
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from reconciler.model.base import Resource
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.plan.actions import Action, Change, Reason, address_of
 from reconciler.plan.device_gateways import undeclared_device_name
-from reconciler.plan.moves import declarations
+from reconciler.plan.moves import Declaration, declarations
 from reconciler.plan.novacore_sites import match_site
-from reconciler.plan.observed import Observed, Unreachable, ZapState
+from reconciler.plan.observed import Observed, Unreachable, ZapDevice, ZapState
+from reconciler.plan.zap_settings import observed_connection
 
 
 def removal_changes(
@@ -69,6 +72,40 @@ def _gateway_removal(gateway: Gateway, fleet: Fleet, observed: Observed) -> list
     return []
 
 
+@dataclass(frozen=True, slots=True)
+class MovedCopy:
+    """A device on the Zap of a gateway that a Device declares behind another gateway:
+    the copy its move left behind."""
+
+    sn: str
+    device: ZapDevice  # as the Zap reports it
+    to: Declaration  # where it is declared now
+
+    def description(self, gateway: str) -> str:
+        """What the copy is, found on `gateway`: "inverter SG0001 on gateway home-zap is
+        declared on gateway other-zap (Device inv)"."""
+        return (
+            f"{self.device.device_type or 'device'} {self.sn} on gateway {gateway} is "
+            f"declared on gateway {self.to.gateway} (Device {self.to.device})"
+        )
+
+
+def moved_away(gateway: Gateway, fleet: Fleet, observed: Observed) -> list[MovedCopy]:
+    """The devices on the Zap of `gateway` that a Device of `fleet` (the whole declared
+    state) declares behind another gateway, by name; none when the Zap was not read. A
+    device nobody declares is not one, nor is one still declared on `gateway`."""
+    state = observed.zaps.get(gateway.name)
+    if not isinstance(state, ZapState):
+        return []
+    declared = declarations(fleet)
+    found: list[MovedCopy] = []
+    for sn, device in state.devices.items():
+        elsewhere = [d for d in declared.get(sn, ()) if d.gateway != gateway.name]
+        if elsewhere:
+            found.append(MovedCopy(sn, device, elsewhere[0]))
+    return found
+
+
 def moved_copies(gateway: Gateway, fleet: Fleet, observed: Observed) -> list[Change]:
     """The removal from the Zap of `gateway`, released, of the devices a Device of `fleet`
     (the whole namespace) declares behind another gateway: the copy a move left behind,
@@ -76,32 +113,23 @@ def moved_copies(gateway: Gateway, fleet: Fleet, observed: Observed) -> list[Cha
     device nobody declares stays (the operator prunes nothing), and so does one still
     declared here. A Zap that could not be read has nothing known to remove (the caller
     says so): a broken gateway is still released."""
-    state = observed.zaps.get(gateway.name)
-    if not isinstance(state, ZapState):
-        return []
-    declared = declarations(fleet)
-    changes: list[Change] = []
-    for sn, device in state.devices.items():
-        elsewhere = [d for d in declared.get(sn, ()) if d.gateway != gateway.name]
-        if not elsewhere:
-            continue
-        changes.append(
-            Change.new(
-                "Device",
-                undeclared_device_name(gateway.name, sn),
-                "zap",
-                Action.DELETE,
-                Reason.MOVED,
-                site=gateway.spec.site_ref,
-                external_id=sn,
-                message=(
-                    f"{device.device_type or 'device'} {sn} on gateway {gateway.name} is "
-                    f"declared on gateway {elsewhere[0].gateway} (Device "
-                    f"{elsewhere[0].device}): removed from this one (deletionPolicy Release)"
-                ),
-            )
+    return [
+        Change.new(
+            "Device",
+            undeclared_device_name(gateway.name, copy.sn),
+            "zap",
+            Action.DELETE,
+            Reason.MOVED,
+            site=gateway.spec.site_ref,
+            external_id=copy.sn,
+            before=observed_connection(copy.device),
+            message=(
+                f"{copy.description(gateway.name)}: removed from this one "
+                "(deletionPolicy Release)"
+            ),
         )
-    return changes
+        for copy in moved_away(gateway, fleet, observed)
+    ]
 
 
 def _device_removal(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model.fleet import Fleet
+from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.plan import moves
 from reconciler.plan.actions import Action, Change, FieldDiff, Reason, address_of, defer
@@ -71,6 +72,8 @@ class SourcefulState:
     inventory_orgs: dict[str, str] = field(default_factory=dict)
     # Undeclared gateways released as with `prune` (planner.PlanOptions.release_serials).
     release_serials: frozenset[str] = frozenset()
+    # Undeclared gateways as last applied (planner.PlanOptions.retired_gateways).
+    retired_gateways: Mapping[str, Gateway | None] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
     # Site resource name -> the Novacore site it matched.

@@ -1,7 +1,8 @@
 """What the Sourceful plan does with objects nobody declares: devices on a Zap, Novacore
 devices and their DERs, devices that move out of a site or leave its organisation, and
 gateways claimed but not declared, with the release of those whose deletionPolicy is
-Release after the devices bound to them. Each is reported as unmanaged, or with `--prune`
+Release after the devices bound to them and after the copies on their Zap of devices moved
+to another gateway (`plan.retired_gateways`). Each is reported as unmanaged, or with `--prune`
 removed (never what a move still needs). A part of `plan.sourceful.SourcefulPlanner`.
 """
 
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.site import Site
-from reconciler.plan import moves
+from reconciler.plan import moves, retired_gateways
 from reconciler.plan.actions import Action, Change, Reason, defer
 from reconciler.plan.device_gateways import undeclared_device_name
 from reconciler.plan.moves import Declaration, ProvisionedIndex
 from reconciler.plan.novacore_claims import serial_release
 from reconciler.plan.novacore_devices import observed_novacore_fields
 from reconciler.plan.observed import NovacoreDevice, Unreachable, ZapState
+from reconciler.plan.removal import moved_copies
 from reconciler.plan.sourceful_state import GatewayContext, SourcefulState
 from reconciler.plan.zap_settings import observed_connection
 from reconciler.printable import echo
@@ -248,7 +250,9 @@ class UnmanagedPlanner(SourcefulState):
                     release = serial_release(
                         serial, org, description + "; released (deletionPolicy Release)"
                     )
+                    copies = self._retired_copies(serial)
                     self._release_after_devices(release, serial, org)
+                    self._release_after_copies(release, serial, copies)
                     self._add(release)
                 else:
                     why = (
@@ -267,6 +271,33 @@ class UnmanagedPlanner(SourcefulState):
                             "prunable": policy == DeletionPolicy.RELEASE.value,
                         }
                     )
+                    retired = self.retired_gateways.get(serial)
+                    if policy == DeletionPolicy.RELEASE.value and retired is not None:
+                        # What `--prune` would take off its Zap with the release.
+                        self.unmanaged += retired_gateways.moved_copies_reported(
+                            retired, self._whole, self.observed
+                        )
+
+    def _retired_copies(self, serial: str) -> list[Change]:
+        """The removals from the Zap of `serial`, a gateway declared no more that is
+        released, of the copies of devices moved to another gateway (`plan.retired_gateways`):
+        added to the plan, each ordered before the release."""
+        retired = self.retired_gateways.get(serial)
+        if retired is None:
+            return []
+        return [self._add(c) for c in moved_copies(retired, self._whole, self.observed)]
+
+    def _release_after_copies(self, release: Change, serial: str, copies: list[Change]) -> None:
+        """Release `serial` after the copies of moved devices are off its Zap, which is
+        read no more once it is released; when its Zap could not be read (or is not known),
+        released all the same, saying a copy may stay."""
+        if copies:
+            release.depends_on = sorted({*release.depends_on, *(c.address for c in copies)})
+        if serial not in self.retired_gateways:
+            return
+        note = retired_gateways.unread_note(self.retired_gateways[serial], self.observed)
+        if note and release.action is Action.RELEASE and not release.blocked:
+            release.message = f"{release.message}; {note}"
 
     def _release_after_devices(self, release: Change, serial: str, org: str) -> None:
         """Release `serial` only after the Novacore devices bound to it are deleted

@@ -1,0 +1,118 @@
+"""PURE: the Zap gateways no Gateway declares any more whose deletionPolicy Release an
+earlier apply remembered (the state directory's inventory keeps each one's name, Site and
+URL, `RememberedZap`), and the copies on their Zap of devices moved to another gateway in
+the same edit. Releasing such a gateway (`apply --prune`) first removes those copies, as
+`apply --prune` removes them from a gateway still declared (`plan.removal.moved_copies`,
+the operator's rule); without `--prune` they are reported; a Zap that could not be read
+is released all the same, its release saying a copy may stay. Devices nobody declares
+stay on it, as on any gateway removed from the desired state."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.model.base import API_VERSION
+from reconciler.model.fleet import Fleet
+from reconciler.model.gateway import DeletionPolicy, Gateway
+from reconciler.plan.observed import Observed, Unreachable
+from reconciler.plan.removal import moved_away
+
+
+@dataclass(frozen=True)
+class RememberedZap:
+    """A Zap gateway as an apply declared it: its Gateway's name, its Site, its URL."""
+
+    gateway: str
+    site: str
+    url: str
+
+
+def retired_gateways(
+    remembered: Mapping[str, RememberedZap | None],
+    orgs: Mapping[str, str],
+    fleet: Fleet,
+) -> dict[str, Gateway | None]:
+    """Serial -> the Gateway last applied for it (deletionPolicy Release, `orgId` the
+    organisation it was claimed into), for the serials of `remembered` (undeclared ones
+    with Release remembered): None where the inventory holds no usable record of its Zap
+    (written before it kept one). Left out, saying nothing: one whose name a declared
+    Gateway or another of them has now (a swapped-out serial): that name is another
+    Zap's, and the copies of devices declared under it are not moved ones."""
+    names = Counter(zap.gateway for zap in remembered.values() if zap is not None)
+    found: dict[str, Gateway | None] = {}
+    for serial, zap in sorted(remembered.items()):
+        if zap is not None and (zap.gateway in fleet.gateways or names[zap.gateway] > 1):
+            continue
+        found[serial] = _gateway(serial, zap, orgs.get(serial)) if zap is not None else None
+    return found
+
+
+def retired_names(retired: Mapping[str, Gateway | None]) -> set[str]:
+    """The names of the retired gateways whose Zap is known."""
+    return {gateway.name for gateway in retired.values() if gateway is not None}
+
+
+def _gateway(serial: str, zap: RememberedZap, org: str | None) -> Gateway | None:
+    try:
+        return Gateway.model_validate(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Gateway",
+                "metadata": {"name": zap.gateway},
+                "spec": {
+                    "siteRef": zap.site,
+                    "zap": {"serial": serial, "url": zap.url, **({"orgId": org} if org else {})},
+                    "deletionPolicy": DeletionPolicy.RELEASE.value,
+                },
+            }
+        )
+    except ValidationError:
+        return None  # a record edited by hand: its Zap is not known
+
+
+def is_claimed_where_remembered(gateway: Gateway, observed: Observed) -> bool:
+    """Whether the serial of `gateway`, a retired one, is claimed in the organisation it was
+    remembered in: only then is its release planned or reported, and its Zap read."""
+    zap = gateway.spec.zap
+    assert zap is not None
+    claimed = observed.novacore_gateways.get(zap.org_id or "")
+    return isinstance(claimed, set) and zap.serial in claimed
+
+
+def moved_copies_reported(
+    gateway: Gateway, fleet: Fleet, observed: Observed
+) -> list[dict[str, Any]]:
+    """The copies on the Zap of `gateway` of devices declared elsewhere, as the unmanaged
+    objects a plan without `--prune` reports (said as for a gateway still declared)."""
+    return [
+        {
+            "platform": "zap",
+            "gateway": gateway.name,
+            "id": copy.sn,
+            "description": f"{copy.description(gateway.name)}, not here; use --prune to "
+            "remove it from this gateway",
+            "prunable": True,
+        }
+        for copy in moved_away(gateway, fleet, observed)
+    ]
+
+
+def unread_note(gateway: Gateway | None, observed: Observed) -> str:
+    """What the release of a retired gateway says when its Zap was not read (no record of
+    it, or it did not answer): a copy of a device moved from it may stay. "" when read."""
+    if gateway is None:
+        where = "its Zap was not read, the state directory's inventory holding no URL for it"
+    else:
+        state = observed.zaps.get(gateway.name)
+        if not isinstance(state, Unreachable):
+            return ""
+        where = f"the Zap of gateway {gateway.name} could not be read ({state.reason})"
+    return (
+        f"{where}: a device moved from it to another Gateway may still be configured on it; "
+        "remove it there by hand"
+    )

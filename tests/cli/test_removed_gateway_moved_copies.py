@@ -1,0 +1,173 @@
+"""A device moved to another gateway in the same edit that removes the gateway it was on
+(deletionPolicy Release), through the CLI against the simulators: `apply --prune` takes
+the copy the move left off the removed gateway's Zap before releasing it, as it does when
+the move and the removal are two commits; without `--prune` the copy is reported; a Zap
+that cannot be read is released all the same, the plan saying a copy may stay on it. A
+device nobody declares stays on the Zap, as the CLI leaves those of a removed gateway."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+
+from simworld import Doc, gateway, inverter, owner, p1_meter, serial_of, site
+from test_plan_apply import Cli, CliFactory, make_cli
+
+__all__ = ["make_cli"]
+
+HOME, OTHER = serial_of(1), serial_of(2)
+COPY = "device/home-zap.SG0001[zap]"
+RELEASE = f"gateway/{HOME}[novacore]"
+REPORTED = ("inverter SG0001 on gateway home-zap is declared on gateway other-zap (Device "
+            "inv), not here; use --prune to remove it from this gateway")
+
+
+def before() -> list[Doc]:
+    """Gateways home-zap (deletionPolicy Release) and other-zap at one site; the inverter
+    SG0001 and the P1 meter P1M0001 on home-zap."""
+    home = gateway("home-zap", "home", HOME)
+    home["spec"]["deletionPolicy"] = "Release"
+    return [site("home"), home, gateway("other-zap", "home", OTHER),
+            inverter("inv", "home-zap", "SG0001"), p1_meter("p1", "home-zap", "P1M0001")]
+
+
+def moved_and_removed(docs: list[Doc]) -> list[Doc]:
+    """One edit: the inverter moved to other-zap, home-zap and the P1 meter deleted (the
+    meter's copy on home-zap's Zap is then declared by nobody)."""
+    after = [copy.deepcopy(d) for d in docs if d["metadata"]["name"] not in ("home-zap", "p1")]
+    next(d for d in after if d["metadata"]["name"] == "inv")["spec"]["gatewayRef"] = "other-zap"
+    return after
+
+
+def applied(make_cli: CliFactory) -> Cli:
+    run = make_cli(before())
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0, out
+    run.rewrite(moved_and_removed(before()))
+    return run
+
+
+def zap_devices(run: Cli, serial: str) -> list[str]:
+    return sorted(run.sims.call(lambda: list(run.sims.sims.zaps[serial].devices)))
+
+
+def test_prune_removes_the_moved_copy_before_releasing_the_removed_gateway(
+        make_cli: CliFactory) -> None:
+    run = applied(make_cli)
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    moved = changes[COPY]
+    assert (moved["actions"], moved["reason"], moved["site"]) == (["delete"], "moved", "home")
+    assert "declared on gateway other-zap (Device inv)" in moved["message"]
+    assert COPY in changes[RELEASE]["depends_on"]
+    assert "device/home-zap.P1M0001[zap]" not in changes, "nobody declares it: it stays"
+
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    assert out.index(COPY) < out.index(RELEASE)
+    assert zap_devices(run, HOME) == ["P1M0001"]
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    assert owner(run.sims.sims, HOME) is None
+
+    # Released, the gateway is forgotten: the next plan has nothing to do and no longer
+    # reads its Zap.
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, _ = run("plan", run.path, "--prune", "--detailed-exitcode")
+    assert code == 0, out
+    assert run.sims.call(run.sims.sims.zaps[HOME].count) == 0
+
+
+def test_without_prune_the_copy_is_reported_and_a_later_prune_removes_it(
+        make_cli: CliFactory) -> None:
+    run = applied(make_cli)
+    code, out, _ = run("plan", run.path)
+    assert code == 0, out
+    assert f"! unmanaged: {REPORTED}" in out
+    assert "P1M0001 on gateway" not in out, "nobody declares it: not reported"
+
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0, out
+    assert zap_devices(run, HOME) == ["P1M0001", "SG0001"]
+    assert owner(run.sims.sims, HOME) is not None
+
+    code, out, _ = run("plan", run.path, "-o", "json")
+    [entry] = [u for u in json.loads(out)["unmanaged"] if u["id"] == "SG0001"]
+    assert entry == {"platform": "zap", "gateway": "home-zap", "id": "SG0001",
+                     "description": REPORTED, "prunable": True}
+
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    assert zap_devices(run, HOME) == ["P1M0001"]
+    assert owner(run.sims.sims, HOME) is None
+
+
+def test_a_removed_gateway_whose_zap_cannot_be_read_is_released_saying_a_copy_may_stay(
+        make_cli: CliFactory) -> None:
+    run = applied(make_cli)
+    run.sims.run(lambda: run.sims.sims.zaps[HOME].set_offline("refuse"))
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    assert COPY not in changes
+    release = changes[RELEASE]
+    assert release["actions"] == ["release"]
+    assert "the Zap of gateway home-zap could not be read" in release["message"]
+    assert "a device moved from it to another Gateway may still be configured on it" in (
+        release["message"])
+
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    assert owner(run.sims.sims, HOME) is None
+    run.sims.run(lambda: run.sims.sims.zaps[HOME].set_offline("online"))
+    assert zap_devices(run, HOME) == ["P1M0001", "SG0001"]
+
+
+def test_a_removed_gateway_whose_zap_an_older_inventory_does_not_hold_says_a_copy_may_stay(
+        make_cli: CliFactory) -> None:
+    run = applied(make_cli)
+    inventory = run.state_dir / "inventory.json"
+    data = json.loads(inventory.read_text())
+    assert data.pop("zaps")[HOME]["gateway"] == "home-zap"
+    inventory.write_text(json.dumps(data))  # as an apply before the Zaps were kept wrote it
+
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    assert COPY not in changes
+    assert changes[RELEASE]["message"].endswith(
+        "its Zap was not read, the state directory's inventory holding no URL for it: a device "
+        "moved from it to another Gateway may still be configured on it; remove it there by "
+        "hand")
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    assert owner(run.sims.sims, HOME) is None
+    assert run.sims.call(run.sims.sims.zaps[HOME].count) == 0, "its Zap is not known"
+
+
+def test_the_copy_is_removed_from_the_removed_gateway_when_its_name_extends_a_declared_one(
+        make_cli: CliFactory) -> None:
+    """Gateway `zap.attic` removed, its inverter moved to gateway `zap`: the copy's change
+    (`device/zap.attic.SG0001[zap]`) is of the removed gateway, not of `zap`, which keeps
+    the device."""
+    attic = gateway("zap.attic", "home", HOME)
+    attic["spec"]["deletionPolicy"] = "Release"
+    docs = [site("home"), attic, gateway("zap", "home", OTHER),
+            inverter("inv", "zap.attic", "SG0001")]
+    run = make_cli(docs)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    moved = [copy.deepcopy(d) for d in docs if d["metadata"]["name"] != "zap.attic"]
+    moved[-1]["spec"]["gatewayRef"] = "zap"
+    run.rewrite(moved)
+
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    assert "device/zap.attic.SG0001[zap] delete" in out
+    assert zap_devices(run, HOME) == []
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    assert owner(run.sims.sims, HOME) is None
