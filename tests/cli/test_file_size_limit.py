@@ -106,15 +106,15 @@ def test_a_saved_plan_larger_than_the_limit_is_refused_unread(
 def test_a_plan_larger_than_apply_reads_is_not_saved(tmp_path: Path) -> None:
     """A fleet whose plan is larger than MAX_PLAN_BYTES, made in a few seconds of real
     input: long display names of characters that JSON writes as 12 bytes each (a pair of
-    \\u escapes for one emoji of 4 UTF-8 bytes), which the plan repeats (a site's name is
-    in its change's message, and in its fields). A plan of sites to create, against the
+    \\u escapes for one emoji of 4 UTF-8 bytes), which the plan repeats (in the fields of
+    a site's change; its message quotes the first characters only). A plan of sites to create, against the
     simulators, through the real CLI: it is refused before anything is written, and the
     plan is shown all the same."""
     sites = 16
     emoji = "\U0001F600"
-    # Each site's name is at least 12 bytes an emoji in the plan, 3 times over: 1.1 times
-    # the limit for every site together (the YAML files take a ninth of it, 15 MB).
-    length = MAX_PLAN_BYTES * 11 // 10 // (sites * 12 * 3)
+    # Each site's name is at least 12 bytes an emoji in the plan, twice over: 1.1 times
+    # the limit for every site together (the YAML files take a sixth of it, 23 MB).
+    length = MAX_PLAN_BYTES * 11 // 10 // (sites * 12 * 2)
     fleet = tmp_path / "sites"
     fleet.mkdir()
     docs = [site(f"s{i}", display=f"{i} {emoji * length}") for i in range(sites)]
