@@ -107,8 +107,9 @@ def test_a_plan_larger_than_apply_reads_is_not_saved(tmp_path: Path) -> None:
     """A fleet whose plan is larger than MAX_PLAN_BYTES, made in a few seconds of real
     input: long display names of characters that JSON writes as 12 bytes each (a pair of
     \\u escapes for one emoji of 4 UTF-8 bytes), which the plan repeats (in the fields of
-    a site's change; its message quotes the first characters only). A plan of sites to create, against the
-    simulators, through the real CLI: it is refused before anything is written, and the
+    a site's change; its message quotes the first characters only). A plan of sites to
+    create, against the simulators, through the real CLI: it is refused before anything
+    is written, and the
     plan is shown all the same."""
     sites = 16
     emoji = "\U0001F600"
