@@ -109,8 +109,7 @@ def test_a_plan_larger_than_apply_reads_is_not_saved(tmp_path: Path) -> None:
     \\u escapes for one emoji of 4 UTF-8 bytes), which the plan repeats (in the fields of
     a site's change; its message quotes the first characters only). A plan of sites to
     create, against the simulators, through the real CLI: it is refused before anything
-    is written, and the
-    plan is shown all the same."""
+    is written, and the plan is shown all the same."""
     sites = 16
     emoji = "\U0001F600"
     # Each site's name is at least 12 bytes an emoji in the plan, twice over: 1.1 times
