@@ -28,7 +28,7 @@ from reconciler.operator import (
     objects,
     sites_kept,
     swaps,
-    watch_gone,
+    watch_errors,
 )
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.finalized import Finalized
@@ -669,12 +669,14 @@ def register_login(registry: kopf.OperatorRegistry) -> None:
 DRIFT_EXIT_POLL = 1.0
 
 
-def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> watch_errors.Watches:
     """kopf settings: our finalizer name, events for info and above, a bounded watch, the
     shard selector applied by the API server, the peering priority, how soon a deleted
-    object whose drift check was running goes, and a watch answered 410 Gone listed again
-    (`watch_gone`)."""
-    watch_gone.install()
+    object whose drift check was running goes, and a failed watch listed again
+    (`watch_errors`). The record of the watches: its `stop` is kopf's `stop_flag` for a
+    kind that keeps failing to stop the operator."""
+    watch_errors.install()
+    watches = watch_errors.track(settings, config.watch_failure_limit)
     settings.persistence.finalizer = FINALIZER
     # An object deleted while its drift check runs keeps its finalizer until the check
     # ends (it waits for the object's lock, or lands its writes), and kopf looks again only
@@ -692,6 +694,7 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     if config.peering:
         settings.peering.name = config.peering
     settings.peering.standalone = not config.peering
+    return watches
 
 
 def namespaces_of(config: OperatorConfig) -> Iterable[str]:
