@@ -17,9 +17,9 @@ conflict. A list says the version of the last write, and a watch from a version 
 with the objects deleted and written since, not with every object again.
 
 A test can expire the watches of a resource (`expire_watches`: an ERROR event of status 410
-Gone, as an API server sends when the version a watch goes on from is too old) or answer
-the next watch requests with an HTTP error (`fail(..., watch=True)`), and counts the lists
-of each resource (`listed`)."""
+Gone, as an API server sends when the version a watch goes on from is too old), end them
+with another ERROR event (`end_watches`), or answer the next watch requests with an HTTP
+error (`fail(..., watch=True)`), and counts the lists of each resource (`listed`)."""
 
 from __future__ import annotations
 
@@ -120,12 +120,17 @@ class Emulator(kmock.KubernetesEmulator):
     async def expire_watches(self, plural: str) -> int:
         """End every open watch of the resource `plural` with 410 Gone; how many there were
         (a watch not open now is not told)."""
-        expired = 0
+        return await self.end_watches(plural, GONE)
+
+    async def end_watches(self, plural: str, error: dict[str, Any]) -> int:
+        """End every open watch of the resource `plural` with the ERROR event `error`; how
+        many there were (a watch not open now is not told)."""
+        ended = 0
         for resource, bus in list(self._buses.items()):
             if resource.plural == plural:
-                expired += bus.consumer_count
-                await bus.put(GONE)
-        return expired
+                ended += bus.consumer_count
+                await bus.put(error)
+        return ended
 
     async def _handle(self, request: Any) -> Any:
         for fault in self.faults:

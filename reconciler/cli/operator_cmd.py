@@ -109,10 +109,11 @@ def run(args: argparse.Namespace) -> int:
     register(registry, runtime)
     register_login(registry)
     kopf_settings = kopf.OperatorSettings()
-    configure(kopf_settings, config)
+    watches = configure(kopf_settings, config)
     namespaces = args.namespace or list(config.namespaces)
     asyncio.run(
         kopf.operator(
+            stop_flag=watches.stop,
             registry=registry,
             settings=kopf_settings,
             clusterwide=args.all_namespaces or not namespaces,
@@ -123,4 +124,8 @@ def run(args: argparse.Namespace) -> int:
             standalone=not config.peering,
         )
     )
+    if watches.failure is not None:
+        # Last, after kopf's lines of its stop: what `kubectl logs --previous` ends with.
+        print(f"error: {watches.failure}", file=sys.stderr)
+        return common.EXIT_ERROR
     return common.EXIT_OK

@@ -11,6 +11,7 @@
 | RECONCILER_OPERATOR_PRIORITY | kopf peering priority of this replica | older is higher |
 | RECONCILER_OPERATOR_CREDENTIAL_KEY | key of the password fingerprints in status | random |
 | RECONCILER_OPERATOR_PASSWORD_ENV | variables `passwordFrom.env` may name (`A,B`) | (none) |
+| RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT | seconds a watch may keep failing before exit 1 | 300 |
 
 With peering, kopf pauses every operator that sees a peer of the same or higher priority,
 so replicas need distinct priorities. By default the one started first has the highest:
@@ -63,6 +64,9 @@ class OperatorConfig:
     priority: int = 0
     credential_key: str = field(default="", repr=False)
     password_env: frozenset[str] = frozenset()
+    # Seconds a kind's list and watch may keep failing before the operator stops
+    # (`operator.watch_errors`).
+    watch_failure_limit: float = 300.0
 
     @property
     def observe_only(self) -> bool:
@@ -155,6 +159,9 @@ def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
         priority=_checked(problems, lambda: _priority(env), 0),
         credential_key=env.get(PREFIX + "CREDENTIAL_KEY", ""),
         password_env=_checked(problems, lambda: _password_env(env), frozenset()),
+        watch_failure_limit=_checked(
+            problems, lambda: _seconds(env, "WATCH_FAILURE_LIMIT", "300"), 300.0
+        ),
     )
     if problems:
         raise OperatorConfigError(problems)

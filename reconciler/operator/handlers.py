@@ -29,7 +29,7 @@ from reconciler.operator import (
     sites_kept,
     swaps,
     wait_lines,
-    watch_gone,
+    watch_errors,
 )
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.finalized import Finalized
@@ -671,14 +671,16 @@ def register_login(registry: kopf.OperatorRegistry) -> None:
 DRIFT_EXIT_POLL = 1.0
 
 
-def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> watch_errors.Watches:
     """kopf settings: our finalizer name, events for info and above, a bounded watch, the
     shard selector applied by the API server, the peering priority, how soon a deleted
-    object whose drift check was running goes, a watch answered 410 Gone listed again
-    (`watch_gone`), and kopf's line for a handler waiting (for its object's lock, or for
-    another object) said at INFO, as no Event (`wait_lines`)."""
-    watch_gone.install()
+    object whose drift check was running goes, a failed watch listed again
+    (`watch_errors`), and kopf's line for a handler waiting (for its object's lock, or for
+    another object) said at INFO, as no Event (`wait_lines`). The record of the watches:
+    its `stop` is kopf's `stop_flag` for a kind that keeps failing to stop the operator."""
+    watch_errors.install()
     wait_lines.install()
+    watches = watch_errors.track(settings, config.watch_failure_limit)
     settings.persistence.finalizer = FINALIZER
     # An object deleted while its drift check runs keeps its finalizer until the check
     # ends (it waits for the object's lock, or lands its writes), and kopf looks again only
@@ -696,6 +698,7 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     if config.peering:
         settings.peering.name = config.peering
     settings.peering.standalone = not config.peering
+    return watches
 
 
 def namespaces_of(config: OperatorConfig) -> Iterable[str]:

@@ -22,6 +22,10 @@ import pytest
     pytest.param({"RECONCILER_OPERATOR_INTERVAL": "5m"},
                  ["error: RECONCILER_OPERATOR_INTERVAL must be a number of seconds greater "
                   "than 0, not '5m'", "invalid settings: 1 problem"], id="operator-interval"),
+    pytest.param({"RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT": "-1"},
+                 ["error: RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT must be a number of seconds "
+                  "greater than 0, not '-1'", "invalid settings: 1 problem"],
+                 id="watch-failure-limit"),
     pytest.param({"RECONCILER_OPERATOR_PRIORITY": "high"},
                  ["error: RECONCILER_OPERATOR_PRIORITY must be a whole number, not 'high'",
                   "invalid settings: 1 problem"], id="operator-priority"),

@@ -1,0 +1,157 @@
+"""A kind's watch that fails is listed again after a backoff; one that keeps failing stops
+the operator with one error line, so that Kubernetes restarts it.
+
+What kopf 1.45 does when the API server refuses a watch (`kopf/_cogs/clients`): a 410 Gone
+in the stream makes it list the kind again, and so do a dropped connection and a timeout;
+a 429 is retried as the server asks, then listed again. A 5xx or a 403 is retried inside the
+request (`networking.error_backoffs`: 54 s in all), then raised; any other 4xx (a 404 while
+a CRD is deleted and created again, a 400, a 410 answering the watch request itself) is
+raised at once; an ERROR event other than 410 in the stream raises `WatchingError`. Raised
+out of a resource's watcher task (no watcher task that ended is started again), the error
+fails kopf's orchestrator: the whole operator stops, every kind, the handlers in flight
+cancelled after 5 s, its liveness endpoint at once, and the process exits 1 after three
+tracebacks.
+
+Here, as client-go's reflector does, a failed list or watch of a kind is listed again (not
+resumed: nothing written meanwhile is missed) after a backoff that doubles from 1 s to
+30 s, whatever the error: which one is transient cannot be told from its status (a 404
+while a CRD is re-created, a 403 while an upgrade replaces the RBAC, a 500 while the API
+server restarts). A 410 answering the watch request lists again at once, as the event does.
+The other kinds and the handlers in flight go on meanwhile. A kind whose watch keeps failing
+for longer than the limit (`RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT`, 300 s) stops the
+operator as SIGTERM does (the handlers in flight end first), which then exits 1 with one
+line saying which kind and its last error. Exiting rather than failing the liveness probe:
+a restart is what Kubernetes does for either, but an exit works whether a probe is
+configured or not, `kubectl logs --previous` ends with the reason, and a pod that keeps
+failing shows CrashLoopBackOff; kopf's probe fails only by a probe handler raising, which
+aiohttp logs with a traceback at every probe.
+
+Failures less than `STREAK_GAP` apart are one streak: a persistent error fails again within
+the longest backoff plus kopf's own retries of the request; a kind that went that long
+without failing is watched again, and its backoff starts over."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kopf._cogs.clients import errors, watching
+
+from reconciler.printable import clipped, printable
+
+logger = logging.getLogger(__name__)
+
+GONE = 410
+TOO_MANY_REQUESTS = 429
+FIRST_BACKOFF = 1.0
+LONGEST_BACKOFF = 30.0
+# More than the longest backoff plus kopf's retries of a 5xx request (54 s by default).
+STREAK_GAP = 120.0
+DEFAULT_LIMIT = 300.0
+# The record of an operator's watches, on its kopf settings (the wrapper is per process).
+_ATTRIBUTE = "reconciler_watches"
+_MESSAGE_LIMIT = 200
+
+
+@dataclass
+class _Streak:
+    started: float
+    last: float
+    failures: int = 0
+
+
+@dataclass
+class Watches:
+    """The failures of one operator's watches, and the flag that stops it once one kind
+    has kept failing for longer than `limit` seconds (`failure` then says why)."""
+
+    limit: float = DEFAULT_LIMIT
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: str | None = None
+    _streaks: dict[str, _Streak] = field(default_factory=dict)
+
+    def failed(self, kind: str, error: str) -> float:
+        """Record a failure of the watch of `kind`; how long to wait before listing again."""
+        now = asyncio.get_running_loop().time()
+        streak = self._streaks.get(kind)
+        if streak is None or now - streak.last > STREAK_GAP:
+            streak = self._streaks[kind] = _Streak(started=now, last=now)
+        streak.failures += 1
+        streak.last = now
+        delay = min(LONGEST_BACKOFF, FIRST_BACKOFF * 2.0 ** (streak.failures - 1))
+        failing = now - streak.started
+        if failing >= self.limit and self.failure is None:
+            self.failure = (f"the watch of {kind} has failed for {failing:.0f} s, "
+                            f"{streak.failures} times; last: {error}; stopping the operator "
+                            "so that it is restarted")
+            logger.error(self.failure)
+            self.stop.set()
+        else:
+            logger.warning("The watch of %s failed (%s): listing it again in %g s",
+                           kind, error, delay)
+        return delay
+
+
+def track(settings: kopf.OperatorSettings, limit: float = DEFAULT_LIMIT) -> Watches:
+    """The record of the watches of the operator run with `settings`; pass its `stop` as
+    kopf's `stop_flag` for a kind failing longer than `limit` to stop the operator."""
+    watches = Watches(limit=limit)
+    setattr(settings, _ATTRIBUTE, watches)
+    return watches
+
+
+def install() -> None:
+    """Wrap kopf's list-and-watch of a kind (once per process: every operator in it shares
+    kopf; each has its own record, `track`)."""
+    original = getattr(watching, "continuous_watch", None)
+    if original is None:
+        # A kopf that moved its list-and-watch: run as kopf does.
+        logger.warning("kopf has no list-and-watch to wrap: a failed watch stops the operator")
+        return
+    if getattr(original, "lists_again", False):
+        return
+
+    async def continuous_watch(**kwargs: Any) -> AsyncIterator[Any]:
+        listed = False
+        try:
+            async for item in original(**kwargs):
+                listed = listed or item is watching.Bookmark.LISTED
+                yield item
+        except errors.APIError as error:
+            if error.status == TOO_MANY_REQUESTS:
+                raise  # kopf lists again itself, once its retries as asked are over
+            if error.status == GONE and listed:
+                logger.debug("The watch of %s was answered 410 Gone: listing again",
+                             _kind(kwargs))
+                return  # kopf's infinite watch lists again, as after a 410 event
+            # A list answered 410 (it asks for no version) would be listed again at once,
+            # over and over: it waits as any other error does.
+            said = f": {_said(error.message)}" if error.message else ""
+            await _backoff(kwargs, f"HTTP {error.status}{said}")
+        except watching.WatchingError as error:
+            await _backoff(kwargs, _said(str(error)))
+
+    continuous_watch.lists_again = True  # type: ignore[attr-defined]
+    watching.continuous_watch = continuous_watch
+
+
+async def _backoff(kwargs: dict[str, Any], error: str) -> None:
+    watches = getattr(kwargs.get("settings"), _ATTRIBUTE, None)
+    if not isinstance(watches, Watches):  # not configured here: the default limit, no stop
+        watches = track(kwargs["settings"])
+    await asyncio.sleep(watches.failed(_kind(kwargs), error))
+
+
+def _kind(kwargs: dict[str, Any]) -> str:
+    namespace = kwargs.get("namespace")
+    where = "every namespace" if namespace is None else f"namespace {namespace}"
+    return f"{kwargs.get('resource')} in {where}"
+
+
+def _said(message: str) -> str:
+    """What the server said, as a log line quotes it: one line, its start when long."""
+    return clipped(printable(message), _MESSAGE_LIMIT)
