@@ -101,7 +101,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "shards-namespaced": {"shards": SHARDS, "watchNamespaces": WATCHED},
     "credential-files": {"credentials": {**CREDENTIALS, "mountAsFiles": True}},
     "observe": {"mode": "observe", "reconcileInterval": 60, "retryDelay": 5,
-                "shard": {"selector": "fleet=pilot"}},
+                "watchFailureLimit": 45, "shard": {"selector": "fleet=pilot"}},
     "everything": {
         "replicas": 1, "peering": {"enabled": True}, "verbose": True,
         "image": {"repository": "registry.example/reconciler", "tag": "1.2.3",

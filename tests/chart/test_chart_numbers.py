@@ -25,6 +25,7 @@ WHOLE = {"concurrency": "RECONCILER_CONCURRENCY", "gatewayConcurrency":
 BIG = {
     "reconcileInterval": 1_200_000,
     "retryDelay": 1_234_567.25,
+    "watchFailureLimit": 7_654_321.5,
     "replicas": 1_000_000,
     "limits": {"concurrency": 1_000_000, "gatewayConcurrency": 20_000_000,
                "retries": 10**21, "gatewayRate": 0.0000001, "timeout": 86_400_000.5},
@@ -88,6 +89,8 @@ def test_large_numbers_reach_the_environment_in_digits(helm: Path, rendered: Ren
     assert float(env["RECONCILER_GATEWAY_RATE"]) == limits["gatewayRate"]  # 1e-7, exactly
     assert (settings.gateway_rate, settings.timeout) == (limits["gatewayRate"], limits["timeout"])
     assert config.retry_delay == values["retryDelay"]
+    assert env["RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT"] == "7654321.5"
+    assert config.watch_failure_limit == values["watchFailureLimit"]
 
 
 @vias

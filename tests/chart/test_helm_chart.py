@@ -318,6 +318,7 @@ def test_operator_settings_load_from_the_rendered_env(rendered: Render, scenario
         assert config.mode == values.get("mode", "apply")
         assert config.interval == values.get("reconcileInterval", 300)
         assert config.retry_delay == values.get("retryDelay", 15)
+        assert config.watch_failure_limit == values.get("watchFailureLimit", 300)
         assert config.namespaces == ()  # the namespaces go on the command line
         assert config.password_env == frozenset(values.get("passwordEnv", []))
         if not values.get("passwordEnv"):
