@@ -14,7 +14,8 @@ from typing import Any, Protocol, TextIO, TypeVar
 
 from reconciler import diagnostic_cap
 from reconciler.engine.config import Settings, load_settings
-from reconciler.errors import ConfigError, Diagnostic
+from reconciler.engine.state import StateDir
+from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.name_list import closest, listed
 from reconciler.plan import targeting
@@ -139,6 +140,11 @@ def gateway_url_warnings(
     about already); none when no other override is unknown."""
     declared = _declared_serials(fleet)
     unknown = [s for s in settings.unknown_gateway_serials(declared) if s not in skip]
+    if unknown:
+        # Used all the same: to reach the Zap of one removed from the desired state while
+        # `--prune` releases it (`plan.retired_gateways`).
+        releasing = _remembered_zaps(settings, declared)
+        unknown = [s for s in unknown if s not in releasing]
     if not unknown:
         return []
     config = getattr(args, "config", None) or os.environ.get("RECONCILER_CONFIG")
@@ -159,6 +165,17 @@ def gateway_url_warnings(
         )
     lines.append(printable(f"warning: the declared gateway serials: {listed(declared)}"))
     return lines
+
+
+def _remembered_zaps(settings: Settings, declared: Iterable[str]) -> set[str]:
+    """The serials of the gateways declared no more whose Zap the state directory's
+    inventory remembers for their release; none when it cannot be read (the plan says
+    why)."""
+    try:
+        inventory = StateDir(Path(settings.state_dir)).read_inventory()
+    except (ReconcilerError, OSError):
+        return set()
+    return {s for s, zap in inventory.retired_zaps(set(declared)).items() if zap is not None}
 
 
 def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:

@@ -45,6 +45,7 @@ from reconciler.plan.observed import (
 from reconciler.plan.retired import RetiredSite
 from reconciler.plan.retired_gateways import is_claimed_where_remembered
 from reconciler.plan.zap_settings import is_added_to_zap
+from reconciler.printable import echo, printable
 from reconciler.providers.modbus import identity
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient
@@ -351,10 +352,12 @@ class _SourcefulReads:
     async def _retired_zap(self, gateway: Gateway) -> None:
         """The Zap of a gateway declared no more, when it is claimed where it was: its
         release is then planned or reported, with the copies of devices moved off it
-        (`plan.retired_gateways`). Its devices are only listed (none is added to it)."""
+        (`plan.retired_gateways`). Its devices are only listed (none is added to it), and
+        taken for its own only once what answers at its URL reports its serial."""
         await self.clouds_listed.wait()
         if is_claimed_where_remembered(gateway, self.observed):
             await self._zap(gateway)
+            await confirm_zap_serial(self.session, self.gather, gateway, self.observed)
 
     async def _zap(self, gateway: Gateway) -> None:
         client = self.session.zap(gateway)
@@ -374,6 +377,38 @@ class _SourcefulReads:
                     for device in unverified
                 )
             )
+
+
+async def confirm_zap_serial(
+    session: Session, gather: Gather, gateway: Gateway, observed: Observed
+) -> None:
+    """Whether the devices read from the Zap of `gateway` (in `observed`) are that
+    gateway's: when it reports another serial (`GET /api/crypto`), its record becomes
+    Unreachable, saying so. For a gateway being released, whose devices declared behind
+    another gateway are removed from its Zap as moved copies: the URL an earlier apply
+    remembered can reach another Zap now (a DHCP lease moved, a swapped unit), whose
+    devices are declared there, and whose serial refuses every removal (`Executors.zap`),
+    holding the release back at every run. Read only when the Zap holds devices."""
+    state = observed.zaps.get(gateway.name)
+    if not isinstance(state, ZapState) or not state.devices:
+        return
+    assert gateway.spec.zap is not None
+    declared = gateway.spec.zap.serial
+    client = session.zap(gateway)
+    crypto = await gather.read(client.crypto)
+    if isinstance(crypto, Unreachable):
+        observed.zaps[gateway.name] = Unreachable(
+            crypto.reason, url=client.url, retry_after=crypto.retry_after
+        )
+        return
+    reported = (crypto.get("serialNumber") or crypto.get("serial")
+                if isinstance(crypto, dict) else None)
+    if reported != declared:
+        observed.zaps[gateway.name] = Unreachable(
+            f"the gateway at {client.url} reports serial {printable(echo(reported))}, not "
+            f"{declared!r}",
+            url=client.url,
+        )
 
 
 def _devices_to_verify(

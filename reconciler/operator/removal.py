@@ -26,8 +26,9 @@ from pydantic import ValidationError
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.execute import Executors
+from reconciler.engine.gather import Gather
 from reconciler.engine.host_waits import HostWaits
-from reconciler.engine.observe import observe
+from reconciler.engine.observe import confirm_zap_serial, observe
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.release_reads import read_org_devices
 from reconciler.engine.retry import RetryPolicy, read_policy
@@ -40,6 +41,7 @@ from reconciler.model.kinds import KINDS
 from reconciler.model.status import ClaimedGateway, DeviceGateway
 from reconciler.operator import swaps
 from reconciler.operator.objects import NamespaceFleet, closure
+from reconciler.plan.actions import Change
 from reconciler.plan.observed import Observed, Unreachable
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.removal import moved_copies, removal_changes
@@ -116,8 +118,8 @@ async def remove_object(
         )
         left = ""
         if isinstance(resource, Gateway):
-            changes += moved_copies(resource, nsf.fleet, observed)
-            left = _zap_unread(resource, observed)
+            copies, left = await _moved_copies(resource, nsf.fleet, observed, reconciler, settings)
+            changes += copies
         if not changes:
             return Removal(left=left)
         executors = Executors(sub, reconciler.session, reconciler.secrets, None, {})
@@ -127,6 +129,21 @@ async def remove_object(
             policy=RetryPolicy(attempts=settings.retries),
         )
     return Removal(report.outcomes, left=left)
+
+
+async def _moved_copies(
+    gateway: Gateway, fleet: Fleet, observed: Observed, reconciler: Reconciler,
+    settings: Settings,
+) -> tuple[list[Change], str]:
+    """The removals from the Zap of `gateway`, released, of the copies of devices moved to
+    another Gateway (`plan.removal.moved_copies`), and what is said when they were not
+    looked for (`left`). Its devices are taken for its own only once what answers at its
+    URL reports its serial: another Zap there (a DHCP lease moved) holds devices declared on
+    it, whose removal its serial would refuse at every attempt, holding the release back."""
+    if moved_copies(gateway, fleet, observed):
+        gather = Gather(read_policy(settings.retries))
+        await confirm_zap_serial(reconciler.session, gather, gateway, observed)
+    return moved_copies(gateway, fleet, observed), _zap_unread(gateway, observed)
 
 
 def _zap_unread(gateway: Gateway, observed: Observed) -> str:
@@ -182,13 +199,11 @@ async def _remove_gateway(
         except ProviderAuthError as error:
             hint = settings.refused_hint(error, when="at the next attempt")
             return Removal(refused=f"{error}; {hint}" if hint else str(error))
-        releasing_own = gateway.spec.deletion_policy == DeletionPolicy.RELEASE
-        own = (
-            removal_changes(gateway, sub, observed) + moved_copies(gateway, nsf.fleet, observed)
-            if releasing_own
-            else []
-        )
-        left = _zap_unread(gateway, observed) if releasing_own else ""
+        own: list[Change] = []
+        left = ""
+        if gateway.spec.deletion_policy == DeletionPolicy.RELEASE:
+            copies, left = await _moved_copies(gateway, nsf.fleet, observed, reconciler, settings)
+            own = removal_changes(gateway, sub, observed) + copies
         steps = [swaps.deletion_step(c, zap.serial, observed) for c in swapped.release.values()]
         changes = own + [s.change for s in steps if s.change is not None]
         waiting = [s.message for s in steps if s.change is None and not s.forget]

@@ -19,7 +19,9 @@ while a CRD is re-created, a 403 while an upgrade replaces the RBAC, a 500 while
 server restarts). A 410 answering the watch request lists again at once, as the event does.
 The other kinds and the handlers in flight go on meanwhile. A kind whose watch keeps failing
 for longer than the limit (`RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT`, 300 s) stops the
-operator as SIGTERM does (the handlers in flight end first), which then exits 1 with one
+operator through kopf's stop flag (the handlers in flight end first, as on SIGTERM, but
+without kopf's failsafe that kills a process whose handlers hang at the stop: its liveness
+endpoint is gone with the operator, so the probe restarts it), which then exits 1 with one
 line saying which kind and its last error. Exiting rather than failing the liveness probe:
 a restart is what Kubernetes does for either, but an exit works whether a probe is
 configured or not, `kubectl logs --previous` ends with the reason, and a pod that keeps

@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 from simworld import Doc, gateway, inverter, owner, p1_meter, serial_of, site
@@ -58,8 +60,10 @@ def zap_devices(run: Cli, serial: str) -> list[str]:
 def test_prune_removes_the_moved_copy_before_releasing_the_removed_gateway(
         make_cli: CliFactory) -> None:
     run = applied(make_cli)
-    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    code, out, err = run("plan", run.path, "--prune", "-o", "json")
     assert code == 0, out
+    # The simulators' URL overrides name it: used to reach its Zap, not warned about.
+    assert f"no declared gateway has serial {HOME}" not in err, err
     changes = {c["address"]: c for c in json.loads(out)["changes"]}
     moved = changes[COPY]
     assert (moved["actions"], moved["reason"], moved["site"]) == (["delete"], "moved", "home")
@@ -77,9 +81,11 @@ def test_prune_removes_the_moved_copy_before_releasing_the_removed_gateway(
     # Released, the gateway is forgotten: the next plan has nothing to do and no longer
     # reads its Zap.
     run.sims.call(run.sims.sims.reset_counts)
-    code, out, _ = run("plan", run.path, "--prune", "--detailed-exitcode")
+    code, out, err = run("plan", run.path, "--prune", "--detailed-exitcode")
     assert code == 0, out
     assert run.sims.call(run.sims.sims.zaps[HOME].count) == 0
+    assert f"no declared gateway has serial {HOME} (did you mean {OTHER}?); its URL is not used" \
+        in err, err
 
 
 def test_without_prune_the_copy_is_reported_and_a_later_prune_removes_it(
@@ -171,3 +177,32 @@ def test_the_copy_is_removed_from_the_removed_gateway_when_its_name_extends_a_de
     assert zap_devices(run, HOME) == []
     assert zap_devices(run, OTHER) == ["SG0001"]
     assert owner(run.sims.sims, HOME) is None
+
+
+def test_a_removed_gateway_whose_address_reaches_another_zap_is_released_all_the_same(
+        make_cli: CliFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The removed gateway's remembered address reaches the other Zap now (a DHCP lease
+    moved): the devices there are that Zap's, declared on it, not copies to remove; the
+    gateway is released, saying a copy may stay on its own Zap."""
+    docs = [d for d in before() if d["metadata"]["name"] != "p1"]
+    run = make_cli(docs)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.rewrite(moved_and_removed(docs))
+    assert run("apply", run.path, "--auto-approve")[0] == 0  # the inverter on both Zaps
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    urls = run.sims.sims.gateway_urls
+    monkeypatch.setenv("RECONCILER_GATEWAY_URLS", f"{HOME}={urls[OTHER]}")
+
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    assert COPY not in changes
+    message = changes[RELEASE]["message"]
+    assert (f"the Zap of gateway home-zap could not be read (the gateway at {urls[OTHER]} "
+            f"reports serial '{OTHER}', not '{HOME}'): a device moved from it to another "
+            "Gateway may still be configured on it") in message, message
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    assert owner(run.sims.sims, HOME) is None
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    assert zap_devices(run, HOME) == ["SG0001"]

@@ -83,3 +83,23 @@ async def test_a_gateway_whose_zap_does_not_answer_is_released_saying_what_may_b
             in warning["message"], warning
         await sims.zaps[ZAP].set_offline("online")
         assert "SG0001" in sims.zaps[ZAP].devices
+
+
+async def test_a_gateway_whose_address_reaches_another_unit_is_released_leaving_its_devices(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Another unit answers at the Gateway's address now (swapped, its serial another):
+    the devices there are that unit's, not copies to remove; the gateway is released all
+    the same, and a Warning says a copy may be left on its own Zap."""
+    config = OperatorConfig(interval=300, retry_delay=0.5)
+    async with operator(WITH_OTHER, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        await _moved(cluster, sims)
+        sims.zaps[ZAP].serial = "zap-00000000000000f9"  # the unit now at home-zap's address
+        await cluster.delete("Gateway", "home-zap")
+        await cluster.wait_gone("Gateway", "home-zap", timeout=60)
+
+        assert sims.novacore.gateways[ZAP].org_id is None, "released all the same"
+        assert {"SG0001", STRANGER} <= set(sims.zaps[ZAP].devices), "not its devices: kept"
+        [warning] = await cluster.events_about("home-zap", reason="ZapNotRead")
+        assert "reports serial 'zap-00000000000000f9', not 'zap-00000000000000a1'" in (
+            warning["message"]), warning
