@@ -80,44 +80,6 @@ def _writes(sims: SimFleet) -> dict[str, int]:
             for route, n in s.requests.items() if not route.startswith("GET") and n}
 
 
-async def test_after_a_watch_ends_with_410_gone_objects_are_still_reconciled(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
-    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch) as (cluster, sims):
-        await _converged(cluster)
-        emulator = cluster.emulator
-        assert isinstance(emulator, Emulator)
-        sims.reset_counts()
-        before = emulator.listed.copy()
-        for plural in PLURALS:
-            # The harness's watches end every second: expire them until one was open.
-            async def expired(plural: str = plural) -> int:
-                return await emulator.expire_watches(plural)
-
-            await cluster.wait_for(expired, what=f"an open watch of {plural}")
-        await _listed_again(cluster, emulator, before)
-        await _then_edits_and_new_objects_are_reconciled(cluster, sims)
-
-
-async def test_after_a_watch_request_is_answered_410_gone_objects_are_still_reconciled(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
-    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch) as (cluster, sims):
-        await _converged(cluster)
-        emulator = cluster.emulator
-        assert isinstance(emulator, Emulator)
-        sims.reset_counts()
-        before = emulator.listed.copy()
-        faults = [emulator.fail("GET", f"/{plural}", 410, watch=True) for plural in PLURALS]
-
-        async def answered() -> bool:
-            return all(fault.count == 0 for fault in faults)
-
-        await cluster.wait_for(answered, what="a watch of each kind answered 410")
-        await _listed_again(cluster, emulator, before)
-        await _then_edits_and_new_objects_are_reconciled(cluster, sims)
-
-
 def _server_error(code: int) -> dict[str, Any]:
     """An ERROR event other than 410, as an API server ends a watch with when its storage
     fails under it."""
@@ -127,7 +89,33 @@ def _server_error(code: int) -> dict[str, Any]:
         "message": "an error on the server has prevented the request from succeeding"}}
 
 
+@pytest.mark.parametrize("event", [
+    pytest.param(410, id="410-gone"),
+    pytest.param(500, id="500-server-error"),
+])
+async def test_after_a_watch_ends_with_an_error_event_objects_are_still_reconciled(
+    tmp_path: Path, monkeypatch: Any, event: int
+) -> None:
+    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch) as (cluster, sims):
+        await _converged(cluster)
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        sims.reset_counts()
+        before = emulator.listed.copy()
+        for plural in PLURALS:
+            # The harness's watches end every second: end them until one was open.
+            async def ended(plural: str = plural) -> int:
+                if event == 410:
+                    return await emulator.expire_watches(plural)
+                return await emulator.end_watches(plural, _server_error(event))
+
+            await cluster.wait_for(ended, what=f"an open watch of {plural}")
+        await _listed_again(cluster, emulator, before)
+        await _then_edits_and_new_objects_are_reconciled(cluster, sims)
+
+
 @pytest.mark.parametrize("status", [
+    pytest.param(410, id="410-gone"),
     pytest.param(404, id="404-crd-created-again"),
     pytest.param(400, id="400"),
 ])
@@ -146,24 +134,6 @@ async def test_after_a_watch_request_is_answered_an_error_objects_are_still_reco
             return all(fault.count == 0 for fault in faults)
 
         await cluster.wait_for(answered, what=f"a watch of each kind answered {status}")
-        await _listed_again(cluster, emulator, before)
-        await _then_edits_and_new_objects_are_reconciled(cluster, sims)
-
-
-async def test_after_a_watch_ends_with_a_server_error_objects_are_still_reconciled(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
-    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch) as (cluster, sims):
-        await _converged(cluster)
-        emulator = cluster.emulator
-        assert isinstance(emulator, Emulator)
-        sims.reset_counts()
-        before = emulator.listed.copy()
-        for plural in PLURALS:
-            async def ended(plural: str = plural) -> int:
-                return await emulator.end_watches(plural, _server_error(500))
-
-            await cluster.wait_for(ended, what=f"an open watch of {plural}")
         await _listed_again(cluster, emulator, before)
         await _then_edits_and_new_objects_are_reconciled(cluster, sims)
 
