@@ -12,7 +12,9 @@ operator process with exit code 1 and one line saying which watch and why."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,24 @@ async def _converged(cluster: Cluster) -> None:
     await declare(cluster)
     for kind, name in OBJECTS:
         await cluster.wait_condition(kind, name, "Ready", timeout=60)
+
+
+@contextlib.asynccontextmanager
+async def _converged_operator(
+    tmp_path: Path, monkeypatch: Any
+) -> AsyncIterator[tuple[Cluster, Emulator]]:
+    """The operator, its objects reconciled and the simulators' counts reset, for the test
+    to fail its watches; then every kind listed again, and edits and new objects
+    reconciled once."""
+    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch) as (cluster, sims):
+        await _converged(cluster)
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        sims.reset_counts()
+        before = emulator.listed.copy()
+        yield cluster, emulator
+        await _listed_again(cluster, emulator, before)
+        await _then_edits_and_new_objects_are_reconciled(cluster, sims)
 
 
 async def _listed_again(cluster: Cluster, emulator: Emulator, before: Counter[str]) -> None:
@@ -96,12 +116,7 @@ def _server_error(code: int) -> dict[str, Any]:
 async def test_after_a_watch_ends_with_an_error_event_objects_are_still_reconciled(
     tmp_path: Path, monkeypatch: Any, event: int
 ) -> None:
-    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch) as (cluster, sims):
-        await _converged(cluster)
-        emulator = cluster.emulator
-        assert isinstance(emulator, Emulator)
-        sims.reset_counts()
-        before = emulator.listed.copy()
+    async with _converged_operator(tmp_path, monkeypatch) as (cluster, emulator):
         for plural in PLURALS:
             # The harness's watches end every second: end them until one was open.
             async def ended(plural: str = plural) -> int:
@@ -110,8 +125,6 @@ async def test_after_a_watch_ends_with_an_error_event_objects_are_still_reconcil
                 return await emulator.end_watches(plural, _server_error(event))
 
             await cluster.wait_for(ended, what=f"an open watch of {plural}")
-        await _listed_again(cluster, emulator, before)
-        await _then_edits_and_new_objects_are_reconciled(cluster, sims)
 
 
 @pytest.mark.parametrize("status", [
@@ -122,20 +135,13 @@ async def test_after_a_watch_ends_with_an_error_event_objects_are_still_reconcil
 async def test_after_a_watch_request_is_answered_an_error_objects_are_still_reconciled(
     tmp_path: Path, monkeypatch: Any, status: int
 ) -> None:
-    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch) as (cluster, sims):
-        await _converged(cluster)
-        emulator = cluster.emulator
-        assert isinstance(emulator, Emulator)
-        sims.reset_counts()
-        before = emulator.listed.copy()
+    async with _converged_operator(tmp_path, monkeypatch) as (cluster, emulator):
         faults = [emulator.fail("GET", f"/{plural}", status, watch=True) for plural in PLURALS]
 
         async def answered() -> bool:
             return all(fault.count == 0 for fault in faults)
 
         await cluster.wait_for(answered, what=f"a watch of each kind answered {status}")
-        await _listed_again(cluster, emulator, before)
-        await _then_edits_and_new_objects_are_reconciled(cluster, sims)
 
 
 async def test_a_watch_failing_for_longer_than_the_limit_stops_the_operator_with_one_line(
