@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.engine.config import load_settings
     from reconciler.errors import ConfigError
     from reconciler.operator import config as operator_config
+    from reconciler.operator import watch_errors
     from reconciler.operator.handlers import Runtime, configure, register, register_login
 
     logging.basicConfig(
@@ -110,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     register_login(registry)
     kopf_settings = kopf.OperatorSettings()
     watches = configure(kopf_settings, config)
+    watch_errors.end_with_cleanup(registry, watches)
     namespaces = args.namespace or list(config.namespaces)
     asyncio.run(
         kopf.operator(

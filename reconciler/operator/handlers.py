@@ -9,7 +9,7 @@ import contextlib
 import datetime
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from secrets import token_bytes
 from typing import Any
 
@@ -281,6 +281,7 @@ async def _reconcile(
     indexes: Mapping[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
     lock_wait: float | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
     name = meta["name"]
     if objects.is_paused(body):
@@ -308,7 +309,13 @@ async def _reconcile(
         lock_wait=lock_wait,
         waits=runtime.host_waits,
         release_under_way=_releasing(namespace, indexes, runtime.blocked_releases),
+        stop=stop,
     )
+    if result.stopped:
+        # Nothing planned nor written: the status stays as the last reconcile left it.
+        patch.pop("status", None)
+        logger.info("%s/%s: not reconciled: the operator is stopping", kind, name)
+        return
     if result.busy:
         # kopf indexes this object's next edit in the worker this handler holds: it is let
         # go, the edit indexed (others plan with it), and the handler run again at once with
@@ -341,6 +348,11 @@ async def _reconcile(
     news = _is_news(runtime, owner, status, result)
     _write_status(patch, status, meta, result)
     _post_events(body, result, lambda message: runtime.reported.first_time(owner, message))
+    if result.retry == "temporary" and stop is not None and stop.is_set():
+        # Cut short by the stop (its status says so): no retry comes in this process, so
+        # no kopf ERROR line that one will; the next process's reconcile goes on.
+        logger.info("%s/%s: %s (the operator is stopping)", kind, name, result.message)
+        return
     if result.retry == "temporary":
         raise kopf.TemporaryError(result.message, delay=result.delay)
     if result.retry == "permanent":
@@ -355,7 +367,11 @@ def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _reconcile_call(
-    runtime: Runtime, kind: str, kwargs: Mapping[str, Any], lock_wait: float | None = None
+    runtime: Runtime,
+    kind: str,
+    kwargs: Mapping[str, Any],
+    lock_wait: float | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Unpack kopf's keyword arguments for `_reconcile`."""
     await _reconcile(
@@ -369,6 +385,7 @@ async def _reconcile_call(
         _indexes(kwargs),
         kwargs["logger"],
         lock_wait,
+        stop,
     )
 
 
@@ -412,8 +429,8 @@ def _register_kind(
         registry=registry,
     )
     async def drift(**kwargs: Any) -> None:
-        if kwargs["meta"].get("deletionTimestamp"):
-            return
+        if kwargs["meta"].get("deletionTimestamp") or kwargs["stopped"]:
+            return  # being deleted, or the operator stops: no new check starts
         owner = (kwargs["namespace"] or "", kind, kwargs["meta"]["name"])
         if time.monotonic() < runtime.not_before.get(owner, 0.0):
             return  # a server asked not to be called before then (Retry-After)
@@ -421,7 +438,8 @@ def _register_kind(
         # refuses ends the timer for good (`status_writes`).
         patch = kopf.Patch()
         try:
-            await _reconcile_call(runtime, kind, {**kwargs, "patch": patch})
+            async with _stop_when_leaving(kwargs["stopped"]) as stop:
+                await _reconcile_call(runtime, kind, {**kwargs, "patch": patch}, stop=stop)
         except (kopf.TemporaryError, kopf.PermanentError):
             await runtime.status.write(*owner, patch.get("status"), kwargs["logger"])
             raise
@@ -432,6 +450,43 @@ def _register_kind(
     )
     async def finalize(**kwargs: Any) -> None:
         await _finalize(runtime, kind, kwargs)
+
+
+# Why kopf stops a drift check that makes a check in flight wind down (`_stop_when_leaving`):
+# the operator stops, or pauses for another replica, or the object is now another shard's.
+# Not its deletion: the finalizer waits for the check's writes, all of them, and releases
+# after them (`_finalize`).
+_LEAVING = (
+    kopf.DaemonStoppingReason.OPERATOR_EXITING
+    | kopf.DaemonStoppingReason.OPERATOR_PAUSING
+    | kopf.DaemonStoppingReason.FILTERS_MISMATCH
+)
+
+
+@contextlib.asynccontextmanager
+async def _stop_when_leaving(stopped: kopf.DaemonStopped) -> AsyncIterator[asyncio.Event]:
+    """An event set once kopf stops the drift check for a reason of `_LEAVING`: the
+    reconcile's changes in flight finish, no other starts, and a plan not yet applied is
+    abandoned, so that kopf sees the check end within `DRIFT_STOP_WAIT`."""
+    stop = asyncio.Event()
+
+    async def relay() -> None:
+        await stopped.wait()
+        # Stopped for its object's deletion, the check goes on; the operator may stop
+        # meanwhile (kopf adds that reason to the flag already set, which wakes no one).
+        while True:
+            if stopped.reason is not None and stopped.reason & _LEAVING:
+                stop.set()
+                return
+            await asyncio.sleep(DRIFT_STOP_POLL)
+
+    task = asyncio.create_task(relay(), name="drift check's stop")
+    try:
+        yield stop
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 # How long a create, update or resume handler waits for its owner's lock (a drift check or
@@ -670,6 +725,17 @@ def register_login(registry: kopf.OperatorRegistry) -> None:
 # How often kopf looks whether a deleted object's drift check has ended (`configure`).
 DRIFT_EXIT_POLL = 1.0
 
+# How long kopf waits for a drift check in flight to end once it stops it (`configure`):
+# on SIGTERM, the writes in flight land and nothing new starts (`_stop_when_leaving`),
+# well within the 30 s a pod is given to stop (the chart sets no
+# terminationGracePeriodSeconds: Kubernetes' default). One still writing after that is
+# left to kopf, which cancels it 5 s later; the engine's journal keeps the write as
+# interrupted for the next run.
+DRIFT_STOP_WAIT = 20.0
+# How often a drift check stopped for its object's deletion looks whether the operator
+# stops too (`_stop_when_leaving`).
+DRIFT_STOP_POLL = 0.5
+
 
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> watch_errors.Watches:
     """kopf settings: our finalizer name, events for info and above, a bounded watch, the
@@ -687,6 +753,13 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> watch_
     # this often, or at the object's next event: a check that finds its object going writes
     # nothing, so kopf's 60 s would hold every such deletion a minute longer.
     settings.background.cancellation_polling = DRIFT_EXIT_POLL
+    # kopf gives a timer it stops a few loop cycles to end, and on the operator's exit (or
+    # pause) leaves one still running orphaned at once, with a warning, and cancels it at
+    # any await a few seconds later: a drift check writing would be cut mid-change. It is
+    # waited for instead, as it winds down (`_stop_when_leaving`); a sleeping one ends at
+    # once. A deleted object's check is waited for as long in its own worker, which its
+    # finalizer did anyway, holding the object's lock.
+    settings.background.instant_exit_timeout = DRIFT_STOP_WAIT
     if config.shard:
         # Filter on the server too, so a shard neither lists nor watches other shards' objects.
         settings.watching.label_selectors[API_GROUP] = config.shard

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -46,6 +46,8 @@ from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions, site_ids
 from reconciler.plan.render import summary_line
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -84,6 +86,10 @@ class ObjectResult:
     # (`lock_wait`): nothing was planned or written, nothing is to be said, and the reconcile
     # is tried again at once (`message` says what it waited for).
     busy: bool = False
+    # The operator stopped (`stop`) before this reconcile wrote anything: nothing is to be
+    # said of it either; the next reconcile of the object, by whichever process runs then,
+    # plans and applies it anew.
+    stopped: bool = False
 
 
 @dataclass
@@ -151,6 +157,7 @@ async def reconcile_object(
     lock_wait: float | None = None,
     waits: HostWaits | None = None,
     release_under_way: Callable[[str, str], bool] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> ObjectResult:
     """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
@@ -164,7 +171,10 @@ async def reconcile_object(
     `release_under_way(kind, name)`: whether that object is being deleted now and its
     release may be under way (not between two attempts of a finalizer that could not
     release it); a Device (and a stand-alone DER of it) whose Gateway is, to be released,
-    writes nothing under it, and waits."""
+    writes nothing under it, and waits. `stop`: once set (the operator stops), no change
+    starts and the changes in flight finish, as for `reconciler apply` on SIGTERM
+    (`engine.apply`); a reconcile that has not begun to apply yet plans and writes nothing
+    (`stopped`)."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -264,7 +274,7 @@ async def reconcile_object(
             site.spec.flatpeak is not None for site in sub.sites.values()
         )
         try:
-            planned = await reconciler.plan(
+            planned = await _unless_stopped(reconciler.plan(
                 PlanOptions(
                     flatpeak_locations=nsf.flatpeak_locations if on_flatpeak else {},
                     whole_fleet=nsf.fleet,
@@ -277,13 +287,15 @@ async def reconcile_object(
                     # more is set back to its default, or reported as no longer managed.
                     last_declared=nsf.last_declared,
                 )
-            )
+            ), stop)
         except ProviderAuthError as error:
             # A setting must change (a token rotated in its file is read again at the
             # next reconcile): said on the object and retried, not a traceback in the log.
             hint = settings.refused_hint(error, when="at the next reconcile")
             message = f"{error}; {hint}" if hint else str(error)
             return _not_planned("temporary", "AuthError", message, config.retry_delay)
+        if planned is None:
+            return ObjectResult(stopped=True, summary="not reconciled: stopping")
         plan = planned.plan
         if on_flatpeak and kind == "Device":
             # Only the Device's own reconcile records, as it does its password's.
@@ -342,7 +354,7 @@ async def reconcile_object(
                 credentials=ledger,
             )
             report = await apply_plan(
-                own_plan, executors, policy=RetryPolicy(attempts=settings.retries)
+                own_plan, executors, policy=RetryPolicy(attempts=settings.retries), stop=stop
             )
             outcomes = report.outcomes
             if holds is not None:
@@ -494,6 +506,30 @@ def _device_gateway(
         site=gateway.spec.site_ref,
     )
     return placement.model_dump()
+
+
+async def _unless_stopped(planning: Awaitable[_T], stop: asyncio.Event | None) -> _T | None:
+    """What `planning` gives, or None once `stop` is set first: it only reads, so it is
+    abandoned at once (a gateway that does not answer would hold the stop for its timeout),
+    as the watch agent's is."""
+    if stop is None:
+        return await planning
+    if stop.is_set():
+        if asyncio.iscoroutine(planning):
+            planning.close()
+        return None
+    task = asyncio.ensure_future(planning)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, stopping):
+            if not pending.done():
+                pending.cancel()
+        await asyncio.gather(task, stopping, return_exceptions=True)
+    if task.cancelled():
+        return None
+    return task.result()
 
 
 async def _acquired(lock: asyncio.Lock, wait: float | None) -> bool:
@@ -664,6 +700,18 @@ def _describe(
         conds += [
             Cond("Synced", False, "ApplyFailed", message),
             Cond("Ready", False, "ApplyFailed", message),
+        ]
+    elif skipped := [o for o in outcomes if o.status == "skipped"]:
+        # Without a failure, only a stop skips a change (`engine.apply`): the operator
+        # stopped before it started. Not Ready: whichever process runs next applies it.
+        message = (
+            "the operator stopped before these changes started: "
+            + "; ".join(f"{o.address}: {o.message}" for o in skipped)
+        )[:1000]
+        result.retry, result.delay, result.message = "temporary", config.retry_delay, message
+        conds += [
+            Cond("Synced", False, "Interrupted", message),
+            Cond("Ready", False, "Interrupted", message),
         ]
     elif blocked:
         message = "; ".join(f"{c.address}: {c.message}" for c in blocked)[:1000]

@@ -106,6 +106,17 @@ def track(settings: kopf.OperatorSettings, limit: float = DEFAULT_LIMIT) -> Watc
     return watches
 
 
+def end_with_cleanup(registry: kopf.OperatorRegistry, watches: Watches) -> None:
+    """Set `watches.stop` in kopf's cleanup activity, once every other task of the operator
+    stopped. kopf waits for its stop flag in a task of its own that it does not cancel when
+    a signal (SIGTERM) stops the operator instead: left waiting, that task is one of the
+    tasks kopf gives 5 s to end before it exits, so every stop would take 5 s more."""
+
+    @kopf.on.cleanup(registry=registry, id="stop-flag")
+    def end_stop_flag_wait(**_: Any) -> None:
+        watches.stop.set()
+
+
 def install() -> None:
     """Wrap kopf's list-and-watch of a kind (once per process: every operator in it shares
     kopf; each has its own record, `track`)."""

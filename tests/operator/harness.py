@@ -349,7 +349,8 @@ async def operator(
         # sends it at once): not long, should a test's object be deleted meanwhile.
         kopf_settings.persistence.consistency_timeout = 0.3
         kopf_settings.queueing.exit_timeout = 0.5
-        kopf_settings.background.instant_exit_timeout = 0.1
+        # kopf waits for a drift check it stops as `configure` has it, as in a pod: one
+        # that winds down at the stop (and a deletion waiting for one) is tested as it runs.
         stop = asyncio.Event()
         ready = asyncio.Event()
         handler = _CollectingHandler(logs) if logs is not None else None

@@ -1,0 +1,145 @@
+"""`reconciler operator` stopped by SIGTERM (a rolling update, a node drained), as a separate
+process: idle, it exits 0 at once; while a drift check writes, that write lands, once,
+nothing new starts, and it exits 0 well within the pod's grace period (Kubernetes' 30 s:
+the chart sets none); a drift check still reading (planning) is abandoned at once. None
+leaves kopf's line of a timer left orphaned, and an operator started again finishes what
+the stopped one did not start, writing nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import Cluster, emulated_cluster
+from objects import HOME, ZAP, declare
+from process import operator_env, operator_process
+
+from reconciler.sim.fleet import SimFleet
+from reconciler.sources.loader import load_texts
+
+OBJECTS = (("Site", "home"), ("Gateway", "home-zap"), ("Device", "home-inverter"),
+           ("Device", "home-battery"))
+ORPHANED = "did not exit in time"
+SIGNALLED = "Signal SIGTERM is received"
+
+
+async def _until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def _ready(cluster: Cluster) -> None:
+    """Every object Ready and its create handler done: what writes next is a drift check."""
+    for kind, name in OBJECTS:
+        await cluster.wait_condition(kind, name, "Ready", timeout=60)
+        await cluster.wait_handled(kind, name, timeout=60)
+
+
+async def _stopped(process: asyncio.subprocess.Process) -> tuple[int, float]:
+    """SIGTERM, then the exit code and the seconds it took to exit."""
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(process.wait(), 60)
+    return code, time.monotonic() - started
+
+
+def _said_after_signal(text: str) -> list[str]:
+    """The lines logged after the signal at WARNING or above."""
+    after = text[text.index(SIGNALLED):].splitlines()
+    return [line for line in after if " WARNING " in line or " ERROR " in line]
+
+
+def _inverter_in_novacore(sims: SimFleet) -> int:
+    return sum(d.hardware_id == "SG0001" for d in sims.novacore.devices.values())
+
+
+async def test_an_idle_operator_stops_at_once_on_sigterm(tmp_path: Path) -> None:
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
+    async with emulated_cluster() as cluster, sims:
+        # No drift check comes during the test: every timer sleeps when the signal comes.
+        env = operator_env(sims, cluster.url, tmp_path, RECONCILER_OPERATOR_INTERVAL="300")
+        await declare(cluster)
+        log = tmp_path / "operator.log"
+        async with operator_process(env, log) as process:
+            await _ready(cluster)
+            code, took = await _stopped(process)
+        text = log.read_text(errors="replace")
+        assert code == 0
+        assert ORPHANED not in text
+        assert _said_after_signal(text) == []
+        assert took < 5, f"stopped in {took:.1f}s"
+
+
+async def test_a_drift_check_writing_at_sigterm_lands_its_write_once_and_stops(
+    tmp_path: Path,
+) -> None:
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
+    async with emulated_cluster() as cluster, sims:
+        env = operator_env(sims, cluster.url, tmp_path)
+        await declare(cluster)
+        log = tmp_path / "operator.log"
+        zap = sims.zaps[ZAP]
+        async with operator_process(env, log) as process:
+            await _ready(cluster)
+            await cluster.wait_planned("Device", "home-inverter", 1)
+            # The inverter removed from its Zap and from Novacore behind the operator's
+            # back, the Zap answering each write 2 s after it took effect: the next drift
+            # check adds it to the Zap, and only once that is answered provisions it.
+            (cloud,) = (d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
+            sims.novacore.remove_device(cloud.id)
+            zap.remove_device("SG0001")
+            zap.faults.answer_delay_ms = 2000
+            sims.reset_counts()
+            await _until(lambda: "SG0001" in zap.devices, "the drift check's write to the Zap")
+            code, took = await _stopped(process)
+        text = log.read_text(errors="replace")
+        assert code == 0
+        assert ORPHANED not in text
+        assert _said_after_signal(text) == []
+        assert took < 15, f"stopped in {took:.1f}s"
+        assert zap.requests["POST /api/devices"] == 1, "the write in flight landed, once"
+        assert _inverter_in_novacore(sims) == 0, "no change started after the signal"
+        ready = await cluster.condition("Device", "home-inverter", "Ready") or {}
+        assert (ready.get("status"), ready.get("reason")) == ("False", "Interrupted"), (
+            "its status says what was not started")
+        assert "device/home-inverter[novacore]: not started: stopping" in ready["message"]
+
+        # Started again: the rest is done, nothing twice.
+        zap.faults.answer_delay_ms = 0
+        async with operator_process(env, log):
+            await cluster.wait_planned("Device", "home-inverter", 2)
+            await _until(lambda: _inverter_in_novacore(sims) == 1, "the inverter provisioned")
+        assert zap.requests["POST /api/devices"] == 1, "not added to the Zap again"
+        assert _inverter_in_novacore(sims) == 1
+
+
+async def test_a_drift_check_still_reading_at_sigterm_is_abandoned_at_once(
+    tmp_path: Path,
+) -> None:
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
+    async with emulated_cluster() as cluster, sims:
+        env = operator_env(sims, cluster.url, tmp_path)
+        await declare(cluster)
+        log = tmp_path / "operator.log"
+        zap = sims.zaps[ZAP]
+        async with operator_process(env, log) as process:
+            await _ready(cluster)
+            # The Zap answers 8 s late (within the 10 s timeout): the next drift check
+            # observes it that long, when it has nothing to write anyway.
+            zap.faults.latency_ms = 8000
+            sims.reset_counts()
+            await _until(lambda: zap.count("GET") > 0, "a drift check reading the Zap")
+            code, took = await _stopped(process)
+        text = log.read_text(errors="replace")
+        assert code == 0
+        assert _said_after_signal(text) == []
+        assert took < 4, f"stopped in {took:.1f}s, not once the read was answered"
+        assert sims.writes() == 0
