@@ -112,6 +112,29 @@ class FlatpeakLocation(StrictModel):
                       examples=["home-solna"])
 
 
+class UnmanagedObject(StrictModel):
+    """An object found that nothing declares, as the CLI's plan document lists it."""
+
+    platform: str = Field(description="Where it was found: zap, novacore.", examples=["zap"])
+    id: str = Field(description="Its id there (a Zap device's sn, a Novacore id).",
+                    examples=["SG0001"])
+    description: str = Field(
+        description="What it is, and why it is not this fleet's.",
+        examples=["inverter SG0001 on gateway home-zap is declared on gateway cabin-zap "
+                  "(Device inv), not here"],
+    )
+
+
+class UnmanagedObjects(StrictModel):
+    """The objects found under this object that nothing declares: left as they are (the
+    operator removes nothing it does not declare), and said here until they go."""
+
+    count: int = Field(default=0, description="How many were found.", examples=[1])
+    objects: list[UnmanagedObject] = Field(
+        default_factory=list, description="The first 20 of them, in the plan's order."
+    )
+
+
 class ResourceStatus(StrictModel):
     """Status written by the operator."""
 
@@ -147,6 +170,11 @@ class ResourceStatus(StrictModel):
         "converged: one declared no more is set back to the platform's default, or reported "
         "as no longer managed, as the CLI does from its inventory.",
         examples=[["connection.modbusTcp.port", "hardwareId"]],
+    )
+    unmanaged: UnmanagedObjects | None = Field(
+        default=None,
+        description="What the last plan found that nothing declares: a Gateway's Zap "
+        "devices, a Site's Novacore devices, a Device's Novacore DERs.",
     )
     last_valid_spec: str | None = Field(
         default=None,

@@ -28,6 +28,7 @@ from reconciler.operator import (
     objects,
     sites_kept,
     swaps,
+    unmanaged,
     wait_lines,
     watch_errors,
 )
@@ -346,6 +347,13 @@ async def _reconcile(
         runtime.not_before.pop(owner, None)
     # Decided before anything is awaited: a concurrent run for this object then finds it said.
     news = _is_news(runtime, owner, status, result)
+    found = result.unmanaged
+    if found is not None and runtime.reported.unmanaged_changed(owner, status, found):
+        # Said when the set changes: not an error (Ready stays as the plan has it), but
+        # what the user is to act on, the operator removing nothing it does not declare.
+        post = kopf.warn if found else kopf.info
+        post(body, reason=unmanaged.EVENT_REASON,
+             message=event_message(unmanaged.message(found)))
     _write_status(patch, status, meta, result)
     _post_events(body, result, lambda message: runtime.reported.first_time(owner, message))
     if result.retry == "temporary" and stop is not None and stop.is_set():

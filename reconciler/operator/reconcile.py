@@ -34,7 +34,7 @@ from reconciler.model.status import (
     DeviceGateway,
     FlatpeakLocation,
 )
-from reconciler.operator import declared, locations, swaps
+from reconciler.operator import declared, locations, swaps, unmanaged
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
@@ -78,6 +78,9 @@ class ObjectResult:
     # What the plan says of them, converged or not (`status.lastPlan.notes`): in observe
     # mode, with other changes pending, the reconcile never converges to say it once.
     plan_notes: list[str] = field(default_factory=list)
+    # status.unmanaged: what the plan found under this object that nothing declares
+    # (`unmanaged`); None when it reports none, or could not read where they are.
+    unmanaged: list[dict[str, str]] | None = None
     # The object itself is being deleted (or is gone), or its spec changed since this
     # reconcile began: nothing was planned or written, and nothing is to be said of it (its
     # finalizer, or the reconcile of its new spec, speaks for it now).
@@ -316,6 +319,10 @@ async def reconcile_object(
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}
         result.plan_lines = [_line(c) for c in own if c.is_change]
         result.plan_notes = declared.notes(plan.unmanaged, resource.address)
+        result.unmanaged = unmanaged.found(
+            resource, nsf.fleet, plan.unmanaged, planned.observed, own,
+            plan.novacore_site_ids(),
+        )
         result.changes = len(result.plan_lines)
         result.summary = _summary(own)
         blockers = [
@@ -774,4 +781,6 @@ def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
         patch[locations.LOCATIONS] = result.flatpeak_locations
     if result.declared_fields is not None:
         patch[declared.DECLARED] = result.declared_fields
+    if result.unmanaged is not None:
+        patch[unmanaged.UNMANAGED] = unmanaged.block(result.unmanaged)
     return patch

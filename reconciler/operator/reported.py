@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.operator import unmanaged
 from reconciler.operator.conditions import Cond, is_new, stored
 
 Key = tuple[str, str, str]  # namespace, kind, name
@@ -24,6 +25,8 @@ class Reported:
         self._last: dict[Key, tuple[str, str, str]] = {}
         # Messages said once per object (`first_time`).
         self._said: dict[Key, set[str]] = {}
+        # The unmanaged objects last reported per object (`unmanaged_changed`).
+        self._unmanaged: dict[Key, unmanaged.Said] = {}
 
     def is_news(self, key: Key, status: Mapping[str, Any], ready: Cond) -> bool:
         """Whether `ready` says something else than the object's Ready said before (as
@@ -46,6 +49,20 @@ class Reported:
         said.add(message)
         return True
 
+    def unmanaged_changed(
+        self, key: Key, status: Mapping[str, Any], entries: list[unmanaged.Entry]
+    ) -> bool:
+        """Whether `entries`, the unmanaged objects found under the object now, differ from
+        those last reported (here, else in its `status.unmanaged`); records them as
+        reported. The set is said when it changes, not at every drift check."""
+        now = unmanaged.said(entries)
+        before = self._unmanaged.get(key)
+        self._unmanaged[key] = now
+        if before is None:
+            before = unmanaged.recorded(status)
+        return before != now
+
     def forget(self, key: Key) -> None:
         self._last.pop(key, None)
         self._said.pop(key, None)
+        self._unmanaged.pop(key, None)

@@ -1,0 +1,165 @@
+"""What an object's status says of the objects found that nothing declares
+(`status.unmanaged`): the plan's `unmanaged` list, as `reconciler plan` lists it and the
+watch agent logs it. The operator removes none of them (no `--prune`), so this is where a
+user sees them: a device added by hand to a Zap, the copy a Device moved to another
+Gateway left on its old Zap, a Novacore device of a Site that no Device is.
+
+Each object is reported by one object only, the one whose reconcile reads where it is:
+a Zap's devices by their Gateway, a Novacore site's devices by their Site, a Novacore
+device's DERs by its Device. Each reconcile plans its object's closure
+(`objects.closure`), which holds none of the Devices of a Gateway or a Site: what that plan
+finds unmanaged is checked again here against every Device of the namespace, as the CLI's
+plan of the whole fleet matches them. Nothing more is read for it. Pure: `reconcile.py`
+plans, `handlers.py` writes the status and says a change of the set once by an event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from reconciler.model.base import Resource
+from reconciler.model.fleet import Fleet
+from reconciler.model.status import UnmanagedObject, UnmanagedObjects
+from reconciler.plan.actions import Action, Change
+from reconciler.plan.novacore_devices import bound_device
+from reconciler.plan.observed import NovacoreDevice, Observed, ZapState
+from reconciler.plan.render import objects
+
+# The status field (`model.status.ResourceStatus.unmanaged`).
+UNMANAGED = "unmanaged"
+# The event that says, once, that the set changed.
+EVENT_REASON = "Unmanaged"
+# How many the status lists; `count` says how many there are.
+SHOWN = 20
+# The CLI's advice, which the operator has no flag for.
+_PRUNE_HINT = "; use --prune"
+
+Entry = dict[str, str]
+
+
+def found(
+    resource: Resource,
+    whole: Fleet,
+    entries: Iterable[Mapping[str, Any]],
+    observed: Observed,
+    own: Sequence[Change],
+    novacore_sites: Mapping[str, str],
+) -> list[Entry] | None:
+    """The unmanaged objects `resource` reports, of its plan's `entries`; None when it
+    reports none (not its kind), or when where they are could not be read this time (what
+    its status says stays as it is, as the watch agent keeps a deferred site's).
+    `novacore_sites`: Site name -> the id of the Novacore site it matched."""
+    kind, name = resource.KIND, resource.name
+    if kind == "Gateway":
+        zap = getattr(resource.spec, "zap", None)
+        if zap is None or not isinstance(observed.zaps.get(name), ZapState):
+            return None
+        declared = {d.spec.hardware_id for d in whole.devices_of(name)}
+        return _listed(
+            e for e in entries
+            if e.get("platform") == "zap" and e.get("gateway") == name
+            and e.get("id") not in declared
+        )
+    if kind == "Site":
+        if getattr(resource.spec, "novacore", None) is None:
+            return None
+        site_id = novacore_sites.get(name)
+        if site_id is None:
+            # Not found there (it is to be created), unless it could not be looked for.
+            return None if any(_unsettled(c) for c in own) else []
+        devices = observed.novacore_devices.get(site_id)
+        if not isinstance(devices, list):
+            return None
+        matched = _matched(whole, name, devices)
+        return _listed(
+            e for e in entries
+            if e.get("platform") == "novacore" and e.get("site") == name
+            and "device" not in e and "field" not in e and e.get("id") not in matched
+        )
+    if kind == "Device":
+        gateway = whole.gateways.get(getattr(resource.spec, "gateway_ref", None) or "")
+        site = whole.sites.get(gateway.spec.site_ref) if gateway is not None else None
+        if site is None or site.spec.novacore is None:
+            return None
+        if any(c.action is Action.DEFER for c in own if c.component == "novacore"):
+            return None  # its Novacore device, and so its DERs, not read
+        return _listed(e for e in entries if e.get("device") == name and "field" not in e)
+    return None
+
+
+def _unsettled(change: Change) -> bool:
+    return change.action is Action.DEFER or change.blocked
+
+
+def _matched(whole: Fleet, site: str, devices: list[NovacoreDevice]) -> set[str]:
+    """The ids of the Novacore devices of `site` that Devices of the namespace are, matched
+    as the plan matches them (`plan.sourceful`): by hardware id, the one bound to its
+    gateway first."""
+    by_hardware: dict[str, list[NovacoreDevice]] = {}
+    for cloud_device in devices:
+        by_hardware.setdefault(cloud_device.hardware_id, []).append(cloud_device)
+    matched: set[str] = set()
+    for gateway in whole.gateways_of(site):
+        if gateway.spec.zap is None:
+            continue
+        for device in whole.devices_of(gateway.name):
+            hardware_id = device.spec.hardware_id
+            if hardware_id is None or device.spec.connection is None:
+                continue
+            cloud = bound_device(by_hardware.get(hardware_id, []), gateway.spec.zap.serial)
+            if cloud is not None:
+                matched.add(cloud.id)
+    return matched
+
+
+def _listed(entries: Iterable[Mapping[str, Any]]) -> list[Entry]:
+    """Each as the status lists it: the CLI's advice to prune left out."""
+    return [
+        {
+            "platform": str(e.get("platform", "")),
+            "id": str(e.get("id", "")),
+            "description": str(e.get("description", "")).split(_PRUNE_HINT, 1)[0],
+        }
+        for e in entries
+    ]
+
+
+def block(entries: Sequence[Entry]) -> dict[str, Any]:
+    """`status.unmanaged`: how many, and the first `SHOWN`."""
+    status = UnmanagedObjects(
+        count=len(entries),
+        objects=[UnmanagedObject.model_validate(e) for e in entries[:SHOWN]],
+    )
+    return status.model_dump(by_alias=True)
+
+
+Said = tuple[int, tuple[str, ...]]
+
+
+def said(entries: Sequence[Entry]) -> Said:
+    """What a status records of `entries`, to compare with: the count and the first
+    `SHOWN` descriptions."""
+    return len(entries), tuple(e["description"] for e in entries[:SHOWN])
+
+
+def recorded(status: Mapping[str, Any] | None) -> Said:
+    """What `status.unmanaged` says (nothing found, when it says nothing)."""
+    held = (status or {}).get(UNMANAGED)
+    if not isinstance(held, Mapping):
+        return 0, ()
+    listed = held.get("objects")
+    descriptions = tuple(
+        str(o.get("description", "")) for o in listed if isinstance(o, Mapping)
+    ) if isinstance(listed, list) else ()
+    count = held.get("count")
+    return (count if isinstance(count, int) else len(descriptions)), descriptions
+
+
+def message(entries: Sequence[Entry]) -> str:
+    """What the event says of the set found now."""
+    if not entries:
+        return "no objects found that nothing declares any more"
+    listed = "; ".join(e["description"] for e in entries[:SHOWN])
+    return (f"{objects(len(entries))} found that nothing declares, left as "
+            f"{'it is' if len(entries) == 1 else 'they are'} (remove by hand, or declare): "
+            f"{listed}")
