@@ -42,6 +42,20 @@ def no_secrets(world: World, text: str) -> None:
         assert secret not in text, "a credential was printed"
 
 
+async def first_deferred_drift_run(agent: Proc) -> int:
+    """The number of the first interval run deferred, once the test has set a throttle
+    while the agent runs: the first run it reached. Those before it, however many a slow
+    test let the agent start before the throttle was set, found the server answering."""
+    [line] = await agent.wait_for(r"run=\d+ trigger=interval .* result=deferred")
+    match = RUN_LINE.match(line)
+    assert match is not None, line
+    return int(match.group(1))
+
+
+def drift_runs_after(agent: Proc, run: int) -> list[str]:
+    return [m.group(0) for m in runs(agent.out, "interval") if int(m.group(1)) > run]
+
+
 async def test_an_edit_is_applied_once_after_a_burst_of_saves(world: World, spawn: Spawn) -> None:
     agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.5s",
                         env=world.env, cwd=world.cwd)
@@ -298,28 +312,28 @@ async def test_a_server_asking_to_wait_a_day_is_not_called_again_by_the_next_run
     novacore = world.sims.novacore
     novacore.faults.throttle_next, novacore.faults.retry_after_s = 1000, 86400
     novacore.requests.clear()
-    await agent.wait_for(r"run=2 trigger=interval .* result=deferred")
+    throttled = await first_deferred_drift_run(agent)
     asked = sum(novacore.requests.values())
     assert asked > 0
     await asyncio.sleep(3)  # six intervals
     assert sum(novacore.requests.values()) == asked, novacore.requests
-    assert not runs(agent.out, "interval")[1:], agent.text
+    assert not drift_runs_after(agent, throttled), agent.text
     [held] = [line for line in agent.out if "the next drift run starts at" in line]
-    assert re.search(r"run=2 the next drift run starts at \d{4}-\d\d-\d\dT[\d:]+Z, not "
-                     r"before: a server asked to be called again in 86400 s \(Retry-After\); "
-                     r"a file change still runs at once", held), held
+    assert re.search(rf"run={throttled} the next drift run starts at \d{{4}}-\d\d-\d\dT[\d:]+Z, "
+                     r"not before: a server asked to be called again in 86400 s "
+                     r"\(Retry-After\); a file change still runs at once", held), held
 
     # An edit is someone's: applied at once (its gateway's part), but Novacore asked every
     # run to wait, the edit's too: not called before then, and the run says until when.
     world.edit("displayName: Sungrow SH10RT", "displayName: Sungrow Roof")
-    await agent.wait_for(r"run=3 trigger=change .* result=")
+    await agent.wait_for(rf"run={throttled + 1} trigger=change .* result=")
     assert sum(novacore.requests.values()) == asked, novacore.requests
     assert any(re.search(r"not sent: http://127\.0\.0\.1:\d+ asked \(Retry-After\) not to "
                          r"be called before \d{4}-\d\d-\d\dT[\d:]+Z", line)
                for line in agent.out), agent.text
     await asyncio.sleep(2)
     assert sum(novacore.requests.values()) == asked, novacore.requests
-    assert not runs(agent.out, "interval")[1:], agent.text
+    assert not drift_runs_after(agent, throttled), agent.text
     assert await agent.terminate() == 0
 
 
@@ -334,12 +348,14 @@ async def test_a_retry_after_beyond_any_date_holds_the_next_run_for_a_day(
     novacore = world.sims.novacore
     novacore.faults.throttle_next, novacore.faults.retry_after = 1000, "3" * 308
     novacore.requests.clear()
-    await agent.wait_for(r"run=2 trigger=interval .* result=deferred")
+    throttled = await first_deferred_drift_run(agent)
     asked = sum(novacore.requests.values())
     await asyncio.sleep(2)
     assert sum(novacore.requests.values()) == asked, novacore.requests
+    assert not drift_runs_after(agent, throttled), agent.text
     assert "unexpected error" not in agent.text, agent.text
     [held] = [line for line in agent.out if "the next drift run starts at" in line]
+    assert f"run={throttled} the next drift run starts at " in held, held
     said = "a server asked to be called again in 333333333333333… (308 characters) s"
     assert f"{said} (Retry-After; waited for a day at most); a file change" in held, held
     when = re.search(r"starts at (\S+Z), not before", held)
