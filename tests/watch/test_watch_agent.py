@@ -23,6 +23,7 @@ from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDir, unfinished_intents
 from reconciler.sim.fleet import SimFleet
+from reconciler.sim.server import READ_METHODS
 from reconciler.sources.loader import load_fleet
 
 pytestmark = pytest.mark.slow
@@ -198,28 +199,65 @@ async def test_a_second_agent_and_a_manual_apply_are_refused_naming_the_holder(
         pass
 
 
-async def test_sigterm_mid_apply_finishes_writes_in_flight_and_the_next_start_converges(
-        world: World, spawn: Spawn) -> None:
-    for server in world.sims.http_servers():
-        server.faults.latency_ms = 150  # long enough to stop in the middle of the apply
-    agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
-    await agent.wait_for(r"  ✓ ")
-    assert await agent.terminate() == 0
-    [line] = runs(agent.out)
-    assert line.group(9) == "stopped", agent.text
-    assert int(line.group(8)) > 0, "some changes were not started"
-    assert any("skipped: not started: stopping" in out for out in agent.out), agent.text
-    assert unfinished_intents(world.journal) == [], "every write started was finished"
-    assert agent.out[-1].endswith("stopped after 1 run")
+class HoldWritesAfterTheFirst:
+    """Once a first write was answered, holds every later write, on any simulator, before it
+    is carried out, until `release` is set: the agent's apply, however fast, cannot get
+    past the writes it has in flight until the test has stopped it, however slow the test."""
 
-    for server in world.sims.http_servers():
-        server.faults.latency_ms = 0
-    again = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
-    await again.wait_for(r"run=1 trigger=start .* failed=0 .*result=applied")
-    assert await again.terminate() == 0
-    async with Reconciler(load_fleet([world.sites]), load_settings(world.env)) as reconciler:
-        result = await reconciler.plan()
-    assert not result.plan.has_changes, "converged"
+    def __init__(self) -> None:
+        self.answered = False
+        self.holding = asyncio.Event()  # a write is held
+        self.release = asyncio.Event()
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.method in READ_METHODS:
+                return await handler(request)
+            if self.answered:
+                self.holding.set()
+                await self.release.wait()
+            response = await handler(request)
+            self.answered = True
+            return response
+
+        for server in sims.http_servers():
+            server.app.middlewares.append(hold)
+
+
+async def test_sigterm_mid_apply_finishes_writes_in_flight_and_the_next_start_converges(
+        tmp_path: Path, spawn: Spawn) -> None:
+    held = HoldWritesAfterTheFirst()
+    world = await start_world(tmp_path, before_start=held.install)
+    try:
+        agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+        try:
+            await asyncio.wait_for(held.holding.wait(), 15)
+        except TimeoutError:
+            raise AssertionError(f"no write after the first within 15s:\n{agent.text}") from None
+        agent.process.send_signal(signal.SIGTERM)
+        # The writes held are let go once the agent is stopping: it starts nothing more.
+        await agent.wait_for(r" SIGTERM: stopping; ")
+        held.release.set()
+        assert await agent.finish() == 0
+        [line] = runs(agent.out)
+        assert line.group(9) == "stopped", agent.text
+        # The first write, and the one held when the signal came: in flight, so finished.
+        assert int(line.group(4)) >= 2, agent.text
+        assert int(line.group(8)) > 0, "some changes were not started"
+        assert any("skipped: not started: stopping" in out for out in agent.out), agent.text
+        assert unfinished_intents(world.journal) == [], "every write started was finished"
+        assert agent.out[-1].endswith("stopped after 1 run")
+
+        again = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+        await again.wait_for(r"run=1 trigger=start .* failed=0 .*result=applied")
+        assert await again.terminate() == 0
+        async with Reconciler(load_fleet([world.sites]), load_settings(world.env)) as reconciler:
+            result = await reconciler.plan()
+        assert not result.plan.has_changes, "converged"
+    finally:
+        held.release.set()  # a test failed early: no simulator handler is left waiting
+        await world.sims.stop()
 
 
 class SigtermAtFirstRename:
