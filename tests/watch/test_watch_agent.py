@@ -58,7 +58,9 @@ def drift_runs_after(agent: Proc, run: int) -> list[str]:
 
 
 async def test_an_edit_is_applied_once_after_a_burst_of_saves(world: World, spawn: Spawn) -> None:
-    agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.5s",
+    # The saves come 0.1 s apart: far enough for the file watch to see each on its own,
+    # well within the debounce however late a loaded machine wakes the test or the agent.
+    agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "1.5s",
                         env=world.env, cwd=world.cwd)
     await agent.wait_for(r"run=1 trigger=start .* result=applied")
     assert world.cloud_name() == "Sungrow SH10RT"
