@@ -23,6 +23,7 @@ from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDir, unfinished_intents
 from reconciler.sim.fleet import SimFleet
+from reconciler.sim.server import READ_METHODS
 from reconciler.sources.loader import load_fleet
 
 pytestmark = pytest.mark.slow
@@ -42,8 +43,24 @@ def no_secrets(world: World, text: str) -> None:
         assert secret not in text, "a credential was printed"
 
 
+async def first_deferred_drift_run(agent: Proc) -> int:
+    """The number of the first interval run deferred, once the test has set a throttle
+    while the agent runs: the first run it reached. Those before it, however many a slow
+    test let the agent start before the throttle was set, found the server answering."""
+    [line] = await agent.wait_for(r"run=\d+ trigger=interval .* result=deferred")
+    match = RUN_LINE.match(line)
+    assert match is not None, line
+    return int(match.group(1))
+
+
+def drift_runs_after(agent: Proc, run: int) -> list[str]:
+    return [m.group(0) for m in runs(agent.out, "interval") if int(m.group(1)) > run]
+
+
 async def test_an_edit_is_applied_once_after_a_burst_of_saves(world: World, spawn: Spawn) -> None:
-    agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.5s",
+    # The saves come 0.1 s apart: far enough for the file watch to see each on its own,
+    # well within the debounce however late a loaded machine wakes the test or the agent.
+    agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "1.5s",
                         env=world.env, cwd=world.cwd)
     await agent.wait_for(r"run=1 trigger=start .* result=applied")
     assert world.cloud_name() == "Sungrow SH10RT"
@@ -184,28 +201,65 @@ async def test_a_second_agent_and_a_manual_apply_are_refused_naming_the_holder(
         pass
 
 
-async def test_sigterm_mid_apply_finishes_writes_in_flight_and_the_next_start_converges(
-        world: World, spawn: Spawn) -> None:
-    for server in world.sims.http_servers():
-        server.faults.latency_ms = 150  # long enough to stop in the middle of the apply
-    agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
-    await agent.wait_for(r"  ✓ ")
-    assert await agent.terminate() == 0
-    [line] = runs(agent.out)
-    assert line.group(9) == "stopped", agent.text
-    assert int(line.group(8)) > 0, "some changes were not started"
-    assert any("skipped: not started: stopping" in out for out in agent.out), agent.text
-    assert unfinished_intents(world.journal) == [], "every write started was finished"
-    assert agent.out[-1].endswith("stopped after 1 run")
+class HoldWritesAfterTheFirst:
+    """Once a first write was answered, holds every later write, on any simulator, before it
+    is carried out, until `release` is set: the agent's apply, however fast, cannot get
+    past the writes it has in flight until the test has stopped it, however slow the test."""
 
-    for server in world.sims.http_servers():
-        server.faults.latency_ms = 0
-    again = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
-    await again.wait_for(r"run=1 trigger=start .* failed=0 .*result=applied")
-    assert await again.terminate() == 0
-    async with Reconciler(load_fleet([world.sites]), load_settings(world.env)) as reconciler:
-        result = await reconciler.plan()
-    assert not result.plan.has_changes, "converged"
+    def __init__(self) -> None:
+        self.answered = False
+        self.holding = asyncio.Event()  # a write is held
+        self.release = asyncio.Event()
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.method in READ_METHODS:
+                return await handler(request)
+            if self.answered:
+                self.holding.set()
+                await self.release.wait()
+            response = await handler(request)
+            self.answered = True
+            return response
+
+        for server in sims.http_servers():
+            server.app.middlewares.append(hold)
+
+
+async def test_sigterm_mid_apply_finishes_writes_in_flight_and_the_next_start_converges(
+        tmp_path: Path, spawn: Spawn) -> None:
+    held = HoldWritesAfterTheFirst()
+    world = await start_world(tmp_path, before_start=held.install)
+    try:
+        agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+        try:
+            await asyncio.wait_for(held.holding.wait(), 15)
+        except TimeoutError:
+            raise AssertionError(f"no write after the first within 15s:\n{agent.text}") from None
+        agent.process.send_signal(signal.SIGTERM)
+        # The writes held are let go once the agent is stopping: it starts nothing more.
+        await agent.wait_for(r" SIGTERM: stopping; ")
+        held.release.set()
+        assert await agent.finish() == 0
+        [line] = runs(agent.out)
+        assert line.group(9) == "stopped", agent.text
+        # The first write, and the one held when the signal came: in flight, so finished.
+        assert int(line.group(4)) >= 2, agent.text
+        assert int(line.group(8)) > 0, "some changes were not started"
+        assert any("skipped: not started: stopping" in out for out in agent.out), agent.text
+        assert unfinished_intents(world.journal) == [], "every write started was finished"
+        assert agent.out[-1].endswith("stopped after 1 run")
+
+        again = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+        await again.wait_for(r"run=1 trigger=start .* failed=0 .*result=applied")
+        assert await again.terminate() == 0
+        async with Reconciler(load_fleet([world.sites]), load_settings(world.env)) as reconciler:
+            result = await reconciler.plan()
+        assert not result.plan.has_changes, "converged"
+    finally:
+        held.release.set()  # a test failed early: no simulator handler is left waiting
+        await world.sims.stop()
 
 
 class SigtermAtFirstRename:
@@ -298,28 +352,28 @@ async def test_a_server_asking_to_wait_a_day_is_not_called_again_by_the_next_run
     novacore = world.sims.novacore
     novacore.faults.throttle_next, novacore.faults.retry_after_s = 1000, 86400
     novacore.requests.clear()
-    await agent.wait_for(r"run=2 trigger=interval .* result=deferred")
+    throttled = await first_deferred_drift_run(agent)
     asked = sum(novacore.requests.values())
     assert asked > 0
     await asyncio.sleep(3)  # six intervals
     assert sum(novacore.requests.values()) == asked, novacore.requests
-    assert not runs(agent.out, "interval")[1:], agent.text
+    assert not drift_runs_after(agent, throttled), agent.text
     [held] = [line for line in agent.out if "the next drift run starts at" in line]
-    assert re.search(r"run=2 the next drift run starts at \d{4}-\d\d-\d\dT[\d:]+Z, not "
-                     r"before: a server asked to be called again in 86400 s \(Retry-After\); "
-                     r"a file change still runs at once", held), held
+    assert re.search(rf"run={throttled} the next drift run starts at \d{{4}}-\d\d-\d\dT[\d:]+Z, "
+                     r"not before: a server asked to be called again in 86400 s "
+                     r"\(Retry-After\); a file change still runs at once", held), held
 
     # An edit is someone's: applied at once (its gateway's part), but Novacore asked every
     # run to wait, the edit's too: not called before then, and the run says until when.
     world.edit("displayName: Sungrow SH10RT", "displayName: Sungrow Roof")
-    await agent.wait_for(r"run=3 trigger=change .* result=")
+    await agent.wait_for(rf"run={throttled + 1} trigger=change .* result=")
     assert sum(novacore.requests.values()) == asked, novacore.requests
     assert any(re.search(r"not sent: http://127\.0\.0\.1:\d+ asked \(Retry-After\) not to "
                          r"be called before \d{4}-\d\d-\d\dT[\d:]+Z", line)
                for line in agent.out), agent.text
     await asyncio.sleep(2)
     assert sum(novacore.requests.values()) == asked, novacore.requests
-    assert not runs(agent.out, "interval")[1:], agent.text
+    assert not drift_runs_after(agent, throttled), agent.text
     assert await agent.terminate() == 0
 
 
@@ -334,12 +388,14 @@ async def test_a_retry_after_beyond_any_date_holds_the_next_run_for_a_day(
     novacore = world.sims.novacore
     novacore.faults.throttle_next, novacore.faults.retry_after = 1000, "3" * 308
     novacore.requests.clear()
-    await agent.wait_for(r"run=2 trigger=interval .* result=deferred")
+    throttled = await first_deferred_drift_run(agent)
     asked = sum(novacore.requests.values())
     await asyncio.sleep(2)
     assert sum(novacore.requests.values()) == asked, novacore.requests
+    assert not drift_runs_after(agent, throttled), agent.text
     assert "unexpected error" not in agent.text, agent.text
     [held] = [line for line in agent.out if "the next drift run starts at" in line]
+    assert f"run={throttled} the next drift run starts at " in held, held
     said = "a server asked to be called again in 333333333333333… (308 characters) s"
     assert f"{said} (Retry-After; waited for a day at most); a file change" in held, held
     when = re.search(r"starts at (\S+Z), not before", held)
