@@ -7,7 +7,8 @@ session about to be closed, writes made after the run reported its failure, jour
 entries left half-done, tasks the closing event loop destroys ("Task was destroyed but it
 is pending"). A platform's error, or an answer of a shape it does not document, is caught
 where it happens and stays that site's (`gather.Gather.read`, `apply.apply_plan`):
-what reaches here is a bug, the output gone, or the run itself cancelled."""
+what reaches here is a bug, the output gone, or the run itself cancelled. `unless_stopped`
+runs a read that a stop request abandons, ending it the same way."""
 
 from __future__ import annotations
 
@@ -46,3 +47,25 @@ async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
     """`all_of` for two awaitables of different types, each result with its own."""
     results: list[Any] = await all_of(first, second)
     return results[0], results[1]
+
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """What `work` gives, or None once `stop` is set first (or was already): `work` is then
+    cancelled and waited for. Only for work safe to abandon, as a plan is (it only reads):
+    the watch agent's, and an operator's drift check, stopped."""
+    if stop.is_set():
+        if asyncio.iscoroutine(work):
+            work.close()
+        return None
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, stopping):
+            if not pending.done():
+                pending.cancel()
+        await asyncio.gather(task, stopping, return_exceptions=True)
+    if task.cancelled():
+        return None
+    return task.result()

@@ -45,6 +45,7 @@ from typing import Any, Protocol, TextIO
 from reconciler import diagnostic_cap
 from reconciler.engine.apply import Outcome
 from reconciler.engine.config import Settings
+from reconciler.engine.fanout import unless_stopped
 from reconciler.engine.filewatch import wait_any, watch_files
 from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.reconcile import PlanResult, Reconciler
@@ -466,18 +467,7 @@ class Cycle:
         it is safe to cancel)."""
         if self.stop.is_set():
             return None
-        planning = asyncio.ensure_future(reconciler.plan(options, paths=self.paths))
-        stopping = asyncio.ensure_future(self.stop.wait())
-        try:
-            await asyncio.wait({planning, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (planning, stopping):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(planning, stopping, return_exceptions=True)
-        if planning.cancelled():
-            return None
-        return planning.result()
+        return await unless_stopped(reconciler.plan(options, paths=self.paths), self.stop)
 
     def _show_plan(self, run: int, result: PlanResult) -> None:
         """Print the plan when it has changes and differs from the last one printed."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -19,6 +19,7 @@ from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.credentials import CredentialLedger, key_id, mqtt_passwords
 from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
+from reconciler.engine.fanout import unless_stopped
 from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy, honoured
@@ -46,8 +47,6 @@ from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions, site_ids
 from reconciler.plan.render import summary_line
-
-_T = TypeVar("_T")
 
 
 @dataclass
@@ -277,7 +276,7 @@ async def reconcile_object(
             site.spec.flatpeak is not None for site in sub.sites.values()
         )
         try:
-            planned = await _unless_stopped(reconciler.plan(
+            planning = reconciler.plan(
                 PlanOptions(
                     flatpeak_locations=nsf.flatpeak_locations if on_flatpeak else {},
                     whole_fleet=nsf.fleet,
@@ -290,7 +289,10 @@ async def reconcile_object(
                     # more is set back to its default, or reported as no longer managed.
                     last_declared=nsf.last_declared,
                 )
-            ), stop)
+            )
+            # A plan only reads: a stop abandons it at once (a gateway that does not answer
+            # would hold the stop for its timeout), as the watch agent's.
+            planned = await (planning if stop is None else unless_stopped(planning, stop))
         except ProviderAuthError as error:
             # A setting must change (a token rotated in its file is read again at the
             # next reconcile): said on the object and retried, not a traceback in the log.
@@ -513,30 +515,6 @@ def _device_gateway(
         site=gateway.spec.site_ref,
     )
     return placement.model_dump()
-
-
-async def _unless_stopped(planning: Awaitable[_T], stop: asyncio.Event | None) -> _T | None:
-    """What `planning` gives, or None once `stop` is set first: it only reads, so it is
-    abandoned at once (a gateway that does not answer would hold the stop for its timeout),
-    as the watch agent's is."""
-    if stop is None:
-        return await planning
-    if stop.is_set():
-        if asyncio.iscoroutine(planning):
-            planning.close()
-        return None
-    task = asyncio.ensure_future(planning)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pending in (task, stopping):
-            if not pending.done():
-                pending.cancel()
-        await asyncio.gather(task, stopping, return_exceptions=True)
-    if task.cancelled():
-        return None
-    return task.result()
 
 
 async def _acquired(lock: asyncio.Lock, wait: float | None) -> bool:
