@@ -142,12 +142,11 @@ class Executors:
         )
         assert gateway.spec.zap is not None
         declared = gateway.spec.zap.serial
-        reported = crypto.get("serialNumber") or crypto.get("serial")
+        reported = zap_convert.reported_serial(crypto)
         if reported != declared:
             raise ProviderRejected(
-                f"the gateway at {zap.url} reports serial {printable(echo(reported))}, "
-                f"not {declared!r}: nothing is written to it. Check the gateway's URL or its "
-                "declared serial",
+                f"{zap_convert.other_serial(zap.url, reported, declared)}: nothing is written "
+                "to it. Check the gateway's URL or its declared serial",
                 address=change.address,
             )
         return zap

@@ -45,7 +45,6 @@ from reconciler.plan.observed import (
 from reconciler.plan.retired import RetiredSite
 from reconciler.plan.retired_gateways import is_claimed_where_remembered
 from reconciler.plan.zap_settings import is_added_to_zap
-from reconciler.printable import echo, printable
 from reconciler.providers.modbus import identity
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient
@@ -401,13 +400,10 @@ async def confirm_zap_serial(
             crypto.reason, url=client.url, retry_after=crypto.retry_after
         )
         return
-    reported = (crypto.get("serialNumber") or crypto.get("serial")
-                if isinstance(crypto, dict) else None)
+    reported = zap_convert.reported_serial(crypto)
     if reported != declared:
         observed.zaps[gateway.name] = Unreachable(
-            f"the gateway at {client.url} reports serial {printable(echo(reported))}, not "
-            f"{declared!r}",
-            url=client.url,
+            zap_convert.other_serial(client.url, reported, declared), url=client.url
         )
 
 

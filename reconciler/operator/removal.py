@@ -42,9 +42,10 @@ from reconciler.model.status import ClaimedGateway, DeviceGateway
 from reconciler.operator import swaps
 from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan.actions import Change
-from reconciler.plan.observed import Observed, Unreachable
+from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.removal import moved_copies, removal_changes
+from reconciler.plan.retired_gateways import unread_note
 
 
 @dataclass
@@ -143,20 +144,7 @@ async def _moved_copies(
     if moved_copies(gateway, fleet, observed):
         gather = Gather(read_policy(settings.retries))
         await confirm_zap_serial(reconciler.session, gather, gateway, observed)
-    return moved_copies(gateway, fleet, observed), _zap_unread(gateway, observed)
-
-
-def _zap_unread(gateway: Gateway, observed: Observed) -> str:
-    """What is said of the Zap of `gateway`, released, when it could not be read: the
-    copies of devices moved off it were not looked for; "" when it was read."""
-    state = observed.zaps.get(gateway.name)
-    if not isinstance(state, Unreachable):
-        return ""
-    return (
-        f"the Zap of gateway {gateway.name} could not be read ({state.reason}): a device "
-        "moved from it to another Gateway may still be configured on it; remove it there "
-        "by hand"
-    )
+    return moved_copies(gateway, fleet, observed), unread_note(gateway, observed)
 
 
 def _swapped_out(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.plan.observed import ZapDevice, ZapState
+from reconciler.printable import echo, printable
 
 # Keys of a device entry that describe how the Zap connects to it (compared with the spec).
 _SETTING_KEYS = (
@@ -53,3 +54,16 @@ def zap_state(payload: Any) -> ZapState:
 def types_body(flags: dict[str, bool]) -> list[dict[str, Any]]:
     """Body items of POST /api/devices/{sn}/types."""
     return [{"type": local, "enabled": enabled} for local, enabled in sorted(flags.items())]
+
+
+def reported_serial(crypto: Any) -> Any:
+    """The serial a Zap's `GET /api/crypto` answer reports (`serialNumber`, `serial` on
+    older firmware); None from an answer of another shape."""
+    if not isinstance(crypto, dict):
+        return None
+    return crypto.get("serialNumber") or crypto.get("serial")
+
+
+def other_serial(url: str, reported: Any, declared: str) -> str:
+    """What is said of the Zap at `url` that reports `reported`, not the `declared` serial."""
+    return f"the gateway at {url} reports serial {printable(echo(reported))}, not {declared!r}"
