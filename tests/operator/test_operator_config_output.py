@@ -231,14 +231,10 @@ async def test_a_drift_check_begun_before_its_device_named_another_secret_writes
     once ucm-b names another Secret. Before, it took ucm-a's config, written there since,
     for a foreign one and wrote ucm-b's over it; ucm-a's next check wrote its own back: a
     new config generated in Enapter at each turn."""
-    own = {"ucm-a": {"secretName": "ucm-b-config"}, "ucm-b": {"secretName": "ucm-b-config"}}
     generated = "POST /v3/devices/{device_id}/generate_config"
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
-        await _declare(cluster, {}, own)
-        await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
-        await _refused(cluster, "ucm-a")
         # Only the drift check waits for the lock: kopf indexes ucm-b's edit at once.
-        await cluster.wait_handled("Device", "ucm-b")  # its create handler done
+        await _both_naming_ucm_b_config(cluster)
         async with owner_lock(NAMESPACE, "Device", "ucm-b"):
             await cluster.wait_planned("Device", "ucm-a", 2)  # ucm-b's drift check waits
             moved = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-new"}}}}
@@ -263,12 +259,8 @@ async def test_an_edit_made_while_its_handler_waits_for_the_lock_is_seen_by_othe
     wait, so the edit is indexed and ucm-a, refused for ucm-b's Secret, takes it within
     seconds, not once the lock is free. The handler, run again, reconciles ucm-b's newest
     spec once it gets the lock."""
-    own = {"ucm-a": {"secretName": "ucm-b-config"}, "ucm-b": {"secretName": "ucm-b-config"}}
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
-        await _declare(cluster, {}, own)
-        await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
-        await _refused(cluster, "ucm-a")
-        await cluster.wait_handled("Device", "ucm-b")  # its create handler done
+        await _both_naming_ucm_b_config(cluster)
         async with owner_lock(NAMESPACE, "Device", "ucm-b"):
             await cluster.patch("Device", "ucm-b", {"spec": {"displayName": "UCM B2"}})
             await cluster.wait_planned("Device", "ucm-a", 1)  # ucm-b's handler waits
@@ -289,6 +281,16 @@ async def test_an_edit_made_while_its_handler_waits_for_the_lock_is_seen_by_othe
         await cluster.wait_for(renamed, timeout=30, what="ucm-b's newest spec reconciled")
         await cluster.wait_handled("Device", "ucm-b")  # its update handler done
         assert await _holds(cluster, "ucm-b-config", "ucm-a")
+
+
+async def _both_naming_ucm_b_config(cluster: Any) -> None:
+    """ucm-a and ucm-b both naming ucm-b-config: ucm-b provisioned, its config there and its
+    create handler done; ucm-a refused for it."""
+    own = {"ucm-a": {"secretName": "ucm-b-config"}, "ucm-b": {"secretName": "ucm-b-config"}}
+    await _declare(cluster, {}, own)
+    await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
+    await _refused(cluster, "ucm-a")
+    await cluster.wait_handled("Device", "ucm-b")
 
 
 async def _holds(cluster: Any, secret: str, device: str) -> bool:
