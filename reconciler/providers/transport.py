@@ -195,7 +195,8 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def _body_excerpt(response: httpx.Response, text: str | None = None) -> str:
     """`text` (what a platform's client made of the answer's error), else the answer's
-    body: on one line, without what was sent as a secret, and cut short."""
+    body: on one line, without what was sent as a secret, and cut short with the length
+    of the whole said (`clipped`), so a reader knows how much was left out."""
     if text is None:
         try:
             text = response.text
@@ -205,7 +206,7 @@ def _body_excerpt(response: httpx.Response, text: str | None = None) -> str:
     with contextlib.suppress(RuntimeError):
         text = redact(text, sent_secrets(response.request), sent_tokens(response.request))
     text = printable(" ".join(text.split()))
-    return text[:_BODY_LIMIT] + ("…" if len(text) > _BODY_LIMIT else "")
+    return clipped(text, _BODY_LIMIT)
 
 
 def error_for(

@@ -1,7 +1,7 @@
 """The providers' HTTP clients against a real server on loopback: how a path joins the
 base URL, escaping kept as sent, no cookies kept between calls, and read timeouts mapped
 to a retryable error; gateways that share one client; a redirect not followed, so the
-token goes nowhere the settings do not name."""
+token goes nowhere the settings do not name; a long error body cut, with its length said."""
 
 from __future__ import annotations
 
@@ -93,6 +93,25 @@ async def test_no_cookie_is_kept_between_calls(
         with pytest.raises(ValueError, match="no cookies"):
             client.cookies = {"session": "abc"}  # type: ignore[assignment]
     assert [s["cookie"] for s in seen] == ["", ""]
+
+
+async def test_a_long_error_body_is_cut_and_its_length_said(
+        serve: Any, pool: AiohttpTransport) -> None:
+    """A gateway that explains a refusal at length: the message keeps the start of its
+    answer, on one line, and says how long the whole was, not the rest of it."""
+    body = "device rejected:\n" + "\n".join(f"  field{i}: not a valid value" for i in range(60))
+
+    async def refusing(request: web.Request) -> web.Response:
+        return web.Response(status=422, text=body)
+
+    url = await serve(refusing)
+    async with transport.new_client(url, transport=pool) as client:
+        with pytest.raises(ProviderRejected) as caught:
+            await ZapClient(client, name="zap").add_device({"type": "p1_meter"})
+    one_line = " ".join(body.split())
+    assert len(one_line) == 1_626
+    assert str(caught.value) == ("zap.add_device /api/devices: HTTP 422: "
+                                 f"{one_line[:300]}… (1,626 characters)")
 
 
 async def test_a_read_timeout_is_retryable(

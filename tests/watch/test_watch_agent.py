@@ -322,6 +322,59 @@ async def test_sigterm_sends_none_of_the_writes_waiting_for_a_slot(
         await world.sims.stop()
 
 
+class HoldTheClaimSignature:
+    """Holds the Zap's signature of the gateway claim, the first of that change's two
+    writes (the Zap signs, then Novacore claims), before it is carried out, until
+    `release` is set: the test stops the agent while that write is in flight."""
+
+    def __init__(self) -> None:
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.method == "POST" and request.path == "/api/crypto/sign":
+                self.holding.set()
+                await self.release.wait()
+            return await handler(request)
+
+        sims.zaps[ZAP_SERIAL].app.middlewares.append(hold)
+
+
+async def test_sigterm_after_the_zap_signed_the_claim_still_claims_it_in_novacore(
+        tmp_path: Path, spawn: Spawn) -> None:
+    """A claim whose signature was sent when SIGTERM comes is in flight: its second write,
+    Novacore's claim, is still sent after the stop, and the claim is done. The gateway's
+    devices, which wait for the claim, are not started."""
+    held = HoldTheClaimSignature()
+    world = await start_world(tmp_path, before_start=held.install)
+    try:
+        agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+        try:
+            await asyncio.wait_for(held.holding.wait(), 15)
+        except TimeoutError:
+            raise AssertionError(f"the claim was not signed within 15s:\n{agent.text}") from None
+        agent.process.send_signal(signal.SIGTERM)
+        await agent.wait_for(r" SIGTERM: stopping; ")
+        held.release.set()
+        assert await agent.finish() == 0, agent.text
+
+        novacore = world.sims.novacore
+        assert novacore.requests["POST /gateways/claim"] == 1, agent.text
+        assert novacore.gateways[ZAP_SERIAL].org_id == "org-4f2a9c71", "signed, then claimed"
+        assert any(line.endswith("  ✓ gateway/home-solna-zap[novacore] claim")
+                   for line in agent.out), agent.text
+        assert any(line.endswith("  - device/home-solna-p1[zap] create skipped: not started: "
+                                 "stopping") for line in agent.out), agent.text
+        [line] = runs(agent.out)
+        assert line.group(4, 9) == ("2", "stopped"), "the site and the claim are done"
+        assert unfinished_intents(world.journal) == [], "every write started was finished"
+    finally:
+        held.release.set()  # a test failed early: no simulator handler is left waiting
+        await world.sims.stop()
+
+
 async def test_unreachable_gateway_defers_and_the_agent_recovers(
         world: World, spawn: Spawn) -> None:
     zap = world.sims.zaps[ZAP_SERIAL]
