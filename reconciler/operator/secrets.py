@@ -127,38 +127,43 @@ ENAPTER_DEVICE_ANNOTATION = f"{API_GROUP}/enapter-device-id"
 class ConfigSecrets:
     """The engine's ConfigSecretStore for one namespace: Enapter configs as Secrets.
 
-    `names(device, secret)`: whether that Device names that Secret now (its newest spec),
-    asked right before each write. A reconcile begun before its Device named another Secret
-    (a drift check, which an edit does not wait for) would write the old one, which another
-    Device may have taken and written since: the old one is left as it is, and the config
-    to the reconcile of the newest spec."""
+    `still_names(device, secret)`: whether that Device names that Secret now (its newest
+    spec). A reconcile begun before its Device named another Secret (a drift check, which
+    an edit does not wait for) would write the old one, which another Device may have
+    taken and written since: the engine asks before it generates a config, and `write`
+    asks again right before the Secret is written; the old Secret is left as it is, and
+    the config to the reconcile of the newest spec."""
 
     def __init__(
         self,
         secrets: KubeSecrets,
         namespace: str,
-        names: Callable[[str, str], bool] | None = None,
+        still_names: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.secrets = secrets
         self.namespace = namespace
-        self.names = names
+        self._still_names = still_names
+
+    def names(self, device: Device, name: str) -> bool:
+        return self._still_names is None or self._still_names(device.name, name)
 
     async def find(self, device: Device, name: str) -> StoredSecret:
         return await asyncio.to_thread(self.secrets._find, self.namespace, name)
 
     async def write(
         self, device: Device, name: str, data: Mapping[str, str], device_id: str
-    ) -> None:
-        if self.names is not None and not self.names(device.name, name):
+    ) -> bool:
+        if not self.names(device, name):
             _log.info(
                 "Device %s/%s: config not written to Secret %s, which it names no more; "
                 "the reconcile of its newest spec writes its config where that spec says",
                 self.namespace, device.name, name,
             )
-            return
+            return False
         await asyncio.to_thread(
             self.secrets._write, self.namespace, name, data, device.name, device_id
         )
+        return True
 
 
 ENV_FIELD = "spec.connection.mqtt.passwordFrom.env"
