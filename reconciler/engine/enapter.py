@@ -84,13 +84,18 @@ class ConfigSecretStore(Protocol):
     """Where the operator keeps `configOutput.secretName` configs (a Kubernetes Secret in
     the device's namespace). `data` maps keys to values; it holds credentials. `write`
     records `device_id`, the Enapter device the config is of, with it, and refuses
-    (ProviderRejected) to write over a Secret the reconciler did not write."""
+    (ProviderRejected) to write over a Secret the reconciler did not write. `names`: whether
+    the device, as it is declared now, still names that Secret (a reconcile may have begun
+    before an edit named another); `write` asks it again, and answers False for a Secret
+    it left unwritten for that reason."""
+
+    def names(self, device: Device, name: str) -> bool: ...
 
     async def find(self, device: Device, name: str) -> StoredSecret: ...
 
     async def write(
         self, device: Device, name: str, data: Mapping[str, str], device_id: str
-    ) -> None: ...
+    ) -> bool: ...
 
 
 def enapter_api(session: Session) -> EnapterClient:
@@ -535,6 +540,10 @@ async def _deliver_config(
         return {
             "config": f"not kept (Secret {output.secret_name} is written by the operator only)"
         }
+    if output.secret_name is not None and store is not None and not store.names(
+        device, output.secret_name
+    ):
+        return _named_no_more(output.secret_name)
     if config is None:
         check_config_file(ctx.session.settings, device, change.address)
         protocol = str(enapter.protocol)
@@ -597,13 +606,19 @@ async def _deliver_config(
         return {"config": f"written to {path}"}
     assert store is not None and output.secret_name is not None
     name = output.secret_name
-    await ctx._write(
+    written = await ctx._write(
         change,
         "enapter.write_config_secret",
         lambda: store.write(device, name, {"config.json": text}, device_id),
         over_http=False,  # the operator's Kubernetes client, not the session's
     )
-    return {"config": f"written to Secret {name}"}
+    return {"config": f"written to Secret {name}"} if written else _named_no_more(name)
+
+
+def _named_no_more(name: str) -> dict[str, str]:
+    """A config not generated nor written: the device names another Secret than `name`
+    now, which the reconcile of its newest spec writes."""
+    return {"config": f"not written (the device names a Secret other than {name} now)"}
 
 
 async def _remove_config_file(

@@ -143,6 +143,29 @@ def _alive(
     return alive
 
 
+def _names_secret(
+    namespace: str, indexes: Mapping[str, Any], bodies: list[Mapping[str, Any]]
+) -> Callable[[str, str], bool]:
+    """Whether a Device of `bodies` names a Secret as its configOutput now, as the indexes
+    have it (not another Device created again under its name): asked right before its
+    config is written there (`secrets.ConfigSecrets`). Only that field is compared, not
+    the whole spec as `_alive` does: a config generated for another edit still belongs in
+    the Secret the Device names."""
+    uids = {
+        body["metadata"]["name"]: body["metadata"].get("uid")
+        for body in bodies
+        if body.get("kind") == "Device"
+    }
+
+    def names(device: str, secret: str) -> bool:
+        now = _indexed(indexes, namespace, "Device", device)
+        if now is None or device not in uids or now["metadata"].get("uid") != uids[device]:
+            return False
+        return objects.config_secret(now) == secret
+
+    return names
+
+
 def _releasing(
     namespace: str, indexes: Mapping[str, Any], blocked: BlockedReleases
 ) -> Callable[[str, str], bool]:
@@ -298,7 +321,9 @@ async def _reconcile(
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     result = await reconcile_object(
         kind, name, namespace, nsf, runtime.current_settings(), runtime.config, secrets,
-        config_store=ConfigSecrets(runtime.secrets, namespace),
+        config_store=ConfigSecrets(
+            runtime.secrets, namespace, _names_secret(namespace, indexes, bodies)
+        ),
         credentials=PasswordFingerprint(runtime.credential_key, status.get("appliedSecrets")),
         holds=runtime.holds,
         claims=swaps.recorded(status, nsf.fleet) if kind == "Gateway" else (),

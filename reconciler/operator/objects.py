@@ -171,6 +171,13 @@ def declared_fields(body: Mapping[str, Any]) -> frozenset[str] | None:
     return declared.recorded(body.get("status"))
 
 
+def config_secret(body: Mapping[str, Any]) -> str | None:
+    """The Secret a Device's spec names as its `configOutput`, if any."""
+    output = _config_output(body.get("spec"))
+    name = output.get("secretName") if isinstance(output, Mapping) else None
+    return name if isinstance(name, str) else None
+
+
 def _config_output(spec: Any) -> Any:
     enapter = spec.get("enapter") if isinstance(spec, Mapping) else None
     return enapter.get("configOutput") if isinstance(enapter, Mapping) else None

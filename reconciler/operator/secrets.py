@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from reconciler.engine.config import SecretResolver
 from reconciler.engine.enapter import StoredSecret
@@ -22,6 +23,8 @@ from reconciler.errors import ProviderRejected
 from reconciler.model.base import API_GROUP
 from reconciler.model.device import Device, SecretSource
 from reconciler.model.fleet import Fleet
+
+_log = logging.getLogger(__name__)
 
 
 class KubeSecrets:
@@ -122,21 +125,45 @@ ENAPTER_DEVICE_ANNOTATION = f"{API_GROUP}/enapter-device-id"
 
 
 class ConfigSecrets:
-    """The engine's ConfigSecretStore for one namespace: Enapter configs as Secrets."""
+    """The engine's ConfigSecretStore for one namespace: Enapter configs as Secrets.
 
-    def __init__(self, secrets: KubeSecrets, namespace: str) -> None:
+    `still_names(device, secret)`: whether that Device names that Secret now (its newest
+    spec). A reconcile begun before its Device named another Secret (a drift check, which
+    an edit does not wait for) would write the old one, which another Device may have
+    taken and written since: the engine asks before it generates a config, and `write`
+    asks again right before the Secret is written; the old Secret is left as it is, and
+    the config to the reconcile of the newest spec."""
+
+    def __init__(
+        self,
+        secrets: KubeSecrets,
+        namespace: str,
+        still_names: Callable[[str, str], bool] | None = None,
+    ) -> None:
         self.secrets = secrets
         self.namespace = namespace
+        self._still_names = still_names
+
+    def names(self, device: Device, name: str) -> bool:
+        return self._still_names is None or self._still_names(device.name, name)
 
     async def find(self, device: Device, name: str) -> StoredSecret:
         return await asyncio.to_thread(self.secrets._find, self.namespace, name)
 
     async def write(
         self, device: Device, name: str, data: Mapping[str, str], device_id: str
-    ) -> None:
+    ) -> bool:
+        if not self.names(device, name):
+            _log.info(
+                "Device %s/%s: config not written to Secret %s, which it names no more; "
+                "the reconcile of its newest spec writes its config where that spec says",
+                self.namespace, device.name, name,
+            )
+            return False
         await asyncio.to_thread(
             self.secrets._write, self.namespace, name, data, device.name, device_id
         )
+        return True
 
 
 ENV_FIELD = "spec.connection.mqtt.passwordFrom.env"

@@ -516,16 +516,24 @@ async def test_an_unwritable_config_file_fails_before_enapter_is_asked_for_a_con
 
 
 class _FakeSecrets:
-    """Stands in for the operator's Secret store."""
+    """Stands in for the operator's Secret store; `named` is the Secret each device names
+    as the operator's cluster has it now (by default, the one its spec says)."""
 
     def __init__(self) -> None:
         self.data: dict[str, dict[str, str]] = {}
+        self.named: dict[str, str] = {}
 
     async def find(self, device: Any, name: str) -> StoredSecret:
         return StoredSecret(present=name in self.data)
 
-    async def write(self, device: Any, name: str, data: Any, device_id: str) -> None:
+    def names(self, device: Any, name: str) -> bool:
+        return self.named.get(device.name, name) == name
+
+    async def write(self, device: Any, name: str, data: Any, device_id: str) -> bool:
+        if not self.names(device, name):
+            return False
         self.data[name] = dict(data)
+        return True
 
 
 async def test_secret_name_outputs_use_the_store_the_operator_registers(
@@ -550,3 +558,32 @@ async def test_secret_name_outputs_use_the_store_the_operator_registers(
         assert (await reconciler.apply(result)).ok
         assert json.loads(store.data["vucm-config"]["config.json"])["hardware_id"] == VUCM
         assert not (await reconciler.plan()).plan.has_changes
+
+
+async def test_a_device_naming_another_secret_since_its_plan_gets_no_config_generated(
+        make_world: MakeWorld) -> None:
+    """A reconcile planned while the Device named vucm-config, applied after it named
+    another Secret (the operator's drift check, which an edit does not wait for): no
+    config is generated in Enapter for the old Secret, nor written there, and the result
+    says so; the reconcile of the newest spec writes the new one."""
+    text = site_and_gateway() + device(
+        "lab-vucm", "{kind: vucm, configOutput: {secretName: vucm-config}}", hardware=VUCM,
+        gateway=True)
+    world = await make_world(text)
+    store = _FakeSecrets()
+    async with Reconciler(world.fleet, world.settings()) as reconciler:
+        reconciler.session.extra[SECRET_STORE_KEY] = store
+        assert (await reconciler.apply(await reconciler.plan())).ok
+        del store.data["vucm-config"]  # deleted: a config is generated again
+        result = await reconciler.plan()
+        message = pending(result)["device/lab-vucm[enapter]"].message
+        assert "Secret vucm-config is missing" in message
+        store.named["lab-vucm"] = "vucm-new"
+        world.sims.reset_counts()
+        report = await reconciler.apply(result)
+    assert report.ok, report
+    [outcome] = [o for o in report.outcomes if o.address == "device/lab-vucm[enapter]"]
+    assert outcome.detail.get("config") == (
+        "not written (the device names a Secret other than vucm-config now)"), outcome
+    assert store.data == {}
+    assert enapter_calls(world, "POST /v3/devices/{device_id}/generate_config") == 0

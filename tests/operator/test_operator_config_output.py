@@ -5,11 +5,15 @@ writes nothing, and recovers once it names a place of its own or the first is de
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from fleet_yaml import der, document, enapter_site, stream
 from harness import NAMESPACE, documents, operator, secret_values
 
@@ -210,9 +214,8 @@ async def test_a_device_taking_a_secret_written_for_another_device_writes_its_ow
         moved = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-new"}}}}
         await cluster.patch("Device", "ucm-b", moved)
         await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
-        # A drift check of ucm-b begun before its edit, under ucm-b's lock, may still land
-        # ucm-b's config there after ucm-a wrote its own (a race the README names): ucm-a's
-        # next check writes its own again. What is checked is that it does, at all.
+        # Ready may be said before the write lands on a loaded machine: waited for. A drift
+        # check of ucm-b begun before its edit writes nothing there (tested below).
         await cluster.wait_for(lambda: _holds(cluster, "ucm-b-config", "ucm-a"), timeout=30,
                                what="ucm-a's config in ucm-b-config")
         annotations = (await cluster.secret("ucm-b-config"))["metadata"]["annotations"]
@@ -248,6 +251,96 @@ async def test_a_drift_check_begun_before_its_device_named_another_secret_writes
         await cluster.wait_planned("Device", "ucm-b", 2)
         assert await _holds(cluster, "ucm-b-config", "ucm-a")
         assert sims.enapter.requests[generated] == before + 1, "ucm-b's, for its new Secret"
+
+
+class HeldConfigs:
+    """Holds Enapter's generate_config for one device (`device_id`, once set) until
+    `release` is set, and counts those asked of each device (installed before the simulator
+    serves). Held at most 8 s: the client gives up after 10 s, and asks again."""
+
+    def __init__(self) -> None:
+        self.device_id: str | None = None
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+        self.generated: collections.Counter[str] = collections.Counter()
+        self.gave_up = False
+
+    def install(self, sims: Any) -> None:
+        @web.middleware
+        async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
+            parts = request.path.strip("/").split("/")
+            if request.method == "POST" and parts[-1] == "generate_config":
+                self.generated[parts[-2]] += 1
+                if parts[-2] == self.device_id and not self.release.is_set():
+                    self.reached.set()
+                    try:
+                        await asyncio.wait_for(self.release.wait(), 8)
+                    except TimeoutError:
+                        self.gave_up = True
+            return await handler(request)
+
+        sims.enapter.app.middlewares.append(hold)
+
+
+async def test_a_drift_check_writing_as_its_device_names_another_secret_leaves_the_old_one(
+    tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ucm-b's drift check is writing its config again (its Secret was deleted: Enapter is
+    generating one) when ucm-b names another Secret; ucm-a, refused for ucm-b's old Secret
+    until then, takes it and writes its own config there. ucm-b's check, once Enapter
+    answers, does not write ucm-b's config over it, and says so; the reconcile of ucm-b's
+    new spec writes its new Secret. Before, the check wrote there, and ucm-a's next check
+    generated another config in Enapter to write its own back."""
+    caplog.set_level(logging.INFO, logger="reconciler.operator.secrets")
+    held = HeldConfigs()
+    async with operator(FLEET, tmp_path, monkeypatch, before_start=held.install) as (
+        cluster, sims
+    ):
+        await _both_naming_ucm_b_config(cluster)
+        held.device_id = _device_id(sims, "ucm-b")
+        await cluster.delete_secret("ucm-b-config")
+        await asyncio.wait_for(held.reached.wait(), 30)  # ucm-b's drift check writes
+        moved = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-new"}}}}
+        await cluster.patch("Device", "ucm-b", moved)
+        await cluster.wait_for(lambda: _holds(cluster, "ucm-b-config", "ucm-a"), timeout=7,
+                               what="ucm-a's config written while ucm-b's check is held")
+        assert not held.gave_up, "ucm-b's check held until now"
+        ucm_a_id = _device_id(sims, "ucm-a")
+        generated_for_a = held.generated[ucm_a_id]
+        held.release.set()
+        # Watched until both Devices are checked again: ucm-a's next check would write its
+        # own config back over ucm-b's, hiding that it was there.
+        seen: list[bool] = []
+
+        async def watch() -> None:
+            while True:
+                seen.append(await _holds(cluster, "ucm-b-config", "ucm-b"))
+                await asyncio.sleep(0.05)
+
+        watching = asyncio.create_task(watch())
+        try:
+            await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"), timeout=30,
+                                   what="ucm-b's config in its new Secret")
+            await cluster.wait_planned("Device", "ucm-a", 2)
+            await cluster.wait_planned("Device", "ucm-b", 2)
+        finally:
+            watching.cancel()
+        assert not any(seen), "ucm-b's config written to ucm-b-config"
+        assert await _holds(cluster, "ucm-b-config", "ucm-a")
+        assert held.generated[ucm_a_id] == generated_for_a, "no config of ucm-a generated again"
+        said = [r.getMessage() for r in caplog.records if r.name == "reconciler.operator.secrets"]
+        assert said == [
+            f"Device {NAMESPACE}/ucm-b: config not written to Secret ucm-b-config, which it "
+            "names no more; the reconcile of its newest spec writes its config where that "
+            "spec says"
+        ], said
+
+
+def _device_id(sims: Any, name: str) -> str:
+    """The Enapter device id of Device `name`."""
+    (device,) = (d for d in sims.enapter.devices.values()
+                 if d.hardware_id == HARDWARE_IDS[name])
+    return str(device.id)
 
 
 async def test_an_edit_made_while_its_handler_waits_for_the_lock_is_seen_by_others(
