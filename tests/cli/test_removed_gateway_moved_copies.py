@@ -206,3 +206,37 @@ def test_a_removed_gateway_whose_address_reaches_another_zap_is_released_all_the
     assert owner(run.sims.sims, HOME) is None
     assert zap_devices(run, OTHER) == ["SG0001"]
     assert zap_devices(run, HOME) == ["SG0001"]
+
+
+def test_the_copy_and_the_release_wait_while_the_device_cannot_reach_its_new_gateway(
+        make_cli: CliFactory) -> None:
+    """other-zap does not answer: the inverter cannot be put on it, so its copy stays on
+    home-zap's Zap (taken off, the device would be on no Zap) and home-zap stays claimed
+    (released, its Zap would be read no more); once other-zap answers, the device moves,
+    then the copy goes, then the gateway."""
+    run = applied(make_cli)
+    run.sims.run(lambda: run.sims.sims.zaps[OTHER].set_offline("refuse"))
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    waiting = changes[COPY]
+    assert (waiting["actions"], waiting["deferred_actions"]) == (["defer"], ["delete"])
+    assert waiting["message"] == (
+        "inverter SG0001 on gateway home-zap is declared on gateway other-zap (Device inv); "
+        "would delete; deferred: its device moves first, and device/inv[zap] is deferred")
+    assert "device/inv[zap]" in waiting["depends_on"]
+    assert changes[RELEASE]["actions"] == ["defer"]
+    assert COPY in changes[RELEASE]["depends_on"]
+
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert zap_devices(run, HOME) == ["P1M0001", "SG0001"]
+    assert owner(run.sims.sims, HOME) is not None
+
+    run.sims.run(lambda: run.sims.sims.zaps[OTHER].set_offline("online"))
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    done = [f"✓ {address}" for address in ("device/inv[zap]", COPY, RELEASE)]
+    assert out.index(done[0]) < out.index(done[1]) < out.index(done[2]), out
+    assert zap_devices(run, HOME) == ["P1M0001"]
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    assert owner(run.sims.sims, HOME) is None
