@@ -4,8 +4,10 @@ URL, `RememberedZap`), and the copies on their Zap of devices moved to another g
 the same edit. Releasing such a gateway (`apply --prune`) first removes those copies, as
 `apply --prune` removes them from a gateway still declared (`plan.removal.moved_copies`,
 the operator's rule); without `--prune` they are reported; a Zap that could not be read
-is released all the same, its release saying a copy may stay. Devices nobody declares
-stay on it, as on any gateway removed from the desired state."""
+is released all the same, its release saying a copy may stay. Each is known by its
+serial: a name declared again for another serial (a swapped Zap), or remembered for two,
+does not hide its Zap. Devices nobody declares stay on it, as on any gateway removed from
+the desired state."""
 
 from __future__ import annotations
 
@@ -40,16 +42,27 @@ def retired_gateways(
     """Serial -> the Gateway last applied for it (deletionPolicy Release, `orgId` the
     organisation it was claimed into), for the serials of `remembered` (undeclared ones
     with Release remembered): None where the inventory holds no usable record of its Zap
-    (written before it kept one). Left out, saying nothing: one whose name a declared
-    Gateway or another of them has now (a swapped-out serial): that name is another
-    Zap's, and the copies of devices declared under it are not moved ones."""
+    (written before it kept one). Each is keyed by its serial: one whose name a
+    declared Gateway has now (a swapped-out serial), or that another of them was
+    remembered under too, is named `NAME@SERIAL` (`retired_label`), so that its Zap is
+    read, and the copies on it removed, apart from the other Zap of that name."""
     names = Counter(zap.gateway for zap in remembered.values() if zap is not None)
     found: dict[str, Gateway | None] = {}
     for serial, zap in sorted(remembered.items()):
-        if zap is not None and (zap.gateway in fleet.gateways or names[zap.gateway] > 1):
+        if zap is None:
+            found[serial] = None
             continue
-        found[serial] = _gateway(serial, zap, orgs.get(serial)) if zap is not None else None
+        shared = zap.gateway in fleet.gateways or names[zap.gateway] > 1
+        label = retired_label(zap.gateway, serial) if shared else zap.gateway
+        found[serial] = _gateway(serial, zap, orgs.get(serial), label)
     return found
+
+
+def retired_label(name: str, serial: str) -> str:
+    """What a retired gateway is called when its name is not its own any more:
+    `home-zap@zap-0001`. No declared Gateway can be called so ('@' is not allowed in a
+    name), and a change's name (`NAME@SERIAL.SN`) leads back to it as a name does."""
+    return f"{name}@{serial}"
 
 
 def retired_names(retired: Mapping[str, Gateway | None]) -> set[str]:
@@ -57,9 +70,9 @@ def retired_names(retired: Mapping[str, Gateway | None]) -> set[str]:
     return {gateway.name for gateway in retired.values() if gateway is not None}
 
 
-def _gateway(serial: str, zap: RememberedZap, org: str | None) -> Gateway | None:
+def _gateway(serial: str, zap: RememberedZap, org: str | None, label: str) -> Gateway | None:
     try:
-        return Gateway.model_validate(
+        gateway = Gateway.model_validate(
             {
                 "apiVersion": API_VERSION,
                 "kind": "Gateway",
@@ -73,6 +86,12 @@ def _gateway(serial: str, zap: RememberedZap, org: str | None) -> Gateway | None
         )
     except ValidationError:
         return None  # a record edited by hand: its Zap is not known
+    if label == gateway.name:
+        return gateway
+    # Named apart from the Gateway that has its name now (validated with the name, which
+    # the label is not: it is never declared, only planned and read).
+    metadata = gateway.metadata.model_copy(update={"name": label})
+    return gateway.model_copy(update={"metadata": metadata})
 
 
 def is_claimed_where_remembered(gateway: Gateway, observed: Observed) -> bool:

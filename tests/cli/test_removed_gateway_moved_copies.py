@@ -208,6 +208,102 @@ def test_a_removed_gateway_whose_address_reaches_another_zap_is_released_all_the
     assert zap_devices(run, HOME) == ["SG0001"]
 
 
+# -- a removed serial whose name is declared again, or shared -----------------------------------
+
+SPARE = serial_of(3)
+
+
+def with_spare(make_cli: CliFactory, docs: list[Doc]) -> Cli:
+    """The CLI over `docs` applied, with a spare Zap (SPARE) simulated at site home but not
+    declared: the unit a swap puts in, the P1 meter's cable moved to it with it."""
+    run = make_cli(
+        [*docs, gateway("spare", "home", SPARE)],
+        before_start=lambda sims: sims.lans["home"].p1_meters.__setitem__(SPARE, "P1M0001"))
+    run.rewrite(docs)
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0, out
+    return run
+
+
+def home_zap(serial: str) -> Doc:
+    home = gateway("home-zap", "home", serial)
+    home["spec"]["deletionPolicy"] = "Release"
+    return home
+
+
+def test_a_swapped_out_serial_loses_the_moved_copy_before_its_release(
+        make_cli: CliFactory) -> None:
+    """One edit swaps home-zap for the spare unit (same name, serial SPARE) and moves the
+    inverter to other-zap: the old unit's Zap is read at its remembered URL, its serial
+    confirmed, and the copy there removed (named by its serial, as the name is the new
+    unit's) before the old serial is released; the new unit's Zap is not touched."""
+    run = with_spare(make_cli, before())
+    run.rewrite([*moved_and_removed(before()), home_zap(SPARE)])
+    copy_address = f"device/home-zap@{HOME}.SG0001[zap]"
+
+    code, out, _ = run("plan", run.path, "-o", "json")
+    assert code == 0, out
+    [entry] = [u for u in json.loads(out)["unmanaged"] if u["id"] == "SG0001"]
+    assert entry["gateway"] == f"home-zap@{HOME}", entry
+    assert entry["description"] == (
+        f"inverter SG0001 on gateway home-zap@{HOME} is declared on gateway other-zap "
+        "(Device inv), not here; use --prune to remove it from this gateway")
+
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    assert (changes[copy_address]["actions"], changes[copy_address]["reason"]) == (
+        ["delete"], "moved")
+    assert copy_address in changes[RELEASE]["depends_on"]
+    assert "may still be configured" not in changes[RELEASE]["message"]
+
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    assert out.index(copy_address) < out.index(RELEASE)
+    assert zap_devices(run, HOME) == ["P1M0001"]
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    assert zap_devices(run, SPARE) == []
+    assert owner(run.sims.sims, HOME) is None
+    assert owner(run.sims.sims, SPARE) is not None
+    code, out, _ = run("plan", run.path, "--prune", "--detailed-exitcode")
+    assert code == 0, out
+
+
+def test_two_removed_serials_of_one_name_each_lose_their_copies_before_their_release(
+        make_cli: CliFactory) -> None:
+    """home-zap swapped for the spare unit and applied without --prune (both serials
+    remembered under home-zap), then removed with its inverter moved to other-zap: both
+    Zaps are read, each at its own URL, and each loses its copy before its release. The
+    copies the swap left on the old unit, declared on the new one, were reported before."""
+    run = with_spare(make_cli, before())
+    swapped = [home_zap(SPARE) if d["metadata"]["name"] == "home-zap" else d for d in before()]
+    run.rewrite(swapped)
+    code, out, _ = run("plan", run.path, "-o", "json")
+    assert code == 0, out
+    reported = {u["id"]: u for u in json.loads(out)["unmanaged"] if u["platform"] == "zap"}
+    assert reported["SG0001"]["description"].startswith(
+        f"inverter SG0001 on gateway home-zap@{HOME} is declared on gateway home-zap "
+        "(Device inv), not here")
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0, out
+    assert zap_devices(run, HOME) == zap_devices(run, SPARE) == ["P1M0001", "SG0001"]
+
+    run.rewrite(moved_and_removed(swapped))
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    for serial in (HOME, SPARE):
+        copy_address = f"device/home-zap@{serial}.SG0001[zap]"
+        assert changes[copy_address]["reason"] == "moved", sorted(changes)
+        assert copy_address in changes[f"gateway/{serial}[novacore]"]["depends_on"]
+
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    assert zap_devices(run, HOME) == zap_devices(run, SPARE) == ["P1M0001"]
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    assert owner(run.sims.sims, HOME) is None and owner(run.sims.sims, SPARE) is None
+
+
 def test_the_copy_and_the_release_wait_while_the_device_cannot_reach_its_new_gateway(
         make_cli: CliFactory) -> None:
     """other-zap does not answer: the inverter cannot be put on it, so its copy stays on
