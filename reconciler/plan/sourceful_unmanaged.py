@@ -262,18 +262,24 @@ class UnmanagedPlanner(SourcefulState):
                     )
                     if not self.prune and policy == DeletionPolicy.RELEASE.value:
                         why = "deletionPolicy Release; use --prune to release it"
+                    description = f"{description}; left claimed ({why})"
+                    retired = self.retired_gateways.get(serial)
+                    if policy == DeletionPolicy.ORPHAN.value and retired is not None:
+                        # Never written: what is not known of its Zap is only said.
+                        note = retired_gateways.unread_note(retired, self.observed)
+                        description += f"; {note}" if note else ""
                     self.unmanaged.append(
                         {
                             "platform": "novacore",
                             "id": serial,
-                            "description": f"{description}; left claimed ({why})",
+                            "description": description,
                             # Without --prune, Release is what a prune would release.
                             "prunable": policy == DeletionPolicy.RELEASE.value,
                         }
                     )
-                    retired = self.retired_gateways.get(serial)
-                    if policy == DeletionPolicy.RELEASE.value and retired is not None:
-                        # What `--prune` would take off its Zap with the release.
+                    if retired is not None:
+                        # What `--prune` would take off its Zap with the release, or (Orphan)
+                        # what stays on it.
                         self.unmanaged += retired_gateways.moved_copies_reported(
                             retired, self._whole, self.observed
                         )

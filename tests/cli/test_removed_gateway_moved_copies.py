@@ -304,6 +304,78 @@ def test_two_removed_serials_of_one_name_each_lose_their_copies_before_their_rel
     assert owner(run.sims.sims, HOME) is None and owner(run.sims.sims, SPARE) is None
 
 
+# -- deletionPolicy Orphan ------------------------------------------------------------------------
+
+
+def orphaned() -> list[Doc]:
+    return [
+        {**d, "spec": {**d["spec"], "deletionPolicy": "Orphan"}}
+        if d["metadata"]["name"] == "home-zap" else d
+        for d in before()
+    ]
+
+
+LEFT = ("inverter SG0001 on gateway home-zap is declared on gateway other-zap (Device inv), "
+        "not here; left on it (deletionPolicy Orphan: nothing is written to its Zap); remove "
+        "it there by hand")
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_an_orphaned_gateway_reports_the_moved_copy_left_on_its_zap_and_writes_nothing(
+        make_cli: CliFactory, prune: bool) -> None:
+    """home-zap (deletionPolicy Orphan) removed in the edit that moves its inverter: its Zap
+    is read (the remembered URL, its serial confirmed) and the copy there reported as left
+    in place, `--prune` or not, as the two-commit path reports it until the gateway goes;
+    nothing is written to it, and it stays claimed. Once an apply has said so, its Zap is
+    not read again."""
+    run = make_cli(orphaned())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.rewrite(moved_and_removed(orphaned()))
+    flags = ["--prune"] if prune else []
+
+    code, out, _ = run("plan", run.path, *flags, "-o", "json")
+    assert code == 0, out
+    [entry] = [u for u in json.loads(out)["unmanaged"] if u["id"] == "SG0001"]
+    assert entry == {"platform": "zap", "gateway": "home-zap", "id": "SG0001",
+                     "description": LEFT, "prunable": False}
+    assert "device/home-zap.SG0001[zap]" not in out
+    code, out, _ = run("plan", run.path, *flags)
+    assert f"! unmanaged: {LEFT}" in out, out
+
+    code, out, _ = run("apply", run.path, *flags, "--auto-approve")
+    assert code == 0, out
+    assert LEFT in out
+    assert zap_devices(run, HOME) == ["P1M0001", "SG0001"]
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    assert owner(run.sims.sims, HOME) is not None
+
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, _ = run("plan", run.path, *flags, "--detailed-exitcode")
+    assert code == 0, out
+    assert "SG0001" not in out
+    assert run.sims.call(run.sims.sims.zaps[HOME].count) == 0
+
+
+def test_an_orphaned_gateway_whose_zap_cannot_be_read_says_a_copy_may_remain(
+        make_cli: CliFactory) -> None:
+    run = make_cli(orphaned())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.rewrite(moved_and_removed(orphaned()))
+    run.sims.run(lambda: run.sims.sims.zaps[HOME].set_offline("refuse"))
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    [entry] = [u for u in json.loads(out)["unmanaged"] if u["id"] == HOME]
+    assert entry["prunable"] is False
+    assert entry["description"].startswith(
+        f"gateway {HOME} is claimed by org-alpha but not declared; left claimed (deletionPolicy "
+        "Orphan); the Zap of gateway home-zap could not be read ("), entry
+    assert entry["description"].endswith(
+        "a device moved from it to another Gateway may still be configured on it; remove it "
+        "there by hand")
+    assert not json.loads(out)["changes"] or all(
+        c["address"] != RELEASE for c in json.loads(out)["changes"])
+
+
 def test_the_copy_and_the_release_wait_while_the_device_cannot_reach_its_new_gateway(
         make_cli: CliFactory) -> None:
     """other-zap does not answer: the inverter cannot be put on it, so its copy stays on
