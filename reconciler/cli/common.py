@@ -141,8 +141,9 @@ def gateway_url_warnings(
     declared = _declared_serials(fleet)
     unknown = [s for s in settings.unknown_gateway_serials(declared) if s not in skip]
     if unknown:
-        # Used all the same: to reach the Zap of one removed from the desired state while
-        # `--prune` releases it (`plan.retired_gateways`).
+        # Used all the same: to reach the Zap of one removed from the desired state, read
+        # while `--prune` releases it, or (Orphan) once for what stays on it
+        # (`plan.retired_gateways`).
         releasing = _remembered_zaps(settings, declared)
         unknown = [s for s in unknown if s not in releasing]
     if not unknown:
@@ -169,8 +170,8 @@ def gateway_url_warnings(
 
 def _remembered_zaps(settings: Settings, declared: Iterable[str]) -> set[str]:
     """The serials of the gateways declared no more whose Zap the state directory's
-    inventory remembers for their release; none when it cannot be read (the plan says
-    why)."""
+    inventory remembers for a plan to read (`state.Inventory.retired_zaps`); none when it
+    cannot be read (the plan says why)."""
     try:
         inventory = StateDir(Path(settings.state_dir)).read_inventory()
     except (ReconcilerError, OSError):

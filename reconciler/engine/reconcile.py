@@ -228,6 +228,7 @@ class Reconciler:
                 retired_gateways=retired_gateways(
                     inventory.retired_zaps(self.fleet.zap_serials()),
                     options.inventory_orgs,
+                    options.inventory,
                     self.fleet,
                 ),
             )
@@ -381,6 +382,12 @@ class Reconciler:
                 inventory.zaps[gateway.spec.zap.serial] = RememberedZap(
                     gateway.name, gateway.spec.site_ref, str(gateway.spec.zap.url)
                 )
+        declared = self.fleet.zap_serials()
+        for serial in [s for s in inventory.zaps if s not in declared]:
+            if inventory.policies.get(serial) == DeletionPolicy.ORPHAN.value:
+                # Its plan said what a move left on its Zap (`plan.retired_gateways`): an
+                # orphaned Zap, perhaps unplugged, is not read on every plan after.
+                del inventory.zaps[serial]
         done = {o.address for o in report.outcomes if o.status == "done"} if report else set()
         for change in plan.changes:
             if change.action is Action.RELEASE and change.address in done:

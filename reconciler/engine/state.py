@@ -667,14 +667,19 @@ class Inventory:
         self.zaps.pop(serial, None)
 
     def retired_zaps(self, declared_serials: set[str]) -> dict[str, RememberedZap | None]:
-        """What is remembered of the Zap of each gateway `release_orgs` lists (deletionPolicy
-        Release, declared no more): None for one applied before the Zaps were kept."""
+        """What is remembered of the Zap of each gateway declared no more that a plan may
+        read (`plan.retired_gateways`): each one `release_orgs` lists (deletionPolicy
+        Release), None for one applied before the Zaps were kept, and each one with Orphan
+        whose Zap is still remembered (until an apply after its removal)."""
         return {
             serial: self.zaps.get(serial)
             for serial, policy in self.policies.items()
-            if policy == DeletionPolicy.RELEASE.value
-            and serial not in declared_serials
+            if serial not in declared_serials
             and serial in self.orgs
+            and (
+                policy == DeletionPolicy.RELEASE.value
+                or (policy == DeletionPolicy.ORPHAN.value and serial in self.zaps)
+            )
         }
 
     def retired_sites(self, declared: Iterable[str]) -> dict[str, RetiredSite]:

@@ -113,23 +113,22 @@ def moved_copies(gateway: Gateway, fleet: Fleet, observed: Observed) -> list[Cha
     device nobody declares stays (the operator prunes nothing), and so does one still
     declared here. A Zap that could not be read has nothing known to remove (the caller
     says so): a broken gateway is still released."""
-    return [
-        Change.new(
-            "Device",
-            undeclared_device_name(gateway.name, copy.sn),
-            "zap",
-            Action.DELETE,
-            Reason.MOVED,
-            site=gateway.spec.site_ref,
-            external_id=copy.sn,
-            before=observed_connection(copy.device),
-            message=(
-                f"{copy.description(gateway.name)}: removed from this one "
-                "(deletionPolicy Release)"
-            ),
-        )
-        for copy in moved_away(gateway, fleet, observed)
-    ]
+    return [moved_copy_removal(gateway, copy) for copy in moved_away(gateway, fleet, observed)]
+
+
+def moved_copy_removal(gateway: Gateway, copy: MovedCopy) -> Change:
+    """The removal of `copy` from the Zap of `gateway`, released (`moved_copies`)."""
+    return Change.new(
+        "Device",
+        undeclared_device_name(gateway.name, copy.sn),
+        "zap",
+        Action.DELETE,
+        Reason.MOVED,
+        site=gateway.spec.site_ref,
+        external_id=copy.sn,
+        before=observed_connection(copy.device),
+        message=f"{copy.description(gateway.name)}: removed from this one (deletionPolicy Release)",
+    )
 
 
 def _device_removal(

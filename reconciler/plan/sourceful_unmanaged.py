@@ -17,7 +17,7 @@ from reconciler.plan.moves import Declaration, ProvisionedIndex
 from reconciler.plan.novacore_claims import serial_release
 from reconciler.plan.novacore_devices import observed_novacore_fields
 from reconciler.plan.observed import NovacoreDevice, Unreachable, ZapState
-from reconciler.plan.removal import moved_copies
+from reconciler.plan.removal import MovedCopy, moved_away, moved_copy_removal
 from reconciler.plan.sourceful_state import GatewayContext, SourcefulState
 from reconciler.plan.zap_settings import observed_connection
 from reconciler.printable import echo
@@ -262,18 +262,24 @@ class UnmanagedPlanner(SourcefulState):
                     )
                     if not self.prune and policy == DeletionPolicy.RELEASE.value:
                         why = "deletionPolicy Release; use --prune to release it"
+                    description = f"{description}; left claimed ({why})"
+                    retired = self.retired_gateways.get(serial)
+                    if policy == DeletionPolicy.ORPHAN.value and retired is not None:
+                        # Never written: what is not known of its Zap is only said.
+                        note = retired_gateways.unread_note(retired, self.observed)
+                        description += f"; {note}" if note else ""
                     self.unmanaged.append(
                         {
                             "platform": "novacore",
                             "id": serial,
-                            "description": f"{description}; left claimed ({why})",
+                            "description": description,
                             # Without --prune, Release is what a prune would release.
                             "prunable": policy == DeletionPolicy.RELEASE.value,
                         }
                     )
-                    retired = self.retired_gateways.get(serial)
-                    if policy == DeletionPolicy.RELEASE.value and retired is not None:
-                        # What `--prune` would take off its Zap with the release.
+                    if retired is not None:
+                        # What `--prune` would take off its Zap with the release, or (Orphan)
+                        # what stays on it.
                         self.unmanaged += retired_gateways.moved_copies_reported(
                             retired, self._whole, self.observed
                         )
@@ -285,14 +291,45 @@ class UnmanagedPlanner(SourcefulState):
         retired = self.retired_gateways.get(serial)
         if retired is None:
             return []
-        return [self._add(c) for c in moved_copies(retired, self._whole, self.observed)]
+        return [
+            self._add(self._copy_after_move(retired, copy))
+            for copy in moved_away(retired, self._whole, self.observed)
+        ]
+
+    def _copy_after_move(self, gateway: Gateway, copy: MovedCopy) -> Change:
+        """The removal of `copy` from the Zap of `gateway`, after the changes of the Device
+        it is a copy of (put on its new gateway, rebound in Novacore): while one of them is
+        deferred or blocked (a swapped-in unit offline), so is the removal, which would
+        leave the device on no Zap, and still bound in Novacore to the gateway it is
+        taken off."""
+        removal = moved_copy_removal(gateway, copy)
+        moving = [
+            c
+            for c in self.changes
+            if c.kind == "Device" and c.name == copy.to.device and c.is_change
+        ]
+        removal.depends_on = sorted(c.address for c in moving)
+        waiting = next((c for c in moving if c.blocked or c.action is Action.DEFER), None)
+        if waiting is not None:
+            state = "blocked" if waiting.blocked else "deferred"
+            defer(removal, f"its device moves first, and {waiting.address} is {state}",
+                  unread=False)
+            removal.message = f"{copy.description(gateway.name)}; {removal.message}"
+        return removal
 
     def _release_after_copies(self, release: Change, serial: str, copies: list[Change]) -> None:
         """Release `serial` after the copies of moved devices are off its Zap, which is
-        read no more once it is released; when its Zap could not be read (or is not known),
-        released all the same, saying a copy may stay."""
+        read no more once it is released (while one waits for its device to move, the
+        release waits too); when its Zap could not be read (or is not known), released all
+        the same, saying a copy may stay."""
         if copies:
             release.depends_on = sorted({*release.depends_on, *(c.address for c in copies)})
+        waiting = next((c for c in copies if c.action is Action.DEFER), None)
+        if waiting is not None and release.action is Action.RELEASE and not release.blocked:
+            # Released first, its Zap would be read no more, and the copy stay on it.
+            defer(release, f"the copies of moved devices go first, and {waiting.address} is "
+                  "deferred", unread=False)
+            return
         if serial not in self.retired_gateways:
             return
         note = retired_gateways.unread_note(self.retired_gateways[serial], self.observed)

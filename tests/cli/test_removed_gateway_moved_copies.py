@@ -206,3 +206,205 @@ def test_a_removed_gateway_whose_address_reaches_another_zap_is_released_all_the
     assert owner(run.sims.sims, HOME) is None
     assert zap_devices(run, OTHER) == ["SG0001"]
     assert zap_devices(run, HOME) == ["SG0001"]
+
+
+# -- a removed serial whose name is declared again, or shared -----------------------------------
+
+SPARE = serial_of(3)
+
+
+def with_spare(make_cli: CliFactory, docs: list[Doc]) -> Cli:
+    """The CLI over `docs` applied, with a spare Zap (SPARE) simulated at site home but not
+    declared: the unit a swap puts in, the P1 meter's cable moved to it with it."""
+    run = make_cli(
+        [*docs, gateway("spare", "home", SPARE)],
+        before_start=lambda sims: sims.lans["home"].p1_meters.__setitem__(SPARE, "P1M0001"))
+    run.rewrite(docs)
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0, out
+    return run
+
+
+def home_zap(serial: str) -> Doc:
+    home = gateway("home-zap", "home", serial)
+    home["spec"]["deletionPolicy"] = "Release"
+    return home
+
+
+def test_a_swapped_out_serial_loses_the_moved_copy_before_its_release(
+        make_cli: CliFactory) -> None:
+    """One edit swaps home-zap for the spare unit (same name, serial SPARE) and moves the
+    inverter to other-zap: the old unit's Zap is read at its remembered URL, its serial
+    confirmed, and the copy there removed (named by its serial, as the name is the new
+    unit's) before the old serial is released; the new unit's Zap is not touched."""
+    run = with_spare(make_cli, before())
+    run.rewrite([*moved_and_removed(before()), home_zap(SPARE)])
+    copy_address = f"device/home-zap@{HOME}.SG0001[zap]"
+
+    code, out, _ = run("plan", run.path, "-o", "json")
+    assert code == 0, out
+    [entry] = [u for u in json.loads(out)["unmanaged"] if u["id"] == "SG0001"]
+    assert entry["gateway"] == f"home-zap@{HOME}", entry
+    assert entry["description"] == (
+        f"inverter SG0001 on gateway home-zap@{HOME} is declared on gateway other-zap "
+        "(Device inv), not here; use --prune to remove it from this gateway")
+
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    assert (changes[copy_address]["actions"], changes[copy_address]["reason"]) == (
+        ["delete"], "moved")
+    assert copy_address in changes[RELEASE]["depends_on"]
+    assert "may still be configured" not in changes[RELEASE]["message"]
+
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    assert out.index(copy_address) < out.index(RELEASE)
+    assert zap_devices(run, HOME) == ["P1M0001"]
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    assert zap_devices(run, SPARE) == []
+    assert owner(run.sims.sims, HOME) is None
+    assert owner(run.sims.sims, SPARE) is not None
+    code, out, _ = run("plan", run.path, "--prune", "--detailed-exitcode")
+    assert code == 0, out
+
+
+def test_two_removed_serials_of_one_name_each_lose_their_copies_before_their_release(
+        make_cli: CliFactory) -> None:
+    """home-zap swapped for the spare unit and applied without --prune (both serials
+    remembered under home-zap), then removed with its inverter moved to other-zap: both
+    Zaps are read, each at its own URL, and each loses its copy before its release. The
+    copies the swap left on the old unit, declared on the new one, were reported before."""
+    run = with_spare(make_cli, before())
+    swapped = [home_zap(SPARE) if d["metadata"]["name"] == "home-zap" else d for d in before()]
+    run.rewrite(swapped)
+    code, out, _ = run("plan", run.path, "-o", "json")
+    assert code == 0, out
+    reported = {u["id"]: u for u in json.loads(out)["unmanaged"] if u["platform"] == "zap"}
+    assert reported["SG0001"]["description"].startswith(
+        f"inverter SG0001 on gateway home-zap@{HOME} is declared on gateway home-zap "
+        "(Device inv), not here")
+    code, out, _ = run("apply", run.path, "--auto-approve")
+    assert code == 0, out
+    assert zap_devices(run, HOME) == zap_devices(run, SPARE) == ["P1M0001", "SG0001"]
+
+    run.rewrite(moved_and_removed(swapped))
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    for serial in (HOME, SPARE):
+        copy_address = f"device/home-zap@{serial}.SG0001[zap]"
+        assert changes[copy_address]["reason"] == "moved", sorted(changes)
+        assert copy_address in changes[f"gateway/{serial}[novacore]"]["depends_on"]
+
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    assert zap_devices(run, HOME) == zap_devices(run, SPARE) == ["P1M0001"]
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    assert owner(run.sims.sims, HOME) is None and owner(run.sims.sims, SPARE) is None
+
+
+# -- deletionPolicy Orphan ------------------------------------------------------------------------
+
+
+def orphaned() -> list[Doc]:
+    return [
+        {**d, "spec": {**d["spec"], "deletionPolicy": "Orphan"}}
+        if d["metadata"]["name"] == "home-zap" else d
+        for d in before()
+    ]
+
+
+LEFT = ("inverter SG0001 on gateway home-zap is declared on gateway other-zap (Device inv), "
+        "not here; left on it (deletionPolicy Orphan: nothing is written to its Zap); remove "
+        "it there by hand")
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_an_orphaned_gateway_reports_the_moved_copy_left_on_its_zap_and_writes_nothing(
+        make_cli: CliFactory, prune: bool) -> None:
+    """home-zap (deletionPolicy Orphan) removed in the edit that moves its inverter: its Zap
+    is read (the remembered URL, its serial confirmed) and the copy there reported as left
+    in place, `--prune` or not, as the two-commit path reports it until the gateway goes;
+    nothing is written to it, and it stays claimed. Once an apply has said so, its Zap is
+    not read again."""
+    run = make_cli(orphaned())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.rewrite(moved_and_removed(orphaned()))
+    flags = ["--prune"] if prune else []
+
+    code, out, _ = run("plan", run.path, *flags, "-o", "json")
+    assert code == 0, out
+    [entry] = [u for u in json.loads(out)["unmanaged"] if u["id"] == "SG0001"]
+    assert entry == {"platform": "zap", "gateway": "home-zap", "id": "SG0001",
+                     "description": LEFT, "prunable": False}
+    assert "device/home-zap.SG0001[zap]" not in out
+    code, out, _ = run("plan", run.path, *flags)
+    assert f"! unmanaged: {LEFT}" in out, out
+
+    code, out, _ = run("apply", run.path, *flags, "--auto-approve")
+    assert code == 0, out
+    assert LEFT in out
+    assert zap_devices(run, HOME) == ["P1M0001", "SG0001"]
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    assert owner(run.sims.sims, HOME) is not None
+
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, _ = run("plan", run.path, *flags, "--detailed-exitcode")
+    assert code == 0, out
+    assert "SG0001" not in out
+    assert run.sims.call(run.sims.sims.zaps[HOME].count) == 0
+
+
+def test_an_orphaned_gateway_whose_zap_cannot_be_read_says_a_copy_may_remain(
+        make_cli: CliFactory) -> None:
+    run = make_cli(orphaned())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.rewrite(moved_and_removed(orphaned()))
+    run.sims.run(lambda: run.sims.sims.zaps[HOME].set_offline("refuse"))
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    [entry] = [u for u in json.loads(out)["unmanaged"] if u["id"] == HOME]
+    assert entry["prunable"] is False
+    assert entry["description"].startswith(
+        f"gateway {HOME} is claimed by org-alpha but not declared; left claimed (deletionPolicy "
+        "Orphan); the Zap of gateway home-zap could not be read ("), entry
+    assert entry["description"].endswith(
+        "a device moved from it to another Gateway may still be configured on it; remove it "
+        "there by hand")
+    assert not json.loads(out)["changes"] or all(
+        c["address"] != RELEASE for c in json.loads(out)["changes"])
+
+
+def test_the_copy_and_the_release_wait_while_the_device_cannot_reach_its_new_gateway(
+        make_cli: CliFactory) -> None:
+    """other-zap does not answer: the inverter cannot be put on it, so its copy stays on
+    home-zap's Zap (taken off, the device would be on no Zap) and home-zap stays claimed
+    (released, its Zap would be read no more); once other-zap answers, the device moves,
+    then the copy goes, then the gateway."""
+    run = applied(make_cli)
+    run.sims.run(lambda: run.sims.sims.zaps[OTHER].set_offline("refuse"))
+    code, out, _ = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    waiting = changes[COPY]
+    assert (waiting["actions"], waiting["deferred_actions"]) == (["defer"], ["delete"])
+    assert waiting["message"] == (
+        "inverter SG0001 on gateway home-zap is declared on gateway other-zap (Device inv); "
+        "would delete; deferred: its device moves first, and device/inv[zap] is deferred")
+    assert "device/inv[zap]" in waiting["depends_on"]
+    assert changes[RELEASE]["actions"] == ["defer"]
+    assert COPY in changes[RELEASE]["depends_on"]
+
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert zap_devices(run, HOME) == ["P1M0001", "SG0001"]
+    assert owner(run.sims.sims, HOME) is not None
+
+    run.sims.run(lambda: run.sims.sims.zaps[OTHER].set_offline("online"))
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    done = [f"✓ {address}" for address in ("device/inv[zap]", COPY, RELEASE)]
+    assert out.index(done[0]) < out.index(done[1]) < out.index(done[2]), out
+    assert zap_devices(run, HOME) == ["P1M0001"]
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    assert owner(run.sims.sims, HOME) is None

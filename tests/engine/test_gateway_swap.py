@@ -107,7 +107,14 @@ async def test_the_old_gateway_is_released_only_once_its_devices_moved_off_it(
     assert {d.hardware_id: (d.gateway_serial, d.state) for d in cloud_devices(world.sims)
             if d.hardware_id in ids} == {h: (OLD, "active") for h in ids}, "none orphaned"
     release = next(c for c in result.plan.changes if c.address == RELEASE)
-    assert set(release.depends_on) == {"device/s1-inv[novacore]", "device/s1-p1[novacore]"}
+    # The old unit's copies of the devices go before it, and not before the devices moved.
+    copies = {f"device/s1-zap@{OLD}.SG0001[zap]", f"device/s1-zap@{OLD}.P1M0001[zap]"}
+    assert set(release.depends_on) == {
+        "device/s1-inv[novacore]", "device/s1-p1[novacore]", *copies}
+    waiting = [c for c in result.plan.changes if c.address in copies]
+    assert [c.action for c in waiting] == [Action.DEFER] * 2, [c.message for c in waiting]
+    assert all("its device moves first" in c.message for c in waiting)
+    assert sorted(world.sims.zaps[OLD].devices) == ["P1M0001", "SG0001"]
     if offline:
         assert release.action is Action.DEFER
         assert "device/s1-inv[novacore] is deferred" in release.message
@@ -127,6 +134,7 @@ async def test_the_old_gateway_is_released_only_once_its_devices_moved_off_it(
     assert owner(world.sims, OLD) is None and owner(world.sims, NEW) == ORG_A
     assert {d.hardware_id: (d.id, d.gateway_serial, d.state) for d in cloud_devices(world.sims)
             if d.hardware_id in ids} == {h: (i, NEW, "active") for h, i in ids.items()}
+    assert not world.sims.zaps[OLD].devices, "its copies removed before it was released"
 
 
 async def test_the_old_gateway_waits_for_a_device_bound_to_it_in_a_site_no_site_declares(
