@@ -22,7 +22,8 @@ for longer than the limit (`RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT`, 300 s) sto
 operator through kopf's stop flag (the handlers in flight end first, as on SIGTERM, but
 without kopf's failsafe that kills a process whose handlers hang at the stop: its liveness
 endpoint is gone with the operator, so the probe restarts it), which then exits 1 with one
-line saying which kind and its last error. Exiting rather than failing the liveness probe:
+line saying which kind and its last error (for a 403, that the ServiceAccount lacks the
+permission). Exiting rather than failing the liveness probe:
 a restart is what Kubernetes does for either, but an exit works whether a probe is
 configured or not, `kubectl logs --previous` ends with the reason, and a pod that keeps
 failing shows CrashLoopBackOff; kopf's probe fails only by a probe handler raising, which
@@ -161,6 +162,9 @@ def install() -> None:
             # A list answered 410 (it asks for no version) would be listed again at once,
             # over and over: it waits as any other error does.
             said = f": {_said(error.message)}" if error.message else ""
+            if isinstance(error, errors.APIForbiddenError):
+                said += (f" (the operator's ServiceAccount may not list or watch "
+                         f"{_kind(kwargs)}: its Role or ClusterRole lacks the rule)")
             # kopf retried these inside the request before it raised (`api.request`).
             retried = isinstance(error, errors.APIServerError | errors.APIForbiddenError)
             await _backoff(kwargs, f"HTTP {error.status}{said}",

@@ -9,9 +9,9 @@ applied again (each remote write is made once).
 A watch request answered a 5xx for a moment is retried without listing the kind again.
 
 A watch that keeps failing longer than RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT stops the
-operator process with exit code 1 and one line saying which watch and why: about the limit
-after the first failed request, though kopf alone retries a 5xx or a 403 for most of a
-minute."""
+operator process with exit code 1 and one line saying which watch and why (for a 403, that
+the ServiceAccount may not list or watch the kind): about the limit after the first failed
+request, though kopf alone retries a 5xx or a 403 for most of a minute."""
 
 from __future__ import annotations
 
@@ -218,6 +218,23 @@ async def test_a_kind_answered_5xx_stops_the_operator_about_the_limit_after_it_b
     failed_for = _failed_for(lines[-1], "HTTP 503: injected by the test")
     assert limit <= failed_for <= limit + 8, lines[-1]
     assert limit <= ran <= limit + 15, f"stopped {ran:.1f} s after the kind began failing"
+
+
+async def test_a_kind_the_service_account_may_not_list_stops_the_operator_saying_so(
+    tmp_path: Path,
+) -> None:
+    """A 403 (the ServiceAccount's RBAC lacks the kind) is retried as kopf does while an
+    upgrade replaces the RBAC, then stops the operator with a line saying what is
+    missing."""
+    limit = 6.0
+    lines, ran = await _stopped_operator(tmp_path, 403, watch=None, limit=limit)
+    error = (f"HTTP 403: injected by the test (the operator's ServiceAccount may not list "
+             f"or watch {DEVICES}: its Role or ClusterRole lacks the rule)")
+    assert limit <= _failed_for(lines[-1], error) <= limit + 8, lines[-1]
+    assert ran <= limit + 15, f"stopped {ran:.1f} s after the kind began failing"
+    warned = [line for line in lines if f"The watch of {DEVICES} failed ({error}): "
+              "listing it again in " in line]
+    assert warned, "\n".join(lines[-20:])
 
 
 async def test_a_watch_request_answered_a_5xx_for_a_moment_is_retried_without_listing_again(
