@@ -6,7 +6,8 @@ stream) is listed again too, after a backoff, instead of stopping the operator. 
 created or edited afterwards are still reconciled, and the objects listed again are not
 applied again (each remote write is made once).
 
-A watch request answered a 5xx for a moment is retried without listing the kind again.
+A list the API server answers with 410 is listed again after a backoff, not at once; a
+watch request answered a 5xx for a moment is retried without listing the kind again.
 
 A watch that keeps failing longer than RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT stops the
 operator process with exit code 1 and one line saying which watch and why (for a 403, that
@@ -235,6 +236,43 @@ async def test_a_kind_the_service_account_may_not_list_stops_the_operator_saying
     warned = [line for line in lines if f"The watch of {DEVICES} failed ({error}): "
               "listing it again in " in line]
     assert warned, "\n".join(lines[-20:])
+
+
+async def test_a_list_answered_410_is_listed_again_after_a_backoff(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A list asks for no version, so a 410 answering it (an API server whose storage is
+    being restored) would come again at once: it is listed again after a backoff that
+    doubles, not over and over; then the kind is watched again."""
+    logs: list[str] = []
+    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch, logs=logs) as (cluster, _):
+        await _converged(cluster)
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        before = emulator.listed["devices"]
+        fault = emulator.fail("GET", "/devices", 410, count=3, watch=False)
+
+        async def expired() -> int:
+            return await emulator.expire_watches("devices")
+
+        await cluster.wait_for(expired, what="an open watch of devices")
+        began = time.monotonic()
+
+        async def listed() -> bool:
+            return emulator.listed["devices"] > before
+
+        await cluster.wait_for(listed, what="devices listed again")
+        # Three lists refused, the second and third after 1 s and 2 s; the fourth served
+        # after 4 s more.
+        assert fault.count == 0
+        assert time.monotonic() - began >= 1 + 2 + 4 - 0.5
+        waits = [line.rsplit(" in ", 1)[1] for line in logs
+                 if line.startswith(f"The watch of {DEVICES} failed (HTTP 410: ")]
+        assert waits == ["1 s", "2 s", "4 s"], waits
+        # Watched again: a Device created now is reconciled.
+        *_, garage = documents(stream(HOME, GARAGE))
+        await cluster.create(garage)
+        await cluster.wait_condition("Device", "garage-inverter", "Ready", timeout=60)
 
 
 async def test_a_watch_request_answered_a_5xx_for_a_moment_is_retried_without_listing_again(
