@@ -6,13 +6,19 @@ stream) is listed again too, after a backoff, instead of stopping the operator. 
 created or edited afterwards are still reconciled, and the objects listed again are not
 applied again (each remote write is made once).
 
+A list the API server answers with 410 is listed again after a backoff, not at once; a
+watch request answered a 5xx for a moment is retried without listing the kind again.
+
 A watch that keeps failing longer than RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT stops the
-operator process with exit code 1 and one line saying which watch and why."""
+operator process with exit code 1 and one line saying which watch and why (for a 403, that
+the ServiceAccount may not list or watch the kind): about the limit after the first failed
+request, though kopf alone retries a 5xx or a 403 for most of a minute."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -144,37 +150,151 @@ async def test_after_a_watch_request_is_answered_an_error_objects_are_still_reco
         await cluster.wait_for(answered, what=f"a watch of each kind answered {status}")
 
 
-async def test_a_watch_failing_for_longer_than_the_limit_stops_the_operator_with_one_line(
-    tmp_path: Path,
-) -> None:
+async def _stopped_operator(
+    tmp_path: Path, status: int, *, watch: bool | None, limit: float
+) -> tuple[list[str], float]:
+    """The operator's lines, and how many seconds it ran on once every request of the given
+    kind (`watch`) for Devices was answered `status`: every watch of Devices is ended then
+    (the operator's lasts minutes), so that it lists them again."""
     sims = SimFleet()
     sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
     async with emulated_cluster() as cluster, sims:
         emulator = cluster.emulator
         assert isinstance(emulator, Emulator)
         env = operator_env(sims, cluster.url, tmp_path,
-                           RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT="3")
+                           RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT=f"{limit:g}")
         await declare(cluster)
         log = tmp_path / "operator.log"
         async with operator_process(env, log) as process:
             for kind, name in OBJECTS:
                 await cluster.wait_condition(kind, name, "Ready", timeout=60)
-            # Every watch of Devices refused from now on (the list is served): the open one
-            # is ended first, as the operator's lasts minutes.
-            emulator.fail("GET", "/devices", 404, count=1_000_000, watch=True)
+            emulator.fail("GET", "/devices", status, count=1_000_000, watch=watch)
 
             async def expired() -> int:
                 return await emulator.expire_watches("devices")
 
             await cluster.wait_for(expired, what="an open watch of devices")
-            assert await asyncio.wait_for(process.wait(), 60) == 1
+            began = time.monotonic()
+            # Well before the minute kopf alone retries a 5xx or a 403 before it gives up.
+            assert await asyncio.wait_for(process.wait(), limit + 20) == 1
+            ran = time.monotonic() - began
         lines = log.read_text(errors="replace").splitlines()
-        assert "Traceback" not in "\n".join(lines)
-        kind = "devices.v1alpha1.energy.reconciler.dev in every namespace"
-        retried = [line for line in lines if f"The watch of {kind} failed (HTTP 404: "
-                   "injected by the test): listing it again in " in line]
-        assert len(retried) >= 2, "\n".join(lines[-20:])
-        last = lines[-1]
-        assert last.startswith(f"error: the watch of {kind} has failed for "), last
-        assert last.endswith("; last: HTTP 404: injected by the test; stopping the operator "
-                             "so that it is restarted"), last
+        # No traceback of ours or kopf's (kopf's lines of its retries quote the emulator's
+        # answer, whose details carry the traceback of the error the test injected).
+        assert not [line for line in lines if line.startswith("Traceback")], lines[-20:]
+        return lines, ran
+
+
+DEVICES = "devices.v1alpha1.energy.reconciler.dev in every namespace"
+
+
+def _failed_for(last: str, error: str) -> float:
+    """The seconds the operator's last line says the watch of Devices failed for, the line
+    checked to name the kind and end with `error` and the stop."""
+    prefix = f"error: the watch of {DEVICES} has failed for "
+    assert last.startswith(prefix), last
+    assert last.endswith(f"; last: {error}; stopping the operator so that it is restarted"), last
+    return float(last.removeprefix(prefix).split(" ", 1)[0])
+
+
+async def test_a_watch_failing_for_longer_than_the_limit_stops_the_operator_with_one_line(
+    tmp_path: Path,
+) -> None:
+    # Every watch of Devices refused from now on (the list is served).
+    lines, _ = await _stopped_operator(tmp_path, 404, watch=True, limit=3)
+    retried = [line for line in lines if f"The watch of {DEVICES} failed (HTTP 404: "
+               "injected by the test): listing it again in " in line]
+    assert len(retried) >= 2, "\n".join(lines[-20:])
+    assert _failed_for(lines[-1], "HTTP 404: injected by the test") >= 3
+
+
+async def test_a_kind_answered_5xx_stops_the_operator_about_the_limit_after_it_began_failing(
+    tmp_path: Path,
+) -> None:
+    """kopf retries a 5xx inside the request (54 s by default) before the watch fails: the
+    limit counts from the first failed request, and the operator stops about then, not a
+    minute or more later."""
+    limit = 6.0
+    lines, ran = await _stopped_operator(tmp_path, 503, watch=None, limit=limit)
+    failed_for = _failed_for(lines[-1], "HTTP 503: injected by the test")
+    assert limit <= failed_for <= limit + 8, lines[-1]
+    assert limit <= ran <= limit + 15, f"stopped {ran:.1f} s after the kind began failing"
+
+
+async def test_a_kind_the_service_account_may_not_list_stops_the_operator_saying_so(
+    tmp_path: Path,
+) -> None:
+    """A 403 (the ServiceAccount's RBAC lacks the kind) is retried as kopf does while an
+    upgrade replaces the RBAC, then stops the operator with a line saying what is
+    missing. (The limit is longer than kopf's 7 s of retries: it warns once first.)"""
+    limit = 10.0
+    lines, ran = await _stopped_operator(tmp_path, 403, watch=None, limit=limit)
+    error = (f"HTTP 403: injected by the test (the operator's ServiceAccount may not list "
+             f"or watch {DEVICES}: its Role or ClusterRole lacks the rule)")
+    assert limit <= _failed_for(lines[-1], error) <= limit + 8, lines[-1]
+    assert ran <= limit + 15, f"stopped {ran:.1f} s after the kind began failing"
+    warned = [line for line in lines if f"The watch of {DEVICES} failed ({error}): "
+              "listing it again in " in line]
+    assert warned, "\n".join(lines[-20:])
+
+
+async def test_a_list_answered_410_is_listed_again_after_a_backoff(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A list asks for no version, so a 410 answering it (an API server whose storage is
+    being restored) would come again at once: it is listed again after a backoff that
+    doubles, not over and over; then the kind is watched again."""
+    logs: list[str] = []
+    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch, logs=logs) as (cluster, _):
+        await _converged(cluster)
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        before = emulator.listed["devices"]
+        fault = emulator.fail("GET", "/devices", 410, count=3, watch=False)
+
+        async def expired() -> int:
+            return await emulator.expire_watches("devices")
+
+        await cluster.wait_for(expired, what="an open watch of devices")
+        began = time.monotonic()
+
+        async def listed() -> bool:
+            return emulator.listed["devices"] > before
+
+        await cluster.wait_for(listed, what="devices listed again")
+        # Three lists refused, the second and third after 1 s and 2 s; the fourth served
+        # after 4 s more.
+        assert fault.count == 0
+        assert time.monotonic() - began >= 1 + 2 + 4 - 0.5
+        waits = [line.rsplit(" in ", 1)[1] for line in logs
+                 if line.startswith(f"The watch of {DEVICES} failed (HTTP 410: ")]
+        assert waits == ["1 s", "2 s", "4 s"], waits
+        # Watched again: a Device created now is reconciled.
+        *_, garage = documents(stream(HOME, GARAGE))
+        await cluster.create(garage)
+        await cluster.wait_condition("Device", "garage-inverter", "Ready", timeout=60)
+
+
+async def test_a_watch_request_answered_a_5xx_for_a_moment_is_retried_without_listing_again(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A 5xx for a moment (an API server restarting) is retried inside the request, as
+    kopf does: the kind is neither listed again nor said to have failed."""
+    logs: list[str] = []
+    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch, logs=logs) as (cluster, _):
+        await _converged(cluster)
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        before = emulator.listed["devices"]
+        # The harness's watches end every second: the next two requests are refused.
+        fault = emulator.fail("GET", "/devices", 500, count=2, watch=True)
+
+        async def answered() -> bool:
+            return fault.count == 0
+
+        await cluster.wait_for(answered, what="two watches of devices answered 500")
+        *_, garage = documents(stream(HOME, GARAGE))
+        await cluster.create(garage)
+        await cluster.wait_condition("Device", "garage-inverter", "Ready", timeout=60)
+        assert emulator.listed["devices"] == before
+        assert not [line for line in logs if line.startswith("The watch of ")], logs[-20:]
