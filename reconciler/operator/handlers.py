@@ -47,6 +47,7 @@ from reconciler.operator.removal import has_deletion_policy, remove_object
 from reconciler.operator.reported import Reported
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.operator.status_writes import KubeStatus
+from reconciler.operator.stopping import OperatorStop
 from reconciler.printable import printable
 
 FINALIZER = f"{API_GROUP}/finalizer"
@@ -190,6 +191,9 @@ class Runtime:
         # The servers that asked (Retry-After) to be called later: every reconcile and
         # finalizer leaves them alone until then, not only the one that was answered.
         self.host_waits = HostWaits()
+        # Set as kopf begins to stop the operator (`stopping`): what the create, update and
+        # resume handlers' reconciles honour, as a drift check does kopf's own stop flag.
+        self.stop = OperatorStop(DRIFT_STOP_WAIT)
 
     @property
     def settings(self) -> Settings:
@@ -283,7 +287,12 @@ async def _reconcile(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     lock_wait: float | None = None,
     stop: asyncio.Event | None = None,
+    recorded: bool = False,
 ) -> None:
+    """Reconcile the object, and write what came of it into kopf's `patch`. `stop`: once
+    set, no change starts (`reconcile_object`). `recorded`: kopf records the run as done
+    when it returns (a create, update or resume handler, not a drift check): one cut short
+    by the stop raises kopf.TemporaryError instead, for the next operator to run it again."""
     name = meta["name"]
     if objects.is_paused(body):
         _write_status(patch, status, meta, ObjectResult(conditions=[_paused()]))
@@ -315,6 +324,8 @@ async def _reconcile(
     if result.stopped:
         # Nothing planned nor written: the status stays as the last reconcile left it.
         patch.pop("status", None)
+        if recorded:
+            raise kopf.TemporaryError(wait_lines.stopping_message("not reconciled"), delay=0)
         logger.info("%s/%s: not reconciled: the operator is stopping", kind, name)
         return
     if result.busy:
@@ -358,7 +369,10 @@ async def _reconcile(
     _post_events(body, result, lambda message: runtime.reported.first_time(owner, message))
     if result.retry == "temporary" and stop is not None and stop.is_set():
         # Cut short by the stop (its status says so): no retry comes in this process, so
-        # no kopf ERROR line that one will; the next process's reconcile goes on.
+        # no kopf ERROR line that one will; the next process's reconcile goes on. A
+        # handler's run is not recorded as done: the next process runs it again, at once.
+        if recorded:
+            raise kopf.TemporaryError(wait_lines.stopping_message(result.message), delay=0)
         logger.info("%s/%s: %s (the operator is stopping)", kind, name, result.message)
         return
     if result.retry == "temporary":
@@ -380,6 +394,7 @@ async def _reconcile_call(
     kwargs: Mapping[str, Any],
     lock_wait: float | None = None,
     stop: asyncio.Event | None = None,
+    recorded: bool = False,
 ) -> None:
     """Unpack kopf's keyword arguments for `_reconcile`."""
     await _reconcile(
@@ -394,6 +409,7 @@ async def _reconcile_call(
         kwargs["logger"],
         lock_wait,
         stop,
+        recorded,
     )
 
 
@@ -415,7 +431,10 @@ def _register_kind(
 
     async def reconcile(**kwargs: Any) -> None:
         # Not long: kopf's worker of the object is held meanwhile (`HANDLER_LOCK_WAIT`).
-        await _reconcile_call(runtime, kind, kwargs, HANDLER_LOCK_WAIT)
+        # At the operator's stop, its changes in flight land, as a drift check's do, and
+        # no other starts (`stopping`).
+        with runtime.stop.handling() as stop:
+            await _reconcile_call(runtime, kind, kwargs, HANDLER_LOCK_WAIT, stop, recorded=True)
 
     for decorator, cause in (
         (kopf.on.create, "create"),
@@ -733,12 +752,13 @@ def register_login(registry: kopf.OperatorRegistry) -> None:
 # How often kopf looks whether a deleted object's drift check has ended (`configure`).
 DRIFT_EXIT_POLL = 1.0
 
-# How long kopf waits for a drift check in flight to end once it stops it (`configure`):
-# on SIGTERM, the writes in flight land and nothing new starts (`_stop_when_leaving`),
+# How long kopf waits for a drift check in flight to end once it stops it (`configure`),
+# and how long a create, update or resume handler's reconcile is waited for, counted from
+# the stop (`stopping`): on SIGTERM, the writes in flight land and nothing new starts,
 # well within the 30 s a pod is given to stop (the chart sets no
-# terminationGracePeriodSeconds: Kubernetes' default). One still writing after that is
-# left to kopf, which cancels it 5 s later; the engine's journal keeps the write as
-# interrupted for the next run.
+# terminationGracePeriodSeconds: Kubernetes' default). A drift check still writing after
+# that is left to kopf, which cancels it 5 s later, a handler's reconcile is cancelled
+# then; the engine's journal keeps the write as interrupted for the next run.
 DRIFT_STOP_WAIT = 20.0
 # How often a drift check stopped for its object's deletion looks whether the operator
 # stops too (`_stop_when_leaving`).
