@@ -33,6 +33,7 @@ from reconciler.operator import (
     watch_errors,
 )
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.events import Events
 from reconciler.operator.finalized import Finalized
 from reconciler.operator.holds import Holds
 from reconciler.operator.owner_locks import drop, kept_lock, owner_lock, writers_under
@@ -194,6 +195,8 @@ class Runtime:
         # Set as kopf begins to stop the operator (`stopping`): what the create, update and
         # resume handlers' reconciles honour, as a drift check does kopf's own stop flag.
         self.stop = OperatorStop(DRIFT_STOP_WAIT)
+        # Posted through kopf until then, written directly after (`events`).
+        self.events = Events(self.stop.event)
 
     @property
     def settings(self) -> Settings:
@@ -230,20 +233,22 @@ def _declared_serials(indexes: Mapping[str, Any], own: tuple[str, str]) -> dict[
     )
 
 
-def _post_events(body: kopf.Body, result: ObjectResult, said: Callable[[str], bool]) -> None:
+async def _post_events(
+    events: Events, body: kopf.Body, result: ObjectResult, said: Callable[[str], bool]
+) -> None:
     for message in result.kept:
         if said(message):
-            kopf.info(body, reason="GatewayKept", message=event_message(message))
+            await events.info(body, reason="GatewayKept", message=event_message(message))
     for message in result.unmanaged_fields:
-        kopf.info(body, reason=declared.EVENT_REASON, message=event_message(message))
+        await events.info(body, reason=declared.EVENT_REASON, message=event_message(message))
     for outcome in result.outcomes:
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
             message = f"{outcome.address}: {outcome.action} done"
-            kopf.info(body, reason=reason, message=event_message(message))
+            await events.info(body, reason=reason, message=event_message(message))
         elif outcome.status in ("failed", "skipped"):
             message = f"{outcome.address}: {outcome.action} {outcome.status}: {outcome.message}"
-            kopf.warn(body, reason="ApplyFailed", message=event_message(message))
+            await events.warn(body, reason="ApplyFailed", message=event_message(message))
 
 
 def _is_news(
@@ -362,11 +367,13 @@ async def _reconcile(
     if found is not None and runtime.reported.unmanaged_changed(owner, status, found):
         # Said when the set changes: not an error (Ready stays as the plan has it), but
         # what the user is to act on, the operator removing nothing it does not declare.
-        post = kopf.warn if found else kopf.info
-        post(body, reason=unmanaged.EVENT_REASON,
-             message=event_message(unmanaged.message(found)))
+        post = runtime.events.warn if found else runtime.events.info
+        await post(body, reason=unmanaged.EVENT_REASON,
+                   message=event_message(unmanaged.message(found)))
     _write_status(patch, status, meta, result)
-    _post_events(body, result, lambda message: runtime.reported.first_time(owner, message))
+    await _post_events(
+        runtime.events, body, result, lambda message: runtime.reported.first_time(owner, message)
+    )
     if result.retry == "temporary" and stop is not None and stop.is_set():
         # Cut short by the stop (its status says so): no retry comes in this process, so
         # no kopf ERROR line that one will; the next process's reconcile goes on. A
@@ -379,7 +386,7 @@ async def _reconcile(
         raise kopf.TemporaryError(result.message, delay=result.delay)
     if result.retry == "permanent":
         if news:
-            kopf.warn(body, reason="Failed", message=event_message(result.message))
+            await runtime.events.warn(body, reason="Failed", message=event_message(result.message))
         raise kopf.PermanentError(result.message)
     logger.info("%s/%s: %s", kind, name, result.summary)
 
@@ -630,7 +637,9 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
                 "deletionPolicy is not known, so nothing outside was touched (release by "
                 f"hand what it declared, if it was to be released); the spec: {refusal}"
             )
-            kopf.warn(body, reason="DeletionPolicyUnknown", message=event_message(message))
+            await runtime.events.warn(
+                body, reason="DeletionPolicyUnknown", message=event_message(message)
+            )
             runtime.holds.release((namespace, kind, name))
             runtime.reported.forget((namespace, kind, name))
             runtime.not_before.pop((namespace, kind, name), None)
@@ -641,7 +650,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
             f"deleted with an invalid spec: the deletionPolicy of its last valid spec "
             f"({policy}) is honoured; the spec: {refusal}"
         )
-        kopf.info(body, reason="LastValidSpec", message=event_message(message))
+        await runtime.events.info(body, reason="LastValidSpec", message=event_message(message))
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     gateway = kind == "Gateway"
     settings = runtime.current_settings()
@@ -656,7 +665,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     failed = [o for o in removal.outcomes if o.status != "done"]
     for outcome in removal.outcomes:
         if outcome.status == "done":
-            kopf.info(
+            await runtime.events.info(
                 body,
                 reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
                 message=event_message(f"{outcome.address}: {outcome.message or outcome.action}"),
@@ -688,17 +697,21 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         )
         _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"], result)
         if _is_news(runtime, (namespace, kind, name), kwargs["status"], result):
-            kopf.warn(body, reason=reason, message=event_message(message))
+            await runtime.events.warn(body, reason=reason, message=event_message(message))
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
     # Said once, as the object goes: a pass that waits is tried again and would repeat it.
     for message in removal.kept:
-        kopf.info(body, reason="GatewayKept", message=event_message(message))
+        await runtime.events.info(body, reason="GatewayKept", message=event_message(message))
     if removal.left:
-        kopf.warn(body, reason="ZapNotRead", message=event_message(removal.left))
+        await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))
     for message in _locations_left(namespace, _indexes(kwargs), body):
-        kopf.info(body, reason=locations.KEPT_REASON, message=event_message(message))
+        await runtime.events.info(
+            body, reason=locations.KEPT_REASON, message=event_message(message)
+        )
     for message in _site_left(namespace, _indexes(kwargs), body):
-        kopf.info(body, reason=sites_kept.KEPT_REASON, message=event_message(message))
+        await runtime.events.info(
+            body, reason=sites_kept.KEPT_REASON, message=event_message(message)
+        )
     runtime.holds.release((namespace, kind, name))
     runtime.reported.forget((namespace, kind, name))
     runtime.not_before.pop((namespace, kind, name), None)

@@ -54,6 +54,23 @@ def _said_after_signal(text: str) -> list[str]:
     return [line for line in after if " WARNING " in line or " ERROR " in line]
 
 
+async def _said_of_writes(cluster: Cluster) -> dict[str, tuple[str, str, str]]:
+    """The inverter's events of its writes (type, reason, message), by event name."""
+    return {
+        e["metadata"]["name"]: (e.get("type", ""), e.get("reason", ""), e.get("message", ""))
+        for e in await cluster.events_about("home-inverter")
+        if e.get("reason") in ("Created", "ApplyFailed")
+        and "device/home-inverter[" in e.get("message", "")
+    }
+
+
+async def _said_at_stop(
+    cluster: Cluster, before: dict[str, tuple[str, str, str]]
+) -> set[tuple[str, str, str]]:
+    """The inverter's events of its writes posted since `before`: at the stop."""
+    return {said for name, said in (await _said_of_writes(cluster)).items() if name not in before}
+
+
 def _inverter_in_novacore(sims: SimFleet) -> int:
     return sum(d.hardware_id == "SG0001" for d in sims.novacore.devices.values())
 
@@ -98,6 +115,7 @@ async def test_a_drift_check_writing_at_sigterm_lands_its_write_once_and_stops(
             zap.faults.answer_delay_ms = 2000
             sims.reset_counts()
             await _until(lambda: "SG0001" in zap.devices, "the drift check's write to the Zap")
+            before = await _said_of_writes(cluster)
             code, took = await _stopped(process)
         text = log.read_text(errors="replace")
         assert code == 0
@@ -110,6 +128,13 @@ async def test_a_drift_check_writing_at_sigterm_lands_its_write_once_and_stops(
         assert (ready.get("status"), ready.get("reason")) == ("False", "Interrupted"), (
             "its status says what was not started")
         assert "device/home-inverter[novacore]: not started: stopping" in ready["message"]
+        assert await _said_at_stop(cluster, before) == {
+            ("Normal", "Created", "device/home-inverter[zap]: create done"),
+            ("Warning", "ApplyFailed",
+             "device/home-inverter[novacore]: create skipped: not started: stopping"),
+            ("Warning", "ApplyFailed", "device/home-inverter[publish]: update skipped: not "
+             "attempted: device/home-inverter[novacore] did not succeed"),
+        }, "its events, posted as kopf's poster of events had stopped"
 
         # Started again: the rest is done, nothing twice.
         zap.faults.answer_delay_ms = 0
@@ -174,6 +199,7 @@ async def test_a_create_handler_writing_at_sigterm_lands_its_write_and_stops(
             sims.reset_counts()
             await cluster.create(inverter)
             await _until(lambda: "SG0001" in zap.devices, "the create handler's write to the Zap")
+            before = await _said_of_writes(cluster)
             code, took = await _stopped(process)
         text = log.read_text(errors="replace")
         assert code == 0
@@ -185,6 +211,13 @@ async def test_a_create_handler_writing_at_sigterm_lands_its_write_and_stops(
         assert (ready.get("status"), ready.get("reason")) == ("False", "Interrupted"), (
             "its status says what was not started")
         assert "device/home-inverter[novacore]: not started: stopping" in ready["message"]
+        assert await _said_at_stop(cluster, before) == {
+            ("Normal", "Created", "device/home-inverter[zap]: create done"),
+            ("Warning", "ApplyFailed",
+             "device/home-inverter[novacore]: create skipped: not started: stopping"),
+            ("Warning", "ApplyFailed", "device/home-inverter[publish]: update skipped: not "
+             "attempted: device/home-inverter[novacore] did not succeed"),
+        }, "its events, posted as kopf's poster of events had stopped"
 
         # Started again: the rest is done, nothing twice.
         zap.faults.answer_delay_ms = 0
