@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.engine.config import load_settings
     from reconciler.errors import ConfigError
     from reconciler.operator import config as operator_config
-    from reconciler.operator import watch_errors
+    from reconciler.operator import stopping, watch_errors
     from reconciler.operator.handlers import Runtime, configure, register, register_login
 
     logging.basicConfig(
@@ -114,10 +114,11 @@ def run(args: argparse.Namespace) -> int:
     watch_errors.end_with_cleanup(registry, watches)
     namespaces = args.namespace or list(config.namespaces)
     asyncio.run(
-        kopf.operator(
+        stopping.run(
+            runtime.stop,
+            kopf_settings,
             stop_flag=watches.stop,
             registry=registry,
-            settings=kopf_settings,
             clusterwide=args.all_namespaces or not namespaces,
             namespaces=namespaces,
             liveness_endpoint=args.liveness,

@@ -33,6 +33,7 @@ from reconciler.operator import (
     watch_errors,
 )
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.events import Events
 from reconciler.operator.finalized import Finalized
 from reconciler.operator.holds import Holds
 from reconciler.operator.owner_locks import drop, kept_lock, owner_lock, writers_under
@@ -47,6 +48,7 @@ from reconciler.operator.removal import has_deletion_policy, remove_object
 from reconciler.operator.reported import Reported
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.operator.status_writes import KubeStatus
+from reconciler.operator.stopping import OperatorStop
 from reconciler.printable import printable
 
 FINALIZER = f"{API_GROUP}/finalizer"
@@ -213,6 +215,11 @@ class Runtime:
         # The servers that asked (Retry-After) to be called later: every reconcile and
         # finalizer leaves them alone until then, not only the one that was answered.
         self.host_waits = HostWaits()
+        # Set as kopf begins to stop the operator (`stopping`): what the create, update and
+        # resume handlers' reconciles honour, as a drift check does kopf's own stop flag.
+        self.stop = OperatorStop(DRIFT_STOP_WAIT)
+        # Posted through kopf until then, written directly after (`events`).
+        self.events = Events(self.stop.event)
 
     @property
     def settings(self) -> Settings:
@@ -249,20 +256,22 @@ def _declared_serials(indexes: Mapping[str, Any], own: tuple[str, str]) -> dict[
     )
 
 
-def _post_events(body: kopf.Body, result: ObjectResult, said: Callable[[str], bool]) -> None:
+async def _post_events(
+    events: Events, body: kopf.Body, result: ObjectResult, said: Callable[[str], bool]
+) -> None:
     for message in result.kept:
         if said(message):
-            kopf.info(body, reason="GatewayKept", message=event_message(message))
+            await events.info(body, reason="GatewayKept", message=event_message(message))
     for message in result.unmanaged_fields:
-        kopf.info(body, reason=declared.EVENT_REASON, message=event_message(message))
+        await events.info(body, reason=declared.EVENT_REASON, message=event_message(message))
     for outcome in result.outcomes:
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
             message = f"{outcome.address}: {outcome.action} done"
-            kopf.info(body, reason=reason, message=event_message(message))
+            await events.info(body, reason=reason, message=event_message(message))
         elif outcome.status in ("failed", "skipped"):
             message = f"{outcome.address}: {outcome.action} {outcome.status}: {outcome.message}"
-            kopf.warn(body, reason="ApplyFailed", message=event_message(message))
+            await events.warn(body, reason="ApplyFailed", message=event_message(message))
 
 
 def _is_news(
@@ -306,7 +315,12 @@ async def _reconcile(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     lock_wait: float | None = None,
     stop: asyncio.Event | None = None,
+    recorded: bool = False,
 ) -> None:
+    """Reconcile the object, and write what came of it into kopf's `patch`. `stop`: once
+    set, no change starts (`reconcile_object`). `recorded`: kopf records the run as done
+    when it returns (a create, update or resume handler, not a drift check): one cut short
+    by the stop raises kopf.TemporaryError instead, for the next operator to run it again."""
     name = meta["name"]
     if objects.is_paused(body):
         _write_status(patch, status, meta, ObjectResult(conditions=[_paused()]))
@@ -340,6 +354,8 @@ async def _reconcile(
     if result.stopped:
         # Nothing planned nor written: the status stays as the last reconcile left it.
         patch.pop("status", None)
+        if recorded:
+            raise kopf.TemporaryError(wait_lines.stopping_message("not reconciled"), delay=0)
         logger.info("%s/%s: not reconciled: the operator is stopping", kind, name)
         return
     if result.busy:
@@ -376,21 +392,26 @@ async def _reconcile(
     if found is not None and runtime.reported.unmanaged_changed(owner, status, found):
         # Said when the set changes: not an error (Ready stays as the plan has it), but
         # what the user is to act on, the operator removing nothing it does not declare.
-        post = kopf.warn if found else kopf.info
-        post(body, reason=unmanaged.EVENT_REASON,
-             message=event_message(unmanaged.message(found)))
+        post = runtime.events.warn if found else runtime.events.info
+        await post(body, reason=unmanaged.EVENT_REASON,
+                   message=event_message(unmanaged.message(found)))
     _write_status(patch, status, meta, result)
-    _post_events(body, result, lambda message: runtime.reported.first_time(owner, message))
+    await _post_events(
+        runtime.events, body, result, lambda message: runtime.reported.first_time(owner, message)
+    )
     if result.retry == "temporary" and stop is not None and stop.is_set():
         # Cut short by the stop (its status says so): no retry comes in this process, so
-        # no kopf ERROR line that one will; the next process's reconcile goes on.
+        # no kopf ERROR line that one will; the next process's reconcile goes on. A
+        # handler's run is not recorded as done: the next process runs it again, at once.
+        if recorded:
+            raise kopf.TemporaryError(wait_lines.stopping_message(result.message), delay=0)
         logger.info("%s/%s: %s (the operator is stopping)", kind, name, result.message)
         return
     if result.retry == "temporary":
         raise kopf.TemporaryError(result.message, delay=result.delay)
     if result.retry == "permanent":
         if news:
-            kopf.warn(body, reason="Failed", message=event_message(result.message))
+            await runtime.events.warn(body, reason="Failed", message=event_message(result.message))
         raise kopf.PermanentError(result.message)
     logger.info("%s/%s: %s", kind, name, result.summary)
 
@@ -405,6 +426,7 @@ async def _reconcile_call(
     kwargs: Mapping[str, Any],
     lock_wait: float | None = None,
     stop: asyncio.Event | None = None,
+    recorded: bool = False,
 ) -> None:
     """Unpack kopf's keyword arguments for `_reconcile`."""
     await _reconcile(
@@ -419,6 +441,7 @@ async def _reconcile_call(
         kwargs["logger"],
         lock_wait,
         stop,
+        recorded,
     )
 
 
@@ -440,7 +463,10 @@ def _register_kind(
 
     async def reconcile(**kwargs: Any) -> None:
         # Not long: kopf's worker of the object is held meanwhile (`HANDLER_LOCK_WAIT`).
-        await _reconcile_call(runtime, kind, kwargs, HANDLER_LOCK_WAIT)
+        # At the operator's stop, its changes in flight land, as a drift check's do, and
+        # no other starts (`stopping`).
+        with runtime.stop.handling() as stop:
+            await _reconcile_call(runtime, kind, kwargs, HANDLER_LOCK_WAIT, stop, recorded=True)
 
     for decorator, cause in (
         (kopf.on.create, "create"),
@@ -636,7 +662,9 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
                 "deletionPolicy is not known, so nothing outside was touched (release by "
                 f"hand what it declared, if it was to be released); the spec: {refusal}"
             )
-            kopf.warn(body, reason="DeletionPolicyUnknown", message=event_message(message))
+            await runtime.events.warn(
+                body, reason="DeletionPolicyUnknown", message=event_message(message)
+            )
             runtime.holds.release((namespace, kind, name))
             runtime.reported.forget((namespace, kind, name))
             runtime.not_before.pop((namespace, kind, name), None)
@@ -647,7 +675,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
             f"deleted with an invalid spec: the deletionPolicy of its last valid spec "
             f"({policy}) is honoured; the spec: {refusal}"
         )
-        kopf.info(body, reason="LastValidSpec", message=event_message(message))
+        await runtime.events.info(body, reason="LastValidSpec", message=event_message(message))
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
     gateway = kind == "Gateway"
     settings = runtime.current_settings()
@@ -662,7 +690,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     failed = [o for o in removal.outcomes if o.status != "done"]
     for outcome in removal.outcomes:
         if outcome.status == "done":
-            kopf.info(
+            await runtime.events.info(
                 body,
                 reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
                 message=event_message(f"{outcome.address}: {outcome.message or outcome.action}"),
@@ -694,17 +722,21 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         )
         _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"], result)
         if _is_news(runtime, (namespace, kind, name), kwargs["status"], result):
-            kopf.warn(body, reason=reason, message=event_message(message))
+            await runtime.events.warn(body, reason=reason, message=event_message(message))
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
     # Said once, as the object goes: a pass that waits is tried again and would repeat it.
     for message in removal.kept:
-        kopf.info(body, reason="GatewayKept", message=event_message(message))
+        await runtime.events.info(body, reason="GatewayKept", message=event_message(message))
     if removal.left:
-        kopf.warn(body, reason="ZapNotRead", message=event_message(removal.left))
+        await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))
     for message in _locations_left(namespace, _indexes(kwargs), body):
-        kopf.info(body, reason=locations.KEPT_REASON, message=event_message(message))
+        await runtime.events.info(
+            body, reason=locations.KEPT_REASON, message=event_message(message)
+        )
     for message in _site_left(namespace, _indexes(kwargs), body):
-        kopf.info(body, reason=sites_kept.KEPT_REASON, message=event_message(message))
+        await runtime.events.info(
+            body, reason=sites_kept.KEPT_REASON, message=event_message(message)
+        )
     runtime.holds.release((namespace, kind, name))
     runtime.reported.forget((namespace, kind, name))
     runtime.not_before.pop((namespace, kind, name), None)
@@ -758,12 +790,13 @@ def register_login(registry: kopf.OperatorRegistry) -> None:
 # How often kopf looks whether a deleted object's drift check has ended (`configure`).
 DRIFT_EXIT_POLL = 1.0
 
-# How long kopf waits for a drift check in flight to end once it stops it (`configure`):
-# on SIGTERM, the writes in flight land and nothing new starts (`_stop_when_leaving`),
+# How long kopf waits for a drift check in flight to end once it stops it (`configure`),
+# and how long a create, update or resume handler's reconcile is waited for, counted from
+# the stop (`stopping`): on SIGTERM, the writes in flight land and nothing new starts,
 # well within the 30 s a pod is given to stop (the chart sets no
-# terminationGracePeriodSeconds: Kubernetes' default). One still writing after that is
-# left to kopf, which cancels it 5 s later; the engine's journal keeps the write as
-# interrupted for the next run.
+# terminationGracePeriodSeconds: Kubernetes' default). A drift check still writing after
+# that is left to kopf, which cancels it 5 s later, a handler's reconcile is cancelled
+# then; the engine's journal keeps the write as interrupted for the next run.
 DRIFT_STOP_WAIT = 20.0
 # How often a drift check stopped for its object's deletion looks whether the operator
 # stops too (`_stop_when_leaving`).

@@ -2,14 +2,16 @@
 TemporaryError at ERROR ("Handler '...' failed temporarily: ...") and, when set to post its
 lines as Events, posts it as an Event of type Error, at every retry. Two of ours are waits,
 not failures, and `WaitLines`, a filter on kopf's object logger, says them at INFO as waits,
-posted as no Event:
+posted as no Event (and so is a handler cut short by the operator's stop):
 
 - a create, update or resume handler that did not get its object's lock in time
   (`handlers.HANDLER_LOCK_WAIT`, `waiting_message`): another reconcile of the object
   writes, and the handler is run again at once, every few seconds while it does;
 - an object waiting for another (`WaitingForDependency`: a Gateway not declared, a Device
   refused, paused or being deleted), run again every `retry_delay`: its Ready condition
-  says why, and the object it waits for has its own failure said at ERROR if it failed.
+  says why, and the object it waits for has its own failure said at ERROR if it failed;
+- a create, update or resume handler cut short by the operator's stop (`stopping_message`):
+  its status says what was not started, and the next operator runs it again.
 
 Any other line of kopf's is left as it is: a failure of a handler is still logged at
 ERROR, and a finalizer that waited a whole `LOCK_WAIT` for a reconcile too (one that long
@@ -26,15 +28,18 @@ import re
 KOPF_OBJECT_LOGGER = "kopf.objects"
 
 _WAITING = "waiting for another reconcile of"
+_STOPPING = "cut short by the operator's stop"
 # kopf's line for a TemporaryError (`kopf._core.actions.execution.execute_handler_once`)
 # of a handler or a timer (the drift check), waiting for its object's lock, or for another
 # object: `reconcile`'s "waiting: Gateway 'x' is not declared" and "waiting for
 # gateway/x[novacore] (claim): ..." (a change of another object that this one's follow).
-# kopf writes the message whole: one line, or several.
+# kopf writes the message whole: one line, or several. And a handler's cut short by the
+# operator's stop (`stopping_message`).
 _LINE = re.compile(
     rf"(?P<handler>(?:Handler|Timer) '[^']*') failed temporarily: "
     rf"(?:(?P<lock>{_WAITING} \w+ '[^']*' to end its writes)"
-    r"|(?P<dependency>waiting(?:: | for [a-z]+/\S+ \().*))",
+    r"|(?P<dependency>waiting(?:: | for [a-z]+/\S+ \().*)"
+    rf"|(?P<stopping>{_STOPPING}: .*))",
     re.DOTALL,
 )
 
@@ -43,6 +48,12 @@ def waiting_message(kind: str, name: str) -> str:
     """The TemporaryError's message of a handler that did not get the lock of its owner
     `kind`/`name` in time."""
     return f"{_WAITING} {kind} {name!r} to end its writes"
+
+
+def stopping_message(what: str) -> str:
+    """The TemporaryError's message of a handler cut short by the operator's stop: `what`
+    it did not do."""
+    return f"{_STOPPING}: {what}"
 
 
 class WaitLines(logging.Filter):
@@ -58,6 +69,9 @@ class WaitLines(logging.Filter):
             return True
         if match["lock"] is not None:
             record.msg = f"{match['handler']} is {match['lock']} (it is run again at once)"
+        elif match["stopping"] is not None:
+            record.msg = (f"{match['handler']} is {match['stopping']} (the next operator "
+                          "runs it again)")
         else:
             record.msg = f"{match['handler']} is {match['dependency']} (it is run again later)"
         record.levelno = logging.INFO

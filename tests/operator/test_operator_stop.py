@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import Cluster, emulated_cluster
-from objects import HOME, ZAP, declare
+from harness import Cluster, documents, emulated_cluster
+from objects import HOME, SECRET, ZAP, declare
 from process import operator_env, operator_process
 
 from reconciler.sim.fleet import SimFleet
@@ -52,6 +52,23 @@ def _said_after_signal(text: str) -> list[str]:
     """The lines logged after the signal at WARNING or above."""
     after = text[text.index(SIGNALLED):].splitlines()
     return [line for line in after if " WARNING " in line or " ERROR " in line]
+
+
+async def _said_of_writes(cluster: Cluster) -> dict[str, tuple[str, str, str]]:
+    """The inverter's events of its writes (type, reason, message), by event name."""
+    return {
+        e["metadata"]["name"]: (e.get("type", ""), e.get("reason", ""), e.get("message", ""))
+        for e in await cluster.events_about("home-inverter")
+        if e.get("reason") in ("Created", "ApplyFailed")
+        and "device/home-inverter[" in e.get("message", "")
+    }
+
+
+async def _said_at_stop(
+    cluster: Cluster, before: dict[str, tuple[str, str, str]]
+) -> set[tuple[str, str, str]]:
+    """The inverter's events of its writes posted since `before`: at the stop."""
+    return {said for name, said in (await _said_of_writes(cluster)).items() if name not in before}
 
 
 def _inverter_in_novacore(sims: SimFleet) -> int:
@@ -98,6 +115,7 @@ async def test_a_drift_check_writing_at_sigterm_lands_its_write_once_and_stops(
             zap.faults.answer_delay_ms = 2000
             sims.reset_counts()
             await _until(lambda: "SG0001" in zap.devices, "the drift check's write to the Zap")
+            before = await _said_of_writes(cluster)
             code, took = await _stopped(process)
         text = log.read_text(errors="replace")
         assert code == 0
@@ -110,6 +128,13 @@ async def test_a_drift_check_writing_at_sigterm_lands_its_write_once_and_stops(
         assert (ready.get("status"), ready.get("reason")) == ("False", "Interrupted"), (
             "its status says what was not started")
         assert "device/home-inverter[novacore]: not started: stopping" in ready["message"]
+        assert await _said_at_stop(cluster, before) == {
+            ("Normal", "Created", "device/home-inverter[zap]: create done"),
+            ("Warning", "ApplyFailed",
+             "device/home-inverter[novacore]: create skipped: not started: stopping"),
+            ("Warning", "ApplyFailed", "device/home-inverter[publish]: update skipped: not "
+             "attempted: device/home-inverter[novacore] did not succeed"),
+        }, "its events, posted as kopf's poster of events had stopped"
 
         # Started again: the rest is done, nothing twice.
         zap.faults.answer_delay_ms = 0
@@ -144,3 +169,60 @@ async def test_a_drift_check_still_reading_at_sigterm_is_abandoned_at_once(
         assert _said_after_signal(text) == []
         assert took < 15, f"stopped in {took:.1f}s, not before the read was answered"
         assert sims.writes() == 0
+
+
+async def test_a_create_handler_writing_at_sigterm_lands_its_write_and_stops(
+    tmp_path: Path,
+) -> None:
+    """A Device's create handler whose write to the Zap is answered 3 s after the signal,
+    past kopf's 2 s for a handler at the stop: the write lands, once, the change after it
+    is not started, and the next operator applies it."""
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
+    async with emulated_cluster() as cluster, sims:
+        # No drift check comes during the test: what writes is the Device's create handler.
+        env = operator_env(sims, cluster.url, tmp_path, RECONCILER_OPERATOR_INTERVAL="300")
+        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+        docs = documents(HOME)
+        (inverter,) = (d for d in docs if d["metadata"]["name"] == "home-inverter")
+        await cluster.create_all([d for d in docs if d is not inverter])
+        log = tmp_path / "operator.log"
+        zap = sims.zaps[ZAP]
+        async with operator_process(env, log) as process:
+            for kind, name in OBJECTS:
+                if name != "home-inverter":
+                    await cluster.wait_condition(kind, name, "Ready", timeout=60)
+                    await cluster.wait_handled(kind, name, timeout=60)
+            # The Zap answers the inverter's addition 3 s after it took effect; only once
+            # it is answered does the handler provision the inverter in Novacore.
+            zap.faults.answer_delay_ms = 3000
+            sims.reset_counts()
+            await cluster.create(inverter)
+            await _until(lambda: "SG0001" in zap.devices, "the create handler's write to the Zap")
+            before = await _said_of_writes(cluster)
+            code, took = await _stopped(process)
+        text = log.read_text(errors="replace")
+        assert code == 0
+        assert _said_after_signal(text) == []
+        assert took < 15, f"stopped in {took:.1f}s"
+        assert zap.requests["POST /api/devices"] == 1, "the write in flight landed, once"
+        assert _inverter_in_novacore(sims) == 0, "no change started after the signal"
+        ready = await cluster.condition("Device", "home-inverter", "Ready") or {}
+        assert (ready.get("status"), ready.get("reason")) == ("False", "Interrupted"), (
+            "its status says what was not started")
+        assert "device/home-inverter[novacore]: not started: stopping" in ready["message"]
+        assert await _said_at_stop(cluster, before) == {
+            ("Normal", "Created", "device/home-inverter[zap]: create done"),
+            ("Warning", "ApplyFailed",
+             "device/home-inverter[novacore]: create skipped: not started: stopping"),
+            ("Warning", "ApplyFailed", "device/home-inverter[publish]: update skipped: not "
+             "attempted: device/home-inverter[novacore] did not succeed"),
+        }, "its events, posted as kopf's poster of events had stopped"
+
+        # Started again: the rest is done, nothing twice.
+        zap.faults.answer_delay_ms = 0
+        async with operator_process(env, log):
+            await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=60)
+            await _until(lambda: _inverter_in_novacore(sims) == 1, "the inverter provisioned")
+        assert zap.requests["POST /api/devices"] == 1, "not added to the Zap again"
+        assert _inverter_in_novacore(sims) == 1

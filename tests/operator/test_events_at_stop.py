@@ -1,0 +1,62 @@
+"""An Event posted once the operator stops (kopf's poster of Events ended: see
+test_operator_stop for those written) that the API server refuses is logged at WARNING,
+whole, rather than lost without a word."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+from aiohttp import web
+from harness import write_kubeconfig
+
+from reconciler.operator.events import Events
+
+MESSAGE = "device/home-inverter[novacore]: create skipped: not started: stopping"
+
+
+async def test_an_event_the_api_server_refuses_at_the_stop_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    asked: list[tuple[str, str, Any]] = []
+
+    async def refuse(request: web.Request) -> web.Response:
+        asked.append((request.method, request.path, await request.json()))
+        return web.json_response(
+            {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+             "reason": "Forbidden", "message": "events is forbidden"},
+            status=403,
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+        stopped = asyncio.Event()
+        stopped.set()
+        body = kopf.Body({
+            "apiVersion": "energy.reconciler.dev/v1alpha1", "kind": "Device",
+            "metadata": {"name": "home-inverter", "namespace": "fleet", "uid": "u-1"},
+        })
+        with caplog.at_level(logging.WARNING, logger="reconciler.operator.events"):
+            await Events(stopped).warn(body, reason="ApplyFailed", message=MESSAGE)
+    finally:
+        await runner.cleanup()
+    ((method, path, event),) = asked
+    assert (method, path) == ("POST", "/api/v1/namespaces/fleet/events")
+    assert (event["type"], event["reason"], event["message"]) == ("Warning", "ApplyFailed", MESSAGE)
+    assert event["involvedObject"]["name"] == "home-inverter"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Device/home-inverter: Event not posted (HTTP 403 Forbidden): Warning ApplyFailed: "
+        f"{MESSAGE}"
+    ]
