@@ -508,7 +508,11 @@ def _register_kind(
         group, version, plural, id=f"finalize-{plural}", labels=labels, registry=registry
     )
     async def finalize(**kwargs: Any) -> None:
-        await _finalize(runtime, kind, kwargs)
+        # A release writing at the operator's stop is waited for as a handler's reconcile
+        # is (`stopping`), not cancelled by kopf after 2 s mid-write. It starts no new
+        # write then either: its changes are admitted as any (`engine.admission`).
+        with runtime.stop.handling():
+            await _finalize(runtime, kind, kwargs)
 
 
 # Why kopf stops a drift check that makes a check in flight wind down (`_stop_when_leaving`):

@@ -17,6 +17,7 @@ says that such copies may stay on it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,19 +74,21 @@ async def remove_object(
     claims: Iterable[ClaimedGateway] = (),
     declared_elsewhere: Mapping[str, str] | None = None,
     waits: HostWaits | None = None,
+    stop: asyncio.Event | None = None,
 ) -> Removal:
     """Apply `deletionPolicy: Release` for a resource being deleted; nothing for Orphan.
     `status` is the object's status: where it was last found. A Gateway's `claims`
     (`status.claims`) are honoured too: a serial swapped out of its spec and waiting for
     its release is released as recorded, or kept when `declared_elsewhere` (serial ->
     Gateway object) says another object declares it (`swaps`). `waits`: the servers that
-    asked the process to call them later (Retry-After)."""
+    asked the process to call them later (Retry-After). `stop`: once set (the operator
+    stops), the writes in flight land and no other starts (`engine.admission`)."""
     resource = nsf.fleet.table(kind).get(name)
     policy = getattr(resource.spec, "deletion_policy", None) if resource else None
     if isinstance(resource, Gateway):
         swapped = _swapped_out(resource, claims, declared_elsewhere or {})
         if swapped.release or swapped.kept:
-            return await _remove_gateway(resource, nsf, settings, secrets, swapped, waits)
+            return await _remove_gateway(resource, nsf, settings, secrets, swapped, waits, stop)
     if resource is None or policy != DeletionPolicy.RELEASE:
         return Removal()
     status = status or {}
@@ -128,6 +131,7 @@ async def remove_object(
             Plan(changes=changes, unmanaged=[], options=PlanOptions()),
             executors,
             policy=RetryPolicy(attempts=settings.retries),
+            stop=stop,
         )
     return Removal(report.outcomes, left=left)
 
@@ -161,6 +165,7 @@ async def _remove_gateway(
     secrets: SecretResolver,
     swapped: swaps.SwappedOut,
     waits: HostWaits | None = None,
+    stop: asyncio.Event | None = None,
 ) -> Removal:
     """The deletion of a Gateway that still holds serials swapped out of its spec: its own
     serial as its deletionPolicy says, and each of those as recorded when it was claimed,
@@ -203,6 +208,7 @@ async def _remove_gateway(
                 Plan(changes=changes, unmanaged=[], options=PlanOptions()),
                 executors,
                 policy=RetryPolicy(attempts=settings.retries),
+                stop=stop,
             )
             outcomes = report.outcomes
     return Removal(

@@ -226,3 +226,31 @@ async def test_a_create_handler_writing_at_sigterm_lands_its_write_and_stops(
             await _until(lambda: _inverter_in_novacore(sims) == 1, "the inverter provisioned")
         assert zap.requests["POST /api/devices"] == 1, "not added to the Zap again"
         assert _inverter_in_novacore(sims) == 1
+
+
+async def test_a_finalizer_releasing_at_sigterm_lands_its_write_and_lets_the_object_go(
+    tmp_path: Path,
+) -> None:
+    """The inverter's finalizer (deletionPolicy Release) removing it from the Zap, which
+    answers 3 s after the signal, past kopf's 2 s for a handler at the stop: the removal
+    lands, once, the finalizer ends, and the object is gone, with nothing said above INFO."""
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
+    async with emulated_cluster() as cluster, sims:
+        env = operator_env(sims, cluster.url, tmp_path, RECONCILER_OPERATOR_INTERVAL="300")
+        await declare(cluster)
+        log = tmp_path / "operator.log"
+        zap = sims.zaps[ZAP]
+        async with operator_process(env, log) as process:
+            await _ready(cluster)
+            zap.faults.answer_delay_ms = 3000
+            sims.reset_counts()
+            await cluster.delete("Device", "home-inverter")
+            await _until(lambda: "SG0001" not in zap.devices, "the finalizer's write to the Zap")
+            code, took = await _stopped(process)
+        text = log.read_text(errors="replace")
+        assert code == 0
+        assert _said_after_signal(text) == []
+        assert took < 15, f"stopped in {took:.1f}s"
+        assert zap.requests["DELETE /api/devices/{sn}"] == 1, "the write in flight landed, once"
+        assert await cluster.get("Device", "home-inverter") is None, "its finalizer ended"
