@@ -509,8 +509,8 @@ def _register_kind(
     )
     async def finalize(**kwargs: Any) -> None:
         # A release writing at the operator's stop is waited for as a handler's reconcile
-        # is (`stopping`), not cancelled by kopf after 2 s mid-write. It starts no new
-        # write then either: its changes are admitted as any (`engine.admission`).
+        # is (`stopping`), not cancelled by kopf after 2 s mid-write; it starts no other
+        # write (`remove_object`'s stop), and the next operator releases the rest.
         with runtime.stop.handling():
             await _finalize(runtime, kind, kwargs)
 
@@ -690,6 +690,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
             _declared_serials(_indexes(kwargs), (namespace, name)) if gateway else None
         ),
         waits=runtime.host_waits,
+        stop=runtime.stop.event,
     )
     failed = [o for o in removal.outcomes if o.status != "done"]
     for outcome in removal.outcomes:
@@ -727,6 +728,10 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"], result)
         if _is_news(runtime, (namespace, kind, name), kwargs["status"], result):
             await runtime.events.warn(body, reason=reason, message=event_message(message))
+        if runtime.stop.event.is_set():
+            # Cut short by the operator's stop: the finalizer stays, and the next operator
+            # releases the rest at once (said at INFO, `wait_lines`).
+            raise kopf.TemporaryError(wait_lines.stopping_message(message), delay=0)
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
     # Said once, as the object goes: a pass that waits is tried again and would repeat it.
     for message in removal.kept:

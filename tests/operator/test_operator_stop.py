@@ -254,3 +254,41 @@ async def test_a_finalizer_releasing_at_sigterm_lands_its_write_and_lets_the_obj
         assert took < 15, f"stopped in {took:.1f}s"
         assert zap.requests["DELETE /api/devices/{sn}"] == 1, "the write in flight landed, once"
         assert await cluster.get("Device", "home-inverter") is None, "its finalizer ended"
+
+
+async def test_a_finalizer_cut_short_at_sigterm_starts_no_other_write_and_keeps_the_object(
+    tmp_path: Path,
+) -> None:
+    """The inverter's release removes it from Novacore, then from the Zap. Novacore answers
+    3 s after the signal: that removal lands, the Zap's is not started, the object keeps
+    its finalizer, and the next operator removes it from the Zap and lets it go."""
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
+    async with emulated_cluster() as cluster, sims:
+        env = operator_env(sims, cluster.url, tmp_path, RECONCILER_OPERATOR_INTERVAL="300")
+        await declare(cluster)
+        log = tmp_path / "operator.log"
+        zap = sims.zaps[ZAP]
+        async with operator_process(env, log) as process:
+            await _ready(cluster)
+            sims.novacore.faults.answer_delay_ms = 3000
+            sims.reset_counts()
+            await cluster.delete("Device", "home-inverter")
+            await _until(lambda: _inverter_in_novacore(sims) == 0, "the removal from Novacore")
+            code, took = await _stopped(process)
+        text = log.read_text(errors="replace")
+        assert code == 0
+        assert _said_after_signal(text) == []
+        assert took < 15, f"stopped in {took:.1f}s"
+        assert "SG0001" in zap.devices and zap.requests["DELETE /api/devices/{sn}"] == 0, (
+            "no write started after the signal")
+        assert await cluster.get("Device", "home-inverter") is not None, "its finalizer kept"
+
+        sims.novacore.faults.answer_delay_ms = 0
+        async with operator_process(env, log):
+            async def gone() -> bool:
+                return await cluster.get("Device", "home-inverter") is None
+
+            await cluster.wait_for(gone, timeout=60, what="the inverter released and gone")
+        assert "SG0001" not in zap.devices
+        assert zap.requests["DELETE /api/devices/{sn}"] == 1
