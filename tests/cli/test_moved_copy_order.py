@@ -1,8 +1,8 @@
 """A Device moved from one declared Zap gateway to another (its `gatewayRef` edited, both
 gateways still declared), through the CLI against the simulators: `apply --prune` removes
 the copy the move left on the old gateway's Zap only once the device is on the new one.
-While the new Zap is offline (same site or another), or the device's add there is
-blocked, the removal is deferred; when the add fails during the
+While the new Zap is offline (same site or another), the device's add there is blocked,
+or it is outside the selection, the removal is deferred; when the add fails during the
 apply, the removal is skipped. Taken off first, the device would be on no Zap."""
 
 from __future__ import annotations
@@ -144,3 +144,19 @@ def test_the_copy_stays_while_the_add_to_the_new_gateway_is_blocked(
     run("apply", run.path, "--prune", "--auto-approve")
     assert BATTERY in zap_devices(run, S1)
 
+
+def test_a_selection_without_the_new_gateway_leaves_the_copy(make_cli: CliFactory) -> None:
+    """`--target gateway/s1-zap` takes the copy on its Zap, not the battery's add to
+    s2-zap: applied alone, the removal would run at once; it is deferred instead."""
+    run = moved(make_cli, "s2-zap")
+    changes = planned(run, "--target", "gateway/s1-zap")
+    assert ADD not in changes
+    assert changes[COPY]["actions"] == ["defer"]
+    assert "which is outside the selection (--target, --exclude)" in changes[COPY]["message"]
+    run("apply", run.path, "--prune", "--auto-approve", "--target", "gateway/s1-zap")
+    assert BATTERY in zap_devices(run, S1)
+
+    code, out, _ = run("apply", run.path, "--prune", "--auto-approve")
+    assert code == 0, out
+    assert zap_devices(run, S1) == ["P1M0001", "SG0001"]
+    assert BATTERY in zap_devices(run, S2)
