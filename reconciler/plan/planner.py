@@ -14,7 +14,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.plan import platforms, removed_fields, targeting
-from reconciler.plan.actions import Action, Change
+from reconciler.plan.actions import Action, Change, defer
 from reconciler.plan.device_gateways import gateway_of_change
 from reconciler.plan.flatpeak import COMPONENT as FLATPEAK
 from reconciler.plan.observed import Observed
@@ -218,6 +218,7 @@ class PlanBuilder:
             everything = changes
             changes = [c for c in changes if self._is_selected(c, selected, declared)]
             outside = sum(c.is_change for c in everything) - sum(c.is_change for c in changes)
+            _wait_for_left_out(changes, everything)
             unmanaged = [u for u in unmanaged if _is_owned(u, selected)]
         # Stable: within a site, changes keep the order its planning made them in.
         changes.sort(key=_order_key(self.fleet))
@@ -266,6 +267,24 @@ class PlanBuilder:
         if on is not None:
             return selected.owns("Gateway", on)
         return bool(change.site) and selected.owns("Site", change.site)
+
+
+def _wait_for_left_out(kept: list[Change], everything: list[Change]) -> None:
+    """Defer each change a selection kept that waits for a change it left out: the apply
+    takes a dependency not in its plan for none, and would run it at once. So the copy a
+    moved device left on the gateway targeted is not removed before the device is added
+    to its new gateway, which the selection does not take."""
+    addresses = {c.address for c in kept}
+    left_out = {c.address for c in everything if c.is_change and c.address not in addresses}
+    if not left_out:
+        return
+    for change in kept:
+        if not change.is_change or change.blocked or change.action is Action.DEFER:
+            continue
+        missing = next((d for d in change.depends_on if d in left_out), None)
+        if missing is not None:
+            defer(change, f"it goes after {missing}, which is outside the selection "
+                  "(--target, --exclude)", unread=False)
 
 
 def _removed_fields(

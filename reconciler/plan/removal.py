@@ -3,10 +3,12 @@
 organisation; a device is deleted in the clouds first, then removed from its gateway.
 What could not be read is deferred, never taken for gone: the removal is tried again.
 A gateway released also loses the copies of devices moved to another gateway
-(`moved_copies`), as `apply --prune` removes them while it is declared."""
+(`moved_copies`), as `apply --prune` removes them while it is declared; either removal
+goes only once the device is on its new gateway (`copy_waits`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reconciler.model.base import Resource
@@ -114,6 +116,31 @@ def moved_copies(gateway: Gateway, fleet: Fleet, observed: Observed) -> list[Cha
     declared here. A Zap that could not be read has nothing known to remove (the caller
     says so): a broken gateway is still released."""
     return [moved_copy_removal(gateway, copy) for copy in moved_away(gateway, fleet, observed)]
+
+
+def copy_waits(copy: MovedCopy, moving: Sequence[Change], observed: Observed) -> str | None:
+    """Why the removal of `copy` from the gateway it was left on waits, or None when it may
+    go once `moving` (the changes of the Device it is a copy of, which it is ordered after)
+    are done. Taken off before the device is on its new gateway, it would be on no Zap: so
+    it waits while one of those changes is deferred or blocked (the new Zap offline, the
+    device's serial not the declared one), and, with no change of the device on its new
+    Zap in the plan (a plan of a part of the fleet), until that Zap was read holding it."""
+    waiting = next((c for c in moving if c.blocked or c.action is Action.DEFER), None)
+    if waiting is not None:
+        state = "blocked" if waiting.blocked else "deferred"
+        return f"its device moves first, and {waiting.address} is {state}"
+    if any(c.component == "zap" for c in moving):
+        return None  # after the device's add there: an apply where it fails skips this
+    there = observed.zaps.get(copy.to.gateway)
+    if isinstance(there, ZapState) and copy.sn in there.devices:
+        return None
+    if isinstance(there, Unreachable):
+        seen = f"its Zap could not be read: {there.reason}"
+    elif there is None:
+        seen = "its Zap was not read"
+    else:
+        seen = "its Zap does not hold it"
+    return f"removed once {copy.sn} is on gateway {copy.to.gateway} ({seen})"
 
 
 def moved_copy_removal(gateway: Gateway, copy: MovedCopy) -> Change:

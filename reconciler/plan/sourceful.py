@@ -65,6 +65,7 @@ class SourcefulPlanner(UnmanagedPlanner):
         self.unmanaged = [
             entry for name in self.fleet.sites for entry in self._site_unmanaged.get(name, [])
         ]
+        self._copies_after_moves()
         self._unmanaged_gateways()
         return self.changes, self.unmanaged
 

@@ -20,6 +20,7 @@ from reconciler.plan.device_gateways import gateway_of_change
 from reconciler.plan.moves import Declaration, ProvisionedIndex
 from reconciler.plan.novacore_sites import SiteIndex, match_site, unclaimed_sites
 from reconciler.plan.observed import NovacoreSite, Observed, ZapState
+from reconciler.plan.removal import MovedCopy
 from reconciler.plan.retired import RetiredSite
 from reconciler.printable import echo
 
@@ -104,6 +105,10 @@ class SourcefulState:
     # bound to: it goes with that gateway in a selection (`planner`), as the device's copy
     # on the Zap does, not with the site alone.
     pruned_on: dict[str, str] = field(default_factory=dict)
+    # The copies on a declared gateway's Zap of devices declared behind another gateway
+    # that `--prune` removes: (that gateway's name, the copy, its removal), ordered after
+    # the devices moved once every site is planned (`plan.sourceful_unmanaged`).
+    _moved_copies: list[tuple[str, MovedCopy, Change]] = field(default_factory=list)
 
     # -- helpers ---------------------------------------------------------------------------
 

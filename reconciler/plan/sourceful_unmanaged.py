@@ -17,7 +17,7 @@ from reconciler.plan.moves import Declaration, ProvisionedIndex
 from reconciler.plan.novacore_claims import serial_release
 from reconciler.plan.novacore_devices import observed_novacore_fields
 from reconciler.plan.observed import NovacoreDevice, Unreachable, ZapState
-from reconciler.plan.removal import MovedCopy, moved_away, moved_copy_removal
+from reconciler.plan.removal import MovedCopy, copy_waits, moved_away, moved_copy_removal
 from reconciler.plan.sourceful_state import GatewayContext, SourcefulState
 from reconciler.plan.zap_settings import observed_connection
 from reconciler.printable import echo
@@ -53,7 +53,7 @@ class UnmanagedPlanner(SourcefulState):
                 "description": description,
             }
             if self.prune:
-                self._change(
+                removal = self._change(
                     "Device",
                     undeclared_device_name(gateway.name, sn),
                     "zap",
@@ -65,6 +65,12 @@ class UnmanagedPlanner(SourcefulState):
                     message=entry["description"] + "; removed (--prune)",
                     depends_on=[],
                 )
+                if elsewhere:
+                    # Ordered after its device's changes on the new gateway once every site
+                    # is planned: that gateway's site may be planned after this one.
+                    self._moved_copies.append(
+                        (gateway.name, MovedCopy(sn, zap_device, elsewhere[0]), removal)
+                    )
             else:
                 self.unmanaged.append(entry | {"prunable": True})
 
@@ -297,24 +303,32 @@ class UnmanagedPlanner(SourcefulState):
         ]
 
     def _copy_after_move(self, gateway: Gateway, copy: MovedCopy) -> Change:
-        """The removal of `copy` from the Zap of `gateway`, after the changes of the Device
-        it is a copy of (put on its new gateway, rebound in Novacore): while one of them is
-        deferred or blocked (a swapped-in unit offline), so is the removal, which would
-        leave the device on no Zap, and still bound in Novacore to the gateway it is
-        taken off."""
-        removal = moved_copy_removal(gateway, copy)
+        """The removal of `copy` from the Zap of `gateway`, a retired one, ordered after
+        the device moved (`_after_move`): while it waits, the release waits too, which
+        would leave the device still bound in Novacore to the gateway it is taken off."""
+        return self._after_move(moved_copy_removal(gateway, copy), gateway.name, copy)
+
+    def _copies_after_moves(self) -> None:
+        """Order each copy `--prune` removes from a declared gateway's Zap after its
+        device moved (`_after_move`); called once every site is planned."""
+        for gateway, copy, removal in self._moved_copies:
+            self._after_move(removal, gateway, copy)
+
+    def _after_move(self, removal: Change, gateway: str, copy: MovedCopy) -> Change:
+        """`removal` of `copy` from the Zap of `gateway`, after the changes of the Device
+        it is a copy of (put on its new gateway, rebound in Novacore), and deferred while
+        the device is not on its new gateway yet (`plan.removal.copy_waits`): taken off
+        first, the device would be on no Zap."""
         moving = [
             c
             for c in self.changes
             if c.kind == "Device" and c.name == copy.to.device and c.is_change
         ]
-        removal.depends_on = sorted(c.address for c in moving)
-        waiting = next((c for c in moving if c.blocked or c.action is Action.DEFER), None)
-        if waiting is not None:
-            state = "blocked" if waiting.blocked else "deferred"
-            defer(removal, f"its device moves first, and {waiting.address} is {state}",
-                  unread=False)
-            removal.message = f"{copy.description(gateway.name)}; {removal.message}"
+        removal.depends_on = sorted({*removal.depends_on, *(c.address for c in moving)})
+        why = copy_waits(copy, moving, self.observed)
+        if why is not None and removal.action is not Action.DEFER:
+            defer(removal, why, unread=False)
+            removal.message = f"{copy.description(gateway)}; {removal.message}"
         return removal
 
     def _release_after_copies(self, release: Change, serial: str, copies: list[Change]) -> None:
