@@ -17,6 +17,7 @@ from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.state import StateDir
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
+from reconciler.model.gateway import DeletionPolicy
 from reconciler.name_list import closest, listed
 from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
@@ -141,9 +142,8 @@ def gateway_url_warnings(
     declared = _declared_serials(fleet)
     unknown = [s for s in settings.unknown_gateway_serials(declared) if s not in skip]
     if unknown:
-        # Used all the same: to reach the Zap of one removed from the desired state, read
-        # while `--prune` releases it, or (Orphan) once for what stays on it
-        # (`plan.retired_gateways`).
+        # Used all the same: to reach the Zap of one removed from the desired state with
+        # deletionPolicy Release, read while `--prune` releases it (`plan.retired_gateways`).
         releasing = _remembered_zaps(settings, declared)
         unknown = [s for s in unknown if s not in releasing]
     if not unknown:
@@ -169,14 +169,20 @@ def gateway_url_warnings(
 
 
 def _remembered_zaps(settings: Settings, declared: Iterable[str]) -> set[str]:
-    """The serials of the gateways declared no more whose Zap the state directory's
-    inventory remembers for a plan to read (`state.Inventory.retired_zaps`); none when it
-    cannot be read (the plan says why)."""
+    """The serials of the gateways declared no more, with deletionPolicy Release, whose Zap
+    the state directory's inventory remembers for their release (`state.Inventory.
+    retired_zaps`); none when it cannot be read (the plan says why). Not those with Orphan,
+    whose Zap a plan reads once too: a serial edited away from its override is most often
+    a typo, which the warning is for."""
     try:
         inventory = StateDir(Path(settings.state_dir)).read_inventory()
     except (ReconcilerError, OSError):
         return set()
-    return {s for s, zap in inventory.retired_zaps(set(declared)).items() if zap is not None}
+    return {
+        serial
+        for serial, zap in inventory.retired_zaps(set(declared)).items()
+        if zap is not None and inventory.policies.get(serial) == DeletionPolicy.RELEASE.value
+    }
 
 
 def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:
