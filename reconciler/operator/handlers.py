@@ -275,21 +275,23 @@ def _is_news(
 
 
 def _write_conditions(
-    patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
+    patch: kopf.Patch, status: Mapping[str, Any], generation: int | None, result: ObjectResult
 ) -> None:
+    """The conditions of `result`, said of the spec of `generation`."""
     new = list(result.conditions)
     if result.unobserved is not None:
         new += conditions.unobserved(status.get("conditions"), *result.unobserved)
     patch.status["conditions"] = conditions.merge(
-        status.get("conditions"), new, now=_now(), generation=meta.get("generation")
+        status.get("conditions"), new, now=_now(), generation=generation
     )
 
 
 def _write_status(
-    patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
+    patch: kopf.Patch, status: Mapping[str, Any], generation: int | None, result: ObjectResult
 ) -> None:
-    _write_conditions(patch, status, meta, result)
-    patch.status["observedGeneration"] = meta.get("generation")
+    """The status of `result`, a reconcile of the spec of `generation`."""
+    _write_conditions(patch, status, generation, result)
+    patch.status["observedGeneration"] = generation
     for key, value in status_patch(result, now=_now()).items():
         patch.status[key] = value
 
@@ -308,8 +310,13 @@ async def _reconcile(
     stop: asyncio.Event | None = None,
 ) -> None:
     name = meta["name"]
+    # The generation of the spec planned with, taken with it (no await between): a drift
+    # check's `meta` is kopf's live body, which an edit made while the check applies moves
+    # on. Read at the end, the status would say the edit was observed, with the conditions
+    # of the older spec (Ready: in sync), before the edit's own reconcile applied it.
+    generation = meta.get("generation")
     if objects.is_paused(body):
-        _write_status(patch, status, meta, ObjectResult(conditions=[_paused()]))
+        _write_status(patch, status, generation, ObjectResult(conditions=[_paused()]))
         return
     bodies = _namespace_bodies(namespace, indexes, body)
     nsf = objects.build(bodies)
@@ -379,7 +386,7 @@ async def _reconcile(
         post = kopf.warn if found else kopf.info
         post(body, reason=unmanaged.EVENT_REASON,
              message=event_message(unmanaged.message(found)))
-    _write_status(patch, status, meta, result)
+    _write_status(patch, status, generation, result)
     _post_events(body, result, lambda message: runtime.reported.first_time(owner, message))
     if result.retry == "temporary" and stop is not None and stop.is_set():
         # Cut short by the stop (its status says so): no retry comes in this process, so
@@ -692,7 +699,8 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
                 conditions.Cond("Synced", False, reason, message),
             ]
         )
-        _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"], result)
+        _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"].get("generation"),
+                          result)
         if _is_news(runtime, (namespace, kind, name), kwargs["status"], result):
             kopf.warn(body, reason=reason, message=event_message(message))
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
