@@ -320,6 +320,10 @@ async def _reconcile(
         return
     bodies = _namespace_bodies(namespace, indexes, body)
     nsf = objects.build(bodies)
+    # The spec `alive` compares with is the one just planned with: taken after the Secrets
+    # are read (an await), a drift check's live body may hold an edit made meanwhile, which
+    # the index holds too, and the check would apply the older spec it planned with.
+    alive = _alive(namespace, indexes, bodies, body)
     if not nsf.refusal(kind, name):
         # What a deletion honours should the spec be made invalid later (`_release`).
         spec = objects.spec_json(body)
@@ -338,7 +342,7 @@ async def _reconcile(
             _declared_serials(indexes, (namespace, name)) if kind == "Gateway" else None
         ),
         had=locations.recorded(status) if kind == "Device" else (),
-        alive=_alive(namespace, indexes, bodies, body),
+        alive=alive,
         lock_wait=lock_wait,
         waits=runtime.host_waits,
         release_under_way=_releasing(namespace, indexes, runtime.blocked_releases),
