@@ -284,21 +284,23 @@ def _is_news(
 
 
 def _write_conditions(
-    patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
+    patch: kopf.Patch, status: Mapping[str, Any], generation: int | None, result: ObjectResult
 ) -> None:
+    """The conditions of `result`, said of the spec of `generation`."""
     new = list(result.conditions)
     if result.unobserved is not None:
         new += conditions.unobserved(status.get("conditions"), *result.unobserved)
     patch.status["conditions"] = conditions.merge(
-        status.get("conditions"), new, now=_now(), generation=meta.get("generation")
+        status.get("conditions"), new, now=_now(), generation=generation
     )
 
 
 def _write_status(
-    patch: kopf.Patch, status: Mapping[str, Any], meta: Mapping[str, Any], result: ObjectResult
+    patch: kopf.Patch, status: Mapping[str, Any], generation: int | None, result: ObjectResult
 ) -> None:
-    _write_conditions(patch, status, meta, result)
-    patch.status["observedGeneration"] = meta.get("generation")
+    """The status of `result`, a reconcile of the spec of `generation`."""
+    _write_conditions(patch, status, generation, result)
+    patch.status["observedGeneration"] = generation
     for key, value in status_patch(result, now=_now()).items():
         patch.status[key] = value
 
@@ -322,11 +324,20 @@ async def _reconcile(
     when it returns (a create, update or resume handler, not a drift check): one cut short
     by the stop raises kopf.TemporaryError instead, for the next operator to run it again."""
     name = meta["name"]
+    # The generation of the spec planned with, taken with it (no await between): a drift
+    # check's `meta` is kopf's live body, which an edit made while the check applies moves
+    # on. Read at the end, the status would say the edit was observed, with the conditions
+    # of the older spec (Ready: in sync), before the edit's own reconcile applied it.
+    generation = meta.get("generation")
     if objects.is_paused(body):
-        _write_status(patch, status, meta, ObjectResult(conditions=[_paused()]))
+        _write_status(patch, status, generation, ObjectResult(conditions=[_paused()]))
         return
     bodies = _namespace_bodies(namespace, indexes, body)
     nsf = objects.build(bodies)
+    # The spec `alive` compares with is the one just planned with: taken after the Secrets
+    # are read (an await), a drift check's live body may hold an edit made meanwhile, which
+    # the index holds too, and the check would apply the older spec it planned with.
+    alive = _alive(namespace, indexes, bodies, body)
     if not nsf.refusal(kind, name):
         # What a deletion honours should the spec be made invalid later (`_release`).
         spec = objects.spec_json(body)
@@ -345,7 +356,7 @@ async def _reconcile(
             _declared_serials(indexes, (namespace, name)) if kind == "Gateway" else None
         ),
         had=locations.recorded(status) if kind == "Device" else (),
-        alive=_alive(namespace, indexes, bodies, body),
+        alive=alive,
         lock_wait=lock_wait,
         waits=runtime.host_waits,
         release_under_way=_releasing(namespace, indexes, runtime.blocked_releases),
@@ -395,7 +406,7 @@ async def _reconcile(
         post = runtime.events.warn if found else runtime.events.info
         await post(body, reason=unmanaged.EVENT_REASON,
                    message=event_message(unmanaged.message(found)))
-    _write_status(patch, status, meta, result)
+    _write_status(patch, status, generation, result)
     await _post_events(
         runtime.events, body, result, lambda message: runtime.reported.first_time(owner, message)
     )
@@ -725,7 +736,8 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
                 conditions.Cond("Synced", False, reason, message),
             ]
         )
-        _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"], result)
+        _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"].get("generation"),
+                          result)
         if _is_news(runtime, (namespace, kind, name), kwargs["status"], result):
             await runtime.events.warn(body, reason=reason, message=event_message(message))
         if runtime.stop.event.is_set():

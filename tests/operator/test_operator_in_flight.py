@@ -2,7 +2,8 @@
 the drift timer fires meanwhile): deleted, it is released once the apply is over, nothing
 of it left behind; edited, each spec is applied once and the last one stays; its whole
 namespace deleted (every object and Secret at once, in no order), each object goes as its
-`deletionPolicy` says."""
+`deletionPolicy` says. A drift check that planned with a spec edited before it took the
+object's lock applies nothing of it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from harness import NAMESPACE, operator
 from objects import HOME, ZAP, declare
 
@@ -151,3 +153,79 @@ async def test_an_object_deleted_while_its_drift_check_waits_says_what_stays_onc
         await asyncio.sleep(2.0)  # a second run of the finalizer would have posted by now
         kept = await cluster.events_about("home", reason="NovacoreSiteKept")
         assert len(kept) == 1, kept
+
+
+# The Secret of the battery's MQTT password (`objects.declare`).
+SECRET_NAME = "ferroamp-mqtt"
+
+
+class SecretReads:
+    """Holds every read of the battery's MQTT password Secret, once `armed`, until
+    `release` is set: every reconcile of the namespace reads it before it plans
+    (`secrets.preload`), after it took its spec from kopf."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.held = 0
+        self.release = asyncio.Event()
+
+    def install(self, cluster: Any) -> None:
+        async def hold() -> None:
+            if self.armed:
+                self.held += 1
+                await asyncio.wait_for(self.release.wait(), 30)
+            # The emulator answers then: a reaction that answers nothing would be disabled
+            # after its first request, one that raises this is asked again each time.
+            raise NotImplementedError
+
+        cluster.emulator[f"get /api/v1/namespaces/{NAMESPACE}/secrets/{SECRET_NAME}"] >> hold
+
+
+def _names_sent(sims: SimFleet, sink: list[str]) -> None:
+    """Record the name of every Novacore device rename."""
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "PUT" and request.path.startswith("/devices/"):
+            body = await request.json()
+            if "name" in body:
+                sink.append(str(body["name"]))
+        return await handler(request)
+
+    sims.novacore.app.middlewares.append(record)
+
+
+async def test_a_drift_check_whose_object_is_edited_while_it_reads_secrets_applies_nothing(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The inverter's drift check has its spec (generation 1) and reads the namespace's
+    Secrets (held here) when the inverter is edited; its device was renamed in Novacore out
+    of band. The check, once it has the inverter's lock, finds its spec changed and writes
+    nothing: the device is renamed once, to the edited name. Before, the check took the
+    spec it began with after the Secrets were read, found the same one in kopf's index, and
+    renamed the device back to its old name, then the edit's reconcile to the new one."""
+    sent: list[str] = []
+    reads = SecretReads()
+    async with operator(HOME, tmp_path, monkeypatch, config=CONFIG,
+                        before_start=lambda sims: _names_sent(sims, sent)) as (cluster, sims):
+        reads.install(cluster)
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=60)
+        await cluster.wait_handled("Device", "home-inverter")
+        reads.armed = True
+        # Each of the four objects' drift checks, one at a time each, holds at its read.
+        await _until(lambda: reads.held >= 4, "every drift check reading the Secret")
+        (inverter,) = (d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
+        sims.novacore.rename_device(inverter.id, "Renamed elsewhere")
+        await cluster.patch("Device", "home-inverter", {
+            "spec": {"displayName": "Inverter 2"}, "metadata": {"generation": 2}})
+        # kopf indexed the edit before it runs the update handler, which reads it too.
+        await _until(lambda: reads.held >= 5, "the update handler reading the Secret")
+        sent.clear()
+        reads.release.set()
+        await cluster.wait_for(
+            lambda: _reconciled(cluster, "home-inverter", generation=2), timeout=60,
+            what="the edit reconciled")
+        await cluster.wait_planned("Device", "home-inverter", 2)
+        assert sims.novacore.devices[inverter.id].name == "Inverter 2"
+        assert sent == ["Inverter 2"], "renamed once, to the edited name"
