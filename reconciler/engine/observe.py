@@ -359,15 +359,9 @@ class _SourcefulReads:
             await confirm_zap_serial(self.session, self.gather, gateway, self.observed)
 
     async def _zap(self, gateway: Gateway) -> None:
-        client = self.session.zap(gateway)
-        state = await self.gather.read_as(client.devices, zap_convert.zap_state)
-        if isinstance(state, Unreachable):
-            # Named by the URL called (RECONCILER_GATEWAY_URLS may override the YAML's).
-            self.observed.zaps[gateway.name] = Unreachable(
-                state.reason, url=client.url, retry_after=state.retry_after
-            )
+        state = await read_zap(self.session, self.gather, gateway, self.observed)
+        if state is None:
             return
-        self.observed.zaps[gateway.name] = state
         unverified = _devices_to_verify(self.fleet, gateway, state, self.removed_fields)
         if unverified:
             await all_of(
@@ -376,6 +370,23 @@ class _SourcefulReads:
                     for device in unverified
                 )
             )
+
+
+async def read_zap(
+    session: Session, gather: Gather, gateway: Gateway, observed: Observed
+) -> ZapState | None:
+    """Read the devices on the Zap of `gateway` into `observed` (Unreachable there when it
+    does not answer); its state, or None when it was not read."""
+    client = session.zap(gateway)
+    state = await gather.read_as(client.devices, zap_convert.zap_state)
+    if isinstance(state, Unreachable):
+        # Named by the URL called (RECONCILER_GATEWAY_URLS may override the YAML's).
+        observed.zaps[gateway.name] = Unreachable(
+            state.reason, url=client.url, retry_after=state.retry_after
+        )
+        return None
+    observed.zaps[gateway.name] = state
+    return state
 
 
 async def confirm_zap_serial(

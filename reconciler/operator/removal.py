@@ -13,7 +13,9 @@ released also takes off its Zap the copies of devices a Device of the namespace 
 behind another gateway now (`plan.removal.moved_copies`): a Device moved off it leaves
 one, which the CLI reports and `apply --prune` removes, and the operator prunes nothing
 else; when its Zap cannot be read, the gateway is released all the same, and `left`
-says that such copies may stay on it."""
+says that such copies may stay on it. A copy goes only once its device is on the Zap of
+its new gateway, read for it (`plan.removal.copy_waits`): until then, taken off, the device
+would be on no Zap, so the copy and the gateway's release wait (`blocked`), retried."""
 
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ from pydantic import ValidationError
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.execute import Executors
+from reconciler.engine.fanout import all_of
 from reconciler.engine.gather import Gather
 from reconciler.engine.host_waits import HostWaits
-from reconciler.engine.observe import confirm_zap_serial, observe
+from reconciler.engine.observe import confirm_zap_serial, observe, read_zap
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.release_reads import read_org_devices
 from reconciler.engine.retry import RetryPolicy, read_policy
@@ -45,7 +48,13 @@ from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan.actions import Change
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions
-from reconciler.plan.removal import moved_copies, removal_changes
+from reconciler.plan.removal import (
+    MovedCopy,
+    copy_waits,
+    moved_away,
+    moved_copy_removal,
+    removal_changes,
+)
 from reconciler.plan.retired_gateways import unread_note
 
 
@@ -121,11 +130,16 @@ async def remove_object(
             resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None
         )
         left = ""
+        blocked = ""
         if isinstance(resource, Gateway):
-            copies, left = await _moved_copies(resource, nsf.fleet, observed, reconciler, settings)
-            changes += copies
+            moved = await _moved_copies(resource, nsf.fleet, observed, reconciler, settings)
+            left = moved.left
+            blocked = _copies_blocked(moved.waiting)
+            # While a copy waits, the gateway stays claimed: released, its Zap would be read
+            # no more, and the copy never removed.
+            changes = moved.removals if moved.waiting else changes + moved.removals
         if not changes:
-            return Removal(left=left)
+            return Removal(blocked=blocked, left=left)
         executors = Executors(sub, reconciler.session, reconciler.secrets, None, {})
         report = await apply_plan(
             Plan(changes=changes, unmanaged=[], options=PlanOptions()),
@@ -133,22 +147,75 @@ async def remove_object(
             policy=RetryPolicy(attempts=settings.retries),
             stop=stop,
         )
-    return Removal(report.outcomes, left=left)
+    return Removal(report.outcomes, blocked=blocked, left=left)
+
+
+@dataclass
+class MovedCopies:
+    """What the release of a Gateway does with the copies of devices moved off it."""
+
+    # The removals from its Zap of the copies whose device is on its new gateway's Zap.
+    removals: list[Change] = field(default_factory=list)
+    # What is said of each copy whose device is not there yet: it stays, and so does the
+    # gateway's claim, until the next attempt.
+    waiting: list[str] = field(default_factory=list)
+    # What is said when its Zap could not be read: copies may stay on it ("" when read).
+    left: str = ""
 
 
 async def _moved_copies(
     gateway: Gateway, fleet: Fleet, observed: Observed, reconciler: Reconciler,
     settings: Settings,
-) -> tuple[list[Change], str]:
+) -> MovedCopies:
     """The removals from the Zap of `gateway`, released, of the copies of devices moved to
-    another Gateway (`plan.removal.moved_copies`), and what is said when they were not
-    looked for (`left`). Its devices are taken for its own only once what answers at its
-    URL reports its serial: another Zap there (a DHCP lease moved) holds devices declared on
-    it, whose removal its serial would refuse at every attempt, holding the release back."""
-    if moved_copies(gateway, fleet, observed):
-        gather = Gather(read_policy(settings.retries))
+    another Gateway (`plan.removal.moved_copies`), those that wait, and what is said when
+    they were not looked for (`left`). Its devices are taken for its own only once what
+    answers at its URL reports its serial: another Zap there (a DHCP lease moved) holds
+    devices declared on it, whose removal its serial would refuse at every attempt, holding
+    the release back. A copy goes only once the Zap of its new gateway, read once for all
+    its copies (and its serial confirmed, as this one's), holds the device: no change of
+    the device is made here, so `copy_waits` is given none (`_new_zaps`)."""
+    gather = Gather(read_policy(settings.retries))
+    if moved_away(gateway, fleet, observed):
         await confirm_zap_serial(reconciler.session, gather, gateway, observed)
-    return moved_copies(gateway, fleet, observed), unread_note(gateway, observed)
+    copies = moved_away(gateway, fleet, observed)
+    await _new_zaps(copies, fleet, observed, reconciler, gather)
+    moved = MovedCopies(left=unread_note(gateway, observed))
+    for copy in copies:
+        why = copy_waits(copy, (), observed)
+        if why is None:
+            moved.removals.append(moved_copy_removal(gateway, copy))
+        else:
+            moved.waiting.append(f"{copy.description(gateway.name)}: the copy on this one is {why}")
+    return moved
+
+
+async def _new_zaps(
+    copies: Iterable[MovedCopy], fleet: Fleet, observed: Observed, reconciler: Reconciler,
+    gather: Gather,
+) -> None:
+    """Read into `observed` the Zap of each gateway a copy's device is declared on now,
+    once each, and confirm its serial: what answers at its URL holding the device is the
+    device on its new gateway only if it is that gateway's Zap."""
+    names = dict.fromkeys(copy.to.gateway for copy in copies)
+    gateways = [fleet.gateways[name] for name in names]
+
+    async def read(new: Gateway) -> None:
+        if await read_zap(reconciler.session, gather, new, observed) is not None:
+            await confirm_zap_serial(reconciler.session, gather, new, observed)
+
+    await all_of(*(read(new) for new in gateways))
+
+
+def _copies_blocked(waiting: list[str]) -> str:
+    """`Removal.blocked` for copies of moved devices waiting for them; "" when none waits."""
+    if not waiting:
+        return ""
+    return (
+        "deletionPolicy Release: waiting for a device moved off this gateway to be on its "
+        "new one (taken off first, it would be on no Zap): " + "; ".join(waiting)
+        + "; this gateway is released once the copies are removed"
+    )
 
 
 def _swapped_out(
@@ -194,9 +261,14 @@ async def _remove_gateway(
             return Removal(refused=f"{error}; {hint}" if hint else str(error))
         own: list[Change] = []
         left = ""
+        copies_waiting: list[str] = []
         if gateway.spec.deletion_policy == DeletionPolicy.RELEASE:
-            copies, left = await _moved_copies(gateway, nsf.fleet, observed, reconciler, settings)
-            own = removal_changes(gateway, sub, observed) + copies
+            moved = await _moved_copies(gateway, nsf.fleet, observed, reconciler, settings)
+            left, copies_waiting = moved.left, moved.waiting
+            # Its own serial stays claimed while a copy waits (`remove_object`).
+            own = ([] if moved.waiting else removal_changes(gateway, sub, observed)) + (
+                moved.removals
+            )
         steps = [swaps.deletion_step(c, zap.serial, observed) for c in swapped.release.values()]
         changes = own + [s.change for s in steps if s.change is not None]
         waiting = [s.message for s in steps if s.change is None and not s.forget]
@@ -211,12 +283,11 @@ async def _remove_gateway(
                 stop=stop,
             )
             outcomes = report.outcomes
-    return Removal(
-        outcomes,
-        blocked="deletionPolicy Release: " + "; ".join(waiting) if waiting else "",
-        kept=kept,
-        left=left,
+    blocked = "; ".join(
+        b for b in (_copies_blocked(copies_waiting),
+                    "deletionPolicy Release: " + "; ".join(waiting) if waiting else "") if b
     )
+    return Removal(outcomes, blocked=blocked, kept=kept, left=left)
 
 
 def has_deletion_policy(kind: str) -> bool:

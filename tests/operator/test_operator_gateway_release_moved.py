@@ -2,10 +2,12 @@
 Gateway: the copy the move left on its Zap goes with the release, as `apply --prune`
 removes it in the CLI; the devices nobody declares, and those still declared on it, stay
 (the operator prunes nothing else). A Zap that does not answer does not keep the gateway
-from being released: a Warning says the copy may be left on it."""
+from being released: a Warning says the copy may be left on it. The copy goes only once the
+device is on its new gateway's Zap: until then the copy and the release wait."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from harness import Cluster, operator
 from objects import HOME, ZAP, declare
 
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.handlers import FINALIZER
 from reconciler.sim.fleet import SimFleet
 
 INVERTER = ("Device", "home-inverter")
@@ -103,3 +106,52 @@ async def test_a_gateway_whose_address_reaches_another_unit_is_released_leaving_
         [warning] = await cluster.events_about("home-zap", reason="ZapNotRead")
         assert "reports serial 'zap-00000000000000f9', not 'zap-00000000000000a1'" in (
             warning["message"]), warning
+
+
+async def test_a_copy_whose_device_is_not_on_its_new_zap_yet_waits_with_the_release(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The inverter moved to the other Gateway while its Zap is offline (the move is
+    deferred), then the first Gateway deleted: taking the copy off its Zap would leave the
+    device on no Zap, so the copy and the release wait, saying why, until the other Zap is
+    back and the Device's reconcile put the inverter on it."""
+    config = OperatorConfig(interval=300, retry_delay=0.5)
+    async with operator(WITH_OTHER, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        await declare(cluster, WITH_OTHER)
+        for kind, name in (INVERTER, ("Gateway", "home-zap"), ("Gateway", "other-zap")):
+            await cluster.wait_condition(kind, name, "Ready", timeout=60)
+        await sims.zaps[OTHER_ZAP].set_offline("refuse")
+        await cluster.patch(*INVERTER, {"spec": {"gatewayRef": "other-zap"}})
+        await cluster.wait_condition(*INVERTER, "Ready", status="False", timeout=60)
+        assert "SG0001" not in sims.zaps[OTHER_ZAP].devices
+
+        await cluster.delete("Gateway", "home-zap")
+
+        async def waits_or_gone() -> dict[str, Any] | bool:
+            body = await cluster.get("Gateway", "home-zap")
+            if body is None:
+                return True
+            cond = await cluster.condition("Gateway", "home-zap", "Ready")
+            return cond if cond and cond.get("reason") == "ReleaseBlocked" else False
+
+        blocked = await cluster.wait_for(waits_or_gone, timeout=60, what="the release to wait")
+        assert "SG0001" in sims.zaps[ZAP].devices, "not taken off before it is on the other"
+        assert isinstance(blocked, dict), "the Gateway waits"
+        assert "inverter SG0001 on gateway home-zap is declared on gateway other-zap" in (
+            blocked["message"]), blocked
+        assert "the copy on this one is removed once SG0001 is on gateway other-zap (its Zap " \
+            "could not be read" in blocked["message"], blocked
+        assert f"remove the finalizer {FINALIZER}" in blocked["message"], blocked
+        [warning] = await cluster.events_about("home-zap", reason="ReleaseBlocked")
+        assert warning["type"] == "Warning"
+        await asyncio.sleep(2)  # a few more attempts of the finalizer (retry_delay 0.5 s)
+        assert "SG0001" in sims.zaps[ZAP].devices
+        assert sims.novacore.gateways[ZAP].org_id == "org-home", "not released meanwhile"
+        assert await cluster.get("Gateway", "home-zap") is not None
+
+        await sims.zaps[OTHER_ZAP].set_offline("online")
+        await cluster.wait_gone("Gateway", "home-zap", timeout=60)
+        assert "SG0001" in sims.zaps[OTHER_ZAP].devices
+        assert "SG0001" not in sims.zaps[ZAP].devices, "the copy went once it was there"
+        assert sims.novacore.gateways[ZAP].org_id is None, "released"
+        await cluster.wait_condition(*INVERTER, "Ready", timeout=60)
