@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from typing import Any
@@ -105,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return common.EXIT_ERROR
+    namespaces = args.namespace or list(config.namespaces)
+    clusterwide = bool(args.all_namespaces or not namespaces)
+    # The namespaces served, as the handlers see them: a Site says when a gateway claimed
+    # in its organisation may be declared where this operator does not look.
+    config = dataclasses.replace(config, namespaces=() if clusterwide else tuple(namespaces))
     registry = kopf.OperatorRegistry()
     runtime = Runtime(config, settings)
     register(registry, runtime)
@@ -112,14 +118,13 @@ def run(args: argparse.Namespace) -> int:
     kopf_settings = kopf.OperatorSettings()
     watches = configure(kopf_settings, config)
     watch_errors.end_with_cleanup(registry, watches)
-    namespaces = args.namespace or list(config.namespaces)
     asyncio.run(
         stopping.run(
             runtime.stop,
             kopf_settings,
             stop_flag=watches.stop,
             registry=registry,
-            clusterwide=args.all_namespaces or not namespaces,
+            clusterwide=clusterwide,
             namespaces=namespaces,
             liveness_endpoint=args.liveness,
             peering_name=config.peering or None,

@@ -256,6 +256,17 @@ def _declared_serials(indexes: Mapping[str, Any], own: tuple[str, str]) -> dict[
     )
 
 
+def _served_gateways(indexes: Mapping[str, Any], config: OperatorConfig) -> unmanaged.Served:
+    """The Gateway objects this operator serves, of every namespace its index holds (kopf
+    keys it by namespace): a gateway one of them declares is not unmanaged."""
+    index = indexes.get(_index_id("Gateway")) or {}
+    return unmanaged.served(
+        (body for namespace in index for body in index[namespace]),
+        config.namespaces,
+        config.shard,
+    )
+
+
 async def _post_events(
     events: Events, body: kopf.Body, result: ObjectResult, said: Callable[[str], bool]
 ) -> None:
@@ -361,6 +372,7 @@ async def _reconcile(
         waits=runtime.host_waits,
         release_under_way=_releasing(namespace, indexes, runtime.blocked_releases),
         stop=stop,
+        gateways=_served_gateways(indexes, runtime.config) if kind == "Site" else None,
     )
     if result.stopped:
         # Nothing planned nor written: the status stays as the last reconcile left it.

@@ -58,8 +58,9 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     (`applied_novacore_site`) and for a Device the Site it was last placed at
     (`last_site`) and the Flatpeak locations its Site had (`flatpeak_locations`), the spec
     fields its status records as declared (`declared_fields`) and its uid; for a Site the
-    Flatpeak location its status records (`locations.known`), and whether the object is
-    being deleted (`is_deleting`); `build` strips them again."""
+    Flatpeak location its status records (`locations.known`), for a Gateway the serials its
+    status records as claimed (`claimed_serials`), and whether the object is being deleted
+    (`is_deleting`); `build` strips them again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
     if created:
@@ -88,7 +89,31 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
         document[locations.SITE_LOCATION] = location
     if is_deleting(body):
         document[DELETING] = True
+    held = claimed_serials(body) if kind == "Gateway" else []
+    if held:
+        document[CLAIMED_SERIALS] = held
     return document
+
+
+# In an index document: the serials a Gateway's status records as claimed (`claimed_serials`).
+CLAIMED_SERIALS = "claimedSerials"
+
+
+def claimed_serials(body: Mapping[str, Any]) -> list[str]:
+    """The serials a Gateway's status records as claimed (`status.claims`): the one it
+    declares, and those swapped out of its spec whose release waits. The Site that reports
+    its organisation's gateways nothing declares (`unmanaged`) leaves those to the Gateway,
+    which releases them."""
+    if CLAIMED_SERIALS in body:
+        return [str(s) for s in body[CLAIMED_SERIALS]]
+    claims = (body.get("status") or {}).get("claims")
+    return sorted(
+        {
+            str(c["serial"])
+            for c in (claims if isinstance(claims, list) else [])
+            if isinstance(c, Mapping) and isinstance(c.get("serial"), str)
+        }
+    )
 
 
 # In an index document: the object is being deleted (its finalizer runs).

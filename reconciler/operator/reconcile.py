@@ -127,6 +127,16 @@ def _password_key(fleet: Fleet, device: str) -> str | None:
     return next((key for d, _, key in mqtt_passwords(fleet) if d.name == device), None)
 
 
+def _reporting_sites(nsf: NamespaceFleet) -> list[str]:
+    """The Sites whose reconcile reports what it finds (`unmanaged`): not refused, nor
+    paused (neither is planned)."""
+    return [
+        name for name, site in nsf.fleet.sites.items()
+        if not nsf.refusal("Site", name)
+        and not is_paused({"metadata": site.metadata.model_dump(by_alias=True)})
+    ]
+
+
 def _owner(kind: str, name: str, nsf: NamespaceFleet) -> tuple[str, str]:
     """Whose changes this object applies: a stand-alone DER's changes are its device's."""
     if kind == "DER":
@@ -160,6 +170,7 @@ async def reconcile_object(
     waits: HostWaits | None = None,
     release_under_way: Callable[[str, str], bool] | None = None,
     stop: asyncio.Event | None = None,
+    gateways: unmanaged.Served | None = None,
 ) -> ObjectResult:
     """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
@@ -176,7 +187,9 @@ async def reconcile_object(
     writes nothing under it, and waits. `stop`: once set (the operator stops), no change
     starts and the changes in flight finish, as for `reconciler apply` on SIGTERM
     (`engine.apply`); a reconcile that has not begun to apply yet plans and writes nothing
-    (`stopped`)."""
+    (`stopped`). `gateways`: for a Site, the Gateway objects the operator serves, of every
+    namespace, for the gateways claimed in its organisation that none declares
+    (`unmanaged`)."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -323,7 +336,7 @@ async def reconcile_object(
         result.plan_notes = declared.notes(plan.unmanaged, resource.address)
         result.unmanaged = unmanaged.found(
             resource, nsf.fleet, plan.unmanaged, planned.observed, own,
-            plan.novacore_site_ids(),
+            plan.novacore_site_ids(), gateways, _reporting_sites(nsf),
         )
         result.changes = len(result.plan_lines)
         result.summary = _summary(own)

@@ -6,20 +6,27 @@ Gateway left on its old Zap, a Novacore device of a Site that no Device is.
 
 Each object is reported by one object only, the one whose reconcile reads where it is:
 a Zap's devices by their Gateway, a Novacore site's devices by their Site, a Novacore
-device's DERs by its Device. Each reconcile plans its object's closure
-(`objects.closure`), which holds none of the Devices of a Gateway or a Site: what that plan
-finds unmanaged is checked again here against every Device of the namespace, as the CLI's
-plan of the whole fleet matches them. Nothing more is read for it. Pure: `reconcile.py`
-plans, `handlers.py` writes the status and says a change of the set once by an event."""
+device's DERs by its Device, and the gateways claimed in a Site's organisation that no
+Gateway declares by that Site (the first by name of the namespace's Sites in that
+organisation that are reconciled: not refused, not paused). Each reconcile plans its
+object's closure (`objects.closure`), which holds none of the Devices of a Gateway or a
+Site, nor the Gateways of a Site: what that plan finds unmanaged is checked again here
+against every Device of the namespace, and the gateways against every Gateway object the
+operator serves, of every namespace (`Served`), as the CLI's plan of the whole fleet
+matches them. Nothing more is read for it: a Site's reconcile lists its organisation's
+gateways at every drift check already. Pure: `reconcile.py` plans, `handlers.py` writes
+the status and says a change of the set once by an event."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet
 from reconciler.model.status import UnmanagedObject, UnmanagedObjects
+from reconciler.operator.objects import claimed_serials
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.novacore_devices import bound_device
 from reconciler.plan.observed import NovacoreDevice, Observed, ZapState
@@ -37,6 +44,40 @@ _PRUNE_HINT = "; use --prune"
 Entry = dict[str, str]
 
 
+@dataclass(frozen=True)
+class Served:
+    """What the operator sees of the Gateway objects: the serials those it serves declare,
+    or hold claimed (a serial swapped out of the spec, whose release waits: the Gateway
+    says it), of every namespace its indexes hold. `scope`: "" when it serves the whole
+    cluster; otherwise what it serves, said in each entry, as a Gateway it does not serve
+    (another namespace, another shard) may declare the gateway."""
+
+    serials: frozenset[str] = frozenset()
+    scope: str = ""
+
+
+def served(
+    gateways: Iterable[Mapping[str, Any]], namespaces: Sequence[str], shard: str
+) -> Served:
+    """`Served` of the Gateway index documents of every namespace (`objects.index_document`)
+    for an operator serving `namespaces` (none: all) and the objects of `shard` (a label
+    selector; "": all)."""
+    serials: set[str] = set()
+    for body in gateways:
+        zap = (body.get("spec") or {}).get("zap")
+        serial = zap.get("serial") if isinstance(zap, Mapping) else None
+        if isinstance(serial, str):
+            serials.add(serial)
+        serials.update(claimed_serials(body))
+    parts = []
+    if namespaces:
+        parts.append(f"namespaces {', '.join(namespaces)}")
+    if shard:
+        parts.append(f"shard {shard}")
+    scope = f" by a Gateway this operator serves ({'; '.join(parts)})" if parts else ""
+    return Served(frozenset(serials), scope)
+
+
 def found(
     resource: Resource,
     whole: Fleet,
@@ -44,11 +85,17 @@ def found(
     observed: Observed,
     own: Sequence[Change],
     novacore_sites: Mapping[str, str],
+    gateways: Served | None = None,
+    reporting: Iterable[str] = (),
 ) -> list[Entry] | None:
     """The unmanaged objects `resource` reports, of its plan's `entries`; None when it
     reports none (not its kind), or when where they are could not be read this time (what
     its status says stays as it is, as the watch agent keeps a deferred site's).
-    `novacore_sites`: Site name -> the id of the Novacore site it matched."""
+    `novacore_sites`: Site name -> the id of the Novacore site it matched. For a Site,
+    `gateways`: the Gateway objects served, against which the gateways claimed in its
+    organisation are checked (None: they are not); `reporting`: the Sites of the namespace
+    whose reconcile reports (`Served`: the first by name of an organisation's reports its
+    gateways)."""
     kind, name = resource.KIND, resource.name
     if kind == "Gateway":
         zap = getattr(resource.spec, "zap", None)
@@ -61,21 +108,17 @@ def found(
             and e.get("id") not in declared
         )
     if kind == "Site":
-        if getattr(resource.spec, "novacore", None) is None:
+        novacore = getattr(resource.spec, "novacore", None)
+        if novacore is None:
             return None
-        site_id = novacore_sites.get(name)
-        if site_id is None:
-            # Not found there (it is to be created), unless it could not be looked for.
-            return None if any(_unsettled(c) for c in own) else []
-        devices = observed.novacore_devices.get(site_id)
-        if not isinstance(devices, list):
-            return None
-        matched = _matched(whole, name, devices)
-        return _listed(
-            e for e in entries
-            if e.get("platform") == "novacore" and e.get("site") == name
-            and "device" not in e and "field" not in e and e.get("id") not in matched
+        cloud = _site_devices(resource, whole, entries, observed, own, novacore_sites)
+        claimed = (
+            _org_gateways(name, novacore.org_id, whole, entries, observed, gateways, reporting)
+            if gateways is not None
+            else []
         )
+        # Both read, or the status stays as it is: half of it would say the rest was gone.
+        return None if cloud is None or claimed is None else cloud + claimed
     if kind == "Device":
         gateway = whole.gateways.get(getattr(resource.spec, "gateway_ref", None) or "")
         site = whole.sites.get(gateway.spec.site_ref) if gateway is not None else None
@@ -85,6 +128,69 @@ def found(
             return None  # its Novacore device, and so its DERs, not read
         return _listed(e for e in entries if e.get("device") == name and "field" not in e)
     return None
+
+
+def _site_devices(
+    site: Resource,
+    whole: Fleet,
+    entries: Iterable[Mapping[str, Any]],
+    observed: Observed,
+    own: Sequence[Change],
+    novacore_sites: Mapping[str, str],
+) -> list[Entry] | None:
+    """The devices of the Novacore site `site` matched that no Device is; None when they
+    could not be read."""
+    site_id = novacore_sites.get(site.name)
+    if site_id is None:
+        # Not found there (it is to be created), unless it could not be looked for.
+        return None if any(_unsettled(c) for c in own) else []
+    devices = observed.novacore_devices.get(site_id)
+    if not isinstance(devices, list):
+        return None
+    matched = _matched(whole, site.name, devices)
+    return _listed(
+        e for e in entries
+        if e.get("platform") == "novacore" and e.get("site") == site.name
+        and "device" not in e and "field" not in e and e.get("id") not in matched
+    )
+
+
+def _org_gateways(
+    site: str,
+    org: str,
+    whole: Fleet,
+    entries: Iterable[Mapping[str, Any]],
+    observed: Observed,
+    gateways: Served,
+    reporting: Iterable[str],
+) -> list[Entry] | None:
+    """The gateways claimed in `org` that no Gateway object served declares, as the CLI's
+    plan says them (`plan.sourceful_unmanaged`: its plan of `site` alone lists them all),
+    when `site` is the one of the namespace that reports them; None when they could not be
+    listed."""
+    in_org = sorted(
+        name for name in reporting
+        if (other := whole.sites.get(name)) is not None
+        and other.spec.novacore is not None and other.spec.novacore.org_id == org
+    )
+    if not in_org or in_org[0] != site:
+        return []
+    claimed = observed.novacore_gateways.get(org)
+    if not isinstance(claimed, set):
+        return None
+    declared = whole.zap_serials() | gateways.serials
+    listed: list[Mapping[str, Any]] = []
+    for e in entries:
+        serial = str(e.get("id", ""))
+        head = f"gateway {serial} is claimed by {org} but not declared"
+        description = str(e.get("description", ""))
+        if (
+            e.get("platform") != "novacore" or "site" in e or serial not in claimed
+            or serial in declared or not description.startswith(head)
+        ):
+            continue
+        listed.append({**e, "description": head + gateways.scope + description[len(head):]})
+    return _listed(listed)
 
 
 def _unsettled(change: Change) -> bool:

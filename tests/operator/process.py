@@ -9,7 +9,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from harness import write_kubeconfig
@@ -40,13 +40,14 @@ def operator_env(sims: SimFleet, server: str, tmp_path: Path, **extra: str) -> d
 
 @contextlib.asynccontextmanager
 async def operator_process(
-    env: dict[str, str], log: Path
+    env: dict[str, str], log: Path, serving: Sequence[str] = ("-A",)
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`reconciler operator -A` running with `env`, its output in `log`; SIGKILLed at the
-    end unless the test ended it."""
+    """`reconciler operator -A` (or with the arguments `serving` says which namespaces to
+    serve with) running with `env`, its output in `log`; SIGKILLed at the end unless the
+    test ended it."""
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "reconciler", "operator", "-A", "--verbose",
+            sys.executable, "-m", "reconciler", "operator", *serving, "--verbose",
             env=env, stdout=out, stderr=out, cwd=str(ROOT),
         )
     try:

@@ -126,6 +126,14 @@ async def test_a_swapped_out_gateway_with_deletion_policy_orphan_stays_claimed(
         assert sims.novacore.requests[RELEASED] == 0
         assert _owner(sims, OLD) == "org-home"
         assert len(await cluster.events_about("home-zap", reason="GatewayKept")) == 1, "once"
+        # Forgotten by the Gateway, it is one claimed that nothing declares: its Site says so.
+        await cluster.wait_planned("Site", "home", 1)
+        assert (await cluster.status("Site", "home"))["unmanaged"]["objects"] == [{
+            "platform": "novacore",
+            "id": OLD,
+            "description": f"gateway {OLD} is claimed by org-home but not declared; left "
+            "claimed (deletionPolicy Orphan)",
+        }]
 
 
 async def test_a_swapped_out_gateway_is_not_released_while_its_device_waits_to_move(
@@ -156,6 +164,10 @@ async def test_a_swapped_out_gateway_is_not_released_while_its_device_waits_to_m
         assert (_owner(sims, OLD), _owner(sims, NEW)) == ("org-home", "org-home")
         assert (_inverter(sims).gateway_serial, _inverter(sims).state) == (OLD, "active")
         assert await _claims(cluster) == [NEW, OLD]
+        # The Gateway says the old one waits to be released: its Site does not report it as
+        # a gateway nothing declares.
+        await cluster.wait_planned("Site", "home", 2)
+        assert (await cluster.status("Site", "home"))["unmanaged"] == {"count": 0, "objects": []}
 
         await cluster.patch("Device", "home-inverter",
                             {"metadata": {"annotations": {PAUSED: None}}})

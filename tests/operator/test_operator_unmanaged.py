@@ -8,9 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fleet_yaml import stream, zap_gateway
-from harness import Cluster, operator
+from fleet_yaml import novacore_site, stream, zap_gateway
+from harness import NAMESPACE, OTHER_NAMESPACE, Cluster, documents, emulated_cluster, operator
 from objects import HOME, ZAP, declare
+from process import operator_env, operator_process
+
+from reconciler.sim.fleet import SimFleet
+from reconciler.sources.loader import load_texts
 
 INVERTER = ("Device", "home-inverter")
 GATEWAY = ("Gateway", "home-zap")
@@ -19,6 +23,10 @@ OTHER_ZAP = "zap-00000000000000a3"
 WITH_OTHER = stream(HOME, zap_gateway("other-zap", "home", OTHER_ZAP, "http://192.168.1.3"))
 # A device someone put on the first Zap by hand: no Device declares it.
 STRANGER = "SG0099"
+HOME_SITE = novacore_site()
+PAUSED = "energy.reconciler.dev/paused"
+# A gateway someone claimed into the Site's organisation by hand: no Gateway declares it.
+SPARE = "zap-00000000000000c7"
 
 
 async def _declared(cluster: Cluster) -> None:
@@ -140,3 +148,121 @@ async def test_a_der_added_by_hand_in_novacore_is_reported_on_its_device(
         await cluster.wait_planned("Site", "home", 1)
         assert (await _reported(cluster, "Site", "home"))["count"] == 0
         assert (await _reported(cluster, *GATEWAY))["count"] == 0
+
+
+async def test_a_gateway_claimed_in_the_org_that_no_gateway_declares_is_reported_on_its_site(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(WITH_OTHER, tmp_path, monkeypatch) as (cluster, sims):
+        await _declared(cluster)
+        # Its plan lists both Zaps claimed in org-home, which its closure does not hold:
+        # both are Gateways of the namespace, so neither is reported.
+        await cluster.wait_planned("Site", "home", 1)
+        assert await _reported(cluster, "Site", "home") == {"count": 0, "objects": []}
+
+        sims.novacore.register_gateway(SPARE, sims.zaps[ZAP].public_key_hex)
+        sims.novacore.claim_gateway_into(SPARE, "org-home")
+
+        async def listed(count: int) -> dict[str, Any] | None:
+            found = await _reported(cluster, "Site", "home")
+            return found if found.get("count") == count else None
+
+        found = await cluster.wait_for(lambda: listed(1), timeout=30, what="the spare gateway")
+        description = (
+            f"gateway {SPARE} is claimed by org-home but not declared; left claimed "
+            "(deletionPolicy Orphan)"
+        )
+        assert found["objects"] == [
+            {"platform": "novacore", "id": SPARE, "description": description}
+        ], found
+        [event] = await cluster.wait_for(
+            lambda: cluster.events_about("home", reason="Unmanaged"),
+            timeout=30, what="the Unmanaged event",
+        )
+        assert event["type"] == "Warning"
+        assert event["message"].endswith(f"(remove by hand, or declare): {description}"), event
+        await cluster.wait_planned("Site", "home", 2)
+        assert len(await cluster.events_about("home", reason="Unmanaged")) == 1, \
+            "said once, not at every drift check"
+        await cluster.wait_condition("Site", "home", "Ready", timeout=5)
+        # Reported by the Site only: the Gateways' plans list the organisation's gateways too.
+        for gateway in ("home-zap", "other-zap"):
+            await cluster.wait_planned("Gateway", gateway, 1)
+            assert (await _reported(cluster, "Gateway", gateway))["count"] == 0
+        assert sims.novacore.gateways[SPARE].org_id == "org-home", "left claimed"
+
+        # A Gateway of another namespace the operator serves declares it (its Site not
+        # declared there, it waits): not unmanaged.
+        [_, spare] = documents(
+            stream(HOME_SITE, zap_gateway("spare-zap", "home", SPARE, "http://192.168.1.7"))
+        )
+        await cluster.create(spare, OTHER_NAMESPACE)
+        await cluster.wait_for(lambda: listed(0), timeout=30, what="the spare gateway declared")
+
+        async def cleared() -> list[dict[str, Any]]:
+            return await cluster.events_about("home", reason="Unmanaged", type_="Normal")
+
+        [gone] = await cluster.wait_for(cleared, timeout=30, what="the event of none left")
+        assert gone["message"] == "no objects found that nothing declares any more"
+
+
+async def test_a_gateway_claimed_that_no_gateway_of_the_namespaces_served_declares_says_so(
+    tmp_path: Path
+) -> None:
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", WITH_OTHER)]).fleet())
+    async with emulated_cluster() as cluster, sims:
+        env = operator_env(sims, cluster.url, tmp_path)
+        async with operator_process(env, tmp_path / "operator.log", ("-n", NAMESPACE)):
+            await _declared(cluster)
+            sims.novacore.register_gateway(SPARE, sims.zaps[ZAP].public_key_hex)
+            sims.novacore.claim_gateway_into(SPARE, "org-home")
+
+            async def listed() -> dict[str, Any] | None:
+                found = await _reported(cluster, "Site", "home")
+                return found if found.get("count") == 1 else None
+
+            found = await cluster.wait_for(listed, timeout=30, what="the spare gateway")
+            # A Gateway of a namespace this operator does not serve may declare it.
+            assert found["objects"][0]["description"] == (
+                f"gateway {SPARE} is claimed by org-home but not declared by a Gateway this "
+                f"operator serves (namespaces {NAMESPACE}); left claimed (deletionPolicy "
+                "Orphan)"
+            ), found
+
+            # Declared in the namespace: not unmanaged.
+            [_, spare] = documents(
+                stream(HOME_SITE, zap_gateway("spare-zap", "home", SPARE, "http://192.168.1.7"))
+            )
+            await cluster.create(spare)
+
+            async def none() -> bool:
+                return (await _reported(cluster, "Site", "home")).get("count") == 0
+
+            await cluster.wait_for(none, timeout=30, what="the spare gateway declared")
+
+
+async def test_of_two_sites_in_one_organisation_the_first_by_name_reports_its_gateways(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = stream(WITH_OTHER, novacore_site("cabin", "Cabin"))  # org-home too
+    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster, fleet)
+        for site in ("cabin", "home"):
+            await cluster.wait_condition("Site", site, "Ready", timeout=60)
+        sims.novacore.register_gateway(SPARE, sims.zaps[ZAP].public_key_hex)
+        sims.novacore.claim_gateway_into(SPARE, "org-home")
+
+        async def listed(site: str) -> dict[str, Any] | None:
+            found = await _reported(cluster, "Site", site)
+            return found if found.get("count") == 1 else None
+
+        found = await cluster.wait_for(lambda: listed("cabin"), timeout=30, what="on cabin")
+        assert [o["id"] for o in found["objects"]] == [SPARE]
+        await cluster.wait_planned("Site", "home", 2)
+        assert await _reported(cluster, "Site", "home") == {"count": 0, "objects": []}
+
+        # Paused, cabin is not reconciled: home, the next by name, reports it.
+        await cluster.patch("Site", "cabin", {"metadata": {"annotations": {PAUSED: "true"}}})
+        found = await cluster.wait_for(lambda: listed("home"), timeout=30, what="on home")
+        assert [o["id"] for o in found["objects"]] == [SPARE]
