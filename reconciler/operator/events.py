@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
+
+from reconciler.operator import kube_client
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +63,9 @@ class Events:
 
     def _core(self) -> object:
         if self._api is None:
-            from kubernetes import client, config
+            from kubernetes import client
 
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                # The client reads $KUBECONFIG once at import; read it now instead.
-                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
+            kube_client.load_config()
             self._api = client.CoreV1Api()
         return self._api
 

@@ -23,6 +23,7 @@ from reconciler.errors import ProviderRejected
 from reconciler.model.base import API_GROUP
 from reconciler.model.device import Device, SecretSource
 from reconciler.model.fleet import Fleet
+from reconciler.operator import kube_client
 
 _log = logging.getLogger(__name__)
 
@@ -35,13 +36,9 @@ class KubeSecrets:
 
     def _core(self) -> object:
         if self._api is None:
-            from kubernetes import client, config
+            from kubernetes import client
 
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                # The client reads $KUBECONFIG once at import; read it now instead.
-                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
+            kube_client.load_config()
             self._api = client.CoreV1Api()
         return self._api
 

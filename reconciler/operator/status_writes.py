@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.operator import objects
+from reconciler.operator import kube_client, objects
 
 
 class KubeStatus:
@@ -26,13 +25,9 @@ class KubeStatus:
 
     def _custom(self) -> object:
         if self._api is None:
-            from kubernetes import client, config
+            from kubernetes import client
 
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                # The client reads $KUBECONFIG once at import; read it now instead.
-                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
+            kube_client.load_config()
             self._api = client.CustomObjectsApi()
         return self._api
 

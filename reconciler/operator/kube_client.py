@@ -1,0 +1,18 @@
+"""The official Kubernetes client's configuration, for what the operator writes and reads
+itself, beside kopf (Secrets, status patches, Events at the stop): in-cluster config in a
+pod, else KUBECONFIG."""
+
+from __future__ import annotations
+
+import os
+
+
+def load_config() -> None:
+    """Configure the official client: the pod's ServiceAccount, else KUBECONFIG."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        # The client reads $KUBECONFIG once at import; read it now instead.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
