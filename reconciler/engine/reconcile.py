@@ -383,10 +383,13 @@ class Reconciler:
                     gateway.name, gateway.spec.site_ref, str(gateway.spec.zap.url)
                 )
         declared = self.fleet.zap_serials()
-        for serial in [s for s in inventory.zaps if s not in declared]:
+        whole = not plan.options.targets and not plan.options.excludes
+        for serial in [s for s in inventory.zaps if s not in declared and whole]:
             if inventory.policies.get(serial) == DeletionPolicy.ORPHAN.value:
                 # Its plan said what a move left on its Zap (`plan.retired_gateways`): an
-                # orphaned Zap, perhaps unplugged, is not read on every plan after.
+                # orphaned Zap, perhaps unplugged, is not read on every plan after. Only
+                # a plan of the whole fleet says it: one with --target or --exclude leaves
+                # gateways declared nowhere to it, and forgets nothing.
                 del inventory.zaps[serial]
         done = {o.address for o in report.outcomes if o.status == "done"} if report else set()
         for change in plan.changes:

@@ -356,6 +356,22 @@ def test_an_orphaned_gateway_reports_the_moved_copy_left_on_its_zap_and_writes_n
     assert run.sims.call(run.sims.sims.zaps[HOME].count) == 0
 
 
+def test_an_apply_with_a_target_does_not_forget_an_orphaned_gateways_zap(
+        make_cli: CliFactory) -> None:
+    """A plan with --target says nothing of gateways declared nowhere (they wait for a plan
+    of the whole fleet): its apply moves the inverter, and the next plan of the whole fleet
+    still reads home-zap's Zap and reports the copy left on it."""
+    run = make_cli(orphaned())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.rewrite(moved_and_removed(orphaned()))
+    code, out, _ = run("apply", run.path, "--target", "device/inv", "--auto-approve")
+    assert code == 0, out
+    assert LEFT not in out
+    assert zap_devices(run, OTHER) == ["SG0001"]
+    code, out, _ = run("plan", run.path)
+    assert f"! unmanaged: {LEFT}" in out, out
+
+
 def test_an_orphaned_gateway_whose_zap_cannot_be_read_says_a_copy_may_remain(
         make_cli: CliFactory) -> None:
     run = make_cli(orphaned())
