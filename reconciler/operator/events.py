@@ -71,7 +71,9 @@ class Events:
 
     def _create(self, event: Mapping[str, Any]) -> None:
         namespace = event["metadata"]["namespace"]
-        self._core().create_namespaced_event(namespace, dict(event))  # type: ignore[attr-defined]
+        self._core().create_namespaced_event(  # type: ignore[attr-defined]
+            namespace, dict(event), _request_timeout=kube_client.REQUEST_TIMEOUT
+        )
 
 
 def _event(

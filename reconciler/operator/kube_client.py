@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import os
 
+# (connect, read) seconds for a request whose caller handles the API server not answering
+# (urllib3's errors): without one, a server that drops packets holds the thread for
+# minutes, and the operator's exit with it (`asyncio.run` waits for its threads).
+REQUEST_TIMEOUT = (5.0, 30.0)
+
 
 def load_config() -> None:
     """Configure the official client: the pod's ServiceAccount, else KUBECONFIG."""

@@ -36,6 +36,7 @@ class KubeStatus:
         self._custom().patch_namespaced_custom_object_status(  # type: ignore[attr-defined]
             group, version, namespace, plural, name, {"status": dict(status)},
             _content_type="application/merge-patch+json",
+            _request_timeout=kube_client.REQUEST_TIMEOUT,
         )
 
     async def write(

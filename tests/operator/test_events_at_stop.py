@@ -1,6 +1,6 @@
 """An Event posted once the operator stops (kopf's poster of Events ended: see
-test_operator_stop for those written) that the API server refuses is logged at WARNING,
-whole, rather than lost without a word."""
+test_operator_stop for those written) that the API server refuses, or does not answer, is
+logged at WARNING, whole, rather than lost without a word (or holding the exit)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from harness import write_kubeconfig
 
+from reconciler.operator import kube_client
 from reconciler.operator.events import Events
 
 MESSAGE = "device/home-inverter[novacore]: create skipped: not started: stopping"
@@ -60,3 +61,43 @@ async def test_an_event_the_api_server_refuses_at_the_stop_is_logged(
         f"Device/home-inverter: Event not posted (HTTP 403 Forbidden): Warning ApplyFailed: "
         f"{MESSAGE}"
     ]
+
+
+async def test_an_event_the_api_server_does_not_answer_at_the_stop_is_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that takes the request and never answers: the write is given up after the
+    request timeout (1 s here), and said, instead of holding the operator's exit."""
+    answered = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await answered.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+        monkeypatch.setattr(kube_client, "REQUEST_TIMEOUT", (1.0, 1.0))
+        stopped = asyncio.Event()
+        stopped.set()
+        body = kopf.Body({
+            "apiVersion": "energy.reconciler.dev/v1alpha1", "kind": "Device",
+            "metadata": {"name": "home-inverter", "namespace": "fleet", "uid": "u-1"},
+        })
+        with caplog.at_level(logging.WARNING, logger="reconciler.operator.events"):
+            await asyncio.wait_for(
+                Events(stopped).warn(body, reason="ApplyFailed", message=MESSAGE), 20
+            )
+    finally:
+        answered.set()
+        await runner.cleanup()
+    [said] = [r.getMessage() for r in caplog.records]
+    assert said.startswith("Device/home-inverter: Event not posted ("), said
+    assert said.endswith(f"): Warning ApplyFailed: {MESSAGE}"), said
