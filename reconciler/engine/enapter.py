@@ -616,9 +616,11 @@ async def _deliver_config(
 
 
 def _named_no_more(name: str) -> dict[str, str]:
-    """A config not generated nor written: the device names another Secret than `name`
-    now, which the reconcile of its newest spec writes."""
-    return {"config": f"not written (the device names a Secret other than {name} now)"}
+    """A config not generated nor written: the device, as declared now, names Secret
+    `name` no more (edited, deleted, or another Device created under its name); the
+    reconcile of its newest spec writes its config."""
+    return {"config": f"not written (the device names Secret {name} no more: edited, deleted "
+            "or created again)"}
 
 
 async def _remove_config_file(

@@ -152,8 +152,9 @@ class ConfigSecrets:
     ) -> bool:
         if not self.names(device, name):
             _log.info(
-                "Device %s/%s: config not written to Secret %s, which it names no more; "
-                "the reconcile of its newest spec writes its config where that spec says",
+                "Device %s/%s: config not written to Secret %s: the Device names it no more "
+                "(edited, deleted or created again); the reconcile of its newest spec writes "
+                "its config where that spec says",
                 self.namespace, device.name, name,
             )
             return False

@@ -584,6 +584,7 @@ async def test_a_device_naming_another_secret_since_its_plan_gets_no_config_gene
     assert report.ok, report
     [outcome] = [o for o in report.outcomes if o.address == "device/lab-vucm[enapter]"]
     assert outcome.detail.get("config") == (
-        "not written (the device names a Secret other than vucm-config now)"), outcome
+        "not written (the device names Secret vucm-config no more: edited, deleted or created "
+        "again)"), outcome
     assert store.data == {}
     assert enapter_calls(world, "POST /v3/devices/{device_id}/generate_config") == 0

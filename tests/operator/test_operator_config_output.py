@@ -330,9 +330,9 @@ async def test_a_drift_check_writing_as_its_device_names_another_secret_leaves_t
         assert held.generated[ucm_a_id] == generated_for_a, "no config of ucm-a generated again"
         said = [r.getMessage() for r in caplog.records if r.name == "reconciler.operator.secrets"]
         assert said == [
-            f"Device {NAMESPACE}/ucm-b: config not written to Secret ucm-b-config, which it "
-            "names no more; the reconcile of its newest spec writes its config where that "
-            "spec says"
+            f"Device {NAMESPACE}/ucm-b: config not written to Secret ucm-b-config: the Device "
+            "names it no more (edited, deleted or created again); the reconcile of its newest "
+            "spec writes its config where that spec says"
         ], said
 
 
