@@ -124,9 +124,16 @@ async def apply_plan(
             progress(outcome)
 
     runnable: list[Change] = []
+    # The changes not run, and why (blocked, deferred): a change that goes after one of
+    # them waits too, whatever its planner did not see of the chain (a dependency in
+    # another site, or left out by a selection); run as though it were done, it could take
+    # away what that one was to put in place first.
+    held: dict[str, str] = {}
     for change in plan.changes:
         if not change.is_change:
             continue
+        if change.blocked or change.action is Action.DEFER:
+            held[change.address] = "blocked" if change.blocked else "deferred"
         if change.blocked:
             record(
                 Outcome(
@@ -154,7 +161,21 @@ async def apply_plan(
         try:
             for dependency in change.depends_on:
                 future = finished.get(dependency)
-                if future is not None and not await asyncio.shield(future):
+                succeeded = await asyncio.shield(future) if future is not None else True
+                if dependency in held:
+                    held[change.address] = "deferred"
+                    record(
+                        Outcome(
+                            change.address,
+                            Action.DEFER.value,
+                            "deferred",
+                            f"would {change.action.value}; deferred: it goes after "
+                            f"{dependency}, {held[dependency]}",
+                            site=change.site,
+                        )
+                    )
+                    return
+                if not succeeded:
                     record(
                         Outcome(
                             change.address,

@@ -472,6 +472,44 @@ class StoppingExecutors:
         return {}
 
 
+class RecordingExecutors:
+    """Executors that do every change at once, recording which were run."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    async def run(self, change: Change) -> dict[str, Any]:
+        self.started.append(change.address)
+        return {}
+
+
+async def test_a_change_after_one_deferred_or_blocked_waits_down_the_chain() -> None:
+    """A change whose dependency is not run (deferred, or blocked) is not run either, nor
+    one after it, as though the dependency were done: each is deferred, saying which
+    change it goes after; a change depending on nothing held runs."""
+    deferred = change("offline")
+    deferred.action = Action.DEFER
+    blocked = change("no-password")
+    blocked.blocked = True
+    after_deferred = change("copy-off-old-zap", depends_on=[deferred.address])
+    further = change("release-old-gateway", depends_on=[after_deferred.address])
+    after_blocked = change("novacore", depends_on=[blocked.address])
+    free = change("free")
+    plan = Plan([deferred, blocked, after_deferred, further, after_blocked, free], [],
+                PlanOptions())
+    executors = RecordingExecutors()
+    report = await apply_plan(plan, executors)  # type: ignore[arg-type]
+    status = {o.address: (o.status, o.message) for o in report.outcomes}
+    assert executors.started == [free.address]
+    assert status[after_deferred.address] == (
+        "deferred", f"would create; deferred: it goes after {deferred.address}, deferred")
+    assert status[further.address] == (
+        "deferred", f"would create; deferred: it goes after {after_deferred.address}, deferred")
+    assert status[after_blocked.address] == (
+        "deferred", f"would create; deferred: it goes after {blocked.address}, blocked")
+    assert status[free.address][0] == "done"
+
+
 async def test_apply_finishes_changes_in_flight_and_starts_nothing_after_stop() -> None:
     first, flaky = change("first"), change("flaky")
     dependent = change("dependent", depends_on=[first.address])
