@@ -240,7 +240,7 @@ def error_for(
 async def send(
     client: httpx.AsyncClient,
     method: str,
-    url: str,
+    url: str | httpx.URL,
     *,
     address: str = "",
     operation: str = "",
@@ -279,9 +279,9 @@ async def send(
     raise error_for(response, address=address, operation=operation)
 
 
-async def send_json(client: httpx.AsyncClient, method: str, url: str, *, address: str = "",
-                    operation: str = "", ok: tuple[int, ...] = (), origin: str = "",
-                    **kwargs: Any) -> Any:
+async def send_json(client: httpx.AsyncClient, method: str, url: str | httpx.URL, *,
+                    address: str = "", operation: str = "", ok: tuple[int, ...] = (),
+                    origin: str = "", **kwargs: Any) -> Any:
     """`send`, then the decoded JSON answer: None for an empty body, a 204, or an error
     status the caller accepts in `ok` (e.g. 404 on a delete of what is already gone)."""
     response = await send(client, method, url, address=address, operation=operation, ok=ok,
