@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import email.utils
+import json
 import math
 import re
 import time
@@ -307,12 +308,19 @@ def _finite(text: str) -> float:
     return value
 
 
+# One decoder for every answer: `json.loads` given hooks builds a decoder, and its scanner,
+# at each call (a sixth of the decoding of a gateway's answer).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
 def json_body(response: httpx.Response, *, operation: str = "") -> Any:
     """Decode a JSON body; a malformed one is a rejected (non-retryable) answer. So is
     one with a number `_NoJsonNumber` names: read, it would reach the plan's JSON as a
     value no other JSON reader (jq, JavaScript) accepts."""
     try:
-        return response.json(parse_constant=_no_constant, parse_float=_finite)
+        # As `json.loads` reads bytes: UTF-8, -16 or -32, told by the first bytes.
+        content = response.content
+        return _DECODER.decode(content.decode(json.detect_encoding(content), "surrogatepass"))
     except _NoJsonNumber as exc:
         raise ProviderRejected(
             f"{operation}: the answer holds {printable(clipped(str(exc), 40))}, which is no JSON "
