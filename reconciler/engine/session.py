@@ -119,15 +119,16 @@ class Session:
         client = self._zaps.get(gateway.name)
         if client is None:
             url = self.settings.gateway_url(zap.serial, str(zap.url))
-            self.limits.set_host(
-                host_key(httpx.URL(url)),
-                HostLimit(self.settings.gateway_concurrency, self.settings.gateway_rate),
-            )
             # Every gateway shares one client: the gateways differ only in URL, and a client
             # each cost a tenth of a fleet-wide plan's CPU to create and close.
             if self._gateways_http is None:
                 self._gateways_http = self.http_client("")
             client = ZapClient(self._gateways_http, name=gateway.name, url=url)
+            # Its host is the gateway URL's: taken from the URL the client parsed already.
+            self.limits.set_host(
+                host_key(client.devices_url),
+                HostLimit(self.settings.gateway_concurrency, self.settings.gateway_rate),
+            )
             self._zaps[gateway.name] = client
         return client
 

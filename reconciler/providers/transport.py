@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import email.utils
+import json
 import math
 import re
 import time
@@ -240,7 +241,7 @@ def error_for(
 async def send(
     client: httpx.AsyncClient,
     method: str,
-    url: str,
+    url: str | httpx.URL,
     *,
     address: str = "",
     operation: str = "",
@@ -279,9 +280,9 @@ async def send(
     raise error_for(response, address=address, operation=operation)
 
 
-async def send_json(client: httpx.AsyncClient, method: str, url: str, *, address: str = "",
-                    operation: str = "", ok: tuple[int, ...] = (), origin: str = "",
-                    **kwargs: Any) -> Any:
+async def send_json(client: httpx.AsyncClient, method: str, url: str | httpx.URL, *,
+                    address: str = "", operation: str = "", ok: tuple[int, ...] = (),
+                    origin: str = "", **kwargs: Any) -> Any:
     """`send`, then the decoded JSON answer: None for an empty body, a 204, or an error
     status the caller accepts in `ok` (e.g. 404 on a delete of what is already gone)."""
     response = await send(client, method, url, address=address, operation=operation, ok=ok,
@@ -307,12 +308,19 @@ def _finite(text: str) -> float:
     return value
 
 
+# One decoder for every answer: `json.loads` given hooks builds a decoder, and its scanner,
+# at each call (a sixth of the decoding of a gateway's answer).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
 def json_body(response: httpx.Response, *, operation: str = "") -> Any:
     """Decode a JSON body; a malformed one is a rejected (non-retryable) answer. So is
     one with a number `_NoJsonNumber` names: read, it would reach the plan's JSON as a
     value no other JSON reader (jq, JavaScript) accepts."""
     try:
-        return response.json(parse_constant=_no_constant, parse_float=_finite)
+        # As `json.loads` reads bytes: UTF-8, -16 or -32, told by the first bytes.
+        content = response.content
+        return _DECODER.decode(content.decode(json.detect_encoding(content), "surrogatepass"))
     except _NoJsonNumber as exc:
         raise ProviderRejected(
             f"{operation}: the answer holds {printable(clipped(str(exc), 40))}, which is no JSON "
