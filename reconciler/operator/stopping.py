@@ -12,12 +12,15 @@ has ended, so the stop lasts as long as the writes in flight take.
 Not when none runs: a worker sleeping until a retry of its object is due (an object
 waiting for another) sees the stop only when it wakes, so kopf's whole wait would be
 waited, at every stop. For the same reason a stop while a handler writes lasts the whole
-wait if another object's retry is pending meanwhile."""
+wait if another object's retry is pending meanwhile. kopf then says, at WARNING, that it
+left those objects' streams unprocessed; with no handler of ours running, that is all they
+are (the next operator retries them), and `SleepingStreams` says it at INFO."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +35,10 @@ class OperatorStop:
         self.event = asyncio.Event()
         self.wait = wait
         self._running = 0
+
+    @property
+    def handlers_running(self) -> bool:
+        return self._running > 0
 
     @contextlib.contextmanager
     def handling(self) -> Iterator[asyncio.Event]:
@@ -56,12 +63,48 @@ class OperatorStop:
             raise
 
 
+# kopf's logger of its per-object queues, which says at the stop what it left unprocessed.
+KOPF_QUEUEING_LOGGER = "kopf._core.reactor.queueing"
+_UNPROCESSED = "Unprocessed streams left for "
+
+
+class SleepingStreams(logging.Filter):
+    """Lowers kopf's WARNING "Unprocessed streams left for [...]" at the stop to INFO when
+    no handler of ours runs: the workers left are then those sleeping until their object's
+    retry is due (an object waiting for another), which the next operator retries."""
+
+    def __init__(self, stop: OperatorStop) -> None:
+        super().__init__()
+        self._stop = stop
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.WARNING
+            and isinstance(record.msg, str)
+            and record.msg.startswith(_UNPROCESSED)
+            and not record.args
+            and not self._stop.handlers_running
+        ):
+            objects = record.msg.removeprefix(_UNPROCESSED).rstrip(".")
+            record.msg = (f"Objects waiting for a retry at the stop: {objects} (the next "
+                          "operator retries them)")
+            record.levelno = logging.INFO
+            record.levelname = logging.getLevelName(logging.INFO)
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
 async def run(stop: OperatorStop, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     """`kopf.operator(settings=settings, **kwargs)`, which is `kopf.spawn_tasks` and
     `kopf.run_tasks`, with `stop.watch` among kopf's root tasks: kopf handles the signals,
     logs and times its stop as it does for `kopf.operator`."""
     current = asyncio.current_task()
     existing = {task for task in asyncio.all_tasks() if task is not current}
-    tasks = [*await kopf.spawn_tasks(settings=settings, **kwargs)]
-    tasks.append(asyncio.create_task(stop.watch(settings), name="operator stop"))
-    await kopf.run_tasks(tasks, ignored=existing)
+    sleeping = SleepingStreams(stop)
+    logging.getLogger(KOPF_QUEUEING_LOGGER).addFilter(sleeping)
+    try:
+        tasks = [*await kopf.spawn_tasks(settings=settings, **kwargs)]
+        tasks.append(asyncio.create_task(stop.watch(settings), name="operator stop"))
+        await kopf.run_tasks(tasks, ignored=existing)
+    finally:
+        logging.getLogger(KOPF_QUEUEING_LOGGER).removeFilter(sleeping)

@@ -93,6 +93,30 @@ async def test_an_idle_operator_stops_at_once_on_sigterm(tmp_path: Path) -> None
         assert took < 5, f"stopped in {took:.1f}s"
 
 
+async def test_objects_waiting_for_a_retry_at_sigterm_are_said_at_info(tmp_path: Path) -> None:
+    """The Devices wait for their Gateway, not declared, their retry 120 s away: kopf's
+    workers sleep until then, and at the stop it says it left their streams unprocessed.
+    That is all they are, no handler of ours running: said at INFO, not WARNING."""
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
+    async with emulated_cluster() as cluster, sims:
+        env = operator_env(sims, cluster.url, tmp_path, RECONCILER_OPERATOR_INTERVAL="300",
+                           RECONCILER_OPERATOR_RETRY_DELAY="120")
+        await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
+        await cluster.create_all([d for d in documents(HOME) if d["kind"] != "Gateway"])
+        log = tmp_path / "operator.log"
+        async with operator_process(env, log) as process:
+            for _, name in OBJECTS[2:]:
+                await cluster.wait_condition("Device", name, "Ready", "False", timeout=60)
+            code, took = await _stopped(process)
+        text = log.read_text(errors="replace")
+        assert code == 0
+        assert _said_after_signal(text) == []
+        assert " INFO kopf._core.reactor.queueing: Objects waiting for a retry at the stop: [" \
+            in text, text[text.index(SIGNALLED):]
+        assert took < 10, f"stopped in {took:.1f}s"
+
+
 async def test_a_drift_check_writing_at_sigterm_lands_its_write_once_and_stops(
     tmp_path: Path,
 ) -> None:
