@@ -5,7 +5,9 @@ logged at WARNING, whole, rather than lost without a word (or holding the exit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,37 @@ from reconciler.operator import kube_client
 from reconciler.operator.events import Events
 
 MESSAGE = "device/home-inverter[novacore]: create skipped: not started: stopping"
+
+
+@contextlib.asynccontextmanager
+async def _api_server(
+    handler: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[None]:
+    """`handler` answering every request on loopback, as the API server KUBECONFIG names."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def _warn_at_stop() -> None:
+    """The Warning a reconcile posts of the inverter once the operator stops."""
+    stopped = asyncio.Event()
+    stopped.set()
+    body = kopf.Body({
+        "apiVersion": "energy.reconciler.dev/v1alpha1", "kind": "Device",
+        "metadata": {"name": "home-inverter", "namespace": "fleet", "uid": "u-1"},
+    })
+    await Events(stopped).warn(body, reason="ApplyFailed", message=MESSAGE)
 
 
 async def test_an_event_the_api_server_refuses_at_the_stop_is_logged(
@@ -33,26 +66,9 @@ async def test_an_event_the_api_server_refuses_at_the_stop_is_logged(
             status=403,
         )
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", refuse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
-        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-        stopped = asyncio.Event()
-        stopped.set()
-        body = kopf.Body({
-            "apiVersion": "energy.reconciler.dev/v1alpha1", "kind": "Device",
-            "metadata": {"name": "home-inverter", "namespace": "fleet", "uid": "u-1"},
-        })
+    async with _api_server(refuse, tmp_path, monkeypatch):
         with caplog.at_level(logging.WARNING, logger="reconciler.operator.events"):
-            await Events(stopped).warn(body, reason="ApplyFailed", message=MESSAGE)
-    finally:
-        await runner.cleanup()
+            await _warn_at_stop()
     ((method, path, event),) = asked
     assert (method, path) == ("POST", "/api/v1/namespaces/fleet/events")
     assert (event["type"], event["reason"], event["message"]) == ("Warning", "ApplyFailed", MESSAGE)
@@ -74,30 +90,13 @@ async def test_an_event_the_api_server_does_not_answer_at_the_stop_is_given_up(
         await answered.wait()
         return web.json_response({})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", hang)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
-        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-        monkeypatch.setattr(kube_client, "REQUEST_TIMEOUT", (1.0, 1.0))
-        stopped = asyncio.Event()
-        stopped.set()
-        body = kopf.Body({
-            "apiVersion": "energy.reconciler.dev/v1alpha1", "kind": "Device",
-            "metadata": {"name": "home-inverter", "namespace": "fleet", "uid": "u-1"},
-        })
-        with caplog.at_level(logging.WARNING, logger="reconciler.operator.events"):
-            await asyncio.wait_for(
-                Events(stopped).warn(body, reason="ApplyFailed", message=MESSAGE), 20
-            )
-    finally:
-        answered.set()
-        await runner.cleanup()
+    monkeypatch.setattr(kube_client, "REQUEST_TIMEOUT", (1.0, 1.0))
+    async with _api_server(hang, tmp_path, monkeypatch):
+        try:
+            with caplog.at_level(logging.WARNING, logger="reconciler.operator.events"):
+                await asyncio.wait_for(_warn_at_stop(), 20)
+        finally:
+            answered.set()
     [said] = [r.getMessage() for r in caplog.records]
     assert said.startswith("Device/home-inverter: Event not posted ("), said
     assert said.endswith(f"): Warning ApplyFailed: {MESSAGE}"), said

@@ -75,6 +75,27 @@ def _inverter_in_novacore(sims: SimFleet) -> int:
     return sum(d.hardware_id == "SG0001" for d in sims.novacore.devices.values())
 
 
+async def _inverter_added_only(
+    cluster: Cluster, sims: SimFleet, before: dict[str, tuple[str, str, str]]
+) -> None:
+    """The inverter's addition to the Zap, in flight at the stop, landed once; its
+    provisioning in Novacore, after it, did not start; its status and its Events (written
+    as kopf's poster of Events had stopped) say so."""
+    assert sims.zaps[ZAP].requests["POST /api/devices"] == 1, "the write in flight landed, once"
+    assert _inverter_in_novacore(sims) == 0, "no change started after the signal"
+    ready = await cluster.condition("Device", "home-inverter", "Ready") or {}
+    assert (ready.get("status"), ready.get("reason")) == ("False", "Interrupted"), (
+        "its status says what was not started")
+    assert "device/home-inverter[novacore]: not started: stopping" in ready["message"]
+    assert await _said_at_stop(cluster, before) == {
+        ("Normal", "Created", "device/home-inverter[zap]: create done"),
+        ("Warning", "ApplyFailed",
+         "device/home-inverter[novacore]: create skipped: not started: stopping"),
+        ("Warning", "ApplyFailed", "device/home-inverter[publish]: update skipped: not "
+         "attempted: device/home-inverter[novacore] did not succeed"),
+    }, "its events, posted as kopf's poster of events had stopped"
+
+
 async def test_an_idle_operator_stops_at_once_on_sigterm(tmp_path: Path) -> None:
     sims = SimFleet()
     sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
@@ -146,19 +167,7 @@ async def test_a_drift_check_writing_at_sigterm_lands_its_write_once_and_stops(
         assert ORPHANED not in text
         assert _said_after_signal(text) == []
         assert took < 15, f"stopped in {took:.1f}s"
-        assert zap.requests["POST /api/devices"] == 1, "the write in flight landed, once"
-        assert _inverter_in_novacore(sims) == 0, "no change started after the signal"
-        ready = await cluster.condition("Device", "home-inverter", "Ready") or {}
-        assert (ready.get("status"), ready.get("reason")) == ("False", "Interrupted"), (
-            "its status says what was not started")
-        assert "device/home-inverter[novacore]: not started: stopping" in ready["message"]
-        assert await _said_at_stop(cluster, before) == {
-            ("Normal", "Created", "device/home-inverter[zap]: create done"),
-            ("Warning", "ApplyFailed",
-             "device/home-inverter[novacore]: create skipped: not started: stopping"),
-            ("Warning", "ApplyFailed", "device/home-inverter[publish]: update skipped: not "
-             "attempted: device/home-inverter[novacore] did not succeed"),
-        }, "its events, posted as kopf's poster of events had stopped"
+        await _inverter_added_only(cluster, sims, before)
 
         # Started again: the rest is done, nothing twice.
         zap.faults.answer_delay_ms = 0
@@ -229,19 +238,7 @@ async def test_a_create_handler_writing_at_sigterm_lands_its_write_and_stops(
         assert code == 0
         assert _said_after_signal(text) == []
         assert took < 15, f"stopped in {took:.1f}s"
-        assert zap.requests["POST /api/devices"] == 1, "the write in flight landed, once"
-        assert _inverter_in_novacore(sims) == 0, "no change started after the signal"
-        ready = await cluster.condition("Device", "home-inverter", "Ready") or {}
-        assert (ready.get("status"), ready.get("reason")) == ("False", "Interrupted"), (
-            "its status says what was not started")
-        assert "device/home-inverter[novacore]: not started: stopping" in ready["message"]
-        assert await _said_at_stop(cluster, before) == {
-            ("Normal", "Created", "device/home-inverter[zap]: create done"),
-            ("Warning", "ApplyFailed",
-             "device/home-inverter[novacore]: create skipped: not started: stopping"),
-            ("Warning", "ApplyFailed", "device/home-inverter[publish]: update skipped: not "
-             "attempted: device/home-inverter[novacore] did not succeed"),
-        }, "its events, posted as kopf's poster of events had stopped"
+        await _inverter_added_only(cluster, sims, before)
 
         # Started again: the rest is done, nothing twice.
         zap.faults.answer_delay_ms = 0
