@@ -1,11 +1,13 @@
-"""The operator's stop (SIGTERM) as its create, update and resume handlers see it.
+"""The operator's stop (SIGTERM) as its create, update and resume handlers, and its
+finalizers, see it.
 
 kopf stops a drift check (a timer) with a flag of its own, and waits for it
 (`handlers._stop_when_leaving`), but tells a handler nothing: once its watches end, it
 gives the handlers' workers `settings.queueing.exit_timeout` (2 s), then cancels them,
 cutting a write in flight. `OperatorStop` is set the moment kopf begins to stop, by a task
-run among kopf's own (`run`): a handler's reconcile honours it (no change starts, the
-changes in flight land, `engine.admission`), and when one runs at the stop, kopf's wait is
+run among kopf's own (`run`): a handler's reconcile or a finalizer's release honours it (no
+change starts, the changes in flight land, `engine.admission`), and when one runs at the
+stop, kopf's wait is
 made as long as a drift check's, counted from the stop; it ends as soon as every worker
 has ended, so the stop lasts as long as the writes in flight take.
 
