@@ -7,9 +7,8 @@ gives the handlers' workers `settings.queueing.exit_timeout` (2 s), then cancels
 cutting a write in flight. `OperatorStop` is set the moment kopf begins to stop, by a task
 run among kopf's own (`run`): a handler's reconcile or a finalizer's release honours it (no
 change starts, the changes in flight land, `engine.admission`), and when one runs at the
-stop, kopf's wait is
-made as long as a drift check's, counted from the stop; it ends as soon as every worker
-has ended, so the stop lasts as long as the writes in flight take.
+stop, kopf's wait is made as long as a drift check's, counted from the stop; it ends as
+soon as every worker has ended, so the stop lasts as long as the writes in flight take.
 
 Not when none runs: a worker sleeping until a retry of its object is due (an object
 waiting for another) sees the stop only when it wakes, so kopf's whole wait would be
