@@ -65,6 +65,19 @@ class Outcome:
         return self.config_file or (said if isinstance(said, str) else None)
 
 
+def _held_outcome(change: Change, dependency: str, held: dict[str, str]) -> Outcome:
+    """The outcome of `change`, not run as it goes after `dependency`, which is not run
+    (blocked, or deferred): the same, recorded in `held` for the changes after it."""
+    state = held[change.address] = held[dependency]
+    if state == "blocked":
+        return Outcome(change.address, change.action.value, "blocked",
+                       f"would {change.action.value}; blocked by {dependency}",
+                       site=change.site)
+    return Outcome(change.address, Action.DEFER.value, "deferred",
+                   f"would {change.action.value}; deferred: it goes after {dependency}, "
+                   "deferred", site=change.site)
+
+
 def _not_again(errors: list[ProviderError]) -> str:
     """Why a change that failed is not tried again once stopping, in words true of it: one
     whose every call was held (`not sent: ... not to be called before TIME`), its server
@@ -125,9 +138,9 @@ async def apply_plan(
 
     runnable: list[Change] = []
     # The changes not run, and why (blocked, deferred): a change that goes after one of
-    # them waits too, whatever its planner did not see of the chain (a dependency in
-    # another site, or left out by a selection); run as though it were done, it could take
-    # away what that one was to put in place first.
+    # them is not run either, and is said so (`_held_outcome`), whatever its planner did
+    # not see of the chain (a dependency in another site, or left out by a selection); run
+    # as though that one were done, it could take away what it was to put in place first.
     held: dict[str, str] = {}
     for change in plan.changes:
         if not change.is_change:
@@ -159,33 +172,31 @@ async def apply_plan(
     async def run(change: Change) -> None:
         ok = False
         try:
-            for dependency in change.depends_on:
-                future = finished.get(dependency)
-                succeeded = await asyncio.shield(future) if future is not None else True
-                if dependency in held:
-                    held[change.address] = "deferred"
-                    record(
-                        Outcome(
-                            change.address,
-                            Action.DEFER.value,
-                            "deferred",
-                            f"would {change.action.value}; deferred: it goes after "
-                            f"{dependency}, {held[dependency]}",
-                            site=change.site,
-                        )
+            # A change after a held one waits too, whatever its other dependencies do:
+            # looked for before waiting for them, and again once they ended (one of them
+            # held further up the chain), before any failure among them.
+            succeeded: dict[str, bool] = {}
+            held_by = next((d for d in change.depends_on if d in held), None)
+            if held_by is None:
+                for dependency in change.depends_on:
+                    if dependency in finished:
+                        succeeded[dependency] = await asyncio.shield(finished[dependency])
+                held_by = next((d for d in change.depends_on if d in held), None)
+            if held_by is not None:
+                record(_held_outcome(change, held_by, held))
+                return
+            failed = next((d for d in change.depends_on if not succeeded.get(d, True)), None)
+            if failed is not None:
+                record(
+                    Outcome(
+                        change.address,
+                        change.action.value,
+                        "skipped",
+                        f"not attempted: {failed} did not succeed",
+                        site=change.site,
                     )
-                    return
-                if not succeeded:
-                    record(
-                        Outcome(
-                            change.address,
-                            change.action.value,
-                            "skipped",
-                            f"not attempted: {dependency} did not succeed",
-                            site=change.site,
-                        )
-                    )
-                    return
+                )
+                return
             errors: list[ProviderError] = []
 
             async def attempt() -> dict[str, Any]:

@@ -19,7 +19,13 @@ from reconciler.engine.apply import apply_plan
 from reconciler.engine.config import Settings
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.state import StateDir
-from reconciler.errors import ConfigError, Diagnostic, ProviderAuthError, ProviderUnavailable
+from reconciler.errors import (
+    ConfigError,
+    Diagnostic,
+    ProviderAuthError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from reconciler.model.fleet import Fleet
 from reconciler.plan import document
 from reconciler.plan.actions import Action, Change, Reason
@@ -473,13 +479,17 @@ class StoppingExecutors:
 
 
 class RecordingExecutors:
-    """Executors that do every change at once, recording which were run."""
+    """Executors that do every change at once, recording which were run; those named in
+    `failing` are refused (not retried)."""
 
-    def __init__(self) -> None:
+    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
         self.started: list[str] = []
+        self.failing = failing
 
     async def run(self, change: Change) -> dict[str, Any]:
         self.started.append(change.address)
+        if change.name in self.failing:
+            raise ProviderRejected("422 refused", address=change.address)
         return {}
 
 
@@ -506,8 +516,26 @@ async def test_a_change_after_one_deferred_or_blocked_waits_down_the_chain() -> 
     assert status[further.address] == (
         "deferred", f"would create; deferred: it goes after {after_deferred.address}, deferred")
     assert status[after_blocked.address] == (
-        "deferred", f"would create; deferred: it goes after {blocked.address}, blocked")
+        "blocked", f"would create; blocked by {blocked.address}")
     assert status[free.address][0] == "done"
+
+
+@pytest.mark.parametrize("failed_first", [True, False])
+async def test_a_change_after_a_failed_and_a_deferred_one_is_deferred_whatever_their_order(
+        failed_first: bool) -> None:
+    deferred = change("offline")
+    deferred.action = Action.DEFER
+    fails = change("refused")
+    pair = [fails.address, deferred.address]
+    after = change("after", depends_on=pair if failed_first else pair[::-1])
+    executors = RecordingExecutors(failing=frozenset({"refused"}))
+    report = await apply_plan(Plan([deferred, fails, after], [], PlanOptions()),
+                              executors)  # type: ignore[arg-type]
+    status = {o.address: (o.status, o.message) for o in report.outcomes}
+    assert status[fails.address][0] == "failed"
+    assert status[after.address] == (
+        "deferred", f"would create; deferred: it goes after {deferred.address}, deferred")
+    assert after.address not in executors.started
 
 
 async def test_apply_finishes_changes_in_flight_and_starts_nothing_after_stop() -> None:
