@@ -72,7 +72,8 @@ _UNPROCESSED = "Unprocessed streams left for "
 class SleepingStreams(logging.Filter):
     """Lowers kopf's WARNING "Unprocessed streams left for [...]" at the stop to INFO when
     no handler of ours runs: the workers left are then those sleeping until their object's
-    retry is due (an object waiting for another), which the next operator retries."""
+    retry is due (an object waiting for another), or kopf's own bookkeeping after a
+    handler (a status patch), which the next operator takes up."""
 
     def __init__(self, stop: OperatorStop) -> None:
         super().__init__()
@@ -87,8 +88,8 @@ class SleepingStreams(logging.Filter):
             and not self._stop.handlers_running
         ):
             objects = record.msg.removeprefix(_UNPROCESSED).rstrip(".")
-            record.msg = (f"Objects waiting for a retry at the stop: {objects} (the next "
-                          "operator retries them)")
+            record.msg = (f"Objects left for the next operator at the stop (waiting for a "
+                          f"retry, or for kopf's own writes): {objects}")
             record.levelno = logging.INFO
             record.levelname = logging.getLevelName(logging.INFO)
             return logging.getLogger(record.name).isEnabledFor(logging.INFO)

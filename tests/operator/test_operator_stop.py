@@ -133,8 +133,9 @@ async def test_objects_waiting_for_a_retry_at_sigterm_are_said_at_info(tmp_path:
         text = log.read_text(errors="replace")
         assert code == 0
         assert _said_after_signal(text) == []
-        assert " INFO kopf._core.reactor.queueing: Objects waiting for a retry at the stop: [" \
-            in text, text[text.index(SIGNALLED):]
+        assert (" INFO kopf._core.reactor.queueing: Objects left for the next operator at the "
+            "stop (waiting for a retry, or for kopf's own writes): [") in text, (
+            text[text.index(SIGNALLED):])
         assert took < 10, f"stopped in {took:.1f}s"
 
 
