@@ -16,10 +16,11 @@ import base64
 import logging
 import os
 from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 from reconciler.engine.config import SecretResolver
 from reconciler.engine.enapter import StoredSecret
-from reconciler.errors import ProviderRejected
+from reconciler.errors import ProviderRejected, ProviderUnavailable
 from reconciler.model.base import API_GROUP
 from reconciler.model.device import Device, SecretSource
 from reconciler.model.fleet import Fleet
@@ -43,15 +44,31 @@ class KubeSecrets:
         return self._api
 
     def _read(self, namespace: str, name: str) -> dict[str, str]:
+        secret = self._get(namespace, name, missing_ok=False)
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    def _get(self, namespace: str, name: str, *, missing_ok: bool) -> Any:
+        """The Secret, or None when it does not exist and `missing_ok`; a KeyError saying
+        why when it cannot be read (refused, or the API server not answering within
+        `kube_client.REQUEST_TIMEOUT`)."""
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
-            secret = self._core().read_namespaced_secret(name, namespace)  # type: ignore[attr-defined]
+            return self._core().read_namespaced_secret(  # type: ignore[attr-defined]
+                name, namespace, _request_timeout=kube_client.REQUEST_TIMEOUT
+            )
         except ApiException as exc:
+            if missing_ok and exc.status == 404:
+                return None
             raise KeyError(
                 f"secret {namespace}/{name} cannot be read (HTTP {exc.status})"
             ) from None
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        except (HTTPError, OSError) as exc:
+            raise KeyError(
+                f"secret {namespace}/{name} cannot be read (the API server did not answer: "
+                f"{type(exc).__name__})"
+            ) from None
 
     async def read(self, namespace: str, name: str) -> dict[str, str]:
         return await asyncio.to_thread(self._read, namespace, name)
@@ -59,16 +76,9 @@ class KubeSecrets:
     def _find(self, namespace: str, name: str) -> StoredSecret:
         """What the Secret's metadata says of it: whether it exists, whether we wrote it,
         and for which Enapter device."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            secret = self._core().read_namespaced_secret(name, namespace)  # type: ignore[attr-defined]
-        except ApiException as exc:
-            if exc.status == 404:
-                return StoredSecret(present=False)
-            raise KeyError(
-                f"secret {namespace}/{name} cannot be read (HTTP {exc.status})"
-            ) from None
+        secret = self._get(namespace, name, missing_ok=True)
+        if secret is None:
+            return StoredSecret(present=False)
         labels = secret.metadata.labels or {}
         if any(labels.get(k) != v for k, v in MANAGED_LABELS.items()):
             return StoredSecret(present=True, foreign=True)
@@ -80,6 +90,7 @@ class KubeSecrets:
     ) -> None:
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         annotations = {DEVICE_ANNOTATION: device, ENAPTER_DEVICE_ANNOTATION: device_id}
         body = client.V1Secret(
@@ -100,9 +111,19 @@ class KubeSecrets:
             )
         try:
             if found.present:
-                core.replace_namespaced_secret(name, namespace, body)  # type: ignore[attr-defined]
+                core.replace_namespaced_secret(  # type: ignore[attr-defined]
+                    name, namespace, body, _request_timeout=kube_client.REQUEST_TIMEOUT
+                )
             else:
-                core.create_namespaced_secret(namespace, body)  # type: ignore[attr-defined]
+                core.create_namespaced_secret(  # type: ignore[attr-defined]
+                    namespace, body, _request_timeout=kube_client.REQUEST_TIMEOUT
+                )
+        except (HTTPError, OSError) as exc:
+            # Sent, perhaps written: tried again, as any write whose answer was lost.
+            raise ProviderUnavailable(
+                f"secret {namespace}/{name}: the API server did not answer its write "
+                f"({type(exc).__name__})"
+            ) from None
         except ApiException as exc:
             # The status alone: an API error body may echo the request, which holds keys.
             raise ProviderRejected(

@@ -22,6 +22,7 @@ import httpx
 import kmock
 import kopf
 import kube_emulator
+from aiohttp import web
 from kmock._internal import apps
 from kube_emulator import Emulator
 
@@ -68,6 +69,27 @@ def write_kubeconfig(path: Path, server: str) -> None:
             }
         )
     )
+
+
+@contextlib.asynccontextmanager
+async def loopback_api_server(
+    handler: Any, tmp_path: Path, monkeypatch: Any
+) -> AsyncIterator[None]:
+    """`handler` (aiohttp) answering every request on loopback, as the API server KUBECONFIG
+    names (set with pytest's `monkeypatch`): for the operator's own Kubernetes clients."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+        yield
+    finally:
+        await runner.cleanup()
 
 
 class Cluster:

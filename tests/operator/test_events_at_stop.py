@@ -5,41 +5,19 @@ logged at WARNING, whole, rather than lost without a word (or holding the exit).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import kopf
 import pytest
 from aiohttp import web
-from harness import write_kubeconfig
+from harness import loopback_api_server
 
 from reconciler.operator import kube_client
 from reconciler.operator.events import Events
 
 MESSAGE = "device/home-inverter[novacore]: create skipped: not started: stopping"
-
-
-@contextlib.asynccontextmanager
-async def _api_server(
-    handler: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[None]:
-    """`handler` answering every request on loopback, as the API server KUBECONFIG names."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
-        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-        yield
-    finally:
-        await runner.cleanup()
 
 
 async def _warn_at_stop() -> None:
@@ -66,7 +44,7 @@ async def test_an_event_the_api_server_refuses_at_the_stop_is_logged(
             status=403,
         )
 
-    async with _api_server(refuse, tmp_path, monkeypatch):
+    async with loopback_api_server(refuse, tmp_path, monkeypatch):
         with caplog.at_level(logging.WARNING, logger="reconciler.operator.events"):
             await _warn_at_stop()
     ((method, path, event),) = asked
@@ -91,7 +69,7 @@ async def test_an_event_the_api_server_does_not_answer_at_the_stop_is_given_up(
         return web.json_response({})
 
     monkeypatch.setattr(kube_client, "REQUEST_TIMEOUT", (1.0, 1.0))
-    async with _api_server(hang, tmp_path, monkeypatch):
+    async with loopback_api_server(hang, tmp_path, monkeypatch):
         try:
             with caplog.at_level(logging.WARNING, logger="reconciler.operator.events"):
                 await asyncio.wait_for(_warn_at_stop(), 20)
