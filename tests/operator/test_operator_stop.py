@@ -8,9 +8,10 @@ the stopped one did not start, writing nothing twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from harness import Cluster, documents, emulated_cluster
@@ -24,6 +25,15 @@ OBJECTS = (("Site", "home"), ("Gateway", "home-zap"), ("Device", "home-inverter"
            ("Device", "home-battery"))
 ORPHANED = "did not exit in time"
 SIGNALLED = "Signal SIGTERM is received"
+
+
+@contextlib.asynccontextmanager
+async def _home() -> AsyncIterator[tuple[Cluster, SimFleet]]:
+    """The emulated cluster and the simulators seeded with HOME, both serving."""
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
+    async with emulated_cluster() as cluster, sims:
+        yield cluster, sims
 
 
 async def _until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
@@ -97,9 +107,7 @@ async def _inverter_added_only(
 
 
 async def test_an_idle_operator_stops_at_once_on_sigterm(tmp_path: Path) -> None:
-    sims = SimFleet()
-    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
-    async with emulated_cluster() as cluster, sims:
+    async with _home() as (cluster, sims):
         # No drift check comes during the test: every timer sleeps when the signal comes.
         env = operator_env(sims, cluster.url, tmp_path, RECONCILER_OPERATOR_INTERVAL="300")
         await declare(cluster)
@@ -118,9 +126,7 @@ async def test_objects_waiting_for_a_retry_at_sigterm_are_said_at_info(tmp_path:
     """The Devices wait for their Gateway, not declared, their retry 120 s away: kopf's
     workers sleep until then, and at the stop it says it left their streams unprocessed.
     That is all they are, no handler of ours running: said at INFO, not WARNING."""
-    sims = SimFleet()
-    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
-    async with emulated_cluster() as cluster, sims:
+    async with _home() as (cluster, sims):
         env = operator_env(sims, cluster.url, tmp_path, RECONCILER_OPERATOR_INTERVAL="300",
                            RECONCILER_OPERATOR_RETRY_DELAY="120")
         await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
@@ -142,9 +148,7 @@ async def test_objects_waiting_for_a_retry_at_sigterm_are_said_at_info(tmp_path:
 async def test_a_drift_check_writing_at_sigterm_lands_its_write_once_and_stops(
     tmp_path: Path,
 ) -> None:
-    sims = SimFleet()
-    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
-    async with emulated_cluster() as cluster, sims:
+    async with _home() as (cluster, sims):
         env = operator_env(sims, cluster.url, tmp_path)
         await declare(cluster)
         log = tmp_path / "operator.log"
@@ -182,9 +186,7 @@ async def test_a_drift_check_writing_at_sigterm_lands_its_write_once_and_stops(
 async def test_a_drift_check_still_reading_at_sigterm_is_abandoned_at_once(
     tmp_path: Path,
 ) -> None:
-    sims = SimFleet()
-    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
-    async with emulated_cluster() as cluster, sims:
+    async with _home() as (cluster, sims):
         env = operator_env(sims, cluster.url, tmp_path, RECONCILER_TIMEOUT="60")
         await declare(cluster)
         log = tmp_path / "operator.log"
@@ -211,9 +213,7 @@ async def test_a_create_handler_writing_at_sigterm_lands_its_write_and_stops(
     """A Device's create handler whose write to the Zap is answered 3 s after the signal,
     past kopf's 2 s for a handler at the stop: the write lands, once, the change after it
     is not started, and the next operator applies it."""
-    sims = SimFleet()
-    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
-    async with emulated_cluster() as cluster, sims:
+    async with _home() as (cluster, sims):
         # No drift check comes during the test: what writes is the Device's create handler.
         env = operator_env(sims, cluster.url, tmp_path, RECONCILER_OPERATOR_INTERVAL="300")
         await cluster.create_secret("ferroamp-mqtt", {"password": SECRET})
@@ -256,9 +256,7 @@ async def test_a_finalizer_releasing_at_sigterm_lands_its_write_and_lets_the_obj
     """The inverter's finalizer (deletionPolicy Release) removing it from the Zap, which
     answers 3 s after the signal, past kopf's 2 s for a handler at the stop: the removal
     lands, once, the finalizer ends, and the object is gone, with nothing said above INFO."""
-    sims = SimFleet()
-    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
-    async with emulated_cluster() as cluster, sims:
+    async with _home() as (cluster, sims):
         env = operator_env(sims, cluster.url, tmp_path, RECONCILER_OPERATOR_INTERVAL="300")
         await declare(cluster)
         log = tmp_path / "operator.log"
@@ -284,9 +282,7 @@ async def test_a_finalizer_cut_short_at_sigterm_starts_no_other_write_and_keeps_
     """The inverter's release removes it from Novacore, then from the Zap. Novacore answers
     3 s after the signal: that removal lands, the Zap's is not started, the object keeps
     its finalizer, and the next operator removes it from the Zap and lets it go."""
-    sims = SimFleet()
-    sims.seed_fleet(load_texts([("fleet.yaml", HOME)]).fleet())
-    async with emulated_cluster() as cluster, sims:
+    async with _home() as (cluster, sims):
         env = operator_env(sims, cluster.url, tmp_path, RECONCILER_OPERATOR_INTERVAL="300")
         await declare(cluster)
         log = tmp_path / "operator.log"

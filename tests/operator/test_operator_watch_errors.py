@@ -73,6 +73,23 @@ async def _listed_again(cluster: Cluster, emulator: Emulator, before: Counter[st
     await cluster.wait_for(relisted, timeout=30, what="every kind listed again")
 
 
+async def _garage_reconciled(cluster: Cluster) -> None:
+    """A Device created now (the garage's inverter) is reconciled: its kind is watched."""
+    *_, garage = documents(stream(HOME, GARAGE))
+    await cluster.create(garage)
+    await cluster.wait_condition("Device", "garage-inverter", "Ready", timeout=60)
+
+
+async def _devices_watch_ended(cluster: Cluster, emulator: Emulator) -> None:
+    """End an open watch of Devices (waiting until there is one), so that the operator
+    requests them again."""
+
+    async def expired() -> int:
+        return await emulator.expire_watches("devices")
+
+    await cluster.wait_for(expired, what="an open watch of devices")
+
+
 async def _then_edits_and_new_objects_are_reconciled(cluster: Cluster, sims: SimFleet) -> None:
     """In sync after the new list (the drift checks write nothing), then a Site renamed and
     a Device created: each written once."""
@@ -80,9 +97,7 @@ async def _then_edits_and_new_objects_are_reconciled(cluster: Cluster, sims: Sim
         await cluster.wait_planned(kind, name, 2)
     assert sims.writes() == 0, f"applied again after the new list: {_writes(sims)}"
     await cluster.patch("Site", "home", {"spec": {"displayName": "Home Sweet Home"}})
-    *_, garage = documents(stream(HOME, GARAGE))
-    await cluster.create(garage)
-    await cluster.wait_condition("Device", "garage-inverter", "Ready", timeout=60)
+    await _garage_reconciled(cluster)
 
     async def renamed() -> bool:
         return [s.name for s in sims.novacore.sites.values()] == ["Home Sweet Home"]
@@ -170,10 +185,7 @@ async def _stopped_operator(
                 await cluster.wait_condition(kind, name, "Ready", timeout=60)
             emulator.fail("GET", "/devices", status, count=1_000_000, watch=watch)
 
-            async def expired() -> int:
-                return await emulator.expire_watches("devices")
-
-            await cluster.wait_for(expired, what="an open watch of devices")
+            await _devices_watch_ended(cluster, emulator)
             began = time.monotonic()
             # Well before the minute kopf alone retries a 5xx or a 403 before it gives up.
             assert await asyncio.wait_for(process.wait(), limit + 20) == 1
@@ -252,10 +264,7 @@ async def test_a_list_answered_410_is_listed_again_after_a_backoff(
         before = emulator.listed["devices"]
         fault = emulator.fail("GET", "/devices", 410, count=3, watch=False)
 
-        async def expired() -> int:
-            return await emulator.expire_watches("devices")
-
-        await cluster.wait_for(expired, what="an open watch of devices")
+        await _devices_watch_ended(cluster, emulator)
         began = time.monotonic()
 
         async def listed() -> bool:
@@ -270,9 +279,7 @@ async def test_a_list_answered_410_is_listed_again_after_a_backoff(
                  if line.startswith(f"The watch of {DEVICES} failed (HTTP 410: ")]
         assert waits == ["1 s", "2 s", "4 s"], waits
         # Watched again: a Device created now is reconciled.
-        *_, garage = documents(stream(HOME, GARAGE))
-        await cluster.create(garage)
-        await cluster.wait_condition("Device", "garage-inverter", "Ready", timeout=60)
+        await _garage_reconciled(cluster)
 
 
 async def test_a_watch_request_answered_a_5xx_for_a_moment_is_retried_without_listing_again(
@@ -293,8 +300,6 @@ async def test_a_watch_request_answered_a_5xx_for_a_moment_is_retried_without_li
             return fault.count == 0
 
         await cluster.wait_for(answered, what="two watches of devices answered 500")
-        *_, garage = documents(stream(HOME, GARAGE))
-        await cluster.create(garage)
-        await cluster.wait_condition("Device", "garage-inverter", "Ready", timeout=60)
+        await _garage_reconciled(cluster)
         assert emulator.listed["devices"] == before
         assert not [line for line in logs if line.startswith("The watch of ")], logs[-20:]

@@ -227,20 +227,27 @@ class HoldWritesAfterTheFirst:
             server.app.middlewares.append(hold)
 
 
+async def _sigterm_while_held(spawn: Spawn, world: World, held: Any, what: str) -> Proc:
+    """A watch agent of `world`, sent SIGTERM once `held` (a simulator middleware with
+    `holding` and `release` events) holds `what`; the request held is let go once the agent
+    says it is stopping, so that it starts nothing more."""
+    agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+    try:
+        await asyncio.wait_for(held.holding.wait(), 15)
+    except TimeoutError:
+        raise AssertionError(f"{what} not held within 15s:\n{agent.text}") from None
+    agent.process.send_signal(signal.SIGTERM)
+    await agent.wait_for(r" SIGTERM: stopping; ")
+    held.release.set()
+    return agent
+
+
 async def test_sigterm_mid_apply_finishes_writes_in_flight_and_the_next_start_converges(
         tmp_path: Path, spawn: Spawn) -> None:
     held = HoldWritesAfterTheFirst()
     world = await start_world(tmp_path, before_start=held.install)
     try:
-        agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
-        try:
-            await asyncio.wait_for(held.holding.wait(), 15)
-        except TimeoutError:
-            raise AssertionError(f"no write after the first within 15s:\n{agent.text}") from None
-        agent.process.send_signal(signal.SIGTERM)
-        # The writes held are let go once the agent is stopping: it starts nothing more.
-        await agent.wait_for(r" SIGTERM: stopping; ")
-        held.release.set()
+        agent = await _sigterm_while_held(spawn, world, held, "a write after the first")
         assert await agent.finish() == 0
         [line] = runs(agent.out)
         assert line.group(9) == "stopped", agent.text
@@ -350,14 +357,7 @@ async def test_sigterm_after_the_zap_signed_the_claim_still_claims_it_in_novacor
     held = HoldTheClaimSignature()
     world = await start_world(tmp_path, before_start=held.install)
     try:
-        agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
-        try:
-            await asyncio.wait_for(held.holding.wait(), 15)
-        except TimeoutError:
-            raise AssertionError(f"the claim was not signed within 15s:\n{agent.text}") from None
-        agent.process.send_signal(signal.SIGTERM)
-        await agent.wait_for(r" SIGTERM: stopping; ")
-        held.release.set()
+        agent = await _sigterm_while_held(spawn, world, held, "the claim's signature")
         assert await agent.finish() == 0, agent.text
 
         novacore = world.sims.novacore
