@@ -27,6 +27,8 @@ from typing import Any
 
 import kopf
 
+from reconciler.operator import wait_lines
+
 
 class OperatorStop:
     """Set once kopf begins to stop the operator (a signal, or its stop flag). `wait`: how
@@ -90,9 +92,7 @@ class SleepingStreams(logging.Filter):
             objects = record.msg.removeprefix(_UNPROCESSED).rstrip(".")
             record.msg = (f"Objects left for the next operator at the stop (waiting for a "
                           f"retry, or for kopf's own writes): {objects}")
-            record.levelno = logging.INFO
-            record.levelname = logging.getLevelName(logging.INFO)
-            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+            return wait_lines.said_at_info(record)
         return True
 
 

@@ -74,12 +74,17 @@ class WaitLines(logging.Filter):
                           "runs it again)")
         else:
             record.msg = f"{match['handler']} is {match['dependency']} (it is run again later)"
-        record.levelno = logging.INFO
-        record.levelname = logging.getLevelName(logging.INFO)
         # kopf's Event poster skips a record so marked (`kopf._core.engines.posting`).
         record.k8s_skip = True
-        # The record was made at ERROR: dropped if INFO is not shown (`--quiet`).
-        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return said_at_info(record)
+
+
+def said_at_info(record: logging.LogRecord) -> bool:
+    """Turn `record`, made at a higher level, into an INFO one; whether it is still shown
+    (not when INFO is not: `--quiet`). For a logging filter to return."""
+    record.levelno = logging.INFO
+    record.levelname = logging.getLevelName(logging.INFO)
+    return logging.getLogger(record.name).isEnabledFor(logging.INFO)
 
 
 def install() -> None:
