@@ -73,14 +73,13 @@ class OperatorConfig:
         return self.mode == "observe"
 
     def label_filter(self) -> dict[str, str | object]:
-        """The shard selector as kopf's `labels=` filter."""
+        """The shard selector (checked by `_shard`) as kopf's `labels=` filter."""
         out: dict[str, str | object] = {}
-        for term in (t.strip() for t in self.shard.split(",") if t.strip()):
-            if "=" in term:
-                key, value = term.split("=", 1)
-                out[key.strip()] = value.strip()
-            else:
-                out[term] = kopf.PRESENT
+        for term in _shard_terms(self.shard):
+            match = re.fullmatch(SHARD_TERM, term)
+            assert match is not None, term  # `load` refuses any other selector
+            key, value = match.group("key"), match.group("value")
+            out[key] = kopf.PRESENT if value is None else value
         return out
 
 
@@ -133,6 +132,33 @@ def _password_env(env: Mapping[str, str]) -> frozenset[str]:
     return names
 
 
+# The terms of a shard selector the operator matches objects by: `key=value` (`==` too) and
+# `key` (the label present), label keys and values as Kubernetes has them. The API server
+# knows more (`!=`, `in`, `notin`, `!key`), but kopf's filter of the handlers takes only
+# these: a selector with another term would have the operator serve nothing, saying nothing.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = rf"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}"
+SHARD_TERM = rf"\s*(?P<key>{_LABEL_KEY})\s*(==?\s*(?P<value>({_LABEL_NAME})?)\s*)?"
+
+
+def _shard_terms(selector: str) -> list[str]:
+    """The terms of a selector; an empty one (`a,,b`, `a,`) is refused, as the API server
+    refuses it."""
+    return selector.split(",") if selector.strip() else []
+
+
+def _shard(env: Mapping[str, str]) -> str:
+    selector = env.get(PREFIX + "SHARD", "")
+    for term in _shard_terms(selector):
+        if not re.fullmatch(SHARD_TERM, term):
+            raise ValueError(
+                f"{PREFIX}SHARD must be a label selector of `key=value` and `key` terms "
+                f"separated by commas (the operator matches no other: not `!=`, `in`, "
+                f"`notin` nor `!key`), not {echo(selector)}: {echo(term.strip())}"
+            )
+    return selector
+
+
 def _mode(env: Mapping[str, str]) -> str:
     mode = env.get(PREFIX + "MODE") or "apply"
     if mode not in ("apply", "observe"):
@@ -152,7 +178,7 @@ def load(environ: Mapping[str, str] | None = None) -> OperatorConfig:
     config = OperatorConfig(
         interval=_checked(problems, lambda: _seconds(env, "INTERVAL", "300"), 300.0),
         mode=_checked(problems, lambda: _mode(env), "apply"),
-        shard=env.get(PREFIX + "SHARD", ""),
+        shard=_checked(problems, lambda: _shard(env), ""),
         retry_delay=_checked(problems, lambda: _seconds(env, "RETRY_DELAY", "15"), 15.0),
         namespaces=namespaces,
         peering=env.get(PREFIX + "PEERING", ""),

@@ -40,6 +40,13 @@ import pytest
                   "variables (letters, digits and '_', not starting with a digit) separated "
                   "by commas, not 'battery-pw'", "invalid settings: 1 problem"],
                  id="password-env-not-a-name"),
+    # A term kopf's filter of the handlers cannot match: the operator served nothing.
+    pytest.param({"RECONCILER_OPERATOR_SHARD": "energy.reconciler.dev/shard=north,tier!=test"},
+                 ["error: RECONCILER_OPERATOR_SHARD must be a label selector of `key=value` and "
+                  "`key` terms separated by commas (the operator matches no other: not `!=`, "
+                  "`in`, `notin` nor `!key`), not 'energy.reconciler.dev/shard=north,"
+                  "tier!=test': 'tier!=test'", "invalid settings: 1 problem"],
+                 id="shard-not-equal"),
     # Every bad one at once, the operator's own and the engine's, as the README says.
     pytest.param({"RECONCILER_OPERATOR_MODE": "dry-run", "RECONCILER_OPERATOR_RETRY_DELAY": "0",
                   "RECONCILER_TIMEOUT": "0"},
@@ -64,7 +71,11 @@ def test_bad_settings_stop_the_operator_before_it_starts(variables: dict[str, st
     pytest.param({}, id="no-settings"),
     # An empty variable counts as unset, as for the engine's settings (`X=${X}` in a unit).
     pytest.param({f"RECONCILER_OPERATOR_{name}": "" for name in (
-        "MODE", "INTERVAL", "RETRY_DELAY", "PRIORITY", "PASSWORD_ENV")}, id="empty-settings"),
+        "MODE", "INTERVAL", "RETRY_DELAY", "PRIORITY", "PASSWORD_ENV", "SHARD")},
+        id="empty-settings"),
+    # Every form of term a shard selector may have passes.
+    pytest.param({"RECONCILER_OPERATOR_SHARD": "energy.reconciler.dev/shard=north, tier,a==b,c="},
+                 id="shard-selector"),
 ])
 def test_no_kubernetes_credentials_stop_the_operator_before_it_starts(
         tmp_path: Path, variables: dict[str, str]) -> None:

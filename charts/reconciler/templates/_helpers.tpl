@@ -86,6 +86,14 @@ one per entry of .Values.shards, or a single one (name "", suffix "") from .Valu
 {{- else }}
 {{- $shards = append $shards (dict "name" "" "selector" .Values.shard.selector "replicas" .Values.replicas "suffix" "") }}
 {{- end }}
+{{- /* A selector of terms kopf's filter of the handlers cannot match would have the
+operator serve nothing: refused here, as the operator refuses it at start-up. */}}
+{{- $term := "\\s*([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\\s*(==?\\s*([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?\\s*)?" }}
+{{- range $shards }}
+{{- if and .selector (not (regexMatch (printf "^(%s(,%s)*)$" $term $term) .selector)) }}
+{{- fail (printf "%s: %q is not a selector the operator matches: use key=value and key terms separated by commas (not !=, in, notin nor !key)" (ternary (printf "shards[%s].selector" .name) "shard.selector" (ne .name "")) .selector) }}
+{{- end }}
+{{- end }}
 {{- /* A guard: with the hash, two shards of one name are next to impossible. */}}
 {{- $names := dict }}
 {{- range $shards }}
