@@ -861,7 +861,8 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> watch_
     settings.background.instant_exit_timeout = DRIFT_STOP_WAIT
     if config.shard:
         # Filter on the server too, so a shard neither lists nor watches other shards' objects.
-        settings.watching.label_selectors[API_GROUP] = config.shard
+        # Every resource of the group: a lone string key is read as a resource's name.
+        settings.watching.label_selectors[API_GROUP, kopf.EVERYTHING] = config.shard
     settings.peering.priority = config.priority
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
