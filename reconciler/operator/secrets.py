@@ -125,12 +125,26 @@ class KubeSecrets:
                 f"({type(exc).__name__})"
             ) from None
         except ApiException as exc:
-            # The status alone: an API error body may echo the request, which holds keys.
-            raise ProviderRejected(
-                f"secret {namespace}/{name} cannot be written (HTTP "
-                f"{exc.status}); the chart grants it with "
-                "rbac.writeConfigSecrets"
-            ) from None
+            raise _write_refused(namespace, name, exc.status) from None
+
+
+def _write_refused(namespace: str, name: str, status: int | None) -> Exception:
+    """The error for a Secret write the API server answered with an error, by its status
+    alone: an API error body may echo the request, which holds keys."""
+    where = f"secret {namespace}/{name}"
+    if status in (404, 409):
+        # Created, replaced or deleted by someone else between the read and the write:
+        # tried again, it is read anew (and not written over if it is not ours).
+        return ProviderUnavailable(
+            f"{where} changed between its read and its write (HTTP {status})")
+    if status == 429 or (status or 0) >= 500:
+        return ProviderUnavailable(f"{where} was not written: the API server answered "
+                                   f"HTTP {status}")
+    if status == 403:
+        return ProviderRejected(f"{where} cannot be written (HTTP 403, forbidden): the "
+                                "chart grants it with rbac.writeConfigSecrets")
+    return ProviderRejected(f"{where} cannot be written: the API server refused it (HTTP "
+                            f"{status})")
 
 
 # Every config Secret the operator writes carries this label: a Secret without it is
