@@ -92,7 +92,8 @@ class Settings:
             return None
         return ("warning: RECONCILER_INSECURE_SKIP_TLS_VERIFY is set: TLS certificates are not "
                 "verified, so tokens go to whoever answers at the cloud URLs; to trust a "
-                "private CA instead, name its certificates in RECONCILER_CA_BUNDLE")
+                "private CA instead, name in RECONCILER_CA_BUNDLE a bundle of its "
+                "certificates (it replaces the default roots)")
 
     def claimer_identity(self) -> str:
         """The identity id that signs claims: configured, or read from the token's claims

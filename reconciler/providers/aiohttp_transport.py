@@ -44,7 +44,8 @@ def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
         # that fixes it without turning verification off, are what help.
         reason = getattr(exc.certificate_error, "verify_message", "") or exc.certificate_error
         return (f"TLS certificate verification failed ({reason}); to trust a private CA, "
-                "name its certificates in RECONCILER_CA_BUNDLE")
+                "name in RECONCILER_CA_BUNDLE a bundle of its certificates (it replaces "
+                "the default roots)")
     if isinstance(exc, aiohttp.ClientSSLError):
         error = exc.os_error
         reason = getattr(error, "reason", None) or error

@@ -130,8 +130,8 @@ async def test_a_cloud_certificate_of_an_untrusted_ca_stops_the_plan_unless_its_
     assert front.handshakes == 2
     message = str(refused.value)
     assert (f"cannot reach {url}: TLS certificate verification failed (unable to get local "
-            "issuer certificate); to trust a private CA, name its certificates in "
-            "RECONCILER_CA_BUNDLE") in message, message
+            "issuer certificate); to trust a private CA, name in RECONCILER_CA_BUNDLE a "
+            "bundle of its certificates (it replaces the default roots)") in message, message
     assert "attempts" not in message, message
 
     world.settings = load_settings({**env, "RECONCILER_CA_BUNDLE": str(ca)})
@@ -162,8 +162,8 @@ async def test_the_cli_exits_1_at_once_naming_the_ca_bundle_setting(
     assert out == b"", "no plan is shown: what the cloud holds is unknown"
     assert err.decode().splitlines() == [
         f"error: novacore.list_sites: cannot reach {url}: TLS certificate verification failed "
-        "(unable to get local issuer certificate); to trust a private CA, name its "
-        "certificates in RECONCILER_CA_BUNDLE"]
+        "(unable to get local issuer certificate); to trust a private CA, name in "
+        "RECONCILER_CA_BUNDLE a bundle of its certificates (it replaces the default roots)"]
     assert front.handshakes == 2 and front.received == 0
 
 
