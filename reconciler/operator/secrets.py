@@ -61,6 +61,8 @@ class KubeSecrets:
         except ApiException as exc:
             if missing_ok and exc.status == 404:
                 return None
+            if exc.status == 404:
+                raise KeyError(f"secret {namespace}/{name} does not exist") from None
             raise KeyError(
                 f"secret {namespace}/{name} cannot be read (HTTP {exc.status})"
             ) from None

@@ -1,7 +1,8 @@
-"""A config Secret write the API server answers with an error: a Secret changed by someone
-else between the read and the write, or a server error, is tried again; a write forbidden
-names the chart's value that grants it; any other refusal says only its status (the body
-may echo the request, which holds keys)."""
+"""The operator's Secret reads and writes the API server answers with an error. A password's
+Secret that does not exist says so. A config Secret changed by someone else between its
+read and its write, or a server error, is tried again; a write forbidden names the chart's
+value that grants it; any other refusal says only its status (the body may echo the
+request, which holds keys)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,15 @@ async def test_a_refused_config_secret_write_says_why_and_is_retried_only_when_i
     assert str(refused.value) == said
     assert refused.value.retryable is (expected is ProviderUnavailable)
     assert SECRET_VALUE not in str(refused.value)
+
+
+async def test_a_password_secret_that_does_not_exist_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def absent(request: web.Request) -> web.Response:
+        return _status(404, "NotFound")
+
+    async with loopback_api_server(absent, tmp_path, monkeypatch):
+        with pytest.raises(KeyError) as missing:
+            await asyncio.wait_for(KubeSecrets().read("fleet", "ferroamp-mqtt"), 20)
+    assert missing.value.args == ("secret fleet/ferroamp-mqtt does not exist",)
