@@ -17,11 +17,12 @@ from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.state import StateDir
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
-from reconciler.model.gateway import DeletionPolicy
+from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.name_list import closest, listed
 from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
 from reconciler.plan.planner import Plan, PlanOptions
+from reconciler.plan.retired_gateways import retired_gateways
 from reconciler.printable import clipped_path, printable
 from reconciler.sources import bounded, loader
 
@@ -141,11 +142,13 @@ def gateway_url_warnings(
     about already); none when no other override is unknown."""
     declared = _declared_serials(fleet)
     unknown = [s for s in settings.unknown_gateway_serials(declared) if s not in skip]
-    if unknown:
-        # Used all the same: to reach the Zap of one removed from the desired state with
-        # deletionPolicy Release, read while `--prune` releases it (`plan.retired_gateways`).
-        releasing = _remembered_zaps(settings, declared)
-        unknown = [s for s in unknown if s not in releasing]
+    remembered = _remembered_zaps(settings, fleet, declared) if unknown else {}
+    # Used all the same: to reach the Zap of one removed from the desired state with
+    # deletionPolicy Release, read while `--prune` releases it (`plan.retired_gateways`).
+    unknown = [
+        s for s in unknown
+        if s not in remembered or remembered[s].spec.deletion_policy != DeletionPolicy.RELEASE
+    ]
     if not unknown:
         return []
     config = getattr(args, "config", None) or os.environ.get("RECONCILER_CONFIG")
@@ -161,28 +164,43 @@ def gateway_url_warnings(
         lines.append(
             printable(
                 f"warning: {' / '.join(sources) or 'gateway URL overrides'}: no declared "
-                f"gateway has serial {serial}{hint}; its URL is not used"
+                f"gateway has serial {serial}{hint}; {_url_use(remembered.get(serial))}"
             )
         )
     lines.append(printable(f"warning: the declared gateway serials: {listed(declared)}"))
     return lines
 
 
-def _remembered_zaps(settings: Settings, declared: Iterable[str]) -> set[str]:
-    """The serials of the gateways declared no more, with deletionPolicy Release, whose Zap
-    the state directory's inventory remembers for their release (`state.Inventory.
-    retired_zaps`); none when it cannot be read (the plan says why). Not those with Orphan,
-    whose Zap a plan reads once too: a serial edited away from its override is most often
-    a typo, which the warning is for."""
+def _url_use(remembered: Gateway | None) -> str:
+    """What the warning says of the URL of an override no declared gateway has. One of a
+    gateway removed with deletionPolicy Orphan is warned about all the same (a serial
+    edited away from its override is most often a typo, which the warning is for), but it
+    is not idle: the plans read that Zap, under the name they report it by, to say what was
+    left on it, until an apply of the whole fleet forgets it (`engine.reconcile.remember`)."""
+    if remembered is None:
+        return "its URL is not used"
+    return (
+        "its URL is used only to read what was left on the removed gateway "
+        f"{remembered.name} (deletionPolicy Orphan), until an apply of the whole fleet"
+    )
+
+
+def _remembered_zaps(
+    settings: Settings, fleet: Fleet, declared: Iterable[str]
+) -> dict[str, Gateway]:
+    """Serial -> the gateway declared no more whose Zap the state directory's inventory
+    remembers for a plan to read (`state.Inventory.retired_zaps`), as the plan names it
+    (`plan.retired_gateways`: `NAME@SERIAL` when a declared Gateway has its name): with
+    deletionPolicy Release, for its release; with Orphan, to report what was left on it.
+    None when the inventory cannot be read (the plan says why)."""
     try:
         inventory = StateDir(Path(settings.state_dir)).read_inventory()
     except (ReconcilerError, OSError):
-        return set()
-    return {
-        serial
-        for serial, zap in inventory.retired_zaps(set(declared)).items()
-        if zap is not None and inventory.policies.get(serial) == DeletionPolicy.RELEASE.value
-    }
+        return {}
+    retired = retired_gateways(
+        inventory.retired_zaps(set(declared)), inventory.orgs, inventory.policies, fleet
+    )
+    return {serial: gateway for serial, gateway in retired.items() if gateway is not None}
 
 
 def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:

@@ -762,6 +762,11 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         await runtime.events.info(body, reason="GatewayKept", message=event_message(message))
     if removal.left:
         await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))
+    for message in removal.left_copies:
+        # Logged by this module, not kopf's object logger, which would post it again as an
+        # Event of its own.
+        logging.getLogger(__name__).warning("%s %s/%s: %s", kind, namespace, name, message)
+        await runtime.events.warn(body, reason="CopyLeftOnZap", message=event_message(message))
     for message in _locations_left(namespace, _indexes(kwargs), body):
         await runtime.events.info(
             body, reason=locations.KEPT_REASON, message=event_message(message)

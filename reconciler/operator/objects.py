@@ -267,6 +267,8 @@ class NamespaceFleet:
     # Resource address -> the spec fields its status records as declared when a reconcile
     # of it last converged (`declared_fields`; `PlanOptions.last_declared`).
     last_declared: dict[str, frozenset[str]] = field(default_factory=dict)
+    # (kind, name) of the objects being deleted, their finalizer running (`is_deleting`).
+    deleting: frozenset[tuple[str, str]] = frozenset()
 
     def problems_of(self, kind: str, name: str) -> list[Problem]:
         return [p for p in self.problems if p.kind == kind and p.name == name]
@@ -298,9 +300,12 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     placed: dict[str, str] = {}
     had: list[FlatpeakLocation] = []
     fields: dict[str, frozenset[str]] = {}
+    deleting: set[tuple[str, str]] = set()
     for body in bodies:
         kind = str(body.get("kind"))
         name = str((body.get("metadata") or {}).get("name"))
+        if is_deleting(body):
+            deleting.add((kind, name))
         if kind == "Device" and holds_config_output(body):
             holders.add(name)
         site_id = applied_novacore_site(body) if kind == "Site" else None
@@ -324,7 +329,7 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     fleet = Fleet.of(resources)
     return NamespaceFleet(
         fleet, invalid, problems, _applied_sites(fleet, applied), placed,
-        locations.remembered(had), fields,
+        locations.remembered(had), fields, frozenset(deleting),
     )
 
 

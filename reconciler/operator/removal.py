@@ -15,7 +15,9 @@ one, which the CLI reports and `apply --prune` removes, and the operator prunes 
 else; when its Zap cannot be read, the gateway is released all the same, and `left`
 says that such copies may stay on it. A copy goes only once its device is on the Zap of
 its new gateway, read for it (`plan.removal.copy_waits`): until then, taken off, the device
-would be on no Zap, so the copy and the gateway's release wait (`blocked`), retried."""
+would be on no Zap, so the copy and the gateway's release wait (`blocked`), retried; but
+not for a new Gateway being deleted or gone, which will not get it: the copy stays on the
+Zap, the gateway is released, and `left_copies` says which stay and why."""
 
 from __future__ import annotations
 
@@ -50,7 +52,9 @@ from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.removal import (
     MovedCopy,
+    behind_undeclared,
     copy_waits,
+    left_on_zap,
     moved_away,
     moved_copy_removal,
     removal_changes,
@@ -71,6 +75,9 @@ class Removal:
     # What is said of a released Gateway's Zap that could not be read: copies of devices
     # moved to another gateway may stay on it (an event); "" when it was read.
     left: str = ""
+    # What is said of each device left on a released Gateway's Zap as its new Gateway is
+    # being deleted or gone (`MovedCopies.left_copies`; a Warning).
+    left_copies: list[str] = field(default_factory=list)
 
 
 async def remove_object(
@@ -131,15 +138,16 @@ async def remove_object(
         )
         left = ""
         blocked = ""
+        left_copies: list[str] = []
         if isinstance(resource, Gateway):
-            moved = await _moved_copies(resource, nsf.fleet, observed, reconciler, settings)
-            left = moved.left
+            moved = await _moved_copies(resource, nsf, observed, reconciler, settings)
+            left, left_copies = moved.left, moved.left_copies
             blocked = _copies_blocked(moved.waiting)
             # While a copy waits, the gateway stays claimed: released, its Zap would be read
             # no more, and the copy never removed.
             changes = moved.removals if moved.waiting else changes + moved.removals
         if not changes:
-            return Removal(blocked=blocked, left=left)
+            return Removal(blocked=blocked, left=left, left_copies=left_copies)
         executors = Executors(sub, reconciler.session, reconciler.secrets, None, {})
         report = await apply_plan(
             Plan(changes=changes, unmanaged=[], options=PlanOptions()),
@@ -147,7 +155,7 @@ async def remove_object(
             policy=RetryPolicy(attempts=settings.retries),
             stop=stop,
         )
-    return Removal(report.outcomes, blocked=blocked, left=left)
+    return Removal(report.outcomes, blocked=blocked, left=left, left_copies=left_copies)
 
 
 @dataclass
@@ -161,10 +169,13 @@ class MovedCopies:
     waiting: list[str] = field(default_factory=list)
     # What is said when its Zap could not be read: copies may stay on it ("" when read).
     left: str = ""
+    # What is said of each copy that stays on it, its device's new Gateway being deleted or
+    # gone (`plan.removal.left_on_zap`).
+    left_copies: list[str] = field(default_factory=list)
 
 
 async def _moved_copies(
-    gateway: Gateway, fleet: Fleet, observed: Observed, reconciler: Reconciler,
+    gateway: Gateway, nsf: NamespaceFleet, observed: Observed, reconciler: Reconciler,
     settings: Settings,
 ) -> MovedCopies:
     """The removals from the Zap of `gateway`, released, of the copies of devices moved to
@@ -174,9 +185,21 @@ async def _moved_copies(
     devices declared on it, whose removal its serial would refuse at every attempt, holding
     the release back. A copy goes only once the Zap of its new gateway, read once for all
     its copies (and its serial confirmed, as this one's), holds the device: no change of
-    the device is made here, so `copy_waits` is given none (`_new_zaps`)."""
+    the device is made here, so `copy_waits` is given none (`_new_zaps`).
+
+    A copy whose device's new Gateway is being deleted, or is gone, does not wait: that
+    Gateway will not get the device (its Device reconciles under it no more once it is
+    gone), so the wait could last for ever, holding a release that the user asked for by
+    deleting both. Nothing is lost by going ahead: the copy stays on this Zap, where it
+    may be the device's only place (taken off, it could be on no Zap), and `left_copies`
+    says so, as Kubernetes tools let a deletion through and say what it left behind
+    rather than hold it on a condition nothing will meet. Being deleted counts as gone,
+    so that of two Gateways deleted together, neither release waits on which finalizer
+    runs first (a copy whose device is on that Zap already goes, as before)."""
+    fleet = nsf.fleet
     gather = Gather(read_policy(settings.retries))
-    if moved_away(gateway, fleet, observed):
+    undeclared = behind_undeclared(gateway, fleet, observed)
+    if moved_away(gateway, fleet, observed) or undeclared:
         await confirm_zap_serial(reconciler.session, gather, gateway, observed)
     copies = moved_away(gateway, fleet, observed)
     await _new_zaps(copies, fleet, observed, reconciler, gather)
@@ -185,8 +208,13 @@ async def _moved_copies(
         why = copy_waits(copy, (), observed)
         if why is None:
             moved.removals.append(moved_copy_removal(gateway, copy))
+        elif ("Gateway", copy.to.gateway) in nsf.deleting:
+            moved.left_copies.append(left_on_zap(gateway.name, copy, "being deleted"))
         else:
             moved.waiting.append(f"{copy.description(gateway.name)}: the copy on this one is {why}")
+    # Read again: a Zap whose serial is not this gateway's holds none of its devices.
+    for copy in behind_undeclared(gateway, fleet, observed):
+        moved.left_copies.append(left_on_zap(gateway.name, copy, "deleted or not declared"))
     return moved
 
 
@@ -262,9 +290,10 @@ async def _remove_gateway(
         own: list[Change] = []
         left = ""
         copies_waiting: list[str] = []
+        left_copies: list[str] = []
         if gateway.spec.deletion_policy == DeletionPolicy.RELEASE:
-            moved = await _moved_copies(gateway, nsf.fleet, observed, reconciler, settings)
-            left, copies_waiting = moved.left, moved.waiting
+            moved = await _moved_copies(gateway, nsf, observed, reconciler, settings)
+            left, copies_waiting, left_copies = moved.left, moved.waiting, moved.left_copies
             # Its own serial stays claimed while a copy waits (`remove_object`).
             own = ([] if moved.waiting else removal_changes(gateway, sub, observed)) + (
                 moved.removals
@@ -287,7 +316,7 @@ async def _remove_gateway(
         b for b in (_copies_blocked(copies_waiting),
                     "deletionPolicy Release: " + "; ".join(waiting) if waiting else "") if b
     )
-    return Removal(outcomes, blocked=blocked, kept=kept, left=left)
+    return Removal(outcomes, blocked=blocked, kept=kept, left=left, left_copies=left_copies)
 
 
 def has_deletion_policy(kind: str) -> bool:

@@ -4,7 +4,8 @@ organisation; a device is deleted in the clouds first, then removed from its gat
 What could not be read is deferred, never taken for gone: the removal is tried again.
 A gateway released also loses the copies of devices moved to another gateway
 (`moved_copies`), as `apply --prune` removes them while it is declared; either removal
-goes only once the device is on its new gateway (`copy_waits`)."""
+goes only once the device is on its new gateway (`copy_waits`). A device whose new Gateway
+is being deleted or gone stays on the released gateway's Zap, said (`left_on_zap`)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,35 @@ def moved_away(gateway: Gateway, fleet: Fleet, observed: Observed) -> list[Moved
         if elsewhere:
             found.append(MovedCopy(sn, device, elsewhere[0]))
     return found
+
+
+def behind_undeclared(gateway: Gateway, fleet: Fleet, observed: Observed) -> list[MovedCopy]:
+    """The devices on the Zap of `gateway` that a Device of `fleet` declares behind a
+    Gateway `fleet` does not hold (deleted, or not declared yet), and that no Device
+    declares behind a Gateway it holds (`moved_away`, or still on `gateway`): no Zap is
+    known where they belong. None when the Zap was not read."""
+    state = observed.zaps.get(gateway.name)
+    if not isinstance(state, ZapState):
+        return []
+    declared = declarations(fleet)
+    found: dict[str, MovedCopy] = {}
+    for device in fleet.devices.values():
+        sn, ref = device.spec.hardware_id, device.spec.gateway_ref
+        if sn is None or not ref or ref in fleet.gateways or sn not in state.devices:
+            continue
+        if sn not in declared and sn not in found:
+            found[sn] = MovedCopy(sn, state.devices[sn], Declaration(device.name, ref, "", None))
+    return list(found.values())
+
+
+def left_on_zap(gateway: str, copy: MovedCopy, state: str) -> str:
+    """What the release of `gateway` says of `copy`, left on its Zap though its device is
+    declared behind another Gateway, which is `state` ("being deleted", "deleted")."""
+    return (
+        f"{copy.description(gateway)}, a Gateway {state}: left on this gateway's Zap, where "
+        "it may be the device's only place (taken off, it could be on no Zap); remove it "
+        "there by hand if it is not to stay"
+    )
 
 
 def moved_copies(gateway: Gateway, fleet: Fleet, observed: Observed) -> list[Change]:

@@ -424,3 +424,37 @@ def test_the_copy_and_the_release_wait_while_the_device_cannot_reach_its_new_gat
     assert zap_devices(run, HOME) == ["P1M0001"]
     assert zap_devices(run, OTHER) == ["SG0001"]
     assert owner(run.sims.sims, HOME) is None
+
+
+def test_an_override_of_a_serial_edited_away_says_its_url_reads_what_was_left_there(
+        make_cli: CliFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """home-zap (deletionPolicy Orphan) applied, then its serial mistyped in the YAML: the
+    override of its old serial reaches no declared gateway (the "did you mean" warning), yet
+    the plans read the Zap there, as the removed gateway home-zap@SERIAL, to report what was
+    left on it, until an apply of the whole fleet. The warning says that, not that the URL
+    is not used; once that apply forgot the Zap, it says so again."""
+    run = make_cli(orphaned())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    typo = HOME.replace("-0000", "-000", 1)
+    mistyped = orphaned()
+    home = next(d for d in mistyped if d["metadata"]["name"] == "home-zap")
+    # Reached nowhere but loopback: the mistyped serial has no override of its own.
+    home["spec"]["zap"] = {**home["spec"]["zap"], "serial": typo, "url": "http://127.0.0.1:1"}
+    run.rewrite(mistyped)
+    monkeypatch.setenv("RECONCILER_RETRIES", "1")
+
+    code, out, err = run("plan", run.path)
+    assert code == 0, err
+    assert f"! unmanaged: inverter SG0001 on gateway home-zap@{HOME} is declared on gateway " \
+        "home-zap" in out, out
+    warning = (f"warning: RECONCILER_GATEWAY_URLS: no declared gateway has serial {HOME} "
+               f"(did you mean {typo}?); ")
+    assert f"{warning}its URL is used only to read what was left on the removed gateway " \
+        f"home-zap@{HOME} (deletionPolicy Orphan), until an apply of the whole fleet" \
+        in err.splitlines(), err
+
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert f"home-zap@{HOME}" in out, out
+    code, out, err = run("plan", run.path)
+    assert f"home-zap@{HOME}" not in out, out
+    assert f"{warning}its URL is not used" in err.splitlines(), err

@@ -3,7 +3,9 @@ Gateway: the copy the move left on its Zap goes with the release, as `apply --pr
 removes it in the CLI; the devices nobody declares, and those still declared on it, stay
 (the operator prunes nothing else). A Zap that does not answer does not keep the gateway
 from being released: a Warning says the copy may be left on it. The copy goes only once the
-device is on its new gateway's Zap: until then the copy and the release wait."""
+device is on its new gateway's Zap: until then the copy and the release wait, unless that
+gateway is being deleted or gone: then the copy stays, the release goes ahead, and a
+Warning names the device left."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet_yaml import stream, zap_gateway
-from harness import Cluster, operator
+from harness import NAMESPACE, Cluster, operator
 from objects import HOME, ZAP, declare
 
 from reconciler.operator.config import OperatorConfig
@@ -108,6 +110,125 @@ async def test_a_gateway_whose_address_reaches_another_unit_is_released_leaving_
             warning["message"]), warning
 
 
+async def _moved_while_offline(cluster: Cluster, sims: SimFleet) -> None:
+    """WITH_OTHER declared, then the inverter moved to the other Gateway while its Zap is
+    offline: the move is deferred, the inverter on the first Zap only."""
+    await declare(cluster, WITH_OTHER)
+    for kind, name in (INVERTER, ("Gateway", "home-zap"), ("Gateway", "other-zap")):
+        await cluster.wait_condition(kind, name, "Ready", timeout=60)
+    await sims.zaps[OTHER_ZAP].set_offline("refuse")
+    await cluster.patch(*INVERTER, {"spec": {"gatewayRef": "other-zap"}})
+    await cluster.wait_condition(*INVERTER, "Ready", status="False", timeout=60)
+    assert "SG0001" not in sims.zaps[OTHER_ZAP].devices
+
+
+async def _release_waiting(cluster: Cluster, sims: SimFleet) -> dict[str, Any]:
+    """The condition of the first Gateway, deleted, once its release waits for the copy."""
+
+    async def waits_or_gone() -> dict[str, Any] | bool:
+        body = await cluster.get("Gateway", "home-zap")
+        if body is None:
+            return True
+        cond = await cluster.condition("Gateway", "home-zap", "Ready")
+        return cond if cond and cond.get("reason") == "ReleaseBlocked" else False
+
+    blocked = await cluster.wait_for(waits_or_gone, timeout=60, what="the release to wait")
+    assert "SG0001" in sims.zaps[ZAP].devices, "not taken off before it is on the other"
+    assert isinstance(blocked, dict), "the Gateway waits"
+    return blocked
+
+
+# What the Warning says of the copy left on the first Zap, its new Gateway deleted.
+LEFT = ("inverter SG0001 on gateway home-zap is declared on gateway other-zap (Device "
+        "home-inverter), a Gateway {state}: left on this gateway's Zap, where it may be the "
+        "device's only place (taken off, it could be on no Zap); remove it there by hand if "
+        "it is not to stay")
+
+
+async def _left_on_first_zap(cluster: Cluster, sims: SimFleet, logs: list[str]) -> str:
+    """The first Gateway released with the copy left on its Zap: the Warning's message."""
+    await cluster.wait_gone("Gateway", "home-zap", timeout=60)
+    assert sims.novacore.gateways[ZAP].org_id is None, "released"
+    assert "SG0001" in sims.zaps[ZAP].devices, "left: taken off, it could be on no Zap"
+    [warning] = await cluster.events_about("home-zap", reason="CopyLeftOnZap")
+    assert warning["type"] == "Warning", warning
+    message = str(warning["message"])
+    assert f"Gateway {NAMESPACE}/home-zap: {message}" in logs, logs
+    return message
+
+
+async def test_a_copy_whose_new_gateway_is_deleted_while_the_release_waits_is_left_said(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The first Gateway's release waits for the inverter to be on the other Zap, and then
+    the other Gateway is deleted too: the inverter will not be put there, so the release
+    goes ahead, leaving the copy on the first Zap (nothing lost: the device stays where it
+    is), and a Warning on the first Gateway names it and says why. Whether the other one is
+    seen being deleted or gone depends on which finalizer runs first."""
+    config = OperatorConfig(interval=300, retry_delay=0.5)
+    logs: list[str] = []
+    async with operator(
+        WITH_OTHER, tmp_path, monkeypatch, config=config, logs=logs
+    ) as (cluster, sims):
+        await _moved_while_offline(cluster, sims)
+        await cluster.delete("Gateway", "home-zap")
+        await _release_waiting(cluster, sims)
+
+        await cluster.delete("Gateway", "other-zap")
+        message = await _left_on_first_zap(cluster, sims, logs)
+        assert message in (LEFT.format(state="being deleted"),
+                           LEFT.format(state="deleted or not declared")), message
+        await cluster.wait_gone("Gateway", "other-zap", timeout=60)
+
+
+async def test_a_copy_whose_new_gateway_is_held_being_deleted_does_not_hold_the_release(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The other Gateway deleted, but held by another controller's finalizer: being
+    deleted, it will not get the inverter either, and the first Gateway's release goes
+    ahead as when it is gone, whichever of the two is deleted first."""
+    config = OperatorConfig(interval=300, retry_delay=0.5)
+    logs: list[str] = []
+    async with operator(
+        WITH_OTHER, tmp_path, monkeypatch, config=config, logs=logs
+    ) as (cluster, sims):
+        await _moved_while_offline(cluster, sims)
+        body = await cluster.get("Gateway", "other-zap")
+        assert body is not None
+        held = [*body["metadata"]["finalizers"], "example.com/hold"]
+        await cluster.patch("Gateway", "other-zap", {"metadata": {"finalizers": held}})
+        await cluster.delete("Gateway", "other-zap")
+
+        async def only_held() -> bool:
+            other = await cluster.get("Gateway", "other-zap")
+            return other is not None and other["metadata"]["finalizers"] == ["example.com/hold"]
+
+        await cluster.wait_for(only_held, timeout=60, what="our finalizer of other-zap to go")
+        await cluster.delete("Gateway", "home-zap")
+        message = await _left_on_first_zap(cluster, sims, logs)
+        assert message == LEFT.format(state="being deleted"), message
+        await cluster.patch("Gateway", "other-zap", {"metadata": {"finalizers": []}})
+        await cluster.wait_gone("Gateway", "other-zap", timeout=60)
+
+
+async def test_a_copy_whose_new_gateway_is_gone_is_left_on_the_released_gateway_said(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The other Gateway deleted before the first: no Zap is known where the inverter is
+    declared, so the first Gateway is released at once leaving the copy, as said."""
+    config = OperatorConfig(interval=300, retry_delay=0.5)
+    logs: list[str] = []
+    async with operator(
+        WITH_OTHER, tmp_path, monkeypatch, config=config, logs=logs
+    ) as (cluster, sims):
+        await _moved_while_offline(cluster, sims)
+        await cluster.delete("Gateway", "other-zap")
+        await cluster.wait_gone("Gateway", "other-zap", timeout=60)
+        await cluster.delete("Gateway", "home-zap")
+        message = await _left_on_first_zap(cluster, sims, logs)
+        assert message == LEFT.format(state="deleted or not declared"), message
+
+
 async def test_a_copy_whose_device_is_not_on_its_new_zap_yet_waits_with_the_release(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -117,26 +238,9 @@ async def test_a_copy_whose_device_is_not_on_its_new_zap_yet_waits_with_the_rele
     back and the Device's reconcile put the inverter on it."""
     config = OperatorConfig(interval=300, retry_delay=0.5)
     async with operator(WITH_OTHER, tmp_path, monkeypatch, config=config) as (cluster, sims):
-        await declare(cluster, WITH_OTHER)
-        for kind, name in (INVERTER, ("Gateway", "home-zap"), ("Gateway", "other-zap")):
-            await cluster.wait_condition(kind, name, "Ready", timeout=60)
-        await sims.zaps[OTHER_ZAP].set_offline("refuse")
-        await cluster.patch(*INVERTER, {"spec": {"gatewayRef": "other-zap"}})
-        await cluster.wait_condition(*INVERTER, "Ready", status="False", timeout=60)
-        assert "SG0001" not in sims.zaps[OTHER_ZAP].devices
-
+        await _moved_while_offline(cluster, sims)
         await cluster.delete("Gateway", "home-zap")
-
-        async def waits_or_gone() -> dict[str, Any] | bool:
-            body = await cluster.get("Gateway", "home-zap")
-            if body is None:
-                return True
-            cond = await cluster.condition("Gateway", "home-zap", "Ready")
-            return cond if cond and cond.get("reason") == "ReleaseBlocked" else False
-
-        blocked = await cluster.wait_for(waits_or_gone, timeout=60, what="the release to wait")
-        assert "SG0001" in sims.zaps[ZAP].devices, "not taken off before it is on the other"
-        assert isinstance(blocked, dict), "the Gateway waits"
+        blocked = await _release_waiting(cluster, sims)
         assert "inverter SG0001 on gateway home-zap is declared on gateway other-zap" in (
             blocked["message"]), blocked
         assert "the copy on this one is removed once SG0001 is on gateway other-zap (its Zap " \

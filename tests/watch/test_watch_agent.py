@@ -485,9 +485,13 @@ async def test_a_serial_edited_away_from_its_url_override_is_warned_about_once(
 
     typo = ZAP_SERIAL[:-1]
     world.edit(f"serial: {ZAP_SERIAL}", f"serial: {typo}", site)
+    # The run that applies the edit still reads the Zap at the override, as the removed
+    # gateway (deletionPolicy Orphan), to say what was left on it: the warning says so.
     [warning] = await agent.wait_for(
         rf"run=\d+ warning: RECONCILER_GATEWAY_URLS: no declared gateway has serial "
-        rf"{ZAP_SERIAL} \(did you mean {typo}\?\); its URL is not used$")
+        rf"{ZAP_SERIAL} \(did you mean {typo}\?\); its URL is used only to read what was "
+        rf"left on the removed gateway home-solna-zap@{ZAP_SERIAL} \(deletionPolicy Orphan\), "
+        r"until an apply of the whole fleet$")
     run = int(warning.split("run=")[1].split()[0])
     # Written right after the warning, but maybe not read yet: waited for, not looked up.
     await agent.wait_for(rf"run={run} warning: the declared gateway serials: {typo}$")
