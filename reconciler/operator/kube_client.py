@@ -1,6 +1,6 @@
 """The official Kubernetes client's configuration, for what the operator writes and reads
 itself, beside kopf (Secrets, status patches, Events at the stop): in-cluster config in a
-pod, else KUBECONFIG."""
+pod, else KUBECONFIG, and how long a request may take before it is given up."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ import os
 # (urllib3's errors): without one, a server that drops packets holds the thread for
 # minutes, and the operator's exit with it (`asyncio.run` waits for its threads).
 REQUEST_TIMEOUT = (5.0, 30.0)
+# A connection refused is tried once more at once (an API server restarting), and nothing
+# else: urllib3's default (three retries, read timeouts of GETs and PUTs included) would
+# have a server that takes requests and never answers hold a Secret's read for four
+# timeouts, two minutes, while its callers try again later anyway.
+CONNECT_RETRIES = 1
 
 
 def load_config() -> None:
@@ -21,3 +26,16 @@ def load_config() -> None:
     except config.ConfigException:
         # The client reads $KUBECONFIG once at import; read it now instead.
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
+    _limit_retries()
+
+
+def _limit_retries() -> None:
+    from kubernetes import client
+    from urllib3.util.retry import Retry
+
+    configuration = client.Configuration.get_default_copy()
+    configuration.retries = Retry(
+        total=CONNECT_RETRIES, connect=CONNECT_RETRIES, read=0, status=0, other=0,
+        redirect=0, raise_on_status=False,
+    )
+    client.Configuration.set_default(configuration)
