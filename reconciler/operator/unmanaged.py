@@ -2,11 +2,13 @@
 (`status.unmanaged`): the plan's `unmanaged` list, as `reconciler plan` lists it and the
 watch agent logs it. The operator removes none of them (no `--prune`), so this is where a
 user sees them: a device added by hand to a Zap, the copy a Device moved to another
-Gateway left on its old Zap, a Novacore device of a Site that no Device is.
+Gateway left on its old Zap, a Novacore device of a Site that no Device is, a device in a
+Site's Enapter site or on its Flatpeak location that no Device is.
 
 Each object is reported by one object only, the one whose reconcile reads where it is:
 a Zap's devices by their Gateway, a Novacore site's devices by their Site, a Novacore
-device's DERs by its Device, and the gateways claimed in a Site's organisation that no
+device's DERs by its Device, the devices of a Site's Enapter site and Flatpeak location by
+that Site (`unmanaged_clouds`), and the gateways claimed in a Site's organisation that no
 Gateway declares by that Site (the first by name of the namespace's Sites in that
 organisation that are reconciled: not refused, not paused). Each reconcile plans its
 object's closure (`objects.closure`), which holds none of the Devices of a Gateway or a
@@ -25,7 +27,9 @@ from typing import Any
 
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet
+from reconciler.model.site import Site
 from reconciler.model.status import UnmanagedObject, UnmanagedObjects
+from reconciler.operator import unmanaged_clouds
 from reconciler.operator.objects import claimed_serials
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.novacore_devices import bound_device
@@ -107,18 +111,20 @@ def found(
             if e.get("platform") == "zap" and e.get("gateway") == name
             and e.get("id") not in declared
         )
-    if kind == "Site":
-        novacore = getattr(resource.spec, "novacore", None)
-        if novacore is None:
-            return None
-        cloud = _site_devices(resource, whole, entries, observed, own, novacore_sites)
-        claimed = (
-            _org_gateways(name, novacore.org_id, whole, entries, observed, gateways, reporting)
-            if gateways is not None
-            else []
-        )
-        # Both read, or the status stays as it is: half of it would say the rest was gone.
-        return None if cloud is None or claimed is None else cloud + claimed
+    if isinstance(resource, Site):
+        parts: list[list[Entry] | None] = []
+        novacore = resource.spec.novacore
+        if novacore is not None:
+            parts.append(_site_devices(resource, whole, entries, observed, own, novacore_sites))
+            if gateways is not None:
+                parts.append(_org_gateways(
+                    name, novacore.org_id, whole, entries, observed, gateways, reporting
+                ))
+        if resource.spec.enapter is not None:
+            parts.append(_maybe(unmanaged_clouds.enapter_devices(resource, whole, observed)))
+        if resource.spec.flatpeak is not None:
+            parts.append(_maybe(unmanaged_clouds.flatpeak_devices(resource, whole, observed)))
+        return _all_read(parts) if parts else None
     if kind == "Device":
         gateway = whole.gateways.get(getattr(resource.spec, "gateway_ref", None) or "")
         site = whole.sites.get(gateway.spec.site_ref) if gateway is not None else None
@@ -128,6 +134,17 @@ def found(
             return None  # its Novacore device, and so its DERs, not read
         return _listed(e for e in entries if e.get("device") == name and "field" not in e)
     return None
+
+
+def _all_read(parts: Sequence[list[Entry] | None]) -> list[Entry] | None:
+    """The entries of every part, or None when one could not be read: the status then
+    stays as it is, as a part would say the rest was gone."""
+    read = [part for part in parts if part is not None]
+    return None if len(read) < len(parts) else [e for part in read for e in part]
+
+
+def _maybe(found: Iterable[Mapping[str, Any]] | None) -> list[Entry] | None:
+    return None if found is None else _listed(found)
 
 
 def _site_devices(
