@@ -1,7 +1,8 @@
 """What the operator finds that nothing declares beyond the Zaps and Novacore sites (those are
 in test_operator_unmanaged.py): a device added by hand to a Site's Enapter site or to its
-Flatpeak location, said on the Site's `status.unmanaged` as `reconciler plan` lists it.
-Left as they are, and said by one event when the set changes."""
+Flatpeak location, said on the Site's `status.unmanaged` as `reconciler plan` lists it, and
+a gateway claimed in an organisation that only a Gateway's `zap.orgId` names, said on that
+Gateway's. Left as they are, by one event when the set changes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fleet_yaml import document, enapter_site, stream
+from fleet_yaml import document, enapter_site, novacore_site, stream
 from harness import Cluster, documents, operator
+from objects import HOME, ZAP, declare
 
 from reconciler.sim.enapter import AUTH_HEADER
 from reconciler.sim.fleet import SimFleet
@@ -39,6 +41,20 @@ FLATPEAK_FLEET = stream(
         flatpeak: {referenceId: home-battery, type: BATTERY_SYSTEM, manufacturer: Tesla}
         """),
 )
+
+# The Zap of a Site on no cloud, claimed into an organisation no Site names.
+LAB_ZAP = "zap-00000000000000a3"
+LAB_FLEET = stream(
+    HOME,
+    document("Site", "lab", "displayName: Lab\ntimezone: Europe/Stockholm"),
+    document("Gateway", "lab-zap", f"""
+        siteRef: lab
+        zap: {{serial: {LAB_ZAP}, url: "http://192.168.1.3", orgId: org-lab}}
+        """),
+)
+# A gateway someone claimed into org-lab by hand: no Gateway declares it.
+SPARE = "zap-00000000000000c7"
+
 
 async def _reported(cluster: Cluster, kind: str, name: str) -> dict[str, Any]:
     return dict((await cluster.status(kind, name)).get("unmanaged") or {})
@@ -157,3 +173,34 @@ def _add_flatpeak_device(sims: SimFleet, reference_id: str, locations: list[str]
         "model_name": None, "properties": {}, "time_created": "2024-01-01T00:00:00Z",
         "account_id": sims.flatpeak_account, "last_seen": None}
     return device_id
+
+
+async def test_a_gateway_claimed_in_an_organisation_only_a_gateway_names_is_reported_on_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(LAB_FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster, LAB_FLEET)
+        for kind, name in (("Gateway", "lab-zap"), ("Gateway", "home-zap"), ("Site", "home")):
+            await cluster.wait_condition(kind, name, "Ready", timeout=60)
+        assert sims.novacore.gateways[LAB_ZAP].org_id == "org-lab"
+        await cluster.wait_planned("Gateway", "lab-zap", 1)
+        assert await _reported(cluster, "Gateway", "lab-zap") == {"count": 0, "objects": []}
+
+        sims.novacore.register_gateway(SPARE, sims.zaps[ZAP].public_key_hex)
+        sims.novacore.claim_gateway_into(SPARE, "org-lab")
+        found = await _wait_listed(cluster, "Gateway", "lab-zap", 1)
+        description = (f"gateway {SPARE} is claimed by org-lab but not declared; left claimed "
+                       "(deletionPolicy Orphan)")
+        assert found["objects"] == [
+            {"platform": "novacore", "id": SPARE, "description": description}
+        ], found
+        await _said_once(cluster, "lab-zap", "Gateway", description)
+        # Once only: the Site reports org-home's gateways, home-zap is claimed in org-home.
+        await cluster.wait_planned("Site", "home", 2)
+        assert (await _reported(cluster, "Site", "home"))["count"] == 0
+        assert (await _reported(cluster, "Gateway", "home-zap"))["count"] == 0
+
+        # A Site naming org-lab reports it from then on, as it does its organisation's.
+        await cluster.create_all(documents(novacore_site("lab-2", "Lab 2", org="org-lab")))
+        await _wait_listed(cluster, "Site", "lab-2", 1)
+        await _wait_listed(cluster, "Gateway", "lab-zap", 0)
