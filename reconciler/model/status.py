@@ -115,9 +115,13 @@ class FlatpeakLocation(StrictModel):
 class UnmanagedObject(StrictModel):
     """An object found that nothing declares, as the CLI's plan document lists it."""
 
-    platform: str = Field(description="Where it was found: zap, novacore.", examples=["zap"])
-    id: str = Field(description="Its id there (a Zap device's sn, a Novacore id).",
-                    examples=["SG0001"])
+    platform: str = Field(
+        description="Where it was found: zap, novacore, enapter, flatpeak.", examples=["zap"]
+    )
+    id: str = Field(
+        description="Its id there (a Zap device's sn, a Novacore, Enapter or Flatpeak id).",
+        examples=["SG0001"],
+    )
     description: str = Field(
         description="What it is, and why it is not this fleet's.",
         examples=["inverter SG0001 on gateway home-zap is declared on gateway cabin-zap "

@@ -372,7 +372,9 @@ async def _reconcile(
         waits=runtime.host_waits,
         release_under_way=_releasing(namespace, indexes, runtime.blocked_releases),
         stop=stop,
-        gateways=_served_gateways(indexes, runtime.config) if kind == "Site" else None,
+        gateways=(
+            _served_gateways(indexes, runtime.config) if kind in ("Site", "Gateway") else None
+        ),
     )
     if result.stopped:
         # Nothing planned nor written: the status stays as the last reconcile left it.

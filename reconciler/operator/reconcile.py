@@ -127,14 +127,16 @@ def _password_key(fleet: Fleet, device: str) -> str | None:
     return next((key for d, _, key in mqtt_passwords(fleet) if d.name == device), None)
 
 
-def _reporting_sites(nsf: NamespaceFleet) -> list[str]:
-    """The Sites whose reconcile reports what it finds (`unmanaged`): not refused, nor
-    paused (neither is planned)."""
-    return [
-        name for name, site in nsf.fleet.sites.items()
-        if not nsf.refusal("Site", name)
-        and not is_paused({"metadata": site.metadata.model_dump(by_alias=True)})
-    ]
+def _reporting(nsf: NamespaceFleet) -> set[tuple[str, str]]:
+    """The Sites and Gateways whose reconcile reports what it finds (`unmanaged`), as
+    (kind, name): not refused, nor paused (neither is planned)."""
+    return {
+        (kind, name)
+        for kind in ("Site", "Gateway")
+        for name, resource in nsf.fleet.table(kind).items()
+        if not nsf.refusal(kind, name)
+        and not is_paused({"metadata": resource.metadata.model_dump(by_alias=True)})
+    }
 
 
 def _owner(kind: str, name: str, nsf: NamespaceFleet) -> tuple[str, str]:
@@ -187,8 +189,8 @@ async def reconcile_object(
     writes nothing under it, and waits. `stop`: once set (the operator stops), no change
     starts and the changes in flight finish, as for `reconciler apply` on SIGTERM
     (`engine.apply`); a reconcile that has not begun to apply yet plans and writes nothing
-    (`stopped`). `gateways`: for a Site, the Gateway objects the operator serves, of every
-    namespace, for the gateways claimed in its organisation that none declares
+    (`stopped`). `gateways`: for a Site or a Gateway, the Gateway objects the operator serves,
+    of every namespace, for the gateways claimed in its organisation that none declares
     (`unmanaged`)."""
     refusal = nsf.refusal(kind, name)
     if refusal:
@@ -336,7 +338,7 @@ async def reconcile_object(
         result.plan_notes = declared.notes(plan.unmanaged, resource.address)
         result.unmanaged = unmanaged.found(
             resource, nsf.fleet, plan.unmanaged, planned.observed, own,
-            plan.novacore_site_ids(), gateways, _reporting_sites(nsf),
+            plan.novacore_site_ids(), gateways, _reporting(nsf),
         )
         result.changes = len(result.plan_lines)
         result.summary = _summary(own)

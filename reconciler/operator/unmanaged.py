@@ -2,32 +2,40 @@
 (`status.unmanaged`): the plan's `unmanaged` list, as `reconciler plan` lists it and the
 watch agent logs it. The operator removes none of them (no `--prune`), so this is where a
 user sees them: a device added by hand to a Zap, the copy a Device moved to another
-Gateway left on its old Zap, a Novacore device of a Site that no Device is.
+Gateway left on its old Zap, a Novacore device of a Site that no Device is, a device in a
+Site's Enapter site or on its Flatpeak location that no Device is.
 
 Each object is reported by one object only, the one whose reconcile reads where it is:
 a Zap's devices by their Gateway, a Novacore site's devices by their Site, a Novacore
-device's DERs by its Device, and the gateways claimed in a Site's organisation that no
+device's DERs by its Device, the devices of a Site's Enapter site and Flatpeak location by
+that Site (`unmanaged_clouds`), and the gateways claimed in a Site's organisation that no
 Gateway declares by that Site (the first by name of the namespace's Sites in that
-organisation that are reconciled: not refused, not paused). Each reconcile plans its
-object's closure (`objects.closure`), which holds none of the Devices of a Gateway or a
-Site, nor the Gateways of a Site: what that plan finds unmanaged is checked again here
-against every Device of the namespace, and the gateways against every Gateway object the
-operator serves, of every namespace (`Served`), as the CLI's plan of the whole fleet
-matches them. Nothing more is read for it: a Site's reconcile lists its organisation's
-gateways at every drift check already. Pure: `reconcile.py` plans, `handlers.py` writes
-the status and says a change of the set once by an event."""
+organisation that are reconciled: not refused, not paused); those of an organisation no
+Site of the namespace names, only the `zap.orgId` of Gateways, by the first such Gateway
+by name that is reconciled. Each reconcile plans its object's closure
+(`objects.closure`), which holds none of the Devices of a Gateway or a Site, nor the
+Gateways of a Site: what that plan finds unmanaged is checked again here against every
+Device of the namespace, and the gateways against every Gateway object the operator
+serves, of every namespace (`Served`), as the CLI's plan of the whole fleet matches them.
+Nothing more is read for it: a Site's reconcile lists its organisation's gateways at every
+drift check already, a Gateway's the organisation it is claimed into. Pure: `reconcile.py`
+plans, `handlers.py` writes the status and says a change of the set once by an event."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet
+from reconciler.model.gateway import Gateway
+from reconciler.model.site import Site
 from reconciler.model.status import UnmanagedObject, UnmanagedObjects
+from reconciler.operator import unmanaged_clouds
 from reconciler.operator.objects import claimed_serials
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.novacore_devices import bound_device
 from reconciler.plan.observed import NovacoreDevice, Observed, ZapState
 from reconciler.plan.render import objects
@@ -86,39 +94,47 @@ def found(
     own: Sequence[Change],
     novacore_sites: Mapping[str, str],
     gateways: Served | None = None,
-    reporting: Iterable[str] = (),
+    reporting: Collection[tuple[str, str]] = (),
 ) -> list[Entry] | None:
     """The unmanaged objects `resource` reports, of its plan's `entries`; None when it
     reports none (not its kind), or when where they are could not be read this time (what
     its status says stays as it is, as the watch agent keeps a deferred site's).
-    `novacore_sites`: Site name -> the id of the Novacore site it matched. For a Site,
-    `gateways`: the Gateway objects served, against which the gateways claimed in its
-    organisation are checked (None: they are not); `reporting`: the Sites of the namespace
-    whose reconcile reports (`Served`: the first by name of an organisation's reports its
-    gateways)."""
+    `novacore_sites`: Site name -> the id of the Novacore site it matched. For a Site or a
+    Gateway, `gateways`: the Gateway objects served, against which the gateways claimed in
+    its organisation are checked (None: they are not); `reporting`: the Sites and Gateways
+    of the namespace whose reconcile reports, as (kind, name) (`_reports_org`: which of
+    them reports an organisation's gateways)."""
     kind, name = resource.KIND, resource.name
-    if kind == "Gateway":
-        zap = getattr(resource.spec, "zap", None)
-        if zap is None or not isinstance(observed.zaps.get(name), ZapState):
+    if isinstance(resource, Gateway):
+        if resource.spec.zap is None:
             return None
         declared = {d.spec.hardware_id for d in whole.devices_of(name)}
-        return _listed(
-            e for e in entries
-            if e.get("platform") == "zap" and e.get("gateway") == name
-            and e.get("id") not in declared
-        )
-    if kind == "Site":
-        novacore = getattr(resource.spec, "novacore", None)
-        if novacore is None:
-            return None
-        cloud = _site_devices(resource, whole, entries, observed, own, novacore_sites)
-        claimed = (
-            _org_gateways(name, novacore.org_id, whole, entries, observed, gateways, reporting)
-            if gateways is not None
-            else []
-        )
-        # Both read, or the status stays as it is: half of it would say the rest was gone.
-        return None if cloud is None or claimed is None else cloud + claimed
+        zap_parts: list[list[Entry] | None] = [
+            _listed(
+                e for e in entries
+                if e.get("platform") == "zap" and e.get("gateway") == name
+                and e.get("id") not in declared
+            ) if isinstance(observed.zaps.get(name), ZapState) else None
+        ]
+        org = claim_org(resource, whole.sites.get(resource.spec.site_ref or ""))
+        if gateways is not None and org:
+            zap_parts.append(_org_gateways(resource, org, whole, entries, observed, gateways,
+                                           reporting))
+        return _all_read(zap_parts)
+    if isinstance(resource, Site):
+        parts: list[list[Entry] | None] = []
+        novacore = resource.spec.novacore
+        if novacore is not None:
+            parts.append(_site_devices(resource, whole, entries, observed, own, novacore_sites))
+            if gateways is not None:
+                parts.append(_org_gateways(
+                    resource, novacore.org_id, whole, entries, observed, gateways, reporting
+                ))
+        if resource.spec.enapter is not None:
+            parts.append(_maybe(unmanaged_clouds.enapter_devices(resource, whole, observed)))
+        if resource.spec.flatpeak is not None:
+            parts.append(_maybe(unmanaged_clouds.flatpeak_devices(resource, whole, observed)))
+        return _all_read(parts) if parts else None
     if kind == "Device":
         gateway = whole.gateways.get(getattr(resource.spec, "gateway_ref", None) or "")
         site = whole.sites.get(gateway.spec.site_ref) if gateway is not None else None
@@ -128,6 +144,17 @@ def found(
             return None  # its Novacore device, and so its DERs, not read
         return _listed(e for e in entries if e.get("device") == name and "field" not in e)
     return None
+
+
+def _all_read(parts: Sequence[list[Entry] | None]) -> list[Entry] | None:
+    """The entries of every part, or None when one could not be read: the status then
+    stays as it is, as a part would say the rest was gone."""
+    read = [part for part in parts if part is not None]
+    return None if len(read) < len(parts) else [e for part in read for e in part]
+
+
+def _maybe(found: Iterable[Mapping[str, Any]] | None) -> list[Entry] | None:
+    return None if found is None else _listed(found)
 
 
 def _site_devices(
@@ -156,24 +183,19 @@ def _site_devices(
 
 
 def _org_gateways(
-    site: str,
+    reporter: Resource,
     org: str,
     whole: Fleet,
     entries: Iterable[Mapping[str, Any]],
     observed: Observed,
     gateways: Served,
-    reporting: Iterable[str],
+    reporting: Collection[tuple[str, str]],
 ) -> list[Entry] | None:
     """The gateways claimed in `org` that no Gateway object served declares, as the CLI's
-    plan says them (`plan.sourceful_unmanaged`: its plan of `site` alone lists them all),
-    when `site` is the one of the namespace that reports them; None when they could not be
-    listed."""
-    in_org = sorted(
-        name for name in reporting
-        if (other := whole.sites.get(name)) is not None
-        and other.spec.novacore is not None and other.spec.novacore.org_id == org
-    )
-    if not in_org or in_org[0] != site:
+    plan says them (`plan.sourceful_unmanaged`: its plan of `reporter` alone lists them
+    all), when `reporter` is the object of the namespace that reports them
+    (`_reports_org`); None when they could not be listed."""
+    if not _reports_org(reporter, org, whole, reporting):
         return []
     claimed = observed.novacore_gateways.get(org)
     if not isinstance(claimed, set):
@@ -191,6 +213,29 @@ def _org_gateways(
             continue
         listed.append({**e, "description": head + gateways.scope + description[len(head):]})
     return _listed(listed)
+
+
+def _reports_org(
+    reporter: Resource, org: str, whole: Fleet, reporting: Collection[tuple[str, str]]
+) -> bool:
+    """Whether `reporter` reports the gateways claimed in `org` that nothing declares: the
+    first by name of the namespace's Sites in `org` that are `reporting`; where no Site of
+    the namespace names `org` (only the `zap.orgId` of Gateways does), the first by name of
+    the `reporting` Gateways claimed into it, whose plans list its gateways as a Site's
+    list its organisation's."""
+    sites = [
+        name for name, site in whole.sites.items()
+        if site.spec.novacore is not None and site.spec.novacore.org_id == org
+    ]
+    if sites:
+        first = min((n for n in sites if ("Site", n) in reporting), default=None)
+        return (reporter.KIND, reporter.name) == ("Site", first)
+    claiming = [
+        name for name, gateway in whole.gateways.items()
+        if gateway.spec.zap is not None and ("Gateway", name) in reporting
+        and claim_org(gateway, whole.sites.get(gateway.spec.site_ref or "")) == org
+    ]
+    return (reporter.KIND, reporter.name) == ("Gateway", min(claiming, default=None))
 
 
 def _unsettled(change: Change) -> bool:
