@@ -632,6 +632,25 @@ def test_a_selection_given_with_a_saved_plan_is_refused(make_cli: CliFactory,
     assert run.sims.call(run.sims.sims.requests) == 0
 
 
+def test_a_saved_plan_given_with_the_sites_is_named_as_a_saved_plan(make_cli: CliFactory,
+                                                                    tmp_path: Path) -> None:
+    """`apply plan.json sites/` reads the plan as one more YAML file (JSON is YAML): it is
+    named for what it is, and how to apply it, not as a document without a kind."""
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    run.sims.call(run.sims.sims.reset_counts)
+    for command in (["apply", str(saved), run.path, "--auto-approve"],
+                    ["validate", run.path, str(saved)]):
+        code, out, err = run(*command)
+        assert (code, out) == (1, ""), out + err
+        assert err.splitlines()[0] == (
+            f"error: {saved}:1:1: kind: missing `kind`: this is a plan saved by `reconciler "
+            "plan --out`, not a resource; apply it on its own: `reconciler apply` with this "
+            "file as its only path"), err
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 # -- target and exclude -------------------------------------------------------------------------
 
 
