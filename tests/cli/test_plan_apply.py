@@ -470,6 +470,23 @@ def test_a_saved_plan_is_applied_only_against_the_endpoints_and_identity_it_was_
     assert [threaded.call(threaded.sims.requests) for threaded in both] == [0, 0]
 
 
+def test_a_saved_plan_applied_without_the_token_it_was_made_with_says_none_is_set(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made in CI with a token, applied in a shell that has none: not another identity."""
+    run = make_cli([site("s1")])
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    monkeypatch.delenv("RECONCILER_NOVACORE_TOKEN")
+    monkeypatch.delenv("RECONCILER_NOVACORE_IDENTITY", raising=False)
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", str(saved))
+    assert (code, out) == (1, "")
+    assert err.splitlines()[1] == (
+        "  the Novacore identity (RECONCILER_NOVACORE_IDENTITY, or the identity in "
+        "RECONCILER_NOVACORE_TOKEN) is not set; the plan was made with one"), err
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 def test_a_saved_plan_applies_after_an_edit_that_declares_the_same(
         make_cli: CliFactory, tmp_path: Path) -> None:
     """What the files declare is compared, not their text (README: a comment is no change)."""
