@@ -200,6 +200,10 @@ def test_apply_without_auto_approve_and_without_a_terminal_refuses(
     code, _, err = run("apply", run.path)
     assert code == 1
     assert "not asking for confirmation without a terminal; pass --auto-approve" in err
+    # With -o json: no JSON on stdout, as for any apply that stops before applying.
+    code, out, err = run("apply", run.path, "-o", "json")
+    assert (code, out) == (1, ""), out
+    assert "not asking for confirmation without a terminal; pass --auto-approve" in err
     assert run.sims.call(run.sims.sims.writes) == 0
 
 
