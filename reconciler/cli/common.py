@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO, TypeVar
 
 from reconciler import diagnostic_cap
+from reconciler.engine import mistyped_settings
 from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.state import StateDir
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
@@ -110,6 +111,8 @@ def settings(args: argparse.Namespace) -> Settings:
     warning = loaded.insecure_warning()
     if warning is not None:
         print(warning, file=sys.stderr)
+    for line in mistyped_settings.warnings(os.environ):
+        print(line, file=sys.stderr)
     return loaded
 
 

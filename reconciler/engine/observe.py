@@ -23,6 +23,7 @@ from reconciler.engine.fanout import all_of
 from reconciler.engine.gather import Gather
 from reconciler.engine.retry import READ_ATTEMPTS, RetryPolicy
 from reconciler.engine.session import Session
+from reconciler.errors import ProviderAuthError
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
@@ -110,6 +111,15 @@ async def observe(
         applied_sites or {}, lookup, removed_fields or {},
         [g for g in retired_gateways if g is not None],
     )
+    if reads.novacore is not None and not session.settings.novacore_token:
+        # Sent without one, every call is refused with a 401, which reads as a token
+        # expired or wrong: say what is missing instead, before anything is read.
+        raise ProviderAuthError(
+            "the fleet names Novacore organisations (or the state directory remembers ones "
+            "applied there) but no Novacore token is set: set RECONCILER_NOVACORE_TOKEN or "
+            "RECONCILER_NOVACORE_TOKEN_FILE",
+            operation="novacore.list_sites",
+        )
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
         await extra(fleet, session, observed, policy, whole)

@@ -39,6 +39,10 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# The fingerprint recorded for an identity or account that the settings do not name.
+_NOT_SET = _sha256("")
+
+
 def platforms(fleet: Fleet) -> list[str]:
     """The clouds `fleet` is planned against: Novacore for its Zaps and Novacore sites,
     Enapter and Flatpeak for the sites that declare them."""
@@ -112,6 +116,11 @@ def problems(saved: Any, settings: Settings, fleet: Fleet, format_version: str) 
                 out.append(Problem(text, recorded=False))
             elif key == "url":
                 text = f"{what} is {value} ({setting}); the plan was made against {was}"
+                out.append(Problem(text, recorded=True))
+            elif value == _NOT_SET:
+                # No token in this shell, say, while CI made the plan with one: not another
+                # identity, none at all.
+                text = f"{what} ({setting}) is not set; the plan was made with one"
                 out.append(Problem(text, recorded=True))
             else:
                 text = f"{what} ({setting}) is not the one the plan was made with"

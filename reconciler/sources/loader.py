@@ -188,6 +188,12 @@ def _validate(
         ], 0
     kind = data.get("kind")
     model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None and kind is None and "format_version" in data and "changes" in data:
+        # `apply plan.json sites/`, or a plan saved as plan.yaml among the sites: a saved
+        # plan is applied on its own, as it was reviewed.
+        return None, [_diagnostic(document, ("kind",), (
+            "missing `kind`: this is a plan saved by `reconciler plan --out`, not a resource; "
+            "apply it on its own: `reconciler apply` with this file as its only path"))], 0
     if model is None:
         known = ", ".join(KINDS)
         what = "missing `kind`" if kind is None else f"unknown kind {echo(kind)}"

@@ -112,6 +112,21 @@ _YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 _YAML_ONLY_BREAKS = "\x85\u2028\u2029"
 
 
+def _syntax_hint(problem: str, text: str, line: int | None) -> str:
+    """What to do about the syntax errors hand-edited files have most, which PyYAML words
+    in terms of its scanner: a line indented with a tab, and a key out of line with the
+    keys beside it (or a value holding `: `). Empty for any other error."""
+    lines = utf8.TEXT_LINE_BREAK.split(text) if line is not None else []
+    if line is not None and line <= len(lines):
+        current = lines[line - 1]
+        if "\t" in current[: len(current) - len(current.lstrip())]:
+            return "; this line is indented with a tab: YAML indents with spaces only"
+    if problem.startswith("mapping values are not allowed"):
+        return ("; a key must be indented as the keys beside it, and a value holding ': ' "
+                "must be quoted")
+    return ""
+
+
 class _Lines:
     """Where a PyYAML mark (0-based line and column, lines counted at YAML's line breaks)
     is in the lines an editor shows. Nearly every file has no break that YAML alone counts:
@@ -359,7 +374,8 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
                 where = lines.mark(mark) if mark else (None, None)
                 diagnostics.append(Diagnostic(
                     f"YAML syntax error: {exc.problem or exc}"
-                    + (f" ({exc.context})" if exc.context else ""),
+                    + (f" ({exc.context})" if exc.context else "")
+                    + _syntax_hint(exc.problem or "", text, where[0]),
                     file=file,
                     line=where[0],
                     column=where[1],

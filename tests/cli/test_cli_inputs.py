@@ -1,8 +1,9 @@
 """The CLI given awkward input: credentials with a trailing line break, output paths that
 are directories or files, saved plans edited into the wrong shape, gateway URL overrides
-for serials nobody declared, an unusable state directory, `NO_COLOR=`. Each is run
-through `reconciler ...` in this process against simulators on loopback (the fixtures of
-test_plan_apply), and ends in a clear message or works, never in a traceback."""
+for serials nobody declared, a mistyped setting variable, an unusable state directory,
+`NO_COLOR=`. Each is run through `reconciler ...` in this process against simulators on
+loopback (the fixtures of test_plan_apply), and ends in a clear message or works, never in
+a traceback."""
 
 from __future__ import annotations
 
@@ -56,6 +57,30 @@ def test_bad_keys_of_a_settings_file_are_named_with_their_line(make_cli: CliFact
         f"error: {config}:6: gateway_urls: zap-1: expected a URL string, got int",
         "invalid settings: 3 problems"]
     assert run.sims.call(run.sims.sims.requests) == 0
+
+
+def test_a_mistyped_setting_variable_is_warned_about_naming_the_one_meant(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not read, it would leave its setting at the default unseen: here the state directory,
+    whose memory of earlier applies would be somewhere else. Other tools' RECONCILER_*
+    variables, and names close to none, are left alone; values are never shown."""
+    run = make_cli(two_sites())
+    elsewhere = tmp_path / "meant-state"
+    monkeypatch.setenv("RECONCILER_STATE_DIRECTORY", str(elsewhere))
+    monkeypatch.setenv("RECONCILER_NOVACORE_TOKN", "secret-value")
+    monkeypatch.setenv("RECONCILER_TIMOUT", "")  # empty: unset
+    for other in ("RECONCILER_PLAN_ARGS", "RECONCILER_OUT_DIR", "RECONCILER_OPERATOR_MODE",
+                  "RECONCILER_BUILD_ID"):
+        monkeypatch.setenv(other, "x")
+    for command in (["plan", run.path], ["apply", run.path, "--auto-approve"]):
+        code, out, err = run(*command)
+        assert code == 0, out + err
+        assert err.splitlines() == [
+            "warning: RECONCILER_NOVACORE_TOKN is no setting and is not read; did you mean "
+            "RECONCILER_NOVACORE_TOKEN?",
+            "warning: RECONCILER_STATE_DIRECTORY is no setting and is not read; did you mean "
+            "RECONCILER_STATE_DIR?"], err
+    assert run.state_dir.is_dir() and not elsewhere.exists()
 
 
 def test_a_token_with_a_line_break_inside_is_named_not_shown(make_cli: CliFactory,

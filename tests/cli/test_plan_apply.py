@@ -200,6 +200,10 @@ def test_apply_without_auto_approve_and_without_a_terminal_refuses(
     code, _, err = run("apply", run.path)
     assert code == 1
     assert "not asking for confirmation without a terminal; pass --auto-approve" in err
+    # With -o json: no JSON on stdout, as for any apply that stops before applying.
+    code, out, err = run("apply", run.path, "-o", "json")
+    assert (code, out) == (1, ""), out
+    assert "not asking for confirmation without a terminal; pass --auto-approve" in err
     assert run.sims.call(run.sims.sims.writes) == 0
 
 
@@ -470,6 +474,23 @@ def test_a_saved_plan_is_applied_only_against_the_endpoints_and_identity_it_was_
     assert [threaded.call(threaded.sims.requests) for threaded in both] == [0, 0]
 
 
+def test_a_saved_plan_applied_without_the_token_it_was_made_with_says_none_is_set(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made in CI with a token, applied in a shell that has none: not another identity."""
+    run = make_cli([site("s1")])
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    monkeypatch.delenv("RECONCILER_NOVACORE_TOKEN")
+    monkeypatch.delenv("RECONCILER_NOVACORE_IDENTITY", raising=False)
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", str(saved))
+    assert (code, out) == (1, "")
+    assert err.splitlines()[1] == (
+        "  the Novacore identity (RECONCILER_NOVACORE_IDENTITY, or the identity in "
+        "RECONCILER_NOVACORE_TOKEN) is not set; the plan was made with one"), err
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 def test_a_saved_plan_applies_after_an_edit_that_declares_the_same(
         make_cli: CliFactory, tmp_path: Path) -> None:
     """What the files declare is compared, not their text (README: a comment is no change)."""
@@ -629,6 +650,25 @@ def test_a_selection_given_with_a_saved_plan_is_refused(make_cli: CliFactory,
         "error: --target/--exclude: cannot be used with a saved plan, which is applied as it "
         "was made; pass --target and --exclude to `reconciler plan ... --out FILE` instead",
         "invalid arguments: 1 problem"]
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
+def test_a_saved_plan_given_with_the_sites_is_named_as_a_saved_plan(make_cli: CliFactory,
+                                                                    tmp_path: Path) -> None:
+    """`apply plan.json sites/` reads the plan as one more YAML file (JSON is YAML): it is
+    named for what it is, and how to apply it, not as a document without a kind."""
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    run.sims.call(run.sims.sims.reset_counts)
+    for command in (["apply", str(saved), run.path, "--auto-approve"],
+                    ["validate", run.path, str(saved)]):
+        code, out, err = run(*command)
+        assert (code, out) == (1, ""), out + err
+        assert err.splitlines()[0] == (
+            f"error: {saved}:1:1: kind: missing `kind`: this is a plan saved by `reconciler "
+            "plan --out`, not a resource; apply it on its own: `reconciler apply` with this "
+            "file as its only path"), err
     assert run.sims.call(run.sims.sims.requests) == 0
 
 

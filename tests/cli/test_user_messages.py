@@ -1,6 +1,6 @@
 """What `plan` and `apply` tell a user where the bare error would leave them guessing: a
-token refused (by a write, a first read, or the reads a release needs), a state directory
-that could not be written after the remote writes or with nothing to do, a saved plan
+token refused (by a write, a first read, or the reads a release needs) or not set, a state
+directory that could not be written after the remote writes or with nothing to do, a saved plan
 applied already, a selection with nothing to do while the rest has, a huge value echoed in
 an error, and the names of a large fleet listed in one. The CLI runs in this process
 against simulators served from a background thread (`test_plan_apply.make_cli`)."""
@@ -272,6 +272,19 @@ def test_a_token_refused_by_the_reads_a_release_needs_says_which_setting_to_chan
         assert err.splitlines()[-1] == hint, err
         assert run.sims.call(run.sims.sims.writes) == 0, "nothing written"
     assert run.sims.sims.novacore.gateways[serial_of(2)].org_id == ORG_B
+
+
+def test_a_novacore_token_not_set_is_said_so_not_called_refused(make_cli: CliFactory) -> None:
+    # An empty variable counts as unset: a CI secret nobody set, or a variable mistyped.
+    run = make_cli(standard_site(1), env={"RECONCILER_NOVACORE_TOKEN": ""})
+    for command in (["plan", run.path], ["apply", run.path, "--auto-approve"]):
+        run.sims.call(run.sims.sims.reset_counts)
+        code, out, err = run(*command)
+        assert code == 1 and out == "", out + err
+        assert err == ("error: the fleet names Novacore organisations (or the state directory "
+                       "remembers ones applied there) but no Novacore token is set: set "
+                       "RECONCILER_NOVACORE_TOKEN or RECONCILER_NOVACORE_TOKEN_FILE\n"), err
+        assert run.sims.call(run.sims.sims.novacore.count) == 0, "nothing sent without a token"
 
 
 def test_a_reference_to_an_undeclared_name_lists_ten_declared_ones_and_the_one_meant(

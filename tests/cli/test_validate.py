@@ -247,3 +247,35 @@ def test_a_line_separator_in_a_comment_does_not_shift_line_numbers(
     assert code == 1
     assert [line.split(": ")[1] for line in err.splitlines()[:2]] == [
         f"{path}:9:13", f"{path}:12:7"]
+
+
+SITE_HEAD = "apiVersion: energy.reconciler.dev/v1alpha1\nkind: Site\nmetadata:\n  name: s1\nspec:\n"
+
+
+@pytest.mark.parametrize(
+    ("spec", "where", "hint"),
+    [
+        pytest.param("\tdisplayName: Home\n", "6:1",
+                     "this line is indented with a tab: YAML indents with spaces only",
+                     id="tab-first"),
+        pytest.param("  displayName: Home\n\ttimezone: UTC\n", "7:1",
+                     "this line is indented with a tab: YAML indents with spaces only",
+                     id="tab-later"),
+        pytest.param("  displayName: Home\n   timezone: UTC\n", "7:12",
+                     "a key must be indented as the keys beside it, and a value holding ': ' "
+                     "must be quoted", id="indented-too-far"),
+        pytest.param("  displayName: Home: Solna\n", "6:20",
+                     "a key must be indented as the keys beside it, and a value holding ': ' "
+                     "must be quoted", id="unquoted-colon"),
+    ],
+)
+def test_a_mistyped_indentation_or_value_says_what_yaml_wants(
+        spec: str, where: str, hint: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE_HEAD + spec, encoding="utf-8")
+    code, out, err = run(["validate", str(tmp_path)], capsys)
+    (problem, summary) = err.splitlines()
+    assert (code, out, summary) == (1, "", "invalid: 1 problem")
+    assert problem.startswith(f"error: {path}:{where}: YAML syntax error: "), problem
+    assert problem.endswith(f"; {hint}"), problem
