@@ -195,6 +195,19 @@ class Cluster:
             and type_ in (None, e.get("type"))
         ]
 
+    async def wait_events_about(
+        self, name: str, *, reason: str | None = None, timeout: float = 20.0
+    ) -> list[dict[str, Any]]:
+        """`events_about`, once there is one: kopf posts events from a queue, so one a
+        handler posted just before its object went may land just after."""
+
+        async def posted() -> list[dict[str, Any]]:
+            return await self.events_about(name, reason=reason)
+
+        found: list[dict[str, Any]] = await self.wait_for(
+            posted, timeout=timeout, what=f"an event about {name} ({reason})")
+        return found
+
     async def condition(self, kind: str, name: str, type_: str) -> dict[str, Any] | None:
         obj = await self.get(kind, name)
         for cond in ((obj or {}).get("status") or {}).get("conditions", []):

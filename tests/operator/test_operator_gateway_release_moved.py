@@ -67,7 +67,7 @@ async def test_a_gateway_released_after_a_device_moved_off_it_takes_the_copy_off
         assert "SG0001" in sims.zaps[OTHER_ZAP].devices
         [device] = [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
         assert (device.state, device.gateway_serial) == ("active", OTHER_ZAP)
-        events = await cluster.events_about("home-zap", reason="Deleted")
+        events = await cluster.wait_events_about("home-zap", reason="Deleted")
         assert any("home-zap.SG0001[zap]" in e["message"] for e in events), events
         await cluster.wait_condition(*INVERTER, "Ready", timeout=60)
 
@@ -83,7 +83,7 @@ async def test_a_gateway_whose_zap_does_not_answer_is_released_saying_what_may_b
         await cluster.wait_gone("Gateway", "home-zap", timeout=60)
 
         assert sims.novacore.gateways[ZAP].org_id is None, "released all the same"
-        [warning] = await cluster.events_about("home-zap", reason="ZapNotRead")
+        [warning] = await cluster.wait_events_about("home-zap", reason="ZapNotRead")
         assert "a device moved from it to another Gateway may still be configured on it" \
             in warning["message"], warning
         await sims.zaps[ZAP].set_offline("online")
@@ -105,7 +105,7 @@ async def test_a_gateway_whose_address_reaches_another_unit_is_released_leaving_
 
         assert sims.novacore.gateways[ZAP].org_id is None, "released all the same"
         assert {"SG0001", STRANGER} <= set(sims.zaps[ZAP].devices), "not its devices: kept"
-        [warning] = await cluster.events_about("home-zap", reason="ZapNotRead")
+        [warning] = await cluster.wait_events_about("home-zap", reason="ZapNotRead")
         assert "reports serial 'zap-00000000000000f9', not 'zap-00000000000000a1'" in (
             warning["message"]), warning
 
@@ -150,7 +150,7 @@ async def _left_on_first_zap(cluster: Cluster, sims: SimFleet, logs: list[str]) 
     await cluster.wait_gone("Gateway", "home-zap", timeout=60)
     assert sims.novacore.gateways[ZAP].org_id is None, "released"
     assert "SG0001" in sims.zaps[ZAP].devices, "left: taken off, it could be on no Zap"
-    [warning] = await cluster.events_about("home-zap", reason="CopyLeftOnZap")
+    [warning] = await cluster.wait_events_about("home-zap", reason="CopyLeftOnZap")
     assert warning["type"] == "Warning", warning
     message = str(warning["message"])
     assert f"Gateway {NAMESPACE}/home-zap: {message}" in logs, logs
@@ -246,7 +246,7 @@ async def test_a_copy_whose_device_is_not_on_its_new_zap_yet_waits_with_the_rele
         assert "the copy on this one is removed once SG0001 is on gateway other-zap (its Zap " \
             "could not be read" in blocked["message"], blocked
         assert f"remove the finalizer {FINALIZER}" in blocked["message"], blocked
-        [warning] = await cluster.events_about("home-zap", reason="ReleaseBlocked")
+        [warning] = await cluster.wait_events_about("home-zap", reason="ReleaseBlocked")
         assert warning["type"] == "Warning"
         await asyncio.sleep(2)  # a few more attempts of the finalizer (retry_delay 0.5 s)
         assert "SG0001" in sims.zaps[ZAP].devices
