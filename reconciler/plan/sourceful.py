@@ -65,6 +65,7 @@ class SourcefulPlanner(UnmanagedPlanner):
         self.unmanaged = [
             entry for name in self.fleet.sites for entry in self._site_unmanaged.get(name, [])
         ]
+        self._drop_taken_duplicates()
         self._copies_after_moves()
         self._unmanaged_gateways()
         return self.changes, self.unmanaged
@@ -218,6 +219,8 @@ class SourcefulPlanner(UnmanagedPlanner):
             )
         index = self._site_index(novacore.org_id, observed)
         match = match_site(site, index)
+        if match is not None:
+            self._same_named_sites(site, match, index)
         remembered = None
         if match is None:
             remembered = applied_site(

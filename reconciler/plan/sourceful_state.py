@@ -87,6 +87,9 @@ class SourcefulState:
     # Resource address -> the fields declared at the last apply and not now
     # (`plan.removed_fields`): a Zap connection setting among them is set back.
     removed_fields: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # Ids of the Novacore sites reported as having the name of a Site that uses another
+    # (`plan.sourceful_unmanaged`).
+    _duplicate_sites: set[str] = field(default_factory=set)
     # Org id -> its sites no declared Site matches (where renamed Sites are looked for).
     _unclaimed_sites: dict[str, list[NovacoreSite]] = field(default_factory=dict)
     # Site resource name -> its unmanaged objects (kept per site: sites may be planned in
