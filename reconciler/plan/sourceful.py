@@ -57,6 +57,11 @@ class SourcefulPlanner(UnmanagedPlanner):
     site as soon as its observations are in (the engine does so while it still observes
     the rest). Its fields are `SourcefulState`'s."""
 
+    @property
+    def duplicate_sites(self) -> frozenset[str]:
+        """The Novacore sites reported as having the name of a Site that uses another."""
+        return frozenset(self._duplicate_sites)
+
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         """Every site not planned yet, then what spans sites. The changes come in the order
         sites were planned; the caller sorts them (`planner.PlanBuilder.finish`)."""

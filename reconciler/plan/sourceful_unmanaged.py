@@ -21,6 +21,7 @@ from reconciler.plan.novacore_devices import observed_novacore_fields
 from reconciler.plan.novacore_sites import SiteIndex, same_named
 from reconciler.plan.observed import NovacoreDevice, NovacoreSite, Unreachable, ZapState
 from reconciler.plan.removal import MovedCopy, copy_waits, moved_away, moved_copy_removal
+from reconciler.plan.retired import LeftSite, RetiredSite
 from reconciler.plan.sourceful_state import GatewayContext, SourcefulState
 from reconciler.plan.zap_settings import observed_connection
 from reconciler.printable import echo
@@ -47,6 +48,17 @@ class UnmanagedPlanner(SourcefulState):
                 f"{match.id}, which Site {site.name} uses (a Site without `siteId` is found "
                 "by name, and the first site of the name is used)"
             )
+            where = RetiredSite(org, other.id)
+            if (
+                self.applied_sites.get(site.name) == where
+                or LeftSite(site.name, where) in self.left_sites
+            ):
+                # Why the user may have expected this one: the inventory still says so.
+                description += (
+                    f"; an earlier apply with this state directory put Site {site.name} in "
+                    f"{other.id} (another state directory's apply may have made site "
+                    f"{match.id} at the same time)"
+                )
             description += (
                 f"; set `spec.novacore.siteId` of Site {site.name} to the site to use, and "
                 "delete the other in Novacore (or move its devices to the one used)"

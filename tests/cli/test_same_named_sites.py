@@ -2,7 +2,8 @@
 through the CLI against the simulators, the second made through the Novacore API as a
 second state directory's apply or a person would: the plan keeps using the first and
 reports the other as unmanaged, naming the Site, both ids and what to do, in text and
-JSON."""
+JSON; a site an earlier apply put the Site in is said to be such a duplicate, not a site
+the Site moved away from."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 from simworld import ORG_A, site, standard_site
-from test_plan_apply import CliFactory, make_cli
+from test_plan_apply import CliFactory, delete_novacore_site, make_cli
 
 __all__ = ["make_cli"]
 
@@ -32,10 +33,10 @@ def novacore(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def duplicate(other: str, used: str) -> str:
+def duplicate(other: str, used: str, note: str = "") -> str:
     return (f"site {other} ('Site s1' in {ORG_A}) has the same name as site {used}, which "
             "Site s1 uses (a Site without `siteId` is found by name, and the first site of "
-            "the name is used); set `spec.novacore.siteId` of Site s1 to the site to "
+            f"the name is used){note}; set `spec.novacore.siteId` of Site s1 to the site to "
             "use, and delete the other in Novacore (or move its devices to the one used)")
 
 
@@ -86,6 +87,42 @@ def pinned(docs: list[dict[str, Any]], site_id: str) -> list[dict[str, Any]]:
         if doc["kind"] == "Site":
             doc["spec"]["novacore"]["siteId"] = site_id
     return docs
+
+
+def test_the_site_an_earlier_apply_used_is_reported_as_a_same_named_one_not_as_left(
+        make_cli: CliFactory) -> None:
+    """Another site of the name comes first in the listing (here renamed to it; two applies
+    with different state directories make one each): the next apply uses it, and the one
+    the state directory remembers is reported as the duplicate it is."""
+    run = make_cli(standard_site(1))
+    first = novacore("POST", "/sites", {"org_id": ORG_A, "name": "Site s1 draft"})["id"]
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    (applied,) = [s.id for s in run.sims.sims.novacore.sites.values() if s.name == "Site s1"]
+    novacore("PUT", f"/sites/{first}", {"name": "Site s1"})
+
+    note = (f"; an earlier apply with this state directory put Site s1 in {applied} (another "
+            f"state directory's apply may have made site {first} at the same time)")
+    reported = duplicate(applied, first, note)
+    code, out, _ = run("plan", run.path)
+    assert code == 0 and f"  ! unmanaged: {reported}\n" in out, out
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    inventory = json.loads((run.state_dir / "inventory.json").read_text())
+    assert inventory["sites"]["s1"] == {"org": ORG_A, "id": first}
+    assert [left["id"] for left in inventory["left_sites"].values()] == [applied]
+
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 0, out
+    assert "moved to another site" not in out, out
+    document = json.loads(run("plan", run.path, "-o", "json")[1])
+    assert [u["description"] for u in document["unmanaged"]] == [reported]
+
+    # Deleted in Novacore: nothing to report, and the inventory forgets it.
+    delete_novacore_site(applied)
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    inventory = json.loads((run.state_dir / "inventory.json").read_text())
+    assert inventory["left_sites"] == {}
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 0 and "unmanaged" not in out, out
 
 
 def test_a_same_named_site_another_site_is_renamed_into_is_not_reported(
