@@ -2,8 +2,9 @@
 (`status.unmanaged`): the plan's `unmanaged` list, as `reconciler plan` lists it and the
 watch agent logs it. The operator removes none of them (no `--prune`), so this is where a
 user sees them: a device added by hand to a Zap, the copy a Device moved to another
-Gateway left on its old Zap, a Novacore device of a Site that no Device is, a device in a
-Site's Enapter site or on its Flatpeak location that no Device is.
+Gateway left on its old Zap, a Novacore device of a Site that no Device is, another
+Novacore site of the name a Site is found by (it uses the first), a device in a Site's
+Enapter site or on its Flatpeak location that no Device is.
 
 Each object is reported by one object only, the one whose reconcile reads where it is:
 a Zap's devices by their Gateway, a Novacore site's devices by their Site, a Novacore
@@ -165,8 +166,8 @@ def _site_devices(
     own: Sequence[Change],
     novacore_sites: Mapping[str, str],
 ) -> list[Entry] | None:
-    """The devices of the Novacore site `site` matched that no Device is; None when they
-    could not be read."""
+    """The devices of the Novacore site `site` matched that no Device is, and the other
+    sites of its name (`plan.sourceful_unmanaged`); None when its devices could not be read."""
     site_id = novacore_sites.get(site.name)
     if site_id is None:
         # Not found there (it is to be created), unless it could not be looked for.

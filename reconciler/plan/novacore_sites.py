@@ -1,7 +1,8 @@
 """Which Novacore site a Site is: the one it declares by id or name (`match_site`, over a
 `SiteIndex`), else the one an earlier apply put it in (`applied_site`), else the unclaimed one
 it was renamed from, recognised by the hardware ids of its devices (`find_renamed`,
-`unclaimed_sites`, `rename_search_ids`).
+`unclaimed_sites`, `rename_search_ids`); and the other sites of the name a Site is found by,
+which it does not use (`same_named`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ from reconciler.plan.retired import RetiredSite
 
 class SiteIndex:
     """The sites of one organisation by id and by name (the first of a name wins), so that
-    matching a thousand Sites against a thousand Novacore sites stays linear."""
+    matching a thousand Sites against a thousand Novacore sites stays linear. `others`:
+    name -> the sites of that name after the first, for the names more than one site has
+    (Novacore does not keep names unique)."""
 
     def __init__(self, candidates: list[NovacoreSite]) -> None:
         self.by_id = {c.id: c for c in candidates}
         self.by_name: dict[str, NovacoreSite] = {}
+        self.others: dict[str, list[NovacoreSite]] = {}
         for candidate in candidates:
-            self.by_name.setdefault(candidate.name, candidate)
+            first = self.by_name.setdefault(candidate.name, candidate)
+            if first is not candidate:
+                self.others.setdefault(candidate.name, []).append(candidate)
 
 
 def match_site(site: Site, candidates: list[NovacoreSite] | SiteIndex) -> NovacoreSite | None:
@@ -35,6 +41,17 @@ def match_site(site: Site, candidates: list[NovacoreSite] | SiteIndex) -> Novaco
     if novacore.site_id is not None:
         return index.by_id.get(novacore.site_id)
     return index.by_name.get(site.spec.display_name)
+
+
+def same_named(site: Site, index: SiteIndex) -> list[NovacoreSite]:
+    """The sites of the organisation that have the display name a Site is found by (no
+    `siteId`), other than the one it matches: the first of the name is used, and these are
+    what two applies from different state directories (or a person) made again."""
+    novacore = site.spec.novacore
+    assert novacore is not None
+    if novacore.site_id is not None:
+        return []
+    return list(index.others.get(site.spec.display_name, ()))
 
 
 def applied_site(

@@ -182,6 +182,7 @@ class PlanBuilder:
             retired_gateways=self.options.retired_gateways,
             whole_fleet=self.options.whole_fleet,
             applied_sites=self.options.applied_sites,
+            left_sites=self.options.left_sites,
             removed_fields=self.removed,
         )
 
@@ -202,6 +203,7 @@ class PlanBuilder:
             self.observed,
             novacore_site_ids(changes).values(),
             options.left_sites,
+            self._sourceful.duplicate_sites,
         )
         unmanaged += retired.unmanaged
         locations = retired_locations(

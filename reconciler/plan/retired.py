@@ -7,7 +7,7 @@ history, and no Site says what should become of it (`--prune` does not delete si
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,12 +48,16 @@ def retired_sites(
     observed: Observed,
     matched_ids: Iterable[str],
     left: Sequence[LeftSite] = (),
+    same_named: Collection[str] = (),
 ) -> RetiredSites:
     """`retired`: Site name -> where it was applied, for Sites declared no more. `left`:
     sites that declared Sites left. `matched_ids`: the Novacore site ids a declared Site
     matches in this plan (a Site renamed in git, or one that took over the same site,
-    keeps it managed). A site whose organisation could not be listed is neither reported
-    nor forgotten."""
+    keeps it managed). `same_named`: the site ids the plan reports as having the name of a
+    Site that uses another site of that name (`plan.sourceful_unmanaged`), which is why a
+    Site found by name left one (two state directories each made it): said there, with
+    what to do, and not again here as a move of the Site; remembered still. A site whose
+    organisation could not be listed is neither reported nor forgotten."""
     matched = set(matched_ids)
     found = RetiredSites(unmanaged=[], forget=[])
     retirees: list[tuple[str | LeftSite, RetiredSite, str]] = [
@@ -69,6 +73,8 @@ def retired_sites(
         for former in left
     ]
     for retiree, where, what in retirees:
+        if where.site_id in same_named:
+            continue
         listed, site = _still_unmanaged(observed, where, matched)
         if not listed:
             continue

@@ -57,6 +57,11 @@ class SourcefulPlanner(UnmanagedPlanner):
     site as soon as its observations are in (the engine does so while it still observes
     the rest). Its fields are `SourcefulState`'s."""
 
+    @property
+    def duplicate_sites(self) -> frozenset[str]:
+        """The Novacore sites reported as having the name of a Site that uses another."""
+        return frozenset(self._duplicate_sites)
+
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         """Every site not planned yet, then what spans sites. The changes come in the order
         sites were planned; the caller sorts them (`planner.PlanBuilder.finish`)."""
@@ -65,6 +70,7 @@ class SourcefulPlanner(UnmanagedPlanner):
         self.unmanaged = [
             entry for name in self.fleet.sites for entry in self._site_unmanaged.get(name, [])
         ]
+        self._drop_taken_duplicates()
         self._copies_after_moves()
         self._unmanaged_gateways()
         return self.changes, self.unmanaged
@@ -218,6 +224,8 @@ class SourcefulPlanner(UnmanagedPlanner):
             )
         index = self._site_index(novacore.org_id, observed)
         match = match_site(site, index)
+        if match is not None:
+            self._same_named_sites(site, match, index)
         remembered = None
         if match is None:
             remembered = applied_site(

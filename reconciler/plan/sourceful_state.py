@@ -7,7 +7,7 @@ against. The planning itself is `plan.sourceful` and `plan.sourceful_unmanaged`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from reconciler.plan.moves import Declaration, ProvisionedIndex
 from reconciler.plan.novacore_sites import SiteIndex, match_site, unclaimed_sites
 from reconciler.plan.observed import NovacoreSite, Observed, ZapState
 from reconciler.plan.removal import MovedCopy
-from reconciler.plan.retired import RetiredSite
+from reconciler.plan.retired import LeftSite, RetiredSite
 from reconciler.printable import echo
 
 
@@ -84,9 +84,14 @@ class SourcefulState:
     whole_fleet: Fleet | None = None
     # Where earlier applies put declared Sites (planner.PlanOptions.applied_sites).
     applied_sites: Mapping[str, RetiredSite] = field(default_factory=dict)
+    # Sites that declared Sites left (planner.PlanOptions.left_sites).
+    left_sites: Collection[LeftSite] = ()
     # Resource address -> the fields declared at the last apply and not now
     # (`plan.removed_fields`): a Zap connection setting among them is set back.
     removed_fields: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # Ids of the Novacore sites reported as having the name of a Site that uses another
+    # (`plan.sourceful_unmanaged`): not reported again as retired or left sites.
+    _duplicate_sites: set[str] = field(default_factory=set)
     # Org id -> its sites no declared Site matches (where renamed Sites are looked for).
     _unclaimed_sites: dict[str, list[NovacoreSite]] = field(default_factory=dict)
     # Site resource name -> its unmanaged objects (kept per site: sites may be planned in

@@ -2,8 +2,10 @@
 devices and their DERs, devices that move out of a site or leave its organisation, and
 gateways claimed but not declared, with the release of those whose deletionPolicy is
 Release after the devices bound to them and after the copies on their Zap of devices moved
-to another gateway (`plan.retired_gateways`). Each is reported as unmanaged, or with `--prune`
-removed (never what a move still needs). A part of `plan.sourceful.SourcefulPlanner`.
+to another gateway (`plan.retired_gateways`), and the Novacore sites that have the name a
+Site is found by but are not the one it uses. Each is reported as unmanaged, or with
+`--prune` removed (never what a move still needs; never a site). A part of
+`plan.sourceful.SourcefulPlanner`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from reconciler.plan.device_gateways import undeclared_device_name
 from reconciler.plan.moves import Declaration, ProvisionedIndex
 from reconciler.plan.novacore_claims import serial_release
 from reconciler.plan.novacore_devices import observed_novacore_fields
-from reconciler.plan.observed import NovacoreDevice, Unreachable, ZapState
+from reconciler.plan.novacore_sites import SiteIndex, same_named
+from reconciler.plan.observed import NovacoreDevice, NovacoreSite, Unreachable, ZapState
 from reconciler.plan.removal import MovedCopy, copy_waits, moved_away, moved_copy_removal
+from reconciler.plan.retired import LeftSite, RetiredSite
 from reconciler.plan.sourceful_state import GatewayContext, SourcefulState
 from reconciler.plan.zap_settings import observed_connection
 from reconciler.printable import echo
@@ -25,6 +29,62 @@ from reconciler.printable import echo
 
 class UnmanagedPlanner(SourcefulState):
     """Plans the unmanaged objects of one fleet (`SourcefulPlanner` plans the rest)."""
+
+    def _same_named_sites(self, site: Site, match: NovacoreSite, index: SiteIndex) -> None:
+        """The other sites of the organisation named as `site`, which is found by name and
+        uses `match`, the first of them: said, so that the ambiguity is seen, and left as
+        they are (a site holds its devices' history; which one to keep is the user's call).
+        The match stays the first, so that what is applied does not change. One a declared
+        Site names by `siteId` is that Site's; one another Site takes in this plan (renamed
+        into it) is dropped once every site is planned (`_drop_taken_duplicates`)."""
+        novacore = site.spec.novacore
+        assert novacore is not None
+        org = novacore.org_id
+        for other in same_named(site, index):
+            if self._declared_site(org, other.id) is not None:
+                continue
+            description = (
+                f"site {other.id} ({echo(other.name)} in {org}) has the same name as site "
+                f"{match.id}, which Site {site.name} uses (a Site without `siteId` is found "
+                "by name, and the first site of the name is used)"
+            )
+            where = RetiredSite(org, other.id)
+            if (
+                self.applied_sites.get(site.name) == where
+                or LeftSite(site.name, where) in self.left_sites
+            ):
+                # Why the user may have expected this one: the inventory still says so.
+                description += (
+                    f"; an earlier apply with this state directory put Site {site.name} in "
+                    f"{other.id} (another state directory's apply may have made site "
+                    f"{match.id} at the same time)"
+                )
+            description += (
+                f"; set `spec.novacore.siteId` of Site {site.name} to the site to use, and "
+                "delete the other in Novacore (or move its devices to the one used)"
+            )
+            self._duplicate_sites.add(other.id)
+            self.unmanaged.append(
+                {
+                    "platform": "novacore",
+                    "site": site.name,
+                    "id": other.id,
+                    "description": description,
+                    "prunable": False,
+                }
+            )
+
+    def _drop_taken_duplicates(self) -> None:
+        """Drop what `_same_named_sites` said of a site that another declared Site uses in
+        this plan (it was renamed in git, and the plan renames that site for it)."""
+        taken = {m.id for m in self._matched_site.values()} & self._duplicate_sites
+        if not taken:
+            return
+        self._duplicate_sites -= taken
+        self.unmanaged = [
+            e for e in self.unmanaged
+            if not (e.get("platform") == "novacore" and "site" in e and e.get("id") in taken)
+        ]
 
     def _unmanaged_zap_devices(
         self, site: Site, gateway: Gateway, state: ZapState, declared: set[str | None]

@@ -266,3 +266,30 @@ async def test_of_two_sites_in_one_organisation_the_first_by_name_reports_its_ga
         await cluster.patch("Site", "cabin", {"metadata": {"annotations": {PAUSED: "true"}}})
         found = await cluster.wait_for(lambda: listed("home"), timeout=30, what="on home")
         assert [o["id"] for o in found["objects"]] == [SPARE]
+
+
+async def test_a_second_novacore_site_of_a_sites_name_is_reported_on_that_site(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(WITH_OTHER, tmp_path, monkeypatch) as (cluster, sims):
+        await _declared(cluster)
+        [used] = [s.id for s in sims.novacore.sites.values() if s.name == "Home"]
+        other = sims.novacore.add_site("org-home", "Home")
+
+        async def listed() -> dict[str, Any] | None:
+            found = await _reported(cluster, "Site", "home")
+            return found if found.get("count") == 1 else None
+
+        found = await cluster.wait_for(listed, timeout=30, what="the second site of the name")
+        assert found["objects"] == [{
+            "platform": "novacore",
+            "id": other,
+            "description": f"site {other} ('Home' in org-home) has the same name as site "
+            f"{used}, which Site home uses (a Site without `siteId` is found by name, and "
+            "the first site of the name is used); set `spec.novacore.siteId` of Site home "
+            "to the site to use, and delete the other in Novacore (or move its devices to "
+            "the one used)",
+        }], found
+        await cluster.wait_condition("Site", "home", "Ready", timeout=5)
+        assert (await _reported(cluster, *GATEWAY))["count"] == 0
+        assert other in sims.novacore.sites, "left as it is"
