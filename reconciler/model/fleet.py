@@ -311,7 +311,8 @@ def _unique_site_identities(fleet: Fleet) -> list[Problem]:
                         site.name,
                         ("spec", "displayName"),
                         f"displayName {echo(site.spec.display_name)} is already used by Site "
-                        f"{echo(clash.name)} {where}; set distinct display names or siteId",
+                        f"{echo(clash.name)} {where}; "
+                        + _name_clash_fix(site_id, clash.name, _site_id(clash, platform)),
                     )
                 )
             same_name.append(site)
@@ -321,6 +322,18 @@ def _unique_site_identities(fleet: Fleet) -> list[Problem]:
 def _site_id(site: Site, platform: str) -> str | None:
     block = site.spec.novacore if platform == "novacore" else site.spec.enapter
     return block.site_id if block is not None else None
+
+
+def _name_clash_fix(site_id: str | None, other: str, other_id: str | None) -> str:
+    """What ends a clash of two Sites' display names: the one without a `siteId` is found
+    by its name, and could be the site the other names, so it is the one to change."""
+    if site_id is not None and other_id is None:
+        return (f"set distinct display names, or a siteId on Site {echo(other)} too (found "
+                "by its name, it could be the site this Site names)")
+    if site_id is None and other_id is not None:
+        return (f"set distinct display names, or a siteId on this Site too (found by its "
+                f"name, it could be the site Site {echo(other)} names)")
+    return "set distinct display names or siteId"
 
 
 def _gateway_rules(fleet: Fleet, gateway: Gateway) -> list[Problem]:

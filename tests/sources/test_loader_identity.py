@@ -91,6 +91,27 @@ def test_two_sites_with_one_display_name_in_one_org_are_refused(tmp_path: Path) 
         "in org-4f2a9c71; set distinct display names or siteId"]
 
 
+@pytest.mark.parametrize(("first", "second", "fix"), [
+    ("site-1", None, "set distinct display names, or a siteId on this Site too (found by its "
+                     "name, it could be the site Site 's1' names)"),
+    (None, "site-1", "set distinct display names, or a siteId on Site 's1' too (found by its "
+                     "name, it could be the site this Site names)"),
+])
+def test_a_display_name_clash_with_one_site_id_names_the_site_to_change(
+        tmp_path: Path, first: str | None, second: str | None, fix: str) -> None:
+    """Of two Sites of one name, one naming its site by id: the other, found by that name,
+    could be the same site, so it is the one the error says to change."""
+    def declared(name: str, site_id: str | None) -> str:
+        ids = f"\n    siteId: {site_id}" if site_id else ""
+        return site(name, "S1", f"novacore:\n    orgId: org-4f2a9c71{ids}")
+
+    path = write(tmp_path, "sites.yaml", f"{declared('s1', first)}---\n{declared('s2', second)}")
+    [problem] = [str(d) for d in loader.load_paths([path]).diagnostics]
+    assert problem.endswith(
+        "spec.displayName: displayName 'S1' is already used by Site 's1' in org-4f2a9c71; "
+        + fix), problem
+
+
 def test_a_device_is_not_blamed_for_its_invalid_gateway(tmp_path: Path) -> None:
     result = loader.load_paths([write(tmp_path, "lab.yaml", LAB)])
     assert [str(d).replace(f"{tmp_path}/", "") for d in result.diagnostics] == [
