@@ -13,13 +13,16 @@ watch event of the version the patch returned before it runs handlers again: wit
 version forever, any older event in the stream passes for that one, and handlers run again
 on a body without their own last status (a Warning said twice, a handler run twice). A
 JSON patch whose `test` of the version fails is refused with 422, as kopf expects of a
-conflict. A list says the version of the last write, and a watch from a version starts
-with the objects deleted and written since, not with every object again.
+conflict, and a merge patch naming a `resourceVersion` other than the object's is refused
+with 409 Conflict, as a real API server takes it for a precondition. A list says the
+version of the last write, and a watch from a version starts with the objects deleted and
+written since, not with every object again.
 
 A test can expire the watches of a resource (`expire_watches`: an ERROR event of status 410
 Gone, as an API server sends when the version a watch goes on from is too old), end them
 with another ERROR event (`end_watches`), or answer the next watch requests with an HTTP
-error (`fail(..., watch=True)`), and counts the lists of each resource (`listed`)."""
+error (`fail(..., watch=True)`), hold a write until it lets it go (`hold`), and counts the
+lists of each resource (`listed`)."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import asyncio
 import collections
 import datetime
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp.web
@@ -80,6 +83,36 @@ class Fault:
                 and self.watch in (None, watching))
 
 
+@attrs.frozen
+class VersionConflict(kmock.KubernetesError):
+    """A merge patch whose `metadata.resourceVersion` is not the object's (a precondition)."""
+
+    status: int = 409
+    reason: str | None = "Conflict"
+    message: str | None = (
+        "the object has been modified; please apply your changes to the latest version"
+    )
+
+
+@attrs.define
+class Hold:
+    """Hold the next request of `method` whose path ends with `path_suffix` and whose body
+    `body` accepts, before it changes anything, until `release` is set; `arrived` is set as
+    it is held, `answered` once it was served (or refused)."""
+
+    method: str
+    path_suffix: str
+    body: Callable[[Any], bool]
+    release: asyncio.Event = attrs.field(factory=asyncio.Event)
+    arrived: asyncio.Event = attrs.field(factory=asyncio.Event)
+    answered: asyncio.Event = attrs.field(factory=asyncio.Event)
+    count: int = 1
+
+    def matches(self, request: Any) -> bool:
+        return (self.count > 0 and str(request.method.value).upper() == self.method
+                and request.url.path.endswith(self.path_suffix) and self.body(request.data))
+
+
 # What an API server sends in a watch stream whose version is too old (etcd compacted it).
 GONE = {
     "type": "ERROR",
@@ -106,6 +139,7 @@ class Emulator(kmock.KubernetesEmulator):
         return str(self._version)
 
     faults: list[Fault] = attrs.field(factory=list, init=False)
+    holds: list[Hold] = attrs.field(factory=list, init=False)
     # Lists served, by plural (a client's list, as kopf's at start and after a 410).
     listed: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
 
@@ -116,6 +150,13 @@ class Emulator(kmock.KubernetesEmulator):
         fault = Fault(method.upper(), path_suffix, status, count, watch)
         self.faults.append(fault)
         return fault
+
+    def hold(self, method: str, path_suffix: str, body: Callable[[Any], bool]) -> Hold:
+        """Hold the next such request whose body `body` accepts until the hold's `release`
+        is set (a write that lands late, after others)."""
+        held = Hold(method.upper(), path_suffix, body)
+        self.holds.append(held)
+        return held
 
     async def expire_watches(self, plural: str) -> int:
         """End every open watch of the resource `plural` with 410 Gone; how many there were
@@ -133,6 +174,18 @@ class Emulator(kmock.KubernetesEmulator):
         return ended
 
     async def _handle(self, request: Any) -> Any:
+        held = next((hold for hold in self.holds if hold.matches(request)), None)
+        if held is None:
+            return await self._answer(request)
+        held.count -= 1
+        held.arrived.set()
+        await held.release.wait()
+        try:
+            return await self._answer(request)
+        finally:
+            held.answered.set()
+
+    async def _answer(self, request: Any) -> Any:
         for fault in self.faults:
             if fault.matches(request):
                 fault.count -= 1
@@ -152,6 +205,7 @@ class Emulator(kmock.KubernetesEmulator):
         if request.method == kmock.method.PUT and request.resource and request.name:
             return await self._replace(request)
         if request.action == kmock.action.UPDATE and request.resource and request.name:
+            self._check_precondition(request)
             self._version_patch(request.data)
         if request.action == kmock.action.DELETE and request.resource and request.name:
             await self._mark_deleted(request)
@@ -219,6 +273,17 @@ class Emulator(kmock.KubernetesEmulator):
         return bool(resource == request.resource
                     and request.namespace in (None, namespace)
                     and request.name in (None, name))
+
+    def _check_precondition(self, request: Any) -> None:
+        """Refuse a merge patch naming another `resourceVersion` than the object's (409)."""
+        data = request.data
+        wanted = (data.get("metadata") or {}).get("resourceVersion") if isinstance(
+            data, dict) else None
+        key = (request.resource, request.namespace, request.name)
+        if wanted is None or key not in self._objects or self._objects[key].deleted:
+            return
+        if str(self._objects[key].get("metadata", {}).get("resourceVersion")) != str(wanted):
+            raise VersionConflict()
 
     def _version_patch(self, data: Any) -> None:
         """Put the object's next resourceVersion in a patch (merge or JSON patch)."""

@@ -521,13 +521,17 @@ def _register_kind(
         # Written here, not by kopf: a status patch kopf makes for a timer and the API server
         # refuses ends the timer for good (`status_writes`).
         patch = kopf.Patch()
+        # The generation `_reconcile` plans with (it reads it too before any await): the
+        # write is skipped if the status says a newer one already, written by the reconcile
+        # of an edit after this check let the object's lock go (`status_writes`).
+        generation = kwargs["meta"].get("generation")
         try:
             async with _stop_when_leaving(kwargs["stopped"]) as stop:
                 await _reconcile_call(runtime, kind, {**kwargs, "patch": patch}, stop=stop)
         except (kopf.TemporaryError, kopf.PermanentError):
-            await runtime.status.write(*owner, patch.get("status"), kwargs["logger"])
+            await runtime.status.write(*owner, patch.get("status"), kwargs["logger"], generation)
             raise
-        await runtime.status.write(*owner, patch.get("status"), kwargs["logger"])
+        await runtime.status.write(*owner, patch.get("status"), kwargs["logger"], generation)
 
     @kopf.on.delete(
         group, version, plural, id=f"finalize-{plural}", labels=labels, registry=registry

@@ -1,6 +1,8 @@
 """Runs the operator end to end for tests: kmock's KubernetesEmulator as the API server
 (with our CRDs' resources, namespaces, events, Secrets and CRDs registered, as kopf needs),
-the platform simulators seeded from site YAML, and kopf in the test's event loop."""
+the platform simulators seeded from site YAML, and kopf in the test's event loop, started by
+the operator's own entry point (`stopping.run`, as `reconciler operator` starts it: its
+handlers see the stop as in a pod)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from kube_emulator import Emulator
 from reconciler.engine.config import load_settings
 from reconciler.model.base import API_GROUP, API_VERSION
 from reconciler.model.schema import CRD_NAMES
+from reconciler.operator import stopping
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.handlers import Runtime, configure, register
 from reconciler.sim.fleet import SimFleet
@@ -369,7 +372,8 @@ async def operator(
         settings = load_settings(env)
         config = config or OperatorConfig(interval=1.0, retry_delay=0.5)
         registry = kopf.OperatorRegistry()
-        register(registry, Runtime(config, settings))
+        runtime = Runtime(config, settings)
+        register(registry, runtime)
 
         @kopf.on.login(registry=registry)
         def login(**_: Any) -> kopf.ConnectionInfo:
@@ -392,9 +396,10 @@ async def operator(
         if handler is not None:
             logging.getLogger().addHandler(handler)
         task = asyncio.create_task(
-            kopf.operator(
+            stopping.run(
+                runtime.stop,
+                kopf_settings,
                 registry=registry,
-                settings=kopf_settings,
                 clusterwide=not namespaces,
                 namespaces=namespaces or [],
                 stop_flag=stop,

@@ -61,6 +61,25 @@ async def test_a_json_patch_testing_an_old_version_is_refused() -> None:
         assert "finalizers" not in ((await cluster.get("Device", "meter")) or {})["metadata"]
 
 
+async def test_a_merge_patch_naming_an_old_version_is_refused_with_a_conflict() -> None:
+    """A real API server takes a merge patch's `metadata.resourceVersion` for a
+    precondition: the operator's drift checks write their status so (`status_writes`)."""
+    async with emulated_cluster() as cluster:
+        await cluster.create(DEVICE)
+        old = await _version(cluster)
+        await cluster.patch("Device", "meter", {"spec": {"deviceType": "battery"}})
+        status_path = f"{cluster._path('Device', 'meter')}/status"
+        headers = {"Content-Type": "application/merge-patch+json"}
+        stale = {"metadata": {"resourceVersion": old}, "status": {"observedGeneration": 1}}
+        refused = await cluster.http.patch(status_path, json=stale, headers=headers)
+        assert refused.status_code == 409, refused.text
+        assert await cluster.status("Device", "meter") == {}
+        fresh = {"metadata": {"resourceVersion": await _version(cluster)},
+                 "status": {"observedGeneration": 1}}
+        (await cluster.http.patch(status_path, json=fresh, headers=headers)).raise_for_status()
+        assert await cluster.status("Device", "meter") == {"observedGeneration": 1}
+
+
 async def _json_patch(
     cluster: Cluster, version: str, ops: list[dict[str, Any]], *, check: bool = True
 ) -> Any:

@@ -13,6 +13,7 @@ import pytest
 from harness import Cluster, operator
 from objects import HOME, ZAP, declare
 
+from reconciler.operator.status_writes import CONFLICT_ATTEMPTS
 from reconciler.sim.fleet import SimFleet
 
 STATUS = "/devices/home-battery/status"
@@ -47,13 +48,13 @@ async def test_a_status_patch_refused_with_a_server_error_is_written_again(
 async def test_a_drift_check_goes_on_after_its_status_patch_conflicts(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    """kopf retries no 409: the create handler's status patch is lost, and so are the next
-    two drift checks'. Written by kopf, the first would have ended the drift timer for good
-    and the Device would never have said Ready."""
+    """kopf retries no 409: the create handler's status patch is lost, and so is the next
+    drift check's, read again and refused at each attempt. Written by kopf, the first would
+    have ended the drift timer for good and the Device would never have said Ready."""
     logs: list[str] = []
     async with operator(HOME, tmp_path, monkeypatch, logs=logs) as (cluster, sims):
         assert cluster.emulator is not None
-        fault = cluster.emulator.fail("PATCH", STATUS, 409, 3)
+        fault = cluster.emulator.fail("PATCH", STATUS, 409, 1 + CONFLICT_ATTEMPTS)
         await declare(cluster)
         await _converged_once(cluster, sims)
         assert fault.count == 0, "the patches were refused"
