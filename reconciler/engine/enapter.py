@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -49,6 +49,7 @@ from reconciler.engine.enapter_files import config_path
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import all_of
 from reconciler.engine.gather import Gather
+from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
 from reconciler.engine.state import write_temporary
 from reconciler.errors import ProviderAuthError, ProviderConflict, ProviderRejected
@@ -226,6 +227,25 @@ async def observe_enapter(
         state.written_files = enapter_files.removable(session.settings, whole_fleet, found)
     state.interrupted_deletes = enapter_files.interrupted_deletes(session.settings, whole_fleet)
     observed.extra[_ENAPTER] = state
+
+
+async def observe_remembered_enapter_sites(
+    session: Session, observed: Observed, policy: RetryPolicy, remembered: Collection[str]
+) -> None:
+    """List the Enapter sites when earlier applies made or matched some (`remembered`, from
+    the inventory) and `observe_enapter` read nothing, no declared Site being in Enapter any
+    more: the last one removed, or its block, leaves its site in Enapter, and only the
+    listing lets the plan report it (`plan.retired_enapter_sites`). Read for that report
+    alone, a failure (rejected credentials included) reports nothing and stops nothing,
+    and no site's devices are read."""
+    if not remembered or isinstance(observed.extra.get(_ENAPTER), EnapterState):
+        return
+    if not session.settings.enapter_token:
+        return
+    client = enapter_api(session)
+    sites = await Gather(policy).read_as(client.list_sites, enapter_convert.sites)
+    if isinstance(sites, list):
+        observed.extra[_ENAPTER] = EnapterState(sites=sites)
 
 
 async def _config_outputs(
