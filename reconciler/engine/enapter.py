@@ -267,10 +267,12 @@ async def _config_outputs(
             continue
         if output.file is not None:
             path = paths[device.name]
+            shown = enapter_files.shown_path(session.settings, output.file)
             out[device.name] = ConfigOutputState(
-                enapter_files.shown_path(session.settings, output.file),
+                shown,
                 path.is_file(),
                 writers.get(path),
+                unusable=_unusable(path, shown, Path(output.file, f"{device.name}.json")),
             )
         elif store is not None and output.secret_name is not None:
             try:
@@ -281,6 +283,19 @@ async def _config_outputs(
                 f"Secret {output.secret_name}", found.present, found.written_for, found.foreign
             )
     return out
+
+
+def _unusable(path: Path, shown: str, example: Path) -> str | None:
+    """Why no config file can be written at `path`: a directory is there (as `secrets/`
+    names). The plan blocks the change that would write it rather than call the file
+    missing, and the apply then fail. A FIFO or device there is refused by the write
+    (`_deliver_config`), which says so."""
+    if not path.is_dir():
+        return None
+    return (
+        f"configOutput.file names {shown}, which is a directory: name the file the "
+        f"communication config is written to, e.g. '{example}'"
+    )
 
 
 # -- ids resolved during an apply -----------------------------------------------------------
