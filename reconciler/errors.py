@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.printable import clipped_path
 
@@ -137,3 +138,14 @@ class ProviderAuthError(ProviderError):
     """Credentials are missing, invalid or lack permission (401/403), or the server's TLS
     certificate does not verify (the server is not the one trusted). Either way a setting
     must change: retrying cannot help, so a plan stops at it rather than defer."""
+
+    def __init__(
+        self, message: str, *, credential_refused: bool | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        # The platform refused the credential itself (expired or wrong), not a permission
+        # or a certificate: a 401, unless the platform's client knows its own answer
+        # better (Enapter says an invalid or expired token with a 403).
+        self.credential_refused = (
+            self.status == 401 if credential_refused is None else credential_refused
+        )

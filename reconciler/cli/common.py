@@ -294,9 +294,10 @@ def warn_unusable_state_dir(settings: Settings, stream: TextIO | None = None) ->
 
 
 def refused_notes(settings: Settings, errors: Iterable[BaseException | None]) -> list[str]:
-    """A `note:` line of what to do for each credential `errors` say was refused (a 401: a
-    token expired or wrong), once per credential however many calls it failed: the error
-    alone says HTTP 401, not which setting to change."""
+    """A `note:` line of what to do for each credential `errors` say was refused (a token
+    expired or wrong: `ProviderAuthError.credential_refused`), once per credential however
+    many calls it failed: the error alone says HTTP 401 or 403, not which setting to
+    change."""
     hints = (settings.refused_hint(error, when=None) for error in errors)
     return [f"note: {hint}" for hint in dict.fromkeys(h for h in hints if h is not None)]
 

@@ -133,12 +133,13 @@ class Settings:
         return dataclasses.replace(self, **changes) if changes else self
 
     def refused_hint(self, error: BaseException | None, *, when: str | None) -> str | None:
-        """What to do about a platform's 401 (its credential refused: a token past its
-        expiry, Novacore's after 24 h), read again `when` ("at the next run"): a file is
-        read again then, a variable at start only. `when` None for a command that runs
-        once (`plan`, `apply`), which reads both again when run again. None for any other
-        error."""
-        if not isinstance(error, ProviderAuthError) or error.status != 401:
+        """What to do about a platform's refusal of its credential (a token past its
+        expiry, Novacore's after 24 h: a 401, Enapter's 403 `invalid_header`, Flatpeak's
+        refused login; `ProviderAuthError.credential_refused`), read again `when` ("at the
+        next run"): a file is read again then, a variable at start only. `when` None for a
+        command that runs once (`plan`, `apply`), which reads both again when run again.
+        None for any other error."""
+        if not isinstance(error, ProviderAuthError) or not error.credential_refused:
             return None
         platform = error.operation.partition(".")[0]
         if platform not in _PLATFORM_CREDENTIALS:

@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -49,6 +49,7 @@ from reconciler.engine.enapter_files import config_path
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import all_of
 from reconciler.engine.gather import Gather
+from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
 from reconciler.engine.state import write_temporary
 from reconciler.errors import ProviderAuthError, ProviderConflict, ProviderRejected
@@ -228,6 +229,25 @@ async def observe_enapter(
     observed.extra[_ENAPTER] = state
 
 
+async def observe_remembered_enapter_sites(
+    session: Session, observed: Observed, policy: RetryPolicy, remembered: Collection[str]
+) -> None:
+    """List the Enapter sites when earlier applies made or matched some (`remembered`, from
+    the inventory) and `observe_enapter` read nothing, no declared Site being in Enapter any
+    more: the last one removed, or its block, leaves its site in Enapter, and only the
+    listing lets the plan report it (`plan.retired_enapter_sites`). Read for that report
+    alone, a failure (rejected credentials included) reports nothing and stops nothing,
+    and no site's devices are read."""
+    if not remembered or isinstance(observed.extra.get(_ENAPTER), EnapterState):
+        return
+    if not session.settings.enapter_token:
+        return
+    client = enapter_api(session)
+    sites = await Gather(policy).read_as(client.list_sites, enapter_convert.sites)
+    if isinstance(sites, list):
+        observed.extra[_ENAPTER] = EnapterState(sites=sites)
+
+
 async def _config_outputs(
     fleet: Fleet, session: Session, store: ConfigSecretStore | None
 ) -> dict[str, ConfigOutputState]:
@@ -247,10 +267,12 @@ async def _config_outputs(
             continue
         if output.file is not None:
             path = paths[device.name]
+            shown = enapter_files.shown_path(session.settings, output.file)
             out[device.name] = ConfigOutputState(
-                enapter_files.shown_path(session.settings, output.file),
+                shown,
                 path.is_file(),
                 writers.get(path),
+                unusable=_unusable(path, shown, Path(output.file, f"{device.name}.json")),
             )
         elif store is not None and output.secret_name is not None:
             try:
@@ -261,6 +283,19 @@ async def _config_outputs(
                 f"Secret {output.secret_name}", found.present, found.written_for, found.foreign
             )
     return out
+
+
+def _unusable(path: Path, shown: str, example: Path) -> str | None:
+    """Why no config file can be written at `path`: a directory is there (as `secrets/`
+    names). The plan blocks the change that would write it rather than call the file
+    missing, and the apply then fail. A FIFO or device there is refused by the write
+    (`_deliver_config`), which says so."""
+    if not path.is_dir():
+        return None
+    return (
+        f"configOutput.file names {shown}, which is a directory: name the file the "
+        f"communication config is written to, e.g. '{example}'"
+    )
 
 
 # -- ids resolved during an apply -----------------------------------------------------------

@@ -20,6 +20,7 @@ from reconciler.engine import platforms as _platforms  # noqa: F401 - registers 
 from reconciler.engine.apply import ApplyReport, Progress, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.credentials import CredentialLedger, mqtt_passwords
+from reconciler.engine.enapter import observe_remembered_enapter_sites
 from reconciler.engine.execute import Executors
 from reconciler.engine.flatpeak import observe_remembered_locations
 from reconciler.engine.host_waits import HostWaits
@@ -218,6 +219,7 @@ class Reconciler:
                 applied_sites=inventory.applied_sites(self.fleet.sites),
                 left_sites=tuple(inventory.left_sites),
                 flatpeak_locations=dict(inventory.flatpeak_locations),
+                enapter_sites=dict(inventory.enapter_sites),
                 last_declared=dict(inventory.declared),
             )
         if options.whole_fleet is None and not options.retired_gateways:
@@ -259,6 +261,9 @@ class Reconciler:
                 observed,
                 read_policy(self.settings.retries),
                 options.flatpeak_locations,
+            )
+            await observe_remembered_enapter_sites(
+                self.session, observed, read_policy(self.settings.retries), options.enapter_sites
             )
             plan = builder.finish()
             orgs = releasing_orgs(plan)
@@ -397,6 +402,7 @@ class Reconciler:
                 inventory.forget(change.external_id or "")
         self._remember_sites(inventory, plan, report)
         self._remember_locations(inventory, plan, report)
+        self._remember_enapter_sites(inventory, plan, report)
         self._remember_declared(inventory, plan, report)
         self.state.write_inventory(inventory)
 
@@ -464,6 +470,18 @@ class Reconciler:
             inventory.flatpeak_locations[location_id] = name
         for location_id in plan.forget_locations:
             inventory.flatpeak_locations.pop(location_id, None)
+
+    @staticmethod
+    def _remember_enapter_sites(
+        inventory: Inventory, plan: Plan, report: ApplyReport | None
+    ) -> None:
+        """Each Site's Enapter site, found by the plan or created by the apply, so that one
+        no declared Site is any more is reported (`plan.retired_enapter_sites`); one gone
+        from Enapter is forgotten."""
+        for name, site_id in _applied_site_ids(plan, report, "enapter").items():
+            inventory.enapter_sites[site_id] = name
+        for site_id in plan.forget_enapter_sites:
+            inventory.enapter_sites.pop(site_id, None)
 
 
 def _applied_site_ids(

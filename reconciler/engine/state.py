@@ -363,6 +363,11 @@ class StateDir:
             },
         )
         inventory.declared = _read_declared(data.get("declared_fields"))
+        inventory.enapter_sites = {
+            str(site_id): str(site["site"])
+            for site_id, site in data.get("enapter_sites", {}).items()
+            if isinstance(site, dict) and "site" in site
+        }
         inventory.zaps = {
             str(serial): RememberedZap(str(zap["gateway"]), str(zap["site"]), str(zap["url"]))
             for serial, zap in data.get("zaps", {}).items()
@@ -421,6 +426,10 @@ class StateDir:
                     "flatpeak_locations": {
                         location_id: {"site": site}
                         for location_id, site in inventory.flatpeak_locations.items()
+                    },
+                    "enapter_sites": {
+                        site_id: {"site": site}
+                        for site_id, site in inventory.enapter_sites.items()
                     },
                     "enapter_config_files": {
                         path: dataclasses.asdict(file)
@@ -633,8 +642,9 @@ class Inventory:
     deletion policy, the organisation it was claimed into and its Zap (name, Site, URL:
     `plan.retired_gateways`), and the Novacore site of
     each Site, and the sites Sites left for others (`plan.retired`), and the Flatpeak
-    locations made or matched for Sites (`plan.retired_locations`), and the config file
-    written for each Enapter device (`engine.enapter_files`)."""
+    locations made or matched for Sites (`plan.retired_locations`), and the Enapter sites
+    (`plan.retired_enapter_sites`), and the config file written for each Enapter device
+    (`engine.enapter_files`)."""
 
     policies: dict[str, str] = field(default_factory=dict)  # serial -> deletionPolicy
     orgs: dict[str, str] = field(default_factory=dict)  # serial -> Novacore organisation
@@ -655,6 +665,8 @@ class Inventory:
     # Gateway serial -> its Gateway's name, Site and Zap URL: the Zap of one declared no
     # more is read when it is released (`plan.retired_gateways`). An older apply kept none.
     zaps: dict[str, RememberedZap] = field(default_factory=dict)
+    # Enapter site id -> the Site an apply made or matched it for.
+    enapter_sites: dict[str, str] = field(default_factory=dict)
 
     def remember(self, serial: str, policy: str, org: str) -> None:
         self.policies[serial] = policy

@@ -70,8 +70,11 @@ def has_config(state: EnapterState | None, device: Device, remote: EnapterDevice
 
 def foreign_output(state: EnapterState | None, device: Device) -> str | None:
     """Why the device's config is not written to its Secret (one the reconciler did
-    not write, which may hold someone's credentials), or None when it may be."""
+    not write, which may hold someone's credentials) or to its file (a directory), or
+    None when it may be."""
     presence = state.config_outputs.get(device.name) if state is not None else None
+    if presence is not None and presence.unusable is not None:
+        return presence.unusable
     if presence is None or not presence.foreign:
         return None
     return (

@@ -50,6 +50,9 @@ class ConfigOutputState:
     present: bool
     written_for: str | None = None
     foreign: bool = False
+    # Why no config can be written there (a file path that is a directory), said as a
+    # blocked change's reason, or None.
+    unusable: str | None = None
 
 
 @dataclass

@@ -19,6 +19,8 @@ from reconciler.plan.device_gateways import gateway_of_change
 from reconciler.plan.flatpeak import COMPONENT as FLATPEAK
 from reconciler.plan.observed import Observed
 from reconciler.plan.retired import LeftSite, RetiredSite, retired_sites
+from reconciler.plan.retired_enapter_sites import COMPONENT as ENAPTER
+from reconciler.plan.retired_enapter_sites import retired_enapter_sites
 from reconciler.plan.retired_gateways import retired_names
 from reconciler.plan.retired_locations import retired_locations
 from reconciler.plan.sourceful import SourcefulPlanner
@@ -63,6 +65,9 @@ class PlanOptions:
     # Flatpeak location id -> the Site an earlier apply made or matched it for (from the
     # inventory): reported while it exists and no declared Site matches it.
     flatpeak_locations: Mapping[str, str] = field(default_factory=dict)
+    # Enapter site id -> the Site an earlier apply made or matched it for (from the
+    # inventory): reported while it exists and no declared Site matches it.
+    enapter_sites: Mapping[str, str] = field(default_factory=dict)
     # Resource address -> the spec fields it declared at the last apply (from the
     # inventory; `model.declared`): one declared no more is set back to its default, or
     # reported as no longer managed (`plan.removed_fields`). No record: not compared.
@@ -82,6 +87,8 @@ class Plan:
     forget_left: list[LeftSite] = field(default_factory=list)
     # Remembered Flatpeak locations gone from the account (PlanOptions.flatpeak_locations).
     forget_locations: list[str] = field(default_factory=list)
+    # Remembered Enapter sites gone from the account (PlanOptions.enapter_sites).
+    forget_enapter_sites: list[str] = field(default_factory=list)
     # The changes (no-ops aside) a selection (--target, --exclude) left out: a plan of the
     # selected objects with nothing to do says the rest has something, not "No changes".
     outside_selection: int = 0
@@ -212,6 +219,10 @@ class PlanBuilder:
             (c.external_id for c in changes if _is_flatpeak_location(c) and c.external_id),
         )
         unmanaged += locations.unmanaged
+        enapter_sites = retired_enapter_sites(
+            options.enapter_sites, self.observed, site_ids(changes, ENAPTER).values()
+        )
+        unmanaged += enapter_sites.unmanaged
         unmanaged += self._removed_notes()
         selected = targeting.select(self.fleet, list(options.targets), list(options.excludes))
         outside = 0
@@ -231,6 +242,7 @@ class PlanBuilder:
             forget_sites=retired.forget,
             forget_left=retired.forget_left,
             forget_locations=locations.forget,
+            forget_enapter_sites=enapter_sites.forget,
             outside_selection=outside,
         )
 

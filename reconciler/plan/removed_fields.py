@@ -36,7 +36,12 @@ Site
   location.address.*                              a declared address is whole (a line left
                                                   out is removed); the whole block: note
   flatpeak.customerId                             note: the location keeps its customer
-  location.name, novacore.siteId, enapter.siteId,
+  location (whole), location.name                 note, of a Site in Enapter: the Enapter
+                                                  site keeps its location (no default to
+                                                  go back to; a name until the location is
+                                                  sent again, named after the displayName);
+                                                  nothing remote otherwise
+  novacore.siteId, enapter.siteId,
       flatpeak.locationId                         nothing remote: names and ids matched by
 Gateway
   zap.orgId                                       compared always: the Site's organisation
@@ -93,15 +98,22 @@ _NOTED: dict[str, tuple[tuple[str, str, str], ...]] = {
     "Site": (
         ("location.address.", "flatpeak", "the Flatpeak location keeps its address"),
         ("flatpeak.customerId", "flatpeak", "the Flatpeak location keeps its customer"),
+        ("location.name", "enapter", "the Enapter site keeps it until a changed "
+         "coordinate sends the location again, named after the displayName"),
+        ("location.", "enapter", "the Enapter site keeps its location"),
     ),
 }
+# Blocks that no object of their own stands for: removed whole, their fields are reported
+# all the same (`notes` says the block once), there being no removal planned for them.
+_BARE = ("location",)
 
 
 # Blocks that stand for one value (a whole address, a password source, a set of
 # properties): a field under one counts as removed while the block around it is declared.
 _GROUPS = ("location.address.", "connection.mqtt.passwordFrom.", "flatpeak.properties.")
-# Of those, the ones that are one value: reported only when removed whole.
-_WHOLE = ("location.address.", "connection.mqtt.passwordFrom.")
+# Of those, the ones that are one value: reported only when removed whole. A Site's
+# location is one value to Enapter too, which takes it whole.
+_WHOLE = ("location.address.", "connection.mqtt.passwordFrom.", "location.")
 
 
 def removed(last: Iterable[str] | None, now: Iterable[str]) -> list[str]:
@@ -123,7 +135,11 @@ def removed(last: Iterable[str] | None, now: Iterable[str]) -> list[str]:
                 if group in _WHOLE and group[:-1] in blocks:
                     # Still declared, in other words: compared whole already.
                     anchor = None
-        if anchor == "" or anchor in blocks:
+        if anchor == "" or anchor in blocks or (
+            anchor in _BARE and path.count(".") == 1 and not path.endswith(".name")
+        ):
+            # A bare block removed whole is said by its required fields, the name of a
+            # location going with it.
             out.append(path)
     return out
 
@@ -156,6 +172,9 @@ def notes(
     seen: set[str] = set()
     for path in removed_paths:
         for rule, platform, why in rules:
+            if platform == "enapter" and getattr(resource.spec, "enapter", None) is None:
+                # A Site's location is Enapter's only: elsewhere it is nothing remote.
+                continue
             if path == rule or (rule.endswith(".") and path.startswith(rule)):
                 # A property is a value of its own; an address or a password source is
                 # one value, reported once.

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from reconciler.errors import ProviderError, ProviderRejected
+from reconciler.errors import ProviderAuthError, ProviderError, ProviderRejected
 from reconciler.providers import transport
 
 AUTH_HEADER = "X-Enapter-Auth-Token"
@@ -23,6 +23,10 @@ AUTH_HEADER = "X-Enapter-Auth-Token"
 DEVICE_EXPAND = "communication,properties"
 _CLIENT_ERRORS = tuple(range(400, 500))
 _MAX_PAGES = 10_000  # a server that never returns an empty page must not loop forever
+# The error code of a token Enapter refuses as invalid or expired, which it answers with a
+# 403 (platform-apis §2.1), not the 401 of a missing token; a 403 of another code is a
+# permission the token lacks, which no new token of the same user fixes.
+_REFUSED_CODE = "invalid_header"
 
 
 def headers(token: str, base_url: str) -> dict[str, str]:
@@ -63,6 +67,10 @@ def _error_for(response: httpx.Response, *, address: str, operation: str) -> Pro
     ]
     summary = "; ".join(text for text in said if text) or None
     error = transport.error_for(response, address=address, operation=operation, summary=summary)
+    if isinstance(error, ProviderAuthError) and any(
+        str(e.get("code", "")).lower() == _REFUSED_CODE for e in entries
+    ):
+        error.credential_refused = True
     if entries:
         error.api_errors = entries  # type: ignore[attr-defined]
     return error

@@ -151,6 +151,8 @@ class FlatpeakClient:
                     "Flatpeak refused the login of the account RECONCILER_FLATPEAK_ACCOUNT_ID "
                     "names, with the key RECONCILER_FLATPEAK_API_KEY (or _FILE) gives: "
                     f"{exc}", address=address, operation=operation, status=exc.status,
+                    # A disabled account (422) is no key to rotate.
+                    credential_refused=exc.status in (401, 403),
                 ) from exc
             raise
 
