@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,10 +178,21 @@ def run(args: argparse.Namespace) -> int:
         return common.EXIT_ERROR
     if args.plan_only:
         return asyncio.run(_serve(args, settings, load, check, interval, debounce))
+    state = StateDir(Path(settings.state_dir))
+    command = command_line()
+
+    def keep_lock() -> list[str]:
+        cleared = state.keep_locked(command)
+        if cleared is None:
+            return []
+        return [f"the state directory {settings.state_dir} was removed or replaced while the "
+                "agent ran: its lock is taken again there; what it remembers of earlier "
+                "applies is what the directory holds now", *cleared]
+
     try:
-        with StateDir(Path(settings.state_dir)).lock(command_line()) as cleared:
+        with state.lock(command) as cleared:
             return asyncio.run(
-                _serve(args, settings, load, check, interval, debounce, cleared)
+                _serve(args, settings, load, check, interval, debounce, cleared, keep_lock)
             )
     except StateDirError as error:
         return _fail(str(error))
@@ -212,9 +224,12 @@ async def _serve(
     interval: float,
     debounce: float,
     cleared: list[str] | None = None,
+    keep_lock: Callable[[], list[str]] | None = None,
 ) -> int:
     """The agent until it is stopped; `cleared`: what taking the lock said of the
-    temporary state files that killed runs left (`StateDir.lock`), logged once started."""
+    temporary state files that killed runs left (`StateDir.lock`), logged once started;
+    `keep_lock`: before each run that may write, the lock held where the state directory
+    is now (`StateDir.keep_locked`)."""
     stop = asyncio.Event()
 
     def stdout_closed() -> None:
@@ -260,6 +275,7 @@ async def _serve(
         offline=args.offline,
         interrupted=unfinished,
         check=check,
+        keep_lock=keep_lock,
     )
     try:
         await watch.run_agent(

@@ -252,9 +252,14 @@ class Cycle:
         factory: ReconcilerFactory | None = None,
         interrupted: list[dict[str, Any]] | None = None,
         check: DesiredCheck | None = None,
+        keep_lock: Callable[[], list[str]] | None = None,
     ) -> None:
         self.load = load
         self.check = check
+        # Before a run that may write: the state-directory lock is still held where the
+        # directory is now, else taken again there (what that says is logged), or a
+        # StateDirError ends the run (`StateDir.keep_locked`).
+        self.keep_lock = keep_lock
         # Journal intents left unfinished before the agent started (StateDir.unfinished).
         self.interrupted = list(interrupted or [])
         self.settings = settings
@@ -380,6 +385,10 @@ class Cycle:
         if desired is None:
             return
         fleet, options = desired
+        if not self.plan_only and self.keep_lock is not None:
+            for line in self.keep_lock():
+                self.log.emit("note", f"run={summary.run} note: {line}", run=summary.run,
+                              message=line)
         # A token file that cannot be read now ends this run only (ConfigError, naming it).
         settings = self.settings.renewed()
         async with self.factory(fleet, settings) as reconciler:

@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -199,6 +200,41 @@ async def test_a_second_agent_and_a_manual_apply_are_refused_naming_the_holder(
     assert await agent.terminate() == 0
     with StateDir(world.cwd / "state").lock("test"):  # released: the next writer gets it
         pass
+
+
+async def test_a_state_directory_removed_under_the_agent_is_locked_again_before_it_writes(
+        world: World, spawn: Spawn) -> None:
+    # `git clean -fdx` in the checkout, or `rm -rf` to start afresh: the agent's lock went
+    # with the directory, and a lock on a file no longer there keeps no other writer out.
+    state = world.cwd / "state"
+    agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    shutil.rmtree(state)
+
+    world.edit("Sungrow SH10RT", "Sungrow again")
+    await agent.wait_for(r"run=2 trigger=change .* result=applied")
+    assert any("run=2 note: the state directory" in line
+               and "was removed or replaced while the agent ran: its lock is taken again"
+               in line for line in agent.out), agent.text
+    manual = await spawn("apply", "sites", "--auto-approve", env=world.env, cwd=world.cwd)
+    assert await manual.finish() == 1
+    assert f"is locked by pid {agent.pid} " in "\n".join(manual.err), manual.text
+
+    # Removed again, and another writer came first: the agent's run writes nothing and
+    # names it; the next run tries the lock again.
+    shutil.rmtree(state)
+    second = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+    await second.wait_for(r"run=1 trigger=start ")
+    world.edit("Sungrow again", "Sungrow by the second")
+    [line] = await agent.wait_for(r"run=3 trigger=change ")
+    assert line.endswith("result=error") and " done=0 " in line, agent.text
+    assert any(f"run=3 error: the state directory {state} is locked by pid {second.pid} "
+               in line for line in agent.out), agent.text
+    await second.wait_for(r"run=2 trigger=change .* result=applied")
+    assert world.cloud_name() == "Sungrow by the second"
+    assert await second.terminate() == 0
+    assert await agent.terminate() == 0
+    no_secrets(world, agent.text)
 
 
 class HoldWritesAfterTheFirst:
