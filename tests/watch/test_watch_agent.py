@@ -106,6 +106,30 @@ async def test_an_invalid_edit_changes_nothing_and_the_last_valid_state_stays_in
     assert await agent.terminate() == 0
 
 
+async def test_a_merge_conflict_left_in_a_file_is_named_at_its_line_and_changes_nothing(
+        world: World, spawn: Spawn) -> None:
+    agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
+                        env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    writes = world.sims.writes()
+
+    # A `git pull` that stopped on a conflict leaves both sides in the file, as git writes
+    # them; YAML alone would blame a line after the marker, naming no conflict.
+    world.edit("  displayName: Sungrow SH10RT\n",
+               "<<<<<<< HEAD\n  displayName: Sungrow ours\n=======\n"
+               "  displayName: Sungrow theirs\n>>>>>>> 0f23897 (rename the inverter)\n")
+    line = next(n for n, text in enumerate(world.devices_file.read_text().splitlines(), 1)
+                if text.startswith("<<<<<<< "))
+    await agent.wait_for(r"trigger=change .*result=invalid")
+    assert any(text.endswith(f"  error: sites/devices.yaml:{line}:1: unresolved merge conflict "
+                             f"(lines {line}-{line + 4}, between git's `<<<<<<<` and "
+                             "`>>>>>>>` lines): keep the side you want and remove the marker "
+                             "lines") for text in agent.out), agent.text
+    assert world.sims.writes() == writes, "a conflicted file must not write anything"
+    assert world.cloud_name() == "Sungrow SH10RT"
+    assert await agent.terminate() == 0
+
+
 async def test_an_edit_with_very_many_problems_logs_the_first_20_and_counts_the_rest(
         world: World, spawn: Spawn) -> None:
     agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
