@@ -54,7 +54,7 @@ SIGINT/SIGTERM: the changes in flight finish, nothing new starts, the lock is re
 
 exit codes: 0 stopped by SIGINT/SIGTERM, 1 start-up error (invalid desired state or
 arguments, unreadable settings, state directory locked by another process) or stdout
-closed (`| head` exited): the agent then stops as on SIGTERM.
+closed (`| head` exited) or not writable (a full disk): the agent then stops as on SIGTERM.
 """
 
 
@@ -232,11 +232,12 @@ async def _serve(
     is now (`StateDir.keep_locked`)."""
     stop = asyncio.Event()
 
-    def stdout_closed() -> None:
-        _say("error: stdout was closed: stopping; the changes in flight finish, nothing new starts")
+    def stdout_gone(why: str) -> None:
+        _say(f"error: stdout {why}: stopping; the changes in flight finish, nothing new "
+             "starts")
         stop.set()
 
-    log = watch.Log(sys.stdout, args.log_format, on_closed=stdout_closed)
+    log = watch.Log(sys.stdout, args.log_format, on_closed=stdout_gone)
     loop = asyncio.get_running_loop()
 
     def request_stop(signum: signal.Signals) -> None:

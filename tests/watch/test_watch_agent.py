@@ -600,6 +600,29 @@ async def test_the_agent_stops_once_its_stdout_is_closed(world: World) -> None:
             await process.wait()
 
 
+async def test_the_agent_stops_when_its_stdout_cannot_be_written(world: World) -> None:
+    """A log on a full disk: the agent stops as on SIGTERM, saying why on stderr, rather
+    than fail with a traceback (mid-apply: with writes in flight)."""
+    full = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reconciler", "watch", "sites", "--interval", "0.5s",
+        env=world.env, cwd=world.cwd, stdin=asyncio.subprocess.DEVNULL, stdout=full,
+        stderr=asyncio.subprocess.PIPE)
+    os.close(full)
+    try:
+        assert process.stderr is not None
+        err = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+        assert await asyncio.wait_for(process.wait(), 30) == 1, err
+        assert err == ("error: stdout cannot be written (No space left on device): stopping; "
+                       "the changes in flight finish, nothing new starts\n"), err
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    with StateDir(world.cwd / "state").lock("test"):  # released
+        pass
+
+
 async def test_a_temporary_config_file_a_killed_run_left_is_removed_and_said(
         tmp_path: Path, spawn: Spawn) -> None:
     """As `apply` does, the agent removes the temporary Enapter config file a killed run
