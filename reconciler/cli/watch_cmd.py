@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ SIGINT/SIGTERM: the changes in flight finish, nothing new starts, the lock is re
 
 exit codes: 0 stopped by SIGINT/SIGTERM, 1 start-up error (invalid desired state or
 arguments, unreadable settings, state directory locked by another process) or stdout
-closed (`| head` exited): the agent then stops as on SIGTERM.
+closed (`| head` exited) or not writable (a full disk): the agent then stops as on SIGTERM.
 """
 
 
@@ -177,10 +178,21 @@ def run(args: argparse.Namespace) -> int:
         return common.EXIT_ERROR
     if args.plan_only:
         return asyncio.run(_serve(args, settings, load, check, interval, debounce))
+    state = StateDir(Path(settings.state_dir))
+    command = command_line()
+
+    def keep_lock() -> list[str]:
+        cleared = state.keep_locked(command)
+        if cleared is None:
+            return []
+        return [f"the state directory {settings.state_dir} was removed or replaced while the "
+                "agent ran: its lock is taken again there; what it remembers of earlier "
+                "applies is what the directory holds now", *cleared]
+
     try:
-        with StateDir(Path(settings.state_dir)).lock(command_line()) as cleared:
+        with state.lock(command) as cleared:
             return asyncio.run(
-                _serve(args, settings, load, check, interval, debounce, cleared)
+                _serve(args, settings, load, check, interval, debounce, cleared, keep_lock)
             )
     except StateDirError as error:
         return _fail(str(error))
@@ -212,16 +224,20 @@ async def _serve(
     interval: float,
     debounce: float,
     cleared: list[str] | None = None,
+    keep_lock: Callable[[], list[str]] | None = None,
 ) -> int:
     """The agent until it is stopped; `cleared`: what taking the lock said of the
-    temporary state files that killed runs left (`StateDir.lock`), logged once started."""
+    temporary state files that killed runs left (`StateDir.lock`), logged once started;
+    `keep_lock`: before each run that may write, the lock held where the state directory
+    is now (`StateDir.keep_locked`)."""
     stop = asyncio.Event()
 
-    def stdout_closed() -> None:
-        _say("error: stdout was closed: stopping; the changes in flight finish, nothing new starts")
+    def stdout_gone(why: str) -> None:
+        _say(f"error: stdout {why}: stopping; the changes in flight finish, nothing new "
+             "starts")
         stop.set()
 
-    log = watch.Log(sys.stdout, args.log_format, on_closed=stdout_closed)
+    log = watch.Log(sys.stdout, args.log_format, on_closed=stdout_gone)
     loop = asyncio.get_running_loop()
 
     def request_stop(signum: signal.Signals) -> None:
@@ -260,6 +276,7 @@ async def _serve(
         offline=args.offline,
         interrupted=unfinished,
         check=check,
+        keep_lock=keep_lock,
     )
     try:
         await watch.run_agent(

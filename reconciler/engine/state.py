@@ -79,6 +79,10 @@ class LockHeld(StateDirError):
 @dataclass
 class StateDir:
     path: Path
+    # While `lock` holds it: the lock file, locked, and the directories made for it.
+    _held: tuple[io.TextIOWrapper, list[Path]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -94,7 +98,39 @@ class StateDir:
         """Hold the writer lock; raise LockHeld naming the holder when it is taken, and
         StateDirError when the directory cannot be created or written. Yields what was
         said of the temporary files of state files that killed runs left, removed once
-        the lock is held (`engine.state_temporaries`), for the caller to say."""
+        the lock is held (`engine.state_temporaries`), for the caller to say. While it is
+        held, `keep_locked` takes it again where the directory was removed or replaced."""
+        self._held = self._acquire(command)
+        try:
+            # Now, with no other writer: any such file is no write under way.
+            yield state_temporaries.clear(self.path)
+        finally:
+            held, self._held = self._held, None
+            if held is not None:
+                _release(self.path, *held)
+
+    def keep_locked(self, command: str) -> list[str] | None:
+        """For a holder of the lock over a long life (the watch agent), before it writes:
+        None while the lock file it holds is still the one in the state directory, else
+        the lock taken again there, saying what `lock` says, when the directory was
+        removed (`git clean -x`, `rm -rf`) or replaced since. A lock on a file no longer
+        there keeps nobody out: another writer would take the new one and write beside
+        it. Raises LockHeld when another process took it meanwhile (the lock is then
+        tried again at the next call), StateDirError when it cannot be made."""
+        if self._held is None:
+            raise StateDirError(f"the lock of the state directory {self.path} is not held")
+        if _is_at(self._held[0].fileno(), self.path / LOCK):
+            return None
+        again = self._acquire(command)
+        # The old file is nobody's lock any more; the directories made for it, if it left
+        # any, are not removed: what is at their path now is another directory.
+        self._held[0].close()
+        self._held = again
+        return state_temporaries.clear(self.path)
+
+    def _acquire(self, command: str) -> tuple[io.TextIOWrapper, list[Path]]:
+        """The lock file, locked, with our line in it, and the directories made for it
+        (`lock`); refused as `lock` says."""
         made = _missing_directories(self.path)
         for attempt in range(_LOCK_TRIES):
             handle = self._open_lock()
@@ -117,7 +153,7 @@ class StateDir:
             if _is_at(handle.fileno(), self.path / LOCK):
                 break
             # Its holder removed the lock file (and the directory it made) before letting
-            # go (see below): a lock taken on it locks nothing anybody else sees.
+            # go (see `_release`): a lock taken on it locks nothing anybody else sees.
             handle.close()
         else:
             raise LockHeld(
@@ -133,19 +169,10 @@ class StateDir:
                 f"since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
             )
             handle.flush()
-            # Now, with no other writer: any such file is no write under way.
-            yield state_temporaries.clear(self.path)
-        finally:
-            with contextlib.suppress(OSError):
-                handle.seek(0)
-                handle.truncate()
-            # A run that made the state directory and wrote nothing into it (refused: a
-            # stale saved plan, an apply not confirmed, a failed read) leaves none behind: a
-            # command refused creates no state. Removed while the lock is held, so a
-            # writer waiting on this lock file sees it is gone and takes a new one.
-            if made:
-                _remove_if_unused(self.path / LOCK, made)
-            handle.close()
+        except BaseException:
+            _release(self.path, handle, made)
+            raise
+        return handle, made
 
     def _open_lock(self) -> io.TextIOWrapper:
         try:
@@ -944,6 +971,21 @@ def _is_at(descriptor: int, path: Path) -> bool:
         return False
     here = os.fstat(descriptor)
     return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _release(path: Path, handle: io.TextIOWrapper, made: list[Path]) -> None:
+    """Let go of the lock `handle` holds on the lock file of the state directory `path`."""
+    with contextlib.suppress(OSError):
+        handle.seek(0)
+        handle.truncate()
+    # A run that made the state directory and wrote nothing into it (refused: a stale
+    # saved plan, an apply not confirmed, a failed read) leaves none behind: a command
+    # refused creates no state. Removed while the lock is held, so a writer waiting on
+    # this lock file sees it is gone and takes a new one. Not when the file at that path
+    # is another (the directory was removed and made again): that one is not ours.
+    if made and _is_at(handle.fileno(), path / LOCK):
+        _remove_if_unused(path / LOCK, made)
+    handle.close()
 
 
 def _remove_if_unused(lock: Path, made: list[Path]) -> None:

@@ -101,16 +101,18 @@ class Log:
     """One line per event on `stream`, flushed at once (the agent's output is a log that
     is tailed or piped). `fmt="json"` writes `{"ts", "event", ...fields}` objects.
 
-    Once the stream is gone (its reader exited: `| head`, a log collector stopped), the
-    log is `closed`, writes nothing more and calls `on_closed` once: an agent nobody hears
-    stops, as a command writing into a closed pipe does, rather than run on unheard."""
+    Once the stream is gone (its reader exited: `| head`, a log collector stopped) or
+    cannot be written (a full disk), the log is `closed`, writes nothing more and calls
+    `on_closed` once, with what became of it ("was closed"): an agent nobody hears stops,
+    as a command writing into a closed pipe does, rather than run on unheard. A write
+    failing there must not fail, half-way, the run it reports on."""
 
     def __init__(
         self,
         stream: TextIO,
         fmt: str = "text",
         clock: Callable[[], str] = _now,
-        on_closed: Callable[[], None] | None = None,
+        on_closed: Callable[[str], None] | None = None,
     ) -> None:
         if fmt not in ("text", "json"):
             raise ValueError(f"unknown log format {echo(fmt)}")
@@ -133,17 +135,19 @@ class Log:
             self.stream.write(line + "\n")
             self.stream.flush()
         except BrokenPipeError:
-            self._close()
+            self._close("was closed")
         except ValueError:
             # A stream closed in this process; anything else (a character its encoding
             # lacks) costs that line only.
             if self.stream.closed:
-                self._close()
+                self._close("was closed")
+        except OSError as error:  # ENOSPC, EIO, EDQUOT: the next line would fail as well
+            self._close(f"cannot be written ({error.strerror or error})")
 
-    def _close(self) -> None:
+    def _close(self, why: str) -> None:
         self.closed = True
         if self.on_closed is not None:
-            self.on_closed()
+            self.on_closed(why)
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -252,9 +256,14 @@ class Cycle:
         factory: ReconcilerFactory | None = None,
         interrupted: list[dict[str, Any]] | None = None,
         check: DesiredCheck | None = None,
+        keep_lock: Callable[[], list[str]] | None = None,
     ) -> None:
         self.load = load
         self.check = check
+        # Before a run that may write: the state-directory lock is still held where the
+        # directory is now, else taken again there (what that says is logged), or a
+        # StateDirError ends the run (`StateDir.keep_locked`).
+        self.keep_lock = keep_lock
         # Journal intents left unfinished before the agent started (StateDir.unfinished).
         self.interrupted = list(interrupted or [])
         self.settings = settings
@@ -380,6 +389,10 @@ class Cycle:
         if desired is None:
             return
         fleet, options = desired
+        if not self.plan_only and self.keep_lock is not None:
+            for line in self.keep_lock():
+                self.log.emit("note", f"run={summary.run} note: {line}", run=summary.run,
+                              message=line)
         # A token file that cannot be read now ends this run only (ConfigError, naming it).
         settings = self.settings.renewed()
         async with self.factory(fleet, settings) as reconciler:

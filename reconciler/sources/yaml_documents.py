@@ -21,7 +21,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import Diagnostic
 from reconciler.printable import echo
-from reconciler.sources import utf8
+from reconciler.sources import merge_conflicts, utf8
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -350,6 +350,9 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
         line, column = utf8.position(text, exc.start)
         return [], [Diagnostic(f"character U+{ord(text[exc.start]):04X} is not valid Unicode "
                                "text", file=file, line=line, column=column)]
+    conflicts = merge_conflicts.find(text, file)
+    if conflicts:  # YAML would stop at some line after the first, naming no conflict
+        return [], conflicts
     too_deep = _first_too_deep(text) if _might_nest_too_deep(text) else None
     lines = _Lines(text)
     loader = _Loader(text)

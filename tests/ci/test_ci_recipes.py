@@ -370,6 +370,114 @@ async def test_workflow_validate_and_plan_steps_run_end_to_end(world: World) -> 
                            "nowhere, left as they are.\n")
 
 
+# Runs a github-script step's script as actions/github-script does (an async function of
+# `require`, `github` and `context`), against a stand-in for GitHub's issue-comment API kept
+# in a JSON file: {"comments": [{"id", "body"}]}.
+GITHUB_SCRIPT = r"""
+const fs = require("fs");
+const [scriptFile, stateFile] = process.argv.slice(2);
+const state = JSON.parse(fs.readFileSync(stateFile, "utf8"));
+const github = {
+  paginate: async (method, args) => (await method(args)).data,
+  rest: { issues: {
+    listComments: async () => ({ data: state.comments }),
+    createComment: async ({ body }) => {
+      state.comments.push({ id: state.comments.length + 1, body });
+    },
+    updateComment: async ({ comment_id, body }) => {
+      state.comments.find((c) => c.id === comment_id).body = body;
+    },
+  } },
+};
+const context = { repo: { owner: "owner", repo: "sites" }, issue: { number: 7 },
+                  serverUrl: "https://github.com", runId: 42 };
+const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
+new AsyncFunction("require", "github", "context", fs.readFileSync(scriptFile, "utf8"))(
+  require, github, context)
+  .then(() => fs.writeFileSync(stateFile, JSON.stringify(state)))
+  .catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+def step_runs(name: str, steps: dict[str, dict[str, str]], *, cancelled: bool = False) -> bool:
+    """Whether GitHub runs the step `name` of the workflow, given `steps` (each step id's
+    `outcome` and `outputs`) and whether the run was `cancelled`, by its `if:`: the
+    functions and operators the workflow uses."""
+    condition = step(load_workflow(), name).get("if", "success()")
+    assert isinstance(condition, str)
+
+    def value(match: re.Match[str]) -> str:
+        found = steps.get(match.group(1), {})
+        return repr(found.get(match.group(3)) or "" if match.group(3) else
+                    found.get("outcome", ""))
+
+    python = re.sub(r"steps\.(\w+)\.(outcome|outputs\.(\w+))", value, condition)
+    for github, same in (("!cancelled()", str(not cancelled)), ("always()", "True"),
+                         ("&&", " and "), ("||", " or ")):
+        python = python.replace(github, same)
+    assert re.fullmatch(r"[\w\s()'=!-]*", python), f"unexpected condition {condition!r}"
+    return bool(eval(python, {"__builtins__": {}}))  # the workflow's own text, checked above
+
+
+async def comment_step(root: Path, comments: Path, env: dict[str, str]) -> Completed:
+    """The step "Comment the plan on the pull request" run in the checkout `root`, with its
+    `env:` as GitHub sets it, against the comments kept in `comments`."""
+    script = root.parent / "comment.js"
+    script.write_text(step(load_workflow(), "Comment the plan on the pull request")["with"]
+                      ["script"], encoding="utf-8")
+    runner = root.parent / "github-script.js"
+    runner.write_text(GITHUB_SCRIPT, encoding="utf-8")
+    node = shutil.which("node")
+    assert node is not None
+    return await run([node, str(runner), str(script), str(comments)], env=ci_env() | env,
+                     cwd=root)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="runs github-script's JavaScript")
+async def test_workflow_comment_says_nothing_was_planned_when_a_push_breaks_the_yaml(
+        world: World) -> None:
+    variables, secrets = repository_settings(world.env)
+    comments = world.root.parent / "comments.json"
+    comments.write_text('{"comments": []}', encoding="utf-8")
+    job = Job(world.root, Path(world.env["RECONCILER_STATE_DIR"]), variables=variables,
+              secrets=secrets)
+    assert (await job.run("Validate")).code == 0
+    assert (await job.run("MQTT passwords")).code == 0
+    assert (await job.run("Plan")).code == 0 and job.exitcodes() == ["exitcode=2"]
+    ran = {"validate": {"outcome": "success"}, "plan": {"outcome": "success",
+                                                         "exitcode": "2"}}
+    assert step_runs("Comment the plan on the pull request", ran)
+    done = await comment_step(world.root, comments, {"EXITCODE": "2", "VALIDATED": "success"})
+    assert done.code == 0, done.text
+    [first] = json.loads(comments.read_text())["comments"]
+    assert "**reconciler plan**: changes planned" in first["body"] and MARKDOWN_ROW in \
+        first["body"]
+
+    # The next push leaves a merge conflict in a file: the job stops at Validate, and the
+    # comment must not go on showing the plan of the push before (nor its plan.md, still
+    # in a self-hosted runner's checkout).
+    devices = world.root / "sites" / "devices.yaml"
+    devices.write_text(devices.read_text().replace(
+        "  displayName: Sungrow SH10RT\n",
+        "<<<<<<< HEAD\n  displayName: A\n=======\n  displayName: B\n>>>>>>> main\n"))
+    job = Job(world.root, Path(world.env["RECONCILER_STATE_DIR"]), variables=variables,
+              secrets=secrets)
+    assert (await job.run("Validate")).code == 1
+    ran = {"validate": {"outcome": "failure"}}  # the plan did not run
+    assert step_runs("Comment the plan on the pull request", ran)
+    done = await comment_step(world.root, comments, {"EXITCODE": "", "VALIDATED": "failure"})
+    assert done.code == 0, done.text
+    [updated] = json.loads(comments.read_text())["comments"]
+    assert updated["body"] == (
+        "<!-- reconciler-plan -->\n**reconciler plan**: not planned: the desired state is "
+        "invalid (every problem is in the [run log](https://github.com/owner/sites/actions/"
+        "runs/42))\n\n")
+    # Not from a run cancelled by a newer push: that one's comment follows.
+    assert not step_runs("Comment the plan on the pull request",
+                         {"validate": {"outcome": "success"}, "plan": {"outcome": "cancelled"}},
+                         cancelled=True)
+
+
 SECRET_PASSWORD = "ferroamp-pw-%25-secret"  # a `%` the add-mask command must escape
 ENV_PASSWORD = "ambibox-pw-env\nsecond line"
 

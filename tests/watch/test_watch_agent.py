@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -102,6 +103,30 @@ async def test_an_invalid_edit_changes_nothing_and_the_last_valid_state_stays_in
 
     world.edit("deviceType: toaster", "deviceType: inverter")
     await agent.wait_for(r"desired state is valid again")
+    assert await agent.terminate() == 0
+
+
+async def test_a_merge_conflict_left_in_a_file_is_named_at_its_line_and_changes_nothing(
+        world: World, spawn: Spawn) -> None:
+    agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "0.2s",
+                        env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    writes = world.sims.writes()
+
+    # A `git pull` that stopped on a conflict leaves both sides in the file, as git writes
+    # them; YAML alone would blame a line after the marker, naming no conflict.
+    world.edit("  displayName: Sungrow SH10RT\n",
+               "<<<<<<< HEAD\n  displayName: Sungrow ours\n=======\n"
+               "  displayName: Sungrow theirs\n>>>>>>> 0f23897 (rename the inverter)\n")
+    line = next(n for n, text in enumerate(world.devices_file.read_text().splitlines(), 1)
+                if text.startswith("<<<<<<< "))
+    await agent.wait_for(r"trigger=change .*result=invalid")
+    assert any(text.endswith(f"  error: sites/devices.yaml:{line}:1: unresolved merge conflict "
+                             f"(lines {line}-{line + 4}, between git's `<<<<<<<` and "
+                             "`>>>>>>>` lines): keep the side you want and remove the marker "
+                             "lines") for text in agent.out), agent.text
+    assert world.sims.writes() == writes, "a conflicted file must not write anything"
+    assert world.cloud_name() == "Sungrow SH10RT"
     assert await agent.terminate() == 0
 
 
@@ -199,6 +224,41 @@ async def test_a_second_agent_and_a_manual_apply_are_refused_naming_the_holder(
     assert await agent.terminate() == 0
     with StateDir(world.cwd / "state").lock("test"):  # released: the next writer gets it
         pass
+
+
+async def test_a_state_directory_removed_under_the_agent_is_locked_again_before_it_writes(
+        world: World, spawn: Spawn) -> None:
+    # `git clean -fdx` in the checkout, or `rm -rf` to start afresh: the agent's lock went
+    # with the directory, and a lock on a file no longer there keeps no other writer out.
+    state = world.cwd / "state"
+    agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    shutil.rmtree(state)
+
+    world.edit("Sungrow SH10RT", "Sungrow again")
+    await agent.wait_for(r"run=2 trigger=change .* result=applied")
+    assert any("run=2 note: the state directory" in line
+               and "was removed or replaced while the agent ran: its lock is taken again"
+               in line for line in agent.out), agent.text
+    manual = await spawn("apply", "sites", "--auto-approve", env=world.env, cwd=world.cwd)
+    assert await manual.finish() == 1
+    assert f"is locked by pid {agent.pid} " in "\n".join(manual.err), manual.text
+
+    # Removed again, and another writer came first: the agent's run writes nothing and
+    # names it; the next run tries the lock again.
+    shutil.rmtree(state)
+    second = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+    await second.wait_for(r"run=1 trigger=start ")
+    world.edit("Sungrow again", "Sungrow by the second")
+    [line] = await agent.wait_for(r"run=3 trigger=change ")
+    assert line.endswith("result=error") and " done=0 " in line, agent.text
+    assert any(f"run=3 error: the state directory {state} is locked by pid {second.pid} "
+               in line for line in agent.out), agent.text
+    await second.wait_for(r"run=2 trigger=change .* result=applied")
+    assert world.cloud_name() == "Sungrow by the second"
+    assert await second.terminate() == 0
+    assert await agent.terminate() == 0
+    no_secrets(world, agent.text)
 
 
 class HoldWritesAfterTheFirst:
@@ -538,6 +598,29 @@ async def test_the_agent_stops_once_its_stdout_is_closed(world: World) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_the_agent_stops_when_its_stdout_cannot_be_written(world: World) -> None:
+    """A log on a full disk: the agent stops as on SIGTERM, saying why on stderr, rather
+    than fail with a traceback (mid-apply: with writes in flight)."""
+    full = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reconciler", "watch", "sites", "--interval", "0.5s",
+        env=world.env, cwd=world.cwd, stdin=asyncio.subprocess.DEVNULL, stdout=full,
+        stderr=asyncio.subprocess.PIPE)
+    os.close(full)
+    try:
+        assert process.stderr is not None
+        err = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+        assert await asyncio.wait_for(process.wait(), 30) == 1, err
+        assert err == ("error: stdout cannot be written (No space left on device): stopping; "
+                       "the changes in flight finish, nothing new starts\n"), err
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    with StateDir(world.cwd / "state").lock("test"):  # released
+        pass
 
 
 async def test_a_temporary_config_file_a_killed_run_left_is_removed_and_said(

@@ -439,7 +439,7 @@ class GoneAfter(io.StringIO):
 def test_a_log_whose_reader_went_away_says_so_once_and_writes_no_more() -> None:
     stream = GoneAfter(lines=1)
     closed: list[bool] = []
-    log = watch.Log(stream, on_closed=lambda: closed.append(True))
+    log = watch.Log(stream, on_closed=lambda why: closed.append(why == "was closed"))
     for run in range(1, 4):
         log.emit("run", f"run={run}")
     assert closed == [True] and log.closed
@@ -448,7 +448,7 @@ def test_a_log_whose_reader_went_away_says_so_once_and_writes_no_more() -> None:
 
 def test_a_line_the_stream_cannot_encode_costs_that_line_only() -> None:
     stream = io.TextIOWrapper(io.BytesIO(), encoding="ascii", write_through=True)
-    log = watch.Log(stream, on_closed=lambda: pytest.fail("not closed"))
+    log = watch.Log(stream, on_closed=lambda why: pytest.fail(f"not closed: {why}"))
     log.emit("outcome", "  ✓ device/a update")
     log.emit("run", "run=1")
     assert not log.closed
