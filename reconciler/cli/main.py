@@ -9,7 +9,7 @@ import contextlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from reconciler import __version__
 from reconciler.cli import (
@@ -18,6 +18,7 @@ from reconciler.cli import (
     demo_cmd,
     library_logs,
     operator_cmd,
+    output_guard,
     plan_cmd,
     schema_cmd,
     sim_cmd,
@@ -127,6 +128,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:
         parser.print_help()
         return 1
+    if run is watch_cmd.run:  # it stops itself when its output fails (`engine.watch.Log`)
+        return _run(run, args)
+    guard = output_guard.GuardedOutput(sys.stdout)
+    sys.stdout = guard
+    try:
+        code = _run(run, args)
+    finally:
+        sys.stdout = guard.stream
+    if guard.failure is None:
+        return code
+    if guard.failure:  # a reader gone (`| head`) wanted no more, and needs no word
+        print(f"error: standard output cannot be written ({guard.failure}): what it shows "
+              "is incomplete", file=sys.stderr)
+    return code if code not in (common.EXIT_OK, common.EXIT_CHANGES) else common.EXIT_ERROR
+
+
+def _run(run: Any, args: argparse.Namespace) -> int:
     try:
         return int(run(args))
     except KeyboardInterrupt:
