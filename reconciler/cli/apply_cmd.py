@@ -457,6 +457,8 @@ async def _apply(
             for note in common.refused_notes(settings, [error]):
                 print(printable(note), file=sys.stderr)
             return common.EXIT_ERROR
+        for line in result.warnings:
+            print(printable(f"warning: {line}"), file=sys.stderr)
         if saved and result.inputs["observed_sha256"] != saved["inputs"].get("observed_sha256"):
             unread = unread_sources(result.observed, settings)
             if unread:

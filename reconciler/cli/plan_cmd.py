@@ -201,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
         return common.EXIT_ERROR
     for line in leftovers:
         print(printable(f"note: {line}"), file=sys.stderr)
+    for line in result.warnings:
+        print(printable(f"warning: {line}"), file=sys.stderr)
     # Fingerprints are for machines (JSON, a saved plan); a rendering for people skips them.
     doc = result.document(with_inputs=args.output == "json" or bool(args.out))
     if args.output == "json":

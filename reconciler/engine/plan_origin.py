@@ -43,6 +43,12 @@ def _sha256(text: str) -> str:
 _NOT_SET = _sha256("")
 
 
+def flatpeak_account(settings: Settings) -> str:
+    """The fingerprint of the Flatpeak account the settings name: what a saved plan and
+    the state directory's inventory (`engine.flatpeak_accounts`) record of it."""
+    return _sha256(settings.flatpeak_account_id)
+
+
 def platforms(fleet: Fleet) -> list[str]:
     """The clouds `fleet` is planned against: Novacore for its Zaps and Novacore sites,
     Enapter and Flatpeak for the sites that declare them."""
@@ -67,7 +73,7 @@ def record(settings: Settings, fleet: Fleet) -> dict[str, dict[str, str]]:
         "enapter": {"url": settings.enapter_url},
         "flatpeak": {
             "url": settings.flatpeak_url,
-            "account_sha256": _sha256(settings.flatpeak_account_id),
+            "account_sha256": flatpeak_account(settings),
         },
     }
     return {name: entries[name] for name in platforms(fleet)}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.engine import enapter_files, plan_origin
+from reconciler.engine import enapter_files, flatpeak_accounts, plan_origin
 from reconciler.engine import platforms as _platforms  # noqa: F401 - registers Enapter, Flatpeak
 from reconciler.engine.apply import ApplyReport, Progress, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
@@ -125,6 +125,9 @@ class PlanResult:
     state_dir: str = ""
     # The secrets directory its MQTT passwords were read from: `apply PLANFILE` uses no other.
     secrets_dir: str = ""
+    # What the plan could not look at, for the caller to say as `warning:` lines (the
+    # inventory's Flatpeak locations of another account: `engine.flatpeak_accounts`).
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     @functools.cached_property
     def inputs(self) -> dict[str, Any]:
@@ -206,6 +209,7 @@ class Reconciler:
     ) -> PlanResult:
         options = options or PlanOptions()
         inventory = self.state.read_inventory()
+        warnings: list[str] = []
         if not options.inventory:
             options = dataclasses.replace(
                 options, inventory=inventory.policies, inventory_orgs=inventory.orgs
@@ -213,12 +217,21 @@ class Reconciler:
         if options.whole_fleet is None and not options.retired_sites:
             # Only when this fleet is the whole desired state: a part of it (the operator's
             # one object) would take every other Site for one declared no more.
+            locations = flatpeak_accounts.split(
+                inventory.flatpeak_locations,
+                inventory.flatpeak_location_accounts,
+                plan_origin.flatpeak_account(self.settings),
+            )
+            # With no account set none is read, and nothing is forgotten: no other account.
+            said = flatpeak_accounts.warning(self.settings.state_dir, locations.elsewhere)
+            if said is not None and self.settings.flatpeak_account_id:
+                warnings.append(said)
             options = dataclasses.replace(
                 options,
                 retired_sites=inventory.retired_sites(self.fleet.sites),
                 applied_sites=inventory.applied_sites(self.fleet.sites),
                 left_sites=tuple(inventory.left_sites),
-                flatpeak_locations=dict(inventory.flatpeak_locations),
+                flatpeak_locations=locations.here,
                 enapter_sites=dict(inventory.enapter_sites),
                 last_declared=dict(inventory.declared),
             )
@@ -281,6 +294,7 @@ class Reconciler:
             plan_origin.record(self.settings, self.fleet),
             self.settings.state_dir,
             self.settings.secrets_dir,
+            warnings,
         )
 
     def _check_passwords(self) -> tuple[dict[str, str], dict[str, str]]:
@@ -459,17 +473,20 @@ class Reconciler:
         gone = set(plan.forget_left)
         inventory.left_sites = [left for left in inventory.left_sites if left not in gone]
 
-    @staticmethod
     def _remember_locations(
-        inventory: Inventory, plan: Plan, report: ApplyReport | None
+        self, inventory: Inventory, plan: Plan, report: ApplyReport | None
     ) -> None:
-        """Each Site's Flatpeak location, found by the plan or created by the apply, so that
-        one no declared Site matches any more is reported (`plan.retired_locations`); one
-        gone from the account is forgotten."""
+        """Each Site's Flatpeak location, found by the plan or created by the apply, with
+        the account it is in, so that one no declared Site matches any more is reported
+        (`plan.retired_locations`); one gone from the account is forgotten (the plan looks
+        for those of its own account only: `engine.flatpeak_accounts`)."""
+        account = plan_origin.flatpeak_account(self.settings)
         for name, location_id in _applied_site_ids(plan, report, "flatpeak").items():
             inventory.flatpeak_locations[location_id] = name
+            inventory.flatpeak_location_accounts[location_id] = account
         for location_id in plan.forget_locations:
             inventory.flatpeak_locations.pop(location_id, None)
+            inventory.flatpeak_location_accounts.pop(location_id, None)
 
     @staticmethod
     def _remember_enapter_sites(

@@ -389,6 +389,13 @@ class StateDir:
                 if isinstance(file, dict) and _is_written_file(file)
             },
         )
+        # Recorded since the inventory kept it: an older entry has none, and is looked for
+        # in whatever account the settings name, as it always was.
+        inventory.flatpeak_location_accounts = {
+            str(location_id): location["account_sha256"]
+            for location_id, location in data.get("flatpeak_locations", {}).items()
+            if isinstance(location, dict) and isinstance(location.get("account_sha256"), str)
+        }
         inventory.declared = _read_declared(data.get("declared_fields"))
         inventory.enapter_sites = {
             str(site_id): str(site["site"])
@@ -451,7 +458,11 @@ class StateDir:
                         for left in inventory.left_sites
                     },
                     "flatpeak_locations": {
-                        location_id: {"site": site}
+                        location_id: {"site": site} | (
+                            {"account_sha256": account}
+                            if (account := inventory.flatpeak_location_accounts.get(location_id))
+                            else {}
+                        )
                         for location_id, site in inventory.flatpeak_locations.items()
                     },
                     "enapter_sites": {
@@ -694,6 +705,11 @@ class Inventory:
     zaps: dict[str, RememberedZap] = field(default_factory=dict)
     # Enapter site id -> the Site an apply made or matched it for.
     enapter_sites: dict[str, str] = field(default_factory=dict)
+    # Flatpeak location id -> the fingerprint of the account it was applied with
+    # (`plan_origin.flatpeak_account`); none for one applied before it was kept. A location
+    # is looked for, and forgotten when gone, in its own account only
+    # (`engine.flatpeak_accounts`).
+    flatpeak_location_accounts: dict[str, str] = field(default_factory=dict)
 
     def remember(self, serial: str, policy: str, org: str) -> None:
         self.policies[serial] = policy

@@ -281,6 +281,8 @@ class Cycle:
         self.desired: tuple[Fleet, PlanOptions] | None = None
         self.invalid_since: int | None = None  # run that first found the files invalid
         self._last_plan_text = ""
+        # The plan's warnings last said: said again only once they change, as the plan is.
+        self._last_warnings: list[str] = []
         self._unmanaged = UnmanagedReport()
         # When the next run may start (time.monotonic()): a change failed because its
         # server asked to be called again later than a run waits (Retry-After), and the
@@ -405,6 +407,11 @@ class Cycle:
             if result is None:
                 summary.result = "stopped"
                 return
+            if result.warnings != self._last_warnings:
+                for line in result.warnings:
+                    self.log.emit("warning", f"run={summary.run} warning: {line}",
+                                  run=summary.run, message=line)
+                self._last_warnings = result.warnings
             plan = result.plan
             waits = [asked_to_wait(result.observed)]
             summary.changes = len(plan.pending)
