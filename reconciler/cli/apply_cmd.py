@@ -42,8 +42,8 @@ blocked, the input was invalid, the state directory is locked or damaged, change
 deferred with --offline=fail, or a saved plan is stale or cannot be checked (a gateway or
 cloud it reads does not answer); 130 stopped at once by a second Ctrl-C.
 
-Ctrl-C (or SIGTERM) while applying lets the writes in flight finish and starts nothing new;
-a second one stops at once.
+Ctrl-C (or SIGTERM, or SIGHUP: a terminal closed) while applying lets the writes in flight
+finish and starts nothing new; a second one stops at once.
 """
 
 _MARKS = {"done": "✓", "failed": "✗", "skipped": "-", "blocked": "!", "deferred": "…"}
@@ -320,9 +320,10 @@ def _origin_refusal(plan_file: str, saved: dict[str, Any], settings: Any, fleet:
 
 @contextlib.contextmanager
 def _stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
-    """While applying, the first SIGINT (Ctrl-C) or SIGTERM lets the writes in flight finish
-    and starts nothing new, as the watch agent does: a write cut off half-way leaves its
-    outcome unknown until the next run. A second one stops at once."""
+    """While applying, the first SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed, an
+    ssh session lost) lets the writes in flight finish and starts nothing new, as the watch
+    agent does: a write cut off half-way leaves its outcome unknown until the next run. A
+    second one stops at once."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
@@ -331,14 +332,15 @@ def _stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
         if stop.is_set():
             main.cancel()
             return
-        print(
-            f"\n{signum.name}: stopping; the writes in flight finish and nothing new starts "
-            "(send it again to stop at once)",
-            file=sys.stderr,
-        )
-        stop.set()
+        stop.set()  # first: after a SIGHUP, stderr may be a terminal gone
+        with contextlib.suppress(OSError, ValueError):
+            print(
+                f"\n{signum.name}: stopping; the writes in flight finish and nothing new "
+                "starts (send it again to stop at once)",
+                file=sys.stderr,
+            )
 
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = common.STOP_SIGNALS
     for signum in signals:
         loop.add_signal_handler(signum, on_signal, signum)
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import stat
 import sys
 from collections.abc import Container, Iterable
@@ -31,6 +32,10 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
+# The signals that stop an apply or the watch agent the gentle way (the writes in flight
+# finish, nothing new starts): Ctrl-C, a service manager's stop, and SIGHUP, a terminal
+# closed or an ssh session lost, whose default would cut writes off half-way.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:

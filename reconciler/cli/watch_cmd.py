@@ -50,9 +50,10 @@ last valid desired state stays in force and is still reconciled on the interval.
 that declares nothing now (emptied while being written, as `command > file` does) is held
 the same way: delete a file to remove what it declared.
 Unreachable gateways or clouds defer their sites; the agent keeps going.
-SIGINT/SIGTERM: the changes in flight finish, nothing new starts, the lock is released.
+SIGINT/SIGTERM/SIGHUP: the changes in flight finish, nothing new starts, the lock is
+released.
 
-exit codes: 0 stopped by SIGINT/SIGTERM, 1 start-up error (invalid desired state or
+exit codes: 0 stopped by SIGINT/SIGTERM/SIGHUP, 1 start-up error (invalid desired state or
 arguments, unreadable settings, state directory locked by another process) or stdout
 closed (`| head` exited) or not writable (a full disk): the agent then stops as on SIGTERM.
 """
@@ -249,7 +250,7 @@ async def _serve(
             )
         stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in common.STOP_SIGNALS:
         loop.add_signal_handler(signum, request_stop, signum)
     mode = "plan-only" if args.plan_only else "apply"
     log.emit(
@@ -283,7 +284,7 @@ async def _serve(
             cycle, paths=args.paths, interval=interval, debounce=debounce, stop=stop
         )
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in common.STOP_SIGNALS:
             loop.remove_signal_handler(signum)
     log.emit(
         "stopped",

@@ -2,15 +2,19 @@
 arrives as soon as what it says has happened, not when the process exits. The writes to
 the gateway are held at the simulator until the test has read the line that must come
 before them, so the order is checked without any timing: a line that waits in a buffer
-never arrives while the write it precedes is held."""
+never arrives while the write it precedes is held. And a SIGHUP (the terminal closed)
+while a write is held stops the apply as Ctrl-C does: the write finishes, nothing new
+starts."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -37,12 +41,16 @@ class Gates:
         self.replace, self.publish = asyncio.Event(), asyncio.Event()
         self.replace.set()
         self.publish.set()
+        # Set (from the simulators' thread) once a write waits at a closed gate.
+        self.holding = threading.Event()
 
     def install(self, app: web.Application) -> None:
         @web.middleware
         async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
             if request.method != "GET" and request.path.startswith("/api/devices"):
                 gate = self.publish if request.path.endswith("/types") else self.replace
+                if not gate.is_set():
+                    self.holding.set()
                 await gate.wait()
             return await handler(request)
 
@@ -137,3 +145,47 @@ def test_apply_output_to_a_pipe_arrives_line_by_line_as_changes_finish(
             errors = stderr.read()
     assert rest[0].endswith("✓ device/s1-p1[publish] update"), (rest, errors)
     assert rest[-1].startswith("Apply complete: 2 done, 0 failed"), (rest, errors)
+
+
+def test_sighup_mid_apply_lets_the_write_in_flight_finish_and_starts_nothing_new(
+        world: tuple[ThreadedSims, Gates, dict[str, str]], tmp_path: Path) -> None:
+    sims, gates, env = world
+    sites = tmp_path / "sites"
+    write(sites, fleet(115200))
+    first = subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply", str(sites), "--auto-approve"],
+        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    write(sites, fleet(9600))  # the meter replaced, then its DERs switched on
+    sims.call(gates.close)
+    with (tmp_path / "stderr").open("w+", encoding="utf-8") as stderr, \
+            start_apply(sites, env, stderr) as process:
+        try:
+            assert gates.holding.wait(60), "the replacement never reached the gateway"
+            process.send_signal(signal.SIGHUP)
+            # Open once the apply says it stops: the held write then finishes.
+            for _ in range(600):
+                stderr.seek(0)
+                if "SIGHUP: stopping; the writes in flight finish" in stderr.read():
+                    break
+                time.sleep(0.1)
+            sims.call(gates.replace.set)
+            sims.call(gates.publish.set)
+            assert process.stdout is not None
+            out = process.stdout.read()
+            assert process.wait(timeout=120) == 1, out
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    stderr_text = (tmp_path / "stderr").read_text(encoding="utf-8")
+    assert "SIGHUP: stopping; the writes in flight finish" in stderr_text, stderr_text
+    assert "✓ device/s1-p1[zap] replace" in out, out
+    assert "- device/s1-p1[publish] update" in out, out  # not started: stopping
+    # The next apply finishes the job: the DERs' switch only.
+    again = subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply", str(sites), "--auto-approve"],
+        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Apply complete: 1 done, 0 failed" in again.stdout, again.stdout

@@ -287,27 +287,30 @@ class HoldWritesAfterTheFirst:
             server.app.middlewares.append(hold)
 
 
-async def _sigterm_while_held(spawn: Spawn, world: World, held: Any, what: str) -> Proc:
-    """A watch agent of `world`, sent SIGTERM once `held` (a simulator middleware with
-    `holding` and `release` events) holds `what`; the request held is let go once the agent
-    says it is stopping, so that it starts nothing more."""
+async def _sigterm_while_held(spawn: Spawn, world: World, held: Any, what: str,
+                              signum: signal.Signals = signal.SIGTERM) -> Proc:
+    """A watch agent of `world`, sent SIGTERM (or `signum`) once `held` (a simulator
+    middleware with `holding` and `release` events) holds `what`; the request held is let go
+    once the agent says it is stopping, so that it starts nothing more."""
     agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
     try:
         await asyncio.wait_for(held.holding.wait(), 15)
     except TimeoutError:
         raise AssertionError(f"{what} not held within 15s:\n{agent.text}") from None
-    agent.process.send_signal(signal.SIGTERM)
-    await agent.wait_for(r" SIGTERM: stopping; ")
+    agent.process.send_signal(signum)
+    await agent.wait_for(rf" {signum.name}: stopping; ")
     held.release.set()
     return agent
 
 
+# SIGHUP: the terminal the agent runs in closed, or its ssh session lost.
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 async def test_sigterm_mid_apply_finishes_writes_in_flight_and_the_next_start_converges(
-        tmp_path: Path, spawn: Spawn) -> None:
+        tmp_path: Path, spawn: Spawn, signum: signal.Signals) -> None:
     held = HoldWritesAfterTheFirst()
     world = await start_world(tmp_path, before_start=held.install)
     try:
-        agent = await _sigterm_while_held(spawn, world, held, "a write after the first")
+        agent = await _sigterm_while_held(spawn, world, held, "a write after the first", signum)
         assert await agent.finish() == 0
         [line] = runs(agent.out)
         assert line.group(9) == "stopped", agent.text
