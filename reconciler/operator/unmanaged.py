@@ -24,6 +24,7 @@ plans, `handlers.py` writes the status and says a change of the set once by an e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,8 +48,12 @@ UNMANAGED = "unmanaged"
 EVENT_REASON = "Unmanaged"
 # How many the status lists; `count` says how many there are.
 SHOWN = 20
-# The CLI's advice, which the operator has no flag for.
-_PRUNE_HINT = "; use --prune"
+# What the planners' descriptions say of the CLI's --prune, which the operator has no flag
+# for: the advice to use it (Zap copies of moved devices, and of a retired gateway's, a
+# claimed gateway's Release: up to the end of its clause, so "(deletionPolicy Release; use
+# --prune to release it)" keeps its parenthesis), what it would do with an Enapter device's
+# interrupted delete, and why it leaves a Flatpeak device on locations of other fleets.
+_PRUNE_HINTS = re.compile(r"; use --prune[^;()]*| \(--prune removes it\)|, so --prune leaves it")
 
 Entry = dict[str, str]
 
@@ -265,12 +270,12 @@ def _matched(whole: Fleet, site: str, devices: list[NovacoreDevice]) -> set[str]
 
 
 def _listed(entries: Iterable[Mapping[str, Any]]) -> list[Entry]:
-    """Each as the status lists it: the CLI's advice to prune left out."""
+    """Each as the status lists it: what it says of the CLI's --prune left out."""
     return [
         {
             "platform": str(e.get("platform", "")),
             "id": str(e.get("id", "")),
-            "description": str(e.get("description", "")).split(_PRUNE_HINT, 1)[0],
+            "description": _PRUNE_HINTS.sub("", str(e.get("description", ""))),
         }
         for e in entries
     ]
