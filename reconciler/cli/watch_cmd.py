@@ -49,7 +49,9 @@ An edit that does not validate is reported with file:line:column and changes not
 last valid desired state stays in force and is still reconciled on the interval. A file
 that declares nothing now (emptied while being written, as `command > file` does) is held
 the same way: delete a file to remove what it declared.
-Unreachable gateways or clouds defer their sites; the agent keeps going.
+Unreachable gateways or clouds defer their sites; the agent keeps going. The deferred
+changes are counted (deferred=N) in every summary line and listed when they or their
+reasons change.
 SIGINT/SIGTERM/SIGHUP: the changes in flight finish, nothing new starts, the lock is
 released.
 

@@ -11,8 +11,9 @@ the state lock and signal handlers:
   with file:line and changes nothing: the last valid state stays in force), observe and
   plan, then apply (or only plan), and report one `RunSummary`. A `check` of each state
   loaded may add warnings (a gateway URL override that a serial edit left unmatched). A
-  run that cannot reach a gateway or a cloud defers those sites; any error ends that run
-  only, never the agent. A server that asked to be called again later than a run waits
+  run that cannot reach a gateway or a cloud defers those sites (their changes listed when
+  they or their reasons change, not at every run: `watch_deferred`); any error ends that
+  run only, never the agent. A server that asked to be called again later than a run waits
   (Retry-After), failing a change or a read, holds the next drift run back until then
   (a file change still runs at once, calling every other server: the runs share what
   each server asked, `host_waits`). On
@@ -52,6 +53,7 @@ from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.engine.retry import asked_seconds, honoured
 from reconciler.engine.state import StateDir
 from reconciler.engine.unread import asked_to_wait
+from reconciler.engine.watch_deferred import DeferredReport
 from reconciler.engine.watch_unmanaged import UnmanagedReport
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
@@ -284,6 +286,7 @@ class Cycle:
         # The plan's warnings last said: said again only once they change, as the plan is.
         self._last_warnings: list[str] = []
         self._unmanaged = UnmanagedReport()
+        self._deferred = DeferredReport()
         # When the next run may start (time.monotonic()): a change failed because its
         # server asked to be called again later than a run waits (Retry-After), and the
         # next run would call it again sooner, against its word (`Agent`).
@@ -422,14 +425,19 @@ class Cycle:
                 if not self.plan_only:
                     reconciler.remember(plan)
                     self._settle()
+                    # Nothing to do is nothing deferred: a listing before it is over.
+                    self._deferred.report(self.log.emit, summary.run, [],
+                                          self._progress(summary.run))
                 self._show_plan(summary.run, result)
                 summary.result = "planned" if plan.has_changes else "no-changes"
                 self._hold_for_retry_after(summary.run, waits)
                 return
+            deferred: list[Outcome] = []
             report = await reconciler.apply(
-                result, progress=self._progress(summary.run), stop=self.stop
+                result, progress=self._progress(summary.run, deferred), stop=self.stop
             )
             self._settle()
+        self._deferred.report(self.log.emit, summary.run, deferred, self._progress(summary.run))
         failed = [o for o in report.outcomes if o.status == "failed"]
         # A write refused for its token (a run's reads went through, then the token
         # expired): which setting to change, as a refused read says; once a run.
@@ -520,8 +528,16 @@ class Cycle:
         else:
             self.log.emit("plan", text.rstrip("\n"))
 
-    def _progress(self, run: int) -> Callable[[Outcome], None]:
+    def _progress(
+        self, run: int, deferred: list[Outcome] | None = None
+    ) -> Callable[[Outcome], None]:
+        """Log each outcome as it comes; the deferred ones go to `deferred` instead, said
+        once the run knows them all, if they differ from the last said (`watch_deferred`)."""
+
         def show(outcome: Outcome) -> None:
+            if deferred is not None and outcome.status == "deferred":
+                deferred.append(outcome)
+                return
             line = f"  {_MARKS.get(outcome.status, '?')} {outcome.address} {outcome.action}"
             if outcome.status != "done":
                 line += f" {outcome.status}: {outcome.message}"

@@ -180,6 +180,7 @@ class FakeResult:
                            reason=Reason.TARGET_UNREACHABLE, site=site) for site in deferred]
         self.plan = Plan(changes, list(unmanaged or []), PlanOptions())
         self.observed = Observed()  # everything read: no server asked to wait
+        self.warnings: list[str] = []
 
     def document(self) -> dict[str, Any]:
         return document.to_document(self.plan)

@@ -5,7 +5,8 @@ set, and counted in every run line), and writes left unfinished in the journal (
 interrupted), what became of an Enapter config file written before (in its outcome
 line, text and JSON, as `reconciler apply` says it), which planned changes are blocked, in
 the JSON log as the text plan's [BLOCKED], and what a deferred one would do. A huge key of
-an invalid file is cut in its diagnostic, text and JSON alike."""
+an invalid file is cut in its diagnostic, text and JSON alike. The changes deferred are
+listed when they or their reasons change, not at every run."""
 
 from __future__ import annotations
 
@@ -284,3 +285,83 @@ async def test_a_huge_key_is_cut_in_the_diagnostics_text_and_json(
     assert diagnostic["path"] == f"spec.{cut}", diagnostic
     assert any(f": spec.{cut}: unknown field" in line for line in agents["text"].out), \
         agents["text"].text
+
+
+def deferred_listings(lines: list[str], fmt: str) -> list[tuple[int, list[str]]]:
+    """Each listing of the deferred changes in the log: its run and the reason of each
+    change listed under it (`ADDRESS ACTION: MESSAGE`); none listed is the line saying
+    that nothing is deferred any more."""
+    listings: list[tuple[int, list[str]]] = []
+    for line in lines:
+        if fmt == "json":
+            event = json.loads(line)
+            if event["event"] == "deferred":
+                listings.append((event["run"], []))
+                assert event["count"] >= 0, event
+            elif event["event"] == "outcome" and event["status"] == "deferred":
+                assert listings and listings[-1][0] == event["run"], line
+                listings[-1][1].append(
+                    f"{event['address']} {event['action']}: {event['message']}")
+            continue
+        head = re.search(r" run=(\d+) (?:(\d+) changes? deferred, tried again at every run; "
+                         r"listed again when they or their reasons change:|(no changes "
+                         r"deferred any more))$", line)
+        if head is not None:
+            listings.append((int(head.group(1)), []))
+        elif (change := re.search(r"Z   … (\S+) (\w+) deferred: (.*)$", line)) is not None:
+            assert listings, line
+            listings[-1][1].append(f"{change.group(1)} {change.group(2)}: {change.group(3)}")
+    return listings
+
+
+def deferred_counts(lines: list[str], fmt: str) -> list[int]:
+    """The deferred=N of each run line."""
+    if fmt == "json":
+        return [e["deferred"] for e in map(json.loads, lines) if e["event"] == "run"]
+    return [int(m.group(1)) for m in map(re.compile(r" run=\d+ trigger=\w+ .* deferred=(\d+) ")
+                                         .search, lines) if m]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_deferred_changes_are_listed_when_they_or_their_reasons_change_not_every_run(
+        world: World, spawn: Spawn, fmt: str) -> None:
+    """A gateway that does not answer for many runs has its deferred changes listed once,
+    counted in every run line; listed again, whole, when the reasons change (its cloud gone
+    too), and once all are done, one line says that nothing is deferred any more."""
+    run_line = r'"event": "run".*' if fmt == "json" else r"trigger=interval .*"
+    deferred_run = run_line + (r'"deferred": [1-9]' if fmt == "json" else r" deferred=[1-9]")
+    zap = world.sims.zaps[ZAP_SERIAL]
+    await zap.set_offline("refuse")
+    env = world.env | {"RECONCILER_RETRIES": "1"}
+    agent = await spawn("watch", "sites", "--interval", "0.3s", "--log-format", fmt,
+                        env=env, cwd=world.cwd)
+    await agent.wait_for(deferred_run, count=4)
+    [(run, listed)] = deferred_listings(agent.out, fmt)
+    assert run == 1, agent.text
+    assert len(listed) == len(set(listed)) == deferred_counts(agent.out, fmt)[0] > 0, listed
+    assert any(line.startswith("device/home-solna-inverter[zap] defer: ") for line in listed)
+    assert not any("Novacore" in line for line in listed), listed
+
+    # The reasons change (Novacore does not answer either): listed again, once.
+    await world.sims.novacore.set_offline("refuse")
+    await agent.wait_for(lambda _: len(deferred_listings(agent.out, fmt)) == 2)
+    # A run that Novacore stopped answering half-way through may have listed other reasons
+    # again: two runs after, the reasons are those of Novacore gone.
+    seen = len(agent.out)
+    await agent.wait_for(lambda _: len(deferred_counts(agent.out[seen:], fmt)) >= 2)
+    listings, seen = deferred_listings(agent.out, fmt), len(agent.out)
+    await agent.wait_for(lambda _: len(deferred_counts(agent.out[seen:], fmt)) >= 3)
+    assert deferred_listings(agent.out, fmt) == listings, agent.text
+    again = listings[-1][1]
+    assert again != listed and any("Novacore" in line for line in again), again
+    assert len(again) == deferred_counts(agent.out, fmt)[-1], agent.text
+
+    await world.sims.novacore.set_offline("online")
+    await zap.set_offline("online")
+    await agent.wait_for(lambda _: deferred_counts(agent.out, fmt)[-3:] == [0, 0, 0])
+    assert await agent.terminate() == 0
+    listings = deferred_listings(agent.out, fmt)
+    # Back to the first reasons on the way (Novacore answered first) or not: whichever
+    # listings the recovery made, the last one says that nothing is deferred any more.
+    assert listings[-1][1] == [] and all(changes for _, changes in listings[:-1]), listings
+    assert world.zap_der_enabled("pv") is True
