@@ -12,52 +12,34 @@ Flatpeak locations are (`plan.retired`, `plan.retired_locations`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
 
-from reconciler.plan.enapter_observed import EnapterState
+from reconciler.plan.enapter_observed import EnapterSiteState, EnapterState
 from reconciler.plan.observed import Observed
+from reconciler.plan.remembered_objects import RememberedObjects, sort_out
 
 COMPONENT = "enapter"
 
 
-@dataclass
-class RetiredEnapterSites:
-    """The remembered sites still in Enapter and matched by no declared Site (reported),
-    and those gone from the listing (the inventory forgets them)."""
-
-    unmanaged: list[dict[str, Any]]
-    forget: list[str]
-
-
 def retired_enapter_sites(
     remembered: Mapping[str, str], observed: Observed, matched_ids: Iterable[str]
-) -> RetiredEnapterSites:
+) -> RememberedObjects:
     """`remembered`: Enapter site id -> the Site an apply made or matched it for.
     `matched_ids`: the site ids declared Sites match in this plan (they stay managed).
     When the sites could not be listed, nothing is reported or forgotten."""
-    found = RetiredEnapterSites(unmanaged=[], forget=[])
     state = observed.extra.get(COMPONENT)
-    if not isinstance(state, EnapterState) or not isinstance(state.sites, list):
-        return found
-    listed = {site.id: site for site in state.sites}
-    matched = set(matched_ids)
-    for site_id, site_name in sorted(remembered.items()):
-        site = listed.get(site_id)
-        if site is None:
-            found.forget.append(site_id)
-        elif site_id not in matched:
-            found.unmanaged.append(
-                {
-                    "platform": COMPONENT,
-                    "id": site_id,
-                    "description": f"Enapter site {site_id} ({site.name!r}) was "
-                    f"applied for Site {site_name}, and no declared Site is it any more (the "
-                    "Site was removed, or now matches another site); it, its gateway "
-                    "and its devices stay in Enapter Cloud, with any config file an apply "
-                    "wrote for them (sites are never deleted, nor devices of a site no Site "
-                    "declares): delete them there, or declare the Site again",
-                    "prunable": False,
-                }
-            )
-    return found
+    listed = (
+        {site.id: site for site in state.sites}
+        if isinstance(state, EnapterState) and isinstance(state.sites, list)
+        else None
+    )
+    return sort_out(remembered, listed, matched_ids, COMPONENT, _description)
+
+
+def _description(site_id: str, site: EnapterSiteState, site_name: str) -> str:
+    return (
+        f"Enapter site {site_id} ({site.name!r}) was applied for Site {site_name}, and no "
+        "declared Site is it any more (the Site was removed, or now matches another site); "
+        "it, its gateway and its devices stay in Enapter Cloud, with any config file an "
+        "apply wrote for them (sites are never deleted, nor devices of a site no Site "
+        "declares): delete them there, or declare the Site again"
+    )

@@ -12,49 +12,31 @@ the planner deletes no location (`plan.flatpeak`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
 
-from reconciler.plan.flatpeak import COMPONENT, FlatpeakState
+from reconciler.plan.flatpeak import COMPONENT, FlatpeakLocationState, FlatpeakState
 from reconciler.plan.observed import Observed
-
-
-@dataclass
-class RetiredLocations:
-    """The remembered locations still in Flatpeak and matched by no declared Site
-    (reported), and those gone from the listing (the inventory forgets them)."""
-
-    unmanaged: list[dict[str, Any]]
-    forget: list[str]
+from reconciler.plan.remembered_objects import RememberedObjects, sort_out
 
 
 def retired_locations(
     remembered: Mapping[str, str], observed: Observed, matched_ids: Iterable[str]
-) -> RetiredLocations:
+) -> RememberedObjects:
     """`remembered`: location id -> the Site an apply made or matched it for. `matched_ids`:
     the location ids declared Sites match in this plan (they stay managed). When the
     locations could not be listed, nothing is reported or forgotten."""
-    found = RetiredLocations(unmanaged=[], forget=[])
     state = observed.extra.get(COMPONENT)
-    if not isinstance(state, FlatpeakState) or not isinstance(state.locations, list):
-        return found
-    listed = {location.id: location for location in state.locations}
-    matched = set(matched_ids)
-    for location_id, site in sorted(remembered.items()):
-        location = listed.get(location_id)
-        if location is None:
-            found.forget.append(location_id)
-        elif location_id not in matched:
-            found.unmanaged.append(
-                {
-                    "platform": "flatpeak",
-                    "id": location_id,
-                    "description": f"Flatpeak location {location_id} (reference id "
-                    f"{location.reference_id!r}) was applied for Site {site}, and no declared "
-                    "Site's location is it any more (the Site was renamed or removed, or its "
-                    "locationId changed); it and any device on it stay in Flatpeak (locations "
-                    "are never deleted): delete it there, or declare it again",
-                    "prunable": False,
-                }
-            )
-    return found
+    listed = (
+        {location.id: location for location in state.locations}
+        if isinstance(state, FlatpeakState) and isinstance(state.locations, list)
+        else None
+    )
+    return sort_out(remembered, listed, matched_ids, "flatpeak", _description)
+
+
+def _description(location_id: str, location: FlatpeakLocationState, site: str) -> str:
+    return (
+        f"Flatpeak location {location_id} (reference id {location.reference_id!r}) was "
+        f"applied for Site {site}, and no declared Site's location is it any more (the Site "
+        "was renamed or removed, or its locationId changed); it and any device on it stay "
+        "in Flatpeak (locations are never deleted): delete it there, or declare it again"
+    )
