@@ -96,6 +96,12 @@ def start_apply(path: Path, env: dict[str, str], stderr: IO[str]) -> subprocess.
         stderr=stderr, text=True, encoding="utf-8")
 
 
+def apply_to_the_end(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply", str(path), "--auto-approve"],
+        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
 def read_until(stdout: IO[str], wanted: str) -> list[str]:
     """Lines up to and including the first that starts with `wanted` (all, at the end)."""
     lines = []
@@ -111,9 +117,7 @@ def test_apply_output_to_a_pipe_arrives_line_by_line_as_changes_finish(
     sims, gates, env = world
     sites = tmp_path / "sites"
     write(sites, fleet(115200))
-    first = subprocess.run(
-        [sys.executable, "-m", "reconciler", "apply", str(sites), "--auto-approve"],
-        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=120, check=False)
+    first = apply_to_the_end(sites, env)
     assert first.returncode == 0, first.stdout + first.stderr
 
     # Another baud rate: the device is removed and added again, then its DERs switched on.
@@ -152,9 +156,7 @@ def test_sighup_mid_apply_lets_the_write_in_flight_finish_and_starts_nothing_new
     sims, gates, env = world
     sites = tmp_path / "sites"
     write(sites, fleet(115200))
-    first = subprocess.run(
-        [sys.executable, "-m", "reconciler", "apply", str(sites), "--auto-approve"],
-        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=120, check=False)
+    first = apply_to_the_end(sites, env)
     assert first.returncode == 0, first.stdout + first.stderr
 
     write(sites, fleet(9600))  # the meter replaced, then its DERs switched on
@@ -184,8 +186,6 @@ def test_sighup_mid_apply_lets_the_write_in_flight_finish_and_starts_nothing_new
     assert "✓ device/s1-p1[zap] replace" in out, out
     assert "- device/s1-p1[publish] update" in out, out  # not started: stopping
     # The next apply finishes the job: the DERs' switch only.
-    again = subprocess.run(
-        [sys.executable, "-m", "reconciler", "apply", str(sites), "--auto-approve"],
-        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=120, check=False)
+    again = apply_to_the_end(sites, env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Apply complete: 1 done, 0 failed" in again.stdout, again.stdout
