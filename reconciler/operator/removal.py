@@ -123,6 +123,11 @@ async def remove_object(
                 "gateway itself as it is) to let the device be released"
             )
         fleet = Fleet.of([*fleet.resources(), gateway])
+    if isinstance(resource, Gateway) and _site_gone(resource, fleet):
+        site = _last_site(resource, claims)
+        if site is None:
+            return Removal()  # no claim of its serial recorded: never claimed by it
+        fleet = Fleet.of([*fleet.resources(), site])
     sub = closure(fleet, resource)
     novacore_id = external_ids.get("novacore")
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
@@ -327,6 +332,33 @@ def has_deletion_policy(kind: str) -> bool:
 
 def _gateway_gone(device: Device, fleet: Fleet) -> bool:
     return bool(device.spec.gateway_ref) and device.spec.gateway_ref not in fleet.gateways
+
+
+def _site_gone(gateway: Gateway, fleet: Fleet) -> bool:
+    return bool(gateway.spec.site_ref) and gateway.spec.site_ref not in fleet.sites
+
+
+def _last_site(gateway: Gateway, claims: Iterable[ClaimedGateway]) -> Resource | None:
+    """For a Gateway whose Site went first (a namespace's deletion removes its objects in
+    no order), a stand-in Site of the name it refers to, in the organisation its
+    `status.claims` records its serial claimed into: it is only read, to find the gateway
+    there and release it. None when no claim of its serial is recorded."""
+    zap = gateway.spec.zap
+    claim = next((c for c in claims if zap is not None and c.serial == zap.serial), None)
+    if claim is None:
+        return None
+    return KINDS["Site"].model_validate(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "Site",
+            "metadata": {"name": gateway.spec.site_ref},
+            "spec": {
+                "displayName": gateway.spec.site_ref,
+                "timezone": "UTC",
+                "novacore": {"orgId": claim.org_id},
+            },
+        }
+    )
 
 
 def _last_gateway(device: Device, recorded: object) -> Resource | None:

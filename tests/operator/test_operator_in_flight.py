@@ -114,6 +114,24 @@ async def test_a_namespace_deleted_with_its_objects_releases_what_they_say(
         assert all(g.org_id is None for g in sims.novacore.gateways.values())
 
 
+async def test_a_gateway_deleted_after_its_site_is_gone_is_released_all_the_same(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Its Site went first (a namespace's deletion removes objects in no order): the
+    organisation it was claimed into is read from its `status.claims`, and it is
+    released as its deletionPolicy says, not left claimed with nothing said."""
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster)
+        for kind, name in OBJECTS:
+            await cluster.wait_condition(kind, name, "Ready", timeout=60)
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Site", "home", timeout=60)
+        assert sims.novacore.gateways[ZAP].org_id == "org-home", "not released with its Site"
+        await cluster.delete("Gateway", "home-zap")
+        await cluster.wait_gone("Gateway", "home-zap", timeout=60)
+        assert sims.novacore.gateways[ZAP].org_id is None, "released (deletionPolicy Release)"
+
+
 async def test_an_object_deleted_while_its_drift_check_waits_for_its_lock_goes_at_once(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
