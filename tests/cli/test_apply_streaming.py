@@ -102,6 +102,20 @@ def apply_to_the_end(path: Path, env: dict[str, str]) -> subprocess.CompletedPro
         cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
+def applied_then_edited(
+        world: tuple[ThreadedSims, Gates, dict[str, str]], tmp_path: Path) -> Path:
+    """The sites applied, then given another baud rate (the meter is removed and added
+    again, then its DERs switched on), with the gateway's writes held: their directory."""
+    sims, gates, env = world
+    sites = tmp_path / "sites"
+    write(sites, fleet(115200))
+    first = apply_to_the_end(sites, env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    write(sites, fleet(9600))
+    sims.call(gates.close)
+    return sites
+
+
 def read_until(stdout: IO[str], wanted: str) -> list[str]:
     """Lines up to and including the first that starts with `wanted` (all, at the end)."""
     lines = []
@@ -115,14 +129,7 @@ def read_until(stdout: IO[str], wanted: str) -> list[str]:
 def test_apply_output_to_a_pipe_arrives_line_by_line_as_changes_finish(
         world: tuple[ThreadedSims, Gates, dict[str, str]], tmp_path: Path) -> None:
     sims, gates, env = world
-    sites = tmp_path / "sites"
-    write(sites, fleet(115200))
-    first = apply_to_the_end(sites, env)
-    assert first.returncode == 0, first.stdout + first.stderr
-
-    # Another baud rate: the device is removed and added again, then its DERs switched on.
-    write(sites, fleet(9600))
-    sims.call(gates.close)
+    sites = applied_then_edited(world, tmp_path)
     with (tmp_path / "stderr").open("w+", encoding="utf-8") as stderr, \
             start_apply(sites, env, stderr) as process:
         # Ends the run should a line never come (the held write would time out first).
@@ -154,13 +161,7 @@ def test_apply_output_to_a_pipe_arrives_line_by_line_as_changes_finish(
 def test_sighup_mid_apply_lets_the_write_in_flight_finish_and_starts_nothing_new(
         world: tuple[ThreadedSims, Gates, dict[str, str]], tmp_path: Path) -> None:
     sims, gates, env = world
-    sites = tmp_path / "sites"
-    write(sites, fleet(115200))
-    first = apply_to_the_end(sites, env)
-    assert first.returncode == 0, first.stdout + first.stderr
-
-    write(sites, fleet(9600))  # the meter replaced, then its DERs switched on
-    sims.call(gates.close)
+    sites = applied_then_edited(world, tmp_path)
     with (tmp_path / "stderr").open("w+", encoding="utf-8") as stderr, \
             start_apply(sites, env, stderr) as process:
         try:
