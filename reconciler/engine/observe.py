@@ -33,6 +33,8 @@ from reconciler.plan.novacore_sites import (
     SiteIndex,
     applied_site,
     needs_rename_search,
+    same_named,
+    site_hardware_ids,
     unclaimed_sites,
 )
 from reconciler.plan.observed import (
@@ -305,6 +307,23 @@ class _SourcefulReads:
                 await self._unclaimed_devices(org, index)
             return
         await self._read_site_devices(match.id)
+        await self._same_named_devices(site, match, index)
+
+    async def _same_named_devices(self, site: Site, match: NovacoreSite, index: SiteIndex) -> None:
+        """The devices of the other sites of the name `site` is found by
+        (`plan.novacore_sites.same_named`), read only when a hardware id declared behind its
+        gateways is not among those of `match`, the site it uses: another state directory's
+        apply into one of them made Novacore rebind the device there, and the plan is to say
+        that it moves back (`plan.moves`), not that it is created. Names are unique in a
+        fleet as applied, so this costs a no-op plan no call."""
+        others = same_named(site, index)
+        own = self.observed.novacore_devices.get(match.id)
+        if not others or not isinstance(own, list):
+            return
+        if site_hardware_ids(self.whole, site) <= {d.hardware_id for d in own}:
+            return
+        await all_of(*(self._read_site_devices(o.id) for o in others
+                       if o.id not in self.observed.novacore_devices))
 
     def _index(self, org: str, sites: list[NovacoreSite]) -> SiteIndex:
         """The sites listed of `org` by id and name, indexed once per observation."""

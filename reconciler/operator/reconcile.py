@@ -42,7 +42,7 @@ from reconciler.operator.holds import Hold, Holds, Owner
 from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
 from reconciler.operator.owner_locks import done_writing, owner_lock, writing_under
 from reconciler.operator.wait_lines import waiting_message
-from reconciler.plan.actions import Action, Change
+from reconciler.plan.actions import Action, Change, Reason
 from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions, site_ids
@@ -52,7 +52,9 @@ from reconciler.plan.render import summary_line
 @dataclass
 class ObjectResult:
     conditions: list[Cond] = field(default_factory=list)
-    external_ids: dict[str, str] = field(default_factory=dict)
+    # status.externalIds; None removes an id (the status is merge-patched): the remembered
+    # Novacore site of a Site that the reconcile's read found gone (`_external_ids`).
+    external_ids: dict[str, str | None] = field(default_factory=dict)
     plan_lines: list[str] = field(default_factory=list)
     summary: str = ""
     changes: int = 0
@@ -632,8 +634,25 @@ def _summary(changes: list[Change]) -> str:
     return summary_line(Plan(changes=changes, unmanaged=[], options=PlanOptions()).summary())
 
 
-def _external_ids(changes: list[Change]) -> dict[str, str]:
-    return {c.component: c.external_id for c in changes if c.external_id}
+def _external_ids(changes: list[Change]) -> dict[str, str | None]:
+    """The ids the object's changes found. A Site whose Novacore site is to be created
+    (`not_found`: its organisation's sites were read, and neither its `siteId`, its name
+    nor the site its status remembers is among them, or that one is another Site's now)
+    forgets the remembered one: it is gone from the Site, so the deletion of the Site says
+    nothing of it (`sites_kept`), as the CLI's plans stop reporting a site deleted there.
+    The create, once done, records the new one (`reconcile_object`)."""
+    ids: dict[str, str | None] = {
+        c.component: c.external_id for c in changes if c.external_id
+    }
+    for change in changes:
+        if (
+            change.kind == "Site"
+            and change.component == "novacore"
+            and change.action is Action.CREATE
+            and change.reason is Reason.NOT_FOUND
+        ):
+            ids["novacore"] = None
+    return ids
 
 
 def _describe(

@@ -5,7 +5,10 @@ site and reports it at every plan while no declared Site is applied to it
 (`plan.retired`); the operator's memory of it is the Site object's status, which goes
 with the object. So, as a Gateway deleted says once which gateway stays claimed, a Site
 deleted says once, by an event, that its Novacore site stays, unless another Site the
-operator serves is applied to it or adopts it by its `siteId`. Pure: the handlers post."""
+operator serves is applied to it or adopts it by its `siteId`. The site is the one the
+status remembers, which a reconcile that reads the organisation's sites without it forgets
+(`reconcile._external_ids`): nothing is read here, so one deleted in Novacore since the
+last reconcile is still named. Pure: the handlers post."""
 
 from __future__ import annotations
 

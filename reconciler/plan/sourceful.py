@@ -705,6 +705,15 @@ class SourcefulPlanner(UnmanagedPlanner):
         assert cloud_site is not None
         old_site = self._site_name(at.org, cloud_site)
         before["site"], after["site"] = old_site, at.site
+        if cloud_site in self._duplicate_sites:
+            # Bound into a site of the Site's own name that it does not use (another state
+            # directory's apply): it goes back to the one used, which is named so that the
+            # two are told apart.
+            return (
+                f"moves from site {old_site} (gateway {old_gateway}), which has the name of "
+                f"Site {at.site} too, to site {at.site} ({at.site_id}, the one it uses; "
+                f"gateway {at.gateway})"
+            )
         return (
             f"moves from site {old_site} (gateway {old_gateway}) to site {at.site} "
             f"(gateway {at.gateway})"

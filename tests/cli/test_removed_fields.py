@@ -191,6 +191,30 @@ def test_a_field_with_no_default_deleted_from_the_spec_is_reported_until_applied
     assert_converged(run)
 
 
+def test_a_field_with_no_default_is_reported_until_an_apply_covers_its_resource(
+        run: Cli) -> None:
+    """The line is shown until an apply that covers the resource records it, the last time
+    by that apply's plan: an apply of another resource (`--target`) keeps it, and after the
+    apply of the whole fleet no plan says it again, the value staying on Novacore (as the
+    README says)."""
+    write(run.fleet_dir, fleet({"port": 1502, "unitId": 3}, manufacturer=False))
+    said = "! unmanaged: spec.manufacturer of Device inv was declared at the last apply"
+
+    code, out = run("apply", str(run.fleet_dir), "--auto-approve", "--target", "device/bat")
+    assert code == 0 and said not in out, out  # not the selection's
+    code, out = run("plan", str(run.fleet_dir))
+    assert code == 0 and said in out, out
+
+    code, out = run("apply", str(run.fleet_dir), "--auto-approve")
+    assert code == 0 and said in out, out
+    assert_converged(run)
+    novacore = run.sims.sims.novacore
+    assert [d.manufacturer for d in novacore.devices.values() if d.name == "inv"] == ["Sungrow"]
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    assert ("an apply that covers the resource (a `--target` that leaves it out does not)"
+            in text)
+
+
 def test_a_field_deleted_with_no_record_of_the_last_apply_is_not_compared(run: Cli) -> None:
     # An inventory written before the record was kept.
     path = run.state_dir / "inventory.json"

@@ -3,7 +3,8 @@ through the CLI against the simulators, the second made through the Novacore API
 second state directory's apply or a person would: the plan keeps using the first and
 reports the other as unmanaged, naming the Site, both ids and what to do, in text and
 JSON; a site an earlier apply put the Site in is said to be such a duplicate, not a site
-the Site moved away from."""
+the Site moved away from; devices Novacore bound into the other site plan as moving back,
+not as created."""
 
 from __future__ import annotations
 
@@ -140,3 +141,42 @@ def test_a_same_named_site_another_site_is_renamed_into_is_not_reported(
     assert code == 0 and "~ site/r[novacore] will be updated in place" in out, out
     assert f"renamed: an earlier apply put this Site in site {spare}" in out, out
     assert "unmanaged" not in out, out
+
+
+def test_devices_bound_into_a_same_named_site_plan_as_moving_back_not_as_created(
+        make_cli: CliFactory) -> None:
+    """The Site's devices are in the other site of its name (an apply from another state
+    directory provisioned them there, and Novacore rebound them): the plan says they move
+    back into the site the Site uses, naming both and keeping each device's id, as the
+    apply then does; it does not say they will be created. The other site's devices are
+    read only then: with them where they belong, the plan reads no more than before."""
+    run = make_cli(standard_site(1))
+    first = novacore("POST", "/sites", {"org_id": ORG_A, "name": "Site s1 draft"})["id"]
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    simulated = run.sims.sims.novacore
+    (applied,) = [s.id for s in simulated.sites.values() if s.name == "Site s1"]
+    devices = {d.id: d.hardware_id for d in simulated.devices.values()}
+    novacore("PUT", f"/sites/{first}", {"name": "Site s1"})
+
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 2 and "will be created" not in out, out
+    for name in ("s1-inv", "s1-p1"):
+        (device_id,) = [d.id for d in simulated.devices.values() if d.name == name]
+        assert (f"  ~ device/{name}[novacore] will be updated in place\n"
+                f"      moves from site 'Site s1' ({applied}) (gateway s1-zap), which has the "
+                f"name of Site s1 too, to site s1 ({first}, the one it uses; gateway s1-zap): "
+                f"provisioned there, Novacore rebinds device {device_id} (same id)\n") in out, out
+    assert "Plan: 2 to update." in out, out
+    document = json.loads(run("plan", run.path, "-o", "json")[1])
+    moved = [c for c in document["changes"] if c["reason"] == "moved"]
+    assert {c["external_id"] for c in moved} == set(devices), moved
+    assert {c["before"]["site"] for c in moved} == {f"'Site s1' ({applied})"}, moved
+
+    # Applied: the same devices, now in the site used; nothing left to do.
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    assert {d.id: d.hardware_id for d in simulated.devices.values()} == devices
+    assert {d.site_id for d in simulated.devices.values()} == {first}
+    run.sims.call(run.sims.sims.reset_counts)
+    assert run("plan", run.path, "--detailed-exitcode")[0] == 0
+    # The other site's devices are not read once the Site's own site has them all.
+    assert simulated.count("GET") == 3, simulated.requests  # sites, gateways, its devices

@@ -69,3 +69,25 @@ async def test_a_deleted_site_whose_novacore_site_another_site_declares_says_not
         assert await _kept(cluster, "home") == []
         assert list(sims.novacore.sites) == [site_id]
         assert (await cluster.status("Site", "house"))["externalIds"]["novacore"] == site_id
+
+
+async def test_a_deleted_site_whose_novacore_site_a_reconcile_found_gone_says_nothing(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The Novacore site is deleted there, and the Site, pinned to it by `siteId`, cannot
+    be applied any more: the reconcile that read the organisation's sites without it
+    forgets it (`status.externalIds`), so the Site's deletion does not say that a site
+    gone stays."""
+    async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
+        site_id = await _applied(cluster, sims)
+        sims.novacore.remove_site(site_id)
+        await cluster.patch("Site", "home", {"spec": {"novacore": {"siteId": site_id}}})
+        ready = await cluster.wait_condition("Site", "home", "Ready", "False", timeout=30)
+        assert f"site {site_id} does not exist" in ready["message"], ready
+        assert "novacore" not in (await cluster.status("Site", "home"))["externalIds"]
+
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Site", "home", timeout=30)
+
+        assert await _kept(cluster, "home") == []
+        assert sims.novacore.sites == {}, "nothing was created for the pinned Site"
