@@ -51,7 +51,8 @@ that declares nothing now (emptied while being written, as `command > file` does
 the same way: delete a file to remove what it declared.
 Unreachable gateways or clouds defer their sites; the agent keeps going. The deferred
 changes are counted (deferred=N) in every summary line and listed when they or their
-reasons change.
+reasons change; so are the changes failed, blocked or skipped (failed=N blocked=N
+skipped=N).
 SIGINT/SIGTERM/SIGHUP: the changes in flight finish, nothing new starts, the lock is
 released.
 
