@@ -62,6 +62,11 @@ closed (`| head` exited) or not writable (a full disk): the agent then stops as 
 """
 
 
+# The options that take a duration; `main` passes a value such as `-1s` on to them, to be
+# refused with what is valid, rather than taken by argparse for an option.
+DURATION_OPTIONS = ("--interval", "--debounce")
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "watch",

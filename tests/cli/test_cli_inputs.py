@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -228,8 +229,19 @@ def test_a_markdown_limit_without_markdown_output_is_refused_naming_the_option(
                            "not '0'"]),
     (["--interval", "5x"], ["error: --interval: invalid duration '5x': use seconds (30) or "
                             "units (500ms, 30s, 5m, 1h, 1m30s)"]),
-    (["--debounce", "-1"], ["error: --debounce: invalid duration '-1': must be a finite "
-                            "number >= 0"]),
+    (["--debounce", "-1"], ["error: --debounce: invalid duration '-1': a duration cannot be "
+                            "negative; use seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)"]),
+    # Not taken by argparse for an option ("expected one argument"): said as any other.
+    (["--debounce", "-1s"], ["error: --debounce: invalid duration '-1s': a duration cannot be "
+                             "negative; use seconds (30) or units (500ms, 30s, 5m, 1h, "
+                             "1m30s)"]),
+    (["--interval", "-5m", "--debounce", "-x"], [
+        "error: --interval: invalid duration '-5m': a duration cannot be negative; use seconds "
+        "(30) or units (500ms, 30s, 5m, 1h, 1m30s)",
+        "error: --debounce: invalid duration '-x': use seconds (30) or units (500ms, 30s, 5m, "
+        "1h, 1m30s)"]),
+    (["--interval", "inf"], ["error: --interval: invalid duration 'inf': must be a finite "
+                             "number; use seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)"]),
     (["--interval", "0s", "--debounce", "x"], [
         "error: --interval: must be longer than zero (e.g. 30s or 5m), not '0s'",
         "error: --debounce: invalid duration 'x': use seconds (30) or units (500ms, 30s, 5m, "
@@ -243,6 +255,18 @@ def test_watch_names_each_bad_duration_and_counts_the_problems_as_other_commands
     count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
     assert err.splitlines() == [*problems, f"invalid arguments: {count}"]
     assert not run.state_dir.exists(), "no lock taken"
+
+
+@pytest.mark.parametrize("options", [["--debounce"], ["--interval", "--plan-only"]])
+def test_watch_says_what_a_duration_given_no_value_takes(tmp_path: Path,
+                                                         options: list[str]) -> None:
+    # A real command line: argparse refuses it before any path is read.
+    done = subprocess.run([sys.executable, "-m", "reconciler", "watch", str(tmp_path), *options],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines()[-1] == (
+        f"reconciler watch: error: argument {options[0]}: expected one argument: a duration, "
+        "seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)")
 
 
 def test_watch_of_a_missing_path_says_it_as_plan_does(make_cli: CliFactory,
