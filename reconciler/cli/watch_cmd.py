@@ -186,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
         common.print_diagnostics(error)
         return common.EXIT_ERROR
     if args.plan_only:
+        # As `plan` says it: the plans are made all the same, without what it remembers.
+        common.warn_unusable_state_dir(settings, plans="the agent's plans do")
         return asyncio.run(_serve(args, settings, load, check, interval, debounce))
     state = StateDir(Path(settings.state_dir))
     command = command_line()

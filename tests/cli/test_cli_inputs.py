@@ -313,18 +313,41 @@ def test_an_unreachable_gateway_is_named_by_the_url_called(make_cli: CliFactory,
 # -- state directory, colour --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("below", [False, True], ids=["the-file", "below-a-file"])
 def test_a_plan_with_an_unusable_state_directory_says_what_it_does_not_know(
-        make_cli: CliFactory, tmp_path: Path) -> None:
+        make_cli: CliFactory, tmp_path: Path, below: bool) -> None:
     blocker = tmp_path / "state-file"
     blocker.write_text("")
-    run = make_cli(standard_site(1), env={"RECONCILER_STATE_DIR": str(blocker)})
+    state = blocker / "state" if below else blocker
+    run = make_cli(standard_site(1), env={"RECONCILER_STATE_DIR": str(state)})
     code, out, err = run("plan", run.path)
     assert code == 0 and "Plan:" in out
     assert err.splitlines() == [
-        f"warning: cannot use the state directory {blocker} (RECONCILER_STATE_DIR): it is not "
-        "a directory; this plan does not know the deletion policies remembered for gateways, "
-        "the MQTT passwords last sent to devices (a changed password is not shown), or writes "
-        "an earlier run left unfinished"]
+        f"warning: cannot use the state directory {state} (RECONCILER_STATE_DIR): "
+        f"{blocker if below else 'it'} is a file, not a directory; this plan does not know the "
+        "deletion policies remembered for gateways, the MQTT passwords last sent to devices (a "
+        "changed password is not shown), or writes an earlier run left unfinished"]
+
+
+@pytest.mark.parametrize("below", [False, True], ids=["the-file", "below-a-file"])
+def test_apply_and_watch_refuse_a_state_directory_that_is_a_file_naming_the_setting(
+        make_cli: CliFactory, tmp_path: Path, below: bool) -> None:
+    """Not "File exists" (or "Not a directory"), the OSError's words: what the path is and
+    which setting to change, exit 1 as any other usage error, before anything is written."""
+    blocker = tmp_path / "state-file"
+    blocker.write_text("kept")
+    state = blocker / "state" if below else blocker
+    run = make_cli(standard_site(1), env={"RECONCILER_STATE_DIR": str(state)})
+    for command in (("apply", run.path, "--auto-approve"), ("watch", run.path)):
+        code, _, err = run(*command)
+        assert code == 1, (command, err)
+        assert err.splitlines()[-1] == (
+            f"error: cannot use {state} as the state directory (RECONCILER_STATE_DIR): "
+            f"{blocker if below else 'it'} is a file, not a directory; set "
+            "RECONCILER_STATE_DIR to a directory, or move the file away"), (command, err)
+    assert blocker.read_text() == "kept"
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 2 and "Plan: " in out, "nothing was applied"
 
 
 class _Terminal(io.StringIO):
