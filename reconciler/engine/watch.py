@@ -236,8 +236,8 @@ class ReconcilerLike(Protocol):
 
 # Loads the desired state and the plan options for it; raises ConfigError with every problem.
 DesiredLoader = Callable[[], tuple[Fleet, PlanOptions]]
-# Warnings about a desired state just loaded (`warning: ...` lines), given at every load:
-# it says each once, not again while the desired state does not change.
+# Warnings about a desired state just loaded (`warning: ...` lines, or `note: ...`), given
+# at every load: it says each once, not again while the desired state does not change.
 DesiredCheck = Callable[[Fleet], list[str]]
 ReconcilerFactory = Callable[[Fleet, Settings], ReconcilerLike]
 
@@ -356,11 +356,12 @@ class Cycle:
             )
             self.invalid_since = None
         for line in self.check(self.desired[0]) if self.check is not None else []:
+            event = "note" if line.startswith("note: ") else "warning"
             self.log.emit(
-                "warning",
+                event,
                 f"run={summary.run} {line}",
                 run=summary.run,
-                message=line.removeprefix("warning: "),
+                message=line.removeprefix(f"{event}: "),
             )
         return self.desired
 
