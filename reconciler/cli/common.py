@@ -16,7 +16,7 @@ from typing import Any, Protocol, TextIO, TypeVar
 from reconciler import diagnostic_cap
 from reconciler.engine import mistyped_settings
 from reconciler.engine.config import Settings, load_settings
-from reconciler.engine.state import StateDir
+from reconciler.engine.state import StateDir, not_a_directory
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
@@ -268,19 +268,16 @@ def unusable_state_dir(path: str) -> str | None:
     """Why the state directory at `path` cannot be read, or None when it can (or does not
     exist yet: a first run, which `apply` creates it for)."""
     directory = Path(path)
-    if directory.exists():
-        if not directory.is_dir():
-            return "it is not a directory"
-        if not os.access(directory, os.R_OK | os.X_OK):
-            return "it is not readable"
-        return None
-    for parent in directory.parents:
-        if parent.exists():
-            return None if parent.is_dir() else f"{parent} is not a directory"
+    why = not_a_directory(directory)
+    if why is not None:
+        return why
+    if directory.is_dir() and not os.access(directory, os.R_OK | os.X_OK):
+        return "it is not readable"
     return None
 
 
-def warn_unusable_state_dir(settings: Settings, stream: TextIO | None = None) -> None:
+def warn_unusable_state_dir(settings: Settings, stream: TextIO | None = None, *,
+                            plans: str = "this plan does") -> None:
     """A plan reads what earlier applies remembered there; without it the plan is made
     all the same, but it says what it could not take into account (`apply`, which must
     record what it does, refuses such a directory)."""
@@ -290,7 +287,7 @@ def warn_unusable_state_dir(settings: Settings, stream: TextIO | None = None) ->
     print(
         printable(
             f"warning: cannot use the state directory {settings.state_dir} "
-            f"(RECONCILER_STATE_DIR): {why}; this plan does not know the deletion policies "
+            f"(RECONCILER_STATE_DIR): {why}; {plans} not know the deletion policies "
             "remembered for gateways, the MQTT passwords last sent to devices (a changed "
             "password is not shown), or writes an earlier run left unfinished"
         ),

@@ -25,6 +25,7 @@ from reconciler.cli import (
     validate_cmd,
     watch_cmd,
 )
+from reconciler.engine import watch
 
 # Each command module offers `register(subparsers)`, which adds its parser and sets
 # `run` (a callable taking the parsed namespace and returning an exit code).
@@ -62,6 +63,9 @@ class _Parser(argparse.ArgumentParser):
     `plan --detailed-exitcode`; usage errors exit 1 like every other error."""
 
     def error(self, message: str) -> NoReturn:
+        if any(message == f"argument {option}: expected one argument"
+               for option in watch_cmd.DURATION_OPTIONS):
+            message += f": a duration, {watch.DURATION_FORMS}"
         self.print_usage(sys.stderr)
         self.exit(1, f"{self.prog}: error: {message}\n")
 
@@ -116,12 +120,35 @@ def _escape_unencodable(stream: TextIO) -> None:
             reconfigure(errors="backslashreplace")
 
 
+def _dash_values(argv: Sequence[str]) -> list[str]:
+    """`--debounce -1s` as `--debounce=-1s`, for each option whose value may be given so:
+    argparse takes a word starting with `-` for an option, unless it is a plain negative
+    number, and says "expected one argument", as though none were given; joined, the value
+    reaches the option's own check, which says what is valid."""
+    joined: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            joined += [word, *words]
+            break
+        if word in watch_cmd.DURATION_OPTIONS:
+            value = next(words, None)
+            if value is not None and value.startswith("-") and not value.startswith("--"):
+                joined.append(f"{word}={value}")
+                continue
+            joined += [word] if value is None else [word, value]
+            continue
+        joined.append(word)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _line_buffered(sys.stdout)
     _escape_unencodable(sys.stdout)
     library_logs.quiet()
     parser = build_parser()
-    args, extras = parser.parse_known_args(argv)
+    args, extras = parser.parse_known_args(
+        _dash_values(sys.argv[1:] if argv is None else argv))
     if extras:
         getattr(args, _COMMAND_PARSER).error(f"unrecognized arguments: {' '.join(extras)}")
     run = getattr(args, "run", None)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import common
-from reconciler.engine import interrupted, watch, watch_emptied
+from reconciler.engine import interrupted, watch, watch_emptied, watch_vanished
 from reconciler.engine.config import Settings
 from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.errors import ConfigError, Diagnostic
@@ -48,10 +48,13 @@ plan` lists them, whenever that set changes.
 An edit that does not validate is reported with file:line:column and changes nothing; the
 last valid desired state stays in force and is still reconciled on the interval. A file
 that declares nothing now (emptied while being written, as `command > file` does) is held
-the same way: delete a file to remove what it declared.
+the same way: delete a file to remove what it declared. With --prune, what a file gone
+declared is kept until the file has been gone for --interval (a folder refilled file by
+file is not taken for their removal), then removed.
 Unreachable gateways or clouds defer their sites; the agent keeps going. The deferred
 changes are counted (deferred=N) in every summary line and listed when they or their
-reasons change.
+reasons change; so are the changes failed, blocked or skipped (failed=N blocked=N
+skipped=N).
 SIGINT/SIGTERM/SIGHUP: the changes in flight finish, nothing new starts, the lock is
 released.
 
@@ -59,6 +62,11 @@ exit codes: 0 stopped by SIGINT/SIGTERM/SIGHUP, 1 start-up error (invalid desire
 arguments, unreadable settings, state directory locked by another process) or stdout
 closed (`| head` exited) or not writable (a full disk): the agent then stops as on SIGTERM.
 """
+
+
+# The options that take a duration; `main` passes a value such as `-1s` on to them, to be
+# refused with what is valid, rather than taken by argparse for an option.
+DURATION_OPTIONS = ("--interval", "--debounce")
 
 
 def register(subparsers: Any) -> None:
@@ -161,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
         return common.EXIT_ERROR
 
     emptied = watch_emptied.EmptiedFiles()
+    # Only --prune deletes what no file declares any more: without it, nothing is held.
+    vanished = (watch_vanished.VanishedFiles(interval, watch.format_duration(interval))
+                if args.prune else None)
 
     def load() -> tuple[Fleet, PlanOptions]:
         result = loader.load_paths(args.paths)
@@ -168,11 +179,17 @@ def run(args: argparse.Namespace) -> int:
         held = emptied.check(result)
         if held:
             raise ConfigError(held)
+        if vanished is not None:
+            fleet = Fleet.of(vanished.resources(result))
         return fleet, common.plan_options(args, fleet)
 
     try:
         settings = common.settings(args)
-        check = _UnknownGatewayUrls(settings, args)
+        urls = _UnknownGatewayUrls(settings, args)
+
+        def check(fleet: Fleet) -> list[str]:
+            return urls(fleet) + (vanished.said() if vanished is not None else [])
+
         # fail fast: an agent with nothing valid to reconcile is a start-up error
         for line in check(load()[0]):
             print(line, file=sys.stderr)
@@ -180,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
         common.print_diagnostics(error)
         return common.EXIT_ERROR
     if args.plan_only:
+        # As `plan` says it: the plans are made all the same, without what it remembers.
+        common.warn_unusable_state_dir(settings, plans="the agent's plans do")
         return asyncio.run(_serve(args, settings, load, check, interval, debounce))
     state = StateDir(Path(settings.state_dir))
     command = command_line()

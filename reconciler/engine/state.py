@@ -88,10 +88,21 @@ class StateDir:
         self.path = Path(self.path)
 
     def ensure(self) -> None:
+        """Make the directory; StateDirError, naming the setting, when it or a directory
+        above it is a file (the OSError alone would say "File exists")."""
         # Made private: it keeps the credential ledger and, by default, the Enapter config
         # files, and the inventory names files a later `--prune` removes. (A directory
         # that is there already keeps its mode: the user chose it.)
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except (FileExistsError, NotADirectoryError):
+            why = not_a_directory(self.path)
+            if why is None:
+                raise
+            raise StateDirError(
+                f"cannot use {self.path} as the state directory (RECONCILER_STATE_DIR): "
+                f"{why}; set RECONCILER_STATE_DIR to a directory, or move the file away"
+            ) from None
 
     @contextlib.contextmanager
     def lock(self, command: str) -> Iterator[list[str]]:
@@ -767,6 +778,24 @@ class Inventory:
             and serial not in declared_serials
             and serial in self.orgs
         }
+
+
+def not_a_directory(path: Path) -> str | None:
+    """Why `path` cannot be a directory, or None: it, or the nearest existing path above
+    it, is something else ("it is a file, not a directory")."""
+    for each in (path, *path.parents):
+        try:
+            found = os.stat(each)
+        except (FileNotFoundError, NotADirectoryError):  # not there, or below a file
+            continue
+        except OSError:
+            return None  # not to be told apart here; the caller's own error says it
+        if stat.S_ISDIR(found.st_mode):
+            return None
+        what = "it" if each == path else str(each)
+        kind = "a file" if stat.S_ISREG(found.st_mode) else "something else"
+        return f"{what} is {kind}, not a directory"
+    return None
 
 
 def _reason(exc: OSError) -> str:

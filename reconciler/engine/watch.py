@@ -11,12 +11,12 @@ the state lock and signal handlers:
   with file:line and changes nothing: the last valid state stays in force), observe and
   plan, then apply (or only plan), and report one `RunSummary`. A `check` of each state
   loaded may add warnings (a gateway URL override that a serial edit left unmatched). A
-  run that cannot reach a gateway or a cloud defers those sites (their changes listed when
-  they or their reasons change, not at every run: `watch_deferred`); any error ends that
-  run only, never the agent. A server that asked to be called again later than a run waits
-  (Retry-After), failing a change or a read, holds the next drift run back until then
-  (a file change still runs at once, calling every other server: the runs share what
-  each server asked, `host_waits`). On
+  run that cannot reach a gateway or a cloud defers those sites; any error ends that run
+  only, never the agent. The changes deferred, and those failed, blocked or skipped, are
+  listed when they or their reasons change, not at every run (`watch_repeats`). A server
+  that asked to be called again later than a run waits (Retry-After), failing a change or
+  a read, holds the next drift run back until then (a file change still runs at once,
+  calling every other server: the runs share what each server asked, `host_waits`). On
   stop, a plan in progress (reads only) is cancelled and an apply finishes the changes
   in flight but starts no new one (`apply_plan(stop=...)`).
   Each run reads the credentials given as files again (`Settings.renewed`): a token
@@ -53,7 +53,7 @@ from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.engine.retry import asked_seconds, honoured
 from reconciler.engine.state import StateDir
 from reconciler.engine.unread import asked_to_wait
-from reconciler.engine.watch_deferred import DeferredReport
+from reconciler.engine.watch_repeats import NOT_MADE, DeferredReport, NotMadeReport
 from reconciler.engine.watch_unmanaged import UnmanagedReport
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
@@ -65,24 +65,26 @@ from reconciler.printable import echo, printable
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# What a duration may be, as the errors say it.
+DURATION_FORMS = "seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)"
 
 
 def parse_duration(text: str) -> float:
     """Seconds in `text`: a plain number of seconds (`2`, `0.5`) or Go-style units
     (`500ms`, `30s`, `5m`, `1h`, `1m30s`). Raises ValueError naming the accepted forms."""
     raw = text.strip().lower()
+    forms = f"use {DURATION_FORMS}"
+    if re.match(r"-\s*[\d.]", raw):
+        raise ValueError(f"invalid duration {echo(text)}: a duration cannot be negative; {forms}")
     try:
         seconds = float(raw)
     except ValueError:
         parts = _DURATION_PART.findall(raw)
         if not raw or "".join(n + u for n, u in parts) != raw:
-            raise ValueError(
-                f"invalid duration {echo(text)}: use seconds (30) or units (500ms, 30s, 5m, 1h, "
-                "1m30s)"
-            ) from None
+            raise ValueError(f"invalid duration {echo(text)}: {forms}") from None
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise ValueError(f"invalid duration {echo(text)}: must be a finite number >= 0")
+    if seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"invalid duration {echo(text)}: must be a finite number; {forms}")
     return seconds
 
 
@@ -234,8 +236,8 @@ class ReconcilerLike(Protocol):
 
 # Loads the desired state and the plan options for it; raises ConfigError with every problem.
 DesiredLoader = Callable[[], tuple[Fleet, PlanOptions]]
-# Warnings about a desired state just loaded (`warning: ...` lines), given at every load:
-# it says each once, not again while the desired state does not change.
+# Warnings about a desired state just loaded (`warning: ...` lines, or `note: ...`), given
+# at every load: it says each once, not again while the desired state does not change.
 DesiredCheck = Callable[[Fleet], list[str]]
 ReconcilerFactory = Callable[[Fleet, Settings], ReconcilerLike]
 
@@ -287,6 +289,7 @@ class Cycle:
         self._last_warnings: list[str] = []
         self._unmanaged = UnmanagedReport()
         self._deferred = DeferredReport()
+        self._not_made = NotMadeReport()
         # When the next run may start (time.monotonic()): a change failed because its
         # server asked to be called again later than a run waits (Retry-After), and the
         # next run would call it again sooner, against its word (`Agent`).
@@ -353,11 +356,12 @@ class Cycle:
             )
             self.invalid_since = None
         for line in self.check(self.desired[0]) if self.check is not None else []:
+            event = "note" if line.startswith("note: ") else "warning"
             self.log.emit(
-                "warning",
+                event,
                 f"run={summary.run} {line}",
                 run=summary.run,
-                message=line.removeprefix("warning: "),
+                message=line.removeprefix(f"{event}: "),
             )
         return self.desired
 
@@ -425,24 +429,29 @@ class Cycle:
                 if not self.plan_only:
                     reconciler.remember(plan)
                     self._settle()
-                    # Nothing to do is nothing deferred: a listing before it is over.
-                    self._deferred.report(self.log.emit, summary.run, [],
-                                          self._progress(summary.run))
+                    # Nothing to do is nothing deferred nor failing: a listing before
+                    # it is over.
+                    for listing in (self._deferred, self._not_made):
+                        listing.report(self.log.emit, summary.run, [],
+                                       self._progress(summary.run))
                 self._show_plan(summary.run, result)
                 summary.result = "planned" if plan.has_changes else "no-changes"
                 self._hold_for_retry_after(summary.run, waits)
                 return
-            deferred: list[Outcome] = []
-            report = await reconciler.apply(
-                result, progress=self._progress(summary.run, deferred), stop=self.stop
-            )
+            held: list[Outcome] = []
+            try:
+                report = await reconciler.apply(
+                    result, progress=self._progress(summary.run, held), stop=self.stop
+                )
+            finally:  # what an apply cut short by an error did is said all the same
+                listed = self._list_held(summary.run, held)
             self._settle()
-        self._deferred.report(self.log.emit, summary.run, deferred, self._progress(summary.run))
         failed = [o for o in report.outcomes if o.status == "failed"]
         # A write refused for its token (a run's reads went through, then the token
-        # expired): which setting to change, as a refused read says; once a run.
+        # expired): which setting to change, as a refused read says; with the failures'
+        # listing, so not again while they stay the same.
         hints = (self.settings.refused_hint(o.error, when="at the next run") for o in failed)
-        for hint in dict.fromkeys(h for h in hints if h is not None):
+        for hint in dict.fromkeys(h for h in hints if h is not None) if listed else ():
             self.log.emit("note", f"run={summary.run} note: {hint}", run=summary.run,
                           message=hint)
         waits += [o.retry_after for o in failed]
@@ -459,6 +468,16 @@ class Cycle:
             summary.result = "deferred"
         else:
             summary.result = "applied"
+
+    def _list_held(self, run: int, held: list[Outcome]) -> bool:
+        """List the changes of this run not done (deferred; failed, blocked or skipped)
+        where they differ from those last listed (`watch_repeats`); whether the failed,
+        blocked or skipped ones were."""
+        show = self._progress(run)
+        self._deferred.report(self.log.emit, run, [o for o in held if o.status == "deferred"],
+                              show)
+        return self._not_made.report(self.log.emit, run,
+                                     [o for o in held if o.status in NOT_MADE], show)
 
     def _hold_for_retry_after(self, run: int, waits: list[float | None]) -> None:
         """Hold the next run back until the longest Retry-After that a server which was
@@ -529,14 +548,15 @@ class Cycle:
             self.log.emit("plan", text.rstrip("\n"))
 
     def _progress(
-        self, run: int, deferred: list[Outcome] | None = None
+        self, run: int, held: list[Outcome] | None = None
     ) -> Callable[[Outcome], None]:
-        """Log each outcome as it comes; the deferred ones go to `deferred` instead, said
-        once the run knows them all, if they differ from the last said (`watch_deferred`)."""
+        """Log each outcome as it comes; those of changes not done go to `held` instead,
+        said once the run knows them all, if they differ from the last said
+        (`watch_repeats`)."""
 
         def show(outcome: Outcome) -> None:
-            if deferred is not None and outcome.status == "deferred":
-                deferred.append(outcome)
+            if held is not None and outcome.status != "done":
+                held.append(outcome)
                 return
             line = f"  {_MARKS.get(outcome.status, '?')} {outcome.address} {outcome.action}"
             if outcome.status != "done":

@@ -371,12 +371,14 @@ async def test_workflow_validate_and_plan_steps_run_end_to_end(world: World) -> 
 
 
 # Runs a github-script step's script as actions/github-script does (an async function of
-# `require`, `github` and `context`), against a stand-in for GitHub's issue-comment API kept
-# in a JSON file: {"comments": [{"id", "body"}]}.
+# `require`, `github` and `context`), against a stand-in for GitHub's issue API (comments and
+# labels) kept in a JSON file: {"comments": [{"id", "body"}], "labels": [name]}. Removing a
+# label the issue does not have fails with status 404, as GitHub answers it.
 GITHUB_SCRIPT = r"""
 const fs = require("fs");
 const [scriptFile, stateFile] = process.argv.slice(2);
 const state = JSON.parse(fs.readFileSync(stateFile, "utf8"));
+state.labels = state.labels || [];
 const github = {
   paginate: async (method, args) => (await method(args)).data,
   rest: { issues: {
@@ -386,6 +388,15 @@ const github = {
     },
     updateComment: async ({ comment_id, body }) => {
       state.comments.find((c) => c.id === comment_id).body = body;
+    },
+    addLabels: async ({ labels }) => {
+      state.labels = [...new Set([...state.labels, ...labels])];
+    },
+    removeLabel: async ({ name }) => {
+      if (!state.labels.includes(name)) {
+        throw Object.assign(new Error("Label does not exist"), { status: 404 });
+      }
+      state.labels = state.labels.filter((label) => label !== name);
     },
   } },
 };
@@ -419,12 +430,12 @@ def step_runs(name: str, steps: dict[str, dict[str, str]], *, cancelled: bool = 
     return bool(eval(python, {"__builtins__": {}}))  # the workflow's own text, checked above
 
 
-async def comment_step(root: Path, comments: Path, env: dict[str, str]) -> Completed:
-    """The step "Comment the plan on the pull request" run in the checkout `root`, with its
-    `env:` as GitHub sets it, against the comments kept in `comments`."""
+async def comment_step(root: Path, comments: Path, env: dict[str, str],
+                       name: str = "Comment the plan on the pull request") -> Completed:
+    """The github-script step `name` (the comment's, or the label's) run in the checkout
+    `root`, with its `env:` as GitHub sets it, against the issue kept in `comments`."""
     script = root.parent / "comment.js"
-    script.write_text(step(load_workflow(), "Comment the plan on the pull request")["with"]
-                      ["script"], encoding="utf-8")
+    script.write_text(step(load_workflow(), name)["with"]["script"], encoding="utf-8")
     runner = root.parent / "github-script.js"
     runner.write_text(GITHUB_SCRIPT, encoding="utf-8")
     node = shutil.which("node")
@@ -704,3 +715,60 @@ def test_pre_commit_hooks_validate_staged_files_and_the_whole_desired_state(
     assert (result := bad.result()) is not None and result.returncode == 1
     assert re.search(r"sites/home-solna/devices\.yaml:12:\d+: spec\.deviceType", result.stderr)
     assert (result := upper.result()) is not None and result.returncode == 0, result
+
+
+LABEL_STEP = "Label the pull request"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="runs github-script's JavaScript")
+async def test_workflow_label_goes_when_a_push_is_not_planned_or_its_plan_fails(
+        world: World) -> None:
+    """The label says what the plan of this push found: not the changes of a push before,
+    once a push breaks the YAML (validate fails, no plan) or its plan fails."""
+    variables, secrets = repository_settings(world.env)
+    issue = world.root.parent / "issue.json"
+    issue.write_text('{"comments": [], "labels": ["area:north"]}', encoding="utf-8")
+
+    def labels() -> list[str]:
+        return list(json.loads(issue.read_text())["labels"])
+
+    async def label(env: dict[str, str]) -> None:
+        done = await comment_step(world.root, issue, env, LABEL_STEP)
+        assert done.code == 0, done.text
+
+    job = Job(world.root, Path(world.env["RECONCILER_STATE_DIR"]), variables=variables,
+              secrets=secrets)
+    assert (await job.run("Validate")).code == 0
+    assert (await job.run("MQTT passwords")).code == 0
+    assert (await job.run("Plan")).code == 0 and job.exitcodes() == ["exitcode=2"]
+    assert step_runs(LABEL_STEP, {"validate": {"outcome": "success"},
+                                  "plan": {"outcome": "success", "exitcode": "2"}})
+    await label({"EXITCODE": "2"})
+    assert labels() == ["area:north", "reconciler:changes"]
+
+    # The next push leaves a merge conflict: the job stops at Validate, and the label runs.
+    devices = world.root / "sites" / "devices.yaml"
+    devices.write_text(devices.read_text().replace(
+        "  displayName: Sungrow SH10RT\n",
+        "<<<<<<< HEAD\n  displayName: A\n=======\n  displayName: B\n>>>>>>> main\n"))
+    assert (await Job(world.root, Path(world.env["RECONCILER_STATE_DIR"]), variables=variables,
+                      secrets=secrets).run("Validate")).code == 1
+    assert step_runs(LABEL_STEP, {"validate": {"outcome": "failure"}})
+    await label({"EXITCODE": ""})
+    assert labels() == ["area:north"]
+    await label({"EXITCODE": ""})  # not labelled any more: nothing to remove, no failure
+    assert labels() == ["area:north"]
+
+    # Planned with changes again, then a plan that fails (exit 1): the label goes too.
+    await label({"EXITCODE": "2"})
+    failed = {"validate": {"outcome": "success"}, "plan": {"outcome": "success",
+                                                           "exitcode": "1"}}
+    assert step_runs(LABEL_STEP, failed)
+    await label({"EXITCODE": "1"})
+    assert labels() == ["area:north"]
+    # Not from a run cancelled by a newer push, whose own label follows.
+    assert not step_runs(LABEL_STEP, {"validate": {"outcome": "success"},
+                                      "plan": {"outcome": "cancelled"}}, cancelled=True)
+    # Nor when the job stopped before validating (the install failed): nothing was
+    # checked, as the comment says nothing then.
+    assert not step_runs(LABEL_STEP, {"validate": {"outcome": "skipped"}})

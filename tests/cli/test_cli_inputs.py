@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -228,8 +229,19 @@ def test_a_markdown_limit_without_markdown_output_is_refused_naming_the_option(
                            "not '0'"]),
     (["--interval", "5x"], ["error: --interval: invalid duration '5x': use seconds (30) or "
                             "units (500ms, 30s, 5m, 1h, 1m30s)"]),
-    (["--debounce", "-1"], ["error: --debounce: invalid duration '-1': must be a finite "
-                            "number >= 0"]),
+    (["--debounce", "-1"], ["error: --debounce: invalid duration '-1': a duration cannot be "
+                            "negative; use seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)"]),
+    # Not taken by argparse for an option ("expected one argument"): said as any other.
+    (["--debounce", "-1s"], ["error: --debounce: invalid duration '-1s': a duration cannot be "
+                             "negative; use seconds (30) or units (500ms, 30s, 5m, 1h, "
+                             "1m30s)"]),
+    (["--interval", "-5m", "--debounce", "-x"], [
+        "error: --interval: invalid duration '-5m': a duration cannot be negative; use seconds "
+        "(30) or units (500ms, 30s, 5m, 1h, 1m30s)",
+        "error: --debounce: invalid duration '-x': use seconds (30) or units (500ms, 30s, 5m, "
+        "1h, 1m30s)"]),
+    (["--interval", "inf"], ["error: --interval: invalid duration 'inf': must be a finite "
+                             "number; use seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)"]),
     (["--interval", "0s", "--debounce", "x"], [
         "error: --interval: must be longer than zero (e.g. 30s or 5m), not '0s'",
         "error: --debounce: invalid duration 'x': use seconds (30) or units (500ms, 30s, 5m, "
@@ -243,6 +255,18 @@ def test_watch_names_each_bad_duration_and_counts_the_problems_as_other_commands
     count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
     assert err.splitlines() == [*problems, f"invalid arguments: {count}"]
     assert not run.state_dir.exists(), "no lock taken"
+
+
+@pytest.mark.parametrize("options", [["--debounce"], ["--interval", "--plan-only"]])
+def test_watch_says_what_a_duration_given_no_value_takes(tmp_path: Path,
+                                                         options: list[str]) -> None:
+    # A real command line: argparse refuses it before any path is read.
+    done = subprocess.run([sys.executable, "-m", "reconciler", "watch", str(tmp_path), *options],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines()[-1] == (
+        f"reconciler watch: error: argument {options[0]}: expected one argument: a duration, "
+        "seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)")
 
 
 def test_watch_of_a_missing_path_says_it_as_plan_does(make_cli: CliFactory,
@@ -289,18 +313,41 @@ def test_an_unreachable_gateway_is_named_by_the_url_called(make_cli: CliFactory,
 # -- state directory, colour --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("below", [False, True], ids=["the-file", "below-a-file"])
 def test_a_plan_with_an_unusable_state_directory_says_what_it_does_not_know(
-        make_cli: CliFactory, tmp_path: Path) -> None:
+        make_cli: CliFactory, tmp_path: Path, below: bool) -> None:
     blocker = tmp_path / "state-file"
     blocker.write_text("")
-    run = make_cli(standard_site(1), env={"RECONCILER_STATE_DIR": str(blocker)})
+    state = blocker / "state" if below else blocker
+    run = make_cli(standard_site(1), env={"RECONCILER_STATE_DIR": str(state)})
     code, out, err = run("plan", run.path)
     assert code == 0 and "Plan:" in out
     assert err.splitlines() == [
-        f"warning: cannot use the state directory {blocker} (RECONCILER_STATE_DIR): it is not "
-        "a directory; this plan does not know the deletion policies remembered for gateways, "
-        "the MQTT passwords last sent to devices (a changed password is not shown), or writes "
-        "an earlier run left unfinished"]
+        f"warning: cannot use the state directory {state} (RECONCILER_STATE_DIR): "
+        f"{blocker if below else 'it'} is a file, not a directory; this plan does not know the "
+        "deletion policies remembered for gateways, the MQTT passwords last sent to devices (a "
+        "changed password is not shown), or writes an earlier run left unfinished"]
+
+
+@pytest.mark.parametrize("below", [False, True], ids=["the-file", "below-a-file"])
+def test_apply_and_watch_refuse_a_state_directory_that_is_a_file_naming_the_setting(
+        make_cli: CliFactory, tmp_path: Path, below: bool) -> None:
+    """Not "File exists" (or "Not a directory"), the OSError's words: what the path is and
+    which setting to change, exit 1 as any other usage error, before anything is written."""
+    blocker = tmp_path / "state-file"
+    blocker.write_text("kept")
+    state = blocker / "state" if below else blocker
+    run = make_cli(standard_site(1), env={"RECONCILER_STATE_DIR": str(state)})
+    for command in (("apply", run.path, "--auto-approve"), ("watch", run.path)):
+        code, _, err = run(*command)
+        assert code == 1, (command, err)
+        assert err.splitlines()[-1] == (
+            f"error: cannot use {state} as the state directory (RECONCILER_STATE_DIR): "
+            f"{blocker if below else 'it'} is a file, not a directory; set "
+            "RECONCILER_STATE_DIR to a directory, or move the file away"), (command, err)
+    assert blocker.read_text() == "kept"
+    code, out, _ = run("plan", run.path, "--detailed-exitcode")
+    assert code == 2 and "Plan: " in out, "nothing was applied"
 
 
 class _Terminal(io.StringIO):

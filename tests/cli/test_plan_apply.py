@@ -839,8 +839,9 @@ def test_a_state_directory_that_cannot_be_made_is_an_error_before_any_call(
     for command in (["apply", run.path, "--auto-approve"], ["watch", run.path]):
         code, _, err = run(*command)
         assert code == 1 and "Traceback" not in err
-        assert (f"cannot use {blocker / 'state'} as the state directory: Not a directory; set "
-                "RECONCILER_STATE_DIR to a directory this process can create and write") in err
+        assert (f"cannot use {blocker / 'state'} as the state directory "
+                f"(RECONCILER_STATE_DIR): {blocker} is a file, not a directory; set "
+                "RECONCILER_STATE_DIR to a directory, or move the file away") in err
     assert run.sims.call(run.sims.sims.requests) == 0
 
 

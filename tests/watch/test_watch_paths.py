@@ -142,3 +142,19 @@ async def test_flipping_a_watched_symlink_is_a_change_and_only_its_new_target_is
     changed = [line.split(" changed: ", 1)[1] for line in agent.out if " changed: " in line]
     assert changed == ["current", "current/devices.yaml"], agent.text
     assert await agent.terminate() == 0
+
+
+async def test_plan_only_on_a_state_directory_that_is_a_file_says_so_and_plans(
+        world: World, spawn: Spawn, tmp_path: Path) -> None:
+    """As `plan` says it: the plans go on, without what the state directory remembers."""
+    blocker = tmp_path / "state-file"
+    blocker.write_text("")
+    env = world.env | {"RECONCILER_STATE_DIR": str(blocker)}
+    agent = await spawn("watch", "sites", "--plan-only", env=env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=planned")
+    assert await agent.terminate() == 0
+    assert agent.err == [
+        f"warning: cannot use the state directory {blocker} (RECONCILER_STATE_DIR): it is a "
+        "file, not a directory; the agent's plans do not know the deletion policies remembered "
+        "for gateways, the MQTT passwords last sent to devices (a changed password is not "
+        "shown), or writes an earlier run left unfinished"], agent.text

@@ -365,3 +365,128 @@ async def test_deferred_changes_are_listed_when_they_or_their_reasons_change_not
     # listings the recovery made, the last one says that nothing is deferred any more.
     assert listings[-1][1] == [] and all(changes for _, changes in listings[:-1]), listings
     assert world.zap_der_enabled("pv") is True
+
+
+class RefusedRenames:
+    """Novacore answers a device's rename with a 422 and `reason`, while one is set: a
+    failure no retry gets past, for as many runs as a test needs."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def install(self, sims: SimFleet) -> None:
+        novacore = sims.novacore
+
+        @web.middleware
+        async def refuse(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.method == "PUT" and request.path.startswith("/devices/") \
+                    and self.reason is not None:
+                return web.json_response(novacore.error_body(422, "invalid_name", self.reason),
+                                         status=422)
+            return await handler(request)
+
+        novacore.app.middlewares.append(refuse)
+
+
+NOT_MADE_HEAD = re.compile(r" run=(\d+) (?:(\d+) changes? not made \((.*)\), planned again at "
+                           r"every run; listed again when they or their reasons change:|no "
+                           r"changes failed, blocked or skipped any more)$")
+
+
+def not_made_listings(lines: list[str], fmt: str = "text") -> list[tuple[int, list[str]]]:
+    """Each listing of the changes failed, blocked or skipped: its run and each change
+    listed under it (`ADDRESS ACTION STATUS: MESSAGE`); none listed is the line saying that
+    none is left."""
+    listings: list[tuple[int, list[str]]] = []
+    for line in lines:
+        if fmt == "json":
+            event = json.loads(line)
+            if event["event"] == "failing":
+                listings.append((event["run"], []))
+            elif event["event"] == "outcome" and event["status"] != "done":
+                assert listings and listings[-1][0] == event["run"], line
+                listings[-1][1].append(f"{event['address']} {event['action']} "
+                                       f"{event['status']}: {event['message']}")
+            continue
+        if (head := NOT_MADE_HEAD.search(line)) is not None:
+            listings.append((int(head.group(1)), []))
+        elif (change := re.search(r"Z   [✗!-] (\S+) (\w+) (failed|blocked|skipped): (.*)$",
+                                  line)) is not None:
+            assert listings, line
+            listings[-1][1].append(" ".join(change.group(1, 2)) + f" {change.group(3)}: "
+                                   + change.group(4))
+    return listings
+
+
+def run_counts(lines: list[str], key: str) -> list[int]:
+    """The `key=N` (failed, blocked, ...) of each text run line."""
+    return [int(m.group(1)) for m in map(re.compile(rf" run=\d+ trigger=\w+ .* {key}=(\d+) ")
+                                         .search, lines) if m]
+
+
+async def test_a_failure_that_keeps_failing_is_listed_once_and_again_when_its_reason_changes(
+        tmp_path: Path, spawn: Spawn) -> None:
+    """A rename the cloud refuses at every run is listed in full once, then only counted
+    (failed=1 in every run line); a new reason is listed in full; once it is made, one line
+    says that nothing fails any more."""
+    refused = RefusedRenames()
+    world = await start_world(tmp_path, before_start=refused.install)
+    try:
+        agent = await spawn("watch", "sites", "--interval", "0.3s", "--debounce", "0.2s",
+                            env=world.env, cwd=world.cwd)
+        await agent.wait_for(r"run=1 trigger=start .* result=applied")
+        refused.reason = "Device name 'Sungrow A' is taken in this site"
+        world.edit("displayName: Sungrow SH10RT", "displayName: Sungrow A")
+        await agent.wait_for(r"trigger=interval .* failed=1 .*result=failed", count=3)
+        [(run, [line])] = not_made_listings(agent.out)
+        assert line.startswith("device/home-solna-inverter[novacore] update failed: "), line
+        assert "Sungrow A' is taken in this site" in line, line
+        heading = next(line for line in agent.out if NOT_MADE_HEAD.search(line))
+        assert heading.endswith(f" run={run} 1 change not made (1 failed), planned again at "
+                                "every run; listed again when they or their reasons change:")
+        assert sum("Sungrow A' is taken" in o for o in agent.out) == 1, agent.text
+
+        refused.reason = "Device names are read-only until the site is verified"
+        await agent.wait_for(lambda _: len(not_made_listings(agent.out)) == 2)
+        seen = len(agent.out)
+        await agent.wait_for(lambda _: len(run_counts(agent.out[seen:], "failed")) >= 3)
+        listings = not_made_listings(agent.out)
+        assert len(listings) == 2, agent.text
+        [again] = listings[1][1]
+        assert "Device names are read-only until the site is verified" in again, again
+        assert all(count == 1 for count in run_counts(agent.out, "failed")[1:]), agent.text
+
+        refused.reason = None
+        await agent.wait_for(r" no changes failed, blocked or skipped any more$")
+        await agent.wait_for(r"✓ device/home-solna-inverter\[novacore\] update")
+        assert await agent.terminate() == 0
+    finally:
+        await world.sims.stop()
+    assert world.cloud_name() == "Sungrow A"
+    assert [len(changes) for _, changes in not_made_listings(agent.out)] == [1, 1, 0]
+
+
+async def test_blocked_changes_are_listed_in_the_json_log_once_per_change_of_their_set(
+        tmp_path: Path, spawn: Spawn) -> None:
+    # farm-gotland's Ferroamp reads its MQTT password from a secret nobody gave here.
+    world = await start_world(tmp_path, "farm-gotland")
+    try:
+        agent = await spawn("watch", "sites", "--interval", "0.3s", "--log-format", "json",
+                            env=world.env, cwd=world.cwd)
+        await agent.wait_for(r'"event": "run", "run": 4, ')
+        assert await agent.terminate() == 0
+    finally:
+        await world.sims.stop()
+    events = [json.loads(line) for line in agent.out]
+    runs = [e for e in events if e["event"] == "run"]
+    assert len(runs) >= 4 and all(r["blocked"] == 3 for r in runs), runs
+    [heading] = [e for e in events if e["event"] == "failing"]
+    assert (heading["run"], heading["count"], heading["blocked"], heading["failed"],
+            heading["skipped"]) == (1, 3, 3, 0, 0), heading
+    [(_, listed)] = not_made_listings(agent.out, "json")
+    assert sorted(listed) == sorted(
+        o for e in events if e["event"] == "outcome" and e["status"] == "blocked"
+        for o in [f"{e['address']} {e['action']} blocked: {e['message']}"])
+    assert {line.split(" ", 1)[0] for line in listed} == {
+        f"device/farm-gotland-ferroamp[{part}]" for part in ("zap", "novacore", "publish")}
+    assert all("ferroamp-mqtt" in line or "blocked by" in line for line in listed), listed
