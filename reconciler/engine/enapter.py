@@ -130,7 +130,8 @@ def check_config_file(settings: Settings, device: Device, address: str) -> None:
     problem = _unwritable(settings, path)
     if problem is not None:
         raise ProviderRejected(
-            f"cannot write the communication config to {path}: {problem}; Enapter Cloud "
+            f"cannot write the communication config to "
+            f"{enapter_files.shown_path(settings, output.file)}: {problem}; Enapter Cloud "
             "was not asked for a config",
             address=address,
         )
@@ -593,6 +594,9 @@ async def _deliver_config(
     if output.file is not None:
         settings = ctx.session.settings
         path = config_path(settings, output.file)
+        # Named as the plan names it: relative to a relative state directory, the path
+        # would not be the one the plan said it writes.
+        shown = enapter_files.shown_path(settings, output.file)
 
         async def write() -> None:
             # Recorded before it is made, put in place and recorded at once, not after the
@@ -603,7 +607,7 @@ async def _deliver_config(
             try:
                 tmp = enapter_files.reserve(settings, device_id, path)
             except OSError as exc:
-                raise _unwritten(path, exc, change.address) from None
+                raise _unwritten(shown, exc, change.address) from None
             # The descriptor holding the temporary file's lock (`enapter_files.hold`), let
             # go of once it is in place, or removed, or left for the next run.
             held: list[int] = []
@@ -613,7 +617,7 @@ async def _deliver_config(
                     os.close(held.pop())
 
             writing = asyncio.ensure_future(
-                asyncio.to_thread(_write_private_file, path, tmp, text, change.address, held)
+                asyncio.to_thread(_write_private_file, path, shown, tmp, text, change.address, held)
             )
             writing.add_done_callback(lambda done: done.cancelled() or done.exception())
             placed = False
@@ -623,7 +627,7 @@ async def _deliver_config(
                 enapter_files.put(settings, device_id, written, path)
                 placed = True
             except OSError as exc:
-                raise _unwritten(path, exc, change.address) from None
+                raise _unwritten(shown, exc, change.address) from None
             finally:
                 # Put in place: its pending record is its record (`enapter_files.put`).
                 # Still being written (cancelled meanwhile): it stays recorded, for the
@@ -638,7 +642,7 @@ async def _deliver_config(
                     writing.add_done_callback(lambda _: let_go())
 
         await ctx._write(change, "enapter.write_config_file", write, over_http=False)
-        return {"config": f"written to {path}"}
+        return {"config": f"written to {shown}"}
     assert store is not None and output.secret_name is not None
     name = output.secret_name
     written = await ctx._write(
@@ -697,11 +701,12 @@ async def _remove_config_file(
 
 
 def _write_private_file(
-    path: Path, tmp: Path, text: str, address: str, held: list[int]
+    path: Path, shown: str, tmp: Path, text: str, address: str, held: list[int]
 ) -> Path:
     """Write `text`, readable by the owner only (0600), to the temporary file `tmp` next
-    to `path` that is then renamed onto it (`enapter_files.put`); that file, locked by the
-    descriptor put in `held` (`enapter_files.hold`)."""
+    to `path` (`shown`, as the plan names it) that is then renamed onto it
+    (`enapter_files.put`); that file, locked by the descriptor put in `held`
+    (`enapter_files.hold`)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         return write_temporary(
@@ -709,12 +714,13 @@ def _write_private_file(
             opened=lambda descriptor: held.append(enapter_files.hold(descriptor)),
         )
     except OSError as exc:
-        raise _unwritten(path, exc, address) from None
+        raise _unwritten(shown, exc, address) from None
 
 
-def _unwritten(path: Path, exc: OSError, address: str) -> ProviderRejected:
+def _unwritten(shown: str, exc: OSError, address: str) -> ProviderRejected:
+    """The failure of a config file's write, naming the file as the plan does (`shown`)."""
     return ProviderRejected(
-        f"cannot write the communication config to {path}: {exc.strerror or exc}",
+        f"cannot write the communication config to {shown}: {exc.strerror or exc}",
         address=address,
     )
 

@@ -28,7 +28,13 @@ none (`NAME.tmp`, `.NAME.XXXXXXXX.tmp`), and this version's of a run with anothe
 directory (an absolute `configOutput.file`), each under the exact name its writer used
 beside a config file the reconciler manages (declared, recorded or being written), a
 regular file of this user, readable by them alone, as every writer made it, and no
-config file a Device declares: a user's file is never one of those.
+config file a Device declares: a user's file is never one of those. Nor an empty one:
+creating a file and locking it are two calls, and a run of another state directory may be
+between them, its file not held yet; removed then, its write failed (its lock taken on a
+file gone, `hold`), and was tried again. Nothing is written before the lock, so a file
+with bytes in it that nobody holds is no write under way, and an empty one holds no
+credentials to remove. A recorded file is removed empty too: the runs of one state
+directory take its lock one at a time, so a record of another run's is a killed run's.
 
 A file is removed after its device's delete succeeded (`engine.enapter`), or once the
 device's config was written to another file (its `configOutput.file` changed: the one
@@ -177,7 +183,8 @@ def hold(descriptor: int) -> int:
     of it is written (`state.write_temporary` calls this), so that `clear_leftovers` in
     another process leaves it alone; a descriptor of it that holds the lock until the
     caller closes it, once the file is renamed into place (or removed). Raises OSError when
-    it was removed in the instant before the lock, taken for a leftover of a killed run: the
+    it was removed in the instant before the lock (by hand, or by a run of an older
+    version; this one's leave an empty file with no record alone, see the module): the
     write then fails, as it must, its file gone."""
     fcntl.flock(descriptor, fcntl.LOCK_EX)
     if os.fstat(descriptor).st_nlink == 0:
@@ -384,7 +391,8 @@ def _as_written(stat: os.stat_result) -> bool:
 
 def _open_unheld(found: _Leftover) -> int | None:
     """A descriptor of `found` holding its lock, when it is still the file found and no
-    writer holds it (`hold`); None when it is held or another file now. Raises OSError
+    writer holds it (`hold`), nor may be about to: one with no record that is empty (see
+    the module); None when it is held, may be, or is another file now. Raises OSError
     when it cannot be opened."""
     descriptor = os.open(
         found.tmp, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
@@ -394,6 +402,10 @@ def _open_unheld(found: _Leftover) -> int | None:
         if (now.st_dev, now.st_ino) != (found.stat.st_dev, found.stat.st_ino):
             raise BlockingIOError  # replaced since it was looked at: not that one
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Its size read under the lock, which a writer takes before its first byte: a
+        # writer that made it and has not locked it yet cannot write meanwhile.
+        if found.record is None and os.fstat(descriptor).st_size == 0:
+            raise BlockingIOError
     except BlockingIOError:
         os.close(descriptor)
         return None

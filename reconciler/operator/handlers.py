@@ -275,6 +275,11 @@ async def _post_events(
             await events.info(body, reason="GatewayKept", message=event_message(message))
     for message in result.unmanaged_fields:
         await events.info(body, reason=declared.EVENT_REASON, message=event_message(message))
+    for message in result.finished.removed:
+        await events.info(body, reason="ConfigFileRemoved", message=event_message(message))
+    for message in result.finished.failed:
+        if said(message):
+            await events.warn(body, reason="ConfigFileNotRemoved", message=event_message(message))
     for outcome in result.outcomes:
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")

@@ -29,13 +29,14 @@ from reconciler.model.base import Resource
 from reconciler.model.declared import declared_paths
 from reconciler.model.fleet import DANGLING, Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
+from reconciler.model.site import Site
 from reconciler.model.status import (
     AppliedSecrets,
     ClaimedGateway,
     DeviceGateway,
     FlatpeakLocation,
 )
-from reconciler.operator import declared, locations, swaps, unmanaged
+from reconciler.operator import declared, interrupted_deletes, locations, swaps, unmanaged
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
@@ -72,6 +73,9 @@ class ObjectResult:
     flatpeak_locations: list[dict[str, str]] | None = None
     # What is said once of gateways swapped out of a Gateway's spec and left claimed.
     kept: list[str] = field(default_factory=list)
+    # The config files of a Site's interrupted Enapter deletes removed, or not removable
+    # (`interrupted_deletes`), said as events.
+    finished: interrupted_deletes.Finished = field(default_factory=interrupted_deletes.Finished)
     # status.declaredFields, once the reconcile converged (`declared`).
     declared_fields: list[str] | None = None
     # What is said once of fields declared no more and left as they are (`declared.notes`).
@@ -338,6 +342,11 @@ async def reconcile_object(
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}
         result.plan_lines = [_line(c) for c in own if c.is_change]
         result.plan_notes = declared.notes(plan.unmanaged, resource.address)
+        if isinstance(resource, Site) and not config.observe_only:
+            # Before what it lists as unmanaged: a config file removed is listed no more.
+            result.finished = interrupted_deletes.finish(
+                resource, nsf.fleet, planned.observed, settings
+            )
         result.unmanaged = unmanaged.found(
             resource, nsf.fleet, plan.unmanaged, planned.observed, own,
             plan.novacore_site_ids(), gateways, _reporting(nsf),

@@ -332,7 +332,12 @@ class EnapterPlanner:
             where, after = (
                 ("deleted below, --prune", "this apply deletes the old one")
                 if self.prune
-                else ("unmanaged, below", "it will run twice until --prune removes the old one")
+                else (
+                    "unmanaged, below",
+                    "both will run it until the old one is deleted: apply --prune deletes it "
+                    "(with every unmanaged object the plan lists), or delete it in Enapter "
+                    "Cloud",
+                )
             )
             change.message += (
                 f"; the device with slug {twin.slug} ({where}) runs the same blueprint on "

@@ -4,7 +4,8 @@ Network failures, timeouts, 5xx and 429 are retryable (`ProviderUnavailable`, wi
 server's Retry-After), and so is a call not sent because its server asked to be left alone
 until later (`AskedToWait`); 401/403 are `ProviderAuthError`, and so is a server
 certificate that does not verify; 409 `ProviderConflict`; other 4xx `ProviderRejected`.
-Response bodies are truncated before they reach a message.
+A platform's error envelope is said as its client summarises it (`code: message`, whatever
+the status: a 5xx reads as a 4xx does), else the body, truncated, reaches the message.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -34,6 +36,9 @@ from reconciler.providers.redaction import redact, sent_secrets, sent_tokens
 
 _BODY_LIMIT = 300
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# What a platform's client makes of the decoded body of an answer that is no success: its
+# error envelope in a few words (`code: message`), or None when the body is not of its shape.
+Summariser = Callable[[Any], "str | None"]
 
 
 class CertificateNotVerified(httpx.ConnectError):
@@ -247,10 +252,12 @@ async def send(
     operation: str = "",
     ok: tuple[int, ...] = (),
     origin: str = "",
+    summarise: Summariser | None = None,
     **kwargs: Any,
 ) -> httpx.Response:
     """Send a request; return the response when 2xx (or in `ok`), else raise the mapped error.
-    `origin` names what a failure to connect could not reach, where `url` is absolute."""
+    `origin` names what a failure to connect could not reach, where `url` is absolute.
+    `summarise`: the platform's error envelope in a few words (`error_summary`)."""
     what = operation or f"{method} {url}"
     where = origin or client.base_url
     try:
@@ -277,16 +284,41 @@ async def send(
         ) from exc
     if response.is_success or response.status_code in ok:
         return response
-    raise error_for(response, address=address, operation=operation)
+    raise error_for(response, address=address, operation=operation,
+                    summary=error_summary(response, summarise))
+
+
+def error_summary(response: httpx.Response, summarise: Summariser | None) -> str | None:
+    """The platform's error said in a few words by `summarise`, instead of the JSON it came
+    in; None (the body is quoted) without one, or for a body not of the platform's shape."""
+    if summarise is None:
+        return None
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError, httpx.ResponseNotRead):
+        return None
+    said = summarise(body)
+    return said or None
+
+
+def code_and_message(body: Any, code_key: str) -> str | None:
+    """`CODE: message` of an error envelope that is one JSON object with the code under
+    `code_key` and a `message` (Novacore's `error`, Flatpeak's `code`); None otherwise."""
+    if not isinstance(body, dict):
+        return None
+    parts = [body.get(code_key), body.get("message")]
+    said = [str(part) for part in parts if isinstance(part, (str, int)) and str(part)]
+    return ": ".join(said) or None
 
 
 async def send_json(client: httpx.AsyncClient, method: str, url: str | httpx.URL, *,
                     address: str = "", operation: str = "", ok: tuple[int, ...] = (),
-                    origin: str = "", **kwargs: Any) -> Any:
+                    origin: str = "", summarise: Summariser | None = None,
+                    **kwargs: Any) -> Any:
     """`send`, then the decoded JSON answer: None for an empty body, a 204, or an error
     status the caller accepts in `ok` (e.g. 404 on a delete of what is already gone)."""
     response = await send(client, method, url, address=address, operation=operation, ok=ok,
-                          origin=origin, **kwargs)
+                          origin=origin, summarise=summarise, **kwargs)
     if response.status_code == 204 or response.status_code in ok or not response.content:
         return None
     return json_body(response, operation=operation)

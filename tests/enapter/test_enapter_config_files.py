@@ -23,6 +23,7 @@ import ctypes
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import stat
 import struct
@@ -49,7 +50,9 @@ from enapter_world import (
     site_and_gateway,
 )
 
+from reconciler.engine import enapter_files
 from reconciler.engine.reconcile import PlanResult, Reconciler
+from reconciler.engine.state import write_temporary
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import PlanOptions
 
@@ -1022,6 +1025,43 @@ async def test_the_temporary_config_file_of_a_run_with_another_state_directory_i
                     f"run, killed, left holding the config it was writing to {ucm_file}"]
     assert json.dumps(secret)[1:-1] not in output and "password" not in output
     assert _leftovers(ucm_file.parent) == [] and ucm_file.is_file()
+
+
+async def test_a_run_of_another_state_directory_leaves_a_temporary_file_not_yet_locked(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    """Creating a temporary config file and locking it are two calls: an apply of another
+    state directory clearing leftovers between them (here, a real one, run by the writer
+    just as it made its file) finds the file empty and held by nobody. It leaves it alone:
+    nothing is written before the lock, so it may be a write under way, and it holds no
+    credentials. Before, it removed it, and the write failed (to be tried again)."""
+    ucm_file = tmp_path / "keys" / "ucm.json"
+    world = await make_world(_ucm_writing_to(str(ucm_file)))
+    await world.converge()
+    fleet_dir = _write_fleet(tmp_path / "fleet", _ucm_writing_to(str(ucm_file)))
+    tmp = ucm_file.with_name(f"ucm.json.{secrets.token_hex(8)}.tmp")
+    cleaner: list[subprocess.CompletedProcess[str]] = []
+    held: list[int] = []
+
+    def made(descriptor: int) -> None:
+        # The writer has made its file and not locked it yet.
+        cleaner.append(subprocess.run(
+            [sys.executable, "-m", "reconciler", "apply", str(fleet_dir), "--auto-approve",
+             "--no-color"],
+            env={**os.environ, **world.env(), "RECONCILER_STATE_DIR": str(tmp_path / "other")},
+            capture_output=True, text=True, timeout=60, check=False))
+        held.append(enapter_files.hold(descriptor))
+
+    try:
+        # In a thread: the simulators the cleaner calls serve in this event loop.
+        written = await asyncio.to_thread(
+            write_temporary, ucm_file, '{"written": true}', private=True, tmp=tmp, opened=made)
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+    [run] = cleaner
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert str(tmp) not in run.stdout + run.stderr, run.stdout + run.stderr
+    assert written == tmp and tmp.read_text() == '{"written": true}'
 
 
 async def test_temporary_config_files_older_versions_left_are_removed_and_no_one_elses(

@@ -267,7 +267,8 @@ async def test_site_id_takes_over_the_site_the_plan_pointed_to(make_world: MakeW
 
 @pytest.mark.parametrize(("prune", "said"), [
     (False, "(unmanaged, below) runs the same blueprint on this runtime: if this is a slug "
-            "change, it will run twice until --prune removes the old one"),
+            "change, both will run it until the old one is deleted: apply --prune deletes it "
+            "(with every unmanaged object the plan lists), or delete it in Enapter Cloud"),
     (True, "(deleted below, --prune) runs the same blueprint on this runtime: if this is a "
            "slug change, this apply deletes the old one"),
 ])
@@ -285,6 +286,13 @@ async def test_a_lua_slug_change_says_the_old_device_runs_the_same_blueprint(
         "slug: gas-1}", "slug: gas-2}"))
     unrelated = pending(await world.plan(other, prune=prune))["device/lab-lua[enapter]"]
     assert "runs the same blueprint" not in unrelated.message
+
+    # What the README says to do instead, to rename it: a display name changed is an update.
+    renamed = fleet_of(
+        every_kind().replace("displayName: Gas sensor\n", "displayName: Hydrogen sensor\n"))
+    rename = pending(await world.plan(renamed, prune=prune))
+    assert [(a, c.action) for a, c in rename.items()] == [
+        ("device/lab-lua[enapter]", Action.UPDATE)], rename
 
 
 async def test_prune_removes_undeclared_devices_downstream_first(make_world: MakeWorld) -> None:

@@ -166,7 +166,7 @@ async def test_a_retry_after_longer_than_a_run_waits_is_not_retried(
     assert time.monotonic() - started < 30
     assert novacore.requests["GET /sites"] == 1, "asked once, not again before the day is out"
     assert deferred.plan.deferred[0].message.endswith(
-        "HTTP 429: {\"error\": \"rate_limited\", \"message\": \"Too many requests\"} (not "
+        "HTTP 429: rate_limited: Too many requests (not "
         "retried: the server asks to be called again in 86400 s (Retry-After), later than "
         "the 60 s a run waits)")
 

@@ -31,7 +31,8 @@ async def test_a_token_rotated_in_its_file_is_used_by_the_next_reconcile(
                                                timeout=30)
         assert refused["reason"] == "AuthError"
         assert refused["message"].endswith(
-            f"Token expired\"}}; the Novacore token from RECONCILER_NOVACORE_TOKEN_FILE "
+            "HTTP 401: unauthorized: Token expired; the Novacore token from "
+            f"RECONCILER_NOVACORE_TOKEN_FILE "
             f"({token_file}) was refused; the file is read again at the next reconcile: "
             "write a new Novacore token into it, no restart needed"), refused
 

@@ -21,7 +21,10 @@ from reconciler.providers import transport
 AUTH_HEADER = "X-Enapter-Auth-Token"
 # Communication, for the protocol; properties, for the gateway's firmware version.
 DEVICE_EXPAND = "communication,properties"
-_CLIENT_ERRORS = tuple(range(400, 500))
+# Every answer that is no success comes back from `transport.send` to be mapped here, the
+# 5xx ones too: their `{"errors": [...]}` envelope is said as `CODE: message`, as a 4xx's
+# is, instead of as the JSON it came in.
+_ERRORS = tuple(range(400, 600))
 _MAX_PAGES = 10_000  # a server that never returns an empty page must not loop forever
 # The error code of a token Enapter refuses as invalid or expired, which it answers with a
 # 403 (platform-apis §2.1), not the 401 of a missing token; a 403 of another code is a
@@ -102,7 +105,7 @@ class EnapterClient:
             path,
             address=address,
             operation=operation,
-            ok=_CLIENT_ERRORS,
+            ok=_ERRORS,
             **kwargs,
         )
         if response.status_code in ok:

@@ -120,6 +120,12 @@ class FlatpeakAuth(httpx.Auth):
         raise RuntimeError("FlatpeakAuth works with httpx.AsyncClient only")
 
 
+def _said(body: Any) -> str | None:
+    """Flatpeak's error object (`{"object": "error", "type", "code", "message", ...}`,
+    platform-apis §3.5) as `code: message` instead of the JSON it came in."""
+    return transport.code_and_message(body, "code")
+
+
 class FlatpeakClient:
     def __init__(self, client: httpx.AsyncClient, *, page_size: int = MAX_PAGE_SIZE) -> None:
         self.http = client
@@ -140,7 +146,8 @@ class FlatpeakClient:
     ) -> Any:
         try:
             return await transport.send_json(
-                self.http, method, path, address=address, operation=operation, ok=ok, **kwargs
+                self.http, method, path, address=address, operation=operation, ok=ok,
+                summarise=_said, **kwargs,
             )
         except (ProviderRejected, ProviderAuthError) as exc:
             # Either way (a 403 `Bad credentials` arrives as an auth error already) the

@@ -10,6 +10,12 @@ import httpx
 from reconciler.providers import transport
 
 
+def _said(body: Any) -> str | None:
+    """Novacore's one documented error shape, `{"error": "not_found", "message": "..."}`
+    (platform-apis §1.4), as `not_found: ...` instead of the JSON it came in."""
+    return transport.code_and_message(body, "error")
+
+
 class NovacoreClient:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.http = client
@@ -28,7 +34,8 @@ class NovacoreClient:
         **kwargs: Any,
     ) -> Any:
         return await transport.send_json(
-            self.http, method, path, address=address, operation=operation, ok=ok, **kwargs
+            self.http, method, path, address=address, operation=operation, ok=ok,
+            summarise=_said, **kwargs,
         )
 
     async def list_sites(self, org_id: str) -> list[dict[str, Any]]:

@@ -1,0 +1,110 @@
+"""An Enapter replace the operator left half done (the device deleted, its provisioning
+again failed) leaves the config file written for the deleted device: once the Device is
+provisioned again, writing its config to the file it names now, the Site's next reconcile
+removes the old file, which holds only the credentials of a device that is no more, says
+so in an event, and lists it in `status.unmanaged` no more. Before, it stayed there until
+removed by hand: the CLI leaves such a file to `apply --prune`, which the operator has not.
+On the kmock emulator, against the Enapter simulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from fleet_yaml import document, enapter_site, stream
+from harness import documents, operator
+
+GATEWAY, MASTER_A, MASTER_B, SLAVE = (
+    "GW0000000000000000000000000000001", "LA0000000000000000000000000000001",
+    "LB0000000000000000000000000000001", "LS0000000000000000000000000000001")
+
+
+def _fleet(master: str, file: str) -> str:
+    return stream(
+        enapter_site(),
+        document("Gateway", "h2-gw", f"""
+            siteRef: h2-lab
+            enapter: {{hardwareId: {GATEWAY}, firmwareVersion: 3.1.0}}
+            """),
+        document("Device", "link-a", f"""
+            gatewayRef: h2-gw
+            hardwareId: {MASTER_A}
+            enapter: {{kind: link_master}}
+            """),
+        document("Device", "link-b", f"""
+            gatewayRef: h2-gw
+            hardwareId: {MASTER_B}
+            enapter: {{kind: link_master}}
+            """),
+        document("Device", "slave", f"""
+            gatewayRef: h2-gw
+            hardwareId: {SLAVE}
+            enapter: {{kind: link_slave, masterRef: {master}, configOutput: {{file: {file}}}}}
+            """),
+    )
+
+
+class FailedProvisioning:
+    """Answers Enapter's provisioning with a 503 while `failing` (installed before the
+    simulator serves): a replace then deletes the device and cannot provision it again."""
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    def install(self, sims: Any) -> None:
+        @web.middleware
+        async def fail(request: web.Request, handler: Any) -> web.StreamResponse:
+            if self.failing and request.method == "POST" and "/provisioning/" in request.path:
+                return web.json_response({"errors": [{"code": "UNAVAILABLE", "message":
+                                         "provisioning is down"}]}, status=503)
+            return await handler(request)
+
+        sims.enapter.app.middlewares.append(fail)
+
+
+async def test_the_config_file_of_an_interrupted_replace_is_removed_by_the_sites_reconcile(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    failed = FailedProvisioning()
+    state = tmp_path / "state"
+    async with operator(_fleet("link-a", "cfg/slave.json"), tmp_path, monkeypatch,
+                        before_start=failed.install) as (cluster, sims):
+        await cluster.create_all(documents(_fleet("link-a", "cfg/slave.json")))
+        await cluster.wait_condition("Device", "slave", "Ready", timeout=60)
+        old_file = state / "cfg" / "slave.json"
+        assert old_file.is_file()
+        old_id = sims.enapter.by_hardware_id(SLAVE).id
+
+        # Moved to the other master, its config to another file: a replace, whose
+        # provisioning fails once the delete took effect.
+        failed.failing = True
+        await cluster.patch("Device", "slave", {"spec": {"enapter": {
+            "masterRef": "link-b", "configOutput": {"file": "cfg/slave-b.json"}}}})
+
+        async def deleted() -> bool:
+            return sims.enapter.by_hardware_id(SLAVE) is None
+
+        await cluster.wait_for(deleted, timeout=30, what="the slave deleted by its replace")
+        await cluster.wait_reason("Device", "slave", "ApplyFailed", timeout=30)
+        assert old_file.is_file()
+
+        failed.failing = False
+        await cluster.wait_for(lambda: _is_file(state / "cfg" / "slave-b.json"), timeout=30,
+                               what="the slave provisioned again, its config written")
+        [removed] = await cluster.wait_events_about("h2-lab", reason="ConfigFileRemoved",
+                                                    timeout=30)
+        assert removed["message"] == (
+            f"Enapter device {old_id} of site h2-lab is gone, deleted by a reconcile that "
+            f"stopped before it removed its config file: removed {old_file}")
+        assert not old_file.exists()
+        assert (state / "cfg" / "slave-b.json").is_file()
+        assert old_id not in (state / "inventory.json").read_text()
+        await cluster.wait_planned("Site", "h2-lab", 1)
+        unmanaged = (await cluster.status("Site", "h2-lab")).get("unmanaged") or {}
+        assert old_id not in str(unmanaged), unmanaged
+
+
+async def _is_file(path: Path) -> bool:
+    return await asyncio.to_thread(path.is_file)
