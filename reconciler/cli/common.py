@@ -319,10 +319,11 @@ def plan_problems(plan: Plan, offline: str) -> list[str]:
     """Why a plan cannot reach the desired state: each blocked change that has a cause of
     its own, and with --offline=fail each deferred site. The changes waiting on those are
     counted, not repeated: a secret missing on a thousand sites is a thousand lines, not
-    three thousand (the plan above shows every one)."""
+    three thousand (the plan above shows every one). Messages quote ids as declared and
+    text as reported: escaped, as the plan shows them."""
     blocked = plan.blocked
     causes = [c for c in blocked if c.reason is not Reason.DEPENDENCY_BLOCKED] or blocked
-    problems = [f"{c.address}: {c.message}" for c in causes]
+    problems = [printable(f"{c.address}: {c.message}") for c in causes]
     if len(blocked) > len(causes):
         waiting = len(blocked) - len(causes)
         verb = "waits" if waiting == 1 else "wait"
@@ -330,7 +331,7 @@ def plan_problems(plan: Plan, offline: str) -> list[str]:
     if offline == "fail":
         for first, more in first_of_each_site(plan.deferred):
             also = f" ({_more(more)} of site {first.site} deferred)" if more else ""
-            problems.append(f"{first.address}: {first.message}{also}")
+            problems.append(printable(f"{first.address}: {first.message}{also}"))
     return problems
 
 
