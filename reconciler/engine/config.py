@@ -490,8 +490,14 @@ def load_settings(
                     problems.append(_problem((path, key), "expected the path of a JSON file "
                                              f"of serial: \"url\"; got {echo(value)}"))
                 continue
-            close = closest(key, [*names, "gateway_urls_file"])
+            known = [*names, "gateway_urls_file"]
+            # The variable's name copied into the file (`RECONCILER_TIMEOUT = 5`): its key
+            # is that name without the prefix, which no spelling distance finds.
+            unprefixed = key[len(PREFIX):] if key.upper().startswith(PREFIX) else key
+            close = closest(unprefixed, known)
             hint = f"did you mean {echo(close)}? " if close is not None else ""
+            if close is not None and unprefixed != key:
+                hint += f"(the file's keys are the variables' names without {PREFIX}) "
             valid = ", ".join(sorted([*names, "gateway_urls_file"]))
             problems.append(
                 Diagnostic(f"unknown key; {hint}valid keys: {valid}", file=path, path=key)
