@@ -50,11 +50,18 @@ class Parity(StrEnum):
     ODD = "odd"
 
 
+# The most the Zap takes (`POST /api/devices` answers 400 above it). Checked here because
+# the Zap cannot change a connection: a new baud rate is a replace, whose add would fail
+# after the device was removed.
+MAX_BAUD_RATE = 10_000_000
+
+
 class ModbusRtu(StrictModel):
     """Modbus RTU over the gateway's RS-485 port."""
 
     baud_rate: int = Field(
-        strict=True, default=9600, gt=0, description="Baud rate.", examples=[9600]
+        strict=True, default=9600, gt=0, le=MAX_BAUD_RATE, description="Baud rate.",
+        examples=[9600],
     )
     unit_id: int = Field(
         strict=True, default=1, ge=0, le=255, description="Modbus unit id.", examples=[1]
@@ -79,7 +86,8 @@ class P1Uart(StrictModel):
         default=None, description="Meter manufacturer.", examples=["Landis+Gyr"]
     )
     baud_rate: int = Field(
-        strict=True, default=115200, gt=0, description="Baud rate.", examples=[115200]
+        strict=True, default=115200, gt=0, le=MAX_BAUD_RATE, description="Baud rate.",
+        examples=[115200],
     )
     data_bits: int = Field(
         strict=True, default=8, ge=5, le=8, description="Data bits.", examples=[8]
