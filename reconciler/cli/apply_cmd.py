@@ -94,8 +94,15 @@ def _plan_json(path: str, data: bytes) -> Any:
         ) from None
 
 
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError:  # a name too long, a directory not searchable: the loader says which
+        return False
+
+
 def _saved_plan(paths: list[str]) -> dict[str, Any] | None:
-    if len(paths) != 1 or not paths[0].endswith(".json") or not Path(paths[0]).is_file():
+    if len(paths) != 1 or not paths[0].endswith(".json") or not _is_file(paths[0]):
         return None
     try:
         data = bounded.read_at_most(paths[0], document.MAX_PLAN_BYTES, "a saved plan")

@@ -21,11 +21,12 @@ from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.name_list import closest, listed
+from reconciler.path_limits import path_problem
 from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.retired_gateways import retired_gateways
-from reconciler.printable import clipped_path, printable
+from reconciler.printable import clipped_path, echo, printable
 from reconciler.sources import bounded, loader
 
 EXIT_OK = 0
@@ -229,7 +230,9 @@ def check_writable(path: str, option: str, advice: str = "") -> None:
     target = Path(path)
     directory = target.parent
     problem = None
-    if target.is_dir():
+    if (unusable := path_problem(path)) is not None:
+        problem = unusable.removeprefix(f"{echo(path)} ")  # the path is said first
+    elif target.is_dir():
         problem = "it is a directory"
     elif (special := unreplaceable(path)) is not None:
         problem = f"{special}; {advice}" if advice else special

@@ -44,6 +44,7 @@ from reconciler.model.device import SecretSource
 from reconciler.model.env_names import SECRET_KEY_PATTERN, own_setting_problem
 from reconciler.model.network import shown_url, url_problem
 from reconciler.name_list import closest
+from reconciler.path_limits import path_problem
 from reconciler.printable import echo
 from reconciler.providers.proxy import Proxies, ProxySettingError
 from reconciler.sources import bounded, utf8
@@ -474,8 +475,8 @@ def load_settings(
     if path:
         table, problems, key_lines = _read_toml(path)
         for key, value in table.items():
-            if key in _PATH_FIELDS and (home := _home_problem(value)) is not None:
-                problems.append(_problem((path, key), home))
+            if key in _PATH_FIELDS and (unusable := _path_setting_problem(value)) is not None:
+                problems.append(_problem((path, key), unusable))
                 continue
             if key in names:
                 if key in CREDENTIAL_FILES and isinstance(value, str) and value:
@@ -504,8 +505,8 @@ def load_settings(
             )
     for name in sorted({*names, "gateway_urls_file"} & _PATH_FIELDS):
         variable = PREFIX + name.upper()
-        if (home := _home_problem(env.get(variable))) is not None:
-            problems.append(_problem((None, variable), home))
+        if (unusable := _path_setting_problem(env.get(variable))) is not None:
+            problems.append(_problem((None, variable), unusable))
             env = {key: value for key, value in env.items() if key != variable}
     for name in names:
         variable = PREFIX + name.upper()
@@ -587,6 +588,15 @@ def _one_form_of_each_credential(raw: dict[str, tuple[object, Origin]]) -> list[
         ))
         del raw[name], raw[file_field]
     return problems
+
+
+def _path_setting_problem(value: object) -> str | None:
+    """Why a path setting cannot be used as it is (`_home_problem`, `path_problem`), or
+    None: refused with the setting named, before a `stat` of it fails mid-run."""
+    home = _home_problem(value)
+    if home is not None or not isinstance(value, str):
+        return home
+    return path_problem(value)
 
 
 def _home_problem(value: object) -> str | None:

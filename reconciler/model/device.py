@@ -22,6 +22,7 @@ from reconciler.model.env_names import PasswordEnvName, SecretKey
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.network import Host
 from reconciler.model.vocab import DeviceType
+from reconciler.path_limits import path_problem
 from reconciler.printable import echo
 
 Port = Field(ge=1, le=65535)
@@ -233,12 +234,6 @@ class MqttProtocol(StrEnum):
     MQTTS = "MQTTS"
 
 
-# Linux's NAME_MAX and PATH_MAX (with its NUL), the limits of the file systems that hold
-# state directories and mounted volumes.
-MAX_NAME_BYTES = 255
-MAX_PATH_BYTES = 4096
-
-
 class ConfigOutput(StrictModel):
     """Where to write the communication config (credentials) Enapter returns: exactly one of
     a file (written with mode 0600) or a Kubernetes Secret (operator only)."""
@@ -263,25 +258,9 @@ class ConfigOutput(StrictModel):
     @field_validator("file")
     @classmethod
     def _a_path_a_file_system_takes(cls, value: str | None) -> str | None:
-        """What no file system takes would fail every plan that looks for the file: a NUL
-        byte, a name of more than NAME_MAX bytes, a path of more than PATH_MAX."""
-        if value is None:
-            return value
-        if "\0" in value:
-            raise ValueError(f"file {echo(value)} holds a NUL character, which no file name may")
-        for part in value.split("/"):
-            if len(part.encode()) > MAX_NAME_BYTES:
-                which = "" if part == value else f" ({echo(part)})"
-                raise ValueError(
-                    f"file {echo(value)} has a name of {len(part.encode()):,} bytes{which}; "
-                    f"a file or directory name holds at most {MAX_NAME_BYTES} bytes (UTF-8): "
-                    "shorten it"
-                )
-        if len(value.encode()) >= MAX_PATH_BYTES:
-            raise ValueError(
-                f"file {echo(value)} is {len(value.encode()):,} bytes long; a path holds at "
-                f"most {MAX_PATH_BYTES - 1:,} bytes (UTF-8)"
-            )
+        """What no file system takes would fail every plan that looks for the file."""
+        if value is not None and (problem := path_problem(value)) is not None:
+            raise ValueError(f"file {problem}")
         return value
 
     @model_validator(mode="after")

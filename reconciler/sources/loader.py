@@ -9,6 +9,7 @@ problems of each file are kept and the rest counted (`diagnostic_cap`). The same
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -128,10 +129,12 @@ def _unreadable(path: FsPath, exc: OSError) -> Diagnostic:
     skipped: what its files declare would otherwise count as removed (reported unmanaged,
     deleted by `--prune`)."""
     reason = exc.strerror or type(exc).__name__
+    advice = ""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        advice = (": give the user running the reconciler read permission, and search "
+                  "permission on directories (chmod u+rx)")
     return Diagnostic(
-        f"cannot be read ({reason}), so what its files declare is not known: give the user "
-        "running the reconciler read permission, and search permission on directories "
-        "(chmod u+rx)",
+        f"cannot be read ({reason}), so what its files declare is not known{advice}",
         file=str(path),
     )
 
