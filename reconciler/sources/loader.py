@@ -111,17 +111,30 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], lis
             found, broken, special, unreadable = _yaml_files_under(path)
             for file in found:
                 add(file)
-            problems += [Diagnostic("a symbolic link to nothing (its target is missing)",
-                                    file=str(link)) for link in broken]
+            problems += [Diagnostic(_dangling(link), file=str(link)) for link in broken]
             problems += [Diagnostic(NOT_A_FILE, file=str(other)) for other in special]
             problems += [_unreadable(where, exc) for where, exc in unreadable]
         elif is_file:
             add(path)
         elif exists:
             problems.append(Diagnostic(NOT_A_FILE, file=str(path)))
+        elif path.is_symlink():
+            problems.append(Diagnostic(_dangling(path), file=str(path)))
         else:
             problems.append(Diagnostic("no such file or directory", file=str(path)))
     return sorted(files), problems
+
+
+def _dangling(link: FsPath) -> str:
+    """Why a symbolic link leads to no file: its target is missing, or it loops (a link to
+    itself, or two links to each other), which `exists()` does not tell apart."""
+    try:
+        os.stat(link)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return ("a symbolic link that leads back to itself (a loop), not to a file: point "
+                    "it at a YAML file, or remove it")
+    return "a symbolic link to nothing (its target is missing)"
 
 
 def _unreadable(path: FsPath, exc: OSError) -> Diagnostic:
