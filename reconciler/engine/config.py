@@ -726,7 +726,13 @@ class SecretResolver:
         path = Path(os.path.realpath(self.secrets_dir), ref.name, ref.key)
         try:
             # The line break an editor or `echo` leaves is not part of the password.
-            return read_secret_text(path)
+            value = read_secret_text(path)
+            if not value:
+                # As an empty variable: a file emptied by a failed `sops -d > file`, or a
+                # Secret key with no value, would replace the device's password with none.
+                raise KeyError(f"secret {ref.name}/{ref.key} at {path} is empty; expected the "
+                               "password in it")
+            return value
         except UnicodeDecodeError:
             raise KeyError(f"secret {ref.name}/{ref.key} at {path} is not UTF-8 text") from None
         except bounded.FileTooLarge as exc:

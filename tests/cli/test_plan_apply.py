@@ -1204,6 +1204,30 @@ def test_a_state_file_larger_than_its_limit_stops_the_run_unread(
     assert run.sims.call(run.sims.sims.writes) == 0
 
 
+def test_an_empty_secret_file_is_no_password_to_send(make_cli: CliFactory,
+                                                     tmp_path: Path) -> None:
+    """As an empty variable counts as unset: a file emptied (a failed `sops -d > file`), or
+    holding only a line break, would otherwise replace the device's password with none."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-FILE", broker="192.168.1.71",
+                         password_from={"secretKeyRef": {"name": "ferroamp", "key": "password"}})]
+    run = make_cli(docs)
+    secret_file = tmp_path / "secrets" / "ferroamp" / "password"
+    secret_file.parent.mkdir(parents=True)
+    secret_file.write_text("ferro-secret")
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    secret_file.write_text("\n")
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 1, out + err
+    assert (f"MQTT password (from secret ferroamp/password): secret ferroamp/password at "
+            f"{secret_file} is empty; expected the password in it") in out, out
+    assert "will be replaced" not in out, out
+    assert run.sims.call(run.sims.sims.writes) == 0
+    battery = run.sims.call(lambda: run.sims.sims.zaps[serial_of(1)].device("FERRO-FILE"))
+    assert battery is not None
+
+
 def test_a_secret_file_larger_than_its_limit_blocks_the_device_unread(
         make_cli: CliFactory, tmp_path: Path) -> None:
     docs = [*standard_site(1),
