@@ -27,8 +27,8 @@ from reconciler.engine.unread import unread_sources
 from reconciler.errors import ConfigError, Diagnostic, PlanError, ProviderError
 from reconciler.plan import document, render, targeting
 from reconciler.plan.planner import PlanOptions
-from reconciler.printable import printable
-from reconciler.sources import bounded
+from reconciler.printable import echo, printable
+from reconciler.sources import bounded, utf8
 
 EXAMPLES = """\
 examples:
@@ -77,24 +77,46 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def _plan_json(path: str, data: bytes) -> Any:
+    """The JSON a saved plan holds, or a PlanError located at file:line:column: a plan
+    copied in part (a CI artifact cut short, a paste) fails where its text stops."""
+    text, problem = utf8.decode(data, path)
+    if problem is not None:
+        raise PlanError(f"{printable(problem.location())}: not a saved plan: {problem.message}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        line, column = utf8.position(text, exc.pos)
+        cut = " (the file ends there: was it cut short?)" if exc.pos >= len(text.rstrip()) else ""
+        raise PlanError(
+            f"{printable(path)}:{line}:{column}: not a saved plan: not valid JSON "
+            f"({exc.msg}){cut}; make the plan again with `reconciler plan --out`"
+        ) from None
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError:  # a name too long, a directory not searchable: the loader says which
+        return False
+
+
 def _saved_plan(paths: list[str]) -> dict[str, Any] | None:
-    if len(paths) != 1 or not paths[0].endswith(".json") or not Path(paths[0]).is_file():
+    if len(paths) != 1 or not paths[0].endswith(".json") or not _is_file(paths[0]):
         return None
     try:
         data = bounded.read_at_most(paths[0], document.MAX_PLAN_BYTES, "a saved plan")
-        doc = json.loads(data.decode("utf-8"))
     except bounded.FileTooLarge as exc:
         raise PlanError(f"{exc}, and is not read: {document.SPLIT_ADVICE}") from None
     except OSError as exc:
         raise PlanError(f"cannot read the saved plan {paths[0]}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise PlanError(f"{paths[0]} is not a saved plan: {exc}") from None
+    doc = _plan_json(paths[0], data)
     if not isinstance(doc, dict) or "format_version" not in doc:
         raise PlanError(f"{paths[0]} is not a saved plan (no format_version)")
     if not document.is_compatible(doc):
         raise PlanError(
-            f"{paths[0]} has plan format {doc['format_version']}; this reconciler "
-            f"reads {document.FORMAT_VERSION}"
+            f"{paths[0]} has plan format {echo(doc['format_version'])}; this reconciler "
+            f"reads {document.FORMAT_VERSION}: make the plan again with `reconciler plan --out`"
         )
     problem = _shape_problem(doc)
     if problem:

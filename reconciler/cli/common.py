@@ -21,11 +21,12 @@ from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.name_list import closest, listed
+from reconciler.path_limits import path_problem
 from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.retired_gateways import retired_gateways
-from reconciler.printable import clipped_path, printable
+from reconciler.printable import clipped_path, echo, printable
 from reconciler.sources import bounded, loader
 
 EXIT_OK = 0
@@ -229,7 +230,9 @@ def check_writable(path: str, option: str, advice: str = "") -> None:
     target = Path(path)
     directory = target.parent
     problem = None
-    if target.is_dir():
+    if (unusable := path_problem(path)) is not None:
+        problem = unusable.removeprefix(f"{echo(path)} ")  # the path is said first
+    elif target.is_dir():
         problem = "it is a directory"
     elif (special := unreplaceable(path)) is not None:
         problem = f"{special}; {advice}" if advice else special
@@ -316,10 +319,11 @@ def plan_problems(plan: Plan, offline: str) -> list[str]:
     """Why a plan cannot reach the desired state: each blocked change that has a cause of
     its own, and with --offline=fail each deferred site. The changes waiting on those are
     counted, not repeated: a secret missing on a thousand sites is a thousand lines, not
-    three thousand (the plan above shows every one)."""
+    three thousand (the plan above shows every one). Messages quote ids as declared and
+    text as reported: escaped, as the plan shows them."""
     blocked = plan.blocked
     causes = [c for c in blocked if c.reason is not Reason.DEPENDENCY_BLOCKED] or blocked
-    problems = [f"{c.address}: {c.message}" for c in causes]
+    problems = [printable(f"{c.address}: {c.message}") for c in causes]
     if len(blocked) > len(causes):
         waiting = len(blocked) - len(causes)
         verb = "waits" if waiting == 1 else "wait"
@@ -327,7 +331,7 @@ def plan_problems(plan: Plan, offline: str) -> list[str]:
     if offline == "fail":
         for first, more in first_of_each_site(plan.deferred):
             also = f" ({_more(more)} of site {first.site} deferred)" if more else ""
-            problems.append(f"{first.address}: {first.message}{also}")
+            problems.append(printable(f"{first.address}: {first.message}{also}"))
     return problems
 
 

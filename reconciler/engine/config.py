@@ -44,6 +44,7 @@ from reconciler.model.device import SecretSource
 from reconciler.model.env_names import SECRET_KEY_PATTERN, own_setting_problem
 from reconciler.model.network import shown_url, url_problem
 from reconciler.name_list import closest
+from reconciler.path_limits import path_problem
 from reconciler.printable import echo
 from reconciler.providers.proxy import Proxies, ProxySettingError
 from reconciler.sources import bounded, utf8
@@ -474,8 +475,8 @@ def load_settings(
     if path:
         table, problems, key_lines = _read_toml(path)
         for key, value in table.items():
-            if key in _PATH_FIELDS and (home := _home_problem(value)) is not None:
-                problems.append(_problem((path, key), home))
+            if key in _PATH_FIELDS and (unusable := _path_setting_problem(value)) is not None:
+                problems.append(_problem((path, key), unusable))
                 continue
             if key in names:
                 if key in CREDENTIAL_FILES and isinstance(value, str) and value:
@@ -490,16 +491,22 @@ def load_settings(
                     problems.append(_problem((path, key), "expected the path of a JSON file "
                                              f"of serial: \"url\"; got {echo(value)}"))
                 continue
-            close = closest(key, [*names, "gateway_urls_file"])
+            known = [*names, "gateway_urls_file"]
+            # The variable's name copied into the file (`RECONCILER_TIMEOUT = 5`): its key
+            # is that name without the prefix, which no spelling distance finds.
+            unprefixed = key[len(PREFIX):] if key.upper().startswith(PREFIX) else key
+            close = closest(unprefixed, known)
             hint = f"did you mean {echo(close)}? " if close is not None else ""
+            if close is not None and unprefixed != key:
+                hint += f"(the file's keys are the variables' names without {PREFIX}) "
             valid = ", ".join(sorted([*names, "gateway_urls_file"]))
             problems.append(
                 Diagnostic(f"unknown key; {hint}valid keys: {valid}", file=path, path=key)
             )
     for name in sorted({*names, "gateway_urls_file"} & _PATH_FIELDS):
         variable = PREFIX + name.upper()
-        if (home := _home_problem(env.get(variable))) is not None:
-            problems.append(_problem((None, variable), home))
+        if (unusable := _path_setting_problem(env.get(variable))) is not None:
+            problems.append(_problem((None, variable), unusable))
             env = {key: value for key, value in env.items() if key != variable}
     for name in names:
         variable = PREFIX + name.upper()
@@ -581,6 +588,15 @@ def _one_form_of_each_credential(raw: dict[str, tuple[object, Origin]]) -> list[
         ))
         del raw[name], raw[file_field]
     return problems
+
+
+def _path_setting_problem(value: object) -> str | None:
+    """Why a path setting cannot be used as it is (`_home_problem`, `path_problem`), or
+    None: refused with the setting named, before a `stat` of it fails mid-run."""
+    home = _home_problem(value)
+    if home is not None or not isinstance(value, str):
+        return home
+    return path_problem(value)
 
 
 def _home_problem(value: object) -> str | None:
@@ -710,7 +726,13 @@ class SecretResolver:
         path = Path(os.path.realpath(self.secrets_dir), ref.name, ref.key)
         try:
             # The line break an editor or `echo` leaves is not part of the password.
-            return read_secret_text(path)
+            value = read_secret_text(path)
+            if not value:
+                # As an empty variable: a file emptied by a failed `sops -d > file`, or a
+                # Secret key with no value, would replace the device's password with none.
+                raise KeyError(f"secret {ref.name}/{ref.key} at {path} is empty; expected the "
+                               "password in it")
+            return value
         except UnicodeDecodeError:
             raise KeyError(f"secret {ref.name}/{ref.key} at {path} is not UTF-8 text") from None
         except bounded.FileTooLarge as exc:

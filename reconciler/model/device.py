@@ -22,6 +22,7 @@ from reconciler.model.env_names import PasswordEnvName, SecretKey
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.model.network import Host
 from reconciler.model.vocab import DeviceType
+from reconciler.path_limits import path_problem
 from reconciler.printable import echo
 
 Port = Field(ge=1, le=65535)
@@ -50,11 +51,18 @@ class Parity(StrEnum):
     ODD = "odd"
 
 
+# The most the Zap takes (`POST /api/devices` answers 400 above it). Checked here because
+# the Zap cannot change a connection: a new baud rate is a replace, whose add would fail
+# after the device was removed.
+MAX_BAUD_RATE = 10_000_000
+
+
 class ModbusRtu(StrictModel):
     """Modbus RTU over the gateway's RS-485 port."""
 
     baud_rate: int = Field(
-        strict=True, default=9600, gt=0, description="Baud rate.", examples=[9600]
+        strict=True, default=9600, gt=0, le=MAX_BAUD_RATE, description="Baud rate.",
+        examples=[9600],
     )
     unit_id: int = Field(
         strict=True, default=1, ge=0, le=255, description="Modbus unit id.", examples=[1]
@@ -79,7 +87,8 @@ class P1Uart(StrictModel):
         default=None, description="Meter manufacturer.", examples=["Landis+Gyr"]
     )
     baud_rate: int = Field(
-        strict=True, default=115200, gt=0, description="Baud rate.", examples=[115200]
+        strict=True, default=115200, gt=0, le=MAX_BAUD_RATE, description="Baud rate.",
+        examples=[115200],
     )
     data_bits: int = Field(
         strict=True, default=8, ge=5, le=8, description="Data bits.", examples=[8]
@@ -245,6 +254,14 @@ class ConfigOutput(StrictModel):
         "(Kubernetes object name rules).",
         examples=["ucm-1-config"],
     )
+
+    @field_validator("file")
+    @classmethod
+    def _a_path_a_file_system_takes(cls, value: str | None) -> str | None:
+        """What no file system takes would fail every plan that looks for the file."""
+        if value is not None and (problem := path_problem(value)) is not None:
+            raise ValueError(f"file {problem}")
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ConfigOutput:

@@ -171,15 +171,24 @@ def _one_of(values: Iterable[str]) -> str:
     return ", ".join(echo(v) for v in items) if items else "(none declared)"
 
 
-def _not_declared(kind: str, name: str, declared: Iterable[str]) -> str:
+def _not_declared(kind: str, name: str, declared: Iterable[str], what: str = "") -> str:
     """`Site 'cabn' is not declared (did you mean 'cabin'?); declared sites: ...`: the
     declared names capped (`name_list.listed`), the one likely meant named whatever its
-    place among them."""
+    place among them. `what`: what the names are, when only some of the kind would do
+    (`ucm and vucm devices`)."""
     names = list(declared)
     meant = closest(name, names)
     hint = f" (did you mean {echo(meant)}?)" if meant is not None else ""
     shown = listed(names, echo, none="(none declared)")
-    return f"{kind} {echo(name)} is not declared{hint}; declared {kind.lower()}s: {shown}"
+    return (f"{kind} {echo(name)} is not declared{hint}; "
+            f"declared {what or kind.lower() + 's'}: {shown}")
+
+
+def _enapter_devices(fleet: Fleet, *kinds: str) -> list[str]:
+    """The names of the fleet's Devices of these Enapter kinds: what a reference to one
+    of them may name."""
+    return [name for name, device in fleet.devices.items()
+            if device.spec.enapter is not None and device.spec.enapter.kind in kinds]
 
 
 def check_fleet(
@@ -594,7 +603,8 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
         elif runtime is None:
             problem(
                 (*base, "runtimeRef"),
-                f"Device {echo(enapter.runtime_ref)} is not declared",
+                _not_declared("Device", enapter.runtime_ref,
+                              _enapter_devices(fleet, "ucm", "vucm"), "ucm and vucm devices"),
                 DANGLING,
                 ("Device", enapter.runtime_ref),
             )
@@ -612,7 +622,8 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
         elif master is None:
             problem(
                 (*base, "masterRef"),
-                f"Device {echo(enapter.master_ref)} is not declared",
+                _not_declared("Device", enapter.master_ref,
+                              _enapter_devices(fleet, "link_master"), "link_master devices"),
                 DANGLING,
                 ("Device", enapter.master_ref),
             )

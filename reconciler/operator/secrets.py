@@ -239,7 +239,11 @@ class PreloadedSecrets(SecretResolver):
                 raise KeyError(env_not_allowed(str(source.env), self.password_env))
             return super().resolve(source)
         if (ref.name, ref.key) in self.values:
-            return self.values[(ref.name, ref.key)]
+            if not (value := self.values[(ref.name, ref.key)]):
+                # As the CLI's empty secret file: sent, it would replace the password.
+                raise KeyError(f"secret {ref.name} key {ref.key!r} is empty; expected the "
+                               "password in it")
+            return value
         raise KeyError(self.errors.get(ref.name, f"secret {ref.name} has no key {ref.key!r}"))
 
 

@@ -95,7 +95,8 @@ def _requirement(term: str) -> Requirement:
         raise PatternError("has an empty term (two commas in a row, or one at an end)")
     if match := _SET_TERM.fullmatch(term):
         key, operator = match["key"], match["op"]
-        values = [v.strip() for v in match["values"].split(",")]
+        listed = match["values"].strip()
+        values = [v.strip() for v in listed.split(",")] if listed else []
     elif "!=" in term:
         key, value = term.split("!=", 1)
         operator, values = "!=", [value]
@@ -109,6 +110,11 @@ def _requirement(term: str) -> Requirement:
     key = key.strip()
     if not _KEY.fullmatch(key):
         raise PatternError(f"{echo(key)} is not a label key")
+    if operator in ("in", "notin") and not values:
+        # As kubectl refuses it. Read as the one value '', `notin ()` would pick nearly
+        # everything (and `--exclude` leave nearly nothing) with no word said.
+        raise PatternError(f"'{operator} ()' lists no value; list at least one, as in "
+                           f"{key} {operator} (north,west)")
     values = [v.strip() for v in values]
     for value in values:
         if not _VALUE.fullmatch(value):

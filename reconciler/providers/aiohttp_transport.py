@@ -49,6 +49,11 @@ def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
     if isinstance(exc, aiohttp.ClientSSLError):
         error = exc.os_error
         reason = getattr(error, "reason", None) or error
+        if reason == "WRONG_VERSION_NUMBER":
+            # OpenSSL's words for an answer that is no TLS at all: most often a plain HTTP
+            # server behind an https:// URL, which the reason alone does not bring to mind.
+            return (f"TLS handshake failed ({reason}): the server does not speak TLS on that "
+                    "port; if it serves plain HTTP, write the URL with http://")
         return f"TLS handshake failed ({reason})"
     error = exc.os_error
     if error.errno and error.errno > 0:

@@ -9,6 +9,7 @@ problems of each file are kept and the rest counted (`diagnostic_cap`). The same
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -101,20 +102,54 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[FsPath], lis
                                        "the current directory)", file=""))
             continue
         path = FsPath(raw)
-        if path.is_dir():
-            found, broken, special = _yaml_files_under(path)
+        try:
+            is_dir, is_file, exists = path.is_dir(), path.is_file(), path.exists()
+        except OSError as exc:  # a directory on the way that may not be looked into
+            problems.append(_unreadable(path, exc))
+            continue
+        if is_dir:
+            found, broken, special, unreadable = _yaml_files_under(path)
             for file in found:
                 add(file)
-            problems += [Diagnostic("a symbolic link to nothing (its target is missing)",
-                                    file=str(link)) for link in broken]
+            problems += [Diagnostic(_dangling(link), file=str(link)) for link in broken]
             problems += [Diagnostic(NOT_A_FILE, file=str(other)) for other in special]
-        elif path.is_file():
+            problems += [_unreadable(where, exc) for where, exc in unreadable]
+        elif is_file:
             add(path)
-        elif path.exists():
+        elif exists:
             problems.append(Diagnostic(NOT_A_FILE, file=str(path)))
+        elif path.is_symlink():
+            problems.append(Diagnostic(_dangling(path), file=str(path)))
         else:
             problems.append(Diagnostic("no such file or directory", file=str(path)))
     return sorted(files), problems
+
+
+def _dangling(link: FsPath) -> str:
+    """Why a symbolic link leads to no file: its target is missing, or it loops (a link to
+    itself, or two links to each other), which `exists()` does not tell apart."""
+    try:
+        os.stat(link)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return ("a symbolic link that leads back to itself (a loop), not to a file: point "
+                    "it at a YAML file, or remove it")
+    return "a symbolic link to nothing (its target is missing)"
+
+
+def _unreadable(path: FsPath, exc: OSError) -> Diagnostic:
+    """A path, or a directory under one, that cannot be looked into. It is an error, not
+    skipped: what its files declare would otherwise count as removed (reported unmanaged,
+    deleted by `--prune`)."""
+    reason = exc.strerror or type(exc).__name__
+    advice = ""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        advice = (": give the user running the reconciler read permission, and search "
+                  "permission on directories (chmod u+rx)")
+    return Diagnostic(
+        f"cannot be read ({reason}), so what its files declare is not known{advice}",
+        file=str(path),
+    )
 
 
 # A FIFO, socket or device: reading one could wait forever (a FIFO nobody writes to), and
@@ -123,17 +158,25 @@ NOT_A_FILE = ("not a regular file (a FIFO, socket or device), so it is not read;
               "file or a directory")
 
 
-def _yaml_files_under(top: FsPath) -> tuple[list[FsPath], list[FsPath], list[FsPath]]:
+def _yaml_files_under(
+    top: FsPath,
+) -> tuple[list[FsPath], list[FsPath], list[FsPath], list[tuple[FsPath, OSError]]]:
     """(YAML files, broken links with a YAML name, other things with a YAML name that are
-    no regular file) under `top`, each sorted. Hidden files and directories (a name that
-    starts with a dot) are left out, as Argo CD leaves them out: `.github/workflows/*.yml`
-    of a repository named by its root is CI configuration, not desired state. A hidden
-    file or directory named on the command line is read."""
+    no regular file, what could not be looked into and why) under `top`, each sorted.
+    Hidden files and directories (a name that starts with a dot) are left out, as Argo CD
+    leaves them out: `.github/workflows/*.yml` of a repository named by its root is CI
+    configuration, not desired state. A hidden file or directory named on the command line
+    is read."""
     found: list[FsPath] = []
     broken: list[FsPath] = []
     special: list[FsPath] = []
+    unreadable: list[tuple[FsPath, OSError]] = []
     walked: set[str] = set()
-    for directory, subdirectories, names in os.walk(top, followlinks=True):
+
+    def cannot_list(exc: OSError) -> None:
+        unreadable.append((FsPath(exc.filename or top), exc))
+
+    for directory, subdirectories, names in os.walk(top, onerror=cannot_list, followlinks=True):
         real = os.path.realpath(directory)
         if real in walked:  # a link back to a directory already read: do not loop
             subdirectories.clear()
@@ -144,13 +187,17 @@ def _yaml_files_under(top: FsPath) -> tuple[list[FsPath], list[FsPath], list[FsP
             if name.startswith(".") or not is_yaml_name(name):
                 continue
             file = FsPath(directory, name)
-            if file.is_file():
-                found.append(file)
-            elif file.is_symlink() and not file.exists():
-                broken.append(file)
-            elif file.exists():
-                special.append(file)
-    return sorted(found), sorted(broken), sorted(special)
+            try:
+                if file.is_file():
+                    found.append(file)
+                elif file.is_symlink() and not file.exists():
+                    broken.append(file)
+                elif file.exists():
+                    special.append(file)
+            except OSError as exc:  # listed, but its directory may not be looked into
+                unreadable.append((file, exc))
+    return sorted(found), sorted(broken), sorted(special), sorted(unreadable,
+                                                                  key=lambda u: u[0])
 
 
 def _diagnostic(

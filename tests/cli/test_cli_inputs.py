@@ -364,3 +364,30 @@ def test_only_a_non_empty_no_color_turns_colour_off(monkeypatch: pytest.MonkeyPa
         monkeypatch.setenv("NO_COLOR", value)
     assert common.use_color(_Terminal()) is color
     assert common.use_color(_Terminal(), disabled=True) is False
+
+
+# -- paths no file system takes -----------------------------------------------------------------
+
+
+def test_paths_with_a_name_too_long_are_refused_naming_where_they_come_from(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name of more than 255 bytes failed the first `stat` of it: a traceback from
+    `plan --out`, `apply NAME.json` and a state directory set so."""
+    run = make_cli(standard_site(1))
+    long = "n" * 300
+    limit = "a file or directory name holds at most 255 bytes (UTF-8): shorten it"
+    code, out, err = run("plan", run.path, "--out", str(tmp_path / f"{long}.json"))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: --out: cannot write {tmp_path}/{long}.json: has a name of "
+                          f"305 bytes ('{'n' * 79}…' (305 characters)); {limit}"), err
+    code, out, err = run("apply", f"{long}.json", "--auto-approve")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: {long}.json: cannot be read (File name too long)"), err
+    for variable in ("RECONCILER_STATE_DIR", "RECONCILER_SECRETS_DIR"):
+        with monkeypatch.context() as patched:
+            patched.setenv(variable, str(tmp_path / long / "state"))
+            code, out, err = run("apply", run.path, "--auto-approve")
+        assert (code, out) == (1, ""), err
+        assert err.startswith(f"error: {variable}: '{tmp_path}/"), err
+        assert f"has a name of 300 bytes ('{'n' * 79}…' (300 characters)); {limit}" in err, err
+    assert run.sims.call(run.sims.sims.writes) == 0

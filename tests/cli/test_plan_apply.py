@@ -50,6 +50,7 @@ from simworld import (  # tests/engine holds the helpers shared with the engine 
 from reconciler.cli import main as cli
 from reconciler.engine.config import MAX_SECRET_BYTES
 from reconciler.engine.state import MAX_KEY_FILE_BYTES, MAX_STATE_FILE_BYTES, StateDir
+from reconciler.plan.document import FORMAT_VERSION
 from reconciler.sim.fleet import SimFleet
 
 
@@ -280,6 +281,35 @@ def test_a_saved_plan_with_edited_changes_is_refused(
     code, _, err = run("apply", str(saved))
     assert code == 1
     assert "the saved plan's changes are not the ones its inputs give" in err
+    assert run.sims.call(run.sims.sims.writes) == 0
+
+
+def test_a_saved_plan_cut_short_or_of_another_format_says_where_and_what_to_do(
+        make_cli: CliFactory, tmp_path: Path) -> None:
+    """A CI artifact cut short fails at the line and column where its text stops, not at
+    a character offset; a plan of an unknown format says to make the plan again."""
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    whole = saved.read_text()
+    cut = whole[:whole.index('"changes"') + 12]
+    line, column = cut.count("\n") + 1, len(cut) - cut.rfind("\n")
+    saved.write_text(cut)
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", str(saved), "--auto-approve")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: {saved}:{line}:{column}: not a saved plan: not valid "
+                          "JSON ("), err
+    assert err.rstrip().endswith("(the file ends there: was it cut short?); make the plan again "
+                                 "with `reconciler plan --out`"), err
+    saved.write_bytes(b"\xff\xfe{")
+    code, _, err = run("apply", str(saved), "--auto-approve")
+    assert code == 1 and err.startswith(f"error: {saved}:1:1: not a saved plan: not UTF-8 "), err
+    saved.write_text(json.dumps(dict(json.loads(whole), format_version="9.0")))
+    code, _, err = run("apply", str(saved), "--auto-approve")
+    assert code == 1 and err == (f"error: {saved} has plan format '9.0'; this reconciler reads "
+                                 f"{FORMAT_VERSION}: make the plan again with `reconciler plan "
+                                 "--out`\n"), err
     assert run.sims.call(run.sims.sims.writes) == 0
 
 
@@ -1173,6 +1203,30 @@ def test_a_state_file_larger_than_its_limit_stops_the_run_unread(
         assert "Traceback" not in err
     assert path.stat().st_size == size, "left for a look"
     assert run.sims.call(run.sims.sims.writes) == 0
+
+
+def test_an_empty_secret_file_is_no_password_to_send(make_cli: CliFactory,
+                                                     tmp_path: Path) -> None:
+    """As an empty variable counts as unset: a file emptied (a failed `sops -d > file`), or
+    holding only a line break, would otherwise replace the device's password with none."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-FILE", broker="192.168.1.71",
+                         password_from={"secretKeyRef": {"name": "ferroamp", "key": "password"}})]
+    run = make_cli(docs)
+    secret_file = tmp_path / "secrets" / "ferroamp" / "password"
+    secret_file.parent.mkdir(parents=True)
+    secret_file.write_text("ferro-secret")
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    secret_file.write_text("\n")
+    run.sims.call(run.sims.sims.reset_counts)
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 1, out + err
+    assert (f"MQTT password (from secret ferroamp/password): secret ferroamp/password at "
+            f"{secret_file} is empty; expected the password in it") in out, out
+    assert "will be replaced" not in out, out
+    assert run.sims.call(run.sims.sims.writes) == 0
+    battery = run.sims.call(lambda: run.sims.sims.zaps[serial_of(1)].device("FERRO-FILE"))
+    assert battery is not None
 
 
 def test_a_secret_file_larger_than_its_limit_blocks_the_device_unread(

@@ -323,3 +323,17 @@ def test_an_inventory_not_written_with_nothing_to_do_still_prints_the_report(
         assert report["ok"] and set(report["counts"].values()) == {0}, out
     assert err.splitlines()[-1].startswith(
         f"error: cannot write {run.state_dir / INVENTORY}, the inventory"), err
+
+
+def test_an_id_of_the_files_is_escaped_in_the_errors_a_plan_ends_with(
+        make_cli: CliFactory) -> None:
+    """The `error:` lines under a plan repeat its blocked changes' messages, which quote
+    ids as declared: an escape sequence there is shown as text, as in the plan above."""
+    docs = standard_site(1)
+    run = make_cli(docs)  # the simulators know the fleet as it was: no such site
+    docs[0]["spec"]["novacore"]["siteId"] = "sit-\x1b[2J\u202e"
+    run.rewrite(docs)
+    code, out, err = run("plan", run.path, "--no-color")
+    assert code == 1, out + err
+    assert "\x1b" not in err and "\u202e" not in err, repr(err)
+    assert "error: site/s1[novacore]: site sit-\\x1b[2J\\u202e does not exist in" in err, err

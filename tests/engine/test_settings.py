@@ -115,6 +115,17 @@ def test_a_key_in_the_wrong_case_suggests_the_key_in_the_right_one(tmp_path: Pat
     assert unknown.startswith(f"{config}:1: TIMEOUT: unknown key; did you mean 'timeout'? ")
 
 
+def test_a_variable_name_copied_into_the_file_suggests_its_key(tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text("RECONCILER_TIMEOUT = 5\nreconciler_state_dir = 'state'\n")
+    timeout, state_dir = problems({}, config)
+    assert timeout.startswith(
+        f"{config}:1: RECONCILER_TIMEOUT: unknown key; did you mean 'timeout'? (the file's "
+        "keys are the variables' names without RECONCILER_) valid keys: "), timeout
+    assert state_dir.startswith(
+        f"{config}:2: reconciler_state_dir: unknown key; did you mean 'state_dir'? "), state_dir
+
+
 def test_a_file_that_is_not_toml_is_located_by_line_and_column(tmp_path: Path) -> None:
     config = tmp_path / "reconciler.toml"
     config.write_text("retries = 3\ntimeout = = 4\n")

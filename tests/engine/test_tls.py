@@ -174,4 +174,6 @@ async def test_https_to_a_server_that_speaks_plain_http_says_the_handshake_faile
     world.settings = load_settings({**world.env, "RECONCILER_NOVACORE_URL": url})
     refused = await world.plan()
     message = refused.plan.deferred[0].message
-    assert f"cannot reach {url}: TLS handshake failed (WRONG_VERSION_NUMBER)" in message, message
+    assert (f"cannot reach {url}: TLS handshake failed (WRONG_VERSION_NUMBER): the server does "
+            "not speak TLS on that port; if it serves plain HTTP, write the URL with http://"
+            ) in message, message

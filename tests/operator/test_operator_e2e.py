@@ -86,6 +86,22 @@ async def test_a_password_changed_in_its_secret_is_sent_again_once(
         assert SECRET not in everything and rotated not in everything
 
 
+async def test_a_secret_emptied_is_no_password_to_send(tmp_path: Path, monkeypatch: Any) -> None:
+    """A Secret key whose value is empty (a failed `sops -d`, a key created with no value)
+    would replace the device's password with none: the device says so and is left as it
+    is, as with a Secret that is missing."""
+    delete = "DELETE /api/devices/{sn}"
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+        await cluster.update_secret("ferroamp-mqtt", {"password": ""})
+        refused = await cluster.wait_condition("Device", "home-battery", "Ready", "False",
+                                               timeout=30)
+        assert "secret ferroamp-mqtt key 'password' is empty" in refused["message"], refused
+        assert sims.zaps[ZAP].requests[delete] == 0, "not replaced with no password"
+        assert sims.zaps[ZAP].devices["ferroamp_192.168.1.70"].password_set
+
+
 @pytest.mark.parametrize("policy", ["Release", "Orphan"])
 async def test_deletion_honours_policy(policy: str, tmp_path: Path, monkeypatch: Any) -> None:
     fleet = HOME.replace("deletionPolicy: Release", f"deletionPolicy: {policy}")

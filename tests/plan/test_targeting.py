@@ -155,6 +155,9 @@ def test_patterns_that_match_nothing_are_reported() -> None:
                  id="empty-term"),
     pytest.param("region=a=b", "'region=a=b': 'a=b' is not a label value", id="bad-value"),
     pytest.param("two words", "'two words': 'two words' is not a label key", id="bad-key"),
+    # kubectl refuses an empty set; read as the empty value, `notin ()` excluded everything.
+    pytest.param("region notin ()", "'region notin ()': 'notin ()' lists no value; list at "
+                 "least one, as in region notin (north,west)", id="empty-set"),
 ])
 def test_patterns_that_cannot_select_say_what_is_wrong(pattern: str, problem: str) -> None:
     [reported] = targeting.pattern_problems(make_fleet(), [pattern])

@@ -144,3 +144,23 @@ def test_linked_directories_and_upper_case_suffixes_are_read_and_broken_links_sa
         f"error: {sites / 'gone.yml'}: a symbolic link to nothing (its target is missing)",
         "invalid: 1 problem",
     ])
+
+
+def test_links_that_loop_are_said_to_loop_not_to_lead_nowhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sites = tmp_path / "sites"
+    write(sites, "home.yaml", site("home", "Home"))
+    (sites / "self.yaml").symlink_to("self.yaml")
+    (sites / "a.yaml").symlink_to("b.yaml")
+    (sites / "b.yaml").symlink_to("a.yaml")
+    loop = "a symbolic link that leads back to itself (a loop), not to a file: point it at a " \
+        "YAML file, or remove it"
+    assert validate([str(sites)], capsys) == (1, [
+        f"error: {sites / 'a.yaml'}: {loop}",
+        f"error: {sites / 'b.yaml'}: {loop}",
+        f"error: {sites / 'self.yaml'}: {loop}",
+        "invalid: 3 problems",
+    ])
+    assert validate([str(sites / "self.yaml")], capsys) == (1, [
+        f"error: {sites / 'self.yaml'}: {loop}", "invalid: 1 problem"])
