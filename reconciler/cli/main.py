@@ -120,6 +120,12 @@ def _escape_unencodable(stream: TextIO) -> None:
             reconfigure(errors="backslashreplace")
 
 
+# The options whose value may start with `-` (`--debounce -1s`, `--latency-ms -1e3`), to be
+# refused by their own checks, which say what is valid.
+_DASH_VALUE_OPTIONS = (*watch_cmd.DURATION_OPTIONS,
+                       *(number.option for number in sim_cmd.NUMBER_OPTIONS))
+
+
 def _dash_values(argv: Sequence[str]) -> list[str]:
     """`--debounce -1s` as `--debounce=-1s`, for each option whose value may be given so:
     argparse takes a word starting with `-` for an option, unless it is a plain negative
@@ -131,7 +137,7 @@ def _dash_values(argv: Sequence[str]) -> list[str]:
         if word == "--":
             joined += [word, *words]
             break
-        if word in watch_cmd.DURATION_OPTIONS:
+        if word in _DASH_VALUE_OPTIONS:
             value = next(words, None)
             if value is not None and value.startswith("-") and not value.startswith("--"):
                 joined.append(f"{word}={value}")

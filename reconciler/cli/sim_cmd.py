@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import common
+from reconciler.cli.number_options import NumberOption, parse_all
 from reconciler.engine.state import atomic_write
 from reconciler.errors import ConfigError, Diagnostic
 
@@ -35,6 +36,25 @@ fleet's two MQTT passwords: see "Try it against simulators" in the README.
 """
 
 
+_LATENCY = "an hour"
+_RATE = "a fraction of the requests: 0.05 is one in 20"
+# The numeric options of `sim up`, each checked before anything is written or started.
+NUMBER_OPTIONS = (
+    # Each generated site's MQTT devices are on a subnet of its own, 10.X.Y.0/24 for the
+    # site's index: past 65536 sites they would repeat (`sim.generate`)...
+    NumberOption("--sites", 1, 65536, whole=True, what="sites",
+                 why="each has a subnet of its own"),
+    # ...and their hosts are .100 to .255 of it.
+    NumberOption("--devices-per-site", 0, 156, whole=True, what="devices",
+                 why="a site's devices share one subnet"),
+    NumberOption("--latency-ms", 0, 3_600_000, what="milliseconds", why=_LATENCY),
+    NumberOption("--jitter-ms", 0, 3_600_000, what="milliseconds", why=_LATENCY),
+    NumberOption("--error-rate", 0, 1, why=_RATE),
+    NumberOption("--throttle-rate", 0, 1, why=_RATE),
+    NumberOption("--seed", 0, None, whole=True),
+)
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "sim",
@@ -53,13 +73,13 @@ def register(subparsers: Any) -> None:
     )
     source = up.add_mutually_exclusive_group(required=True)
     source.add_argument("--fleet", nargs="+", metavar="PATH", help="site YAML to simulate")
-    source.add_argument("--sites", type=int, metavar="N", help="generate a fleet of N sites")
+    source.add_argument("--sites", metavar="N",
+                        help="generate a fleet of N sites (1 to 65536)")
     up.add_argument(
         "--devices-per-site",
-        type=int,
         default=10,
         metavar="D",
-        help="devices per generated site (default 10)",
+        help="devices per generated site (default 10; 0 to 156)",
     )
     up.add_argument("--write-fleet", metavar="DIR", help="where to write the generated fleet YAML")
     # The one place a token is printed: the simulators' own, accepted nowhere else.
@@ -73,11 +93,13 @@ def register(subparsers: Any) -> None:
                     "listen; an earlier FILE is removed at start, so a script can wait for "
                     "it to appear (--print-env prints them too)")
     up.add_argument("--state", metavar="FILE", help="persist simulator state to FILE")
-    up.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
-    up.add_argument("--jitter-ms", type=float, default=0.0, help="random extra latency per request")
-    up.add_argument("--error-rate", type=float, default=0.0, help="fraction of 5xx answers")
-    up.add_argument("--throttle-rate", type=float, default=0.0, help="fraction of 429 answers")
-    up.add_argument("--seed", type=int, default=0, help="seed for faults and ids")
+    up.add_argument("--latency-ms", default=0.0,
+                    help="added latency per request (0 to 3600000)")
+    up.add_argument("--jitter-ms", default=0.0,
+                    help="random extra latency per request (0 to 3600000)")
+    up.add_argument("--error-rate", default=0.0, help="fraction of 5xx answers (0 to 1)")
+    up.add_argument("--throttle-rate", default=0.0, help="fraction of 429 answers (0 to 1)")
+    up.add_argument("--seed", default=0, help="seed for faults and ids (0 or more)")
     up.set_defaults(run=run_up)
     parser.set_defaults(run=lambda args: (parser.print_help(), 1)[1])
 
@@ -110,6 +132,7 @@ def build(args: argparse.Namespace) -> SimFleet:
 
 def run_up(args: argparse.Namespace) -> int:
     try:
+        parse_all(args, NUMBER_OPTIONS)
         if args.env_file:
             common.check_writable(args.env_file, "--env-file", "name a file of its own")
         sims = build(args)

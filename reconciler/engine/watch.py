@@ -13,7 +13,8 @@ the state lock and signal handlers:
   loaded may add warnings (a gateway URL override that a serial edit left unmatched). A
   run that cannot reach a gateway or a cloud defers those sites; any error ends that run
   only, never the agent. The changes deferred, and those failed, blocked or skipped, are
-  listed when they or their reasons change, not at every run (`watch_repeats`). A server
+  listed when they or their reasons change, not at every run, and so is the error of a
+  run that could not plan (`watch_repeats`). A server
   that asked to be called again later than a run waits (Retry-After), failing a change or
   a read, holds the next drift run back until then (a file change still runs at once,
   calling every other server: the runs share what each server asked, `host_waits`). On
@@ -53,7 +54,12 @@ from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.engine.retry import asked_seconds, honoured
 from reconciler.engine.state import StateDir
 from reconciler.engine.unread import asked_to_wait
-from reconciler.engine.watch_repeats import NOT_MADE, DeferredReport, NotMadeReport
+from reconciler.engine.watch_repeats import (
+    NOT_MADE,
+    DeferredReport,
+    NotMadeReport,
+    RunErrorReport,
+)
 from reconciler.engine.watch_unmanaged import UnmanagedReport
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
@@ -290,6 +296,8 @@ class Cycle:
         self._unmanaged = UnmanagedReport()
         self._deferred = DeferredReport()
         self._not_made = NotMadeReport()
+        # The error that ended the last runs: said when it changes, as the listings are.
+        self._error = RunErrorReport()
         # When the next run may start (time.monotonic()): a change failed because its
         # server asked to be called again later than a run waits (Retry-After), and the
         # next run would call it again sooner, against its word (`Agent`).
@@ -305,26 +313,14 @@ class Cycle:
         except asyncio.CancelledError:
             raise
         except ReconcilerError as error:  # e.g. credentials rejected: this run only
-            self.log.emit(
-                "error",
-                f"run={summary.run} error: {error}",
-                run=summary.run,
-                message=str(error),
-                type=type(error).__name__,
-            )
-            hint = self.settings.refused_hint(error, when="at the next run")
-            if hint is not None:
-                self.log.emit("note", f"run={summary.run} note: {hint}", run=summary.run,
-                              message=hint)
+            self._error.report(
+                self.log.emit, summary.run, f"error: {error}", message=str(error),
+                kind=type(error).__name__,
+                note=self.settings.refused_hint(error, when="at the next run"))
         except Exception as error:  # an agent outlives the failure of one run
             kind = type(error).__name__
-            self.log.emit(
-                "error",
-                f"run={summary.run} unexpected error: {kind}: {error}",
-                run=summary.run,
-                message=str(error),
-                type=kind,
-            )
+            self._error.report(self.log.emit, summary.run, f"unexpected error: {kind}: {error}",
+                               message=str(error), kind=kind, note=None)
         summary.duration = time.monotonic() - started
         self.log.emit("run", summary.text(), **summary.as_dict())
         return summary
@@ -414,6 +410,7 @@ class Cycle:
             if result is None:
                 summary.result = "stopped"
                 return
+            self._error.planned(self.log.emit, summary.run)
             if result.warnings != self._last_warnings:
                 for line in result.warnings:
                     self.log.emit("warning", f"run={summary.run} warning: {line}",

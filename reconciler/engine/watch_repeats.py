@@ -12,6 +12,11 @@ another failure) would drown in them. A change is new or changed, and its listin
 made again, when its address, action, status or message differs: as a Kubernetes
 condition, whose transition is what a log records. A listing is whole, so the last one in
 the log is what is deferred (or not made) now; once none is, one line says so.
+
+A run that cannot plan at all (a refused read token, a state directory another writer
+locked) ends in an error, said the same way (`RunErrorReport`): in full, with its note,
+when it differs from the error last said; every run line says `result=error`, and once a
+run plans again, one line says that the error is gone.
 """
 
 from __future__ import annotations
@@ -94,3 +99,34 @@ class NotMadeReport(_Listing):
     def fields(self, outcomes: list[Outcome]) -> dict[str, int]:
         return {"count": len(outcomes),
                 **{status: sum(o.status == status for o in outcomes) for status in NOT_MADE}}
+
+
+class RunErrorReport:
+    """The error that ended the last runs (one that could not plan, or an unexpected one):
+    an `error` event (with the `note` on which credential to change, if any) when it
+    differs from the one last said, and a `recovered` event, with the run that said it
+    (`error_since`), once a run plans again."""
+
+    def __init__(self) -> None:
+        # (type, text) of the error last said, and the run that said it.
+        self._said: tuple[str, str] | None = None
+        self._since = 0
+
+    def report(self, emit: Emit, run: int, text: str, *, message: str, kind: str,
+               note: str | None) -> None:
+        """Say this run's error, `text` as the text log has it, unless it is the one
+        last said."""
+        if self._said == (kind, text):
+            return
+        self._said, self._since = (kind, text), run
+        emit("error", f"run={run} {text}", run=run, message=message, type=kind)
+        if note is not None:
+            emit("note", f"run={run} note: {note}", run=run, message=note)
+
+    def planned(self, emit: Emit, run: int) -> None:
+        """This run planned: the error last said, if any, is gone."""
+        if self._said is None:
+            return
+        self._said = None
+        emit("recovered", f"run={run} no error any more (last said at run={self._since})",
+             run=run, error_since=self._since)

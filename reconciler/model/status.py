@@ -168,6 +168,13 @@ class ResourceStatus(StrictModel):
         description="Devices: the Flatpeak locations their Site was found at or given, "
         "latest last; the device is moved off those that are not its Site's now.",
     )
+    flatpeak_location_not_found: str | None = Field(
+        default=None,
+        description="Sites: the Flatpeak location their spec's `locationId` names, which "
+        "the last reconcile found missing from the account: the Site's deletion does not "
+        "say that it stays in Flatpeak.",
+        examples=["loc_8a1f2c"],
+    )
     declared_fields: list[str] = Field(
         default_factory=list,
         description="The spec fields (names, never values) declared when a reconcile last "

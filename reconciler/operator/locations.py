@@ -14,7 +14,11 @@ The operator's memory of it goes with the last object that holds it: a Device (i
 `status.flatpeakLocations`) or a Site (the location in its `status.externalIds`). So, as
 a Gateway deleted says once which gateway stays claimed, the deletion of the last object
 of the namespace that remembers a location says once, by an event, that the location
-stays in Flatpeak (`left_behind`)."""
+stays in Flatpeak (`left_behind`). A Site's reconcile that reads the account without the
+location its `locationId` pins records it as not found (`status.flatpeakLocationNotFound`,
+`not_found_after`): the Site then remembers it no more (`known`), as a Device forgets a
+location gone from the account (`current`). A location to be created by the Site's name
+(the Site renamed) says nothing of the one the Site had: that one still exists."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.model.status import FlatpeakLocation
+from reconciler.plan.actions import Action, Change, Reason
 
 # The status field (`model.status.ResourceStatus.flatpeak_locations`).
 LOCATIONS = "flatpeakLocations"
@@ -61,7 +66,8 @@ KEPT_REASON = "FlatpeakLocationKept"
 def known(body: Mapping[str, Any]) -> list[FlatpeakLocation]:
     """The Flatpeak locations an object (a body, or its index document) remembers: a
     Device's `status.flatpeakLocations`, a Site's location (`status.externalIds.flatpeak`,
-    or the `locationId` its spec declares)."""
+    or the `locationId` its spec declares), unless its last reconcile found that location
+    missing from the account (`not_found`)."""
     if body.get("kind") == "Device":
         return recorded(body.get("status")) if LOCATIONS not in body else recorded(body)
     if body.get("kind") != "Site":
@@ -74,15 +80,45 @@ def known(body: Mapping[str, Any]) -> list[FlatpeakLocation]:
         spec.get("locationId") if isinstance(spec, Mapping) else None,
         body.get(SITE_LOCATION),
     ]
+    gone = not_found(body)
     return [
         FlatpeakLocation(id=location_id, site=name)
         for location_id in dict.fromkeys(found)
-        if isinstance(location_id, str) and location_id
+        if isinstance(location_id, str) and location_id and location_id != gone
     ]
 
 
 # In a Site's index document: the Flatpeak location its status records.
 SITE_LOCATION = "flatpeakLocation"
+# The status field (`ResourceStatus.flatpeak_location_not_found`), and its key in a Site's
+# index document.
+NOT_FOUND = "flatpeakLocationNotFound"
+
+
+def not_found(body: Mapping[str, Any]) -> str | None:
+    """The location a Site's spec pins (`locationId`) that its last reconcile found
+    missing from the account, as its status records it (or its index document keeps it)."""
+    gone = body[NOT_FOUND] if NOT_FOUND in body else (body.get("status") or {}).get(NOT_FOUND)
+    return gone if isinstance(gone, str) and gone else None
+
+
+def not_found_after(pinned: str | None, changes: Iterable[Change]) -> dict[str, str | None]:
+    """What a Site's reconcile writes of `NOT_FOUND` (merge-patched: None removes it), from
+    its own `changes`: the `locationId` the spec pins (`pinned`) when the read of the
+    account found no such location (the Site's Flatpeak location planned as created, not
+    found: blocked, as a pinned location is never created); nothing once the location was
+    found. A create by the Site's name (no pin: the Site renamed, or its location's
+    reference id changed there) says nothing of the location the status remembers, which
+    may well exist; a reconcile that could not read the account (deferred) leaves the
+    record as it is."""
+    for change in changes:
+        if change.kind != "Site" or change.component != "flatpeak":
+            continue
+        if change.action is Action.CREATE and change.reason is Reason.NOT_FOUND:
+            return {NOT_FOUND: pinned} if pinned else {}
+        if change.external_id:
+            return {NOT_FOUND: None}
+    return {}
 
 
 def left_behind(

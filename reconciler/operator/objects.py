@@ -58,7 +58,8 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     (`applied_novacore_site`) and for a Device the Site it was last placed at
     (`last_site`) and the Flatpeak locations its Site had (`flatpeak_locations`), the spec
     fields its status records as declared (`declared_fields`) and its uid; for a Site the
-    Flatpeak location its status records (`locations.known`), for a Gateway the serials its
+    Flatpeak location its status records and the one it records as not found
+    (`locations.known`), for a Gateway the serials its
     status records as claimed (`claimed_serials`), and whether the object is being deleted
     (`is_deleting`); `build` strips them again."""
     document = model_document(body) | {"kind": kind}
@@ -87,6 +88,9 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     location = ids.get("flatpeak") if kind == "Site" and isinstance(ids, Mapping) else None
     if isinstance(location, str) and location:
         document[locations.SITE_LOCATION] = location
+    gone = locations.not_found(body) if kind == "Site" else None
+    if gone is not None:
+        document[locations.NOT_FOUND] = gone
     if is_deleting(body):
         document[DELETING] = True
     held = claimed_serials(body) if kind == "Gateway" else []

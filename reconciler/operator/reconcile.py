@@ -56,6 +56,10 @@ class ObjectResult:
     # status.externalIds; None removes an id (the status is merge-patched): the remembered
     # Novacore site of a Site that the reconcile's read found gone (`_external_ids`).
     external_ids: dict[str, str | None] = field(default_factory=dict)
+    # Sites: status.flatpeakLocationNotFound, the location its spec pins that the read of
+    # the account found missing, or None once found; empty: left as it is
+    # (`locations.not_found_after`).
+    location_not_found: dict[str, str | None] = field(default_factory=dict)
     plan_lines: list[str] = field(default_factory=list)
     summary: str = ""
     changes: int = 0
@@ -338,6 +342,10 @@ async def reconcile_object(
         steps = _swap_steps(resource, own, swapped, releasing, plan, planned.observed)
         # The ids of this object's changes only: a serial released is not its own.
         result.external_ids = _external_ids(own)
+        if isinstance(resource, Site) and resource.spec.flatpeak is not None:
+            result.location_not_found = locations.not_found_after(
+                resource.spec.flatpeak.location_id, own
+            )
         own += [step.change for step in steps if step.change is not None]
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}
         result.plan_lines = [_line(c) for c in own if c.is_change]
@@ -800,6 +808,7 @@ def status_patch(result: ObjectResult, *, now: str) -> dict[str, Any]:
         patch[swaps.CLAIMS] = result.claims
     if result.flatpeak_locations is not None:
         patch[locations.LOCATIONS] = result.flatpeak_locations
+    patch.update(result.location_not_found)
     if result.declared_fields is not None:
         patch[declared.DECLARED] = result.declared_fields
     if result.unmanaged is not None:

@@ -7,6 +7,7 @@ or accepted and never answered)."""
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
@@ -58,7 +59,8 @@ class FaultConfig:
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply a partial update (from the admin API): all of it, or, when a key is unknown
-        or a value of the wrong type, none of it (ValueError says which)."""
+        or a value of the wrong type or out of its range (`RANGES`), none of it (ValueError
+        says which)."""
         names = {f.name for f in fields(self)}
         converted: dict[str, Any] = {}
         for key, value in changes.items():
@@ -76,8 +78,36 @@ class FaultConfig:
                     converted[key] = value
             except (TypeError, ValueError):
                 raise ValueError(f"{key}: {value!r} is not a valid value") from None
+            if key in RANGES:
+                _check_range(key, converted[key])
         for key, value in converted.items():
             setattr(self, key, value)
+
+
+# The numbers a fault may be, (lowest, highest or None), as `update` checks them: a
+# negative latency, a rate above 1 or a storm of -3 requests is no fault at all.
+RANGES: dict[str, tuple[float, float | None]] = {
+    "latency_ms": (0, None),
+    "jitter_ms": (0, None),
+    "answer_delay_ms": (0, None),
+    "error_rate": (0, 1),
+    "error_status": (400, 599),  # an answer in place of the handler's is an error
+    "throttle_rate": (0, 1),
+    "retry_after_s": (0, None),
+    "fail_next": (0, None),
+    "throttle_next": (0, None),
+    "lose_next": (0, None),
+    "lose_rate": (0, 1),
+    "garble_next": (0, None),
+}
+
+
+def _check_range(key: str, value: float) -> None:
+    low, high = RANGES[key]
+    if math.isfinite(value) and low <= value and (high is None or value <= high):
+        return
+    bounds = f"from {low:g} to {high:g}" if high is not None else f"{low:g} or more"
+    raise ValueError(f"{key}: must be a number {bounds}, not {value!r}")
 
 
 @dataclass

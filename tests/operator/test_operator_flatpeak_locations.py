@@ -160,3 +160,58 @@ async def test_a_site_and_its_device_deleted_together_still_say_the_location_sta
         await cluster.wait_gone("Site", "home")
         said = [e for e in await cluster.events() if e.get("reason") == "FlatpeakLocationKept"]
         assert said and all(old in str(e["message"]) for e in said), said
+
+
+async def test_a_deleted_site_whose_pinned_location_a_reconcile_found_gone_says_nothing(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The location a Site pins by `locationId` is deleted in Flatpeak: the reconcile that
+    reads the account without it records it as not found, so the Site's deletion does not
+    say that a location gone stays."""
+    fleet = stream(_site("home", "loc_pinned"))
+    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+        assert "loc_pinned" in sims.flatpeak.locations, "the simulators hold what is pinned"
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        status = await cluster.status("Site", "home")
+        assert status["externalIds"]["flatpeak"] == "loc_pinned", status
+        assert "flatpeakLocationNotFound" not in status, status
+
+        del sims.flatpeak.locations["loc_pinned"]
+        await cluster.patch("Site", "home", {"spec": {"displayName": "Home again"}})
+        ready = await cluster.wait_condition("Site", "home", "Ready", "False", timeout=30)
+        assert "Flatpeak location loc_pinned does not exist" in ready["message"], ready
+        status = await cluster.status("Site", "home")
+        assert status["flatpeakLocationNotFound"] == "loc_pinned", status
+
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Site", "home", timeout=30)
+        assert await cluster.events_about("home", reason="FlatpeakLocationKept") == []
+        assert _location(sims, "home") is None, "nothing was created for the pinned Site"
+
+
+async def test_a_pinned_location_found_again_is_said_to_stay_as_its_site_goes(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Recorded as not found, then pinned to a location that exists: the record goes, and
+    the Site's deletion says that location stays."""
+    fleet = stream(_site("home", "loc_gone"))
+    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+        del sims.flatpeak.locations["loc_gone"]
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Site", "home", "Ready", "False", timeout=30)
+        status = await cluster.status("Site", "home")
+        assert status["flatpeakLocationNotFound"] == "loc_gone", status
+
+        theirs = _foreign_location(sims)
+        await cluster.patch("Site", "home", {"spec": {"flatpeak": {"locationId": theirs}}})
+        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        status = await cluster.status("Site", "home")
+        assert "flatpeakLocationNotFound" not in status, status
+        assert status["externalIds"]["flatpeak"] == theirs, status
+
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Site", "home", timeout=30)
+        [event] = await cluster.events_about("home", reason="FlatpeakLocationKept")
+        assert str(event["message"]).startswith(
+            f"Flatpeak location {theirs}, applied for Site home, stays in Flatpeak"), event

@@ -1,12 +1,13 @@
 """Fault injection seen from a real HTTP client against a Zap simulator: latency, a seeded
 error rate, 429 with Retry-After (any Retry-After text on 5xx too), offline (refused,
 hanging), a failure storm, a write whose answer is lost or delayed, and a slow Modbus
-device behind the gateway."""
+device behind the gateway. The admin API refuses a fault out of its range."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -212,3 +213,18 @@ async def test_slow_modbus_device_within_the_timeout_is_added_slowly(
     assert response.status_code == 201
     assert response.json()["sn"] == SUNGROW_SERIAL
     assert time.monotonic() - started >= 0.09
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"latency_ms": -5}, "latency_ms: must be a number 0 or more, not -5.0"),
+    ({"error_rate": 1.5, "fail_next": 2}, "error_rate: must be a number from 0 to 1, not 1.5"),
+    ({"fail_next": -3}, "fail_next: must be a number 0 or more, not -3"),
+    ({"error_status": 200}, "error_status: must be a number from 400 to 599, not 200"),
+])
+async def test_admin_api_refuses_a_number_out_of_its_range(
+        client: httpx.AsyncClient, zap: ZapSimulator, changes: dict[str, Any],
+        message: str) -> None:
+    response = await client.put("/_sim/faults", json=changes)
+    assert (response.status_code, response.json()) == (400, {
+        "error": "invalid_fault", "message": message})
+    assert zap.faults == FaultConfig(), "nothing changed"

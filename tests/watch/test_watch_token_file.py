@@ -3,10 +3,12 @@
 refusing the token, the log says so and that the file is read again; a file that cannot be
 read ends that run only, naming the file; a token rotated in the file is used at the next
 run, without a restart. A token from the variable, refused, says how to rotate it, and so
-does one refused for a single write of a run whose reads went through."""
+does one refused for a single write of a run whose reads went through. A run error that
+comes back at every run is said when it changes, and once it is gone."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -156,3 +158,82 @@ async def test_a_write_refused_for_its_token_says_how_to_rotate_it(
         await world.sims.stop()
     for token in world.secrets():
         assert token not in agent.text, "a credential was printed"
+
+
+def run_errors(lines: list[str], fmt: str) -> dict[str, list[tuple[int, str]]]:
+    """What the log says of run errors: each `error` and `note` said (its run and message),
+    each `recovered` (its run and the run that said the error gone), and each run's
+    `result` (its run and result)."""
+    said: dict[str, list[tuple[int, str]]] = {
+        "error": [], "note": [], "recovered": [], "result": []}
+    for line in lines:
+        if fmt == "json":
+            event = json.loads(line)
+            kind = "result" if event["event"] == "run" else event["event"]
+            if kind in said:
+                what = {"result": "result", "recovered": "error_since"}.get(kind, "message")
+                said[kind].append((event["run"], str(event[what])))
+            continue
+        for kind, pattern in (
+                ("error", r" run=(\d+) error: (.*)$"),
+                ("note", r" run=(\d+) note: (.*)$"),
+                ("recovered", r" run=(\d+) no error any more \(last said at run=(\d+)\)$"),
+                ("result", r" run=(\d+) trigger=\w+ .* result=(\S+)$")):
+            if (found := re.search(pattern, line)) is not None:
+                said[kind].append((int(found[1]), found[2]))
+    return said
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_a_run_error_is_said_when_it_changes_not_at_every_run(
+        world: World, spawn: Spawn, tmp_path: Path, fmt: str) -> None:
+    """A token refused for a night: every run ends in an error, said in full (with its
+    note) once; counted as result=error by every run line; said again when it changes (the
+    file gone), and once a run plans again, one line says it is gone."""
+    old = world.env["RECONCILER_NOVACORE_TOKEN"]
+    token_file = tmp_path / "novacore-token"
+    rotate(token_file, old)
+    env = {k: v for k, v in world.env.items() if k != "RECONCILER_NOVACORE_TOKEN"}
+    env["RECONCILER_NOVACORE_TOKEN_FILE"] = str(token_file)
+    agent = await spawn("watch", "sites", "--interval", "0.3s", "--log-format", fmt,
+                        env=env, cwd=world.cwd)
+
+    def errors_in_a_row(count: int) -> bool:
+        results = [result for _, result in run_errors(agent.out, fmt)["result"]]
+        return results[-count:] == ["error"] * count
+
+    await agent.wait_for(lambda _: run_errors(agent.out, fmt)["result"] != [])
+    world.sims.novacore.expire_token(old)
+    await agent.wait_for(lambda _: errors_in_a_row(4))
+    said = run_errors(agent.out, fmt)
+    [(refused_at, refused)] = said["error"]
+    assert re.search(r"^novacore\.\w+ /\S+: HTTP 401: .*Token expired", refused), refused
+    assert said["note"] == [(refused_at, f"the Novacore token from "
+                             f"RECONCILER_NOVACORE_TOKEN_FILE ({token_file}) was refused; the "
+                             "file is read again at the next run: write a new Novacore token "
+                             "into it, no restart needed")], agent.text
+    assert (refused_at, "error") in said["result"], agent.text
+
+    # Another error: said at once, then not again either.
+    token_file.unlink()
+    await agent.wait_for(lambda _: len(run_errors(agent.out, fmt)["error"]) == 2)
+    seen = len(run_errors(agent.out, fmt)["result"])
+    await agent.wait_for(lambda _: len(run_errors(agent.out, fmt)["result"]) >= seen + 3)
+    said = run_errors(agent.out, fmt)
+    assert len(said["error"]) == 2 and len(said["note"]) == 1, agent.text
+    missing_at, missing = said["error"][1]
+    assert missing == (f"RECONCILER_NOVACORE_TOKEN_FILE: cannot read {token_file} (the "
+                       "Novacore token): No such file or directory"), missing
+    assert all(result == "error" for run, result in said["result"] if run >= refused_at)
+
+    # A new token in the file: the next run plans, and says that the error is gone, once.
+    rotate(token_file, world.sims.novacore.issue_token(world.sims.identity_id))
+    await agent.wait_for(lambda _: run_errors(agent.out, fmt)["recovered"] != [])
+    [(back_at, since)] = run_errors(agent.out, fmt)["recovered"]
+    assert since == str(missing_at), agent.text
+    seen = len(run_errors(agent.out, fmt)["result"])
+    await agent.wait_for(lambda _: len(run_errors(agent.out, fmt)["result"]) >= seen + 2)
+    assert await agent.terminate() == 0
+    said = run_errors(agent.out, fmt)
+    assert len(said["recovered"]) == 1 and len(said["error"]) == 2, agent.text
+    assert all(result != "error" for run, result in said["result"] if run >= back_at)
