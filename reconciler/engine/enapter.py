@@ -416,9 +416,11 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
         device_id = change.external_id or ""
         # Before the delete: killed once it took effect (a replace, before the device was
         # provisioned again and took over its files), this run leaves the device gone and
-        # its files to the next --prune (`enapter_files.interrupted_deletes`), but for the
-        # one its Device still names, which the new device's config replaces.
-        enapter_files.mark_deleting(ctx.session.settings, device_id, change.site)
+        # its files to the next plan (`enapter_files.interrupted_deletes`), but for the one
+        # its Device still names, which the new device's config replaces. A replace's are
+        # removed without --prune: the device was not deleted for want of a declaration.
+        enapter_files.mark_deleting(ctx.session.settings, device_id, change.site,
+                                    replacing=change.action is Action.REPLACE)
         await ctx._write(
             change,
             "enapter.delete_device",
@@ -685,7 +687,10 @@ async def _remove_config_file(
         except OSError as exc:
             if device is None:
                 what = "the device is deleted in Enapter Cloud, but its config file"
-                then = " (or the next apply with --prune tries again)"
+                # A replace's delete is finished by the next apply, a --prune's by a --prune.
+                then = (" (or the next apply tries again)"
+                        if enapter_files.replacing(settings, device_id)
+                        else " (or the next apply with --prune tries again)")
             else:
                 what = "the config file an earlier apply wrote for the device, which its "
                 what += "configOutput names no more,"

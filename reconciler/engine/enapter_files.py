@@ -46,17 +46,18 @@ someone else's) and no declared Device names it (it is then that Device's config
 the reconciler did not write is never removed: files written before records were kept
 have none, and stay. A file that could not be removed keeps its record: while its device
 is there, the next plan removes it again (a device may so have several records: the file
-its configOutput names, and ones it named before), and once it is deleted, the next
-`--prune` of its Site (see below). A file whose directory cannot be looked into (permission
+its configOutput names, and ones it named before), and once it is deleted, the next plan
+of its Site (see below). A file whose directory cannot be looked into (permission
 denied there at that moment) is neither gone nor changed: its removal fails, saying why,
 and its record stays.
 
-A device's delete marks its record before it is sent (`mark_deleting`): a run killed
-once the delete took effect, before the file was removed (or, for a replace, before the
-device was provisioned again), leaves the device gone and the file in place, and the next
-`--prune` of its Site removes the file (`interrupted_deletes`). One killed once it removed
-the file, before it forgot the file's record, leaves a record of a file gone: the next
-apply forgets it (`clear_leftovers`).
+A device's delete marks its record before it is sent (`mark_deleting`), saying whether it
+is a replace's: a run killed once the delete took effect, before the file was removed (or,
+for a replace, before the device was provisioned again; or its provisioning failed),
+leaves the device gone and the file in place, and the next plan of its Site removes the
+file (`interrupted_deletes`): a replace's at once, a --prune's with the next `--prune`.
+One killed once it removed the file, before it forgot the file's record, leaves a record
+of a file gone: the next apply forgets it (`clear_leftovers`).
 
 The records also say whose config a file holds: a Device whose file, still as written,
 was written for another Enapter device (one deleted since, or another device's) has no
@@ -78,6 +79,7 @@ from pathlib import Path
 from reconciler.engine.config import Settings
 from reconciler.engine.state import Inventory, PendingFile, StateDir, WrittenFile
 from reconciler.model.fleet import Fleet
+from reconciler.plan.enapter_observed import InterruptedDelete
 from reconciler.state_files import TEMPORARY_SUFFIX
 
 
@@ -443,11 +445,15 @@ def adopt(settings: Settings, old_id: str, new_id: str) -> None:
     state.write_inventory(inventory)
 
 
-def mark_deleting(settings: Settings, device_id: str, site: str) -> None:
+def mark_deleting(
+    settings: Settings, device_id: str, site: str, *, replacing: bool = False
+) -> None:
     """Before the delete of Enapter device `device_id` (undeclared in Site `site`, or
-    replaced there: `adopt` then hands the records over once it is provisioned again) is
-    sent: mark the records of the config files written for it as those of a device being
-    deleted."""
+    `replacing` it there: `adopt` then hands the records over once it is provisioned
+    again) is sent: mark the records of the config files written for it as those of a
+    device being deleted, and by what. A record marked for this Site already keeps its
+    mark: the delete sent again to finish an interrupted one (`interrupted_deletes`) is
+    that one's, and a replace's stays a replace's, which needs no --prune."""
     state = StateDir(Path(settings.state_dir))
     inventory = state.read_inventory()
     files = inventory.enapter_config_files
@@ -455,24 +461,32 @@ def mark_deleting(settings: Settings, device_id: str, site: str) -> None:
     if not mine:
         return
     for path in mine:
-        files[path] = dataclasses.replace(files[path], deleting=site)
+        files[path] = dataclasses.replace(files[path], deleting=site, replacing=replacing)
     state.write_inventory(inventory)
 
 
-def interrupted_deletes(settings: Settings, fleet: Fleet) -> dict[str, tuple[str, list[str]]]:
-    """Enapter device id -> (the Site whose `--prune` sent its delete, the config files
-    written for it), for the records `mark_deleting` marked whose file is still the one
-    written and named by no declared Device: the device is gone when its Site's devices
-    no longer hold it, and the files are then left to remove."""
+def replacing(settings: Settings, device_id: str) -> bool:
+    """Whether the records of Enapter device `device_id` are marked as a replace's delete."""
+    files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
+    return any(f.device_id == device_id and f.replacing for f in files.values())
+
+
+def interrupted_deletes(settings: Settings, fleet: Fleet) -> dict[str, InterruptedDelete]:
+    """Enapter device id -> the Site whose apply sent its delete, the config files written
+    for it, and whether the delete was a replace's, for the records `mark_deleting` marked
+    whose file is still the one written and named by no declared Device: the device is
+    gone when its Site's devices no longer hold it, and the files are then left to remove."""
     files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
     marked = [f for f in files.values() if f.deleting]
     if not marked:
         return {}
     declared = _declared(settings, fleet)
-    out: dict[str, tuple[str, list[str]]] = {}
+    out: dict[str, InterruptedDelete] = {}
     for file in sorted(marked, key=lambda f: f.path):
         if _ours(file, declared):
-            out.setdefault(file.device_id, (file.deleting, []))[1].append(file.path)
+            found = out.setdefault(
+                file.device_id, InterruptedDelete(file.deleting, [], file.replacing))
+            found.paths.append(file.path)
     return out
 
 

@@ -563,9 +563,11 @@ class WrittenFile:
     """A config file the reconciler wrote for an Enapter device (`engine.enapter_files`):
     its absolute path, its identity right after the write, and the Enapter id of the
     device it was written for. A file whose identity is another since (replaced or edited
-    by someone) is not the one written. `deleting`: the Site whose `--prune` sent the
+    by someone) is not the one written. `deleting`: the Site whose apply sent the
     device's delete, set before it is sent (an apply killed after the delete took effect
-    leaves the file to the next one to remove)."""
+    leaves the file to the next one to remove); `replacing`: that delete was a replace's
+    (the device deleted to be provisioned again), not a `--prune`'s. A record of an
+    earlier version, which did not say, is read as a `--prune`'s."""
 
     path: str
     inode: int
@@ -573,6 +575,7 @@ class WrittenFile:
     size: int
     device_id: str
     deleting: str = ""
+    replacing: bool = False
 
     def is_stat(self, stat: os.stat_result) -> bool:
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size) == (
@@ -610,7 +613,7 @@ def _written_file(data: dict[str, Any], *, device_id: str) -> WrittenFile:
     """A record read from the inventory (checked by `_is_written_file`)."""
     return WrittenFile(
         str(data["path"]), int(data["inode"]), int(data["mtime_ns"]), int(data["size"]),
-        device_id, str(data.get("deleting") or ""),
+        device_id, str(data.get("deleting") or ""), data.get("replacing") is True,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.operator.cli_advice import for_operator
 from reconciler.printable import printable
 
 
@@ -22,9 +23,10 @@ class Cond:
 
 
 def stored(message: str) -> str:
-    """A condition's message as it is stored."""
+    """A condition's message as it is stored: what the plan advises of the CLI's flags
+    said as the operator's user acts (`cli_advice`)."""
     # `kubectl describe` shows it on a terminal; it carries what gateways report.
-    return printable(message)[:1000]
+    return printable(for_operator(message))[:1000]
 
 
 def is_new(previous: list[dict[str, Any]] | None, cond: Cond) -> bool:

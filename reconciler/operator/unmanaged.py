@@ -35,6 +35,7 @@ from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.model.status import UnmanagedObject, UnmanagedObjects
 from reconciler.operator import unmanaged_clouds
+from reconciler.operator.cli_advice import for_operator
 from reconciler.operator.objects import claimed_serials
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.novacore_claims import claim_org
@@ -270,12 +271,14 @@ def _matched(whole: Fleet, site: str, devices: list[NovacoreDevice]) -> set[str]
 
 
 def _listed(entries: Iterable[Mapping[str, Any]]) -> list[Entry]:
-    """Each as the status lists it: what it says of the CLI's --prune left out."""
+    """Each as the status lists it: what it says of the CLI's --prune left out (the event
+    that lists them says to remove them by hand), and any other advice of the CLI's
+    flags said as the operator's user acts (`cli_advice`)."""
     return [
         {
             "platform": str(e.get("platform", "")),
             "id": str(e.get("id", "")),
-            "description": _PRUNE_HINTS.sub("", str(e.get("description", ""))),
+            "description": for_operator(_PRUNE_HINTS.sub("", str(e.get("description", "")))),
         }
         for e in entries
     ]

@@ -742,17 +742,32 @@ class EnapterPlanner:
     def _interrupted_deletes(self, work: _SiteWork) -> None:
         """The config files of devices of this site whose delete an earlier apply sent and
         that are gone now, the apply having stopped before it removed their file: removed
-        with --prune (a delete again, which finds the device gone, then the removal)."""
+        (a delete again, which finds the device gone, then the removal) with --prune, or
+        without it when the delete was a replace's (the device deleted to be provisioned
+        again, which its Device is, with a config of its own)."""
         interrupted = self.state.interrupted_deletes if self.state is not None else {}
         present = {d.id for d in work.devices}
-        for device_id, (site_name, paths) in sorted(interrupted.items()):
+        for device_id, (site_name, paths, replaced) in sorted(interrupted.items()):
             if site_name != work.site.name or device_id in present:
                 continue
+            how = "replacing it deleted it" if replaced else "deleted it"
             description = (
                 f"Enapter device {device_id} of site {work.site.name} is gone: an apply "
-                f"deleted it and stopped before it removed {listed(paths)}, "
+                f"{how} and stopped before it removed {listed(paths)}, "
                 f"{the(paths, 'config file')} written for it"
             )
+            if replaced:
+                self._change(
+                    "Device",
+                    f"{work.site.name}.{device_id}",
+                    Action.DELETE,
+                    Reason.MOVED,
+                    work.site,
+                    external_id=device_id,
+                    before={"id": device_id},
+                    message=description + "; removed, as the replace would have",
+                )
+                continue
             if not self.prune:
                 self.unmanaged.append(
                     {

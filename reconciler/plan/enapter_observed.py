@@ -7,7 +7,7 @@ section of `Observed.extra`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.plan.observed import Unreachable
 
@@ -55,6 +55,19 @@ class ConfigOutputState:
     unusable: str | None = None
 
 
+
+class InterruptedDelete(NamedTuple):
+    """A device whose delete an apply of Site `site` sent, marked before it was sent, and
+    the config files written for it that the apply had not removed yet (`paths`).
+    `replaced`: the delete was a replace's (the device deleted to be provisioned again: a
+    LINK slave moved to another master, a Lua device to another runtime), which the plan
+    finishes without --prune; else a --prune's (or recorded by an earlier version, which
+    did not say), which the next --prune finishes."""
+
+    site: str
+    paths: list[str]
+    replaced: bool = False
+
 @dataclass
 class EnapterState:
     """The `enapter` section of `Observed.extra`."""
@@ -74,7 +87,6 @@ class EnapterState:
     # and named by no declared Device: its delete, or its update once its config is where
     # its Device declares it now, removes them (`engine.enapter_files`).
     written_files: dict[str, list[str]] = field(default_factory=dict)
-    # Enapter device id -> (Site name, config files) for each device whose delete an
-    # apply of that Site sent, and whose files it had not removed yet
-    # (`engine.enapter_files`).
-    interrupted_deletes: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    # Enapter device id -> the Site whose apply sent its delete, the config files it had
+    # not removed yet, and whether the delete was a replace's (`engine.enapter_files`).
+    interrupted_deletes: dict[str, InterruptedDelete] = field(default_factory=dict)

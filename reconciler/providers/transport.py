@@ -5,7 +5,8 @@ server's Retry-After), and so is a call not sent because its server asked to be 
 until later (`AskedToWait`); 401/403 are `ProviderAuthError`, and so is a server
 certificate that does not verify; 409 `ProviderConflict`; other 4xx `ProviderRejected`.
 A platform's error envelope is said as its client summarises it (`code: message`, whatever
-the status: a 5xx reads as a 4xx does), else the body, truncated, reaches the message.
+the status: a 5xx reads as a 4xx does), else the body, truncated, reaches the message; an
+HTML page (a proxy's error page) by its title.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from reconciler.errors import (
     ProviderUnavailable,
 )
 from reconciler.printable import clipped, printable
+from reconciler.providers.html_page import looks_like_html, page_words
 from reconciler.providers.proxy import Proxies, Proxy
 from reconciler.providers.redaction import redact, sent_secrets, sent_tokens
 
 _BODY_LIMIT = 300
+_PAGE_WORDS_LIMIT = 120
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # What a platform's client makes of the decoded body of an answer that is no success: its
 # error envelope in a few words (`code: message`), or None when the body is not of its shape.
@@ -208,6 +211,10 @@ def _body_excerpt(response: httpx.Response, text: str | None = None) -> str:
             text = response.text
         except (UnicodeDecodeError, httpx.ResponseNotRead):
             return ""
+        if looks_like_html(text, response.headers.get("Content-Type", "")):
+            # A proxy's error page, not the platform's answer: its title, not its markup.
+            words = page_words(text) or "no text"
+            text = f"{clipped(words, _PAGE_WORDS_LIMIT)} (an HTML page of {len(text):,} characters)"
     # A response made without a request (in tests) has nothing sent to take out.
     with contextlib.suppress(RuntimeError):
         text = redact(text, sent_secrets(response.request), sent_tokens(response.request))

@@ -7,7 +7,8 @@ file moved elsewhere (updated, or deleted and provisioned again) or whose config
 names no file any more, and a file the reconciler did not write, or that is no longer the
 one it wrote, is left alone; a file that could not be removed (the file immutable, or its
 directory not to be looked into) is removed by the next apply, and one left by an apply
-killed between a --prune delete and its removal by the next --prune; a file recorded as
+killed between a --prune delete and its removal by the next --prune (by the next apply
+for a replace's delete); a file recorded as
 written for another device is not a device's config; an apply killed right after it
 renamed a config file into place leaves it recorded, for a later --prune to remove, and one
 killed right before leaves the record of the file there; the temporary file of one killed
@@ -759,8 +760,10 @@ async def test_a_device_replaced_with_its_config_file_moved_removes_the_one_writ
     assert not b_file.exists()
 
 
-async def test_a_replace_killed_once_the_delete_took_effect_leaves_the_moved_file_to_a_prune(
+async def test_a_replace_killed_once_the_delete_took_effect_leaves_the_moved_file_to_the_next_apply(
         make_world: MakeWorld, tmp_path: Path) -> None:
+    """Removed without --prune: the device was deleted to be provisioned again, not for
+    want of a declaration (`test_enapter_interrupted_replace` fails its provisioning)."""
     world = await make_world(_slave_on("lab-link", "cfg/a.json"))
     await world.converge()
     a_file = world.state_dir / "cfg" / "a.json"
@@ -771,11 +774,11 @@ async def test_a_replace_killed_once_the_delete_took_effect_leaves_the_moved_fil
     await _killed_once_the_ucm_is_deleted(world, fleet_dir, SLAVE)
     assert a_file.is_file() and not b_file.exists()
 
-    code, output = await _cli(world, "apply", str(fleet_dir), "--prune", "--auto-approve",
-                              "--no-color")
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
     assert code == 0, output
-    gone = (f"Enapter device {old_id} of site lab is gone: an apply deleted it and stopped "
-            f"before it removed {a_file}, the config file written for it; removed (--prune)")
+    gone = (f"Enapter device {old_id} of site lab is gone: an apply replacing it deleted it "
+            f"and stopped before it removed {a_file}, the config file written for it; "
+            "removed, as the replace would have")
     assert gone in output, output
     assert f"removed {a_file}" in output
     assert not a_file.exists() and b_file.is_file()

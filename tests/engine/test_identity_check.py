@@ -230,8 +230,8 @@ async def test_a_device_without_a_sunspec_map_is_said_so_naming_every_base_tried
 @pytest.mark.parametrize(
     ("status", "body", "said"),
     [
-        (404, '{"error": "Not found"}', 'HTTP 404: {"error": "Not found"}'),
-        (400, '{"error": "Invalid JSON body"}', 'HTTP 400: {"error": "Invalid JSON body"}'),
+        (404, '{"error": "Not found"}', "HTTP 404: Not found"),
+        (400, '{"error": "Invalid JSON body"}', "HTTP 400: Invalid JSON body"),
         (200, '{"values": null}', "expected `values` to be 68 register values"),
     ],
     ids=["firmware-without-modbus-read", "bad-request", "malformed"],

@@ -15,7 +15,7 @@ from reconciler.model.site import Site
 from reconciler.operator import unmanaged
 from reconciler.plan.enapter import EnapterPlanner
 from reconciler.plan.enapter_fields import COMPONENT as ENAPTER
-from reconciler.plan.enapter_observed import EnapterSiteState, EnapterState
+from reconciler.plan.enapter_observed import EnapterSiteState, EnapterState, InterruptedDelete
 from reconciler.plan.flatpeak import COMPONENT as FLATPEAK
 from reconciler.plan.flatpeak import (
     FlatpeakDeviceState,
@@ -53,7 +53,7 @@ def test_an_interrupted_enapter_delete_is_listed_without_the_prune_advice() -> N
         devices={"s1": []},
         # As the engine records it: the device deleted by an apply of h2-lab that stopped
         # before it removed the config file written for it.
-        interrupted_deletes={"dev-gone": ("h2-lab", ["/state/cfg/ucm.json"])},
+        interrupted_deletes={"dev-gone": InterruptedDelete("h2-lab", ["/state/cfg/ucm.json"])},
     )
     _, cli = EnapterPlanner(fleet, state, whole_fleet=fleet).plan()
     said = _one_description(cli)

@@ -11,6 +11,29 @@ from reconciler.errors import ProviderRejected
 from reconciler.printable import echo, printable
 from reconciler.providers import transport
 
+# What a Zap's error `status` says when it says nothing more than that the call failed; any
+# other text there is the error itself (srcful-gateway answers `{"status": "<error text>"}`).
+_NO_WORDS = frozenset({"error", "failed", "fail", "ok"})
+
+
+def _said(body: Any) -> str | None:
+    """A Zap's error body in its own words, instead of the JSON it came in: the firmware's
+    `{"message": ...}`, the signing endpoint's `{"status": "error", "message": ...}`, the
+    legacy name lookup's `{"error": ..., "status": "error"}` and srcful-gateway's
+    `{"status": "<error text>"}` (platform-apis §1.2-1.3), joined as `error: message`.
+    None for a body of another shape: it is quoted (cut short) instead."""
+    if not isinstance(body, dict):
+        return None
+    status = body.get("status")
+    parts = [status if isinstance(status, str) and status.lower() not in _NO_WORDS else None,
+             body.get("error"), body.get("message")]
+    said: list[str] = []
+    for part in parts:
+        text = str(part).strip() if isinstance(part, str) or type(part) is int else ""
+        if text and text not in said:
+            said.append(text)
+    return ": ".join(said) or None
+
 
 class ZapClient:
     """One gateway's API at `url`. The httpx client may be shared by every gateway of a
@@ -32,7 +55,7 @@ class ZapClient:
         url = path if isinstance(path, httpx.URL) else self.url + path
         return await transport.send_json(
             self.http, method, url, address=self.name, operation=operation, ok=ok,
-            origin=self.url, **kwargs
+            origin=self.url, summarise=_said, **kwargs
         )
 
     async def crypto(self) -> dict[str, Any]:
