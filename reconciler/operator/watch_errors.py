@@ -38,7 +38,11 @@ minute or more later. kopf's other requests (patches, Events) keep its own retri
 
 Failures less than `STREAK_GAP` apart are one streak: a persistent error fails again within
 the longest backoff plus kopf's retries of the request; a kind that went that long
-without failing is watched again, and its backoff starts over."""
+without failing is watched again, and its backoff starts over. So it does once its watch
+worked: it delivered an event after the list, or stayed open `WATCHED` seconds (longer
+than kopf's retries of a refused request take), so that a kind whose watch is cut now and
+then while it works is not taken for one that keeps failing. A list alone does not: a
+ServiceAccount allowed to list a kind but not to watch it lists it at every attempt."""
 
 from __future__ import annotations
 
@@ -68,6 +72,10 @@ LONGEST_BACKOFF = 30.0
 REQUEST_RETRIES = (1.0, 2.0, 4.0)
 # More than the longest backoff plus kopf's retries of a request.
 STREAK_GAP = 120.0
+# A watch open this long after its list worked, though it delivered nothing: a refused
+# watch request fails within kopf's retries of it (`REQUEST_RETRIES`, 7 s, plus its
+# attempts).
+WATCHED = 60.0
 DEFAULT_LIMIT = 300.0
 # The record of an operator's watches, on its kopf settings (the wrapper is per process).
 _ATTRIBUTE = "reconciler_watches"
@@ -116,6 +124,10 @@ class Watches:
                            kind, error, delay)
         return delay
 
+    def watched(self, kind: str) -> None:
+        """The watch of `kind` worked: a failure from now on starts a new streak."""
+        self._streaks.pop(kind, None)
+
 
 def track(settings: kopf.OperatorSettings, limit: float = DEFAULT_LIMIT) -> Watches:
     """The record of the watches of the operator run with `settings`; pass its `stop` as
@@ -148,34 +160,51 @@ def install() -> None:
         return
 
     async def continuous_watch(**kwargs: Any) -> AsyncIterator[Any]:
-        listed = False
+        listed: float | None = None  # when the list ended
+        worked = False
         settings = _quickly_retried(kwargs["settings"])
+        loop = asyncio.get_running_loop()
         try:
             async for item in original(**(kwargs | {"settings": settings})):
-                listed = listed or item is watching.Bookmark.LISTED
+                if item is watching.Bookmark.LISTED:
+                    listed = loop.time() if listed is None else listed
+                elif listed is not None and not worked:
+                    # An event of the watch, after the list: it works.
+                    worked = True
+                    _watches(kwargs).watched(_kind(kwargs))
                 yield item
-        except errors.APIError as error:
-            if error.status == TOO_MANY_REQUESTS:
+        except (errors.APIError, watching.WatchingError) as failure:
+            if isinstance(failure, errors.APIError) and failure.status == TOO_MANY_REQUESTS:
                 raise  # kopf lists again itself, once its retries as asked are over
-            if error.status == GONE and listed:
-                logger.debug("The watch of %s was answered 410 Gone: listing again",
-                             _kind(kwargs))
-                return  # kopf's infinite watch lists again, as after a 410 event
-            # A list answered 410 (it asks for no version) would be listed again at once,
-            # over and over: it waits as any other error does.
-            said = f": {_said(error.message)}" if error.message else ""
-            if isinstance(error, errors.APIForbiddenError):
-                said += (f" (the operator's ServiceAccount may not list or watch "
-                         f"{_kind(kwargs)}: its Role or ClusterRole lacks the rule)")
-            # kopf retried these inside the request before it raised (`api.request`).
-            retried = isinstance(error, errors.APIServerError | errors.APIForbiddenError)
-            await _backoff(kwargs, f"HTTP {error.status}{said}",
-                           sum(REQUEST_RETRIES) if retried else 0.0)
-        except watching.WatchingError as error:
-            await _backoff(kwargs, _said(str(error)))
+            if listed is not None and not worked and loop.time() - listed >= WATCHED:
+                _watches(kwargs).watched(_kind(kwargs))
+            await _failed(kwargs, failure, listed=listed is not None)
 
     continuous_watch.lists_again = True  # type: ignore[attr-defined]
     watching.continuous_watch = continuous_watch
+
+
+async def _failed(
+    kwargs: dict[str, Any], failure: errors.APIError | watching.WatchingError, *, listed: bool
+) -> None:
+    """Wait as the failure of the list or the watch (`listed`: the list was served) asks,
+    before kopf lists the kind again."""
+    if not isinstance(failure, errors.APIError):
+        await _backoff(kwargs, _said(str(failure)))
+        return
+    if failure.status == GONE and listed:
+        logger.debug("The watch of %s was answered 410 Gone: listing again", _kind(kwargs))
+        return  # kopf's infinite watch lists again, as after a 410 event
+    # A list answered 410 (it asks for no version) would be listed again at once, over and
+    # over: it waits as any other error does.
+    said = f": {_said(failure.message)}" if failure.message else ""
+    if isinstance(failure, errors.APIForbiddenError):
+        said += (f" (the operator's ServiceAccount may not list or watch "
+                 f"{_kind(kwargs)}: its Role or ClusterRole lacks the rule)")
+    # kopf retried these inside the request before it raised (`api.request`).
+    retried = isinstance(failure, errors.APIServerError | errors.APIForbiddenError)
+    await _backoff(kwargs, f"HTTP {failure.status}{said}",
+                   sum(REQUEST_RETRIES) if retried else 0.0)
 
 
 def _quickly_retried(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
@@ -185,11 +214,15 @@ def _quickly_retried(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
     return dataclasses.replace(settings, networking=networking)
 
 
-async def _backoff(kwargs: dict[str, Any], error: str, retried: float = 0.0) -> None:
+def _watches(kwargs: dict[str, Any]) -> Watches:
     watches = getattr(kwargs.get("settings"), _ATTRIBUTE, None)
     if not isinstance(watches, Watches):  # not configured here: the default limit, no stop
         watches = track(kwargs["settings"])
-    await asyncio.sleep(watches.failed(_kind(kwargs), error, retried))
+    return watches
+
+
+async def _backoff(kwargs: dict[str, Any], error: str, retried: float = 0.0) -> None:
+    await asyncio.sleep(_watches(kwargs).failed(_kind(kwargs), error, retried))
 
 
 def _kind(kwargs: dict[str, Any]) -> str:

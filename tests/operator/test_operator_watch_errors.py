@@ -12,7 +12,9 @@ watch request answered a 5xx for a moment is retried without listing the kind ag
 A watch that keeps failing longer than RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT stops the
 operator process with exit code 1 and one line saying which watch and why (for a 403, that
 the ServiceAccount may not list or watch the kind): about the limit after the first failed
-request, though kopf alone retries a 5xx or a 403 for most of a minute."""
+request, though kopf alone retries a 5xx or a 403 for most of a minute. A watch that worked
+between its failures (it delivered events after its list) is not one that keeps failing:
+each failure then waits the first backoff, and the operator goes on past the limit."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from kube_emulator import Emulator
 from objects import HOME, ZAP, declare
 from process import operator_env, operator_process
 
+from reconciler.operator.config import OperatorConfig
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
 
@@ -303,3 +306,42 @@ async def test_a_watch_request_answered_a_5xx_for_a_moment_is_retried_without_li
         await _garage_reconciled(cluster)
         assert emulator.listed["devices"] == before
         assert not [line for line in logs if line.startswith("The watch of ")], logs[-20:]
+
+
+async def test_a_watch_cut_now_and_then_while_it_works_does_not_stop_the_operator(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Each watch of Devices delivers an event after its list, then the API server ends it
+    with an error: for longer than the limit, listed again after the first backoff each
+    time, as a kind that works, and never said to have failed for the limit."""
+    limit = 3.0
+    logs: list[str] = []
+    config = OperatorConfig(interval=1.0, retry_delay=0.5, watch_failure_limit=limit)
+    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch, logs=logs,
+                        config=config) as (cluster, _):
+        await _converged(cluster)
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        began = time.monotonic()
+        cuts = 0
+        while cuts < 4 or time.monotonic() - began < 2 * limit:
+            listed = emulator.listed["devices"]
+            # An event for the watch (written before the error, so told before it).
+            await cluster.patch("Device", "home-battery",
+                                {"metadata": {"annotations": {"test/cut": str(cuts)}}})
+
+            async def ended() -> int:
+                return await emulator.end_watches("devices", _server_error(500))
+
+            await cluster.wait_for(ended, what="an open watch of devices")
+            cuts += 1
+
+            async def listed_again(before: int = listed) -> bool:
+                return emulator.listed["devices"] > before
+
+            await cluster.wait_for(listed_again, what="devices listed again")
+        failed = [line for line in logs if line.startswith(f"The watch of {DEVICES} failed")]
+        assert len(failed) >= cuts, logs[-20:]
+        assert all(line.endswith("listing it again in 1 s") for line in failed), failed
+        assert not [line for line in logs if "has failed for" in line], logs[-20:]
+        await _garage_reconciled(cluster)
