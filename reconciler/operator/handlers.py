@@ -273,6 +273,10 @@ async def _post_events(
     for message in result.kept:
         if said(message):
             await events.info(body, reason="GatewayKept", message=event_message(message))
+    for message in result.other_account:
+        if said(message):
+            await events.warn(body, reason=locations.OTHER_ACCOUNT_REASON,
+                              message=event_message(message))
     for message in result.unmanaged_fields:
         await events.info(body, reason=declared.EVENT_REASON, message=event_message(message))
     for outcome in result.outcomes:
