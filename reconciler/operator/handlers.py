@@ -658,8 +658,8 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
                     await lock.acquire()
                     held.callback(lock.release)
         except TimeoutError:
-            under = ", or of a Device under it," if kind == "Gateway" else ""
-            message = f"waiting for a reconcile of this object{under} to end"
+            # Said at WARNING in our words (`wait_lines`), not as kopf's ERROR line.
+            message = wait_lines.finalizer_waiting_message(kind, LOCK_WAIT)
             if kind == "Gateway":
                 runtime.blocked_releases.blocked(attempt)  # nothing was released
             raise kopf.TemporaryError(message, delay=runtime.config.retry_delay) from None
