@@ -42,7 +42,16 @@ without failing is watched again, and its backoff starts over. So it does once i
 worked: it delivered an event after the list, or stayed open `WATCHED` seconds (longer
 than kopf's retries of a refused request take), so that a kind whose watch is cut now and
 then while it works is not taken for one that keeps failing. A list alone does not: a
-ServiceAccount allowed to list a kind but not to watch it lists it at every attempt."""
+ServiceAccount allowed to list a kind but not to watch it lists it at every attempt.
+
+An API server that cannot be reached is a failure too, counted and waited for as the others
+(kopf retries the request as for a 5xx first). kopf takes a list that could not connect for
+an empty stream, and retries a watch that could not connect inside its own loop, at once,
+for ever, neither raising: the first is told here by the list's end that never came
+(`Bookmark.LISTED`); for the second, kopf's streaming request (`api.stream`, which only the
+watch uses) is wrapped too, so that an error of connecting, after kopf's retries of it,
+leaves kopf's loop (`_Unreachable`). An error once the stream is open (a connection cut)
+is left to kopf, which watches on from the last version, as before."""
 
 from __future__ import annotations
 
@@ -53,8 +62,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import kopf
-from kopf._cogs.clients import errors, watching
+from kopf._cogs.clients import api, errors, watching
 
 from reconciler.printable import clipped, printable
 
@@ -80,6 +90,20 @@ DEFAULT_LIMIT = 300.0
 # The record of an operator's watches, on its kopf settings (the wrapper is per process).
 _ATTRIBUTE = "reconciler_watches"
 _MESSAGE_LIMIT = 200
+
+
+# The errors of connecting to the API server (refused, no route, no answer to the connect):
+# raised before a stream is open. `ConnectionTimeoutError` is aiohttp 3.10's.
+_CONNECTING: tuple[type[BaseException], ...] = tuple(
+    error for error in (aiohttp.ClientConnectorError,
+                        getattr(aiohttp, "ConnectionTimeoutError", None))
+    if isinstance(error, type) and issubclass(error, BaseException)
+)
+
+
+class _Unreachable(Exception):
+    """A watch request that could not connect to the API server, after kopf's retries of
+    it: raised past kopf's watch loop, which catches the connection's own errors."""
 
 
 @dataclass
@@ -158,6 +182,7 @@ def install() -> None:
         return
     if getattr(original, "lists_again", False):
         return
+    _install_stream()
 
     async def continuous_watch(**kwargs: Any) -> AsyncIterator[Any]:
         listed: float | None = None  # when the list ended
@@ -173,22 +198,58 @@ def install() -> None:
                     worked = True
                     _watches(kwargs).watched(_kind(kwargs))
                 yield item
-        except (errors.APIError, watching.WatchingError) as failure:
+        except (errors.APIError, watching.WatchingError, _Unreachable) as failure:
             if isinstance(failure, errors.APIError) and failure.status == TOO_MANY_REQUESTS:
                 raise  # kopf lists again itself, once its retries as asked are over
             if listed is not None and not worked and loop.time() - listed >= WATCHED:
                 _watches(kwargs).watched(_kind(kwargs))
             await _failed(kwargs, failure, listed=listed is not None)
+            return
+        if listed is None and not settings.watching.initial_streaming:
+            # kopf ends the stream so when its list could not connect, or got no answer in
+            # time, after its retries of the request.
+            await _backoff(kwargs, "the API server could not be reached to list it "
+                           "(no connection, or no answer in time)", sum(REQUEST_RETRIES))
 
     continuous_watch.lists_again = True  # type: ignore[attr-defined]
     watching.continuous_watch = continuous_watch
 
 
+def _install_stream() -> None:
+    """Wrap kopf's streaming request, which its watch alone makes, so that one that could
+    not connect leaves kopf's watch loop (`_Unreachable`)."""
+    original = getattr(api, "stream", None)
+    if original is None:
+        logger.warning("kopf has no streaming request to wrap: an API server that cannot "
+                       "be reached is not counted towards the watch failure limit")
+        return
+    if getattr(original, "leaves_the_loop", False):
+        return
+
+    async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in original(*args, **kwargs):
+                yield item
+        except _CONNECTING as error:
+            raise _Unreachable(_said(str(error) or type(error).__name__)) from None
+
+    stream.leaves_the_loop = True  # type: ignore[attr-defined]
+    api.stream = stream
+
+
 async def _failed(
-    kwargs: dict[str, Any], failure: errors.APIError | watching.WatchingError, *, listed: bool
+    kwargs: dict[str, Any],
+    failure: errors.APIError | watching.WatchingError | _Unreachable,
+    *,
+    listed: bool,
 ) -> None:
     """Wait as the failure of the list or the watch (`listed`: the list was served) asks,
     before kopf lists the kind again."""
+    if isinstance(failure, _Unreachable):
+        # kopf retried it inside the request before it raised (`api.request`).
+        await _backoff(kwargs, f"the API server could not be reached to watch it: {failure}",
+                       sum(REQUEST_RETRIES))
+        return
     if not isinstance(failure, errors.APIError):
         await _backoff(kwargs, _said(str(failure)))
         return
