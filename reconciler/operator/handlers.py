@@ -275,6 +275,10 @@ async def _post_events(
     for message in result.kept:
         if said(message):
             await events.info(body, reason="GatewayKept", message=event_message(message))
+    for message in result.other_account:
+        if said(message):
+            await events.warn(body, reason=locations.OTHER_ACCOUNT_REASON,
+                              message=event_message(message))
     for message in result.unmanaged_fields:
         await events.info(body, reason=declared.EVENT_REASON, message=event_message(message))
     for message in result.finished.removed:
@@ -663,8 +667,8 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
                     await lock.acquire()
                     held.callback(lock.release)
         except TimeoutError:
-            under = ", or of a Device under it," if kind == "Gateway" else ""
-            message = f"waiting for a reconcile of this object{under} to end"
+            # Said at WARNING in our words (`wait_lines`), not as kopf's ERROR line.
+            message = wait_lines.finalizer_waiting_message(kind, LOCK_WAIT)
             if kind == "Gateway":
                 runtime.blocked_releases.blocked(attempt)  # nothing was released
             raise kopf.TemporaryError(message, delay=runtime.config.retry_delay) from None

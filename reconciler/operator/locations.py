@@ -59,6 +59,50 @@ def remembered(entries: Iterable[FlatpeakLocation]) -> dict[str, str]:
     return out
 
 
+def accounts(entries: Iterable[FlatpeakLocation]) -> dict[str, str]:
+    """Location id -> the fingerprint of the Flatpeak account it was found at with, where
+    recorded: of the entry `remembered` takes. A location is listed by its own account
+    only, so one of another account than the operator's now is neither looked for nor
+    forgotten (`engine.flatpeak_accounts`, as the CLI's inventory does)."""
+    first: dict[str, FlatpeakLocation] = {}
+    for entry in entries:
+        first.setdefault(entry.id, entry)
+    return {
+        location_id: entry.account_sha256
+        for location_id, entry in first.items()
+        if entry.account_sha256 is not None
+    }
+
+
+# The event that says a Device's status remembers locations of another Flatpeak account.
+OTHER_ACCOUNT_REASON = "FlatpeakLocationsOfAnotherAccount"
+# The most locations the event names; the rest are counted.
+_NAMED = 3
+
+
+def other_account(elsewhere: Mapping[str, str]) -> str | None:
+    """What a Device's reconcile says of the locations its status remembers that were found
+    with another Flatpeak account than the operator's now (`elsewhere`, location id ->
+    Site), or None when there are none."""
+    if not elsewhere:
+        return None
+    items = sorted(elsewhere.items())
+    named = ", ".join(f"{location_id} (Site {site})" for location_id, site in items[:_NAMED])
+    more = f" and {len(items) - _NAMED} more" if len(items) > _NAMED else ""
+    one = len(items) == 1
+    return (
+        f"this Device's status.{LOCATIONS} remembers {len(items)} Flatpeak "
+        f"location{'' if one else 's'} found with another Flatpeak account than "
+        f"RECONCILER_FLATPEAK_ACCOUNT_ID names now: {named}{more}; "
+        f"{'it is' if one else 'they are'} not looked for in this account, nor forgotten, "
+        "while the Site's location is found, or created, in this account. Set "
+        "RECONCILER_FLATPEAK_ACCOUNT_ID and RECONCILER_FLATPEAK_API_KEY (the chart's "
+        "credentials.keys.flatpeakAccountId and flatpeakApiKey) to the account "
+        f"{'it was' if one else 'they were'} found with, or delete "
+        f"{'it' if one else 'them'} there"
+    )
+
+
 # The event that says, as an object goes, which Flatpeak location no object remembers now.
 KEPT_REASON = "FlatpeakLocationKept"
 
@@ -147,12 +191,18 @@ def current(
     recorded: Iterable[FlatpeakLocation],
     found: Mapping[str, str],
     forget: Iterable[str],
+    account: str | None = None,
 ) -> list[FlatpeakLocation]:
     """A Device's `status.flatpeakLocations` after a plan: those recorded, less the ones
-    gone from the account (`forget`, `Plan.forget_locations`), then its Site's location
-    as `found` (Site name -> location id) by this plan, last; the latest `LIMIT`."""
+    gone from the account (`forget`, `Plan.forget_locations`; those of another account
+    are not looked for, so never among them), then its Site's location as `found` (Site
+    name -> location id) by this plan, with the fingerprint of the `account` it was found
+    with, last; the latest `LIMIT`."""
     gone = set(forget)
-    now = [FlatpeakLocation(id=location_id, site=site) for site, location_id in found.items()]
+    now = [
+        FlatpeakLocation(id=location_id, site=site, account_sha256=account)
+        for site, location_id in found.items()
+    ]
     fresh = {entry.id for entry in now}
     kept = [e for e in recorded if e.id not in gone and e.id not in fresh]
     return (kept + now)[-LIMIT:]

@@ -80,7 +80,9 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
         document[LAST_SITE] = placed
     had = flatpeak_locations(body)
     if had:
-        document[locations.LOCATIONS] = [entry.model_dump() for entry in had]
+        document[locations.LOCATIONS] = [
+            entry.model_dump(by_alias=True, exclude_none=True) for entry in had
+        ]
     fields = declared_fields(body)
     if fields is not None:
         document[declared.DECLARED] = sorted(fields)
@@ -273,6 +275,9 @@ class NamespaceFleet:
     last_declared: dict[str, frozenset[str]] = field(default_factory=dict)
     # (kind, name) of the objects being deleted, their finalizer running (`is_deleting`).
     deleting: frozenset[tuple[str, str]] = frozenset()
+    # Flatpeak location id -> the fingerprint of the account it was found with, where the
+    # Devices' statuses record it (`locations.accounts`).
+    flatpeak_location_accounts: dict[str, str] = field(default_factory=dict)
 
     def problems_of(self, kind: str, name: str) -> list[Problem]:
         return [p for p in self.problems if p.kind == kind and p.name == name]
@@ -334,6 +339,7 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     return NamespaceFleet(
         fleet, invalid, problems, _applied_sites(fleet, applied), placed,
         locations.remembered(had), fields, frozenset(deleting),
+        flatpeak_location_accounts=locations.accounts(had),
     )
 
 

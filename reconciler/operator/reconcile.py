@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from reconciler.engine import flatpeak_accounts, plan_origin
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.credentials import CredentialLedger, key_id, mqtt_passwords
@@ -80,6 +81,9 @@ class ObjectResult:
     # The config files of a Site's interrupted Enapter deletes removed, or not removable
     # (`interrupted_deletes`), said as events.
     finished: interrupted_deletes.Finished = field(default_factory=interrupted_deletes.Finished)
+    # What is said once, as a Warning, of the Flatpeak locations a Device's status
+    # remembers from another account than the operator's (`locations.other_account`).
+    other_account: list[str] = field(default_factory=list)
     # status.declaredFields, once the reconcile converged (`declared`).
     declared_fields: list[str] | None = None
     # What is said once of fields declared no more and left as they are (`declared.notes`).
@@ -300,10 +304,16 @@ async def reconcile_object(
         on_flatpeak = owner_kind == "Device" and any(
             site.spec.flatpeak is not None for site in sub.sites.values()
         )
+        # Only those found with the account of the settings are looked for (and forgotten
+        # when gone): another account lists none of them, as none of a deleted location.
+        account = plan_origin.flatpeak_account(settings)
+        remembered = flatpeak_accounts.split(
+            nsf.flatpeak_locations, nsf.flatpeak_location_accounts, account
+        )
         try:
             planning = reconciler.plan(
                 PlanOptions(
-                    flatpeak_locations=nsf.flatpeak_locations if on_flatpeak else {},
+                    flatpeak_locations=remembered.here if on_flatpeak else {},
                     whole_fleet=nsf.fleet,
                     lookup_sites=lookup,
                     applied_sites=nsf.applied_sites,
@@ -330,11 +340,16 @@ async def reconcile_object(
         if on_flatpeak and kind == "Device":
             # Only the Device's own reconcile records, as it does its password's.
             result.flatpeak_locations = [
-                entry.model_dump()
+                entry.model_dump(by_alias=True, exclude_none=True)
                 for entry in locations.current(
-                    had, site_ids(plan.changes, "flatpeak"), plan.forget_locations
+                    had, site_ids(plan.changes, "flatpeak"), plan.forget_locations, account
                 )
             ]
+            # With no account set none is read, and nothing is forgotten: no other account.
+            said = locations.other_account(
+                {e.id: e.site for e in had if e.id in remembered.elsewhere}
+            ) if settings.flatpeak_account_id else None
+            result.other_account = [said] if said else []
         own = [c for c in plan.changes if c.kind == owner_kind and c.name == owner_name]
         # The object's own changes, not the release of a serial swapped out: the record of
         # its fields waits for those, not for a release that waits for devices to move.

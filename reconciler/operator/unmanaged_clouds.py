@@ -7,7 +7,11 @@ Enapter site and of its Flatpeak location for undeclared. So the platform's plan
 again here on what that reconcile read, with the namespace's objects, and the entries it
 files under this Site are kept: in Enapter, which plans site by site, the Site with its
 Gateways and Devices; in Flatpeak, whose devices are the account's and are matched by
-reference id whatever their Site, the whole namespace. Pure: nothing more is read."""
+reference id whatever their Site, the whole namespace, of which only what the planner
+leaves unmanaged is worked out (`FlatpeakPlanner.undeclared`, no change planned), in time
+of the namespace plus the account: every Site's reconcile asks it, and planning the whole
+namespace each time made a drift check of N Sites take time of N squared and more.
+Pure: nothing more is read."""
 
 from __future__ import annotations
 
@@ -70,5 +74,5 @@ def flatpeak_devices(site: Site, whole: Fleet, observed: Observed) -> Found | No
         isinstance(state.locations, list) and isinstance(state.devices, list)
     ):
         return None
-    _, found = FlatpeakPlanner(whole, state, whole_fleet=whole).plan()
+    found = FlatpeakPlanner(whole, state, whole_fleet=whole).undeclared()
     return [e for e in found if e.get("site") == site.name]

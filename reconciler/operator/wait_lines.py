@@ -13,9 +13,11 @@ posted as no Event (and so is a handler cut short by the operator's stop):
 - a create, update or resume handler cut short by the operator's stop (`stopping_message`):
   its status says what was not started, and the next operator runs it again.
 
-Any other line of kopf's is left as it is: a failure of a handler is still logged at
-ERROR, and a finalizer that waited a whole `LOCK_WAIT` for a reconcile too (one that long
-may be stuck)."""
+A finalizer that waited a whole `handlers.LOCK_WAIT` for a reconcile of its object to end
+its writes (`finalizer_waiting_message`) is a wait too, but one that long may be stuck: it
+is said at WARNING (a Warning Event, when kopf is set to post its lines), saying what it
+waited for and that it is tried again. Any other line of kopf's is left as it is: a failure
+of a handler is still logged at ERROR."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ KOPF_OBJECT_LOGGER = "kopf.objects"
 
 _WAITING = "waiting for another reconcile of"
 _STOPPING = "cut short by the operator's stop"
+_FINALIZER = "waited {seconds:g} s for a reconcile of this object{under} to end its writes"
 # kopf's line for a TemporaryError (`kopf._core.actions.execution.execute_handler_once`)
 # of a handler or a timer (the drift check), waiting for its object's lock, or for another
 # object: `reconcile`'s "waiting: Gateway 'x' is not declared" and "waiting for
@@ -39,7 +42,9 @@ _LINE = re.compile(
     rf"(?P<handler>(?:Handler|Timer) '[^']*') failed temporarily: "
     rf"(?:(?P<lock>{_WAITING} \w+ '[^']*' to end its writes)"
     r"|(?P<dependency>waiting(?:: | for [a-z]+/\S+ \().*)"
-    rf"|(?P<stopping>{_STOPPING}: .*))",
+    rf"|(?P<stopping>{_STOPPING}: .*)"
+    r"|(?P<finalizer>waited \d+(?:\.\d+)? s for a reconcile of this object"
+    r"(?:, or of a Device under it,)? to end its writes))",
     re.DOTALL,
 )
 
@@ -48,6 +53,13 @@ def waiting_message(kind: str, name: str) -> str:
     """The TemporaryError's message of a handler that did not get the lock of its owner
     `kind`/`name` in time."""
     return f"{_WAITING} {kind} {name!r} to end its writes"
+
+
+def finalizer_waiting_message(kind: str, seconds: float) -> str:
+    """The TemporaryError's message of a finalizer that waited `seconds` for a reconcile of
+    its object (a Gateway's, or of a Device under it) to end its writes."""
+    under = ", or of a Device under it," if kind == "Gateway" else ""
+    return _FINALIZER.format(seconds=seconds, under=under)
 
 
 def stopping_message(what: str) -> str:
@@ -72,6 +84,13 @@ class WaitLines(logging.Filter):
         elif match["stopping"] is not None:
             record.msg = (f"{match['handler']} is {match['stopping']} (the next operator "
                           "runs it again)")
+        elif match["finalizer"] is not None:
+            # Not skipped: posted (where kopf posts its lines) as a Warning, as it may be stuck.
+            record.msg = (f"{match['handler']} {match['finalizer']}: the object is kept, and "
+                          "the finalizer tried again in a moment (a reconcile's writes are "
+                          "bounded by the platforms' timeouts and retries; one that takes "
+                          "this long may be stuck)")
+            return said_at(record, logging.WARNING)
         else:
             record.msg = f"{match['handler']} is {match['dependency']} (it is run again later)"
         # kopf's Event poster skips a record so marked (`kopf._core.engines.posting`).
@@ -82,9 +101,15 @@ class WaitLines(logging.Filter):
 def said_at_info(record: logging.LogRecord) -> bool:
     """Turn `record`, made at a higher level, into an INFO one; whether it is still shown
     (not when INFO is not: `--quiet`). For a logging filter to return."""
-    record.levelno = logging.INFO
-    record.levelname = logging.getLevelName(logging.INFO)
-    return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+    return said_at(record, logging.INFO)
+
+
+def said_at(record: logging.LogRecord, level: int) -> bool:
+    """Turn `record`, made at a higher level, into one at `level`; whether it is still
+    shown. For a logging filter to return."""
+    record.levelno = level
+    record.levelname = logging.getLevelName(level)
+    return logging.getLogger(record.name).isEnabledFor(level)
 
 
 def install() -> None:

@@ -38,7 +38,20 @@ minute or more later. kopf's other requests (patches, Events) keep its own retri
 
 Failures less than `STREAK_GAP` apart are one streak: a persistent error fails again within
 the longest backoff plus kopf's retries of the request; a kind that went that long
-without failing is watched again, and its backoff starts over."""
+without failing is watched again, and its backoff starts over. So it does once its watch
+worked: it delivered an event after the list, or stayed open `WATCHED` seconds (longer
+than kopf's retries of a refused request take), so that a kind whose watch is cut now and
+then while it works is not taken for one that keeps failing. A list alone does not: a
+ServiceAccount allowed to list a kind but not to watch it lists it at every attempt.
+
+An API server that cannot be reached is a failure too, counted and waited for as the others
+(kopf retries the request as for a 5xx first). kopf takes a list that could not connect for
+an empty stream, and retries a watch that could not connect inside its own loop, at once,
+for ever, neither raising: the first is told here by the list's end that never came
+(`Bookmark.LISTED`); for the second, kopf's streaming request (`api.stream`, which only the
+watch uses) is wrapped too, so that an error of connecting, after kopf's retries of it,
+leaves kopf's loop (`_Unreachable`). An error once the stream is open (a connection cut)
+is left to kopf, which watches on from the last version, as before."""
 
 from __future__ import annotations
 
@@ -49,8 +62,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import kopf
-from kopf._cogs.clients import errors, watching
+from kopf._cogs.clients import api, errors, watching
 
 from reconciler.printable import clipped, printable
 
@@ -68,10 +82,28 @@ LONGEST_BACKOFF = 30.0
 REQUEST_RETRIES = (1.0, 2.0, 4.0)
 # More than the longest backoff plus kopf's retries of a request.
 STREAK_GAP = 120.0
+# A watch open this long after its list worked, though it delivered nothing: a refused
+# watch request fails within kopf's retries of it (`REQUEST_RETRIES`, 7 s, plus its
+# attempts).
+WATCHED = 60.0
 DEFAULT_LIMIT = 300.0
 # The record of an operator's watches, on its kopf settings (the wrapper is per process).
 _ATTRIBUTE = "reconciler_watches"
 _MESSAGE_LIMIT = 200
+
+
+# The errors of connecting to the API server (refused, no route, no answer to the connect):
+# raised before a stream is open. `ConnectionTimeoutError` is aiohttp 3.10's.
+_CONNECTING: tuple[type[BaseException], ...] = tuple(
+    error for error in (aiohttp.ClientConnectorError,
+                        getattr(aiohttp, "ConnectionTimeoutError", None))
+    if isinstance(error, type) and issubclass(error, BaseException)
+)
+
+
+class _Unreachable(Exception):
+    """A watch request that could not connect to the API server, after kopf's retries of
+    it: raised past kopf's watch loop, which catches the connection's own errors."""
 
 
 @dataclass
@@ -116,6 +148,10 @@ class Watches:
                            kind, error, delay)
         return delay
 
+    def watched(self, kind: str) -> None:
+        """The watch of `kind` worked: a failure from now on starts a new streak."""
+        self._streaks.pop(kind, None)
+
 
 def track(settings: kopf.OperatorSettings, limit: float = DEFAULT_LIMIT) -> Watches:
     """The record of the watches of the operator run with `settings`; pass its `stop` as
@@ -146,36 +182,90 @@ def install() -> None:
         return
     if getattr(original, "lists_again", False):
         return
+    _install_stream()
 
     async def continuous_watch(**kwargs: Any) -> AsyncIterator[Any]:
-        listed = False
+        listed: float | None = None  # when the list ended
+        worked = False
         settings = _quickly_retried(kwargs["settings"])
+        loop = asyncio.get_running_loop()
         try:
             async for item in original(**(kwargs | {"settings": settings})):
-                listed = listed or item is watching.Bookmark.LISTED
+                if item is watching.Bookmark.LISTED:
+                    listed = loop.time() if listed is None else listed
+                elif listed is not None and not worked:
+                    # An event of the watch, after the list: it works.
+                    worked = True
+                    _watches(kwargs).watched(_kind(kwargs))
                 yield item
-        except errors.APIError as error:
-            if error.status == TOO_MANY_REQUESTS:
+        except (errors.APIError, watching.WatchingError, _Unreachable) as failure:
+            if isinstance(failure, errors.APIError) and failure.status == TOO_MANY_REQUESTS:
                 raise  # kopf lists again itself, once its retries as asked are over
-            if error.status == GONE and listed:
-                logger.debug("The watch of %s was answered 410 Gone: listing again",
-                             _kind(kwargs))
-                return  # kopf's infinite watch lists again, as after a 410 event
-            # A list answered 410 (it asks for no version) would be listed again at once,
-            # over and over: it waits as any other error does.
-            said = f": {_said(error.message)}" if error.message else ""
-            if isinstance(error, errors.APIForbiddenError):
-                said += (f" (the operator's ServiceAccount may not list or watch "
-                         f"{_kind(kwargs)}: its Role or ClusterRole lacks the rule)")
-            # kopf retried these inside the request before it raised (`api.request`).
-            retried = isinstance(error, errors.APIServerError | errors.APIForbiddenError)
-            await _backoff(kwargs, f"HTTP {error.status}{said}",
-                           sum(REQUEST_RETRIES) if retried else 0.0)
-        except watching.WatchingError as error:
-            await _backoff(kwargs, _said(str(error)))
+            if listed is not None and not worked and loop.time() - listed >= WATCHED:
+                _watches(kwargs).watched(_kind(kwargs))
+            await _failed(kwargs, failure, listed=listed is not None)
+            return
+        if listed is None and not settings.watching.initial_streaming:
+            # kopf ends the stream so when its list could not connect, or got no answer in
+            # time, after its retries of the request.
+            await _backoff(kwargs, "the API server could not be reached to list it "
+                           "(no connection, or no answer in time)", sum(REQUEST_RETRIES))
 
     continuous_watch.lists_again = True  # type: ignore[attr-defined]
     watching.continuous_watch = continuous_watch
+
+
+def _install_stream() -> None:
+    """Wrap kopf's streaming request, which its watch alone makes, so that one that could
+    not connect leaves kopf's watch loop (`_Unreachable`)."""
+    original = getattr(api, "stream", None)
+    if original is None:
+        logger.warning("kopf has no streaming request to wrap: an API server that cannot "
+                       "be reached is not counted towards the watch failure limit")
+        return
+    if getattr(original, "leaves_the_loop", False):
+        return
+
+    async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in original(*args, **kwargs):
+                yield item
+        except _CONNECTING as error:
+            raise _Unreachable(_said(str(error) or type(error).__name__)) from None
+
+    stream.leaves_the_loop = True  # type: ignore[attr-defined]
+    api.stream = stream
+
+
+async def _failed(
+    kwargs: dict[str, Any],
+    failure: errors.APIError | watching.WatchingError | _Unreachable,
+    *,
+    listed: bool,
+) -> None:
+    """Wait as the failure of the list or the watch (`listed`: the list was served) asks,
+    before kopf lists the kind again."""
+    if isinstance(failure, _Unreachable):
+        # kopf retried it inside the request before it raised (`api.request`).
+        await _backoff(kwargs, f"the API server could not be reached to watch it: {failure}",
+                       sum(REQUEST_RETRIES))
+        return
+    if not isinstance(failure, errors.APIError):
+        await _backoff(kwargs, _said(str(failure)))
+        return
+    if failure.status == GONE and listed:
+        logger.debug("The watch of %s was answered 410 Gone: listing again", _kind(kwargs))
+        return  # kopf's infinite watch lists again, as after a 410 event
+    # A list answered 410 (it asks for no version) would be listed again at once, over and
+    # over: it waits as any other error does.
+    said = f": {_said(failure.message)}" if failure.message else ""
+    if isinstance(failure, errors.APIForbiddenError):
+        said += (f" (the operator's ServiceAccount may not list or watch "
+                 f"{_kind(kwargs)}: its Role or ClusterRole lacks the rule)")
+    # kopf retried these inside the request before it raised (`api.request`).
+    retried = isinstance(failure, errors.APIServerError | errors.APIForbiddenError)
+    await _backoff(kwargs, f"HTTP {failure.status}{said}",
+                   sum(REQUEST_RETRIES) if retried else 0.0)
 
 
 def _quickly_retried(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
@@ -185,11 +275,15 @@ def _quickly_retried(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
     return dataclasses.replace(settings, networking=networking)
 
 
-async def _backoff(kwargs: dict[str, Any], error: str, retried: float = 0.0) -> None:
+def _watches(kwargs: dict[str, Any]) -> Watches:
     watches = getattr(kwargs.get("settings"), _ATTRIBUTE, None)
     if not isinstance(watches, Watches):  # not configured here: the default limit, no stop
         watches = track(kwargs["settings"])
-    await asyncio.sleep(watches.failed(_kind(kwargs), error, retried))
+    return watches
+
+
+async def _backoff(kwargs: dict[str, Any], error: str, retried: float = 0.0) -> None:
+    await asyncio.sleep(_watches(kwargs).failed(_kind(kwargs), error, retried))
 
 
 def _kind(kwargs: dict[str, Any]) -> str:

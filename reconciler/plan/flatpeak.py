@@ -136,18 +136,33 @@ def device_fields(device: Device) -> dict[str, Any]:
     return out
 
 
-def match_location(
-    site: Site, candidates: Iterable[FlatpeakLocationState]
-) -> FlatpeakLocationState | None:
-    flatpeak = site.spec.flatpeak
-    assert flatpeak is not None
-    for candidate in candidates:
+@dataclass(frozen=True)
+class LocationIndex:
+    """The account's locations by id and by reference id, the first of each as listed:
+    a plan matches every Site of the fleet (and of the whole fleet) against them, which
+    scanning the list took time of the Sites times the locations."""
+
+    by_id: dict[str, FlatpeakLocationState]
+    by_reference: dict[str, FlatpeakLocationState]
+
+    @classmethod
+    def of(cls, candidates: Iterable[FlatpeakLocationState]) -> LocationIndex:
+        by_id: dict[str, FlatpeakLocationState] = {}
+        by_reference: dict[str, FlatpeakLocationState] = {}
+        for candidate in candidates:
+            by_id.setdefault(candidate.id, candidate)
+            if candidate.reference_id is not None:
+                by_reference.setdefault(candidate.reference_id, candidate)
+        return cls(by_id, by_reference)
+
+    def match(self, site: Site) -> FlatpeakLocationState | None:
+        """The location the Site names by `locationId`, else the one whose reference id
+        is the Site's resource name."""
+        flatpeak = site.spec.flatpeak
+        assert flatpeak is not None
         if flatpeak.location_id is not None:
-            if candidate.id == flatpeak.location_id:
-                return candidate
-        elif candidate.reference_id == site.name:
-            return candidate
-    return None
+            return self.by_id.get(flatpeak.location_id)
+        return self.by_reference.get(site.name)
 
 
 def _lines_left_out(after: dict[str, Any], location: FlatpeakLocationState) -> list[FieldDiff]:
@@ -219,11 +234,16 @@ class FlatpeakPlanner:
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
     _sites_of: dict[str, list[str]] = field(default_factory=dict)
     _ours: frozenset[str] = frozenset()
+    # Indexed once per plan, so that a plan takes time of the fleet plus the account, not
+    # of their product: the locations, the devices by reference id (the newest of each),
+    # and the Flatpeak Devices of each Site by name, in fleet order.
+    _locations: LocationIndex = field(default_factory=lambda: LocationIndex({}, {}))
+    _by_reference: dict[str, FlatpeakDeviceState] = field(default_factory=dict)
+    _site_devices: dict[str, list[Device]] = field(default_factory=dict)
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
+        self._index()
         managed: dict[str, Site] = {}  # location id -> site
-        self._sites_of = self._sites_by_location()
-        self._ours = self._fleet_locations()
         for site in self.fleet.sites.values():
             if site.spec.flatpeak is not None:
                 location = self._plan_site(site)
@@ -231,6 +251,39 @@ class FlatpeakPlanner:
                     managed.setdefault(location.id, site)
         self._undeclared(managed)
         return self.changes, self.unmanaged
+
+    def undeclared(self) -> list[dict[str, Any]]:
+        """What `plan()` lists as unmanaged (with `prune` off), without planning a change:
+        the operator asks it of its whole namespace at every Site's reconcile. A location
+        is managed by the first Site that matches it, as in `plan()`, where `_plan_site`
+        gives the location it matched when the account could be read."""
+        managed: dict[str, Site] = {}
+        state = self.state
+        if state is not None and isinstance(state.locations, list) and isinstance(
+            state.devices, list
+        ):
+            index = LocationIndex.of(state.locations)
+            for site in self.fleet.sites.values():
+                location = index.match(site) if site.spec.flatpeak else None
+                if location is not None:
+                    managed.setdefault(location.id, site)
+        self._undeclared(managed)
+        return self.unmanaged
+
+    def _index(self) -> None:
+        locations = self.state.locations if self.state is not None else None
+        devices = self.state.devices if self.state is not None else None
+        self._locations = LocationIndex.of(locations if isinstance(locations, list) else [])
+        self._by_reference = {}
+        for remote in devices if isinstance(devices, list) else []:
+            self._by_reference.setdefault(remote.reference_id, remote)  # newest first
+        self._site_devices = {}
+        for device in self.fleet.devices.values():
+            site = self.fleet.site_of_device(device) if device.spec.flatpeak else None
+            if site is not None:
+                self._site_devices.setdefault(site.name, []).append(device)
+        self._sites_of = self._sites_by_location()
+        self._ours = self._fleet_locations()
 
     def _sites_by_location(self) -> dict[str, list[str]]:
         """Location id -> the Sites that match it. Validation refuses two Sites with one
@@ -242,7 +295,7 @@ class FlatpeakPlanner:
             return out
         for site in self.fleet.sites.values():
             if site.spec.flatpeak is not None:
-                location = match_location(site, locations)
+                location = self._locations.match(site)
                 if location is not None:
                     out.setdefault(location.id, []).append(site.name)
         return out
@@ -255,13 +308,12 @@ class FlatpeakPlanner:
         if self.state is None:
             return frozenset()
         ours = set(self.state.remembered)
-        locations = self.state.locations if isinstance(self.state.locations, list) else []
         for site in (self.whole_fleet or self.fleet).sites.values():
             if site.spec.flatpeak is None:
                 continue
             if site.spec.flatpeak.location_id is not None:
                 ours.add(site.spec.flatpeak.location_id)
-            location = match_location(site, locations)
+            location = self._locations.match(site)
             if location is not None:
                 ours.add(location.id)
         return frozenset(ours)
@@ -274,11 +326,7 @@ class FlatpeakPlanner:
         return change
 
     def _devices_of(self, site: Site) -> list[Device]:
-        return [
-            d
-            for d in self.fleet.devices.values()
-            if d.spec.flatpeak is not None and self.fleet.site_of_device(d) is site
-        ]
+        return self._site_devices.get(site.name, [])
 
     # -- a site: its location, then its devices ----------------------------------------------
 
@@ -291,15 +339,10 @@ class FlatpeakPlanner:
             for what, obs in (("locations", state.locations), ("devices", state.devices))
             if isinstance(obs, Unreachable)
         ]
-        locations = state.locations if isinstance(state.locations, list) else []
-        devices = state.devices if isinstance(state.devices, list) else []
-        location = match_location(site, locations)
+        location = self._locations.match(site)
         location_change = self._location_change(site, location)
         if location is not None:
             self._block_shared(site, location, location_change)
-        by_reference: dict[str, FlatpeakDeviceState] = {}
-        for remote in devices:
-            by_reference.setdefault(remote.reference_id, remote)  # newest first: keep newest
         for device in self._devices_of(site):
             assert device.spec.flatpeak is not None
             self._plan_device(
@@ -307,7 +350,7 @@ class FlatpeakPlanner:
                 device,
                 location,
                 location_change,
-                by_reference.get(device.spec.flatpeak.reference_id),
+                self._by_reference.get(device.spec.flatpeak.reference_id),
             )
         if why:
             unread = {

@@ -3,17 +3,23 @@ it a new location found by its new name, or given another `locationId`): its dev
 the old location, which the fleet made or matched, and keep another system's, as the CLI
 does from its inventory. The operator has no inventory: each Device's status remembers the
 locations its Site had (`status.flatpeakLocations`), and every Device's counts for the
-namespace."""
+namespace. Each with a fingerprint of the Flatpeak account it was found with: an operator
+started with another account (RECONCILER_FLATPEAK_ACCOUNT_ID changed) keeps those of the
+first, which that account does not list, instead of forgetting them as deleted, and says
+so once, naming the setting, as the CLI does of its inventory."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from fleet_yaml import document, stream
-from harness import Cluster, documents, operator
+from harness import Cluster, documents, emulated_cluster, operator
+from process import operator_env, operator_process
 
 from reconciler.sim.fleet import SimFleet
+from reconciler.sources.loader import load_texts
 
 ADDRESS = '{line1: Storgatan 1, city: Malmö, postCode: "211 19", countryCode: SE}'
 
@@ -55,13 +61,19 @@ def _foreign_location(sims: SimFleet) -> str:
     return location_id
 
 
+def _entry(location_id: str, site: str, account: str) -> dict[str, str]:
+    """An entry of `status.flatpeakLocations`: the account as a fingerprint only."""
+    return {"id": location_id, "site": site,
+            "accountSha256": hashlib.sha256(account.encode()).hexdigest()}
+
+
 async def _placed(cluster: Cluster, sims: SimFleet) -> tuple[str, str]:
     """The battery on home's location, and on another system's too: (home's, theirs)."""
     await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
     old = _location(sims, "home")
     assert old is not None and _battery_locations(sims) == [old]
     status = await cluster.status("Device", "home-battery")
-    assert status["flatpeakLocations"] == [{"id": old, "site": "home"}]
+    assert status["flatpeakLocations"] == [_entry(old, "home", sims.flatpeak_account)]
     theirs = _foreign_location(sims)
     [battery] = [i for i, d in sims.flatpeak.devices.items()
                  if d["reference_id"] == "home-battery"]
@@ -91,7 +103,8 @@ async def test_a_renamed_sites_device_leaves_its_old_location_and_keeps_another_
         await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
         status = await cluster.status("Device", "home-battery")
         assert status["flatpeakLocations"] == [
-            {"id": old, "site": "home"}, {"id": new, "site": "house"}]
+            _entry(old, "home", sims.flatpeak_account),
+            _entry(new, "house", sims.flatpeak_account)]
         await cluster.wait_planned("Device", "home-battery", 2)
         assert _battery_locations(sims) == [theirs, new], "in sync, not moved back"
 
@@ -215,3 +228,64 @@ async def test_a_pinned_location_found_again_is_said_to_stay_as_its_site_goes(
         [event] = await cluster.events_about("home", reason="FlatpeakLocationKept")
         assert str(event["message"]).startswith(
             f"Flatpeak location {theirs}, applied for Site home, stays in Flatpeak"), event
+
+
+OTHER_ACCOUNT = "acc_other_account_of_the_test"
+OTHER_KEY = "key-of-the-other-account"
+
+
+async def test_an_operator_started_with_another_account_keeps_the_locations_and_says_so(
+    tmp_path: Path,
+) -> None:
+    fleet = stream(_site("home"), _battery("home"))
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", fleet)]).fleet())
+    async with emulated_cluster() as cluster, sims:
+        env = operator_env(sims, cluster.url, tmp_path)
+        await cluster.create_all(documents(fleet))
+        log = tmp_path / "operator.log"
+        async with operator_process(env, log):
+            await cluster.wait_condition("Device", "home-battery", "Ready", timeout=60)
+        first = _location(sims, "home")
+        assert first is not None
+        status = await cluster.status("Device", "home-battery")
+        assert status["flatpeakLocations"] == [_entry(first, "home", sims.flatpeak_account)]
+
+        sims.flatpeak.add_account(OTHER_ACCOUNT, OTHER_KEY)
+        other = env | {"RECONCILER_FLATPEAK_ACCOUNT_ID": OTHER_ACCOUNT,
+                       "RECONCILER_FLATPEAK_API_KEY": OTHER_KEY}
+        async with operator_process(other, log):
+            # The other account has no location of the Site: one is made there.
+            async def made() -> str | None:
+                return next((str(loc["id"]) for loc in sims.flatpeak.locations.values()
+                             if loc["account_id"] == OTHER_ACCOUNT), None)
+
+            second = await cluster.wait_for(made, timeout=60,
+                                            what="a location in the other account")
+
+            async def recorded() -> list[dict[str, str]] | None:
+                status = await cluster.status("Device", "home-battery")
+                entries = status.get("flatpeakLocations") or []
+                return entries if second in [e["id"] for e in entries] else None
+
+            entries = await cluster.wait_for(recorded, timeout=60, what="the new location recorded")
+            said = await cluster.wait_events_about(
+                "home-battery", reason="FlatpeakLocationsOfAnotherAccount")
+            await cluster.wait_planned("Device", "home-battery", 2)
+            status = await cluster.status("Device", "home-battery")
+
+        # Kept, with the account it was found with; not looked for in the other one.
+        assert entries == status["flatpeakLocations"] == [
+            _entry(first, "home", sims.flatpeak_account),
+            _entry(second, "home", OTHER_ACCOUNT)]
+        [message] = {str(e["message"]) for e in said}
+        assert message == (
+            "this Device's status.flatpeakLocations remembers 1 Flatpeak location found with "
+            "another Flatpeak account than RECONCILER_FLATPEAK_ACCOUNT_ID names now: "
+            f"{first} (Site home); it is not looked for in this account, nor forgotten, while "
+            "the Site's location is found, or created, in this account. Set "
+            "RECONCILER_FLATPEAK_ACCOUNT_ID and RECONCILER_FLATPEAK_API_KEY (the chart's "
+            "credentials.keys.flatpeakAccountId and flatpeakApiKey) to the account it was "
+            "found with, or delete it there")
+        assert sims.flatpeak_account not in log.read_text(errors="replace")
+        assert sims.flatpeak_account not in str(status)

@@ -1,7 +1,9 @@
 """A handler that waits is run again by kopf every few seconds: an update handler waiting
 for its object's lock, held by another reconcile of the object, and a Device waiting for a
 Gateway not declared. Each time the operator's log says at INFO what it waits for, with no
-ERROR line, posted as no Event, while a handler that fails for good still logs at ERROR."""
+ERROR line, posted as no Event, while a handler that fails for good still logs at ERROR.
+A finalizer that waited its whole lock wait for a reconcile of its object says so at
+WARNING, in the operator's words: not kopf's ERROR line."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 from harness import NAMESPACE, operator
 from objects import HOME, declare
 
+from reconciler.operator import handlers
 from reconciler.operator.owner_locks import owner_lock
 
 WAITING = "waiting for another reconcile of Device 'home-inverter' to end its writes"
@@ -112,3 +115,38 @@ async def test_an_object_waiting_for_another_says_so_at_info(
     # were reconciled before it).
     assert [r.getMessage() for r in caplog.records
             if r.levelno >= logging.ERROR and "failed temporarily: waiting" in r.getMessage()] == []
+
+
+async def test_a_finalizer_that_waited_its_whole_lock_wait_says_so_at_warning(
+    tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    # The wait shortened from its minute: what is said at its end is the test's.
+    monkeypatch.setattr(handlers, "LOCK_WAIT", 0.5)
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, _):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=60)
+        before = len(caplog.records)
+
+        def waits() -> list[logging.LogRecord]:
+            return [r for r in _about(caplog.records[before:], "home-inverter")
+                    if "for a reconcile of this object" in r.getMessage()]
+
+        async def waited() -> bool:
+            return bool(waits())
+
+        # A reconcile writing, as far as the finalizer can tell.
+        async with owner_lock(NAMESPACE, "Device", "home-inverter"):
+            await cluster.delete("Device", "home-inverter")
+            await cluster.wait_for(waited, timeout=30, what="the finalizer's wait said")
+        await cluster.wait_gone("Device", "home-inverter")
+        lines = waits()
+    assert {r.levelname for r in lines} == {"WARNING"}, [(r.levelname, r.getMessage())
+                                                         for r in lines]
+    said = re.compile(r"Handler '[^']*' waited 0.5 s for a reconcile of this object to end "
+                      r"its writes: the object is kept, and the finalizer tried again in a "
+                      r"moment \(.*may be stuck\)")
+    assert all(said.fullmatch(r.getMessage()) for r in lines), [r.getMessage() for r in lines]
+    errors = [r.getMessage() for r in _about(caplog.records[before:], "home-inverter")
+              if r.levelno >= logging.ERROR]
+    assert errors == []

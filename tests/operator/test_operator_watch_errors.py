@@ -12,7 +12,11 @@ watch request answered a 5xx for a moment is retried without listing the kind ag
 A watch that keeps failing longer than RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT stops the
 operator process with exit code 1 and one line saying which watch and why (for a 403, that
 the ServiceAccount may not list or watch the kind): about the limit after the first failed
-request, though kopf alone retries a 5xx or a 403 for most of a minute."""
+request, though kopf alone retries a 5xx or a 403 for most of a minute. A watch that worked
+between its failures (it delivered events after its list) is not one that keeps failing:
+each failure then waits the first backoff, and the operator goes on past the limit. An
+API server that cannot be reached at all counts towards the limit as well (kopf alone
+retries its watches at once, for ever)."""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from kube_emulator import Emulator
 from objects import HOME, ZAP, declare
 from process import operator_env, operator_process
 
+from reconciler.operator.config import OperatorConfig
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
 
@@ -303,3 +308,135 @@ async def test_a_watch_request_answered_a_5xx_for_a_moment_is_retried_without_li
         await _garage_reconciled(cluster)
         assert emulator.listed["devices"] == before
         assert not [line for line in logs if line.startswith("The watch of ")], logs[-20:]
+
+
+async def test_a_watch_cut_now_and_then_while_it_works_does_not_stop_the_operator(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Each watch of Devices delivers an event after its list, then the API server ends it
+    with an error: for longer than the limit, listed again after the first backoff each
+    time, as a kind that works, and never said to have failed for the limit."""
+    limit = 3.0
+    logs: list[str] = []
+    config = OperatorConfig(interval=1.0, retry_delay=0.5, watch_failure_limit=limit)
+    async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch, logs=logs,
+                        config=config) as (cluster, _):
+        await _converged(cluster)
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        began = time.monotonic()
+        cuts = 0
+        while cuts < 4 or time.monotonic() - began < 2 * limit:
+            listed = emulator.listed["devices"]
+            # An event for the watch (written before the error, so told before it).
+            await cluster.patch("Device", "home-battery",
+                                {"metadata": {"annotations": {"test/cut": str(cuts)}}})
+
+            async def ended() -> int:
+                return await emulator.end_watches("devices", _server_error(500))
+
+            await cluster.wait_for(ended, what="an open watch of devices")
+            cuts += 1
+
+            async def listed_again(before: int = listed) -> bool:
+                return emulator.listed["devices"] > before
+
+            await cluster.wait_for(listed_again, what="devices listed again")
+        failed = [line for line in logs if line.startswith(f"The watch of {DEVICES} failed")]
+        assert len(failed) >= cuts, logs[-20:]
+        assert all(line.endswith("listing it again in 1 s") for line in failed), failed
+        assert not [line for line in logs if "has failed for" in line], logs[-20:]
+        await _garage_reconciled(cluster)
+
+
+class _Door:
+    """A loopback port passing every connection on to the emulator: shut, the API server
+    cannot be reached (a connection is refused, and those open are cut); opened again on
+    the same port."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.removeprefix("http://").rstrip("/").rsplit(":", 1)
+        self._target = (host, int(port))
+        self._server: asyncio.Server | None = None
+        self._passing: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._pass, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def shut(self) -> None:
+        """Refuse new connections and cut those open, once they are all closed."""
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._passing):
+            task.cancel()
+        await asyncio.gather(*self._passing, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _pass(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._passing.add(task)
+        try:
+            target_reader, target_writer = await asyncio.open_connection(*self._target)
+            try:
+                await asyncio.gather(_pipe(reader, target_writer), _pipe(target_reader, writer))
+            finally:
+                target_writer.close()
+                with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+                    await target_writer.wait_closed()
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+            self._passing.discard(task)
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    while data := await source.read(65536):
+        sink.write(data)
+        await sink.drain()
+    if sink.can_write_eof():
+        sink.write_eof()
+
+
+async def test_an_api_server_that_cannot_be_reached_counts_towards_the_limit(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """kopf retries a watch that cannot connect, and lists again when its list cannot, at
+    once and for ever: both now count towards the limit, waiting the backoff between, and
+    the limit's line says why; once the API server is back, the kinds are watched again."""
+    limit = 10.0
+    logs: list[str] = []
+    config = OperatorConfig(interval=1.0, retry_delay=0.5, watch_failure_limit=limit)
+    async with emulated_cluster() as outside:
+        door = _Door(outside.url)
+        await door.open()
+        async with operator(stream(HOME, GARAGE), tmp_path, monkeypatch, logs=logs,
+                            config=config, emulator_url=door.url) as (cluster, _):
+            await _converged(cluster)
+            before = len(logs)
+            await door.shut()
+
+            async def stopped() -> list[str]:
+                return [line for line in logs[before:] if "has failed for" in line]
+
+            said = await outside.wait_for(stopped, timeout=90, what="the limit's line")
+            failed = list(logs[before:])
+            await door.open()
+            await _garage_reconciled(cluster)
+        await door.shut()
+    assert said[0].startswith("the watch of "), said
+    assert "; last: the API server could not be reached to " in said[0], said
+    tried = [line for line in failed if line.startswith("The watch of ")
+             and " failed (the API server could not be reached to " in line]
+    assert tried, failed[-20:]
+    assert any("could not be reached to watch it: Cannot connect to host" in line
+               for line in tried), tried
