@@ -225,6 +225,25 @@ _LIMITS = {
     "timeout": "seconds",
     "modbus_timeout": "seconds",
 }
+# The most each limit may be. A larger value is a typo or a unit mistaken (milliseconds
+# for seconds), never a need, and it has a cost: `RECONCILER_TIMEOUT=1e300` leaves a plan
+# waiting forever on a gateway that accepts a connection and never answers.
+# - a call waits an hour at most: no API or gateway answers later, and a watch run or an
+#   operator reconcile must end for the next to start;
+# - 100 attempts: with the backoff capped at 10 s between them, a write perseveres some
+#   quarter of an hour, past any outage a retry can outlast;
+# - 10,000 calls in flight, overall or to one gateway: each holds a socket (a file
+#   descriptor) and a connection the other side must serve; no cloud or gateway answers
+#   that many at once faster than fewer, and the process runs out of open files first.
+# The rate has none: a high one waits on nothing, and only infinity is refused.
+_MAXIMA: dict[str, float] = {
+    "concurrency": 10_000,
+    "gateway_concurrency": 10_000,
+    "retries": 100,
+    "gateway_rate": math.inf,
+    "timeout": 3600,
+    "modbus_timeout": 3600,
+}
 
 
 def _url(value: object) -> str:
@@ -353,19 +372,21 @@ def _char_name(char: str) -> str:
 
 
 def _number(name: str, value: object, *, whole: bool) -> int | float:
-    what = _LIMITS[name]
-    expected = (
-        f"expected a whole number of {what}, at least 1"
-        if whole
-        else f"expected a number of {what}, greater than 0"
-    )
+    what, most = _LIMITS[name], _MAXIMA[name]
+    if whole:
+        expected = f"expected a whole number of {what}, from 1 to {most:,.0f}"
+    elif most < math.inf:
+        expected = f"expected a number of {what}, greater than 0 and at most {most:,.0f}"
+    else:
+        expected = f"expected a number of {what}, greater than 0"
     try:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError
         number = int(value) if whole and not isinstance(value, float) else float(value)
     except ValueError:
         raise ValueError(f"{expected}; got {echo(value)}") from None
-    if (whole and (isinstance(number, float) or number < 1)) or not 0 < number < math.inf:
+    fraction = whole and isinstance(number, float)
+    if fraction or not 0 < number <= most or math.isinf(number):
         raise ValueError(f"{expected}; got {echo(value)}")
     return number
 

@@ -780,7 +780,8 @@ def test_bad_settings_are_named_and_nothing_is_read_or_written(make_cli: CliFact
         code, out, err = run(*command)
         assert code == 1 and out == ""
         assert err.splitlines() == [
-            "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0; got '-1'",
+            "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0 and at most "
+            "3,600; got '-1'",
             "error: RECONCILER_INSECURE_SKIP_TLS_VERIFY: expected true or false, got 'maybe'",
             "invalid settings: 2 problems"]
     assert run.sims.call(run.sims.sims.requests) == 0

@@ -49,12 +49,15 @@ def test_an_empty_variable_counts_as_unset(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("variable", "value", "expected"), [
-    ("RECONCILER_CONCURRENCY", "abc", "expected a whole number of calls in flight, at least 1; "
+    ("RECONCILER_CONCURRENCY", "abc", "expected a whole number of calls in flight, from 1 to "
+                                      "10,000; "
                                       "got 'abc'"),
-    ("RECONCILER_GATEWAY_CONCURRENCY", "0", "at least 1; got '0'"),
-    ("RECONCILER_RETRIES", "2.5", "expected a whole number of attempts, at least 1"),
-    ("RECONCILER_TIMEOUT", "-1", "expected a number of seconds, greater than 0; got '-1'"),
-    ("RECONCILER_MODBUS_TIMEOUT", "0", "expected a number of seconds, greater than 0; got '0'"),
+    ("RECONCILER_GATEWAY_CONCURRENCY", "0", "from 1 to 10,000; got '0'"),
+    ("RECONCILER_RETRIES", "2.5", "expected a whole number of attempts, from 1 to 100"),
+    ("RECONCILER_TIMEOUT", "-1", "expected a number of seconds, greater than 0 and at most 3,600; "
+                                 "got '-1'"),
+    ("RECONCILER_MODBUS_TIMEOUT", "0", "expected a number of seconds, greater than 0 and at most "
+                                       "3,600; got '0'"),
     ("RECONCILER_GATEWAY_RATE", "nan", "expected a number of requests per second"),
     ("RECONCILER_INSECURE_SKIP_TLS_VERIFY", "maybe", "expected true or false, got 'maybe'"),
     ("RECONCILER_NOVACORE_URL", "novacore.example", "expected an http:// or https:// URL with "
@@ -69,6 +72,31 @@ def test_a_bad_variable_is_named_with_what_would_be_valid(variable: str, value: 
                                                           expected: str) -> None:
     [problem] = problems({variable: value})
     assert problem.startswith(f"{variable}: ") and expected in problem
+
+
+@pytest.mark.parametrize(("variable", "key", "largest", "too_large", "expected"), [
+    ("RECONCILER_TIMEOUT", "timeout", "3600", "1e300",
+     "expected a number of seconds, greater than 0 and at most 3,600; got "),
+    ("RECONCILER_MODBUS_TIMEOUT", "modbus_timeout", "3600", "3600.5",
+     "expected a number of seconds, greater than 0 and at most 3,600; got "),
+    ("RECONCILER_RETRIES", "retries", "100", "101",
+     "expected a whole number of attempts, from 1 to 100; got "),
+    ("RECONCILER_CONCURRENCY", "concurrency", "10000", "10001",
+     "expected a whole number of calls in flight, from 1 to 10,000; got "),
+    ("RECONCILER_GATEWAY_CONCURRENCY", "gateway_concurrency", "10000", "1000000",
+     "expected a whole number of calls in flight per gateway, from 1 to 10,000; got "),
+])
+def test_a_limit_past_its_maximum_is_refused_naming_the_range(
+        tmp_path: Path, variable: str, key: str, largest: str, too_large: str,
+        expected: str) -> None:
+    """A timeout of 1e300 would leave a plan waiting forever on a gateway that never
+    answers: each limit has a largest value, refused past it from a variable or the file."""
+    assert getattr(load_settings({variable: largest}), key) == float(largest)
+    assert problems({variable: too_large}) == [f"{variable}: {expected}{too_large!r}"]
+    config = tmp_path / "reconciler.toml"
+    config.write_text(f"{key} = {too_large}\n")
+    [problem] = problems({}, config)
+    assert problem.startswith(f"{config}:1: {key}: {expected}")
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -103,7 +131,8 @@ def test_unknown_and_mistyped_keys_in_the_file_are_located(tmp_path: Path) -> No
     unknown, timeout, url = problems({}, config)
     assert unknown.startswith(f"{config}:1: concurrenc: unknown key; did you mean 'concurrency'? "
                               "valid keys: ca_bundle, concurrency,")
-    assert timeout == (f"{config}:2: timeout: expected a number of seconds, greater than 0; "
+    assert timeout == (f"{config}:2: timeout: expected a number of seconds, greater than 0 and at "
+                       "most 3,600; "
                        "got 'soon'")
     assert url.startswith(f"{config}:3: gateway_urls: zap-1: expected an http:// or https:// URL")
 
