@@ -325,15 +325,20 @@ def _gateway_url_table(value: object) -> dict[str, str]:
     return out
 
 
-def _coerce(name: str, value: object) -> object:
+def _coerce(name: str, value: object, *, typed: bool = False) -> object:
     """The value of setting `name` in its type; ValueError says what would be valid.
-    Values from the environment are strings; values from TOML are typed already."""
+    Values from the environment are strings; values from TOML (`typed`) are typed already."""
     default = _DEFAULTS[name]
     if name in _URL_FIELDS:
         return _cloud_url(value)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
+        if typed:
+            # TOML has booleans: a quoted "yes" (or "false") is text, and reading it as a
+            # switch would turn on what may have been meant off, or the other way round.
+            raise ValueError(f"expected true or false, unquoted (a TOML boolean), got "
+                             f"{echo(value)}")
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise ValueError(f"expected true or false, got {echo(value)}")
@@ -541,7 +546,7 @@ def load_settings(
             if name == "gateway_urls":
                 values[name] = _gateway_url_table(value)
             else:
-                values[name] = _coerce(name, value)
+                values[name] = _coerce(name, value, typed=origin[0] is not None)
         except ValueError as exc:
             problems.append(_problem(origin, str(exc)))
     urls = dict(values.get("gateway_urls", {}))

@@ -99,6 +99,24 @@ def test_a_limit_past_its_maximum_is_refused_naming_the_range(
     assert problem.startswith(f"{config}:1: {key}: {expected}")
 
 
+@pytest.mark.parametrize(("value", "shown"), [
+    ('"yes"', "'yes'"), ('"true"', "'true'"), ('"false"', "'false'"), ("1", "1"), ('""', "''"),
+])
+def test_a_boolean_of_the_settings_file_is_a_toml_boolean(tmp_path: Path, value: str,
+                                                          shown: str) -> None:
+    """TOML has booleans: `insecure_skip_tls_verify = "yes"` is text, refused rather than
+    read as true; the variable keeps its documented forms (1, true, yes, on, ...)."""
+    config = tmp_path / "reconciler.toml"
+    config.write_text(f"timeout = 5\ninsecure_skip_tls_verify = {value}\n")
+    assert problems({}, config) == [
+        f"{config}:2: insecure_skip_tls_verify: expected true or false, unquoted (a TOML "
+        f"boolean), got {shown}"]
+    config.write_text("insecure_skip_tls_verify = false\n")
+    assert load_settings({}, config_file=str(config)).insecure_skip_tls_verify is False
+    assert load_settings({"RECONCILER_INSECURE_SKIP_TLS_VERIFY": "yes"},
+                         config_file=str(config)).insecure_skip_tls_verify is True
+
+
 def test_every_problem_is_reported_at_once() -> None:
     reported = problems({"RECONCILER_CONCURRENCY": "x", "RECONCILER_TIMEOUT": "y",
                          "RECONCILER_RETRIES": "z"})
