@@ -273,6 +273,15 @@ def _cloud_url(value: object) -> str:
     local network by plain http by design: their URLs go through `_url` alone.)"""
     url = _url(value)
     parts = urlsplit(url)
+    if "?" in url or "#" in url:
+        # The API's paths are appended to the URL: `https://host/?x=1` would call
+        # `https://host/?x=1/sites`, the path lost in the query, and a fragment is never
+        # sent at all. Neither is what was meant, and the answer would say nothing of it.
+        raise ValueError(
+            "expected a base URL without a query ('?...') or fragment ('#...'), as the API's "
+            "paths are appended to it (e.g. https://api.example.com or "
+            f"https://proxy.example.com/novacore); got {echo(shown_url(url))}"
+        )
     if parts.scheme == "http" and not _loopback(parts.hostname or ""):
         raise ValueError(
             "expected an https:// URL: the token would be sent unencrypted over http:// "

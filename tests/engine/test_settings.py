@@ -117,6 +117,25 @@ def test_a_boolean_of_the_settings_file_is_a_toml_boolean(tmp_path: Path, value:
                          config_file=str(config)).insecure_skip_tls_verify is True
 
 
+@pytest.mark.parametrize("url", ["https://api.example.com/?x=1", "https://api.example.com#x",
+                                 "https://api.example.com/v3?", "http://127.0.0.1:9/#"])
+@pytest.mark.parametrize(("variable", "key"), [
+    ("RECONCILER_NOVACORE_URL", "novacore_url"), ("RECONCILER_ENAPTER_URL", "enapter_url"),
+    ("RECONCILER_FLATPEAK_URL", "flatpeak_url"),
+])
+def test_a_cloud_url_with_a_query_or_fragment_is_refused(tmp_path: Path, url: str,
+                                                          variable: str, key: str) -> None:
+    """The API's paths are appended to a cloud's URL: a query or fragment would swallow
+    them, so it is refused where it was set, not sent."""
+    expected = ("expected a base URL without a query ('?...') or fragment ('#...'), as the "
+                "API's paths are appended to it (e.g. https://api.example.com or "
+                f"https://proxy.example.com/novacore); got {url!r}")
+    assert problems({variable: url}) == [f"{variable}: {expected}"]
+    config = tmp_path / "reconciler.toml"
+    config.write_text(f"timeout = 5\n{key} = {json.dumps(url)}\n")
+    assert problems({}, config) == [f"{config}:2: {key}: {expected}"]
+
+
 def test_every_problem_is_reported_at_once() -> None:
     reported = problems({"RECONCILER_CONCURRENCY": "x", "RECONCILER_TIMEOUT": "y",
                          "RECONCILER_RETRIES": "z"})
