@@ -112,11 +112,15 @@ class ProviderError(ReconcilerError):
         operation: str = "",
         status: int | None = None,
         retry_after: float | None = None,
+        url_setting: str = "",
     ) -> None:
         self.address = address
         self.operation = operation
         self.status = status
         self.retry_after = retry_after
+        # The setting of a base URL with a path, when the call was answered 404: the path
+        # may be what was not found (`providers.transport.error_for`).
+        self.url_setting = url_setting
         super().__init__(message)
 
 
