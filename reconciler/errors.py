@@ -140,8 +140,9 @@ class ProviderConflict(ProviderError):
 
 class ProviderAuthError(ProviderError):
     """Credentials are missing, invalid or lack permission (401/403), or the server's TLS
-    certificate does not verify (the server is not the one trusted). Either way a setting
-    must change: retrying cannot help, so a plan stops at it rather than defer."""
+    certificate does not verify (the server is not the one trusted), or the server speaks
+    no TLS where an https:// URL asks for it. Either way a setting must change: retrying
+    cannot help, so a plan stops at it rather than defer."""
 
     def __init__(
         self, message: str, *, credential_refused: bool | None = None, **kwargs: Any

@@ -47,6 +47,13 @@ class CertificateNotVerified(httpx.ConnectError):
     to connect, it is not retried, and it stops a plan as rejected credentials do."""
 
 
+class NoTlsSpoken(httpx.ConnectError):
+    """The server answered the TLS handshake with something that is no TLS (OpenSSL's
+    WRONG_VERSION_NUMBER: most often a plain-HTTP server behind an https:// URL). As with a
+    certificate that does not verify, nothing was sent and no retry can help: the URL
+    must change. It stops a plan rather than defer its sites as an outage would."""
+
+
 class ProxyAuthRequired(httpx.ProxyError):
     """The proxy refused to open a tunnel without credentials, or with the ones the proxy
     variable's URL holds (407 to CONNECT). Like a certificate that does not verify, it is
@@ -297,7 +304,7 @@ async def send(
         raise ProviderUnavailable(
             f"{what}: {exc}", address=address, operation=operation, retry_after=exc.left
         ) from exc
-    except (CertificateNotVerified, ProxyAuthRequired) as exc:
+    except (CertificateNotVerified, NoTlsSpoken, ProxyAuthRequired) as exc:
         raise ProviderAuthError(
             f"{what}: cannot reach {where}: {exc}", address=address, operation=operation
         ) from exc
