@@ -112,11 +112,15 @@ class ProviderError(ReconcilerError):
         operation: str = "",
         status: int | None = None,
         retry_after: float | None = None,
+        url_setting: str = "",
     ) -> None:
         self.address = address
         self.operation = operation
         self.status = status
         self.retry_after = retry_after
+        # The setting of a base URL with a path, when the call was answered 404: the path
+        # may be what was not found (`providers.transport.error_for`).
+        self.url_setting = url_setting
         super().__init__(message)
 
 
@@ -136,8 +140,9 @@ class ProviderConflict(ProviderError):
 
 class ProviderAuthError(ProviderError):
     """Credentials are missing, invalid or lack permission (401/403), or the server's TLS
-    certificate does not verify (the server is not the one trusted). Either way a setting
-    must change: retrying cannot help, so a plan stops at it rather than defer."""
+    certificate does not verify (the server is not the one trusted), or the server speaks
+    no TLS where an https:// URL asks for it. Either way a setting must change: retrying
+    cannot help, so a plan stops at it rather than defer."""
 
     def __init__(
         self, message: str, *, credential_refused: bool | None = None, **kwargs: Any

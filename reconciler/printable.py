@@ -10,6 +10,7 @@ included, is kept as it is.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -60,6 +61,36 @@ def clipped(text: str, limit: int = ECHO_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… ({len(text):,} characters)"
+
+
+# How long a word of a message may be before it is cut: a path or URL fits, an id or name
+# that is a page long does not. As a field change shows its values (`plan.render`).
+WORD_LIMIT = 200
+_LONG_WORD = re.compile(rf"\S{{{WORD_LIMIT + 1},}}")
+# What opens and closes a quoted word (`('abc'),`): the closing kept after the ellipsis,
+# so that the word still reads as quoted and the sentence as it was; neither counted in
+# the length said, which is then the value's.
+_OPENING = re.compile(r"^[(\['\"`]{1,3}")
+_CLOSING = re.compile(r"[)\]'\"`,;:.]{1,3}$")
+
+
+def clipped_words(text: str, limit: int = WORD_LIMIT) -> str:
+    """`text` (a message of a plan, an unmanaged object's description) with each word
+    longer than `limit` cut as `clipped` cuts: a 5,000-character id that a Site declares,
+    or a name a cloud reports, quoted in a message, shows as its start and its length.
+    The message is kept whole where machines read it (the JSON plan)."""
+    if len(text) <= limit:
+        return text
+
+    def cut(match: re.Match[str]) -> str:
+        word = match[0]
+        opening, closing = _OPENING.search(word), _CLOSING.search(word)
+        head, tail = opening[0] if opening else "", closing[0] if closing else ""
+        core = word[len(head):len(word) - len(tail)]
+        return f"{head}{core[:limit]}…{tail} ({len(core):,} characters)"
+
+    pattern = _LONG_WORD if limit == WORD_LIMIT else re.compile(rf"\S{{{limit + 1},}}")
+    return pattern.sub(cut, text)
 
 
 def clipped_path(path: str) -> str:

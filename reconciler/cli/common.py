@@ -26,7 +26,7 @@ from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.retired_gateways import retired_gateways
-from reconciler.printable import clipped_path, echo, printable
+from reconciler.printable import clipped_path, clipped_words, echo, printable
 from reconciler.sources import bounded, loader
 
 EXIT_OK = 0
@@ -323,7 +323,7 @@ def plan_problems(plan: Plan, offline: str) -> list[str]:
     text as reported: escaped, as the plan shows them."""
     blocked = plan.blocked
     causes = [c for c in blocked if c.reason is not Reason.DEPENDENCY_BLOCKED] or blocked
-    problems = [printable(f"{c.address}: {c.message}") for c in causes]
+    problems = [printable(clipped_words(f"{c.address}: {c.message}")) for c in causes]
     if len(blocked) > len(causes):
         waiting = len(blocked) - len(causes)
         verb = "waits" if waiting == 1 else "wait"
@@ -331,7 +331,7 @@ def plan_problems(plan: Plan, offline: str) -> list[str]:
     if offline == "fail":
         for first, more in first_of_each_site(plan.deferred):
             also = f" ({_more(more)} of site {first.site} deferred)" if more else ""
-            problems.append(printable(f"{first.address}: {first.message}{also}"))
+            problems.append(printable(clipped_words(f"{first.address}: {first.message}{also}")))
     return problems
 
 

@@ -225,6 +225,25 @@ _LIMITS = {
     "timeout": "seconds",
     "modbus_timeout": "seconds",
 }
+# The most each limit may be. A larger value is a typo or a unit mistaken (milliseconds
+# for seconds), never a need, and it has a cost: `RECONCILER_TIMEOUT=1e300` leaves a plan
+# waiting forever on a gateway that accepts a connection and never answers.
+# - a call waits an hour at most: no API or gateway answers later, and a watch run or an
+#   operator reconcile must end for the next to start;
+# - 100 attempts: with the backoff capped at 10 s between them, a write perseveres some
+#   quarter of an hour, past any outage a retry can outlast;
+# - 10,000 calls in flight, overall or to one gateway: each holds a socket (a file
+#   descriptor) and a connection the other side must serve; no cloud or gateway answers
+#   that many at once faster than fewer, and the process runs out of open files first.
+# The rate has none: a high one waits on nothing, and only infinity is refused.
+_MAXIMA: dict[str, float] = {
+    "concurrency": 10_000,
+    "gateway_concurrency": 10_000,
+    "retries": 100,
+    "gateway_rate": math.inf,
+    "timeout": 3600,
+    "modbus_timeout": 3600,
+}
 
 
 def _url(value: object) -> str:
@@ -254,6 +273,15 @@ def _cloud_url(value: object) -> str:
     local network by plain http by design: their URLs go through `_url` alone.)"""
     url = _url(value)
     parts = urlsplit(url)
+    if "?" in url or "#" in url:
+        # The API's paths are appended to the URL: `https://host/?x=1` would call
+        # `https://host/?x=1/sites`, the path lost in the query, and a fragment is never
+        # sent at all. Neither is what was meant, and the answer would say nothing of it.
+        raise ValueError(
+            "expected a base URL without a query ('?...') or fragment ('#...'), as the API's "
+            "paths are appended to it (e.g. https://api.example.com or "
+            f"https://proxy.example.com/novacore); got {echo(shown_url(url))}"
+        )
     if parts.scheme == "http" and not _loopback(parts.hostname or ""):
         raise ValueError(
             "expected an https:// URL: the token would be sent unencrypted over http:// "
@@ -306,15 +334,20 @@ def _gateway_url_table(value: object) -> dict[str, str]:
     return out
 
 
-def _coerce(name: str, value: object) -> object:
+def _coerce(name: str, value: object, *, typed: bool = False) -> object:
     """The value of setting `name` in its type; ValueError says what would be valid.
-    Values from the environment are strings; values from TOML are typed already."""
+    Values from the environment are strings; values from TOML (`typed`) are typed already."""
     default = _DEFAULTS[name]
     if name in _URL_FIELDS:
         return _cloud_url(value)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
+        if typed:
+            # TOML has booleans: a quoted "yes" (or "false") is text, and reading it as a
+            # switch would turn on what may have been meant off, or the other way round.
+            raise ValueError(f"expected true or false, unquoted (a TOML boolean), got "
+                             f"{echo(value)}")
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise ValueError(f"expected true or false, got {echo(value)}")
@@ -353,19 +386,21 @@ def _char_name(char: str) -> str:
 
 
 def _number(name: str, value: object, *, whole: bool) -> int | float:
-    what = _LIMITS[name]
-    expected = (
-        f"expected a whole number of {what}, at least 1"
-        if whole
-        else f"expected a number of {what}, greater than 0"
-    )
+    what, most = _LIMITS[name], _MAXIMA[name]
+    if whole:
+        expected = f"expected a whole number of {what}, from 1 to {most:,.0f}"
+    elif most < math.inf:
+        expected = f"expected a number of {what}, greater than 0 and at most {most:,.0f}"
+    else:
+        expected = f"expected a number of {what}, greater than 0"
     try:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError
         number = int(value) if whole and not isinstance(value, float) else float(value)
     except ValueError:
         raise ValueError(f"{expected}; got {echo(value)}") from None
-    if (whole and (isinstance(number, float) or number < 1)) or not 0 < number < math.inf:
+    fraction = whole and isinstance(number, float)
+    if fraction or not 0 < number <= most or math.isinf(number):
         raise ValueError(f"{expected}; got {echo(value)}")
     return number
 
@@ -520,7 +555,7 @@ def load_settings(
             if name == "gateway_urls":
                 values[name] = _gateway_url_table(value)
             else:
-                values[name] = _coerce(name, value)
+                values[name] = _coerce(name, value, typed=origin[0] is not None)
         except ValueError as exc:
             problems.append(_problem(origin, str(exc)))
     urls = dict(values.get("gateway_urls", {}))

@@ -105,7 +105,8 @@ def enapter_api(session: Session) -> EnapterClient:
         url = session.settings.enapter_url
         client = EnapterClient(
             session.http_client(
-                url, headers=enapter_client.headers(session.settings.enapter_token, url)
+                url, headers=enapter_client.headers(session.settings.enapter_token, url),
+                url_setting="RECONCILER_ENAPTER_URL",
             )
         )
         session.extra[_ENAPTER] = client

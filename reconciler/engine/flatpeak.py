@@ -38,7 +38,8 @@ def flatpeak_api(session: Session) -> FlatpeakClient:
             settings.flatpeak_account_id,
             settings.flatpeak_api_key,
         )
-        client = FlatpeakClient(session.http_client(settings.flatpeak_url, auth=auth))
+        client = FlatpeakClient(session.http_client(settings.flatpeak_url, auth=auth,
+                                                    url_setting="RECONCILER_FLATPEAK_URL"))
         session.extra[_FLATPEAK] = client
     return client
 

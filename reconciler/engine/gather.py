@@ -44,7 +44,7 @@ class Gather:
             return Unreachable(str(exc))
         except ProviderRejected as exc:
             if org_scoped and exc.status == 404:
-                return NoAccess(str(exc))
+                return NoAccess(str(exc), url_setting=exc.url_setting)
             return Unreachable(str(exc))
         except ProviderError as exc:
             return Unreachable(str(exc), retry_after=self.policy.asked_to_wait(exc))

@@ -89,14 +89,16 @@ class Session:
         headers: dict[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
         auth: httpx.Auth | None = None,
+        url_setting: str = "",
     ) -> httpx.AsyncClient:
         """A client behind the session's limits (global, and per host where set), sharing
-        the session's connection pool."""
+        the session's connection pool. `url_setting`: the setting `base_url` came from."""
         inner = self._transport_factory() if self._transport_factory else self._transport()
         client = transport.new_client(
             base_url,
             headers=headers,
             auth=auth,
+            url_setting=url_setting,
             transport=LimitedTransport(inner, self.limits, self.waits),
             timeout=timeout
             or httpx.Timeout(self.settings.timeout, connect=min(5.0, self.settings.timeout)),
@@ -109,7 +111,8 @@ class Session:
         if self._novacore is None:
             headers = {"Authorization": f"Bearer {self.settings.novacore_token}"}
             self._novacore = NovacoreClient(
-                self.http_client(self.settings.novacore_url, headers=headers)
+                self.http_client(self.settings.novacore_url, headers=headers,
+                                 url_setting="RECONCILER_NOVACORE_URL")
             )
         return self._novacore
 

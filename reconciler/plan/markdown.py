@@ -23,7 +23,7 @@ from reconciler.plan.render import (
     outside_selection,
     summary_line,
 )
-from reconciler.printable import printable
+from reconciler.printable import clipped_words, printable
 
 # `plan --markdown-limit` by default: under GitHub's 65,536 with room for what a workflow
 # puts above the plan (ci/github/reconciler-plan.yml adds a marker and a status line).
@@ -54,7 +54,8 @@ def _md_escape(text: str) -> str:
     """Text from outside (a message a gateway or cloud reported, a description) as literal
     text on one line of Markdown: no markup of its own, no HTML, no new row or item, and
     no mention, issue reference or link."""
-    text = printable(re.sub(r"\r\n|[\r\n]", " ", text)).strip()
+    # A word a page long (an id, a name a cloud reports) is cut as the text plan cuts it.
+    text = printable(clipped_words(re.sub(r"\r\n|[\r\n]", " ", text))).strip()
     text = _MD_INLINE.sub(lambda match: "\\" + match[0], text)
     text = _unlinked(text)
     start = _MD_BLOCK_START.match(text)

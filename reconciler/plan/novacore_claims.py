@@ -38,9 +38,13 @@ def claim_org(gateway: Gateway, site: Site | None) -> str:
 
 
 def no_access_message(org: str, denied: NoAccess, field_name: str) -> str:
-    """Why nothing is planned in an organisation the token may not read, and what to fix."""
+    """Why nothing is planned in an organisation the token may not read, and what to fix:
+    the URL too, when its path may be what was not found."""
+    fixes = [f"correct {field_name}", f"give the token's identity a role in {org}"]
+    if denied.url_setting:
+        fixes.insert(0, f"check {denied.url_setting}")
+    said = ", or ".join(fixes)
     return (
         f"Novacore organisation {org} cannot be read with this token ({denied.reason}); "
-        f"nothing is claimed or provisioned in it. Correct {field_name}, or give the "
-        f"token's identity a role in {org}"
+        f"nothing is claimed or provisioned in it. {said[0].upper()}{said[1:]}"
     )

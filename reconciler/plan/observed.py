@@ -30,7 +30,10 @@ class NoAccess(Unreachable):
     """A Novacore organisation the token cannot read (403, or 404: not found, or hidden
     from it). Reading again does not help, as it does for an unreachable source: the site
     is blocked until its `orgId` or the token's access changes. Treated as unreachable
-    wherever no more is said."""
+    wherever no more is said. `url_setting`: the setting of a Novacore URL with a path,
+    when the answer was a 404 (the path may be what was not found)."""
+
+    url_setting: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler.printable import echo, printable
+from reconciler.printable import clipped_words, echo, printable
 
 # Colour per first action; no colour for no-op.
 _COLOURS = {
@@ -177,10 +177,10 @@ def render_text(document: dict[str, Any], *, color: bool = False) -> str:
                 head += "  [BLOCKED]"
             lines.append(paint(code, head))
             if entry["message"]:
-                lines.append(f"      {printable(entry['message'])}")
+                lines.append(f"      {printable(clipped_words(entry['message']))}")
             lines += diff_lines(entry)
     for item in unmanaged:
-        lines.append(f"  ! unmanaged: {printable(item['description'])}")
+        lines.append(f"  ! unmanaged: {printable(clipped_words(item['description']))}")
     lines.append("")
     lines.append(f"Plan: {summary_line(document['summary'])}.")
     if outside and pending:

@@ -139,6 +139,15 @@ def _address(pattern: str) -> tuple[str, str] | None:
     kind, slash, name = pattern.partition("/")
     if not slash or "." in kind or any(c in pattern for c in "=!(), "):
         return None
+    if not kind or not name:
+        # Said as such: `device/` (a name left out of a script's `device/$NAME`) would
+        # otherwise match no resource, and `/x` be an unknown kind '', both beside the point.
+        empty = " and ".join(part for part, value in (("kind", kind), ("name", name))
+                             if not value)
+        raise PatternError(
+            f"{echo(pattern)}: the {empty} of the address is empty; an address is kind/name "
+            "(e.g. device/inv-1), the kind one of " + ", ".join(KINDS)
+        )
     if kind.lower() not in KINDS:
         raise PatternError(
             f"{echo(pattern)}: unknown kind {echo(kind)}; an address is kind/name, the kind one of "

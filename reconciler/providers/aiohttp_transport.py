@@ -5,7 +5,8 @@ transport moves the bytes with aiohttp's connection pool, which on loopback cost
 third of httpcore's CPU per request (0.4 ms against 1.2 ms measured). On a fleet-wide plan
 of 2,000 calls that CPU, not the network, was the floor. aiohttp is already a dependency
 (kopf uses it). Errors are raised as the httpx exceptions the providers already map (a
-certificate that does not verify as `transport.CertificateNotVerified`, one of them).
+certificate that does not verify as `transport.CertificateNotVerified`, one of them, and
+an answer to the handshake that is no TLS as `transport.NoTlsSpoken`).
 Requests go through the proxy `Proxies` chooses for their URL (HTTPS_PROXY, NO_PROXY...):
 aiohttp is told it per request rather than left to read the environment (`trust_env`),
 which knows no CIDR range in NO_PROXY and ignores the lowercase variables' precedence.
@@ -23,7 +24,11 @@ import yarl
 
 from reconciler.printable import clipped, printable
 from reconciler.providers.proxy import Proxies, Proxy
-from reconciler.providers.transport import CertificateNotVerified, ProxyAuthRequired
+from reconciler.providers.transport import (
+    CertificateNotVerified,
+    NoTlsSpoken,
+    ProxyAuthRequired,
+)
 
 # Headers aiohttp sets itself from the request it sends; copying httpx's would duplicate them.
 _HOP_BY_HOP = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -34,6 +39,13 @@ _DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"}
 @functools.lru_cache(maxsize=32)
 def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read)
+
+
+def _no_tls(exc: aiohttp.ClientConnectorError) -> bool:
+    """Whether the server answered the handshake with something that is no TLS."""
+    if not isinstance(exc, aiohttp.ClientSSLError):
+        return False
+    return getattr(exc.os_error, "reason", None) == "WRONG_VERSION_NUMBER"
 
 
 def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
@@ -141,7 +153,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 request=request,
             ) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(_connect_failure(exc), request=request) from exc
+            # No TLS where TLS was asked for is a wrong URL, not an outage: not retried.
+            failed = NoTlsSpoken if _no_tls(exc) else httpx.ConnectError
+            raise failed(_connect_failure(exc), request=request) from exc
         except aiohttp.ClientError as exc:
             raise httpx.RemoteProtocolError(
                 str(exc) or type(exc).__name__, request=request

@@ -50,6 +50,13 @@ class CertificateNotVerified(httpx.ConnectError):
     to connect, it is not retried, and it stops a plan as rejected credentials do."""
 
 
+class NoTlsSpoken(httpx.ConnectError):
+    """The server answered the TLS handshake with something that is no TLS (OpenSSL's
+    WRONG_VERSION_NUMBER: most often a plain-HTTP server behind an https:// URL). As with a
+    certificate that does not verify, nothing was sent and no retry can help: the URL
+    must change. It stops a plan rather than defer its sites as an outage would."""
+
+
 class ProxyAuthRequired(httpx.ProxyError):
     """The proxy refused to open a tunnel without credentials, or with the ones the proxy
     variable's URL holds (407 to CONNECT). Like a certificate that does not verify, it is
@@ -88,7 +95,10 @@ class ApiClient(httpx.AsyncClient):
     """httpx's async client, trimmed for JSON APIs called thousands of times per run: no
     cookie jar (none of the APIs uses cookies, and looking for them in urllib's machinery
     was a tenth of a call's CPU), responses freed as soon as they are dropped, and a path
-    joined to the base URL with one parse instead of two."""
+    joined to the base URL with one parse instead of two. `url_setting`: the setting that
+    gave the base URL, named when a call under a path of it is not found."""
+
+    url_setting = ""
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -159,10 +169,12 @@ def new_client(
     verify: bool | str = True,
     auth: httpx.Auth | None = None,
     proxies: Proxies | None = None,
+    url_setting: str = "",
 ) -> httpx.AsyncClient:
     """An async client with pooling and timeouts. TLS is verified unless told otherwise.
-    Without a `transport`, httpx's own, through the proxy `proxies` chooses per URL."""
-    return ApiClient(
+    Without a `transport`, httpx's own, through the proxy `proxies` chooses per URL.
+    `url_setting`: the setting `base_url` came from (`ApiClient`)."""
+    client = ApiClient(
         base_url=base_url,
         headers=headers or {},
         transport=transport or _ProxyRouting(proxies or Proxies(), verify),
@@ -170,6 +182,8 @@ def new_client(
         auth=auth,
         follow_redirects=False,
     )
+    client.url_setting = url_setting
+    return client
 
 
 def segment(value: str) -> str:
@@ -224,16 +238,22 @@ def _body_excerpt(response: httpx.Response, text: str | None = None) -> str:
 
 def error_for(
     response: httpx.Response, *, address: str = "", operation: str = "",
-    summary: str | None = None,
+    summary: str | None = None, base_url: httpx.URL | None = None, url_setting: str = "",
 ) -> ProviderError:
     """The error an answer that is no success maps to. `summary`: the platform's error in
-    a few words, where its client knows the platform's error envelope; else the body."""
+    a few words, where its client knows the platform's error envelope; else the body.
+    `base_url`, `url_setting`: the client's base URL and the setting it came from, named
+    in a 404 when the base URL has a path (`_path_hint`)."""
     status = response.status_code
     message = f"{operation or response.request.method} {response.request.url.path}: HTTP {status}"
     excerpt = _body_excerpt(response, summary)
     if excerpt:
         message += f": {excerpt}"
     kwargs: dict[str, Any] = {"address": address, "operation": operation, "status": status}
+    hint = _path_hint(base_url, url_setting) if status == 404 else None
+    if hint is not None:
+        message += hint
+        kwargs["url_setting"] = url_setting
     if status == 429 or status >= 500:
         return ProviderUnavailable(
             message, retry_after=retry_after_seconds(response.headers.get("Retry-After")), **kwargs
@@ -248,6 +268,18 @@ def error_for(
     if status == 409:
         return ProviderConflict(message, **kwargs)
     return ProviderRejected(message, **kwargs)
+
+
+def _path_hint(base_url: httpx.URL | None, url_setting: str) -> str | None:
+    """What to check when a call under a base URL with a path (`https://host/api/v1`) is
+    not found: the API's paths are appended to that path, and a path the API does not
+    have makes every call a 404, which would otherwise read as an id not found."""
+    if base_url is None or not url_setting or base_url.path.rstrip("/") == "":
+        return None
+    path = printable(base_url.path.rstrip("/"))
+    return (f"; {url_setting} has the path {path}, which comes before each of the API's "
+            f"paths: check it is the API's base URL (usually the host alone, "
+            f"{printable(f'{base_url.scheme}://{base_url.netloc.decode()}')})")
 
 
 async def send(
@@ -279,7 +311,7 @@ async def send(
         raise ProviderUnavailable(
             f"{what}: {exc}", address=address, operation=operation, retry_after=exc.left
         ) from exc
-    except (CertificateNotVerified, ProxyAuthRequired) as exc:
+    except (CertificateNotVerified, NoTlsSpoken, ProxyAuthRequired) as exc:
         raise ProviderAuthError(
             f"{what}: cannot reach {where}: {exc}", address=address, operation=operation
         ) from exc
@@ -292,7 +324,8 @@ async def send(
     if response.is_success or response.status_code in ok:
         return response
     raise error_for(response, address=address, operation=operation,
-                    summary=error_summary(response, summarise))
+                    summary=error_summary(response, summarise), base_url=client.base_url,
+                    url_setting=getattr(client, "url_setting", ""))
 
 
 def error_summary(response: httpx.Response, summarise: Summariser | None) -> str | None:

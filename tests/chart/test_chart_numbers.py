@@ -27,8 +27,10 @@ BIG = {
     "retryDelay": 1_234_567.25,
     "watchFailureLimit": 7_654_321.5,
     "replicas": 1_000_000,
-    "limits": {"concurrency": 1_000_000, "gatewayConcurrency": 20_000_000,
-               "retries": 10**21, "gatewayRate": 0.0000001, "timeout": 86_400_000.5},
+    # The limits at their largest (`engine.config._MAXIMA`): below a million, where Go would
+    # write "1e+06", but the settings reach the operator as written all the same.
+    "limits": {"concurrency": 10_000, "gatewayConcurrency": 10_000,
+               "retries": 100, "gatewayRate": 0.0000001, "timeout": 3599.5},
     "livenessProbe": {"initialDelaySeconds": 3_000_000, "periodSeconds": 1_000_000,
                       "timeoutSeconds": 1_000_000, "failureThreshold": 1_000_000},
     "readinessProbe": {"enabled": True, "periodSeconds": 1_000_000, "timeoutSeconds": 1_000_000},
@@ -85,7 +87,7 @@ def test_large_numbers_reach_the_environment_in_digits(helm: Path, rendered: Ren
         return
     assert settings.retries == limits["retries"]
     assert env["RECONCILER_OPERATOR_RETRY_DELAY"] == "1234567.25"
-    assert env["RECONCILER_TIMEOUT"] == "86400000.5"
+    assert env["RECONCILER_TIMEOUT"] == "3599.5"
     assert float(env["RECONCILER_GATEWAY_RATE"]) == limits["gatewayRate"]  # 1e-7, exactly
     assert (settings.gateway_rate, settings.timeout) == (limits["gatewayRate"], limits["timeout"])
     assert config.retry_delay == values["retryDelay"]

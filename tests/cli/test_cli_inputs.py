@@ -53,7 +53,8 @@ def test_bad_keys_of_a_settings_file_are_named_with_their_line(make_cli: CliFact
     lines = err.splitlines()
     assert lines[0].startswith(f"error: {config}:4: timout: unknown key; did you mean 'timeout'?")
     assert lines[1:] == [
-        f"error: {config}:5: concurrency: expected a whole number of calls in flight, at least 1; "
+        f"error: {config}:5: concurrency: expected a whole number of calls in flight, from 1 to "
+        "10,000; "
         "got 'many'",
         f"error: {config}:6: gateway_urls: zap-1: expected a URL string, got int",
         "invalid settings: 3 problems"]

@@ -773,6 +773,24 @@ def test_a_pattern_that_matches_nothing_says_what_was_meant(make_cli: CliFactory
     assert run.sims.call(run.sims.sims.requests) == 0
 
 
+def test_an_address_with_an_empty_kind_or_name_says_what_an_address_is(
+        make_cli: CliFactory) -> None:
+    """`device/` (a name left out, as a script's `device/$NAME` with NAME unset) is no
+    address of a resource that is missing: it is refused as the address it is not."""
+    run = make_cli(two_sites())
+    run.sims.call(run.sims.sims.reset_counts)
+    kinds = "site, gateway, device, der"
+    for pattern, empty in (("device/", "name"), ("/s1-inv", "kind"), ("/", "kind and name")):
+        for option in ("--target", "--exclude"):
+            code, out, err = run("plan", run.path, option, pattern)
+            assert (code, out) == (1, ""), (option, pattern, out)
+            assert err.splitlines() == [
+                f"error: --target/--exclude: {pattern!r}: the {empty} of the address is empty; "
+                f"an address is kind/name (e.g. device/inv-1), the kind one of {kinds}",
+                "invalid arguments: 1 problem"], (option, pattern, err)
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 def test_bad_settings_are_named_and_nothing_is_read_or_written(make_cli: CliFactory) -> None:
     run = make_cli(standard_site(1), env={"RECONCILER_TIMEOUT": "-1",
                                           "RECONCILER_INSECURE_SKIP_TLS_VERIFY": "maybe"})
@@ -780,7 +798,8 @@ def test_bad_settings_are_named_and_nothing_is_read_or_written(make_cli: CliFact
         code, out, err = run(*command)
         assert code == 1 and out == ""
         assert err.splitlines() == [
-            "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0; got '-1'",
+            "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0 and at most "
+            "3,600; got '-1'",
             "error: RECONCILER_INSECURE_SKIP_TLS_VERIFY: expected true or false, got 'maybe'",
             "invalid settings: 2 problems"]
     assert run.sims.call(run.sims.sims.requests) == 0

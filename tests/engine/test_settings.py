@@ -49,12 +49,15 @@ def test_an_empty_variable_counts_as_unset(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("variable", "value", "expected"), [
-    ("RECONCILER_CONCURRENCY", "abc", "expected a whole number of calls in flight, at least 1; "
+    ("RECONCILER_CONCURRENCY", "abc", "expected a whole number of calls in flight, from 1 to "
+                                      "10,000; "
                                       "got 'abc'"),
-    ("RECONCILER_GATEWAY_CONCURRENCY", "0", "at least 1; got '0'"),
-    ("RECONCILER_RETRIES", "2.5", "expected a whole number of attempts, at least 1"),
-    ("RECONCILER_TIMEOUT", "-1", "expected a number of seconds, greater than 0; got '-1'"),
-    ("RECONCILER_MODBUS_TIMEOUT", "0", "expected a number of seconds, greater than 0; got '0'"),
+    ("RECONCILER_GATEWAY_CONCURRENCY", "0", "from 1 to 10,000; got '0'"),
+    ("RECONCILER_RETRIES", "2.5", "expected a whole number of attempts, from 1 to 100"),
+    ("RECONCILER_TIMEOUT", "-1", "expected a number of seconds, greater than 0 and at most 3,600; "
+                                 "got '-1'"),
+    ("RECONCILER_MODBUS_TIMEOUT", "0", "expected a number of seconds, greater than 0 and at most "
+                                       "3,600; got '0'"),
     ("RECONCILER_GATEWAY_RATE", "nan", "expected a number of requests per second"),
     ("RECONCILER_INSECURE_SKIP_TLS_VERIFY", "maybe", "expected true or false, got 'maybe'"),
     ("RECONCILER_NOVACORE_URL", "novacore.example", "expected an http:// or https:// URL with "
@@ -69,6 +72,68 @@ def test_a_bad_variable_is_named_with_what_would_be_valid(variable: str, value: 
                                                           expected: str) -> None:
     [problem] = problems({variable: value})
     assert problem.startswith(f"{variable}: ") and expected in problem
+
+
+@pytest.mark.parametrize(("variable", "key", "largest", "too_large", "expected"), [
+    ("RECONCILER_TIMEOUT", "timeout", "3600", "1e300",
+     "expected a number of seconds, greater than 0 and at most 3,600; got "),
+    ("RECONCILER_MODBUS_TIMEOUT", "modbus_timeout", "3600", "3600.5",
+     "expected a number of seconds, greater than 0 and at most 3,600; got "),
+    ("RECONCILER_RETRIES", "retries", "100", "101",
+     "expected a whole number of attempts, from 1 to 100; got "),
+    ("RECONCILER_CONCURRENCY", "concurrency", "10000", "10001",
+     "expected a whole number of calls in flight, from 1 to 10,000; got "),
+    ("RECONCILER_GATEWAY_CONCURRENCY", "gateway_concurrency", "10000", "1000000",
+     "expected a whole number of calls in flight per gateway, from 1 to 10,000; got "),
+])
+def test_a_limit_past_its_maximum_is_refused_naming_the_range(
+        tmp_path: Path, variable: str, key: str, largest: str, too_large: str,
+        expected: str) -> None:
+    """A timeout of 1e300 would leave a plan waiting forever on a gateway that never
+    answers: each limit has a largest value, refused past it from a variable or the file."""
+    assert getattr(load_settings({variable: largest}), key) == float(largest)
+    assert problems({variable: too_large}) == [f"{variable}: {expected}{too_large!r}"]
+    config = tmp_path / "reconciler.toml"
+    config.write_text(f"{key} = {too_large}\n")
+    [problem] = problems({}, config)
+    assert problem.startswith(f"{config}:1: {key}: {expected}")
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ('"yes"', "'yes'"), ('"true"', "'true'"), ('"false"', "'false'"), ("1", "1"), ('""', "''"),
+])
+def test_a_boolean_of_the_settings_file_is_a_toml_boolean(tmp_path: Path, value: str,
+                                                          shown: str) -> None:
+    """TOML has booleans: `insecure_skip_tls_verify = "yes"` is text, refused rather than
+    read as true; the variable keeps its documented forms (1, true, yes, on, ...)."""
+    config = tmp_path / "reconciler.toml"
+    config.write_text(f"timeout = 5\ninsecure_skip_tls_verify = {value}\n")
+    assert problems({}, config) == [
+        f"{config}:2: insecure_skip_tls_verify: expected true or false, unquoted (a TOML "
+        f"boolean), got {shown}"]
+    config.write_text("insecure_skip_tls_verify = false\n")
+    assert load_settings({}, config_file=str(config)).insecure_skip_tls_verify is False
+    assert load_settings({"RECONCILER_INSECURE_SKIP_TLS_VERIFY": "yes"},
+                         config_file=str(config)).insecure_skip_tls_verify is True
+
+
+@pytest.mark.parametrize("url", ["https://api.example.com/?x=1", "https://api.example.com#x",
+                                 "https://api.example.com/v3?", "http://127.0.0.1:9/#"])
+@pytest.mark.parametrize(("variable", "key"), [
+    ("RECONCILER_NOVACORE_URL", "novacore_url"), ("RECONCILER_ENAPTER_URL", "enapter_url"),
+    ("RECONCILER_FLATPEAK_URL", "flatpeak_url"),
+])
+def test_a_cloud_url_with_a_query_or_fragment_is_refused(tmp_path: Path, url: str,
+                                                          variable: str, key: str) -> None:
+    """The API's paths are appended to a cloud's URL: a query or fragment would swallow
+    them, so it is refused where it was set, not sent."""
+    expected = ("expected a base URL without a query ('?...') or fragment ('#...'), as the "
+                "API's paths are appended to it (e.g. https://api.example.com or "
+                f"https://proxy.example.com/novacore); got {url!r}")
+    assert problems({variable: url}) == [f"{variable}: {expected}"]
+    config = tmp_path / "reconciler.toml"
+    config.write_text(f"timeout = 5\n{key} = {json.dumps(url)}\n")
+    assert problems({}, config) == [f"{config}:2: {key}: {expected}"]
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -103,7 +168,8 @@ def test_unknown_and_mistyped_keys_in_the_file_are_located(tmp_path: Path) -> No
     unknown, timeout, url = problems({}, config)
     assert unknown.startswith(f"{config}:1: concurrenc: unknown key; did you mean 'concurrency'? "
                               "valid keys: ca_bundle, concurrency,")
-    assert timeout == (f"{config}:2: timeout: expected a number of seconds, greater than 0; "
+    assert timeout == (f"{config}:2: timeout: expected a number of seconds, greater than 0 and at "
+                       "most 3,600; "
                        "got 'soon'")
     assert url.startswith(f"{config}:3: gateway_urls: zap-1: expected an http:// or https:// URL")
 

@@ -4,7 +4,8 @@ nothing is sent (so neither is the token), and the plan stops at once (exit 1, w
 --offline says), saying that the certificate did not verify and which setting trusts a
 private CA: a certificate that does not verify will not on retry, so no read is tried twice,
 and it is no outage to defer. With the CA in the bundle, the same plan converges the site.
-A failed handshake is named as one too, not by its errno."""
+A failed handshake is named as one too, not by its errno, and an https:// URL of a server
+that speaks plain HTTP stops the plan the same way: no retry makes it speak TLS."""
 
 from __future__ import annotations
 
@@ -167,13 +168,36 @@ async def test_the_cli_exits_1_at_once_naming_the_ca_bundle_setting(
     assert front.handshakes == 2 and front.received == 0
 
 
-async def test_https_to_a_server_that_speaks_plain_http_says_the_handshake_failed(
+PLAIN_HTTP = ("TLS handshake failed (WRONG_VERSION_NUMBER): the server does not speak TLS on "
+              "that port; if it serves plain HTTP, write the URL with http://")
+
+
+async def test_https_to_a_server_that_speaks_plain_http_stops_the_plan_saying_so(
         make_world: MakeWorld) -> None:
     world = await make_world(standard_site(1))
     url = world.sims.novacore.url.replace("http://", "https://")
     world.settings = load_settings({**world.env, "RECONCILER_NOVACORE_URL": url})
-    refused = await world.plan()
-    message = refused.plan.deferred[0].message
-    assert (f"cannot reach {url}: TLS handshake failed (WRONG_VERSION_NUMBER): the server does "
-            "not speak TLS on that port; if it serves plain HTTP, write the URL with http://"
-            ) in message, message
+    with pytest.raises(ProviderAuthError) as refused:
+        await world.plan()
+    message = str(refused.value)
+    assert f"cannot reach {url}: {PLAIN_HTTP}" in message, message
+    assert "attempts" not in message, "not retried, as an outage would be"
+
+
+@pytest.mark.parametrize("command", [["plan", "--detailed-exitcode"], ["apply", "--auto-approve"]])
+async def test_the_cli_exits_1_at_once_on_https_to_plain_http(
+        make_world: MakeWorld, tmp_path: Path, command: list[str]) -> None:
+    docs = standard_site(1)
+    world = await make_world(docs)
+    url = world.sims.novacore.url.replace("http://", "https://")
+    fleet = write(tmp_path / "sites", docs).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reconciler", *command, str(fleet),
+        env={**env, **world.env, "RECONCILER_NOVACORE_URL": url, "NO_COLOR": "1"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1, (out, err)
+    assert out == b"", "no plan is shown: what the cloud holds is unknown"
+    assert err.decode().splitlines() == [
+        f"error: novacore.list_sites: cannot reach {url}: {PLAIN_HTTP}"]

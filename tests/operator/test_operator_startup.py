@@ -15,9 +15,9 @@ import pytest
 @pytest.mark.parametrize(("variables", "expected"), [
     pytest.param({"RECONCILER_TIMEOUT": "0", "RECONCILER_CONCURRENCY": "many"},
                  ["error: RECONCILER_CONCURRENCY: expected a whole number of calls in flight, "
-                  "at least 1; got 'many'",
-                  "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0; "
-                  "got '0'",
+                  "from 1 to 10,000; got 'many'",
+                  "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0 and at "
+                  "most 3,600; got '0'",
                   "invalid settings: 2 problems"], id="engine-settings"),
     pytest.param({"RECONCILER_OPERATOR_INTERVAL": "5m"},
                  ["error: RECONCILER_OPERATOR_INTERVAL must be a number of seconds greater "
@@ -53,8 +53,8 @@ import pytest
                  ["error: RECONCILER_OPERATOR_MODE must be 'apply' or 'observe', not 'dry-run'",
                   "error: RECONCILER_OPERATOR_RETRY_DELAY must be a number of seconds greater "
                   "than 0, not '0'",
-                  "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0; "
-                  "got '0'",
+                  "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0 and at "
+                  "most 3,600; got '0'",
                   "invalid settings: 3 problems"], id="all-at-once"),
 ])
 def test_bad_settings_stop_the_operator_before_it_starts(variables: dict[str, str],

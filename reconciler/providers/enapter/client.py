@@ -51,10 +51,12 @@ def error_code(error: BaseException) -> str | None:
     return str(errors[0].get("code")) if errors else None
 
 
-def _error_for(response: httpx.Response, *, address: str, operation: str) -> ProviderError:
+def _error_for(response: httpx.Response, client: httpx.AsyncClient, *, address: str,
+               operation: str) -> ProviderError:
     """The mapped error of an answer that is no success, with the entries of Enapter's
     `{"errors": [...]}` envelope kept (`api_errors`) and said as `CODE: message` instead
-    of the JSON they came in."""
+    of the JSON they came in; the base URL of `client` named in a 404 when it has a path
+    (`transport.error_for`)."""
     try:
         body = response.json()
     except ValueError:
@@ -69,7 +71,10 @@ def _error_for(response: httpx.Response, *, address: str, operation: str) -> Pro
         for e in entries
     ]
     summary = "; ".join(text for text in said if text) or None
-    error = transport.error_for(response, address=address, operation=operation, summary=summary)
+    error = transport.error_for(
+        response, address=address, operation=operation, summary=summary,
+        base_url=client.base_url, url_setting=getattr(client, "url_setting", ""),
+    )
     if isinstance(error, ProviderAuthError) and any(
         str(e.get("code", "")).lower() == _REFUSED_CODE for e in entries
     ):
@@ -111,7 +116,7 @@ class EnapterClient:
         if response.status_code in ok:
             return None
         if not response.is_success:
-            raise _error_for(response, address=address, operation=operation)
+            raise _error_for(response, self.http, address=address, operation=operation)
         if response.status_code == 204 or not response.content:
             return None
         if secret:

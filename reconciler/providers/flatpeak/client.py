@@ -153,6 +153,14 @@ class FlatpeakClient:
             # Either way (a 403 `Bad credentials` arrives as an auth error already) the
             # message names the settings to fix, not only the call that needed the token.
             auth = self.http.auth
+            if isinstance(auth, FlatpeakAuth) and auth.login_refused and exc.url_setting:
+                # No login where the URL's path leads: the URL, not the account, is wrong
+                # (the message says which setting to check). It stops the run all the same.
+                raise ProviderAuthError(
+                    f"Flatpeak's login was not found: {exc}", address=address,
+                    operation=operation, status=exc.status, credential_refused=False,
+                    url_setting=exc.url_setting,
+                ) from exc
             if isinstance(auth, FlatpeakAuth) and auth.login_refused:
                 raise ProviderAuthError(
                     "Flatpeak refused the login of the account RECONCILER_FLATPEAK_ACCOUNT_ID "
