@@ -4,13 +4,17 @@ command it was given to."""
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import re
 import shlex
 from pathlib import Path
 
 import pytest
 
 from reconciler.cli import main as cli
+from reconciler.engine import config
+from reconciler.operator import config as operator_config
 from reconciler.plan import markdown, targeting
 from reconciler.sources.loader import load_fleet
 
@@ -90,3 +94,42 @@ def test_the_markdown_limit_range_is_the_one_help_and_readme_state(
         assert cli.main(["plan", str(tmp_path), "-o", "markdown", "--markdown-limit",
                          accepted]) == 1
         assert "no YAML files" in capsys.readouterr().err
+
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_option_of_every_command_is_in_the_readme(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An option that only `--help` names is one a reader of the README never learns of."""
+    readme = _readme()
+    missing = sorted({
+        f"{' '.join(command)} {option}"
+        for command in [[], *COMMANDS]
+        # Whole options only: `--print-` is `--print-env` wrapped at a line's end.
+        for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*[a-z](?![\w-])",
+                                 _help(command, capsys))
+        if option != "--help" and not re.search(rf"{re.escape(option)}(?![\w-])", readme)
+    })
+    assert not missing, f"options the README does not name: {missing}"
+
+
+def _named(readme: str, variable: str) -> bool:
+    """Whether the README names `variable`, in full or, as its tables do, by the end that
+    follows a prefix given before it (`RECONCILER_NOVACORE_URL`, `_TOKEN`)."""
+    parts = variable.split("_")
+    return f"`{variable}`" in readme or any(
+        f"`_{'_'.join(parts[i:])}`" in readme for i in range(1, len(parts)))
+
+
+def test_every_setting_and_operator_variable_is_in_the_readme() -> None:
+    """The variables the reconciler and its operator read, each said where a user looks."""
+    settings = [f"RECONCILER_{name.upper()}" for name in config.Settings.__dataclass_fields__
+                if name != "proxies"]
+    operator = sorted(set(re.findall(r"RECONCILER_OPERATOR_[A-Z_]+",
+                                     inspect.getsource(operator_config))))
+    assert len(operator) >= 10, operator  # the test reads the operator's table
+    readme = _readme()
+    missing = [name for name in [*settings, *operator] if not _named(readme, name)]
+    assert not missing, f"variables the README does not name: {missing}"
