@@ -14,6 +14,7 @@ import pytest
 from chart_render import CHART, NAMESPACE, RELEASE, Rendered, plain_env, run_helm, template
 
 from reconciler.engine.config import load_settings
+from reconciler.errors import ConfigError
 from reconciler.operator import config as operator_config
 
 Render = Callable[..., Rendered]
@@ -156,7 +157,7 @@ def test_limits_past_the_operators_maxima_are_refused_at_install(
     install`, naming the value, rather than every start of the operator's pod."""
     [(key, value)] = limits.items()
     env = {WHOLE.get(key, "RECONCILER_" + re.sub(r"([A-Z])", r"_\1", key).upper()): str(value)}
-    with pytest.raises(Exception, match="at most|from 1 to"):
+    with pytest.raises(ConfigError, match=r"at most|from 1 to"):
         load_settings(env, check_files=False)  # the operator refuses it
     done = template(helm, {"limits": limits}, check=False)
     assert done.returncode != 0, f"helm accepted {limits}"
