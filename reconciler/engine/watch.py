@@ -410,7 +410,6 @@ class Cycle:
             if result is None:
                 summary.result = "stopped"
                 return
-            self._error.planned(self.log.emit, summary.run)
             if result.warnings != self._last_warnings:
                 for line in result.warnings:
                     self.log.emit("warning", f"run={summary.run} warning: {line}",
@@ -434,6 +433,7 @@ class Cycle:
                 self._show_plan(summary.run, result)
                 summary.result = "planned" if plan.has_changes else "no-changes"
                 self._hold_for_retry_after(summary.run, waits)
+                self._error.went_through(self.log.emit, summary.run)
                 return
             held: list[Outcome] = []
             try:
@@ -465,6 +465,9 @@ class Cycle:
             summary.result = "deferred"
         else:
             summary.result = "applied"
+        # Only now: an apply (its journal, its record) fails after a plan made, and an
+        # error said gone at the plan would be said again at every run.
+        self._error.went_through(self.log.emit, summary.run)
 
     def _list_held(self, run: int, held: list[Outcome]) -> bool:
         """List the changes of this run not done (deferred; failed, blocked or skipped)

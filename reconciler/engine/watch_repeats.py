@@ -16,7 +16,9 @@ the log is what is deferred (or not made) now; once none is, one line says so.
 A run that cannot plan at all (a refused read token, a state directory another writer
 locked) ends in an error, said the same way (`RunErrorReport`): in full, with its note,
 when it differs from the error last said; every run line says `result=error`, and once a
-run plans again, one line says that the error is gone.
+run goes through again (it planned, and applied what it planned), one line says that the
+error is gone. An error of the apply after a plan (its journal cannot be written) is no
+error gone at the plan and back at the apply: it is said once as well.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class RunErrorReport:
     """The error that ended the last runs (one that could not plan, or an unexpected one):
     an `error` event (with the `note` on which credential to change, if any) when it
     differs from the one last said, and a `recovered` event, with the run that said it
-    (`error_since`), once a run plans again."""
+    (`error_since`), once a run goes through again."""
 
     def __init__(self) -> None:
         # (type, text) of the error last said, and the run that said it.
@@ -123,8 +125,9 @@ class RunErrorReport:
         if note is not None:
             emit("note", f"run={run} note: {note}", run=run, message=note)
 
-    def planned(self, emit: Emit, run: int) -> None:
-        """This run planned: the error last said, if any, is gone."""
+    def went_through(self, emit: Emit, run: int) -> None:
+        """This run went to its end (it planned, and applied what it planned, or only
+        planned): the error last said, if any, is gone."""
         if self._said is None:
             return
         self._said = None

@@ -756,19 +756,7 @@ class EnapterPlanner:
                 f"{how} and stopped before it removed {listed(paths)}, "
                 f"{the(paths, 'config file')} written for it"
             )
-            if replaced:
-                self._change(
-                    "Device",
-                    f"{work.site.name}.{device_id}",
-                    Action.DELETE,
-                    Reason.MOVED,
-                    work.site,
-                    external_id=device_id,
-                    before={"id": device_id},
-                    message=description + "; removed, as the replace would have",
-                )
-                continue
-            if not self.prune:
+            if not replaced and not self.prune:
                 self.unmanaged.append(
                     {
                         "platform": "enapter",
@@ -779,15 +767,17 @@ class EnapterPlanner:
                     }
                 )
                 continue
+            reason, removed = ((Reason.MOVED, "; removed, as the replace would have")
+                               if replaced else (Reason.NOT_DECLARED, "; removed (--prune)"))
             self._change(
                 "Device",
                 f"{work.site.name}.{device_id}",
                 Action.DELETE,
-                Reason.NOT_DECLARED,
+                reason,
                 work.site,
                 external_id=device_id,
                 before={"id": device_id},
-                message=description + "; removed (--prune)",
+                message=description + removed,
             )
 
     def _delete_subtree(

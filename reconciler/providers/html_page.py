@@ -6,6 +6,7 @@ else the text a browser would show."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html.parser import HTMLParser
 
 # Elements whose text a browser does not show as the page's.
@@ -43,13 +44,15 @@ def looks_like_html(text: str, content_type: str) -> bool:
     return "html" in content_type.lower() or start.startswith(("<!doctype html", "<html"))
 
 
-def page_words(text: str) -> str:
-    """The title of the page in `text`, else its visible text, on one line ("" if none)."""
+def page_words(text: str, mask: Callable[[str], str] = str) -> str:
+    """The title of the page in `text`, else its visible text, on one line ("" if none).
+    `mask` takes the secrets out of that text as shown (its entities decoded) before its
+    white space is folded: a secret spelt with two spaces is no longer one after."""
     words = _Words()
     words.feed(text)
     words.close()
     for part in (words.title, words.text):
-        said = " ".join(" ".join(part).split())
+        said = " ".join(mask(" ".join(part)).split())
         if said:
             return said
     return ""

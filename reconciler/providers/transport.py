@@ -220,6 +220,15 @@ def _body_excerpt(response: httpx.Response, text: str | None = None) -> str:
     """`text` (what a platform's client made of the answer's error), else the answer's
     body: on one line, without what was sent as a secret, and cut short with the length
     of the whole said (`clipped`), so a reader knows how much was left out."""
+    secrets: set[str] = set()
+    tokens: set[str] = set()
+    # A response made without a request (in tests) has nothing sent to take out.
+    with contextlib.suppress(RuntimeError):
+        secrets, tokens = sent_secrets(response.request), sent_tokens(response.request)
+
+    def masked(said: str) -> str:
+        return redact(said, secrets, tokens)
+
     if text is None:
         try:
             text = response.text
@@ -227,12 +236,11 @@ def _body_excerpt(response: httpx.Response, text: str | None = None) -> str:
             return ""
         if looks_like_html(text, response.headers.get("Content-Type", "")):
             # A proxy's error page, not the platform's answer: its title, not its markup.
-            words = page_words(text) or "no text"
+            # Its secrets masked in the page and in its text as shown, before that text is
+            # folded and cut: a secret across the cut would leave its start.
+            words = page_words(masked(text), masked) or "no text"
             text = f"{clipped(words, _PAGE_WORDS_LIMIT)} (an HTML page of {len(text):,} characters)"
-    # A response made without a request (in tests) has nothing sent to take out.
-    with contextlib.suppress(RuntimeError):
-        text = redact(text, sent_secrets(response.request), sent_tokens(response.request))
-    text = printable(" ".join(text.split()))
+    text = printable(" ".join(masked(text).split()))
     return clipped(text, _BODY_LIMIT)
 
 

@@ -14,6 +14,7 @@ import pytest
 from chart_render import CHART, NAMESPACE, RELEASE, Rendered, plain_env, run_helm, template
 
 from reconciler.engine.config import load_settings
+from reconciler.errors import ConfigError
 from reconciler.operator import config as operator_config
 
 Render = Callable[..., Rendered]
@@ -140,3 +141,34 @@ def test_numbers_the_operator_would_refuse_are_refused(helm: Path, limits: dict[
     done = template(helm, {"limits": limits}, check=False)
     assert done.returncode != 0, f"helm accepted {limits}"
     assert where in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("limits", "where"), [
+    pytest.param({"retries": 101}, "/limits/retries", id="retries"),
+    pytest.param({"concurrency": 10_001}, "/limits/concurrency", id="concurrency"),
+    pytest.param({"gatewayConcurrency": "10001"}, "/limits/gatewayConcurrency",
+                 id="gateway-concurrency-string"),
+    pytest.param({"timeout": 3600.5}, "/limits/timeout", id="timeout"),
+    pytest.param({"modbusTimeout": 86_400}, "/limits/modbusTimeout", id="modbus-timeout"),
+])
+def test_limits_past_the_operators_maxima_are_refused_at_install(
+        helm: Path, limits: dict[str, Any], where: str) -> None:
+    """A limit past the most the operator takes (`engine.config._MAXIMA`) fails `helm
+    install`, naming the value, rather than every start of the operator's pod."""
+    [(key, value)] = limits.items()
+    env = {WHOLE.get(key, "RECONCILER_" + re.sub(r"([A-Z])", r"_\1", key).upper()): str(value)}
+    with pytest.raises(ConfigError, match=r"at most|from 1 to"):
+        load_settings(env, check_files=False)  # the operator refuses it
+    done = template(helm, {"limits": limits}, check=False)
+    assert done.returncode != 0, f"helm accepted {limits}"
+    assert where in done.stderr, done.stderr
+
+
+def test_limits_at_the_operators_maxima_are_taken(rendered: Render) -> None:
+    limits = {"retries": "100", "concurrency": 10_000, "gatewayConcurrency": "10000",
+              "timeout": 3600, "modbusTimeout": "3600"}
+    [(_, container)] = rendered({"limits": limits}).containers()
+    settings = load_settings(plain_env(container), check_files=False)
+    assert (settings.retries, settings.concurrency, settings.gateway_concurrency) == (
+        100, 10_000, 10_000)
+    assert (settings.timeout, settings.modbus_timeout) == (3600, 3600)

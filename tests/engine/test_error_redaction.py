@@ -151,3 +151,31 @@ def test_secrets_are_found_in_headers_and_under_secret_named_keys() -> None:
     assert found == {"enapter-tok-1", "pw-nested-1"}
     echoed = json.dumps({"h": "enapter-tok-1", "p": "pw-nested-1", "n": "inverter"})
     assert redact(echoed, found) == '{"h": "***", "p": "***", "n": "inverter"}'
+
+
+@pytest.mark.parametrize(("password", "before", "parts"), [
+    pytest.param(PASSWORD, 41, ("mqtt-p", "4e8b1a"), id="across-the-cut"),
+    pytest.param("two  spaces\tand a tab-zq33", 10, ("spaces", "zq33"), id="white-space"),
+])
+async def test_a_password_an_html_page_echoes_is_masked(
+        password: str, before: int, parts: tuple[str, str], serve: Any,
+        pool: AiohttpTransport) -> None:
+    """A proxy's or a firewall's HTML page that shows the request it blocked is said by its
+    text, cut short: the password in it is masked before that text is cut or its white
+    space folded, so that no part of it is left."""
+
+    async def answer(request: web.Request) -> web.Response:
+        shown = "x" * before + " " + (await request.text()).replace("<", "&lt;")
+        page = f"<html><body><h1>Request blocked</h1><pre>{shown}</pre></body></html>"
+        return web.Response(status=403, text=page, content_type="text/html")
+
+    url = await serve(answer)
+    async with transport.new_client(url, transport=pool) as http:
+        with pytest.raises(ProviderError) as caught:
+            await ZapClient(http, name="zap").add_device(
+                {"type": "mqtt", "broker_host": "192.168.1.70", "password": password})
+    message = str(caught.value)
+    assert "HTTP 403: Request blocked" in message and "an HTML page" in message, message
+    assert "***" in message, message
+    for part in parts:
+        assert part not in message, f"a part of the password is in the message: {message}"

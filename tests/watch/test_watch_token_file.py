@@ -237,3 +237,18 @@ async def test_a_run_error_is_said_when_it_changes_not_at_every_run(
     said = run_errors(agent.out, fmt)
     assert len(said["recovered"]) == 1 and len(said["error"]) == 2, agent.text
     assert all(result != "error" for run, result in said["result"] if run >= back_at)
+
+
+async def test_an_error_of_every_apply_is_said_once_not_gone_and_back_at_every_run(
+        world: World, spawn: Spawn) -> None:
+    """A run that plans and then fails in its apply (the journal cannot be written) fails
+    so at every run: its error is said once, with no line between two runs saying that
+    it is gone, since no run got past it."""
+    world.journal.mkdir(parents=True)  # a directory where the journal file goes
+    agent = await spawn("watch", "sites", "--interval", "0.3s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=4 trigger=interval .* result=error$")
+    assert await agent.terminate() == 0
+    said = run_errors(agent.out, "text")
+    assert [run for run, _ in said["error"]] == [1], agent.text
+    assert "cannot write the journal" in said["error"][0][1], agent.text
+    assert said["recovered"] == [], agent.text

@@ -66,10 +66,8 @@ def _error_for(response: httpx.Response, client: httpx.AsyncClient, *, address: 
         if isinstance(body, dict) and isinstance(body.get("errors"), list)
         else []
     )
-    said = [
-        ": ".join(str(part) for part in (e.get("code"), e.get("message")) if part)
-        for e in entries
-    ]
+    # Each entry as Novacore's and Flatpeak's error is said: one wording on every cloud.
+    said = [transport.code_and_message(e, "code") for e in entries]
     summary = "; ".join(text for text in said if text) or None
     error = transport.error_for(
         response, address=address, operation=operation, summary=summary,
