@@ -113,7 +113,7 @@ class FlatpeakLocation(StrictModel):
     account_sha256: str | None = Field(
         default=None,
         description="The SHA-256 fingerprint of the Flatpeak account "
-        "(RECONCILER_FLATPEAK_ACCOUNT_ID) it was found at with; an operator with another "
+        "(RECONCILER_FLATPEAK_ACCOUNT_ID) it was found in; an operator with another "
         "account neither looks for it nor forgets it. None recorded: looked for in any.",
         examples=["5f2b7c9e0d4a1b3c6e8f0a2d4c6b8e0f1a3c5e7d9b1f3a5c7e9d1b3f5a7c9e1d"],
     )

@@ -60,7 +60,7 @@ def remembered(entries: Iterable[FlatpeakLocation]) -> dict[str, str]:
 
 
 def accounts(entries: Iterable[FlatpeakLocation]) -> dict[str, str]:
-    """Location id -> the fingerprint of the Flatpeak account it was found at with, where
+    """Location id -> the fingerprint of the Flatpeak account it was found in, where
     recorded: of the entry `remembered` takes. A location is listed by its own account
     only, so one of another account than the operator's now is neither looked for nor
     forgotten (`engine.flatpeak_accounts`, as the CLI's inventory does)."""

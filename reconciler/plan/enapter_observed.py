@@ -55,7 +55,6 @@ class ConfigOutputState:
     unusable: str | None = None
 
 
-
 class InterruptedDelete(NamedTuple):
     """A device whose delete an apply of Site `site` sent, marked before it was sent, and
     the config files written for it that the apply had not removed yet (`paths`).
@@ -67,6 +66,7 @@ class InterruptedDelete(NamedTuple):
     site: str
     paths: list[str]
     replaced: bool = False
+
 
 @dataclass
 class EnapterState:
