@@ -358,9 +358,11 @@ async def reconcile_object(
         # The ids of this object's changes only: a serial released is not its own.
         result.external_ids = _external_ids(own)
         if isinstance(resource, Site) and resource.spec.flatpeak is not None:
-            result.location_not_found = locations.not_found_after(
-                resource.spec.flatpeak.location_id, own
-            )
+            pinned = resource.spec.flatpeak.location_id
+            # A pinned location found with another account than the operator's now is not
+            # looked for in this one: not finding it here says nothing of it.
+            if pinned not in remembered.elsewhere:
+                result.location_not_found = locations.not_found_after(pinned, own)
         own += [step.change for step in steps if step.change is not None]
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}
         result.plan_lines = [_line(c) for c in own if c.is_change]

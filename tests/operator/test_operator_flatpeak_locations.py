@@ -289,3 +289,42 @@ async def test_an_operator_started_with_another_account_keeps_the_locations_and_
             "found with, or delete it there")
         assert sims.flatpeak_account not in log.read_text(errors="replace")
         assert sims.flatpeak_account not in str(status)
+
+
+async def test_a_pinned_location_of_the_first_account_is_not_recorded_as_not_found(
+    tmp_path: Path,
+) -> None:
+    """An operator started with another account does not find the location a Site pins,
+    which its Device found in the first account: that says nothing of the location, so the
+    Site records no `flatpeakLocationNotFound`, and its deletion still says it stays."""
+    fleet = stream(_site("home", "loc_pinned"), _battery("home"))
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", fleet)]).fleet())
+    async with emulated_cluster() as cluster, sims:
+        assert "loc_pinned" in sims.flatpeak.locations, "the simulators hold what is pinned"
+        env = operator_env(sims, cluster.url, tmp_path)
+        await cluster.create_all(documents(fleet))
+        log = tmp_path / "operator.log"
+        async with operator_process(env, log):
+            await cluster.wait_condition("Device", "home-battery", "Ready", timeout=60)
+        status = await cluster.status("Device", "home-battery")
+        assert status["flatpeakLocations"] == [
+            _entry("loc_pinned", "home", sims.flatpeak_account)]
+
+        sims.flatpeak.add_account(OTHER_ACCOUNT, OTHER_KEY)
+        other = env | {"RECONCILER_FLATPEAK_ACCOUNT_ID": OTHER_ACCOUNT,
+                       "RECONCILER_FLATPEAK_API_KEY": OTHER_KEY}
+        async with operator_process(other, log):
+            await cluster.patch("Site", "home", {"spec": {"displayName": "Home again"}})
+            ready = await cluster.wait_condition("Site", "home", "Ready", "False", timeout=60)
+            assert "Flatpeak location loc_pinned does not exist" in ready["message"], ready
+            status = await cluster.status("Site", "home")
+            assert "flatpeakLocationNotFound" not in status, status
+
+            await cluster.delete("Device", "home-battery")
+            await cluster.wait_gone("Device", "home-battery", timeout=60)
+            await cluster.delete("Site", "home")
+            await cluster.wait_gone("Site", "home", timeout=60)
+            said = await cluster.wait_events_about("home", reason="FlatpeakLocationKept")
+        assert [str(e["message"]) for e in said][0].startswith(
+            "Flatpeak location loc_pinned, applied for Site home, stays in Flatpeak"), said
