@@ -136,6 +136,32 @@ def test_a_cloud_url_with_a_query_or_fragment_is_refused(tmp_path: Path, url: st
     assert problems({}, config) == [f"{config}:2: {key}: {expected}"]
 
 
+@pytest.mark.parametrize("url", ["http://192.168.1.40/?x=1", "http://192.168.1.40#x",
+                                 "http://zap.local/api?", "https://[fd00::1]:8443/#"])
+def test_a_gateway_url_with_a_query_or_fragment_is_refused(tmp_path: Path, url: str) -> None:
+    """The Zap API's paths are appended to a gateway's URL as to a cloud's: a query or
+    fragment is refused wherever the URL is set (variable, settings file, JSON file)."""
+    serial = "zap-0000000000000001"
+    expected = (f"{serial}: expected a base URL without a query ('?...') or fragment "
+                "('#...'), as the API's paths are appended to it (e.g. http://192.168.1.40 "
+                f"or http://zap.local); got {url!r}")
+    assert problems({"RECONCILER_GATEWAY_URLS": f"{serial}={url}"}) == [
+        f"RECONCILER_GATEWAY_URLS: {expected}"]
+    config = tmp_path / "reconciler.toml"
+    config.write_text(f"timeout = 5\n[gateway_urls]\n{json.dumps(serial)} = {json.dumps(url)}\n")
+    assert problems({}, config) == [f"{config}:2: gateway_urls: {expected}"]
+    urls = tmp_path / "gateways.json"
+    urls.write_text(json.dumps({serial: url}))
+    assert problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)}) == [f"{urls}: {expected}"]
+
+
+def test_a_gateway_url_with_a_question_mark_in_its_password_is_masked() -> None:
+    """A '?' in a password ends the host for URL parsers: whatever the URL is refused
+    for, the password is masked."""
+    [problem] = problems({"RECONCILER_GATEWAY_URLS": "zap-1=http://admin:pa?ss@10.0.0.1/"})
+    assert "'http://***@10.0.0.1/'" in problem and "pa?ss" not in problem
+
+
 def test_every_problem_is_reported_at_once() -> None:
     reported = problems({"RECONCILER_CONCURRENCY": "x", "RECONCILER_TIMEOUT": "y",
                          "RECONCILER_RETRIES": "z"})
