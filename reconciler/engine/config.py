@@ -348,7 +348,7 @@ def _coerce(name: str, value: object, *, typed: bool = False) -> object:
             return value.strip().lower() in _TRUE
         raise ValueError(f"expected true or false, got {echo(value)}")
     if isinstance(default, (int, float)):
-        return _number(name, value, whole=isinstance(default, int))
+        return _number(name, value, whole=isinstance(default, int), typed=typed)
     # Tokens and keys end up here: the message names the type, never the value.
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__}")
@@ -381,7 +381,10 @@ def _char_name(char: str) -> str:
     return names.get(char, f"U+{ord(char):04X}")
 
 
-def _number(name: str, value: object, *, whole: bool) -> int | float:
+def _number(name: str, value: object, *, whole: bool, typed: bool = False) -> int | float:
+    """The limit `name` from a variable's text, or from a TOML value (`typed`), which is a
+    TOML number: a quoted "5" is text, as a quoted "yes" is for a switch, and one file
+    would otherwise hold numbers two ways, only one of them checked by TOML tools."""
     what, most = _LIMITS[name], _MAXIMA[name]
     if whole:
         expected = f"expected a whole number of {what}, from 1 to {most:,.0f}"
@@ -389,6 +392,9 @@ def _number(name: str, value: object, *, whole: bool) -> int | float:
         expected = f"expected a number of {what}, greater than 0 and at most {most:,.0f}"
     else:
         expected = f"expected a number of {what}, greater than 0"
+    if typed and isinstance(value, str):
+        kind = "integer" if whole else "number"
+        raise ValueError(f"{expected}, unquoted (a TOML {kind}); got {echo(value)}")
     try:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError

@@ -54,8 +54,7 @@ def test_bad_keys_of_a_settings_file_are_named_with_their_line(make_cli: CliFact
     assert lines[0].startswith(f"error: {config}:4: timout: unknown key; did you mean 'timeout'?")
     assert lines[1:] == [
         f"error: {config}:5: concurrency: expected a whole number of calls in flight, from 1 to "
-        "10,000; "
-        "got 'many'",
+        "10,000, unquoted (a TOML integer); got 'many'",
         f"error: {config}:6: gateway_urls: zap-1: expected a URL string, got int",
         "invalid settings: 3 problems"]
     assert run.sims.call(run.sims.sims.requests) == 0

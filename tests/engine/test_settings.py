@@ -117,6 +117,34 @@ def test_a_boolean_of_the_settings_file_is_a_toml_boolean(tmp_path: Path, value:
                          config_file=str(config)).insecure_skip_tls_verify is True
 
 
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("timeout", '"5"', "a number of seconds, greater than 0 and at most 3,600, unquoted "
+                       "(a TOML number); got '5'"),
+    ("modbus_timeout", '"0.5"', "a number of seconds, greater than 0 and at most 3,600, "
+                                "unquoted (a TOML number); got '0.5'"),
+    ("gateway_rate", '"20"', "a number of requests per second, greater than 0, unquoted "
+                             "(a TOML number); got '20'"),
+    ("concurrency", '"8"', "a whole number of calls in flight, from 1 to 10,000, unquoted "
+                           "(a TOML integer); got '8'"),
+    ("gateway_concurrency", '" 2 "', "a whole number of calls in flight per gateway, from 1 "
+                                     "to 10,000, unquoted (a TOML integer); got ' 2 '"),
+    ("retries", "'3'", "a whole number of attempts, from 1 to 100, unquoted (a TOML integer); "
+                       "got '3'"),
+])
+def test_a_number_of_the_settings_file_is_a_toml_number(tmp_path: Path, key: str, value: str,
+                                                         expected: str) -> None:
+    """TOML has numbers: `timeout = "5"` is text, refused as a quoted switch is; the
+    variable, which is always text, keeps taking the digits."""
+    config = tmp_path / "reconciler.toml"
+    config.write_text(f"insecure_skip_tls_verify = false\n{key} = {value}\n")
+    assert problems({}, config) == [f"{config}:2: {key}: expected {expected}"]
+    unquoted = value.strip("\"'").strip()
+    config.write_text(f"{key} = {unquoted}\n")
+    assert getattr(load_settings({}, config_file=str(config)), key) == float(unquoted)
+    variable = "RECONCILER_" + key.upper()
+    assert getattr(load_settings({variable: value.strip("\"'")}), key) == float(unquoted)
+
+
 @pytest.mark.parametrize("url", ["https://api.example.com/?x=1", "https://api.example.com#x",
                                  "https://api.example.com/v3?", "http://127.0.0.1:9/#"])
 @pytest.mark.parametrize(("variable", "key"), [
@@ -195,8 +223,7 @@ def test_unknown_and_mistyped_keys_in_the_file_are_located(tmp_path: Path) -> No
     assert unknown.startswith(f"{config}:1: concurrenc: unknown key; did you mean 'concurrency'? "
                               "valid keys: ca_bundle, concurrency,")
     assert timeout == (f"{config}:2: timeout: expected a number of seconds, greater than 0 and at "
-                       "most 3,600; "
-                       "got 'soon'")
+                       "most 3,600, unquoted (a TOML number); got 'soon'")
     assert url.startswith(f"{config}:3: gateway_urls: zap-1: expected an http:// or https:// URL")
 
 
