@@ -269,6 +269,16 @@ def test_watch_says_what_a_duration_given_no_value_takes(tmp_path: Path,
         "seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)")
 
 
+def test_plan_says_what_a_markdown_limit_given_no_value_takes(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "reconciler", "plan", str(tmp_path), "-o",
+                           "markdown", "--markdown-limit"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines()[-1] == (
+        "reconciler plan: error: argument --markdown-limit: expected one argument: a number "
+        "of characters, at least 2000, or 0 for no limit")
+
+
 def test_watch_of_a_missing_path_says_it_as_plan_does(make_cli: CliFactory,
                                                       tmp_path: Path) -> None:
     run = make_cli(two_sites())
