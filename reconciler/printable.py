@@ -87,10 +87,22 @@ def clipped_words(text: str, limit: int = WORD_LIMIT) -> str:
         opening, closing = _OPENING.search(word), _CLOSING.search(word)
         head, tail = opening[0] if opening else "", closing[0] if closing else ""
         core = word[len(head):len(word) - len(tail)]
+        if len(core) <= limit or (len(core) == limit + 1 and core.endswith("…")):
+            # Short once its quotes are off, or cut already: a plan's text, cut when it was
+            # rendered, is cut again as a line of the watch log.
+            return word
         return f"{head}{core[:limit]}…{tail} ({len(core):,} characters)"
 
     pattern = _LONG_WORD if limit == WORD_LIMIT else re.compile(rf"\S{{{limit + 1},}}")
     return pattern.sub(cut, text)
+
+
+def readable(text: str) -> str:
+    """`text` (a line of progress, a log line, an Event's message) as a person reads it:
+    each word longer than WORD_LIMIT cut (`clipped_words`), then what a terminal would act
+    on escaped (`printable`). Where machines read the same (JSON, status fields that are
+    data) the text is kept whole."""
+    return printable(clipped_words(text))
 
 
 def clipped_path(path: str) -> str:

@@ -27,7 +27,7 @@ from reconciler.engine.unread import unread_sources
 from reconciler.errors import ConfigError, Diagnostic, PlanError, ProviderError
 from reconciler.plan import document, render, targeting
 from reconciler.plan.planner import PlanOptions
-from reconciler.printable import echo, printable
+from reconciler.printable import echo, printable, readable
 from reconciler.sources import bounded, utf8
 
 EXAMPLES = """\
@@ -167,7 +167,8 @@ def _progress(stream: Any) -> Any:
             line += f" {outcome.status}: {outcome.message}"
         elif outcome.note is not None:
             line += f": {outcome.note}"
-        print(f"[{elapsed:6.1f}s]{printable(line)}", file=stream, flush=True)
+        # An id a page long in a message is cut, as the plan cuts it (`readable`).
+        print(f"[{elapsed:6.1f}s]{readable(line)}", file=stream, flush=True)
 
     return show
 
@@ -176,17 +177,17 @@ def print_report(report: ApplyReport, stream: Any, settings: Settings | None = N
     counts = report.counts()
     for status in ("failed", "skipped", "blocked"):
         for outcome in report.by_status(status):
-            print(printable(f"{status}: {outcome.address}: {outcome.message}"), file=stream)
+            print(readable(f"{status}: {outcome.address}: {outcome.message}"), file=stream)
     # A write refused for its token (a release past the token's 24 h): which setting to
     # change, as a refused read says.
     failed = (o.error for o in report.by_status("failed"))
     for note in common.refused_notes(settings, failed) if settings else []:
-        print(printable(note), file=stream)
+        print(readable(note), file=stream)
     # Deferred changes share their site's reason (its gateway or cloud did not answer): one
     # line per site, not one per change of it.
     for first, more in common.first_of_each_site(report.by_status("deferred")):
         also = f" ({more} more of site {first.site})" if more else ""
-        print(printable(f"deferred: {first.address}: {first.message}{also}"), file=stream)
+        print(readable(f"deferred: {first.address}: {first.message}{also}"), file=stream)
     if not report.ok:
         verdict = "finished with errors"
     elif counts["deferred"]:

@@ -58,14 +58,25 @@ Run `reconciler COMMAND --help` for the options and examples of each command.
 """
 
 
+# What the value of each option that takes a number or a duration is, by the option (no two
+# commands share one of these names): said when the option is given without a value.
+_VALUE_TAKEN = {
+    **{option: f"a duration, {watch.DURATION_FORMS}" for option in watch_cmd.DURATION_OPTIONS},
+    **{number.option: number.expected() for number in sim_cmd.NUMBER_OPTIONS},
+    "--markdown-limit": plan_cmd.MARKDOWN_LIMIT_TAKES,
+}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on a usage error, which CI would read as "changes present" from
     `plan --detailed-exitcode`; usage errors exit 1 like every other error."""
 
     def error(self, message: str) -> NoReturn:
-        if any(message == f"argument {option}: expected one argument"
-               for option in watch_cmd.DURATION_OPTIONS):
-            message += f": a duration, {watch.DURATION_FORMS}"
+        option = message.removeprefix("argument ").removesuffix(": expected one argument")
+        if option != message and option in _VALUE_TAKEN:
+            # Given no value (last on the line, or followed by another option): what the
+            # value would be, as when one given is not taken.
+            message += f": {_VALUE_TAKEN[option]}"
         self.print_usage(sys.stderr)
         self.exit(1, f"{self.prog}: error: {message}\n")
 

@@ -73,16 +73,18 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
+# What `--markdown-limit` takes, for its errors.
+MARKDOWN_LIMIT_TAKES = (f"a number of characters, at least {markdown.MIN_LIMIT}, or 0 for no "
+                        "limit")
+
+
 def _markdown_limit(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = -1
     if value != 0 and value < markdown.MIN_LIMIT:
-        raise argparse.ArgumentTypeError(
-            f"expected a number of characters, at least {markdown.MIN_LIMIT}, or 0 for no "
-            f"limit, not {echo(text)}"
-        )
+        raise argparse.ArgumentTypeError(f"expected {MARKDOWN_LIMIT_TAKES}, not {echo(text)}")
     return value
 
 

@@ -42,7 +42,8 @@ from reconciler.errors import ConfigError, Diagnostic, ProviderAuthError
 from reconciler.model.base import RESOURCE_NAME_PATTERN
 from reconciler.model.device import SecretSource
 from reconciler.model.env_names import SECRET_KEY_PATTERN, own_setting_problem
-from reconciler.model.network import shown_url, url_problem
+from reconciler.model.gateway import ZAP_URL_EXAMPLES
+from reconciler.model.network import query_problem, shown_url, url_problem
 from reconciler.name_list import closest
 from reconciler.path_limits import path_problem
 from reconciler.printable import echo
@@ -246,7 +247,9 @@ _MAXIMA: dict[str, float] = {
 }
 
 
-def _url(value: object) -> str:
+def _url(value: object, examples: str = ZAP_URL_EXAMPLES) -> str:
+    """An http:// or https:// base URL with a host, and neither credentials nor a query or
+    fragment; `examples` show what one looks like (a Zap's unless told)."""
     if not isinstance(value, str):
         raise ValueError(f"expected a URL string, got {type(value).__name__}")
     try:
@@ -260,7 +263,9 @@ def _url(value: object) -> str:
             f"expected an http:// or https:// URL with a host (e.g. https://api.example.com), "
             f"got {echo(shown_url(value))}"
         )
-    problem = url_problem(value)  # credentials, or a host such as 999.1.1.1
+    # Credentials (masked: a password may hold a '?'), or a host such as 999.1.1.1, then
+    # a query or fragment, which would swallow the paths appended.
+    problem = url_problem(value) or query_problem(value, examples)
     if problem is not None:
         raise ValueError(problem)
     return value
@@ -271,17 +276,8 @@ def _cloud_url(value: object) -> str:
     allowed only to this machine (127.0.0.0/8, ::1, localhost), where the simulators and a
     local proxy listen and nothing crosses a network. (Zap gateways are reached over the
     local network by plain http by design: their URLs go through `_url` alone.)"""
-    url = _url(value)
+    url = _url(value, "https://api.example.com or https://proxy.example.com/novacore")
     parts = urlsplit(url)
-    if "?" in url or "#" in url:
-        # The API's paths are appended to the URL: `https://host/?x=1` would call
-        # `https://host/?x=1/sites`, the path lost in the query, and a fragment is never
-        # sent at all. Neither is what was meant, and the answer would say nothing of it.
-        raise ValueError(
-            "expected a base URL without a query ('?...') or fragment ('#...'), as the API's "
-            "paths are appended to it (e.g. https://api.example.com or "
-            f"https://proxy.example.com/novacore); got {echo(shown_url(url))}"
-        )
     if parts.scheme == "http" and not _loopback(parts.hostname or ""):
         raise ValueError(
             "expected an https:// URL: the token would be sent unencrypted over http:// "
@@ -352,7 +348,7 @@ def _coerce(name: str, value: object, *, typed: bool = False) -> object:
             return value.strip().lower() in _TRUE
         raise ValueError(f"expected true or false, got {echo(value)}")
     if isinstance(default, (int, float)):
-        return _number(name, value, whole=isinstance(default, int))
+        return _number(name, value, whole=isinstance(default, int), typed=typed)
     # Tokens and keys end up here: the message names the type, never the value.
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__}")
@@ -385,7 +381,10 @@ def _char_name(char: str) -> str:
     return names.get(char, f"U+{ord(char):04X}")
 
 
-def _number(name: str, value: object, *, whole: bool) -> int | float:
+def _number(name: str, value: object, *, whole: bool, typed: bool = False) -> int | float:
+    """The limit `name` from a variable's text, or from a TOML value (`typed`), which is a
+    TOML number: a quoted "5" is text, as a quoted "yes" is for a switch, and one file
+    would otherwise hold numbers two ways, only one of them checked by TOML tools."""
     what, most = _LIMITS[name], _MAXIMA[name]
     if whole:
         expected = f"expected a whole number of {what}, from 1 to {most:,.0f}"
@@ -393,6 +392,9 @@ def _number(name: str, value: object, *, whole: bool) -> int | float:
         expected = f"expected a number of {what}, greater than 0 and at most {most:,.0f}"
     else:
         expected = f"expected a number of {what}, greater than 0"
+    if typed and isinstance(value, str):
+        kind = "integer" if whole else "number"
+        raise ValueError(f"{expected}, unquoted (a TOML {kind}); got {echo(value)}")
     try:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError

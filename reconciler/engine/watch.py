@@ -65,7 +65,7 @@ from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.plan import render
 from reconciler.plan.planner import Plan, PlanOptions
-from reconciler.printable import echo, printable
+from reconciler.printable import echo, readable
 
 # -- durations ------------------------------------------------------------------------------
 
@@ -140,7 +140,8 @@ class Log:
         if self.fmt == "json":
             line = json.dumps({"ts": ts, "event": event, **fields}, default=str)
         else:
-            line = "\n".join(f"{ts} {printable(part)}" for part in text.splitlines() or [""])
+            # An id a page long is cut, as the plan cuts it; the JSON format keeps it whole.
+            line = "\n".join(f"{ts} {readable(part)}" for part in text.splitlines() or [""])
         try:
             self.stream.write(line + "\n")
             self.stream.flush()

@@ -9,25 +9,31 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, BeforeValidator, Field, model_validator
 
 from reconciler.model.base import Identifier, Resource, ResourceName, StrictModel
-from reconciler.model.network import url_problem
+from reconciler.model.network import query_problem, url_problem
 
 # The Zap firmware's id is "zap-" + 16 lowercase hex digits of the MAC; documentation examples
 # show shorter forms such as zap-04772a97, so any hex length from 4 to 32 is accepted.
 ZAP_SERIAL_PATTERN = r"^zap-[0-9a-f]{4,32}$"
 
 
+# What a Zap's base URL looks like, for messages.
+ZAP_URL_EXAMPLES = "http://192.168.1.40 or http://zap.local"
+
+
 def _gateway_url(value: object) -> object:
     """Checked before pydantic parses the URL: its errors and the parsed URL would both
     carry a password along, and it reads `http://192.168.1` as http://192.168.0.1."""
     if isinstance(value, str):
-        problem = url_problem(value)
+        # Credentials first: a password may hold a '?' or '#', and is masked then.
+        problem = url_problem(value) or query_problem(value, ZAP_URL_EXAMPLES)
         if problem is not None:
             raise ValueError(problem)
     return value
 
 
-# The gateway's URL is shown in plans and messages: it may hold no credentials; and its
-# host is a name or an address as every program reads it.
+# The gateway's URL is shown in plans and messages: it may hold no credentials; its host is
+# a name or an address as every program reads it; and the Zap API's paths are appended to
+# it, so it has no query or fragment.
 GatewayUrl = Annotated[AnyHttpUrl, BeforeValidator(_gateway_url)]
 
 

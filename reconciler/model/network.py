@@ -54,6 +54,17 @@ def userinfo_problem(value: str) -> str | None:
     return f"{echo(shown_url(value))} holds a user name or password: {CREDENTIALS_ADVICE}"
 
 
+def query_problem(value: str, examples: str) -> str | None:
+    """Why a base URL with a query or fragment is refused (`examples`: what one looks
+    like), or None. Paths are appended to a base URL: `http://host/?x=1` would call
+    `http://host/?x=1/api/...`, the path lost in the query, and a fragment is never sent
+    at all. Neither is what was meant, and the answer would say nothing of it."""
+    if "?" not in value and "#" not in value:
+        return None
+    return ("expected a base URL without a query ('?...') or fragment ('#...'), as the API's "
+            f"paths are appended to it (e.g. {examples}); got {echo(shown_url(value))}")
+
+
 # One dot-separated part of a host name (RFC 1123): letters, digits and '-', at most 63
 # characters, starting and ending with a letter or digit.
 _HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.operator.cli_advice import for_operator
-from reconciler.printable import printable
+from reconciler.printable import readable
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ def stored(message: str) -> str:
     """A condition's message as it is stored: what the plan advises of the CLI's flags
     said as the operator's user acts (`cli_advice`)."""
     # `kubectl describe` shows it on a terminal; it carries what gateways report.
-    return printable(for_operator(message))[:1000]
+    # A word a page long (an id) is cut with its length said, not at the end alone.
+    return readable(for_operator(message))[:1000]
 
 
 def is_new(previous: list[dict[str, Any]] | None, cond: Cond) -> bool:

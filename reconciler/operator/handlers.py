@@ -50,7 +50,7 @@ from reconciler.operator.reported import Reported
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.operator.status_writes import KubeStatus
 from reconciler.operator.stopping import OperatorStop
-from reconciler.printable import printable
+from reconciler.printable import readable
 
 FINALIZER = f"{API_GROUP}/finalizer"
 _EVENT_REASONS = {
@@ -247,7 +247,8 @@ def event_message(text: str) -> str:
     """An event's message: `kubectl describe` shows it on a terminal, and it carries what
     gateways and clouds report (serials, error bodies), and what the plan advises of the
     CLI's flags, said as the operator's user acts (`cli_advice`)."""
-    return printable(for_operator(text))[:1000]
+    # A word a page long (an id) is cut with its length said, not at the end alone.
+    return readable(for_operator(text))[:1000]
 
 
 def _declared_serials(indexes: Mapping[str, Any], own: tuple[str, str]) -> dict[str, str]:

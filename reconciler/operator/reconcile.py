@@ -49,6 +49,7 @@ from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions, site_ids
 from reconciler.plan.render import summary_line
+from reconciler.printable import clipped_words
 
 
 @dataclass
@@ -503,7 +504,7 @@ def _describe_swaps(
     pending = [s for s in waiting if s.change is None]
     ready = next((c for c in result.conditions if c.type == "Ready"), None)
     if pending and not config.observe_only and ready is not None and ready.status:
-        message = "; ".join(s.message for s in pending)[:1000]
+        message = _said("; ".join(s.message for s in pending))
         result.conditions = [c for c in result.conditions if c.type != "Ready"]
         result.conditions.append(Cond("Ready", False, "ReleasePending", message))
         result.retry, result.delay, result.message = "temporary", config.retry_delay, message
@@ -518,10 +519,17 @@ HELD_NOTE = (
 
 
 def _failure_message(failed: list[Outcome]) -> str:
-    message = "; ".join(f"{o.address}: {o.message}" for o in failed)
+    message = clipped_words("; ".join(f"{o.address}: {o.message}" for o in failed))
     if any(not o.retryable for o in failed):
         return f"{message[:800]} — {HELD_NOTE}"
     return message[:1000]
+
+
+def _said(text: str) -> str:
+    """`text` for a condition, an Event and kopf's log, at most 1,000 characters: each
+    word a page long (an id) cut first with its length said (`clipped_words`), where the
+    cut at the end would leave its start alone, with no sign that it goes on."""
+    return clipped_words(text)[:1000]
 
 
 def _current_hold(
@@ -757,17 +765,17 @@ def _describe(
     elif skipped := [o for o in outcomes if o.status == "skipped"]:
         # Without a failure, only a stop skips a change (`engine.apply`): the operator
         # stopped before it started. Not Ready: whichever process runs next applies it.
-        message = (
+        message = _said(
             "the operator stopped before these changes started: "
             + "; ".join(f"{o.address}: {o.message}" for o in skipped)
-        )[:1000]
+        )
         result.retry, result.delay, result.message = "temporary", config.retry_delay, message
         conds += [
             Cond("Synced", False, "Interrupted", message),
             Cond("Ready", False, "Interrupted", message),
         ]
     elif blocked:
-        message = "; ".join(f"{c.address}: {c.message}" for c in blocked)[:1000]
+        message = _said("; ".join(f"{c.address}: {c.message}" for c in blocked))
         result.retry, result.message = "permanent", message
         conds += [
             Cond("Synced", False, "Blocked", message),

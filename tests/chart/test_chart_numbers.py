@@ -135,6 +135,24 @@ def test_fractions_and_strings_are_kept(rendered: Render) -> None:
                  id="fraction-string"),
     pytest.param({"gatewayRate": 0}, "/limits/gatewayRate", id="zero-rate"),
     pytest.param({"timeout": -1}, "/limits/timeout", id="negative-timeout"),
+    # Past the maxima the operator refuses at start-up (`engine.config._MAXIMA`), as a
+    # number and as a string.
+    pytest.param({"concurrency": 1_000_000}, "/limits/concurrency", id="concurrency-million"),
+    pytest.param({"concurrency": "10001"}, "/limits/concurrency", id="concurrency-string"),
+    pytest.param({"gatewayConcurrency": 10_001}, "/limits/gatewayConcurrency",
+                 id="gateway-concurrency"),
+    pytest.param({"retries": 101}, "/limits/retries", id="retries"),
+    pytest.param({"retries": "1000"}, "/limits/retries", id="retries-string"),
+    pytest.param({"timeout": 3600.5}, "/limits/timeout", id="timeout"),
+    pytest.param({"timeout": "3601"}, "/limits/timeout", id="timeout-string"),
+    pytest.param({"modbusTimeout": 86_400}, "/limits/modbusTimeout", id="modbus-timeout"),
+    pytest.param({"modbusTimeout": "3600.01"}, "/limits/modbusTimeout",
+                 id="modbus-timeout-string"),
+    # A string the operator does not read as a number in range: none, zero, infinity.
+    pytest.param({"timeout": "ten"}, "/limits/timeout", id="timeout-word"),
+    pytest.param({"gatewayRate": "0.0"}, "/limits/gatewayRate", id="zero-rate-string"),
+    pytest.param({"gatewayRate": "inf"}, "/limits/gatewayRate", id="infinite-rate"),
+    pytest.param({"gatewayRate": "9" * 309}, "/limits/gatewayRate", id="rate-past-float"),
 ])
 def test_numbers_the_operator_would_refuse_are_refused(helm: Path, limits: dict[str, Any],
                                                         where: str) -> None:
@@ -172,3 +190,16 @@ def test_limits_at_the_operators_maxima_are_taken(rendered: Render) -> None:
     assert (settings.retries, settings.concurrency, settings.gateway_concurrency) == (
         100, 10_000, 10_000)
     assert (settings.timeout, settings.modbus_timeout) == (3600, 3600)
+
+
+def test_strings_up_to_the_maxima_are_taken(rendered: Render) -> None:
+    """The largest values the operator takes, quoted as --set-string gives them, render and
+    are read back as written."""
+    limits = {"concurrency": "10000", "gatewayConcurrency": "10000", "retries": "100",
+              "timeout": "3600", "modbusTimeout": "3600.0", "gatewayRate": ".5"}
+    [(_, container)] = rendered({"limits": limits}).containers()
+    settings = load_settings(plain_env(container), check_files=False)
+    assert (settings.concurrency, settings.gateway_concurrency, settings.retries) == (
+        10_000, 10_000, 100)
+    assert (settings.timeout, settings.modbus_timeout, settings.gateway_rate) == (
+        3600, 3600, 0.5)

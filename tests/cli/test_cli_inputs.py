@@ -54,8 +54,7 @@ def test_bad_keys_of_a_settings_file_are_named_with_their_line(make_cli: CliFact
     assert lines[0].startswith(f"error: {config}:4: timout: unknown key; did you mean 'timeout'?")
     assert lines[1:] == [
         f"error: {config}:5: concurrency: expected a whole number of calls in flight, from 1 to "
-        "10,000; "
-        "got 'many'",
+        "10,000, unquoted (a TOML integer); got 'many'",
         f"error: {config}:6: gateway_urls: zap-1: expected a URL string, got int",
         "invalid settings: 3 problems"]
     assert run.sims.call(run.sims.sims.requests) == 0
@@ -268,6 +267,16 @@ def test_watch_says_what_a_duration_given_no_value_takes(tmp_path: Path,
     assert done.stderr.splitlines()[-1] == (
         f"reconciler watch: error: argument {options[0]}: expected one argument: a duration, "
         "seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)")
+
+
+def test_plan_says_what_a_markdown_limit_given_no_value_takes(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "reconciler", "plan", str(tmp_path), "-o",
+                           "markdown", "--markdown-limit"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines()[-1] == (
+        "reconciler plan: error: argument --markdown-limit: expected one argument: a number "
+        "of characters, at least 2000, or 0 for no limit")
 
 
 def test_watch_of_a_missing_path_says_it_as_plan_does(make_cli: CliFactory,

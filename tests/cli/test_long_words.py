@@ -94,3 +94,33 @@ def test_a_long_name_of_an_undeclared_flatpeak_device_is_cut_short(
     code, out, _ = run("plan", run.path, "-o", "json")
     [item] = [u for u in json.loads(out)["unmanaged"] if u["id"] == "dev_other"]
     assert reference in item["description"]
+
+
+
+
+
+def test_a_long_hardware_id_is_cut_short_in_apply_progress_and_summary_not_in_json(
+        make_cli: CliFactory) -> None:
+    """A 5,000-character hardwareId the Zap reads otherwise fails its change: the progress
+    line and the summary line of the failure show it cut, as the plan shows ids; the JSON
+    report keeps the message whole."""
+    hardware_id = "SN" + "7" * (LONG - 2)
+    docs = standard_site(1)
+    [inverter] = [d for d in docs
+                  if d["kind"] == "Device" and d["spec"]["deviceType"] == "inverter"]
+    inverter["spec"]["hardwareId"] = hardware_id
+    run = make_cli(docs)
+    code, out, err = run("apply", run.path, "--auto-approve", "--no-color")
+    assert code == 1, out + err
+    assert hardware_id not in out and hardware_id not in err
+    cut = _cut(hardware_id, "'", "';")
+    lines = out.splitlines()
+    [progress] = [line for line in lines if "✗ device/s1-inv[zap] create failed: " in line]
+    assert progress.endswith(f"not hardwareId {cut} removed it again"), progress[-500:]
+    [summary] = [line for line in lines if line.startswith("failed: device/s1-inv[zap]: ")]
+    assert summary.endswith(f"not hardwareId {cut} removed it again"), summary[-500:]
+
+    code, out, err = run("apply", run.path, "--auto-approve", "-o", "json")
+    assert code == 1, out + err
+    [failed] = [o for o in json.loads(out)["outcomes"] if o["status"] == "failed"]
+    assert failed["message"].endswith(f"not hardwareId {hardware_id!r}; removed it again")

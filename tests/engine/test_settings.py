@@ -117,6 +117,34 @@ def test_a_boolean_of_the_settings_file_is_a_toml_boolean(tmp_path: Path, value:
                          config_file=str(config)).insecure_skip_tls_verify is True
 
 
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("timeout", '"5"', "a number of seconds, greater than 0 and at most 3,600, unquoted "
+                       "(a TOML number); got '5'"),
+    ("modbus_timeout", '"0.5"', "a number of seconds, greater than 0 and at most 3,600, "
+                                "unquoted (a TOML number); got '0.5'"),
+    ("gateway_rate", '"20"', "a number of requests per second, greater than 0, unquoted "
+                             "(a TOML number); got '20'"),
+    ("concurrency", '"8"', "a whole number of calls in flight, from 1 to 10,000, unquoted "
+                           "(a TOML integer); got '8'"),
+    ("gateway_concurrency", '" 2 "', "a whole number of calls in flight per gateway, from 1 "
+                                     "to 10,000, unquoted (a TOML integer); got ' 2 '"),
+    ("retries", "'3'", "a whole number of attempts, from 1 to 100, unquoted (a TOML integer); "
+                       "got '3'"),
+])
+def test_a_number_of_the_settings_file_is_a_toml_number(tmp_path: Path, key: str, value: str,
+                                                         expected: str) -> None:
+    """TOML has numbers: `timeout = "5"` is text, refused as a quoted switch is; the
+    variable, which is always text, keeps taking the digits."""
+    config = tmp_path / "reconciler.toml"
+    config.write_text(f"insecure_skip_tls_verify = false\n{key} = {value}\n")
+    assert problems({}, config) == [f"{config}:2: {key}: expected {expected}"]
+    unquoted = value.strip("\"'").strip()
+    config.write_text(f"{key} = {unquoted}\n")
+    assert getattr(load_settings({}, config_file=str(config)), key) == float(unquoted)
+    variable = "RECONCILER_" + key.upper()
+    assert getattr(load_settings({variable: value.strip("\"'")}), key) == float(unquoted)
+
+
 @pytest.mark.parametrize("url", ["https://api.example.com/?x=1", "https://api.example.com#x",
                                  "https://api.example.com/v3?", "http://127.0.0.1:9/#"])
 @pytest.mark.parametrize(("variable", "key"), [
@@ -134,6 +162,32 @@ def test_a_cloud_url_with_a_query_or_fragment_is_refused(tmp_path: Path, url: st
     config = tmp_path / "reconciler.toml"
     config.write_text(f"timeout = 5\n{key} = {json.dumps(url)}\n")
     assert problems({}, config) == [f"{config}:2: {key}: {expected}"]
+
+
+@pytest.mark.parametrize("url", ["http://192.168.1.40/?x=1", "http://192.168.1.40#x",
+                                 "http://zap.local/api?", "https://[fd00::1]:8443/#"])
+def test_a_gateway_url_with_a_query_or_fragment_is_refused(tmp_path: Path, url: str) -> None:
+    """The Zap API's paths are appended to a gateway's URL as to a cloud's: a query or
+    fragment is refused wherever the URL is set (variable, settings file, JSON file)."""
+    serial = "zap-0000000000000001"
+    expected = (f"{serial}: expected a base URL without a query ('?...') or fragment "
+                "('#...'), as the API's paths are appended to it (e.g. http://192.168.1.40 "
+                f"or http://zap.local); got {url!r}")
+    assert problems({"RECONCILER_GATEWAY_URLS": f"{serial}={url}"}) == [
+        f"RECONCILER_GATEWAY_URLS: {expected}"]
+    config = tmp_path / "reconciler.toml"
+    config.write_text(f"timeout = 5\n[gateway_urls]\n{json.dumps(serial)} = {json.dumps(url)}\n")
+    assert problems({}, config) == [f"{config}:2: gateway_urls: {expected}"]
+    urls = tmp_path / "gateways.json"
+    urls.write_text(json.dumps({serial: url}))
+    assert problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)}) == [f"{urls}: {expected}"]
+
+
+def test_a_gateway_url_with_a_question_mark_in_its_password_is_masked() -> None:
+    """A '?' in a password ends the host for URL parsers: whatever the URL is refused
+    for, the password is masked."""
+    [problem] = problems({"RECONCILER_GATEWAY_URLS": "zap-1=http://admin:pa?ss@10.0.0.1/"})
+    assert "'http://***@10.0.0.1/'" in problem and "pa?ss" not in problem
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -169,8 +223,7 @@ def test_unknown_and_mistyped_keys_in_the_file_are_located(tmp_path: Path) -> No
     assert unknown.startswith(f"{config}:1: concurrenc: unknown key; did you mean 'concurrency'? "
                               "valid keys: ca_bundle, concurrency,")
     assert timeout == (f"{config}:2: timeout: expected a number of seconds, greater than 0 and at "
-                       "most 3,600; "
-                       "got 'soon'")
+                       "most 3,600, unquoted (a TOML number); got 'soon'")
     assert url.startswith(f"{config}:3: gateway_urls: zap-1: expected an http:// or https:// URL")
 
 

@@ -326,5 +326,6 @@ async def test_a_pinned_location_of_the_first_account_is_not_recorded_as_not_fou
             await cluster.delete("Site", "home")
             await cluster.wait_gone("Site", "home", timeout=60)
             said = await cluster.wait_events_about("home", reason="FlatpeakLocationKept")
-        assert [str(e["message"]) for e in said][0].startswith(
-            "Flatpeak location loc_pinned, applied for Site home, stays in Flatpeak"), said
+        [message] = {str(e["message"]) for e in said}
+        assert message.startswith(
+            "Flatpeak location loc_pinned, applied for Site home, stays in Flatpeak"), message

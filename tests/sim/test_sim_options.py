@@ -83,3 +83,27 @@ def test_the_bounds_of_each_range_are_taken_and_reach_the_simulators(tmp_path: P
     assert process.returncode == 0, "".join(said)
     assert (faults["jitter_ms"], faults["error_rate"], faults["throttle_rate"]) == (
         3600000.0, 1.0, 0.0), faults
+
+
+@pytest.mark.parametrize(("options", "takes"), [
+    (["--fleet", EXAMPLES, "--latency-ms"], f"--latency-ms: expected one argument: {LATENCY}"),
+    (["--fleet", EXAMPLES, "--jitter-ms", "--error-rate", "0.1"],
+     f"--jitter-ms: expected one argument: {LATENCY}"),
+    (["--fleet", EXAMPLES, "--error-rate"], f"--error-rate: expected one argument: {RATE}"),
+    (["--fleet", EXAMPLES, "--throttle-rate"],
+     f"--throttle-rate: expected one argument: {RATE}"),
+    (["--fleet", EXAMPLES, "--seed"], "--seed: expected one argument: a whole number of 0 or "
+                                      "more"),
+    (["--sites"], "--sites: expected one argument: a whole number of sites from 1 to 65536 "
+                  "(each has a subnet of its own)"),
+    (["--sites", "2", "--devices-per-site"], "--devices-per-site: expected one argument: a "
+     "whole number of devices from 0 to 156 (a site's devices share one subnet)"),
+])
+def test_a_number_given_no_value_is_said_with_what_it_takes(
+        tmp_path: Path, options: list[str], takes: str) -> None:
+    """Refused by argparse before any value is read: its line says what the option takes,
+    as a value out of range is said, and as `watch` says it of a duration."""
+    done = sim_up(tmp_path, *options)
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    assert done.stderr.splitlines()[-1] == f"reconciler sim up: error: argument {takes}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing written"

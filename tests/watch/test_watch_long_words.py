@@ -1,0 +1,52 @@
+"""An id a page long in the log of a real `reconciler watch`: a 5,000-character hardwareId
+that the device does not report blocks its changes, and the text log shows it cut, as the
+plan and `reconciler apply` show it (its start and its length), where the JSON log, for
+machines, keeps the message whole."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from agent_helpers import INVERTER, INVERTER_SN, Spawn, World
+
+pytestmark = pytest.mark.slow
+
+LONG = 5_000
+
+
+async def test_a_long_hardware_id_is_cut_in_the_text_log_not_in_the_json_log(
+        world: World, spawn: Spawn) -> None:
+    hardware_id = "SN" + "7" * (LONG - 2)
+    world.edit(f"hardwareId: {INVERTER_SN}", f"hardwareId: {hardware_id}")
+    address = f"device/{INVERTER}[identity]"
+    said = f"the device reports serial {INVERTER_SN!r}, not hardwareId "
+    text = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+    await text.wait_for(r"run=1 trigger=start .* result=failed")
+    assert await text.terminate() == 0
+    assert hardware_id not in text.text
+    [line] = [line for line in text.out if f"! {address} verify blocked: " in line]
+    cut = f"'{hardware_id[:200]}…'; ({LONG:,} characters)"
+    assert f"{said}{cut} it is not" in line, line[-500:]
+    assert max(map(len, text.out)) < 1_000, text.text[:2_000]
+
+    # The plan's text, cut when it is rendered, is not cut again as lines of the log.
+    plan = await spawn("watch", "sites", "--plan-only", "--interval", "60s", env=world.env,
+                       cwd=world.cwd)
+    await plan.wait_for(r"run=1 trigger=start .* result=")
+    assert await plan.terminate() == 0
+    [message, *_] = [line for line in plan.out if f"{said}'{hardware_id[:200]}" in line
+                 and " ! " not in line]
+    assert f"      {said}{cut} it is not" in message, message[-500:]
+    assert "(201 characters)" not in plan.text, plan.text[:3_000]
+
+    agent = await spawn("watch", "sites", "--interval", "60s", "--log-format", "json",
+                        env=world.env, cwd=world.cwd)
+
+    def blocked(line: str) -> bool:
+        event = json.loads(line)
+        return bool(event.get("address") == address and "message" in event)
+
+    [line] = await agent.wait_for(blocked)
+    assert await agent.terminate() == 0
+    assert f"{said}{hardware_id!r}; it is not" in json.loads(line)["message"], line[-500:]
