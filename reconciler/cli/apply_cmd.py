@@ -478,12 +478,13 @@ async def _apply(
         try:
             result: PlanResult = await reconciler.plan(options, paths=paths)
         except ProviderError as error:
-            print(f"error: {error}", file=sys.stderr)
+            # As `plan` says it: an id a page long in the refused call's path cut.
+            print(readable(f"error: {error}"), file=sys.stderr)
             for note in common.refused_notes(settings, [error]):
                 print(printable(note), file=sys.stderr)
             return common.EXIT_ERROR
         for line in result.warnings:
-            print(printable(f"warning: {line}"), file=sys.stderr)
+            print(readable(f"warning: {line}"), file=sys.stderr)
         if saved and result.inputs["observed_sha256"] != saved["inputs"].get("observed_sha256"):
             unread = unread_sources(result.observed, settings)
             if unread:

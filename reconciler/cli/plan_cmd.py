@@ -16,7 +16,7 @@ from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDir, StateDirError, atomic_write
 from reconciler.errors import ConfigError, Diagnostic, ProviderError
 from reconciler.plan import document, markdown, render
-from reconciler.printable import echo, printable
+from reconciler.printable import echo, printable, readable
 from reconciler.sources import bounded
 
 EXAMPLES = """\
@@ -197,14 +197,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         result, leftovers = asyncio.run(make())
     except (ProviderError, StateDirError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        # A refused call names its path, which may hold an id a page long: cut, as the
+        # plan's messages are. A path of the state directory is said whole.
+        said = f"error: {error}"
+        print(readable(said) if isinstance(error, ProviderError) else said, file=sys.stderr)
         for note in common.refused_notes(settings, [error]):
             print(printable(note), file=sys.stderr)
         return common.EXIT_ERROR
     for line in leftovers:
         print(printable(f"note: {line}"), file=sys.stderr)
     for line in result.warnings:
-        print(printable(f"warning: {line}"), file=sys.stderr)
+        print(readable(f"warning: {line}"), file=sys.stderr)
     # Fingerprints are for machines (JSON, a saved plan); a rendering for people skips them.
     doc = result.document(with_inputs=args.output == "json" or bool(args.out))
     if args.output == "json":

@@ -38,7 +38,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -132,8 +132,11 @@ class Log:
         self.on_closed = on_closed
         self.closed = False
 
-    def emit(self, event: str, text: str, **fields: Any) -> None:
-        """Write `text` (text format) or `fields` (JSON format) for `event`."""
+    def emit(self, event: str, text: str | Sequence[str], **fields: Any) -> None:
+        """Write `text` (text format) or `fields` (JSON format) for `event`. `text` is one
+        line per line it holds, or a list of lines, each one line whatever it holds: text
+        from outside goes in as it is, to be cut and escaped here, in that order (escaped
+        first, a word's length said would count the escapes)."""
         if self.closed:
             return
         ts = self.clock()
@@ -141,7 +144,8 @@ class Log:
             line = json.dumps({"ts": ts, "event": event, **fields}, default=str)
         else:
             # An id a page long is cut, as the plan cuts it; the JSON format keeps it whole.
-            line = "\n".join(f"{ts} {readable(part)}" for part in text.splitlines() or [""])
+            parts = text.splitlines() if isinstance(text, str) else list(text)
+            line = "\n".join(f"{ts} {readable(part)}" for part in parts or [""])
         try:
             self.stream.write(line + "\n")
             self.stream.flush()

@@ -17,7 +17,6 @@ from typing import Any
 
 from reconciler.plan.planner import Plan
 from reconciler.plan.render import objects, what_prune_does
-from reconciler.printable import printable
 
 # `Log.emit` of the watch agent: (event, text, **JSON fields).
 Emit = Callable[..., None]
@@ -63,6 +62,8 @@ class UnmanagedReport:
             if not plan.has_changes:
                 head = f"No changes. The declared objects match the actual state; {head}"
         lines = [f"run={run} {head}"]
-        lines += [f"  ! unmanaged: {printable(entry['description'])}" for entry in current]
-        emit("unmanaged", "\n".join(lines), run=run, count=count, objects=current)
+        # One line each, as the cloud reported it: the log cuts a long word and then escapes
+        # (`Log.emit`), so the length it says is the description's, not its escapes'.
+        lines += [f"  ! unmanaged: {entry['description']}" for entry in current]
+        emit("unmanaged", lines, run=run, count=count, objects=current)
         return count

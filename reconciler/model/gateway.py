@@ -36,6 +36,13 @@ def _gateway_url(value: object) -> object:
 # it, so it has no query or fragment.
 GatewayUrl = Annotated[AnyHttpUrl, BeforeValidator(_gateway_url)]
 
+# The query and fragment rule as the schemas' `pattern`, so that an editor flags it and the
+# API server refuses it at `kubectl apply`: no '?' nor '#' from start to end, or else an '@'
+# anywhere. A URL with an '@' is left to the loader and the operator: it may be a password
+# holding a '?' or '#', and the API server's refusal would repeat the value whole, where
+# their message masks the password (so the schemas leave a URL with credentials to them).
+NO_QUERY_PATTERN = r"^[^?#]*$|@"
+
 
 class DeletionPolicy(StrEnum):
     """What happens outside when the resource is removed from the desired state."""
@@ -55,8 +62,9 @@ class ZapGateway(StrictModel):
     )
     url: GatewayUrl = Field(
         description="Base URL of the Zap's local HTTP API, reachable from where the "
-        "reconciler runs.",
+        "reconciler runs: without a query ('?...') or fragment ('#...').",
         examples=["http://192.168.1.40"],
+        json_schema_extra={"pattern": NO_QUERY_PATTERN},
     )
     org_id: Identifier | None = Field(
         default=None,

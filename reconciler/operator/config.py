@@ -13,6 +13,13 @@
 | RECONCILER_OPERATOR_PASSWORD_ENV | variables `passwordFrom.env` may name (`A,B`) | (none) |
 | RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT | seconds a watch may keep failing before exit 1 | 300 |
 
+The three durations (interval, retry delay, watch failure limit) are each at most a day
+(`MOST_SECONDS`). A longer one is a unit mistaken (milliseconds for seconds) or a wish to turn
+the thing off, and each misleads: an object waiting on a gateway left unretried for days, a
+drift left uncorrected as long, a watch failing unseen for as long instead of the restart that
+would mend it; and past some 2.5e11 s (year 9999) kopf cannot even say when to retry an
+object, failing its handler with an OverflowError traceback, so that it is never retried.
+
 With peering, kopf pauses every operator that sees a peer of the same or higher priority,
 so replicas need distinct priorities. By default the one started first has the highest:
 minus the microseconds since the epoch when the process started. A replica that starts
@@ -92,15 +99,21 @@ class OperatorConfigError(ValueError):
         self.problems = problems
 
 
+# The longest interval, retry delay and watch failure limit (the module's docstring); the
+# chart's values.schema.json has the same maximum.
+MOST_SECONDS = 86_400.0
+
+
 def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
     value = env.get(PREFIX + name) or default
     try:
         seconds = float(value)
     except ValueError:
         seconds = math.nan
-    if not 0 < seconds < math.inf:
+    if not 0 < seconds <= MOST_SECONDS:  # NaN compares false: refused too
         raise ValueError(
-            f"{PREFIX}{name} must be a number of seconds greater than 0, not {echo(value)}"
+            f"{PREFIX}{name} must be a number of seconds greater than 0 and at most "
+            f"{MOST_SECONDS:,.0f} (a day), not {echo(value)}"
         )
     return seconds
 

@@ -24,9 +24,10 @@ DIGITS = re.compile(r"^[0-9]+$")
 WHOLE = {"concurrency": "RECONCILER_CONCURRENCY", "gatewayConcurrency":
          "RECONCILER_GATEWAY_CONCURRENCY", "retries": "RECONCILER_RETRIES"}
 BIG = {
-    "reconcileInterval": 1_200_000,
-    "retryDelay": 1_234_567.25,
-    "watchFailureLimit": 7_654_321.5,
+    # The operator's durations at their largest (a day, `operator.config.MOST_SECONDS`).
+    "reconcileInterval": 86_400,
+    "retryDelay": 86_399.25,
+    "watchFailureLimit": 86_400.0,
     "replicas": 1_000_000,
     # The limits at their largest (`engine.config._MAXIMA`): below a million, where Go would
     # write "1e+06", but the settings reach the operator as written all the same.
@@ -78,7 +79,7 @@ def test_large_numbers_reach_the_environment_in_digits(helm: Path, rendered: Ren
         if key in limits:
             assert DIGITS.match(env[name]), f"{name}={env[name]}"
             assert int(env[name]) == limits[key]
-    assert env["RECONCILER_OPERATOR_INTERVAL"] == "1200000"
+    assert env["RECONCILER_OPERATOR_INTERVAL"] == "86400"
     settings = load_settings(env, check_files=False)
     config = operator_config.load(env)
     assert config.interval == values["reconcileInterval"]
@@ -87,12 +88,12 @@ def test_large_numbers_reach_the_environment_in_digits(helm: Path, rendered: Ren
     if via == "set":
         return
     assert settings.retries == limits["retries"]
-    assert env["RECONCILER_OPERATOR_RETRY_DELAY"] == "1234567.25"
+    assert env["RECONCILER_OPERATOR_RETRY_DELAY"] == "86399.25"
     assert env["RECONCILER_TIMEOUT"] == "3599.5"
     assert float(env["RECONCILER_GATEWAY_RATE"]) == limits["gatewayRate"]  # 1e-7, exactly
     assert (settings.gateway_rate, settings.timeout) == (limits["gatewayRate"], limits["timeout"])
     assert config.retry_delay == values["retryDelay"]
-    assert env["RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT"] == "7654321.5"
+    assert env["RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT"] == "86400"
     assert config.watch_failure_limit == values["watchFailureLimit"]
 
 
@@ -180,6 +181,25 @@ def test_limits_past_the_operators_maxima_are_refused_at_install(
     done = template(helm, {"limits": limits}, check=False)
     assert done.returncode != 0, f"helm accepted {limits}"
     assert where in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    pytest.param("reconcileInterval", 300_000, id="interval-in-milliseconds"),
+    pytest.param("retryDelay", 1e300, id="retry-delay-huge"),
+    pytest.param("watchFailureLimit", 86_400.5, id="watch-failure-limit"),
+])
+def test_durations_past_a_day_are_refused_at_install(helm: Path, key: str,
+                                                     value: float) -> None:
+    """A duration of the operator's past a day, which the operator refuses to start with,
+    fails `helm install` naming the value, rather than every start of the pod."""
+    variable = {"reconcileInterval": "RECONCILER_OPERATOR_INTERVAL",
+                "retryDelay": "RECONCILER_OPERATOR_RETRY_DELAY",
+                "watchFailureLimit": "RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT"}[key]
+    with pytest.raises(operator_config.OperatorConfigError, match="at most 86,400"):
+        operator_config.load({variable: str(value)})
+    done = template(helm, {key: value}, check=False)
+    assert done.returncode != 0, f"helm accepted {key}={value}"
+    assert f"/{key}" in done.stderr, done.stderr
 
 
 def test_limits_at_the_operators_maxima_are_taken(rendered: Render) -> None:

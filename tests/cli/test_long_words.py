@@ -2,7 +2,9 @@
 declares (said twice in the line of the organisation the token cannot read) and a
 5,000-character reference id of a Flatpeak device nobody declares show in the text plan,
 its Markdown and the errors as their start and their length, as a long value of a field
-change does; the JSON plan, for machines, keeps every message whole. The CLI runs in this
+change does; the JSON plan, for machines, keeps every message whole. So do the `error:` line
+of a refused call whose path holds a long id, and the warning naming a long location id
+applied with another Flatpeak account. The CLI runs in this
 process against the simulators of the examples (`test_plan_apply.make_cli`)."""
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
+from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -96,9 +101,6 @@ def test_a_long_name_of_an_undeclared_flatpeak_device_is_cut_short(
     assert reference in item["description"]
 
 
-
-
-
 def test_a_long_hardware_id_is_cut_short_in_apply_progress_and_summary_not_in_json(
         make_cli: CliFactory) -> None:
     """A 5,000-character hardwareId the Zap reads otherwise fails its change: the progress
@@ -124,3 +126,57 @@ def test_a_long_hardware_id_is_cut_short_in_apply_progress_and_summary_not_in_js
     assert code == 1, out + err
     [failed] = [o for o in json.loads(out)["outcomes"] if o["status"] == "failed"]
     assert failed["message"].endswith(f"not hardwareId {hardware_id!r}; removed it again")
+
+
+def test_a_long_id_in_a_refused_call_is_cut_short_in_the_error_line(
+        make_cli: CliFactory) -> None:
+    """A call refused (a token expired) names its path: a 5,000-character Novacore site id
+    a Site adopts shows in the `error:` line of `plan` and `apply` as its start and length."""
+    site_id = "sit-" + "x" * (LONG - 4)
+
+    def refuse(sims: SimFleet) -> None:
+        @web.middleware
+        async def expired(request: web.Request, handler: Any) -> web.StreamResponse:
+            if site_id in request.path:
+                return web.json_response(
+                    {"error": "unauthorized", "message": "Token expired"}, status=401)
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(expired)
+
+    docs = standard_site(1)
+    docs[0]["spec"]["novacore"]["siteId"] = site_id
+    run = make_cli(docs, before_start=refuse)
+    for command in (["plan", run.path], ["apply", run.path, "--auto-approve"]):
+        code, out, err = run(*command)
+        assert code == 1, out + err
+        assert site_id not in err, "cut"
+        [line] = [line for line in err.splitlines() if line.startswith("error: ")]
+        path = f"/sites/{site_id}/devices"
+        assert line == (f"error: novacore.list_site_devices {_cut(path, closing=':')} HTTP "
+                        "401: unauthorized: Token expired"), line[:500]
+
+
+def test_a_long_location_id_is_cut_short_in_the_warning_of_another_flatpeak_account(
+        make_cli: CliFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warning of `plan` and `apply` naming the locations applied with another Flatpeak
+    account shows a 5,000-character location id as its start and length."""
+    run = make_cli(cloud_examples())
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0, out + err
+    location = "loc_" + "y" * (LONG - 4)
+    inventory_file = run.state_dir / "inventory.json"
+    inventory = json.loads(inventory_file.read_text(encoding="utf-8"))
+    [(_, applied)] = inventory["flatpeak_locations"].items()
+    inventory["flatpeak_locations"] = {location: applied}
+    inventory_file.write_text(json.dumps(inventory), encoding="utf-8")
+    run.sims.call(run.sims.sims.flatpeak.add_account, "acc_other", "key-other")
+    monkeypatch.setenv("RECONCILER_FLATPEAK_ACCOUNT_ID", "acc_other")
+    monkeypatch.setenv("RECONCILER_FLATPEAK_API_KEY", "key-other")
+    for command in (["plan", run.path], ["apply", run.path, "--auto-approve"]):
+        code, out, err = run(*command)
+        assert code == 0, out + err
+        assert location not in err, "cut"
+        [line] = [line for line in err.splitlines() if line.startswith("warning: ")]
+        assert f"names now: {_cut(location)} (Site townhouse-malmo); it is not" in line, \
+            line[:1_000]

@@ -21,11 +21,21 @@ import pytest
                   "invalid settings: 2 problems"], id="engine-settings"),
     pytest.param({"RECONCILER_OPERATOR_INTERVAL": "5m"},
                  ["error: RECONCILER_OPERATOR_INTERVAL must be a number of seconds greater "
-                  "than 0, not '5m'", "invalid settings: 1 problem"], id="operator-interval"),
+                  "than 0 and at most 86,400 (a day), not '5m'", "invalid settings: 1 problem"],
+                 id="operator-interval"),
     pytest.param({"RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT": "-1"},
                  ["error: RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT must be a number of seconds "
-                  "greater than 0, not '-1'", "invalid settings: 1 problem"],
-                 id="watch-failure-limit"),
+                  "greater than 0 and at most 86,400 (a day), not '-1'",
+                  "invalid settings: 1 problem"], id="watch-failure-limit"),
+    # Past a day: milliseconds taken for seconds, or past what kopf can schedule (1e300).
+    pytest.param({"RECONCILER_OPERATOR_INTERVAL": "300000",
+                  "RECONCILER_OPERATOR_RETRY_DELAY": "1e300",
+                  "RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT": "86400.5"},
+                 [f"error: RECONCILER_OPERATOR_{name} must be a number of seconds greater than "
+                  f"0 and at most 86,400 (a day), not '{value}'" for name, value in (
+                      ("INTERVAL", "300000"), ("RETRY_DELAY", "1e300"),
+                      ("WATCH_FAILURE_LIMIT", "86400.5"))] + ["invalid settings: 3 problems"],
+                 id="past-a-day"),
     pytest.param({"RECONCILER_OPERATOR_PRIORITY": "high"},
                  ["error: RECONCILER_OPERATOR_PRIORITY must be a whole number, not 'high'",
                   "invalid settings: 1 problem"], id="operator-priority"),
@@ -52,7 +62,7 @@ import pytest
                   "RECONCILER_TIMEOUT": "0"},
                  ["error: RECONCILER_OPERATOR_MODE must be 'apply' or 'observe', not 'dry-run'",
                   "error: RECONCILER_OPERATOR_RETRY_DELAY must be a number of seconds greater "
-                  "than 0, not '0'",
+                  "than 0 and at most 86,400 (a day), not '0'",
                   "error: RECONCILER_TIMEOUT: expected a number of seconds, greater than 0 and at "
                   "most 3,600; got '0'",
                   "invalid settings: 3 problems"], id="all-at-once"),
@@ -73,6 +83,9 @@ def test_bad_settings_stop_the_operator_before_it_starts(variables: dict[str, st
     pytest.param({f"RECONCILER_OPERATOR_{name}": "" for name in (
         "MODE", "INTERVAL", "RETRY_DELAY", "PRIORITY", "PASSWORD_ENV", "SHARD")},
         id="empty-settings"),
+    # A day exactly, the most each duration may be, passes.
+    pytest.param({"RECONCILER_OPERATOR_INTERVAL": "86400", "RECONCILER_OPERATOR_RETRY_DELAY":
+                  "86400.0", "RECONCILER_OPERATOR_WATCH_FAILURE_LIMIT": "8.64e4"}, id="a-day"),
     # Every form of term a shard selector may have passes.
     pytest.param({"RECONCILER_OPERATOR_SHARD": "energy.reconciler.dev/shard=north, tier,a==b,c="},
                  id="shard-selector"),

@@ -1,14 +1,15 @@
 """An id a page long in the log of a real `reconciler watch`: a 5,000-character hardwareId
 that the device does not report blocks its changes, and the text log shows it cut, as the
 plan and `reconciler apply` show it (its start and its length), where the JSON log, for
-machines, keeps the message whole."""
+machines, keeps the message whole. A serial a Zap reports, listed as unmanaged, is cut by
+its own length, before its escapes are written."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from agent_helpers import INVERTER, INVERTER_SN, Spawn, World
+from agent_helpers import INVERTER, INVERTER_SN, ZAP_SERIAL, Spawn, World
 
 pytestmark = pytest.mark.slow
 
@@ -50,3 +51,25 @@ async def test_a_long_hardware_id_is_cut_in_the_text_log_not_in_the_json_log(
     [line] = await agent.wait_for(blocked)
     assert await agent.terminate() == 0
     assert f"{said}{hardware_id!r}; it is not" in json.loads(line)["message"], line[-500:]
+
+
+async def test_an_unmanaged_serial_is_cut_by_its_own_length_not_its_escapes(
+        world: World, spawn: Spawn) -> None:
+    """A serial a Zap reports with escape characters in it: one of 180 characters is listed
+    whole, escaped, though escaped it is longer than a word may be; one of 5,000 is cut
+    with its own length, not that of its escapes."""
+    short = "SN" + "\x1b" * 30 + "7" * 148
+    long = "SN" + "\x1b" * 30 + "8" * (LONG - 32)
+    zap = world.sims.zaps[ZAP_SERIAL]
+    for sn in (short, long):
+        zap.install_device({"type": "p1_uart"}, sn=sn)
+    agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=")
+    assert await agent.terminate() == 0
+    assert "\x1b" not in agent.text
+    listed = [line.split("! unmanaged: ", 1)[1] for line in agent.out
+              if "! unmanaged: " in line]
+    meter = "energy_meter SN" + "\\x1b" * 30
+    assert f"{meter}{'7' * 148} on gateway home-solna-zap is not declared" in listed, listed
+    [cut] = [line for line in listed if "8" * 100 in line]
+    assert cut.startswith(f"{meter}{'8' * 168}… ({LONG:,} characters) on gateway"), cut[:600]
