@@ -18,11 +18,18 @@ with 409 Conflict, as a real API server takes it for a precondition. A list says
 version of the last write, and a watch from a version starts with the objects deleted and
 written since, not with every object again.
 
+A watch asking for `timeoutSeconds` is ended then, cleanly, as by an API server (kmock 0.8
+ignores it): the client's own timeout, longer (kopf's `client_timeout`), is then not what
+ends it. A watch its client gave up on is one the server goes on serving until it finds
+the connection closed, and an event written meanwhile is read by nobody.
+
 A test can expire the watches of a resource (`expire_watches`: an ERROR event of status 410
 Gone, as an API server sends when the version a watch goes on from is too old), end them
 with another ERROR event (`end_watches`), or answer the next watch requests with an HTTP
 error (`fail(..., watch=True)`), hold a write until it lets it go (`hold`), and counts the
-lists of each resource (`listed`)."""
+lists of each resource (`listed`). A watch counted as ended is one whose client still
+reads it, and that tells the error even if its timeout comes first: a test waiting until
+a watch was ended knows that its client was told."""
 
 from __future__ import annotations
 
@@ -113,6 +120,29 @@ class Hold:
                 and request.url.path.endswith(self.path_suffix) and self.body(request.data))
 
 
+@attrs.define(eq=False)
+class _Watch:
+    """A watch being served: the connection it answers, and whether a test asked to end it
+    with an error (`Emulator.end_watches`), which it then tells, its timeout or not."""
+
+    plural: str
+    connection: Any  # the aiohttp request
+    ending: bool = False
+
+    @property
+    def read(self) -> bool:
+        """Whether its connection is still open: one its client closed is served until the
+        server's side finds out, a moment later."""
+        transport = getattr(self.connection, "transport", None)
+        return transport is not None and not transport.is_closing()
+
+
+def _timeout(request: Any) -> float | None:
+    """The seconds a watch asks to be ended after (`timeoutSeconds`), if it asks."""
+    asked = str(request.params.get("timeoutSeconds", ""))
+    return float(asked) if asked.isdigit() else None
+
+
 # What an API server sends in a watch stream whose version is too old (etcd compacted it).
 GONE = {
     "type": "ERROR",
@@ -142,6 +172,8 @@ class Emulator(kmock.KubernetesEmulator):
     holds: list[Hold] = attrs.field(factory=list, init=False)
     # Lists served, by plural (a client's list, as kopf's at start and after a 410).
     listed: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
+    # The watches being served (`end_watches` ends those whose client still reads them).
+    _watches: set[_Watch] = attrs.field(factory=set, init=False)
 
     def fail(self, method: str, path_suffix: str, status: int, count: int = 1, *,
              watch: bool | None = None) -> Fault:
@@ -165,11 +197,23 @@ class Emulator(kmock.KubernetesEmulator):
 
     async def end_watches(self, plural: str, error: dict[str, Any]) -> int:
         """End every open watch of the resource `plural` with the ERROR event `error`; how
-        many there were (a watch not open now is not told)."""
+        many there were whose client still reads them (a watch not open now is not told).
+
+        Counted from the watches served, not from the bus's consumers: the server ends
+        kopf's watches at their `timeoutSeconds`, before kopf's client gives up on them, so
+        a watch counted is one kopf still reads. (When kopf's client timeout ended each,
+        an error put just then went to a watch kopf no longer read, or was counted for one
+        the server had not yet found closed while kopf's next one was not open yet: the
+        test then waited in vain for the kind to be listed again.) Each watch counted is
+        marked before the error is put, so that its timeout, should it come meanwhile,
+        does not end it before it told the error."""
         ended = 0
+        for watch in self._watches:
+            if watch.plural == plural and watch.read:
+                watch.ending = True
+                ended += 1
         for resource, bus in list(self._buses.items()):
             if resource.plural == plural:
-                ended += bus.consumer_count
                 await bus.put(error)
         return ended
 
@@ -234,10 +278,17 @@ class Emulator(kmock.KubernetesEmulator):
         otherwise pass for the object's state after kopf's own patches, and its next patch
         conflicts), and with those deleted since (kmock keeps no history of its events: an
         object deleted between two watches, never told, would stay in kopf's indexes for
-        good), in the order of their versions."""
+        good), in the order of their versions.
+
+        A watch asking for `timeoutSeconds` ends then, with no event, unless a test asked to
+        end it with an error (`end_watches`): it tells that error first."""
         yield b""  # the headers, at once, even if nothing happens
         since = str(request.params.get("resourceVersion", ""))
         bus = self._buses[request.resource]
+        loop = asyncio.get_running_loop()
+        timeout = _timeout(request)
+        deadline = None if timeout is None else loop.time() + timeout
+        watch = _Watch(str(request.resource.plural), request._raw_request)
         async with self._lock:
             mark = await bus.mark()
             first: list[tuple[int, dict[str, Any]]] = []
@@ -253,10 +304,24 @@ class Emulator(kmock.KubernetesEmulator):
                     first.append((number, {"type": "DELETED", "object": raw}))
                 elif not obj.deleted:
                     first.append((number, {"type": "ADDED", "object": raw}))
+        events = bus.stream(since=mark)
+        # The next event, awaited across the checks of the timeout: a wait for it that is
+        # cancelled would end the bus's stream.
+        pending: asyncio.Future[Any] | None = None
+        self._watches.add(watch)
         try:
             for _, event in sorted(first, key=lambda e: e[0]):
                 yield event
-            async for event in bus.stream(since=mark):
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(events))
+                left = None if deadline is None or watch.ending else deadline - loop.time()
+                await asyncio.wait({pending}, timeout=None if left is None else max(0.0, left))
+                if not pending.done():
+                    if watch.ending:
+                        continue  # the error is on its way: told before the watch ends
+                    return  # its timeoutSeconds passed: ended cleanly, as by an API server
+                event, pending = pending.result(), None
                 meta = event.get("object", {}).get("metadata", {})
                 if event.get("type") == "ERROR":  # about the watch, not an object
                     yield event
@@ -265,6 +330,12 @@ class Emulator(kmock.KubernetesEmulator):
                                  meta.get("name")):
                     yield event
         finally:
+            # No longer counted by `end_watches` from here, before anything is awaited.
+            self._watches.discard(watch)
+            if pending is not None:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+            await events.aclose()
             await bus.unmark(mark)
 
     @staticmethod

@@ -5,12 +5,14 @@ the version of its list (told of what was written and deleted since)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from typing import Any
 
 import httpx
 from harness import Cluster, emulated_cluster
+from kube_emulator import Emulator
 
 DEVICE = {
     "apiVersion": "energy.reconciler.dev/v1alpha1",
@@ -141,3 +143,44 @@ async def test_a_watch_from_a_version_starts_with_what_was_deleted_since() -> No
                         break
         assert events == [("DELETED", "meter"), ("DELETED", "other"), ("ADDED", "third")]
         assert await cluster.get("Device", "meter") is None
+
+
+async def _watched(cluster: Cluster, params: dict[str, str]) -> list[dict[str, Any]]:
+    """The events of a watch of Devices with `params`, until the server ends it (a watch
+    the server does not end fails the test with the client's read timeout)."""
+    events = []
+    watch = {"watch": "true", **params}
+    async with cluster.http.stream("GET", cluster._path("Device"), params=watch,
+                                   timeout=15) as stream:
+        async for line in stream.aiter_lines():
+            if line.strip():
+                events.append(json.loads(line))
+    return events
+
+
+async def test_a_watch_asking_for_a_timeout_is_ended_by_the_server_then() -> None:
+    """kopf asks its watches for `timeoutSeconds` (the operator tests: 1 s), which an API
+    server honours before kopf's own client timeout (2 s later) gives up on the watch. A
+    watch given up on by its client is one the emulator went on serving: an error a test
+    ended it with (`end_watches`) was then counted, though nobody read it."""
+    async with emulated_cluster() as cluster:
+        await cluster.create(DEVICE)
+        listed = (await cluster.http.get(cluster._path("Device"))).json()
+        version = listed["metadata"]["resourceVersion"]
+        assert await _watched(cluster, {"resourceVersion": version, "timeoutSeconds": "1"}) == []
+
+
+async def test_a_watch_a_test_ends_is_told_the_error_then_ended() -> None:
+    """A watch `end_watches` counts is told the error, then ended (one whose timeout comes
+    meanwhile tells it first)."""
+    async with emulated_cluster() as cluster:
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        error = {"type": "ERROR", "object": {"kind": "Status", "code": 500}}
+        watching = asyncio.ensure_future(_watched(cluster, {"timeoutSeconds": "10"}))
+
+        async def ended() -> int:
+            return await emulator.end_watches("devices", error)
+
+        assert await cluster.wait_for(ended, what="an open watch of devices") == 1
+        assert await watching == [error]

@@ -462,16 +462,25 @@ def test_a_line_the_stream_cannot_encode_costs_that_line_only() -> None:
 
 class StoppingExecutors:
     """Executors whose flaky change asks the apply to stop while it is in flight, then fails
-    with a retryable error."""
+    with a retryable error (once: tried again, it would succeed). A change in `in_flight`
+    stays in flight until the stop is asked for, then succeeds: it is under way when the
+    stop comes by construction, not because two sleeps happened to end in the same turn
+    of the event loop (on a loaded machine one ends a turn before the other, and what
+    follows the first is then rightly started before the stop)."""
 
-    def __init__(self, stop: asyncio.Event, fail_first: set[str]) -> None:
+    def __init__(self, stop: asyncio.Event, fail_first: set[str],
+                 in_flight: frozenset[str] = frozenset()) -> None:
         self.stop = stop
         self.fail_first = fail_first
+        self.in_flight = in_flight
         self.started: list[str] = []
 
     async def run(self, change: Change) -> dict[str, Any]:
         self.started.append(change.address)
-        await asyncio.sleep(0.01)
+        if change.name in self.in_flight:
+            await self.stop.wait()
+            return {}
+        await asyncio.sleep(0)
         if change.name in self.fail_first:
             self.stop.set()
             self.fail_first.discard(change.name)
@@ -544,7 +553,7 @@ async def test_apply_finishes_changes_in_flight_and_starts_nothing_after_stop() 
     dependent = change("dependent", depends_on=[first.address])
     plan = Plan([first, flaky, dependent], [], PlanOptions())
     stop = asyncio.Event()
-    executors = StoppingExecutors(stop, fail_first={"flaky"})
+    executors = StoppingExecutors(stop, fail_first={"flaky"}, in_flight=frozenset({"first"}))
     report = await apply_plan(plan, executors,  # type: ignore[arg-type]
                               policy=RetryPolicy(attempts=3, base_s=0.001), stop=stop)
     status = {o.address: (o.status, o.message) for o in report.outcomes}
@@ -553,3 +562,4 @@ async def test_apply_finishes_changes_in_flight_and_starts_nothing_after_stop() 
     assert status[flaky.address][0] == "failed"
     assert status[flaky.address][1].endswith("(not retried: stopping)")
     assert executors.started.count(flaky.address) == 1
+    assert dependent.address not in executors.started
