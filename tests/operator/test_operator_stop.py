@@ -119,7 +119,9 @@ async def test_an_idle_operator_stops_at_once_on_sigterm(tmp_path: Path) -> None
         assert code == 0
         assert ORPHANED not in text
         assert _said_after_signal(text) == []
-        assert took < 5, f"stopped in {took:.1f}s"
+        # Within a pod's default grace period (30 s), far below the 300 s a timer's wait
+        # would take: a bound a loaded machine does not decide.
+        assert took < 30, f"stopped in {took:.1f}s"
 
 
 async def test_objects_waiting_for_a_retry_at_sigterm_are_said_at_info(tmp_path: Path) -> None:
@@ -142,7 +144,9 @@ async def test_objects_waiting_for_a_retry_at_sigterm_are_said_at_info(tmp_path:
         assert (" INFO kopf._core.reactor.queueing: Objects left for the next operator at the "
             "stop (waiting for a retry, or for kopf's own writes): [") in text, (
             text[text.index(SIGNALLED):])
-        assert took < 10, f"stopped in {took:.1f}s"
+        # Within a pod's default grace period (30 s), far below the 120 s retry it would
+        # otherwise wait for.
+        assert took < 30, f"stopped in {took:.1f}s"
 
 
 async def test_a_drift_check_writing_at_sigterm_lands_its_write_once_and_stops(
