@@ -142,6 +142,19 @@ async def test_a_cloud_certificate_of_an_untrusted_ca_stops_the_plan_unless_its_
     assert not (await world.plan()).plan.has_changes
 
 
+async def _cli(command: list[str], fleet: Path, settings: dict[str, str]
+               ) -> tuple[int | None, bytes, bytes]:
+    """`reconciler COMMAND FLEET` in a subprocess with only `settings` of the RECONCILER_
+    variables: its exit code, stdout and stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reconciler", *command, str(fleet),
+        env={**env, **settings, "NO_COLOR": "1"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode, out, err
+
+
 @pytest.mark.parametrize("command", [["plan", "--offline", "defer"], ["apply", "--auto-approve"]])
 async def test_the_cli_exits_1_at_once_naming_the_ca_bundle_setting(
         make_world: MakeWorld, https_front: list[HttpsFront], tmp_path: Path,
@@ -152,14 +165,9 @@ async def test_the_cli_exits_1_at_once_naming_the_ca_bundle_setting(
     front = HttpsFront(world.sims.novacore.url)
     https_front.append(front)
     url = await front.start(cert, key)
-    fleet = write(tmp_path / "sites", docs).parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "reconciler", *command, str(fleet),
-        env={**env, **world.env, "RECONCILER_NOVACORE_URL": url, "NO_COLOR": "1"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 1, (out, err)
+    code, out, err = await _cli(command, write(tmp_path / "sites", docs).parent,
+                                {**world.env, "RECONCILER_NOVACORE_URL": url})
+    assert code == 1, (out, err)
     assert out == b"", "no plan is shown: what the cloud holds is unknown"
     assert err.decode().splitlines() == [
         f"error: novacore.list_sites: cannot reach {url}: TLS certificate verification failed "
@@ -190,14 +198,9 @@ async def test_the_cli_exits_1_at_once_on_https_to_plain_http(
     docs = standard_site(1)
     world = await make_world(docs)
     url = world.sims.novacore.url.replace("http://", "https://")
-    fleet = write(tmp_path / "sites", docs).parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "reconciler", *command, str(fleet),
-        env={**env, **world.env, "RECONCILER_NOVACORE_URL": url, "NO_COLOR": "1"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 1, (out, err)
+    code, out, err = await _cli(command, write(tmp_path / "sites", docs).parent,
+                                {**world.env, "RECONCILER_NOVACORE_URL": url})
+    assert code == 1, (out, err)
     assert out == b"", "no plan is shown: what the cloud holds is unknown"
     assert err.decode().splitlines() == [
         f"error: novacore.list_sites: cannot reach {url}: {PLAIN_HTTP}"]
