@@ -53,7 +53,7 @@ def finish(site: Site, whole: Fleet, observed: Observed, settings: Settings) -> 
     for entry in listed:
         device_id = str(entry.get("id", ""))
         interrupted = state.interrupted_deletes.get(device_id)
-        if interrupted is None or interrupted[0] != site.name or device_id in present:
+        if interrupted is None or interrupted.site != site.name or device_id in present:
             continue
         try:
             said = enapter_files.remove(settings, whole, device_id)
