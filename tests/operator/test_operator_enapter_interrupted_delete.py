@@ -1,7 +1,7 @@
 """An Enapter replace the operator left half done (the device deleted, its provisioning
-again failed) leaves the config file written for the deleted device: once the Device is
-provisioned again, writing its config to the file it names now, the Site's next reconcile
-removes the old file, which holds only the credentials of a device that is no more, says
+again failed) leaves the config file written for the deleted device: as the Device names another file
+now, the Site's next reconcile removes the old file (whether or not the device was
+provisioned again by then), which holds only the credentials of a device that is no more, says
 so in an event, and lists it in `status.unmanaged` no more. Before, it stayed there until
 removed by hand: the CLI leaves such a file to `apply --prune`, which the operator has not.
 On the kmock emulator, against the Enapter simulator on loopback."""
@@ -88,8 +88,8 @@ async def test_the_config_file_of_an_interrupted_replace_is_removed_by_the_sites
 
         await cluster.wait_for(deleted, timeout=30, what="the slave deleted by its replace")
         await cluster.wait_reason("Device", "slave", "ApplyFailed", timeout=30)
-        assert old_file.is_file()
-
+        # The old file is not asserted on here: the Site's reconcile may already have
+        # removed it, as no Device names it any more and its device is gone.
         failed.failing = False
         await cluster.wait_for(lambda: _is_file(state / "cfg" / "slave-b.json"), timeout=30,
                                what="the slave provisioned again, its config written")
