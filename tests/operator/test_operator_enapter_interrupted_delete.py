@@ -1,10 +1,10 @@
 """An Enapter replace the operator left half done (the device deleted, its provisioning
-again failed) leaves the config file written for the deleted device: as the Device names another file
-now, the Site's next reconcile removes the old file (whether or not the device was
-provisioned again by then), which holds only the credentials of a device that is no more, says
-so in an event, and lists it in `status.unmanaged` no more. Before, it stayed there until
-removed by hand: the CLI leaves such a file to `apply --prune`, which the operator has not.
-On the kmock emulator, against the Enapter simulator on loopback."""
+again failed) leaves the config file written for the deleted device: as the Device names
+another file now, the Site's next reconcile removes the old file (whether or not the
+device was provisioned again by then), which holds only the credentials of a device that
+is no more, says so in an event, and lists it in `status.unmanaged` no more. Before, it
+stayed there until removed by hand: the CLI leaves such a file to `apply --prune`, which
+the operator has not. On the kmock emulator, against the Enapter simulator on loopback."""
 
 from __future__ import annotations
 
