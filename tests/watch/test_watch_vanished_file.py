@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from agent_helpers import INVERTER_SN, Spawn, World
 
+P1_SN = "E0043007123456789"
+
 pytestmark = pytest.mark.slow
 
 # Long enough for the file to come back before it, on a loaded machine.
@@ -70,3 +72,53 @@ async def test_without_prune_nothing_is_held(world: World, spawn: Spawn) -> None
     assert " unmanaged=0 " not in line, agent.text
     assert await agent.terminate() == 0
     assert not any(" is gone" in out for out in agent.out), agent.text
+
+
+async def test_documents_missing_from_a_file_being_written_delete_nothing(
+        world: World, spawn: Spawn) -> None:
+    """A file read while it is being written up to a document boundary (an editor, `git
+    checkout`, a copy) declares its first documents only: what the others declared is kept
+    declared as a file gone's is, and removed once it has been undeclared for --interval."""
+    agent = await spawn("watch", "sites", "--prune", "--interval", INTERVAL, "--debounce",
+                        "0.2s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    meter = world.cloud_device(P1_SN)
+    assert meter is not None
+    writes = world.sims.writes()
+    text = world.devices_file.read_text(encoding="utf-8")
+    inverter_only, _ = text.split("\n---\n")
+
+    # Written up to the end of its first document: the meter's is not there yet.
+    world.devices_file.write_text(inverter_only + "\n", encoding="utf-8")
+    [line] = await agent.wait_for(r"run=2 trigger=change .*result=")
+    assert line.endswith("result=no-changes"), agent.text
+    [said] = await agent.wait_for(r"run=2 warning: sites/devices\.yaml no longer declares")
+    assert said.endswith(
+        "run=2 warning: sites/devices.yaml no longer declares Device home-solna-p1, which no "
+        "other file declares: kept declared until they have been undeclared for --interval "
+        f"({INTERVAL}), then --prune removes them; a file read while it is being written is "
+        "not taken for their removal"), said
+    assert world.sims.writes() == writes, "a file cut short must not delete anything yet"
+
+    world.devices_file.write_text(text, encoding="utf-8")
+    [line] = await agent.wait_for(r"run=3 trigger=change .*result=")
+    assert line.endswith("result=no-changes"), agent.text
+    await agent.wait_for(r"run=3 note: sites/devices\.yaml declares Device home-solna-p1 "
+                         r"again; nothing was removed$")
+    assert world.cloud_device(P1_SN) == meter and world.sims.writes() == writes
+
+    # Removed for good: kept, then removed by the interval run once it has been
+    # undeclared for the interval.
+    world.devices_file.write_text(inverter_only + "\n", encoding="utf-8")
+    [line] = await agent.wait_for(r"run=4 trigger=change .*result=")
+    assert line.endswith("result=no-changes") and world.cloud_device(P1_SN) == meter, \
+        agent.text
+    [line] = await agent.wait_for(r"run=5 trigger=interval .*result=", within=60)
+    assert line.endswith("result=applied"), agent.text
+    await agent.wait_for(rf"run=5 warning: sites/devices\.yaml has not declared Device "
+                         rf"home-solna-p1 for {INTERVAL}: they are no longer kept declared, "
+                         r"and --prune removes them$")
+    assert world.cloud_device(P1_SN) is None
+    assert world.cloud_device() is not None
+    assert await agent.terminate() == 0
+
