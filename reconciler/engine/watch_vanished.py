@@ -14,11 +14,16 @@ return within that time deletes nothing. An empty folder and emptied files are h
 `watch_emptied`; this is the partial folder and the partial file. Without `--prune` nothing
 is held: what no file declares is only reported, never deleted.
 
-Objects kept must fit the files as they are now: one that does not (a reference to what
-an edit removed) makes the desired state invalid until it does, or until it is let go.
+An object kept that no longer fits the files as they are now (a Device naming a Gateway
+renamed since, one whose serial a declared object took) is left out of the desired state
+rather than making the files invalid: they are valid without it. It is not deleted either
+(it may be the old name of what the files declare now, or wait for a file that is being
+written): while one is left out, the agent's plans are made without `--prune`, until it
+fits again, is declared again or is let go.
 
 What it says goes to the log as the agent's other warnings: once when objects are kept,
-once when they are let go, and once when they are declared again.
+once when they are let go, once when they are declared again, and once when one is left
+out (and when none is any more).
 """
 
 from __future__ import annotations
@@ -27,15 +32,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.base import Resource
-from reconciler.model.fleet import check_fleet
+from reconciler.model.fleet import Problem, check_fleet
+from reconciler.model.kinds import KINDS
+from reconciler.sources.field_help import render_path
 from reconciler.sources.loader import LoadResult
 
 Key = tuple[str, str]  # (kind, name)
 
 # The objects a line names before it counts the others.
 _NAMED = 3
+# Kinds in dependency order: an object kept is tried after those it may reference.
+_RANK = {kind: rank for rank, kind in enumerate(KINDS)}
 
 
 def _key(resource: Resource) -> Key:
@@ -56,6 +64,15 @@ class _Held:
     resource: Resource
 
 
+@dataclass(frozen=True)
+class Desired:
+    """What a load stands for: the resources to reconcile, and whether `--prune` may
+    delete what they do not declare (not while an object kept is left out)."""
+
+    resources: list[Resource]
+    prune: bool
+
+
 class VanishedObjects:
     """The last desired state's resources, and those undeclared since, kept for `hold`."""
 
@@ -70,28 +87,27 @@ class VanishedObjects:
         self._declared: dict[Key, tuple[str, Resource]] | None = None
         self._held: dict[Key, _Held] = {}
         self._gone: set[str] = set()  # files gone whose objects are kept
+        self._left_out: dict[Key, str] = {}  # objects kept that do not fit: the line said
         self._said: list[str] = []
 
-    def resources(self, result: LoadResult) -> list[Resource]:
-        """The resources of the desired state `result` (a load without problems) stands
-        for: its own, and those undeclared for less than `hold`. ConfigError when those
-        do not fit the files as they are now (a reference to what an edit removed):
-        nothing changes until they do, or until they are let go."""
+    def resources(self, result: LoadResult) -> Desired:
+        """The desired state `result` (a load without problems) stands for: its own
+        resources, and those undeclared for less than `hold` that fit with them."""
         now = {_key(r): (origin.file, r)
                for r, origin in zip(result.resources, result.origins, strict=True)}
         if self._declared is None:  # at start there is no earlier content to keep
             self._declared = now
-            return list(result.resources)
+            return Desired(list(result.resources), prune=True)
         files = set(result.files)
         self._release_declared(now, files)
         self._hold_undeclared(self._declared, now, files)
         self._let_go(files)
         self._declared = now | {key: (held.file, held.resource)
                                 for key, held in self._held.items()}
-        kept = [held.resource for held in self._held.values()]
-        if kept:
-            self._refuse_misfits(list(result.resources), kept)
-        return [*result.resources, *kept]
+        fit, left_out = _fitting(list(result.resources),
+                                 [held.resource for held in self._held.values()])
+        self._say_left_out(left_out, files)
+        return Desired([*result.resources, *fit], prune=not left_out)
 
     def _release_declared(self, now: dict[Key, tuple[str, Resource]], files: set[str]) -> None:
         """Objects kept that a file declares again: the desired state is the files'."""
@@ -169,17 +185,63 @@ class VanishedObjects:
         # waited for: its return much later is a new file, not one "back".
         self._gone &= {held.file for held in self._held.values()}
 
-    def _refuse_misfits(self, resources: list[Resource], kept: list[Resource]) -> None:
-        problems = [
-            Diagnostic(f"{p.kind} {p.name} (kept declared while no file declares it): "
-                       f"{p.message}", file=self._held[(p.kind, p.name)].file)
-            for p in check_fleet([*resources, *kept]) if (p.kind, p.name) in self._held
-        ]
-        if problems:
-            raise ConfigError(problems)
+    def _say_left_out(self, left_out: dict[Key, str], files: set[str]) -> None:
+        lines: dict[Key, str] = {}
+        for key, why in left_out.items():
+            file = self._held[key].file
+            because = f"{file} no longer declares it" if file in files else f"{file} is gone"
+            lines[key] = (
+                f"warning: {key[0]} {key[1]}, kept declared since {because}, does not fit "
+                f"the files as they are now ({why}): it is left out of the desired state, "
+                "and --prune removes nothing until it fits again, is declared again or is "
+                f"let go (--interval, {self.hold_text}, after it went)"
+            )
+        self._said += [line for key, line in lines.items() if self._left_out.get(key) != line]
+        if self._left_out and not lines:
+            self._said.append("note: no object kept declared is left out any more: --prune "
+                              "removes again what no file declares")
+        self._left_out = lines
 
     def said(self) -> list[str]:
         """What changed since last asked: `warning: ...` and `note: ...` lines."""
         lines, self._said = self._said, []
         return lines
 
+
+def _fitting(declared: list[Resource], held: list[Resource]) -> tuple[list[Resource],
+                                                                          dict[Key, str]]:
+    """The objects of `held` that fit with `declared` (which fit on their own), and why
+    each of the others does not. Those a problem names are left out first, until none is
+    named (one check per round: a gateway, then the devices naming it); a problem left
+    that names a declared object only, each is tried after the kinds it may reference,
+    with those that fit before it."""
+    fit = list(held)
+    left_out: dict[Key, str] = {}
+    while fit and (problems := check_fleet([*declared, *fit])):
+        named = {(p.kind, p.name) for p in problems} & {_key(r) for r in fit}
+        if not named:
+            return _one_by_one(declared, fit, left_out)
+        left_out |= {_key(r): _why(r, problems) for r in fit if _key(r) in named}
+        fit = [r for r in fit if _key(r) not in named]
+    return fit, left_out
+
+
+def _one_by_one(declared: list[Resource], held: list[Resource],
+                left_out: dict[Key, str]) -> tuple[list[Resource], dict[Key, str]]:
+    fit: list[Resource] = []
+    for resource in sorted(held, key=lambda r: _RANK.get(r.KIND, len(_RANK))):
+        problems = check_fleet([*declared, *fit, resource])
+        if problems:
+            left_out[_key(resource)] = _why(resource, problems)
+        else:
+            fit.append(resource)
+    return fit, left_out
+
+
+def _why(resource: Resource, problems: list[Problem]) -> str:
+    """The problem that `resource` brings, as the loader says it: its own first."""
+    own = [p for p in problems if (p.kind, p.name) == _key(resource)]
+    problem = (own or problems)[0]
+    where = render_path(problem.path)
+    text = f"{where}: {problem.message}" if where else problem.message
+    return text if own else f"{problem.kind} {problem.name}: {text}"
