@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -48,9 +49,11 @@ plan` lists them, whenever that set changes.
 An edit that does not validate is reported with file:line:column and changes nothing; the
 last valid desired state stays in force and is still reconciled on the interval. A file
 that declares nothing now (emptied while being written, as `command > file` does) is held
-the same way: delete a file to remove what it declared. With --prune, what a file gone
-declared is kept until the file has been gone for --interval (a folder refilled file by
-file is not taken for their removal), then removed.
+the same way: delete a file to remove what it declared. With --prune, what no file
+declares any more (a file gone, or documents gone from a file) is kept until it has been
+undeclared for --interval (a folder refilled file by file, or a file read while it is
+being written, is not taken for their removal), then removed; one kept that no longer
+fits the files is left out, and --prune removes nothing meanwhile.
 Unreachable gateways or clouds defer their sites; the agent keeps going. The deferred
 changes are counted (deferred=N) in every summary line and listed when they or their
 reasons change; so are the changes failed, blocked or skipped (failed=N blocked=N
@@ -170,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
     emptied = watch_emptied.EmptiedFiles()
     # Only --prune deletes what no file declares any more: without it, nothing is held.
-    vanished = (watch_vanished.VanishedFiles(interval, watch.format_duration(interval))
+    vanished = (watch_vanished.VanishedObjects(interval, watch.format_duration(interval))
                 if args.prune else None)
 
     def load() -> tuple[Fleet, PlanOptions]:
@@ -179,9 +182,13 @@ def run(args: argparse.Namespace) -> int:
         held = emptied.check(result)
         if held:
             raise ConfigError(held)
-        if vanished is not None:
-            fleet = Fleet.of(vanished.resources(result))
-        return fleet, common.plan_options(args, fleet)
+        if vanished is None:
+            return fleet, common.plan_options(args, fleet)
+        desired = vanished.resources(result)
+        fleet = Fleet.of(desired.resources)
+        options = common.plan_options(args, fleet)
+        # An object kept but left out (it no longer fits the files) is not deleted.
+        return fleet, options if desired.prune else dataclasses.replace(options, prune=False)
 
     try:
         settings = common.settings(args)

@@ -1,18 +1,29 @@
-"""Which objects the watch agent, with `--prune`, keeps declared after the file that
-declared them went: a folder refilled file by file (`rm -rf sites && cp -r new sites`, an
+"""Which objects the watch agent, with `--prune`, keeps declared after the files stopped
+declaring them: a folder refilled file by file (`rm -rf sites && cp -r new sites`, an
 rsync over a slow link) is read, once the debounce has passed, with some of its files
-still missing, and `--prune` would delete from the gateways and clouds every object they
-declare, then create them again under new ids as the files arrive.
+still missing, and a file being written (an editor, `git checkout`, a copy) with only its
+first documents there; `--prune` would delete from the gateways and clouds every object
+the missing files and documents declare, then create them again under new ids as they
+arrive. As Argo CD and Flux prune only what a complete source no longer declares, the
+agent waits for the files to settle.
 
-So a file that was in the last desired state and is gone now keeps what it declared (that
-no file declares now) in the desired state until it has been gone for a whole
-`--interval`: at the latest, the first interval run after it went removes them. Its
+So an object that was in the last desired state and that no file declares now (its file
+gone, or still there without it) is kept in the desired state until it has been undeclared
+for a whole `--interval`: at the latest, the first interval run after that removes it. Its
 return within that time deletes nothing. An empty folder and emptied files are held by
-`watch_emptied`; this is the partial folder. Without `--prune` nothing is held: what no
-file declares is only reported, never deleted.
+`watch_emptied`; this is the partial folder and the partial file. Without `--prune` nothing
+is held: what no file declares is only reported, never deleted.
 
-What it says goes to the log as the agent's other warnings: once when a file's objects
-are held, once when they are let go, and once when the file is back.
+An object kept that no longer fits the files as they are now (a Device naming a Gateway
+renamed since, one whose serial a declared object took) is left out of the desired state
+rather than making the files invalid: they are valid without it. It is not deleted either
+(it may be the old name of what the files declare now, or wait for a file that is being
+written): while one is left out, the agent's plans are made without `--prune`, until it
+fits again, is declared again or is let go.
+
+What it says goes to the log as the agent's other warnings: once when objects are kept,
+once when they are let go, once when they are declared again, and once when one is left
+out (and when none is any more).
 """
 
 from __future__ import annotations
@@ -21,13 +32,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.base import Resource
-from reconciler.model.fleet import check_fleet
+from reconciler.model.fleet import Problem, check_fleet
+from reconciler.model.kinds import KINDS
+from reconciler.sources.field_help import render_path
 from reconciler.sources.loader import LoadResult
+
+Key = tuple[str, str]  # (kind, name)
 
 # The objects a line names before it counts the others.
 _NAMED = 3
+# Kinds in dependency order: an object kept is tried after those it may reference.
+_RANK = {kind: rank for rank, kind in enumerate(KINDS)}
+
+
+def _key(resource: Resource) -> Key:
+    return (resource.KIND, resource.name)
 
 
 def _names(resources: list[Resource]) -> str:
@@ -39,12 +59,22 @@ def _names(resources: list[Resource]) -> str:
 
 @dataclass
 class _Held:
-    since: float  # when the file was first found gone (the clock's time)
+    since: float  # when it was first found undeclared (the clock's time)
+    file: str  # the file that declared it
+    resource: Resource
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What a load stands for: the resources to reconcile, and whether `--prune` may
+    delete what they do not declare (not while an object kept is left out)."""
+
     resources: list[Resource]
+    prune: bool
 
 
-class VanishedFiles:
-    """The last desired state's resources by file, and those of the files gone since."""
+class VanishedObjects:
+    """The last desired state's resources, and those undeclared since, kept for `hold`."""
 
     def __init__(
         self, hold: float, hold_text: str, clock: Callable[[], float] = time.monotonic
@@ -52,68 +82,166 @@ class VanishedFiles:
         self.hold = hold  # seconds: --interval
         self.hold_text = hold_text  # as the user gave it: "5m"
         self.clock = clock
-        self._declared: dict[str, list[Resource]] | None = None  # None: nothing loaded yet
-        self._held: dict[str, _Held] = {}
+        # By (kind, name): the file that declared it and the resource; None: nothing
+        # loaded yet.
+        self._declared: dict[Key, tuple[str, Resource]] | None = None
+        self._held: dict[Key, _Held] = {}
+        self._gone: set[str] = set()  # files gone whose objects are kept
+        self._left_out: dict[Key, str] = {}  # objects kept that do not fit: the line said
         self._said: list[str] = []
 
-    def resources(self, result: LoadResult) -> list[Resource]:
-        """The resources of the desired state `result` (a load without problems) stands
-        for: its own, and those of the files gone for less than `hold` that no file
-        declares now. ConfigError when those do not fit the files as they are now (a
-        reference to what an edit removed): nothing changes until they do, or until the
-        file has been gone for `hold`."""
-        now: dict[str, list[Resource]] = {}
-        for resource, origin in zip(result.resources, result.origins, strict=True):
-            now.setdefault(origin.file, []).append(resource)
+    def resources(self, result: LoadResult) -> Desired:
+        """The desired state `result` (a load without problems) stands for: its own
+        resources, and those undeclared for less than `hold` that fit with them."""
+        now = {_key(r): (origin.file, r)
+               for r, origin in zip(result.resources, result.origins, strict=True)}
         if self._declared is None:  # at start there is no earlier content to keep
             self._declared = now
-            return list(result.resources)
-        declared = {(r.KIND, r.name) for r in result.resources}
-        for file in result.files:  # back: what it declares now is the desired state
-            if self._held.pop(file, None) is not None:
-                self._said.append(f"note: {file} is back; nothing it declared was removed")
-        for file, held in list(self._held.items()):  # declared by other files now
-            if all((r.KIND, r.name) in declared for r in held.resources):
-                del self._held[file]
-        for file, resources in self._declared.items():
-            if file in result.files or file in self._held:
-                continue
-            kept = [r for r in resources if (r.KIND, r.name) not in declared]
-            if kept:
-                self._held[file] = _Held(self.clock(), kept)
+            return Desired(list(result.resources), prune=True)
+        files = set(result.files)
+        self._release_declared(now, files)
+        self._hold_undeclared(self._declared, now, files)
+        self._let_go(files)
+        self._declared = now | {key: (held.file, held.resource)
+                                for key, held in self._held.items()}
+        fit, left_out = _fitting(list(result.resources),
+                                 [held.resource for held in self._held.values()])
+        self._say_left_out(left_out, files)
+        return Desired([*result.resources, *fit], prune=not left_out)
+
+    def _release_declared(self, now: dict[Key, tuple[str, Resource]], files: set[str]) -> None:
+        """Objects kept that a file declares again: the desired state is the files'."""
+        again: dict[str, list[Resource]] = {}  # by file, what it declares again
+        for key, held in list(self._held.items()):
+            if key in now:
+                del self._held[key]
+                if now[key][0] == held.file:  # moved to another file: nothing to say
+                    again.setdefault(held.file, []).append(held.resource)
+        for file in sorted(self._gone & files):
+            self._gone.discard(file)
+            again.pop(file, None)
+            still = [held.resource for held in self._held.values() if held.file == file]
+            if still:
                 self._said.append(
-                    f"warning: {file} is gone, and declared {_names(kept)}, which no other "
-                    f"file declares: kept declared until it has been gone for --interval "
-                    f"({self.hold_text}), then --prune removes them; a folder refilled file "
-                    "by file is not taken for their removal"
+                    f"note: {file} is back without {_names(still)}: kept declared until "
+                    f"they have been undeclared for --interval ({self.hold_text}), then "
+                    "--prune removes them"
                 )
-        for file, held in list(self._held.items()):
-            if self.clock() - held.since >= self.hold:
-                del self._held[file]
+            else:
+                self._said.append(f"note: {file} is back; nothing it declared was removed")
+        for file, resources in again.items():
+            self._said.append(
+                f"note: {file} declares {_names(resources)} again; nothing was removed"
+            )
+
+    def _hold_undeclared(self, last: dict[Key, tuple[str, Resource]],
+                         now: dict[Key, tuple[str, Resource]], files: set[str]) -> None:
+        """Objects of the `last` desired state that no file declares `now`: kept from
+        now on."""
+        found: dict[str, list[Resource]] = {}
+        for key, (file, resource) in last.items():
+            if key in now or key in self._held:
+                continue
+            self._held[key] = _Held(self.clock(), file, resource)
+            found.setdefault(file, []).append(resource)
+        for file, resources in found.items():
+            if file not in files:
+                self._gone.add(file)
                 self._said.append(
-                    f"warning: {file} has been gone for {self.hold_text}: "
-                    f"{_names(held.resources)} are no longer kept declared, and --prune "
+                    f"warning: {file} is gone, and declared {_names(resources)}, which no "
+                    f"other file declares: kept declared until it has been gone for "
+                    f"--interval ({self.hold_text}), then --prune removes them; a folder "
+                    "refilled file by file is not taken for their removal"
+                )
+            else:
+                self._said.append(
+                    f"warning: {file} no longer declares {_names(resources)}, which no "
+                    f"other file declares: kept declared until they have been undeclared "
+                    f"for --interval ({self.hold_text}), then --prune removes them; a file "
+                    "read while it is being written is not taken for their removal"
+                )
+
+    def _let_go(self, files: set[str]) -> None:
+        """Objects undeclared for `hold`: out of the desired state, for --prune to remove."""
+        expired: dict[str, list[Resource]] = {}
+        for key, held in list(self._held.items()):
+            if self.clock() - held.since >= self.hold:
+                del self._held[key]
+                expired.setdefault(held.file, []).append(held.resource)
+        for file, resources in expired.items():
+            if file in files:
+                self._said.append(
+                    f"warning: {file} has not declared {_names(resources)} for "
+                    f"{self.hold_text}: they are no longer kept declared, and --prune "
                     "removes them"
                 )
-        kept = [r for held in self._held.values() for r in held.resources
-                if (r.KIND, r.name) not in declared]
-        self._declared = now | {file: held.resources for file, held in self._held.items()}
-        if kept:
-            self._refuse_misfits(list(result.resources), kept)
-        return [*result.resources, *kept]
+            else:
+                self._said.append(
+                    f"warning: {file} has been gone for {self.hold_text}: "
+                    f"{_names(resources)} are no longer kept declared, and --prune "
+                    "removes them"
+                )
+        # A file whose objects are all let go (or declared elsewhere) is no longer
+        # waited for: its return much later is a new file, not one "back".
+        self._gone &= {held.file for held in self._held.values()}
 
-    def _refuse_misfits(self, resources: list[Resource], kept: list[Resource]) -> None:
-        held_by = {(r.KIND, r.name): file for file, held in self._held.items()
-                   for r in held.resources}
-        problems = [
-            Diagnostic(f"{p.kind} {p.name} (kept declared while the file is gone): "
-                       f"{p.message}", file=held_by[(p.kind, p.name)])
-            for p in check_fleet([*resources, *kept]) if (p.kind, p.name) in held_by
-        ]
-        if problems:
-            raise ConfigError(problems)
+    def _say_left_out(self, left_out: dict[Key, str], files: set[str]) -> None:
+        lines: dict[Key, str] = {}
+        for key, why in left_out.items():
+            file = self._held[key].file
+            because = f"{file} no longer declares it" if file in files else f"{file} is gone"
+            lines[key] = (
+                f"warning: {key[0]} {key[1]}, kept declared since {because}, does not fit "
+                f"the files as they are now ({why}): it is left out of the desired state, "
+                "and --prune removes nothing until it fits again, is declared again or is "
+                f"let go (--interval, {self.hold_text}, after it went)"
+            )
+        self._said += [line for key, line in lines.items() if self._left_out.get(key) != line]
+        if self._left_out and not lines:
+            self._said.append("note: no object kept declared is left out any more: --prune "
+                              "removes again what no file declares")
+        self._left_out = lines
 
     def said(self) -> list[str]:
         """What changed since last asked: `warning: ...` and `note: ...` lines."""
         lines, self._said = self._said, []
         return lines
+
+
+def _fitting(declared: list[Resource], held: list[Resource]) -> tuple[list[Resource],
+                                                                          dict[Key, str]]:
+    """The objects of `held` that fit with `declared` (which fit on their own), and why
+    each of the others does not. Those a problem names are left out first, until none is
+    named (one check per round: a gateway, then the devices naming it); a problem left
+    that names a declared object only, each is tried after the kinds it may reference,
+    with those that fit before it."""
+    fit = list(held)
+    left_out: dict[Key, str] = {}
+    while fit and (problems := check_fleet([*declared, *fit])):
+        named = {(p.kind, p.name) for p in problems} & {_key(r) for r in fit}
+        if not named:
+            return _one_by_one(declared, fit, left_out)
+        left_out |= {_key(r): _why(r, problems) for r in fit if _key(r) in named}
+        fit = [r for r in fit if _key(r) not in named]
+    return fit, left_out
+
+
+def _one_by_one(declared: list[Resource], held: list[Resource],
+                left_out: dict[Key, str]) -> tuple[list[Resource], dict[Key, str]]:
+    fit: list[Resource] = []
+    for resource in sorted(held, key=lambda r: _RANK.get(r.KIND, len(_RANK))):
+        problems = check_fleet([*declared, *fit, resource])
+        if problems:
+            left_out[_key(resource)] = _why(resource, problems)
+        else:
+            fit.append(resource)
+    return fit, left_out
+
+
+def _why(resource: Resource, problems: list[Problem]) -> str:
+    """The problem that `resource` brings, as the loader says it: its own first."""
+    own = [p for p in problems if (p.kind, p.name) == _key(resource)]
+    problem = (own or problems)[0]
+    where = render_path(problem.path)
+    text = f"{where}: {problem.message}" if where else problem.message
+    return text if own else f"{problem.kind} {problem.name}: {text}"

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from agent_helpers import INVERTER_SN, Spawn, World
 
+P1_SN = "E0043007123456789"
+
 pytestmark = pytest.mark.slow
 
 # Long enough for the file to come back before it, on a loaded machine.
@@ -70,3 +72,107 @@ async def test_without_prune_nothing_is_held(world: World, spawn: Spawn) -> None
     assert " unmanaged=0 " not in line, agent.text
     assert await agent.terminate() == 0
     assert not any(" is gone" in out for out in agent.out), agent.text
+
+
+async def test_documents_missing_from_a_file_being_written_delete_nothing(
+        world: World, spawn: Spawn) -> None:
+    """A file read while it is being written up to a document boundary (an editor, `git
+    checkout`, a copy) declares its first documents only: what the others declared is kept
+    declared as a file gone's is, and removed once it has been undeclared for --interval."""
+    agent = await spawn("watch", "sites", "--prune", "--interval", INTERVAL, "--debounce",
+                        "0.2s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    meter = world.cloud_device(P1_SN)
+    assert meter is not None
+    writes = world.sims.writes()
+    text = world.devices_file.read_text(encoding="utf-8")
+    inverter_only, _ = text.split("\n---\n")
+
+    # Written up to the end of its first document: the meter's is not there yet.
+    world.devices_file.write_text(inverter_only + "\n", encoding="utf-8")
+    [line] = await agent.wait_for(r"run=2 trigger=change .*result=")
+    assert line.endswith("result=no-changes"), agent.text
+    [said] = await agent.wait_for(r"run=2 warning: sites/devices\.yaml no longer declares")
+    assert said.endswith(
+        "run=2 warning: sites/devices.yaml no longer declares Device home-solna-p1, which no "
+        "other file declares: kept declared until they have been undeclared for --interval "
+        f"({INTERVAL}), then --prune removes them; a file read while it is being written is "
+        "not taken for their removal"), said
+    assert world.sims.writes() == writes, "a file cut short must not delete anything yet"
+
+    world.devices_file.write_text(text, encoding="utf-8")
+    [line] = await agent.wait_for(r"run=3 trigger=change .*result=")
+    assert line.endswith("result=no-changes"), agent.text
+    await agent.wait_for(r"run=3 note: sites/devices\.yaml declares Device home-solna-p1 "
+                         r"again; nothing was removed$")
+    assert world.cloud_device(P1_SN) == meter and world.sims.writes() == writes
+
+    # Removed for good: kept, then removed by the interval run once it has been
+    # undeclared for the interval.
+    world.devices_file.write_text(inverter_only + "\n", encoding="utf-8")
+    [line] = await agent.wait_for(r"run=4 trigger=change .*result=")
+    assert line.endswith("result=no-changes") and world.cloud_device(P1_SN) == meter, \
+        agent.text
+    [line] = await agent.wait_for(r"run=5 trigger=interval .*result=", within=60)
+    assert line.endswith("result=applied"), agent.text
+    await agent.wait_for(rf"run=5 warning: sites/devices\.yaml has not declared Device "
+                         rf"home-solna-p1 for {INTERVAL}: they are no longer kept declared, "
+                         r"and --prune removes them$")
+    assert world.cloud_device(P1_SN) is None
+    assert world.cloud_device() is not None
+    assert await agent.terminate() == 0
+
+
+async def test_objects_kept_that_no_longer_fit_leave_the_files_valid(
+        world: World, spawn: Spawn, tmp_path: Path) -> None:
+    """A gateway renamed while the file of its devices is gone: the devices kept name the
+    old gateway, which the new one replaces. They are left out of the desired state, not
+    made an error of the files (which are valid without them), and not deleted either:
+    --prune removes nothing while they are left out."""
+    agent = await spawn("watch", "sites", "--prune", "--interval", INTERVAL, "--debounce",
+                        "0.2s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    device = world.cloud_device()
+    assert device is not None
+    away = tmp_path / "devices.yaml"
+    site_file = world.sites / "site.yaml"
+
+    world.devices_file.rename(away)
+    [line] = await agent.wait_for(r"run=2 trigger=change .*result=")
+    assert line.endswith("result=no-changes"), agent.text
+
+    # The same edit renames the gateway the devices kept declared name.
+    world.edit("name: home-solna-zap", "name: home-solna-gw", site_file)
+    [line] = await agent.wait_for(r"run=3 trigger=change .*result=")
+    assert not line.endswith("result=invalid"), agent.text
+    [said] = await agent.wait_for(r"run=3 warning: Gateway home-solna-zap, kept declared")
+    assert "does not fit the files as they are now" in said, said
+    assert "the same gateway is already declared as Gateway 'home-solna-gw'" in said, said
+    [said] = await agent.wait_for(r"run=3 warning: Device home-solna-inverter, kept declared")
+    assert "since sites/devices.yaml is gone" in said and "home-solna-zap" in said, said
+    assert "--prune removes nothing until it fits again" in said, said
+    assert world.cloud_device() == device
+    assert world.zap_der_enabled("pv") is not None, "the inverter must stay on its Zap"
+
+    # The devices' file comes back naming the new gateway: nothing was removed.
+    away.write_text(away.read_text(encoding="utf-8").replace(
+        "gatewayRef: home-solna-zap", "gatewayRef: home-solna-gw"), encoding="utf-8")
+    away.rename(world.devices_file)
+    [line] = await agent.wait_for(r"run=4 trigger=change .*result=")
+    assert not line.endswith(("result=invalid", "result=failed")), agent.text
+    await agent.wait_for(r"run=4 note: sites/devices\.yaml is back; nothing it declared was "
+                         r"removed$")
+    assert world.cloud_device() == device
+    assert world.zap_der_enabled("pv") is not None
+
+    # The old gateway's name, left out, is let go after the interval: --prune is back, and
+    # finds nothing of it to remove (the Zap is the renamed Gateway's).
+    [line] = await agent.wait_for(r"run=5 trigger=interval .*result=", within=60)
+    assert line.endswith("result=no-changes"), agent.text
+    await agent.wait_for(rf"run=5 warning: sites/site\.yaml has not declared Gateway "
+                         rf"home-solna-zap for {INTERVAL}: ")
+    await agent.wait_for(r"run=5 note: no object kept declared is left out any more: "
+                         r"--prune removes again what no file declares$")
+    assert world.cloud_device() == device
+    assert world.zap_der_enabled("pv") is not None
+    assert await agent.terminate() == 0
