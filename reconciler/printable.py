@@ -10,6 +10,7 @@ included, is kept as it is.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 
@@ -66,19 +67,50 @@ def clipped(text: str, limit: int = ECHO_LIMIT) -> str:
 # How long a word of a message may be before it is cut: a path or URL fits, an id or name
 # that is a page long does not. As a field change shows its values (`plan.render`).
 WORD_LIMIT = 200
-_LONG_WORD = re.compile(rf"\S{{{WORD_LIMIT + 1},}}")
+# A word is what stands between two spaces: the one blank `printable` keeps, where a
+# newline or a tab is written `\n`, `\t` and joins what it separated into one word.
+_LONG_WORD = re.compile(rf"[^ ]{{{WORD_LIMIT + 1},}}")
 # What opens and closes a quoted word (`('abc'),`): the closing kept after the ellipsis,
 # so that the word still reads as quoted and the sentence as it was; neither counted in
 # the length said, which is then the value's.
 _OPENING = re.compile(r"^[(\['\"`]{1,3}")
 _CLOSING = re.compile(r"[)\]'\"`,;:.]{1,3}$")
+# What follows a word cut already: the length of the whole. Escaped since (a plan's line
+# shown again in the watch log), the word is longer than the limit, and cut again it would
+# show two ellipses and two lengths, the second that of its escapes.
+_CUT_NOTE = re.compile(r" \(\d[\d,]* characters\)")
+# One character as a word counts it: an escape `printable` writes (`\x1b`, `\u202e`, `\n`)
+# is the one character it stands for, so that a word is as long escaped as it was before.
+_ESCAPED = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|[nrt])")
+_CHARACTER = re.compile(rf"{_ESCAPED.pattern}|.", re.DOTALL)
+
+
+def _length(word: str) -> int:
+    """How many characters `word` stands for, each escape counted as one."""
+    if "\\" not in word:  # nearly every word: its length
+        return len(word)
+    return len(word) - sum(len(escape) - 1 for escape in _ESCAPED.findall(word))
+
+
+def _start(word: str, limit: int) -> str:
+    """The first `limit` characters of `word`, as `_length` counts them: never cut inside
+    an escape."""
+    if "\\" not in word:
+        return word[:limit]
+    ends = (match.end() for match in _CHARACTER.finditer(word))
+    end = next(itertools.islice(ends, limit - 1, None), len(word)) if limit > 0 else 0
+    return word[:end]
 
 
 def clipped_words(text: str, limit: int = WORD_LIMIT) -> str:
     """`text` (a message of a plan, an unmanaged object's description) with each word
     longer than `limit` cut as `clipped` cuts: a 5,000-character id that a Site declares,
     or a name a cloud reports, quoted in a message, shows as its start and its length.
-    The message is kept whole where machines read it (the JSON plan)."""
+    The message is kept whole where machines read it (the JSON plan).
+
+    A word is as long as the characters it stands for, each escape `printable` wrote
+    counted as one, and a word cut already (its length follows it) is left as it is: the
+    text cut and escaped, shown again (a plan's line in the watch log), is cut no more."""
     if len(text) <= limit:
         return text
 
@@ -87,13 +119,18 @@ def clipped_words(text: str, limit: int = WORD_LIMIT) -> str:
         opening, closing = _OPENING.search(word), _CLOSING.search(word)
         head, tail = opening[0] if opening else "", closing[0] if closing else ""
         core = word[len(head):len(word) - len(tail)]
-        if len(core) <= limit or (len(core) == limit + 1 and core.endswith("…")):
-            # Short once its quotes are off, or cut already: a plan's text, cut when it was
-            # rendered, is cut again as a line of the watch log.
+        length = _length(core)
+        if length <= limit:
+            return word  # short once its quotes are off, or its escapes counted as one
+        if core.endswith("…") and (
+            length == limit + 1 or _CUT_NOTE.match(match.string, match.end())
+        ):
+            # Cut already: a plan's text, cut and escaped when it was rendered, is cut
+            # again as a line of the watch log.
             return word
-        return f"{head}{core[:limit]}…{tail} ({len(core):,} characters)"
+        return f"{head}{_start(core, limit)}…{tail} ({length:,} characters)"
 
-    pattern = _LONG_WORD if limit == WORD_LIMIT else re.compile(rf"\S{{{limit + 1},}}")
+    pattern = _LONG_WORD if limit == WORD_LIMIT else re.compile(rf"[^ ]{{{limit + 1},}}")
     return pattern.sub(cut, text)
 
 

@@ -1,5 +1,6 @@
 """One observation's reads of a platform: each read's answer, or why it could not be had
-(`Unreachable`, or `NoAccess` for an organisation the token may not see), so that one
+(`Unreachable`, `NoAccess` for an organisation the token may not see, or `NotTheApi` for a
+listing every token has that was not found), so that one
 read failing never stops the others. Rejected credentials are collected rather than
 raised at once: the caller raises the first once every read it started has ended
 (`engine.observe.observe`, `engine.platforms`), since retrying cannot fix them."""
@@ -12,7 +13,7 @@ from typing import TypeVar
 from reconciler.engine.fanout import unexpected
 from reconciler.engine.retry import RetryPolicy, retrying
 from reconciler.errors import ProviderAuthError, ProviderError, ProviderRejected
-from reconciler.plan.observed import NoAccess, Unreachable
+from reconciler.plan.observed import NoAccess, NotTheApi, Unreachable
 
 T = TypeVar("T")
 A = TypeVar("A")  # an API's answer
@@ -29,12 +30,14 @@ class Gather:
         self.auth_errors: list[ProviderAuthError] = []
 
     async def read(
-        self, call: Callable[[], Awaitable[T]], *, org_scoped: bool = False
+        self, call: Callable[[], Awaitable[T]], *, org_scoped: bool = False, listing: str = ""
     ) -> T | Unreachable:
         """`call`'s answer, or why it could not be had. `org_scoped`: a read of one
         declared organisation, where a 403 or 404 says the token may not see that
         organisation (the other organisations answered, or will), not that the token is
-        bad: a 401 still stops the run."""
+        bad: a 401 still stops the run. `listing`: the URL setting of a read the API
+        answers for every token (Enapter's sites), where a 404 says that URL is not the
+        API's (`NotTheApi`), not that something is missing."""
         try:
             return await retrying(call, self.policy)
         except ProviderAuthError as exc:
@@ -45,6 +48,8 @@ class Gather:
         except ProviderRejected as exc:
             if org_scoped and exc.status == 404:
                 return NoAccess(str(exc), url_setting=exc.url_setting)
+            if listing and exc.status == 404:
+                return NotTheApi(str(exc), url_setting=listing)
             return Unreachable(str(exc))
         except ProviderError as exc:
             return Unreachable(str(exc), retry_after=self.policy.asked_to_wait(exc))
@@ -57,6 +62,7 @@ class Gather:
         convert: Callable[[A], R],
         *,
         org_scoped: bool = False,
+        listing: str = "",
     ) -> R | Unreachable:
         """`read`, the answer converted to its record: an answer the conversion cannot take
         is as unreadable as one that did not come."""
@@ -64,4 +70,4 @@ class Gather:
         async def converted() -> R:
             return convert(await call())
 
-        return await self.read(converted, org_scoped=org_scoped)
+        return await self.read(converted, org_scoped=org_scoped, listing=listing)

@@ -83,6 +83,7 @@ class Reason(StrEnum):
     IDENTITY_MISMATCH = "identity_mismatch"
     TARGET_UNREACHABLE = "target_unreachable"
     NO_ACCESS = "no_access"  # the token may not read the Novacore organisation declared
+    NOT_THE_API = "not_the_api"  # a cloud's URL setting is not its API's (a listing is a 404)
     DEPENDENCY_BLOCKED = "dependency_blocked"
     IN_SYNC = "in_sync"
 

@@ -86,7 +86,7 @@ from reconciler.plan.enapter_sites import (
     moved_from,
     needs_rename_search,
 )
-from reconciler.plan.observed import Observed, Unreachable
+from reconciler.plan.observed import NotTheApi, Observed, Unreachable
 from reconciler.plan.renames import Rename
 from reconciler.printable import echo
 
@@ -189,7 +189,20 @@ class EnapterPlanner:
         sites = self.state.sites if self.state is not None else Unreachable("not observed")
         remote: EnapterSiteState | None = None
         elsewhere: list[HeldElsewhere] = []
-        if isinstance(sites, Unreachable):
+        if isinstance(sites, NotTheApi):
+            # Blocked, not deferred: reading again gives the same 404, and a plan that
+            # defers exits 0 as if all were well. What the site holds waits on it.
+            site_change = self._change(
+                "Site",
+                site.name,
+                Action.VERIFY,
+                Reason.NOT_THE_API,
+                site,
+                after=site_fields(site),
+                blocked=True,
+                message=not_the_api_message(sites),
+            )
+        elif isinstance(sites, Unreachable):
             why.append(f"Enapter sites: {sites.reason}")
             site_change = self._change(
                 "Site",
@@ -241,7 +254,11 @@ class EnapterPlanner:
                 self._plan_gateway(work, gateway)
         for device in self._devices_of(site):
             self._plan_device(work, device)
-        if why:
+        if isinstance(sites, NotTheApi):
+            for change in self.changes[first + 1:]:
+                if change.action is not Action.NO_OP:
+                    _block(change, site_change)
+        elif why:
             sites_unread = isinstance(sites, Unreachable)
             _defer(
                 self.changes[first:],
@@ -826,6 +843,17 @@ class EnapterPlanner:
             _block(change, blocker)
         planned[device.id] = change
         return change
+
+
+def not_the_api_message(sites: NotTheApi) -> str:
+    """Why nothing is planned in Enapter Cloud when its site list was not found, and what
+    to fix: the URL, since every token has a site list."""
+    return (
+        f"Enapter Cloud's site list was not found ({sites.reason}); nothing is created or "
+        f"provisioned in Enapter Cloud. Check {sites.url_setting}: every token has a site "
+        "list, so a 404 says the URL is not the Enapter Cloud API's base URL "
+        "(https://api.enapter.com)"
+    )
 
 
 def _waits_for(change: Change, other: Change, by_address: dict[str, Change]) -> bool:

@@ -4,7 +4,7 @@ The planner reads only these; it never sees an HTTP response. Everything is keye
 natural keys (gateway serial, hardware id / Zap `sn`, names), so no local state file is
 needed to find remote objects. `Unreachable` marks a source that could not be read: the
 planner then defers instead of guessing; `NoAccess`, an organisation the token may not
-read: the planner blocks what it holds.
+read, and `NotTheApi`, a cloud URL that is not its API's: the planner blocks what they hold.
 """
 
 from __future__ import annotations
@@ -32,6 +32,16 @@ class NoAccess(Unreachable):
     is blocked until its `orgId` or the token's access changes. Treated as unreachable
     wherever no more is said. `url_setting`: the setting of a Novacore URL with a path,
     when the answer was a 404 (the path may be what was not found)."""
+
+    url_setting: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NotTheApi(Unreachable):
+    """A listing the API has for every token (Enapter's sites) answered 404: the URL set
+    in `url_setting` is not the API's base URL (a path it does not have, a typo). Reading
+    again gives the same answer, so what depends on it is blocked, not deferred: a plan
+    that defers exits 0, and a configuration error must not pass a CI gate."""
 
     url_setting: str = ""
 

@@ -41,6 +41,7 @@ from reconciler.plan.observed import (
 from reconciler.plan.renames import Rename
 from reconciler.plan.sourceful_state import GatewayContext
 from reconciler.plan.sourceful_unmanaged import UnmanagedPlanner
+from reconciler.plan.zap_mqtt_clashes import clash_message, mqtt_clash
 from reconciler.plan.zap_settings import (
     declared_zap_settings,
     observed_connection,
@@ -515,8 +516,16 @@ class SourcefulPlanner(UnmanagedPlanner):
             )
         if zap_change is not None and zap_change.action is not Action.VERIFY:
             deps = [zap_change.address]
+            held = mqtt_clash(connection, hardware_id, at.zap) if at.zap is not None else None
             if blocked_by is not None:
                 self._block(zap_change, blocked_by)
+            elif held is not None:
+                # Added, it would be refused (409) on every apply: the Zap has its serial.
+                zap_change.blocked = True
+                zap_change.message = clash_message(
+                    at.gateway, device, held, self.fleet.devices.values()
+                )
+                blocked_by = zap_change
             elif name in self.observed.missing_secrets:
                 # Adding the device sends its password: without it nothing can be done.
                 zap_change.blocked = True

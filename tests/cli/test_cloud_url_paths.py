@@ -53,18 +53,41 @@ def test_a_novacore_url_without_a_path_names_the_org_id_alone(
     assert "RECONCILER_NOVACORE_URL" not in line
 
 
-def test_an_enapter_url_with_a_path_is_named_in_what_is_deferred(
+def test_an_enapter_url_with_a_path_blocks_its_sites_and_fails_the_ci_gate(
         make_cli: CliFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Deferred, as a site list not read, the plan exited 0 without --detailed-exitcode:
+    # a configuration error passed a CI gate as if the cloud were only down.
     run = make_cli(cloud_examples())
     url = os.environ["RECONCILER_ENAPTER_URL"]
     monkeypatch.setenv("RECONCILER_ENAPTER_URL", url + "/api/v1/")
-    code, out, _ = run("plan", run.path, "--no-color")
-    assert code == 0, out  # deferred, as any site list not read
-    lines = out.splitlines()
-    said = lines[lines.index("  … site/h2-lab[enapter] is deferred") + 1].strip()
-    assert said == ("its state is not known; deferred: Enapter sites: enapter.list_sites "
-                    "/api/v1/v3/sites: HTTP 404: NOT_FOUND: Not Found"
-                    f"{_hint('RECONCILER_ENAPTER_URL', url)}"), said
+    for args in ((), ("--detailed-exitcode",)):
+        code, out, err = run("plan", run.path, "--no-color", *args)
+        assert code == 1, out + err
+    assert "[BLOCKED]" in out, out
+    [line] = [line for line in err.splitlines() if "site/h2-lab[enapter]" in line]
+    assert line == (
+        "error: site/h2-lab[enapter]: Enapter Cloud's site list was not found "
+        "(enapter.list_sites /api/v1/v3/sites: HTTP 404: NOT_FOUND: Not Found"
+        f"{_hint('RECONCILER_ENAPTER_URL', url)}); nothing is created or provisioned in "
+        "Enapter Cloud. Check RECONCILER_ENAPTER_URL: every token has a site list, so a 404 "
+        "says the URL is not the Enapter Cloud API's base URL (https://api.enapter.com)"), err
+    assert any(line.endswith("wait on these (shown [BLOCKED] in the plan)")
+               for line in err.splitlines()), err
+
+
+def test_an_enapter_url_of_another_server_blocks_its_sites_too(
+        make_cli: CliFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No path to name: the 404 of the site list alone says the URL is not the API's.
+    run = make_cli(cloud_examples())
+    run.sims.call(run.sims.sims.enapter.faults.update, {"error_status": 404, "fail_next": 1000})
+    code, out, err = run("plan", run.path, "--no-color", "--detailed-exitcode")
+    assert code == 1, out + err
+    [line] = [line for line in err.splitlines() if "site/h2-lab[enapter]" in line]
+    assert "/v3/sites: HTTP 404" in line, line
+    assert "has the path" not in line, line
+    assert line.endswith("Check RECONCILER_ENAPTER_URL: every token has a site list, so a 404 "
+                         "says the URL is not the Enapter Cloud API's base URL "
+                         "(https://api.enapter.com)"), line
 
 
 def test_a_flatpeak_url_with_a_path_is_named_not_the_account(

@@ -73,3 +73,21 @@ async def test_an_unmanaged_serial_is_cut_by_its_own_length_not_its_escapes(
     assert f"{meter}{'7' * 148} on gateway home-solna-zap is not declared" in listed, listed
     [cut] = [line for line in listed if "8" * 100 in line]
     assert cut.startswith(f"{meter}{'8' * 168}… ({LONG:,} characters) on gateway"), cut[:600]
+
+
+async def test_a_plan_line_cut_and_escaped_is_not_cut_again_in_the_log(
+        world: World, spawn: Spawn) -> None:
+    """A serial of escape characters a Zap reports, in the message of its removal that
+    `--plan-only --prune` logs: the plan cuts it, escapes it (four times as long), and the
+    log shows that line as it is, with one ellipsis and the serial's own length."""
+    sn = "SN" + "\x1b" * 300
+    world.sims.zaps[ZAP_SERIAL].install_device({"type": "p1_uart"}, sn=sn)
+    plan = await spawn("watch", "sites", "--plan-only", "--prune", "--interval", "60s",
+                       env=world.env, cwd=world.cwd)
+    await plan.wait_for(r"run=1 trigger=start .* result=")
+    assert await plan.terminate() == 0
+    assert "\x1b" not in plan.text
+    [line] = [line for line in plan.out if "is not declared; removed (--prune)" in line]
+    cut = "SN" + "\\x1b" * 198 + "… (302 characters)"
+    assert f"      energy_meter {cut} on gateway home-solna-zap is not declared" in line, line
+    assert line.count("…") == 1, line
