@@ -56,7 +56,8 @@ from reconciler.printable import clipped_words
 class ObjectResult:
     conditions: list[Cond] = field(default_factory=list)
     # status.externalIds; None removes an id (the status is merge-patched): the remembered
-    # Novacore site of a Site that the reconcile's read found gone (`_external_ids`).
+    # Novacore site of a Site that the reconcile's read found gone (`_external_ids`), the
+    # Flatpeak location of a Site whose pinned `locationId` it found missing.
     external_ids: dict[str, str | None] = field(default_factory=dict)
     # Sites: status.flatpeakLocationNotFound, the location its spec pins that the read of
     # the account found missing, or None once found; empty: left as it is
@@ -364,6 +365,10 @@ async def reconcile_object(
             # looked for in this one: not finding it here says nothing of it.
             if pinned not in remembered.elsewhere:
                 result.location_not_found = locations.not_found_after(pinned, own)
+            if result.location_not_found.get(locations.NOT_FOUND):
+                # The location it pins is not in the account: the Site has none there, and
+                # its status claims no id (the one it had is gone, or is not its own now).
+                result.external_ids["flatpeak"] = None
         own += [step.change for step in steps if step.change is not None]
         # A Site applies the deletes that finish an interrupted Enapter replace in its
         # site, which no Device object's reconcile does (`interrupted_deletes`).
