@@ -688,7 +688,7 @@ async def _remove_config_file(
         # In the event loop, not a thread: the inventory is read and written whole, and
         # another change's record or removal must not interleave with this one.
         try:
-            return enapter_files.remove(settings, ctx.fleet, device_id, own=own)
+            return enapter_files.remove(settings, ctx.whole_fleet, device_id, own=own)
         except OSError as exc:
             if device is None:
                 what = "the device is deleted in Enapter Cloud, but its config file"

@@ -52,8 +52,13 @@ class Executors:
         site_ids: dict[str, str],
         credentials: CredentialLedger | None = None,
         retired_gateways: Iterable[Gateway | None] = (),
+        whole_fleet: Fleet | None = None,
     ) -> None:
         self.fleet = fleet
+        # The declared fleet `fleet` is part of (the operator applies an object's closure
+        # of its namespace): a config file that any of its Devices names is that Device's,
+        # and is never removed (`engine.enapter_files.remove`).
+        self.whole_fleet = whole_fleet if whole_fleet is not None else fleet
         # Gateways declared no more whose Zap the plan removes moved devices' copies from
         # before releasing them (`plan.retired_gateways`), by name.
         self.retired_gateways = {g.name: g for g in retired_gateways if g is not None}

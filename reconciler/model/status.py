@@ -155,7 +155,9 @@ class ResourceStatus(StrictModel):
     conditions: list[Condition] = Field(default_factory=list, description="Current conditions.")
     external_ids: dict[str, str] = Field(
         default_factory=dict,
-        description="Ids on the external platforms.",
+        description="Ids on the external platforms, of what the last reconcile found or "
+        "made; a Site's Novacore site, or the Flatpeak location its `locationId` pins, found "
+        "gone is removed.",
         examples=[{"novacore": "dev-abc123"}],
     )
     last_plan: LastPlan | None = Field(default=None, description="The last plan for this resource.")

@@ -24,6 +24,7 @@ from reconciler.model.kinds import KINDS
 from reconciler.operator import (
     conditions,
     declared,
+    interrupted_deletes,
     locations,
     objects,
     sites_kept,
@@ -283,11 +284,15 @@ async def _post_events(
     for message in result.unmanaged_fields:
         await events.info(body, reason=declared.EVENT_REASON, message=event_message(message))
     for message in result.finished.removed:
-        await events.info(body, reason="ConfigFileRemoved", message=event_message(message))
+        await events.info(body, reason=interrupted_deletes.REMOVED_REASON,
+                          message=event_message(message))
     for message in result.finished.failed:
         if said(message):
-            await events.warn(body, reason="ConfigFileNotRemoved", message=event_message(message))
+            await events.warn(body, reason=interrupted_deletes.NOT_REMOVED_REASON,
+                              message=event_message(message))
     for outcome in result.outcomes:
+        if outcome.address in result.finished.addresses:
+            continue  # said above, as what became of the file
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
             message = f"{outcome.address}: {outcome.action} done"

@@ -56,7 +56,8 @@ from reconciler.printable import clipped_words
 class ObjectResult:
     conditions: list[Cond] = field(default_factory=list)
     # status.externalIds; None removes an id (the status is merge-patched): the remembered
-    # Novacore site of a Site that the reconcile's read found gone (`_external_ids`).
+    # Novacore site of a Site that the reconcile's read found gone (`_external_ids`), the
+    # Flatpeak location of a Site whose pinned `locationId` it found missing.
     external_ids: dict[str, str | None] = field(default_factory=dict)
     # Sites: status.flatpeakLocationNotFound, the location its spec pins that the read of
     # the account found missing, or None once found; empty: left as it is
@@ -79,8 +80,8 @@ class ObjectResult:
     flatpeak_locations: list[dict[str, str]] | None = None
     # What is said once of gateways swapped out of a Gateway's spec and left claimed.
     kept: list[str] = field(default_factory=list)
-    # The config files of a Site's interrupted Enapter deletes removed, or not removable
-    # (`interrupted_deletes`), said as events.
+    # What a Site's reconcile said of the deletes that finish an interrupted Enapter
+    # replace it applied, the config file removed or not (`interrupted_deletes`): events.
     finished: interrupted_deletes.Finished = field(default_factory=interrupted_deletes.Finished)
     # What is said once, as a Warning, of the Flatpeak locations a Device's status
     # remembers from another account than the operator's (`locations.other_account`).
@@ -364,15 +365,21 @@ async def reconcile_object(
             # looked for in this one: not finding it here says nothing of it.
             if pinned not in remembered.elsewhere:
                 result.location_not_found = locations.not_found_after(pinned, own)
+            if result.location_not_found.get(locations.NOT_FOUND):
+                # The location it pins is not in the account: the Site has none there, and
+                # its status claims no id (the one it had is gone, or is not its own now).
+                result.external_ids["flatpeak"] = None
         own += [step.change for step in steps if step.change is not None]
+        # A Site applies the deletes that finish an interrupted Enapter replace in its
+        # site, which no Device object's reconcile does (`interrupted_deletes`).
+        finishing = (
+            interrupted_deletes.of_site(resource, nsf.fleet, plan.changes)
+            if isinstance(resource, Site) else []
+        )
+        own += finishing
         pending_elsewhere = {c.address: c for c in plan.changes if c.is_change and c not in own}
         result.plan_lines = [_line(c) for c in own if c.is_change]
         result.plan_notes = declared.notes(plan.unmanaged, resource.address)
-        if isinstance(resource, Site) and not config.observe_only:
-            # Before what it lists as unmanaged: a config file removed is listed no more.
-            result.finished = interrupted_deletes.finish(
-                resource, nsf.fleet, planned.observed, settings
-            )
         result.unmanaged = unmanaged.found(
             resource, nsf.fleet, plan.unmanaged, planned.observed, own,
             plan.novacore_site_ids(), gateways, _reporting(nsf),
@@ -413,11 +420,12 @@ async def reconcile_object(
                 None,
                 plan.novacore_site_ids(),
                 credentials=ledger,
+                whole_fleet=nsf.fleet,
             )
             report = await apply_plan(
                 own_plan, executors, policy=RetryPolicy(attempts=settings.retries), stop=stop
             )
-            outcomes = report.outcomes
+            outcomes = interrupted_deletes.retried(finishing, report.outcomes)
             if holds is not None:
                 _hold_if_permanent(holds, owner, inputs, outcomes)
         if not config.observe_only:
@@ -432,10 +440,14 @@ async def reconcile_object(
         result.unmanaged_fields = list(result.plan_notes)
     if kind == "Device":
         result.gateway = _device_gateway(resource, sub, own, outcomes)
+    if isinstance(resource, Site):
+        result.finished = interrupted_deletes.said(resource, finishing, outcomes)
+    # The serial released, and the device an interrupted replace deleted, are not its own.
     releases = {s.change.address for s in steps if s.change is not None}
+    releases |= {c.address for c in finishing}
     for outcome in outcomes:
         if outcome.address in releases:
-            continue  # the serial released is not this object's
+            continue
         for key in ("id", "sn", "serial"):
             if outcome.status == "done" and outcome.detail.get(key):
                 component = outcome.address.rsplit("[", 1)[-1].rstrip("]")

@@ -15,7 +15,6 @@ Pure: nothing more is read."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,13 +43,9 @@ def enapter_devices(site: Site, whole: Fleet, observed: Observed) -> Found | Non
     picked: list[Resource] = []
     for resource in [site, *whole.gateways_of(site.name), *site_devices(whole, site)]:
         picked += [r for r in closure(whole, resource).resources() if r not in picked]
-    # Every interrupted delete is listed, a replace's too, which the CLI's plan removes as
-    # a change: the operator removes them itself (`interrupted_deletes.finish`, which
-    # looks for them here), and one it could not remove stays listed.
-    state = dataclasses.replace(state, interrupted_deletes={
-        device_id: interrupted._replace(replaced=False)
-        for device_id, interrupted in state.interrupted_deletes.items()
-    })
+    # A replace's interrupted delete is a change, which the Site's reconcile applies
+    # (`interrupted_deletes`), not listed; a --prune's (an apply of the CLI on the same
+    # state directory) is listed, as the CLI's plan without --prune lists it.
     changes, found = EnapterPlanner(Fleet.of(picked), state, whole_fleet=whole).plan()
     matched = next(
         (c for c in changes if c.kind == "Site" and c.name == site.name and c.component == ENAPTER),

@@ -243,37 +243,29 @@ class FlatpeakPlanner:
 
     def plan(self) -> tuple[list[Change], list[dict[str, Any]]]:
         self._index()
-        managed: dict[str, Site] = {}  # location id -> site
         for site in self.fleet.sites.values():
             if site.spec.flatpeak is not None:
-                location = self._plan_site(site)
-                if location is not None:
-                    managed.setdefault(location.id, site)
-        self._undeclared(managed)
+                self._plan_site(site)
+        self._undeclared()
         return self.changes, self.unmanaged
 
     def undeclared(self) -> list[dict[str, Any]]:
         """What `plan()` lists as unmanaged (with `prune` off), without planning a change:
-        the operator asks it of its whole namespace at every Site's reconcile. A location
-        is managed by the first Site that matches it, as in `plan()`, where `_plan_site`
-        gives the location it matched when the account could be read."""
-        managed: dict[str, Site] = {}
-        state = self.state
-        if state is not None and isinstance(state.locations, list) and isinstance(
-            state.devices, list
-        ):
-            index = LocationIndex.of(state.locations)
-            for site in self.fleet.sites.values():
-                location = index.match(site) if site.spec.flatpeak else None
-                if location is not None:
-                    managed.setdefault(location.id, site)
-        self._undeclared(managed)
+        the operator asks it of its whole namespace at every Site's reconcile, so only the
+        locations are indexed (`_index_locations`), not what planning the devices needs."""
+        self._index_locations()
+        self._undeclared()
         return self.unmanaged
 
-    def _index(self) -> None:
+    def _index_locations(self) -> None:
+        """The account's locations (`LocationIndex`), and the Sites that match each."""
         locations = self.state.locations if self.state is not None else None
-        devices = self.state.devices if self.state is not None else None
         self._locations = LocationIndex.of(locations if isinstance(locations, list) else [])
+        self._sites_of = self._sites_by_location()
+
+    def _index(self) -> None:
+        self._index_locations()
+        devices = self.state.devices if self.state is not None else None
         self._by_reference = {}
         for remote in devices if isinstance(devices, list) else []:
             self._by_reference.setdefault(remote.reference_id, remote)  # newest first
@@ -282,13 +274,12 @@ class FlatpeakPlanner:
             site = self.fleet.site_of_device(device) if device.spec.flatpeak else None
             if site is not None:
                 self._site_devices.setdefault(site.name, []).append(device)
-        self._sites_of = self._sites_by_location()
         self._ours = self._fleet_locations()
 
     def _sites_by_location(self) -> dict[str, list[str]]:
-        """Location id -> the Sites that match it. Validation refuses two Sites with one
-        `locationId`; one Site's `locationId` can still be the location another finds by
-        reference id."""
+        """Location id -> the Sites that match it, in fleet order: the first manages it
+        (`_managed`). Validation refuses two Sites with one `locationId`; one Site's
+        `locationId` can still be the location another finds by reference id."""
         locations = self.state.locations if self.state is not None else None
         out: dict[str, list[str]] = {}
         if not isinstance(locations, list):
@@ -330,7 +321,7 @@ class FlatpeakPlanner:
 
     # -- a site: its location, then its devices ----------------------------------------------
 
-    def _plan_site(self, site: Site) -> FlatpeakLocationState | None:
+    def _plan_site(self, site: Site) -> None:
         first = len(self.changes)
         unobserved = Unreachable("not observed")
         state = self.state or FlatpeakState(unobserved, unobserved)
@@ -361,8 +352,6 @@ class FlatpeakPlanner:
             for change in self.changes[first:]:
                 if change.action is not Action.NO_OP:
                     defer(change, "; ".join(why), unread=change.kind in unread)
-            return None
-        return location
 
     def _location_change(self, site: Site, location: FlatpeakLocationState | None) -> Change:
         flatpeak = site.spec.flatpeak
@@ -496,9 +485,16 @@ class FlatpeakPlanner:
 
     # -- devices on managed locations that are not declared ----------------------------------
 
-    def _undeclared(self, managed: dict[str, Site]) -> None:
+    def _managed(self) -> dict[str, Site]:
+        """Location id -> the Site that manages it, the first that matches it; empty when
+        the locations could not be read (`_undeclared` asks for none when the devices
+        could not): a device is undeclared only on a location a Site is known to manage."""
+        return {location: self.fleet.sites[names[0]] for location, names in self._sites_of.items()}
+
+    def _undeclared(self) -> None:
         if self.state is None or not isinstance(self.state.devices, list):
             return
+        managed = self._managed()
         declared = {
             d.spec.flatpeak.reference_id: d
             for d in self.fleet.devices.values()

@@ -50,6 +50,7 @@ from enapter_world import (
     renderings,
     site_and_gateway,
 )
+from unremovable import unremovable
 
 from reconciler.engine import enapter_files
 from reconciler.engine.reconcile import PlanResult, Reconciler
@@ -540,28 +541,6 @@ async def test_a_config_output_switched_away_from_a_file_removes_the_one_written
 # -- a config file that could not be removed ------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _unremovable(path: Path) -> Iterator[None]:
-    """`path` cannot be removed inside the block: its directory is read-only, or, for root,
-    whom that does not stop, the file is immutable (`chattr +i`)."""
-    if os.geteuid() != 0:
-        mode = path.parent.stat().st_mode
-        path.parent.chmod(0o500)
-        try:
-            yield
-        finally:
-            path.parent.chmod(mode)
-        return
-    chattr = shutil.which("chattr")
-    if chattr is None or subprocess.run([chattr, "+i", str(path)],
-                                        capture_output=True).returncode != 0:
-        pytest.skip("running as root where no file can be made immutable (chattr +i)")
-    try:
-        yield
-    finally:
-        subprocess.run([chattr, "-i", str(path)], check=True)
-
-
 def _without_permission_checks_bypassed() -> None:
     """In a child about to run the CLI as root: drop the capabilities that let root look
     into any directory (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so that a directory's
@@ -630,7 +609,7 @@ async def test_a_config_file_moved_elsewhere_whose_removal_failed_is_removed_by_
     b_file = world.state_dir / "keys" / "b.json"  # another directory: it can be written
     ucm_id = world.sims.enapter.by_hardware_id(UCM).id
     moved = fleet_of(_ucm_writing_to("keys/b.json"))
-    with _unremovable(a_file):
+    with unremovable(a_file):
         _, report = await world.apply(moved)
     [failed] = failures(report)
     assert f"{a_file} could not be removed" in failed["message"], failed
@@ -669,7 +648,7 @@ async def test_an_apply_killed_once_the_delete_took_effect_leaves_every_file_of_
     a_file = world.state_dir / "cfg" / "a.json"
     b_file = world.state_dir / "keys" / "b.json"
     ucm_id = world.sims.enapter.by_hardware_id(UCM).id
-    with _unremovable(a_file):  # the device has two files: a.json is left over
+    with unremovable(a_file):  # the device has two files: a.json is left over
         _, report = await world.apply(fleet_of(_ucm_writing_to("keys/b.json")))
     assert failures(report) and a_file.is_file() and b_file.is_file()
     fleet_dir = _write_fleet(tmp_path / "fleet", site_and_gateway())

@@ -1,10 +1,13 @@
 """An Enapter replace the operator left half done (the device deleted, its provisioning
 again failed) leaves the config file written for the deleted device: as the Device names
-another file now, the Site's next reconcile removes the old file (whether or not the
-device was provisioned again by then), which holds only the credentials of a device that
-is no more, says so in an event, and lists it in `status.unmanaged` no more. Before, it
-stayed there until removed by hand: the CLI leaves such a file to `apply --prune`, which
-the operator has not. On the kmock emulator, against the Enapter simulator on loopback."""
+another file now, the Site's next reconcile removes the old file (whether or not the device
+was provisioned again by then), which holds only the credentials of a device that is no
+more, says so in an event, and lists it in `status.unmanaged` no more. The removal is the
+delete the plan holds for it, applied by the Site's reconcile as one of its changes: one
+that fails (the file immutable) makes the Site not Ready, naming the file, and is tried
+again without holding the Site back. Before, it stayed there until removed by hand: the
+CLI leaves such a file to `apply --prune`, which the operator has not. On the kmock
+emulator, against the Enapter simulator on loopback."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from fleet_yaml import document, enapter_site, stream
 from harness import documents, operator
+from unremovable import unremovable
 
 GATEWAY, MASTER_A, MASTER_B, SLAVE = (
     "GW0000000000000000000000000000001", "LA0000000000000000000000000000001",
@@ -104,6 +108,60 @@ async def test_the_config_file_of_an_interrupted_replace_is_removed_by_the_sites
         await cluster.wait_planned("Site", "h2-lab", 1)
         unmanaged = (await cluster.status("Site", "h2-lab")).get("unmanaged") or {}
         assert old_id not in str(unmanaged), unmanaged
+
+
+async def test_a_config_file_an_interrupted_replace_left_that_cannot_be_removed_fails_the_site(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    failed = FailedProvisioning()
+    state = tmp_path / "state"
+    async with operator(_fleet("link-a", "cfg/slave.json"), tmp_path, monkeypatch,
+                        before_start=failed.install) as (cluster, sims):
+        await cluster.create_all(documents(_fleet("link-a", "cfg/slave.json")))
+        await cluster.wait_condition("Device", "slave", "Ready", timeout=60)
+        await cluster.wait_condition("Site", "h2-lab", "Ready", timeout=30)
+        old_file = state / "cfg" / "slave.json"
+        old_id = sims.enapter.by_hardware_id(SLAVE).id
+        removal = f"device/h2-lab.{old_id}[enapter]"
+
+        with unremovable(old_file):
+            # Moved to the other master, its config to a file in another directory (the
+            # old one's may be read-only): a replace whose provisioning fails once the
+            # delete took effect.
+            failed.failing = True
+            await cluster.patch("Device", "slave", {"spec": {"enapter": {
+                "masterRef": "link-b", "configOutput": {"file": "keys/slave.json"}}}})
+            ready = await cluster.wait_reason("Site", "h2-lab", "ApplyFailed", timeout=30)
+            assert ready["status"] == "False"
+            assert f"{removal}: the device is deleted in Enapter Cloud, but its config file " \
+                f"{old_file} could not be removed" in ready["message"], ready
+            # Tried again at the next reconcile, not held until the spec changes.
+            assert "annotate" not in ready["message"], ready
+            last_plan = (await cluster.status("Site", "h2-lab"))["lastPlan"]
+            assert f"- {removal} delete" in last_plan["actions"], last_plan
+            [warning] = await cluster.wait_events_about(
+                "h2-lab", reason="ConfigFileNotRemoved", timeout=30)
+            assert warning["type"] == "Warning"
+            assert warning["message"].startswith(
+                f"Enapter device {old_id} of site h2-lab is gone, deleted by a reconcile "
+                "that stopped before it removed its config file; "), warning
+            assert old_file.is_file()
+            failed.failing = False
+            await cluster.wait_for(lambda: _is_file(state / "keys" / "slave.json"),
+                                   timeout=30, what="the slave provisioned again")
+
+        [removed] = await cluster.wait_events_about("h2-lab", reason="ConfigFileRemoved",
+                                                    timeout=30)
+        assert removed["message"].endswith(f": removed {old_file}"), removed
+        assert not old_file.exists()
+        assert old_id not in (state / "inventory.json").read_text()
+        await cluster.wait_reason("Site", "h2-lab", "Reconciled", timeout=30)
+        site = await cluster.status("Site", "h2-lab")
+        # The delete is the Site's change, not its Enapter site's id.
+        assert old_id not in str(site.get("externalIds")), site
+        assert old_id not in str(site.get("unmanaged") or {}), site
+        # Nothing is said of it but the file: not the delete of a device gone already.
+        assert not await cluster.events_about("h2-lab", reason="Deleted")
 
 
 async def _is_file(path: Path) -> bool:

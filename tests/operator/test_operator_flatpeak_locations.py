@@ -196,6 +196,8 @@ async def test_a_deleted_site_whose_pinned_location_a_reconcile_found_gone_says_
         assert "Flatpeak location loc_pinned does not exist" in ready["message"], ready
         status = await cluster.status("Site", "home")
         assert status["flatpeakLocationNotFound"] == "loc_pinned", status
+        # No id of a location that does not exist.
+        assert "flatpeak" not in status.get("externalIds", {}), status
 
         await cluster.delete("Site", "home")
         await cluster.wait_gone("Site", "home", timeout=30)
@@ -215,6 +217,7 @@ async def test_a_pinned_location_found_again_is_said_to_stay_as_its_site_goes(
         await cluster.wait_condition("Site", "home", "Ready", "False", timeout=30)
         status = await cluster.status("Site", "home")
         assert status["flatpeakLocationNotFound"] == "loc_gone", status
+        assert "flatpeak" not in status.get("externalIds", {}), status
 
         theirs = _foreign_location(sims)
         await cluster.patch("Site", "home", {"spec": {"flatpeak": {"locationId": theirs}}})
