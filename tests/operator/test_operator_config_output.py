@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -359,10 +358,10 @@ async def test_an_edit_made_while_its_handler_waits_for_the_lock_is_seen_by_othe
             await cluster.wait_planned("Device", "ucm-a", 1)  # ucm-b's handler waits
             moved = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-new"}}}}
             await cluster.patch("Device", "ucm-b", moved)
-            started = time.monotonic()
+            # Seen while the test still holds ucm-b's lock: a handler that kept kopf's
+            # worker until the lock is free would leave the edit unindexed all along.
             await cluster.wait_for(lambda: _holds(cluster, "ucm-b-config", "ucm-a"),
                                    timeout=40, what="ucm-a's config written")
-            assert time.monotonic() - started < 15, "seen well before LOCK_WAIT"
         await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"), timeout=30,
                                what="ucm-b's config in its new Secret")
 
