@@ -58,6 +58,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
 from reconciler.plan import enapter_fields, enapter_sites, renames
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.advice import Advice
 from reconciler.plan.enapter_observed import ConfigOutputState, EnapterState
 from reconciler.plan.observed import Observed
 from reconciler.providers.enapter import client as enapter_client
@@ -669,6 +670,12 @@ def _named_no_more(name: str) -> dict[str, str]:
             "or created again)"}
 
 
+# Who finishes a delete's config file left in place: the CLI's next `apply --prune`; the
+# operator's next reconcile (`operator.interrupted_deletes`).
+_PRUNE_AGAIN = Advice(cli=" (or the next apply with --prune tries again)",
+                      operator=" (or the next reconcile tries again)")
+
+
 async def _remove_config_file(
     ctx: Executors, change: Change, device_id: str, device: Device | None = None
 ) -> dict[str, str]:
@@ -695,7 +702,7 @@ async def _remove_config_file(
                 # A replace's delete is finished by the next apply, a --prune's by a --prune.
                 then = (" (or the next apply tries again)"
                         if enapter_files.replacing(settings, device_id)
-                        else " (or the next apply with --prune tries again)")
+                        else _PRUNE_AGAIN.to(ctx.audience))
             else:
                 what = "the config file an earlier apply wrote for the device, which its "
                 what += "configOutput names no more,"

@@ -24,6 +24,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
 from reconciler.operator.objects import closure
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
 from reconciler.plan.enapter import EnapterPlanner
 from reconciler.plan.enapter_fields import COMPONENT as ENAPTER
 from reconciler.plan.enapter_fields import site_devices
@@ -51,7 +52,9 @@ def enapter_devices(site: Site, whole: Fleet, observed: Observed) -> Found | Non
         device_id: interrupted._replace(replaced=False)
         for device_id, interrupted in state.interrupted_deletes.items()
     })
-    changes, found = EnapterPlanner(Fleet.of(picked), state, whole_fleet=whole).plan()
+    changes, found = EnapterPlanner(
+        Fleet.of(picked), state, whole_fleet=whole, audience=Audience.OPERATOR
+    ).plan()
     matched = next(
         (c for c in changes if c.kind == "Site" and c.name == site.name and c.component == ENAPTER),
         None,
@@ -74,5 +77,7 @@ def flatpeak_devices(site: Site, whole: Fleet, observed: Observed) -> Found | No
         isinstance(state.locations, list) and isinstance(state.devices, list)
     ):
         return None
-    found = FlatpeakPlanner(whole, state, whole_fleet=whole).undeclared()
+    found = FlatpeakPlanner(
+        whole, state, whole_fleet=whole, audience=Audience.OPERATOR
+    ).undeclared()
     return [e for e in found if e.get("site") == site.name]
