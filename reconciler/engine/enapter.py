@@ -58,6 +58,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
 from reconciler.plan import enapter_fields, enapter_sites, renames
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.advice import Advice
 from reconciler.plan.enapter_observed import ConfigOutputState, EnapterState
 from reconciler.plan.observed import Observed
 from reconciler.providers.enapter import client as enapter_client
@@ -669,6 +670,15 @@ def _named_no_more(name: str) -> dict[str, str]:
             "or created again)"}
 
 
+# Who removes a config file whose removal failed: the CLI's next apply (with `--prune`
+# after a device's delete that was no replace's), or the operator's next reconcile, which
+# applies no plan the way `apply` does (`operator.interrupted_deletes`).
+_AGAIN = Advice(cli=" (or the next apply tries again)",
+                operator=" (or the next reconcile tries again)")
+_PRUNE_AGAIN = Advice(cli=" (or the next apply with --prune tries again)",
+                      operator=" (or the next reconcile tries again)")
+
+
 async def _remove_config_file(
     ctx: Executors, change: Change, device_id: str, device: Device | None = None
 ) -> dict[str, str]:
@@ -693,13 +703,12 @@ async def _remove_config_file(
             if device is None:
                 what = "the device is deleted in Enapter Cloud, but its config file"
                 # A replace's delete is finished by the next apply, a --prune's by a --prune.
-                then = (" (or the next apply tries again)"
-                        if enapter_files.replacing(settings, device_id)
-                        else " (or the next apply with --prune tries again)")
+                then = (_AGAIN if enapter_files.replacing(settings, device_id)
+                        else _PRUNE_AGAIN).to(ctx.audience)
             else:
                 what = "the config file an earlier apply wrote for the device, which its "
                 what += "configOutput names no more,"
-                then = " (or the next apply tries again)"
+                then = _AGAIN.to(ctx.audience)
             raise ProviderRejected(
                 f"{what} {exc.filename} could not be removed: {exc.strerror or exc}; it "
                 f"holds the device's credentials: remove it{then}",

@@ -23,6 +23,7 @@ from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.advice import Audience
 from reconciler.plan.device_gateways import gateway_of_change
 from reconciler.plan.observed import NovacoreSite
 from reconciler.plan.zap_settings import zap_settings
@@ -53,12 +54,17 @@ class Executors:
         credentials: CredentialLedger | None = None,
         retired_gateways: Iterable[Gateway | None] = (),
         whole_fleet: Fleet | None = None,
+        *,
+        audience: Audience,
     ) -> None:
         self.fleet = fleet
         # The declared fleet `fleet` is part of (the operator applies an object's closure
         # of its namespace): a config file that any of its Devices names is that Device's,
         # and is never removed (`engine.enapter_files.remove`).
         self.whole_fleet = whole_fleet if whole_fleet is not None else fleet
+        # Who reads what the apply says (the CLI's user or the operator's): its advice is
+        # worded for them (`plan.advice`).
+        self.audience = audience
         # Gateways declared no more whose Zap the plan removes moved devices' copies from
         # before releasing them (`plan.retired_gateways`), by name.
         self.retired_gateways = {g.name: g for g in retired_gateways if g is not None}

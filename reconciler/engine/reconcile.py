@@ -208,7 +208,7 @@ class Reconciler:
         self, options: PlanOptions | None = None, *, paths: list[str] | None = None
     ) -> PlanResult:
         options = options or PlanOptions()
-        inventory = self.state.read_inventory()
+        inventory = self.state.read_inventory(options.audience)
         warnings: list[str] = []
         if not options.inventory:
             options = dataclasses.replace(
@@ -333,6 +333,7 @@ class Reconciler:
                 result.plan.novacore_site_ids(),
                 credentials=self.credentials,
                 retired_gateways=result.plan.options.retired_gateways.values(),
+                audience=result.plan.options.audience,
             )
             report = await apply_plan(
                 result.plan,
@@ -389,7 +390,7 @@ class Reconciler:
         if not self._leftovers_cleared:
             self.clear_leftovers()
         self._leftovers_cleared = False
-        inventory = self.state.read_inventory()
+        inventory = self.state.read_inventory(plan.options.audience)
         for gateway in self.fleet.gateways.values():
             if gateway.spec.zap is not None:
                 site = self.fleet.sites.get(gateway.spec.site_ref or "")

@@ -34,6 +34,7 @@ from reconciler.engine import state_temporaries
 from reconciler.engine.credentials import KEY_BYTES, CredentialLedger
 from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
+from reconciler.plan.advice import Advice, Audience
 from reconciler.plan.retired import LeftSite, RetiredSite
 from reconciler.plan.retired_gateways import RememberedZap
 from reconciler.sources import bounded
@@ -362,14 +363,16 @@ class StateDir:
             problem = "not an object of objects"
         raise StateDirError(_damaged(self.path / name, problem, holds, afresh))
 
-    def read_inventory(self) -> Inventory:
+    def read_inventory(self, audience: Audience = Audience.CLI) -> Inventory:
+        """The inventory; a damaged one is said to `audience` (`plan.advice`), as what its
+        loss costs depends on who prunes."""
         data = self._read_json(
             INVENTORY,
             "the deletion policy, organisation and Zap URL of each gateway applied, the "
             "Novacore site of each Site, the Flatpeak locations applied and the Enapter "
             "config files written",
-            "a gateway no longer declared is then released by --prune only if its "
-            "deletionPolicy Release is declared again, a Site no longer declared is "
+            f"a gateway no longer declared is then released{_BY_PRUNE.to(audience)} only if "
+            "its deletionPolicy Release is declared again, a Site no longer declared is "
             "not reported, and the config file of an Enapter device deleted later is left "
             "in place",
         )
@@ -805,6 +808,10 @@ def _reason(exc: OSError) -> str:
     """Why an OSError happened, as a message goes on: "no space left on device"."""
     reason = exc.strerror or type(exc).__name__
     return reason[:1].lower() + reason[1:]  # "a FIFO" (`bounded.NotARegularFile`) as is
+
+
+# What releases a gateway no longer declared: the CLI's `--prune`.
+_BY_PRUNE = Advice(cli=" by --prune", operator="")
 
 
 def _damaged(path: Path, reason: str, holds: str, afresh: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.operator.cli_advice import for_operator
 from reconciler.printable import readable
 
 
@@ -23,11 +22,10 @@ class Cond:
 
 
 def stored(message: str) -> str:
-    """A condition's message as it is stored: what the plan advises of the CLI's flags
-    said as the operator's user acts (`cli_advice`)."""
+    """A condition's message as it is stored."""
     # `kubectl describe` shows it on a terminal; it carries what gateways report.
     # A word a page long (an id) is cut with its length said, not at the end alone.
-    return readable(for_operator(message))[:1000]
+    return readable(message)[:1000]
 
 
 def is_new(previous: list[dict[str, Any]] | None, cond: Cond) -> bool:

@@ -33,7 +33,6 @@ from reconciler.operator import (
     wait_lines,
     watch_errors,
 )
-from reconciler.operator.cli_advice import for_operator
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.events import Events
 from reconciler.operator.finalized import Finalized
@@ -246,10 +245,9 @@ class Runtime:
 
 def event_message(text: str) -> str:
     """An event's message: `kubectl describe` shows it on a terminal, and it carries what
-    gateways and clouds report (serials, error bodies), and what the plan advises of the
-    CLI's flags, said as the operator's user acts (`cli_advice`)."""
+    gateways and clouds report (serials, error bodies)."""
     # A word a page long (an id) is cut with its length said, not at the end alone.
-    return readable(for_operator(text))[:1000]
+    return readable(text)[:1000]
 
 
 def _declared_serials(indexes: Mapping[str, Any], own: tuple[str, str]) -> dict[str, str]:
@@ -393,8 +391,6 @@ async def _reconcile(
             _served_gateways(indexes, runtime.config) if kind in ("Site", "Gateway") else None
         ),
     )
-    # kopf logs the message of the error a handler raises, and posts it as an Event.
-    result.message = for_operator(result.message)
     if result.stopped:
         # Nothing planned nor written: the status stays as the last reconcile left it.
         patch.pop("status", None)
@@ -767,7 +763,6 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
             hints = (settings.refused_hint(o.error, when="at the next attempt") for o in failed)
             message += "".join(f"; {hint}" for hint in dict.fromkeys(h for h in hints if h))
             message += f" (retried; removing the finalizer {FINALIZER} leaves it as it is)"
-        message = for_operator(message)  # kopf posts the error raised below as an Event
         result = ObjectResult(
             conditions=[
                 conditions.Cond("Ready", False, reason, message),

@@ -45,6 +45,7 @@ from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closu
 from reconciler.operator.owner_locks import done_writing, owner_lock, writing_under
 from reconciler.operator.wait_lines import waiting_message
 from reconciler.plan.actions import Action, Change, Reason
+from reconciler.plan.advice import Audience
 from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions, site_ids
@@ -315,6 +316,8 @@ async def reconcile_object(
         try:
             planning = reconciler.plan(
                 PlanOptions(
+                    # Its advice said as the operator's user acts (`plan.advice`).
+                    audience=Audience.OPERATOR,
                     flatpeak_locations=remembered.here if on_flatpeak else {},
                     whole_fleet=nsf.fleet,
                     lookup_sites=lookup,
@@ -421,6 +424,7 @@ async def reconcile_object(
                 plan.novacore_site_ids(),
                 credentials=ledger,
                 whole_fleet=nsf.fleet,
+                audience=Audience.OPERATOR,
             )
             report = await apply_plan(
                 own_plan, executors, policy=RetryPolicy(attempts=settings.retries), stop=stop

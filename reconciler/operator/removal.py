@@ -48,6 +48,7 @@ from reconciler.model.status import ClaimedGateway, DeviceGateway
 from reconciler.operator import swaps
 from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan.actions import Change
+from reconciler.plan.advice import Audience
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.removal import (
@@ -153,7 +154,9 @@ async def remove_object(
             changes = moved.removals if moved.waiting else changes + moved.removals
         if not changes:
             return Removal(blocked=blocked, left=left, left_copies=left_copies)
-        executors = Executors(sub, reconciler.session, reconciler.secrets, None, {})
+        executors = Executors(
+            sub, reconciler.session, reconciler.secrets, None, {}, audience=Audience.OPERATOR
+        )
         report = await apply_plan(
             Plan(changes=changes, unmanaged=[], options=PlanOptions()),
             executors,
@@ -309,7 +312,10 @@ async def _remove_gateway(
         kept = swapped.kept + [s.message for s in steps if s.forget]
         outcomes: list[Outcome] = []
         if changes:
-            executors = Executors(sub, reconciler.session, reconciler.secrets, None, {})
+            executors = Executors(
+                sub, reconciler.session, reconciler.secrets, None, {},
+                audience=Audience.OPERATOR,
+            )
             report = await apply_plan(
                 Plan(changes=changes, unmanaged=[], options=PlanOptions()),
                 executors,

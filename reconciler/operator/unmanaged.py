@@ -24,7 +24,6 @@ plans, `handlers.py` writes the status and says a change of the set once by an e
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,6 @@ from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.model.status import UnmanagedObject, UnmanagedObjects
 from reconciler.operator import unmanaged_clouds
-from reconciler.operator.cli_advice import for_operator
 from reconciler.operator.objects import claimed_serials
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.novacore_claims import claim_org
@@ -49,13 +47,6 @@ UNMANAGED = "unmanaged"
 EVENT_REASON = "Unmanaged"
 # How many the status lists; `count` says how many there are.
 SHOWN = 20
-# What the planners' descriptions say of the CLI's --prune, which the operator has no flag
-# for: the advice to use it (Zap copies of moved devices, and of a retired gateway's, a
-# claimed gateway's Release: up to the end of its clause, so "(deletionPolicy Release; use
-# --prune to release it)" keeps its parenthesis), what it would do with an Enapter device's
-# interrupted delete, and why it leaves a Flatpeak device on locations of other fleets.
-_PRUNE_HINTS = re.compile(r"; use --prune[^;()]*| \(--prune removes it\)|, so --prune leaves it")
-
 Entry = dict[str, str]
 
 
@@ -271,14 +262,14 @@ def _matched(whole: Fleet, site: str, devices: list[NovacoreDevice]) -> set[str]
 
 
 def _listed(entries: Iterable[Mapping[str, Any]]) -> list[Entry]:
-    """Each as the status lists it: what it says of the CLI's --prune left out (the event
-    that lists them says to remove them by hand), and any other advice of the CLI's
-    flags said as the operator's user acts (`cli_advice`)."""
+    """Each as the status lists it. The plans that found them were made for the operator
+    (`plan.advice.Audience.OPERATOR`): they say nothing of the CLI's `--prune`, and the
+    event that lists them says to remove them by hand."""
     return [
         {
             "platform": str(e.get("platform", "")),
             "id": str(e.get("id", "")),
-            "description": for_operator(_PRUNE_HINTS.sub("", str(e.get("description", "")))),
+            "description": str(e.get("description", "")),
         }
         for e in entries
     ]

@@ -23,6 +23,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
 from reconciler.operator.objects import closure
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
 from reconciler.plan.enapter import EnapterPlanner
 from reconciler.plan.enapter_fields import COMPONENT as ENAPTER
 from reconciler.plan.enapter_fields import site_devices
@@ -46,7 +47,9 @@ def enapter_devices(site: Site, whole: Fleet, observed: Observed) -> Found | Non
     # A replace's interrupted delete is a change, which the Site's reconcile applies
     # (`interrupted_deletes`), not listed; a --prune's (an apply of the CLI on the same
     # state directory) is listed, as the CLI's plan without --prune lists it.
-    changes, found = EnapterPlanner(Fleet.of(picked), state, whole_fleet=whole).plan()
+    changes, found = EnapterPlanner(
+        Fleet.of(picked), state, whole_fleet=whole, audience=Audience.OPERATOR
+    ).plan()
     matched = next(
         (c for c in changes if c.kind == "Site" and c.name == site.name and c.component == ENAPTER),
         None,
@@ -69,5 +72,7 @@ def flatpeak_devices(site: Site, whole: Fleet, observed: Observed) -> Found | No
         isinstance(state.locations, list) and isinstance(state.devices, list)
     ):
         return None
-    found = FlatpeakPlanner(whole, state, whole_fleet=whole).undeclared()
+    found = FlatpeakPlanner(
+        whole, state, whole_fleet=whole, audience=Audience.OPERATOR
+    ).undeclared()
     return [e for e in found if e.get("site") == site.name]

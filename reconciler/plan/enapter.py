@@ -44,6 +44,7 @@ from reconciler.plan.actions import (
     defer,
     update_or_in_sync,
 )
+from reconciler.plan.advice import PRUNED, Advice, Audience
 from reconciler.plan.diff import compared_only_where_reported, declared_diff
 from reconciler.plan.enapter_configs import (
     config_note,
@@ -100,6 +101,32 @@ _RANK = {EnapterKind.LINK_SLAVE: 1, EnapterKind.LUA: 1}
 # -- the planner ------------------------------------------------------------------------------
 
 
+# What the plan advises, said as the CLI's user and as the operator's acts (`plan.advice`):
+# the operator deletes nothing it does not declare, and lists it in `status.unmanaged`.
+_UNMANAGED = "the operator deletes nothing it does not declare, and lists it in status.unmanaged"
+# The delete a move waits for is the CLI's `--prune`'s.
+_PRUNING = Advice(cli=", --prune", operator="")
+# A device moved to another Site while its old site still holds it (`_settle_moves`).
+_MOVE = Advice(
+    cli="apply with --prune, Site {site} included, to delete it there and provision it here",
+    operator="delete it there in Enapter Cloud (Site {site} lists it in status.unmanaged: "
+    "the operator deletes nothing it does not declare), and it is provisioned here",
+)
+# A slug an undeclared device holds (`_slug_holders`).
+_SLUG_HOLDER = Advice(cli="delete it (apply --prune)", operator="delete it in Enapter Cloud")
+# The old device a Lua device's slug change leaves (`_note_twins`): where it is listed,
+# and what to do about both running.
+_TWIN_WHERE = Advice(cli="unmanaged, below", operator="in status.unmanaged of its Site")
+_TWIN_AFTER = Advice(
+    cli="both will run it until the old one is deleted: apply --prune deletes it (with every "
+    "unmanaged object the plan lists), or delete it in Enapter Cloud",
+    operator="both will run it until the old one is deleted: delete it in Enapter Cloud "
+    f"({_UNMANAGED})",
+)
+# An interrupted delete's config file, which only the CLI's `--prune` finishes.
+_REMOVES = Advice(cli=" (--prune removes it)", operator="")
+
+
 @dataclass
 class _SiteWork:
     """What one site's planning has found so far."""
@@ -129,6 +156,8 @@ class EnapterPlanner:
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
     # What a renamed Site is recognised by (planner.PlanOptions.whole_fleet); None: `fleet`.
     whole_fleet: Fleet | None = None
+    # Who reads the plan: how its advice is worded (planner.PlanOptions.audience).
+    audience: Audience = Audience.CLI
     # Creates of hardware ids another declared Site's Enapter site holds (`moved_from`),
     # settled once every site is planned, as they wait for that site's delete.
     moves: list[tuple[Change, HeldByOtherSite]] = field(default_factory=list)
@@ -161,8 +190,9 @@ class EnapterPlanner:
             if delete is not None and delete.action is Action.DELETE and not delete.blocked:
                 change.depends_on = [*change.depends_on, delete.address]
                 change.message = (
-                    f"{held.where()}: it is deleted there first ({delete.address}, --prune), "
-                    f"then provisioned here; {change.message}"
+                    f"{held.where()}: it is deleted there first "
+                    f"({delete.address}{_PRUNING.to(self.audience)}), then provisioned here; "
+                    f"{change.message}"
                 )
             elif delete is not None and delete.blocked:
                 _block(change, delete)
@@ -170,8 +200,7 @@ class EnapterPlanner:
                 change.blocked = True
                 change.message = (
                     f"{held.where()}, so provisioning it here would fail until it is deleted "
-                    f"there: apply with --prune, Site {held.owner.name} included, to delete "
-                    "it there and provision it here"
+                    f"there: {_MOVE.to(self.audience, site=held.owner.name)}"
                 )
 
     def _change(
@@ -233,7 +262,7 @@ class EnapterPlanner:
                     site_change.message = (
                         f"{site_change.message}, and creating it would leave it empty: "
                         "Enapter keeps a hardware id in one site of the organisation. "
-                        + "; ".join(h.message() for h in elsewhere)
+                        + "; ".join(h.message(self.audience) for h in elsewhere)
                     )
         devices: list[EnapterDeviceState] = []
         devices_unread = False
@@ -310,7 +339,7 @@ class EnapterPlanner:
                 change.message = f"{held}: " + (
                     "give one of them another slug"
                     if owner is not None
-                    else "delete it (apply --prune) or declare another slug"
+                    else f"{_SLUG_HOLDER.to(self.audience)} or declare another slug"
                 )
                 continue
             change.depends_on = [*change.depends_on, frees.address]
@@ -347,14 +376,9 @@ class EnapterPlanner:
             if twin is None:
                 continue
             where, after = (
-                ("deleted below, --prune", "this apply deletes the old one")
+                (f"deleted below{_PRUNING.to(self.audience)}", "this apply deletes the old one")
                 if self.prune
-                else (
-                    "unmanaged, below",
-                    "both will run it until the old one is deleted: apply --prune deletes it "
-                    "(with every unmanaged object the plan lists), or delete it in Enapter "
-                    "Cloud",
-                )
+                else (_TWIN_WHERE.to(self.audience), _TWIN_AFTER.to(self.audience))
             )
             change.message += (
                 f"; the device with slug {twin.slug} ({where}) runs the same blueprint on "
@@ -441,7 +465,7 @@ class EnapterPlanner:
             held = work.held_by(spec.hardware_id)
             if held is not None:
                 change.blocked = True
-                change.message = held_message(spec.hardware_id, held)
+                change.message = held_message(spec.hardware_id, held, self.audience)
             self._moved(work, change, spec.hardware_id)
         else:
             work.matched[remote.id] = gateway.name
@@ -541,7 +565,7 @@ class EnapterPlanner:
             change.message = f"not provisioned in Enapter Cloud: {foreign}"
         elif held is not None:
             change.blocked = True
-            change.message = held_message(device.spec.hardware_id or "", held)
+            change.message = held_message(device.spec.hardware_id or "", held, self.audience)
         elif kind_of(device) not in SLUG_KEYED:
             self._moved(work, change, device.spec.hardware_id)
         return change
@@ -779,13 +803,14 @@ class EnapterPlanner:
                         "platform": "enapter",
                         "site": work.site.name,
                         "id": device_id,
-                        "description": description + " (--prune removes it)",
+                        "description": description + _REMOVES.to(self.audience),
                         "prunable": True,
                     }
                 )
                 continue
             reason, removed = ((Reason.MOVED, "; removed, as the replace would have")
-                               if replaced else (Reason.NOT_DECLARED, "; removed (--prune)"))
+                               if replaced
+                               else (Reason.NOT_DECLARED, f"; removed{PRUNED.to(self.audience)}"))
             self._change(
                 "Device",
                 f"{work.site.name}.{device_id}",
@@ -828,7 +853,8 @@ class EnapterPlanner:
             external_id=device.id,
             before={"type": device.type, "name": device.name, "slug": device.slug},
             depends_on=[c.address for c in below if c is not None],
-            message=description + "; deleted (--prune), after the devices running on it"
+            message=f"{description}; deleted{PRUNED.to(self.audience)}, after the devices "
+            "running on it"
             + written_file_note(self.state, device.id),
         )
         blocker = next((c for c in below if c is not None and c.blocked), None)
@@ -885,9 +911,13 @@ def _defer(changes: Iterable[Change], why: str, unread: Callable[[Change], bool]
 
 
 def plan_enapter(
-    fleet: Fleet, observed: Observed, prune: bool, whole_fleet: Fleet | None = None
+    fleet: Fleet,
+    observed: Observed,
+    prune: bool,
+    whole_fleet: Fleet | None = None,
+    audience: Audience = Audience.CLI,
 ) -> tuple[list[Change], list[dict[str, Any]]]:
     """The registered planner: reads `observed.extra["enapter"]` (an `EnapterState`)."""
     state = observed.extra.get(COMPONENT)
     known = state if isinstance(state, EnapterState) else None
-    return EnapterPlanner(fleet, known, prune, whole_fleet=whole_fleet).plan()
+    return EnapterPlanner(fleet, known, prune, whole_fleet=whole_fleet, audience=audience).plan()

@@ -14,6 +14,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
 from reconciler.plan import renames
 from reconciler.plan.actions import address_of
+from reconciler.plan.advice import Advice, Audience
 from reconciler.plan.enapter_fields import COMPONENT, HARDWARE_TYPES, declared_by, site_keys
 from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterSiteState, EnapterState
 from reconciler.plan.observed import Unreachable
@@ -76,6 +77,11 @@ def hardware_missing(
     return bool(hardware - {d.hardware_id for d in devices if d.type in HARDWARE_TYPES})
 
 
+# What becomes of what a site pinned by `siteId` holds and its Site does not declare.
+_UNDECLARED = Advice(cli="listed as unmanaged, or deleted with --prune",
+                     operator="listed in status.unmanaged")
+
+
 @dataclass(frozen=True)
 class HeldElsewhere:
     """An unclaimed Enapter site holding hardware ids a Site declares (`held_elsewhere`)."""
@@ -87,8 +93,9 @@ class HeldElsewhere:
     # taking it), NATIVE halves of embedded UCMs aside.
     undeclared: list[EnapterDeviceState]
 
-    def message(self) -> str:
-        """What holds the hardware ids, why that site is not this Site's, and what to do."""
+    def message(self, audience: Audience) -> str:
+        """What holds the hardware ids, why that site is not this Site's, and what to do,
+        said for `audience` (`plan.advice`)."""
         site = f"Enapter site {self.site.id} ({echo(self.site.name)})"
         ids = ", ".join(sorted(self.declared))
         held = f"{site} holds hardware id{'s' if len(self.declared) > 1 else ''} {ids}"
@@ -103,7 +110,7 @@ class HeldElsewhere:
         return (
             f"{held}, but is not taken for this Site renamed because it also holds {listed}, "
             f"which this Site does not declare: {pin} (what it does not declare is then "
-            "listed as unmanaged, or deleted with --prune), or delete or declare "
+            f"{_UNDECLARED.to(audience)}), or delete or declare "
             f"{'that device' if len(self.undeclared) == 1 else 'those devices'}"
         )
 
@@ -184,8 +191,9 @@ def moved_from(
     return None
 
 
-def held_message(hardware_id: str, held: HeldElsewhere) -> str:
+def held_message(hardware_id: str, held: HeldElsewhere, audience: Audience) -> str:
     return (
         f"hardware id {hardware_id} is in another Enapter site, and Enapter keeps a "
-        f"hardware id in one site, so provisioning it here would fail: {held.message()}"
+        f"hardware id in one site, so provisioning it here would fail: "
+        f"{held.message(audience)}"
     )

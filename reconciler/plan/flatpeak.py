@@ -38,6 +38,7 @@ from reconciler.plan.actions import (
     defer,
     update_or_in_sync,
 )
+from reconciler.plan.advice import PRUNED, Advice, Audience
 from reconciler.plan.diff import declared_diff
 from reconciler.plan.observed import Observed, Unreachable
 
@@ -220,6 +221,11 @@ def patch_body(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 # -- the planner ------------------------------------------------------------------------------
 
 
+# Why the CLI's `--prune` leaves a device also on locations of other fleets; the operator's
+# user, who has no such flag, is told only where it is.
+_LEAVES = Advice(cli=", so --prune leaves it", operator="")
+
+
 @dataclass
 class FlatpeakPlanner:
     """Plans the Flatpeak part of one fleet. Construct, then call `plan()`."""
@@ -230,6 +236,8 @@ class FlatpeakPlanner:
     # The whole declared fleet when `fleet` is a part of it: its Sites' locations are this
     # fleet's too (`_fleet_locations`).
     whole_fleet: Fleet | None = None
+    # Who reads the plan: how its advice is worded (planner.PlanOptions.audience).
+    audience: Audience = Audience.CLI
     changes: list[Change] = field(default_factory=list)
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
     _sites_of: dict[str, list[str]] = field(default_factory=dict)
@@ -520,7 +528,7 @@ class FlatpeakPlanner:
             if others:
                 description += (
                     f"; it is also on locations this fleet does not manage "
-                    f"({', '.join(others)}), so --prune leaves it"
+                    f"({', '.join(others)}){_LEAVES.to(self.audience)}"
                 )
             self._delete_or_report(site, remote, f"{site.name}.{remote.reference_id}",
                                    description, prunable=not others)
@@ -548,8 +556,8 @@ class FlatpeakPlanner:
         )
         if others:
             description += (
-                f"; it is on locations this fleet does not manage ({', '.join(others)}), "
-                "so --prune leaves it"
+                f"; it is on locations this fleet does not manage ({', '.join(others)})"
+                f"{_LEAVES.to(self.audience)}"
             )
         self._delete_or_report(site, remote, f"{site.name}.{remote.reference_id}.{remote.id}",
                                description, prunable=bool(ours) and not others)
@@ -567,7 +575,7 @@ class FlatpeakPlanner:
                 site,
                 external_id=remote.id,
                 before=observed_device_fields(remote),
-                message=description + "; deleted (--prune)",
+                message=f"{description}; deleted{PRUNED.to(self.audience)}",
             )
             return
         self.unmanaged.append(
@@ -582,11 +590,16 @@ class FlatpeakPlanner:
 
 
 def plan_flatpeak(
-    fleet: Fleet, observed: Observed, prune: bool, whole_fleet: Fleet | None = None
+    fleet: Fleet,
+    observed: Observed,
+    prune: bool,
+    whole_fleet: Fleet | None = None,
+    audience: Audience = Audience.CLI,
 ) -> tuple[list[Change], list[dict[str, Any]]]:
     """The registered planner: reads `observed.extra["flatpeak"]` (a `FlatpeakState`).
     Locations are keyed by resource name; the whole fleet tells which are this fleet's."""
     state = observed.extra.get(COMPONENT)
     return FlatpeakPlanner(
-        fleet, state if isinstance(state, FlatpeakState) else None, prune, whole_fleet
+        fleet, state if isinstance(state, FlatpeakState) else None, prune, whole_fleet,
+        audience,
     ).plan()

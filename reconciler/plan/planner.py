@@ -15,6 +15,7 @@ from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.plan import platforms, removed_fields, targeting
 from reconciler.plan.actions import Action, Change, defer
+from reconciler.plan.advice import Advice, Audience
 from reconciler.plan.device_gateways import gateway_of_change
 from reconciler.plan.flatpeak import COMPONENT as FLATPEAK
 from reconciler.plan.observed import Observed
@@ -29,6 +30,9 @@ from reconciler.plan.sourceful import SourcefulPlanner
 @dataclass(frozen=True)
 class PlanOptions:
     prune: bool = False
+    # Who reads the plan (the CLI's user or the operator's): its advice is worded for them
+    # (`plan.advice`). The operator names itself; the CLI's wording is the plan document's.
+    audience: Audience = Audience.CLI
     targets: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
     # Gateway serial -> deletion policy remembered from earlier applies.
@@ -183,6 +187,7 @@ class PlanBuilder:
             fleet,
             observed,
             prune=self.options.prune,
+            audience=self.options.audience,
             inventory=dict(self.options.inventory),
             inventory_orgs=dict(self.options.inventory_orgs),
             release_serials=self.options.release_serials,
@@ -201,7 +206,7 @@ class PlanBuilder:
         changes, unmanaged = self._sourceful.plan()
         for extra_planner in platforms.PLANNERS:
             more, more_unmanaged = extra_planner(
-                self.fleet, self.observed, options.prune, options.whole_fleet
+                self.fleet, self.observed, options.prune, options.whole_fleet, options.audience
             )
             changes += more
             unmanaged += more_unmanaged
@@ -211,6 +216,7 @@ class PlanBuilder:
             novacore_site_ids(changes).values(),
             options.left_sites,
             self._sourceful.duplicate_sites,
+            options.audience,
         )
         unmanaged += retired.unmanaged
         locations = retired_locations(
@@ -231,7 +237,7 @@ class PlanBuilder:
             everything = changes
             changes = [c for c in changes if self._is_selected(c, selected, declared)]
             outside = sum(c.is_change for c in everything) - sum(c.is_change for c in changes)
-            _wait_for_left_out(changes, everything)
+            _wait_for_left_out(changes, everything, options.audience)
             unmanaged = [u for u in unmanaged if _is_owned(u, selected)]
         # Stable: within a site, changes keep the order its planning made them in.
         changes.sort(key=_order_key(self.fleet))
@@ -283,7 +289,15 @@ class PlanBuilder:
         return bool(change.site) and selected.owns("Site", change.site)
 
 
-def _wait_for_left_out(kept: list[Change], everything: list[Change]) -> None:
+# A change kept waits for one a selection left out: the operator plans one object's closure
+# and selects nothing, so what it leaves out is another object's to apply.
+_LEFT_OUT = Advice(cli="which is outside the selection (--target, --exclude)",
+                   operator="which another object's reconcile applies")
+
+
+def _wait_for_left_out(
+    kept: list[Change], everything: list[Change], audience: Audience
+) -> None:
     """Defer each change a selection kept that waits for a change it left out: the apply
     takes a dependency not in its plan for none, and would run it at once. So the copy a
     moved device left on the gateway targeted is not removed before the device is added
@@ -297,8 +311,7 @@ def _wait_for_left_out(kept: list[Change], everything: list[Change]) -> None:
             continue
         missing = next((d for d in change.depends_on if d in left_out), None)
         if missing is not None:
-            defer(change, f"it goes after {missing}, which is outside the selection "
-                  "(--target, --exclude)", unread=False)
+            defer(change, f"it goes after {missing}, {_LEFT_OUT.to(audience)}", unread=False)
 
 
 def _removed_fields(

@@ -11,8 +11,12 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.plan.advice import Advice, Audience
 from reconciler.plan.observed import NovacoreSite, Observed
 from reconciler.printable import echo
+
+# Why a site stays: no plan deletes one, the CLI's `--prune` included.
+_KEPT = Advice(cli="(--prune does not delete sites)", operator="(no site is ever deleted)")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ def retired_sites(
     matched_ids: Iterable[str],
     left: Sequence[LeftSite] = (),
     same_named: Collection[str] = (),
+    audience: Audience = Audience.CLI,
 ) -> RetiredSites:
     """`retired`: Site name -> where it was applied, for Sites declared no more. `left`:
     sites that declared Sites left. `matched_ids`: the Novacore site ids a declared Site
@@ -57,19 +62,20 @@ def retired_sites(
     Site that uses another site of that name (`plan.sourceful_unmanaged`), which is why a
     Site found by name left one (two state directories each made it): said there, with
     what to do, and not again here as a move of the Site; remembered still. A site whose
-    organisation could not be listed is neither reported nor forgotten."""
+    organisation could not be listed is neither reported nor forgotten. `audience`: who
+    reads the plan (`plan.advice`)."""
     matched = set(matched_ids)
+    kept = _KEPT.to(audience)
     found = RetiredSites(unmanaged=[], forget=[])
     retirees: list[tuple[str | LeftSite, RetiredSite, str]] = [
         (name, where, f"was applied for Site {name}, which is declared no more; it and its "
-         "devices stay in Novacore (--prune does not delete sites): delete it there, or "
-         "declare the Site again")
+         f"devices stay in Novacore {kept}: delete it there, or declare the Site again")
         for name, where in sorted(retired.items())
     ]
     retirees += [
         (former, former.where, f"was applied for Site {former.site} before the Site moved "
-         "to another site (its orgId or siteId changed); it stays in Novacore (--prune does "
-         "not delete sites): delete it there once its devices are where they belong")
+         f"to another site (its orgId or siteId changed); it stays in Novacore {kept}: "
+         "delete it there once its devices are where they belong")
         for former in left
     ]
     for retiree, where, what in retirees:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from reconciler.model.base import API_VERSION
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
+from reconciler.plan.advice import Advice, Audience
 from reconciler.plan.observed import Observed, Unreachable
 from reconciler.plan.removal import moved_away
 
@@ -109,25 +110,32 @@ def is_claimed_where_remembered(gateway: Gateway, observed: Observed) -> bool:
     return isinstance(claimed, set) and zap.serial in claimed
 
 
+# What removes the copy a device moved to another gateway left on this one's Zap: the
+# CLI's `--prune`. The operator's user is told where the device is, and the event that
+# lists it says to remove it by hand.
+COPY_PRUNED = Advice(cli="; use --prune to remove it from this gateway", operator="")
+
+
 def moved_copies_reported(
-    gateway: Gateway, fleet: Fleet, observed: Observed
+    gateway: Gateway, fleet: Fleet, observed: Observed, audience: Audience = Audience.CLI
 ) -> list[dict[str, Any]]:
     """The copies on the Zap of `gateway` of devices declared elsewhere, as the unmanaged
     objects a plan reports: with deletionPolicy Release, those `--prune` removes (said as
-    for a gateway still declared); with Orphan, left on it, as nothing is written there."""
+    for a gateway still declared, to `audience`); with Orphan, left on it, as nothing is
+    written there."""
     orphan = gateway.spec.deletion_policy == DeletionPolicy.ORPHAN
     then = (
-        "left on it (deletionPolicy Orphan: nothing is written to its Zap); remove it there "
-        "by hand"
+        "; left on it (deletionPolicy Orphan: nothing is written to its Zap); remove it "
+        "there by hand"
         if orphan
-        else "use --prune to remove it from this gateway"
+        else COPY_PRUNED.to(audience)
     )
     return [
         {
             "platform": "zap",
             "gateway": gateway.name,
             "id": copy.sn,
-            "description": f"{copy.description(gateway.name)}, not here; {then}",
+            "description": f"{copy.description(gateway.name)}, not here{then}",
             "prunable": not orphan,
         }
         for copy in moved_away(gateway, fleet, observed)

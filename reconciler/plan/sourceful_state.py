@@ -16,6 +16,7 @@ from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.plan import moves
 from reconciler.plan.actions import Action, Change, FieldDiff, Reason, address_of, defer
+from reconciler.plan.advice import Audience
 from reconciler.plan.device_gateways import gateway_of_change
 from reconciler.plan.moves import Declaration, ProvisionedIndex
 from reconciler.plan.novacore_sites import SiteIndex, match_site, unclaimed_sites
@@ -67,6 +68,8 @@ class SourcefulState:
     fleet: Fleet
     observed: Observed
     prune: bool = False
+    # Who reads the plan: how its advice is worded (planner.PlanOptions.audience).
+    audience: Audience = Audience.CLI
     # Gateway serial -> deletion policy remembered from earlier applies (the inventory).
     inventory: dict[str, str] = field(default_factory=dict)
     # Gateway serial -> the organisation it was declared in, remembered likewise.

@@ -14,6 +14,7 @@ from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.site import Site
 from reconciler.plan import moves, retired_gateways
 from reconciler.plan.actions import Action, Change, Reason, defer
+from reconciler.plan.advice import PRUNED, Advice
 from reconciler.plan.device_gateways import undeclared_device_name
 from reconciler.plan.moves import Declaration, ProvisionedIndex
 from reconciler.plan.novacore_claims import serial_release
@@ -25,6 +26,13 @@ from reconciler.plan.retired import LeftSite, RetiredSite
 from reconciler.plan.sourceful_state import GatewayContext, SourcefulState
 from reconciler.plan.zap_settings import observed_connection
 from reconciler.printable import echo
+
+# Why a gateway claimed but declared nowhere is left claimed: the CLI's `--prune` would
+# release it; the operator's user releases it, or declares its Gateway.
+_RELEASE = Advice(cli="use --prune to release it",
+                  operator="release it in Novacore, or declare its Gateway")
+_RELEASE_POLICY = Advice(cli="deletionPolicy Release; use --prune to release it",
+                         operator="deletionPolicy Release")
 
 
 class UnmanagedPlanner(SourcefulState):
@@ -103,7 +111,7 @@ class UnmanagedPlanner(SourcefulState):
                     f"{elsewhere[0].device}), not here"
                 )
                 if not self.prune:
-                    description += "; use --prune to remove it from this gateway"
+                    description += retired_gateways.COPY_PRUNED.to(self.audience)
             else:
                 description += " is not declared"
             entry = {
@@ -122,7 +130,7 @@ class UnmanagedPlanner(SourcefulState):
                     site.name,
                     external_id=sn,
                     before=observed_connection(zap_device),
-                    message=entry["description"] + "; removed (--prune)",
+                    message=f"{entry['description']}; removed{PRUNED.to(self.audience)}",
                     depends_on=[],
                 )
                 if elsewhere:
@@ -177,7 +185,8 @@ class UnmanagedPlanner(SourcefulState):
             entry |= {"id": cloud.id, "description": description}
             if self.prune:
                 delete = self._delete_cloud_device(
-                    site, cloud, Reason.NOT_DECLARED, entry["description"] + "; deleted (--prune)"
+                    site, cloud, Reason.NOT_DECLARED,
+                    f"{entry['description']}; deleted{PRUNED.to(self.audience)}",
                 )
                 pruned[cloud.hardware_id] = delete.address
                 if on is not None:
@@ -324,10 +333,10 @@ class UnmanagedPlanner(SourcefulState):
                     why = (
                         "deletionPolicy Orphan"
                         if policy == DeletionPolicy.ORPHAN.value
-                        else "use --prune to release it"
+                        else _RELEASE.to(self.audience)
                     )
                     if not self.prune and policy == DeletionPolicy.RELEASE.value:
-                        why = "deletionPolicy Release; use --prune to release it"
+                        why = _RELEASE_POLICY.to(self.audience)
                     description = f"{description}; left claimed ({why})"
                     retired = self.retired_gateways.get(serial)
                     if policy == DeletionPolicy.ORPHAN.value and retired is not None:
@@ -347,7 +356,7 @@ class UnmanagedPlanner(SourcefulState):
                         # What `--prune` would take off its Zap with the release, or (Orphan)
                         # what stays on it.
                         self.unmanaged += retired_gateways.moved_copies_reported(
-                            retired, self._whole, self.observed
+                            retired, self._whole, self.observed, self.audience
                         )
 
     def _retired_copies(self, serial: str) -> list[Change]:

@@ -16,6 +16,7 @@ from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.model.fleet import Fleet
 from reconciler.plan import markdown, render
 from reconciler.plan.actions import Change
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources import loader
@@ -116,10 +117,10 @@ class World:
         async with Reconciler(fleet or self.fleet, self.settings()) as reconciler:
             return await reconciler.plan(PlanOptions(prune=prune))
 
-    async def apply(self, fleet: Fleet | None = None, *,
-                    prune: bool = False) -> tuple[PlanResult, ApplyReport]:
+    async def apply(self, fleet: Fleet | None = None, *, prune: bool = False,
+                    audience: Audience = Audience.CLI) -> tuple[PlanResult, ApplyReport]:
         async with Reconciler(fleet or self.fleet, self.settings()) as reconciler:
-            result = await reconciler.plan(PlanOptions(prune=prune))
+            result = await reconciler.plan(PlanOptions(prune=prune, audience=audience))
             return result, await reconciler.apply(result)
 
     async def converge(self, fleet: Fleet | None = None) -> ApplyReport:

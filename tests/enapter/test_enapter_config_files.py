@@ -56,6 +56,7 @@ from reconciler.engine import enapter_files
 from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.engine.state import write_temporary
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
 
 
@@ -639,6 +640,26 @@ async def test_a_config_file_moved_elsewhere_whose_removal_failed_is_removed_by_
     _, report = await world.apply(fleet_of(site_and_gateway()), prune=True)
     assert report.ok, report.as_dict()
     assert not b_file.exists()
+
+
+@pytest.mark.parametrize(("audience", "again"), [
+    (Audience.CLI, "the next apply tries again"),
+    (Audience.OPERATOR, "the next reconcile tries again"),
+])
+async def test_a_config_file_whose_removal_failed_says_who_tries_again_to_its_audience(
+        make_world: MakeWorld, audience: Audience, again: str) -> None:
+    """The operator's user is told that its next reconcile removes it, not an apply, which
+    the operator runs none of; the CLI's as before."""
+    world = await make_world(_ucm_writing_to("cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    with unremovable(a_file):
+        _, report = await world.apply(fleet_of(_ucm_writing_to("keys/b.json")),
+                                      audience=audience)
+    [failed] = failures(report)
+    assert f"{a_file} could not be removed" in failed["message"], failed
+    assert failed["message"].endswith(
+        f"it holds the device's credentials: remove it (or {again})"), failed
 
 
 async def test_an_apply_killed_once_the_delete_took_effect_leaves_every_file_of_the_device(

@@ -48,6 +48,7 @@ from reconciler.engine.session import Session
 from reconciler.errors import ProviderRejected
 from reconciler.model.fleet import Fleet
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
 from reconciler.providers.enapter.client import error_code
 
 
@@ -349,7 +350,8 @@ async def _executors(world: World, fleet: Fleet) -> AsyncIterator[Executors]:
     """Executors over a fresh session, to run one change by hand."""
     session = Session(world.settings())
     try:
-        yield Executors(fleet, session, SecretResolver(str(world.tmp)), None, {})
+        yield Executors(fleet, session, SecretResolver(str(world.tmp)), None, {},
+                        audience=Audience.CLI)
     finally:
         await session.aclose()
 

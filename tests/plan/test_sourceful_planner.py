@@ -23,6 +23,7 @@ from plan_fixtures import (
 from reconciler.model.fleet import Fleet
 from reconciler.plan import document
 from reconciler.plan.actions import Action, Change, Reason
+from reconciler.plan.advice import Audience
 from reconciler.plan.observed import (
     IdentityReading,
     NovacoreDevice,
@@ -620,6 +621,37 @@ def test_gateway_is_released_only_with_prune_and_release_policy(
         assert releases == [], "a gateway is never released by default"
         assert [u["id"] for u in plan.unmanaged] == [LOST_SERIAL]
         assert note in plan.unmanaged[0]["description"]
+
+
+def with_moved_copy(observed: Observed) -> Observed:
+    """The cabin inverter (INV2, declared on cabin-zap) also on home-zap's Zap: the copy a
+    move of its hardware left there."""
+    home = observed.zaps["home-zap"]
+    assert isinstance(home, ZapState)
+    home.devices["INV2"] = ZapDevice("INV2", "modbus_tcp", "sungrow", "inverter",
+                                     {"host": "192.168.1.61"}, {"pv": True})
+    return observed
+
+
+@pytest.mark.parametrize("audience", list(Audience))
+def test_what_a_plan_advises_is_worded_for_the_audience_its_caller_names(
+        audience: Audience) -> None:
+    """The CLI's user is told of `--prune`; the operator's, who has no such flag, is told
+    what stays without it (the event listing them says to remove them by hand)."""
+    observed = with_moved_copy(with_undeclared_gateway(with_strangers(copy_of(converged()))))
+    plan = make_plan(make_fleet(), observed,
+                     PlanOptions(inventory={LOST_SERIAL: "Release"}, audience=audience))
+    said = {u["id"]: u["description"] for u in plan.unmanaged}
+    cli = audience is Audience.CLI
+    assert said[LOST_SERIAL] == (
+        f"gateway {LOST_SERIAL} is claimed by {ORG} but not declared; left claimed "
+        + ("(deletionPolicy Release; use --prune to release it)" if cli
+           else "(deletionPolicy Release)"))
+    assert said["INV2"].endswith(
+        "is declared on gateway cabin-zap (Device cabin-inv), not here"
+        + ("; use --prune to remove it from this gateway" if cli else "")), said["INV2"]
+    texts = [*said.values(), *(c.message for c in plan.changes)]
+    assert any("--prune" in text for text in texts) is cli, texts
 
 
 # -- ordering -----------------------------------------------------------------------------------
