@@ -5,7 +5,8 @@ in `status.unmanaged`) and selects nothing (`--target`). Every text the operator
 into an Event, a condition, a kopf error or `status.unmanaged` goes through `for_operator`,
 which rewrites each such phrase the planners write (`reconciler/plan`, `engine/enapter.py`)
 into what the operator's user does instead: delete it in the platform, or nothing, where
-the advice only says what the CLI's flag would add. Pure."""
+the advice only says what the CLI's flag would add; and what the next apply tries again,
+as the next reconcile, which does. Pure."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"use --prune to release it", "release it in Novacore, or declare its Gateway"),
         # A config file not removed after a delete (`engine.enapter`).
         (r"the next apply with --prune tries again", "the next reconcile tries again"),
+        # One an update or a replace left (`engine.enapter`), which the operator retries.
+        (r"the next apply tries again", "the next reconcile tries again"),
         # What a damaged inventory in the state directory costs (`engine.state`).
         (r"released by --prune only if", "released only if"),
         # What the CLI's flag adds to a note, and nothing the operator's user does.
@@ -55,7 +58,7 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 
 def for_operator(text: str) -> str:
     """`text` with what it advises of the CLI's flags said as the operator's user acts."""
-    if "--" not in text and "unmanaged, below" not in text:
+    if "--" not in text and "unmanaged, below" not in text and "next apply" not in text:
         return text
     for pattern, replacement in _REWRITES:
         text = pattern.sub(replacement, text)
