@@ -5,6 +5,8 @@
      │                        arguments (carries located diagnostics)
      ├── DanglingRefError     a reference to a resource that is not declared
      ├── PlanError            a plan that cannot be built or is stale
+     ├── FileNotRemoved       a file the reconciler wrote on this host could not be removed
+     │                        (a file-system error): the next run tries again
      └── ProviderError        an external call failed (address, operation)
           ├── ProviderUnavailable   network, timeout, 5xx, 429: retryable
           ├── ProviderRejected      4xx: permanent until the input changes
@@ -97,6 +99,16 @@ class DanglingRefError(ReconcilerError):
 
 class PlanError(ReconcilerError):
     """A plan cannot be built, or a saved plan no longer matches reality."""
+
+
+class FileNotRemoved(ReconcilerError):
+    """A file the reconciler wrote on this host (an Enapter device's config file) could not
+    be removed: a file-system error (an immutable file, a directory's permissions), no
+    platform's answer. Nothing declared stops it, so it is worth trying again later: the
+    next apply does, and the operator's next reconcile, without holding the object's
+    writes back (`Outcome.retryable`). Not within the run: trying the change again would
+    repeat the platform writes it made before the removal (a replace would provision its
+    device again)."""
 
 
 class ProviderError(ReconcilerError):

@@ -53,7 +53,8 @@ the same way: delete a file to remove what it declared. With --prune, what no fi
 declares any more (a file gone, or documents gone from a file) is kept until it has been
 undeclared for --interval (a folder refilled file by file, or a file read while it is
 being written, is not taken for their removal), then removed; one kept that no longer
-fits the files is left out, and --prune removes nothing meanwhile.
+fits the files is left out, and --prune removes nothing meanwhile (the listing of the
+objects nothing declares says so).
 Unreachable gateways or clouds defer their sites; the agent keeps going. The deferred
 changes are counted (deferred=N) in every summary line and listed when they or their
 reasons change; so are the changes failed, blocked or skipped (failed=N blocked=N
@@ -176,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
     vanished = (watch_vanished.VanishedObjects(interval, watch.format_duration(interval))
                 if args.prune else None)
 
+    withheld = vanished.withheld if vanished is not None else None
+
     def load() -> tuple[Fleet, PlanOptions]:
         result = loader.load_paths(args.paths)
         fleet = result.fleet()
@@ -206,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plan_only:
         # As `plan` says it: the plans are made all the same, without what it remembers.
         common.warn_unusable_state_dir(settings, plans="the agent's plans do")
-        return asyncio.run(_serve(args, settings, load, check, interval, debounce))
+        return asyncio.run(_serve(args, settings, load, check, interval, debounce,
+                                  withheld=withheld))
     state = StateDir(Path(settings.state_dir))
     command = command_line()
 
@@ -221,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with state.lock(command) as cleared:
             return asyncio.run(
-                _serve(args, settings, load, check, interval, debounce, cleared, keep_lock)
+                _serve(args, settings, load, check, interval, debounce, cleared, keep_lock,
+                       withheld)
             )
     except StateDirError as error:
         return _fail(str(error))
@@ -254,11 +259,13 @@ async def _serve(
     debounce: float,
     cleared: list[str] | None = None,
     keep_lock: Callable[[], list[str]] | None = None,
+    withheld: Callable[[], str | None] | None = None,
 ) -> int:
     """The agent until it is stopped; `cleared`: what taking the lock said of the
     temporary state files that killed runs left (`StateDir.lock`), logged once started;
     `keep_lock`: before each run that may write, the lock held where the state directory
-    is now (`StateDir.keep_locked`)."""
+    is now (`StateDir.keep_locked`); `withheld`: why the plans of the desired state last
+    loaded remove nothing, --prune given (`watch_vanished`)."""
     stop = asyncio.Event()
 
     def stdout_gone(why: str) -> None:
@@ -306,6 +313,7 @@ async def _serve(
         interrupted=unfinished,
         check=check,
         keep_lock=keep_lock,
+        withheld=withheld,
     )
     try:
         await watch.run_agent(

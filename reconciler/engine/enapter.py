@@ -52,7 +52,12 @@ from reconciler.engine.gather import Gather
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
 from reconciler.engine.state import write_temporary
-from reconciler.errors import ProviderAuthError, ProviderConflict, ProviderRejected
+from reconciler.errors import (
+    FileNotRemoved,
+    ProviderAuthError,
+    ProviderConflict,
+    ProviderRejected,
+)
 from reconciler.model.device import Device, EnapterKind
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
@@ -686,7 +691,9 @@ async def _remove_config_file(
     config files written for it that its `configOutput` does not name (every one after a
     delete), those still the ones written (`engine.enapter_files`). A file that cannot be
     removed fails the change: it holds the device's credentials, which someone must know
-    of; its record is kept, so the next plan of a device still there removes it again."""
+    of; its record is kept, so the next plan of a device still there removes it again. A
+    failure of this host's, not a platform's refusal: the next run tries again, and the
+    operator's retries, holding none of the device's writes back (`FileNotRemoved`)."""
     settings = ctx.session.settings
     enapter = device.spec.enapter if device is not None else None
     output = enapter.config_output if enapter is not None else None
@@ -709,10 +716,10 @@ async def _remove_config_file(
                 what = "the config file an earlier apply wrote for the device, which its "
                 what += "configOutput names no more,"
                 then = _AGAIN.to(ctx.audience)
-            raise ProviderRejected(
+            # No platform's refusal: tried again by the next run, not held (`errors`).
+            raise FileNotRemoved(
                 f"{what} {exc.filename} could not be removed: {exc.strerror or exc}; it "
-                f"holds the device's credentials: remove it{then}",
-                address=change.address,
+                f"holds the device's credentials: remove it{then}"
             ) from None
 
     outcome = await ctx._write(change, "enapter.remove_config_file", remove, over_http=False)

@@ -272,9 +272,13 @@ class Cycle:
         interrupted: list[dict[str, Any]] | None = None,
         check: DesiredCheck | None = None,
         keep_lock: Callable[[], list[str]] | None = None,
+        withheld: Callable[[], str | None] | None = None,
     ) -> None:
         self.load = load
         self.check = check
+        # Why the plans of the desired state last loaded remove nothing, --prune given
+        # (`watch_vanished.VanishedObjects.withheld`): said with the unmanaged objects.
+        self.withheld = withheld
         # Before a run that may write: the state-directory lock is still held where the
         # directory is now, else taken again there (what that says is logged), or a
         # StateDirError ends the run (`StateDir.keep_locked`).
@@ -425,7 +429,10 @@ class Cycle:
             summary.changes = len(plan.pending)
             summary.deferred = len(plan.deferred)
             summary.blocked = len(plan.blocked)
-            summary.unmanaged = self._unmanaged.report(self.log.emit, summary.run, plan)
+            summary.unmanaged = self._unmanaged.report(
+                self.log.emit, summary.run, plan,
+                withheld=self.withheld() if self.withheld is not None else None,
+            )
             if self.plan_only or not plan.has_changes:
                 if not self.plan_only:
                     reconciler.remember(plan)

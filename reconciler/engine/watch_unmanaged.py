@@ -27,6 +27,7 @@ class UnmanagedReport:
 
     def __init__(self) -> None:
         self._listed: list[dict[str, Any]] = []
+        self._withheld: str | None = None
 
     def _current(self, plan: Plan) -> list[dict[str, Any]]:
         """This run's unmanaged objects. A deferred site could not be observed, so what was
@@ -47,17 +48,25 @@ class UnmanagedReport:
             ]
         return found
 
-    def report(self, emit: Emit, run: int, plan: Plan) -> int:
-        """List this run's unmanaged objects if they differ from the last listed; their count."""
+    def report(self, emit: Emit, run: int, plan: Plan, withheld: str | None = None) -> int:
+        """List this run's unmanaged objects if they differ from the last listed, or what
+        this run does with them does; their count. `withheld`: why this run removes none of
+        them, --prune given (`watch_vanished.VanishedObjects.withheld`): said in place of
+        what --prune does, which it does not do now."""
         current = self._current(plan)
         count = len(current)
-        if {e["description"] for e in current} == {e["description"] for e in self._listed}:
+        same = {e["description"] for e in current} == {e["description"] for e in self._listed}
+        # What is said of none changes with nothing to say it of.
+        changed = withheld != self._withheld and bool(current)
+        self._withheld = withheld
+        if same and not changed:
             return count
         self._listed = current
         if count == 0:
             head = "no objects found that nothing declares any more"
         else:
-            hint = what_prune_does(current, "--prune")
+            hint = (f"this run removes none of them: {withheld}" if withheld is not None
+                    else what_prune_does(current, "--prune"))
             head = f"{objects(count)} found that nothing declares ({hint}):"
             if not plan.has_changes:
                 head = f"No changes. The declared objects match the actual state; {head}"
@@ -65,5 +74,5 @@ class UnmanagedReport:
         # One line each, as the cloud reported it: the log cuts a long word and then escapes
         # (`Log.emit`), so the length it says is the description's, not its escapes'.
         lines += [f"  ! unmanaged: {entry['description']}" for entry in current]
-        emit("unmanaged", lines, run=run, count=count, objects=current)
+        emit("unmanaged", lines, run=run, count=count, objects=current, withheld=withheld)
         return count

@@ -23,7 +23,8 @@ fits again, is declared again or is let go.
 
 What it says goes to the log as the agent's other warnings: once when objects are kept,
 once when they are let go, once when they are declared again, and once when one is left
-out (and when none is any more).
+out (and when none is any more). While one is, the listing of the objects found that
+nothing declares says that the run removes none of them, and why (`withheld`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ def _key(resource: Resource) -> Key:
 
 
 def _names(resources: list[Resource]) -> str:
-    objects = [f"{r.KIND} {r.name}" for r in resources]
+    return _listed([_key(r) for r in resources])
+
+
+def _listed(keys: list[Key]) -> str:
+    objects = [f"{kind} {name}" for kind, name in keys]
     shown = ", ".join(objects[:_NAMED])
     more = len(objects) - _NAMED
     return shown if more <= 0 else f"{shown} and {more} more"
@@ -201,6 +206,21 @@ class VanishedObjects:
             self._said.append("note: no object kept declared is left out any more: --prune "
                               "removes again what no file declares")
         self._left_out = lines
+
+    def withheld(self) -> str | None:
+        """Why the plans of the last desired state remove nothing that no file declares,
+        --prune given: the objects kept that are left out of it (`resources`); None when
+        none is, and they prune. What the listing of the unmanaged objects says in place
+        of what --prune does with them (`watch_unmanaged`)."""
+        if not self._left_out:
+            return None
+        one = len(self._left_out) == 1
+        return (
+            f"{_listed(list(self._left_out))}, kept declared, "
+            f"{'does' if one else 'do'} not fit the files as they are now, and --prune "
+            f"removes nothing until {'it fits' if one else 'they fit'} again, "
+            f"{'is' if one else 'are'} declared again or {'is' if one else 'are'} let go"
+        )
 
     def said(self) -> list[str]:
         """What changed since last asked: `warning: ...` and `note: ...` lines."""

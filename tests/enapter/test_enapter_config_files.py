@@ -6,7 +6,8 @@ plan and the apply report (text and JSON), as is the one written before for a de
 file moved elsewhere (updated, or deleted and provisioned again) or whose configOutput
 names no file any more, and a file the reconciler did not write, or that is no longer the
 one it wrote, is left alone; a file that could not be removed (the file immutable, or its
-directory not to be looked into) is removed by the next apply, and one left by an apply
+directory not to be looked into) is removed by the next apply, its failure reported as worth
+trying again, and one left by an apply
 killed between a --prune delete and its removal by the next --prune (by the next apply
 for a replace's delete); a file recorded as
 written for another device is not a device's config; an apply killed right after it
@@ -758,6 +759,45 @@ async def test_a_device_replaced_with_its_config_file_moved_removes_the_one_writ
     _, report = await world.apply(fleet_of(site_and_gateway()), prune=True)
     assert report.ok, report.as_dict()
     assert not b_file.exists()
+
+
+async def test_a_replace_whose_old_config_file_cannot_be_removed_leaves_it_to_the_next_apply(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    """The device provisioned again, the file written for the one it replaced cannot be
+    removed (immutable): a failure of this host's, no platform's refusal. The apply exits
+    non-zero and says the next apply tries again, and its report says the failure is worth
+    trying again (what the operator follows: it retries it, holding nothing back); the next
+    apply removes the file, as an update of the device provisioned again."""
+    world = await make_world(_slave_on("lab-link", "cfg/a.json"))
+    await world.converge()
+    a_file = world.state_dir / "cfg" / "a.json"
+    b_file = world.state_dir / "keys" / "b.json"  # another directory: it can be written
+    old_id = world.sims.enapter.by_hardware_id(SLAVE).id
+    fleet_dir = _write_fleet(tmp_path / "fleet", _slave_on("lab-link-2", "keys/b.json"))
+    with unremovable(a_file):
+        code, stdout, stderr = await _cli_streams(world, "apply", str(fleet_dir),
+                                                  "--auto-approve", "-o", "json")
+    assert code == 1, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    new_id = world.sims.enapter.by_hardware_id(SLAVE).id
+    assert new_id != old_id and b_file.is_file() and a_file.is_file()
+    [failed] = [o for o in json.loads(stdout)["outcomes"] if o["status"] == "failed"]
+    assert failed["action"] == "replace", failed
+    assert failed["message"].startswith(
+        "the config file an earlier apply wrote for the device, which its configOutput names "
+        f"no more, {a_file} could not be removed: "), failed
+    assert failed["message"].endswith(
+        "; it holds the device's credentials: remove it (or the next apply tries again)"), failed
+    assert failed["retryable"] is True, failed
+    assert str(a_file) in (world.state_dir / "inventory.json").read_text()
+
+    code, output = await _cli(world, "apply", str(fleet_dir), "--auto-approve", "--no-color")
+    assert code == 0, output
+    assert f"update: removed {a_file}" in output, output
+    assert not a_file.exists() and b_file.is_file()
+    assert str(a_file) not in (world.state_dir / "inventory.json").read_text()
+    code, output = await _cli(world, "plan", str(fleet_dir), "--detailed-exitcode")
+    assert code == 0, output
 
 
 async def test_a_replace_killed_once_the_delete_took_effect_leaves_the_moved_file_to_the_next_apply(

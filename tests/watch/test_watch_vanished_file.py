@@ -176,3 +176,28 @@ async def test_objects_kept_that_no_longer_fit_leave_the_files_valid(
     assert world.cloud_device() == device
     assert world.zap_der_enabled("pv") is not None
     assert await agent.terminate() == 0
+
+
+async def test_the_unmanaged_listing_says_no_object_is_removed_while_some_are_left_out(
+        world: World, spawn: Spawn, tmp_path: Path) -> None:
+    """While objects kept are left out, the runs plan without --prune: the objects found
+    that nothing declares (here, the devices left out, on the Zap and in the cloud) are
+    listed as ones this run removes none of, and why, not as ones --prune removes."""
+    agent = await spawn("watch", "sites", "--prune", "--interval", INTERVAL, "--debounce",
+                        "0.2s", env=world.env, cwd=world.cwd)
+    await agent.wait_for(r"run=1 trigger=start .* result=applied")
+    device = world.cloud_device()
+    world.devices_file.rename(tmp_path / "devices.yaml")
+    await agent.wait_for(r"run=2 trigger=change .*result=")
+    world.edit("name: home-solna-zap", "name: home-solna-gw", world.sites / "site.yaml")
+    [line] = await agent.wait_for(r"run=3 trigger=change .*result=")
+    assert not line.endswith(("result=invalid", "result=failed")), agent.text
+    [head] = await agent.wait_for(r"run=3 .*found that nothing declares")
+    assert "(--prune removes them)" not in head, head
+    assert "(this run removes none of them: " in head, head
+    assert "Device home-solna-inverter" in head, head
+    assert ("kept declared, do not fit the files as they are now, and --prune removes "
+            "nothing until they fit again, are declared again or are let go):") in head, head
+    assert world.cloud_device() == device
+    assert world.zap_der_enabled("pv") is not None
+    assert await agent.terminate() == 0
