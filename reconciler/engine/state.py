@@ -895,9 +895,12 @@ class Journal:
     def _sync_loop(self) -> None:
         while True:
             self._unsynced.wait()
+            # Cleared before `_closing` is read: a close() after the read sets the event
+            # again, so the next wait returns. Cleared after it, the wake-up of a close()
+            # between the two was lost, and close() waited for this thread for ever.
+            self._unsynced.clear()
             if self._closing:
                 return
-            self._unsynced.clear()
             fd = self._fd  # close() joins this thread before it lets go of the descriptor
             if fd is not None:
                 with contextlib.suppress(OSError):

@@ -3,6 +3,9 @@ has observed them again (`StateDir.settle`), and a long settled journal starts a
 
 from __future__ import annotations
 
+import json
+import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -52,3 +55,43 @@ def test_a_long_settled_journal_starts_afresh(tmp_path: Path,
 
     cut_off_run(state_dir, writes=1, finished=1)
     assert journal.exists(), "the next run starts a new journal"
+
+
+class _ClearHeldUntilClose(threading.Event):
+    """The journal's "lines to sync" event, whose first clear() by the syncing thread
+    waits until close() has asked that thread to end: the moment a close() lands between
+    the thread's wake-up and its clear()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.close_asked = threading.Event()
+        self.journal: state.Journal | None = None
+
+    def set(self) -> None:
+        super().set()
+        if self.journal is not None and self.journal._closing:
+            self.close_asked.set()
+
+    def clear(self) -> None:
+        self.close_asked.wait(timeout=30)
+        super().clear()
+
+
+def test_a_close_while_the_journal_syncs_ends_its_thread(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before, the syncing thread read "not closing", then cleared close()'s wake-up and
+    # waited for another line for ever, with close() (at the end of every apply) waiting
+    # for it: the apply hung once it was done.
+    gate = _ClearHeldUntilClose()
+    # The state module's own `threading` only: threading.Thread makes Events of its own.
+    monkeypatch.setattr(state, "threading",
+                        types.SimpleNamespace(Event=lambda: gate, Thread=threading.Thread))
+    journal = StateDir(tmp_path).journal()
+    gate.journal = journal
+    journal.intent("device/d0[zap]", "zap.add_device")  # wakes the thread: it waits in clear()
+    closing = threading.Thread(target=journal.close, daemon=True)
+    closing.start()
+    closing.join(timeout=30)
+    assert not closing.is_alive(), "close() waits for the syncing thread for ever"
+    lines = (tmp_path / "journal.jsonl").read_text().splitlines()
+    assert [json.loads(line)["address"] for line in lines] == ["device/d0[zap]"]
