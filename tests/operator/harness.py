@@ -41,6 +41,12 @@ from reconciler.sources.yaml_documents import parse_yaml
 NAMESPACE = "fleet"
 # A second namespace, for tests of an operator that serves only some namespaces.
 OTHER_NAMESPACE = "fleet-elsewhere"
+# How long a wait for what the operator does next (an object deleted, a condition set) may
+# take before the test fails: a bound, not an expected time. Each such step is several
+# requests through the emulator and the simulators, all in the test's one event loop,
+# which a 2-core machine running four test workers (and more) keeps waiting for seconds
+# at a time: 20 s was seen to run out for a Device's release there.
+WAIT = 60.0
 
 
 def register_resources(emulator: kmock.KubernetesEmulator) -> None:
@@ -199,7 +205,7 @@ class Cluster:
         ]
 
     async def wait_events_about(
-        self, name: str, *, reason: str | None = None, timeout: float = 20.0
+        self, name: str, *, reason: str | None = None, timeout: float = WAIT
     ) -> list[dict[str, Any]]:
         """`events_about`, once there is one: kopf posts events from a queue, so one a
         handler posted just before its object went may land just after."""
@@ -219,7 +225,7 @@ class Cluster:
         return None
 
     async def wait_for(
-        self, predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition"
+        self, predicate: Callable[[], Any], *, timeout: float = WAIT, what: str = "condition"
     ) -> Any:
         deadline = time.monotonic() + timeout
         last: Any = None
@@ -264,7 +270,7 @@ class Cluster:
         name: str,
         type_: str = "Ready",
         status: str = "True",
-        timeout: float = 20.0,
+        timeout: float = WAIT,
     ) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:
             cond = await self.condition(kind, name, type_)
@@ -283,7 +289,7 @@ class Cluster:
         reason: str,
         *,
         type_: str = "Ready",
-        timeout: float = 20.0,
+        timeout: float = WAIT,
         what: str | None = None,
     ) -> dict[str, Any]:
         """The object's `type_` condition, once its reason is `reason` (whatever its status)."""
@@ -297,7 +303,7 @@ class Cluster:
         )
 
     async def wait_gone(
-        self, kind: str, name: str, *, timeout: float = 20.0, what: str | None = None
+        self, kind: str, name: str, *, timeout: float = WAIT, what: str | None = None
     ) -> None:
         """Wait until the object is deleted (its finalizer done)."""
 
