@@ -1,8 +1,9 @@
 """An MQTT device declared with a `hardwareId` the Zap does not give it: the Zap names an
 MQTT device after its broker and profile, so the device at that broker is on the Zap
 already under its own serial, and adding the declared one is refused (409) on every
-apply. The plan blocks the add before anything is written, naming the device there. The
-CLI runs in this process against the simulators (`test_plan_apply.make_cli`)."""
+apply. The plan blocks the add before anything is written, naming the device there. (Two
+Devices declaring one broker and profile are invalid: tests/model/test_fleet_rules.py.)
+The CLI runs in this process against the simulators (`test_plan_apply.make_cli`)."""
 
 from __future__ import annotations
 
@@ -50,17 +51,3 @@ def test_a_wrong_hardware_id_of_an_mqtt_device_blocks_its_add_naming_the_device_
     assert "Device already exists" not in out + err, out + err  # the Zap was not asked
     assert run.sims.call(run.sims.sims.writes) == 0
 
-
-def test_two_devices_declaring_one_mqtt_broker_name_each_other(make_cli: CliFactory) -> None:
-    run = make_cli(_fleet("FERRO1"))
-    assert run("apply", run.path, "--auto-approve")[0] == 0
-    copy = mqtt_battery("s1-bat-copy", "s1-zap", "FERRO-TYPO")
-    run.rewrite([*_fleet("FERRO1"), copy])
-
-    code, out, err = run("plan", run.path, "--no-color")
-    assert code == 1, out + err
-    said = _BLOCKED.format(
-        whose="declared by Device s1-bat",
-        fix="Remove one of the two Devices, or correct `connection.mqtt` of this one",
-    ).replace("device/s1-bat[zap]", "device/s1-bat-copy[zap]")
-    assert f"error: {said}" in err.splitlines(), err
