@@ -35,6 +35,8 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # `plan.retired_gateways`): the operator removes one only with its Gateway's release.
         (r"use --prune to remove it from this gateway",
          "delete it on this gateway's Zap (its release, deletionPolicy Release, removes it)"),
+        # A device of the Zap where a Device is to be added (`plan.zap_endpoint_clashes`).
+        (r"\(`apply --prune` removes what no Device declares\)", f"({_UNMANAGED})"),
         # A claimed gateway nothing declares (`plan.sourceful_unmanaged`).
         (r"use --prune to release it", "release it in Novacore, or declare its Gateway"),
         # A config file not removed after a delete (`engine.enapter`).
