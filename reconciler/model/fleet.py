@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
+from reconciler.model import zap_endpoints
 from reconciler.model.base import Resource
 from reconciler.model.declared import declared_paths
 from reconciler.model.der import DER, MAX_DERS_PER_DEVICE, DerFields
@@ -44,6 +45,9 @@ class Problem:
     code: str = ""
     # (kind, name) a dangling reference names.
     refers_to: tuple[str, str] | None = None
+    # (kind, name, field path) of the other declaration a clash is with: the loader says
+    # where it is, so that both documents can be found (the message names it already).
+    clashes_with: tuple[str, str, Path] | None = None
 
 
 @dataclass
@@ -228,6 +232,7 @@ def _rules(resources: list[Resource], holders: Collection[str] = ()) -> list[Pro
         problems += _device_rules(fleet, device)
     problems += _der_rules(fleet)
     problems += _unique_hardware_ids(fleet)
+    problems += _unique_zap_endpoints(fleet)
     problems += _unique_enapter_slugs(fleet)
     problems += _unique_flatpeak_references(fleet)
     problems += _unique_flatpeak_locations(fleet)
@@ -761,6 +766,35 @@ def _unique_hardware_ids(fleet: Fleet) -> list[Problem]:
             )
         else:
             seen[key] = device.name
+    return problems
+
+
+def _unique_zap_endpoints(fleet: Fleet) -> list[Problem]:
+    """Two Devices of one Zap at one connection endpoint (`model.zap_endpoints`): the Zap
+    refuses (409) to add the second, on every apply. The first declared keeps it; a Device
+    of the same hardwareId is refused for that already (`_unique_hardware_ids`)."""
+    problems = []
+    seen: dict[tuple[str, zap_endpoints.Endpoint], Device] = {}
+    for device in fleet.devices.values():
+        gateway = fleet.gateways.get(device.spec.gateway_ref or "")
+        connection = device.spec.connection
+        if gateway is None or gateway.spec.zap is None or connection is None:
+            continue
+        endpoint = zap_endpoints.of_connection(connection)
+        first = seen.setdefault((gateway.name, endpoint), device)
+        if first is device or first.spec.hardware_id == device.spec.hardware_id:
+            continue
+        problems.append(
+            Problem(
+                "Device",
+                device.name,
+                endpoint.field,
+                f"{endpoint.described()} on Gateway {echo(gateway.name)} is already taken by "
+                f"Device {echo(first.name)}; the Zap refuses (409) to add a second device "
+                f"there: {endpoint.remedy()}",
+                clashes_with=("Device", first.name, endpoint.field),
+            )
+        )
     return problems
 
 

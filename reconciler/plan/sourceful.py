@@ -41,7 +41,7 @@ from reconciler.plan.observed import (
 from reconciler.plan.renames import Rename
 from reconciler.plan.sourceful_state import GatewayContext
 from reconciler.plan.sourceful_unmanaged import UnmanagedPlanner
-from reconciler.plan.zap_mqtt_clashes import clash_message, mqtt_clash
+from reconciler.plan.zap_endpoint_clashes import settle
 from reconciler.plan.zap_settings import (
     declared_zap_settings,
     observed_connection,
@@ -151,6 +151,7 @@ class SourcefulPlanner(UnmanagedPlanner):
             )
             # Every hardware id declared on the gateway: what the Zap holds beyond is unmanaged.
             on_gateway: set[str | None] = set()
+            gateway_first = len(self.changes)
             for device in self.fleet.devices_of(gateway_name):
                 spec = device.spec
                 hardware_id = spec.hardware_id
@@ -174,6 +175,10 @@ class SourcefulPlanner(UnmanagedPlanner):
                 self._plan_device(at, device, cloud, cloud_site, left)
             if zap_obs is not None:
                 self._unmanaged_zap_devices(site, gateway, zap_obs, on_gateway)
+                # An add where a device of the Zap is waits for the removal that frees its
+                # endpoint, or is blocked: the Zap would refuse it (409) on every apply.
+                settle(gateway_name, zap_obs, self.changes[gateway_first:], self._whole,
+                       self._block, self.audience)
         if isinstance(devices_obs, list):
             pruned = self._unmanaged_cloud_devices(site, devices_obs, matched)
             for change in self.changes[first:]:
@@ -516,16 +521,8 @@ class SourcefulPlanner(UnmanagedPlanner):
             )
         if zap_change is not None and zap_change.action is not Action.VERIFY:
             deps = [zap_change.address]
-            held = mqtt_clash(connection, hardware_id, at.zap) if at.zap is not None else None
             if blocked_by is not None:
                 self._block(zap_change, blocked_by)
-            elif held is not None:
-                # Added, it would be refused (409) on every apply: the Zap has its serial.
-                zap_change.blocked = True
-                zap_change.message = clash_message(
-                    at.gateway, device, held, self.fleet.devices.values()
-                )
-                blocked_by = zap_change
             elif name in self.observed.missing_secrets:
                 # Adding the device sends its password: without it nothing can be done.
                 zap_change.blocked = True

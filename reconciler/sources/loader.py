@@ -355,6 +355,12 @@ def _locate_problems(result: LoadResult, texts: dict[str, str]) -> None:
         if problem.index > 0:  # a name declared again: say where it was declared first
             first = _diagnostic(reparse(origins[0]), problem.path, "")
             message += f" (first declared at {first.location()})"
+        if problem.clashes_with is not None:  # say where the other one is, too
+            kind, name, path = problem.clashes_with
+            other = by_key.get((kind, name))
+            if other:
+                there = _diagnostic(reparse(other[0]), path, "")
+                message += f" ({kind} {echo(name)} is at {there.location()})"
         result.problems.add(_diagnostic(reparse(origin), problem.path, message))
 
 

@@ -149,6 +149,61 @@ def test_secret_keys_kubernetes_allows_stay_accepted(
     assert out.startswith("valid: 1 file, ")
 
 
+HOME_ZAP = textwrap.dedent("""\
+    apiVersion: energy.reconciler.dev/v1alpha1
+    kind: Site
+    metadata: {name: home}
+    spec:
+      displayName: Home
+      timezone: Europe/Stockholm
+      novacore: {orgId: org-4f2a9c71}
+    ---
+    apiVersion: energy.reconciler.dev/v1alpha1
+    kind: Gateway
+    metadata: {name: home-zap}
+    spec:
+      siteRef: home
+      zap: {serial: zap-3c61a4f0b2d8e917, url: http://192.168.1.40}
+    """)
+
+
+def _rtu_inverter(name: str, hardware_id: str, baud_rate: int) -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: energy.reconciler.dev/v1alpha1
+        kind: Device
+        metadata: {{name: {name}}}
+        spec:
+          gatewayRef: home-zap
+          hardwareId: {hardware_id}
+          deviceType: inverter
+          connection:
+            modbusRtu:
+              profile: sungrow
+              baudRate: {baud_rate}
+              unitId: 3
+        """)
+
+
+def test_two_devices_at_one_zap_endpoint_are_located_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Zap refuses (409) a second device at an RS-485 unit id one takes: the second
+    Device is refused at the field, saying where the first one is, in another file."""
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(HOME_ZAP + "---\n" + _rtu_inverter("inverter", "A1", 9600),
+                     encoding="utf-8")
+    second.write_text(_rtu_inverter("inverter-2", "A2", 19200), encoding="utf-8")
+    for command in ("validate", "plan"):
+        code, out, err = run([command, str(tmp_path)], capsys)
+        assert (code, out) == (1, ""), err
+        assert err.splitlines()[0] == (
+            f"error: {second}:12:15: spec.connection.modbusRtu.unitId: RS-485 unit id 3 on "
+            "Gateway 'home-zap' is already taken by Device 'inverter'; the Zap refuses (409) "
+            "to add a second device there: give each device on the Zap's RS-485 bus its own "
+            f"unitId (Device 'inverter' is at {first}:27:15)"
+        ), err
+
+
 def test_missing_path_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nowhere"
     code, out, err = run(["validate", str(missing)], capsys)

@@ -159,6 +159,74 @@ CASES = [
         [],
         id="same-hardware-id-on-two-gateways-is-fine",
     ),
+    # -- connection endpoints of one Zap (model.zap_endpoints)
+    pytest.param(
+        [*HOME, inverter("inverter-2", hardwareId="B1", connection={
+            "modbusTcp": {"host": "192.168.1.60", "port": 502, "unitId": 1, "profile": "solis"}})],
+        [("Device", "inverter-2", ("spec", "connection", "modbusTcp"),
+          "Modbus TCP 192.168.1.60:502 unit id 1 on Gateway 'home-zap' is already taken by "
+          "Device 'inverter'; the Zap refuses (409) to add a second device there: give each "
+          "device on the Zap its own host, port or unitId")],
+        id="modbus-tcp-address-and-unit-taken",
+    ),
+    pytest.param(
+        [*HOME, inverter("inverter-2", hardwareId="B1", connection={
+            "modbusTcp": {"host": "192.168.1.60", "port": 1502, "profile": "sungrow"}}),
+         inverter("inverter-3", hardwareId="B2", connection={
+             "modbusTcp": {"host": "192.168.1.60", "unitId": 2, "profile": "sungrow"}})],
+        [],
+        id="modbus-tcp-another-port-or-unit-is-fine",
+    ),
+    pytest.param(
+        [*ZAP_SITE, inverter("a", hardwareId="A", connection=RTU),
+         inverter("b", hardwareId="B", connection={
+             "modbusRtu": {"unitId": 1, "baudRate": 19200, "profile": "solis"}})],
+        [("Device", "b", ("spec", "connection", "modbusRtu", "unitId"),
+          "RS-485 unit id 1 on Gateway 'home-zap' is already taken by Device 'a'; the Zap "
+          "refuses (409) to add a second device there: give each device on the Zap's RS-485 "
+          "bus its own unitId")],
+        id="modbus-rtu-unit-taken-whatever-the-serial-settings",
+    ),
+    pytest.param(
+        [*ZAP_SITE, inverter("a", hardwareId="A", connection=RTU),
+         inverter("b", hardwareId="B", connection={"modbusRtu": {"unitId": 2,
+                                                                "profile": "sungrow"}}),
+         inverter("c", hardwareId="C", connection={"modbusTcp": {"host": "192.168.1.60",
+                                                                "profile": "sungrow"}})],
+        [],
+        id="modbus-rtu-another-unit-or-tcp-is-fine",
+    ),
+    pytest.param(
+        [*ZAP_SITE,
+         device("m1", gatewayRef="home-zap", hardwareId="M1", deviceType="energy_meter",
+                connection={"p1Uart": {}}),
+         device("m2", gatewayRef="home-zap", hardwareId="M2", deviceType="energy_meter",
+                connection={"p1Uart": {"baudRate": 9600}})],
+        [("Device", "m2", ("spec", "connection", "p1Uart"),
+          "the P1 UART on Gateway 'home-zap' is already taken by Device 'm1'; the Zap refuses "
+          "(409) to add a second device there: a Zap has one P1 port: declare one P1 device "
+          "per Gateway")],
+        id="p1-uart-taken",
+    ),
+    pytest.param(
+        [*ZAP_SITE,
+         *(device(name, gatewayRef="home-zap", hardwareId=name, deviceType="battery",
+                  connection={"mqtt": {"profile": "ferroamp", "brokerHost": "192.168.1.70",
+                                       **extra}})
+           for name, extra in (("f1", {}), ("f2", {"brokerPort": 1884}),
+                               ("f3", {"username": "other"})))],
+        [("Device", "f3", ("spec", "connection", "mqtt"),
+          "MQTT broker 192.168.1.70:1883 with profile ferroamp on Gateway 'home-zap' is "
+          "already taken by Device 'f1'; the Zap refuses (409) to add a second device there: "
+          "declare one device per broker host, port and profile on a Zap")],
+        id="mqtt-broker-and-profile-taken",
+    ),
+    pytest.param(
+        [*HOME, site("cabin"), zap("cabin-zap", "cabin", "zap-0000000000000002"),
+         inverter("cabin-inverter", gatewayRef="cabin-zap", hardwareId="B1")],
+        [],
+        id="one-endpoint-on-two-gateways-is-fine",
+    ),
     pytest.param(
         [
             *HOME,
