@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from reconciler.engine import plan_origin
 from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.credentials import KEY_BYTES, key_from_text
 from reconciler.engine.host_waits import HostWaits
@@ -370,8 +371,9 @@ async def _reconcile(
         if status.get(objects.LAST_VALID_SPEC) != spec:
             patch.status[objects.LAST_VALID_SPEC] = spec
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
+    settings = runtime.current_settings()
     result = await reconcile_object(
-        kind, name, namespace, nsf, runtime.current_settings(), runtime.config, secrets,
+        kind, name, namespace, nsf, settings, runtime.config, secrets,
         config_store=ConfigSecrets(
             runtime.secrets, namespace, _names_secret(namespace, indexes, bodies)
         ),
@@ -435,6 +437,13 @@ async def _reconcile(
         post = runtime.events.warn if found else runtime.events.info
         await post(body, reason=unmanaged.EVENT_REASON,
                    message=event_message(unmanaged.message(found)))
+    if kind == "Site":
+        # The Flatpeak location it leaves stays remembered, for its deletion to say.
+        result.flatpeak_locations = locations.left_by_site(
+            name, status, result.external_ids, result.location_not_found,
+            nsf.flatpeak_location_accounts,
+            plan_origin.flatpeak_account(settings) if settings.flatpeak_account_id else None,
+        )
     _write_status(patch, status, generation, result)
     await _post_events(
         runtime.events, body, result, lambda message: runtime.reported.first_time(owner, message)
