@@ -22,10 +22,12 @@ from reconciler.engine.host_waits import HostWaits
 from reconciler.errors import ConfigError
 from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
+from reconciler.model.status import FlatpeakLocation
 from reconciler.operator import (
     conditions,
     declared,
     interrupted_deletes,
+    kept_reads,
     locations,
     objects,
     sites_kept,
@@ -797,11 +799,18 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         # Event of its own.
         logging.getLogger(__name__).warning("%s %s/%s: %s", kind, namespace, name, message)
         await runtime.events.warn(body, reason="CopyLeftOnZap", message=event_message(message))
-    for message in _locations_left(namespace, _indexes(kwargs), body):
+    # Read once more as it goes, so that what is said to stay is there (`kept_reads`).
+    kept = await kept_reads.said(
+        settings,
+        _locations_left(namespace, _indexes(kwargs), body),
+        _site_left(namespace, _indexes(kwargs), body),
+        runtime.host_waits,
+    )
+    for message in kept.locations:
         await runtime.events.info(
             body, reason=locations.KEPT_REASON, message=event_message(message)
         )
-    for message in _site_left(namespace, _indexes(kwargs), body):
+    for message in kept.sites:
         await runtime.events.info(
             body, reason=sites_kept.KEPT_REASON, message=event_message(message)
         )
@@ -818,7 +827,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
 
 def _locations_left(
     namespace: str, indexes: Mapping[str, Any], body: kopf.Body
-) -> list[str]:
+) -> list[FlatpeakLocation]:
     """The Flatpeak locations only the object being deleted remembers (`locations`): those
     being deleted with it do not keep them, or objects deleted together would each leave
     the saying to another."""
@@ -832,12 +841,14 @@ def _locations_left(
     return locations.left_behind(body, staying)
 
 
-def _site_left(namespace: str, indexes: Mapping[str, Any], body: kopf.Body) -> list[str]:
+def _site_left(
+    namespace: str, indexes: Mapping[str, Any], body: kopf.Body
+) -> sites_kept.KeptSite | None:
     """The Novacore site a Site being deleted leaves, when no other Site of any namespace
     served is applied to it (`sites_kept`): a site id names one site wherever it is
     declared. Sites being deleted with it do not keep it, as for Flatpeak locations."""
     if body.get("kind") != "Site":
-        return []
+        return None
     index = indexes.get(_index_id("Site")) or {}
     own = (namespace, (body.get("metadata") or {}).get("name"))
     staying = [

@@ -219,24 +219,39 @@ def not_found_after(pinned: str | None, changes: Iterable[Change]) -> dict[str, 
 
 def left_behind(
     going: Mapping[str, Any], staying: Iterable[Mapping[str, Any]]
-) -> list[str]:
-    """What is said as the object `going` is deleted of the Flatpeak locations it remembers
-    (`known`) that none of the objects `staying` (the namespace's others, not being
-    deleted) remembers: each stays in Flatpeak, with any device on it, and would no longer
-    be reported anywhere."""
+) -> list[FlatpeakLocation]:
+    """The Flatpeak locations the object `going`, being deleted, remembers (`known`) that
+    none of the objects `staying` (the namespace's others, not being deleted) remembers:
+    each stays in Flatpeak, with any device on it, and would no longer be reported
+    anywhere (`kept_message`), unless it was deleted there since the last reconcile
+    (`operator.kept_reads` reads it)."""
     kept = {entry.id for body in staying for entry in known(body)}
-    said: list[str] = []
+    left: list[FlatpeakLocation] = []
     for entry in known(going):
-        if entry.id in kept:
-            continue
-        kept.add(entry.id)
-        said.append(
-            f"Flatpeak location {entry.id}, applied for Site {entry.site}, stays in Flatpeak "
-            "with any device on it (locations are never deleted), and no object of this "
-            "namespace remembers it any more: delete it there if it is not used, or "
-            "declare a Site with its locationId to manage it again"
+        if entry.id not in kept:
+            kept.add(entry.id)
+            left.append(entry)
+    return left
+
+
+def kept_message(entry: FlatpeakLocation, unread: str | None = None) -> str:
+    """What is said of a location `left_behind`: read as the object goes, that it stays;
+    when it could not be read (`unread` says why), what the last reconcile saw."""
+    where = f"Flatpeak location {entry.id}, applied for Site {entry.site},"
+    rest = (
+        "and no object of this namespace remembers it any more: delete it there if it is "
+        "not used, or declare a Site with its locationId to manage it again"
+    )
+    if unread is None:
+        return (
+            f"{where} stays in Flatpeak with any device on it (locations are never "
+            f"deleted), {rest}"
         )
-    return said
+    return (
+        f"{where} was in Flatpeak when last found, and could not be read now "
+        f"({unread}): unless it was deleted there since, it stays with any device on it "
+        f"(locations are never deleted), {rest}"
+    )
 
 
 def current(
