@@ -175,7 +175,9 @@ class ResourceStatus(StrictModel):
     flatpeak_locations: list[FlatpeakLocation] = Field(
         default_factory=list,
         description="Devices: the Flatpeak locations their Site was found at or given, "
-        "latest last; the device is moved off those that are not its Site's now.",
+        "latest last; the device is moved off those that are not its Site's now. Sites: the "
+        "locations they had (given another `locationId`, or a location made by their name) "
+        "and their own last, which stay in Flatpeak: their deletion says so.",
     )
     flatpeak_location_not_found: str | None = Field(
         default=None,

@@ -15,16 +15,19 @@ from typing import Any
 
 import kopf
 
+from reconciler.engine import plan_origin
 from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.credentials import KEY_BYTES, key_from_text
 from reconciler.engine.host_waits import HostWaits
 from reconciler.errors import ConfigError
 from reconciler.model.base import API_GROUP
 from reconciler.model.kinds import KINDS
+from reconciler.model.status import FlatpeakLocation
 from reconciler.operator import (
     conditions,
     declared,
     interrupted_deletes,
+    kept_reads,
     locations,
     objects,
     sites_kept,
@@ -370,8 +373,9 @@ async def _reconcile(
         if status.get(objects.LAST_VALID_SPEC) != spec:
             patch.status[objects.LAST_VALID_SPEC] = spec
     secrets = await preload(runtime.secrets, namespace, nsf.fleet, runtime.config.password_env)
+    settings = runtime.current_settings()
     result = await reconcile_object(
-        kind, name, namespace, nsf, runtime.current_settings(), runtime.config, secrets,
+        kind, name, namespace, nsf, settings, runtime.config, secrets,
         config_store=ConfigSecrets(
             runtime.secrets, namespace, _names_secret(namespace, indexes, bodies)
         ),
@@ -435,6 +439,13 @@ async def _reconcile(
         post = runtime.events.warn if found else runtime.events.info
         await post(body, reason=unmanaged.EVENT_REASON,
                    message=event_message(unmanaged.message(found)))
+    if kind == "Site":
+        # The Flatpeak location it leaves stays remembered, for its deletion to say.
+        result.flatpeak_locations = locations.left_by_site(
+            name, status, result.external_ids, result.location_not_found,
+            nsf.flatpeak_location_accounts,
+            plan_origin.flatpeak_account(settings) if settings.flatpeak_account_id else None,
+        )
     _write_status(patch, status, generation, result)
     await _post_events(
         runtime.events, body, result, lambda message: runtime.reported.first_time(owner, message)
@@ -788,11 +799,18 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         # Event of its own.
         logging.getLogger(__name__).warning("%s %s/%s: %s", kind, namespace, name, message)
         await runtime.events.warn(body, reason="CopyLeftOnZap", message=event_message(message))
-    for message in _locations_left(namespace, _indexes(kwargs), body):
+    # Read once more as it goes, so that what is said to stay is there (`kept_reads`).
+    kept = await kept_reads.said(
+        settings,
+        _locations_left(namespace, _indexes(kwargs), body),
+        _site_left(namespace, _indexes(kwargs), body),
+        runtime.host_waits,
+    )
+    for message in kept.locations:
         await runtime.events.info(
             body, reason=locations.KEPT_REASON, message=event_message(message)
         )
-    for message in _site_left(namespace, _indexes(kwargs), body):
+    for message in kept.sites:
         await runtime.events.info(
             body, reason=sites_kept.KEPT_REASON, message=event_message(message)
         )
@@ -809,7 +827,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
 
 def _locations_left(
     namespace: str, indexes: Mapping[str, Any], body: kopf.Body
-) -> list[str]:
+) -> list[FlatpeakLocation]:
     """The Flatpeak locations only the object being deleted remembers (`locations`): those
     being deleted with it do not keep them, or objects deleted together would each leave
     the saying to another."""
@@ -823,12 +841,14 @@ def _locations_left(
     return locations.left_behind(body, staying)
 
 
-def _site_left(namespace: str, indexes: Mapping[str, Any], body: kopf.Body) -> list[str]:
+def _site_left(
+    namespace: str, indexes: Mapping[str, Any], body: kopf.Body
+) -> sites_kept.KeptSite | None:
     """The Novacore site a Site being deleted leaves, when no other Site of any namespace
     served is applied to it (`sites_kept`): a site id names one site wherever it is
     declared. Sites being deleted with it do not keep it, as for Flatpeak locations."""
     if body.get("kind") != "Site":
-        return []
+        return None
     index = indexes.get(_index_id("Site")) or {}
     own = (namespace, (body.get("metadata") or {}).get("name"))
     staying = [

@@ -14,11 +14,15 @@ The operator's memory of it goes with the last object that holds it: a Device (i
 `status.flatpeakLocations`) or a Site (the location in its `status.externalIds`). So, as
 a Gateway deleted says once which gateway stays claimed, the deletion of the last object
 of the namespace that remembers a location says once, by an event, that the location
-stays in Flatpeak (`left_behind`). A Site's reconcile that reads the account without the
-location its `locationId` pins records it as not found (`status.flatpeakLocationNotFound`,
-`not_found_after`): the Site then remembers it no more (`known`), as a Device forgets a
-location gone from the account (`current`). A location to be created by the Site's name
-(the Site renamed) says nothing of the one the Site had: that one still exists."""
+stays in Flatpeak (`left_behind`). A Site remembers the locations it had too, its own last
+(its `status.flatpeakLocations`, `left_by_site`): given another `locationId`, its status
+names the new location (or none, when it does not exist), and with no Device to remember
+the old one its deletion would say nothing of it. A Site's reconcile that reads the
+account without the location its `locationId` pins records it as not found
+(`status.flatpeakLocationNotFound`, `not_found_after`): the Site then remembers it no more
+(`known`), as a Device forgets a location gone from the account (`current`). A location
+to be created by the Site's name (the Site renamed) says nothing of the one the Site had:
+that one still exists."""
 
 from __future__ import annotations
 
@@ -125,11 +129,59 @@ def known(body: Mapping[str, Any]) -> list[FlatpeakLocation]:
         body.get(SITE_LOCATION),
     ]
     gone = not_found(body)
+    # The locations it had and has (`left_by_site`), with the account each was found in.
+    had = recorded(body.get("status")) if LOCATIONS not in body else recorded(body)
     return [
+        entry for entry in had if entry.id != gone
+    ] + [
         FlatpeakLocation(id=location_id, site=name)
         for location_id in dict.fromkeys(found)
         if isinstance(location_id, str) and location_id and location_id != gone
+        and location_id not in {entry.id for entry in had}
     ]
+
+
+def left_by_site(
+    name: str,
+    status: Mapping[str, Any],
+    external_ids: Mapping[str, str | None],
+    not_found_now: Mapping[str, str | None],
+    accounts: Mapping[str, str],
+    account: str | None,
+) -> list[dict[str, str]] | None:
+    """A Site's `status.flatpeakLocations` after its reconcile, or None when unchanged: the
+    locations it had, and its own now (`externalIds`) last, each with the fingerprint of
+    the account it was found in. A reconcile that finds another location (the Site given
+    another `locationId`, or a location made by its name) or none (the `locationId` it
+    pins now is not in the account) writes that one over `externalIds`, and the Site would
+    forget the location it leaves in Flatpeak, which its Devices remember only while they
+    are there: so it is kept here, and its deletion says that it stays (`left_behind`), as
+    the CLI's inventory reports it. The location it has now is found with the operator's
+    `account`; one it had, with the account the namespace's objects recorded (`accounts`),
+    else that one. Not the location its pin found missing (`not_found_now`: gone). A
+    reconcile that found nothing of its location (not read, or a create not done)
+    changes nothing."""
+    if "flatpeak" not in external_ids:
+        return None
+    now = external_ids["flatpeak"]
+    gone = not_found_now.get(NOT_FOUND)
+    had = recorded(status)
+    ids = status.get("externalIds")
+    was = ids.get("flatpeak") if isinstance(ids, Mapping) else None
+    entries = [entry for entry in had if entry.id not in (now, gone)]
+    if (
+        isinstance(was, str) and was and was not in (now, gone)
+        and all(entry.id != was for entry in entries)
+    ):
+        entries.append(
+            FlatpeakLocation(id=was, site=name, account_sha256=accounts.get(was, account))
+        )
+    if now:
+        entries.append(FlatpeakLocation(id=now, site=name, account_sha256=account))
+    entries = entries[-LIMIT:]
+    if entries == had:
+        return None
+    return [entry.model_dump(by_alias=True, exclude_none=True) for entry in entries]
 
 
 # In a Site's index document: the Flatpeak location its status records.
@@ -167,24 +219,39 @@ def not_found_after(pinned: str | None, changes: Iterable[Change]) -> dict[str, 
 
 def left_behind(
     going: Mapping[str, Any], staying: Iterable[Mapping[str, Any]]
-) -> list[str]:
-    """What is said as the object `going` is deleted of the Flatpeak locations it remembers
-    (`known`) that none of the objects `staying` (the namespace's others, not being
-    deleted) remembers: each stays in Flatpeak, with any device on it, and would no longer
-    be reported anywhere."""
+) -> list[FlatpeakLocation]:
+    """The Flatpeak locations the object `going`, being deleted, remembers (`known`) that
+    none of the objects `staying` (the namespace's others, not being deleted) remembers:
+    each stays in Flatpeak, with any device on it, and would no longer be reported
+    anywhere (`kept_message`), unless it was deleted there since the last reconcile
+    (`operator.kept_reads` reads it)."""
     kept = {entry.id for body in staying for entry in known(body)}
-    said: list[str] = []
+    left: list[FlatpeakLocation] = []
     for entry in known(going):
-        if entry.id in kept:
-            continue
-        kept.add(entry.id)
-        said.append(
-            f"Flatpeak location {entry.id}, applied for Site {entry.site}, stays in Flatpeak "
-            "with any device on it (locations are never deleted), and no object of this "
-            "namespace remembers it any more: delete it there if it is not used, or "
-            "declare a Site with its locationId to manage it again"
+        if entry.id not in kept:
+            kept.add(entry.id)
+            left.append(entry)
+    return left
+
+
+def kept_message(entry: FlatpeakLocation, unread: str | None = None) -> str:
+    """What is said of a location `left_behind`: read as the object goes, that it stays;
+    when it could not be read (`unread` says why), what the last reconcile saw."""
+    where = f"Flatpeak location {entry.id}, applied for Site {entry.site},"
+    rest = (
+        "and no object of this namespace remembers it any more: delete it there if it is "
+        "not used, or declare a Site with its locationId to manage it again"
+    )
+    if unread is None:
+        return (
+            f"{where} stays in Flatpeak with any device on it (locations are never "
+            f"deleted), {rest}"
         )
-    return said
+    return (
+        f"{where} was in Flatpeak when last found, and could not be read now "
+        f"({unread}): unless it was deleted there since, it stays with any device on it "
+        f"(locations are never deleted), {rest}"
+    )
 
 
 def current(

@@ -58,8 +58,8 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     (`applied_novacore_site`) and for a Device the Site it was last placed at
     (`last_site`) and the Flatpeak locations its Site had (`flatpeak_locations`), the spec
     fields its status records as declared (`declared_fields`) and its uid; for a Site the
-    Flatpeak location its status records and the one it records as not found
-    (`locations.known`), for a Gateway the serials its
+    Flatpeak location its status records, those it had (`flatpeak_locations`) and the one
+    it records as not found (`locations.known`), for a Gateway the serials its
     status records as claimed (`claimed_serials`), and whether the object is being deleted
     (`is_deleting`); `build` strips them again."""
     document = model_document(body) | {"kind": kind}
@@ -184,9 +184,9 @@ def last_site(body: Mapping[str, Any]) -> str | None:
 
 
 def flatpeak_locations(body: Mapping[str, Any]) -> list[FlatpeakLocation]:
-    """The Flatpeak locations a Device's status says its Site had (`operator.locations`),
-    as its index document keeps them too."""
-    if body.get("kind") != "Device":
+    """The Flatpeak locations a Device's status says its Site had, and a Site's those it
+    had, its own last (`operator.locations`), as its index document keeps them too."""
+    if body.get("kind") not in ("Device", "Site"):
         return []
     if locations.LOCATIONS in body:
         return locations.recorded(body)

@@ -7,12 +7,14 @@ with the object. So, as a Gateway deleted says once which gateway stays claimed,
 deleted says once, by an event, that its Novacore site stays, unless another Site the
 operator serves is applied to it or adopts it by its `siteId`. The site is the one the
 status remembers, which a reconcile that reads the organisation's sites without it forgets
-(`reconcile._external_ids`): nothing is read here, so one deleted in Novacore since the
-last reconcile is still named. Pure: the handlers post."""
+(`reconcile._external_ids`); the deletion reads it once more (`kept_reads`), so that one
+deleted in Novacore since the last reconcile is not named, and one that could not be read
+is named as the last reconcile saw it, worded so. Pure: the handlers read and post."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.operator.objects import applied_novacore_site, with_last_valid_spec
@@ -49,23 +51,47 @@ def _sites_of(body: Mapping[str, Any]) -> set[str]:
     return {s for s in (applied_novacore_site(body), declared) if s}
 
 
-def left_behind(going: Mapping[str, Any], staying: Iterable[Mapping[str, Any]]) -> list[str]:
-    """What is said as the Site `going` is deleted of the Novacore site its status says it
-    was applied to, when none of the objects `staying` (the other Sites served, not being
+@dataclass(frozen=True)
+class KeptSite:
+    """The Novacore site a Site being deleted leaves (`left_behind`)."""
+
+    site_id: str
+    site: str  # the Site object's name
+    org: str | None  # the organisation it declares, where known
+
+
+def left_behind(
+    going: Mapping[str, Any], staying: Iterable[Mapping[str, Any]]
+) -> KeptSite | None:
+    """The Novacore site the Site `going` is deleted from, as its status says it was
+    applied to, when none of the objects `staying` (the other Sites served, not being
     deleted) is applied to it or declares it: it stays in Novacore, with its devices, and
-    would no longer be reported anywhere. Nothing for another kind, or a Site that was
-    never applied to a site."""
+    would no longer be reported anywhere (`kept_message`), unless it was deleted there
+    since the last reconcile (`operator.kept_reads` reads it). None for another kind, or a
+    Site that was never applied to a site."""
     if going.get("kind") != "Site":
-        return []
+        return None
     site_id = applied_novacore_site(going)
     if site_id is None or any(site_id in _sites_of(body) for body in staying):
-        return []
+        return None
     name = (going.get("metadata") or {}).get("name")
-    org = _organisation(going)
-    where = f" (in {org})" if org else ""
-    return [
-        f"Novacore site {site_id}{where}, applied for Site {name}, stays in Novacore with "
-        "its devices (sites are never deleted), and no Site the operator serves is applied "
-        "to it any more: delete it in Novacore if it is not used, or declare a Site with "
-        f"novacore.siteId {site_id} to manage it again"
-    ]
+    return KeptSite(site_id, str(name), _organisation(going))
+
+
+def kept_message(kept: KeptSite, unread: str | None = None) -> str:
+    """What is said of a site `left_behind`: read as the Site goes, that it stays; when it
+    could not be read (`unread` says why), what the last reconcile saw."""
+    where = f" (in {kept.org})" if kept.org else ""
+    head = f"Novacore site {kept.site_id}{where}, applied for Site {kept.site},"
+    rest = (
+        "and no Site the operator serves is applied to it any more: delete it in Novacore "
+        f"if it is not used, or declare a Site with novacore.siteId {kept.site_id} to "
+        "manage it again"
+    )
+    if unread is None:
+        return f"{head} stays in Novacore with its devices (sites are never deleted), {rest}"
+    return (
+        f"{head} was in Novacore when last found, and could not be read now "
+        f"({unread}): unless it was deleted there since, it stays with its devices (sites "
+        f"are never deleted), {rest}"
+    )

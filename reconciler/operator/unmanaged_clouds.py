@@ -8,9 +8,11 @@ again here on what that reconcile read, with the namespace's objects, and the en
 files under this Site are kept: in Enapter, which plans site by site, the Site with its
 Gateways and Devices; in Flatpeak, whose devices are the account's and are matched by
 reference id whatever their Site, the whole namespace, of which only what the planner
-leaves unmanaged is worked out (`FlatpeakPlanner.undeclared`, no change planned), in time
-of the namespace plus the account: every Site's reconcile asks it, and planning the whole
-namespace each time made a drift check of N Sites take time of N squared and more.
+leaves unmanaged is worked out (`FlatpeakPlanner.undeclared`, no change planned), and
+only the entries filed under this Site are made, in time of the namespace plus the
+account: every Site's reconcile asks it, and planning the whole namespace each time made a
+drift check of N Sites take time of N squared and more, as describing every Site's devices
+did (each Site's reconcile still goes through the namespace once: it builds it).
 Pure: nothing more is read."""
 
 from __future__ import annotations
@@ -72,7 +74,6 @@ def flatpeak_devices(site: Site, whole: Fleet, observed: Observed) -> Found | No
         isinstance(state.locations, list) and isinstance(state.devices, list)
     ):
         return None
-    found = FlatpeakPlanner(
+    return list(FlatpeakPlanner(
         whole, state, whole_fleet=whole, audience=Audience.OPERATOR
-    ).undeclared()
-    return [e for e in found if e.get("site") == site.name]
+    ).undeclared(site.name))

@@ -257,13 +257,16 @@ class FlatpeakPlanner:
         self._undeclared()
         return self.changes, self.unmanaged
 
-    def undeclared(self) -> list[dict[str, Any]]:
-        """What `plan()` lists as unmanaged (with `prune` off), without planning a change:
-        the operator asks it of its whole namespace at every Site's reconcile, so only the
-        locations are indexed (`_index_locations`), not what planning the devices needs."""
+    def undeclared(self, site: str | None = None) -> list[dict[str, Any]]:
+        """What `plan()` lists as unmanaged (with `prune` off), without planning a change;
+        with `site`, only what it files under that Site. The operator asks it of its whole
+        namespace at every Site's reconcile, so only the locations are indexed
+        (`_index_locations`), not what planning the devices needs, and no entry is made
+        for the devices of the other Sites' locations: describing every Site's at each
+        Site's reconcile was most of the time a drift check of a namespace took."""
         self._index_locations()
-        self._undeclared()
-        return self.unmanaged
+        self._undeclared(site)
+        return [e for e in self.unmanaged if site is None or e["site"] == site]
 
     def _index_locations(self) -> None:
         """The account's locations (`LocationIndex`), and the Sites that match each."""
@@ -499,10 +502,17 @@ class FlatpeakPlanner:
         could not): a device is undeclared only on a location a Site is known to manage."""
         return {location: self.fleet.sites[names[0]] for location, names in self._sites_of.items()}
 
-    def _undeclared(self) -> None:
+    def _undeclared(self, only: str | None = None) -> None:
+        """The devices on the locations this fleet manages that no Device is, and the
+        older ones with a Device's reference id; with `only`, those that could be filed
+        under that Site: on a location it manages, or with the reference id of a Device."""
         if self.state is None or not isinstance(self.state.devices, list):
             return
         managed = self._managed()
+        mine = (
+            None if only is None
+            else frozenset(loc for loc, site in managed.items() if site.name == only)
+        )
         declared = {
             d.spec.flatpeak.reference_id: d
             for d in self.fleet.devices.values()
@@ -515,6 +525,8 @@ class FlatpeakPlanner:
             if device is not None:
                 if kept is not remote:
                     self._duplicate(remote, kept, device, managed)
+                continue
+            if mine is not None and mine.isdisjoint(remote.locations):
                 continue
             ours = [managed[loc] for loc in remote.locations if loc in managed]
             if not ours:

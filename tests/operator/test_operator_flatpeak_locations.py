@@ -6,7 +6,11 @@ locations its Site had (`status.flatpeakLocations`), and every Device's counts f
 namespace. Each with a fingerprint of the Flatpeak account it was found with: an operator
 started with another account (RECONCILER_FLATPEAK_ACCOUNT_ID changed) keeps those of the
 first, which that account does not list, instead of forgetting them as deleted, and says
-so once, naming the setting, as the CLI does of its inventory."""
+so once, naming the setting, as the CLI does of its inventory. A Site given another
+`locationId` remembers the location it leaves (its `status.flatpeakLocations`), so that
+its deletion says that one stays too, Devices or not. What a deletion says stays is read
+as the object goes: a location deleted by hand since the last reconcile is not named, and
+one that cannot be read is named as that reconcile saw it, worded so."""
 
 from __future__ import annotations
 
@@ -18,8 +22,13 @@ from fleet_yaml import document, stream
 from harness import Cluster, documents, emulated_cluster, operator
 from process import operator_env, operator_process
 
+from reconciler.operator.config import OperatorConfig
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
+
+# No drift check between the tests' edits in the simulators and the deletion: what the
+# deletion says comes of its own read, not of a reconcile that forgot the location first.
+NO_DRIFT = OperatorConfig(interval=3600.0, retry_delay=0.5)
 
 ADDRESS = '{line1: Storgatan 1, city: Malmö, postCode: "211 19", countryCode: SE}'
 
@@ -330,5 +339,118 @@ async def test_a_pinned_location_of_the_first_account_is_not_recorded_as_not_fou
             await cluster.wait_gone("Site", "home", timeout=60)
             said = await cluster.wait_events_about("home", reason="FlatpeakLocationKept")
         [message] = {str(e["message"]) for e in said}
+        # Not read with the other account, which does not list it: said as last found.
         assert message.startswith(
-            "Flatpeak location loc_pinned, applied for Site home, stays in Flatpeak"), message
+            "Flatpeak location loc_pinned, applied for Site home, was in Flatpeak when last "
+            "found, and could not be read now (it was found with another Flatpeak account "
+            "than RECONCILER_FLATPEAK_ACCOUNT_ID names now, which does not list it): unless "
+            "it was deleted there since, it stays"), message
+
+
+async def _kept_messages(cluster: Cluster, name: str) -> list[str]:
+    events = await cluster.events_about(name, reason="FlatpeakLocationKept")
+    return sorted(str(e["message"]) for e in events)
+
+
+def _stays(location_id: str, site: str = "home") -> str:
+    return (f"Flatpeak location {location_id}, applied for Site {site}, stays in Flatpeak "
+            "with any device on it (locations are never deleted), and no object of this "
+            "namespace remembers it any more: delete it there if it is not used, or declare "
+            "a Site with its locationId to manage it again")
+
+
+async def test_a_location_deleted_by_hand_since_the_last_reconcile_is_not_said_to_stay(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = stream(_site("home"))
+    async with operator(fleet, tmp_path, monkeypatch, config=NO_DRIFT) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        location = _location(sims, "home")
+        assert location is not None
+        del sims.flatpeak.locations[location]
+        status = await cluster.status("Site", "home")
+        assert status["externalIds"]["flatpeak"] == location, "no reconcile forgot it"
+
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Site", "home", timeout=30)
+
+        assert await _kept_messages(cluster, "home") == []
+
+
+async def test_a_location_that_cannot_be_read_as_its_site_goes_is_said_as_last_seen(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = stream(_site("home"))
+    async with operator(fleet, tmp_path, monkeypatch, config=NO_DRIFT) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        location = _location(sims, "home")
+        sims.flatpeak.faults.error_rate = 1.0  # every call answered 503
+
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Site", "home", timeout=30)
+
+        [message] = await _kept_messages(cluster, "home")
+        assert message.startswith(
+            f"Flatpeak location {location}, applied for Site home, was in Flatpeak when last "
+            "found, and could not be read now ("), message
+        assert "HTTP 503" in message, message
+        assert message.endswith(
+            "unless it was deleted there since, it stays with any device on it (locations "
+            "are never deleted), and no object of this namespace remembers it any more: "
+            "delete it there if it is not used, or declare a Site with its locationId to "
+            "manage it again"), message
+
+
+async def test_a_site_repinned_to_a_missing_location_says_as_it_goes_that_the_old_one_stays(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """No Device remembers the location the Site leaves: the Site does."""
+    fleet = stream(_site("home"))
+    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        old = _location(sims, "home")
+        assert old is not None
+        status = await cluster.status("Site", "home")
+        assert status["flatpeakLocations"] == [_entry(old, "home", sims.flatpeak_account)]
+
+        await cluster.patch("Site", "home", {"spec": {"flatpeak": {"locationId": "loc_nowhere"}}})
+        ready = await cluster.wait_condition("Site", "home", "Ready", "False", timeout=30)
+        assert "Flatpeak location loc_nowhere does not exist" in ready["message"], ready
+        status = await cluster.status("Site", "home")
+        assert "flatpeak" not in status.get("externalIds", {}), status
+        assert status["flatpeakLocations"] == [_entry(old, "home", sims.flatpeak_account)]
+
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Site", "home", timeout=30)
+        assert await _kept_messages(cluster, "home") == [_stays(old)]
+        assert old in sims.flatpeak.locations
+
+
+async def test_a_site_repinned_to_another_location_says_as_it_goes_that_both_stay(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    fleet = stream(_site("home"))
+    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        old = _location(sims, "home")
+        assert old is not None
+        theirs = _foreign_location(sims)
+
+        await cluster.patch("Site", "home", {"spec": {"flatpeak": {"locationId": theirs}}})
+
+        async def repinned() -> dict[str, Any] | None:
+            status = await cluster.status("Site", "home")
+            found = status.get("externalIds", {}).get("flatpeak") == theirs
+            return status if found and len(status.get("flatpeakLocations", [])) == 2 else None
+
+        status = await cluster.wait_for(repinned, timeout=30, what="the Site on its new location")
+        assert status["flatpeakLocations"] == [_entry(old, "home", sims.flatpeak_account),
+                                               _entry(theirs, "home", sims.flatpeak_account)]
+
+        await cluster.delete("Site", "home")
+        await cluster.wait_gone("Site", "home", timeout=30)
+        assert await _kept_messages(cluster, "home") == sorted([_stays(old), _stays(theirs)])

@@ -203,6 +203,13 @@ class FlatpeakClient:
             "/locations", reference_id, operation="flatpeak.list_locations"
         )
 
+    async def get_location(self, location_id: str) -> dict[str, Any]:
+        answer = await self._json(
+            "GET", f"/locations/{transport.segment(location_id)}",
+            operation="flatpeak.get_location",
+        )
+        return transport.expect_object(answer, operation="flatpeak.get_location")
+
     async def create_location(self, body: dict[str, Any], *, address: str = "") -> dict[str, Any]:
         return dict(
             await self._json(

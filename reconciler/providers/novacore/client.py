@@ -54,6 +54,12 @@ class NovacoreClient:
         )
         return transport.expect_object(answer, operation="novacore.create_site")
 
+    async def get_site(self, site_id: str) -> dict[str, Any]:
+        answer = await self._json(
+            "GET", f"/sites/{transport.segment(site_id)}", operation="novacore.get_site"
+        )
+        return transport.expect_object(answer, operation="novacore.get_site")
+
     async def update_site(self, site_id: str, name: str, *, address: str = "") -> None:
         await self._json(
             "PUT",
