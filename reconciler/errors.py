@@ -112,9 +112,12 @@ class FileNotRemoved(ReconcilerError):
 
 
 class ProviderError(ReconcilerError):
-    """An external call failed. `address` names the resource, `operation` the call."""
+    """An external call failed. `address` names the resource, `operation` the call.
+    `retryable`: trying again later may succeed (a run gives it up as failed, not for good);
+    `retried_at_once`: a retryable error is also tried again within the run (`retrying`)."""
 
     retryable = False
+    retried_at_once = True
 
     def __init__(
         self,

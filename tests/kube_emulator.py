@@ -26,10 +26,12 @@ the connection closed, and an event written meanwhile is read by nobody.
 A test can expire the watches of a resource (`expire_watches`: an ERROR event of status 410
 Gone, as an API server sends when the version a watch goes on from is too old), end them
 with another ERROR event (`end_watches`), or answer the next watch requests with an HTTP
-error (`fail(..., watch=True)`), hold a write until it lets it go (`hold`), and counts the
-lists of each resource (`listed`). A watch counted as ended is one whose client still
-reads it, and that tells the error even if its timeout comes first: a test waiting until
-a watch was ended knows that its client was told."""
+error (`fail(..., watch=True)`), hold a write until it lets it go (`hold`), keep an object's
+changes from every watch from a point on, as a watch that lags behind the writes
+(`keep_events`, until `show_events`), and counts the lists of each resource (`listed`). A
+watch counted as ended is one whose client still reads it, and that tells the error even if
+its timeout comes first: a test waiting until a watch was ended knows that its client was
+told."""
 
 from __future__ import annotations
 
@@ -121,6 +123,28 @@ class Hold:
 
 
 @attrs.define(eq=False)
+class Kept:
+    """The watch events of object `name` of resource `plural`, from the first whose object
+    `since` accepts on: kept from every watch (and from a watch's first objects), as from
+    a watch that lags behind the writes, until `Emulator.show_events`. `kept` counts them."""
+
+    plural: str
+    name: str
+    since: Callable[[dict[str, Any]], bool]
+    started: bool = False
+    kept: int = 0
+
+    def keeps(self, plural: str, obj: dict[str, Any]) -> bool:
+        """Whether the event of `obj` (or the object listed) is kept from the watches."""
+        if plural != self.plural or (obj.get("metadata") or {}).get("name") != self.name:
+            return False
+        self.started = self.started or self.since(obj)
+        if self.started:
+            self.kept += 1
+        return self.started
+
+
+@attrs.define(eq=False)
 class _Watch:
     """A watch being served: the connection it answers, and whether a test asked to end it
     with an error (`Emulator.end_watches`), which it then tells, its timeout or not."""
@@ -170,6 +194,7 @@ class Emulator(kmock.KubernetesEmulator):
 
     faults: list[Fault] = attrs.field(factory=list, init=False)
     holds: list[Hold] = attrs.field(factory=list, init=False)
+    kept: list[Kept] = attrs.field(factory=list, init=False)
     # Lists served, by plural (a client's list, as kopf's at start and after a 410).
     listed: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
     # The watches being served (`end_watches` ends those whose client still reads them).
@@ -189,6 +214,30 @@ class Emulator(kmock.KubernetesEmulator):
         held = Hold(method.upper(), path_suffix, body)
         self.holds.append(held)
         return held
+
+    def keep_events(
+        self, plural: str, name: str, since: Callable[[dict[str, Any]], bool]
+    ) -> Kept:
+        """Keep the events of that object from every watch, from the first whose object
+        `since` accepts on (a status the operator wrote), until `show_events`."""
+        kept = Kept(plural, name, since)
+        self.kept.append(kept)
+        return kept
+
+    async def show_events(self, kept: Kept) -> None:
+        """Let the watches see the object again: its state now is written anew (a new
+        resourceVersion) and told as MODIFIED, so that a watch open now and one started
+        later from an older version both bring it."""
+        self.kept.remove(kept)
+        async with self._write_lock, self._lock:
+            for (resource, _namespace, name), obj in self._objects.items():
+                if (str(resource.plural) == kept.plural and name == kept.name
+                        and not obj.deleted):
+                    obj.patch({"metadata": {"resourceVersion": self._next_version()}})
+                    await self._buses[resource].put({"type": "MODIFIED", "object": obj.raw})
+
+    def _kept(self, plural: str, obj: dict[str, Any]) -> bool:
+        return any(kept.keeps(plural, obj) for kept in self.kept)
 
     async def expire_watches(self, plural: str) -> int:
         """End every open watch of the resource `plural` with 410 Gone; how many there were
@@ -300,6 +349,8 @@ class Emulator(kmock.KubernetesEmulator):
                 number = int(version) if version.isdigit() else 0
                 if since.isdigit() and number <= int(since):
                     continue
+                if self._kept(str(resource.plural), raw):
+                    continue
                 if obj.deleted and since.isdigit():
                     first.append((number, {"type": "DELETED", "object": raw}))
                 elif not obj.deleted:
@@ -327,7 +378,8 @@ class Emulator(kmock.KubernetesEmulator):
                     yield event
                     return  # an API server ends the stream with its error
                 if self._watched(request, request.resource, meta.get("namespace"),
-                                 meta.get("name")):
+                                 meta.get("name")) and not self._kept(
+                                     str(request.resource.plural), event.get("object", {})):
                     yield event
         finally:
             # No longer counted by `end_watches` from here, before anything is awaited.

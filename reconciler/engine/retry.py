@@ -1,6 +1,7 @@
 """Retries with exponential backoff and full jitter that honour Retry-After. Only
 retryable errors (ProviderUnavailable) are retried; everything else fails at once, and so
-does one whose Retry-After is longer than a run waits.
+does one whose Retry-After is longer than a run waits, or one retried only at the next run
+(`retried_at_once`: a Modbus device that did not answer within its timeout).
 
 Writes (an apply's changes) make `RECONCILER_RETRIES` attempts; reads that observe the
 actual state make at most `READ_ATTEMPTS` of them (`read_policy`)."""
@@ -104,7 +105,7 @@ async def retrying(
             return await call()
         except ProviderError as error:
             attempt += 1
-            if not error.retryable:
+            if not error.retryable or not error.retried_at_once:
                 raise
             wait = policy.asked_to_wait(error)
             if wait is not None:

@@ -76,6 +76,14 @@ class AppliedSecrets(StrictModel):
         description="HMAC-SHA256 of the MQTT password, hex.",
         examples=["9b74c9897bac770ffc029102a200c5de"],
     )
+    revision: int = Field(
+        default=0,
+        ge=0,
+        description="Counts the changes of this block: of two copies of it (the status as "
+        "the operator's watch last saw it, and what its own last reconcile wrote), the "
+        "higher revision is the newer.",
+        examples=[2],
+    )
 
 
 class DeviceGateway(StrictModel):

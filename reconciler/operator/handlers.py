@@ -36,17 +36,13 @@ from reconciler.operator import (
     wait_lines,
     watch_errors,
 )
+from reconciler.operator.applied_secrets import LastApplied, PasswordFingerprint
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.events import Events
 from reconciler.operator.finalized import Finalized
 from reconciler.operator.holds import Holds
 from reconciler.operator.owner_locks import drop, kept_lock, owner_lock, writers_under
-from reconciler.operator.reconcile import (
-    ObjectResult,
-    PasswordFingerprint,
-    reconcile_object,
-    status_patch,
-)
+from reconciler.operator.reconcile import ObjectResult, reconcile_object, status_patch
 from reconciler.operator.release_waits import BlockedReleases
 from reconciler.operator.removal import has_deletion_policy, remove_object
 from reconciler.operator.reported import Reported
@@ -203,6 +199,9 @@ class Runtime:
             if config.credential_key
             else token_bytes(KEY_BYTES)
         )
+        # The password fingerprint each Device's last reconcile made, newer than kopf's copy
+        # of its status until the watch brings the write (`applied_secrets`).
+        self.applied = LastApplied()
         # Objects whose writes wait for a change after a permanent failure.
         self.holds = Holds()
         # Objects whose finalizer did its work: kopf may run it a second time.
@@ -379,7 +378,10 @@ async def _reconcile(
         config_store=ConfigSecrets(
             runtime.secrets, namespace, _names_secret(namespace, indexes, bodies)
         ),
-        credentials=PasswordFingerprint(runtime.credential_key, status.get("appliedSecrets")),
+        credentials=PasswordFingerprint(
+            runtime.credential_key, status.get("appliedSecrets"), runtime.applied,
+            (namespace, name, str(meta.get("uid"))),
+        ),
         holds=runtime.holds,
         claims=swaps.recorded(status, nsf.fleet) if kind == "Gateway" else (),
         declared_elsewhere=(
@@ -817,6 +819,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     runtime.holds.release((namespace, kind, name))
     runtime.reported.forget((namespace, kind, name))
     runtime.not_before.pop((namespace, kind, name), None)
+    runtime.applied.forget((namespace, name, str(kwargs["meta"].get("uid"))))
     kwargs["logger"].info(
         "%s/%s deleted (%s)",
         kind,

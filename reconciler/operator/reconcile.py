@@ -12,12 +12,10 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from reconciler.engine import flatpeak_accounts, plan_origin
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
-from reconciler.engine.credentials import CredentialLedger, key_id, mqtt_passwords
+from reconciler.engine.credentials import CredentialLedger, mqtt_passwords
 from reconciler.engine.enapter import SECRET_STORE_KEY
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import unless_stopped
@@ -32,12 +30,12 @@ from reconciler.model.fleet import DANGLING, Fleet
 from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.site import Site
 from reconciler.model.status import (
-    AppliedSecrets,
     ClaimedGateway,
     DeviceGateway,
     FlatpeakLocation,
 )
 from reconciler.operator import declared, interrupted_deletes, locations, swaps, unmanaged
+from reconciler.operator.applied_secrets import PasswordFingerprint
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
@@ -71,7 +69,7 @@ class ObjectResult:
     retry: str | None = None  # None, "temporary" or "permanent"
     message: str = ""
     delay: float = 0.0
-    applied_secrets: dict[str, str] | None = None  # status.appliedSecrets of a Device
+    applied_secrets: dict[str, Any] | None = None  # status.appliedSecrets of a Device
     gateway: dict[str, str] | None = None  # status.gateway of a Device
     # Why nothing was observed (reason, message): the conditions of what an earlier
     # reconcile observed (`conditions.OBSERVED`) become Unknown, not kept as they were.
@@ -109,34 +107,6 @@ class ObjectResult:
     # said of it either; the next reconcile of the object, by whichever process runs then,
     # plans and applies it anew.
     stopped: bool = False
-
-
-@dataclass
-class PasswordFingerprint:
-    """A Device's `status.appliedSecrets` (`model.status.AppliedSecrets`): the fingerprint
-    of the MQTT password last sent to it (`engine.credentials`), kept under the operator's
-    credential key. A fingerprint made under another key (the operator started without a
-    fixed one), or a block that does not parse, compares as unknown."""
-
-    key: bytes = field(repr=False)
-    status: Mapping[str, Any] | None = None
-
-    def ledger(self, device_key: str | None) -> CredentialLedger:
-        ledger = CredentialLedger(self.key)
-        try:
-            recorded = AppliedSecrets.model_validate(self.status) if self.status else None
-        except ValidationError:
-            recorded = None
-        if device_key and recorded is not None and recorded.key_id == key_id(self.key):
-            ledger.entries[device_key] = recorded.mqtt_password_fingerprint
-        return ledger
-
-    def block(self, ledger: CredentialLedger, device_key: str | None) -> dict[str, str] | None:
-        recorded = ledger.entries.get(device_key or "")
-        if not recorded:
-            return None
-        applied = AppliedSecrets(key_id=key_id(self.key), mqtt_password_fingerprint=recorded)
-        return applied.model_dump(by_alias=True)
 
 
 def _password_key(fleet: Fleet, device: str) -> str | None:
@@ -247,13 +217,15 @@ async def reconcile_object(
     # Only a Device's own reconcile keeps its password's fingerprint (in its status): the
     # others compare with nothing and record nowhere.
     password_key = _password_key(sub, name) if kind == "Device" else None
+    if not await _acquired(lock, lock_wait):
+        return _busy(owner_kind, owner_name)
+    # Read once the lock is held: the reconcile that held it before recorded the password
+    # it sent (`applied_secrets`), which kopf's copy of the status may not show yet.
     ledger = (
         credentials.ledger(password_key)
         if credentials is not None and password_key
         else CredentialLedger()
     )
-    if not await _acquired(lock, lock_wait):
-        return _busy(owner_kind, owner_name)
     async with _holding(lock, (namespace, owner_kind, owner_name)), Reconciler(
         sub, settings, secrets=secrets, credentials=ledger, waits=waits
     ) as reconciler:

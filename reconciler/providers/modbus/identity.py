@@ -66,13 +66,15 @@ class RegistersAbsent(ProviderRejected):
 
 
 class NoAnswer(ProviderUnavailable):
-    """The device did not answer within the timeout. Not retried: a device that does not
-    answer in time rarely does when asked again at once, and every attempt waits the whole
-    timeout (three of them, for a thousand devices that never answer, held a plan for
-    minutes). The plan says the serial is not read; an apply's check of it, or the next
-    plan, asks again."""
+    """The device did not answer within the timeout. Not retried in the run: a device that
+    does not answer in time rarely does when asked again at once, and every attempt waits
+    the whole timeout (three of them, for a thousand devices that never answer, held a plan
+    for minutes). The plan says the serial is not read; an apply's check of it, or the next
+    plan, asks again. Retryable all the same: a device busy, rebooting or behind a slow bus
+    answers later, so an apply's check that failed so is tried again at the next run (the
+    operator's next reconcile), not held as a wrong serial is."""
 
-    retryable = False
+    retried_at_once = False
 
 
 class GatewayReadFailed(ProviderUnavailable):
@@ -81,9 +83,9 @@ class GatewayReadFailed(ProviderUnavailable):
     /api/modbus/read is the Zap's word that its own Modbus read failed (platform-apis
     §1.2), often after its own Modbus timeout, not a failure of the Zap that the next call
     may not meet. The SunSpec map is still looked for at the next base address: the device
-    may have no registers at this one."""
+    may have no registers at this one. Retryable at the next run, as `NoAnswer` is."""
 
-    retryable = False
+    retried_at_once = False
 
 
 # (register, count, "input" | "holding") -> register values
@@ -168,8 +170,8 @@ async def _sunspec_serial(profile: str, read: RegisterReader) -> tuple[int, str]
 
 
 # Said of a read not answered in time: which setting's time it was, and that it was asked
-# once (`NoAnswer`).
-_NOT_AGAIN = " (RECONCILER_MODBUS_TIMEOUT; not retried)"
+# once in this run (`NoAnswer`).
+_NOT_AGAIN = " (RECONCILER_MODBUS_TIMEOUT; not retried in this run)"
 
 
 def direct_reader(
@@ -364,11 +366,13 @@ def gateway_reader(
                 ) from exc
             if code is not None or _GATEWAY_SILENT.search(text):
                 raise NoAnswer(
-                    f"{what} did not answer {asked} through the gateway ({text}; not retried)",
+                    f"{what} did not answer {asked} through the gateway ({text}; "
+                    "not retried in this run)",
                     operation="modbus.read",
                 ) from exc
             raise GatewayReadFailed(
-                f"the gateway could not read {what}: {asked} failed ({text}; not retried)",
+                f"the gateway could not read {what}: {asked} failed ({text}; not retried "
+                "in this run)",
                 operation=exc.operation,
                 address=exc.address,
                 status=502,
