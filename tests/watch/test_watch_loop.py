@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,35 @@ async def test_stop_while_waiting_returns_at_once() -> None:
     waiting = Scheduling(Recorder(), interval=60, debounce=5)
     await waiting.settled()  # waiting for the interval
     await waiting.stop()
+
+
+async def test_a_run_held_by_a_server_waits_past_the_interval_but_a_change_does_not() -> None:
+    """The start run met a server asking (Retry-After) not to be called for 100 s: the
+    next drift run waits until then, not an interval; a file change still runs once its
+    quiet period is over. (A hold is read after each run, in time.monotonic().)"""
+    runs = Recorder()
+    holds = [time.monotonic() + 100]
+    agent = Scheduling(runs, interval=8, debounce=1)
+    agent.agent.not_before = lambda: holds.pop(0) if holds else None
+    await agent.settled()
+    await agent.later(90)
+    assert runs.triggers == ["start"], "held past the interval"
+    await agent.later(10)
+    assert runs.triggers == ["start", "interval"]
+    await agent.later(8)
+    assert runs.triggers == ["start", "interval", "interval"], "no hold asked since"
+    await agent.stop()
+
+    runs = Recorder()
+    holds = [time.monotonic() + 100]
+    agent = Scheduling(runs, interval=8, debounce=1)
+    agent.agent.not_before = lambda: holds.pop(0) if holds else None
+    await agent.settled()
+    await agent.later(20)
+    await agent.notify("sites/a.yaml")
+    await agent.later(1)
+    assert runs.triggers == ["start", "change"]
+    await agent.stop()
 
 
 def test_the_interval_must_be_positive() -> None:
