@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -78,7 +77,8 @@ async def test_a_password_changed_in_its_secret_is_sent_again_once(
         assert second["keyId"] == first["keyId"]
         assert zap.requests[delete] == 1, "removed and added again with the new password"
         assert zap.devices["ferroamp_192.168.1.70"].password_set
-        await asyncio.sleep(3)  # three more drift checks of each object
+        # Three more drift checks of the battery, each of which would send it again.
+        await cluster.wait_planned("Device", "home-battery", 3)
         assert zap.requests[delete] == 1, "sent once"
         events = await cluster.events()
         assert any(e.get("reason") == "Replaced" for e in events)
