@@ -390,7 +390,10 @@ async def operator(
         configure(kopf_settings, config)
         # Short server-side watch timeouts let the operator stop quickly at the end of a test.
         kopf_settings.watching.server_timeout = watch_timeout
-        kopf_settings.watching.client_timeout = watch_timeout + 2
+        # The client's is for an emulator that does not answer: on a loaded machine it answers
+        # seconds late (it serves in the test's event loop), and kopf, its watch requests timed
+        # out four times, stopped watching that kind, and the test waited for nothing.
+        kopf_settings.watching.client_timeout = watch_timeout + WAIT
         # How long kopf waits for the event of the version its patch made (the emulator
         # sends it at once): not long, should a test's object be deleted meanwhile.
         kopf_settings.persistence.consistency_timeout = 0.3
