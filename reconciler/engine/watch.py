@@ -48,12 +48,13 @@ from reconciler import diagnostic_cap
 from reconciler.engine.apply import Outcome
 from reconciler.engine.config import Settings
 from reconciler.engine.fanout import unless_stopped
-from reconciler.engine.filewatch import wait_any, watch_files
+from reconciler.engine.filewatch import watch_files
 from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.engine.retry import asked_seconds, honoured
 from reconciler.engine.state import StateDir
 from reconciler.engine.unread import asked_to_wait
+from reconciler.engine.watch_clock import Clock, LoopClock
 from reconciler.engine.watch_repeats import (
     NOT_MADE,
     DeferredReport,
@@ -613,6 +614,7 @@ class Agent:
         stop: asyncio.Event,
         max_wait: float | None = None,
         not_before: Callable[[], float | None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("the interval must be longer than zero")
@@ -624,6 +626,8 @@ class Agent:
         # When the next run may start at the earliest (time.monotonic(), as the loop's
         # clock): the run's servers asked not to be called before then (`Cycle`).
         self.not_before = not_before or (lambda: None)
+        # Real time but in tests, which move time themselves (`watch_clock`).
+        self.clock: Clock = clock or LoopClock()
         self._changed = asyncio.Event()
         self._files: set[str] = set()
 
@@ -648,29 +652,29 @@ class Agent:
         return await self._next_wanted()
 
     async def _next_wanted(self) -> Trigger | None:
-        loop = asyncio.get_running_loop()
+        clock = self.clock
         if not self._changed.is_set():
-            deadline = loop.time() + self.interval
+            deadline = clock.now() + self.interval
             held = self.not_before()
             if held is not None:
-                deadline = max(deadline, loop.time() + held - time.monotonic())
+                deadline = max(deadline, clock.now() + held - time.monotonic())
             while not (self._changed.is_set() or self.stop.is_set()):
-                remaining = deadline - loop.time()
+                remaining = deadline - clock.now()
                 if remaining <= 0:
                     return Trigger.INTERVAL
-                await wait_any((self._changed, self.stop), remaining)
+                await clock.wait((self._changed, self.stop), remaining)
         if self.stop.is_set():
             return None
         # Quiet period: wait until no change came for `debounce` seconds.
-        deadline = loop.time() + self.max_wait
+        deadline = clock.now() + self.max_wait
         while True:
             self._changed.clear()
-            quiet = min(self.debounce, max(0.0, deadline - loop.time()))
+            quiet = min(self.debounce, max(0.0, deadline - clock.now()))
             if quiet > 0:
-                await wait_any((self._changed, self.stop), quiet)
+                await clock.wait((self._changed, self.stop), quiet)
             if self.stop.is_set():
                 return None
-            if not self._changed.is_set() or loop.time() >= deadline:
+            if not self._changed.is_set() or clock.now() >= deadline:
                 return Trigger.CHANGE
 
 

@@ -260,7 +260,7 @@ class Cluster:
         last = notes.get("kopf.zalando.org/last-handled-configuration")
         return last is not None and json.loads(last).get("spec") == body.get("spec")
 
-    async def wait_handled(self, kind: str, name: str, *, timeout: float = 30.0) -> None:
+    async def wait_handled(self, kind: str, name: str, *, timeout: float = WAIT) -> None:
         await self.wait_for(lambda: self.handled(kind, name), timeout=timeout,
                             what=f"{kind}/{name}'s current spec handled by kopf")
 
@@ -344,13 +344,15 @@ async def operator(
     namespaces: list[str] | None = None,
     token_file: Path | None = None,
     before_start: Callable[[SimFleet], None] | None = None,
+    settings: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[Cluster, SimFleet]]:
     """The emulated cluster, the simulators for the fleet in `yaml_text`, and the operator
     (serving every namespace, or only `namespaces` as `reconciler operator -n` does). With
     `token_file`, the Novacore token is written there and read from it, as the chart's
     `credentials.mountAsFiles` has it, instead of from RECONCILER_NOVACORE_TOKEN.
     `before_start` is called with the simulators before they serve (a middleware is
-    added then)."""
+    added then). `settings` are RECONCILER_* variables of the operator's beyond those the
+    simulators need (RECONCILER_TIMEOUT, for instance)."""
     fleet = load_texts([("fleet.yaml", yaml_text)]).fleet()
     sims = SimFleet()
     sims.seed_fleet(fleet)
@@ -369,16 +371,15 @@ async def operator(
         env = sims.env() | {
             "RECONCILER_STATE_DIR": str(tmp_path / "state"),
             "RECONCILER_RETRIES": "2",
-        }
+        } | (settings or {})
         if token_file is not None:
             await asyncio.to_thread(
                 token_file.write_text, env.pop("RECONCILER_NOVACORE_TOKEN") + "\n"
             )
             env["RECONCILER_NOVACORE_TOKEN_FILE"] = str(token_file)
-        settings = load_settings(env)
         config = config or OperatorConfig(interval=1.0, retry_delay=0.5)
         registry = kopf.OperatorRegistry()
-        runtime = Runtime(config, settings)
+        runtime = Runtime(config, load_settings(env))
         register(registry, runtime)
 
         @kopf.on.login(registry=registry)
@@ -389,7 +390,10 @@ async def operator(
         configure(kopf_settings, config)
         # Short server-side watch timeouts let the operator stop quickly at the end of a test.
         kopf_settings.watching.server_timeout = watch_timeout
-        kopf_settings.watching.client_timeout = watch_timeout + 2
+        # The client's is for an emulator that does not answer: on a loaded machine it answers
+        # seconds late (it serves in the test's event loop), and kopf, its watch requests timed
+        # out four times, stopped watching that kind, and the test waited for nothing.
+        kopf_settings.watching.client_timeout = watch_timeout + WAIT
         # How long kopf waits for the event of the version its patch made (the emulator
         # sends it at once): not long, should a test's object be deleted meanwhile.
         kopf_settings.persistence.consistency_timeout = 0.3
@@ -415,13 +419,13 @@ async def operator(
         )
         cluster = Cluster(emulator, emulator_url)
         try:
-            await asyncio.wait_for(ready.wait(), 10)
+            await asyncio.wait_for(ready.wait(), WAIT)
             yield cluster, sims
         finally:
             stop.set()
             started = time.monotonic()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(task, 30)
+                await asyncio.wait_for(task, WAIT)
             assert task.done(), (
                 f"the operator did not stop within {time.monotonic() - started:.1f}s"
             )

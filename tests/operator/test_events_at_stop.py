@@ -72,7 +72,7 @@ async def test_an_event_the_api_server_does_not_answer_at_the_stop_is_given_up(
     async with loopback_api_server(hang, tmp_path, monkeypatch):
         try:
             with caplog.at_level(logging.WARNING, logger="reconciler.operator.events"):
-                await asyncio.wait_for(_warn_at_stop(), 20)
+                await asyncio.wait_for(_warn_at_stop(), 60)
         finally:
             answered.set()
     [said] = [r.getMessage() for r in caplog.records]

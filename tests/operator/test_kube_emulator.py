@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import httpx
-from harness import Cluster, emulated_cluster
+from harness import WAIT, Cluster, emulated_cluster
 from kube_emulator import Emulator
 
 DEVICE = {
@@ -107,7 +107,7 @@ async def test_a_watch_from_a_version_starts_with_what_was_written_since() -> No
         await cluster.create(other)
         names = []
         params = {"watch": "true", "resourceVersion": listed}
-        async with cluster.http.stream("GET", path, params=params, timeout=2) as stream:
+        async with cluster.http.stream("GET", path, params=params, timeout=WAIT) as stream:
             async for line in stream.aiter_lines():
                 if line.strip():
                     names.append(json.loads(line)["object"]["metadata"]["name"])
@@ -134,7 +134,7 @@ async def test_a_watch_from_a_version_starts_with_what_was_deleted_since() -> No
         events = []
         params = {"watch": "true", "resourceVersion": listed}
         with contextlib.suppress(httpx.ReadTimeout):  # nothing more comes: the test says what
-            async with cluster.http.stream("GET", path, params=params, timeout=2) as stream:
+            async with cluster.http.stream("GET", path, params=params, timeout=WAIT) as stream:
                 async for line in stream.aiter_lines():
                     if line.strip():
                         event = json.loads(line)
@@ -151,7 +151,7 @@ async def _watched(cluster: Cluster, params: dict[str, str]) -> list[dict[str, A
     events = []
     watch = {"watch": "true", **params}
     async with cluster.http.stream("GET", cluster._path("Device"), params=watch,
-                                   timeout=15) as stream:
+                                   timeout=WAIT) as stream:
         async for line in stream.aiter_lines():
             if line.strip():
                 events.append(json.loads(line))

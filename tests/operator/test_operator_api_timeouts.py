@@ -42,7 +42,7 @@ async def test_a_secret_read_the_api_server_does_not_answer_is_given_up(
     async with loopback_api_server(hang, tmp_path, monkeypatch):
         try:
             with pytest.raises(KeyError) as refused:
-                await asyncio.wait_for(KubeSecrets().read("fleet", "ferroamp-mqtt"), 20)
+                await asyncio.wait_for(KubeSecrets().read("fleet", "ferroamp-mqtt"), 60)
         finally:
             answered.set()
     # Given up after one timeout: not sent again after each (urllib3's default), which

@@ -54,7 +54,7 @@ async def test_a_blocked_change_says_what_the_operators_user_does_not_the_clis_p
         async def moved() -> bool:
             return any(d.slug == "gas-2" for d in sims.enapter.devices.values())
 
-        await cluster.wait_for(moved, timeout=30, what="the Lua device under its new slug")
+        await cluster.wait_for(moved, what="the Lua device under its new slug")
         # Another UCM declares the slug the old Lua device still holds: its create is
         # blocked until that device is deleted, which the operator never does.
         [other] = [d for d in documents(LATER) if d["metadata"]["name"] == "other-ucm"]
@@ -64,7 +64,7 @@ async def test_a_blocked_change_says_what_the_operators_user_does_not_the_clis_p
             f"device/other-ucm[enapter]: slug gas-1 belongs to LUA device {old.id} ('Gas "
             "sensor'), which this Site does not declare, and Enapter keeps a slug unique in "
             "a site: delete it in Enapter Cloud or declare another slug"), blocked
-        [failed] = await cluster.wait_events_about("other-ucm", reason="Failed", timeout=30)
+        [failed] = await cluster.wait_events_about("other-ucm", reason="Failed")
         assert failed["message"] == blocked["message"]
 
         said = [e["message"] for e in await cluster.events()]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from fleet_yaml import der, document, enapter_site, stream
-from harness import NAMESPACE, documents, operator, secret_values
+from harness import NAMESPACE, WAIT, documents, operator, secret_values
 
 from reconciler.operator.owner_locks import owner_lock
 
@@ -72,7 +72,7 @@ def _provisioned(sims: Any) -> set[str]:
 async def _refused(cluster: Any, name: str) -> str:
     """The message of `name`'s Ready condition, once it is refused as invalid."""
 
-    ready = await cluster.wait_reason("Device", name, "InvalidSpec", timeout=30,
+    ready = await cluster.wait_reason("Device", name, "InvalidSpec",
                                       what=f"Device/{name} refused")
     return str(ready["message"])
 
@@ -101,7 +101,7 @@ async def _warnings(cluster: Any, name: str) -> list[str]:
 async def _refused_secret(cluster: Any, sims: Any) -> None:
     """ucm-a is refused for ucm-b's Secret, with a Warning said once, and has written
     nothing; nor has its DER."""
-    await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
+    await cluster.wait_condition("Device", "ucm-b", "Ready")
     await cluster.wait_planned("Device", "ucm-a", 2)
     await cluster.wait_planned("DER", "ucm-a-battery", 2)
     message = await _refused(cluster, "ucm-a")
@@ -125,8 +125,8 @@ async def test_two_devices_writing_one_secret_refuse_the_newer_until_it_names_it
         await _refused_secret(cluster, sims)
         own = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-a-config"}}}}
         await cluster.patch("Device", "ucm-a", own)
-        await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
-        await cluster.wait_condition("DER", "ucm-a-battery", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        await cluster.wait_condition("DER", "ucm-a-battery", "Ready")
         assert _provisioned(sims) == set(HARDWARE_IDS.values())
         assert f"{HARDWARE_IDS['ucm-a']}_ucm" in await _secret(cluster, "ucm-a-config")
         assert f"{HARDWARE_IDS['ucm-b']}_ucm" in await _secret(cluster, "ucm-config")
@@ -139,8 +139,8 @@ async def test_a_device_refused_for_a_secret_takes_it_over_once_the_first_is_del
         await _declare(cluster, {"secretName": "ucm-config"})
         await _refused_secret(cluster, sims)
         await cluster.delete("Device", "ucm-b")
-        await cluster.wait_gone("Device", "ucm-b", timeout=30)
-        await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
+        await cluster.wait_gone("Device", "ucm-b")
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
         assert f"{HARDWARE_IDS['ucm-a']}_ucm" in await _secret(cluster, "ucm-config")
 
 
@@ -149,7 +149,7 @@ async def test_two_devices_writing_one_config_file_refuse_the_newer(
 ) -> None:
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
         await _declare(cluster, {"file": "secrets/ucm.json"})
-        await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
         await cluster.wait_planned("Device", "ucm-a", 2)
         await cluster.wait_planned("DER", "ucm-a-battery", 2)
         message = await _refused(cluster, "ucm-a")
@@ -176,7 +176,7 @@ async def test_an_older_device_asking_for_a_newer_ones_output_is_refused_not_the
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, _):
         await _declare(cluster, {}, own)
         for name in ("ucm-a", "ucm-b"):
-            await cluster.wait_condition("Device", name, "Ready", timeout=30)
+            await cluster.wait_condition("Device", name, "Ready")
 
         async def held() -> str:
             if "secretName" in taken:
@@ -206,16 +206,16 @@ async def test_a_device_taking_a_secret_written_for_another_device_writes_its_ow
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, _):
         await _declare(cluster, {}, own)
         for name in ("ucm-a", "ucm-b"):
-            await cluster.wait_condition("Device", name, "Ready", timeout=30)
+            await cluster.wait_condition("Device", name, "Ready")
         taken = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-config"}}}}
         await cluster.patch("Device", "ucm-a", taken)
         await _refused(cluster, "ucm-a")
         moved = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-new"}}}}
         await cluster.patch("Device", "ucm-b", moved)
-        await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
         # Ready may be said before the write lands on a loaded machine: waited for. A drift
         # check of ucm-b begun before its edit writes nothing there (tested below).
-        await cluster.wait_for(lambda: _holds(cluster, "ucm-b-config", "ucm-a"), timeout=30,
+        await cluster.wait_for(lambda: _holds(cluster, "ucm-b-config", "ucm-a"),
                                what="ucm-a's config in ucm-b-config")
         annotations = (await cluster.secret("ucm-b-config"))["metadata"]["annotations"]
         assert annotations["energy.reconciler.dev/device"] == "ucm-a"
@@ -242,9 +242,9 @@ async def test_a_drift_check_begun_before_its_device_named_another_secret_writes
             moved = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-new"}}}}
             await cluster.patch("Device", "ucm-b", moved)
             await cluster.wait_for(lambda: _holds(cluster, "ucm-b-config", "ucm-a"),
-                                   timeout=30, what="ucm-a's config written")
+                                   what="ucm-a's config written")
             before = sims.enapter.requests[generated]
-        await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"), timeout=30,
+        await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"),
                                what="ucm-b's config in its new Secret")
         await cluster.wait_planned("Device", "ucm-a", 2)
         await cluster.wait_planned("Device", "ucm-b", 2)
@@ -252,10 +252,17 @@ async def test_a_drift_check_begun_before_its_device_named_another_secret_writes
         assert sims.enapter.requests[generated] == before + 1, "ucm-b's, for its new Secret"
 
 
+# Longest a generate_config is held: the test lets it go as soon as it has seen what it
+# waits for, however long a loaded machine takes; the client waits longer.
+HOLD = 2 * WAIT
+SETTINGS = {"RECONCILER_TIMEOUT": str(3 * WAIT)}
+
+
 class HeldConfigs:
     """Holds Enapter's generate_config for one device (`device_id`, once set) until
     `release` is set, and counts those asked of each device (installed before the simulator
-    serves). Held at most 8 s: the client gives up after 10 s, and asks again."""
+    serves). Held at most `HOLD` seconds, less than the client waits (`SETTINGS`): one that
+    gave up would ask again."""
 
     def __init__(self) -> None:
         self.device_id: str | None = None
@@ -273,7 +280,7 @@ class HeldConfigs:
                 if parts[-2] == self.device_id and not self.release.is_set():
                     self.reached.set()
                     try:
-                        await asyncio.wait_for(self.release.wait(), 8)
+                        await asyncio.wait_for(self.release.wait(), HOLD)
                     except TimeoutError:
                         self.gave_up = True
             return await handler(request)
@@ -292,16 +299,17 @@ async def test_a_drift_check_writing_as_its_device_names_another_secret_leaves_t
     generated another config in Enapter to write its own back."""
     caplog.set_level(logging.INFO, logger="reconciler.operator.secrets")
     held = HeldConfigs()
-    async with operator(FLEET, tmp_path, monkeypatch, before_start=held.install) as (
+    async with operator(FLEET, tmp_path, monkeypatch, before_start=held.install,
+                        settings=SETTINGS) as (
         cluster, sims
     ):
         await _both_naming_ucm_b_config(cluster)
         held.device_id = _device_id(sims, "ucm-b")
         await cluster.delete_secret("ucm-b-config")
-        await asyncio.wait_for(held.reached.wait(), 30)  # ucm-b's drift check writes
+        await asyncio.wait_for(held.reached.wait(), WAIT)  # ucm-b's drift check writes
         moved = {"spec": {"enapter": {"configOutput": {"secretName": "ucm-b-new"}}}}
         await cluster.patch("Device", "ucm-b", moved)
-        await cluster.wait_for(lambda: _holds(cluster, "ucm-b-config", "ucm-a"), timeout=7,
+        await cluster.wait_for(lambda: _holds(cluster, "ucm-b-config", "ucm-a"),
                                what="ucm-a's config written while ucm-b's check is held")
         assert not held.gave_up, "ucm-b's check held until now"
         ucm_a_id = _device_id(sims, "ucm-a")
@@ -318,7 +326,7 @@ async def test_a_drift_check_writing_as_its_device_names_another_secret_leaves_t
 
         watching = asyncio.create_task(watch())
         try:
-            await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"), timeout=30,
+            await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"),
                                    what="ucm-b's config in its new Secret")
             await cluster.wait_planned("Device", "ucm-a", 2)
             await cluster.wait_planned("Device", "ucm-b", 2)
@@ -361,8 +369,8 @@ async def test_an_edit_made_while_its_handler_waits_for_the_lock_is_seen_by_othe
             # Seen while the test still holds ucm-b's lock: a handler that kept kopf's
             # worker until the lock is free would leave the edit unindexed all along.
             await cluster.wait_for(lambda: _holds(cluster, "ucm-b-config", "ucm-a"),
-                                   timeout=40, what="ucm-a's config written")
-        await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"), timeout=30,
+                                   what="ucm-a's config written")
+        await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"),
                                what="ucm-b's config in its new Secret")
 
         async def renamed() -> bool:
@@ -370,7 +378,7 @@ async def test_an_edit_made_while_its_handler_waits_for_the_lock_is_seen_by_othe
                          if d.hardware_id == HARDWARE_IDS["ucm-b"])
             return device.name == "UCM B2"
 
-        await cluster.wait_for(renamed, timeout=30, what="ucm-b's newest spec reconciled")
+        await cluster.wait_for(renamed, what="ucm-b's newest spec reconciled")
         await cluster.wait_handled("Device", "ucm-b")  # its update handler done
         assert await _holds(cluster, "ucm-b-config", "ucm-a")
 
@@ -380,7 +388,7 @@ async def _both_naming_ucm_b_config(cluster: Any) -> None:
     create handler done; ucm-a refused for it."""
     own = {"ucm-a": {"secretName": "ucm-b-config"}, "ucm-b": {"secretName": "ucm-b-config"}}
     await _declare(cluster, {}, own)
-    await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
+    await cluster.wait_condition("Device", "ucm-b", "Ready")
     await _refused(cluster, "ucm-a")
     await cluster.wait_handled("Device", "ucm-b")
 
@@ -400,14 +408,14 @@ async def test_a_secret_the_operator_did_not_write_is_not_written_over(
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_secret("theirs", await_secret)
         await _declare(cluster, {}, own)
-        await cluster.wait_condition("Device", "ucm-a", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
 
-        ready = await cluster.wait_reason("Device", "ucm-b", "Blocked", timeout=30,
+        ready = await cluster.wait_reason("Device", "ucm-b", "Blocked",
                                           what="Device/ucm-b blocked")
         assert "Secret theirs exists and was not written by the reconciler" in ready["message"]
         assert "delete it, or name another Secret" in ready["message"]
         assert _provisioned(sims) == {HARDWARE_IDS["ucm-a"]}
         assert await _secret(cluster, "theirs") == repr(await_secret)
         await cluster.delete_secret("theirs")
-        await cluster.wait_condition("Device", "ucm-b", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
         assert f"{HARDWARE_IDS['ucm-b']}_ucm" in await _secret(cluster, "theirs")

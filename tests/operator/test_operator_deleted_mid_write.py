@@ -149,7 +149,7 @@ async def test_a_der_edited_while_its_device_is_released_does_not_add_it_again(
         await cluster.patch("DER", "home-inverter-battery",
                             {"metadata": {"annotations": {"example.com/edited": "1"}}})
         await cluster.wait_gone(*INVERTER, timeout=60)
-        await cluster.wait_for(lambda: _edit_reconciled(cluster), timeout=30,
+        await cluster.wait_for(lambda: _edit_reconciled(cluster),
                                what="the DER's edit reconciled")
         assert "SG0001" not in sims.zaps[ZAP].devices
         assert not _inverter_in_novacore(sims)
@@ -246,7 +246,7 @@ async def test_a_device_created_while_its_gateway_is_released_writes_nothing_und
             ready = await cluster.condition(*NEW, "Ready") or {}
             return "Gateway 'home-zap' is being deleted" in ready.get("message", "")
 
-        await cluster.wait_for(waits_for_the_gateway, timeout=30, what="the new Device waiting")
+        await cluster.wait_for(waits_for_the_gateway, what="the new Device waiting")
         await cluster.wait_gone("Gateway", "home-zap", timeout=60)
         await asyncio.sleep(5)  # any write still on its way lands
         assert all(g.org_id is None for g in sims.novacore.gateways.values()), "released"
@@ -300,7 +300,7 @@ async def test_a_gateway_deleted_while_a_device_moved_away_still_writes_under_it
             status = await cluster.status(*INVERTER)
             return (status.get("gateway") or {}).get("name") == "other-zap"
 
-        await cluster.wait_for(moved, timeout=30, what="the inverter on the other Gateway")
+        await cluster.wait_for(moved, what="the inverter on the other Gateway")
         await cluster.wait_condition(*INVERTER, "Ready", timeout=60)
         [device] = [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
         assert (device.state, device.gateway_serial) == ("active", OTHER_ZAP)

@@ -20,13 +20,13 @@ ORPHAN_GATEWAY = stream(novacore_site(), zap_gateway(), HOME_INVERTER, ferroamp_
 
 async def _declare(cluster: Any) -> dict[tuple[str, str], dict[str, Any]]:
     docs = await declare(cluster, ORPHAN_GATEWAY)
-    await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+    await cluster.wait_condition("Device", "home-inverter", "Ready")
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
 
 async def _delete(cluster: Any, kind: str, name: str) -> None:
     await cluster.delete(kind, name)
-    await cluster.wait_gone(kind, name, timeout=30)
+    await cluster.wait_gone(kind, name)
 
 
 def _placed(sims: Any) -> tuple[bool, bool]:
@@ -77,7 +77,7 @@ async def test_a_device_whose_gateway_is_unknown_keeps_its_finalizer_until_it_is
         await cluster.delete("Device", "home-inverter")
 
         cond = await cluster.wait_reason("Device", "home-inverter", "ReleaseBlocked",
-                                         timeout=30, what="the release blocked")
+                                         what="the release blocked")
         assert "Re-create Gateway home-zap" in cond["message"]
         assert "remove the finalizer energy.reconciler.dev/finalizer" in cond["message"]
         assert await cluster.events_about("home-inverter", reason="ReleaseBlocked")
@@ -87,7 +87,7 @@ async def test_a_device_whose_gateway_is_unknown_keeps_its_finalizer_until_it_is
 
         # The Gateway object back, the device is released and goes.
         await cluster.create(docs[("Gateway", "home-zap")])
-        await cluster.wait_gone("Device", "home-inverter", timeout=30)
+        await cluster.wait_gone("Device", "home-inverter")
         assert _placed(sims) == (False, False)
 
 
@@ -100,13 +100,13 @@ async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answer
         await cluster.delete("Device", "home-inverter")
 
         cond = await cluster.wait_reason("Device", "home-inverter", "ReleaseFailed",
-                                         timeout=30, what="the release deferred")
+                                         what="the release deferred")
         assert "device/home-inverter[zap]" in cond["message"], cond
         assert await cluster.events_about("home-inverter", reason="ReleaseFailed")
         assert "SG0001" in sims.zaps[ZAP].devices
 
         await sims.zaps[ZAP].set_offline("online")
-        await cluster.wait_gone("Device", "home-inverter", timeout=30)
+        await cluster.wait_gone("Device", "home-inverter")
         assert _placed(sims) == (False, False)
 
 
@@ -120,15 +120,15 @@ async def test_a_gateway_is_released_once_novacore_answers(
 ) -> None:
     async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster)
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
         await sims.novacore.set_offline("refuse")
         await cluster.delete("Gateway", "home-zap")
-        await cluster.wait_reason("Gateway", "home-zap", "ReleaseFailed", timeout=30,
+        await cluster.wait_reason("Gateway", "home-zap", "ReleaseFailed",
                                   what="the release deferred")
         assert sims.novacore.gateways[ZAP].org_id == "org-home"
 
         await sims.novacore.set_offline("online")
-        await cluster.wait_gone("Gateway", "home-zap", timeout=30)
+        await cluster.wait_gone("Gateway", "home-zap")
         assert sims.novacore.gateways[ZAP].org_id is None
 
 
@@ -139,7 +139,7 @@ BLANK_NAME = {"spec": {"displayName": "   "}}
 async def _declare_all(cluster: Any) -> None:
     """HOME, every object of it reconciled."""
     for doc in await declare(cluster):
-        await cluster.wait_condition(doc["kind"], doc["metadata"]["name"], "Ready", timeout=30)
+        await cluster.wait_condition(doc["kind"], doc["metadata"]["name"], "Ready")
 
 
 async def _made_invalid(cluster: Any, sims: Any) -> None:
@@ -148,7 +148,7 @@ async def _made_invalid(cluster: Any, sims: Any) -> None:
     writes = sims.writes()
     await cluster.patch("Device", "home-inverter", BLANK_NAME)
 
-    cond = await cluster.wait_reason("Device", "home-inverter", "InvalidSpec", timeout=30,
+    cond = await cluster.wait_reason("Device", "home-inverter", "InvalidSpec",
                                      what="the spec refused")
     assert cond["message"] == "spec.displayName: must not be blank: write the name to show"
     await cluster.wait_planned("Device", "home-inverter", 2)

@@ -34,12 +34,12 @@ async def test_a_release_refused_for_its_token_keeps_the_finalizer_and_says_so(
         sims,
     ):
         await cluster.create_all(documents(FLEET))
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
 
         sims.novacore.expire_token(token_file.read_text().strip())
         await cluster.delete("Gateway", "home-zap")
 
-        cond = await cluster.wait_reason("Gateway", "home-zap", "AuthError", timeout=30,
+        cond = await cluster.wait_reason("Gateway", "home-zap", "AuthError",
                                          what="the release refused")
         assert cond["status"] == "False"
         assert f"the Novacore token from RECONCILER_NOVACORE_TOKEN_FILE ({token_file}) was " \
@@ -93,12 +93,12 @@ async def test_a_release_write_refused_for_its_token_says_which_setting_to_chang
     async with operator(FLEET, tmp_path, monkeypatch, token_file=token_file,
                         before_start=refused.install) as (cluster, sims):
         await cluster.create_all(documents(FLEET))
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
 
         refused.refusing = True
         await cluster.delete("Gateway", "home-zap")
 
-        cond = await cluster.wait_reason("Gateway", "home-zap", "ReleaseFailed", timeout=30,
+        cond = await cluster.wait_reason("Gateway", "home-zap", "ReleaseFailed",
                                          what="the release write refused")
         assert "novacore.release_gateway" in cond["message"] and "HTTP 401" in cond["message"]
         assert f"the Novacore token from RECONCILER_NOVACORE_TOKEN_FILE ({token_file}) was " \
@@ -131,16 +131,16 @@ async def test_devices_under_a_gateway_whose_release_is_refused_still_correct_dr
 
         refused.refusing = True
         await cluster.delete("Gateway", "home-zap")
-        await cluster.wait_reason("Gateway", "home-zap", "ReleaseFailed", timeout=30,
+        await cluster.wait_reason("Gateway", "home-zap", "ReleaseFailed",
                                   what="the release write refused")
         sims.zaps[ZAP].remove_device("SG0001")
 
         async def put_back() -> bool:
             return "SG0001" in sims.zaps[ZAP].devices
 
-        await cluster.wait_for(put_back, timeout=30, what="the inverter's drift corrected")
+        await cluster.wait_for(put_back, what="the inverter's drift corrected")
         assert await cluster.get("Gateway", "home-zap"), "its release still refused"
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
         assert sims.novacore.gateways[ZAP].org_id == "org-home", "nothing released"
 
         refused.refusing = False

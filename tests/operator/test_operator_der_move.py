@@ -52,8 +52,8 @@ async def test_a_stand_alone_der_plans_its_moved_device_as_the_device_does(
         [old] = [d for d in sims.novacore.devices.values() if d.hardware_id == BATTERY]
         writes = sims.writes()
         await cluster.create_all(documents(fleet))
-        await cluster.wait_condition("Device", "bat", "Ready", timeout=30)
-        await cluster.wait_condition("DER", "bat-battery", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "bat", "Ready")
+        await cluster.wait_condition("DER", "bat-battery", "Ready")
 
         rewire_to_the_cabin(sims)
         await cluster.patch("Device", "bat", {"spec": {"gatewayRef": "cabin-zap"}})
@@ -61,7 +61,7 @@ async def test_a_stand_alone_der_plans_its_moved_device_as_the_device_does(
         async def device_planned() -> list[str]:
             return _novacore_lines(await cluster.get("Device", "bat"))
 
-        [line] = await cluster.wait_for(device_planned, timeout=30, what="the move planned")
+        [line] = await cluster.wait_for(device_planned, what="the move planned")
         assert line == action, line
         await cluster.wait_planned("DER", "bat-battery", 2)
         der = await cluster.get("DER", "bat-battery")
@@ -81,11 +81,10 @@ async def test_a_stand_alone_der_writes_nothing_for_a_paused_device(
             if doc["kind"] == "Device":
                 doc["metadata"]["annotations"] = {"energy.reconciler.dev/paused": "true"}
             await cluster.create(doc)
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
         synced = await cluster.wait_condition("Device", "bat", "Synced", status="False")
         assert synced["reason"] == "Paused"
-        ready = await cluster.wait_condition("DER", "bat-battery", "Ready", status="False",
-                                             timeout=30)
+        ready = await cluster.wait_condition("DER", "bat-battery", "Ready", status="False")
         assert ready["reason"] == "WaitingForDependency"
         assert "Device 'bat' is paused" in ready["message"], ready
         await asyncio.sleep(3)  # several retries of the DER, at 0.5 s: none may write

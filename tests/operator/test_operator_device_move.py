@@ -24,7 +24,7 @@ async def moved_to_the_cabin(fleet: str, tmp_path: Path, monkeypatch: Any,
     Novacore device before and after, and its id in the Device's status."""
     async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_all(documents(fleet))
-        await cluster.wait_condition("Device", "bat", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "bat", "Ready")
         [old] = [copy.deepcopy(d) for d in sims.novacore.devices.values()
                  if d.hardware_id == BATTERY]
         rewire_to_the_cabin(sims)
@@ -35,8 +35,8 @@ async def moved_to_the_cabin(fleet: str, tmp_path: Path, monkeypatch: Any,
             status = await cluster.status("Device", "bat")
             return (status.get("gateway") or {}).get("site") == "cabin"
 
-        await cluster.wait_for(placed_at_cabin, timeout=30, what="bat placed at the cabin")
-        await cluster.wait_condition("Device", "bat", "Ready", timeout=30)
+        await cluster.wait_for(placed_at_cabin, what="bat placed at the cabin")
+        await cluster.wait_condition("Device", "bat", "Ready")
         messages = [e.get("message", "") for e in await cluster.events()]
         [device] = [d for d in sims.novacore.devices.values() if d.hardware_id == BATTERY]
         cabin = next(s.id for s in sims.novacore.sites.values() if s.name == "Cabin")

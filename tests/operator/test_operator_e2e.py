@@ -29,7 +29,7 @@ async def test_objects_converge_and_become_ready(tmp_path: Path, monkeypatch: An
             ("Device", "home-inverter"),
             ("Device", "home-battery"),
         ):
-            await cluster.wait_condition(kind, name, "Ready", timeout=30)
+            await cluster.wait_condition(kind, name, "Ready")
         zap = sims.zaps[ZAP]
         assert set(zap.devices) == {"SG0001", "ferroamp_192.168.1.70"}
         assert zap.devices["ferroamp_192.168.1.70"].password_set
@@ -58,7 +58,7 @@ async def test_a_password_changed_in_its_secret_is_sent_again_once(
     delete = "DELETE /api/devices/{sn}"
     async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster)
-        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-battery", "Ready")
         zap = sims.zaps[ZAP]
 
         async def applied() -> dict[str, Any] | None:
@@ -73,11 +73,12 @@ async def test_a_password_changed_in_its_secret_is_sent_again_once(
             old = first["mqttPasswordFingerprint"]
             return now if now and now["mqttPasswordFingerprint"] != old else None
 
-        second = await cluster.wait_for(sent_again, timeout=30, what="the new password sent")
+        second = await cluster.wait_for(sent_again, what="the new password sent")
         assert second["keyId"] == first["keyId"]
         assert zap.requests[delete] == 1, "removed and added again with the new password"
         assert zap.devices["ferroamp_192.168.1.70"].password_set
-        await cluster.wait_planned("Device", "home-battery", 3)  # three more drift checks
+        # Three more drift checks of the battery, each of which would send it again.
+        await cluster.wait_planned("Device", "home-battery", 3)
         assert zap.requests[delete] == 1, "sent once"
         events = await cluster.events()
         assert any(e.get("reason") == "Replaced" for e in events)
@@ -92,10 +93,9 @@ async def test_a_secret_emptied_is_no_password_to_send(tmp_path: Path, monkeypat
     delete = "DELETE /api/devices/{sn}"
     async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster)
-        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-battery", "Ready")
         await cluster.update_secret("ferroamp-mqtt", {"password": ""})
-        refused = await cluster.wait_condition("Device", "home-battery", "Ready", "False",
-                                               timeout=30)
+        refused = await cluster.wait_condition("Device", "home-battery", "Ready", "False")
         assert "secret ferroamp-mqtt key 'password' is empty" in refused["message"], refused
         assert sims.zaps[ZAP].requests[delete] == 0, "not replaced with no password"
         assert sims.zaps[ZAP].devices["ferroamp_192.168.1.70"].password_set
@@ -106,8 +106,8 @@ async def test_deletion_honours_policy(policy: str, tmp_path: Path, monkeypatch:
     fleet = HOME.replace("deletionPolicy: Release", f"deletionPolicy: {policy}")
     async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster, fleet)
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
         await cluster.delete("Device", "home-inverter")
         await cluster.wait_gone("Device", "home-inverter", what="device deleted")
         zap = sims.zaps[ZAP]
@@ -121,7 +121,7 @@ async def test_deletion_honours_policy(policy: str, tmp_path: Path, monkeypatch:
 async def test_spec_update_is_applied(tmp_path: Path, monkeypatch: Any) -> None:
     async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster)
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
         await cluster.patch(
             "Device",
             "home-inverter",
@@ -145,8 +145,8 @@ async def test_a_renamed_site_keeps_its_novacore_site(tmp_path: Path, monkeypatc
     of its namespace: its Novacore site is renamed, not made again with the devices moved."""
     async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster)
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
-        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
+        await cluster.wait_condition("Device", "home-battery", "Ready")
         [site_id] = sims.novacore.sites
         renamed_spec = {"displayName": "Home, renamed"}
         await cluster.patch("Site", "home", {"metadata": {"generation": 2}, "spec": renamed_spec})
@@ -155,7 +155,7 @@ async def test_a_renamed_site_keeps_its_novacore_site(tmp_path: Path, monkeypatc
             return sims.novacore.sites[site_id].name == "Home, renamed"
 
         await cluster.wait_for(renamed, what="the site renamed in Novacore")
-        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        await cluster.wait_condition("Site", "home", "Ready")
         assert list(sims.novacore.sites) == [site_id], "no second site"
         assert {d.site_id for d in sims.novacore.devices.values()} == {site_id}
 
@@ -163,7 +163,7 @@ async def test_a_renamed_site_keeps_its_novacore_site(tmp_path: Path, monkeypatc
 async def test_drift_is_corrected_by_the_timer(tmp_path: Path, monkeypatch: Any) -> None:
     async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster)
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
         zap = sims.zaps[ZAP]
         zap.set_der("SG0001", "pv", enabled=False)
         cloud = next(d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
@@ -173,7 +173,7 @@ async def test_drift_is_corrected_by_the_timer(tmp_path: Path, monkeypatch: Any)
             pv = next(d for d in zap.devices["SG0001"].ders if d["type"] == "pv")
             return bool(pv["enabled"]) and sims.novacore.devices[cloud.id].name == "Inverter"
 
-        await cluster.wait_for(corrected, timeout=20, what="drift corrected")
+        await cluster.wait_for(corrected, what="drift corrected")
 
 
 async def test_device_created_before_its_gateway_waits_then_converges(
@@ -195,7 +195,7 @@ async def test_device_created_before_its_gateway_waits_then_converges(
         assert not sims.zaps[ZAP].devices
         for key in (("Site", "home"), ("Gateway", "home-zap")):
             await cluster.create(docs[key])
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
         assert "SG0001" in sims.zaps[ZAP].devices
 
 
@@ -245,7 +245,7 @@ async def test_enapter_config_is_written_to_a_secret(tmp_path: Path, monkeypatch
     logs: list[str] = []
     async with operator(ENAPTER_FLEET, tmp_path, monkeypatch, logs=logs) as (cluster, _):
         await cluster.create_all(documents(ENAPTER_FLEET))
-        await cluster.wait_condition("Device", "h2-ucm", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "h2-ucm", "Ready")
 
         written = await cluster.wait_for(lambda: cluster.secret("h2-ucm-config"),
                                          what="the config Secret")
@@ -277,7 +277,7 @@ async def test_an_operator_serving_one_namespace_leaves_the_others_alone(
         await cluster.create_all(documents(ELSEWHERE_FLEET), namespace=OTHER_NAMESPACE)
         await declare(cluster)
         for kind, name in (("Site", "home"), ("Gateway", "home-zap"), ("Device", "home-battery")):
-            await cluster.wait_condition(kind, name, "Ready", timeout=30)
+            await cluster.wait_condition(kind, name, "Ready")
 
         for doc in documents(ELSEWHERE_FLEET):
             obj = await cluster.get(doc["kind"], doc["metadata"]["name"], OTHER_NAMESPACE)

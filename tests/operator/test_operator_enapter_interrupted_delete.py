@@ -98,15 +98,14 @@ async def test_the_config_file_of_an_interrupted_replace_is_removed_by_the_sites
         async def deleted() -> bool:
             return sims.enapter.by_hardware_id(SLAVE) is None
 
-        await cluster.wait_for(deleted, timeout=30, what="the slave deleted by its replace")
-        await cluster.wait_reason("Device", "slave", "ApplyFailed", timeout=30)
+        await cluster.wait_for(deleted, what="the slave deleted by its replace")
+        await cluster.wait_reason("Device", "slave", "ApplyFailed")
         # The old file is not asserted on here: the Site's reconcile may already have
         # removed it, as no Device names it any more and its device is gone.
         failed.failing = False
-        await cluster.wait_for(lambda: _is_file(state / "cfg" / "slave-b.json"), timeout=30,
+        await cluster.wait_for(lambda: _is_file(state / "cfg" / "slave-b.json"),
                                what="the slave provisioned again, its config written")
-        [removed] = await cluster.wait_events_about("h2-lab", reason="ConfigFileRemoved",
-                                                    timeout=30)
+        [removed] = await cluster.wait_events_about("h2-lab", reason="ConfigFileRemoved")
         assert removed["message"] == (
             f"Enapter device {old_id} of site h2-lab is gone, deleted by a reconcile that "
             f"stopped before it removed its config file: removed {old_file}")
@@ -127,7 +126,7 @@ async def test_a_config_file_an_interrupted_replace_left_that_cannot_be_removed_
                         before_start=failed.install) as (cluster, sims):
         await cluster.create_all(documents(_fleet("link-a", "cfg/slave.json")))
         await cluster.wait_condition("Device", "slave", "Ready", timeout=60)
-        await cluster.wait_condition("Site", "h2-lab", "Ready", timeout=30)
+        await cluster.wait_condition("Site", "h2-lab", "Ready")
         old_file = state / "cfg" / "slave.json"
         old_id = sims.enapter.by_hardware_id(SLAVE).id
         removal = f"device/h2-lab.{old_id}[enapter]"
@@ -139,7 +138,7 @@ async def test_a_config_file_an_interrupted_replace_left_that_cannot_be_removed_
             failed.failing = True
             await cluster.patch("Device", "slave", {"spec": {"enapter": {
                 "masterRef": "link-b", "configOutput": {"file": "keys/slave.json"}}}})
-            ready = await cluster.wait_reason("Site", "h2-lab", "ApplyFailed", timeout=30)
+            ready = await cluster.wait_reason("Site", "h2-lab", "ApplyFailed")
             assert ready["status"] == "False"
             assert f"{removal}: the device is deleted in Enapter Cloud, but its config file " \
                 f"{old_file} could not be removed" in ready["message"], ready
@@ -148,7 +147,7 @@ async def test_a_config_file_an_interrupted_replace_left_that_cannot_be_removed_
             last_plan = (await cluster.status("Site", "h2-lab"))["lastPlan"]
             assert f"- {removal} delete" in last_plan["actions"], last_plan
             [warning] = await cluster.wait_events_about(
-                "h2-lab", reason="ConfigFileNotRemoved", timeout=30)
+                "h2-lab", reason="ConfigFileNotRemoved")
             assert warning["type"] == "Warning"
             assert warning["message"].startswith(
                 f"Enapter device {old_id} of site h2-lab is gone, deleted by a reconcile "
@@ -156,14 +155,13 @@ async def test_a_config_file_an_interrupted_replace_left_that_cannot_be_removed_
             assert old_file.is_file()
             failed.failing = False
             await cluster.wait_for(lambda: _is_file(state / "keys" / "slave.json"),
-                                   timeout=30, what="the slave provisioned again")
+                                   what="the slave provisioned again")
 
-        [removed] = await cluster.wait_events_about("h2-lab", reason="ConfigFileRemoved",
-                                                    timeout=30)
+        [removed] = await cluster.wait_events_about("h2-lab", reason="ConfigFileRemoved")
         assert removed["message"].endswith(f": removed {old_file}"), removed
         assert not old_file.exists()
         assert old_id not in (state / "inventory.json").read_text()
-        await cluster.wait_reason("Site", "h2-lab", "Reconciled", timeout=30)
+        await cluster.wait_reason("Site", "h2-lab", "Reconciled")
         site = await cluster.status("Site", "h2-lab")
         # The delete is the Site's change, not its Enapter site's id.
         assert old_id not in str(site.get("externalIds")), site
@@ -193,7 +191,7 @@ async def test_a_replace_whose_old_config_file_cannot_be_removed_is_retried_not_
             # Its config to a file in another directory: the old one's may be read-only.
             await cluster.patch("Device", "slave", {"spec": {"enapter": {
                 "masterRef": "link-b", "configOutput": {"file": "keys/slave.json"}}}})
-            ready = await cluster.wait_reason("Device", "slave", "ApplyFailed", timeout=30)
+            ready = await cluster.wait_reason("Device", "slave", "ApplyFailed")
             assert ready["status"] == "False"
             message = ready["message"]
             assert (f"the config file an earlier apply wrote for the device, which its "
@@ -207,7 +205,7 @@ async def test_a_replace_whose_old_config_file_cannot_be_removed_is_retried_not_
             assert new_id != old_id
             assert old_file.is_file() and new_file.is_file()
 
-        await cluster.wait_reason("Device", "slave", "Reconciled", timeout=30)
+        await cluster.wait_reason("Device", "slave", "Reconciled")
         assert not old_file.exists() and new_file.is_file()
         assert str(old_file) not in (state / "inventory.json").read_text()
         assert sims.enapter.by_hardware_id(SLAVE).id == new_id, "provisioned once"
@@ -233,15 +231,14 @@ async def test_an_operator_in_observe_mode_shows_the_delete_an_interrupted_repla
         old_file = state / "cfg" / "slave.json"
         async with operator_process(env, log) as applying:
             await cluster.wait_condition("Device", "slave", "Ready", timeout=60)
-            await cluster.wait_condition("Site", "h2-lab", "Ready", timeout=30)
+            await cluster.wait_condition("Site", "h2-lab", "Ready")
             old_id = sims.enapter.by_hardware_id(SLAVE).id
             removal = f"device/h2-lab.{old_id}[enapter]"
             with unremovable(old_file):
                 failed.failing = True
                 await cluster.patch("Device", "slave", {"spec": {"enapter": {
                     "masterRef": "link-b", "configOutput": {"file": "keys/slave.json"}}}})
-                await cluster.wait_events_about("h2-lab", reason="ConfigFileNotRemoved",
-                                                timeout=30)
+                await cluster.wait_events_about("h2-lab", reason="ConfigFileNotRemoved")
                 applying.send_signal(signal.SIGTERM)
                 assert await applying.wait() == 0
         assert old_file.is_file() and sims.enapter.by_hardware_id(SLAVE) is None

@@ -78,7 +78,7 @@ def _entry(location_id: str, site: str, account: str) -> dict[str, str]:
 
 async def _placed(cluster: Cluster, sims: SimFleet) -> tuple[str, str]:
     """The battery on home's location, and on another system's too: (home's, theirs)."""
-    await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+    await cluster.wait_condition("Device", "home-battery", "Ready")
     old = _location(sims, "home")
     assert old is not None and _battery_locations(sims) == [old]
     status = await cluster.status("Device", "home-battery")
@@ -107,9 +107,9 @@ async def test_a_renamed_sites_device_leaves_its_old_location_and_keeps_another_
             new = _location(sims, "house")
             return [theirs, new] if new and _battery_locations(sims) == [theirs, new] else None
 
-        [_, new] = await cluster.wait_for(moved, timeout=30, what="the battery moved")
+        [_, new] = await cluster.wait_for(moved, what="the battery moved")
         assert old in sims.flatpeak.locations, "locations are never deleted"
-        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-battery", "Ready")
         status = await cluster.status("Device", "home-battery")
         assert status["flatpeakLocations"] == [
             _entry(old, "home", sims.flatpeak_account),
@@ -133,7 +133,7 @@ async def test_a_site_given_another_location_id_takes_its_device_off_the_old_one
         async def moved() -> bool:
             return _battery_locations(sims) == [theirs, "loc_new"]
 
-        await cluster.wait_for(moved, timeout=30, what="the battery moved to loc_new")
+        await cluster.wait_for(moved, what="the battery moved to loc_new")
         assert old in sims.flatpeak.locations
 
 
@@ -194,14 +194,14 @@ async def test_a_deleted_site_whose_pinned_location_a_reconcile_found_gone_says_
     async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
         assert "loc_pinned" in sims.flatpeak.locations, "the simulators hold what is pinned"
         await cluster.create_all(documents(fleet))
-        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        await cluster.wait_condition("Site", "home", "Ready")
         status = await cluster.status("Site", "home")
         assert status["externalIds"]["flatpeak"] == "loc_pinned", status
         assert "flatpeakLocationNotFound" not in status, status
 
         del sims.flatpeak.locations["loc_pinned"]
         await cluster.patch("Site", "home", {"spec": {"displayName": "Home again"}})
-        ready = await cluster.wait_condition("Site", "home", "Ready", "False", timeout=30)
+        ready = await cluster.wait_condition("Site", "home", "Ready", "False")
         assert "Flatpeak location loc_pinned does not exist" in ready["message"], ready
         status = await cluster.status("Site", "home")
         assert status["flatpeakLocationNotFound"] == "loc_pinned", status
@@ -209,7 +209,7 @@ async def test_a_deleted_site_whose_pinned_location_a_reconcile_found_gone_says_
         assert "flatpeak" not in status.get("externalIds", {}), status
 
         await cluster.delete("Site", "home")
-        await cluster.wait_gone("Site", "home", timeout=30)
+        await cluster.wait_gone("Site", "home")
         assert await cluster.events_about("home", reason="FlatpeakLocationKept") == []
         assert _location(sims, "home") is None, "nothing was created for the pinned Site"
 
@@ -223,20 +223,20 @@ async def test_a_pinned_location_found_again_is_said_to_stay_as_its_site_goes(
     async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
         del sims.flatpeak.locations["loc_gone"]
         await cluster.create_all(documents(fleet))
-        await cluster.wait_condition("Site", "home", "Ready", "False", timeout=30)
+        await cluster.wait_condition("Site", "home", "Ready", "False")
         status = await cluster.status("Site", "home")
         assert status["flatpeakLocationNotFound"] == "loc_gone", status
         assert "flatpeak" not in status.get("externalIds", {}), status
 
         theirs = _foreign_location(sims)
         await cluster.patch("Site", "home", {"spec": {"flatpeak": {"locationId": theirs}}})
-        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        await cluster.wait_condition("Site", "home", "Ready")
         status = await cluster.status("Site", "home")
         assert "flatpeakLocationNotFound" not in status, status
         assert status["externalIds"]["flatpeak"] == theirs, status
 
         await cluster.delete("Site", "home")
-        await cluster.wait_gone("Site", "home", timeout=30)
+        await cluster.wait_gone("Site", "home")
         [event] = await cluster.events_about("home", reason="FlatpeakLocationKept")
         assert str(event["message"]).startswith(
             f"Flatpeak location {theirs}, applied for Site home, stays in Flatpeak"), event

@@ -52,8 +52,8 @@ def _owner(sims: SimFleet, serial: str) -> str | None:
 
 async def _declared(cluster: Cluster, fleet: str, sims: SimFleet) -> Device:
     await cluster.create_all(documents(fleet))
-    await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
-    await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+    await cluster.wait_condition("Gateway", "home-zap", "Ready")
+    await cluster.wait_condition("Device", "home-inverter", "Ready")
     device = _inverter(sims)
     assert (device.gateway_serial, _owner(sims, OLD)) == (OLD, "org-home")
     sims.reset_counts()
@@ -70,7 +70,7 @@ async def _moved(cluster: Cluster, sims: SimFleet, old: Device) -> None:
     async def moved() -> bool:
         return _inverter(sims).gateway_serial == NEW
 
-    await cluster.wait_for(moved, timeout=30, what="the inverter moved to the new gateway")
+    await cluster.wait_for(moved, what="the inverter moved to the new gateway")
     device = _inverter(sims)
     assert (device.id, device.der_ids, device.state) == (old.id, old.der_ids, "active")
     assert sims.zaps[NEW].device("SG0001") is not None
@@ -92,11 +92,11 @@ async def test_a_swapped_out_gateway_is_released_once_its_device_moved_off_it(
         async def released() -> bool:
             return _owner(sims, OLD) is None
 
-        await cluster.wait_for(released, timeout=40, what=f"{OLD} released")
+        await cluster.wait_for(released, what=f"{OLD} released")
         await _moved(cluster, sims, old)
         assert sims.novacore.requests[RELEASED] == 1
         assert _owner(sims, NEW) == "org-home"
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
         status = await cluster.status("Gateway", "home-zap")
         assert status["claims"] == [
             {"serial": NEW, "orgId": "org-home", "deletionPolicy": "Release"}
@@ -117,7 +117,7 @@ async def test_a_swapped_out_gateway_with_deletion_policy_orphan_stays_claimed(
         await _moved(cluster, sims, old)
         [event] = await cluster.wait_for(
             lambda: cluster.events_about("home-zap", reason="GatewayKept"),
-            timeout=30, what="the event saying the old gateway is kept",
+            what="the event saying the old gateway is kept",
         )
         assert f"gateway {OLD}, swapped out of the spec for {NEW}, stays claimed by " \
             "org-home (deletionPolicy Orphan)" in event["message"]
@@ -156,7 +156,7 @@ async def test_a_swapped_out_gateway_is_not_released_while_its_device_waits_to_m
             return cond if cond and waiting in cond.get("message", "") else None
 
         # First it waits for the new gateway's claim, then for the device.
-        cond = await cluster.wait_for(pending, timeout=30, what="the release waiting")
+        cond = await cluster.wait_for(pending, what="the release waiting")
         assert (cond["status"], cond["reason"]) == ("False", "ReleasePending")
         assert f"{old.id} (SG0001)" in cond["message"]
         await cluster.wait_planned("Gateway", "home-zap", 2)
@@ -176,9 +176,9 @@ async def test_a_swapped_out_gateway_is_not_released_while_its_device_waits_to_m
         async def released() -> bool:
             return _owner(sims, OLD) is None
 
-        await cluster.wait_for(released, timeout=30, what=f"{OLD} released")
+        await cluster.wait_for(released, what=f"{OLD} released")
         assert sims.novacore.requests[RELEASED] == 1
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
         assert await _claims(cluster) == [NEW]
 
 
@@ -190,7 +190,7 @@ async def test_a_swapped_out_gateway_is_not_released_while_the_new_one_is_not_cl
         await _declared(cluster, fleet, sims)
         await sims.zaps[NEW].set_offline("refuse")
         await _swap(cluster)
-        await cluster.wait_reason("Gateway", "home-zap", "Deferred", timeout=30)
+        await cluster.wait_reason("Gateway", "home-zap", "Deferred")
         await cluster.wait_planned("Gateway", "home-zap", 2)
         assert sims.novacore.requests[RELEASED] == 0
         assert _owner(sims, OLD) == "org-home" and _owner(sims, NEW) is None
@@ -201,7 +201,7 @@ async def test_a_swapped_out_gateway_is_not_released_while_the_new_one_is_not_cl
         async def released() -> bool:
             return _owner(sims, OLD) is None
 
-        await cluster.wait_for(released, timeout=40, what=f"{OLD} released")
+        await cluster.wait_for(released, what=f"{OLD} released")
         assert sims.novacore.requests[RELEASED] == 1
         assert _inverter(sims).gateway_serial == NEW
 
@@ -226,7 +226,7 @@ async def test_a_swapped_out_gateway_another_gateway_object_declares_is_kept(
         await _moved(cluster, sims, old)
         [event] = await cluster.wait_for(
             lambda: cluster.events_about("home-zap", reason="GatewayKept"),
-            timeout=30, what="the event saying the old gateway is kept",
+            what="the event saying the old gateway is kept",
         )
         assert event["message"].endswith(f"Gateway {OTHER_NAMESPACE}/bench-zap declares it")
         assert await _claims(cluster) == [NEW]
@@ -249,16 +249,16 @@ async def test_a_swapped_out_gateway_released_by_someone_else_is_forgotten(
         # (its release waits for the new unit's claim).
         await sims.zaps[NEW].set_offline("refuse")
         await _swap(cluster)
-        await cluster.wait_reason("Gateway", "home-zap", "Deferred", timeout=30)
+        await cluster.wait_reason("Gateway", "home-zap", "Deferred")
         sims.novacore.release_gateway(OLD)  # released in Novacore meanwhile
         await sims.zaps[NEW].set_offline("online")
 
         [event] = await cluster.wait_for(
             lambda: cluster.events_about("home-zap", reason="GatewayKept"),
-            timeout=30, what="the event saying the old gateway is forgotten",
+            what="the event saying the old gateway is forgotten",
         )
         assert "is claimed by org-home no more: nothing to release" in event["message"]
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
         assert await _claims(cluster) == [NEW]
         assert sims.novacore.requests[RELEASED] == 0
 
@@ -280,9 +280,9 @@ async def test_a_gateway_deleted_while_its_old_serial_waits_releases_that_one_to
         async def both_claimed() -> bool:
             return await _claims(cluster) == [NEW, OLD]
 
-        await cluster.wait_for(both_claimed, timeout=30, what="the old serial waiting")
+        await cluster.wait_for(both_claimed, what="the old serial waiting")
         await cluster.delete("Gateway", "home-zap")
-        cond = await cluster.wait_reason("Gateway", "home-zap", "ReleaseBlocked", timeout=30,
+        cond = await cluster.wait_reason("Gateway", "home-zap", "ReleaseBlocked",
                                          what="the old serial's release waiting")
         assert (f"gateway {OLD}, swapped out of the spec for {NEW}, is released once no "
                 "Novacore device is bound to it") in cond["message"]
@@ -294,7 +294,7 @@ async def test_a_gateway_deleted_while_its_old_serial_waits_releases_that_one_to
 
         # The Device goes (deletionPolicy Release): nothing is bound to the old one then.
         await cluster.delete("Device", "home-inverter")
-        await cluster.wait_gone("Gateway", "home-zap", timeout=30)
+        await cluster.wait_gone("Gateway", "home-zap")
         assert _owner(sims, OLD) is None
         assert sims.novacore.requests[RELEASED] == 2
         assert not [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
@@ -327,7 +327,7 @@ async def test_a_swapped_out_gateway_waits_for_a_device_bound_to_it_in_a_site_no
             cond = await cluster.condition("Gateway", "home-zap", "Ready")
             return cond if cond and waiting in cond.get("message", "") else None
 
-        cond = await cluster.wait_for(pending, timeout=30, what="the release waiting")
+        cond = await cluster.wait_for(pending, what="the release waiting")
         assert f"{stranger} (WH0001)" in cond["message"]
         await cluster.wait_planned("Gateway", "home-zap", 2)
         assert sims.novacore.requests[RELEASED] == 0
@@ -339,9 +339,9 @@ async def test_a_swapped_out_gateway_waits_for_a_device_bound_to_it_in_a_site_no
         async def released() -> bool:
             return _owner(sims, OLD) is None
 
-        await cluster.wait_for(released, timeout=30, what=f"{OLD} released")
+        await cluster.wait_for(released, what=f"{OLD} released")
         assert sims.novacore.requests[RELEASED] == 1
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
         assert await _claims(cluster) == [NEW]
 
 
@@ -384,9 +384,9 @@ async def test_a_device_orphaned_on_a_swapped_out_gateway_does_not_keep_it_as_th
         async def released() -> bool:
             return _owner(sims, OLD) is None
 
-        await cluster.wait_for(released, timeout=40, what=f"{OLD} released")
+        await cluster.wait_for(released, what=f"{OLD} released")
         assert sims.novacore.requests[RELEASED] == 1
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
         assert await _claims(cluster) == [NEW]
 
 
@@ -418,8 +418,8 @@ async def test_a_release_waiting_for_the_new_gateways_claim_reads_no_other_site(
     async with operator(_seeded(fleet), tmp_path, monkeypatch,
                         before_start=reads.install) as (cluster, sims):
         await cluster.create_all(documents(fleet))
-        await cluster.wait_condition("Site", "cabin", "Ready", timeout=30)
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_condition("Site", "cabin", "Ready")
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
         [cabin] = [i for i, s in sims.novacore.sites.items() if s.name == "Cabin"]
         # Paused, the cabin's own reconciles read nothing: what is read of it is the
         # Gateway's.
@@ -427,7 +427,7 @@ async def test_a_release_waiting_for_the_new_gateways_claim_reads_no_other_site(
         await cluster.wait_reason("Site", "cabin", "Paused", type_="Synced")
         await sims.zaps[NEW].set_offline("refuse")
         await _swap(cluster)
-        await cluster.wait_reason("Gateway", "home-zap", "Deferred", timeout=30)
+        await cluster.wait_reason("Gateway", "home-zap", "Deferred")
         reads.paths.clear()
         await cluster.wait_planned("Gateway", "home-zap", 3)
         assert reads.paths[f"/sites/{cabin}/devices"] == 0
@@ -438,6 +438,6 @@ async def test_a_release_waiting_for_the_new_gateways_claim_reads_no_other_site(
         async def released() -> bool:
             return _owner(sims, OLD) is None
 
-        await cluster.wait_for(released, timeout=40, what=f"{OLD} released")
+        await cluster.wait_for(released, what=f"{OLD} released")
         assert reads.paths[f"/sites/{cabin}/devices"] >= 1, "read once the release is planned"
         assert sims.novacore.requests[RELEASED] == 1

@@ -68,7 +68,7 @@ async def _renamed_back(cluster: Cluster, sims: SimFleet) -> None:
     async def corrected() -> bool:
         return sims.novacore.sites[site_id].name == "Home"
 
-    await cluster.wait_for(corrected, timeout=30, what="the drift corrected")
+    await cluster.wait_for(corrected, what="the drift corrected")
     for kind, name in OBJECTS:
         await cluster.wait_planned(kind, name, 2)
 
@@ -117,7 +117,7 @@ async def test_a_second_operator_stands_by_and_takes_over_when_the_first_stops(
                     return await _peers(cluster) == {"second"}
 
                 await cluster.wait_for(handed_over, what="the first's record dropped")
-                await cluster.wait_for(lambda: _logged(second_log, resumed), timeout=30,
+                await cluster.wait_for(lambda: _logged(second_log, resumed),
                                        what="the second operator resumed")
 
                 sims.reset_counts()

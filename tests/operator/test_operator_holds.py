@@ -24,11 +24,11 @@ async def test_a_serial_mismatch_is_not_written_again_until_the_spec_changes(
     async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
         await declare(cluster, WRONG_SERIAL)
 
-        cond = await cluster.wait_reason("Device", "home-battery", "ApplyFailed", timeout=30,
+        cond = await cluster.wait_reason("Device", "home-battery", "ApplyFailed",
                                          what="the battery's apply failed")
         assert "ferroamp_WRONG" in cond["message"] and "not tried again" in cond["message"]
         # The inverter is added through the same endpoint: let it be done first.
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
         zap = sims.zaps[ZAP]
         adds, removes = zap.requests[ADD], zap.requests[REMOVE]
         assert (adds, removes) == (2, 1), "the inverter added; the battery added and removed"
@@ -46,7 +46,7 @@ async def test_a_serial_mismatch_is_not_written_again_until_the_spec_changes(
             "home-battery",
             {"metadata": {"generation": 2}, "spec": {"hardwareId": "ferroamp_192.168.1.70"}},
         )
-        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-battery", "Ready")
         assert "ferroamp_192.168.1.70" in zap.devices
 
 
@@ -58,11 +58,11 @@ async def test_a_transient_failure_is_retried_without_a_spec_change(
         battery.online = False  # the Zap answers 503: it cannot reach the device
         await declare(cluster)
 
-        cond = await cluster.wait_reason("Device", "home-battery", "ApplyFailed", timeout=30,
+        cond = await cluster.wait_reason("Device", "home-battery", "ApplyFailed",
                                          what="the battery's apply failed")
         assert "not tried again" not in cond["message"]
         battery.online = True
-        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-battery", "Ready")
         assert "ferroamp_192.168.1.70" in sims.zaps[ZAP].devices
 
 

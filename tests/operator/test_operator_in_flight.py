@@ -150,7 +150,7 @@ async def test_an_object_deleted_while_its_drift_check_waits_for_its_lock_goes_a
             await cluster.delete("Device", "home-battery")  # deletionPolicy: Orphan
             await asyncio.sleep(1.0)  # its finalizer is waiting for the lock too
         started = time.monotonic()
-        await cluster.wait_gone("Device", "home-battery", timeout=30)
+        await cluster.wait_gone("Device", "home-battery")
         assert time.monotonic() - started < 15
 
 
@@ -167,7 +167,7 @@ async def test_an_object_deleted_while_its_drift_check_waits_says_what_stays_onc
             await cluster.wait_planned("Device", "home-inverter", 2)  # the Site's check waits
             await cluster.delete("Site", "home")
             await asyncio.sleep(1.0)  # its finalizer waits for the lock too
-        await cluster.wait_gone("Site", "home", timeout=30)
+        await cluster.wait_gone("Site", "home")
         await asyncio.sleep(2.0)  # a second run of the finalizer would have posted by now
         kept = await cluster.events_about("home", reason="NovacoreSiteKept")
         assert len(kept) == 1, kept

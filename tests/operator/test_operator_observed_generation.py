@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from harness import operator
+from harness import WAIT, operator
 from objects import HOME, declare
 
 from reconciler.sim.fleet import SimFleet
@@ -21,8 +21,11 @@ from reconciler.sim.fleet import SimFleet
 INVERTER = ("Device", "home-inverter")
 INVERTER_SERIAL = "SG0001"
 RENAMED = "Inverter 2"
-# Longest a write is held: the client gives up after 10 s, and asks again.
-HOLD = 8.0
+# Longest a write is held: the test lets it go as soon as it has seen what it waits for,
+# however long a loaded machine takes. The client waits longer (RECONCILER_TIMEOUT): one
+# that gave up would ask again, and the write held would not be the one the test follows.
+HOLD = 2 * WAIT
+SETTINGS = {"RECONCILER_TIMEOUT": str(3 * WAIT)}
 
 
 class HeldWrites:
@@ -90,7 +93,8 @@ async def test_a_drift_check_applying_a_spec_edited_meanwhile_says_the_generatio
     reconcile of generation 2 renamed the device. Before, the check wrote generation 2 with
     its Ready=True of generation 1 while the rename was still held."""
     held = HeldWrites()
-    async with operator(HOME, tmp_path, monkeypatch, before_start=held.install) as (
+    async with operator(HOME, tmp_path, monkeypatch, before_start=held.install,
+                        settings=SETTINGS) as (
         cluster, sims
     ):
         await declare(cluster)
@@ -100,7 +104,7 @@ async def test_a_drift_check_applying_a_spec_edited_meanwhile_says_the_generatio
         assert old_id is not None
         held.armed = True
         sims.novacore.remove_device(old_id)
-        await asyncio.wait_for(held.provisioning.wait(), 30)  # the drift check writes
+        await asyncio.wait_for(held.provisioning.wait(), WAIT)  # the drift check writes
 
         # Every status the object has from now on, and when it was read back.
         seen: list[tuple[float, dict[str, Any]]] = []
@@ -128,7 +132,7 @@ async def test_a_drift_check_applying_a_spec_edited_meanwhile_says_the_generatio
                 return new_id is not None and (status.get("externalIds") or {}).get(
                     "novacore") == new_id
 
-            await cluster.wait_for(check_written, timeout=HOLD - 1,
+            await cluster.wait_for(check_written,
                                    what="the drift check's status written")
             held.renamed.set()
 
@@ -136,7 +140,7 @@ async def test_a_drift_check_applying_a_spec_edited_meanwhile_says_the_generatio
                 ready = await cluster.condition(*INVERTER, "Ready") or {}
                 return ready.get("status") == "True" and ready.get("observedGeneration") == 2
 
-            await cluster.wait_for(reconciled, timeout=30, what="generation 2 reconciled")
+            await cluster.wait_for(reconciled, what="generation 2 reconciled")
         finally:
             watching.cancel()
         assert not held.gave_up, "every write held until the test let it go"
@@ -161,7 +165,8 @@ async def test_a_drift_checks_status_landing_late_leaves_a_newer_generations_sta
     the next reconcile."""
     held = HeldWrites()
     held.renamed.set()  # the rename of generation 2 is not held
-    async with operator(HOME, tmp_path, monkeypatch, before_start=held.install) as (
+    async with operator(HOME, tmp_path, monkeypatch, before_start=held.install,
+                        settings=SETTINGS) as (
         cluster, sims
     ):
         assert cluster.emulator is not None
@@ -172,7 +177,7 @@ async def test_a_drift_checks_status_landing_late_leaves_a_newer_generations_sta
         assert old_id is not None
         held.armed = True
         sims.novacore.remove_device(old_id)
-        await asyncio.wait_for(held.provisioning.wait(), 30)  # the drift check writes
+        await asyncio.wait_for(held.provisioning.wait(), WAIT)  # the drift check writes
         late = cluster.emulator.hold(
             "PATCH", f"/devices/{INVERTER[1]}/status",
             lambda body: ((body or {}).get("status") or {}).get("observedGeneration") == 1,
@@ -180,16 +185,16 @@ async def test_a_drift_checks_status_landing_late_leaves_a_newer_generations_sta
         await cluster.patch(*INVERTER, {"spec": {"displayName": RENAMED},
                                         "metadata": {"generation": 2}})
         held.provisioned.set()
-        await asyncio.wait_for(late.arrived.wait(), HOLD)
+        await asyncio.wait_for(late.arrived.wait(), WAIT)
 
         async def reconciled() -> bool:
             ready = await cluster.condition(*INVERTER, "Ready") or {}
             status = await cluster.status(*INVERTER)
             return ready.get("status") == "True" and status.get("observedGeneration") == 2
 
-        await cluster.wait_for(reconciled, timeout=30, what="generation 2 reconciled")
+        await cluster.wait_for(reconciled, what="generation 2 reconciled")
         late.release.set()
-        await asyncio.wait_for(late.answered.wait(), 10)
+        await asyncio.wait_for(late.answered.wait(), WAIT)
         status = await cluster.status(*INVERTER)
         assert _generations(status) == {2}, status
         assert RENAMED in status["lastValidSpec"], status["lastValidSpec"]

@@ -26,8 +26,8 @@ async def test_a_gateway_swapped_before_its_first_reconcile_since_an_upgrade_rel
     seeded = stream(fleet, zap_gateway("spare", serial=NEW, url=NEW_URL))
     async with operator(seeded, tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_all(documents(fleet))
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
         await cluster.patch("Gateway", "home-zap", {"metadata": {"annotations": {PAUSED: "true"}}})
         await cluster.wait_reason("Gateway", "home-zap", "Paused", type_="Synced")
         # The status as an older operator left it: no `claims`. A drift check that began
@@ -39,7 +39,7 @@ async def test_a_gateway_swapped_before_its_first_reconcile_since_an_upgrade_rel
             await asyncio.sleep(1.5)
             return "claims" not in await cluster.status("Gateway", "home-zap")
 
-        await cluster.wait_for(claims_gone, timeout=30, what="a status without claims")
+        await cluster.wait_for(claims_gone, what="a status without claims")
         await cluster.patch("Gateway", "home-zap", {
             "metadata": {"annotations": {PAUSED: None}},
             "spec": {"zap": {"serial": NEW, "url": NEW_URL}},
@@ -48,6 +48,6 @@ async def test_a_gateway_swapped_before_its_first_reconcile_since_an_upgrade_rel
         async def released() -> bool:
             return sims.novacore.gateways[OLD].org_id is None
 
-        await cluster.wait_for(released, timeout=40, what=f"{OLD} released")
+        await cluster.wait_for(released, what=f"{OLD} released")
         assert sims.novacore.gateways[NEW].org_id == "org-home"
         assert sims.novacore.requests["DELETE /gateways/{serial}"] == 1

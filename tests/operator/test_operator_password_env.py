@@ -41,7 +41,7 @@ async def declare(cluster: Any, env: str) -> None:
 
 async def wait_reason(cluster: Any, reason: str) -> dict[str, Any]:
     return await cluster.wait_reason(  # type: ignore[no-any-return]
-        "Device", "home-battery", reason, timeout=30)
+        "Device", "home-battery", reason)
 
 
 async def warnings_of_device(cluster: Any) -> list[str]:
@@ -66,7 +66,7 @@ async def test_a_device_naming_the_operators_token_is_invalid(tmp_path: Any,
         # The token is in the operator's environment, as the chart puts it there.
         monkeypatch.setenv("RECONCILER_NOVACORE_TOKEN", sims.novacore_token)
         await declare(cluster, "RECONCILER_NOVACORE_TOKEN")
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
         ready = await wait_reason(cluster, "InvalidSpec")
         assert ready["status"] == "False"
         assert ready["message"].startswith(
@@ -89,7 +89,7 @@ async def test_a_device_naming_an_unlisted_variable_is_blocked(
     async with operator(FLEET, tmp_path, monkeypatch, config=config(*allowed)) as (cluster,
                                                                                    sims):
         await declare(cluster, "OTHER_TENANTS_PASSWORD")
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
         ready = await wait_reason(cluster, "Blocked")
         assert ready["status"] == "False"
         listed = ", ".join(allowed) or "none is listed"
@@ -112,7 +112,7 @@ async def test_a_listed_variable_is_sent(tmp_path: Any, monkeypatch: Any) -> Non
     async with operator(FLEET, tmp_path, monkeypatch,
                         config=config(ALLOWED, credential_key=key)) as (cluster, sims):
         await declare(cluster, ALLOWED)
-        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-battery", "Ready")
         assert sims.zaps[SERIAL].devices[HARDWARE_ID].password_set
 
         async def applied() -> dict[str, Any] | None:

@@ -45,7 +45,7 @@ async def test_an_object_paused_while_its_drift_check_writes_stays_paused(
             return any(d.hardware_id == "SG0001" for d in sims.novacore.devices.values())
 
         # The check begun before the pause lands its writes, then its status.
-        await cluster.wait_for(provisioned, timeout=30, what="the inverter provisioned again")
+        await cluster.wait_for(provisioned, what="the inverter provisioned again")
         sims.zaps[ZAP].faults.answer_delay_ms = 0
         (again,) = (d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
 
@@ -53,6 +53,6 @@ async def test_an_object_paused_while_its_drift_check_writes_stays_paused(
             status = await cluster.status(*INVERTER)
             return status.get("externalIds", {}).get("novacore") == again.id
 
-        await cluster.wait_for(recorded, timeout=10, what="the check's status written")
+        await cluster.wait_for(recorded, what="the check's status written")
         synced = await cluster.condition(*INVERTER, "Synced")
         assert synced is not None and synced["reason"] == "Paused", synced

@@ -55,7 +55,7 @@ async def _last_plan(cluster: Any, kind: str, name: str, *, least: int) -> dict[
         return plan if plan and plan["changes"] >= least else None
 
     return await cluster.wait_for(  # type: ignore[no-any-return]
-        planned, timeout=30, what=f"{kind}/{name} planned with {least}+ changes"
+        planned, what=f"{kind}/{name} planned with {least}+ changes"
     )
 
 
@@ -92,7 +92,7 @@ async def test_a_device_waiting_for_its_gateway_reports_its_plan(
     async with operator(HOME, tmp_path, monkeypatch) as (cluster, _):
         await declare(cluster, stream(HOME, OFFLINE))
         waiting = await cluster.wait_condition(
-            "Device", "far-inverter", "Ready", status="False", timeout=30
+            "Device", "far-inverter", "Ready", status="False"
         )
         plan = await _last_plan(cluster, "Device", "far-inverter", least=1)
         assert waiting["reason"] in ("WaitingForDependency", "Deferred"), waiting

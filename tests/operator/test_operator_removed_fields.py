@@ -46,7 +46,7 @@ def _declared(fleet: str) -> list[str]:
 
 async def _applied(cluster: Cluster, sims: SimFleet) -> list[str]:
     """The inverter on its Zap at port 1502; the fields its status records."""
-    await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+    await cluster.wait_condition("Device", "home-inverter", "Ready")
     assert _port(sims) == 1502
 
     async def recorded() -> list[str] | None:
@@ -77,7 +77,7 @@ async def test_a_port_deleted_from_a_devices_spec_is_set_back_to_the_zaps_defaul
             "Device", "home-inverter",
             {"spec": {"connection": {"modbusTcp": {"port": None}}}},
         )
-        await cluster.wait_reason("Device", "home-inverter", "Deferred", timeout=30)
+        await cluster.wait_reason("Device", "home-inverter", "Deferred")
         await cluster.wait_planned("Device", "home-inverter", 2)
         status = await cluster.status("Device", "home-inverter")
         assert "connection.modbusTcp.port" in status["declaredFields"]
@@ -86,15 +86,15 @@ async def test_a_port_deleted_from_a_devices_spec_is_set_back_to_the_zaps_defaul
         async def reset() -> bool:
             return _port(sims) == 502
 
-        await cluster.wait_for(reset, timeout=30, what="the inverter on port 502")
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_for(reset, what="the inverter on port 502")
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
 
         async def recorded() -> list[str] | None:
             status = await cluster.status("Device", "home-inverter")
             now = status.get("declaredFields") or []
             return now if "connection.modbusTcp.port" not in now else None
 
-        now = await cluster.wait_for(recorded, timeout=30, what="the port recorded removed")
+        now = await cluster.wait_for(recorded, what="the port recorded removed")
         assert "connection.modbusTcp.host" in now
         replaced = await cluster.events_about("home-inverter", reason="Replaced")
         assert len(replaced) == 1, replaced
@@ -121,7 +121,7 @@ async def test_a_field_with_no_default_deleted_from_a_spec_is_said_once_and_left
         async def said() -> list[dict[str, Any]]:
             return await cluster.events_about("home-inverter", reason="NoLongerManaged")
 
-        [event] = await cluster.wait_for(said, timeout=30, what="the NoLongerManaged event")
+        [event] = await cluster.wait_for(said, what="the NoLongerManaged event")
         assert event["type"] == "Normal"
         assert event["message"].startswith(
             "spec.manufacturer of Device home-inverter was declared at the last apply and is "
@@ -163,7 +163,7 @@ async def test_observe_mode_says_a_field_left_as_it_is_in_the_last_plan(
             plan = (await cluster.status("Device", "home-inverter")).get("lastPlan") or {}
             return list(plan.get("notes") or [])
 
-        [note] = await cluster.wait_for(noted, timeout=30, what="lastPlan.notes")
+        [note] = await cluster.wait_for(noted, what="lastPlan.notes")
         assert note.startswith(
             "spec.manufacturer of Device home-inverter was declared at the last apply and is "
             "removed from the spec; its value on Novacore is left as it is"

@@ -28,12 +28,12 @@ async def test_a_server_asking_to_wait_a_day_is_left_alone_until_then(
 ) -> None:
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_all(documents(FLEET))
-        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        await cluster.wait_condition("Site", "home", "Ready")
 
         novacore = sims.novacore
         novacore.faults.throttle_next, novacore.faults.retry_after_s = 1000, 86400
         novacore.requests.clear()
-        deferred = await cluster.wait_reason("Site", "home", "Deferred", timeout=30)
+        deferred = await cluster.wait_reason("Site", "home", "Deferred")
         assert "86400 s (Retry-After)" in deferred["message"], deferred
         asked = sum(novacore.requests.values())
         assert asked > 0
@@ -49,7 +49,7 @@ async def test_a_server_asking_to_wait_a_day_is_left_alone_until_then(
             cond = await cluster.condition("Site", "home", "Ready")
             return cond if cond and "not sent" in cond.get("message", "") else None
 
-        ready = await cluster.wait_for(held, timeout=10, what="the edit reconciled")
+        ready = await cluster.wait_for(held, what="the edit reconciled")
         assert re.search(r"not sent: http://127\.0\.0\.1:\d+ asked \(Retry-After\) not to "
                          r"be called before \d{4}-\d\d-\d\dT[\d:]+Z", ready["message"]), ready
         await asyncio.sleep(2)
@@ -68,7 +68,7 @@ async def test_a_retry_after_of_hundreds_of_digits_holds_the_object_for_a_day(
         novacore = sims.novacore
         novacore.faults.throttle_next, novacore.faults.retry_after = 1000, "3" * 308
         await cluster.create_all(documents(FLEET))
-        deferred = await cluster.wait_reason("Site", "home", "Deferred", timeout=30)
+        deferred = await cluster.wait_reason("Site", "home", "Deferred")
         assert "333333333333333… (308 characters) s (Retry-After)" in deferred["message"], (
             deferred)
         asked = sum(novacore.requests.values())
@@ -127,13 +127,13 @@ async def test_a_retry_after_holds_every_objects_calls_to_that_server(
     ):
         site_and_gateway, devices = documents(fleet)[:2], documents(fleet)[2:]
         await cluster.create_all(site_and_gateway)
-        await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=30)
+        await cluster.wait_condition("Gateway", "home-zap", "Ready")
 
         novacore = sims.novacore
         novacore.faults.throttle_next, novacore.faults.retry_after_s = 1, 4
         await cluster.create_all(devices)
         for name in INVERTERS:
-            await cluster.wait_condition("Device", name, "Ready", timeout=40)
+            await cluster.wait_condition("Device", name, "Ready")
         [answered] = arrivals.throttled
         # Calls already on their way when it answered arrive at once; none is sent after.
         assert arrivals.between(answered + 0.5, answered + 3.9) == 0, [

@@ -69,5 +69,5 @@ async def test_a_password_secret_that_does_not_exist_says_so(
 
     async with loopback_api_server(absent, tmp_path, monkeypatch):
         with pytest.raises(KeyError) as missing:
-            await asyncio.wait_for(KubeSecrets().read("fleet", "ferroamp-mqtt"), 20)
+            await asyncio.wait_for(KubeSecrets().read("fleet", "ferroamp-mqtt"), 60)
     assert missing.value.args == ("secret fleet/ferroamp-mqtt does not exist",)

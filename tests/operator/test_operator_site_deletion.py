@@ -25,7 +25,7 @@ NO_DRIFT = OperatorConfig(interval=3600.0, retry_delay=0.5)
 async def _applied(cluster: Cluster, sims: SimFleet) -> str:
     """Site home applied: its Novacore site's id."""
     await cluster.create_all(documents(FLEET))
-    await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+    await cluster.wait_condition("Site", "home", "Ready")
     [site_id] = sims.novacore.sites
     assert (await cluster.status("Site", "home"))["externalIds"]["novacore"] == site_id
     return str(site_id)
@@ -42,7 +42,7 @@ async def test_a_deleted_site_says_once_that_its_novacore_site_stays(
         site_id = await _applied(cluster, sims)
 
         await cluster.delete("Site", "home")
-        await cluster.wait_gone("Site", "home", timeout=30)
+        await cluster.wait_gone("Site", "home")
 
         [event] = await _kept(cluster, "home")
         assert event["type"] == "Normal"
@@ -69,8 +69,8 @@ async def test_a_deleted_site_whose_novacore_site_another_site_declares_says_not
         await cluster.create_all(documents(house))
 
         await cluster.delete("Site", "home")
-        await cluster.wait_gone("Site", "home", timeout=30)
-        await cluster.wait_condition("Site", "house", "Ready", timeout=30)
+        await cluster.wait_gone("Site", "home")
+        await cluster.wait_condition("Site", "house", "Ready")
 
         assert await _kept(cluster, "home") == []
         assert list(sims.novacore.sites) == [site_id]
@@ -88,12 +88,12 @@ async def test_a_deleted_site_whose_novacore_site_a_reconcile_found_gone_says_no
         site_id = await _applied(cluster, sims)
         sims.novacore.remove_site(site_id)
         await cluster.patch("Site", "home", {"spec": {"novacore": {"siteId": site_id}}})
-        ready = await cluster.wait_condition("Site", "home", "Ready", "False", timeout=30)
+        ready = await cluster.wait_condition("Site", "home", "Ready", "False")
         assert f"site {site_id} does not exist" in ready["message"], ready
         assert "novacore" not in (await cluster.status("Site", "home"))["externalIds"]
 
         await cluster.delete("Site", "home")
-        await cluster.wait_gone("Site", "home", timeout=30)
+        await cluster.wait_gone("Site", "home")
 
         assert await _kept(cluster, "home") == []
         assert sims.novacore.sites == {}, "nothing was created for the pinned Site"

@@ -19,7 +19,7 @@ async def test_a_site_renamed_in_novacore_gets_its_name_back(
 ) -> None:
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_all(documents(FLEET))
-        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        await cluster.wait_condition("Site", "home", "Ready")
         [site_id] = sims.novacore.sites
         body = await cluster.get("Site", "home")
         assert body and body["status"]["externalIds"]["novacore"] == site_id
@@ -30,7 +30,7 @@ async def test_a_site_renamed_in_novacore_gets_its_name_back(
             names = [s.name for s in sims.novacore.sites.values()]
             return "Home" in names
 
-        await cluster.wait_for(corrected, timeout=30, what="the drift corrected")
+        await cluster.wait_for(corrected, what="the drift corrected")
         assert {i: s.name for i, s in sims.novacore.sites.items()} == {site_id: "Home"}
 
         async def told() -> list[str]:
@@ -39,5 +39,5 @@ async def test_a_site_renamed_in_novacore_gets_its_name_back(
 
         # The event is posted once the write is answered and the reconcile is over: after
         # the simulator has the name back, by as long as a loaded machine takes.
-        events = await cluster.wait_for(told, timeout=30, what="the update's event")
+        events = await cluster.wait_for(told, what="the update's event")
         assert events.count("site/home[novacore]: create done") == 1, "only the first time"

@@ -22,13 +22,12 @@ async def test_a_token_rotated_in_its_file_is_used_by_the_next_reconcile(
     token_file = tmp_path / "novacore-token"
     async with operator(FLEET, tmp_path, monkeypatch, token_file=token_file) as (cluster, sims):
         await cluster.create_all(documents(FLEET))
-        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        await cluster.wait_condition("Site", "home", "Ready")
         [site_id] = sims.novacore.sites
 
         # A day later Novacore refuses the token.
         sims.novacore.expire_token(token_file.read_text().strip())
-        refused = await cluster.wait_condition("Site", "home", "Ready", status="False",
-                                               timeout=30)
+        refused = await cluster.wait_condition("Site", "home", "Ready", status="False")
         assert refused["reason"] == "AuthError"
         assert refused["message"].endswith(
             "HTTP 401: unauthorized: Token expired; the Novacore token from "
@@ -41,6 +40,6 @@ async def test_a_token_rotated_in_its_file_is_used_by_the_next_reconcile(
         new = token_file.with_name("novacore-token.new")
         new.write_text(sims.novacore.issue_token(sims.identity_id) + "\n")
         os.replace(new, token_file)
-        ready = await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        ready = await cluster.wait_condition("Site", "home", "Ready")
         assert ready["reason"] == "Reconciled"
         assert list(sims.novacore.sites) == [site_id]

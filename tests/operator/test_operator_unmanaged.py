@@ -47,7 +47,7 @@ async def _wait_reported(cluster: Cluster, ids: list[str]) -> dict[str, Any]:
         shown = [o["id"] for o in found.get("objects", [])]
         return found if found and shown == ids and found["count"] == len(ids) else None
 
-    return dict(await cluster.wait_for(listed, timeout=30, what=f"home-zap reporting {ids}"))
+    return dict(await cluster.wait_for(listed, what=f"home-zap reporting {ids}"))
 
 
 async def test_a_device_added_by_hand_to_a_zap_is_reported_on_its_gateway_once(
@@ -69,7 +69,7 @@ async def test_a_device_added_by_hand_to_a_zap_is_reported_on_its_gateway_once(
         }]
         [event] = await cluster.wait_for(
             lambda: cluster.events_about("home-zap", reason="Unmanaged"),
-            timeout=30, what="the Unmanaged event",
+            what="the Unmanaged event",
         )
         assert event["type"] == "Warning"
         assert event["message"] == (
@@ -80,7 +80,7 @@ async def test_a_device_added_by_hand_to_a_zap_is_reported_on_its_gateway_once(
         assert len(await cluster.events_about("home-zap", reason="Unmanaged")) == 1, \
             "said once, not at every drift check"
         assert STRANGER in sims.zaps[ZAP].devices, "left as it is"
-        await cluster.wait_condition(*GATEWAY, "Ready", timeout=5)
+        await cluster.wait_condition(*GATEWAY, "Ready")
         # Reported by its Gateway only: the Site and the Devices, whose plans read the Zap
         # or the Site's Novacore devices too, find every device there declared.
         await cluster.wait_planned("Site", "home", 1)
@@ -95,7 +95,7 @@ async def test_a_device_added_by_hand_to_a_zap_is_reported_on_its_gateway_once(
             events = await cluster.events_about("home-zap", reason="Unmanaged", type_="Normal")
             return events
 
-        [gone] = await cluster.wait_for(cleared, timeout=30, what="the event of none left")
+        [gone] = await cluster.wait_for(cleared, what="the event of none left")
         assert gone["message"] == "no objects found that nothing declares any more"
         await cluster.wait_planned(*GATEWAY, 2)
         assert len(await cluster.events_about("home-zap", reason="Unmanaged")) == 2
@@ -120,7 +120,7 @@ async def test_a_device_moved_to_another_gateway_leaves_its_copy_reported_on_the
             "home-inverter), not here"
         ), found
         assert "SG0001" in sims.zaps[ZAP].devices, "the operator prunes nothing"
-        await cluster.wait_condition(*GATEWAY, "Ready", timeout=5)
+        await cluster.wait_condition(*GATEWAY, "Ready")
         assert (await _reported(cluster, "Gateway", "other-zap"))["count"] == 0
 
         sims.zaps[ZAP].remove_device("SG0001")  # removed by hand
@@ -141,10 +141,10 @@ async def test_a_der_added_by_hand_in_novacore_is_reported_on_its_device(
             found = await _reported(cluster, *INVERTER)
             return found if found.get("count") == 1 else None
 
-        found = await cluster.wait_for(listed, timeout=30, what="the DER on its Device")
+        found = await cluster.wait_for(listed, what="the DER on its Device")
         assert [(o["platform"], o["id"]) for o in found["objects"]] == [("novacore", der_id)]
         assert "(Device home-inverter) is not declared" in found["objects"][0]["description"]
-        await cluster.wait_condition(*INVERTER, "Ready", timeout=5)
+        await cluster.wait_condition(*INVERTER, "Ready")
         await cluster.wait_planned("Site", "home", 1)
         assert (await _reported(cluster, "Site", "home"))["count"] == 0
         assert (await _reported(cluster, *GATEWAY))["count"] == 0
@@ -167,7 +167,7 @@ async def test_a_gateway_claimed_in_the_org_that_no_gateway_declares_is_reported
             found = await _reported(cluster, "Site", "home")
             return found if found.get("count") == count else None
 
-        found = await cluster.wait_for(lambda: listed(1), timeout=30, what="the spare gateway")
+        found = await cluster.wait_for(lambda: listed(1), what="the spare gateway")
         description = (
             f"gateway {SPARE} is claimed by org-home but not declared; left claimed "
             "(deletionPolicy Orphan)"
@@ -176,15 +176,14 @@ async def test_a_gateway_claimed_in_the_org_that_no_gateway_declares_is_reported
             {"platform": "novacore", "id": SPARE, "description": description}
         ], found
         [event] = await cluster.wait_for(
-            lambda: cluster.events_about("home", reason="Unmanaged"),
-            timeout=30, what="the Unmanaged event",
+            lambda: cluster.events_about("home", reason="Unmanaged"), what="the Unmanaged event",
         )
         assert event["type"] == "Warning"
         assert event["message"].endswith(f"(remove by hand, or declare): {description}"), event
         await cluster.wait_planned("Site", "home", 2)
         assert len(await cluster.events_about("home", reason="Unmanaged")) == 1, \
             "said once, not at every drift check"
-        await cluster.wait_condition("Site", "home", "Ready", timeout=5)
+        await cluster.wait_condition("Site", "home", "Ready")
         # Reported by the Site only: the Gateways' plans list the organisation's gateways too.
         for gateway in ("home-zap", "other-zap"):
             await cluster.wait_planned("Gateway", gateway, 1)
@@ -197,12 +196,12 @@ async def test_a_gateway_claimed_in_the_org_that_no_gateway_declares_is_reported
             stream(HOME_SITE, zap_gateway("spare-zap", "home", SPARE, "http://192.168.1.7"))
         )
         await cluster.create(spare, OTHER_NAMESPACE)
-        await cluster.wait_for(lambda: listed(0), timeout=30, what="the spare gateway declared")
+        await cluster.wait_for(lambda: listed(0), what="the spare gateway declared")
 
         async def cleared() -> list[dict[str, Any]]:
             return await cluster.events_about("home", reason="Unmanaged", type_="Normal")
 
-        [gone] = await cluster.wait_for(cleared, timeout=30, what="the event of none left")
+        [gone] = await cluster.wait_for(cleared, what="the event of none left")
         assert gone["message"] == "no objects found that nothing declares any more"
 
 
@@ -222,7 +221,7 @@ async def test_a_gateway_claimed_that_no_gateway_of_the_namespaces_served_declar
                 found = await _reported(cluster, "Site", "home")
                 return found if found.get("count") == 1 else None
 
-            found = await cluster.wait_for(listed, timeout=30, what="the spare gateway")
+            found = await cluster.wait_for(listed, what="the spare gateway")
             # A Gateway of a namespace this operator does not serve may declare it.
             assert found["objects"][0]["description"] == (
                 f"gateway {SPARE} is claimed by org-home but not declared by a Gateway this "
@@ -239,7 +238,7 @@ async def test_a_gateway_claimed_that_no_gateway_of_the_namespaces_served_declar
             async def none() -> bool:
                 return (await _reported(cluster, "Site", "home")).get("count") == 0
 
-            await cluster.wait_for(none, timeout=30, what="the spare gateway declared")
+            await cluster.wait_for(none, what="the spare gateway declared")
 
 
 async def test_of_two_sites_in_one_organisation_the_first_by_name_reports_its_gateways(
@@ -257,14 +256,14 @@ async def test_of_two_sites_in_one_organisation_the_first_by_name_reports_its_ga
             found = await _reported(cluster, "Site", site)
             return found if found.get("count") == 1 else None
 
-        found = await cluster.wait_for(lambda: listed("cabin"), timeout=30, what="on cabin")
+        found = await cluster.wait_for(lambda: listed("cabin"), what="on cabin")
         assert [o["id"] for o in found["objects"]] == [SPARE]
         await cluster.wait_planned("Site", "home", 2)
         assert await _reported(cluster, "Site", "home") == {"count": 0, "objects": []}
 
         # Paused, cabin is not reconciled: home, the next by name, reports it.
         await cluster.patch("Site", "cabin", {"metadata": {"annotations": {PAUSED: "true"}}})
-        found = await cluster.wait_for(lambda: listed("home"), timeout=30, what="on home")
+        found = await cluster.wait_for(lambda: listed("home"), what="on home")
         assert [o["id"] for o in found["objects"]] == [SPARE]
 
 
@@ -280,7 +279,7 @@ async def test_a_second_novacore_site_of_a_sites_name_is_reported_on_that_site(
             found = await _reported(cluster, "Site", "home")
             return found if found.get("count") == 1 else None
 
-        found = await cluster.wait_for(listed, timeout=30, what="the second site of the name")
+        found = await cluster.wait_for(listed, what="the second site of the name")
         assert found["objects"] == [{
             "platform": "novacore",
             "id": other,
@@ -290,6 +289,6 @@ async def test_a_second_novacore_site_of_a_sites_name_is_reported_on_that_site(
             "to the site to use, and delete the other in Novacore (or move its devices to "
             "the one used)",
         }], found
-        await cluster.wait_condition("Site", "home", "Ready", timeout=5)
+        await cluster.wait_condition("Site", "home", "Ready")
         assert (await _reported(cluster, *GATEWAY))["count"] == 0
         assert other in sims.novacore.sites, "left as it is"

@@ -65,14 +65,13 @@ async def _wait_listed(cluster: Cluster, kind: str, name: str, count: int) -> di
         found = await _reported(cluster, kind, name)
         return found if found and found.get("count") == count else None
 
-    return dict(await cluster.wait_for(listed, timeout=30, what=f"{name} reporting {count}"))
+    return dict(await cluster.wait_for(listed, what=f"{name} reporting {count}"))
 
 
 async def _said_once(cluster: Cluster, name: str, kind: str, description: str) -> None:
     """The Unmanaged event of the set found, once, not at every drift check."""
     [event] = await cluster.wait_for(
-        lambda: cluster.events_about(name, reason="Unmanaged"),
-        timeout=30, what="the Unmanaged event",
+        lambda: cluster.events_about(name, reason="Unmanaged"), what="the Unmanaged event",
     )
     assert event["type"] == "Warning"
     assert event["message"] == (
@@ -86,7 +85,7 @@ async def _said_once(cluster: Cluster, name: str, kind: str, description: str) -
 async def _cleared(cluster: Cluster, name: str) -> None:
     [gone] = await cluster.wait_for(
         lambda: cluster.events_about(name, reason="Unmanaged", type_="Normal"),
-        timeout=30, what="the event of none left",
+        what="the event of none left",
     )
     assert gone["message"] == "no objects found that nothing declares any more"
 
@@ -108,8 +107,8 @@ async def test_a_device_added_by_hand_to_a_sites_enapter_site_is_reported_on_the
 ) -> None:
     async with operator(ENAPTER_FLEET, tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_all(documents(ENAPTER_FLEET))
-        await cluster.wait_condition("Device", "h2-ucm", "Ready", timeout=30)
-        await cluster.wait_condition("Site", "h2-lab", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "h2-ucm", "Ready")
+        await cluster.wait_condition("Site", "h2-lab", "Ready")
         # The UCM is declared by a Device the Site's closure does not hold: not unmanaged.
         await cluster.wait_planned("Site", "h2-lab", 1)
         assert await _reported(cluster, "Site", "h2-lab") == {"count": 0, "objects": []}
@@ -123,7 +122,7 @@ async def test_a_device_added_by_hand_to_a_sites_enapter_site_is_reported_on_the
             {"platform": "enapter", "id": stray, "description": description}
         ], found
         await _said_once(cluster, "h2-lab", "Site", description)
-        await cluster.wait_condition("Site", "h2-lab", "Ready", timeout=5)
+        await cluster.wait_condition("Site", "h2-lab", "Ready")
         assert stray in sims.enapter.devices, "left as it is"
         # Reported by the Site only: the Device's plan reads the Enapter site too.
         await cluster.wait_planned("Device", "h2-ucm", 2)
@@ -139,8 +138,8 @@ async def test_a_device_added_by_hand_to_a_sites_flatpeak_location_is_reported_o
 ) -> None:
     async with operator(FLATPEAK_FLEET, tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_all(documents(FLATPEAK_FLEET))
-        await cluster.wait_condition("Device", "home-battery", "Ready", timeout=30)
-        await cluster.wait_condition("Site", "home", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-battery", "Ready")
+        await cluster.wait_condition("Site", "home", "Ready")
         await cluster.wait_planned("Site", "home", 1)
         assert await _reported(cluster, "Site", "home") == {"count": 0, "objects": []}
 

@@ -16,7 +16,7 @@ async def test_observed_conditions_are_unknown_while_the_spec_is_invalid(
 ) -> None:
     async with operator(HOME, tmp_path, monkeypatch) as (cluster, _):
         await declare(cluster)
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
         for type_ in ("Reachable", "Verified"):
             await cluster.wait_condition("Device", "home-inverter", type_, "True")
         # An unknown device type (the emulator does not validate against the CRD's schema).
@@ -29,6 +29,6 @@ async def test_observed_conditions_are_unknown_while_the_spec_is_invalid(
             assert cond["message"].startswith("not observed while the spec is invalid: "), cond
             assert "spec.deviceType" in cond["message"]
         await cluster.patch("Device", "home-inverter", {"spec": {"deviceType": "inverter"}})
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=30)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
         for type_ in ("Reachable", "Verified"):
             await cluster.wait_condition("Device", "home-inverter", type_, "True")

@@ -40,7 +40,7 @@ async def test_a_handler_waiting_for_its_objects_lock_says_so_at_info(
     async with operator(HOME, tmp_path, monkeypatch) as (cluster, _):
         docs = await declare(cluster)
         await cluster.wait_for(lambda: _said(caplog, "Handler 'create-devices' succeeded."),
-                               timeout=30, what="home-inverter's create handler done")
+                               what="home-inverter's create handler done")
         before = len(caplog.records)
 
         async def waited() -> bool:
@@ -50,9 +50,9 @@ async def test_a_handler_waiting_for_its_objects_lock_says_so_at_info(
         # A drift check writing, as far as the update handler can tell.
         async with owner_lock(NAMESPACE, "Device", "home-inverter"):
             await cluster.patch("Device", "home-inverter", {"spec": {"displayName": "PV"}})
-            await cluster.wait_for(waited, timeout=40, what="the update handler run again twice")
+            await cluster.wait_for(waited, what="the update handler run again twice")
         await cluster.wait_for(lambda: _said(caplog, "Handler 'update-devices' succeeded."),
-                               timeout=30, what="home-inverter's update handler done")
+                               what="home-inverter's update handler done")
         # A handler that fails for good: an unknown device type.
         battery = next(d for d in docs if d["metadata"]["name"] == "home-battery")
         toaster = json.loads(json.dumps(battery))
@@ -65,7 +65,7 @@ async def test_a_handler_waiting_for_its_objects_lock_says_so_at_info(
                        and "Handler 'create-devices' failed permanently" in r.getMessage()
                        for r in _about(caplog.records, "toaster"))
 
-        await cluster.wait_for(failed, timeout=30, what="toaster's create handler failed")
+        await cluster.wait_for(failed, what="toaster's create handler failed")
     lines = _about(caplog.records[before:], "home-inverter")
     waits = [r for r in lines if WAITING in r.getMessage()]
     assert waits, [r.getMessage() for r in lines]
@@ -99,7 +99,7 @@ async def test_an_object_waiting_for_another_says_so_at_info(
         async def retried() -> bool:
             return len(waits()) >= 2
 
-        await cluster.wait_for(retried, timeout=30, what="stray-battery's handler run again")
+        await cluster.wait_for(retried, what="stray-battery's handler run again")
         # The retries' lines, taken before the operator stops: a run during the stop says
         # it waits for the next operator instead (`wait_lines.stopping_message`).
         lines = waits()
@@ -138,7 +138,7 @@ async def test_a_finalizer_that_waited_its_whole_lock_wait_says_so_at_warning(
         # A reconcile writing, as far as the finalizer can tell.
         async with owner_lock(NAMESPACE, "Device", "home-inverter"):
             await cluster.delete("Device", "home-inverter")
-            await cluster.wait_for(waited, timeout=30, what="the finalizer's wait said")
+            await cluster.wait_for(waited, what="the finalizer's wait said")
         await cluster.wait_gone("Device", "home-inverter")
         lines = waits()
     assert {r.levelname for r in lines} == {"WARNING"}, [(r.levelname, r.getMessage())

@@ -75,7 +75,7 @@ async def _listed_again(cluster: Cluster, emulator: Emulator, before: Counter[st
     async def relisted() -> bool:
         return all(emulator.listed[p] > before[p] for p in PLURALS)
 
-    await cluster.wait_for(relisted, timeout=30, what="every kind listed again")
+    await cluster.wait_for(relisted, what="every kind listed again")
 
 
 async def _garage_reconciled(cluster: Cluster) -> None:
@@ -107,7 +107,7 @@ async def _then_edits_and_new_objects_are_reconciled(cluster: Cluster, sims: Sim
     async def renamed() -> bool:
         return [s.name for s in sims.novacore.sites.values()] == ["Home Sweet Home"]
 
-    await cluster.wait_for(renamed, timeout=30, what="the site renamed in Novacore")
+    await cluster.wait_for(renamed, what="the site renamed in Novacore")
     for kind, name in (*OBJECTS, ("Device", "garage-inverter")):
         await cluster.wait_planned(kind, name, 2)
     # The rename; the new inverter added to the Zap with its DER, and provisioned: once each.

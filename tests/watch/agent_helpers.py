@@ -92,6 +92,13 @@ async def start_world(tmp_path: Path, site: str = "home-solna", *,
     return World(sims, sites, env, tmp_path)
 
 
+# How long a test waits for what a `reconciler watch` does next (a line it logs, its exit):
+# each starts Python, plans against simulators and applies, and on a 2-core machine running
+# four test workers and more that takes many times what it takes on an idle one. Only a
+# failing test waits this long: what it waits for comes as soon as it is done.
+WAIT_S = 60.0
+
+
 class Proc:
     """A running `python -m reconciler ...` with its stdout and stderr lines collected."""
 
@@ -116,7 +123,7 @@ class Proc:
     def text(self) -> str:
         return "\n".join(self.out + self.err)
 
-    async def wait_for(self, pattern: str | Callable[[str], bool], *, within: float = 15.0,
+    async def wait_for(self, pattern: str | Callable[[str], bool], *, within: float = WAIT_S,
                        count: int = 1) -> list[str]:
         """The first `count` stdout lines matching `pattern` (a regex or a predicate)."""
         match = (lambda line: re.search(pattern, line) is not None) if isinstance(pattern, str) \
@@ -134,7 +141,7 @@ class Proc:
                 raise AssertionError(f"no {pattern!r} within {within}s:\n{self.text}")
             await asyncio.sleep(0.05)
 
-    async def finish(self, within: float = 15.0) -> int:
+    async def finish(self, within: float = WAIT_S) -> int:
         """Wait for the exit and the end of its output; the exit code."""
         try:
             await asyncio.wait_for(self.process.wait(), within)
@@ -143,7 +150,7 @@ class Proc:
         await asyncio.gather(*self._readers)
         return self.process.returncode or 0
 
-    async def terminate(self, within: float = 15.0) -> int:
+    async def terminate(self, within: float = WAIT_S) -> int:
         self.process.send_signal(signal.SIGTERM)
         return await self.finish(within)
 

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_helpers import INVERTER_SN, REPO, ZAP_SERIAL, Proc, Spawn, World, start_world
+from agent_helpers import (
+    INVERTER_SN,
+    REPO,
+    WAIT_S,
+    ZAP_SERIAL,
+    Proc,
+    Spawn,
+    World,
+    start_world,
+)
 from aiohttp import web
 
 from reconciler.engine.config import load_settings
@@ -61,7 +70,7 @@ def drift_runs_after(agent: Proc, run: int) -> list[str]:
 async def test_an_edit_is_applied_once_after_a_burst_of_saves(world: World, spawn: Spawn) -> None:
     # The saves come 0.1 s apart: far enough for the file watch to see each on its own,
     # well within the debounce however late a loaded machine wakes the test or the agent.
-    agent = await spawn("watch", "sites", "--interval", "60s", "--debounce", "1.5s",
+    agent = await spawn("watch", "sites", "--interval", "6s", "--debounce", "3s",
                         env=world.env, cwd=world.cwd)
     await agent.wait_for(r"run=1 trigger=start .* result=applied")
     assert world.cloud_name() == "Sungrow SH10RT"
@@ -74,9 +83,13 @@ async def test_an_edit_is_applied_once_after_a_burst_of_saves(world: World, spaw
     [line] = await agent.wait_for(r"trigger=change")
     assert " changes=1 done=1 failed=0 " in line and line.endswith("result=applied"), line
     assert world.cloud_name() == "Sungrow C"
-    assert any(re.search(r"run=2 changed: sites/devices\.yaml", line) for line in agent.out)
+    run = int(line.split(" run=")[1].split()[0])
+    assert any(re.search(rf"run={run} changed: sites/devices\.yaml", line) for line in agent.out)
 
-    await asyncio.sleep(1.0)
+    # No more change runs: the run after it is the next drift run, an interval later. A
+    # save seen late would have made a change run come first.
+    [after] = await agent.wait_for(rf" run={run + 1} trigger=")
+    assert f" run={run + 1} trigger=interval " in after, agent.text
     assert len(runs(agent.out, "change")) == 1, agent.text
     assert await agent.terminate() == 0
     no_secrets(world, agent.text)
@@ -294,9 +307,9 @@ async def _sigterm_while_held(spawn: Spawn, world: World, held: Any, what: str,
     once the agent says it is stopping, so that it starts nothing more."""
     agent = await spawn("watch", "sites", "--interval", "60s", env=world.env, cwd=world.cwd)
     try:
-        await asyncio.wait_for(held.holding.wait(), 15)
+        await asyncio.wait_for(held.holding.wait(), WAIT_S)
     except TimeoutError:
-        raise AssertionError(f"{what} not held within 15s:\n{agent.text}") from None
+        raise AssertionError(f"{what} not held within {WAIT_S}s:\n{agent.text}") from None
     agent.process.send_signal(signum)
     await agent.wait_for(rf" {signum.name}: stopping; ")
     held.release.set()
@@ -593,8 +606,8 @@ async def test_the_agent_stops_once_its_stdout_is_closed(world: World) -> None:
             first = await asyncio.to_thread(head.readline)
         assert b" watching sites " in first, first
         assert process.stderr is not None
-        err = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
-        assert await asyncio.wait_for(process.wait(), 30) == 1, err
+        err = (await asyncio.wait_for(process.stderr.read(), WAIT_S)).decode()
+        assert await asyncio.wait_for(process.wait(), WAIT_S) == 1, err
         assert "error: stdout was closed: stopping" in err, err
         assert "Traceback" not in err and "Exception ignored" not in err, err
     finally:
@@ -614,8 +627,8 @@ async def test_the_agent_stops_when_its_stdout_cannot_be_written(world: World) -
     os.close(full)
     try:
         assert process.stderr is not None
-        err = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
-        assert await asyncio.wait_for(process.wait(), 30) == 1, err
+        err = (await asyncio.wait_for(process.stderr.read(), WAIT_S)).decode()
+        assert await asyncio.wait_for(process.wait(), WAIT_S) == 1, err
         assert err == ("error: stdout cannot be written (No space left on device): stopping; "
                        "the changes in flight finish, nothing new starts\n"), err
     finally:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from manual_clock import ManualClock
 
 from reconciler.engine import watch
 from reconciler.engine.apply import apply_plan
@@ -59,10 +61,9 @@ def test_invalid_durations_name_the_accepted_forms(text: str) -> None:
 
 
 class Recorder:
-    """A fake run: records triggers and overlap; can take time and notify mid-run."""
+    """A fake run: records triggers and overlap; can notify mid-run."""
 
-    def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds = seconds
+    def __init__(self) -> None:
         self.calls: list[tuple[watch.Trigger, frozenset[str]]] = []
         self.active = 0
         self.max_active = 0
@@ -76,7 +77,10 @@ class Recorder:
             if self.during is not None:
                 during, self.during = self.during, None
                 during()
-            await asyncio.sleep(self.seconds)
+            # A run hands the loop over, as a real one does: a second run started now
+            # would overlap it.
+            for _ in range(3):
+                await asyncio.sleep(0)
         finally:
             self.active -= 1
 
@@ -85,74 +89,145 @@ class Recorder:
         return [str(t) for t, _ in self.calls]
 
 
-async def serve_for(agent: watch.Agent, seconds: float) -> None:
-    task = asyncio.ensure_future(agent.serve())
-    await asyncio.sleep(seconds)
-    agent.stop.set()
-    await asyncio.wait_for(task, 1.0)
+class Scheduling:
+    """An agent serving `runs` on a clock the test moves (`ManualClock`): `later(s)` moves
+    time on and returns once the agent waits again, and `stop()` ends it."""
+
+    def __init__(self, runs: Recorder, **options: float) -> None:
+        self.clock = ManualClock()
+        self.agent = watch.Agent(runs, stop=asyncio.Event(), clock=self.clock, **options)
+        self.task = asyncio.ensure_future(self.agent.serve())
+
+    async def settled(self) -> None:
+        await self.clock.settled(self.task)
+
+    async def later(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        await self.settled()
+
+    async def notify(self, *files: str) -> None:
+        self.agent.notify(files)
+        await self.settled()
+
+    async def stop(self) -> None:
+        """Stop the agent without moving time: it must end at once, not after a wait."""
+        self.agent.stop.set()
+        await self.settled()
+        assert self.task.done(), "still waiting after the stop"
+        await self.task
 
 
 async def test_runs_at_start_then_on_every_interval() -> None:
     runs = Recorder()
-    agent = watch.Agent(runs, interval=0.05, debounce=0.01, stop=asyncio.Event())
-    await serve_for(agent, 0.18)
-    assert runs.triggers[0] == "start"
-    assert set(runs.triggers[1:]) == {"interval"} and 2 <= len(runs.triggers) - 1 <= 4
+    agent = Scheduling(runs, interval=8, debounce=1)
+    await agent.settled()
+    assert runs.triggers == ["start"]
+    await agent.later(7.5)
+    assert runs.triggers == ["start"], "the interval has not passed"
+    await agent.later(0.5)
+    assert runs.triggers == ["start", "interval"]
+    for _ in range(3):
+        await agent.later(7.5)
+        await agent.later(0.5)
+    assert runs.triggers == ["start"] + ["interval"] * 4
+    assert agent.clock.now() == 32
+    await agent.stop()
 
 
 async def test_a_burst_of_changes_is_one_run_after_the_quiet_period() -> None:
     runs = Recorder()
-    agent = watch.Agent(runs, interval=60, debounce=0.1, stop=asyncio.Event())
-    task = asyncio.ensure_future(agent.serve())
-    await asyncio.sleep(0.02)
+    agent = Scheduling(runs, interval=60, debounce=1)
+    await agent.settled()
     for index in range(5):
-        agent.notify({f"sites/{index}.yaml"})
-        await asyncio.sleep(0.03)
+        await agent.notify(f"sites/{index}.yaml")
+        await agent.later(0.5)
+    assert runs.triggers == ["start"], "each change starts the quiet period again"
+    await agent.later(0.25)
     assert runs.triggers == ["start"], "still inside the quiet period"
-    await asyncio.sleep(0.2)
-    agent.stop.set()
-    await asyncio.wait_for(task, 1.0)
+    await agent.later(0.25)
     assert runs.triggers == ["start", "change"]
     assert runs.calls[1][1] == {f"sites/{i}.yaml" for i in range(5)}
+    await agent.later(59.5)
+    assert runs.triggers == ["start", "change"], "the interval counts from the last run"
+    await agent.later(0.5)
+    assert runs.triggers == ["start", "change", "interval"]
+    await agent.stop()
 
 
 async def test_changes_that_never_pause_still_run_after_max_wait() -> None:
     runs = Recorder()
-    agent = watch.Agent(runs, interval=60, debounce=0.05, stop=asyncio.Event(), max_wait=0.15)
-    task = asyncio.ensure_future(agent.serve())
-    for _ in range(10):
-        agent.notify({"sites/a.yaml"})
-        await asyncio.sleep(0.03)
-    agent.stop.set()
-    await asyncio.wait_for(task, 1.0)
-    assert "change" in runs.triggers
+    agent = Scheduling(runs, interval=60, debounce=1, max_wait=3)
+    await agent.settled()
+    for _ in range(6):
+        await agent.notify("sites/a.yaml")
+        assert runs.triggers == ["start"], f"no change run before max_wait, at {agent.clock.now()}"
+        await agent.later(0.5)
+    assert runs.triggers == ["start", "change"], "a change run once max_wait has passed"
+    assert agent.clock.now() == 3
+    await agent.stop()
 
 
 async def test_changes_during_a_run_make_exactly_one_more_run_and_runs_never_overlap() -> None:
-    runs = Recorder(seconds=0.1)
-    agent = watch.Agent(runs, interval=60, debounce=0.01, stop=asyncio.Event())
+    runs = Recorder()
 
     def edit_three_times() -> None:
         for name in ("a", "b", "c"):
-            agent.notify({f"sites/{name}.yaml"})
+            agent.agent.notify({f"sites/{name}.yaml"})
 
     runs.during = edit_three_times
-    await serve_for(agent, 0.4)
+    agent = Scheduling(runs, interval=60, debounce=1)
+    await agent.settled()
+    assert runs.triggers == ["start"], "the changes wait for the quiet period"
+    await agent.later(1)
     assert runs.triggers == ["start", "change"]
     assert runs.max_active == 1
     assert runs.calls[1][1] == {"sites/a.yaml", "sites/b.yaml", "sites/c.yaml"}
+    await agent.later(30)
+    assert runs.triggers == ["start", "change"], "one more run, not one per change"
+    await agent.stop()
 
 
 async def test_stop_while_waiting_returns_at_once() -> None:
     runs = Recorder()
-    agent = watch.Agent(runs, interval=60, debounce=5, stop=asyncio.Event())
-    task = asyncio.ensure_future(agent.serve())
-    await asyncio.sleep(0.02)
-    agent.notify({"sites/a.yaml"})  # inside a long quiet period
-    await asyncio.sleep(0.02)
-    agent.stop.set()
-    await asyncio.wait_for(task, 0.5)
+    agent = Scheduling(runs, interval=60, debounce=5)
+    await agent.settled()
+    await agent.notify("sites/a.yaml")  # inside a long quiet period
+    await agent.stop()
     assert runs.triggers == ["start"]
+    assert agent.clock.now() == 0
+
+    waiting = Scheduling(Recorder(), interval=60, debounce=5)
+    await waiting.settled()  # waiting for the interval
+    await waiting.stop()
+
+
+async def test_a_run_held_by_a_server_waits_past_the_interval_but_a_change_does_not() -> None:
+    """The start run met a server asking (Retry-After) not to be called for 100 s: the
+    next drift run waits until then, not an interval; a file change still runs once its
+    quiet period is over. (A hold is read after each run, in time.monotonic().)"""
+    runs = Recorder()
+    holds = [time.monotonic() + 100]
+    agent = Scheduling(runs, interval=8, debounce=1)
+    agent.agent.not_before = lambda: holds.pop(0) if holds else None
+    await agent.settled()
+    await agent.later(90)
+    assert runs.triggers == ["start"], "held past the interval"
+    await agent.later(10)
+    assert runs.triggers == ["start", "interval"]
+    await agent.later(8)
+    assert runs.triggers == ["start", "interval", "interval"], "no hold asked since"
+    await agent.stop()
+
+    runs = Recorder()
+    holds = [time.monotonic() + 100]
+    agent = Scheduling(runs, interval=8, debounce=1)
+    agent.agent.not_before = lambda: holds.pop(0) if holds else None
+    await agent.settled()
+    await agent.later(20)
+    await agent.notify("sites/a.yaml")
+    await agent.later(1)
+    assert runs.triggers == ["start", "change"]
+    await agent.stop()
 
 
 def test_the_interval_must_be_positive() -> None:
@@ -197,13 +272,15 @@ class FakeReport:
 
 
 class FakeReconciler:
-    """Plans `pending` changes (or raises `error`); `plan_seconds` makes planning slow."""
+    """Plans `pending` changes (or raises `error`); `plan_forever` makes planning never end
+    (`planning` is set once it started)."""
 
     def __init__(self, pending: int = 1, error: Exception | None = None,
-                 plan_seconds: float = 0.0) -> None:
+                 plan_forever: bool = False) -> None:
         self.pending = pending
         self.error = error
-        self.plan_seconds = plan_seconds
+        self.plan_forever = plan_forever
+        self.planning = asyncio.Event()
         self.fleets: list[Fleet] = []
         self.applied = 0
         self.remembered = 0
@@ -222,7 +299,9 @@ class FakeReconciler:
 
     async def plan(self, options: PlanOptions | None = None, *,
                    paths: list[str] | None = None) -> Any:
-        await asyncio.sleep(self.plan_seconds)
+        self.planning.set()
+        if self.plan_forever:
+            await asyncio.Event().wait()
         if self.error is not None:
             raise self.error
         return FakeResult(self.pending, self.unmanaged, self.deferred)
@@ -287,12 +366,13 @@ async def test_an_error_ends_the_run_not_the_agent() -> None:
 
 
 async def test_a_stop_during_planning_cancels_the_plan_and_applies_nothing() -> None:
-    fake = FakeReconciler(pending=3, plan_seconds=5)
+    fake = FakeReconciler(pending=3, plan_forever=True)
     cycle, _ = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake)
     running = asyncio.ensure_future(cycle(watch.Trigger.START))
-    await asyncio.sleep(0.05)
+    await fake.planning.wait()
     cycle.stop.set()
-    summary = await asyncio.wait_for(running, 1.0)
+    # A plan that never ends: the run ends only by being cancelled (the bound is for a bug).
+    summary = await asyncio.wait_for(running, 60)
     assert summary.result == "stopped" and fake.applied == 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_helpers import REPO, ZAP_SERIAL, Spawn, World, start_world
+from agent_helpers import REPO, WAIT_S, ZAP_SERIAL, Spawn, World, start_world
 from aiohttp import web
 
 from reconciler.engine.state import unfinished_intents
@@ -129,7 +129,7 @@ async def rename_held(world: World, spawn: Spawn, held: HeldRename) -> Any:
     await agent.wait_for(r"run=1 trigger=start .* result=applied")
     held.armed = True
     world.edit("displayName: Sungrow SH10RT", "displayName: Sungrow A")
-    await asyncio.wait_for(held.arrived.wait(), 15)
+    await asyncio.wait_for(held.arrived.wait(), WAIT_S)
     [intent] = unfinished_intents(world.journal)
     assert intent["address"] == "device/home-solna-inverter[novacore]", intent
     return agent, intent

@@ -8,14 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from agent_helpers import INVERTER_SN, Spawn, World
+from agent_helpers import INVERTER_SN, WAIT_S, Spawn, World
 
 P1_SN = "E0043007123456789"
 
 pytestmark = pytest.mark.slow
 
 # Long enough for the file to come back before it, on a loaded machine.
-INTERVAL = "20s"
+INTERVAL_S = 20
+INTERVAL = f"{INTERVAL_S}s"
 
 
 async def test_a_file_missing_from_a_folder_being_refilled_deletes_nothing(
@@ -52,7 +53,7 @@ async def test_a_file_missing_from_a_folder_being_refilled_deletes_nothing(
     world.devices_file.unlink()
     [line] = await agent.wait_for(r"run=4 trigger=change .*result=")
     assert line.endswith("result=no-changes") and world.cloud_device() == device, agent.text
-    [line] = await agent.wait_for(r"run=5 trigger=interval .*result=", within=60)
+    [line] = await agent.wait_for(r"run=5 trigger=interval .*result=", within=INTERVAL_S + WAIT_S)
     assert line.endswith("result=applied"), agent.text
     await agent.wait_for(rf"run=5 warning: sites/devices\.yaml has been gone for {INTERVAL}: "
                          r"Device home-solna-inverter, Device home-solna-p1 are no longer kept "
@@ -113,7 +114,7 @@ async def test_documents_missing_from_a_file_being_written_delete_nothing(
     [line] = await agent.wait_for(r"run=4 trigger=change .*result=")
     assert line.endswith("result=no-changes") and world.cloud_device(P1_SN) == meter, \
         agent.text
-    [line] = await agent.wait_for(r"run=5 trigger=interval .*result=", within=60)
+    [line] = await agent.wait_for(r"run=5 trigger=interval .*result=", within=INTERVAL_S + WAIT_S)
     assert line.endswith("result=applied"), agent.text
     await agent.wait_for(rf"run=5 warning: sites/devices\.yaml has not declared Device "
                          rf"home-solna-p1 for {INTERVAL}: they are no longer kept declared, "
@@ -167,7 +168,7 @@ async def test_objects_kept_that_no_longer_fit_leave_the_files_valid(
 
     # The old gateway's name, left out, is let go after the interval: --prune is back, and
     # finds nothing of it to remove (the Zap is the renamed Gateway's).
-    [line] = await agent.wait_for(r"run=5 trigger=interval .*result=", within=60)
+    [line] = await agent.wait_for(r"run=5 trigger=interval .*result=", within=INTERVAL_S + WAIT_S)
     assert line.endswith("result=no-changes"), agent.text
     await agent.wait_for(rf"run=5 warning: sites/site\.yaml has not declared Gateway "
                          rf"home-solna-zap for {INTERVAL}: ")
