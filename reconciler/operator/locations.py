@@ -116,8 +116,11 @@ def known(body: Mapping[str, Any]) -> list[FlatpeakLocation]:
     Device's `status.flatpeakLocations`, a Site's location (`status.externalIds.flatpeak`,
     or the `locationId` its spec declares), unless its last reconcile found that location
     missing from the account (`not_found`)."""
+    # The locations it had and has, with the account each was found in: a Device's, and a
+    # Site's (`left_by_site`). An index document holds them at its top level.
+    had = recorded(body.get("status")) if LOCATIONS not in body else recorded(body)
     if body.get("kind") == "Device":
-        return recorded(body.get("status")) if LOCATIONS not in body else recorded(body)
+        return had
     if body.get("kind") != "Site":
         return []
     name = str((body.get("metadata") or {}).get("name"))
@@ -129,15 +132,14 @@ def known(body: Mapping[str, Any]) -> list[FlatpeakLocation]:
         body.get(SITE_LOCATION),
     ]
     gone = not_found(body)
-    # The locations it had and has (`left_by_site`), with the account each was found in.
-    had = recorded(body.get("status")) if LOCATIONS not in body else recorded(body)
+    had_ids = {entry.id for entry in had}
     return [
         entry for entry in had if entry.id != gone
     ] + [
         FlatpeakLocation(id=location_id, site=name)
         for location_id in dict.fromkeys(found)
         if isinstance(location_id, str) and location_id and location_id != gone
-        and location_id not in {entry.id for entry in had}
+        and location_id not in had_ids
     ]
 
 
