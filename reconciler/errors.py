@@ -7,6 +7,9 @@
      ├── PlanError            a plan that cannot be built or is stale
      ├── FileNotRemoved       a file the reconciler wrote on this host could not be removed
      │                        (a file-system error): the next run tries again
+     ├── FileNotWritten       a file the reconciler writes on this host could not be
+     │                        written (a full disk, a read-only mount): the next run
+     │                        tries again
      └── ProviderError        an external call failed (address, operation)
           ├── ProviderUnavailable   network, timeout, 5xx, 429: retryable
           ├── ProviderRejected      4xx: permanent until the input changes
@@ -68,7 +71,12 @@ class Diagnostic:
 
 
 class ReconcilerError(Exception):
-    """Root of every error the reconciler raises on purpose."""
+    """Root of every error the reconciler raises on purpose. `retryable`: trying again
+    later (the next apply, the operator's next reconcile) may succeed with the same input,
+    so the operator retries the object instead of holding its writes until its spec
+    changes (`Outcome.retryable`)."""
+
+    retryable = False
 
 
 class ConfigError(ReconcilerError):
@@ -109,6 +117,20 @@ class FileNotRemoved(ReconcilerError):
     writes back (`Outcome.retryable`). Not within the run: trying the change again would
     repeat the platform writes it made before the removal (a replace would provision its
     device again)."""
+
+    retryable = True
+
+
+class FileNotWritten(ReconcilerError):
+    """A file the reconciler writes on this host (an Enapter device's config file, or the
+    state directory's record of it) could not be written: a full disk, a read-only mount, a
+    directory's permissions; no platform's answer, and nothing the spec says. Worth trying
+    again later: the next apply does, and the operator's next reconcile, without holding
+    the object's writes back. Not within the run, for the reason `FileNotRemoved` gives: a
+    create tried again whole would provision its device again, where the next run's plan
+    finds the device made and only generates and writes its config."""
+
+    retryable = True
 
 
 class ProviderError(ReconcilerError):

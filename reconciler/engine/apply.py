@@ -21,7 +21,7 @@ from reconciler.engine import admission
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import all_of, unexpected
 from reconciler.engine.retry import RetryPolicy, retrying
-from reconciler.errors import FileNotRemoved, ProviderError, ReconcilerError
+from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
 from reconciler.providers.transport import AskedToWait
@@ -247,12 +247,13 @@ async def apply_plan(
                 )
                 return
             except ReconcilerError as exc:
-                # Raised on purpose, its message whole: the state directory could not be
-                # written (a full disk), which is no answer of a platform; or a file could
-                # not be removed, which a later run tries again (`FileNotRemoved`).
+                # Raised on purpose, its message whole: a file of this host's that could not
+                # be written (a state file, a config file: a full disk) or removed, which is
+                # no answer of a platform, and which a later run tries again (`retryable`);
+                # not this run, which would repeat the change's platform writes made before.
                 record(
                     Outcome(change.address, change.action.value, "failed", str(exc),
-                            site=change.site, retryable=isinstance(exc, FileNotRemoved))
+                            site=change.site, retryable=exc.retryable)
                 )
                 return
             except Exception as exc:  # one change's failure must not stop the fleet

@@ -16,6 +16,11 @@ a log line.
   config (provisioning or generate_config), the destination is checked again, resolved,
   so that an absolute path into the state directory, or one that cannot be written,
   fails the change with nothing asked of Enapter: a new config may invalidate the old one.
+  A file that cannot be written now (its directory's mode, a read-only mount, a full
+  disk: `FileNotWritten`), before or after the device was provisioned, is tried again by
+  the next run, not within this one: provisioning again is not known to be harmless for
+  every kind (nothing public says so of LINK devices), and the next run's plan finds the
+  device made (by its hardware id or slug) and only generates its config and writes it.
   Each file written is recorded, and removed after its device is deleted, its config is
   written to another file, or its `configOutput` names no file any more (an update of the
   device); a file recorded as written for another Enapter device is not this device's
@@ -51,9 +56,10 @@ from reconciler.engine.fanout import all_of
 from reconciler.engine.gather import Gather
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
-from reconciler.engine.state import write_temporary
+from reconciler.engine.state import StateNotWritten, write_temporary
 from reconciler.errors import (
     FileNotRemoved,
+    FileNotWritten,
     ProviderAuthError,
     ProviderConflict,
     ProviderRejected,
@@ -63,7 +69,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
 from reconciler.plan import enapter_fields, enapter_sites, renames
 from reconciler.plan.actions import Action, Change
-from reconciler.plan.advice import Advice
+from reconciler.plan.advice import Advice, Audience
 from reconciler.plan.enapter_observed import ConfigOutputState, EnapterState
 from reconciler.plan.observed import Observed
 from reconciler.providers.enapter import client as enapter_client
@@ -124,10 +130,15 @@ def secret_store(session: Session) -> ConfigSecretStore | None:
     return cast("ConfigSecretStore | None", session.extra.get(SECRET_STORE_KEY))
 
 
-def check_config_file(settings: Settings, device: Device, address: str) -> None:
-    """Raise ProviderRejected, naming the path, when the device's `configOutput.file` could
-    not be written or must not be; called before Enapter is asked for a config, since a new
-    one may invalidate the old. Nothing to check without a file output."""
+def check_config_file(
+    settings: Settings, device: Device, address: str, audience: Audience = Audience.CLI
+) -> None:
+    """Raise, naming the path, when the device's `configOutput.file` could not be written
+    or must not be; called before Enapter is asked for a config, since a new one may
+    invalidate the old. Nothing to check without a file output. ProviderRejected for what
+    only another `configOutput.file` (or the file put there) cures; FileNotWritten, tried
+    again by the next run (`audience` says which), for a directory that cannot be written
+    now (its mode, a read-only mount), which may be put right without a change of spec."""
     enapter = device.spec.enapter
     output = enapter.config_output if enapter is not None else None
     if output is None or output.file is None:
@@ -135,18 +146,26 @@ def check_config_file(settings: Settings, device: Device, address: str) -> None:
     if enapter_fields.kind_of(device) in enapter_fields.NO_CONFIG:
         return
     path = config_path(settings, output.file)
+    shown = enapter_files.shown_path(settings, output.file)
     problem = _unwritable(settings, path)
     if problem is not None:
         raise ProviderRejected(
-            f"cannot write the communication config to "
-            f"{enapter_files.shown_path(settings, output.file)}: {problem}; Enapter Cloud "
+            f"cannot write the communication config to {shown}: {problem}; Enapter Cloud "
             "was not asked for a config",
             address=address,
+        )
+    directory = _unwritable_directory(path)
+    if directory is not None:
+        raise FileNotWritten(
+            f"cannot write the communication config to {shown}: the directory "
+            f"{directory} is not writable; Enapter Cloud was not asked for a config"
+            f"{_WRITE_AGAIN.to(audience)}"
         )
 
 
 def _unwritable(settings: Settings, path: Path) -> str | None:
-    """Why a config cannot or must not be written to `path`, or None when it can."""
+    """Why a config must not, or cannot ever, be written to `path` as declared, or None
+    (`_unwritable_directory` says whether it can be now)."""
     # The file itself is replaced (os.replace), not followed if it is a link: resolve only
     # the directory it is in, and `..` after it, as the write will.
     target = Path(os.path.normpath(path.parent.resolve() / path.name))
@@ -168,14 +187,24 @@ def _unwritable(settings: Settings, path: Path) -> str | None:
         # root) would be replaced by a file of credentials.
         if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
             return f"it is {bounded.NOT_REGULAR}; name a file in configOutput.file"
-    for parent in target.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                return f"{parent} is not a directory"
-            if not os.access(parent, os.W_OK | os.X_OK):
-                return f"the directory {parent} is not writable"
-            return None
+    parent = _nearest(target)
+    if parent is not None and not parent.is_dir():
+        return f"{parent} is not a directory"
     return None
+
+
+def _unwritable_directory(path: Path) -> Path | None:
+    """The directory that `path` would be written in (or made under) when this process
+    cannot write there now, else None."""
+    parent = _nearest(Path(os.path.normpath(path.parent.resolve() / path.name)))
+    if parent is not None and parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        return parent
+    return None
+
+
+def _nearest(target: Path) -> Path | None:
+    """The nearest of `target`'s parents that exists."""
+    return next((parent for parent in target.parents if parent.exists()), None)
 
 
 # -- observation ----------------------------------------------------------------------------
@@ -473,7 +502,7 @@ async def _create_enapter_device(ctx: Executors, change: Change, device: Device)
             result = await _update_enapter_device(ctx, change, device, remote.id, before)
             return result | {"adopted": True}
     # Provisioning answers with a config: where it goes must take it, or it is lost.
-    check_config_file(ctx.session.settings, device, change.address)
+    check_config_file(ctx.session.settings, device, change.address, ctx.audience)
     body = enapter_convert.provision_body(device, site_id=site_id, upstream_id=upstream_id)
     answer = await _provision(ctx, change, enapter_convert.ENDPOINT[kind], body)
     device_id = str(answer["device_id"])
@@ -594,7 +623,7 @@ async def _deliver_config(
     ):
         return _named_no_more(output.secret_name)
     if config is None:
-        check_config_file(ctx.session.settings, device, change.address)
+        check_config_file(ctx.session.settings, device, change.address, ctx.audience)
         protocol = str(enapter.protocol)
         config = await ctx._write(
             change,
@@ -619,8 +648,8 @@ async def _deliver_config(
             # reconciler's, to be removed by the next run (`enapter_files`).
             try:
                 tmp = enapter_files.reserve(settings, device_id, path)
-            except OSError as exc:
-                raise _unwritten(shown, exc, change.address) from None
+            except (OSError, StateNotWritten) as exc:
+                raise _unwritten(shown, exc, ctx.audience) from None
             # The descriptor holding the temporary file's lock (`enapter_files.hold`), let
             # go of once it is in place, or removed, or left for the next run.
             held: list[int] = []
@@ -630,7 +659,7 @@ async def _deliver_config(
                     os.close(held.pop())
 
             writing = asyncio.ensure_future(
-                asyncio.to_thread(_write_private_file, path, shown, tmp, text, change.address, held)
+                asyncio.to_thread(_write_private_file, path, tmp, text, held)
             )
             writing.add_done_callback(lambda done: done.cancelled() or done.exception())
             placed = False
@@ -639,16 +668,20 @@ async def _deliver_config(
                 written = await asyncio.shield(writing)
                 enapter_files.put(settings, device_id, written, path)
                 placed = True
-            except OSError as exc:
-                raise _unwritten(shown, exc, change.address) from None
+            except (OSError, StateNotWritten) as exc:
+                raise _unwritten(shown, exc, ctx.audience) from None
             finally:
                 # Put in place: its pending record is its record (`enapter_files.put`).
                 # Still being written (cancelled meanwhile): it stays recorded, for the
                 # next run to remove. Not removable: recorded too, the next run tries again.
+                # A record that cannot be forgotten (the state directory not writable) is
+                # of a file gone, which the next apply's `clear_leftovers` forgets: the
+                # failure said is the write's, not this one.
                 if writing.done() and not placed:
                     with contextlib.suppress(OSError):
                         tmp.unlink(missing_ok=True)
-                    enapter_files.release(settings, tmp)
+                    with contextlib.suppress(StateNotWritten):
+                        enapter_files.release(settings, tmp)
                 if writing.done():
                     let_go()
                 else:
@@ -674,6 +707,11 @@ def _named_no_more(name: str) -> dict[str, str]:
     return {"config": f"not written (the device names Secret {name} no more: edited, deleted "
             "or created again)"}
 
+
+# Who writes a config file whose write failed (a file-system error, no platform's refusal):
+# the next run, which finds the device made and generates its config again.
+_WRITE_AGAIN = Advice(cli="; the next apply tries again",
+                      operator="; the next reconcile tries again")
 
 # Who removes a config file whose removal failed: the CLI's next apply (with `--prune`
 # after a device's delete that was no replace's), or the operator's next reconcile, which
@@ -726,28 +764,27 @@ async def _remove_config_file(
     return {} if outcome is None else {"config_file": outcome}
 
 
-def _write_private_file(
-    path: Path, shown: str, tmp: Path, text: str, address: str, held: list[int]
-) -> Path:
+def _write_private_file(path: Path, tmp: Path, text: str, held: list[int]) -> Path:
     """Write `text`, readable by the owner only (0600), to the temporary file `tmp` next
-    to `path` (`shown`, as the plan names it) that is then renamed onto it
-    (`enapter_files.put`); that file, locked by the descriptor put in `held`
-    (`enapter_files.hold`)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return write_temporary(
-            path, text, private=True, tmp=tmp,
-            opened=lambda descriptor: held.append(enapter_files.hold(descriptor)),
-        )
-    except OSError as exc:
-        raise _unwritten(shown, exc, address) from None
+    to `path` that is then renamed onto it (`enapter_files.put`); that file, locked by the
+    descriptor put in `held` (`enapter_files.hold`). Raises OSError when it cannot be."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return write_temporary(
+        path, text, private=True, tmp=tmp,
+        opened=lambda descriptor: held.append(enapter_files.hold(descriptor)),
+    )
 
 
-def _unwritten(shown: str, exc: OSError, address: str) -> ProviderRejected:
-    """The failure of a config file's write, naming the file as the plan does (`shown`)."""
-    return ProviderRejected(
-        f"cannot write the communication config to {shown}: {exc.strerror or exc}",
-        address=address,
+def _unwritten(shown: str, exc: OSError | StateNotWritten, audience: Audience) -> FileNotWritten:
+    """The failure of a config file's write, naming the file as the plan does (`shown`):
+    its own (`exc` an OSError) or that of the state directory's record of it."""
+    if isinstance(exc, StateNotWritten):
+        why = (f"the state directory's record of the files it writes cannot be written "
+               f"({exc.path}: {exc.reason})")
+    else:
+        why = exc.strerror or str(exc)
+    return FileNotWritten(
+        f"cannot write the communication config to {shown}: {why}{_WRITE_AGAIN.to(audience)}"
     )
 
 

@@ -77,6 +77,21 @@ class LockHeld(StateDirError):
     """Another process holds the state directory's lock."""
 
 
+class StateNotWritten(StateDirError):
+    """A state file (the inventory, the credential ledger, the journal) could not be
+    written once the run was under way: a full disk, a directory made read-only. No
+    platform's refusal and nothing declared: the next run tries again (`retryable`), as
+    the operator's next reconcile does without holding the object back. `path` is the file,
+    `reason` why (`no space left on device`)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, path: Path, reason: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
 @dataclass
 class StateDir:
     path: Path
@@ -510,10 +525,12 @@ class StateDir:
         except OSError as exc:
             # The temporary file, when it is the one that could not be made or removed.
             where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(path) else ""
-            raise StateDirError(
+            raise StateNotWritten(
                 f"cannot write {path}, {what}: {where}{_reason(exc)}; the changes already made "
                 "stay, and the next run finds them again by their natural keys once the file "
-                "can be written"
+                "can be written",
+                path=path,
+                reason=f"{where}{_reason(exc)}",
             ) from None
 
     # -- credential ledger -----------------------------------------------------------------
@@ -927,7 +944,11 @@ class Journal:
         try:
             os.write(self._fd, (json.dumps(line) + "\n").encode())
         except OSError as exc:  # a full disk: the change fails, saying so, before it is sent
-            raise StateDirError(f"cannot write the journal {self.path}: {_reason(exc)}") from None
+            raise StateNotWritten(
+                f"cannot write the journal {self.path}: {_reason(exc)}",
+                path=self.path,
+                reason=_reason(exc),
+            ) from None
         self._unsynced.set()
 
     def intent(self, address: str, operation: str, **detail: Any) -> None:

@@ -9,7 +9,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from harness import write_kubeconfig
@@ -40,15 +40,18 @@ def operator_env(sims: SimFleet, server: str, tmp_path: Path, **extra: str) -> d
 
 @contextlib.asynccontextmanager
 async def operator_process(
-    env: dict[str, str], log: Path, serving: Sequence[str] = ("-A",)
+    env: dict[str, str],
+    log: Path,
+    serving: Sequence[str] = ("-A",),
+    preexec_fn: Callable[[], None] | None = None,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """`reconciler operator -A` (or with the arguments `serving` says which namespaces to
     serve with) running with `env`, its output in `log`; SIGKILLed at the end unless the
-    test ended it."""
+    test ended it. `preexec_fn` runs in the child before it starts (`denied`)."""
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "reconciler", "operator", *serving, "--verbose",
-            env=env, stdout=out, stderr=out, cwd=str(ROOT),
+            env=env, stdout=out, stderr=out, cwd=str(ROOT), preexec_fn=preexec_fn,
         )
     try:
         yield process
