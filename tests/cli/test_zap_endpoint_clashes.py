@@ -181,3 +181,41 @@ def test_two_devices_trading_endpoints_are_blocked_before_any_write(
     run.sims.call(run.sims.sims.reset_counts)
     assert run("apply", run.path, "--auto-approve")[0] == 1
     assert _zap_writes(run) == 0
+
+
+# -- hosts as written ------------------------------------------------------------------------
+
+
+def tcp(name: str, hardware_id: str, host: str) -> Doc:
+    return device(name, "s1-zap", hardware_id, "inverter",
+                  {"modbusTcp": {"host": host, "profile": "sungrow"}},
+                  [{"name": "pv", "type": "solar"}])
+
+
+@pytest.mark.parametrize(("on_zap", "declared", "shown"), [
+    ("0:0:0:0:0:0:0:1", "::1", "[::1]:502"),
+    ("::ffff:192.168.1.61", "192.168.1.61", "192.168.1.61:502"),
+    ("Inverter.LAN", "inverter.lan", "inverter.lan:502"),
+], ids=["ipv6-forms", "ipv4-mapped", "name-case"])
+def test_one_host_written_two_ways_is_one_endpoint(
+        make_cli: CliFactory, on_zap: str, declared: str, shown: str) -> None:
+    """A device on the Zap at an address (or name) written otherwise than the declared
+    one is at the same endpoint: the add is blocked, naming it, with no write."""
+    fleet = [*standard_site(1), tcp("s1-new", "SG-NEW", declared)]
+    run = make_cli(fleet)
+    run.rewrite(standard_site(1))
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    _install(run, {"type": "modbus_tcp", "ip": on_zap, "port": 502, "unit_id": 1,
+                   "profile": "sungrow"}, "STRANGER")
+    run.rewrite(fleet)
+
+    code, out, err = run("plan", run.path, "--no-color")
+    assert code == 1, out + err
+    assert "+ device/s1-new[zap] will be created  [BLOCKED]" in out, out
+    assert (f"error: device/s1-new[zap]: gateway s1-zap already has device 'STRANGER' "
+            f"(inverter, which no Device declares on it) at Modbus TCP {shown} unit id 1: "
+            "the Zap refuses (409)") in err, err
+    run.sims.call(run.sims.sims.reset_counts)
+    assert run("apply", run.path, "--auto-approve")[0] == 1
+    assert _zap_writes(run) == 0
+
