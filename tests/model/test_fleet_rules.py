@@ -178,6 +178,24 @@ CASES = [
         id="modbus-tcp-another-port-or-unit-is-fine",
     ),
     pytest.param(
+        [*ZAP_SITE,
+         inverter("a", hardwareId="A", connection={
+             "modbusTcp": {"host": "fd00:0:0:0:0:0:0:60", "profile": "sungrow"}}),
+         inverter("b", hardwareId="B", connection={
+             "modbusTcp": {"host": "fd00::60", "profile": "sungrow"}}),
+         inverter("c", hardwareId="C", connection={
+             "modbusTcp": {"host": "Inverter.LAN", "profile": "sungrow"}}),
+         inverter("d", hardwareId="D", connection={
+             "modbusTcp": {"host": "inverter.lan", "profile": "sungrow"}})],
+        [("Device", "b", ("spec", "connection", "modbusTcp"),
+          "Modbus TCP [fd00::60]:502 unit id 1 on Gateway 'home-zap' is already taken by "
+          "Device 'a'"),
+         ("Device", "d", ("spec", "connection", "modbusTcp"),
+          "Modbus TCP inverter.lan:502 unit id 1 on Gateway 'home-zap' is already taken by "
+          "Device 'c'")],
+        id="modbus-tcp-one-host-written-two-ways",
+    ),
+    pytest.param(
         [*ZAP_SITE, inverter("a", hardwareId="A", connection=RTU),
          inverter("b", hardwareId="B", connection={
              "modbusRtu": {"unitId": 1, "baudRate": 19200, "profile": "solis"}})],
@@ -1010,3 +1028,4 @@ def test_flatpeak_site_needs_an_address_or_a_location_id() -> None:
     assert [(p.kind, p.name, p.path) for p in without] == [("Site", "fp", ("spec", "flatpeak"))]
     assert "postal address" in without[0].message
     assert check_fleet([site("fp", flatpeak={"locationId": "loc_1"})]) == []
+
