@@ -1029,3 +1029,15 @@ def test_flatpeak_site_needs_an_address_or_a_location_id() -> None:
     assert "postal address" in without[0].message
     assert check_fleet([site("fp", flatpeak={"locationId": "loc_1"})]) == []
 
+
+def test_the_device_holding_a_zap_endpoint_keeps_it_whichever_was_declared_first() -> None:
+    """The operator knows which Device holds its endpoint (its status records it applied
+    there): the one declared first is refused when the other holds it; with no holder,
+    declaration order decides."""
+    resources = [*ZAP_SITE, inverter("a", hardwareId="A", connection=RTU),
+                 inverter("b", hardwareId="B", connection=RTU)]
+    held = check_fleet(resources, endpoint_holders={"b"})
+    assert [p.name for p in held] == ["a"]
+    assert "RS-485 unit id 1 on Gateway 'home-zap' is already taken by Device 'b'" in (
+        held[0].message)
+    assert [p.name for p in check_fleet(resources)] == ["b"]
