@@ -199,13 +199,15 @@ def check_fleet(
     resources: list[Resource],
     invalid: Collection[tuple[str, str]] = (),
     holders: Collection[str] = (),
+    endpoint_holders: Collection[str] = (),
 ) -> list[Problem]:
     """Every cross-field and cross-document rule. `resources` in declaration order;
     `invalid` the (kind, name) of documents that failed validation and are left out: a
     reference to one of those says so rather than that nothing of the name is declared.
     `holders`: the Devices known to hold the configOutput they declare (the operator knows
     it from their status); of two Devices declaring one, a holder keeps it and the other
-    is refused, whichever was declared first."""
+    is refused, whichever was declared first. `endpoint_holders` the same for the Zap
+    connection endpoint they declare (their status says they were applied there)."""
     return [
         replace(
             problem,
@@ -214,11 +216,14 @@ def check_fleet(
         )
         if problem.refers_to is not None and problem.refers_to in invalid
         else problem
-        for problem in _rules(resources, holders)
+        for problem in _rules(resources, holders, endpoint_holders)
     ]
 
 
-def _rules(resources: list[Resource], holders: Collection[str] = ()) -> list[Problem]:
+def _rules(
+    resources: list[Resource], holders: Collection[str] = (),
+    endpoint_holders: Collection[str] = (),
+) -> list[Problem]:
     problems: list[Problem] = []
     problems += _unique_names(resources)
     fleet = Fleet.of(resources)
@@ -232,7 +237,7 @@ def _rules(resources: list[Resource], holders: Collection[str] = ()) -> list[Pro
         problems += _device_rules(fleet, device)
     problems += _der_rules(fleet)
     problems += _unique_hardware_ids(fleet)
-    problems += _unique_zap_endpoints(fleet)
+    problems += _unique_zap_endpoints(fleet, endpoint_holders)
     problems += _unique_enapter_slugs(fleet)
     problems += _unique_flatpeak_references(fleet)
     problems += _unique_flatpeak_locations(fleet)
@@ -769,13 +774,15 @@ def _unique_hardware_ids(fleet: Fleet) -> list[Problem]:
     return problems
 
 
-def _unique_zap_endpoints(fleet: Fleet) -> list[Problem]:
+def _unique_zap_endpoints(fleet: Fleet, holders: Collection[str] = ()) -> list[Problem]:
     """Two Devices of one Zap at one connection endpoint (`model.zap_endpoints`): the Zap
-    refuses (409) to add the second, on every apply. The first declared keeps it; a Device
-    of the same hardwareId is refused for that already (`_unique_hardware_ids`)."""
+    refuses (409) to add the second, on every apply. The one holding it (`holders`: it was
+    applied there) keeps it, else the first declared: an older Device edited onto the
+    endpoint of a newer one, which works there, is the one refused. A Device of the same
+    hardwareId is refused for that already (`_unique_hardware_ids`)."""
     problems = []
     seen: dict[tuple[str, zap_endpoints.Endpoint], Device] = {}
-    for device in fleet.devices.values():
+    for device in _holders_first(fleet, holders):
         gateway = fleet.gateways.get(device.spec.gateway_ref or "")
         connection = device.spec.connection
         if gateway is None or gateway.spec.zap is None or connection is None:
@@ -879,10 +886,11 @@ _CONFIG_FILE: Path = ("spec", "enapter", "configOutput", "file")
 
 
 def _holders_first(fleet: Fleet, holders: Collection[str]) -> list[Device]:
-    """The fleet's devices, those holding their configOutput first, each group in
-    declaration order: of two declaring one output, its holder, if one holds it, is the
-    first. (The refusal does not say which holds it: its message would change, and be said
-    again, once the first is recorded as holding it.)"""
+    """The fleet's devices, those in `holders` first (holding their configOutput, or their
+    Zap endpoint), each group in declaration order: of two declaring one output, or
+    endpoint, its holder, if one holds it, is the first. (The refusal does not say which
+    holds it: its message would change, and be said again, once the first is recorded as
+    holding it.)"""
     devices = list(fleet.devices.values())
     return sorted(devices, key=lambda d: d.name not in holders)
 

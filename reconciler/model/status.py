@@ -94,6 +94,13 @@ class DeviceGateway(StrictModel):
     serial: str = Field(description="The Zap's serial.", examples=["zap-0123456789abcdef"])
     url: str = Field(description="The Zap's declared URL.", examples=["http://192.168.1.40"])
     site: str = Field(description="The gateway's Site object.", examples=["home-solna"])
+    endpoint: str | None = Field(
+        default=None,
+        description="The connection endpoint the device has there, as the Zap tells its "
+        "devices apart: of two Devices of the namespace declaring one endpoint, the one "
+        "that has it keeps it and the other is refused, however old.",
+        examples=["Modbus TCP 192.168.1.60:502 unit id 1"],
+    )
 
 
 class ClaimedGateway(StrictModel):

@@ -8,6 +8,13 @@ already (platform-apis: "its UART/TCP endpoint conflicts with another"):
 - MQTT: the same broker host and port with the same profile (the Zap names an MQTT device
   after them, so a second one there has the first one's serial).
 
+A host is compared as written, normalised only as far as the text says: a host name
+without regard to case, an IP address in its one canonical form (`::1` is
+`0:0:0:0:0:0:0:1`, `::ffff:192.168.1.60` is `192.168.1.60`). A name is never resolved:
+a plan must not depend on the resolver of the machine that makes it (nor wait for it),
+so a name and the address it resolves to are two endpoints here, as they may be to the
+Zap.
+
 `model.fleet` compares two declared Devices of one Gateway with it, and
 `plan.zap_endpoint_clashes` a declared Device with the devices a Zap reports (in the Zap's
 own field names: `of_zap_settings`).
@@ -15,6 +22,7 @@ own field names: `of_zap_settings`).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,13 +57,13 @@ class Endpoint:
         reported escaped, as it is shown on one line)."""
         if self.type == "modbus_tcp":
             host, port, unit = map(_shown, self.key)
-            return f"Modbus TCP {host}:{port} unit id {unit}"
+            return f"Modbus TCP {_bracketed(host)}:{port} unit id {unit}"
         if self.type == "modbus_rtu":
             return f"RS-485 unit id {_shown(self.key[0])}"
         if self.type == "p1_uart":
             return "the P1 UART"
         host, port, profile = map(_shown, self.key)
-        return f"MQTT broker {host}:{port} with profile {profile}"
+        return f"MQTT broker {_bracketed(host)}:{port} with profile {profile}"
 
     @property
     def field(self) -> tuple[str, ...]:
@@ -78,12 +86,15 @@ def of_connection(connection: Connection) -> Endpoint:
     """The endpoint a declared connection takes."""
     connection_type, settings = connection.chosen()
     if isinstance(settings, ModbusTcp):
-        return Endpoint(connection_type, (settings.host, settings.port, settings.unit_id))
+        return Endpoint(
+            connection_type, (normal_host(settings.host), settings.port, settings.unit_id)
+        )
     if isinstance(settings, ModbusRtu):
         return Endpoint(connection_type, (settings.unit_id,))
     if isinstance(settings, Mqtt):
         return Endpoint(
-            connection_type, (settings.broker_host, settings.broker_port, settings.profile)
+            connection_type,
+            (normal_host(settings.broker_host), settings.broker_port, settings.profile),
         )
     return Endpoint(connection_type, ())
 
@@ -95,7 +106,7 @@ def of_zap_settings(
     and settings in the Zap's field names); None for a type the Zap does not document."""
     if connection_type == "modbus_tcp":
         return Endpoint(connection_type, (
-            str(settings.get("ip", "")),
+            normal_host(str(settings.get("ip", ""))),
             _number(settings.get("port"), _DEFAULT_MODBUS_PORT),
             _number(settings.get("unit_id"), _DEFAULT_UNIT_ID),
         ))
@@ -105,11 +116,28 @@ def of_zap_settings(
         return Endpoint(connection_type, ())
     if connection_type == "mqtt":
         return Endpoint(connection_type, (
-            str(settings.get("broker_host", "")),
+            normal_host(str(settings.get("broker_host", ""))),
             _number(settings.get("broker_port"), _DEFAULT_BROKER_PORT),
             str(profile or ""),
         ))
     return None
+
+
+def normal_host(host: str) -> str:
+    """`host` as endpoints compare it: an IP address in its canonical form (an IPv4 one
+    mapped into IPv6 as the IPv4 one), a host name in lower case (names are not case
+    sensitive). Never resolved (see the module's docstring)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host.lower()
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else address)
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address in brackets before a port, as in a URL (`[::1]:502`)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _shown(value: str | int) -> str:

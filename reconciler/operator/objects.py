@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import Diagnostic
+from reconciler.model import zap_endpoints
 from reconciler.model.base import API_GROUP, API_VERSION_NAME, Resource
 from reconciler.model.fleet import DANGLING, Fleet, Problem, check_fleet
 from reconciler.model.schema import CRD_NAMES
@@ -55,13 +56,14 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """What the operator's index keeps of an object: its model document, its kind, when it
     was created (`in_declaration_order`), whether it holds its configOutput
     (`holds_config_output`), for a Site the Novacore site it was applied to
-    (`applied_novacore_site`) and for a Device the Site it was last placed at
-    (`last_site`) and the Flatpeak locations its Site had (`flatpeak_locations`), the spec
-    fields its status records as declared (`declared_fields`) and its uid; for a Site the
-    Flatpeak location its status records, those it had (`flatpeak_locations`) and the one
-    it records as not found (`locations.known`), for a Gateway the serials its
-    status records as claimed (`claimed_serials`), and whether the object is being deleted
-    (`is_deleting`); `build` strips them again."""
+    (`applied_novacore_site`) and for a Device the Site it was last placed at (`last_site`),
+    the Zap endpoint it was last found at or added to (`applied_zap_endpoint`) and the
+    Flatpeak locations its Site had (`flatpeak_locations`), the spec fields its status
+    records as declared (`declared_fields`) and its uid; for a Site the Flatpeak location
+    its status records, those it had (`flatpeak_locations`) and the one it records as not
+    found (`locations.known`), for a Gateway the serials its status records as claimed
+    (`claimed_serials`), and whether the object is being deleted (`is_deleting`); `build`
+    strips them again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
     if created:
@@ -78,6 +80,9 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     placed = last_site(body)
     if placed:
         document[LAST_SITE] = placed
+    applied_endpoint = applied_zap_endpoint(body)
+    if applied_endpoint is not None:
+        document[APPLIED_ZAP_ENDPOINT] = list(applied_endpoint)
     had = flatpeak_locations(body)
     if had:
         document[locations.LOCATIONS] = [
@@ -181,6 +186,42 @@ def last_site(body: Mapping[str, Any]) -> str | None:
     gateway = (body.get("status") or {}).get("gateway")
     site = gateway.get("site") if isinstance(gateway, Mapping) else None
     return site if isinstance(site, str) and site else None
+
+
+# In an index document: the Zap endpoint a Device was last found at or added to.
+APPLIED_ZAP_ENDPOINT = "appliedZapEndpoint"
+
+
+def applied_zap_endpoint(body: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """The gateway (name, serial) and connection endpoint a Device's status says it was
+    last found at or added to on a Zap (`status.gateway`): what the operator applied there.
+    Of two Devices declaring one endpoint, the one that has it keeps it
+    (`zap_endpoint_holder`), as for a `configOutput` (`holds_config_output`)."""
+    if APPLIED_ZAP_ENDPOINT in body:
+        recorded = body[APPLIED_ZAP_ENDPOINT]
+        return (str(recorded[0]), str(recorded[1]), str(recorded[2]))
+    if body.get("kind") != "Device":
+        return None
+    gateway = (body.get("status") or {}).get("gateway")
+    if not isinstance(gateway, Mapping):
+        return None
+    fields = (gateway.get("name"), gateway.get("serial"), gateway.get("endpoint"))
+    if not all(isinstance(f, str) and f for f in fields):
+        return None  # recorded before endpoints were, or never placed
+    return (str(fields[0]), str(fields[1]), str(fields[2]))
+
+
+def zap_endpoint_holder(fleet: Fleet, device: Resource, applied: tuple[str, str, str]) -> bool:
+    """Whether `device` holds the Zap endpoint its spec declares: its status records it at
+    that endpoint on the gateway (name and serial) its spec names now. One edited onto
+    another endpoint, or moved to another gateway, holds none until it was applied there."""
+    gateway = fleet.gateways.get(getattr(device.spec, "gateway_ref", None) or "")
+    connection = getattr(device.spec, "connection", None)
+    if gateway is None or gateway.spec.zap is None or connection is None:
+        return False
+    return applied == (
+        gateway.name, gateway.spec.zap.serial, zap_endpoints.of_connection(connection).described()
+    )
 
 
 def flatpeak_locations(body: Mapping[str, Any]) -> list[FlatpeakLocation]:
@@ -305,6 +346,7 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     resources: list[Resource] = []
     invalid: dict[tuple[str, str], list[Diagnostic]] = {}
     holders: set[str] = set()
+    endpoints: dict[str, tuple[str, str, str]] = {}  # Device -> its `applied_zap_endpoint`
     applied: dict[str, str] = {}
     placed: dict[str, str] = {}
     had: list[FlatpeakLocation] = []
@@ -317,6 +359,9 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
             deleting.add((kind, name))
         if kind == "Device" and holds_config_output(body):
             holders.add(name)
+        applied_endpoint = applied_zap_endpoint(body) if kind == "Device" else None
+        if applied_endpoint is not None:
+            endpoints[name] = applied_endpoint
         site_id = applied_novacore_site(body) if kind == "Site" else None
         if site_id:
             applied[name] = site_id
@@ -334,8 +379,12 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
             invalid[(kind, name)] = diagnostics
         else:
             resources.append(resource)
-    problems = check_fleet(resources, invalid.keys(), holders)
     fleet = Fleet.of(resources)
+    endpoint_holders = {
+        name for name, at in endpoints.items()
+        if name in fleet.devices and zap_endpoint_holder(fleet, fleet.devices[name], at)
+    }
+    problems = check_fleet(resources, invalid.keys(), holders, endpoint_holders)
     return NamespaceFleet(
         fleet, invalid, problems, _applied_sites(fleet, applied), placed,
         locations.remembered(had), fields, frozenset(deleting),

@@ -24,6 +24,7 @@ from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy, honoured
 from reconciler.engine.unread import asked_to_wait
 from reconciler.errors import ProviderAuthError
+from reconciler.model import zap_endpoints
 from reconciler.model.base import Resource
 from reconciler.model.declared import declared_paths
 from reconciler.model.fleet import DANGLING, Fleet
@@ -555,11 +556,14 @@ def _device_gateway(
     placed = zap.action in (Action.CREATE, Action.UPDATE, Action.REPLACE) and zap.address in done
     if zap.action is not Action.NO_OP and not placed:
         return None
+    connection = getattr(device.spec, "connection", None)
     placement = DeviceGateway(
         name=gateway.name,
         serial=gateway.spec.zap.serial,
         url=str(gateway.spec.zap.url),
         site=gateway.spec.site_ref,
+        # Found or added there with this spec: the endpoint it holds (`objects`).
+        endpoint=zap_endpoints.of_connection(connection).described() if connection else None,
     )
     return placement.model_dump()
 

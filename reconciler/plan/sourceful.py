@@ -41,7 +41,7 @@ from reconciler.plan.observed import (
 from reconciler.plan.renames import Rename
 from reconciler.plan.sourceful_state import GatewayContext
 from reconciler.plan.sourceful_unmanaged import UnmanagedPlanner
-from reconciler.plan.zap_endpoint_clashes import settle
+from reconciler.plan.zap_endpoint_clashes import after_frees, settle
 from reconciler.plan.zap_settings import (
     declared_zap_settings,
     observed_connection,
@@ -74,6 +74,8 @@ class SourcefulPlanner(UnmanagedPlanner):
         self._drop_taken_duplicates()
         self._copies_after_moves()
         self._unmanaged_gateways()
+        # Last: whether a removal that frees an endpoint goes is known only now.
+        after_frees(self._endpoint_waits, self.changes, self._block)
         return self.changes, self.unmanaged
 
     def plan_site(self, name: str) -> None:
@@ -177,8 +179,10 @@ class SourcefulPlanner(UnmanagedPlanner):
                 self._unmanaged_zap_devices(site, gateway, zap_obs, on_gateway)
                 # An add where a device of the Zap is waits for the removal that frees its
                 # endpoint, or is blocked: the Zap would refuse it (409) on every apply.
-                settle(gateway_name, zap_obs, self.changes[gateway_first:], self._whole,
-                       self._block, self.audience)
+                self._endpoint_waits += settle(
+                    gateway_name, zap_obs, self.changes[gateway_first:], self._whole,
+                    self._block, self.audience,
+                )
         if isinstance(devices_obs, list):
             pruned = self._unmanaged_cloud_devices(site, devices_obs, matched)
             for change in self.changes[first:]:

@@ -23,6 +23,7 @@ from reconciler.plan.novacore_sites import SiteIndex, match_site, unclaimed_site
 from reconciler.plan.observed import NovacoreSite, Observed, ZapState
 from reconciler.plan.removal import MovedCopy
 from reconciler.plan.retired import LeftSite, RetiredSite
+from reconciler.plan.zap_endpoint_clashes import Wait
 from reconciler.printable import echo
 
 
@@ -117,6 +118,9 @@ class SourcefulState:
     # that `--prune` removes: (that gateway's name, the copy, its removal), ordered after
     # the devices moved once every site is planned (`plan.sourceful_unmanaged`).
     _moved_copies: list[tuple[str, MovedCopy, Change]] = field(default_factory=list)
+    # The adds ordered after the change that frees their endpoint on the Zap
+    # (`plan.zap_endpoint_clashes`), settled again once every site is planned.
+    _endpoint_waits: list[Wait] = field(default_factory=list)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -10,7 +10,10 @@ another `hardwareId`. `settle` runs once a gateway's devices are planned:
 
 - an endpoint the same plan frees first (the device there is removed with `--prune`, or
   replaced at another endpoint) is waited for: the add depends on that change, as changes
-  of one apply run concurrently, ordered only by what they depend on;
+  of one apply run concurrently, ordered only by what they depend on. Whether that change
+  goes this time is known only once every site is planned (a copy a moved device left
+  waits for its new Zap, which may be offline): `after_frees` then defers, or blocks, an
+  add whose endpoint is freed by a change deferred, or blocked, naming it;
 - any other is blocked before anything is written, naming the device there and what to
   change; what waits on the add is blocked with it. Devices that would trade endpoints
   (each replaced onto the other's) would wait on each other for ever: both are blocked.
@@ -19,11 +22,12 @@ another `hardwareId`. `settle` runs once a gateway's devices are planned:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from reconciler.model import zap_endpoints
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
-from reconciler.plan.actions import Action, Change
+from reconciler.plan.actions import Action, Change, defer
 from reconciler.plan.advice import Advice, Audience
 from reconciler.plan.observed import ZapDevice, ZapState
 from reconciler.printable import printable, quoted
@@ -38,13 +42,24 @@ _REMOVES_UNDECLARED = Advice(
 _ADDS = (Action.CREATE, Action.REPLACE)
 
 
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """An add ordered after the change that frees its endpoint (`settle`)."""
+
+    add: Change
+    frees: Change
+    endpoint: zap_endpoints.Endpoint
+
+
 def settle(gateway: str, zap: ZapState, changes: Sequence[Change], fleet: Fleet,
-           block: Block, audience: Audience = Audience.CLI) -> None:
+           block: Block, audience: Audience = Audience.CLI) -> list[Wait]:
     """Order or block the adds among `changes` (the changes planned for the devices of
-    `gateway`, whose Zap reports `zap`) that go where a device of the Zap is."""
+    `gateway`, whose Zap reports `zap`) that go where a device of the Zap is. Returns the
+    adds ordered after a change, for `after_frees` once every site is planned."""
     on_zap = [c for c in changes if c.component == "zap" and c.kind == "Device"]
     by_serial = {c.external_id: c for c in on_zap if c.external_id is not None}
     waits: dict[str, Change] = {}  # an add's address -> the change that frees its endpoint
+    ordered: list[Wait] = []
     newly: dict[str, Change] = {}  # the adds blocked here, by address
     for change in on_zap:
         device = fleet.devices.get(change.name)
@@ -61,6 +76,7 @@ def settle(gateway: str, zap: ZapState, changes: Sequence[Change], fleet: Fleet,
         frees = by_serial.get(held.sn)
         if frees is not None and _frees(frees, endpoint, fleet):
             waits[change.address] = frees
+            ordered.append(Wait(change, frees, endpoint))
             change.depends_on = [*change.depends_on, frees.address]
             change.message += f"; added once {frees.address} frees {endpoint.described()}"
             continue
@@ -69,6 +85,43 @@ def settle(gateway: str, zap: ZapState, changes: Sequence[Change], fleet: Fleet,
         newly[change.address] = change
     newly |= _block_trades(waits)
     _block_dependents(changes, waits, newly, block)
+    return [w for w in ordered if not w.add.blocked]
+
+
+def after_frees(waits: Sequence[Wait], changes: Sequence[Change], block: Block) -> None:
+    """Once every site is planned: an add whose endpoint is freed by a change that is
+    deferred (a copy a moved device left, waiting for its new Zap; a removal whose Zap or
+    cloud could not be read) is deferred with it, and one freed by a change blocked is
+    blocked: sent, the Zap would refuse it (409), the device there being there still.
+    What waits on such an add (its cloud record, its publishing flags) waits with it."""
+    held: dict[str, Change] = {}  # the adds deferred or blocked here, by address
+    for wait in waits:
+        add, frees = wait.add, wait.frees
+        if add.blocked or add.action is Action.DEFER:
+            continue
+        if frees.blocked:
+            block(add, frees)
+        elif frees.action is Action.DEFER:
+            defer(add, f"added once {frees.address} frees {wait.endpoint.described()}, and "
+                  f"{frees.address} is deferred", unread=False)
+        else:
+            continue
+        held[add.address] = add
+    grew = bool(held)
+    while grew:
+        grew = False
+        for change in changes:
+            if change.blocked or change.action is Action.DEFER or not change.is_change:
+                continue
+            cause = next((held[d] for d in change.depends_on if d in held), None)
+            if cause is None:
+                continue
+            if cause.blocked:
+                block(change, cause)
+            else:
+                defer(change, f"it goes after {cause.address}, deferred", unread=False)
+            held[change.address] = change
+            grew = True
 
 
 def _endpoint(device: ZapDevice) -> zap_endpoints.Endpoint | None:
@@ -78,9 +131,12 @@ def _endpoint(device: ZapDevice) -> zap_endpoints.Endpoint | None:
 def _frees(change: Change, endpoint: zap_endpoints.Endpoint, fleet: Fleet) -> bool:
     """Whether `change` takes its device off `endpoint`: a removal does; a replace does
     when it adds the device again elsewhere (a new password alone adds it back there)."""
-    if change.action is Action.DELETE:
+    # A change deferred already frees it as what it would do: the add waits with it
+    # (`after_frees`), rather than being refused for a device that is on its way out.
+    action = change.deferred_action if change.action is Action.DEFER else change.action
+    if action is Action.DELETE:
         return True
-    if change.action is not Action.REPLACE:
+    if action is not Action.REPLACE:
         return False
     device = fleet.devices.get(change.name)
     connection = device.spec.connection if device is not None else None

@@ -2,12 +2,15 @@
 same Modbus TCP address and unit, RS-485 unit id, the P1 UART, MQTT broker and profile):
 the Zap refuses the add (409) on every apply. The plan blocks it before anything is
 written, naming the device there, unless the same plan frees the endpoint first (the
-device there pruned, or replaced at another endpoint), which the add then waits for. (Two
-declared Devices at one endpoint are invalid: tests/cli/test_validate.py.) The CLI runs in
-this process against the simulators (`test_plan_apply.make_cli`)."""
+device there pruned, or replaced at another endpoint), which the add then waits for, and is
+deferred with while that change is. A host is one however its address, or the case of its
+name, is written. (Two declared Devices at one endpoint are invalid:
+tests/cli/test_validate.py.) The CLI runs in this process against the simulators
+(`test_plan_apply.make_cli`)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -181,3 +184,88 @@ def test_two_devices_trading_endpoints_are_blocked_before_any_write(
     run.sims.call(run.sims.sims.reset_counts)
     assert run("apply", run.path, "--auto-approve")[0] == 1
     assert _zap_writes(run) == 0
+
+
+# -- hosts as written ------------------------------------------------------------------------
+
+
+def tcp(name: str, hardware_id: str, host: str) -> Doc:
+    return device(name, "s1-zap", hardware_id, "inverter",
+                  {"modbusTcp": {"host": host, "profile": "sungrow"}},
+                  [{"name": "pv", "type": "solar"}])
+
+
+@pytest.mark.parametrize(("on_zap", "declared", "shown"), [
+    ("0:0:0:0:0:0:0:1", "::1", "[::1]:502"),
+    ("::ffff:192.168.1.61", "192.168.1.61", "192.168.1.61:502"),
+    ("Inverter.LAN", "inverter.lan", "inverter.lan:502"),
+], ids=["ipv6-forms", "ipv4-mapped", "name-case"])
+def test_one_host_written_two_ways_is_one_endpoint(
+        make_cli: CliFactory, on_zap: str, declared: str, shown: str) -> None:
+    """A device on the Zap at an address (or name) written otherwise than the declared
+    one is at the same endpoint: the add is blocked, naming it, with no write."""
+    fleet = [*standard_site(1), tcp("s1-new", "SG-NEW", declared)]
+    run = make_cli(fleet)
+    run.rewrite(standard_site(1))
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    _install(run, {"type": "modbus_tcp", "ip": on_zap, "port": 502, "unit_id": 1,
+                   "profile": "sungrow"}, "STRANGER")
+    run.rewrite(fleet)
+
+    code, out, err = run("plan", run.path, "--no-color")
+    assert code == 1, out + err
+    assert "+ device/s1-new[zap] will be created  [BLOCKED]" in out, out
+    assert (f"error: device/s1-new[zap]: gateway s1-zap already has device 'STRANGER' "
+            f"(inverter, which no Device declares on it) at Modbus TCP {shown} unit id 1: "
+            "the Zap refuses (409)") in err, err
+    run.sims.call(run.sims.sims.reset_counts)
+    assert run("apply", run.path, "--auto-approve")[0] == 1
+    assert _zap_writes(run) == 0
+
+
+# -- the removal that frees the endpoint waits -----------------------------------------------
+
+_OTHER = serial_of(2)
+_COPY = "device/s1-zap.RTU-A[zap]"
+
+
+def _moved(to: str) -> list[Doc]:
+    """RTU-A behind gateway `to` (s1-zap, or s2-zap at another site), and on s1-zap a new
+    device at the unit id RTU-A had there once it moved."""
+    docs = [*standard_site(1), *standard_site(2), rtu("s1-rtu-a", "RTU-A", 3)]
+    docs[-1]["spec"]["gatewayRef"] = to
+    return docs + ([rtu("s1-rtu-new", "RTU-NEW", 3)] if to != "s1-zap" else [])
+
+
+def test_an_add_waiting_for_a_deferred_removal_is_deferred_naming_it(
+        make_cli: CliFactory) -> None:
+    """RTU-A moves to s2-zap, which is offline: the copy on s1-zap stays (removed only
+    once the device is on s2-zap), so the new device at its unit id waits too, its
+    add deferred naming that removal, instead of being sent to be refused (409)."""
+    run = make_cli(_moved("s1-zap"))
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.rewrite(_moved("s2-zap"))
+    run.sims.run(lambda: run.sims.sims.zaps[_OTHER].set_offline("refuse"))
+
+    code, out, err = run("plan", run.path, "--prune", "-o", "json")
+    assert code == 0, out + err
+    changes = {c["address"]: c for c in json.loads(out)["changes"]}
+    assert changes[_COPY]["actions"] == ["defer"], changes[_COPY]
+    add = changes["device/s1-rtu-new[zap]"]
+    assert (add["actions"], add["deferred_actions"]) == (["defer"], ["create"]), add
+    assert add["message"] == (
+        f"would create; deferred: added once {_COPY} frees RS-485 unit id 3, and {_COPY} is "
+        "deferred"
+    ), add
+    cloud = changes["device/s1-rtu-new[novacore]"]
+    assert cloud["actions"] == ["defer"], cloud
+
+    run.sims.call(run.sims.sims.reset_counts)
+    run("apply", run.path, "--prune", "--auto-approve")
+    assert _zap_writes(run) == 0
+    assert set(_on_zap(run)) >= {"RTU-A"}
+
+    run.sims.run(lambda: run.sims.sims.zaps[_OTHER].set_offline("online"))
+    code, out, err = run("plan", run.path, "--prune", "--no-color")
+    assert code == 0, out + err
+    assert f"added once {_COPY} frees RS-485 unit id 3" in out, out

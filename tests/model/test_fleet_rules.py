@@ -178,6 +178,24 @@ CASES = [
         id="modbus-tcp-another-port-or-unit-is-fine",
     ),
     pytest.param(
+        [*ZAP_SITE,
+         inverter("a", hardwareId="A", connection={
+             "modbusTcp": {"host": "fd00:0:0:0:0:0:0:60", "profile": "sungrow"}}),
+         inverter("b", hardwareId="B", connection={
+             "modbusTcp": {"host": "fd00::60", "profile": "sungrow"}}),
+         inverter("c", hardwareId="C", connection={
+             "modbusTcp": {"host": "Inverter.LAN", "profile": "sungrow"}}),
+         inverter("d", hardwareId="D", connection={
+             "modbusTcp": {"host": "inverter.lan", "profile": "sungrow"}})],
+        [("Device", "b", ("spec", "connection", "modbusTcp"),
+          "Modbus TCP [fd00::60]:502 unit id 1 on Gateway 'home-zap' is already taken by "
+          "Device 'a'"),
+         ("Device", "d", ("spec", "connection", "modbusTcp"),
+          "Modbus TCP inverter.lan:502 unit id 1 on Gateway 'home-zap' is already taken by "
+          "Device 'c'")],
+        id="modbus-tcp-one-host-written-two-ways",
+    ),
+    pytest.param(
         [*ZAP_SITE, inverter("a", hardwareId="A", connection=RTU),
          inverter("b", hardwareId="B", connection={
              "modbusRtu": {"unitId": 1, "baudRate": 19200, "profile": "solis"}})],
@@ -1010,3 +1028,16 @@ def test_flatpeak_site_needs_an_address_or_a_location_id() -> None:
     assert [(p.kind, p.name, p.path) for p in without] == [("Site", "fp", ("spec", "flatpeak"))]
     assert "postal address" in without[0].message
     assert check_fleet([site("fp", flatpeak={"locationId": "loc_1"})]) == []
+
+
+def test_the_device_holding_a_zap_endpoint_keeps_it_whichever_was_declared_first() -> None:
+    """The operator knows which Device holds its endpoint (its status records it applied
+    there): the one declared first is refused when the other holds it; with no holder,
+    declaration order decides."""
+    resources = [*ZAP_SITE, inverter("a", hardwareId="A", connection=RTU),
+                 inverter("b", hardwareId="B", connection=RTU)]
+    held = check_fleet(resources, endpoint_holders={"b"})
+    assert [p.name for p in held] == ["a"]
+    assert "RS-485 unit id 1 on Gateway 'home-zap' is already taken by Device 'b'" in (
+        held[0].message)
+    assert [p.name for p in check_fleet(resources)] == ["b"]
