@@ -13,6 +13,7 @@ from typing import Any
 from reconciler.model.der import DerFields
 from reconciler.model.device import Connection, Device, ModbusRtu, ModbusTcp, Mqtt, P1Uart, Parity
 from reconciler.model.vocab import local_der_type
+from reconciler.model.zap_endpoints import normal_host
 from reconciler.plan import removed_fields
 from reconciler.plan.actions import FieldDiff
 from reconciler.plan.diff import compared_only_where_reported
@@ -113,11 +114,32 @@ def zap_connection_diff(desired: dict[str, Any], before: dict[str, Any]) -> list
     """How the declared connection (`declared_zap_settings`) differs from the one the Zap
     reports (`observed_connection`): a setting the Zap does not report is not compared,
     unless it is one the Zap reports whenever it has it (`_SET_ONLY_WHEN_GIVEN`)."""
-    diff = compared_only_where_reported(desired, before)
+    diff = [
+        change for change in compared_only_where_reported(desired, before)
+        if not _same_host(change)
+    ]
     for key in _SET_ONLY_WHEN_GIVEN:
         if key in desired and key not in before:
             diff.append(FieldDiff("add", key, None, desired[key]))
     return diff
+
+
+# The Zap's keys that hold a host (`zap_settings`).
+_HOST_KEYS = frozenset({"ip", "broker_host"})
+
+
+def _same_host(change: FieldDiff) -> bool:
+    """Whether `change` is of a host written otherwise but the same one (a name in
+    another case, an IP address in another form: `model.zap_endpoints.normal_host`): the
+    Zap cannot change a connection, so a difference here would remove the device and add
+    it again, for nothing. Normalised only where the texts differ: a fleet-wide plan
+    compares 10,000 hosts that are the same text."""
+    return (
+        change.path in _HOST_KEYS
+        and isinstance(change.old, str)
+        and isinstance(change.new, str)
+        and normal_host(change.old) == normal_host(change.new)
+    )
 
 
 def zap_reset_diff(

@@ -223,6 +223,29 @@ def test_one_host_written_two_ways_is_one_endpoint(
     assert _zap_writes(run) == 0
 
 
+@pytest.mark.parametrize(("applied", "declared"), [
+    ("Inverter-7.LAN", "inverter-7.lan"),
+    ("::1", "0:0:0:0:0:0:0:1"),
+])
+def test_a_host_written_another_way_is_not_drift(
+        make_cli: CliFactory, applied: str, declared: str) -> None:
+    """A device added at a host, then declared at the same host written otherwise: no
+    change. The Zap cannot change a connection, so a difference would remove the device
+    and add it again."""
+    run = make_cli([*standard_site(1), tcp("s1-new", "SG-NEW", applied)])
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    run.rewrite([*standard_site(1), tcp("s1-new", "SG-NEW", declared)])
+
+    code, out, err = run("plan", run.path, "--no-color", "--detailed-exitcode")
+    assert code == 0, out + err
+    assert _on_zap(run)["SG-NEW"]["ip"] == applied
+
+    run.rewrite([*standard_site(1), tcp("s1-new", "SG-NEW", "192.168.1.99")])
+    code, out, err = run("plan", run.path, "--no-color", "--detailed-exitcode")
+    assert code == 2, out + err
+    assert "-/+ device/s1-new[zap] will be replaced" in out, out
+
+
 # -- the removal that frees the endpoint waits -----------------------------------------------
 
 _OTHER = serial_of(2)
