@@ -18,6 +18,8 @@ identity can be recorded before the file is written; without the second, a kill 
 after the rename leaves a file that was never in place (killed before the temporary file
 was made) not to be told from one that was. Once the file is in place, its pending record
 is its record (`StateDir.read_inventory`), kept so by the next write of the inventory.
+Leftovers are removed by the CLI's `apply` and `watch` before each apply, and by the
+operator at its first reconcile of each namespace (`operator.leftovers`).
 
 A temporary file is locked (flock) by its writer from its creation, before a byte of it is
 written, until it is renamed into place (`hold`): the kernel lets go of the lock of a
@@ -73,12 +75,13 @@ import re
 import secrets
 import stat as stat_module
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.engine.config import Settings
 from reconciler.engine.state import Inventory, PendingFile, StateDir, WrittenFile
 from reconciler.model.fleet import Fleet
+from reconciler.plan.advice import Advice, Audience
 from reconciler.plan.enapter_observed import InterruptedDelete
 from reconciler.state_files import TEMPORARY_SUFFIX
 
@@ -204,11 +207,16 @@ class _Leftover:
     record: PendingFile | None
     stat: os.stat_result
 
-    def said(self) -> str:
-        return _said(self.path, self.record)
+    def said(self, audience: Audience) -> str:
+        return _said(self.path, self.record, audience)
 
 
-def _said(path: str, record: PendingFile | None) -> str:
+# Who left a recorded temporary file, as each reader knows the runs that write: the
+# operator finds those of a killed operator as well as those of a killed apply.
+_KILLED = Advice(cli="a killed apply", operator="a killed run")
+
+
+def _said(path: str, record: PendingFile | None, audience: Audience) -> str:
     """What a temporary file of the config file `path` is, never what it holds."""
     if record is None:
         return (
@@ -216,9 +224,25 @@ def _said(path: str, record: PendingFile | None) -> str:
             f"writing to {path}"
         )
     return (
-        f"the temporary file a killed apply left holding the config it was writing to "
-        f"{path} for Enapter device {record.device_id}"
+        f"the temporary file {_KILLED.to(audience)} left holding the config it was writing "
+        f"to {path} for Enapter device {record.device_id}"
     )
+
+
+@dataclass
+class Cleared:
+    """What clearing leftovers did (`clear`), one line for each file, said to `audience`;
+    `unremoved`: those of `said` that name a file it could not remove, which the next run
+    tries again."""
+
+    audience: Audience
+    said: list[str] = field(default_factory=list)
+    unremoved: list[str] = field(default_factory=list)
+
+    def not_removed(self, tmp: str, what: str, exc: OSError) -> None:
+        line = _unremoved(tmp, what, exc, self.audience)
+        self.said.append(line)
+        self.unremoved.append(line)
 
 
 def leftovers(settings: Settings, fleet: Fleet) -> list[str]:
@@ -227,54 +251,60 @@ def leftovers(settings: Settings, fleet: Fleet) -> list[str]:
     writes nothing)."""
     inventory = StateDir(Path(settings.state_dir)).read_inventory()
     out = []
-    for found in _leftovers(settings, fleet, inventory, []):
+    for found in _leftovers(settings, fleet, inventory, Cleared(Audience.CLI)):
         try:
             descriptor = _open_unheld(found)
         except OSError:
             descriptor = None
         if descriptor is not None:
             os.close(descriptor)
-            out.append(f"{found.tmp} is {found.said()}; the next apply removes it")
+            out.append(f"{found.tmp} is {found.said(Audience.CLI)}; the next apply removes it")
     return out
 
 
 def clear_leftovers(settings: Settings, fleet: Fleet) -> list[str]:
+    """What `clear` did, said to the CLI's user."""
+    return clear(settings, fleet).said
+
+
+def clear(settings: Settings, fleet: Fleet, audience: Audience = Audience.CLI) -> Cleared:
     """Remove the temporary config files (`reserve`) that runs killed while they wrote
     them left behind, each holding a device's credentials, and forget their pending
     records (a file renamed into place before the kill keeps its record as a written
     file: see `StateDir.read_inventory`), and those with no record (see the module); what
-    was done, one line for each, never what the files hold. Left alone: the files a
+    was done, said to `audience`, never what the files hold. Left alone: the files a
     running process is writing (this one, or another that holds its lock: `hold`), and one
-    that is no longer the file written (changed since, or not a regular file)."""
+    that is no longer the file written (changed since, or not a regular file). Raises
+    StateDirError when the inventory cannot be read or written."""
     state = StateDir(Path(settings.state_dir))
-    inventory = state.read_inventory()
+    inventory = state.read_inventory(audience)
     pending = inventory.enapter_config_files_pending
     before = dict(pending)
-    said: list[str] = []
-    for found in _leftovers(settings, fleet, inventory, said):
+    cleared = Cleared(audience)
+    for found in _leftovers(settings, fleet, inventory, cleared):
         try:
             descriptor = _open_unheld(found)
         except (FileNotFoundError, NotADirectoryError):
             pending.pop(found.tmp, None)  # removed meanwhile
             continue
         except OSError as exc:
-            said.append(_unremoved(found.tmp, found.said(), exc))
+            cleared.not_removed(found.tmp, found.said(audience), exc)
             continue
         if descriptor is None:
             continue  # being written
         try:
             os.unlink(found.tmp)  # holding its lock: a writer that made it just now fails
         except OSError as exc:
-            said.append(_unremoved(found.tmp, found.said(), exc))
+            cleared.not_removed(found.tmp, found.said(audience), exc)
             continue
         finally:
             os.close(descriptor)
         pending.pop(found.tmp, None)
-        said.append(f"removed {found.tmp}, {found.said()}")
+        cleared.said.append(f"removed {found.tmp}, {found.said(audience)}")
     forgotten = _forget_removed(inventory)
     if pending != before or forgotten:
         state.write_inventory(inventory)
-    return said
+    return cleared
 
 
 def _forget_removed(inventory: Inventory) -> bool:
@@ -300,11 +330,11 @@ def _forget_removed(inventory: Inventory) -> bool:
 
 
 def _leftovers(
-    settings: Settings, fleet: Fleet, inventory: Inventory, said: list[str]
+    settings: Settings, fleet: Fleet, inventory: Inventory, cleared: Cleared
 ) -> list[_Leftover]:
     """The temporary files to remove: those of pending records (each record whose file
     is gone, or is no longer the one written, is dropped from `inventory`, saying so in
-    `said` for the latter), then those with no record (see the module)."""
+    `cleared` for the latter), then those with no record (see the module)."""
     pending = inventory.enapter_config_files_pending
     recorded = set(pending)  # a file whose record is dropped below is no unrecorded one
     out = []
@@ -317,13 +347,13 @@ def _leftovers(
             del pending[tmp]  # never made, or renamed into place
             continue
         except OSError as exc:
-            said.append(_unremoved(tmp, _said(file.path, file), exc))
+            cleared.not_removed(tmp, _said(file.path, file, cleared.audience), exc)
             continue
         written = file.written
         if not stat_module.S_ISREG(stat.st_mode) or (
             written is not None and not written.is_stat(stat)
         ):
-            said.append(f"left {tmp} alone: it is not the temporary file written there")
+            cleared.said.append(f"left {tmp} alone: it is not the temporary file written there")
             del pending[tmp]
             continue
         out.append(_Leftover(tmp, file.path, file, stat))
@@ -417,10 +447,16 @@ def _open_unheld(found: _Leftover) -> int | None:
     return descriptor
 
 
-def _unremoved(tmp: str, what: str, exc: OSError) -> str:
+# Who tries again to remove a leftover that could not be: the CLI's next apply (or
+# `watch`'s next pass), or the operator's next reconcile (`operator.leftovers`).
+_CLEARED_AGAIN = Advice(cli=" (or the next apply tries again)",
+                        operator=" (or the next reconcile tries again)")
+
+
+def _unremoved(tmp: str, what: str, exc: OSError, audience: Audience) -> str:
     return (
         f"{tmp}, {what}, could not be removed: {exc.strerror or exc}; it "
-        "holds the device's credentials: remove it (or the next apply tries again)"
+        f"holds the device's credentials: remove it{_CLEARED_AGAIN.to(audience)}"
     )
 
 

@@ -82,14 +82,31 @@ class StateNotWritten(StateDirError):
     written once the run was under way: a full disk, a directory made read-only. No
     platform's refusal and nothing declared: the next run tries again (`retryable`), as
     the operator's next reconcile does without holding the object back. `path` is the file,
-    `reason` why (`no space left on device`)."""
+    `reason` why (`no space left on device`); `again`, what the message says of the next
+    run, to `audience` (`to` says it to another)."""
 
     retryable = True
 
-    def __init__(self, message: str, *, path: Path, reason: str) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path,
+        reason: str,
+        again: Advice | None = None,
+        audience: Audience = Audience.CLI,
+    ) -> None:
+        super().__init__(message + (again.to(audience) if again is not None else ""))
         self.path = path
         self.reason = reason
+        self._message = message
+        self._again = again
+
+    def to(self, audience: Audience) -> StateNotWritten:
+        """The same failure, saying to `audience` who tries again: raised by a caller that
+        knows its reader (`engine.enapter`), as the state directory does not."""
+        return StateNotWritten(self._message, path=self.path, reason=self.reason,
+                               again=self._again, audience=audience)
 
 
 @dataclass
@@ -526,11 +543,10 @@ class StateDir:
             # The temporary file, when it is the one that could not be made or removed.
             where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(path) else ""
             raise StateNotWritten(
-                f"cannot write {path}, {what}: {where}{_reason(exc)}; the changes already made "
-                "stay, and the next run finds them again by their natural keys once the file "
-                "can be written",
+                f"cannot write {path}, {what}: {where}{_reason(exc)}",
                 path=path,
                 reason=f"{where}{_reason(exc)}",
+                again=_FOUND_AGAIN,
             ) from None
 
     # -- credential ledger -----------------------------------------------------------------
@@ -829,6 +845,14 @@ def _reason(exc: OSError) -> str:
 
 # What releases a gateway no longer declared: the CLI's `--prune`.
 _BY_PRUNE = Advice(cli=" by --prune", operator="")
+# What a state file that could not be written leaves to the next run: the CLI's user runs
+# it; the operator's next reconcile comes by itself, with no change of the object's spec.
+_FOUND_AGAIN = Advice(
+    cli="; the changes already made stay, and the next run finds them again by their "
+    "natural keys once the file can be written",
+    operator="; the changes already made stay, and the next reconcile tries again, "
+    "finding them by their natural keys, once the file can be written",
+)
 
 
 def _damaged(path: Path, reason: str, holds: str, afresh: str) -> str:

@@ -41,6 +41,7 @@ from reconciler.operator.config import OperatorConfig
 from reconciler.operator.events import Events
 from reconciler.operator.finalized import Finalized
 from reconciler.operator.holds import Holds
+from reconciler.operator.leftovers import Leftovers
 from reconciler.operator.owner_locks import drop, kept_lock, owner_lock, writers_under
 from reconciler.operator.reconcile import ObjectResult, reconcile_object, status_patch
 from reconciler.operator.release_waits import BlockedReleases
@@ -204,6 +205,8 @@ class Runtime:
         self.applied = LastApplied()
         # Objects whose writes wait for a change after a permanent failure.
         self.holds = Holds()
+        # The namespaces whose temporary config files left by killed runs were removed.
+        self.leftovers = Leftovers()
         # Objects whose finalizer did its work: kopf may run it a second time.
         self.finalized = Finalized()
         # Gateways whose release could not be done, between two attempts of their finalizer:
@@ -396,6 +399,7 @@ async def _reconcile(
         gateways=(
             _served_gateways(indexes, runtime.config) if kind in ("Site", "Gateway") else None
         ),
+        leftovers=runtime.leftovers,
     )
     if result.stopped:
         # Nothing planned nor written: the status stays as the last reconcile left it.

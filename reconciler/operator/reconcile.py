@@ -40,6 +40,7 @@ from reconciler.operator.applied_secrets import PasswordFingerprint
 from reconciler.operator.conditions import Cond
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.holds import Hold, Holds, Owner
+from reconciler.operator.leftovers import Leftovers
 from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
 from reconciler.operator.owner_locks import done_writing, owner_lock, writing_under
 from reconciler.operator.wait_lines import waiting_message
@@ -161,6 +162,7 @@ async def reconcile_object(
     release_under_way: Callable[[str, str], bool] | None = None,
     stop: asyncio.Event | None = None,
     gateways: unmanaged.Served | None = None,
+    leftovers: Leftovers | None = None,
 ) -> ObjectResult:
     """Reconcile object `kind`/`name` of `nsf`. For a Gateway, `claims` are the gateways
     its status says it claimed, and `declared_elsewhere` the serials other Gateway objects
@@ -179,7 +181,8 @@ async def reconcile_object(
     (`engine.apply`); a reconcile that has not begun to apply yet plans and writes nothing
     (`stopped`). `gateways`: for a Site or a Gateway, the Gateway objects the operator serves,
     of every namespace, for the gateways claimed in its organisation that none declares
-    (`unmanaged`)."""
+    (`unmanaged`). `leftovers`: the process's record of the namespaces whose temporary
+    config files killed runs left it removed; None removes none."""
     refusal = nsf.refusal(kind, name)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
@@ -235,6 +238,10 @@ async def reconcile_object(
             # or runs next, and what this would write would outlive what it releases. Or
             # changed: what this would write is what the new spec no longer asks for.
             return _going(kind, name, owner_kind, owner_name, config)
+        if leftovers is not None and not config.observe_only:
+            # Before anything is planned or written: a config file a killed run was writing
+            # is written again by this reconcile, and its temporary file holds credentials.
+            leftovers.clear(namespace, settings, nsf.fleet)
         if gateway is not None:
             # Its Gateway's finalizer waits for this reconcile's writes only if it began
             # before the finalizer looked for the Devices writing under it: one begun after

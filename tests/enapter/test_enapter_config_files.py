@@ -51,6 +51,7 @@ from enapter_world import (
     renderings,
     site_and_gateway,
 )
+from killed_writes import KILLED_AT_A_RENAME
 from unremovable import unremovable
 
 from reconciler.engine import enapter_files
@@ -829,32 +830,6 @@ async def test_a_replace_killed_once_the_delete_took_effect_leaves_the_moved_fil
 
 # -- an apply killed as it puts a config file in place ---------------------------------------------
 
-# Run as `python -c` in the apply's subprocess: `reconciler ARGS...`, which kills itself
-# (SIGKILL) when it is about to rename a file onto PATH ("before"), or at the first file it
-# opens once it did ("after"), or once it made a temporary file next to PATH ("created":
-# at the first file it opens after that one, before a byte is written). No write of a
-# file happens without an open: that is where a record of the file would be written.
-_KILLED_AT_A_RENAME = """
-import os, runpy, signal, sys
-when, target = sys.argv.pop(1), os.path.normpath(sys.argv.pop(1))
-renamed = False
-def hook(event, args):
-    global renamed
-    if event == "os.rename" and os.path.normpath(os.fspath(args[1])) == target:
-        if when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        renamed = True
-    elif event == "open" and renamed:
-        os.kill(os.getpid(), signal.SIGKILL)
-    elif (event == "open" and when == "created" and isinstance(args[0], (str, bytes, os.PathLike))
-          and os.path.normpath(os.fsdecode(args[0])).startswith(target + ".")
-          and os.fsdecode(args[0]).endswith(".tmp")):
-        renamed = True  # the next open kills it
-sys.addaudithook(hook)
-sys.argv[0] = "reconciler"
-runpy.run_module("reconciler", run_name="__main__", alter_sys=True)
-"""
-
 
 async def _killed_at_the_rename_of(world: World, fleet_dir: Path, path: Path,
                                    when: str) -> None:
@@ -862,7 +837,7 @@ async def _killed_at_the_rename_of(world: World, fleet_dir: Path, path: Path,
     or "after") it renamed a file it wrote onto `path`, or once it made its temporary
     file ("created")."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _KILLED_AT_A_RENAME, when, str(path), "apply", str(fleet_dir),
+        sys.executable, "-c", KILLED_AT_A_RENAME, when, str(path), "apply", str(fleet_dir),
         "--auto-approve", env={**os.environ, **world.env()},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     assert await asyncio.wait_for(process.wait(), timeout=60) == -9, "it was not killed"

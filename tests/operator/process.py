@@ -44,13 +44,15 @@ async def operator_process(
     log: Path,
     serving: Sequence[str] = ("-A",),
     preexec_fn: Callable[[], None] | None = None,
+    launcher: Sequence[str] = ("-m", "reconciler"),
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """`reconciler operator -A` (or with the arguments `serving` says which namespaces to
     serve with) running with `env`, its output in `log`; SIGKILLed at the end unless the
-    test ended it. `preexec_fn` runs in the child before it starts (`denied`)."""
+    test ended it. `preexec_fn` runs in the child before it starts (`denied`). `launcher`:
+    the interpreter's arguments that run the reconciler (`killed_writes`' scripts, say)."""
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "reconciler", "operator", *serving, "--verbose",
+            sys.executable, *launcher, "operator", *serving, "--verbose",
             env=env, stdout=out, stderr=out, cwd=str(ROOT), preexec_fn=preexec_fn,
         )
     try:

@@ -169,3 +169,63 @@ async def test_a_state_directory_that_cannot_be_written_is_retried_until_it_can(
             assert device_id in (state / "inventory.json").read_text()
     finally:
         state.chmod(0o700)
+
+
+MASTER_B = "LB0000000000000000000000000000001"
+
+
+def _two_masters(config_file: Path) -> str:
+    """`_fleet`, and a second LINK master for the slave to be moved to (a replace)."""
+    return stream(_fleet(config_file), document("Device", "link-b", f"""
+        gatewayRef: h2-gw
+        hardwareId: {MASTER_B}
+        enapter: {{kind: link_master}}
+        """))
+
+
+async def test_a_replace_whose_records_cannot_be_marked_says_the_next_reconcile_tries_again(
+    tmp_path: Path,
+) -> None:
+    """Before a replace's delete, the records of the config files written for the device
+    are marked as a deleting device's (`mark_deleting`): the state directory read-only,
+    that fails before anything is deleted, and the Device's condition and Warning say that
+    the next reconcile tries again, not a next run of the CLI; it does, without a change of
+    the spec, and the slave is replaced once the directory can be written."""
+    state = tmp_path / "state"
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    config_file = keys / "slave.json"
+    text = _two_masters(config_file)
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", text)]).fleet())
+    denied = denied_as_anyone()
+    async with emulated_cluster() as cluster, sims:
+        env = operator_env(sims, cluster.url, tmp_path)
+        async with operator_process(env, tmp_path / "operator.log", preexec_fn=denied):
+            await cluster.create_all(documents(text))
+            await cluster.wait_reason("Device", "slave", "Reconciled")
+            old_id = sims.enapter.by_hardware_id(SLAVE).id
+            state.chmod(0o500)
+            try:
+                await cluster.patch("Device", "slave", {"spec": {"enapter": {
+                    "masterRef": "link-b"}}})
+                ready = await cluster.wait_reason("Device", "slave", "ApplyFailed")
+                message = ready["message"]
+                assert message.startswith(
+                    f"{SLAVE_ADDRESS}: cannot write {state / 'inventory.json'}, the inventory"
+                ), message
+                assert message.endswith(
+                    "; the changes already made stay, and the next reconcile tries again, "
+                    "finding them by their natural keys, once the file can be written"
+                ), message
+                assert "next run" not in message and "next apply" not in message, message
+                [warning, *_] = await cluster.wait_events_about("slave", reason="ApplyFailed")
+                assert warning["type"] == "Warning"
+                assert "the next reconcile tries again" in warning["message"], warning
+                assert sims.enapter.by_hardware_id(SLAVE).id == old_id, "deleted all the same"
+                await cluster.wait_planned("Device", "slave", 2)
+            finally:
+                state.chmod(0o700)
+            await cluster.wait_reason("Device", "slave", "Reconciled")
+            assert sims.enapter.by_hardware_id(SLAVE).id != old_id
+            assert config_file.is_file()
