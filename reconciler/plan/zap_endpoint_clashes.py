@@ -39,7 +39,7 @@ _ADDS = (Action.CREATE, Action.REPLACE)
 
 
 def settle(gateway: str, zap: ZapState, changes: Sequence[Change], fleet: Fleet,
-           block: Block, audience: Audience = Audience.CLI) -> None:
+           block: Block, audience: Audience) -> None:
     """Order or block the adds among `changes` (the changes planned for the devices of
     `gateway`, whose Zap reports `zap`) that go where a device of the Zap is."""
     on_zap = [c for c in changes if c.component == "zap" and c.kind == "Device"]
@@ -139,7 +139,7 @@ def _block_dependents(
 
 def clash_message(
     gateway: str, device: Device, endpoint: zap_endpoints.Endpoint, held: ZapDevice,
-    fleet: Fleet, audience: Audience = Audience.CLI,
+    fleet: Fleet, audience: Audience,
 ) -> str:
     """Why the add of `device` is blocked, `held` being at its `endpoint` on `gateway`
     already: which device that is (the Device declaring it there, or none), and what to
