@@ -52,6 +52,8 @@ from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.model.fleet import Fleet
 from reconciler.plan.actions import Action, Change
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 from reconciler.sim.generate import write_fleet
 from reconciler.sources.loader import load_fleet
 
@@ -181,7 +183,7 @@ def timed(label: str, call: Callable[[], Any],
 async def plan_once(fleet: Fleet, settings: Settings) -> PlanResult:
     # As `reconciler plan` and `apply` run it: one run per process (collector_paused).
     async with Reconciler(fleet, settings, short_lived=True) as engine:
-        return await engine.plan()
+        return await engine.plan(PlanOptions(audience=Audience.CLI))
 
 
 async def plan_and_apply(fleet: Fleet, settings: Settings,
@@ -190,7 +192,7 @@ async def plan_and_apply(fleet: Fleet, settings: Settings,
     """(plan result, apply report, plan seconds, apply seconds, apply CPU seconds)."""
     async with Reconciler(fleet, settings, short_lived=True) as engine:
         started = time.perf_counter()
-        result = await engine.plan()
+        result = await engine.plan(PlanOptions(audience=Audience.CLI))
         planned = time.perf_counter() - started
         between()  # a short blocking call to the simulator process (counters)
         cpu = cpu_seconds()

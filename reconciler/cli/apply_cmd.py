@@ -26,6 +26,7 @@ from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.engine.unread import unread_sources
 from reconciler.errors import ConfigError, Diagnostic, PlanError, ProviderError
 from reconciler.plan import document, render, targeting
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
 from reconciler.printable import echo, printable, readable
 from reconciler.sources import bounded, utf8
@@ -392,6 +393,7 @@ def run(args: argparse.Namespace) -> int:
             _refuse_selection_with_saved_plan(args)
             opts = saved.get("options", {})
             options = PlanOptions(
+                audience=Audience.CLI,
                 prune=bool(opts.get("prune")),
                 targets=tuple(opts.get("targets", [])),
                 excludes=tuple(opts.get("excludes", [])),

@@ -24,6 +24,7 @@ from reconciler.name_list import closest, listed
 from reconciler.path_limits import path_problem
 from reconciler.plan import targeting
 from reconciler.plan.actions import Reason
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.retired_gateways import retired_gateways
 from reconciler.printable import clipped_path, clipped_words, echo, printable
@@ -220,7 +221,10 @@ def plan_options(args: argparse.Namespace, fleet: Fleet) -> PlanOptions:
             [Diagnostic(problem, path="--target/--exclude") for problem in problems],
             subject="arguments",
         )
-    return PlanOptions(prune=args.prune, targets=tuple(args.target), excludes=tuple(args.exclude))
+    return PlanOptions(
+        audience=Audience.CLI, prune=args.prune, targets=tuple(args.target),
+        excludes=tuple(args.exclude),
+    )
 
 
 def check_writable(path: str, option: str, advice: str = "") -> None:

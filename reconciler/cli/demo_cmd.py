@@ -17,6 +17,8 @@ from reconciler.cli import apply_cmd, common
 from reconciler.errors import ConfigError
 from reconciler.model.device import SecretSource
 from reconciler.model.fleet import Fleet
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 
 if TYPE_CHECKING:
     from reconciler.sim.fleet import SimFleet
@@ -133,14 +135,14 @@ async def _demo(fleet: Fleet, args: argparse.Namespace, work: Path) -> int:
         async def plan_and_show(title: str) -> Any:
             _step(title, color)
             async with Reconciler(fleet, settings) as reconciler:
-                result = await reconciler.plan()
+                result = await reconciler.plan(PlanOptions(audience=Audience.CLI))
             sys.stdout.write(render.render_text(result.document(), color=color))
             return result
 
         async def apply(title: str) -> bool:
             _step(title, color)
             async with Reconciler(fleet, settings) as reconciler:
-                result = await reconciler.plan()
+                result = await reconciler.plan(PlanOptions(audience=Audience.CLI))
                 report = await reconciler.apply(result, progress=apply_cmd._progress(sys.stdout))
             apply_cmd.print_report(report, sys.stdout)
             return report.ok

@@ -205,9 +205,8 @@ class Reconciler:
         await self.session.aclose()
 
     async def plan(
-        self, options: PlanOptions | None = None, *, paths: list[str] | None = None
+        self, options: PlanOptions, *, paths: list[str] | None = None
     ) -> PlanResult:
-        options = options or PlanOptions()
         inventory = self.state.read_inventory(options.audience)
         warnings: list[str] = []
         if not options.inventory:

@@ -230,7 +230,7 @@ class ReconcilerLike(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
     async def plan(
-        self, options: PlanOptions | None = None, *, paths: list[str] | None = None
+        self, options: PlanOptions, *, paths: list[str] | None = None
     ) -> PlanResult: ...
 
     async def apply(

@@ -29,6 +29,7 @@ from reconciler.operator import (
     interrupted_deletes,
     kept_reads,
     locations,
+    namespace_fleets,
     objects,
     sites_kept,
     swaps,
@@ -88,6 +89,30 @@ def _namespace_bodies(
             if (body.get("kind"), body["metadata"]["name"]) != key:
                 bodies.append(body)
     return objects.in_declaration_order(bodies)
+
+
+def _namespace_documents(namespace: str, indexes: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every document the indexes hold of the namespace, kind by kind in the index's order."""
+    documents: list[Mapping[str, Any]] = []
+    for kind in KINDS:
+        index = indexes.get(_index_id(kind))
+        if index is not None and namespace in index:
+            documents += index[namespace]
+    return documents
+
+
+def _namespace_fleet(
+    runtime: Runtime, namespace: str, indexes: Mapping[str, Any], body: Mapping[str, Any]
+) -> namespace_fleets.Built:
+    """The namespace's objects, the handler's own body in place of its document, and the
+    fleet built from them: kept from an earlier reconcile while the index is unchanged
+    (`namespace_fleets`)."""
+    runtime.fleets.forget_others(
+        {namespace for index in indexes.values() for namespace in index}
+    )
+    return runtime.fleets.of(
+        namespace, _namespace_documents(namespace, indexes), body, str(body.get("kind"))
+    )
 
 
 def _indexed(
@@ -226,6 +251,8 @@ class Runtime:
         self.stop = OperatorStop(DRIFT_STOP_WAIT)
         # Posted through kopf until then, written directly after (`events`).
         self.events = Events(self.stop.event)
+        # Each namespace's built fleet, until its index changes (`namespace_fleets`).
+        self.fleets = namespace_fleets.NamespaceFleets()
 
     @property
     def settings(self) -> Settings:
@@ -363,8 +390,8 @@ async def _reconcile(
     if objects.is_paused(body):
         _write_status(patch, status, generation, ObjectResult(conditions=[_paused()]))
         return
-    bodies = _namespace_bodies(namespace, indexes, body)
-    nsf = objects.build(bodies)
+    built = _namespace_fleet(runtime, namespace, indexes, body)
+    bodies, nsf = built.bodies, built.fleet
     # The spec `alive` compares with is the one just planned with: taken after the Secrets
     # are read (an await), a drift check's live body may hold an edit made meanwhile, which
     # the index holds too, and the check would apply the older spec it planned with.
@@ -713,7 +740,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     body: kopf.Body = kwargs["body"]
     namespace = kwargs["namespace"] or ""
     name = kwargs["meta"]["name"]
-    nsf = objects.build(_namespace_bodies(namespace, _indexes(kwargs), body))
+    nsf = _namespace_fleet(runtime, namespace, _indexes(kwargs), body).fleet
     refusal = nsf.refusal(kind, name)
     if refusal and has_deletion_policy(kind):
         # An invalid spec says nothing to act on: honour the last valid one, if recorded.

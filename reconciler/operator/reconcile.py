@@ -672,7 +672,8 @@ def _summary(changes: list[Change]) -> str:
     counts them ("2 to create, 1 to update, 1 blocked"); "in sync" when nothing is to do."""
     if not any(c.is_change for c in changes):
         return "in sync"
-    return summary_line(Plan(changes=changes, unmanaged=[], options=PlanOptions()).summary())
+    options = PlanOptions(audience=Audience.OPERATOR)
+    return summary_line(Plan(changes=changes, unmanaged=[], options=options).summary())
 
 
 def _external_ids(changes: list[Change]) -> dict[str, str | None]:

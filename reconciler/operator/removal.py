@@ -62,6 +62,9 @@ from reconciler.plan.removal import (
 )
 from reconciler.plan.retired_gateways import unread_note
 
+# The plans a removal applies speak to the operator's user (`plan.advice`).
+_OPTIONS = PlanOptions(audience=Audience.OPERATOR)
+
 
 @dataclass
 class Removal:
@@ -158,7 +161,7 @@ async def remove_object(
             sub, reconciler.session, reconciler.secrets, None, {}, audience=Audience.OPERATOR
         )
         report = await apply_plan(
-            Plan(changes=changes, unmanaged=[], options=PlanOptions()),
+            Plan(changes=changes, unmanaged=[], options=_OPTIONS),
             executors,
             policy=RetryPolicy(attempts=settings.retries),
             stop=stop,
@@ -317,7 +320,7 @@ async def _remove_gateway(
                 audience=Audience.OPERATOR,
             )
             report = await apply_plan(
-                Plan(changes=changes, unmanaged=[], options=PlanOptions()),
+                Plan(changes=changes, unmanaged=[], options=_OPTIONS),
                 executors,
                 policy=RetryPolicy(attempts=settings.retries),
                 stop=stop,

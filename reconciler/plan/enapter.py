@@ -157,7 +157,7 @@ class EnapterPlanner:
     # What a renamed Site is recognised by (planner.PlanOptions.whole_fleet); None: `fleet`.
     whole_fleet: Fleet | None = None
     # Who reads the plan: how its advice is worded (planner.PlanOptions.audience).
-    audience: Audience = Audience.CLI
+    audience: Audience = field(kw_only=True)
     # Creates of hardware ids another declared Site's Enapter site holds (`moved_from`),
     # settled once every site is planned, as they wait for that site's delete.
     moves: list[tuple[Change, HeldByOtherSite]] = field(default_factory=list)
@@ -914,8 +914,8 @@ def plan_enapter(
     fleet: Fleet,
     observed: Observed,
     prune: bool,
-    whole_fleet: Fleet | None = None,
-    audience: Audience = Audience.CLI,
+    whole_fleet: Fleet | None,
+    audience: Audience,
 ) -> tuple[list[Change], list[dict[str, Any]]]:
     """The registered planner: reads `observed.extra["enapter"]` (an `EnapterState`)."""
     state = observed.extra.get(COMPONENT)

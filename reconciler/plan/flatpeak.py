@@ -237,7 +237,7 @@ class FlatpeakPlanner:
     # fleet's too (`_fleet_locations`).
     whole_fleet: Fleet | None = None
     # Who reads the plan: how its advice is worded (planner.PlanOptions.audience).
-    audience: Audience = Audience.CLI
+    audience: Audience = field(kw_only=True)
     changes: list[Change] = field(default_factory=list)
     unmanaged: list[dict[str, Any]] = field(default_factory=list)
     _sites_of: dict[str, list[str]] = field(default_factory=dict)
@@ -605,13 +605,13 @@ def plan_flatpeak(
     fleet: Fleet,
     observed: Observed,
     prune: bool,
-    whole_fleet: Fleet | None = None,
-    audience: Audience = Audience.CLI,
+    whole_fleet: Fleet | None,
+    audience: Audience,
 ) -> tuple[list[Change], list[dict[str, Any]]]:
     """The registered planner: reads `observed.extra["flatpeak"]` (a `FlatpeakState`).
     Locations are keyed by resource name; the whole fleet tells which are this fleet's."""
     state = observed.extra.get(COMPONENT)
     return FlatpeakPlanner(
         fleet, state if isinstance(state, FlatpeakState) else None, prune, whole_fleet,
-        audience,
+        audience=audience,
     ).plan()

@@ -27,12 +27,13 @@ from reconciler.plan.retired_locations import retired_locations
 from reconciler.plan.sourceful import SourcefulPlanner
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PlanOptions:
     prune: bool = False
     # Who reads the plan (the CLI's user or the operator's): its advice is worded for them
     # (`plan.advice`). The operator names itself; the CLI's wording is the plan document's.
-    audience: Audience = Audience.CLI
+    # No default: a caller that names none is a type error, not a plan worded for the CLI.
+    audience: Audience
     targets: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
     # Gateway serial -> deletion policy remembered from earlier applies.
@@ -176,10 +177,10 @@ class PlanBuilder:
     network waits of the reads still in flight; `finish()` plans the rest and what spans
     sites. The plan is the same whatever the order sites were reported in."""
 
-    def __init__(self, fleet: Fleet, observed: Observed, options: PlanOptions | None = None):
+    def __init__(self, fleet: Fleet, observed: Observed, options: PlanOptions):
         self.fleet = fleet
         self.observed = observed
-        self.options = options or PlanOptions()
+        self.options = options
         # Address -> the fields declared at the last apply and not now: also what the
         # observation reads a serial for (`engine.observe`), as for any other replace.
         self.removed = _removed_fields(fleet, self.options.last_declared)
@@ -216,7 +217,7 @@ class PlanBuilder:
             novacore_site_ids(changes).values(),
             options.left_sites,
             self._sourceful.duplicate_sites,
-            options.audience,
+            audience=options.audience,
         )
         unmanaged += retired.unmanaged
         locations = retired_locations(
@@ -360,6 +361,6 @@ def site_ids(changes: Iterable[Change], component: str) -> dict[str, str]:
     }
 
 
-def make_plan(fleet: Fleet, observed: Observed, options: PlanOptions | None = None) -> Plan:
+def make_plan(fleet: Fleet, observed: Observed, options: PlanOptions) -> Plan:
     """The plan of a fleet from its complete observed state."""
     return PlanBuilder(fleet, observed, options).finish()

@@ -53,7 +53,8 @@ def retired_sites(
     matched_ids: Iterable[str],
     left: Sequence[LeftSite] = (),
     same_named: Collection[str] = (),
-    audience: Audience = Audience.CLI,
+    *,
+    audience: Audience,
 ) -> RetiredSites:
     """`retired`: Site name -> where it was applied, for Sites declared no more. `left`:
     sites that declared Sites left. `matched_ids`: the Novacore site ids a declared Site

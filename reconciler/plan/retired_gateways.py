@@ -117,7 +117,7 @@ COPY_PRUNED = Advice(cli="; use --prune to remove it from this gateway", operato
 
 
 def moved_copies_reported(
-    gateway: Gateway, fleet: Fleet, observed: Observed, audience: Audience = Audience.CLI
+    gateway: Gateway, fleet: Fleet, observed: Observed, audience: Audience
 ) -> list[dict[str, Any]]:
     """The copies on the Zap of `gateway` of devices declared elsewhere, as the unmanaged
     objects a plan reports: with deletionPolicy Release, those `--prune` removes (said as

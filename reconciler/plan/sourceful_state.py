@@ -70,7 +70,7 @@ class SourcefulState:
     observed: Observed
     prune: bool = False
     # Who reads the plan: how its advice is worded (planner.PlanOptions.audience).
-    audience: Audience = Audience.CLI
+    audience: Audience = field(kw_only=True)
     # Gateway serial -> deletion policy remembered from earlier applies (the inventory).
     inventory: dict[str, str] = field(default_factory=dict)
     # Gateway serial -> the organisation it was declared in, remembered likewise.

@@ -52,7 +52,7 @@ class Wait:
 
 
 def settle(gateway: str, zap: ZapState, changes: Sequence[Change], fleet: Fleet,
-           block: Block, audience: Audience = Audience.CLI) -> list[Wait]:
+           block: Block, audience: Audience) -> list[Wait]:
     """Order or block the adds among `changes` (the changes planned for the devices of
     `gateway`, whose Zap reports `zap`) that go where a device of the Zap is. Returns the
     adds ordered after a change, for `after_frees` once every site is planned."""
@@ -195,7 +195,7 @@ def _block_dependents(
 
 def clash_message(
     gateway: str, device: Device, endpoint: zap_endpoints.Endpoint, held: ZapDevice,
-    fleet: Fleet, audience: Audience = Audience.CLI,
+    fleet: Fleet, audience: Audience,
 ) -> str:
     """Why the add of `device` is blocked, `held` being at its `endpoint` on `gateway`
     already: which device that is (the Device declaring it there, or none), and what to

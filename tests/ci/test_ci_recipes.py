@@ -27,7 +27,12 @@ from ci_helpers import EXAMPLES, REPO, Completed, World, ci_env, run, start_worl
 
 from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.reconcile import Reconciler
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 from reconciler.sources.loader import load_fleet
+
+# The options of a plan for the CLI's user (its advice names the CLI's flags).
+CLI = PlanOptions(audience=Audience.CLI)
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +92,7 @@ async def test_ci_script_maps_plan_exit_codes_and_writes_the_plan(world: World) 
 
     settings = load_settings(world.env)
     async with Reconciler(load_fleet([world.root / "sites"]), settings) as reconciler:
-        report = await reconciler.apply(await reconciler.plan())
+        report = await reconciler.apply(await reconciler.plan(CLI))
     assert report.ok, report.as_dict()
     converged = await run(script, env=env, cwd=world.root)
     assert converged.code == 0, converged.text
@@ -162,7 +167,7 @@ async def drop_battery_der(world: World, devices: Path) -> None:
     for desired in (text, text.replace(der, "")):
         await asyncio.to_thread(devices.write_text, desired, encoding="utf-8")
         async with Reconciler(load_fleet([world.root / "sites"]), settings) as reconciler:
-            report = await reconciler.apply(await reconciler.plan())
+            report = await reconciler.apply(await reconciler.plan(CLI))
         assert report.ok, report.as_dict()
 
 

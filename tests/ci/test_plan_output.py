@@ -21,10 +21,15 @@ from ci_helpers import EXAMPLES, Completed, World, ci_env, run
 
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
+from reconciler.plan.advice import Audience
 from reconciler.plan.markdown import DEFAULT_LIMIT, size
+from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.generate import write_fleet
 from reconciler.sources import loader
+
+# The options of a plan for the CLI's user (its advice names the CLI's flags).
+CLI = PlanOptions(audience=Audience.CLI)
 
 RECONCILER = [sys.executable, "-m", "reconciler"]
 SITES = 40  # some 1,300 changes: a Markdown plan of about 300,000 characters
@@ -213,7 +218,7 @@ async def test_a_number_json_has_not_in_a_cloud_answer_never_reaches_the_plan_js
         env = ci_env(**sims.env(), RECONCILER_STATE_DIR=str(tmp_path / "state"))
         async with Reconciler(loader.load_fleet([tmp_path / "sites"]),
                               load_settings(env)) as reconciler:
-            report = await reconciler.apply(await reconciler.plan())
+            report = await reconciler.apply(await reconciler.plan(CLI))
         assert report.ok, report.as_dict()
         [device_id, *_] = sims.flatpeak.devices
         sims.flatpeak.set_device_properties(device_id, {"tampered": value})

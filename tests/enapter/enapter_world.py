@@ -115,7 +115,7 @@ class World:
 
     async def plan(self, fleet: Fleet | None = None, *, prune: bool = False) -> PlanResult:
         async with Reconciler(fleet or self.fleet, self.settings()) as reconciler:
-            return await reconciler.plan(PlanOptions(prune=prune))
+            return await reconciler.plan(PlanOptions(audience=Audience.CLI, prune=prune))
 
     async def apply(self, fleet: Fleet | None = None, *, prune: bool = False,
                     audience: Audience = Audience.CLI) -> tuple[PlanResult, ApplyReport]:

@@ -201,7 +201,7 @@ async def test_a_failed_delete_keeps_the_config_file_and_a_later_one_removes_it(
     ucm_id = world.sims.enapter.by_hardware_id(UCM).id
     smaller = fleet_of(_without_the_ucm())
     async with Reconciler(smaller, world.settings()) as reconciler:
-        result = await reconciler.plan(PlanOptions(prune=True))
+        result = await reconciler.plan(PlanOptions(audience=Audience.CLI, prune=True))
         assert "is removed" in _delete_of(result, ucm_id).message
         # Since the plan, someone started a Lua device on the UCM: Enapter refuses the delete.
         async with httpx.AsyncClient(base_url=world.sims.enapter.url, headers={
@@ -1231,10 +1231,12 @@ if how == "cli":
 else:
     from reconciler.engine.config import load_settings
     from reconciler.engine.reconcile import Reconciler
+    from reconciler.plan.advice import Audience
+    from reconciler.plan.planner import PlanOptions
     from reconciler.sources.loader import load_fleet
     async def main():
         async with Reconciler(load_fleet(sys.argv[1:]), load_settings()) as reconciler:
-            result = await reconciler.plan()
+            result = await reconciler.plan(PlanOptions(audience=Audience.CLI))
             assert (await reconciler.apply(result)).ok
     asyncio.run(main())
 """

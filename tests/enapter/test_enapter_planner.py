@@ -12,6 +12,7 @@ from enapter_world import GW, UCM, device, fleet_of, lua, site_and_gateway, ucm
 
 from reconciler.plan import renames
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
 from reconciler.plan.enapter_observed import (
     ConfigOutputState,
     EnapterDeviceState,
@@ -20,6 +21,9 @@ from reconciler.plan.enapter_observed import (
 )
 from reconciler.plan.observed import Observed, Unreachable
 from reconciler.plan.planner import PlanOptions, make_plan
+
+# The options of a plan for the CLI's user (its advice names the CLI's flags).
+CLI = PlanOptions(audience=Audience.CLI)
 
 SITE = EnapterSiteState("s1", "H2 Lab", "Europe/Rome",
                         {"name": "Crespina", "latitude": 43.57, "longitude": 10.56})
@@ -68,7 +72,7 @@ def add_device(new: EnapterDeviceState) -> Mutate:
 def plan_of(state: EnapterState, fleet_text: str = FLEET, *,
             prune: bool = False) -> dict[str, tuple[str, bool]]:
     plan = make_plan(fleet_of(fleet_text), Observed(extra={"enapter": state}),
-                     PlanOptions(prune=prune))
+                     PlanOptions(audience=Audience.CLI, prune=prune))
     return {c.address: (c.action.value, c.blocked) for c in plan.pending}
 
 
@@ -148,7 +152,7 @@ CASES = [
 def test_deferred_changes_guess_nothing_about_what_was_not_read(mutate: Mutate) -> None:
     state = in_sync()
     mutate(state)
-    plan = make_plan(fleet_of(FLEET), Observed(extra={"enapter": state}))
+    plan = make_plan(fleet_of(FLEET), Observed(extra={"enapter": state}), CLI)
     # The site itself too, when the sites could not be listed: said as `defer` says it.
     deferred = [c for c in plan.changes if c.action is Action.DEFER]
     assert deferred
@@ -166,7 +170,7 @@ def test_a_blocked_change_deferred_keeps_its_cause_first(mutate: Mutate) -> None
     state = in_sync()
     _secret(foreign=True)(state)
     mutate(state)
-    plan = make_plan(fleet_of(SECRET_FLEET), Observed(extra={"enapter": state}))
+    plan = make_plan(fleet_of(SECRET_FLEET), Observed(extra={"enapter": state}), CLI)
     ucm_change = next(c for c in plan.changes if c.address == "device/lab-ucm[enapter]")
     assert (ucm_change.action, ucm_change.blocked) == (Action.DEFER, True)
     cause, deferral = ucm_change.message.split("; its state is not known; deferred: ")
@@ -223,7 +227,7 @@ def test_two_sites_that_could_be_the_renamed_one_block_it() -> None:
     other = EnapterSiteState("s2", "Lab annex", "Europe/Rome")
     lua_elsewhere = dataclasses.replace(LUA_DEVICE, id="l2", site_id="s2")
     state = unclaimed(SITE, other, contents={"s1": [GATEWAY, UCM_DEVICE], "s2": [lua_elsewhere]})
-    plan = make_plan(fleet_of(RENAMED), Observed(extra={"enapter": state}))
+    plan = make_plan(fleet_of(RENAMED), Observed(extra={"enapter": state}), CLI)
     site = next(c for c in plan.changes if c.address == "site/lab[enapter]")
     assert (site.action.value, site.blocked) == ("create", True)
     assert site.message == (
@@ -240,7 +244,7 @@ def test_no_search_among_more_unclaimed_sites_than_the_limit() -> None:
     many = [EnapterSiteState(f"x{i}", f"Other {i}", "Europe/Rome")
             for i in range(renames.SEARCH_LIMIT + 1)]
     state = unclaimed(*many, contents={})
-    plan = make_plan(fleet_of(RENAMED), Observed(extra={"enapter": state}))
+    plan = make_plan(fleet_of(RENAMED), Observed(extra={"enapter": state}), CLI)
     site = next(c for c in plan.changes if c.address == "site/lab[enapter]")
     assert (site.action.value, site.blocked) == ("create", False)
     assert site.message.startswith(

@@ -49,7 +49,11 @@ from reconciler.errors import ProviderRejected
 from reconciler.model.fleet import Fleet
 from reconciler.plan.actions import Action
 from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 from reconciler.providers.enapter.client import error_code
+
+# The options of a plan for the CLI's user (its advice names the CLI's flags).
+CLI = PlanOptions(audience=Audience.CLI)
 
 
 def remote(world: World, hardware_id: str) -> Any:
@@ -432,7 +436,7 @@ async def test_a_stale_create_adopts_what_an_interrupted_run_provisioned(
     world = await make_world(site_and_gateway() + ucm() + lua())
     await world.converge(fleet_of(site_and_gateway()))
     async with Reconciler(world.fleet, world.settings()) as reconciler:
-        stale = await reconciler.plan()  # the UCM and the Lua device do not exist yet
+        stale = await reconciler.plan(CLI)  # the UCM and the Lua device do not exist yet
         # An earlier run provisioned both and was killed; someone then renamed the UCM.
         site_id = remote(world, GW).site_id
         async with httpx.AsyncClient(base_url=world.sims.enapter.url, headers={
@@ -554,7 +558,7 @@ async def test_secret_name_outputs_use_the_store_the_operator_registers(
     world = await make_world(text)
     # Without a store (the CLI): provisioned, no config generated, and the plan says so.
     async with Reconciler(world.fleet, world.settings()) as reconciler:
-        result = await reconciler.plan()
+        result = await reconciler.plan(CLI)
         assert "written only by the operator" in pending(result)["device/lab-vucm[enapter]"].message
         assert (await reconciler.apply(result)).ok
     assert enapter_calls(world, "POST /v3/devices/{device_id}/generate_config") == 0
@@ -562,12 +566,12 @@ async def test_secret_name_outputs_use_the_store_the_operator_registers(
     store = _FakeSecrets()
     async with Reconciler(world.fleet, world.settings()) as reconciler:
         reconciler.session.extra[SECRET_STORE_KEY] = store
-        result = await reconciler.plan()
+        result = await reconciler.plan(CLI)
         change = pending(result)["device/lab-vucm[enapter]"]
         assert change.action is Action.UPDATE and "Secret vucm-config is missing" in change.message
         assert (await reconciler.apply(result)).ok
         assert json.loads(store.data["vucm-config"]["config.json"])["hardware_id"] == VUCM
-        assert not (await reconciler.plan()).plan.has_changes
+        assert not (await reconciler.plan(CLI)).plan.has_changes
 
 
 async def test_a_device_naming_another_secret_since_its_plan_gets_no_config_generated(
@@ -583,9 +587,9 @@ async def test_a_device_naming_another_secret_since_its_plan_gets_no_config_gene
     store = _FakeSecrets()
     async with Reconciler(world.fleet, world.settings()) as reconciler:
         reconciler.session.extra[SECRET_STORE_KEY] = store
-        assert (await reconciler.apply(await reconciler.plan())).ok
+        assert (await reconciler.apply(await reconciler.plan(CLI))).ok
         del store.data["vucm-config"]  # deleted: a config is generated again
-        result = await reconciler.plan()
+        result = await reconciler.plan(CLI)
         message = pending(result)["device/lab-vucm[enapter]"].message
         assert "Secret vucm-config is missing" in message
         store.named["lab-vucm"] = "vucm-new"

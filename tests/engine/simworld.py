@@ -25,6 +25,7 @@ from reconciler.engine.apply import ApplyReport
 from reconciler.engine.config import Settings
 from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.model.fleet import Fleet
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.novacore import Device as NovacoreDevice
@@ -32,6 +33,8 @@ from reconciler.sources import loader
 
 T = TypeVar("T")
 API = "energy.reconciler.dev/v1alpha1"
+# What a plan of the world is for when a test names no options: the CLI's user.
+CLI = PlanOptions(audience=Audience.CLI)
 ORG_A = "org-alpha"
 ORG_B = "org-beta"
 Doc = dict[str, Any]
@@ -228,12 +231,12 @@ class World:
     async def plan(self, options: PlanOptions | None = None, *,
                    fleet: Fleet | None = None) -> PlanResult:
         async with self.engine(fleet) as engine:
-            return await engine.plan(options)
+            return await engine.plan(options or CLI)
 
     async def apply(self, options: PlanOptions | None = None, *,
                     fleet: Fleet | None = None) -> tuple[PlanResult, ApplyReport]:
         async with self.engine(fleet) as engine:
-            result = await engine.plan(options)
+            result = await engine.plan(options or CLI)
             return result, await engine.apply(result)
 
     async def noop_writes(self, fleet: Fleet | None = None) -> tuple[PlanResult, int, int]:

@@ -12,6 +12,8 @@ import pytest
 from simworld import MakeWorld, standard_site
 
 from reconciler.engine.reconcile import Reconciler
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ async def test_a_short_lived_run_freezes_what_its_plan_leaves_alive(
     world = await make_world(standard_site(1) + standard_site(2))
     async with Reconciler(world.fleet, world.settings, short_lived=short_lived) as engine:
         assert gc.get_freeze_count() == 0
-        result = await engine.plan()
+        result = await engine.plan(PlanOptions(audience=Audience.CLI))
     changes = result.plan.changes
     assert len(changes) > 10 and gc.isenabled(), "the collector runs again after the plan"
     if frozen:

@@ -23,6 +23,8 @@ from simworld import (
 )
 
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 
 
 async def test_fresh_apply_converges_and_the_next_plan_is_a_no_op_without_writes(
@@ -127,9 +129,8 @@ async def test_unmanaged_device_is_reported_and_removed_only_with_prune(
     assert not result.plan.has_changes
     assert [(u["platform"], u["id"]) for u in result.plan.unmanaged] == [("zap", "STRANGER")]
 
-    from reconciler.plan.planner import PlanOptions
 
-    result, report = await world.apply(PlanOptions(prune=True))
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True))
     assert [c.address for c in result.plan.pending] == ["device/s1-zap.STRANGER[zap]"]
     assert report.ok and zap.device("STRANGER") is None
     assert zap.device("SG0001") is not None, "declared devices stay"
@@ -145,9 +146,8 @@ async def test_an_undeclared_device_on_a_gateway_with_dots_in_its_name_is_remove
     zap = world.sims.zaps[serial_of(1)]
     zap.install_device({"type": "mqtt", "profile": "ferroamp", "broker_host": "192.168.1.99"},
                        sn="X.Y")
-    from reconciler.plan.planner import PlanOptions
 
-    result, report = await world.apply(PlanOptions(prune=True))
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True))
     assert [c.address for c in result.plan.pending] == ["device/s1.zap.X.Y[zap]"]
     assert report.ok and zap.device("X.Y") is None
     assert zap.device("SG0001") is not None

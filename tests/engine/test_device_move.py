@@ -27,6 +27,7 @@ from simworld import (
 
 from reconciler.engine.reconcile import PlanResult
 from reconciler.plan.actions import Action, Reason
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.lan import MqttDevice
@@ -61,7 +62,7 @@ async def test_a_device_moved_to_another_site_is_rebound_with_its_id(
     der_ids = list(old.der_ids)
     moved = load(after())
 
-    result = await world.plan(PlanOptions(prune=prune), fleet=moved)
+    result = await world.plan(PlanOptions(audience=Audience.CLI, prune=prune), fleet=moved)
     expected = {
         "device/bat[zap]": (Action.CREATE, Reason.NOT_FOUND),
         "device/bat[novacore]": (Action.UPDATE, Reason.MOVED),
@@ -81,7 +82,7 @@ async def test_a_device_moved_to_another_site_is_rebound_with_its_id(
     assert "moves there with device/bat[novacore] and is never pruned here" in unmanaged[
         ("novacore", old.id)]
 
-    _, report = await world.apply(PlanOptions(prune=prune), fleet=moved)
+    _, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=prune), fleet=moved)
     assert report.ok, report.as_dict()
     device = cloud_device(world.sims, BATTERY)  # exactly one: moved, not duplicated
     s2_id = next(s.id for s in world.sims.novacore.sites.values() if s.name == "Site s2")
@@ -107,7 +108,7 @@ async def test_a_prune_while_moving_never_deletes_the_device_whichever_site_plan
     # Sites are planned as their reads come in: one slow gateway orders them.
     world.sims.zaps[serial_of(slow)].faults.latency_ms = 150
 
-    result, report = await world.apply(PlanOptions(prune=True), fleet=moved)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=moved)
     assert report.ok, report.as_dict()
     assert not [c for c in result.plan.pending
                 if c.component == "novacore" and c.action is Action.DELETE]
@@ -126,7 +127,7 @@ async def test_a_device_moved_into_a_new_site_is_rebound_there(make_world: MakeW
     old = cloud_device(world.sims, BATTERY)
     moved = load(after())
 
-    result, report = await world.apply(PlanOptions(prune=True), fleet=moved)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=moved)
     assert report.ok, report.as_dict()
     actions = planned(result)
     assert actions["site/s2[novacore]"] == (Action.CREATE, Reason.NOT_FOUND)
@@ -200,7 +201,7 @@ async def test_a_device_moved_to_another_organisation_is_replaced_new_one_first(
     old = cloud_device(world.sims, BATTERY)
     moved = load(moved_docs)
 
-    result = await world.plan(PlanOptions(prune=prune), fleet=moved)
+    result = await world.plan(PlanOptions(audience=Audience.CLI, prune=prune), fleet=moved)
     replace = next(c for c in result.plan.pending if c.address == "device/bat[novacore]")
     assert (replace.action, replace.reason, replace.external_id) == (
         Action.REPLACE, Reason.MOVED, old.id)
@@ -220,14 +221,14 @@ async def test_a_device_moved_to_another_organisation_is_replaced_new_one_first(
     # While the new one cannot be provisioned, the old one stays.
     writes.failing = {"POST /devices/provision"}
     writes.seen.clear()
-    _, report = await world.apply(PlanOptions(prune=prune), fleet=moved)
+    _, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=prune), fleet=moved)
     assert not report.ok
     assert cloud_device(world.sims, BATTERY).id == old.id
     assert writes.seen and not [w for w in writes.seen if w.startswith("DELETE")]
 
     writes.failing = set()
     writes.seen.clear()
-    _, report = await world.apply(PlanOptions(prune=prune), fleet=moved)
+    _, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=prune), fleet=moved)
     assert report.ok, report.as_dict()
     device = cloud_device(world.sims, BATTERY)  # exactly one: not duplicated
     s2_id = next(s.id for s in world.sims.novacore.sites.values() if s.name == "Site s2")

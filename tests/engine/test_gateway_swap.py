@@ -22,6 +22,7 @@ from simworld import (
 )
 
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
 
 OLD, NEW = serial_of(1), serial_of(9)
@@ -101,7 +102,7 @@ async def test_the_old_gateway_is_released_only_once_its_devices_moved_off_it(
     fleet = load(swapped(docs) + other_org)
     world.sims.reset_counts()
 
-    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=fleet)
     assert world.sims.novacore.requests[RELEASED] == 0
     assert owner(world.sims, OLD) == ORG_A, "kept while its devices are bound to it"
     assert {d.hardware_id: (d.gateway_serial, d.state) for d in cloud_devices(world.sims)
@@ -126,7 +127,7 @@ async def test_the_old_gateway_is_released_only_once_its_devices_moved_off_it(
         await world.sims.zaps[NEW].set_offline("online")
     else:
         world.sims.novacore.release_gateway(NEW)  # its former organisation let it go
-    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=fleet)
     release = next(c for c in result.plan.changes if c.address == RELEASE)
     assert release.action is Action.RELEASE and not release.blocked
     assert report.ok, report.as_dict()
@@ -158,7 +159,7 @@ async def test_the_old_gateway_waits_for_a_device_bound_to_it_in_a_site_no_site_
     assert not noop.plan.has_changes and requests == 1 + 1 + 2, "the warehouse is not read"
     world.sims.reset_counts()
 
-    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=fleet)
     assert world.sims.novacore.requests[RELEASED] == 0
     assert owner(world.sims, OLD) == ORG_A
     assert world.sims.novacore.devices[stranger].state == "active", "not orphaned"
@@ -169,7 +170,7 @@ async def test_the_old_gateway_waits_for_a_device_bound_to_it_in_a_site_no_site_
 
     # The devices declared moved meanwhile; once the stranger is gone, the release goes.
     world.sims.novacore.remove_device(stranger)
-    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=fleet)
     assert report.ok, report.as_dict()
     assert world.sims.novacore.requests[RELEASED] == 1
     assert owner(world.sims, OLD) is None

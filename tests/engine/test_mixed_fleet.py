@@ -12,6 +12,8 @@ import pytest
 from reconciler.cli.demo_cmd import _demo_secrets
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources import loader
 
@@ -31,7 +33,7 @@ async def test_fresh_apply_of_the_examples_converges_across_all_platforms(
         settings = load_settings(sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "state"),
                                                "RECONCILER_SECRETS_DIR": str(tmp_path / "secrets")})
         async with Reconciler(fleet, settings) as reconciler:
-            first = await reconciler.plan()
+            first = await reconciler.plan(PlanOptions(audience=Audience.CLI))
             components = {c.component for c in first.plan.pending}
             assert {"zap", "novacore", "enapter", "flatpeak"} <= components, components
             assert not first.plan.blocked, [(c.address, c.message) for c in first.plan.blocked]
@@ -40,7 +42,7 @@ async def test_fresh_apply_of_the_examples_converges_across_all_platforms(
 
         sims.reset_counts()
         async with Reconciler(fleet, settings) as reconciler:
-            again = await reconciler.plan()
+            again = await reconciler.plan(PlanOptions(audience=Audience.CLI))
         assert not again.plan.has_changes, [(c.address, c.message) for c in again.plan.pending]
         assert again.plan.unmanaged == []
         assert sims.writes() == 0

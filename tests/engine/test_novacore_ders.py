@@ -9,6 +9,8 @@ from typing import Any
 from simworld import Doc, MakeWorld, World, cloud_device, load, standard_site
 
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 
 
 def with_ders(docs: list[Doc], name: str, ders: list[dict[str, Any]]) -> list[Doc]:
@@ -62,7 +64,7 @@ async def test_a_der_added_since_the_plan_with_another_type_fails_naming_both_ty
     await world.apply()
     grown = load(with_ders(docs, "s1-inv", [*INVERTER_DERS, {"name": "pv2", "type": "solar"}]))
     async with world.engine(grown) as engine:
-        result = await engine.plan()
+        result = await engine.plan(PlanOptions(audience=Audience.CLI))
         device = cloud_device(world.sims, "SG0001")
         world.sims.novacore.add_der(device.id, "pv2", "battery")
         report = await engine.apply(result)

@@ -27,6 +27,7 @@ from simworld import (
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 
@@ -57,7 +58,7 @@ async def test_a_removed_gateway_is_released_with_prune_when_its_organisation_is
 
     # Its devices are still in that site, bound to it, and nothing declares them: a release
     # would orphan them, so it is blocked naming them until they are gone.
-    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=fleet)
     [release] = result.plan.pending
     assert (release.address, release.action, release.blocked) == (
         f"gateway/{serial_of(2)}[novacore]", Action.RELEASE, True)
@@ -69,7 +70,7 @@ async def test_a_removed_gateway_is_released_with_prune_when_its_organisation_is
     for device in bound:
         world.sims.novacore.remove_device(device.id)
 
-    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=fleet)
     assert [(c.address, c.action) for c in result.plan.pending] == [
         (f"gateway/{serial_of(2)}[novacore]", Action.RELEASE)]
     assert report.ok, report.as_dict()
@@ -95,7 +96,7 @@ async def test_a_removed_gateway_with_orphan_stays_claimed(make_world: MakeWorld
     await world.apply()
     fleet = load(kept)
 
-    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=fleet)
     assert report.ok and not result.plan.has_changes
     assert "deletionPolicy Orphan" in result.plan.unmanaged[0]["description"]
     assert owner(world.sims, serial_of(2)) == ORG_A
@@ -130,7 +131,7 @@ async def test_a_removed_gateway_waits_while_the_devices_bound_to_it_cannot_be_r
     (site_id,) = [s.id for s in world.sims.novacore.sites.values() if s.name == "Site s2"]
     unreadable.site_id = site_id
 
-    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=fleet)
     assert owner(world.sims, serial_of(2)) == ORG_A, "not released"
     assert {d.state for d in cloud_devices(world.sims)} == {"active"}, "none orphaned"
     release = next(c for c in result.plan.changes if c.address.startswith("gateway/zap-"))
@@ -142,7 +143,7 @@ async def test_a_removed_gateway_waits_while_the_devices_bound_to_it_cannot_be_r
     assert (entry["actions"], entry["deferred_actions"]) == (["defer"], ["release"])
 
     unreadable.site_id = ""
-    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=fleet)
     assert report.ok, report.as_dict()
     release = next(c for c in result.plan.changes if c.address.startswith("gateway/zap-"))
     assert len(release.depends_on) == 2, "after the two devices bound to it are deleted"
@@ -164,12 +165,12 @@ async def test_a_removed_gateway_claimed_by_another_organisation_since_is_not_re
     theirs = load([site("s2", org=ORG_B), gateway("gw", "s2", serial_of(2), allow_transfer=True)])
     others = load_settings(world.env | {"RECONCILER_STATE_DIR": str(tmp_path / "theirs")})
     async with Reconciler(theirs, others) as engine:
-        assert (await engine.apply(await engine.plan())).ok
+        assert (await engine.apply(await engine.plan(PlanOptions(audience=Audience.CLI)))).ok
     assert owner(world.sims, serial_of(2)) == ORG_B
     fleet = load(standard_site(1) + shop)
     world.sims.reset_counts()
 
-    result, report = await world.apply(PlanOptions(prune=True), fleet=fleet)
+    result, report = await world.apply(PlanOptions(audience=Audience.CLI, prune=True), fleet=fleet)
     assert world.sims.novacore.requests[RELEASED] == 0
     assert owner(world.sims, serial_of(2)) == ORG_B
     assert report.ok and not [c for c in result.plan.pending if c.action is Action.RELEASE]

@@ -17,6 +17,8 @@ from simworld import MakeWorld, World, converged_exactly_once, standard_site
 
 from reconciler.engine.apply import ApplyReport
 from reconciler.engine.host_waits import HostWaits
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 from reconciler.providers.transport import AskedToWait
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.server import Handler
@@ -65,7 +67,7 @@ async def apply_throttled(
     asking to wait `retry_after_s`; its requests counted from the apply on."""
     world = await make_world(FLEET, before_start=arrivals.install)
     async with world.engine() as engine:
-        result = await engine.plan()
+        result = await engine.plan(PlanOptions(audience=Audience.CLI))
         novacore = world.sims.novacore
         novacore.faults.throttle_next, novacore.faults.retry_after_s = 1, retry_after_s
         novacore.requests.clear()
@@ -118,7 +120,7 @@ async def test_a_retry_after_beyond_any_date_is_honoured_for_a_day(
     wait."""
     world = await make_world(FLEET)
     async with world.engine() as engine:
-        result = await engine.plan()
+        result = await engine.plan(PlanOptions(audience=Audience.CLI))
         novacore = world.sims.novacore
         novacore.faults.throttle_next, novacore.faults.retry_after = 1, "9" * 20
         report = await engine.apply(result)
@@ -141,7 +143,7 @@ async def test_a_retry_after_of_hundreds_of_digits_is_said_cut_short(
     printed whole in the failure of every change it holds."""
     world = await make_world(FLEET)
     async with world.engine() as engine:
-        result = await engine.plan()
+        result = await engine.plan(PlanOptions(audience=Audience.CLI))
         novacore = world.sims.novacore
         novacore.faults.throttle_next, novacore.faults.retry_after = 1, "3" * 308
         report = await engine.apply(result)

@@ -28,6 +28,7 @@ from simworld import (
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.plan.actions import Action, Reason
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
 
 # -- transfer ---------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ async def test_a_site_with_one_gateway_offline_defers_the_removal_of_what_anothe
         {"type": "p1_uart", "profile": "p1_meter"}, sn="P1-UNDECLARED")
     await world.sims.zaps[serial_of(9)].set_offline("refuse")
 
-    result = await world.plan(PlanOptions(prune=True))
+    result = await world.plan(PlanOptions(audience=Audience.CLI, prune=True))
     removal = next(c for c in result.plan.changes if "P1-UNDECLARED" in c.address)
     assert removal.action is Action.DEFER
     assert removal.message.startswith("would delete; deferred: gateway s1-zap2"), removal.message
@@ -180,7 +181,7 @@ async def test_nothing_is_written_to_a_zap_that_reports_another_serial(
     neighbour.requests.clear()
 
     async with Reconciler(load(ours), settings) as engine:
-        result = await engine.plan(PlanOptions(prune=True))
+        result = await engine.plan(PlanOptions(audience=Audience.CLI, prune=True))
         report = await engine.apply(result)
     assert neighbour.writes() == 0, dict(neighbour.requests)
     assert sorted(neighbour.devices) == ["P1M0002", "SG0002"]

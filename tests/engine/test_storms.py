@@ -21,6 +21,8 @@ from simworld import (
     standard_site,
 )
 
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 from reconciler.sim.server import SimServer
 
 
@@ -249,7 +251,7 @@ async def test_a_site_made_after_the_plan_is_adopted_not_made_twice(
     makes one of the planned sites: the apply adopts it instead of making a second."""
     world = await make_world(standard_site(1) + standard_site(2) + standard_site(3))
     async with world.engine() as engine:
-        result = await engine.plan()
+        result = await engine.plan(PlanOptions(audience=Audience.CLI))
         made = world.sims.novacore.add_site(ORG_A, "Site s2")
         world.sims.reset_counts()
         report = await engine.apply(result)

@@ -12,6 +12,7 @@ from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.reconcile import PlanResult, Reconciler
 from reconciler.model.fleet import Fleet
 from reconciler.plan.actions import Change
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources import loader
@@ -80,11 +81,12 @@ class World:
 
     async def plan(self, fleet: Fleet | None = None, *, prune: bool = False) -> PlanResult:
         async with self.reconciler(fleet) as reconciler:
-            return await reconciler.plan(PlanOptions(prune=prune))
+            return await reconciler.plan(PlanOptions(audience=Audience.CLI, prune=prune))
 
     async def apply(self, fleet: Fleet | None = None, *, prune: bool = False) -> ApplyReport:
         async with self.reconciler(fleet) as reconciler:
-            report = await reconciler.apply(await reconciler.plan(PlanOptions(prune=prune)))
+            options = PlanOptions(audience=Audience.CLI, prune=prune)
+            report = await reconciler.apply(await reconciler.plan(options))
         assert report.ok, report.as_dict()
         return report
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flatpeak_world import fleet_of, home
 
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
 from reconciler.plan.flatpeak import FlatpeakLocationState, FlatpeakState, plan_flatpeak
 from reconciler.plan.observed import Observed, Unreachable
 
@@ -16,7 +17,9 @@ LOCATION = FlatpeakLocationState(
 
 
 def messages(state: FlatpeakState) -> dict[str, str]:
-    changes, _ = plan_flatpeak(fleet_of(home()), Observed(extra={"flatpeak": state}), False)
+    changes, _ = plan_flatpeak(
+        fleet_of(home()), Observed(extra={"flatpeak": state}), False, None, Audience.CLI
+    )
     assert all(c.action in (Action.DEFER, Action.NO_OP) for c in changes)
     return {c.address: c.message for c in changes if c.action is Action.DEFER}
 

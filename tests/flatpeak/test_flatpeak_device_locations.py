@@ -9,6 +9,8 @@ from __future__ import annotations
 from flatpeak_world import World, fleet_of, home, pending
 
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 
 
 async def test_a_device_on_another_systems_location_is_added_to_the_sites(world: World) -> None:
@@ -85,7 +87,7 @@ async def test_a_device_found_only_when_it_is_created_keeps_its_other_locations(
     battery = world.device("home-battery")["id"]
     del world.sims.flatpeak.devices[battery]
     async with world.reconciler() as reconciler:
-        result = await reconciler.plan()
+        result = await reconciler.plan(PlanOptions(audience=Audience.CLI))
         assert pending(result)["device/home-battery[flatpeak]"].action is Action.CREATE
         theirs = world.add_location("other-system-site")
         made = world.add_device("home-battery", [theirs])

@@ -17,8 +17,13 @@ from reconciler.engine.flatpeak import flatpeak_api
 from reconciler.engine.reconcile import Reconciler
 from reconciler.errors import ProviderAuthError
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 from reconciler.providers.flatpeak.client import FlatpeakAuth, FlatpeakClient
 from reconciler.sim.fleet import SimFleet
+
+# The options of a plan for the CLI's user (its advice names the CLI's flags).
+CLI = PlanOptions(audience=Audience.CLI)
 
 
 async def test_location_and_devices_are_created_then_nothing_is_written(world: World) -> None:
@@ -157,7 +162,7 @@ async def test_a_token_that_expires_mid_run_is_refreshed(world: World, refused: 
     """Whether Flatpeak answers an expired token 403 (its spec's one auth error) or 401."""
     world.sims.flatpeak.token_refused_status = refused
     async with world.reconciler() as reconciler:
-        result = await reconciler.plan()
+        result = await reconciler.plan(CLI)
         world.sims.flatpeak.expire_tokens()  # between observing and applying
         report = await reconciler.apply(result)
         auth = flatpeak_api(reconciler.session).http.auth
@@ -191,7 +196,7 @@ async def test_bad_credentials_and_a_disabled_account_stop_the_run(world: World)
         with pytest.raises(ProviderAuthError, match=r"refused the login.*"
                            r"RECONCILER_FLATPEAK_ACCOUNT_ID.*RECONCILER_FLATPEAK_API_KEY.*"
                            r"bad_credentials"):
-            await reconciler.plan()
+            await reconciler.plan(CLI)
     world.sims.flatpeak.set_account_disabled(world.sims.flatpeak_account)
     with pytest.raises(ProviderAuthError, match=r"refused the login.*account_disabled"):
         await world.plan()
@@ -205,7 +210,7 @@ async def test_a_login_that_hangs_times_out_and_defers(world: World) -> None:
     await world.sims.flatpeak.set_offline("hang")
     settings = world.settings(RECONCILER_TIMEOUT="0.5")
     async with Reconciler(world.fleet, settings) as reconciler:
-        result = await asyncio.wait_for(reconciler.plan(), timeout=60)
+        result = await asyncio.wait_for(reconciler.plan(CLI), timeout=60)
     assert {c.action for c in result.plan.pending} == {Action.DEFER}
     assert all("timed out" in c.message for c in result.plan.pending), [
         c.message for c in result.plan.pending]
@@ -345,7 +350,7 @@ async def test_two_sites_on_one_location_are_blocked_instead_of_taking_turns(
 
     world.sims.reset_counts()
     async with world.reconciler(fleet) as reconciler:
-        report = await reconciler.apply(await reconciler.plan())
+        report = await reconciler.apply(await reconciler.plan(CLI))
     assert not report.ok
     assert world.sims.writes() == 0
     assert world.location("home")["postal_address"]["city"] == "Malmö"
@@ -376,5 +381,5 @@ async def test_the_location_the_last_flatpeak_site_left_is_reported(world: World
 
     refused = world.settings(RECONCILER_FLATPEAK_API_KEY="wrong")
     async with Reconciler(without, refused) as reconciler:
-        result = await reconciler.plan()
+        result = await reconciler.plan(CLI)
     assert result.plan.unmanaged == [] and not result.plan.has_changes

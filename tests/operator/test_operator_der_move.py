@@ -18,6 +18,8 @@ from objects import BATTERY, rewire_to_the_cabin, two_sites
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.operator.config import OperatorConfig
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 from reconciler.sources.loader import load_texts
 
 FLEET = two_sites(der_document=True)
@@ -48,7 +50,7 @@ async def test_a_stand_alone_der_plans_its_moved_device_as_the_device_does(
         # Provisioned at home beforehand, as `reconciler apply` does.
         settings = load_settings(sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "cli")})
         async with Reconciler(load_texts([("f.yaml", fleet)]).fleet(), settings) as cli:
-            assert (await cli.apply(await cli.plan())).ok
+            assert (await cli.apply(await cli.plan(PlanOptions(audience=Audience.CLI)))).ok
         [old] = [d for d in sims.novacore.devices.values() if d.hardware_id == BATTERY]
         writes = sims.writes()
         await cluster.create_all(documents(fleet))

@@ -21,6 +21,7 @@ from objects import HOME_INVERTER, RELEASE, ZAP
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.novacore import Device
@@ -373,7 +374,7 @@ async def test_a_device_orphaned_on_a_swapped_out_gateway_does_not_keep_it_as_th
             HOME_INVERTER))]).fleet()
         settings = load_settings(sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "cli")})
         async with Reconciler(swapped, settings) as cli:
-            planned = await cli.plan(PlanOptions(
+            planned = await cli.plan(PlanOptions(audience=Audience.CLI,
                 prune=True, inventory={OLD: "Release"}, inventory_orgs={OLD: "org-home"}))
         [release] = [c for c in planned.plan.changes if c.address == f"gateway/{OLD}[novacore]"]
         assert (release.action, release.blocked) == (Action.RELEASE, False), release.message

@@ -17,6 +17,8 @@ from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.model.declared import declared_paths
 from reconciler.operator.config import OperatorConfig
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
 
@@ -148,7 +150,7 @@ async def test_observe_mode_says_a_field_left_as_it_is_in_the_last_plan(
         # Provisioned beforehand, as `reconciler apply` does.
         settings = load_settings(sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "cli")})
         async with Reconciler(load_texts([("f.yaml", _fleet())]).fleet(), settings) as cli:
-            assert (await cli.apply(await cli.plan())).ok
+            assert (await cli.apply(await cli.plan(PlanOptions(audience=Audience.CLI)))).ok
         writes = sims.writes()
         await cluster.create_all(documents(_fleet()))
         assert "manufacturer" in await _applied(cluster, sims)

@@ -14,6 +14,7 @@ from fleet_yaml import document, stream
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
 from reconciler.operator import unmanaged
+from reconciler.plan.advice import Audience
 from reconciler.plan.flatpeak import COMPONENT as FLATPEAK
 from reconciler.plan.flatpeak import (
     FlatpeakDeviceState,
@@ -90,7 +91,7 @@ def test_each_site_reports_what_the_cli_plan_of_the_whole_namespace_files_under_
             FlatpeakDeviceState("fd-6", "theirs", "EV_CHARGER", ("loc-theirs",)),
         ],
     )
-    _, cli = FlatpeakPlanner(fleet, state, whole_fleet=fleet).plan()
+    _, cli = FlatpeakPlanner(fleet, state, whole_fleet=fleet, audience=Audience.CLI).plan()
     observed = Observed(extra={FLATPEAK: state})
 
     for name in fleet.sites:
@@ -143,7 +144,7 @@ def test_a_sites_check_describes_only_the_devices_it_files_under_its_site() -> N
         + [FlatpeakDeviceState(f"fd-by-hand-{i}", f"by-hand-{i}", "EV_CHARGER", (f"loc-{i}",))
            for i in range(sites)],
     )
-    planner = FlatpeakPlanner(fleet, state, whole_fleet=fleet)
+    planner = FlatpeakPlanner(fleet, state, whole_fleet=fleet, audience=Audience.CLI)
 
     listed = planner.undeclared("s7")
 

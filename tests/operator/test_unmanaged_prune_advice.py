@@ -13,6 +13,7 @@ from fleet_yaml import document, enapter_site
 from reconciler.model.fleet import Fleet
 from reconciler.model.site import Site
 from reconciler.operator import unmanaged
+from reconciler.plan.advice import Audience
 from reconciler.plan.enapter import EnapterPlanner
 from reconciler.plan.enapter_fields import COMPONENT as ENAPTER
 from reconciler.plan.enapter_observed import EnapterSiteState, EnapterState, InterruptedDelete
@@ -55,7 +56,7 @@ def test_an_interrupted_enapter_delete_is_listed_without_the_prune_advice() -> N
         # before it removed the config file written for it.
         interrupted_deletes={"dev-gone": InterruptedDelete("h2-lab", ["/state/cfg/ucm.json"])},
     )
-    _, cli = EnapterPlanner(fleet, state, whole_fleet=fleet).plan()
+    _, cli = EnapterPlanner(fleet, state, whole_fleet=fleet, audience=Audience.CLI).plan()
     said = _one_description(cli)
     assert said.endswith(" (--prune removes it)"), said  # the CLI's, with its advice
 
@@ -81,7 +82,7 @@ def test_a_flatpeak_device_on_other_fleets_locations_is_listed_without_the_prune
         devices=[FlatpeakDeviceState("fd-1", "spare-heater", "HEAT_PUMP",
                                      ("loc-home", "loc-cabin"))],
     )
-    _, cli = FlatpeakPlanner(fleet, state, whole_fleet=fleet).plan()
+    _, cli = FlatpeakPlanner(fleet, state, whole_fleet=fleet, audience=Audience.CLI).plan()
     said = _one_description(cli)
     assert said.endswith(", so --prune leaves it"), said
 

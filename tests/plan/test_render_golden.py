@@ -24,6 +24,7 @@ from plan_fixtures import (
 
 from reconciler.plan import document, markdown, render
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
 from reconciler.plan.observed import (
     IdentityReading,
     NovacoreSite,
@@ -34,6 +35,9 @@ from reconciler.plan.observed import (
 )
 from reconciler.plan.planner import Plan, PlanOptions, make_plan
 from reconciler.sources import loader
+
+# The options of a plan for the CLI's user (its advice names the CLI's flags).
+CLI = PlanOptions(audience=Audience.CLI)
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
@@ -130,7 +134,7 @@ def representative_plan() -> Plan:
     observed.zaps |= {"barn-zap": ZapState({}), "shed-zap": ZapState({}),
                       "attic-zap": Unreachable("GET /api/devices: cannot reach "
                                                "http://192.168.5.40: connection refused")}
-    return make_plan(fleet, observed, PlanOptions(prune=True,
+    return make_plan(fleet, observed, PlanOptions(audience=Audience.CLI, prune=True,
                                                   inventory={RELEASED_SERIAL: "Release"}))
 
 
@@ -190,7 +194,7 @@ def test_colour_only_on_request() -> None:
 
 def test_no_op_plan_renders_as_no_changes() -> None:
     doc = document.to_document(make_plan(
-        loader.load_texts([("fleet.yaml", fleet_text())]).fleet(), converged()))
+        loader.load_texts([("fleet.yaml", fleet_text())]).fleet(), converged(), CLI))
     assert render.render_text(doc).startswith("No changes. The actual state matches")
     assert render.render_text(doc).endswith("Plan: no changes.\n")
     assert markdown.render_markdown(doc).startswith("### Reconciler plan\n\nNo changes.\n")
@@ -199,7 +203,7 @@ def test_no_op_plan_renders_as_no_changes() -> None:
 
 def test_no_changes_with_undeclared_objects_does_not_claim_all_matches() -> None:
     doc = document.to_document(make_plan(
-        loader.load_texts([("fleet.yaml", fleet_text())]).fleet(), converged()))
+        loader.load_texts([("fleet.yaml", fleet_text())]).fleet(), converged(), CLI))
     doc["unmanaged"] = [{"description": "energy_meter X on gateway g is not declared",
                          "prunable": True}]
     assert render.render_text(doc).splitlines()[:2] == [
@@ -221,7 +225,7 @@ def test_no_changes_with_undeclared_objects_does_not_claim_all_matches() -> None
 def test_the_header_says_what_prune_does_with_what_is_listed(
         prunable: list[bool | None], said: str) -> None:
     doc = document.to_document(make_plan(
-        loader.load_texts([("fleet.yaml", fleet_text())]).fleet(), converged()))
+        loader.load_texts([("fleet.yaml", fleet_text())]).fleet(), converged(), CLI))
     doc["unmanaged"] = [{"description": f"object {n}"} | ({} if p is None else {"prunable": p})
                         for n, p in enumerate(prunable)]
     assert render.render_text(doc).splitlines()[0] == (

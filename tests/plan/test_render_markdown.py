@@ -13,6 +13,7 @@ from plan_fixtures import P1_SETTINGS, converged, fresh, make_fleet
 
 from reconciler.plan import document
 from reconciler.plan import markdown as md
+from reconciler.plan.advice import Audience
 from reconciler.plan.observed import ZapDevice
 from reconciler.plan.planner import PlanOptions, make_plan
 
@@ -28,8 +29,8 @@ def hostile_markdown() -> str:
         HOSTILE_SN, "p1_uart", "p1_meter", "energy_meter", dict(P1_SETTINGS), {"meter": True})
     fleet = make_fleet(home_overrides={"displayName: Home inverter":
                                        f"displayName: '{HOSTILE_NAME}'"})
-    plan = make_plan(fleet, observed, PlanOptions(prune=True))
-    created = make_plan(fleet, fresh())
+    plan = make_plan(fleet, observed, PlanOptions(audience=Audience.CLI, prune=True))
+    created = make_plan(fleet, fresh(), PlanOptions(audience=Audience.CLI))
     plan.changes += [c for c in created.changes if c.address == "device/home-inv[novacore]"]
     return md.render_markdown(document.to_document(plan))
 
@@ -125,7 +126,7 @@ def test_a_reason_shows_what_a_gateway_reported_as_literal_text() -> None:
     observed.zaps["home-zap"].devices[HOSTILE_MESSAGE_SN] = ZapDevice(  # type: ignore[union-attr]
         HOSTILE_MESSAGE_SN, "p1_uart", "p1_meter", "energy_meter", dict(P1_SETTINGS),
         {"meter": True})
-    plan = make_plan(make_fleet(), observed, PlanOptions(prune=True))
+    plan = make_plan(make_fleet(), observed, PlanOptions(audience=Audience.CLI, prune=True))
     markdown = md.render_markdown(document.to_document(plan))
     [row] = [line for line in markdown.splitlines() if "onerror" in line]
     assert len(re.split(r"(?<!\\)\|", row)) == 6, "four cells"

@@ -36,6 +36,9 @@ from reconciler.plan.observed import (
 from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions, make_plan
 from reconciler.sources import loader
 
+# The options of a plan for the CLI's user (its advice names the CLI's flags).
+CLI = PlanOptions(audience=Audience.CLI)
+
 
 def by_address(plan: Plan) -> dict[str, Change]:
     return {c.address: c for c in plan.changes}
@@ -50,14 +53,14 @@ def pending(plan: Plan) -> dict[str, tuple[str, bool]]:
 
 
 def test_converged_state_plans_only_no_ops() -> None:
-    plan = make_plan(make_fleet(), converged())
+    plan = make_plan(make_fleet(), converged(), CLI)
     assert not plan.has_changes, pending(plan)
     assert plan.unmanaged == []
     assert plan.summary()["no-op"] == len(plan.changes) > 0
 
 
 def test_empty_organisation_plans_every_create_in_one_site_order() -> None:
-    plan = make_plan(make_fleet(), fresh())
+    plan = make_plan(make_fleet(), fresh(), CLI)
     assert [c.address for c in plan.changes if c.site == "cabin"] == [
         "site/cabin[novacore]",
         "gateway/cabin-zap[novacore]",
@@ -98,7 +101,7 @@ def gateways_owned(home_owner: str | None) -> Observed:
 def test_claim_depends_on_who_owns_the_gateway(owner: str | None, allow_transfer: bool,
                                               action: Action, blocked: bool,
                                               reason: Reason) -> None:
-    plan = make_plan(make_fleet(allow_transfer=allow_transfer), gateways_owned(owner))
+    plan = make_plan(make_fleet(allow_transfer=allow_transfer), gateways_owned(owner), CLI)
     claim = by_address(plan)["gateway/home-zap[novacore]"]
     assert (claim.action, claim.blocked, claim.reason) == (action, blocked, reason), claim.message
     if action is Action.TRANSFER:
@@ -112,7 +115,7 @@ def test_claim_depends_on_who_owns_the_gateway(owner: str | None, allow_transfer
 def test_blocked_transfer_blocks_the_devices_that_need_the_claim() -> None:
     observed = gateways_owned(OTHER_ORG)
     observed.novacore_devices["sit-home"] = []  # the devices were provisioned by org-b
-    plan = make_plan(make_fleet(), observed)
+    plan = make_plan(make_fleet(), observed, CLI)
     changes = by_address(plan)
     for address in ("device/home-inv[novacore]", "device/home-p1[novacore]"):
         assert changes[address].blocked, f"{address} would provision on a gateway we do not own"
@@ -156,7 +159,7 @@ def site_devices_unreachable(observed: Observed) -> Observed:
 ])
 def test_unreachable_source_defers_its_site_and_guesses_nothing(
         breaks: Callable[[Observed], Observed], why: str) -> None:
-    plan = make_plan(make_fleet(), breaks(copy_of(converged())))
+    plan = make_plan(make_fleet(), breaks(copy_of(converged())), CLI)
     home = [c for c in plan.changes if c.site == "home" and c.is_change]
     assert home, "something was left to do at home"
     assert all(c.action is Action.DEFER for c in home), pending(plan)
@@ -169,13 +172,13 @@ def test_unreachable_gateway_leaves_other_sites_planned() -> None:
     observed = zap_unreachable(copy_of(converged()))
     observed.zaps["cabin-zap"] = ZapState({})  # the cabin inverter must be added again
     observed.identities["cabin-inv"] = IdentityReading("INV2")
-    plan = make_plan(make_fleet(), observed)
+    plan = make_plan(make_fleet(), observed, CLI)
     assert by_address(plan)["device/cabin-inv[zap]"].action is Action.CREATE
     assert plan.deferred and all(c.site == "home" for c in plan.deferred)
 
 
 def test_deferred_change_says_what_it_would_have_done() -> None:
-    plan = make_plan(make_fleet(), zap_unreachable(copy_of(converged())))
+    plan = make_plan(make_fleet(), zap_unreachable(copy_of(converged())), CLI)
     change = by_address(plan)["device/home-inv[novacore]"]
     assert change.message.startswith("would create; deferred: gateway home-zap"), change.message
 
@@ -191,7 +194,7 @@ def test_deferred_change_says_what_it_would_have_done() -> None:
 def test_a_deferred_change_of_what_was_not_read_guesses_nothing(
         breaks: Callable[[Observed], Observed], addresses: list[str], why: str) -> None:
     """What did not answer may well be there: its changes do not say "would create"."""
-    plan = make_plan(make_fleet(), breaks(copy_of(converged())))
+    plan = make_plan(make_fleet(), breaks(copy_of(converged())), CLI)
     for address in addresses:
         change = by_address(plan)[address]
         assert change.action is Action.DEFER
@@ -216,7 +219,7 @@ def test_a_deferred_change_of_what_was_not_read_guesses_nothing(
 def test_identity_check_before_adding(reading: IdentityReading | None, blocked: bool,
                                       reason: Reason, in_message: str) -> None:
     observed = without_cabin_inverter_on_zap(copy_of(converged()), reading)
-    plan = make_plan(make_fleet(), observed)
+    plan = make_plan(make_fleet(), observed, CLI)
     changes = by_address(plan)
     verify = changes["device/cabin-inv[identity]"]
     assert (verify.action, verify.blocked, verify.reason) == (Action.VERIFY, blocked, reason)
@@ -232,7 +235,7 @@ def test_identity_check_before_adding(reading: IdentityReading | None, blocked: 
 def test_identity_is_not_checked_for_a_device_already_on_its_gateway() -> None:
     observed = copy_of(converged())
     observed.identities["cabin-inv"] = IdentityReading("SWAPPED-99")
-    plan = make_plan(make_fleet(), observed)
+    plan = make_plan(make_fleet(), observed, CLI)
     assert "device/cabin-inv[identity]" not in by_address(plan)
     assert not plan.has_changes
 
@@ -330,7 +333,7 @@ def test_drift_is_planned_as_the_smallest_fitting_change(
         drift: Callable[[Observed], Observed], address: str, action: Action,
         paths: list[str]) -> None:
     # A site is found by `siteId` when declared (else by name, see the next test).
-    plan = make_plan(make_fleet(home_overrides=SITE_ID), drift(copy_of(converged())))
+    plan = make_plan(make_fleet(home_overrides=SITE_ID), drift(copy_of(converged())), CLI)
     re_added = address.replace("[zap]", "[publish]") if address.endswith("[zap]") else None
     assert list(pending(plan)) == [address] + ([re_added] if re_added else []), \
         "only the drifted component changes (a re-added device's DERs are switched on again)"
@@ -340,7 +343,7 @@ def test_drift_is_planned_as_the_smallest_fitting_change(
 
 
 def test_publishing_waits_for_a_device_re_added_to_its_zap() -> None:
-    plan = make_plan(make_fleet(), removed_from_zap(copy_of(converged())))
+    plan = make_plan(make_fleet(), removed_from_zap(copy_of(converged())), CLI)
     changes = by_address(plan)
     assert changes["device/home-p1[novacore]"].action is Action.NO_OP
     assert changes["device/home-p1[publish]"].depends_on == ["device/home-p1[zap]"], \
@@ -360,7 +363,7 @@ def test_a_renamed_site_is_renamed_not_created_again(
     """Without `siteId` a site is found by name; when the name differs, the site of the org
     that no other Site claims and that holds this Site's devices and nothing else is the
     same site: renaming keeps its id and devices, where creating would duplicate it."""
-    plan = make_plan(make_fleet(home_overrides=fleet_overrides), change(copy_of(converged())))
+    plan = make_plan(make_fleet(home_overrides=fleet_overrides), change(copy_of(converged())), CLI)
     site = by_address(plan)["site/home[novacore]"]
     assert (site.action, site.external_id, site.before, site.after["name"]) == (
         Action.UPDATE, "sit-home", {"name": old, "org_id": ORG}, new)
@@ -375,10 +378,11 @@ def test_a_site_another_declared_site_matches_is_never_taken_for_a_renamed_one()
     `whole_fleet`: the site another Site there matches is not a candidate."""
     peer = loader.load_texts([("peer.yaml", PEER_NAMED_HOME)]).fleet().sites["elsewhere"]
     fleet = make_fleet(home_overrides=RENAMED_IN_GIT)
-    alone = by_address(make_plan(fleet, copy_of(converged())))["site/home[novacore]"]
+    alone = by_address(make_plan(fleet, copy_of(converged()), CLI))["site/home[novacore]"]
     assert alone.action is Action.UPDATE, "without the other Site, sit-home is the renamed site"
     whole = Fleet.of([*fleet.resources(), peer])
-    plan = make_plan(fleet, copy_of(converged()), PlanOptions(whole_fleet=whole))
+    plan = make_plan(fleet, copy_of(converged()),
+                     PlanOptions(audience=Audience.CLI, whole_fleet=whole))
     site = by_address(plan)["site/home[novacore]"]
     assert (site.action, site.message) == (Action.CREATE, "no site named 'Solna' in org-a")
 
@@ -388,9 +392,10 @@ def test_a_site_planned_alone_is_recognised_by_the_devices_of_the_whole_fleet() 
     namespace says which devices it holds."""
     fleet = make_fleet(home_overrides=RENAMED_IN_GIT)
     site_alone = Fleet.of([fleet.sites["home"]])
-    without = by_address(make_plan(site_alone, copy_of(converged())))["site/home[novacore]"]
+    without = by_address(make_plan(site_alone, copy_of(converged()), CLI))["site/home[novacore]"]
     assert without.action is Action.CREATE, "alone, the Site declares no device to go by"
-    plan = make_plan(site_alone, copy_of(converged()), PlanOptions(whole_fleet=fleet))
+    plan = make_plan(site_alone, copy_of(converged()),
+                     PlanOptions(audience=Audience.CLI, whole_fleet=fleet))
     site = by_address(plan)["site/home[novacore]"]
     assert (site.action, site.external_id) == (Action.UPDATE, "sit-home")
 
@@ -411,7 +416,7 @@ def with_foreign_device(observed: Observed) -> Observed:
 
 
 def test_a_site_that_also_holds_other_devices_is_not_taken_over() -> None:
-    plan = make_plan(make_fleet(), with_foreign_device(site_renamed(copy_of(converged()))))
+    plan = make_plan(make_fleet(), with_foreign_device(site_renamed(copy_of(converged()))), CLI)
     site = by_address(plan)["site/home[novacore]"]
     assert (site.action, site.blocked, site.message) == (
         Action.CREATE, False, "no site named 'Home' in org-a")
@@ -428,7 +433,7 @@ def split_over_two_sites(observed: Observed) -> Observed:
 
 
 def test_two_sites_that_could_be_the_renamed_one_block_instead_of_guessing() -> None:
-    plan = make_plan(make_fleet(), split_over_two_sites(copy_of(converged())))
+    plan = make_plan(make_fleet(), split_over_two_sites(copy_of(converged())), CLI)
     site = by_address(plan)["site/home[novacore]"]
     assert (site.action, site.blocked) == (Action.CREATE, True)
     assert site.message == (
@@ -439,7 +444,7 @@ def test_two_sites_that_could_be_the_renamed_one_block_instead_of_guessing() -> 
 def test_a_site_whose_devices_cannot_be_read_defers_the_search() -> None:
     observed = site_renamed(copy_of(converged()))
     observed.novacore_devices["sit-home"] = Unreachable("timed out")
-    plan = make_plan(make_fleet(), observed)
+    plan = make_plan(make_fleet(), observed, CLI)
     home = [c for c in plan.changes if c.site == "home" and c.is_change]
     assert {c.action for c in home} == {Action.DEFER}, "nothing is created while it is unknown"
     site = by_address(plan)["site/home[novacore]"]
@@ -449,7 +454,7 @@ def test_a_site_whose_devices_cannot_be_read_defers_the_search() -> None:
 
 
 def test_replace_is_encoded_as_delete_then_create_in_the_document() -> None:
-    plan = make_plan(make_fleet(), moved_to_other_ip(copy_of(converged())))
+    plan = make_plan(make_fleet(), moved_to_other_ip(copy_of(converged())), CLI)
     entry = next(e for e in document.to_document(plan)["changes"]
                  if e["address"] == "device/home-inv[zap]")
     assert entry["actions"] == ["delete", "create"]
@@ -460,7 +465,7 @@ def test_replace_is_encoded_as_delete_then_create_in_the_document() -> None:
 def test_a_changed_secret_replaces_the_device_and_switches_its_ders_on_again() -> None:
     observed = copy_of(converged())
     observed.changed_secrets["home-inv"] = "the MQTT password (from environment variable PW)"
-    plan = make_plan(make_fleet(), observed)
+    plan = make_plan(make_fleet(), observed, CLI)
     assert pending(plan) == {"device/home-inv[zap]": ("replace", False),
                              "device/home-inv[publish]": ("update", False)}
     replace_change = by_address(plan)["device/home-inv[zap]"]
@@ -506,7 +511,7 @@ def undeclared_cloud_der(observed: Observed) -> Observed:
 ])
 def test_values_the_spec_does_not_declare_are_not_drift(
         extras: Callable[[Observed], Observed]) -> None:
-    plan = make_plan(make_fleet(), extras(copy_of(converged())))
+    plan = make_plan(make_fleet(), extras(copy_of(converged())), CLI)
     assert not plan.has_changes, pending(plan)
 
 
@@ -515,7 +520,7 @@ def test_undeclared_novacore_der_is_reported_as_unmanaged_without_a_change(prune
     """Novacore has no DER delete: what the plan can do is say so, where every rendering
     shows it (not in a no-op's message), and --prune cannot change that."""
     plan = make_plan(make_fleet(), undeclared_cloud_der(copy_of(converged())),
-                     PlanOptions(prune=prune))
+                     PlanOptions(audience=Audience.CLI, prune=prune))
     assert not plan.has_changes, pending(plan)
     assert by_address(plan)["device/cabin-inv[novacore]"].message == ""
     assert plan.unmanaged == [{
@@ -528,10 +533,14 @@ def test_undeclared_novacore_der_is_reported_as_unmanaged_without_a_change(prune
 
 
 @pytest.mark.parametrize(("options", "reported"), [
-    pytest.param(PlanOptions(targets=("device/cabin-inv",)), True, id="its-device-targeted"),
-    pytest.param(PlanOptions(targets=("site/cabin",)), True, id="its-site-targeted"),
-    pytest.param(PlanOptions(targets=("device/home-inv",)), False, id="another-device"),
-    pytest.param(PlanOptions(excludes=("device/cabin-inv",)), False, id="its-device-excluded"),
+    pytest.param(PlanOptions(audience=Audience.CLI, targets=("device/cabin-inv",)),
+                 True, id="its-device-targeted"),
+    pytest.param(PlanOptions(audience=Audience.CLI, targets=("site/cabin",)),
+                 True, id="its-site-targeted"),
+    pytest.param(PlanOptions(audience=Audience.CLI, targets=("device/home-inv",)),
+                 False, id="another-device"),
+    pytest.param(PlanOptions(audience=Audience.CLI, excludes=("device/cabin-inv",)),
+                 False, id="its-device-excluded"),
 ])
 def test_undeclared_novacore_der_goes_with_its_device_in_a_selection(
         options: PlanOptions, reported: bool) -> None:
@@ -543,7 +552,7 @@ def test_undeclared_novacore_der_of_a_device_replaced_is_not_reported() -> None:
     """A replace deletes the Novacore device, and its DERs with it."""
     observed = undeclared_cloud_der(copy_of(converged()))
     observed = set_cloud_device(observed, "sit-cabin", "INV2", device_type="battery")
-    plan = make_plan(make_fleet(), observed)
+    plan = make_plan(make_fleet(), observed, CLI)
     assert by_address(plan)["device/cabin-inv[novacore]"].action is Action.REPLACE
     assert plan.unmanaged == []
 
@@ -551,7 +560,7 @@ def test_undeclared_novacore_der_of_a_device_replaced_is_not_reported() -> None:
 def test_der_the_zap_reports_but_nobody_declares_is_switched_off() -> None:
     observed = set_zap_device(copy_of(converged()), "cabin-zap", "INV2",
                               ders={"pv": True, "battery": True, "meter": False})
-    change = by_address(make_plan(make_fleet(), observed))["device/cabin-inv[publish]"]
+    change = by_address(make_plan(make_fleet(), observed, CLI))["device/cabin-inv[publish]"]
     assert change.action is Action.UPDATE
     assert [(d.path, d.old, d.new) for d in change.diff] == [("battery", True, False)]
 
@@ -572,7 +581,7 @@ def with_strangers(observed: Observed) -> Observed:
 
 
 def test_unmanaged_devices_are_reported_not_deleted_without_prune() -> None:
-    plan = make_plan(make_fleet(), with_strangers(copy_of(converged())))
+    plan = make_plan(make_fleet(), with_strangers(copy_of(converged())), CLI)
     assert not plan.has_changes, "nothing is deleted without --prune"
     assert [(u["platform"], u["id"]) for u in plan.unmanaged] == [
         ("zap", "STRANGER"), ("novacore", "dev-old")]
@@ -580,7 +589,8 @@ def test_unmanaged_devices_are_reported_not_deleted_without_prune() -> None:
 
 
 def test_prune_deletes_unmanaged_devices_clouds_first() -> None:
-    plan = make_plan(make_fleet(), with_strangers(copy_of(converged())), PlanOptions(prune=True))
+    plan = make_plan(make_fleet(), with_strangers(copy_of(converged())),
+                     PlanOptions(audience=Audience.CLI, prune=True))
     assert pending(plan) == {"device/home-zap.STRANGER[zap]": ("delete", False),
                              "device/cabin.OLD1[novacore]": ("delete", False)}
     assert plan.unmanaged == []
@@ -611,7 +621,7 @@ def with_undeclared_gateway(observed: Observed) -> Observed:
 def test_gateway_is_released_only_with_prune_and_release_policy(
         prune: bool, inventory: dict[str, str], released: bool, note: str) -> None:
     plan = make_plan(make_fleet(), with_undeclared_gateway(copy_of(converged())),
-                     PlanOptions(prune=prune, inventory=inventory))
+                     PlanOptions(audience=Audience.CLI, prune=prune, inventory=inventory))
     releases = [c for c in plan.changes if c.action is Action.RELEASE]
     if released:
         assert [c.address for c in releases] == [f"gateway/{LOST_SERIAL}[novacore]"]
@@ -668,7 +678,7 @@ def test_sites_planned_as_observed_in_any_order_make_the_same_plan(
         observed: Callable[[], Observed], prune: bool) -> None:
     """The engine plans each site as soon as its reads are in: the order sites finish in
     must not change the plan, its order, or the unmanaged report."""
-    fleet, options = make_fleet(), PlanOptions(prune=prune)
+    fleet, options = make_fleet(), PlanOptions(audience=Audience.CLI, prune=prune)
     at_once = make_plan(fleet, observed(), options)
     builder = PlanBuilder(fleet, observed(), options)
     for name in reversed(list(fleet.sites)):
@@ -686,7 +696,8 @@ def test_removals_run_after_creates_and_in_reverse_dependency_order() -> None:
     observed = with_undeclared_gateway(with_strangers(copy_of(converged())))
     observed = publishing_off(removed_from_zap(observed))
     plan = make_plan(make_fleet(), observed,
-                     PlanOptions(prune=True, inventory={LOST_SERIAL: "Release"}))
+                     PlanOptions(audience=Audience.CLI, prune=True,
+                                 inventory={LOST_SERIAL: "Release"}))
     order = [c.address for c in plan.changes if c.is_change]
     assert order == [
         "device/home-p1[zap]",  # home: add before publish,
@@ -701,7 +712,7 @@ def test_removals_run_after_creates_and_in_reverse_dependency_order() -> None:
 def test_site_with_unknown_site_id_is_blocked_not_created() -> None:
     fleet = make_fleet(home_overrides={"novacore: {orgId: org-a}":
                                        "novacore: {orgId: org-a, siteId: sit-gone}"})
-    plan = make_plan(fleet, converged())
+    plan = make_plan(fleet, converged(), CLI)
     site = by_address(plan)["site/home[novacore]"]
     assert (site.action, site.blocked) == (Action.CREATE, True)
     assert "remove `siteId`" in site.message
@@ -762,7 +773,7 @@ def test_zap_body_per_connection_type(device_type: str, connection: str,
 def test_gateway_not_observed_at_all_defers_its_site() -> None:
     observed = copy_of(converged())
     del observed.zaps["cabin-zap"]
-    plan = make_plan(make_fleet(), observed)
+    plan = make_plan(make_fleet(), observed, CLI)
     cabin = [c for c in plan.changes if c.site == "cabin" and c.is_change]
     assert cabin and all(c.action is Action.DEFER for c in cabin), pending(plan)
     assert all("gateway cabin-zap" in c.message and "not observed" in c.message for c in cabin)

@@ -19,6 +19,7 @@ from plan_fixtures import (
 
 from reconciler.plan import targeting
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
 from reconciler.plan.observed import NovacoreDevice, Observed, ZapDevice
 from reconciler.plan.planner import PlanOptions, make_plan
 
@@ -28,7 +29,8 @@ CABIN = {"site/cabin", "gateway/cabin-zap", "device/cabin-inv"}
 
 def planned(targets: tuple[str, ...] = (), excludes: tuple[str, ...] = ()) -> set[str]:
     """`kind/name` of every resource with a change in the plan of a fresh fleet."""
-    plan = make_plan(make_fleet(), fresh(), PlanOptions(targets=targets, excludes=excludes))
+    options = PlanOptions(audience=Audience.CLI, targets=targets, excludes=excludes)
+    plan = make_plan(make_fleet(), fresh(), options)
     return {f"{c.kind.lower()}/{c.name}" for c in plan.changes}
 
 
@@ -77,7 +79,7 @@ def test_selection(targets: tuple[str, ...], excludes: tuple[str, ...],
 def test_a_resources_own_label_wins_over_the_one_it_inherits() -> None:
     fleet = make_fleet(home_overrides={"{name: home-p1}": "{name: home-p1, labels: "
                                                           "{region: south}}"})
-    plan = make_plan(fleet, fresh(), PlanOptions(targets=("region=south",)))
+    plan = make_plan(fleet, fresh(), PlanOptions(audience=Audience.CLI, targets=("region=south",)))
     assert {f"{c.kind.lower()}/{c.name}" for c in plan.changes} == CABIN | {
         "site/home", "gateway/home-zap", "device/home-p1"}
     assert targeting.inherited_labels(fleet)[("Device", "home-inv")] == {
@@ -126,8 +128,8 @@ def test_undeclared_objects_go_with_the_gateway_or_site_they_were_found_in(
     fleet. Policy Release makes the claimed gateway a --prune release."""
     inventory = {"zap-00000000000000ff": "Release"}
     plan = make_plan(make_fleet(), with_undeclared_objects(),
-                     PlanOptions(prune=prune, targets=targets, excludes=excludes,
-                                 inventory=inventory))
+                     PlanOptions(audience=Audience.CLI, prune=prune, targets=targets,
+                                 excludes=excludes, inventory=inventory))
     removed = {c.address for c in plan.pending
                if c.action in (Action.DELETE, Action.RELEASE)}
     unmanaged = {(u["platform"], u["id"]) for u in plan.unmanaged}

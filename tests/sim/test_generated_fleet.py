@@ -9,6 +9,8 @@ from pathlib import Path
 
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.generate import write_fleet
 from reconciler.sources import loader
@@ -25,10 +27,10 @@ async def test_a_generated_fleet_converges_in_one_apply(tmp_path: Path) -> None:
     try:
         settings = load_settings(sims.env() | {"RECONCILER_STATE_DIR": str(tmp_path / "state")})
         async with Reconciler(fleet, settings) as engine:
-            report = await engine.apply(await engine.plan())
+            report = await engine.apply(await engine.plan(PlanOptions(audience=Audience.CLI)))
             assert report.ok and report.counts()["done"] > 0, report.counts()
         async with Reconciler(fleet, settings) as engine:
-            again = await engine.plan()
+            again = await engine.plan(PlanOptions(audience=Audience.CLI))
         pending = [c.address for c in again.plan.changes if c.is_change]
         assert pending == [], pending[:5]
         devices = {d.hardware_id for d in sims.novacore.devices.values()}

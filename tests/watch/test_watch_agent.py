@@ -32,6 +32,8 @@ from aiohttp import web
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDir, unfinished_intents
+from reconciler.plan.advice import Audience
+from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.server import READ_METHODS
 from reconciler.sources.loader import load_fleet
@@ -338,7 +340,7 @@ async def test_sigterm_mid_apply_finishes_writes_in_flight_and_the_next_start_co
         await again.wait_for(r"run=1 trigger=start .* failed=0 .*result=applied")
         assert await again.terminate() == 0
         async with Reconciler(load_fleet([world.sites]), load_settings(world.env)) as reconciler:
-            result = await reconciler.plan()
+            result = await reconciler.plan(PlanOptions(audience=Audience.CLI))
         assert not result.plan.has_changes, "converged"
     finally:
         held.release.set()  # a test failed early: no simulator handler is left waiting

@@ -31,8 +31,12 @@ from reconciler.errors import (
 from reconciler.model.fleet import Fleet
 from reconciler.plan import document
 from reconciler.plan.actions import Action, Change, Reason
+from reconciler.plan.advice import Audience
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions
+
+# The options of a plan for the CLI's user (its advice names the CLI's flags).
+CLI = PlanOptions(audience=Audience.CLI)
 
 # -- durations ----------------------------------------------------------------------------------
 
@@ -253,7 +257,7 @@ class FakeResult:
         changes += [Change(address=f"site/{site}[novacore]", kind="Site", name=site,
                            component="novacore", action=Action.DEFER,
                            reason=Reason.TARGET_UNREACHABLE, site=site) for site in deferred]
-        self.plan = Plan(changes, list(unmanaged or []), PlanOptions())
+        self.plan = Plan(changes, list(unmanaged or []), CLI)
         self.observed = Observed()  # everything read: no server asked to wait
         self.warnings: list[str] = []
 
@@ -330,7 +334,7 @@ INVALID = ConfigError([Diagnostic("spec.deviceType: not allowed", file="sites/d.
 
 
 async def test_an_invalid_edit_changes_nothing_and_the_last_valid_state_is_reconciled() -> None:
-    good = (Fleet.of([]), PlanOptions())
+    good = (Fleet.of([]), CLI)
     answers: list[Any] = [good, INVALID, INVALID, INVALID, good]
 
     def load() -> tuple[Fleet, PlanOptions]:
@@ -355,7 +359,7 @@ async def test_an_invalid_edit_changes_nothing_and_the_last_valid_state_is_recon
 
 async def test_an_error_ends_the_run_not_the_agent() -> None:
     fake = FakeReconciler(error=ProviderAuthError("token rejected (401)"))
-    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake)
+    cycle, out = make_cycle(lambda: (Fleet.of([]), CLI), fake)
     assert (await cycle(watch.Trigger.START)).result == "error"
     fake.error = RuntimeError("a bug")
     assert (await cycle(watch.Trigger.INTERVAL)).result == "error"
@@ -367,7 +371,7 @@ async def test_an_error_ends_the_run_not_the_agent() -> None:
 
 async def test_a_stop_during_planning_cancels_the_plan_and_applies_nothing() -> None:
     fake = FakeReconciler(pending=3, plan_forever=True)
-    cycle, _ = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake)
+    cycle, _ = make_cycle(lambda: (Fleet.of([]), CLI), fake)
     running = asyncio.ensure_future(cycle(watch.Trigger.START))
     await fake.planning.wait()
     cycle.stop.set()
@@ -378,7 +382,7 @@ async def test_a_stop_during_planning_cancels_the_plan_and_applies_nothing() -> 
 
 async def test_plan_only_never_applies() -> None:
     fake = FakeReconciler(pending=2)
-    cycle, _ = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake, plan_only=True)
+    cycle, _ = make_cycle(lambda: (Fleet.of([]), CLI), fake, plan_only=True)
     summary = await cycle(watch.Trigger.START)
     assert (summary.result, summary.changes, fake.applied) == ("planned", 2, 0)
     assert fake.remembered == 0, "plan-only writes nothing, not even the gateway inventory"
@@ -391,7 +395,7 @@ async def test_writes_interrupted_before_the_agent_started_are_settled_by_its_fi
     journal.intent("device/d[zap]", "zap.add_device")
     journal.close()
     interrupted = state_dir.unfinished()
-    cycle = watch.Cycle(lambda: (Fleet.of([]), PlanOptions()), Settings(state_dir=str(tmp_path)),
+    cycle = watch.Cycle(lambda: (Fleet.of([]), CLI), Settings(state_dir=str(tmp_path)),
                         paths=["sites"], log=watch.Log(io.StringIO(), "text"),
                         stop=asyncio.Event(), factory=FakeReconciler(pending=1),
                         interrupted=interrupted)
@@ -402,13 +406,13 @@ async def test_writes_interrupted_before_the_agent_started_are_settled_by_its_fi
 async def test_a_run_with_nothing_to_do_still_remembers_the_gateways() -> None:
     # A deletionPolicy changed in git alone changes nothing remote (see Reconciler).
     fake = FakeReconciler(pending=0)
-    cycle, _ = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake)
+    cycle, _ = make_cycle(lambda: (Fleet.of([]), CLI), fake)
     summary = await cycle(watch.Trigger.START)
     assert (summary.result, fake.applied, fake.remembered) == ("no-changes", 0, 1)
 
 
 async def test_json_log_lines_carry_the_summary() -> None:
-    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), FakeReconciler(pending=2),
+    cycle, out = make_cycle(lambda: (Fleet.of([]), CLI), FakeReconciler(pending=2),
                             fmt="json")
     await cycle(watch.Trigger.CHANGE, ["sites/a.yaml"])
     events = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -432,7 +436,7 @@ def undeclared(name: str, site: str | None = "solna") -> dict[str, Any]:
 
 async def test_unmanaged_objects_are_counted_in_every_run_and_listed_when_they_change() -> None:
     fake = FakeReconciler(pending=0)
-    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake)
+    cycle, out = make_cycle(lambda: (Fleet.of([]), CLI), fake)
     fake.unmanaged = [undeclared("p1"), undeclared("meter")]
     first, again = [await cycle(watch.Trigger.INTERVAL) for _ in range(2)]
     fake.unmanaged = [undeclared("p1")]
@@ -457,7 +461,7 @@ async def test_unmanaged_objects_are_counted_in_every_run_and_listed_when_they_c
 async def test_unmanaged_objects_beside_changes_and_in_json() -> None:
     fake = FakeReconciler(pending=1)
     fake.unmanaged = [undeclared("p1\x1b[2J")]
-    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake, fmt="json")
+    cycle, out = make_cycle(lambda: (Fleet.of([]), CLI), fake, fmt="json")
     summary = await cycle(watch.Trigger.START)
     assert (summary.result, summary.unmanaged) == ("applied", 1)
     events = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -465,7 +469,7 @@ async def test_unmanaged_objects_beside_changes_and_in_json() -> None:
     assert (listed["run"], listed["count"], listed["objects"]) == (1, 1, fake.unmanaged)
     assert events[-1]["event"] == "run" and events[-1]["unmanaged"] == 1
 
-    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake, plan_only=True)
+    cycle, out = make_cycle(lambda: (Fleet.of([]), CLI), fake, plan_only=True)
     await cycle(watch.Trigger.START)
     text = "\n".join(untimed(out))
     assert text.startswith("run=1 1 object found that nothing declares (--prune removes "
@@ -475,7 +479,7 @@ async def test_unmanaged_objects_beside_changes_and_in_json() -> None:
 
 async def test_unmanaged_objects_of_a_deferred_site_are_not_listed_as_gone() -> None:
     fake = FakeReconciler(pending=0)
-    cycle, out = make_cycle(lambda: (Fleet.of([]), PlanOptions()), fake)
+    cycle, out = make_cycle(lambda: (Fleet.of([]), CLI), fake)
     fake.unmanaged = [undeclared("p1"), undeclared("old-zap", site=None),
                       undeclared("x", site="lund")]
     await cycle(watch.Trigger.START)
@@ -596,7 +600,7 @@ async def test_a_change_after_one_deferred_or_blocked_waits_down_the_chain() -> 
     after_blocked = change("novacore", depends_on=[blocked.address])
     free = change("free")
     plan = Plan([deferred, blocked, after_deferred, further, after_blocked, free], [],
-                PlanOptions())
+                CLI)
     executors = RecordingExecutors()
     report = await apply_plan(plan, executors)  # type: ignore[arg-type]
     status = {o.address: (o.status, o.message) for o in report.outcomes}
@@ -619,7 +623,7 @@ async def test_a_change_after_a_failed_and_a_deferred_one_is_deferred_whatever_t
     pair = [fails.address, deferred.address]
     after = change("after", depends_on=pair if failed_first else pair[::-1])
     executors = RecordingExecutors(failing=frozenset({"refused"}))
-    report = await apply_plan(Plan([deferred, fails, after], [], PlanOptions()),
+    report = await apply_plan(Plan([deferred, fails, after], [], CLI),
                               executors)  # type: ignore[arg-type]
     status = {o.address: (o.status, o.message) for o in report.outcomes}
     assert status[fails.address][0] == "failed"
@@ -631,7 +635,7 @@ async def test_a_change_after_a_failed_and_a_deferred_one_is_deferred_whatever_t
 async def test_apply_finishes_changes_in_flight_and_starts_nothing_after_stop() -> None:
     first, flaky = change("first"), change("flaky")
     dependent = change("dependent", depends_on=[first.address])
-    plan = Plan([first, flaky, dependent], [], PlanOptions())
+    plan = Plan([first, flaky, dependent], [], CLI)
     stop = asyncio.Event()
     executors = StoppingExecutors(stop, fail_first={"flaky"}, in_flight=frozenset({"first"}))
     report = await apply_plan(plan, executors,  # type: ignore[arg-type]
