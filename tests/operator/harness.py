@@ -11,6 +11,7 @@ import base64
 import contextlib
 import copy
 import gc
+import io
 import json
 import logging
 import time
@@ -336,6 +337,25 @@ async def operator(
     yaml_text: str,
     tmp_path: Path,
     monkeypatch: Any,
+    **kwargs: Any,
+) -> AsyncIterator[tuple[Cluster, SimFleet]]:
+    """`_operator` (see there), and at its end no task it started left running: those
+    still running once it stopped are cancelled, and one that does not end within
+    `LEFT_WAIT` fails the test with its stack (`tasks_ended`), instead of the event loop's
+    shutdown waiting for it for ever."""
+    before = asyncio.all_tasks()
+    try:
+        async with _operator(yaml_text, tmp_path, monkeypatch, **kwargs) as running:
+            yield running
+    finally:
+        await tasks_ended(before)
+
+
+@contextlib.asynccontextmanager
+async def _operator(
+    yaml_text: str,
+    tmp_path: Path,
+    monkeypatch: Any,
     *,
     config: OperatorConfig | None = None,
     logs: list[str] | None = None,
@@ -434,6 +454,37 @@ async def operator(
                 logging.getLogger().removeHandler(handler)
             await cluster.http.aclose()
             await sims.stop()
+
+
+# How long the tasks an operator's test left running (cancelled then) may take to end.
+LEFT_WAIT = 10.0
+
+
+async def tasks_ended(before: set[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks started since `before` that still run, and wait `LEFT_WAIT` for them
+    to end. One that does not (it swallows its cancellation, or awaits something that
+    never ends in its cleanup) fails the test with its stack; it is no longer counted as
+    one of the loop's tasks, so that the loop's shutdown, which waits for every task it
+    counts, does not wait for it for ever."""
+    left = asyncio.all_tasks() - before - {asyncio.current_task()}
+    for task in left:
+        task.cancel()
+    if left:
+        await asyncio.wait(left, timeout=LEFT_WAIT)
+    stuck = [task for task in left if not task.done()]
+    if not stuck:
+        return
+    stacks = []
+    for task in stuck:
+        text = io.StringIO()
+        task.print_stack(file=text)
+        stacks.append(text.getvalue())
+        # asyncio's own registry: the loop's shutdown cancels and waits for what it holds.
+        asyncio.tasks._unregister_task(task)  # type: ignore[attr-defined]
+    raise AssertionError(
+        f"{len(stuck)} task(s) still running {LEFT_WAIT:g} s after they were cancelled "
+        "at the end of the test:\n" + "\n".join(stacks)
+    )
 
 
 async def _close_leftover_sessions() -> None:
