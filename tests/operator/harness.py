@@ -54,6 +54,20 @@ WAIT = 60.0
 MARKER = "TestMarker"
 
 
+# For a test that counts a device's writes, or its problems: the operator's requests, and
+# the simulated Zaps' reads of a device (1 s by default, in the test's event loop), given
+# minutes (bounds, not expected times). Timed out on a loaded machine, a Zap's probe of a
+# device answers 503 and the operator makes the write again, or Ready says the read failed:
+# another write, another problem, than the test follows.
+PATIENT_SETTINGS = {"RECONCILER_TIMEOUT": str(3 * WAIT)}
+
+
+def patient_zaps(sims: SimFleet) -> None:
+    """As `operator`'s `before_start`: the simulated Zaps wait minutes for a device."""
+    for zap in sims.zaps.values():
+        zap.modbus_timeout_s = 2 * WAIT
+
+
 def register_resources(emulator: kmock.KubernetesEmulator) -> None:
     """The shared resources, and the namespaces the tests use."""
     kube_emulator.register_resources(emulator)
@@ -678,6 +692,7 @@ __all__ = [
     "API_GROUP",
     "NAMESPACE",
     "OTHER_NAMESPACE",
+    "PATIENT_SETTINGS",
     "Cluster",
     "KopfRuns",
     "answered",
@@ -686,5 +701,6 @@ __all__ = [
     "kopf_runs",
     "landed",
     "operator",
+    "patient_zaps",
     "secret_values",
 ]
