@@ -614,6 +614,10 @@ _LEAVING = (
 )
 
 
+# The name of the task that relays kopf's stop of a drift check (`_stop_when_leaving`).
+RELAY_NAME = "drift check's stop"
+
+
 @contextlib.asynccontextmanager
 async def _stop_when_leaving(stopped: kopf.DaemonStopped) -> AsyncIterator[asyncio.Event]:
     """An event set once kopf stops the drift check for a reason of `_LEAVING`: the
@@ -631,13 +635,15 @@ async def _stop_when_leaving(stopped: kopf.DaemonStopped) -> AsyncIterator[async
                 return
             await asyncio.sleep(DRIFT_STOP_POLL)
 
-    task = asyncio.create_task(relay(), name="drift check's stop")
+    task = asyncio.create_task(relay(), name=RELAY_NAME)
     try:
         yield stop
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Not by suppressing CancelledError: a cancellation of the check itself that lands
+        # while the relay ends would be taken for the relay's, and the check would go on
+        # (kopf's cancel, or the event loop's at its shutdown, lost).
+        await asyncio.gather(task, return_exceptions=True)
 
 
 # How long a create, update or resume handler waits for its owner's lock (a drift check or

@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import copy
 import gc
+import io
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,9 @@ from kmock._internal import apps
 from kube_emulator import Emulator
 
 from reconciler.engine.config import load_settings
-from reconciler.model.base import API_GROUP, API_VERSION
+from reconciler.model.base import API_GROUP, API_VERSION, API_VERSION_NAME
 from reconciler.model.schema import CRD_NAMES
-from reconciler.operator import stopping
+from reconciler.operator import stopping, wait_lines
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.handlers import Runtime, configure, register
 from reconciler.sim.fleet import SimFleet
@@ -47,6 +50,22 @@ OTHER_NAMESPACE = "fleet-elsewhere"
 # which a 2-core machine running four test workers (and more) keeps waiting for seconds
 # at a time: 20 s was seen to run out for a Device's release there.
 WAIT = 60.0
+# The reason of the Events a test queues through kopf (`Cluster.events_posted`).
+MARKER = "TestMarker"
+
+
+# For a test that counts a device's writes, or its problems: the operator's requests, and
+# the simulated Zaps' reads of a device (1 s by default, in the test's event loop), given
+# minutes (bounds, not expected times). Timed out on a loaded machine, a Zap's probe of a
+# device answers 503 and the operator makes the write again, or Ready says the read failed:
+# another write, another problem, than the test follows.
+PATIENT_SETTINGS = {"RECONCILER_TIMEOUT": str(3 * WAIT)}
+
+
+def patient_zaps(sims: SimFleet) -> None:
+    """As `operator`'s `before_start`: the simulated Zaps wait minutes for a device."""
+    for zap in sims.zaps.values():
+        zap.modbus_timeout_s = 2 * WAIT
 
 
 def register_resources(emulator: kmock.KubernetesEmulator) -> None:
@@ -108,6 +127,8 @@ class Cluster:
         self.emulator = emulator
         self.url = url.rstrip("/")
         self.http = httpx.AsyncClient(base_url=self.url, timeout=60)
+        # kopf's context once it started (its queue of Events): `events_posted`.
+        self.kopf_context: contextvars.Context | None = None
 
     def _path(self, kind: str, name: str | None = None, namespace: str = NAMESPACE) -> str:
         plural = CRD_NAMES[kind]["plural"]
@@ -216,6 +237,20 @@ class Cluster:
         found: list[dict[str, Any]] = await self.wait_for(
             posted, timeout=timeout, what=f"an event about {name} ({reason})")
         return found
+
+    async def events_posted(self, body: dict[str, Any]) -> None:
+        """Until kopf posted every Event it queued so far about the object of `body` (its
+        body as read before it went: kopf keys one object's Events by uid): kopf posts
+        them in order, and a marker queued now, after them, is posted."""
+        assert self.kopf_context is not None, "kopf has not started"
+        name, marker = body["metadata"]["name"], f"posted: {uuid.uuid4()}"
+        self.kopf_context.run(kopf.event, body, type="Normal", reason=MARKER, message=marker)
+
+        async def posted() -> bool:
+            return any(e.get("message") == marker
+                       for e in await self.events_about(name, reason=MARKER))
+
+        await self.wait_for(posted, what=f"kopf's Events about {name} posted")
 
     async def condition(self, kind: str, name: str, type_: str) -> dict[str, Any] | None:
         obj = await self.get(kind, name)
@@ -336,6 +371,25 @@ async def operator(
     yaml_text: str,
     tmp_path: Path,
     monkeypatch: Any,
+    **kwargs: Any,
+) -> AsyncIterator[tuple[Cluster, SimFleet]]:
+    """`_operator` (see there), and at its end no task it started left running: those
+    still running once it stopped are cancelled, and one that does not end within
+    `LEFT_WAIT` fails the test with its stack (`tasks_ended`), instead of the event loop's
+    shutdown waiting for it for ever."""
+    before = asyncio.all_tasks()
+    try:
+        async with _operator(yaml_text, tmp_path, monkeypatch, **kwargs) as running:
+            yield running
+    finally:
+        await tasks_ended(before)
+
+
+@contextlib.asynccontextmanager
+async def _operator(
+    yaml_text: str,
+    tmp_path: Path,
+    monkeypatch: Any,
     *,
     config: OperatorConfig | None = None,
     logs: list[str] | None = None,
@@ -367,6 +421,7 @@ async def operator(
         kubeconfig = tmp_path / "kubeconfig"
         write_kubeconfig(kubeconfig, emulator_url)
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        _in_flight[sims] = _InFlight(sims)
         await sims.start()
         env = sims.env() | {
             "RECONCILER_STATE_DIR": str(tmp_path / "state"),
@@ -400,6 +455,20 @@ async def operator(
         kopf_settings.queueing.exit_timeout = 0.5
         # kopf waits for a drift check it stops as `configure` has it, as in a pod: one
         # that winds down at the stop (and a deletion waiting for one) is tested as it runs.
+        cluster = Cluster(emulator, emulator_url)
+
+        async def keep_context(**_: Any) -> None:
+            cluster.kopf_context = contextvars.copy_context()
+
+        def not_kept(**_: Any) -> bool:
+            return cluster.kopf_context is None
+
+        # kopf sets its queue of Events in the context of an object's handling: kept from
+        # the first event of any of ours, and that handler not run again (nor logged).
+        for kind in CRD_NAMES:
+            kopf.on.event(API_GROUP, API_VERSION_NAME, CRD_NAMES[kind]["plural"],
+                          id="test-context", when=not_kept, registry=registry)(keep_context)
+
         stop = asyncio.Event()
         ready = asyncio.Event()
         handler = _CollectingHandler(logs) if logs is not None else None
@@ -417,7 +486,6 @@ async def operator(
                 standalone=True,
             )
         )
-        cluster = Cluster(emulator, emulator_url)
         try:
             await asyncio.wait_for(ready.wait(), WAIT)
             yield cluster, sims
@@ -434,6 +502,142 @@ async def operator(
                 logging.getLogger().removeHandler(handler)
             await cluster.http.aclose()
             await sims.stop()
+
+
+class KopfRuns(logging.Handler):
+    """kopf's lines about each object, as it logs them: among them the line of each run of
+    a handler or a drift check (a timer) saying what came of it ("Timer 'drift-sites'
+    succeeded.", "Handler 'create-ders' is waiting: ...", "... failed temporarily: ..."),
+    and at DEBUG the line saying it is invoked. A test that asserts that something did not
+    happen waits for the runs that would have done it, instead of sleeping."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[tuple[str | None, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ref = getattr(record, "k8s_ref", None) or {}
+        self.lines.append((ref.get("name"), record.levelno, record.getMessage()))
+
+    def said(self, name: str, start: str, *, level: int = logging.DEBUG) -> int:
+        """How many lines about object `name`, at `level` or above, start with `start`."""
+        return sum(1 for about, at, line in self.lines
+                   if about == name and at >= level and line.startswith(start))
+
+    def count(self, name: str, handler: str) -> int:
+        """The runs of `handler` ("Timer 'drift-sites'") of object `name` logged so far."""
+        return self.said(name, f"{handler} ", level=logging.INFO)
+
+    async def wait(self, name: str, handler: str, times: int, *, timeout: float = WAIT) -> None:
+        """Until `handler` of object `name` ran `times` more times, counted from now."""
+        wanted = self.count(name, handler) + times
+        await self.until(lambda: self.count(name, handler) >= wanted, name,
+                         f"{times} more runs of {handler}", timeout)
+
+    async def wait_said(self, name: str, start: str, *, timeout: float = WAIT) -> None:
+        """Until kopf said a line about object `name` starting with `start` (at any time)."""
+        await self.until(lambda: self.said(name, start) > 0, name, repr(start), timeout)
+
+    async def until(
+        self, check: Callable[[], bool], name: str, what: str, timeout: float = WAIT
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, (
+                f"timed out after {timeout}s waiting for {what} of {name}; kopf's lines "
+                f"about it: {[line for about, _, line in self.lines if about == name]}")
+            await asyncio.sleep(0.05)
+
+
+@contextlib.contextmanager
+def kopf_runs() -> Iterator[KopfRuns]:
+    """Record kopf's lines about objects (`KopfRuns`) within the block."""
+    logger = logging.getLogger(wait_lines.KOPF_OBJECT_LOGGER)
+    runs, level = KopfRuns(), logger.level
+    logger.addHandler(runs)
+    # kopf says a run's outcome at INFO, that it invokes a handler at DEBUG: made, not
+    # dropped before `runs` sees them (kopf posts as Events only those at INFO and above).
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield runs
+    finally:
+        logger.removeHandler(runs)
+        logger.setLevel(level)
+
+
+class _InFlight:
+    """The requests the simulators took and have not answered yet (`answered`)."""
+
+    def __init__(self, sims: SimFleet) -> None:
+        self.count = 0
+        for server in sims.http_servers():
+            server.app.middlewares.insert(0, self._middleware)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.count += 1
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        finally:
+            self.count -= 1
+
+
+_in_flight: weakref.WeakKeyDictionary[SimFleet, _InFlight] = weakref.WeakKeyDictionary()
+
+
+async def answered(sims: SimFleet, *, timeout: float = WAIT) -> None:
+    """Until the simulators answered every request they took (or gave it up, its client
+    gone): a write on its way when this is called has taken effect."""
+    in_flight = _in_flight[sims]
+    deadline = time.monotonic() + timeout
+    while in_flight.count:
+        assert time.monotonic() < deadline, (
+            f"timed out after {timeout}s waiting for {in_flight.count} request(s) to the "
+            "simulators to be answered")
+        await asyncio.sleep(0.02)
+
+
+async def landed(sims: SimFleet, *locks: asyncio.Lock) -> None:
+    """Every write on its way has landed: the reconciles holding `locks` (owners' locks,
+    `owner_locks`), and those already waiting for them, ended (each lock is taken and let
+    go in turn: an asyncio.Lock is handed out in the order it was asked for), and then the
+    simulators answered every request they took. A lock kept from before its object was
+    deleted is waited for as well: the finalizer dropped it, not the reconcile holding it."""
+    for lock in locks:
+        async with lock:
+            pass
+    await answered(sims)
+
+
+# How long the tasks an operator's test left running (cancelled then) may take to end.
+LEFT_WAIT = 10.0
+
+
+async def tasks_ended(before: set[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks started since `before` that still run, and wait `LEFT_WAIT` for them
+    to end. One that does not (it swallows its cancellation, or awaits something that
+    never ends in its cleanup) fails the test with its stack; it is no longer counted as
+    one of the loop's tasks, so that the loop's shutdown, which waits for every task it
+    counts, does not wait for it for ever."""
+    left = asyncio.all_tasks() - before - {asyncio.current_task()}
+    for task in left:
+        task.cancel()
+    if left:
+        await asyncio.wait(left, timeout=LEFT_WAIT)
+    stuck = [task for task in left if not task.done()]
+    if not stuck:
+        return
+    stacks = []
+    for task in stuck:
+        text = io.StringIO()
+        task.print_stack(file=text)
+        stacks.append(text.getvalue())
+        # asyncio's own registry: the loop's shutdown cancels and waits for what it holds.
+        asyncio.tasks._unregister_task(task)  # type: ignore[attr-defined]
+    raise AssertionError(
+        f"{len(stuck)} task(s) still running {LEFT_WAIT:g} s after they were cancelled "
+        "at the end of the test:\n" + "\n".join(stacks)
+    )
 
 
 async def _close_leftover_sessions() -> None:
@@ -488,9 +692,15 @@ __all__ = [
     "API_GROUP",
     "NAMESPACE",
     "OTHER_NAMESPACE",
+    "PATIENT_SETTINGS",
     "Cluster",
+    "KopfRuns",
+    "answered",
     "documents",
     "emulated_cluster",
+    "kopf_runs",
+    "landed",
     "operator",
+    "patient_zaps",
     "secret_values",
 ]

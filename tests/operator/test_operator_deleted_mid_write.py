@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from fleet_yaml import der, novacore_site, stream, sungrow_inverter, zap_gateway
-from harness import NAMESPACE, Cluster, documents, operator
+from harness import NAMESPACE, Cluster, documents, landed, operator
 from objects import HOME, RELEASE, ZAP, declare
 
 from reconciler.operator.config import OperatorConfig
-from reconciler.operator.owner_locks import owners
+from reconciler.operator.owner_locks import kept_lock, owner_lock, owners
 from reconciler.sim.fleet import SimFleet
 
 INVERTER = ("Device", "home-inverter")
@@ -53,6 +53,12 @@ async def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> N
         await asyncio.sleep(0.01)
 
 
+async def _body(cluster: Cluster, kind: str, name: str) -> dict[str, Any]:
+    body = await cluster.get(kind, name)
+    assert body is not None, f"{kind}/{name} is there"
+    return body
+
+
 async def _handled(cluster: Cluster, kind: str, name: str) -> None:
     """Until the object is Ready and kopf's create handler of it done: what writes next is
     a drift check."""
@@ -79,11 +85,15 @@ async def test_a_device_deleted_while_its_drift_check_writes_is_released_after_i
         # Right after a drift check: the next one observes after the drift (2 s later).
         await cluster.wait_planned(*INVERTER, 1)
         assert KEY in owners()
+        # The drift check writes holding it (the finalizer drops it from the table).
+        lock = owner_lock(*KEY)
+        inverter = await _body(cluster, *INVERTER)
         _drift_away(sims)
         await _delete_mid_write(cluster, sims)
-        await asyncio.sleep(3)  # any write still on its way lands
+        await landed(sims, lock)  # that check, and any write still on its way, landed
         assert set(sims.zaps[ZAP].devices) == {"ferroamp_192.168.1.70"}
         assert not _inverter_in_novacore(sims)
+        await cluster.events_posted(inverter)  # what it said as its writes landed, too
         warnings = await cluster.events_about("home-inverter", type_="Warning")
         assert not warnings, "the drift check's writes landed before the release"
         assert KEY not in owners(), "its lock went with it"
@@ -126,12 +136,15 @@ async def test_a_device_deleted_while_its_der_applies_its_changes_is_released_af
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     async with _with_der(tmp_path, monkeypatch) as (cluster, sims):
+        # The DER's reconcile applies the inverter's changes holding the inverter's lock.
+        lock = kept_lock(*KEY)
+        assert lock is not None
         _drift_away(sims)
         # An edit of the DER: its reconcile adds the inverter again.
         await cluster.patch("DER", "home-inverter-battery",
                             {"metadata": {"annotations": {"example.com/edited": "1"}}})
         await _delete_mid_write(cluster, sims)
-        await asyncio.sleep(3)  # any write still on its way lands
+        await landed(sims, lock)  # that reconcile, and any write still on its way, landed
         assert "SG0001" not in sims.zaps[ZAP].devices
         assert not _inverter_in_novacore(sims), "not provisioned after its release"
         assert KEY not in owners()
@@ -188,10 +201,12 @@ async def test_a_gateway_deleted_while_a_device_under_it_writes_is_released_afte
         assert not _inverter_in_novacore(sims)
         await cluster.delete("Gateway", "home-zap")
         await cluster.wait_gone("Gateway", "home-zap", timeout=60)
-        await asyncio.sleep(3)  # any write still on its way lands
+        # The inverter's drift check, and any write still on its way, landed.
+        await landed(sims, owner_lock(*KEY))
         assert all(g.org_id is None for g in sims.novacore.gateways.values()), "released"
         states = [d.state for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
         assert states == ["orphaned"], "provisioned before the release, which orphaned it"
+        await cluster.events_posted(await _body(cluster, *INVERTER))
         warnings = await cluster.events_about("home-inverter", type_="Warning")
         assert not warnings, [w.get("message") for w in warnings]
 
@@ -248,10 +263,14 @@ async def test_a_device_created_while_its_gateway_is_released_writes_nothing_und
 
         await cluster.wait_for(waits_for_the_gateway, what="the new Device waiting")
         await cluster.wait_gone("Gateway", "home-zap", timeout=60)
-        await asyncio.sleep(5)  # any write still on its way lands
+        # The inverter's drift check, the new Device's reconcile if it took its lock, and
+        # any write still on its way, landed.
+        await landed(sims, *(lock for lock in (owner_lock(*KEY), kept_lock(NAMESPACE, *NEW))
+                             if lock is not None))
         assert all(g.org_id is None for g in sims.novacore.gateways.values()), "released"
         assert "SG0002" not in sims.zaps[ZAP].devices
         assert not _in_novacore(sims, "SG0002")
+        await cluster.events_posted(await _body(cluster, *NEW))
         warnings = await cluster.events_about(NEW[1], type_="Warning")
         assert not warnings, [w.get("message") for w in warnings]
 

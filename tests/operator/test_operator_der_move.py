@@ -7,12 +7,11 @@ not moved on by an apply."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import documents, operator
+from harness import KopfRuns, documents, operator
 from objects import BATTERY, rewire_to_the_cabin, two_sites
 
 from reconciler.engine.config import load_settings
@@ -73,7 +72,7 @@ async def test_a_stand_alone_der_plans_its_moved_device_as_the_device_does(
 
 
 async def test_a_stand_alone_der_writes_nothing_for_a_paused_device(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
 ) -> None:
     """Pausing a Device pauses what is written for it: its stand-alone DER, which applies
     the Device's changes, waits instead of adding the paused device to its Zap."""
@@ -89,6 +88,7 @@ async def test_a_stand_alone_der_writes_nothing_for_a_paused_device(
         ready = await cluster.wait_condition("DER", "bat-battery", "Ready", status="False")
         assert ready["reason"] == "WaitingForDependency"
         assert "Device 'bat' is paused" in ready["message"], ready
-        await asyncio.sleep(3)  # several retries of the DER, at 0.5 s: none may write
+        # Three more retries of the DER (every 0.5 s): none wrote.
+        await runs.wait("bat-battery", "Handler 'create-ders'", 3)
         assert not any(d.hardware_id == BATTERY for d in sims.novacore.devices.values())
         assert all(BATTERY not in zap.devices for zap in sims.zaps.values())

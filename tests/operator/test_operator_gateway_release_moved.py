@@ -9,12 +9,11 @@ Warning names the device left."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 from fleet_yaml import stream, zap_gateway
-from harness import NAMESPACE, Cluster, operator
+from harness import NAMESPACE, Cluster, KopfRuns, operator
 from objects import HOME, ZAP, declare
 
 from reconciler.operator.config import OperatorConfig
@@ -230,7 +229,7 @@ async def test_a_copy_whose_new_gateway_is_gone_is_left_on_the_released_gateway_
 
 
 async def test_a_copy_whose_device_is_not_on_its_new_zap_yet_waits_with_the_release(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
 ) -> None:
     """The inverter moved to the other Gateway while its Zap is offline (the move is
     deferred), then the first Gateway deleted: taking the copy off its Zap would leave the
@@ -248,7 +247,8 @@ async def test_a_copy_whose_device_is_not_on_its_new_zap_yet_waits_with_the_rele
         assert f"remove the finalizer {FINALIZER}" in blocked["message"], blocked
         [warning] = await cluster.wait_events_about("home-zap", reason="ReleaseBlocked")
         assert warning["type"] == "Warning"
-        await asyncio.sleep(2)  # a few more attempts of the finalizer (retry_delay 0.5 s)
+        # Three more attempts of the finalizer (every 0.5 s): none released it.
+        await runs.wait("home-zap", "Handler 'finalize-gateways'", 3)
         assert "SG0001" in sims.zaps[ZAP].devices
         assert sims.novacore.gateways[ZAP].org_id == "org-home", "not released meanwhile"
         assert await cluster.get("Gateway", "home-zap") is not None

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from harness import NAMESPACE, operator
+from harness import NAMESPACE, KopfRuns, operator
 from objects import HOME, ZAP, declare
 
 from reconciler.operator.config import OperatorConfig
@@ -76,11 +76,16 @@ async def test_each_edit_during_an_apply_is_applied_once_and_the_last_one_stays(
                         before_start=_slow_answers) as (cluster, sims):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=60)
+        (inverter,) = (d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
         for edit in range(3):
             await cluster.patch("Device", "home-inverter", {
                 "spec": {"displayName": f"Inverter {edit}"},
                 "metadata": {"generation": 2 + edit}})
-            await asyncio.sleep(1.0)  # the next edit comes while this one is applied
+            # The next edit comes while this one is applied: its rename took effect, and
+            # is answered 0.8 s later.
+            name = f"Inverter {edit}"
+            await _until(lambda name=name: sims.novacore.devices[inverter.id].name == name,
+                         f"{name} applied", timeout=60)
         # Until the last edit is reconciled: a number of plans is not enough, as drift
         # checks meanwhile plan from the spec kopf last handed out (an earlier edit's,
         # while it handles that one), which a loaded machine makes many.
@@ -88,8 +93,7 @@ async def test_each_edit_during_an_apply_is_applied_once_and_the_last_one_stays(
             lambda: _reconciled(cluster, "home-inverter", generation=4), timeout=60,
             what="the last edit reconciled")
         await cluster.wait_planned("Device", "home-inverter", 2)
-        (inverter,) = (d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
-        assert inverter.name == "Inverter 2"
+        assert sims.novacore.devices[inverter.id].name == "Inverter 2"
         # An edit that a later one replaced before it was handled (kopf hands out the
         # latest spec) is not applied on its own: at most one write an edit, never more.
         assert 1 <= sims.novacore.requests["PUT /devices/{device_id}"] <= 3, "once an edit"
@@ -133,7 +137,7 @@ async def test_a_gateway_deleted_after_its_site_is_gone_is_released_all_the_same
 
 
 async def test_an_object_deleted_while_its_drift_check_waits_for_its_lock_goes_at_once(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
 ) -> None:
     """Its drift check, waiting for the object's lock (another reconcile of it in flight:
     here the test holds it), is still running when the object is deleted: kopf waits for
@@ -148,14 +152,15 @@ async def test_an_object_deleted_while_its_drift_check_waits_for_its_lock_goes_a
             # Two drift checks of the inverter pass: the battery's has begun, and waits.
             await cluster.wait_planned("Device", "home-inverter", 2)
             await cluster.delete("Device", "home-battery")  # deletionPolicy: Orphan
-            await asyncio.sleep(1.0)  # its finalizer is waiting for the lock too
+            # Its finalizer waits for the lock too.
+            await runs.wait_said("home-battery", "Handler 'finalize-devices' is invoked")
         started = time.monotonic()
         await cluster.wait_gone("Device", "home-battery")
         assert time.monotonic() - started < 15
 
 
 async def test_an_object_deleted_while_its_drift_check_waits_says_what_stays_once(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
 ) -> None:
     """kopf runs the finalizer of an object whose drift check had not ended again once the
     check ends; the second run finds it finalized already, and says nothing again (here:
@@ -163,12 +168,14 @@ async def test_an_object_deleted_while_its_drift_check_waits_says_what_stays_onc
     async with operator(HOME, tmp_path, monkeypatch, config=CONFIG) as (cluster, _):
         await declare(cluster)
         await cluster.wait_condition("Site", "home", "Ready", timeout=60)
+        site = await cluster.get("Site", "home")
+        assert site is not None
         async with owner_lock(NAMESPACE, "Site", "home"):
             await cluster.wait_planned("Device", "home-inverter", 2)  # the Site's check waits
             await cluster.delete("Site", "home")
-            await asyncio.sleep(1.0)  # its finalizer waits for the lock too
+            await runs.wait_said("home", "Handler 'finalize-sites' is invoked")  # waits too
         await cluster.wait_gone("Site", "home")
-        await asyncio.sleep(2.0)  # a second run of the finalizer would have posted by now
+        await cluster.events_posted(site)  # a second run's, before the Site went, too
         kept = await cluster.events_about("home", reason="NovacoreSiteKept")
         assert len(kept) == 1, kept
 

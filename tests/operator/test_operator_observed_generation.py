@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from harness import WAIT, operator
+from harness import WAIT, KopfRuns, operator
 from objects import HOME, declare
 
 from reconciler.sim.fleet import SimFleet
@@ -85,7 +85,7 @@ def _inverter_id(sims: SimFleet) -> str | None:
 
 
 async def test_a_drift_check_applying_a_spec_edited_meanwhile_says_the_generation_it_applied(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
 ) -> None:
     """The inverter's drift check provisions it again in Novacore (removed there out of
     band) and is held there while the inverter is edited (generation 2). Once it is let go,
@@ -119,9 +119,10 @@ async def test_a_drift_check_applying_a_spec_edited_meanwhile_says_the_generatio
         try:
             await cluster.patch(*INVERTER, {"spec": {"displayName": RENAMED},
                                             "metadata": {"generation": 2}})
-            # kopf hands the edit to the drift check's body at once (the emulator sends its
-            # event as it is made); its update handler waits for the object's lock.
-            await asyncio.sleep(1.0)
+            # kopf hands the edit to the drift check's body (the emulator sends its event
+            # as it is made) before it invokes the update handler, which waits for the
+            # object's lock.
+            await runs.wait_said(INVERTER[1], "Handler 'update-devices' is invoked")
             held.provisioned.set()
 
             async def check_written() -> bool:

@@ -7,28 +7,33 @@ call it before then."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fleet_yaml import novacore_site, stream, sungrow_inverter, zap_gateway
-from harness import documents, operator
+from fleet_yaml import enapter_site, novacore_site, stream, sungrow_inverter, zap_gateway
+from harness import KopfRuns, documents, operator
 
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.server import Handler
 
-FLEET = novacore_site()
+# The Site whose server asks to wait, and one on another platform, whose drift checks
+# (every second) show the operator at work meanwhile.
+FLEET = stream(novacore_site(), enapter_site())
+WITNESS = "h2-lab"
+# kopf's name of a Site's drift check, in its line of each run (`KopfRuns`).
+DRIFT = "Timer 'drift-sites'"
 
 
 async def test_a_server_asking_to_wait_a_day_is_left_alone_until_then(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
 ) -> None:
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
         await cluster.create_all(documents(FLEET))
         await cluster.wait_condition("Site", "home", "Ready")
+        await cluster.wait_condition("Site", WITNESS, "Ready")
 
         novacore = sims.novacore
         novacore.faults.throttle_next, novacore.faults.retry_after_s = 1000, 86400
@@ -37,8 +42,9 @@ async def test_a_server_asking_to_wait_a_day_is_left_alone_until_then(
         assert "86400 s (Retry-After)" in deferred["message"], deferred
         asked = sum(novacore.requests.values())
         assert asked > 0
-        # The timer runs every second and kopf retries after 0.5 s: neither calls it.
-        await asyncio.sleep(4)
+        # Three drift checks of the other Site pass (each a second after the last, kopf's
+        # retry_delay is 0.5 s): neither home's drift check nor kopf's retry called it.
+        await runs.wait(WITNESS, DRIFT, 3)
         assert sum(novacore.requests.values()) == asked, novacore.requests
 
         # An edit is someone's: reconciled at once, but the server asked every call to
@@ -52,12 +58,12 @@ async def test_a_server_asking_to_wait_a_day_is_left_alone_until_then(
         ready = await cluster.wait_for(held, what="the edit reconciled")
         assert re.search(r"not sent: http://127\.0\.0\.1:\d+ asked \(Retry-After\) not to "
                          r"be called before \d{4}-\d\d-\d\dT[\d:]+Z", ready["message"]), ready
-        await asyncio.sleep(2)
+        await runs.wait(WITNESS, DRIFT, 2)
         assert sum(novacore.requests.values()) == asked, novacore.requests
 
 
 async def test_a_retry_after_of_hundreds_of_digits_holds_the_object_for_a_day(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
 ) -> None:
     """A Retry-After of 308 digits (a wrong header), answered to an object's first
     reconcile, is said cut short in its condition, and kopf's retry of it is held for a
@@ -72,7 +78,7 @@ async def test_a_retry_after_of_hundreds_of_digits_holds_the_object_for_a_day(
         assert "333333333333333… (308 characters) s (Retry-After)" in deferred["message"], (
             deferred)
         asked = sum(novacore.requests.values())
-        await asyncio.sleep(4)
+        await runs.wait(WITNESS, DRIFT, 3)
         assert sum(novacore.requests.values()) == asked, novacore.requests
     # kopf's own word for the retry it was asked for is "failed temporarily"; anything
     # else that failed is the wait kopf could not keep.
