@@ -25,6 +25,7 @@ from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.base import Resource
 from reconciler.model.fleet import Fleet, check_fleet
 from reconciler.model.kinds import KINDS
+from reconciler.model.shared_parts import Sharing
 from reconciler.name_list import closest
 from reconciler.printable import echo
 from reconciler.sources import bounded, field_help, utf8
@@ -309,6 +310,7 @@ def load_texts(
 def _load_texts(texts: Sequence[tuple[str, str]], found: Sequence[Diagnostic]) -> LoadResult:
     result = LoadResult(files=[name for name, _ in texts])
     result.problems.extend(list(found))
+    sharing = Sharing()
     for name, text in texts:
         documents, problems = parse_yaml(text, name)
         result.problems.extend(problems)
@@ -325,7 +327,7 @@ def _load_texts(texts: Sequence[tuple[str, str]], found: Sequence[Diagnostic]) -
                 document.value = None
                 document.positions = {}
                 document.key_positions = {}
-                result.resources.append(resource)
+                result.resources.append(sharing.resource(resource))
                 result.origins.append(document)
     _locate_problems(result, dict(texts))
     return result
