@@ -8,7 +8,8 @@ entries left half-done, tasks the closing event loop destroys ("Task was destroy
 is pending"). A platform's error, or an answer of a shape it does not document, is caught
 where it happens and stays that site's (`gather.Gather.read`, `apply.apply_plan`):
 what reaches here is a bug, the output gone, or the run itself cancelled. `unless_stopped`
-runs a read that a stop request abandons, ending it the same way."""
+runs a read that a stop request abandons, ending it the same way; `ended` waits for a task
+just cancelled without taking a cancellation of the caller for the task's."""
 
 from __future__ import annotations
 
@@ -69,3 +70,13 @@ async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
     if task.cancelled():
         return None
     return task.result()
+
+
+async def ended(task: asyncio.Future[Any]) -> None:
+    """Wait for `task`, just cancelled, to end, raising what it raised but its
+    cancellation. Not `await` under `suppress(CancelledError)`: a cancellation of the
+    caller landing meanwhile would be taken for the task's, and lost (the caller would go
+    on as if never cancelled)."""
+    outcomes = await asyncio.gather(task, return_exceptions=True)
+    if isinstance(outcomes[0], Exception):
+        raise outcomes[0]

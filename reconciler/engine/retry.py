@@ -9,7 +9,6 @@ actual state make at most `READ_ATTEMPTS` of them (`read_policy`)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 from collections.abc import Awaitable, Callable
@@ -135,5 +134,10 @@ async def _pause(seconds: float, stop: asyncio.Event | None) -> None:
     if stop is None:
         await asyncio.sleep(seconds)
         return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    # Not `asyncio.wait_for`: on Python 3.11 a cancellation that lands as `stop` is set is
+    # lost there (the wait returns, and the cancelled caller goes on to its next call).
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()

@@ -47,7 +47,7 @@ from typing import Any, Protocol, TextIO
 from reconciler import diagnostic_cap
 from reconciler.engine.apply import Outcome
 from reconciler.engine.config import Settings
-from reconciler.engine.fanout import unless_stopped
+from reconciler.engine.fanout import ended, unless_stopped
 from reconciler.engine.filewatch import watch_files
 from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.reconcile import PlanResult, Reconciler
@@ -700,5 +700,4 @@ async def run_agent(
             await asyncio.wait_for(asyncio.shield(watcher), timeout=2.0)
         if not watcher.done():
             watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        await ended(watcher)

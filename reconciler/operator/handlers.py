@@ -18,6 +18,7 @@ import kopf
 from reconciler.engine import plan_origin
 from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.credentials import KEY_BYTES, key_from_text
+from reconciler.engine.fanout import ended
 from reconciler.engine.host_waits import HostWaits
 from reconciler.errors import ConfigError
 from reconciler.model.base import API_GROUP
@@ -640,10 +641,9 @@ async def _stop_when_leaving(stopped: kopf.DaemonStopped) -> AsyncIterator[async
         yield stop
     finally:
         task.cancel()
-        # Not by suppressing CancelledError: a cancellation of the check itself that lands
-        # while the relay ends would be taken for the relay's, and the check would go on
-        # (kopf's cancel, or the event loop's at its shutdown, lost).
-        await asyncio.gather(task, return_exceptions=True)
+        # A cancellation of the check itself that lands while the relay ends is the
+        # check's (kopf's cancel, or the event loop's at its shutdown), not lost (`ended`).
+        await ended(task)
 
 
 # How long a create, update or resume handler waits for its owner's lock (a drift check or

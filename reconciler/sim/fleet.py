@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from reconciler.engine.fanout import ended
 from reconciler.engine.state import atomic_write
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.fleet import Fleet
@@ -271,8 +272,7 @@ class SimFleet:
     async def stop(self) -> None:
         if self._saver is not None:
             self._saver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._saver
+            await ended(self._saver)
             self.save()
         await self.control.stop()
         for server in self.http_servers():

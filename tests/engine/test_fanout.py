@@ -22,7 +22,7 @@ from simworld import (
     write,
 )
 
-from reconciler.engine.fanout import all_of
+from reconciler.engine.fanout import all_of, ended
 from reconciler.engine.state import unfinished_intents
 from reconciler.sim.fleet import SimFleet
 
@@ -104,3 +104,53 @@ async def test_all_of_cancels_and_awaits_the_rest_when_one_part_raises() -> None
     assert sorted(ended) == ["a", "b"]
     assert asyncio.all_tasks() - before == set()
 
+
+
+# -- ended: a cancelled task waited for ----------------------------------------------------
+
+
+async def test_ended_waits_for_a_cancelled_task_and_says_nothing_of_its_cancel() -> None:
+    task = asyncio.create_task(asyncio.sleep(30))
+    await asyncio.sleep(0)
+    task.cancel()
+    await ended(task)
+    assert task.cancelled()
+
+
+async def test_ended_raises_what_the_task_raised() -> None:
+    async def fails() -> None:
+        raise ValueError("broken")
+
+    task = asyncio.create_task(fails())
+    with pytest.raises(ValueError, match="broken"):
+        await ended(task)
+
+
+async def test_a_cancel_of_the_caller_while_it_waits_is_not_lost() -> None:
+    """The caller cancelled while the task it cancelled still winds down (a task that
+    takes a moment to end): the caller is cancelled, where `suppress(CancelledError)`
+    would have taken the cancel for the task's and gone on."""
+    winding_down = asyncio.Event()
+
+    async def slow_to_end() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            winding_down.set()
+            await asyncio.sleep(30)
+
+    went_on: list[bool] = []
+
+    async def caller() -> None:
+        task = asyncio.create_task(slow_to_end())
+        await asyncio.sleep(0)
+        task.cancel()
+        await ended(task)
+        went_on.append(True)
+
+    waiting = asyncio.create_task(caller())
+    await winding_down.wait()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert went_on == []

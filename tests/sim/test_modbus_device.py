@@ -161,8 +161,10 @@ async def test_slow_ms_delays_every_answer(modbus: AsyncModbusTcpClient,
 
 async def test_slower_than_the_client_timeout_is_no_answer(
         modbus_sim: ModbusDeviceSimulator) -> None:
-    modbus_sim.slow_ms = 2000
-    client = AsyncModbusTcpClient("127.0.0.1", port=modbus_sim.port, timeout=0.2, retries=0,
+    # The client's timeout bounds its connect too: long enough for a loaded machine to
+    # connect in, far shorter than the device's answer.
+    modbus_sim.slow_ms = 30_000
+    client = AsyncModbusTcpClient("127.0.0.1", port=modbus_sim.port, timeout=1.0, retries=0,
                                   reconnect_delay=0)
     assert await client.connect()
     try:
