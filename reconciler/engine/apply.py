@@ -21,6 +21,7 @@ from reconciler.engine import admission
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import all_of, unexpected
 from reconciler.engine.retry import RetryPolicy, retrying
+from reconciler.engine.state import StateNotWritten
 from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.plan.actions import Action, Change
 from reconciler.plan.planner import Plan
@@ -251,8 +252,11 @@ async def apply_plan(
                 # be written (a state file, a config file: a full disk) or removed, which is
                 # no answer of a platform, and which a later run tries again (`retryable`);
                 # not this run, which would repeat the change's platform writes made before.
+                # A state file's says who tries again as its reader knows it: the operator's
+                # next reconcile comes by itself (the state directory knows no reader).
+                said = exc.to(executors.audience) if isinstance(exc, StateNotWritten) else exc
                 record(
-                    Outcome(change.address, change.action.value, "failed", str(exc),
+                    Outcome(change.address, change.action.value, "failed", str(said),
                             site=change.site, retryable=exc.retryable)
                 )
                 return

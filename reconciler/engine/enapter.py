@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import os
 import stat
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -459,9 +459,8 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
         # its files to the next plan (`enapter_files.interrupted_deletes`), but for the one
         # its Device still names, which the new device's config replaces. A replace's are
         # removed without --prune: the device was not deleted for want of a declaration.
-        with _recording(ctx.audience):
-            enapter_files.mark_deleting(ctx.session.settings, device_id, change.site,
-                                        replacing=change.action is Action.REPLACE)
+        enapter_files.mark_deleting(ctx.session.settings, device_id, change.site,
+                                    replacing=change.action is Action.REPLACE)
         await ctx._write(
             change,
             "enapter.delete_device",
@@ -479,8 +478,7 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
         # Provisioned again: the files written for the deleted device hold this Device's
         # old credentials; the one its configOutput names now was just written anew.
         new_id = str(created["id"])
-        with _recording(ctx.audience):
-            enapter_files.adopt(ctx.session.settings, change.external_id or "", new_id)
+        enapter_files.adopt(ctx.session.settings, change.external_id or "", new_id)
         created |= await _remove_config_file(ctx, change, new_id, device)
     return created
 
@@ -745,8 +743,7 @@ async def _remove_config_file(
         # In the event loop, not a thread: the inventory is read and written whole, and
         # another change's record or removal must not interleave with this one.
         try:
-            with _recording(ctx.audience):
-                return enapter_files.remove(settings, ctx.whole_fleet, device_id, own=own)
+            return enapter_files.remove(settings, ctx.whole_fleet, device_id, own=own)
         except OSError as exc:
             if device is None:
                 what = "the device is deleted in Enapter Cloud, but its config file"
@@ -765,17 +762,6 @@ async def _remove_config_file(
 
     outcome = await ctx._write(change, "enapter.remove_config_file", remove, over_http=False)
     return {} if outcome is None else {"config_file": outcome}
-
-
-@contextlib.contextmanager
-def _recording(audience: Audience) -> Iterator[None]:
-    """A write of the state directory's records of the config files, its failure
-    (`StateNotWritten`) saying to `audience` who tries again: the operator's next reconcile
-    does, by itself, not a next run."""
-    try:
-        yield
-    except StateNotWritten as exc:
-        raise exc.to(audience) from None
 
 
 def _write_private_file(path: Path, tmp: Path, text: str, held: list[int]) -> Path:
