@@ -80,16 +80,10 @@ def _namespace_bodies(
 ) -> list[Mapping[str, Any]]:
     """Every object of the namespace from the indexes, with the handler's own (fresher)
     body, in declaration order (`objects.in_declaration_order`)."""
-    key = (current.get("kind"), (current.get("metadata") or {}).get("name"))
-    bodies: list[Mapping[str, Any]] = [current]
-    for kind in KINDS:
-        index = indexes.get(_index_id(kind))
-        if index is None or namespace not in index:
-            continue
-        for body in index[namespace]:
-            if (body.get("kind"), body["metadata"]["name"]) != key:
-                bodies.append(body)
-    return objects.in_declaration_order(bodies)
+    return namespace_fleets.in_place(
+        _namespace_documents(namespace, indexes), current,
+        str(current.get("kind")), str((current.get("metadata") or {}).get("name")),
+    )
 
 
 def _namespace_documents(namespace: str, indexes: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -98,9 +98,17 @@ def _build_with(
     indexed: Sequence[Mapping[str, Any]], current: Mapping[str, Any], kind: str, name: str
 ) -> Built:
     """The namespace's fleet with the handler's own body in place of its document."""
+    ordered = in_place(indexed, current, kind, name)
+    return Built(ordered, objects.build(ordered))
+
+
+def in_place(
+    indexed: Sequence[Mapping[str, Any]], current: Mapping[str, Any], kind: str, name: str
+) -> list[Mapping[str, Any]]:
+    """The namespace's documents `indexed`, with `current` (object `kind`/`name`, fresher)
+    in place of its own, in declaration order (`objects.in_declaration_order`)."""
     bodies: list[Mapping[str, Any]] = [current]
     bodies += [
         d for d in indexed if (d.get("kind"), d["metadata"]["name"]) != (kind, name)
     ]
-    ordered = objects.in_declaration_order(bodies)
-    return Built(ordered, objects.build(ordered))
+    return objects.in_declaration_order(bodies)
