@@ -65,6 +65,7 @@ from reconciler.engine.watch_unmanaged import UnmanagedReport
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.plan import render
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.printable import echo, readable
 
@@ -243,7 +244,7 @@ class ReconcilerLike(Protocol):
 
     def remember(self, plan: Plan) -> None: ...
 
-    def clear_leftovers(self) -> list[str]: ...
+    def clear_leftovers(self, audience: Audience) -> list[str]: ...
 
 
 # Loads the desired state and the plan options for it; raises ConfigError with every problem.
@@ -413,7 +414,7 @@ class Cycle:
         async with self.factory(fleet, settings) as reconciler:
             if not self.plan_only:
                 # As `apply` says each: a file that held a device's credentials is gone.
-                for line in reconciler.clear_leftovers():
+                for line in reconciler.clear_leftovers(options.audience):
                     self.log.emit("note", f"run={summary.run} note: {line}", run=summary.run,
                                   message=line)
             result = await self._plan(reconciler, options)

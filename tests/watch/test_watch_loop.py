@@ -317,7 +317,7 @@ class FakeReconciler:
     def remember(self, plan: Any) -> None:
         self.remembered += 1
 
-    def clear_leftovers(self) -> list[str]:
+    def clear_leftovers(self, audience: Any) -> list[str]:
         return []
 
 
