@@ -31,7 +31,6 @@ Nothing here prints settings: credentials never reach the log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import functools
 import json
@@ -697,8 +696,12 @@ async def run_agent(
         await agent.serve()
     finally:
         stop.set()  # ends the file watch as well
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(watcher), timeout=2.0)
-        if not watcher.done():
-            watcher.cancel()
-        await ended(watcher)
+        try:
+            # Not `asyncio.wait_for`: on Python 3.11 a cancellation that lands as the
+            # watcher ends is lost there (the wait returns the watcher's end, and the
+            # cancelled agent returns as if it had only stopped).
+            await asyncio.wait({watcher}, timeout=2.0)
+        finally:
+            if not watcher.done():
+                watcher.cancel()
+            await ended(watcher)
