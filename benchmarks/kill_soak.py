@@ -66,6 +66,7 @@ from simworld import ThreadedSims, load  # noqa: E402
 import reconciler  # noqa: E402
 from reconciler.engine.state import StateDir, unfinished_intents  # noqa: E402
 from reconciler.model.fleet import Fleet  # noqa: E402
+from reconciler.plan.advice import Audience  # noqa: E402
 from reconciler.sim.fleet import SimFleet  # noqa: E402
 from reconciler.state_files import JOURNAL, STATE_FILES, TEMPORARY_SUFFIX  # noqa: E402
 
@@ -260,7 +261,7 @@ def orphans(sims: SimFleet, fleet: Fleet, state_dir: Path) -> list[str]:
                 for p in state_dir.rglob("*") if p.is_file()
                 and p.relative_to(state_dir).parts[0] not in STATE_FILES
                 and os.path.normpath(p) not in declared]
-    inventory = StateDir(state_dir).read_inventory()
+    inventory = StateDir(state_dir).read_inventory(Audience.CLI)
     problems += [f"config file {f.path} recorded for Enapter device {f.device_id}, which is gone"
                  for f in inventory.enapter_config_files.values()
                  if f.device_id not in sims.enapter.devices]

@@ -475,7 +475,7 @@ async def _apply(
             print(f"note: {interrupted.heading(unfinished)}", file=out)
             for line in interrupted.lines(unfinished):
                 print(line, file=out)
-        for line in [*cleared, *reconciler.clear_leftovers()]:
+        for line in [*cleared, *reconciler.clear_leftovers(Audience.CLI)]:
             print(printable(f"note: {line}"), file=out)
         try:
             result: PlanResult = await reconciler.plan(options, paths=paths)

@@ -204,7 +204,7 @@ def _remembered_zaps(
     deletionPolicy Release, for its release; with Orphan, to report what was left on it.
     None when the inventory cannot be read (the plan says why)."""
     try:
-        inventory = StateDir(Path(settings.state_dir)).read_inventory()
+        inventory = StateDir(Path(settings.state_dir)).read_inventory(Audience.CLI)
     except (ReconcilerError, OSError):
         return {}
     retired = retired_gateways(

@@ -16,6 +16,7 @@ from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDir, StateDirError, atomic_write
 from reconciler.errors import ConfigError, Diagnostic, ProviderError
 from reconciler.plan import document, markdown, render
+from reconciler.plan.advice import Audience
 from reconciler.printable import echo, printable, readable
 from reconciler.sources import bounded
 
@@ -190,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         # One run, then the process exits: what the plan leaves alive is not scanned.
         async with Reconciler(fleet, settings, short_lived=True) as reconciler:
             # Said, not removed: a plan writes nothing.
-            leftovers = [*reconciler.state.temporaries(), *reconciler.leftovers()]
+            leftovers = [*reconciler.state.temporaries(), *reconciler.leftovers(Audience.CLI)]
             paths = [str(Path(p)) for p in args.paths]
             return await reconciler.plan(options, paths=paths), leftovers
 

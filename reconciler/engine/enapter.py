@@ -131,7 +131,7 @@ def secret_store(session: Session) -> ConfigSecretStore | None:
 
 
 def check_config_file(
-    settings: Settings, device: Device, address: str, audience: Audience = Audience.CLI
+    settings: Settings, device: Device, address: str, audience: Audience
 ) -> None:
     """Raise, naming the path, when the device's `configOutput.file` could not be written
     or must not be; called before Enapter is asked for a config, since a new one may
@@ -216,7 +216,11 @@ async def observe_enapter(
     observed: Observed,
     gather: Gather,
     whole_fleet: Fleet,
+    audience: Audience,
 ) -> None:
+    """Read the Enapter sites and devices of the fleet's Sites, and what the state
+    directory recorded of the config files written for them (a damaged record said to
+    `audience`)."""
     sites = [s for s in fleet.sites.values() if s.spec.enapter is not None]
     if not sites:
         return
@@ -262,11 +266,15 @@ async def observe_enapter(
             state.unclaimed = tuple(s.id for s in unclaimed)
         searched = set(state.unclaimed) if len(state.unclaimed) <= renames.SEARCH_LIMIT else set()
         await all_of(*(read_devices(i) for i in sorted(searched - matched)))
-    state.config_outputs = await _config_outputs(fleet, session, store)
+    state.config_outputs = await _config_outputs(fleet, session, store, audience)
     found = [d.id for ds in state.devices.values() if isinstance(ds, list) for d in ds]
     if found:  # a delete the plan makes says which file it then removes
-        state.written_files = enapter_files.removable(session.settings, whole_fleet, found)
-    state.interrupted_deletes = enapter_files.interrupted_deletes(session.settings, whole_fleet)
+        state.written_files = enapter_files.removable(
+            session.settings, whole_fleet, found, audience
+        )
+    state.interrupted_deletes = enapter_files.interrupted_deletes(
+        session.settings, whole_fleet, audience
+    )
     observed.extra[_ENAPTER] = state
 
 
@@ -290,7 +298,7 @@ async def observe_remembered_enapter_sites(
 
 
 async def _config_outputs(
-    fleet: Fleet, session: Session, store: ConfigSecretStore | None
+    fleet: Fleet, session: Session, store: ConfigSecretStore | None, audience: Audience
 ) -> dict[str, ConfigOutputState]:
     """Whether each declared config output exists: a file (the one local file a plan
     looks at, with the Enapter device the records say it was written for), or a Secret
@@ -301,7 +309,9 @@ async def _config_outputs(
         output = device.spec.enapter.config_output if device.spec.enapter else None
         if output is not None and output.file is not None:
             paths[device.name] = config_path(session.settings, output.file)
-    writers = enapter_files.written_for(session.settings, paths.values()) if paths else {}
+    writers = (
+        enapter_files.written_for(session.settings, paths.values(), audience) if paths else {}
+    )
     for device in fleet.devices.values():
         output = device.spec.enapter.config_output if device.spec.enapter else None
         if output is None:
@@ -459,7 +469,7 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
         # its files to the next plan (`enapter_files.interrupted_deletes`), but for the one
         # its Device still names, which the new device's config replaces. A replace's are
         # removed without --prune: the device was not deleted for want of a declaration.
-        enapter_files.mark_deleting(ctx.session.settings, device_id, change.site,
+        enapter_files.mark_deleting(ctx.session.settings, device_id, change.site, ctx.audience,
                                     replacing=change.action is Action.REPLACE)
         await ctx._write(
             change,
@@ -478,7 +488,7 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
         # Provisioned again: the files written for the deleted device hold this Device's
         # old credentials; the one its configOutput names now was just written anew.
         new_id = str(created["id"])
-        enapter_files.adopt(ctx.session.settings, change.external_id or "", new_id)
+        enapter_files.adopt(ctx.session.settings, change.external_id or "", new_id, ctx.audience)
         created |= await _remove_config_file(ctx, change, new_id, device)
     return created
 
@@ -647,7 +657,7 @@ async def _deliver_config(
             # when the device is deleted, and its temporary file known as the
             # reconciler's, to be removed by the next run (`enapter_files`).
             try:
-                tmp = enapter_files.reserve(settings, device_id, path)
+                tmp = enapter_files.reserve(settings, device_id, path, ctx.audience)
             except (OSError, StateNotWritten) as exc:
                 raise _unwritten(shown, exc, ctx.audience) from None
             # The descriptor holding the temporary file's lock (`enapter_files.hold`), let
@@ -666,7 +676,7 @@ async def _deliver_config(
             try:
                 # Shielded: a thread goes on when its awaiter is cancelled (an interrupt).
                 written = await asyncio.shield(writing)
-                enapter_files.put(settings, device_id, written, path)
+                enapter_files.put(settings, device_id, written, path, ctx.audience)
                 placed = True
             except (OSError, StateNotWritten) as exc:
                 raise _unwritten(shown, exc, ctx.audience) from None
@@ -681,7 +691,7 @@ async def _deliver_config(
                     with contextlib.suppress(OSError):
                         tmp.unlink(missing_ok=True)
                     with contextlib.suppress(StateNotWritten):
-                        enapter_files.release(settings, tmp)
+                        enapter_files.release(settings, tmp, ctx.audience)
                 if writing.done():
                     let_go()
                 else:
@@ -736,19 +746,21 @@ async def _remove_config_file(
     enapter = device.spec.enapter if device is not None else None
     output = enapter.config_output if enapter is not None else None
     own = config_path(settings, output.file) if output is not None and output.file else None
-    if not enapter_files.recorded(settings, device_id, own=own):
+    if not enapter_files.recorded(settings, device_id, ctx.audience, own=own):
         return {}  # nothing to do: no write journaled
 
     async def remove() -> str | None:
         # In the event loop, not a thread: the inventory is read and written whole, and
         # another change's record or removal must not interleave with this one.
         try:
-            return enapter_files.remove(settings, ctx.whole_fleet, device_id, own=own)
+            return enapter_files.remove(
+                settings, ctx.whole_fleet, device_id, ctx.audience, own=own
+            )
         except OSError as exc:
             if device is None:
                 what = "the device is deleted in Enapter Cloud, but its config file"
                 # A replace's delete is finished by the next apply, a --prune's by a --prune.
-                then = (_AGAIN if enapter_files.replacing(settings, device_id)
+                then = (_AGAIN if enapter_files.replacing(settings, device_id, ctx.audience)
                         else _PRUNE_AGAIN).to(ctx.audience)
             else:
                 what = "the config file an earlier apply wrote for the device, which its "

@@ -123,15 +123,16 @@ def _declared(settings: Settings, fleet: Fleet) -> set[str]:
     return out
 
 
-def reserve(settings: Settings, device_id: str, path: Path) -> Path:
+def reserve(settings: Settings, device_id: str, path: Path, audience: Audience) -> Path:
     """The temporary file a config file for Enapter device `device_id` is written to
     before `put` renames it onto `path`: a name next to `path` that no other write uses,
     recorded as pending before the file is created (`write_temporary`, which creates it
     anew), so that a run killed while it is there, holding the device's credentials,
     leaves it known as the reconciler's for the next run to remove (`clear_leftovers`).
-    Once the write is over, `release` forgets it."""
+    Once the write is over, `release` forgets it. `audience`: who a damaged inventory is
+    said to (`StateDir.read_inventory`), as for every function here that reads it."""
     state = StateDir(Path(settings.state_dir))
-    inventory = state.read_inventory()
+    inventory = state.read_inventory(audience)
     tmp = path.with_name(f"{path.name}.{secrets.token_hex(8)}{TEMPORARY_SUFFIX}")
     pending = PendingFile(_key(tmp), _key(path), device_id, _OWNER)
     inventory.enapter_config_files_pending[pending.tmp] = pending
@@ -139,7 +140,9 @@ def reserve(settings: Settings, device_id: str, path: Path) -> Path:
     return tmp
 
 
-def put(settings: Settings, device_id: str, written: Path, path: Path) -> None:
+def put(
+    settings: Settings, device_id: str, written: Path, path: Path, audience: Audience
+) -> None:
     """Rename the config file `written` for Enapter device `device_id` (whole and synced,
     in the temporary file `reserve` named) onto `path`, and record it. One file has one
     writer: the record of another device for the same path (one deleted and provisioned
@@ -153,7 +156,7 @@ def put(settings: Settings, device_id: str, written: Path, path: Path) -> None:
     killed before it leaves the record of the file there untouched. Raises OSError when
     the file could not be put there."""
     state = StateDir(Path(settings.state_dir))
-    inventory = state.read_inventory()
+    inventory = state.read_inventory(audience)
     stat = os.lstat(written)
     key, tmp = _key(path), _key(written)
     file = WrittenFile(key, stat.st_ino, stat.st_mtime_ns, stat.st_size, device_id)
@@ -164,7 +167,7 @@ def put(settings: Settings, device_id: str, written: Path, path: Path) -> None:
     os.replace(written, path)  # on failure, the caller removes it and `release`s it
 
 
-def release(settings: Settings, tmp: Path) -> None:
+def release(settings: Settings, tmp: Path, audience: Audience) -> None:
     """Forget the pending record of the temporary file `tmp` (`reserve`) once a write
     that did not put it in place is over and the file is gone (removed by the caller). One
     still there (it could not be removed) keeps it, for the next run to remove. One put in
@@ -178,7 +181,7 @@ def release(settings: Settings, tmp: Path) -> None:
     else:
         return
     state = StateDir(Path(settings.state_dir))
-    inventory = state.read_inventory()
+    inventory = state.read_inventory(audience)
     if inventory.enapter_config_files_pending.pop(_key(tmp), None) is not None:
         state.write_inventory(inventory)
 
@@ -245,29 +248,33 @@ class Cleared:
         self.unremoved.append(line)
 
 
-def leftovers(settings: Settings, fleet: Fleet) -> list[str]:
+def leftovers(settings: Settings, fleet: Fleet, audience: Audience) -> list[str]:
     """The temporary config files killed runs left, each holding a device's credentials,
     that the next `clear_leftovers` removes, one line for each (what a plan says; it
     writes nothing)."""
-    inventory = StateDir(Path(settings.state_dir)).read_inventory()
+    inventory = StateDir(Path(settings.state_dir)).read_inventory(audience)
     out = []
-    for found in _leftovers(settings, fleet, inventory, Cleared(Audience.CLI)):
+    for found in _leftovers(settings, fleet, inventory, Cleared(audience)):
         try:
             descriptor = _open_unheld(found)
         except OSError:
             descriptor = None
         if descriptor is not None:
             os.close(descriptor)
-            out.append(f"{found.tmp} is {found.said(Audience.CLI)}; the next apply removes it")
+            out.append(f"{found.tmp} is {found.said(audience)}; {_NEXT_CLEARS.to(audience)}")
     return out
 
 
-def clear_leftovers(settings: Settings, fleet: Fleet) -> list[str]:
-    """What `clear` did, said to the CLI's user."""
-    return clear(settings, fleet).said
+# Who removes a leftover a plan finds (`leftovers`).
+_NEXT_CLEARS = Advice(cli="the next apply removes it", operator="the next reconcile removes it")
 
 
-def clear(settings: Settings, fleet: Fleet, audience: Audience = Audience.CLI) -> Cleared:
+def clear_leftovers(settings: Settings, fleet: Fleet, audience: Audience) -> list[str]:
+    """What `clear` did, said to `audience`."""
+    return clear(settings, fleet, audience).said
+
+
+def clear(settings: Settings, fleet: Fleet, audience: Audience) -> Cleared:
     """Remove the temporary config files (`reserve`) that runs killed while they wrote
     them left behind, each holding a device's credentials, and forget their pending
     records (a file renamed into place before the kill keeps its record as a written
@@ -466,12 +473,12 @@ def _unremoved(tmp: str, what: str, exc: OSError, audience: Audience) -> str:
 _OWNER = f"{os.getpid()}-{secrets.token_hex(8)}"
 
 
-def adopt(settings: Settings, old_id: str, new_id: str) -> None:
+def adopt(settings: Settings, old_id: str, new_id: str, audience: Audience) -> None:
     """Enapter device `old_id` was deleted and provisioned again as `new_id` (a replace):
     the files written for the old one hold the same Device's credentials, now the new
     one's to remove (`remove`), and while it is there a failed removal is tried again."""
     state = StateDir(Path(settings.state_dir))
-    inventory = state.read_inventory()
+    inventory = state.read_inventory(audience)
     files = inventory.enapter_config_files
     old = [path for path, file in files.items() if file.device_id == old_id]
     if not old:
@@ -482,7 +489,8 @@ def adopt(settings: Settings, old_id: str, new_id: str) -> None:
 
 
 def mark_deleting(
-    settings: Settings, device_id: str, site: str, *, replacing: bool = False
+    settings: Settings, device_id: str, site: str, audience: Audience, *,
+    replacing: bool = False,
 ) -> None:
     """Before the delete of Enapter device `device_id` (undeclared in Site `site`, or
     `replacing` it there: `adopt` then hands the records over once it is provisioned
@@ -491,7 +499,7 @@ def mark_deleting(
     mark: the delete sent again to finish an interrupted one (`interrupted_deletes`) is
     that one's, and a replace's stays a replace's, which needs no --prune."""
     state = StateDir(Path(settings.state_dir))
-    inventory = state.read_inventory()
+    inventory = state.read_inventory(audience)
     files = inventory.enapter_config_files
     mine = [p for p, f in files.items() if f.device_id == device_id and f.deleting != site]
     if not mine:
@@ -501,18 +509,20 @@ def mark_deleting(
     state.write_inventory(inventory)
 
 
-def replacing(settings: Settings, device_id: str) -> bool:
+def replacing(settings: Settings, device_id: str, audience: Audience) -> bool:
     """Whether the records of Enapter device `device_id` are marked as a replace's delete."""
-    files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
+    files = StateDir(Path(settings.state_dir)).read_inventory(audience).enapter_config_files
     return any(f.device_id == device_id and f.replacing for f in files.values())
 
 
-def interrupted_deletes(settings: Settings, fleet: Fleet) -> dict[str, InterruptedDelete]:
+def interrupted_deletes(
+    settings: Settings, fleet: Fleet, audience: Audience
+) -> dict[str, InterruptedDelete]:
     """Enapter device id -> the Site whose apply sent its delete, the config files written
     for it, and whether the delete was a replace's, for the records `mark_deleting` marked
     whose file is still the one written and named by no declared Device: the device is
     gone when its Site's devices no longer hold it, and the files are then left to remove."""
-    files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
+    files = StateDir(Path(settings.state_dir)).read_inventory(audience).enapter_config_files
     marked = [f for f in files.values() if f.deleting]
     if not marked:
         return {}
@@ -532,18 +542,22 @@ def _others(files: Iterable[WrittenFile], device_id: str, own: Path | None) -> l
     return sorted((f for f in mine if own is None or f.path != _key(own)), key=lambda f: f.path)
 
 
-def recorded(settings: Settings, device_id: str, *, own: Path | None = None) -> bool:
+def recorded(
+    settings: Settings, device_id: str, audience: Audience, *, own: Path | None = None
+) -> bool:
     """Whether a config file, other than `own`, was recorded as written for Enapter device
     `device_id` (what `remove` would look at)."""
-    inventory = StateDir(Path(settings.state_dir)).read_inventory()
+    inventory = StateDir(Path(settings.state_dir)).read_inventory(audience)
     return bool(_others(inventory.enapter_config_files.values(), device_id, own))
 
 
-def written_for(settings: Settings, paths: Iterable[Path]) -> dict[Path, str]:
+def written_for(
+    settings: Settings, paths: Iterable[Path], audience: Audience
+) -> dict[Path, str]:
     """Path -> the Enapter device id the config file there was written for, for the
     `paths` a record names whose file is still the one written. A file with no record
     (written before records were kept, or by hand), or changed since, has no entry."""
-    files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
+    files = StateDir(Path(settings.state_dir)).read_inventory(audience).enapter_config_files
     out = {}
     for path in paths:
         found = files.get(_key(path))
@@ -561,13 +575,13 @@ def _ours(file: WrittenFile, declared: set[str]) -> bool:
 
 
 def removable(
-    settings: Settings, fleet: Fleet, device_ids: Iterable[str]
+    settings: Settings, fleet: Fleet, device_ids: Iterable[str], audience: Audience
 ) -> dict[str, list[str]]:
     """Enapter device id -> the config files written for it that its delete, or an update
     of it, would remove now (those no declared Device names), for the `device_ids` that
     have one (what a plan says it will do)."""
     ids = set(device_ids)
-    files = StateDir(Path(settings.state_dir)).read_inventory().enapter_config_files
+    files = StateDir(Path(settings.state_dir)).read_inventory(audience).enapter_config_files
     wanted = [f for f in files.values() if f.device_id in ids]
     if not wanted:
         return {}
@@ -580,7 +594,8 @@ def removable(
 
 
 def remove(
-    settings: Settings, fleet: Fleet, device_id: str, *, own: Path | None = None
+    settings: Settings, fleet: Fleet, device_id: str, audience: Audience, *,
+    own: Path | None = None,
 ) -> str | None:
     """After Enapter device `device_id` was deleted, or brought to its declaration with
     `own` the file its `configOutput` names (None: no file): remove the config files
@@ -589,7 +604,7 @@ def remove(
     OSError when a file could not be removed (its record is kept: a retry of the delete
     tries again, and the plan of a device still there removes it again)."""
     state = StateDir(Path(settings.state_dir))
-    inventory = state.read_inventory()
+    inventory = state.read_inventory(audience)
     files = _others(inventory.enapter_config_files.values(), device_id, own)
     if not files:
         return None

@@ -29,6 +29,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.model.site import Site
 from reconciler.plan import moves, renames
+from reconciler.plan.advice import Audience
 from reconciler.plan.novacore_sites import (
     SiteIndex,
     applied_site,
@@ -55,8 +56,8 @@ from reconciler.providers.zap import convert as zap_convert
 
 A = TypeVar("A")  # an API's answer
 R = TypeVar("R")  # the record made of it
-# (fleet, session, observed, policy, whole fleet): see `observe`.
-Observer = Callable[[Fleet, Session, Observed, RetryPolicy, Fleet], Awaitable[None]]
+# (fleet, session, observed, policy, whole fleet, audience): see `observe`.
+Observer = Callable[[Fleet, Session, Observed, RetryPolicy, Fleet, Audience], Awaitable[None]]
 
 # Other platforms add their observers here (called after the Sourceful ones).
 EXTRA_OBSERVERS: list[Observer] = []
@@ -76,6 +77,7 @@ async def observe(
     session: Session,
     policy: RetryPolicy | None = None,
     *,
+    audience: Audience,
     into: Observed | None = None,
     on_site: SiteObserved | None = None,
     whole_fleet: Fleet | None = None,
@@ -99,7 +101,9 @@ async def observe(
     now (`plan.planner.PlanBuilder.removed`): a Zap connection setting among them adds the
     device again, so its serial is read, as for any other replace. `retired_gateways`:
     gateways declared no more whose release the plan may make (`plan.retired_gateways`):
-    the Zap of each still claimed where it was is read once the gateways are listed."""
+    the Zap of each still claimed where it was is read once the gateways are listed.
+    `audience`: who what the state directory holds is said to, read by an observer of
+    `EXTRA_OBSERVERS` (`plan.advice`), when it cannot be read."""
     policy = policy or RetryPolicy(attempts=READ_ATTEMPTS)
     observed = into if into is not None else Observed()
     whole = whole_fleet or fleet
@@ -124,7 +128,7 @@ async def observe(
         )
     await reads.run(on_site)
     for extra in EXTRA_OBSERVERS:
-        await extra(fleet, session, observed, policy, whole)
+        await extra(fleet, session, observed, policy, whole, audience)
     if reads.gather.auth_errors:
         raise reads.gather.auth_errors[0]
     return observed

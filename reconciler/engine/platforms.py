@@ -12,6 +12,7 @@ from reconciler.engine.gather import Gather
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
 from reconciler.model.fleet import Fleet
+from reconciler.plan.advice import Audience
 from reconciler.plan.observed import Observed
 
 
@@ -21,11 +22,13 @@ async def observe_platforms(
     observed: Observed,
     policy: RetryPolicy,
     whole_fleet: Fleet,
+    audience: Audience,
 ) -> None:
-    """Read Enapter and Flatpeak concurrently; rejected credentials raise after both."""
+    """Read Enapter and Flatpeak concurrently; rejected credentials raise after both.
+    `audience`: who what the state directory holds is said to, when it cannot be read."""
     gather = Gather(policy)
     await all_of(
-        enapter.observe_enapter(fleet, session, observed, gather, whole_fleet),
+        enapter.observe_enapter(fleet, session, observed, gather, whole_fleet, audience),
         flatpeak.observe_flatpeak(fleet, session, observed, gather),
     )
     if gather.auth_errors:

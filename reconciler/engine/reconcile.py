@@ -33,6 +33,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan import document
 from reconciler.plan.actions import Action
+from reconciler.plan.advice import Audience
 from reconciler.plan.novacore_claims import claim_org
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanBuilder, PlanOptions, make_plan, site_ids
@@ -257,6 +258,7 @@ class Reconciler:
                 self.fleet,
                 self.session,
                 read_policy(self.settings.retries),
+                audience=options.audience,
                 into=observed,
                 on_site=builder.site_observed,
                 whole_fleet=options.whole_fleet,
@@ -387,7 +389,7 @@ class Reconciler:
         # own temporary files are never taken for leftovers, and no other writes here
         # while the lock is held. The next apply of this Reconciler clears them again.
         if not self._leftovers_cleared:
-            self.clear_leftovers()
+            self.clear_leftovers(plan.options.audience)
         self._leftovers_cleared = False
         inventory = self.state.read_inventory(plan.options.audience)
         for gateway in self.fleet.gateways.values():
@@ -443,20 +445,20 @@ class Reconciler:
             for address in set(inventory.declared) - addresses:
                 del inventory.declared[address]
 
-    def clear_leftovers(self) -> list[str]:
+    def clear_leftovers(self, audience: Audience) -> list[str]:
         """Remove the temporary Enapter config files that killed runs left, each holding a
         device's credentials (`engine.enapter_files.clear_leftovers`); what was done. The
         caller holds the state lock, or is the one process writing there. Called before
         the plan, it is not called again for the apply that follows (`remember`)."""
-        said = enapter_files.clear_leftovers(self.settings, self.fleet)
+        said = enapter_files.clear_leftovers(self.settings, self.fleet, audience)
         self._leftovers_cleared = True
         return said
 
-    def leftovers(self) -> list[str]:
+    def leftovers(self, audience: Audience) -> list[str]:
         """The temporary Enapter config files that killed runs left, which the next apply
         removes (`engine.enapter_files.leftovers`): what a plan says of them, writing
         nothing."""
-        return enapter_files.leftovers(self.settings, self.fleet)
+        return enapter_files.leftovers(self.settings, self.fleet, audience)
 
     def _remember_sites(
         self, inventory: Inventory, plan: Plan, report: ApplyReport | None

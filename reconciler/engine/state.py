@@ -395,7 +395,7 @@ class StateDir:
             problem = "not an object of objects"
         raise StateDirError(_damaged(self.path / name, problem, holds, afresh))
 
-    def read_inventory(self, audience: Audience = Audience.CLI) -> Inventory:
+    def read_inventory(self, audience: Audience) -> Inventory:
         """The inventory; a damaged one is said to `audience` (`plan.advice`), as what its
         loss costs depends on who prunes."""
         data = self._read_json(

@@ -31,7 +31,6 @@ Nothing here prints settings: credentials never reach the log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import functools
 import json
@@ -65,6 +64,7 @@ from reconciler.engine.watch_unmanaged import UnmanagedReport
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.model.fleet import Fleet
 from reconciler.plan import render
+from reconciler.plan.advice import Audience
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.printable import echo, readable
 
@@ -243,7 +243,7 @@ class ReconcilerLike(Protocol):
 
     def remember(self, plan: Plan) -> None: ...
 
-    def clear_leftovers(self) -> list[str]: ...
+    def clear_leftovers(self, audience: Audience) -> list[str]: ...
 
 
 # Loads the desired state and the plan options for it; raises ConfigError with every problem.
@@ -413,7 +413,7 @@ class Cycle:
         async with self.factory(fleet, settings) as reconciler:
             if not self.plan_only:
                 # As `apply` says each: a file that held a device's credentials is gone.
-                for line in reconciler.clear_leftovers():
+                for line in reconciler.clear_leftovers(options.audience):
                     self.log.emit("note", f"run={summary.run} note: {line}", run=summary.run,
                                   message=line)
             result = await self._plan(reconciler, options)
@@ -696,8 +696,12 @@ async def run_agent(
         await agent.serve()
     finally:
         stop.set()  # ends the file watch as well
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(watcher), timeout=2.0)
-        if not watcher.done():
-            watcher.cancel()
-        await ended(watcher)
+        try:
+            # Not `asyncio.wait_for`: on Python 3.11 a cancellation that lands as the
+            # watcher ends is lost there (the wait returns the watcher's end, and the
+            # cancelled agent returns as if it had only stopped).
+            await asyncio.wait({watcher}, timeout=2.0)
+        finally:
+            if not watcher.done():
+                watcher.cancel()
+            await ended(watcher)

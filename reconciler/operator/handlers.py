@@ -297,8 +297,14 @@ def _served_gateways(indexes: Mapping[str, Any], config: OperatorConfig) -> unma
 
 
 async def _post_events(
-    events: Events, body: kopf.Body, result: ObjectResult, said: Callable[[str], bool]
+    events: Events,
+    body: kopf.Body,
+    result: ObjectResult,
+    said: Callable[[str], bool],
+    news: bool,
 ) -> None:
+    """The Events of a reconcile's `result`. `said`: whether a one-off message is said for
+    the first time; `news`: whether the object's Ready condition changed (`_is_news`)."""
     for message in result.kept:
         if said(message):
             await events.info(body, reason="GatewayKept", message=event_message(message))
@@ -322,7 +328,11 @@ async def _post_events(
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
             message = f"{outcome.address}: {outcome.action} done"
             await events.info(body, reason=reason, message=event_message(message))
-        elif outcome.status in ("failed", "skipped"):
+        elif outcome.status in ("failed", "skipped") and news:
+            # Said once per problem, as the Failed Warning is: Ready carries every failed
+            # change's message, so a change failing again the same way at each drift check
+            # or retry leaves it as it was; a failure that changes, or comes back after the
+            # object converged, changes it and is said again.
             message = f"{outcome.address}: {outcome.action} {outcome.status}: {outcome.message}"
             await events.warn(body, reason="ApplyFailed", message=event_message(message))
 
@@ -476,7 +486,8 @@ async def _reconcile(
         )
     _write_status(patch, status, generation, result)
     await _post_events(
-        runtime.events, body, result, lambda message: runtime.reported.first_time(owner, message)
+        runtime.events, body, result,
+        lambda message: runtime.reported.first_time(owner, message), news,
     )
     if result.retry == "temporary" and stop is not None and stop.is_set():
         # Cut short by the stop (its status says so): no retry comes in this process, so

@@ -136,7 +136,10 @@ async def remove_object(
     novacore_id = external_ids.get("novacore")
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         try:
-            observed = await observe(sub, reconciler.session, read_policy(settings.retries))
+            observed = await observe(
+                sub, reconciler.session, read_policy(settings.retries),
+                audience=Audience.OPERATOR,
+            )
         except ProviderAuthError as error:
             # A setting must change (a token rotated in its file is read again at the next
             # attempt): said on the object, not a traceback, and nothing released half-way.
@@ -284,7 +287,9 @@ async def _remove_gateway(
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         policy = read_policy(settings.retries)
         try:
-            observed = await observe(sub, reconciler.session, policy, release_orgs=orgs)
+            observed = await observe(
+                sub, reconciler.session, policy, audience=Audience.OPERATOR, release_orgs=orgs
+            )
             # Novacore names no device of a gateway: every site of its organisation is
             # read, for the serials whose release is planned, those still claimed where
             # they were (one claimed elsewhere or by nobody now is not released).

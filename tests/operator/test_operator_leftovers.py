@@ -21,6 +21,7 @@ from reconciler.engine import enapter_files
 from reconciler.engine.config import Settings
 from reconciler.engine.state import StateDir, write_temporary
 from reconciler.operator.leftovers import Leftovers
+from reconciler.plan.advice import Audience
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
 
@@ -76,7 +77,7 @@ async def test_the_temporary_config_file_a_killed_operator_left_is_removed_by_th
             assert UCM in config_file.read_text(), "the device's own config"
             assert str(leftover) not in _inventory(state)["enapter_config_files_pending"]
             # The file written anew is recorded as its device's.
-            files = StateDir(state).read_inventory().enapter_config_files
+            files = StateDir(state).read_inventory(Audience.OPERATOR).enapter_config_files
             assert files[str(config_file)].device_id == device.id
         said = (f"removed {leftover}, the temporary file a killed run left holding the "
                 f"config it was writing to {config_file} for Enapter device {device.id}")
@@ -94,7 +95,7 @@ def test_a_config_file_this_operator_is_writing_is_no_leftover(tmp_path: Path) -
     settings = Settings(state_dir=str(state))
     config_file = state / "cfg" / "ucm.json"
     config_file.parent.mkdir(parents=True)
-    tmp = enapter_files.reserve(settings, "device-1", config_file)
+    tmp = enapter_files.reserve(settings, "device-1", config_file, Audience.OPERATOR)
     held: list[int] = []
     write_temporary(config_file, '{"mqtt_credentials": {}}', private=True, tmp=tmp,
                     opened=lambda descriptor: held.append(enapter_files.hold(descriptor)))

@@ -317,7 +317,7 @@ class FakeReconciler:
     def remember(self, plan: Any) -> None:
         self.remembered += 1
 
-    def clear_leftovers(self) -> list[str]:
+    def clear_leftovers(self, audience: Any) -> list[str]:
         return []
 
 
@@ -378,6 +378,34 @@ async def test_a_stop_during_planning_cancels_the_plan_and_applies_nothing() -> 
     # A plan that never ends: the run ends only by being cancelled (the bound is for a bug).
     summary = await asyncio.wait_for(running, 60)
     assert summary.result == "stopped" and fake.applied == 0
+
+
+async def test_a_cancel_landing_as_the_file_watcher_ends_is_not_lost(tmp_path: Path) -> None:
+    """The agent stopped (`run_agent`), it waits for its file watcher (watchfiles, on a
+    real directory) to end; a cancellation landing as the watcher ends (the CLI's second
+    signal, its caller's shutdown) cancels the agent. Lost, the agent would return as if it
+    had only stopped, and its caller go on as if never cancelled."""
+    fake = FakeReconciler(pending=0)
+    cycle, _ = make_cycle(lambda: (Fleet.of([]), CLI), fake)
+    stop = asyncio.Event()
+    before = asyncio.all_tasks()
+    agent = asyncio.create_task(watch.run_agent(
+        cycle, paths=[str(tmp_path)], interval=3600, debounce=0.05, stop=stop))
+
+    def watchers() -> list[asyncio.Task[Any]]:
+        return [task for task in asyncio.all_tasks() - before
+                if task.get_coro().__qualname__ == "watch_files"]  # type: ignore[union-attr]
+
+    await fake.planning.wait()  # its first run under way: the agent serves, and watches
+    [watcher] = watchers()
+    # The cancellation lands in the very step the watcher ends in: the agent, its run
+    # over at the stop, is then waiting for the watcher (which ends a watchfiles step
+    # after the stop, in its thread).
+    watcher.add_done_callback(lambda _: agent.cancel())
+    stop.set()
+    with pytest.raises(asyncio.CancelledError):
+        await agent
+    assert watcher.done() and not watcher.cancelled(), "the watcher ended by the stop"
 
 
 async def test_plan_only_never_applies() -> None:

@@ -1,0 +1,89 @@
+"""A state directory whose inventory is damaged while the operator (a process, against the
+kmock emulator and the Enapter simulator on loopback) applies an Enapter device: the
+record of the device's config file cannot be read, and the Device's ApplyFailed Warning
+says so worded for the operator's user, who has no CLI flag (`plan.advice`): the
+inventory is read by the apply's own steps (`engine.enapter_files`), not only by the
+plan before it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from fleet_yaml import document, enapter_site, stream
+from harness import documents, emulated_cluster
+from process import operator_env, operator_process
+
+from reconciler.sim.fleet import SimFleet
+from reconciler.sources.loader import load_texts
+
+GATEWAY, MASTER = "GW0000000000000000000000000000001", "LA0000000000000000000000000000001"
+
+
+def _fleet(config_file: Path) -> str:
+    return stream(
+        enapter_site(),
+        document("Gateway", "h2-gw", f"""
+            siteRef: h2-lab
+            enapter: {{hardwareId: {GATEWAY}, firmwareVersion: 3.1.0}}
+            """),
+        document("Device", "link-a", f"""
+            gatewayRef: h2-gw
+            hardwareId: {MASTER}
+            enapter:
+              kind: link_master
+              configOutput: {{file: '{config_file}'}}
+            """),
+    )
+
+
+def _damage(inventory: Path) -> None:
+    # The state directory, made by the first write of a state file, may not be yet.
+    inventory.parent.mkdir(parents=True, exist_ok=True)
+    inventory.write_text("{not json", encoding="utf-8")
+
+
+def _damaging(inventory: Path) -> Any:
+    """A middleware of the Enapter simulator that, as the LINK master is provisioned (after
+    the operator planned with the inventory, before it records the config file it then
+    writes), makes the inventory something no run can read."""
+
+    @web.middleware
+    async def damage(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "POST" and request.path.endswith("/provisioning/link_master"):
+            await asyncio.to_thread(_damage, inventory)
+        return await handler(request)  # type: ignore[no-any-return]
+
+    return damage
+
+
+async def test_an_inventory_damaged_during_an_apply_is_said_to_the_operators_user(
+    tmp_path: Path,
+) -> None:
+    inventory = tmp_path / "state" / "inventory.json"
+    text = _fleet(tmp_path / "keys" / "link-a.json")
+    sims = SimFleet()
+    sims.seed_fleet(load_texts([("fleet.yaml", text)]).fleet())
+    sims.enapter.app.middlewares.append(_damaging(inventory))
+    async with emulated_cluster() as cluster, sims:
+        env = operator_env(sims, cluster.url, tmp_path)
+        async with operator_process(env, tmp_path / "operator.log"):
+            await cluster.create_all(documents(text))
+
+            async def said() -> list[str]:
+                return [
+                    e["message"]
+                    for e in await cluster.events_about("link-a", reason="ApplyFailed")
+                    if f"cannot read {inventory}" in e.get("message", "")
+                ]
+
+            [message, *_] = await cluster.wait_for(
+                said, what="the Device's Warning that the inventory cannot be read")
+        assert sims.enapter.by_hardware_id(MASTER) is not None, "provisioned before it"
+        assert message.startswith("device/link-a[enapter]: create failed: "), message
+        assert "not JSON" in message, message
+        # Its loss said as the operator's user acts: it deletes nothing it does not declare.
+        assert "a gateway no longer declared is then released only if" in message, message
+        assert "--" not in message and "apply" not in message, message
