@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from reconciler.model import zap_endpoints
@@ -95,19 +95,21 @@ class Fleet:
     def of(cls, resources: Iterable[Resource]) -> Fleet:
         """Index resources (first declaration wins; `check_fleet` reports duplicates)."""
         fleet = cls()
+        tables = fleet._tables()  # once, not per resource: a namespace has thousands
         for resource in resources:
-            table = fleet.table(resource.KIND)
-            table.setdefault(resource.name, resource)
+            tables[resource.KIND].setdefault(resource.metadata.name, resource)
         return fleet
 
     def table(self, kind: str) -> dict[str, Resource]:
-        tables: dict[str, dict[str, Resource]] = {
+        return self._tables()[kind]
+
+    def _tables(self) -> dict[str, dict[str, Resource]]:
+        return {
             "Site": self.sites,  # type: ignore[dict-item]
             "Gateway": self.gateways,  # type: ignore[dict-item]
             "Device": self.devices,  # type: ignore[dict-item]
             "DER": self.ders,  # type: ignore[dict-item]
         }
-        return tables[kind]
 
     def resources(self) -> Iterator[Resource]:
         for kind in KINDS:
@@ -200,6 +202,7 @@ def check_fleet(
     invalid: Collection[tuple[str, str]] = (),
     holders: Collection[str] = (),
     endpoint_holders: Collection[str] = (),
+    fleet: Fleet | None = None,
 ) -> list[Problem]:
     """Every cross-field and cross-document rule. `resources` in declaration order;
     `invalid` the (kind, name) of documents that failed validation and are left out: a
@@ -207,7 +210,10 @@ def check_fleet(
     `holders`: the Devices known to hold the configOutput they declare (the operator knows
     it from their status); of two Devices declaring one, a holder keeps it and the other
     is refused, whichever was declared first. `endpoint_holders` the same for the Zap
-    connection endpoint they declare (their status says they were applied there)."""
+    connection endpoint they declare (their status says they were applied there). `fleet`:
+    `Fleet.of(resources)`, when the caller has it already (it is made otherwise)."""
+    if fleet is None:
+        fleet = Fleet.of(resources)
     return [
         replace(
             problem,
@@ -216,17 +222,17 @@ def check_fleet(
         )
         if problem.refers_to is not None and problem.refers_to in invalid
         else problem
-        for problem in _rules(resources, holders, endpoint_holders)
+        for problem in _rules(resources, fleet, holders, endpoint_holders)
     ]
 
 
 def _rules(
-    resources: list[Resource], holders: Collection[str] = (),
-    endpoint_holders: Collection[str] = (),
+    resources: list[Resource], fleet: Fleet, holders: Collection[str],
+    endpoint_holders: Collection[str],
 ) -> list[Problem]:
     problems: list[Problem] = []
-    problems += _unique_names(resources)
-    fleet = Fleet.of(resources)
+    if len(fleet) < len(resources):  # `Fleet.of` kept the first of a name declared twice
+        problems += _unique_names(resources)
     for site in fleet.sites.values():
         problems += _site_rules(site)
     problems += _unique_site_identities(fleet)
@@ -322,7 +328,7 @@ def _unique_site_identities(fleet: Fleet) -> list[Problem]:
                     if site_id is None or _site_id(other, platform) is None
                 ),
                 None,
-            )
+            ) if same_name else None
             if clash is not None:
                 problems.append(
                     Problem(
@@ -540,22 +546,15 @@ def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
 def _connection_rules(device: Device) -> list[Problem]:
     connection = device.spec.connection
     assert connection is not None
-    ctype = connection.type
-    camel = {
-        "modbus_tcp": "modbusTcp",
-        "modbus_rtu": "modbusRtu",
-        "p1_uart": "p1Uart",
-        "mqtt": "mqtt",
-    }[ctype]
-    path: Path = ("spec", "connection", camel, "profile")
-    profile_name = connection.settings.profile
+    ctype, settings = connection.chosen()
+    profile_name = settings.profile
     profile = PROFILES.get(profile_name)
     if profile is None or ctype not in profile.connection_types:
         return [
             Problem(
                 "Device",
                 device.name,
-                path,
+                ("spec", "connection", zap_endpoints.SPEC_NAMES[ctype], "profile"),
                 f"profile {echo(profile_name)} does not work over {ctype}; valid profiles: "
                 f"{_one_of(profiles_for(ctype))}",
             )
@@ -676,34 +675,41 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
     standalone_by_device: dict[str, list[DER]] = defaultdict(list)
     for der in fleet.ders.values():
         standalone_by_device[der.spec.device_ref].append(der)
+    # A fleet has a few device types: looked up once each (every device is checked).
+    allowed_by_type: dict[str, frozenset[str]] = {}
 
     for device in fleet.devices.values():
+        name = device.metadata.name
+        standalone = standalone_by_device.get(name, [])
+        inline = device.spec.ders
+        if not inline and not standalone:
+            continue  # no DER on it: nothing below applies
         seen: set[str] = set()
         device_type = device.spec.device_type
-        allowed = allowed_der_types(device_type) if device_type else None
+        allowed: frozenset[str] | None = None
+        if device_type:
+            allowed = allowed_by_type.get(device_type)
+            if allowed is None:
+                allowed = allowed_by_type[device_type] = allowed_der_types(device_type)
+        if not standalone and allowed is not None and _fitting(inline, allowed):
+            continue  # as most devices are: nothing below would find a problem
         entries: list[tuple[str, str, Path, DerFields]] = [
-            ("Device", device.name, ("spec", "ders", i), d) for i, d in enumerate(device.spec.ders)
+            ("Device", name, ("spec", "ders", i), d) for i, d in enumerate(inline)
         ]
-        entries += [
-            (
-                "DER",
-                d.name,
-                ("spec",),
-                DerFields(name=d.spec.name, type=d.spec.type, publish=d.spec.publish),
-            )
-            for d in standalone_by_device.get(device.name, [])
-        ]
-        if allowed is None:
+        # A DER document's spec is the DER's fields (`DerSpec` is a `DerFields`).
+        entries += [("DER", d.metadata.name, ("spec",), d.spec) for d in standalone]
+        if standalone and allowed is None:
             problems += [
                 Problem(
                     "DER",
                     d.name,
                     ("spec", "deviceRef"),
-                    f"Device {echo(device.name)} has no `deviceType` to check this DER against",
+                    f"Device {echo(name)} has no `deviceType` to check this DER against",
                 )
-                for d in standalone_by_device.get(device.name, [])
+                for d in standalone
             ]
-        problems += _ders_over_the_limit(device, standalone_by_device.get(device.name, []))
+        if standalone:
+            problems += _ders_over_the_limit(device, standalone)
         for kind, owner, path, der_fields in entries:
             if der_fields.name in seen:
                 problems.append(
@@ -712,7 +718,7 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                         owner,
                         (*path, "name"),
                         f"DER name {echo(der_fields.name)} is used twice on Device "
-                        f"{echo(device.name)}; DER names are unique per device",
+                        f"{echo(name)}; DER names are unique per device",
                     )
                 )
             seen.add(der_fields.name)
@@ -727,6 +733,11 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                     )
                 )
     return problems
+
+
+def _fitting(ders: Sequence[DerFields], allowed: frozenset[str]) -> bool:
+    """Whether inline `ders` have names of their own and types in `allowed`."""
+    return len({d.name for d in ders}) == len(ders) and all(d.type in allowed for d in ders)
 
 
 def _ders_over_the_limit(device: Device, standalone: list[DER]) -> list[Problem]:
@@ -812,7 +823,7 @@ def _unique_enapter_slugs(fleet: Fleet) -> list[Problem]:
     seen: dict[tuple[str, str], str] = {}
     for device in fleet.devices.values():
         slug = device.enapter_slug
-        site = fleet.site_of_device(device)
+        site = fleet.site_of_device(device) if slug is not None else None
         if slug is None or site is None:
             continue
         key = (site.name, slug)
@@ -892,6 +903,8 @@ def _holders_first(fleet: Fleet, holders: Collection[str]) -> list[Device]:
     holds it: its message would change, and be said again, once the first is recorded as
     holding it.)"""
     devices = list(fleet.devices.values())
+    if not holders:  # as an operator's fleet mostly has: none recorded yet, or the CLI's
+        return devices
     return sorted(devices, key=lambda d: d.name not in holders)
 
 

@@ -22,6 +22,7 @@ own field names: `of_zap_settings`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,10 +124,13 @@ def of_zap_settings(
     return None
 
 
+@functools.lru_cache(maxsize=16384)
 def normal_host(host: str) -> str:
     """`host` as endpoints compare it: an IP address in its canonical form (an IPv4 one
     mapped into IPv6 as the IPv4 one), a host name in lower case (names are not case
-    sensitive). Never resolved (see the module's docstring)."""
+    sensitive). Never resolved (see the module's docstring). Kept per host: every check
+    of a fleet asks it of every device, and parsing an address costs more than the rest
+    of the device's endpoint."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

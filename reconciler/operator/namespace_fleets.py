@@ -9,7 +9,13 @@ the index's documents are made anew for each event and never changed in place
 (`objects.index_document`). So the namespace is unchanged while every document its index
 holds is the very one the fleet was built from: one identity check per object, no
 rendering nor hashing of their contents. The documents are held here, so none of them can
-be freed and its id given to another."""
+be freed and its id given to another.
+
+When the index changed, the fleet is built again, but each document the index kept is
+not read again: what `objects.build` takes from a document (its model validated, what its
+status records: `objects.read`) is kept with the document, by the same identity, so a
+rebuild after one object changed reads that one object, and checks the rules over all
+unless what they are given is as it was (`objects.build_read`)."""
 
 from __future__ import annotations
 
@@ -28,6 +34,10 @@ class Built:
     fleet: objects.NamespaceFleet
 
 
+# A document of the index and how it reads (`objects.read`).
+_Held = tuple[Mapping[str, Any], objects.Reading]
+
+
 @dataclass(frozen=True)
 class _Entry:
     # The index's documents, kind by kind in the index's order: what `built` was made of.
@@ -35,6 +45,9 @@ class _Entry:
     # (kind, name) -> its document, to compare a handler's own body with.
     by_key: dict[tuple[str, str], Mapping[str, Any]]
     built: Built
+    # id of a document -> the document (held: its id is not given to another while it is
+    # here) and how `objects.read` read it.
+    readings: dict[int, _Held]
 
 
 class NamespaceFleets:
@@ -42,9 +55,11 @@ class NamespaceFleets:
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
-        # How many builds were made and how many were reused, for the benchmark to say.
+        # How many builds were made and how many were reused, and how many documents
+        # were read for them, for the benchmark to say.
         self.builds = 0
         self.reused = 0
+        self.documents_read = 0
 
     def of(
         self,
@@ -68,7 +83,10 @@ class NamespaceFleets:
         if entry.by_key.get((kind, name)) == objects.index_document(current, kind):
             return entry.built
         self.builds += 1
-        return _build_with(indexed, current, kind, name)
+        ordered = in_place(indexed, current, kind, name)
+        return Built(ordered, objects.build_read(
+            (self._held(d, entry.readings)[1] for d in ordered), entry.built.fleet
+        ))
 
     def forget_others(self, namespaces: Iterable[str]) -> None:
         """Drop the fleets of namespaces not in `namespaces` (none of their objects is
@@ -80,26 +98,46 @@ class NamespaceFleets:
     def _build(self, namespace: str, indexed: Sequence[Mapping[str, Any]]) -> _Entry:
         self.builds += 1
         documents = tuple(indexed)
-        bodies = objects.in_declaration_order(documents)
+        before = self._entries.get(namespace)
+        kept = before.readings if before is not None else {}
+        readings = {id(d): self._held(d, kept) for d in documents}
+        # In declaration order (`objects.in_declaration_order`: a stable sort of the
+        # documents by the key each reading keeps, not worked out again).
+        ordered = sorted(readings.values(), key=_declaration_key)
         entry = _Entry(
             documents,
-            {(str(d.get("kind")), str(d["metadata"]["name"])): d for d in documents},
-            Built(bodies, objects.build(bodies)),
+            # The index's order, as a dict keeps it: of two documents of one name (an
+            # object deleted and created again), the later.
+            {(reading.kind, reading.name): d for d, reading in readings.values()},
+            Built(
+                [d for d, _ in ordered],
+                objects.build_read(
+                    (reading for _, reading in ordered),
+                    before.built.fleet if before is not None else None,
+                ),
+            ),
+            readings,
         )
         self._entries[namespace] = entry
         return entry
+
+    def _held(self, body: Mapping[str, Any], kept: Mapping[int, _Held]) -> _Held:
+        """`body` and how it reads (`objects.read`): as `kept` has it when it is the very
+        document kept there (the id alone could be another's, once that one was freed:
+        the document is compared as well)."""
+        held = kept.get(id(body))
+        if held is not None and held[0] is body:
+            return held
+        self.documents_read += 1
+        return body, objects.read(body)
 
 
 def _same(kept: tuple[Mapping[str, Any], ...], now: Sequence[Mapping[str, Any]]) -> bool:
     return len(kept) == len(now) and all(a is b for a, b in zip(kept, now, strict=True))
 
 
-def _build_with(
-    indexed: Sequence[Mapping[str, Any]], current: Mapping[str, Any], kind: str, name: str
-) -> Built:
-    """The namespace's fleet with the handler's own body in place of its document."""
-    ordered = in_place(indexed, current, kind, name)
-    return Built(ordered, objects.build(ordered))
+def _declaration_key(held: _Held) -> tuple[str, str]:
+    return held[1].order
 
 
 def in_place(

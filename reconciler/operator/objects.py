@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.errors import Diagnostic
@@ -261,12 +261,13 @@ def in_declaration_order(bodies: Iterable[Mapping[str, Any]]) -> list[Mapping[st
     two ("... is already used by Device 'a'"), so every object's reconcile must see the
     same order: the object that was there first keeps working and the newcomer is refused,
     whichever of them is reconciled."""
+    return sorted(bodies, key=declaration_key)
 
-    def key(body: Mapping[str, Any]) -> tuple[str, str]:
-        metadata = body.get("metadata") or {}
-        return str(metadata.get("creationTimestamp") or ""), str(metadata.get("name"))
 
-    return sorted(bodies, key=key)
+def declaration_key(body: Mapping[str, Any]) -> tuple[str, str]:
+    """What `in_declaration_order` sorts by: creationTimestamp, then name."""
+    metadata = body.get("metadata") or {}
+    return str(metadata.get("creationTimestamp") or ""), str(metadata.get("name"))
 
 
 # The spec last found valid, in the object's status (`model.status.ResourceStatus`).
@@ -319,6 +320,8 @@ class NamespaceFleet:
     # Flatpeak location id -> the fingerprint of the account it was found with, where the
     # Devices' statuses record it (`locations.accounts`).
     flatpeak_location_accounts: dict[str, str] = field(default_factory=dict)
+    # What the rules over all objects were given, and found (`build_read`).
+    checked: Checked | None = field(default=None, repr=False, compare=False)
 
     def problems_of(self, kind: str, name: str) -> list[Problem]:
         return [p for p in self.problems if p.kind == kind and p.name == name]
@@ -342,7 +345,74 @@ def _validated(document_json: str, source: str) -> tuple[Resource | None, tuple[
     return resource, tuple(diagnostics)
 
 
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What `build` takes from one object's body: its identity, what its status and index
+    document record, and its model validated. A function of the body alone, so a body
+    that is kept is read once (`operator.namespace_fleets`)."""
+
+    kind: str
+    name: str
+    order: tuple[str, str]  # `declaration_key`
+    deleting: bool
+    holds_config_output: bool
+    applied_zap_endpoint: tuple[str, str, str] | None
+    applied_novacore_site: str | None
+    last_site: str | None
+    flatpeak_locations: tuple[FlatpeakLocation, ...]
+    declared_fields: frozenset[str] | None
+    resource: Resource | None
+    diagnostics: tuple[Diagnostic, ...]
+
+
+def read(body: Mapping[str, Any]) -> Reading:
+    """`body` as `build` reads it (a model document, an index document, or a live body)."""
+    kind = str(body.get("kind"))
+    name = str((body.get("metadata") or {}).get("name"))
+    document = json.dumps(model_document(body), sort_keys=True, default=str)
+    resource, diagnostics = _validated(document, f"{kind}/{name}")
+    return Reading(
+        kind,
+        name,
+        declaration_key(body),
+        is_deleting(body),
+        kind == "Device" and holds_config_output(body),
+        applied_zap_endpoint(body) if kind == "Device" else None,
+        (applied_novacore_site(body) or None) if kind == "Site" else None,
+        (last_site(body) or None) if kind == "Device" else None,
+        tuple(flatpeak_locations(body)),
+        declared_fields(body),
+        resource,
+        diagnostics,
+    )
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What `check_fleet` was given and what it found: a function of these alone."""
+
+    resources: tuple[Resource, ...]
+    invalid: frozenset[tuple[str, str]]
+    holders: frozenset[str]
+    endpoint_holders: frozenset[str]
+    fleet: Fleet
+    problems: tuple[Problem, ...]
+
+
 def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
+    """The fleet of a namespace's objects, `bodies` in declaration order."""
+    return build_read([read(body) for body in bodies])
+
+
+def build_read(
+    readings: Iterable[Reading], previous: NamespaceFleet | None = None
+) -> NamespaceFleet:
+    """`build` of the objects read as `readings` (`read`), in declaration order.
+    `previous`: an earlier build of the namespace. When the rules would be given what
+    they were given then (the same validated objects, in the same order: an object's
+    status written, which the rules do not read, or reads the same), what they found
+    then is taken, and its `Fleet`: a namespace converging has every object's status
+    written, and checking the rules is most of a build."""
     resources: list[Resource] = []
     invalid: dict[tuple[str, str], list[Diagnostic]] = {}
     holders: set[str] = set()
@@ -352,43 +422,53 @@ def build(bodies: Iterable[Mapping[str, Any]]) -> NamespaceFleet:
     had: list[FlatpeakLocation] = []
     fields: dict[str, frozenset[str]] = {}
     deleting: set[tuple[str, str]] = set()
-    for body in bodies:
-        kind = str(body.get("kind"))
-        name = str((body.get("metadata") or {}).get("name"))
-        if is_deleting(body):
+    for reading in readings:
+        kind, name = reading.kind, reading.name
+        if reading.deleting:
             deleting.add((kind, name))
-        if kind == "Device" and holds_config_output(body):
+        if reading.holds_config_output:
             holders.add(name)
-        applied_endpoint = applied_zap_endpoint(body) if kind == "Device" else None
-        if applied_endpoint is not None:
-            endpoints[name] = applied_endpoint
-        site_id = applied_novacore_site(body) if kind == "Site" else None
-        if site_id:
-            applied[name] = site_id
-        site = last_site(body) if kind == "Device" else None
-        if site:
-            placed[name] = site
-        had += flatpeak_locations(body)
-        recorded = declared_fields(body)
-        if recorded is not None:
-            fields[f"{kind.lower()}/{name}"] = recorded
-        document = json.dumps(model_document(body), sort_keys=True, default=str)
-        resource, found = _validated(document, f"{kind}/{name}")
-        diagnostics = list(found)
-        if resource is None:
-            invalid[(kind, name)] = diagnostics
+        if reading.applied_zap_endpoint is not None:
+            endpoints[name] = reading.applied_zap_endpoint
+        if reading.applied_novacore_site:
+            applied[name] = reading.applied_novacore_site
+        if reading.last_site:
+            placed[name] = reading.last_site
+        had += reading.flatpeak_locations
+        if reading.declared_fields is not None:
+            fields[f"{kind.lower()}/{name}"] = reading.declared_fields
+        if reading.resource is None:
+            invalid[(kind, name)] = list(reading.diagnostics)
         else:
-            resources.append(resource)
-    fleet = Fleet.of(resources)
-    endpoint_holders = {
-        name for name, at in endpoints.items()
-        if name in fleet.devices and zap_endpoint_holder(fleet, fleet.devices[name], at)
-    }
-    problems = check_fleet(resources, invalid.keys(), holders, endpoint_holders)
+            resources.append(reading.resource)
+    last = previous.checked if previous is not None else None
+    # Models are validated once per content (`_validated`): an object read again the
+    # same is the very model it was, so identity tells unchanged objects.
+    same = last is not None and len(last.resources) == len(resources) and all(
+        a is b for a, b in zip(last.resources, resources, strict=True)
+    )
+    fleet = last.fleet if last is not None and same else Fleet.of(resources)
+    checked = Checked(
+        tuple(resources), frozenset(invalid), frozenset(holders),
+        frozenset(
+            name for name, at in endpoints.items()
+            if name in fleet.devices and zap_endpoint_holder(fleet, fleet.devices[name], at)
+        ),
+        fleet, (),
+    )
+    if last is not None and same and (
+        (last.invalid, last.holders, last.endpoint_holders)
+        == (checked.invalid, checked.holders, checked.endpoint_holders)
+    ):
+        checked = last
+    else:
+        checked = replace(checked, problems=tuple(check_fleet(
+            resources, checked.invalid, checked.holders, checked.endpoint_holders, fleet=fleet
+        )))
     return NamespaceFleet(
-        fleet, invalid, problems, _applied_sites(fleet, applied), placed,
+        fleet, invalid, list(checked.problems), _applied_sites(fleet, applied), placed,
         locations.remembered(had), fields, frozenset(deleting),
-        flatpeak_location_accounts=locations.accounts(had),
+        flatpeak_location_accounts=locations.accounts(had), checked=checked,
     )
 
 

@@ -7,12 +7,16 @@ end too (`test_operator_config_output`: a DER's reconcile sees its Device's edit
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from harness import NAMESPACE, documents
 from kopf._core.engines.indexing import OperatorIndexer
 from objects import HOME
 
+from reconciler.model import zap_endpoints
+from reconciler.model.fleet import Fleet
 from reconciler.model.kinds import KINDS
 from reconciler.operator import handlers, objects
 from reconciler.operator.config import OperatorConfig
@@ -112,3 +116,136 @@ def test_a_handlers_own_body_fresher_than_the_index_is_planned_with() -> None:
     own = namespace.fleet("home-inverter")
     assert own.fleet.devices["home-inverter"].spec.display_name == "Roof inverter"
     assert namespace.fleet("home") is kept
+
+
+def _compared(nsf: objects.NamespaceFleet) -> dict[str, Any]:
+    """Every field of a namespace's fleet, in the order it holds them (declaration order
+    decides which of two clashing objects is refused, so order is compared too)."""
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(nsf):
+        if not field.compare:
+            continue  # what it was built from, not what it says
+        value = getattr(nsf, field.name)
+        if isinstance(value, Fleet):
+            value = [(kind, list(value.table(kind).items())) for kind in KINDS]
+        elif isinstance(value, dict):
+            value = list(value.items())
+        fields[field.name] = value
+    return fields
+
+
+def _as_indexed(body: Mapping[str, Any]) -> dict[str, Any]:
+    return objects.index_document(body, str(body["kind"]))
+
+
+def _assert_as_built_from_nothing(namespace: _Namespace) -> None:
+    """Each object's reconcile gets what `objects.build` makes of the namespace's
+    documents from nothing: the same objects, in the same order, read the same."""
+    indexes = {index_id: indexer.index for index_id, indexer in namespace.indexers.items()}
+    for name, body in namespace.bodies.items():
+        built = handlers._namespace_fleet(namespace.runtime, NAMESPACE, indexes, body)
+        bodies = handlers._namespace_bodies(NAMESPACE, indexes, body)
+        # A handler's own body may be in place of its document, equal to it as indexed.
+        assert [_as_indexed(b) for b in built.bodies] == [_as_indexed(b) for b in bodies], name
+        assert _compared(built.fleet) == _compared(objects.build(bodies)), name
+
+
+def test_a_fleet_built_again_is_the_one_built_from_nothing() -> None:
+    """The fleet built again after a change reads only the documents that changed
+    (`namespace_fleets`: what each document reads is kept with it); every field of it is
+    what a build of the namespace from nothing gives, step after step."""
+    namespace = _Namespace()
+    _assert_as_built_from_nothing(namespace)
+    inverter = namespace.fleet("home").fleet.devices["home-inverter"]
+    assert inverter.spec.connection is not None
+    endpoint = zap_endpoints.of_connection(inverter.spec.connection).described()
+    zap = namespace.fleet("home").fleet.gateways["home-zap"].spec.zap
+    assert zap is not None
+
+    # Added: a second device at the inverter's endpoint, the later one, refused.
+    meter = namespace.edited("home-inverter")
+    meter["metadata"] |= {"name": "home-meter", "uid": "uid-meter",
+                          "creationTimestamp": "2026-01-01T00:01:00Z"}
+    meter["spec"]["hardwareId"] = "SG0009"
+    namespace.index(meter)
+    _assert_as_built_from_nothing(namespace)
+    assert namespace.fleet("home").refusal("Device", "home-meter")
+    assert not namespace.fleet("home").refusal("Device", "home-inverter")
+
+    # Its status only, which the index keeps: it was added at that endpoint, so it holds
+    # it and the inverter is the one refused.
+    placed = namespace.edited("home-meter")
+    placed["status"] = {"gateway": {"name": "home-zap", "serial": zap.serial,
+                                    "endpoint": endpoint, "site": "home"},
+                        "declaredFields": ["spec.hardwareId"]}
+    namespace.index(placed)
+    _assert_as_built_from_nothing(namespace)
+    assert namespace.fleet("home").refusal("Device", "home-inverter")
+    assert namespace.fleet("home").last_sites == {"home-meter": "home"}
+
+    # Its spec edited off the endpoint, and back: the same number of valid objects, the
+    # same holders, what the rules find changed.
+    at_endpoint = namespace.edited("home-inverter")
+    moved = copy.deepcopy(at_endpoint)
+    moved["spec"]["connection"]["modbusTcp"]["unitId"] = 2
+    namespace.index(moved)
+    _assert_as_built_from_nothing(namespace)
+    assert not namespace.fleet("home").refusal("Device", "home-inverter")
+    namespace.index(at_endpoint)
+    _assert_as_built_from_nothing(namespace)
+    assert namespace.fleet("home").refusal("Device", "home-inverter")
+
+    # A status write the index keeps but the rules do not read: the objects validate as
+    # they did, so what the rules found is kept (and still what a build from nothing finds).
+    checked = namespace.fleet("home").checked
+    converged = namespace.edited("home-battery") | {
+        "status": {"declaredFields": ["spec.displayName"]}}
+    namespace.index(converged)
+    _assert_as_built_from_nothing(namespace)
+    assert namespace.fleet("home").checked is checked
+    assert namespace.fleet("home").last_declared["device/home-battery"] == {"spec.displayName"}
+
+    # A status write the index does not keep (kopf keeps the document it holds).
+    written = namespace.edited("home-zap") | {"status": {"observedGeneration": 3}}
+    namespace.index(written)
+    _assert_as_built_from_nothing(namespace)
+
+    # Edited; then invalid; then valid again, as it was.
+    battery = namespace.edited("home-battery")
+    battery["spec"]["displayName"] = "Garage battery"
+    namespace.index(battery)
+    read = namespace.runtime.fleets.documents_read
+    _assert_as_built_from_nothing(namespace)
+    assert namespace.runtime.fleets.documents_read == read + 1  # the battery's alone
+    valid = namespace.edited("home-inverter")
+    broken = copy.deepcopy(valid)
+    broken["spec"]["gatewayRef"] = 7
+    namespace.index(broken)
+    _assert_as_built_from_nothing(namespace)
+    assert ("Device", "home-inverter") in namespace.fleet("home").invalid
+    namespace.index(valid)
+    _assert_as_built_from_nothing(namespace)
+    assert "home-inverter" in namespace.fleet("home").fleet.devices
+
+    # Being deleted; then deleted, and the other clashing device is not refused any more.
+    deleting = namespace.edited("home-meter")
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z"
+    namespace.index(deleting)
+    _assert_as_built_from_nothing(namespace)
+    assert ("Device", "home-meter") in namespace.fleet("home").deleting
+    namespace.delete("home-meter")
+    _assert_as_built_from_nothing(namespace)
+    assert not namespace.fleet("home").refusal("Device", "home-inverter")
+
+    # Created again under an old name, a new object (another uid, created later).
+    again = copy.deepcopy(battery)
+    again["metadata"] |= {"uid": "uid-again", "creationTimestamp": "2026-01-03T00:00:00Z"}
+    namespace.delete("home-battery")
+    namespace.index(again)
+    _assert_as_built_from_nothing(namespace)
+
+    # A handler's own body fresher than its document, not indexed yet (a drift check's).
+    fresher = namespace.edited("home-inverter")
+    fresher["spec"]["displayName"] = "Roof inverter"
+    namespace.bodies["home-inverter"] = fresher
+    _assert_as_built_from_nothing(namespace)
