@@ -99,6 +99,45 @@ async def test_each_edit_during_an_apply_is_applied_once_and_the_last_one_stays(
         assert 1 <= sims.novacore.requests["PUT /devices/{device_id}"] <= 3, "once an edit"
 
 
+# Where kopf records the essence (spec, labels, annotations) it handled last.
+LAST_HANDLED = "kopf.zalando.org/last-handled-configuration"
+
+
+async def test_a_handler_run_again_for_the_spec_it_reconciled_waits_for_nothing(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """kopf runs the update handler again for the spec it has just handled when it takes
+    an older event of the object (a drift check's status write made while the handler ran,
+    seen after kopf's consistency timeout on a loaded machine) for the current one: made
+    here by putting kopf's record back as that event has it. The run returns at once: it
+    does not wait for the object's lock (held here, as a drift check holds it) nor plan
+    again. Before, each such run waited for the lock and planned anew, and the object's
+    next edit waited in kopf's queue behind a row of them: a minute, under load."""
+    name = "home-inverter"
+    async with operator(HOME, tmp_path, monkeypatch, config=CONFIG) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", name, "Ready", timeout=60)
+        await cluster.wait_handled("Device", name)
+        before = ((await cluster.get("Device", name)) or {})["metadata"]["annotations"]
+        await cluster.patch("Device", name, {
+            "spec": {"displayName": "Inverter 2"}, "metadata": {"generation": 2}})
+        await cluster.wait_for(lambda: _reconciled(cluster, name, generation=2),
+                               what="the edit reconciled")
+        await cluster.wait_handled("Device", name)
+        writes = sims.writes()
+        async with owner_lock(NAMESPACE, "Device", name):
+            # Counted once the lock is held: no run of the handler that needs it ends now.
+            succeeded = runs.said(name, "Handler 'update-devices' succeeded")
+            skipped = runs.said(name, f"Device/{name}: reconciled already by a handler")
+            await cluster.patch("Device", name, {
+                "metadata": {"annotations": {LAST_HANDLED: before[LAST_HANDLED]}}})
+            await runs.until(
+                lambda: runs.said(name, "Handler 'update-devices' succeeded") > succeeded,
+                name, "the update handler run again")
+        assert runs.said(name, f"Device/{name}: reconciled already by a handler") > skipped
+        assert sims.writes() == writes
+
+
 async def test_a_namespace_deleted_with_its_objects_releases_what_they_say(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
