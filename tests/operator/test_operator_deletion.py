@@ -84,7 +84,8 @@ async def test_a_device_whose_gateway_is_unknown_keeps_its_finalizer_until_it_is
                                          what="the release blocked")
         assert "Re-create Gateway home-zap" in cond["message"]
         assert "remove the finalizer energy.reconciler.dev/finalizer" in cond["message"]
-        assert await cluster.events_about("home-inverter", reason="ReleaseBlocked")
+        # kopf posts the Warning from its queue, maybe after it patched the condition.
+        assert await cluster.wait_events_about("home-inverter", reason="ReleaseBlocked")
         device = await cluster.get("Device", "home-inverter")
         assert device is not None and device["metadata"].get("finalizers")
         assert _placed(sims) == (True, True)
@@ -106,7 +107,8 @@ async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answer
         cond = await cluster.wait_reason("Device", "home-inverter", "ReleaseFailed",
                                          what="the release deferred")
         assert "device/home-inverter[zap]" in cond["message"], cond
-        assert await cluster.events_about("home-inverter", reason="ReleaseFailed")
+        # kopf posts the Warning from its queue, maybe after it patched the condition.
+        assert await cluster.wait_events_about("home-inverter", reason="ReleaseFailed")
         assert "SG0001" in sims.zaps[ZAP].devices
 
         await sims.zaps[ZAP].set_offline("online")
@@ -169,7 +171,8 @@ async def test_a_device_deleted_with_an_invalid_spec_is_released_as_its_last_val
         await _made_invalid(cluster, sims)
         await _delete(cluster, "Device", "home-inverter")
         assert _placed(sims) == (False, False)
-        [event] = await cluster.events_about("home-inverter", reason="LastValidSpec")
+        # Posted from kopf's queue: maybe after the Device went.
+        [event] = await cluster.wait_events_about("home-inverter", reason="LastValidSpec")
         assert "deletionPolicy of its last valid spec (Release) is honoured" in event["message"]
         assert "spec.displayName: must not be blank" in event["message"]
 
@@ -186,7 +189,9 @@ async def test_a_device_deleted_with_an_invalid_spec_and_none_recorded_touches_n
         await _delete(cluster, "Device", "home-inverter")
         assert sims.writes() == writes
         assert _placed(sims) == (True, True)
-        [event] = await cluster.events_about("home-inverter", reason="DeletionPolicyUnknown")
+        # Posted from kopf's queue: maybe after the Device went.
+        [event] = await cluster.wait_events_about(
+            "home-inverter", reason="DeletionPolicyUnknown")
         assert event["type"] == "Warning"
         assert "its deletionPolicy is not known, so nothing outside was touched" in (
             event["message"]
