@@ -96,6 +96,11 @@ async def test_a_device_whose_gateway_is_unknown_keeps_its_finalizer_until_it_is
         assert _placed(sims) == (False, False)
 
 
+# The Zap's port is closed under the operator's open connections here, as Novacore's is in
+# test_a_gateway_is_released_once_novacore_answers: a socket the simulator accepted on it
+# (its address the Zap's port) was collected as "unclosed transport" during the test, under
+# load, which filterwarnings=error made a failure of an otherwise passing test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answers(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
