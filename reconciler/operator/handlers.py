@@ -42,6 +42,7 @@ from reconciler.operator.applied_secrets import LastApplied, PasswordFingerprint
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.events import Events
 from reconciler.operator.finalized import Finalized
+from reconciler.operator.handled import Handled
 from reconciler.operator.holds import Holds
 from reconciler.operator.leftovers import Leftovers
 from reconciler.operator.owner_locks import drop, kept_lock, owner_lock, writers_under
@@ -229,6 +230,8 @@ class Runtime:
         self.leftovers = Leftovers()
         # Objects whose finalizer did its work: kopf may run it a second time.
         self.finalized = Finalized()
+        # The spec each object's handler reconciled last: kopf may run it again for it.
+        self.handled = Handled()
         # Gateways whose release could not be done, between two attempts of their finalizer:
         # the Devices under them reconcile as usual meanwhile.
         self.blocked_releases = BlockedReleases()
@@ -552,11 +555,20 @@ def _register_kind(
         return {namespace or "": objects.index_document(body, kind)}
 
     async def reconcile(**kwargs: Any) -> None:
+        uid, essence = kwargs["meta"].get("uid"), kwargs.get("new")
+        if runtime.handled.already(uid, essence):
+            # kopf handled an event older than its record of this run (`handled`): the
+            # object's next edit waits in its queue behind this one, not behind a plan.
+            kwargs["logger"].debug(
+                "%s/%s: reconciled already by a handler for this spec", kind, kwargs["meta"]["name"]
+            )
+            return
         # Not long: kopf's worker of the object is held meanwhile (`HANDLER_LOCK_WAIT`).
         # At the operator's stop, its changes in flight land, as a drift check's do, and
         # no other starts (`stopping`).
         with runtime.stop.handling() as stop:
             await _reconcile_call(runtime, kind, kwargs, HANDLER_LOCK_WAIT, stop, recorded=True)
+        runtime.handled.record(uid, essence)
 
     for decorator, cause in (
         (kopf.on.create, "create"),
@@ -733,6 +745,7 @@ async def _finalize(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> N
             await _release(runtime, kind, kwargs)
             if uid is not None:
                 runtime.finalized.add(uid)
+            runtime.handled.forget(uid)
         except kopf.TemporaryError:
             if kind == "Gateway":
                 # Not released (or not all of it): until the next attempt, the Devices

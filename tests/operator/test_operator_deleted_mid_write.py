@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet_yaml import der, novacore_site, stream, sungrow_inverter, zap_gateway
-from harness import NAMESPACE, Cluster, documents, landed, operator
+from harness import NAMESPACE, Cluster, KopfRuns, documents, landed, operator
 from objects import HOME, RELEASE, ZAP, declare
 
 from reconciler.operator.config import OperatorConfig
@@ -222,13 +222,18 @@ NEW = ("Device", "new-inverter")
 WITH_NEW = stream(HOME, sungrow_inverter(NEW[1], "home-zap", "SG0002", "192.168.1.61"))
 
 
+def _held(lock: asyncio.Lock | None) -> bool:
+    """Whether `lock` is kept and taken (None: dropped, its owner's finalizer done)."""
+    return lock is not None and lock.locked()
+
+
 def _in_novacore(sims: SimFleet, hardware_id: str) -> list[str]:
     """The states of the Novacore devices of `hardware_id`."""
     return [d.state for d in sims.novacore.devices.values() if d.hardware_id == hardware_id]
 
 
 async def test_a_device_created_while_its_gateway_is_released_writes_nothing_under_it(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
 ) -> None:
     """The Gateway is deleted while the inverter's drift check writes under it: its
     finalizer waits for that write. A Device created under the Gateway meanwhile, once the
@@ -251,9 +256,14 @@ async def test_a_device_created_while_its_gateway_is_released_writes_nothing_und
         await _until(lambda: "SG0001" in sims.zaps[ZAP].devices, "the inverter added to the Zap")
         await cluster.delete("Gateway", "home-zap")
         # Half-way through the drift check's writes: provisioned in Novacore, its last
-        # write to the Zap answered 6 s after. The finalizer looked long ago.
+        # write to the Zap answered 6 s after.
         await _until(lambda: bool(_in_novacore(sims, "SG0001")), "the inverter provisioned")
-        await asyncio.sleep(2)
+        # The finalizer looked for the Devices under the Gateway: it runs (kopf saw the
+        # deletion, which the new Device's reconcile sees too), holding the Gateway's lock
+        # while it waits for the inverter's drift check.
+        await runs.wait_said("home-zap", "Handler 'finalize-gateways' is invoked")
+        await _until(lambda: _held(kept_lock(NAMESPACE, "Gateway", "home-zap")),
+                     "the Gateway's finalizer holding its lock")
         assert await cluster.get("Gateway", "home-zap"), "still being deleted"
         await cluster.create(new_doc)
 

@@ -84,7 +84,8 @@ async def test_a_device_whose_gateway_is_unknown_keeps_its_finalizer_until_it_is
                                          what="the release blocked")
         assert "Re-create Gateway home-zap" in cond["message"]
         assert "remove the finalizer energy.reconciler.dev/finalizer" in cond["message"]
-        assert await cluster.events_about("home-inverter", reason="ReleaseBlocked")
+        # kopf posts the Warning from its queue, maybe after it patched the condition.
+        assert await cluster.wait_events_about("home-inverter", reason="ReleaseBlocked")
         device = await cluster.get("Device", "home-inverter")
         assert device is not None and device["metadata"].get("finalizers")
         assert _placed(sims) == (True, True)
@@ -95,6 +96,11 @@ async def test_a_device_whose_gateway_is_unknown_keeps_its_finalizer_until_it_is
         assert _placed(sims) == (False, False)
 
 
+# The Zap's port is closed under the operator's open connections here, as Novacore's is in
+# test_a_gateway_is_released_once_novacore_answers: a socket the simulator accepted on it
+# (its address the Zap's port) was collected as "unclosed transport" during the test, under
+# load, which filterwarnings=error made a failure of an otherwise passing test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answers(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -106,7 +112,8 @@ async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answer
         cond = await cluster.wait_reason("Device", "home-inverter", "ReleaseFailed",
                                          what="the release deferred")
         assert "device/home-inverter[zap]" in cond["message"], cond
-        assert await cluster.events_about("home-inverter", reason="ReleaseFailed")
+        # kopf posts the Warning from its queue, maybe after it patched the condition.
+        assert await cluster.wait_events_about("home-inverter", reason="ReleaseFailed")
         assert "SG0001" in sims.zaps[ZAP].devices
 
         await sims.zaps[ZAP].set_offline("online")
@@ -169,7 +176,8 @@ async def test_a_device_deleted_with_an_invalid_spec_is_released_as_its_last_val
         await _made_invalid(cluster, sims)
         await _delete(cluster, "Device", "home-inverter")
         assert _placed(sims) == (False, False)
-        [event] = await cluster.events_about("home-inverter", reason="LastValidSpec")
+        # Posted from kopf's queue: maybe after the Device went.
+        [event] = await cluster.wait_events_about("home-inverter", reason="LastValidSpec")
         assert "deletionPolicy of its last valid spec (Release) is honoured" in event["message"]
         assert "spec.displayName: must not be blank" in event["message"]
 
@@ -186,7 +194,9 @@ async def test_a_device_deleted_with_an_invalid_spec_and_none_recorded_touches_n
         await _delete(cluster, "Device", "home-inverter")
         assert sims.writes() == writes
         assert _placed(sims) == (True, True)
-        [event] = await cluster.events_about("home-inverter", reason="DeletionPolicyUnknown")
+        # Posted from kopf's queue: maybe after the Device went.
+        [event] = await cluster.wait_events_about(
+            "home-inverter", reason="DeletionPolicyUnknown")
         assert event["type"] == "Warning"
         assert "its deletionPolicy is not known, so nothing outside was touched" in (
             event["message"]
