@@ -403,7 +403,8 @@ class StateDir:
             "the deletion policy, organisation and Zap URL of each gateway applied, the "
             "Novacore site of each Site, the Flatpeak locations applied and the Enapter "
             "config files written",
-            f"a gateway no longer declared is then released{_BY_PRUNE.to(audience)} only if "
+            "repair it, or remove it to start afresh: a gateway no longer declared is then "
+            f"released{_BY_PRUNE.to(audience)} only if "
             "its deletionPolicy Release is declared again, a Site no longer declared is "
             "not reported, and the config file of an Enapter device deleted later is left "
             "in place",

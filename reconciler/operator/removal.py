@@ -38,6 +38,7 @@ from reconciler.engine.observe import confirm_zap_serial, observe, read_zap
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.release_reads import read_org_devices
 from reconciler.engine.retry import RetryPolicy, read_policy
+from reconciler.engine.state import StateDirError
 from reconciler.errors import ProviderAuthError
 from reconciler.model.base import API_VERSION, Resource
 from reconciler.model.device import Device
@@ -74,6 +75,9 @@ class Removal:
     # A platform refused the credentials (401/403) while what to release was read: which,
     # and what to do; nothing was written. "" when none was refused.
     refused: str = ""
+    # A file of the state directory could not be read while what to release was read (a
+    # damaged inventory): which, why and what to do; nothing was written. "" when read.
+    unreadable: str = ""
     # What is said of serials swapped out of a Gateway's spec that stay claimed (events).
     kept: list[str] = field(default_factory=list)
     # What is said of a released Gateway's Zap that could not be read: copies of devices
@@ -145,6 +149,9 @@ async def remove_object(
             # attempt): said on the object, not a traceback, and nothing released half-way.
             hint = settings.refused_hint(error, when="at the next attempt")
             return Removal(refused=f"{error}; {hint}" if hint else str(error))
+        except StateDirError as error:
+            # Its Enapter observer reads the inventory: said on the object, not a traceback.
+            return Removal(unreadable=str(error))
         changes = removal_changes(
             resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None
         )
@@ -303,6 +310,8 @@ async def _remove_gateway(
         except ProviderAuthError as error:
             hint = settings.refused_hint(error, when="at the next attempt")
             return Removal(refused=f"{error}; {hint}" if hint else str(error))
+        except StateDirError as error:
+            return Removal(unreadable=str(error))
         own: list[Change] = []
         left = ""
         copies_waiting: list[str] = []
