@@ -90,6 +90,22 @@ async def test_an_inventory_damaged_during_an_apply_is_said_to_the_operators_use
         assert "--" not in message and "apply" not in message, message
 
 
+def _damaging_once(inventory: Path) -> Any:
+    """`_damaging`, for the first provisioning of the LINK master only: once repaired, the
+    inventory stays so."""
+    damage, done = _damaging(inventory), asyncio.Event()
+
+    @web.middleware
+    async def once(request: web.Request, handler: Any) -> web.StreamResponse:
+        if done.is_set():
+            return await handler(request)  # type: ignore[no-any-return]
+        if request.method == "POST" and request.path.endswith("/provisioning/link_master"):
+            done.set()
+        return await damage(request, handler)  # type: ignore[no-any-return]
+
+    return once
+
+
 async def test_an_inventory_damaged_before_the_plan_is_said_on_the_object_and_read_again(
     tmp_path: Path, monkeypatch: Any, runs: KopfRuns
 ) -> None:
@@ -124,6 +140,40 @@ async def test_an_inventory_damaged_before_the_plan_is_said_on_the_object_and_re
     failures = [line for line in logs if "Traceback" in line or "exception" in line
                 or "failed permanently" in line]
     assert not failures, failures
+
+
+async def test_an_inventory_damaged_during_an_apply_is_retried_once_repaired(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A damaged inventory fails the apply that reads it after its device was provisioned:
+    not held until the spec changes (no spec change repairs the file) but retried, and once
+    the file is repaired the Device converges with no edit, its device provisioned once."""
+    inventory = tmp_path / "state" / "inventory.json"
+    text = _fleet(tmp_path / "keys" / "link-a.json")
+    logs: list[str] = []
+
+    def damaging(sims: SimFleet) -> None:
+        sims.enapter.app.middlewares.append(_damaging_once(inventory))
+
+    async with operator(text, tmp_path, monkeypatch, logs=logs, before_start=damaging) as (
+        cluster, sims,
+    ):
+        await cluster.create_all(documents(text))
+        # Said by its Warning: the condition says next what the plan of the retry finds
+        # (the inventory cannot be read, `StateDirUnreadable`).
+        [failed, *_] = await cluster.wait_events_about("link-a", reason="ApplyFailed")
+        assert f"cannot read {inventory}: not JSON" in failed["message"], failed
+        assert "not tried again until" not in failed["message"], "not held"
+        provisioned = sims.enapter.requests["POST /v3/provisioning/{kind}"]
+        assert sims.enapter.by_hardware_id(MASTER) is not None
+
+        inventory.unlink()
+        await cluster.wait_condition("Device", "link-a", "Ready")
+        assert (tmp_path / "keys" / "link-a.json").exists(), "its config written"
+        assert sims.enapter.requests["POST /v3/provisioning/{kind}"] == provisioned, (
+            "found again by its hardware id, not provisioned again")
+    held = [line for line in logs if "failed permanently" in line or "Traceback" in line]
+    assert not held, held
 
 
 async def test_an_inventory_damaged_at_a_deletion_keeps_the_finalizer_and_says_so(
