@@ -1,9 +1,11 @@
 """`deletionPolicy: Release` for an object being deleted (its finalizer): release the
-gateway, or delete the device in Novacore and remove it from its Zap, with the same
-engine as a reconcile. A Device is released even when its Gateway object was deleted
-first, from where its status says it last was (`status.gateway`, `status.externalIds`);
-when that is not known either, nothing is dropped: the removal is blocked with a reason,
-and the finalizer stays until the user decides. Credentials a platform refuses while the
+gateway, or delete the device in Novacore and Enapter Cloud (found by its natural key,
+whether or not its status recorded its id, with the config file written for it) and
+remove it from its Zap, with the same engine as a reconcile. A Device is released even
+when its Gateway object was deleted first, from where its status says it last was
+(`status.gateway`, `status.externalIds`); when that is not known either, nothing is
+dropped: the removal is blocked with a reason, and the finalizer stays until the user
+decides. Credentials a platform refuses while the
 release reads what to release stop it before anything is written, saying so. An object
 deleted while its spec is invalid is released as the spec its status last recorded as
 valid says (the handler chooses which spec). A Gateway deleted while a serial swapped out
@@ -168,7 +170,10 @@ async def remove_object(
         if not changes:
             return Removal(blocked=blocked, left=left, left_copies=left_copies)
         executors = Executors(
-            sub, reconciler.session, reconciler.secrets, None, {}, audience=Audience.OPERATOR
+            sub, reconciler.session, reconciler.secrets, None, {}, audience=Audience.OPERATOR,
+            # What the namespace declares once the object is gone: the config file only the
+            # Device deleted names goes with its Enapter device (`engine.enapter_files`).
+            whole_fleet=Fleet.of(r for r in nsf.fleet.resources() if r is not resource),
         )
         report = await apply_plan(
             Plan(changes=changes, unmanaged=[], options=_OPTIONS),

@@ -181,11 +181,12 @@ async def test_an_inventory_damaged_at_a_deletion_keeps_the_finalizer_and_says_s
 ) -> None:
     """The finalizer of a Device with deletionPolicy Release reads the inventory (its
     Enapter observer does): damaged, the object says so as a reconcile does, the finalizer
-    stays with nothing released, and once the file is removed the deletion goes through."""
+    stays with nothing released, and once the file is removed the deletion goes through,
+    its Enapter device deleted."""
     inventory = tmp_path / "state" / "inventory.json"
     text = _fleet(tmp_path / "keys" / "link-a.json", "deletionPolicy: Release")
     logs: list[str] = []
-    async with operator(text, tmp_path, monkeypatch, logs=logs) as (cluster, _sims):
+    async with operator(text, tmp_path, monkeypatch, logs=logs) as (cluster, sims):
         await cluster.create_all(documents(text))
         await cluster.wait_condition("Device", "link-a", "Ready")
         _damage(inventory)
@@ -201,7 +202,12 @@ async def test_an_inventory_damaged_at_a_deletion_keeps_the_finalizer_and_says_s
                     if "nothing released" in e["message"]]
         assert [w["type"] for w in warnings] == ["Warning"], warnings
 
+        assert sims.enapter.by_hardware_id(MASTER) is not None, "nothing released"
+
         inventory.unlink()
         await cluster.wait_gone("Device", "link-a")
+        assert sims.enapter.by_hardware_id(MASTER) is None, "found by its hardware id"
+        # As the message said: with the inventory went the record of its config file.
+        assert (tmp_path / "keys" / "link-a.json").exists()
     failures = [line for line in logs if "Traceback" in line or "exception" in line]
     assert not failures, failures
