@@ -69,8 +69,15 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class StateDirError(ReconcilerError):
-    """The state directory cannot be used: it cannot be created or written, or another
-    process holds its lock (`LockHeld`)."""
+    """The state directory cannot be used: it cannot be created, read or written (a
+    damaged file, a full disk, a directory's permissions), or another process holds its
+    lock (`LockHeld`). Nothing a resource's spec says causes it or cures it: the file is
+    repaired, removed or made writable on this host (or the lock let go), and the next run
+    reads it again. So it is `retryable`: the operator's next reconcile tries again by
+    itself instead of holding the object's writes until its spec changes, which would not
+    help; the changes already made are found again by their natural keys."""
+
+    retryable = True
 
 
 class LockHeld(StateDirError):
@@ -84,8 +91,6 @@ class StateNotWritten(StateDirError):
     the operator's next reconcile does without holding the object back. `path` is the file,
     `reason` why (`no space left on device`); `again`, what the message says of the next
     run, to `audience` (`to` says it to another)."""
-
-    retryable = True
 
     def __init__(
         self,
@@ -403,7 +408,8 @@ class StateDir:
             "the deletion policy, organisation and Zap URL of each gateway applied, the "
             "Novacore site of each Site, the Flatpeak locations applied and the Enapter "
             "config files written",
-            f"a gateway no longer declared is then released{_BY_PRUNE.to(audience)} only if "
+            "repair it, or remove it to start afresh: a gateway no longer declared is then "
+            f"released{_BY_PRUNE.to(audience)} only if "
             "its deletionPolicy Release is declared again, a Site no longer declared is "
             "not reported, and the config file of an Enapter device deleted later is left "
             "in place",

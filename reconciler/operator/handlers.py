@@ -46,7 +46,12 @@ from reconciler.operator.handled import Handled
 from reconciler.operator.holds import Holds
 from reconciler.operator.leftovers import Leftovers
 from reconciler.operator.owner_locks import drop, kept_lock, owner_lock, writers_under
-from reconciler.operator.reconcile import ObjectResult, reconcile_object, status_patch
+from reconciler.operator.reconcile import (
+    STATE_UNREADABLE,
+    ObjectResult,
+    reconcile_object,
+    status_patch,
+)
 from reconciler.operator.release_waits import BlockedReleases
 from reconciler.operator.removal import has_deletion_policy, remove_object
 from reconciler.operator.reported import Reported
@@ -492,6 +497,9 @@ async def _reconcile(
         runtime.events, body, result,
         lambda message: runtime.reported.first_time(owner, message), news,
     )
+    ready = next((c for c in result.conditions if c.type == "Ready"), None)
+    if result.warn and news and ready is not None:
+        await runtime.events.warn(body, reason=ready.reason, message=event_message(ready.message))
     if result.retry == "temporary" and stop is not None and stop.is_set():
         # Cut short by the stop (its status says so): no retry comes in this process, so
         # no kopf ERROR line that one will; the next process's reconcile goes on. A
@@ -812,8 +820,15 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
                 reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
                 message=event_message(f"{outcome.address}: {outcome.message or outcome.action}"),
             )
-    if removal.blocked or removal.refused or failed:
-        if removal.blocked:
+    if removal.blocked or removal.refused or removal.unreadable or failed:
+        if removal.unreadable:
+            # The reason a reconcile gives for it (`reconcile_object`).
+            reason = STATE_UNREADABLE
+            message = (
+                f"{removal.unreadable}; nothing released: the next attempt reads it again "
+                f"(removing the finalizer {FINALIZER} leaves it as it is)"
+            )
+        elif removal.blocked:
             reason = "ReleaseBlocked"
             message = f"{removal.blocked}, or remove the finalizer {FINALIZER} to leave it as it is"
         elif removal.refused:

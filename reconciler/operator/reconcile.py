@@ -22,6 +22,7 @@ from reconciler.engine.fanout import unless_stopped
 from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.retry import RetryPolicy, honoured
+from reconciler.engine.state import StateDirError
 from reconciler.engine.unread import asked_to_wait
 from reconciler.errors import ProviderAuthError
 from reconciler.model import zap_endpoints
@@ -109,6 +110,9 @@ class ObjectResult:
     # said of it either; the next reconcile of the object, by whichever process runs then,
     # plans and applies it anew.
     stopped: bool = False
+    # The Ready condition is said as a Warning too (its reason and message), once per
+    # problem: what the user must act on outside the object (a file of the state directory).
+    warn: bool = False
 
 
 def _password_key(fleet: Fleet, device: str) -> str | None:
@@ -319,6 +323,14 @@ async def reconcile_object(
             hint = settings.refused_hint(error, when="at the next reconcile")
             message = f"{error}; {hint}" if hint else str(error)
             return _not_planned("temporary", "AuthError", message, config.retry_delay)
+        except StateDirError as error:
+            # A file of the state directory that cannot be read (damaged, or not this
+            # user's): nothing is planned or written, said on the object, not a traceback,
+            # and read again at the next reconcile, as no spec change repairs it.
+            return _not_planned(
+                "temporary", STATE_UNREADABLE, _said(f"{error}{_READ_AGAIN}"),
+                config.retry_delay,
+            )
         if planned is None:
             return ObjectResult(stopped=True, summary="not reconciled: stopping")
         plan = planned.plan
@@ -506,6 +518,14 @@ def _describe_swaps(
         result.retry, result.delay, result.message = "temporary", config.retry_delay, message
 
 
+# The reason of an object not planned for a file of the state directory that cannot be
+# read, and what its message adds: what the operator does meanwhile.
+STATE_UNREADABLE = "StateDirUnreadable"
+_READ_AGAIN = (
+    "; nothing is planned or written until it can be read: the next reconcile reads it again"
+)
+
+
 # Said of a permanent failure, whose writes are held back (`holds`) until what they are
 # made from changes.
 HELD_NOTE = (
@@ -651,11 +671,14 @@ def _going(
 
 def _not_planned(retry: str, reason: str, message: str, delay: float = 0.0) -> ObjectResult:
     """The result of an object that is not planned at all (its spec is invalid, what it
-    depends on is not declared, or a platform refused the credentials the plan reads
-    with): no changes are known, and the summary says why."""
+    depends on is not declared, a platform refused the credentials the plan reads with,
+    or a file of the state directory cannot be read): no changes are known, and the
+    summary says why."""
     why, unobserved = {
         "InvalidSpec": ("invalid spec", "the spec is invalid"),
         "AuthError": ("credentials refused", "the credentials are refused"),
+        STATE_UNREADABLE: ("the state directory cannot be read",
+                           "the state directory cannot be read"),
     }.get(reason, ("waiting for a dependency", "it waits for a dependency"))
     return ObjectResult(
         conditions=[Cond("Ready", False, reason, message), Cond("Synced", False, reason, message)],
@@ -664,6 +687,7 @@ def _not_planned(retry: str, reason: str, message: str, delay: float = 0.0) -> O
         message=message,
         delay=delay,
         unobserved=(reason, f"not observed while {unobserved}: {message}"),
+        warn=reason == STATE_UNREADABLE,
     )
 
 

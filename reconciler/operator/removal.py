@@ -1,9 +1,11 @@
 """`deletionPolicy: Release` for an object being deleted (its finalizer): release the
-gateway, or delete the device in Novacore and remove it from its Zap, with the same
-engine as a reconcile. A Device is released even when its Gateway object was deleted
-first, from where its status says it last was (`status.gateway`, `status.externalIds`);
-when that is not known either, nothing is dropped: the removal is blocked with a reason,
-and the finalizer stays until the user decides. Credentials a platform refuses while the
+gateway, or delete the device in Novacore and Enapter Cloud (found by its natural key,
+whether or not its status recorded its id, with the config file written for it) and
+remove it from its Zap, with the same engine as a reconcile. A Device is released even
+when its Gateway object was deleted first, from where its status says it last was
+(`status.gateway`, `status.externalIds`); when that is not known either, nothing is
+dropped: the removal is blocked with a reason, and the finalizer stays until the user
+decides. Credentials a platform refuses while the
 release reads what to release stop it before anything is written, saying so. An object
 deleted while its spec is invalid is released as the spec its status last recorded as
 valid says (the handler chooses which spec). A Gateway deleted while a serial swapped out
@@ -38,6 +40,7 @@ from reconciler.engine.observe import confirm_zap_serial, observe, read_zap
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.release_reads import read_org_devices
 from reconciler.engine.retry import RetryPolicy, read_policy
+from reconciler.engine.state import StateDirError
 from reconciler.errors import ProviderAuthError
 from reconciler.model.base import API_VERSION, Resource
 from reconciler.model.device import Device
@@ -74,6 +77,9 @@ class Removal:
     # A platform refused the credentials (401/403) while what to release was read: which,
     # and what to do; nothing was written. "" when none was refused.
     refused: str = ""
+    # A file of the state directory could not be read while what to release was read (a
+    # damaged inventory): which, why and what to do; nothing was written. "" when read.
+    unreadable: str = ""
     # What is said of serials swapped out of a Gateway's spec that stay claimed (events).
     kept: list[str] = field(default_factory=list)
     # What is said of a released Gateway's Zap that could not be read: copies of devices
@@ -145,6 +151,9 @@ async def remove_object(
             # attempt): said on the object, not a traceback, and nothing released half-way.
             hint = settings.refused_hint(error, when="at the next attempt")
             return Removal(refused=f"{error}; {hint}" if hint else str(error))
+        except StateDirError as error:
+            # Its Enapter observer reads the inventory: said on the object, not a traceback.
+            return Removal(unreadable=str(error))
         changes = removal_changes(
             resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None
         )
@@ -161,7 +170,10 @@ async def remove_object(
         if not changes:
             return Removal(blocked=blocked, left=left, left_copies=left_copies)
         executors = Executors(
-            sub, reconciler.session, reconciler.secrets, None, {}, audience=Audience.OPERATOR
+            sub, reconciler.session, reconciler.secrets, None, {}, audience=Audience.OPERATOR,
+            # What the namespace declares once the object is gone: the config file only the
+            # Device deleted names goes with its Enapter device (`engine.enapter_files`).
+            whole_fleet=Fleet.of(r for r in nsf.fleet.resources() if r is not resource),
         )
         report = await apply_plan(
             Plan(changes=changes, unmanaged=[], options=_OPTIONS),
@@ -303,6 +315,8 @@ async def _remove_gateway(
         except ProviderAuthError as error:
             hint = settings.refused_hint(error, when="at the next attempt")
             return Removal(refused=f"{error}; {hint}" if hint else str(error))
+        except StateDirError as error:
+            return Removal(unreadable=str(error))
         own: list[Change] = []
         left = ""
         copies_waiting: list[str] = []

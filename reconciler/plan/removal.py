@@ -1,6 +1,7 @@
 """PURE: the changes that take a deleted resource out of the world, for deletion with
 `deletionPolicy: Release` (the operator's finalizer): a gateway is released from its
-organisation; a device is deleted in the clouds first, then removed from its gateway.
+organisation; a device is deleted in the clouds first (Novacore, and Enapter Cloud:
+`plan.enapter_removal`), then removed from its gateway.
 What could not be read is deferred, never taken for gone: the removal is tried again.
 A gateway released also loses the copies of devices moved to another gateway
 (`moved_copies`), as `apply --prune` removes them while it is declared; either removal
@@ -18,6 +19,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import Gateway
 from reconciler.plan.actions import Action, Change, Reason, address_of
 from reconciler.plan.device_gateways import undeclared_device_name
+from reconciler.plan.enapter_removal import enapter_removal
 from reconciler.plan.moves import Declaration, declarations
 from reconciler.plan.novacore_sites import match_site
 from reconciler.plan.observed import Observed, Unreachable, ZapDevice, ZapState
@@ -194,7 +196,7 @@ def _device_removal(
     site = fleet.site_of_device(device)
     hardware_id = device.spec.hardware_id
     cloud = _cloud_removal(device, fleet, observed, novacore_id)
-    cloud_address = address_of("Device", device.name, "novacore")
+    cloud += enapter_removal(device, fleet, observed)
     state = observed.zaps.get(device.spec.gateway_ref or "")
     change = Change.new(
         "Device",
@@ -204,18 +206,18 @@ def _device_removal(
         Reason.DELETION_POLICY,
         site=site.name if site else "",
         external_id=hardware_id,
-        depends_on=[cloud_address] if cloud else [],
+        depends_on=[c.address for c in cloud],
         message="removed from its gateway (deletionPolicy Release)",
     )
     if isinstance(state, Unreachable):
         change.deferred_action = change.action
         change.action, change.reason = Action.DEFER, Reason.TARGET_UNREACHABLE
         change.message = f"not removed from its gateway, which could not be read: {state.reason}"
-    elif cloud and cloud[0].action is Action.DEFER:
+    elif waiting := next((c for c in cloud if c.action is Action.DEFER or c.blocked), None):
         # Clouds first: the gateway keeps the device until its cloud record is deleted.
         change.deferred_action = change.action
         change.action, change.reason = Action.DEFER, Reason.DEPENDENCY_BLOCKED
-        change.message = f"not removed from its gateway before {cloud_address} is deleted"
+        change.message = f"not removed from its gateway before {waiting.address} is deleted"
     elif not (isinstance(state, ZapState) and hardware_id in state.devices):
         return cloud
     return [*cloud, change]

@@ -1,0 +1,100 @@
+"""A Device with `deletionPolicy: Release` and an Enapter registration, deleted, through the
+real operator (kopf against kmock's emulator, the Enapter simulator on loopback): its
+Enapter device is found by its natural key (the hardware id in its Site's Enapter site)
+and deleted once, with the config file written for it, also when the apply that
+provisioned it failed before its id reached the object's status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from fleet_yaml import document, enapter_site, stream
+from harness import documents, operator
+
+from reconciler.operator.config import OperatorConfig
+from reconciler.sim.fleet import SimFleet
+
+GATEWAY, MASTER = "GW0000000000000000000000000000001", "LA0000000000000000000000000000001"
+DELETE = "DELETE /v3/devices/{device_id}"
+
+
+def _fleet(config_file: Path) -> str:
+    return stream(
+        enapter_site(),
+        document("Gateway", "h2-gw", f"""
+            siteRef: h2-lab
+            enapter: {{hardwareId: {GATEWAY}, firmwareVersion: 3.1.0}}
+            """),
+        document("Device", "link-a", f"""
+            gatewayRef: h2-gw
+            hardwareId: {MASTER}
+            deletionPolicy: Release
+            enapter:
+              kind: link_master
+              configOutput: {{file: '{config_file}'}}
+            """),
+    )
+
+
+def _answer_lost(sims: SimFleet) -> None:
+    """The first provisioning of the LINK master takes effect, and its answer is a refusal
+    (as an answer lost and another taken for it): the apply fails after the device was
+    made, held as a refusal, and the Device's status never gets its id."""
+    lost: list[str] = []
+
+    @web.middleware
+    async def refuse(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        if not lost and request.method == "POST" and request.path.endswith(
+            "/provisioning/link_master"
+        ):
+            lost.append(request.path)
+            body = {"errors": [{"code": "INVALID_REQUEST", "message": "lost", "details": {}}]}
+            return web.json_response(body, status=400)
+        return response
+
+    sims.enapter.app.middlewares.append(refuse)
+
+
+async def test_a_device_provisioned_before_its_id_was_recorded_is_deleted_once(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    text = _fleet(tmp_path / "keys" / "link-a.json")
+    # No drift check before the deletion: its plan would find the device and record its id.
+    config = OperatorConfig(interval=3600.0, retry_delay=0.5)
+    async with operator(
+        text, tmp_path, monkeypatch, before_start=_answer_lost, config=config
+    ) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        failed = await cluster.wait_reason("Device", "link-a", "ApplyFailed")
+        assert "HTTP 400" in failed["message"], failed
+        assert sims.enapter.by_hardware_id(MASTER) is not None, "provisioned all the same"
+        status = await cluster.status("Device", "link-a")
+        assert "enapter" not in (status.get("externalIds") or {}), status
+
+        await cluster.delete("Device", "link-a")
+        await cluster.wait_gone("Device", "link-a")
+        assert sims.enapter.by_hardware_id(MASTER) is None, "deleted in Enapter Cloud"
+        assert sims.enapter.requests[DELETE] == 1
+        assert sims.enapter.by_hardware_id(GATEWAY) is not None, "the Gateway's is its own"
+
+
+async def test_a_converged_device_is_deleted_with_its_config_file(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    config = tmp_path / "keys" / "link-a.json"
+    text = _fleet(config)
+    async with operator(text, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await cluster.wait_condition("Device", "link-a", "Ready")
+        assert config.exists()
+
+        await cluster.delete("Device", "link-a")
+        await cluster.wait_gone("Device", "link-a")
+        assert sims.enapter.by_hardware_id(MASTER) is None
+        assert sims.enapter.requests[DELETE] == 1
+        assert not config.exists(), "its credentials go with it"
+        [deleted] = await cluster.wait_events_about("link-a", reason="Deleted")
+        assert deleted["message"].startswith("device/link-a[enapter]: "), deleted
