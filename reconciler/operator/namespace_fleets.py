@@ -20,7 +20,7 @@ runs only the rules that read them (`objects.build_read`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +54,11 @@ class _Entry:
 class NamespaceFleets:
     """Built fleets by namespace, each valid while its index holds the same documents."""
 
-    def __init__(self) -> None:
+    def __init__(self, after_first_build: Callable[[], None] | None = None) -> None:
+        """`after_first_build`: called once a namespace's fleet was built with none kept
+        before it (the operator's `heap.settle`: what a first build made lives long)."""
         self._entries: dict[str, _Entry] = {}
+        self._after_first_build = after_first_build
         # How many builds were made and how many were reused, how many documents were
         # read for them, and how many builds ran every rule over the objects and how many
         # only those that read the holders (`objects.build_read`), for the benchmark to
@@ -125,6 +128,8 @@ class NamespaceFleets:
             readings,
         )
         self._entries[namespace] = entry
+        if before is None and self._after_first_build is not None:
+            self._after_first_build()
         return entry
 
     def _counted(

@@ -4,12 +4,14 @@ edited or removed: with kopf's own indexers, filled as its watch fills them. Tha
 operator's handlers plan with a fleet an edit of another object shows is tested end to
 end too (`test_operator_config_output`: a DER's reconcile sees its Device's edit). A
 status write that changes only which Devices hold their Zap endpoint or configOutput runs
-only the rules that read that again (`objects.build_read`)."""
+only the rules that read that again (`objects.build_read`). The operator's process leaves
+what a namespace's first build made out of later garbage collections (`heap`)."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 from collections.abc import Mapping
 from typing import Any
 
@@ -352,3 +354,27 @@ def test_a_status_that_changes_only_the_config_output_holders_runs_only_their_ru
     _assert_as_built_from_nothing(namespace)
     assert _checks(namespace) == (full, holder + 1)
     assert namespace.fleet("ucm-a").checked is checked
+
+
+def test_the_operators_first_build_of_a_namespace_freezes_what_is_alive() -> None:
+    """As the operator's process runs (`Runtime(settle_heap=True)`): after a namespace's
+    first build, what is alive is frozen (`gc.freeze`), the fleet with it; a build after
+    an edit freezes nothing more. Without it, nothing is frozen (as in a test's runtime)."""
+    namespace = _Namespace()
+    namespace.fleet("home")
+    assert gc.get_freeze_count() == 0
+    namespace.runtime = handlers.Runtime(OperatorConfig(), settle_heap=True)
+    try:
+        fleet = namespace.fleet("home")
+        assert gc.get_freeze_count() > 0
+        # Out of the collector's generations: full collections do not go through it.
+        assert gc.is_tracked(fleet.fleet)
+        assert not any(o is fleet.fleet for o in gc.get_objects())
+        gc.unfreeze()
+        edited = namespace.edited("home-battery")
+        edited["spec"]["displayName"] = "Garage battery"
+        namespace.index(edited)
+        assert namespace.fleet("home") is not fleet
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
