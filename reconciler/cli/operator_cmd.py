@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     # in its organisation may be declared where this operator does not look.
     config = dataclasses.replace(config, namespaces=() if clusterwide else tuple(namespaces))
     registry = kopf.OperatorRegistry()
-    runtime = Runtime(config, settings)
+    runtime = Runtime(config, settings, settle_heap=True)
     register(registry, runtime)
     register_login(registry)
     kopf_settings = kopf.OperatorSettings()

@@ -3,7 +3,10 @@ name, with stand-alone DER documents merged into their devices.
 
 `check_fleet` holds every rule that spans more than one field or more than one document.
 It returns `Problem`s that name the resource and the field path, so the loader can point at
-the file and line; it never raises for user errors.
+the file and line; it never raises for user errors. The few rules that read which Devices
+hold what they declare (a Zap endpoint, a configOutput) run apart from the others too
+(`rules_without_holders`, `holder_rules`, `in_rule_order`): a caller whose holders changed,
+and nothing else, runs only those again.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from reconciler.model import zap_endpoints
 from reconciler.model.base import Resource
@@ -29,6 +33,9 @@ from reconciler.state_files import STATE_FILES, state_file_in
 
 Path = tuple[str | int, ...]
 DANGLING = "dangling_ref"
+T = TypeVar("T")
+# A Device of a Zap, the Gateway's name and the connection endpoint it takes there.
+ZapPlace = tuple[Device, str, zap_endpoints.Endpoint]
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,9 @@ class Fleet:
     _declared: tuple[tuple[int, int, int, int], dict[str, frozenset[str]]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _shared_zap_endpoints: tuple[tuple[int, int, int, int], dict[str, ZapPlace]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def of(cls, resources: Iterable[Resource]) -> Fleet:
@@ -133,6 +143,33 @@ class Fleet:
                 for paths in (declared_paths(resource.spec),)
             })
         return self._declared[1]
+
+    def shared_zap_endpoints(self) -> Mapping[str, ZapPlace]:
+        """Device name -> the Device, its Zap Gateway's name and the connection endpoint
+        it takes there (`model.zap_endpoints`), for each Device of a Zap whose endpoint
+        another Device of that Zap declares too, in declaration order: the Devices the
+        endpoint rule may refuse, none in a fleet without such a clash. Computed on first
+        use and kept (rebuilt if the number of resources changes): the operator checks the
+        rule again over the same fleet whenever a Device's status makes it hold its
+        endpoint. (Kept for every Device, it would be thousands of objects more that live
+        as long as the fleet, for the garbage collector to go through.)"""
+        if self._shared_zap_endpoints is None or self._shared_zap_endpoints[0] != self.size():
+            first: dict[tuple[str, zap_endpoints.Endpoint], str] = {}
+            shared: dict[str, ZapPlace] = {}
+            for name, device in self.devices.items():
+                gateway = self.gateways.get(device.spec.gateway_ref or "")
+                connection = device.spec.connection
+                if gateway is None or gateway.spec.zap is None or connection is None:
+                    continue
+                endpoint = zap_endpoints.of_connection(connection)
+                other = first.setdefault((gateway.name, endpoint), name)
+                if other != name:
+                    shared[other] = (self.devices[other], gateway.name, endpoint)
+                    shared[name] = (device, gateway.name, endpoint)
+            self._shared_zap_endpoints = (self.size(), {  # in declaration order
+                name: shared[name] for name in self.devices if name in shared
+            } if shared else shared)
+        return self._shared_zap_endpoints[1]
 
     def size(self) -> tuple[int, int, int, int]:
         """Number of sites, gateways, devices and DER documents."""
@@ -211,25 +248,40 @@ def check_fleet(
     it from their status); of two Devices declaring one, a holder keeps it and the other
     is refused, whichever was declared first. `endpoint_holders` the same for the Zap
     connection endpoint they declare (their status says they were applied there). `fleet`:
-    `Fleet.of(resources)`, when the caller has it already (it is made otherwise)."""
+    `Fleet.of(resources)`, when the caller has it already (it is made otherwise).
+
+    The same as `in_rule_order` of `rules_without_holders` and `holder_rules`, which a
+    caller whose holders changed, and nothing else, runs apart."""
     if fleet is None:
         fleet = Fleet.of(resources)
-    return [
-        replace(
-            problem,
-            message=f"{problem.refers_to[0]} {echo(problem.refers_to[1])} is declared but not "
-            "valid (see its errors)",
-        )
-        if problem.refers_to is not None and problem.refers_to in invalid
-        else problem
-        for problem in _rules(resources, fleet, holders, endpoint_holders)
-    ]
+    return in_rule_order(
+        rules_without_holders(resources, fleet),
+        holder_rules(fleet, holders, endpoint_holders),
+        invalid,
+    )
 
 
-def _rules(
-    resources: list[Resource], fleet: Fleet, holders: Collection[str],
-    endpoint_holders: Collection[str],
-) -> list[Problem]:
+@dataclass(frozen=True)
+class HolderFree:
+    """What the rules that do not read the holders found, cut where the problems of those
+    that do (`HolderRules`) go between them: the rules' order is kept whatever is run."""
+
+    before_endpoints: tuple[Problem, ...]
+    before_outputs: tuple[Problem, ...]
+
+
+@dataclass(frozen=True)
+class HolderRules:
+    """What the rules that read the holders found: a Zap endpoint, a configOutput file or
+    Secret declared twice. The holders decide only which of two Devices is refused."""
+
+    endpoints: tuple[Problem, ...]
+    outputs: tuple[Problem, ...]
+
+
+def rules_without_holders(resources: list[Resource], fleet: Fleet) -> HolderFree:
+    """The rules `check_fleet` runs that do not read the holders, `fleet` being
+    `Fleet.of(resources)`: most of its work, the same while the resources are."""
     problems: list[Problem] = []
     if len(fleet) < len(resources):  # `Fleet.of` kept the first of a name declared twice
         problems += _unique_names(resources)
@@ -243,13 +295,40 @@ def _rules(
         problems += _device_rules(fleet, device)
     problems += _der_rules(fleet)
     problems += _unique_hardware_ids(fleet)
-    problems += _unique_zap_endpoints(fleet, endpoint_holders)
-    problems += _unique_enapter_slugs(fleet)
-    problems += _unique_flatpeak_references(fleet)
-    problems += _unique_flatpeak_locations(fleet)
-    problems += _config_output_files(fleet, holders)
-    problems += _config_output_secrets(fleet, holders)
-    return problems
+    between = _unique_enapter_slugs(fleet)
+    between += _unique_flatpeak_references(fleet)
+    between += _unique_flatpeak_locations(fleet)
+    return HolderFree(tuple(problems), tuple(between))
+
+
+def holder_rules(
+    fleet: Fleet, holders: Collection[str] = (), endpoint_holders: Collection[str] = ()
+) -> HolderRules:
+    """The rules `check_fleet` runs that read the holders (see there)."""
+    return HolderRules(
+        tuple(_unique_zap_endpoints(fleet, endpoint_holders)),
+        (*_config_output_files(fleet, holders), *_config_output_secrets(fleet, holders)),
+    )
+
+
+def in_rule_order(
+    free: HolderFree, held: HolderRules, invalid: Collection[tuple[str, str]] = ()
+) -> list[Problem]:
+    """The problems `check_fleet` reports of what `rules_without_holders` and
+    `holder_rules` found, in its order; a reference to a document of `invalid` says it is
+    not valid."""
+    return [
+        replace(
+            problem,
+            message=f"{problem.refers_to[0]} {echo(problem.refers_to[1])} is declared but not "
+            "valid (see its errors)",
+        )
+        if problem.refers_to is not None and problem.refers_to in invalid
+        else problem
+        for problems in (free.before_endpoints, held.endpoints, free.before_outputs,
+                         held.outputs)
+        for problem in problems
+    ]
 
 
 def _unique_names(resources: list[Resource]) -> list[Problem]:
@@ -793,13 +872,9 @@ def _unique_zap_endpoints(fleet: Fleet, holders: Collection[str] = ()) -> list[P
     hardwareId is refused for that already (`_unique_hardware_ids`)."""
     problems = []
     seen: dict[tuple[str, zap_endpoints.Endpoint], Device] = {}
-    for device in _holders_first(fleet, holders):
-        gateway = fleet.gateways.get(device.spec.gateway_ref or "")
-        connection = device.spec.connection
-        if gateway is None or gateway.spec.zap is None or connection is None:
-            continue
-        endpoint = zap_endpoints.of_connection(connection)
-        first = seen.setdefault((gateway.name, endpoint), device)
+    # A Device alone at its endpoint is never refused, nor does it decide who is.
+    for device, gateway, endpoint in _holders_first(fleet.shared_zap_endpoints(), holders):
+        first = seen.setdefault((gateway, endpoint), device)
         if first is device or first.spec.hardware_id == device.spec.hardware_id:
             continue
         problems.append(
@@ -807,7 +882,7 @@ def _unique_zap_endpoints(fleet: Fleet, holders: Collection[str] = ()) -> list[P
                 "Device",
                 device.name,
                 endpoint.field,
-                f"{endpoint.described()} on Gateway {echo(gateway.name)} is already taken by "
+                f"{endpoint.described()} on Gateway {echo(gateway)} is already taken by "
                 f"Device {echo(first.name)}; the Zap refuses (409) to add a second device "
                 f"there: {endpoint.remedy()}",
                 clashes_with=("Device", first.name, endpoint.field),
@@ -896,16 +971,17 @@ def _unique_flatpeak_locations(fleet: Fleet) -> list[Problem]:
 _CONFIG_FILE: Path = ("spec", "enapter", "configOutput", "file")
 
 
-def _holders_first(fleet: Fleet, holders: Collection[str]) -> list[Device]:
-    """The fleet's devices, those in `holders` first (holding their configOutput, or their
-    Zap endpoint), each group in declaration order: of two declaring one output, or
-    endpoint, its holder, if one holds it, is the first. (The refusal does not say which
-    holds it: its message would change, and be said again, once the first is recorded as
-    holding it.)"""
-    devices = list(fleet.devices.values())
+def _holders_first(by_device: Mapping[str, T], holders: Collection[str]) -> list[T]:
+    """What `by_device` has of each Device (by name, in declaration order), of those in
+    `holders` first (holding their configOutput, or their Zap endpoint), each group in
+    declaration order: of two declaring one output, or endpoint, its holder, if one holds
+    it, is the first. (The refusal does not say which holds it: its message would change,
+    and be said again, once the first is recorded as holding it.)"""
     if not holders:  # as an operator's fleet mostly has: none recorded yet, or the CLI's
-        return devices
-    return sorted(devices, key=lambda d: d.name not in holders)
+        return list(by_device.values())
+    return [item for name, item in by_device.items() if name in holders] + [
+        item for name, item in by_device.items() if name not in holders
+    ]
 
 
 def _config_output_files(fleet: Fleet, holders: Collection[str] = ()) -> list[Problem]:
@@ -917,7 +993,7 @@ def _config_output_files(fleet: Fleet, holders: Collection[str] = ()) -> list[Pr
     path starting with `~` is neither: it is refused (`_home_path`)."""
     problems = []
     seen: dict[str, tuple[str, str]] = {}  # normalised path -> first Device, its spelling
-    for device in _holders_first(fleet, holders):
+    for device in _holders_first(fleet.devices, holders):
         enapter = device.spec.enapter
         declared = enapter.config_output.file if enapter and enapter.config_output else None
         if declared is None:
@@ -967,7 +1043,7 @@ def _config_output_secrets(fleet: Fleet, holders: Collection[str] = ()) -> list[
     replace each other's config, as two devices sharing a `configOutput.file` would."""
     problems = []
     seen: dict[tuple[str | None, str], str] = {}  # (namespace, Secret) -> first Device
-    for device in _holders_first(fleet, holders):
+    for device in _holders_first(fleet.devices, holders):
         enapter = device.spec.enapter
         secret = enapter.config_output.secret_name if enapter and enapter.config_output else None
         if secret is None:

@@ -27,6 +27,7 @@ from reconciler.model.status import FlatpeakLocation
 from reconciler.operator import (
     conditions,
     declared,
+    heap,
     interrupted_deletes,
     kept_reads,
     locations,
@@ -213,9 +214,14 @@ def _releasing(
 
 
 class Runtime:
-    """What the handlers share: settings, the operator config and the Secret reader."""
+    """What the handlers share: settings, the operator config and the Secret reader.
+    `settle_heap`: after each namespace's first build, collect and freeze what is alive
+    (`heap.settle`), as the operator's process does (not a test's, which runs many)."""
 
-    def __init__(self, config: OperatorConfig, settings: Settings | None = None) -> None:
+    def __init__(
+        self, config: OperatorConfig, settings: Settings | None = None, *,
+        settle_heap: bool = False,
+    ) -> None:
         self.config = config
         self._settings = settings
         self.secrets = KubeSecrets()
@@ -255,7 +261,7 @@ class Runtime:
         # Posted through kopf until then, written directly after (`events`).
         self.events = Events(self.stop.event)
         # Each namespace's built fleet, until its index changes (`namespace_fleets`).
-        self.fleets = namespace_fleets.NamespaceFleets()
+        self.fleets = namespace_fleets.NamespaceFleets(heap.settle if settle_heap else None)
 
     @property
     def settings(self) -> Settings:

@@ -15,11 +15,12 @@ When the index changed, the fleet is built again, but each document the index ke
 not read again: what `objects.build` takes from a document (its model validated, what its
 status records: `objects.read`) is kept with the document, by the same identity, so a
 rebuild after one object changed reads that one object, and checks the rules over all
-unless what they are given is as it was (`objects.build_read`)."""
+unless what they are given is as it was, or only the holders changed, in which case it
+runs only the rules that read them (`objects.build_read`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,13 +54,20 @@ class _Entry:
 class NamespaceFleets:
     """Built fleets by namespace, each valid while its index holds the same documents."""
 
-    def __init__(self) -> None:
+    def __init__(self, after_first_build: Callable[[], None] | None = None) -> None:
+        """`after_first_build`: called once a namespace's fleet was built with none kept
+        before it (the operator's `heap.settle`: what a first build made lives long)."""
         self._entries: dict[str, _Entry] = {}
-        # How many builds were made and how many were reused, and how many documents
-        # were read for them, for the benchmark to say.
+        self._after_first_build = after_first_build
+        # How many builds were made and how many were reused, how many documents were
+        # read for them, and how many builds ran every rule over the objects and how many
+        # only those that read the holders (`objects.build_read`), for the benchmark to
+        # say.
         self.builds = 0
         self.reused = 0
         self.documents_read = 0
+        self.full_checks = 0
+        self.holder_checks = 0
 
     def of(
         self,
@@ -84,9 +92,9 @@ class NamespaceFleets:
             return entry.built
         self.builds += 1
         ordered = in_place(indexed, current, kind, name)
-        return Built(ordered, objects.build_read(
+        return Built(ordered, self._counted(objects.build_read(
             (self._held(d, entry.readings)[1] for d in ordered), entry.built.fleet
-        ))
+        ), entry.built.fleet))
 
     def forget_others(self, namespaces: Iterable[str]) -> None:
         """Drop the fleets of namespaces not in `namespaces` (none of their objects is
@@ -104,6 +112,7 @@ class NamespaceFleets:
         # In declaration order (`objects.in_declaration_order`: a stable sort of the
         # documents by the key each reading keeps, not worked out again).
         ordered = sorted(readings.values(), key=_declaration_key)
+        previous = before.built.fleet if before is not None else None
         entry = _Entry(
             documents,
             # The index's order, as a dict keeps it: of two documents of one name (an
@@ -111,15 +120,29 @@ class NamespaceFleets:
             {(reading.kind, reading.name): d for d, reading in readings.values()},
             Built(
                 [d for d, _ in ordered],
-                objects.build_read(
-                    (reading for _, reading in ordered),
-                    before.built.fleet if before is not None else None,
+                self._counted(
+                    objects.build_read((reading for _, reading in ordered), previous),
+                    previous,
                 ),
             ),
             readings,
         )
         self._entries[namespace] = entry
+        if before is None and self._after_first_build is not None:
+            self._after_first_build()
         return entry
+
+    def _counted(
+        self, built: objects.NamespaceFleet, previous: objects.NamespaceFleet | None
+    ) -> objects.NamespaceFleet:
+        """`built`, counted as a full check of the rules, or of those that read the
+        holders alone, or neither (what the rules found then kept whole)."""
+        now, then = built.checked, previous.checked if previous is not None else None
+        if now is None or then is None or now.free is not then.free:
+            self.full_checks += 1
+        elif now is not then:
+            self.holder_checks += 1
+        return built
 
     def _held(self, body: Mapping[str, Any], kept: Mapping[int, _Held]) -> _Held:
         """`body` and how it reads (`objects.read`): as `kept` has it when it is the very

@@ -7,13 +7,21 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import Diagnostic
 from reconciler.model import zap_endpoints
 from reconciler.model.base import API_GROUP, API_VERSION_NAME, Resource
-from reconciler.model.fleet import DANGLING, Fleet, Problem, check_fleet
+from reconciler.model.fleet import (
+    DANGLING,
+    Fleet,
+    HolderFree,
+    Problem,
+    holder_rules,
+    in_rule_order,
+    rules_without_holders,
+)
 from reconciler.model.schema import CRD_NAMES
 from reconciler.model.status import FlatpeakLocation
 from reconciler.operator import declared, locations
@@ -389,13 +397,16 @@ def read(body: Mapping[str, Any]) -> Reading:
 
 @dataclass(frozen=True)
 class Checked:
-    """What `check_fleet` was given and what it found: a function of these alone."""
+    """What `check_fleet` was given and what it found: a function of these alone. `free`:
+    what the rules that do not read the holders found (`rules_without_holders`), a
+    function of `resources` alone."""
 
     resources: tuple[Resource, ...]
     invalid: frozenset[tuple[str, str]]
     holders: frozenset[str]
     endpoint_holders: frozenset[str]
     fleet: Fleet
+    free: HolderFree
     problems: tuple[Problem, ...]
 
 
@@ -412,7 +423,10 @@ def build_read(
     they were given then (the same validated objects, in the same order: an object's
     status written, which the rules do not read, or reads the same), what they found
     then is taken, and its `Fleet`: a namespace converging has every object's status
-    written, and checking the rules is most of a build."""
+    written, and checking the rules is most of a build. When the objects are the same but
+    the holders are not (a Device's first status at its Zap endpoint, or with the
+    configOutput it declares: each Device's first converged reconcile), only the rules
+    that read them run again (`holder_rules`): the others found what they found then."""
     resources: list[Resource] = []
     invalid: dict[tuple[str, str], list[Diagnostic]] = {}
     holders: set[str] = set()
@@ -448,23 +462,28 @@ def build_read(
         a is b for a, b in zip(last.resources, resources, strict=True)
     )
     fleet = last.fleet if last is not None and same else Fleet.of(resources)
-    checked = Checked(
-        tuple(resources), frozenset(invalid), frozenset(holders),
-        frozenset(
-            name for name, at in endpoints.items()
-            if name in fleet.devices and zap_endpoint_holder(fleet, fleet.devices[name], at)
-        ),
-        fleet, (),
+    refused = frozenset(invalid)
+    holding = frozenset(holders)
+    endpoint_holders = frozenset(
+        name for name, at in endpoints.items()
+        if name in fleet.devices and zap_endpoint_holder(fleet, fleet.devices[name], at)
     )
     if last is not None and same and (
         (last.invalid, last.holders, last.endpoint_holders)
-        == (checked.invalid, checked.holders, checked.endpoint_holders)
+        == (refused, holding, endpoint_holders)
     ):
         checked = last
     else:
-        checked = replace(checked, problems=tuple(check_fleet(
-            resources, checked.invalid, checked.holders, checked.endpoint_holders, fleet=fleet
-        )))
+        # The rules that do not read the holders (nor which documents are invalid, which
+        # `in_rule_order` says) find in the same objects what they found then.
+        free = last.free if last is not None and same else rules_without_holders(
+            resources, fleet
+        )
+        held = holder_rules(fleet, holding, endpoint_holders)
+        checked = Checked(
+            tuple(resources), refused, holding, endpoint_holders, fleet, free,
+            tuple(in_rule_order(free, held, refused)),
+        )
     return NamespaceFleet(
         fleet, invalid, list(checked.problems), _applied_sites(fleet, applied), placed,
         locations.remembered(had), fields, frozenset(deleting),

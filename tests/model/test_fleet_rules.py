@@ -1,5 +1,6 @@
 """Cross-field and cross-document rules (`reconciler.model.fleet.check_fleet`), one table row
-per rule, and the `Fleet` index (`Fleet.of`, `ders_of`, `devices_of`, `gateways_of`,
+per rule, those that read the holders run apart from the others (`rules_without_holders`,
+`holder_rules`), and the `Fleet` index (`Fleet.of`, `ders_of`, `devices_of`, `gateways_of`,
 `site_of_device`)."""
 
 from __future__ import annotations
@@ -9,7 +10,14 @@ from typing import Any
 import pytest
 
 from reconciler.model.base import API_VERSION, Resource
-from reconciler.model.fleet import Fleet, Problem, check_fleet
+from reconciler.model.fleet import (
+    Fleet,
+    Problem,
+    check_fleet,
+    holder_rules,
+    in_rule_order,
+    rules_without_holders,
+)
 from reconciler.model.kinds import KINDS
 
 
@@ -1041,3 +1049,58 @@ def test_the_device_holding_a_zap_endpoint_keeps_it_whichever_was_declared_first
     assert "RS-485 unit id 1 on Gateway 'home-zap' is already taken by Device 'b'" in (
         held[0].message)
     assert [p.name for p in check_fleet(resources)] == ["b"]
+
+
+# A problem of every rule around those that read the holders, each rule's once.
+EVERY_CLASH = [
+    *HOME,
+    inverter("twin", connection=RTU),  # the inverter's hardwareId
+    inverter("a", hardwareId="A", connection=RTU),  # the twin's endpoint
+    *LAB,
+    enapter_device("pump", "standalone", hardwareId=None),
+    enapter_device("pump.2", "standalone", hardwareId=None, enapter={"slug": "pump"}),
+    site("fp", flatpeak={"locationId": "loc_1"}),
+    device("b1", siteRef="fp", flatpeak={"referenceId": "r", "type": "OTHER"}),
+    device("b2", siteRef="fp", flatpeak={"referenceId": "r", "type": "OTHER"}),
+    config_file("ucm-a", "secrets/ucm.json"),
+    config_file("ucm-b", "secrets/ucm.json"),
+    config_secret("s-a", "ucm-config"),
+    config_secret("s-b", "ucm-config"),
+    device("dangling", gatewayRef="gone", hardwareId="D", connection=TCP),
+]
+
+
+@pytest.mark.parametrize(("endpoint_holders", "holders", "refused"), [
+    pytest.param((), (), ["twin", "a", "pump.2", "b2", "ucm-b", "s-b"], id="declared-first"),
+    pytest.param(("a",), ("ucm-b", "s-b"), ["twin", "twin", "pump.2", "b2", "ucm-a", "s-a"],
+                 id="holders-first"),
+])
+def test_the_rules_report_in_one_order_whatever_holds(
+    endpoint_holders: tuple[str, ...], holders: tuple[str, ...], refused: list[str],
+) -> None:
+    """The rules that read the holders report where they always did among the others:
+    after the hardwareIds, the Zap endpoints; after the Flatpeak references, the
+    configOutputs (files, then Secrets)."""
+    problems = check_fleet(EVERY_CLASH, holders=holders, endpoint_holders=endpoint_holders)
+    reported = [(p.name, p.path[-1]) for p in problems if p.name != "dangling"]
+    assert [name for name, _ in reported] == refused
+    assert [field for _, field in reported] == [
+        "hardwareId", "unitId", "slug", "referenceId", "file", "secretName"]
+
+
+@pytest.mark.parametrize(("resources", "expected"), [
+    *CASES, pytest.param(EVERY_CLASH, [], id="every-clash")])
+def test_the_rules_run_apart_find_what_check_fleet_finds(
+    resources: list[Resource], expected: list[Expected],
+) -> None:
+    """An operator whose holders changed, and nothing else, runs the rules that read them
+    again and keeps what the others found: the same problems, in the same order, as all
+    of them run again, whichever Devices hold, and with the invalid documents named."""
+    fleet = Fleet.of(resources)
+    devices = list(fleet.devices)
+    free = rules_without_holders(resources, fleet)
+    invalid = {p.refers_to for p in check_fleet(resources) if p.refers_to is not None}
+    for holders in ((), devices, devices[-1:]):
+        for endpoint_holders in ((), devices[::-1], devices[-1:]):
+            apart = in_rule_order(free, holder_rules(fleet, holders, endpoint_holders), invalid)
+            assert apart == check_fleet(resources, invalid, holders, endpoint_holders)

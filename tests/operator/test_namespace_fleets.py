@@ -2,15 +2,20 @@
 documents (`operator.namespace_fleets`), and built again as soon as one object is added,
 edited or removed: with kopf's own indexers, filled as its watch fills them. That the
 operator's handlers plan with a fleet an edit of another object shows is tested end to
-end too (`test_operator_config_output`: a DER's reconcile sees its Device's edit)."""
+end too (`test_operator_config_output`: a DER's reconcile sees its Device's edit). A
+status write that changes only which Devices hold their Zap endpoint or configOutput runs
+only the rules that read that again (`objects.build_read`). The operator's process leaves
+what a namespace's first build made out of later garbage collections (`heap`)."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 from collections.abc import Mapping
 from typing import Any
 
+from fleet_yaml import document, enapter_site, stream
 from harness import NAMESPACE, documents
 from kopf._core.engines.indexing import OperatorIndexer
 from objects import HOME
@@ -23,12 +28,13 @@ from reconciler.operator.config import OperatorConfig
 
 
 class _Namespace:
-    """kopf's indexes of our four kinds, filled with HOME's objects, and a Runtime."""
+    """kopf's indexes of our four kinds, filled with the objects of `fleet` (created in
+    its order), and a Runtime."""
 
-    def __init__(self) -> None:
+    def __init__(self, fleet: str = HOME) -> None:
         self.indexers = {handlers._index_id(kind): OperatorIndexer() for kind in KINDS}
         self.bodies: dict[str, dict[str, Any]] = {}
-        for n, body in enumerate(documents(HOME)):
+        for n, body in enumerate(documents(fleet)):
             body["metadata"] |= {"namespace": NAMESPACE, "uid": f"uid-{n}",
                                  "creationTimestamp": f"2026-01-01T00:00:{n:02d}Z"}
             self.index(body)
@@ -249,3 +255,126 @@ def test_a_fleet_built_again_is_the_one_built_from_nothing() -> None:
     fresher["spec"]["displayName"] = "Roof inverter"
     namespace.bodies["home-inverter"] = fresher
     _assert_as_built_from_nothing(namespace)
+
+
+def _checks(namespace: _Namespace) -> tuple[int, int]:
+    """How many builds checked every rule, and how many only those that read holders."""
+    return namespace.runtime.fleets.full_checks, namespace.runtime.fleets.holder_checks
+
+
+def _at_endpoint(body: dict[str, Any], zap_serial: str, endpoint: str) -> dict[str, Any]:
+    """`body` with the status of a Device found at, or added to, `endpoint` on home-zap."""
+    return body | {"status": {"gateway": {"name": "home-zap", "serial": zap_serial,
+                                          "endpoint": endpoint, "site": "home"}}}
+
+
+def test_a_status_that_changes_only_the_endpoint_holders_runs_only_their_rules() -> None:
+    """Each Device's first converged status makes it hold its Zap endpoint: what the rules
+    that do not read that found is kept, those that do run again, and the fleet is the one
+    built from nothing, with a clash whose refused Device changes as the holder does."""
+    namespace = _Namespace()
+    _assert_as_built_from_nothing(namespace)
+    fleet = namespace.fleet("home").fleet
+    inverter, zap = fleet.devices["home-inverter"], fleet.gateways["home-zap"].spec.zap
+    assert inverter.spec.connection is not None and zap is not None
+    endpoint = zap_endpoints.of_connection(inverter.spec.connection).described()
+    full, holder = _checks(namespace)
+
+    # No clash: the inverter's first status at its endpoint.
+    namespace.index(_at_endpoint(namespace.edited("home-inverter"), zap.serial, endpoint))
+    _assert_as_built_from_nothing(namespace)
+    assert _checks(namespace) == (full, holder + 1)
+    assert namespace.fleet("home").checked.endpoint_holders == {"home-inverter"}  # type: ignore[union-attr]
+    assert not namespace.fleet("home").problems
+
+    # A second Device at that endpoint, created later: its spec is new, every rule runs.
+    meter = namespace.edited("home-battery")
+    meter["metadata"] |= {"name": "home-meter", "uid": "uid-meter",
+                          "creationTimestamp": "2026-01-01T00:01:00Z"}
+    meter["spec"] = copy.deepcopy(namespace.bodies["home-inverter"]["spec"])
+    meter["spec"]["hardwareId"] = "SG0009"
+    namespace.index(meter)
+    _assert_as_built_from_nothing(namespace)
+    assert _checks(namespace) == (full + 1, holder + 1)
+    assert namespace.fleet("home").refusal("Device", "home-meter")
+    assert not namespace.fleet("home").refusal("Device", "home-inverter")
+
+    # Both hold it (the meter was added there too): the first declared keeps it.
+    namespace.index(_at_endpoint(namespace.edited("home-meter"), zap.serial, endpoint))
+    _assert_as_built_from_nothing(namespace)
+    assert _checks(namespace) == (full + 1, holder + 2)
+    assert namespace.fleet("home").refusal("Device", "home-meter")
+
+    # The inverter's status no longer records it there: the meter alone holds it, and
+    # the inverter is the one refused.
+    namespace.index(namespace.edited("home-inverter") | {"status": {"observedGeneration": 2}})
+    _assert_as_built_from_nothing(namespace)
+    assert _checks(namespace) == (full + 1, holder + 3)
+    assert "already taken by Device 'home-meter'" in namespace.fleet("home").refusal(
+        "Device", "home-inverter")
+    assert not namespace.fleet("home").refusal("Device", "home-meter")
+
+
+def _ucm(name: str) -> str:
+    return document("Device", name, f"""
+        siteRef: h2-lab
+        hardwareId: {name.upper()}-8795CBA5375484E829105E959663C8B
+        enapter:
+          kind: ucm
+          protocol: MQTT
+          configOutput: {{secretName: {name}-config}}
+        """)
+
+
+def test_a_status_that_changes_only_the_config_output_holders_runs_only_their_rules() -> None:
+    """A Device's last valid spec with the configOutput it declares makes it hold it: of
+    two Devices naming one Secret, the holder keeps it, whichever was created first."""
+    namespace = _Namespace(stream(enapter_site(), _ucm("ucm-a"), _ucm("ucm-b")))
+    for name in ("ucm-a", "ucm-b"):  # both edited onto one Secret, neither holding it
+        edited = namespace.edited(name)
+        edited["spec"]["enapter"]["configOutput"]["secretName"] = "ucm-config"
+        namespace.index(edited)
+    _assert_as_built_from_nothing(namespace)
+    assert namespace.fleet("ucm-a").refusal("Device", "ucm-b")
+    full, holder = _checks(namespace)
+
+    valid = namespace.edited("ucm-b")
+    namespace.index(valid | {"status": {"lastValidSpec": objects.spec_json(valid)}})
+    _assert_as_built_from_nothing(namespace)
+    assert _checks(namespace) == (full, holder + 1)
+    assert namespace.fleet("ucm-a").checked.holders == {"ucm-b"}  # type: ignore[union-attr]
+    assert "already the configOutput of Device 'ucm-b'" in namespace.fleet("ucm-a").refusal(
+        "Device", "ucm-a")
+    assert not namespace.fleet("ucm-a").refusal("Device", "ucm-b")
+
+    # Its status written again with nothing the rules read changed: no rule runs.
+    checked = namespace.fleet("ucm-a").checked
+    namespace.index(namespace.edited("ucm-b") | {"status": {
+        "lastValidSpec": objects.spec_json(valid), "declaredFields": ["spec.hardwareId"]}})
+    _assert_as_built_from_nothing(namespace)
+    assert _checks(namespace) == (full, holder + 1)
+    assert namespace.fleet("ucm-a").checked is checked
+
+
+def test_the_operators_first_build_of_a_namespace_freezes_what_is_alive() -> None:
+    """As the operator's process runs (`Runtime(settle_heap=True)`): after a namespace's
+    first build, what is alive is frozen (`gc.freeze`), the fleet with it; a build after
+    an edit freezes nothing more. Without it, nothing is frozen (as in a test's runtime)."""
+    namespace = _Namespace()
+    namespace.fleet("home")
+    assert gc.get_freeze_count() == 0
+    namespace.runtime = handlers.Runtime(OperatorConfig(), settle_heap=True)
+    try:
+        fleet = namespace.fleet("home")
+        assert gc.get_freeze_count() > 0
+        # Out of the collector's generations: full collections do not go through it.
+        assert gc.is_tracked(fleet.fleet)
+        assert not any(o is fleet.fleet for o in gc.get_objects())
+        gc.unfreeze()
+        edited = namespace.edited("home-battery")
+        edited["spec"]["displayName"] = "Garage battery"
+        namespace.index(edited)
+        assert namespace.fleet("home") is not fleet
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
