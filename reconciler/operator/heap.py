@@ -11,7 +11,10 @@ rebuild took more than 70 ms (`benchmarks/operator_fleet.py`, `--reconciles 200`
 
 A frozen object that dies is still freed by its reference count, as the models, documents
 and fleets are: none of them holds a cycle. Only a frozen object that dies in a cycle would
-never be freed; the collection before each freeze leaves no garbage to be frozen with them.
+never be freed (say, a task of the reconcile running the freeze that ends with an exception
+holding its frame): at most what is alive at each namespace's first build, once per
+namespace, not a leak that grows; the collection before each freeze leaves no garbage to be
+frozen with them.
 """
 
 from __future__ import annotations
