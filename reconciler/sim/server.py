@@ -133,6 +133,12 @@ class SimServer:
             await self._site.stop()
             self._site = None
             self._port_hold = PortHold(self.host, self.port)
+            # A gateway gone from the network answers nothing, not even on a connection a
+            # client keeps alive: stopping the listener alone left those answering (and
+            # their sockets for the garbage collector to find unclosed).
+            if self._runner is not None and self._runner.server is not None:
+                for connection in self._runner.server.connections:
+                    connection.force_close()
         elif mode is not Offline.REFUSE and previous is Offline.REFUSE and self._runner is not None:
             self._release_port()
             await self.start(self.host, self.port)

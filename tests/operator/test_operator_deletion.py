@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fleet_yaml import ferroamp_battery, novacore_site, stream, zap_gateway
 from harness import KopfRuns, operator
 from objects import HOME, HOME_INVERTER, ZAP, declare
@@ -96,11 +95,6 @@ async def test_a_device_whose_gateway_is_unknown_keeps_its_finalizer_until_it_is
         assert _placed(sims) == (False, False)
 
 
-# The Zap's port is closed under the operator's open connections here, as Novacore's is in
-# test_a_gateway_is_released_once_novacore_answers: a socket the simulator accepted on it
-# (its address the Zap's port) was collected as "unclosed transport" during the test, under
-# load, which filterwarnings=error made a failure of an otherwise passing test.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answers(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -121,11 +115,6 @@ async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answer
         assert _placed(sims) == (False, False)
 
 
-# Novacore's port is closed under the operator's open connections here; sockets of that
-# cut are sometimes collected as "unclosed transport" while this test runs, which
-# filterwarnings=error would turn into a failure of an otherwise passing test (seen under
-# load, not pinned down to its owner yet).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_gateway_is_released_once_novacore_answers(
     tmp_path: Path, monkeypatch: Any
 ) -> None:

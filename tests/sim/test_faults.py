@@ -134,6 +134,17 @@ async def test_offline_refuse_is_connection_refused_until_back(client: httpx.Asy
     assert (await client.get("/api/devices")).status_code == 200
 
 
+async def test_offline_refuse_answers_nothing_on_a_connection_kept_alive(
+        zap: ZapSimulator) -> None:
+    async with httpx.AsyncClient(base_url=zap.url) as kept:
+        assert (await kept.get("/api/devices")).status_code == 200  # its connection kept
+        await zap.set_offline(Offline.REFUSE)
+        with pytest.raises(httpx.TransportError):
+            await kept.get("/api/devices")
+        await zap.set_offline(Offline.ONLINE)
+        assert (await kept.get("/api/devices")).status_code == 200
+
+
 async def test_offline_hang_times_the_client_out(client: httpx.AsyncClient,
                                                  zap: ZapSimulator) -> None:
     await zap.set_offline(Offline.HANG)
