@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
+from reconciler.engine.enapter import SECRET_STORE_KEY, ConfigSecretStore
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import all_of
 from reconciler.engine.gather import Gather
@@ -101,6 +102,7 @@ async def remove_object(
     declared_elsewhere: Mapping[str, str] | None = None,
     waits: HostWaits | None = None,
     stop: asyncio.Event | None = None,
+    config_store: ConfigSecretStore | None = None,
 ) -> Removal:
     """Apply `deletionPolicy: Release` for a resource being deleted; nothing for Orphan.
     `status` is the object's status: where it was last found. A Gateway's `claims`
@@ -108,7 +110,9 @@ async def remove_object(
     its release is released as recorded, or kept when `declared_elsewhere` (serial ->
     Gateway object) says another object declares it (`swaps`). `waits`: the servers that
     asked the process to call them later (Retry-After). `stop`: once set (the operator
-    stops), the writes in flight land and no other starts (`engine.admission`)."""
+    stops), the writes in flight land and no other starts (`engine.admission`).
+    `config_store`: where the config Secrets of the namespace are, for a released Device's
+    to be deleted with its Enapter device (`engine.enapter`)."""
     resource = nsf.fleet.table(kind).get(name)
     policy = getattr(resource.spec, "deletion_policy", None) if resource else None
     if isinstance(resource, Gateway):
@@ -169,6 +173,8 @@ async def remove_object(
             changes = moved.removals if moved.waiting else changes + moved.removals
         if not changes:
             return Removal(blocked=blocked, left=left, left_copies=left_copies)
+        if config_store is not None:
+            reconciler.session.extra[SECRET_STORE_KEY] = config_store
         executors = Executors(
             sub, reconciler.session, reconciler.secrets, None, {}, audience=Audience.OPERATOR,
             # What the namespace declares once the object is gone: the config file only the
