@@ -187,7 +187,21 @@ async def remove_object(
             policy=RetryPolicy(attempts=settings.retries),
             stop=stop,
         )
+    blocked = "; ".join(b for b in (blocked, _held(report.outcomes)) if b)
     return Removal(report.outcomes, blocked=blocked, left=left, left_copies=left_copies)
+
+
+def _held(outcomes: list[Outcome]) -> str:
+    """`Removal.blocked` for changes the plan blocked (an Enapter device others run on),
+    when nothing else failed: they wait for the user, not for a retry to pass; the changes
+    held behind them are said with them. "" when none is blocked, or another failed (said
+    as a failure)."""
+    if not any(o.status == "blocked" for o in outcomes):
+        return ""
+    if any(o.status in ("failed", "skipped") for o in outcomes):
+        return ""
+    held = "; ".join(f"{o.address}: {o.message}" for o in outcomes if o.status != "done")
+    return f"deletionPolicy Release: {held}"
 
 
 @dataclass

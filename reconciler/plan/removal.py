@@ -213,13 +213,15 @@ def _device_removal(
         change.deferred_action = change.action
         change.action, change.reason = Action.DEFER, Reason.TARGET_UNREACHABLE
         change.message = f"not removed from its gateway, which could not be read: {state.reason}"
+    elif not (isinstance(state, ZapState) and hardware_id in state.devices):
+        # On no Zap (an Enapter gateway's device, or one gone from it): nothing to remove
+        # there, nor to say it waits for.
+        return cloud
     elif waiting := next((c for c in cloud if c.action is Action.DEFER or c.blocked), None):
         # Clouds first: the gateway keeps the device until its cloud record is deleted.
         change.deferred_action = change.action
         change.action, change.reason = Action.DEFER, Reason.DEPENDENCY_BLOCKED
         change.message = f"not removed from its gateway before {waiting.address} is deleted"
-    elif not (isinstance(state, ZapState) and hardware_id in state.devices):
-        return cloud
     return [*cloud, change]
 
 
