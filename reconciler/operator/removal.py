@@ -144,6 +144,7 @@ async def remove_object(
         fleet = Fleet.of([*fleet.resources(), site])
     sub = closure(fleet, resource)
     novacore_id = external_ids.get("novacore")
+    enapter_id = external_ids.get("enapter")
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         try:
             observed = await observe(
@@ -159,7 +160,8 @@ async def remove_object(
             # Its Enapter observer reads the inventory: said on the object, not a traceback.
             return Removal(unreadable=str(error))
         changes = removal_changes(
-            resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None
+            resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None,
+            enapter_id=str(enapter_id) if enapter_id else None,
         )
         left = ""
         blocked = ""

@@ -27,15 +27,17 @@ from reconciler.plan.zap_settings import observed_connection
 
 
 def removal_changes(
-    resource: Resource, fleet: Fleet, observed: Observed, *, novacore_id: str | None = None
+    resource: Resource, fleet: Fleet, observed: Observed, *, novacore_id: str | None = None,
+    enapter_id: str | None = None,
 ) -> list[Change]:
     """The changes that release `resource`. `novacore_id` is the Novacore id a device was
     last seen with: it is deleted by that id when its site cannot be looked up (the Site
-    object is gone too, or its Novacore site is not found)."""
+    object is gone too, or its Novacore site is not found). `enapter_id`, its Enapter id,
+    likewise when its Site object is gone (`enapter_removal`)."""
     if isinstance(resource, Gateway):
         return _gateway_removal(resource, fleet, observed)
     if isinstance(resource, Device):
-        return _device_removal(resource, fleet, observed, novacore_id)
+        return _device_removal(resource, fleet, observed, novacore_id, enapter_id)
     return []
 
 
@@ -191,12 +193,13 @@ def moved_copy_removal(gateway: Gateway, copy: MovedCopy) -> Change:
 
 
 def _device_removal(
-    device: Device, fleet: Fleet, observed: Observed, novacore_id: str | None
+    device: Device, fleet: Fleet, observed: Observed, novacore_id: str | None,
+    enapter_id: str | None,
 ) -> list[Change]:
     site = fleet.site_of_device(device)
     hardware_id = device.spec.hardware_id
     cloud = _cloud_removal(device, fleet, observed, novacore_id)
-    cloud += enapter_removal(device, fleet, observed)
+    cloud += enapter_removal(device, fleet, observed, enapter_id)
     state = observed.zaps.get(device.spec.gateway_ref or "")
     change = Change.new(
         "Device",

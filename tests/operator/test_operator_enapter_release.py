@@ -151,3 +151,32 @@ async def test_a_link_master_whose_slave_runs_on_it_waits_for_the_slave_to_go(
         assert sims.enapter.by_hardware_id(SLAVE) is None
         assert sims.enapter.by_hardware_id(MASTER) is None, "deleted once its slave was"
         assert sims.enapter.requests[DELETE] == 2
+
+
+async def test_a_device_whose_site_went_first_is_deleted_by_its_recorded_id(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A namespace's deletion removes its objects in no order: the Site gone, its Enapter
+    site cannot be looked up, and the device is deleted by the id its status recorded,
+    with its config file."""
+    config = tmp_path / "keys" / "link-a.json"
+    text = _fleet(config)
+    async with operator(text, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await cluster.wait_condition("Device", "link-a", "Ready")
+        master = sims.enapter.by_hardware_id(MASTER)
+        assert master is not None and config.exists()
+        status = await cluster.status("Device", "link-a")
+        assert status["externalIds"]["enapter"] == master.id
+
+        await cluster.delete("Site", "h2-lab")
+        await cluster.wait_gone("Site", "h2-lab")
+        await cluster.delete("Device", "link-a")
+        await cluster.wait_gone("Device", "link-a")
+        assert sims.enapter.by_hardware_id(MASTER) is None, "deleted in Enapter Cloud"
+        assert sims.enapter.requests[DELETE] == 1
+        assert not config.exists(), "its credentials go with it"
+        [deleted] = await cluster.wait_events_about("link-a", reason="Deleted")
+        assert deleted["message"].startswith(
+            "device/link-a[enapter]: deleted in Enapter Cloud, by the id its status "
+            "recorded"), deleted

@@ -150,3 +150,21 @@ async def test_a_secret_another_device_names_now_stays_for_it(
         assert (await _deleted_event(cluster, "ucm-b")).endswith(
             "; kept Secret ucm-config: another Device names it now")
         await _written(cluster, "ucm-a", "ucm-config")
+
+
+async def test_the_secret_of_a_device_whose_site_went_first_goes_with_its_device(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The Site deleted first (a namespace's deletion), the device is deleted by the id its
+    status recorded, which is the one its Secret was written for."""
+    text = _fleet()
+    async with operator(text, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await _written(cluster, "ucm-a", "ucm-a-config")
+        await cluster.delete("Site", "h2-lab")
+        await cluster.wait_gone("Site", "h2-lab")
+
+        await cluster.delete("Device", "ucm-a")
+        await cluster.wait_gone("Device", "ucm-a")
+        assert sims.enapter.by_hardware_id(HARDWARE_IDS["ucm-a"]) is None
+        assert await cluster.secret("ucm-a-config") == {}
