@@ -3,7 +3,8 @@ gateway, or delete the device in Novacore and Enapter Cloud (found by its natura
 whether or not its status recorded its id, with the config file written for it) and
 remove it from its Zap, with the same engine as a reconcile. A Device is released even
 when its Gateway object was deleted first, from where its status says it last was
-(`status.gateway`, `status.externalIds`); when that is not known either, nothing is
+(`status.gateway`, `status.externalIds`; an Enapter device, on no Zap, by the ids of
+`status.externalIds` alone); when that is not known either, nothing is
 dropped: the removal is blocked with a reason, and the finalizer stays until the user
 decides. Credentials a platform refuses while the
 release reads what to release stop it before anything is written, saying so. An object
@@ -124,7 +125,14 @@ async def remove_object(
     status = status or {}
     external_ids: Mapping[str, Any] = status.get("externalIds") or {}
     fleet = nsf.fleet
-    if isinstance(resource, Device) and _gateway_gone(resource, fleet):
+    # An Enapter device is on no Zap (validation refuses one behind a Zap gateway): with its
+    # Gateway gone there is nothing to remove it from, and its clouds' records go by the
+    # ids its status recorded.
+    if (
+        isinstance(resource, Device)
+        and resource.spec.enapter is None
+        and _gateway_gone(resource, fleet)
+    ):
         gateway = _last_gateway(resource, status.get("gateway"))
         if gateway is None:
             if not external_ids:

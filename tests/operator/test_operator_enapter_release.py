@@ -180,3 +180,22 @@ async def test_a_device_whose_site_went_first_is_deleted_by_its_recorded_id(
         assert deleted["message"].startswith(
             "device/link-a[enapter]: deleted in Enapter Cloud, by the id its status "
             "recorded"), deleted
+
+
+async def test_a_device_whose_enapter_gateway_went_first_is_deleted_by_its_recorded_id(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Its Gateway object gone, a LINK master is on no Zap to be removed from: its release
+    is not blocked asking for the Gateway back, and its device goes by its recorded id."""
+    config = tmp_path / "keys" / "link-a.json"
+    text = _fleet(config)
+    async with operator(text, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await cluster.wait_condition("Device", "link-a", "Ready")
+        await cluster.delete("Gateway", "h2-gw")
+        await cluster.wait_gone("Gateway", "h2-gw")
+
+        await cluster.delete("Device", "link-a")
+        await cluster.wait_gone("Device", "link-a")
+        assert sims.enapter.by_hardware_id(MASTER) is None, "deleted in Enapter Cloud"
+        assert not config.exists(), "its credentials go with it"
