@@ -60,9 +60,10 @@ class Outcome:
     @property
     def note(self) -> str | None:
         """What the progress line of a change done adds: what became of a config file
-        (`config_file`), or what the platform did beyond what was planned (a claim Novacore
-        took for a transfer: `engine.execute`)."""
-        said = self.detail.get("note")
+        (`config_file`) or of the operator's config Secret (once its device was deleted),
+        or what the platform did beyond what was planned (a claim Novacore took for a
+        transfer: `engine.execute`)."""
+        said = self.detail.get("config_secret") or self.detail.get("note")
         return self.config_file or (said if isinstance(said, str) else None)
 
 

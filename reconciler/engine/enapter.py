@@ -34,7 +34,10 @@ a log line.
   one Secret. As with files, a Secret records the Enapter device it was written for (the
   store keeps it with the Secret): one written for another device holds no config of this
   one, and a config is generated and written again. A Secret the reconciler did not write
-  is not written over: the change is blocked, saying so (`plan.enapter`).
+  is not written over: the change is blocked, saying so (`plan.enapter`). Once its device
+  is deleted (the operator's `deletionPolicy: Release`), the Secret written for it holds
+  credentials of nothing: the store deletes it, if the reconciler wrote it for that Device
+  and that Enapter device and no other Device names it now (`ConfigSecretStore.remove`).
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ class StoredSecret:
     written_for: str | None = None
     # Present, but not written by the reconciler: not to be written over.
     foreign: bool = False
+    # The Device it was written for, where the writer recorded one.
+    device: str | None = None
 
 
 class ConfigSecretStore(Protocol):
@@ -101,9 +106,14 @@ class ConfigSecretStore(Protocol):
     (ProviderRejected) to write over a Secret the reconciler did not write. `names`: whether
     the device, as it is declared now, still names that Secret (a reconcile may have begun
     before an edit named another); `write` asks it again, and answers False for a Secret
-    it left unwritten for that reason."""
+    it left unwritten for that reason. `remove`, once Enapter device `device_id` is deleted:
+    deletes the Secret if the reconciler wrote it for that Device and that Enapter device,
+    and no other Device names it now; what happened, or None when there is no such Secret.
+    Raises ProviderUnavailable when it may be tried again, ProviderRejected when not."""
 
     def names(self, device: Device, name: str) -> bool: ...
+
+    async def remove(self, device: Device, name: str, device_id: str) -> str | None: ...
 
     async def find(self, device: Device, name: str) -> StoredSecret: ...
 
@@ -477,7 +487,9 @@ async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
             lambda: client.delete_device(device_id, address=change.address),
         )
         if change.action is Action.DELETE:
-            return {"id": device_id} | await _remove_config_file(ctx, change, device_id)
+            removed = await _remove_config_file(ctx, change, device_id)
+            return {"id": device_id} | removed | await _remove_config_secret(
+                ctx, change, device_id)
     device = ctx.fleet.devices[change.name]
     if change.action is Action.UPDATE:
         return await _update_enapter_device(
@@ -774,6 +786,30 @@ async def _remove_config_file(
 
     outcome = await ctx._write(change, "enapter.remove_config_file", remove, over_http=False)
     return {} if outcome is None else {"config_file": outcome}
+
+
+async def _remove_config_secret(
+    ctx: Executors, change: Change, device_id: str
+) -> dict[str, str]:
+    """After the delete of Enapter device `device_id` of a Device still declared (the
+    operator's release of a Device being deleted): delete the Secret its
+    `configOutput.secretName` names, which holds that device's credentials, when the store
+    finds it written for both (`ConfigSecretStore.remove`). Nothing without a store (the
+    CLI writes no Secret), or for a device no Device declares (a prune's delete)."""
+    store = secret_store(ctx.session)
+    device = ctx.fleet.devices.get(change.name)
+    enapter = device.spec.enapter if device is not None else None
+    output = enapter.config_output if enapter is not None else None
+    name = output.secret_name if output is not None else None
+    if store is None or device is None or name is None:
+        return {}
+    outcome = await ctx._write(
+        change,
+        "enapter.remove_config_secret",
+        lambda: store.remove(device, name, device_id),
+        over_http=False,  # the operator's Kubernetes client, not the session's
+    )
+    return {} if outcome is None else {"config_secret": outcome}
 
 
 def _write_private_file(path: Path, tmp: Path, text: str, held: list[int]) -> Path:

@@ -196,6 +196,21 @@ def _names_secret(
     return names
 
 
+def _named_by_another(namespace: str, indexes: Mapping[str, Any]) -> Callable[[str, str], bool]:
+    """Whether a Device of the namespace other than the one named names a Secret as its
+    configOutput now, as the indexes have it (one refused for naming it too counts): the
+    release of a Device leaves that Secret to it (`secrets.ConfigSecrets.remove`)."""
+
+    def named(device: str, secret: str) -> bool:
+        index = indexes.get(_index_id("Device")) or {}
+        return any(
+            body["metadata"]["name"] != device and objects.config_secret(body) == secret
+            for body in index.get(namespace, ())
+        )
+
+    return named
+
+
 def _releasing(
     namespace: str, indexes: Mapping[str, Any], blocked: BlockedReleases
 ) -> Callable[[str, str], bool]:
@@ -817,14 +832,22 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         ),
         waits=runtime.host_waits,
         stop=runtime.stop.event,
+        # A released Device's config Secret goes with its Enapter device.
+        config_store=ConfigSecrets(
+            runtime.secrets, namespace, named_by_another=_named_by_another(
+                namespace, _indexes(kwargs))
+        ) if kind == "Device" else None,
     )
     failed = [o for o in removal.outcomes if o.status != "done"]
     for outcome in removal.outcomes:
         if outcome.status == "done":
+            # What became of the config file or Secret written for it, said with it.
+            note = f"; {outcome.note}" if outcome.note else ""
+            said = f"{outcome.address}: {outcome.message or outcome.action}{note}"
             await runtime.events.info(
                 body,
                 reason=_EVENT_REASONS.get(outcome.action, "Deleted"),
-                message=event_message(f"{outcome.address}: {outcome.message or outcome.action}"),
+                message=event_message(said),
             )
     if removal.blocked or removal.refused or removal.unreadable or failed:
         if removal.unreadable:

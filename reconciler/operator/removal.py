@@ -3,7 +3,8 @@ gateway, or delete the device in Novacore and Enapter Cloud (found by its natura
 whether or not its status recorded its id, with the config file written for it) and
 remove it from its Zap, with the same engine as a reconcile. A Device is released even
 when its Gateway object was deleted first, from where its status says it last was
-(`status.gateway`, `status.externalIds`); when that is not known either, nothing is
+(`status.gateway`, `status.externalIds`; an Enapter device, on no Zap, by the ids of
+`status.externalIds` alone); when that is not known either, nothing is
 dropped: the removal is blocked with a reason, and the finalizer stays until the user
 decides. Credentials a platform refuses while the
 release reads what to release stop it before anything is written, saying so. An object
@@ -32,6 +33,7 @@ from pydantic import ValidationError
 
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
+from reconciler.engine.enapter import SECRET_STORE_KEY, ConfigSecretStore
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import all_of
 from reconciler.engine.gather import Gather
@@ -101,6 +103,7 @@ async def remove_object(
     declared_elsewhere: Mapping[str, str] | None = None,
     waits: HostWaits | None = None,
     stop: asyncio.Event | None = None,
+    config_store: ConfigSecretStore | None = None,
 ) -> Removal:
     """Apply `deletionPolicy: Release` for a resource being deleted; nothing for Orphan.
     `status` is the object's status: where it was last found. A Gateway's `claims`
@@ -108,7 +111,9 @@ async def remove_object(
     its release is released as recorded, or kept when `declared_elsewhere` (serial ->
     Gateway object) says another object declares it (`swaps`). `waits`: the servers that
     asked the process to call them later (Retry-After). `stop`: once set (the operator
-    stops), the writes in flight land and no other starts (`engine.admission`)."""
+    stops), the writes in flight land and no other starts (`engine.admission`).
+    `config_store`: where the config Secrets of the namespace are, for a released Device's
+    to be deleted with its Enapter device (`engine.enapter`)."""
     resource = nsf.fleet.table(kind).get(name)
     policy = getattr(resource.spec, "deletion_policy", None) if resource else None
     if isinstance(resource, Gateway):
@@ -120,7 +125,14 @@ async def remove_object(
     status = status or {}
     external_ids: Mapping[str, Any] = status.get("externalIds") or {}
     fleet = nsf.fleet
-    if isinstance(resource, Device) and _gateway_gone(resource, fleet):
+    # An Enapter device is on no Zap (validation refuses one behind a Zap gateway): with its
+    # Gateway gone there is nothing to remove it from, and its clouds' records go by the
+    # ids its status recorded.
+    if (
+        isinstance(resource, Device)
+        and resource.spec.enapter is None
+        and _gateway_gone(resource, fleet)
+    ):
         gateway = _last_gateway(resource, status.get("gateway"))
         if gateway is None:
             if not external_ids:
@@ -140,6 +152,7 @@ async def remove_object(
         fleet = Fleet.of([*fleet.resources(), site])
     sub = closure(fleet, resource)
     novacore_id = external_ids.get("novacore")
+    enapter_id = external_ids.get("enapter")
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         try:
             observed = await observe(
@@ -155,7 +168,8 @@ async def remove_object(
             # Its Enapter observer reads the inventory: said on the object, not a traceback.
             return Removal(unreadable=str(error))
         changes = removal_changes(
-            resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None
+            resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None,
+            enapter_id=str(enapter_id) if enapter_id else None,
         )
         left = ""
         blocked = ""
@@ -169,6 +183,8 @@ async def remove_object(
             changes = moved.removals if moved.waiting else changes + moved.removals
         if not changes:
             return Removal(blocked=blocked, left=left, left_copies=left_copies)
+        if config_store is not None:
+            reconciler.session.extra[SECRET_STORE_KEY] = config_store
         executors = Executors(
             sub, reconciler.session, reconciler.secrets, None, {}, audience=Audience.OPERATOR,
             # What the namespace declares once the object is gone: the config file only the
@@ -181,7 +197,21 @@ async def remove_object(
             policy=RetryPolicy(attempts=settings.retries),
             stop=stop,
         )
+    blocked = "; ".join(b for b in (blocked, _held(report.outcomes)) if b)
     return Removal(report.outcomes, blocked=blocked, left=left, left_copies=left_copies)
+
+
+def _held(outcomes: list[Outcome]) -> str:
+    """`Removal.blocked` for changes the plan blocked (an Enapter device others run on),
+    when nothing else failed: they wait for the user, not for a retry to pass; the changes
+    held behind them are said with them. "" when none is blocked, or another failed (said
+    as a failure)."""
+    if not any(o.status == "blocked" for o in outcomes):
+        return ""
+    if any(o.status in ("failed", "skipped") for o in outcomes):
+        return ""
+    held = "; ".join(f"{o.address}: {o.message}" for o in outcomes if o.status != "done")
+    return f"deletionPolicy Release: {held}"
 
 
 @dataclass

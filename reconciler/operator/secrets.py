@@ -1,7 +1,9 @@
 """Secrets for the operator, in the object's namespace: it reads MQTT passwords named by
 `passwordFrom.secretKeyRef`, and writes the Enapter communication configs that
 `enapter.configOutput.secretName` asks for, labelled as ours and annotated with the Device
-and the Enapter device whose config they hold (never over a Secret someone else wrote).
+and the Enapter device whose config they hold (never over a Secret someone else wrote). Once
+that Enapter device is deleted (`deletionPolicy: Release`), it deletes the Secret, only if it
+wrote it for that Device and that device, and no other Device names it now.
 Values are held in memory for one reconcile only; they never reach status, events or logs.
 
 `passwordFrom.env` reads the operator pod's environment, shared by every namespace served
@@ -85,7 +87,51 @@ class KubeSecrets:
         if any(labels.get(k) != v for k, v in MANAGED_LABELS.items()):
             return StoredSecret(present=True, foreign=True)
         annotations = secret.metadata.annotations or {}
-        return StoredSecret(present=True, written_for=annotations.get(ENAPTER_DEVICE_ANNOTATION))
+        return StoredSecret(
+            present=True,
+            written_for=annotations.get(ENAPTER_DEVICE_ANNOTATION),
+            device=annotations.get(DEVICE_ANNOTATION),
+        )
+
+    def _delete(self, namespace: str, name: str, device: str, device_id: str) -> str | None:
+        """Delete Secret `name` if we wrote it for Device `device` and Enapter device
+        `device_id`; what happened, or None when it is not there. Deleted only as read
+        (its uid and resourceVersion as preconditions): one written over since, perhaps
+        for another device, is read again by the retry (ProviderUnavailable)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        where = f"Secret {name}"
+        try:
+            secret = self._get(namespace, name, missing_ok=True)
+        except KeyError as exc:
+            raise ProviderUnavailable(f"{exc.args[0]}; not deleted") from None
+        if secret is None:
+            return None
+        labels = secret.metadata.labels or {}
+        if any(labels.get(k) != v for k, v in MANAGED_LABELS.items()):
+            return f"kept {where}: it was not written by the reconciler"
+        annotations = secret.metadata.annotations or {}
+        if (annotations.get(DEVICE_ANNOTATION) != device
+                or annotations.get(ENAPTER_DEVICE_ANNOTATION) != device_id):
+            return f"kept {where}: it holds the config of another device"
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(
+            uid=secret.metadata.uid, resource_version=secret.metadata.resource_version))
+        try:
+            self._core().delete_namespaced_secret(  # type: ignore[attr-defined]
+                name, namespace, body=options, _request_timeout=kube_client.REQUEST_TIMEOUT
+            )
+        except (HTTPError, OSError) as exc:
+            raise ProviderUnavailable(
+                f"secret {namespace}/{name}: the API server did not answer its delete "
+                f"({type(exc).__name__})"
+            ) from None
+        except ApiException as exc:
+            if exc.status == 404:
+                return f"{where} is gone already"
+            raise _delete_refused(namespace, name, exc.status) from None
+        return f"deleted {where}"
 
     def _write(
         self, namespace: str, name: str, data: Mapping[str, str], device: str, device_id: str
@@ -149,6 +195,23 @@ def _write_refused(namespace: str, name: str, status: int | None) -> Exception:
                             f"{status})")
 
 
+def _delete_refused(namespace: str, name: str, status: int | None) -> Exception:
+    """The error for a Secret delete the API server answered with an error (its status
+    alone, as `_write_refused`)."""
+    where = f"secret {namespace}/{name}"
+    if status == 409 or status == 429 or (status or 0) >= 500:
+        # 409: written over between its read and its delete; read again, it may be ours no
+        # more (a precondition of the delete).
+        return ProviderUnavailable(f"{where} was not deleted: the API server answered "
+                                   f"HTTP {status}")
+    if status == 403:
+        return ProviderRejected(f"{where} holds the credentials of the deleted device and "
+                                "cannot be deleted (HTTP 403, forbidden): the chart grants it "
+                                "with rbac.writeConfigSecrets; delete it by hand")
+    return ProviderRejected(f"{where} cannot be deleted: the API server refused it (HTTP "
+                            f"{status}); delete it by hand")
+
+
 # Every config Secret the operator writes carries this label: a Secret without it is
 # someone else's, and is not written over.
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "energy-reconciler"}
@@ -166,17 +229,22 @@ class ConfigSecrets:
     an edit does not wait for) would write the old one, which another Device may have
     taken and written since: the engine asks before it generates a config, and `write`
     asks again right before the Secret is written; the old Secret is left as it is, and
-    the config to the reconcile of the newest spec."""
+    the config to the reconcile of the newest spec.
+
+    `named_by_another(device, secret)`: whether a Device other than that one names that
+    Secret now; `remove` leaves such a Secret alone, as that Device's to write."""
 
     def __init__(
         self,
         secrets: KubeSecrets,
         namespace: str,
         still_names: Callable[[str, str], bool] | None = None,
+        named_by_another: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.secrets = secrets
         self.namespace = namespace
         self._still_names = still_names
+        self._named_by_another = named_by_another
 
     def names(self, device: Device, name: str) -> bool:
         return self._still_names is None or self._still_names(device.name, name)
@@ -199,6 +267,13 @@ class ConfigSecrets:
             self.secrets._write, self.namespace, name, data, device.name, device_id
         )
         return True
+
+    async def remove(self, device: Device, name: str, device_id: str) -> str | None:
+        if self._named_by_another is not None and self._named_by_another(device.name, name):
+            return f"kept Secret {name}: another Device names it now"
+        return await asyncio.to_thread(
+            self.secrets._delete, self.namespace, name, device.name, device_id
+        )
 
 
 ENV_FIELD = "spec.connection.mqtt.passwordFrom.env"

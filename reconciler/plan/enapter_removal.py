@@ -5,7 +5,12 @@ plan finds it, never by the id a status recorded. So a device provisioned by an 
 failed before its id reached the object's status is deleted all the same, and one deleted
 meanwhile is not deleted twice. Enapter refuses to delete a device that others run on (a
 UCM's Lua devices, a LINK master's slaves): its removal waits, blocked, naming them. What
-could not be read is deferred, never taken for gone."""
+could not be read is deferred, never taken for gone.
+
+A Device whose Site object is gone (a namespace's deletion removes its objects in no
+order) has no Enapter site to look in: its device is deleted by the id its status
+recorded (`status.externalIds.enapter`), as its Novacore device is. Its devices not read,
+Enapter itself refuses the delete while others run on it, and the release is retried."""
 
 from __future__ import annotations
 
@@ -19,10 +24,15 @@ from reconciler.plan.observed import Observed, Unreachable
 from reconciler.printable import echo
 
 
-def enapter_removal(device: Device, fleet: Fleet, observed: Observed) -> list[Change]:
+def enapter_removal(
+    device: Device, fleet: Fleet, observed: Observed, enapter_id: str | None = None
+) -> list[Change]:
     """The deletion of `device`'s Enapter device, if it declares one and it is there; none
-    when its Site is not on Enapter or could not be looked up (not declared any more)."""
+    when its Site is not on Enapter. `enapter_id`: the id it was last seen with, by which
+    it is deleted when its Site is not declared any more; none without it."""
     site = fleet.site_of_device(device)
+    if device.spec.enapter is not None and site is None and enapter_id:
+        return [_by_recorded_id(device, enapter_id)]
     state = observed.extra.get(COMPONENT)
     if (
         device.spec.enapter is None
@@ -66,3 +76,18 @@ def enapter_removal(device: Device, fleet: Fleet, observed: Observed) -> list[Ch
             "them first (their Devices with deletionPolicy Release, or in Enapter Cloud)"
         )
     return [change]
+
+
+def _by_recorded_id(device: Device, enapter_id: str) -> Change:
+    """The deletion of Enapter device `enapter_id`, which `device`'s status recorded, its
+    Site gone (deleted already: a device gone meanwhile is deleted as done)."""
+    return Change.new(
+        "Device",
+        device.name,
+        COMPONENT,
+        Action.DELETE,
+        Reason.DELETION_POLICY,
+        external_id=enapter_id,
+        message="deleted in Enapter Cloud, by the id its status recorded, its Site being "
+        "deleted (deletionPolicy Release)",
+    )

@@ -27,15 +27,17 @@ from reconciler.plan.zap_settings import observed_connection
 
 
 def removal_changes(
-    resource: Resource, fleet: Fleet, observed: Observed, *, novacore_id: str | None = None
+    resource: Resource, fleet: Fleet, observed: Observed, *, novacore_id: str | None = None,
+    enapter_id: str | None = None,
 ) -> list[Change]:
     """The changes that release `resource`. `novacore_id` is the Novacore id a device was
     last seen with: it is deleted by that id when its site cannot be looked up (the Site
-    object is gone too, or its Novacore site is not found)."""
+    object is gone too, or its Novacore site is not found). `enapter_id`, its Enapter id,
+    likewise when its Site object is gone (`enapter_removal`)."""
     if isinstance(resource, Gateway):
         return _gateway_removal(resource, fleet, observed)
     if isinstance(resource, Device):
-        return _device_removal(resource, fleet, observed, novacore_id)
+        return _device_removal(resource, fleet, observed, novacore_id, enapter_id)
     return []
 
 
@@ -191,12 +193,13 @@ def moved_copy_removal(gateway: Gateway, copy: MovedCopy) -> Change:
 
 
 def _device_removal(
-    device: Device, fleet: Fleet, observed: Observed, novacore_id: str | None
+    device: Device, fleet: Fleet, observed: Observed, novacore_id: str | None,
+    enapter_id: str | None,
 ) -> list[Change]:
     site = fleet.site_of_device(device)
     hardware_id = device.spec.hardware_id
     cloud = _cloud_removal(device, fleet, observed, novacore_id)
-    cloud += enapter_removal(device, fleet, observed)
+    cloud += enapter_removal(device, fleet, observed, enapter_id)
     state = observed.zaps.get(device.spec.gateway_ref or "")
     change = Change.new(
         "Device",
@@ -213,13 +216,15 @@ def _device_removal(
         change.deferred_action = change.action
         change.action, change.reason = Action.DEFER, Reason.TARGET_UNREACHABLE
         change.message = f"not removed from its gateway, which could not be read: {state.reason}"
+    elif not (isinstance(state, ZapState) and hardware_id in state.devices):
+        # On no Zap (an Enapter gateway's device, or one gone from it): nothing to remove
+        # there, nor to say it waits for.
+        return cloud
     elif waiting := next((c for c in cloud if c.action is Action.DEFER or c.blocked), None):
         # Clouds first: the gateway keeps the device until its cloud record is deleted.
         change.deferred_action = change.action
         change.action, change.reason = Action.DEFER, Reason.DEPENDENCY_BLOCKED
         change.message = f"not removed from its gateway before {waiting.address} is deleted"
-    elif not (isinstance(state, ZapState) and hardware_id in state.devices):
-        return cloud
     return [*cloud, change]
 
 

@@ -117,5 +117,7 @@ def test_config_secrets_are_writable_only_when_asked_for(
         if (group, resource) == ("", "secrets")
     }
     scopes = watched or ["*"]
-    # Create and replace (update) only: never list, watch, patch or delete Secrets.
-    assert secrets == {(scope, verb) for scope in scopes for verb in ("get", "create", "update")}
+    # Create, replace (update) and delete (a released Device's) one by one: never list,
+    # watch or patch Secrets.
+    verbs = ("get", "create", "update", "delete")
+    assert secrets == {(scope, verb) for scope in scopes for verb in verbs}

@@ -154,10 +154,11 @@ SHA-256 of the whole name, so each shard keeps its own name, the same at every r
   verbs: [create]
 # MQTT passwords named by passwordFrom.secretKeyRef, read one by one (never listed);
 # with rbac.writeConfigSecrets, also the Secrets that hold Enapter configs
-# (enapter.configOutput.secretName), created or replaced by the operator.
+# (enapter.configOutput.secretName), created or replaced by the operator, and deleted
+# with the Enapter device of a Device released (deletionPolicy: Release).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: {{ if .Values.rbac.writeConfigSecrets }}[get, create, update]{{ else }}[get]{{ end }}
+  verbs: {{ if .Values.rbac.writeConfigSecrets }}[get, create, update, delete]{{ else }}[get]{{ end }}
 {{- end }}
 
 {{/*
