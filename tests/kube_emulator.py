@@ -14,7 +14,8 @@ version forever, any older event in the stream passes for that one, and handlers
 on a body without their own last status (a Warning said twice, a handler run twice). A
 JSON patch whose `test` of the version fails is refused with 422, as kopf expects of a
 conflict, and a merge patch naming a `resourceVersion` other than the object's is refused
-with 409 Conflict, as a real API server takes it for a precondition. A list says the
+with 409 Conflict, as a real API server takes it for a precondition; so is a delete whose
+`preconditions` (uid, resourceVersion) are not the object's. A list says the
 version of the last write, and a watch from a version starts with the objects deleted and
 written since, not with every object again.
 
@@ -101,6 +102,15 @@ class VersionConflict(kmock.KubernetesError):
     message: str | None = (
         "the object has been modified; please apply your changes to the latest version"
     )
+
+
+@attrs.frozen
+class PreconditionFailed(kmock.KubernetesError):
+    """A delete whose `preconditions` (uid, resourceVersion) are not the object's."""
+
+    status: int = 409
+    reason: str | None = "Conflict"
+    message: str | None = "Precondition failed"
 
 
 @attrs.define
@@ -295,12 +305,15 @@ class Emulator(kmock.KubernetesEmulator):
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
             meta["resourceVersion"] = self._next_version()
+            # As an API server does: a delete's uid precondition then means something.
+            meta.setdefault("uid", str(uuid.uuid4()))
         if request.method == kmock.method.PUT and request.resource and request.name:
             return await self._replace(request)
         if request.action == kmock.action.UPDATE and request.resource and request.name:
             self._check_precondition(request)
             self._version_patch(request.data)
         if request.action == kmock.action.DELETE and request.resource and request.name:
+            self._check_delete_preconditions(request)
             await self._mark_deleted(request)
         try:
             return await super()._handle(request)
@@ -408,6 +421,23 @@ class Emulator(kmock.KubernetesEmulator):
         if str(self._objects[key].get("metadata", {}).get("resourceVersion")) != str(wanted):
             raise VersionConflict()
 
+    def _check_delete_preconditions(self, request: Any) -> None:
+        """Refuse a delete whose `preconditions` (uid, resourceVersion) are not the
+        object's (409), as an API server does: the object was written over, or deleted
+        and created again, since the client read it."""
+        data = request.data
+        wanted = data.get("preconditions") if isinstance(data, dict) else None
+        key = (request.resource, request.namespace, request.name)
+        if not wanted or key not in self._objects or self._objects[key].deleted:
+            return
+        meta = self._objects[key].get("metadata", {})
+        for field, held in (("uid", meta.get("uid")),
+                            ("resourceVersion", meta.get("resourceVersion"))):
+            if wanted.get(field) is not None and str(wanted[field]) != str(held):
+                raise PreconditionFailed(message=(
+                    f"Precondition failed: {field} in precondition: {wanted[field]}, "
+                    f"{field} in object meta: {held}"))
+
     def _version_patch(self, data: Any) -> None:
         """Put the object's next resourceVersion in a patch (merge or JSON patch)."""
         version = self._next_version()
@@ -443,7 +473,12 @@ class Emulator(kmock.KubernetesEmulator):
         async with self._lock:
             if key not in self._objects or self._objects[key].deleted:
                 raise kmock.KubernetesObjectNotFoundError()
-            request.data.setdefault("metadata", {})["resourceVersion"] = self._next_version()
+            meta = request.data.setdefault("metadata", {})
+            meta["resourceVersion"] = self._next_version()
+            # The same object, written over: its uid stays, as on an API server.
+            uid = self._objects[key].get("metadata", {}).get("uid")
+            if uid is not None:
+                meta["uid"] = uid
             self._objects[key].create(request.data)
             raw = self._objects[key].raw
             await self._buses[request.resource].put({"type": "MODIFIED", "object": raw})

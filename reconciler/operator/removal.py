@@ -20,7 +20,9 @@ says that such copies may stay on it. A copy goes only once its device is on the
 its new gateway, read for it (`plan.removal.copy_waits`): until then, taken off, the device
 would be on no Zap, so the copy and the gateway's release wait (`blocked`), retried; but
 not for a new Gateway being deleted or gone, which will not get it: the copy stays on the
-Zap, the gateway is released, and `left_copies` says which stay and why."""
+Zap, the gateway is released, and `left_copies` says which stay and why. A Device's
+config Secret an earlier attempt left (its Enapter device deleted, the Secret's delete
+failed) is deleted by the next attempt, which finds no Enapter device (`left_secrets`)."""
 
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.kinds import KINDS
 from reconciler.model.status import ClaimedGateway, DeviceGateway
 from reconciler.operator import swaps
+from reconciler.operator.left_secrets import left_secret
 from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan.actions import Change
 from reconciler.plan.advice import Audience
@@ -181,8 +184,14 @@ async def remove_object(
             # While a copy waits, the gateway stays claimed: released, its Zap would be read
             # no more, and the copy never removed.
             changes = moved.removals if moved.waiting else changes + moved.removals
+        # A config Secret an earlier attempt left, its Enapter device deleted (`left_secrets`).
+        left_behind = (
+            await left_secret(resource, sub, observed, changes, config_store)
+            if isinstance(resource, Device) else None
+        )
+        earlier = [left_behind] if left_behind is not None else []
         if not changes:
-            return Removal(blocked=blocked, left=left, left_copies=left_copies)
+            return Removal(earlier, blocked=blocked, left=left, left_copies=left_copies)
         if config_store is not None:
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
         executors = Executors(
@@ -198,7 +207,8 @@ async def remove_object(
             stop=stop,
         )
     blocked = "; ".join(b for b in (blocked, _held(report.outcomes)) if b)
-    return Removal(report.outcomes, blocked=blocked, left=left, left_copies=left_copies)
+    outcomes = earlier + report.outcomes
+    return Removal(outcomes, blocked=blocked, left=left, left_copies=left_copies)
 
 
 def _held(outcomes: list[Outcome]) -> str:

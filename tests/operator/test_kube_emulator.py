@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import httpx
-from harness import WAIT, Cluster, emulated_cluster
+from harness import NAMESPACE, WAIT, Cluster, emulated_cluster
 from kube_emulator import Emulator
 
 DEVICE = {
@@ -80,6 +80,34 @@ async def test_a_merge_patch_naming_an_old_version_is_refused_with_a_conflict() 
                  "status": {"observedGeneration": 1}}
         (await cluster.http.patch(status_path, json=fresh, headers=headers)).raise_for_status()
         assert await cluster.status("Device", "meter") == {"observedGeneration": 1}
+
+
+async def test_a_delete_whose_preconditions_are_not_the_objects_is_refused() -> None:
+    """A real API server answers 409 Conflict to a delete whose `preconditions` (uid,
+    resourceVersion) are not the object's: the operator deletes its config Secrets only
+    as it read them (`secrets.KubeSecrets._delete`)."""
+    async with emulated_cluster() as cluster:
+        await cluster.create_secret("conf", {"config.json": "{}"})
+        path = f"/api/v1/namespaces/{NAMESPACE}/secrets/conf"
+        read = (await cluster.secret("conf"))["metadata"]
+        assert read.get("uid"), "given one at its create, as by an API server"
+        await cluster.update_secret("conf", {"config.json": "{\"new\": 1}"})
+        now = (await cluster.secret("conf"))["metadata"]
+        assert now["uid"] == read["uid"], "the same object, written over"
+
+        for stale in ({"uid": read["uid"], "resourceVersion": read["resourceVersion"]},
+                      {"uid": "another-uid", "resourceVersion": now["resourceVersion"]}):
+            refused = await cluster.http.request(
+                "DELETE", path, json={"kind": "DeleteOptions", "apiVersion": "v1",
+                                      "preconditions": stale})
+            assert refused.status_code == 409, refused.text
+            assert await cluster.secret("conf"), "kept"
+        fresh = {"uid": now["uid"], "resourceVersion": now["resourceVersion"]}
+        deleted = await cluster.http.request(
+            "DELETE", path, json={"kind": "DeleteOptions", "apiVersion": "v1",
+                                  "preconditions": fresh})
+        deleted.raise_for_status()
+        assert await cluster.secret("conf") == {}
 
 
 async def _json_patch(

@@ -3,16 +3,21 @@
 emulator, the Enapter simulator on loopback): with `deletionPolicy: Release`, the Secret the
 operator wrote for it goes with its Enapter device, whose credentials it holds; one the
 operator did not write, one written for another Enapter device, and one another Device
-names now stay as they are. With `Orphan` the Enapter device stays, and so does its Secret."""
+names now stay as they are. A Secret whose delete was refused after its Enapter device was
+deleted goes at a later attempt of the release, which the finalizer waits for. With
+`Orphan` the Enapter device stays, and so does its Secret. One written over between the
+operator's read and its delete is not deleted as read (the delete's preconditions): it is
+read again, and kept when it is no longer this device's."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fleet_yaml import document, enapter_site, stream
-from harness import NAMESPACE, documents, operator, secret_values
+from harness import NAMESPACE, WAIT, documents, operator, secret_values
 
 from reconciler.operator.config import OperatorConfig
 
@@ -168,3 +173,62 @@ async def test_the_secret_of_a_device_whose_site_went_first_goes_with_its_device
         await cluster.wait_gone("Device", "ucm-a")
         assert sims.enapter.by_hardware_id(HARDWARE_IDS["ucm-a"]) is None
         assert await cluster.secret("ucm-a-config") == {}
+
+
+@pytest.mark.parametrize("refused", [1, 2], ids=["next-attempt", "refused-again"])
+async def test_a_secret_whose_delete_was_refused_goes_at_a_later_attempt(
+    tmp_path: Path, monkeypatch: Any, refused: int
+) -> None:
+    """The Secret's delete refused (rbac.writeConfigSecrets turned off since it was
+    written) after its Enapter device was deleted: the release fails, saying so; the next
+    attempt, which finds no Enapter device, deletes the Secret, or, refused again, keeps
+    the finalizer saying why, until an attempt may delete it. Enapter's device is deleted
+    once."""
+    text = _fleet()
+    async with operator(text, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await _written(cluster, "ucm-a", "ucm-a-config")
+        device_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        fault = cluster.emulator.fail("DELETE", "/secrets/ucm-a-config", 403, refused)
+
+        await cluster.delete("Device", "ucm-a")
+        await cluster.wait_gone("Device", "ucm-a")
+        assert fault.count == 0, "each refusal was met"
+        assert sims.enapter.by_hardware_id(HARDWARE_IDS["ucm-a"]) is None
+        assert sims.enapter.requests["DELETE /v3/devices/{device_id}"] == 1
+        assert await cluster.secret("ucm-a-config") == {}, "its credentials go with it"
+        failed = [e["message"] for e in await cluster.events_about(
+            "ucm-a", reason="ReleaseFailed")]
+        assert any("HTTP 403" in m and "rbac.writeConfigSecrets" in m for m in failed), failed
+        earlier = f"Enapter device {device_id} was deleted by an earlier attempt"
+        assert len([m for m in failed if m.startswith(f"device/ucm-a[enapter]: {earlier}, but ")
+                    ]) == refused - 1, failed
+        assert (await _deleted_event(cluster, "ucm-a")) == (
+            f"device/ucm-a[enapter]: {earlier}; deleted Secret ucm-a-config")
+
+
+async def test_a_secret_written_over_between_its_read_and_its_delete_is_read_again(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The Secret's delete, sent with the uid and resourceVersion the operator read, is
+    held while the Secret is rewritten for another Enapter device: the API server refuses
+    it (409, its preconditions), and read again, the Secret, no longer this device's, is
+    kept."""
+    text = _fleet()
+    async with operator(text, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await _written(cluster, "ucm-a", "ucm-a-config")
+        held = cluster.emulator.hold("DELETE", "/secrets/ucm-a-config", lambda _: True)
+
+        await cluster.delete("Device", "ucm-a")
+        await asyncio.wait_for(held.arrived.wait(), WAIT)
+        await _for_another_device(cluster)
+        before = await cluster.secret("ucm-a-config")
+        held.release.set()
+        await cluster.wait_gone("Device", "ucm-a")
+        assert sims.enapter.by_hardware_id(HARDWARE_IDS["ucm-a"]) is None
+        kept = await cluster.secret("ucm-a-config")
+        assert secret_values(kept) == secret_values(before)
+        assert kept["metadata"]["annotations"][DEVICE_ID_ANNOTATION] == "another-device"
+        assert (await _deleted_event(cluster, "ucm-a")).endswith(
+            "; kept Secret ucm-a-config: it holds the config of another device")

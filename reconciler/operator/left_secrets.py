@@ -1,0 +1,91 @@
+"""The config Secret an earlier attempt of a Device's release left behind: its Enapter
+device was deleted, then the delete of the Secret written for it failed for good within
+that attempt (refused, as once `rbac.writeConfigSecrets` is turned off, or the API server
+kept failing), and the release failed. The next attempt finds no Enapter device to delete
+and plans nothing of Enapter: without this, it would finish, and the Secret, which holds
+the deleted device's credentials, would stay without a word.
+
+So an attempt that plans nothing of the Device's Enapter device looks at the Secret its
+`configOutput.secretName` names: one the reconciler wrote for this Device, for an Enapter
+device no longer among those read from the Device's Enapter site, is deleted as the
+device's delete would have deleted it (`ConfigSecretStore.remove`: not one another Device
+names now, and only as read). One that cannot be deleted fails the attempt, saying so:
+the finalizer stays, and the next attempt tries again. What could not be read (the
+Enapter site or its devices) is never taken for gone: the Secret is then left alone.
+
+The Secret goes after its device, never before: deleted first, with the device's delete
+then failing for good, it would leave a device in Enapter whose credentials nobody kept."""
+
+from __future__ import annotations
+
+from reconciler.engine.apply import Outcome
+from reconciler.engine.enapter import ConfigSecretStore
+from reconciler.errors import ProviderError, ProviderUnavailable
+from reconciler.model.device import Device
+from reconciler.model.fleet import Fleet
+from reconciler.plan.actions import Change, address_of
+from reconciler.plan.enapter_fields import COMPONENT
+from reconciler.plan.enapter_observed import EnapterState
+from reconciler.plan.enapter_sites import match_site
+from reconciler.plan.observed import Observed
+
+
+async def left_secret(
+    device: Device,
+    fleet: Fleet,
+    observed: Observed,
+    changes: list[Change],
+    store: ConfigSecretStore | None,
+) -> Outcome | None:
+    """The delete of `device`'s config Secret left by an earlier attempt (done, or failed
+    saying why), or None when there is none to delete, or `changes` hold its Enapter
+    device's own (whose delete takes its Secret, or whose wait says why)."""
+    enapter = device.spec.enapter
+    output = enapter.config_output if enapter is not None else None
+    name = output.secret_name if output is not None else None
+    if store is None or name is None:
+        return None
+    if any(c.kind == "Device" and c.name == device.name and c.component == COMPONENT
+           for c in changes):
+        return None
+    read = _read_ids(device, fleet, observed)
+    if read is None:
+        return None
+    address = address_of("Device", device.name, COMPONENT)
+    try:
+        found = await store.find(device, name)
+    except KeyError as exc:
+        # Not known to be there or not: said, and the next attempt reads it again.
+        return Outcome(address, "delete", "failed", retryable=True, message=(
+            f"whether Secret {name} still holds the config of an Enapter device deleted by an "
+            f"earlier attempt is not known: {exc.args[0]}"))
+    gone = found.written_for
+    if (not found.present or found.foreign or found.device != device.name
+            or not gone or gone in read):
+        return None
+    earlier = f"Enapter device {gone} was deleted by an earlier attempt"
+    try:
+        said = await store.remove(device, name, gone)
+    except ProviderError as exc:
+        return Outcome(address, "delete", "failed", message=f"{earlier}, but {exc}",
+                       retryable=isinstance(exc, ProviderUnavailable), error=exc)
+    if said is None:
+        return None  # deleted meanwhile (by hand, or by another attempt)
+    return Outcome(address, "delete", "done", message=earlier,
+                   detail={"config_secret": said})
+
+
+def _read_ids(device: Device, fleet: Fleet, observed: Observed) -> set[str] | None:
+    """The ids of the Enapter devices read from `device`'s Enapter site; None when they
+    were not read (or it has no such site found), and nothing can be taken for gone."""
+    site = fleet.site_of_device(device)
+    state = observed.extra.get(COMPONENT)
+    if site is None or site.spec.enapter is None or not isinstance(state, EnapterState):
+        return None
+    if not isinstance(state.sites, list):
+        return None
+    remote = match_site(site, state.sites)
+    devices = state.devices.get(remote.id) if remote is not None else None
+    if not isinstance(devices, list):
+        return None
+    return {d.id for d in devices}
