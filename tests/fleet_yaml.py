@@ -44,6 +44,30 @@ def enapter_site(name: str = "h2-lab", display_name: str = "H2 Lab",
         """)
 
 
+# The Enapter gateway the LINK tests declare.
+ENAPTER_GATEWAY_ID = "GW0000000000000000000000000000001"
+
+
+def enapter_gateway(name: str = "h2-gw", site: str = "h2-lab",
+                    hardware_id: str = ENAPTER_GATEWAY_ID) -> str:
+    return document("Gateway", name, f"""
+        siteRef: {site}
+        enapter: {{hardwareId: {hardware_id}, firmwareVersion: 3.1.0}}
+        """)
+
+
+def link_master(name: str, hardware_id: str, gateway: str = "h2-gw",
+                config_file: object = None, extra: str = "") -> str:
+    """An Enapter LINK master behind `gateway`, writing its config to `config_file` if
+    one is given."""
+    output = f", configOutput: {{file: '{config_file}'}}" if config_file is not None else ""
+    return document("Device", name, f"""
+        gatewayRef: {gateway}
+        hardwareId: {hardware_id}
+        enapter: {{kind: link_master{output}}}
+        """, extra)
+
+
 def zap_gateway(name: str = "home-zap", site: str = "home", serial: str = HOME_ZAP_SERIAL,
                 url: str = "http://192.168.1.2", extra: str = "") -> str:
     return document("Gateway", name, f"""

@@ -18,31 +18,22 @@ from typing import Any
 
 from aiohttp import web
 from denied import denied_as_anyone
-from fleet_yaml import document, enapter_site, stream
+from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
 from harness import Cluster, documents, emulated_cluster
 from process import operator_env, operator_process
 
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
 
-GATEWAY, MASTER, SLAVE = ("GW0000000000000000000000000000001",
-                          "LA0000000000000000000000000000001",
-                          "LS0000000000000000000000000000001")
+MASTER, SLAVE = "LA0000000000000000000000000000001", "LS0000000000000000000000000000001"
 SLAVE_ADDRESS = "device/slave[enapter]"
 
 
 def _fleet(config_file: Path) -> str:
     return stream(
         enapter_site(),
-        document("Gateway", "h2-gw", f"""
-            siteRef: h2-lab
-            enapter: {{hardwareId: {GATEWAY}, firmwareVersion: 3.1.0}}
-            """),
-        document("Device", "link-a", f"""
-            gatewayRef: h2-gw
-            hardwareId: {MASTER}
-            enapter: {{kind: link_master}}
-            """),
+        enapter_gateway(),
+        link_master("link-a", MASTER),
         document("Device", "slave", f"""
             gatewayRef: h2-gw
             hardwareId: {SLAVE}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fleet_yaml import document, enapter_site, stream
+from fleet_yaml import enapter_gateway, enapter_site, link_master, stream
 from harness import KopfRuns, documents, emulated_cluster, operator
 from process import operator_env, operator_process
 
@@ -20,23 +20,14 @@ from reconciler.operator.handlers import FINALIZER
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
 
-GATEWAY, MASTER = "GW0000000000000000000000000000001", "LA0000000000000000000000000000001"
+MASTER = "LA0000000000000000000000000000001"
 
 
 def _fleet(config_file: Path, extra: str = "") -> str:
     return stream(
         enapter_site(),
-        document("Gateway", "h2-gw", f"""
-            siteRef: h2-lab
-            enapter: {{hardwareId: {GATEWAY}, firmwareVersion: 3.1.0}}
-            """),
-        document("Device", "link-a", f"""
-            gatewayRef: h2-gw
-            hardwareId: {MASTER}
-            enapter:
-              kind: link_master
-              configOutput: {{file: '{config_file}'}}
-            """, extra),
+        enapter_gateway(),
+        link_master("link-a", MASTER, config_file=config_file, extra=extra),
     )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fleet_yaml import document, enapter_site, stream
+from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
 from harness import documents, emulated_cluster, operator
 from process import operator_env, operator_process
 from unremovable import unremovable
@@ -28,28 +28,17 @@ from unremovable import unremovable
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
 
-GATEWAY, MASTER_A, MASTER_B, SLAVE = (
-    "GW0000000000000000000000000000001", "LA0000000000000000000000000000001",
-    "LB0000000000000000000000000000001", "LS0000000000000000000000000000001")
+MASTER_A, MASTER_B, SLAVE = (
+    "LA0000000000000000000000000000001", "LB0000000000000000000000000000001",
+    "LS0000000000000000000000000000001")
 
 
 def _fleet(master: str, file: str) -> str:
     return stream(
         enapter_site(),
-        document("Gateway", "h2-gw", f"""
-            siteRef: h2-lab
-            enapter: {{hardwareId: {GATEWAY}, firmwareVersion: 3.1.0}}
-            """),
-        document("Device", "link-a", f"""
-            gatewayRef: h2-gw
-            hardwareId: {MASTER_A}
-            enapter: {{kind: link_master}}
-            """),
-        document("Device", "link-b", f"""
-            gatewayRef: h2-gw
-            hardwareId: {MASTER_B}
-            enapter: {{kind: link_master}}
-            """),
+        enapter_gateway(),
+        link_master("link-a", MASTER_A),
+        link_master("link-b", MASTER_B),
         document("Device", "slave", f"""
             gatewayRef: h2-gw
             hardwareId: {SLAVE}

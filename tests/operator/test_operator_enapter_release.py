@@ -12,13 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fleet_yaml import document, enapter_site, stream
+from fleet_yaml import (
+    ENAPTER_GATEWAY_ID,
+    document,
+    enapter_gateway,
+    enapter_site,
+    link_master,
+    stream,
+)
 from harness import documents, operator
 
 from reconciler.operator.config import OperatorConfig
 from reconciler.sim.fleet import SimFleet
 
-GATEWAY, MASTER = "GW0000000000000000000000000000001", "LA0000000000000000000000000000001"
+MASTER = "LA0000000000000000000000000000001"
 SLAVE = "LS0000000000000000000000000000001"
 DELETE = "DELETE /v3/devices/{device_id}"
 
@@ -26,18 +33,8 @@ DELETE = "DELETE /v3/devices/{device_id}"
 def _fleet(config_file: Path) -> str:
     return stream(
         enapter_site(),
-        document("Gateway", "h2-gw", f"""
-            siteRef: h2-lab
-            enapter: {{hardwareId: {GATEWAY}, firmwareVersion: 3.1.0}}
-            """),
-        document("Device", "link-a", f"""
-            gatewayRef: h2-gw
-            hardwareId: {MASTER}
-            deletionPolicy: Release
-            enapter:
-              kind: link_master
-              configOutput: {{file: '{config_file}'}}
-            """),
+        enapter_gateway(),
+        link_master("link-a", MASTER, config_file=config_file, extra="deletionPolicy: Release"),
     )
 
 
@@ -81,7 +78,7 @@ async def test_a_device_provisioned_before_its_id_was_recorded_is_deleted_once(
         await cluster.wait_gone("Device", "link-a")
         assert sims.enapter.by_hardware_id(MASTER) is None, "deleted in Enapter Cloud"
         assert sims.enapter.requests[DELETE] == 1
-        assert sims.enapter.by_hardware_id(GATEWAY) is not None, "the Gateway's is its own"
+        assert sims.enapter.by_hardware_id(ENAPTER_GATEWAY_ID) is not None, "the Gateway's own"
 
 
 async def test_a_converged_device_is_deleted_with_its_config_file(
