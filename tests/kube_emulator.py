@@ -85,12 +85,15 @@ class Fault:
     count: int = 1
     # True: only watch requests; False: only others (a list is a GET of the same path).
     watch: bool | None = None
+    # Only requests whose body it accepts (None: any).
+    body: Callable[[Any], bool] | None = None
 
     def matches(self, request: Any) -> bool:
         watching = request.action == kmock.action.WATCH
         return (self.count > 0 and str(request.method.value).upper() == self.method
                 and request.url.path.endswith(self.path_suffix)
-                and self.watch in (None, watching))
+                and self.watch in (None, watching)
+                and (self.body is None or self.body(request.data)))
 
 
 @attrs.frozen
@@ -211,10 +214,10 @@ class Emulator(kmock.KubernetesEmulator):
     _watches: set[_Watch] = attrs.field(factory=set, init=False)
 
     def fail(self, method: str, path_suffix: str, status: int, count: int = 1, *,
-             watch: bool | None = None) -> Fault:
-        """Answer the next `count` such requests (`watch`: only watches, or only others)
-        with `status`; they change nothing."""
-        fault = Fault(method.upper(), path_suffix, status, count, watch)
+             watch: bool | None = None, body: Callable[[Any], bool] | None = None) -> Fault:
+        """Answer the next `count` such requests (`watch`: only watches, or only others;
+        `body`: only those whose body it accepts) with `status`; they change nothing."""
+        fault = Fault(method.upper(), path_suffix, status, count, watch, body)
         self.faults.append(fault)
         return fault
 
