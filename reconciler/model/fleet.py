@@ -857,6 +857,7 @@ def _unique_hardware_ids(fleet: Fleet) -> list[Problem]:
                     f"hardwareId {echo(device.spec.hardware_id)} is already used by "
                     f"Device {echo(seen[key])} on Gateway {echo(scope)}; it must be "
                     "unique per gateway",
+                    clashes_with=("Device", seen[key], ("spec", "hardwareId")),
                 )
             )
         else:
@@ -895,7 +896,7 @@ def _unique_enapter_slugs(fleet: Fleet) -> list[Problem]:
     """Enapter finds standalone and Lua devices by slug within their site, and a slug is
     unique in an Enapter site: two devices of one Site with one slug would be one device."""
     problems = []
-    seen: dict[tuple[str, str], str] = {}
+    seen: dict[tuple[str, str], Device] = {}
     for device in fleet.devices.values():
         slug = device.enapter_slug
         site = fleet.site_of_device(device) if slug is not None else None
@@ -903,22 +904,32 @@ def _unique_enapter_slugs(fleet: Fleet) -> list[Problem]:
             continue
         key = (site.name, slug)
         if key in seen:
-            declared = device.spec.enapter is not None and device.spec.enapter.slug
+            first = seen[key]
             problems.append(
                 Problem(
                     "Device",
                     device.name,
-                    ("spec", "enapter", "slug") if declared else ("metadata", "name"),
-                    f"Enapter slug {echo(slug)} is already used by Device {echo(seen[key])} "
+                    _slug_path(device),
+                    f"Enapter slug {echo(slug)} is already used by Device {echo(first.name)} "
                     "at Site "
                     f"{echo(site.name)}; slugs are unique per site"
-                    + ("" if declared else " (the slug defaults to the resource name; set "
-                       "`enapter.slug`)"),
+                    + ("" if _slug_declared(device) else " (the slug defaults to the "
+                       "resource name; set `enapter.slug`)"),
+                    clashes_with=("Device", first.name, _slug_path(first)),
                 )
             )
         else:
-            seen[key] = device.name
+            seen[key] = device
     return problems
+
+
+def _slug_declared(device: Device) -> bool:
+    return bool(device.spec.enapter is not None and device.spec.enapter.slug)
+
+
+def _slug_path(device: Device) -> Path:
+    """Where a Device's Enapter slug comes from: its `enapter.slug`, or its name."""
+    return ("spec", "enapter", "slug") if _slug_declared(device) else ("metadata", "name")
 
 
 def _unique_flatpeak_references(fleet: Fleet) -> list[Problem]:
@@ -1014,7 +1025,11 @@ def _config_output_files(fleet: Fleet, holders: Collection[str] = ()) -> list[Pr
                 "of its own"
             )
         if problem is not None:
-            problems.append(Problem("Device", device.name, _CONFIG_FILE, problem))
+            other = seen.get(normal)
+            problems.append(Problem(
+                "Device", device.name, _CONFIG_FILE, problem,
+                clashes_with=("Device", other[0], _CONFIG_FILE) if other else None,
+            ))
         seen.setdefault(normal, (device.name, declared))
     return problems
 
@@ -1059,6 +1074,7 @@ def _config_output_secrets(fleet: Fleet, holders: Collection[str] = ()) -> list[
                     f"{echo(first)}; one "
                     "device's config would replace the other's: give each device a Secret "
                     "of its own",
+                    clashes_with=("Device", first, _CONFIG_SECRET),
                 )
             )
     return problems

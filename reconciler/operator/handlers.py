@@ -794,7 +794,9 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     namespace = kwargs["namespace"] or ""
     name = kwargs["meta"]["name"]
     nsf = _namespace_fleet(runtime, namespace, _indexes(kwargs), body).fleet
-    refusal = nsf.refusal(kind, name)
+    # Refused only for what an object being deleted declares too (a rename deleted
+    # together), its spec is valid on its own: honoured.
+    refusal = nsf.refusal_once_deleted(kind, name)
     if refusal and has_deletion_policy(kind):
         # An invalid spec says nothing to act on: honour the last valid one, if recorded.
         last = objects.with_last_valid_spec(body)
@@ -893,6 +895,10 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     # Said once, as the object goes: a pass that waits is tried again and would repeat it.
     for message in removal.kept:
         await runtime.events.info(body, reason="GatewayKept", message=event_message(message))
+    if removal.taken_over:
+        await runtime.events.info(
+            body, reason="DeviceKept", message=event_message(removal.taken_over)
+        )
     if removal.left:
         await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))
     for message in removal.left_copies:

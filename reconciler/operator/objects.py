@@ -26,6 +26,7 @@ from reconciler.model.schema import CRD_NAMES
 from reconciler.model.status import FlatpeakLocation
 from reconciler.operator import declared, locations
 from reconciler.plan.retired import RetiredSite
+from reconciler.printable import echo
 from reconciler.sources.loader import resource_from_object
 
 PLURALS = {kind: names["plural"] for kind, names in CRD_NAMES.items()}
@@ -342,6 +343,31 @@ class NamespaceFleet:
         if invalid:
             return "; ".join(f"{d.path}: {d.message}" for d in invalid)
         fatal = [p for p in self.problems_of(kind, name) if p.code != DANGLING]
+        return "; ".join(
+            f"{'.'.join(map(str, p.path))}: {p.message}{self._until_gone(p)}" for p in fatal
+        )
+
+    def _until_gone(self, problem: Problem) -> str:
+        """What is said of a clash with an object being deleted: it ends once that one is
+        gone (a rename: `refusal_once_deleted`)."""
+        other = problem.clashes_with
+        if other is None or other[:2] not in self.deleting:
+            return ""
+        return (f" ({other[0]} {echo(other[1])} is being deleted: this one is reconciled once "
+                "it is gone)")
+
+    def refusal_once_deleted(self, kind: str, name: str) -> str:
+        """`refusal`, but for clashes with objects being deleted: why the object would be
+        refused once they are gone. The spec a Device declaring what a Device being
+        deleted declared (a rename) is refused for until then is valid on its own: its own
+        deletion honours it, and it takes over what the other leaves (`plan.taken_over`)."""
+        if self.invalid.get((kind, name)):
+            return self.refusal(kind, name)
+        fatal = [
+            p for p in self.problems_of(kind, name)
+            if p.code != DANGLING
+            and not (p.clashes_with is not None and p.clashes_with[:2] in self.deleting)
+        ]
         return "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in fatal)
 
 

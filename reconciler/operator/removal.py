@@ -22,7 +22,9 @@ would be on no Zap, so the copy and the gateway's release wait (`blocked`), retr
 not for a new Gateway being deleted or gone, which will not get it: the copy stays on the
 Zap, the gateway is released, and `left_copies` says which stay and why. A Device's
 config Secret an earlier attempt left (its Enapter device deleted, the Secret's delete
-failed) is deleted by the next attempt, which finds no Enapter device (`left_secrets`)."""
+failed) is deleted by the next attempt, which finds no Enapter device (`left_secrets`).
+A Device whose device another Device of the namespace declares too (a rename,
+`plan.taken_over`) leaves it to that one: nothing is released."""
 
 from __future__ import annotations
 
@@ -69,6 +71,8 @@ from reconciler.plan.removal import (
     removal_changes,
 )
 from reconciler.plan.retired_gateways import unread_note
+from reconciler.plan.taken_over import taken_over_by
+from reconciler.printable import echo
 
 # The plans a removal applies speak to the operator's user (`plan.advice`).
 _OPTIONS = PlanOptions(audience=Audience.OPERATOR)
@@ -87,6 +91,9 @@ class Removal:
     unreadable: str = ""
     # What is said of serials swapped out of a Gateway's spec that stay claimed (events).
     kept: list[str] = field(default_factory=list)
+    # What is said of a Device's device left to another Device that declares it
+    # (`plan.taken_over`; an event); "" when it was released or nothing declares it.
+    taken_over: str = ""
     # What is said of a released Gateway's Zap that could not be read: copies of devices
     # moved to another gateway may stay on it (an event); "" when it was read.
     left: str = ""
@@ -125,6 +132,10 @@ async def remove_object(
             return await _remove_gateway(resource, nsf, settings, secrets, swapped, waits, stop)
     if resource is None or policy != DeletionPolicy.RELEASE:
         return Removal()
+    if isinstance(resource, Device):
+        heir = taken_over_by(resource, nsf.fleet, _heirs(nsf))
+        if heir is not None:
+            return Removal(taken_over=_taken_over_message(resource, heir))
     status = status or {}
     external_ids: Mapping[str, Any] = status.get("externalIds") or {}
     fleet = nsf.fleet
@@ -209,6 +220,52 @@ async def remove_object(
     blocked = "; ".join(b for b in (blocked, _held(report.outcomes)) if b)
     outcomes = earlier + report.outcomes
     return Removal(outcomes, blocked=blocked, left=left, left_copies=left_copies)
+
+
+def _heirs(nsf: NamespaceFleet) -> list[Device]:
+    """The Devices of the namespace that may take over a device a Device being deleted
+    leaves (`plan.taken_over`), by name: not being deleted themselves (deleted together,
+    neither keeps it for the other), and valid once the objects being deleted are gone.
+    One refused for more would not take it over: the device would be left to nobody."""
+    return [
+        device
+        for name, device in sorted(nsf.fleet.devices.items())
+        if ("Device", name) not in nsf.deleting
+        and not nsf.refusal_once_deleted("Device", name)
+    ]
+
+
+def _taken_over_message(device: Device, heir: Device) -> str:
+    """What the release of `device` says when `heir` declares its device (a rename)."""
+    spec = device.spec
+    if spec.enapter is not None:
+        where = "its Enapter device"
+    else:
+        where = (
+            f"its device (hardwareId {echo(spec.hardware_id)} on Gateway "
+            f"{echo(spec.gateway_ref)})"
+        )
+    said = (
+        f"deletionPolicy Release: {where} is not released: Device {echo(heir.name)} declares "
+        "it too and takes it over, as it is, with its ids"
+    )
+    mine = _config_output(device)
+    if mine is not None and mine != _config_output(heir):
+        said += (
+            f"; the config {mine} written for this Device is left as it is: delete it once "
+            "nothing uses it"
+        )
+    return said
+
+
+def _config_output(device: Device) -> str | None:
+    """Where `device`'s Enapter config is written, said: "Secret NAME" or "file PATH"."""
+    output = device.spec.enapter.config_output if device.spec.enapter is not None else None
+    if output is None:
+        return None
+    if output.secret_name is not None:
+        return f"Secret {echo(output.secret_name)}"
+    return f"file {echo(output.file)}" if output.file is not None else None
 
 
 def _held(outcomes: list[Outcome]) -> str:

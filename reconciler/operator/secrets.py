@@ -3,7 +3,8 @@
 `enapter.configOutput.secretName` asks for, labelled as ours and annotated with the Device
 and the Enapter device whose config they hold (never over a Secret someone else wrote). Once
 that Enapter device is deleted (`deletionPolicy: Release`), it deletes the Secret, only if it
-wrote it for that Device and that device, and no other Device names it now.
+wrote it for that device (for that Device, or for one that left the device to it: a
+rename, `plan.taken_over`), and no other Device names it now.
 Values are held in memory for one reconcile only; they never reach status, events or logs.
 
 `passwordFrom.env` reads the operator pod's environment, shared by every namespace served
@@ -94,8 +95,8 @@ class KubeSecrets:
         )
 
     def _delete(self, namespace: str, name: str, device: str, device_id: str) -> str | None:
-        """Delete Secret `name` if we wrote it for Device `device` and Enapter device
-        `device_id`; what happened, or None when it is not there. Deleted only as read
+        """Delete Secret `name` if we wrote it for Enapter device `device_id` (Device
+        `device`'s); what happened, or None when it is not there. Deleted only as read
         (its uid and resourceVersion as preconditions): one written over since, perhaps
         for another device, is read again by the retry (ProviderUnavailable)."""
         from kubernetes import client
@@ -113,8 +114,10 @@ class KubeSecrets:
         if any(labels.get(k) != v for k, v in MANAGED_LABELS.items()):
             return f"kept {where}: it was not written by the reconciler"
         annotations = secret.metadata.annotations or {}
-        if (annotations.get(DEVICE_ANNOTATION) != device
-                or annotations.get(ENAPTER_DEVICE_ANNOTATION) != device_id):
+        # The Enapter device's id alone decides: the Device the Secret was written for may
+        # be another, which left the device to this one (a rename, `plan.taken_over`), and
+        # the credentials it holds die with the device all the same.
+        if annotations.get(ENAPTER_DEVICE_ANNOTATION) != device_id:
             return f"kept {where}: it holds the config of another device"
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(
             uid=secret.metadata.uid, resource_version=secret.metadata.resource_version))

@@ -1,0 +1,169 @@
+"""A Device renamed: another object created with the same device under a new name and the
+old one deleted, as a rename in git does under Argo CD or Flux. Both have `deletionPolicy:
+Release`: the old one's release leaves the device to the new one, which takes it over as
+it is (its Zap device and Novacore device, with their ids), as `apply` would find it by
+its natural key; nothing is deleted and created again. Deleted together, it is released."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fleet_yaml import document, enapter_site, novacore_site, stream, sungrow_inverter, zap_gateway
+from harness import documents, operator, secret_values
+from objects import HOME, RELEASE, ZAP, declare
+
+RENAMED = sungrow_inverter(
+    "home-inverter-2", "home-zap", "SG0001", "192.168.1.60",
+    ders=(("pv", "solar"), ("battery", "battery")),
+    extra="displayName: Inverter\nverification: {checkSerial: true}\ndeletionPolicy: Release",
+)
+
+
+def _renamed_document() -> dict[str, Any]:
+    [doc] = [d for d in documents(stream(novacore_site(), zap_gateway(extra=RELEASE), RENAMED))
+             if d["kind"] == "Device"]
+    return doc
+
+
+def _novacore_ids(sims: Any, hardware_id: str) -> list[str]:
+    return [d.id for d in sims.novacore.devices.values() if d.hardware_id == hardware_id]
+
+
+def _deletes(sims: Any) -> int:
+    return sum(server.count("DELETE") for server in sims.http_servers())
+
+
+async def test_a_renamed_device_is_taken_over_not_deleted_and_created_again(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
+        ids = _novacore_ids(sims, "SG0001")
+        assert len(ids) == 1, ids
+
+        # The new name first, then the old one pruned.
+        await cluster.create(_renamed_document())
+        await cluster.delete("Device", "home-inverter")
+        await cluster.wait_gone("Device", "home-inverter")
+        kept = await cluster.wait_events_about("home-inverter", reason="DeviceKept")
+        assert [e.get("message") for e in kept] == [
+            "deletionPolicy Release: its device (hardwareId 'SG0001' on Gateway 'home-zap') "
+            "is not released: Device 'home-inverter-2' declares it too and takes it over, as "
+            "it is, with its ids"
+        ]
+
+        await cluster.wait_condition("Device", "home-inverter-2", "Ready")
+        status = await cluster.status("Device", "home-inverter-2")
+        assert status["externalIds"]["novacore"] == ids[0], status
+        assert _novacore_ids(sims, "SG0001") == ids
+        assert "SG0001" in sims.zaps[ZAP].devices
+        assert _deletes(sims) == 0
+
+
+async def test_a_device_whose_release_waits_is_taken_over_by_one_created_meanwhile(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The old name deleted first, its release waiting (Novacore refuses connections): the
+    new one, created meanwhile, is refused until the old one is gone, saying so; the old
+    one's next attempt leaves the device to it."""
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
+        ids = _novacore_ids(sims, "SG0001")
+        await sims.novacore.set_offline("refuse")
+        await cluster.delete("Device", "home-inverter")
+        await cluster.wait_reason("Device", "home-inverter", "ReleaseFailed",
+                                  what="the release waiting")
+
+        await cluster.create(_renamed_document())
+        refused = await cluster.wait_reason("Device", "home-inverter-2", "InvalidSpec",
+                                            what="the new name refused")
+        assert refused["message"] == (
+            "spec.hardwareId: hardwareId 'SG0001' is already used by Device 'home-inverter' "
+            "on Gateway 'home-zap'; it must be unique per gateway (Device 'home-inverter' is "
+            "being deleted: this one is reconciled once it is gone)"
+        ), refused
+
+        await sims.novacore.set_offline("online")
+        await cluster.wait_gone("Device", "home-inverter")
+        assert await cluster.wait_events_about("home-inverter", reason="DeviceKept")
+        await cluster.wait_condition("Device", "home-inverter-2", "Ready")
+        assert _novacore_ids(sims, "SG0001") == ids
+        assert "SG0001" in sims.zaps[ZAP].devices
+        assert _deletes(sims) == 0
+
+
+async def test_a_device_deleted_with_the_one_that_declares_it_too_is_released(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Deleted together, the device is released: whichever finalizer runs first may leave
+    it to the other, not yet being deleted, whose own release then releases it (its spec
+    valid once the first is gone), rather than honour no spec at all."""
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
+        await cluster.create(_renamed_document())
+        await cluster.wait_reason("Device", "home-inverter-2", "InvalidSpec",
+                                  what="the second declaration refused")
+
+        await cluster.delete("Device", "home-inverter")
+        await cluster.delete("Device", "home-inverter-2")
+        await cluster.wait_gone("Device", "home-inverter")
+        await cluster.wait_gone("Device", "home-inverter-2")
+
+        assert _novacore_ids(sims, "SG0001") == []
+        assert "SG0001" not in sims.zaps[ZAP].devices
+
+
+UCM_ID = "A8795CBA5375484E829105E959663C8B"
+
+
+def _ucm(name: str) -> str:
+    return document("Device", name, f"""
+        siteRef: h2-lab
+        hardwareId: {UCM_ID}
+        deletionPolicy: Release
+        enapter:
+          kind: ucm
+          protocol: MQTT
+          configOutput: {{secretName: ucm-config}}
+        """)
+
+
+async def test_a_renamed_enapter_device_keeps_its_enapter_device_and_config_secret(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The UCM renamed, its config Secret named by both: the Enapter device stays, with its
+    id, and so does the Secret, which the new Device's release deletes with the device."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        written = secret_values(await cluster.secret("ucm-config"))
+
+        [renamed] = documents(stream(enapter_site(), _ucm("ucm-b")))[1:]
+        await cluster.create(renamed)
+        await cluster.delete("Device", "ucm-a")
+        await cluster.wait_gone("Device", "ucm-a")
+        [kept] = await cluster.wait_events_about("ucm-a", reason="DeviceKept")
+        assert kept["message"] == (
+            "deletionPolicy Release: its Enapter device is not released: Device 'ucm-b' "
+            "declares it too and takes it over, as it is, with its ids"
+        )
+
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
+        status = await cluster.status("Device", "ucm-b")
+        assert status["externalIds"]["enapter"] == enapter_id, status
+        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+        assert not [k for k in sims.enapter.requests if k.startswith("DELETE")]
+        assert secret_values(await cluster.secret("ucm-config")) == written
+
+        # Released in its turn, the device goes, and its Secret with it, though the Device
+        # it was written for was the other.
+        await cluster.delete("Device", "ucm-b")
+        await cluster.wait_gone("Device", "ucm-b")
+        assert sims.enapter.by_hardware_id(UCM_ID) is None
+        assert not await cluster.secret("ucm-config")
