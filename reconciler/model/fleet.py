@@ -513,6 +513,7 @@ def _unique_gateway_identities(fleet: Fleet) -> list[Problem]:
                     gateway.name,
                     path,
                     f"the same gateway is already declared as Gateway {echo(owners[key])}",
+                    clashes_with=("Gateway", owners[key], path),
                 )
             )
         else:

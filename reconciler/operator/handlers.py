@@ -897,7 +897,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         await runtime.events.info(body, reason="GatewayKept", message=event_message(message))
     if removal.taken_over:
         await runtime.events.info(
-            body, reason="DeviceKept", message=event_message(removal.taken_over)
+            body, reason=f"{kind}Kept", message=event_message(removal.taken_over)
         )
     if removal.left:
         await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))

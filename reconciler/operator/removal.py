@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -73,6 +73,9 @@ from reconciler.plan.removal import (
 from reconciler.plan.retired_gateways import unread_note
 from reconciler.plan.taken_over import taken_over_by
 from reconciler.printable import echo
+
+# What may take over what a Device or Gateway being deleted leaves (`plan.taken_over`).
+Heir = TypeVar("Heir", Device, Gateway)
 
 # The plans a removal applies speak to the operator's user (`plan.advice`).
 _OPTIONS = PlanOptions(audience=Audience.OPERATOR)
@@ -133,9 +136,17 @@ async def remove_object(
     if resource is None or policy != DeletionPolicy.RELEASE:
         return Removal()
     if isinstance(resource, Device):
-        heir = taken_over_by(resource, nsf.fleet, _heirs(nsf))
-        if heir is not None:
-            return Removal(taken_over=_taken_over_message(resource, heir))
+        heir_device = taken_over_by(resource, nsf.fleet, _heirs(nsf, nsf.fleet.devices))
+        if heir_device is not None:
+            return Removal(taken_over=_taken_over_message(resource, heir_device))
+    if isinstance(resource, Gateway):
+        heir_gateway = taken_over_by(resource, nsf.fleet, _heirs(nsf, nsf.fleet.gateways))
+        if heir_gateway is not None:
+            return Removal(taken_over=(
+                f"deletionPolicy Release: its gateway is not released: Gateway "
+                f"{echo(heir_gateway.name)} declares it too and takes it over, as it is, "
+                "claimed, with the devices on its Zap"
+            ))
     status = status or {}
     external_ids: Mapping[str, Any] = status.get("externalIds") or {}
     fleet = nsf.fleet
@@ -222,16 +233,16 @@ async def remove_object(
     return Removal(outcomes, blocked=blocked, left=left, left_copies=left_copies)
 
 
-def _heirs(nsf: NamespaceFleet) -> list[Device]:
-    """The Devices of the namespace that may take over a device a Device being deleted
-    leaves (`plan.taken_over`), by name: not being deleted themselves (deleted together,
-    neither keeps it for the other), and valid once the objects being deleted are gone.
-    One refused for more would not take it over: the device would be left to nobody."""
+def _heirs(nsf: NamespaceFleet, table: Mapping[str, Heir]) -> list[Heir]:
+    """The objects of a kind (`table`, name -> object) of the namespace that may take over
+    what an object being deleted leaves (`plan.taken_over`), by name: not being deleted
+    themselves (deleted together, neither keeps it for the other), and valid once the
+    objects being deleted are gone. One refused for more would not take it over: what it
+    declares would be left to nobody."""
     return [
-        device
-        for name, device in sorted(nsf.fleet.devices.items())
-        if ("Device", name) not in nsf.deleting
-        and not nsf.refusal_once_deleted("Device", name)
+        heir
+        for name, heir in sorted(table.items())
+        if (heir.kind, name) not in nsf.deleting and not nsf.refusal_once_deleted(heir.kind, name)
     ]
 
 

@@ -1,15 +1,23 @@
-"""A Device renamed: another object created with the same device under a new name and the
-old one deleted, as a rename in git does under Argo CD or Flux. Both have `deletionPolicy:
-Release`: the old one's release leaves the device to the new one, which takes it over as
-it is (its Zap device and Novacore device, with their ids), as `apply` would find it by
-its natural key; nothing is deleted and created again. Deleted together, it is released."""
+"""A Device or Gateway renamed: another object created with the same device or gateway under
+a new name and the old one deleted, as a rename in git does under Argo CD or Flux. Both
+have `deletionPolicy: Release`: the old one's release leaves it to the new one, which
+takes it over as it is (a device's Zap device, Novacore and Enapter devices, with their
+ids; a gateway claimed, with the devices on its Zap), as `apply` would find it by its
+natural key; nothing is released and made again. Deleted together, it is released."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from fleet_yaml import document, enapter_site, novacore_site, stream, sungrow_inverter, zap_gateway
+from fleet_yaml import (
+    document,
+    enapter_site,
+    novacore_site,
+    stream,
+    sungrow_inverter,
+    zap_gateway,
+)
 from harness import documents, operator, secret_values
 from objects import HOME, RELEASE, ZAP, declare
 
@@ -167,3 +175,37 @@ async def test_a_renamed_enapter_device_keeps_its_enapter_device_and_config_secr
         await cluster.wait_gone("Device", "ucm-b")
         assert sims.enapter.by_hardware_id(UCM_ID) is None
         assert not await cluster.secret("ucm-config")
+
+
+async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The Gateway renamed and its Devices moved to the new name: the gateway is never
+    released, nor its devices taken off its Zap as copies moved away."""
+    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+        await declare(cluster)
+        for device in ("home-inverter", "home-battery"):
+            await cluster.wait_condition("Device", device, "Ready")
+        ids = {d.id for d in sims.novacore.devices.values()}
+
+        [renamed] = [d for d in documents(stream(
+            novacore_site(), zap_gateway(name="home-zap-2", extra=RELEASE)))
+            if d["kind"] == "Gateway"]
+        await cluster.create(renamed)
+        for device in ("home-inverter", "home-battery"):
+            await cluster.patch("Device", device, {"spec": {"gatewayRef": "home-zap-2"}})
+        await cluster.delete("Gateway", "home-zap")
+        await cluster.wait_gone("Gateway", "home-zap")
+        [kept] = await cluster.wait_events_about("home-zap", reason="GatewayKept")
+        assert kept["message"] == (
+            "deletionPolicy Release: its gateway is not released: Gateway 'home-zap-2' "
+            "declares it too and takes it over, as it is, claimed, with the devices on its Zap"
+        )
+
+        await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
+        for device in ("home-inverter", "home-battery"):
+            await cluster.wait_condition("Device", device, "Ready")
+        assert sims.novacore.gateways[ZAP].org_id == "org-home"
+        assert {d.id for d in sims.novacore.devices.values()} == ids
+        assert sorted(sims.zaps[ZAP].devices) == ["SG0001", "ferroamp_192.168.1.70"]
+        assert _deletes(sims) == 0
