@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.enapter import SECRET_STORE_KEY, ConfigSecretStore
+from reconciler.engine.enapter_by_id import observe_by_id, read_by_id
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import all_of
 from reconciler.engine.gather import Gather
@@ -156,12 +157,23 @@ async def remove_object(
     sub = closure(fleet, resource)
     novacore_id = external_ids.get("novacore")
     enapter_id = external_ids.get("enapter")
+    site_gone = (
+        resource if isinstance(resource, Device) and resource.spec.enapter is not None
+        and sub.site_of_device(resource) is None else None
+    )
+    by_id = [str(enapter_id)] if site_gone is not None and enapter_id else []
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         try:
             observed = await observe(
                 sub, reconciler.session, read_policy(settings.retries),
                 audience=Audience.OPERATOR,
             )
+            if by_id:
+                # Its Site gone, no Enapter site says where to look: read by the id its
+                # status recorded, with its site's devices (`engine.enapter_by_id`).
+                await observe_by_id(
+                    reconciler.session, observed, read_policy(settings.retries), by_id
+                )
         except ProviderAuthError as error:
             # A setting must change (a token rotated in its file is read again at the next
             # attempt): said on the object, not a traceback, and nothing released half-way.
@@ -186,7 +198,11 @@ async def remove_object(
             changes = moved.removals if moved.waiting else changes + moved.removals
         # A config Secret an earlier attempt left, its Enapter device deleted (`left_secrets`).
         left_behind = (
-            await left_secret(resource, sub, observed, changes, config_store)
+            await left_secret(
+                resource, sub, observed, changes, config_store,
+                lambda device_id: read_by_id(
+                    reconciler.session, read_policy(settings.retries), device_id),
+            )
             if isinstance(resource, Device) else None
         )
         earlier = [left_behind] if left_behind is not None else []
