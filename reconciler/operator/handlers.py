@@ -895,6 +895,10 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         await runtime.events.info(body, reason="GatewayKept", message=event_message(message))
     if removal.left:
         await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))
+    if removal.unknown:
+        await runtime.events.warn(
+            body, reason="EnapterDeviceUnknown", message=event_message(removal.unknown)
+        )
     for message in removal.left_copies:
         # Logged by this module, not kopf's object logger, which would post it again as an
         # Event of its own.

@@ -58,6 +58,7 @@ from reconciler.operator.left_secrets import left_secret
 from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan.actions import Change
 from reconciler.plan.advice import Audience
+from reconciler.plan.enapter_removal import unknown_device
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.removal import (
@@ -94,6 +95,10 @@ class Removal:
     # What is said of each device left on a released Gateway's Zap as its new Gateway is
     # being deleted or gone (`MovedCopies.left_copies`; a Warning).
     left_copies: list[str] = field(default_factory=list)
+    # What is said of a released Device's Enapter device that was not looked for, its Site
+    # gone and its id not recorded: it may be left in Enapter Cloud (a Warning); "" when
+    # it was looked for (`plan.enapter_removal.unknown_device`).
+    unknown: str = ""
 
 
 async def remove_object(
@@ -162,6 +167,7 @@ async def remove_object(
         and sub.site_of_device(resource) is None else None
     )
     by_id = [str(enapter_id)] if site_gone is not None and enapter_id else []
+    unknown = unknown_device(site_gone) if site_gone is not None and not enapter_id else ""
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         try:
             observed = await observe(
@@ -207,7 +213,8 @@ async def remove_object(
         )
         earlier = [left_behind] if left_behind is not None else []
         if not changes:
-            return Removal(earlier, blocked=blocked, left=left, left_copies=left_copies)
+            return Removal(earlier, blocked=blocked, left=left, left_copies=left_copies,
+                           unknown=unknown)
         if config_store is not None:
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
         executors = Executors(
@@ -224,7 +231,9 @@ async def remove_object(
         )
     blocked = "; ".join(b for b in (blocked, _held(report.outcomes)) if b)
     outcomes = earlier + report.outcomes
-    return Removal(outcomes, blocked=blocked, left=left, left_copies=left_copies)
+    return Removal(
+        outcomes, blocked=blocked, left=left, left_copies=left_copies, unknown=unknown
+    )
 
 
 def _held(outcomes: list[Outcome]) -> str:

@@ -15,10 +15,10 @@ or waits for the devices that run on it as above; unread, the delete is deferred
 
 from __future__ import annotations
 
-from reconciler.model.device import Device
+from reconciler.model.device import SLUG_KEYED, Device
 from reconciler.model.fleet import Fleet
 from reconciler.plan.actions import Action, Change, Reason
-from reconciler.plan.enapter_fields import COMPONENT, find_device
+from reconciler.plan.enapter_fields import COMPONENT, device_slug, find_device, kind_of
 from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterState
 from reconciler.plan.enapter_sites import match_site
 from reconciler.plan.observed import Observed, Unreachable
@@ -122,3 +122,20 @@ def _by_recorded_id(device: Device, enapter_id: str, state: object) -> list[Chan
         return []  # deleted between the two reads
     return [_found(change, read, devices)]
 
+
+def unknown_device(device: Device) -> str:
+    """What is said of `device`'s Enapter device when its Site is gone and its status
+    recorded no id of it: an apply that provisioned it may have failed before its id
+    reached the status. Nothing says soundly where to look (the Site held the Enapter
+    site: its display name or `siteId`), so it is not looked for by a guess, which could
+    delete another site's device of the same key: the user is told what to look for."""
+    if kind_of(device) in SLUG_KEYED:
+        key = f"slug {device_slug(device)!r}"
+    else:
+        key = f"hardware id {device.spec.hardware_id}"
+    return (
+        f"its Site is deleted and its status recorded no Enapter device id (an apply that "
+        f"provisioned it may have failed before its id was recorded), so nothing was looked "
+        f"for or deleted in Enapter Cloud: an Enapter device of {key} may be left there; "
+        "delete it in Enapter Cloud if it is"
+    )
