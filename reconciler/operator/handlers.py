@@ -901,6 +901,10 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         )
     if removal.left:
         await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))
+    if removal.unknown:
+        await runtime.events.warn(
+            body, reason="EnapterDeviceUnknown", message=event_message(removal.unknown)
+        )
     for message in removal.left_copies:
         # Logged by this module, not kopf's object logger, which would post it again as an
         # Event of its own.

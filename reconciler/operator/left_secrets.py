@@ -7,27 +7,33 @@ the deleted device's credentials, would stay without a word.
 
 So an attempt that plans nothing of the Device's Enapter device looks at the Secret its
 `configOutput.secretName` names: one the reconciler wrote for this Device, for an Enapter
-device no longer among those read from the Device's Enapter site, is deleted as the
-device's delete would have deleted it (`ConfigSecretStore.remove`: not one another Device
-names now, and only as read). One that cannot be deleted fails the attempt, saying so:
-the finalizer stays, and the next attempt tries again. What could not be read (the
-Enapter site or its devices) is never taken for gone: the Secret is then left alone.
+device Enapter says is not there, is deleted as the device's delete would have deleted it
+(`ConfigSecretStore.remove`: not one another Device names now, and only as read). Whether
+it is there is known from the devices read from the Device's Enapter site, where it may
+be, or else from a read of that device by its id (`engine.enapter_by_id`): after a
+`siteRef` change that did not move its Enapter device, the Secret holds the credentials of
+a device in another site, which stays, and so does its Secret. One that cannot be deleted
+fails the attempt, saying so: the finalizer stays, and the next attempt tries again. What
+could not be read is never taken for gone: the attempt then fails, saying so, and the next
+one reads it again.
 
 The Secret goes after its device, never before: deleted first, with the device's delete
 then failing for good, it would leave a device in Enapter whose credentials nobody kept."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from reconciler.engine.apply import Outcome
 from reconciler.engine.enapter import ConfigSecretStore
-from reconciler.errors import ProviderError, ProviderUnavailable
+from reconciler.errors import ProviderAuthError, ProviderError, ProviderUnavailable
 from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.plan.actions import Change, address_of
 from reconciler.plan.enapter_fields import COMPONENT
-from reconciler.plan.enapter_observed import EnapterState
+from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterState
 from reconciler.plan.enapter_sites import match_site
-from reconciler.plan.observed import Observed
+from reconciler.plan.observed import Observed, Unreachable
 
 
 async def left_secret(
@@ -36,10 +42,12 @@ async def left_secret(
     observed: Observed,
     changes: list[Change],
     store: ConfigSecretStore | None,
+    read: Callable[[str], Awaitable[EnapterDeviceState | Unreachable | None]],
 ) -> Outcome | None:
     """The delete of `device`'s config Secret left by an earlier attempt (done, or failed
     saying why), or None when there is none to delete, or `changes` hold its Enapter
-    device's own (whose delete takes its Secret, or whose wait says why)."""
+    device's own (whose delete takes its Secret, or whose wait says why). `read`: an
+    Enapter device by its id, None when Enapter says it is not there."""
     enapter = device.spec.enapter
     output = enapter.config_output if enapter is not None else None
     name = output.secret_name if output is not None else None
@@ -47,9 +55,6 @@ async def left_secret(
         return None
     if any(c.kind == "Device" and c.name == device.name and c.component == COMPONENT
            for c in changes):
-        return None
-    read = _read_ids(device, fleet, observed)
-    if read is None:
         return None
     address = address_of("Device", device.name, COMPONENT)
     try:
@@ -60,9 +65,26 @@ async def left_secret(
             f"whether Secret {name} still holds the config of an Enapter device deleted by an "
             f"earlier attempt is not known: {exc.args[0]}"))
     gone = found.written_for
-    if (not found.present or found.foreign or found.device != device.name
-            or not gone or gone in read):
+    if not found.present or found.foreign or found.device != device.name or not gone:
         return None
+    if gone in _read_ids(device, fleet, observed):
+        return None  # still in its Site's Enapter site
+    state = observed.extra.get(COMPONENT)
+    error: ProviderError | None = None
+    if isinstance(state, EnapterState) and gone in state.by_id:
+        there = state.by_id[gone]  # read by the id its status recorded, its Site gone
+    else:
+        try:
+            there = await read(gone)
+        except ProviderAuthError as exc:
+            there, error = Unreachable(str(exc)), exc
+    if isinstance(there, Unreachable):
+        return Outcome(address, "delete", "failed", retryable=error is None, error=error,
+                       message=(f"whether Enapter device {gone}, whose config Secret {name} "
+                                f"holds, was deleted by an earlier attempt is not known: "
+                                f"{there.reason}"))
+    if there is not None:
+        return None  # in another site (its Site's siteRef changed): its credentials stay
     earlier = f"Enapter device {gone} was deleted by an earlier attempt"
     try:
         said = await store.remove(device, name, gone)
@@ -75,17 +97,15 @@ async def left_secret(
                    detail={"config_secret": said})
 
 
-def _read_ids(device: Device, fleet: Fleet, observed: Observed) -> set[str] | None:
-    """The ids of the Enapter devices read from `device`'s Enapter site; None when they
-    were not read (or it has no such site found), and nothing can be taken for gone."""
+def _read_ids(device: Device, fleet: Fleet, observed: Observed) -> set[str]:
+    """The ids of the Enapter devices read from `device`'s Enapter site; none when they
+    were not read (or it has no such site found)."""
     site = fleet.site_of_device(device)
     state = observed.extra.get(COMPONENT)
     if site is None or site.spec.enapter is None or not isinstance(state, EnapterState):
-        return None
+        return set()
     if not isinstance(state.sites, list):
-        return None
+        return set()
     remote = match_site(site, state.sites)
     devices = state.devices.get(remote.id) if remote is not None else None
-    if not isinstance(devices, list):
-        return None
-    return {d.id for d in devices}
+    return {d.id for d in devices} if isinstance(devices, list) else set()

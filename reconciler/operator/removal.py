@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.enapter import SECRET_STORE_KEY, ConfigSecretStore
+from reconciler.engine.enapter_by_id import observe_by_id, read_by_id
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import all_of
 from reconciler.engine.gather import Gather
@@ -59,6 +60,7 @@ from reconciler.operator.left_secrets import left_secret
 from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan.actions import Change
 from reconciler.plan.advice import Audience
+from reconciler.plan.enapter_removal import unknown_device
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.removal import (
@@ -103,6 +105,10 @@ class Removal:
     # What is said of each device left on a released Gateway's Zap as its new Gateway is
     # being deleted or gone (`MovedCopies.left_copies`; a Warning).
     left_copies: list[str] = field(default_factory=list)
+    # What is said of a released Device's Enapter device that was not looked for, its Site
+    # gone and its id not recorded: it may be left in Enapter Cloud (a Warning); "" when
+    # it was looked for (`plan.enapter_removal.unknown_device`).
+    unknown: str = ""
 
 
 async def remove_object(
@@ -178,12 +184,24 @@ async def remove_object(
     sub = closure(fleet, resource)
     novacore_id = external_ids.get("novacore")
     enapter_id = external_ids.get("enapter")
+    site_gone = (
+        resource if isinstance(resource, Device) and resource.spec.enapter is not None
+        and sub.site_of_device(resource) is None else None
+    )
+    by_id = [str(enapter_id)] if site_gone is not None and enapter_id else []
+    unknown = unknown_device(site_gone) if site_gone is not None and not enapter_id else ""
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         try:
             observed = await observe(
                 sub, reconciler.session, read_policy(settings.retries),
                 audience=Audience.OPERATOR,
             )
+            if by_id:
+                # Its Site gone, no Enapter site says where to look: read by the id its
+                # status recorded, with its site's devices (`engine.enapter_by_id`).
+                await observe_by_id(
+                    reconciler.session, observed, read_policy(settings.retries), by_id
+                )
         except ProviderAuthError as error:
             # A setting must change (a token rotated in its file is read again at the next
             # attempt): said on the object, not a traceback, and nothing released half-way.
@@ -208,12 +226,17 @@ async def remove_object(
             changes = moved.removals if moved.waiting else changes + moved.removals
         # A config Secret an earlier attempt left, its Enapter device deleted (`left_secrets`).
         left_behind = (
-            await left_secret(resource, sub, observed, changes, config_store)
+            await left_secret(
+                resource, sub, observed, changes, config_store,
+                lambda device_id: read_by_id(
+                    reconciler.session, read_policy(settings.retries), device_id),
+            )
             if isinstance(resource, Device) else None
         )
         earlier = [left_behind] if left_behind is not None else []
         if not changes:
-            return Removal(earlier, blocked=blocked, left=left, left_copies=left_copies)
+            return Removal(earlier, blocked=blocked, left=left, left_copies=left_copies,
+                           unknown=unknown)
         if config_store is not None:
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
         executors = Executors(
@@ -230,7 +253,9 @@ async def remove_object(
         )
     blocked = "; ".join(b for b in (blocked, _held(report.outcomes)) if b)
     outcomes = earlier + report.outcomes
-    return Removal(outcomes, blocked=blocked, left=left, left_copies=left_copies)
+    return Removal(
+        outcomes, blocked=blocked, left=left, left_copies=left_copies, unknown=unknown
+    )
 
 
 def _heirs(nsf: NamespaceFleet, table: Mapping[str, Heir]) -> list[Heir]:

@@ -207,12 +207,16 @@ def _delete_refused(namespace: str, name: str, status: int | None) -> Exception:
         # more (a precondition of the delete).
         return ProviderUnavailable(f"{where} was not deleted: the API server answered "
                                    f"HTTP {status}")
+    # Only a release deletes one, and its finalizer stays until an attempt has (or finds
+    # it gone): the next attempts try again (`operator.left_secrets`).
     if status == 403:
         return ProviderRejected(f"{where} holds the credentials of the deleted device and "
                                 "cannot be deleted (HTTP 403, forbidden): the chart grants it "
-                                "with rbac.writeConfigSecrets; delete it by hand")
+                                "with rbac.writeConfigSecrets; the release's next attempt "
+                                "after that deletes it (or delete it yourself)")
     return ProviderRejected(f"{where} cannot be deleted: the API server refused it (HTTP "
-                            f"{status}); delete it by hand")
+                            f"{status}); the release's next attempt tries again (or delete "
+                            "it yourself)")
 
 
 # Every config Secret the operator writes carries this label: a Secret without it is

@@ -90,3 +90,7 @@ class EnapterState:
     # Enapter device id -> the Site whose apply sent its delete, the config files it had
     # not removed yet, and whether the delete was a replace's (`engine.enapter_files`).
     interrupted_deletes: dict[str, InterruptedDelete] = field(default_factory=dict)
+    # Enapter device id -> the device read by that id, None when Enapter says it is not
+    # there, or Unreachable: where no declared Site says where to look
+    # (`engine.enapter_by_id`); the devices of the site of each found are in `devices`.
+    by_id: dict[str, EnapterDeviceState | Unreachable | None] = field(default_factory=dict)

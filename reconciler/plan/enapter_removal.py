@@ -8,20 +8,25 @@ UCM's Lua devices, a LINK master's slaves): its removal waits, blocked, naming t
 could not be read is deferred, never taken for gone.
 
 A Device whose Site object is gone (a namespace's deletion removes its objects in no
-order) has no Enapter site to look in: its device is deleted by the id its status
-recorded (`status.externalIds.enapter`), as its Novacore device is. Its devices not read,
-Enapter itself refuses the delete while others run on it, and the release is retried."""
+order) has no Enapter site to look in: its device is read by the id its status recorded
+(`status.externalIds.enapter`, `engine.enapter_by_id`), with the devices of its site. Not
+there, it is not deleted (gone meanwhile, or by an earlier attempt); found, it is deleted
+or waits for the devices that run on it as above; unread, the delete is deferred."""
 
 from __future__ import annotations
 
-from reconciler.model.device import Device
+from reconciler.model.device import SLUG_KEYED, Device
 from reconciler.model.fleet import Fleet
 from reconciler.plan.actions import Action, Change, Reason
-from reconciler.plan.enapter_fields import COMPONENT, find_device
-from reconciler.plan.enapter_observed import EnapterState
+from reconciler.plan.enapter_fields import COMPONENT, device_slug, find_device, kind_of
+from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterState
 from reconciler.plan.enapter_sites import match_site
 from reconciler.plan.observed import Observed, Unreachable
 from reconciler.printable import echo
+
+# What a removal that did not read the recorded id by it finds: nothing known of it, so
+# nothing deleted (`engine.enapter_by_id` reads it where the operator releases it).
+_NOT_READ = Unreachable("the Enapter device its status recorded was not read by its id")
 
 
 def enapter_removal(
@@ -29,11 +34,11 @@ def enapter_removal(
 ) -> list[Change]:
     """The deletion of `device`'s Enapter device, if it declares one and it is there; none
     when its Site is not on Enapter. `enapter_id`: the id it was last seen with, by which
-    it is deleted when its Site is not declared any more; none without it."""
+    it is found when its Site is not declared any more; none without it."""
     site = fleet.site_of_device(device)
-    if device.spec.enapter is not None and site is None and enapter_id:
-        return [_by_recorded_id(device, enapter_id)]
     state = observed.extra.get(COMPONENT)
+    if device.spec.enapter is not None and site is None and enapter_id:
+        return _by_recorded_id(device, enapter_id, state)
     if (
         device.spec.enapter is None
         or site is None
@@ -41,29 +46,45 @@ def enapter_removal(
         or not isinstance(state, EnapterState)
     ):
         return []
-    change = Change.new(
-        "Device",
-        device.name,
-        COMPONENT,
-        Action.DELETE,
-        Reason.DELETION_POLICY,
-        site=site.name,
-        message="deleted in Enapter Cloud (deletionPolicy Release)",
-    )
+    change = _deletion(device, site.name, "deleted in Enapter Cloud (deletionPolicy Release)")
     sites = state.sites
     remote_site = match_site(site, sites) if isinstance(sites, list) else None
     devices = state.devices.get(remote_site.id) if remote_site is not None else None
     unread = next((u for u in (sites, devices) if isinstance(u, Unreachable)), None)
     if unread is not None:
-        change.deferred_action = change.action
-        change.action, change.reason = Action.DEFER, Reason.TARGET_UNREACHABLE
-        change.message = f"not deleted in Enapter Cloud, which could not be read: {unread.reason}"
-        return [change]
+        return [_deferred(change, unread)]
     if not isinstance(devices, list):
         return []  # no Enapter site of its Site's: nothing of it there
     remote, _ = find_device(device, devices)
     if remote is None:
         return []
+    return [_found(change, remote, devices)]
+
+
+def _deletion(device: Device, site: str | None, message: str) -> Change:
+    return Change.new(
+        "Device",
+        device.name,
+        COMPONENT,
+        Action.DELETE,
+        Reason.DELETION_POLICY,
+        site=site,
+        message=message,
+    )
+
+
+def _deferred(change: Change, unread: Unreachable) -> Change:
+    change.deferred_action = change.action
+    change.action, change.reason = Action.DEFER, Reason.TARGET_UNREACHABLE
+    change.message = f"not deleted in Enapter Cloud, which could not be read: {unread.reason}"
+    return change
+
+
+def _found(
+    change: Change, remote: EnapterDeviceState, devices: list[EnapterDeviceState]
+) -> Change:
+    """`change`, the delete of `remote`, blocked while `devices` (its site's) run on it:
+    Enapter refuses to delete it while they do."""
     change.external_id = remote.id
     change.before = {"type": remote.type, "name": remote.name, "slug": remote.slug}
     running = sorted(f"{d.type} {d.id} ({echo(d.name)})" for d in devices
@@ -75,19 +96,46 @@ def enapter_removal(
             f"({', '.join(running)}), and Enapter refuses to delete it while they do; delete "
             "them first (their Devices with deletionPolicy Release, or in Enapter Cloud)"
         )
-    return [change]
+    return change
 
 
-def _by_recorded_id(device: Device, enapter_id: str) -> Change:
+def _by_recorded_id(device: Device, enapter_id: str, state: object) -> list[Change]:
     """The deletion of Enapter device `enapter_id`, which `device`'s status recorded, its
-    Site gone (deleted already: a device gone meanwhile is deleted as done)."""
-    return Change.new(
-        "Device",
-        device.name,
-        COMPONENT,
-        Action.DELETE,
-        Reason.DELETION_POLICY,
-        external_id=enapter_id,
-        message="deleted in Enapter Cloud, by the id its status recorded, its Site being "
-        "deleted (deletionPolicy Release)",
+    Site gone, as read by that id (`EnapterState.by_id`): none when Enapter says it is not
+    there (deleted meanwhile, or by an earlier attempt); deferred when it, or the devices
+    of its site, could not be read."""
+    change = _deletion(
+        device, None, "deleted in Enapter Cloud, by the id its status recorded, its Site "
+        "being deleted (deletionPolicy Release)",
+    )
+    change.external_id = enapter_id
+    read = state.by_id.get(enapter_id, _NOT_READ) if isinstance(state, EnapterState) else _NOT_READ
+    if isinstance(read, Unreachable):
+        return [_deferred(change, read)]
+    if read is None:
+        return []
+    assert isinstance(state, EnapterState)
+    devices = state.devices.get(read.site_id, _NOT_READ)
+    if isinstance(devices, Unreachable):
+        return [_deferred(change, devices)]
+    if not any(d.id == read.id for d in devices):
+        return []  # deleted between the two reads
+    return [_found(change, read, devices)]
+
+
+def unknown_device(device: Device) -> str:
+    """What is said of `device`'s Enapter device when its Site is gone and its status
+    recorded no id of it: an apply that provisioned it may have failed before its id
+    reached the status. Nothing says soundly where to look (the Site held the Enapter
+    site: its display name or `siteId`), so it is not looked for by a guess, which could
+    delete another site's device of the same key: the user is told what to look for."""
+    if kind_of(device) in SLUG_KEYED:
+        key = f"slug {device_slug(device)!r}"
+    else:
+        key = f"hardware id {device.spec.hardware_id}"
+    return (
+        f"its Site is deleted and its status recorded no Enapter device id (an apply that "
+        f"provisioned it may have failed before its id was recorded), so nothing was looked "
+        f"for or deleted in Enapter Cloud: an Enapter device of {key} may be left there; "
+        "delete it in Enapter Cloud if it is"
     )

@@ -181,6 +181,26 @@ class EnapterClient:
             params={"expand": DEVICE_EXPAND},
         )
 
+    async def device(self, device_id: str) -> dict[str, Any] | None:
+        """GET v3/devices/{id} (with its communication: its upstream); None when Enapter
+        answers 404, which says it is not there only once the URL is known to be the
+        API's (a listing every token has answered: the caller's to know)."""
+        answer = await self._call(
+            "GET",
+            f"v3/devices/{transport.segment(device_id)}",
+            operation="enapter.get_device",
+            ok=(404,),
+            params={"expand": DEVICE_EXPAND},
+        )
+        if answer is None:
+            return None
+        device = answer.get("device") if isinstance(answer, dict) else None
+        if not isinstance(device, dict):
+            raise ProviderRejected(
+                "enapter.get_device: the answer holds no device", operation="enapter.get_device"
+            )
+        return device
+
     async def provision(
         self, kind: str, body: dict[str, Any], *, address: str = ""
     ) -> dict[str, Any]:
