@@ -6,9 +6,10 @@ and plans nothing of Enapter: without this, it would finish, and the Secret, whi
 the deleted device's credentials, would stay without a word.
 
 So an attempt that plans nothing of the Device's Enapter device looks at the Secret its
-`configOutput.secretName` names: one the reconciler wrote for this Device, for an Enapter
-device Enapter says is not there, is deleted as the device's delete would have deleted it
-(`ConfigSecretStore.remove`: not one another Device names now, and only as read). Whether
+`configOutput.secretName` names: one the reconciler wrote (for this Device, or for the one
+a rename took the device over from) for an Enapter device Enapter says is not there, is
+deleted as the device's delete would have deleted it (`ConfigSecretStore.remove`: not one
+another Device names now, and only as read). Whether
 it is there is known from the devices read from the Device's Enapter site, where it may
 be, or else from a read of that device by its id (`engine.enapter_by_id`): after a
 `siteRef` change that did not move its Enapter device, the Secret holds the credentials of
@@ -65,7 +66,9 @@ async def left_secret(
             f"whether Secret {name} still holds the config of an Enapter device deleted by an "
             f"earlier attempt is not known: {exc.args[0]}"))
     gone = found.written_for
-    if not found.present or found.foreign or found.device != device.name or not gone:
+    # Written for this Device, or for the one it took the device over from (a rename,
+    # `plan.taken_over`): the Enapter device it was written for decides, as for the delete.
+    if not found.present or found.foreign or not gone:
         return None
     if gone in _read_ids(device, fleet, observed):
         return None  # still in its Site's Enapter site

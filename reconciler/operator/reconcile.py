@@ -188,6 +188,12 @@ async def reconcile_object(
     (`unmanaged`). `leftovers`: the process's record of the namespaces whose temporary
     config files killed runs left it removed; None removes none."""
     refusal = nsf.refusal(kind, name)
+    if refusal and not nsf.refusal_once_deleted(kind, name):
+        # Refused only for what an object being deleted declares too (a rename): no change
+        # of this one's spec is needed, only that one gone, which it takes over from then.
+        return _not_planned(
+            "temporary", "WaitingForDependency", f"waiting: {refusal}", config.retry_delay
+        )
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
     waiting = [p for p in nsf.problems_of(kind, name) if p.code == DANGLING]

@@ -21,6 +21,8 @@ from fleet_yaml import (
 from harness import documents, operator, secret_values
 from objects import HOME, RELEASE, ZAP, declare
 
+from reconciler.operator.config import OperatorConfig
+
 RENAMED = sungrow_inverter(
     "home-inverter-2", "home-zap", "SG0001", "192.168.1.60",
     ders=(("pv", "solar"), ("battery", "battery")),
@@ -74,9 +76,10 @@ async def test_a_device_whose_release_waits_is_taken_over_by_one_created_meanwhi
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     """The old name deleted first, its release waiting (Novacore refuses connections): the
-    new one, created meanwhile, is refused until the old one is gone, saying so; the old
-    one's next attempt leaves the device to it."""
-    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+    new one, created meanwhile, waits until the old one is gone, saying so, retried (no
+    drift check comes in the test); the old one's next attempt leaves the device to it."""
+    quiet = OperatorConfig(interval=3600.0, retry_delay=0.5)
+    async with operator(HOME, tmp_path, monkeypatch, config=quiet) as (cluster, sims):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready")
         ids = _novacore_ids(sims, "SG0001")
@@ -86,10 +89,11 @@ async def test_a_device_whose_release_waits_is_taken_over_by_one_created_meanwhi
                                   what="the release waiting")
 
         await cluster.create(_renamed_document())
-        refused = await cluster.wait_reason("Device", "home-inverter-2", "InvalidSpec",
-                                            what="the new name refused")
+        refused = await cluster.wait_reason("Device", "home-inverter-2",
+                                            "WaitingForDependency", what="the new name waiting")
         assert refused["message"] == (
-            "spec.hardwareId: hardwareId 'SG0001' is already used by Device 'home-inverter' "
+            "waiting: spec.hardwareId: hardwareId 'SG0001' is already used by Device "
+            "'home-inverter' "
             "on Gateway 'home-zap'; it must be unique per gateway (Device 'home-inverter' is "
             "being deleted: this one is reconciled once it is gone)"
         ), refused
@@ -170,9 +174,12 @@ async def test_a_renamed_enapter_device_keeps_its_enapter_device_and_config_secr
         assert secret_values(await cluster.secret("ucm-config")) == written
 
         # Released in its turn, the device goes, and its Secret with it, though the Device
-        # it was written for was the other.
+        # it was written for was the other: also by a later attempt, the first one's delete
+        # of the Secret refused.
+        fault = cluster.emulator.fail("DELETE", "/secrets/ucm-config", 403, 1)
         await cluster.delete("Device", "ucm-b")
         await cluster.wait_gone("Device", "ucm-b")
+        assert fault.count == 0, "the refusal was met"
         assert sims.enapter.by_hardware_id(UCM_ID) is None
         assert not await cluster.secret("ucm-config")
 
