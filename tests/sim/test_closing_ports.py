@@ -1,8 +1,8 @@
-"""An HTTP simulator that stops listening (offline in refuse mode, or stopped) leaves no
-socket of its port unclosed, however close a client's connect came to it: one accepted in
-the instant before was dropped for the garbage collector to find
-(`reconciler.sim.listener`), a `ResourceWarning` in whatever test ran then. Each connection
-is ended by the simulator, as a gateway gone from the network answers nothing."""
+"""A simulator (HTTP or Modbus) that stops listening (offline, or stopped) leaves no socket
+of its port unclosed, however close a client's connect came to it: one accepted in the
+instant before was dropped for the garbage collector to find (`reconciler.sim.listener`),
+a `ResourceWarning` in whatever test ran then. Each connection is ended by the simulator,
+as a device gone from the network answers nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from zap_fixtures import ZAP_SERIAL
 
+from reconciler.sim.modbus_device import ModbusDevice, ModbusDeviceSimulator
 from reconciler.sim.zap import ZapSimulator
 
 CLIENTS = 3
@@ -30,8 +31,17 @@ async def _zap() -> tuple[Any, int]:
     return sim, sim.port
 
 
+async def _modbus() -> tuple[Any, int]:
+    sim = ModbusDeviceSimulator([ModbusDevice("SG0001", profile="sungrow", unit_id=1)])
+    return sim, await sim.start()
+
+
 async def _zap_offline(sim: Any) -> None:
     await sim.set_offline("refuse")
+
+
+async def _modbus_offline(sim: Any) -> None:
+    await sim.set_offline(True)
 
 
 async def _stop(sim: Any) -> None:
@@ -41,6 +51,8 @@ async def _stop(sim: Any) -> None:
 CASES = {
     "zap-offline": (_zap, _zap_offline),
     "zap-stopped": (_zap, _stop),
+    "modbus-offline": (_modbus, _modbus_offline),
+    "modbus-stopped": (_modbus, _stop),
 }
 
 
