@@ -58,6 +58,7 @@ from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from reconciler.sim.lan import Lan
+from reconciler.sim.listener import stop_accepting
 from reconciler.sim.port_hold import PortHold
 
 # Function codes (Modbus application protocol).
@@ -504,6 +505,8 @@ class ModbusDeviceSimulator:
     async def _close(self) -> None:
         server, self._server = self._server, None
         if server is not None:
+            # Not one connection accepted an instant ago is left unclosed (`listener`).
+            await stop_accepting(server.transport)
             await server.shutdown()  # type: ignore[no-untyped-call]
         tasks = list(self._table.in_flight)
         for task in tasks:

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from reconciler.sim.faults import Decision, FaultConfig, FaultInjector, Offline
+from reconciler.sim.listener import stop_accepting
 from reconciler.sim.port_hold import PortHold
 
 ADMIN_PREFIX = "/_sim"
@@ -54,6 +55,7 @@ class SimServer:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._port_hold: PortHold | None = None  # while offline in refuse mode
+        self._offline_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._on_change: Callable[[], None] | None = None
         # Where this simulator's faults can be changed while its port is closed (set by the
@@ -117,31 +119,45 @@ class SimServer:
         return self.url
 
     async def stop(self) -> None:
-        self._release_port()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner = None
-        self._site = None
+        # Under the lock: a change of offline mode under way (the admin API's, in the
+        # background) would otherwise hold the port again after it was released here.
+        async with self._offline_lock:
+            await self._close_listener()
+            self._release_port()
+            if self._runner is not None:
+                await self._runner.cleanup()
+            self._runner = None
 
     async def set_offline(self, mode: Offline | str) -> None:
         """Go offline (refuse or hang) or come back online on the same port, which is kept
         meanwhile (`port_hold`)."""
         mode = Offline(mode)
+        # Closing the listener takes turns of the loop (`listener`): a second change (the
+        # admin API's, the fleet control API's) or a stop waits for the first to be done.
+        async with self._offline_lock:
+            await self._set_offline(mode)
+
+    async def _set_offline(self, mode: Offline) -> None:
         previous = self.faults.offline
         self.faults.offline = mode
         if mode is Offline.REFUSE and previous is not Offline.REFUSE and self._site is not None:
-            await self._site.stop()
-            self._site = None
+            await self._close_listener()
             self._port_hold = PortHold(self.host, self.port)
             # A gateway gone from the network answers nothing, not even on a connection a
-            # client keeps alive: stopping the listener alone left those answering (and
-            # their sockets for the garbage collector to find unclosed).
+            # client keeps alive: stopping the listener alone left those answering.
             if self._runner is not None and self._runner.server is not None:
                 for connection in self._runner.server.connections:
                     connection.force_close()
         elif mode is not Offline.REFUSE and previous is Offline.REFUSE and self._runner is not None:
             self._release_port()
             await self.start(self.host, self.port)
+
+    async def _close_listener(self) -> None:
+        """Stop listening, without dropping a connection just accepted (`listener`)."""
+        site, self._site = self._site, None
+        if site is not None:
+            await stop_accepting(site._server)
+            await site.stop()
 
     def _release_port(self) -> None:
         if self._port_hold is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fleet_yaml import ferroamp_battery, novacore_site, stream, zap_gateway
 from harness import KopfRuns, operator
 from objects import HOME, HOME_INVERTER, ZAP, declare
@@ -96,12 +95,6 @@ async def test_a_device_whose_gateway_is_unknown_keeps_its_finalizer_until_it_is
         assert _placed(sims) == (False, False)
 
 
-# The simulator's port is closed under the operator's open connections here (the
-# connections it had accepted are closed with it: `SimServer.set_offline`); a socket of
-# that cut is still sometimes collected as "unclosed transport" while the test runs (seen
-# under load in CI, its owner not pinned down), which filterwarnings=error would turn into
-# a failure of an otherwise passing test.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answers(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -122,12 +115,6 @@ async def test_a_device_behind_an_unreachable_gateway_is_released_once_it_answer
         assert _placed(sims) == (False, False)
 
 
-# The simulator's port is closed under the operator's open connections here (the
-# connections it had accepted are closed with it: `SimServer.set_offline`); a socket of
-# that cut is still sometimes collected as "unclosed transport" while the test runs (seen
-# under load in CI, its owner not pinned down), which filterwarnings=error would turn into
-# a failure of an otherwise passing test.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_gateway_is_released_once_novacore_answers(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
