@@ -83,7 +83,8 @@ from reconciler.state_files import state_file_in
 
 SECRET_STORE_KEY = "enapter.config_secrets"  # noqa: S105 - a dict key, not a secret
 _ENAPTER = "enapter"
-_URL_SETTING = "RECONCILER_ENAPTER_URL"
+# The setting a wrong Enapter URL is blamed on (a listing every token has answered 404).
+URL_SETTING = "RECONCILER_ENAPTER_URL"
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def enapter_api(session: Session) -> EnapterClient:
         client = EnapterClient(
             session.http_client(
                 url, headers=enapter_client.headers(session.settings.enapter_token, url),
-                url_setting=_URL_SETTING,
+                url_setting=URL_SETTING,
             )
         )
         session.extra[_ENAPTER] = client
@@ -245,7 +246,7 @@ async def observe_enapter(
     client = enapter_api(session)
     # Every token has a site list: a 404 for it says the URL is wrong, which blocks.
     state = EnapterState(
-        sites=await gather.read_as(client.list_sites, enapter_convert.sites, listing=_URL_SETTING)
+        sites=await gather.read_as(client.list_sites, enapter_convert.sites, listing=URL_SETTING)
     )
     store = secret_store(session)
     state.secret_store = store is not None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from reconciler.engine.enapter import enapter_api
+from reconciler.engine.enapter import URL_SETTING, enapter_api
 from reconciler.engine.gather import Gather
 from reconciler.engine.retry import RetryPolicy
 from reconciler.engine.session import Session
@@ -23,8 +23,6 @@ from reconciler.plan.enapter_fields import COMPONENT
 from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterSiteState, EnapterState
 from reconciler.plan.observed import Observed, Unreachable
 from reconciler.providers.enapter import convert as enapter_convert
-
-_URL_SETTING = "RECONCILER_ENAPTER_URL"
 
 Read = EnapterDeviceState | Unreachable | None
 
@@ -75,7 +73,7 @@ async def _sites(session: Session, gather: Gather) -> list[EnapterSiteState] | U
         gather.auth_errors.append(error)
         return Unreachable(str(error))
     client = enapter_api(session)
-    return await gather.read_as(client.list_sites, enapter_convert.sites, listing=_URL_SETTING)
+    return await gather.read_as(client.list_sites, enapter_convert.sites, listing=URL_SETTING)
 
 
 async def _device(
