@@ -23,8 +23,8 @@ not for a new Gateway being deleted or gone, which will not get it: the copy sta
 Zap, the gateway is released, and `left_copies` says which stay and why. A Device's
 config Secret an earlier attempt left (its Enapter device deleted, the Secret's delete
 failed) is deleted by the next attempt, which finds no Enapter device (`left_secrets`).
-A Device whose device another Device of the namespace declares too (a rename,
-`plan.taken_over`) leaves it to that one: nothing is released."""
+A Device or Gateway whose device or gateway another object of the namespace declares too
+(a rename, `plan.taken_over`) leaves it to that one: nothing is released."""
 
 from __future__ import annotations
 
@@ -96,8 +96,8 @@ class Removal:
     unreadable: str = ""
     # What is said of serials swapped out of a Gateway's spec that stay claimed (events).
     kept: list[str] = field(default_factory=list)
-    # What is said of a Device's device left to another Device that declares it
-    # (`plan.taken_over`; an event); "" when it was released or nothing declares it.
+    # What is said of a device or gateway left to another object that declares it (a
+    # rename, `plan.taken_over`; an event); "" when it was released, or nothing declares it.
     taken_over: str = ""
     # What is said of a released Gateway's Zap that could not be read: copies of devices
     # moved to another gateway may stay on it (an event); "" when it was read.
