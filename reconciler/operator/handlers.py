@@ -59,6 +59,7 @@ from reconciler.operator.reported import Reported
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.operator.status_writes import KubeStatus
 from reconciler.operator.stopping import OperatorStop
+from reconciler.operator.takeovers import KubeTakeovers
 from reconciler.printable import readable
 
 FINALIZER = f"{API_GROUP}/finalizer"
@@ -241,6 +242,7 @@ class Runtime:
         self._settings = settings
         self.secrets = KubeSecrets()
         self.status = KubeStatus()
+        self.takeovers = KubeTakeovers()
         # Keys the password fingerprints kept in Device status (`engine.credentials`).
         self.credential_key = (
             key_from_text(config.credential_key)
@@ -899,6 +901,9 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         await runtime.events.info(
             body, reason=f"{kind}Kept", message=event_message(removal.taken_over)
         )
+        # Refused while this one declared the same, the heir is run again now, not at its
+        # next drift check (`takeovers`).
+        await runtime.takeovers.announce(namespace, kind, removal.heir, name, kwargs["logger"])
     if removal.left:
         await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))
     if removal.unknown:

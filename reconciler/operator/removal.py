@@ -99,6 +99,8 @@ class Removal:
     # What is said of a device or gateway left to another object that declares it (a
     # rename, `plan.taken_over`; an event); "" when it was released, or nothing declares it.
     taken_over: str = ""
+    # The name of the object that takes it over (`taken_over`); "" when none does.
+    heir: str = ""
     # What is said of a released Gateway's Zap that could not be read: copies of devices
     # moved to another gateway may stay on it (an event); "" when it was read.
     left: str = ""
@@ -144,15 +146,20 @@ async def remove_object(
     if isinstance(resource, Device):
         heir_device = taken_over_by(resource, nsf.fleet, _heirs(nsf, nsf.fleet.devices))
         if heir_device is not None:
-            return Removal(taken_over=_taken_over_message(resource, heir_device))
+            return Removal(
+                taken_over=_taken_over_message(resource, heir_device), heir=heir_device.name
+            )
     if isinstance(resource, Gateway):
         heir_gateway = taken_over_by(resource, nsf.fleet, _heirs(nsf, nsf.fleet.gateways))
         if heir_gateway is not None:
-            return Removal(taken_over=(
-                f"deletionPolicy Release: its gateway is not released: Gateway "
-                f"{echo(heir_gateway.name)} declares it too and takes it over, as it is, "
-                "claimed, with the devices on its Zap"
-            ))
+            return Removal(
+                taken_over=(
+                    f"deletionPolicy Release: its gateway is not released: Gateway "
+                    f"{echo(heir_gateway.name)} declares it too and takes it over, as it "
+                    "is, claimed, with the devices on its Zap"
+                ),
+                heir=heir_gateway.name,
+            )
     status = status or {}
     external_ids: Mapping[str, Any] = status.get("externalIds") or {}
     fleet = nsf.fleet

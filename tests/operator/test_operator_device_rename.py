@@ -22,6 +22,10 @@ from harness import documents, operator, secret_values
 from objects import HOME, RELEASE, ZAP, declare
 
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.takeovers import TAKES_OVER_ANNOTATION
+
+# No drift check comes in these tests: what they wait for is made to happen otherwise.
+QUIET = OperatorConfig(interval=3600.0, retry_delay=0.5)
 
 RENAMED = sungrow_inverter(
     "home-inverter-2", "home-zap", "SG0001", "192.168.1.60",
@@ -47,7 +51,9 @@ def _deletes(sims: Any) -> int:
 async def test_a_renamed_device_is_taken_over_not_deleted_and_created_again(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+    """The new name first (refused: the old one declares the device), then the old one
+    deleted: the new one is told, and takes over with no drift check to wait for."""
+    async with operator(HOME, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready")
         ids = _novacore_ids(sims, "SG0001")
@@ -55,6 +61,8 @@ async def test_a_renamed_device_is_taken_over_not_deleted_and_created_again(
 
         # The new name first, then the old one pruned.
         await cluster.create(_renamed_document())
+        await cluster.wait_reason("Device", "home-inverter-2", "InvalidSpec",
+                                  what="the new name refused")
         await cluster.delete("Device", "home-inverter")
         await cluster.wait_gone("Device", "home-inverter")
         kept = await cluster.wait_events_about("home-inverter", reason="DeviceKept")
@@ -65,7 +73,11 @@ async def test_a_renamed_device_is_taken_over_not_deleted_and_created_again(
         ]
 
         await cluster.wait_condition("Device", "home-inverter-2", "Ready")
-        status = await cluster.status("Device", "home-inverter-2")
+        renamed = await cluster.get("Device", "home-inverter-2")
+        assert renamed["metadata"]["annotations"][TAKES_OVER_ANNOTATION] == (
+            "Device/home-inverter"
+        )
+        status = renamed["status"]
         assert status["externalIds"]["novacore"] == ids[0], status
         assert _novacore_ids(sims, "SG0001") == ids
         assert "SG0001" in sims.zaps[ZAP].devices
@@ -78,8 +90,7 @@ async def test_a_device_whose_release_waits_is_taken_over_by_one_created_meanwhi
     """The old name deleted first, its release waiting (Novacore refuses connections): the
     new one, created meanwhile, waits until the old one is gone, saying so, retried (no
     drift check comes in the test); the old one's next attempt leaves the device to it."""
-    quiet = OperatorConfig(interval=3600.0, retry_delay=0.5)
-    async with operator(HOME, tmp_path, monkeypatch, config=quiet) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready")
         ids = _novacore_ids(sims, "SG0001")
@@ -113,7 +124,7 @@ async def test_a_device_deleted_with_the_one_that_declares_it_too_is_released(
     """Deleted together, the device is released: whichever finalizer runs first may leave
     it to the other, not yet being deleted, whose own release then releases it (its spec
     valid once the first is gone), rather than honour no spec at all."""
-    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready")
         await cluster.create(_renamed_document())
@@ -150,7 +161,7 @@ async def test_a_renamed_enapter_device_keeps_its_enapter_device_and_config_secr
     """The UCM renamed, its config Secret named by both: the Enapter device stays, with its
     id, and so does the Secret, which the new Device's release deletes with the device."""
     fleet = stream(enapter_site(), _ucm("ucm-a"))
-    async with operator(fleet, tmp_path, monkeypatch) as (cluster, sims):
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
         enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
@@ -189,7 +200,7 @@ async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
 ) -> None:
     """The Gateway renamed and its Devices moved to the new name: the gateway is never
     released, nor its devices taken off its Zap as copies moved away."""
-    async with operator(HOME, tmp_path, monkeypatch) as (cluster, sims):
+    async with operator(HOME, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await declare(cluster)
         for device in ("home-inverter", "home-battery"):
             await cluster.wait_condition("Device", device, "Ready")
@@ -210,6 +221,8 @@ async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
         )
 
         await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
+        renamed = await cluster.get("Gateway", "home-zap-2")
+        assert renamed["metadata"]["annotations"][TAKES_OVER_ANNOTATION] == "Gateway/home-zap"
         for device in ("home-inverter", "home-battery"):
             await cluster.wait_condition("Device", device, "Ready")
         assert sims.novacore.gateways[ZAP].org_id == "org-home"

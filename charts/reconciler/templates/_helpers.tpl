@@ -140,7 +140,8 @@ SHA-256 of the whole name, so each shard keeps its own name, the same at every r
 {{/* The rules on our custom resources, for a ClusterRole or a Role. */}}
 {{- define "reconciler.resourceRules" -}}
 # Watch and handle Sites, Gateways, Devices and DERs; kopf merge-patches them (finalizer,
-# its annotations) and never creates, replaces or deletes them.
+# its annotations), the operator the annotation of a renamed object's new name
+# (takes-over-from), and neither creates, replaces or deletes them.
 - apiGroups: [energy.reconciler.dev]
   resources: [sites, gateways, devices, ders]
   verbs: [get, list, watch, patch]
