@@ -1011,6 +1011,7 @@ def _config_output_files(fleet: Fleet, holders: Collection[str] = ()) -> list[Pr
         if declared is None:
             continue
         normal = posixpath.normpath(declared)
+        clash: tuple[str, str, Path] | None = None
         if declared.startswith("~"):
             problem: str | None = _home_path(declared, device.name)
         elif declared.startswith("/"):
@@ -1019,6 +1020,7 @@ def _config_output_files(fleet: Fleet, holders: Collection[str] = ()) -> list[Pr
             problem = _state_dir_clash(declared, normal, device.name)
         if problem is None and normal in seen:
             first, spelled = seen[normal]
+            clash = ("Device", first, _CONFIG_FILE)
             problem = (
                 f"file {echo(declared)} is already the configOutput of Device {echo(first)}"
                 + ("" if spelled == declared else f" (as {echo(spelled)})")
@@ -1026,11 +1028,9 @@ def _config_output_files(fleet: Fleet, holders: Collection[str] = ()) -> list[Pr
                 "of its own"
             )
         if problem is not None:
-            other = seen.get(normal)
-            problems.append(Problem(
-                "Device", device.name, _CONFIG_FILE, problem,
-                clashes_with=("Device", other[0], _CONFIG_FILE) if other else None,
-            ))
+            problems.append(
+                Problem("Device", device.name, _CONFIG_FILE, problem, clashes_with=clash)
+            )
         seen.setdefault(normal, (device.name, declared))
     return problems
 

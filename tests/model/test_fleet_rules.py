@@ -930,6 +930,18 @@ def test_the_device_holding_a_config_output_keeps_it_whichever_was_declared_firs
     assert [p.name for p in check_fleet(resources)] == ["ucm-b"]
 
 
+def test_a_clash_names_the_other_declaration_and_nothing_else_does() -> None:
+    """A clash carries the object it is with (the loader says where it is; the operator
+    lets a rename's new object wait for the old one): not a path refused on its own
+    (`~`), which two Devices declaring alike would not make a clash."""
+    clashing = check_fleet([lab(), config_file("ucm-a", "secrets/a.json"),
+                            config_file("ucm-b", "./secrets/a.json")])
+    assert [p.clashes_with for p in clashing] == [("Device", "ucm-a", CONFIG_FILE)]
+    home = check_fleet([lab(), config_file("ucm-a", "~/a.json"),
+                        config_file("ucm-b", "~/a.json")])
+    assert [(p.name, p.clashes_with) for p in home] == [("ucm-a", None), ("ucm-b", None)]
+
+
 def test_a_complete_fleet_has_no_problems() -> None:
     resources = [
         *HOME,
