@@ -342,19 +342,7 @@ class NamespaceFleet:
         invalid = self.invalid.get((kind, name))
         if invalid:
             return "; ".join(f"{d.path}: {d.message}" for d in invalid)
-        fatal = [p for p in self.problems_of(kind, name) if p.code != DANGLING]
-        return "; ".join(
-            f"{'.'.join(map(str, p.path))}: {p.message}{self._until_gone(p)}" for p in fatal
-        )
-
-    def _until_gone(self, problem: Problem) -> str:
-        """What is said of a clash with an object being deleted: it ends once that one is
-        gone (a rename: `refusal_once_deleted`)."""
-        other = problem.clashes_with
-        if other is None or other[:2] not in self.deleting:
-            return ""
-        return (f" ({other[0]} {echo(other[1])} is being deleted: this one is reconciled once "
-                "it is gone)")
+        return self._said(p for p in self.problems_of(kind, name) if p.code != DANGLING)
 
     def refusal_once_deleted(self, kind: str, name: str) -> str:
         """`refusal`, but for clashes with objects being deleted: why the object would be
@@ -363,12 +351,27 @@ class NamespaceFleet:
         deletion honours it, and it takes over what the other leaves (`plan.taken_over`)."""
         if self.invalid.get((kind, name)):
             return self.refusal(kind, name)
-        fatal = [
+        return self._said(
             p for p in self.problems_of(kind, name)
-            if p.code != DANGLING
-            and not (p.clashes_with is not None and p.clashes_with[:2] in self.deleting)
-        ]
-        return "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in fatal)
+            if p.code != DANGLING and self._leaving_clash(p) is None
+        )
+
+    def _leaving_clash(self, problem: Problem) -> tuple[str, str] | None:
+        """The (kind, name) of the object being deleted `problem` is a clash with; None
+        when it is no clash, or one with an object that stays."""
+        other = problem.clashes_with
+        return other[:2] if other is not None and other[:2] in self.deleting else None
+
+    def _said(self, problems: Iterable[Problem]) -> str:
+        """`problems` as a refusal says them: a clash with an object being deleted ends
+        once that one is gone (a rename), which is said too."""
+        said = []
+        for p in problems:
+            leaving = self._leaving_clash(p)
+            until = (f" ({leaving[0]} {echo(leaving[1])} is being deleted: this one is "
+                     "reconciled once it is gone)") if leaving else ""
+            said.append(f"{'.'.join(map(str, p.path))}: {p.message}{until}")
+        return "; ".join(said)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -144,13 +144,17 @@ async def remove_object(
     if resource is None or policy != DeletionPolicy.RELEASE:
         return Removal()
     if isinstance(resource, Device):
-        heir_device = taken_over_by(resource, nsf.fleet, _heirs(nsf, nsf.fleet.devices))
+        heir_device = taken_over_by(
+            resource, nsf.fleet, _by_name(nsf.fleet.devices), lambda d: _may_take_over(nsf, d)
+        )
         if heir_device is not None:
             return Removal(
                 taken_over=_taken_over_message(resource, heir_device), heir=heir_device.name
             )
     if isinstance(resource, Gateway):
-        heir_gateway = taken_over_by(resource, nsf.fleet, _heirs(nsf, nsf.fleet.gateways))
+        heir_gateway = taken_over_by(
+            resource, nsf.fleet, _by_name(nsf.fleet.gateways), lambda g: _may_take_over(nsf, g)
+        )
         if heir_gateway is not None:
             return Removal(
                 taken_over=(
@@ -265,17 +269,19 @@ async def remove_object(
     )
 
 
-def _heirs(nsf: NamespaceFleet, table: Mapping[str, Heir]) -> list[Heir]:
-    """The objects of a kind (`table`, name -> object) of the namespace that may take over
-    what an object being deleted leaves (`plan.taken_over`), by name: not being deleted
-    themselves (deleted together, neither keeps it for the other), and valid once the
-    objects being deleted are gone. One refused for more would not take it over: what it
-    declares would be left to nobody."""
-    return [
-        heir
-        for name, heir in sorted(table.items())
-        if (heir.kind, name) not in nsf.deleting and not nsf.refusal_once_deleted(heir.kind, name)
-    ]
+def _by_name(table: Mapping[str, Heir]) -> list[Heir]:
+    """The objects of `table` (name -> object), by name: the first of two heirs takes over."""
+    return [table[name] for name in sorted(table)]
+
+
+def _may_take_over(nsf: NamespaceFleet, heir: Resource) -> bool:
+    """Whether `heir` may take over what an object being deleted leaves (`plan.taken_over`):
+    not being deleted itself (deleted together, neither keeps it for the other), and valid
+    once the objects being deleted are gone. One refused for more would not take it over:
+    what it declares would be left to nobody."""
+    return (heir.kind, heir.name) not in nsf.deleting and not nsf.refusal_once_deleted(
+        heir.kind, heir.name
+    )
 
 
 def _taken_over_message(device: Device, heir: Device) -> str:

@@ -94,9 +94,9 @@ class KubeSecrets:
             device=annotations.get(DEVICE_ANNOTATION),
         )
 
-    def _delete(self, namespace: str, name: str, device: str, device_id: str) -> str | None:
-        """Delete Secret `name` if we wrote it for Enapter device `device_id` (Device
-        `device`'s); what happened, or None when it is not there. Deleted only as read
+    def _delete(self, namespace: str, name: str, device_id: str) -> str | None:
+        """Delete Secret `name` if we wrote it for Enapter device `device_id`, whichever
+        Device it was written for; what happened, or None when it is not there. Deleted only as read
         (its uid and resourceVersion as preconditions): one written over since, perhaps
         for another device, is read again by the retry (ProviderUnavailable)."""
         from kubernetes import client
@@ -279,7 +279,7 @@ class ConfigSecrets:
         if self._named_by_another is not None and self._named_by_another(device.name, name):
             return f"kept Secret {name}: another Device names it now"
         return await asyncio.to_thread(
-            self.secrets._delete, self.namespace, name, device.name, device_id
+            self.secrets._delete, self.namespace, name, device_id
         )
 
 

@@ -19,7 +19,7 @@ release removes as usual."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from reconciler.model.device import SLUG_KEYED, Device
@@ -30,17 +30,25 @@ Declaring = TypeVar("Declaring", Device, Gateway)
 
 
 def taken_over_by(
-    resource: Declaring, fleet: Fleet, heirs: Iterable[Declaring]
+    resource: Declaring,
+    fleet: Fleet,
+    others: Iterable[Declaring],
+    may_take_over: Callable[[Declaring], bool],
 ) -> Declaring | None:
-    """The first of `heirs` (the other objects of its kind in `fleet` that may take over
-    what `resource` declares: the operator's are those not being deleted, whose spec is
-    valid once the objects being deleted are gone) that declares the same device or
-    gateway; None when none does."""
+    """The first of `others` (the objects of its kind in `fleet`) that declares the same
+    device or gateway as `resource` and `may_take_over` (the operator's: one not being
+    deleted, whose spec is valid once the objects being deleted are gone); None when none
+    does. Asked only of those that declare the same."""
     key = natural_key(resource, fleet)
     if key is None:
         return None
     return next(
-        (heir for heir in heirs if heir is not resource and natural_key(heir, fleet) == key),
+        (
+            other
+            for other in others
+            if other is not resource and natural_key(other, fleet) == key
+            and may_take_over(other)
+        ),
         None,
     )
 
