@@ -31,7 +31,7 @@ class Events:
 
     def __init__(self, stop: asyncio.Event) -> None:
         self._stop = stop
-        self._api: object | None = None
+        self._core = kube_client.LazyApi("CoreV1Api")
 
     async def info(self, body: kopf.Body, *, reason: str, message: str) -> None:
         await self.post(body, "Normal", reason, message)
@@ -61,17 +61,9 @@ class Events:
             ref.get("kind"), ref.get("name"), why, type_, reason, message,
         )
 
-    def _core(self) -> object:
-        if self._api is None:
-            from kubernetes import client
-
-            kube_client.load_config()
-            self._api = client.CoreV1Api()
-        return self._api
-
     def _create(self, event: Mapping[str, Any]) -> None:
         namespace = event["metadata"]["namespace"]
-        self._core().create_namespaced_event(  # type: ignore[attr-defined]
+        self._core().create_namespaced_event(
             namespace, dict(event), _request_timeout=kube_client.REQUEST_TIMEOUT
         )
 

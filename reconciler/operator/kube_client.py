@@ -1,10 +1,12 @@
 """The official Kubernetes client's configuration, for what the operator writes and reads
-itself, beside kopf (Secrets, status patches, Events at the stop): in-cluster config in a
-pod, else KUBECONFIG, and how long a request may take before it is given up."""
+itself, beside kopf (Secrets, status patches, annotations, Events at the stop): in-cluster
+config in a pod, else KUBECONFIG, how long a request may take before it is given up, and
+the API objects each writer makes at its first use (`LazyApi`)."""
 
 from __future__ import annotations
 
 import os
+from typing import Any, Literal
 
 # (connect, read) seconds for a request whose caller handles the API server not answering
 # (urllib3's errors): without one, a server that drops packets holds the thread for
@@ -39,3 +41,22 @@ def _limit_retries() -> None:
         redirect=0, raise_on_status=False,
     )
     client.Configuration.set_default(configuration)
+
+
+class LazyApi:
+    """One of the official client's API objects, made at its first call, and the client
+    configured then: an operator that never writes a Secret (or never stops) never loads
+    a kubeconfig for it, and a writer made before KUBECONFIG is known reads the one set by
+    the time it writes. Calling it gives the API object."""
+
+    def __init__(self, kind: Literal["CoreV1Api", "CustomObjectsApi"]) -> None:
+        self._kind = kind
+        self._api: Any = None
+
+    def __call__(self) -> Any:
+        if self._api is None:
+            from kubernetes import client
+
+            load_config()
+            self._api = getattr(client, self._kind)()
+        return self._api

@@ -36,15 +36,7 @@ class KubeSecrets:
     """Reads Secrets with the official client (in-cluster config, or KUBECONFIG)."""
 
     def __init__(self) -> None:
-        self._api: object | None = None
-
-    def _core(self) -> object:
-        if self._api is None:
-            from kubernetes import client
-
-            kube_client.load_config()
-            self._api = client.CoreV1Api()
-        return self._api
+        self._core = kube_client.LazyApi("CoreV1Api")
 
     def _read(self, namespace: str, name: str) -> dict[str, str]:
         secret = self._get(namespace, name, missing_ok=False)
@@ -58,7 +50,7 @@ class KubeSecrets:
         from urllib3.exceptions import HTTPError
 
         try:
-            return self._core().read_namespaced_secret(  # type: ignore[attr-defined]
+            return self._core().read_namespaced_secret(
                 name, namespace, _request_timeout=kube_client.REQUEST_TIMEOUT
             )
         except ApiException as exc:
@@ -122,7 +114,7 @@ class KubeSecrets:
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(
             uid=secret.metadata.uid, resource_version=secret.metadata.resource_version))
         try:
-            self._core().delete_namespaced_secret(  # type: ignore[attr-defined]
+            self._core().delete_namespaced_secret(
                 name, namespace, body=options, _request_timeout=kube_client.REQUEST_TIMEOUT
             )
         except (HTTPError, OSError) as exc:
@@ -162,11 +154,11 @@ class KubeSecrets:
             )
         try:
             if found.present:
-                core.replace_namespaced_secret(  # type: ignore[attr-defined]
+                core.replace_namespaced_secret(
                     name, namespace, body, _request_timeout=kube_client.REQUEST_TIMEOUT
                 )
             else:
-                core.create_namespaced_secret(  # type: ignore[attr-defined]
+                core.create_namespaced_secret(
                     namespace, body, _request_timeout=kube_client.REQUEST_TIMEOUT
                 )
         except (HTTPError, OSError) as exc:

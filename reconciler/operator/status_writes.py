@@ -32,15 +32,7 @@ class KubeStatus:
     KUBECONFIG)."""
 
     def __init__(self) -> None:
-        self._api: object | None = None
-
-    def _custom(self) -> object:
-        if self._api is None:
-            from kubernetes import client
-
-            kube_client.load_config()
-            self._api = client.CustomObjectsApi()
-        return self._api
+        self._custom = kube_client.LazyApi("CustomObjectsApi")
 
     def _patch(
         self, namespace: str, kind: str, name: str, status: Mapping[str, Any],

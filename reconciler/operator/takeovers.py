@@ -31,15 +31,7 @@ class KubeTakeovers:
     """Writes the annotation with the official client (in-cluster config, or KUBECONFIG)."""
 
     def __init__(self) -> None:
-        self._api: object | None = None
-
-    def _custom(self) -> Any:
-        if self._api is None:
-            from kubernetes import client
-
-            kube_client.load_config()
-            self._api = client.CustomObjectsApi()
-        return self._api
+        self._custom = kube_client.LazyApi("CustomObjectsApi")
 
     def _annotate(self, namespace: str, kind: str, heir: str, old: str) -> None:
         group, version, plural = objects.resource_ref(kind)
