@@ -4,7 +4,9 @@ whether or not its status recorded its id, with the config file written for it) 
 remove it from its Zap, with the same engine as a reconcile. A Device is released even
 when its Gateway object was deleted first, from where its status says it last was
 (`status.gateway`, `status.externalIds`; an Enapter device, on no Zap, by the ids of
-`status.externalIds` alone); when that is not known either, nothing is
+`status.externalIds` alone, or, its id not recorded, by its natural key in the Enapter
+site the ids its Site's other objects recorded are in: `plan.enapter_witnesses`); when
+that is not known either, nothing is
 dropped: the removal is blocked with a reason, and the finalizer stays until the user
 decides. Credentials a platform refuses while the
 release reads what to release stop it before anything is written, saying so. An object
@@ -58,9 +60,9 @@ from reconciler.model.status import ClaimedGateway, DeviceGateway
 from reconciler.operator import swaps
 from reconciler.operator.left_secrets import left_secret
 from reconciler.operator.objects import NamespaceFleet, closure
+from reconciler.plan import enapter_witnesses
 from reconciler.plan.actions import Change
 from reconciler.plan.advice import Audience
-from reconciler.plan.enapter_removal import unknown_device
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.removal import (
@@ -108,8 +110,9 @@ class Removal:
     # being deleted or gone (`MovedCopies.left_copies`; a Warning).
     left_copies: list[str] = field(default_factory=list)
     # What is said of a released Device's Enapter device that was not looked for, its Site
-    # gone and its id not recorded: it may be left in Enapter Cloud (a Warning); "" when
-    # it was looked for (`plan.enapter_removal.unknown_device`).
+    # gone, its id not recorded, and no Enapter site said by the other objects of its Site:
+    # it may be left in Enapter Cloud (a Warning); "" when it was looked for
+    # (`plan.enapter_witnesses.unknown_device`).
     unknown: str = ""
 
 
@@ -200,18 +203,25 @@ async def remove_object(
         and sub.site_of_device(resource) is None else None
     )
     by_id = [str(enapter_id)] if site_gone is not None and enapter_id else []
-    unknown = unknown_device(site_gone) if site_gone is not None and not enapter_id else ""
+    # Its id not recorded either: the ids the other objects of its Site recorded say in
+    # which Enapter site to look for it by its natural key (`plan.enapter_witnesses`).
+    witness_ids = (
+        enapter_witnesses.witnesses(site_gone, fleet, nsf.enapter_ids)
+        if site_gone is not None and not enapter_id else []
+    )
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         try:
             observed = await observe(
                 sub, reconciler.session, read_policy(settings.retries),
                 audience=Audience.OPERATOR,
             )
-            if by_id:
+            if by_id or witness_ids:
                 # Its Site gone, no Enapter site says where to look: read by the id its
-                # status recorded, with its site's devices (`engine.enapter_by_id`).
+                # status recorded, or by those of its Site's other objects, with the
+                # devices of their site (`engine.enapter_by_id`).
                 await observe_by_id(
-                    reconciler.session, observed, read_policy(settings.retries), by_id
+                    reconciler.session, observed, read_policy(settings.retries),
+                    by_id or witness_ids,
                 )
         except ProviderAuthError as error:
             # A setting must change (a token rotated in its file is read again at the next
@@ -221,9 +231,19 @@ async def remove_object(
         except StateDirError as error:
             # Its Enapter observer reads the inventory: said on the object, not a traceback.
             return Removal(unreadable=str(error))
+        seen = (
+            enapter_witnesses.witnessed(observed, witness_ids)
+            if site_gone is not None and not enapter_id else None
+        )
+        unknown = (
+            enapter_witnesses.unknown_device(site_gone, seen)
+            if site_gone is not None and seen is not None and seen.site_id is None
+            and seen.unread is None else ""
+        )
         changes = removal_changes(
             resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None,
-            enapter_id=str(enapter_id) if enapter_id else None,
+            enapter_id=str(enapter_id) if enapter_id else None, witnessed=seen,
+            others=_recorded_by_others(nsf, resource),
         )
         left = ""
         blocked = ""
@@ -267,6 +287,13 @@ async def remove_object(
     return Removal(
         outcomes, blocked=blocked, left=left, left_copies=left_copies, unknown=unknown
     )
+
+
+def _recorded_by_others(nsf: NamespaceFleet, resource: Resource) -> frozenset[str]:
+    """The Enapter ids the namespace's objects but `resource` recorded as theirs: a device
+    found by its natural key that is one of these is not its."""
+    own = (resource.KIND, resource.name)
+    return frozenset(i for key, i in nsf.enapter_ids.items() if key != own)
 
 
 def _by_name(table: Mapping[str, Heir]) -> list[Heir]:
