@@ -24,7 +24,9 @@ would be on no Zap, so the copy and the gateway's release wait (`blocked`), retr
 not for a new Gateway being deleted or gone, which will not get it: the copy stays on the
 Zap, the gateway is released, and `left_copies` says which stay and why. A Device's
 config Secret an earlier attempt left (its Enapter device deleted, the Secret's delete
-failed) is deleted by the next attempt, which finds no Enapter device (`left_secrets`).
+failed) is deleted by the next attempt, which finds no Enapter device; one written for an
+Enapter device still there (a `siteRef` change did not move it) is kept, said
+(`left_secrets`).
 A Device or Gateway whose device or gateway another object of the namespace declares too
 (a rename, `plan.taken_over`) leaves it to that one: nothing is released."""
 
@@ -58,7 +60,7 @@ from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.kinds import KINDS
 from reconciler.model.status import ClaimedGateway, DeviceGateway
 from reconciler.operator import swaps
-from reconciler.operator.left_secrets import left_secret
+from reconciler.operator.left_secrets import KeptSecret, left_secret
 from reconciler.operator.objects import NamespaceFleet, closure
 from reconciler.plan import enapter_witnesses
 from reconciler.plan.actions import Change
@@ -114,6 +116,10 @@ class Removal:
     # it may be left in Enapter Cloud (a Warning); "" when it was looked for
     # (`plan.enapter_witnesses.unknown_device`).
     unknown: str = ""
+    # What is said of a released Device's config Secret left as it is, written for an
+    # Enapter device that is still there (`left_secrets.KeptSecret`; an event); "" when
+    # none is.
+    secret_kept: str = ""
 
 
 async def remove_object(
@@ -264,10 +270,11 @@ async def remove_object(
             )
             if isinstance(resource, Device) else None
         )
-        earlier = [left_behind] if left_behind is not None else []
+        earlier = [left_behind] if isinstance(left_behind, Outcome) else []
+        secret_kept = left_behind.message if isinstance(left_behind, KeptSecret) else ""
         if not changes:
             return Removal(earlier, blocked=blocked, left=left, left_copies=left_copies,
-                           unknown=unknown)
+                           unknown=unknown, secret_kept=secret_kept)
         if config_store is not None:
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
         executors = Executors(
@@ -285,7 +292,8 @@ async def remove_object(
     blocked = "; ".join(b for b in (blocked, _held(report.outcomes)) if b)
     outcomes = earlier + report.outcomes
     return Removal(
-        outcomes, blocked=blocked, left=left, left_copies=left_copies, unknown=unknown
+        outcomes, blocked=blocked, left=left, left_copies=left_copies, unknown=unknown,
+        secret_kept=secret_kept,
     )
 
 

@@ -6,7 +6,7 @@ no DELETE is sent; with a device running on it, the release waits, blocked, nami
 where the Site is there; unreadable, nothing is deleted until it is read. A config Secret
 whose delete was refused goes at a later attempt without the device's delete being sent
 again. A config Secret written for an Enapter device left in the Site the Device was moved
-off stays: that device is not gone. (A device whose id never reached the status:
+off stays, said: that device is not gone. (A device whose id never reached the status:
 `test_operator_enapter_release_unrecorded`.)"""
 
 from __future__ import annotations
@@ -210,4 +210,12 @@ async def test_a_secret_of_a_device_left_in_the_former_site_stays(
         assert secret_values(kept) == secret_values(before)
         assert not [e for e in await cluster.events_about("ucm-a", reason="Deleted")
                     if "Secret" in e["message"]]
+        [kept_event] = await cluster.wait_events_about("ucm-a", reason="ConfigSecretKept")
+        assert kept_event["type"] == "Normal", kept_event
+        assert kept_event["message"] == (
+            f"config Secret ucm-a-config, written for Enapter device {device.id}, is left as "
+            f"it is: that device is still in Enapter Cloud, in Enapter site {device.site_id}, "
+            "where this Device no longer declares it (a siteRef change does not move a "
+            "device), and may still run with it; delete that device in Enapter Cloud, then "
+            "the Secret, once nothing uses them"), kept_event
 
