@@ -910,6 +910,10 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         await runtime.events.warn(
             body, reason="EnapterDeviceUnknown", message=event_message(removal.unknown)
         )
+    if removal.secret_kept:
+        await runtime.events.info(
+            body, reason="ConfigSecretKept", message=event_message(removal.secret_kept)
+        )
     for message in removal.left_copies:
         # Logged by this module, not kopf's object logger, which would post it again as an
         # Event of its own.

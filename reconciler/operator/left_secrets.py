@@ -13,7 +13,8 @@ another Device names now, and only as read). Whether
 it is there is known from the devices read from the Device's Enapter site, where it may
 be, or else from a read of that device by its id (`engine.enapter_by_id`): after a
 `siteRef` change that did not move its Enapter device, the Secret holds the credentials of
-a device in another site, which stays, and so does its Secret. One that cannot be deleted
+a device in another site, which stays, and so does its Secret, said (`KeptSecret`: the
+user may still want it, or may have forgotten that device). One that cannot be deleted
 fails the attempt, saying so: the finalizer stays, and the next attempt tries again. What
 could not be read is never taken for gone: the attempt then fails, saying so, and the next
 one reads it again.
@@ -24,6 +25,7 @@ then failing for good, it would leave a device in Enapter whose credentials nobo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from reconciler.engine.apply import Outcome
 from reconciler.engine.enapter import ConfigSecretStore
@@ -37,6 +39,14 @@ from reconciler.plan.enapter_sites import match_site
 from reconciler.plan.observed import Observed, Unreachable
 
 
+@dataclass(frozen=True)
+class KeptSecret:
+    """A config Secret left as it is, as its Device goes: the Enapter device it was written
+    for is still there, and may still run with it (an event says so)."""
+
+    message: str
+
+
 async def left_secret(
     device: Device,
     fleet: Fleet,
@@ -44,11 +54,12 @@ async def left_secret(
     changes: list[Change],
     store: ConfigSecretStore | None,
     read: Callable[[str], Awaitable[EnapterDeviceState | Unreachable | None]],
-) -> Outcome | None:
+) -> Outcome | KeptSecret | None:
     """The delete of `device`'s config Secret left by an earlier attempt (done, or failed
-    saying why), or None when there is none to delete, or `changes` hold its Enapter
-    device's own (whose delete takes its Secret, or whose wait says why). `read`: an
-    Enapter device by its id, None when Enapter says it is not there."""
+    saying why); what is said of one kept, written for an Enapter device that is still
+    there; or None when there is none, or `changes` hold its Enapter device's own (whose
+    delete takes its Secret, or whose wait says why). `read`: an Enapter device by its
+    id, None when Enapter says it is not there."""
     enapter = device.spec.enapter
     output = enapter.config_output if enapter is not None else None
     name = output.secret_name if output is not None else None
@@ -71,7 +82,9 @@ async def left_secret(
     if not found.present or found.foreign or not gone:
         return None
     if gone in _read_ids(device, fleet, observed):
-        return None  # still in its Site's Enapter site
+        # Still in its Site's Enapter site, though not this Device's by its natural key (a
+        # hardwareId or slug changed since it was written).
+        return _kept(name, gone, "in the Enapter site of its Site")
     state = observed.extra.get(COMPONENT)
     error: ProviderError | None = None
     if isinstance(state, EnapterState) and gone in state.by_id:
@@ -87,7 +100,9 @@ async def left_secret(
                                 f"holds, was deleted by an earlier attempt is not known: "
                                 f"{there.reason}"))
     if there is not None:
-        return None  # in another site (its Site's siteRef changed): its credentials stay
+        # In another site (its siteRef changed, its device not moved): its credentials stay.
+        return _kept(name, gone, f"in Enapter site {there.site_id}, where this Device no "
+                     "longer declares it (a siteRef change does not move a device)")
     earlier = f"Enapter device {gone} was deleted by an earlier attempt"
     try:
         said = await store.remove(device, name, gone)
@@ -98,6 +113,14 @@ async def left_secret(
         return None  # deleted meanwhile (by hand, or by another attempt)
     return Outcome(address, "delete", "done", message=earlier,
                    detail={"config_secret": said})
+
+
+def _kept(name: str, device_id: str, where: str) -> KeptSecret:
+    return KeptSecret(
+        f"config Secret {name}, written for Enapter device {device_id}, is left as it "
+        f"is: that device is still in Enapter Cloud, {where}, and may still run with it; "
+        "delete that device in Enapter Cloud, then the Secret, once nothing uses them"
+    )
 
 
 def _read_ids(device: Device, fleet: Fleet, observed: Observed) -> set[str]:

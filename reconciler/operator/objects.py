@@ -71,8 +71,9 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     records as declared (`declared_fields`) and its uid; for a Site the Flatpeak location
     its status records, those it had (`flatpeak_locations`) and the one it records as not
     found (`locations.known`), for a Gateway the serials its status records as claimed
-    (`claimed_serials`), and whether the object is being deleted (`is_deleting`); `build`
-    strips them again."""
+    (`claimed_serials`), for a Gateway or Device the Enapter id its status records
+    (`recorded_enapter_id`), and whether the object is being deleted (`is_deleting`);
+    `build` strips them again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
     if created:
@@ -112,7 +113,27 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     held = claimed_serials(body) if kind == "Gateway" else []
     if held:
         document[CLAIMED_SERIALS] = held
+    enapter_id = recorded_enapter_id(body)
+    if enapter_id:
+        document[RECORDED_ENAPTER_ID] = enapter_id
     return document
+
+
+# In an index document: the Enapter id a Gateway's or Device's status records.
+RECORDED_ENAPTER_ID = "recordedEnapterId"
+
+
+def recorded_enapter_id(body: Mapping[str, Any]) -> str | None:
+    """The Enapter device id a Gateway's or Device's status records
+    (`status.externalIds.enapter`): where a Device of the same Site whose own id was never
+    recorded, its Site gone, is looked for (`plan.enapter_witnesses`)."""
+    if RECORDED_ENAPTER_ID in body:
+        return str(body[RECORDED_ENAPTER_ID]) or None
+    if body.get("kind") not in ("Gateway", "Device"):
+        return None
+    ids = (body.get("status") or {}).get("externalIds")
+    found = ids.get("enapter") if isinstance(ids, Mapping) else None
+    return found if isinstance(found, str) and found else None
 
 
 # In an index document: the serials a Gateway's status records as claimed (`claimed_serials`).
@@ -329,6 +350,9 @@ class NamespaceFleet:
     # Flatpeak location id -> the fingerprint of the account it was found with, where the
     # Devices' statuses record it (`locations.accounts`).
     flatpeak_location_accounts: dict[str, str] = field(default_factory=dict)
+    # (kind, name) -> the Enapter id a Gateway's or Device's status records
+    # (`recorded_enapter_id`).
+    enapter_ids: dict[tuple[str, str], str] = field(default_factory=dict)
     # What the rules over all objects were given, and found (`build_read`).
     checked: Checked | None = field(default=None, repr=False, compare=False)
 
@@ -398,6 +422,7 @@ class Reading:
     last_site: str | None
     flatpeak_locations: tuple[FlatpeakLocation, ...]
     declared_fields: frozenset[str] | None
+    enapter_id: str | None
     resource: Resource | None
     diagnostics: tuple[Diagnostic, ...]
 
@@ -419,6 +444,7 @@ def read(body: Mapping[str, Any]) -> Reading:
         (last_site(body) or None) if kind == "Device" else None,
         tuple(flatpeak_locations(body)),
         declared_fields(body),
+        recorded_enapter_id(body),
         resource,
         diagnostics,
     )
@@ -465,8 +491,11 @@ def build_read(
     had: list[FlatpeakLocation] = []
     fields: dict[str, frozenset[str]] = {}
     deleting: set[tuple[str, str]] = set()
+    enapter_ids: dict[tuple[str, str], str] = {}
     for reading in readings:
         kind, name = reading.kind, reading.name
+        if reading.enapter_id:
+            enapter_ids[(kind, name)] = reading.enapter_id
         if reading.deleting:
             deleting.add((kind, name))
         if reading.holds_config_output:
@@ -516,7 +545,8 @@ def build_read(
     return NamespaceFleet(
         fleet, invalid, list(checked.problems), _applied_sites(fleet, applied), placed,
         locations.remembered(had), fields, frozenset(deleting),
-        flatpeak_location_accounts=locations.accounts(had), checked=checked,
+        flatpeak_location_accounts=locations.accounts(had), enapter_ids=enapter_ids,
+        checked=checked,
     )
 
 

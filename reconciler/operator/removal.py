@@ -4,7 +4,9 @@ whether or not its status recorded its id, with the config file written for it) 
 remove it from its Zap, with the same engine as a reconcile. A Device is released even
 when its Gateway object was deleted first, from where its status says it last was
 (`status.gateway`, `status.externalIds`; an Enapter device, on no Zap, by the ids of
-`status.externalIds` alone); when that is not known either, nothing is
+`status.externalIds` alone, or, its id not recorded, by its natural key in the Enapter
+site the ids its Site's other objects recorded are in: `plan.enapter_witnesses`); when
+that is not known either, nothing is
 dropped: the removal is blocked with a reason, and the finalizer stays until the user
 decides. Credentials a platform refuses while the
 release reads what to release stop it before anything is written, saying so. An object
@@ -22,7 +24,9 @@ would be on no Zap, so the copy and the gateway's release wait (`blocked`), retr
 not for a new Gateway being deleted or gone, which will not get it: the copy stays on the
 Zap, the gateway is released, and `left_copies` says which stay and why. A Device's
 config Secret an earlier attempt left (its Enapter device deleted, the Secret's delete
-failed) is deleted by the next attempt, which finds no Enapter device (`left_secrets`).
+failed) is deleted by the next attempt, which finds no Enapter device; one written for an
+Enapter device still there (a `siteRef` change did not move it) is kept, said
+(`left_secrets`).
 A Device or Gateway whose device or gateway another object of the namespace declares too
 (a rename, `plan.taken_over`) leaves it to that one: nothing is released."""
 
@@ -56,11 +60,11 @@ from reconciler.model.gateway import DeletionPolicy, Gateway
 from reconciler.model.kinds import KINDS
 from reconciler.model.status import ClaimedGateway, DeviceGateway
 from reconciler.operator import swaps
-from reconciler.operator.left_secrets import left_secret
+from reconciler.operator.left_secrets import KeptSecret, left_secret
 from reconciler.operator.objects import NamespaceFleet, closure
+from reconciler.plan import enapter_witnesses
 from reconciler.plan.actions import Change
 from reconciler.plan.advice import Audience
-from reconciler.plan.enapter_removal import unknown_device
 from reconciler.plan.observed import Observed
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.removal import (
@@ -108,9 +112,14 @@ class Removal:
     # being deleted or gone (`MovedCopies.left_copies`; a Warning).
     left_copies: list[str] = field(default_factory=list)
     # What is said of a released Device's Enapter device that was not looked for, its Site
-    # gone and its id not recorded: it may be left in Enapter Cloud (a Warning); "" when
-    # it was looked for (`plan.enapter_removal.unknown_device`).
+    # gone, its id not recorded, and no Enapter site said by the other objects of its Site:
+    # it may be left in Enapter Cloud (a Warning); "" when it was looked for
+    # (`plan.enapter_witnesses.unknown_device`).
     unknown: str = ""
+    # What is said of a released Device's config Secret left as it is, written for an
+    # Enapter device that is still there (`left_secrets.KeptSecret`; an event); "" when
+    # none is.
+    secret_kept: str = ""
 
 
 async def remove_object(
@@ -200,18 +209,25 @@ async def remove_object(
         and sub.site_of_device(resource) is None else None
     )
     by_id = [str(enapter_id)] if site_gone is not None and enapter_id else []
-    unknown = unknown_device(site_gone) if site_gone is not None and not enapter_id else ""
+    # Its id not recorded either: the ids the other objects of its Site recorded say in
+    # which Enapter site to look for it by its natural key (`plan.enapter_witnesses`).
+    witness_ids = (
+        enapter_witnesses.witnesses(site_gone, fleet, nsf.enapter_ids)
+        if site_gone is not None and not enapter_id else []
+    )
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         try:
             observed = await observe(
                 sub, reconciler.session, read_policy(settings.retries),
                 audience=Audience.OPERATOR,
             )
-            if by_id:
+            if by_id or witness_ids:
                 # Its Site gone, no Enapter site says where to look: read by the id its
-                # status recorded, with its site's devices (`engine.enapter_by_id`).
+                # status recorded, or by those of its Site's other objects, with the
+                # devices of their site (`engine.enapter_by_id`).
                 await observe_by_id(
-                    reconciler.session, observed, read_policy(settings.retries), by_id
+                    reconciler.session, observed, read_policy(settings.retries),
+                    by_id or witness_ids,
                 )
         except ProviderAuthError as error:
             # A setting must change (a token rotated in its file is read again at the next
@@ -221,9 +237,19 @@ async def remove_object(
         except StateDirError as error:
             # Its Enapter observer reads the inventory: said on the object, not a traceback.
             return Removal(unreadable=str(error))
+        seen = (
+            enapter_witnesses.witnessed(observed, witness_ids)
+            if site_gone is not None and not enapter_id else None
+        )
+        unknown = (
+            enapter_witnesses.unknown_device(site_gone, seen)
+            if site_gone is not None and seen is not None and seen.site_id is None
+            and seen.unread is None else ""
+        )
         changes = removal_changes(
             resource, sub, observed, novacore_id=str(novacore_id) if novacore_id else None,
-            enapter_id=str(enapter_id) if enapter_id else None,
+            enapter_id=str(enapter_id) if enapter_id else None, witnessed=seen,
+            others=_recorded_by_others(nsf, resource),
         )
         left = ""
         blocked = ""
@@ -244,10 +270,11 @@ async def remove_object(
             )
             if isinstance(resource, Device) else None
         )
-        earlier = [left_behind] if left_behind is not None else []
+        earlier = [left_behind] if isinstance(left_behind, Outcome) else []
+        secret_kept = left_behind.message if isinstance(left_behind, KeptSecret) else ""
         if not changes:
             return Removal(earlier, blocked=blocked, left=left, left_copies=left_copies,
-                           unknown=unknown)
+                           unknown=unknown, secret_kept=secret_kept)
         if config_store is not None:
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
         executors = Executors(
@@ -265,8 +292,16 @@ async def remove_object(
     blocked = "; ".join(b for b in (blocked, _held(report.outcomes)) if b)
     outcomes = earlier + report.outcomes
     return Removal(
-        outcomes, blocked=blocked, left=left, left_copies=left_copies, unknown=unknown
+        outcomes, blocked=blocked, left=left, left_copies=left_copies, unknown=unknown,
+        secret_kept=secret_kept,
     )
+
+
+def _recorded_by_others(nsf: NamespaceFleet, resource: Resource) -> frozenset[str]:
+    """The Enapter ids the namespace's objects but `resource` recorded as theirs: a device
+    found by its natural key that is one of these is not its."""
+    own = (resource.KIND, resource.name)
+    return frozenset(i for key, i in nsf.enapter_ids.items() if key != own)
 
 
 def _by_name(table: Mapping[str, Heir]) -> list[Heir]:

@@ -15,12 +15,15 @@ or waits for the devices that run on it as above; unread, the delete is deferred
 
 from __future__ import annotations
 
-from reconciler.model.device import SLUG_KEYED, Device
+from collections.abc import Collection
+
+from reconciler.model.device import Device
 from reconciler.model.fleet import Fleet
 from reconciler.plan.actions import Action, Change, Reason
-from reconciler.plan.enapter_fields import COMPONENT, device_slug, find_device, kind_of
+from reconciler.plan.enapter_fields import COMPONENT, find_device
 from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterState
 from reconciler.plan.enapter_sites import match_site
+from reconciler.plan.enapter_witnesses import Witnessed, natural_key
 from reconciler.plan.observed import Observed, Unreachable
 from reconciler.printable import echo
 
@@ -30,15 +33,21 @@ _NOT_READ = Unreachable("the Enapter device its status recorded was not read by 
 
 
 def enapter_removal(
-    device: Device, fleet: Fleet, observed: Observed, enapter_id: str | None = None
+    device: Device, fleet: Fleet, observed: Observed, enapter_id: str | None = None,
+    witnessed: Witnessed | None = None, others: Collection[str] = (),
 ) -> list[Change]:
     """The deletion of `device`'s Enapter device, if it declares one and it is there; none
     when its Site is not on Enapter. `enapter_id`: the id it was last seen with, by which
-    it is found when its Site is not declared any more; none without it."""
+    it is found when its Site is not declared any more. Without it, `witnessed`: the
+    Enapter site the other objects of its Site say (`plan.enapter_witnesses`), where it is
+    looked for by its natural key, but for the devices of `others` (ids other objects of
+    the namespace recorded); none without either."""
     site = fleet.site_of_device(device)
     state = observed.extra.get(COMPONENT)
     if device.spec.enapter is not None and site is None and enapter_id:
         return _by_recorded_id(device, enapter_id, state)
+    if device.spec.enapter is not None and site is None and witnessed is not None:
+        return _in_witnessed_site(device, witnessed, state, others)
     if (
         device.spec.enapter is None
         or site is None
@@ -99,6 +108,31 @@ def _found(
     return change
 
 
+def _in_witnessed_site(
+    device: Device, seen: Witnessed, state: object, others: Collection[str]
+) -> list[Change]:
+    """The deletion of `device`'s Enapter device, its Site gone and its id not recorded,
+    found by its natural key in the Enapter site `seen` names: none when it is not there
+    (never provisioned, or gone), or it is one another object recorded as its own;
+    deferred when the site, or a witness, could not be read."""
+    change = _deletion(
+        device, None, f"deleted in Enapter Cloud, found by its {natural_key(device)} in "
+        "the Enapter site of its Site's other objects, its Site being deleted "
+        "(deletionPolicy Release)",
+    )
+    if seen.unread is not None:
+        return [_deferred(change, seen.unread)]
+    if seen.site_id is None or not isinstance(state, EnapterState):
+        return []
+    devices = state.devices.get(seen.site_id, _NOT_READ)
+    if isinstance(devices, Unreachable):
+        return [_deferred(change, devices)]
+    remote, _ = find_device(device, devices)
+    if remote is None or remote.id in others:
+        return []
+    return [_found(change, remote, devices)]
+
+
 def _by_recorded_id(device: Device, enapter_id: str, state: object) -> list[Change]:
     """The deletion of Enapter device `enapter_id`, which `device`'s status recorded, its
     Site gone, as read by that id (`EnapterState.by_id`): none when Enapter says it is not
@@ -121,21 +155,3 @@ def _by_recorded_id(device: Device, enapter_id: str, state: object) -> list[Chan
     if not any(d.id == read.id for d in devices):
         return []  # deleted between the two reads
     return [_found(change, read, devices)]
-
-
-def unknown_device(device: Device) -> str:
-    """What is said of `device`'s Enapter device when its Site is gone and its status
-    recorded no id of it: an apply that provisioned it may have failed before its id
-    reached the status. Nothing says soundly where to look (the Site held the Enapter
-    site: its display name or `siteId`), so it is not looked for by a guess, which could
-    delete another site's device of the same key: the user is told what to look for."""
-    if kind_of(device) in SLUG_KEYED:
-        key = f"slug {device_slug(device)!r}"
-    else:
-        key = f"hardware id {device.spec.hardware_id}"
-    return (
-        f"its Site is deleted and its status recorded no Enapter device id (an apply that "
-        f"provisioned it may have failed before its id was recorded), so nothing was looked "
-        f"for or deleted in Enapter Cloud: an Enapter device of {key} may be left there; "
-        "delete it in Enapter Cloud if it is"
-    )

@@ -10,7 +10,7 @@ is being deleted or gone stays on the released gateway's Zap, said (`left_on_zap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from reconciler.model.base import Resource
@@ -20,6 +20,7 @@ from reconciler.model.gateway import Gateway
 from reconciler.plan.actions import Action, Change, Reason, address_of
 from reconciler.plan.device_gateways import undeclared_device_name
 from reconciler.plan.enapter_removal import enapter_removal
+from reconciler.plan.enapter_witnesses import Witnessed
 from reconciler.plan.moves import Declaration, declarations
 from reconciler.plan.novacore_sites import match_site
 from reconciler.plan.observed import Observed, Unreachable, ZapDevice, ZapState
@@ -28,16 +29,20 @@ from reconciler.plan.zap_settings import observed_connection
 
 def removal_changes(
     resource: Resource, fleet: Fleet, observed: Observed, *, novacore_id: str | None = None,
-    enapter_id: str | None = None,
+    enapter_id: str | None = None, witnessed: Witnessed | None = None,
+    others: Collection[str] = (),
 ) -> list[Change]:
     """The changes that release `resource`. `novacore_id` is the Novacore id a device was
     last seen with: it is deleted by that id when its site cannot be looked up (the Site
     object is gone too, or its Novacore site is not found). `enapter_id`, its Enapter id,
-    likewise when its Site object is gone (`enapter_removal`)."""
+    likewise when its Site object is gone; without it, `witnessed` says the Enapter site to
+    look in, and `others` the Enapter ids other objects recorded (`enapter_removal`)."""
     if isinstance(resource, Gateway):
         return _gateway_removal(resource, fleet, observed)
     if isinstance(resource, Device):
-        return _device_removal(resource, fleet, observed, novacore_id, enapter_id)
+        return _device_removal(
+            resource, fleet, observed, novacore_id, enapter_id, witnessed, others
+        )
     return []
 
 
@@ -194,12 +199,12 @@ def moved_copy_removal(gateway: Gateway, copy: MovedCopy) -> Change:
 
 def _device_removal(
     device: Device, fleet: Fleet, observed: Observed, novacore_id: str | None,
-    enapter_id: str | None,
+    enapter_id: str | None, witnessed: Witnessed | None, others: Collection[str],
 ) -> list[Change]:
     site = fleet.site_of_device(device)
     hardware_id = device.spec.hardware_id
     cloud = _cloud_removal(device, fleet, observed, novacore_id)
-    cloud += enapter_removal(device, fleet, observed, enapter_id)
+    cloud += enapter_removal(device, fleet, observed, enapter_id, witnessed, others)
     state = observed.zaps.get(device.spec.gateway_ref or "")
     change = Change.new(
         "Device",

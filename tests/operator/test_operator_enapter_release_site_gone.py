@@ -5,9 +5,9 @@ device is read by the id its status recorded before anything is deleted. Gone me
 no DELETE is sent; with a device running on it, the release waits, blocked, naming it, as
 where the Site is there; unreadable, nothing is deleted until it is read. A config Secret
 whose delete was refused goes at a later attempt without the device's delete being sent
-again. A device whose id never reached the status is not looked for by a guess: the
-release says it may be left in Enapter Cloud. A config Secret written for an Enapter
-device left in the Site the Device was moved off stays: that device is not gone."""
+again. A config Secret written for an Enapter device left in the Site the Device was moved
+off stays, said: that device is not gone. (A device whose id never reached the status:
+`test_operator_enapter_release_unrecorded`.)"""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
 from harness import documents, operator, secret_values
-from test_operator_enapter_release import DELETE, MASTER, SLAVE, _answer_lost
+from test_operator_enapter_release import DELETE, MASTER, SLAVE
 
 from reconciler.operator.config import OperatorConfig
 from reconciler.sim.fleet import SimFleet
@@ -181,33 +181,6 @@ async def test_a_secret_whose_delete_was_refused_goes_without_a_second_device_de
                 "earlier attempt; deleted Secret ucm-a-config") in deleted, deleted
 
 
-async def test_a_device_whose_id_was_never_recorded_is_said_to_be_maybe_left(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
-    text = stream(enapter_site(), enapter_gateway(),
-                  link_master("link-a", MASTER, extra="deletionPolicy: Release"))
-    async with operator(
-        text, tmp_path, monkeypatch, before_start=_answer_lost, config=QUIET
-    ) as (cluster, sims):
-        await cluster.create_all(documents(text))
-        await cluster.wait_reason("Device", "link-a", "ApplyFailed")
-        assert sims.enapter.by_hardware_id(MASTER) is not None, "provisioned all the same"
-        assert "enapter" not in ((await cluster.status("Device", "link-a")).get(
-            "externalIds") or {})
-        await _site_gone(cluster)
-
-        await cluster.delete("Device", "link-a")
-        await cluster.wait_gone("Device", "link-a")
-        [warning] = await cluster.wait_events_about("link-a", reason="EnapterDeviceUnknown")
-        assert warning["type"] == "Warning", warning
-        assert warning["message"] == (
-            "its Site is deleted and its status recorded no Enapter device id (an apply "
-            "that provisioned it may have failed before its id was recorded), so nothing was "
-            f"looked for or deleted in Enapter Cloud: an Enapter device of hardware id "
-            f"{MASTER} may be left there; delete it in Enapter Cloud if it is"), warning
-        assert sims.enapter.requests[DELETE] == 0
-
-
 async def test_a_secret_of_a_device_left_in_the_former_site_stays(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -237,4 +210,12 @@ async def test_a_secret_of_a_device_left_in_the_former_site_stays(
         assert secret_values(kept) == secret_values(before)
         assert not [e for e in await cluster.events_about("ucm-a", reason="Deleted")
                     if "Secret" in e["message"]]
+        [kept_event] = await cluster.wait_events_about("ucm-a", reason="ConfigSecretKept")
+        assert kept_event["type"] == "Normal", kept_event
+        assert kept_event["message"] == (
+            f"config Secret ucm-a-config, written for Enapter device {device.id}, is left as "
+            f"it is: that device is still in Enapter Cloud, in Enapter site {device.site_id}, "
+            "where this Device no longer declares it (a siteRef change does not move a "
+            "device), and may still run with it; delete that device in Enapter Cloud, then "
+            "the Secret, once nothing uses them"), kept_event
 

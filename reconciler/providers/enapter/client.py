@@ -30,6 +30,21 @@ _MAX_PAGES = 10_000  # a server that never returns an empty page must not loop f
 # 403 (platform-apis §2.1), not the 401 of a missing token; a 403 of another code is a
 # permission the token lacks, which no new token of the same user fixes.
 _REFUSED_CODE = "invalid_header"
+# The error code of Enapter's 404 for a device that is not there (platform-apis §2.1).
+_DEVICE_NOT_FOUND = "DEVICE_NOT_FOUND"
+
+
+def _device_not_found(error: BaseException, device_id: str) -> bool:
+    """Whether `error`'s envelope says Enapter device `device_id` is not there: an entry of
+    code DEVICE_NOT_FOUND that names that device, or names none."""
+    for entry in api_errors(error):
+        if str(entry.get("code", "")).upper() != _DEVICE_NOT_FOUND:
+            continue
+        details = entry.get("details")
+        named = details.get("device_id") if isinstance(details, dict) else None
+        if named is None or str(named) == device_id:
+            return True
+    return False
 
 
 def headers(token: str, base_url: str) -> dict[str, str]:
@@ -227,14 +242,34 @@ class EnapterClient:
         )
 
     async def delete_device(self, device_id: str, *, address: str = "") -> None:
-        """Deleting a device that is already gone succeeds."""
-        await self._call(
-            "DELETE",
-            f"v3/devices/{transport.segment(device_id)}",
-            operation="enapter.delete_device",
-            address=address,
-            ok=(404,),
-        )
+        """Deleting a device that is already gone succeeds: Enapter says so with a 404 of
+        code DEVICE_NOT_FOUND for it (platform-apis §2.1). Any other 404 (a path the API
+        does not have: a base URL that is not the API's, a proxy that does not route it;
+        or another entity not found) says nothing of the device, which may be there still:
+        an error, so that nothing is taken for deleted (its config file or Secret, which
+        go with it, stay)."""
+        try:
+            await self._call(
+                "DELETE",
+                f"v3/devices/{transport.segment(device_id)}",
+                operation="enapter.delete_device",
+                address=address,
+            )
+        except ProviderRejected as error:
+            if error.status != 404:
+                raise
+            if _device_not_found(error, device_id):
+                return
+            raised = ProviderRejected(
+                f"{error}; not Enapter's answer for a device not found "
+                f"({_DEVICE_NOT_FOUND}), so Enapter device {device_id} is not taken for "
+                "deleted",
+                address=error.address, operation=error.operation, status=error.status,
+                url_setting=error.url_setting,
+            )
+            if api_errors(error):
+                raised.api_errors = api_errors(error)  # type: ignore[attr-defined]
+            raise raised from None
 
     async def assign_blueprint(
         self, device_id: str, blueprint_id: str, *, address: str = ""

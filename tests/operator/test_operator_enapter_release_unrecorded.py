@@ -1,0 +1,196 @@
+"""A Device with `deletionPolicy: Release` and an Enapter registration whose id never reached
+its status (the apply that provisioned it failed after the device was made), its Site
+object deleted first, deleted, through the real operator (kopf against kmock's emulator,
+the Enapter simulator on loopback): its Enapter Gateway's recorded gateway device says
+the Enapter site, where it is found by its natural key and deleted, with its config
+Secret. A Device never provisioned is not found there, and its release says nothing is
+wrong. A gateway device that cannot be read defers the release: nothing is guessed.
+Only when no object of its Site recorded an Enapter id is there no way to know where to
+look: then, and only then, the release warns that it may be left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
+from harness import documents, operator
+from test_operator_enapter_release import DELETE, MASTER
+
+from reconciler.operator.config import OperatorConfig
+from reconciler.sim.fleet import SimFleet
+
+# No drift check between the test's own changes and the deletion: its plan would find the
+# device and record its id.
+QUIET = OperatorConfig(interval=3600.0, retry_delay=0.5)
+UCM = "A8795CBA5375484E829105E959663C8B"
+
+
+def _lost(kind: str, *, made: bool = True) -> Any:
+    """The provisioning of a `kind` device is answered with a refusal: taking effect first
+    when `made` (an answer lost and another taken for it: the device is made, its id never
+    reaches the status), at every attempt without taking effect otherwise (never made)."""
+
+    def install(sims: SimFleet) -> None:
+        lost: list[str] = []
+
+        @web.middleware
+        async def refuse(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.method != "POST" or not request.path.endswith(f"/provisioning/{kind}"):
+                return await handler(request)  # type: ignore[no-any-return]
+            if made and lost:
+                return await handler(request)  # type: ignore[no-any-return]
+            if made:
+                await handler(request)
+            lost.append(request.path)
+            body = {"errors": [{"code": "INVALID_REQUEST", "message": "lost", "details": {}}]}
+            return web.json_response(body, status=400)
+
+        sims.enapter.app.middlewares.append(refuse)
+
+    return install
+
+
+def _ucm(extra: str = "") -> str:
+    return document("Device", "ucm-a", f"""
+        siteRef: h2-lab
+        hardwareId: {UCM}
+        deletionPolicy: Release
+        enapter:
+          kind: ucm
+          protocol: MQTT
+        {extra}""")
+
+
+async def _unrecorded(cluster: Any, name: str) -> None:
+    """`name`'s apply failed, and its status holds no Enapter id; then its Site goes."""
+    await cluster.wait_reason("Device", name, "ApplyFailed")
+    assert "enapter" not in ((await cluster.status("Device", name)).get("externalIds") or {})
+    await cluster.delete("Site", "h2-lab")
+    await cluster.wait_gone("Site", "h2-lab")
+
+
+async def test_a_device_whose_id_was_never_recorded_is_found_by_its_gateways_site(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    text = stream(
+        enapter_site(),
+        enapter_gateway(),
+        document("Device", "link-a", f"""
+            gatewayRef: h2-gw
+            hardwareId: {MASTER}
+            deletionPolicy: Release
+            enapter: {{kind: link_master, configOutput: {{secretName: link-a-config}}}}
+            """),
+    )
+    async with operator(
+        text, tmp_path, monkeypatch, before_start=_lost("link_master"), config=QUIET
+    ) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await cluster.wait_condition("Gateway", "h2-gw", "Ready")
+        gateway_id = (await cluster.status("Gateway", "h2-gw"))["externalIds"]["enapter"]
+        await _unrecorded(cluster, "link-a")
+        made = sims.enapter.by_hardware_id(MASTER)
+        assert made is not None, "provisioned all the same"
+        assert sims.enapter.devices[gateway_id].site_id == made.site_id
+
+        await cluster.delete("Device", "link-a")
+        await cluster.wait_gone("Device", "link-a")
+        assert sims.enapter.by_hardware_id(MASTER) is None, "deleted in Enapter Cloud"
+        assert sims.enapter.requests[DELETE] == 1
+        assert not await cluster.events_about("link-a", reason="EnapterDeviceUnknown")
+        deleted = [e["message"] for e in await cluster.wait_events_about(
+            "link-a", reason="Deleted")]
+        assert any(
+            m.startswith(f"device/link-a[enapter]: deleted in Enapter Cloud, found by its "
+                         f"hardware id {MASTER} in the Enapter site of its Site's other objects")
+            for m in deleted
+        ), deleted
+
+
+async def test_a_device_never_provisioned_goes_without_a_warning(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    text = stream(enapter_site(), enapter_gateway(),
+                  link_master("link-a", MASTER, extra="deletionPolicy: Release"))
+    async with operator(
+        text, tmp_path, monkeypatch, before_start=_lost("link_master", made=False),
+        config=QUIET,
+    ) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await cluster.wait_condition("Gateway", "h2-gw", "Ready")
+        await _unrecorded(cluster, "link-a")
+        assert sims.enapter.by_hardware_id(MASTER) is None, "never made"
+
+        await cluster.delete("Device", "link-a")
+        await cluster.wait_gone("Device", "link-a")
+        assert sims.enapter.requests[DELETE] == 0
+        assert not await cluster.events_about("link-a", reason="EnapterDeviceUnknown")
+        assert sims.enapter.devices, "the gateway device stays"
+
+
+async def test_a_device_whose_site_no_other_object_recorded_is_said_to_be_maybe_left(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    text = stream(enapter_site(), _ucm())
+    async with operator(
+        text, tmp_path, monkeypatch, before_start=_lost("ucm"), config=QUIET
+    ) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await _unrecorded(cluster, "ucm-a")
+        assert sims.enapter.by_hardware_id(UCM) is not None, "provisioned all the same"
+
+        await cluster.delete("Device", "ucm-a")
+        await cluster.wait_gone("Device", "ucm-a")
+        [warning] = await cluster.wait_events_about("ucm-a", reason="EnapterDeviceUnknown")
+        assert warning["type"] == "Warning", warning
+        assert warning["message"] == (
+            "its Site is deleted, its status recorded no Enapter device id (an apply that "
+            "provisioned it may have failed before its id was recorded), and no other object "
+            "of its Site recorded an Enapter device id to find its site by, so nothing was "
+            f"looked for or deleted in Enapter Cloud: an Enapter device of hardware id {UCM} "
+            "may be left there; delete it in Enapter Cloud if it is"), warning
+        assert sims.enapter.requests[DELETE] == 0
+
+
+async def test_a_gateway_that_cannot_be_read_defers_the_release_until_it_is(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    text = stream(enapter_site(), enapter_gateway(),
+                  link_master("link-a", MASTER, extra="deletionPolicy: Release"))
+    unreadable = [False]
+    lost = _lost("link_master")
+
+    def faults(sims: SimFleet) -> None:
+        lost(sims)
+
+        @web.middleware
+        async def fail(request: web.Request, handler: Any) -> web.StreamResponse:
+            if unreadable[0] and request.method == "GET" and request.path.startswith(
+                "/v3/devices/"
+            ):
+                body = {"errors": [{"code": "UNAVAILABLE", "message": "down", "details": {}}]}
+                return web.json_response(body, status=503)
+            return await handler(request)  # type: ignore[no-any-return]
+
+        sims.enapter.app.middlewares.append(fail)
+
+    async with operator(
+        text, tmp_path, monkeypatch, before_start=faults, config=QUIET
+    ) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await cluster.wait_condition("Gateway", "h2-gw", "Ready")
+        await _unrecorded(cluster, "link-a")
+        unreadable[0] = True
+
+        await cluster.delete("Device", "link-a")
+        failed = await cluster.wait_reason("Device", "link-a", "ReleaseFailed")
+        assert "not deleted in Enapter Cloud, which could not be read" in failed["message"]
+        assert sims.enapter.requests[DELETE] == 0, "nothing deleted unread"
+        assert not await cluster.events_about("link-a", reason="EnapterDeviceUnknown")
+
+        unreadable[0] = False
+        await cluster.wait_gone("Device", "link-a")
+        assert sims.enapter.by_hardware_id(MASTER) is None
+        assert sims.enapter.requests[DELETE] == 1
