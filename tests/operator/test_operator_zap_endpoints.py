@@ -5,7 +5,8 @@ nothing to the Zap, and the first is reconciled as usual. Unless the later one h
 endpoint (its status records it applied there) and the first is edited onto it: the
 edited one is refused, the one working there keeps it. A Device being deleted keeps its
 endpoint until its release is done: another Device declaring it meanwhile waits, writing
-nothing to the Zap, and takes the endpoint once the first is gone."""
+nothing to the Zap, and takes the endpoint once the first is gone; one declared before
+the first was deleted, refused, is told as the first goes (`takeovers`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from fleet_yaml import HOME_ZAP_SERIAL, novacore_site, stream, sungrow_inverter,
 from harness import documents, operator
 
 from reconciler.operator.config import OperatorConfig
+from reconciler.operator.takeovers import TAKES_OVER_ANNOTATION
 from reconciler.sim.fleet import SimFleet
 
 FIRST = sungrow_inverter("inv-a", "home-zap", "SG-A", "192.168.1.60")
@@ -141,12 +143,7 @@ async def test_a_device_at_the_endpoint_of_one_whose_release_waits_is_added_once
         await cluster.delete("Device", "inv-a")
         await cluster.wait_reason("Device", "inv-a", "ReleaseFailed",
                                   what="inv-a's release waiting")
-        # The inverter at that address swapped on site for another one.
-        [inverter] = sims.modbus
-        inverter.device(1).serial = "SG-B"
-        [second] = [d for d in documents(stream(novacore_site(), zap_gateway(), sungrow_inverter(
-            "inv-b", "home-zap", "SG-B", "192.168.1.60"))) if d["metadata"]["name"] == "inv-b"]
-        await cluster.create(second)
+        await cluster.create(_replacing(sims))
         waiting = await cluster.wait_reason("Device", "inv-b", "WaitingForDependency",
                                             timeout=30, what="inv-b waiting")
         assert waiting["message"] == (
@@ -166,3 +163,39 @@ async def test_a_device_at_the_endpoint_of_one_whose_release_waits_is_added_once
         hosts = {sn: device.connection["ip"] for sn, device in zap.devices.items()}
         assert hosts == {"SG-B": "192.168.1.60"}
         assert [d.hardware_id for d in sims.novacore.devices.values()] == ["SG-B"]
+
+
+def _replacing(sims: SimFleet) -> dict[str, Any]:
+    """inv-b's document, the inverter at inv-a's address swapped on site for SG-B."""
+    [inverter] = sims.modbus
+    inverter.device(1).serial = "SG-B"
+    [second] = [d for d in documents(stream(novacore_site(), zap_gateway(), sungrow_inverter(
+        "inv-b", "home-zap", "SG-B", "192.168.1.60"))) if d["metadata"]["name"] == "inv-b"]
+    return second
+
+
+async def test_a_device_refused_at_the_endpoint_of_one_deleted_then_is_added_as_it_goes(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The new Device applied before the old one is pruned (as Argo CD and Flux do): it is
+    refused, which kopf runs no handler again for, and the old one's deletion is no change
+    of it. The old one's finalizer annotates it as it goes, so it is added at once, with
+    no drift check to wait for."""
+    fleet = stream(novacore_site(), zap_gateway(), RELEASED_FIRST)
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "inv-a", "Ready", timeout=30)
+        await cluster.create(_replacing(sims))
+        await cluster.wait_reason("Device", "inv-b", "InvalidSpec", timeout=30,
+                                  what="inv-b refused")
+
+        await cluster.delete("Device", "inv-a")
+        await cluster.wait_gone("Device", "inv-a")
+        await cluster.wait_condition("Device", "inv-b", "Ready", timeout=30)
+        replacing = await cluster.get("Device", "inv-b")
+        assert replacing is not None
+        assert replacing["metadata"]["annotations"][TAKES_OVER_ANNOTATION] == "Device/inv-a"
+        hosts = {sn: device.connection["ip"]
+                 for sn, device in sims.zaps[HOME_ZAP_SERIAL].devices.items()}
+        assert hosts == {"SG-B": "192.168.1.60"}
+        assert not await cluster.events_about("inv-a", reason="DeviceKept"), "not a rename"
