@@ -901,9 +901,12 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         await runtime.events.info(
             body, reason=f"{kind}Kept", message=event_message(removal.taken_over)
         )
-        # Refused while this one declared the same, the heir is run again now, not at its
-        # next drift check (`takeovers`).
-        await runtime.takeovers.announce(namespace, kind, removal.heir, name, kwargs["logger"])
+    # Refused while this one declared the same, the heir and the others that take over what
+    # it declared (a Device at its Zap endpoint) are run again now, not at their next drift
+    # check (`takeovers`).
+    heirs = [removal.heir] if removal.heir else []
+    for other in dict.fromkeys([*heirs, *nsf.freed_by(kind, name)]):
+        await runtime.takeovers.announce(namespace, kind, other, name, kwargs["logger"])
     if removal.left:
         await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))
     if removal.unknown:

@@ -380,6 +380,21 @@ class NamespaceFleet:
             if p.code != DANGLING and self._leaving_clash(p) is None
         )
 
+    def freed_by(self, kind: str, name: str) -> list[str]:
+        """The names of the objects of `kind` refused for a clash with `kind`/`name`, being
+        deleted, and valid once the objects being deleted are gone: they take over what it
+        declared (a rename's new name; a Device at its Zap endpoint or naming its
+        configOutput) once it is gone, and are told so as it goes (`takeovers`). One being
+        deleted too takes nothing over."""
+        return sorted({
+            p.name
+            for p in self.problems
+            if p.kind == kind and p.clashes_with is not None
+            and p.clashes_with[:2] == (kind, name)
+            and (p.kind, p.name) not in self.deleting
+            and not self.refusal_once_deleted(p.kind, p.name)
+        })
+
     def _leaving_clash(self, problem: Problem) -> tuple[str, str] | None:
         """The (kind, name) of the object being deleted `problem` is a clash with; None
         when it is no clash, or one with an object that stays."""

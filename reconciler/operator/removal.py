@@ -28,7 +28,9 @@ failed) is deleted by the next attempt, which finds no Enapter device; one writt
 Enapter device still there (a `siteRef` change did not move it) is kept, said
 (`left_secrets`).
 A Device or Gateway whose device or gateway another object of the namespace declares too
-(a rename, `plan.taken_over`) leaves it to that one: nothing is released."""
+(a rename, `plan.taken_over`) leaves it to that one: nothing of it is released. A Gateway's
+serials swapped out of its spec are not that one's: they are released as recorded all
+the same, and the finalizer waits for them before it says who took over (`taken_over`)."""
 
 from __future__ import annotations
 
@@ -161,17 +163,10 @@ async def remove_object(
                 taken_over=_taken_over_message(resource, heir_device), heir=heir_device.name
             )
     if isinstance(resource, Gateway):
-        heir_gateway = taken_over_by(
-            resource, nsf.fleet, _by_name(nsf.fleet.gateways), lambda g: _may_take_over(nsf, g)
-        )
+        heir_gateway = _gateway_heir(resource, nsf)
         if heir_gateway is not None:
             return Removal(
-                taken_over=(
-                    f"deletionPolicy Release: its gateway is not released: Gateway "
-                    f"{echo(heir_gateway.name)} declares it too and takes it over, as it "
-                    "is, claimed, with the devices on its Zap"
-                ),
-                heir=heir_gateway.name,
+                taken_over=_gateway_taken_over_message(heir_gateway), heir=heir_gateway.name
             )
     status = status or {}
     external_ids: Mapping[str, Any] = status.get("externalIds") or {}
@@ -316,6 +311,22 @@ def _may_take_over(nsf: NamespaceFleet, heir: Resource) -> bool:
     what it declares would be left to nobody."""
     return (heir.kind, heir.name) not in nsf.deleting and not nsf.refusal_once_deleted(
         heir.kind, heir.name
+    )
+
+
+def _gateway_heir(gateway: Gateway, nsf: NamespaceFleet) -> Gateway | None:
+    """The Gateway of the namespace that takes over the gateway of `gateway`, being
+    released (a rename: `plan.taken_over`); None when none does."""
+    return taken_over_by(
+        gateway, nsf.fleet, _by_name(nsf.fleet.gateways), lambda g: _may_take_over(nsf, g)
+    )
+
+
+def _gateway_taken_over_message(heir: Gateway) -> str:
+    """What the release of a Gateway says when `heir` declares its gateway (a rename)."""
+    return (
+        f"deletionPolicy Release: its gateway is not released: Gateway {echo(heir.name)} "
+        "declares it too and takes it over, as it is, claimed, with the devices on its Zap"
     )
 
 
@@ -472,9 +483,16 @@ async def _remove_gateway(
     """The deletion of a Gateway that still holds serials swapped out of its spec: its own
     serial as its deletionPolicy says, and each of those as recorded when it was claimed,
     once no device of its organisation is bound to it; the finalizer stays while one
-    waits (`blocked` says why)."""
+    waits (`blocked` says why). Its own serial, with `deletionPolicy: Release`, is left to
+    another Gateway of the namespace that declares it (a rename, `plan.taken_over`), as
+    `remove_object` leaves it: neither released nor its Zap's copies taken off, since the
+    heir takes it over as it is. The serials swapped out are not the heir's: they go as
+    recorded all the same (or are kept, `swaps.swapped_out`), and what is said of the
+    heir (`taken_over`) waits with the finalizer until they are done."""
     zap = gateway.spec.zap
     assert zap is not None
+    releasing_own = gateway.spec.deletion_policy == DeletionPolicy.RELEASE
+    heir = _gateway_heir(gateway, nsf) if releasing_own else None
     sub = closure(nsf.fleet, gateway)
     orgs = {claim.org_id for claim in swapped.release.values()}
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
@@ -502,7 +520,7 @@ async def _remove_gateway(
         left = ""
         copies_waiting: list[str] = []
         left_copies: list[str] = []
-        if gateway.spec.deletion_policy == DeletionPolicy.RELEASE:
+        if releasing_own and heir is None:
             moved = await _moved_copies(gateway, nsf, observed, reconciler, settings)
             left, copies_waiting, left_copies = moved.left, moved.waiting, moved.left_copies
             # Its own serial stays claimed while a copy waits (`remove_object`).
@@ -530,7 +548,11 @@ async def _remove_gateway(
         b for b in (_copies_blocked(copies_waiting),
                     "deletionPolicy Release: " + "; ".join(waiting) if waiting else "") if b
     )
-    return Removal(outcomes, blocked=blocked, kept=kept, left=left, left_copies=left_copies)
+    return Removal(
+        outcomes, blocked=blocked, kept=kept, left=left, left_copies=left_copies,
+        taken_over=_gateway_taken_over_message(heir) if heir is not None else "",
+        heir=heir.name if heir is not None else "",
+    )
 
 
 def has_deletion_policy(kind: str) -> bool:

@@ -1,4 +1,5 @@
-"""Telling the new name of a renamed Device or Gateway that it takes over now.
+"""Telling the new name of a renamed Device or Gateway, or another object refused for
+what one being deleted declared, that it takes over now.
 
 Argo CD and Flux apply a renamed object before they prune the old one, so the new one is
 reconciled first while the old one still declares the same device or gateway: it is
@@ -13,7 +14,13 @@ handler runs at once: it waits while the old one is still being deleted
 (`WaitingForDependency`, retried) and takes over once it is gone. A merge patch of the
 metadata alone: the spec, its generation and the status are untouched, and GitOps tools
 leave alone an annotation their manifests do not set. A write the API server refuses is
-logged, and the drift check takes over instead."""
+logged, and the drift check takes over instead.
+
+So is every other object refused only for declaring what the old one declared
+(`NamespaceFleet.freed_by`): a Device at its Zap endpoint (the device that replaced it
+there, its new Device applied before the old one is pruned), or naming its configOutput.
+Annotated as the old one goes, whatever its deletionPolicy, it is reconciled then, not
+at its next drift check."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ the old gateway, which the Gateway's status remembers it claimed (`status.claims
 released with `deletionPolicy: Release` once no device is bound to it any more, as `apply
 --prune` does with the CLI's inventory; kept with Orphan, saying so in an event. Never
 while the move waits, nor when another Gateway object declares it or it is claimed by its
-organisation no more. The releases are counted at the Novacore simulator."""
+organisation no more. A Gateway deleted while an old serial waits releases that one too,
+and leaves its own to the Gateway that declares it now (a rename). The releases are
+counted at the Novacore simulator."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from objects import HOME_INVERTER, RELEASE, ZAP
 
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
+from reconciler.operator.takeovers import TAKES_OVER_ANNOTATION
 from reconciler.plan.actions import Action
 from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
@@ -299,6 +302,73 @@ async def test_a_gateway_deleted_while_its_old_serial_waits_releases_that_one_to
         assert _owner(sims, OLD) is None
         assert sims.novacore.requests[RELEASED] == 2
         assert not [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
+
+
+async def test_a_renamed_gateway_deleted_while_its_old_serial_waits_leaves_its_own_to_the_heir(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Renamed in git while a serial swapped out of its spec waits for its release: the new
+    name (refused while the old one declares the same serial) takes over the gateway it
+    declares, claimed, as for any rename; the old one's finalizer still releases the
+    swapped-out serial as recorded once nothing is bound to it, and says who took over
+    its own serial only as it goes."""
+    fleet = _fleet(RELEASE)
+    async with operator(_seeded(fleet), tmp_path, monkeypatch) as (cluster, sims):
+        await _declared(cluster, fleet, sims)
+        await cluster.patch("Device", "home-inverter",
+                            {"metadata": {"annotations": {PAUSED: "true"}}})
+        await cluster.wait_reason("Device", "home-inverter", "Paused", type_="Synced")
+        await _swap(cluster)
+
+        async def both_claimed() -> bool:
+            return await _claims(cluster) == [NEW, OLD]
+
+        await cluster.wait_for(both_claimed, what="the old serial waiting")
+        assert _owner(sims, NEW) == "org-home"
+
+        # The rename: the new name first (Argo CD and Flux apply before they prune), its
+        # Device moved to it, then the old name deleted.
+        [renamed] = [d for d in documents(stream(novacore_site(), zap_gateway(
+            "home-zap-2", serial=NEW, url=NEW_URL, extra=RELEASE))) if d["kind"] == "Gateway"]
+        await cluster.create(renamed)
+        await cluster.wait_reason("Gateway", "home-zap-2", "InvalidSpec",
+                                  what="the new name refused")
+        await cluster.patch("Device", "home-inverter", {"spec": {"gatewayRef": "home-zap-2"}})
+        await cluster.delete("Gateway", "home-zap")
+        cond = await cluster.wait_reason("Gateway", "home-zap", "ReleaseBlocked",
+                                         what="the old serial's release waiting")
+        assert (f"gateway {OLD}, swapped out of the spec for {NEW}, is released once no "
+                "Novacore device is bound to it") in cond["message"]
+        assert _owner(sims, NEW) == "org-home", "left to home-zap-2, not released"
+        assert _owner(sims, OLD) == "org-home"
+        assert sims.novacore.requests[RELEASED] == 0
+        assert not await cluster.events_about("home-zap", reason="GatewayKept"), (
+            "said as the object goes, not at each attempt that waits"
+        )
+
+        # The Device goes (deletionPolicy Release): nothing is bound to the old one then.
+        await cluster.delete("Device", "home-inverter")
+        await cluster.wait_gone("Gateway", "home-zap")
+        assert _owner(sims, OLD) is None
+        assert _owner(sims, NEW) == "org-home"
+        assert sims.novacore.requests[RELEASED] == 1, "the swapped-out serial's alone"
+        kept = [e["message"] for e in
+                await cluster.wait_events_about("home-zap", reason="GatewayKept")]
+        assert kept == [
+            "deletionPolicy Release: its gateway is not released: Gateway 'home-zap-2' "
+            "declares it too and takes it over, as it is, claimed, with the devices on its Zap"
+        ], kept
+        messages = [e["message"] for e in await cluster.events_about("home-zap")]
+        assert (f"gateway/{OLD}[novacore]: gateway {OLD}, swapped out of the spec for {NEW}, "
+                "released from org-home (deletionPolicy Release)") in messages, messages
+
+        await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
+        heir = await cluster.get("Gateway", "home-zap-2")
+        assert heir is not None
+        assert heir["metadata"]["annotations"][TAKES_OVER_ANNOTATION] == "Gateway/home-zap"
+        assert [c["serial"] for c in heir["status"]["claims"]] == [NEW]
+        assert _owner(sims, NEW) == "org-home"
+        assert sims.novacore.requests[RELEASED] == 1
 
 
 async def test_a_swapped_out_gateway_waits_for_a_device_bound_to_it_in_a_site_no_site_declares(

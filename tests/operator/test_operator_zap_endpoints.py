@@ -3,15 +3,23 @@ TCP address and unit): the Zap would refuse (409) the second one's add on every 
 The one created later is refused as invalid, naming the other, with one Warning; it writes
 nothing to the Zap, and the first is reconciled as usual. Unless the later one holds the
 endpoint (its status records it applied there) and the first is edited onto it: the
-edited one is refused, the one working there keeps it."""
+edited one is refused, the one working there keeps it. A Device being deleted keeps its
+endpoint until its release is done: another Device declaring it meanwhile waits, writing
+nothing to the Zap, and takes the endpoint once the first is gone; one declared before
+the first was deleted, refused, is told as the first goes (`takeovers`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from fleet_yaml import HOME_ZAP_SERIAL, novacore_site, stream, sungrow_inverter, zap_gateway
 from harness import documents, operator
+
+from reconciler.operator.config import OperatorConfig
+from reconciler.operator.takeovers import TAKES_OVER_ANNOTATION
+from reconciler.sim.fleet import SimFleet
 
 FIRST = sungrow_inverter("inv-a", "home-zap", "SG-A", "192.168.1.60")
 SECOND = sungrow_inverter("inv-b", "home-zap", "SG-B", "192.168.1.60")
@@ -84,3 +92,110 @@ async def test_an_older_device_edited_onto_a_newer_ones_endpoint_is_refused_not_
         zap = sims.zaps[HOME_ZAP_SERIAL]
         hosts = {sn: device.connection["ip"] for sn, device in zap.devices.items()}
         assert hosts == {"SG-A": "192.168.1.60", "SG-B": "192.168.1.61"}
+
+
+# No drift check comes: the new Device is reconciled by the retries of its wait alone.
+QUIET = OperatorConfig(interval=3600.0, retry_delay=0.5)
+RELEASED_FIRST = sungrow_inverter("inv-a", "home-zap", "SG-A", "192.168.1.60",
+                                  extra="deletionPolicy: Release")
+
+
+class DeviceDeletes:
+    """Novacore answering 503 to every device delete while `refused`, and serving
+    everything else: a release that fails there and nowhere else. Installed before the
+    simulator serves."""
+
+    def __init__(self) -> None:
+        self.refused = False
+
+    def install(self, sims: SimFleet) -> None:
+        @web.middleware
+        async def refuse(request: web.Request, handler: Any) -> web.StreamResponse:
+            if self.refused and request.method == "DELETE" and request.path.startswith(
+                "/devices/"
+            ):
+                return web.json_response({"message": "unavailable"}, status=503)
+            return await handler(request)
+
+        sims.novacore.app.middlewares.append(refuse)
+
+
+async def test_a_device_at_the_endpoint_of_one_whose_release_waits_is_added_once_it_is_gone(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """inv-a, deleted with deletionPolicy Release, keeps its device on the Zap while its
+    release waits (its Novacore delete fails: clouds first, then the Zap). inv-b, the
+    inverter that replaced it at the same endpoint, created meanwhile, waits, saying for
+    what, retried; nothing is added to the Zap for it, where the Zap would refuse it (409),
+    though everything else it needs answers. Once inv-a's release is done and it is gone,
+    inv-b is added there."""
+    fleet = stream(novacore_site(), zap_gateway(), RELEASED_FIRST)
+    deletes = DeviceDeletes()
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET,
+                        before_start=deletes.install) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "inv-a", "Ready", timeout=30)
+        zap = sims.zaps[HOME_ZAP_SERIAL]
+        assert set(zap.devices) == {"SG-A"}
+        sims.reset_counts()
+
+        deletes.refused = True
+        await cluster.delete("Device", "inv-a")
+        await cluster.wait_reason("Device", "inv-a", "ReleaseFailed",
+                                  what="inv-a's release waiting")
+        await cluster.create(_replacing(sims))
+        waiting = await cluster.wait_reason("Device", "inv-b", "WaitingForDependency",
+                                            timeout=30, what="inv-b waiting")
+        assert waiting["message"] == (
+            "waiting: spec.connection.modbusTcp: Modbus TCP 192.168.1.60:502 unit id 1 on "
+            "Gateway 'home-zap' is already taken by Device 'inv-a'; the Zap refuses (409) to "
+            "add a second device there: give each device on the Zap its own host, port or "
+            "unitId (Device 'inv-a' is being deleted: this one is reconciled once it is gone)"
+        ), waiting
+        # inv-a's release writes nothing to the Zap before Novacore's delete, nor does inv-b.
+        assert zap.writes() == 0, zap.requests
+        assert set(zap.devices) == {"SG-A"}
+        assert [d.hardware_id for d in sims.novacore.devices.values()] == ["SG-A"]
+
+        deletes.refused = False
+        await cluster.wait_gone("Device", "inv-a")
+        await cluster.wait_condition("Device", "inv-b", "Ready", timeout=30)
+        hosts = {sn: device.connection["ip"] for sn, device in zap.devices.items()}
+        assert hosts == {"SG-B": "192.168.1.60"}
+        assert [d.hardware_id for d in sims.novacore.devices.values()] == ["SG-B"]
+
+
+def _replacing(sims: SimFleet) -> dict[str, Any]:
+    """inv-b's document, the inverter at inv-a's address swapped on site for SG-B."""
+    [inverter] = sims.modbus
+    inverter.device(1).serial = "SG-B"
+    [second] = [d for d in documents(stream(novacore_site(), zap_gateway(), sungrow_inverter(
+        "inv-b", "home-zap", "SG-B", "192.168.1.60"))) if d["metadata"]["name"] == "inv-b"]
+    return second
+
+
+async def test_a_device_refused_at_the_endpoint_of_one_deleted_then_is_added_as_it_goes(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The new Device applied before the old one is pruned (as Argo CD and Flux do): it is
+    refused, which kopf runs no handler again for, and the old one's deletion is no change
+    of it. The old one's finalizer annotates it as it goes, so it is added at once, with
+    no drift check to wait for."""
+    fleet = stream(novacore_site(), zap_gateway(), RELEASED_FIRST)
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "inv-a", "Ready", timeout=30)
+        await cluster.create(_replacing(sims))
+        await cluster.wait_reason("Device", "inv-b", "InvalidSpec", timeout=30,
+                                  what="inv-b refused")
+
+        await cluster.delete("Device", "inv-a")
+        await cluster.wait_gone("Device", "inv-a")
+        await cluster.wait_condition("Device", "inv-b", "Ready", timeout=30)
+        replacing = await cluster.get("Device", "inv-b")
+        assert replacing is not None
+        assert replacing["metadata"]["annotations"][TAKES_OVER_ANNOTATION] == "Device/inv-a"
+        hosts = {sn: device.connection["ip"]
+                 for sn, device in sims.zaps[HOME_ZAP_SERIAL].devices.items()}
+        assert hosts == {"SG-B": "192.168.1.60"}
+        assert not await cluster.events_about("inv-a", reason="DeviceKept"), "not a rename"
