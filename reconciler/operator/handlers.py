@@ -352,9 +352,15 @@ async def _post_events(
         if said(message):
             await events.warn(body, reason=interrupted_deletes.NOT_REMOVED_REASON,
                               message=event_message(message))
+    await _say_outcomes(events, body, result, news)
+
+
+async def _say_outcomes(events: Events, body: kopf.Body, result: ObjectResult, news: bool) -> None:
+    """The Events of what `result`'s changes came to: each change done, and those that
+    failed when `news`."""
     for outcome in result.outcomes:
         if outcome.address in result.finished.addresses:
-            continue  # said above, as what became of the file
+            continue  # said by `_post_events`, as what became of the file
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
             message = f"{outcome.address}: {outcome.action} done"
@@ -486,6 +492,20 @@ async def _reconcile(
         logger.info(
             "%s/%s: not reconciled: it is being deleted, or its spec changed since this began",
             kind, name,
+        )
+        return
+    if not alive(kind, name):
+        # Changed, or deleted, while this planned and applied (a drift check begun with
+        # the spec before an edit): what it did is said, but its status is not written, nor
+        # its Ready taken as said. Written, it would put the older spec's conditions over
+        # those the new spec's reconcile wrote (a refusal of the edit undone until the next
+        # check, which then said it again as news); the reconcile of the new spec, or the
+        # finalizer, speaks for the object.
+        patch.pop("status", None)
+        await _say_outcomes(runtime.events, body, result, news=False)
+        logger.info(
+            "%s/%s: status not written: it is being deleted, or its spec changed since this "
+            "began", kind, name,
         )
         return
     now = _indexed(indexes, namespace, kind, name)
