@@ -6,7 +6,8 @@ and checked (`objects.build`). Times, per reconcile of one object:
   did before the built fleet was kept: `operator.namespace_fleets`);
 - built again after one object's spec changed (a label added, its document replaced in
   the index): the objects the index kept are not read again, the rules over them all are
-  checked again;
+  checked again, but a Device's own rules only where they read the object changed
+  (`model.fleet.DeviceChecked`);
 - built again after one object's status was written with what the index keeps (the
   spec fields it declares, as a reconcile that converged records them): the objects
   validate as they did, so what the rules found is kept too;

@@ -6,7 +6,9 @@ It returns `Problem`s that name the resource and the field path, so the loader c
 the file and line; it never raises for user errors. The few rules that read which Devices
 hold what they declare (a Zap endpoint, a configOutput) run apart from the others too
 (`rules_without_holders`, `holder_rules`, `in_rule_order`): a caller whose holders changed,
-and nothing else, runs only those again.
+and nothing else, runs only those again. A caller that checked an earlier fleet of nearly
+the same objects may pass what the rules found there: a Device's own rules that would read
+the very objects they read then are not run again (`DeviceChecked`).
 """
 
 from __future__ import annotations
@@ -268,6 +270,11 @@ class HolderFree:
 
     before_endpoints: tuple[Problem, ...]
     before_outputs: tuple[Problem, ...]
+    # Device name -> what its own rules found, and in which objects: taken again by the
+    # next check of an earlier fleet's objects (`rules_without_holders`).
+    devices: Mapping[str, DeviceChecked] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
 
 @dataclass(frozen=True)
@@ -279,9 +286,14 @@ class HolderRules:
     outputs: tuple[Problem, ...]
 
 
-def rules_without_holders(resources: list[Resource], fleet: Fleet) -> HolderFree:
+def rules_without_holders(
+    resources: list[Resource], fleet: Fleet, previous: HolderFree | None = None
+) -> HolderFree:
     """The rules `check_fleet` runs that do not read the holders, `fleet` being
-    `Fleet.of(resources)`: most of its work, the same while the resources are."""
+    `Fleet.of(resources)`: most of its work, the same while the resources are. `previous`:
+    what they found in an earlier fleet (the operator's, of the namespace, before one
+    object changed): a Device's rules whose inputs are the very objects they were then
+    are taken from there (`DeviceChecked`), not run again."""
     problems: list[Problem] = []
     if len(fleet) < len(resources):  # `Fleet.of` kept the first of a name declared twice
         problems += _unique_names(resources)
@@ -291,14 +303,17 @@ def rules_without_holders(resources: list[Resource], fleet: Fleet) -> HolderFree
     for gateway in fleet.gateways.values():
         problems += _gateway_rules(fleet, gateway)
     problems += _unique_gateway_identities(fleet)
-    for device in fleet.devices.values():
-        problems += _device_rules(fleet, device)
+    before = previous.devices if previous is not None else {}
+    devices: dict[str, DeviceChecked] = {}
+    for name, device in fleet.devices.items():
+        checked = devices[name] = _device_checked(fleet, device, before.get(name))
+        problems += checked.problems
     problems += _der_rules(fleet)
     problems += _unique_hardware_ids(fleet)
     between = _unique_enapter_slugs(fleet)
     between += _unique_flatpeak_references(fleet)
     between += _unique_flatpeak_locations(fleet)
-    return HolderFree(tuple(problems), tuple(between))
+    return HolderFree(tuple(problems), tuple(between), devices)
 
 
 def holder_rules(
@@ -521,7 +536,60 @@ def _unique_gateway_identities(fleet: Fleet) -> list[Problem]:
     return problems
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceChecked:
+    """What a Device's own rules (`_device_rules`) found, and every object of the fleet
+    they read for it: the same while each of those is the very object it was (models
+    are frozen, and each object validated is kept by its content: `operator.objects`).
+    A reference that names nothing is not among them: its problem lists the names
+    declared, which any object added or removed changes, so such a Device's rules always
+    run (`_device_checked`)."""
+
+    device: Device
+    gateway: Gateway | None  # its gatewayRef's
+    site: Site | None  # `Fleet.site_of_device`
+    runtime: Device | None  # its Enapter runtimeRef's
+    master: Device | None  # its Enapter masterRef's
+    problems: tuple[Problem, ...]
+
+
+def _device_checked(
+    fleet: Fleet, device: Device, before: DeviceChecked | None
+) -> DeviceChecked:
+    """`device`'s rules: what they found `before`, when they read the very same objects
+    now, else run again."""
+    spec = device.spec
+    gateway = fleet.gateways.get(spec.gateway_ref) if spec.gateway_ref else None
+    site = fleet.site_of_device(device)
+    enapter = spec.enapter
+    runtime_ref = enapter.runtime_ref if enapter is not None else None
+    master_ref = enapter.master_ref if enapter is not None else None
+    runtime = fleet.devices.get(runtime_ref) if runtime_ref is not None else None
+    master = fleet.devices.get(master_ref) if master_ref is not None else None
+    names_nothing = (
+        (bool(spec.gateway_ref) and gateway is None)
+        or (bool(spec.site_ref) and spec.site_ref not in fleet.sites)
+        or (runtime_ref is not None and runtime is None)
+        or (master_ref is not None and master is None)
+    )
+    if (
+        before is not None
+        and not names_nothing
+        and before.device is device
+        and before.gateway is gateway
+        and before.site is site
+        and before.runtime is runtime
+        and before.master is master
+    ):
+        return before
+    return DeviceChecked(
+        device, gateway, site, runtime, master, tuple(_device_rules(fleet, device))
+    )
+
+
 def _device_rules(fleet: Fleet, device: Device) -> list[Problem]:
+    """The rules of one Device: a function of the Device and of the objects
+    `DeviceChecked` names, but for a reference that names nothing."""
     spec = device.spec
     name = device.name
     problems: list[Problem] = []

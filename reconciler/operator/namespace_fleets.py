@@ -16,7 +16,8 @@ not read again: what `objects.build` takes from a document (its model validated,
 status records: `objects.read`) is kept with the document, by the same identity, so a
 rebuild after one object changed reads that one object, and checks the rules over all
 unless what they are given is as it was, or only the holders changed, in which case it
-runs only the rules that read them (`objects.build_read`)."""
+runs only the rules that read them (`objects.build_read`); even over all, a Device's own
+rules run only if one of the objects they read changed (`model.fleet.DeviceChecked`)."""
 
 from __future__ import annotations
 

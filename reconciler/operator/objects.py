@@ -496,7 +496,10 @@ def build_read(
     written, and checking the rules is most of a build. When the objects are the same but
     the holders are not (a Device's first status at its Zap endpoint, or with the
     configOutput it declares: each Device's first converged reconcile), only the rules
-    that read them run again (`holder_rules`): the others found what they found then."""
+    that read them run again (`holder_rules`): the others found what they found then.
+    When every rule runs again, each Device's own rules still find what they found then
+    while the objects they read are the ones they read then (`model.fleet.DeviceChecked`):
+    after one object's edit, those of the Devices that read it run."""
     resources: list[Resource] = []
     invalid: dict[tuple[str, str], list[Diagnostic]] = {}
     holders: set[str] = set()
@@ -549,8 +552,10 @@ def build_read(
     else:
         # The rules that do not read the holders (nor which documents are invalid, which
         # `in_rule_order` says) find in the same objects what they found then.
+        # Else they run again, but for the Devices whose rules read what they read then
+        # (`model.fleet.DeviceChecked`): after one object's edit, all but a few.
         free = last.free if last is not None and same else rules_without_holders(
-            resources, fleet
+            resources, fleet, last.free if last is not None else None
         )
         held = holder_rules(fleet, holding, endpoint_holders)
         checked = Checked(

@@ -1,17 +1,22 @@
 """Cross-field and cross-document rules (`reconciler.model.fleet.check_fleet`), one table row
 per rule, those that read the holders run apart from the others (`rules_without_holders`,
-`holder_rules`), and the `Fleet` index (`Fleet.of`, `ders_of`, `devices_of`, `gateways_of`,
-`site_of_device`)."""
+`holder_rules`), a Device's rules taken from an earlier check only while what they read is
+as it was (`DeviceChecked`), and the `Fleet` index (`Fleet.of`, `ders_of`, `devices_of`,
+`gateways_of`, `site_of_device`)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.model.base import API_VERSION, Resource
 from reconciler.model.fleet import (
     Fleet,
+    HolderFree,
     Problem,
     check_fleet,
     holder_rules,
@@ -1116,3 +1121,96 @@ def test_the_rules_run_apart_find_what_check_fleet_finds(
         for endpoint_holders in ((), devices[::-1], devices[-1:]):
             apart = in_rule_order(free, holder_rules(fleet, holders, endpoint_holders), invalid)
             assert apart == check_fleet(resources, invalid, holders, endpoint_holders)
+
+
+# Every object a Device's own rules read for it (`DeviceChecked`), in versions that change
+# what those rules find, or absent (None): a Device's rules found again from what they
+# found in an earlier fleet must notice each. The versions are made once: an object left
+# as it was is the very object it was, as the operator's are (`operator.objects`).
+VERSIONS: dict[str, list[Resource | None]] = {
+    "home": [site(), site(novacore=None, enapter={}), None],
+    "lab": [lab(), site("lab"), None],
+    "home-zap": [zap(), zap(site_ref="lab"), enapter_gateway("home-zap", "home"), None],
+    "lab-gateway": [enapter_gateway(), enapter_gateway(firmware="2.9.0"), None],
+    "inverter": [inverter(), inverter(siteRef="home"), None],
+    "ucm": [enapter_device("ucm", "ucm"), enapter_device("ucm", "standalone", hardwareId=None),
+            None],
+    "lua": [enapter_device("lua", "lua", hardwareId=None,
+                           enapter={"runtimeRef": "ucm", "blueprintId": "b"}), None],
+    "master": [enapter_device("master", "link_master", gatewayRef="lab-gateway"),
+               enapter_device("master", "ucm"), None],
+    "slave": [enapter_device("slave", "link_slave", gatewayRef="lab-gateway",
+                             enapter={"masterRef": "master"}), None],
+    "pump": [enapter_device("pump", "standalone", hardwareId=None),
+             enapter_device("pump", "standalone", hardwareId=None, siteRef="home"), None],
+    "wanderer": [inverter("wanderer", hardwareId="W1", gatewayRef="home-zapp"), None],
+    "cabin-zap": [None, zap("cabin-zap", serial="zap-0000000000000002")],
+    # Read by none of the others: its rules are taken from the earlier check.
+    "fp": [site("fp", flatpeak={"locationId": "loc_1"})],
+    "meter": [device("meter", siteRef="fp", flatpeak={"referenceId": "r", "type": "OTHER"})],
+}
+
+
+def _fleet_of(chosen: dict[str, int]) -> list[Resource]:
+    """The resources of `VERSIONS`, the version `chosen` of each (the first by default)."""
+    versions = (VERSIONS[name][chosen.get(name, 0)] for name in VERSIONS)
+    return [resource for resource in versions if resource is not None]
+
+
+def _found_again(resources: list[Resource], previous: HolderFree | None) -> HolderFree:
+    """What the rules that do not read the holders find in `resources`, given what they
+    found in an earlier fleet: what they find in them from nothing, and with the rules
+    that read the holders, what `check_fleet` finds."""
+    fleet = Fleet.of(resources)
+    again = rules_without_holders(resources, fleet, previous)
+    assert again == rules_without_holders(resources, fleet)
+    assert in_rule_order(again, holder_rules(fleet)) == check_fleet(resources)
+    return again
+
+
+@pytest.mark.parametrize(("name", "version"), [
+    pytest.param("home", 1, id="the-site-of-a-device-on-its-zap"),
+    pytest.param("lab", 1, id="the-site-of-a-cloud-device"),
+    pytest.param("home-zap", 1, id="the-gateway-at-another-site"),
+    pytest.param("home-zap", 2, id="the-gateway-of-another-platform"),
+    pytest.param("lab-gateway", 1, id="the-gateway-firmware"),
+    pytest.param("ucm", 1, id="the-runtime-of-a-lua-device"),
+    pytest.param("master", 1, id="the-master-of-a-link-slave"),
+    pytest.param("lab-gateway", 2, id="a-gateway-removed-names-nothing"),
+    pytest.param("home", 2, id="a-site-removed-names-nothing"),
+    pytest.param("ucm", 2, id="a-runtime-removed-names-nothing"),
+    pytest.param("master", 2, id="a-master-removed-names-nothing"),
+    pytest.param("cabin-zap", 1, id="a-gateway-of-another-name-declared"),
+])
+def test_a_devices_rules_are_run_again_when_an_object_they_read_changes(
+    name: str, version: int,
+) -> None:
+    """The rules of a Device that did not change are taken from an earlier check of the
+    fleet (`DeviceChecked`) only when every object they read is the very object it was:
+    one of them replaced (its site, gateway, Enapter runtime or LINK master), or removed,
+    changes what they find; and while a reference names nothing, its problem lists the
+    names declared, which an object of another name added or removed changes."""
+    before = _found_again(_fleet_of({}), None)
+    after = _found_again(_fleet_of({name: version}), before)
+    assert after.before_endpoints != before.before_endpoints  # the change is seen
+    # Back as it was: found again, not taken from the changed fleet's check.
+    assert _found_again(_fleet_of({}), after) == before
+    # A Device whose inputs did not change is not checked again.
+    assert after.devices["meter"] is before.devices["meter"]
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          derandomize=bool(os.environ.get("CI")))
+@given(st.lists(st.sampled_from([(name, v) for name, versions in VERSIONS.items()
+                                 for v in range(len(versions))]), max_size=12))
+def test_rules_found_again_after_any_edits_are_those_found_from_nothing(
+    edits: list[tuple[str, int]],
+) -> None:
+    """Edit after edit, each object replaced by another version or removed and added
+    again, the rules given what they found in the fleet before find what they find from
+    nothing (`_found_again`)."""
+    chosen: dict[str, int] = {}
+    found = _found_again(_fleet_of(chosen), None)
+    for name, version in edits:
+        chosen[name] = version
+        found = _found_again(_fleet_of(chosen), found)

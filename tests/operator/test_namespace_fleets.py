@@ -381,3 +381,73 @@ def test_the_operators_first_build_of_a_namespace_freezes_what_is_alive() -> Non
         assert gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()
+
+
+_LUA = document("Device", "lab-lua", """
+    siteRef: h2-lab
+    enapter: {kind: lua, runtimeRef: ucm-a, blueprintId: bp-gas-1}
+    """)
+
+
+def _device_checks(namespace: _Namespace) -> Mapping[str, object]:
+    """What each Device's own rules found in the namespace's last build, by Device."""
+    checked = namespace.fleet("home").checked
+    assert checked is not None
+    return checked.free.devices
+
+
+def test_an_edit_of_what_a_devices_rules_read_is_seen_in_what_they_find() -> None:
+    """After one object's edit, each Device's own rules are taken from the build before
+    only while every object they read is the one it was (`model.fleet.DeviceChecked`):
+    an edit of a Device's Site, Gateway or Enapter runtime, or a reference to a removed
+    object (whose problem lists the names declared), is seen as a build from nothing
+    sees it, and a Device that reads none of them is not checked again."""
+    namespace = _Namespace(stream(HOME, enapter_site(), _ucm("ucm-a"), _LUA))
+    _assert_as_built_from_nothing(namespace)
+    assert not namespace.fleet("home").problems
+    lua = _device_checks(namespace)["lab-lua"]
+
+    # The Site of the Devices on the Zap: without a Novacore block they are refused.
+    home = namespace.edited("home")
+    no_novacore = copy.deepcopy(home)
+    del no_novacore["spec"]["novacore"]
+    no_novacore["spec"]["enapter"] = {}
+    namespace.index(no_novacore)
+    _assert_as_built_from_nothing(namespace)
+    assert "Site 'home' needs a `novacore` block" in namespace.fleet("home").refusal(
+        "Device", "home-inverter")
+    assert _device_checks(namespace)["lab-lua"] is lua
+    namespace.index(home)
+    _assert_as_built_from_nothing(namespace)
+    assert not namespace.fleet("home").problems
+
+    # Their Gateway, an Enapter gateway now, at the same Site.
+    zap = namespace.edited("home-zap")
+    enapter = copy.deepcopy(zap)
+    enapter["spec"] = {"siteRef": "home", "enapter": {
+        "hardwareId": "GW0000000000000000000000000000009", "firmwareVersion": "3.1.0"}}
+    namespace.index(enapter)
+    _assert_as_built_from_nothing(namespace)
+    assert "a device on an Enapter gateway needs an `enapter` block" in namespace.fleet(
+        "home").refusal("Device", "home-battery")
+    namespace.index(zap)
+    _assert_as_built_from_nothing(namespace)
+
+    # The Lua device's runtime: no UCM any more, then gone, then another UCM declared
+    # (the runtimeRef, which names nothing, lists it).
+    ucm = namespace.edited("ucm-a")
+    standalone = copy.deepcopy(ucm)
+    standalone["spec"]["enapter"]["kind"] = "standalone"
+    del standalone["spec"]["hardwareId"]
+    namespace.index(standalone)
+    _assert_as_built_from_nothing(namespace)
+    assert "Device 'ucm-a' is not a `ucm` or `vucm`" in namespace.fleet("home").refusal(
+        "Device", "lab-lua")
+    namespace.delete("ucm-a")
+    _assert_as_built_from_nothing(namespace)
+    ucm["metadata"] |= {"name": "ucm-b", "uid": "uid-ucm-b",
+                        "creationTimestamp": "2026-01-01T00:01:00Z"}
+    namespace.index(ucm)
+    _assert_as_built_from_nothing(namespace)
+    assert "declared ucm and vucm devices: 'ucm-b'" in namespace.fleet("home").problems_of(
+        "Device", "lab-lua")[0].message
