@@ -352,15 +352,9 @@ async def _post_events(
         if said(message):
             await events.warn(body, reason=interrupted_deletes.NOT_REMOVED_REASON,
                               message=event_message(message))
-    await _say_outcomes(events, body, result, news)
-
-
-async def _say_outcomes(events: Events, body: kopf.Body, result: ObjectResult, news: bool) -> None:
-    """The Events of what `result`'s changes came to: each change done, and those that
-    failed when `news`."""
     for outcome in result.outcomes:
         if outcome.address in result.finished.addresses:
-            continue  # said by `_post_events`, as what became of the file
+            continue  # said above, as what became of the file
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
             message = f"{outcome.address}: {outcome.action} done"
@@ -375,12 +369,14 @@ async def _say_outcomes(events: Events, body: kopf.Body, result: ObjectResult, n
 
 
 def _is_news(
-    runtime: Runtime, key: tuple[str, str, str], status: Mapping[str, Any], result: ObjectResult
+    runtime: Runtime, key: tuple[str, str, str], status: Mapping[str, Any], result: ObjectResult,
+    generation: int | None,
 ) -> bool:
     """Whether the object's Ready condition changes: a Warning says a problem once, not
-    again at every drift check or retry while it stays the same (`reported`)."""
+    again at every drift check or retry while it stays the same (`reported`). `generation`:
+    of the spec `result` is of."""
     ready = next((c for c in result.conditions if c.type == "Ready"), None)
-    return ready is None or runtime.reported.is_news(key, status, ready)
+    return ready is None or runtime.reported.is_news(key, status, ready, generation)
 
 
 def _write_conditions(
@@ -494,20 +490,6 @@ async def _reconcile(
             kind, name,
         )
         return
-    if not alive(kind, name):
-        # Changed, or deleted, while this planned and applied (a drift check begun with
-        # the spec before an edit): what it did is said, but its status is not written, nor
-        # its Ready taken as said. Written, it would put the older spec's conditions over
-        # those the new spec's reconcile wrote (a refusal of the edit undone until the next
-        # check, which then said it again as news); the reconcile of the new spec, or the
-        # finalizer, speaks for the object.
-        patch.pop("status", None)
-        await _say_outcomes(runtime.events, body, result, news=False)
-        logger.info(
-            "%s/%s: status not written: it is being deleted, or its spec changed since this "
-            "began", kind, name,
-        )
-        return
     now = _indexed(indexes, namespace, kind, name)
     if now is not None and objects.is_paused(now):
         # Paused while this ran (a drift check begun before the annotation was set, which
@@ -520,7 +502,7 @@ async def _reconcile(
     else:
         runtime.not_before.pop(owner, None)
     # Decided before anything is awaited: a concurrent run for this object then finds it said.
-    news = _is_news(runtime, owner, status, result)
+    news = _is_news(runtime, owner, status, result, generation)
     found = result.unmanaged
     if found is not None and runtime.reported.unmanaged_changed(owner, status, found):
         # Said when the set changes: not an error (Ready stays as the plan has it), but
@@ -905,9 +887,9 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
                 conditions.Cond("Synced", False, reason, message),
             ]
         )
-        _write_conditions(kwargs["patch"], kwargs["status"], kwargs["meta"].get("generation"),
-                          result)
-        if _is_news(runtime, (namespace, kind, name), kwargs["status"], result):
+        generation = kwargs["meta"].get("generation")
+        _write_conditions(kwargs["patch"], kwargs["status"], generation, result)
+        if _is_news(runtime, (namespace, kind, name), kwargs["status"], result, generation):
             await runtime.events.warn(body, reason=reason, message=event_message(message))
         if runtime.stop.event.is_set():
             # Cut short by the operator's stop: the finalizer stays, and the next operator

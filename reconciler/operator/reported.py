@@ -22,20 +22,29 @@ class Reported:
     """The Ready condition last reported per object by this operator process."""
 
     def __init__(self) -> None:
-        self._last: dict[Key, tuple[str, str, str]] = {}
+        # Per object: the generation of the spec last reported of, and what Ready said.
+        self._last: dict[Key, tuple[int | None, tuple[str, str, str]]] = {}
         # Messages said once per object (`first_time`).
         self._said: dict[Key, set[str]] = {}
         # The unmanaged objects last reported per object (`unmanaged_changed`).
         self._unmanaged: dict[Key, unmanaged.Said] = {}
 
-    def is_news(self, key: Key, status: Mapping[str, Any], ready: Cond) -> bool:
-        """Whether `ready` says something else than the object's Ready said before (as
-        last reported here, else as its status has it); records it as said."""
+    def is_news(
+        self, key: Key, status: Mapping[str, Any], ready: Cond, generation: int | None = None
+    ) -> bool:
+        """Whether `ready`, of the spec of `generation`, says something else than the
+        object's Ready said before (as last reported here, else as its status has it);
+        records it as said. Of a spec older than the last reported of, it is no news and
+        not recorded: a drift check begun before an edit, ending after the edit's reconcile,
+        has its status write refused (`status_writes`); recorded, its Ready would have the
+        next reconcile of the new spec say that one's problem again."""
         said = (ready.status_text, ready.reason, stored(ready.message))
         before = self._last.get(key)
-        self._last[key] = said
+        if before is not None and _older(generation, before[0]):
+            return False
+        self._last[key] = (generation, said)
         if before is not None:
-            return before != said
+            return before[1] != said
         return is_new(status.get("conditions"), ready)
 
     def first_time(self, key: Key, message: str) -> bool:
@@ -66,3 +75,7 @@ class Reported:
         self._last.pop(key, None)
         self._said.pop(key, None)
         self._unmanaged.pop(key, None)
+
+
+def _older(generation: int | None, than: int | None) -> bool:
+    return generation is not None and than is not None and generation < than

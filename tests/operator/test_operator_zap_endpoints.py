@@ -75,7 +75,9 @@ async def test_an_older_device_edited_onto_a_newer_ones_endpoint_is_refused_not_
         held = (await cluster.status("Device", "inv-b"))["gateway"]
         assert held["endpoint"] == "Modbus TCP 192.168.1.61:502 unit id 1", held
 
-        taken = {"spec": {"connection": {"modbusTcp": {"host": "192.168.1.61"}}}}
+        # The generation as the API server counts it (the emulator leaves it to clients).
+        taken = {"spec": {"connection": {"modbusTcp": {"host": "192.168.1.61"}}},
+                 "metadata": {"generation": 2}}
         await cluster.patch("Device", "inv-a", taken)
         ready = await cluster.wait_reason("Device", "inv-a", "InvalidSpec", timeout=30,
                                           what="Device/inv-a refused")
@@ -225,14 +227,15 @@ class ZapReads:
         sims.zaps[HOME_ZAP_SERIAL].app.middlewares.append(hold)
 
 
-async def test_a_drift_check_begun_before_an_edit_writes_no_status_over_the_edits(
+async def test_a_drift_check_begun_before_an_edit_leaves_its_refusal_said_once(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     """inv-a's drift check reads the Zap, with inv-a's spec as it was, when inv-a is edited
     onto inv-b's endpoint: the edit is refused at once (no Zap read needed), and the check
-    ends after it. Its result, of a spec inv-a no longer has, is not written over the
-    refusal (Ready back to True until the next check), and the refusal is said once: the
-    next check finds it said, not news again."""
+    ends after it. Its result, of the older generation, is not written over the refusal
+    (Ready back to True until the next check), and the refusal is said once: the check's
+    Ready is not taken for the last said, which had the next check say the refusal again
+    as news."""
     newer = sungrow_inverter("inv-b", "home-zap", "SG-B", "192.168.1.61")
     fleet = stream(novacore_site(), zap_gateway(), FIRST, newer)
     reads = ZapReads()
@@ -253,8 +256,10 @@ async def test_a_drift_check_begun_before_an_edit_writes_no_status_over_the_edit
         await cluster.wait_for(
             lambda: _locked(owner_lock(namespace, "Device", "inv-a")),
             what="a drift check of inv-a under way")
+        # As the API server counts it: the emulator leaves the generation to the client.
         await cluster.patch("Device", "inv-a",
-                            {"spec": {"connection": {"modbusTcp": {"host": "192.168.1.61"}}}})
+                            {"spec": {"connection": {"modbusTcp": {"host": "192.168.1.61"}}},
+                             "metadata": {"generation": 2}})
         refused = await cluster.wait_reason("Device", "inv-a", "InvalidSpec", timeout=30,
                                             what="Device/inv-a refused")
         reads.holding = False
