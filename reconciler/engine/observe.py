@@ -233,7 +233,7 @@ class _SourcefulReads:
         if on_site is not None:
             await self.clouds_listed.wait()
             if moves.needs_fleet_lookup(
-                self.fleet, site, self._own_devices(site), self._declarations()
+                self.fleet, site, self._own_devices(site), self._declarations
             ):
                 await self.devices_read.wait()
             on_site(site.name)
