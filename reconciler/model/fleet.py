@@ -66,20 +66,30 @@ class _Children:
     gateways_by_site: dict[str, list[Gateway]]
     devices_by_gateway: dict[str, list[Device]]
     ders_by_device: dict[str, list[DER]]
+    # The hardware ids declared behind each gateway: what the observation asks of every
+    # site's gateways, without going through their Devices again (`plan.moves`).
+    hardware_ids_by_gateway: dict[str, frozenset[str]]
 
     @classmethod
     def of(cls, fleet: Fleet) -> _Children:
         gateways_by_site: dict[str, list[Gateway]] = defaultdict(list)
         devices_by_gateway: dict[str, list[Device]] = defaultdict(list)
         ders_by_device: dict[str, list[DER]] = defaultdict(list)
+        hardware_ids: dict[str, set[str]] = defaultdict(set)
         for gateway in fleet.gateways.values():
             gateways_by_site[gateway.spec.site_ref].append(gateway)
         for device in fleet.devices.values():
-            if device.spec.gateway_ref:
-                devices_by_gateway[device.spec.gateway_ref].append(device)
+            spec = device.spec
+            if spec.gateway_ref:
+                devices_by_gateway[spec.gateway_ref].append(device)
+                if spec.hardware_id:
+                    hardware_ids[spec.gateway_ref].add(spec.hardware_id)
         for der in fleet.ders.values():
             ders_by_device[der.spec.device_ref].append(der)
-        return cls(fleet.size(), gateways_by_site, devices_by_gateway, ders_by_device)
+        return cls(
+            fleet.size(), gateways_by_site, devices_by_gateway, ders_by_device,
+            {name: frozenset(ids) for name, ids in hardware_ids.items()},
+        )
 
 
 @dataclass
@@ -207,6 +217,10 @@ class Fleet:
 
     def devices_of(self, gateway_name: str) -> list[Device]:
         return list(self._index().devices_by_gateway.get(gateway_name, []))
+
+    def hardware_ids_of(self, gateway_name: str) -> frozenset[str]:
+        """The hardware ids of the Devices declared behind the gateway."""
+        return self._index().hardware_ids_by_gateway.get(gateway_name, frozenset())
 
 
 def _one_of(values: Iterable[str]) -> str:

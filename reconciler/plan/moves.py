@@ -95,11 +95,7 @@ def needs_fleet_lookup(
     declared: set[str] = set()
     on_zaps: set[str] = set()  # declared behind its Zap gateways: in `declarations`, in `org`
     for gateway in fleet.gateways_of(site.name):
-        ids = {
-            device.spec.hardware_id
-            for device in fleet.devices_of(gateway.name)
-            if device.spec.hardware_id
-        }
+        ids = fleet.hardware_ids_of(gateway.name)
         declared |= ids
         if gateway.spec.zap is not None:
             on_zaps |= ids

@@ -1116,3 +1116,12 @@ def test_the_rules_run_apart_find_what_check_fleet_finds(
         for endpoint_holders in ((), devices[::-1], devices[-1:]):
             apart = in_rule_order(free, holder_rules(fleet, holders, endpoint_holders), invalid)
             assert apart == check_fleet(resources, invalid, holders, endpoint_holders)
+
+
+def test_the_hardware_ids_behind_a_gateway_are_indexed_and_follow_changes() -> None:
+    fleet = Fleet.of([*HOME])
+    assert fleet.hardware_ids_of("home-zap") == {
+        d.spec.hardware_id for d in fleet.devices_of("home-zap")}
+    assert fleet.hardware_ids_of("nowhere") == frozenset()
+    fleet.devices["inverter-2"] = inverter("inverter-2", hardwareId="A2")  # type: ignore[assignment]
+    assert "A2" in fleet.hardware_ids_of("home-zap")
