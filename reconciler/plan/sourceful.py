@@ -427,8 +427,11 @@ class SourcefulPlanner(UnmanagedPlanner):
         blocked_by = at.blocked_by_claim
 
         before = observed_connection(zap_obs) if zap_obs is not None else None
+        # What the Zap reports is what would be sent, as for most devices: nothing differs,
+        # and the settings the spec declares need not be told from the defaults.
+        in_sync = before == desired
         diff = (zap_connection_diff(declared_zap_settings(connection, desired), before)
-                if before is not None else [])
+                if before is not None and not in_sync else [])
         reset: list[str] = []
         removed_paths = self.removed_fields.get(f"device/{name}")
         if removed_paths and before is not None:
@@ -521,7 +524,7 @@ class SourcefulPlanner(UnmanagedPlanner):
                 at.site,
                 # One dict for both where the Zap reports what is declared, as it does for
                 # most devices: a fleet-wide plan keeps 10,000 of these.
-                before=desired if before == desired else before,
+                before=desired if in_sync else before,
                 after=desired,
                 external_id=zap_obs.sn,
             )

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from simworld import ORG_B, MakeWorld, load, mqtt_battery, standard_site
 
-from reconciler.plan import moves
+from reconciler.plan import moves, sourceful
 from reconciler.plan.document import to_document
 
 
@@ -71,3 +71,16 @@ async def test_a_device_in_sync_keeps_one_record_for_what_is_and_what_is_declare
     entry = next(e for e in to_document(result.plan)["changes"]
                  if e["address"] == "device/bat[novacore]")
     assert entry["before"] == entry["after"] != {}
+
+
+async def test_a_device_the_zap_reports_as_declared_is_not_compared_setting_by_setting(
+        make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Equal as a whole, the connection the Zap reports and the one it would be sent hold
+    no difference: which settings the spec declares (`declared_zap_settings`) is worked
+    out only for a connection that differs somewhere."""
+    world = await make_world([*standard_site(1), mqtt_battery("bat", "s1-zap", "FERRO-1")])
+    assert (await world.apply())[1].ok
+    declared = counted(monkeypatch, sourceful, "declared_zap_settings")
+    result, _, _ = await world.noop_writes()
+    assert not result.plan.has_changes
+    assert declared == []
