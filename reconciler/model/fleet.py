@@ -92,6 +92,34 @@ class _Children:
         )
 
 
+@dataclass(frozen=True)
+class _ZapChecks:
+    """The Devices whose declared secrets and serials each plan checks before it plans
+    (`Fleet.mqtt_password_devices`, `Fleet.serial_checked_of`): few in most fleets."""
+
+    passwords: tuple[Device, ...]
+    serials_by_gateway: dict[str, tuple[Device, ...]]
+
+    @classmethod
+    def of(cls, fleet: Fleet) -> _ZapChecks:
+        passwords: list[Device] = []
+        serials: dict[str, list[Device]] = defaultdict(list)
+        for device in fleet.devices.values():
+            spec = device.spec
+            connection = spec.connection
+            if connection is None:
+                continue
+            if connection.mqtt is not None and connection.mqtt.password_from is not None:
+                passwords.append(device)
+            if (
+                spec.gateway_ref
+                and connection.modbus_tcp is not None
+                and spec.verification.check_serial
+            ):
+                serials[spec.gateway_ref].append(device)
+        return cls(tuple(passwords), {name: tuple(found) for name, found in serials.items()})
+
+
 @dataclass
 class Fleet:
     """The desired state: every resource by kind, then by name.
@@ -108,6 +136,9 @@ class Fleet:
         default=None, init=False, repr=False, compare=False
     )
     _shared_zap_endpoints: tuple[tuple[int, int, int, int], dict[str, ZapPlace]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _zap_checks: tuple[tuple[int, int, int, int], _ZapChecks] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -180,6 +211,23 @@ class Fleet:
                 name: shared[name] for name in self.devices if name in shared
             } if shared else shared)
         return self._shared_zap_endpoints[1]
+
+    def mqtt_password_devices(self) -> Sequence[Device]:
+        """The Devices whose MQTT password is read from a Secret or variable
+        (`passwordFrom`), in declaration order: every plan checks their passwords."""
+        return self._checks().passwords
+
+    def serial_checked_of(self, gateway_name: str) -> Sequence[Device]:
+        """The Modbus TCP Devices behind the gateway whose serial is read before they are
+        added (`verification.checkSerial`): every plan asks it of every gateway."""
+        return self._checks().serials_by_gateway.get(gateway_name, ())
+
+    def _checks(self) -> _ZapChecks:
+        """Computed on first use and kept, as the children index is (rebuilt if the number
+        of resources changes): one pass over the Devices instead of one at every plan."""
+        if self._zap_checks is None or self._zap_checks[0] != self.size():
+            self._zap_checks = (self.size(), _ZapChecks.of(self))
+        return self._zap_checks[1]
 
     def size(self) -> tuple[int, int, int, int]:
         """Number of sites, gateways, devices and DER documents."""
