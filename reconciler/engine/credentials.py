@@ -42,10 +42,9 @@ def key_id(key: bytes) -> str:
 def mqtt_passwords(fleet: Fleet) -> Iterator[tuple[Device, SecretSource, str]]:
     """Each Zap device of `fleet` that is sent an MQTT password: the device, where the
     password comes from, and its key in the ledger."""
-    for device in fleet.devices.values():
+    for device in fleet.mqtt_password_devices():
         mqtt = device.spec.connection.mqtt if device.spec.connection else None
-        if mqtt is None or mqtt.password_from is None:
-            continue
+        assert mqtt is not None and mqtt.password_from is not None
         gateway = fleet.gateways.get(device.spec.gateway_ref or "")
         serial = gateway.spec.zap.serial if gateway and gateway.spec.zap else ""
         yield device, mqtt.password_from, device_key(serial, device.spec.hardware_id or "")

@@ -233,7 +233,7 @@ class _SourcefulReads:
         if on_site is not None:
             await self.clouds_listed.wait()
             if moves.needs_fleet_lookup(
-                self.fleet, site, self._own_devices(site), self._declarations()
+                self.fleet, site, self._own_devices(site), self._declarations
             ):
                 await self.devices_read.wait()
             on_site(site.name)
@@ -464,11 +464,8 @@ def _devices_to_verify(
     leave a saved plan refused, as not checkable, at every apply."""
     return [
         device
-        for device in fleet.devices_of(gateway.name)
-        if device.spec.verification.check_serial
-        and device.spec.connection is not None
-        and device.spec.connection.modbus_tcp is not None
-        and is_added_to_zap(
+        for device in fleet.serial_checked_of(gateway.name)
+        if is_added_to_zap(
             device,
             state.devices.get(device.spec.hardware_id or ""),
             removed_fields.get(device.address, ()),

@@ -68,20 +68,58 @@ class _Children:
     gateways_by_site: dict[str, list[Gateway]]
     devices_by_gateway: dict[str, list[Device]]
     ders_by_device: dict[str, list[DER]]
+    # The hardware ids declared behind each gateway: what the observation asks of every
+    # site's gateways, without going through their Devices again (`plan.moves`).
+    hardware_ids_by_gateway: dict[str, frozenset[str]]
 
     @classmethod
     def of(cls, fleet: Fleet) -> _Children:
         gateways_by_site: dict[str, list[Gateway]] = defaultdict(list)
         devices_by_gateway: dict[str, list[Device]] = defaultdict(list)
         ders_by_device: dict[str, list[DER]] = defaultdict(list)
+        hardware_ids: dict[str, set[str]] = defaultdict(set)
         for gateway in fleet.gateways.values():
             gateways_by_site[gateway.spec.site_ref].append(gateway)
         for device in fleet.devices.values():
-            if device.spec.gateway_ref:
-                devices_by_gateway[device.spec.gateway_ref].append(device)
+            spec = device.spec
+            if spec.gateway_ref:
+                devices_by_gateway[spec.gateway_ref].append(device)
+                if spec.hardware_id:
+                    hardware_ids[spec.gateway_ref].add(spec.hardware_id)
         for der in fleet.ders.values():
             ders_by_device[der.spec.device_ref].append(der)
-        return cls(fleet.size(), gateways_by_site, devices_by_gateway, ders_by_device)
+        return cls(
+            fleet.size(), gateways_by_site, devices_by_gateway, ders_by_device,
+            {name: frozenset(ids) for name, ids in hardware_ids.items()},
+        )
+
+
+@dataclass(frozen=True)
+class _ZapChecks:
+    """The Devices whose declared secrets and serials each plan checks before it plans
+    (`Fleet.mqtt_password_devices`, `Fleet.serial_checked_of`): few in most fleets."""
+
+    passwords: tuple[Device, ...]
+    serials_by_gateway: dict[str, tuple[Device, ...]]
+
+    @classmethod
+    def of(cls, fleet: Fleet) -> _ZapChecks:
+        passwords: list[Device] = []
+        serials: dict[str, list[Device]] = defaultdict(list)
+        for device in fleet.devices.values():
+            spec = device.spec
+            connection = spec.connection
+            if connection is None:
+                continue
+            if connection.mqtt is not None and connection.mqtt.password_from is not None:
+                passwords.append(device)
+            if (
+                spec.gateway_ref
+                and connection.modbus_tcp is not None
+                and spec.verification.check_serial
+            ):
+                serials[spec.gateway_ref].append(device)
+        return cls(tuple(passwords), {name: tuple(found) for name, found in serials.items()})
 
 
 @dataclass
@@ -100,6 +138,9 @@ class Fleet:
         default=None, init=False, repr=False, compare=False
     )
     _shared_zap_endpoints: tuple[tuple[int, int, int, int], dict[str, ZapPlace]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _zap_checks: tuple[tuple[int, int, int, int], _ZapChecks] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -173,6 +214,23 @@ class Fleet:
             } if shared else shared)
         return self._shared_zap_endpoints[1]
 
+    def mqtt_password_devices(self) -> Sequence[Device]:
+        """The Devices whose MQTT password is read from a Secret or variable
+        (`passwordFrom`), in declaration order: every plan checks their passwords."""
+        return self._checks().passwords
+
+    def serial_checked_of(self, gateway_name: str) -> Sequence[Device]:
+        """The Modbus TCP Devices behind the gateway whose serial is read before they are
+        added (`verification.checkSerial`): every plan asks it of every gateway."""
+        return self._checks().serials_by_gateway.get(gateway_name, ())
+
+    def _checks(self) -> _ZapChecks:
+        """Computed on first use and kept, as the children index is (rebuilt if the number
+        of resources changes): one pass over the Devices instead of one at every plan."""
+        if self._zap_checks is None or self._zap_checks[0] != self.size():
+            self._zap_checks = (self.size(), _ZapChecks.of(self))
+        return self._zap_checks[1]
+
     def size(self) -> tuple[int, int, int, int]:
         """Number of sites, gateways, devices and DER documents."""
         return len(self.sites), len(self.gateways), len(self.devices), len(self.ders)
@@ -209,6 +267,10 @@ class Fleet:
 
     def devices_of(self, gateway_name: str) -> list[Device]:
         return list(self._index().devices_by_gateway.get(gateway_name, []))
+
+    def hardware_ids_of(self, gateway_name: str) -> frozenset[str]:
+        """The hardware ids of the Devices declared behind the gateway."""
+        return self._index().hardware_ids_by_gateway.get(gateway_name, frozenset())
 
 
 def _one_of(values: Iterable[str]) -> str:

@@ -22,7 +22,7 @@ every site's observed devices (the engine reads them all before planning such a 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from reconciler.model.fleet import Fleet
@@ -81,28 +81,35 @@ def needs_fleet_lookup(
     fleet: Fleet,
     site: Site,
     own: list[NovacoreDevice] | Unreachable | None,
-    found: dict[str, list[Declaration]] | None = None,
+    found: Callable[[], dict[str, list[Declaration]]] | None = None,
 ) -> bool:
     """Whether planning `site` may need the Novacore devices of other sites: a hardware id
     declared behind its gateways is not among `own`, the devices of the Novacore site it
     matches (None: it matches none yet), so it may be provisioned in another site and move
-    here; or one of `own` is declared in another organisation only (`found`, the whole
+    here; or one of `own` is declared in another organisation only (`found` gives the whole
     fleet's `declarations`), and whether it is provisioned there yet decides what becomes
     of it here. False when its own devices could not be read: it defers then anyway."""
     if site.spec.novacore is None or isinstance(own, Unreachable):
         return False
     org = site.spec.novacore.org_id
-    if found is not None and own and any(declared_in_other_org(found, d.hardware_id, org)
-                                         for d in own):
-        return True
-    declared = {
-        device.spec.hardware_id
-        for gateway in fleet.gateways_of(site.name)
-        for device in fleet.devices_of(gateway.name)
-        if device.spec.hardware_id
-    }
+    declared: set[str] = set()
+    on_zaps: set[str] = set()  # declared behind its Zap gateways: in `declarations`, in `org`
+    for gateway in fleet.gateways_of(site.name):
+        ids = fleet.hardware_ids_of(gateway.name)
+        declared |= ids
+        if gateway.spec.zap is not None:
+            on_zaps |= ids
     if own is None:
         return bool(declared)
+    if found is not None:
+        # A device declared behind a Zap of this site is declared in `org`, so it moves to
+        # no other organisation: only the others are looked up in the whole fleet's
+        # declarations, worked out only then (a no-op plan has none).
+        others = [d.hardware_id for d in own if d.hardware_id not in on_zaps]
+        if others:
+            table = found()
+            if any(declared_in_other_org(table, hardware_id, org) for hardware_id in others):
+                return True
     return not declared <= {d.hardware_id for d in own}
 
 

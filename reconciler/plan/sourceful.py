@@ -427,8 +427,11 @@ class SourcefulPlanner(UnmanagedPlanner):
         blocked_by = at.blocked_by_claim
 
         before = observed_connection(zap_obs) if zap_obs is not None else None
+        # What the Zap reports is what would be sent, as for most devices: nothing differs,
+        # and the settings the spec declares need not be told from the defaults.
+        in_sync = before == desired
         diff = (zap_connection_diff(declared_zap_settings(connection, desired), before)
-                if before is not None else [])
+                if before is not None and not in_sync else [])
         reset: list[str] = []
         removed_paths = self.removed_fields.get(f"device/{name}")
         if removed_paths and before is not None:
@@ -519,7 +522,9 @@ class SourcefulPlanner(UnmanagedPlanner):
                 Action.NO_OP,
                 Reason.IN_SYNC,
                 at.site,
-                before=before,
+                # One dict for both where the Zap reports what is declared, as it does for
+                # most devices: a fleet-wide plan keeps 10,000 of these.
+                before=desired if in_sync else before,
                 after=desired,
                 external_id=zap_obs.sn,
             )
@@ -665,8 +670,10 @@ class SourcefulPlanner(UnmanagedPlanner):
         self._unmanaged_ders(at, name, cloud, after["ders"])
         if moved:
             return self._plan_move(at, name, device, cloud, before, after, deps, moved)
-        if before == after:
-            # In sync, as most devices are: one comparison settles every field and DER.
+        same = before == after
+        if same:
+            # In sync, as most devices are: one comparison settles every field and DER,
+            # and the change keeps one dict for both.
             diff: list[FieldDiff] = []
         else:
             diff = cloud_drift(after, before)
@@ -684,7 +691,7 @@ class SourcefulPlanner(UnmanagedPlanner):
             action,
             reason,
             at.site,
-            before=before,
+            before=after if same and not message else before,
             after=after,
             diff=diff,
             depends_on=deps,
@@ -880,7 +887,8 @@ class SourcefulPlanner(UnmanagedPlanner):
             before = None
         else:
             flags = publish_flags(ders, zap_obs.ders)
-            before = dict(zap_obs.ders)
+            # In sync, as most devices are: the flags stand for what the Zap reports too.
+            before = flags if flags == zap_obs.ders else dict(zap_obs.ders)
         diff = declared_diff(flags, before)
         if before is None and not any(flags.values()):
             return None  # new devices start with every DER disabled: nothing to switch

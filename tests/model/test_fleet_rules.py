@@ -1214,3 +1214,31 @@ def test_rules_found_again_after_any_edits_are_those_found_from_nothing(
     for name, version in edits:
         chosen[name] = version
         found = _found_again(_fleet_of(chosen), found)
+
+
+def test_the_hardware_ids_behind_a_gateway_are_indexed_and_follow_changes() -> None:
+    fleet = Fleet.of([*HOME])
+    assert fleet.hardware_ids_of("home-zap") == {
+        d.spec.hardware_id for d in fleet.devices_of("home-zap")}
+    assert fleet.hardware_ids_of("nowhere") == frozenset()
+    fleet.devices["inverter-2"] = inverter("inverter-2", hardwareId="A2")  # type: ignore[assignment]
+    assert "A2" in fleet.hardware_ids_of("home-zap")
+
+
+def test_the_devices_whose_password_and_serial_each_plan_checks_are_indexed() -> None:
+    battery = device("battery", gatewayRef="home-zap", hardwareId="B1", deviceType="battery",
+                     connection={"mqtt": {"profile": "ferroamp", "brokerHost": "10.0.0.2",
+                                          "passwordFrom": {"env": "FERRO_PASSWORD"}}})
+    open_battery = device("open-battery", gatewayRef="home-zap", hardwareId="B2",
+                          deviceType="battery",
+                          connection={"mqtt": {"profile": "ferroamp", "brokerHost": "10.0.0.3"}})
+    checked = inverter("checked", hardwareId="A3", verification={"checkSerial": True})
+    rtu = inverter("rtu", hardwareId="A4", connection=RTU, verification={"checkSerial": True})
+    fleet = Fleet.of([*HOME, battery, open_battery, checked, rtu])
+    assert [d.name for d in fleet.mqtt_password_devices()] == ["battery"]
+    # Modbus TCP only: an RTU device's serial cannot be read before it is added.
+    assert [d.name for d in fleet.serial_checked_of("home-zap")] == ["checked"]
+    assert list(fleet.serial_checked_of("nowhere")) == []
+    fleet.devices["checked-2"] = inverter(  # type: ignore[assignment]
+        "checked-2", hardwareId="A5", verification={"checkSerial": True})
+    assert [d.name for d in fleet.serial_checked_of("home-zap")] == ["checked", "checked-2"]

@@ -33,30 +33,34 @@ def gateway_serials(payload: list[dict[str, Any]]) -> set[str]:
 
 
 def devices(payload: list[dict[str, Any]]) -> list[NovacoreDevice]:
+    # Written for speed (positional fields, one lookup each, a list made into a tuple):
+    # a no-op plan of 1,000 sites converts 10,000 devices and 30,000 DERs.
     out = []
     for d in payload:
         if not isinstance(d, dict) or "id" not in d:
             continue
+        get = d.get
+        manufacturer, model = get("manufacturer"), get("model")
         out.append(
             NovacoreDevice(
-                id=str(d["id"]),
-                name=str(d.get("name", "")),
-                device_type=str(d.get("type") or d.get("device_type") or ""),
-                hardware_id=str(d.get("hardware_id", "")),
-                state=str(d.get("state", "active")),
-                gateway_serial=d.get("gateway_serial"),
-                manufacturer=d.get("manufacturer"),
-                model=d.get("model"),
-                unset=tuple(k for k in ("manufacturer", "model") if k in d and not d[k]),
-                ders=tuple(
+                str(d["id"]),
+                str(get("name", "")),
+                str(get("type") or get("device_type") or ""),
+                str(get("hardware_id", "")),
+                str(get("state", "active")),
+                get("gateway_serial"),
+                manufacturer,
+                model,
+                tuple([
                     NovacoreDer(
-                        id=str(x.get("id", "")),
-                        name=str(x.get("name", "")),
-                        type=str(x.get("type", "")),
+                        str(x.get("id", "")), str(x.get("name", "")), str(x.get("type", ""))
                     )
-                    for x in d.get("ders", [])
+                    for x in get("ders", [])
                     if isinstance(x, dict)
-                ),
+                ]),
+                # Of those reported, the ones reported empty (null): none, as a rule.
+                () if manufacturer and model
+                else tuple(k for k in ("manufacturer", "model") if k in d and not d[k]),
             )
         )
     return out
