@@ -451,3 +451,31 @@ def test_an_edit_of_what_a_devices_rules_read_is_seen_in_what_they_find() -> Non
     _assert_as_built_from_nothing(namespace)
     assert "declared ucm and vucm devices: 'ucm-b'" in namespace.fleet("home").problems_of(
         "Device", "lab-lua")[0].message
+
+
+def test_an_edit_of_a_devices_zap_endpoint_is_seen_in_what_the_rules_find() -> None:
+    """What a build keeps of each Device for the next besides its own rules' problems
+    (`model.fleet.DeviceChecked`): the endpoint it takes on its Zap, which decides which
+    Devices of a Zap clash, follows an edit of its Gateway. Each step is what a build
+    from nothing finds."""
+    namespace = _Namespace()
+    meter = namespace.edited("home-inverter")
+    meter["metadata"] |= {"name": "home-meter", "uid": "uid-meter",
+                          "creationTimestamp": "2026-01-01T00:01:00Z"}
+    meter["spec"]["hardwareId"] = "SG0009"
+    namespace.index(meter)
+    _assert_as_built_from_nothing(namespace)
+    assert "already taken by Device 'home-inverter'" in namespace.fleet("home").refusal(
+        "Device", "home-meter")
+
+    # Their Gateway an Enapter gateway: no Zap endpoint to clash at.
+    zap = namespace.edited("home-zap")
+    enapter = copy.deepcopy(zap)
+    enapter["spec"] = {"siteRef": "home", "enapter": {
+        "hardwareId": "GW0000000000000000000000000000009", "firmwareVersion": "3.1.0"}}
+    namespace.index(enapter)
+    _assert_as_built_from_nothing(namespace)
+    assert "already taken" not in namespace.fleet("home").refusal("Device", "home-meter")
+    namespace.index(zap)
+    _assert_as_built_from_nothing(namespace)
+    assert "already taken" in namespace.fleet("home").refusal("Device", "home-meter")
