@@ -9,11 +9,12 @@ hold what they declare (a Zap endpoint, a configOutput) run apart from the other
 and nothing else, runs only those again. A caller that checked an earlier fleet of nearly
 the same objects may pass what the rules found there: a Device's own rules that would read
 the very objects they read then are not run again, nor is the endpoint it takes on its Zap
-found again (`DeviceChecked`).
+found again, nor are its inline DERs checked again (`DeviceChecked`).
 """
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -392,7 +393,7 @@ def rules_without_holders(
         problems += checked.problems
     # What the rules reading the holders ask of every Device, known now (as DeviceChecked).
     fleet.know_zap_spots((checked.device, checked.spot) for checked in devices.values())
-    problems += _der_rules(fleet)
+    problems += _der_rules(fleet, devices)
     problems += _unique_hardware_ids(fleet)
     between = _unique_enapter_slugs(fleet)
     between += _unique_flatpeak_references(fleet)
@@ -622,12 +623,13 @@ def _unique_gateway_identities(fleet: Fleet) -> list[Problem]:
 
 @dataclass(frozen=True, slots=True)
 class DeviceChecked:
-    """What a Device's own rules (`_device_rules`) found, where it is on its Zap, and
-    every object of the fleet they read for it: the same while each of those is the very
-    object it was (models are frozen, and each object validated is kept by its content:
-    `operator.objects`). A reference that names nothing is not among them: its problem
-    lists the names declared, which any object added or removed changes, so such a
-    Device's rules always run (`_device_checked`)."""
+    """What a Device's own rules (`_device_rules`) found, where it is on its Zap, what
+    the DER rules find of its inline DERs, and every object of the fleet they read for
+    it: the same while each of those is the very object it was (models are frozen, and
+    each object validated is kept by its content: `operator.objects`). A reference that
+    names nothing is not among them: its problem lists the names declared, which any
+    object added or removed changes, so such a Device's rules always run
+    (`_device_checked`)."""
 
     device: Device
     gateway: Gateway | None  # its gatewayRef's
@@ -638,6 +640,9 @@ class DeviceChecked:
     # Where it is on its Zap (`zap_spot`), of the Device and its Gateway alone: what
     # `Fleet.shared_zap_endpoints` is made of.
     spot: ZapSpot | None
+    # What the DER rules find of its inline DERs when no DER document names it
+    # (`_device_ders`), of the Device alone: they are said after every Device's rules.
+    ders: tuple[Problem, ...]
 
 
 def _device_checked(
@@ -671,7 +676,7 @@ def _device_checked(
         return before
     return DeviceChecked(
         device, gateway, site, runtime, master, tuple(_device_rules(fleet, device)),
-        zap_spot(fleet, device),
+        zap_spot(fleet, device), tuple(_device_ders(device, ())),
     )
 
 
@@ -894,9 +899,14 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
     return problems
 
 
-def _der_rules(fleet: Fleet) -> list[Problem]:
+def _der_rules(fleet: Fleet, checked: Mapping[str, DeviceChecked]) -> list[Problem]:
+    """The DER documents naming no Device, then each Device's DERs (`_device_ders`), in
+    declaration order. `checked`: every Device's `DeviceChecked`, whose `ders` are those
+    of a Device no DER document names."""
     problems: list[Problem] = []
+    standalone_by_device: dict[str, list[DER]] = defaultdict(list)
     for der in fleet.ders.values():
+        standalone_by_device[der.spec.device_ref].append(der)
         if der.spec.device_ref not in fleet.devices:
             problems.append(
                 Problem(
@@ -908,66 +918,71 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                     refers_to=("Device", der.spec.device_ref),
                 )
             )
-    standalone_by_device: dict[str, list[DER]] = defaultdict(list)
-    for der in fleet.ders.values():
-        standalone_by_device[der.spec.device_ref].append(der)
-    # A fleet has a few device types: looked up once each (every device is checked).
-    allowed_by_type: dict[str, frozenset[str]] = {}
-
-    for device in fleet.devices.values():
-        name = device.metadata.name
-        standalone = standalone_by_device.get(name, [])
-        inline = device.spec.ders
-        if not inline and not standalone:
-            continue  # no DER on it: nothing below applies
-        seen: set[str] = set()
-        device_type = device.spec.device_type
-        allowed: frozenset[str] | None = None
-        if device_type:
-            allowed = allowed_by_type.get(device_type)
-            if allowed is None:
-                allowed = allowed_by_type[device_type] = allowed_der_types(device_type)
-        if not standalone and allowed is not None and _fitting(inline, allowed):
-            continue  # as most devices are: nothing below would find a problem
-        entries: list[tuple[str, str, Path, DerFields]] = [
-            ("Device", name, ("spec", "ders", i), d) for i, d in enumerate(inline)
-        ]
-        # A DER document's spec is the DER's fields (`DerSpec` is a `DerFields`).
-        entries += [("DER", d.metadata.name, ("spec",), d.spec) for d in standalone]
-        if standalone and allowed is None:
-            problems += [
-                Problem(
-                    "DER",
-                    d.name,
-                    ("spec", "deviceRef"),
-                    f"Device {echo(name)} has no `deviceType` to check this DER against",
-                )
-                for d in standalone
-            ]
+    for name, device in fleet.devices.items():
+        standalone = standalone_by_device.get(name)
         if standalone:
-            problems += _ders_over_the_limit(device, standalone)
-        for kind, owner, path, der_fields in entries:
-            if der_fields.name in seen:
-                problems.append(
-                    Problem(
-                        kind,
-                        owner,
-                        (*path, "name"),
-                        f"DER name {echo(der_fields.name)} is used twice on Device "
-                        f"{echo(name)}; DER names are unique per device",
-                    )
+            problems += _device_ders(device, standalone)
+        else:
+            problems += checked[name].ders
+    return problems
+
+
+# A fleet has a few device types: each looked up once (every Device's DERs are checked).
+_allowed_ders = functools.cache(allowed_der_types)
+
+
+def _device_ders(device: Device, standalone: Sequence[DER]) -> list[Problem]:
+    """What the DER rules find of `device`'s inline DERs and of the DER documents naming
+    it (`standalone`, in declaration order): a function of these alone."""
+    name = device.metadata.name
+    inline = device.spec.ders
+    if not inline and not standalone:
+        return []  # no DER on it: nothing below applies
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    device_type = device.spec.device_type
+    allowed = _allowed_ders(device_type) if device_type else None
+    if not standalone and allowed is not None and _fitting(inline, allowed):
+        return problems  # as most devices are: nothing below would find a problem
+    entries: list[tuple[str, str, Path, DerFields]] = [
+        ("Device", name, ("spec", "ders", i), d) for i, d in enumerate(inline)
+    ]
+    # A DER document's spec is the DER's fields (`DerSpec` is a `DerFields`).
+    entries += [("DER", d.metadata.name, ("spec",), d.spec) for d in standalone]
+    if standalone and allowed is None:
+        problems += [
+            Problem(
+                "DER",
+                d.name,
+                ("spec", "deviceRef"),
+                f"Device {echo(name)} has no `deviceType` to check this DER against",
+            )
+            for d in standalone
+        ]
+    if standalone:
+        problems += _ders_over_the_limit(device, list(standalone))
+    for kind, owner, path, der_fields in entries:
+        if der_fields.name in seen:
+            problems.append(
+                Problem(
+                    kind,
+                    owner,
+                    (*path, "name"),
+                    f"DER name {echo(der_fields.name)} is used twice on Device "
+                    f"{echo(name)}; DER names are unique per device",
                 )
-            seen.add(der_fields.name)
-            if allowed is not None and der_fields.type not in allowed:
-                problems.append(
-                    Problem(
-                        kind,
-                        owner,
-                        (*path, "type"),
-                        f"a device of type {echo(device_type)} provides no "
-                        f"{echo(der_fields.type)} DER; valid types: {_one_of(allowed)}",
-                    )
+            )
+        seen.add(der_fields.name)
+        if allowed is not None and der_fields.type not in allowed:
+            problems.append(
+                Problem(
+                    kind,
+                    owner,
+                    (*path, "type"),
+                    f"a device of type {echo(device_type)} provides no "
+                    f"{echo(der_fields.type)} DER; valid types: {_one_of(allowed)}",
                 )
+            )
     return problems
 
 
