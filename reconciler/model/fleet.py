@@ -8,11 +8,13 @@ hold what they declare (a Zap endpoint, a configOutput) run apart from the other
 (`rules_without_holders`, `holder_rules`, `in_rule_order`): a caller whose holders changed,
 and nothing else, runs only those again. A caller that checked an earlier fleet of nearly
 the same objects may pass what the rules found there: a Device's own rules that would read
-the very objects they read then are not run again (`DeviceChecked`).
+the very objects they read then are not run again, nor is the endpoint it takes on its Zap
+found again, nor are its inline DERs checked again (`DeviceChecked`).
 """
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -38,6 +40,8 @@ DANGLING = "dangling_ref"
 T = TypeVar("T")
 # A Device of a Zap, the Gateway's name and the connection endpoint it takes there.
 ZapPlace = tuple[Device, str, zap_endpoints.Endpoint]
+# The Gateway's name and the endpoint a Device takes on its Zap (`zap_spot`).
+ZapSpot = tuple[str, zap_endpoints.Endpoint]
 
 
 @dataclass(frozen=True)
@@ -197,22 +201,28 @@ class Fleet:
         endpoint. (Kept for every Device, it would be thousands of objects more that live
         as long as the fleet, for the garbage collector to go through.)"""
         if self._shared_zap_endpoints is None or self._shared_zap_endpoints[0] != self.size():
-            first: dict[tuple[str, zap_endpoints.Endpoint], str] = {}
-            shared: dict[str, ZapPlace] = {}
-            for name, device in self.devices.items():
-                gateway = self.gateways.get(device.spec.gateway_ref or "")
-                connection = device.spec.connection
-                if gateway is None or gateway.spec.zap is None or connection is None:
-                    continue
-                endpoint = zap_endpoints.of_connection(connection)
-                other = first.setdefault((gateway.name, endpoint), name)
-                if other != name:
-                    shared[other] = (self.devices[other], gateway.name, endpoint)
-                    shared[name] = (device, gateway.name, endpoint)
-            self._shared_zap_endpoints = (self.size(), {  # in declaration order
-                name: shared[name] for name in self.devices if name in shared
-            } if shared else shared)
+            self.know_zap_spots(
+                (device, zap_spot(self, device)) for device in self.devices.values()
+            )
+        assert self._shared_zap_endpoints is not None
         return self._shared_zap_endpoints[1]
+
+    def know_zap_spots(self, spots: Iterable[tuple[Device, ZapSpot | None]]) -> None:
+        """Keep `shared_zap_endpoints` of each Device's `zap_spot`, given for every Device
+        in declaration order by a caller that has them already (`DeviceChecked`, which
+        keeps them while the Device and its Gateway are the very objects they were)."""
+        first: dict[ZapSpot, Device] = {}
+        shared: dict[str, ZapPlace] = {}
+        for device, spot in spots:
+            if spot is None:
+                continue
+            other = first.setdefault(spot, device)
+            if other is not device:
+                shared[other.name] = (other, *spot)
+                shared[device.name] = (device, *spot)
+        self._shared_zap_endpoints = (self.size(), {  # in declaration order
+            name: shared[name] for name in self.devices if name in shared
+        } if shared else shared)
 
     def mqtt_password_devices(self) -> Sequence[Device]:
         """The Devices whose MQTT password is read from a Secret or variable
@@ -271,6 +281,17 @@ class Fleet:
     def hardware_ids_of(self, gateway_name: str) -> frozenset[str]:
         """The hardware ids of the Devices declared behind the gateway."""
         return self._index().hardware_ids_by_gateway.get(gateway_name, frozenset())
+
+
+def zap_spot(fleet: Fleet, device: Device) -> ZapSpot | None:
+    """The name of the Zap Gateway `device` is behind and the connection endpoint it
+    takes there, or None when it is behind no Zap or declares no connection: a function
+    of the Device and its Gateway alone."""
+    gateway = fleet.gateways.get(device.spec.gateway_ref or "")
+    connection = device.spec.connection
+    if gateway is None or gateway.spec.zap is None or connection is None:
+        return None
+    return gateway.name, zap_endpoints.of_connection(connection)
 
 
 def _one_of(values: Iterable[str]) -> str:
@@ -370,7 +391,9 @@ def rules_without_holders(
     for name, device in fleet.devices.items():
         checked = devices[name] = _device_checked(fleet, device, before.get(name))
         problems += checked.problems
-    problems += _der_rules(fleet)
+    # What the rules reading the holders ask of every Device, known now (as DeviceChecked).
+    fleet.know_zap_spots((checked.device, checked.spot) for checked in devices.values())
+    problems += _der_rules(fleet, devices)
     problems += _unique_hardware_ids(fleet)
     between = _unique_enapter_slugs(fleet)
     between += _unique_flatpeak_references(fleet)
@@ -600,12 +623,13 @@ def _unique_gateway_identities(fleet: Fleet) -> list[Problem]:
 
 @dataclass(frozen=True, slots=True)
 class DeviceChecked:
-    """What a Device's own rules (`_device_rules`) found, and every object of the fleet
-    they read for it: the same while each of those is the very object it was (models
-    are frozen, and each object validated is kept by its content: `operator.objects`).
-    A reference that names nothing is not among them: its problem lists the names
-    declared, which any object added or removed changes, so such a Device's rules always
-    run (`_device_checked`)."""
+    """What a Device's own rules (`_device_rules`) found, where it is on its Zap, what
+    the DER rules find of its inline DERs, and every object of the fleet they read for
+    it: the same while each of those is the very object it was (models are frozen, and
+    each object validated is kept by its content: `operator.objects`). A reference that
+    names nothing is not among them: its problem lists the names declared, which any
+    object added or removed changes, so such a Device's rules always run
+    (`_device_checked`)."""
 
     device: Device
     gateway: Gateway | None  # its gatewayRef's
@@ -613,6 +637,12 @@ class DeviceChecked:
     runtime: Device | None  # its Enapter runtimeRef's
     master: Device | None  # its Enapter masterRef's
     problems: tuple[Problem, ...]
+    # Where it is on its Zap (`zap_spot`), of the Device and its Gateway alone: what
+    # `Fleet.shared_zap_endpoints` is made of.
+    spot: ZapSpot | None
+    # What the DER rules find of its inline DERs when no DER document names it
+    # (`_device_ders`), of the Device alone: they are said after every Device's rules.
+    ders: tuple[Problem, ...]
 
 
 def _device_checked(
@@ -645,7 +675,8 @@ def _device_checked(
     ):
         return before
     return DeviceChecked(
-        device, gateway, site, runtime, master, tuple(_device_rules(fleet, device))
+        device, gateway, site, runtime, master, tuple(_device_rules(fleet, device)),
+        zap_spot(fleet, device), tuple(_device_ders(device, ())),
     )
 
 
@@ -868,9 +899,14 @@ def _enapter_rules(fleet: Fleet, device: Device, gateway: Gateway | None) -> lis
     return problems
 
 
-def _der_rules(fleet: Fleet) -> list[Problem]:
+def _der_rules(fleet: Fleet, checked: Mapping[str, DeviceChecked]) -> list[Problem]:
+    """The DER documents naming no Device, then each Device's DERs (`_device_ders`), in
+    declaration order. `checked`: every Device's `DeviceChecked`, whose `ders` are those
+    of a Device no DER document names."""
     problems: list[Problem] = []
+    standalone_by_device: dict[str, list[DER]] = defaultdict(list)
     for der in fleet.ders.values():
+        standalone_by_device[der.spec.device_ref].append(der)
         if der.spec.device_ref not in fleet.devices:
             problems.append(
                 Problem(
@@ -882,66 +918,71 @@ def _der_rules(fleet: Fleet) -> list[Problem]:
                     refers_to=("Device", der.spec.device_ref),
                 )
             )
-    standalone_by_device: dict[str, list[DER]] = defaultdict(list)
-    for der in fleet.ders.values():
-        standalone_by_device[der.spec.device_ref].append(der)
-    # A fleet has a few device types: looked up once each (every device is checked).
-    allowed_by_type: dict[str, frozenset[str]] = {}
-
-    for device in fleet.devices.values():
-        name = device.metadata.name
-        standalone = standalone_by_device.get(name, [])
-        inline = device.spec.ders
-        if not inline and not standalone:
-            continue  # no DER on it: nothing below applies
-        seen: set[str] = set()
-        device_type = device.spec.device_type
-        allowed: frozenset[str] | None = None
-        if device_type:
-            allowed = allowed_by_type.get(device_type)
-            if allowed is None:
-                allowed = allowed_by_type[device_type] = allowed_der_types(device_type)
-        if not standalone and allowed is not None and _fitting(inline, allowed):
-            continue  # as most devices are: nothing below would find a problem
-        entries: list[tuple[str, str, Path, DerFields]] = [
-            ("Device", name, ("spec", "ders", i), d) for i, d in enumerate(inline)
-        ]
-        # A DER document's spec is the DER's fields (`DerSpec` is a `DerFields`).
-        entries += [("DER", d.metadata.name, ("spec",), d.spec) for d in standalone]
-        if standalone and allowed is None:
-            problems += [
-                Problem(
-                    "DER",
-                    d.name,
-                    ("spec", "deviceRef"),
-                    f"Device {echo(name)} has no `deviceType` to check this DER against",
-                )
-                for d in standalone
-            ]
+    for name, device in fleet.devices.items():
+        standalone = standalone_by_device.get(name)
         if standalone:
-            problems += _ders_over_the_limit(device, standalone)
-        for kind, owner, path, der_fields in entries:
-            if der_fields.name in seen:
-                problems.append(
-                    Problem(
-                        kind,
-                        owner,
-                        (*path, "name"),
-                        f"DER name {echo(der_fields.name)} is used twice on Device "
-                        f"{echo(name)}; DER names are unique per device",
-                    )
+            problems += _device_ders(device, standalone)
+        else:
+            problems += checked[name].ders
+    return problems
+
+
+# A fleet has a few device types: each looked up once (every Device's DERs are checked).
+_allowed_ders = functools.cache(allowed_der_types)
+
+
+def _device_ders(device: Device, standalone: Sequence[DER]) -> list[Problem]:
+    """What the DER rules find of `device`'s inline DERs and of the DER documents naming
+    it (`standalone`, in declaration order): a function of these alone."""
+    name = device.metadata.name
+    inline = device.spec.ders
+    if not inline and not standalone:
+        return []  # no DER on it: nothing below applies
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    device_type = device.spec.device_type
+    allowed = _allowed_ders(device_type) if device_type else None
+    if not standalone and allowed is not None and _fitting(inline, allowed):
+        return problems  # as most devices are: nothing below would find a problem
+    entries: list[tuple[str, str, Path, DerFields]] = [
+        ("Device", name, ("spec", "ders", i), d) for i, d in enumerate(inline)
+    ]
+    # A DER document's spec is the DER's fields (`DerSpec` is a `DerFields`).
+    entries += [("DER", d.metadata.name, ("spec",), d.spec) for d in standalone]
+    if standalone and allowed is None:
+        problems += [
+            Problem(
+                "DER",
+                d.name,
+                ("spec", "deviceRef"),
+                f"Device {echo(name)} has no `deviceType` to check this DER against",
+            )
+            for d in standalone
+        ]
+    if standalone:
+        problems += _ders_over_the_limit(device, list(standalone))
+    for kind, owner, path, der_fields in entries:
+        if der_fields.name in seen:
+            problems.append(
+                Problem(
+                    kind,
+                    owner,
+                    (*path, "name"),
+                    f"DER name {echo(der_fields.name)} is used twice on Device "
+                    f"{echo(name)}; DER names are unique per device",
                 )
-            seen.add(der_fields.name)
-            if allowed is not None and der_fields.type not in allowed:
-                problems.append(
-                    Problem(
-                        kind,
-                        owner,
-                        (*path, "type"),
-                        f"a device of type {echo(device_type)} provides no "
-                        f"{echo(der_fields.type)} DER; valid types: {_one_of(allowed)}",
-                    )
+            )
+        seen.add(der_fields.name)
+        if allowed is not None and der_fields.type not in allowed:
+            problems.append(
+                Problem(
+                    kind,
+                    owner,
+                    (*path, "type"),
+                    f"a device of type {echo(device_type)} provides no "
+                    f"{echo(der_fields.type)} DER; valid types: {_one_of(allowed)}",
                 )
+            )
     return problems
 
 

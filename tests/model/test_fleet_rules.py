@@ -1126,13 +1126,24 @@ def test_the_rules_run_apart_find_what_check_fleet_finds(
 # Every object a Device's own rules read for it (`DeviceChecked`), in versions that change
 # what those rules find, or absent (None): a Device's rules found again from what they
 # found in an earlier fleet must notice each. The versions are made once: an object left
-# as it was is the very object it was, as the operator's are (`operator.objects`).
+# as it was is the very object it was, as the operator's are (`operator.objects`). What
+# is kept of a Device with its rules, where it is on its Zap (`zap_spot`) and what the
+# DER rules find of its inline DERs, must follow them too: Devices of one Zap on one
+# endpoint or not, DERs of a wrong type or name, a DER document added to a Device.
+SECOND_TCP = {"modbusTcp": {"host": "192.168.1.61", "profile": "sungrow"}}
 VERSIONS: dict[str, list[Resource | None]] = {
     "home": [site(), site(novacore=None, enapter={}), None],
     "lab": [lab(), site("lab"), None],
     "home-zap": [zap(), zap(site_ref="lab"), enapter_gateway("home-zap", "home"), None],
     "lab-gateway": [enapter_gateway(), enapter_gateway(firmware="2.9.0"), None],
-    "inverter": [inverter(), inverter(siteRef="home"), None],
+    "inverter": [inverter(), inverter(siteRef="home"), None, inverter(connection=RTU),
+                 inverter(ders=[{"name": "pv", "type": "ev_charger_port"}]),
+                 inverter(ders=[{"name": "pv", "type": "solar"}, {"name": "pv", "type": "meter"}])],
+    "second": [inverter("second", hardwareId="A3", connection=SECOND_TCP),
+               inverter("second", hardwareId="A3"),
+               inverter("second", hardwareId="A3", connection=RTU, ders=[]), None],
+    "der": [None, der("der", "inverter", "pv", "battery"), der("der", "second", "bat", "battery"),
+            der("der", "ucm", "bat", "battery"), der("der", "nothing", "bat", "battery")],
     "ucm": [enapter_device("ucm", "ucm"), enapter_device("ucm", "standalone", hardwareId=None),
             None],
     "lua": [enapter_device("lua", "lua", hardwareId=None,
@@ -1163,8 +1174,10 @@ def _found_again(resources: list[Resource], previous: HolderFree | None) -> Hold
     that read the holders, what `check_fleet` finds."""
     fleet = Fleet.of(resources)
     again = rules_without_holders(resources, fleet, previous)
-    assert again == rules_without_holders(resources, fleet)
+    # The rules reading the holders first, over what this check kept of each Device.
+    assert fleet.shared_zap_endpoints() == Fleet.of(resources).shared_zap_endpoints()
     assert in_rule_order(again, holder_rules(fleet)) == check_fleet(resources)
+    assert again == rules_without_holders(resources, Fleet.of(resources))
     return again
 
 
@@ -1197,6 +1210,29 @@ def test_a_devices_rules_are_run_again_when_an_object_they_read_changes(
     assert _found_again(_fleet_of({}), after) == before
     # A Device whose inputs did not change is not checked again.
     assert after.devices["meter"] is before.devices["meter"]
+
+
+@pytest.mark.parametrize(("start", "name", "version"), [
+    pytest.param({}, "second", 1, id="a-device-onto-the-endpoint-of-another"),
+    pytest.param({"second": 1}, "inverter", 3, id="a-device-off-the-endpoint-of-another"),
+    pytest.param({"second": 1}, "home-zap", 2, id="their-gateway-no-longer-a-zap"),
+    pytest.param({"second": 1}, "second", 2, id="a-device-onto-another-connection-type"),
+    pytest.param({}, "der", 1, id="a-der-document-added-to-a-device"),
+    pytest.param({"der": 1}, "der", 2, id="a-der-document-moved-to-another-device"),
+    pytest.param({"der": 3}, "der", 0, id="a-der-document-removed"),
+    pytest.param({}, "inverter", 4, id="an-inline-der-of-a-wrong-type"),
+    pytest.param({"inverter": 5}, "inverter", 0, id="inline-ders-made-right"),
+])
+def test_where_a_device_is_on_its_zap_and_its_ders_follow_edits(
+    start: dict[str, int], name: str, version: int,
+) -> None:
+    """What a check keeps of a Device with its rules for the next (`DeviceChecked`): the
+    endpoint it takes on its Zap, which the endpoint rule reads, follows an edit of the
+    Device or of its Gateway; what the DER rules find of its inline DERs follows an edit
+    of the Device, and a DER document naming it is checked with them."""
+    before = _found_again(_fleet_of(start), None)
+    _found_again(_fleet_of(start | {name: version}), before)  # as found from nothing
+    assert check_fleet(_fleet_of(start | {name: version})) != check_fleet(_fleet_of(start))
 
 
 @settings(max_examples=300, deadline=None, database=None,

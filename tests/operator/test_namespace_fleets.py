@@ -15,7 +15,8 @@ import gc
 from collections.abc import Mapping
 from typing import Any
 
-from fleet_yaml import document, enapter_site, stream
+import yaml
+from fleet_yaml import der, document, enapter_site, stream
 from harness import NAMESPACE, documents
 from kopf._core.engines.indexing import OperatorIndexer
 from objects import HOME
@@ -451,3 +452,63 @@ def test_an_edit_of_what_a_devices_rules_read_is_seen_in_what_they_find() -> Non
     _assert_as_built_from_nothing(namespace)
     assert "declared ucm and vucm devices: 'ucm-b'" in namespace.fleet("home").problems_of(
         "Device", "lab-lua")[0].message
+
+
+def _added(namespace: _Namespace, text: str, n: int) -> None:
+    """The object of `text` created after the others (another uid, created later); not
+    validated alone, as `documents` would (a DER names a Device of the namespace)."""
+    body = yaml.safe_load(text)
+    body["metadata"] |= {"namespace": NAMESPACE, "uid": f"uid-added-{n}",
+                         "creationTimestamp": f"2026-01-01T00:02:{n:02d}Z"}
+    namespace.index(body)
+
+
+def test_an_edit_of_a_devices_zap_endpoint_or_ders_is_seen_in_what_the_rules_find() -> None:
+    """What a build keeps of each Device for the next besides its own rules' problems
+    (`model.fleet.DeviceChecked`): the endpoint it takes on its Zap, which decides which
+    Devices of a Zap clash, follows an edit of its Gateway; what the DER rules find of its
+    inline DERs follows an edit of the Device; a DER document naming it is checked with
+    them. Each step is what a build from nothing finds."""
+    namespace = _Namespace()
+    meter = namespace.edited("home-inverter")
+    meter["metadata"] |= {"name": "home-meter", "uid": "uid-meter",
+                          "creationTimestamp": "2026-01-01T00:01:00Z"}
+    meter["spec"]["hardwareId"] = "SG0009"
+    namespace.index(meter)
+    _assert_as_built_from_nothing(namespace)
+    assert "already taken by Device 'home-inverter'" in namespace.fleet("home").refusal(
+        "Device", "home-meter")
+
+    # Their Gateway an Enapter gateway: no Zap endpoint to clash at.
+    zap = namespace.edited("home-zap")
+    enapter = copy.deepcopy(zap)
+    enapter["spec"] = {"siteRef": "home", "enapter": {
+        "hardwareId": "GW0000000000000000000000000000009", "firmwareVersion": "3.1.0"}}
+    namespace.index(enapter)
+    _assert_as_built_from_nothing(namespace)
+    assert "already taken" not in namespace.fleet("home").refusal("Device", "home-meter")
+    namespace.index(zap)
+    _assert_as_built_from_nothing(namespace)
+    assert "already taken" in namespace.fleet("home").refusal("Device", "home-meter")
+    namespace.delete("home-meter")
+
+    # A DER document naming the inverter, by the name of one of its inline DERs; removed.
+    _added(namespace, der("inverter-pv", "home-inverter", "pv", "solar"), 0)
+    _assert_as_built_from_nothing(namespace)
+    assert "DER name 'pv' is used twice" in namespace.fleet("home").refusal(
+        "DER", "inverter-pv")
+    namespace.delete("inverter-pv")
+    _assert_as_built_from_nothing(namespace)
+    assert not namespace.fleet("home").problems
+
+    # An inline DER of a type the inverter does not provide; then as it was.
+    inverter = namespace.edited("home-inverter")
+    charger = copy.deepcopy(inverter)
+    charger["spec"]["ders"][0]["type"] = "ev_charger_port"
+    namespace.index(charger)
+    _assert_as_built_from_nothing(namespace)
+    assert "provides no 'ev_charger_port' DER" in namespace.fleet("home").refusal(
+        "Device", "home-inverter")
+    namespace.index(inverter)
+    _assert_as_built_from_nothing(namespace)
+    assert not namespace.fleet("home").problems
