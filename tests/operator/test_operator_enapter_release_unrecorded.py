@@ -4,7 +4,8 @@ object deleted first, deleted, through the real operator (kopf against kmock's e
 the Enapter simulator on loopback): its Enapter Gateway's recorded gateway device says
 the Enapter site, where it is found by its natural key and deleted, with its config
 Secret. A Device never provisioned is not found there, and its release says nothing is
-wrong. A gateway device that cannot be read defers the release: nothing is guessed.
+wrong. A gateway device that cannot be read (Enapter down, or a 404 that is not Enapter's
+for a device not found) defers the release: nothing is guessed.
 Only when no object of its Site recorded an Enapter id is there no way to know where to
 look: then, and only then, the release warns that it may be left."""
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
 from harness import documents, operator
@@ -154,8 +156,11 @@ async def test_a_device_whose_site_no_other_object_recorded_is_said_to_be_maybe_
         assert sims.enapter.requests[DELETE] == 0
 
 
+# A gateway device unreadable: Enapter down, or a 404 that is not Enapter's for a device not
+# found (a proxy that does not route the read), which says nothing of the device either.
+@pytest.mark.parametrize("status,code", [(503, "UNAVAILABLE"), (404, "NOT_FOUND")])
 async def test_a_gateway_that_cannot_be_read_defers_the_release_until_it_is(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, status: int, code: str
 ) -> None:
     text = stream(enapter_site(), enapter_gateway(),
                   link_master("link-a", MASTER, extra="deletionPolicy: Release"))
@@ -170,8 +175,8 @@ async def test_a_gateway_that_cannot_be_read_defers_the_release_until_it_is(
             if unreadable[0] and request.method == "GET" and request.path.startswith(
                 "/v3/devices/"
             ):
-                body = {"errors": [{"code": "UNAVAILABLE", "message": "down", "details": {}}]}
-                return web.json_response(body, status=503)
+                body = {"errors": [{"code": code, "message": "down", "details": {}}]}
+                return web.json_response(body, status=status)
             return await handler(request)  # type: ignore[no-any-return]
 
         sims.enapter.app.middlewares.append(fail)
