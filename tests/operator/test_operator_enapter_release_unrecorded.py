@@ -2,10 +2,10 @@
 its status (the apply that provisioned it failed after the device was made), its Site
 object deleted first, deleted, through the real operator (kopf against kmock's emulator,
 the Enapter simulator on loopback): its Enapter Gateway's recorded gateway device says
-the Enapter site, where it is found by its natural key and deleted, with its config
-Secret. A Device never provisioned is not found there, and its release says nothing is
-wrong. A gateway device that cannot be read (Enapter down, or a 404 that is not Enapter's
-for a device not found) defers the release: nothing is guessed.
+the Enapter site, where it is found by its natural key and deleted, with the config
+Secret written for it. A Device never provisioned is not found there, and its release says
+nothing is wrong. A gateway device that cannot be read (Enapter down, or a 404 that is not
+Enapter's for a device not found) defers the release: nothing is guessed.
 Only when no object of its Site recorded an Enapter id is there no way to know where to
 look: then, and only then, the release warns that it may be left."""
 
@@ -109,6 +109,44 @@ async def test_a_device_whose_id_was_never_recorded_is_found_by_its_gateways_sit
                          f"hardware id {MASTER} in the Enapter site of its Site's other objects")
             for m in deleted
         ), deleted
+
+
+async def test_the_config_secret_of_a_device_found_by_its_gateways_site_goes_with_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    text = stream(
+        enapter_site(),
+        enapter_gateway(),
+        document("Device", "link-a", f"""
+            gatewayRef: h2-gw
+            hardwareId: {MASTER}
+            deletionPolicy: Release
+            enapter: {{kind: link_master, configOutput: {{secretName: link-a-config}}}}
+            """),
+    )
+    async with operator(text, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await cluster.wait_condition("Device", "link-a", "Ready")
+        await cluster.wait_for(lambda: cluster.secret("link-a-config"), what="its Secret")
+        made = sims.enapter.by_hardware_id(MASTER)
+        assert made is not None
+        # Its id lost from its status (as when the answer that said it was lost, after the
+        # Secret was written): only its Gateway's gateway device says where to look.
+        await cluster.patch("Device", "link-a", {"status": {"externalIds": {"enapter": None}}})
+        assert "enapter" not in (await cluster.status("Device", "link-a"))["externalIds"]
+        await cluster.delete("Site", "h2-lab")
+        await cluster.wait_gone("Site", "h2-lab")
+
+        await cluster.delete("Device", "link-a")
+        await cluster.wait_gone("Device", "link-a")
+        assert sims.enapter.by_hardware_id(MASTER) is None, "deleted in Enapter Cloud"
+        assert sims.enapter.requests[DELETE] == 1
+        assert await cluster.secret("link-a-config") == {}, "deleted with its device"
+        assert not await cluster.events_about("link-a", reason="EnapterDeviceUnknown")
+        deleted = [e["message"] for e in await cluster.wait_events_about(
+            "link-a", reason="Deleted")]
+        assert any(f"found by its hardware id {MASTER} in the Enapter site of its Site's "
+                   "other objects" in m for m in deleted), deleted
 
 
 async def test_a_device_never_provisioned_goes_without_a_warning(
