@@ -125,8 +125,9 @@ RECORDED_ENAPTER_ID = "recordedEnapterId"
 
 def recorded_enapter_id(body: Mapping[str, Any]) -> str | None:
     """The Enapter device id a Gateway's or Device's status records
-    (`status.externalIds.enapter`): where a Device of the same Site whose own id was never
-    recorded, its Site gone, is looked for (`plan.enapter_witnesses`)."""
+    (`status.externalIds.enapter`): where a Device of the same Site (or behind the same
+    Gateway) whose own id was never recorded, its Site gone, is looked for
+    (`plan.enapter_witnesses`)."""
     if RECORDED_ENAPTER_ID in body:
         return str(body[RECORDED_ENAPTER_ID]) or None
     if body.get("kind") not in ("Gateway", "Device"):

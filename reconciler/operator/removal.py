@@ -5,7 +5,8 @@ remove it from its Zap, with the same engine as a reconcile. A Device is release
 when its Gateway object was deleted first, from where its status says it last was
 (`status.gateway`, `status.externalIds`; an Enapter device, on no Zap, by the ids of
 `status.externalIds` alone, or, its id not recorded, by its natural key in the Enapter
-site the ids its Site's other objects recorded are in: `plan.enapter_witnesses`); when
+site the ids its Site's other objects, or the other Devices behind its Gateway once that
+is gone too, recorded are in: `plan.enapter_witnesses`); when
 that is not known either, nothing is
 dropped: the removal is blocked with a reason, and the finalizer stays until the user
 decides. Credentials a platform refuses while the
@@ -204,8 +205,9 @@ async def remove_object(
         and sub.site_of_device(resource) is None else None
     )
     by_id = [str(enapter_id)] if site_gone is not None and enapter_id else []
-    # Its id not recorded either: the ids the other objects of its Site recorded say in
-    # which Enapter site to look for it by its natural key (`plan.enapter_witnesses`).
+    # Its id not recorded either: the ids the other objects of its Site (its Gateway gone
+    # too: the other Devices behind it) recorded say in which Enapter site to look for it
+    # by its natural key (`plan.enapter_witnesses`).
     witness_ids = (
         enapter_witnesses.witnesses(site_gone, fleet, nsf.enapter_ids)
         if site_gone is not None and not enapter_id else []
@@ -237,7 +239,7 @@ async def remove_object(
             if site_gone is not None and not enapter_id else None
         )
         unknown = (
-            enapter_witnesses.unknown_device(site_gone, seen)
+            enapter_witnesses.unknown_device(site_gone, seen, fleet)
             if site_gone is not None and seen is not None and seen.site_id is None
             and seen.unread is None else ""
         )

@@ -23,7 +23,12 @@ from reconciler.plan.actions import Action, Change, Reason
 from reconciler.plan.enapter_fields import COMPONENT, find_device
 from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterState
 from reconciler.plan.enapter_sites import match_site
-from reconciler.plan.enapter_witnesses import Witnessed, natural_key
+from reconciler.plan.enapter_witnesses import (
+    Witnessed,
+    gateway_gone,
+    natural_key,
+    witnesses_said,
+)
 from reconciler.plan.observed import Observed, Unreachable
 from reconciler.printable import echo
 
@@ -47,7 +52,7 @@ def enapter_removal(
     if device.spec.enapter is not None and site is None and enapter_id:
         return _by_recorded_id(device, enapter_id, state)
     if device.spec.enapter is not None and site is None and witnessed is not None:
-        return _in_witnessed_site(device, witnessed, state, others)
+        return _in_witnessed_site(device, fleet, witnessed, state, others)
     if (
         device.spec.enapter is None
         or site is None
@@ -109,16 +114,20 @@ def _found(
 
 
 def _in_witnessed_site(
-    device: Device, seen: Witnessed, state: object, others: Collection[str]
+    device: Device, fleet: Fleet, seen: Witnessed, state: object, others: Collection[str]
 ) -> list[Change]:
     """The deletion of `device`'s Enapter device, its Site gone and its id not recorded,
     found by its natural key in the Enapter site `seen` names: none when it is not there
     (never provisioned, or gone), or it is one another object recorded as its own;
     deferred when the site, or a witness, could not be read."""
+    gone = gateway_gone(device, fleet)
+    where = (
+        "the Enapter site of its Site's other objects, its Site being deleted" if gone is None
+        else f"the Enapter site of {witnesses_said(device, fleet)}, that Gateway being deleted"
+    )
     change = _deletion(
         device, None, f"deleted in Enapter Cloud, found by its {natural_key(device)} in "
-        "the Enapter site of its Site's other objects, its Site being deleted "
-        "(deletionPolicy Release)",
+        f"{where} (deletionPolicy Release)",
     )
     if seen.unread is not None:
         return [_deferred(change, seen.unread)]

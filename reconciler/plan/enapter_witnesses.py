@@ -3,9 +3,11 @@ is gone (a namespace's deletion removes its objects in no order) and whose statu
 no Enapter id (an apply that provisioned it failed, or was killed, before its id reached
 the status). The Site held the Enapter site; what says it still is the Enapter ids the
 namespace's other objects of that Site recorded (`status.externalIds.enapter`): its
-Enapter Gateway's gateway device, and the devices of the other Devices of that Site. Read
-by those ids (`engine.enapter_by_id`), the Enapter site they are in is where its device
-is looked for, by its natural key, as where the Site is declared (`plan.enapter_removal`).
+Enapter Gateway's gateway device, and the devices of the other Devices of that Site. Its
+Gateway gone too, no Site is known: the devices of the other Devices behind that Gateway,
+provisioned in its Site's Enapter site as it was, say it still. Read by those ids
+(`engine.enapter_by_id`), the Enapter site they are in is where its device is looked for,
+by its natural key, as where the Site is declared (`plan.enapter_removal`).
 
 Nothing is guessed: a witness that could not be read defers the release; witnesses in
 more than one Enapter site (an object moved to the Site without its Enapter device) name
@@ -22,6 +24,7 @@ from reconciler.model.fleet import Fleet
 from reconciler.plan.enapter_fields import COMPONENT, device_slug, kind_of
 from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterState
 from reconciler.plan.observed import Observed, Unreachable
+from reconciler.printable import echo
 
 # (kind, name) of an object -> the Enapter id its status records (`NamespaceFleet`).
 RecordedIds = Mapping[tuple[str, str], str]
@@ -50,13 +53,16 @@ def site_name(device: Device, fleet: Fleet) -> str | None:
     return device.spec.site_ref or None
 
 
+def gateway_gone(device: Device, fleet: Fleet) -> str | None:
+    """The name of `device`'s Gateway when that Gateway is not declared (any more)."""
+    ref = device.spec.gateway_ref
+    return ref if ref and ref not in fleet.gateways else None
+
+
 def witnesses(device: Device, fleet: Fleet, recorded: RecordedIds) -> list[str]:
     """The Enapter ids the other objects of `device`'s Site recorded: its Gateway's first,
-    then the other Gateways' and Devices' of that Site, each once; none when its Site is
-    not known (its Gateway gone too)."""
-    site = site_name(device, fleet)
-    if site is None:
-        return []
+    then the other Gateways' and Devices' of that Site, each once. Its Gateway gone too,
+    its Site is not known: those the other Devices behind that Gateway recorded."""
     found: dict[str, None] = {}
 
     def add(kind: str, name: str) -> None:
@@ -64,6 +70,18 @@ def witnesses(device: Device, fleet: Fleet, recorded: RecordedIds) -> list[str]:
         if recorded_id:
             found[recorded_id] = None
 
+    gone = gateway_gone(device, fleet)
+    if gone is not None:
+        # Provisioned in the Enapter site of their Gateway's Site, as this one was; one
+        # moved since names another site too, and then none is guessed (`witnessed`).
+        for other in fleet.devices.values():
+            if (other.name != device.name and other.spec.enapter is not None
+                    and other.spec.gateway_ref == gone):
+                add("Device", other.name)
+        return list(found)
+    site = site_name(device, fleet)
+    if site is None:
+        return []
     if device.spec.gateway_ref:
         add("Gateway", device.spec.gateway_ref)
     for gateway in fleet.gateways.values():
@@ -104,22 +122,42 @@ def natural_key(device: Device) -> str:
     return f"hardware id {device.spec.hardware_id}"
 
 
-def unknown_device(device: Device, seen: Witnessed) -> str:
-    """What is said of `device`'s Enapter device when its Site is gone, its status recorded
-    no id of it, and `seen` names no Enapter site to look in: it is not looked for by a
-    guess, which could delete another site's device of the same key; the user is told
-    what to look for."""
+def witnesses_said(device: Device, fleet: Fleet) -> str:
+    """Who `witnesses` asks of `device`, said: its Site's other objects, or, its Gateway
+    gone, the other Devices behind that Gateway."""
+    gone = gateway_gone(device, fleet)
+    if gone is None:
+        return "the other objects of its Site"
+    return f"the other Devices behind its Gateway {echo(gone)}"
+
+
+def unknown_device(device: Device, seen: Witnessed, fleet: Fleet) -> str:
+    """What is said of `device`'s Enapter device when its Site is gone (or not known, its
+    Gateway gone), its status recorded no id of it, and `seen` names no Enapter site to
+    look in: it is not looked for by a guess, which could delete another site's device of
+    the same key; the user is told what to look for."""
+    gone = gateway_gone(device, fleet)
+    who = "the objects of its Site" if gone is None else witnesses_said(device, fleet)
     if seen.sites:
         why = (
-            "the objects of its Site recorded Enapter devices in more than one Enapter site "
+            f"{who} recorded Enapter devices in more than one Enapter site "
             f"({', '.join(seen.sites)}), so which one was its Site's is not known"
         )
     elif seen.recorded:
-        why = "the Enapter devices the other objects of its Site recorded are gone"
-    else:
+        why = f"the Enapter devices {witnesses_said(device, fleet)} recorded are gone"
+    elif gone is None:
         why = "no other object of its Site recorded an Enapter device id to find its site by"
+    else:
+        why = (
+            "no other Device behind that Gateway recorded an Enapter device id to find its "
+            "site by"
+        )
+    lost = (
+        "its Site is deleted" if gone is None
+        else f"its Gateway {echo(gone)} is deleted, so its Site is not known"
+    )
     return (
-        f"its Site is deleted, its status recorded no Enapter device id (an apply that "
+        f"{lost}, its status recorded no Enapter device id (an apply that "
         f"provisioned it may have failed before its id was recorded), and {why}, so nothing "
         f"was looked for or deleted in Enapter Cloud: an Enapter device of "
         f"{natural_key(device)} may be left there; delete it in Enapter Cloud if it is"

@@ -2,17 +2,21 @@
 its status (the apply that provisioned it failed after the device was made), its Site
 object deleted first, deleted, through the real operator (kopf against kmock's emulator,
 the Enapter simulator on loopback): its Enapter Gateway's recorded gateway device says
-the Enapter site, where it is found by its natural key and deleted, with its config
-Secret. A Device never provisioned is not found there, and its release says nothing is
-wrong. A gateway device that cannot be read defers the release: nothing is guessed.
-Only when no object of its Site recorded an Enapter id is there no way to know where to
-look: then, and only then, the release warns that it may be left."""
+the Enapter site, where it is found by its natural key and deleted, with the config
+Secret written for it. A Device never provisioned is not found there, and its release says
+nothing is wrong. A gateway device that cannot be read (Enapter down, or a 404 that is not
+Enapter's for a device not found) defers the release: nothing is guessed.
+Its Gateway object gone too, so that its Site is not known, the devices the other Devices
+behind that Gateway recorded say the Enapter site. Only when no such object recorded an
+Enapter id is there no way to know where to look: then, and only then, the release warns
+that it may be left."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
 from harness import documents, operator
@@ -25,6 +29,7 @@ from reconciler.sim.fleet import SimFleet
 # device and record its id.
 QUIET = OperatorConfig(interval=3600.0, retry_delay=0.5)
 UCM = "A8795CBA5375484E829105E959663C8B"
+OTHER_MASTER = "LA0000000000000000000000000000002"
 
 
 def _lost(kind: str, *, made: bool = True) -> Any:
@@ -109,6 +114,44 @@ async def test_a_device_whose_id_was_never_recorded_is_found_by_its_gateways_sit
         ), deleted
 
 
+async def test_the_config_secret_of_a_device_found_by_its_gateways_site_goes_with_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    text = stream(
+        enapter_site(),
+        enapter_gateway(),
+        document("Device", "link-a", f"""
+            gatewayRef: h2-gw
+            hardwareId: {MASTER}
+            deletionPolicy: Release
+            enapter: {{kind: link_master, configOutput: {{secretName: link-a-config}}}}
+            """),
+    )
+    async with operator(text, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await cluster.wait_condition("Device", "link-a", "Ready")
+        await cluster.wait_for(lambda: cluster.secret("link-a-config"), what="its Secret")
+        made = sims.enapter.by_hardware_id(MASTER)
+        assert made is not None
+        # Its id lost from its status (as when the answer that said it was lost, after the
+        # Secret was written): only its Gateway's gateway device says where to look.
+        await cluster.patch("Device", "link-a", {"status": {"externalIds": {"enapter": None}}})
+        assert "enapter" not in (await cluster.status("Device", "link-a"))["externalIds"]
+        await cluster.delete("Site", "h2-lab")
+        await cluster.wait_gone("Site", "h2-lab")
+
+        await cluster.delete("Device", "link-a")
+        await cluster.wait_gone("Device", "link-a")
+        assert sims.enapter.by_hardware_id(MASTER) is None, "deleted in Enapter Cloud"
+        assert sims.enapter.requests[DELETE] == 1
+        assert await cluster.secret("link-a-config") == {}, "deleted with its device"
+        assert not await cluster.events_about("link-a", reason="EnapterDeviceUnknown")
+        deleted = [e["message"] for e in await cluster.wait_events_about(
+            "link-a", reason="Deleted")]
+        assert any(f"found by its hardware id {MASTER} in the Enapter site of its Site's "
+                   "other objects" in m for m in deleted), deleted
+
+
 async def test_a_device_never_provisioned_goes_without_a_warning(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -154,8 +197,11 @@ async def test_a_device_whose_site_no_other_object_recorded_is_said_to_be_maybe_
         assert sims.enapter.requests[DELETE] == 0
 
 
+# A gateway device unreadable: Enapter down, or a 404 that is not Enapter's for a device not
+# found (a proxy that does not route the read), which says nothing of the device either.
+@pytest.mark.parametrize("status,code", [(503, "UNAVAILABLE"), (404, "NOT_FOUND")])
 async def test_a_gateway_that_cannot_be_read_defers_the_release_until_it_is(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, status: int, code: str
 ) -> None:
     text = stream(enapter_site(), enapter_gateway(),
                   link_master("link-a", MASTER, extra="deletionPolicy: Release"))
@@ -170,8 +216,8 @@ async def test_a_gateway_that_cannot_be_read_defers_the_release_until_it_is(
             if unreadable[0] and request.method == "GET" and request.path.startswith(
                 "/v3/devices/"
             ):
-                body = {"errors": [{"code": "UNAVAILABLE", "message": "down", "details": {}}]}
-                return web.json_response(body, status=503)
+                body = {"errors": [{"code": code, "message": "down", "details": {}}]}
+                return web.json_response(body, status=status)
             return await handler(request)  # type: ignore[no-any-return]
 
         sims.enapter.app.middlewares.append(fail)
@@ -194,3 +240,71 @@ async def test_a_gateway_that_cannot_be_read_defers_the_release_until_it_is(
         await cluster.wait_gone("Device", "link-a")
         assert sims.enapter.by_hardware_id(MASTER) is None
         assert sims.enapter.requests[DELETE] == 1
+
+
+async def test_a_device_whose_gateway_is_gone_too_is_found_by_the_devices_behind_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    site_and_gateway = stream(enapter_site(), enapter_gateway())
+    lost = link_master("link-a", MASTER, extra="deletionPolicy: Release")
+    beside = link_master("link-b", OTHER_MASTER)
+    async with operator(
+        stream(site_and_gateway, lost, beside), tmp_path, monkeypatch,
+        before_start=_lost("link_master"), config=QUIET,
+    ) as (cluster, sims):
+        # link-a's provisioning is the lost one (the first); link-b's, after it, is answered.
+        *first, last = documents(stream(site_and_gateway, lost, beside))
+        await cluster.create_all(first)
+        await cluster.wait_reason("Device", "link-a", "ApplyFailed")
+        await cluster.create(last)
+        await cluster.wait_condition("Device", "link-b", "Ready")
+        assert "enapter" not in ((await cluster.status("Device", "link-a")).get("externalIds")
+                                 or {})
+        made = sims.enapter.by_hardware_id(MASTER)
+        assert made is not None, "provisioned all the same"
+        # Its Gateway goes (deletionPolicy Orphan: its gateway device stays), then its Site:
+        # no object says which Site link-a was in.
+        await cluster.delete("Gateway", "h2-gw")
+        await cluster.wait_gone("Gateway", "h2-gw")
+        await cluster.delete("Site", "h2-lab")
+        await cluster.wait_gone("Site", "h2-lab")
+
+        await cluster.delete("Device", "link-a")
+        await cluster.wait_gone("Device", "link-a")
+        assert sims.enapter.by_hardware_id(MASTER) is None, "deleted in Enapter Cloud"
+        assert sims.enapter.requests[DELETE] == 1
+        assert sims.enapter.by_hardware_id(OTHER_MASTER) is not None, "link-b's stays"
+        assert not await cluster.events_about("link-a", reason="EnapterDeviceUnknown")
+        deleted = [e["message"] for e in await cluster.wait_events_about(
+            "link-a", reason="Deleted")]
+        assert any(f"found by its hardware id {MASTER} in the Enapter site of the other "
+                   "Devices behind its Gateway 'h2-gw', that Gateway being deleted" in m
+                   for m in deleted), deleted
+
+
+async def test_a_device_whose_gateway_is_gone_with_no_device_behind_it_is_said_maybe_left(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    text = stream(enapter_site(), enapter_gateway(),
+                  link_master("link-a", MASTER, extra="deletionPolicy: Release"))
+    async with operator(
+        text, tmp_path, monkeypatch, before_start=_lost("link_master"), config=QUIET,
+    ) as (cluster, sims):
+        await cluster.create_all(documents(text))
+        await cluster.wait_reason("Device", "link-a", "ApplyFailed")
+        await cluster.delete("Gateway", "h2-gw")
+        await cluster.wait_gone("Gateway", "h2-gw")
+
+        await cluster.delete("Device", "link-a")
+        await cluster.wait_gone("Device", "link-a")
+        [warning] = await cluster.wait_events_about("link-a", reason="EnapterDeviceUnknown")
+        assert warning["type"] == "Warning", warning
+        assert warning["message"] == (
+            "its Gateway 'h2-gw' is deleted, so its Site is not known, its status recorded no "
+            "Enapter device id (an apply that provisioned it may have failed before its id "
+            "was recorded), and no other Device behind that Gateway recorded an Enapter "
+            "device id to find its site by, so nothing was looked for or deleted in Enapter "
+            f"Cloud: an Enapter device of hardware id {MASTER} may be left there; delete it "
+            "in Enapter Cloud if it is"), warning
+        assert sims.enapter.requests[DELETE] == 0
+        assert sims.enapter.by_hardware_id(MASTER) is not None

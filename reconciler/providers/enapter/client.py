@@ -47,6 +47,27 @@ def _device_not_found(error: BaseException, device_id: str) -> bool:
     return False
 
 
+def _raise_unless_not_found(error: ProviderRejected, device_id: str, *, taken_for: str) -> None:
+    """Return when `error` is Enapter's answer that device `device_id` is not there: a 404 of
+    code DEVICE_NOT_FOUND for it (platform-apis §2.1). Raise otherwise: any other answer,
+    and any other 404 too (a path the API does not have: a base URL that is not the API's,
+    a proxy that does not route it; or another entity not found), says nothing of the
+    device, which may be there still, so it is not `taken_for` (deleted, gone)."""
+    if error.status != 404:
+        raise error
+    if _device_not_found(error, device_id):
+        return
+    raised = ProviderRejected(
+        f"{error}; not Enapter's answer for a device not found ({_DEVICE_NOT_FOUND}), so "
+        f"Enapter device {device_id} is not taken for {taken_for}",
+        address=error.address, operation=error.operation, status=error.status,
+        url_setting=error.url_setting,
+    )
+    if api_errors(error):
+        raised.api_errors = api_errors(error)  # type: ignore[attr-defined]
+    raise raised from None
+
+
 def headers(token: str, base_url: str) -> dict[str, str]:
     """Request headers as the official SDK sends them."""
     out = {AUTH_HEADER: token}
@@ -111,11 +132,10 @@ class EnapterClient:
         *,
         operation: str,
         address: str = "",
-        ok: tuple[int, ...] = (),
         secret: bool = False,
         **kwargs: Any,
     ) -> Any:
-        """Send; return the decoded JSON (None for an empty body or a status in `ok`).
+        """Send; return the decoded JSON (None for an empty body).
         `secret`: the answer carries credentials, so a malformed one is not quoted."""
         response = await transport.send(
             self.http,
@@ -126,8 +146,6 @@ class EnapterClient:
             ok=_ERRORS,
             **kwargs,
         )
-        if response.status_code in ok:
-            return None
         if not response.is_success:
             raise _error_for(response, self.http, address=address, operation=operation)
         if response.status_code == 204 or not response.content:
@@ -198,16 +216,19 @@ class EnapterClient:
 
     async def device(self, device_id: str) -> dict[str, Any] | None:
         """GET v3/devices/{id} (with its communication: its upstream); None when Enapter
-        answers 404, which says it is not there only once the URL is known to be the
-        API's (a listing every token has answered: the caller's to know)."""
-        answer = await self._call(
-            "GET",
-            f"v3/devices/{transport.segment(device_id)}",
-            operation="enapter.get_device",
-            ok=(404,),
-            params={"expand": DEVICE_EXPAND},
-        )
-        if answer is None:
+        says it is not there: a 404 of code DEVICE_NOT_FOUND for it. Any other 404 is an
+        error, as for `delete_device`: it says nothing of the device. Even that answer says
+        it is not there only once the URL is known to be the API's (a listing every token
+        has answered: the caller's to know)."""
+        try:
+            answer = await self._call(
+                "GET",
+                f"v3/devices/{transport.segment(device_id)}",
+                operation="enapter.get_device",
+                params={"expand": DEVICE_EXPAND},
+            )
+        except ProviderRejected as error:
+            _raise_unless_not_found(error, device_id, taken_for="gone")
             return None
         device = answer.get("device") if isinstance(answer, dict) else None
         if not isinstance(device, dict):
@@ -243,11 +264,9 @@ class EnapterClient:
 
     async def delete_device(self, device_id: str, *, address: str = "") -> None:
         """Deleting a device that is already gone succeeds: Enapter says so with a 404 of
-        code DEVICE_NOT_FOUND for it (platform-apis §2.1). Any other 404 (a path the API
-        does not have: a base URL that is not the API's, a proxy that does not route it;
-        or another entity not found) says nothing of the device, which may be there still:
-        an error, so that nothing is taken for deleted (its config file or Secret, which
-        go with it, stay)."""
+        code DEVICE_NOT_FOUND for it (platform-apis §2.1). Any other 404 says nothing of the
+        device, which may be there still: an error, so that nothing is taken for deleted
+        (its config file or Secret, which go with it, stay)."""
         try:
             await self._call(
                 "DELETE",
@@ -256,20 +275,7 @@ class EnapterClient:
                 address=address,
             )
         except ProviderRejected as error:
-            if error.status != 404:
-                raise
-            if _device_not_found(error, device_id):
-                return
-            raised = ProviderRejected(
-                f"{error}; not Enapter's answer for a device not found "
-                f"({_DEVICE_NOT_FOUND}), so Enapter device {device_id} is not taken for "
-                "deleted",
-                address=error.address, operation=error.operation, status=error.status,
-                url_setting=error.url_setting,
-            )
-            if api_errors(error):
-                raised.api_errors = api_errors(error)  # type: ignore[attr-defined]
-            raise raised from None
+            _raise_unless_not_found(error, device_id, taken_for="deleted")
 
     async def assign_blueprint(
         self, device_id: str, blueprint_id: str, *, address: str = ""
