@@ -193,10 +193,18 @@ async def test_an_inventory_damaged_at_a_deletion_keeps_the_finalizer_and_says_s
         await cluster.wait_condition("Device", "link-a", "Ready")
         _damage(inventory)
         await cluster.delete("Device", "link-a")
-        ready = await cluster.wait_reason("Device", "link-a", "StateDirUnreadable")
+        said = (f"nothing released: the next attempt reads it again (removing the finalizer "
+                f"{FINALIZER} leaves it as it is)")
+
+        async def finalizer_said() -> dict[str, Any] | None:
+            # A drift check begun before the deletion may write its own StateDirUnreadable
+            # first (a reconcile's wording): the finalizer's comes with or after it.
+            ready = await cluster.condition("Device", "link-a", "Ready") or {}
+            return ready if said in str(ready.get("message")) else None
+
+        ready = await cluster.wait_for(finalizer_said, what="the finalizer's StateDirUnreadable")
+        assert ready["reason"] == "StateDirUnreadable", ready
         assert ready["message"].startswith(f"cannot read {inventory}: not JSON"), ready
-        assert f"nothing released: the next attempt reads it again (removing the finalizer " \
-            f"{FINALIZER} leaves it as it is)" in ready["message"], ready
         device = await cluster.get("Device", "link-a")
         assert device is not None and FINALIZER in device["metadata"]["finalizers"]
         # A drift check begun before the deletion may say its own, once too.
