@@ -68,6 +68,19 @@ def _ucm(extra: str = "") -> str:
         {extra}""")
 
 
+# A LINK master behind the Site's Enapter Gateway, released with its config Secret.
+LINK_A = stream(
+    enapter_site(),
+    enapter_gateway(),
+    document("Device", "link-a", f"""
+        gatewayRef: h2-gw
+        hardwareId: {MASTER}
+        deletionPolicy: Release
+        enapter: {{kind: link_master, configOutput: {{secretName: link-a-config}}}}
+        """),
+)
+
+
 async def _unrecorded(cluster: Any, name: str) -> None:
     """`name`'s apply failed, and its status holds no Enapter id; then its Site goes."""
     await cluster.wait_reason("Device", name, "ApplyFailed")
@@ -79,16 +92,7 @@ async def _unrecorded(cluster: Any, name: str) -> None:
 async def test_a_device_whose_id_was_never_recorded_is_found_by_its_gateways_site(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    text = stream(
-        enapter_site(),
-        enapter_gateway(),
-        document("Device", "link-a", f"""
-            gatewayRef: h2-gw
-            hardwareId: {MASTER}
-            deletionPolicy: Release
-            enapter: {{kind: link_master, configOutput: {{secretName: link-a-config}}}}
-            """),
-    )
+    text = LINK_A
     async with operator(
         text, tmp_path, monkeypatch, before_start=_lost("link_master"), config=QUIET
     ) as (cluster, sims):
@@ -117,16 +121,7 @@ async def test_a_device_whose_id_was_never_recorded_is_found_by_its_gateways_sit
 async def test_the_config_secret_of_a_device_found_by_its_gateways_site_goes_with_it(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    text = stream(
-        enapter_site(),
-        enapter_gateway(),
-        document("Device", "link-a", f"""
-            gatewayRef: h2-gw
-            hardwareId: {MASTER}
-            deletionPolicy: Release
-            enapter: {{kind: link_master, configOutput: {{secretName: link-a-config}}}}
-            """),
-    )
+    text = LINK_A
     async with operator(text, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(text))
         await cluster.wait_condition("Device", "link-a", "Ready")
