@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from fleet_yaml import HOME_ZAP_SERIAL, novacore_site, stream, zap_gateway
 from harness import documents, operator
 from objects import HOME, declare
+from refused_calls import RefusedCalls
 
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.handlers import FINALIZER
@@ -65,33 +65,24 @@ async def test_a_release_refused_for_its_token_keeps_the_finalizer_and_says_so(
         assert sims.novacore.gateways[ZAP].org_id is None
 
 
-class RefusedRelease:
-    """Answers Novacore's `DELETE /gateways/<serial>` (the release) 401, "Token expired",
+def refused_release() -> RefusedCalls:
+    """Novacore's `DELETE /gateways/<serial>` (the release) answered 401, "Token expired",
     while `refusing` is set, as Novacore answers a token past its 24 h: the reads before it
-    go through (installed before the simulator serves)."""
-
-    def __init__(self) -> None:
-        self.refusing = False
-
-    def install(self, sims: Any) -> None:
-        @web.middleware
-        async def refuse(request: web.Request, handler: Any) -> web.StreamResponse:
-            if self.refusing and request.method == "DELETE" and request.path.startswith(
-                    "/gateways/"):
-                return web.json_response(
-                    {"error": "unauthorized", "message": "Token expired"}, status=401)
-            return await handler(request)
-
-        sims.novacore.app.middlewares.append(refuse)
+    go through."""
+    return RefusedCalls(
+        "DELETE", "/gateways/", 401, {"error": "unauthorized", "message": "Token expired"}
+    )
 
 
 async def test_a_release_write_refused_for_its_token_says_which_setting_to_change(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     token_file = tmp_path / "novacore-token"
-    refused = RefusedRelease()
+    refused = refused_release()
     async with operator(FLEET, tmp_path, monkeypatch, token_file=token_file,
-                        before_start=refused.install) as (cluster, sims):
+                        before_start=lambda sims: refused.install(sims.novacore.app)) as (
+        cluster, sims
+    ):
         await cluster.create_all(documents(FLEET))
         await cluster.wait_condition("Gateway", "home-zap", "Ready")
 
@@ -121,10 +112,12 @@ async def test_devices_under_a_gateway_whose_release_is_refused_still_correct_dr
     renewed: between two attempts nothing is being released, so the inverter under it is
     reconciled as usual, and put back on the Zap it was taken off. Before, it said it waited
     for the Gateway being deleted, and its drift stayed for as long as the release did."""
-    refused = RefusedRelease()
+    refused = refused_release()
     config = OperatorConfig(interval=2.0, retry_delay=1.0)
     async with operator(HOME, tmp_path, monkeypatch, config=config,
-                        before_start=refused.install) as (cluster, sims):
+                        before_start=lambda sims: refused.install(sims.novacore.app)) as (
+        cluster, sims
+    ):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=60)
         await cluster.wait_condition("Gateway", "home-zap", "Ready", timeout=60)

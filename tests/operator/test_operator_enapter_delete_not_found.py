@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from fleet_yaml import document, enapter_site, stream
 from harness import documents, operator
+from refused_calls import RefusedCalls, enapter_error
 
 from reconciler.operator.config import OperatorConfig
-from reconciler.sim.fleet import SimFleet
 
 UCM = "A8795CBA5375484E829105E959663C8B"
 QUIET = OperatorConfig(interval=3600.0, retry_delay=0.5)
@@ -38,29 +37,19 @@ async def test_a_404_that_is_not_the_devices_is_no_delete(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     text = stream(enapter_site(), _ucm())
-    unrouted = [False]
-
-    def proxy(sims: SimFleet) -> None:
-        @web.middleware
-        async def route(request: web.Request, handler: Any) -> web.StreamResponse:
-            if unrouted[0] and request.method == "DELETE" and request.path.startswith(
-                "/v3/devices/"
-            ):
-                body = sims.enapter.error_body(404, "not_found", "Not Found")
-                return web.json_response(body, status=404)
-            return await handler(request)  # type: ignore[no-any-return]
-
-        sims.enapter.app.middlewares.append(route)
+    # A proxy that does not route the delete: its 404 is no answer of Enapter's.
+    unrouted = RefusedCalls("DELETE", "/v3/devices/", 404, enapter_error("NOT_FOUND", "Not Found"))
 
     async with operator(
-        text, tmp_path, monkeypatch, config=QUIET, before_start=proxy
+        text, tmp_path, monkeypatch, config=QUIET,
+        before_start=lambda sims: unrouted.install(sims.enapter.app),
     ) as (cluster, sims):
         await cluster.create_all(documents(text))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
         await cluster.wait_for(lambda: cluster.secret("ucm-a-config"), what="its Secret")
         device = sims.enapter.by_hardware_id(UCM)
         assert device is not None
-        unrouted[0] = True
+        unrouted.refusing = True
 
         await cluster.delete("Device", "ucm-a")
         failed = await cluster.wait_reason("Device", "ucm-a", "ReleaseFailed")
@@ -71,7 +60,7 @@ async def test_a_404_that_is_not_the_devices_is_no_delete(
         assert sims.enapter.by_hardware_id(UCM) is not None, "still in Enapter Cloud"
         assert await cluster.secret("ucm-a-config") != {}, "its credentials stay with it"
 
-        unrouted[0] = False
+        unrouted.refusing = False
         await cluster.wait_gone("Device", "ucm-a")
         assert sims.enapter.by_hardware_id(UCM) is None, "deleted once the API was reached"
         assert await cluster.secret("ucm-a-config") == {}, "deleted with its device"

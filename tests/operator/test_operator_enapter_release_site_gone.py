@@ -14,13 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
 from harness import documents, operator, secret_values
+from refused_calls import RefusedCalls, enapter_error
 from test_operator_enapter_release import DELETE, MASTER, SLAVE
 
 from reconciler.operator.config import OperatorConfig
-from reconciler.sim.fleet import SimFleet
 
 GET = "GET /v3/devices/{device_id}"
 UCM = "A8795CBA5375484E829105E959663C8B"
@@ -117,22 +116,12 @@ async def test_a_device_that_cannot_be_read_is_not_deleted_until_it_is(
 ) -> None:
     text = stream(enapter_site(), enapter_gateway(),
                   link_master("link-a", MASTER, extra="deletionPolicy: Release"))
-    unreadable = [True]
-
-    def reads_fail(sims: SimFleet) -> None:
-        @web.middleware
-        async def fail(request: web.Request, handler: Any) -> web.StreamResponse:
-            if unreadable[0] and request.method == "GET" and request.path.startswith(
-                "/v3/devices/"
-            ):
-                body = {"errors": [{"code": "UNAVAILABLE", "message": "down", "details": {}}]}
-                return web.json_response(body, status=503)
-            return await handler(request)  # type: ignore[no-any-return]
-
-        sims.enapter.app.middlewares.append(fail)
+    reads = RefusedCalls("GET", "/v3/devices/", 503, enapter_error("UNAVAILABLE", "down"),
+                         refusing=True)
 
     async with operator(
-        text, tmp_path, monkeypatch, config=QUIET, before_start=reads_fail
+        text, tmp_path, monkeypatch, config=QUIET,
+        before_start=lambda sims: reads.install(sims.enapter.app),
     ) as (cluster, sims):
         await cluster.create_all(documents(text))
         await _ready(cluster, "link-a")
@@ -144,7 +133,7 @@ async def test_a_device_that_cannot_be_read_is_not_deleted_until_it_is(
         assert sims.enapter.requests[DELETE] == 0, "never taken for gone, nor deleted unread"
         assert sims.enapter.by_hardware_id(MASTER) is not None
 
-        unreadable[0] = False
+        reads.refusing = False
         await cluster.wait_gone("Device", "link-a")
         assert sims.enapter.by_hardware_id(MASTER) is None
         assert sims.enapter.requests[DELETE] == 1

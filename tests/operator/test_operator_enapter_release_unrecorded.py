@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
 from harness import documents, operator
+from refused_calls import RefusedCalls, enapter_error
 from test_operator_enapter_release import DELETE, MASTER
 
 from reconciler.operator.config import OperatorConfig
@@ -200,22 +201,12 @@ async def test_a_gateway_that_cannot_be_read_defers_the_release_until_it_is(
 ) -> None:
     text = stream(enapter_site(), enapter_gateway(),
                   link_master("link-a", MASTER, extra="deletionPolicy: Release"))
-    unreadable = [False]
+    reads = RefusedCalls("GET", "/v3/devices/", status, enapter_error(code, "down"))
     lost = _lost("link_master")
 
     def faults(sims: SimFleet) -> None:
         lost(sims)
-
-        @web.middleware
-        async def fail(request: web.Request, handler: Any) -> web.StreamResponse:
-            if unreadable[0] and request.method == "GET" and request.path.startswith(
-                "/v3/devices/"
-            ):
-                body = {"errors": [{"code": code, "message": "down", "details": {}}]}
-                return web.json_response(body, status=status)
-            return await handler(request)  # type: ignore[no-any-return]
-
-        sims.enapter.app.middlewares.append(fail)
+        reads.install(sims.enapter.app)
 
     async with operator(
         text, tmp_path, monkeypatch, before_start=faults, config=QUIET
@@ -223,7 +214,7 @@ async def test_a_gateway_that_cannot_be_read_defers_the_release_until_it_is(
         await cluster.create_all(documents(text))
         await cluster.wait_condition("Gateway", "h2-gw", "Ready")
         await _unrecorded(cluster, "link-a")
-        unreadable[0] = True
+        reads.refusing = True
 
         await cluster.delete("Device", "link-a")
         failed = await cluster.wait_reason("Device", "link-a", "ReleaseFailed")
@@ -231,7 +222,7 @@ async def test_a_gateway_that_cannot_be_read_defers_the_release_until_it_is(
         assert sims.enapter.requests[DELETE] == 0, "nothing deleted unread"
         assert not await cluster.events_about("link-a", reason="EnapterDeviceUnknown")
 
-        unreadable[0] = False
+        reads.refusing = False
         await cluster.wait_gone("Device", "link-a")
         assert sims.enapter.by_hardware_id(MASTER) is None
         assert sims.enapter.requests[DELETE] == 1

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from fleet_yaml import HOME_ZAP_SERIAL, novacore_site, stream, sungrow_inverter, zap_gateway
 from harness import documents, operator
+from refused_calls import RefusedCalls
 
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.owner_locks import owner_lock
@@ -107,26 +108,6 @@ RELEASED_FIRST = sungrow_inverter("inv-a", "home-zap", "SG-A", "192.168.1.60",
                                   extra="deletionPolicy: Release")
 
 
-class DeviceDeletes:
-    """Novacore answering 503 to every device delete while `refused`, and serving
-    everything else: a release that fails there and nowhere else. Installed before the
-    simulator serves."""
-
-    def __init__(self) -> None:
-        self.refused = False
-
-    def install(self, sims: SimFleet) -> None:
-        @web.middleware
-        async def refuse(request: web.Request, handler: Any) -> web.StreamResponse:
-            if self.refused and request.method == "DELETE" and request.path.startswith(
-                "/devices/"
-            ):
-                return web.json_response({"message": "unavailable"}, status=503)
-            return await handler(request)
-
-        sims.novacore.app.middlewares.append(refuse)
-
-
 async def test_a_device_at_the_endpoint_of_one_whose_release_waits_is_added_once_it_is_gone(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -137,16 +118,19 @@ async def test_a_device_at_the_endpoint_of_one_whose_release_waits_is_added_once
     though everything else it needs answers. Once inv-a's release is done and it is gone,
     inv-b is added there."""
     fleet = stream(novacore_site(), zap_gateway(), RELEASED_FIRST)
-    deletes = DeviceDeletes()
+    # Novacore answering 503 to every device delete: a release that fails there alone.
+    deletes = RefusedCalls("DELETE", "/devices/", 503, {"message": "unavailable"})
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET,
-                        before_start=deletes.install) as (cluster, sims):
+                        before_start=lambda sims: deletes.install(sims.novacore.app)) as (
+        cluster, sims
+    ):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "inv-a", "Ready", timeout=30)
         zap = sims.zaps[HOME_ZAP_SERIAL]
         assert set(zap.devices) == {"SG-A"}
         sims.reset_counts()
 
-        deletes.refused = True
+        deletes.refusing = True
         await cluster.delete("Device", "inv-a")
         await cluster.wait_reason("Device", "inv-a", "ReleaseFailed",
                                   what="inv-a's release waiting")
@@ -164,7 +148,7 @@ async def test_a_device_at_the_endpoint_of_one_whose_release_waits_is_added_once
         assert set(zap.devices) == {"SG-A"}
         assert [d.hardware_id for d in sims.novacore.devices.values()] == ["SG-A"]
 
-        deletes.refused = False
+        deletes.refusing = False
         await cluster.wait_gone("Device", "inv-a")
         await cluster.wait_condition("Device", "inv-b", "Ready", timeout=30)
         hosts = {sn: device.connection["ip"] for sn, device in zap.devices.items()}
