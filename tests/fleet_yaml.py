@@ -68,6 +68,18 @@ def link_master(name: str, hardware_id: str, gateway: str = "h2-gw",
         """, extra)
 
 
+def enapter_ucm(name: str, hardware_id: str, site: str = "h2-lab",
+                secret_name: str | None = None, extra: str = "") -> str:
+    """An Enapter UCM of `site` (on no gateway, over MQTT), writing its config to the
+    Secret `secret_name` if one is given."""
+    output = f", configOutput: {{secretName: {secret_name}}}" if secret_name else ""
+    return document("Device", name, f"""
+        siteRef: {site}
+        hardwareId: {hardware_id}
+        enapter: {{kind: ucm, protocol: MQTT{output}}}
+        """, extra)
+
+
 def zap_gateway(name: str = "home-zap", site: str = "home", serial: str = HOME_ZAP_SERIAL,
                 url: str = "http://192.168.1.2", extra: str = "") -> str:
     return document("Gateway", name, f"""

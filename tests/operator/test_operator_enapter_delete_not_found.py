@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fleet_yaml import document, enapter_site, stream
+from fleet_yaml import enapter_site, enapter_ucm, stream
 from harness import documents, operator
 from refused_calls import RefusedCalls, enapter_error
 
@@ -21,22 +21,13 @@ UCM = "A8795CBA5375484E829105E959663C8B"
 QUIET = OperatorConfig(interval=3600.0, retry_delay=0.5)
 
 
-def _ucm() -> str:
-    return document("Device", "ucm-a", f"""
-        siteRef: h2-lab
-        hardwareId: {UCM}
-        deletionPolicy: Release
-        enapter:
-          kind: ucm
-          protocol: MQTT
-          configOutput: {{secretName: ucm-a-config}}
-        """)
+UCM_A = enapter_ucm("ucm-a", UCM, secret_name="ucm-a-config", extra="deletionPolicy: Release")
 
 
 async def test_a_404_that_is_not_the_devices_is_no_delete(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    text = stream(enapter_site(), _ucm())
+    text = stream(enapter_site(), UCM_A)
     # A proxy that does not route the delete: its 404 is no answer of Enapter's.
     unrouted = RefusedCalls("DELETE", "/v3/devices/", 404, enapter_error("NOT_FOUND", "Not Found"))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
+from fleet_yaml import document, enapter_gateway, enapter_site, enapter_ucm, link_master, stream
 from harness import documents, operator, secret_values
 from refused_calls import RefusedCalls, enapter_error
 from test_operator_enapter_release import DELETE, MASTER, SLAVE
@@ -41,16 +41,7 @@ def _master_and_slave() -> str:
     )
 
 
-def _ucm(site: str = "h2-lab") -> str:
-    return document("Device", "ucm-a", f"""
-        siteRef: {site}
-        hardwareId: {UCM}
-        deletionPolicy: Release
-        enapter:
-          kind: ucm
-          protocol: MQTT
-          configOutput: {{secretName: ucm-a-config}}
-        """)
+UCM_A = enapter_ucm("ucm-a", UCM, secret_name="ucm-a-config", extra="deletionPolicy: Release")
 
 
 async def _site_gone(cluster: Any) -> None:
@@ -145,7 +136,7 @@ async def test_a_secret_whose_delete_was_refused_goes_without_a_second_device_de
     """The Secret's delete refused once after the device was deleted by its recorded id:
     the next attempt reads that id, finds the device gone, sends no DELETE for it, and
     deletes the Secret; the refusal says what is true: a later attempt deletes it."""
-    text = stream(enapter_site(), _ucm())
+    text = stream(enapter_site(), UCM_A)
     async with operator(text, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(text))
         await _ready(cluster, "ucm-a")
@@ -178,7 +169,7 @@ async def test_a_secret_of_a_device_left_in_the_former_site_stays(
     h2-lab, is not taken for a deleted device's: that device is there, and so are its
     credentials."""
     other = enapter_site("h2-b", "H2 B")
-    text = stream(enapter_site(), other, _ucm())
+    text = stream(enapter_site(), other, UCM_A)
     async with operator(text, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(text))
         await _ready(cluster, "ucm-a")

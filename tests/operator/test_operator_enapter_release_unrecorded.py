@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
+from fleet_yaml import document, enapter_gateway, enapter_site, enapter_ucm, link_master, stream
 from harness import documents, operator
 from refused_calls import RefusedCalls, enapter_error
 from test_operator_enapter_release import DELETE, MASTER
@@ -58,15 +58,7 @@ def _lost(kind: str, *, made: bool = True) -> Any:
     return install
 
 
-def _ucm(extra: str = "") -> str:
-    return document("Device", "ucm-a", f"""
-        siteRef: h2-lab
-        hardwareId: {UCM}
-        deletionPolicy: Release
-        enapter:
-          kind: ucm
-          protocol: MQTT
-        {extra}""")
+UCM_A = enapter_ucm("ucm-a", UCM, extra="deletionPolicy: Release")
 
 
 # A LINK master behind the Site's Enapter Gateway, released with its config Secret.
@@ -172,7 +164,7 @@ async def test_a_device_never_provisioned_goes_without_a_warning(
 async def test_a_device_whose_site_no_other_object_recorded_is_said_to_be_maybe_left(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    text = stream(enapter_site(), _ucm())
+    text = stream(enapter_site(), UCM_A)
     async with operator(
         text, tmp_path, monkeypatch, before_start=_lost("ucm"), config=QUIET
     ) as (cluster, sims):
