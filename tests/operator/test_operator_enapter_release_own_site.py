@@ -6,7 +6,8 @@ its Gateway too, so that no object says which Site it was in), looks for the dev
 by its natural key, its own word taken before what any other object recorded, through the
 real operator (kopf against kmock's emulator, the Enapter simulator on loopback). A site
 whose devices cannot be read defers the release until they can: nothing is guessed. A site
-Enapter lists no more was deleted with its devices: nothing is left to delete."""
+Enapter lists no more was deleted with its devices: nothing is left to delete. A reconcile
+that cannot read Enapter keeps the site recorded before."""
 
 from __future__ import annotations
 
@@ -160,3 +161,22 @@ async def test_a_device_whose_recorded_site_is_gone_goes_without_a_word(
         await cluster.wait_gone("Device", "ucm-a")
         assert sims.enapter.requests[DELETE] == 0
         assert not await cluster.events_about("ucm-a", reason="EnapterDeviceUnknown")
+
+
+async def test_the_recorded_site_stays_while_enapter_cannot_be_read(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    down = RefusedCalls("GET", "/v3/sites", 503, enapter_error("UNAVAILABLE", "down"))
+    async with operator(
+        LINK_A, tmp_path, monkeypatch, before_start=lambda sims: down.install(sims.enapter.app)
+    ) as (cluster, sims):
+        await cluster.create_all(documents(LINK_A))
+        await cluster.wait_condition("Device", "link-a", "Ready")
+        made = sims.enapter.by_hardware_id(MASTER)
+        assert made is not None
+        down.refusing = True
+        # Drift checks that read no Enapter site say nothing of where the device is.
+        await cluster.wait_planned("Device", "link-a", 2)
+        status = await cluster.status("Device", "link-a")
+        assert status["lastPlan"]["actions"] == ["… device/link-a[enapter] defer"], status
+        assert status["externalIds"] == {"enapter": made.id, "enapterSite": made.site_id}
