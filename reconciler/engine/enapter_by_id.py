@@ -1,8 +1,10 @@
 """Enapter devices read by id, where no declared Site says in which Enapter site to look:
 the device a Device's status recorded (`status.externalIds.enapter`) once its Site object
-is gone (a namespace's deletion removes its objects in no order), and the device a config
-Secret was written for (`operator.left_secrets`), which may be in another site than the
-Device's Site's now (its `siteRef` changed, its Enapter device not moved).
+is gone (a namespace's deletion removes its objects in no order), the devices of the
+Enapter site its status recorded its device in (`status.externalIds.enapterSite`) when its
+id was not, and the device a config Secret was written for (`operator.left_secrets`),
+which may be in another site than the Device's Site's now (its `siteRef` changed, its
+Enapter device not moved).
 
 A device found is read with the devices of its site, so that the plan sees what runs on
 it, as it does where the Site is declared. Enapter's 404 for a device is taken for "not
@@ -42,6 +44,26 @@ async def observe_by_id(
         state.by_id[device_id] = await _device(session, gather, state.sites, device_id)
     found = {d.site_id for d in state.by_id.values() if isinstance(d, EnapterDeviceState)}
     for site_id in sorted(found - set(state.devices)):
+        state.devices[site_id] = await _site_devices(session, gather, site_id)
+    if gather.auth_errors:
+        raise gather.auth_errors[0]
+
+
+async def observe_site(
+    session: Session, observed: Observed, policy: RetryPolicy, site_id: str
+) -> None:
+    """Read into `observed` (`EnapterState.devices`) the devices of Enapter site `site_id`,
+    the one a Device's status recorded its device in (`status.externalIds.enapterSite`),
+    with the listing of sites: a site the listing holds no more was deleted, with its
+    devices, and its devices are not asked for. Raises the credentials refused
+    (ProviderAuthError), as `observe_by_id`."""
+    gather = Gather(policy)
+    state = observed.extra.get(COMPONENT)
+    if not isinstance(state, EnapterState):
+        state = EnapterState(sites=await _sites(session, gather))
+        observed.extra[COMPONENT] = state
+    listed = isinstance(state.sites, list) and any(s.id == site_id for s in state.sites)
+    if listed and site_id not in state.devices:
         state.devices[site_id] = await _site_devices(session, gather, site_id)
     if gather.auth_errors:
         raise gather.auth_errors[0]

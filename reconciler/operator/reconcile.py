@@ -45,6 +45,7 @@ from reconciler.operator.leftovers import Leftovers
 from reconciler.operator.objects import PAUSED_ANNOTATION, NamespaceFleet, closure, is_paused
 from reconciler.operator.owner_locks import done_writing, owner_lock, writing_under
 from reconciler.operator.wait_lines import waiting_message
+from reconciler.plan import enapter_device_site
 from reconciler.plan.actions import Action, Change, Reason
 from reconciler.plan.advice import Audience
 from reconciler.plan.novacore_claims import claim_org
@@ -360,6 +361,12 @@ async def reconcile_object(
         steps = _swap_steps(resource, own, swapped, releasing, plan, planned.observed)
         # The ids of this object's changes only: a serial released is not its own.
         result.external_ids = _external_ids(own)
+        # Where an Enapter Device's device is, recorded before anything is applied: a
+        # create that fails once Enapter made it (an answer lost) leaves its site behind,
+        # for its release to find it by, its id never recorded (`enapter_device_site`).
+        enapter_site = enapter_device_site.device_site(own, plan.changes)
+        if enapter_site is not None:
+            result.external_ids[enapter_device_site.KEY] = enapter_site
         if isinstance(resource, Site) and resource.spec.flatpeak is not None:
             pinned = resource.spec.flatpeak.location_id
             # A pinned location found with another account than the operator's now is not

@@ -5,9 +5,9 @@ remove it from its Zap, with the same engine as a reconcile. A Device is release
 when its Gateway object was deleted first, from where its status says it last was
 (`status.gateway`, `status.externalIds`; an Enapter device, on no Zap, by the ids of
 `status.externalIds` alone, or, its id not recorded, by its natural key in the Enapter
-site the ids its Site's other objects, or the other Devices behind its Gateway once that
-is gone too, recorded are in: `plan.enapter_witnesses`); when
-that is not known either, nothing is
+site its status recorded it in, or, recorded by an older operator, the one the ids its
+Site's other objects, or the other Devices behind its Gateway once that is gone too,
+recorded are in: `plan.enapter_witnesses`); when that is not known either, nothing is
 dropped: the removal is blocked with a reason, and the finalizer stays until the user
 decides. Credentials a platform refuses while the
 release reads what to release stop it before anything is written, saying so. An object
@@ -45,7 +45,7 @@ from pydantic import ValidationError
 from reconciler.engine.apply import Outcome, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.enapter import SECRET_STORE_KEY, ConfigSecretStore
-from reconciler.engine.enapter_by_id import observe_by_id, read_by_id
+from reconciler.engine.enapter_by_id import observe_by_id, observe_site, read_by_id
 from reconciler.engine.execute import Executors
 from reconciler.engine.fanout import all_of
 from reconciler.engine.gather import Gather
@@ -65,7 +65,7 @@ from reconciler.model.status import ClaimedGateway, DeviceGateway
 from reconciler.operator import swaps
 from reconciler.operator.left_secrets import KeptSecret, left_secret
 from reconciler.operator.objects import NamespaceFleet, closure
-from reconciler.plan import enapter_witnesses
+from reconciler.plan import enapter_device_site, enapter_witnesses
 from reconciler.plan.actions import Change
 from reconciler.plan.advice import Audience
 from reconciler.plan.observed import Observed
@@ -115,8 +115,8 @@ class Removal:
     # being deleted or gone (`MovedCopies.left_copies`; a Warning).
     left_copies: list[str] = field(default_factory=list)
     # What is said of a released Device's Enapter device that was not looked for, its Site
-    # gone, its id not recorded, and no Enapter site said by the other objects of its Site:
-    # it may be left in Enapter Cloud (a Warning); "" when it was looked for
+    # gone, its id and site not recorded, and no Enapter site said by the other objects of
+    # its Site: it may be left in Enapter Cloud (a Warning); "" when it was looked for
     # (`plan.enapter_witnesses.unknown_device`).
     unknown: str = ""
     # What is said of a released Device's config Secret left as it is, written for an
@@ -205,12 +205,18 @@ async def remove_object(
         and sub.site_of_device(resource) is None else None
     )
     by_id = [str(enapter_id)] if site_gone is not None and enapter_id else []
-    # Its id not recorded either: the ids the other objects of its Site (its Gateway gone
-    # too: the other Devices behind it) recorded say in which Enapter site to look for it
-    # by its natural key (`plan.enapter_witnesses`).
+    # Its id not recorded either: the Enapter site its status recorded its device in says
+    # where to look for it by its natural key; recorded by an older operator, which did not
+    # record it, the ids the other objects of its Site (its Gateway gone too: the other
+    # Devices behind it) recorded say it (`plan.enapter_witnesses`).
+    recorded_site = external_ids.get(enapter_device_site.KEY)
+    own_site = (
+        str(recorded_site) if site_gone is not None and not enapter_id and recorded_site
+        else None
+    )
     witness_ids = (
         enapter_witnesses.witnesses(site_gone, fleet, nsf.enapter_ids)
-        if site_gone is not None and not enapter_id else []
+        if site_gone is not None and not enapter_id and own_site is None else []
     )
     async with Reconciler(sub, settings, secrets=secrets, waits=waits) as reconciler:
         try:
@@ -226,6 +232,10 @@ async def remove_object(
                     reconciler.session, observed, read_policy(settings.retries),
                     by_id or witness_ids,
                 )
+            if own_site is not None:
+                await observe_site(
+                    reconciler.session, observed, read_policy(settings.retries), own_site
+                )
         except ProviderAuthError as error:
             # A setting must change (a token rotated in its file is read again at the next
             # attempt): said on the object, not a traceback, and nothing released half-way.
@@ -235,7 +245,8 @@ async def remove_object(
             # Its Enapter observer reads the inventory: said on the object, not a traceback.
             return Removal(unreadable=str(error))
         seen = (
-            enapter_witnesses.witnessed(observed, witness_ids)
+            enapter_witnesses.own_site(own_site) if own_site is not None
+            else enapter_witnesses.witnessed(observed, witness_ids)
             if site_gone is not None and not enapter_id else None
         )
         unknown = (

@@ -11,7 +11,10 @@ A Device whose Site object is gone (a namespace's deletion removes its objects i
 order) has no Enapter site to look in: its device is read by the id its status recorded
 (`status.externalIds.enapter`, `engine.enapter_by_id`), with the devices of its site. Not
 there, it is not deleted (gone meanwhile, or by an earlier attempt); found, it is deleted
-or waits for the devices that run on it as above; unread, the delete is deferred."""
+or waits for the devices that run on it as above; unread, the delete is deferred. Its id
+not recorded, it is looked for by its natural key in the Enapter site its status recorded
+it in (`status.externalIds.enapterSite`), or else in the one its witnesses say
+(`plan.enapter_witnesses`)."""
 
 from __future__ import annotations
 
@@ -117,14 +120,22 @@ def _in_witnessed_site(
     device: Device, fleet: Fleet, seen: Witnessed, state: object, others: Collection[str]
 ) -> list[Change]:
     """The deletion of `device`'s Enapter device, its Site gone and its id not recorded,
-    found by its natural key in the Enapter site `seen` names: none when it is not there
-    (never provisioned, or gone), or it is one another object recorded as its own;
-    deferred when the site, or a witness, could not be read."""
+    found by its natural key in the Enapter site `seen` names (the one its status
+    recorded, or its witnesses'): none when it is not there (never provisioned, or gone,
+    or its site is), or it is one another object recorded as its own; deferred when the
+    site, or a witness, could not be read."""
     gone = gateway_gone(device, fleet)
-    where = (
-        "the Enapter site of its Site's other objects, its Site being deleted" if gone is None
-        else f"the Enapter site of {witnesses_said(device, fleet)}, that Gateway being deleted"
-    )
+    if seen.own:
+        where = "the Enapter site its status recorded, " + (
+            "its Site being deleted" if gone is None
+            else f"its Gateway {echo(gone)} being deleted"
+        )
+    elif gone is None:
+        where = "the Enapter site of its Site's other objects, its Site being deleted"
+    else:
+        where = (
+            f"the Enapter site of {witnesses_said(device, fleet)}, that Gateway being deleted"
+        )
     change = _deletion(
         device, None, f"deleted in Enapter Cloud, found by its {natural_key(device)} in "
         f"{where} (deletionPolicy Release)",
@@ -133,6 +144,10 @@ def _in_witnessed_site(
         return [_deferred(change, seen.unread)]
     if seen.site_id is None or not isinstance(state, EnapterState):
         return []
+    if isinstance(state.sites, Unreachable):
+        return [_deferred(change, state.sites)]
+    if not any(s.id == seen.site_id for s in state.sites):
+        return []  # the site was deleted, and its devices with it
     devices = state.devices.get(seen.site_id, _NOT_READ)
     if isinstance(devices, Unreachable):
         return [_deferred(change, devices)]

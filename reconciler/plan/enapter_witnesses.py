@@ -1,13 +1,16 @@
 """PURE: where to look for the Enapter device of a Device being released whose Site object
 is gone (a namespace's deletion removes its objects in no order) and whose status recorded
 no Enapter id (an apply that provisioned it failed, or was killed, before its id reached
-the status). The Site held the Enapter site; what says it still is the Enapter ids the
-namespace's other objects of that Site recorded (`status.externalIds.enapter`): its
-Enapter Gateway's gateway device, and the devices of the other Devices of that Site. Its
-Gateway gone too, no Site is known: the devices of the other Devices behind that Gateway,
-provisioned in its Site's Enapter site as it was, say it still. Read by those ids
-(`engine.enapter_by_id`), the Enapter site they are in is where its device is looked for,
-by its natural key, as where the Site is declared (`plan.enapter_removal`).
+the status). Its own status says it first: the Enapter site its reconcile found its device
+in, or provisioned it into (`status.externalIds.enapterSite`, `plan.enapter_device_site`),
+recorded before anything was applied (`own_site`). A Device an older operator wrote
+recorded none: then what says it is the Enapter ids the namespace's other objects of that
+Site recorded (`status.externalIds.enapter`): its Enapter Gateway's gateway device, and
+the devices of the other Devices of that Site. Its Gateway gone too, no Site is known: the
+devices of the other Devices behind that Gateway, provisioned in its Site's Enapter site
+as it was, say it still. Read by those ids (`engine.enapter_by_id`), the Enapter site they
+are in is where its device is looked for, by its natural key, as where the Site is
+declared (`plan.enapter_removal`).
 
 Nothing is guessed: a witness that could not be read defers the release; witnesses in
 more than one Enapter site (an object moved to the Site without its Enapter device) name
@@ -42,6 +45,15 @@ class Witnessed:
     sites: tuple[str, ...] = ()
     # Whether any was recorded: none, there is no way to know where to look.
     recorded: bool = False
+    # Whether `site_id` is the one the Device's own status recorded (`own_site`), not one
+    # its witnesses are in.
+    own: bool = False
+
+
+def own_site(site_id: str) -> Witnessed:
+    """The Enapter site `site_id` the Device's own status recorded its device in
+    (`status.externalIds.enapterSite`): its own word, taken before any witness's."""
+    return Witnessed(site_id=site_id, recorded=True, own=True)
 
 
 def site_name(device: Device, fleet: Fleet) -> str | None:
@@ -133,9 +145,9 @@ def witnesses_said(device: Device, fleet: Fleet) -> str:
 
 def unknown_device(device: Device, seen: Witnessed, fleet: Fleet) -> str:
     """What is said of `device`'s Enapter device when its Site is gone (or not known, its
-    Gateway gone), its status recorded no id of it, and `seen` names no Enapter site to
-    look in: it is not looked for by a guess, which could delete another site's device of
-    the same key; the user is told what to look for."""
+    Gateway gone), its status recorded neither its id nor its site, and `seen` names no
+    Enapter site to look in: it is not looked for by a guess, which could delete another
+    site's device of the same key; the user is told what to look for."""
     gone = gateway_gone(device, fleet)
     who = "the objects of its Site" if gone is None else witnesses_said(device, fleet)
     if seen.sites:
@@ -157,8 +169,9 @@ def unknown_device(device: Device, seen: Witnessed, fleet: Fleet) -> str:
         else f"its Gateway {echo(gone)} is deleted, so its Site is not known"
     )
     return (
-        f"{lost}, its status recorded no Enapter device id (an apply that "
-        f"provisioned it may have failed before its id was recorded), and {why}, so nothing "
+        f"{lost}, its status recorded neither an Enapter device id nor the Enapter site of "
+        f"its device (an apply that provisioned it may have failed before its id was "
+        f"recorded, by an operator that recorded no site), and {why}, so nothing "
         f"was looked for or deleted in Enapter Cloud: an Enapter device of "
         f"{natural_key(device)} may be left there; delete it in Enapter Cloud if it is"
     )

@@ -1,8 +1,10 @@
 """A Device with `deletionPolicy: Release` and an Enapter registration whose id never reached
 its status (the apply that provisioned it failed after the device was made), its Site
 object deleted first, deleted, through the real operator (kopf against kmock's emulator,
-the Enapter simulator on loopback): its Enapter Gateway's recorded gateway device says
-the Enapter site, where it is found by its natural key and deleted, with the config
+the Enapter simulator on loopback), its status written by an operator that recorded no
+Enapter site (`status.externalIds.enapterSite`, which is looked in first:
+test_operator_enapter_release_own_site.py): its Enapter Gateway's recorded gateway device
+says the Enapter site, where it is found by its natural key and deleted, with the config
 Secret written for it. A Device never provisioned is not found there, and its release says
 nothing is wrong. A gateway device that cannot be read (Enapter down, or a 404 that is not
 Enapter's for a device not found) defers the release: nothing is guessed.
@@ -74,12 +76,25 @@ LINK_A = stream(
 )
 
 
-async def _unrecorded(cluster: Any, name: str) -> None:
-    """`name`'s apply failed, and its status holds no Enapter id; then its Site goes."""
+async def _unrecorded(cluster: Any, name: str, *, site_recorded: bool = True) -> None:
+    """`name`'s apply failed, and its status holds no Enapter id (nor, unless
+    `site_recorded`, the Enapter site of its device: `_no_site_recorded`); then its Site
+    goes."""
     await cluster.wait_reason("Device", name, "ApplyFailed")
     assert "enapter" not in ((await cluster.status("Device", name)).get("externalIds") or {})
+    if not site_recorded:
+        await _no_site_recorded(cluster, name)
     await cluster.delete("Site", "h2-lab")
     await cluster.wait_gone("Site", "h2-lab")
+
+
+async def _no_site_recorded(cluster: Any, name: str) -> None:
+    """`name`'s status as an operator that recorded no Enapter site wrote it: only what the
+    other objects recorded says where its device is."""
+    await cluster.patch("Device", name, {"status": {"externalIds": {"enapterSite": None}}})
+    assert "enapterSite" not in (
+        (await cluster.status("Device", name)).get("externalIds") or {}
+    )
 
 
 async def test_a_device_whose_id_was_never_recorded_is_found_by_its_gateways_site(
@@ -92,7 +107,7 @@ async def test_a_device_whose_id_was_never_recorded_is_found_by_its_gateways_sit
         await cluster.create_all(documents(text))
         await cluster.wait_condition("Gateway", "h2-gw", "Ready")
         gateway_id = (await cluster.status("Gateway", "h2-gw"))["externalIds"]["enapter"]
-        await _unrecorded(cluster, "link-a")
+        await _unrecorded(cluster, "link-a", site_recorded=False)
         made = sims.enapter.by_hardware_id(MASTER)
         assert made is not None, "provisioned all the same"
         assert sims.enapter.devices[gateway_id].site_id == made.site_id
@@ -122,9 +137,11 @@ async def test_the_config_secret_of_a_device_found_by_its_gateways_site_goes_wit
         made = sims.enapter.by_hardware_id(MASTER)
         assert made is not None
         # Its id lost from its status (as when the answer that said it was lost, after the
-        # Secret was written): only its Gateway's gateway device says where to look.
+        # Secret was written), and no site recorded: only its Gateway's gateway device says
+        # where to look.
         await cluster.patch("Device", "link-a", {"status": {"externalIds": {"enapter": None}}})
         assert "enapter" not in (await cluster.status("Device", "link-a"))["externalIds"]
+        await _no_site_recorded(cluster, "link-a")
         await cluster.delete("Site", "h2-lab")
         await cluster.wait_gone("Site", "h2-lab")
 
@@ -169,7 +186,7 @@ async def test_a_device_whose_site_no_other_object_recorded_is_said_to_be_maybe_
         text, tmp_path, monkeypatch, before_start=_lost("ucm"), config=QUIET
     ) as (cluster, sims):
         await cluster.create_all(documents(text))
-        await _unrecorded(cluster, "ucm-a")
+        await _unrecorded(cluster, "ucm-a", site_recorded=False)
         assert sims.enapter.by_hardware_id(UCM) is not None, "provisioned all the same"
 
         await cluster.delete("Device", "ucm-a")
@@ -177,8 +194,9 @@ async def test_a_device_whose_site_no_other_object_recorded_is_said_to_be_maybe_
         [warning] = await cluster.wait_events_about("ucm-a", reason="EnapterDeviceUnknown")
         assert warning["type"] == "Warning", warning
         assert warning["message"] == (
-            "its Site is deleted, its status recorded no Enapter device id (an apply that "
-            "provisioned it may have failed before its id was recorded), and no other object "
+            "its Site is deleted, its status recorded neither an Enapter device id nor the "
+            "Enapter site of its device (an apply that provisioned it may have failed before "
+            "its id was recorded, by an operator that recorded no site), and no other object "
             "of its Site recorded an Enapter device id to find its site by, so nothing was "
             f"looked for or deleted in Enapter Cloud: an Enapter device of hardware id {UCM} "
             "may be left there; delete it in Enapter Cloud if it is"), warning
@@ -205,7 +223,7 @@ async def test_a_gateway_that_cannot_be_read_defers_the_release_until_it_is(
     ) as (cluster, sims):
         await cluster.create_all(documents(text))
         await cluster.wait_condition("Gateway", "h2-gw", "Ready")
-        await _unrecorded(cluster, "link-a")
+        await _unrecorded(cluster, "link-a", site_recorded=False)
         reads.refusing = True
 
         await cluster.delete("Device", "link-a")
@@ -238,6 +256,7 @@ async def test_a_device_whose_gateway_is_gone_too_is_found_by_the_devices_behind
         await cluster.wait_condition("Device", "link-b", "Ready")
         assert "enapter" not in ((await cluster.status("Device", "link-a")).get("externalIds")
                                  or {})
+        await _no_site_recorded(cluster, "link-a")
         made = sims.enapter.by_hardware_id(MASTER)
         assert made is not None, "provisioned all the same"
         # Its Gateway goes (deletionPolicy Orphan: its gateway device stays), then its Site:
@@ -270,6 +289,7 @@ async def test_a_device_whose_gateway_is_gone_with_no_device_behind_it_is_said_m
     ) as (cluster, sims):
         await cluster.create_all(documents(text))
         await cluster.wait_reason("Device", "link-a", "ApplyFailed")
+        await _no_site_recorded(cluster, "link-a")
         await cluster.delete("Gateway", "h2-gw")
         await cluster.wait_gone("Gateway", "h2-gw")
 
@@ -278,9 +298,10 @@ async def test_a_device_whose_gateway_is_gone_with_no_device_behind_it_is_said_m
         [warning] = await cluster.wait_events_about("link-a", reason="EnapterDeviceUnknown")
         assert warning["type"] == "Warning", warning
         assert warning["message"] == (
-            "its Gateway 'h2-gw' is deleted, so its Site is not known, its status recorded no "
-            "Enapter device id (an apply that provisioned it may have failed before its id "
-            "was recorded), and no other Device behind that Gateway recorded an Enapter "
+            "its Gateway 'h2-gw' is deleted, so its Site is not known, its status recorded "
+            "neither an Enapter device id nor the Enapter site of its device (an apply that "
+            "provisioned it may have failed before its id was recorded, by an operator that "
+            "recorded no site), and no other Device behind that Gateway recorded an Enapter "
             "device id to find its site by, so nothing was looked for or deleted in Enapter "
             f"Cloud: an Enapter device of hardware id {MASTER} may be left there; delete it "
             "in Enapter Cloud if it is"), warning
