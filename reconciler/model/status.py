@@ -172,7 +172,8 @@ class ResourceStatus(StrictModel):
         default_factory=dict,
         description="Ids on the external platforms, of what the last reconcile found or "
         "made; a Site's Novacore site, or the Flatpeak location its `locationId` pins, found "
-        "gone is removed.",
+        "gone is removed. An Enapter Device's `enapterSite` is the Enapter site its device "
+        "was found in or is being provisioned into, kept while Enapter cannot be read.",
         examples=[{"novacore": "dev-abc123"}],
     )
     last_plan: LastPlan | None = Field(default=None, description="The last plan for this resource.")
