@@ -7,22 +7,24 @@ natural key; nothing is released and made again. Deleted together, it is release
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from fleet_yaml import (
     document,
     enapter_site,
+    ferroamp_battery,
     novacore_site,
     stream,
     sungrow_inverter,
     zap_gateway,
 )
-from harness import documents, operator, secret_values
+from harness import KopfRuns, documents, operator, secret_values
 from objects import HOME, RELEASE, ZAP, declare
+from takeover_marks import takeover_cleared
 
 from reconciler.operator.config import OperatorConfig
-from reconciler.operator.takeovers import TAKES_OVER_ANNOTATION
 
 # No drift check comes in these tests: what they wait for is made to happen otherwise.
 QUIET = OperatorConfig(interval=3600.0, retry_delay=0.5)
@@ -49,10 +51,11 @@ def _deletes(sims: Any) -> int:
 
 
 async def test_a_renamed_device_is_taken_over_not_deleted_and_created_again(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
 ) -> None:
     """The new name first (refused: the old one declares the device), then the old one
-    deleted: the new one is told, and takes over with no drift check to wait for."""
+    deleted: the new one is told (annotated), and takes over with no drift check to wait
+    for. Its annotation is removed then, which is no change to plan for again."""
     async with operator(HOME, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready")
@@ -73,14 +76,43 @@ async def test_a_renamed_device_is_taken_over_not_deleted_and_created_again(
         ]
 
         await cluster.wait_condition("Device", "home-inverter-2", "Ready")
-        renamed = await cluster.get("Device", "home-inverter-2")
-        assert renamed["metadata"]["annotations"][TAKES_OVER_ANNOTATION] == (
-            "Device/home-inverter"
-        )
+        # Told by the annotation: its spec unchanged, only that runs its update handler.
+        assert runs.said("home-inverter-2", "Handler 'update-devices' is invoked")
+        renamed = await takeover_cleared(cluster, "Device", "home-inverter-2")
+        # Planned once, as it took over: not again for the annotation's removal.
+        assert runs.said("home-inverter-2", "Device/home-inverter-2: ",
+                         level=logging.INFO) == 1, [
+            line for about, _, line in runs.lines if about == "home-inverter-2"]
         status = renamed["status"]
         assert status["externalIds"]["novacore"] == ids[0], status
         assert _novacore_ids(sims, "SG0001") == ids
         assert "SG0001" in sims.zaps[ZAP].devices
+        assert _deletes(sims) == 0
+
+
+async def test_the_new_name_of_an_orphaned_device_is_told_and_left_unannotated(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """`deletionPolicy: Orphan` (the battery's): nothing is released, and the new name,
+    refused while the old one declared the device, is told all the same as it goes; once
+    it has taken over, the annotation that told it is removed."""
+    async with operator(HOME, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-battery", "Ready")
+        ids = _novacore_ids(sims, "ferroamp_192.168.1.70")
+
+        [renamed] = [d for d in documents(stream(
+            novacore_site(), zap_gateway(extra=RELEASE), ferroamp_battery("home-battery-2")))
+            if d["kind"] == "Device"]
+        await cluster.create(renamed)
+        await cluster.wait_reason("Device", "home-battery-2", "InvalidSpec",
+                                  what="the new name refused")
+        await cluster.delete("Device", "home-battery")
+        await cluster.wait_gone("Device", "home-battery")
+
+        await cluster.wait_condition("Device", "home-battery-2", "Ready")
+        await takeover_cleared(cluster, "Device", "home-battery-2")
+        assert _novacore_ids(sims, "ferroamp_192.168.1.70") == ids
         assert _deletes(sims) == 0
 
 
@@ -221,8 +253,7 @@ async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
         )
 
         await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
-        renamed = await cluster.get("Gateway", "home-zap-2")
-        assert renamed["metadata"]["annotations"][TAKES_OVER_ANNOTATION] == "Gateway/home-zap"
+        await takeover_cleared(cluster, "Gateway", "home-zap-2")
         for device in ("home-inverter", "home-battery"):
             await cluster.wait_condition("Device", device, "Ready")
         assert sims.novacore.gateways[ZAP].org_id == "org-home"
