@@ -175,7 +175,7 @@ async def test_a_device_deleted_with_the_one_that_declares_it_too_is_released(
 UCM_ID = "A8795CBA5375484E829105E959663C8B"
 
 
-def _ucm(name: str) -> str:
+def _ucm(name: str, output: str = "configOutput: {secretName: ucm-config}") -> str:
     return document("Device", name, f"""
         siteRef: h2-lab
         hardwareId: {UCM_ID}
@@ -183,7 +183,7 @@ def _ucm(name: str) -> str:
         enapter:
           kind: ucm
           protocol: MQTT
-          configOutput: {{secretName: ucm-config}}
+          {output}
         """)
 
 
@@ -260,3 +260,93 @@ async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
         assert {d.id for d in sims.novacore.devices.values()} == ids
         assert sorted(sims.zaps[ZAP].devices) == ["SG0001", "ferroamp_192.168.1.70"]
         assert _deletes(sims) == 0
+
+
+async def _renamed_ucm(cluster: Any, output: str) -> str:
+    """ucm-a, Ready with its config in Secret ucm-config, renamed ucm-b with `output` (its
+    configOutput line, or ""): the new name first, then the old one pruned. The old one's
+    DeviceKept message, once it is gone."""
+    await cluster.wait_condition("Device", "ucm-a", "Ready")
+    assert await cluster.secret("ucm-config")
+    [renamed] = documents(stream(enapter_site(), _ucm("ucm-b", output)))[1:]
+    await cluster.create(renamed)
+    await cluster.delete("Device", "ucm-a")
+    await cluster.wait_gone("Device", "ucm-a")
+    [kept] = await cluster.wait_events_about("ucm-a", reason="DeviceKept")
+    return str(kept["message"])
+
+
+async def test_a_renamed_enapter_device_naming_another_secret_deletes_the_old_one(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The UCM renamed, its config Secret renamed too: the Enapter device stays, with its
+    id; the new Device writes its config in its own Secret, and the old Secret, written by
+    the operator for the old Device and named by no other, goes as the old one does."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        assert said == (
+            "deletionPolicy Release: its Enapter device is not released: Device 'ucm-b' "
+            "declares it too and takes it over, as it is, with its ids; its config Secret "
+            f"'ucm-config', which holds the credentials of Enapter device {enapter_id}, is "
+            "deleted: Device 'ucm-b' keeps the device's config in its own Secret "
+            "'ucm-b-config'"
+        )
+        assert not await cluster.secret("ucm-config")
+
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
+        status = await cluster.status("Device", "ucm-b")
+        assert status["externalIds"]["enapter"] == enapter_id, status
+        written = await cluster.secret("ucm-b-config")
+        assert written["metadata"]["annotations"]["energy.reconciler.dev/device"] == "ucm-b"
+        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+        assert not [k for k in sims.enapter.requests if k.startswith("DELETE")]
+
+
+async def test_a_renamed_enapter_device_naming_no_config_keeps_the_old_secret(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The new name keeps no config (no configOutput): the old Secret holds the only copy
+    of the device's config, and is left as it is, said."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        written = secret_values(await cluster.secret("ucm-config"))
+
+        said = await _renamed_ucm(cluster, "")
+        assert said.endswith(
+            "with its ids; the config Secret 'ucm-config' written for this Device is left "
+            "as it is: Device 'ucm-b' names no configOutput, so it holds the only copy of "
+            "the device's config; delete it once nothing uses it"
+        ), said
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
+        assert secret_values(await cluster.secret("ucm-config")) == written
+        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+
+
+async def test_a_renamed_enapter_device_goes_though_its_old_secret_cannot_be_deleted(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The old Secret's delete refused (`rbac.writeConfigSecrets` off): the Secret stays,
+    said, and the old Device goes all the same, the new one taking over at once."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        fault = cluster.emulator.fail("DELETE", "/secrets/ucm-config", 403, 1)
+
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        assert fault.count == 0, "the refusal was met"
+        assert said.endswith(
+            "with its ids; the config Secret 'ucm-config' written for this Device is left "
+            "as it is: its delete was refused (the chart grants it with "
+            "rbac.writeConfigSecrets); delete it once nothing uses it"
+        ), said
+        assert await cluster.secret("ucm-config")
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
+        assert await cluster.secret("ucm-b-config")
+        assert not [k for k in sims.enapter.requests if k.startswith("DELETE")]
