@@ -35,6 +35,7 @@ from reconciler.operator import (
     objects,
     sites_kept,
     swaps,
+    takeovers,
     unmanaged,
     wait_lines,
     watch_errors,
@@ -227,6 +228,16 @@ def _releasing(
         return (namespace, name, str(now["metadata"].get("uid"))) not in blocked
 
     return releasing
+
+
+def _deleting(namespace: str, indexes: Mapping[str, Any]) -> Callable[[str, str], bool]:
+    """Whether an object of the namespace is being deleted now, as the indexes have it."""
+
+    def deleting(kind: str, name: str) -> bool:
+        now = _indexed(indexes, namespace, kind, name)
+        return now is not None and objects.is_deleting(now)
+
+    return deleting
 
 
 class Runtime:
@@ -518,6 +529,13 @@ async def _reconcile(
             plan_origin.flatpeak_account(settings) if settings.flatpeak_account_id else None,
         )
     _write_status(patch, status, generation, result)
+    if (recorded and result.retry != "temporary"
+            and takeovers.stale(body, _deleting(namespace, indexes))):
+        # Reconciled with the object it took over from gone: the annotation did its work.
+        # Removed by the handler's own patch (a drift check writes only the status), once
+        # kopf records the handler done: removed while it retries, the object's essence
+        # would be the one kopf handled last again, and kopf would drop the retry.
+        takeovers.clear(patch)
     await _post_events(
         runtime.events, body, result,
         lambda message: runtime.reported.first_time(owner, message), news,
@@ -595,6 +613,15 @@ def _register_kind(
             kwargs["logger"].debug(
                 "%s/%s: reconciled already by a handler for this spec", kind, kwargs["meta"]["name"]
             )
+            return
+        if takeovers.only_cleared(kwargs.get("old"), essence):
+            # The takes-over-from annotation removed by this handler's last run, and nothing
+            # else changed: nothing to plan or write (`takeovers`).
+            kwargs["logger"].debug(
+                "%s/%s: only the annotation %s was removed: nothing to reconcile",
+                kind, kwargs["meta"]["name"], takeovers.TAKES_OVER_ANNOTATION,
+            )
+            runtime.handled.record(uid, essence)
             return
         # Not long: kopf's worker of the object is held meanwhile (`HANDLER_LOCK_WAIT`).
         # At the operator's stop, its changes in flight land, as a drift check's do, and

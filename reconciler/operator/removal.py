@@ -29,7 +29,8 @@ failed) is deleted by the next attempt, which finds no Enapter device; one writt
 Enapter device still there (a `siteRef` change did not move it) is kept, said
 (`left_secrets`).
 A Device or Gateway whose device or gateway another object of the namespace declares too
-(a rename, `plan.taken_over`) leaves it to that one: nothing of it is released. A Gateway's
+(a rename, `plan.taken_over`) leaves it to that one: nothing of it is released, but for
+a Device's config Secret the new one does not name (`renamed_configs`). A Gateway's
 serials swapped out of its spec are not that one's: they are released as recorded all
 the same, and the finalizer waits for them before it says who took over (`taken_over`)."""
 
@@ -65,6 +66,7 @@ from reconciler.model.status import ClaimedGateway, DeviceGateway
 from reconciler.operator import swaps
 from reconciler.operator.left_secrets import KeptSecret, left_secret
 from reconciler.operator.objects import NamespaceFleet, closure
+from reconciler.operator.renamed_configs import config_left
 from reconciler.plan import enapter_device_site, enapter_witnesses
 from reconciler.plan.actions import Change
 from reconciler.plan.advice import Audience
@@ -160,8 +162,14 @@ async def remove_object(
             resource, nsf.fleet, _by_name(nsf.fleet.devices), lambda d: _may_take_over(nsf, d)
         )
         if heir_device is not None:
+            # The config Secret it wrote that the heir does not name goes (`renamed_configs`).
+            recorded = ((status or {}).get("externalIds") or {}).get("enapter")
+            config = await config_left(
+                resource, heir_device, config_store, str(recorded) if recorded else None
+            )
             return Removal(
-                taken_over=_taken_over_message(resource, heir_device), heir=heir_device.name
+                taken_over=_taken_over_message(resource, heir_device) + config,
+                heir=heir_device.name,
             )
     if isinstance(resource, Gateway):
         heir_gateway = _gateway_heir(resource, nsf)
@@ -353,27 +361,10 @@ def _taken_over_message(device: Device, heir: Device) -> str:
             f"its device (hardwareId {echo(spec.hardware_id)} on Gateway "
             f"{echo(spec.gateway_ref)})"
         )
-    said = (
+    return (
         f"deletionPolicy Release: {where} is not released: Device {echo(heir.name)} declares "
         "it too and takes it over, as it is, with its ids"
     )
-    mine = _config_output(device)
-    if mine is not None and mine != _config_output(heir):
-        said += (
-            f"; the config {mine} written for this Device is left as it is: delete it once "
-            "nothing uses it"
-        )
-    return said
-
-
-def _config_output(device: Device) -> str | None:
-    """Where `device`'s Enapter config is written, said: "Secret NAME" or "file PATH"."""
-    output = device.spec.enapter.config_output if device.spec.enapter is not None else None
-    if output is None:
-        return None
-    if output.secret_name is not None:
-        return f"Secret {echo(output.secret_name)}"
-    return f"file {echo(output.file)}" if output.file is not None else None
 
 
 def _held(outcomes: list[Outcome]) -> str:

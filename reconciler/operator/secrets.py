@@ -4,7 +4,8 @@
 and the Enapter device whose config they hold (never over a Secret someone else wrote). Once
 that Enapter device is deleted (`deletionPolicy: Release`), it deletes the Secret, only if it
 wrote it for that device (for that Device, or for one that left the device to it: a
-rename, `plan.taken_over`), and no other Device names it now.
+rename, `plan.taken_over`), and no other Device names it now; so it does, as a renamed
+Device goes, with one the new name does not name (`renamed_configs`).
 Values are held in memory for one reconcile only; they never reach status, events or logs.
 
 `passwordFrom.env` reads the operator pod's environment, shared by every namespace served

@@ -20,15 +20,26 @@ So is every other object refused only for declaring what the old one declared
 (`NamespaceFleet.freed_by`): a Device at its Zap endpoint (the device that replaced it
 there, its new Device applied before the old one is pruned), or naming its configOutput.
 Annotated as the old one goes, whatever its deletionPolicy, it is reconciled then, not
-at its next drift check."""
+at its next drift check.
+
+Once the heir's handler has reconciled it with the old one gone (`stale`), and is done
+(not to be retried), the annotation has done its work: that run's patch removes it
+(`clear`), so that `kubectl get -o yaml` and a GitOps diff show nothing stale. Not
+while the handler is retried: the essence kopf compares would be the one it handled
+last again, and kopf would drop the retry. Its removal is a change of the annotations
+kopf compares, and kopf runs the update handler for it: a change of nothing else
+(`only_cleared`) is no change to reconcile, and that run returns at once, planning
+nothing and writing nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from reconciler.model.base import API_GROUP
+from reconciler.model.kinds import KINDS
 from reconciler.operator import kube_client, objects
 
 TAKES_OVER_ANNOTATION = f"{API_GROUP}/takes-over-from"
@@ -75,3 +86,60 @@ class KubeTakeovers:
             "check", kind, heir, kind, old, why,
         )
         return False
+
+
+def source(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The kind and name of the object `body` takes over from, as its annotation says;
+    None when it has none, or one that names no object of our kinds."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(TAKES_OVER_ANNOTATION)
+    if not isinstance(value, str):
+        return None
+    kind, _, name = value.partition("/")
+    return (kind, name) if kind in KINDS and name else None
+
+
+def stale(body: Mapping[str, Any], deleting: Callable[[str, str], bool]) -> bool:
+    """Whether `body` carries the annotation and it has no more work to do: the object it
+    names is not being deleted (`deleting(kind, name)`, as the indexes have it) any more.
+    One gone, or there again as another object (created anew under its name), leaves
+    nothing to wait for; nor does a value that names no object of our kinds."""
+    if not _annotated(body):
+        return False
+    named = source(body)
+    return named is None or not deleting(*named)
+
+
+def clear(patch: MutableMapping[str, Any]) -> None:
+    """Remove the annotation with `patch` (kopf's, a merge patch: null deletes a key)."""
+    metadata = patch.setdefault("metadata", {})
+    metadata.setdefault("annotations", {})[TAKES_OVER_ANNOTATION] = None
+
+
+def only_cleared(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+    """Whether kopf's essence `new` is `old` with the annotation removed, and nothing else
+    changed: the update that `clear` made, which has nothing to reconcile."""
+    if old is None or new is None or not _annotated(old) or _annotated(new):
+        return False
+    return _without_annotation(old) == _without_annotation(new)
+
+
+def _annotated(body: Mapping[str, Any]) -> bool:
+    return TAKES_OVER_ANNOTATION in ((body.get("metadata") or {}).get("annotations") or {})
+
+
+def _without_annotation(essence: Mapping[str, Any]) -> dict[str, Any]:
+    """`essence` without the annotation, and without the stanzas left empty by its removal
+    (kopf drops empty `metadata.annotations` and `metadata` from an essence)."""
+    stripped = {key: value for key, value in essence.items() if key != "metadata"}
+    metadata = dict(essence.get("metadata") or {})
+    annotations = {
+        key: value for key, value in (metadata.get("annotations") or {}).items()
+        if key != TAKES_OVER_ANNOTATION
+    }
+    metadata.pop("annotations", None)
+    if annotations:
+        metadata["annotations"] = annotations
+    if metadata:
+        stripped["metadata"] = metadata
+    return stripped

@@ -7,22 +7,24 @@ natural key; nothing is released and made again. Deleted together, it is release
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from fleet_yaml import (
     document,
     enapter_site,
+    ferroamp_battery,
     novacore_site,
     stream,
     sungrow_inverter,
     zap_gateway,
 )
-from harness import documents, operator, secret_values
+from harness import KopfRuns, documents, operator, secret_values
 from objects import HOME, RELEASE, ZAP, declare
+from takeover_marks import takeover_cleared
 
 from reconciler.operator.config import OperatorConfig
-from reconciler.operator.takeovers import TAKES_OVER_ANNOTATION
 
 # No drift check comes in these tests: what they wait for is made to happen otherwise.
 QUIET = OperatorConfig(interval=3600.0, retry_delay=0.5)
@@ -49,10 +51,11 @@ def _deletes(sims: Any) -> int:
 
 
 async def test_a_renamed_device_is_taken_over_not_deleted_and_created_again(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
 ) -> None:
     """The new name first (refused: the old one declares the device), then the old one
-    deleted: the new one is told, and takes over with no drift check to wait for."""
+    deleted: the new one is told (annotated), and takes over with no drift check to wait
+    for. Its annotation is removed then, which is no change to plan for again."""
     async with operator(HOME, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready")
@@ -73,14 +76,43 @@ async def test_a_renamed_device_is_taken_over_not_deleted_and_created_again(
         ]
 
         await cluster.wait_condition("Device", "home-inverter-2", "Ready")
-        renamed = await cluster.get("Device", "home-inverter-2")
-        assert renamed["metadata"]["annotations"][TAKES_OVER_ANNOTATION] == (
-            "Device/home-inverter"
-        )
+        # Told by the annotation: its spec unchanged, only that runs its update handler.
+        assert runs.said("home-inverter-2", "Handler 'update-devices' is invoked")
+        renamed = await takeover_cleared(cluster, "Device", "home-inverter-2")
+        # Planned once, as it took over: not again for the annotation's removal.
+        assert runs.said("home-inverter-2", "Device/home-inverter-2: ",
+                         level=logging.INFO) == 1, [
+            line for about, _, line in runs.lines if about == "home-inverter-2"]
         status = renamed["status"]
         assert status["externalIds"]["novacore"] == ids[0], status
         assert _novacore_ids(sims, "SG0001") == ids
         assert "SG0001" in sims.zaps[ZAP].devices
+        assert _deletes(sims) == 0
+
+
+async def test_the_new_name_of_an_orphaned_device_is_told_and_left_unannotated(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """`deletionPolicy: Orphan` (the battery's): nothing is released, and the new name,
+    refused while the old one declared the device, is told all the same as it goes; once
+    it has taken over, the annotation that told it is removed."""
+    async with operator(HOME, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-battery", "Ready")
+        ids = _novacore_ids(sims, "ferroamp_192.168.1.70")
+
+        [renamed] = [d for d in documents(stream(
+            novacore_site(), zap_gateway(extra=RELEASE), ferroamp_battery("home-battery-2")))
+            if d["kind"] == "Device"]
+        await cluster.create(renamed)
+        await cluster.wait_reason("Device", "home-battery-2", "InvalidSpec",
+                                  what="the new name refused")
+        await cluster.delete("Device", "home-battery")
+        await cluster.wait_gone("Device", "home-battery")
+
+        await cluster.wait_condition("Device", "home-battery-2", "Ready")
+        await takeover_cleared(cluster, "Device", "home-battery-2")
+        assert _novacore_ids(sims, "ferroamp_192.168.1.70") == ids
         assert _deletes(sims) == 0
 
 
@@ -143,7 +175,7 @@ async def test_a_device_deleted_with_the_one_that_declares_it_too_is_released(
 UCM_ID = "A8795CBA5375484E829105E959663C8B"
 
 
-def _ucm(name: str) -> str:
+def _ucm(name: str, output: str = "configOutput: {secretName: ucm-config}") -> str:
     return document("Device", name, f"""
         siteRef: h2-lab
         hardwareId: {UCM_ID}
@@ -151,7 +183,7 @@ def _ucm(name: str) -> str:
         enapter:
           kind: ucm
           protocol: MQTT
-          configOutput: {{secretName: ucm-config}}
+          {output}
         """)
 
 
@@ -221,11 +253,100 @@ async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
         )
 
         await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
-        renamed = await cluster.get("Gateway", "home-zap-2")
-        assert renamed["metadata"]["annotations"][TAKES_OVER_ANNOTATION] == "Gateway/home-zap"
+        await takeover_cleared(cluster, "Gateway", "home-zap-2")
         for device in ("home-inverter", "home-battery"):
             await cluster.wait_condition("Device", device, "Ready")
         assert sims.novacore.gateways[ZAP].org_id == "org-home"
         assert {d.id for d in sims.novacore.devices.values()} == ids
         assert sorted(sims.zaps[ZAP].devices) == ["SG0001", "ferroamp_192.168.1.70"]
         assert _deletes(sims) == 0
+
+
+async def _renamed_ucm(cluster: Any, output: str) -> str:
+    """ucm-a, Ready with its config in Secret ucm-config, renamed ucm-b with `output` (its
+    configOutput line, or ""): the new name first, then the old one pruned. The old one's
+    DeviceKept message, once it is gone."""
+    await cluster.wait_condition("Device", "ucm-a", "Ready")
+    assert await cluster.secret("ucm-config")
+    [renamed] = documents(stream(enapter_site(), _ucm("ucm-b", output)))[1:]
+    await cluster.create(renamed)
+    await cluster.delete("Device", "ucm-a")
+    await cluster.wait_gone("Device", "ucm-a")
+    [kept] = await cluster.wait_events_about("ucm-a", reason="DeviceKept")
+    return str(kept["message"])
+
+
+async def test_a_renamed_enapter_device_naming_another_secret_deletes_the_old_one(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The UCM renamed, its config Secret renamed too: the Enapter device stays, with its
+    id; the new Device writes its config in its own Secret, and the old Secret, written by
+    the operator for the old Device and named by no other, goes as the old one does."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        assert said == (
+            "deletionPolicy Release: its Enapter device is not released: Device 'ucm-b' "
+            "declares it too and takes it over, as it is, with its ids; its config Secret "
+            f"'ucm-config', which holds the credentials of Enapter device {enapter_id}, is "
+            "deleted: Device 'ucm-b' keeps the device's config in its own Secret "
+            "'ucm-b-config'"
+        )
+        assert not await cluster.secret("ucm-config")
+
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
+        status = await cluster.status("Device", "ucm-b")
+        assert status["externalIds"]["enapter"] == enapter_id, status
+        written = await cluster.secret("ucm-b-config")
+        assert written["metadata"]["annotations"]["energy.reconciler.dev/device"] == "ucm-b"
+        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+        assert not [k for k in sims.enapter.requests if k.startswith("DELETE")]
+
+
+async def test_a_renamed_enapter_device_naming_no_config_keeps_the_old_secret(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The new name keeps no config (no configOutput): the old Secret holds the only copy
+    of the device's config, and is left as it is, said."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        written = secret_values(await cluster.secret("ucm-config"))
+
+        said = await _renamed_ucm(cluster, "")
+        assert said.endswith(
+            "with its ids; the config Secret 'ucm-config' written for this Device is left "
+            "as it is: Device 'ucm-b' names no configOutput, so it holds the only copy of "
+            "the device's config; delete it once nothing uses it"
+        ), said
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
+        assert secret_values(await cluster.secret("ucm-config")) == written
+        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+
+
+async def test_a_renamed_enapter_device_goes_though_its_old_secret_cannot_be_deleted(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The old Secret's delete refused (`rbac.writeConfigSecrets` off): the Secret stays,
+    said, and the old Device goes all the same, the new one taking over at once."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        fault = cluster.emulator.fail("DELETE", "/secrets/ucm-config", 403, 1)
+
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        assert fault.count == 0, "the refusal was met"
+        assert said.endswith(
+            "with its ids; the config Secret 'ucm-config' written for this Device is left "
+            "as it is: its delete was refused (the chart grants it with "
+            "rbac.writeConfigSecrets); delete it once nothing uses it"
+        ), said
+        assert await cluster.secret("ucm-config")
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
+        assert await cluster.secret("ucm-b-config")
+        assert not [k for k in sims.enapter.requests if k.startswith("DELETE")]

@@ -19,10 +19,10 @@ from aiohttp import web
 from fleet_yaml import novacore_site, stream, zap_gateway
 from harness import API_VERSION, OTHER_NAMESPACE, Cluster, documents, operator
 from objects import HOME_INVERTER, RELEASE, ZAP
+from takeover_marks import takeover_cleared
 
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
-from reconciler.operator.takeovers import TAKES_OVER_ANNOTATION
 from reconciler.plan.actions import Action
 from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
@@ -363,9 +363,7 @@ async def test_a_renamed_gateway_deleted_while_its_old_serial_waits_leaves_its_o
                 "released from org-home (deletionPolicy Release)") in messages, messages
 
         await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
-        heir = await cluster.get("Gateway", "home-zap-2")
-        assert heir is not None
-        assert heir["metadata"]["annotations"][TAKES_OVER_ANNOTATION] == "Gateway/home-zap"
+        heir = await takeover_cleared(cluster, "Gateway", "home-zap-2")
         assert [c["serial"] for c in heir["status"]["claims"]] == [NEW]
         assert _owner(sims, NEW) == "org-home"
         assert sims.novacore.requests[RELEASED] == 1

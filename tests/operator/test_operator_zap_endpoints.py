@@ -18,10 +18,10 @@ from aiohttp import web
 from fleet_yaml import HOME_ZAP_SERIAL, novacore_site, stream, sungrow_inverter, zap_gateway
 from harness import documents, operator
 from refused_calls import RefusedCalls
+from takeover_marks import takeover_cleared
 
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.owner_locks import owner_lock
-from reconciler.operator.takeovers import TAKES_OVER_ANNOTATION
 from reconciler.sim.fleet import SimFleet
 
 FIRST = sungrow_inverter("inv-a", "home-zap", "SG-A", "192.168.1.60")
@@ -183,9 +183,8 @@ async def test_a_device_refused_at_the_endpoint_of_one_deleted_then_is_added_as_
         await cluster.delete("Device", "inv-a")
         await cluster.wait_gone("Device", "inv-a")
         await cluster.wait_condition("Device", "inv-b", "Ready", timeout=30)
-        replacing = await cluster.get("Device", "inv-b")
-        assert replacing is not None
-        assert replacing["metadata"]["annotations"][TAKES_OVER_ANNOTATION] == "Device/inv-a"
+        # Told, and its annotation removed once it was added.
+        await takeover_cleared(cluster, "Device", "inv-b")
         hosts = {sn: device.connection["ip"]
                  for sn, device in sims.zaps[HOME_ZAP_SERIAL].devices.items()}
         assert hosts == {"SG-B": "192.168.1.60"}

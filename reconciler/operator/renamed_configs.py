@@ -1,0 +1,91 @@
+"""The config a renamed Device wrote that the Device taking over its Enapter device does not
+name (`configOutput` changed with the rename): what becomes of it, said in the old one's
+`DeviceKept` event.
+
+A config Secret goes, as the old one's finalizer leaves the device to the new one: it
+holds the credentials of an Enapter device whose config the new one keeps where it says
+(its own Secret or file, written by its reconcile), and nothing else is to use it. Only
+one the operator can tell it wrote for that device: labelled as the reconciler's, and
+annotated with the old Device, or with the Enapter device its status recorded (a Secret
+passed down an earlier rename); only when no other Device names it now, and deleted as
+read (`secrets.KubeSecrets`). Any other is left as it is, saying why: one the reconciler
+did not write, or wrote for another device, or one another Device names; and every one
+when the new Device names no config of its own (the Secret is then the only copy of the
+device's config), or under `deletionPolicy: Orphan` (nothing is released, and the
+takeover is no business of the release). A delete that fails leaves it too, said, and
+does not hold the old one's deletion: the new one waits while the old one is being
+deleted, and a rename is not to wait for a Secret.
+
+A config file (`configOutput.file`) is left as it is, said: its record is in the state
+directory's inventory (`engine.enapter_files`), which this finalizer does not apply
+anything with when the device is taken over."""
+
+from __future__ import annotations
+
+from reconciler.engine.enapter import ConfigSecretStore
+from reconciler.errors import ProviderError
+from reconciler.model.device import Device
+from reconciler.printable import echo
+
+
+def config_output(device: Device) -> str | None:
+    """Where `device`'s Enapter config is written, said: "Secret NAME" or "file PATH"."""
+    output = device.spec.enapter.config_output if device.spec.enapter is not None else None
+    if output is None:
+        return None
+    if output.secret_name is not None:
+        return f"Secret {echo(output.secret_name)}"
+    return f"file {echo(output.file)}" if output.file is not None else None
+
+
+def _secret_name(device: Device) -> str | None:
+    output = device.spec.enapter.config_output if device.spec.enapter is not None else None
+    return output.secret_name if output is not None else None
+
+
+async def config_left(
+    device: Device, heir: Device, store: ConfigSecretStore | None, enapter_id: str | None
+) -> str:
+    """What is said, after the old Device's `DeviceKept` message, of the config it wrote
+    that `heir` does not name: "" when there is none. `store`: the namespace's config
+    Secrets (None: none is deleted); `enapter_id`: the Enapter device id `device`'s status
+    recorded."""
+    mine = config_output(device)
+    theirs = config_output(heir)
+    if mine is None or mine == theirs:
+        return ""
+    left = f"; the config {mine} written for this Device is left as it is"
+    name = _secret_name(device)
+    if name is None or store is None:
+        return f"{left}: delete it once nothing uses it"
+    if theirs is None:
+        return (f"{left}: Device {echo(heir.name)} names no configOutput, so it holds the "
+                "only copy of the device's config; delete it once nothing uses it")
+    try:
+        found = await store.find(device, name)
+    except KeyError as exc:
+        return f"{left}: {exc.args[0]}; delete it once nothing uses it"
+    if not found.present:
+        return ""
+    if found.foreign:
+        return f"{left}: it was not written by the reconciler"
+    if found.written_for is None or (
+        found.device != device.name and found.written_for != enapter_id
+    ):
+        return f"{left}: it holds the config of another device"
+    try:
+        said = await store.remove(device, name, found.written_for)
+    except ProviderError as exc:
+        # Not the release's message: no later attempt comes, the old one goes now.
+        why = (
+            "the API server did not answer its delete" if exc.retryable
+            else "its delete was refused (the chart grants it with rbac.writeConfigSecrets)"
+        )
+        return f"{left}: {why}; delete it once nothing uses it"
+    if said is None:
+        return ""  # deleted meanwhile
+    if said.startswith("deleted "):
+        return (f"; its config Secret {echo(name)}, which holds the credentials of Enapter "
+                f"device {found.written_for}, is deleted: Device {echo(heir.name)} keeps the "
+                f"device's config in its own {theirs}")
+    return f"{left} ({said})"
