@@ -33,7 +33,8 @@ from reconciler.providers.transport import (
 # Headers aiohttp sets itself from the request it sends; copying httpx's would duplicate them.
 _HOP_BY_HOP = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 # aiohttp decompresses bodies; the headers describing the encoded body no longer apply.
-_DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+# As received (bytes, any case): the answer's headers are handed on as the bytes that came.
+_DECODED = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
 
 
 @functools.lru_cache(maxsize=32)
@@ -132,8 +133,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             ) as answer:
                 content = await answer.read()
                 status = answer.status
+                # The bytes received, as httpx's own transport hands them on: aiohttp's text
+                # of a byte that is no UTF-8 (a proxy's Latin-1 header) cannot be encoded
+                # back to ASCII, which httpx does to text headers, and the call failed.
                 response_headers = [
-                    (k, v) for k, v in answer.headers.items() if k.lower() not in _DECODED
+                    (k, v) for k, v in answer.raw_headers if k.lower() not in _DECODED
                 ]
         except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
