@@ -74,6 +74,19 @@ def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
     return str(error.strerror or error).lower()
 
 
+def _response(status: int, headers: list[tuple[bytes, bytes]], content: bytes,
+              request: httpx.Request) -> httpx.Response:
+    """The response `httpx.Response(content=...)` makes, without its look-up of each body
+    header it would add (which guesses the headers' encoding first): the only one it
+    adds to an answer read whole is the decoded length, last, and none for no body."""
+    if content:
+        headers.append((b"Content-Length", str(len(content)).encode()))
+    response = httpx.Response(status, headers=headers, stream=httpx.ByteStream(content),
+                              request=request)
+    response.read()  # as `content=` does: the body is known, not a stream left to read
+    return response
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session (created on first use, in the running loop) for every host."""
 
@@ -164,7 +177,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.RemoteProtocolError(
                 str(exc) or type(exc).__name__, request=request
             ) from exc
-        return httpx.Response(status, headers=response_headers, content=content, request=request)
+        return _response(status, response_headers, content, request)
 
     async def aclose(self) -> None:
         if self._session is not None:
