@@ -100,6 +100,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._proxy_args: dict[Proxy, tuple[yarl.URL, aiohttp.BasicAuth | None]] = {}
 
     def _proxy(self, request: httpx.Request) -> Proxy | None:
+        if not self._proxies.configured:
+            return None  # the usual case: the URL's parts need not be spelled out per call
         url = request.url
         return self._proxies.for_url(url.scheme, url.host, url.port)
 
