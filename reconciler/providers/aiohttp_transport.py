@@ -33,7 +33,8 @@ from reconciler.providers.transport import (
 # Headers aiohttp sets itself from the request it sends; copying httpx's would duplicate them.
 _HOP_BY_HOP = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 # aiohttp decompresses bodies; the headers describing the encoded body no longer apply.
-_DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+# As received (bytes, any case): the answer's headers are handed on as the bytes that came.
+_DECODED = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
 
 
 @functools.lru_cache(maxsize=32)
@@ -73,6 +74,19 @@ def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
     return str(error.strerror or error).lower()
 
 
+def _response(status: int, headers: list[tuple[bytes, bytes]], content: bytes,
+              request: httpx.Request) -> httpx.Response:
+    """The response `httpx.Response(content=...)` makes, without its look-up of each body
+    header it would add (which guesses the headers' encoding first): the only one it
+    adds to an answer read whole is the decoded length, last, and none for no body."""
+    if content:
+        headers.append((b"Content-Length", str(len(content)).encode()))
+    response = httpx.Response(status, headers=headers, stream=httpx.ByteStream(content),
+                              request=request)
+    response.read()  # as `content=` does: the body is known, not a stream left to read
+    return response
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session (created on first use, in the running loop) for every host."""
 
@@ -86,6 +100,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._proxy_args: dict[Proxy, tuple[yarl.URL, aiohttp.BasicAuth | None]] = {}
 
     def _proxy(self, request: httpx.Request) -> Proxy | None:
+        if not self._proxies.configured:
+            return None  # the usual case: the URL's parts need not be spelled out per call
         url = request.url
         return self._proxies.for_url(url.scheme, url.host, url.port)
 
@@ -132,8 +148,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             ) as answer:
                 content = await answer.read()
                 status = answer.status
+                # The bytes received, as httpx's own transport hands them on: aiohttp's text
+                # of a byte that is no UTF-8 (a proxy's Latin-1 header) cannot be encoded
+                # back to ASCII, which httpx does to text headers, and the call failed.
                 response_headers = [
-                    (k, v) for k, v in answer.headers.items() if k.lower() not in _DECODED
+                    (k, v) for k, v in answer.raw_headers if k.lower() not in _DECODED
                 ]
         except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
@@ -160,7 +179,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.RemoteProtocolError(
                 str(exc) or type(exc).__name__, request=request
             ) from exc
-        return httpx.Response(status, headers=response_headers, content=content, request=request)
+        return _response(status, response_headers, content, request)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -1,12 +1,14 @@
 """The providers' HTTP clients against a real server on loopback: how a path joins the
 base URL, escaping kept as sent, no cookies kept between calls, and read timeouts mapped
 to a retryable error; gateways that share one client; a redirect not followed, so the
-token goes nowhere the settings do not name; a long error body cut, with its length said."""
+token goes nowhere the settings do not name; a long error body cut, with its length said;
+an answer's headers handed on as received, a compressed body decoded."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -174,3 +176,50 @@ async def test_gateways_sharing_one_client_each_reach_their_own_url(
     assert seen == [f"{first.removeprefix('http://')} /api/devices",
                     f"{second.removeprefix('http://')} /zap/b/api/devices"]
     assert str(caught.value) == f"zap.list_devices: cannot reach {refused}: connection refused"
+
+
+async def test_a_header_that_is_no_utf8_is_handed_on_as_the_bytes_received(
+        pool: AiohttpTransport) -> None:
+    """A proxy or a gateway's firmware that writes a Latin-1 byte in a header: the answer
+    is read, its headers the bytes that came, as httpx's own transport would give them."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Site: caf\xe9\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: 2\r\n\r\n[]")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with transport.new_client(f"http://127.0.0.1:{port}", transport=pool) as client:
+            response = await transport.send(client, "GET", "/api/devices")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert response.json() == []
+    assert response.headers.raw == [(b"X-Site", b"caf\xe9"),
+                                    (b"Content-Type", b"application/json"),
+                                    (b"Content-Length", b"2")]
+    assert response.headers["X-Site"] == "café"  # httpx's reading of a byte no UTF-8 has
+
+
+@pytest.mark.parametrize("body", [b'{"devices": []}', b""])
+async def test_a_compressed_answer_is_decoded_and_its_headers_say_so(
+        body: bytes, serve: Any, pool: AiohttpTransport) -> None:
+    """The body as sent before compression, and the headers httpx gives a body read whole:
+    no Content-Encoding, and the decoded length (none for an empty body)."""
+    async def compressed(request: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(body), headers={
+            "Content-Encoding": "gzip", "Content-Type": "application/json", "X-Kept": "yes"})
+
+    url = await serve(compressed)
+    async with transport.new_client(url, transport=pool) as client:
+        response = await transport.send(client, "GET", "/api/devices")
+    assert response.content == body
+    names = [name for name, _ in response.headers.raw]
+    assert b"Content-Encoding" not in names and b"Transfer-Encoding" not in names
+    assert response.headers["X-Kept"] == "yes"
+    assert response.headers.get("Content-Length") == (str(len(body)) if body else None)
+    if body:
+        assert names[-1] == b"Content-Length"  # where httpx puts the length it adds
