@@ -175,9 +175,10 @@ class _SourcefulReads:
         # sites that declare it (NoAccess). Those read only for what was applied before
         # (`site_orgs`, `release_orgs`) still stop the run on a 403, as any read does.
         lookup_orgs = {s.spec.novacore.org_id for s in lookup_sites if s.spec.novacore}
-        self.declared_orgs = novacore_orgs(fleet) | lookup_orgs
+        fleet_orgs = novacore_orgs(fleet)  # once: a pass through every Site and Gateway
+        self.declared_orgs = fleet_orgs | lookup_orgs
         self.orgs = sorted(self.declared_orgs | site_orgs)
-        self.gateway_orgs = sorted(novacore_orgs(fleet) | site_orgs | release_orgs)
+        self.gateway_orgs = sorted(fleet_orgs | site_orgs | release_orgs)
         self.novacore = session.novacore if self.gateway_orgs or self.orgs else None
         # Set once an organisation's sites are listed (or found unreachable)...
         self.listed = {org: asyncio.Event() for org in self.orgs}

@@ -10,7 +10,7 @@ import gc
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -519,7 +519,7 @@ def _applied_site_ids(
     return ids
 
 
-def _release_orgs(options: PlanOptions, declared: set[str]) -> set[str]:
+def _release_orgs(options: PlanOptions, declared: Collection[str]) -> set[str]:
     """Organisations of the undeclared gateways the inventory of `options` (the state
     directory's, or what the operator's Gateway object remembers) says Release for: their
     gateways are listed, declared Site there or not (`state.Inventory.release_orgs`)."""

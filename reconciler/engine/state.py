@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -777,7 +777,9 @@ class Inventory:
         self.orgs.pop(serial, None)
         self.zaps.pop(serial, None)
 
-    def retired_zaps(self, declared_serials: set[str]) -> dict[str, RememberedZap | None]:
+    def retired_zaps(
+        self, declared_serials: Collection[str]
+    ) -> dict[str, RememberedZap | None]:
         """What is remembered of the Zap of each gateway declared no more that a plan may
         read (`plan.retired_gateways`): each one `release_orgs` lists (deletionPolicy
         Release), None for one applied before the Zaps were kept, and each one with Orphan

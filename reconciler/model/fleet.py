@@ -147,6 +147,9 @@ class Fleet:
     _zap_checks: tuple[tuple[int, int, int, int], _ZapChecks] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _zap_serials: tuple[tuple[int, int, int, int], frozenset[str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def of(cls, resources: Iterable[Resource]) -> Fleet:
@@ -268,9 +271,15 @@ class Fleet:
             return self.sites.get(gateway.spec.site_ref) if gateway else None
         return self.sites.get(device.spec.site_ref or "")
 
-    def zap_serials(self) -> set[str]:
-        """The serials of every declared Zap gateway."""
-        return {g.spec.zap.serial for g in self.gateways.values() if g.spec.zap}
+    def zap_serials(self) -> frozenset[str]:
+        """The serials of every declared Zap gateway. Computed on first use and kept, as
+        the children index is (rebuilt if the number of resources changes): a plan asks
+        for them three times, and each pass goes through every Gateway's spec."""
+        if self._zap_serials is None or self._zap_serials[0] != self.size():
+            self._zap_serials = (self.size(), frozenset(
+                g.spec.zap.serial for g in self.gateways.values() if g.spec.zap
+            ))
+        return self._zap_serials[1]
 
     def gateways_of(self, site_name: str) -> list[Gateway]:
         return list(self._index().gateways_by_site.get(site_name, []))

@@ -211,10 +211,13 @@ class PlanBuilder:
             )
             changes += more
             unmanaged += more_unmanaged
+        # The Sites' changes, one per site and platform, picked out once: each question
+        # below is of them, and a fleet-wide plan has 30 times as many changes.
+        site_changes = [c for c in changes if c.kind == "Site"]
         retired = retired_sites(
             options.retired_sites,
             self.observed,
-            novacore_site_ids(changes).values(),
+            novacore_site_ids(site_changes).values(),
             options.left_sites,
             self._sourceful.duplicate_sites,
             audience=options.audience,
@@ -223,11 +226,11 @@ class PlanBuilder:
         locations = retired_locations(
             options.flatpeak_locations,
             self.observed,
-            (c.external_id for c in changes if _is_flatpeak_location(c) and c.external_id),
+            (c.external_id for c in site_changes if c.component == FLATPEAK and c.external_id),
         )
         unmanaged += locations.unmanaged
         enapter_sites = retired_enapter_sites(
-            options.enapter_sites, self.observed, site_ids(changes, ENAPTER).values()
+            options.enapter_sites, self.observed, site_ids(site_changes, ENAPTER).values()
         )
         unmanaged += enapter_sites.unmanaged
         unmanaged += self._removed_notes()
@@ -340,10 +343,6 @@ def _is_owned(entry: dict[str, Any], selected: targeting.Selection) -> bool:
     if "gateway" in entry:
         return selected.owns("Gateway", entry["gateway"])
     return "site" in entry and selected.owns("Site", entry["site"])
-
-
-def _is_flatpeak_location(change: Change) -> bool:
-    return change.kind == "Site" and change.component == FLATPEAK
 
 
 def novacore_site_ids(changes: Iterable[Change]) -> dict[str, str]:

@@ -1043,6 +1043,20 @@ def test_fleet_lookups_follow_changes_and_do_not_share_lists() -> None:
     assert [d.name for d in fleet.devices_of("home-zap")] == ["inverter", "inverter-2"]
 
 
+def test_zap_serials_are_kept_unchangeable_and_follow_changes() -> None:
+    """Worked out once per fleet (a plan asks three times), as a set no caller can change
+    under the next one, and again once a gateway is added."""
+    fleet = Fleet.of([*HOME, lab(), enapter_gateway()])
+    serials = fleet.zap_serials()
+    assert serials == {"zap-3c61a4f0b2d8e917"}
+    assert fleet.zap_serials() is serials
+    with pytest.raises(AttributeError):
+        serials.add("zap-0000000000000000")  # type: ignore[attr-defined]
+    fleet.gateways["cabin-zap"] = zap(  # type: ignore[assignment]
+        "cabin-zap", site_ref="home", serial="zap-0000000000000000")
+    assert fleet.zap_serials() == {"zap-3c61a4f0b2d8e917", "zap-0000000000000000"}
+
+
 def test_site_of_device_with_dangling_gateway_is_none() -> None:
     fleet = Fleet.of([site(), inverter()])
     assert fleet.site_of_device(fleet.devices["inverter"]) is None

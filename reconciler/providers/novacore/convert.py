@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.plan.frozen_records import builder
 from reconciler.plan.observed import NovacoreDer, NovacoreDevice, NovacoreSite
+
+# Each field positionally: see `plan.frozen_records` (a third of the cost per record).
+_device = builder(NovacoreDevice)
+_der = builder(NovacoreDer)
 
 
 def sites(payload: list[dict[str, Any]], org_id: str) -> list[NovacoreSite]:
@@ -33,8 +38,8 @@ def gateway_serials(payload: list[dict[str, Any]]) -> set[str]:
 
 
 def devices(payload: list[dict[str, Any]]) -> list[NovacoreDevice]:
-    # Written for speed (positional fields, one lookup each, a list made into a tuple):
-    # a no-op plan of 1,000 sites converts 10,000 devices and 30,000 DERs.
+    # Written for speed (records built positionally, one lookup each, a list made into a
+    # tuple): a no-op plan of 1,000 sites converts 10,000 devices and 30,000 DERs.
     out = []
     for d in payload:
         if not isinstance(d, dict) or "id" not in d:
@@ -42,7 +47,7 @@ def devices(payload: list[dict[str, Any]]) -> list[NovacoreDevice]:
         get = d.get
         manufacturer, model = get("manufacturer"), get("model")
         out.append(
-            NovacoreDevice(
+            _device(
                 str(d["id"]),
                 str(get("name", "")),
                 str(get("type") or get("device_type") or ""),
@@ -52,9 +57,7 @@ def devices(payload: list[dict[str, Any]]) -> list[NovacoreDevice]:
                 manufacturer,
                 model,
                 tuple([
-                    NovacoreDer(
-                        str(x.get("id", "")), str(x.get("name", "")), str(x.get("type", ""))
-                    )
+                    _der(str(x.get("id", "")), str(x.get("name", "")), str(x.get("type", "")))
                     for x in get("ders", [])
                     if isinstance(x, dict)
                 ]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.plan.frozen_records import builder
 from reconciler.plan.observed import ZapDevice, ZapState
 from reconciler.printable import echo, printable
 
@@ -22,31 +23,36 @@ _SETTING_KEYS = (
     "username",
     "client_id",
 )
+# Each field positionally: see `plan.frozen_records` (a third of the cost per record).
+_device = builder(ZapDevice)
 
 
 def zap_state(payload: Any) -> ZapState:
     """GET /api/devices → ZapState. Accepts the current `{"count","devices"}` shape and the
     older bare list that used `serial_number` (as the Home Assistant integration does)."""
     entries = payload.get("devices", []) if isinstance(payload, dict) else payload or []
+    # Written for speed: a no-op plan of 1,000 sites converts 10,000 of these entries.
     devices: dict[str, ZapDevice] = {}
     for entry in entries:
         if not isinstance(entry, dict):
             continue
-        sn = entry.get("sn") or entry.get("serial_number")
+        get = entry.get
+        sn = get("sn") or get("serial_number")
         if not sn:
             continue
-        devices[str(sn)] = ZapDevice(
-            sn=str(sn),
-            connection_type=str(entry.get("type", "")),
-            profile=entry.get("profile"),
-            device_type=entry.get("device_type"),
-            settings={k: entry[k] for k in _SETTING_KEYS if k in entry},
-            ders={
+        sn = str(sn)
+        devices[sn] = _device(
+            sn,
+            str(get("type", "")),
+            get("profile"),
+            get("device_type"),
+            {k: entry[k] for k in _SETTING_KEYS if k in entry},
+            {
                 str(d["type"]): bool(d.get("enabled", False))
-                for d in entry.get("ders", [])
+                for d in get("ders", [])
                 if isinstance(d, dict) and "type" in d
             },
-            connected=bool(entry.get("connected", True)),
+            bool(get("connected", True)),
         )
     return ZapState(devices=devices)
 
