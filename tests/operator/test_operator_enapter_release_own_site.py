@@ -18,7 +18,15 @@ from fleet_yaml import enapter_gateway, enapter_site, link_master, stream
 from harness import documents, operator
 from refused_calls import RefusedCalls, enapter_error
 from test_operator_enapter_release import DELETE, MASTER
-from test_operator_enapter_release_unrecorded import QUIET, UCM, UCM_A, _lost, _unrecorded
+from test_operator_enapter_release_unrecorded import (
+    QUIET,
+    UCM,
+    UCM_A,
+    _lost,
+    _unrecorded,
+    deferred_until_read,
+    released_unwarned,
+)
 
 from reconciler.sim.fleet import SimFleet
 
@@ -74,16 +82,9 @@ async def test_a_device_whose_gateway_and_site_are_gone_is_found_in_its_recorded
         await cluster.delete("Site", "h2-lab")
         await cluster.wait_gone("Site", "h2-lab")
 
-        await cluster.delete("Device", "link-a")
-        await cluster.wait_gone("Device", "link-a")
-        assert sims.enapter.by_hardware_id(MASTER) is None, "deleted in Enapter Cloud"
-        assert sims.enapter.requests[DELETE] == 1
+        await released_unwarned(cluster, sims, "link-a", MASTER, "the Enapter site its "
+                                "status recorded, its Gateway 'h2-gw' being deleted")
         assert sims.enapter.devices, "the gateway device stays"
-        assert not await cluster.events_about("link-a", reason="EnapterDeviceUnknown")
-        deleted = [e["message"] for e in await cluster.wait_events_about(
-            "link-a", reason="Deleted")]
-        assert any(f"found by its hardware id {MASTER} in the Enapter site its status "
-                   "recorded, its Gateway 'h2-gw' being deleted" in m for m in deleted), deleted
 
 
 async def test_a_device_whose_site_is_gone_is_found_in_its_recorded_site(
@@ -97,15 +98,8 @@ async def test_a_device_whose_site_is_gone_is_found_in_its_recorded_site(
         await _site_recorded(cluster, sims, "ucm-a", UCM)
         await _unrecorded(cluster, "ucm-a")
 
-        await cluster.delete("Device", "ucm-a")
-        await cluster.wait_gone("Device", "ucm-a")
-        assert sims.enapter.by_hardware_id(UCM) is None, "deleted in Enapter Cloud"
-        assert sims.enapter.requests[DELETE] == 1
-        assert not await cluster.events_about("ucm-a", reason="EnapterDeviceUnknown")
-        deleted = [e["message"] for e in await cluster.wait_events_about(
-            "ucm-a", reason="Deleted")]
-        assert any(f"found by its hardware id {UCM} in the Enapter site its status "
-                   "recorded, its Site being deleted" in m for m in deleted), deleted
+        await released_unwarned(cluster, sims, "ucm-a", UCM,
+                                "the Enapter site its status recorded, its Site being deleted")
 
 
 async def test_a_recorded_site_whose_devices_cannot_be_read_defers_the_release(
@@ -126,18 +120,7 @@ async def test_a_recorded_site_whose_devices_cannot_be_read_defers_the_release(
         await cluster.create_all(documents(text))
         await _site_recorded(cluster, sims, "ucm-a", UCM)
         await _unrecorded(cluster, "ucm-a")
-        reads.refusing = True
-
-        await cluster.delete("Device", "ucm-a")
-        failed = await cluster.wait_reason("Device", "ucm-a", "ReleaseFailed")
-        assert "not deleted in Enapter Cloud, which could not be read" in failed["message"]
-        assert sims.enapter.requests[DELETE] == 0, "nothing deleted unread"
-        assert not await cluster.events_about("ucm-a", reason="EnapterDeviceUnknown")
-
-        reads.refusing = False
-        await cluster.wait_gone("Device", "ucm-a")
-        assert sims.enapter.by_hardware_id(UCM) is None
-        assert sims.enapter.requests[DELETE] == 1
+        await deferred_until_read(cluster, sims, reads, "ucm-a", UCM)
 
 
 async def test_a_device_whose_recorded_site_is_gone_goes_without_a_word(

@@ -97,6 +97,40 @@ async def _no_site_recorded(cluster: Any, name: str) -> None:
     )
 
 
+async def released_unwarned(
+    cluster: Any, sims: SimFleet, name: str, hardware_id: str, found_in: str
+) -> None:
+    """Delete `name`: its Enapter device, of `hardware_id`, is found and deleted once, with
+    no `EnapterDeviceUnknown` Warning, and its Deleted event says it was found `found_in`."""
+    await cluster.delete("Device", name)
+    await cluster.wait_gone("Device", name)
+    assert sims.enapter.by_hardware_id(hardware_id) is None, "deleted in Enapter Cloud"
+    assert sims.enapter.requests[DELETE] == 1
+    assert not await cluster.events_about(name, reason="EnapterDeviceUnknown")
+    deleted = [e["message"] for e in await cluster.wait_events_about(name, reason="Deleted")]
+    assert any(f"found by its hardware id {hardware_id} in {found_in}" in m
+               for m in deleted), deleted
+
+
+async def deferred_until_read(
+    cluster: Any, sims: SimFleet, reads: RefusedCalls, name: str, hardware_id: str
+) -> None:
+    """Delete `name` while `reads` refuses what its release must read: it fails, deleting
+    nothing and warning of nothing, until the reads are answered; then it goes, and so
+    does its Enapter device, of `hardware_id`."""
+    reads.refusing = True
+    await cluster.delete("Device", name)
+    failed = await cluster.wait_reason("Device", name, "ReleaseFailed")
+    assert "not deleted in Enapter Cloud, which could not be read" in failed["message"]
+    assert sims.enapter.requests[DELETE] == 0, "nothing deleted unread"
+    assert not await cluster.events_about(name, reason="EnapterDeviceUnknown")
+
+    reads.refusing = False
+    await cluster.wait_gone("Device", name)
+    assert sims.enapter.by_hardware_id(hardware_id) is None
+    assert sims.enapter.requests[DELETE] == 1
+
+
 async def test_a_device_whose_id_was_never_recorded_is_found_by_its_gateways_site(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -112,18 +146,8 @@ async def test_a_device_whose_id_was_never_recorded_is_found_by_its_gateways_sit
         assert made is not None, "provisioned all the same"
         assert sims.enapter.devices[gateway_id].site_id == made.site_id
 
-        await cluster.delete("Device", "link-a")
-        await cluster.wait_gone("Device", "link-a")
-        assert sims.enapter.by_hardware_id(MASTER) is None, "deleted in Enapter Cloud"
-        assert sims.enapter.requests[DELETE] == 1
-        assert not await cluster.events_about("link-a", reason="EnapterDeviceUnknown")
-        deleted = [e["message"] for e in await cluster.wait_events_about(
-            "link-a", reason="Deleted")]
-        assert any(
-            m.startswith(f"device/link-a[enapter]: deleted in Enapter Cloud, found by its "
-                         f"hardware id {MASTER} in the Enapter site of its Site's other objects")
-            for m in deleted
-        ), deleted
+        await released_unwarned(cluster, sims, "link-a", MASTER,
+                                "the Enapter site of its Site's other objects")
 
 
 async def test_the_config_secret_of_a_device_found_by_its_gateways_site_goes_with_it(
@@ -224,18 +248,7 @@ async def test_a_gateway_that_cannot_be_read_defers_the_release_until_it_is(
         await cluster.create_all(documents(text))
         await cluster.wait_condition("Gateway", "h2-gw", "Ready")
         await _unrecorded(cluster, "link-a", site_recorded=False)
-        reads.refusing = True
-
-        await cluster.delete("Device", "link-a")
-        failed = await cluster.wait_reason("Device", "link-a", "ReleaseFailed")
-        assert "not deleted in Enapter Cloud, which could not be read" in failed["message"]
-        assert sims.enapter.requests[DELETE] == 0, "nothing deleted unread"
-        assert not await cluster.events_about("link-a", reason="EnapterDeviceUnknown")
-
-        reads.refusing = False
-        await cluster.wait_gone("Device", "link-a")
-        assert sims.enapter.by_hardware_id(MASTER) is None
-        assert sims.enapter.requests[DELETE] == 1
+        await deferred_until_read(cluster, sims, reads, "link-a", MASTER)
 
 
 async def test_a_device_whose_gateway_is_gone_too_is_found_by_the_devices_behind_it(
@@ -266,17 +279,10 @@ async def test_a_device_whose_gateway_is_gone_too_is_found_by_the_devices_behind
         await cluster.delete("Site", "h2-lab")
         await cluster.wait_gone("Site", "h2-lab")
 
-        await cluster.delete("Device", "link-a")
-        await cluster.wait_gone("Device", "link-a")
-        assert sims.enapter.by_hardware_id(MASTER) is None, "deleted in Enapter Cloud"
-        assert sims.enapter.requests[DELETE] == 1
+        await released_unwarned(
+            cluster, sims, "link-a", MASTER, "the Enapter site of the other Devices behind "
+            "its Gateway 'h2-gw', that Gateway being deleted")
         assert sims.enapter.by_hardware_id(OTHER_MASTER) is not None, "link-b's stays"
-        assert not await cluster.events_about("link-a", reason="EnapterDeviceUnknown")
-        deleted = [e["message"] for e in await cluster.wait_events_about(
-            "link-a", reason="Deleted")]
-        assert any(f"found by its hardware id {MASTER} in the Enapter site of the other "
-                   "Devices behind its Gateway 'h2-gw', that Gateway being deleted" in m
-                   for m in deleted), deleted
 
 
 async def test_a_device_whose_gateway_is_gone_with_no_device_behind_it_is_said_maybe_left(
