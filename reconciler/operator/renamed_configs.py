@@ -11,7 +11,9 @@ passed down an earlier rename); only when no other Device names it now, and dele
 read (`secrets.KubeSecrets`). Any other is left as it is, saying why: one the reconciler
 did not write, or wrote for another device, or one another Device names; and every one
 when the new Device names no config of its own (the Secret is then the only copy of the
-device's config), or under `deletionPolicy: Orphan` (nothing is released, and the
+device's config), or when the new one's Secret is one the reconciler did not write
+(which it does not write over: the old one is then the only copy), or under
+`deletionPolicy: Orphan` (nothing is released, and the
 takeover is no business of the release). A delete that fails leaves it too, said, and
 does not hold the old one's deletion: the new one waits while the old one is being
 deleted, and a rename is not to wait for a Secret.
@@ -63,12 +65,20 @@ async def config_left(
                 "only copy of the device's config; delete it once nothing uses it")
     try:
         found = await store.find(device, name)
+        heirs = _secret_name(heir)
+        # The new one's own Secret someone else wrote: its config cannot be written there
+        # (`write` refuses), and this one would be the only copy left of it.
+        blocked = heirs is not None and (await store.find(heir, heirs)).foreign
     except KeyError as exc:
         return f"{left}: {exc.args[0]}; delete it once nothing uses it"
     if not found.present:
         return ""
     if found.foreign:
         return f"{left}: it was not written by the reconciler"
+    if blocked:
+        return (f"{left}: Device {echo(heir.name)}'s {theirs} was not written by the "
+                "reconciler, which does not write over it, so this one holds the only copy "
+                "of the device's config; delete it once nothing uses it")
     if found.written_for is None or (
         found.device != device.name and found.written_for != enapter_id
     ):

@@ -329,6 +329,31 @@ async def test_a_renamed_enapter_device_naming_no_config_keeps_the_old_secret(
         assert sims.enapter.by_hardware_id(UCM_ID) is not None
 
 
+async def test_a_renamed_enapter_device_naming_someone_elses_secret_keeps_the_old_one(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The new name names a Secret the reconciler did not write, which it does not write
+    over: the old Secret holds the only copy of the device's config, and is left, said."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        written = secret_values(await cluster.secret("ucm-config"))
+        await cluster.create_secret("theirs", {"config.json": "someone else's"})
+
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: theirs}")
+        assert said.endswith(
+            "with its ids; the config Secret 'ucm-config' written for this Device is left "
+            "as it is: Device 'ucm-b''s Secret 'theirs' was not written by the reconciler, "
+            "which does not write over it, so this one holds the only copy of the device's "
+            "config; delete it once nothing uses it"
+        ), said
+        assert secret_values(await cluster.secret("ucm-config")) == written
+        assert secret_values(await cluster.secret("theirs")) == {
+            "config.json": "someone else's"}
+        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+
+
 async def test_a_renamed_enapter_device_goes_though_its_old_secret_cannot_be_deleted(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
