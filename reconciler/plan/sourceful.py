@@ -154,7 +154,7 @@ class SourcefulPlanner(UnmanagedPlanner):
             # Every hardware id declared on the gateway: what the Zap holds beyond is unmanaged.
             on_gateway: set[str | None] = set()
             gateway_first = len(self.changes)
-            for device in self.fleet.devices_of(gateway_name):
+            for device, ders in self.fleet.devices_and_ders_of(gateway_name):
                 spec = device.spec
                 hardware_id = spec.hardware_id
                 on_gateway.add(hardware_id)
@@ -174,7 +174,7 @@ class SourcefulPlanner(UnmanagedPlanner):
                     else:
                         # Or in another organisation, which no rebinding leaves.
                         left = self._provisioned_in_other_org(at, hardware_id)
-                self._plan_device(at, device, cloud, cloud_site, left)
+                self._plan_device(at, device, ders, cloud, cloud_site, left)
             if zap_obs is not None:
                 self._unmanaged_zap_devices(site, gateway, zap_obs, on_gateway)
                 # An add where a device of the Zap is waits for the removal that frees its
@@ -407,13 +407,15 @@ class SourcefulPlanner(UnmanagedPlanner):
         self,
         at: GatewayContext,
         device: Device,
+        ders: list[DerFields],
         cloud: NovacoreDevice | None,
         cloud_site: str | None,
         left: OrgMove | None = None,
     ) -> None:
-        """The changes of one declared device behind the gateway of `at`: on the Zap, in
-        Novacore (`cloud`, found in the Novacore site `cloud_site`; or none, and `left` in
-        another organisation), its DER publishing."""
+        """The changes of one declared device behind the gateway of `at`, which declares
+        `ders` (`Fleet.ders_of`): on the Zap, in Novacore (`cloud`, found in the Novacore
+        site `cloud_site`; or none, and `left` in another organisation), its DER
+        publishing."""
         # Each model attribute is read once here and passed on: a fleet-wide plan reads
         # 10,000 devices, and every read of a pydantic field is a lookup in a cold object.
         name = device.name
@@ -540,7 +542,6 @@ class SourcefulPlanner(UnmanagedPlanner):
                 )
                 blocked_by = zap_change
 
-        ders = self.fleet.ders_of(name)
         cloud_deps = list(deps)
         if at.site_dep is not None:
             cloud_deps.append(at.site_dep)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from simworld import ORG_B, MakeWorld, load, mqtt_battery, standard_site
 
+from reconciler.model.fleet import Fleet
 from reconciler.plan import moves, sourceful
 from reconciler.plan.document import to_document
 
@@ -84,3 +85,18 @@ async def test_a_device_the_zap_reports_as_declared_is_not_compared_setting_by_s
     result, _, _ = await world.noop_writes()
     assert not result.plan.has_changes
     assert declared == []
+
+
+async def test_a_no_op_plan_looks_no_device_up_again_for_its_ders(
+        make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each gateway's Devices come with their DERs (`Fleet.devices_and_ders_of`): no Device
+    is looked up again by its name, nor the fleet's index checked, once per device."""
+    world = await make_world([*standard_site(1), *standard_site(2)])
+    assert (await world.apply())[1].ok
+    ders_of = counted(monkeypatch, Fleet, "ders_of")
+    result, _, _ = await world.noop_writes()
+    assert not result.plan.has_changes
+    assert ders_of == []
+    flags = {c.address: c.after for c in result.plan.changes if c.component == "publish"}
+    assert flags["device/s2-inv[publish]"] == {"pv": True, "battery": True, "meter": False}
+
