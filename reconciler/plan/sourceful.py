@@ -435,7 +435,11 @@ class SourcefulPlanner(UnmanagedPlanner):
         diff = (zap_connection_diff(declared_zap_settings(connection, desired), before)
                 if before is not None and not in_sync else [])
         reset: list[str] = []
-        removed_paths = self.removed_fields.get(f"device/{name}")
+        # Looked up only where the last apply declared fields that are gone (seldom): the
+        # address is not formatted for every device of every plan.
+        removed_paths = (
+            self.removed_fields.get(f"device/{name}") if self.removed_fields else None
+        )
         if removed_paths and before is not None:
             more, reset = zap_reset_diff(desired, before, removed_paths)
             diff += more
@@ -653,8 +657,11 @@ class SourcefulPlanner(UnmanagedPlanner):
             if key in after:
                 before[key] = None
         moved = self._moved_from(at, cloud, cloud_site, before, after)
+        # In sync, as most devices are: one comparison settles every field and DER (made
+        # once: the records hold nested dicts), and the change keeps one dict for both.
+        same = before == after
         replaced_because = ""
-        if before != after and (
+        if not same and (
             before["device_type"] != after["device_type"]
             or der_type_changed(after["ders"], before["ders"])
         ):
@@ -667,14 +674,13 @@ class SourcefulPlanner(UnmanagedPlanner):
             return self._replace_device(
                 at, name, Reason.CANNOT_UPDATE, before, after, deps, cloud.id, replaced_because
             )
-        # Kept, with what it has: a DER nobody declares stays (a replace would drop it).
-        self._unmanaged_ders(at, name, cloud, after["ders"])
+        if not same:
+            # Kept, with what it has: a DER nobody declares stays (a replace would drop
+            # it). In sync, it has only the DERs declared.
+            self._unmanaged_ders(at, name, cloud, after["ders"])
         if moved:
             return self._plan_move(at, name, device, cloud, before, after, deps, moved)
-        same = before == after
         if same:
-            # In sync, as most devices are: one comparison settles every field and DER,
-            # and the change keeps one dict for both.
             diff: list[FieldDiff] = []
         else:
             diff = cloud_drift(after, before)
@@ -890,7 +896,8 @@ class SourcefulPlanner(UnmanagedPlanner):
             flags = publish_flags(ders, zap_obs.ders)
             # In sync, as most devices are: the flags stand for what the Zap reports too.
             before = flags if flags == zap_obs.ders else dict(zap_obs.ders)
-        diff = declared_diff(flags, before)
+        # In sync (`before` is the flags themselves): nothing to compare.
+        diff = [] if before is flags else declared_diff(flags, before)
         if before is None and not any(flags.values()):
             return None  # new devices start with every DER disabled: nothing to switch
         action, reason = update_or_in_sync(diff)
