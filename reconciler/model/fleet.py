@@ -256,14 +256,7 @@ class Fleet:
     def ders_of(self, device_name: str) -> list[DerFields]:
         """Inline DERs of a device followed by stand-alone DER documents that point at it."""
         device = self.devices.get(device_name)
-        inline = list(device.spec.ders) if device else []
-        standalone = self._index().ders_by_device.get(device_name)
-        if standalone:  # most fleets declare DERs inline: nothing to convert then
-            inline += [
-                DerFields(name=d.spec.name, type=d.spec.type, publish=d.spec.publish)
-                for d in standalone
-            ]
-        return inline
+        return _ders(device, self._index().ders_by_device) if device else []
 
     def site_of_device(self, device: Device) -> Site | None:
         if device.spec.gateway_ref:
@@ -287,9 +280,33 @@ class Fleet:
     def devices_of(self, gateway_name: str) -> list[Device]:
         return list(self._index().devices_by_gateway.get(gateway_name, []))
 
+    def devices_and_ders_of(self, gateway_name: str) -> list[tuple[Device, list[DerFields]]]:
+        """The Devices behind the gateway, each with its DERs (`ders_of`). The planner asks
+        it of every gateway: the index is checked once per gateway rather than once per
+        device, and no Device is looked up again by its name."""
+        index = self._index()
+        standalone = index.ders_by_device
+        return [
+            (device, _ders(device, standalone))
+            for device in index.devices_by_gateway.get(gateway_name, ())
+        ]
+
     def hardware_ids_of(self, gateway_name: str) -> frozenset[str]:
         """The hardware ids of the Devices declared behind the gateway."""
         return self._index().hardware_ids_by_gateway.get(gateway_name, frozenset())
+
+
+def _ders(device: Device, standalone_by_device: Mapping[str, list[DER]]) -> list[DerFields]:
+    """Inline DERs of `device` followed by the stand-alone DER documents that point at it."""
+    ders = list(device.spec.ders)
+    # Most fleets declare DERs inline only: then no name is looked up, nothing converted.
+    standalone = standalone_by_device.get(device.name) if standalone_by_device else None
+    if standalone:
+        ders += [
+            DerFields(name=d.spec.name, type=d.spec.type, publish=d.spec.publish)
+            for d in standalone
+        ]
+    return ders
 
 
 def zap_spot(fleet: Fleet, device: Device) -> ZapSpot | None:

@@ -146,7 +146,7 @@ class Change:
     @property
     def is_change(self) -> bool:
         """Whether the change is something to do (not a no-op)."""
-        return self.action is not Action.NO_OP
+        return self.action is not _NO_OP
 
 
 def defer(change: Change, why: str, *, unread: bool) -> None:
@@ -180,9 +180,17 @@ def defer(change: Change, why: str, *, unread: bool) -> None:
         change.reason = Reason.TARGET_UNREACHABLE
 
 
+# Enum members held in module names for what every change of a plan asks: reading a
+# member off its class (`Action.NO_OP`) goes through the enum machinery each time, which
+# a fleet-wide plan does hundreds of thousands of times.
+_NO_OP = Action.NO_OP
+_DRIFT = (Action.UPDATE, Reason.DRIFT)
+_IN_SYNC = (Action.NO_OP, Reason.IN_SYNC)
+
+
 def update_or_in_sync(diff: list[FieldDiff]) -> tuple[Action, Reason]:
     """What a compared object needs: an update for drift, else nothing."""
-    return (Action.UPDATE, Reason.DRIFT) if diff else (Action.NO_OP, Reason.IN_SYNC)
+    return _DRIFT if diff else _IN_SYNC
 
 
 def address_of(kind: str, name: str, component: str) -> str:

@@ -154,7 +154,7 @@ class SourcefulPlanner(UnmanagedPlanner):
             # Every hardware id declared on the gateway: what the Zap holds beyond is unmanaged.
             on_gateway: set[str | None] = set()
             gateway_first = len(self.changes)
-            for device in self.fleet.devices_of(gateway_name):
+            for device, ders in self.fleet.devices_and_ders_of(gateway_name):
                 spec = device.spec
                 hardware_id = spec.hardware_id
                 on_gateway.add(hardware_id)
@@ -174,7 +174,7 @@ class SourcefulPlanner(UnmanagedPlanner):
                     else:
                         # Or in another organisation, which no rebinding leaves.
                         left = self._provisioned_in_other_org(at, hardware_id)
-                self._plan_device(at, device, cloud, cloud_site, left)
+                self._plan_device(at, device, ders, cloud, cloud_site, left)
             if zap_obs is not None:
                 self._unmanaged_zap_devices(site, gateway, zap_obs, on_gateway)
                 # An add where a device of the Zap is waits for the removal that frees its
@@ -407,13 +407,15 @@ class SourcefulPlanner(UnmanagedPlanner):
         self,
         at: GatewayContext,
         device: Device,
+        ders: list[DerFields],
         cloud: NovacoreDevice | None,
         cloud_site: str | None,
         left: OrgMove | None = None,
     ) -> None:
-        """The changes of one declared device behind the gateway of `at`: on the Zap, in
-        Novacore (`cloud`, found in the Novacore site `cloud_site`; or none, and `left` in
-        another organisation), its DER publishing."""
+        """The changes of one declared device behind the gateway of `at`, which declares
+        `ders` (`Fleet.ders_of`): on the Zap, in Novacore (`cloud`, found in the Novacore
+        site `cloud_site`; or none, and `left` in another organisation), its DER
+        publishing."""
         # Each model attribute is read once here and passed on: a fleet-wide plan reads
         # 10,000 devices, and every read of a pydantic field is a lookup in a cold object.
         name = device.name
@@ -433,7 +435,11 @@ class SourcefulPlanner(UnmanagedPlanner):
         diff = (zap_connection_diff(declared_zap_settings(connection, desired), before)
                 if before is not None and not in_sync else [])
         reset: list[str] = []
-        removed_paths = self.removed_fields.get(f"device/{name}")
+        # Looked up only where the last apply declared fields that are gone (seldom): the
+        # address is not formatted for every device of every plan.
+        removed_paths = (
+            self.removed_fields.get(f"device/{name}") if self.removed_fields else None
+        )
         if removed_paths and before is not None:
             more, reset = zap_reset_diff(desired, before, removed_paths)
             diff += more
@@ -540,7 +546,6 @@ class SourcefulPlanner(UnmanagedPlanner):
                 )
                 blocked_by = zap_change
 
-        ders = self.fleet.ders_of(name)
         cloud_deps = list(deps)
         if at.site_dep is not None:
             cloud_deps.append(at.site_dep)
@@ -652,8 +657,11 @@ class SourcefulPlanner(UnmanagedPlanner):
             if key in after:
                 before[key] = None
         moved = self._moved_from(at, cloud, cloud_site, before, after)
+        # In sync, as most devices are: one comparison settles every field and DER (made
+        # once: the records hold nested dicts), and the change keeps one dict for both.
+        same = before == after
         replaced_because = ""
-        if before != after and (
+        if not same and (
             before["device_type"] != after["device_type"]
             or der_type_changed(after["ders"], before["ders"])
         ):
@@ -666,14 +674,13 @@ class SourcefulPlanner(UnmanagedPlanner):
             return self._replace_device(
                 at, name, Reason.CANNOT_UPDATE, before, after, deps, cloud.id, replaced_because
             )
-        # Kept, with what it has: a DER nobody declares stays (a replace would drop it).
-        self._unmanaged_ders(at, name, cloud, after["ders"])
+        if not same:
+            # Kept, with what it has: a DER nobody declares stays (a replace would drop
+            # it). In sync, it has only the DERs declared.
+            self._unmanaged_ders(at, name, cloud, after["ders"])
         if moved:
             return self._plan_move(at, name, device, cloud, before, after, deps, moved)
-        same = before == after
         if same:
-            # In sync, as most devices are: one comparison settles every field and DER,
-            # and the change keeps one dict for both.
             diff: list[FieldDiff] = []
         else:
             diff = cloud_drift(after, before)
@@ -889,7 +896,8 @@ class SourcefulPlanner(UnmanagedPlanner):
             flags = publish_flags(ders, zap_obs.ders)
             # In sync, as most devices are: the flags stand for what the Zap reports too.
             before = flags if flags == zap_obs.ders else dict(zap_obs.ders)
-        diff = declared_diff(flags, before)
+        # In sync (`before` is the flags themselves): nothing to compare.
+        diff = [] if before is flags else declared_diff(flags, before)
         if before is None and not any(flags.values()):
             return None  # new devices start with every DER disabled: nothing to switch
         action, reason = update_or_in_sync(diff)

@@ -57,6 +57,9 @@ def settle(gateway: str, zap: ZapState, changes: Sequence[Change], fleet: Fleet,
     `gateway`, whose Zap reports `zap`) that go where a device of the Zap is. Returns the
     adds ordered after a change, for `after_frees` once every site is planned."""
     on_zap = [c for c in changes if c.component == "zap" and c.kind == "Device"]
+    if not any(c.action in _ADDS and not c.blocked for c in on_zap):
+        # Nothing is added, as on most gateways: no endpoint can clash, nothing waits.
+        return []
     by_serial = {c.external_id: c for c in on_zap if c.external_id is not None}
     waits: dict[str, Change] = {}  # an add's address -> the change that frees its endpoint
     ordered: list[Wait] = []

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from simworld import ORG_B, MakeWorld, load, mqtt_battery, standard_site
 
-from reconciler.plan import moves, sourceful
+from reconciler.model.fleet import Fleet
+from reconciler.plan import moves, sourceful, zap_endpoint_clashes
 from reconciler.plan.document import to_document
 
 
@@ -84,3 +85,45 @@ async def test_a_device_the_zap_reports_as_declared_is_not_compared_setting_by_s
     result, _, _ = await world.noop_writes()
     assert not result.plan.has_changes
     assert declared == []
+
+
+async def test_a_no_op_plan_looks_no_device_up_again_for_its_ders(
+        make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each gateway's Devices come with their DERs (`Fleet.devices_and_ders_of`): no Device
+    is looked up again by its name, nor the fleet's index checked, once per device."""
+    world = await make_world([*standard_site(1), *standard_site(2)])
+    assert (await world.apply())[1].ok
+    ders_of = counted(monkeypatch, Fleet, "ders_of")
+    result, _, _ = await world.noop_writes()
+    assert not result.plan.has_changes
+    assert ders_of == []
+    flags = {c.address: c.after for c in result.plan.changes if c.component == "publish"}
+    assert flags["device/s2-inv[publish]"] == {"pv": True, "battery": True, "meter": False}
+
+
+async def test_endpoint_clashes_are_looked_for_only_where_a_device_is_added(
+        make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where nothing is added to a Zap, as on every gateway of a no-op plan, no endpoint
+    can clash and nothing waits for one: what is planned for its devices is not gone
+    through again (`zap_endpoint_clashes.settle`)."""
+    world = await make_world([*standard_site(1)])
+    gone_through = counted(monkeypatch, zap_endpoint_clashes, "_block_dependents")
+    result, applied = await world.apply()
+    assert applied.ok and result.plan.has_changes
+    assert gone_through == [1]
+    result, _, _ = await world.noop_writes()
+    assert not result.plan.has_changes
+    assert gone_through == [1]
+
+
+async def test_an_in_sync_novacore_device_is_not_searched_for_undeclared_ders(
+        make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Novacore device equal to what is declared has the declared DERs only: its DERs
+    are not gone through again for one nobody declares (`test_sourceful_planner` has the
+    device that holds one)."""
+    world = await make_world([*standard_site(1), mqtt_battery("bat", "s1-zap", "FERRO-1")])
+    assert (await world.apply())[1].ok
+    searched = counted(monkeypatch, sourceful.SourcefulPlanner, "_unmanaged_ders")
+    result, _, _ = await world.noop_writes()
+    assert not result.plan.has_changes and result.plan.unmanaged == []
+    assert searched == []

@@ -1024,6 +1024,13 @@ def test_fleet_lookups() -> None:
     ]
     assert fleet.ders_of("p1") == []
     assert fleet.ders_of("unknown") == []
+    # What the planner reads of each gateway: its Devices, each with what `ders_of` gives.
+    assert [
+        (d.name, [(x.name, x.type) for x in ders])
+        for d, ders in fleet.devices_and_ders_of("home-zap")
+    ] == [("inverter", [("pv", "solar"), ("battery", "battery")]), ("p1", [])]
+    assert fleet.devices_and_ders_of("lab-gateway") == []
+    assert fleet.devices_and_ders_of("nowhere") == []
     by_name = fleet.devices
     site_of = fleet.site_of_device
     assert [site_of(by_name[n]).name for n in ("inverter", "cabin-inverter", "ucm")] == [  # type: ignore[union-attr]
@@ -1038,6 +1045,8 @@ def test_fleet_lookups_follow_changes_and_do_not_share_lists() -> None:
     assert [d.name for d in fleet.devices_of("home-zap")] == ["inverter"]
     fleet.devices_of("home-zap").clear()  # a caller's copy; the index is unharmed
     assert [d.name for d in fleet.devices_of("home-zap")] == ["inverter"]
+    fleet.devices_and_ders_of("home-zap")[0][1].clear()  # so is the Device's DER list
+    assert [d.name for d in fleet.ders_of("inverter")] == ["pv"]
     added = inverter("inverter-2", hardwareId="A2")
     fleet.devices["inverter-2"] = added  # type: ignore[assignment]
     assert [d.name for d in fleet.devices_of("home-zap")] == ["inverter", "inverter-2"]
