@@ -154,9 +154,13 @@ async def test_a_retry_after_of_hundreds_of_digits_is_said_cut_short(
     assert len(answered.message) < 300, answered.message
 
 
+# A Retry-After a run still waits for (it waits a minute at most), as long as it can be.
+RUN_WAITS_NEARLY = 59.0
+
+
 async def test_an_apply_asked_to_stop_does_not_wait_out_a_retry_after_first(
         make_world: MakeWorld) -> None:
-    """A Retry-After a run waits for (30 s, under the minute) is not waited out once the
+    """A Retry-After a run waits for (59 s, just under the minute) is not waited out once the
     apply is asked to stop: the changes waiting to be tried again fail at once, saying that
     they were not retried, and nothing more reaches the throttled server."""
     arrivals = Arrivals()
@@ -169,11 +173,14 @@ async def test_an_apply_asked_to_stop_does_not_wait_out_a_retry_after_first(
 
     stopper = asyncio.create_task(stop_once_throttled())
     started = time.monotonic()
-    _, report = await apply_throttled(make_world, 30, arrivals, stop)
+    _, report = await apply_throttled(make_world, RUN_WAITS_NEARLY, arrivals, stop)
     took = time.monotonic() - started
     await stopper
     [answered] = arrivals.throttled
-    assert took < 20, f"the apply waited {took:.1f} s for a server it was not to call again"
+    # Kept as time: an apply that waited out the Retry-After ends with the same outcomes,
+    # and the wait cannot be made longer than the minute a run waits at most. The bound is
+    # the Retry-After itself, about a hundred times what the apply takes.
+    assert took < RUN_WAITS_NEARLY, f"the apply waited out the server's {took:.1f} s"
     assert arrivals.between("novacore", answered, float("inf")) == 0, arrivals.at
     failed = {o.address: o.message for o in report.by_status("failed")}
     assert set(failed) >= {"site/s1[novacore]", "site/s2[novacore]", "site/s3[novacore]"}
