@@ -45,6 +45,14 @@ async def _site_recorded(cluster: Any, sims: SimFleet, name: str, hardware_id: s
     assert ids.get("enapterSite") == made.site_id, ids
 
 
+async def _ucm_site_gone(cluster: Any, sims: SimFleet, text: str) -> None:
+    """`text` applied: ucm-a's apply fails once Enapter made its device, its status holds
+    the device's Enapter site and not its id; then its Site goes."""
+    await cluster.create_all(documents(text))
+    await _site_recorded(cluster, sims, "ucm-a", UCM)
+    await _unrecorded(cluster, "ucm-a")
+
+
 async def test_a_ready_device_records_the_enapter_site_of_its_device(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -94,9 +102,7 @@ async def test_a_device_whose_site_is_gone_is_found_in_its_recorded_site(
     async with operator(
         text, tmp_path, monkeypatch, before_start=_lost("ucm"), config=QUIET
     ) as (cluster, sims):
-        await cluster.create_all(documents(text))
-        await _site_recorded(cluster, sims, "ucm-a", UCM)
-        await _unrecorded(cluster, "ucm-a")
+        await _ucm_site_gone(cluster, sims, text)
 
         await released_unwarned(cluster, sims, "ucm-a", UCM,
                                 "the Enapter site its status recorded, its Site being deleted")
@@ -117,9 +123,7 @@ async def test_a_recorded_site_whose_devices_cannot_be_read_defers_the_release(
     async with operator(
         text, tmp_path, monkeypatch, before_start=faults, config=QUIET
     ) as (cluster, sims):
-        await cluster.create_all(documents(text))
-        await _site_recorded(cluster, sims, "ucm-a", UCM)
-        await _unrecorded(cluster, "ucm-a")
+        await _ucm_site_gone(cluster, sims, text)
         await deferred_until_read(cluster, sims, reads, "ucm-a", UCM)
 
 
@@ -130,9 +134,7 @@ async def test_a_device_whose_recorded_site_is_gone_goes_without_a_word(
     async with operator(
         text, tmp_path, monkeypatch, before_start=_lost("ucm"), config=QUIET
     ) as (cluster, sims):
-        await cluster.create_all(documents(text))
-        await _site_recorded(cluster, sims, "ucm-a", UCM)
-        await _unrecorded(cluster, "ucm-a")
+        await _ucm_site_gone(cluster, sims, text)
         # Its device, then its site, deleted in Enapter Cloud by hand: the site holds
         # nothing to delete, and is not listed any more.
         made = sims.enapter.by_hardware_id(UCM)
