@@ -150,8 +150,7 @@ def check_config_file(
     only another `configOutput.file` (or the file put there) cures; FileNotWritten, tried
     again by the next run (`audience` says which), for a directory that cannot be written
     now (its mode, a read-only mount), which may be put right without a change of spec."""
-    enapter = device.spec.enapter
-    output = enapter.config_output if enapter is not None else None
+    output = device.config_output
     if output is None or output.file is None:
         return
     if enapter_fields.kind_of(device) in enapter_fields.NO_CONFIG:
@@ -317,14 +316,14 @@ async def _config_outputs(
     out: dict[str, ConfigOutputState] = {}
     paths = {}
     for device in fleet.devices.values():
-        output = device.spec.enapter.config_output if device.spec.enapter else None
+        output = device.config_output
         if output is not None and output.file is not None:
             paths[device.name] = config_path(session.settings, output.file)
     writers = (
         enapter_files.written_for(session.settings, paths.values(), audience) if paths else {}
     )
     for device in fleet.devices.values():
-        output = device.spec.enapter.config_output if device.spec.enapter else None
+        output = device.config_output
         if output is None:
             continue
         if output.file is not None:
@@ -756,8 +755,7 @@ async def _remove_config_file(
     failure of this host's, not a platform's refusal: the next run tries again, and the
     operator's retries, holding none of the device's writes back (`FileNotRemoved`)."""
     settings = ctx.session.settings
-    enapter = device.spec.enapter if device is not None else None
-    output = enapter.config_output if enapter is not None else None
+    output = device.config_output if device is not None else None
     own = config_path(settings, output.file) if output is not None and output.file else None
     if not enapter_files.recorded(settings, device_id, ctx.audience, own=own):
         return {}  # nothing to do: no write journaled
@@ -799,9 +797,7 @@ async def _remove_config_secret(
     CLI writes no Secret), or for a device no Device declares (a prune's delete)."""
     store = secret_store(ctx.session)
     device = ctx.fleet.devices.get(change.name)
-    enapter = device.spec.enapter if device is not None else None
-    output = enapter.config_output if enapter is not None else None
-    name = output.secret_name if output is not None else None
+    name = device.config_secret_name if device is not None else None
     if store is None or device is None or name is None:
         return {}
     outcome = await ctx._write(

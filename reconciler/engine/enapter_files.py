@@ -116,8 +116,7 @@ def _declared(settings: Settings, fleet: Fleet) -> set[str]:
     """The config files the fleet's Devices declare."""
     out = set()
     for device in fleet.devices.values():
-        enapter = device.spec.enapter
-        output = enapter.config_output if enapter is not None else None
+        output = device.config_output
         if output is not None and output.file is not None:
             out.add(_key(config_path(settings, output.file)))
     return out

@@ -454,6 +454,19 @@ class Device(Resource):
         return self.spec.display_name or self.metadata.name
 
     @property
+    def config_output(self) -> ConfigOutput | None:
+        """Where its Enapter communication config is written; None when nowhere (or it is
+        no Enapter device)."""
+        enapter = self.spec.enapter
+        return enapter.config_output if enapter is not None else None
+
+    @property
+    def config_secret_name(self) -> str | None:
+        """The Secret its Enapter communication config is written to, if one is named."""
+        output = self.config_output
+        return output.secret_name if output is not None else None
+
+    @property
     def enapter_slug(self) -> str | None:
         """The Enapter slug the device is found by: the declared one, else for standalone and
         Lua devices (keyed by slug) the resource name as a slug; None where Enapter picks.

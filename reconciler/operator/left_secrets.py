@@ -60,9 +60,7 @@ async def left_secret(
     there; or None when there is none, or `changes` hold its Enapter device's own (whose
     delete takes its Secret, or whose wait says why). `read`: an Enapter device by its
     id, None when Enapter says it is not there."""
-    enapter = device.spec.enapter
-    output = enapter.config_output if enapter is not None else None
-    name = output.secret_name if output is not None else None
+    name = device.config_secret_name
     if store is None or name is None:
         return None
     if any(c.kind == "Device" and c.name == device.name and c.component == COMPONENT

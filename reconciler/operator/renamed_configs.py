@@ -32,17 +32,12 @@ from reconciler.printable import echo
 
 def config_output(device: Device) -> str | None:
     """Where `device`'s Enapter config is written, said: "Secret NAME" or "file PATH"."""
-    output = device.spec.enapter.config_output if device.spec.enapter is not None else None
+    output = device.config_output
     if output is None:
         return None
     if output.secret_name is not None:
         return f"Secret {echo(output.secret_name)}"
     return f"file {echo(output.file)}" if output.file is not None else None
-
-
-def _secret_name(device: Device) -> str | None:
-    output = device.spec.enapter.config_output if device.spec.enapter is not None else None
-    return output.secret_name if output is not None else None
 
 
 async def config_left(
@@ -57,7 +52,7 @@ async def config_left(
     if mine is None or mine == theirs:
         return ""
     left = f"; the config {mine} written for this Device is left as it is"
-    name = _secret_name(device)
+    name = device.config_secret_name
     if name is None or store is None:
         return f"{left}: delete it once nothing uses it"
     if theirs is None:
@@ -65,7 +60,7 @@ async def config_left(
                 "only copy of the device's config; delete it once nothing uses it")
     try:
         found = await store.find(device, name)
-        heirs = _secret_name(heir)
+        heirs = heir.config_secret_name
         # The new one's own Secret someone else wrote: its config cannot be written there
         # (`write` refuses), and this one would be the only copy left of it.
         blocked = heirs is not None and (await store.find(heir, heirs)).foreign
