@@ -36,10 +36,7 @@ async def observe_by_id(
     the site of each found. Raises the first credentials refused (ProviderAuthError), once
     every read ended, as `engine.observe` does."""
     gather = Gather(policy)
-    state = observed.extra.get(COMPONENT)
-    if not isinstance(state, EnapterState):
-        state = EnapterState(sites=await _sites(session, gather))
-        observed.extra[COMPONENT] = state
+    state = await _state(session, gather, observed)
     for device_id in device_ids:
         state.by_id[device_id] = await _device(session, gather, state.sites, device_id)
     found = {d.site_id for d in state.by_id.values() if isinstance(d, EnapterDeviceState)}
@@ -58,10 +55,7 @@ async def observe_site(
     devices, and its devices are not asked for. Raises the credentials refused
     (ProviderAuthError), as `observe_by_id`."""
     gather = Gather(policy)
-    state = observed.extra.get(COMPONENT)
-    if not isinstance(state, EnapterState):
-        state = EnapterState(sites=await _sites(session, gather))
-        observed.extra[COMPONENT] = state
+    state = await _state(session, gather, observed)
     listed = isinstance(state.sites, list) and any(s.id == site_id for s in state.sites)
     if listed and site_id not in state.devices:
         state.devices[site_id] = await _site_devices(session, gather, site_id)
@@ -77,6 +71,15 @@ async def read_by_id(session: Session, policy: RetryPolicy, device_id: str) -> R
     if gather.auth_errors:
         raise gather.auth_errors[0]
     return read
+
+
+async def _state(session: Session, gather: Gather, observed: Observed) -> EnapterState:
+    """`observed`'s Enapter state, made with the listing of sites on its first read."""
+    state = observed.extra.get(COMPONENT)
+    if not isinstance(state, EnapterState):
+        state = EnapterState(sites=await _sites(session, gather))
+        observed.extra[COMPONENT] = state
+    return state
 
 
 async def _site_devices(
