@@ -30,7 +30,8 @@ Enapter device still there (a `siteRef` change did not move it) is kept, said
 (`left_secrets`).
 A Device or Gateway whose device or gateway another object of the namespace declares too
 (a rename, `plan.taken_over`) leaves it to that one: nothing of it is released, but for
-a Device's config Secret the new one does not name (`renamed_configs`). A Gateway's
+a Device's config Secret the new one does not name (`renamed_configs`; a config file
+such, the new one's reconcile removes). A Gateway's
 serials swapped out of its spec are not that one's: they are released as recorded all
 the same, and the finalizer waits for them before it says who took over (`taken_over`)."""
 
@@ -165,7 +166,8 @@ async def remove_object(
             # The config Secret it wrote that the heir does not name goes (`renamed_configs`).
             recorded = ((status or {}).get("externalIds") or {}).get("enapter")
             config = await config_left(
-                resource, heir_device, config_store, str(recorded) if recorded else None
+                resource, heir_device, config_store, str(recorded) if recorded else None,
+                settings,
             )
             return Removal(
                 taken_over=_taken_over_message(resource, heir_device) + config,

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fleet_yaml import (
     document,
     enapter_site,
@@ -262,12 +263,12 @@ async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
         assert _deletes(sims) == 0
 
 
-async def _renamed_ucm(cluster: Any, output: str) -> str:
-    """ucm-a, Ready with its config in Secret ucm-config, renamed ucm-b with `output` (its
-    configOutput line, or ""): the new name first, then the old one pruned. The old one's
-    DeviceKept message, once it is gone."""
+async def _renamed_ucm(cluster: Any, output: str, *, secret: bool = True) -> str:
+    """ucm-a, Ready (`secret`: with its config in Secret ucm-config), renamed ucm-b with
+    `output` (its configOutput line, or ""): the new name first, then the old one pruned.
+    The old one's DeviceKept message, once it is gone."""
     await cluster.wait_condition("Device", "ucm-a", "Ready")
-    assert await cluster.secret("ucm-config")
+    assert not secret or await cluster.secret("ucm-config")
     [renamed] = documents(stream(enapter_site(), _ucm("ucm-b", output)))[1:]
     await cluster.create(renamed)
     await cluster.delete("Device", "ucm-a")
@@ -375,3 +376,69 @@ async def test_a_renamed_enapter_device_goes_though_its_old_secret_cannot_be_del
         await cluster.wait_condition("Device", "ucm-b", "Ready")
         assert await cluster.secret("ucm-b-config")
         assert not [k for k in sims.enapter.requests if k.startswith("DELETE")]
+
+
+@pytest.mark.parametrize(("output", "then"), [
+    pytest.param("configOutput: {file: ucm-b.json}",
+                 " once that one has written the device's config to its own file 'ucm-b.json'",
+                 id="another-file"),
+    pytest.param("configOutput: {secretName: ucm-b-config}",
+                 " once that one has written the device's config to its own Secret "
+                 "'ucm-b-config'", id="a-secret"),
+    pytest.param("", ", as the file of a Device whose configOutput names no file is: Device "
+                 "'ucm-b' names no configOutput", id="none"),
+])
+async def test_a_renamed_enapter_devices_config_file_goes_once_the_new_name_has_reconciled(
+    tmp_path: Path, monkeypatch: Any, output: str, then: str
+) -> None:
+    """The UCM renamed, its config file not named by the new name: the old one's finalizer
+    leaves the file, and says that the new one's reconcile removes it, which it does after
+    writing the device's config where it says (the inventory records the file as written
+    for the device), as `apply` does with a renamed Device."""
+    fleet = stream(enapter_site(), _ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        old = tmp_path / "state" / "ucm-a.json"
+        assert old.is_file()
+
+        said = await _renamed_ucm(cluster, output, secret=False)
+        assert said == (
+            "deletionPolicy Release: its Enapter device is not released: Device 'ucm-b' "
+            "declares it too and takes it over, as it is, with its ids; its config file "
+            f"'ucm-a.json', which holds the credentials of Enapter device {enapter_id}, is "
+            f"removed by Device 'ucm-b''s reconcile{then}"
+        )
+        await takeover_cleared(cluster, "Device", "ucm-b")
+        assert not old.exists()
+        status = await cluster.status("Device", "ucm-b")
+        assert status["externalIds"]["enapter"] == enapter_id, status
+        if "file" in output:
+            assert (tmp_path / "state" / "ucm-b.json").is_file()
+        if "secretName" in output:
+            assert await cluster.secret("ucm-b-config")
+        assert not [k for k in sims.enapter.requests if k.startswith("DELETE")]
+
+
+async def test_a_renamed_enapter_devices_config_file_changed_since_it_was_written_stays(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The old config file edited since the reconciler wrote it: no longer the one written,
+    it is someone's, which the new name's reconcile does not remove; said as left."""
+    fleet = stream(enapter_site(), _ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        old = tmp_path / "state" / "ucm-a.json"
+        old.write_text("edited by hand\n")
+
+        said = await _renamed_ucm(cluster, "configOutput: {file: ucm-b.json}", secret=False)
+        assert said.endswith(
+            "with its ids; the config file 'ucm-a.json' written for this Device is left as "
+            "it is: the reconciler has no record of writing it as it is now (written before "
+            "records were kept, by hand, or changed since); delete it once nothing uses it"
+        ), said
+        await takeover_cleared(cluster, "Device", "ucm-b")
+        assert old.read_text() == "edited by hand\n"
+        assert (tmp_path / "state" / "ucm-b.json").is_file()
