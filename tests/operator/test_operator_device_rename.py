@@ -263,14 +263,20 @@ async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
         assert _deletes(sims) == 0
 
 
-async def _renamed_ucm(cluster: Any, output: str, *, secret: bool = True) -> str:
+async def _renamed_ucm(
+    cluster: Any, output: str, *, secret: bool = True, written_first: str = ""
+) -> str:
     """ucm-a, Ready (`secret`: with its config in Secret ucm-config), renamed ucm-b with
-    `output` (its configOutput line, or ""): the new name first, then the old one pruned.
-    The old one's DeviceKept message, once it is gone."""
+    `output` (its configOutput line, or ""): the new name first, then the old one pruned;
+    `written_first`: the Secret the new one has written its config to before that. The old
+    one's DeviceKept message, once it is gone."""
     await cluster.wait_condition("Device", "ucm-a", "Ready")
     assert not secret or await cluster.secret("ucm-config")
     [renamed] = documents(stream(enapter_site(), _ucm("ucm-b", output)))[1:]
     await cluster.create(renamed)
+    if written_first:
+        await cluster.wait_for(lambda: cluster.secret(written_first),
+                               what=f"Secret {written_first} written")
     await cluster.delete("Device", "ucm-a")
     await cluster.wait_gone("Device", "ucm-a")
     [kept] = await cluster.wait_events_about("ucm-a", reason="DeviceKept")
@@ -281,15 +287,17 @@ async def test_a_renamed_enapter_device_naming_another_secret_deletes_the_old_on
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     """The UCM renamed, its config Secret renamed too: the Enapter device stays, with its
-    id; the new Device writes its config in its own Secret, and the old Secret, written by
-    the operator for the old Device and named by no other, goes as the old one does."""
+    id; the new Device writes its config in its own Secret (an Enapter device's, it is
+    reconciled while the old one is there), and the old Secret, written by the operator
+    for the old Device and named by no other, goes as the old one does."""
     fleet = stream(enapter_site(), _ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
         enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
 
-        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}",
+                                  written_first="ucm-b-config")
         assert said == (
             "deletionPolicy Release: its Enapter device is not released: Device 'ucm-b' "
             "declares it too and takes it over, as it is, with its ids; its config Secret "
@@ -365,7 +373,8 @@ async def test_a_renamed_enapter_device_goes_though_its_old_secret_cannot_be_del
         await cluster.create_all(documents(fleet))
         fault = cluster.emulator.fail("DELETE", "/secrets/ucm-config", 403, 1)
 
-        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}",
+                                  written_first="ucm-b-config")
         assert fault.count == 0, "the refusal was met"
         assert said.endswith(
             "with its ids; the config Secret 'ucm-config' written for this Device is left "
@@ -442,3 +451,56 @@ async def test_a_renamed_enapter_devices_config_file_changed_since_it_was_writte
         await takeover_cleared(cluster, "Device", "ucm-b")
         assert old.read_text() == "edited by hand\n"
         assert (tmp_path / "state" / "ucm-b.json").is_file()
+
+
+async def test_a_renamed_enapter_devices_old_secret_stays_until_the_new_one_has_written_its_own(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The new name's config Secret not written yet as the old one goes (its writes fail,
+    the API server answering 503): the old Secret, the only copy of the device's config,
+    stays, left to the new one, which deletes it once its own is written, and says so."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        written = secret_values(await cluster.secret("ucm-config"))
+        # Until lifted: every create of a Secret answered 503.
+        fault = cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
+
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        assert said.endswith(
+            "with its ids; its config Secret 'ucm-config', which holds the credentials of "
+            f"Enapter device {enapter_id}, is deleted by Device 'ucm-b' once that one has "
+            "written the device's config to its own Secret 'ucm-b-config'"
+        ), said
+        # The new one's write failing, retried, after the old one is gone.
+        await cluster.wait_for(
+            lambda: _said_after(runs, "ucm-b", "was not written: the API server answered "
+                                "HTTP 503", "Device/ucm-a"),
+            what="ucm-b's write failing once the old one is gone")
+        assert secret_values(await cluster.secret("ucm-config")) == written
+        assert not await cluster.secret("ucm-b-config")
+
+        fault.count = 0
+        renamed = await takeover_cleared(cluster, "Device", "ucm-b")
+        assert "energy.reconciler.dev/takes-over-config-secret" not in (
+            renamed["metadata"].get("annotations") or {})
+        stored = await cluster.secret("ucm-b-config")
+        assert stored["metadata"]["annotations"]["energy.reconciler.dev/device"] == "ucm-b"
+        assert not await cluster.secret("ucm-config")
+        [deleted] = await cluster.wait_events_about("ucm-b", reason="ConfigSecretDeleted")
+        assert deleted["message"] == (
+            "the config Secret 'ucm-config' that Device 'ucm-a' wrote, which this one took "
+            f"over from, holding the credentials of Enapter device {enapter_id}, is deleted: "
+            "this Device keeps the device's config in its own Secret 'ucm-b-config'"
+        )
+        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+
+
+async def _said_after(runs: KopfRuns, about: str, text: str, after: str) -> bool:
+    """Whether a line about `about` holding `text` was logged after one about it holding
+    `after` (the annotation naming the old one, which comes once that one is gone)."""
+    lines = [line for name, _, line in runs.lines if name == about]
+    marks = [i for i, line in enumerate(lines) if after in line and "takes-over-from" in line]
+    return bool(marks) and any(text in line for line in lines[marks[0]:])
