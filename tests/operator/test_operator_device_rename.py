@@ -504,3 +504,31 @@ async def _said_after(runs: KopfRuns, about: str, text: str, after: str) -> bool
     lines = [line for name, _, line in runs.lines if name == about]
     marks = [i for i, line in enumerate(lines) if after in line and "takes-over-from" in line]
     return bool(marks) and any(text in line for line in lines[marks[0]:])
+
+
+async def test_a_renamed_enapter_devices_old_secret_stays_when_the_new_one_writes_no_config(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The new name's config Secret refused for good (HTTP 403: the chart's
+    rbac.writeConfigSecrets off meanwhile): the new one ends its reconcile with no config
+    written, and the old Secret, the only copy of it, stays, said on the new one."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        written = secret_values(await cluster.secret("ucm-config"))
+        cluster.emulator.fail("POST", "/secrets", 403, count=10_000)
+
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        assert said.endswith("is deleted by Device 'ucm-b' once that one has written the "
+                             "device's config to its own Secret 'ucm-b-config'"), said
+        [kept] = await cluster.wait_events_about("ucm-b", reason="ConfigSecretKept")
+        assert kept["message"] == (
+            "the config Secret 'ucm-config' that Device 'ucm-a' wrote, which this one took "
+            "over from, is left as it is: this Device's config of Enapter device "
+            f"{enapter_id} is not written to its own Secret 'ucm-b-config', so it holds the "
+            "only copy of it; delete it once nothing uses it"
+        )
+        assert secret_values(await cluster.secret("ucm-config")) == written
+        assert not await cluster.secret("ucm-b-config")
