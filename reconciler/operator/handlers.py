@@ -33,6 +33,7 @@ from reconciler.operator import (
     locations,
     namespace_fleets,
     objects,
+    renamed_configs,
     sites_kept,
     swaps,
     takeovers,
@@ -61,7 +62,7 @@ from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.operator.status_writes import KubeStatus
 from reconciler.operator.stopping import OperatorStop
 from reconciler.operator.takeovers import KubeTakeovers
-from reconciler.printable import readable
+from reconciler.printable import echo, readable
 
 FINALIZER = f"{API_GROUP}/finalizer"
 _EVENT_REASONS = {
@@ -535,6 +536,19 @@ async def _reconcile(
         # Removed by the handler's own patch (a drift check writes only the status), once
         # kopf records the handler done: removed while it retries, the object's essence
         # would be the one kopf handled last again, and kopf would drop the retry.
+        handed = takeovers.config_secret(body) if kind == "Device" else ""
+        if handed:
+            # The old one's config Secret, left to this one until its own config is
+            # written (`renamed_configs.hand_over`).
+            old = takeovers.source(body)
+            reason, said = await renamed_configs.hand_over(
+                nsf.fleet.devices.get(name), handed, old[1] if old else "",
+                ConfigSecrets(runtime.secrets, namespace,
+                              named_by_another=_named_by_another(namespace, indexes)),
+                settings,
+            )
+            if said:
+                await runtime.events.info(body, reason=reason, message=event_message(said))
         takeovers.clear(patch)
     await _post_events(
         runtime.events, body, result,
@@ -935,7 +949,15 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     # check (`takeovers`).
     heirs = [removal.heir] if removal.heir else []
     for other in dict.fromkeys([*heirs, *nsf.freed_by(kind, name)]):
-        await runtime.takeovers.announce(namespace, kind, other, name, kwargs["logger"])
+        handed = removal.handed if other == removal.heir else ""
+        told = await runtime.takeovers.announce(
+            namespace, kind, other, name, kwargs["logger"], config_secret=handed)
+        if handed and not told:
+            # Not named on the heir, the Secret is deleted by nobody: said, as it stays.
+            await runtime.events.info(body, reason="ConfigSecretKept", message=event_message(
+                f"the config Secret {echo(handed)} written for this Device is left as it "
+                f"is: Device {echo(other)} could not be told to delete it once its own "
+                "config is written; delete it once nothing uses it"))
     if removal.left:
         await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))
     if removal.unknown:

@@ -30,7 +30,8 @@ Enapter device still there (a `siteRef` change did not move it) is kept, said
 (`left_secrets`).
 A Device or Gateway whose device or gateway another object of the namespace declares too
 (a rename, `plan.taken_over`) leaves it to that one: nothing of it is released, but for
-a Device's config Secret the new one does not name (`renamed_configs`). A Gateway's
+a Device's config Secret the new one does not name, deleted once the new one's config
+is written (`renamed_configs`; a config file such, the new one's reconcile removes). A Gateway's
 serials swapped out of its spec are not that one's: they are released as recorded all
 the same, and the finalizer waits for them before it says who took over (`taken_over`)."""
 
@@ -110,6 +111,9 @@ class Removal:
     taken_over: str = ""
     # The name of the object that takes it over (`taken_over`); "" when none does.
     heir: str = ""
+    # The config Secret the heir deletes once it has written its own config
+    # (`renamed_configs.ConfigLeft.handed`); "" when none is left to it.
+    handed: str = ""
     # What is said of a released Gateway's Zap that could not be read: copies of devices
     # moved to another gateway may stay on it (an event); "" when it was read.
     left: str = ""
@@ -165,11 +169,12 @@ async def remove_object(
             # The config Secret it wrote that the heir does not name goes (`renamed_configs`).
             recorded = ((status or {}).get("externalIds") or {}).get("enapter")
             config = await config_left(
-                resource, heir_device, config_store, str(recorded) if recorded else None
+                resource, heir_device, config_store, str(recorded) if recorded else None,
+                settings,
             )
             return Removal(
-                taken_over=_taken_over_message(resource, heir_device) + config,
-                heir=heir_device.name,
+                taken_over=_taken_over_message(resource, heir_device) + config.said,
+                heir=heir_device.name, handed=config.handed,
             )
     if isinstance(resource, Gateway):
         heir_gateway = _gateway_heir(resource, nsf)

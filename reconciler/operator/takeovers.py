@@ -29,7 +29,13 @@ while the handler is retried: the essence kopf compares would be the one it hand
 last again, and kopf would drop the retry. Its removal is a change of the annotations
 kopf compares, and kopf runs the update handler for it: a change of nothing else
 (`only_cleared`) is no change to reconcile, and that run returns at once, planning
-nothing and writing nothing."""
+nothing and writing nothing.
+
+A renamed Device whose config Secret the heir does not name, and whose config the heir
+has not written yet, leaves that Secret to it (`renamed_configs`): the same patch names
+it (`energy.reconciler.dev/takes-over-config-secret: SECRET`), and the heir's run that
+removes both annotations first deletes it, once its own config is written
+(`renamed_configs.hand_over`), so that the config is never in neither place."""
 
 from __future__ import annotations
 
@@ -43,6 +49,10 @@ from reconciler.model.kinds import KINDS
 from reconciler.operator import kube_client, objects
 
 TAKES_OVER_ANNOTATION = f"{API_GROUP}/takes-over-from"
+# The config Secret a renamed Device wrote that the heir deletes once it has written its
+# own config (`renamed_configs.hand_over`), written with the annotation above.
+CONFIG_SECRET_ANNOTATION = f"{API_GROUP}/takes-over-config-secret"
+_ANNOTATIONS = (TAKES_OVER_ANNOTATION, CONFIG_SECRET_ANNOTATION)
 
 
 class KubeTakeovers:
@@ -51,11 +61,16 @@ class KubeTakeovers:
     def __init__(self) -> None:
         self._custom = kube_client.LazyApi("CustomObjectsApi")
 
-    def _annotate(self, namespace: str, kind: str, heir: str, old: str) -> None:
+    def _annotate(
+        self, namespace: str, kind: str, heir: str, old: str, config_secret: str
+    ) -> None:
         group, version, plural = objects.resource_ref(kind)
+        annotations = {TAKES_OVER_ANNOTATION: f"{kind}/{old}"}
+        if config_secret:
+            annotations[CONFIG_SECRET_ANNOTATION] = config_secret
         self._custom().patch_namespaced_custom_object(
             group, version, namespace, plural, heir,
-            {"metadata": {"annotations": {TAKES_OVER_ANNOTATION: f"{kind}/{old}"}}},
+            {"metadata": {"annotations": annotations}},
             _content_type="application/merge-patch+json",
             _request_timeout=kube_client.REQUEST_TIMEOUT,
         )
@@ -67,14 +82,18 @@ class KubeTakeovers:
         heir: str,
         old: str,
         logger: logging.Logger | logging.LoggerAdapter[Any],
+        config_secret: str = "",
     ) -> bool:
-        """Annotate `heir` (of `kind`, in `namespace`) as taking over from `old`; False,
-        with a warning, when the API server refused it or could not be reached."""
+        """Annotate `heir` (of `kind`, in `namespace`) as taking over from `old`, and as
+        deleting `old`'s config Secret `config_secret` ("": none) once its own config is
+        written; False, with a warning, when the API server refused it or could not be
+        reached."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            await asyncio.to_thread(self._annotate, namespace, kind, heir, old)
+            await asyncio.to_thread(
+                self._annotate, namespace, kind, heir, old, config_secret)
         except ApiException as exc:
             why = f"HTTP {exc.status} {exc.reason or ''}".strip()
         except (HTTPError, OSError) as exc:  # the API server not reached
@@ -99,6 +118,14 @@ def source(body: Mapping[str, Any]) -> tuple[str, str] | None:
     return (kind, name) if kind in KINDS and name else None
 
 
+def config_secret(body: Mapping[str, Any]) -> str:
+    """The config Secret `body` is to delete once its own config is written, as its
+    annotation says; "" when it has none."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(CONFIG_SECRET_ANNOTATION)
+    return value if isinstance(value, str) else ""
+
+
 def stale(body: Mapping[str, Any], deleting: Callable[[str, str], bool]) -> bool:
     """Whether `body` carries the annotation and it has no more work to do: the object it
     names is not being deleted (`deleting(kind, name)`, as the indexes have it) any more.
@@ -111,9 +138,10 @@ def stale(body: Mapping[str, Any], deleting: Callable[[str, str], bool]) -> bool
 
 
 def clear(patch: MutableMapping[str, Any]) -> None:
-    """Remove the annotation with `patch` (kopf's, a merge patch: null deletes a key)."""
+    """Remove the annotations with `patch` (kopf's, a merge patch: null deletes a key)."""
     metadata = patch.setdefault("metadata", {})
-    metadata.setdefault("annotations", {})[TAKES_OVER_ANNOTATION] = None
+    for key in _ANNOTATIONS:
+        metadata.setdefault("annotations", {})[key] = None
 
 
 def only_cleared(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
@@ -125,7 +153,8 @@ def only_cleared(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
 
 
 def _annotated(body: Mapping[str, Any]) -> bool:
-    return TAKES_OVER_ANNOTATION in ((body.get("metadata") or {}).get("annotations") or {})
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return any(key in annotations for key in _ANNOTATIONS)
 
 
 def _without_annotation(essence: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,7 +164,7 @@ def _without_annotation(essence: Mapping[str, Any]) -> dict[str, Any]:
     metadata = dict(essence.get("metadata") or {})
     annotations = {
         key: value for key, value in (metadata.get("annotations") or {}).items()
-        if key != TAKES_OVER_ANNOTATION
+        if key not in _ANNOTATIONS
     }
     metadata.pop("annotations", None)
     if annotations:

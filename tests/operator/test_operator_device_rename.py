@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fleet_yaml import (
     document,
     enapter_site,
@@ -262,14 +263,20 @@ async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
         assert _deletes(sims) == 0
 
 
-async def _renamed_ucm(cluster: Any, output: str) -> str:
-    """ucm-a, Ready with its config in Secret ucm-config, renamed ucm-b with `output` (its
-    configOutput line, or ""): the new name first, then the old one pruned. The old one's
-    DeviceKept message, once it is gone."""
+async def _renamed_ucm(
+    cluster: Any, output: str, *, secret: bool = True, written_first: str = ""
+) -> str:
+    """ucm-a, Ready (`secret`: with its config in Secret ucm-config), renamed ucm-b with
+    `output` (its configOutput line, or ""): the new name first, then the old one pruned;
+    `written_first`: the Secret the new one has written its config to before that. The old
+    one's DeviceKept message, once it is gone."""
     await cluster.wait_condition("Device", "ucm-a", "Ready")
-    assert await cluster.secret("ucm-config")
+    assert not secret or await cluster.secret("ucm-config")
     [renamed] = documents(stream(enapter_site(), _ucm("ucm-b", output)))[1:]
     await cluster.create(renamed)
+    if written_first:
+        await cluster.wait_for(lambda: cluster.secret(written_first),
+                               what=f"Secret {written_first} written")
     await cluster.delete("Device", "ucm-a")
     await cluster.wait_gone("Device", "ucm-a")
     [kept] = await cluster.wait_events_about("ucm-a", reason="DeviceKept")
@@ -280,15 +287,17 @@ async def test_a_renamed_enapter_device_naming_another_secret_deletes_the_old_on
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     """The UCM renamed, its config Secret renamed too: the Enapter device stays, with its
-    id; the new Device writes its config in its own Secret, and the old Secret, written by
-    the operator for the old Device and named by no other, goes as the old one does."""
+    id; the new Device writes its config in its own Secret (an Enapter device's, it is
+    reconciled while the old one is there), and the old Secret, written by the operator
+    for the old Device and named by no other, goes as the old one does."""
     fleet = stream(enapter_site(), _ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
         enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
 
-        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}",
+                                  written_first="ucm-b-config")
         assert said == (
             "deletionPolicy Release: its Enapter device is not released: Device 'ucm-b' "
             "declares it too and takes it over, as it is, with its ids; its config Secret "
@@ -364,7 +373,8 @@ async def test_a_renamed_enapter_device_goes_though_its_old_secret_cannot_be_del
         await cluster.create_all(documents(fleet))
         fault = cluster.emulator.fail("DELETE", "/secrets/ucm-config", 403, 1)
 
-        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}",
+                                  written_first="ucm-b-config")
         assert fault.count == 0, "the refusal was met"
         assert said.endswith(
             "with its ids; the config Secret 'ucm-config' written for this Device is left "
@@ -375,3 +385,150 @@ async def test_a_renamed_enapter_device_goes_though_its_old_secret_cannot_be_del
         await cluster.wait_condition("Device", "ucm-b", "Ready")
         assert await cluster.secret("ucm-b-config")
         assert not [k for k in sims.enapter.requests if k.startswith("DELETE")]
+
+
+@pytest.mark.parametrize(("output", "then"), [
+    pytest.param("configOutput: {file: ucm-b.json}",
+                 " once that one has written the device's config to its own file 'ucm-b.json'",
+                 id="another-file"),
+    pytest.param("configOutput: {secretName: ucm-b-config}",
+                 " once that one has written the device's config to its own Secret "
+                 "'ucm-b-config'", id="a-secret"),
+    pytest.param("", ", as the file of a Device whose configOutput names no file is: Device "
+                 "'ucm-b' names no configOutput", id="none"),
+])
+async def test_a_renamed_enapter_devices_config_file_goes_once_the_new_name_has_reconciled(
+    tmp_path: Path, monkeypatch: Any, output: str, then: str
+) -> None:
+    """The UCM renamed, its config file not named by the new name: the old one's finalizer
+    leaves the file, and says that the new one's reconcile removes it, which it does after
+    writing the device's config where it says (the inventory records the file as written
+    for the device), as `apply` does with a renamed Device."""
+    fleet = stream(enapter_site(), _ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        old = tmp_path / "state" / "ucm-a.json"
+        assert old.is_file()
+
+        said = await _renamed_ucm(cluster, output, secret=False)
+        assert said == (
+            "deletionPolicy Release: its Enapter device is not released: Device 'ucm-b' "
+            "declares it too and takes it over, as it is, with its ids; its config file "
+            f"'ucm-a.json', which holds the credentials of Enapter device {enapter_id}, is "
+            f"removed by Device 'ucm-b''s reconcile{then}"
+        )
+        await takeover_cleared(cluster, "Device", "ucm-b")
+        assert not old.exists()
+        status = await cluster.status("Device", "ucm-b")
+        assert status["externalIds"]["enapter"] == enapter_id, status
+        if "file" in output:
+            assert (tmp_path / "state" / "ucm-b.json").is_file()
+        if "secretName" in output:
+            assert await cluster.secret("ucm-b-config")
+        assert not [k for k in sims.enapter.requests if k.startswith("DELETE")]
+
+
+async def test_a_renamed_enapter_devices_config_file_changed_since_it_was_written_stays(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The old config file edited since the reconciler wrote it: no longer the one written,
+    it is someone's, which the new name's reconcile does not remove; said as left."""
+    fleet = stream(enapter_site(), _ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        old = tmp_path / "state" / "ucm-a.json"
+        old.write_text("edited by hand\n")
+
+        said = await _renamed_ucm(cluster, "configOutput: {file: ucm-b.json}", secret=False)
+        assert said.endswith(
+            "with its ids; the config file 'ucm-a.json' written for this Device is left as "
+            "it is: the reconciler has no record of writing it as it is now (written before "
+            "records were kept, by hand, or changed since); delete it once nothing uses it"
+        ), said
+        await takeover_cleared(cluster, "Device", "ucm-b")
+        assert old.read_text() == "edited by hand\n"
+        assert (tmp_path / "state" / "ucm-b.json").is_file()
+
+
+async def test_a_renamed_enapter_devices_old_secret_stays_until_the_new_one_has_written_its_own(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The new name's config Secret not written yet as the old one goes (its writes fail,
+    the API server answering 503): the old Secret, the only copy of the device's config,
+    stays, left to the new one, which deletes it once its own is written, and says so."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        written = secret_values(await cluster.secret("ucm-config"))
+        # Until lifted: every create of a Secret answered 503.
+        fault = cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
+
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        assert said.endswith(
+            "with its ids; its config Secret 'ucm-config', which holds the credentials of "
+            f"Enapter device {enapter_id}, is deleted by Device 'ucm-b' once that one has "
+            "written the device's config to its own Secret 'ucm-b-config'"
+        ), said
+        # The new one's write failing, retried, after the old one is gone.
+        await cluster.wait_for(
+            lambda: _said_after(runs, "ucm-b", "was not written: the API server answered "
+                                "HTTP 503", "Device/ucm-a"),
+            what="ucm-b's write failing once the old one is gone")
+        assert secret_values(await cluster.secret("ucm-config")) == written
+        assert not await cluster.secret("ucm-b-config")
+
+        fault.count = 0
+        renamed = await takeover_cleared(cluster, "Device", "ucm-b")
+        assert "energy.reconciler.dev/takes-over-config-secret" not in (
+            renamed["metadata"].get("annotations") or {})
+        stored = await cluster.secret("ucm-b-config")
+        assert stored["metadata"]["annotations"]["energy.reconciler.dev/device"] == "ucm-b"
+        assert not await cluster.secret("ucm-config")
+        [deleted] = await cluster.wait_events_about("ucm-b", reason="ConfigSecretDeleted")
+        assert deleted["message"] == (
+            "the config Secret 'ucm-config' that Device 'ucm-a' wrote, which this one took "
+            f"over from, holding the credentials of Enapter device {enapter_id}, is deleted: "
+            "this Device keeps the device's config in its own Secret 'ucm-b-config'"
+        )
+        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+
+
+async def _said_after(runs: KopfRuns, about: str, text: str, after: str) -> bool:
+    """Whether a line about `about` holding `text` was logged after one about it holding
+    `after` (the annotation naming the old one, which comes once that one is gone)."""
+    lines = [line for name, _, line in runs.lines if name == about]
+    marks = [i for i, line in enumerate(lines) if after in line and "takes-over-from" in line]
+    return bool(marks) and any(text in line for line in lines[marks[0]:])
+
+
+async def test_a_renamed_enapter_devices_old_secret_stays_when_the_new_one_writes_no_config(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The new name's config Secret refused for good (HTTP 403: the chart's
+    rbac.writeConfigSecrets off meanwhile): the new one ends its reconcile with no config
+    written, and the old Secret, the only copy of it, stays, said on the new one."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        written = secret_values(await cluster.secret("ucm-config"))
+        cluster.emulator.fail("POST", "/secrets", 403, count=10_000)
+
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        assert said.endswith("is deleted by Device 'ucm-b' once that one has written the "
+                             "device's config to its own Secret 'ucm-b-config'"), said
+        [kept] = await cluster.wait_events_about("ucm-b", reason="ConfigSecretKept")
+        assert kept["message"] == (
+            "the config Secret 'ucm-config' that Device 'ucm-a' wrote, which this one took "
+            "over from, is left as it is: this Device's config of Enapter device "
+            f"{enapter_id} is not written to its own Secret 'ucm-b-config', so it holds the "
+            "only copy of it; delete it once nothing uses it"
+        )
+        assert secret_values(await cluster.secret("ucm-config")) == written
+        assert not await cluster.secret("ucm-b-config")
