@@ -936,6 +936,9 @@ class Journal:
         self.run_id = uuid.uuid4().hex[:12]
         # A raw descriptor: each line is one write(2), with no buffer to flush.
         self._fd: int | None = _open_journal(path)
+        # `_line`'s text of the line's first keys, `{"ts": ..., "run": ..., `, and its second.
+        self._head = ""
+        self._head_second = -1
         self._unsynced = threading.Event()
         self._closing = False
         self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
@@ -970,18 +973,33 @@ class Journal:
     def _write(self, record: dict[str, Any]) -> None:
         # Keys in a fixed order (ts, run, address, operation, phase, details) as built, not
         # sorted: two lines per write of an apply, so each costs what it must and no more.
-        line = {"ts": _utc_second(int(time.time())), "run": self.run_id, **record}
         if self._fd is None:
             raise ValueError(f"journal {self.path} is closed")
         try:
-            os.write(self._fd, (json.dumps(line) + "\n").encode())
+            os.write(self._fd, self._line(record))
         except OSError as exc:  # a full disk: the change fails, saying so, before it is sent
             raise StateNotWritten(
                 f"cannot write the journal {self.path}: {_reason(exc)}",
                 path=self.path,
                 reason=_reason(exc),
             ) from None
-        self._unsynced.set()
+        # Setting an event already set still takes its lock and wakes nobody; the syncer
+        # clears it before it syncs, so a line written while it is set is synced after.
+        if not self._unsynced.is_set():
+            self._unsynced.set()
+
+    def _line(self, record: dict[str, Any]) -> bytes:
+        """`record` as a line of the journal: `json.dumps` of {ts, run, **record}, the
+        text of its first two keys made once a second rather than encoded at each line."""
+        second = int(time.time())
+        if second != self._head_second:
+            head = json.dumps({"ts": _utc_second(second), "run": self.run_id})
+            self._head, self._head_second = head[:-1] + ", ", second
+        if not record or "ts" in record or "run" in record:
+            # Not one line of the shape the journal writes: encoded whole, as the keys merge.
+            line = {"ts": _utc_second(second), "run": self.run_id, **record}
+            return (json.dumps(line) + "\n").encode()
+        return (self._head + json.dumps(record)[1:] + "\n").encode()
 
     def intent(self, address: str, operation: str, **detail: Any) -> None:
         self._write({"address": address, "operation": operation, "phase": "intent", **detail})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import types
 from pathlib import Path
 
@@ -95,3 +96,36 @@ def test_a_close_while_the_journal_syncs_ends_its_thread(tmp_path: Path,
     assert not closing.is_alive(), "close() waits for the syncing thread for ever"
     lines = (tmp_path / "journal.jsonl").read_text().splitlines()
     assert [json.loads(line)["address"] for line in lines] == ["device/d0[zap]"]
+
+
+def test_each_line_is_its_record_as_json_after_its_second_and_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The line's first keys are made once a second, not encoded at each line: the lines
+    # are still `json.dumps` of {ts, run, **record}, whatever the record holds, and a line
+    # of a new second has that second's time.
+    now = [1_767_225_599.5]  # 2025-12-31T23:59:59.5Z
+    monkeypatch.setattr(state, "time", types.SimpleNamespace(
+        time=lambda: now[0], strftime=time.strftime, gmtime=time.gmtime, sleep=time.sleep))
+    journal = StateDir(tmp_path).journal()
+    said = 'a "quote", a \\ and a\nnew line, \u2028, \x00, Wärme ☀ 🔋'
+    journal.intent("device/ü[zap]", "zap.add_device", action="create")
+    journal.done("device/ü[zap]", "zap.add_device")
+    now[0] += 1
+    journal.failed("site/s1[novacore]", "novacore.create_site", said)
+    journal.intent("device/d1[zap]", "zap.add_device", run="another", ts="then")
+    journal.close()
+
+    run = journal.run_id
+    expected = [
+        {"ts": "2025-12-31T23:59:59Z", "run": run, "address": "device/ü[zap]",
+         "operation": "zap.add_device", "phase": "intent", "action": "create"},
+        {"ts": "2025-12-31T23:59:59Z", "run": run, "address": "device/ü[zap]",
+         "operation": "zap.add_device", "phase": "done"},
+        {"ts": "2026-01-01T00:00:00Z", "run": run, "address": "site/s1[novacore]",
+         "operation": "novacore.create_site", "phase": "failed", "error": said},
+        # Details of the names of its first keys take their places, as in a merged dict.
+        {"ts": "then", "run": "another", "address": "device/d1[zap]",
+         "operation": "zap.add_device", "phase": "intent"},
+    ]
+    written = (tmp_path / "journal.jsonl").read_bytes()
+    assert written == b"".join((json.dumps(line) + "\n").encode() for line in expected)

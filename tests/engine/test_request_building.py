@@ -1,7 +1,8 @@
 """The requests the providers' clients build are the ones httpx's own client builds from
-the same settings: a read built in one step (`ApiClient`) has the same method, URL,
-headers in the same order, body and timeouts as one built field by field, and a call with
-anything of its own (a body, params, headers, a timeout) is built by httpx itself."""
+the same settings: a read, or a write of a JSON body, built in one step (`ApiClient`) has
+the same method, URL, headers in the same order, body and timeouts as one built field by
+field, a body httpx cannot encode fails as it fails there, and a call with anything else
+of its own (content, params, headers, a timeout) is built by httpx itself."""
 
 from __future__ import annotations
 
@@ -40,6 +41,27 @@ CALLS: list[tuple[str, str | httpx.URL, dict[str, Any]]] = [
     ("GET", "sites", {}),  # relative without a slash: httpx's merge
     ("POST", "/api/devices", {}),  # no body: httpx says Content-Length: 0
     ("POST", "/api/devices", {"json": {"sn": "X", "ratio": 0.5}}),
+    # JSON bodies: httpx's encoding (no spaces, UTF-8 unescaped), its Content-Length in
+    # bytes, not characters, and its Content-Type after the client's headers.
+    ("POST", "/api/devices", {"json": {"name": "Wärmepumpe ☀ 東京 🔋", "note": "a\u2028b\"\\\n"}}),
+    ("PUT", "/sites/s1", {"json": {"site": {"ders": [{"type": "pv", "w": [1, 2.5]}], "on": True,
+                                            "off": False, "none": None}}}),
+    ("PATCH", "/sites/s1", {"json": {}}),
+    ("POST", "/api/devices", {"json": []}),
+    ("post", "/api/devices", {"json": [0.1, -0.0, 1e-07, 1.5e300, 2**70, -3, 0]}),
+    ("DELETE", "/sites/s1", {"json": {"force": True}}),
+    ("POST", "/api/crypto/sign", {"json": "a message"}),
+    ("PUT", "/flag", {"json": False}),
+    ("PUT", "/count", {"json": 0}),
+    ("POST", "/note", {"json": ""}),
+    ("GET", "/search", {"json": {"q": "a"}}),  # a body on a read: httpx sends it as given
+    ("POST", "/api/devices", {"json": {"sn": "X"}, "data": {}}),
+    ("POST", httpx.URL("http://10.1.2.3:8080/api/devices"), {"json": {"sn": "Y"}}),
+    ("POST", "devices", {"json": {"sn": "Z"}}),  # relative without a slash: httpx's merge
+    ("POST", "/api/devices", {"json": {"sn": "X"}, "headers": {"X-Request": "1"}}),
+    ("POST", "/api/devices", {"json": {"sn": "X"}, "params": {"dry": "1"}}),
+    ("POST", "/api/devices", {"json": {"sn": "X"}, "timeout": 3.0}),
+    ("POST", "/api/devices", {"json": None}),  # no body after all: Content-Length: 0
     ("PUT", "/api/devices/X", {"content": b"raw"}),
     ("GET", "/sites", {"params": {"org_id": "org 1"}}),
     ("GET", "/sites", {"headers": {"X-Request": "1"}}),
@@ -53,6 +75,8 @@ CALLS: list[tuple[str, str | httpx.URL, dict[str, Any]]] = [
 @pytest.mark.parametrize("headers", [
     {"Authorization": "Bearer tok-test-1"},  # a test value
     {"Host": "named.example.com", "X-Client": "1"},  # a Host of its own, which httpx keeps
+    {"Content-Type": "application/merge-patch+json"},  # kept by httpx over a body's own
+    {"Accept": "application/json", "content-length": "0"},
     {},
 ])
 @pytest.mark.parametrize(("method", "url", "kwargs"), CALLS)
@@ -63,6 +87,22 @@ async def test_a_request_is_built_as_httpx_builds_it(
     async with ours, theirs:
         expected = theirs.build_request(method, url, **kwargs)
         assert _built(ours.build_request(method, url, **kwargs)) == _built(expected)
+
+
+@pytest.mark.parametrize("body", [
+    {"ratio": float("nan")}, [float("inf")], -float("inf"),  # no JSON number
+    {"when": object()},  # nothing JSON encodes
+    {"name": "\ud800"},  # a lone surrogate: no UTF-8
+    {(1, 2): "a key JSON has not"},
+])
+async def test_a_body_httpx_cannot_encode_fails_as_it_fails_there(body: Any) -> None:
+    ours, theirs = _clients("https://api.example.com", {})
+    async with ours, theirs:
+        with pytest.raises(Exception) as expected:
+            theirs.build_request("POST", "/api/devices", json=body)
+        with pytest.raises(expected.type) as raised:
+            ours.build_request("POST", "/api/devices", json=body)
+    assert str(raised.value) == str(expected.value)
 
 
 async def test_a_read_through_request_is_built_as_httpx_builds_it() -> None:
@@ -82,4 +122,26 @@ async def test_a_read_through_request_is_built_as_httpx_builds_it() -> None:
     ):
         async with client:
             assert await transport.send_json(client, "GET", "/api/v1/sites") == []
+    assert _built(seen[0]) == _built(seen[1])
+
+
+async def test_a_write_through_request_is_built_as_httpx_builds_it() -> None:
+    """A write as the providers make it: `AsyncClient.request` with a `json=` body."""
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"id": "d1"})
+
+    body = {"sn": "ZAP-1", "name": "Batterie ü", "limits": {"w": 4.5e3, "soc": [10, 90]}}
+    for client in (
+        transport.new_client("https://api.example.com", headers={"Authorization": "Bearer t"},
+                             transport=httpx.MockTransport(record)),
+        httpx.AsyncClient(base_url="https://api.example.com",
+                          headers={"Authorization": "Bearer t"},
+                          transport=httpx.MockTransport(record), timeout=transport.DEFAULT_TIMEOUT),
+    ):
+        async with client:
+            answer = await transport.send_json(client, "POST", "/api/devices", json=body)
+            assert answer == {"id": "d1"}
     assert _built(seen[0]) == _built(seen[1])
