@@ -1,6 +1,6 @@
 """The check that no asyncio task outlives its test, for the fixtures of the suites whose
-simulators and subprocesses run in the test's event loop (tests/ci, tests/sim,
-tests/watch): each wraps its `no_leaked_tasks` fixture around it.
+simulators and subprocesses run in the test's event loop (tests/ci, tests/engine,
+tests/sim, tests/watch): each wraps its `no_leaked_tasks` fixture around it.
 
 A task is judged by its state, not by how long it took: one left running that nobody
 cancelled is a leak however soon it would have ended; one a teardown cancelled (aiohttp's
