@@ -24,8 +24,6 @@ from reconciler.engine.host_waits import HostWaits, origin
 from reconciler.engine.limits import Limits, host_key
 from reconciler.providers.aiohttp_transport import AiohttpTransport
 
-Monkeypatch = pytest.MonkeyPatch
-
 
 @dataclass(frozen=True)
 class Event:
@@ -63,6 +61,20 @@ class Sends:
                     sent.append(event.at)
         return sent
 
+    def others_sent_while_held(self, url: str) -> int:
+        """How many requests to other servers were sent after the first wait `url` asked
+        for was kept and before `url` was called again: the work that went on meanwhile,
+        in the order it happened (0 if `url` asked for no wait)."""
+        key, held, count = origin(httpx.URL(url)), False, 0
+        for event in self.events:
+            if event.key == key:
+                if held and event.kind == "sent":
+                    break
+                held = held or event.kind == "heard"
+            elif held and event.kind == "sent":
+                count += 1
+        return count
+
     def admitted(self, url: str) -> list[float]:
         """When the limits of the host of `url` admitted each request to it."""
         return self._times("admitted", host_key(httpx.URL(url)))
@@ -80,7 +92,7 @@ class Sends:
         return [e.at for e in self.events if e.kind == kind and e.key == key]
 
 
-def record_sends(monkeypatch: Monkeypatch) -> Sends:
+def record_sends(monkeypatch: pytest.MonkeyPatch) -> Sends:
     """Record, for the rest of the test, every request the engine's limits admit and it
     sends and every wait it keeps (the engine's own code runs: each is only noted on its
     way through)."""
