@@ -2,11 +2,13 @@
 simulators and subprocesses run in the test's event loop (tests/ci, tests/engine,
 tests/sim, tests/watch): each wraps its `no_leaked_tasks` fixture around it.
 
-A task is judged by its state, not by how long it took: one left running that nobody
-cancelled is a leak however soon it would have ended; one a teardown cancelled (aiohttp's
-shutdown cancels handlers without awaiting them) is given time to run its cleanup, as long
-as a loaded machine needs, and is a leak only if it is still at it after `CANCELLED_WAIT`
-(it swallowed its cancellation, or its cleanup waits for something that never comes)."""
+A task still running at the end is given the time a loaded machine may need to end it, and
+is a leak only if it is still running after `CANCELLED_WAIT`: one a teardown cancelled
+(aiohttp's shutdown cancels handlers without awaiting them) running its cleanup, or one
+ending on its own (a subprocess's exit, a thread's answer, a closed connection heard of),
+which a loaded machine can keep for seconds. A leak, one waiting for something that never
+comes or that swallowed its cancellation, fails the test either way; the message says
+whether anything had cancelled it."""
 
 from __future__ import annotations
 
@@ -19,16 +21,16 @@ from collections.abc import AsyncIterator, Iterable
 # teardown closed hears of it in a turn or two (loopback I/O is ready at once, however
 # loaded the machine), without any wall time passing.
 SETTLE_TURNS = 100
-# How long a task that was cancelled may take to end: a bound for a machine that keeps the
-# loop waiting for seconds at a time, not an expected time.
+# How long a task still running at the end may take to end: a bound for a machine that
+# keeps the loop or a subprocess waiting for seconds at a time, not an expected time.
 CANCELLED_WAIT = 10.0
 
 
 @contextlib.asynccontextmanager
 async def no_task_left_running(cancelled_wait: float = CANCELLED_WAIT) -> AsyncIterator[None]:
-    """Fail if a task started inside is still running at the end: one nobody cancelled,
-    after `SETTLE_TURNS` loop turns, or a cancelled one after `cancelled_wait` seconds.
-    Either is cancelled before the test fails, so it does not run into the next test."""
+    """Fail if a task started inside is still running `cancelled_wait` seconds after the
+    end (after `SETTLE_TURNS` loop turns, when none is). It is cancelled before the test
+    fails, so it does not run into the next test."""
     before = asyncio.all_tasks()
     yield
     others = asyncio.all_tasks() - before - {asyncio.current_task()}
@@ -40,18 +42,19 @@ async def no_task_left_running(cancelled_wait: float = CANCELLED_WAIT) -> AsyncI
     # task a teardown cancelled is ending; one at 0 runs its body as if nothing happened.
     running = {task for task in others if not task.done() and not task.cancelling()}
     ending = {task for task in others if not task.done() and task.cancelling()}
-    if ending:
-        await asyncio.wait(ending, timeout=cancelled_wait)
-    leaked = running | {task for task in ending if not task.done()}
+    if running or ending:
+        await asyncio.wait(running | ending, timeout=cancelled_wait)
+    leaked = {task for task in running | ending if not task.done()}
     for task in leaked:
         task.cancel()
-    assert not leaked, _describe(running, ending & leaked, cancelled_wait)
+    assert not leaked, _describe(running & leaked, ending & leaked, cancelled_wait)
 
 
 def _describe(running: Iterable[asyncio.Task[object]],
               stuck: Iterable[asyncio.Task[object]], cancelled_wait: float) -> str:
     """Each leaked task with where it is (its stack), which says what started it."""
-    parts = [f"task left running (nobody cancelled it): {_stack(task)}" for task in running]
+    parts = [f"task left running {cancelled_wait:g} s after the test (nobody cancelled it): "
+             f"{_stack(task)}" for task in running]
     parts += [f"task still running {cancelled_wait:g} s after it was cancelled: {_stack(task)}"
               for task in stuck]
     return "\n".join(parts)
