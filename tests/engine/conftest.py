@@ -4,7 +4,6 @@ asyncio task outlives its test."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from simworld import Doc, MakeWorld, World, load, world_env
+from task_leaks import no_task_left_running
 
 from reconciler.engine.config import load_settings
 from reconciler.sim.fleet import SimFleet
@@ -19,15 +19,8 @@ from reconciler.sim.fleet import SimFleet
 
 @pytest.fixture
 async def no_leaked_tasks() -> AsyncIterator[None]:
-    before = asyncio.all_tasks()
-    yield
-    for _ in range(3):
-        await asyncio.sleep(0)
-    leaked = {t for t in asyncio.all_tasks() - before
-              if t is not asyncio.current_task() and not t.done()}
-    for task in leaked:
-        task.cancel()
-    assert not leaked, f"tasks left running: {leaked}"
+    async with no_task_left_running():
+        yield
 
 
 Handler = Callable[[web.Request], Any]

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from sends import record_sends
 from simworld import MakeWorld, World, converged_exactly_once, standard_site
 
 from reconciler.engine.apply import ApplyReport
@@ -76,15 +77,19 @@ async def apply_throttled(
 
 
 async def test_a_throttled_cloud_is_not_called_until_its_retry_after_passed(
-        make_world: MakeWorld) -> None:
-    arrivals = Arrivals()
+        make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    arrivals, sends = Arrivals(), record_sends(monkeypatch)
     world, report = await apply_throttled(make_world, 2, arrivals)
     assert report.ok, [(o.address, o.message) for o in report.outcomes if o.status != "done"]
-    [answered] = arrivals.throttled
-    # Every site's Novacore changes waited for the time asked; the Zaps were called then.
-    assert arrivals.between("novacore", answered, answered + 1.95) == 0, arrivals.at
-    assert arrivals.zaps_between(answered, answered + 1.95) > 0, arrivals.at
-    assert arrivals.between("novacore", answered + 1.95, float("inf")) > 0
+    # Every site's Novacore changes waited for the time asked, as the engine sent them and
+    # by its clock (a call sent before it heard the 429 reaches Novacore whenever a loaded
+    # machine lets it); the Zaps were called meanwhile.
+    novacore = world.sims.novacore.url
+    [heard] = sends.heard(novacore)
+    after = sends.sent_after_heard(novacore)
+    assert after, "Novacore was called again once the wait was over"
+    assert min(after) >= heard + 2, [round(at - heard, 2) for at in after]
+    assert sends.others_sent_while_held(novacore) > 0, sends.events
     converged_exactly_once(world.sims, world.fleet)
 
 
@@ -159,11 +164,11 @@ RUN_WAITS_NEARLY = 59.0
 
 
 async def test_an_apply_asked_to_stop_does_not_wait_out_a_retry_after_first(
-        make_world: MakeWorld) -> None:
+        make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     """A Retry-After a run waits for (59 s, just under the minute) is not waited out once the
     apply is asked to stop: the changes waiting to be tried again fail at once, saying that
     they were not retried, and nothing more reaches the throttled server."""
-    arrivals = Arrivals()
+    arrivals, sends = Arrivals(), record_sends(monkeypatch)
     stop = asyncio.Event()
 
     async def stop_once_throttled() -> None:
@@ -173,15 +178,18 @@ async def test_an_apply_asked_to_stop_does_not_wait_out_a_retry_after_first(
 
     stopper = asyncio.create_task(stop_once_throttled())
     started = time.monotonic()
-    _, report = await apply_throttled(make_world, RUN_WAITS_NEARLY, arrivals, stop)
+    world, report = await apply_throttled(make_world, RUN_WAITS_NEARLY, arrivals, stop)
     took = time.monotonic() - started
     await stopper
-    [answered] = arrivals.throttled
+    assert len(arrivals.throttled) == 1
     # Kept as time: an apply that waited out the Retry-After ends with the same outcomes,
     # and the wait cannot be made longer than the minute a run waits at most. The bound is
     # the Retry-After itself, about a hundred times what the apply takes.
     assert took < RUN_WAITS_NEARLY, f"the apply waited out the server's {took:.1f} s"
-    assert arrivals.between("novacore", answered, float("inf")) == 0, arrivals.at
+    # Nothing sent to it once the engine heard the 429 (a call sent before then may reach
+    # it after it answered, as late as a loaded machine lets it).
+    assert len(sends.heard(world.sims.novacore.url)) == 1, sends.events
+    assert sends.sent_after_heard(world.sims.novacore.url) == [], sends.events
     failed = {o.address: o.message for o in report.by_status("failed")}
     assert set(failed) >= {"site/s1[novacore]", "site/s2[novacore]", "site/s3[novacore]"}
     # The change Novacore answered was tried once, not again; the others were never sent:
