@@ -118,7 +118,8 @@ def build(args: argparse.Namespace) -> SimFleet:
         directory = args.write_fleet or tempfile.mkdtemp(prefix="reconciler-fleet-")
         write_fleet(directory, args.sites, args.devices_per_site)
         paths = [directory]
-        print(f"generated {args.sites} sites in {directory}", file=sys.stderr)
+        sites = f"{args.sites} site{'s' if args.sites != 1 else ''}"
+        print(f"generated {sites} in {directory}", file=sys.stderr)
     fleet = common.load(paths)
     sims = SimFleet(seed=args.seed, state_file=args.state)
     sims.seed_fleet(fleet, shared_modbus=args.sites is not None)

@@ -81,6 +81,8 @@ def test_the_bounds_of_each_range_are_taken_and_reach_the_simulators(tmp_path: P
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
     assert process.returncode == 0, "".join(said)
+    # Where the generated fleet went, in words: one site is no "sites".
+    assert said[0] == f"generated 1 site in {tmp_path / 'fleet'}\n", said
     assert (faults["jitter_ms"], faults["error_rate"], faults["throttle_rate"]) == (
         3600000.0, 1.0, 0.0), faults
 
