@@ -271,7 +271,9 @@ class Cluster:
             await asyncio.sleep(0.1)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
-    async def wait_planned(self, kind: str, name: str, times: int) -> None:
+    async def wait_planned(
+        self, kind: str, name: str, times: int, *, timeout: float = 60
+    ) -> None:
         """Wait until the object was reconciled `times` more times (each writes the time
         of its `lastPlan`, to the second: with the tests' 1 s drift interval, it moves)."""
         seen: set[str] = set()
@@ -281,7 +283,24 @@ class Cluster:
             seen.add((status.get("lastPlan") or {}).get("time", ""))
             return len(seen) > times
 
-        await self.wait_for(planned, timeout=60, what=f"{times} more plans of {kind}/{name}")
+        await self.wait_for(planned, timeout=timeout,
+                            what=f"{times} more plans of {kind}/{name}")
+
+    async def wait_all_planned(
+        self, objects: Iterable[tuple[str, str]], times: int, *, timeout: float = 60
+    ) -> None:
+        """`wait_planned` for each of `objects` (kind, name), counted from now for all of
+        them and waited for together: each object's drift check runs on a timer of its
+        own, so waiting for one after the other would add their waits up (some 2 s an
+        object) for nothing. The first that times out fails the wait."""
+        waits = [asyncio.ensure_future(self.wait_planned(kind, name, times, timeout=timeout))
+                 for kind, name in objects]
+        try:
+            await asyncio.gather(*waits)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     async def handled(self, kind: str, name: str) -> bool:
         """Whether kopf handled the object's current spec: its create or update handlers

@@ -102,8 +102,7 @@ async def _refused_secret(cluster: Any, sims: Any) -> None:
     """ucm-a is refused for ucm-b's Secret, with a Warning said once, and has written
     nothing; nor has its DER."""
     await cluster.wait_condition("Device", "ucm-b", "Ready")
-    await cluster.wait_planned("Device", "ucm-a", 2)
-    await cluster.wait_planned("DER", "ucm-a-battery", 2)
+    await cluster.wait_all_planned((("Device", "ucm-a"), ("DER", "ucm-a-battery")), 2)
     message = await _refused(cluster, "ucm-a")
     clash = "Secret 'ucm-config' is already the configOutput of Device 'ucm-b'"
     assert f"spec.enapter.configOutput.secretName: {clash}" in message
@@ -150,8 +149,7 @@ async def test_two_devices_writing_one_config_file_refuse_the_newer(
     async with operator(FLEET, tmp_path, monkeypatch) as (cluster, sims):
         await _declare(cluster, {"file": "secrets/ucm.json"})
         await cluster.wait_condition("Device", "ucm-b", "Ready")
-        await cluster.wait_planned("Device", "ucm-a", 2)
-        await cluster.wait_planned("DER", "ucm-a-battery", 2)
+        await cluster.wait_all_planned((("Device", "ucm-a"), ("DER", "ucm-a-battery")), 2)
         message = await _refused(cluster, "ucm-a")
         assert "'secrets/ucm.json' is already the configOutput of Device 'ucm-b'" in message
         assert _provisioned(sims) == {HARDWARE_IDS["ucm-b"]}
@@ -246,8 +244,7 @@ async def test_a_drift_check_begun_before_its_device_named_another_secret_writes
             before = sims.enapter.requests[generated]
         await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"),
                                what="ucm-b's config in its new Secret")
-        await cluster.wait_planned("Device", "ucm-a", 2)
-        await cluster.wait_planned("Device", "ucm-b", 2)
+        await cluster.wait_all_planned((("Device", "ucm-a"), ("Device", "ucm-b")), 2)
         assert await _holds(cluster, "ucm-b-config", "ucm-a")
         assert sims.enapter.requests[generated] == before + 1, "ucm-b's, for its new Secret"
 
@@ -328,8 +325,7 @@ async def test_a_drift_check_writing_as_its_device_names_another_secret_leaves_t
         try:
             await cluster.wait_for(lambda: _holds(cluster, "ucm-b-new", "ucm-b"),
                                    what="ucm-b's config in its new Secret")
-            await cluster.wait_planned("Device", "ucm-a", 2)
-            await cluster.wait_planned("Device", "ucm-b", 2)
+            await cluster.wait_all_planned((("Device", "ucm-a"), ("Device", "ucm-b")), 2)
         finally:
             watching.cancel()
         assert not any(seen), "ucm-b's config written to ucm-b-config"

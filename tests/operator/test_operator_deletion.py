@@ -151,8 +151,7 @@ async def _made_invalid(cluster: Any, sims: Any) -> None:
     cond = await cluster.wait_reason("Device", "home-inverter", "InvalidSpec",
                                      what="the spec refused")
     assert cond["message"] == "spec.displayName: must not be blank: write the name to show"
-    await cluster.wait_planned("Device", "home-inverter", 2)
-    await cluster.wait_planned("Gateway", "home-zap", 2)
+    await cluster.wait_all_planned((("Device", "home-inverter"), ("Gateway", "home-zap")), 2)
     assert sims.writes() == writes
     assert _placed(sims) == (True, True)
 

@@ -42,8 +42,7 @@ async def test_warnings_are_posted_once_per_problem(tmp_path: Path, monkeypatch:
         await cluster.create(invalid)
         await cluster.wait_condition("Device", "home-inverter", "Verified", status="False")
         await cluster.wait_condition("Device", "toaster", "Ready", status="False")
-        await cluster.wait_planned("Device", "home-inverter", 3)
-        await cluster.wait_planned("Device", "toaster", 3)
+        await cluster.wait_all_planned((("Device", "home-inverter"), ("Device", "toaster")), 3)
         for name in ("home-inverter", "toaster"):
             warnings = await _warnings(cluster, name)
             failed = [w for w in warnings if w.startswith("Failed:")]

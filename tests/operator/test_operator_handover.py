@@ -103,8 +103,7 @@ async def _renamed_back(cluster: Cluster, sims: SimFleet) -> None:
         return sims.novacore.sites[site_id].name == "Home"
 
     await cluster.wait_for(corrected, what="the drift corrected")
-    for kind, name in OBJECTS:
-        await cluster.wait_planned(kind, name, 2)
+    await cluster.wait_all_planned(OBJECTS, 2)
 
 
 async def test_a_second_operator_stands_by_and_takes_over_when_the_first_stops(

@@ -81,8 +81,7 @@ async def test_an_operator_killed_mid_apply_converges_when_started_again(
             for kind, name in OBJECTS:
                 await cluster.wait_condition(kind, name, "Ready", timeout=60)
             before = sims.writes()
-            for kind, name in OBJECTS:
-                await cluster.wait_planned(kind, name, 2)
+            await cluster.wait_all_planned(OBJECTS, 2)
             assert sims.writes() == before, "in sync: the drift checks write nothing"
         sites = Counter((s.org_id, s.name) for s in sims.novacore.sites.values())
         assert sites == {("org-home", "Home"): 1}

@@ -100,8 +100,7 @@ async def _devices_watch_ended(cluster: Cluster, emulator: Emulator) -> None:
 async def _then_edits_and_new_objects_are_reconciled(cluster: Cluster, sims: SimFleet) -> None:
     """In sync after the new list (the drift checks write nothing), then a Site renamed and
     a Device created: each written once."""
-    for kind, name in OBJECTS:
-        await cluster.wait_planned(kind, name, 2)
+    await cluster.wait_all_planned(OBJECTS, 2)
     assert sims.writes() == 0, f"applied again after the new list: {_writes(sims)}"
     await cluster.patch("Site", "home", {"spec": {"displayName": "Home Sweet Home"}})
     await _garage_reconciled(cluster)
@@ -110,8 +109,7 @@ async def _then_edits_and_new_objects_are_reconciled(cluster: Cluster, sims: Sim
         return [s.name for s in sims.novacore.sites.values()] == ["Home Sweet Home"]
 
     await cluster.wait_for(renamed, what="the site renamed in Novacore")
-    for kind, name in (*OBJECTS, ("Device", "garage-inverter")):
-        await cluster.wait_planned(kind, name, 2)
+    await cluster.wait_all_planned((*OBJECTS, ("Device", "garage-inverter")), 2)
     # The rename; the new inverter added to the Zap with its DER, and provisioned: once each.
     assert _writes(sims) == {
         "NovacoreSimulator PUT /sites/{site_id}": 1,
