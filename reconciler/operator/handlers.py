@@ -958,6 +958,20 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
                 f"the config Secret {echo(handed)} written for this Device is left as it "
                 f"is: Device {echo(other)} could not be told to delete it once its own "
                 "config is written; delete it once nothing uses it"))
+    left_to_it = takeovers.config_secret(body) if kind == "Device" else ""
+    if left_to_it:
+        # The config Secret the Device it took over from left to it, which it goes before
+        # deleting (`renamed_configs.hand_over`): it goes with the device, or is said.
+        old = takeovers.source(body)
+        recorded = ((kwargs["status"] or {}).get("externalIds") or {}).get("enapter")
+        reason, said = await renamed_configs.left_by_the_heir(
+            nsf.fleet.devices.get(name), left_to_it, old[1] if old else "",
+            ConfigSecrets(runtime.secrets, namespace,
+                          named_by_another=_named_by_another(namespace, _indexes(kwargs))),
+            removal.outcomes, str(recorded) if recorded else None, removal.heir,
+        )
+        if said:
+            await runtime.events.info(body, reason=reason, message=event_message(said))
     if removal.left:
         await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))
     if removal.unknown:

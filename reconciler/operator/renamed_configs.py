@@ -11,7 +11,10 @@ deletes it as it leaves the device to the new one; else it leaves it to the new 
 whose reconcile deletes it once it has written its own (`hand_over`), before it removes
 the annotation: deleted first, a failure of that write would leave the config nowhere.
 The new one's reconcile that ends with no config of it written (its write refused for
-good, or its configOutput edited meanwhile) leaves it, said on the new one. Only
+good, or its configOutput edited meanwhile) leaves it, said on the new one; so does a
+new one deleted before that reconcile came, but for one whose release deletes the
+Enapter device, whose credentials the Secret holds: it goes with it (`left_by_the_heir`).
+Only
 one the operator can tell it wrote for that device: labelled as the reconciler's, and
 annotated with the old Device, or with the Enapter device its status recorded (a Secret
 passed down an earlier rename); only when no other Device names it now, and deleted as
@@ -37,15 +40,19 @@ since, or another device's), which the new one does not remove, is said to be le
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reconciler.engine import enapter_files
+from reconciler.engine.apply import Outcome
 from reconciler.engine.config import Settings
 from reconciler.engine.enapter import ConfigSecretStore
 from reconciler.engine.state import StateDirError
 from reconciler.errors import ProviderError
 from reconciler.model.device import Device
+from reconciler.plan.actions import address_of
 from reconciler.plan.advice import Audience
+from reconciler.plan.enapter_fields import COMPONENT
 from reconciler.printable import echo
 
 
@@ -190,6 +197,51 @@ async def hand_over(
 
 # The reason of an event saying a config Secret is left as it is (as `left_secrets`').
 _KEPT = "ConfigSecretKept"
+
+
+async def left_by_the_heir(
+    heir: Device | None,
+    name: str,
+    old: str,
+    store: ConfigSecretStore,
+    outcomes: Iterable[Outcome],
+    enapter_id: str | None,
+    taken_over_by: str,
+) -> tuple[str, str]:
+    """As `heir` (None: its spec is refused) goes, released, before `hand_over` came: what
+    becomes of the config Secret `name` that `old` left to it, said on it as `hand_over`
+    says it (reason, message; ("", "") when it is gone already). Its release deleted the
+    Enapter device (a done delete among `outcomes`; `enapter_id` its recorded id): the
+    Secret holds that device's credentials, and goes with it as the heir's own Secret does.
+    Else it is left, said: the device is taken over by `taken_over_by` ("" when by none),
+    or stays in Enapter, and the Secret may be the only copy of its config."""
+    left = (f"the config Secret {echo(name)} that Device {echo(old)} wrote, which this one "
+            "took over from, is left as it is")
+    if heir is not None:
+        try:
+            if not (await store.find(heir, name)).present:
+                return "", ""  # gone already (an earlier attempt's)
+        except KeyError as exc:
+            return _KEPT, f"{left}: {exc.args[0]}; delete it once nothing uses it"
+    address = address_of("Device", heir.name, COMPONENT) if heir is not None else ""
+    released = any(
+        o.address == address and o.action == "delete" and o.status == "done" for o in outcomes)
+    if heir is None or enapter_id is None or not released:
+        why = (f"Device {echo(taken_over_by)} takes its device over" if taken_over_by
+               else "its Enapter device was not deleted with it")
+        return _KEPT, (f"{left}: this Device goes before it has written its own config, "
+                       f"and {why}; delete it once nothing uses it")
+    said, failed = await _remove(heir, name, enapter_id, store)
+    if failed:
+        return _KEPT, f"{left}: {failed}"
+    if said is None:
+        return "", ""  # deleted meanwhile
+    if said.startswith("deleted "):
+        return "ConfigSecretDeleted", (
+            f"the config Secret {echo(name)} that Device {echo(old)} wrote, which this one "
+            f"took over from, holding the credentials of Enapter device {enapter_id}, is "
+            "deleted with that device")
+    return _KEPT, f"{left} ({said})"
 
 
 async def _written(

@@ -532,3 +532,64 @@ async def test_a_renamed_enapter_devices_old_secret_stays_when_the_new_one_write
         )
         assert secret_values(await cluster.secret("ucm-config")) == written
         assert not await cluster.secret("ucm-b-config")
+
+
+async def test_a_renamed_enapter_devices_old_secret_goes_with_the_device_if_the_new_one_goes_first(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The new name deleted in its turn (Release) before it has written its own config
+    (its writes fail, the API server answering 503): the old Secret it was to delete holds
+    the credentials of the Enapter device its release deletes, and goes with it, said."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
+        await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        await cluster.wait_for(
+            lambda: _said_after(runs, "ucm-b", "was not written: the API server answered "
+                                "HTTP 503", "Device/ucm-a"),
+            what="ucm-b's write failing once the old one is gone")
+
+        await cluster.delete("Device", "ucm-b")
+        await cluster.wait_gone("Device", "ucm-b")
+        assert sims.enapter.by_hardware_id(UCM_ID) is None, "released"
+        assert not await cluster.secret("ucm-config"), "left with a deleted device's credentials"
+        [deleted] = await cluster.wait_events_about("ucm-b", reason="ConfigSecretDeleted")
+        assert deleted["message"] == (
+            "the config Secret 'ucm-config' that Device 'ucm-a' wrote, which this one took "
+            f"over from, holding the credentials of Enapter device {enapter_id}, is deleted "
+            "with that device")
+
+
+async def test_a_renamed_enapter_devices_old_secret_is_said_kept_if_the_new_one_is_renamed_first(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The new name renamed in its turn before it has written its own config: the device
+    goes on to the third name, and the old Secret, perhaps the only copy of its config,
+    stays, said on the second."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        written = secret_values(await cluster.secret("ucm-config"))
+        cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
+        await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        await cluster.wait_for(
+            lambda: _said_after(runs, "ucm-b", "was not written: the API server answered "
+                                "HTTP 503", "Device/ucm-a"),
+            what="ucm-b's write failing once the old one is gone")
+
+        [third] = documents(stream(
+            enapter_site(), _ucm("ucm-c", "configOutput: {secretName: ucm-c-config}")))[1:]
+        await cluster.create(third)
+        await cluster.delete("Device", "ucm-b")
+        await cluster.wait_gone("Device", "ucm-b")
+        [kept] = await cluster.wait_events_about("ucm-b", reason="ConfigSecretKept")
+        assert kept["message"] == (
+            "the config Secret 'ucm-config' that Device 'ucm-a' wrote, which this one took "
+            "over from, is left as it is: this Device goes before it has written its own "
+            "config, and Device 'ucm-c' takes its device over; delete it once nothing uses it")
+        assert secret_values(await cluster.secret("ucm-config")) == written
+        assert sims.enapter.by_hardware_id(UCM_ID) is not None
