@@ -159,8 +159,7 @@ async def hand_over(
     is still one the reconciler wrote for an Enapter device and no other Device names now.
     What is said on the heir: an event's reason and message; ("", "") when nothing is to
     be said (gone already, or the heir names it itself now)."""
-    left = (f"the config Secret {echo(name)} that Device {echo(old)} wrote, which this one "
-            "took over from, is left as it is")
+    left = _left(name, old)
     if heir is None:
         return _KEPT, f"{left}: its spec is refused; delete it once nothing uses it"
     if heir.config_secret_name == name:
@@ -182,21 +181,19 @@ async def hand_over(
         return _KEPT, (f"{left}: this Device's config of Enapter device {found.written_for} "
                        f"is not written to {where}, so it holds the only copy of it; "
                        "delete it once nothing uses it")
-    said, failed = await _remove(heir, name, found.written_for, store)
-    if failed:
-        return _KEPT, f"{left}: {failed}"
-    if said is None:
-        return "", ""  # deleted meanwhile
-    if said.startswith("deleted "):
-        return "ConfigSecretDeleted", (
-            f"the config Secret {echo(name)} that Device {echo(old)} wrote, which this one "
-            f"took over from, holding the credentials of Enapter device {found.written_for}, "
-            f"is deleted: this Device keeps the device's config in its own {theirs}")
-    return _KEPT, f"{left} ({said})"
+    return await _delete_left(heir, name, old, found.written_for, store,
+                              f": this Device keeps the device's config in its own {theirs}")
 
 
 # The reason of an event saying a config Secret is left as it is (as `left_secrets`').
 _KEPT = "ConfigSecretKept"
+
+
+def _left(name: str, old: str) -> str:
+    """The start of what is said on a renamed Device's heir of the config Secret `name`
+    that `old` left to it, left as it is."""
+    return (f"the config Secret {echo(name)} that Device {echo(old)} wrote, which this one "
+            "took over from, is left as it is")
 
 
 async def left_by_the_heir(
@@ -215,8 +212,7 @@ async def left_by_the_heir(
     Secret holds that device's credentials, and goes with it as the heir's own Secret does.
     Else it is left, said: the device is taken over by `taken_over_by` ("" when by none),
     or stays in Enapter, and the Secret may be the only copy of its config."""
-    left = (f"the config Secret {echo(name)} that Device {echo(old)} wrote, which this one "
-            "took over from, is left as it is")
+    left = _left(name, old)
     if heir is not None:
         try:
             if not (await store.find(heir, name)).present:
@@ -231,7 +227,16 @@ async def left_by_the_heir(
                else "its Enapter device was not deleted with it")
         return _KEPT, (f"{left}: this Device goes before it has written its own config, "
                        f"and {why}; delete it once nothing uses it")
-    said, failed = await _remove(heir, name, enapter_id, store)
+    return await _delete_left(heir, name, old, enapter_id, store, " with that device")
+
+
+async def _delete_left(
+    heir: Device, name: str, old: str, device_id: str, store: ConfigSecretStore, how: str
+) -> tuple[str, str]:
+    """Delete the config Secret `name` that `old` left to `heir`, written for Enapter
+    device `device_id`: what is said of it on the heir (`how`: said after "is deleted")."""
+    left = _left(name, old)
+    said, failed = await _remove(heir, name, device_id, store)
     if failed:
         return _KEPT, f"{left}: {failed}"
     if said is None:
@@ -239,8 +244,8 @@ async def left_by_the_heir(
     if said.startswith("deleted "):
         return "ConfigSecretDeleted", (
             f"the config Secret {echo(name)} that Device {echo(old)} wrote, which this one "
-            f"took over from, holding the credentials of Enapter device {enapter_id}, is "
-            "deleted with that device")
+            f"took over from, holding the credentials of Enapter device {device_id}, is "
+            f"deleted{how}")
     return _KEPT, f"{left} ({said})"
 
 

@@ -465,20 +465,12 @@ async def test_a_renamed_enapter_devices_old_secret_stays_until_the_new_one_has_
         await cluster.wait_condition("Device", "ucm-a", "Ready")
         enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
         written = secret_values(await cluster.secret("ucm-config"))
-        # Until lifted: every create of a Secret answered 503.
-        fault = cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
-
-        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        fault, said = await _renamed_ucm_unwritten(cluster, runs)
         assert said.endswith(
             "with its ids; its config Secret 'ucm-config', which holds the credentials of "
             f"Enapter device {enapter_id}, is deleted by Device 'ucm-b' once that one has "
             "written the device's config to its own Secret 'ucm-b-config'"
         ), said
-        # The new one's write failing, retried, after the old one is gone.
-        await cluster.wait_for(
-            lambda: _said_after(runs, "ucm-b", "was not written: the API server answered "
-                                "HTTP 503", "Device/ucm-a"),
-            what="ucm-b's write failing once the old one is gone")
         assert secret_values(await cluster.secret("ucm-config")) == written
         assert not await cluster.secret("ucm-b-config")
 
@@ -496,6 +488,20 @@ async def test_a_renamed_enapter_devices_old_secret_stays_until_the_new_one_has_
             "this Device keeps the device's config in its own Secret 'ucm-b-config'"
         )
         assert sims.enapter.by_hardware_id(UCM_ID) is not None
+
+
+async def _renamed_ucm_unwritten(cluster: Any, runs: KopfRuns) -> tuple[Any, str]:
+    """ucm-a renamed ucm-b, whose config Secret ucm-b-config is not written: every create of
+    a Secret answered 503 until the fault returned is lifted. Once ucm-b's write has failed
+    with the old one gone: the fault, and the old one's DeviceKept message."""
+    fault = cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
+    said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+    # The new one's write failing, retried, after the old one is gone.
+    await cluster.wait_for(
+        lambda: _said_after(runs, "ucm-b", "was not written: the API server answered "
+                            "HTTP 503", "Device/ucm-a"),
+        what="ucm-b's write failing once the old one is gone")
+    return fault, said
 
 
 async def _said_after(runs: KopfRuns, about: str, text: str, after: str) -> bool:
@@ -545,12 +551,7 @@ async def test_a_renamed_enapter_devices_old_secret_goes_with_the_device_if_the_
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
         enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
-        cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
-        await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
-        await cluster.wait_for(
-            lambda: _said_after(runs, "ucm-b", "was not written: the API server answered "
-                                "HTTP 503", "Device/ucm-a"),
-            what="ucm-b's write failing once the old one is gone")
+        await _renamed_ucm_unwritten(cluster, runs)
 
         await cluster.delete("Device", "ucm-b")
         await cluster.wait_gone("Device", "ucm-b")
@@ -574,12 +575,7 @@ async def test_a_renamed_enapter_devices_old_secret_is_said_kept_if_the_new_one_
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
         written = secret_values(await cluster.secret("ucm-config"))
-        cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
-        await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
-        await cluster.wait_for(
-            lambda: _said_after(runs, "ucm-b", "was not written: the API server answered "
-                                "HTTP 503", "Device/ucm-a"),
-            what="ucm-b's write failing once the old one is gone")
+        await _renamed_ucm_unwritten(cluster, runs)
 
         [third] = documents(stream(
             enapter_site(), _ucm("ucm-c", "configOutput: {secretName: ucm-c-config}")))[1:]
