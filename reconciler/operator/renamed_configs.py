@@ -71,10 +71,12 @@ class ConfigLeft:
     """What becomes of the config a renamed Device wrote that the new one does not name:
     `said`, after the old one's `DeviceKept` message ("" when there is nothing to say);
     `handed`: the config Secret the new one deletes once it has written the device's
-    config where it says (`hand_over`), "" when none is left to it."""
+    config where it says (`hand_over`), "" when none is left to it; `unhanded`: said
+    instead of `said` when the new one could not be told so (its annotation refused)."""
 
     said: str = ""
     handed: str = ""
+    unhanded: str = ""
 
 
 async def config_left(
@@ -134,7 +136,9 @@ async def config_left(
         # Deleted now, a failure of the new one's write would leave the config nowhere.
         return ConfigLeft(
             f"{holds} by Device {echo(heir.name)} once that one has written the device's "
-            f"config to its own {theirs}", handed=name)
+            f"config to its own {theirs}", handed=name,
+            unhanded=f"{left}: Device {echo(heir.name)} could not be told to delete it once "
+                     "its own config is written; delete it once nothing uses it")
     said, failed = await _remove(device, name, found.written_for, store)
     if failed:
         return ConfigLeft(f"{left}: {failed}")

@@ -589,3 +589,29 @@ async def test_a_renamed_enapter_devices_old_secret_is_said_kept_if_the_new_one_
             "config, and Device 'ucm-c' takes its device over; delete it once nothing uses it")
         assert secret_values(await cluster.secret("ucm-config")) == written
         assert sims.enapter.by_hardware_id(UCM_ID) is not None
+
+
+async def test_a_renamed_enapter_devices_old_secret_the_new_one_cannot_be_told_of_is_said_kept(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The new name's config not written yet, and its annotation naming the old Secret
+    refused (HTTP 403): nobody is to delete the Secret, and the old one's DeviceKept event
+    says it is left, not that the new one deletes it."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        written = secret_values(await cluster.secret("ucm-config"))
+        cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
+        refused = cluster.emulator.fail(
+            "PATCH", "/devices/ucm-b", 403,
+            body=lambda body: "energy.reconciler.dev/takes-over-from" in str(body))
+
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        assert refused.count == 0, "the refusal was met"
+        assert said.endswith(
+            "with its ids; the config Secret 'ucm-config' written for this Device is left as "
+            "it is: Device 'ucm-b' could not be told to delete it once its own config is "
+            "written; delete it once nothing uses it"), said
+        assert not await cluster.events_about("ucm-a", reason="ConfigSecretKept")
+        assert secret_values(await cluster.secret("ucm-config")) == written
