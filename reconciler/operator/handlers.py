@@ -62,7 +62,7 @@ from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.operator.status_writes import KubeStatus
 from reconciler.operator.stopping import OperatorStop
 from reconciler.operator.takeovers import KubeTakeovers
-from reconciler.printable import echo, readable
+from reconciler.printable import readable
 
 FINALIZER = f"{API_GROUP}/finalizer"
 _EVENT_REASONS = {
@@ -940,24 +940,34 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     # Said once, as the object goes: a pass that waits is tried again and would repeat it.
     for message in removal.kept:
         await runtime.events.info(body, reason="GatewayKept", message=event_message(message))
-    if removal.taken_over:
-        await runtime.events.info(
-            body, reason=f"{kind}Kept", message=event_message(removal.taken_over)
-        )
     # Refused while this one declared the same, the heir and the others that take over what
     # it declared (a Device at its Zap endpoint) are run again now, not at their next drift
     # check (`takeovers`).
     heirs = [removal.heir] if removal.heir else []
+    taken_over = removal.taken_over
     for other in dict.fromkeys([*heirs, *nsf.freed_by(kind, name)]):
         handed = removal.handed if other == removal.heir else ""
         told = await runtime.takeovers.announce(
             namespace, kind, other, name, kwargs["logger"], config_secret=handed)
         if handed and not told:
             # Not named on the heir, the Secret is deleted by nobody: said, as it stays.
-            await runtime.events.info(body, reason="ConfigSecretKept", message=event_message(
-                f"the config Secret {echo(handed)} written for this Device is left as it "
-                f"is: Device {echo(other)} could not be told to delete it once its own "
-                "config is written; delete it once nothing uses it"))
+            taken_over = removal.not_told
+    if taken_over:
+        await runtime.events.info(body, reason=f"{kind}Kept", message=event_message(taken_over))
+    left_to_it = takeovers.config_secret(body) if kind == "Device" else ""
+    if left_to_it:
+        # The config Secret the Device it took over from left to it, which it goes before
+        # deleting (`renamed_configs.hand_over`): it goes with the device, or is said.
+        old = takeovers.source(body)
+        recorded = ((kwargs["status"] or {}).get("externalIds") or {}).get("enapter")
+        reason, said = await renamed_configs.left_by_the_heir(
+            nsf.fleet.devices.get(name), left_to_it, old[1] if old else "",
+            ConfigSecrets(runtime.secrets, namespace,
+                          named_by_another=_named_by_another(namespace, _indexes(kwargs))),
+            removal.outcomes, str(recorded) if recorded else None, removal.heir,
+        )
+        if said:
+            await runtime.events.info(body, reason=reason, message=event_message(said))
     if removal.left:
         await runtime.events.warn(body, reason="ZapNotRead", message=event_message(removal.left))
     if removal.unknown:

@@ -114,6 +114,8 @@ class Removal:
     # The config Secret the heir deletes once it has written its own config
     # (`renamed_configs.ConfigLeft.handed`); "" when none is left to it.
     handed: str = ""
+    # `taken_over` as said when the heir could not be told of `handed`.
+    not_told: str = ""
     # What is said of a released Gateway's Zap that could not be read: copies of devices
     # moved to another gateway may stay on it (an event); "" when it was read.
     left: str = ""
@@ -172,9 +174,10 @@ async def remove_object(
                 resource, heir_device, config_store, str(recorded) if recorded else None,
                 settings,
             )
+            taken_over = _taken_over_message(resource, heir_device)
             return Removal(
-                taken_over=_taken_over_message(resource, heir_device) + config.said,
-                heir=heir_device.name, handed=config.handed,
+                taken_over=taken_over + config.said, heir=heir_device.name,
+                handed=config.handed, not_told=taken_over + config.unhanded,
             )
     if isinstance(resource, Gateway):
         heir_gateway = _gateway_heir(resource, nsf)

@@ -11,7 +11,10 @@ deletes it as it leaves the device to the new one; else it leaves it to the new 
 whose reconcile deletes it once it has written its own (`hand_over`), before it removes
 the annotation: deleted first, a failure of that write would leave the config nowhere.
 The new one's reconcile that ends with no config of it written (its write refused for
-good, or its configOutput edited meanwhile) leaves it, said on the new one. Only
+good, or its configOutput edited meanwhile) leaves it, said on the new one; so does a
+new one deleted before that reconcile came, but for one whose release deletes the
+Enapter device, whose credentials the Secret holds: it goes with it (`left_by_the_heir`).
+Only
 one the operator can tell it wrote for that device: labelled as the reconciler's, and
 annotated with the old Device, or with the Enapter device its status recorded (a Secret
 passed down an earlier rename); only when no other Device names it now, and deleted as
@@ -37,15 +40,19 @@ since, or another device's), which the new one does not remove, is said to be le
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reconciler.engine import enapter_files
+from reconciler.engine.apply import Outcome
 from reconciler.engine.config import Settings
 from reconciler.engine.enapter import ConfigSecretStore
 from reconciler.engine.state import StateDirError
 from reconciler.errors import ProviderError
 from reconciler.model.device import Device
+from reconciler.plan.actions import address_of
 from reconciler.plan.advice import Audience
+from reconciler.plan.enapter_fields import COMPONENT
 from reconciler.printable import echo
 
 
@@ -64,10 +71,12 @@ class ConfigLeft:
     """What becomes of the config a renamed Device wrote that the new one does not name:
     `said`, after the old one's `DeviceKept` message ("" when there is nothing to say);
     `handed`: the config Secret the new one deletes once it has written the device's
-    config where it says (`hand_over`), "" when none is left to it."""
+    config where it says (`hand_over`), "" when none is left to it; `unhanded`: said
+    instead of `said` when the new one could not be told so (its annotation refused)."""
 
     said: str = ""
     handed: str = ""
+    unhanded: str = ""
 
 
 async def config_left(
@@ -127,7 +136,9 @@ async def config_left(
         # Deleted now, a failure of the new one's write would leave the config nowhere.
         return ConfigLeft(
             f"{holds} by Device {echo(heir.name)} once that one has written the device's "
-            f"config to its own {theirs}", handed=name)
+            f"config to its own {theirs}", handed=name,
+            unhanded=f"{left}: Device {echo(heir.name)} could not be told to delete it once "
+                     "its own config is written; delete it once nothing uses it")
     said, failed = await _remove(device, name, found.written_for, store)
     if failed:
         return ConfigLeft(f"{left}: {failed}")
@@ -152,8 +163,7 @@ async def hand_over(
     is still one the reconciler wrote for an Enapter device and no other Device names now.
     What is said on the heir: an event's reason and message; ("", "") when nothing is to
     be said (gone already, or the heir names it itself now)."""
-    left = (f"the config Secret {echo(name)} that Device {echo(old)} wrote, which this one "
-            "took over from, is left as it is")
+    left = _left(name, old)
     if heir is None:
         return _KEPT, f"{left}: its spec is refused; delete it once nothing uses it"
     if heir.config_secret_name == name:
@@ -175,7 +185,62 @@ async def hand_over(
         return _KEPT, (f"{left}: this Device's config of Enapter device {found.written_for} "
                        f"is not written to {where}, so it holds the only copy of it; "
                        "delete it once nothing uses it")
-    said, failed = await _remove(heir, name, found.written_for, store)
+    return await _delete_left(heir, name, old, found.written_for, store,
+                              f": this Device keeps the device's config in its own {theirs}")
+
+
+# The reason of an event saying a config Secret is left as it is (as `left_secrets`').
+_KEPT = "ConfigSecretKept"
+
+
+def _left(name: str, old: str) -> str:
+    """The start of what is said on a renamed Device's heir of the config Secret `name`
+    that `old` left to it, left as it is."""
+    return (f"the config Secret {echo(name)} that Device {echo(old)} wrote, which this one "
+            "took over from, is left as it is")
+
+
+async def left_by_the_heir(
+    heir: Device | None,
+    name: str,
+    old: str,
+    store: ConfigSecretStore,
+    outcomes: Iterable[Outcome],
+    enapter_id: str | None,
+    taken_over_by: str,
+) -> tuple[str, str]:
+    """As `heir` (None: its spec is refused) goes, released, before `hand_over` came: what
+    becomes of the config Secret `name` that `old` left to it, said on it as `hand_over`
+    says it (reason, message; ("", "") when it is gone already). Its release deleted the
+    Enapter device (a done delete among `outcomes`; `enapter_id` its recorded id): the
+    Secret holds that device's credentials, and goes with it as the heir's own Secret does.
+    Else it is left, said: the device is taken over by `taken_over_by` ("" when by none),
+    or stays in Enapter, and the Secret may be the only copy of its config."""
+    left = _left(name, old)
+    if heir is not None:
+        try:
+            if not (await store.find(heir, name)).present:
+                return "", ""  # gone already (an earlier attempt's)
+        except KeyError as exc:
+            return _KEPT, f"{left}: {exc.args[0]}; delete it once nothing uses it"
+    address = address_of("Device", heir.name, COMPONENT) if heir is not None else ""
+    released = any(
+        o.address == address and o.action == "delete" and o.status == "done" for o in outcomes)
+    if heir is None or enapter_id is None or not released:
+        why = (f"Device {echo(taken_over_by)} takes its device over" if taken_over_by
+               else "its Enapter device was not deleted with it")
+        return _KEPT, (f"{left}: this Device goes before it has written its own config, "
+                       f"and {why}; delete it once nothing uses it")
+    return await _delete_left(heir, name, old, enapter_id, store, " with that device")
+
+
+async def _delete_left(
+    heir: Device, name: str, old: str, device_id: str, store: ConfigSecretStore, how: str
+) -> tuple[str, str]:
+    """Delete the config Secret `name` that `old` left to `heir`, written for Enapter
+    device `device_id`: what is said of it on the heir (`how`: said after "is deleted")."""
+    left = _left(name, old)
+    said, failed = await _remove(heir, name, device_id, store)
     if failed:
         return _KEPT, f"{left}: {failed}"
     if said is None:
@@ -183,13 +248,9 @@ async def hand_over(
     if said.startswith("deleted "):
         return "ConfigSecretDeleted", (
             f"the config Secret {echo(name)} that Device {echo(old)} wrote, which this one "
-            f"took over from, holding the credentials of Enapter device {found.written_for}, "
-            f"is deleted: this Device keeps the device's config in its own {theirs}")
+            f"took over from, holding the credentials of Enapter device {device_id}, is "
+            f"deleted{how}")
     return _KEPT, f"{left} ({said})"
-
-
-# The reason of an event saying a config Secret is left as it is (as `left_secrets`').
-_KEPT = "ConfigSecretKept"
 
 
 async def _written(

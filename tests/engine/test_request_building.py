@@ -105,13 +105,21 @@ async def test_a_body_httpx_cannot_encode_fails_as_it_fails_there(body: Any) -> 
     assert str(raised.value) == str(expected.value)
 
 
-async def test_a_read_through_request_is_built_as_httpx_builds_it() -> None:
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "answer"), [
+    pytest.param("GET", "/api/v1/sites", {}, 200, [], id="read"),
+    # A write of a JSON body.
+    pytest.param("POST", "/api/devices", {"json": {
+        "sn": "ZAP-1", "name": "Batterie ü", "limits": {"w": 4.5e3, "soc": [10, 90]}}},
+        201, {"id": "d1"}, id="write"),
+])
+async def test_a_request_sent_through_is_built_as_httpx_builds_it(
+        method: str, path: str, kwargs: dict[str, Any], status: int, answer: Any) -> None:
     """As the providers call: `AsyncClient.request` passes every argument, None if not given."""
     seen: list[httpx.Request] = []
 
     def record(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json=[])
+        return httpx.Response(status, json=answer)
 
     for client in (
         transport.new_client("https://api.example.com", headers={"Authorization": "Bearer t"},
@@ -121,27 +129,5 @@ async def test_a_read_through_request_is_built_as_httpx_builds_it() -> None:
                           transport=httpx.MockTransport(record), timeout=transport.DEFAULT_TIMEOUT),
     ):
         async with client:
-            assert await transport.send_json(client, "GET", "/api/v1/sites") == []
-    assert _built(seen[0]) == _built(seen[1])
-
-
-async def test_a_write_through_request_is_built_as_httpx_builds_it() -> None:
-    """A write as the providers make it: `AsyncClient.request` with a `json=` body."""
-    seen: list[httpx.Request] = []
-
-    def record(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(201, json={"id": "d1"})
-
-    body = {"sn": "ZAP-1", "name": "Batterie ü", "limits": {"w": 4.5e3, "soc": [10, 90]}}
-    for client in (
-        transport.new_client("https://api.example.com", headers={"Authorization": "Bearer t"},
-                             transport=httpx.MockTransport(record)),
-        httpx.AsyncClient(base_url="https://api.example.com",
-                          headers={"Authorization": "Bearer t"},
-                          transport=httpx.MockTransport(record), timeout=transport.DEFAULT_TIMEOUT),
-    ):
-        async with client:
-            answer = await transport.send_json(client, "POST", "/api/devices", json=body)
-            assert answer == {"id": "d1"}
+            assert await transport.send_json(client, method, path, **kwargs) == answer
     assert _built(seen[0]) == _built(seen[1])

@@ -465,20 +465,12 @@ async def test_a_renamed_enapter_devices_old_secret_stays_until_the_new_one_has_
         await cluster.wait_condition("Device", "ucm-a", "Ready")
         enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
         written = secret_values(await cluster.secret("ucm-config"))
-        # Until lifted: every create of a Secret answered 503.
-        fault = cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
-
-        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        fault, said = await _renamed_ucm_unwritten(cluster, runs)
         assert said.endswith(
             "with its ids; its config Secret 'ucm-config', which holds the credentials of "
             f"Enapter device {enapter_id}, is deleted by Device 'ucm-b' once that one has "
             "written the device's config to its own Secret 'ucm-b-config'"
         ), said
-        # The new one's write failing, retried, after the old one is gone.
-        await cluster.wait_for(
-            lambda: _said_after(runs, "ucm-b", "was not written: the API server answered "
-                                "HTTP 503", "Device/ucm-a"),
-            what="ucm-b's write failing once the old one is gone")
         assert secret_values(await cluster.secret("ucm-config")) == written
         assert not await cluster.secret("ucm-b-config")
 
@@ -496,6 +488,20 @@ async def test_a_renamed_enapter_devices_old_secret_stays_until_the_new_one_has_
             "this Device keeps the device's config in its own Secret 'ucm-b-config'"
         )
         assert sims.enapter.by_hardware_id(UCM_ID) is not None
+
+
+async def _renamed_ucm_unwritten(cluster: Any, runs: KopfRuns) -> tuple[Any, str]:
+    """ucm-a renamed ucm-b, whose config Secret ucm-b-config is not written: every create of
+    a Secret answered 503 until the fault returned is lifted. Once ucm-b's write has failed
+    with the old one gone: the fault, and the old one's DeviceKept message."""
+    fault = cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
+    said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+    # The new one's write failing, retried, after the old one is gone.
+    await cluster.wait_for(
+        lambda: _said_after(runs, "ucm-b", "was not written: the API server answered "
+                            "HTTP 503", "Device/ucm-a"),
+        what="ucm-b's write failing once the old one is gone")
+    return fault, said
 
 
 async def _said_after(runs: KopfRuns, about: str, text: str, after: str) -> bool:
@@ -532,3 +538,80 @@ async def test_a_renamed_enapter_devices_old_secret_stays_when_the_new_one_write
         )
         assert secret_values(await cluster.secret("ucm-config")) == written
         assert not await cluster.secret("ucm-b-config")
+
+
+async def test_a_renamed_enapter_devices_old_secret_goes_with_the_device_if_the_new_one_goes_first(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The new name deleted in its turn (Release) before it has written its own config
+    (its writes fail, the API server answering 503): the old Secret it was to delete holds
+    the credentials of the Enapter device its release deletes, and goes with it, said."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        await _renamed_ucm_unwritten(cluster, runs)
+
+        await cluster.delete("Device", "ucm-b")
+        await cluster.wait_gone("Device", "ucm-b")
+        assert sims.enapter.by_hardware_id(UCM_ID) is None, "released"
+        assert not await cluster.secret("ucm-config"), "left with a deleted device's credentials"
+        [deleted] = await cluster.wait_events_about("ucm-b", reason="ConfigSecretDeleted")
+        assert deleted["message"] == (
+            "the config Secret 'ucm-config' that Device 'ucm-a' wrote, which this one took "
+            f"over from, holding the credentials of Enapter device {enapter_id}, is deleted "
+            "with that device")
+
+
+async def test_a_renamed_enapter_devices_old_secret_is_said_kept_if_the_new_one_is_renamed_first(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The new name renamed in its turn before it has written its own config: the device
+    goes on to the third name, and the old Secret, perhaps the only copy of its config,
+    stays, said on the second."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        written = secret_values(await cluster.secret("ucm-config"))
+        await _renamed_ucm_unwritten(cluster, runs)
+
+        [third] = documents(stream(
+            enapter_site(), _ucm("ucm-c", "configOutput: {secretName: ucm-c-config}")))[1:]
+        await cluster.create(third)
+        await cluster.delete("Device", "ucm-b")
+        await cluster.wait_gone("Device", "ucm-b")
+        [kept] = await cluster.wait_events_about("ucm-b", reason="ConfigSecretKept")
+        assert kept["message"] == (
+            "the config Secret 'ucm-config' that Device 'ucm-a' wrote, which this one took "
+            "over from, is left as it is: this Device goes before it has written its own "
+            "config, and Device 'ucm-c' takes its device over; delete it once nothing uses it")
+        assert secret_values(await cluster.secret("ucm-config")) == written
+        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+
+
+async def test_a_renamed_enapter_devices_old_secret_the_new_one_cannot_be_told_of_is_said_kept(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The new name's config not written yet, and its annotation naming the old Secret
+    refused (HTTP 403): nobody is to delete the Secret, and the old one's DeviceKept event
+    says it is left, not that the new one deletes it."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        written = secret_values(await cluster.secret("ucm-config"))
+        cluster.emulator.fail("POST", "/secrets", 503, count=10_000)
+        refused = cluster.emulator.fail(
+            "PATCH", "/devices/ucm-b", 403,
+            body=lambda body: "energy.reconciler.dev/takes-over-from" in str(body))
+
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-b-config}")
+        assert refused.count == 0, "the refusal was met"
+        assert said.endswith(
+            "with its ids; the config Secret 'ucm-config' written for this Device is left as "
+            "it is: Device 'ucm-b' could not be told to delete it once its own config is "
+            "written; delete it once nothing uses it"), said
+        assert not await cluster.events_about("ucm-a", reason="ConfigSecretKept")
+        assert secret_values(await cluster.secret("ucm-config")) == written
