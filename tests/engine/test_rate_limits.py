@@ -62,9 +62,11 @@ async def test_a_gateway_gets_at_most_its_rate_in_any_second_retries_included(
     # Counted as the limiter admitted them, by its own clock: the Zap's arrival times are
     # those its event loop got round to them, and a loaded machine that stalls it takes
     # requests sent a second apart together.
-    admitted = sends.admitted(zap.url)
-    assert len(admitted) == len(meter.arrivals[serial_of(1)]), "each one admitted arrived"
-    assert len(admitted) >= 8, "enough requests to show a rate"
+    admitted, arrived = sends.admitted(zap.url), meter.arrivals[serial_of(1)]
+    assert len(sends.sent(zap.url)) == len(arrived), "each one sent arrived"
+    # One admitted as the 429 came may be held by the Retry-After after all, and admitted
+    # again when retried: its slot is spent all the same.
+    assert len(admitted) >= len(arrived) >= 8, "enough requests to show a rate"
     # 0.8 s: the limiter read the clock a moment before it is noted (`sends`). A limit of
     # 3 a second that let through a burst of 3 and 3 more as it refilled admitted 5 or 6
     # within it.
