@@ -119,7 +119,7 @@ async def config_left(
         return ConfigLeft(f"{left}: it was not written by the reconciler")
     if blocked:
         return ConfigLeft(
-            f"{left}: Device {echo(heir.name)}'s {theirs} was not written by the reconciler, "
+            f"{left}: the {theirs} of Device {echo(heir.name)} was not written by the reconciler, "
             "which does not write over it, so this one holds the only copy of the device's "
             "config; delete it once nothing uses it")
     if found.written_for is None or (
@@ -312,7 +312,7 @@ def _file_left(
     if enapter_id is not None and writer != enapter_id:
         return f"{left}: it holds the config of another device"
     removed = (f"; its config {mine}, which holds the credentials of Enapter device "
-               f"{writer}, is removed by Device {echo(heir.name)}'s reconcile")
+               f"{writer}, is removed by the reconcile of Device {echo(heir.name)}")
     if theirs is None:
         return (f"{removed}, as the file of a Device whose configOutput names no file is: "
                 f"Device {echo(heir.name)} names no configOutput")

@@ -353,7 +353,8 @@ async def test_a_renamed_enapter_device_naming_someone_elses_secret_keeps_the_ol
         said = await _renamed_ucm(cluster, "configOutput: {secretName: theirs}")
         assert said.endswith(
             "with its ids; the config Secret 'ucm-config' written for this Device is left "
-            "as it is: Device 'ucm-b''s Secret 'theirs' was not written by the reconciler, "
+            "as it is: the Secret 'theirs' of Device 'ucm-b' was not written by the "
+            "reconciler, "
             "which does not write over it, so this one holds the only copy of the device's "
             "config; delete it once nothing uses it"
         ), said
@@ -417,7 +418,7 @@ async def test_a_renamed_enapter_devices_config_file_goes_once_the_new_name_has_
             "deletionPolicy Release: its Enapter device is not released: Device 'ucm-b' "
             "declares it too and takes it over, as it is, with its ids; its config file "
             f"'ucm-a.json', which holds the credentials of Enapter device {enapter_id}, is "
-            f"removed by Device 'ucm-b''s reconcile{then}"
+            f"removed by the reconcile of Device 'ucm-b'{then}"
         )
         await takeover_cleared(cluster, "Device", "ucm-b")
         assert not old.exists()
