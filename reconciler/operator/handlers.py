@@ -541,9 +541,14 @@ async def _reconcile(
             # The old one's config Secret, left to this one until its own config is
             # written (`renamed_configs.hand_over`).
             old = takeovers.source(body)
+            # The Secret this Device names now, read: an edit made while this handler ran
+            # (one naming the old Secret) is in neither `body` nor the indexes yet. Not
+            # read (None), the spec planned with decides, as it did before the read.
+            named = await runtime.takeovers.config_secret_now(namespace, name)
             reason, said = await renamed_configs.hand_over(
                 nsf.fleet.devices.get(name), handed, old[1] if old else "",
                 ConfigSecrets(runtime.secrets, namespace,
+                              lambda _, secret: named == secret,
                               named_by_another=_named_by_another(namespace, indexes)),
                 settings,
             )
