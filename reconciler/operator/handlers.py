@@ -541,9 +541,14 @@ async def _reconcile(
             # The old one's config Secret, left to this one until its own config is
             # written (`renamed_configs.hand_over`).
             old = takeovers.source(body)
+            # The Secret this Device names now, read: an edit made while this handler ran
+            # (one naming the old Secret) is in neither `body` nor the indexes yet. Not
+            # read (None), the spec planned with decides, as it did before the read.
+            named = await runtime.takeovers.config_secret_now(namespace, name)
             reason, said = await renamed_configs.hand_over(
                 nsf.fleet.devices.get(name), handed, old[1] if old else "",
                 ConfigSecrets(runtime.secrets, namespace,
+                              lambda _, secret: named == secret,
                               named_by_another=_named_by_another(namespace, indexes)),
                 settings,
             )
@@ -664,8 +669,13 @@ def _register_kind(
         registry=registry,
     )
     async def drift(**kwargs: Any) -> None:
-        if kwargs["meta"].get("deletionTimestamp") or kwargs["stopped"]:
-            return  # being deleted, or the operator stops: no new check starts
+        stopping = kwargs["stopped"] or runtime.stop.event.is_set()
+        if kwargs["meta"].get("deletionTimestamp") or stopping:
+            # Being deleted, or the operator stops: no new check starts. kopf's flag alone
+            # does not say the stop: an event of the object its worker handles after kopf
+            # stopped the timers starts the object's timer anew, with a flag nothing sets,
+            # whose checks would read and write after the stop until kopf cancels them.
+            return
         owner = (kwargs["namespace"] or "", kind, kwargs["meta"]["name"])
         if time.monotonic() < runtime.not_before.get(owner, 0.0):
             return  # a server asked not to be called before then (Retry-After)

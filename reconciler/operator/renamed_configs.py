@@ -17,8 +17,10 @@ Enapter device, whose credentials the Secret holds: it goes with it (`left_by_th
 Only
 one the operator can tell it wrote for that device: labelled as the reconciler's, and
 annotated with the old Device, or with the Enapter device its status recorded (a Secret
-passed down an earlier rename); only when no other Device names it now, and deleted as
-read (`secrets.KubeSecrets`). Any other is left as it is, saying why: one the reconciler
+passed down an earlier rename); only when no other Device names it now, nor the new one
+itself, edited to name it while its reconcile ran (read from the API server then: kopf
+gives a handler's run no edit of its own object), and deleted as read
+(`secrets.KubeSecrets`). Any other is left as it is, saying why: one the reconciler
 did not write, or wrote for another device, or one another Device names; and every one
 when the new Device names no config of its own (the Secret is then the only copy of the
 device's config), or when the new one's Secret is one the reconciler did not write
@@ -162,12 +164,15 @@ async def hand_over(
     it (`ConfigLeft.handed`), if its own config is written where it says, and the Secret
     is still one the reconciler wrote for an Enapter device and no other Device names now.
     What is said on the heir: an event's reason and message; ("", "") when nothing is to
-    be said (gone already, or the heir names it itself now)."""
+    be said (gone already, or the heir names it itself: as planned with, or as declared
+    now, `store.names`)."""
     left = _left(name, old)
     if heir is None:
         return _KEPT, f"{left}: its spec is refused; delete it once nothing uses it"
-    if heir.config_secret_name == name:
-        return "", ""  # its own now: its config is written there
+    if heir.config_secret_name == name or store.names(heir, name):
+        # Its own: its config is written there, by this run or, edited to name it since
+        # this run planned, by the edit's reconcile (deleted, it would be nowhere until then).
+        return "", ""
     theirs = config_output(heir)
     try:
         found = await store.find(heir, name)

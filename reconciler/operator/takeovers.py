@@ -107,6 +107,30 @@ class KubeTakeovers:
         return False
 
 
+    def _read(self, namespace: str, name: str) -> Any:
+        group, version, plural = objects.resource_ref("Device")
+        return self._custom().get_namespaced_custom_object(
+            group, version, namespace, plural, name,
+            _request_timeout=kube_client.REQUEST_TIMEOUT,
+        )
+
+    async def config_secret_now(self, namespace: str, heir: str) -> str | None:
+        """The config Secret Device `heir` names as the API server has it now ("" when
+        it names none, or is gone); None when it cannot be read. An edit made while the
+        heir's own handler runs reaches neither kopf's body nor the indexes before the
+        handler ends: only a read sees it (`renamed_configs.hand_over`)."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            body = await asyncio.to_thread(self._read, namespace, heir)
+        except ApiException as exc:
+            return "" if exc.status == 404 else None
+        except (HTTPError, OSError):  # the API server not reached
+            return None
+        return (objects.config_secret(body) or "") if isinstance(body, Mapping) else None
+
+
 def source(body: Mapping[str, Any]) -> tuple[str, str] | None:
     """The kind and name of the object `body` takes over from, as its annotation says;
     None when it has none, or one that names no object of our kinds."""

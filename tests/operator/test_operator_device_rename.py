@@ -7,6 +7,7 @@ natural key; nothing is released and made again. Deleted together, it is release
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from fleet_yaml import (
     sungrow_inverter,
     zap_gateway,
 )
-from harness import KopfRuns, documents, operator, secret_values
+from harness import WAIT, KopfRuns, documents, operator, secret_values
 from objects import HOME, RELEASE, ZAP, declare
 from takeover_marks import takeover_cleared
 
@@ -616,3 +617,42 @@ async def test_a_renamed_enapter_devices_old_secret_the_new_one_cannot_be_told_o
             "written; delete it once nothing uses it"), said
         assert not await cluster.events_about("ucm-a", reason="ConfigSecretKept")
         assert secret_values(await cluster.secret("ucm-config")) == written
+
+
+async def test_a_renamed_enapter_devices_old_secret_the_new_one_names_meanwhile_is_not_deleted(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The new name edited, while its config is being written to its own Secret, to name
+    the old one's Secret instead: that Secret, which holds the device's config and is the
+    one the new name declares now, is not deleted (nowhere until the edit's reconcile wrote
+    it again), nor said to be; the edit's reconcile finds it in sync."""
+    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        before = await cluster.secret("ucm-config")
+        fault, _ = await _renamed_ucm_unwritten(cluster, runs)
+        held = cluster.emulator.hold(
+            "POST", "/secrets", lambda body: body["metadata"]["name"] == "ucm-b-config")
+        fault.count = 0
+
+        await asyncio.wait_for(held.arrived.wait(), WAIT)
+        await cluster.patch("Device", "ucm-b", {"spec": {"enapter": {
+            "configOutput": {"secretName": "ucm-config"}}}})
+        held.release.set()
+        await takeover_cleared(cluster, "Device", "ucm-b")
+        await cluster.wait_for(lambda: _reconciled_naming(cluster, "ucm-config"),
+                               what="ucm-b's edit reconciled")
+        kept = await cluster.secret("ucm-config")
+        assert kept["metadata"]["uid"] == before["metadata"]["uid"], "deleted, written again"
+        assert secret_values(kept) == secret_values(before)
+        assert not await cluster.events_about("ucm-b", reason="ConfigSecretDeleted")
+        assert not await cluster.events_about("ucm-b", reason="ConfigSecretKept")
+
+
+async def _reconciled_naming(cluster: Any, secret: str) -> bool:
+    """Whether ucm-b is Ready, reconciled last with a spec naming config Secret `secret`."""
+    status = await cluster.status("Device", "ucm-b")
+    ready = [c for c in status.get("conditions", [])
+             if c["type"] == "Ready" and c["status"] == "True"]
+    return bool(ready) and f'"secretName":"{secret}"' in status.get("lastValidSpec", "")

@@ -141,7 +141,8 @@ SHA-256 of the whole name, so each shard keeps its own name, the same at every r
 {{- define "reconciler.resourceRules" -}}
 # Watch and handle Sites, Gateways, Devices and DERs; kopf merge-patches them (finalizer,
 # its annotations), the operator the annotation of a renamed object's new name
-# (takes-over-from), and neither creates, replaces or deletes them.
+# (takes-over-from), and neither creates, replaces or deletes them. The operator reads a
+# renamed Device's new name before it deletes the old one's config Secret.
 - apiGroups: [energy.reconciler.dev]
   resources: [sites, gateways, devices, ders]
   verbs: [get, list, watch, patch]
