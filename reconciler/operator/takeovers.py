@@ -106,7 +106,6 @@ class KubeTakeovers:
         )
         return False
 
-
     def _read(self, namespace: str, name: str) -> Any:
         group, version, plural = objects.resource_ref("Device")
         return self._custom().get_namespaced_custom_object(
