@@ -14,8 +14,7 @@ The new one's reconcile that ends with no config of it written (its write refuse
 good, or its configOutput edited meanwhile) leaves it, said on the new one; so does a
 new one deleted before that reconcile came, but for one whose release deletes the
 Enapter device, whose credentials the Secret holds: it goes with it (`left_by_the_heir`).
-Only
-one the operator can tell it wrote for that device: labelled as the reconciler's, and
+Only one the operator can tell it wrote for that device: labelled as the reconciler's, and
 annotated with the old Device, or with the Enapter device its status recorded (a Secret
 passed down an earlier rename); only when no other Device names it now, nor the new one
 itself, edited to name it while its reconcile ran (read from the API server then: kopf
@@ -25,8 +24,8 @@ did not write, or wrote for another device, or one another Device names; and eve
 when the new Device names no config of its own (the Secret is then the only copy of the
 device's config), or when the new one's Secret is one the reconciler did not write
 (which it does not write over: the old one is then the only copy), or under
-`deletionPolicy: Orphan` (nothing is released, and the
-takeover is no business of the release). A delete that fails leaves it too, said, and
+`deletionPolicy: Orphan` (nothing is released, and the takeover is no business of the
+release). A delete that fails leaves it too, said, and
 holds neither the old one's deletion (the new one waits while the old one is being
 deleted, and a rename is not to wait for a Secret) nor the annotation's removal.
 
