@@ -540,13 +540,12 @@ async def _reconcile(
         if handed:
             # The old one's config Secret, left to this one until its own config is
             # written (`renamed_configs.hand_over`).
-            old = takeovers.source(body)
             # The Secret this Device names now, read: an edit made while this handler ran
             # (one naming the old Secret) is in neither `body` nor the indexes yet. Not
             # read (None), the spec planned with decides, as it did before the read.
             named = await runtime.takeovers.config_secret_now(namespace, name)
             reason, said = await renamed_configs.hand_over(
-                nsf.fleet.devices.get(name), handed, old[1] if old else "",
+                nsf.fleet.devices.get(name), handed, takeovers.source_name(body),
                 ConfigSecrets(runtime.secrets, namespace,
                               lambda _, secret: named == secret,
                               named_by_another=_named_by_another(namespace, indexes)),
@@ -968,13 +967,11 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     if left_to_it:
         # The config Secret the Device it took over from left to it, which it goes before
         # deleting (`renamed_configs.hand_over`): it goes with the device, or is said.
-        old = takeovers.source(body)
-        recorded = ((kwargs["status"] or {}).get("externalIds") or {}).get("enapter")
         reason, said = await renamed_configs.left_by_the_heir(
-            nsf.fleet.devices.get(name), left_to_it, old[1] if old else "",
+            nsf.fleet.devices.get(name), left_to_it, takeovers.source_name(body),
             ConfigSecrets(runtime.secrets, namespace,
                           named_by_another=_named_by_another(namespace, _indexes(kwargs))),
-            removal.outcomes, str(recorded) if recorded else None, removal.heir,
+            removal.outcomes, objects.recorded_enapter_id(body), removal.heir,
         )
         if said:
             await runtime.events.info(body, reason=reason, message=event_message(said))

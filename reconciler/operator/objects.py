@@ -323,9 +323,13 @@ def with_last_valid_spec(body: Mapping[str, Any]) -> dict[str, Any] | None:
     return {**body, "spec": spec}
 
 
+def annotations_of(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The annotations of an object's body ({} when it has none)."""
+    return (body.get("metadata") or {}).get("annotations") or {}
+
+
 def is_paused(body: Mapping[str, Any]) -> bool:
-    annotations = (body.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(PAUSED_ANNOTATION, "")).lower() in ("true", "1", "yes")
+    return str(annotations_of(body).get(PAUSED_ANNOTATION, "")).lower() in ("true", "1", "yes")
 
 
 @dataclass

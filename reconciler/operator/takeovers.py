@@ -133,19 +133,23 @@ class KubeTakeovers:
 def source(body: Mapping[str, Any]) -> tuple[str, str] | None:
     """The kind and name of the object `body` takes over from, as its annotation says;
     None when it has none, or one that names no object of our kinds."""
-    annotations = (body.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(TAKES_OVER_ANNOTATION)
+    value = objects.annotations_of(body).get(TAKES_OVER_ANNOTATION)
     if not isinstance(value, str):
         return None
     kind, _, name = value.partition("/")
     return (kind, name) if kind in KINDS and name else None
 
 
+def source_name(body: Mapping[str, Any]) -> str:
+    """The name of the object `body` takes over from (`source`); "" when none."""
+    named = source(body)
+    return named[1] if named else ""
+
+
 def config_secret(body: Mapping[str, Any]) -> str:
     """The config Secret `body` is to delete once its own config is written, as its
     annotation says; "" when it has none."""
-    annotations = (body.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(CONFIG_SECRET_ANNOTATION)
+    value = objects.annotations_of(body).get(CONFIG_SECRET_ANNOTATION)
     return value if isinstance(value, str) else ""
 
 
@@ -176,7 +180,7 @@ def only_cleared(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
 
 
 def _annotated(body: Mapping[str, Any]) -> bool:
-    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    annotations = objects.annotations_of(body)
     return any(key in annotations for key in _ANNOTATIONS)
 
 
