@@ -129,6 +129,9 @@ class Cluster:
         self.http = httpx.AsyncClient(base_url=self.url, timeout=60)
         # kopf's context once it started (its queue of Events): `events_posted`.
         self.kopf_context: contextvars.Context | None = None
+        # kopf's stop flag of the operator `operator` runs: a test sets it to stop the
+        # operator midway, as SIGTERM does (the harness sets it at the end in any case).
+        self.operator_stop: asyncio.Event | None = None
 
     def _path(self, kind: str, name: str | None = None, namespace: str = NAMESPACE) -> str:
         plural = CRD_NAMES[kind]["plural"]
@@ -418,6 +421,7 @@ async def _operator(
     token_file: Path | None = None,
     before_start: Callable[[SimFleet], None] | None = None,
     settings: dict[str, str] | None = None,
+    exit_timeout: float = 0.5,
 ) -> AsyncIterator[tuple[Cluster, SimFleet]]:
     """The emulated cluster, the simulators for the fleet in `yaml_text`, and the operator
     (serving every namespace, or only `namespaces` as `reconciler operator -n` does). With
@@ -425,7 +429,8 @@ async def _operator(
     `credentials.mountAsFiles` has it, instead of from RECONCILER_NOVACORE_TOKEN.
     `before_start` is called with the simulators before they serve (a middleware is
     added then). `settings` are RECONCILER_* variables of the operator's beyond those the
-    simulators need (RECONCILER_TIMEOUT, for instance)."""
+    simulators need (RECONCILER_TIMEOUT, for instance). `exit_timeout` is kopf's wait at
+    the stop for each object's worker to handle the events queued before it."""
     fleet = load_texts([("fleet.yaml", yaml_text)]).fleet()
     sims = SimFleet()
     sims.seed_fleet(fleet)
@@ -471,7 +476,7 @@ async def _operator(
         # How long kopf waits for the event of the version its patch made (the emulator
         # sends it at once): not long, should a test's object be deleted meanwhile.
         kopf_settings.persistence.consistency_timeout = 0.3
-        kopf_settings.queueing.exit_timeout = 0.5
+        kopf_settings.queueing.exit_timeout = exit_timeout
         # kopf waits for a drift check it stops as `configure` has it, as in a pod: one
         # that winds down at the stop (and a deletion waiting for one) is tested as it runs.
         cluster = Cluster(emulator, emulator_url)
@@ -488,7 +493,7 @@ async def _operator(
             kopf.on.event(API_GROUP, API_VERSION_NAME, CRD_NAMES[kind]["plural"],
                           id="test-context", when=not_kept, registry=registry)(keep_context)
 
-        stop = asyncio.Event()
+        stop = cluster.operator_stop = asyncio.Event()
         ready = asyncio.Event()
         handler = _CollectingHandler(logs) if logs is not None else None
         if handler is not None:
