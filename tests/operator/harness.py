@@ -123,7 +123,7 @@ async def loopback_api_server(
 class Cluster:
     """The emulated API server plus a small client to create, patch, delete and read."""
 
-    def __init__(self, emulator: kmock.KubernetesEmulator | None, url: str) -> None:
+    def __init__(self, emulator: Emulator | None, url: str) -> None:
         self.emulator = emulator
         self.url = url.rstrip("/")
         self.http = httpx.AsyncClient(base_url=self.url, timeout=60)
