@@ -364,7 +364,10 @@ async def reconcile_object(
         # Where an Enapter Device's device is, recorded before anything is applied: a
         # create that fails once Enapter made it (an answer lost) leaves its site behind,
         # for its release to find it by, its id never recorded (`enapter_device_site`).
-        enapter_site = enapter_device_site.device_site(own, plan.changes)
+        # The Device's own status only: a stand-alone DER's has no Enapter device.
+        enapter_site = (
+            enapter_device_site.device_site(own, plan.changes) if kind == "Device" else None
+        )
         if enapter_site is not None:
             result.external_ids[enapter_device_site.KEY] = enapter_site
         if isinstance(resource, Site) and resource.spec.flatpeak is not None:
