@@ -21,6 +21,7 @@ from reconciler.engine.apply import ApplyReport, Progress, apply_plan
 from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.credentials import CredentialLedger, mqtt_passwords
 from reconciler.engine.enapter import observe_remembered_enapter_sites
+from reconciler.engine.enapter_left import observe_left_devices
 from reconciler.engine.execute import Executors
 from reconciler.engine.flatpeak import observe_remembered_locations
 from reconciler.engine.host_waits import HostWaits
@@ -31,7 +32,7 @@ from reconciler.engine.session import Session, TransportFactory
 from reconciler.engine.state import Inventory, StateDir, StateDirError
 from reconciler.model.fleet import Fleet
 from reconciler.model.gateway import DeletionPolicy
-from reconciler.plan import document
+from reconciler.plan import document, enapter_left_devices
 from reconciler.plan.actions import Action
 from reconciler.plan.advice import Audience
 from reconciler.plan.novacore_claims import claim_org
@@ -233,6 +234,9 @@ class Reconciler:
                 left_sites=tuple(inventory.left_sites),
                 flatpeak_locations=locations.here,
                 enapter_sites=dict(inventory.enapter_sites),
+                enapter_device_sites=enapter_left_devices.remembered_sites(
+                    self.fleet, inventory.enapter_sites
+                ),
                 last_declared=dict(inventory.declared),
             )
         if options.whole_fleet is None and not options.retired_gateways:
@@ -278,6 +282,15 @@ class Reconciler:
             )
             await observe_remembered_enapter_sites(
                 self.session, observed, read_policy(self.settings.retries), options.enapter_sites
+            )
+            await observe_left_devices(
+                self.session,
+                observed,
+                read_policy(self.settings.retries),
+                self.fleet,
+                options.whole_fleet or self.fleet,
+                options.enapter_device_sites,
+                options.audience,
             )
             plan = builder.finish()
             orgs = releasing_orgs(plan)

@@ -173,7 +173,9 @@ class ResourceStatus(StrictModel):
         description="Ids on the external platforms, of what the last reconcile found or "
         "made; a Site's Novacore site, or the Flatpeak location its `locationId` pins, found "
         "gone is removed. An Enapter Device's `enapterSite` is the Enapter site its device "
-        "was found in or is being provisioned into, kept while Enapter cannot be read.",
+        "was found in or is being provisioned into, kept while Enapter cannot be read; its "
+        "Site now another Enapter site, it stays the old one, where a slug-keyed device is "
+        "found and replaced into the new site, until that replace is done.",
         examples=[{"novacore": "dev-abc123"}],
     )
     last_plan: LastPlan | None = Field(default=None, description="The last plan for this resource.")

@@ -72,7 +72,8 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     its status records, those it had (`flatpeak_locations`) and the one it records as not
     found (`locations.known`), for a Gateway the serials its status records as claimed
     (`claimed_serials`), for a Gateway or Device the Enapter id its status records
-    (`recorded_enapter_id`), and whether the object is being deleted (`is_deleting`);
+    (`recorded_enapter_id`), for a Device the Enapter site it records
+    (`recorded_enapter_site`), and whether the object is being deleted (`is_deleting`);
     `build` strips them again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
@@ -116,6 +117,9 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     enapter_id = recorded_enapter_id(body)
     if enapter_id:
         document[RECORDED_ENAPTER_ID] = enapter_id
+    enapter_site = recorded_enapter_site(body)
+    if enapter_site:
+        document[RECORDED_ENAPTER_SITE] = enapter_site
     return document
 
 
@@ -134,6 +138,23 @@ def recorded_enapter_id(body: Mapping[str, Any]) -> str | None:
         return None
     ids = (body.get("status") or {}).get("externalIds")
     found = ids.get("enapter") if isinstance(ids, Mapping) else None
+    return found if isinstance(found, str) and found else None
+
+
+# In an index document: the Enapter site a Device's status records its device in.
+RECORDED_ENAPTER_SITE = "recordedEnapterSite"
+
+
+def recorded_enapter_site(body: Mapping[str, Any]) -> str | None:
+    """The Enapter site a Device's status records its device in
+    (`status.externalIds.enapterSite`): where its device is looked for when its Site is
+    another Enapter site now, to be replaced into it (`plan.enapter_left_devices`)."""
+    if RECORDED_ENAPTER_SITE in body:
+        return str(body[RECORDED_ENAPTER_SITE]) or None
+    if body.get("kind") != "Device":
+        return None
+    ids = (body.get("status") or {}).get("externalIds")
+    found = ids.get("enapterSite") if isinstance(ids, Mapping) else None
     return found if isinstance(found, str) and found else None
 
 
@@ -358,6 +379,9 @@ class NamespaceFleet:
     # (kind, name) -> the Enapter id a Gateway's or Device's status records
     # (`recorded_enapter_id`).
     enapter_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Device name -> the Enapter site its status records its device in
+    # (`recorded_enapter_site`; `PlanOptions.enapter_device_sites`).
+    enapter_sites: dict[str, str] = field(default_factory=dict)
     # What the rules over all objects were given, and found (`build_read`).
     checked: Checked | None = field(default=None, repr=False, compare=False)
 
@@ -443,6 +467,7 @@ class Reading:
     flatpeak_locations: tuple[FlatpeakLocation, ...]
     declared_fields: frozenset[str] | None
     enapter_id: str | None
+    enapter_site: str | None
     resource: Resource | None
     diagnostics: tuple[Diagnostic, ...]
 
@@ -465,6 +490,7 @@ def read(body: Mapping[str, Any]) -> Reading:
         tuple(flatpeak_locations(body)),
         declared_fields(body),
         recorded_enapter_id(body),
+        recorded_enapter_site(body),
         resource,
         diagnostics,
     )
@@ -515,10 +541,13 @@ def build_read(
     fields: dict[str, frozenset[str]] = {}
     deleting: set[tuple[str, str]] = set()
     enapter_ids: dict[tuple[str, str], str] = {}
+    enapter_sites: dict[str, str] = {}
     for reading in readings:
         kind, name = reading.kind, reading.name
         if reading.enapter_id:
             enapter_ids[(kind, name)] = reading.enapter_id
+        if reading.enapter_site:
+            enapter_sites[name] = reading.enapter_site
         if reading.deleting:
             deleting.add((kind, name))
         if reading.holds_config_output:
@@ -571,6 +600,7 @@ def build_read(
         fleet, invalid, list(checked.problems), _applied_sites(fleet, applied), placed,
         locations.remembered(had), fields, frozenset(deleting),
         flatpeak_location_accounts=locations.accounts(had), enapter_ids=enapter_ids,
+        enapter_sites=enapter_sites,
         checked=checked,
     )
 

@@ -319,6 +319,15 @@ async def reconcile_object(
                     # The fields each object's status recorded (`declared`): one declared no
                     # more is set back to its default, or reported as no longer managed.
                     last_declared=nsf.last_declared,
+                    # Where its status says its Enapter device is: one its Site's Enapter
+                    # site lacks is looked for there, and replaced into the new one
+                    # (`plan.enapter_left_devices`); a stand-alone DER's reconcile applies
+                    # its device's changes, so it is asked too.
+                    enapter_device_sites=(
+                        {owner_name: (nsf.enapter_sites[owner_name],)}
+                        if owner_kind == "Device" and owner_name in nsf.enapter_sites
+                        else {}
+                    ),
                 )
             )
             # A plan only reads: a stop abandons it at once (a gateway that does not answer
@@ -364,7 +373,10 @@ async def reconcile_object(
         # Where an Enapter Device's device is, recorded before anything is applied: a
         # create that fails once Enapter made it (an answer lost) leaves its site behind,
         # for its release to find it by, its id never recorded (`enapter_device_site`).
-        enapter_site = enapter_device_site.device_site(own, plan.changes)
+        # The Device's own status only: a stand-alone DER's has no Enapter device.
+        enapter_site = (
+            enapter_device_site.device_site(own, plan.changes) if kind == "Device" else None
+        )
         if enapter_site is not None:
             result.external_ids[enapter_device_site.KEY] = enapter_site
         if isinstance(resource, Site) and resource.spec.flatpeak is not None:
@@ -461,6 +473,12 @@ async def reconcile_object(
             if outcome.status == "done" and outcome.detail.get(key):
                 component = outcome.address.rsplit("[", 1)[-1].rstrip("]")
                 result.external_ids[component] = str(outcome.detail[key])
+    if kind == "Device":
+        # Its device replaced from the Enapter site its Site was before: in its Site's now.
+        done = {o.address for o in outcomes if o.status == "done"}
+        replaced = enapter_device_site.replaced_into(own, plan.changes, done)
+        if replaced is not None:
+            result.external_ids[enapter_device_site.KEY] = replaced
     _describe(kind, own, outcomes, config, result, held, asked_to_wait(planned.observed))
     if isinstance(resource, Gateway) and resource.spec.zap is not None:
         _describe_swaps(resource, sub, own, outcomes, claims, swapped, steps, config, result)

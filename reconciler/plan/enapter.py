@@ -76,6 +76,7 @@ from reconciler.plan.enapter_fields import (
     site_devices,
     site_fields,
 )
+from reconciler.plan.enapter_left_devices import LEFT_SITE, left_device
 from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterSiteState, EnapterState
 from reconciler.plan.enapter_sites import (
     HeldByOtherSite,
@@ -568,7 +569,37 @@ class EnapterPlanner:
             change.message = held_message(device.spec.hardware_id or "", held, self.audience)
         elif kind_of(device) not in SLUG_KEYED:
             self._moved(work, change, device.spec.hardware_id)
+        else:
+            self._left_behind(work, device, change)
         return change
+
+    def _left_behind(self, work: _SiteWork, device: Device, change: Change) -> None:
+        """A slug-keyed device its Site's Enapter site lacks, found in the site its Site
+        was before (`plan.enapter_left_devices`): Enapter cannot move a device between
+        sites, and a create would leave the old one running there, unseen by later plans,
+        so it is replaced: deleted there, then provisioned in its Site's site. Whether it
+        is there not known (that site unread), the create is deferred, not guessed."""
+        if self.state is None:
+            return
+        left = left_device(device, self.state, work.site_change.external_id)
+        if left is None:
+            return
+        if isinstance(left, Unreachable):
+            defer(change, left.reason, unread=False)
+            return
+        remote, own = left.device, work.site_change.external_id
+        change.action, change.reason = Action.REPLACE, Reason.MOVED
+        change.external_id = remote.id
+        change.before = {
+            "type": remote.type, "name": remote.name, "slug": remote.slug, LEFT_SITE: left.site.id
+        }
+        change.message = (
+            f"{left.where()}, and Enapter cannot move a device to another site: it is "
+            "deleted there, then provisioned again in "
+            + (f"Enapter site {own}, its Site's now; " if own else "its Site's new Enapter site; ")
+            + config_note(self.state, device)
+            + replaced_file_note(self.state, remote.id)
+        )
 
     def _observed_fields(
         self, work: _SiteWork, device: Device, remote: EnapterDeviceState
@@ -787,7 +818,7 @@ class EnapterPlanner:
         without it when the delete was a replace's (the device deleted to be provisioned
         again, which its Device is, with a config of its own)."""
         interrupted = self.state.interrupted_deletes if self.state is not None else {}
-        present = {d.id for d in work.devices}
+        present = {d.id for d in work.devices} | self._left_ids()
         for device_id, (site_name, paths, replaced) in sorted(interrupted.items()):
             if site_name != work.site.name or device_id in present:
                 continue
@@ -821,6 +852,21 @@ class EnapterPlanner:
                 before={"id": device_id},
                 message=description + removed,
             )
+
+    def _left_ids(self) -> set[str]:
+        """The ids of the devices read in the sites Devices' devices were left in: one
+        whose replace an apply stopped before its delete took effect is still there, and
+        the replace planned again deletes it (`_left_behind`)."""
+        if self.state is None:
+            return set()
+        sites = {s for left in self.state.left_sites.values() for s in left}
+        return {
+            device.id
+            for site_id in sites
+            for devices in (self.state.devices.get(site_id),)
+            if isinstance(devices, list)
+            for device in devices
+        }
 
     def _delete_subtree(
         self,

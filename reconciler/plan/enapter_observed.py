@@ -94,3 +94,7 @@ class EnapterState:
     # there, or Unreachable: where no declared Site says where to look
     # (`engine.enapter_by_id`); the devices of the site of each found are in `devices`.
     by_id: dict[str, EnapterDeviceState | Unreachable | None] = field(default_factory=dict)
+    # Device name -> the Enapter sites its device was looked for in, its Site now another
+    # site than the one it was applied in (`plan.enapter_left_devices`); their devices are
+    # in `devices`.
+    left_sites: dict[str, tuple[str, ...]] = field(default_factory=dict)

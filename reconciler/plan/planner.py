@@ -73,6 +73,11 @@ class PlanOptions:
     # Enapter site id -> the Site an earlier apply made or matched it for (from the
     # inventory): reported while it exists and no declared Site matches it.
     enapter_sites: Mapping[str, str] = field(default_factory=dict)
+    # Device name -> the Enapter sites its device was applied in (the operator: the one its
+    # status records; the CLI: those `enapter_sites` remembers for its Site): a slug-keyed
+    # device its Site's site lacks is looked for there, and replaced into the new one
+    # (`plan.enapter_left_devices`).
+    enapter_device_sites: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Resource address -> the spec fields it declared at the last apply (from the
     # inventory; `model.declared`): one declared no more is set back to its default, or
     # reported as no longer managed (`plan.removed_fields`). No record: not compared.
