@@ -9,6 +9,8 @@ device (`plan.enapter_configs.replaced_file_note`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from reconciler.engine import enapter_files
 from reconciler.engine.enapter import enapter_api
 from reconciler.engine.fanout import all_of
@@ -31,17 +33,20 @@ async def observe_left_devices(
     fleet: Fleet,
     whole: Fleet,
     last: LastSites,
+    ids: Mapping[str, str],
     audience: Audience,
 ) -> None:
     """Read into `observed`'s Enapter state the devices of the sites of `last` (Device
     name -> the Enapter sites its device was applied in) that `to_read` names, and record
-    which were looked in for which Device (`EnapterState.left_sites`). A site that cannot
+    which were looked in for which Device (`EnapterState.left_sites`), with the Enapter id
+    `ids` recorded for each Device's device (`EnapterState.left_ids`). A site that cannot
     be read is Unreachable there (the plan defers the Device's change); rejected
     credentials raise once every read ended, as `engine.observe` does."""
     state = observed.extra.get(COMPONENT)
     if not isinstance(state, EnapterState) or not last:
         return
     state.left_sites = to_read(fleet, whole, state, last)
+    state.left_ids = {name: ids[name] for name in state.left_sites if name in ids}
     wanted = sorted({s for sites in state.left_sites.values() for s in sites} - set(state.devices))
     if not wanted:
         return

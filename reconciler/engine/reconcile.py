@@ -290,6 +290,7 @@ class Reconciler:
                 self.fleet,
                 options.whole_fleet or self.fleet,
                 options.enapter_device_sites,
+                options.enapter_device_ids,
                 options.audience,
             )
             plan = builder.finish()

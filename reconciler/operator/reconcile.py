@@ -328,6 +328,12 @@ async def reconcile_object(
                         if owner_kind == "Device" and owner_name in nsf.enapter_sites
                         else {}
                     ),
+                    # And with what id: only that device is replaced from there.
+                    enapter_device_ids=(
+                        {owner_name: nsf.enapter_ids[("Device", owner_name)]}
+                        if ("Device", owner_name) in nsf.enapter_ids
+                        else {}
+                    ),
                 )
             )
             # A plan only reads: a stop abandons it at once (a gateway that does not answer

@@ -101,8 +101,9 @@ def left_device(
     device: Device, state: EnapterState, own: str | None
 ) -> LeftDevice | Unreachable | None:
     """`device`'s device in one of the sites it was looked for in (`state.left_sites`),
-    other than `own` (the site its Site is now, when it has one); Unreachable when one of
-    those could not be read: whether it is there is not known."""
+    other than `own` (the site its Site is now, when it has one), of the id recorded for it
+    when one is (`state.left_ids`); Unreachable when one of those could not be read:
+    whether it is there is not known."""
     if not isinstance(state.sites, list):
         return None
     sites = {site.id: site for site in state.sites}
@@ -116,7 +117,10 @@ def left_device(
                 f"moved: {devices.reason}"
             )
         found, _ = find_device(device, devices)
-        if found is not None:
+        recorded = state.left_ids.get(device.name)
+        # Of its slug but not the id recorded for it: another's (a Device of another
+        # namespace, its Site now the old site), not to be deleted.
+        if found is not None and recorded in (None, found.id):
             return LeftDevice(sites[site_id], found)
     return None
 

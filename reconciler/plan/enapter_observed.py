@@ -98,3 +98,6 @@ class EnapterState:
     # site than the one it was applied in (`plan.enapter_left_devices`); their devices are
     # in `devices`.
     left_sites: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Device name -> the Enapter id its device was recorded with, for those of `left_sites`
+    # with one (`PlanOptions.enapter_device_ids`): only a device of that id is taken for it.
+    left_ids: dict[str, str] = field(default_factory=dict)

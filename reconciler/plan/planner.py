@@ -78,6 +78,10 @@ class PlanOptions:
     # device its Site's site lacks is looked for there, and replaced into the new one
     # (`plan.enapter_left_devices`).
     enapter_device_sites: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Device name -> the Enapter id its device was recorded with (the operator: its
+    # status's): a device found where it was left is taken for it only with that id, never
+    # one of the same slug that another namespace's Device made there since.
+    enapter_device_ids: Mapping[str, str] = field(default_factory=dict)
     # Resource address -> the spec fields it declared at the last apply (from the
     # inventory; `model.declared`): one declared no more is set back to its default, or
     # reported as no longer managed (`plan.removed_fields`). No record: not compared.

@@ -101,3 +101,26 @@ async def test_a_device_whose_old_site_is_unreadable_is_deferred() -> None:
     plan = make_plan(fleet, Observed(extra={"enapter": state}), PlanOptions(audience=Audience.CLI))
     change = next(c for c in plan.changes if c.address == ADDRESS)
     assert (change.action, change.external_id) == (Action.REPLACE, "d1")
+
+
+def test_a_device_of_its_slug_but_another_id_is_left_alone() -> None:
+    """Where the id its device was recorded with is known (the operator's status), a device
+    of the same slug but another id, in the site its Site was before, is another's (a
+    Device of another namespace whose Site is that site now): never deleted for it."""
+    fleet = fleet_of(site("{siteId: s2}") + WEATHER)
+    state = EnapterState(
+        sites=[EnapterSiteState("s1", "H2 Lab", "Europe/Rome"),
+               EnapterSiteState("s2", "H2 Lab", "Europe/Rome")],
+        devices={"s2": [], "s1": [EnapterDeviceState("d7", "s1", "STANDALONE", "Weather",
+                                                     "lab-standalone")]},
+        left_sites={"lab-standalone": ("s1",)},
+        left_ids={"lab-standalone": "d1"},
+    )
+    plan = make_plan(fleet, Observed(extra={"enapter": state}), PlanOptions(audience=Audience.CLI))
+    change = next(c for c in plan.changes if c.address == ADDRESS)
+    assert (change.action, change.external_id) == (Action.CREATE, None)
+
+    state.left_ids["lab-standalone"] = "d7"
+    plan = make_plan(fleet, Observed(extra={"enapter": state}), PlanOptions(audience=Audience.CLI))
+    change = next(c for c in plan.changes if c.address == ADDRESS)
+    assert (change.action, change.external_id) == (Action.REPLACE, "d7")
