@@ -252,6 +252,17 @@ def _url(value: object, examples: str = ZAP_URL_EXAMPLES) -> str:
     fragment; `examples` show what one looks like (a Zap's unless told)."""
     if not isinstance(value, str):
         raise ValueError(f"expected a URL string, got {type(value).__name__}")
+    # Whitespace around it is no part of it (the line end of a value read from a file, as
+    # a credential's), and is dropped. A control character inside is refused by position:
+    # the URL parser skips a tab or line break, so the URL would pass here, and then the
+    # HTTP client, which does not, would stop the run at its first call.
+    value = value.strip()
+    for position, char in enumerate(value, start=1):
+        if _is_control(char):
+            raise ValueError(
+                f"contains a control character ({_char_name(char)}) at character {position}; "
+                f"expected a URL on one line, without control characters (e.g. {examples})"
+            )
     try:
         parts = urlsplit(value)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -363,7 +374,7 @@ def _credential(name: str, value: str) -> str:
     only: the value may be a secret and is never repeated."""
     value = value.strip()
     for position, char in enumerate(value, start=1):
-        if char < " " or "\x7f" <= char <= "\x9f":
+        if _is_control(char):
             raise ValueError(
                 f"contains a control character ({_char_name(char)}) at character {position}; "
                 "expected the value on one line, without control characters"
@@ -374,6 +385,11 @@ def _credential(name: str, value: str) -> str:
                 "expected ASCII letters, digits and punctuation only"
             )
     return value
+
+
+def _is_control(char: str) -> bool:
+    """A C0 or C1 control character, or DEL: none belongs in a one-line setting."""
+    return char < " " or "\x7f" <= char <= "\x9f"
 
 
 def _char_name(char: str) -> str:

@@ -117,6 +117,45 @@ def test_credentials_in_a_gateway_or_cloud_url_are_refused_not_shown(
     assert run.sims.call(run.sims.sims.requests) == 0
 
 
+def test_urls_ending_in_a_line_break_work(make_cli: CliFactory,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a URL read from a file (a ConfigMap's, `echo "$URL" > file`) leaves it, or a space
+    copied in front of it: the whitespace around it is dropped, as a token's is."""
+    run = make_cli(two_sites())
+    env = run.sims.env()
+    monkeypatch.setenv("RECONCILER_NOVACORE_URL", env["RECONCILER_NOVACORE_URL"] + "\n")
+    monkeypatch.setenv("RECONCILER_ENAPTER_URL", " " + env["RECONCILER_ENAPTER_URL"] + "\r\n")
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0, out + err
+    assert "Apply complete: 16 done, 0 failed" in out
+
+
+def test_a_control_character_inside_a_url_is_named_before_anything_is_called(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URL parser skips a tab or line break inside a URL, the HTTP client refuses it:
+    the URL is refused where it is set, by position (it may hold a secret)."""
+    run = make_cli(standard_site(1))
+    novacore = run.sims.env()["RECONCILER_NOVACORE_URL"]
+    monkeypatch.setenv("RECONCILER_NOVACORE_URL", novacore.replace("://", "://\t"))
+    monkeypatch.setenv("RECONCILER_GATEWAY_URLS", f"{serial_of(1)}=http://127.0.0.1:1/\x01")
+    monkeypatch.delenv("RECONCILER_ENAPTER_URL")  # the file's is used
+    config = tmp_path / "reconciler.toml"
+    config.write_text('enapter_url = "https://api.enapter.com\\nX-Injected: 1"\n')
+    code, out, err = run("plan", run.path, "--config", str(config))
+    assert (code, out) == (1, "")
+    cloud = "e.g. https://api.example.com or https://proxy.example.com/novacore"
+    assert err.splitlines() == [
+        f"error: {config}:1: enapter_url: contains a control character (a line break) at "
+        f"character 24; expected a URL on one line, without control characters ({cloud})",
+        "error: RECONCILER_NOVACORE_URL: contains a control character (a tab) at character 8; "
+        f"expected a URL on one line, without control characters ({cloud})",
+        f"error: RECONCILER_GATEWAY_URLS: {serial_of(1)}: contains a control character (U+0001) "
+        "at character 20; expected a URL on one line, without control characters (e.g. "
+        "http://192.168.1.40 or http://zap.local)",
+        "invalid settings: 3 problems"]
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 # -- schema and crds --out ----------------------------------------------------------------------
 
 
