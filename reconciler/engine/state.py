@@ -37,7 +37,7 @@ from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan.advice import Advice, Audience
 from reconciler.plan.retired import LeftSite, RetiredSite
 from reconciler.plan.retired_gateways import RememberedZap
-from reconciler.sources import bounded
+from reconciler.sources import bounded, json_text
 from reconciler.state_files import (
     CREDENTIALS,
     CREDENTIALS_KEY,
@@ -391,7 +391,9 @@ class StateDir:
         if text is None:
             return None
         try:
-            data = json.loads(text)
+            data = json_text.loads(text)
+        except json_text.TooComplex as exc:
+            problem = str(exc)
         except ValueError as exc:
             problem = f"not JSON ({exc})"
         else:
@@ -1053,8 +1055,8 @@ def _journal_records(path: Path) -> Iterator[dict[str, Any]]:
                     line = journal.readline(_JOURNAL_LINE_BYTES)
                 continue
             try:
-                record = json.loads(line)
-            except ValueError:  # also UnicodeDecodeError
+                record = json_text.loads(line.decode())
+            except ValueError:  # also UnicodeDecodeError, and json_text.TooComplex
                 continue
             if isinstance(record, dict):
                 yield record

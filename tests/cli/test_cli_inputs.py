@@ -216,6 +216,22 @@ def test_a_saved_plan_of_the_wrong_shape_is_refused(make_cli: CliFactory, tmp_pa
     assert run.sims.call(run.sims.sims.requests) == 0
 
 
+@pytest.mark.parametrize(("content", "holds"), [
+    ('{"format_version": "1.6", "changes": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "arrays or objects nested too deeply to read"),
+    ('{"format_version": "1.6", "options": {"prune": ' + "9" * 5000 + "}}",
+     "a number of more than 4,300 digits, too long to read"),
+])
+def test_a_saved_plan_json_cannot_read_is_refused_saying_why(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, holds: str) -> None:
+    """JSON in form, but past what Python's parser reads: no plan `plan --out` writes."""
+    saved = tmp_path / "plan.json"
+    saved.write_text(content)
+    assert cli.main(["apply", str(saved), "--auto-approve"]) == 1
+    assert capsys.readouterr() == ("", f"error: {saved}: not a saved plan: it holds {holds}; "
+                                       "make the plan again with `reconciler plan --out`\n")
+
+
 def test_an_in_sync_saved_plan_says_so_and_reports_zero_counts(make_cli: CliFactory,
                                                                tmp_path: Path) -> None:
     run = make_cli(two_sites())

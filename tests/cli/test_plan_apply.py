@@ -1173,6 +1173,13 @@ def test_a_password_in_place_before_the_ledger_knew_it_is_adopted_by_the_next_ap
     ("credentials.json", "[1, 2]", "not an object of objects"),
     ("inventory.json", "{garbage", "not JSON"),
     ("inventory.json", "\udcff", "not UTF-8"),
+    # JSON in form, but past what Python's parser reads: said, not a traceback.
+    ("inventory.json", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "arrays or objects nested too deeply to read"),
+    ("credentials.json", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "arrays or objects nested too deeply to read"),
+    ("inventory.json", '{"a": {"b": ' + "9" * 5000 + "}}",
+     "a number of more than 4,300 digits, too long to read"),
 ])
 def test_a_damaged_state_file_stops_the_run_and_is_left_as_it_is(
         make_cli: CliFactory, name: str, damage: str, says: str) -> None:
