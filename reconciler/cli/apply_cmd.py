@@ -158,6 +158,13 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
         value = options.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             return f"options.{key} must be a list of addresses or selectors"
+    # The changes are compared with the ones its inputs give, and their addresses listed
+    # when the plan is stale: each an object with its address.
+    changes = doc.get("changes")
+    if not isinstance(changes, list) or not all(
+        isinstance(change, dict) and isinstance(change.get("address"), str) for change in changes
+    ):
+        return "changes must be a list of objects, each with its address (a string)"
     return None
 
 

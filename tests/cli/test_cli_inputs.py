@@ -216,6 +216,25 @@ def test_a_saved_plan_of_the_wrong_shape_is_refused(make_cli: CliFactory, tmp_pa
     assert run.sims.call(run.sims.sims.requests) == 0
 
 
+@pytest.mark.parametrize("changes", [None, 7, {"address": "site/s1[novacore]"},
+                                     [{"address": ["site/s1[novacore]"]}], ["site/s1"]])
+def test_a_stale_saved_plan_whose_changes_were_edited_out_of_shape_is_refused(
+        make_cli: CliFactory, tmp_path: Path, changes: object) -> None:
+    """The changes of a stale plan are listed to say whether it was applied already: ones
+    that are no list of objects with an address are refused as the inputs are."""
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    assert run("apply", run.path, "--auto-approve")[0] == 0  # the saved plan is stale now
+    document = json.loads(saved.read_text())
+    document["changes"] = changes
+    saved.write_text(json.dumps(document))
+    code, out, err = run("apply", str(saved), "--auto-approve")
+    assert (code, out) == (1, "")
+    assert err == (f"error: {saved} is not a valid saved plan: changes must be a list of "
+                   "objects, each with its address (a string)\n")
+
+
 @pytest.mark.parametrize(("content", "holds"), [
     ('{"format_version": "1.6", "changes": ' + "[" * 100_000 + "]" * 100_000 + "}",
      "arrays or objects nested too deeply to read"),
