@@ -31,12 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.engine import state_temporaries
-from reconciler.engine.credentials import KEY_BYTES, CredentialLedger
+from reconciler.engine.credentials import (
+    FINGERPRINT_DIGITS,
+    KEY_BYTES,
+    CredentialLedger,
+    is_fingerprint,
+)
 from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan.advice import Advice, Audience
 from reconciler.plan.retired import LeftSite, RetiredSite
 from reconciler.plan.retired_gateways import RememberedZap
+from reconciler.printable import echo
 from reconciler.sources import bounded, json_text
 from reconciler.state_files import (
     CREDENTIALS,
@@ -581,7 +587,15 @@ class StateDir:
             why = "missing" if text is None else f"not a key of {KEY_BYTES} bytes in hex"
             raise StateDirError(_damaged(self.path / CREDENTIALS_KEY, why, holds, afresh))
         devices = (data or {}).get("devices", {})
-        return CredentialLedger(key, {str(k): str(v) for k, v in devices.items()})
+        # A fingerprint edited or cut short would differ from every password's: taken as
+        # one, it would have each device's password seen as changed, and the device removed
+        # and added again.
+        for device, fingerprint in devices.items():
+            if not is_fingerprint(fingerprint):
+                why = (f"the fingerprint of {echo(device)} is not {FINGERPRINT_DIGITS} "
+                       "lowercase hex digits")
+                raise StateDirError(_damaged(self.path / CREDENTIALS, why, holds, afresh))
+        return CredentialLedger(key, dict(devices))
 
     def write_credentials(self, ledger: CredentialLedger) -> None:
         """Store what was recorded (the caller holds the lock); the key first, so entries
