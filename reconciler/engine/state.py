@@ -238,6 +238,12 @@ class StateDir:
                 f"cannot use {self.path} as the state directory: {exc.filename} is "
                 f"{exc.strerror}; remove it, and the next run makes a new lock file there"
             ) from None
+        except IsADirectoryError as exc:  # the lock's name taken: the state directory is one
+            raise StateDirError(
+                f"cannot use {self.path} as the state directory: {exc.filename} is a "
+                "directory, where the lock file goes; remove it, and the next run makes a "
+                "new lock file there"
+            ) from None
         except OSError as exc:
             raise StateDirError(
                 f"cannot use {self.path} as the state directory: {exc.strerror}; set "
