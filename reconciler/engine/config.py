@@ -48,7 +48,7 @@ from reconciler.name_list import closest
 from reconciler.path_limits import path_problem
 from reconciler.printable import echo
 from reconciler.providers.proxy import Proxies, ProxySettingError
-from reconciler.sources import bounded, utf8
+from reconciler.sources import bounded, json_text, utf8
 
 PREFIX = "RECONCILER_"
 
@@ -479,6 +479,10 @@ def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic], dict[str, i
         return {}, [Diagnostic("arrays or tables nested too deeply to read; expected keys "
                                "of the settings, with one table at most ([gateway_urls])",
                                file=path)], {}
+    except ValueError:  # int(): the interpreter's limit on the digits of a number
+        return {}, [Diagnostic("a number of more than 4,300 digits, too long to read; expected "
+                               "keys of the settings, each limit a number of a few digits",
+                               file=path)], {}
 
 
 def _read_gateway_urls_file(
@@ -494,15 +498,14 @@ def _read_gateway_urls_file(
     if problem is not None:
         return {}, [problem]
     try:
-        return _gateway_url_table(json.loads(text)), []
+        return _gateway_url_table(json_text.loads(text)), []
     except json.JSONDecodeError as exc:
         # json counts lines at \n alone; a file saved with \r line ends is one line to it.
         line, column = utf8.position(text, exc.pos)
         return {}, [Diagnostic(f"not valid JSON: {exc.msg}", file=path, line=line,
                                column=column)]
-    except RecursionError:  # json descends once per nested array or object
-        return {}, [Diagnostic('arrays or objects nested too deeply to read; expected one '
-                               'object of serial: "url"', file=path)]
+    except json_text.TooComplex as exc:  # nested too deeply, or a number too long
+        return {}, [Diagnostic(f'{exc}; expected one object of serial: "url"', file=path)]
     except ValueError as exc:
         return {}, [Diagnostic(str(exc), file=path)]
 
