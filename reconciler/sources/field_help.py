@@ -168,7 +168,9 @@ def _reads_as(expected: str, text: str) -> bool:
     """Whether `text` unquoted would be what the field expects."""
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    # Text that is no YAML, or YAML past what the parser reads: nested too deeply
+    # (RecursionError), or a number of more than 4,300 digits (ValueError).
+    except (yaml.YAMLError, RecursionError, ValueError):
         return False
     if expected == _EXPECTED["bool_type"]:
         return isinstance(value, bool)
