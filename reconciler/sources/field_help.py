@@ -155,6 +155,10 @@ def _scalar_mismatch(expected: str, value: Any) -> str | None:
                 "yes, no, on and off are booleans)")
     if isinstance(value, float) and expected == _EXPECTED["int_type"]:
         return f"expected {expected}, not {echo(value)}"
+    if isinstance(value, int) and expected == _EXPECTED["float_type"]:
+        # A whole number is a number: refused only when past what a float holds.
+        return (f"expected a number, but this one ({value.bit_length():,} bits) is too large "
+                "to hold: a number is at most about 1.8e308")
     if isinstance(value, int | float):
         return f"expected {expected}, but YAML reads this value as a number"
     if isinstance(value, str):

@@ -95,6 +95,9 @@ BOOLEAN = "YAML reads this value as a boolean (true, false, yes, no, on and off 
         ("publish", "'no'", "expected true or false, but the quotes make this value text; "
                             "remove them"),
         ("publish", "sometimes", "expected true or false, not the text 'sometimes'"),
+        # A whole number past what a float holds (hex is read whatever its length).
+        ("latitude", "0x" + "f" * 300, "expected a number, but this one (1,200 bits) is too "
+                                       "large to hold: a number is at most about 1.8e308"),
         # Text that YAML would not read as a number: too long, or nested too deeply.
         ("port", f'"{"9" * 5000}"', f"expected a whole number, not the text {echo('9' * 5000)}"),
         ("port", f'"{"[" * 5000}{"]" * 5000}"',
