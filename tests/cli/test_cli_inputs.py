@@ -251,6 +251,50 @@ def test_a_saved_plan_json_cannot_read_is_refused_saying_why(
                                        "make the plan again with `reconciler plan --out`\n")
 
 
+@pytest.mark.parametrize("named", ["site", "site-through-dotdot", "inventory", "journal"])
+def test_plan_out_over_a_file_of_the_desired_state_or_the_state_directory_is_refused(
+        make_cli: CliFactory, named: str) -> None:
+    """The plan would be written whole over it: the user's YAML, or the memory of earlier
+    applies, lost to a slip of `--out`."""
+    run = make_cli(two_sites())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    site_file = sorted(run.fleet_dir.glob("*.yaml"))[0]
+    out, why = {
+        "site": (site_file, f"it is a file of the desired state ({site_file}), which the "
+                            "plan would replace"),
+        "site-through-dotdot": (run.fleet_dir / ".." / run.fleet_dir.name / site_file.name,
+                                f"it is a file of the desired state ({site_file}), which the "
+                                "plan would replace"),
+        "inventory": (run.state_dir / "inventory.json", "it is the state directory's "
+                      "inventory.json, which holds what earlier applies did and would be "
+                      "replaced by the plan"),
+        "journal": (run.state_dir / "journal.jsonl", "it is the state directory's "
+                    "journal.jsonl, which holds what earlier applies did and would be "
+                    "replaced by the plan"),
+    }[named]
+    before = out.read_bytes()
+    code, stdout, err = run("plan", run.path, "--out", str(out))
+    assert (code, stdout) == (1, "")
+    assert err.splitlines() == [
+        f"error: --out: cannot write {out}: {why}; name a file of its own (--out plan.json)",
+        "invalid arguments: 1 problem"]
+    assert out.read_bytes() == before
+
+
+def test_plan_out_may_replace_a_link_to_a_site_file(make_cli: CliFactory,
+                                                    tmp_path: Path) -> None:
+    """The plan is renamed over the link, which is replaced: the file it points to is not
+    touched, so the link is no reason to refuse."""
+    run = make_cli(two_sites())
+    site_file = sorted(run.fleet_dir.glob("*.yaml"))[0]
+    before = site_file.read_bytes()
+    link = tmp_path / "plan.json"
+    link.symlink_to(site_file)
+    assert run("plan", run.path, "--out", str(link))[0] == 0
+    assert not link.is_symlink() and json.loads(link.read_text())["format_version"]
+    assert site_file.read_bytes() == before
+
+
 def test_an_in_sync_saved_plan_says_so_and_reports_zero_counts(make_cli: CliFactory,
                                                                tmp_path: Path) -> None:
     run = make_cli(two_sites())
