@@ -29,7 +29,7 @@ from reconciler.plan import document, render, targeting
 from reconciler.plan.advice import Audience
 from reconciler.plan.planner import PlanOptions
 from reconciler.printable import echo, printable, readable
-from reconciler.sources import bounded, utf8
+from reconciler.sources import bounded, json_text, utf8
 
 EXAMPLES = """\
 examples:
@@ -85,13 +85,18 @@ def _plan_json(path: str, data: bytes) -> Any:
     if problem is not None:
         raise PlanError(f"{printable(problem.location())}: not a saved plan: {problem.message}")
     try:
-        return json.loads(text)
+        return json_text.loads(text)
     except json.JSONDecodeError as exc:
         line, column = utf8.position(text, exc.pos)
         cut = " (the file ends there: was it cut short?)" if exc.pos >= len(text.rstrip()) else ""
         raise PlanError(
             f"{printable(path)}:{line}:{column}: not a saved plan: not valid JSON "
             f"({exc.msg}){cut}; make the plan again with `reconciler plan --out`"
+        ) from None
+    except json_text.TooComplex as exc:  # no plan written by `plan --out` holds either
+        raise PlanError(
+            f"{printable(path)}: not a saved plan: it holds {exc}; make the plan again with "
+            "`reconciler plan --out`"
         ) from None
 
 
@@ -153,6 +158,13 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
         value = options.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             return f"options.{key} must be a list of addresses or selectors"
+    # The changes are compared with the ones its inputs give, and their addresses listed
+    # when the plan is stale: each an object with its address.
+    changes = doc.get("changes")
+    if not isinstance(changes, list) or not all(
+        isinstance(change, dict) and isinstance(change.get("address"), str) for change in changes
+    ):
+        return "changes must be a list of objects, each with its address (a string)"
     return None
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.cli import common
+from reconciler.cli import common, out_clashes
 from reconciler.engine.config import Settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDir, StateDirError, atomic_write
@@ -160,6 +160,18 @@ def _save(path: str, doc: dict[str, Any]) -> str | None:
     return None
 
 
+def _refuse_out_over_what_is_read(out: str, paths: list[str], settings: Settings) -> None:
+    """`--out` naming a desired-state file or a state file: refused, naming it
+    (`out_clashes`)."""
+    problem = out_clashes.clash(out, paths, settings.state_dir)
+    if problem is not None:
+        raise ConfigError(
+            [Diagnostic(f"cannot write {out}: {problem}; name a file of its own "
+                        "(--out plan.json)", path="--out")],
+            subject="arguments",
+        )
+
+
 def _note_applying(settings: Settings) -> None:
     """A plan takes no lock; while an apply or watch holds it, the plan may list changes
     that process is making at this moment, and says so."""
@@ -183,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
             _refuse_stdout()
         if args.out:
             common.check_writable(args.out, "--out", _OUT_ADVICE)  # before the plan
+            _refuse_out_over_what_is_read(args.out, args.paths, settings)
     except ConfigError as error:
         common.print_diagnostics(error)
         return common.EXIT_ERROR

@@ -116,7 +116,10 @@ def build(args: argparse.Namespace) -> SimFleet:
     paths = args.fleet
     if args.sites is not None:
         directory = args.write_fleet or tempfile.mkdtemp(prefix="reconciler-fleet-")
-        write_fleet(directory, args.sites, args.devices_per_site)
+        try:
+            write_fleet(directory, args.sites, args.devices_per_site)
+        except OSError as exc:
+            raise _fleet_not_written(directory, exc) from None
         paths = [directory]
         sites = f"{args.sites} site{'s' if args.sites != 1 else ''}"
         print(f"generated {sites} in {directory}", file=sys.stderr)
@@ -129,6 +132,25 @@ def build(args: argparse.Namespace) -> SimFleet:
         server.faults.error_rate = args.error_rate
         server.faults.throttle_rate = args.throttle_rate
     return sims
+
+
+# Why a directory cannot hold the generated fleet, by the error making it gave.
+_NOT_A_DIRECTORY = {
+    FileExistsError: "it is a file, not a directory",
+    NotADirectoryError: "a part of the path is a file, not a directory",
+}
+
+
+def _fleet_not_written(directory: str, exc: OSError) -> ConfigError:
+    """The --write-fleet directory (or a file in it) that could not be made, and why."""
+    why = _NOT_A_DIRECTORY.get(type(exc), exc.strerror or str(exc))
+    # The path that failed may be a parent of the directory given, or a file in it.
+    where = exc.filename if isinstance(exc.filename, str) else directory
+    return ConfigError(
+        [Diagnostic(f"cannot write {where}: {why}; --write-fleet names a directory for the "
+                    "generated fleet's YAML files (DIR)", path="--write-fleet")],
+        subject="arguments",
+    )
 
 
 def run_up(args: argparse.Namespace) -> int:

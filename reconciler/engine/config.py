@@ -48,7 +48,7 @@ from reconciler.name_list import closest
 from reconciler.path_limits import path_problem
 from reconciler.printable import echo
 from reconciler.providers.proxy import Proxies, ProxySettingError
-from reconciler.sources import bounded, utf8
+from reconciler.sources import bounded, json_text, utf8
 
 PREFIX = "RECONCILER_"
 
@@ -252,6 +252,17 @@ def _url(value: object, examples: str = ZAP_URL_EXAMPLES) -> str:
     fragment; `examples` show what one looks like (a Zap's unless told)."""
     if not isinstance(value, str):
         raise ValueError(f"expected a URL string, got {type(value).__name__}")
+    # Whitespace around it is no part of it (the line end of a value read from a file, as
+    # a credential's), and is dropped. A control character inside is refused by position:
+    # the URL parser skips a tab or line break, so the URL would pass here, and then the
+    # HTTP client, which does not, would stop the run at its first call.
+    value = value.strip()
+    for position, char in enumerate(value, start=1):
+        if _is_control(char):
+            raise ValueError(
+                f"contains a control character ({_char_name(char)}) at character {position}; "
+                f"expected a URL on one line, without control characters (e.g. {examples})"
+            )
     try:
         parts = urlsplit(value)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -363,7 +374,7 @@ def _credential(name: str, value: str) -> str:
     only: the value may be a secret and is never repeated."""
     value = value.strip()
     for position, char in enumerate(value, start=1):
-        if char < " " or "\x7f" <= char <= "\x9f":
+        if _is_control(char):
             raise ValueError(
                 f"contains a control character ({_char_name(char)}) at character {position}; "
                 "expected the value on one line, without control characters"
@@ -374,6 +385,11 @@ def _credential(name: str, value: str) -> str:
                 "expected ASCII letters, digits and punctuation only"
             )
     return value
+
+
+def _is_control(char: str) -> bool:
+    """A C0 or C1 control character, or DEL: none belongs in a one-line setting."""
+    return char < " " or "\x7f" <= char <= "\x9f"
 
 
 def _char_name(char: str) -> str:
@@ -463,6 +479,10 @@ def _read_toml(path: str) -> tuple[dict[str, Any], list[Diagnostic], dict[str, i
         return {}, [Diagnostic("arrays or tables nested too deeply to read; expected keys "
                                "of the settings, with one table at most ([gateway_urls])",
                                file=path)], {}
+    except ValueError:  # int(): the interpreter's limit on the digits of a number
+        return {}, [Diagnostic("a number of more than 4,300 digits, too long to read; expected "
+                               "keys of the settings, each limit a number of a few digits",
+                               file=path)], {}
 
 
 def _read_gateway_urls_file(
@@ -478,15 +498,14 @@ def _read_gateway_urls_file(
     if problem is not None:
         return {}, [problem]
     try:
-        return _gateway_url_table(json.loads(text)), []
+        return _gateway_url_table(json_text.loads(text)), []
     except json.JSONDecodeError as exc:
         # json counts lines at \n alone; a file saved with \r line ends is one line to it.
         line, column = utf8.position(text, exc.pos)
         return {}, [Diagnostic(f"not valid JSON: {exc.msg}", file=path, line=line,
                                column=column)]
-    except RecursionError:  # json descends once per nested array or object
-        return {}, [Diagnostic('arrays or objects nested too deeply to read; expected one '
-                               'object of serial: "url"', file=path)]
+    except json_text.TooComplex as exc:  # nested too deeply, or a number too long
+        return {}, [Diagnostic(f'{exc}; expected one object of serial: "url"', file=path)]
     except ValueError as exc:
         return {}, [Diagnostic(str(exc), file=path)]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,14 @@ from reconciler.model.device import Device, SecretSource
 from reconciler.model.fleet import Fleet
 
 KEY_BYTES = 32
+# A fingerprint as `CredentialLedger.fingerprint` makes it: an HMAC-SHA256 in lowercase hex.
+FINGERPRINT_DIGITS = 2 * hashlib.sha256().digest_size
+_FINGERPRINT = re.compile(f"[0-9a-f]{{{FINGERPRINT_DIGITS}}}")
+
+
+def is_fingerprint(value: object) -> bool:
+    """Whether `value` is a fingerprint the ledger made, not one edited or cut short."""
+    return isinstance(value, str) and _FINGERPRINT.fullmatch(value) is not None
 
 
 def device_key(gateway_serial: str, hardware_id: str) -> str:

@@ -31,13 +31,19 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.engine import state_temporaries
-from reconciler.engine.credentials import KEY_BYTES, CredentialLedger
+from reconciler.engine.credentials import (
+    FINGERPRINT_DIGITS,
+    KEY_BYTES,
+    CredentialLedger,
+    is_fingerprint,
+)
 from reconciler.errors import ReconcilerError
 from reconciler.model.gateway import DeletionPolicy
 from reconciler.plan.advice import Advice, Audience
 from reconciler.plan.retired import LeftSite, RetiredSite
 from reconciler.plan.retired_gateways import RememberedZap
-from reconciler.sources import bounded
+from reconciler.printable import echo
+from reconciler.sources import bounded, json_text
 from reconciler.state_files import (
     CREDENTIALS,
     CREDENTIALS_KEY,
@@ -232,6 +238,12 @@ class StateDir:
                 f"cannot use {self.path} as the state directory: {exc.filename} is "
                 f"{exc.strerror}; remove it, and the next run makes a new lock file there"
             ) from None
+        except IsADirectoryError as exc:  # the lock's name taken: the state directory is one
+            raise StateDirError(
+                f"cannot use {self.path} as the state directory: {exc.filename} is a "
+                "directory, where the lock file goes; remove it, and the next run makes a "
+                "new lock file there"
+            ) from None
         except OSError as exc:
             raise StateDirError(
                 f"cannot use {self.path} as the state directory: {exc.strerror}; set "
@@ -391,7 +403,9 @@ class StateDir:
         if text is None:
             return None
         try:
-            data = json.loads(text)
+            data = json_text.loads(text)
+        except json_text.TooComplex as exc:
+            problem = str(exc)
         except ValueError as exc:
             problem = f"not JSON ({exc})"
         else:
@@ -579,7 +593,15 @@ class StateDir:
             why = "missing" if text is None else f"not a key of {KEY_BYTES} bytes in hex"
             raise StateDirError(_damaged(self.path / CREDENTIALS_KEY, why, holds, afresh))
         devices = (data or {}).get("devices", {})
-        return CredentialLedger(key, {str(k): str(v) for k, v in devices.items()})
+        # A fingerprint edited or cut short would differ from every password's: taken as
+        # one, it would have each device's password seen as changed, and the device removed
+        # and added again.
+        for device, fingerprint in devices.items():
+            if not is_fingerprint(fingerprint):
+                why = (f"the fingerprint of {echo(device)} is not {FINGERPRINT_DIGITS} "
+                       "lowercase hex digits")
+                raise StateDirError(_damaged(self.path / CREDENTIALS, why, holds, afresh))
+        return CredentialLedger(key, dict(devices))
 
     def write_credentials(self, ledger: CredentialLedger) -> None:
         """Store what was recorded (the caller holds the lock); the key first, so entries
@@ -1053,8 +1075,8 @@ def _journal_records(path: Path) -> Iterator[dict[str, Any]]:
                     line = journal.readline(_JOURNAL_LINE_BYTES)
                 continue
             try:
-                record = json.loads(line)
-            except ValueError:  # also UnicodeDecodeError
+                record = json_text.loads(line.decode())
+            except ValueError:  # also UnicodeDecodeError, and json_text.TooComplex
                 continue
             if isinstance(record, dict):
                 yield record

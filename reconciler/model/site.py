@@ -4,10 +4,10 @@ that place on each cloud platform (one optional block per platform)."""
 from __future__ import annotations
 
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
+from reconciler.model import timezones
 from reconciler.model.base import DisplayText, Identifier, Resource, StrictModel
 from reconciler.printable import echo
 
@@ -116,13 +116,13 @@ class SiteSpec(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory
+        if value not in timezones.names():
+            meant = timezones.spelled(value)
+            hint = f" (did you mean {echo(meant)}?)" if meant is not None else ""
             raise ValueError(
-                f"unknown timezone {echo(value)}; use an IANA name such as 'Europe/Stockholm' "
-                "or 'UTC'"
-            ) from None
+                f"unknown timezone {echo(value)}{hint}; use an IANA name such as "
+                "'Europe/Stockholm' or 'UTC'"
+            )
         return value
 
 

@@ -172,6 +172,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 request=request,
             ) from exc
         except aiohttp.ClientConnectorError as exc:
+            if proxy_url is not None and (exc.host, exc.port) == (proxy_url.host,
+                                                                   proxy_url.port):
+                # The proxy's name not found: aiohttp says it as the server's own failure,
+                # which would send a user looking for a fault in the server's URL.
+                raise httpx.ProxyError(f"{proxy}: {_connect_failure(exc)}",
+                                       request=request) from exc
             # No TLS where TLS was asked for is a wrong URL, not an outage: not retried.
             failed = NoTlsSpoken if _no_tls(exc) else httpx.ConnectError
             raise failed(_connect_failure(exc), request=request) from exc

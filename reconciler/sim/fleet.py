@@ -35,6 +35,7 @@ from reconciler.sim.modbus_device import ModbusDevice, ModbusDeviceSimulator
 from reconciler.sim.novacore import NovacoreSimulator
 from reconciler.sim.server import SimServer
 from reconciler.sim.zap import ZapSimulator
+from reconciler.sources import json_text
 
 _MAX_UNITS = 247  # Modbus unit ids 1..247 on one simulated server
 
@@ -357,13 +358,17 @@ class SimFleet:
         where = str(self.state_file)
         advice = "; delete it to start afresh, or pass another --state"
         try:
-            state = json.loads(self.state_file.read_text(encoding="utf-8"))
+            state = json_text.loads(self.state_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 [Diagnostic(f"not valid JSON: {exc.msg}{advice}", file=where, line=exc.lineno,
                             column=exc.colno)],
                 subject="simulator state",
             ) from None
+        except json_text.TooComplex as exc:  # no state file the simulators wrote holds it
+            raise ConfigError([Diagnostic(f"not a simulator state file: it holds {exc}{advice}",
+                                          file=where)],
+                              subject="simulator state") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([Diagnostic(f"cannot read it: {exc}{advice}", file=where)],
                               subject="simulator state") from None

@@ -155,6 +155,10 @@ def _scalar_mismatch(expected: str, value: Any) -> str | None:
                 "yes, no, on and off are booleans)")
     if isinstance(value, float) and expected == _EXPECTED["int_type"]:
         return f"expected {expected}, not {echo(value)}"
+    if isinstance(value, int) and expected == _EXPECTED["float_type"]:
+        # A whole number is a number: refused only when past what a float holds.
+        return (f"expected a number, but this one ({value.bit_length():,} bits) is too large "
+                "to hold: a number is at most about 1.8e308")
     if isinstance(value, int | float):
         return f"expected {expected}, but YAML reads this value as a number"
     if isinstance(value, str):
@@ -168,7 +172,9 @@ def _reads_as(expected: str, text: str) -> bool:
     """Whether `text` unquoted would be what the field expects."""
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    # Text that is no YAML, or YAML past what the parser reads: nested too deeply
+    # (RecursionError), or a number of more than 4,300 digits (ValueError).
+    except (yaml.YAMLError, RecursionError, ValueError):
         return False
     if expected == _EXPECTED["bool_type"]:
         return isinstance(value, bool)

@@ -285,7 +285,12 @@ class _Converter:
                 "and null", node)
         # Not `loader.construct_object`: it caches every node it sees for the rest of the
         # stream, which kept each file's whole node tree alive (and the collector busy).
-        return construct(self.loader, node)
+        try:
+            return construct(self.loader, node)
+        except ValueError:  # int(): the interpreter's limit on the digits of a number
+            raise _ConversionError(
+                "a number of more than 4,300 digits, too long to read; write a number of a "
+                "few digits, or put it in quotes if it is text", node) from None
 
 
 def _too_deep_message() -> str:

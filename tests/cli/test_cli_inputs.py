@@ -117,6 +117,45 @@ def test_credentials_in_a_gateway_or_cloud_url_are_refused_not_shown(
     assert run.sims.call(run.sims.sims.requests) == 0
 
 
+def test_urls_ending_in_a_line_break_work(make_cli: CliFactory,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a URL read from a file (a ConfigMap's, `echo "$URL" > file`) leaves it, or a space
+    copied in front of it: the whitespace around it is dropped, as a token's is."""
+    run = make_cli(two_sites())
+    env = run.sims.env()
+    monkeypatch.setenv("RECONCILER_NOVACORE_URL", env["RECONCILER_NOVACORE_URL"] + "\n")
+    monkeypatch.setenv("RECONCILER_ENAPTER_URL", " " + env["RECONCILER_ENAPTER_URL"] + "\r\n")
+    code, out, err = run("apply", run.path, "--auto-approve")
+    assert code == 0, out + err
+    assert "Apply complete: 16 done, 0 failed" in out
+
+
+def test_a_control_character_inside_a_url_is_named_before_anything_is_called(
+        make_cli: CliFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URL parser skips a tab or line break inside a URL, the HTTP client refuses it:
+    the URL is refused where it is set, by position (it may hold a secret)."""
+    run = make_cli(standard_site(1))
+    novacore = run.sims.env()["RECONCILER_NOVACORE_URL"]
+    monkeypatch.setenv("RECONCILER_NOVACORE_URL", novacore.replace("://", "://\t"))
+    monkeypatch.setenv("RECONCILER_GATEWAY_URLS", f"{serial_of(1)}=http://127.0.0.1:1/\x01")
+    monkeypatch.delenv("RECONCILER_ENAPTER_URL")  # the file's is used
+    config = tmp_path / "reconciler.toml"
+    config.write_text('enapter_url = "https://api.enapter.com\\nX-Injected: 1"\n')
+    code, out, err = run("plan", run.path, "--config", str(config))
+    assert (code, out) == (1, "")
+    cloud = "e.g. https://api.example.com or https://proxy.example.com/novacore"
+    assert err.splitlines() == [
+        f"error: {config}:1: enapter_url: contains a control character (a line break) at "
+        f"character 24; expected a URL on one line, without control characters ({cloud})",
+        "error: RECONCILER_NOVACORE_URL: contains a control character (a tab) at character 8; "
+        f"expected a URL on one line, without control characters ({cloud})",
+        f"error: RECONCILER_GATEWAY_URLS: {serial_of(1)}: contains a control character (U+0001) "
+        "at character 20; expected a URL on one line, without control characters (e.g. "
+        "http://192.168.1.40 or http://zap.local)",
+        "invalid settings: 3 problems"]
+    assert run.sims.call(run.sims.sims.requests) == 0
+
+
 # -- schema and crds --out ----------------------------------------------------------------------
 
 
@@ -175,6 +214,85 @@ def test_a_saved_plan_of_the_wrong_shape_is_refused(make_cli: CliFactory, tmp_pa
     assert (code, out) == (1, "")
     assert err.startswith(f"error: {saved} is not a valid saved plan: {problem}")
     assert run.sims.call(run.sims.sims.requests) == 0
+
+
+@pytest.mark.parametrize("changes", [None, 7, {"address": "site/s1[novacore]"},
+                                     [{"address": ["site/s1[novacore]"]}], ["site/s1"]])
+def test_a_stale_saved_plan_whose_changes_were_edited_out_of_shape_is_refused(
+        make_cli: CliFactory, tmp_path: Path, changes: object) -> None:
+    """The changes of a stale plan are listed to say whether it was applied already: ones
+    that are no list of objects with an address are refused as the inputs are."""
+    run = make_cli(two_sites())
+    saved = tmp_path / "plan.json"
+    assert run("plan", run.path, "--out", str(saved))[0] == 0
+    assert run("apply", run.path, "--auto-approve")[0] == 0  # the saved plan is stale now
+    document = json.loads(saved.read_text())
+    document["changes"] = changes
+    saved.write_text(json.dumps(document))
+    code, out, err = run("apply", str(saved), "--auto-approve")
+    assert (code, out) == (1, "")
+    assert err == (f"error: {saved} is not a valid saved plan: changes must be a list of "
+                   "objects, each with its address (a string)\n")
+
+
+@pytest.mark.parametrize(("content", "holds"), [
+    ('{"format_version": "1.6", "changes": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "arrays or objects nested too deeply to read"),
+    ('{"format_version": "1.6", "options": {"prune": ' + "9" * 5000 + "}}",
+     "a number of more than 4,300 digits, too long to read"),
+])
+def test_a_saved_plan_json_cannot_read_is_refused_saying_why(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, holds: str) -> None:
+    """JSON in form, but past what Python's parser reads: no plan `plan --out` writes."""
+    saved = tmp_path / "plan.json"
+    saved.write_text(content)
+    assert cli.main(["apply", str(saved), "--auto-approve"]) == 1
+    assert capsys.readouterr() == ("", f"error: {saved}: not a saved plan: it holds {holds}; "
+                                       "make the plan again with `reconciler plan --out`\n")
+
+
+@pytest.mark.parametrize("named", ["site", "site-through-dotdot", "inventory", "journal"])
+def test_plan_out_over_a_file_of_the_desired_state_or_the_state_directory_is_refused(
+        make_cli: CliFactory, named: str) -> None:
+    """The plan would be written whole over it: the user's YAML, or the memory of earlier
+    applies, lost to a slip of `--out`."""
+    run = make_cli(two_sites())
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    site_file = sorted(run.fleet_dir.glob("*.yaml"))[0]
+    out, why = {
+        "site": (site_file, f"it is a file of the desired state ({site_file}), which the "
+                            "plan would replace"),
+        "site-through-dotdot": (run.fleet_dir / ".." / run.fleet_dir.name / site_file.name,
+                                f"it is a file of the desired state ({site_file}), which the "
+                                "plan would replace"),
+        "inventory": (run.state_dir / "inventory.json", "it is the state directory's "
+                      "inventory.json, which holds what earlier applies did and would be "
+                      "replaced by the plan"),
+        "journal": (run.state_dir / "journal.jsonl", "it is the state directory's "
+                    "journal.jsonl, which holds what earlier applies did and would be "
+                    "replaced by the plan"),
+    }[named]
+    before = out.read_bytes()
+    code, stdout, err = run("plan", run.path, "--out", str(out))
+    assert (code, stdout) == (1, "")
+    assert err.splitlines() == [
+        f"error: --out: cannot write {out}: {why}; name a file of its own (--out plan.json)",
+        "invalid arguments: 1 problem"]
+    assert out.read_bytes() == before
+
+
+def test_plan_out_may_replace_a_link_to_a_site_file(make_cli: CliFactory,
+                                                    tmp_path: Path) -> None:
+    """The plan is renamed over the link, which is replaced: the file it points to is not
+    touched, so the link is no reason to refuse."""
+    run = make_cli(two_sites())
+    site_file = sorted(run.fleet_dir.glob("*.yaml"))[0]
+    before = site_file.read_bytes()
+    link = tmp_path / "plan.json"
+    link.symlink_to(site_file)
+    assert run("plan", run.path, "--out", str(link))[0] == 0
+    assert not link.is_symlink() and json.loads(link.read_text())["format_version"]
+    assert site_file.read_bytes() == before
 
 
 def test_an_in_sync_saved_plan_says_so_and_reports_zero_counts(make_cli: CliFactory,

@@ -1173,6 +1173,13 @@ def test_a_password_in_place_before_the_ledger_knew_it_is_adopted_by_the_next_ap
     ("credentials.json", "[1, 2]", "not an object of objects"),
     ("inventory.json", "{garbage", "not JSON"),
     ("inventory.json", "\udcff", "not UTF-8"),
+    # JSON in form, but past what Python's parser reads: said, not a traceback.
+    ("inventory.json", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "arrays or objects nested too deeply to read"),
+    ("credentials.json", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "arrays or objects nested too deeply to read"),
+    ("inventory.json", '{"a": {"b": ' + "9" * 5000 + "}}",
+     "a number of more than 4,300 digits, too long to read"),
 ])
 def test_a_damaged_state_file_stops_the_run_and_is_left_as_it_is(
         make_cli: CliFactory, name: str, damage: str, says: str) -> None:
@@ -1191,6 +1198,33 @@ def test_a_damaged_state_file_stops_the_run_and_is_left_as_it_is(
         assert code == 1 and f"error: cannot read {path}: {says}" in err, (command, out, err)
         assert "Traceback" not in err
     assert path.read_bytes() == damage.encode("utf-8", "surrogateescape"), "left for a look"
+    assert run.sims.call(run.sims.sims.writes) == 0
+
+
+@pytest.mark.parametrize("edit", [lambda f: f[:-1], lambda f: f.upper(), lambda f: [f],
+                                  lambda f: None])
+def test_a_password_fingerprint_edited_is_damage_not_a_changed_password(
+        make_cli: CliFactory, edit: Any) -> None:
+    """A fingerprint no password has, taken as recorded, would have the device's password
+    seen as changed, and the device removed and added again on every apply."""
+    docs = [*standard_site(1),
+            mqtt_battery("s1-bat", "s1-zap", "FERRO-ENV", broker="192.168.1.70",
+                         password_from={"env": "S1_BATTERY_PASSWORD"})]
+    run = make_cli(docs, env={"S1_BATTERY_PASSWORD": ENV_PASSWORD})
+    assert run("apply", run.path, "--auto-approve")[0] == 0
+    path = run.state_dir / "credentials.json"
+    ledger = json.loads(path.read_text())
+    [(device, fingerprint)] = ledger["devices"].items()
+    ledger["devices"][device] = edit(fingerprint)
+    path.write_text(json.dumps(ledger))
+    run.sims.call(run.sims.sims.reset_counts)
+    for command in (("plan", run.path), ("apply", run.path, "--auto-approve")):
+        code, out, err = run(*command)
+        assert (code, out) == (1, ""), (command, out, err)
+        assert err.startswith(f"error: cannot read {path}: the fingerprint of {device!r} is not "
+                              "64 lowercase hex digits. It holds the fingerprints of the MQTT "
+                              "passwords sent to devices; remove credentials.key and "
+                              "credentials.json to start afresh"), err
     assert run.sims.call(run.sims.sims.writes) == 0
 
 

@@ -137,6 +137,17 @@ def test_a_fifo_for_the_lock_file_is_refused(home: Path) -> None:
     assert reconciler(home, "plan", "home.yaml")[0] == 0
 
 
+def test_a_directory_for_the_lock_file_is_named_not_the_state_directory(home: Path) -> None:
+    """"Is a directory" alone would say it of the state directory, which is one as it
+    should be: the lock's name is the one taken."""
+    (home / "state" / "lock").mkdir(parents=True)
+    code, _, err = reconciler(home, "apply", "home.yaml", "--auto-approve")
+    assert (code, err) == (1, (
+        f"error: cannot use {home / 'state'} as the state directory: {home / 'state' / 'lock'} "
+        "is a directory, where the lock file goes; remove it, and the next run makes a new "
+        "lock file there\n"))
+
+
 @pytest.fixture
 def sims_fleet(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     """A site with a battery whose MQTT password is a secret file, its simulators, and the

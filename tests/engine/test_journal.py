@@ -58,6 +58,21 @@ def test_a_long_settled_journal_starts_afresh(tmp_path: Path,
     assert journal.exists(), "the next run starts a new journal"
 
 
+@pytest.mark.parametrize("line", [
+    b"{torn by a kill", b'{"address": "\xff"}', b"[" * 5000 + b"]" * 5000,
+    b'{"phase": ' + b"9" * 5000 + b"}",
+])
+def test_a_journal_line_that_is_no_record_is_skipped(tmp_path: Path, line: bytes) -> None:
+    """Not a line the journal wrote (torn, not UTF-8, nested or a number past what Python's
+    parser reads): the records around it are still read, and no run stops on it."""
+    state_dir = StateDir(tmp_path)
+    first = cut_off_run(state_dir, writes=1, finished=0)
+    with (tmp_path / "journal.jsonl").open("ab") as journal:
+        journal.write(line + b"\n")
+    second = cut_off_run(state_dir, writes=1, finished=0)
+    assert [r["run"] for r in state_dir.unfinished()] == [first, second]
+
+
 class _ClearHeldUntilClose(threading.Event):
     """The journal's "lines to sync" event, whose first clear() by the syncing thread
     waits until close() has asked that thread to end: the moment a close() lands between

@@ -265,6 +265,24 @@ async def test_the_proxy_credentials_are_sent_to_it_and_shown_nowhere(
     assert "pr0xy" not in out, out
 
 
+async def test_a_proxy_whose_name_is_not_found_is_named_not_the_server(
+        make_world: MakeWorld, tmp_path: Path) -> None:
+    """A typo in the proxy's host: its name is not found, which aiohttp says as the
+    server's own failure, as though the cloud's URL were wrong."""
+    docs = standard_site(1)
+    world = await make_world(docs)
+    fleet = str(write(tmp_path / "sites", docs).parent)
+    # `.invalid` is never a name (RFC 6761): no resolver finds it.
+    proxy = "http://ops:pr0xy-s3cret@proxy.invalid:3128"
+    code, out = await _run(_cli_env(world.env, HTTP_PROXY=proxy, RECONCILER_RETRIES="1"),
+                           "plan", "--offline", "fail", fleet)
+    assert code == 1, out
+    novacore = world.env["RECONCILER_NOVACORE_URL"]
+    named = "the proxy http://proxy.invalid:3128 (from HTTP_PROXY): "
+    assert f"cannot reach {novacore}: {named}" in out, out
+    assert "pr0xy" not in out, out
+
+
 async def test_a_proxy_variable_that_cannot_be_used_is_named_without_its_credentials(
         make_world: MakeWorld, tmp_path: Path) -> None:
     docs = standard_site(1)

@@ -387,6 +387,20 @@ def test_files_nested_too_deeply_to_parse_are_refused(tmp_path: Path) -> None:
         'serial: "url"']
 
 
+def test_files_holding_a_number_too_long_to_parse_are_refused(tmp_path: Path) -> None:
+    """Python reads no integer of more than 4,300 digits: said as what the file holds, not
+    as a traceback (TOML) or Python's advice to raise its limit (JSON)."""
+    urls = tmp_path / "gateways.json"
+    urls.write_text('{"zap-0123456789abcdef": ' + "9" * 5000 + "}")
+    config = tmp_path / "reconciler.toml"
+    config.write_text("retries = " + "9" * 5000 + "\n")
+    assert problems({"RECONCILER_GATEWAY_URLS_FILE": str(urls)}, config) == [
+        f"{config}: a number of more than 4,300 digits, too long to read; expected keys of "
+        "the settings, each limit a number of a few digits",
+        f"{urls}: a number of more than 4,300 digits, too long to read; expected one object "
+        'of serial: "url"']
+
+
 @pytest.mark.parametrize("variable", ["RECONCILER_NOVACORE_URL", "RECONCILER_ENAPTER_URL",
                                       "RECONCILER_FLATPEAK_URL"])
 def test_cloud_urls_are_https_except_to_this_machine(variable: str) -> None:

@@ -61,6 +61,23 @@ def test_each_number_out_of_range_is_named_with_its_range_and_nothing_starts(
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing written"
 
 
+@pytest.mark.parametrize(("given", "named", "why"), [
+    ("taken", "taken", "it is a file, not a directory"),
+    ("taken/fleet", "taken/fleet", "a part of the path is a file, not a directory"),
+])
+def test_a_write_fleet_directory_that_cannot_be_made_is_named_and_nothing_starts(
+        tmp_path: Path, given: str, named: str, why: str) -> None:
+    (tmp_path / "taken").write_text("a file of its own\n")
+    done = sim_up(tmp_path, "--sites", "2", "--write-fleet", given)
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: --write-fleet: cannot write {named}: {why}; --write-fleet names a directory "
+        "for the generated fleet's YAML files (DIR)",
+        "invalid arguments: 1 problem"]
+    assert (tmp_path / "taken").read_text() == "a file of its own\n"
+    assert not (tmp_path / "sim.env").exists(), "no simulator started"
+
+
 def test_the_bounds_of_each_range_are_taken_and_reach_the_simulators(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "sim", "up", "--sites", "1",

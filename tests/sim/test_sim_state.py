@@ -88,6 +88,11 @@ async def test_the_state_file_is_private_from_its_creation_and_no_symlink_is_wri
     pytest.param(json.dumps({"ports": {}}), ": not a simulator state file (missing 'novacore')",
                  id="not-a-world"),
     pytest.param("[]", ": not a simulator state file (", id="not-an-object"),
+    pytest.param("[" * 100_000 + "]" * 100_000, ": not a simulator state file: it holds "
+                 "arrays or objects nested too deeply to read", id="nested-too-deeply"),
+    pytest.param('{"ports": {"a": ' + "9" * 5000 + "}}", ": not a simulator state file: it "
+                 "holds a number of more than 4,300 digits, too long to read",
+                 id="number-too-long"),
 ])
 def test_a_state_file_that_is_not_a_saved_world_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, problem: str) -> None:

@@ -113,6 +113,27 @@ def test_multi_document_file_keeps_every_document_and_its_origin(tmp_path: Path)
         (str(path), 0, 1), (str(path), 1, 11), (str(path), 2, 21)]
 
 
+@pytest.mark.parametrize(("timezone", "hint"), [
+    # Files of a host's zoneinfo directory that ZoneInfo reads, and no IANA zone's name: a
+    # host with them accepted them, one without refused them.
+    ("localtime", ""), ("posixrules", ""), ("posix/Europe/Stockholm", ""), ("right/UTC", ""),
+    ("Factory", ""),  # in the database, but "no zone set", no place's
+    ("europe/stockholm", " (did you mean 'Europe/Stockholm'?)"),
+])
+def test_a_timezone_is_an_iana_name_whatever_the_host_has(tmp_path: Path, timezone: str,
+                                                          hint: str) -> None:
+    write(tmp_path, "site.yaml", SITE.replace("Europe/Stockholm", timezone))
+    assert located(loader.load_paths([tmp_path]).diagnostics, tmp_path) == [
+        f"site.yaml:7:13: spec.timezone: unknown timezone {timezone!r}{hint}; use an IANA "
+        "name such as 'Europe/Stockholm' or 'UTC'"]
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "Etc/GMT+5", "US/Pacific", "Europe/Kyiv"])
+def test_iana_names_and_links_are_timezones(tmp_path: Path, timezone: str) -> None:
+    write(tmp_path, "site.yaml", SITE.replace("Europe/Stockholm", timezone))
+    assert loader.load_paths([tmp_path]).ok
+
+
 def test_every_problem_of_every_file_is_reported_in_one_run(tmp_path: Path) -> None:
     write(tmp_path, "1-site.yaml", SITE.replace("Europe/Stockholm", "Mars/Olympus"))
     write(tmp_path, "2-gateway.yaml", GATEWAY.replace("siteRef: home", "siteRef: cabin")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler.printable import echo
 from reconciler.sources import loader
 
 AV = "apiVersion: energy.reconciler.dev/v1alpha1"
@@ -94,11 +95,28 @@ BOOLEAN = "YAML reads this value as a boolean (true, false, yes, no, on and off 
         ("publish", "'no'", "expected true or false, but the quotes make this value text; "
                             "remove them"),
         ("publish", "sometimes", "expected true or false, not the text 'sometimes'"),
+        # A whole number past what a float holds (hex is read whatever its length).
+        ("latitude", "0x" + "f" * 300, "expected a number, but this one (1,200 bits) is too "
+                                       "large to hold: a number is at most about 1.8e308"),
+        # Text that YAML would not read as a number: too long, or nested too deeply.
+        ("port", f'"{"9" * 5000}"', f"expected a whole number, not the text {echo('9' * 5000)}"),
+        ("port", f'"{"[" * 5000}{"]" * 5000}"',
+         f"expected a whole number, not the text {echo('[' * 5000 + ']' * 5000)}"),
     ],
 )
 def test_a_value_of_the_wrong_yaml_type_is_refused(field: str, value: str, message: str) -> None:
     # (an invalid Site also makes its Gateway's siteRef point at an invalid document)
     assert load(**{field: value})[:1] == [f"{where(field.upper())} {message}"]
+
+
+@pytest.mark.parametrize("field", ["latitude", "port", "publish"])
+def test_a_number_too_long_to_read_is_located_not_a_traceback(field: str) -> None:
+    """Python reads no integer of more than 4,300 digits: said where it is written, with
+    what to write instead (it may be text meant, as in a label)."""
+    line, column, *_ = FIELDS[field.upper()]
+    assert load(**{field: "9" * 5000})[:1] == [
+        f"d.yaml:{line}:{column}: a number of more than 4,300 digits, too long to read; write "
+        "a number of a few digits, or put it in quotes if it is text"]
 
 
 @pytest.mark.parametrize(
