@@ -165,11 +165,7 @@ def _refuse_out_over_what_is_read(out: str, paths: list[str], settings: Settings
     (`out_clashes`)."""
     problem = out_clashes.clash(out, paths, settings.state_dir)
     if problem is not None:
-        raise ConfigError(
-            [Diagnostic(f"cannot write {out}: {problem}; name a file of its own "
-                        "(--out plan.json)", path="--out")],
-            subject="arguments",
-        )
+        raise out_clashes.refusal("--out", out, problem, "--out plan.json")
 
 
 def _note_applying(settings: Settings) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.cli import common, out_clashes
 from reconciler.model import schema
 
 SCHEMA_EXAMPLES = """\
@@ -103,6 +104,10 @@ def run_schema(args: argparse.Namespace) -> int:
             return 1
         return 0
     if args.out:
+        if (problem := _clash(args.out)) is not None:
+            common.print_diagnostics(out_clashes.refusal(
+                "--out", args.out, problem, "--out schema/reconciler.schema.json"))
+            return 1
         if args.out.endswith(("/", os.sep)):
             # Path() drops the slash: "schema/" would be written as a file named "schema".
             return _cannot_write(args.out, IsADirectoryError(), "--out names the schema file "
@@ -142,6 +147,16 @@ def run_crds(args: argparse.Namespace) -> int:
             return _cannot_write(str(out / name), exc, "")
         print(f"wrote {out / name}")
     return 0
+
+
+def _clash(out: str) -> str | None:
+    """Why the schema may not be written over `out`: it is a YAML file of the desired
+    state (none is given to `schema`: the file is known by what it declares), or a file of
+    the state directory (`out_clashes`)."""
+    if out_clashes.declares_resources(out):
+        return f"it is a file of the desired state ({out}), which the schema would replace"
+    return out_clashes.clash(out, [], out_clashes.environment_state_dir(),
+                             writer="the schema")
 
 
 def _cannot_write(path: str, exc: OSError, expected: str) -> int:

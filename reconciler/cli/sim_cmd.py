@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.cli import common
+from reconciler.cli import common, out_clashes
 from reconciler.cli.number_options import NumberOption, parse_all
 from reconciler.engine.state import atomic_write
 from reconciler.errors import ConfigError, Diagnostic
@@ -158,6 +158,7 @@ def run_up(args: argparse.Namespace) -> int:
         parse_all(args, NUMBER_OPTIONS)
         if args.env_file:
             common.check_writable(args.env_file, "--env-file", "name a file of its own")
+        _refuse_over_what_is_read(args)
         sims = build(args)
         if args.env_file:  # once the fleet is known good: a refused start leaves it be
             _remove_env_file(args.env_file)
@@ -166,6 +167,26 @@ def run_up(args: argparse.Namespace) -> int:
     except ConfigError as error:
         common.print_diagnostics(error)
         return common.EXIT_ERROR
+
+
+def _refuse_over_what_is_read(args: argparse.Namespace) -> None:
+    """An --env-file naming a file of the desired state given with --fleet or of the state
+    directory, which the earlier env file's removal and then the new one would replace,
+    and a --state naming a file of that desired state, which the simulators' state would
+    replace (and which, not being one, was refused advising to delete it): refused, naming
+    it (`out_clashes`). The state directory's files are the reconciler's, not the
+    simulators'."""
+    paths = list(args.fleet or [])
+    if args.env_file:
+        problem = out_clashes.clash(args.env_file, paths, out_clashes.environment_state_dir(),
+                                    writer="the env file")
+        if problem is not None:
+            raise out_clashes.refusal("--env-file", args.env_file, problem, "--env-file sim.env")
+    if args.state and paths:
+        problem = out_clashes.clash(args.state, paths, None, writer="the simulators' state")
+        if problem is not None:
+            raise out_clashes.refusal("--state", args.state, problem,
+                                      "--state sim-state.json")
 
 
 async def _serve(sims: SimFleet, args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.engine import state_temporaries
+from reconciler.engine import inventory_shape, state_temporaries
 from reconciler.engine.credentials import (
     FINGERPRINT_DIGITS,
     KEY_BYTES,
@@ -417,61 +417,61 @@ class StateDir:
     def read_inventory(self, audience: Audience) -> Inventory:
         """The inventory; a damaged one is said to `audience` (`plan.advice`), as what its
         loss costs depends on who prunes."""
-        data = self._read_json(
-            INVENTORY,
+        holds = (
             "the deletion policy, organisation and Zap URL of each gateway applied, the "
             "Novacore site of each Site, the Flatpeak locations applied and the Enapter "
-            "config files written",
+            "config files written"
+        )
+        afresh = (
             "repair it, or remove it to start afresh: a gateway no longer declared is then "
             f"released{_BY_PRUNE.to(audience)} only if "
             "its deletionPolicy Release is declared again, a Site no longer declared is "
             "not reported, and the config file of an Enapter device deleted later is left "
-            "in place",
+            "in place"
         )
+        data = self._read_json(INVENTORY, holds, afresh)
         if data is None:
             return Inventory()
+        # An entry of another shape is damage too (`inventory_shape`): below, each entry
+        # is one the reconciler writes or wrote.
+        wrong = inventory_shape.problem(data)
+        if wrong is not None:
+            raise StateDirError(_damaged(self.path / INVENTORY, wrong, holds, afresh))
         inventory = Inventory(
-            {str(k): str(v) for k, v in data.get("gateways", {}).items()},
-            {str(k): str(v) for k, v in data.get("orgs", {}).items()},
+            dict(data.get("gateways", {})),
+            dict(data.get("orgs", {})),
             {
-                str(name): RetiredSite(str(site["org"]), str(site["id"]))
+                name: RetiredSite(site["org"], site["id"])
                 for name, site in data.get("sites", {}).items()
-                if isinstance(site, dict) and {"org", "id"} <= site.keys()
             },
             [
-                LeftSite(str(site["site"]), RetiredSite(str(site["org"]), str(site["id"])))
+                LeftSite(site["site"], RetiredSite(site["org"], site["id"]))
                 for site in data.get("left_sites", {}).values()
-                if isinstance(site, dict) and {"site", "org", "id"} <= site.keys()
             ],
             {
-                str(location_id): str(location["site"])
+                location_id: location["site"]
                 for location_id, location in data.get("flatpeak_locations", {}).items()
-                if isinstance(location, dict) and "site" in location
             },
             {
                 # Keyed by the device's id before a device could have several.
-                str(file["path"]): _written_file(file, device_id=str(file.get("device_id", key)))
+                file["path"]: _written_file(file, device_id=file.get("device_id", key))
                 for key, file in data.get("enapter_config_files", {}).items()
-                if isinstance(file, dict) and _is_written_file(file)
             },
         )
         # Recorded since the inventory kept it: an older entry has none, and is looked for
         # in whatever account the settings name, as it always was.
         inventory.flatpeak_location_accounts = {
-            str(location_id): location["account_sha256"]
+            location_id: location["account_sha256"]
             for location_id, location in data.get("flatpeak_locations", {}).items()
-            if isinstance(location, dict) and isinstance(location.get("account_sha256"), str)
+            if "account_sha256" in location
         }
         inventory.declared = _read_declared(data.get("declared_fields"))
         inventory.enapter_sites = {
-            str(site_id): str(site["site"])
-            for site_id, site in data.get("enapter_sites", {}).items()
-            if isinstance(site, dict) and "site" in site
+            site_id: site["site"] for site_id, site in data.get("enapter_sites", {}).items()
         }
         inventory.zaps = {
-            str(serial): RememberedZap(str(zap["gateway"]), str(zap["site"]), str(zap["url"]))
+            serial: RememberedZap(zap["gateway"], zap["site"], zap["url"])
             for serial, zap in data.get("zaps", {}).items()
-            if isinstance(zap, dict) and {"gateway", "site", "url"} <= zap.keys()
         }
         # A config file recorded as being written, with the identity it has once written
         # (`enapter_files.put`): found in place, it is the file written, and replaces the

@@ -35,6 +35,7 @@ from reconciler.printable import clipped, printable
 from reconciler.providers.html_page import looks_like_html, page_words
 from reconciler.providers.proxy import Proxies, Proxy
 from reconciler.providers.redaction import redact, sent_secrets, sent_tokens
+from reconciler.sources import json_text
 
 _BODY_LIMIT = 300
 _PAGE_WORDS_LIMIT = 120
@@ -396,8 +397,8 @@ def error_summary(response: httpx.Response, summarise: Summariser | None) -> str
     if summarise is None:
         return None
     try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError, httpx.ResponseNotRead):
+        body = decoded(response)
+    except (ValueError, httpx.ResponseNotRead):  # json_text.TooComplex too: quoted instead
         return None
     said = summarise(body)
     return said or None
@@ -447,14 +448,30 @@ def _finite(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
+def decoded(response: httpx.Response) -> Any:
+    """The JSON value of `response`'s body. A ValueError for a body that is not JSON, or
+    holds a number `_NoJsonNumber` names; `json_text.TooComplex`, one that says why, for
+    arrays or objects nested too deeply or a number too long to read (a RecursionError, or
+    Python's advice to raise its limit on digits, was no answer to tell a user)."""
+    # As `json.loads` reads bytes: UTF-8, -16 or -32, told by the first bytes.
+    content = response.content
+    return json_text.loads(content.decode(json.detect_encoding(content), "surrogatepass"),
+                           _DECODER)
+
+
 def json_body(response: httpx.Response, *, operation: str = "") -> Any:
     """Decode a JSON body; a malformed one is a rejected (non-retryable) answer. So is
     one with a number `_NoJsonNumber` names: read, it would reach the plan's JSON as a
-    value no other JSON reader (jq, JavaScript) accepts."""
+    value no other JSON reader (jq, JavaScript) accepts; and one past what the parser
+    reads (`json_text`), said in words."""
     try:
-        # As `json.loads` reads bytes: UTF-8, -16 or -32, told by the first bytes.
-        content = response.content
-        return _DECODER.decode(content.decode(json.detect_encoding(content), "surrogatepass"))
+        return decoded(response)
+    except json_text.TooComplex as exc:
+        raise ProviderRejected(
+            f"{operation}: the answer holds {exc}: {_body_excerpt(response)}",
+            operation=operation,
+            status=response.status_code,
+        ) from None
     except _NoJsonNumber as exc:
         raise ProviderRejected(
             f"{operation}: the answer holds {printable(clipped(str(exc), 40))}, which is no JSON "

@@ -22,14 +22,19 @@ class TooComplex(ValueError):
     """Text that is JSON in form, but past what the parser reads: the message says why."""
 
 
-def loads(text: str) -> Any:
-    """The value `text` holds; `json.JSONDecodeError` for text that is not JSON, and
-    `TooComplex` for JSON nested too deeply or holding a number too long to read."""
+def loads(text: str, decoder: json.JSONDecoder | None = None) -> Any:
+    """The value `text` holds, read by `decoder` (one with hooks of its own, as a cloud's
+    answer is read: `providers.transport`) or by `json.loads`; `json.JSONDecodeError` for
+    text that is not JSON, and `TooComplex` for JSON nested too deeply or holding a number
+    too long to read. A hook's own error goes on as it is."""
     try:
-        return json.loads(text)
+        return json.loads(text) if decoder is None else decoder.decode(text)
     except json.JSONDecodeError:
         raise
     except RecursionError:  # the parser descends once per nested array or object
         raise TooComplex(NESTED_TOO_DEEPLY) from None
-    except ValueError:  # int(): the interpreter's limit on the digits of a number
+    except ValueError as exc:
+        if type(exc) is not ValueError:  # a hook's error, of a class of its own
+            raise
+        # int(): the interpreter's limit on the digits of a number
         raise TooComplex(NUMBER_TOO_LONG) from None

@@ -137,6 +137,59 @@ def test_schema_out_naming_a_directory_is_refused(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("named", ["site-file", "invalid-site-file", "state-file",
+                                   "state-file-of-the-setting"])
+def test_schema_out_over_a_site_file_or_a_state_file_is_refused_and_left_as_it_is(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        named: str) -> None:
+    """The schema is written whole over the name: a site file's YAML, or the memory of
+    earlier applies, would be lost to a slip of `--out`. No desired state is given to
+    `schema`: a site file is known by the documents it declares."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RECONCILER_STATE_DIR", raising=False)
+    site_file = tmp_path / "sites" / "home.yaml"
+    site_file.parent.mkdir()
+    site_file.write_text((ROOT / "examples" / "sites" / "villa-lund-v2x.yaml").read_text())
+    # Half edited: still the user's Site.
+    (tmp_path / "sites" / "draft.yaml").write_text(
+        f"apiVersion: {base.API_VERSION}\nkind: Site\nmetadata: {{name: draft}}\n"
+        "spec: {timezone: Nowhere}\n")
+    for directory in (".reconciler", "kept"):
+        (tmp_path / directory).mkdir()
+        (tmp_path / directory / "inventory.json").write_text("{}\n")
+    if named == "state-file-of-the-setting":
+        monkeypatch.setenv("RECONCILER_STATE_DIR", "kept")
+    out, why = {
+        "site-file": ("sites/home.yaml", "it is a file of the desired state (sites/home.yaml), "
+                      "which the schema would replace"),
+        "invalid-site-file": ("sites/draft.yaml", "it is a file of the desired state "
+                              "(sites/draft.yaml), which the schema would replace"),
+        "state-file": (".reconciler/inventory.json", "it is the state directory's "
+                       "inventory.json, which holds what earlier applies did and would be "
+                       "replaced by the schema"),
+        "state-file-of-the-setting": ("kept/inventory.json", "it is the state directory's "
+                                      "inventory.json, which holds what earlier applies did "
+                                      "and would be replaced by the schema"),
+    }[named]
+    before = (tmp_path / out).read_bytes()
+    assert cli.main(["schema", "--out", out]) == 1
+    assert capsys.readouterr() == ("", (
+        f"error: --out: cannot write {out}: {why}; name a file of its own "
+        "(--out schema/reconciler.schema.json)\ninvalid arguments: 1 problem\n"))
+    assert (tmp_path / out).read_bytes() == before
+
+
+def test_schema_out_may_replace_a_yaml_file_that_declares_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only a file of the desired state is refused: another, or one named like a state
+    file outside the state directory, is the user's to replace."""
+    for name in ("notes.yaml", "inventory.json"):
+        (tmp_path / name).write_text("just: notes\n")
+        assert cli.main(["schema", "--out", str(tmp_path / name)]) == 0
+        assert json.loads((tmp_path / name).read_text()) == schema.json_schema()
+    capsys.readouterr()
+
+
 def test_check_reads_no_further_than_the_generated_text(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A file far larger than the schema (1 GiB, sparse) is stale without being read whole,

@@ -17,6 +17,7 @@ import httpx
 
 from reconciler.errors import ProviderAuthError, ProviderError, ProviderRejected
 from reconciler.providers import transport
+from reconciler.sources import json_text
 
 AUTH_HEADER = "X-Enapter-Auth-Token"
 # Communication, for the protocol; properties, for the gateway's firmware version.
@@ -94,8 +95,8 @@ def _error_for(response: httpx.Response, client: httpx.AsyncClient, *, address: 
     of the JSON they came in; the base URL of `client` named in a 404 when it has a path
     (`transport.error_for`)."""
     try:
-        body = response.json()
-    except ValueError:
+        body = transport.decoded(response)
+    except ValueError:  # not JSON, or past what the parser reads: the body is quoted
         body = None
     entries = (
         [e for e in body["errors"] if isinstance(e, dict)]
@@ -152,10 +153,12 @@ class EnapterClient:
             return None
         if secret:
             try:
-                return response.json()
-            except ValueError:
+                return transport.decoded(response)
+            except ValueError as exc:
+                # Said without the body, which holds a secret.
+                why = f"holds {exc}" if isinstance(exc, json_text.TooComplex) else "is not JSON"
                 raise ProviderRejected(
-                    f"{operation}: the answer is not JSON",
+                    f"{operation}: the answer {why}",
                     address=address,
                     operation=operation,
                     status=response.status_code,

@@ -77,7 +77,7 @@ class FlatpeakAuth(httpx.Auth):
         if not response.is_success:
             return False
         try:
-            body = response.json()
+            body = transport.decoded(response)
             token = str(body["bearer_token"])
             expires_in = float(body.get("expires_in", 3600))
         except (ValueError, KeyError, TypeError):

@@ -1,0 +1,74 @@
+"""`reconciler sim up` as a real command line, given an --env-file or --state that names a
+file the reconciler reads or keeps: a site file of the --fleet, or (for --env-file) one of
+the state directory's files. Each is refused naming it and what to name instead, and left
+as it is; no simulator starts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sites"
+
+
+def sim_up(cwd: Path, *options: str,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reconciler", "sim", "up", *options],
+                          cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    """A copy of the examples: the files refused are the test's own."""
+    return Path(shutil.copytree(EXAMPLES, tmp_path / "sites"))
+
+
+def _a_site_file(fleet: Path) -> Path:
+    return sorted(fleet.rglob("*.yaml"))[0]
+
+
+@pytest.mark.parametrize(("option", "writer", "instead"), [
+    ("--env-file", "the env file", "--env-file sim.env"),
+    ("--state", "the simulators' state", "--state sim-state.json"),
+])
+def test_a_site_file_of_the_fleet_is_refused_and_left_as_it_is(
+        tmp_path: Path, fleet: Path, option: str, writer: str, instead: str) -> None:
+    """The env file is removed and written whole, and the simulators' state written over
+    its name: either would replace the user's YAML (a --state one was refused only as no
+    saved world, advising to delete it)."""
+    site_file = _a_site_file(fleet)
+    before = site_file.read_bytes()
+    done = sim_up(tmp_path, "--fleet", "sites", option, str(site_file.relative_to(tmp_path)))
+    named = site_file.relative_to(tmp_path)
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: {option}: cannot write {named}: it is a file of the desired state ({named}), "
+        f"which {writer} would replace; name a file of its own ({instead})",
+        "invalid arguments: 1 problem"]
+    assert site_file.read_bytes() == before
+
+
+@pytest.mark.parametrize("state_dir", [None, "kept"])
+def test_an_env_file_over_a_file_of_the_state_directory_is_refused(
+        tmp_path: Path, fleet: Path, state_dir: str | None) -> None:
+    """The state directory RECONCILER_STATE_DIR names, or the default `.reconciler`."""
+    directory = tmp_path / (state_dir or ".reconciler")
+    directory.mkdir()
+    inventory = directory / "inventory.json"
+    inventory.write_text('{"gateways": {}}\n')
+    env = {"RECONCILER_STATE_DIR": state_dir} if state_dir else {}
+    env_file = f"{state_dir or '.reconciler'}/inventory.json"
+    done = sim_up(tmp_path, "--fleet", "sites", "--env-file", env_file, env=env)
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: --env-file: cannot write {env_file}: it is the state directory's "
+        "inventory.json, which holds what earlier applies did and would be replaced by the "
+        "env file; name a file of its own (--env-file sim.env)",
+        "invalid arguments: 1 problem"]
+    assert inventory.read_text() == '{"gateways": {}}\n'
