@@ -104,8 +104,11 @@ class Settings:
             return self.novacore_identity
         try:
             payload = self.novacore_token.split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            claims = json_text.loads(
+                base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode())
             return str(claims.get("identity_id") or claims.get("sub") or "")
+        # Not a token of claims: nested too deeply (`json_text.TooComplex`) as much as not
+        # JSON, no object, or not UTF-8 (a ValueError too).
         except (IndexError, ValueError, AttributeError):
             return ""
 

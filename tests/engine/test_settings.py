@@ -4,6 +4,7 @@ file and key) and what would be valid, never a token's value."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -678,3 +679,18 @@ def test_a_token_file_of_another_machine_is_not_read_with_check_files_off() -> N
                              check_files=False)
     assert (settings.novacore_token, settings.novacore_token_file) == (
         "", "/var/run/secrets/x/token")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"sub": "idt-1"}', b"[" * 100_000 + b"]" * 100_000, b'{"sub": 1' + b"0" * 5000 + b"}",
+     b"\xff\xfe", b"[1, 2]"],
+    ids=["claims", "nested too deeply", "a number too long", "not UTF-8", "no object"],
+)
+def test_the_claimer_is_read_from_a_token_of_claims_and_nothing_else(payload: bytes) -> None:
+    """The claimer identity comes from the token's claims when none is set; a token whose
+    middle part holds no claims gives none (the claim then says so), never a traceback."""
+    middle = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    settings = load_settings({"RECONCILER_NOVACORE_TOKEN": f"e30.{middle}.c2ln"},
+                             check_files=False)
+    assert settings.claimer_identity() == ("idt-1" if payload.startswith(b'{"sub": "') else "")
