@@ -132,13 +132,7 @@ def recorded_enapter_id(body: Mapping[str, Any]) -> str | None:
     (`status.externalIds.enapter`): where a Device of the same Site (or behind the same
     Gateway) whose own id was never recorded, its Site gone, is looked for
     (`plan.enapter_witnesses`)."""
-    if RECORDED_ENAPTER_ID in body:
-        return str(body[RECORDED_ENAPTER_ID]) or None
-    if body.get("kind") not in ("Gateway", "Device"):
-        return None
-    ids = (body.get("status") or {}).get("externalIds")
-    found = ids.get("enapter") if isinstance(ids, Mapping) else None
-    return found if isinstance(found, str) and found else None
+    return _recorded_id(body, RECORDED_ENAPTER_ID, ("Gateway", "Device"), "enapter")
 
 
 # In an index document: the Enapter site a Device's status records its device in.
@@ -149,13 +143,7 @@ def recorded_enapter_site(body: Mapping[str, Any]) -> str | None:
     """The Enapter site a Device's status records its device in
     (`status.externalIds.enapterSite`): where its device is looked for when its Site is
     another Enapter site now, to be replaced into it (`plan.enapter_left_devices`)."""
-    if RECORDED_ENAPTER_SITE in body:
-        return str(body[RECORDED_ENAPTER_SITE]) or None
-    if body.get("kind") != "Device":
-        return None
-    ids = (body.get("status") or {}).get("externalIds")
-    found = ids.get("enapterSite") if isinstance(ids, Mapping) else None
-    return found if isinstance(found, str) and found else None
+    return _recorded_id(body, RECORDED_ENAPTER_SITE, ("Device",), "enapterSite")
 
 
 # In an index document: the serials a Gateway's status records as claimed (`claimed_serials`).
@@ -214,13 +202,21 @@ def applied_novacore_site(body: Mapping[str, Any]) -> str | None:
     status records (`status.externalIds.novacore`): what the CLI's inventory remembers
     (`engine.state.Inventory.applied_sites`), so that a Site renamed in Novacore, or in
     its spec, keeps that site instead of a second one being created."""
-    if APPLIED_NOVACORE_SITE in body:
-        return str(body[APPLIED_NOVACORE_SITE]) or None
-    if body.get("kind") != "Site":
+    return _recorded_id(body, APPLIED_NOVACORE_SITE, ("Site",), "novacore")
+
+
+def _recorded_id(
+    body: Mapping[str, Any], indexed: str, kinds: tuple[str, ...], key: str
+) -> str | None:
+    """The id `body` records: as its index document keeps it (under `indexed`), or, for an
+    object of one of `kinds`, in its status (`status.externalIds[key]`); None for none."""
+    if indexed in body:
+        return str(body[indexed]) or None
+    if body.get("kind") not in kinds:
         return None
     ids = (body.get("status") or {}).get("externalIds")
-    site_id = ids.get("novacore") if isinstance(ids, Mapping) else None
-    return site_id if isinstance(site_id, str) and site_id else None
+    found = ids.get(key) if isinstance(ids, Mapping) else None
+    return found if isinstance(found, str) and found else None
 
 
 # In an index document: the Site a Device was last placed at.
