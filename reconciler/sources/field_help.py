@@ -77,6 +77,8 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
             f"unknown field {echo(loc[-1])}{hint}; valid fields here: "
             f"{', '.join(fields) or '(none)'}"
         )
+    if error.get("input") is None and (kind.endswith("_type") or kind in _CHOICES):
+        return _null(model, loc)
     if kind == "string_type" and isinstance(error.get("input"), bool | int | float):
         what = "a boolean" if isinstance(error["input"], bool) else "a number"
         return f"expected a string, but YAML reads this value as {what}; put it in quotes"
@@ -125,17 +127,35 @@ def _enum_values(model: type[BaseModel], loc: Path) -> list[str]:
 
 
 
+# The kinds of error of a field that takes one of a few values.
+_CHOICES = ("enum", "literal_error")
+
+
+def _null(model: type[BaseModel], loc: Path) -> str:
+    """The message for no value where one is needed (`key:` with nothing after it, `null`
+    or `~`, which YAML reads alike): what to write, and that an optional field can be left
+    out instead. pydantic says only what type the input is not."""
+    return _needs_value(model, loc, "no value here (YAML reads `key:` alone, `null` and `~` "
+                                    "as none)")
+
+
 def _empty(model: type[BaseModel], loc: Path) -> str:
     """The message for an empty string where a value is needed: what to write, and that an
     optional field can be left out instead."""
+    return _needs_value(model, loc, "must not be empty")
+
+
+def _needs_value(model: type[BaseModel], loc: Path, problem: str) -> str:
+    """`problem` (a field given no usable value), then what to write, and that an optional
+    field can be left out instead."""
     parent = model_at(model, loc[:-1])
     info = _field_by_alias(parent, str(loc[-1])) if parent and isinstance(loc[-1], str) else None
     if info is None:
-        return "must not be empty"
+        return problem
     expected = f" ({info[1].description.rstrip('.')})" if info[1].description else ""
     if info[1].is_required():
-        return f"must not be empty: write a value{expected}"
-    return f"must not be empty: write a value{expected}, or leave the field out"
+        return f"{problem}: write a value{expected}"
+    return f"{problem}: write a value{expected}, or leave the field out"
 
 
 # Number and boolean fields are strict (no `port: true`, `port: "502"`, `publish: 1`):

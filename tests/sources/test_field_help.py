@@ -88,6 +88,15 @@ def test_scalars_where_text_belongs(value: object, expected: str) -> None:
     assert describe_all(ModbusTcp, {"host": value, "profile": "sungrow"}) == [expected]
 
 
+def test_no_value_says_what_to_write_and_whether_it_may_be_left_out() -> None:
+    """`key:` alone, `null` and `~` reach the model as None; pydantic would say only
+    "Input should be a valid string"."""
+    messages = describe_all(ModbusTcp, {"host": None, "profile": "sungrow", "port": None})
+    none = "no value here (YAML reads `key:` alone, `null` and `~` as none): write a value"
+    assert messages[0].startswith(none) and not messages[0].endswith("or leave the field out")
+    assert messages[1].startswith(none) and messages[1].endswith(", or leave the field out")
+
+
 def test_missing_fields_and_patterns_say_what_is_expected() -> None:
     messages = describe_all(ZapGateway, {"serial": "zap-XYZ"})
     assert messages == [
