@@ -82,6 +82,9 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind == "string_type" and isinstance(error.get("input"), bool | int | float):
         what = "a boolean" if isinstance(error["input"], bool) else "a number"
         return f"expected a string, but YAML reads this value as {what}; put it in quotes"
+    if kind == "string_type" and isinstance(error.get("input"), list | dict):
+        what = "a list" if isinstance(error["input"], list) else "a mapping"
+        return f"expected a string, not {what}"
     if kind in _EXPECTED:
         mismatch = _scalar_mismatch(_EXPECTED[kind], error.get("input"))
         if mismatch is not None:

@@ -81,7 +81,8 @@ def test_unknown_fields_list_the_valid_ones(field: str, value: object, expected:
                      "in quotes", id="float"),
         pytest.param(True, "expected a string, but YAML reads this value as a boolean; put it "
                      "in quotes", id="yes-no-on-off"),
-        pytest.param(["a"], "Input should be a valid string", id="list-gets-pydantic-message"),
+        pytest.param(["a"], "expected a string, not a list", id="list"),
+        pytest.param({"a": 1}, "expected a string, not a mapping", id="mapping"),
     ],
 )
 def test_scalars_where_text_belongs(value: object, expected: str) -> None:
