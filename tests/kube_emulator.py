@@ -29,7 +29,8 @@ Gone, as an API server sends when the version a watch goes on from is too old), 
 with another ERROR event (`end_watches`), or answer the next watch requests with an HTTP
 error (`fail(..., watch=True)`), hold a write until it lets it go (`hold`), keep an object's
 changes from every watch from a point on, as a watch that lags behind the writes
-(`keep_events`, until `show_events`), and counts the lists of each resource (`listed`). A
+(`keep_events`, until `show_events`), counts the lists of each resource (`listed`), and
+tells whether a watch started after the last list is open (`watching_since_listed`). A
 watch counted as ended is one whose client still reads it, and that tells the error even if
 its timeout comes first: a test waiting until a watch was ended knows that its client was
 told."""
@@ -164,6 +165,8 @@ class _Watch:
 
     plural: str
     connection: Any  # the aiohttp request
+    # The lists of its resource served before it started (`Emulator.listed`).
+    lists: int = 0
     ending: bool = False
 
     @property
@@ -279,6 +282,14 @@ class Emulator(kmock.KubernetesEmulator):
                 await bus.put(error)
         return ended
 
+    def watching_since_listed(self, plural: str) -> bool:
+        """Whether a watch of the resource `plural` that started after its last list is
+        open (its client still reads it) and not being ended (`end_watches`): a client that
+        lists, then watches from the list (kopf), had taken in that list when it asked for
+        the watch."""
+        return any(watch.plural == plural and watch.read and not watch.ending
+                   and watch.lists == self.listed[plural] for watch in self._watches)
+
     async def _handle(self, request: Any) -> Any:
         held = next((hold for hold in self.holds if hold.matches(request)), None)
         if held is None:
@@ -353,7 +364,8 @@ class Emulator(kmock.KubernetesEmulator):
         loop = asyncio.get_running_loop()
         timeout = _timeout(request)
         deadline = None if timeout is None else loop.time() + timeout
-        watch = _Watch(str(request.resource.plural), request._raw_request)
+        plural = str(request.resource.plural)
+        watch = _Watch(plural, request._raw_request, lists=self.listed[plural])
         async with self._lock:
             mark = await bus.mark()
             first: list[tuple[int, dict[str, Any]]] = []

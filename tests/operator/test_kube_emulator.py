@@ -212,3 +212,34 @@ async def test_a_watch_a_test_ends_is_told_the_error_then_ended() -> None:
 
         assert await cluster.wait_for(ended, what="an open watch of devices") == 1
         assert await watching == [error]
+
+
+async def test_a_watch_is_told_apart_from_one_started_before_the_last_list() -> None:
+    """`watching_since_listed`: a watch open that started after the last list of its
+    resource, not one that started before it, nor one being ended, nor one of another
+    resource."""
+    async with emulated_cluster() as cluster:
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        await cluster.http.get(cluster._path("Device"))
+        assert not emulator.watching_since_listed("devices")
+
+        async def opened() -> bool:
+            return emulator.watching_since_listed("devices")
+
+        watching = asyncio.ensure_future(_watched(cluster, {"timeoutSeconds": "10"}))
+        await cluster.wait_for(opened, what="the watch of devices open")
+        assert not emulator.watching_since_listed("sites")
+        await cluster.http.get(cluster._path("Device"))
+        assert not emulator.watching_since_listed("devices")
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+
+        error = {"type": "ERROR", "object": {"kind": "Status", "code": 500}}
+        watching = asyncio.ensure_future(_watched(cluster, {"timeoutSeconds": "10"}))
+        await cluster.wait_for(opened, what="a watch of devices open after the list")
+        assert await emulator.end_watches("devices", error) == 1
+        # Told apart at once, before the error reached its client.
+        assert not emulator.watching_since_listed("devices")
+        assert await watching == [error]

@@ -14,9 +14,11 @@ operator process with exit code 1 and one line saying which watch and why (for a
 the ServiceAccount may not list or watch the kind): about the limit after the first failed
 request, though kopf alone retries a 5xx or a 403 for most of a minute. A watch that worked
 between its failures (it delivered events after its list) is not one that keeps failing:
-each failure then waits the first backoff, and the operator goes on past the limit. An
-API server that cannot be reached at all counts towards the limit as well (kopf alone
-retries its watches at once, for ever)."""
+each failure then waits the first backoff, and the operator goes on past the limit; so
+does a watch that stayed open `watch_errors.WATCHED` seconds after its list before it
+failed, though it delivered nothing, while one failing sooner after each list stops the
+operator at the limit. An API server that cannot be reached at all counts towards the
+limit as well (kopf alone retries its watches at once, for ever)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from kube_emulator import Emulator
 from objects import HOME, ZAP, declare
 from process import operator_env, operator_process
 
+from reconciler.operator import watch_errors
 from reconciler.operator.config import OperatorConfig
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
@@ -356,6 +359,128 @@ async def test_a_watch_cut_now_and_then_while_it_works_does_not_stop_the_operato
         assert all(line.endswith("listing it again in 1 s") for line in failed), failed
         assert not [line for line in logs if "has failed for" in line], logs[-20:]
         await _garage_reconciled(cluster)
+
+
+# The kind whose watch fails in the tests of a watch open long enough: no object of it is
+# declared (HOME's DERs are in its Devices' specs), so its watch delivers no event, and
+# only the time it stayed open tells whether it worked.
+DERS = "ders.v1alpha1.energy.reconciler.dev in every namespace"
+# `watch_errors.WATCHED` in those tests (60 s in the operator): longer than the moment
+# between a list and the error the test ends the watch opened after it with at once (a
+# poll of 0.1 s, and the event loop's lag on a loaded machine), shorter than the time the
+# test holds a watch open before that error otherwise.
+SHORT_WATCHED = 2.5
+
+
+async def _ders_cut(
+    cluster: Cluster, emulator: Emulator, logs: list[str], *, held: float, limit: float
+) -> None:
+    """Each time DERs were listed and a watch of them opened after the list: keep it open
+    `held` seconds more (the watches the harness asks for end every second, and are asked
+    for again from the list's version: the kind stays watched, with no event), then end it
+    with a 500, so that the operator lists DERs again. Until the operator said the kind
+    failed for the limit, or the kind was cut 3 times over twice the limit."""
+    began = time.monotonic()
+    cuts = 0
+    while cuts < 3 or time.monotonic() - began < 2 * limit:
+        if _stopped(logs):
+            return
+
+        async def watched() -> bool:
+            return emulator.watching_since_listed("ders") or bool(_stopped(logs))
+
+        await cluster.wait_for(watched, what="DERs listed and watched again")
+        # Counted from when the watch was open, after the operator took in the list: the
+        # operator's own count, from the list's end, is then longer still.
+        await asyncio.sleep(held)
+
+        said = len(_ders_failed(logs))
+
+        async def ended() -> bool:
+            # Only while a watch is open: an error put when none is would end the next one
+            # the moment it opens.
+            return (emulator.watching_since_listed("ders")
+                    and await emulator.end_watches("ders", _server_error(500)) > 0)
+
+        await cluster.wait_for(ended, what="an open watch of DERs")
+        cuts += 1
+
+        async def told(said: int = said) -> bool:
+            return len(_ders_failed(logs)) > said or bool(_stopped(logs))
+
+        await cluster.wait_for(told, what="the operator saying the watch of DERs failed")
+
+
+def _stopped(logs: list[str]) -> list[str]:
+    """The operator's lines saying a kind failed for the limit: it stops then."""
+    return [line for line in logs if "has failed for" in line]
+
+
+def _ders_failed(logs: list[str]) -> list[str]:
+    return [line for line in logs if line.startswith(f"The watch of {DERS} failed (")]
+
+
+async def test_a_watch_open_long_enough_after_its_list_worked_though_it_delivered_nothing(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The watch of DERs stays open longer than `WATCHED` after each list, delivering
+    nothing, then fails: each failure starts a new streak (listed again after the first
+    backoff), and the operator goes on past the limit, never saying the kind failed for
+    it."""
+    # Safe: read at each failure of a watch (not kept at import), in this process only
+    # (the operator runs in the test's event loop), and restored when the test ends. What
+    # the 60 s guards against, a refused watch request that kopf retried for 7 s passing
+    # for a watch that stayed open, does not happen here: each failure is an ERROR event
+    # in a stream that was open.
+    monkeypatch.setattr(watch_errors, "WATCHED", SHORT_WATCHED)
+    limit = 3.0
+    logs: list[str] = []
+    config = OperatorConfig(interval=1.0, retry_delay=0.5, watch_failure_limit=limit)
+    async with operator(stream(HOME), tmp_path, monkeypatch, logs=logs,
+                        config=config) as (cluster, _):
+        await _converged(cluster)
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        await _ders_cut(cluster, emulator, logs, held=SHORT_WATCHED + 0.5, limit=limit)
+        assert not _stopped(logs), logs[-20:]
+        failed = _ders_failed(logs)
+        assert len(failed) >= 3, logs[-20:]
+        assert all(line.endswith("listing it again in 1 s") for line in failed), failed
+
+        async def watched_again() -> bool:
+            return emulator.watching_since_listed("ders")
+
+        await cluster.wait_for(watched_again, what="DERs listed and watched again")
+
+
+async def test_a_watch_failing_soon_after_each_list_stops_the_operator_at_the_limit(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The same as a watch open long enough (`WATCHED` as short), but each watch of DERs
+    fails as soon as it is open after its list: the failures are one streak, each waiting
+    a longer backoff, and the operator says the kind failed for the limit."""
+    monkeypatch.setattr(watch_errors, "WATCHED", SHORT_WATCHED)  # as in the test above
+    limit = 3.0
+    logs: list[str] = []
+    config = OperatorConfig(interval=1.0, retry_delay=0.5, watch_failure_limit=limit)
+    async with operator(stream(HOME), tmp_path, monkeypatch, logs=logs,
+                        config=config) as (cluster, _):
+        await _converged(cluster)
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        await _ders_cut(cluster, emulator, logs, held=0.0, limit=limit)
+
+        async def stopped() -> list[str]:
+            return _stopped(logs)
+
+        [said] = await cluster.wait_for(stopped, what="the limit's line")
+        prefix = f"the watch of {DERS} has failed for "
+        assert said.startswith(prefix), said
+        failed_for, times = said.removeprefix(prefix).split(" s, ", 1)
+        assert float(failed_for) >= limit, said
+        # One streak of every failure since the first, none of them starting a new one.
+        assert times.startswith(f"{len(_ders_failed(logs)) + 1} times; "), said
+        assert "; last: Error in the watch-stream: " in said, said
 
 
 class _Door:
