@@ -43,7 +43,10 @@ _ZAP: _Fields = ({"gateway": _TEXT, "site": _TEXT, "url": _TEXT}, {})
 _LOCATION: _Fields = ({"site": _TEXT}, {"account_sha256": _TEXT})
 _ENAPTER_SITE: _Fields = ({"site": _TEXT}, {})
 _IDENTITY = {"path": _TEXT, "inode": _WHOLE, "mtime_ns": _WHOLE, "size": _WHOLE}
-_WRITTEN_EXTRA = {"deleting": _TEXT, "replacing": _SWITCH}
+# `deleting` is null where the delete was of a Device whose Site was gone (the operator's
+# release), read as not marked, as it always was.
+_TEXT_OR_NULL: _Kind = (lambda value: value is None or isinstance(value, str), "text or null")
+_WRITTEN_EXTRA = {"deleting": _TEXT_OR_NULL, "replacing": _SWITCH}
 # Keyed by its device's id before a device could have several: no `device_id` then.
 _WRITTEN: _Fields = (_IDENTITY, {"device_id": _TEXT, **_WRITTEN_EXTRA})
 # A pending config file before `tmp` was recorded: the identity at the top.

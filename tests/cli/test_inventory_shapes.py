@@ -120,12 +120,22 @@ def _older_config_records(data: dict[str, Any]) -> None:
                                 "replacing": False}}
 
 
+def _deleting_null(data: dict[str, Any]) -> None:
+    """A config file's record marked `deleting: null`, as the operator's release of a
+    Device whose Site went first writes it."""
+    data["enapter_config_files"] = {
+        "/nowhere/ucm.json": {"path": "/nowhere/ucm.json", "inode": 1, "mtime_ns": 2,
+                              "size": 3, "device_id": "dev-1", "deleting": None,
+                              "replacing": False}}
+
+
 def _location_without_account(data: dict[str, Any]) -> None:
     data["flatpeak_locations"] = {"loc-1": {"site": "s1"}}
 
 
 @pytest.mark.parametrize("older", [_as_first_written, _declared_per_resource,
-                                   _older_config_records, _location_without_account],
+                                   _older_config_records, _location_without_account,
+                                   _deleting_null],
                          ids=lambda edit: edit.__name__.strip("_"))
 def test_an_inventory_in_a_shape_an_earlier_version_wrote_is_read(
         make_cli: CliFactory, older: Edit) -> None:
