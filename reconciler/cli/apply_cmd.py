@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli import common, saved_paths
+from reconciler.cli import common, exit_codes, problem_lines, saved_paths, selection_options
 from reconciler.engine import interrupted, plan_origin
 from reconciler.engine.apply import ApplyReport, Outcome
 from reconciler.engine.config import Settings
@@ -74,7 +74,7 @@ def register(subparsers: Any) -> None:
         help="result format (default: text)",
     )
     parser.add_argument("--no-color", action="store_true", help="plain text output")
-    common.add_selection_arguments(parser)
+    selection_options.add_selection_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -412,7 +412,7 @@ def run(args: argparse.Namespace) -> int:
             )
             _check_saved_selection(args.paths[0], fleet, options)
             if _origin_refusal(args.paths[0], saved, settings, fleet):
-                return common.EXIT_ERROR
+                return exit_codes.EXIT_ERROR
             assert read_in is not None
             others = [
                 saved_paths.other_state_dir(args.paths[0], saved, settings, read_in),
@@ -422,15 +422,15 @@ def run(args: argparse.Namespace) -> int:
                 if other is not None:
                     print(printable(f"error: {other}"), file=sys.stderr)
             if any(others):
-                return common.EXIT_ERROR
+                return exit_codes.EXIT_ERROR
         else:
             options = common.plan_options(args, fleet)
     except ConfigError as error:
-        common.print_diagnostics(error)
-        return common.EXIT_ERROR
+        problem_lines.print_diagnostics(error)
+        return exit_codes.EXIT_ERROR
     except PlanError as error:
         print(f"error: {error}", file=sys.stderr)
-        return common.EXIT_ERROR
+        return exit_codes.EXIT_ERROR
     if read_in is None or not saved_paths.moves(settings, read_in):
         return _locked(args, fleet, settings, options, saved, paths)
     # A relative state or secrets directory is the one the plan was made with, where its
@@ -462,10 +462,10 @@ def _locked(
     except asyncio.CancelledError:  # a second signal while applying
         print("interrupted; the next run observes again what the cut-off writes did",
               file=sys.stderr)
-        return common.EXIT_INTERRUPTED
+        return exit_codes.EXIT_INTERRUPTED
     except StateDirError as error:
         print(f"error: {error}", file=sys.stderr)
-        return common.EXIT_ERROR
+        return exit_codes.EXIT_ERROR
 
 
 async def _apply(
@@ -496,7 +496,7 @@ async def _apply(
             print(readable(f"error: {error}"), file=sys.stderr)
             for note in common.refused_notes(settings, [error]):
                 print(printable(note), file=sys.stderr)
-            return common.EXIT_ERROR
+            return exit_codes.EXIT_ERROR
         for line in result.warnings:
             print(readable(f"warning: {line}"), file=sys.stderr)
         if saved and result.inputs["observed_sha256"] != saved["inputs"].get("observed_sha256"):
@@ -506,7 +506,7 @@ async def _apply(
                 _cannot_check(args.paths[0], unread)
             else:
                 print(printable(_stale(args.paths[0], saved, result)), file=sys.stderr)
-            return common.EXIT_ERROR
+            return exit_codes.EXIT_ERROR
         doc = result.document()
         if saved and json.loads(
             json.dumps(document.changes_as_of(doc["changes"], str(saved["format_version"])))
@@ -520,7 +520,7 @@ async def _apply(
                 "file edited?); make the plan again with `reconciler plan --out`",
                 file=sys.stderr,
             )
-            return common.EXIT_ERROR
+            return exit_codes.EXIT_ERROR
         # A saved plan was shown when it was made; with nothing to do, the plan's "No
         # changes" line is shown all the same, so the run does not end in silence.
         if not saved or not result.plan.has_changes:
@@ -540,16 +540,16 @@ async def _apply(
                 print(common.json_dump(ApplyReport().as_dict()))
             if unwritten is not None:
                 print(printable(f"error: {unwritten}"), file=sys.stderr)
-                return common.EXIT_ERROR
-            return common.EXIT_OK
+                return exit_codes.EXIT_ERROR
+            return exit_codes.EXIT_OK
         offline_problems = common.plan_problems(result.plan, args.offline)
         if offline_problems and args.offline == "fail" and result.plan.deferred:
             for problem in offline_problems:
                 print(f"error: {problem}", file=sys.stderr)
-            return common.EXIT_ERROR
+            return exit_codes.EXIT_ERROR
         if not saved and not _confirm(args):
             print("Apply cancelled.", file=sys.stderr)
-            return common.EXIT_ERROR
+            return exit_codes.EXIT_ERROR
         stop = asyncio.Event()
         unrecorded: NotRecorded | None = None
         with _stopped_by_signals(stop):
@@ -566,5 +566,5 @@ async def _apply(
         print(common.json_dump(report.as_dict()))
     if unrecorded is not None:
         print(printable(f"error: {unrecorded}"), file=sys.stderr)
-        return common.EXIT_ERROR
-    return common.EXIT_OK if report.ok else common.EXIT_ERROR
+        return exit_codes.EXIT_ERROR
+    return exit_codes.EXIT_OK if report.ok else exit_codes.EXIT_ERROR

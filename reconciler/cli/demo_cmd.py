@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.cli import apply_cmd, common
+from reconciler.cli import apply_cmd, common, exit_codes, problem_lines
 from reconciler.errors import ConfigError
 from reconciler.model.device import SecretSource
 from reconciler.model.fleet import Fleet
@@ -82,13 +82,13 @@ def run(args: argparse.Namespace) -> int:
                 "with the package; name the site YAML to use: `reconciler demo PATH`",
                 file=sys.stderr,
             )
-            return common.EXIT_ERROR
+            return exit_codes.EXIT_ERROR
         args.paths = [str(PACKAGED_FLEET)]
     try:
         fleet = common.load(args.paths)
     except ConfigError as error:
-        common.print_diagnostics(error)
-        return common.EXIT_ERROR
+        problem_lines.print_diagnostics(error)
+        return exit_codes.EXIT_ERROR
     # The demo's state and stand-in secrets (and the simulators' credentials in its state)
     # are removed when it ends, however it ends: each run would otherwise leave a
     # directory behind in /tmp.
@@ -149,21 +149,21 @@ async def _demo(fleet: Fleet, args: argparse.Namespace, work: Path) -> int:
 
         await plan_and_show("Plan: what the reconciler would do (nothing is written)")
         if not await apply("Apply: claim gateways, add devices, provision, enable publishing"):
-            return common.EXIT_ERROR
+            return exit_codes.EXIT_ERROR
         sims.reset_counts()
         result = await plan_and_show("Plan again: the fleet has converged")
         print(f"({sims.requests()} read requests, {sims.writes()} writes)")
         if result.plan.has_changes:
-            return common.EXIT_ERROR
+            return exit_codes.EXIT_ERROR
 
         _step("Drift: someone changes things behind the reconciler's back", color)
         for line in _make_drift(sims, fleet):
             print(f"  - {line}")
         await plan_and_show("Plan: the drift is detected")
         if not await apply("Apply: the drift is corrected"):
-            return common.EXIT_ERROR
+            return exit_codes.EXIT_ERROR
         final = await plan_and_show("Plan: back in sync")
-        return common.EXIT_ERROR if final.plan.has_changes else common.EXIT_OK
+        return exit_codes.EXIT_ERROR if final.plan.has_changes else exit_codes.EXIT_OK
     finally:
         await sims.stop()
 

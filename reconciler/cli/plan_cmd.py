@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.cli import common, out_clashes
+from reconciler.cli import common, exit_codes, out_clashes, problem_lines, selection_options
 from reconciler.engine.config import Settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDir, StateDirError, atomic_write
@@ -70,7 +70,7 @@ def register(subparsers: Any) -> None:
         f"how many changes (default: {markdown.DEFAULT_LIMIT}, under GitHub's 65536)",
     )
     parser.add_argument("--no-color", action="store_true", help="plain text output")
-    common.add_selection_arguments(parser)
+    selection_options.add_selection_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -193,8 +193,8 @@ def run(args: argparse.Namespace) -> int:
             common.check_writable(args.out, "--out", _OUT_ADVICE)  # before the plan
             _refuse_out_over_what_is_read(args.out, args.paths, settings)
     except ConfigError as error:
-        common.print_diagnostics(error)
-        return common.EXIT_ERROR
+        problem_lines.print_diagnostics(error)
+        return exit_codes.EXIT_ERROR
 
     async def make() -> tuple[Any, list[str]]:
         # One run, then the process exits: what the plan leaves alive is not scanned.
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         print(readable(said) if isinstance(error, ProviderError) else said, file=sys.stderr)
         for note in common.refused_notes(settings, [error]):
             print(printable(note), file=sys.stderr)
-        return common.EXIT_ERROR
+        return exit_codes.EXIT_ERROR
     for line in leftovers:
         print(printable(f"note: {line}"), file=sys.stderr)
     for line in result.warnings:
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
         unsaved = _save(args.out, doc)
         if unsaved is not None:
             print(f"error: {unsaved}", file=sys.stderr)
-            return common.EXIT_ERROR
+            return exit_codes.EXIT_ERROR
         # Saved either way (a CI job keeps it as an artifact), but offered to apply only
         # when nothing stands in its way.
         advice = (
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:
-        return common.EXIT_ERROR
+        return exit_codes.EXIT_ERROR
     if args.detailed_exitcode and result.plan.has_changes:
-        return common.EXIT_CHANGES
-    return common.EXIT_OK
+        return exit_codes.EXIT_CHANGES
+    return exit_codes.EXIT_OK

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.cli import common, out_clashes
+from reconciler.cli import out_clashes, problem_lines
 from reconciler.model import schema
 
 SCHEMA_EXAMPLES = """\
@@ -105,7 +105,7 @@ def run_schema(args: argparse.Namespace) -> int:
         return 0
     if args.out:
         if (problem := _clash(args.out)) is not None:
-            common.print_diagnostics(out_clashes.refusal(
+            problem_lines.print_diagnostics(out_clashes.refusal(
                 "--out", args.out, problem, "--out schema/reconciler.schema.json"))
             return 1
         if args.out.endswith(("/", os.sep)):

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.cli import common, out_clashes
+from reconciler.cli import common, exit_codes, out_clashes, problem_lines
 from reconciler.cli.number_options import NumberOption, parse_all
 from reconciler.engine.state import atomic_write
 from reconciler.errors import ConfigError, Diagnostic
@@ -165,8 +165,8 @@ def run_up(args: argparse.Namespace) -> int:
         # A --state file that cannot be restored is found in start(), before any server runs.
         return asyncio.run(_serve(sims, args))
     except ConfigError as error:
-        common.print_diagnostics(error)
-        return common.EXIT_ERROR
+        problem_lines.print_diagnostics(error)
+        return exit_codes.EXIT_ERROR
 
 
 def _refuse_over_what_is_read(args: argparse.Namespace) -> None:
@@ -221,7 +221,7 @@ async def _serve(sims: SimFleet, args: argparse.Namespace) -> int:
         with contextlib.suppress(Exception):
             await sims.stop()
         print("simulators stopped", file=sys.stderr)
-    return common.EXIT_OK
+    return exit_codes.EXIT_OK
 
 
 def _remove_env_file(path: str) -> None:

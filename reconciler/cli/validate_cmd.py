@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 from reconciler import diagnostic_cap
-from reconciler.cli import common
+from reconciler.cli import problem_lines
 from reconciler.model.kinds import KINDS
 from reconciler.sources import loader
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         summary = ", ".join(_count(counts[kind], kind) for kind in KINDS if counts[kind])
         print(f"valid: {_count(len(result.files), 'file')}, {summary or 'no resources'}")
     else:
-        common.print_problems(result.diagnostics, result.omitted, "invalid", sys.stderr)
+        problem_lines.print_problems(result.diagnostics, result.omitted, "invalid", sys.stderr)
     return 0 if result.ok else 1
 
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli import common
-from reconciler.engine import interrupted, watch, watch_emptied, watch_vanished
+from reconciler.cli import common, exit_codes, problem_lines, selection_options
+from reconciler.engine import durations, interrupted, watch, watch_emptied, watch_vanished
 from reconciler.engine.config import Settings
 from reconciler.engine.state import StateDir, StateDirError, command_line
 from reconciler.errors import ConfigError, Diagnostic
@@ -106,13 +106,13 @@ def register(subparsers: Any) -> None:
         default="text",
         help="stdout log format (default: text)",
     )
-    common.add_selection_arguments(parser)
+    selection_options.add_selection_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return common.EXIT_ERROR
+    return exit_codes.EXIT_ERROR
 
 
 def _unfinished(state: StateDir, log: watch.Log, plan_only: bool) -> list[dict[str, Any]]:
@@ -145,7 +145,7 @@ def _durations(args: argparse.Namespace) -> tuple[float, float]:
     seconds: dict[str, float] = {}
     for option, text in (("--interval", args.interval), ("--debounce", args.debounce)):
         try:
-            seconds[option] = watch.parse_duration(text)
+            seconds[option] = durations.parse_duration(text)
         except ValueError as error:
             problems.append(Diagnostic(str(error), path=option))
             continue
@@ -169,12 +169,12 @@ def run(args: argparse.Namespace) -> int:
                 [Diagnostic("no such file or directory", file=p) for p in missing]
             )
     except ConfigError as error:
-        common.print_diagnostics(error)
-        return common.EXIT_ERROR
+        problem_lines.print_diagnostics(error)
+        return exit_codes.EXIT_ERROR
 
     emptied = watch_emptied.EmptiedFiles()
     # Only --prune deletes what no file declares any more: without it, nothing is held.
-    vanished = (watch_vanished.VanishedObjects(interval, watch.format_duration(interval))
+    vanished = (watch_vanished.VanishedObjects(interval, durations.format_duration(interval))
                 if args.prune else None)
 
     withheld = vanished.withheld if vanished is not None else None
@@ -204,8 +204,8 @@ def run(args: argparse.Namespace) -> int:
         for line in check(load()[0]):
             print(line, file=sys.stderr)
     except ConfigError as error:
-        common.print_diagnostics(error)
-        return common.EXIT_ERROR
+        problem_lines.print_diagnostics(error)
+        return exit_codes.EXIT_ERROR
     if args.plan_only:
         # As `plan` says it: the plans are made all the same, without what it remembers.
         common.warn_unusable_state_dir(settings, plans="the agent's plans do")
@@ -291,7 +291,7 @@ async def _serve(
     log.emit(
         "start",
         f"watching {' '.join(args.paths)} (mode {mode}, interval "
-        f"{watch.format_duration(interval)}, debounce {watch.format_duration(debounce)}, "
+        f"{durations.format_duration(interval)}, debounce {durations.format_duration(debounce)}, "
         f"state {settings.state_dir})",
         paths=args.paths,
         mode=mode,
@@ -329,8 +329,8 @@ async def _serve(
     )
     if log.closed:
         _discard_stdout()
-        return common.EXIT_ERROR
-    return common.EXIT_OK
+        return exit_codes.EXIT_ERROR
+    return exit_codes.EXIT_OK
 
 
 def _say(message: str) -> None:
