@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import logging
 import sys
@@ -72,6 +71,10 @@ def _kube_credentials_problem() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not with the parser: kopf, the Kubernetes client and the engine are
+    # what the operator runs, and what every other command starts without.
+    import asyncio
+
     import kopf
 
     from reconciler.engine.config import load_settings

@@ -1,7 +1,7 @@
 """The watch agent: keep a fleet reconciled with YAML files on disk, as a local agent.
 
-Owned here, for `reconciler watch` (cli/watch_cmd.py), which adds only argument parsing,
-the state lock and signal handlers:
+Owned here, for `reconciler watch` (cli/watch_cmd.py, cli/watch_run.py), which add only
+argument parsing, the state lock and signal handlers:
 
 * `Agent` decides *when* to run: once at start, once after each burst of file changes has
   gone quiet (`debounce`), and every `interval` in between to correct drift. One run at a
