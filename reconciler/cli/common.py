@@ -1,5 +1,7 @@
-"""Pieces the plan, apply and watch commands share: loading the desired state with its
-diagnostics printed, settings, the plan options, and exit codes."""
+"""Pieces the plan, apply and watch commands share when they run: loading the desired
+state, settings, the plan options, the state directory. They load the engine: what the
+parsers and `validate` need as well lives apart (`exit_codes`, `problem_lines`,
+`selection_options`), so that those start without it."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import Any, Protocol, TextIO, TypeVar
 
-from reconciler import diagnostic_cap
 from reconciler.engine import mistyped_settings
 from reconciler.engine.config import Settings, load_settings
 from reconciler.engine.state import StateDir, not_a_directory
@@ -27,77 +28,13 @@ from reconciler.plan.actions import Reason
 from reconciler.plan.advice import Audience
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.plan.retired_gateways import retired_gateways
-from reconciler.printable import clipped_path, clipped_words, echo, printable
+from reconciler.printable import clipped_words, echo, printable
 from reconciler.sources import bounded, loader
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CHANGES = 2
-EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 # The signals that stop an apply or the watch agent the gentle way (the writes in flight
 # finish, nothing new starts): Ctrl-C, a service manager's stop, and SIGHUP, a terminal
 # closed or an ssh session lost, whose default would cut writes off half-way.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--target",
-        action="append",
-        default=[],
-        metavar="ADDR|SELECTOR",
-        help="only this resource (kind/name) or label selector (kubectl syntax: key=value, "
-        "key!=value, 'key in (a,b)', key, !key), with what it holds (a site: its gateways "
-        "and devices) and depends on; repeatable",
-    )
-    parser.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="ADDR|SELECTOR",
-        help="leave out this resource or selector, and what depends on it; repeatable",
-    )
-    parser.add_argument(
-        "--prune",
-        action="store_true",
-        help="also remove (plan: show as removals) objects found in managed sites that are "
-        "not declared (gateways only when their deletionPolicy is Release)",
-    )
-    parser.add_argument(
-        "--offline",
-        choices=("defer", "fail"),
-        default="defer",
-        help="unreachable gateway or cloud: defer its site (default) or fail",
-    )
-    parser.add_argument("--config", metavar="FILE", help="TOML settings file (see README)")
-
-
-def error_line(diagnostic: Diagnostic) -> str:
-    """`error: file:line:column: path: message`. File names and field paths come from the
-    input (a key may hold an escape sequence, a file name a newline): escaped, so the
-    terminal shows them and does not act on them, and each diagnostic stays one line."""
-    file = None if diagnostic.file is None else printable(diagnostic.file)
-    # A key of the input is part of the path: a 1 MB key is cut, as a value is.
-    return f"error: {diagnostic.shown(file, printable(clipped_path(diagnostic.path)))}"
-
-
-def print_diagnostics(error: ConfigError, stream: TextIO | None = None) -> None:
-    # Looked up at call time, not bound as a default: sys.stderr may be replaced (tests,
-    # contextlib.redirect_stderr) after this module is imported.
-    stream = stream or sys.stderr
-    print_problems(error.diagnostics, error.omitted, f"invalid {error.subject}", stream)
-
-
-def print_problems(
-    diagnostics: list[Diagnostic], omitted: dict[str | None, int], head: str, stream: TextIO
-) -> None:
-    """The `error:` line of each diagnostic, one `note:` line per file with problems past
-    the cap, and `HEAD: N problems` (saying how many are shown when not all are)."""
-    # One write: a line each would be a system call each on an unbuffered stderr.
-    lines = [error_line(diagnostic) for diagnostic in diagnostics]
-    lines += diagnostic_cap.omitted_lines(omitted)
-    lines.append(f"{head}: {diagnostic_cap.summary(diagnostics, omitted)}")
-    print("\n".join(lines), file=stream)
 
 
 def load(paths: list[str]) -> Fleet:

@@ -14,8 +14,8 @@ from typing import Any, NoReturn, TextIO
 from reconciler import __version__
 from reconciler.cli import (
     apply_cmd,
-    common,
     demo_cmd,
+    exit_codes,
     library_logs,
     operator_cmd,
     output_guard,
@@ -25,7 +25,7 @@ from reconciler.cli import (
     validate_cmd,
     watch_cmd,
 )
-from reconciler.engine import watch
+from reconciler.engine import durations
 
 # Each command module offers `register(subparsers)`, which adds its parser and sets
 # `run` (a callable taking the parsed namespace and returning an exit code).
@@ -61,7 +61,7 @@ Run `reconciler COMMAND --help` for the options and examples of each command.
 # What the value of each option that takes a number or a duration is, by the option (no two
 # commands share one of these names): said when the option is given without a value.
 _VALUE_TAKEN = {
-    **{option: f"a duration, {watch.DURATION_FORMS}" for option in watch_cmd.DURATION_OPTIONS},
+    **{option: f"a duration, {durations.DURATION_FORMS}" for option in watch_cmd.DURATION_OPTIONS},
     **{number.option: number.expected() for number in sim_cmd.NUMBER_OPTIONS},
     "--markdown-limit": plan_cmd.MARKDOWN_LIMIT_TAKES,
 }
@@ -185,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if guard.failure:  # a reader gone (`| head`) wanted no more, and needs no word
         print(f"error: standard output cannot be written ({guard.failure}): what it shows "
               "is incomplete", file=sys.stderr)
-    return code if code not in (common.EXIT_OK, common.EXIT_CHANGES) else common.EXIT_ERROR
+    if code in (exit_codes.EXIT_OK, exit_codes.EXIT_CHANGES):
+        return exit_codes.EXIT_ERROR
+    return code
 
 
 def _run(run: Any, args: argparse.Namespace) -> int:
@@ -193,6 +195,6 @@ def _run(run: Any, args: argparse.Namespace) -> int:
         return int(run(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return common.EXIT_INTERRUPTED
+        return exit_codes.EXIT_INTERRUPTED
     except BrokenPipeError:
         return 1

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import logging
 import sys
 from typing import Any
 
-from reconciler.cli import common, library_logs
+from reconciler.cli import exit_codes, library_logs, problem_lines
 
 EXAMPLES = """\
 examples:
@@ -72,6 +71,10 @@ def _kube_credentials_problem() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not with the parser: kopf, the Kubernetes client and the engine are
+    # what the operator runs, and what every other command starts without.
+    import asyncio
+
     import kopf
 
     from reconciler.engine.config import load_settings
@@ -97,15 +100,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except ConfigError as error:
-        problems += [common.error_line(diagnostic) for diagnostic in error.diagnostics]
+        problems += [problem_lines.error_line(diagnostic) for diagnostic in error.diagnostics]
     if problems:
         count = f"{len(problems)} problem{'' if len(problems) == 1 else 's'}"
         print("\n".join([*problems, f"invalid settings: {count}"]), file=sys.stderr)
-        return common.EXIT_ERROR
+        return exit_codes.EXIT_ERROR
     problem = _kube_credentials_problem()
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
-        return common.EXIT_ERROR
+        return exit_codes.EXIT_ERROR
     namespaces = args.namespace or list(config.namespaces)
     clusterwide = bool(args.all_namespaces or not namespaces)
     # The namespaces served, as the handlers see them: a Site says when a gateway claimed
@@ -135,5 +138,5 @@ def run(args: argparse.Namespace) -> int:
     if watches.failure is not None:
         # Last, after kopf's lines of its stop: what `kubectl logs --previous` ends with.
         print(f"error: {watches.failure}", file=sys.stderr)
-        return common.EXIT_ERROR
-    return common.EXIT_OK
+        return exit_codes.EXIT_ERROR
+    return exit_codes.EXIT_OK

@@ -1,25 +1,14 @@
 """`reconciler sim up`: run the simulators of every platform for a fleet (from site YAML or
-generated) until interrupted, and print how to point the reconciler at them."""
+generated) until interrupted, and print how to point the reconciler at them.
+
+The parser only; what the command does is in `sim_run`, loaded when it runs."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import shlex
-import signal
-import sys
-import tempfile
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reconciler.cli import common, out_clashes
-from reconciler.cli.number_options import NumberOption, parse_all
-from reconciler.engine.state import atomic_write
-from reconciler.errors import ConfigError, Diagnostic
-
-if TYPE_CHECKING:
-    from reconciler.sim.fleet import SimFleet
+from reconciler.cli.number_options import NumberOption
 
 EXAMPLES = """\
 examples:
@@ -104,134 +93,9 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=lambda args: (parser.print_help(), 1)[1])
 
 
-def export_lines(env: dict[str, str]) -> str:
-    return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items())
-
-
-def build(args: argparse.Namespace) -> SimFleet:
-    # Imported here: the simulators are not needed to parse the command line.
-    from reconciler.sim.fleet import SimFleet
-    from reconciler.sim.generate import write_fleet
-
-    paths = args.fleet
-    if args.sites is not None:
-        directory = args.write_fleet or tempfile.mkdtemp(prefix="reconciler-fleet-")
-        try:
-            write_fleet(directory, args.sites, args.devices_per_site)
-        except OSError as exc:
-            raise _fleet_not_written(directory, exc) from None
-        paths = [directory]
-        sites = f"{args.sites} site{'s' if args.sites != 1 else ''}"
-        print(f"generated {sites} in {directory}", file=sys.stderr)
-    fleet = common.load(paths)
-    sims = SimFleet(seed=args.seed, state_file=args.state)
-    sims.seed_fleet(fleet, shared_modbus=args.sites is not None)
-    for server in sims.http_servers():
-        server.faults.latency_ms = args.latency_ms
-        server.faults.jitter_ms = args.jitter_ms
-        server.faults.error_rate = args.error_rate
-        server.faults.throttle_rate = args.throttle_rate
-    return sims
-
-
-# Why a directory cannot hold the generated fleet, by the error making it gave.
-_NOT_A_DIRECTORY = {
-    FileExistsError: "it is a file, not a directory",
-    NotADirectoryError: "a part of the path is a file, not a directory",
-}
-
-
-def _fleet_not_written(directory: str, exc: OSError) -> ConfigError:
-    """The --write-fleet directory (or a file in it) that could not be made, and why."""
-    why = _NOT_A_DIRECTORY.get(type(exc), exc.strerror or str(exc))
-    # The path that failed may be a parent of the directory given, or a file in it.
-    where = exc.filename if isinstance(exc.filename, str) else directory
-    return ConfigError(
-        [Diagnostic(f"cannot write {where}: {why}; --write-fleet names a directory for the "
-                    "generated fleet's YAML files (DIR)", path="--write-fleet")],
-        subject="arguments",
-    )
-
-
 def run_up(args: argparse.Namespace) -> int:
-    try:
-        parse_all(args, NUMBER_OPTIONS)
-        if args.env_file:
-            common.check_writable(args.env_file, "--env-file", "name a file of its own")
-        _refuse_over_what_is_read(args)
-        sims = build(args)
-        if args.env_file:  # once the fleet is known good: a refused start leaves it be
-            _remove_env_file(args.env_file)
-        # A --state file that cannot be restored is found in start(), before any server runs.
-        return asyncio.run(_serve(sims, args))
-    except ConfigError as error:
-        common.print_diagnostics(error)
-        return common.EXIT_ERROR
+    """Loads `sim_run` and the engine with it only now: `--help`, `validate` and the
+    other commands that need no engine start without them."""
+    from reconciler.cli import sim_run
 
-
-def _refuse_over_what_is_read(args: argparse.Namespace) -> None:
-    """An --env-file naming a file of the desired state given with --fleet or of the state
-    directory, which the earlier env file's removal and then the new one would replace,
-    and a --state naming a file of that desired state, which the simulators' state would
-    replace (and which, not being one, was refused advising to delete it): refused, naming
-    it (`out_clashes`). The state directory's files are the reconciler's, not the
-    simulators'."""
-    paths = list(args.fleet or [])
-    if args.env_file:
-        problem = out_clashes.clash(args.env_file, paths, out_clashes.environment_state_dir(),
-                                    writer="the env file")
-        if problem is not None:
-            raise out_clashes.refusal("--env-file", args.env_file, problem, "--env-file sim.env")
-    if args.state and paths:
-        problem = out_clashes.clash(args.state, paths, None, writer="the simulators' state")
-        if problem is not None:
-            raise out_clashes.refusal("--state", args.state, problem,
-                                      "--state sim-state.json")
-
-
-async def _serve(sims: SimFleet, args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await sims.start()
-    sims.freeze_heap()
-    try:
-        lines = export_lines(sims.env())
-        if args.env_file:
-            # It holds the simulators' tokens: readable by its owner only.
-            atomic_write(Path(args.env_file), lines, private=True)
-        print(f"Novacore  {sims.novacore.url}", file=sys.stderr)
-        print(f"Enapter   {sims.enapter.url}", file=sys.stderr)
-        print(f"Flatpeak  {sims.flatpeak.url}", file=sys.stderr)
-        for serial, url in sims.gateway_urls.items():
-            print(f"Zap       {serial}  {url}", file=sys.stderr)
-        for modbus in sims.modbus:
-            host, port = modbus.endpoint
-            print(f"Modbus    {host}:{port}  units {sorted(modbus.devices)}", file=sys.stderr)
-        # Faults of any simulator, also one whose port `offline: refuse` closed.
-        print(f"Control   {sims.control.url}  (/_sim/gateways/SERIAL/faults, "
-              "/_sim/clouds/NAME/faults)", file=sys.stderr)
-        if args.print_env:
-            sys.stdout.write(lines)
-        sys.stdout.flush()
-        print("simulators running; Ctrl-C to stop", file=sys.stderr, flush=True)
-        await stop.wait()
-    finally:
-        with contextlib.suppress(Exception):
-            await sims.stop()
-        print("simulators stopped", file=sys.stderr)
-    return common.EXIT_OK
-
-
-def _remove_env_file(path: str) -> None:
-    """No `--env-file` of an earlier run is left to be read while these simulators start:
-    a script that waits for the file would load the old ports. The new one appears whole
-    (`atomic_write`) once they listen."""
-    try:
-        Path(path).unlink(missing_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            [Diagnostic(f"cannot remove the earlier {path}: {exc.strerror}", path="--env-file")],
-            subject="arguments",
-        ) from None
+    return sim_run.run_up(args)

@@ -1,7 +1,7 @@
 """The watch agent: keep a fleet reconciled with YAML files on disk, as a local agent.
 
-Owned here, for `reconciler watch` (cli/watch_cmd.py), which adds only argument parsing,
-the state lock and signal handlers:
+Owned here, for `reconciler watch` (cli/watch_cmd.py, cli/watch_run.py), which add only
+argument parsing, the state lock and signal handlers:
 
 * `Agent` decides *when* to run: once at start, once after each burst of file changes has
   gone quiet (`debounce`), and every `interval` in between to correct drift. One run at a
@@ -35,7 +35,6 @@ import enum
 import functools
 import json
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -67,39 +66,6 @@ from reconciler.plan import render
 from reconciler.plan.advice import Audience
 from reconciler.plan.planner import Plan, PlanOptions
 from reconciler.printable import echo, readable
-
-# -- durations ------------------------------------------------------------------------------
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-# What a duration may be, as the errors say it.
-DURATION_FORMS = "seconds (30) or units (500ms, 30s, 5m, 1h, 1m30s)"
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in `text`: a plain number of seconds (`2`, `0.5`) or Go-style units
-    (`500ms`, `30s`, `5m`, `1h`, `1m30s`). Raises ValueError naming the accepted forms."""
-    raw = text.strip().lower()
-    forms = f"use {DURATION_FORMS}"
-    if re.match(r"-\s*[\d.]", raw):
-        raise ValueError(f"invalid duration {echo(text)}: a duration cannot be negative; {forms}")
-    try:
-        seconds = float(raw)
-    except ValueError:
-        parts = _DURATION_PART.findall(raw)
-        if not raw or "".join(n + u for n, u in parts) != raw:
-            raise ValueError(f"invalid duration {echo(text)}: {forms}") from None
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds != seconds or seconds == float("inf"):
-        raise ValueError(f"invalid duration {echo(text)}: must be a finite number; {forms}")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"
-
 
 # -- log --------------------------------------------------------------------------------------
 

@@ -63,10 +63,10 @@ def test_the_demo_away_from_the_repository_runs_the_example_sites_installed_with
 def test_without_installed_examples_the_demo_asks_for_a_path(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from reconciler.cli import demo_cmd
+    from reconciler.cli import demo_run
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(demo_cmd, "PACKAGED_FLEET", tmp_path / "none")
+    monkeypatch.setattr(demo_run, "PACKAGED_FLEET", tmp_path / "none")
     assert cli.main(["demo"]) == 1
     _, err = capsys.readouterr()
     assert err == ("error: examples/sites is not here, and no example sites were installed "
@@ -98,12 +98,12 @@ def test_the_demo_leaves_no_state_or_secrets_behind(
     assert cli.main(["demo", "--no-color"]) == 0
     assert list(tmp_path.iterdir()) == []
 
-    from reconciler.cli import demo_cmd
+    from reconciler.cli import demo_run
 
     async def fails(*_: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo_cmd, "_demo", fails)
+    monkeypatch.setattr(demo_run, "_demo", fails)
     assert cli.main(["demo", "--no-color"]) == 130
     assert list(tmp_path.iterdir()) == []
     capsys.readouterr()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli.demo_cmd import _demo_secrets
+from reconciler.cli.demo_run import _demo_secrets
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.plan.advice import Audience

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from manual_clock import ManualClock
 
-from reconciler.engine import watch
+from reconciler.engine import durations, watch
 from reconciler.engine.apply import apply_plan
 from reconciler.engine.config import Settings
 from reconciler.engine.retry import RetryPolicy
@@ -52,13 +52,13 @@ CLI = PlanOptions(audience=Audience.CLI)
     pytest.param(" 5M ", 300.0, id="case-and-spaces"),
 ])
 def test_durations_parse(text: str, seconds: float) -> None:
-    assert watch.parse_duration(text) == seconds
+    assert durations.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "5 minutes", "m", "-1", "1d", "5m-", "nan", "inf"])
 def test_invalid_durations_name_the_accepted_forms(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
-        watch.parse_duration(text)
+        durations.parse_duration(text)
 
 
 # -- scheduling ---------------------------------------------------------------------------------
