@@ -412,6 +412,31 @@ async def _ders_cut(
         await cluster.wait_for(told, what="the operator saying the watch of DERs failed")
 
 
+# The watch failure limit of those tests, in seconds.
+LIMIT = 3.0
+
+
+@contextlib.asynccontextmanager
+async def _short_watched(
+    tmp_path: Path, monkeypatch: Any, logs: list[str]
+) -> AsyncIterator[tuple[Cluster, Emulator]]:
+    """The operator, converged on HOME, its watch failure limit `LIMIT` and `WATCHED`
+    `SHORT_WATCHED`, its log lines in `logs`."""
+    # Safe: read at each failure of a watch (not kept at import), in this process only
+    # (the operator runs in the test's event loop), and restored when the test ends. What
+    # the 60 s guards against, a refused watch request that kopf retried for 7 s passing
+    # for a watch that stayed open, does not happen here: each failure is an ERROR event
+    # in a stream that was open.
+    monkeypatch.setattr(watch_errors, "WATCHED", SHORT_WATCHED)
+    config = OperatorConfig(interval=1.0, retry_delay=0.5, watch_failure_limit=LIMIT)
+    async with operator(stream(HOME), tmp_path, monkeypatch, logs=logs,
+                        config=config) as (cluster, _):
+        await _converged(cluster)
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+        yield cluster, emulator
+
+
 def _stopped(logs: list[str]) -> list[str]:
     """The operator's lines saying a kind failed for the limit: it stops then."""
     return [line for line in logs if "has failed for" in line]
@@ -428,21 +453,9 @@ async def test_a_watch_open_long_enough_after_its_list_worked_though_it_delivere
     nothing, then fails: each failure starts a new streak (listed again after the first
     backoff), and the operator goes on past the limit, never saying the kind failed for
     it."""
-    # Safe: read at each failure of a watch (not kept at import), in this process only
-    # (the operator runs in the test's event loop), and restored when the test ends. What
-    # the 60 s guards against, a refused watch request that kopf retried for 7 s passing
-    # for a watch that stayed open, does not happen here: each failure is an ERROR event
-    # in a stream that was open.
-    monkeypatch.setattr(watch_errors, "WATCHED", SHORT_WATCHED)
-    limit = 3.0
     logs: list[str] = []
-    config = OperatorConfig(interval=1.0, retry_delay=0.5, watch_failure_limit=limit)
-    async with operator(stream(HOME), tmp_path, monkeypatch, logs=logs,
-                        config=config) as (cluster, _):
-        await _converged(cluster)
-        emulator = cluster.emulator
-        assert isinstance(emulator, Emulator)
-        await _ders_cut(cluster, emulator, logs, held=SHORT_WATCHED + 0.5, limit=limit)
+    async with _short_watched(tmp_path, monkeypatch, logs) as (cluster, emulator):
+        await _ders_cut(cluster, emulator, logs, held=SHORT_WATCHED + 0.5, limit=LIMIT)
         assert not _stopped(logs), logs[-20:]
         failed = _ders_failed(logs)
         assert len(failed) >= 3, logs[-20:]
@@ -460,16 +473,9 @@ async def test_a_watch_failing_soon_after_each_list_stops_the_operator_at_the_li
     """The same as a watch open long enough (`WATCHED` as short), but each watch of DERs
     fails as soon as it is open after its list: the failures are one streak, each waiting
     a longer backoff, and the operator says the kind failed for the limit."""
-    monkeypatch.setattr(watch_errors, "WATCHED", SHORT_WATCHED)  # as in the test above
-    limit = 3.0
     logs: list[str] = []
-    config = OperatorConfig(interval=1.0, retry_delay=0.5, watch_failure_limit=limit)
-    async with operator(stream(HOME), tmp_path, monkeypatch, logs=logs,
-                        config=config) as (cluster, _):
-        await _converged(cluster)
-        emulator = cluster.emulator
-        assert isinstance(emulator, Emulator)
-        await _ders_cut(cluster, emulator, logs, held=0.0, limit=limit)
+    async with _short_watched(tmp_path, monkeypatch, logs) as (cluster, emulator):
+        await _ders_cut(cluster, emulator, logs, held=0.0, limit=LIMIT)
 
         async def stopped() -> list[str]:
             return _stopped(logs)
@@ -478,7 +484,7 @@ async def test_a_watch_failing_soon_after_each_list_stops_the_operator_at_the_li
         prefix = f"the watch of {DERS} has failed for "
         assert said.startswith(prefix), said
         failed_for, times = said.removeprefix(prefix).split(" s, ", 1)
-        assert float(failed_for) >= limit, said
+        assert float(failed_for) >= LIMIT, said
         # One streak of every failure since the first, none of them starting a new one.
         assert times.startswith(f"{len(_ders_failed(logs)) + 1} times; "), said
         assert "; last: Error in the watch-stream: " in said, said
