@@ -20,7 +20,7 @@ from reconciler.engine.session import Session
 from reconciler.model.fleet import Fleet
 from reconciler.plan.advice import Audience
 from reconciler.plan.enapter_fields import COMPONENT
-from reconciler.plan.enapter_left_devices import LastSites, to_read
+from reconciler.plan.enapter_left_devices import LastSites, devices_in, to_read
 from reconciler.plan.enapter_observed import EnapterState
 from reconciler.plan.observed import Observed
 from reconciler.providers.enapter import convert as enapter_convert
@@ -61,12 +61,6 @@ async def observe_left_devices(
     await all_of(*(devices_of(site_id) for site_id in wanted))
     if gather.auth_errors:
         raise gather.auth_errors[0]
-    found = [
-        device.id
-        for site_id in wanted
-        for devices in (state.devices[site_id],)
-        if isinstance(devices, list)
-        for device in devices
-    ]
+    found = [device.id for device in devices_in(state, wanted)]
     if found:
         state.written_files |= enapter_files.removable(session.settings, whole, found, audience)

@@ -76,7 +76,7 @@ from reconciler.plan.enapter_fields import (
     site_devices,
     site_fields,
 )
-from reconciler.plan.enapter_left_devices import LEFT_SITE, left_device
+from reconciler.plan.enapter_left_devices import LEFT_SITE, devices_in, left_device
 from reconciler.plan.enapter_observed import EnapterDeviceState, EnapterSiteState, EnapterState
 from reconciler.plan.enapter_sites import (
     HeldByOtherSite,
@@ -860,13 +860,7 @@ class EnapterPlanner:
         if self.state is None:
             return set()
         sites = {s for left in self.state.left_sites.values() for s in left}
-        return {
-            device.id
-            for site_id in sites
-            for devices in (self.state.devices.get(site_id),)
-            if isinstance(devices, list)
-            for device in devices
-        }
+        return {device.id for device in devices_in(self.state, sites)}
 
     def _delete_subtree(
         self,

@@ -16,7 +16,7 @@ organisation, and `plan.enapter_sites.held_elsewhere` says where one is."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from reconciler.model.device import SLUG_KEYED, Device
@@ -123,6 +123,17 @@ def left_device(
         if found is not None and recorded in (None, found.id):
             return LeftDevice(sites[site_id], found)
     return None
+
+
+def devices_in(state: EnapterState, site_ids: Iterable[str]) -> list[EnapterDeviceState]:
+    """The devices read in the sites `site_ids` (those not read, or unreadable, have none)."""
+    return [
+        device
+        for site_id in site_ids
+        for devices in (state.devices.get(site_id),)
+        if isinstance(devices, list)
+        for device in devices
+    ]
 
 
 def _slug_keyed(fleet: Fleet) -> list[Device]:

@@ -201,12 +201,8 @@ async def test_a_renamed_enapter_device_keeps_its_enapter_device_and_config_secr
         enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
         written = secret_values(await cluster.secret("ucm-config"))
 
-        [renamed] = documents(stream(enapter_site(), _ucm("ucm-b")))[1:]
-        await cluster.create(renamed)
-        await cluster.delete("Device", "ucm-a")
-        await cluster.wait_gone("Device", "ucm-a")
-        [kept] = await cluster.wait_events_about("ucm-a", reason="DeviceKept")
-        assert kept["message"] == (
+        said = await _renamed_ucm(cluster, "configOutput: {secretName: ucm-config}")
+        assert said == (
             "deletionPolicy Release: its Enapter device is not released: Device 'ucm-b' "
             "declares it too and takes it over, as it is, with its ids"
         )
