@@ -343,25 +343,31 @@ async def _post_events(
     events: Events,
     body: kopf.Body,
     result: ObjectResult,
-    said: Callable[[str], bool],
+    said: Callable[[str, int | None], bool],
     news: bool,
+    generation: int | None,
 ) -> None:
-    """The Events of a reconcile's `result`. `said`: whether a one-off message is said for
-    the first time; `news`: whether the object's Ready condition changed (`_is_news`)."""
+    """The Events of a reconcile's `result`, of the spec of `generation`. `said`: whether a
+    one-off message is said for the first time (of that spec, when given); `news`: whether
+    the object's Ready condition changed (`_is_news`)."""
     for message in result.kept:
-        if said(message):
+        if said(message, None):
             await events.info(body, reason="GatewayKept", message=event_message(message))
     for message in result.other_account:
-        if said(message):
+        if said(message, None):
             await events.warn(body, reason=locations.OTHER_ACCOUNT_REASON,
                               message=event_message(message))
     for message in result.unmanaged_fields:
-        await events.info(body, reason=declared.EVENT_REASON, message=event_message(message))
+        # Once per spec: a drift check given the status from before the edit's reconcile
+        # recorded the field removed converges too, and would say it again.
+        if said(message, generation):
+            await events.info(body, reason=declared.EVENT_REASON,
+                              message=event_message(message))
     for message in result.finished.removed:
         await events.info(body, reason=interrupted_deletes.REMOVED_REASON,
                           message=event_message(message))
     for message in result.finished.failed:
-        if said(message):
+        if said(message, None):
             await events.warn(body, reason=interrupted_deletes.NOT_REMOVED_REASON,
                               message=event_message(message))
     for outcome in result.outcomes:
@@ -556,7 +562,7 @@ async def _reconcile(
         takeovers.clear(patch)
     await _post_events(
         runtime.events, body, result,
-        lambda message: runtime.reported.first_time(owner, message), news,
+        lambda message, of: runtime.reported.first_time(owner, message, of), news, generation,
     )
     ready = next((c for c in result.conditions if c.type == "Ready"), None)
     if result.warn and news and ready is not None:

@@ -24,8 +24,9 @@ class Reported:
     def __init__(self) -> None:
         # Per object: the generation of the spec last reported of, and what Ready said.
         self._last: dict[Key, tuple[int | None, tuple[str, str, str]]] = {}
-        # Messages said once per object (`first_time`).
-        self._said: dict[Key, set[str]] = {}
+        # Messages said once per object, with the generation they are said of, if any
+        # (`first_time`).
+        self._said: dict[Key, set[tuple[int | None, str]]] = {}
         # The unmanaged objects last reported per object (`unmanaged_changed`).
         self._unmanaged: dict[Key, unmanaged.Said] = {}
 
@@ -47,15 +48,17 @@ class Reported:
             return before[1] != said
         return is_new(status.get("conditions"), ready)
 
-    def first_time(self, key: Key, message: str) -> bool:
-        """Whether this process has not said `message` of the object yet; records it as
-        said. For what a reconcile says as it changes the status (a swapped-out serial
-        kept and forgotten): a second reconcile that starts before that status reaches
-        it would say it again."""
+    def first_time(self, key: Key, message: str, generation: int | None = None) -> bool:
+        """Whether this process has not said `message` of the object yet (of the spec of
+        `generation`, when given); records it as said. For what a reconcile says as it
+        changes the status (a swapped-out serial kept and forgotten, a field's value left
+        as it is): a second reconcile that starts before that status reaches it would say
+        it again. One said of a spec is said again of a later one (a field declared
+        again, then deleted again)."""
         said = self._said.setdefault(key, set())
-        if message in said:
+        if (generation, message) in said:
             return False
-        said.add(message)
+        said.add((generation, message))
         return True
 
     def unmanaged_changed(

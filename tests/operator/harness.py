@@ -50,6 +50,8 @@ OTHER_NAMESPACE = "fleet-elsewhere"
 # which a 2-core machine running four test workers (and more) keeps waiting for seconds
 # at a time: 20 s was seen to run out for a Device's release there.
 WAIT = 60.0
+# Where kopf records the essence (spec, labels, annotations) it handled last.
+LAST_HANDLED = "kopf.zalando.org/last-handled-configuration"
 # The reason of the Events a test queues through kopf (`Cluster.events_posted`).
 MARKER = "TestMarker"
 
@@ -314,7 +316,7 @@ class Cluster:
         so a handler retried can leave its annotation behind."""
         body = await self.get(kind, name) or {}
         notes = (body.get("metadata") or {}).get("annotations") or {}
-        last = notes.get("kopf.zalando.org/last-handled-configuration")
+        last = notes.get(LAST_HANDLED)
         return last is not None and json.loads(last).get("spec") == body.get("spec")
 
     async def wait_handled(self, kind: str, name: str, *, timeout: float = WAIT) -> None:
@@ -374,6 +376,14 @@ def secret_values(secret: dict[str, Any]) -> dict[str, str]:
     """What a Secret holds: its `data` decoded, and its `stringData`."""
     data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     return data | (secret.get("stringData") or {})
+
+
+def kopf_handled(body: Any) -> bool:
+    """kopf's patch of an object once its handlers are done: it records the spec handled
+    (held in the emulator, it keeps the object's worker busy and its status as it was)."""
+    if not isinstance(body, dict):
+        return False  # a JSON patch (kopf's of the finalizer)
+    return LAST_HANDLED in ((body.get("metadata") or {}).get("annotations") or {})
 
 
 def documents(yaml_text: str) -> list[dict[str, Any]]:

@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness import Cluster
+from harness import LAST_HANDLED, Cluster
 
 from reconciler.operator.takeovers import TAKES_OVER_ANNOTATION
-
-LAST_HANDLED = "kopf.zalando.org/last-handled-configuration"
 
 
 async def takeover_cleared(cluster: Cluster, kind: str, name: str) -> dict[str, Any]:

@@ -22,14 +22,13 @@ from typing import Any
 
 from aiohttp import web
 from fleet_yaml import novacore_site, stream
-from harness import WAIT, Cluster, KopfRuns, documents, operator
+from harness import WAIT, Cluster, KopfRuns, documents, kopf_handled, operator
 from kube_emulator import Emulator
 
 from reconciler.sim.fleet import SimFleet
 
 FLEET = stream(novacore_site(), novacore_site("cabin", "Cabin", "org-cabin"))
 TIMER = "Timer 'drift-sites'"
-LAST_HANDLED = "kopf.zalando.org/last-handled-configuration"
 
 
 class Requests:
@@ -49,13 +48,6 @@ class Requests:
     ) -> web.StreamResponse:
         self.taken.append(f"{request.method} {request.path}")
         return await handler(request)
-
-
-def _kopf_handled(body: Any) -> bool:
-    """kopf's patch of an object once its handlers are done: it records the spec handled."""
-    if not isinstance(body, dict):
-        return False  # a JSON patch (kopf's of the finalizer)
-    return LAST_HANDLED in ((body.get("metadata") or {}).get("annotations") or {})
 
 
 def _drift_status(body: Any) -> bool:
@@ -86,7 +78,7 @@ async def test_a_drift_timer_started_anew_at_the_stop_checks_nothing(
             await cluster.wait_handled("Site", name)
 
         # The Site's worker busy in kopf's patch after its update handler ...
-        busy = emulator.hold("PATCH", "/sites/home", _kopf_handled)
+        busy = emulator.hold("PATCH", "/sites/home", kopf_handled)
         await _site_renamed(cluster, "home", "Home again")
         await asyncio.wait_for(busy.arrived.wait(), WAIT)
         # ... while the Site is written again (its status alone: nothing for a handler to

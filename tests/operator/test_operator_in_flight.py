@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from harness import NAMESPACE, WAIT, KopfRuns, operator
+from harness import LAST_HANDLED, NAMESPACE, WAIT, KopfRuns, operator
 from objects import HOME, ZAP, declare
 
 from reconciler.operator.config import OperatorConfig
@@ -108,10 +108,6 @@ async def test_each_edit_during_an_apply_is_applied_once_and_the_last_one_stays(
         # An edit that a later one replaced before it was handled (kopf hands out the
         # latest spec) is not applied on its own: at most one write an edit, never more.
         assert 1 <= sims.novacore.requests["PUT /devices/{device_id}"] <= 3, "once an edit"
-
-
-# Where kopf records the essence (spec, labels, annotations) it handled last.
-LAST_HANDLED = "kopf.zalando.org/last-handled-configuration"
 
 
 async def test_a_handler_run_again_for_the_spec_it_reconciled_waits_for_nothing(

@@ -6,11 +6,13 @@ object's status (`status.declaredFields`), written once the object's reconcile c
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from fleet_yaml import novacore_site, stream, sungrow_inverter, zap_gateway
-from harness import Cluster, documents, operator
+from harness import WAIT, Cluster, KopfRuns, documents, kopf_handled, operator
+from kube_emulator import Emulator
 from objects import ZAP
 
 from reconciler.engine.config import load_settings
@@ -137,6 +139,35 @@ async def test_a_field_with_no_default_deleted_from_a_spec_is_said_once_and_left
         assert sims.writes() == writes, "the value is left as it is"
         [device] = [d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001"]
         assert device.manufacturer == "Sungrow"
+
+
+async def test_a_drift_check_with_the_status_from_before_the_edits_does_not_say_it_again(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The drift check runs beside the update handler, with the body kopf has: until the
+    handler's status reaches it, that status still records the field as declared. kopf's
+    patch after the handler is held in the API server here, so a drift check runs with
+    the old record and converges too: the field's event is still said once."""
+    async with operator(_fleet(), tmp_path, monkeypatch) as (cluster, sims):
+        await cluster.create_all(documents(_fleet()))
+        await _applied(cluster, sims)
+        await cluster.wait_planned("Device", "home-inverter", 1)
+        emulator = cluster.emulator
+        assert isinstance(emulator, Emulator)
+
+        handled = emulator.hold("PATCH", "/devices/home-inverter", kopf_handled)
+        try:
+            await cluster.patch("Device", "home-inverter", {"spec": {"manufacturer": None}})
+            await asyncio.wait_for(handled.arrived.wait(), WAIT)
+            # A drift check with the status from before the edit's reconcile wrote it.
+            await runs.wait("home-inverter", "Timer 'drift-devices'", 1)
+        finally:
+            handled.release.set()
+        await cluster.wait_planned("Device", "home-inverter", 2)
+        said = await cluster.events_about("home-inverter", reason="NoLongerManaged")
+        assert len(said) == 1, [event["message"] for event in said]
+        status = await cluster.status("Device", "home-inverter")
+        assert "manufacturer" not in status["declaredFields"]
 
 
 async def test_observe_mode_says_a_field_left_as_it_is_in_the_last_plan(
