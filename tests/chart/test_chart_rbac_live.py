@@ -86,10 +86,10 @@ def _kubeconfig(path: Path, server: str) -> Path:
     return path
 
 
-def _requests(emulator: kmock.KubernetesEmulator) -> list[tuple[str | None, str, str, str]]:
+def _requests(emulator: Emulator) -> list[tuple[str | None, str, str, str]]:
     """(namespace, apiGroup, resource[/subresource], verb) of every API request so far."""
     seen = []
-    for request in list(emulator):
+    for request in list(emulator.taken):
         if request.resource is None or request.resource.plural is None:
             continue  # discovery (/api, /apis/<group>/<version>): open to every account
         if request.headers.get("User-Agent") == TEST_CLIENT:
