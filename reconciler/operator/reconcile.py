@@ -479,6 +479,11 @@ async def reconcile_object(
             if outcome.status == "done" and outcome.detail.get(key):
                 component = outcome.address.rsplit("[", 1)[-1].rstrip("]")
                 result.external_ids[component] = str(outcome.detail[key])
+    if kind == "DER" and "enapter" in result.external_ids:
+        # A stand-alone DER is published by its Device's Novacore and Zap devices, whose ids
+        # are its own too; the Device's Enapter device is not (None: an id a DER's status
+        # recorded before is removed, the status being merge-patched).
+        result.external_ids["enapter"] = None
     if kind == "Device":
         # Its device replaced from the Enapter site its Site was before: in its Site's now.
         done = {o.address for o in outcomes if o.status == "done"}

@@ -1,7 +1,8 @@
 """The Enapter site an Enapter Device's device is in (`status.externalIds.enapterSite`) is
 recorded on that Device's status only, through the real operator (kopf against kmock's
 emulator, the Enapter simulator on loopback): a stand-alone DER's reconcile applies its
-device's changes, but has no Enapter device of its own, and nothing reads it there."""
+device's changes, but has no Enapter device of its own, and nothing reads it there. Nor
+does its status show the Device's Enapter device id."""
 
 from __future__ import annotations
 
@@ -35,5 +36,7 @@ async def test_a_stand_alone_der_records_no_enapter_site(
         await cluster.wait_condition("DER", "weather-pv", "Ready")
         device_ids = (await cluster.status("Device", "weather"))["externalIds"]
         assert device_ids.get("enapterSite"), device_ids
+        assert device_ids.get("enapter"), device_ids
         der_ids = (await cluster.status("DER", "weather-pv")).get("externalIds") or {}
         assert "enapterSite" not in der_ids, "a DER has no Enapter device of its own"
+        assert "enapter" not in der_ids, "nor its Device's Enapter device id"
