@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet_yaml import der, novacore_site, stream, sungrow_inverter, zap_gateway
-from harness import NAMESPACE, Cluster, KopfRuns, documents, landed, operator
+from harness import LAST_HANDLED, NAMESPACE, Cluster, KopfRuns, documents, landed, operator
 from objects import HOME, RELEASE, ZAP, declare
 
 from reconciler.operator.config import OperatorConfig
@@ -177,7 +177,7 @@ async def _edit_reconciled(cluster: Cluster) -> bool:
     edit), or to be retried (its progress is recorded)."""
     body = await cluster.get("DER", "home-inverter-battery") or {}
     notes = (body.get("metadata") or {}).get("annotations") or {}
-    handled = notes.get("kopf.zalando.org/last-handled-configuration", "")
+    handled = notes.get(LAST_HANDLED, "")
     return "example.com/edited" in handled or "kopf.zalando.org/update-ders" in notes
 
 
