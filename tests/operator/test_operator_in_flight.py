@@ -328,10 +328,15 @@ async def test_a_drift_check_whose_object_is_edited_while_it_reads_secrets_appli
                         before_start=lambda sims: _names_sent(sims, sent)) as (cluster, sims):
         reads.install(cluster)
         await declare(cluster)
-        await cluster.wait_condition("Device", "home-inverter", "Ready", timeout=60)
-        await cluster.wait_handled("Device", "home-inverter")
+        # Every object's spec handled first: a handler still to run (the battery's create,
+        # late on a loaded machine) would be one of the four reads held, the inverter's
+        # drift check perhaps none of them, and the fifth no sign of the edit indexed.
+        for kind, name in OBJECTS:
+            await cluster.wait_condition(kind, name, "Ready", timeout=60)
+            await cluster.wait_handled(kind, name)
         reads.armed = True
-        # Each of the four objects' drift checks, one at a time each, holds at its read.
+        # Each of the four objects' drift checks, one at a time each, holds at its read;
+        # no handler runs now.
         await _until(lambda: reads.held >= 4, "every drift check reading the Secret")
         (inverter,) = (d for d in sims.novacore.devices.values() if d.hardware_id == "SG0001")
         sims.novacore.rename_device(inverter.id, "Renamed elsewhere")
