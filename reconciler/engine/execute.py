@@ -31,7 +31,6 @@ from reconciler.printable import echo, printable, quoted
 from reconciler.providers.novacore import convert as novacore_convert
 from reconciler.providers.novacore.client import NovacoreClient
 from reconciler.providers.zap import convert as zap_convert
-from reconciler.providers.zap.claim import claim_problem, novacore_form
 from reconciler.providers.zap.client import ZapClient
 
 T = TypeVar("T")
@@ -221,6 +220,10 @@ async def _gateway(ctx: Executors, change: Change) -> dict[str, Any]:
             lambda: client.release_gateway(serial, address=change.address),
         )
         return {"serial": serial}
+    # Imported for a claim only: the signature check's cryptography is some 25 ms of every
+    # command's start otherwise, and most runs claim nothing.
+    from reconciler.providers.zap.claim import claim_problem, novacore_form
+
     gateway = ctx.fleet.gateways[change.name]
     zap_spec = gateway.spec.zap
     assert zap_spec is not None and change.after is not None
