@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from reconciler.engine import enapter_files, execute
+from reconciler.engine import enapter_files, execute, replaces_under_way
 from reconciler.engine.config import Settings
 from reconciler.engine.enapter_files import config_path
 from reconciler.engine.execute import Executors
@@ -471,38 +471,55 @@ async def _enapter_gateway(ctx: Executors, change: Change) -> dict[str, Any]:
 
 
 async def _enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
-    client = enapter_api(ctx.session)
-    if change.action in (Action.DELETE, Action.REPLACE):
+    if change.action is Action.REPLACE:
+        return await _replace_enapter_device(ctx, change)
+    if change.action is Action.DELETE:
         device_id = change.external_id or ""
-        # Before the delete: killed once it took effect (a replace, before the device was
-        # provisioned again and took over its files), this run leaves the device gone and
-        # its files to the next plan (`enapter_files.interrupted_deletes`), but for the one
-        # its Device still names, which the new device's config replaces. A replace's are
-        # removed without --prune: the device was not deleted for want of a declaration.
-        enapter_files.mark_deleting(ctx.session.settings, device_id, change.site, ctx.audience,
-                                    replacing=change.action is Action.REPLACE)
-        await ctx._write(
-            change,
-            "enapter.delete_device",
-            lambda: client.delete_device(device_id, address=change.address),
-        )
-        if change.action is Action.DELETE:
-            removed = await _remove_config_file(ctx, change, device_id)
-            return {"id": device_id} | removed | await _remove_config_secret(
-                ctx, change, device_id)
+        await _delete_enapter_device(ctx, change, device_id)
+        removed = await _remove_config_file(ctx, change, device_id)
+        return {"id": device_id} | removed | await _remove_config_secret(
+            ctx, change, device_id)
     device = ctx.fleet.devices[change.name]
     if change.action is Action.UPDATE:
         return await _update_enapter_device(
             ctx, change, device, change.external_id or "", change.before or {}
         )
-    created = await _create_enapter_device(ctx, change, device)
-    if change.action is Action.REPLACE:
-        # Provisioned again: the files written for the deleted device hold this Device's
-        # old credentials; the one its configOutput names now was just written anew.
+    return await _create_enapter_device(ctx, change, device)
+
+
+async def _delete_enapter_device(ctx: Executors, change: Change, device_id: str) -> None:
+    """Send the delete of Enapter device `device_id` (a delete's, or a replace's), the
+    records of the files written for it marked first."""
+    # Before the delete: killed once it took effect (a replace, before the device was
+    # provisioned again and took over its files), this run leaves the device gone and
+    # its files to the next plan (`enapter_files.interrupted_deletes`), but for the one
+    # its Device still names, which the new device's config replaces. A replace's are
+    # removed without --prune: the device was not deleted for want of a declaration.
+    enapter_files.mark_deleting(ctx.session.settings, device_id, change.site, ctx.audience,
+                                replacing=change.action is Action.REPLACE)
+    client = enapter_api(ctx.session)
+    await ctx._write(
+        change,
+        "enapter.delete_device",
+        lambda: client.delete_device(device_id, address=change.address),
+    )
+
+
+async def _replace_enapter_device(ctx: Executors, change: Change) -> dict[str, Any]:
+    """Delete the device and provision it again; the files written for the deleted one
+    hold this Device's old credentials: once provisioned, the new device takes them over
+    and removes those its configOutput does not name."""
+    settings, old_id = ctx.session.settings, change.external_id or ""
+    device = ctx.fleet.devices[change.name]
+    # Under way until the new device took the files over: a Site's reconcile meanwhile
+    # (the provisioning answered slowly, or retried) finds the device gone and its files
+    # marked, and would take the replace for an interrupted one, removing them itself.
+    with replaces_under_way.replacing(settings, old_id):
+        await _delete_enapter_device(ctx, change, old_id)
+        created = await _create_enapter_device(ctx, change, device)
         new_id = str(created["id"])
-        enapter_files.adopt(ctx.session.settings, change.external_id or "", new_id, ctx.audience)
-        created |= await _remove_config_file(ctx, change, new_id, device)
-    return created
+        enapter_files.adopt(settings, old_id, new_id, ctx.audience)
+    return created | await _remove_config_file(ctx, change, new_id, device)
 
 
 async def _create_enapter_device(ctx: Executors, change: Change, device: Device) -> dict[str, Any]:

@@ -57,7 +57,10 @@ A device's delete marks its record before it is sent (`mark_deleting`), saying w
 is a replace's: a run killed once the delete took effect, before the file was removed (or,
 for a replace, before the device was provisioned again; or its provisioning failed),
 leaves the device gone and the file in place, and the next plan of its Site removes the
-file (`interrupted_deletes`): a replace's at once, a --prune's with the next `--prune`.
+file (`interrupted_deletes`): a replace's at once, a --prune's with the next `--prune`. A
+replace still under way in this process (the device deleted, its provisioning not
+answered yet: the operator reconciles its Site meanwhile) is no interrupted one: its files
+are left to it (`replaces_under_way`).
 One killed once it removed the file, before it forgot the file's record, leaves a record
 of a file gone: the next apply forgets it (`clear_leftovers`).
 
@@ -78,6 +81,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.engine import replaces_under_way
 from reconciler.engine.config import Settings
 from reconciler.engine.state import Inventory, PendingFile, StateDir, WrittenFile
 from reconciler.model.fleet import Fleet
@@ -520,9 +524,12 @@ def interrupted_deletes(
     """Enapter device id -> the Site whose apply sent its delete, the config files written
     for it, and whether the delete was a replace's, for the records `mark_deleting` marked
     whose file is still the one written and named by no declared Device: the device is
-    gone when its Site's devices no longer hold it, and the files are then left to remove."""
+    gone when its Site's devices no longer hold it, and the files are then left to remove.
+    Not those of a replace this process has under way (`replaces_under_way`): its delete
+    is not interrupted, and the files are the replace's to remove."""
     files = StateDir(Path(settings.state_dir)).read_inventory(audience).enapter_config_files
-    marked = [f for f in files.values() if f.deleting]
+    under_way = replaces_under_way.under_way(settings)
+    marked = [f for f in files.values() if f.deleting and f.device_id not in under_way]
     if not marked:
         return {}
     declared = _declared(settings, fleet)

@@ -7,6 +7,11 @@ moved to another master, a Lua device to another runtime), a change it makes wit
 killed, or the provisioning after it failed) leaves the device gone and the file written
 for it marked as a deleted device's (`engine.enapter_files.mark_deleting`); once a Device
 declares another file, that file holds only the credentials of a device that is no more.
+A replace still under way is none (its Device's reconcile, which runs beside the Site's,
+waiting for the provisioning): the files are its own (`engine.replaces_under_way`),
+removed by the Device's reconcile once the device is provisioned again, which says so (a
+file that cannot be removed fails the Device, not the Site), or left to the Site's next
+reconcile when its provisioning fails.
 The planner plans its removal as the CLI's plan does (`plan.enapter`, a delete again,
 which finds the device gone, then the removal, on the terms of any finished delete: only a
 file still as written and named by no Device of the namespace). That change is no Device
