@@ -375,7 +375,10 @@ async def _post_events(
             continue  # said above, as what became of the file
         if outcome.status == "done":
             reason = _EVENT_REASONS.get(outcome.action, "Applied")
-            message = f"{outcome.address}: {outcome.action} done"
+            # What became of a config file written earlier, said with it, as `apply`
+            # says it and the finalizer's events do: credentials on disk gone or left.
+            note = f"; {outcome.note}" if outcome.note else ""
+            message = f"{outcome.address}: {outcome.action} done{note}"
             await events.info(body, reason=reason, message=event_message(message))
         elif outcome.status in ("failed", "skipped") and news:
             # Said once per problem, as the Failed Warning is: Ready carries every failed

@@ -127,12 +127,12 @@ async def test_the_config_file_of_a_replace_under_way_is_the_replaces_not_the_si
         assert not old_file.exists()
         assert old_id not in (state / "inventory.json").read_text()
         assert sims.enapter.by_hardware_id(SLAVE).id == new_id, "provisioned once"
-        # The Device says it: its update, which removed the file, done.
+        # The Device says it: its update done, and the file it removed.
         slave = await cluster.get("Device", "slave")
         assert slave is not None
         await cluster.events_posted(slave)
         updated = [e["message"] for e in await cluster.events_about("slave", reason="Updated")]
-        assert updated == ["device/slave[enapter]: update done"], updated
+        assert updated == [f"device/slave[enapter]: update done; removed {old_file}"], updated
         # The Site's reconciles since, and what they said, posted: nothing of the file.
         await cluster.wait_planned("Site", "h2-lab", 2)
         site = await cluster.get("Site", "h2-lab")
