@@ -9,7 +9,7 @@ import argparse
 from typing import Any
 
 from reconciler.cli import selection_options
-from reconciler.plan import markdown
+from reconciler.plan import markdown_limits
 from reconciler.printable import echo
 
 EXAMPLES = """\
@@ -54,12 +54,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--markdown-limit",
         type=_markdown_limit,
-        default=None,  # markdown.DEFAULT_LIMIT; None tells that it was not given
+        default=None,  # markdown_limits.DEFAULT_LIMIT; None tells that it was not given
         metavar="CHARS",
-        help=f"with -o markdown: at most CHARS characters, {markdown.MIN_LIMIT} or more (less "
-        "leaves no room for the summary), or 0 for no limit, for a pull-request comment; "
-        "past it, the sites that do not fit are left out and a note under the summary says "
-        f"how many changes (default: {markdown.DEFAULT_LIMIT}, under GitHub's 65536)",
+        help=f"with -o markdown: at most CHARS characters, {markdown_limits.MIN_LIMIT} or "
+        "more (less leaves no room for the summary), or 0 for no limit, for a pull-request "
+        "comment; past it, the sites that do not fit are left out and a note under the "
+        f"summary says how many changes (default: {markdown_limits.DEFAULT_LIMIT}, under "
+        "GitHub's 65536)",
     )
     parser.add_argument("--no-color", action="store_true", help="plain text output")
     selection_options.add_selection_arguments(parser)
@@ -67,8 +68,8 @@ def register(subparsers: Any) -> None:
 
 
 # What `--markdown-limit` takes, for its errors.
-MARKDOWN_LIMIT_TAKES = (f"a number of characters, at least {markdown.MIN_LIMIT}, or 0 for no "
-                        "limit")
+MARKDOWN_LIMIT_TAKES = (f"a number of characters, at least {markdown_limits.MIN_LIMIT}, "
+                        "or 0 for no limit")
 
 
 def _markdown_limit(text: str) -> int:
@@ -76,7 +77,7 @@ def _markdown_limit(text: str) -> int:
         value = int(text)
     except ValueError:
         value = -1
-    if value != 0 and value < markdown.MIN_LIMIT:
+    if value != 0 and value < markdown_limits.MIN_LIMIT:
         raise argparse.ArgumentTypeError(f"expected {MARKDOWN_LIMIT_TAKES}, not {echo(text)}")
     return value
 

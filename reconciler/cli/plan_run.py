@@ -17,7 +17,7 @@ from reconciler.engine.config import Settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.state import StateDir, StateDirError, atomic_write
 from reconciler.errors import ConfigError, Diagnostic, ProviderError
-from reconciler.plan import document, markdown, render
+from reconciler.plan import document, markdown, markdown_limits, render
 from reconciler.plan.advice import Audience
 from reconciler.printable import printable, readable
 from reconciler.sources import bounded
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         print(common.json_dump(doc))
     elif args.output == "markdown":
         given = args.markdown_limit
-        limit = markdown.DEFAULT_LIMIT if given is None else given or None  # 0: no limit
+        limit = markdown_limits.DEFAULT_LIMIT if given is None else given or None  # 0: no limit
         _utf8(sys.stdout)
         sys.stdout.write(markdown.render_markdown(doc, limit=limit))
     else:

@@ -25,12 +25,6 @@ from reconciler.plan.render import (
 )
 from reconciler.printable import clipped_words, printable
 
-# `plan --markdown-limit` by default: under GitHub's 65,536 with room for what a workflow
-# puts above the plan (ci/github/reconciler-plan.yml adds a marker and a status line).
-DEFAULT_LIMIT = 60_000
-# Below this a limit leaves no room for more than the summary and the note.
-MIN_LIMIT = 2_000
-
 # Characters that start inline Markdown or HTML in a table cell or a list item: code spans,
 # emphasis, strikethrough, links and images, HTML tags and entities, GitHub's math, and the
 # cell separator (and the backslash, which would escape what follows it). CommonMark lets

@@ -22,7 +22,8 @@ from ci_helpers import EXAMPLES, Completed, World, ci_env, run
 from reconciler.engine.config import load_settings
 from reconciler.engine.reconcile import Reconciler
 from reconciler.plan.advice import Audience
-from reconciler.plan.markdown import DEFAULT_LIMIT, size
+from reconciler.plan.markdown import size
+from reconciler.plan.markdown_limits import DEFAULT_LIMIT
 from reconciler.plan.planner import PlanOptions
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.generate import write_fleet

@@ -15,7 +15,7 @@ import pytest
 from reconciler.cli import main as cli
 from reconciler.engine import config
 from reconciler.operator import config as operator_config
-from reconciler.plan import markdown, targeting
+from reconciler.plan import markdown_limits, targeting
 from reconciler.sources.loader import load_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,23 +73,23 @@ def test_a_mistyped_option_is_answered_with_the_usage_of_its_command(
 
 def test_the_markdown_limit_range_is_the_one_help_and_readme_state(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`--markdown-limit` takes 0 or at least `markdown.MIN_LIMIT`: `plan --help` and the
+    """`--markdown-limit` takes 0 or at least `markdown_limits.MIN_LIMIT`: `plan --help` and the
     README say so, and the refusal of a smaller one names the same range."""
     words = " ".join(_help(["plan"], capsys).split())
     start = words.index("--markdown-limit CHARS with")
     option = words[start:words.index("--no-color", start)]
-    assert f"{markdown.MIN_LIMIT} or more" in option and "0 for no limit" in option, option
+    assert f"{markdown_limits.MIN_LIMIT} or more" in option and "0 for no limit" in option, option
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    assert f"of at least {markdown.MIN_LIMIT:,} characters" in readme
+    assert f"of at least {markdown_limits.MIN_LIMIT:,} characters" in readme
 
-    below = str(markdown.MIN_LIMIT - 1)
+    below = str(markdown_limits.MIN_LIMIT - 1)
     with pytest.raises(SystemExit) as stopped:
         cli.main(["plan", str(tmp_path), "-o", "markdown", "--markdown-limit", below])
     assert stopped.value.code == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
         "reconciler plan: error: argument --markdown-limit: expected a number of characters, "
-        f"at least {markdown.MIN_LIMIT}, or 0 for no limit, not '{below}'")
-    for accepted in (str(markdown.MIN_LIMIT), "0"):
+        f"at least {markdown_limits.MIN_LIMIT}, or 0 for no limit, not '{below}'")
+    for accepted in (str(markdown_limits.MIN_LIMIT), "0"):
         # Past the arguments: refused for the path, which holds no YAML.
         assert cli.main(["plan", str(tmp_path), "-o", "markdown", "--markdown-limit",
                          accepted]) == 1
