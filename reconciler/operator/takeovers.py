@@ -19,10 +19,9 @@ again. Planned with the old one still declaring its config file, the run would l
 file (a file a declared Device names is not removed), and, the old one gone from the
 indexes by the run's end, remove the annotation all the same: the file would stay until
 the next drift check, not go with the takeover as the old one's `DeviceKept` says. A
-merge patch of the
-metadata alone: the spec, its generation and the status are untouched, and GitOps tools
-leave alone an annotation their manifests do not set. A write the API server refuses is
-logged, and the drift check takes over instead.
+merge patch of the metadata alone: the spec, its generation and the status are untouched,
+and GitOps tools leave alone an annotation their manifests do not set. A write the API
+server refuses is logged, and the drift check takes over instead.
 
 So is every other object refused only for declaring what the old one declared
 (`NamespaceFleet.freed_by`): a Device at its Zap endpoint (the device that replaced it
