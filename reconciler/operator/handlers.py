@@ -451,6 +451,18 @@ async def _reconcile(
         return
     built = _namespace_fleet(runtime, namespace, indexes, body)
     bodies, nsf = built.bodies, built.fleet
+    leaving = (
+        takeovers.leaving(body, nsf.deleting)
+        if recorded and not nsf.refusal(kind, name) else None
+    )
+    if leaving is not None:
+        # Told to take over from an object this view still has being deleted: planned
+        # with it, what it declares (its config file) would be left, and the annotation
+        # removed once it is gone by this run's end (`takeovers`). Nothing planned nor
+        # written, the status as the last reconcile left it; run again once it may be
+        # gone. A refused heir waits in `reconcile_object`, its status saying so.
+        raise kopf.TemporaryError(
+            takeovers.waiting_message(*leaving), delay=runtime.config.retry_delay)
     # The spec `alive` compares with is the one just planned with: taken after the Secrets
     # are read (an await), a drift check's live body may hold an edit made meanwhile, which
     # the index holds too, and the check would apply the older spec it planned with.

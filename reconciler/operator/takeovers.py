@@ -11,10 +11,17 @@ So the old one's finalizer, leaving what it declares to the new one (`plan.taken
 writes an annotation on it naming itself (`energy.reconciler.dev/takes-over-from:
 Device/old-name`). Annotations are part of what kopf compares, so the new one's update
 handler runs at once: it waits while the old one is still being deleted
-(`WaitingForDependency`, retried) and takes over once it is gone. A merge patch of the
-metadata alone: the spec, its generation and the status are untouched, and GitOps tools
-leave alone an annotation their manifests do not set. A write the API server refuses is
-logged, and the drift check takes over instead.
+(`WaitingForDependency`, retried) and takes over once it is gone. So does one that is not
+refused (an Enapter device's new name, reconciled already while the old one was there):
+its run for the annotation plans nothing while the view it would plan with (kopf's
+indexes, as the run begins) has the old one still being deleted (`leaving`), and is run
+again. Planned with the old one still declaring its config file, the run would leave the
+file (a file a declared Device names is not removed), and, the old one gone from the
+indexes by the run's end, remove the annotation all the same: the file would stay until
+the next drift check, not go with the takeover as the old one's `DeviceKept` says. A
+merge patch of the metadata alone: the spec, its generation and the status are untouched,
+and GitOps tools leave alone an annotation their manifests do not set. A write the API
+server refuses is logged, and the drift check takes over instead.
 
 So is every other object refused only for declaring what the old one declared
 (`NamespaceFleet.freed_by`): a Device at its Zap endpoint (the device that replaced it
@@ -41,7 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping
 from typing import Any
 
 from reconciler.model.base import API_GROUP
@@ -162,6 +169,23 @@ def stale(body: Mapping[str, Any], deleting: Callable[[str, str], bool]) -> bool
         return False
     named = source(body)
     return named is None or not deleting(*named)
+
+
+def leaving(
+    body: Mapping[str, Any], deleting: Collection[tuple[str, str]]
+) -> tuple[str, str] | None:
+    """The kind and name of the object `body` takes over from, when it is among `deleting`
+    (the objects being deleted in the view a run plans with): that run is to wait for it to
+    be gone (see the module); None when there is nothing to wait for."""
+    named = source(body)
+    return named if named is not None and named in deleting else None
+
+
+def waiting_message(kind: str, name: str) -> str:
+    """What a run that waits for `kind`/`name` to be gone (`leaving`) says: a wait, which
+    kopf's line of its retry says at INFO (`wait_lines`)."""
+    return (f"waiting: {kind} {name!r} is being deleted: this one takes over from it once "
+            "it is gone")
 
 
 def clear(patch: MutableMapping[str, Any]) -> None:
