@@ -129,3 +129,43 @@ def der(name: str, device: str, der_name: str, type_: str, extra: str = "") -> s
         name: {der_name}
         type: {type_}
         """, extra)
+
+
+# A LINK slave between two masters of the H2 Lab (`link_slave_fleet`).
+LINK_MASTER_A = "LA0000000000000000000000000000001"
+LINK_MASTER_B = "LB0000000000000000000000000000001"
+LINK_SLAVE = "LS0000000000000000000000000000001"
+
+
+def link_slave_fleet(master: str = "link-a", file: str = "cfg/slave.json") -> str:
+    """The H2 Lab with its gateway, LINK masters `link-a` and `link-b`, and the slave
+    `slave` on `master`, writing its config to `file`: moved to the other master, a
+    replace (Enapter cannot move a device)."""
+    return stream(
+        enapter_site(),
+        enapter_gateway(),
+        link_master("link-a", LINK_MASTER_A),
+        link_master("link-b", LINK_MASTER_B),
+        document("Device", "slave", f"""
+            gatewayRef: h2-gw
+            hardwareId: {LINK_SLAVE}
+            enapter: {{kind: link_slave, masterRef: {master}, configOutput: {{file: {file}}}}}
+            """),
+    )
+
+
+RELEASED_UCM_ID = "A8795CBA5375484E829105E959663C8B"
+
+
+def released_ucm(name: str, output: str = "configOutput: {secretName: ucm-config}") -> str:
+    """A UCM of the H2 Lab with `deletionPolicy: Release` and the configOutput `output`
+    (a YAML line): renamed, the new name takes it over."""
+    return document("Device", name, f"""
+        siteRef: h2-lab
+        hardwareId: {RELEASED_UCM_ID}
+        deletionPolicy: Release
+        enapter:
+          kind: ucm
+          protocol: MQTT
+          {output}
+        """)

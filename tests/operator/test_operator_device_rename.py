@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 from fleet_yaml import (
-    document,
+    RELEASED_UCM_ID,
     enapter_site,
     ferroamp_battery,
     novacore_site,
+    released_ucm,
     stream,
     sungrow_inverter,
     zap_gateway,
@@ -174,19 +175,6 @@ async def test_a_device_deleted_with_the_one_that_declares_it_too_is_released(
         assert "SG0001" not in sims.zaps[ZAP].devices
 
 
-UCM_ID = "A8795CBA5375484E829105E959663C8B"
-
-
-def _ucm(name: str, output: str = "configOutput: {secretName: ucm-config}") -> str:
-    return document("Device", name, f"""
-        siteRef: h2-lab
-        hardwareId: {UCM_ID}
-        deletionPolicy: Release
-        enapter:
-          kind: ucm
-          protocol: MQTT
-          {output}
-        """)
 
 
 async def test_a_renamed_enapter_device_keeps_its_enapter_device_and_config_secret(
@@ -194,7 +182,7 @@ async def test_a_renamed_enapter_device_keeps_its_enapter_device_and_config_secr
 ) -> None:
     """The UCM renamed, its config Secret named by both: the Enapter device stays, with its
     id, and so does the Secret, which the new Device's release deletes with the device."""
-    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
@@ -210,7 +198,7 @@ async def test_a_renamed_enapter_device_keeps_its_enapter_device_and_config_secr
         await cluster.wait_condition("Device", "ucm-b", "Ready")
         status = await cluster.status("Device", "ucm-b")
         assert status["externalIds"]["enapter"] == enapter_id, status
-        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+        assert sims.enapter.by_hardware_id(RELEASED_UCM_ID) is not None
         assert not [k for k in sims.enapter.requests if k.startswith("DELETE")]
         assert secret_values(await cluster.secret("ucm-config")) == written
 
@@ -221,7 +209,7 @@ async def test_a_renamed_enapter_device_keeps_its_enapter_device_and_config_secr
         await cluster.delete("Device", "ucm-b")
         await cluster.wait_gone("Device", "ucm-b")
         assert fault.count == 0, "the refusal was met"
-        assert sims.enapter.by_hardware_id(UCM_ID) is None
+        assert sims.enapter.by_hardware_id(RELEASED_UCM_ID) is None
         assert not await cluster.secret("ucm-config")
 
 
@@ -269,7 +257,7 @@ async def _renamed_ucm(
     one's DeviceKept message, once it is gone."""
     await cluster.wait_condition("Device", "ucm-a", "Ready")
     assert not secret or await cluster.secret("ucm-config")
-    [renamed] = documents(stream(enapter_site(), _ucm("ucm-b", output)))[1:]
+    [renamed] = documents(stream(enapter_site(), released_ucm("ucm-b", output)))[1:]
     await cluster.create(renamed)
     if written_first:
         await cluster.wait_for(lambda: cluster.secret(written_first),
@@ -287,7 +275,7 @@ async def test_a_renamed_enapter_device_naming_another_secret_deletes_the_old_on
     id; the new Device writes its config in its own Secret (an Enapter device's, it is
     reconciled while the old one is there), and the old Secret, written by the operator
     for the old Device and named by no other, goes as the old one does."""
-    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
@@ -309,7 +297,7 @@ async def test_a_renamed_enapter_device_naming_another_secret_deletes_the_old_on
         assert status["externalIds"]["enapter"] == enapter_id, status
         written = await cluster.secret("ucm-b-config")
         assert written["metadata"]["annotations"]["energy.reconciler.dev/device"] == "ucm-b"
-        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+        assert sims.enapter.by_hardware_id(RELEASED_UCM_ID) is not None
         assert not [k for k in sims.enapter.requests if k.startswith("DELETE")]
 
 
@@ -318,7 +306,7 @@ async def test_a_renamed_enapter_device_naming_no_config_keeps_the_old_secret(
 ) -> None:
     """The new name keeps no config (no configOutput): the old Secret holds the only copy
     of the device's config, and is left as it is, said."""
-    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
@@ -332,7 +320,7 @@ async def test_a_renamed_enapter_device_naming_no_config_keeps_the_old_secret(
         ), said
         await cluster.wait_condition("Device", "ucm-b", "Ready")
         assert secret_values(await cluster.secret("ucm-config")) == written
-        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+        assert sims.enapter.by_hardware_id(RELEASED_UCM_ID) is not None
 
 
 async def test_a_renamed_enapter_device_naming_someone_elses_secret_keeps_the_old_one(
@@ -340,7 +328,7 @@ async def test_a_renamed_enapter_device_naming_someone_elses_secret_keeps_the_ol
 ) -> None:
     """The new name names a Secret the reconciler did not write, which it does not write
     over: the old Secret holds the only copy of the device's config, and is left, said."""
-    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
@@ -358,7 +346,7 @@ async def test_a_renamed_enapter_device_naming_someone_elses_secret_keeps_the_ol
         assert secret_values(await cluster.secret("ucm-config")) == written
         assert secret_values(await cluster.secret("theirs")) == {
             "config.json": "someone else's"}
-        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+        assert sims.enapter.by_hardware_id(RELEASED_UCM_ID) is not None
 
 
 async def test_a_renamed_enapter_device_goes_though_its_old_secret_cannot_be_deleted(
@@ -366,7 +354,7 @@ async def test_a_renamed_enapter_device_goes_though_its_old_secret_cannot_be_del
 ) -> None:
     """The old Secret's delete refused (`rbac.writeConfigSecrets` off): the Secret stays,
     said, and the old Device goes all the same, the new one taking over at once."""
-    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         fault = cluster.emulator.fail("DELETE", "/secrets/ucm-config", 403, 1)
@@ -402,7 +390,7 @@ async def test_a_renamed_enapter_devices_config_file_goes_once_the_new_name_has_
     leaves the file, and says that the new one's reconcile removes it, which it does after
     writing the device's config where it says (the inventory records the file as written
     for the device), as `apply` does with a renamed Device."""
-    fleet = stream(enapter_site(), _ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
@@ -433,7 +421,7 @@ async def test_a_renamed_enapter_devices_config_file_changed_since_it_was_writte
 ) -> None:
     """The old config file edited since the reconciler wrote it: no longer the one written,
     it is someone's, which the new name's reconcile does not remove; said as left."""
-    fleet = stream(enapter_site(), _ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
@@ -457,7 +445,7 @@ async def test_a_renamed_enapter_devices_old_secret_stays_until_the_new_one_has_
     """The new name's config Secret not written yet as the old one goes (its writes fail,
     the API server answering 503): the old Secret, the only copy of the device's config,
     stays, left to the new one, which deletes it once its own is written, and says so."""
-    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
@@ -485,7 +473,7 @@ async def test_a_renamed_enapter_devices_old_secret_stays_until_the_new_one_has_
             f"over from, holding the credentials of Enapter device {enapter_id}, is deleted: "
             "this Device keeps the device's config in its own Secret 'ucm-b-config'"
         )
-        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+        assert sims.enapter.by_hardware_id(RELEASED_UCM_ID) is not None
 
 
 async def _renamed_ucm_unwritten(cluster: Any, runs: KopfRuns) -> tuple[Any, str]:
@@ -516,7 +504,7 @@ async def test_a_renamed_enapter_devices_old_secret_stays_when_the_new_one_write
     """The new name's config Secret refused for good (HTTP 403: the chart's
     rbac.writeConfigSecrets off meanwhile): the new one ends its reconcile with no config
     written, and the old Secret, the only copy of it, stays, said on the new one."""
-    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
@@ -544,7 +532,7 @@ async def test_a_renamed_enapter_devices_old_secret_goes_with_the_device_if_the_
     """The new name deleted in its turn (Release) before it has written its own config
     (its writes fail, the API server answering 503): the old Secret it was to delete holds
     the credentials of the Enapter device its release deletes, and goes with it, said."""
-    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
@@ -553,7 +541,7 @@ async def test_a_renamed_enapter_devices_old_secret_goes_with_the_device_if_the_
 
         await cluster.delete("Device", "ucm-b")
         await cluster.wait_gone("Device", "ucm-b")
-        assert sims.enapter.by_hardware_id(UCM_ID) is None, "released"
+        assert sims.enapter.by_hardware_id(RELEASED_UCM_ID) is None, "released"
         assert not await cluster.secret("ucm-config"), "left with a deleted device's credentials"
         [deleted] = await cluster.wait_events_about("ucm-b", reason="ConfigSecretDeleted")
         assert deleted["message"] == (
@@ -568,7 +556,7 @@ async def test_a_renamed_enapter_devices_old_secret_is_said_kept_if_the_new_one_
     """The new name renamed in its turn before it has written its own config: the device
     goes on to the third name, and the old Secret, perhaps the only copy of its config,
     stays, said on the second."""
-    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
@@ -576,7 +564,7 @@ async def test_a_renamed_enapter_devices_old_secret_is_said_kept_if_the_new_one_
         await _renamed_ucm_unwritten(cluster, runs)
 
         [third] = documents(stream(
-            enapter_site(), _ucm("ucm-c", "configOutput: {secretName: ucm-c-config}")))[1:]
+            enapter_site(), released_ucm("ucm-c", "configOutput: {secretName: ucm-c-config}")))[1:]
         await cluster.create(third)
         await cluster.delete("Device", "ucm-b")
         await cluster.wait_gone("Device", "ucm-b")
@@ -586,7 +574,7 @@ async def test_a_renamed_enapter_devices_old_secret_is_said_kept_if_the_new_one_
             "over from, is left as it is: this Device goes before it has written its own "
             "config, and Device 'ucm-c' takes its device over; delete it once nothing uses it")
         assert secret_values(await cluster.secret("ucm-config")) == written
-        assert sims.enapter.by_hardware_id(UCM_ID) is not None
+        assert sims.enapter.by_hardware_id(RELEASED_UCM_ID) is not None
 
 
 async def test_a_renamed_enapter_devices_old_secret_the_new_one_cannot_be_told_of_is_said_kept(
@@ -595,7 +583,7 @@ async def test_a_renamed_enapter_devices_old_secret_the_new_one_cannot_be_told_o
     """The new name's config not written yet, and its annotation naming the old Secret
     refused (HTTP 403): nobody is to delete the Secret, and the old one's DeviceKept event
     says it is left, not that the new one deletes it."""
-    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
@@ -622,7 +610,7 @@ async def test_a_renamed_enapter_devices_old_secret_the_new_one_names_meanwhile_
     the old one's Secret instead: that Secret, which holds the device's config and is the
     one the new name declares now, is not deleted (nowhere until the edit's reconcile wrote
     it again), nor said to be; the edit's reconcile finds it in sync."""
-    fleet = stream(enapter_site(), _ucm("ucm-a"))
+    fleet = stream(enapter_site(), released_ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")

@@ -20,31 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
+from fleet_yaml import LINK_SLAVE, link_slave_fleet
 from harness import documents, emulated_cluster, operator
 from process import operator_env, operator_process
 from unremovable import unremovable
 
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
-
-MASTER_A, MASTER_B, SLAVE = (
-    "LA0000000000000000000000000000001", "LB0000000000000000000000000000001",
-    "LS0000000000000000000000000000001")
-
-
-def _fleet(master: str, file: str) -> str:
-    return stream(
-        enapter_site(),
-        enapter_gateway(),
-        link_master("link-a", MASTER_A),
-        link_master("link-b", MASTER_B),
-        document("Device", "slave", f"""
-            gatewayRef: h2-gw
-            hardwareId: {SLAVE}
-            enapter: {{kind: link_slave, masterRef: {master}, configOutput: {{file: {file}}}}}
-            """),
-    )
 
 
 class FailedProvisioning:
@@ -70,13 +52,13 @@ async def test_the_config_file_of_an_interrupted_replace_is_removed_by_the_sites
 ) -> None:
     failed = FailedProvisioning()
     state = tmp_path / "state"
-    async with operator(_fleet("link-a", "cfg/slave.json"), tmp_path, monkeypatch,
+    async with operator(link_slave_fleet(), tmp_path, monkeypatch,
                         before_start=failed.install) as (cluster, sims):
-        await cluster.create_all(documents(_fleet("link-a", "cfg/slave.json")))
+        await cluster.create_all(documents(link_slave_fleet()))
         await cluster.wait_condition("Device", "slave", "Ready", timeout=60)
         old_file = state / "cfg" / "slave.json"
         assert old_file.is_file()
-        old_id = sims.enapter.by_hardware_id(SLAVE).id
+        old_id = sims.enapter.by_hardware_id(LINK_SLAVE).id
 
         # Moved to the other master, its config to another file: a replace, whose
         # provisioning fails once the delete took effect.
@@ -85,7 +67,7 @@ async def test_the_config_file_of_an_interrupted_replace_is_removed_by_the_sites
             "masterRef": "link-b", "configOutput": {"file": "cfg/slave-b.json"}}}})
 
         async def deleted() -> bool:
-            return sims.enapter.by_hardware_id(SLAVE) is None
+            return sims.enapter.by_hardware_id(LINK_SLAVE) is None
 
         await cluster.wait_for(deleted, what="the slave deleted by its replace")
         await cluster.wait_reason("Device", "slave", "ApplyFailed")
@@ -111,13 +93,13 @@ async def test_a_config_file_an_interrupted_replace_left_that_cannot_be_removed_
 ) -> None:
     failed = FailedProvisioning()
     state = tmp_path / "state"
-    async with operator(_fleet("link-a", "cfg/slave.json"), tmp_path, monkeypatch,
+    async with operator(link_slave_fleet(), tmp_path, monkeypatch,
                         before_start=failed.install) as (cluster, sims):
-        await cluster.create_all(documents(_fleet("link-a", "cfg/slave.json")))
+        await cluster.create_all(documents(link_slave_fleet()))
         await cluster.wait_condition("Device", "slave", "Ready", timeout=60)
         await cluster.wait_condition("Site", "h2-lab", "Ready")
         old_file = state / "cfg" / "slave.json"
-        old_id = sims.enapter.by_hardware_id(SLAVE).id
+        old_id = sims.enapter.by_hardware_id(LINK_SLAVE).id
         removal = f"device/h2-lab.{old_id}[enapter]"
 
         with unremovable(old_file):
@@ -168,13 +150,13 @@ async def test_a_replace_whose_old_config_file_cannot_be_removed_is_retried_not_
     file, and is tried again without a change of its spec, which removes the file once it
     can be removed."""
     state = tmp_path / "state"
-    async with operator(_fleet("link-a", "cfg/slave.json"), tmp_path, monkeypatch) as (
+    async with operator(link_slave_fleet(), tmp_path, monkeypatch) as (
         cluster, sims
     ):
-        await cluster.create_all(documents(_fleet("link-a", "cfg/slave.json")))
+        await cluster.create_all(documents(link_slave_fleet()))
         await cluster.wait_condition("Device", "slave", "Ready", timeout=60)
         old_file, new_file = state / "cfg" / "slave.json", state / "keys" / "slave.json"
-        old_id = sims.enapter.by_hardware_id(SLAVE).id
+        old_id = sims.enapter.by_hardware_id(LINK_SLAVE).id
 
         with unremovable(old_file):
             # Its config to a file in another directory: the old one's may be read-only.
@@ -190,14 +172,14 @@ async def test_a_replace_whose_old_config_file_cannot_be_removed_is_retried_not_
                 "again)"), message
             # Retried, as it says: not held until the spec changes, nor left to an apply.
             assert "annotate" not in message and "next apply" not in message, message
-            new_id = sims.enapter.by_hardware_id(SLAVE).id
+            new_id = sims.enapter.by_hardware_id(LINK_SLAVE).id
             assert new_id != old_id
             assert old_file.is_file() and new_file.is_file()
 
         await cluster.wait_reason("Device", "slave", "Reconciled")
         assert not old_file.exists() and new_file.is_file()
         assert str(old_file) not in (state / "inventory.json").read_text()
-        assert sims.enapter.by_hardware_id(SLAVE).id == new_id, "provisioned once"
+        assert sims.enapter.by_hardware_id(LINK_SLAVE).id == new_id, "provisioned once"
 
 
 async def test_an_operator_in_observe_mode_shows_the_delete_an_interrupted_replace_left(
@@ -211,17 +193,17 @@ async def test_an_operator_in_observe_mode_shows_the_delete_an_interrupted_repla
     failed = FailedProvisioning()
     state = tmp_path / "state"
     sims = SimFleet()
-    sims.seed_fleet(load_texts([("fleet.yaml", _fleet("link-a", "cfg/slave.json"))]).fleet())
+    sims.seed_fleet(load_texts([("fleet.yaml", link_slave_fleet())]).fleet())
     failed.install(sims)
     async with emulated_cluster() as cluster, sims:
         env = operator_env(sims, cluster.url, tmp_path)
         log = tmp_path / "operator.log"
-        await cluster.create_all(documents(_fleet("link-a", "cfg/slave.json")))
+        await cluster.create_all(documents(link_slave_fleet()))
         old_file = state / "cfg" / "slave.json"
         async with operator_process(env, log) as applying:
             await cluster.wait_condition("Device", "slave", "Ready", timeout=60)
             await cluster.wait_condition("Site", "h2-lab", "Ready")
-            old_id = sims.enapter.by_hardware_id(SLAVE).id
+            old_id = sims.enapter.by_hardware_id(LINK_SLAVE).id
             removal = f"device/h2-lab.{old_id}[enapter]"
             with unremovable(old_file):
                 failed.failing = True
@@ -230,7 +212,7 @@ async def test_an_operator_in_observe_mode_shows_the_delete_an_interrupted_repla
                 await cluster.wait_events_about("h2-lab", reason="ConfigFileNotRemoved")
                 applying.send_signal(signal.SIGTERM)
                 assert await applying.wait() == 0
-        assert old_file.is_file() and sims.enapter.by_hardware_id(SLAVE) is None
+        assert old_file.is_file() and sims.enapter.by_hardware_id(LINK_SLAVE) is None
 
         async with operator_process(env | {"RECONCILER_OPERATOR_MODE": "observe"}, log):
             ready = await cluster.wait_reason("Site", "h2-lab", "ChangesPending", timeout=60)

@@ -18,25 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fleet_yaml import document, enapter_gateway, enapter_site, link_master, stream
+from fleet_yaml import LINK_SLAVE, link_slave_fleet
 from harness import PATIENT_SETTINGS, documents, operator
 from unremovable import unremovable
 
-MASTER_A, MASTER_B, SLAVE = (
-    "LA0000000000000000000000000000001", "LB0000000000000000000000000000001",
-    "LS0000000000000000000000000000001")
-
-_FLEET = stream(
-    enapter_site(),
-    enapter_gateway(),
-    link_master("link-a", MASTER_A),
-    link_master("link-b", MASTER_B),
-    document("Device", "slave", f"""
-        gatewayRef: h2-gw
-        hardwareId: {SLAVE}
-        enapter: {{kind: link_slave, masterRef: link-a, configOutput: {{file: cfg/slave.json}}}}
-        """),
-)
+_FLEET = link_slave_fleet()
 
 _FILE_REASONS = ("ConfigFileRemoved", "ConfigFileNotRemoved")
 
@@ -88,7 +74,7 @@ async def test_the_config_file_of_a_replace_under_way_is_the_replaces_not_the_si
         await cluster.wait_condition("Device", "slave", "Ready", timeout=60)
         await cluster.wait_condition("Site", "h2-lab", "Ready")
         old_file = state / "cfg" / "slave.json"
-        old_id = sims.enapter.by_hardware_id(SLAVE).id
+        old_id = sims.enapter.by_hardware_id(LINK_SLAVE).id
         removal = f"device/h2-lab.{old_id}[enapter]"
 
         with unremovable(old_file), _answered_at_the_end(held):
@@ -99,7 +85,7 @@ async def test_the_config_file_of_a_replace_under_way_is_the_replaces_not_the_si
                 "masterRef": "link-b", "configOutput": {"file": "keys/slave.json"}}}})
 
             async def provisioning() -> bool:
-                return held.arrived > 0 and sims.enapter.by_hardware_id(SLAVE) is None
+                return held.arrived > 0 and sims.enapter.by_hardware_id(LINK_SLAVE) is None
 
             await cluster.wait_for(provisioning, what="the replace's delete, then its "
                                    "provisioning held")
@@ -119,14 +105,14 @@ async def test_the_config_file_of_a_replace_under_way_is_the_replaces_not_the_si
             assert (f"the config file an earlier apply wrote for the device, which its "
                     f"configOutput names no more, {old_file} could not be removed: "
                     ) in ready["message"], ready
-            new_id = sims.enapter.by_hardware_id(SLAVE).id
+            new_id = sims.enapter.by_hardware_id(LINK_SLAVE).id
             assert new_id != old_id
             assert (state / "keys" / "slave.json").is_file()
 
         await cluster.wait_reason("Device", "slave", "Reconciled")
         assert not old_file.exists()
         assert old_id not in (state / "inventory.json").read_text()
-        assert sims.enapter.by_hardware_id(SLAVE).id == new_id, "provisioned once"
+        assert sims.enapter.by_hardware_id(LINK_SLAVE).id == new_id, "provisioned once"
         # The Device says it: its update done, and the file it removed.
         slave = await cluster.get("Device", "slave")
         assert slave is not None

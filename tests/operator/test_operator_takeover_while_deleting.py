@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from fleet_yaml import document, enapter_site, stream
+from fleet_yaml import enapter_site, released_ucm, stream
 from harness import WAIT, KopfRuns, documents, operator
 from takeover_marks import takeover_cleared
 
@@ -22,19 +22,10 @@ from reconciler.operator.config import OperatorConfig
 
 # No drift check comes: only the takeover's own runs can remove the old file.
 QUIET = OperatorConfig(interval=3600.0, retry_delay=0.5)
-UCM_ID = "A8795CBA5375484E829105E959663C8B"
 
 
 def _ucm(name: str) -> str:
-    return document("Device", name, f"""
-        siteRef: h2-lab
-        hardwareId: {UCM_ID}
-        deletionPolicy: Release
-        enapter:
-          kind: ucm
-          protocol: MQTT
-          configOutput: {{file: {name}.json}}
-        """)
+    return released_ucm(name, f"configOutput: {{file: {name}.json}}")
 
 
 class HeldEnapter:
