@@ -451,10 +451,8 @@ async def _reconcile(
         return
     built = _namespace_fleet(runtime, namespace, indexes, body)
     bodies, nsf = built.bodies, built.fleet
-    leaving = (
-        takeovers.leaving(body, nsf.deleting)
-        if recorded and not nsf.refusal(kind, name) else None
-    )
+    refused = nsf.refusal(kind, name)
+    leaving = takeovers.leaving(body, nsf.deleting) if recorded and not refused else None
     if leaving is not None:
         # Told to take over from an object this view still has being deleted: planned
         # with it, what it declares (its config file) would be left, and the annotation
@@ -467,7 +465,7 @@ async def _reconcile(
     # are read (an await), a drift check's live body may hold an edit made meanwhile, which
     # the index holds too, and the check would apply the older spec it planned with.
     alive = _alive(namespace, indexes, bodies, body)
-    if not nsf.refusal(kind, name):
+    if not refused:
         # What a deletion honours should the spec be made invalid later (`_release`).
         spec = objects.spec_json(body)
         if status.get(objects.LAST_VALID_SPEC) != spec:
