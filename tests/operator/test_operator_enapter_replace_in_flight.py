@@ -11,15 +11,14 @@ last word of it. On the kmock emulator, against the Enapter simulator on loopbac
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from fleet_yaml import LINK_SLAVE, link_slave_fleet
 from harness import PATIENT_SETTINGS, documents, operator
+from held_requests import HeldRequests
 from unremovable import unremovable
 
 _FLEET = link_slave_fleet()
@@ -27,33 +26,15 @@ _FLEET = link_slave_fleet()
 _FILE_REASONS = ("ConfigFileRemoved", "ConfigFileNotRemoved")
 
 
-class HeldProvisioning:
-    """Holds Enapter's provisioning requests while `holding` (installed before the
-    simulator serves), answering them once `release`d: a replace then has deleted the
+def _held_provisioning() -> HeldRequests:
+    """Enapter's provisioning requests, held once armed: a replace then has deleted the
     device and waits for its provisioning, its reconcile in flight."""
-
-    def __init__(self) -> None:
-        self.holding = False
-        self.arrived = 0
-        self._released = asyncio.Event()
-
-    def release(self) -> None:
-        self.holding = False
-        self._released.set()
-
-    def install(self, sims: Any) -> None:
-        @web.middleware
-        async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
-            if self.holding and request.method == "POST" and "/provisioning/" in request.path:
-                self.arrived += 1
-                await self._released.wait()
-            return await handler(request)
-
-        sims.enapter.app.middlewares.append(hold)
+    return HeldRequests(
+        "enapter", lambda r: r.method == "POST" and "/provisioning/" in r.path)
 
 
 @contextlib.contextmanager
-def _answered_at_the_end(held: HeldProvisioning) -> Iterator[None]:
+def _answered_at_the_end(held: HeldRequests) -> Iterator[None]:
     """The provisioning `held` is answered when the block ends, however it ends: a failed
     assertion leaves no request held as the operator stops."""
     try:
@@ -65,7 +46,7 @@ def _answered_at_the_end(held: HeldProvisioning) -> Iterator[None]:
 async def test_the_config_file_of_a_replace_under_way_is_the_replaces_not_the_sites(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    held = HeldProvisioning()
+    held = _held_provisioning()
     state = tmp_path / "state"
     # Patient: the provisioning is held while the Site is reconciled twice.
     async with operator(_FLEET, tmp_path, monkeypatch, before_start=held.install,
@@ -80,7 +61,7 @@ async def test_the_config_file_of_a_replace_under_way_is_the_replaces_not_the_si
         with unremovable(old_file), _answered_at_the_end(held):
             # Moved to the other master, its config to a file in another directory (the
             # old one's may be read-only): a replace, held once its delete took effect.
-            held.holding = True
+            held.armed = True
             await cluster.patch("Device", "slave", {"spec": {"enapter": {
                 "masterRef": "link-b", "configOutput": {"file": "keys/slave.json"}}}})
 

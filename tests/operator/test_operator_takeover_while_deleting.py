@@ -13,9 +13,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from fleet_yaml import enapter_site, released_ucm, stream
 from harness import WAIT, KopfRuns, documents, operator
+from held_requests import HeldRequests
 from takeover_marks import takeover_cleared
 
 from reconciler.operator.config import OperatorConfig
@@ -28,25 +28,11 @@ def _ucm(name: str) -> str:
     return released_ucm(name, f"configOutput: {{file: {name}.json}}")
 
 
-class HeldEnapter:
-    """Once `armed`, holds the next request to the simulated Enapter Cloud until
-    `release` is set (`arrived` is set as it is held): the plan of the run that makes it
-    is made with the view of the namespace that run took as it began."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.arrived = asyncio.Event()
-        self.release = asyncio.Event()
-
-    def install(self, sims: Any) -> None:
-        @web.middleware
-        async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
-            if self.armed and not self.arrived.is_set():
-                self.arrived.set()
-                await asyncio.wait_for(self.release.wait(), WAIT)
-            return await handler(request)
-
-        sims.enapter.app.middlewares.append(hold)
+def _held_enapter() -> HeldRequests:
+    """The next request to the simulated Enapter Cloud once armed, held: the plan of the
+    run that makes it is made with the view of the namespace that run took as it
+    began."""
+    return HeldRequests("enapter", lambda _: True, once=True)
 
 
 async def test_the_new_name_takes_over_only_once_the_old_one_is_gone_from_its_view(
@@ -57,7 +43,7 @@ async def test_the_new_name_takes_over_only_once_the_old_one_is_gone_from_its_vi
     from kopf's indexes, before that run could end: the run that removes the annotation
     is one that planned with ucm-a gone, and removed ucm-a's config file, as the
     finalizer's DeviceKept message promised."""
-    held = HeldEnapter()
+    held = _held_enapter()
     fleet = stream(enapter_site(), _ucm("ucm-a"))
     async with operator(fleet, tmp_path, monkeypatch, config=QUIET,
                         before_start=held.install) as (cluster, _):
@@ -88,7 +74,7 @@ async def test_the_new_name_takes_over_only_once_the_old_one_is_gone_from_its_vi
         await cluster.wait_gone("Device", "ucm-a")
         # kopf indexes an event before it logs its handling: ucm-a is out of the indexes.
         await runs.wait_said("ucm-a", "Deleted, really deleted")
-        held.release.set()
+        held.release()
 
         await takeover_cleared(cluster, "Device", "ucm-b")
         assert not old.exists()
@@ -99,6 +85,6 @@ async def test_the_new_name_takes_over_only_once_the_old_one_is_gone_from_its_vi
             "device's config to its own file 'ucm-b.json'"), kept["message"]
 
 
-async def _began(held: HeldEnapter, runs: KopfRuns) -> bool:
+async def _began(held: HeldRequests, runs: KopfRuns) -> bool:
     """Whether ucm-b's run after the annotation has planned as far as Enapter, or waited."""
-    return held.arrived.is_set() or runs.said("ucm-b", "Handler 'update-devices' is waiting") > 0
+    return held.first.is_set() or runs.said("ucm-b", "Handler 'update-devices' is waiting") > 0
