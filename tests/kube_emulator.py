@@ -88,6 +88,9 @@ class Fault:
     watch: bool | None = None
     # Only requests whose body it accepts (None: any).
     body: Callable[[Any], bool] | None = None
+    # Seconds each such request waits for its answer (a proxy that answers 504 only once
+    # its own timeout passed).
+    delay: float = 0.0
 
     def matches(self, request: Any) -> bool:
         watching = request.action == kmock.action.WATCH
@@ -219,10 +222,12 @@ class Emulator(kmock.KubernetesEmulator):
     taken: list[Any] = attrs.field(factory=list, init=False)
 
     def fail(self, method: str, path_suffix: str, status: int, count: int = 1, *,
-             watch: bool | None = None, body: Callable[[Any], bool] | None = None) -> Fault:
+             watch: bool | None = None, body: Callable[[Any], bool] | None = None,
+             delay: float = 0.0) -> Fault:
         """Answer the next `count` such requests (`watch`: only watches, or only others;
-        `body`: only those whose body it accepts) with `status`; they change nothing."""
-        fault = Fault(method.upper(), path_suffix, status, count, watch, body)
+        `body`: only those whose body it accepts) with `status`, each after `delay`
+        seconds; they change nothing."""
+        fault = Fault(method.upper(), path_suffix, status, count, watch, body, delay)
         self.faults.append(fault)
         return fault
 
@@ -322,6 +327,7 @@ class Emulator(kmock.KubernetesEmulator):
         for fault in self.faults:
             if fault.matches(request):
                 fault.count -= 1
+                await asyncio.sleep(fault.delay)
                 raise InjectedError(status=fault.status, reason=f"HTTP{fault.status}")
         writes = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
         if request.action not in writes and request.method != kmock.method.PUT:

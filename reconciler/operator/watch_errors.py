@@ -39,10 +39,19 @@ minute or more later. kopf's other requests (patches, Events) keep its own retri
 Failures less than `STREAK_GAP` apart are one streak: a persistent error fails again within
 the longest backoff plus kopf's retries of the request; a kind that went that long
 without failing is watched again, and its backoff starts over. So it does once its watch
-worked: it delivered an event after the list, or stayed open `WATCHED` seconds (longer
-than kopf's retries of a refused request take), so that a kind whose watch is cut now and
-then while it works is not taken for one that keeps failing. A list alone does not: a
+worked: it delivered an event after the list, or was open `WATCHED` seconds (longer than
+kopf's retries of a refused request take), so that a kind whose watch is cut now and then
+while it works is not taken for one that keeps failing. A list alone does not: a
 ServiceAccount allowed to list a kind but not to watch it lists it at every attempt.
+
+Both are timed by the requests kopf makes (its `api.request`, wrapped for the watcher task
+of each kind), not by when a failure was raised: a failure counts from when its request
+began, kopf's retries and each attempt's wait for an answer included, and the gap before
+it is measured to then; a watch was open from when the first watch request after the list
+was answered until it failed, or until the request that failed began (kopf asks for the
+watch again each time the API server ends it). A request that is answered an error only
+after a long wait (a proxy's 504 after 60 s, for every attempt) is then a failure all that
+while, not a watch that stayed open, nor a gap between two failures.
 
 An API server that cannot be reached is a failure too, counted and waited for as the others
 (kopf retries the request as for a 5xx first). kopf takes a list that could not connect for
@@ -58,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +111,23 @@ _CONNECTING: tuple[type[BaseException], ...] = tuple(
 )
 
 
+@dataclass
+class _Requests:
+    """The list and watch requests of one list-and-watch of a kind, made by kopf in the
+    watcher task of the kind (loop times)."""
+
+    # When the request made last (the one being made, if any) began: its first attempt.
+    began: float | None = None
+    # When the first watch request after the list was answered (the stream open).
+    watching: float | None = None
+
+
+# The list-and-watch running in each watcher task: kopf's requests are told apart by it
+# (the tasks a watcher starts for the objects inherit nothing from here).
+_IN_TASK: weakref.WeakKeyDictionary[asyncio.Task[Any], _Requests] = (
+    weakref.WeakKeyDictionary())
+
+
 class _Unreachable(Exception):
     """A watch request that could not connect to the API server, after kopf's retries of
     it: raised past kopf's watch loop, which catches the connection's own errors."""
@@ -123,13 +150,15 @@ class Watches:
     failure: str | None = None
     _streaks: dict[str, _Streak] = field(default_factory=dict)
 
-    def failed(self, kind: str, error: str, retried: float = 0.0) -> float:
-        """Record a failure of the watch of `kind`, whose request kopf retried for `retried`
-        seconds before it gave up; how long to wait before listing again."""
+    def failed(self, kind: str, error: str, began: float | None = None) -> float:
+        """Record a failure of the watch of `kind`, whose request began at loop time
+        `began` (kopf's retries of it included; None: at once); how long to wait before
+        listing again."""
         now = asyncio.get_running_loop().time()
+        began = now if began is None else min(began, now)
         streak = self._streaks.get(kind)
-        if streak is None or now - streak.last > STREAK_GAP:
-            streak = self._streaks[kind] = _Streak(started=now - retried, last=now)
+        if streak is None or began - streak.last > STREAK_GAP:
+            streak = self._streaks[kind] = _Streak(started=began, last=now)
         streak.failures += 1
         streak.last = now
         failing = now - streak.started
@@ -183,12 +212,17 @@ def install() -> None:
     if getattr(original, "lists_again", False):
         return
     _install_stream()
+    timed = _install_request()
 
     async def continuous_watch(**kwargs: Any) -> AsyncIterator[Any]:
         listed: float | None = None  # when the list ended
         worked = False
         settings = _quickly_retried(kwargs["settings"])
         loop = asyncio.get_running_loop()
+        requests = _Requests()
+        task = asyncio.current_task()
+        if task is not None:
+            _IN_TASK[task] = requests
         try:
             async for item in original(**(kwargs | {"settings": settings})):
                 if item is watching.Bookmark.LISTED:
@@ -201,18 +235,69 @@ def install() -> None:
         except (errors.APIError, watching.WatchingError, _Unreachable) as failure:
             if isinstance(failure, errors.APIError) and failure.status == TOO_MANY_REQUESTS:
                 raise  # kopf lists again itself, once its retries as asked are over
-            if listed is not None and not worked and loop.time() - listed >= WATCHED:
+            now = loop.time()
+            # A request that failed (not a stream, which an ERROR event ends) failed from its
+            # first attempt: kopf retried it meanwhile, and waited for each answer.
+            if isinstance(failure, errors.APIError | _Unreachable):
+                began = _began(requests, timed, now, kopf_retried=_kopf_retried(failure))
+            else:
+                began = now
+            open_since = requests.watching if timed else listed
+            if open_since is not None and not worked and began - open_since >= WATCHED:
                 _watches(kwargs).watched(_kind(kwargs))
-            await _failed(kwargs, failure, listed=listed is not None)
+            await _failed(kwargs, failure, listed=listed is not None, began=began)
             return
         if listed is None and not settings.watching.initial_streaming:
             # kopf ends the stream so when its list could not connect, or got no answer in
             # time, after its retries of the request.
+            now = loop.time()
             await _backoff(kwargs, "the API server could not be reached to list it "
-                           "(no connection, or no answer in time)", sum(REQUEST_RETRIES))
+                           "(no connection, or no answer in time)",
+                           _began(requests, timed, now, kopf_retried=True))
 
     continuous_watch.lists_again = True  # type: ignore[attr-defined]
     watching.continuous_watch = continuous_watch
+
+
+def _kopf_retried(failure: BaseException) -> bool:
+    """Whether kopf retried the request that failed so before it raised (`api.request`)."""
+    return isinstance(failure, _Unreachable | errors.APIServerError | errors.APIForbiddenError)
+
+
+def _began(requests: _Requests, timed: bool, now: float, *, kopf_retried: bool) -> float:
+    """When the request that failed last began: as timed, or (kopf's requests not timed
+    here) at least kopf's retries of it before now."""
+    if timed and requests.began is not None:
+        return requests.began
+    return now - (sum(REQUEST_RETRIES) if kopf_retried else 0.0)
+
+
+def _install_request() -> bool:
+    """Wrap kopf's request (every list, watch and write of its API client goes through it)
+    so that those of a list-and-watch are timed (`_Requests`); whether it is."""
+    original = getattr(api, "request", None)
+    if original is None:
+        logger.warning("kopf has no request to wrap: a failure of a watch is timed from "
+                       "when it was raised")
+        return False
+    if getattr(original, "timed", False):
+        return True
+
+    async def request(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        requests = None if task is None else _IN_TASK.get(task)
+        if requests is None:
+            return await original(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        requests.began = loop.time()
+        response = await original(*args, **kwargs)
+        if requests.watching is None and "watch=true" in str(kwargs.get("url", "")):
+            requests.watching = loop.time()
+        return response
+
+    request.timed = True  # type: ignore[attr-defined]
+    api.request = request
+    return True
 
 
 def _install_stream() -> None:
@@ -242,16 +327,16 @@ async def _failed(
     failure: errors.APIError | watching.WatchingError | _Unreachable,
     *,
     listed: bool,
+    began: float,
 ) -> None:
-    """Wait as the failure of the list or the watch (`listed`: the list was served) asks,
-    before kopf lists the kind again."""
+    """Wait as the failure of the list or the watch (`listed`: the list was served), which
+    began at loop time `began`, asks, before kopf lists the kind again."""
     if isinstance(failure, _Unreachable):
-        # kopf retried it inside the request before it raised (`api.request`).
         await _backoff(kwargs, f"the API server could not be reached to watch it: {failure}",
-                       sum(REQUEST_RETRIES))
+                       began)
         return
     if not isinstance(failure, errors.APIError):
-        await _backoff(kwargs, _said(str(failure)))
+        await _backoff(kwargs, _said(str(failure)), began)
         return
     if failure.status == GONE and listed:
         logger.debug("The watch of %s was answered 410 Gone: listing again", _kind(kwargs))
@@ -262,10 +347,7 @@ async def _failed(
     if isinstance(failure, errors.APIForbiddenError):
         said += (f" (the operator's ServiceAccount may not list or watch "
                  f"{_kind(kwargs)}: its Role or ClusterRole lacks the rule)")
-    # kopf retried these inside the request before it raised (`api.request`).
-    retried = isinstance(failure, errors.APIServerError | errors.APIForbiddenError)
-    await _backoff(kwargs, f"HTTP {failure.status}{said}",
-                   sum(REQUEST_RETRIES) if retried else 0.0)
+    await _backoff(kwargs, f"HTTP {failure.status}{said}", began)
 
 
 def _quickly_retried(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
@@ -282,8 +364,8 @@ def _watches(kwargs: dict[str, Any]) -> Watches:
     return watches
 
 
-async def _backoff(kwargs: dict[str, Any], error: str, retried: float = 0.0) -> None:
-    await asyncio.sleep(_watches(kwargs).failed(_kind(kwargs), error, retried))
+async def _backoff(kwargs: dict[str, Any], error: str, began: float) -> None:
+    await asyncio.sleep(_watches(kwargs).failed(_kind(kwargs), error, began))
 
 
 def _kind(kwargs: dict[str, Any]) -> str:

@@ -418,9 +418,9 @@ LIMIT = 3.0
 
 @contextlib.asynccontextmanager
 async def _short_watched(
-    tmp_path: Path, monkeypatch: Any, logs: list[str]
+    tmp_path: Path, monkeypatch: Any, logs: list[str], limit: float = LIMIT
 ) -> AsyncIterator[tuple[Cluster, Emulator]]:
-    """The operator, converged on HOME, its watch failure limit `LIMIT` and `WATCHED`
+    """The operator, converged on HOME, its watch failure limit `limit` and `WATCHED`
     `SHORT_WATCHED`, its log lines in `logs`."""
     # Safe: read at each failure of a watch (not kept at import), in this process only
     # (the operator runs in the test's event loop), and restored when the test ends. What
@@ -428,7 +428,7 @@ async def _short_watched(
     # for a watch that stayed open, does not happen here: each failure is an ERROR event
     # in a stream that was open.
     monkeypatch.setattr(watch_errors, "WATCHED", SHORT_WATCHED)
-    config = OperatorConfig(interval=1.0, retry_delay=0.5, watch_failure_limit=LIMIT)
+    config = OperatorConfig(interval=1.0, retry_delay=0.5, watch_failure_limit=limit)
     async with operator(stream(HOME), tmp_path, monkeypatch, logs=logs,
                         config=config) as (cluster, _):
         await _converged(cluster)
@@ -488,6 +488,44 @@ async def test_a_watch_failing_soon_after_each_list_stops_the_operator_at_the_li
         # One streak of every failure since the first, none of them starting a new one.
         assert times.startswith(f"{len(_ders_failed(logs)) + 1} times; "), said
         assert "; last: Error in the watch-stream: " in said, said
+
+
+# The wait of each attempt of a watch request of DERs for its error, in the test of a slow
+# error: kopf's four attempts and its waits between them (`REQUEST_RETRIES`) make each
+# failure last `SLOW_FAILURE` seconds, longer than `SHORT_WATCHED`.
+SLOW_ANSWER = 1.0
+SLOW_FAILURE = 4 * SLOW_ANSWER + sum(watch_errors.REQUEST_RETRIES)
+# Longer than one such failure, shorter than two.
+SLOW_LIMIT = 1.4 * SLOW_FAILURE
+
+
+async def test_a_watch_request_answered_an_error_only_after_a_wait_fails_all_that_while(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Every watch request of DERs is answered a 500, each attempt only after a wait (a
+    proxy's 504 once its own timeout passed): each failure counts from when its request
+    began, the waits included, and is neither a watch that was open (`WATCHED` as short
+    is shorter than one failure) nor a gap between two failures, so the two failures are
+    one streak, and the operator says the kind failed for the limit at the second."""
+    logs: list[str] = []
+    async with _short_watched(tmp_path, monkeypatch, logs, limit=SLOW_LIMIT) as (
+            cluster, emulator):
+        # The harness's watches end every second: the next watch request of DERs is slow.
+        emulator.fail("GET", "/ders", 500, count=1000, watch=True, delay=SLOW_ANSWER)
+
+        async def stopped() -> list[str]:
+            return _stopped(logs)
+
+        [said] = await cluster.wait_for(stopped, timeout=6 * SLOW_FAILURE,
+                                        what="the limit's line")
+    prefix = f"the watch of {DERS} has failed for "
+    assert said.startswith(prefix), said
+    failed_for, times = said.removeprefix(prefix).split(" s, ", 1)
+    assert float(failed_for) >= 2 * SLOW_FAILURE, said
+    assert times.startswith("2 times; last: HTTP 500"), said
+    [first] = _ders_failed(logs)
+    assert first.startswith(f"The watch of {DERS} failed (HTTP 500"), first
+    assert first.endswith("listing it again in 1 s"), first
 
 
 class _Door:
