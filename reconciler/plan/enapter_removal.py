@@ -78,7 +78,8 @@ def enapter_removal(
     return [_found(change, remote, devices)]
 
 
-def _deletion(device: Device, site: str | None, message: str) -> Change:
+def _deletion(device: Device, site: str, message: str) -> Change:
+    """`site`: the name of its Site, "" when that is gone (as every change says it)."""
     return Change.new(
         "Device",
         device.name,
@@ -137,7 +138,7 @@ def _in_witnessed_site(
             f"the Enapter site of {witnesses_said(device, fleet)}, that Gateway being deleted"
         )
     change = _deletion(
-        device, None, f"deleted in Enapter Cloud, found by its {natural_key(device)} in "
+        device, "", f"deleted in Enapter Cloud, found by its {natural_key(device)} in "
         f"{where} (deletionPolicy Release)",
     )
     if seen.unread is not None:
@@ -163,7 +164,7 @@ def _by_recorded_id(device: Device, enapter_id: str, state: object) -> list[Chan
     there (deleted meanwhile, or by an earlier attempt); deferred when it, or the devices
     of its site, could not be read."""
     change = _deletion(
-        device, None, "deleted in Enapter Cloud, by the id its status recorded, its Site "
+        device, "", "deleted in Enapter Cloud, by the id its status recorded, its Site "
         "being deleted (deletionPolicy Release)",
     )
     change.external_id = enapter_id
