@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.typedefs import Handler
 from enapter_world import SLAVE, World, fleet_of
+from failed_provisioning import FailedProvisioning
 from test_enapter_config_files import _cli, _slave_on, _write_fleet
 
 from reconciler.sim.fleet import SimFleet
@@ -31,23 +30,6 @@ class Replaced:
     old_id: str
     a_file: Path
     b_file: Path
-
-
-class FailedProvisioning:
-    """Answers Enapter's provisioning with a 503 while `failing`."""
-
-    def __init__(self) -> None:
-        self.failing = False
-
-    def install(self, sims: SimFleet) -> None:
-        @web.middleware
-        async def fail(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if self.failing and request.method == "POST" and "/provisioning/" in request.path:
-                return web.json_response({"errors": [{"code": "UNAVAILABLE", "message":
-                                         "provisioning is down"}]}, status=503)
-            return await handler(request)
-
-        sims.enapter.app.middlewares.append(fail)
 
 
 @pytest.fixture

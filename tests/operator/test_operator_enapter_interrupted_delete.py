@@ -19,7 +19,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from failed_provisioning import FailedProvisioning
 from fleet_yaml import LINK_SLAVE, link_slave_fleet
 from harness import documents, emulated_cluster, operator
 from process import operator_env, operator_process
@@ -27,24 +27,6 @@ from unremovable import unremovable
 
 from reconciler.sim.fleet import SimFleet
 from reconciler.sources.loader import load_texts
-
-
-class FailedProvisioning:
-    """Answers Enapter's provisioning with a 503 while `failing` (installed before the
-    simulator serves): a replace then deletes the device and cannot provision it again."""
-
-    def __init__(self) -> None:
-        self.failing = False
-
-    def install(self, sims: Any) -> None:
-        @web.middleware
-        async def fail(request: web.Request, handler: Any) -> web.StreamResponse:
-            if self.failing and request.method == "POST" and "/provisioning/" in request.path:
-                return web.json_response({"errors": [{"code": "UNAVAILABLE", "message":
-                                         "provisioning is down"}]}, status=503)
-            return await handler(request)
-
-        sims.enapter.app.middlewares.append(fail)
 
 
 async def test_the_config_file_of_an_interrupted_replace_is_removed_by_the_sites_reconcile(
