@@ -125,8 +125,10 @@ def run_schema(args: argparse.Namespace) -> int:
             Path(args.out).write_text(text, encoding="utf-8")
         except OSError as exc:
             return _cannot_write(args.out, exc, "--out names the schema file (FILE)")
-        # As `crds` does: with --out nothing else says where the schema went.
-        print(f"wrote {args.out}")
+        # As `crds` does: with --out nothing else says where the schema went; unless it
+        # went to standard output, which would carry the line after the schema.
+        if not _is_standard_output(args.out):
+            print(f"wrote {args.out}")
     else:
         sys.stdout.write(text)
     return 0
@@ -185,6 +187,16 @@ def _clash_of(out: str) -> str | None:
                 "the schema (JSON) is not")
     return out_clashes.clash(out, [], out_clashes.environment_state_dir(),
                              writer="the schema")
+
+
+def _is_standard_output(path: str) -> bool:
+    """Whether `path` is where this command's standard output goes (`/dev/stdout`, or the
+    file a shell's `>` opened): `wrote PATH` there would follow the schema in a pipe, or be
+    written over its start in a file (the two are opened apart, each at its own offset)."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(1))
+    except OSError:
+        return False
 
 
 def _cannot_write(path: str, exc: OSError, expected: str) -> int:

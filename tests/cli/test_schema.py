@@ -282,6 +282,26 @@ def test_schema_out_naming_a_link_to_a_file_of_its_own_writes_it(
     capsys.readouterr()
 
 
+@pytest.mark.parametrize("into", ["pipe", "file"])
+def test_schema_out_naming_standard_output_carries_the_schema_alone(
+        tmp_path: Path, into: str) -> None:
+    """`--out /dev/stdout` is the schema on standard output, as without --out: no `wrote`
+    line after it in a pipe, nor over its start in a file a shell's `>` opened."""
+    command = [sys.executable, "-m", "reconciler", "schema", "--out", "/dev/stdout"]
+    environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    if into == "pipe":
+        done = subprocess.run(command, capture_output=True, text=True, env=environment,
+                              timeout=60, check=False)
+        shown = done.stdout
+    else:
+        with (tmp_path / "schema.json").open("w") as file:
+            done = subprocess.run(command, stdout=file, stderr=subprocess.PIPE, text=True,
+                                  env=environment, timeout=60, check=False)
+        shown = (tmp_path / "schema.json").read_text()
+    assert (done.returncode, done.stderr) == (0, "")
+    assert shown == schema_cmd.schema_text()
+
+
 def test_check_reads_no_further_than_the_generated_text(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A file far larger than the schema (1 GiB, sparse) is stale without being read whole,
