@@ -128,6 +128,21 @@ def _same(file: str, out: Path) -> bool:
         return False  # `out` is not there yet
 
 
+def read_in(out: str, directory: str) -> bool:
+    """Whether `validate` or `plan` of `directory` would read a file named `out`, there or
+    not yet: it is below `directory` (the directories on the way resolved, as `clash`
+    takes them), named as the loader reads (`*.yaml`, `*.yml`) and in no hidden directory.
+    For a folder that is written, not read, before the command runs (`sim up
+    --write-fleet`), whose files `clash` cannot know yet."""
+    where = Path(out)
+    try:
+        inside = (where.parent.resolve() / where.name).relative_to(Path(directory).resolve())
+    except (OSError, ValueError):  # a loop of links; or not under the directory
+        return False
+    return (bool(inside.parts) and loader.is_yaml_name(inside.name)
+            and not any(part.startswith(".") for part in inside.parts))
+
+
 def refusal(option: str, out: str, problem: str, instead: str) -> ConfigError:
     """The error of `option` naming `out`, why it may not be written (`clash`), and what
     to name `instead` (`--out plan.json`)."""
