@@ -6,7 +6,8 @@ first). Named as a file of the desired state (`plan sites --out sites/home.yaml`
 of the completion), it replaced the user's YAML with JSON or `export` lines; named as one
 of the state directory's own files (`--out .reconciler/inventory.json`), it replaced the
 memory of earlier applies, which nothing can rebuild. Either is refused before anything
-is written, naming the file.
+is written, naming the file. So is, for `schema`, a new YAML name in a folder of site files
+(`site_folder`): the next plan of the folder would read the JSON there as a site document.
 """
 
 from __future__ import annotations
@@ -70,6 +71,76 @@ def declares_resources(path: str) -> bool:
         return False
     result = loader.load_paths([path])
     return bool(result.resources) or any(kind in KINDS for kind, _ in result.invalid)
+
+
+# How much of the folder that would hold a new YAML-named file `site_folder` looks at for a
+# site file: a fleet folder shows one among its first files; a folder that is none (a home
+# directory) is not walked whole for it.
+_LOOK_AT_MOST = 200  # directories and YAML files
+
+
+def site_folder(out: str) -> tuple[str, str] | None:
+    """(folder, a site file in it) when `out` is a name the loader reads (`*.yaml`, not
+    hidden) in a folder that holds site files: `validate` or `plan` of that folder would
+    read what is written there as documents of the desired state. For a command given no
+    desired state (`schema`), which knows the folders only by what they hold. The folder
+    is the nearest that exists above `out` (`sites/` of `sites/new-site/x.yaml`), read as
+    the loader reads it (hidden directories skipped, linked ones followed)."""
+    where = Path(out)
+    if not loader.is_yaml_name(where.name) or where.name.startswith("."):
+        return None
+    folder = where.parent
+    while not folder.is_dir():
+        if folder.name.startswith("."):  # a hidden directory to be: the loader skips it
+            return None
+        if folder == folder.parent:
+            return None
+        folder = folder.parent
+    found = _first_site_file(folder, where)
+    return None if found is None else (str(folder), found)
+
+
+def _first_site_file(folder: Path, out: Path) -> str | None:
+    """The first YAML file under `folder` that declares resources, other than `out`,
+    looking at no more than `_LOOK_AT_MOST` directories and files."""
+    looked = 0
+    for directory, subdirectories, names in os.walk(folder, followlinks=True):
+        subdirectories[:] = sorted(n for n in subdirectories if not n.startswith("."))
+        looked += 1
+        for name in sorted(names):
+            file = os.path.join(directory, name)
+            if name.startswith(".") or not loader.is_yaml_name(name) or _same(file, out):
+                continue
+            looked += 1
+            if declares_resources(file):
+                return file
+            if looked >= _LOOK_AT_MOST:
+                return None
+        if looked >= _LOOK_AT_MOST:
+            return None
+    return None
+
+
+def _same(file: str, out: Path) -> bool:
+    try:
+        return os.path.samefile(file, out)
+    except OSError:
+        return False  # `out` is not there yet
+
+
+def read_in(out: str, directory: str) -> bool:
+    """Whether `validate` or `plan` of `directory` would read a file named `out`, there or
+    not yet: it is below `directory` (the directories on the way resolved, as `clash`
+    takes them), named as the loader reads (`*.yaml`, `*.yml`) and in no hidden directory.
+    For a folder that is written, not read, before the command runs (`sim up
+    --write-fleet`), whose files `clash` cannot know yet."""
+    where = Path(out)
+    try:
+        inside = (where.parent.resolve() / where.name).relative_to(Path(directory).resolve())
+    except (OSError, ValueError):  # a loop of links; or not under the directory
+        return False
+    return (bool(inside.parts) and loader.is_yaml_name(inside.name)
+            and not any(part.startswith(".") for part in inside.parts))
 
 
 def refusal(option: str, out: str, problem: str, instead: str) -> ConfigError:

@@ -125,8 +125,10 @@ def run_schema(args: argparse.Namespace) -> int:
             Path(args.out).write_text(text, encoding="utf-8")
         except OSError as exc:
             return _cannot_write(args.out, exc, "--out names the schema file (FILE)")
-        # As `crds` does: with --out nothing else says where the schema went.
-        print(f"wrote {args.out}")
+        # As `crds` does: with --out nothing else says where the schema went; unless it
+        # went to standard output, which would carry the line after the schema.
+        if not _is_standard_output(args.out):
+            print(f"wrote {args.out}")
     else:
         sys.stdout.write(text)
     return 0
@@ -158,15 +160,43 @@ def run_crds(args: argparse.Namespace) -> int:
 
 
 def _clash(out: str) -> str | None:
+    """Why the schema may not be written to `out` (`_clash_of`), or to the file it links
+    to: it is written with `write_text`, through a symbolic link, not over it (as `plan
+    --out` writes, which replaces the link). Not past `/dev/stdout` and its kin: they link
+    to what the shell opened as the output (`> FILE`), which the user named themselves."""
+    if not os.path.islink(out) or os.path.abspath(out).startswith("/dev/"):
+        return _clash_of(out)
+    target = os.path.realpath(out)
+    problem = _clash_of(out) or _clash_of(target)
+    return None if problem is None else f"it is a symbolic link to {target}: {problem}"
+
+
+def _clash_of(out: str) -> str | None:
     """Why the schema may not be written over `out`: it is a YAML file of the desired
-    state (none is given to `schema`: the file is known by what it declares), or a file of
-    the state directory (`out_clashes`)."""
+    state (none is given to `schema`: the file is known by what it declares), a name the
+    loader reads in a folder of site files, whose next `validate` or `plan` would read the
+    schema as a site document and fail, or a file of the state directory (`out_clashes`)."""
     from reconciler.cli import out_clashes
 
     if out_clashes.declares_resources(out):
         return f"it is a file of the desired state ({out}), which the schema would replace"
+    if (folder := out_clashes.site_folder(out)) is not None:
+        directory, site_file = folder
+        return (f"{directory} holds site files ({site_file}), and `reconciler validate` or "
+                f"`plan` of it would read a file named *.yaml or *.yml there as one, which "
+                "the schema (JSON) is not")
     return out_clashes.clash(out, [], out_clashes.environment_state_dir(),
                              writer="the schema")
+
+
+def _is_standard_output(path: str) -> bool:
+    """Whether `path` is where this command's standard output goes (`/dev/stdout`, or the
+    file a shell's `>` opened): `wrote PATH` there would follow the schema in a pipe, or be
+    written over its start in a file (the two are opened apart, each at its own offset)."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(1))
+    except OSError:
+        return False
 
 
 def _cannot_write(path: str, exc: OSError, expected: str) -> int:

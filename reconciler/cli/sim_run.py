@@ -76,6 +76,8 @@ def _fleet_not_written(directory: str, exc: OSError) -> ConfigError:
 def run_up(args: argparse.Namespace) -> int:
     try:
         parse_all(args, sim_cmd.NUMBER_OPTIONS)
+        # First: the --write-fleet directory to be may not be there yet, which says less.
+        _refuse_in_written_fleet(args)
         if args.env_file:
             common.check_writable(args.env_file, "--env-file", "name a file of its own")
         _refuse_over_what_is_read(args)
@@ -95,7 +97,8 @@ def _refuse_over_what_is_read(args: argparse.Namespace) -> None:
     and a --state naming a file of that desired state, which the simulators' state would
     replace (and which, not being one, was refused advising to delete it): refused, naming
     it (`out_clashes`). The state directory's files are the reconciler's, not the
-    simulators'."""
+    simulators'. Either named as a YAML file in the --write-fleet directory is refused as
+    well (`_refuse_in_written_fleet`, called before this)."""
     paths = list(args.fleet or [])
     if args.env_file:
         problem = out_clashes.clash(args.env_file, paths, out_clashes.environment_state_dir(),
@@ -107,6 +110,26 @@ def _refuse_over_what_is_read(args: argparse.Namespace) -> None:
         if problem is not None:
             raise out_clashes.refusal("--state", args.state, problem,
                                       "--state sim-state.json")
+
+
+def _refuse_in_written_fleet(args: argparse.Namespace) -> None:
+    """An --env-file or --state named as a YAML file in the --write-fleet directory of a
+    generated fleet (`--write-fleet fleet --env-file fleet/sim.yaml`), checked before the
+    fleet is written, which `clash` cannot see yet: the fleet's files would replace it
+    (`sites-00000.yaml`), or it would be read with them as site documents, which it is
+    not, by this command's own reading of the fleet at its next start and by every `plan`
+    of the folder. Refused, naming both options; another name there (`fleet/sim.env`) the
+    loader does not read."""
+    if args.sites is None or not args.write_fleet:
+        return  # a --fleet is read, not written: `clash` knows its files
+    for option, out, writer, instead in (
+            ("--env-file", args.env_file, "the env file", "--env-file sim.env"),
+            ("--state", args.state, "the simulators' state", "--state sim-state.json")):
+        if out and out_clashes.read_in(out, args.write_fleet):
+            raise out_clashes.refusal(option, out, (
+                f"it is a YAML file in the --write-fleet directory ({args.write_fleet}), which "
+                f"holds the generated fleet: a plan of the fleet would read {writer} there as "
+                "site documents (or a fleet file of that name replace it)"), instead)
 
 
 async def _serve(sims: SimFleet, args: argparse.Namespace) -> int:

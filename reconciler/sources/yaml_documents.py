@@ -21,7 +21,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import Diagnostic
 from reconciler.printable import echo
-from reconciler.sources import merge_conflicts, utf8
+from reconciler.sources import deep_nesting, merge_conflicts, utf8
+from reconciler.sources.field_help import render_path
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -56,13 +57,6 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 BOM = "\ufeff"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAX_NODES = 200_000  # bound on alias expansion ("billion laughs")
-_MAX_DEPTH = 100  # bound on nesting; site documents nest about 6 levels deep
-# A document with fewer structural characters than this cannot nest deep enough to exhaust
-# the C stack of libyaml's composer, which recurses once per level without a check
-# (about 25,000 levels crash the interpreter). Larger ones are measured first.
-_SAFE_STRUCTURE = 1_000
-_DOCUMENT_MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
-_STRUCTURE = "[{-:?"
 
 
 @dataclass(frozen=True)
@@ -101,9 +95,14 @@ class ParsedDocument:
 
 
 class _ConversionError(Exception):
-    def __init__(self, message: str, node: Node) -> None:
+    """A value (or key) the converter refuses, with its node (for the line and column) and
+    its field path (a key's own where the key is at fault), so that it is named as a
+    validation error names the field (`spec.zap.port: ...`)."""
+
+    def __init__(self, message: str, node: Node, path: Path) -> None:
         super().__init__(message)
         self.node = node
+        self.path = path
 
 
 # YAML 1.1 (PyYAML and libyaml alike) ends a line at U+0085, U+2028 and U+2029 as well;
@@ -183,19 +182,19 @@ class _Converter:
             if self.expanded_twice:
                 raise _ConversionError(
                     f"document expands to more than {_MAX_NODES} values (alias expansion); "
-                    "split it or remove aliases", node)
+                    "split it or remove aliases", node, path)
             raise _ConversionError(
                 f"document has more than {_MAX_NODES} values; split it into smaller documents",
-                node)
+                node, path)
         mark = node.start_mark
         # In YAML's lines until `_Lines.relocate` moves them to the lines of an editor.
         self.document.positions[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, ScalarNode):
-            return self._scalar(node)
+            return self._scalar(node, path)
         if id(node) in self.active:
-            raise _ConversionError("recursive alias: a value contains itself", node)
-        if self.depth >= _MAX_DEPTH:
-            raise _ConversionError(_too_deep_message(), node)
+            raise _ConversionError("recursive alias: a value contains itself", node, path)
+        if self.depth >= deep_nesting.MAX_DEPTH:
+            raise _ConversionError(deep_nesting.too_deep_message(), node, path)
         self.active.add(id(node))
         if id(node) in self.expanded:  # an alias: the same collection once more
             self.expanded_twice = True
@@ -205,7 +204,7 @@ class _Converter:
             if isinstance(node, MappingNode):
                 return self._mapping(node, path)
             if node.tag != _SEQ_TAG:
-                raise _ConversionError(f"YAML tag {echo(node.tag)} is not allowed", node)
+                raise _ConversionError(f"YAML tag {echo(node.tag)} is not allowed", node, path)
             return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
         finally:
             self.depth -= 1
@@ -213,67 +212,69 @@ class _Converter:
 
     def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        for key, (key_node, value_node) in self._pairs(node).items():
+        for key, (key_node, value_node) in self._pairs(node, path).items():
             child = (*path, key)
             mark = key_node.start_mark
             self.document.key_positions[child] = (mark.line + 1, mark.column + 1)
             result[key] = self.convert(value_node, child)
         return result
 
-    def _pairs(self, node: MappingNode) -> dict[str, tuple[Node, Node]]:
+    def _pairs(self, node: MappingNode, path: Path) -> dict[str, tuple[Node, Node]]:
         """Key -> (key node, value node) of a mapping, with `<<` merge keys resolved: explicit
         keys override merged ones, and of several merged mappings the first wins (YAML
         merge-key semantics). Resolved here rather than with PyYAML's `flatten_mapping`,
         which rewrites the nodes in place and so makes a mapping that is both merged and
-        aliased look as if it repeated keys."""
+        aliased look as if it repeated keys. `path` is where the mapping's keys are put
+        (a merged mapping's are put in the mapping that merges it), for a key's errors."""
         cached = self.pairs_cache.get(id(node))
         if cached is not None:
             return cached
         if node.tag != _MAP_TAG:
-            raise _ConversionError(f"YAML tag {echo(node.tag)} is not allowed", node)
+            raise _ConversionError(f"YAML tag {echo(node.tag)} is not allowed", node, path)
         merged: dict[str, tuple[Node, Node]] = {}
         explicit: dict[str, tuple[Node, Node]] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                merged.update(self._merged(value_node))
+                merged.update(self._merged(value_node, path))
                 continue
             if isinstance(key_node, ScalarNode) and key_node.tag in _KEY_READS_AS:
                 # `on:` would become the key 'True', `0x10:` the key '16': never what was
                 # written, and a label or field name changed silently.
                 raise _ConversionError(
                     f"the key {echo(key_node.value)} reads as {_KEY_READS_AS[key_node.tag]} in "
-                    "YAML; put it in quotes", key_node)
+                    "YAML; put it in quotes", key_node, (*path, key_node.value))
             if not isinstance(key_node, ScalarNode) or key_node.tag != _STR_TAG:
-                raise _ConversionError("mapping keys must be plain scalars", key_node)
+                raise _ConversionError("mapping keys must be plain scalars", key_node, path)
             key = key_node.value
             if key in explicit:
                 raise _ConversionError(
-                    f"duplicate key {echo(key)}: each key may appear once in a mapping", key_node)
+                    f"duplicate key {echo(key)}: each key may appear once in a mapping", key_node,
+                    (*path, key))
             explicit[key] = (key_node, value_node)
         pairs = {**merged, **explicit}
         self.pairs_cache[id(node)] = pairs
         return pairs
 
-    def _merged(self, value: Node) -> dict[str, tuple[Node, Node]]:
+    def _merged(self, value: Node, path: Path) -> dict[str, tuple[Node, Node]]:
         """The pairs a `<<` key brings in: one mapping, or a list of mappings."""
         if isinstance(value, SequenceNode) and value.tag != _SEQ_TAG:
-            raise _ConversionError(f"YAML tag {echo(value.tag)} is not allowed", value)
+            raise _ConversionError(f"YAML tag {echo(value.tag)} is not allowed", value, path)
         sources = value.value if isinstance(value, SequenceNode) else [value]
         merged: dict[str, tuple[Node, Node]] = {}
         for source in reversed(sources):  # the first mapping listed wins
             if not isinstance(source, MappingNode):
                 raise _ConversionError(
-                    "`<<` (merge key) takes a mapping or a list of mappings", source)
+                    "`<<` (merge key) takes a mapping or a list of mappings", source, path)
             if id(source) in self.active:
-                raise _ConversionError("recursive alias: a mapping merges itself", source)
+                raise _ConversionError("recursive alias: a mapping merges itself", source, path)
             self.active.add(id(source))
             try:
-                merged.update(self._pairs(source))
+                merged.update(self._pairs(source, path))
             finally:
                 self.active.discard(id(source))
         return merged
 
-    def _scalar(self, node: Node) -> Any:
+    def _scalar(self, node: Node, path: Path) -> Any:
         if node.tag == _TIMESTAMP_TAG:
             return str(node.value)  # keep dates as written; fields that take dates are strings
         if node.tag == _STR_TAG and isinstance(node, ScalarNode):
@@ -282,7 +283,7 @@ class _Converter:
         if construct is None or not isinstance(node, ScalarNode):
             raise _ConversionError(
                 f"YAML tag {echo(node.tag)} is not allowed; only plain strings, numbers, booleans "
-                "and null", node)
+                "and null", node, path)
         # Not `loader.construct_object`: it caches every node it sees for the rest of the
         # stream, which kept each file's whole node tree alive (and the collector busy).
         try:
@@ -290,55 +291,7 @@ class _Converter:
         except ValueError:  # int(): the interpreter's limit on the digits of a number
             raise _ConversionError(
                 "a number of more than 4,300 digits, too long to read; write a number of a "
-                "few digits, or put it in quotes if it is text", node) from None
-
-
-def _too_deep_message() -> str:
-    return f"values nest more than {_MAX_DEPTH} levels deep; flatten the document"
-
-
-def _might_nest_too_deep(text: str) -> bool:
-    """Cheap and sound: every level of nesting needs a character of `_STRUCTURE` of its own
-    in its document, and documents are separated by markers at the start of a line."""
-    if sum(text.count(c) for c in _STRUCTURE) <= _SAFE_STRUCTURE:
-        return False
-    return any(sum(part.count(c) for c in _STRUCTURE) > _SAFE_STRUCTURE
-               for part in _DOCUMENT_MARKER.split(text))
-
-
-def _first_too_deep(text: str) -> tuple[int, Position] | None:
-    """(document number, where) of the first collection nested deeper than `_MAX_DEPTH`,
-    found from parser events, which never recurse. None when there is none before the end
-    or the first syntax error (which composing reports)."""
-    try:
-        return _first_too_deep_by(_Loader, text)
-    except yaml.YAMLError:
-        if _Loader is yaml.SafeLoader:
-            return None
-    # libyaml 0.2.6 and newer stop at 1,000 flow levels, and may do so while looking ahead,
-    # before yielding the event at level 101: Python's parser, slower, has no such limit.
-    # It is asked only after libyaml stopped on an error, which files that parse never do.
-    try:
-        return _first_too_deep_by(yaml.SafeLoader, text)
-    except yaml.YAMLError:
-        return None
-
-
-def _first_too_deep_by(loader: type[yaml.SafeLoader], text: str) -> tuple[int, Position] | None:
-    """`_first_too_deep` with one parser; its errors are raised."""
-    depth, number = 0, -1
-    for event in yaml.parse(text, Loader=loader):
-        if isinstance(event, yaml.DocumentStartEvent):
-            number += 1
-        elif isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > _MAX_DEPTH:
-                mark = event.start_mark
-                where = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
-                return number, where
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-    return None
+                "few digits, or put it in quotes if it is text", node, path) from None
 
 
 def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnostic]]:
@@ -358,7 +311,8 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
     conflicts = merge_conflicts.find(text, file)
     if conflicts:  # YAML would stop at some line after the first, naming no conflict
         return [], conflicts
-    too_deep = _first_too_deep(text) if _might_nest_too_deep(text) else None
+    too_deep = (deep_nesting.first_too_deep(text, _Loader)
+                if deep_nesting.might_nest_too_deep(text) else None)
     lines = _Lines(text)
     loader = _Loader(text)
     index = 0
@@ -368,10 +322,11 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
             try:
                 # Before asking for the document: libyaml may fail on its own depth limit
                 # while looking ahead into it.
-                if too_deep is not None and number == too_deep[0]:
-                    line, column = lines.at(too_deep[1].line - 1, too_deep[1].column - 1)
-                    diagnostics.append(Diagnostic(_too_deep_message(), file=file,
-                                                  line=line, column=column))
+                if too_deep is not None and number == too_deep.document:
+                    line, column = lines.at(too_deep.line, too_deep.column)
+                    diagnostics.append(Diagnostic(deep_nesting.too_deep_message(), file=file,
+                                                  line=line, column=column,
+                                                  path=render_path(too_deep.path)))
                     break
                 if not loader.check_node():
                     break
@@ -412,7 +367,8 @@ def parse_yaml(text: str, file: str) -> tuple[list[ParsedDocument], list[Diagnos
                 lines.relocate(document)
             except _ConversionError as exc:
                 line, column = lines.mark(exc.node.start_mark)
-                diagnostics.append(Diagnostic(str(exc), file=file, line=line, column=column))
+                diagnostics.append(Diagnostic(str(exc), file=file, line=line, column=column,
+                                              path=render_path(exc.path)))
                 continue
             except yaml.YAMLError as exc:
                 line, column = lines.mark(node.start_mark)

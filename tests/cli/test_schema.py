@@ -190,6 +190,118 @@ def test_schema_out_may_replace_a_yaml_file_that_declares_nothing(
     capsys.readouterr()
 
 
+@pytest.mark.parametrize(("out", "folder"), [
+    ("sites/new.yaml", "sites"), ("sites/home/schema.YML", "sites/home"),
+    ("sites/new-site/schema.yaml", "sites")])
+def test_schema_out_as_a_yaml_name_in_a_folder_of_site_files_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        out: str, folder: str) -> None:
+    """A new file there, or one to be in a new directory there, is read by the next
+    `validate` or `plan` of the folder as a site document, which the schema (JSON) is not:
+    refused, saying why, and nothing is written; the fleet still validates. `schema` is
+    given no desired state: the folder is known by the site files it holds (here in a
+    directory of their own, as examples/sites/home-solna/ holds them)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sites" / "home").mkdir(parents=True)
+    (tmp_path / "sites" / "home" / "home.yaml").write_text(
+        (ROOT / "examples" / "sites" / "villa-lund-v2x.yaml").read_text())
+    assert cli.main(["schema", "--out", out]) == 1
+    assert capsys.readouterr() == ("", (
+        f"error: --out: cannot write {out}: {folder} holds site files (sites/home/home.yaml), "
+        "and "
+        "`reconciler validate` or `plan` of it would read a file named *.yaml or *.yml there "
+        "as one, which the schema (JSON) is not; name a file of its own "
+        "(--out schema/reconciler.schema.json)\ninvalid arguments: 1 problem\n"))
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "sites", "sites/home", "sites/home/home.yaml"]
+    assert cli.main(["validate", "sites"]) == 0
+
+
+@pytest.mark.parametrize("out", ["sites/.schema.yaml", "sites/schema.json", "notes/x.yaml"])
+def test_schema_out_in_a_folder_of_site_files_the_loader_skips_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        out: str) -> None:
+    """A hidden name or another suffix the loader does not read there, and a YAML name in
+    a folder of no site files, are the user's to choose."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "home.yaml").write_text(
+        (ROOT / "examples" / "sites" / "villa-lund-v2x.yaml").read_text())
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.yaml").write_text("just: notes\n")
+    assert cli.main(["schema", "--out", out]) == 0
+    assert json.loads((tmp_path / out).read_text()) == schema.json_schema()
+    assert cli.main(["validate", "sites"]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("target", [".reconciler/inventory.json", "sites/new.yaml"])
+def test_schema_out_naming_a_link_is_refused_by_what_it_links_to(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        target: str) -> None:
+    """The schema is written through a symbolic link: a link to the state directory's
+    inventory would replace the memory of earlier applies, one to a new YAML name in a
+    folder of site files would add a document that is none. Refused, naming the target;
+    the link and what it links to are left as they are."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RECONCILER_STATE_DIR", raising=False)
+    (tmp_path / ".reconciler").mkdir()
+    (tmp_path / ".reconciler" / "inventory.json").write_text("{}\n")
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "home.yaml").write_text(
+        (ROOT / "examples" / "sites" / "villa-lund-v2x.yaml").read_text())
+    (tmp_path / "schema.json").symlink_to(target)
+    why = {
+        ".reconciler/inventory.json": "it is the state directory's inventory.json, which holds "
+                                      "what earlier applies did and would be replaced by the "
+                                      "schema",
+        "sites/new.yaml": f"{tmp_path}/sites holds site files ({tmp_path}/sites/home.yaml), and "
+                          "`reconciler validate` or `plan` of it would read a file named *.yaml "
+                          "or *.yml there as one, which the schema (JSON) is not",
+    }[target]
+    assert cli.main(["schema", "--out", "schema.json"]) == 1
+    assert capsys.readouterr() == ("", (
+        f"error: --out: cannot write schema.json: it is a symbolic link to {tmp_path}/{target}: "
+        f"{why}; name a file of its own (--out schema/reconciler.schema.json)\n"
+        "invalid arguments: 1 problem\n"))
+    assert (tmp_path / ".reconciler" / "inventory.json").read_text() == "{}\n"
+    assert not (tmp_path / "sites" / "new.yaml").exists()
+    assert (tmp_path / "schema.json").is_symlink()
+
+
+def test_schema_out_naming_a_link_to_a_file_of_its_own_writes_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A link to where the schema is kept (`schema.json -> schema/reconciler.schema.json`)
+    is written through, as before."""
+    (tmp_path / "schema").mkdir()
+    (tmp_path / "schema.json").symlink_to("schema/reconciler.schema.json")
+    assert cli.main(["schema", "--out", str(tmp_path / "schema.json")]) == 0
+    assert json.loads((tmp_path / "schema" / "reconciler.schema.json").read_text()) == \
+        schema.json_schema()
+    assert (tmp_path / "schema.json").is_symlink()
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("into", ["pipe", "file"])
+def test_schema_out_naming_standard_output_carries_the_schema_alone(
+        tmp_path: Path, into: str) -> None:
+    """`--out /dev/stdout` is the schema on standard output, as without --out: no `wrote`
+    line after it in a pipe, nor over its start in a file a shell's `>` opened."""
+    command = [sys.executable, "-m", "reconciler", "schema", "--out", "/dev/stdout"]
+    environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    if into == "pipe":
+        done = subprocess.run(command, capture_output=True, text=True, env=environment,
+                              timeout=60, check=False)
+        shown = done.stdout
+    else:
+        with (tmp_path / "schema.json").open("w") as file:
+            done = subprocess.run(command, stdout=file, stderr=subprocess.PIPE, text=True,
+                                  env=environment, timeout=60, check=False)
+        shown = (tmp_path / "schema.json").read_text()
+    assert (done.returncode, done.stderr) == (0, "")
+    assert shown == schema_cmd.schema_text()
+
+
 def test_check_reads_no_further_than_the_generated_text(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A file far larger than the schema (1 GiB, sparse) is stale without being read whole,

@@ -334,3 +334,80 @@ def test_a_mistyped_indentation_or_value_says_what_yaml_wants(
     assert (code, out, summary) == (1, "", "invalid: 1 problem")
     assert problem.startswith(f"error: {path}:{where}: YAML syntax error: "), problem
     assert problem.endswith(f"; {hint}"), problem
+
+
+# -- values the YAML reader cannot read, named by their field as validation errors are ---------
+
+TOWNHOUSE = EXAMPLES / "townhouse-malmo-flatpeak.yaml"
+EXPORT_FIELD = "spec.flatpeak.properties.powerRatingExportKwh"
+TOO_LONG = ("a number of more than 4,300 digits, too long to read; write a number of a few "
+            "digits, or put it in quotes if it is text")
+
+
+def _townhouse_with(tmp_path: Path, value: str, *, as_json: bool = False) -> tuple[Path, str]:
+    """A copy of the townhouse example in a folder of its own whose first device's export
+    rating is `value` (written as YAML, or each document as JSON, which YAML reads too), and
+    the file's text."""
+    text = TOWNHOUSE.read_text(encoding="utf-8")
+    assert "powerRatingExportKwh: 6\n" in text
+    if as_json:
+        import yaml
+
+        # Quoted, as JSON writes it: the loader keeps an unquoted date as written, where
+        # PyYAML's safe_load would make it a datetime, which JSON has not.
+        text = text.replace("installDate: 2024-03-22T00:00:00Z",
+                            'installDate: "2024-03-22T00:00:00Z"')
+        documents = list(yaml.safe_load_all(text))
+        device = next(d for d in documents
+                      if d["spec"].get("flatpeak", {}).get("properties", {})
+                      .get("powerRatingExportKwh") == 6)
+        device["spec"]["flatpeak"]["properties"]["powerRatingExportKwh"] = "VALUE"
+        text = "---\n".join(json.dumps(d, indent=2) + "\n" for d in documents)
+        text = text.replace('"VALUE"', value)
+    else:
+        text = text.replace("powerRatingExportKwh: 6\n", f"powerRatingExportKwh: {value}\n", 1)
+    path = tmp_path / "sites" / "townhouse.yaml"
+    path.parent.mkdir()
+    path.write_text(text, encoding="utf-8")
+    return path, text
+
+
+def _where(text: str, offset: int) -> str:
+    """`line:column` of the character at `offset` of `text`, as an editor counts them."""
+    line = text.count("\n", 0, offset) + 1
+    return f"{line}:{offset - (text.rfind(chr(10), 0, offset) + 1) + 1}"
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["yaml", "json-in-yaml"])
+def test_a_number_too_long_to_read_names_its_field(
+        as_json: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Located as any wrong value of the field is (`FILE:LINE:COLUMN: FIELD: ...`), with
+    what to write instead, in the text and in `-o json`."""
+    digits = "9" * 5000
+    path, text = _townhouse_with(tmp_path, digits, as_json=as_json)
+    where = _where(text, text.index(digits))
+    code, out, err = run(["validate", str(path.parent)], capsys)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [f"error: {path}:{where}: {EXPORT_FIELD}: {TOO_LONG}",
+                                "invalid: 1 problem"]
+    code, out, _ = run(["validate", "-o", "json", str(path.parent)], capsys)
+    (problem,) = json.loads(out)["diagnostics"]
+    assert (code, problem["path"], problem["message"]) == (1, EXPORT_FIELD, TOO_LONG)
+    assert f"{problem['line']}:{problem['column']}" == where
+
+
+@pytest.mark.parametrize("levels", [150, 5000], ids=["converted", "measured-first"])
+def test_a_value_nested_too_deeply_names_its_field(
+        levels: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """However deep: a few levels too many are found while the document is read, thousands
+    before it is (the YAML library would crash), and either names the field they are in."""
+    path, text = _townhouse_with(tmp_path, "[" * levels + "]" * levels)
+    code, out, err = run(["validate", "-o", "json", str(path.parent)], capsys)
+    (problem,) = json.loads(out)["diagnostics"]
+    assert (code, err) == (1, "")
+    assert problem["message"] == "values nest more than 100 levels deep; flatten the document"
+    # The device is level 1, spec 2, flatpeak 3, properties 4: the 101st level is the 97th
+    # bracket, 96 lists inside the field's value. A key that long is cut, as any is.
+    inside = "powerRatingExportKwh" + "[0]" * 96
+    assert problem["path"] == f"spec.flatpeak.properties.{inside[:80]}… (308 characters)"
+    assert f"{problem['line']}:{problem['column']}" == _where(text, text.index("[" * levels) + 96)

@@ -1,12 +1,14 @@
 """`reconciler sim up` as a real command line, given an --env-file or --state that names a
-file the reconciler reads or keeps: a site file of the --fleet, or (for --env-file) one of
-the state directory's files. Each is refused naming it and what to name instead, and left
-as it is; no simulator starts."""
+file the reconciler reads or keeps: a site file of the --fleet, a YAML file in the
+--write-fleet directory of a generated fleet, or (for --env-file) one of the state
+directory's files. Each is refused naming it and what to name instead, and left as it is;
+no simulator starts."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +74,58 @@ def test_an_env_file_over_a_file_of_the_state_directory_is_refused(
         "env file; name a file of its own (--env-file sim.env)",
         "invalid arguments: 1 problem"]
     assert inventory.read_text() == '{"gateways": {}}\n'
+
+
+@pytest.mark.parametrize(("option", "named", "writer", "instead"), [
+    ("--env-file", "fleet/sim.yaml", "the env file", "--env-file sim.env"),
+    # The name of the generated fleet's first file, which would replace it.
+    ("--env-file", "fleet/sites-00000.yaml", "the env file", "--env-file sim.env"),
+    ("--env-file", "fleet/more/sim.YML", "the env file", "--env-file sim.env"),
+    ("--state", "fleet/state.yaml", "the simulators' state", "--state sim-state.json"),
+])
+@pytest.mark.parametrize("fleet_there", [False, True], ids=["new-fleet", "fleet-there"])
+def test_a_yaml_file_in_the_write_fleet_directory_is_refused_before_the_fleet_is_written(
+        tmp_path: Path, option: str, named: str, writer: str, instead: str,
+        fleet_there: bool) -> None:
+    """Checked before the fleet is written, whose files are not there to compare yet: the
+    fleet would replace it or be read with it, by this command at its next start and by
+    every plan of the folder. Nothing is written, whether the directory is new or holds
+    an earlier fleet."""
+    if fleet_there:
+        (tmp_path / "fleet").mkdir()
+    done = sim_up(tmp_path, "--sites", "2", "--write-fleet", "fleet", option, named)
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: {option}: cannot write {named}: it is a YAML file in the --write-fleet "
+        f"directory (fleet), which holds the generated fleet: a plan of the fleet would read "
+        f"{writer} there as site documents (or a fleet file of that name replace it); name a "
+        f"file of its own ({instead})",
+        "invalid arguments: 1 problem"]
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert written == (["fleet"] if fleet_there else []), "nothing written"
+
+
+def test_an_env_file_in_the_write_fleet_directory_not_named_as_yaml_is_written(
+        tmp_path: Path) -> None:
+    """`fleet/sim.env` is no file the loader reads: the simulators start, the env file is
+    written beside the fleet, and the fleet still validates."""
+    (tmp_path / "fleet").mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sim", "up", "--sites", "1",
+         "--devices-per-site", "1", "--write-fleet", "fleet", "--env-file", "fleet/sim.env"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    said: list[str] = []
+    try:
+        # Until the simulators listen (or the process ends: an empty line).
+        while not said or said[-1] not in ("", "simulators running; Ctrl-C to stop\n"):
+            said.append(process.stderr.readline())
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert process.returncode == 0, "".join(said)
+    assert "export RECONCILER_NOVACORE_URL=" in (tmp_path / "fleet" / "sim.env").read_text()
+    validated = subprocess.run([sys.executable, "-m", "reconciler", "validate", "fleet"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                               check=False)
+    assert validated.returncode == 0, validated.stderr

@@ -66,11 +66,15 @@ def test_valid_metadata_is_accepted(metadata: str) -> None:
         ("  namespace: Fleet_North\n", "s.yaml:5:14: metadata.namespace: String should match"),
         ("  namespace: fleet.north\n", "s.yaml:5:14: metadata.namespace: String should match"),
         ("  labels:\n    on: x\n",
-         "s.yaml:6:5: the key 'on' reads as a boolean in YAML; put it in quotes"),
-        ("  labels:\n    ~: x\n", "s.yaml:6:5: the key '~' reads as null in YAML"),
-        ("  labels:\n    0x10: x\n", "s.yaml:6:5: the key '0x10' reads as a number in YAML"),
+         "s.yaml:6:5: metadata.labels.on: the key 'on' reads as a boolean in YAML; put it in "
+         "quotes"),
+        ("  labels:\n    ~: x\n",
+         "s.yaml:6:5: metadata.labels.~: the key '~' reads as null in YAML"),
+        ("  labels:\n    0x10: x\n",
+         "s.yaml:6:5: metadata.labels.0x10: the key '0x10' reads as a number in YAML"),
         ("  annotations:\n    2024-01-01: x\n",
-         "s.yaml:6:5: the key '2024-01-01' reads as a date in YAML; put it in quotes"),
+         "s.yaml:6:5: metadata.annotations.2024-01-01: the key '2024-01-01' reads as a date in "
+         "YAML; put it in quotes"),
     ],
 )
 def test_invalid_metadata_is_located(metadata: str, expected: str) -> None:

@@ -111,12 +111,13 @@ def test_a_value_of_the_wrong_yaml_type_is_refused(field: str, value: str, messa
 
 @pytest.mark.parametrize("field", ["latitude", "port", "publish"])
 def test_a_number_too_long_to_read_is_located_not_a_traceback(field: str) -> None:
-    """Python reads no integer of more than 4,300 digits: said where it is written, with
-    what to write instead (it may be text meant, as in a label)."""
-    line, column, *_ = FIELDS[field.upper()]
+    """Python reads no integer of more than 4,300 digits: said where it is written (the
+    field named as a validation error names it), with what to write instead (it may be
+    text meant, as in a label)."""
+    line, column, path, _ = FIELDS[field.upper()]
     assert load(**{field: "9" * 5000})[:1] == [
-        f"d.yaml:{line}:{column}: a number of more than 4,300 digits, too long to read; write "
-        "a number of a few digits, or put it in quotes if it is text"]
+        f"d.yaml:{line}:{column}: {path}: a number of more than 4,300 digits, too long to read; "
+        "write a number of a few digits, or put it in quotes if it is text"]
 
 
 @pytest.mark.parametrize(

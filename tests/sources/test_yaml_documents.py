@@ -69,11 +69,11 @@ def test_empty_streams_give_no_documents_and_no_problems(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("a: 1\nb: 2\na: 3\n", "f.yaml:3:1: duplicate key 'a'", id="top-level"),
-        pytest.param("spec:\n  zap:\n    url: x\n    url: y\n", "f.yaml:4:5: duplicate key 'url'",
-                     id="nested"),
-        pytest.param("{a: 1, a: 1}\n", "f.yaml:1:8: duplicate key 'a'", id="flow-same-value"),
-        pytest.param("'1': a\n\"1\": b\n", "f.yaml:2:1: duplicate key '1'",
+        pytest.param("a: 1\nb: 2\na: 3\n", "f.yaml:3:1: a: duplicate key 'a'", id="top-level"),
+        pytest.param("spec:\n  zap:\n    url: x\n    url: y\n",
+                     "f.yaml:4:5: spec.zap.url: duplicate key 'url'", id="nested"),
+        pytest.param("{a: 1, a: 1}\n", "f.yaml:1:8: a: duplicate key 'a'", id="flow-same-value"),
+        pytest.param("'1': a\n\"1\": b\n", "f.yaml:2:1: 1: duplicate key '1'",
                      id="differently-quoted"),
     ],
 )
@@ -85,34 +85,34 @@ def test_duplicate_keys_are_refused_at_the_second_key(text: str, expected: str) 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("a: !!python/object:os.system {}\n", "f.yaml:1:4: YAML tag "
+        pytest.param("a: !!python/object:os.system {}\n", "f.yaml:1:4: a: YAML tag "
                      "'tag:yaml.org,2002:python/object:os.system' is not allowed",
                      id="python-object"),
         pytest.param("a: !!python/name:os.system ''\n",
-                     "f.yaml:1:4: YAML tag 'tag:yaml.org,2002:python/name:os.system'",
+                     "f.yaml:1:4: a: YAML tag 'tag:yaml.org,2002:python/name:os.system'",
                      id="python-name"),
-        pytest.param("a:\n  b: !secret x\n", "f.yaml:2:6: YAML tag '!secret' is not allowed",
+        pytest.param("a:\n  b: !secret x\n", "f.yaml:2:6: a.b: YAML tag '!secret' is not allowed",
                      id="application-tag"),
-        pytest.param("a: !!binary aGVsbG8=\n", "f.yaml:1:4: YAML tag 'tag:yaml.org,2002:binary'",
+        pytest.param("a: !!binary aGVsbG8=\n", "f.yaml:1:4: a: YAML tag 'tag:yaml.org,2002:binary'",
                      id="binary"),
-        pytest.param("a: !!set {x, y}\n", "f.yaml:1:4: YAML tag 'tag:yaml.org,2002:set'",
+        pytest.param("a: !!set {x, y}\n", "f.yaml:1:4: a: YAML tag 'tag:yaml.org,2002:set'",
                      id="set"),
-        pytest.param("a: !!omap [x: 1]\n", "f.yaml:1:4: YAML tag 'tag:yaml.org,2002:omap'",
+        pytest.param("a: !!omap [x: 1]\n", "f.yaml:1:4: a: YAML tag 'tag:yaml.org,2002:omap'",
                      id="omap"),
         pytest.param("? [a, b]\n: c\n", "f.yaml:1:3: mapping keys must be plain scalars",
                      id="complex-key"),
-        pytest.param("2024-01-01: x\n", "f.yaml:1:1: the key '2024-01-01' reads as a date in "
-                     "YAML; put it in quotes", id="timestamp-key"),
-        pytest.param("labels:\n  on: x\n", "f.yaml:2:3: the key 'on' reads as a boolean in "
-                     "YAML; put it in quotes", id="boolean-key"),
-        pytest.param("labels:\n  no: x\n", "f.yaml:2:3: the key 'no' reads as a boolean",
+        pytest.param("2024-01-01: x\n", "f.yaml:1:1: 2024-01-01: the key '2024-01-01' reads "
+                     "as a date in YAML; put it in quotes", id="timestamp-key"),
+        pytest.param("labels:\n  on: x\n", "f.yaml:2:3: labels.on: the key 'on' reads as a "
+                     "boolean in YAML; put it in quotes", id="boolean-key"),
+        pytest.param("labels:\n  no: x\n", "f.yaml:2:3: labels.no: the key 'no' reads as a boolean",
                      id="no-key"),
-        pytest.param("a: {~: x}\n", "f.yaml:1:5: the key '~' reads as null", id="null-key"),
-        pytest.param("a:\n  0x10: x\n", "f.yaml:2:3: the key '0x10' reads as a number",
+        pytest.param("a: {~: x}\n", "f.yaml:1:5: a.~: the key '~' reads as null", id="null-key"),
+        pytest.param("a:\n  0x10: x\n", "f.yaml:2:3: a.0x10: the key '0x10' reads as a number",
                      id="hex-key"),
-        pytest.param("a:\n  1_000: x\n", "f.yaml:2:3: the key '1_000' reads as a number",
+        pytest.param("a:\n  1_000: x\n", "f.yaml:2:3: a.1_000: the key '1_000' reads as a number",
                      id="underscore-number-key"),
-        pytest.param("a:\n  1.5: x\n", "f.yaml:2:3: the key '1.5' reads as a number",
+        pytest.param("a:\n  1.5: x\n", "f.yaml:2:3: a.1.5: the key '1.5' reads as a number",
                      id="float-key"),
     ],
 )
@@ -159,10 +159,11 @@ def test_merged_values_are_located_where_they_are_written() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("x: {<<: 5}\n", "f.yaml:1:9: `<<` (merge key) takes a mapping", id="scalar"),
-        pytest.param("x: {<<: [{a: 1}, 3]}\n", "f.yaml:1:18: `<<` (merge key) takes a mapping",
+        pytest.param("x: {<<: 5}\n", "f.yaml:1:9: x: `<<` (merge key) takes a mapping",
+                     id="scalar"),
+        pytest.param("x: {<<: [{a: 1}, 3]}\n", "f.yaml:1:18: x: `<<` (merge key) takes a mapping",
                      id="list-with-scalar"),
-        pytest.param("a: &a {<<: *a}\n", "f.yaml:1:4: recursive alias: a mapping merges itself",
+        pytest.param("a: &a {<<: *a}\n", "f.yaml:1:4: a: recursive alias: a mapping merges itself",
                      id="merges-itself"),
     ],
 )
@@ -179,16 +180,18 @@ def test_aliases_copy_values() -> None:
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "path"),
     [
-        pytest.param("a: &a [*a]\n", id="list-in-itself"),
-        pytest.param("a: &a {b: *a}\n", id="mapping-in-itself"),
-        pytest.param("a: &a {b: [c, {d: *a}]}\n", id="deep"),
+        pytest.param("a: &a [*a]\n", "a[0]", id="list-in-itself"),
+        pytest.param("a: &a {b: *a}\n", "a.b", id="mapping-in-itself"),
+        pytest.param("a: &a {b: [c, {d: *a}]}\n", "a.b[1].d", id="deep"),
     ],
 )
-def test_recursive_aliases_are_refused(text: str) -> None:
+def test_recursive_aliases_are_refused(text: str, path: str) -> None:
+    """Named at the alias that holds its own value, located at the value it holds."""
     (problem,) = problems_of(text)
-    assert problem.startswith("f.yaml:1:4: recursive alias: a value contains itself"), problem
+    assert problem.startswith(f"f.yaml:1:4: {path}: recursive alias: a value contains itself"), \
+        problem
 
 
 def billion_laughs(levels: int = 7) -> str:
@@ -232,8 +235,8 @@ def test_alias_bomb_is_refused_at_the_expansion_limit_with_a_located_error() -> 
 def test_a_large_document_without_aliases_is_not_blamed_on_aliases() -> None:
     text = "a:\n" + "".join(f"  - {i}\n" for i in range(210_000))
     (problem,) = problems_of(text)
-    assert problem == ("f.yaml:200000:5: document has more than 200000 values; split it into "
-                       "smaller documents"), problem
+    assert problem == ("f.yaml:200000:5: a[199998]: document has more than 200000 values; "
+                       "split it into smaller documents"), problem
 
 
 def test_merge_bomb_is_refused_too() -> None:
@@ -306,21 +309,36 @@ def chain_of_aliases(levels: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The field path of the collection at level 101 (the root is level 1): 100 steps.
+IN_LISTS = "[0]" * 100
+IN_MAPPINGS = ".".join(["a"] * 100)
+
+
 @pytest.mark.parametrize(
-    ("text", "where"),
+    ("text", "where", "path"),
     [
-        pytest.param("[" * 101 + "]" * 101, "1:101", id="flow-101"),
-        pytest.param("[" * 50_000 + "]" * 50_000, "1:101", id="flow-50000"),
-        pytest.param("{a: " * 30_000 + "}" * 30_000, "1:401", id="flow-mapping-30000"),
-        pytest.param("".join("  " * i + "a:\n" for i in range(3_000)), "101:201",
+        pytest.param("[" * 101 + "]" * 101, "1:101", IN_LISTS, id="flow-101"),
+        pytest.param("[" * 50_000 + "]" * 50_000, "1:101", IN_LISTS, id="flow-50000"),
+        pytest.param("{a: " * 30_000 + "}" * 30_000, "1:401", IN_MAPPINGS,
+                     id="flow-mapping-30000"),
+        pytest.param("".join("  " * i + "a:\n" for i in range(3_000)), "101:201", IN_MAPPINGS,
                      id="block-3000"),
-        pytest.param("- " * 40_000 + "x\n", "1:201", id="compact-sequence-40000"),
-        pytest.param(chain_of_aliases(150), "2:5", id="alias-chain-150"),
+        pytest.param("- " * 40_000 + "x\n", "1:201", IN_LISTS, id="compact-sequence-40000"),
+        # a1 is the 100th list inside a100's
+        pytest.param(chain_of_aliases(150), "2:5", "a100" + "[0]" * 99, id="alias-chain-150"),
+        # A merged mapping's keys are put in the mapping that merges it, as its values are.
+        pytest.param("a: 1\nspec:\n  - {<<: [{k: 1}, {z: " + "[" * 2000 + "]" * 2000 + "}]}\n",
+                     "3:118", "spec[0].z" + "[0]" * 95, id="merged-2000"),
     ],
 )
-def test_deep_nesting_is_refused_without_crashing(text: str, where: str) -> None:
-    (problem,) = problems_of(text)
-    assert problem == f"f.yaml:{where}: values nest more than 100 levels deep; flatten the document"
+def test_deep_nesting_is_refused_without_crashing(text: str, where: str, path: str) -> None:
+    """Located, and named by the field path of the collection too deep, as a validation
+    error names its field: whether measured before composing (a text with many brackets)
+    or while converting."""
+    documents, (problem,) = parse_yaml(text, "f.yaml")
+    assert documents == []
+    assert (problem.location(), problem.path, problem.message) == (
+        f"f.yaml:{where}", path, "values nest more than 100 levels deep; flatten the document")
 
 
 def test_nesting_of_100_levels_is_fine_and_earlier_documents_survive_a_deep_one() -> None:
@@ -328,5 +346,5 @@ def test_nesting_of_100_levels_is_fine_and_earlier_documents_survive_a_deep_one(
     documents, problems = parse_yaml("a: 1\n---\n" + "[" * 5_000 + "]" * 5_000 + "\n---\nb: 2\n",
                                      "f.yaml")
     assert [d.value for d in documents] == [{"a": 1}]
-    assert [str(p) for p in problems] == [
-        "f.yaml:3:101: values nest more than 100 levels deep; flatten the document"]
+    assert [(p.location(), p.path, p.message) for p in problems] == [
+        ("f.yaml:3:101", IN_LISTS, "values nest more than 100 levels deep; flatten the document")]
