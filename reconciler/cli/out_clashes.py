@@ -6,7 +6,8 @@ first). Named as a file of the desired state (`plan sites --out sites/home.yaml`
 of the completion), it replaced the user's YAML with JSON or `export` lines; named as one
 of the state directory's own files (`--out .reconciler/inventory.json`), it replaced the
 memory of earlier applies, which nothing can rebuild. Either is refused before anything
-is written, naming the file. So is, for `schema`, a new YAML name in a folder of site files
+is written, naming the file; so is a new name the loader would read in a desired-state
+folder (`plan sites --out sites/plan.yaml`). So is, for `schema`, a new YAML name in a folder of site files
 (`site_folder`): the next plan of the folder would read the JSON there as a site document.
 """
 
@@ -25,7 +26,8 @@ from reconciler.state_files import state_file_in
 def clash(out: str, paths: list[str], state_dir: str | None, *,
           writer: str = "the plan") -> str | None:
     """Why `out` may not be written by `writer` (it is a desired-state file under `paths`,
-    or a file of the state directory `state_dir`, when one is asked about), or None. What
+    or named as one in a folder of `paths`, or a file of the state directory `state_dir`,
+    when one is asked about), or None. What
     is written is renamed over the name (`atomic_write`): a link there is replaced, not
     what it points to, so names are compared as themselves, links not followed past the
     directory that holds them."""
@@ -42,6 +44,11 @@ def clash(out: str, paths: list[str], state_dir: str | None, *,
                             "would replace")
             except OSError:
                 continue  # the loader said why it cannot be read
+    for path in paths:
+        if os.path.isdir(path) and read_in(out, path):
+            # Not there yet, or not read yet: the next plan of the folder would read it.
+            return (f"it is named as a file of the desired state in {path}, whose next "
+                    f"`validate` or `plan` would read {writer} there as site documents")
     if state_dir is None:
         return None
     where = Path(out)
