@@ -7,8 +7,9 @@ of the completion), it replaced the user's YAML with JSON or `export` lines; nam
 of the state directory's own files (`--out .reconciler/inventory.json`), it replaced the
 memory of earlier applies, which nothing can rebuild. Either is refused before anything
 is written, naming the file; so is a new name the loader would read in a desired-state
-folder (`plan sites --out sites/plan.yaml`). So is, for `schema`, a new YAML name in a folder of site files
-(`site_folder`): the next plan of the folder would read the JSON there as a site document.
+folder (`plan sites --out sites/plan.yaml`): the next plan of the folder would read the
+JSON there as site documents. So is, for `schema` and `crds`, which are given no desired
+state, a new YAML name in or below a folder of site files (`site_folder`).
 """
 
 from __future__ import annotations
@@ -80,52 +81,60 @@ def declares_resources(path: str) -> bool:
     return bool(result.resources) or any(kind in KINDS for kind, _ in result.invalid)
 
 
-# How much of the folder that would hold a new YAML-named file `site_folder` looks at for a
-# site file: a fleet folder shows one among its first files; a folder that is none (a home
-# directory) is not walked whole for it.
-_LOOK_AT_MOST = 200  # directories and YAML files
+# How many YAML files `site_folder` reads at the most, over all the folders it looks in.
+_LOOK_AT_MOST = 200
 
 
 def site_folder(out: str) -> tuple[str, str] | None:
     """(folder, a site file in it) when `out` is a name the loader reads (`*.yaml`, not
-    hidden) in a folder that holds site files: `validate` or `plan` of that folder would
-    read what is written there as documents of the desired state. For a command given no
-    desired state (`schema`), which knows the folders only by what they hold. The folder
-    is the nearest that exists above `out` (`sites/` of `sites/new-site/x.yaml`), read as
-    the loader reads it (hidden directories skipped, linked ones followed)."""
+    hidden) in or below a folder that holds site files: `validate` or `plan` of that
+    folder, which reads the folders below it too, would read what is written there as
+    documents of the desired state. For a command given no desired state (`schema`,
+    `crds`), which knows the folders only by what they hold. Looked at: the nearest folder
+    that exists above `out` (`sites/` of `sites/new-site/x.yaml`) and every one above it,
+    each by the files it holds itself, not those of its other folders: `deploy/crds/`
+    beside `deploy/sites/` is not in a folder of site files, though `deploy/` holds some
+    further down (as the loader reads: hidden directories skipped, links followed)."""
     where = Path(out)
     if not loader.is_yaml_name(where.name) or where.name.startswith("."):
         return None
-    folder = where.parent
+    absolute = Path(os.path.abspath(out))  # `..` taken out, links not followed
+    folder = absolute.parent
     while not folder.is_dir():
-        if folder.name.startswith("."):  # a hidden directory to be: the loader skips it
-            return None
         if folder == folder.parent:
             return None
         folder = folder.parent
-    found = _first_site_file(folder, where)
-    return None if found is None else (str(folder), found)
-
-
-def _first_site_file(folder: Path, out: Path) -> str | None:
-    """The first YAML file under `folder` that declares resources, other than `out`,
-    looking at no more than `_LOOK_AT_MOST` directories and files."""
     looked = 0
-    for directory, subdirectories, names in os.walk(folder, followlinks=True):
-        subdirectories[:] = sorted(n for n in subdirectories if not n.startswith("."))
-        looked += 1
-        for name in sorted(names):
-            file = os.path.join(directory, name)
-            if name.startswith(".") or not loader.is_yaml_name(name) or _same(file, out):
-                continue
-            looked += 1
-            if declares_resources(file):
-                return file
-            if looked >= _LOOK_AT_MOST:
-                return None
+    for above in (folder, *folder.parents):
+        if any(part.startswith(".") for part in absolute.relative_to(above).parts[:-1]):
+            return None  # in a hidden directory below it, which the loader skips
+        # Said as `out` was given: relative to the working directory, or absolute.
+        shown = str(above) if where.is_absolute() else os.path.relpath(above)
+        found, looked = _site_file_in(shown, absolute, looked)
+        if found is not None:
+            return shown, found
         if looked >= _LOOK_AT_MOST:
             return None
     return None
+
+
+def _site_file_in(folder: str, out: Path, looked: int) -> tuple[str | None, int]:
+    """The first YAML file `folder` holds itself that declares resources, other than `out`,
+    and how many YAML files were read so far (stopping at `_LOOK_AT_MOST`)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return None, looked
+    for name in names:
+        file = os.path.join(folder, name)
+        if name.startswith(".") or not loader.is_yaml_name(name) or _same(file, out):
+            continue
+        looked += 1
+        if declares_resources(file):
+            return file, looked
+        if looked >= _LOOK_AT_MOST:
+            break
+    return None, looked
 
 
 def _same(file: str, out: Path) -> bool:
@@ -150,11 +159,12 @@ def read_in(out: str, directory: str) -> bool:
             and not any(part.startswith(".") for part in inside.parts))
 
 
-def refusal(option: str, out: str, problem: str, instead: str) -> ConfigError:
+def refusal(option: str, out: str, problem: str, instead: str,
+            own: str = "a file") -> ConfigError:
     """The error of `option` naming `out`, why it may not be written (`clash`), and what
-    to name `instead` (`--out plan.json`)."""
+    to name `instead` (`--out plan.json`), `own` (a file, a directory) of its own."""
     return ConfigError(
-        [Diagnostic(f"cannot write {out}: {problem}; name a file of its own ({instead})",
+        [Diagnostic(f"cannot write {out}: {problem}; name {own} of its own ({instead})",
                     path=option)],
         subject="arguments",
     )

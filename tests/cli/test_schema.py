@@ -190,31 +190,61 @@ def test_schema_out_may_replace_a_yaml_file_that_declares_nothing(
     capsys.readouterr()
 
 
-@pytest.mark.parametrize(("out", "folder"), [
-    ("sites/new.yaml", "sites"), ("sites/home/schema.YML", "sites/home"),
-    ("sites/new-site/schema.yaml", "sites")])
+@pytest.mark.parametrize(("out", "folder", "site_file"), [
+    ("sites/new.yaml", "sites", "sites/lund.yaml"),
+    ("sites/home/schema.YML", "sites/home", "sites/home/home.yaml"),
+    ("sites/new-site/schema.yaml", "sites", "sites/lund.yaml"),
+    ("sites/home/notes/schema.yaml", "sites/home", "sites/home/home.yaml")])
 def test_schema_out_as_a_yaml_name_in_a_folder_of_site_files_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        out: str, folder: str) -> None:
-    """A new file there, or one to be in a new directory there, is read by the next
-    `validate` or `plan` of the folder as a site document, which the schema (JSON) is not:
-    refused, saying why, and nothing is written; the fleet still validates. `schema` is
-    given no desired state: the folder is known by the site files it holds (here in a
-    directory of their own, as examples/sites/home-solna/ holds them)."""
+        out: str, folder: str, site_file: str) -> None:
+    """A new file there or below (in a new directory, or in one of no site files of its
+    own), is read by the next `validate` or `plan` of the folder as a site document, which
+    the schema (JSON) is not: refused, saying why, and nothing is written; the fleet still
+    validates. `schema` is given no desired state: the folder is known by the site files
+    it holds itself (here also in a directory of their own, as examples/sites/home-solna/
+    holds them)."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "sites" / "home").mkdir(parents=True)
-    (tmp_path / "sites" / "home" / "home.yaml").write_text(
-        (ROOT / "examples" / "sites" / "villa-lund-v2x.yaml").read_text())
+    (tmp_path / "sites" / "home" / "notes").mkdir(parents=True)
+    for kept, example in (("sites/lund.yaml", "villa-lund-v2x.yaml"),
+                          ("sites/home/home.yaml", "townhouse-malmo-flatpeak.yaml")):
+        (tmp_path / kept).write_text((ROOT / "examples" / "sites" / example).read_text())
     assert cli.main(["schema", "--out", out]) == 1
     assert capsys.readouterr() == ("", (
-        f"error: --out: cannot write {out}: {folder} holds site files (sites/home/home.yaml), "
-        "and "
+        f"error: --out: cannot write {out}: {folder} holds site files ({site_file}), and "
         "`reconciler validate` or `plan` of it would read a file named *.yaml or *.yml there "
         "as one, which the schema (JSON) is not; name a file of its own "
         "(--out schema/reconciler.schema.json)\ninvalid arguments: 1 problem\n"))
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
-        "sites", "sites/home", "sites/home/home.yaml"]
+        "sites", "sites/home", "sites/home/home.yaml", "sites/home/notes", "sites/lund.yaml"]
     assert cli.main(["validate", "sites"]) == 0
+
+
+def test_crds_out_in_a_folder_of_site_files_is_refused_and_beside_one_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CRDs are YAML of a kind the loader does not read: written into a folder of site
+    files (or a new one below it), the next `validate` or `plan` of it fails on each.
+    Refused before any is written; a new folder beside the site files' (`deploy/crds`
+    beside `deploy/sites`) is the user's to fill."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deploy" / "sites").mkdir(parents=True)
+    (tmp_path / "deploy" / "sites" / "lund.yaml").write_text(
+        (ROOT / "examples" / "sites" / "villa-lund-v2x.yaml").read_text())
+    first = next(iter(schema_cmd.crd_texts()))
+    for out in ("deploy/sites", "deploy/sites/crds"):
+        assert cli.main(["crds", "--out", out]) == 1
+        assert capsys.readouterr() == ("", (
+            f"error: --out: cannot write {out}/{first}: deploy/sites holds site files "
+            "(deploy/sites/lund.yaml), and `reconciler validate` or `plan` of it would read a "
+            "file named *.yaml or *.yml there as one, which a CRD (of another kind) is not; "
+            "name a directory of its own (--out crds)\ninvalid arguments: 1 problem\n"))
+    assert sorted(p.name for p in (tmp_path / "deploy" / "sites").iterdir()) == ["lund.yaml"]
+    assert cli.main(["validate", "deploy/sites"]) == 0
+    assert cli.main(["crds", "--out", "deploy/crds"]) == 0
+    assert sorted(p.name for p in (tmp_path / "deploy" / "crds").iterdir()) == sorted(
+        schema_cmd.crd_texts())
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("out", ["sites/.schema.yaml", "sites/schema.json", "notes/x.yaml"])
