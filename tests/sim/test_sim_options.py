@@ -4,13 +4,13 @@ all at once, and nothing is written or started (exit 1, as any other misused opt
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
+from sim_up_running import sim_up_running
 
 EXAMPLES = str(Path(__file__).resolve().parents[2] / "examples" / "sites")
 LATENCY = "a number of milliseconds from 0 to 3600000 (an hour)"
@@ -79,25 +79,13 @@ def test_a_write_fleet_directory_that_cannot_be_made_is_named_and_nothing_starts
 
 
 def test_the_bounds_of_each_range_are_taken_and_reach_the_simulators(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "sim", "up", "--sites", "1",
-         "--devices-per-site", "156", "--write-fleet", str(tmp_path / "fleet"),
-         "--jitter-ms", "3600000", "--error-rate", "1", "--throttle-rate", "0", "--seed", "0"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    said: list[str] = []
-    try:
-        # Until the simulators listen (or the process ends: an empty line).
-        while not said or said[-1] not in ("", "simulators running; Ctrl-C to stop\n"):
-            said.append(process.stderr.readline())
+    with sim_up_running("--sites", "1", "--devices-per-site", "156", "--write-fleet",
+                        str(tmp_path / "fleet"), "--jitter-ms", "3600000", "--error-rate", "1",
+                        "--throttle-rate", "0", "--seed", "0", cwd=tmp_path) as said:
         [control] = [line.split()[1] for line in said if line.startswith("Control ")]
         # Asked of the control port, which no fault touches: the simulator's own port
         # answers every request 503 now.
         faults = httpx.get(f"{control}/_sim/clouds/novacore/faults", timeout=10).json()
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
-    assert process.returncode == 0, "".join(said)
     # Where the generated fleet went, in words: one site is no "sites".
     assert said[0] == f"generated 1 site in {tmp_path / 'fleet'}\n", said
     assert (faults["jitter_ms"], faults["error_rate"], faults["throttle_rate"]) == (

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sim_up_running import RUNNING, sim_up_running
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sites"
 
@@ -110,20 +110,9 @@ def test_an_env_file_in_the_write_fleet_directory_not_named_as_yaml_is_written(
     """`fleet/sim.env` is no file the loader reads: the simulators start, the env file is
     written beside the fleet, and the fleet still validates."""
     (tmp_path / "fleet").mkdir()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "sim", "up", "--sites", "1",
-         "--devices-per-site", "1", "--write-fleet", "fleet", "--env-file", "fleet/sim.env"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    said: list[str] = []
-    try:
-        # Until the simulators listen (or the process ends: an empty line).
-        while not said or said[-1] not in ("", "simulators running; Ctrl-C to stop\n"):
-            said.append(process.stderr.readline())
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
-    assert process.returncode == 0, "".join(said)
+    with sim_up_running("--sites", "1", "--devices-per-site", "1", "--write-fleet", "fleet",
+                        "--env-file", "fleet/sim.env", cwd=tmp_path) as said:
+        assert said[-1] == RUNNING, "".join(said)
     assert "export RECONCILER_NOVACORE_URL=" in (tmp_path / "fleet" / "sim.env").read_text()
     validated = subprocess.run([sys.executable, "-m", "reconciler", "validate", "fleet"],
                                cwd=tmp_path, capture_output=True, text=True, timeout=60,
