@@ -9,10 +9,9 @@ the modules only the CLI runs are left out, each saying why."""
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from reconciler.plan.advice import PRUNED, Advice, Audience
 
@@ -37,7 +36,7 @@ def _worded(node: ast.expr) -> str | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     if isinstance(node, ast.JoinedStr):
-        return "".join(v.value if isinstance(v, ast.Constant) else "X" for v in node.values)
+        return "".join(str(v.value) if isinstance(v, ast.Constant) else "X" for v in node.values)
     return None
 
 
@@ -79,7 +78,11 @@ def _texts(path: Path) -> Iterator[tuple[int, str, str | None]]:
             yield node.lineno, text, roles.get(id(node))
 
 
+@functools.cache
 def _scanned() -> list[tuple[str, int, str, str | None]]:
+    """Every text of the scanned modules: (module, line, text, its role to an `Advice`).
+    Read once per process, when a test asks: not at collection, which every test worker
+    makes of the whole suite (parsing the package took seconds of each)."""
     found = []
     for folder in FOLDERS:
         for path in sorted((PACKAGE / folder).rglob("*.py")):
@@ -89,36 +92,39 @@ def _scanned() -> list[tuple[str, int, str, str | None]]:
     return found
 
 
-SCANNED = _scanned()
-ADVISING = [(where, line, text, role) for where, line, text, role in SCANNED
+def _advising() -> list[tuple[str, int, str, str | None]]:
+    """The texts that name a CLI flag."""
+    return [(where, line, text, role) for where, line, text, role in _scanned()
             if any(flag in text for flag in FLAGS)]
-FOR_OPERATOR = [(where, line, text) for where, line, text, role in SCANNED
-                if role == "operator"]
+
+
+def _for_operator() -> list[tuple[str, int, str]]:
+    """The operator's wordings of the advices."""
+    return [(where, line, text) for where, line, text, role in _scanned()
+            if role == "operator"]
 
 
 def test_the_search_finds_the_advice_it_looks_for() -> None:
     """A Lua twin's note, a blocked slug's reason, and what the operator says instead."""
-    assert any("apply --prune deletes it" in text for _, _, text, _ in ADVISING), ADVISING
-    assert any("delete it (apply --prune)" in text for _, _, text, _ in ADVISING), ADVISING
-    assert any(text == "delete it in Enapter Cloud" for _, _, text in FOR_OPERATOR)
+    advising = _advising()
+    assert any("apply --prune deletes it" in text for _, _, text, _ in advising), advising
+    assert any("delete it (apply --prune)" in text for _, _, text, _ in advising), advising
+    assert any(text == "delete it in Enapter Cloud" for _, _, text in _for_operator())
 
 
-@pytest.mark.parametrize(("where", "line", "text", "role"), ADVISING,
-                         ids=[f"{where}:{line}" for where, line, _, _ in ADVISING])
-def test_each_text_advising_a_cli_flag_is_an_advices_cli_wording(
-    where: str, line: int, text: str, role: str | None
-) -> None:
-    assert role == "cli", (
-        f"{where}:{line}: {text!r} advises a CLI flag outside an Advice's cli wording: "
-        "the operator would say it as it is (`plan.advice`)")
+def test_each_text_advising_a_cli_flag_is_an_advices_cli_wording() -> None:
+    """Each one found is said, with where it is."""
+    outside = [f"{where}:{line}: {text!r}" for where, line, text, role in _advising()
+               if role != "cli"]
+    assert not outside, (
+        "texts advising a CLI flag outside an Advice's cli wording (the operator would say "
+        "them as they are; `plan.advice`):\n" + "\n".join(outside))
 
 
-@pytest.mark.parametrize(("where", "line", "text"), FOR_OPERATOR,
-                         ids=[f"{where}:{line}" for where, line, _ in FOR_OPERATOR])
-def test_each_operator_wording_names_no_cli_flag_nor_command(
-    where: str, line: int, text: str
-) -> None:
-    assert not any(word in text for word in FLAGS + COMMANDS), f"{where}:{line}: {text!r}"
+def test_each_operator_wording_names_no_cli_flag_nor_command() -> None:
+    naming = [f"{where}:{line}: {text!r}" for where, line, text in _for_operator()
+              if any(word in text for word in FLAGS + COMMANDS)]
+    assert not naming, "operator wordings naming a CLI flag or command:\n" + "\n".join(naming)
 
 
 def test_advice_is_worded_for_the_audience_its_caller_names() -> None:
