@@ -67,6 +67,29 @@ def _cache_rewritten_test_modules(config: pytest.Config) -> None:
         return
 
 
+# Tests that take a minute or more of wall time, run first: xdist gives each worker a
+# slice of the collection in order, so one of these collected late (mypy with no cache,
+# at `tests/test_code_quality.py`) kept its worker busy, and the machine half idle, long
+# after the others were done. The first worker runs them one after the other while the
+# rest share the other tests; the longest first.
+LONG_FIRST = (
+    "tests/test_code_quality.py::test_static_check_passes[mypy]",
+    "tests/engine/test_kill_soak.py::",
+    "tests/operator/test_operator_deleted_mid_write.py::",
+    "tests/sources/test_loader_fuzz.py::",
+    "tests/watch/test_watch_vanished_file.py::",
+    "tests/ci/test_json_contract.py::",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(LONG_FIRST)
+                     if item.nodeid.startswith(prefix)), len(LONG_FIRST))
+
+    items.sort(key=rank)  # stable: the order within each rank is kept
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite tests/golden/* from the current output instead of comparing")
