@@ -12,10 +12,10 @@ The package is compiled to bytecode once, before any test runs: the tests start 
 processes running it (the command line, the operator, the simulators), and where
 PYTHONDONTWRITEBYTECODE is set (as in many CI images) none of them writes what it
 compiled, so each compiled every module it imports again, a fraction of a second of CPU
-per process. So are the test modules, with pytest's assertions rewritten: each xdist
-worker collects the whole suite, and without the cache pytest then writes (not where
-PYTHONDONTWRITEBYTECODE is set) each worker rewrote every test module again, some 15 s of
-CPU a worker.
+per process. So are the test modules, their assertions rewritten as pytest rewrites them:
+pytest caches that only where it may write bytecode, so each xdist worker, collecting the
+whole suite, rewrote every test module again, some 15 s of CPU a worker. The tests that
+take longest run first (`LONG_FIRST`).
 """
 
 from __future__ import annotations
@@ -67,11 +67,11 @@ def _cache_rewritten_test_modules(config: pytest.Config) -> None:
         return
 
 
-# Tests that take a minute or more of wall time, run first: xdist gives each worker a
-# slice of the collection in order, so one of these collected late (mypy with no cache,
-# at `tests/test_code_quality.py`) kept its worker busy, and the machine half idle, long
-# after the others were done. The first worker runs them one after the other while the
-# rest share the other tests; the longest first.
+# The tests that take longest (a minute or two alone, or a file of several taking half a
+# minute each), run first: xdist gives each worker a slice of the collection in order, so
+# one of these collected late (mypy with no cache, at `tests/test_code_quality.py`) kept
+# its worker busy, and the machine half idle, long after the others were done. The first
+# worker runs them one after the other while the rest share the other tests.
 LONG_FIRST = (
     "tests/test_code_quality.py::test_static_check_passes[mypy]",
     "tests/engine/test_kill_soak.py::",
