@@ -149,8 +149,10 @@ def run_crds(args: argparse.Namespace) -> int:
     from reconciler.cli import out_clashes
 
     # Every file checked before any is written: a folder of site files gets none of them.
-    for name in texts:
-        if (problem := _clash(str(out / name), _CRD)) is not None:
+    # The folder is the same for all: looked at for the first only (each search reads the
+    # YAML files there, the other CRDs of an earlier run among them).
+    for index, name in enumerate(texts):
+        if (problem := _clash(str(out / name), _CRD, folder=index == 0)) is not None:
             problem_lines.print_diagnostics(out_clashes.refusal(
                 "--out", str(out / name), problem, "--out crds", own="a directory"))
             return 1
@@ -172,32 +174,32 @@ _SCHEMA = ("the schema", "the schema (JSON)")
 _CRD = ("the CRD", "a CRD (of another kind)")
 
 
-def _clash(out: str, writes: tuple[str, str] = _SCHEMA) -> str | None:
-    """Why the schema (or a CRD: `writes`) may not be written to `out` (`_clash_of`), or to
-    the file it links to: it is written with `write_text`, through a symbolic link, not
-    over it (as `plan --out` writes, which replaces the link). Not past `/dev/stdout` and
-    its kin: they link to what the shell opened as the output (`> FILE`), which the user
-    named themselves."""
+def _clash(out: str, writes: tuple[str, str] = _SCHEMA, *, folder: bool = True) -> str | None:
+    """Why the schema (or a CRD: `writes`) may not be written to `out` (`_clash_of`; its
+    folder looked at unless `folder` is False), or to the file it links to: it is written
+    with `write_text`, through a symbolic link, not over it (as `plan --out` writes, which
+    replaces the link). Not past `/dev/stdout` and its kin: they link to what the shell
+    opened as the output (`> FILE`), which the user named themselves."""
     if not os.path.islink(out) or os.path.abspath(out).startswith("/dev/"):
-        return _clash_of(out, writes)
+        return _clash_of(out, writes, folder)
     target = os.path.realpath(out)
-    problem = _clash_of(out, writes) or _clash_of(target, writes)
+    problem = _clash_of(out, writes, folder) or _clash_of(target, writes, True)
     return None if problem is None else f"it is a symbolic link to {target}: {problem}"
 
 
-def _clash_of(out: str, writes: tuple[str, str]) -> str | None:
+def _clash_of(out: str, writes: tuple[str, str], folder: bool) -> str | None:
     """Why `writes` may not be written over `out`: it is a YAML file of the desired state
     (none is given to `schema` or `crds`: the file is known by what it declares), a name
-    the loader reads in a folder of site files, whose next `validate` or `plan` would read
-    what is written as a site document and fail, or a file of the state directory
-    (`out_clashes`)."""
+    the loader reads in a folder of site files (when `folder`), whose next `validate` or
+    `plan` would read what is written as a site document and fail, or a file of the state
+    directory (`out_clashes`)."""
     from reconciler.cli import out_clashes
 
     writer, written = writes
     if out_clashes.declares_resources(out):
         return f"it is a file of the desired state ({out}), which {writer} would replace"
-    if (folder := out_clashes.site_folder(out)) is not None:
-        directory, site_file = folder
+    if folder and (found := out_clashes.site_folder(out)) is not None:
+        directory, site_file = found
         return (f"{directory} holds site files ({site_file}), and `reconciler validate` or "
                 f"`plan` of it would read a file named *.yaml or *.yml there as one, which "
                 f"{written} is not")
