@@ -78,10 +78,17 @@ def run_up(args: argparse.Namespace) -> int:
         parse_all(args, sim_cmd.NUMBER_OPTIONS)
         # First: the --write-fleet directory to be may not be there yet, which says less.
         _refuse_in_written_fleet(args)
-        if args.env_file:
-            common.check_writable(args.env_file, "--env-file", "name a file of its own")
+        # Each file written, unless its folder is made with the fleet: checked once it is.
+        written = [(option, out) for option, out in (("--env-file", args.env_file),
+                                                     ("--state", args.state)) if out]
+        later = [(option, out) for option, out in written if _folder_made_with_fleet(out, args)]
+        for option, out in written:
+            if (option, out) not in later:
+                common.check_writable(out, option, "name a file of its own")
         _refuse_over_what_is_read(args)
         sims = build(args)
+        for option, out in later:
+            common.check_writable(out, option, "name a file of its own")
         if args.env_file:  # once the fleet is known good: a refused start leaves it be
             _remove_env_file(args.env_file)
         # A --state file that cannot be restored is found in start(), before any server runs.
@@ -89,6 +96,23 @@ def run_up(args: argparse.Namespace) -> int:
     except ConfigError as error:
         problem_lines.print_diagnostics(error)
         return exit_codes.EXIT_ERROR
+
+
+def _folder_made_with_fleet(out: str, args: argparse.Namespace) -> bool:
+    """Whether the folder of `out` is not there yet but writing the generated fleet makes
+    it: the --write-fleet directory or one above it (`--write-fleet fleet --env-file
+    fleet/sim.env`, `fleet` new). Whether `out` can be written there is then known only
+    once the fleet is."""
+    if args.sites is None or not args.write_fleet:
+        return False
+    folder = Path(out).parent
+    if folder.is_dir():
+        return False
+    try:
+        Path(args.write_fleet).resolve().relative_to(folder.resolve())
+    except (OSError, ValueError):  # a loop of links; or the fleet is written elsewhere
+        return False
+    return True
 
 
 def _refuse_over_what_is_read(args: argparse.Namespace) -> None:

@@ -6,7 +6,9 @@ the reconciler reads to reach them; `control` (`sim.control`) changes any simula
 faults from a port of its own, also while that simulator's port is closed.
 
 State can be persisted to a file (`state_file`): saved after every change, restored on the
-next start, with the same ports where they are free.
+next start, with the same ports where they are free. A save that fails (its folder removed,
+the disk full) is logged, naming the file and why, and tried again at the next change and
+at the stop; the simulators go on serving.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import logging
 import secrets
 from collections import defaultdict
 from pathlib import Path
@@ -36,6 +39,8 @@ from reconciler.sim.novacore import NovacoreSimulator
 from reconciler.sim.server import SimServer
 from reconciler.sim.zap import ZapSimulator
 from reconciler.sources import json_text
+
+logger = logging.getLogger(__name__)
 
 _MAX_UNITS = 247  # Modbus unit ids 1..247 on one simulated server
 
@@ -274,7 +279,7 @@ class SimFleet:
         if self._saver is not None:
             self._saver.cancel()
             await ended(self._saver)
-            self.save()
+            self._save_or_log()
         await self.control.stop()
         for server in self.http_servers():
             await server.stop()
@@ -399,5 +404,12 @@ class SimFleet:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            self.save()
+            self._save_or_log()
             await asyncio.sleep(0.2)
+
+    def _save_or_log(self) -> None:
+        try:
+            self.save()
+        except OSError as exc:  # the world is still served; the file says less than it
+            logger.error("cannot save the simulators' state to %s: %s", self.state_file,
+                         exc.strerror or exc)

@@ -108,13 +108,59 @@ def test_a_state_file_that_is_not_a_saved_world_is_refused(
     assert state.read_text() == content, "left as it was"
 
 
-def test_an_env_file_that_cannot_be_written_is_refused_before_anything_starts(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    missing = tmp_path / "no-such-dir" / "sim.env"
-    code = cli.main(["sim", "up", "--fleet", EXAMPLES, "--env-file", str(missing)])
+@pytest.mark.parametrize("option", ["--env-file", "--state"])
+def test_a_file_that_cannot_be_written_is_refused_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str) -> None:
+    """Also the simulators' state, which was first written at the first change or at the
+    stop, and then not at all (the failure unsaid)."""
+    missing = tmp_path / "no-such-dir" / "sim.out"
+    code = cli.main(["sim", "up", "--fleet", EXAMPLES, option, str(missing)])
     assert (code, capsys.readouterr().err.splitlines()) == (1, [
-        f"error: --env-file: cannot write {missing}: the directory {missing.parent} does not "
+        f"error: {option}: cannot write {missing}: the directory {missing.parent} does not "
         "exist", "invalid arguments: 1 problem"])
+
+
+def test_a_state_that_is_no_file_of_its_own_is_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """/dev/null (or a FIFO) named as the state: saving it renames a file over the name,
+    which, run as root, would replace the device with a file of keys."""
+    code = cli.main(["sim", "up", "--fleet", EXAMPLES, "--state", os.devnull])
+    assert (code, capsys.readouterr().err.splitlines()) == (1, [
+        f"error: --state: cannot write {os.devnull}: it is not a regular file (a FIFO, socket "
+        "or device); name a file of its own", "invalid arguments: 1 problem"])
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+async def test_a_save_that_fails_is_logged_and_the_simulators_go_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The state's folder removed while they run: each change's save fails, which is logged
+    with the file and why (no keys), and the simulators still answer; the stop's save too."""
+    folder = tmp_path / "kept"
+    folder.mkdir()
+    state = folder / "sim-state.json"
+    fleet = load_fleet([EXAMPLES])
+    org = next(s.spec.novacore.org_id for s in fleet.sites.values() if s.spec.novacore)
+    world = SimFleet(state_file=str(state))
+    world.seed_fleet(fleet)
+    async with world:
+        env = world.env()
+        state.unlink(missing_ok=True)
+        folder.rmdir()
+        async with httpx.AsyncClient(
+            base_url=env["RECONCILER_NOVACORE_URL"],
+            headers={"Authorization": f"Bearer {env['RECONCILER_NOVACORE_TOKEN']}"},
+        ) as client:
+            created = await client.post("/sites", json={"org_id": org, "name": "Unsaved"})
+            assert created.status_code in (200, 201), created.text
+            # The save runs in the same event loop as the servers, woken by the change:
+            # before this next request is answered.
+            assert "Unsaved" in await novacore_site_names(env, org)
+            assert len(caplog.records) == 1, caplog.records
+    said = [record.getMessage() for record in caplog.records]
+    assert len(said) == 2, said  # the change's save, and the stop's
+    assert set(said) == {
+        f"cannot save the simulators' state to {state}: No such file or directory"}
+    assert not folder.exists()
 
 
 def _text_if_any(path: Path) -> str:

@@ -105,15 +105,21 @@ def test_a_yaml_file_in_the_write_fleet_directory_is_refused_before_the_fleet_is
     assert written == (["fleet"] if fleet_there else []), "nothing written"
 
 
+@pytest.mark.parametrize("fleet_there", [True, False], ids=["folder-there", "folder-new"])
 def test_an_env_file_in_the_write_fleet_directory_not_named_as_yaml_is_written(
-        tmp_path: Path) -> None:
+        tmp_path: Path, fleet_there: bool) -> None:
     """`fleet/sim.env` is no file the loader reads: the simulators start, the env file is
-    written beside the fleet, and the fleet still validates."""
-    (tmp_path / "fleet").mkdir()
-    with sim_up_running("--sites", "1", "--devices-per-site", "1", "--write-fleet", "fleet",
-                        "--env-file", "fleet/sim.env", cwd=tmp_path) as said:
+    written beside the fleet, and the fleet still validates. A `fleet` not there yet is
+    made with the fleet, so the env file (and a --state above it) can be written there."""
+    if fleet_there:
+        (tmp_path / "fleet").mkdir()
+    with sim_up_running("--sites", "1", "--devices-per-site", "1", "--write-fleet",
+                        "fleet/generated", "--env-file", "fleet/generated/sim.env",
+                        "--state", "fleet/sim-state.json", cwd=tmp_path) as said:
         assert said[-1] == RUNNING, "".join(said)
-    assert "export RECONCILER_NOVACORE_URL=" in (tmp_path / "fleet" / "sim.env").read_text()
+    generated = tmp_path / "fleet" / "generated"
+    assert "export RECONCILER_NOVACORE_URL=" in (generated / "sim.env").read_text()
+    assert '"ports"' in (tmp_path / "fleet" / "sim-state.json").read_text()
     validated = subprocess.run([sys.executable, "-m", "reconciler", "validate", "fleet"],
                                cwd=tmp_path, capture_output=True, text=True, timeout=60,
                                check=False)
