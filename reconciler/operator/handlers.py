@@ -866,7 +866,16 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
     body: kopf.Body = kwargs["body"]
     namespace = kwargs["namespace"] or ""
     name = kwargs["meta"]["name"]
-    nsf = _namespace_fleet(runtime, namespace, _indexes(kwargs), body).fleet
+    last: Mapping[str, Any] | None = None
+
+    def now() -> objects.NamespaceFleet:
+        """The namespace as kopf's live index holds it now, this object with its last valid
+        spec once that is honoured."""
+        if last is not None:
+            return objects.build(_namespace_bodies(namespace, _indexes(kwargs), last))
+        return _namespace_fleet(runtime, namespace, _indexes(kwargs), body).fleet
+
+    nsf = now()
     # Refused only for what an object being deleted declares too (a rename deleted
     # together), its spec is valid on its own: honoured.
     refusal = nsf.refusal_once_deleted(kind, name)
@@ -874,7 +883,7 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
         # An invalid spec says nothing to act on: honour the last valid one, if recorded.
         last = objects.with_last_valid_spec(body)
         if last is not None:
-            nsf = objects.build(_namespace_bodies(namespace, _indexes(kwargs), last))
+            nsf = now()
         resource = nsf.fleet.table(kind).get(name) if last is not None else None
         if resource is None:
             message = (
@@ -912,6 +921,8 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
             runtime.secrets, namespace, named_by_another=_named_by_another(
                 namespace, _indexes(kwargs))
         ) if kind == "Device" else None,
+        # An heir created while the release reads takes over (`removal`).
+        now=now,
     )
     failed = [o for o in removal.outcomes if o.status != "done"]
     for outcome in removal.outcomes:

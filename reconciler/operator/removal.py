@@ -38,7 +38,7 @@ the same, and the finalizer waits for them before it says who took over (`taken_
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -145,6 +145,7 @@ async def remove_object(
     waits: HostWaits | None = None,
     stop: asyncio.Event | None = None,
     config_store: ConfigSecretStore | None = None,
+    now: Callable[[], NamespaceFleet] | None = None,
 ) -> Removal:
     """Apply `deletionPolicy: Release` for a resource being deleted; nothing for Orphan.
     `status` is the object's status: where it was last found. A Gateway's `claims`
@@ -154,7 +155,8 @@ async def remove_object(
     asked the process to call them later (Retry-After). `stop`: once set (the operator
     stops), the writes in flight land and no other starts (`engine.admission`).
     `config_store`: where the config Secrets of the namespace are, for a released Device's
-    to be deleted with its Enapter device (`engine.enapter`)."""
+    to be deleted with its Enapter device (`engine.enapter`). `now`: the namespace as it
+    is now (kopf's live index), looked at again for an heir before anything is written."""
     resource = nsf.fleet.table(kind).get(name)
     policy = getattr(resource.spec, "deletion_policy", None) if resource else None
     if isinstance(resource, Gateway):
@@ -163,28 +165,8 @@ async def remove_object(
             return await _remove_gateway(resource, nsf, settings, secrets, swapped, waits, stop)
     if resource is None or policy != DeletionPolicy.RELEASE:
         return Removal()
-    if isinstance(resource, Device):
-        heir_device = taken_over_by(
-            resource, nsf.fleet, _by_name(nsf.fleet.devices), lambda d: _may_take_over(nsf, d)
-        )
-        if heir_device is not None:
-            # The config Secret it wrote that the heir does not name goes (`renamed_configs`).
-            recorded = ((status or {}).get("externalIds") or {}).get("enapter")
-            config = await config_left(
-                resource, heir_device, config_store, str(recorded) if recorded else None,
-                settings,
-            )
-            taken_over = _taken_over_message(resource, heir_device)
-            return Removal(
-                taken_over=taken_over + config.said, heir=heir_device.name,
-                handed=config.handed, not_told=taken_over + config.unhanded,
-            )
-    if isinstance(resource, Gateway):
-        heir_gateway = _gateway_heir(resource, nsf)
-        if heir_gateway is not None:
-            return Removal(
-                taken_over=_gateway_taken_over_message(heir_gateway), heir=heir_gateway.name
-            )
+    if (kept := await _left_to_heir(resource, nsf, status, config_store, settings)) is not None:
+        return kept
     status = status or {}
     external_ids: Mapping[str, Any] = status.get("externalIds") or {}
     fleet = nsf.fleet
@@ -299,6 +281,14 @@ async def remove_object(
         if not changes:
             return Removal(earlier, blocked=blocked, left=left, left_copies=left_copies,
                            unknown=unknown, secret_kept=secret_kept)
+        if now is not None:
+            # An heir created while this release read (its reads retried, a server not
+            # answering) takes over, as it would have had it been there as the release
+            # began: nothing is released. Its writes are not covered: an heir created
+            # while they are retried comes after them.
+            later = await _left_to_heir(resource, now(), status, config_store, settings)
+            if later is not None:
+                return later
         if config_store is not None:
             reconciler.session.extra[SECRET_STORE_KEY] = config_store
         executors = Executors(
@@ -319,6 +309,43 @@ async def remove_object(
         outcomes, blocked=blocked, left=left, left_copies=left_copies, unknown=unknown,
         secret_kept=secret_kept,
     )
+
+
+async def _left_to_heir(
+    resource: Resource,
+    nsf: NamespaceFleet,
+    status: Mapping[str, Any] | None,
+    config_store: ConfigSecretStore | None,
+    settings: Settings,
+) -> Removal | None:
+    """The Removal of a Device or Gateway whose device or gateway another object of `nsf`
+    declares and takes over (a rename: `plan.taken_over`), nothing of it released; None
+    when none does."""
+    # The object as `nsf` holds it (taken_over_by tells it from the others by identity).
+    resource = nsf.fleet.table(resource.KIND).get(resource.name) or resource
+    if isinstance(resource, Device):
+        heir_device = taken_over_by(
+            resource, nsf.fleet, _by_name(nsf.fleet.devices), lambda d: _may_take_over(nsf, d)
+        )
+        if heir_device is not None:
+            # The config Secret it wrote that the heir does not name goes (`renamed_configs`).
+            recorded = ((status or {}).get("externalIds") or {}).get("enapter")
+            config = await config_left(
+                resource, heir_device, config_store, str(recorded) if recorded else None,
+                settings,
+            )
+            taken_over = _taken_over_message(resource, heir_device)
+            return Removal(
+                taken_over=taken_over + config.said, heir=heir_device.name,
+                handed=config.handed, not_told=taken_over + config.unhanded,
+            )
+    if isinstance(resource, Gateway):
+        heir_gateway = _gateway_heir(resource, nsf)
+        if heir_gateway is not None:
+            return Removal(
+                taken_over=_gateway_taken_over_message(heir_gateway), heir=heir_gateway.name
+            )
+    return None
 
 
 def _recorded_by_others(nsf: NamespaceFleet, resource: Resource) -> frozenset[str]:

@@ -24,6 +24,7 @@ from fleet_yaml import (
     zap_gateway,
 )
 from harness import WAIT, KopfRuns, documents, operator, secret_values
+from held_requests import HeldRequests
 from objects import HOME, RELEASE, ZAP, declare
 from takeover_marks import takeover_cleared
 
@@ -145,6 +146,36 @@ async def test_a_device_whose_release_waits_is_taken_over_by_one_created_meanwhi
         ), refused
 
         await sims.novacore.set_offline("online")
+        await cluster.wait_gone("Device", "home-inverter")
+        assert await cluster.wait_events_about("home-inverter", reason="DeviceKept")
+        await cluster.wait_condition("Device", "home-inverter-2", "Ready")
+        assert _novacore_ids(sims, "SG0001") == ids
+        assert "SG0001" in sims.zaps[ZAP].devices
+        assert _deletes(sims) == 0
+
+
+async def test_a_device_created_while_the_old_ones_release_reads_takes_it_over(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The old name deleted, its release reading Novacore (the read held, as a server slow
+    to answer, or one its retries wait for, holds it): the new name, created meanwhile,
+    takes the device over once the read is answered, with its ids. The release looks for
+    an heir again before it writes: it went on with the view it began with, and deleted
+    the device the new name declares, which then made it again, with new ids."""
+    held = HeldRequests("novacore", lambda request: request.method == "GET", once=True)
+    async with operator(HOME, tmp_path, monkeypatch, config=QUIET,
+                        before_start=held.install) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
+        ids = _novacore_ids(sims, "SG0001")
+        held.armed = True
+        await cluster.delete("Device", "home-inverter")
+        await asyncio.wait_for(held.first.wait(), WAIT)
+
+        await cluster.create(_renamed_document())
+        await cluster.wait_reason("Device", "home-inverter-2", "WaitingForDependency",
+                                  what="the new name waiting")
+        held.release()
         await cluster.wait_gone("Device", "home-inverter")
         assert await cluster.wait_events_about("home-inverter", reason="DeviceKept")
         await cluster.wait_condition("Device", "home-inverter-2", "Ready")
