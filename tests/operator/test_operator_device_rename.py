@@ -279,6 +279,43 @@ async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
         assert _deletes(sims) == 0
 
 
+async def test_a_gateway_created_while_the_old_ones_release_reads_takes_it_over(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """As for a Device: the old Gateway deleted, its Devices already moved to the new
+    name, its release reading Novacore (held); the new Gateway, created meanwhile, takes
+    the gateway over, claimed, with the devices on its Zap."""
+    held = HeldRequests("novacore", lambda request: request.method == "GET", once=True)
+    async with operator(HOME, tmp_path, monkeypatch, config=QUIET,
+                        before_start=held.install) as (cluster, sims):
+        await declare(cluster)
+        for device in ("home-inverter", "home-battery"):
+            await cluster.wait_condition("Device", device, "Ready")
+        ids = {d.id for d in sims.novacore.devices.values()}
+        for device in ("home-inverter", "home-battery"):
+            await cluster.patch("Device", device, {"spec": {"gatewayRef": "home-zap-2"}})
+        held.armed = True
+        await cluster.delete("Gateway", "home-zap")
+        await asyncio.wait_for(held.first.wait(), WAIT)
+
+        [renamed] = [d for d in documents(stream(
+            novacore_site(), zap_gateway(name="home-zap-2", extra=RELEASE)))
+            if d["kind"] == "Gateway"]
+        await cluster.create(renamed)
+        await cluster.wait_reason("Gateway", "home-zap-2", "WaitingForDependency",
+                                  what="the new name waiting")
+        held.release()
+        await cluster.wait_gone("Gateway", "home-zap")
+        assert await cluster.wait_events_about("home-zap", reason="GatewayKept")
+        await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
+        for device in ("home-inverter", "home-battery"):
+            await cluster.wait_condition("Device", device, "Ready")
+        assert sims.novacore.gateways[ZAP].org_id == "org-home"
+        assert {d.id for d in sims.novacore.devices.values()} == ids
+        assert sorted(sims.zaps[ZAP].devices) == ["SG0001", "ferroamp_192.168.1.70"]
+        assert _deletes(sims) == 0
+
+
 async def _renamed_ucm(
     cluster: Any, output: str, *, secret: bool = True, written_first: str = ""
 ) -> str:
