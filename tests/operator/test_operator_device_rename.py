@@ -168,20 +168,28 @@ async def test_a_device_created_while_the_old_ones_release_reads_takes_it_over(
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready")
         ids = _novacore_ids(sims, "SG0001")
-        held.armed = True
-        await cluster.delete("Device", "home-inverter")
-        await asyncio.wait_for(held.first.wait(), WAIT)
-
-        await cluster.create(_renamed_document())
-        await cluster.wait_reason("Device", "home-inverter-2", "WaitingForDependency",
-                                  what="the new name waiting")
-        held.release()
-        await cluster.wait_gone("Device", "home-inverter")
-        assert await cluster.wait_events_about("home-inverter", reason="DeviceKept")
+        await _created_while_the_release_reads(
+            cluster, held, "Device", "home-inverter", _renamed_document())
         await cluster.wait_condition("Device", "home-inverter-2", "Ready")
         assert _novacore_ids(sims, "SG0001") == ids
         assert "SG0001" in sims.zaps[ZAP].devices
         assert _deletes(sims) == 0
+
+
+async def _created_while_the_release_reads(
+    cluster: Any, held: HeldRequests, kind: str, old: str, heir: dict[str, Any]
+) -> None:
+    """`old` deleted, its release's first read held; `heir` created meanwhile and waiting
+    for it; the read answered: `old` goes, saying that `heir` keeps what it declared."""
+    held.armed = True
+    await cluster.delete(kind, old)
+    await asyncio.wait_for(held.first.wait(), WAIT)
+    await cluster.create(heir)
+    await cluster.wait_reason(kind, heir["metadata"]["name"], "WaitingForDependency",
+                              what="the new name waiting")
+    held.release()
+    await cluster.wait_gone(kind, old)
+    assert await cluster.wait_events_about(old, reason=f"{kind}Kept")
 
 
 async def test_a_device_deleted_with_the_one_that_declares_it_too_is_released(
@@ -271,12 +279,7 @@ async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
 
         await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
         await takeover_cleared(cluster, "Gateway", "home-zap-2")
-        for device in ("home-inverter", "home-battery"):
-            await cluster.wait_condition("Device", device, "Ready")
-        assert sims.novacore.gateways[ZAP].org_id == "org-home"
-        assert {d.id for d in sims.novacore.devices.values()} == ids
-        assert sorted(sims.zaps[ZAP].devices) == ["SG0001", "ferroamp_192.168.1.70"]
-        assert _deletes(sims) == 0
+        await _kept_by_the_new_gateway(cluster, sims, ids)
 
 
 async def test_a_gateway_created_while_the_old_ones_release_reads_takes_it_over(
@@ -294,26 +297,23 @@ async def test_a_gateway_created_while_the_old_ones_release_reads_takes_it_over(
         ids = {d.id for d in sims.novacore.devices.values()}
         for device in ("home-inverter", "home-battery"):
             await cluster.patch("Device", device, {"spec": {"gatewayRef": "home-zap-2"}})
-        held.armed = True
-        await cluster.delete("Gateway", "home-zap")
-        await asyncio.wait_for(held.first.wait(), WAIT)
-
         [renamed] = [d for d in documents(stream(
             novacore_site(), zap_gateway(name="home-zap-2", extra=RELEASE)))
             if d["kind"] == "Gateway"]
-        await cluster.create(renamed)
-        await cluster.wait_reason("Gateway", "home-zap-2", "WaitingForDependency",
-                                  what="the new name waiting")
-        held.release()
-        await cluster.wait_gone("Gateway", "home-zap")
-        assert await cluster.wait_events_about("home-zap", reason="GatewayKept")
+        await _created_while_the_release_reads(cluster, held, "Gateway", "home-zap", renamed)
         await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
-        for device in ("home-inverter", "home-battery"):
-            await cluster.wait_condition("Device", device, "Ready")
-        assert sims.novacore.gateways[ZAP].org_id == "org-home"
-        assert {d.id for d in sims.novacore.devices.values()} == ids
-        assert sorted(sims.zaps[ZAP].devices) == ["SG0001", "ferroamp_192.168.1.70"]
-        assert _deletes(sims) == 0
+        await _kept_by_the_new_gateway(cluster, sims, ids)
+
+
+async def _kept_by_the_new_gateway(cluster: Any, sims: Any, ids: set[str]) -> None:
+    """The gateway still claimed, its devices on its Zap and in Novacore with their ids,
+    their Devices Ready, and nothing deleted anywhere."""
+    for device in ("home-inverter", "home-battery"):
+        await cluster.wait_condition("Device", device, "Ready")
+    assert sims.novacore.gateways[ZAP].org_id == "org-home"
+    assert {d.id for d in sims.novacore.devices.values()} == ids
+    assert sorted(sims.zaps[ZAP].devices) == ["SG0001", "ferroamp_192.168.1.70"]
+    assert _deletes(sims) == 0
 
 
 async def _renamed_ucm(

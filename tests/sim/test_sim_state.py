@@ -23,14 +23,24 @@ from reconciler.sources.loader import load_fleet
 EXAMPLES = str(Path(__file__).resolve().parents[2] / "examples" / "sites")
 
 
-async def novacore_site_names(env: dict[str, str], org: str) -> list[str]:
-    async with httpx.AsyncClient(
+def novacore_client(env: dict[str, str]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
         base_url=env["RECONCILER_NOVACORE_URL"],
         headers={"Authorization": f"Bearer {env['RECONCILER_NOVACORE_TOKEN']}"},
-    ) as client:
+    )
+
+
+async def novacore_site_names(env: dict[str, str], org: str) -> list[str]:
+    async with novacore_client(env) as client:
         response = await client.get("/sites", params={"org_id": org})
         response.raise_for_status()
         return sorted(site["name"] for site in response.json())
+
+
+async def create_novacore_site(env: dict[str, str], org: str, name: str) -> None:
+    async with novacore_client(env) as client:
+        created = await client.post("/sites", json={"org_id": org, "name": name})
+        assert created.status_code in (200, 201), created.text
 
 
 async def test_a_saved_world_is_restored_with_its_credentials(tmp_path: Path) -> None:
@@ -42,12 +52,7 @@ async def test_a_saved_world_is_restored_with_its_credentials(tmp_path: Path) ->
     first.seed_fleet(fleet)
     async with first:
         before = first.env()
-        async with httpx.AsyncClient(
-            base_url=before["RECONCILER_NOVACORE_URL"],
-            headers={"Authorization": f"Bearer {before['RECONCILER_NOVACORE_TOKEN']}"},
-        ) as client:
-            created = await client.post("/sites", json={"org_id": org, "name": "Kept site"})
-            assert created.status_code in (200, 201), created.text
+        await create_novacore_site(before, org, "Kept site")
 
     second = SimFleet(state_file=str(state))
     second.seed_fleet(fleet)
@@ -146,16 +151,11 @@ async def test_a_save_that_fails_is_logged_and_the_simulators_go_on(
         env = world.env()
         state.unlink(missing_ok=True)
         folder.rmdir()
-        async with httpx.AsyncClient(
-            base_url=env["RECONCILER_NOVACORE_URL"],
-            headers={"Authorization": f"Bearer {env['RECONCILER_NOVACORE_TOKEN']}"},
-        ) as client:
-            created = await client.post("/sites", json={"org_id": org, "name": "Unsaved"})
-            assert created.status_code in (200, 201), created.text
-            # The save runs in the same event loop as the servers, woken by the change:
-            # before this next request is answered.
-            assert "Unsaved" in await novacore_site_names(env, org)
-            assert len(caplog.records) == 1, caplog.records
+        await create_novacore_site(env, org, "Unsaved")
+        # The save runs in the same event loop as the servers, woken by the change: before
+        # this next request is answered.
+        assert "Unsaved" in await novacore_site_names(env, org)
+        assert len(caplog.records) == 1, caplog.records
     said = [record.getMessage() for record in caplog.records]
     assert len(said) == 2, said  # the change's save, and the stop's
     assert set(said) == {
