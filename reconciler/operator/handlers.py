@@ -921,8 +921,9 @@ async def _release(runtime: Runtime, kind: str, kwargs: Mapping[str, Any]) -> No
             runtime.secrets, namespace, named_by_another=_named_by_another(
                 namespace, _indexes(kwargs))
         ) if kind == "Device" else None,
-        # An heir created while the release reads takes over (`removal`).
+        # An heir created while the release reads or writes takes over (`removal`).
         now=now,
+        say=kwargs["logger"].info,
     )
     failed = [o for o in removal.outcomes if o.status != "done"]
     for outcome in removal.outcomes:

@@ -33,13 +33,18 @@ A Device or Gateway whose device or gateway another object of the namespace decl
 a Device's config Secret the new one does not name, deleted once the new one's config
 is written (`renamed_configs`; a config file such, the new one's reconcile removes). A Gateway's
 serials swapped out of its spec are not that one's: they are released as recorded all
-the same, and the finalizer waits for them before it says who took over (`taken_over`)."""
+the same, and the finalizer waits for them before it says who took over (`taken_over`).
+The other object is looked for as the release begins, again in kopf's live index once it
+has read (one created meanwhile: nothing is released), and while it writes: the writes
+sent land, no other is sent, and the other object makes again what was released
+(`_stop_for_heir`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -49,7 +54,7 @@ from reconciler.engine.config import SecretResolver, Settings
 from reconciler.engine.enapter import SECRET_STORE_KEY, ConfigSecretStore
 from reconciler.engine.enapter_by_id import observe_by_id, observe_site, read_by_id
 from reconciler.engine.execute import Executors
-from reconciler.engine.fanout import all_of
+from reconciler.engine.fanout import all_of, ended
 from reconciler.engine.gather import Gather
 from reconciler.engine.host_waits import HostWaits
 from reconciler.engine.observe import confirm_zap_serial, observe, read_zap
@@ -146,6 +151,7 @@ async def remove_object(
     stop: asyncio.Event | None = None,
     config_store: ConfigSecretStore | None = None,
     now: Callable[[], NamespaceFleet] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Removal:
     """Apply `deletionPolicy: Release` for a resource being deleted; nothing for Orphan.
     `status` is the object's status: where it was last found. A Gateway's `claims`
@@ -156,7 +162,8 @@ async def remove_object(
     stops), the writes in flight land and no other starts (`engine.admission`).
     `config_store`: where the config Secrets of the namespace are, for a released Device's
     to be deleted with its Enapter device (`engine.enapter`). `now`: the namespace as it
-    is now (kopf's live index), looked at again for an heir before anything is written."""
+    is now (kopf's live index), looked at again for an heir before anything is written,
+    and while it is; `say` is told when one appears then."""
     resource = nsf.fleet.table(kind).get(name)
     policy = getattr(resource.spec, "deletion_policy", None) if resource else None
     if isinstance(resource, Gateway):
@@ -284,8 +291,7 @@ async def remove_object(
         if now is not None:
             # An heir created while this release read (its reads retried, a server not
             # answering) takes over, as it would have had it been there as the release
-            # began: nothing is released. Its writes are not covered: an heir created
-            # while they are retried comes after them.
+            # began: nothing is released.
             later = await _left_to_heir(resource, now(), status, config_store, settings)
             if later is not None:
                 return later
@@ -297,18 +303,94 @@ async def remove_object(
             # Device deleted names goes with its Enapter device (`engine.enapter_files`).
             whole_fleet=Fleet.of(r for r in nsf.fleet.resources() if r is not resource),
         )
-        report = await apply_plan(
-            Plan(changes=changes, unmanaged=[], options=_OPTIONS),
-            executors,
-            policy=RetryPolicy(attempts=settings.retries),
-            stop=stop,
-        )
+        async with _stop_for_heir(resource, now, stop, say) as stopping:
+            report = await apply_plan(
+                Plan(changes=changes, unmanaged=[], options=_OPTIONS),
+                executors,
+                policy=RetryPolicy(attempts=settings.retries),
+                stop=stopping.event,
+            )
+        if stopping.heir:
+            # One created while it wrote: the writes sent landed, the others are left to
+            # it, which makes again what was released.
+            later = await _left_to_heir(resource, stopping.heir, status, config_store,
+                                        settings)
+            if later is not None:
+                done = [o for o in report.outcomes if o.status == "done"]
+                return replace(later, outcomes=earlier + done)
     blocked = "; ".join(b for b in (blocked, _held(report.outcomes)) if b)
     outcomes = earlier + report.outcomes
     return Removal(
         outcomes, blocked=blocked, left=left, left_copies=left_copies, unknown=unknown,
         secret_kept=secret_kept,
     )
+
+
+# How often a release that writes looks for an heir created meanwhile: a rebuild of the
+# namespace only when kopf's index changed (`namespace_fleets`).
+HEIR_LOOK_EVERY = 0.5
+
+
+@dataclass
+class _Stopping:
+    """The stop a release's writes are given: set when the operator stops, or when an heir
+    appears (`heir`: the namespace it was found in)."""
+
+    event: asyncio.Event | None
+    heir: NamespaceFleet | None = None
+
+
+@contextlib.asynccontextmanager
+async def _stop_for_heir(
+    resource: Resource,
+    now: Callable[[], NamespaceFleet] | None,
+    stop: asyncio.Event | None,
+    say: Callable[[str], None] | None,
+) -> AsyncIterator[_Stopping]:
+    """While a release writes: a stop set once `stop` is, or once `now()` holds an heir of
+    `resource` (told to `say`), so that its writes not yet sent are not
+    (`engine.admission`): those sent land, the heir takes over the rest. With no `now`,
+    `stop` alone."""
+    if now is None:
+        yield _Stopping(stop)
+        return
+    event = asyncio.Event()
+    stopping = _Stopping(event)
+    operator_stops = stop or asyncio.Event()
+
+    async def look() -> None:
+        while not operator_stops.is_set():
+            nsf = now()
+            if (heir := _heir(resource, nsf)) is not None:
+                stopping.heir = nsf
+                if say is not None:
+                    say(f"{heir.KIND} {echo(heir.name)} declares it too and takes it over: "
+                        "the release's writes not sent yet are left to it")
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(operator_stops.wait(), HEIR_LOOK_EVERY)
+        event.set()
+
+    looking = asyncio.create_task(look())
+    try:
+        yield stopping
+    finally:
+        looking.cancel()
+        await ended(looking)
+
+
+def _heir(resource: Resource, nsf: NamespaceFleet) -> Resource | None:
+    """The Device or Gateway of `nsf` that takes over what `resource` declares (a rename:
+    `plan.taken_over`); None when none does."""
+    # The object as `nsf` holds it (taken_over_by tells it from the others by identity).
+    resource = nsf.fleet.table(resource.KIND).get(resource.name) or resource
+    if isinstance(resource, Device):
+        return taken_over_by(
+            resource, nsf.fleet, _by_name(nsf.fleet.devices), lambda d: _may_take_over(nsf, d)
+        )
+    if isinstance(resource, Gateway):
+        return _gateway_heir(resource, nsf)
+    return None
 
 
 async def _left_to_heir(
@@ -321,30 +403,20 @@ async def _left_to_heir(
     """The Removal of a Device or Gateway whose device or gateway another object of `nsf`
     declares and takes over (a rename: `plan.taken_over`), nothing of it released; None
     when none does."""
-    # The object as `nsf` holds it (taken_over_by tells it from the others by identity).
-    resource = nsf.fleet.table(resource.KIND).get(resource.name) or resource
-    if isinstance(resource, Device):
-        heir_device = taken_over_by(
-            resource, nsf.fleet, _by_name(nsf.fleet.devices), lambda d: _may_take_over(nsf, d)
+    heir = _heir(resource, nsf)
+    if isinstance(heir, Device) and isinstance(resource, Device):
+        # The config Secret it wrote that the heir does not name goes (`renamed_configs`).
+        recorded = ((status or {}).get("externalIds") or {}).get("enapter")
+        config = await config_left(
+            resource, heir, config_store, str(recorded) if recorded else None, settings,
         )
-        if heir_device is not None:
-            # The config Secret it wrote that the heir does not name goes (`renamed_configs`).
-            recorded = ((status or {}).get("externalIds") or {}).get("enapter")
-            config = await config_left(
-                resource, heir_device, config_store, str(recorded) if recorded else None,
-                settings,
-            )
-            taken_over = _taken_over_message(resource, heir_device)
-            return Removal(
-                taken_over=taken_over + config.said, heir=heir_device.name,
-                handed=config.handed, not_told=taken_over + config.unhanded,
-            )
-    if isinstance(resource, Gateway):
-        heir_gateway = _gateway_heir(resource, nsf)
-        if heir_gateway is not None:
-            return Removal(
-                taken_over=_gateway_taken_over_message(heir_gateway), heir=heir_gateway.name
-            )
+        taken_over = _taken_over_message(resource, heir)
+        return Removal(
+            taken_over=taken_over + config.said, heir=heir.name,
+            handed=config.handed, not_told=taken_over + config.unhanded,
+        )
+    if isinstance(heir, Gateway):
+        return Removal(taken_over=_gateway_taken_over_message(heir), heir=heir.name)
     return None
 
 

@@ -176,6 +176,36 @@ async def test_a_device_created_while_the_old_ones_release_reads_takes_it_over(
         assert _deletes(sims) == 0
 
 
+async def test_a_device_created_while_the_old_ones_release_writes_keeps_what_is_left(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The old name's release writing, its Novacore delete held in flight, when the new
+    name is created: the delete lands, but the release sends no write after it (the
+    device stays on its Zap), and the new name takes the device over, making again only
+    its Novacore device."""
+    held = HeldRequests("novacore", lambda request: request.method == "DELETE", once=True)
+    async with operator(HOME, tmp_path, monkeypatch, config=QUIET,
+                        before_start=held.install) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
+        [old_id] = _novacore_ids(sims, "SG0001")
+        held.armed = True
+        await cluster.delete("Device", "home-inverter")
+        await asyncio.wait_for(held.first.wait(), WAIT)
+
+        await cluster.create(_renamed_document())
+        await runs.wait_said("home-inverter", "Device 'home-inverter-2' declares it too and "
+                             "takes it over: the release's writes not sent yet are left to it")
+        held.release()
+        await cluster.wait_gone("Device", "home-inverter")
+        assert await cluster.wait_events_about("home-inverter", reason="DeviceKept")
+        await cluster.wait_condition("Device", "home-inverter-2", "Ready")
+        [new_id] = _novacore_ids(sims, "SG0001")
+        assert new_id != old_id, "the delete sent landed; the new name made it again"
+        assert "SG0001" in sims.zaps[ZAP].devices
+        assert sims.zaps[ZAP].count("DELETE") == 0, "nothing taken off the Zap"
+
+
 async def _created_while_the_release_reads(
     cluster: Any, held: HeldRequests, kind: str, old: str, heir: dict[str, Any]
 ) -> None:
