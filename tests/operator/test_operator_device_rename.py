@@ -159,9 +159,9 @@ async def test_a_device_created_while_the_old_ones_release_reads_takes_it_over(
 ) -> None:
     """The old name deleted, its release reading Novacore (the read held, as a server slow
     to answer, or one its retries wait for, holds it): the new name, created meanwhile,
-    takes the device over once the read is answered, with its ids. The release looks for
-    an heir again before it writes: it went on with the view it began with, and deleted
-    the device the new name declares, which then made it again, with new ids."""
+    takes the device over once the read is answered, with its ids: the release looks for
+    an heir again before it writes. (It went on with the view it began with, and deleted
+    the device the new name declares, which then made it again, with new ids.)"""
     held = HeldRequests("novacore", lambda request: request.method == "GET", once=True)
     async with operator(HOME, tmp_path, monkeypatch, config=QUIET,
                         before_start=held.install) as (cluster, sims):
