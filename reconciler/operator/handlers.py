@@ -56,7 +56,7 @@ from reconciler.operator.reconcile import (
     status_patch,
 )
 from reconciler.operator.release_waits import BlockedReleases
-from reconciler.operator.removal import has_deletion_policy, remove_object
+from reconciler.operator.removal import has_deletion_policy, remove_object, taken_over_from
 from reconciler.operator.reported import Reported
 from reconciler.operator.secrets import ConfigSecrets, KubeSecrets, preload
 from reconciler.operator.status_writes import KubeStatus
@@ -452,13 +452,19 @@ async def _reconcile(
     built = _namespace_fleet(runtime, namespace, indexes, body)
     bodies, nsf = built.bodies, built.fleet
     refused = nsf.refusal(kind, name)
-    leaving = takeovers.leaving(body, nsf.deleting) if recorded and not refused else None
+    leaving = (
+        takeovers.leaving(body, nsf.deleting) or taken_over_from(kind, name, nsf)
+        if recorded and not refused else None
+    )
     if leaving is not None:
         # Told to take over from an object this view still has being deleted: planned
         # with it, what it declares (its config file) would be left, and the annotation
-        # removed once it is gone by this run's end (`takeovers`). Nothing planned nor
-        # written, the status as the last reconcile left it; run again once it may be
-        # gone. A refused heir waits in `reconcile_object`, its status saying so.
+        # removed once it is gone by this run's end (`takeovers`). Not told yet (created,
+        # or edited, while that one's release runs): its writes and the release's would
+        # cross (a config written for the Enapter device the release deletes), and the
+        # release, finding it, sends none more (`removal`). Nothing planned nor written,
+        # the status as the last reconcile left it; run again once it may be gone. A
+        # refused heir waits in `reconcile_object`, its status saying so.
         raise kopf.TemporaryError(
             takeovers.waiting_message(*leaving), delay=runtime.config.retry_delay)
     # The spec `alive` compares with is the one just planned with: taken after the Secrets

@@ -88,7 +88,7 @@ from reconciler.plan.removal import (
     removal_changes,
 )
 from reconciler.plan.retired_gateways import unread_note
-from reconciler.plan.taken_over import taken_over_by
+from reconciler.plan.taken_over import natural_key, taken_over_by
 from reconciler.printable import echo
 
 # What may take over what a Device or Gateway being deleted leaves (`plan.taken_over`).
@@ -313,10 +313,10 @@ async def remove_object(
         if stopping.heir:
             # One created while it wrote: the writes sent landed, the others are left to
             # it, which makes again what was released.
+            done = [o for o in report.outcomes if o.status == "done"]
             later = await _left_to_heir(resource, stopping.heir, status, config_store,
-                                        settings)
+                                        settings, released=bool(done))
             if later is not None:
-                done = [o for o in report.outcomes if o.status == "done"]
                 return replace(later, outcomes=earlier + done)
     blocked = "; ".join(b for b in (blocked, _held(report.outcomes)) if b)
     outcomes = earlier + report.outcomes
@@ -393,16 +393,41 @@ def _heir(resource: Resource, nsf: NamespaceFleet) -> Resource | None:
     return None
 
 
+def taken_over_from(kind: str, name: str, nsf: NamespaceFleet) -> tuple[str, str] | None:
+    """The kind and name of the object of `nsf` being deleted whose device or gateway
+    `kind`/`name` takes over (`_heir`: a rename); None when none is. While that one's
+    release runs, it may still write to what it declares: the heir is to wait for it to
+    be gone, as one told to take over waits (`takeovers.leaving`)."""
+    resource = nsf.fleet.table(kind).get(name)
+    if not isinstance(resource, Device | Gateway):
+        return None
+    key = natural_key(resource, nsf.fleet)
+    if key is None:
+        return None
+    for other_kind, other_name in sorted(nsf.deleting):
+        other = nsf.fleet.table(other_kind).get(other_name) if other_kind == kind else None
+        if (
+            other is not None and other is not resource
+            and isinstance(other, Device | Gateway) and natural_key(other, nsf.fleet) == key
+            and _heir(other, nsf) is resource
+        ):
+            return (other_kind, other_name)
+    return None
+
+
 async def _left_to_heir(
     resource: Resource,
     nsf: NamespaceFleet,
     status: Mapping[str, Any] | None,
     config_store: ConfigSecretStore | None,
     settings: Settings,
+    *,
+    released: bool = False,
 ) -> Removal | None:
     """The Removal of a Device or Gateway whose device or gateway another object of `nsf`
-    declares and takes over (a rename: `plan.taken_over`), nothing of it released; None
-    when none does."""
+    declares and takes over (a rename: `plan.taken_over`), nothing of it released, or only
+    what the writes it had sent as the heir appeared released (`released`); None when none
+    does."""
     heir = _heir(resource, nsf)
     if isinstance(heir, Device) and isinstance(resource, Device):
         # The config Secret it wrote that the heir does not name goes (`renamed_configs`).
@@ -410,14 +435,28 @@ async def _left_to_heir(
         config = await config_left(
             resource, heir, config_store, str(recorded) if recorded else None, settings,
         )
-        taken_over = _taken_over_message(resource, heir)
+        taken_over = (_taken_over_in_part(heir) if released
+                      else _taken_over_message(resource, heir))
         return Removal(
             taken_over=taken_over + config.said, heir=heir.name,
             handed=config.handed, not_told=taken_over + config.unhanded,
         )
     if isinstance(heir, Gateway):
-        return Removal(taken_over=_gateway_taken_over_message(heir), heir=heir.name)
+        taken_over = _taken_over_in_part(heir) if released else _gateway_taken_over_message(heir)
+        return Removal(taken_over=taken_over, heir=heir.name)
     return None
+
+
+def _taken_over_in_part(heir: Resource) -> str:
+    """What a release says when `heir`, declaring what it releases, appeared while it
+    wrote: the writes it had sent landed (each said in an event of its own, before this
+    one), and the heir makes again what they released."""
+    return (
+        f"deletionPolicy Release: {heir.KIND} {echo(heir.name)}, created while the release "
+        "wrote, declares it too and takes over what is left of it: the writes the release "
+        "had sent land (the events before this one), no other is sent, and "
+        f"{heir.KIND} {echo(heir.name)} makes again what they released"
+    )
 
 
 def _recorded_by_others(nsf: NamespaceFleet, resource: Resource) -> frozenset[str]:

@@ -303,8 +303,17 @@ def _file_left(
 ) -> str:
     """What is said of the config file `file` the old Device wrote (`mine`, as said), which
     `heir` (its output `theirs`) does not name: removed by the heir's reconcile when the
-    inventory records it, as it is now, as written for the device (see the module)."""
+    inventory records it, as it is now, as written for the device (see the module); ""
+    when no file is there."""
     path = enapter_files.config_path(settings, file)
+    try:
+        path.lstat()
+    except FileNotFoundError:
+        # None there (removed with the Enapter device by a release that had begun, or never
+        # written): nothing is left to say anything of, as of a Secret found absent.
+        return ""
+    except OSError:
+        pass  # not known to be absent: the inventory's record says what it is
     try:
         writer = enapter_files.written_for(settings, [path], Audience.OPERATOR).get(path)
     except StateDirError as exc:

@@ -15,13 +15,15 @@ handler runs at once: it waits while the old one is still being deleted
 refused (an Enapter device's new name, reconciled already while the old one was there):
 its run for the annotation plans nothing while the view it would plan with (kopf's
 indexes, as the run begins) has the old one still being deleted (`leaving`), and is run
-again. Planned with the old one still declaring its config file, the run would leave the
-file (a file a declared Device names is not removed), and, the old one gone from the
-indexes by the run's end, remove the annotation all the same: the file would stay until
-the next drift check, not go with the takeover as the old one's `DeviceKept` says. A
-merge patch of the metadata alone: the spec, its generation and the status are untouched,
-and GitOps tools leave alone an annotation their manifests do not set. A write the API
-server refuses is logged, and the drift check takes over instead.
+again; as does one created or edited while the old one is being deleted, not told yet
+(`removal.taken_over_from`), whose writes would cross the release's. Planned with the
+old one still declaring its config file, the run would leave the file (a file a declared
+Device names is not removed), and, the old one gone from the indexes by the run's end,
+remove the annotation all the same: the file would stay until the next drift check, not
+go with the takeover as the old one's `DeviceKept` says. A merge patch of the metadata
+alone: the spec, its generation and the status are untouched, and GitOps tools leave
+alone an annotation their manifests do not set. A write the API server refuses is
+logged, and the drift check takes over instead.
 
 So is every other object refused only for declaring what the old one declared
 (`NamespaceFleet.freed_by`): a Device at its Zap endpoint (the device that replaced it

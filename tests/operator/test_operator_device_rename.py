@@ -198,12 +198,67 @@ async def test_a_device_created_while_the_old_ones_release_writes_keeps_what_is_
                              "takes it over: the release's writes not sent yet are left to it")
         held.release()
         await cluster.wait_gone("Device", "home-inverter")
-        assert await cluster.wait_events_about("home-inverter", reason="DeviceKept")
+        [kept] = await cluster.wait_events_about("home-inverter", reason="DeviceKept")
+        assert kept["message"] == _TAKEN_OVER_IN_PART.format(heir="home-inverter-2")
         await cluster.wait_condition("Device", "home-inverter-2", "Ready")
         [new_id] = _novacore_ids(sims, "SG0001")
         assert new_id != old_id, "the delete sent landed; the new name made it again"
         assert "SG0001" in sims.zaps[ZAP].devices
         assert sims.zaps[ZAP].count("DELETE") == 0, "nothing taken off the Zap"
+
+
+# The DeviceKept message of a release that an heir took over while it wrote.
+_TAKEN_OVER_IN_PART = (
+    "deletionPolicy Release: Device '{heir}', created while the release wrote, declares it "
+    "too and takes over what is left of it: the writes the release had sent land (the events "
+    "before this one), no other is sent, and Device '{heir}' makes again what they released"
+)
+
+
+async def test_a_device_created_while_the_old_ones_enapter_delete_is_in_flight_makes_it_again(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The UCM renamed while its release's Enapter delete is in flight, its config file
+    named by neither: the new name waits for the old one to be gone (it took the device
+    over at once, as the release deleted it), the delete lands and the file goes with it,
+    as the old one's events say; its DeviceKept message says the new name makes again what
+    was released, and nothing of a file left (it said it was left as it is, with no
+    record of it), and the new name makes the device again, with a new id."""
+    held = HeldRequests("enapter", lambda request: request.method == "DELETE", once=True)
+    fleet = stream(enapter_site(), released_ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
+    async with operator(fleet, tmp_path, monkeypatch, config=QUIET,
+                        before_start=held.install) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        old_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        held.armed = True
+        await cluster.delete("Device", "ucm-a")
+        await asyncio.wait_for(held.first.wait(), WAIT)
+        [renamed] = documents(stream(
+            enapter_site(), released_ucm("ucm-b", "configOutput: {file: ucm-b.json}")))[1:]
+        await cluster.create(renamed)
+        await runs.wait_said("ucm-a", "Device 'ucm-b' declares it too and takes it over")
+        await runs.wait_said("ucm-b", "Handler 'create-devices' is waiting: Device 'ucm-a' is "
+                                      "being deleted: this one takes over from it once it is gone")
+        # The new name wrote nothing to the device being deleted (it wrote its config for
+        # it, which the release then removed, and was Ready with the id of a device gone).
+        assert not [k for k in sims.enapter.requests if k.startswith("PATCH")]
+        held.release()
+
+        await cluster.wait_gone("Device", "ucm-a")
+        [kept] = await cluster.wait_events_about("ucm-a", reason="DeviceKept")
+        assert kept["message"] == _TAKEN_OVER_IN_PART.format(heir="ucm-b")
+        [deleted] = await cluster.wait_events_about("ucm-a", reason="Deleted")
+        state = tmp_path / "state"
+        assert deleted["message"] == (
+            "device/ucm-a[enapter]: deleted in Enapter Cloud (deletionPolicy Release); "
+            f"removed {state / 'ucm-a.json'}"
+        )
+        assert not (state / "ucm-a.json").exists()
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
+        new_id = (await cluster.status("Device", "ucm-b"))["externalIds"]["enapter"]
+        assert new_id != old_id, "the delete sent landed; the new name made the device again"
+        assert (state / "ucm-b.json").is_file()
 
 
 async def _created_while_the_release_reads(
