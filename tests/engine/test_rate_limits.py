@@ -4,7 +4,9 @@ and overall, at the simulators."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
@@ -12,6 +14,7 @@ from aiohttp.typedefs import Middleware
 from sends import record_sends
 from simworld import MakeWorld, serial_of, standard_site
 
+from reconciler.engine import limits
 from reconciler.sim.fleet import SimFleet
 from reconciler.sim.server import Handler
 
@@ -85,3 +88,33 @@ async def test_calls_in_flight_stay_within_the_bounds(make_world: MakeWorld) -> 
     assert report.ok, report.as_dict()
     assert meter.most_total == 3, "the global bound was reached, never passed"
     assert all(meter.most_in_flight[serial_of(i)] == 1 for i in range(1, 5))
+
+
+@pytest.mark.parametrize(("rate", "expected"), [
+    (3, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]),
+    (0.5, [0, 2, 4, 6]),
+])
+async def test_a_gateways_rate_admits_each_request_as_soon_as_it_may(
+        monkeypatch: pytest.MonkeyPatch, rate: float, expected: list[float]) -> None:
+    """A rate, not a stall: requests waiting for a gateway's rate are each admitted the
+    moment the last second's count allows it, by the limiter's clock (made one that moves
+    only as it sleeps, so that a loaded machine adds nothing): a limiter that slept longer
+    than needed, or woke one request a second, would let the fleet crawl unseen."""
+    clock = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += seconds
+        await real_sleep(0)
+
+    real_sleep = asyncio.sleep
+    monkeypatch.setattr(limits, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(limits, "asyncio", SimpleNamespace(**{**vars(asyncio), "sleep": sleep}))
+    bounds = limits.Limits(100, default=limits.HostLimit(rate=rate))
+    admitted: list[float] = []
+
+    async def request() -> None:
+        async with bounds.slot("192.168.1.10:80"):
+            admitted.append(clock[0])
+
+    await asyncio.gather(*(request() for _ in expected))
+    assert admitted == pytest.approx(expected)
