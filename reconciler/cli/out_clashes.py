@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reconciler.engine.config import Settings
+from reconciler.engine.config import Settings, load_settings
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.model.kinds import KINDS
 from reconciler.sources import loader
@@ -65,10 +65,14 @@ def clash(out: str, paths: list[str], state_dir: str | None, *,
 
 
 def environment_state_dir() -> str:
-    """The state directory of a command that reads no settings file (`sim up`, `schema`):
-    the one RECONCILER_STATE_DIR names, or the default, as `plan` and `apply` take it
-    when no settings file names another."""
-    return os.environ.get("RECONCILER_STATE_DIR") or Settings.state_dir
+    """The state directory of a command given no `--config` (`sim up`, `schema`): as `plan`
+    and `apply` take it from the environment, RECONCILER_STATE_DIR, or the settings file
+    RECONCILER_CONFIG names, or the default. Settings that do not load (this command does
+    not use them, and says nothing of them: `plan` does) leave the first and the last."""
+    try:
+        return load_settings(check_files=False).state_dir
+    except ConfigError:
+        return os.environ.get("RECONCILER_STATE_DIR") or Settings.state_dir
 
 
 def declares_resources(path: str) -> bool:

@@ -138,7 +138,7 @@ def test_schema_out_naming_a_directory_is_refused(
 
 
 @pytest.mark.parametrize("named", ["site-file", "invalid-site-file", "state-file",
-                                   "state-file-of-the-setting"])
+                                   "state-file-of-the-setting", "state-file-of-the-settings-file"])
 def test_schema_out_over_a_site_file_or_a_state_file_is_refused_and_left_as_it_is(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         named: str) -> None:
@@ -159,6 +159,9 @@ def test_schema_out_over_a_site_file_or_a_state_file_is_refused_and_left_as_it_i
         (tmp_path / directory / "inventory.json").write_text("{}\n")
     if named == "state-file-of-the-setting":
         monkeypatch.setenv("RECONCILER_STATE_DIR", "kept")
+    if named == "state-file-of-the-settings-file":  # as `plan` would take it
+        (tmp_path / "reconciler.toml").write_text('state_dir = "kept"\n')
+        monkeypatch.setenv("RECONCILER_CONFIG", "reconciler.toml")
     out, why = {
         "site-file": ("sites/home.yaml", "it is a file of the desired state (sites/home.yaml), "
                       "which the schema would replace"),
@@ -170,6 +173,9 @@ def test_schema_out_over_a_site_file_or_a_state_file_is_refused_and_left_as_it_i
         "state-file-of-the-setting": ("kept/inventory.json", "it is the state directory's "
                                       "inventory.json, which holds what earlier applies did "
                                       "and would be replaced by the schema"),
+        "state-file-of-the-settings-file": (
+            "kept/inventory.json", "it is the state directory's inventory.json, which holds "
+            "what earlier applies did and would be replaced by the schema"),
     }[named]
     before = (tmp_path / out).read_bytes()
     assert cli.main(["schema", "--out", out]) == 1

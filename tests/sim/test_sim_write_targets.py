@@ -56,15 +56,20 @@ def test_a_site_file_of_the_fleet_is_refused_and_left_as_it_is(
     assert site_file.read_bytes() == before
 
 
-@pytest.mark.parametrize("state_dir", [None, "kept"])
+@pytest.mark.parametrize(("state_dir", "named_by"), [
+    (None, ""), ("kept", "variable"), ("kept", "settings file")])
 def test_an_env_file_over_a_file_of_the_state_directory_is_refused(
-        tmp_path: Path, fleet: Path, state_dir: str | None) -> None:
-    """The state directory RECONCILER_STATE_DIR names, or the default `.reconciler`."""
+        tmp_path: Path, fleet: Path, state_dir: str | None, named_by: str) -> None:
+    """The state directory RECONCILER_STATE_DIR names, or the settings file RECONCILER_CONFIG
+    names, or the default `.reconciler`: the one `plan` would use."""
     directory = tmp_path / (state_dir or ".reconciler")
     directory.mkdir()
     inventory = directory / "inventory.json"
     inventory.write_text('{"gateways": {}}\n')
-    env = {"RECONCILER_STATE_DIR": state_dir} if state_dir else {}
+    env = {"RECONCILER_STATE_DIR": state_dir} if named_by == "variable" and state_dir else {}
+    if named_by == "settings file":
+        (tmp_path / "reconciler.toml").write_text(f'state_dir = "{state_dir}"\n')
+        env = {"RECONCILER_CONFIG": "reconciler.toml"}
     env_file = f"{state_dir or '.reconciler'}/inventory.json"
     done = sim_up(tmp_path, "--fleet", "sites", "--env-file", env_file, env=env)
     assert (done.returncode, done.stdout) == (1, ""), done.stderr
