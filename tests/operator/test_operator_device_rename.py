@@ -390,6 +390,39 @@ async def test_a_gateway_created_while_the_old_ones_release_reads_takes_it_over(
         await _kept_by_the_new_gateway(cluster, sims, ids)
 
 
+async def test_a_gateway_created_while_the_old_ones_release_is_in_flight_claims_it_again(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The old Gateway deleted, its Devices moved to the new name, its release's Novacore
+    DELETE in flight as the new Gateway is created: the release lands, the old one says
+    so in its GatewayKept event, and the new one claims the gateway again."""
+    held = HeldRequests("novacore", lambda request: request.method == "DELETE", once=True)
+    async with operator(HOME, tmp_path, monkeypatch, config=QUIET,
+                        before_start=held.install) as (cluster, sims):
+        await declare(cluster)
+        for device in ("home-inverter", "home-battery"):
+            await cluster.wait_condition("Device", device, "Ready")
+            await cluster.patch("Device", device, {"spec": {"gatewayRef": "home-zap-2"}})
+        held.armed = True
+        await cluster.delete("Gateway", "home-zap")
+        await asyncio.wait_for(held.first.wait(), WAIT)
+        [renamed] = [d for d in documents(stream(
+            novacore_site(), zap_gateway(name="home-zap-2", extra=RELEASE)))
+            if d["kind"] == "Gateway"]
+        await cluster.create(renamed)
+        await runs.wait_said("home-zap", "Gateway 'home-zap-2' declares it too and takes it "
+                             "over: the release's writes not sent yet are left to it")
+        held.release()
+
+        await cluster.wait_gone("Gateway", "home-zap")
+        [kept] = await cluster.wait_events_about("home-zap", reason="GatewayKept")
+        assert kept["message"] == _TAKEN_OVER_IN_PART.replace("Device", "Gateway").format(
+            heir="home-zap-2")
+        await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
+        assert sims.novacore.gateways[ZAP].org_id == "org-home"
+        assert sims.novacore.count("DELETE") == 1, "the release sent, nothing more"
+
+
 async def _kept_by_the_new_gateway(cluster: Any, sims: Any, ids: set[str]) -> None:
     """The gateway still claimed, its devices on its Zap and in Novacore with their ids,
     their Devices Ready, and nothing deleted anywhere."""
