@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -189,17 +190,8 @@ async def test_a_device_created_while_the_old_ones_release_writes_keeps_what_is_
         await declare(cluster)
         await cluster.wait_condition("Device", "home-inverter", "Ready")
         [old_id] = _novacore_ids(sims, "SG0001")
-        held.armed = True
-        await cluster.delete("Device", "home-inverter")
-        await asyncio.wait_for(held.first.wait(), WAIT)
-
-        await cluster.create(_renamed_document())
-        await runs.wait_said("home-inverter", "Device 'home-inverter-2' declares it too and "
-                             "takes it over: the release's writes not sent yet are left to it")
-        held.release()
-        await cluster.wait_gone("Device", "home-inverter")
-        [kept] = await cluster.wait_events_about("home-inverter", reason="DeviceKept")
-        assert kept["message"] == _TAKEN_OVER_IN_PART.format(heir="home-inverter-2")
+        await _created_while_the_release_writes(
+            cluster, runs, held, "Device", "home-inverter", _renamed_document())
         await cluster.wait_condition("Device", "home-inverter-2", "Ready")
         [new_id] = _novacore_ids(sims, "SG0001")
         assert new_id != old_id, "the delete sent landed; the new name made it again"
@@ -207,12 +199,32 @@ async def test_a_device_created_while_the_old_ones_release_writes_keeps_what_is_
         assert sims.zaps[ZAP].count("DELETE") == 0, "nothing taken off the Zap"
 
 
-# The DeviceKept message of a release that an heir took over while it wrote.
-_TAKEN_OVER_IN_PART = (
-    "deletionPolicy Release: Device '{heir}', created while the release wrote, declares it "
-    "too and takes over what is left of it: the writes the release had sent land (the events "
-    "before this one), no other is sent, and Device '{heir}' makes again what they released"
-)
+async def _created_while_the_release_writes(
+    cluster: Any, runs: KopfRuns, held: HeldRequests, kind: str, old: str,
+    heir: dict[str, Any], meanwhile: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """`old` deleted, a write of its release held in flight; `heir` created meanwhile, which
+    the release finds (`meanwhile` then runs); the write answered: `old` goes, its
+    `{kind}Kept` event saying that the write landed and `heir` makes again what it
+    released."""
+    held.armed = True
+    await cluster.delete(kind, old)
+    await asyncio.wait_for(held.first.wait(), WAIT)
+    await cluster.create(heir)
+    name = heir["metadata"]["name"]
+    await runs.wait_said(old, f"{kind} '{name}' declares it too and takes it over: the "
+                         "release's writes not sent yet are left to it")
+    if meanwhile is not None:
+        await meanwhile()
+    held.release()
+    await cluster.wait_gone(kind, old)
+    [kept] = await cluster.wait_events_about(old, reason=f"{kind}Kept")
+    assert kept["message"] == (
+        f"deletionPolicy Release: {kind} '{name}', created while the release wrote, declares "
+        "it too and takes over what is left of it: the writes the release had sent land (the "
+        f"events before this one), no other is sent, and {kind} '{name}' makes again what "
+        "they released"
+    )
 
 
 async def test_a_device_created_while_the_old_ones_enapter_delete_is_in_flight_makes_it_again(
@@ -231,23 +243,19 @@ async def test_a_device_created_while_the_old_ones_enapter_delete_is_in_flight_m
         await cluster.create_all(documents(fleet))
         await cluster.wait_condition("Device", "ucm-a", "Ready")
         old_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
-        held.armed = True
-        await cluster.delete("Device", "ucm-a")
-        await asyncio.wait_for(held.first.wait(), WAIT)
         [renamed] = documents(stream(
             enapter_site(), released_ucm("ucm-b", "configOutput: {file: ucm-b.json}")))[1:]
-        await cluster.create(renamed)
-        await runs.wait_said("ucm-a", "Device 'ucm-b' declares it too and takes it over")
-        await runs.wait_said("ucm-b", "Handler 'create-devices' is waiting: Device 'ucm-a' is "
-                                      "being deleted: this one takes over from it once it is gone")
-        # The new name wrote nothing to the device being deleted (it wrote its config for
-        # it, which the release then removed, and was Ready with the id of a device gone).
-        assert not [k for k in sims.enapter.requests if k.startswith("PATCH")]
-        held.release()
 
-        await cluster.wait_gone("Device", "ucm-a")
-        [kept] = await cluster.wait_events_about("ucm-a", reason="DeviceKept")
-        assert kept["message"] == _TAKEN_OVER_IN_PART.format(heir="ucm-b")
+        async def waiting() -> None:
+            await runs.wait_said("ucm-b", "Handler 'create-devices' is waiting: Device 'ucm-a' "
+                                 "is being deleted: this one takes over from it once it is gone")
+            # The new name wrote nothing to the device being deleted (it wrote its config
+            # for it, which the release then removed, and was Ready with the id of a device
+            # gone).
+            assert not [k for k in sims.enapter.requests if k.startswith("PATCH")]
+
+        await _created_while_the_release_writes(
+            cluster, runs, held, "Device", "ucm-a", renamed, meanwhile=waiting)
         [deleted] = await cluster.wait_events_about("ucm-a", reason="Deleted")
         state = tmp_path / "state"
         assert deleted["message"] == (
@@ -343,17 +351,11 @@ async def test_a_renamed_gateway_stays_claimed_with_its_devices_on_its_zap(
     """The Gateway renamed and its Devices moved to the new name: the gateway is never
     released, nor its devices taken off its Zap as copies moved away."""
     async with operator(HOME, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
-        await declare(cluster)
-        for device in ("home-inverter", "home-battery"):
-            await cluster.wait_condition("Device", device, "Ready")
+        await _home_ready(cluster)
         ids = {d.id for d in sims.novacore.devices.values()}
 
-        [renamed] = [d for d in documents(stream(
-            novacore_site(), zap_gateway(name="home-zap-2", extra=RELEASE)))
-            if d["kind"] == "Gateway"]
-        await cluster.create(renamed)
-        for device in ("home-inverter", "home-battery"):
-            await cluster.patch("Device", device, {"spec": {"gatewayRef": "home-zap-2"}})
+        await cluster.create(_renamed_gateway())
+        await _moved_to_the_new_gateway(cluster)
         await cluster.delete("Gateway", "home-zap")
         await cluster.wait_gone("Gateway", "home-zap")
         [kept] = await cluster.wait_events_about("home-zap", reason="GatewayKept")
@@ -376,16 +378,11 @@ async def test_a_gateway_created_while_the_old_ones_release_reads_takes_it_over(
     held = HeldRequests("novacore", lambda request: request.method == "GET", once=True)
     async with operator(HOME, tmp_path, monkeypatch, config=QUIET,
                         before_start=held.install) as (cluster, sims):
-        await declare(cluster)
-        for device in ("home-inverter", "home-battery"):
-            await cluster.wait_condition("Device", device, "Ready")
+        await _home_ready(cluster)
         ids = {d.id for d in sims.novacore.devices.values()}
-        for device in ("home-inverter", "home-battery"):
-            await cluster.patch("Device", device, {"spec": {"gatewayRef": "home-zap-2"}})
-        [renamed] = [d for d in documents(stream(
-            novacore_site(), zap_gateway(name="home-zap-2", extra=RELEASE)))
-            if d["kind"] == "Gateway"]
-        await _created_while_the_release_reads(cluster, held, "Gateway", "home-zap", renamed)
+        await _moved_to_the_new_gateway(cluster)
+        await _created_while_the_release_reads(
+            cluster, held, "Gateway", "home-zap", _renamed_gateway())
         await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
         await _kept_by_the_new_gateway(cluster, sims, ids)
 
@@ -399,28 +396,33 @@ async def test_a_gateway_created_while_the_old_ones_release_is_in_flight_claims_
     held = HeldRequests("novacore", lambda request: request.method == "DELETE", once=True)
     async with operator(HOME, tmp_path, monkeypatch, config=QUIET,
                         before_start=held.install) as (cluster, sims):
-        await declare(cluster)
-        for device in ("home-inverter", "home-battery"):
-            await cluster.wait_condition("Device", device, "Ready")
-            await cluster.patch("Device", device, {"spec": {"gatewayRef": "home-zap-2"}})
-        held.armed = True
-        await cluster.delete("Gateway", "home-zap")
-        await asyncio.wait_for(held.first.wait(), WAIT)
-        [renamed] = [d for d in documents(stream(
-            novacore_site(), zap_gateway(name="home-zap-2", extra=RELEASE)))
-            if d["kind"] == "Gateway"]
-        await cluster.create(renamed)
-        await runs.wait_said("home-zap", "Gateway 'home-zap-2' declares it too and takes it "
-                             "over: the release's writes not sent yet are left to it")
-        held.release()
-
-        await cluster.wait_gone("Gateway", "home-zap")
-        [kept] = await cluster.wait_events_about("home-zap", reason="GatewayKept")
-        assert kept["message"] == _TAKEN_OVER_IN_PART.replace("Device", "Gateway").format(
-            heir="home-zap-2")
+        await _home_ready(cluster)
+        await _moved_to_the_new_gateway(cluster)
+        await _created_while_the_release_writes(
+            cluster, runs, held, "Gateway", "home-zap", _renamed_gateway())
         await cluster.wait_condition("Gateway", "home-zap-2", "Ready")
         assert sims.novacore.gateways[ZAP].org_id == "org-home"
         assert sims.novacore.count("DELETE") == 1, "the release sent, nothing more"
+
+
+async def _home_ready(cluster: Any) -> None:
+    """The home fleet declared, both its Devices Ready."""
+    await declare(cluster)
+    for device in ("home-inverter", "home-battery"):
+        await cluster.wait_condition("Device", device, "Ready")
+
+
+def _renamed_gateway() -> dict[str, Any]:
+    """The home Zap's Gateway under its new name, home-zap-2."""
+    [doc] = [d for d in documents(stream(
+        novacore_site(), zap_gateway(name="home-zap-2", extra=RELEASE))) if d["kind"] == "Gateway"]
+    return doc
+
+
+async def _moved_to_the_new_gateway(cluster: Any) -> None:
+    """The home Devices' gatewayRef edited to home-zap-2, as the rename in git edits them."""
+    for device in ("home-inverter", "home-battery"):
+        await cluster.patch("Device", device, {"spec": {"gatewayRef": "home-zap-2"}})
 
 
 async def _kept_by_the_new_gateway(cluster: Any, sims: Any, ids: set[str]) -> None:
