@@ -465,8 +465,13 @@ async def _reconcile(
         # release, finding it, sends none more (`removal`). Nothing planned nor written,
         # the status as the last reconcile left it; run again once it may be gone. A
         # refused heir waits in `reconcile_object`, its status saying so.
-        raise kopf.TemporaryError(
-            takeovers.waiting_message(*leaving), delay=runtime.config.retry_delay)
+        message = takeovers.waiting_message(*leaving)
+        if not status.get("conditions"):
+            # A new one has no status to keep: it says that it waits, as a refused one.
+            waits = [conditions.Cond(t, False, "WaitingForDependency", message)
+                     for t in ("Ready", "Synced")]
+            _write_conditions(patch, status, generation, ObjectResult(conditions=waits))
+        raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
     # The spec `alive` compares with is the one just planned with: taken after the Secrets
     # are read (an await), a drift check's live body may hold an edit made meanwhile, which
     # the index holds too, and the check would apply the older spec it planned with.

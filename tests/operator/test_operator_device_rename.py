@@ -247,8 +247,9 @@ async def test_a_device_created_while_the_old_ones_enapter_delete_is_in_flight_m
             enapter_site(), released_ucm("ucm-b", "configOutput: {file: ucm-b.json}")))[1:]
 
         async def waiting() -> None:
-            await runs.wait_said("ucm-b", "Handler 'create-devices' is waiting: Device 'ucm-a' "
-                                 "is being deleted: this one takes over from it once it is gone")
+            ready = await cluster.wait_reason("Device", "ucm-b", "WaitingForDependency")
+            assert ready["message"] == ("waiting: Device 'ucm-a' is being deleted: this one "
+                                        "takes over from it once it is gone"), ready
             # The new name wrote nothing to the device being deleted (it wrote its config
             # for it, which the release then removed, and was Ready with the id of a device
             # gone).
