@@ -349,7 +349,10 @@ async def _stop_for_heir(
 ) -> AsyncIterator[_Stopping]:
     """While a release writes: a stop set once `stop` is, or once `now()` holds an heir of
     `resource` (told to `say`), so that its writes not yet sent are not
-    (`engine.admission`): those sent land, the heir takes over the rest. With no `now`,
+    (`engine.admission`): those sent land, the heir takes over the rest. Looked for once
+    more as the writes end: one created since the last look takes over what is left (it
+    waits for the object to be gone, `taken_over_from`, and is told to take over by its
+    Kept event and annotation rather than left to find it released). With no `now`,
     `stop` alone."""
     if now is None:
         yield _Stopping(stop)
@@ -377,6 +380,8 @@ async def _stop_for_heir(
     finally:
         looking.cancel()
         await ended(looking)
+    if stopping.heir is None and _heir(resource, nsf := now()) is not None:
+        stopping.heir = nsf
 
 
 def _heir(resource: Resource, nsf: NamespaceFleet) -> Resource | None:

@@ -14,8 +14,8 @@ from harness import WAIT
 
 
 class HeldRequests:
-    """Holds the requests to `sims.<platform>` that `picks`, while `armed`; `arrived`
-    counts those held, and `first` is set as the first is."""
+    """Holds the requests to `sims.<platform>` (or to the Zap of that serial) that `picks`,
+    while `armed`; `arrived` counts those held, and `first` is set as the first is."""
 
     def __init__(self, platform: str, picks: Callable[[web.Request], bool], *,
                  once: bool = False) -> None:
@@ -44,4 +44,6 @@ class HeldRequests:
                 await asyncio.wait_for(self._released.wait(), WAIT)  # a bound, not a time
             return await handler(request)
 
-        getattr(sims, self.platform).app.middlewares.append(hold)
+        zaps = getattr(sims, "zaps", {})
+        server = zaps[self.platform] if self.platform in zaps else getattr(sims, self.platform)
+        server.app.middlewares.append(hold)

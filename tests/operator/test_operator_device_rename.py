@@ -29,6 +29,7 @@ from held_requests import HeldRequests
 from objects import HOME, RELEASE, ZAP, declare
 from takeover_marks import takeover_cleared
 
+from reconciler.operator import removal
 from reconciler.operator.config import OperatorConfig
 
 # No drift check comes in these tests: what they wait for is made to happen otherwise.
@@ -202,18 +203,22 @@ async def test_a_device_created_while_the_old_ones_release_writes_keeps_what_is_
 async def _created_while_the_release_writes(
     cluster: Any, runs: KopfRuns, held: HeldRequests, kind: str, old: str,
     heir: dict[str, Any], meanwhile: Callable[[], Awaitable[None]] | None = None,
+    *, found_as_it_writes: bool = True,
 ) -> None:
     """`old` deleted, a write of its release held in flight; `heir` created meanwhile, which
-    the release finds (`meanwhile` then runs); the write answered: `old` goes, its
-    `{kind}Kept` event saying that the write landed and `heir` makes again what it
-    released."""
+    the release finds as it writes (or, not `found_as_it_writes`, once `heir` waits for
+    it; `meanwhile` then runs); the write answered: `old` goes, its `{kind}Kept` event
+    saying that the write landed and `heir` makes again what it released."""
     held.armed = True
     await cluster.delete(kind, old)
     await asyncio.wait_for(held.first.wait(), WAIT)
     await cluster.create(heir)
     name = heir["metadata"]["name"]
-    await runs.wait_said(old, f"{kind} '{name}' declares it too and takes it over: the "
-                         "release's writes not sent yet are left to it")
+    if found_as_it_writes:
+        await runs.wait_said(old, f"{kind} '{name}' declares it too and takes it over: the "
+                             "release's writes not sent yet are left to it")
+    else:
+        await cluster.wait_reason(kind, name, "WaitingForDependency", what="the heir waiting")
     if meanwhile is not None:
         await meanwhile()
     held.release()
@@ -225,6 +230,29 @@ async def _created_while_the_release_writes(
         f"events before this one), no other is sent, and {kind} '{name}' makes again what "
         "they released"
     )
+
+
+async def test_a_device_created_as_the_old_ones_last_write_is_in_flight_is_found_as_it_ends(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The new name created while the release's last write (the device's removal from its
+    Zap) is in flight, after the release last looked for an heir (looking no more while
+    it writes): the release looks once more as its writes end, and the old one goes
+    saying that the new name makes again what was released, which it does. (It went as
+    released, saying nothing of the new name, which then made everything again all the
+    same, but only at its next retry.)"""
+    monkeypatch.setattr(removal, "HEIR_LOOK_EVERY", 3600.0)
+    held = HeldRequests(ZAP, lambda request: request.method == "DELETE", once=True)
+    async with operator(HOME, tmp_path, monkeypatch, config=QUIET,
+                        before_start=held.install) as (cluster, sims):
+        await declare(cluster)
+        await cluster.wait_condition("Device", "home-inverter", "Ready")
+        await _created_while_the_release_writes(
+            cluster, runs, held, "Device", "home-inverter", _renamed_document(),
+            found_as_it_writes=False)
+        await cluster.wait_condition("Device", "home-inverter-2", "Ready")
+        assert "SG0001" in sims.zaps[ZAP].devices
+        assert len(_novacore_ids(sims, "SG0001")) == 1
 
 
 async def test_a_device_created_while_the_old_ones_enapter_delete_is_in_flight_makes_it_again(
