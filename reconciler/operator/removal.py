@@ -317,7 +317,11 @@ async def remove_object(
             later = await _left_to_heir(resource, stopping.heir, status, config_store,
                                         settings, released=bool(done))
             if later is not None:
-                return replace(later, outcomes=earlier + done)
+                # What is said of what stays (copies left on a Zap, a Secret kept...) holds
+                # all the same.
+                return replace(later, outcomes=earlier + done, left=left,
+                               left_copies=left_copies, unknown=unknown,
+                               secret_kept=secret_kept)
     blocked = "; ".join(b for b in (blocked, _held(report.outcomes)) if b)
     outcomes = earlier + report.outcomes
     return Removal(
