@@ -311,8 +311,8 @@ async def remove_object(
                 stop=stopping.event,
             )
         if stopping.heir:
-            # One created while it wrote: the writes sent landed, the others are left to
-            # it, which makes again what was released.
+            # One created while it wrote, or by the time its writes ended: the writes sent
+            # landed, the others are left to it, which makes again what was released.
             done = [o for o in report.outcomes if o.status == "done"]
             later = await _left_to_heir(resource, stopping.heir, status, config_store,
                                         settings, released=bool(done))
