@@ -54,6 +54,7 @@ from reconciler.operator.reconcile import (
     ObjectResult,
     reconcile_object,
     status_patch,
+    waiting_result,
 )
 from reconciler.operator.release_waits import BlockedReleases
 from reconciler.operator.removal import has_deletion_policy, remove_object, taken_over_from
@@ -465,13 +466,12 @@ async def _reconcile(
         # release, finding it, sends none more (`removal`). Nothing planned nor written,
         # the status as the last reconcile left it; run again once it may be gone. A
         # refused heir waits in `reconcile_object`, its status saying so.
-        message = takeovers.waiting_message(*leaving)
+        result = waiting_result(
+            takeovers.waiting_message(*leaving), runtime.config.retry_delay)
         if not status.get("conditions"):
             # A new one has no status to keep: it says that it waits, as a refused one.
-            waits = [conditions.Cond(t, False, "WaitingForDependency", message)
-                     for t in ("Ready", "Synced")]
-            _write_conditions(patch, status, generation, ObjectResult(conditions=waits))
-        raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
+            _write_conditions(patch, status, generation, result)
+        raise kopf.TemporaryError(result.message, delay=result.delay)
     # The spec `alive` compares with is the one just planned with: taken after the Secrets
     # are read (an await), a drift check's live body may hold an edit made meanwhile, which
     # the index holds too, and the check would apply the older spec it planned with.

@@ -192,21 +192,19 @@ async def reconcile_object(
     if refusal and not nsf.refusal_once_deleted(kind, name):
         # Refused only for what an object being deleted declares too (a rename): no change
         # of this one's spec is needed, only that one gone, which it takes over from then.
-        return _not_planned(
-            "temporary", "WaitingForDependency", f"waiting: {refusal}", config.retry_delay
-        )
+        return waiting_result(f"waiting: {refusal}", config.retry_delay)
     if refusal:
         return _not_planned("permanent", "InvalidSpec", refusal)
     waiting = [p for p in nsf.problems_of(kind, name) if p.code == DANGLING]
     if waiting:
         message = "waiting: " + "; ".join(p.message.split(";")[0] for p in waiting)
-        return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
+        return waiting_result(message, config.retry_delay)
     owner_kind, owner_name = _owner(kind, name, nsf)
     refused = [p for p in nsf.problems_of(owner_kind, owner_name) if p.code != DANGLING]
     if (owner_kind, owner_name) != (kind, name) and refused:
         # A stand-alone DER applies its device's changes: not those of a refused device.
         message = f"waiting: {owner_kind} {owner_name!r} is refused: {refused[0].message}"
-        return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
+        return waiting_result(message, config.retry_delay)
     owner_resource = nsf.fleet.table(owner_kind).get(owner_name)
     if (owner_kind, owner_name) != (kind, name) and owner_resource is not None and is_paused(
         {"metadata": owner_resource.metadata.model_dump(by_alias=True)}
@@ -214,7 +212,7 @@ async def reconcile_object(
         # Nor those of a paused one: pausing the Device pauses what is written for it.
         message = (f"waiting: {owner_kind} {owner_name!r} is paused (annotation "
                    f"{PAUSED_ANNOTATION})")
-        return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
+        return waiting_result(message, config.retry_delay)
 
     result = ObjectResult()
     resource = nsf.fleet.table(kind).get(name)
@@ -689,7 +687,7 @@ def _gateway_going(gateway: str, config: OperatorConfig) -> ObjectResult:
     Gateway not declared (which it is once the finalizer is done), until it is declared
     again."""
     message = f"waiting: Gateway {gateway!r} is being deleted (deletionPolicy Release)"
-    return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
+    return waiting_result(message, config.retry_delay)
 
 
 def _busy(owner_kind: str, owner_name: str) -> ObjectResult:
@@ -708,7 +706,13 @@ def _going(
     if (owner_kind, owner_name) == (kind, name):
         return ObjectResult(going=True, summary="being deleted, or changed")
     message = f"waiting: {owner_kind} {owner_name!r} is being deleted, or was changed"
-    return _not_planned("temporary", "WaitingForDependency", message, config.retry_delay)
+    return waiting_result(message, config.retry_delay)
+
+
+def waiting_result(message: str, delay: float) -> ObjectResult:
+    """The result of an object not planned while it waits for another (`message` saying
+    which and why), run again in `delay` seconds."""
+    return _not_planned("temporary", "WaitingForDependency", message, delay)
 
 
 def _not_planned(retry: str, reason: str, message: str, delay: float = 0.0) -> ObjectResult:
