@@ -65,7 +65,7 @@ from reconciler.operator.stopping import OperatorStop
 from reconciler.operator.takeovers import KubeTakeovers
 from reconciler.printable import readable
 
-FINALIZER = f"{API_GROUP}/finalizer"
+FINALIZER = objects.FINALIZER
 _EVENT_REASONS = {
     "create": "Created",
     "update": "Updated",
@@ -453,10 +453,14 @@ async def _reconcile(
     built = _namespace_fleet(runtime, namespace, indexes, body)
     bodies, nsf = built.bodies, built.fleet
     refused = nsf.refusal(kind, name)
-    leaving = (
-        takeovers.leaving(body, nsf.deleting) or taken_over_from(kind, name, nsf)
-        if recorded and not refused else None
-    )
+    leaving = None if refused else _leaving(kind, name, body, nsf, recorded)
+    if leaving is not None and not recorded:
+        # A drift check of an heir while the release of the object it takes over from may
+        # write: its writes and the release's would cross as a handler's would (below).
+        # Nothing planned nor written, the status as it was; the next check, or the
+        # handler's run once the other is gone, reconciles it.
+        logger.info("%s/%s: not reconciled: %s", kind, name, takeovers.waiting_message(*leaving))
+        return
     if leaving is not None:
         # Told to take over from an object this view still has being deleted: planned
         # with it, what it declares (its config file) would be left, and the annotation
@@ -606,6 +610,21 @@ async def _reconcile(
             await runtime.events.warn(body, reason="Failed", message=event_message(result.message))
         raise kopf.PermanentError(result.message)
     logger.info("%s/%s: %s", kind, name, result.summary)
+
+
+def _leaving(
+    kind: str, name: str, body: kopf.Body, nsf: objects.NamespaceFleet, recorded: bool
+) -> tuple[str, str] | None:
+    """The kind and name of the object being deleted that `kind`/`name` takes over from,
+    told to (`takeovers.leaving`) or by declaring what it declares (`taken_over_from`), and
+    is to wait for; None when it has none to wait for. A handler's run (`recorded`) waits
+    for it to be gone: kopf records the run done, and what the hand-over does once it is
+    gone (the takes-over-from annotation cleared, the old config handed over) is done only
+    by such a run. A drift check waits only while the other's release has not ended (the
+    operator's finalizer on it): held after that by another controller's finalizer, the
+    other writes nothing more, and the checks reconcile the heir meanwhile."""
+    among = nsf.deleting if recorded else nsf.releasing
+    return takeovers.leaving(body, among) or taken_over_from(kind, name, nsf, among)
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -73,8 +73,8 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
     found (`locations.known`), for a Gateway the serials its status records as claimed
     (`claimed_serials`), for a Gateway or Device the Enapter id its status records
     (`recorded_enapter_id`), for a Device the Enapter site it records
-    (`recorded_enapter_site`), and whether the object is being deleted (`is_deleting`);
-    `build` strips them again."""
+    (`recorded_enapter_site`), and whether the object is being deleted (`is_deleting`) and
+    its release runs (`is_releasing`); `build` strips them again."""
     document = model_document(body) | {"kind": kind}
     created = (body.get("metadata") or {}).get("creationTimestamp")
     if created:
@@ -111,6 +111,8 @@ def index_document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
         document[locations.NOT_FOUND] = gone
     if is_deleting(body):
         document[DELETING] = True
+    if is_releasing(body):
+        document[RELEASING] = True
     held = claimed_serials(body) if kind == "Gateway" else []
     if held:
         document[CLAIMED_SERIALS] = held
@@ -173,6 +175,26 @@ DELETING = "deleting"
 
 def is_deleting(body: Mapping[str, Any]) -> bool:
     return bool(body.get(DELETING) or (body.get("metadata") or {}).get("deletionTimestamp"))
+
+
+# The finalizer kopf keeps on the operator's objects (kopf's `persistence.finalizer`): while
+# an object being deleted has it, its release has not ended.
+FINALIZER = f"{API_GROUP}/finalizer"
+
+# In an index document: the object is being deleted and its release has not ended
+# (`is_releasing`).
+RELEASING = "releasing"
+
+
+def is_releasing(body: Mapping[str, Any]) -> bool:
+    """Whether the object is being deleted with the operator's finalizer still on it: its
+    release may be writing. Once the finalizer is gone, another controller's finalizer may
+    keep the object, being deleted (`is_deleting`), with nothing more of it released."""
+    if body.get(RELEASING):
+        return True
+    metadata = body.get("metadata") or {}
+    return bool(metadata.get("deletionTimestamp")) and FINALIZER in (
+        metadata.get("finalizers") or ())
 
 
 # In an index document: the object holds its configOutput (`holds_config_output`).
@@ -369,6 +391,9 @@ class NamespaceFleet:
     last_declared: dict[str, frozenset[str]] = field(default_factory=dict)
     # (kind, name) of the objects being deleted, their finalizer running (`is_deleting`).
     deleting: frozenset[tuple[str, str]] = frozenset()
+    # Of those, the ones whose release has not ended: the operator's finalizer is still on
+    # them (`is_releasing`).
+    releasing: frozenset[tuple[str, str]] = frozenset()
     # Flatpeak location id -> the fingerprint of the account it was found with, where the
     # Devices' statuses record it (`locations.accounts`).
     flatpeak_location_accounts: dict[str, str] = field(default_factory=dict)
@@ -456,6 +481,7 @@ class Reading:
     name: str
     order: tuple[str, str]  # `declaration_key`
     deleting: bool
+    releasing: bool
     holds_config_output: bool
     applied_zap_endpoint: tuple[str, str, str] | None
     applied_novacore_site: str | None
@@ -479,6 +505,7 @@ def read(body: Mapping[str, Any]) -> Reading:
         name,
         declaration_key(body),
         is_deleting(body),
+        is_releasing(body),
         kind == "Device" and holds_config_output(body),
         applied_zap_endpoint(body) if kind == "Device" else None,
         (applied_novacore_site(body) or None) if kind == "Site" else None,
@@ -536,6 +563,7 @@ def build_read(
     had: list[FlatpeakLocation] = []
     fields: dict[str, frozenset[str]] = {}
     deleting: set[tuple[str, str]] = set()
+    releasing: set[tuple[str, str]] = set()
     enapter_ids: dict[tuple[str, str], str] = {}
     enapter_sites: dict[str, str] = {}
     for reading in readings:
@@ -546,6 +574,8 @@ def build_read(
             enapter_sites[name] = reading.enapter_site
         if reading.deleting:
             deleting.add((kind, name))
+        if reading.releasing:
+            releasing.add((kind, name))
         if reading.holds_config_output:
             holders.add(name)
         if reading.applied_zap_endpoint is not None:
@@ -594,7 +624,7 @@ def build_read(
         )
     return NamespaceFleet(
         fleet, invalid, list(checked.problems), _applied_sites(fleet, applied), placed,
-        locations.remembered(had), fields, frozenset(deleting),
+        locations.remembered(had), fields, frozenset(deleting), frozenset(releasing),
         flatpeak_location_accounts=locations.accounts(had), enapter_ids=enapter_ids,
         enapter_sites=enapter_sites,
         checked=checked,

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -402,18 +402,20 @@ def _heir(resource: Resource, nsf: NamespaceFleet) -> Resource | None:
     return None
 
 
-def taken_over_from(kind: str, name: str, nsf: NamespaceFleet) -> tuple[str, str] | None:
-    """The kind and name of the object of `nsf` being deleted whose device or gateway
-    `kind`/`name` takes over (`_heir`: a rename); None when none is. While that one's
-    release runs, it may still write to what it declares: the heir is to wait for it to
-    be gone, as one told to take over waits (`takeovers.leaving`)."""
+def taken_over_from(
+    kind: str, name: str, nsf: NamespaceFleet, among: Collection[tuple[str, str]]
+) -> tuple[str, str] | None:
+    """The kind and name of the object of `among` (objects of `nsf` being deleted) whose
+    device or gateway `kind`/`name` takes over (`_heir`: a rename); None when none is.
+    While that one's release runs, it may still write to what it declares: the heir is to
+    wait for it, as one told to take over waits (`takeovers.leaving`)."""
     resource = nsf.fleet.table(kind).get(name)
     if not isinstance(resource, Device | Gateway):
         return None
     key = natural_key(resource, nsf.fleet)
     if key is None:
         return None
-    for other_kind, other_name in sorted(nsf.deleting):
+    for other_kind, other_name in sorted(among):
         other = nsf.fleet.table(other_kind).get(other_name) if other_kind == kind else None
         if (
             other is not None and other is not resource

@@ -16,7 +16,11 @@ refused (an Enapter device's new name, reconciled already while the old one was 
 its run for the annotation plans nothing while the view it would plan with (kopf's
 indexes, as the run begins) has the old one still being deleted (`leaving`), and is run
 again; as does one created or edited while the old one is being deleted, not told yet
-(`removal.taken_over_from`), whose writes would cross the release's. Planned with the
+(`removal.taken_over_from`), whose writes would cross the release's. The drift checks
+of such an heir plan nothing either while the old one's release has not ended (its
+finalizer on it: `objects.is_releasing`); held after that by another controller's
+finalizer, the old one writes nothing more, and the checks reconcile the heir meanwhile
+(its handler's run, which the hand-over needs, waits for it to be gone). Planned with the
 old one still declaring its config file, the run would leave the file (a file a declared
 Device names is not removed), and, the old one gone from the indexes by the run's end,
 remove the annotation all the same: the file would stay until the next drift check, not

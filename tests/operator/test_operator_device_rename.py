@@ -336,6 +336,80 @@ async def test_a_device_deleted_with_the_one_that_declares_it_too_is_released(
         assert "SG0001" not in sims.zaps[ZAP].devices
 
 
+async def test_the_drift_checks_of_a_device_created_while_the_old_ones_release_writes_wait(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The UCM renamed while its release's Enapter delete is in flight, a drift check every
+    second: the new name's checks plan nothing while the release runs, saying so (one
+    PATCHed the device being deleted and wrote the new name's config for it, which the
+    release then removed); once the old one is gone, the new name makes the device
+    again."""
+    held = HeldRequests("enapter", lambda request: request.method == "DELETE", once=True)
+    fleet = stream(enapter_site(), released_ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
+    config = OperatorConfig(interval=1.0, retry_delay=0.5)
+    async with operator(fleet, tmp_path, monkeypatch, config=config,
+                        before_start=held.install) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        old_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+        [renamed] = documents(stream(
+            enapter_site(), released_ucm("ucm-b", "configOutput: {file: ucm-b.json}")))[1:]
+        state = tmp_path / "state"
+
+        async def drift_checks_wait() -> None:
+            await runs.wait_said("ucm-b", "Device/ucm-b: not reconciled: waiting: Device "
+                                 "'ucm-a' is being deleted: this one takes over from it once "
+                                 "it is gone")
+            assert not [k for k in sims.enapter.requests if k.startswith("PATCH")]
+            assert not (state / "ucm-b.json").exists()
+
+        await _created_while_the_release_writes(
+            cluster, runs, held, "Device", "ucm-a", renamed, meanwhile=drift_checks_wait)
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
+        new_id = (await cluster.status("Device", "ucm-b"))["externalIds"]["enapter"]
+        assert new_id != old_id, "the delete sent landed; the new name made the device again"
+        assert (state / "ucm-b.json").is_file()
+        assert not (state / "ucm-a.json").exists()
+
+
+async def test_a_device_whose_old_one_another_finalizer_keeps_is_reconciled_by_its_checks(
+    tmp_path: Path, monkeypatch: Any, runs: KopfRuns
+) -> None:
+    """The UCM released, but kept being deleted by another controller's finalizer, when
+    its new name is created: the new name's handler waits for the old one to be gone (the
+    hand-over is its run's to do), but its drift checks, the release over, reconcile it:
+    it makes the device again and writes its config; once the old one is gone, its
+    handler's run finds it so, and makes nothing more."""
+    fleet = stream(enapter_site(), released_ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
+    config = OperatorConfig(interval=1.0, retry_delay=0.5)
+    async with operator(fleet, tmp_path, monkeypatch, config=config) as (cluster, sims):
+        await cluster.create_all(documents(fleet))
+        await cluster.wait_condition("Device", "ucm-a", "Ready")
+        body = await cluster.get("Device", "ucm-a")
+        assert body is not None
+        held = [*body["metadata"]["finalizers"], "example.com/hold"]
+        await cluster.patch("Device", "ucm-a", {"metadata": {"finalizers": held}})
+        await cluster.delete("Device", "ucm-a")
+
+        async def only_held() -> bool:
+            old = await cluster.get("Device", "ucm-a")
+            return old is not None and old["metadata"]["finalizers"] == ["example.com/hold"]
+
+        await cluster.wait_for(only_held, what="our finalizer of ucm-a to go")
+        assert not sims.enapter.devices, "released"
+        [renamed] = documents(stream(
+            enapter_site(), released_ucm("ucm-b", "configOutput: {file: ucm-b.json}")))[1:]
+        await cluster.create(renamed)
+        await cluster.wait_condition("Device", "ucm-b", "Ready")
+        assert (tmp_path / "state" / "ucm-b.json").is_file()
+        assert await cluster.get("Device", "ucm-a") is not None, "still held"
+        made = set(sims.enapter.devices)
+        assert len(made) == 1, made
+
+        await cluster.patch("Device", "ucm-a", {"metadata": {"finalizers": []}})
+        await cluster.wait_gone("Device", "ucm-a")
+        await runs.wait_said("ucm-b", "Handler 'create-devices' succeeded")
+        assert set(sims.enapter.devices) == made
 
 
 async def test_a_renamed_enapter_device_keeps_its_enapter_device_and_config_secret(
