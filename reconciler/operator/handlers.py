@@ -706,6 +706,13 @@ def _register_kind(
             reconcile
         )
 
+    def running(**_: Any) -> bool:
+        # kopf stops every drift timer as it begins to stop, but an event of an object that
+        # its worker handles after that starts the object's timer anew, with a stop flag
+        # nothing sets: not started once the operator stops. Started, it ticked (checking
+        # nothing, below) until kopf cancelled it, after waiting 5 s for it.
+        return not runtime.stop.event.is_set()
+
     @kopf.timer(
         group,
         version,
@@ -714,15 +721,15 @@ def _register_kind(
         interval=runtime.config.interval,
         initial_delay=runtime.config.interval,
         labels=labels,
+        when=running,
         registry=registry,
     )
     async def drift(**kwargs: Any) -> None:
         stopping = kwargs["stopped"] or runtime.stop.event.is_set()
         if kwargs["meta"].get("deletionTimestamp") or stopping:
             # Being deleted, or the operator stops: no new check starts. kopf's flag alone
-            # does not say the stop: an event of the object its worker handles after kopf
-            # stopped the timers starts the object's timer anew, with a flag nothing sets,
-            # whose checks would read and write after the stop until kopf cancels them.
+            # does not say the stop: a timer started before the stop whose flag kopf has
+            # not set yet (`running`).
             return
         owner = (kwargs["namespace"] or "", kind, kwargs["meta"]["name"])
         if time.monotonic() < runtime.not_before.get(owner, 0.0):

@@ -1,11 +1,12 @@
-"""No drift check starts once the operator stops, not even on a timer kopf starts anew then.
+"""No drift check starts once the operator stops, nor does a drift timer.
 
 kopf stops each object's drift timer as it begins to stop, but an object's worker still
 handles the events queued before the stop, and an event of an object whose timer was
-stopped starts the timer again, with a stop flag of its own that nothing sets. A check of
-that timer looks at the operator's own stop (`runtime.stop`) and starts nothing: no read
-of a platform, no reconcile. Before, it planned (read, and could write) after the stop, as
-long as kopf's other tasks kept running.
+stopped started the timer again, with a stop flag of its own that nothing sets. Its
+checks planned (read, and could write) after the stop, as long as kopf's other tasks kept
+running; then they looked at the operator's own stop (`runtime.stop`) and started
+nothing, but the timer ticked until kopf cancelled it, after waiting 5 s for it at the
+end of the stop. Now the timer is not started again once the operator stops.
 
 The case is set up through the interfaces kopf and the operator use: kopf's patch of the
 Site after its update handler is held in the API server, so that the Site's worker is busy
@@ -29,6 +30,8 @@ from reconciler.sim.fleet import SimFleet
 
 FLEET = stream(novacore_site(), novacore_site("cabin", "Cabin", "org-cabin"))
 TIMER = "Timer 'drift-sites'"
+# What kopf says of each event of a Site its worker handles, first.
+_EVENT_HANDLED = "Indexer 'index_sites' succeeded"
 
 
 class Requests:
@@ -98,15 +101,20 @@ async def test_a_drift_timer_started_anew_at_the_stop_checks_nothing(
             stop.set()
             await runs.wait_said("home", f"{TIMER} has exited gracefully")
             taken, said = len(requests.taken), len(runs.lines)
-            # The worker handles the queued event, which starts the Site's timer again; its
-            # first check comes a drift interval later.
+            # The worker handles the queued event, which started the Site's timer again.
             busy.release.set()
-            await runs.wait("home", TIMER, 1)
+            await runs.until(lambda: any(
+                line.startswith(_EVENT_HANDLED)
+                for about, _, line in runs.lines[said:] if about == "home"
+            ), "home", "its queued event handled")
         finally:
             busy.release.set()
             writing.release.set()
 
-        assert requests.taken[taken:] == [], "a platform read after the stop"
-        reconciled = [line for about, _, line in runs.lines[said:]
-                      if about == "home" and line.startswith("Site/home:")]
-        assert reconciled == [], "a reconcile of the Site after the stop"
+    # The operator has stopped: kopf waited for every timer it had started (a timer started
+    # again ticks a drift interval, 1 s, after it starts, and kopf waited 5 s for it).
+    after = [line for about, _, line in runs.lines[said:] if about == "home"]
+    assert [line for line in after if line.startswith(TIMER)] == [], after
+    assert requests.taken[taken:] == [], "a platform read after the stop"
+    assert [line for line in after if line.startswith("Site/home:")] == [], (
+        "a reconcile of the Site after the stop")
