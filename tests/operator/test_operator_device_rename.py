@@ -27,6 +27,7 @@ from fleet_yaml import (
 from harness import WAIT, KopfRuns, documents, operator, secret_values
 from held_requests import HeldRequests
 from objects import HOME, RELEASE, ZAP, declare
+from other_finalizers import deleted_and_held, let_go
 from takeover_marks import takeover_cleared
 
 from reconciler.operator import removal
@@ -34,6 +35,11 @@ from reconciler.operator.config import OperatorConfig
 
 # No drift check comes in these tests: what they wait for is made to happen otherwise.
 QUIET = OperatorConfig(interval=3600.0, retry_delay=0.5)
+# A drift check every second, in those about what drift checks do.
+CHECKED = OperatorConfig(interval=1.0, retry_delay=0.5)
+
+# A UCM whose config is written to a file; renamed, its new name names another.
+UCM_A_FILE = stream(enapter_site(), released_ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
 
 RENAMED = sungrow_inverter(
     "home-inverter-2", "home-zap", "SG0001", "192.168.1.60",
@@ -46,6 +52,20 @@ def _renamed_document() -> dict[str, Any]:
     [doc] = [d for d in documents(stream(novacore_site(), zap_gateway(extra=RELEASE), RENAMED))
              if d["kind"] == "Device"]
     return doc
+
+
+def _ucm_b_file() -> dict[str, Any]:
+    """The new name of the UCM of `UCM_A_FILE`, its config written to another file."""
+    [renamed] = documents(stream(
+        enapter_site(), released_ucm("ucm-b", "configOutput: {file: ucm-b.json}")))[1:]
+    return renamed
+
+
+async def _ucm_a_ready(cluster: Any) -> str:
+    """The UCM of `UCM_A_FILE` declared, and Ready: its Enapter id."""
+    await cluster.create_all(documents(UCM_A_FILE))
+    await cluster.wait_condition("Device", "ucm-a", "Ready")
+    return str((await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"])
 
 
 def _novacore_ids(sims: Any, hardware_id: str) -> list[str]:
@@ -265,14 +285,10 @@ async def test_a_device_created_while_the_old_ones_enapter_delete_is_in_flight_m
     was released, and nothing of a file left (it said it was left as it is, with no
     record of it), and the new name makes the device again, with a new id."""
     held = HeldRequests("enapter", lambda request: request.method == "DELETE", once=True)
-    fleet = stream(enapter_site(), released_ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
-    async with operator(fleet, tmp_path, monkeypatch, config=QUIET,
+    async with operator(UCM_A_FILE, tmp_path, monkeypatch, config=QUIET,
                         before_start=held.install) as (cluster, sims):
-        await cluster.create_all(documents(fleet))
-        await cluster.wait_condition("Device", "ucm-a", "Ready")
-        old_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
-        [renamed] = documents(stream(
-            enapter_site(), released_ucm("ucm-b", "configOutput: {file: ucm-b.json}")))[1:]
+        old_id = await _ucm_a_ready(cluster)
+        renamed = _ucm_b_file()
 
         async def waiting() -> None:
             ready = await cluster.wait_reason("Device", "ucm-b", "WaitingForDependency")
@@ -345,15 +361,10 @@ async def test_the_drift_checks_of_a_device_created_while_the_old_ones_release_w
     release then removed); once the old one is gone, the new name makes the device
     again."""
     held = HeldRequests("enapter", lambda request: request.method == "DELETE", once=True)
-    fleet = stream(enapter_site(), released_ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
-    config = OperatorConfig(interval=1.0, retry_delay=0.5)
-    async with operator(fleet, tmp_path, monkeypatch, config=config,
+    async with operator(UCM_A_FILE, tmp_path, monkeypatch, config=CHECKED,
                         before_start=held.install) as (cluster, sims):
-        await cluster.create_all(documents(fleet))
-        await cluster.wait_condition("Device", "ucm-a", "Ready")
-        old_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
-        [renamed] = documents(stream(
-            enapter_site(), released_ucm("ucm-b", "configOutput: {file: ucm-b.json}")))[1:]
+        old_id = await _ucm_a_ready(cluster)
+        renamed = _ucm_b_file()
         state = tmp_path / "state"
 
         async def drift_checks_wait() -> None:
@@ -380,34 +391,18 @@ async def test_a_device_whose_old_one_another_finalizer_keeps_is_reconciled_by_i
     hand-over is its run's to do), but its drift checks, the release over, reconcile it:
     it makes the device again and writes its config; once the old one is gone, its
     handler's run finds it so, and makes nothing more."""
-    fleet = stream(enapter_site(), released_ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
-    config = OperatorConfig(interval=1.0, retry_delay=0.5)
-    async with operator(fleet, tmp_path, monkeypatch, config=config) as (cluster, sims):
-        await cluster.create_all(documents(fleet))
-        await cluster.wait_condition("Device", "ucm-a", "Ready")
-        body = await cluster.get("Device", "ucm-a")
-        assert body is not None
-        held = [*body["metadata"]["finalizers"], "example.com/hold"]
-        await cluster.patch("Device", "ucm-a", {"metadata": {"finalizers": held}})
-        await cluster.delete("Device", "ucm-a")
-
-        async def only_held() -> bool:
-            old = await cluster.get("Device", "ucm-a")
-            return old is not None and old["metadata"]["finalizers"] == ["example.com/hold"]
-
-        await cluster.wait_for(only_held, what="our finalizer of ucm-a to go")
+    async with operator(UCM_A_FILE, tmp_path, monkeypatch, config=CHECKED) as (cluster, sims):
+        await _ucm_a_ready(cluster)
+        await deleted_and_held(cluster, "Device", "ucm-a")
         assert not sims.enapter.devices, "released"
-        [renamed] = documents(stream(
-            enapter_site(), released_ucm("ucm-b", "configOutput: {file: ucm-b.json}")))[1:]
-        await cluster.create(renamed)
+        await cluster.create(_ucm_b_file())
         await cluster.wait_condition("Device", "ucm-b", "Ready")
         assert (tmp_path / "state" / "ucm-b.json").is_file()
         assert await cluster.get("Device", "ucm-a") is not None, "still held"
         made = set(sims.enapter.devices)
         assert len(made) == 1, made
 
-        await cluster.patch("Device", "ucm-a", {"metadata": {"finalizers": []}})
-        await cluster.wait_gone("Device", "ucm-a")
+        await let_go(cluster, "Device", "ucm-a")
         await runs.wait_said("ucm-b", "Handler 'create-devices' succeeded")
         assert set(sims.enapter.devices) == made
 
@@ -681,11 +676,8 @@ async def test_a_renamed_enapter_devices_config_file_goes_once_the_new_name_has_
     leaves the file, and says that the new one's reconcile removes it, which it does after
     writing the device's config where it says (the inventory records the file as written
     for the device), as `apply` does with a renamed Device."""
-    fleet = stream(enapter_site(), released_ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
-    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
-        await cluster.create_all(documents(fleet))
-        await cluster.wait_condition("Device", "ucm-a", "Ready")
-        enapter_id = (await cluster.status("Device", "ucm-a"))["externalIds"]["enapter"]
+    async with operator(UCM_A_FILE, tmp_path, monkeypatch, config=QUIET) as (cluster, sims):
+        enapter_id = await _ucm_a_ready(cluster)
         old = tmp_path / "state" / "ucm-a.json"
         assert old.is_file()
 
@@ -712,10 +704,8 @@ async def test_a_renamed_enapter_devices_config_file_changed_since_it_was_writte
 ) -> None:
     """The old config file edited since the reconciler wrote it: no longer the one written,
     it is someone's, which the new name's reconcile does not remove; said as left."""
-    fleet = stream(enapter_site(), released_ucm("ucm-a", "configOutput: {file: ucm-a.json}"))
-    async with operator(fleet, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
-        await cluster.create_all(documents(fleet))
-        await cluster.wait_condition("Device", "ucm-a", "Ready")
+    async with operator(UCM_A_FILE, tmp_path, monkeypatch, config=QUIET) as (cluster, _):
+        await _ucm_a_ready(cluster)
         old = tmp_path / "state" / "ucm-a.json"
         old.write_text("edited by hand\n")
 

@@ -15,6 +15,7 @@ from typing import Any
 from fleet_yaml import stream, zap_gateway
 from harness import NAMESPACE, Cluster, KopfRuns, operator
 from objects import HOME, ZAP, declare
+from other_finalizers import deleted_and_held, let_go
 
 from reconciler.operator.config import OperatorConfig
 from reconciler.operator.handlers import FINALIZER
@@ -192,22 +193,11 @@ async def test_a_copy_whose_new_gateway_is_held_being_deleted_does_not_hold_the_
         WITH_OTHER, tmp_path, monkeypatch, config=config, logs=logs
     ) as (cluster, sims):
         await _moved_while_offline(cluster, sims)
-        body = await cluster.get("Gateway", "other-zap")
-        assert body is not None
-        held = [*body["metadata"]["finalizers"], "example.com/hold"]
-        await cluster.patch("Gateway", "other-zap", {"metadata": {"finalizers": held}})
-        await cluster.delete("Gateway", "other-zap")
-
-        async def only_held() -> bool:
-            other = await cluster.get("Gateway", "other-zap")
-            return other is not None and other["metadata"]["finalizers"] == ["example.com/hold"]
-
-        await cluster.wait_for(only_held, timeout=60, what="our finalizer of other-zap to go")
+        await deleted_and_held(cluster, "Gateway", "other-zap")
         await cluster.delete("Gateway", "home-zap")
         message = await _left_on_first_zap(cluster, sims, logs)
         assert message == LEFT.format(state="being deleted"), message
-        await cluster.patch("Gateway", "other-zap", {"metadata": {"finalizers": []}})
-        await cluster.wait_gone("Gateway", "other-zap", timeout=60)
+        await let_go(cluster, "Gateway", "other-zap")
 
 
 async def test_a_copy_whose_new_gateway_is_gone_is_left_on_the_released_gateway_said(
