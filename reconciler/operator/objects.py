@@ -389,7 +389,8 @@ class NamespaceFleet:
     # Resource address -> the spec fields its status records as declared when a reconcile
     # of it last converged (`declared_fields`; `PlanOptions.last_declared`).
     last_declared: dict[str, frozenset[str]] = field(default_factory=dict)
-    # (kind, name) of the objects being deleted, their finalizer running (`is_deleting`).
+    # (kind, name) of the objects being deleted (`is_deleting`: a deletionTimestamp), their
+    # release running, or kept after it by another controller's finalizer.
     deleting: frozenset[tuple[str, str]] = frozenset()
     # Of those, the ones whose release has not ended: the operator's finalizer is still on
     # them (`is_releasing`).
