@@ -409,6 +409,8 @@ def taken_over_from(
     device or gateway `kind`/`name` takes over (`_heir`: a rename); None when none is.
     While that one's release runs, it may still write to what it declares: the heir is to
     wait for it, as one told to take over waits (`takeovers.leaving`)."""
+    if not among:
+        return None  # the common case, every drift check of a namespace deleting nothing
     resource = nsf.fleet.table(kind).get(name)
     if not isinstance(resource, Device | Gateway):
         return None
